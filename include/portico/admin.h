@@ -1,0 +1,16 @@
+/*
+ * admin.h — the admin endpoint (`admin_listen`): Prometheus metrics and a health check, served
+ * by worker 0 through the ordinary client connection code.
+ */
+#ifndef PORTICO_ADMIN_H
+#define PORTICO_ADMIN_H
+
+#include "portico/http1.h"
+
+struct evbuffer;
+
+/* Appends the complete response to an admin request: GET /metrics, GET /healthz, else 404/405.
+ * Returns the status sent. */
+int admin_respond(struct evbuffer *out, const struct h1_request *req);
+
+#endif

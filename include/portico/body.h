@@ -1,0 +1,41 @@
+/*
+ * body.h — streaming a message body from one evbuffer to another without holding it whole:
+ * Content-Length, chunked (decoded strictly, re-encoded canonically) or close-delimited in;
+ * raw or chunked out. Used for request bodies (client → origin) and responses (origin → client).
+ */
+#ifndef PORTICO_BODY_H
+#define PORTICO_BODY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "portico/http1.h"
+
+struct evbuffer;
+
+struct body_relay {
+    enum h1_framing in;          /* how the body arrives */
+    bool out_chunked;            /* re-encode as chunked; else the plain body bytes */
+    uint64_t left;               /* H1_BODY_LENGTH: bytes still to come */
+    struct h1_chunked chunked;   /* H1_BODY_CHUNKED decoder */
+    bool trailers_started;       /* "0\r\n" already written before the trailer fields */
+    uint64_t bytes;              /* body bytes moved so far (payload only) */
+    bool done;                   /* the body is complete (never set for CLOSE until eof) */
+    const char *error;           /* static reason after -1 */
+};
+
+/* Prepares a relay for a body of `in` framing (content_length for LENGTH). max_trailers bounds
+ * a chunked trailer section. */
+void body_init(struct body_relay *r, enum h1_framing in, uint64_t content_length,
+               bool out_chunked, size_t max_trailers);
+
+/* Moves what is available in `in` to `out`, stopping once `out` holds more than out_limit bytes.
+ * Returns 0 (check r->done), or -1 on invalid framing (r->error). */
+int body_move(struct body_relay *r, struct evbuffer *in, struct evbuffer *out, size_t out_limit);
+
+/* The input hit EOF. For a close-delimited body this completes it (writing the last chunk when
+ * re-encoding) and returns 0; for any other framing the body is truncated: -1. */
+int body_eof(struct body_relay *r, struct evbuffer *out);
+
+#endif

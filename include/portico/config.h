@@ -1,0 +1,168 @@
+/*
+ * config.h — Portico's configuration, loaded from one INI file.
+ *
+ * Loading is two passes: the inih handler looks each key up in a table and stores it (strings
+ * copied, numbers parsed strictly), then a validation pass fills defaults and resolves
+ * cross-references. Every problem is reported as "FILE:LINE: message"; loading never stops at
+ * the first one, so `portico -t` lists them all. A loaded config is immutable and shared by the
+ * worker threads.
+ */
+#ifndef PORTICO_CONFIG_H
+#define PORTICO_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "portico/failure.h"
+
+#define CFG_MAX_LISTEN 16
+#define CFG_MAX_ORIGINS 32
+#define CFG_MAX_HINTS 16
+
+/* Upstream timers; 0 means "not set here" while parsing an [upstream], "off" once resolved for
+ * total_timeout only. */
+#define TIMER_LIST(X)                                                                              \
+    X(TIMER_DNS, "dns_timeout", 5000)                                                              \
+    X(TIMER_CONNECT, "connect_timeout", 5000)                                                      \
+    X(TIMER_TLS, "tls_timeout", 5000)                                                              \
+    X(TIMER_SEND, "send_timeout", 30000)                                                           \
+    X(TIMER_FIRST_BYTE, "first_byte_timeout", 60000)                                               \
+    X(TIMER_READ, "read_timeout", 60000)                                                           \
+    X(TIMER_TOTAL, "total_timeout", 0)
+
+enum timer_kind {
+#define X(id, key, def) id,
+    TIMER_LIST(X)
+#undef X
+    TIMER_COUNT
+};
+
+/* Name of a timer's config key ("connect_timeout"). */
+const char *timer_name(enum timer_kind t);
+
+struct listen_conf {
+    struct sockaddr_storage addr; /* numeric address to bind */
+    socklen_t addrlen;
+    bool tls;                     /* `listen = ... tls`: terminate TLS here */
+    char text[320];               /* as written, for logs */
+};
+
+struct origin_conf {
+    char *host;                   /* name or numeric address; "sim" for the built-in simulator */
+    uint16_t port;
+    bool is_sim;                  /* forwards to the in-process simulator origin */
+    bool numeric;                 /* host is a literal address: no DNS phase */
+    struct sockaddr_storage addr; /* valid when numeric */
+    socklen_t addrlen;
+    char text[300];               /* "host:port" for logs and error pages */
+    /* runtime state shared by the workers (passive health); the only mutable part of a config */
+    _Atomic unsigned fails;       /* consecutive network failures */
+    _Atomic uint64_t down_until_ms; /* marked down until this monotonic time */
+};
+
+struct upstream_conf {
+    char *name;
+    int line;                              /* where the section starts, for messages */
+    struct origin_conf origins[CFG_MAX_ORIGINS];
+    int norigins;
+    uint64_t keepalive;                    /* idle pooled connections kept per worker */
+    uint64_t keepalive_timeout_ms;
+    uint64_t timers_ms[TIMER_COUNT];       /* resolved: [proxy] default unless overridden */
+    bool timer_set[TIMER_COUNT];           /* parse-time: set in this section */
+    bool interim_resets_timer;
+    int interim_resets_timer_set;          /* parse-time: -1 unset */
+    uint64_t max_fails;                    /* passive health: failures before marked down; 0 off */
+    uint64_t fail_timeout_ms;              /* how long a marked-down origin stays down */
+    bool tls;                              /* connect to origins with TLS */
+    bool verify;                           /* verify the origin certificate */
+    char *ca_file;                         /* NULL: system store */
+    char *sni;                             /* NULL: origin host name (none for literal IPs) */
+    char *client_cert;
+    char *client_key;
+    void *ssl_ctx;                         /* SSL_CTX *, built at load time when tls */
+    _Atomic unsigned rr;                   /* runtime: round-robin position */
+};
+
+enum expect_mode {
+    EXPECT_RELAY,
+    EXPECT_SYNTHESIZE,
+    EXPECT_IGNORE,
+};
+
+struct route_conf {
+    char *name;
+    int line;
+    char *host;                            /* NULL: any; "*.example.com" or exact, lowercase */
+    char *prefix;                          /* path prefix, default "/" */
+    char *upstream_name;
+    int upstream;                          /* index into cfg->upstreams, resolved */
+    enum expect_mode expect;
+    uint64_t continue_timeout_ms;
+    uint64_t processing_interval_ms;       /* synthesized 102 heartbeats; 0 off */
+    char *early_hints[CFG_MAX_HINTS];      /* Link field values sent in a synthesized 103 */
+    int nhints;
+    bool early_hints_learn;
+    uint64_t early_hints_cache;            /* LRU entries for learned hints */
+    void *hint_cache;                      /* struct hint_cache *, owned (interim.c) */
+};
+
+struct config {
+    char *path;                            /* the INI file */
+    char *dir;                             /* its directory: relative paths resolve here */
+    struct listen_conf listens[CFG_MAX_LISTEN];
+    int nlisten;
+    int workers;
+    uint64_t client_header_timeout_ms;
+    uint64_t client_body_timeout_ms;
+    uint64_t client_send_timeout_ms;       /* client not reading our response */
+    uint64_t keepalive_timeout_ms;         /* idle client connection */
+    uint64_t max_header_size;
+    uint64_t max_request_line;
+    uint64_t max_body_size;
+    uint64_t timers_ms[TIMER_COUNT];       /* defaults for upstreams */
+    bool interim_resets_timer;
+    enum error_profile profile;
+    int error_overrides[FAILURE_COUNT];    /* [errors]: 0 = profile default */
+    char *resolver;                        /* "host:port" of the nameserver, NULL: resolv.conf */
+    char *tls_cert;
+    char *tls_key;
+    void *server_ssl_ctx;                  /* SSL_CTX * for `listen ... tls` */
+    bool proxy_status;                     /* Proxy-Status on proxied responses too */
+    char *error_page_dir;
+    char *access_log;                      /* path, "stderr", "stdout" or "off" */
+    char *admin_listen_text;               /* "127.0.0.1:9901" or NULL */
+    struct sockaddr_storage admin_addr;
+    socklen_t admin_addrlen;
+
+    struct upstream_conf *upstreams;
+    int nupstreams;
+    struct route_conf *routes;
+    int nroutes;
+};
+
+/*
+ * Loads and validates `path`. Returns the config, or NULL after printing every problem as
+ * "FILE:LINE: message" to `errors`. *nerrors (if not NULL) receives the count.
+ */
+struct config *cfg_load(const char *path, FILE *errors, int *nerrors);
+
+/* Same as cfg_load for an INI text in memory; `name` stands for the file name in messages and
+ * `dir` for the directory relative paths resolve against. */
+struct config *cfg_load_string(const char *text, const char *name, const char *dir, FILE *errors,
+                               int *nerrors);
+
+/* Frees a config and everything it owns (SSL contexts included). NULL is fine. */
+void cfg_free(struct config *cfg);
+
+/*
+ * The route for a request: longest matching prefix among routes whose host matches (exact
+ * hosts before wildcards before host-less routes at equal prefix length). host is the Host field
+ * value (port stripped by the function), may be NULL. Returns the route, or NULL for no match.
+ */
+const struct route_conf *cfg_route(const struct config *cfg, const char *host, size_t host_len,
+                                   const char *path, size_t path_len);
+
+#endif

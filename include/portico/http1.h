@@ -1,0 +1,172 @@
+/*
+ * http1.h — strict, incremental HTTP/1.1 message parser (RFC 9112).
+ *
+ * Knows nothing of libevent: the caller owns the bytes, the parser returns spans into them.
+ * Every function here is pure (no allocation, no global state) and is fuzzed.
+ *
+ * Return vocabulary used across Portico: 0 or a positive count = ok, -1 = error, -2 = again
+ * (need more input).
+ */
+#ifndef PORTICO_HTTP1_H
+#define PORTICO_HTTP1_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define H1_MAX_FIELDS 100 /* more header fields than this is 431 (request) / invalid (response) */
+
+struct h1_field {
+    const char *name; /* borrowed: points into the parsed buffer */
+    size_t name_len;
+    const char *value; /* borrowed; leading and trailing OWS trimmed */
+    size_t value_len;
+};
+
+struct h1_request {
+    const char *method; /* borrowed */
+    size_t method_len;
+    const char *target; /* borrowed; request-target as sent */
+    size_t target_len;
+    int minor;          /* HTTP/1.<minor>: 0 or 1 */
+    size_t nfields;
+    struct h1_field fields[H1_MAX_FIELDS];
+};
+
+struct h1_response {
+    int minor;          /* HTTP/1.<minor>: 0 or 1 */
+    int status;         /* 100..999 */
+    const char *reason; /* borrowed; may be empty */
+    size_t reason_len;
+    size_t nfields;
+    struct h1_field fields[H1_MAX_FIELDS];
+};
+
+/* Why a message was refused: the status Portico should answer with, a one-line reason for the
+ * client and the log, and the byte offset where the parser stopped. */
+struct h1_error {
+    int status;         /* 400, 413, 414, 431, 501, 505 for requests; 502 for responses */
+    const char *reason; /* static string, e.g. "whitespace before colon in header field" */
+    size_t offset;
+};
+
+struct h1_limits {
+    size_t max_request_line; /* request line longer than this: 414 */
+    size_t max_head;         /* whole head (request line + fields + CRLF) longer than this: 431 */
+};
+
+/*
+ * Parses a request head from buf[0..len). Leading empty lines (CRLF) are skipped (RFC 9112 2.2).
+ * Returns the head length in bytes including the final CRLF CRLF (> 0) when the head is complete,
+ * -2 when more bytes are needed (and none seen so far is invalid and limits are not exceeded),
+ * -1 on error with *err filled. Lines must end in CRLF: a bare LF or bare CR is an error (400).
+ * Rejects: obs-fold, whitespace between field name and colon, invalid token characters,
+ * control characters (other than HTAB) or NUL in values, more than H1_MAX_FIELDS fields (431),
+ * request line over lim->max_request_line (414), head over lim->max_head (431), an HTTP version
+ * other than HTTP/1.0 or HTTP/1.1 that is syntactically valid (505), anything else (400).
+ */
+int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
+                     struct h1_request *req, struct h1_error *err);
+
+/*
+ * Parses a response head (status line and fields) from buf[0..len), same rules as requests;
+ * the reason phrase may be empty and the space before it may be missing. Errors report status
+ * 502. Returns head length, -2 or -1 like h1_parse_request. max_head bounds the head size.
+ */
+int h1_parse_response(const char *buf, size_t len, size_t max_head, struct h1_response *resp,
+                      struct h1_error *err);
+
+/* How the length of a message body is known (RFC 9112 section 6.3). */
+enum h1_framing {
+    H1_BODY_NONE,    /* no body at all */
+    H1_BODY_LENGTH,  /* Content-Length bytes */
+    H1_BODY_CHUNKED, /* chunked transfer coding */
+    H1_BODY_CLOSE,   /* responses only: the body runs until the connection closes */
+};
+
+/* What the semantic pass learned from the header fields of a request or response. */
+struct h1_info {
+    enum h1_framing framing;
+    uint64_t content_length;      /* valid when framing == H1_BODY_LENGTH */
+    bool keep_alive;              /* version + Connection: close / keep-alive */
+    bool expect_continue;         /* request: Expect: 100-continue */
+    bool expect_other;            /* request: an Expect value other than 100-continue (417) */
+    const struct h1_field *host;  /* request: the Host field, NULL when absent (1.0 only) */
+};
+
+/*
+ * Semantic checks of a parsed request and its body framing. Returns 0 and fills *info, or -1 with
+ * *err: both Content-Length and Transfer-Encoding (400), differing or invalid Content-Length
+ * (400), Transfer-Encoding whose final coding is not chunked or chunked twice (400), a coding
+ * other than chunked (501), Transfer-Encoding in HTTP/1.0 (400), missing or repeated Host in
+ * HTTP/1.1 (400). Does not check body size limits: the caller compares content_length.
+ */
+int h1_request_info(const struct h1_request *req, struct h1_info *info, struct h1_error *err);
+
+/*
+ * Semantic checks of a parsed response to a request with method `method` (for HEAD).
+ * 1xx, 204, 304 and responses to HEAD have no body; Transfer-Encoding with chunked last is
+ * chunked, otherwise close-delimited; Content-Length gives the length; neither is
+ * close-delimited. Both TE and CL, or differing CL values, are errors (502). Returns 0 or -1.
+ */
+int h1_response_info(const struct h1_response *resp, const char *method, size_t method_len,
+                     struct h1_info *info, struct h1_error *err);
+
+/* Case-insensitive comparison of a field name with a NUL-terminated lowercase name. */
+bool h1_name_is(const struct h1_field *f, const char *lower_name);
+
+/* First field named lower_name (case-insensitive) at index >= from, or -1. */
+int h1_find_field(const struct h1_field *fields, size_t n, const char *lower_name, size_t from);
+
+/*
+ * Iterates the comma-separated list elements of a field value (RFC 9110 5.6.1), skipping empty
+ * elements and OWS. *pos starts at 0. Returns true and sets *elem / *elem_len for each element,
+ * false at the end.
+ */
+bool h1_list_next(const char *value, size_t value_len, size_t *pos, const char **elem,
+                  size_t *elem_len);
+
+/* True when any Connection field of the message lists token (case-insensitive), e.g. "close". */
+bool h1_connection_has(const struct h1_field *fields, size_t n, const char *lower_token);
+
+/* True when a byte is a tchar (RFC 9110 5.6.2). */
+bool h1_is_tchar(unsigned char c);
+
+/* ---- chunked transfer coding (RFC 9112 section 7.1), incremental ---- */
+
+enum h1_chunk_rc {
+    H1_CHUNK_AGAIN = 0, /* every byte given was framing and was used: feed more */
+    H1_CHUNK_DATA,      /* *used framing bytes were used; chunk data follows (see data_left) */
+    H1_CHUNK_TRAILER,   /* the *used bytes are (part of) trailer fields, valid so far: forward */
+    H1_CHUNK_DONE,      /* *used framing bytes complete the body: the message is done */
+    H1_CHUNK_ERROR,     /* invalid framing; see h1_chunked.error */
+};
+
+struct h1_chunked {
+    int state;             /* private state machine position */
+    uint64_t data_left;    /* bytes of chunk data the caller must take before the next call */
+    uint64_t body_size;    /* total chunk data seen so far (for max_body_size) */
+    unsigned size_digits;  /* private: hex digits in the current size */
+    size_t line_len;       /* private: bytes in the current framing or trailer line */
+    size_t trailer_size;   /* private: bytes of trailer section seen */
+    size_t max_line;       /* chunk-size line (with extensions) and trailer line limit */
+    size_t max_trailers;   /* trailer section limit */
+    const char *error;     /* static reason when H1_CHUNK_ERROR was returned */
+};
+
+/* Prepares a decoder; max_trailers bounds the trailer section (e.g. max_header_size). */
+void h1_chunked_init(struct h1_chunked *c, size_t max_trailers);
+
+/*
+ * Consumes framing bytes from p[0..len) and stops at the first boundary: start of chunk data
+ * (H1_CHUNK_DATA, data_left > 0), end of a run of trailer bytes (H1_CHUNK_TRAILER), end of the
+ * body (H1_CHUNK_DONE) or end of input (H1_CHUNK_AGAIN, *used == len). Must not be called while
+ * data_left > 0. Chunk sizes over 16 hex digits or 2^62, bare LF/CR, invalid extensions, a
+ * missing CRLF after data, obs-fold or bad trailer fields are H1_CHUNK_ERROR.
+ */
+enum h1_chunk_rc h1_chunked_parse(struct h1_chunked *c, const char *p, size_t len, size_t *used);
+
+/* Records that the caller took n (<= data_left) bytes of chunk data. */
+void h1_chunked_data_taken(struct h1_chunked *c, size_t n);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * interim.h — 1xx policy helpers: the learned Early Hints cache (bounded LRU, shared by the
+ * workers) and the rules for which Link fields make hints.
+ */
+#ifndef PORTICO_INTERIM_H
+#define PORTICO_INTERIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define HINT_MAX_BYTES 2048 /* Link values kept per learned entry, joined by '\n' */
+
+struct hint_cache;
+
+/* A cache of at most `capacity` (host, path) entries. NULL when out of memory. */
+struct hint_cache *hint_cache_new(size_t capacity);
+
+/* Frees the cache (NULL fine; takes void * so config.c need not know the type). */
+void hint_cache_free(void *cache);
+
+/* Copies the Link values learned for (host, path), joined by '\n', into out (NUL-terminated) and
+ * marks the entry recently used. Returns their length, 0 when none. */
+size_t hint_cache_get(struct hint_cache *c, const char *host, size_t host_len, const char *path,
+                      size_t path_len, char *out, size_t outsz);
+
+/* Stores the Link values (joined by '\n') for (host, path), replacing what was there and
+ * evicting the least recently used entry when full. An empty value removes the entry. */
+void hint_cache_put(struct hint_cache *c, const char *host, size_t host_len, const char *path,
+                    size_t path_len, const char *links, size_t links_len);
+
+/* Number of entries (for tests). */
+size_t hint_cache_size(struct hint_cache *c);
+
+/* True when a link-value (one element of a Link field) has a rel of preload or preconnect, the
+ * only ones worth hinting (RFC 8297; other relations and every other field are never replayed). */
+bool link_is_hint(const char *value, size_t len);
+
+/* Iterates the link-values of a Link field value (commas inside <...> or quotes do not split).
+ * *pos starts at 0. Returns true with the element (trimmed), false at the end. */
+bool link_next(const char *value, size_t len, size_t *pos, const char **elem, size_t *elem_len);
+
+/* The URI-reference between < and > of a link-value. false when malformed. */
+bool link_uri(const char *elem, size_t len, const char **uri, size_t *uri_len);
+
+#endif

@@ -1,0 +1,21 @@
+/*
+ * sim.h — the built-in simulator origin. A real HTTP/1.1 server on a loopback port inside the
+ * Portico process (its own thread and event_base), so `origin = sim` goes through the very same
+ * proxy path as any origin: DNS-free connect, pool, timers, parsing, logging.
+ */
+#ifndef PORTICO_SIM_H
+#define PORTICO_SIM_H
+
+#include <stdint.h>
+
+/* Starts the simulator on 127.0.0.1, port chosen by the kernel. Returns 0 and the bound port in
+ * *port, or -1 with a message on stderr. evthread_use_pthreads() must have been called. */
+int sim_start(uint16_t *port);
+
+/* Port of the running simulator, or 0 when it is not running. */
+uint16_t sim_port(void);
+
+/* Stops the simulator thread and frees everything (idempotent). */
+void sim_stop(void);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * util.h — small helpers shared by every module: clocks, strict number parsing, strings.
+ */
+#ifndef PORTICO_UTIL_H
+#define PORTICO_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Monotonic clock in microseconds: all phase timings and timers use it. */
+uint64_t now_us(void);
+
+/* Wall clock in milliseconds since the epoch (log timestamps). */
+uint64_t wall_ms(void);
+
+/* Parses a duration: "250ms", "2s", "1m", "1h", or a bare number of seconds ("30"), into
+ * milliseconds. Returns 0, or -1 for anything else (sign, spaces, overflow, unknown unit). */
+int parse_duration_ms(const char *s, uint64_t *out_ms);
+
+/* Parses a size: "512", "16k", "8m", "1g" (powers of 1024, case-insensitive). 0 or -1. */
+int parse_size(const char *s, uint64_t *out);
+
+/* Parses a boolean: on/off, yes/no, true/false, 1/0. 0 or -1. */
+int parse_bool(const char *s, bool *out);
+
+/* Parses a decimal integer in [min, max], no sign, no spaces. 0 or -1. */
+int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Case-insensitive equality of a span with a NUL-terminated string. */
+bool span_ieq(const char *p, size_t n, const char *s);
+
+/* Splits "host:port", "[v6]:port" or "v4:port" into host (without brackets) and port. Returns 0,
+ * or -1 with a static reason in *why. host is written NUL-terminated into host[hostsz]. */
+int split_host_port(const char *s, char *host, size_t hostsz, uint16_t *port, const char **why);
+
+/* Fills sa with a numeric IPv4/IPv6 host and port. Returns 0, or -1 when host is not numeric. */
+int numeric_sockaddr(const char *host, uint16_t port, struct sockaddr_storage *sa,
+                     socklen_t *salen);
+
+/* Formats an address as "127.0.0.1:3000" or "[::1]:3000" into buf. Returns buf. */
+char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz);
+
+/* Duplicates a string or aborts: allocation failure at config time is fatal. */
+char *xstrdup(const char *s);
+
+/* calloc that aborts on failure (used for small fixed-size structs). */
+void *xcalloc(size_t n, size_t size);
+
+/* Appends into a fixed buffer (snprintf semantics, never overflows); returns new length. */
+size_t buf_appendf(char *buf, size_t size, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

@@ -1,0 +1,126 @@
+/*
+ * body.c — body relay between evbuffers. See body.h.
+ *
+ * Data moves with evbuffer_remove_buffer, which hands over whole chains without copying; only
+ * chunk framing lines are looked at byte by byte.
+ */
+#include "portico/body.h"
+
+#include <event2/buffer.h>
+
+#include "portico/util.h"
+
+void body_init(struct body_relay *r, enum h1_framing in, uint64_t content_length,
+               bool out_chunked, size_t max_trailers)
+{
+    *r = (struct body_relay){.in = in, .out_chunked = out_chunked, .left = content_length};
+    if (in == H1_BODY_CHUNKED)
+        h1_chunked_init(&r->chunked, max_trailers);
+    r->done = in == H1_BODY_NONE || (in == H1_BODY_LENGTH && content_length == 0);
+}
+
+/* Moves n payload bytes, framed as one chunk when re-encoding. */
+static void move_data(struct body_relay *r, struct evbuffer *in, struct evbuffer *out, size_t n)
+{
+    if (r->out_chunked)
+        evbuffer_add_printf(out, "%zx\r\n", n);
+    evbuffer_remove_buffer(in, out, n);
+    if (r->out_chunked)
+        evbuffer_add(out, "\r\n", 2);
+    r->bytes += n;
+}
+
+static int move_chunked(struct body_relay *r, struct evbuffer *in, struct evbuffer *out,
+                        size_t out_limit)
+{
+    while (!r->done && evbuffer_get_length(out) <= out_limit) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0)
+            return 0;
+        if (r->chunked.data_left) {
+            size_t n = (size_t)MIN(r->chunked.data_left, (uint64_t)avail);
+            move_data(r, in, out, n);
+            h1_chunked_data_taken(&r->chunked, n);
+            continue;
+        }
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            return 0;
+        size_t used = 0;
+        enum h1_chunk_rc rc = h1_chunked_parse(&r->chunked, v.iov_base, v.iov_len, &used);
+        switch (rc) {
+        case H1_CHUNK_AGAIN:
+        case H1_CHUNK_DATA:
+            evbuffer_drain(in, used);
+            break;
+        case H1_CHUNK_TRAILER:
+            if (r->out_chunked) {
+                if (!r->trailers_started)
+                    evbuffer_add(out, "0\r\n", 3);
+                r->trailers_started = true;
+                evbuffer_remove_buffer(in, out, used);
+            } else {
+                evbuffer_drain(in, used);
+            }
+            break;
+        case H1_CHUNK_DONE:
+            evbuffer_drain(in, used);
+            if (r->out_chunked)
+                evbuffer_add(out, r->trailers_started ? "\r\n" : "0\r\n\r\n",
+                             r->trailers_started ? 2 : 5);
+            r->done = true;
+            break;
+        case H1_CHUNK_ERROR:
+            r->error = r->chunked.error ? r->chunked.error : "invalid chunked framing";
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int body_move(struct body_relay *r, struct evbuffer *in, struct evbuffer *out, size_t out_limit)
+{
+    if (r->done)
+        return 0;
+    switch (r->in) {
+    case H1_BODY_NONE:
+        r->done = true;
+        return 0;
+    case H1_BODY_LENGTH: {
+        size_t avail = evbuffer_get_length(in);
+        size_t room = evbuffer_get_length(out) <= out_limit ? SIZE_MAX : 0;
+        size_t n = (size_t)MIN(MIN(r->left, (uint64_t)avail), (uint64_t)room);
+        if (n) {
+            evbuffer_remove_buffer(in, out, n);
+            r->bytes += n;
+            r->left -= n;
+        }
+        r->done = r->left == 0;
+        return 0;
+    }
+    case H1_BODY_CHUNKED:
+        return move_chunked(r, in, out, out_limit);
+    case H1_BODY_CLOSE: {
+        size_t avail = evbuffer_get_length(in);
+        if (avail && evbuffer_get_length(out) <= out_limit)
+            move_data(r, in, out, avail);
+        return 0;
+    }
+    }
+    return -1;
+}
+
+int body_eof(struct body_relay *r, struct evbuffer *out)
+{
+    if (r->done)
+        return 0;
+    if (r->in != H1_BODY_CLOSE) {
+        r->error = r->in == H1_BODY_CHUNKED ? "connection closed before the last chunk"
+                                            : "connection closed before Content-Length bytes";
+        return -1;
+    }
+    if (r->out_chunked)
+        evbuffer_add(out, "0\r\n\r\n", 5);
+    r->done = true;
+    return 0;
+}

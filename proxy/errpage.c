@@ -1,0 +1,869 @@
+/*
+ * errpage.c — responses Portico writes itself (see errpage.h).
+ *
+ * The body is rendered twice through the same code: once into a counting sink (Content-Length,
+ * also for HEAD) and once into a stack buffer that is flushed to the evbuffer in large adds. One
+ * renderer per format means the count and the bytes can never disagree, and nothing is allocated
+ * except the operator's page file. Every borrowed string goes through an escaper for its context:
+ * header (printable ASCII only), sf-string, JSON, HTML or plain text.
+ */
+#include "portico/errpage.h"
+
+#include <event2/buffer.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "portico/status.h"
+#include "portico/util.h"
+
+#define SINK_BUF (16 * 1024)      /* one evbuffer_add for any built-in response */
+#define PAGE_MAX (256 * 1024)     /* larger error_page_dir files are ignored, not truncated */
+#define HDR_VALUE_MAX 1024        /* cap on one borrowed string inside a header */
+
+static const char mime_json[] = "application/json";
+static const char mime_html[] = "text/html";
+static const char mime_plain[] = "text/plain";
+
+/* ---- sink: counts, or copies into a stack buffer flushed to the evbuffer ---- */
+
+struct sink {
+    struct evbuffer *out; /* borrowed; NULL: counting pass */
+    char *buf;            /* borrowed stack buffer of SINK_BUF bytes (writing pass) */
+    size_t len;           /* bytes pending in buf */
+    size_t total;         /* bytes put so far */
+    bool err;             /* an evbuffer_add failed (out of memory) */
+};
+
+static void sink_flush(struct sink *s)
+{
+    if (s->out != NULL && s->len > 0 && !s->err && evbuffer_add(s->out, s->buf, s->len) != 0)
+        s->err = true;
+    s->len = 0;
+}
+
+static void sink_put(struct sink *s, const void *p, size_t n)
+{
+    s->total += n;
+    if (s->out == NULL || s->err || n == 0)
+        return;
+    if (s->len + n > SINK_BUF) {
+        sink_flush(s);
+        if (n > SINK_BUF) { /* a large page file: one add, no copy through buf */
+            if (!s->err && evbuffer_add(s->out, p, n) != 0)
+                s->err = true;
+            return;
+        }
+    }
+    memcpy(s->buf + s->len, p, n);
+    s->len += n;
+}
+
+#define sink_lit(s, lit) sink_put((s), (lit), sizeof(lit) - 1)
+
+static void sink_str(struct sink *s, const char *str)
+{
+    sink_put(s, str, strlen(str));
+}
+
+static void sink_u64(struct sink *s, uint64_t v)
+{
+    char tmp[20];
+    size_t i = sizeof tmp;
+
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    sink_put(s, tmp + i, sizeof tmp - i);
+}
+
+/* Milliseconds with one decimal, by hand: printf's "%.1f" follows LC_NUMERIC and prints "nan". */
+static void sink_ms(struct sink *s, double ms)
+{
+    if (!(ms >= 0.0)) /* negative or NaN */
+        ms = 0.0;
+    if (ms > 1e15) /* also +inf; keeps the conversion below defined */
+        ms = 1e15;
+    uint64_t tenths = (uint64_t)(ms * 10.0 + 0.5);
+    char frac = (char)('0' + tenths % 10);
+
+    sink_u64(s, tenths / 10);
+    sink_lit(s, ".");
+    sink_put(s, &frac, 1);
+}
+
+/* ---- escapers ---- */
+
+/* Length of the well-formed UTF-8 sequence at p (lead byte >= 0x80), or 0 when ill-formed
+ * (overlong, surrogate, above U+10FFFF, truncated). p is NUL-terminated, so the continuation
+ * checks stop at the terminator. */
+static size_t utf8_seq_len(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    unsigned char lo = 0x80, hi = 0xBF;
+    size_t n;
+
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        n = 3;
+    else if (c >= 0xF0 && c <= 0xF4)
+        n = 4;
+    else
+        return 0;
+    if (c == 0xE0)
+        lo = 0xA0;
+    else if (c == 0xED)
+        hi = 0x9F;
+    else if (c == 0xF0)
+        lo = 0x90;
+    else if (c == 0xF4)
+        hi = 0x8F;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+enum esc {
+    ESC_TEXT, /* text/plain body: control bytes become spaces so a value stays on its line */
+    ESC_HTML, /* & < > " ' as references, control bytes as spaces */
+    ESC_JSON, /* " and \ escaped, control bytes (and DEL) as \u00XX */
+};
+
+/* Appends str escaped for a body of the given kind. Bodies are declared UTF-8, so ill-formed
+ * bytes become U+FFFD instead of passing through. */
+static void put_escaped(struct sink *s, const char *str, enum esc mode)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)str;
+    const unsigned char *run = p;
+
+    while (*p != '\0') {
+        unsigned char c = *p;
+        const char *rep;
+        char tmp[6];
+        size_t rep_len = 0;
+
+        if (c >= 0x80) {
+            size_t n = utf8_seq_len(p);
+            if (n != 0) {
+                p += n;
+                continue;
+            }
+            rep = mode == ESC_JSON ? "\\ufffd" : "\xEF\xBF\xBD";
+        } else if (c < 0x20 || c == 0x7F) {
+            if (mode == ESC_JSON) {
+                memcpy(tmp, "\\u00", 4);
+                tmp[4] = hex[c >> 4];
+                tmp[5] = hex[c & 0xF];
+                rep = tmp;
+                rep_len = 6;
+            } else {
+                rep = " ";
+            }
+        } else if (mode == ESC_JSON && c == '"') {
+            rep = "\\\"";
+        } else if (mode == ESC_JSON && c == '\\') {
+            rep = "\\\\";
+        } else if (mode == ESC_HTML && c == '&') {
+            rep = "&amp;";
+        } else if (mode == ESC_HTML && c == '<') {
+            rep = "&lt;";
+        } else if (mode == ESC_HTML && c == '>') {
+            rep = "&gt;";
+        } else if (mode == ESC_HTML && c == '"') {
+            rep = "&quot;";
+        } else if (mode == ESC_HTML && c == '\'') {
+            rep = "&#39;";
+        } else {
+            p++;
+            continue;
+        }
+        if (rep_len == 0)
+            rep_len = strlen(rep);
+        sink_put(s, run, (size_t)(p - run));
+        sink_put(s, rep, rep_len);
+        run = ++p;
+    }
+    sink_put(s, run, (size_t)(p - run));
+}
+
+static void put_json_str(struct sink *s, const char *str)
+{
+    if (str == NULL) {
+        sink_lit(s, "null");
+        return;
+    }
+    sink_lit(s, "\"");
+    put_escaped(s, str, ESC_JSON);
+    sink_lit(s, "\"");
+}
+
+/* A borrowed string inside a header: printable ASCII only (no CR/LF can reach the wire), at most
+ * HDR_VALUE_MAX bytes kept; sf_string also escapes " and \ (RFC 8941 sf-string content). */
+static void put_header_value(struct sink *s, const char *str, bool sf_string)
+{
+    const char *p = str;
+    const char *run = p;
+    size_t kept = 0;
+
+    for (; *p != '\0' && kept < HDR_VALUE_MAX; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c > 0x7E) {
+            sink_put(s, run, (size_t)(p - run));
+            run = p + 1;
+            continue;
+        }
+        kept++;
+        if (sf_string && (c == '"' || c == '\\')) {
+            sink_put(s, run, (size_t)(p - run));
+            sink_lit(s, "\\");
+            run = p; /* the character itself goes out with the next run */
+        }
+    }
+    sink_put(s, run, (size_t)(p - run));
+}
+
+/* ---- Date: IMF-fixdate, formatted at most once per second per thread ---- */
+
+static const char *http_date(void)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static __thread time_t cached_sec = (time_t)-1;
+    static __thread char cached[32];
+    time_t now = time(NULL);
+    struct tm tm;
+
+    if (now == cached_sec)
+        return cached;
+    /* By hand rather than strftime: %a/%b follow the locale, HTTP wants English names. */
+    if (gmtime_r(&now, &tm) == NULL || tm.tm_year + 1900 > 9999)
+        return "Thu, 01 Jan 1970 00:00:00 GMT";
+    snprintf(cached, sizeof cached, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+             tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+             tm.tm_sec);
+    cached_sec = now;
+    return cached;
+}
+
+/* ---- negotiation ---- */
+
+enum fmt { FMT_JSON, FMT_HTML, FMT_PLAIN, FMT_COUNT };
+
+static const char *const fmt_mime[FMT_COUNT] = {
+    [FMT_JSON] = mime_json,
+    [FMT_HTML] = mime_html,
+    [FMT_PLAIN] = mime_plain,
+};
+
+/* How one of our formats is matched by the Accept value so far. */
+struct match {
+    int q;      /* 0..1000; -1 when no range matched */
+    int spec;   /* 0 any type, 1 subtype wildcard, 2 exact type/subtype; -1 none */
+    size_t pos; /* index of the matching range in Accept */
+};
+
+static bool is_tchar(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static bool is_token(const char *p, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar(p[i]))
+            return false;
+    return true;
+}
+
+/* First d1 or d2 in [p, end) outside quoted-strings, or end. */
+static const char *scan_to(const char *p, const char *end, char d1, char d2)
+{
+    bool quoted = false;
+
+    for (; p < end; p++) {
+        if (quoted) {
+            if (*p == '\\' && p + 1 < end)
+                p++;
+            else if (*p == '"')
+                quoted = false;
+        } else if (*p == '"') {
+            quoted = true;
+        } else if (*p == d1 || *p == d2) {
+            return p;
+        }
+    }
+    return end;
+}
+
+static void trim(const char **b, const char **e)
+{
+    while (*b < *e && (**b == ' ' || **b == '\t'))
+        (*b)++;
+    while (*e > *b && ((*e)[-1] == ' ' || (*e)[-1] == '\t'))
+        (*e)--;
+}
+
+/* RFC 9110 qvalue: "0" ["." 0*3DIGIT] / "1" ["." 0*3"0"], as thousandths; -1 when malformed. */
+static int parse_qvalue(const char *p, const char *e)
+{
+    if (p >= e || (*p != '0' && *p != '1'))
+        return -1;
+    int q = (*p - '0') * 1000;
+    p++;
+    if (p == e)
+        return q;
+    if (*p++ != '.' || e - p > 3)
+        return -1;
+    for (int scale = 100; p < e; p++, scale /= 10) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        q += (*p - '0') * scale;
+    }
+    return q <= 1000 ? q : -1;
+}
+
+/* One media range [b, e): "type/subtype *( OWS ; OWS param )". Returns 0 with *q, *type and *sub
+ * set, -1 when malformed (such ranges are ignored, as if absent). Parameters other than q are
+ * ignored for matching: none of our formats has one the client could meaningfully select. */
+static int parse_range(const char *b, const char *e, int *q, const char **type, size_t *type_len,
+                       const char **sub, size_t *sub_len)
+{
+    const char *semi = scan_to(b, e, ';', ';');
+    const char *mb = b, *me = semi;
+
+    trim(&mb, &me);
+    const char *slash = memchr(mb, '/', (size_t)(me - mb));
+    if (slash == NULL || !is_token(mb, (size_t)(slash - mb)) ||
+        !is_token(slash + 1, (size_t)(me - slash - 1)))
+        return -1;
+    *type = mb;
+    *type_len = (size_t)(slash - mb);
+    *sub = slash + 1;
+    *sub_len = (size_t)(me - slash - 1);
+    if (span_ieq(*type, *type_len, "*") && !span_ieq(*sub, *sub_len, "*"))
+        return -1; /* a wildcard type needs a wildcard subtype */
+
+    *q = 1000;
+    while (semi < e) {
+        const char *pb = semi + 1;
+        semi = scan_to(pb, e, ';', ';');
+        const char *pe = semi;
+        trim(&pb, &pe);
+        const char *eq = memchr(pb, '=', (size_t)(pe - pb));
+        if (eq == NULL)
+            continue;
+        const char *nb = pb, *ne = eq;
+        trim(&nb, &ne);
+        if (!span_ieq(nb, (size_t)(ne - nb), "q"))
+            continue;
+        const char *vb = eq + 1, *ve = pe;
+        trim(&vb, &ve);
+        *q = parse_qvalue(vb, ve);
+        return *q < 0 ? -1 : 0; /* anything after q is an accept-ext */
+    }
+    return 0;
+}
+
+// Choice rules (RFC 9110 12.5.1, then ours for ties). Line comments: the media ranges below
+// would end a block comment.
+//   1. Each format takes the q of the most specific range matching it (text/html over text/*
+//      over */*; among equally specific ones, the highest q). q=0 excludes it.
+//   2. The highest q wins.
+//   3. Equal q: the format matched by the more specific range wins. Browsers send
+//      "text/html,...,*/*;q=0.8" and get HTML; "application/json, */*" gets JSON.
+//   4. Still equal: the range listed first wins (axios "application/json, text/plain, */*" gets
+//      JSON, "text/plain, application/json" plain). RFC 9110 gives order no meaning, but it is
+//      the client's only other hint.
+//   5. Formats matched by one and the same wildcard (curl, wget and most libraries send "*/*";
+//      or "text/*"): text/plain, then JSON, then HTML. A terminal is the likely reader.
+//   Malformed ranges are ignored; no Accept, or nothing acceptable: text/plain.
+const char *errpage_negotiate(const char *accept, size_t len)
+{
+    static const enum fmt tie_order[FMT_COUNT] = {FMT_PLAIN, FMT_JSON, FMT_HTML};
+    static const char *const fmt_type[FMT_COUNT] = {"application", "text", "text"};
+    static const char *const fmt_sub[FMT_COUNT] = {"json", "html", "plain"};
+    struct match m[FMT_COUNT];
+
+    for (int f = 0; f < FMT_COUNT; f++)
+        m[f] = (struct match){.q = -1, .spec = -1, .pos = 0};
+    if (accept == NULL)
+        return mime_plain;
+
+    const char *end = accept + len;
+    size_t pos = 0;
+    for (const char *p = accept; p < end; pos++) {
+        const char *ee = scan_to(p, end, ',', ',');
+        const char *type, *sub;
+        size_t type_len, sub_len;
+        int q;
+
+        if (parse_range(p, ee, &q, &type, &type_len, &sub, &sub_len) == 0) {
+            for (int f = 0; f < FMT_COUNT; f++) {
+                int spec;
+                if (span_ieq(type, type_len, "*"))
+                    spec = 0;
+                else if (!span_ieq(type, type_len, fmt_type[f]))
+                    continue;
+                else if (span_ieq(sub, sub_len, "*"))
+                    spec = 1;
+                else if (span_ieq(sub, sub_len, fmt_sub[f]))
+                    spec = 2;
+                else
+                    continue;
+                if (spec > m[f].spec || (spec == m[f].spec && q > m[f].q))
+                    m[f] = (struct match){.q = q, .spec = spec, .pos = pos};
+            }
+        }
+        if (ee == end)
+            break;
+        p = ee + 1;
+    }
+
+    int best = -1;
+    for (int i = 0; i < FMT_COUNT; i++) {
+        enum fmt f = tie_order[i];
+        if (m[f].q <= 0)
+            continue;
+        if (best < 0 || m[f].q > m[best].q ||
+            (m[f].q == m[best].q &&
+             (m[f].spec > m[best].spec || (m[f].spec == m[best].spec && m[f].pos < m[best].pos))))
+            best = (int)f;
+    }
+    return best < 0 ? mime_plain : fmt_mime[best];
+}
+
+/* ---- the response ---- */
+
+/* Everything the renderers need, resolved once. */
+struct view {
+    const struct errpage *e; /* borrowed */
+    int status;
+    const char *phrase;      /* status_phrase(status) */
+    const char *mime;        /* mime_json / mime_html / mime_plain */
+    const char *date;        /* this thread's cached Date */
+    const char *origin;      /* NULL when absent or empty */
+    const char *upstream;    /* NULL when absent or empty */
+    char *page;              /* owned: error_page_dir file, or NULL */
+    size_t page_len;
+};
+
+static const char *present(const char *s)
+{
+    return s != NULL && s[0] != '\0' ? s : NULL;
+}
+
+static const char *or_empty(const char *s)
+{
+    return s != NULL ? s : "";
+}
+
+/* Reads <dir>/<status>.html, at most PAGE_MAX bytes. NULL when missing, unreadable, not a regular
+ * file, empty or too large: the built-in page is used then, silently. */
+static char *page_load(const char *dir, int status, size_t *len)
+{
+    char path[PATH_MAX];
+    char *buf = NULL;
+    struct stat st;
+    size_t got = 0;
+    int n = snprintf(path, sizeof path, "%s/%d.html", dir, status);
+
+    if (n < 0 || (size_t)n >= sizeof path)
+        return NULL;
+    /* O_NONBLOCK: a FIFO planted in the directory must not stall the event loop on open. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size > PAGE_MAX)
+        goto fail;
+    buf = malloc((size_t)st.st_size);
+    if (buf == NULL)
+        goto fail;
+    while (got < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r < 0)
+            goto fail;
+        if (r == 0) /* shrank since fstat: use what is there */
+            break;
+        got += (size_t)r;
+    }
+    if (got == 0)
+        goto fail;
+    close(fd);
+    *len = got;
+    return buf;
+fail:
+    free(buf);
+    close(fd);
+    return NULL;
+}
+
+/* Operator page with {{name}} placeholders replaced by HTML-escaped values; unknown
+ * placeholders are left as they are. */
+static void render_page_file(struct sink *s, const struct view *v)
+{
+    const struct errpage *e = v->e;
+    const char *p = v->page;
+    const char *end = v->page + v->page_len;
+
+    for (;;) {
+        const char *open = memmem(p, (size_t)(end - p), "{{", 2);
+        if (open == NULL)
+            break;
+        const char *name = open + 2;
+        const char *close = memmem(name, (size_t)(end - name), "}}", 2);
+        size_t name_len = close != NULL ? (size_t)(close - name) : 0;
+        const char *val = NULL;
+        bool is_status = false;
+
+        if (close == NULL) {
+            break;
+        } else if (span_ieq(name, name_len, "request_id")) {
+            val = or_empty(e->request_id);
+        } else if (span_ieq(name, name_len, "error")) {
+            val = failure_name(e->failure);
+        } else if (span_ieq(name, name_len, "origin")) {
+            val = or_empty(v->origin);
+        } else if (span_ieq(name, name_len, "phase")) {
+            val = phase_name(e->phase);
+        } else if (span_ieq(name, name_len, "detail")) {
+            val = or_empty(e->reason);
+        } else if (span_ieq(name, name_len, "status")) {
+            is_status = true;
+        }
+        if (val == NULL && !is_status) { /* not ours: keep "{{" and look further */
+            sink_put(s, p, (size_t)(name - p));
+            p = name;
+            continue;
+        }
+        sink_put(s, p, (size_t)(open - p));
+        if (is_status)
+            sink_u64(s, (uint64_t)v->status);
+        else
+            put_escaped(s, val, ESC_HTML);
+        p = close + 2;
+    }
+    sink_put(s, p, (size_t)(end - p));
+}
+
+static const char html_css[] =
+    "*{box-sizing:border-box}"
+    "body{margin:0;background:#f4f5f7;color:#1f2328;"
+    "font:15px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif}"
+    "main{max-width:780px;margin:40px auto;padding:0 20px}"
+    "h1{margin:0;font-size:30px;font-weight:650}"
+    "h1 .code{color:#b42318}"
+    ".sub{margin:4px 0 28px;color:#57606a}"
+    ".sub b{color:#1f2328}"
+    ".chain{display:flex;align-items:center;margin:0 0 28px}"
+    ".box{flex:1 1 0;min-width:0;background:#fff;border:2px solid #2da44e;border-radius:10px;"
+    "padding:12px 10px;text-align:center}"
+    ".box span{display:block;font-size:11px;letter-spacing:.08em;text-transform:uppercase;"
+    "color:#57606a}"
+    ".box strong{display:block;font-size:16px;overflow-wrap:anywhere}"
+    ".box em{display:block;font-style:normal;font-size:13px;color:#1a7f37}"
+    ".box.bad{border-color:#d1242f;background:#fff1f0}"
+    ".box.bad em{color:#b42318;font-weight:600}"
+    ".hop{flex:0 0 150px;padding:0 6px;text-align:center;font-size:13px;color:#1a7f37}"
+    ".hop i{display:block;position:relative;height:3px;margin:6px 8px 6px 0;background:#2da44e}"
+    ".hop i:after{content:'';position:absolute;right:-9px;top:-5px;border:6.5px solid transparent;"
+    "border-left:9px solid #2da44e;border-right:0}"
+    ".hop.bad{color:#b42318;font-weight:700;overflow-wrap:anywhere}"
+    ".hop.bad i{background:repeating-linear-gradient(90deg,#d1242f 0 9px,transparent 9px 14px)}"
+    ".hop.bad i:after{border-left-color:#d1242f}"
+    "table{width:100%;border-collapse:collapse;background:#fff;border:1px solid #d0d7de}"
+    "th,td{padding:7px 14px;border-top:1px solid #eaeef2;text-align:left;vertical-align:top}"
+    "th{width:140px;color:#57606a;font-weight:500;white-space:nowrap}"
+    "td{font:14px/1.5 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;"
+    "overflow-wrap:anywhere}"
+    "tr.bad td{color:#b42318;font-weight:600}"
+    "footer{margin-top:14px;color:#57606a;font-size:13px}"
+    "@media(max-width:600px){.chain{flex-direction:column;align-items:stretch}"
+    ".hop{flex:none;padding:6px 0}.hop i{display:none}.hop:before{content:'\\2193  '}}";
+
+static void html_row(struct sink *s, const char *key, const char *val, bool bad)
+{
+    sink_lit(s, "<tr");
+    if (bad)
+        sink_lit(s, " class=\"bad\"");
+    sink_lit(s, "><th>");
+    sink_str(s, key);
+    sink_lit(s, "</th><td>");
+    if (val != NULL)
+        put_escaped(s, val, ESC_HTML);
+    else
+        sink_lit(s, "&#8212;");
+    sink_lit(s, "</td></tr>\n");
+}
+
+/* The built-in page: title, the chain client -> Portico -> origin with the failed hop in red,
+ * then every field in a table. Inline CSS only; meant to be screenshotted. */
+static void render_html(struct sink *s, const struct view *v)
+{
+    const struct errpage *e = v->e;
+    const char *fail = failure_name(e->failure);
+    const char *phase = phase_name(e->phase);
+
+    sink_lit(s, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+                "<meta name=\"robots\" content=\"noindex\">\n<title>");
+    sink_u64(s, (uint64_t)v->status);
+    sink_lit(s, " ");
+    put_escaped(s, v->phrase, ESC_HTML);
+    sink_lit(s, " &#183; ");
+    put_escaped(s, fail, ESC_HTML);
+    sink_lit(s, "</title>\n<style>");
+    sink_lit(s, html_css);
+    sink_lit(s, "</style></head>\n<body><main>\n<h1><span class=\"code\">");
+    sink_u64(s, (uint64_t)v->status);
+    sink_lit(s, "</span> ");
+    put_escaped(s, v->phrase, ESC_HTML);
+    sink_lit(s, "</h1>\n<p class=\"sub\">Portico is up; the hop from Portico to the origin failed: "
+                "<b>");
+    put_escaped(s, fail, ESC_HTML);
+    sink_lit(s, "</b> during <b>");
+    put_escaped(s, phase, ESC_HTML);
+    sink_lit(s, "</b>.</p>\n");
+
+    sink_lit(s, "<div class=\"chain\" role=\"img\" aria-label=\"client to Portico ok; Portico to "
+                "origin failed: ");
+    put_escaped(s, fail, ESC_HTML);
+    sink_lit(s, "\">\n<div class=\"box\"><span>client</span><strong>you</strong>"
+                "<em>request received</em></div>\n"
+                "<div class=\"hop\"><i></i>ok</div>\n"
+                "<div class=\"box\"><span>proxy</span><strong>Portico</strong><em>");
+    if (v->upstream != NULL) {
+        sink_lit(s, "upstream ");
+        put_escaped(s, v->upstream, ESC_HTML);
+    } else {
+        sink_lit(s, "working");
+    }
+    sink_lit(s, "</em></div>\n<div class=\"hop bad\"><i></i>&#10007; ");
+    put_escaped(s, fail, ESC_HTML);
+    sink_lit(s, "</div>\n<div class=\"box bad\"><span>origin</span><strong>");
+    put_escaped(s, v->origin != NULL ? v->origin : "unknown", ESC_HTML);
+    sink_lit(s, "</strong><em>failed at ");
+    put_escaped(s, phase, ESC_HTML);
+    sink_lit(s, "</em></div>\n</div>\n<table>\n<tr class=\"bad\"><th>status</th><td>");
+    sink_u64(s, (uint64_t)v->status);
+    sink_lit(s, " ");
+    put_escaped(s, v->phrase, ESC_HTML);
+    sink_lit(s, "</td></tr>\n");
+    html_row(s, "error", fail, true);
+    html_row(s, "phase", phase, false);
+    sink_lit(s, "<tr><th>limit</th><td>");
+    if (e->limit_ms != 0) {
+        sink_u64(s, e->limit_ms);
+        sink_lit(s, " ms");
+    } else {
+        sink_lit(s, "&#8212;");
+    }
+    sink_lit(s, "</td></tr>\n<tr><th>elapsed</th><td>");
+    sink_ms(s, e->elapsed_ms);
+    sink_lit(s, " ms</td></tr>\n");
+    html_row(s, "origin", v->origin, false);
+    html_row(s, "upstream", v->upstream, false);
+    html_row(s, "request id", present(e->request_id), false);
+    html_row(s, "detail", present(e->reason), false);
+    sink_lit(s, "</table>\n<footer>portico &#183; ");
+    sink_str(s, v->date);
+    sink_lit(s, " &#183; Proxy-Status error=");
+    put_escaped(s, failure_proxy_status(e->failure), ESC_HTML);
+    sink_lit(s, "</footer>\n</main></body></html>\n");
+}
+
+static void render_json(struct sink *s, const struct view *v)
+{
+    const struct errpage *e = v->e;
+
+    sink_lit(s, "{\"status\":");
+    sink_u64(s, (uint64_t)v->status);
+    sink_lit(s, ",\"error\":");
+    put_json_str(s, failure_name(e->failure));
+    sink_lit(s, ",\"phase\":");
+    put_json_str(s, phase_name(e->phase));
+    sink_lit(s, ",\"origin\":");
+    put_json_str(s, v->origin);
+    sink_lit(s, ",\"upstream\":");
+    put_json_str(s, v->upstream);
+    sink_lit(s, ",\"limit_ms\":");
+    if (e->limit_ms != 0)
+        sink_u64(s, e->limit_ms);
+    else
+        sink_lit(s, "null");
+    sink_lit(s, ",\"elapsed_ms\":");
+    sink_ms(s, e->elapsed_ms);
+    sink_lit(s, ",\"request_id\":");
+    put_json_str(s, or_empty(e->request_id));
+    sink_lit(s, ",\"detail\":");
+    put_json_str(s, or_empty(e->reason));
+    sink_lit(s, ",\"proxy_status\":");
+    put_json_str(s, failure_proxy_status(e->failure));
+    sink_lit(s, "}\n");
+}
+
+static void text_line(struct sink *s, const char *key, const char *val)
+{
+    sink_str(s, key);
+    sink_lit(s, ": ");
+    put_escaped(s, val != NULL ? val : "-", ESC_TEXT);
+    sink_lit(s, "\n");
+}
+
+/* Fixed shape, one "key: value" per line ("-" when absent): easy to read and to grep. */
+static void render_plain(struct sink *s, const struct view *v)
+{
+    const struct errpage *e = v->e;
+
+    sink_u64(s, (uint64_t)v->status);
+    sink_lit(s, " ");
+    sink_str(s, v->phrase);
+    sink_lit(s, "\n");
+    text_line(s, "error", failure_name(e->failure));
+    text_line(s, "phase", phase_name(e->phase));
+    text_line(s, "origin", v->origin);
+    text_line(s, "upstream", v->upstream);
+    sink_lit(s, "limit: ");
+    if (e->limit_ms != 0) {
+        sink_u64(s, e->limit_ms);
+        sink_lit(s, " ms\n");
+    } else {
+        sink_lit(s, "-\n");
+    }
+    sink_lit(s, "elapsed: ");
+    sink_ms(s, e->elapsed_ms);
+    sink_lit(s, " ms\n");
+    text_line(s, "request_id", present(e->request_id));
+    text_line(s, "detail", present(e->reason));
+    text_line(s, "proxy_status", failure_proxy_status(e->failure));
+}
+
+/* Client-side errors: one line whatever Accept says; nobody debugs a 400 from a browser page. */
+static void render_client(struct sink *s, const struct view *v)
+{
+    sink_u64(s, (uint64_t)v->status);
+    sink_lit(s, " ");
+    sink_str(s, v->phrase);
+    if (present(v->e->reason) != NULL) {
+        sink_lit(s, ": ");
+        put_escaped(s, v->e->reason, ESC_TEXT);
+    }
+    sink_lit(s, "\n");
+}
+
+static void render_body(struct sink *s, const struct view *v)
+{
+    if (v->e->failure == FAIL_NONE)
+        render_client(s, v);
+    else if (v->mime == mime_json)
+        render_json(s, v);
+    else if (v->page != NULL)
+        render_page_file(s, v);
+    else if (v->mime == mime_html)
+        render_html(s, v);
+    else
+        render_plain(s, v);
+}
+
+static void header(struct sink *s, const char *name, size_t name_len, const char *val)
+{
+    sink_put(s, name, name_len);
+    put_header_value(s, val, false);
+    sink_lit(s, "\r\n");
+}
+
+#define HEADER(s, lit, val) header((s), (lit), sizeof(lit) - 1, (val))
+
+static void render_head(struct sink *s, const struct view *v, size_t body_len)
+{
+    const struct errpage *e = v->e;
+
+    sink_lit(s, "HTTP/1.1 ");
+    sink_u64(s, (uint64_t)v->status);
+    sink_lit(s, " ");
+    sink_str(s, v->phrase);
+    sink_lit(s, "\r\nDate: ");
+    sink_str(s, v->date);
+    sink_lit(s, "\r\nServer: portico\r\nContent-Type: ");
+    sink_str(s, v->mime);
+    if (v->mime != mime_json)
+        sink_lit(s, "; charset=utf-8");
+    sink_lit(s, "\r\nContent-Length: ");
+    sink_u64(s, body_len);
+    sink_lit(s, "\r\nCache-Control: no-store\r\n");
+    if (present(e->request_id) != NULL)
+        HEADER(s, "X-Request-Id: ", e->request_id);
+    if (e->failure != FAIL_NONE) {
+        const char *ps = failure_proxy_status(e->failure);
+        HEADER(s, "Portico-Error: ", failure_name(e->failure));
+        sink_lit(s, "Proxy-Status: portico; error=");
+        /* An sf-token must not be empty: an unknown failure type is our own fault. */
+        sink_str(s, ps[0] != '\0' ? ps : "proxy_internal_error");
+        if (present(e->reason) != NULL) {
+            sink_lit(s, "; details=\"");
+            put_header_value(s, e->reason, true);
+            sink_lit(s, "\"");
+        }
+        /* next-hop only once an origin was chosen: route failures have none. */
+        if (e->phase > PHASE_ROUTE && e->phase < PHASE_COUNT && v->origin != NULL) {
+            sink_lit(s, "; next-hop=\"");
+            put_header_value(s, v->origin, true);
+            sink_lit(s, "\"");
+        }
+        sink_lit(s, "\r\n");
+    }
+    if (present(e->server_timing) != NULL)
+        HEADER(s, "Server-Timing: ", e->server_timing);
+    if (e->close)
+        sink_lit(s, "Connection: close\r\n");
+    else if (e->http10)
+        sink_lit(s, "Connection: keep-alive\r\n");
+    sink_lit(s, "\r\n");
+}
+
+long errpage_write(struct evbuffer *out, const struct errpage *e)
+{
+    char buf[SINK_BUF];
+    struct view v = {
+        .e = e,
+        .status = e->status,
+        .date = http_date(),
+        .origin = present(e->origin),
+        .upstream = present(e->upstream),
+    };
+
+    /* The status line must carry three digits whatever the caller computed. */
+    if (v.status < 100 || v.status > 999)
+        v.status = e->failure == FAIL_NONE ? 500 : 502;
+    v.phrase = status_phrase(v.status);
+    v.mime = e->failure == FAIL_NONE ? mime_plain : errpage_negotiate(e->accept, e->accept_len);
+    if (v.mime == mime_html && e->page_dir != NULL && e->page_dir[0] != '\0')
+        v.page = page_load(e->page_dir, v.status, &v.page_len);
+
+    struct sink count = {.out = NULL};
+    render_body(&count, &v);
+
+    struct sink s = {.out = out, .buf = buf};
+    render_head(&s, &v, count.total);
+    if (!e->head_only)
+        render_body(&s, &v);
+    sink_flush(&s);
+    free(v.page);
+    if (s.err)
+        return -1;
+    return e->head_only ? 0 : (long)count.total;
+}

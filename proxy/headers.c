@@ -1,0 +1,183 @@
+/*
+ * headers.c — forwarding rules for header sections. See headers.h.
+ */
+#include "portico/headers.h"
+
+#include <event2/buffer.h>
+#include <string.h>
+#include <strings.h>
+
+#include "portico/status.h"
+#include "portico/util.h"
+
+#define VIA_VALUE "1.1 portico"
+
+/* Fields that only concern one connection (RFC 9110 7.6.1, RFC 9112), plus Proxy-Connection
+ * which old clients still send. Content-Length is rewritten by us, so it is dropped too. */
+static bool static_hop(const struct h1_field *f)
+{
+    static const char *const names[] = {"connection", "keep-alive", "proxy-connection", "te",
+                                        "trailer", "transfer-encoding", "upgrade",
+                                        "content-length"};
+    for (size_t i = 0; i < ARRAY_LEN(names); i++)
+        if (h1_name_is(f, names[i]))
+            return true;
+    return false;
+}
+
+static bool named_by_connection(const struct h1_field *f, const struct h1_field *fields, size_t n)
+{
+    for (int i = h1_find_field(fields, n, "connection", 0); i >= 0;
+         i = h1_find_field(fields, n, "connection", (size_t)i + 1)) {
+        size_t pos = 0;
+        const char *e;
+        size_t elen;
+        while (h1_list_next(fields[i].value, fields[i].value_len, &pos, &e, &elen))
+            if (elen == f->name_len && strncasecmp(e, f->name, elen) == 0)
+                return true;
+    }
+    return false;
+}
+
+bool hdr_is_hop_by_hop(const struct h1_field *f, const struct h1_field *fields, size_t n)
+{
+    return static_hop(f) || named_by_connection(f, fields, n);
+}
+
+static void add_field(struct evbuffer *out, const struct h1_field *f)
+{
+    struct evbuffer_iovec v[4] = {
+        {(void *)(uintptr_t)f->name, f->name_len}, {(void *)(uintptr_t)": ", 2},
+        {(void *)(uintptr_t)f->value, f->value_len}, {(void *)(uintptr_t)"\r\n", 2}};
+    for (int i = 0; i < 4; i++)
+        evbuffer_add(out, v[i].iov_base, v[i].iov_len);
+}
+
+void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
+                       const struct fwd_request *fwd)
+{
+    bool has_connection = h1_find_field(req->fields, req->nfields, "connection", 0) >= 0;
+    const struct h1_field *xff = NULL, *host = NULL;
+
+    evbuffer_add(out, req->method, req->method_len);
+    evbuffer_add(out, " ", 1);
+    evbuffer_add(out, fwd->target, fwd->target_len);
+    evbuffer_add(out, " HTTP/1.1\r\n", 11);
+    for (size_t i = 0; i < req->nfields; i++) {
+        const struct h1_field *f = &req->fields[i];
+        if (static_hop(f) || (has_connection && named_by_connection(f, req->fields, req->nfields)))
+            continue;
+        if (h1_name_is(f, "x-forwarded-for")) { /* merged into one field below */
+            if (!xff)
+                xff = f;
+            continue;
+        }
+        if (h1_name_is(f, "host"))
+            host = f;
+        if (h1_name_is(f, "x-forwarded-proto") || h1_name_is(f, "x-forwarded-host") ||
+            h1_name_is(f, "x-request-id"))
+            continue; /* set by us below */
+        if (h1_name_is(f, "expect") && !fwd->keep_expect)
+            continue;
+        add_field(out, f);
+    }
+    /* X-Forwarded-For keeps the chain the client brought and appends the address we saw. */
+    evbuffer_add(out, "X-Forwarded-For: ", 17);
+    for (int i = h1_find_field(req->fields, req->nfields, "x-forwarded-for", 0); xff && i >= 0;
+         i = h1_find_field(req->fields, req->nfields, "x-forwarded-for", (size_t)i + 1)) {
+        evbuffer_add(out, req->fields[i].value, req->fields[i].value_len);
+        evbuffer_add(out, ", ", 2);
+    }
+    evbuffer_add_printf(out, "%s\r\nX-Forwarded-Proto: %s\r\n", fwd->client_ip,
+                        fwd->client_tls ? "https" : "http");
+    if (host) {
+        evbuffer_add(out, "X-Forwarded-Host: ", 18);
+        evbuffer_add(out, host->value, host->value_len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    evbuffer_add_printf(out, "X-Request-Id: %s\r\nVia: " VIA_VALUE "\r\n", fwd->request_id);
+    if (fwd->framing == H1_BODY_LENGTH)
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n",
+                            (unsigned long long)fwd->content_length);
+    else if (fwd->framing == H1_BODY_CHUNKED)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+void hdr_write_response(struct evbuffer *out, const struct h1_response *resp,
+                        const struct fwd_response *fwd)
+{
+    bool has_connection = h1_find_field(resp->fields, resp->nfields, "connection", 0) >= 0;
+    bool has_request_id = false;
+
+    evbuffer_add_printf(out, "HTTP/1.1 %d ", resp->status);
+    if (resp->reason_len)
+        evbuffer_add(out, resp->reason, resp->reason_len);
+    else /* an empty reason is legal but unhelpful: use the registry's */
+        evbuffer_add_printf(out, "%s", status_phrase(resp->status));
+    evbuffer_add(out, "\r\n", 2);
+    for (size_t i = 0; i < resp->nfields; i++) {
+        const struct h1_field *f = &resp->fields[i];
+        if (static_hop(f) ||
+            (has_connection && named_by_connection(f, resp->fields, resp->nfields)))
+            continue;
+        if (h1_name_is(f, "x-request-id"))
+            has_request_id = true;
+        add_field(out, f);
+    }
+    evbuffer_add(out, "Via: " VIA_VALUE "\r\n", 5 + sizeof(VIA_VALUE) - 1 + 2);
+    if (!has_request_id && fwd->request_id)
+        evbuffer_add_printf(out, "X-Request-Id: %s\r\n", fwd->request_id);
+    if (fwd->proxy_status)
+        evbuffer_add_printf(out, "Proxy-Status: %s\r\n", fwd->proxy_status);
+    if (fwd->server_timing)
+        evbuffer_add_printf(out, "Server-Timing: %s\r\n", fwd->server_timing);
+    switch (fwd->framing) {
+    case H1_BODY_LENGTH:
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n",
+                            (unsigned long long)fwd->content_length);
+        break;
+    case H1_BODY_CHUNKED:
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+        break;
+    case H1_BODY_NONE:
+        /* 304 and HEAD responses keep the origin's Content-Length: it describes the
+         * representation, not this message's body (RFC 9110 8.6). */
+        if (resp->status != 204) {
+            int i = h1_find_field(resp->fields, resp->nfields, "content-length", 0);
+            if (i >= 0)
+                add_field(out, &resp->fields[i]);
+        }
+        break;
+    case H1_BODY_CLOSE:
+        break;
+    }
+    if (!fwd->keep_alive)
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    else if (fwd->client_minor == 0)
+        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+void hdr_write_interim(struct evbuffer *out, const struct h1_response *resp,
+                       bool (*custom)(const struct h1_field *f, struct evbuffer *out, void *arg),
+                       void *arg)
+{
+    bool has_connection = h1_find_field(resp->fields, resp->nfields, "connection", 0) >= 0;
+    evbuffer_add_printf(out, "HTTP/1.1 %d ", resp->status);
+    if (resp->reason_len)
+        evbuffer_add(out, resp->reason, resp->reason_len);
+    else
+        evbuffer_add_printf(out, "%s", status_phrase(resp->status));
+    evbuffer_add(out, "\r\n", 2);
+    for (size_t i = 0; i < resp->nfields; i++) {
+        const struct h1_field *f = &resp->fields[i];
+        if (static_hop(f) ||
+            (has_connection && named_by_connection(f, resp->fields, resp->nfields)))
+            continue;
+        if (custom && custom(f, out, arg))
+            continue;
+        add_field(out, f);
+    }
+    evbuffer_add(out, "\r\n", 2);
+}

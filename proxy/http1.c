@@ -1,0 +1,1105 @@
+/*
+ * http1.c — strict, incremental HTTP/1.1 message parser (RFC 9112, RFC 9110).
+ *
+ * Heads are parsed in one pass over the bytes with a single 256-entry class table; long runs of
+ * request-target and field-value bytes are checked eight at a time. Nothing is allocated and
+ * nothing global is written: the parser only returns spans into the caller's buffer.
+ */
+#include "portico/http1.h"
+
+#include <limits.h>
+#include <string.h>
+
+/* ---- byte classes ---- */
+
+enum {
+    C_TCHAR = 1 << 0,   /* tchar (RFC 9110 5.6.2) */
+    C_VALUE = 1 << 1,   /* field-value byte: VCHAR, obs-text, SP, HTAB */
+    C_TARGET = 1 << 2,  /* request-target byte: VCHAR only (0x21-0x7e) */
+    C_HEX = 1 << 3,     /* HEXDIG */
+    C_REGNAME = 1 << 4, /* reg-name byte except pct-encoded: unreserved / sub-delims */
+    C_QDTEXT = 1 << 5,  /* qdtext (RFC 9110 5.6.4) */
+};
+
+#define IS_ALPHA(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
+#define IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
+#define IS_VCHAR(c) ((c) >= 0x21 && (c) <= 0x7e)
+#define IS_TCHAR(c)                                                                            \
+    (IS_ALPHA(c) || IS_DIGIT(c) || (c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' ||   \
+     (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' ||    \
+     (c) == '^' || (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
+#define IS_HEX(c) (IS_DIGIT(c) || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
+#define IS_UNRESERVED(c) (IS_ALPHA(c) || IS_DIGIT(c) || (c) == '-' || (c) == '.' || (c) == '_' \
+                          || (c) == '~')
+#define IS_SUBDELIM(c)                                                                         \
+    ((c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' ||     \
+     (c) == '*' || (c) == '+' || (c) == ',' || (c) == ';' || (c) == '=')
+#define CLS(c)                                                                                 \
+    ((IS_TCHAR(c) ? C_TCHAR : 0) |                                                             \
+     ((IS_VCHAR(c) || (c) >= 0x80 || (c) == ' ' || (c) == '\t') ? C_VALUE : 0) |               \
+     (IS_VCHAR(c) ? C_TARGET : 0) | (IS_HEX(c) ? C_HEX : 0) |                                  \
+     ((IS_UNRESERVED(c) || IS_SUBDELIM(c)) ? C_REGNAME : 0) |                                  \
+     (((c) == '\t' || (c) == ' ' || (c) == 0x21 || ((c) >= 0x23 && (c) <= 0x5b) ||             \
+       ((c) >= 0x5d && (c) <= 0x7e) || (c) >= 0x80) ? C_QDTEXT : 0))
+#define CLS4(b) CLS(b), CLS((b) + 1), CLS((b) + 2), CLS((b) + 3)
+#define CLS16(b) CLS4(b), CLS4((b) + 4), CLS4((b) + 8), CLS4((b) + 12)
+#define CLS64(b) CLS16(b), CLS16((b) + 16), CLS16((b) + 32), CLS16((b) + 48)
+
+static const unsigned char cls[256] = {CLS64(0), CLS64(64), CLS64(128), CLS64(192)};
+
+#define LOW(c) ((unsigned char)(((c) >= 'A' && (c) <= 'Z') ? (c) + 32 : (c)))
+#define LOW4(b) LOW(b), LOW((b) + 1), LOW((b) + 2), LOW((b) + 3)
+#define LOW16(b) LOW4(b), LOW4((b) + 4), LOW4((b) + 8), LOW4((b) + 12)
+#define LOW64(b) LOW16(b), LOW16((b) + 16), LOW16((b) + 32), LOW16((b) + 48)
+
+static const unsigned char lower[256] = {LOW64(0), LOW64(64), LOW64(128), LOW64(192)};
+
+#define CL_MAX (UINT64_C(1) << 62) /* largest Content-Length and chunk size accepted */
+
+static bool is_ows(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Eight bytes at a time: true when none is a CTL or DEL (HTAB included, it takes the slow path).
+ * The usual "has byte less than n" trick is exact about whether any byte matches. */
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+static bool word_is_value(const unsigned char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, sizeof x);
+    uint64_t ctl = (x - ONES * 0x20) & ~x & HIGHS;
+    uint64_t del = ((x ^ (ONES * 0x7f)) - ONES) & ~(x ^ (ONES * 0x7f)) & HIGHS;
+    return (ctl | del) == 0;
+}
+
+/* Same for request-target bytes: no CTL, SP, DEL or byte >= 0x80. */
+static bool word_is_target(const unsigned char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, sizeof x);
+    uint64_t low = (x - ONES * 0x21) & ~x & HIGHS;
+    uint64_t del = ((x ^ (ONES * 0x7f)) - ONES) & ~(x ^ (ONES * 0x7f)) & HIGHS;
+    return ((low | del) | (x & HIGHS)) == 0;
+}
+
+/* Case-insensitive match of s[0..n) with a NUL-terminated lowercase string, without strlen. */
+static bool ieq(const char *s, size_t n, const char *low)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (low[i] == '\0' || lower[(unsigned char)s[i]] != (unsigned char)low[i])
+            return false;
+    }
+    return low[n] == '\0';
+}
+
+/* ---- head parsing ---- */
+
+/* One head being parsed: the bytes, how far we may look and which statuses errors carry. */
+struct head {
+    const unsigned char *b; /* borrowed: the caller's buffer */
+    size_t len;             /* bytes available */
+    size_t max;             /* head limit (clamped to INT_MAX so the length fits the return) */
+    size_t end;             /* min(len, max): the parser never reads at or past it */
+    int bad;                /* status for malformed input: 400 or 502 */
+    int too_large;          /* status for an oversized head or too many fields: 431 or 502 */
+    struct h1_error *err;
+};
+
+static int fail(struct h1_error *err, int status, const char *reason, size_t offset)
+{
+    err->status = status;
+    err->reason = reason;
+    err->offset = offset;
+    return -1;
+}
+
+/* The parser needs byte `at` and it is not there (at == end): more input, or the head cannot
+ * fit in max bytes any more. */
+static int need_more(const struct head *h, size_t at)
+{
+    if (at >= h->max)
+        return fail(h->err, h->too_large, "header section too large", at);
+    return -2;
+}
+
+/* Reason for a byte that ends a line or a token where it should not. */
+static const char *bad_byte(unsigned char c, const char *otherwise)
+{
+    if (c == '\n')
+        return "bare LF";
+    return otherwise;
+}
+
+/* Checks the CRLF whose CR is at i; returns 0, -2 or -1. */
+static int expect_crlf(const struct head *h, size_t i)
+{
+    if (i + 1 >= h->end)
+        return need_more(h, i + 1);
+    if (h->b[i + 1] != '\n')
+        return fail(h->err, h->bad, "bare CR", i);
+    return 0;
+}
+
+/*
+ * Field lines from i until the empty line. Fills fields[0..*nfields) and returns the head
+ * length, -2 or -1.
+ */
+static int parse_fields(const struct head *h, size_t i, struct h1_field *fields, size_t *nfields)
+{
+    const unsigned char *b = h->b;
+    size_t end = h->end;
+    size_t n = 0;
+    int rc;
+
+    *nfields = 0;
+    for (;;) {
+        if (i >= end)
+            return need_more(h, i);
+        if (b[i] == '\r') {
+            if ((rc = expect_crlf(h, i)) != 0)
+                return rc;
+            *nfields = n;
+            return (int)(i + 2);
+        }
+        size_t name = i;
+        while (i < end && (cls[b[i]] & C_TCHAR))
+            i++;
+        if (i >= end)
+            return need_more(h, i);
+        if (b[i] != ':') {
+            if (i == name && is_ows(b[i]))
+                return fail(h->err, h->bad, "obsolete line folding", i);
+            if (i > name && is_ows(b[i]))
+                return fail(h->err, h->bad, "whitespace before colon in header field", i);
+            if (b[i] == '\r')
+                return fail(h->err, h->bad, "header field without colon", i);
+            return fail(h->err, h->bad, bad_byte(b[i], "invalid character in field name"), i);
+        }
+        if (i == name)
+            return fail(h->err, h->bad, "empty field name", i);
+        /* Counted once the name is known good, so the 101st field is refused on sight. */
+        if (n == H1_MAX_FIELDS)
+            return fail(h->err, h->too_large, "too many header fields", name);
+        size_t name_len = i - name;
+        i++;
+        while (i < end && is_ows(b[i]))
+            i++;
+        size_t value = i;
+        for (;;) {
+            while (i + 8 <= end && word_is_value(b + i))
+                i += 8;
+            /* The word test also stops on HTAB: check the next eight bytes one by one. */
+            size_t stop = end - i > 8 ? i + 8 : end;
+            while (i < stop && (cls[b[i]] & C_VALUE))
+                i++;
+            if (i < stop || i >= end)
+                break;
+        }
+        if (i >= end)
+            return need_more(h, i);
+        if (b[i] != '\r')
+            return fail(h->err, h->bad, bad_byte(b[i], "invalid character in field value"), i);
+        if ((rc = expect_crlf(h, i)) != 0)
+            return rc;
+        size_t value_end = i;
+        while (value_end > value && is_ows(b[value_end - 1]))
+            value_end--;
+        fields[n].name = (const char *)b + name;
+        fields[n].name_len = name_len;
+        fields[n].value = (const char *)b + value;
+        fields[n].value_len = value_end - value;
+        n++;
+        i += 2;
+    }
+}
+
+/* Where the request line may end: content bytes stop at rl_max (414 beyond), all at end. */
+struct rline {
+    size_t stop;   /* min(end, rl_max) */
+    size_t rl_max; /* start + max_request_line, saturated */
+};
+
+static int rline_more(const struct head *h, const struct rline *rl, size_t at)
+{
+    if (at == rl->rl_max && at < h->len)
+        return fail(h->err, 414, "request line too long", at);
+    return need_more(h, at);
+}
+
+/* "HTTP/" DIGIT "." DIGIT at i, checked byte by byte as far as bytes go (up to stop). Returns 0
+ * with *major / *minor, -2 when stop came first or -1 on a bad byte; *bad_at says where. */
+static int parse_version(const struct head *h, size_t i, size_t stop, int *major, int *minor,
+                         size_t *bad_at)
+{
+    static const char proto[] = "HTTP/";
+
+    for (size_t k = 0; k < 8; k++, i++) {
+        if (i >= stop) {
+            *bad_at = i;
+            return -2;
+        }
+        unsigned char c = h->b[i];
+        bool ok = k < 5 ? c == (unsigned char)proto[k] : k == 6 ? c == '.' : IS_DIGIT(c);
+        if (!ok) {
+            *bad_at = i;
+            return -1;
+        }
+    }
+    *major = h->b[i - 3] - '0';
+    *minor = h->b[i - 1] - '0';
+    return 0;
+}
+
+int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
+                     struct h1_request *req, struct h1_error *err)
+{
+    struct head h = {
+        .b = (const unsigned char *)buf,
+        .len = len,
+        .max = lim->max_head < (size_t)INT_MAX ? lim->max_head : (size_t)INT_MAX,
+        .bad = 400,
+        .too_large = 431,
+        .err = err,
+    };
+    h.end = len < h.max ? len : h.max;
+    const unsigned char *b = h.b;
+    size_t i = 0;
+    int rc;
+
+    /* RFC 9112 2.2: empty lines before the request line are ignored; they count in the head. */
+    while (i < h.end && b[i] == '\r') {
+        if ((rc = expect_crlf(&h, i)) != 0)
+            return rc;
+        i += 2;
+    }
+
+    size_t start = i;
+    struct rline rl;
+    rl.rl_max = lim->max_request_line < SIZE_MAX - start ? start + lim->max_request_line
+                                                         : SIZE_MAX;
+    rl.stop = h.end < rl.rl_max ? h.end : rl.rl_max;
+
+    /* method SP */
+    while (i < rl.stop && (cls[b[i]] & C_TCHAR))
+        i++;
+    if (i >= rl.stop)
+        return rline_more(&h, &rl, i);
+    if (b[i] != ' ' || i == start)
+        return fail(err, 400, bad_byte(b[i], "invalid method"), i);
+    req->method = buf + start;
+    req->method_len = i - start;
+    i++;
+
+    /* request-target SP */
+    size_t target = i;
+    while (i + 8 <= rl.stop && word_is_target(b + i))
+        i += 8;
+    while (i < rl.stop && (cls[b[i]] & C_TARGET))
+        i++;
+    if (i >= rl.stop)
+        return rline_more(&h, &rl, i);
+    if (b[i] == '\r')
+        return fail(err, 400, "missing HTTP version", i);
+    if (b[i] != ' ')
+        return fail(err, 400, bad_byte(b[i], "invalid character in request-target"), i);
+    if (i == target)
+        return fail(err, 400, "empty request-target", i);
+    req->target = buf + target;
+    req->target_len = i - target;
+    i++;
+
+    /* HTTP-version CRLF: the CR may sit right at the request-line limit. */
+    int major = 0, minor = 0;
+    size_t at = 0;
+    rc = parse_version(&h, i, rl.stop, &major, &minor, &at);
+    if (rc == -2)
+        return rline_more(&h, &rl, at);
+    if (rc == -1)
+        return fail(err, 400, bad_byte(b[at], "invalid HTTP version"), at);
+    i += 8;
+    if (i >= h.end)
+        return need_more(&h, i);
+    if (b[i] != '\r')
+        return fail(err, 400, bad_byte(b[i], "invalid HTTP version"), i);
+    if ((rc = expect_crlf(&h, i)) != 0)
+        return rc;
+    if (major != 1 || minor > 1)
+        return fail(err, 505, "HTTP version not supported", i - 8);
+    req->minor = minor;
+    i += 2;
+
+    return parse_fields(&h, i, req->fields, &req->nfields);
+}
+
+int h1_parse_response(const char *buf, size_t len, size_t max_head, struct h1_response *resp,
+                      struct h1_error *err)
+{
+    struct head h = {
+        .b = (const unsigned char *)buf,
+        .len = len,
+        .max = max_head < (size_t)INT_MAX ? max_head : (size_t)INT_MAX,
+        .bad = 502,
+        .too_large = 502,
+        .err = err,
+    };
+    h.end = len < h.max ? len : h.max;
+    const unsigned char *b = h.b;
+    size_t i = 0;
+    int rc;
+
+    int major = 0, minor = 0;
+    size_t at = 0;
+    rc = parse_version(&h, i, h.end, &major, &minor, &at);
+    if (rc == -2)
+        return need_more(&h, at);
+    if (rc == -1)
+        return fail(err, 502, bad_byte(b[at], "invalid HTTP version in status line"), at);
+    if (major != 1 || minor > 1)
+        return fail(err, 502, "unsupported HTTP version in status line", 5);
+    i += 8;
+    if (i >= h.end)
+        return need_more(&h, i);
+    if (b[i] != ' ')
+        return fail(err, 502, bad_byte(b[i], "invalid status line"), i);
+    i++;
+
+    int status = 0;
+    for (int k = 0; k < 3; k++, i++) {
+        if (i >= h.end)
+            return need_more(&h, i);
+        if (!IS_DIGIT(b[i]) || (k == 0 && b[i] == '0'))
+            return fail(err, 502, bad_byte(b[i], "invalid status code"), i);
+        status = status * 10 + (b[i] - '0');
+    }
+    if (i >= h.end)
+        return need_more(&h, i);
+    size_t reason = i;
+    if (b[i] == ' ') {
+        reason = ++i;
+        while (i < h.end && (cls[b[i]] & C_VALUE))
+            i++;
+        if (i >= h.end)
+            return need_more(&h, i);
+    }
+    if (b[i] != '\r')
+        return fail(err, 502, bad_byte(b[i], "invalid character in status line"), i);
+    if ((rc = expect_crlf(&h, i)) != 0)
+        return rc;
+    resp->minor = minor;
+    resp->status = status;
+    resp->reason = buf + reason;
+    resp->reason_len = i - reason;
+    i += 2;
+
+    return parse_fields(&h, i, resp->fields, &resp->nfields);
+}
+
+/* ---- field helpers ---- */
+
+bool h1_is_tchar(unsigned char c)
+{
+    return (cls[c] & C_TCHAR) != 0;
+}
+
+bool h1_name_is(const struct h1_field *f, const char *lower_name)
+{
+    return ieq(f->name, f->name_len, lower_name);
+}
+
+int h1_find_field(const struct h1_field *fields, size_t n, const char *lower_name, size_t from)
+{
+    for (size_t i = from; i < n && i <= (size_t)INT_MAX; i++) {
+        if (ieq(fields[i].name, fields[i].name_len, lower_name))
+            return (int)i;
+    }
+    return -1;
+}
+
+bool h1_list_next(const char *value, size_t value_len, size_t *pos, const char **elem,
+                  size_t *elem_len)
+{
+    size_t i = *pos;
+
+    while (i < value_len && (is_ows((unsigned char)value[i]) || value[i] == ','))
+        i++;
+    if (i >= value_len) {
+        *pos = value_len;
+        return false;
+    }
+    /* A comma inside a quoted-string does not end the element (RFC 9110 5.6.1). */
+    size_t start = i;
+    bool quoted = false;
+    for (; i < value_len; i++) {
+        char c = value[i];
+        if (quoted) {
+            if (c == '\\' && i + 1 < value_len)
+                i++;
+            else if (c == '"')
+                quoted = false;
+        } else if (c == '"') {
+            quoted = true;
+        } else if (c == ',') {
+            break;
+        }
+    }
+    size_t end = i;
+    while (end > start && is_ows((unsigned char)value[end - 1]))
+        end--;
+    *elem = value + start;
+    *elem_len = end - start;
+    *pos = i;
+    return true;
+}
+
+bool h1_connection_has(const struct h1_field *fields, size_t n, const char *lower_token)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!ieq(fields[i].name, fields[i].name_len, "connection"))
+            continue;
+        size_t pos = 0, elen;
+        const char *e;
+        while (h1_list_next(fields[i].value, fields[i].value_len, &pos, &e, &elen)) {
+            if (ieq(e, elen, lower_token))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* ---- semantic pass ---- */
+
+/* What one walk over the fields learned; request_info and response_info judge it. */
+struct scan {
+    bool has_cl;                  /* at least one Content-Length field */
+    uint64_t cl;                  /* its value */
+    const char *cl_error;         /* invalid or differing Content-Length */
+    bool has_te;                  /* at least one Transfer-Encoding field */
+    const char *te_error;         /* malformed Transfer-Encoding */
+    unsigned te_chunked;          /* times chunked was listed */
+    bool te_chunked_not_last;     /* a coding followed chunked */
+    bool te_other;                /* a (well-formed) coding other than chunked */
+    bool te_last_chunked;         /* the final coding is chunked */
+    bool conn_close;              /* Connection: close */
+    bool conn_keep_alive;         /* Connection: keep-alive */
+    size_t nhost;                 /* Host fields */
+    const struct h1_field *host;  /* borrowed: the first one */
+    bool expect_continue;         /* Expect: 100-continue */
+    bool expect_other;            /* any other expectation */
+};
+
+/* Content-Length = 1*DIGIT; a list of identical values is tolerated (RFC 9110 8.6). */
+static void scan_content_length(struct scan *s, const struct h1_field *f)
+{
+    const unsigned char *v = (const unsigned char *)f->value;
+    size_t n = f->value_len, i = 0;
+
+    for (;;) {
+        size_t digits = i;
+        uint64_t x = 0;
+        while (i < n && IS_DIGIT(v[i])) {
+            unsigned d = v[i] - '0';
+            if (x > (CL_MAX - d) / 10) {
+                s->cl_error = "Content-Length too large";
+                return;
+            }
+            x = x * 10 + d;
+            i++;
+        }
+        if (i == digits) {
+            s->cl_error = "invalid Content-Length";
+            return;
+        }
+        if (s->has_cl && x != s->cl) {
+            s->cl_error = "differing Content-Length values";
+            return;
+        }
+        s->has_cl = true;
+        s->cl = x;
+        while (i < n && is_ows(v[i]))
+            i++;
+        if (i == n)
+            return;
+        if (v[i] != ',') {
+            s->cl_error = "invalid Content-Length";
+            return;
+        }
+        i++;
+        while (i < n && is_ows(v[i]))
+            i++;
+    }
+}
+
+/* token / quoted-string at v[*i]; advances *i. */
+static bool skip_token_or_qs(const unsigned char *v, size_t n, size_t *i)
+{
+    size_t k = *i;
+
+    if (k < n && v[k] == '"') {
+        for (k++; k < n; k++) {
+            if (v[k] == '"') {
+                *i = k + 1;
+                return true;
+            }
+            if (v[k] == '\\') {
+                if (++k >= n || !(cls[v[k]] & C_VALUE))
+                    return false;
+            } else if (!(cls[v[k]] & C_QDTEXT)) {
+                return false;
+            }
+        }
+        return false;
+    }
+    while (k < n && (cls[v[k]] & C_TCHAR))
+        k++;
+    if (k == *i)
+        return false;
+    *i = k;
+    return true;
+}
+
+/* transfer-coding = token *( OWS ";" OWS token BWS "=" BWS ( token / quoted-string ) ) */
+static bool coding_valid(const char *e, size_t n)
+{
+    const unsigned char *v = (const unsigned char *)e;
+    size_t i = 0;
+
+    if (!skip_token_or_qs(v, n, &i) || v[0] == '"')
+        return false;
+    for (;;) {
+        while (i < n && is_ows(v[i]))
+            i++;
+        if (i == n)
+            return true;
+        if (v[i++] != ';')
+            return false;
+        while (i < n && is_ows(v[i]))
+            i++;
+        if (i >= n || v[i] == '"' || !skip_token_or_qs(v, n, &i))
+            return false;
+        while (i < n && is_ows(v[i]))
+            i++;
+        if (i >= n || v[i++] != '=')
+            return false;
+        while (i < n && is_ows(v[i]))
+            i++;
+        if (!skip_token_or_qs(v, n, &i))
+            return false;
+    }
+}
+
+static void scan_transfer_encoding(struct scan *s, const struct h1_field *f)
+{
+    size_t pos = 0, elen;
+    const char *e;
+    bool any = false;
+
+    s->has_te = true;
+    while (h1_list_next(f->value, f->value_len, &pos, &e, &elen)) {
+        any = true;
+        if (s->te_chunked > 0)
+            s->te_chunked_not_last = true;
+        if (ieq(e, elen, "chunked")) {
+            s->te_chunked++;
+            s->te_last_chunked = true;
+            continue;
+        }
+        s->te_last_chunked = false;
+        if (!coding_valid(e, elen))
+            s->te_error = "invalid Transfer-Encoding";
+        else
+            s->te_other = true;
+    }
+    if (!any)
+        s->te_error = "empty Transfer-Encoding";
+}
+
+static void scan_connection(struct scan *s, const struct h1_field *f)
+{
+    size_t pos = 0, elen;
+    const char *e;
+
+    while (h1_list_next(f->value, f->value_len, &pos, &e, &elen)) {
+        if (ieq(e, elen, "close"))
+            s->conn_close = true;
+        else if (ieq(e, elen, "keep-alive"))
+            s->conn_keep_alive = true;
+    }
+}
+
+static void scan_expect(struct scan *s, const struct h1_field *f)
+{
+    size_t pos = 0, elen;
+    const char *e;
+
+    while (h1_list_next(f->value, f->value_len, &pos, &e, &elen)) {
+        if (ieq(e, elen, "100-continue"))
+            s->expect_continue = true;
+        else
+            s->expect_other = true;
+    }
+}
+
+/* One pass over the fields; dispatch on the name length first so most fields cost one compare. */
+static void scan_fields(struct scan *s, const struct h1_field *fields, size_t n, bool request)
+{
+    memset(s, 0, sizeof *s);
+    for (size_t i = 0; i < n; i++) {
+        const struct h1_field *f = &fields[i];
+        switch (f->name_len) {
+        case 4:
+            if (request && ieq(f->name, 4, "host")) {
+                if (s->nhost++ == 0)
+                    s->host = f;
+            }
+            break;
+        case 6:
+            if (request && ieq(f->name, 6, "expect"))
+                scan_expect(s, f);
+            break;
+        case 10:
+            if (ieq(f->name, 10, "connection"))
+                scan_connection(s, f);
+            break;
+        case 14:
+            if (ieq(f->name, 14, "content-length") && s->cl_error == NULL)
+                scan_content_length(s, f);
+            break;
+        case 17:
+            if (ieq(f->name, 17, "transfer-encoding"))
+                scan_transfer_encoding(s, f);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2). An empty value is allowed: it is
+ * what a client sends when the target URI has no authority (RFC 9112 3.2). */
+static bool host_valid(const char *value, size_t n)
+{
+    const unsigned char *v = (const unsigned char *)value;
+    size_t i = 0;
+
+    if (n > 0 && v[0] == '[') {
+        /* IP-literal: IPv6address / IPvFuture, checked for its alphabet only. */
+        for (i = 1; i < n && v[i] != ']'; i++) {
+            if (!(cls[v[i]] & C_REGNAME) && v[i] != ':')
+                return false;
+        }
+        if (i == n || i == 1)
+            return false;
+        i++;
+    } else {
+        while (i < n && v[i] != ':') {
+            if (v[i] == '%') {
+                if (i + 2 >= n || !(cls[v[i + 1]] & C_HEX) || !(cls[v[i + 2]] & C_HEX))
+                    return false;
+                i += 3;
+                continue;
+            }
+            if (!(cls[v[i]] & C_REGNAME))
+                return false;
+            i++;
+        }
+    }
+    if (i == n)
+        return true;
+    if (v[i++] != ':')
+        return false;
+    for (; i < n; i++) {
+        if (!IS_DIGIT(v[i]))
+            return false;
+    }
+    return true;
+}
+
+static bool keep_alive(const struct scan *s, int minor)
+{
+    if (s->conn_close)
+        return false;
+    return minor >= 1 || s->conn_keep_alive;
+}
+
+/* Semantic errors have no byte offset of their own: they report 0. */
+int h1_request_info(const struct h1_request *req, struct h1_info *info, struct h1_error *err)
+{
+    struct scan s;
+
+    scan_fields(&s, req->fields, req->nfields, true);
+    memset(info, 0, sizeof *info);
+    info->framing = H1_BODY_NONE;
+
+    if (s.cl_error != NULL)
+        return fail(err, 400, s.cl_error, 0);
+    if (s.has_te) {
+        if (req->minor == 0)
+            return fail(err, 400, "Transfer-Encoding in HTTP/1.0 request", 0);
+        if (s.has_cl)
+            return fail(err, 400, "both Transfer-Encoding and Content-Length", 0);
+        if (s.te_error != NULL)
+            return fail(err, 400, s.te_error, 0);
+        if (s.te_chunked > 1)
+            return fail(err, 400, "chunked transfer coding applied twice", 0);
+        if (s.te_chunked_not_last)
+            return fail(err, 400, "chunked is not the final transfer coding", 0);
+        if (s.te_other)
+            return fail(err, 501, "unsupported transfer coding", 0);
+        info->framing = H1_BODY_CHUNKED;
+    } else if (s.has_cl) {
+        info->framing = H1_BODY_LENGTH;
+        info->content_length = s.cl;
+    }
+    if (s.nhost > 1)
+        return fail(err, 400, "repeated Host header field", 0);
+    if (s.nhost == 0 && req->minor >= 1)
+        return fail(err, 400, "missing Host header field", 0);
+    if (s.host != NULL && !host_valid(s.host->value, s.host->value_len))
+        return fail(err, 400, "invalid Host header field", 0);
+
+    info->keep_alive = keep_alive(&s, req->minor);
+    info->expect_continue = s.expect_continue;
+    info->expect_other = s.expect_other;
+    info->host = s.host;
+    return 0;
+}
+
+int h1_response_info(const struct h1_response *resp, const char *method, size_t method_len,
+                     struct h1_info *info, struct h1_error *err)
+{
+    struct scan s;
+    int st = resp->status;
+
+    scan_fields(&s, resp->fields, resp->nfields, false);
+    memset(info, 0, sizeof *info);
+    info->framing = H1_BODY_NONE;
+    info->keep_alive = keep_alive(&s, resp->minor);
+
+    /* Garbage Content-Length is refused even where it does not frame the body. */
+    if (s.cl_error != NULL)
+        return fail(err, 502, s.cl_error, 0);
+
+    /* RFC 9112 6.3 items 1 and 2: no body whatever the fields say. */
+    bool head = method_len == 4 && memcmp(method, "HEAD", 4) == 0;
+    bool tunnel = method_len == 7 && memcmp(method, "CONNECT", 7) == 0 && st >= 200 && st < 300;
+    if (st < 200 || st == 204 || st == 304 || head || tunnel)
+        return 0;
+
+    if (s.has_te) {
+        if (resp->minor == 0)
+            return fail(err, 502, "Transfer-Encoding in HTTP/1.0 response", 0);
+        if (s.has_cl)
+            return fail(err, 502, "both Transfer-Encoding and Content-Length", 0);
+        if (s.te_error != NULL)
+            return fail(err, 502, s.te_error, 0);
+        if (s.te_chunked > 1)
+            return fail(err, 502, "chunked transfer coding applied twice", 0);
+        if (s.te_last_chunked) {
+            info->framing = H1_BODY_CHUNKED;
+            return 0;
+        }
+        /* Item 4: chunked not final, the body runs to the close. */
+        info->framing = H1_BODY_CLOSE;
+        info->keep_alive = false;
+        return 0;
+    }
+    if (s.has_cl) {
+        info->framing = H1_BODY_LENGTH;
+        info->content_length = s.cl;
+        return 0;
+    }
+    info->framing = H1_BODY_CLOSE;
+    info->keep_alive = false;
+    return 0;
+}
+
+/* ---- chunked transfer coding ---- */
+
+enum ck_state {
+    CK_SIZE0,        /* first HEXDIG of chunk-size */
+    CK_SIZE,         /* more HEXDIG, BWS, ";" or CR */
+    CK_EXT_BWS,      /* BWS after the size or an extension: ";" must follow */
+    CK_EXT_NAME0,    /* BWS, then the first byte of ext-name */
+    CK_EXT_NAME,     /* ext-name, then BWS, "=", ";" or CR */
+    CK_EXT_NAME_BWS, /* BWS after ext-name: "=" or ";" */
+    CK_EXT_VAL0,     /* BWS, then a token or quoted-string */
+    CK_EXT_TOKEN,    /* token ext-val */
+    CK_EXT_QS,       /* inside a quoted-string ext-val */
+    CK_EXT_QP,       /* after a backslash in a quoted-string */
+    CK_EXT_QEND,     /* after the closing quote: BWS, ";" or CR */
+    CK_SIZE_LF,      /* LF ending the chunk line */
+    CK_DATA,         /* the caller takes data_left bytes */
+    CK_DATA_CR,      /* CR after chunk data */
+    CK_DATA_LF,      /* LF after chunk data */
+    CK_TR_LINE,      /* start of a trailer field line or of the final CRLF */
+    CK_TR_NAME,      /* trailer field name */
+    CK_TR_VALUE,     /* trailer field value */
+    CK_TR_LF,        /* LF ending a trailer field line */
+    CK_END_LF,       /* LF of the final CRLF */
+    CK_DONE,
+    CK_ERROR,
+};
+
+#define CK_MAX_LINE 4096 /* chunk-size line (with extensions) and trailer line limit */
+
+/* struct h1_chunked has no private 64-bit field: the size being read lives in trailer_size, so
+ * on a 32-bit size_t chunks are limited to SIZE_MAX bytes. */
+#define CK_SIZE_MAX ((uint64_t)SIZE_MAX < CL_MAX ? (uint64_t)SIZE_MAX : CL_MAX)
+
+void h1_chunked_init(struct h1_chunked *c, size_t max_trailers)
+{
+    memset(c, 0, sizeof *c);
+    c->state = CK_SIZE0;
+    c->max_line = CK_MAX_LINE;
+    c->max_trailers = max_trailers;
+}
+
+void h1_chunked_data_taken(struct h1_chunked *c, size_t n)
+{
+    if (n > c->data_left)
+        n = (size_t)c->data_left;
+    c->data_left -= n;
+    if (c->data_left == 0 && c->state == CK_DATA)
+        c->state = CK_DATA_CR;
+}
+
+static enum h1_chunk_rc ck_fail(struct h1_chunked *c, const char *reason, size_t i, size_t *used)
+{
+    c->state = CK_ERROR;
+    c->error = reason;
+    *used = i;
+    return H1_CHUNK_ERROR;
+}
+
+/* The chunk line's bytes after chunk-size: ext states share "BWS ; CR" handling. */
+static int ext_after_value(unsigned char ch)
+{
+    if (is_ows(ch))
+        return CK_EXT_BWS;
+    if (ch == ';')
+        return CK_EXT_NAME0;
+    if (ch == '\r')
+        return CK_SIZE_LF;
+    return CK_ERROR;
+}
+
+/*
+ * The last-chunk line ("0" [ext] CRLF) is framing and trailer runs must hold trailer bytes only,
+ * so when trailer bytes follow it in the same input the decoder stops there with H1_CHUNK_DATA and
+ * data_left == 0 (a chunk without data); the next call returns the trailer run. When the
+ * trailer section is empty the last-chunk line and the final CRLF come together with DONE.
+ */
+enum h1_chunk_rc h1_chunked_parse(struct h1_chunked *c, const char *p, size_t len, size_t *used)
+{
+    const unsigned char *b = (const unsigned char *)p;
+    size_t i = 0;
+    bool trailer_run = false; /* this call has passed trailer bytes */
+
+    if (c->state == CK_ERROR)
+        return ck_fail(c, c->error != NULL ? c->error : "invalid chunked framing", 0, used);
+    if (c->state == CK_DONE) {
+        *used = 0;
+        return H1_CHUNK_DONE;
+    }
+    if (c->data_left > 0)
+        return ck_fail(c, "chunk data not taken before parsing on", 0, used);
+
+    for (; i < len; i++) {
+        unsigned char ch = b[i];
+        int next = c->state;
+
+        switch (c->state) {
+        case CK_SIZE0:
+        case CK_SIZE:
+            if (cls[ch] & C_HEX) {
+                /* The size grows in trailer_size: data_left must stay 0 for the caller. */
+                unsigned d = IS_DIGIT(ch) ? ch - '0' : (ch | 0x20) - 'a' + 10;
+                uint64_t size = c->trailer_size;
+                if (++c->size_digits > 16 || size > CK_SIZE_MAX >> 4)
+                    return ck_fail(c, "chunk size too large", i, used);
+                size = size << 4 | d;
+                if (size > CK_SIZE_MAX)
+                    return ck_fail(c, "chunk size too large", i, used);
+                c->trailer_size = (size_t)size;
+                next = CK_SIZE;
+                break;
+            }
+            if (c->state == CK_SIZE0)
+                return ck_fail(c, bad_byte(ch, "invalid chunk size"), i, used);
+            next = ext_after_value(ch);
+            if (next == CK_ERROR)
+                return ck_fail(c, bad_byte(ch, "invalid chunk size"), i, used);
+            break;
+        case CK_EXT_BWS:
+            if (is_ows(ch))
+                break;
+            if (ch != ';')
+                return ck_fail(c, bad_byte(ch, "invalid chunk extension"), i, used);
+            next = CK_EXT_NAME0;
+            break;
+        case CK_EXT_NAME0:
+            if (is_ows(ch))
+                break;
+            if (!(cls[ch] & C_TCHAR))
+                return ck_fail(c, bad_byte(ch, "invalid chunk extension"), i, used);
+            next = CK_EXT_NAME;
+            break;
+        case CK_EXT_NAME:
+            if (cls[ch] & C_TCHAR)
+                break;
+            if (ch == '=') {
+                next = CK_EXT_VAL0;
+                break;
+            }
+            next = ext_after_value(ch);
+            if (next == CK_EXT_BWS)
+                next = CK_EXT_NAME_BWS;
+            if (next == CK_ERROR)
+                return ck_fail(c, bad_byte(ch, "invalid chunk extension"), i, used);
+            break;
+        case CK_EXT_NAME_BWS:
+            if (is_ows(ch))
+                break;
+            if (ch == '=')
+                next = CK_EXT_VAL0;
+            else if (ch == ';')
+                next = CK_EXT_NAME0;
+            else
+                return ck_fail(c, bad_byte(ch, "invalid chunk extension"), i, used);
+            break;
+        case CK_EXT_VAL0:
+            if (is_ows(ch))
+                break;
+            if (ch == '"')
+                next = CK_EXT_QS;
+            else if (cls[ch] & C_TCHAR)
+                next = CK_EXT_TOKEN;
+            else
+                return ck_fail(c, bad_byte(ch, "invalid chunk extension"), i, used);
+            break;
+        case CK_EXT_TOKEN:
+        case CK_EXT_QEND:
+            if (c->state == CK_EXT_TOKEN && (cls[ch] & C_TCHAR))
+                break;
+            next = ext_after_value(ch);
+            if (next == CK_ERROR)
+                return ck_fail(c, bad_byte(ch, "invalid chunk extension"), i, used);
+            break;
+        case CK_EXT_QS:
+            if (ch == '"')
+                next = CK_EXT_QEND;
+            else if (ch == '\\')
+                next = CK_EXT_QP;
+            else if (!(cls[ch] & C_QDTEXT))
+                return ck_fail(c, bad_byte(ch, "invalid chunk extension"), i, used);
+            break;
+        case CK_EXT_QP:
+            if (!(cls[ch] & C_VALUE))
+                return ck_fail(c, "invalid chunk extension", i, used);
+            next = CK_EXT_QS;
+            break;
+        case CK_SIZE_LF:
+            if (ch != '\n')
+                return ck_fail(c, "bare CR", i, used);
+            c->size_digits = 0;
+            c->line_len = 0;
+            if (c->trailer_size > 0) {
+                if (c->trailer_size > CL_MAX - c->body_size)
+                    return ck_fail(c, "chunked body too large", i, used);
+                c->data_left = c->trailer_size;
+                c->body_size += c->data_left;
+                c->trailer_size = 0;
+                c->state = CK_DATA;
+                *used = i + 1;
+                return H1_CHUNK_DATA;
+            }
+            c->state = CK_TR_LINE;
+            /* Trailer bytes follow in this input: hand back the last-chunk line first. */
+            if (i + 1 < len && b[i + 1] != '\r') {
+                *used = i + 1;
+                return H1_CHUNK_DATA;
+            }
+            continue;
+        case CK_DATA_CR:
+            if (ch != '\r')
+                return ck_fail(c, "missing CRLF after chunk data", i, used);
+            next = CK_DATA_LF;
+            break;
+        case CK_DATA_LF:
+            if (ch != '\n')
+                return ck_fail(c, "bare CR", i, used);
+            c->state = CK_SIZE0;
+            c->line_len = 0;
+            continue;
+        case CK_TR_LINE:
+            if (ch == '\r') {
+                /* The final CRLF is framing: end the trailer run before it. */
+                if (trailer_run) {
+                    *used = i;
+                    return H1_CHUNK_TRAILER;
+                }
+                c->state = CK_END_LF;
+                continue;
+            }
+            if (is_ows(ch))
+                return ck_fail(c, "obsolete line folding in trailer", i, used);
+            if (!(cls[ch] & C_TCHAR))
+                return ck_fail(c, bad_byte(ch, "invalid character in trailer field name"), i,
+                               used);
+            next = CK_TR_NAME;
+            break;
+        case CK_TR_NAME:
+            if (cls[ch] & C_TCHAR)
+                break;
+            if (ch == ':')
+                next = CK_TR_VALUE;
+            else if (is_ows(ch))
+                return ck_fail(c, "whitespace before colon in trailer field", i, used);
+            else
+                return ck_fail(c, bad_byte(ch, "invalid character in trailer field name"), i,
+                               used);
+            break;
+        case CK_TR_VALUE:
+            if (cls[ch] & C_VALUE)
+                break;
+            if (ch != '\r')
+                return ck_fail(c, bad_byte(ch, "invalid character in trailer field value"), i,
+                               used);
+            next = CK_TR_LF;
+            break;
+        case CK_TR_LF:
+            if (ch != '\n')
+                return ck_fail(c, "bare CR", i, used);
+            next = CK_TR_LINE;
+            break;
+        case CK_END_LF:
+            if (ch != '\n')
+                return ck_fail(c, "bare CR", i, used);
+            c->state = CK_DONE;
+            *used = i + 1;
+            return H1_CHUNK_DONE;
+        default:
+            return ck_fail(c, "invalid chunked decoder state", i, used);
+        }
+
+        /* Line and section limits; a CR ends the counted part of a line. */
+        if (c->state >= CK_TR_LINE && c->state <= CK_TR_LF) {
+            trailer_run = true;
+            if (++c->trailer_size > c->max_trailers)
+                return ck_fail(c, "trailer section too large", i, used);
+            if (next == CK_TR_LINE)
+                c->line_len = 0;
+            else if (next != CK_TR_LF && ++c->line_len > c->max_line)
+                return ck_fail(c, "trailer field line too long", i, used);
+        } else if (c->state < CK_SIZE_LF && next != CK_SIZE_LF) {
+            if (++c->line_len > c->max_line)
+                return ck_fail(c, "chunk line too long", i, used);
+        }
+        c->state = next;
+    }
+    *used = len;
+    return trailer_run ? H1_CHUNK_TRAILER : H1_CHUNK_AGAIN;
+}

@@ -1,0 +1,185 @@
+/*
+ * main.c — command line, start-up and signals.
+ *
+ *   portico -c FILE         run
+ *   portico -t -c FILE      check the configuration (exit 0, or 1 with FILE:LINE: messages)
+ *   portico codes           list the status-code registry
+ *   portico --version | --help
+ *
+ * Signals are blocked in every thread and taken synchronously by the main thread (sigwait), so
+ * no handler ever runs inside the event loops.
+ */
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <openssl/opensslv.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "portico/config.h"
+#include "portico/interim.h"
+#include "portico/log.h"
+#include "portico/metrics.h"
+#include "portico/sim.h"
+#include "portico/status.h"
+#include "portico/worker.h"
+
+#ifndef PORTICO_VERSION
+#define PORTICO_VERSION "0.0.0"
+#endif
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: portico [-t] [-c FILE]   run (or, with -t, check) the configuration FILE\n"
+            "       portico codes            list the HTTP status codes Portico knows\n"
+            "       portico --version        print the version\n"
+            "       portico --help           this text\n"
+            "\n"
+            "FILE defaults to conf/portico.ini. See README.md for the configuration keys.\n");
+}
+
+static int list_codes(void)
+{
+    for (size_t i = 0; i < status_count(); i++) {
+        const struct status_info *s = status_at(i);
+        printf("%d  %-40s %-10s %s\n", s->code, s->phrase, status_source_name(s->source),
+               s->origin);
+    }
+    return 0;
+}
+
+static bool uses_sim(const struct config *cfg)
+{
+    for (int u = 0; u < cfg->nupstreams; u++)
+        for (int o = 0; o < cfg->upstreams[u].norigins; o++)
+            if (cfg->upstreams[u].origins[o].is_sim)
+                return true;
+    return false;
+}
+
+/* Runtime state that lives beside the immutable config: learned-hint caches. */
+static int prepare(struct config *cfg)
+{
+    for (int i = 0; i < cfg->nroutes; i++) {
+        struct route_conf *r = &cfg->routes[i];
+        if (r->early_hints_learn && !(r->hint_cache = hint_cache_new(r->early_hints_cache)))
+            return -1;
+    }
+    return 0;
+}
+
+static int run(struct config *cfg)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every thread created below */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (log_open(cfg->access_log) != 0) {
+        fprintf(stderr, "portico: access_log %s: %m\n", cfg->access_log);
+        return 1;
+    }
+    if (prepare(cfg) != 0) {
+        fprintf(stderr, "portico: out of memory\n");
+        return 1;
+    }
+    uint16_t sim = 0;
+    if (uses_sim(cfg) && sim_start(&sim) != 0)
+        return 1;
+    if (workers_start(cfg) != 0) {
+        sim_stop();
+        return 1;
+    }
+    for (int i = 0; i < cfg->nlisten; i++)
+        log_info("portico %s listening on %s (%d worker%s, %s profile)", PORTICO_VERSION,
+                 cfg->listens[i].text, cfg->workers, cfg->workers > 1 ? "s" : "",
+                 profile_name(cfg->profile));
+    if (sim)
+        log_info("simulator origin on 127.0.0.1:%u (origin = sim)", sim);
+    if (cfg->admin_listen_text)
+        log_info("admin endpoint on %s (/metrics, /healthz)", cfg->admin_listen_text);
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            log_info("SIGHUP: live reload is not implemented; restart Portico to apply a new "
+                     "configuration (check it first with portico -t)");
+            continue;
+        }
+        log_info("signal %d: shutting down", sig);
+        break;
+    }
+    workers_stop();
+    sim_stop();
+    metrics_free_all();
+    log_close();
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = "conf/portico.ini";
+    bool test_only = false;
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'v'},
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
+        {NULL, 0, NULL, 0},
+    };
+    if (argc >= 2 && strcmp(argv[1], "codes") == 0)
+        return list_codes();
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:thv", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            test_only = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'v':
+            printf("portico %s (libevent %s, %s)\n", PORTICO_VERSION, event_get_version(),
+                   OPENSSL_VERSION_TEXT);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (evthread_use_pthreads() != 0) {
+        fprintf(stderr, "portico: libevent without thread support\n");
+        return 1;
+    }
+    int nerrors = 0;
+    struct config *cfg = cfg_load(path, stderr, &nerrors);
+    if (!cfg) {
+        fprintf(stderr, "portico: %s: %d error%s\n", path, nerrors, nerrors == 1 ? "" : "s");
+        return 1;
+    }
+    if (test_only) {
+        printf("portico: %s: configuration ok (%d upstream%s, %d route%s)\n", path,
+               cfg->nupstreams, cfg->nupstreams == 1 ? "" : "s", cfg->nroutes,
+               cfg->nroutes == 1 ? "" : "s");
+        cfg_free(cfg);
+        return 0;
+    }
+    int rc = run(cfg);
+    cfg_free(cfg);
+    return rc;
+}

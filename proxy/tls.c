@@ -1,0 +1,151 @@
+/*
+ * tls.c — OpenSSL contexts and per-connection SSL objects. See tls.h.
+ */
+#include "portico/tls.h"
+
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "portico/config.h"
+
+static const unsigned char alpn_http11[] = "\x08http/1.1";
+
+const char *tls_last_error(char *buf, size_t bufsz)
+{
+    unsigned long e = ERR_peek_last_error();
+    if (!e)
+        snprintf(buf, bufsz, "unknown TLS error");
+    else
+        ERR_error_string_n(e, buf, bufsz);
+    ERR_clear_error();
+    return buf;
+}
+
+/* ALPN: we only speak HTTP/1.1; a client offering only h2 gets no ALPN and can fall back. */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl, (void)arg;
+    unsigned char *sel = NULL;
+    if (SSL_select_next_proto(&sel, outlen, alpn_http11, sizeof(alpn_http11) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+void *tls_server_ctx(const char *cert_file, const char *key_file, char *err, size_t errsz)
+{
+    char e[256];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        snprintf(err, errsz, "%s", tls_last_error(e, sizeof(e)));
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        snprintf(err, errsz, "%s: %s", cert_file, tls_last_error(e, sizeof(e)));
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+        snprintf(err, errsz, "%s: %s", key_file, tls_last_error(e, sizeof(e)));
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errsz, "%s does not match %s", key_file, cert_file);
+        goto fail;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+void *tls_client_ctx(const struct upstream_conf *up, char *err, size_t errsz)
+{
+    char e[256];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        snprintf(err, errsz, "%s", tls_last_error(e, sizeof(e)));
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof(alpn_http11) - 1);
+    if (up->verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        int ok = up->ca_file ? SSL_CTX_load_verify_locations(ctx, up->ca_file, NULL)
+                             : SSL_CTX_set_default_verify_paths(ctx);
+        if (ok != 1) {
+            snprintf(err, errsz, "ca_file %s: %s", up->ca_file ? up->ca_file : "(system)",
+                     tls_last_error(e, sizeof(e)));
+            goto fail;
+        }
+    } else {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    }
+    if (up->client_cert) {
+        if (SSL_CTX_use_certificate_chain_file(ctx, up->client_cert) != 1 ||
+            SSL_CTX_use_PrivateKey_file(ctx, up->client_key, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(ctx) != 1) {
+            snprintf(err, errsz, "client_cert %s / client_key %s: %s", up->client_cert,
+                     up->client_key, tls_last_error(e, sizeof(e)));
+            goto fail;
+        }
+    }
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static bool is_ip_literal(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+SSL *tls_client_ssl(void *ctx, const char *host, const char *sni, bool verify)
+{
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl)
+        return NULL;
+    const char *name = sni ? sni : host;
+    bool ip = is_ip_literal(name);
+    if (!ip && SSL_set_tlsext_host_name(ssl, name) != 1)
+        goto fail;
+    if (verify) {
+        X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(param, name)
+                    : X509_VERIFY_PARAM_set1_host(param, name, 0);
+        if (ok != 1)
+            goto fail;
+    }
+    return ssl;
+fail:
+    SSL_free(ssl);
+    return NULL;
+}
+
+void tls_ctx_free(void *ctx)
+{
+    SSL_CTX_free(ctx);
+}
+
+bool tls_verify_failed(SSL *ssl, char *buf, size_t bufsz)
+{
+    long v = SSL_get_verify_result(ssl);
+    if (v == X509_V_OK)
+        return false;
+    snprintf(buf, bufsz, "%s", X509_verify_cert_error_string(v));
+    return true;
+}

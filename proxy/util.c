@@ -1,0 +1,237 @@
+/*
+ * util.c — clocks, strict parsing of numbers, durations, sizes and addresses.
+ */
+#include "portico/util.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Leading digits of s into *v with overflow check; returns the number of digits (0 = none). */
+static size_t parse_digits(const char *s, uint64_t *v)
+{
+    size_t i = 0;
+    uint64_t acc = 0;
+    while (s[i] >= '0' && s[i] <= '9') {
+        uint64_t d = (uint64_t)(s[i] - '0');
+        if (acc > (UINT64_MAX - d) / 10)
+            return 0;
+        acc = acc * 10 + d;
+        i++;
+    }
+    *v = acc;
+    return i;
+}
+
+int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    uint64_t v;
+    size_t n = parse_digits(s, &v);
+    if (n == 0 || s[n] != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int parse_duration_ms(const char *s, uint64_t *out_ms)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"", 1000}};
+    uint64_t v;
+    size_t n = parse_digits(s, &v);
+    if (n == 0)
+        return -1;
+    for (size_t i = 0; i < ARRAY_LEN(units); i++) {
+        if (strcmp(s + n, units[i].unit) == 0) {
+            if (v > UINT64_MAX / units[i].ms / 1000) /* keep room for µs arithmetic */
+                return -1;
+            *out_ms = v * units[i].ms;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int parse_size(const char *s, uint64_t *out)
+{
+    uint64_t v, mult = 1;
+    size_t n = parse_digits(s, &v);
+    if (n == 0)
+        return -1;
+    const char *u = s + n;
+    if (*u) {
+        switch (tolower((unsigned char)*u)) {
+        case 'k': mult = 1ull << 10; break;
+        case 'm': mult = 1ull << 20; break;
+        case 'g': mult = 1ull << 30; break;
+        case 't': mult = 1ull << 40; break;
+        default: return -1;
+        }
+        if (u[1] != '\0')
+            return -1;
+    }
+    if (v > UINT64_MAX / mult)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"on", "yes", "true", "1"};
+    static const char *const no[] = {"off", "no", "false", "0"};
+    for (size_t i = 0; i < ARRAY_LEN(yes); i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+bool span_ieq(const char *p, size_t n, const char *s)
+{
+    return strlen(s) == n && strncasecmp(p, s, n) == 0;
+}
+
+int split_host_port(const char *s, char *host, size_t hostsz, uint16_t *port, const char **why)
+{
+    const char *colon;
+    const char *h = s;
+    size_t hlen;
+    if (*s == '[') {
+        const char *end = strchr(s, ']');
+        if (!end || end[1] != ':') {
+            *why = "expected [ipv6]:port";
+            return -1;
+        }
+        h = s + 1;
+        hlen = (size_t)(end - h);
+        colon = end + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon) {
+            *why = "expected host:port";
+            return -1;
+        }
+        if (memchr(s, ':', (size_t)(colon - s))) {
+            *why = "IPv6 addresses need brackets: [::1]:port";
+            return -1;
+        }
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen == 0 || hlen >= hostsz) {
+        *why = hlen == 0 ? "empty host" : "host name too long";
+        return -1;
+    }
+    uint64_t p;
+    if (parse_uint(colon + 1, 1, 65535, &p) != 0) {
+        *why = "port must be 1-65535";
+        return -1;
+    }
+    for (size_t i = 0; i < hlen; i++) {
+        unsigned char c = (unsigned char)h[i];
+        if (!(isalnum(c) || c == '.' || c == '-' || c == '_' || c == ':')) {
+            *why = "invalid character in host";
+            return -1;
+        }
+    }
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}
+
+int numeric_sockaddr(const char *host, uint16_t port, struct sockaddr_storage *sa,
+                     socklen_t *salen)
+{
+    memset(sa, 0, sizeof(*sa));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)sa;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)sa;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        *salen = sizeof(*v4);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        *salen = sizeof(*v6);
+        return 0;
+    }
+    return -1;
+}
+
+char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &v4->sin_addr, ip, sizeof(ip));
+        snprintf(buf, bufsz, "%s:%u", ip, ntohs(v4->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &v6->sin6_addr, ip, sizeof(ip));
+        snprintf(buf, bufsz, "[%s]:%u", ip, ntohs(v6->sin6_port));
+    } else {
+        snprintf(buf, bufsz, "unix");
+    }
+    return buf;
+}
+
+char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        abort();
+    return d;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (!p)
+        abort();
+    return p;
+}
+
+size_t buf_appendf(char *buf, size_t size, size_t len, const char *fmt, ...)
+{
+    if (len >= size)
+        return len;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + len, size - len, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return len;
+    len += (size_t)n;
+    return len < size ? len : size - 1;
+}

@@ -1,0 +1,252 @@
+/*
+ * fuzz_request.c — libFuzzer target: request head, semantic pass and chunked body.
+ *
+ * The first input byte picks limits and split patterns; the rest is the stream. Properties
+ * checked: results stay inside the buffer, errors carry an allowed status, a prefix of the input
+ * says "again" or fails the same way, and the chunked decoder gives the same body however the
+ * stream is cut. Every parse gets an exact-size copy so ASan sees over-reads.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "portico/http1.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(c)                                                                               \
+    do {                                                                                       \
+        if (!(c)) {                                                                            \
+            fprintf(stderr, "invariant failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);         \
+            abort();                                                                           \
+        }                                                                                      \
+    } while (0)
+
+static char *dup_exact(const char *s, size_t n)
+{
+    char *p = malloc(n > 0 ? n : 1);
+    CHECK(p != NULL);
+    if (n > 0)
+        memcpy(p, s, n);
+    return p;
+}
+
+static uint32_t next_rand(uint32_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 17;
+    *s ^= *s << 5;
+    return *s;
+}
+
+static uint64_t fnv(uint64_t h, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * UINT64_C(0x100000001b3);
+    return h;
+}
+
+static void check_fields(const char *buf, int len, const struct h1_field *f, size_t n)
+{
+    CHECK(n <= H1_MAX_FIELDS);
+    for (size_t i = 0; i < n; i++) {
+        CHECK(f[i].name >= buf && f[i].name + f[i].name_len <= buf + len);
+        CHECK(f[i].value >= buf && f[i].value + f[i].value_len <= buf + len);
+        CHECK(f[i].name_len > 0);
+        for (size_t k = 0; k < f[i].name_len; k++)
+            CHECK(h1_is_tchar((unsigned char)f[i].name[k]));
+        for (size_t k = 0; k < f[i].value_len; k++) {
+            unsigned char c = (unsigned char)f[i].value[k];
+            CHECK(c == '\t' || (c >= 0x20 && c != 0x7f));
+        }
+        if (f[i].value_len > 0) {
+            CHECK(f[i].value[0] != ' ' && f[i].value[0] != '\t');
+            CHECK(f[i].value[f[i].value_len - 1] != ' ' && f[i].value[f[i].value_len - 1] != '\t');
+        }
+    }
+}
+
+/* ---- chunked ---- */
+
+struct ck_out {
+    enum h1_chunk_rc last; /* DONE, ERROR, or AGAIN when the input ran out */
+    size_t consumed;
+    uint64_t data_len, data_hash;
+    uint64_t trailer_len, trailer_hash;
+};
+
+/* Feeds p[0..n) in pieces: piece > 0 fixed, 0 random from seed. */
+static void ck_run(const char *p, size_t n, size_t piece, uint32_t seed, struct ck_out *out)
+{
+    struct h1_chunked c;
+    size_t pos = 0, avail = 0;
+    uint64_t prev_body = 0;
+
+    h1_chunked_init(&c, 1 + seed % 300);
+    memset(out, 0, sizeof *out);
+    out->data_hash = out->trailer_hash = UINT64_C(0xcbf29ce484222325);
+    out->last = H1_CHUNK_AGAIN;
+    seed |= 1;
+    for (;;) {
+        if (pos == avail) {
+            if (avail == n)
+                break;
+            size_t step = piece > 0 ? piece : 1 + next_rand(&seed) % 16;
+            avail = n - avail > step ? avail + step : n;
+        }
+        if (c.data_left > 0) {
+            size_t take = avail - pos < c.data_left ? avail - pos : (size_t)c.data_left;
+            out->data_hash = fnv(out->data_hash, p + pos, take);
+            out->data_len += take;
+            pos += take;
+            h1_chunked_data_taken(&c, take);
+            continue;
+        }
+        size_t have = avail - pos, used = SIZE_MAX;
+        char *buf = dup_exact(p + pos, have);
+        enum h1_chunk_rc rc = h1_chunked_parse(&c, buf, have, &used);
+        free(buf);
+        CHECK(used <= have);
+        CHECK(c.body_size >= prev_body);
+        prev_body = c.body_size;
+        switch (rc) {
+        case H1_CHUNK_AGAIN:
+            CHECK(used == have);
+            pos += used;
+            break;
+        case H1_CHUNK_DATA:
+            pos += used;
+            CHECK(c.data_left > 0 || (pos < avail && p[pos] != '\r'));
+            break;
+        case H1_CHUNK_TRAILER:
+            CHECK(used > 0);
+            out->trailer_hash = fnv(out->trailer_hash, p + pos, used);
+            out->trailer_len += used;
+            pos += used;
+            break;
+        case H1_CHUNK_DONE:
+            pos += used;
+            CHECK(c.body_size == out->data_len);
+            out->last = rc;
+            out->consumed = pos;
+            return;
+        case H1_CHUNK_ERROR:
+            CHECK(c.error != NULL);
+            out->last = rc;
+            return;
+        default:
+            CHECK(0);
+        }
+    }
+    out->consumed = pos;
+}
+
+static void ck_compare(const struct ck_out *a, const struct ck_out *b)
+{
+    CHECK(a->last == b->last);
+    if (a->last == H1_CHUNK_ERROR)
+        return;
+    CHECK(a->data_len == b->data_len && a->data_hash == b->data_hash);
+    if (a->last == H1_CHUNK_DONE) {
+        CHECK(a->consumed == b->consumed);
+        CHECK(a->trailer_len == b->trailer_len && a->trailer_hash == b->trailer_hash);
+    }
+}
+
+/* Decodes the body several ways; trailer limits are seed-dependent, so one seed per set. */
+static void fuzz_chunked(const char *p, size_t n, uint8_t mode)
+{
+    struct ck_out whole, bytes, random;
+    uint32_t seed = (uint32_t)mode * 2654435761u + 7;
+
+    ck_run(p, n, n > 0 ? n : 1, seed, &whole);
+    if (n <= 4096) {
+        ck_run(p, n, 1, seed, &bytes);
+        ck_compare(&whole, &bytes);
+    }
+    ck_run(p, n, 0, seed, &random);
+    ck_compare(&whole, &random);
+}
+
+/* ---- request head ---- */
+
+static int parse_copy(const char *p, size_t n, const struct h1_limits *lim, struct h1_request *req,
+                      struct h1_error *err)
+{
+    char *buf = dup_exact(p, n);
+    int r = h1_parse_request(buf, n, lim, req, err);
+    CHECK(r == -1 || r == -2 || (r > 0 && (size_t)r <= n));
+    if (r > 0) {
+        CHECK((size_t)r <= lim->max_head);
+        CHECK(req->method >= buf && req->method + req->method_len <= buf + r);
+        CHECK(req->target >= buf && req->target + req->target_len <= buf + r);
+        CHECK(req->method_len > 0 && req->target_len > 0);
+        CHECK(req->minor == 0 || req->minor == 1);
+        check_fields(buf, r, req->fields, req->nfields);
+    } else if (r == -1) {
+        CHECK(err->status == 400 || err->status == 414 || err->status == 431 ||
+              err->status == 505);
+        CHECK(err->reason != NULL && err->offset <= n);
+    } else {
+        CHECK(n < lim->max_head);
+    }
+    free(buf);
+    return r;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    uint8_t mode = data[0];
+    const char *in = (const char *)data + 1;
+    size_t n = size - 1;
+    struct h1_limits lim = {
+        .max_request_line = (mode & 1) ? 48 : 8192,
+        .max_head = (mode & 2) ? 200 : 16384,
+    };
+    struct h1_request req;
+    struct h1_error err = {0}, e2;
+
+    int r = parse_copy(in, n, &lim, &req, &err);
+
+    /* A prefix says "again", or fails exactly like the whole input. */
+    size_t cuts[4] = {n * ((mode >> 2) & 7) / 8, n / 2, n > 0 ? n - 1 : 0, (mode * 31u) % (n + 1)};
+    for (int k = 0; k < 4; k++) {
+        size_t cut = cuts[k];
+        struct h1_request req2;
+        int r2 = parse_copy(in, cut, &lim, &req2, &e2);
+        if (r > 0)
+            CHECK(cut < (size_t)r ? r2 == -2 : r2 == r);
+        else if (r == -2)
+            CHECK(r2 == -2);
+        else
+            CHECK(r2 == -2 || (r2 == -1 && e2.status == err.status && e2.offset == err.offset &&
+                               e2.reason == err.reason));
+    }
+
+    if (r > 0) {
+        /* Spans are only valid while their buffer lives: parse again into one we keep. */
+        char *buf = dup_exact(in, n);
+        CHECK(h1_parse_request(buf, n, &lim, &req, &err) == r);
+        struct h1_info info;
+        if (h1_request_info(&req, &info, &err) == 0) {
+            CHECK(info.framing == H1_BODY_NONE || info.framing == H1_BODY_LENGTH ||
+                  info.framing == H1_BODY_CHUNKED);
+            CHECK(info.framing != H1_BODY_LENGTH || info.content_length <= (UINT64_C(1) << 62));
+            CHECK(req.minor == 0 || info.host != NULL);
+            if (info.keep_alive)
+                CHECK(!h1_connection_has(req.fields, req.nfields, "close"));
+        } else {
+            CHECK(err.status == 400 || err.status == 501);
+            CHECK(err.reason != NULL);
+        }
+        free(buf);
+        fuzz_chunked(in + r, n - (size_t)r, mode);
+    } else if (mode & 0x80) {
+        /* Give the decoder the raw input too: it is reached far more often this way. */
+        fuzz_chunked(in, n, mode);
+    }
+    return 0;
+}

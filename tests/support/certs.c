@@ -1,0 +1,204 @@
+/*
+ * certs.c — generates the test PKI with the openssl CLI (`openssl req` and `openssl ca`).
+ *
+ * `openssl ca` is used for every CA-signed leaf because it is the one OpenSSL 3.0 tool that takes
+ * explicit -startdate/-enddate, which is how the expired certificate gets dates in the past
+ * without faking the clock. Our own config file keeps the system openssl.cnf out of the way.
+ */
+#include "certs.h"
+
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CERT_PATH_MAX 512
+
+/* Storage behind struct test_certs: every path lives here for the life of the process. */
+struct cert_store {
+    char dir[CERT_PATH_MAX / 2];
+    char paths[12][CERT_PATH_MAX];
+};
+
+static struct cert_store store;
+static struct test_certs certs;
+static const struct test_certs *certs_result;
+static pthread_once_t certs_once = PTHREAD_ONCE_INIT;
+
+static const char ca_conf_fmt[] =
+    "[req]\n"
+    "distinguished_name = dn\n"
+    "[dn]\n"
+    "[ca]\n"
+    "default_ca = test_ca\n"
+    "[test_ca]\n"
+    "dir = %s\n"
+    "database = $dir/index.txt\n"
+    "new_certs_dir = $dir\n"
+    "serial = $dir/serial\n"
+    "default_md = sha256\n"
+    "policy = any\n"
+    "unique_subject = no\n"
+    "copy_extensions = none\n"
+    "[any]\n"
+    "commonName = supplied\n"
+    "[ca_ext]\n"
+    "basicConstraints = critical,CA:TRUE\n"
+    "keyUsage = critical,keyCertSign,cRLSign\n"
+    "subjectKeyIdentifier = hash\n"
+    "[server_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
+    "keyUsage = critical,digitalSignature\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectAltName = DNS:localhost,IP:127.0.0.1,IP:::1\n"
+    "[wrong_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
+    "keyUsage = critical,digitalSignature\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectAltName = DNS:wrong.example\n"
+    "[client_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
+    "keyUsage = critical,digitalSignature\n"
+    "extendedKeyUsage = clientAuth\n";
+
+/* One certificate to make: its file stem, subject, config section and how it is signed. */
+struct cert_row {
+    const char *stem;    /* <stem>.pem and <stem>.key */
+    const char *subject;
+    const char *ext;     /* extension section of ca_conf_fmt */
+    int self_signed;     /* 1: `req -x509`; 0: CSR signed by the CA with `openssl ca` */
+    const char *start;   /* explicit notBefore for `openssl ca`, or NULL for now */
+    const char *end;     /* explicit notAfter, or NULL for 10 years */
+};
+
+static const struct cert_row rows[] = {
+    /* The CA first: every other row but the self-signed one is signed by it. */
+    { "ca", "/CN=Portico Test CA", "ca_ext", 1, NULL, NULL },
+    { "server", "/CN=localhost", "server_ext", 0, NULL, NULL },
+    { "self-signed", "/CN=localhost", "server_ext", 1, NULL, NULL },
+    /* Long expired, and valid for one day only, so no clock skew can make it valid. */
+    { "expired", "/CN=localhost", "server_ext", 0, "20200101000000Z", "20200102000000Z" },
+    { "wrong-name", "/CN=wrong.example", "wrong_ext", 0, NULL, NULL },
+    { "client", "/CN=portico-test-client", "client_ext", 0, NULL, NULL },
+};
+
+static void certs_remove(void)
+{
+    if (store.dir[0] != '\0' && getenv("PORTICO_TEST_KEEP") == NULL) {
+        tu_remove_tree(store.dir);
+    }
+}
+
+/* "<store.dir>/<name><ext>" into buf; -1 if it does not fit. */
+static int store_path(char *buf, size_t size, const char *name, const char *ext)
+{
+    int n = snprintf(buf, size, "%s/%s%s", store.dir, name, ext);
+
+    return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+/* Runs one openssl command; on failure prints its output. */
+static int run_openssl(const char *const argv[])
+{
+    struct tu_cmd_result res;
+    int rc = tu_run_command(argv, 20000, &res);
+
+    if (rc != 0) {
+        fprintf(stderr, "certs: `openssl %s` failed (%d):\n%s%s", argv[1], rc, res.out, res.err);
+    }
+    tu_cmd_result_free(&res);
+    return rc == 0 ? 0 : -1;
+}
+
+static int make_row(const struct cert_row *r, const char *conf, const char *ca_pem,
+                    const char *ca_key)
+{
+    char key[CERT_PATH_MAX], pem[CERT_PATH_MAX], csr[CERT_PATH_MAX];
+
+    if (store_path(key, sizeof(key), r->stem, ".key") < 0
+        || store_path(pem, sizeof(pem), r->stem, ".pem") < 0
+        || store_path(csr, sizeof(csr), r->stem, ".csr") < 0) {
+        return -1;
+    }
+    if (r->self_signed) {
+        const char *const req[] = { "openssl", "req", "-config", conf, "-x509", "-newkey", "ec",
+                                    "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                                    "-keyout", key, "-out", pem, "-days", "3650", "-subj",
+                                    r->subject, "-extensions", r->ext, NULL };
+        return run_openssl(req);
+    }
+    const char *const req[] = { "openssl", "req", "-config", conf, "-new", "-newkey", "ec",
+                                "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+                                key, "-out", csr, "-subj", r->subject, NULL };
+    if (run_openssl(req) < 0) {
+        return -1;
+    }
+    if (r->start != NULL) {
+        const char *const ca[] = { "openssl", "ca", "-config", conf, "-batch", "-notext",
+                                   "-cert", ca_pem, "-keyfile", ca_key, "-extensions", r->ext,
+                                   "-startdate", r->start, "-enddate", r->end, "-in", csr,
+                                   "-out", pem, NULL };
+        return run_openssl(ca);
+    }
+    const char *const ca[] = { "openssl", "ca", "-config", conf, "-batch", "-notext", "-cert",
+                               ca_pem, "-keyfile", ca_key, "-extensions", r->ext, "-days",
+                               "3650", "-in", csr, "-out", pem, NULL };
+    return run_openssl(ca);
+}
+
+static void certs_generate(void)
+{
+    char conf[CERT_PATH_MAX], path[CERT_PATH_MAX], text[4096];
+
+    if (tu_make_temp_dir("portico-certs", store.dir, sizeof(store.dir)) < 0) {
+        perror("certs: mkdtemp");
+        return;
+    }
+    atexit(certs_remove);
+    int n = snprintf(text, sizeof(text), ca_conf_fmt, store.dir);
+
+    if (store_path(conf, sizeof(conf), "ca", ".cnf") < 0
+        || tu_write_file(conf, text, (size_t)n) < 0
+        || store_path(path, sizeof(path), "index", ".txt") < 0
+        || tu_write_file(path, "", 0) < 0
+        || store_path(path, sizeof(path), "serial", "") < 0
+        || tu_write_file(path, "1000\n", 5) < 0) {
+        fprintf(stderr, "certs: cannot write the CA files in %s\n", store.dir);
+        return;
+    }
+
+    char *slot[12];
+
+    for (size_t i = 0; i < 12; i++) {
+        slot[i] = store.paths[i];
+    }
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        if (store_path(slot[2 * i], CERT_PATH_MAX, rows[i].stem, ".pem") < 0
+            || store_path(slot[2 * i + 1], CERT_PATH_MAX, rows[i].stem, ".key") < 0
+            || make_row(&rows[i], conf, slot[0], slot[1]) < 0) {
+            return;
+        }
+    }
+    certs.dir = store.dir;
+    certs.ca_cert = slot[0];
+    certs.ca_key = slot[1];
+    certs.server_cert = slot[2];
+    certs.server_key = slot[3];
+    certs.self_signed_cert = slot[4];
+    certs.self_signed_key = slot[5];
+    certs.expired_cert = slot[6];
+    certs.expired_key = slot[7];
+    certs.wrong_name_cert = slot[8];
+    certs.wrong_name_key = slot[9];
+    certs.client_cert = slot[10];
+    certs.client_key = slot[11];
+    certs_result = &certs;
+}
+
+const struct test_certs *certs_get(void)
+{
+    pthread_once(&certs_once, certs_generate);
+    return certs_result;
+}

@@ -1,0 +1,29 @@
+/*
+ * certs.h — test certificates, made with the `openssl` CLI at test time (EC P-256 keys, so it
+ * takes a few tens of milliseconds) into a temp dir of their own, once per test process, and
+ * removed at exit. Every file is PEM; keys are unencrypted.
+ */
+#ifndef PORTICO_CERTS_H
+#define PORTICO_CERTS_H
+
+struct test_certs {
+    const char *dir;              /* the directory holding every file below */
+    const char *ca_cert;          /* "Portico Test CA", self-signed, CA:TRUE */
+    const char *ca_key;
+    const char *server_cert;      /* CN/SAN localhost, 127.0.0.1, ::1; signed by the CA; valid */
+    const char *server_key;
+    const char *self_signed_cert; /* CN/SAN localhost, 127.0.0.1, ::1; self-signed */
+    const char *self_signed_key;
+    const char *expired_cert;     /* like server_cert, but valid only 2020-01-01..2020-01-02 */
+    const char *expired_key;
+    const char *wrong_name_cert;  /* CN/SAN wrong.example only; signed by the CA; valid */
+    const char *wrong_name_key;
+    const char *client_cert;      /* CN "portico-test-client", clientAuth; signed by the CA */
+    const char *client_key;
+};
+
+/* The certificates of this process, generated on first call (thread-safe). NULL (and a message
+ * on stderr with openssl's output) if generation failed. */
+const struct test_certs *certs_get(void);
+
+#endif

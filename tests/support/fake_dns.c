@@ -1,0 +1,408 @@
+/*
+ * fake_dns.c — UDP DNS responder on loopback, one thread with poll() on the socket and a stop
+ * pipe. Plain sockets, no libevent, so it stays independent of the resolver under test.
+ */
+#include "fake_dns.h"
+
+#include "testutil.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DNS_HEADER 12
+#define DNS_MAX 512
+#define QTYPE_A 1
+#define QTYPE_AAAA 28
+
+struct fake_dns {
+    int fd;                  /* UDP socket bound to 127.0.0.1 */
+    uint16_t port;
+    int stop_pipe[2];        /* closing [1] wakes the thread */
+    pthread_t thread;
+    bool aaaa;
+    uint32_t ttl;
+    pthread_mutex_t lock;    /* protects the fields below */
+    pthread_cond_t cond;     /* signalled on every query */
+    enum fake_dns_mode mode;
+    unsigned queries;
+    char last_name[256];
+};
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+/* Decodes the uncompressed name at q[off] into text; returns the offset just after it, or -1. */
+static int parse_name(const uint8_t *q, size_t len, size_t off, char *text, size_t size)
+{
+    size_t t = 0;
+
+    for (;;) {
+        if (off >= len) {
+            return -1;
+        }
+        uint8_t l = q[off++];
+
+        if (l == 0) {
+            break;
+        }
+        if ((l & 0xC0) != 0 || off + l > len || t + l + 2 > size) {
+            return -1;
+        }
+        if (t > 0) {
+            text[t++] = '.';
+        }
+        memcpy(text + t, q + off, l);
+        t += l;
+        off += l;
+    }
+    text[t] = '\0';
+    return (int)off;
+}
+
+/* Builds the reply to query q in r; returns its length, or 0 when the query is unusable. */
+static size_t build_reply(struct fake_dns *d, enum fake_dns_mode mode, const uint8_t *q,
+                          size_t len, uint8_t *r, char *name, size_t name_size)
+{
+    if (len < DNS_HEADER || get16(q + 4) < 1) {
+        return 0;
+    }
+    int end = parse_name(q, len, DNS_HEADER, name, name_size);
+
+    if (end < 0 || (size_t)end + 4 > len) {
+        return 0;
+    }
+    size_t qend = (size_t)end + 4; /* the question: name, qtype, qclass */
+    uint16_t qtype = get16(q + end);
+    int rcode = mode == FAKE_DNS_NXDOMAIN ? 3 : mode == FAKE_DNS_SERVFAIL ? 2 : 0;
+    /* QR, the query's opcode and RD echoed, AA and RA set, then the rcode. */
+    uint16_t flags = (uint16_t)(0x8000 | (get16(q + 2) & 0x7900) | 0x0400 | 0x0080 | rcode);
+    size_t n = qend;
+    unsigned ancount = 0;
+
+    memcpy(r, q, 2);
+    put16(r + 2, flags);
+    put16(r + 4, 1);
+    memcpy(r + DNS_HEADER, q + DNS_HEADER, qend - DNS_HEADER);
+    if (rcode == 0 && (qtype == QTYPE_A || (qtype == QTYPE_AAAA && d->aaaa))) {
+        size_t alen = qtype == QTYPE_A ? 4 : 16;
+
+        put16(r + n, 0xC000 | DNS_HEADER); /* pointer to the question's name */
+        put16(r + n + 2, qtype);
+        put16(r + n + 4, get16(q + end + 2)); /* class as asked (IN) */
+        put16(r + n + 6, (uint16_t)(d->ttl >> 16));
+        put16(r + n + 8, (uint16_t)d->ttl);
+        put16(r + n + 10, (uint16_t)alen);
+        n += 12;
+        if (qtype == QTYPE_A) {
+            inet_pton(AF_INET, "127.0.0.1", r + n);
+        } else {
+            inet_pton(AF_INET6, "::1", r + n);
+        }
+        n += alen;
+        ancount = 1;
+    }
+    put16(r + 6, (uint16_t)ancount);
+    put16(r + 8, 0);
+    put16(r + 10, 0);
+    return n;
+}
+
+static void *dns_thread(void *arg)
+{
+    struct fake_dns *d = arg;
+    uint8_t q[DNS_MAX], r[DNS_MAX + 64];
+
+    for (;;) {
+        struct pollfd p[2] = { { .fd = d->fd, .events = POLLIN },
+                               { .fd = d->stop_pipe[0], .events = POLLIN } };
+
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            break;
+        }
+        if (p[1].revents != 0) {
+            break;
+        }
+        struct sockaddr_storage from;
+        socklen_t flen = sizeof(from);
+        ssize_t len = recvfrom(d->fd, q, sizeof(q), 0, (struct sockaddr *)&from, &flen);
+
+        if (len < 0) {
+            continue;
+        }
+        char name[256] = "";
+
+        pthread_mutex_lock(&d->lock);
+        enum fake_dns_mode mode = d->mode;
+        pthread_mutex_unlock(&d->lock);
+
+        size_t rlen = build_reply(d, mode, q, (size_t)len, r, name, sizeof(name));
+
+        /* Count only after the reply is built but before it is sent, so a test that saw the
+         * reply also sees the count. */
+        pthread_mutex_lock(&d->lock);
+        d->queries++;
+        snprintf(d->last_name, sizeof(d->last_name), "%s", name);
+        pthread_cond_broadcast(&d->cond);
+        pthread_mutex_unlock(&d->lock);
+        if (rlen > 0 && mode != FAKE_DNS_SILENT) {
+            sendto(d->fd, r, rlen, 0, (struct sockaddr *)&from, flen);
+        }
+    }
+    return NULL;
+}
+
+struct fake_dns *fake_dns_start(const struct fake_dns_opts *opts)
+{
+    struct fake_dns_opts defaults = { .mode = FAKE_DNS_ANSWER };
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t alen = sizeof(a);
+    struct fake_dns *d = calloc(1, sizeof(*d));
+    pthread_condattr_t ca;
+
+    if (d == NULL) {
+        return NULL;
+    }
+    if (opts == NULL) {
+        opts = &defaults;
+    }
+    d->fd = -1;
+    d->stop_pipe[0] = d->stop_pipe[1] = -1;
+    d->mode = opts->mode;
+    d->aaaa = opts->aaaa;
+    d->ttl = opts->ttl != 0 ? opts->ttl : 60;
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    d->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (d->fd < 0 || bind(d->fd, (struct sockaddr *)&a, sizeof(a)) < 0
+        || getsockname(d->fd, (struct sockaddr *)&a, &alen) < 0) {
+        goto fail;
+    }
+    d->port = ntohs(a.sin_port);
+    if (pipe2(d->stop_pipe, O_CLOEXEC) < 0) {
+        goto fail;
+    }
+    if (pthread_create(&d->thread, NULL, dns_thread, d) != 0) {
+        goto fail;
+    }
+    return d;
+fail:
+    perror("fake_dns_start");
+    if (d->fd >= 0) {
+        close(d->fd);
+    }
+    if (d->stop_pipe[0] >= 0) {
+        close(d->stop_pipe[0]);
+        close(d->stop_pipe[1]);
+    }
+    pthread_cond_destroy(&d->cond);
+    pthread_mutex_destroy(&d->lock);
+    free(d);
+    return NULL;
+}
+
+uint16_t fake_dns_port(const struct fake_dns *d)
+{
+    return d->port;
+}
+
+void fake_dns_set_mode(struct fake_dns *d, enum fake_dns_mode mode)
+{
+    pthread_mutex_lock(&d->lock);
+    d->mode = mode;
+    pthread_mutex_unlock(&d->lock);
+}
+
+unsigned fake_dns_queries(struct fake_dns *d)
+{
+    pthread_mutex_lock(&d->lock);
+    unsigned n = d->queries;
+    pthread_mutex_unlock(&d->lock);
+    return n;
+}
+
+/* Absolute CLOCK_MONOTONIC time timeout_ms from now, for pthread_cond_timedwait. */
+static struct timespec deadline_ts(int timeout_ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return ts;
+}
+
+int fake_dns_wait_queries(struct fake_dns *d, unsigned n, int timeout_ms)
+{
+    struct timespec ts = deadline_ts(timeout_ms);
+    int rc = 0;
+
+    pthread_mutex_lock(&d->lock);
+    while (d->queries < n && rc == 0) {
+        rc = pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+    }
+    int ok = d->queries >= n;
+    pthread_mutex_unlock(&d->lock);
+    return ok ? 0 : -1;
+}
+
+int fake_dns_last_name(struct fake_dns *d, char *buf, size_t size)
+{
+    pthread_mutex_lock(&d->lock);
+    int rc = d->queries > 0 ? 0 : -1;
+    snprintf(buf, size, "%s", d->last_name);
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+void fake_dns_stop(struct fake_dns *d)
+{
+    if (d == NULL) {
+        return;
+    }
+    close(d->stop_pipe[1]);
+    pthread_join(d->thread, NULL);
+    close(d->stop_pipe[0]);
+    close(d->fd);
+    pthread_cond_destroy(&d->cond);
+    pthread_mutex_destroy(&d->lock);
+    free(d);
+}
+
+/* Skips a possibly compressed name at r[off]; returns the offset after it, or -1. */
+static int skip_name(const uint8_t *r, size_t len, size_t off)
+{
+    while (off < len) {
+        uint8_t l = r[off];
+
+        if (l == 0) {
+            return (int)off + 1;
+        }
+        if ((l & 0xC0) == 0xC0) {
+            return off + 2 <= len ? (int)off + 2 : -1;
+        }
+        off += 1 + (size_t)l;
+    }
+    return -1;
+}
+
+int fake_dns_query(uint16_t port, const char *name, uint16_t qtype, int timeout_ms,
+                   struct fake_dns_reply *reply)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    uint8_t q[DNS_MAX], r[DNS_MAX];
+    static unsigned counter;
+    uint16_t id = (uint16_t)(0x4242 + __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+    size_t n = DNS_HEADER;
+    int rc = -1;
+
+    memset(reply, 0, sizeof(*reply));
+    memset(q, 0, DNS_HEADER);
+    put16(q, id);
+    put16(q + 2, 0x0100); /* standard query, recursion desired */
+    put16(q + 4, 1);
+    for (const char *label = name; *label != '\0';) {
+        const char *dot = strchr(label, '.');
+        size_t l = dot != NULL ? (size_t)(dot - label) : strlen(label);
+
+        if (l == 0 || l > 63 || n + l + 1 + 5 > sizeof(q)) {
+            return -1;
+        }
+        q[n++] = (uint8_t)l;
+        memcpy(q + n, label, l);
+        n += l;
+        label += l + (dot != NULL ? 1 : 0);
+    }
+    q[n++] = 0;
+    put16(q + n, qtype);
+    put16(q + n + 2, 1);
+    n += 4;
+
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0) {
+        return -1;
+    }
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || send(fd, q, n, 0) != (ssize_t)n) {
+        goto done;
+    }
+    int64_t deadline = tu_now_ms() + timeout_ms;
+    ssize_t len;
+
+    for (;;) {
+        short rev;
+
+        if (tu_poll_until(fd, POLLIN, deadline, &rev) != 1) {
+            goto done;
+        }
+        len = recv(fd, r, sizeof(r), 0);
+        if (len >= DNS_HEADER && get16(r) == id) {
+            break;
+        }
+        if (len < 0 && errno != EINTR) {
+            goto done;
+        }
+    }
+    reply->id = get16(r);
+    reply->rcode = r[3] & 0x0F;
+    reply->aa = (r[2] & 0x04) != 0;
+    reply->ancount = get16(r + 6);
+
+    int off = skip_name(r, (size_t)len, DNS_HEADER);
+
+    if (off < 0 || get16(r + 4) != 1) {
+        goto done;
+    }
+    off += 4;
+    for (unsigned i = 0; i < reply->ancount && reply->addr[0] == '\0'; i++) {
+        off = skip_name(r, (size_t)len, (size_t)off);
+        if (off < 0 || (size_t)off + 10 > (size_t)len) {
+            goto done;
+        }
+        uint16_t type = get16(r + off);
+        uint16_t rdlen = get16(r + off + 8);
+
+        off += 10;
+        if ((size_t)off + rdlen > (size_t)len) {
+            goto done;
+        }
+        if (type == QTYPE_A && rdlen == 4) {
+            inet_ntop(AF_INET, r + off, reply->addr, sizeof(reply->addr));
+        } else if (type == QTYPE_AAAA && rdlen == 16) {
+            inet_ntop(AF_INET6, r + off, reply->addr, sizeof(reply->addr));
+        }
+        off += rdlen;
+    }
+    rc = 0;
+done:
+    close(fd);
+    return rc;
+}

@@ -1,0 +1,64 @@
+/*
+ * fake_dns.h — a UDP DNS server on 127.0.0.1 (port chosen by the kernel) for resolver tests, with
+ * its own thread. Answers in proper wire format (question copied, QR/AA/RA set, RD and the id
+ * echoed) so libevent's evdns accepts it. Also a tiny client for checking it without the system
+ * resolver.
+ */
+#ifndef PORTICO_FAKE_DNS_H
+#define PORTICO_FAKE_DNS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum fake_dns_mode {
+    FAKE_DNS_ANSWER,   /* NOERROR; A 127.0.0.1 for any name, AAAA ::1 if opts.aaaa else NODATA */
+    FAKE_DNS_NXDOMAIN, /* rcode 3 */
+    FAKE_DNS_SERVFAIL, /* rcode 2 */
+    FAKE_DNS_SILENT,   /* reads and counts queries, never answers */
+};
+
+struct fake_dns_opts {
+    enum fake_dns_mode mode;
+    bool aaaa;    /* FAKE_DNS_ANSWER: answer AAAA queries with ::1 (else empty NOERROR) */
+    uint32_t ttl; /* TTL of answers in seconds; 0 means 60 */
+};
+
+struct fake_dns;
+
+/* Starts the server (opts NULL = answer mode). NULL on error. */
+struct fake_dns *fake_dns_start(const struct fake_dns_opts *opts);
+
+/* The UDP port it listens on (127.0.0.1). */
+uint16_t fake_dns_port(const struct fake_dns *d);
+
+/* Changes the mode for the following queries (thread-safe). */
+void fake_dns_set_mode(struct fake_dns *d, enum fake_dns_mode mode);
+
+/* Number of queries received so far, answered or not (thread-safe). */
+unsigned fake_dns_queries(struct fake_dns *d);
+
+/* Waits until at least n queries were received or timeout_ms passed. 0 or -1 (timeout). */
+int fake_dns_wait_queries(struct fake_dns *d, unsigned n, int timeout_ms);
+
+/* Copies the name of the last query ("a.example", no trailing dot) into buf. 0, or -1 if none. */
+int fake_dns_last_name(struct fake_dns *d, char *buf, size_t size);
+
+/* Stops the thread, closes the socket, frees d (NULL is fine). */
+void fake_dns_stop(struct fake_dns *d);
+
+/* Result of fake_dns_query. */
+struct fake_dns_reply {
+    int rcode;       /* 0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN ... */
+    uint16_t id;     /* id of the reply, equal to the query's */
+    unsigned ancount; /* answer records */
+    bool aa;         /* authoritative flag */
+    char addr[64];   /* first A/AAAA answer as text ("127.0.0.1", "::1"), "" if none */
+};
+
+/* Sends one query (qtype 1 = A, 28 = AAAA) to 127.0.0.1:port and waits up to timeout_ms for the
+ * reply. 0 with *reply filled, -1 on error or timeout. */
+int fake_dns_query(uint16_t port, const char *name, uint16_t qtype, int timeout_ms,
+                   struct fake_dns_reply *reply);
+
+#endif

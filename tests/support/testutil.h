@@ -1,0 +1,75 @@
+/*
+ * testutil.h — small helpers shared by the integration-test support code and the tests: a
+ * monotonic clock, bounded waits, files and temp dirs, running a command with a timeout, and
+ * JSON field extraction good enough for assertions.
+ *
+ * Prefix `tu_` so nothing here can clash with a symbol of the proxy objects the integration
+ * tests link against. Return vocabulary: 0 (or a count) ok, -1 error.
+ */
+#ifndef PORTICO_TESTUTIL_H
+#define PORTICO_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Milliseconds on CLOCK_MONOTONIC; only differences mean anything. */
+int64_t tu_now_ms(void);
+
+/* Milliseconds left until deadline (a tu_now_ms() value), clamped to 0..INT32_MAX for poll(). */
+int tu_ms_left(int64_t deadline);
+
+/* poll() one fd for events until the deadline, retrying on EINTR. Returns 1 with *revents set,
+ * 0 on timeout, -1 on error. */
+int tu_poll_until(int fd, short events, int64_t deadline, short *revents);
+
+/* Ignores SIGPIPE once per process (sockets and SSL would otherwise kill the test). */
+void tu_ignore_sigpipe(void);
+
+/* Reads a whole file into a NUL-terminated malloc'd buffer (*len without the NUL if len != NULL).
+ * NULL if it cannot be read. */
+char *tu_read_file(const char *path, size_t *len);
+
+/* Writes len bytes to path (created or truncated, mode 0644). 0 or -1. */
+int tu_write_file(const char *path, const void *data, size_t len);
+
+/* Creates a fresh directory "$TMPDIR/<prefix>-XXXXXX" (TMPDIR defaults to /tmp) into buf. */
+int tu_make_temp_dir(const char *prefix, char *buf, size_t size);
+
+/* Removes a directory tree (does not follow symlinks). 0 or -1. */
+int tu_remove_tree(const char *dir);
+
+/* Finds a free TCP port on 127.0.0.1 (bind port 0, read it back, close). Racy by nature: another
+ * process may take it before the user binds it; the kernel's random choice makes that rare. */
+int tu_free_port(uint16_t *port);
+
+/* Result of tu_run_command; release with tu_cmd_result_free. */
+struct tu_cmd_result {
+    int exit_code;  /* exit status 0..255, or 128+signal when killed, -1 when it could not run */
+    int term_signal; /* signal that ended it, 0 if it exited */
+    bool timed_out; /* the timeout expired and the child was SIGKILLed */
+    char *out;      /* captured stdout, NUL-terminated, never NULL after a run */
+    size_t out_len;
+    char *err;      /* captured stderr, NUL-terminated, never NULL after a run */
+    size_t err_len;
+};
+
+/* Runs argv[0] (PATH lookup) with argv, stdin from /dev/null, capturing stdout and stderr, and
+ * kills it when timeout_ms passes. Returns res->exit_code (so 0 means it ran and exited 0); a
+ * program that cannot be executed gives -1, or 127 where the spawn cannot report it (valgrind). */
+int tu_run_command(const char *const argv[], int timeout_ms, struct tu_cmd_result *res);
+
+/* Frees the buffers of a result (safe on a zeroed struct). */
+void tu_cmd_result_free(struct tu_cmd_result *res);
+
+/* The string value of the first `"key": "..."` pair anywhere in json, unescaped, malloc'd; NULL
+ * when absent or not a string. Not a validator: keys are matched wherever they appear. */
+char *tu_json_get_string(const char *json, const char *key);
+
+/* The number value of the first `"key": <number>` pair anywhere in json into *out. 0 or -1. */
+int tu_json_get_number(const char *json, const char *key, double *out);
+
+/* memmem on a NUL-terminated haystack: true when needle occurs in hay (NULL hay -> false). */
+bool tu_contains(const char *hay, const char *needle);
+
+#endif

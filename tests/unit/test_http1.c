@@ -1,0 +1,1070 @@
+/*
+ * test_http1.c — table-driven tests of the HTTP/1.1 parser (proxy/http1.c).
+ *
+ * Every input is copied into a malloc'd buffer of exactly its length so that ASan reports any
+ * read past the bytes the parser was given. Every row is also parsed at every split point:
+ * a strict prefix of a valid head must say "again" (-2), a prefix of an invalid one either
+ * "again" or the very same error.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "portico/http1.h"
+
+#define AGAIN (-2)
+#define DEF_LINE 8192
+#define DEF_HEAD 16384
+
+/* Flags of the expected h1_info. */
+#define KA 1u     /* keep_alive */
+#define CONT 2u   /* expect_continue */
+#define OTHER 4u  /* expect_other */
+#define NOHOST 8u /* host == NULL */
+
+static char *dup_exact(const char *s, size_t n)
+{
+    char *p = malloc(n);
+    assert_true(p != NULL || n == 0);
+    if (n > 0)
+        memcpy(p, s, n);
+    return p;
+}
+
+static size_t in_len(const char *in, size_t len)
+{
+    return len != 0 ? len : strlen(in);
+}
+
+/* ---- requests ---- */
+
+struct req_case {
+    const char *why;
+    const char *in;
+    size_t len;               /* 0: strlen(in); set when the input holds a NUL */
+    int parse;                /* 0: the whole input is one head, AGAIN, or the error status */
+    int info;                 /* 0 or the status h1_request_info must refuse with */
+    enum h1_framing framing;  /* when info == 0 */
+    uint64_t cl;              /* when framing is H1_BODY_LENGTH */
+    unsigned flags;           /* KA, CONT, OTHER, NOHOST */
+    size_t max_line;          /* 0: DEF_LINE */
+    size_t max_head;          /* 0: DEF_HEAD */
+};
+
+#define OK(w, i, f, c, fl) {.why = w, .in = i, .framing = f, .cl = c, .flags = fl}
+#define BAD(w, i, st) {.why = w, .in = i, .parse = st}
+#define BADN(w, i, n, st) {.why = w, .in = i, .len = n, .parse = st}
+#define SEM(w, i, st) {.why = w, .in = i, .info = st}
+#define LIM(w, i, st, ml, mh, fl)                                                              \
+    {.why = w, .in = i, .parse = st, .max_line = ml, .max_head = mh, .flags = fl}
+
+#define H11 "Host: example.com\r\n"
+#define GET11 "GET / HTTP/1.1\r\n" H11
+#define POST11 "POST /up HTTP/1.1\r\n" H11
+#define TE_ "Transfer-Encoding: "
+#define CL_ "Content-Length: "
+
+static const struct req_case req_cases[] = {
+    /* -- valid heads and what the semantic pass learns from them -- */
+    OK("minimal HTTP/1.1 request", GET11 "\r\n", H1_BODY_NONE, 0, KA),
+    OK("HTTP/1.0 may omit Host and defaults to close", "GET / HTTP/1.0\r\n\r\n", H1_BODY_NONE, 0,
+       NOHOST),
+    OK("HTTP/1.0 keep-alive on request", "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+       H1_BODY_NONE, 0, KA | NOHOST),
+    OK("HTTP/1.0 Connection tokens are case-insensitive",
+       "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", H1_BODY_NONE, 0, KA | NOHOST),
+    OK("Connection: close ends HTTP/1.1 keep-alive", GET11 "Connection: close\r\n\r\n",
+       H1_BODY_NONE, 0, 0),
+    OK("close found inside a Connection list", GET11 "Connection: upgrade, CLOSE\r\n\r\n",
+       H1_BODY_NONE, 0, 0),
+    OK("close wins over keep-alive", "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
+       H1_BODY_NONE, 0, NOHOST),
+    OK("close in a second Connection field", GET11 "Connection: te\r\nConnection: close\r\n\r\n",
+       H1_BODY_NONE, 0, 0),
+    OK("Content-Length frames the body", POST11 CL_ "5\r\n\r\n", H1_BODY_LENGTH, 5, KA),
+    OK("Content-Length zero is a length", POST11 CL_ "0\r\n\r\n", H1_BODY_LENGTH, 0, KA),
+    OK("leading zeros are still 1*DIGIT", POST11 CL_ "007\r\n\r\n", H1_BODY_LENGTH, 7, KA),
+    OK("Content-Length of exactly 2^62 is the limit",
+       POST11 CL_ "4611686018427387904\r\n\r\n", H1_BODY_LENGTH, UINT64_C(1) << 62, KA),
+    OK("duplicate identical Content-Length fields are one length",
+       POST11 CL_ "5\r\n" CL_ "5\r\n\r\n", H1_BODY_LENGTH, 5, KA),
+    OK("identical Content-Length list (RFC 9110 8.6)", POST11 CL_ "5, 5,5\r\n\r\n",
+       H1_BODY_LENGTH, 5, KA),
+    OK("Content-Length trailing OWS is not part of the value", POST11 CL_ "5 \t\r\n\r\n",
+       H1_BODY_LENGTH, 5, KA),
+    OK("field names are case-insensitive", POST11 "content-LENGTH: 3\r\n\r\n", H1_BODY_LENGTH,
+       3, KA),
+    OK("chunked request", POST11 TE_ "chunked\r\n\r\n", H1_BODY_CHUNKED, 0, KA),
+    OK("chunked is case-insensitive", POST11 TE_ "ChUnKeD\r\n\r\n", H1_BODY_CHUNKED, 0, KA),
+    OK("HTAB as OWS before the TE value is fine", POST11 "Transfer-Encoding:\tchunked\r\n\r\n",
+       H1_BODY_CHUNKED, 0, KA),
+    OK("empty list elements around chunked are skipped", POST11 TE_ ", chunked ,\r\n\r\n",
+       H1_BODY_CHUNKED, 0, KA),
+    OK("Expect: 100-continue", POST11 CL_ "1\r\nExpect: 100-continue\r\n\r\n", H1_BODY_LENGTH, 1,
+       KA | CONT),
+    OK("100-continue is case-insensitive", POST11 CL_ "1\r\nExpect: 100-Continue\r\n\r\n",
+       H1_BODY_LENGTH, 1, KA | CONT),
+    OK("any other expectation is 417 material", GET11 "Expect: fancy\r\n\r\n", H1_BODY_NONE, 0,
+       KA | OTHER),
+    OK("an empty Expect expects nothing", GET11 "Expect:\r\n\r\n", H1_BODY_NONE, 0, KA),
+    OK("leading empty lines are skipped (RFC 9112 2.2)", "\r\n\r\n" GET11 "\r\n", H1_BODY_NONE,
+       0, KA),
+    OK("absolute-form target", "GET http://a.example/x?y HTTP/1.1\r\nHost: a.example\r\n\r\n",
+       H1_BODY_NONE, 0, KA),
+    OK("asterisk-form target", "OPTIONS * HTTP/1.1\r\n" H11 "\r\n", H1_BODY_NONE, 0, KA),
+    OK("authority-form target", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
+       H1_BODY_NONE, 0, KA),
+    OK("methods are any token, case kept", "get / HTTP/1.1\r\n" H11 "\r\n", H1_BODY_NONE, 0,
+       KA),
+    OK("extension method with tchar punctuation", "M-S_E.A!RCH~ / HTTP/1.1\r\n" H11 "\r\n",
+       H1_BODY_NONE, 0, KA),
+    OK("obs-text and HTAB are allowed in values",
+       GET11 "X-A: caf\xc3\xa9\tnoir\r\nX-B: \xff\r\n\r\n", H1_BODY_NONE, 0, KA),
+    OK("empty field value", GET11 "X-Empty:\r\nX-Ows: \t \r\n\r\n", H1_BODY_NONE, 0, KA),
+    OK("value of exactly eight bytes ends on a word boundary", GET11 "X: 12345678\r\n\r\n",
+       H1_BODY_NONE, 0, KA),
+    OK("long value crosses many eight-byte words",
+       GET11 "Cookie: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=bbbbbbbbbbbbbbbbb\r\n\r\n",
+       H1_BODY_NONE, 0, KA),
+    OK("Host with port", "GET / HTTP/1.1\r\nHost: a.example:8080\r\n\r\n", H1_BODY_NONE, 0, KA),
+    OK("Host IPv6 literal with port", "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", H1_BODY_NONE,
+       0, KA),
+    OK("Host IPv4", "GET / HTTP/1.1\r\nHost: 192.0.2.1\r\n\r\n", H1_BODY_NONE, 0, KA),
+    OK("Host pct-encoded reg-name", "GET / HTTP/1.1\r\nHost: ex%41mple\r\n\r\n", H1_BODY_NONE, 0,
+       KA),
+    OK("empty Host is what a client sends without authority (RFC 9112 3.2)",
+       "GET / HTTP/1.1\r\nHost:\r\n\r\n", H1_BODY_NONE, 0, KA),
+    OK("empty port is allowed by RFC 3986", "GET / HTTP/1.1\r\nHost: a.example:\r\n\r\n",
+       H1_BODY_NONE, 0, KA),
+    OK("HTTP/1.0 with one Host", "GET / HTTP/1.0\r\nHost: a\r\n\r\n", H1_BODY_NONE, 0, 0),
+
+    /* -- request line -- */
+    BAD("empty method", " / HTTP/1.1\r\n" H11 "\r\n", 400),
+    BAD("method with a non-token byte", "G(T / HTTP/1.1\r\n" H11 "\r\n", 400),
+    BAD("method followed by HTAB", "GET\t/ HTTP/1.1\r\n" H11 "\r\n", 400),
+    BAD("two spaces after the method", "GET  / HTTP/1.1\r\n" H11 "\r\n", 400),
+    BAD("two spaces after the target", "GET /  HTTP/1.1\r\n" H11 "\r\n", 400),
+    BAD("space after the version", "GET / HTTP/1.1 \r\n" H11 "\r\n", 400),
+    BAD("HTTP/0.9 request line without version", "GET /\r\n\r\n", 400),
+    BAD("CTL in the target", "GET /a\x01 HTTP/1.1\r\n" H11 "\r\n", 400),
+    BAD("DEL in the target", "GET /a\x7f HTTP/1.1\r\n" H11 "\r\n", 400),
+    BAD("byte >= 0x80 in the target", "GET /caf\xc3\xa9 HTTP/1.1\r\n" H11 "\r\n", 400),
+    BAD("HTAB in the target", "GET /a\tb HTTP/1.1\r\n" H11 "\r\n", 400),
+    BADN("NUL in the target, seen before the head is complete", "GET /\0", 6, 400),
+    BAD("lowercase protocol name", "GET / http/1.1\r\n" H11 "\r\n", 400),
+    BAD("version with two minor digits", "GET / HTTP/1.10\r\n" H11 "\r\n", 400),
+    BAD("version without minor", "GET / HTTP/1\r\n" H11 "\r\n", 400),
+    BAD("version with a letter", "GET / HTTP/1.x\r\n" H11 "\r\n", 400),
+    BAD("HTTP/1.2 is valid syntax but not supported", "GET / HTTP/1.2\r\n" H11 "\r\n", 505),
+    BAD("HTTP/2.0 on an HTTP/1 connection", "GET / HTTP/2.0\r\n" H11 "\r\n", 505),
+    BAD("HTTP/0.9 spelled as a version", "GET / HTTP/0.9\r\n\r\n", 505),
+    BAD("bare LF ends the request line", "GET / HTTP/1.1\n" H11 "\r\n", 400),
+    BAD("bare CR ends the request line", "GET / HTTP/1.1\rHost: a\r\n\r\n", 400),
+    BAD("bare LF before the request line", "\nGET / HTTP/1.1\r\n" H11 "\r\n", 400),
+    BAD("bare CR before the request line", "\rGET / HTTP/1.1\r\n" H11 "\r\n", 400),
+    BAD("invalid byte reported early, head incomplete", "GE\x01", 400),
+    BAD("invalid version reported before the CRLF", "GET / HTTX", 400),
+
+    /* -- field lines -- */
+    BAD("whitespace before colon (RFC 9112 5.1)", GET11 "Foo : bar\r\n\r\n", 400),
+    BAD("HTAB before colon", GET11 "Foo\t: bar\r\n\r\n", 400),
+    BAD("space inside a field name", GET11 "Foo Bar: x\r\n\r\n", 400),
+    BAD("empty field name", GET11 ": x\r\n\r\n", 400),
+    BAD("non-token byte in a field name", GET11 "Fo\"o: x\r\n\r\n", 400),
+    BAD("field line without colon", GET11 "Foo\r\n\r\n", 400),
+    BAD("obs-fold (RFC 9112 5.2)", GET11 "X: a\r\n b\r\n\r\n", 400),
+    BAD("obs-fold with HTAB", GET11 "X: a\r\n\tb\r\n\r\n", 400),
+    BAD("whitespace before the first field line", "GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400),
+    BADN("NUL in a value", GET11 "X: a\0b\r\n\r\n", sizeof(GET11 "X: a\0b\r\n\r\n") - 1, 400),
+    BAD("other CTL in a value", GET11 "X: a\x1f" "b\r\n\r\n", 400),
+    BAD("DEL in a value", GET11 "X: a\x7f\r\n\r\n", 400),
+    BAD("bare CR inside a value", GET11 "X: a\rb\r\n\r\n", 400),
+    BAD("bare LF ends a field line", GET11 "X: a\n\r\n", 400),
+    BAD("bare LF as the final empty line", GET11 "\n", 400),
+    BAD("bare CR as the final empty line", GET11 "\rX", 400),
+    BAD("NUL in a value of an incomplete head is reported at once", GET11 "X: a\x01", 400),
+
+    /* -- limits -- */
+    LIM("request line over the limit, even incomplete", "GET /abcdefghijklmnop", 414, 17, 0, 0),
+    LIM("request line one over the limit", "GET /abcd HTTP/1.1\r\n\r\n", 414, 17, 0, 0),
+    LIM("request line exactly at the limit (17)", "GET /abc HTTP/1.1\r\n" H11 "\r\n", 0, 17, 0,
+        KA),
+    LIM("limit hit inside the version", "GET /abcdefgh HTTP/1.1\r\n\r\n", 414, 17, 0, 0),
+    LIM("leading empty lines do not count in the request line", "\r\n\r\nGET /abc HTTP/1.1\r\n"
+        H11 "\r\n", 0, 17, 0, KA),
+    LIM("incomplete head at max_head", "GET / HTTP/1.1\r\nHost: aaaaaaaa", 431, 0, 30, 0),
+    LIM("head exactly max_head bytes", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0, 0, 27, KA),
+    LIM("head one byte over max_head", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 431, 0, 26, 0),
+    LIM("leading empty lines count in max_head", "\r\n\r\n\r\n\r\n\r\n", 431, 0, 8, 0),
+    LIM("invalid byte before the limit wins over 414", "GET /a\x01" "cdefghijklmnopq", 400, 17, 0,
+        0),
+
+    /* -- body framing and request smuggling (RFC 9112 6.1, 6.3) -- */
+    SEM("CL.TE: both Content-Length and Transfer-Encoding",
+        POST11 CL_ "6\r\n" TE_ "chunked\r\n\r\n", 400),
+    SEM("TE.CL: the same, other order", POST11 TE_ "chunked\r\n" CL_ "6\r\n\r\n", 400),
+    SEM("TE.TE: xchunked is an unknown coding", POST11 TE_ "xchunked\r\n\r\n", 501),
+    SEM("TE.TE: chunked followed by identity", POST11 TE_ "chunked, identity\r\n\r\n", 400),
+    SEM("TE.TE: duplicate Transfer-Encoding fields", POST11 TE_ "chunked\r\n" TE_ "chunked\r\n\r\n",
+        400),
+    SEM("chunked listed twice in one field", POST11 TE_ "chunked, chunked\r\n\r\n", 400),
+    SEM("chunked not last across two fields", POST11 TE_ "chunked\r\n" TE_ "gzip\r\n\r\n", 400),
+    SEM("gzip then chunked: gzip is not supported", POST11 TE_ "gzip, chunked\r\n\r\n", 501),
+    SEM("gzip and chunked in two fields", POST11 TE_ "gzip\r\n" TE_ "chunked\r\n\r\n", 501),
+    SEM("identity is no longer a transfer coding", POST11 TE_ "identity\r\n\r\n", 501),
+    SEM("chunked with a parameter is a different coding", POST11 TE_ "chunked;q=1\r\n\r\n", 501),
+    SEM("quoted chunked is not a token", POST11 TE_ "\"chunked\"\r\n\r\n", 400),
+    SEM("chunked followed by garbage in the element", POST11 TE_ "chunked x\r\n\r\n", 400),
+    SEM("empty Transfer-Encoding", POST11 TE_ "\r\n\r\n", 400),
+    SEM("Transfer-Encoding of commas only", POST11 TE_ " , ,\r\n\r\n", 400),
+    SEM("empty TE field next to a good one", POST11 TE_ "\r\n" TE_ "chunked\r\n\r\n", 400),
+    SEM("Transfer-Encoding in HTTP/1.0", "POST / HTTP/1.0\r\n" TE_ "chunked\r\n\r\n", 400),
+    SEM("differing Content-Length fields", POST11 CL_ "5\r\n" CL_ "6\r\n\r\n", 400),
+    SEM("differing Content-Length list", POST11 CL_ "5, 6\r\n\r\n", 400),
+    SEM("Content-Length with plus sign", POST11 CL_ "+5\r\n\r\n", 400),
+    SEM("Content-Length with minus sign", POST11 CL_ "-5\r\n\r\n", 400),
+    SEM("Content-Length with a space inside", POST11 CL_ "5 5\r\n\r\n", 400),
+    SEM("Content-Length in hex", POST11 CL_ "0x5\r\n\r\n", 400),
+    SEM("Content-Length with a fraction", POST11 CL_ "5.0\r\n\r\n", 400),
+    SEM("empty Content-Length", POST11 CL_ "\r\n\r\n", 400),
+    SEM("Content-Length list with an empty element", POST11 CL_ "5,\r\n\r\n", 400),
+    SEM("Content-Length of 2^62 + 1", POST11 CL_ "4611686018427387905\r\n\r\n", 400),
+    SEM("Content-Length that overflows 64 bits", POST11 CL_ "99999999999999999999999\r\n\r\n",
+        400),
+    SEM("valid then invalid Content-Length", POST11 CL_ "5\r\n" CL_ "x\r\n\r\n", 400),
+
+    /* -- Host (RFC 9112 3.2) -- */
+    SEM("HTTP/1.1 without Host", "GET / HTTP/1.1\r\n\r\n", 400),
+    SEM("two Host fields", GET11 H11 "\r\n", 400),
+    SEM("two Host fields in HTTP/1.0 too", "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    SEM("Host with a space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    SEM("Host with userinfo", "GET / HTTP/1.1\r\nHost: u@a.example\r\n\r\n", 400),
+    SEM("Host with a path", "GET / HTTP/1.1\r\nHost: a.example/x\r\n\r\n", 400),
+    SEM("Host with a non-numeric port", "GET / HTTP/1.1\r\nHost: a:b\r\n\r\n", 400),
+    SEM("Host with two colons", "GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n", 400),
+    SEM("Host with truncated pct-encoding", "GET / HTTP/1.1\r\nHost: a%4\r\n\r\n", 400),
+    SEM("Host with an unclosed IP literal", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400),
+    SEM("Host with an empty IP literal", "GET / HTTP/1.1\r\nHost: []\r\n\r\n", 400),
+    SEM("Host with garbage after the IP literal", "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", 400),
+    SEM("Host with obs-text", "GET / HTTP/1.1\r\nHost: caf\xc3\xa9\r\n\r\n", 400),
+};
+
+static const struct h1_limits *limits_of(const struct req_case *rc, struct h1_limits *lim)
+{
+    lim->max_request_line = rc->max_line != 0 ? rc->max_line : DEF_LINE;
+    lim->max_head = rc->max_head != 0 ? rc->max_head : DEF_HEAD;
+    return lim;
+}
+
+static int parse_req_copy(const char *in, size_t n, const struct h1_limits *lim,
+                          struct h1_request *req, struct h1_error *err)
+{
+    char *buf = dup_exact(in, n);
+    int rc = h1_parse_request(buf, n, lim, req, err);
+    if (rc > 0) {
+        /* Spans must lie inside the head. */
+        assert_true(req->method >= buf && req->method + req->method_len <= buf + rc);
+        assert_true(req->target >= buf && req->target + req->target_len <= buf + rc);
+        assert_true(req->nfields <= H1_MAX_FIELDS);
+        for (size_t i = 0; i < req->nfields; i++) {
+            const struct h1_field *f = &req->fields[i];
+            assert_true(f->name >= buf && f->name + f->name_len <= buf + rc);
+            assert_true(f->value >= buf && f->value + f->value_len <= buf + rc);
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+static void check_request_row(const struct req_case *rc)
+{
+    struct h1_limits lim;
+    struct h1_request req;
+    struct h1_error err = {0};
+    size_t n = in_len(rc->in, rc->len);
+
+    limits_of(rc, &lim);
+    int got = parse_req_copy(rc->in, n, &lim, &req, &err);
+    if (rc->parse == 0) {
+        if (got != (int)n)
+            fail_msg("%s: parse returned %d (%d %s at %zu), want %zu", rc->why, got, err.status,
+                     err.reason, err.offset, n);
+    } else if (rc->parse == AGAIN) {
+        if (got != AGAIN)
+            fail_msg("%s: parse returned %d, want -2", rc->why, got);
+    } else {
+        if (got != -1 || err.status != rc->parse)
+            fail_msg("%s: parse returned %d status %d, want -1 status %d", rc->why, got,
+                     err.status, rc->parse);
+        assert_non_null(err.reason);
+        assert_true(err.offset <= n);
+    }
+
+    /* Every split point: a prefix is "again" or the same error. */
+    struct h1_error full = err;
+    for (size_t k = 0; k < n; k++) {
+        struct h1_error e2 = {0};
+        int r2 = parse_req_copy(rc->in, k, &lim, &req, &e2);
+        if (rc->parse == 0 && r2 != AGAIN)
+            fail_msg("%s: prefix %zu returned %d, want -2", rc->why, k, r2);
+        if (rc->parse != 0 && r2 != AGAIN &&
+            (r2 != -1 || e2.status != full.status || e2.offset != full.offset))
+            fail_msg("%s: prefix %zu returned %d/%d@%zu, full input %d/%d@%zu", rc->why, k, r2,
+                     e2.status, e2.offset, got, full.status, full.offset);
+    }
+    if (rc->parse != 0)
+        return;
+
+    /* The head ends where it ends, whatever follows it (pipelining, body). */
+    {
+        static const char more[] = "XYZ\r\n";
+        char *both = malloc(n + sizeof more - 1);
+        assert_non_null(both);
+        memcpy(both, rc->in, n);
+        memcpy(both + n, more, sizeof more - 1);
+        assert_int_equal(parse_req_copy(both, n + sizeof more - 1, &lim, &req, &err), (int)n);
+        free(both);
+    }
+
+    char *buf = dup_exact(rc->in, n);
+    assert_int_equal(h1_parse_request(buf, n, &lim, &req, &err), (int)n);
+    struct h1_info info;
+    int ir = h1_request_info(&req, &info, &err);
+    if (rc->info != 0) {
+        if (ir != -1 || err.status != rc->info)
+            fail_msg("%s: info returned %d status %d, want status %d", rc->why, ir, err.status,
+                     rc->info);
+        assert_non_null(err.reason);
+        free(buf);
+        return;
+    }
+    if (ir != 0)
+        fail_msg("%s: info refused with %d %s", rc->why, err.status, err.reason);
+    if (info.framing != rc->framing)
+        fail_msg("%s: framing %d, want %d", rc->why, info.framing, rc->framing);
+    if (rc->framing == H1_BODY_LENGTH && info.content_length != rc->cl)
+        fail_msg("%s: content_length %llu, want %llu", rc->why,
+                 (unsigned long long)info.content_length, (unsigned long long)rc->cl);
+    if (info.keep_alive != ((rc->flags & KA) != 0))
+        fail_msg("%s: keep_alive %d", rc->why, info.keep_alive);
+    if (info.expect_continue != ((rc->flags & CONT) != 0))
+        fail_msg("%s: expect_continue %d", rc->why, info.expect_continue);
+    if (info.expect_other != ((rc->flags & OTHER) != 0))
+        fail_msg("%s: expect_other %d", rc->why, info.expect_other);
+    if ((info.host == NULL) != ((rc->flags & NOHOST) != 0))
+        fail_msg("%s: host %p", rc->why, (const void *)info.host);
+    free(buf);
+}
+
+static void test_request_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof req_cases / sizeof req_cases[0]; i++)
+        check_request_row(&req_cases[i]);
+}
+
+/* Spans: what the parser hands back for a request, one row per field checked. */
+struct span_case {
+    const char *why;
+    const char *in;
+    const char *method;
+    const char *target;
+    int minor;
+    size_t nfields;
+    size_t field;      /* index of the field checked */
+    const char *name;
+    const char *value; /* after OWS trimming */
+};
+
+static const struct span_case span_cases[] = {
+    {"plain field", "GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n", "GET", "/a?b", 1, 1, 0, "Host", "x"},
+    {"OWS on both sides is trimmed", "PUT /p HTTP/1.0\r\nX: \t a b \t\r\n\r\n", "PUT", "/p", 0, 1,
+     0, "X", "a b"},
+    {"inner HTAB is kept", "GET / HTTP/1.1\r\nA: 1\r\nB:x\ty\r\n\r\n", "GET", "/", 1, 2, 1, "B",
+     "x\ty"},
+    {"only OWS gives an empty value", "GET / HTTP/1.1\r\nE:   \r\n\r\n", "GET", "/", 1, 1, 0, "E",
+     ""},
+    {"leading CRLF are not part of the method", "\r\nGET / HTTP/1.1\r\nH: v\r\n\r\n", "GET", "/",
+     1, 1, 0, "H", "v"},
+    {"long value with obs-text", "GET / HTTP/1.1\r\nU: Mozilla/5.0 (X11; \xe2\x82\xac)  \r\n\r\n",
+     "GET", "/", 1, 1, 0, "U", "Mozilla/5.0 (X11; \xe2\x82\xac)"},
+};
+
+static void test_request_spans(void **state)
+{
+    (void)state;
+    struct h1_limits lim = {DEF_LINE, DEF_HEAD};
+    for (size_t i = 0; i < sizeof span_cases / sizeof span_cases[0]; i++) {
+        const struct span_case *sc = &span_cases[i];
+        struct h1_request req;
+        struct h1_error err;
+        size_t n = strlen(sc->in);
+        char *buf = dup_exact(sc->in, n);
+        int rc = h1_parse_request(buf, n, &lim, &req, &err);
+        if (rc != (int)n)
+            fail_msg("%s: parse %d", sc->why, rc);
+        assert_int_equal(req.method_len, strlen(sc->method));
+        assert_memory_equal(req.method, sc->method, req.method_len);
+        assert_int_equal(req.target_len, strlen(sc->target));
+        assert_memory_equal(req.target, sc->target, req.target_len);
+        assert_int_equal(req.minor, sc->minor);
+        assert_int_equal(req.nfields, sc->nfields);
+        const struct h1_field *f = &req.fields[sc->field];
+        assert_int_equal(f->name_len, strlen(sc->name));
+        assert_memory_equal(f->name, sc->name, f->name_len);
+        if (f->value_len != strlen(sc->value) || memcmp(f->value, sc->value, f->value_len) != 0)
+            fail_msg("%s: value '%.*s'", sc->why, (int)f->value_len, f->value);
+        free(buf);
+    }
+}
+
+/* Field-count limit, built rather than spelled out: one row per count. */
+struct count_case {
+    const char *why;
+    size_t nfields;
+    int want_req;  /* 0 ok or status */
+    int want_resp; /* 0 ok or status */
+};
+
+static const struct count_case count_cases[] = {
+    {"no fields at all", 0, 0, 0},
+    {"exactly H1_MAX_FIELDS fields fit", H1_MAX_FIELDS, 0, 0},
+    {"one field too many", H1_MAX_FIELDS + 1, 431, 502},
+    {"far too many fields", 3 * H1_MAX_FIELDS, 431, 502},
+};
+
+static char *build_head(const char *start, size_t nfields, size_t *len)
+{
+    size_t cap = strlen(start) + nfields * 16 + 3;
+    char *s = malloc(cap);
+    assert_non_null(s);
+    size_t n = (size_t)snprintf(s, cap, "%s", start);
+    for (size_t i = 0; i < nfields; i++)
+        n += (size_t)snprintf(s + n, cap - n, "X-%zu: v\r\n", i);
+    n += (size_t)snprintf(s + n, cap - n, "\r\n");
+    *len = n;
+    return s;
+}
+
+static void test_field_count(void **state)
+{
+    (void)state;
+    struct h1_limits lim = {DEF_LINE, DEF_HEAD};
+    for (size_t i = 0; i < sizeof count_cases / sizeof count_cases[0]; i++) {
+        const struct count_case *cc = &count_cases[i];
+        size_t n;
+        char *s = build_head("GET / HTTP/1.0\r\n", cc->nfields, &n);
+        char *buf = dup_exact(s, n);
+        struct h1_request req;
+        struct h1_error err = {0};
+        int rc = h1_parse_request(buf, n, &lim, &req, &err);
+        if (cc->want_req == 0 ? rc != (int)n : (rc != -1 || err.status != cc->want_req))
+            fail_msg("%s: request %d/%d", cc->why, rc, err.status);
+        if (cc->want_req == 0)
+            assert_int_equal(req.nfields, cc->nfields);
+        free(buf);
+        free(s);
+
+        s = build_head("HTTP/1.1 200 OK\r\n", cc->nfields, &n);
+        buf = dup_exact(s, n);
+        struct h1_response resp;
+        rc = h1_parse_response(buf, n, DEF_HEAD, &resp, &err);
+        if (cc->want_resp == 0 ? rc != (int)n : (rc != -1 || err.status != cc->want_resp))
+            fail_msg("%s: response %d/%d", cc->why, rc, err.status);
+        free(buf);
+        free(s);
+    }
+}
+
+/* ---- responses ---- */
+
+struct resp_case {
+    const char *why;
+    const char *in;
+    const char *method; /* request method; NULL means GET */
+    int parse;          /* 0: the whole input is one head, AGAIN, or 502 */
+    int info;           /* 0 or 502 */
+    enum h1_framing framing;
+    uint64_t cl;
+    bool keep_alive;
+    int status;         /* expected status code when parse == 0 */
+    const char *reason; /* expected reason when parse == 0 and not NULL */
+};
+
+#define ROK(w, i, m, f, c, ka, st, rs)                                                          \
+    {.why = w, .in = i, .method = m, .framing = f, .cl = c, .keep_alive = ka, .status = st,     \
+     .reason = rs}
+#define RBAD(w, i) {.why = w, .in = i, .parse = 502}
+#define RSEM(w, i, m) {.why = w, .in = i, .method = m, .info = 502}
+
+static const struct resp_case resp_cases[] = {
+    ROK("Content-Length response", "HTTP/1.1 200 OK\r\n" CL_ "5\r\n\r\n", NULL, H1_BODY_LENGTH,
+        5, true, 200, "OK"),
+    ROK("chunked response", "HTTP/1.1 200 OK\r\n" TE_ "chunked\r\n\r\n", NULL, H1_BODY_CHUNKED, 0,
+        true, 200, "OK"),
+    ROK("no framing: read to close", "HTTP/1.1 200 OK\r\n\r\n", NULL, H1_BODY_CLOSE, 0, false,
+        200, "OK"),
+    ROK("no reason and no space", "HTTP/1.1 200\r\n" CL_ "0\r\n\r\n", NULL, H1_BODY_LENGTH, 0,
+        true, 200, ""),
+    ROK("empty reason after the space", "HTTP/1.1 404 \r\n" CL_ "0\r\n\r\n", NULL,
+        H1_BODY_LENGTH, 0, true, 404, ""),
+    ROK("reason with HTAB and obs-text", "HTTP/1.1 200 Tr\xe8s\tbien\r\n" CL_ "0\r\n\r\n", NULL,
+        H1_BODY_LENGTH, 0, true, 200, "Tr\xe8s\tbien"),
+    ROK("HTTP/1.0 response closes by default", "HTTP/1.0 200 OK\r\n" CL_ "2\r\n\r\n", NULL,
+        H1_BODY_LENGTH, 2, false, 200, "OK"),
+    ROK("HTTP/1.0 keep-alive response", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n" CL_
+        "2\r\n\r\n", NULL, H1_BODY_LENGTH, 2, true, 200, "OK"),
+    ROK("Connection: close response", "HTTP/1.1 200 OK\r\nConnection: close\r\n" CL_ "2\r\n\r\n",
+        NULL, H1_BODY_LENGTH, 2, false, 200, "OK"),
+    ROK("status 100 has no body", "HTTP/1.1 100 Continue\r\n\r\n", NULL, H1_BODY_NONE, 0, true,
+        100, "Continue"),
+    ROK("101 has no body", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", NULL,
+        H1_BODY_NONE, 0, true, 101, NULL),
+    ROK("204 ignores Content-Length", "HTTP/1.1 204 No Content\r\n" CL_ "10\r\n\r\n", NULL,
+        H1_BODY_NONE, 0, true, 204, NULL),
+    ROK("304 ignores Content-Length", "HTTP/1.1 304 Not Modified\r\n" CL_ "99\r\n\r\n", NULL,
+        H1_BODY_NONE, 0, true, 304, NULL),
+    ROK("HEAD response ignores Content-Length", "HTTP/1.1 200 OK\r\n" CL_ "99\r\n\r\n", "HEAD",
+        H1_BODY_NONE, 0, true, 200, NULL),
+    ROK("HEAD response ignores Transfer-Encoding", "HTTP/1.1 200 OK\r\n" TE_ "chunked\r\n\r\n",
+        "HEAD", H1_BODY_NONE, 0, true, 200, NULL),
+    ROK("2xx to CONNECT is a tunnel (RFC 9112 6.3)", "HTTP/1.1 200 OK\r\n\r\n", "CONNECT",
+        H1_BODY_NONE, 0, true, 200, NULL),
+    ROK("status 999 is in range", "HTTP/1.1 999 Odd\r\n" CL_ "0\r\n\r\n", NULL, H1_BODY_LENGTH, 0,
+        true, 999, "Odd"),
+    ROK("gzip only: body runs to the close", "HTTP/1.1 200 OK\r\n" TE_ "gzip\r\n\r\n", NULL,
+        H1_BODY_CLOSE, 0, false, 200, NULL),
+    ROK("chunked not last: close-delimited (RFC 9112 6.3 item 4)",
+        "HTTP/1.1 200 OK\r\n" TE_ "chunked, gzip\r\n\r\n", NULL, H1_BODY_CLOSE, 0, false, 200,
+        NULL),
+    ROK("gzip then chunked: chunked framing", "HTTP/1.1 200 OK\r\n" TE_ "gzip, chunked\r\n\r\n",
+        NULL, H1_BODY_CHUNKED, 0, true, 200, NULL),
+    ROK("identical Content-Length twice", "HTTP/1.1 200 OK\r\n" CL_ "3\r\n" CL_ "3\r\n\r\n", NULL,
+        H1_BODY_LENGTH, 3, true, 200, NULL),
+
+    RBAD("HTTP/2 status line", "HTTP/2 200 OK\r\n\r\n"),
+    RBAD("HTTP/1.2 is not a version Portico speaks", "HTTP/1.2 200 OK\r\n\r\n"),
+    RBAD("lowercase protocol", "http/1.1 200 OK\r\n\r\n"),
+    RBAD("two-digit status", "HTTP/1.1 20 OK\r\n\r\n"),
+    RBAD("four-digit status", "HTTP/1.1 2000 OK\r\n\r\n"),
+    RBAD("status below 100", "HTTP/1.1 099 Low\r\n\r\n"),
+    RBAD("status with a letter", "HTTP/1.1 2x0 OK\r\n\r\n"),
+    RBAD("two spaces before the status", "HTTP/1.1  200 OK\r\n\r\n"),
+    RBAD("HTAB before the status", "HTTP/1.1\t200 OK\r\n\r\n"),
+    RBAD("NUL in the reason", "HTTP/1.1 200 O\x01K\r\n\r\n"),
+    RBAD("bare LF after the status line", "HTTP/1.1 200 OK\n\r\n"),
+    RBAD("bare CR after the status line", "HTTP/1.1 200 OK\rX: y\r\n\r\n"),
+    RBAD("empty lines before a status line are not skipped", "\r\nHTTP/1.1 200 OK\r\n\r\n"),
+    RBAD("obs-fold in a response", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n"),
+    RBAD("whitespace before colon in a response", "HTTP/1.1 200 OK\r\nX : a\r\n\r\n"),
+    RBAD("bare LF in response fields", "HTTP/1.1 200 OK\r\nX: a\n\r\n"),
+    RBAD("CTL in a response value", "HTTP/1.1 200 OK\r\nX: a\x02\r\n\r\n"),
+
+    RSEM("both Transfer-Encoding and Content-Length",
+         "HTTP/1.1 200 OK\r\n" TE_ "chunked\r\n" CL_ "5\r\n\r\n", NULL),
+    RSEM("differing Content-Length", "HTTP/1.1 200 OK\r\n" CL_ "5\r\n" CL_ "6\r\n\r\n", NULL),
+    RSEM("invalid Content-Length", "HTTP/1.1 200 OK\r\n" CL_ "-1\r\n\r\n", NULL),
+    RSEM("garbage Content-Length is refused even on 304",
+         "HTTP/1.1 304 Not Modified\r\n" CL_ "x\r\n\r\n", NULL),
+    RSEM("garbage Content-Length is refused even for HEAD",
+         "HTTP/1.1 200 OK\r\n" CL_ "1 2\r\n\r\n", "HEAD"),
+    RSEM("chunked twice", "HTTP/1.1 200 OK\r\n" TE_ "chunked, chunked\r\n\r\n", NULL),
+    RSEM("empty Transfer-Encoding", "HTTP/1.1 200 OK\r\n" TE_ "\r\n\r\n", NULL),
+    RSEM("Transfer-Encoding in an HTTP/1.0 response",
+         "HTTP/1.0 200 OK\r\n" TE_ "chunked\r\n\r\n", NULL),
+};
+
+static int parse_resp_copy(const char *in, size_t n, struct h1_response *resp,
+                           struct h1_error *err)
+{
+    char *buf = dup_exact(in, n);
+    int rc = h1_parse_response(buf, n, DEF_HEAD, resp, err);
+    if (rc > 0) {
+        assert_true(resp->reason >= buf && resp->reason + resp->reason_len <= buf + rc);
+        for (size_t i = 0; i < resp->nfields; i++) {
+            const struct h1_field *f = &resp->fields[i];
+            assert_true(f->name >= buf && f->name + f->name_len <= buf + rc);
+            assert_true(f->value >= buf && f->value + f->value_len <= buf + rc);
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+static void check_response_row(const struct resp_case *rc)
+{
+    struct h1_response resp;
+    struct h1_error err = {0};
+    size_t n = strlen(rc->in);
+
+    int got = parse_resp_copy(rc->in, n, &resp, &err);
+    if (rc->parse == 0 && got != (int)n)
+        fail_msg("%s: parse returned %d (%s)", rc->why, got, err.reason);
+    if (rc->parse != 0 && (got != -1 || err.status != 502))
+        fail_msg("%s: parse returned %d status %d, want 502", rc->why, got, err.status);
+
+    struct h1_error full = err;
+    for (size_t k = 0; k < n; k++) {
+        struct h1_error e2 = {0};
+        int r2 = parse_resp_copy(rc->in, k, &resp, &e2);
+        if (rc->parse == 0 && r2 != AGAIN)
+            fail_msg("%s: prefix %zu returned %d, want -2", rc->why, k, r2);
+        if (rc->parse != 0 && r2 != AGAIN && (r2 != -1 || e2.offset != full.offset))
+            fail_msg("%s: prefix %zu returned %d@%zu", rc->why, k, r2, e2.offset);
+    }
+    if (rc->parse != 0)
+        return;
+
+    char *buf = dup_exact(rc->in, n);
+    assert_int_equal(h1_parse_response(buf, n, DEF_HEAD, &resp, &err), (int)n);
+    if (rc->status != 0)
+        assert_int_equal(resp.status, rc->status);
+    if (rc->reason != NULL &&
+        (resp.reason_len != strlen(rc->reason) ||
+         memcmp(resp.reason, rc->reason, resp.reason_len) != 0))
+        fail_msg("%s: reason '%.*s'", rc->why, (int)resp.reason_len, resp.reason);
+    const char *m = rc->method != NULL ? rc->method : "GET";
+    struct h1_info info;
+    int ir = h1_response_info(&resp, m, strlen(m), &info, &err);
+    if (rc->info != 0) {
+        if (ir != -1 || err.status != 502)
+            fail_msg("%s: info returned %d status %d, want 502", rc->why, ir, err.status);
+        free(buf);
+        return;
+    }
+    if (ir != 0)
+        fail_msg("%s: info refused: %s", rc->why, err.reason);
+    if (info.framing != rc->framing)
+        fail_msg("%s: framing %d, want %d", rc->why, info.framing, rc->framing);
+    if (rc->framing == H1_BODY_LENGTH)
+        assert_int_equal(info.content_length, rc->cl);
+    if (info.keep_alive != rc->keep_alive)
+        fail_msg("%s: keep_alive %d", rc->why, info.keep_alive);
+    free(buf);
+}
+
+static void test_response_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof resp_cases / sizeof resp_cases[0]; i++)
+        check_response_row(&resp_cases[i]);
+}
+
+/* The response head limit is max_head, and exceeding it is 502. */
+static void test_response_limits(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *why;
+        const char *in;
+        size_t max_head;
+        int want;
+    } rows[] = {
+        {"head exactly max_head", "HTTP/1.1 200 OK\r\nA: b\r\n\r\n", 25, 25},
+        {"head one byte over", "HTTP/1.1 200 OK\r\nA: b\r\n\r\n", 24, -1},
+        {"incomplete head already at max_head", "HTTP/1.1 200 OK\r\nA: bbbbbbb", 20, -1},
+        {"incomplete head below max_head", "HTTP/1.1 200 OK\r\nA: bbbbbbb", 200, AGAIN},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        size_t n = strlen(rows[i].in);
+        char *buf = dup_exact(rows[i].in, n);
+        struct h1_response resp;
+        struct h1_error err = {0};
+        int rc = h1_parse_response(buf, n, rows[i].max_head, &resp, &err);
+        if (rc != rows[i].want || (rc == -1 && err.status != 502))
+            fail_msg("%s: %d/%d", rows[i].why, rc, err.status);
+        free(buf);
+    }
+}
+
+/* ---- chunked ---- */
+
+enum { CK_WANT_DONE, CK_WANT_ERROR, CK_WANT_MORE };
+
+struct chunk_case {
+    const char *why;
+    const char *in;
+    size_t len;           /* 0: strlen(in) */
+    int want;             /* CK_WANT_DONE, CK_WANT_ERROR, or CK_WANT_MORE (input ends early) */
+    const char *data;     /* reassembled chunk data (DONE and MORE) */
+    const char *trailers; /* trailer bytes forwarded (DONE) */
+    size_t consumed;      /* DONE: bytes used, 0 meaning the whole input */
+    size_t max_trailers;  /* 0: 8192 */
+};
+
+#define CDONE(w, i, d, t) {.why = w, .in = i, .want = CK_WANT_DONE, .data = d, .trailers = t}
+#define CERR(w, i) {.why = w, .in = i, .want = CK_WANT_ERROR}
+#define CERRN(w, i, n) {.why = w, .in = i, .len = n, .want = CK_WANT_ERROR}
+#define CMORE(w, i, d) {.why = w, .in = i, .want = CK_WANT_MORE, .data = d}
+
+static const struct chunk_case chunk_cases[] = {
+    CDONE("one chunk", "5\r\nhello\r\n0\r\n\r\n", "hello", ""),
+    CDONE("empty body", "0\r\n\r\n", "", ""),
+    CDONE("several chunks, hex both cases",
+          "3\r\nabc\r\na\r\n0123456789\r\nA\r\nABCDEFGHIJ\r\n0\r\n\r\n",
+          "abc0123456789ABCDEFGHIJ", ""),
+    CDONE("chunk data may hold CRLF and NUL-free binary", "4\r\n\r\n\r\n\r\n0\r\n\r\n", "\r\n\r\n",
+          ""),
+    CDONE("leading zeros in the size", "0005\r\nhello\r\n000\r\n\r\n", "hello", ""),
+    CDONE("sixteen digits is the limit", "0000000000000005\r\nhello\r\n0\r\n\r\n", "hello", ""),
+    CDONE("extension without value", "5;ext\r\nhello\r\n0\r\n\r\n", "hello", ""),
+    CDONE("extension with token value", "5;a=b\r\nhello\r\n0;c=d\r\n\r\n", "hello", ""),
+    CDONE("several extensions with BWS", "5 ; a = b ;\tc\t;d=\"x\"\r\nhello\r\n0\r\n\r\n",
+          "hello", ""),
+    CDONE("quoted-string with escapes and ; inside",
+          "5;a=\"x\\\"; y\\\\\"\r\nhello\r\n0\r\n\r\n", "hello", ""),
+    CDONE("quoted-string with obs-text", "5;a=\"\xe9t\xe9\"\r\nhello\r\n0\r\n\r\n", "hello", ""),
+    CDONE("one trailer field", "5\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n", "hello", "X-Sum: 1\r\n"),
+    CDONE("two trailers and an empty value", "0\r\nA: 1\r\nB:\r\n\r\n", "", "A: 1\r\nB:\r\n"),
+    CDONE("trailer value with HTAB and obs-text", "0\r\nA:\tx\xff y \r\n\r\n", "",
+          "A:\tx\xff y \r\n"),
+    {.why = "the decoder stops at the end of the body (pipelined request follows)",
+     .in = "3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n", .want = CK_WANT_DONE, .data = "abc",
+     .trailers = "", .consumed = 13},
+    {.why = "trailers then pipelined bytes", .in = "0\r\nT: v\r\n\r\n0\r\n", .want = CK_WANT_DONE,
+     .data = "", .trailers = "T: v\r\n", .consumed = 11},
+    {.why = "trailer section exactly at max_trailers", .in = "0\r\nA: 12\r\n\r\n",
+     .want = CK_WANT_DONE, .data = "", .trailers = "A: 12\r\n", .max_trailers = 7},
+    CMORE("input ends inside chunk data", "5\r\nhel", "hel"),
+    CMORE("input ends inside the size line", "5;a=", ""),
+    CMORE("input ends before the final CRLF", "0\r\nA: b\r\n", ""),
+    CMORE("a size of exactly 2^62 is accepted", "4000000000000000\r\nxy", "xy"),
+
+    CERR("size with 0x prefix", "0x5\r\nhello\r\n0\r\n\r\n"),
+    CERR("negative size", "-5\r\nhello\r\n0\r\n\r\n"),
+    CERR("size with a plus sign", "+5\r\nhello\r\n0\r\n\r\n"),
+    CERR("empty size line", "\r\nhello\r\n0\r\n\r\n"),
+    CERR("seventeen digits", "00000000000000005\r\nhello\r\n0\r\n\r\n"),
+    CERR("size over 2^62", "4000000000000001\r\n"),
+    CERR("size overflowing 64 bits", "ffffffffffffffffff\r\n"),
+    CERR("size of sixteen f", "ffffffffffffffff\r\n"),
+    CERR("bare LF after the size", "5\nhello\r\n0\r\n\r\n"),
+    CERR("bare CR after the size", "5\rhello\r\n0\r\n\r\n"),
+    CERR("space after the size without extension", "5 \r\nhello\r\n0\r\n\r\n"),
+    CERR("HTAB after the size without extension", "5\t\r\nhello\r\n0\r\n\r\n"),
+    CERR("empty extension name", "5;\r\nhello\r\n0\r\n\r\n"),
+    CERR("extension starting with =", "5;=x\r\nhello\r\n0\r\n\r\n"),
+    CERR("extension with empty value", "5;a=\r\nhello\r\n0\r\n\r\n"),
+    CERR("extension value with a space inside", "5;a=b c\r\nhello\r\n0\r\n\r\n"),
+    CERR("extension name with a non-token byte", "5;a@b\r\nhello\r\n0\r\n\r\n"),
+    CERR("unterminated quoted-string", "5;a=\"x\r\nhello\r\n0\r\n\r\n"),
+    CERR("CTL inside a quoted-string", "5;a=\"\x01\"\r\nhello\r\n0\r\n\r\n"),
+    CERR("garbage after a quoted-string", "5;a=\"x\"y\r\nhello\r\n0\r\n\r\n"),
+    CERR("BWS before CRLF after an extension", "5;a \r\nhello\r\n0\r\n\r\n"),
+    CERRN("NUL in the size line", "5\0\r\nhello\r\n0\r\n\r\n", 15),
+    CERR("data longer than its size", "5\r\nhello!\r\n0\r\n\r\n"),
+    CERR("data followed by bare LF", "5\r\nhello\n0\r\n\r\n"),
+    CERR("data followed by bare CR", "5\r\nhello\r0\r\n\r\n"),
+    CERR("last chunk with bare LF", "0\n\r\n"),
+    CERR("final CRLF with bare LF", "0\r\n\n"),
+    CERR("final CR not followed by LF", "0\r\n\rX"),
+    CERR("trailer obs-fold", "0\r\nA: 1\r\n b\r\n\r\n"),
+    CERR("trailer starting with whitespace", "0\r\n A: 1\r\n\r\n"),
+    CERR("trailer with whitespace before colon", "0\r\nA : 1\r\n\r\n"),
+    CERR("trailer without colon", "0\r\nA\r\n\r\n"),
+    CERR("trailer with empty name", "0\r\n: x\r\n\r\n"),
+    CERRN("trailer value with NUL", "0\r\nA: \0\r\n\r\n", 11),
+    CERR("trailer value with bare LF", "0\r\nA: 1\n\r\n"),
+    CERR("trailer value with bare CR", "0\r\nA: 1\rB\r\n\r\n"),
+    {.why = "trailer section one byte over max_trailers", .in = "0\r\nA: 123\r\n\r\n",
+     .want = CK_WANT_ERROR, .max_trailers = 7},
+};
+
+/* A deterministic PRNG for split points (time is not used in tests). */
+static uint32_t next_rand(uint32_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 17;
+    *s ^= *s << 5;
+    return *s;
+}
+
+struct chunk_out {
+    int result;
+    char data[512];
+    size_t data_len;
+    char trailers[512];
+    size_t trailers_len;
+    size_t consumed;
+    uint64_t body_size;
+};
+
+/*
+ * Feeds in[0..n) in pieces (piece == 0: random sizes from seed, else fixed) the way a
+ * connection would: bytes not used stay in front of the next read. Chunk data is taken from
+ * the pending bytes without going through the decoder.
+ */
+static void chunk_feed(const char *in, size_t n, size_t max_trailers, size_t piece,
+                       uint32_t seed, struct chunk_out *out)
+{
+    struct h1_chunked c;
+    size_t pos = 0, avail = 0;
+
+    h1_chunked_init(&c, max_trailers);
+    memset(out, 0, sizeof *out);
+    out->result = CK_WANT_MORE;
+    for (;;) {
+        if (pos == avail) {
+            if (avail == n)
+                return;
+            size_t step = piece != 0 ? piece : 1 + next_rand(&seed) % 9;
+            avail = avail + step < n ? avail + step : n;
+        }
+        if (c.data_left > 0) {
+            size_t take = avail - pos < c.data_left ? avail - pos : (size_t)c.data_left;
+            assert_true(out->data_len + take <= sizeof out->data);
+            memcpy(out->data + out->data_len, in + pos, take);
+            out->data_len += take;
+            pos += take;
+            h1_chunked_data_taken(&c, take);
+            continue;
+        }
+        size_t have = avail - pos, used = 99999;
+        char *buf = dup_exact(in + pos, have);
+        enum h1_chunk_rc rc = h1_chunked_parse(&c, buf, have, &used);
+        free(buf);
+        assert_true(used <= have);
+        switch (rc) {
+        case H1_CHUNK_AGAIN:
+            assert_int_equal(used, have);
+            pos += used;
+            if (avail == n)
+                return;
+            break;
+        case H1_CHUNK_DATA:
+            pos += used;
+            /* data_left == 0 only for a last-chunk line directly followed by trailer bytes. */
+            if (c.data_left == 0)
+                assert_true(pos < avail && in[pos] != '\r');
+            break;
+        case H1_CHUNK_TRAILER:
+            assert_true(used > 0);
+            assert_true(out->trailers_len + used <= sizeof out->trailers);
+            memcpy(out->trailers + out->trailers_len, in + pos, used);
+            out->trailers_len += used;
+            pos += used;
+            break;
+        case H1_CHUNK_DONE:
+            pos += used;
+            out->result = CK_WANT_DONE;
+            out->consumed = pos;
+            out->body_size = c.body_size;
+            return;
+        case H1_CHUNK_ERROR:
+            assert_non_null(c.error);
+            out->result = CK_WANT_ERROR;
+            return;
+        }
+    }
+}
+
+static void check_chunk_row(const struct chunk_case *cc, size_t piece, uint32_t seed)
+{
+    struct chunk_out out;
+    size_t n = in_len(cc->in, cc->len);
+    size_t maxt = cc->max_trailers != 0 ? cc->max_trailers : 8192;
+
+    chunk_feed(cc->in, n, maxt, piece, seed, &out);
+    if (out.result != cc->want)
+        fail_msg("%s (piece %zu seed %u): result %d, want %d", cc->why, piece, seed, out.result,
+                 cc->want);
+    if (cc->want == CK_WANT_ERROR)
+        return;
+    if (out.data_len != strlen(cc->data) || memcmp(out.data, cc->data, out.data_len) != 0)
+        fail_msg("%s (piece %zu): data '%.*s'", cc->why, piece, (int)out.data_len, out.data);
+    if (cc->want == CK_WANT_MORE)
+        return;
+    if (out.trailers_len != strlen(cc->trailers) ||
+        memcmp(out.trailers, cc->trailers, out.trailers_len) != 0)
+        fail_msg("%s (piece %zu): trailers '%.*s'", cc->why, piece, (int)out.trailers_len,
+                 out.trailers);
+    assert_int_equal(out.consumed, cc->consumed != 0 ? cc->consumed : n);
+    assert_int_equal(out.body_size, out.data_len);
+}
+
+static void test_chunked_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof chunk_cases / sizeof chunk_cases[0]; i++) {
+        const struct chunk_case *cc = &chunk_cases[i];
+        size_t n = in_len(cc->in, cc->len);
+        check_chunk_row(cc, n > 0 ? n : 1, 0); /* all at once */
+        check_chunk_row(cc, 1, 0);             /* byte by byte */
+        check_chunk_row(cc, 2, 0);
+        for (uint32_t seed = 1; seed <= 40; seed++)
+            check_chunk_row(cc, 0, seed * 2654435761u);
+    }
+}
+
+/* Decoder edge behaviour that the table cannot express. */
+/* h1_chunked_parse on an exact-size copy of s, so ASan sees any over-read. */
+static enum h1_chunk_rc ck_parse(struct h1_chunked *c, const char *s, size_t n, size_t *used)
+{
+    char *buf = dup_exact(s, n);
+    enum h1_chunk_rc rc = h1_chunked_parse(c, buf, n, used);
+    free(buf);
+    return rc;
+}
+
+static void test_chunked_api(void **state)
+{
+    (void)state;
+    struct h1_chunked c;
+    size_t used;
+
+    /* A chunk line over max_line (4096) is refused. */
+    {
+        size_t n = 2 + 4096;
+        char *s = malloc(n);
+        assert_non_null(s);
+        s[0] = '1';
+        s[1] = ';';
+        memset(s + 2, 'a', n - 2);
+        h1_chunked_init(&c, 100);
+        assert_int_equal(c.max_line, 4096);
+        assert_int_equal(ck_parse(&c, s, n, &used), H1_CHUNK_ERROR);
+        /* 4096 bytes exactly is fine. */
+        h1_chunked_init(&c, 100);
+        assert_int_equal(ck_parse(&c, s, 4096, &used), H1_CHUNK_AGAIN);
+        assert_int_equal(ck_parse(&c, "\r\n", 2, &used), H1_CHUNK_DATA);
+        assert_int_equal(c.data_left, 1);
+        free(s);
+    }
+    /* Calling on with chunk data pending is a caller bug, refused. */
+    h1_chunked_init(&c, 100);
+    assert_int_equal(ck_parse(&c, "5\r\n", 3, &used), H1_CHUNK_DATA);
+    assert_int_equal(used, 3);
+    assert_int_equal(c.data_left, 5);
+    assert_int_equal(c.body_size, 5);
+    assert_int_equal(ck_parse(&c, "hello", 5, &used), H1_CHUNK_ERROR);
+    /* Taking more than data_left is clamped. */
+    h1_chunked_init(&c, 100);
+    assert_int_equal(ck_parse(&c, "2\r\n", 3, &used), H1_CHUNK_DATA);
+    h1_chunked_data_taken(&c, 10);
+    assert_int_equal(c.data_left, 0);
+    assert_int_equal(ck_parse(&c, "\r\n0\r\n\r\n", 7, &used), H1_CHUNK_DONE);
+    assert_int_equal(used, 7);
+    /* After DONE nothing more is used; after ERROR the error sticks. */
+    assert_int_equal(ck_parse(&c, "x", 1, &used), H1_CHUNK_DONE);
+    assert_int_equal(used, 0);
+    h1_chunked_init(&c, 100);
+    assert_int_equal(ck_parse(&c, "g", 1, &used), H1_CHUNK_ERROR);
+    assert_int_equal(ck_parse(&c, "0\r\n\r\n", 5, &used), H1_CHUNK_ERROR);
+    /* The last-chunk line followed by trailers comes back on its own (data_left 0). */
+    h1_chunked_init(&c, 100);
+    assert_int_equal(ck_parse(&c, "0\r\nA: b\r\n\r\n", 11, &used), H1_CHUNK_DATA);
+    assert_int_equal(used, 3);
+    assert_int_equal(c.data_left, 0);
+    assert_int_equal(ck_parse(&c, "A: b\r\n\r\n", 8, &used), H1_CHUNK_TRAILER);
+    assert_int_equal(used, 6);
+    assert_int_equal(ck_parse(&c, "\r\n", 2, &used), H1_CHUNK_DONE);
+    assert_int_equal(used, 2);
+    /* A partial trailer line is forwarded as it comes. */
+    h1_chunked_init(&c, 100);
+    assert_int_equal(ck_parse(&c, "0\r\n", 3, &used), H1_CHUNK_AGAIN);
+    assert_int_equal(ck_parse(&c, "A: ", 3, &used), H1_CHUNK_TRAILER);
+    assert_int_equal(used, 3);
+    assert_int_equal(ck_parse(&c, "b\r", 2, &used), H1_CHUNK_TRAILER);
+    assert_int_equal(ck_parse(&c, "\n\r", 2, &used), H1_CHUNK_TRAILER);
+    assert_int_equal(used, 1);
+    assert_int_equal(ck_parse(&c, "\r", 1, &used), H1_CHUNK_AGAIN);
+    assert_int_equal(ck_parse(&c, "\n", 1, &used), H1_CHUNK_DONE);
+    /* max_trailers 0 means no trailer field at all. */
+    h1_chunked_init(&c, 0);
+    assert_int_equal(ck_parse(&c, "0\r\n\r\n", 5, &used), H1_CHUNK_DONE);
+    h1_chunked_init(&c, 0);
+    assert_int_equal(ck_parse(&c, "0\r\n", 3, &used), H1_CHUNK_AGAIN);
+    assert_int_equal(ck_parse(&c, "A: b\r\n\r\n", 8, &used), H1_CHUNK_ERROR);
+}
+
+/* ---- helpers ---- */
+
+static void test_list_next(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *why;
+        const char *value;
+        const char *want[4];
+    } rows[] = {
+        {"single element", "close", {"close"}},
+        {"OWS and empty elements are skipped", " , a ,\t, b\t,,", {"a", "b"}},
+        {"element keeps inner spaces", "a b , c", {"a b", "c"}},
+        {"comma in a quoted-string stays inside", "x=\"1,2\", y", {"x=\"1,2\"", "y"}},
+        {"escaped quote in a quoted-string", "x=\"a\\\",b\",c", {"x=\"a\\\",b\"", "c"}},
+        {"empty value has no element", "", {NULL}},
+        {"only separators", " ,\t, ", {NULL}},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        size_t n = strlen(rows[i].value), pos = 0, k = 0, elen;
+        char *buf = dup_exact(rows[i].value, n);
+        const char *e;
+        while (h1_list_next(buf, n, &pos, &e, &elen)) {
+            assert_true(k < 4 && rows[i].want[k] != NULL);
+            if (elen != strlen(rows[i].want[k]) || memcmp(e, rows[i].want[k], elen) != 0)
+                fail_msg("%s: element %zu '%.*s'", rows[i].why, k, (int)elen, e);
+            k++;
+        }
+        assert_true(k == 4 || rows[i].want[k] == NULL);
+        free(buf);
+    }
+}
+
+static void test_field_helpers(void **state)
+{
+    (void)state;
+    static const struct h1_field f[] = {
+        {"Host", 4, "a", 1},
+        {"Connection", 10, "Upgrade, Keep-Alive", 19},
+        {"HOSTS", 5, "x", 1},
+        {"connection", 10, "foo", 3},
+        {"Host", 4, "b", 1},
+    };
+    /* name matching: exact length, case-insensitive */
+    assert_true(h1_name_is(&f[0], "host"));
+    assert_false(h1_name_is(&f[0], "hos"));
+    assert_false(h1_name_is(&f[2], "host"));
+    assert_true(h1_name_is(&f[2], "hosts"));
+    /* find from an index */
+    assert_int_equal(h1_find_field(f, 5, "host", 0), 0);
+    assert_int_equal(h1_find_field(f, 5, "host", 1), 4);
+    assert_int_equal(h1_find_field(f, 5, "host", 5), -1);
+    assert_int_equal(h1_find_field(f, 5, "connection", 2), 3);
+    assert_int_equal(h1_find_field(f, 5, "te", 0), -1);
+    /* Connection tokens over all Connection fields */
+    assert_true(h1_connection_has(f, 5, "keep-alive"));
+    assert_true(h1_connection_has(f, 5, "upgrade"));
+    assert_true(h1_connection_has(f, 5, "foo"));
+    assert_false(h1_connection_has(f, 5, "close"));
+    assert_false(h1_connection_has(f, 5, "keep"));
+    /* tchar: the RFC 9110 set exactly */
+    static const char tchars[] = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    for (unsigned c = 0; c < 256; c++) {
+        bool want = c != 0 && memchr(tchars, (int)c, sizeof tchars - 1) != NULL;
+        if (h1_is_tchar((unsigned char)c) != want)
+            fail_msg("tchar 0x%02x", c);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request_table),
+        cmocka_unit_test(test_request_spans),
+        cmocka_unit_test(test_field_count),
+        cmocka_unit_test(test_response_table),
+        cmocka_unit_test(test_response_limits),
+        cmocka_unit_test(test_chunked_table),
+        cmocka_unit_test(test_chunked_api),
+        cmocka_unit_test(test_list_next),
+        cmocka_unit_test(test_field_helpers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,371 @@
+/*
+ * test_status.c — the status-code registry: coverage of every code Portico promises, the exact
+ * wire phrases where they are fixed, table order, wire safety of every string, fallbacks.
+ */
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "portico/status.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* One row per code that must be registered. phrase NULL: only presence and source are fixed
+ * (Portico's own choice of wording); origin NULL: origin not checked. */
+struct known_row {
+    int code;
+    const char *phrase;
+    enum status_source source;
+    const char *origin;
+};
+
+static const struct known_row known[] = {
+    /* IANA / RFC 9110 and the RFCs the registry points to */
+    { 100, "Continue", STATUS_SRC_HTTP, "RFC 9110" },
+    { 101, "Switching Protocols", STATUS_SRC_HTTP, "RFC 9110" },
+    { 102, "Processing", STATUS_SRC_WEBDAV, NULL },               /* RFC 2518, deprecated */
+    { 103, "Early Hints", STATUS_SRC_RFC_OTHER, "RFC 8297" },
+    { 200, "OK", STATUS_SRC_HTTP, "RFC 9110" },
+    { 201, "Created", STATUS_SRC_HTTP, NULL },
+    { 202, "Accepted", STATUS_SRC_HTTP, NULL },
+    { 203, "Non-Authoritative Information", STATUS_SRC_HTTP, NULL },
+    { 204, "No Content", STATUS_SRC_HTTP, NULL },
+    { 205, "Reset Content", STATUS_SRC_HTTP, NULL },
+    { 206, "Partial Content", STATUS_SRC_HTTP, NULL },
+    { 207, "Multi-Status", STATUS_SRC_WEBDAV, "WebDAV RFC 4918" },
+    { 208, "Already Reported", STATUS_SRC_WEBDAV, NULL },         /* RFC 5842 */
+    { 226, "IM Used", STATUS_SRC_RFC_OTHER, NULL },               /* RFC 3229 */
+    { 300, "Multiple Choices", STATUS_SRC_HTTP, NULL },
+    { 301, "Moved Permanently", STATUS_SRC_HTTP, NULL },
+    { 302, "Found", STATUS_SRC_HTTP, NULL },
+    { 303, "See Other", STATUS_SRC_HTTP, NULL },
+    { 304, "Not Modified", STATUS_SRC_HTTP, NULL },
+    { 305, "Use Proxy", STATUS_SRC_HTTP, NULL },
+    { 306, NULL, STATUS_SRC_OBSOLETE, NULL },                     /* (Unused), reserved */
+    { 307, "Temporary Redirect", STATUS_SRC_HTTP, NULL },
+    { 308, "Permanent Redirect", STATUS_SRC_HTTP, NULL },
+    { 400, "Bad Request", STATUS_SRC_HTTP, NULL },
+    { 401, "Unauthorized", STATUS_SRC_HTTP, NULL },
+    { 402, "Payment Required", STATUS_SRC_HTTP, NULL },
+    { 403, "Forbidden", STATUS_SRC_HTTP, NULL },
+    { 404, "Not Found", STATUS_SRC_HTTP, NULL },
+    { 405, "Method Not Allowed", STATUS_SRC_HTTP, NULL },
+    { 406, "Not Acceptable", STATUS_SRC_HTTP, NULL },
+    { 407, "Proxy Authentication Required", STATUS_SRC_HTTP, NULL },
+    { 408, "Request Timeout", STATUS_SRC_HTTP, NULL },
+    { 409, "Conflict", STATUS_SRC_HTTP, NULL },
+    { 410, "Gone", STATUS_SRC_HTTP, NULL },
+    { 411, "Length Required", STATUS_SRC_HTTP, NULL },
+    { 412, "Precondition Failed", STATUS_SRC_HTTP, NULL },
+    { 413, "Content Too Large", STATUS_SRC_HTTP, "RFC 9110" },   /* RFC 9110 name, not Payload */
+    { 414, "URI Too Long", STATUS_SRC_HTTP, "RFC 9110" },
+    { 415, "Unsupported Media Type", STATUS_SRC_HTTP, NULL },
+    { 416, "Range Not Satisfiable", STATUS_SRC_HTTP, "RFC 9110" },
+    { 417, "Expectation Failed", STATUS_SRC_HTTP, NULL },
+    { 418, "I'm a teapot", STATUS_SRC_RFC_OTHER, NULL },          /* ASCII apostrophe */
+    { 421, "Misdirected Request", STATUS_SRC_HTTP, NULL },
+    { 422, "Unprocessable Content", STATUS_SRC_HTTP, "RFC 9110" }, /* not "Entity" any more */
+    { 423, "Locked", STATUS_SRC_WEBDAV, NULL },
+    { 424, "Failed Dependency", STATUS_SRC_WEBDAV, NULL },
+    { 425, "Too Early", STATUS_SRC_RFC_OTHER, "RFC 8470" },       /* not Unordered Collection */
+    { 426, "Upgrade Required", STATUS_SRC_HTTP, NULL },
+    { 428, "Precondition Required", STATUS_SRC_RFC_OTHER, "RFC 6585" },
+    { 429, "Too Many Requests", STATUS_SRC_RFC_OTHER, "RFC 6585" },
+    { 431, "Request Header Fields Too Large", STATUS_SRC_RFC_OTHER, "RFC 6585" },
+    { 451, "Unavailable For Legal Reasons", STATUS_SRC_RFC_OTHER, "RFC 7725" }, /* not IIS */
+    { 500, "Internal Server Error", STATUS_SRC_HTTP, NULL },
+    { 501, "Not Implemented", STATUS_SRC_HTTP, NULL },
+    { 502, "Bad Gateway", STATUS_SRC_HTTP, NULL },
+    { 503, "Service Unavailable", STATUS_SRC_HTTP, NULL },
+    { 504, "Gateway Timeout", STATUS_SRC_HTTP, NULL },
+    { 505, "HTTP Version Not Supported", STATUS_SRC_HTTP, NULL },
+    { 506, "Variant Also Negotiates", STATUS_SRC_RFC_OTHER, NULL },
+    { 507, "Insufficient Storage", STATUS_SRC_WEBDAV, NULL },
+    { 508, "Loop Detected", STATUS_SRC_WEBDAV, NULL },
+    { 510, "Not Extended", STATUS_SRC_RFC_OTHER, NULL },
+    { 511, "Network Authentication Required", STATUS_SRC_RFC_OTHER, NULL },
+
+    /* obsolete Warning-header codes a simulator may still send as a status */
+    { 110, "Response is Stale", STATUS_SRC_OBSOLETE, NULL },
+    { 111, "Revalidation Failed", STATUS_SRC_OBSOLETE, NULL },
+    { 112, "Disconnected Operation", STATUS_SRC_OBSOLETE, NULL },
+    { 113, "Heuristic Expiration", STATUS_SRC_OBSOLETE, NULL },
+    { 199, "Miscellaneous Warning", STATUS_SRC_OBSOLETE, NULL },
+    { 214, "Transformation Applied", STATUS_SRC_OBSOLETE, NULL },
+    { 299, "Miscellaneous Persistent Warning", STATUS_SRC_OBSOLETE, NULL },
+
+    /* vendor and unofficial codes; where a number has two meanings the primary is fixed here */
+    { 218, "This is fine", STATUS_SRC_UNOFFICIAL, "Apache" },
+    { 419, "Page Expired", STATUS_SRC_VENDOR, "Laravel" },
+    { 420, "Enhance Your Calm", STATUS_SRC_VENDOR, "Twitter" },  /* not Spring's Method Failure */
+    { 430, NULL, STATUS_SRC_VENDOR, "Shopify" },
+    { 440, "Login Time-out", STATUS_SRC_VENDOR, "IIS" },
+    { 444, "No Response", STATUS_SRC_VENDOR, "nginx" },
+    { 449, "Retry With", STATUS_SRC_VENDOR, "IIS" },
+    { 450, "Blocked by Windows Parental Controls", STATUS_SRC_VENDOR, NULL },
+    { 456, "Unrecoverable Error", STATUS_SRC_VENDOR, NULL },     /* Microsoft WebDAV */
+    { 460, NULL, STATUS_SRC_VENDOR, "AWS ELB" },                 /* no phrase in AWS docs */
+    { 463, NULL, STATUS_SRC_VENDOR, "AWS ELB" },
+    { 464, NULL, STATUS_SRC_VENDOR, "AWS ELB" },
+    { 494, NULL, STATUS_SRC_VENDOR, "nginx" },
+    { 495, "SSL Certificate Error", STATUS_SRC_VENDOR, "nginx" },
+    { 496, "SSL Certificate Required", STATUS_SRC_VENDOR, "nginx" },
+    { 497, "HTTP Request Sent to HTTPS Port", STATUS_SRC_VENDOR, "nginx" },
+    { 498, "Invalid Token", STATUS_SRC_VENDOR, "Esri" },
+    { 499, "Client Closed Request", STATUS_SRC_VENDOR, "nginx" }, /* not Esri Token Required */
+    { 509, "Bandwidth Limit Exceeded", STATUS_SRC_VENDOR, NULL },
+    { 520, "Web Server Returned an Unknown Error", STATUS_SRC_VENDOR, "Cloudflare" },
+    { 521, "Web Server Is Down", STATUS_SRC_VENDOR, "Cloudflare" },
+    { 522, "Connection Timed Out", STATUS_SRC_VENDOR, "Cloudflare" },
+    { 523, "Origin Is Unreachable", STATUS_SRC_VENDOR, "Cloudflare" },
+    { 524, "A Timeout Occurred", STATUS_SRC_VENDOR, "Cloudflare" },
+    { 525, "SSL Handshake Failed", STATUS_SRC_VENDOR, "Cloudflare" },
+    { 526, "Invalid SSL Certificate", STATUS_SRC_VENDOR, "Cloudflare" },
+    { 527, "Railgun Error", STATUS_SRC_VENDOR, "Cloudflare" },
+    { 529, "Site is overloaded", STATUS_SRC_VENDOR, NULL },
+    { 530, NULL, STATUS_SRC_VENDOR, NULL },                      /* Pantheon vs Cloudflare */
+    { 561, "Unauthorized", STATUS_SRC_VENDOR, "AWS ELB" },
+    { 598, "Network Read Timeout Error", STATUS_SRC_UNOFFICIAL, "informal proxy convention" },
+    { 599, "Network Connect Timeout Error", STATUS_SRC_UNOFFICIAL, "informal proxy convention" },
+};
+
+/* Codes with several meanings or renamed phrases: the note must name the other one. */
+static const struct {
+    int code;
+    const char *needle;
+} notes[] = {
+    { 102, "deprecated" },                      /* dropped from the spec ... */
+    { 102, "multiple" },                        /* ... several may precede the final response */
+    { 103, "Link" },                            /* what Early Hints carries */
+    { 302, "Moved Temporarily" },               /* RFC 1945 name */
+    { 306, "Unused" },                          /* registry status of 306 */
+    { 413, "Payload Too Large" },               /* RFC 7231 name */
+    { 413, "Request Entity Too Large" },        /* RFC 2616 name */
+    { 414, "Request-URI Too Long" },
+    { 416, "Requested Range Not Satisfiable" },
+    { 418, "(Unused)" },                        /* RFC 9110 reserves it */
+    { 420, "Method Failure" },                  /* Spring's meaning */
+    { 422, "Unprocessable Entity" },
+    { 425, "Unordered Collection" },            /* WebDAV draft meaning */
+    { 451, "Redirect" },                        /* IIS / Exchange ActiveSync meaning */
+    { 499, "Token Required" },                  /* Esri's meaning */
+    { 530, "Cloudflare" },                      /* the other 530 */
+    { 110, "Warning" },                         /* Warning-header codes, not statuses */
+    { 111, "Warning" },
+    { 112, "Warning" },
+    { 113, "Warning" },
+    { 199, "Warning" },
+    { 214, "Warning" },
+    { 299, "Warning" },
+};
+
+/* Unregistered codes fall back to their class; 6xx-9xx and out-of-range codes share one name. */
+static const struct {
+    int code;
+    const char *phrase;
+} fallback[] = {
+    { 150, "Unknown Informational" },
+    { 198, "Unknown Informational" },          /* next to the registered 199 */
+    { 250, "Unknown Success" },
+    { 209, "Unknown Success" },                /* next to the registered 208 */
+    { 350, "Unknown Redirection" },
+    { 309, "Unknown Redirection" },
+    { 427, "Unknown Client Error" },           /* a hole between 426 and 428 */
+    { 490, "Unknown Client Error" },
+    { 528, "Unknown Server Error" },           /* a hole in the Cloudflare range */
+    { 550, "Unknown Server Error" },
+    { 600, "Unknown Status" },
+    { 777, "Unknown Status" },
+    { 999, "Unknown Status" },
+    { 0, "Unknown Status" },                   /* out of range must still not be NULL */
+    { 99, "Unknown Status" },
+    { 1000, "Unknown Status" },
+    { -1, "Unknown Status" },
+    { INT_MIN, "Unknown Status" },
+    { INT_MAX, "Unknown Status" },
+};
+
+/* Printable ASCII only: phrases go on the wire, notes and origins go to terminals. */
+static int is_printable_ascii(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            return 0;
+    }
+    return 1;
+}
+
+static void test_known_codes_present(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(known); i++) {
+        const struct known_row *r = &known[i];
+        const struct status_info *si = status_lookup(r->code);
+
+        if (si == NULL)
+            fail_msg("code %d is not registered", r->code);
+        if (si->code != r->code)
+            fail_msg("lookup(%d) returned row %d", r->code, si->code);
+        if (r->phrase != NULL && strcmp(si->phrase, r->phrase) != 0)
+            fail_msg("code %d: phrase \"%s\", want \"%s\"", r->code, si->phrase, r->phrase);
+        if (si->source != r->source)
+            fail_msg("code %d: source %s, want %s", r->code, status_source_name(si->source),
+                     status_source_name(r->source));
+        if (r->origin != NULL && strcmp(si->origin, r->origin) != 0)
+            fail_msg("code %d: origin \"%s\", want \"%s\"", r->code, si->origin, r->origin);
+        if (status_phrase(r->code) != si->phrase)
+            fail_msg("code %d: status_phrase differs from the registry phrase", r->code);
+    }
+}
+
+static void test_notes_name_other_meanings(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(notes); i++) {
+        const struct status_info *si = status_lookup(notes[i].code);
+
+        if (si == NULL)
+            fail_msg("code %d is not registered", notes[i].code);
+        if (strstr(si->note, notes[i].needle) == NULL)
+            fail_msg("code %d: note \"%s\" does not mention \"%s\"", notes[i].code, si->note,
+                     notes[i].needle);
+    }
+}
+
+static void test_table_sorted_unique(void **state)
+{
+    size_t n = status_count();
+    int prev = 0;
+
+    (void)state;
+    assert_true(n >= ARRAY_LEN(known));
+    for (size_t i = 0; i < n; i++) {
+        const struct status_info *si = status_at(i);
+
+        assert_non_null(si);
+        if (si->code <= prev)
+            fail_msg("entry %zu: code %d after %d (unsorted or duplicate)", i, si->code, prev);
+        prev = si->code;
+    }
+    assert_null(status_at(n));                 /* one past the end */
+    assert_null(status_at((size_t)-1));
+}
+
+static void test_strings_wire_safe(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < status_count(); i++) {
+        const struct status_info *si = status_at(i);
+        size_t len;
+
+        assert_non_null(si->phrase);
+        assert_non_null(si->origin);
+        assert_non_null(si->note);
+        len = strlen(si->phrase);
+        /* reason-phrase = 1*( HTAB / SP / VCHAR ); no tabs either, and no CR/LF ever */
+        if (len == 0 || !is_printable_ascii(si->phrase))
+            fail_msg("code %d: phrase \"%s\" is empty or not printable ASCII", si->code,
+                     si->phrase);
+        if (si->phrase[0] == ' ' || si->phrase[len - 1] == ' ')
+            fail_msg("code %d: phrase \"%s\" has edge spaces", si->code, si->phrase);
+        if (si->origin[0] == '\0' || !is_printable_ascii(si->origin))
+            fail_msg("code %d: origin is empty or not printable ASCII", si->code);
+        if (si->note[0] == '\0' || !is_printable_ascii(si->note))
+            fail_msg("code %d: note is empty or not printable ASCII", si->code);
+        if (si->code < 100 || si->code > 999)
+            fail_msg("entry %zu: code %d outside 100-999", i, si->code);
+        if ((unsigned)si->source > STATUS_SRC_OBSOLETE)
+            fail_msg("code %d: source %d out of range", si->code, (int)si->source);
+    }
+}
+
+/* status_at and status_count describe exactly the codes status_lookup knows, same pointers. */
+static void test_at_count_match_lookup(void **state)
+{
+    size_t registered = 0;
+
+    (void)state;
+    for (int c = -10; c <= 1100; c++) {
+        const struct status_info *si = status_lookup(c);
+
+        if (si == NULL)
+            continue;
+        if (si->code != c)
+            fail_msg("lookup(%d) returned row %d", c, si->code);
+        registered++;
+    }
+    assert_int_equal(registered, status_count());
+    for (size_t i = 0; i < status_count(); i++)
+        assert_ptr_equal(status_lookup(status_at(i)->code), status_at(i));
+    assert_null(status_lookup(INT_MIN));
+    assert_null(status_lookup(INT_MAX));
+}
+
+static void test_unregistered_fallback(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(fallback); i++) {
+        const char *p = status_phrase(fallback[i].code);
+
+        if (status_lookup(fallback[i].code) != NULL)
+            fail_msg("code %d is registered; pick another hole", fallback[i].code);
+        if (p == NULL || strcmp(p, fallback[i].phrase) != 0)
+            fail_msg("code %d: phrase \"%s\", want \"%s\"", fallback[i].code,
+                     p != NULL ? p : "(null)", fallback[i].phrase);
+    }
+}
+
+/* Never NULL, never empty, always wire-safe, for every int a parser could hand over. */
+static void test_phrase_total(void **state)
+{
+    (void)state;
+    for (int c = -10; c <= 1100; c++) {
+        const char *p = status_phrase(c);
+
+        if (p == NULL || p[0] == '\0' || !is_printable_ascii(p))
+            fail_msg("code %d: bad phrase", c);
+    }
+}
+
+static void test_source_names(void **state)
+{
+    static const struct {
+        enum status_source s;
+        const char *name;
+    } rows[] = {
+        { STATUS_SRC_HTTP, "http" },
+        { STATUS_SRC_WEBDAV, "webdav" },
+        { STATUS_SRC_RFC_OTHER, "rfc" },
+        { STATUS_SRC_VENDOR, "vendor" },
+        { STATUS_SRC_UNOFFICIAL, "unofficial" },
+        { STATUS_SRC_OBSOLETE, "obsolete" },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++)
+        assert_string_equal(status_source_name(rows[i].s), rows[i].name);
+    /* a corrupt value must not index past the name table */
+    assert_non_null(status_source_name((enum status_source)(STATUS_SRC_OBSOLETE + 1)));
+    assert_non_null(status_source_name((enum status_source)-1));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_known_codes_present),
+        cmocka_unit_test(test_notes_name_other_meanings),
+        cmocka_unit_test(test_table_sorted_unique),
+        cmocka_unit_test(test_strings_wire_safe),
+        cmocka_unit_test(test_at_count_match_lookup),
+        cmocka_unit_test(test_unregistered_fallback),
+        cmocka_unit_test(test_phrase_total),
+        cmocka_unit_test(test_source_names),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
