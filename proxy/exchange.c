@@ -110,6 +110,7 @@ struct exchange {
     struct h1_info resp_info;
     struct body_relay resp_body;
     int status;                        /* sent to the client (0 = nothing yet) */
+    uint64_t error_body_bytes;         /* body of a response Portico wrote itself */
     bool keep_client;                  /* the client connection may serve another request */
 
     /* interim */
@@ -253,7 +254,8 @@ static void client_error(struct exchange *ex, int status, const char *reason, bo
         .close = close,
         .http10 = !client_http11(ex),
     };
-    errpage_write(client_out(ex), &e);
+    long body = errpage_write(client_out(ex), &e);
+    ex->error_body_bytes = body > 0 ? (uint64_t)body : 0;
     ex->status = status;
     ex->keep_client = !close;
     ex->resp_state = RESP_DONE;
@@ -343,7 +345,8 @@ static void fail(struct exchange *ex, enum phase phase, enum cause cause, uint64
     /* The client connection survives only if its request was read to the end. */
     ex->keep_client = ex->req_state == REQ_DONE && ex->info.keep_alive;
     e.close = !ex->keep_client;
-    errpage_write(client_out(ex), &e);
+    long body = errpage_write(client_out(ex), &e);
+    ex->error_body_bytes = body > 0 ? (uint64_t)body : 0;
     ex->status = e.status;
     ex->resp_state = RESP_DONE;
     finish(ex);
@@ -370,7 +373,7 @@ static void log_exchange(struct exchange *ex)
         .target_len = ex->req.target_len,
         .minor = ex->req.minor,
         .status = ex->status,
-        .bytes_out = ex->resp_body.bytes,
+        .bytes_out = ex->resp_body.bytes + ex->error_body_bytes,
         .bytes_in = ex->req_body.bytes,
         .duration_ms = ms_since(ex->t0, now_us()),
         .route = ex->route ? ex->route->name : NULL,
@@ -935,11 +938,20 @@ static void send_request(struct exchange *ex)
         .client_ip = client_ip(ex->client),
         .client_tls = client_is_tls(ex->client),
         .request_id = ex->request_id,
+        .client_host = ex->host,
+        .client_host_len = ex->host_len,
         .keep_expect = ex->info.expect_continue && ex->route->expect == EXPECT_RELAY &&
                        client_http11(ex),
         .framing = info->framing,
         .content_length = info->content_length,
     };
+    if (ex->host && ex->host != (ex->info.host ? ex->info.host->value : NULL)) {
+        fwd.host = ex->host; /* absolute-form: its authority replaces Host (RFC 9112 3.2.2) */
+        fwd.host_len = ex->host_len;
+    } else if (!ex->host) {
+        fwd.host = upconn_addr(ex->uc);
+        fwd.host_len = strlen(fwd.host);
+    }
     set_phase(ex, PHASE_SEND);
     hdr_write_request(bufferevent_get_output(ub), &ex->req, &fwd);
     upconn_mark_used(ex->uc);

@@ -57,12 +57,17 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                        const struct fwd_request *fwd)
 {
     bool has_connection = h1_find_field(req->fields, req->nfields, "connection", 0) >= 0;
-    const struct h1_field *xff = NULL, *host = NULL;
+    const struct h1_field *xff = NULL;
 
     evbuffer_add(out, req->method, req->method_len);
     evbuffer_add(out, " ", 1);
     evbuffer_add(out, fwd->target, fwd->target_len);
     evbuffer_add(out, " HTTP/1.1\r\n", 11);
+    if (fwd->host) { /* HTTP/1.1 requires Host, and first is where servers look (RFC 9112 3.2) */
+        evbuffer_add(out, "Host: ", 6);
+        evbuffer_add(out, fwd->host, fwd->host_len);
+        evbuffer_add(out, "\r\n", 2);
+    }
     for (size_t i = 0; i < req->nfields; i++) {
         const struct h1_field *f = &req->fields[i];
         if (static_hop(f) || (has_connection && named_by_connection(f, req->fields, req->nfields)))
@@ -72,8 +77,8 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                 xff = f;
             continue;
         }
-        if (h1_name_is(f, "host"))
-            host = f;
+        if (fwd->host && h1_name_is(f, "host"))
+            continue;
         if (h1_name_is(f, "x-forwarded-proto") || h1_name_is(f, "x-forwarded-host") ||
             h1_name_is(f, "x-request-id"))
             continue; /* set by us below */
@@ -90,9 +95,9 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     }
     evbuffer_add_printf(out, "%s\r\nX-Forwarded-Proto: %s\r\n", fwd->client_ip,
                         fwd->client_tls ? "https" : "http");
-    if (host) {
+    if (fwd->client_host) {
         evbuffer_add(out, "X-Forwarded-Host: ", 18);
-        evbuffer_add(out, host->value, host->value_len);
+        evbuffer_add(out, fwd->client_host, fwd->client_host_len);
         evbuffer_add(out, "\r\n", 2);
     }
     evbuffer_add_printf(out, "X-Request-Id: %s\r\nVia: " VIA_VALUE "\r\n", fwd->request_id);

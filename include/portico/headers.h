@@ -21,6 +21,11 @@ struct fwd_request {
     const char *client_ip;       /* appended to X-Forwarded-For */
     bool client_tls;             /* X-Forwarded-Proto: https */
     const char *request_id;      /* X-Request-Id */
+    const char *host;            /* Host to send instead of the client's (absolute-form target,
+                                    or an HTTP/1.0 request without Host); NULL: pass through */
+    size_t host_len;
+    const char *client_host;     /* the host the client addressed (X-Forwarded-Host), or NULL */
+    size_t client_host_len;
     bool keep_expect;            /* forward Expect: 100-continue (relay mode) */
     enum h1_framing framing;     /* body framing on the upstream side: NONE, LENGTH or CHUNKED */
     uint64_t content_length;

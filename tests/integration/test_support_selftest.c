@@ -1036,6 +1036,7 @@ static int fake_portico(int argc, char **argv)
     const char *conf = NULL;
     bool test_only = false;
     char on_term[32] = "exit0", start[32] = "ok", log_path[512] = "";
+    unsigned ports[8];
     int fds[8], nfds = 0, bad = 0;
     sigset_t set;
 
@@ -1060,8 +1061,8 @@ static int fake_portico(int argc, char **argv)
     for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
         unsigned port;
 
-        if (sscanf(line, "listen = %u", &port) == 1 && !test_only && nfds < 8) {
-            fds[nfds++] = fake_listen((uint16_t)port);
+        if (sscanf(line, "listen = %u", &port) == 1 && nfds < 8) {
+            ports[nfds++] = port;
         }
         sscanf(line, "on_term = %31s", on_term);
         sscanf(line, "start = %31s", start);
@@ -1079,6 +1080,9 @@ static int fake_portico(int argc, char **argv)
     }
     if (strcmp(start, "exit2") == 0) {
         return 2;
+    }
+    for (int i = 0; i < nfds; i++) {
+        fds[i] = fake_listen((uint16_t)ports[i]);
     }
     fprintf(stderr, "fake portico listening\n");
     for (;;) {

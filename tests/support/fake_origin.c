@@ -393,7 +393,7 @@ static int read_head(struct fo_conn *c, struct fo_record *rec, struct fo_head *h
         if (end != NULL) {
             size_t n = (size_t)(end - c->buf) + 4;
 
-            if (append(&rec->raw, &rec->raw_len, &rec->raw_cap, c->buf, n) < 0) {
+            if (n > c->len || append(&rec->raw, &rec->raw_len, &rec->raw_cap, c->buf, n) < 0) {
                 return -1;
             }
             rec->head_len = n;

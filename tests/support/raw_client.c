@@ -154,7 +154,10 @@ static int tls_handshake(struct raw_conn *c, const struct raw_tls_opts *tls, int
     if (is_ip) {
         X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host);
     } else {
-        SSL_set_tlsext_host_name(c->ssl, host);
+        char sni[256]; /* the SNI macro takes a non-const pointer */
+
+        snprintf(sni, sizeof(sni), "%s", host);
+        SSL_set_tlsext_host_name(c->ssl, sni);
         SSL_set1_host(c->ssl, host);
     }
     for (;;) {
