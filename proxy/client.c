@@ -309,6 +309,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         client_free(c);
         return;
     }
+    if (c->state == CS_EXCHANGE && (what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+        exchange_client_body_timeout(c->ex); /* answers 408 and hands the connection back */
+        return;
+    }
     if (c->state == CS_EXCHANGE)
         exchange_client_gone(c->ex, what & BEV_EVENT_TIMEOUT ? "stopped reading"
                                     : what & BEV_EVENT_EOF ? "closed the connection"

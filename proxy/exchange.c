@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "portico/body.h"
 #include "portico/client.h"
@@ -53,6 +54,7 @@
 #include "portico/worker.h"
 
 #define RELAY_HIGH (256 * 1024) /* stop moving a body while its destination holds more */
+#define MAX_PORTICO_HOPS 8      /* Via entries of ours beyond which a request is looping */
 
 enum req_state {
     REQ_GATED,  /* Expect: 100-continue relayed, body held until the origin's 100 or timeout */
@@ -306,7 +308,7 @@ static void fail(struct exchange *ex, enum phase phase, enum cause cause, uint64
     ex->fail_phase = phase;
     ex->cause = cause;
     ex->limit_ms = limit_ms;
-    if (phase_name(phase) && ex->phase_start[phase] && !ex->phase_end[phase])
+    if (ex->phase_start[phase] && !ex->phase_end[phase])
         ex->phase_end[phase] = now_us();
     upstream_report(ex->up, ex->origin, failure_is_network(ex->failure));
     upconn_drop(ex);
@@ -432,6 +434,21 @@ void exchange_free(struct exchange *ex)
     upconn_drop(ex);
     free(ex->head);
     free(ex);
+}
+
+void exchange_client_body_timeout(struct exchange *ex)
+{
+    upconn_drop(ex);
+    ex->req_state = REQ_DONE; /* nothing more will be read */
+    if (ex->resp_state == RESP_HEAD) {
+        client_error(ex, 408, "request body stalled longer than client_body_timeout", true);
+        return;
+    }
+    snprintf(ex->detail, sizeof(ex->detail), "request body stalled longer than "
+             "client_body_timeout");
+    ex->aborted = true;
+    ex->keep_client = false;
+    finish(ex);
 }
 
 void exchange_client_gone(struct exchange *ex, const char *why)
@@ -973,7 +990,8 @@ static void on_upconn_ready(void *arg)
     struct exchange *ex = arg;
     ex->ubev = upconn_bev(ex->uc);
     bufferevent_setcb(ex->ubev, up_read_cb, up_write_cb, up_event_cb, ex);
-    bufferevent_setwatermark(ex->ubev, EV_READ, 0, RELAY_HIGH);
+    bufferevent_setwatermark(ex->ubev, EV_READ, 0,
+                             MAX(RELAY_HIGH, (size_t)ex->cfg->max_header_size + 1));
     bufferevent_setwatermark(ex->ubev, EV_WRITE, 0, 0);
     struct timeval send = tv_ms(phase_limit(ex, PHASE_SEND));
     bufferevent_set_timeouts(ex->ubev, NULL, &send);
@@ -1114,6 +1132,23 @@ static bool has_dot_segment(const char *p, size_t n)
     return false;
 }
 
+/* How many hops of this request were Portico (Via: 1.1 portico). A chain of proxies has a few;
+ * a configuration that forwards to itself has them pile up until something breaks. */
+static int portico_hops(const struct h1_request *req)
+{
+    int hops = 0;
+    for (int i = h1_find_field(req->fields, req->nfields, "via", 0); i >= 0;
+         i = h1_find_field(req->fields, req->nfields, "via", (size_t)i + 1)) {
+        size_t pos = 0;
+        const char *e;
+        size_t n;
+        while (h1_list_next(req->fields[i].value, req->fields[i].value_len, &pos, &e, &n))
+            if (n >= 7 && strncasecmp(e + n - 7, "portico", 7) == 0)
+                hops++;
+    }
+    return hops;
+}
+
 /* Splits the request-target into what we route and forward. 0, or -1 with *why. */
 static int parse_target(struct exchange *ex, const char **why)
 {
@@ -1233,6 +1268,11 @@ void exchange_run(struct exchange *ex)
     }
     if (ex->info.framing == H1_BODY_LENGTH && ex->info.content_length > cfg->max_body_size) {
         client_error(ex, 413, "request body larger than max_body_size", true);
+        return;
+    }
+    if (portico_hops(&ex->req) >= MAX_PORTICO_HOPS) {
+        client_error(ex, 508, "forwarding loop: this request already went through Portico "
+                     "too many times", ex->req_state != REQ_DONE);
         return;
     }
     ex->route = cfg_route(cfg, ex->host, ex->host_len, ex->target, ex->path_len);

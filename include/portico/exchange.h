@@ -34,6 +34,10 @@ void exchange_client_read(struct exchange *ex);
 void exchange_client_write(struct exchange *ex);
 void exchange_client_gone(struct exchange *ex, const char *why);
 
+/* The client sent no request body bytes for client_body_timeout: 408, or an abort when the
+ * response has started. */
+void exchange_client_body_timeout(struct exchange *ex);
+
 /* Frees an exchange; logs it first if it was never logged (client gone: 499). */
 void exchange_free(struct exchange *ex);
 

@@ -183,7 +183,6 @@ static void test_blackhole(void **state)
 
 /* Behaviours that read the request and then end the exchange without a valid response. */
 struct close_row {
-    const char *name;
     enum fo_kind kind;
     bool timeout;        /* the read must time out (the origin keeps the connection) */
     int want_errno;      /* errno the reader sees, 0 if none expected */
@@ -193,15 +192,15 @@ struct close_row {
 
 static const struct close_row close_rows[] = {
     /* silent keeps the connection, so only the timeout ends the read */
-    { "silent", FO_SILENT, true, 0, "timeout", "" },
+    { FO_SILENT, true, 0, "timeout", "" },
     /* close_empty: a FIN and not one byte */
-    { "close_empty", FO_CLOSE_EMPTY, false, 0, "closed by peer before a response head", "" },
+    { FO_CLOSE_EMPTY, false, 0, "closed by peer before a response head", "" },
     /* reset: the reader gets ECONNRESET */
-    { "reset", FO_RESET, false, ECONNRESET, "Connection reset", "" },
+    { FO_RESET, false, ECONNRESET, "Connection reset", "" },
     /* garbage: bytes that are not an HTTP status line */
-    { "garbage", FO_GARBAGE, false, 0, "not an HTTP/1.x response head", NULL },
+    { FO_GARBAGE, false, 0, "not an HTTP/1.x response head", NULL },
     /* partial_head: half a head, then nothing; the half stays readable */
-    { "partial_head", FO_PARTIAL_HEAD, true, 0, "timeout", "HTTP/1.1 200 OK\r\nContent-Le" },
+    { FO_PARTIAL_HEAD, true, 0, "timeout", "HTTP/1.1 200 OK\r\nContent-Le" },
 };
 
 static void test_close_behaviours(void **state)
@@ -213,7 +212,7 @@ static void test_close_behaviours(void **state)
         struct raw_response r;
         int rc;
 
-        print_message("  %s\n", row->name);
+        print_message("  %s\n", fake_origin_kind_name(row->kind));
         assert_non_null(o);
         struct raw_conn *c = get(fake_origin_port(o), &r, &rc, row->timeout ? 300 : IO_MS);
 

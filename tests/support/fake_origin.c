@@ -32,6 +32,32 @@ static const char garbage_reply[] = "XYZZY 42 this is not HTTP\r\n\x01\x02\x03\r
 static const char not_tls_reply[] = "this is not TLS, just plain text\r\n";
 static const char partial_head[] = "HTTP/1.1 200 OK\r\nContent-Le";
 
+static const char *const kind_names[] = {
+    [FO_OK] = "ok",
+    [FO_ECHO] = "echo",
+    [FO_REFUSE] = "refuse",
+    [FO_BLACKHOLE] = "blackhole",
+    [FO_SILENT] = "silent",
+    [FO_NO_READ] = "no_read",
+    [FO_CLOSE_EMPTY] = "close_empty",
+    [FO_RESET] = "reset",
+    [FO_GARBAGE] = "garbage",
+    [FO_PARTIAL_HEAD] = "partial_head",
+    [FO_SLOW_FIRST_BYTE] = "slow_first_byte",
+    [FO_SCRIPT] = "script",
+    [FO_TLS_GARBAGE] = "tls_garbage",
+    [FO_TLS_SILENT] = "tls_silent",
+};
+
+const char *fake_origin_kind_name(enum fo_kind kind)
+{
+    size_t i = (size_t)kind;
+
+    return i < sizeof(kind_names) / sizeof(kind_names[0]) && kind_names[i] != NULL
+               ? kind_names[i]
+               : "unknown";
+}
+
 /* One request as received. */
 struct fo_record {
     char *raw;       /* head + body bytes exactly as read */
@@ -391,9 +417,14 @@ static int read_head(struct fo_conn *c, struct fo_record *rec, struct fo_head *h
         char *end = c->len >= 4 ? memmem(c->buf, c->len, "\r\n\r\n", 4) : NULL;
 
         if (end != NULL) {
-            size_t n = (size_t)(end - c->buf) + 4;
+            size_t off = (size_t)(end - c->buf);
 
-            if (n > c->len || append(&rec->raw, &rec->raw_len, &rec->raw_cap, c->buf, n) < 0) {
+            if (off > FO_MAX_HEAD) {
+                return -1;
+            }
+            size_t n = off + 4;
+
+            if (append(&rec->raw, &rec->raw_len, &rec->raw_cap, c->buf, n) < 0) {
                 return -1;
             }
             rec->head_len = n;
@@ -1064,7 +1095,8 @@ struct fake_origin *fake_origin_start(const struct fake_origin_opts *opts)
     o->has_acceptor = true;
     return o;
 fail:
-    fprintf(stderr, "fake_origin_start(kind %d): %s\n", (int)opts->kind, strerror(errno));
+    fprintf(stderr, "fake_origin_start(%s): %s\n", fake_origin_kind_name(opts->kind),
+            strerror(errno));
     origin_free(o);
     return NULL;
 }

@@ -101,7 +101,8 @@ struct fake_origin_opts {
     enum fo_expect expect;
     bool respond_before_body;         /* answer right after the head, then read the body */
     int rcvbuf;                       /* FO_NO_READ: SO_RCVBUF, 0 means 4096 */
-    const char *tls_cert;             /* serve TLS with this PEM cert + key (any HTTP kind) */
+    const char *tls_cert;             /* serve TLS with this PEM cert + key (the kinds that
+                                       * read requests; not NO_READ, TLS_*, REFUSE, BLACKHOLE) */
     const char *tls_key;
     const char *tls_client_ca;        /* also require a client cert signed by this CA */
 };
@@ -110,6 +111,9 @@ struct fake_origin;
 
 /* Starts an origin (see enum fo_kind). NULL on error, with a message on stderr. */
 struct fake_origin *fake_origin_start(const struct fake_origin_opts *opts);
+
+/* "ok", "blackhole" ... for messages. */
+const char *fake_origin_kind_name(enum fo_kind kind);
 
 /* Shorthand for fake_origin_start with only a kind. */
 struct fake_origin *fake_origin_start_kind(enum fo_kind kind);

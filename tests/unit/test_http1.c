@@ -253,6 +253,7 @@ static const struct req_case req_cases[] = {
     SEM("Host with an empty IP literal", "GET / HTTP/1.1\r\nHost: []\r\n\r\n", 400),
     SEM("Host with garbage after the IP literal", "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", 400),
     SEM("Host with obs-text", "GET / HTTP/1.1\r\nHost: caf\xc3\xa9\r\n\r\n", 400),
+    SEM("Host IP literal with a non-literal byte", "GET / HTTP/1.1\r\nHost: [::1/64]\r\n\r\n", 400),
 };
 
 static const struct h1_limits *limits_of(const struct req_case *rc, struct h1_limits *lim)
@@ -975,6 +976,19 @@ static void test_chunked_api(void **state)
     assert_int_equal(used, 1);
     assert_int_equal(ck_parse(&c, "\r", 1, &used), H1_CHUNK_AGAIN);
     assert_int_equal(ck_parse(&c, "\n", 1, &used), H1_CHUNK_DONE);
+    /* The sum of chunk sizes is bounded too (2^62), not only each size. */
+    h1_chunked_init(&c, 100);
+    assert_int_equal(ck_parse(&c, "4000000000000000\r\n", 18, &used), H1_CHUNK_DATA);
+    assert_int_equal(c.body_size, UINT64_C(1) << 62);
+    h1_chunked_data_taken(&c, (size_t)c.data_left);
+    assert_int_equal(ck_parse(&c, "\r\n1\r\n", 5, &used), H1_CHUNK_ERROR);
+    /* A trailer line over max_line is refused; max_line is the caller's to lower. */
+    h1_chunked_init(&c, 100);
+    c.max_line = 8;
+    assert_int_equal(ck_parse(&c, "0\r\n", 3, &used), H1_CHUNK_AGAIN);
+    assert_int_equal(ck_parse(&c, "A: 12345\r\n", 10, &used), H1_CHUNK_TRAILER);
+    assert_int_equal(ck_parse(&c, "A: 123456\r\n", 11, &used), H1_CHUNK_ERROR);
+    assert_string_equal(c.error, "trailer field line too long");
     /* max_trailers 0 means no trailer field at all. */
     h1_chunked_init(&c, 0);
     assert_int_equal(ck_parse(&c, "0\r\n\r\n", 5, &used), H1_CHUNK_DONE);
