@@ -56,7 +56,8 @@ struct harness {
     char error[512];
 };
 
-static void set_error(struct harness *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(struct harness *h, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void set_error(struct harness *h, const char *fmt, ...)
 {
