@@ -79,7 +79,7 @@ $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(SUPPORT_OBJS) $(L
 # libFuzzer targets link the parser objects built with clang and coverage instrumentation.
 FUZZ_DIR   := build/fuzz
 FUZZ_FLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude
-FUZZ_LIBSRC := proxy/http1.c proxy/config.c proxy/status.c proxy/failure.c proxy/util.c
+FUZZ_LIBSRC := proxy/http1.c
 $(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_LIBSRC)
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) $$(pkg-config --cflags $(PKGS)) -o $@ $^ $$(pkg-config --libs $(PKGS)) -lpthread

@@ -64,6 +64,8 @@ struct client {
     unsigned requests;                 /* requests started on this connection */
     bool admin;                        /* accepted on admin_listen */
     uint64_t head_start_us;            /* first byte of the current request head */
+    size_t head_scanned;               /* bytes of the pending head already parsed without
+                                          success: re-parse only when a new line arrives */
 };
 
 static void read_cb(struct bufferevent *bev, void *arg);
@@ -201,13 +203,23 @@ static void parse_head(struct client *c)
     }
     size_t n = MIN(len, (size_t)cfg->max_header_size);
     const char *p = (const char *)evbuffer_pullup(in, (ssize_t)n);
+    /* A head trickling in byte by byte must not cost a full parse per byte: nothing can change
+     * until a line ends, or the limit is reached. */
+    if (c->head_scanned && n < cfg->max_header_size && n > c->head_scanned &&
+        !memchr(p + c->head_scanned, '\n', n - c->head_scanned)) {
+        c->head_scanned = n;
+        return;
+    }
     struct h1_limits lim = {.max_request_line = cfg->max_request_line,
                             .max_head = cfg->max_header_size};
     struct h1_request req;
     struct h1_error err;
     int rc = h1_parse_request(p, n, &lim, &req, &err);
-    if (rc == -2)
+    if (rc == -2) {
+        c->head_scanned = n;
         return;
+    }
+    c->head_scanned = 0;
     if (rc < 0) {
         head_error(c, err.status, err.reason);
         return;

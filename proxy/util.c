@@ -134,6 +134,11 @@ int split_host_port(const char *s, char *host, size_t hostsz, uint16_t *port, co
         h = s + 1;
         hlen = (size_t)(end - h);
         colon = end + 1;
+        /* Brackets hold an IPv6 literal only: "[example.com]:80" is not a name. */
+        if (hlen && (!memchr(h, ':', hlen) || strspn(h, "0123456789abcdefABCDEF:.") < hlen)) {
+            *why = "expected [ipv6]:port";
+            return -1;
+        }
     } else {
         colon = strrchr(s, ':');
         if (!colon) {

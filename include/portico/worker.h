@@ -36,7 +36,8 @@ struct worker {
     struct client_list clients;            /* open client connections, for shutdown */
     uint64_t next_request;                 /* request counter, part of generated request ids */
     uint32_t id_salt;                      /* random per process: ids differ across restarts */
-    struct event *stop_ev;
+    struct event *stop_ev;                 /* reads stop_pipe: another thread asks us to stop */
+    int stop_pipe[2];
 };
 
 /* Creates cfg->workers workers, binds their listeners (errors go to stderr) and starts their

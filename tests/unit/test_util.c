@@ -1,0 +1,352 @@
+/*
+ * test_util.c — strict parsers of durations, sizes, booleans, integers and addresses, address
+ * formatting, and buf_appendf truncation.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "portico/util.h"
+
+/* ok: expected success; ms: the value then. */
+static const struct {
+    const char *in;
+    int ok;
+    uint64_t ms;
+} duration_rows[] = {
+    {"250ms", 1, 250},                     /* milliseconds */
+    {"2s", 1, 2000},                       /* seconds */
+    {"1m", 1, 60000},                      /* minutes */
+    {"1h", 1, 3600000},                    /* hours */
+    {"30", 1, 30000},                      /* a bare number is seconds */
+    {"0", 1, 0},                           /* zero is a duration (total_timeout = 0 is off) */
+    {"0ms", 1, 0},                         /* zero with a unit */
+    {"007s", 1, 7000},                     /* leading zeros are digits */
+    {"", 0, 0},                            /* empty */
+    {"ms", 0, 0},                          /* unit without a number */
+    {"-1s", 0, 0},                         /* no sign */
+    {"+1s", 0, 0},                         /* no sign */
+    {" 1s", 0, 0},                         /* no leading space */
+    {"1s ", 0, 0},                         /* no trailing space */
+    {"1 s", 0, 0},                         /* no space before the unit */
+    {"1.5s", 0, 0},                        /* no fractions */
+    {"1d", 0, 0},                          /* unknown unit */
+    {"1S", 0, 0},                          /* units are lowercase */
+    {"1sec", 0, 0},                        /* unknown unit */
+    {"1mss", 0, 0},                        /* trailing garbage */
+    {"0x10", 0, 0},                        /* no hex */
+    {"18446744073709551615ms", 0, 0},      /* no room left for µs arithmetic */
+    {"18446744073709551616", 0, 0},        /* overflows uint64 */
+    {"18446744073710s", 0, 0},             /* ms * 1000 would overflow */
+    {"18446744073709s", 1, 18446744073709000ull}, /* the largest number of seconds accepted */
+    {"18446744073709551ms", 1, 18446744073709551ull}, /* the largest number of ms accepted */
+    {"18446744073709552ms", 0, 0},         /* one more: ms * 1000 would overflow */
+};
+
+static void test_parse_duration(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(duration_rows); i++) {
+        uint64_t v = 12345;
+        int rc = parse_duration_ms(duration_rows[i].in, &v);
+        if (duration_rows[i].ok && (rc != 0 || v != duration_rows[i].ms))
+            fail_msg("'%s': rc %d value %llu, want %llu", duration_rows[i].in, rc,
+                     (unsigned long long)v, (unsigned long long)duration_rows[i].ms);
+        if (!duration_rows[i].ok && rc != -1)
+            fail_msg("'%s': accepted as %llu", duration_rows[i].in, (unsigned long long)v);
+    }
+}
+
+static const struct {
+    const char *in;
+    int ok;
+    uint64_t v;
+} size_rows[] = {
+    {"512", 1, 512},                       /* bytes */
+    {"16k", 1, 16384},                     /* powers of 1024 */
+    {"8m", 1, 8u << 20},                   /* mebibytes */
+    {"1g", 1, 1u << 30},                   /* gibibytes */
+    {"16K", 1, 16384},                     /* case-insensitive unit */
+    {"1G", 1, 1u << 30},                   /* case-insensitive unit */
+    {"0", 1, 0},                           /* zero is a size */
+    {"", 0, 0},                            /* empty */
+    {"k", 0, 0},                           /* unit only */
+    {"16kb", 0, 0},                        /* two-letter units are not accepted */
+    {"16 k", 0, 0},                        /* no space */
+    {"-1", 0, 0},                          /* no sign */
+    {"1.5m", 0, 0},                        /* no fractions */
+    {"1p", 0, 0},                          /* unknown unit */
+    {"17179869184g", 0, 0},                /* 2^34 g overflows uint64 */
+    {"99999999999999999999", 0, 0},        /* overflows before the unit */
+};
+
+static void test_parse_size(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(size_rows); i++) {
+        uint64_t v = 777;
+        int rc = parse_size(size_rows[i].in, &v);
+        if (size_rows[i].ok && (rc != 0 || v != size_rows[i].v))
+            fail_msg("'%s': rc %d value %llu", size_rows[i].in, rc, (unsigned long long)v);
+        if (!size_rows[i].ok && rc != -1)
+            fail_msg("'%s': accepted as %llu", size_rows[i].in, (unsigned long long)v);
+    }
+}
+
+static const struct {
+    const char *in;
+    int rc;
+    bool v;
+} bool_rows[] = {
+    {"on", 0, true},      /* the documented spelling */
+    {"off", 0, false},    /* the documented spelling */
+    {"ON", 0, true},      /* case-insensitive */
+    {"Off", 0, false},    /* case-insensitive */
+    {"yes", 0, true},     /* accepted synonym */
+    {"no", 0, false},     /* accepted synonym */
+    {"true", 0, true},    /* accepted synonym */
+    {"false", 0, false},  /* accepted synonym */
+    {"1", 0, true},       /* accepted synonym */
+    {"0", 0, false},      /* accepted synonym */
+    {"", -1, false},      /* empty */
+    {"onn", -1, false},   /* prefix match is not enough */
+    {"o", -1, false},     /* prefix of on/off */
+    {"2", -1, false},     /* other numbers */
+    {" on", -1, false},   /* no spaces */
+    {"enabled", -1, false}, /* unknown word */
+};
+
+static void test_parse_bool(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(bool_rows); i++) {
+        bool v = !bool_rows[i].v;
+        int rc = parse_bool(bool_rows[i].in, &v);
+        if (rc != bool_rows[i].rc || (rc == 0 && v != bool_rows[i].v))
+            fail_msg("'%s': rc %d value %d", bool_rows[i].in, rc, v);
+    }
+}
+
+static const struct {
+    const char *in;
+    uint64_t min, max;
+    int rc;
+    uint64_t v;
+} uint_rows[] = {
+    {"0", 0, 10, 0, 0},                    /* lower bound included */
+    {"10", 0, 10, 0, 10},                  /* upper bound included */
+    {"11", 0, 10, -1, 0},                  /* above max */
+    {"0", 1, 10, -1, 0},                   /* below min */
+    {"0042", 0, 100, 0, 42},               /* leading zeros */
+    {"18446744073709551615", 0, UINT64_MAX, 0, UINT64_MAX}, /* the largest value */
+    {"18446744073709551616", 0, UINT64_MAX, -1, 0},         /* one more overflows */
+    {"", 0, 10, -1, 0},                    /* empty */
+    {"-1", 0, 10, -1, 0},                  /* no sign */
+    {"+1", 0, 10, -1, 0},                  /* no sign */
+    {"1 ", 0, 10, -1, 0},                  /* no trailing space */
+    {" 1", 0, 10, -1, 0},                  /* no leading space */
+    {"1a", 0, 100, -1, 0},                 /* trailing garbage */
+    {"0x1", 0, 100, -1, 0},                /* no hex */
+};
+
+static void test_parse_uint(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(uint_rows); i++) {
+        uint64_t v = 99;
+        int rc = parse_uint(uint_rows[i].in, uint_rows[i].min, uint_rows[i].max, &v);
+        if (rc != uint_rows[i].rc || (rc == 0 && v != uint_rows[i].v))
+            fail_msg("'%s' in [%llu,%llu]: rc %d value %llu", uint_rows[i].in,
+                     (unsigned long long)uint_rows[i].min, (unsigned long long)uint_rows[i].max,
+                     rc, (unsigned long long)v);
+        if (rc != 0 && v != 99)
+            fail_msg("'%s': output written on error", uint_rows[i].in);
+    }
+}
+
+/* host NULL: error expected, why is the exact reason. */
+static const struct {
+    const char *in;
+    const char *host;
+    uint16_t port;
+    const char *why;
+} hp_rows[] = {
+    {"127.0.0.1:8080", "127.0.0.1", 8080, NULL},      /* IPv4 */
+    {"[::1]:8080", "::1", 8080, NULL},                /* IPv6 in brackets, brackets dropped */
+    {"[2001:db8::1]:443", "2001:db8::1", 443, NULL},  /* longer IPv6 */
+    {"[::ffff:1.2.3.4]:80", "::ffff:1.2.3.4", 80, NULL}, /* IPv4-mapped IPv6 */
+    {"example.com:80", "example.com", 80, NULL},      /* name */
+    {"my_host-1.internal:1", "my_host-1.internal", 1, NULL}, /* '_' and '-' in names, port 1 */
+    {"h:65535", "h", 65535, NULL},                    /* highest port */
+    {"host", NULL, 0, "expected host:port"},          /* no port */
+    {"host:", NULL, 0, "port must be 1-65535"},       /* empty port */
+    {"host:0", NULL, 0, "port must be 1-65535"},      /* port 0 */
+    {"host:65536", NULL, 0, "port must be 1-65535"},  /* port too large */
+    {"host:-1", NULL, 0, "port must be 1-65535"},     /* signed port */
+    {"host:80x", NULL, 0, "port must be 1-65535"},    /* garbage after the port */
+    {":80", NULL, 0, "empty host"},                   /* empty host */
+    {"[]:80", NULL, 0, "empty host"},                 /* empty brackets */
+    {"::1:80", NULL, 0, "IPv6 addresses need brackets: [::1]:port"}, /* bare IPv6 */
+    {"[::1]", NULL, 0, "expected [ipv6]:port"},       /* brackets without port */
+    {"[::1]80", NULL, 0, "expected [ipv6]:port"},     /* no colon after ']' */
+    {"[::1:80", NULL, 0, "expected [ipv6]:port"},     /* no closing bracket */
+    {"[example.com]:80", NULL, 0, "expected [ipv6]:port"}, /* brackets hold IPv6 only */
+    {"[1.2.3.4]:80", NULL, 0, "expected [ipv6]:port"},     /* IPv4 goes without brackets */
+    {"a b:80", NULL, 0, "invalid character in host"}, /* space in host */
+    {"a/b:80", NULL, 0, "invalid character in host"}, /* slash in host */
+    {"[::1%eth0]:80", NULL, 0, "expected [ipv6]:port"}, /* zone ids are not supported */
+};
+
+static void test_split_host_port(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(hp_rows); i++) {
+        char host[64] = "unchanged";
+        uint16_t port = 7;
+        const char *why = NULL;
+        int rc = split_host_port(hp_rows[i].in, host, sizeof(host), &port, &why);
+        if (hp_rows[i].host) {
+            if (rc != 0)
+                fail_msg("'%s': refused (%s)", hp_rows[i].in, why ? why : "?");
+            if (strcmp(host, hp_rows[i].host) != 0 || port != hp_rows[i].port)
+                fail_msg("'%s': host '%s' port %u", hp_rows[i].in, host, port);
+        } else {
+            if (rc != -1)
+                fail_msg("'%s': accepted as '%s' %u", hp_rows[i].in, host, port);
+            if (!why || strcmp(why, hp_rows[i].why) != 0)
+                fail_msg("'%s': reason '%s', want '%s'", hp_rows[i].in, why ? why : "(null)",
+                         hp_rows[i].why);
+        }
+    }
+}
+
+/* The host buffer bounds the host: a name that does not fit is refused, never truncated. */
+static void test_split_host_port_small_buffer(void **state)
+{
+    char host[8];
+    uint16_t port;
+    const char *why = NULL;
+    (void)state;
+    assert_int_equal(split_host_port("1234567:80", host, sizeof(host), &port, &why), 0);
+    assert_string_equal(host, "1234567");
+    assert_int_equal(split_host_port("12345678:80", host, sizeof(host), &port, &why), -1);
+    assert_string_equal(why, "host name too long");
+    assert_int_equal(split_host_port("[1:2:3:4::]:80", host, sizeof(host), &port, &why), -1);
+    assert_string_equal(why, "host name too long");
+}
+
+static const struct {
+    const char *host;
+    uint16_t port;
+    int rc;
+    int family;
+    const char *text; /* sockaddr_str of the result */
+} sa_rows[] = {
+    {"127.0.0.1", 8080, 0, AF_INET, "127.0.0.1:8080"},   /* IPv4 */
+    {"0.0.0.0", 1, 0, AF_INET, "0.0.0.0:1"},             /* any address */
+    {"::1", 443, 0, AF_INET6, "[::1]:443"},              /* IPv6 loopback gets brackets */
+    {"2001:DB8::1", 80, 0, AF_INET6, "[2001:db8::1]:80"}, /* normalized by inet_ntop */
+    {"localhost", 80, -1, 0, NULL},                      /* names are not numeric */
+    {"1.2.3", 80, -1, 0, NULL},                          /* inet_aton shorthand refused */
+    {"1.2.3.256", 80, -1, 0, NULL},                      /* octet out of range */
+    {"[::1]", 80, -1, 0, NULL},                          /* brackets belong to host:port */
+    {"", 80, -1, 0, NULL},                               /* empty */
+};
+
+static void test_numeric_sockaddr(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(sa_rows); i++) {
+        struct sockaddr_storage sa;
+        socklen_t len = 0;
+        char buf[64];
+        int rc = numeric_sockaddr(sa_rows[i].host, sa_rows[i].port, &sa, &len);
+        if (rc != sa_rows[i].rc)
+            fail_msg("'%s': rc %d", sa_rows[i].host, rc);
+        if (rc != 0)
+            continue;
+        assert_int_equal(sa.ss_family, sa_rows[i].family);
+        assert_int_equal(len, sa_rows[i].family == AF_INET ? sizeof(struct sockaddr_in)
+                                                           : sizeof(struct sockaddr_in6));
+        assert_string_equal(sockaddr_str((struct sockaddr *)&sa, buf, sizeof(buf)),
+                            sa_rows[i].text);
+    }
+}
+
+/* sockaddr_str never overflows and names what it cannot format. */
+static void test_sockaddr_str_edges(void **state)
+{
+    struct sockaddr_storage sa;
+    socklen_t len;
+    char small[8];
+    char buf[64];
+    (void)state;
+    assert_int_equal(numeric_sockaddr("255.255.255.255", 65535, &sa, &len), 0);
+    assert_ptr_equal(sockaddr_str((struct sockaddr *)&sa, small, sizeof(small)), small);
+    assert_string_equal(small, "255.255"); /* truncated, NUL-terminated */
+    memset(&sa, 0, sizeof(sa));
+    sa.ss_family = AF_UNIX;
+    assert_string_equal(sockaddr_str((struct sockaddr *)&sa, buf, sizeof(buf)), "unix");
+}
+
+static void test_buf_appendf(void **state)
+{
+    char buf[8];
+    size_t len = 0;
+    (void)state;
+    len = buf_appendf(buf, sizeof(buf), len, "%s", "abc");   /* fits */
+    assert_int_equal(len, 3);
+    assert_string_equal(buf, "abc");
+    len = buf_appendf(buf, sizeof(buf), len, "%d", 1234);    /* exactly fills: 7 + NUL */
+    assert_int_equal(len, 7);
+    assert_string_equal(buf, "abc1234");
+    len = buf_appendf(buf, sizeof(buf), len, "%s", "xyz");   /* full: nothing more fits */
+    assert_int_equal(len, 7);
+    assert_string_equal(buf, "abc1234");
+
+    len = buf_appendf(buf, sizeof(buf), 0, "%s", "0123456789"); /* truncated to size - 1 */
+    assert_int_equal(len, 7);
+    assert_string_equal(buf, "0123456");
+    len = buf_appendf(buf, sizeof(buf), 8, "%s", "x");      /* len == size: untouched */
+    assert_int_equal(len, 8);
+    assert_string_equal(buf, "0123456");
+    len = buf_appendf(buf, sizeof(buf), 100, "%s", "x");    /* len beyond size: untouched */
+    assert_int_equal(len, 100);
+    assert_int_equal(buf_appendf(buf, 0, 0, "%s", "x"), 0); /* zero-size buffer */
+    len = buf_appendf(buf, sizeof(buf), 0, "%s", "");       /* empty format output */
+    assert_int_equal(len, 0);
+    assert_string_equal(buf, "");
+}
+
+static void test_span_ieq(void **state)
+{
+    (void)state;
+    assert_true(span_ieq("Content-Length", 14, "content-length"));   /* case-insensitive */
+    assert_false(span_ieq("Content-Length", 7, "content-length"));   /* prefix is not equal */
+    assert_false(span_ieq("Content", 7, "content-length"));          /* shorter */
+    assert_true(span_ieq("", 0, ""));                                /* empty equals empty */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_parse_bool),
+        cmocka_unit_test(test_parse_uint),
+        cmocka_unit_test(test_split_host_port),
+        cmocka_unit_test(test_split_host_port_small_buffer),
+        cmocka_unit_test(test_numeric_sockaddr),
+        cmocka_unit_test(test_sockaddr_str_edges),
+        cmocka_unit_test(test_buf_appendf),
+        cmocka_unit_test(test_span_ieq),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
