@@ -16,7 +16,9 @@ void body_init(struct body_relay *r, enum h1_framing in, uint64_t content_length
     *r = (struct body_relay){.in = in, .out_chunked = out_chunked, .left = content_length};
     if (in == H1_BODY_CHUNKED)
         h1_chunked_init(&r->chunked, max_trailers);
-    r->done = in == H1_BODY_NONE || (in == H1_BODY_LENGTH && content_length == 0);
+    /* An empty Content-Length body re-encoded as chunked still owes its last chunk. */
+    r->done = in == H1_BODY_NONE ||
+              (in == H1_BODY_LENGTH && content_length == 0 && !out_chunked);
 }
 
 /* Moves n payload bytes, framed as one chunk when re-encoding. */
@@ -91,11 +93,12 @@ int body_move(struct body_relay *r, struct evbuffer *in, struct evbuffer *out, s
         size_t room = evbuffer_get_length(out) <= out_limit ? SIZE_MAX : 0;
         size_t n = (size_t)MIN(MIN(r->left, (uint64_t)avail), (uint64_t)room);
         if (n) {
-            evbuffer_remove_buffer(in, out, n);
-            r->bytes += n;
+            move_data(r, in, out, n); /* framed as a chunk when out_chunked */
             r->left -= n;
         }
         r->done = r->left == 0;
+        if (r->done && r->out_chunked)
+            evbuffer_add(out, "0\r\n\r\n", 5);
         return 0;
     }
     case H1_BODY_CHUNKED:

@@ -64,6 +64,11 @@ struct loader {
     int nseen;
     int upstream_key_line[MAX_ROUTES];  /* per route: line of `upstream =` */
     bool seen_listen;
+    int proxy_line;             /* first [proxy] and [errors]: a second one is a duplicate */
+    int errors_line;
+    int tls_listen_line;        /* first `listen = ... tls`, where a missing tls_cert is reported */
+    int proxy_key_line[64];     /* per proxy_keys row: line it was set on, for validate() */
+    int first_syntax_line;      /* first syntax error the reader reported (inih reports only one) */
 };
 
 static void report(struct loader *ld, int line, const char *fmt, ...)
@@ -142,6 +147,7 @@ static const struct key_spec proxy_keys[] = {
     {"access_log", K_STRING, CFG(access_log), 0, 0},
     {"admin_listen", K_HOSTPORT, CFG(admin_listen_text), 0, 0},
 };
+_Static_assert(ARRAY_LEN(proxy_keys) <= 64, "loader.proxy_key_line is too small");
 
 static const struct key_spec upstream_keys[] = {
     {"origin", K_ORIGIN, 0, 0, 0},
@@ -243,6 +249,8 @@ static int parse_listen(struct loader *ld, const char *value)
         return -1;
     }
     l->tls = tls;
+    if (tls && !ld->tls_listen_line)
+        ld->tls_listen_line = ld->line;
     snprintf(l->text, sizeof(l->text), "%s%s", addr, tls ? " tls" : "");
     cfg->nlisten++;
     return 0;
@@ -280,21 +288,23 @@ static int parse_origin(struct loader *ld, struct upstream_conf *up, const char 
 static int parse_host_pattern(struct loader *ld, const char *value, char **slot)
 {
     size_t n = strlen(value);
-    const char *p = value;
-    if (n >= 2 && p[0] == '*' && p[1] == '.')
-        p += 2;
-    if (*p == '\0') {
+    while (n > 0 && value[n - 1] == '.') /* "example.com." is "example.com", as in cfg_route */
+        n--;
+    size_t i = n >= 2 && value[0] == '*' && value[1] == '.' ? 2 : 0;
+    if (i == n) {
         report(ld, ld->line, "host: empty host name");
         return -1;
     }
-    for (; *p; p++) {
-        if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '-' || *p == '_')) {
+    for (; i < n; i++) {
+        if (!(isalnum((unsigned char)value[i]) || value[i] == '.' || value[i] == '-' ||
+              value[i] == '_')) {
             report(ld, ld->line, "host: invalid character '%c' in '%s' (exact name or *.domain)",
-                   *p, value);
+                   value[i], value);
             return -1;
         }
     }
     char *lower = xstrdup(value);
+    lower[n] = '\0';
     for (char *q = lower; *q; q++)
         *q = (char)tolower((unsigned char)*q);
     return store_string(slot, lower);
@@ -513,6 +523,14 @@ static void open_section(struct loader *ld, const char *name, size_t len)
             ld->sec = SEC_BAD;
             return;
         }
+        /* A second [proxy] would silently override keys of the first. */
+        int *first = sec[0] == 'p' ? &ld->proxy_line : &ld->errors_line;
+        if (*first) {
+            report(ld, ld->line, "duplicate [%s] (first at line %d)", sec, *first);
+            ld->sec = SEC_BAD;
+            return;
+        }
+        *first = ld->line;
         ld->sec = sec[0] == 'p' ? SEC_PROXY : SEC_ERRORS;
         return;
     }
@@ -639,10 +657,30 @@ static int handler(void *user, const char *section, const char *name, const char
     }
     if (ld->sec == SEC_PROXY && k->type == K_LISTEN)
         ld->seen_listen = true;
+    if (ld->sec == SEC_PROXY)
+        ld->proxy_key_line[k - proxy_keys] = ld->line;
     if (ld->sec == SEC_ROUTE && strcmp(k->key, "upstream") == 0)
         ld->upstream_key_line[ld->route - ld->cfg->routes] = ld->line;
     parse_value(ld, k, base, value);
     return 1; /* keep going: report every problem, not just the first */
+}
+
+/* The line (leading blanks skipped) is one inih accepts: blank, comment, "[section]" or
+ * "name = value" / "name: value", where ';' after a blank starts an inline comment as in inih. */
+static bool line_is_valid(const char *p)
+{
+    if (*p == '\0' || *p == '\r' || *p == '\n' || *p == ';' || *p == '#')
+        return true;
+    const char *want = *p == '[' ? "]" : "=:";
+    bool was_space = false;
+    for (const char *q = *p == '[' ? p + 1 : p; *q; q++) {
+        if (strchr(want, *q))
+            return true;
+        if (was_space && *q == ';')
+            return false;
+        was_space = isspace((unsigned char)*q);
+    }
+    return false;
 }
 
 /* fgets-style reader over a FILE or a string that counts lines and spots section headers. */
@@ -672,12 +710,21 @@ static char *reader(char *str, int num, void *stream)
         ld->line++;
         /* A section header: [name] possibly followed by a comment. */
         const char *p = str;
+        if (ld->line == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0) /* inih skips a UTF-8 BOM */
+            p += 3;
         while (*p == ' ' || *p == '\t')
             p++;
         if (*p == '[') {
             const char *end = strchr(p, ']');
             if (end)
                 open_section(ld, p + 1, (size_t)(end - p - 1));
+        }
+        /* inih stops counting at the first syntax error: spot every one here, in order. */
+        bool whole = n < num - 1 || (n > 0 && str[n - 1] == '\n');
+        if (whole && !line_is_valid(p)) {
+            report(ld, ld->line, "syntax error (expected [section], key = value, or ; comment)");
+            if (!ld->first_syntax_line)
+                ld->first_syntax_line = ld->line;
         }
     }
     ld->at_line_start = n > 0 && str[n - 1] == '\n';
@@ -705,6 +752,13 @@ static void set_defaults(struct config *cfg)
     (void)cores;
 }
 
+/* Line where a [proxy] key was set (0 when it was not). */
+static int proxy_key_line(const struct loader *ld, const char *key)
+{
+    const struct key_spec *k = find_key(proxy_keys, ARRAY_LEN(proxy_keys), key);
+    return k ? ld->proxy_key_line[k - proxy_keys] : 0;
+}
+
 static void validate(struct loader *ld)
 {
     struct config *cfg = ld->cfg;
@@ -727,14 +781,16 @@ static void validate(struct loader *ld)
         any_tls_listen |= cfg->listens[i].tls;
     if (any_tls_listen) {
         if (!cfg->tls_cert || !cfg->tls_key) {
-            report(ld, 0, "a 'listen ... tls' needs tls_cert and tls_key in [proxy]");
+            report(ld, ld->tls_listen_line,
+                   "a 'listen ... tls' needs tls_cert and tls_key in [proxy]");
         } else if (!(cfg->server_ssl_ctx = tls_server_ctx(cfg->tls_cert, cfg->tls_key, err,
                                                            sizeof(err)))) {
-            report(ld, 0, "tls_cert/tls_key: %s", err);
+            report(ld, proxy_key_line(ld, "tls_cert"), "tls_cert/tls_key: %s", err);
         }
     }
     if (cfg->error_page_dir && access(cfg->error_page_dir, R_OK | X_OK) != 0)
-        report(ld, 0, "error_page_dir: %s: %s", cfg->error_page_dir, strerror(errno));
+        report(ld, proxy_key_line(ld, "error_page_dir"), "error_page_dir: %s: %s",
+               cfg->error_page_dir, strerror(errno));
 
     if (cfg->nupstreams == 0)
         report(ld, 0, "no [upstream] section: Portico needs at least one origin to forward to");
@@ -818,12 +874,11 @@ static struct config *load(struct loader *ld, int *nerrors)
     set_defaults(cfg);
 
     int rc = ini_parse_stream(reader, ld, handler, ld);
-    if (rc > 0)
+    if (rc > 0 && rc != ld->first_syntax_line) /* one the reader did not spot */
         report(ld, rc, "syntax error (expected [section], key = value, or ; comment)");
     else if (rc < 0)
         report(ld, 0, "cannot parse (%s)", rc == -2 ? "out of memory" : "read error");
-    if (ld->nerrors == 0)
-        validate(ld);
+    validate(ld); /* also after parse errors: `portico -t` lists every problem at once */
     if (nerrors)
         *nerrors = ld->nerrors;
     if (ld->nerrors) {

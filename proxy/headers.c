@@ -70,6 +70,12 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     }
     for (size_t i = 0; i < req->nfields; i++) {
         const struct h1_field *f = &req->fields[i];
+        if (h1_name_is(f, "host")) {
+            /* End-to-end and required in HTTP/1.1: "Connection: host" cannot remove it. */
+            if (!fwd->host)
+                add_field(out, f);
+            continue;
+        }
         if (static_hop(f) || (has_connection && named_by_connection(f, req->fields, req->nfields)))
             continue;
         if (h1_name_is(f, "x-forwarded-for")) { /* merged into one field below */
@@ -77,8 +83,6 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                 xff = f;
             continue;
         }
-        if (fwd->host && h1_name_is(f, "host"))
-            continue;
         if (h1_name_is(f, "x-forwarded-proto") || h1_name_is(f, "x-forwarded-host") ||
             h1_name_is(f, "x-request-id"))
             continue; /* set by us below */
@@ -90,6 +94,8 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     evbuffer_add(out, "X-Forwarded-For: ", 17);
     for (int i = h1_find_field(req->fields, req->nfields, "x-forwarded-for", 0); xff && i >= 0;
          i = h1_find_field(req->fields, req->nfields, "x-forwarded-for", (size_t)i + 1)) {
+        if (req->fields[i].value_len == 0) /* "X-Forwarded-For:" adds no empty element */
+            continue;
         evbuffer_add(out, req->fields[i].value, req->fields[i].value_len);
         evbuffer_add(out, ", ", 2);
     }

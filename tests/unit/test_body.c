@@ -1,0 +1,507 @@
+/*
+ * test_body.c — the body relay: Content-Length, chunked (extensions, trailers; re-encoded
+ * canonically or dechunked), close-delimited, truncation, invalid framing and out_limit
+ * back-pressure. Every input is fed whole, byte by byte, split at every point, queued as many
+ * chains at once, and in random pieces (fixed seed); the output must not depend on the split.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <event2/buffer.h>
+
+#include "portico/body.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define MAX_TRAILERS 64
+
+enum outcome {
+    DONE,      /* body_move completes the body */
+    EOF_OK,    /* complete only at EOF (close-delimited) */
+    TRUNCATED, /* body_eof returns -1 */
+    INVALID,   /* body_move returns -1 */
+};
+
+struct body_row {
+    const char *why;
+    enum h1_framing in;
+    uint64_t content_length;
+    bool out_chunked;
+    const char *input;
+    enum outcome outcome;
+    const char *payload;  /* body bytes the receiver must see */
+    const char *trailers; /* trailer lines forwarded (out_chunked only), "" for none */
+    const char *whole;    /* exact output when the input comes in one piece; NULL: not checked */
+    const char *rest;     /* bytes left in `in` after the body (pipelining) */
+};
+
+static const struct body_row rows[] = {
+    {"Content-Length body, raw", H1_BODY_LENGTH, 5, false, "hello", DONE, "hello", "", "hello",
+     ""},
+    {"Content-Length stops at its length: the next request stays", H1_BODY_LENGTH, 5, false,
+     "helloGET / HTTP/1.1\r\n", DONE, "hello", "", "hello", "GET / HTTP/1.1\r\n"},
+    {"Content-Length 0: nothing to move", H1_BODY_LENGTH, 0, false, "", DONE, "", "", "", ""},
+    {"Content-Length 0 with a following request", H1_BODY_LENGTH, 0, false, "NEXT", DONE, "", "",
+     "", "NEXT"},
+    {"Content-Length re-encoded as chunked", H1_BODY_LENGTH, 5, true, "hello", DONE, "hello", "",
+     "5\r\nhello\r\n0\r\n\r\n", ""},
+    {"empty Content-Length body re-encoded as chunked still ends", H1_BODY_LENGTH, 0, true, "",
+     DONE, "", "", "0\r\n\r\n", ""},
+    {"Content-Length short of its length", H1_BODY_LENGTH, 10, false, "hello", TRUNCATED,
+     "hello", "", "hello", ""},
+    {"no body at all", H1_BODY_NONE, 0, false, "GET", DONE, "", "", "", "GET"},
+    {"chunked, dechunked", H1_BODY_CHUNKED, 0, false, "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+     DONE, "hello world", "", "hello world", ""},
+    {"chunked, re-encoded", H1_BODY_CHUNKED, 0, true, "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+     DONE, "hello world", "", "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", ""},
+    {"uppercase hex and leading zeros become canonical", H1_BODY_CHUNKED, 0, true,
+     "00A\r\n0123456789\r\n000\r\n\r\n", DONE, "0123456789", "", "a\r\n0123456789\r\n0\r\n\r\n",
+     ""},
+    {"chunk extensions are dropped", H1_BODY_CHUNKED, 0, true,
+     "5;name=value;q=\"a;b\\\"c\"\r\nhello\r\n0;last\r\n\r\n", DONE, "hello", "",
+     "5\r\nhello\r\n0\r\n\r\n", ""},
+    {"extensions with whitespace around ; and =", H1_BODY_CHUNKED, 0, false,
+     "5 ; a = b\t;c\r\nhello\r\n0\r\n\r\n", DONE, "hello", "", "hello", ""},
+    {"trailers forwarded when re-encoding", H1_BODY_CHUNKED, 0, true,
+     "5\r\nhello\r\n0\r\nX-Sum: 1\r\nX-Other: two\r\n\r\n", DONE, "hello",
+     "X-Sum: 1\r\nX-Other: two\r\n", "5\r\nhello\r\n0\r\nX-Sum: 1\r\nX-Other: two\r\n\r\n", ""},
+    {"trailers dropped when dechunking", H1_BODY_CHUNKED, 0, false,
+     "5\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n", DONE, "hello", "", "hello", ""},
+    {"empty chunked body", H1_BODY_CHUNKED, 0, true, "0\r\n\r\n", DONE, "", "", "0\r\n\r\n", ""},
+    {"empty chunked body with a trailer", H1_BODY_CHUNKED, 0, true, "0\r\nA: b\r\n\r\n", DONE, "",
+     "A: b\r\n", "0\r\nA: b\r\n\r\n", ""},
+    {"chunked stops after the final CRLF: the next request stays", H1_BODY_CHUNKED, 0, false,
+     "3\r\nabc\r\n0\r\n\r\nGET /", DONE, "abc", "", "abc", "GET /"},
+    {"binary chunk data with CRLF inside", H1_BODY_CHUNKED, 0, true, "4\r\n\r\n\r\n\r\n0\r\n\r\n",
+     DONE, "\r\n\r\n", "", "4\r\n\r\n\r\n\r\n0\r\n\r\n", ""},
+    {"chunked without the last chunk", H1_BODY_CHUNKED, 0, true, "5\r\nhello\r\n", TRUNCATED,
+     "hello", NULL, NULL, ""},
+    {"chunked cut inside chunk data", H1_BODY_CHUNKED, 0, false, "5\r\nhel", TRUNCATED, "hel",
+     NULL, NULL, ""},
+    {"chunked cut before the final CRLF", H1_BODY_CHUNKED, 0, false, "0\r\n", TRUNCATED, "", NULL,
+     NULL, ""},
+    {"chunk size that is not hex", H1_BODY_CHUNKED, 0, false, "g\r\n", INVALID, NULL, NULL, NULL,
+     NULL},
+    {"empty chunk size", H1_BODY_CHUNKED, 0, false, "\r\nhello\r\n", INVALID, NULL, NULL, NULL,
+     NULL},
+    {"negative chunk size", H1_BODY_CHUNKED, 0, false, "-5\r\nhello\r\n0\r\n\r\n", INVALID, NULL,
+     NULL, NULL, NULL},
+    {"chunk size over 16 hex digits", H1_BODY_CHUNKED, 0, false, "00000000000000001\r\nx", INVALID,
+     NULL, NULL, NULL, NULL},
+    {"chunk size over 2^62", H1_BODY_CHUNKED, 0, false, "8000000000000000\r\n", INVALID, NULL,
+     NULL, NULL, NULL},
+    {"bare LF after the chunk size", H1_BODY_CHUNKED, 0, false, "5\nhello\r\n0\r\n\r\n", INVALID,
+     NULL, NULL, NULL, NULL},
+    {"data longer than its chunk size", H1_BODY_CHUNKED, 0, false, "3\r\nhello\r\n0\r\n\r\n",
+     INVALID, NULL, NULL, NULL, NULL},
+    {"bare LF after chunk data", H1_BODY_CHUNKED, 0, false, "5\r\nhello\n0\r\n\r\n", INVALID, NULL,
+     NULL, NULL, NULL},
+    {"extension without a name", H1_BODY_CHUNKED, 0, false, "5;=x\r\nhello\r\n0\r\n\r\n", INVALID,
+     NULL, NULL, NULL, NULL},
+    {"space inside the chunk size", H1_BODY_CHUNKED, 0, false, "5 5\r\n", INVALID, NULL, NULL,
+     NULL, NULL},
+    {"obs-fold in a trailer", H1_BODY_CHUNKED, 0, true, "0\r\nA: b\r\n c\r\n\r\n", INVALID, NULL,
+     NULL, NULL, NULL},
+    {"whitespace before the colon of a trailer", H1_BODY_CHUNKED, 0, true, "0\r\nA : b\r\n\r\n",
+     INVALID, NULL, NULL, NULL, NULL},
+    {"trailer without a colon", H1_BODY_CHUNKED, 0, false, "0\r\nnocolon\r\n\r\n", INVALID, NULL,
+     NULL, NULL, NULL},
+    {"trailer section over max_trailers", H1_BODY_CHUNKED, 0, true,
+     "0\r\nX-Long: 0123456789012345678901234567890123456789012345678901234567890123456789\r\n\r\n",
+     INVALID, NULL, NULL, NULL, NULL},
+    {"close-delimited, raw: complete at EOF", H1_BODY_CLOSE, 0, false, "all of it", EOF_OK,
+     "all of it", "", "all of it", ""},
+    {"close-delimited re-encoded: last chunk written at EOF", H1_BODY_CLOSE, 0, true, "all of it",
+     EOF_OK, "all of it", "", "9\r\nall of it\r\n0\r\n\r\n", ""},
+    {"close-delimited and empty", H1_BODY_CLOSE, 0, true, "", EOF_OK, "", "", "0\r\n\r\n", ""},
+};
+
+/* ---- a strict decoder of canonical chunked output, independent of the code under test ---- */
+
+/* Decodes out into payload and trailers; fails unless every chunk size is lowercase hex without
+ * leading zeros and without extensions, with no empty data chunk, ending in "0\r\n" trailers
+ * "\r\n". Returns the bytes consumed. */
+static size_t decode_canonical(const char *why, const char *out, size_t len, char *payload,
+                               size_t *plen, char *trailers, size_t *tlen)
+{
+    size_t i = 0;
+    *plen = *tlen = 0;
+    for (;;) {
+        size_t start = i;
+        uint64_t size = 0;
+        while (i < len && ((out[i] >= '0' && out[i] <= '9') || (out[i] >= 'a' && out[i] <= 'f'))) {
+            size = size * 16 + (uint64_t)(out[i] <= '9' ? out[i] - '0' : out[i] - 'a' + 10);
+            i++;
+        }
+        if (i == start || (out[start] == '0' && i - start > 1))
+            fail_msg("%s: not a canonical chunk size at %zu: %.*s", why, start, (int)(len - start),
+                     out + start);
+        if (i + 2 > len || out[i] != '\r' || out[i + 1] != '\n')
+            fail_msg("%s: chunk size line not ended by CRLF at %zu", why, i);
+        i += 2;
+        if (size == 0)
+            break;
+        if (i + size + 2 > len || out[i + size] != '\r' || out[i + size + 1] != '\n')
+            fail_msg("%s: chunk data of %llu not followed by CRLF", why,
+                     (unsigned long long)size);
+        memcpy(payload + *plen, out + i, size);
+        *plen += size;
+        i += size + 2;
+    }
+    /* trailer lines up to the empty line */
+    for (;;) {
+        const char *nl = memmem(out + i, len - i, "\r\n", 2);
+        if (!nl)
+            fail_msg("%s: output ends inside the trailer section", why);
+        size_t l = (size_t)(nl - (out + i)) + 2;
+        if (l == 2)
+            return i + 2;
+        memcpy(trailers + *tlen, out + i, l);
+        *tlen += l;
+        i += l;
+    }
+}
+
+/* ---- feeding ---- */
+
+enum feed_mode { FEED_EACH, FEED_QUEUED };
+
+struct result {
+    int move_rc;   /* -1 as soon as body_move failed */
+    bool done;     /* after the input, before EOF */
+    int eof_rc;    /* body_eof after the input (when not done and no error) */
+    char *out;     /* malloc'd output */
+    size_t out_len;
+    char *rest;    /* malloc'd bytes left in the input buffer */
+    size_t rest_len;
+    uint64_t bytes;
+};
+
+static char *drain_all(struct evbuffer *b, size_t *len)
+{
+    *len = evbuffer_get_length(b);
+    char *p = malloc(*len + 1);
+    assert_non_null(p);
+    evbuffer_remove(b, p, *len);
+    p[*len] = '\0';
+    return p;
+}
+
+/* Feeds input cut at cuts[0..ncuts) (sorted offsets). FEED_EACH moves after every piece;
+ * FEED_QUEUED queues every piece as its own chain, then moves once. */
+static struct result run(const struct body_row *row, const size_t *cuts, size_t ncuts,
+                         enum feed_mode mode)
+{
+    struct body_relay r;
+    struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+    struct result res = {0};
+    size_t len = strlen(row->input), prev = 0;
+    body_init(&r, row->in, row->content_length, row->out_chunked, MAX_TRAILERS);
+    for (size_t i = 0; i <= ncuts && res.move_rc == 0; i++) {
+        size_t end = i < ncuts ? cuts[i] : len;
+        if (end > prev) {
+            if (mode == FEED_QUEUED) /* a reference is always a chain of its own */
+                evbuffer_add_reference(in, row->input + prev, end - prev, NULL, NULL);
+            else
+                evbuffer_add(in, row->input + prev, end - prev);
+        }
+        prev = end;
+        if (mode == FEED_EACH || i == ncuts)
+            res.move_rc = body_move(&r, in, out, SIZE_MAX);
+    }
+    res.done = r.done;
+    if (res.move_rc == 0 && !r.done)
+        res.eof_rc = body_eof(&r, out);
+    if ((res.move_rc != 0 || res.eof_rc != 0) && !r.error)
+        fail_msg("%s: failed without a reason", row->why);
+    res.bytes = r.bytes;
+    res.out = drain_all(out, &res.out_len);
+    res.rest = drain_all(in, &res.rest_len);
+    evbuffer_free(in);
+    evbuffer_free(out);
+    return res;
+}
+
+/* Checks one run against its row; `whole`: the input came in one piece. */
+static void check(const struct body_row *row, struct result *res, bool whole, const char *how)
+{
+    switch (row->outcome) {
+    case INVALID:
+        if (res->move_rc != -1)
+            fail_msg("%s (%s): accepted", row->why, how);
+        goto out;
+    case DONE:
+        if (res->move_rc != 0 || !res->done)
+            fail_msg("%s (%s): rc %d done %d", row->why, how, res->move_rc, res->done);
+        break;
+    case EOF_OK:
+        if (res->move_rc != 0 || res->done || res->eof_rc != 0)
+            fail_msg("%s (%s): rc %d done %d eof %d", row->why, how, res->move_rc, res->done,
+                     res->eof_rc);
+        break;
+    case TRUNCATED:
+        if (res->move_rc != 0 || res->done || res->eof_rc != -1)
+            fail_msg("%s (%s): rc %d done %d eof %d", row->why, how, res->move_rc, res->done,
+                     res->eof_rc);
+        break;
+    }
+    if (res->rest_len != strlen(row->rest) || memcmp(res->rest, row->rest, res->rest_len) != 0)
+        fail_msg("%s (%s): left '%s', want '%s'", row->why, how, res->rest, row->rest);
+    if (res->bytes != strlen(row->payload))
+        fail_msg("%s (%s): %llu payload bytes", row->why, how, (unsigned long long)res->bytes);
+    if (whole && row->whole &&
+        (res->out_len != strlen(row->whole) || memcmp(res->out, row->whole, res->out_len) != 0))
+        fail_msg("%s: output '%s', want '%s'", row->why, res->out, row->whole);
+    if (row->out_chunked && row->outcome != TRUNCATED) {
+        char payload[256], trailers[256];
+        size_t plen, tlen;
+        size_t used = decode_canonical(row->why, res->out, res->out_len, payload, &plen, trailers,
+                                       &tlen);
+        if (used != res->out_len)
+            fail_msg("%s (%s): bytes after the last chunk", row->why, how);
+        if (plen != strlen(row->payload) || memcmp(payload, row->payload, plen) != 0 ||
+            tlen != strlen(row->trailers) || memcmp(trailers, row->trailers, tlen) != 0)
+            fail_msg("%s (%s): decoded '%.*s' + '%.*s'", row->why, how, (int)plen, payload,
+                     (int)tlen, trailers);
+    } else if (!row->out_chunked) {
+        if (res->out_len != strlen(row->payload) ||
+            memcmp(res->out, row->payload, res->out_len) != 0)
+            fail_msg("%s (%s): output '%s', want '%s'", row->why, how, res->out, row->payload);
+    }
+out:
+    free(res->out);
+    free(res->rest);
+}
+
+static void test_whole(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        struct result res = run(&rows[i], NULL, 0, FEED_EACH);
+        check(&rows[i], &res, true, "whole");
+    }
+}
+
+static void test_byte_by_byte(void **state)
+{
+    (void)state;
+    size_t cuts[256];
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        size_t len = strlen(rows[i].input);
+        assert_true(len < ARRAY_LEN(cuts));
+        for (size_t c = 0; c + 1 < len; c++)
+            cuts[c] = c + 1;
+        for (int mode = FEED_EACH; mode <= FEED_QUEUED; mode++) {
+            struct result res = run(&rows[i], cuts, len ? len - 1 : 0, mode);
+            check(&rows[i], &res, false, mode == FEED_EACH ? "1 byte at a time" : "1-byte chains");
+        }
+    }
+}
+
+/* Every single split point, each half moved on its own and both queued as two chains. */
+static void test_every_split(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        size_t len = strlen(rows[i].input);
+        for (size_t cut = 0; cut <= len; cut++) {
+            for (int mode = FEED_EACH; mode <= FEED_QUEUED; mode++) {
+                struct result res = run(&rows[i], &cut, 1, mode);
+                check(&rows[i], &res, false, mode == FEED_EACH ? "split" : "split chains");
+            }
+        }
+    }
+}
+
+/* xorshift32: the same pieces on every machine and every run. */
+static uint32_t next_rand(uint32_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 17;
+    *s ^= *s << 5;
+    return *s;
+}
+
+static void test_random_splits(void **state)
+{
+    (void)state;
+    uint32_t seed = 0x5eed1234;
+    size_t cuts[256];
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        size_t len = strlen(rows[i].input);
+        for (int round = 0; round < 50; round++) {
+            size_t n = 0;
+            for (size_t at = 1 + next_rand(&seed) % 7; at < len; at += 1 + next_rand(&seed) % 7)
+                cuts[n++] = at;
+            struct result res = run(&rows[i], cuts, n, round % 2 ? FEED_QUEUED : FEED_EACH);
+            check(&rows[i], &res, false, "random");
+        }
+    }
+}
+
+/* The reasons of failures are specific. */
+static void test_error_reasons(void **state)
+{
+    (void)state;
+    static const struct {
+        enum h1_framing in;
+        const char *input;
+        const char *reason;
+    } reasons[] = {
+        {H1_BODY_LENGTH, "abc", "connection closed before Content-Length bytes"}, /* at EOF */
+        {H1_BODY_CHUNKED, "3\r\nabc\r\n", "connection closed before the last chunk"}, /* EOF */
+        {H1_BODY_CHUNKED, "3\r\nabcd", "missing CRLF after chunk data"},          /* framing */
+        {H1_BODY_CHUNKED, "3\nabc", "bare LF"},                                   /* LF alone */
+        {H1_BODY_CHUNKED, "3\r\rabc", "bare CR"},                                /* CR alone */
+    };
+    for (size_t i = 0; i < ARRAY_LEN(reasons); i++) {
+        struct body_relay r;
+        struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+        body_init(&r, reasons[i].in, 10, false, MAX_TRAILERS);
+        evbuffer_add(in, reasons[i].input, strlen(reasons[i].input));
+        int rc = body_move(&r, in, out, SIZE_MAX);
+        bool framing_error = rc != 0;
+        if (rc == 0)
+            rc = body_eof(&r, out);
+        assert_int_equal(rc, -1);
+        if (!r.error || strstr(r.error, reasons[i].reason) == NULL)
+            fail_msg("'%s': reason '%s', want '%s'", reasons[i].input, r.error ? r.error : "",
+                     reasons[i].reason);
+        /* a framing error sticks */
+        evbuffer_add(in, "0\r\n\r\n", 5);
+        if (framing_error)
+            assert_int_equal(body_move(&r, in, out, SIZE_MAX), -1);
+        evbuffer_free(in);
+        evbuffer_free(out);
+    }
+}
+
+/* A completed body ignores what follows, and EOF after completion is fine. */
+static void test_done_is_final(void **state)
+{
+    (void)state;
+    struct body_relay r;
+    struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+    body_init(&r, H1_BODY_CHUNKED, 0, true, MAX_TRAILERS);
+    evbuffer_add(in, "1\r\na\r\n0\r\n\r\n", 11);
+    assert_int_equal(body_move(&r, in, out, SIZE_MAX), 0);
+    assert_true(r.done);
+    size_t n = evbuffer_get_length(out);
+    evbuffer_add(in, "junk", 4);
+    assert_int_equal(body_move(&r, in, out, SIZE_MAX), 0);
+    assert_int_equal(body_eof(&r, out), 0);
+    assert_int_equal(evbuffer_get_length(out), n);
+    assert_int_equal(evbuffer_get_length(in), 4);
+    evbuffer_free(in);
+    evbuffer_free(out);
+}
+
+/* out_limit: once out holds more than the limit nothing moves; draining it resumes the relay,
+ * and the receiver still gets every byte in order. */
+static void test_back_pressure(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *why;
+        enum h1_framing in;
+        uint64_t cl;
+        bool out_chunked;
+        const char *input;
+        const char *whole; /* what a relay without a limit writes */
+    } bp[] = {
+        {"Content-Length", H1_BODY_LENGTH, 10, false, "0123456789", "0123456789"},
+        {"chunked re-encoded", H1_BODY_CHUNKED, 0, true,
+         "3\r\nabc\r\n3\r\ndef\r\n0\r\nT: 1\r\n\r\n", "3\r\nabc\r\n3\r\ndef\r\n0\r\nT: 1\r\n\r\n"},
+        {"chunked dechunked", H1_BODY_CHUNKED, 0, false, "3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n",
+         "abcdef"},
+        {"close-delimited re-encoded", H1_BODY_CLOSE, 0, true, "abcdef", "6\r\nabcdef\r\n"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bp); i++) {
+        struct body_relay r;
+        struct evbuffer *in = evbuffer_new(), *out = evbuffer_new(), *client = evbuffer_new();
+        body_init(&r, bp[i].in, bp[i].cl, bp[i].out_chunked, MAX_TRAILERS);
+        evbuffer_add(in, bp[i].input, strlen(bp[i].input));
+
+        /* out already over the limit: nothing moves */
+        evbuffer_add(out, "XXXX", 4);
+        assert_int_equal(body_move(&r, in, out, 3), 0);
+        assert_int_equal(evbuffer_get_length(out), 4);
+        assert_int_equal(evbuffer_get_length(in), strlen(bp[i].input));
+        assert_false(r.done);
+        evbuffer_drain(out, 4);
+
+        /* limit 0: each call moves one step while out is empty, then stops */
+        int calls = 0;
+        while (!r.done && evbuffer_get_length(in) > 0 && calls < 100) {
+            size_t before = evbuffer_get_length(in);
+            assert_int_equal(body_move(&r, in, out, 0), 0);
+            assert_int_equal(body_move(&r, in, out, 0), 0); /* out > 0 now: a no-op */
+            if (evbuffer_get_length(out) == 0 && evbuffer_get_length(in) == before)
+                fail_msg("%s: stuck with an empty out buffer", bp[i].why);
+            evbuffer_add_buffer(client, out); /* the client reads */
+            calls++;
+        }
+        if (bp[i].in == H1_BODY_CLOSE)
+            assert_int_equal(body_eof(&r, client), 0);
+        else
+            assert_true(r.done);
+        if (bp[i].in == H1_BODY_CHUNKED && calls < 2)
+            fail_msg("%s: moved everything in %d call(s) despite the limit", bp[i].why, calls);
+        size_t len;
+        char *got = drain_all(client, &len);
+        const char *want = bp[i].whole;
+        if (bp[i].in == H1_BODY_CLOSE)
+            want = "6\r\nabcdef\r\n0\r\n\r\n";
+        if (len != strlen(want) || memcmp(got, want, len) != 0)
+            fail_msg("%s: '%s', want '%s'", bp[i].why, got, want);
+        free(got);
+        evbuffer_free(in);
+        evbuffer_free(out);
+        evbuffer_free(client);
+    }
+}
+
+/* A large body moves whole and counts every byte (no copy limits inside). */
+static void test_large_body(void **state)
+{
+    (void)state;
+    enum { N = 1 << 20 };
+    char *data = malloc(N);
+    assert_non_null(data);
+    for (size_t i = 0; i < N; i++)
+        data[i] = (char)('a' + i % 26);
+    struct body_relay r;
+    struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+    body_init(&r, H1_BODY_LENGTH, N, false, MAX_TRAILERS);
+    for (size_t off = 0; off < N; off += 4096) {
+        evbuffer_add(in, data + off, 4096);
+        assert_int_equal(body_move(&r, in, out, SIZE_MAX), 0);
+    }
+    assert_true(r.done);
+    assert_int_equal(r.bytes, N);
+    assert_int_equal(evbuffer_get_length(out), N);
+    assert_memory_equal(evbuffer_pullup(out, -1), data, N);
+    evbuffer_free(in);
+    evbuffer_free(out);
+    free(data);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_whole),
+        cmocka_unit_test(test_byte_by_byte),
+        cmocka_unit_test(test_every_split),
+        cmocka_unit_test(test_random_splits),
+        cmocka_unit_test(test_error_reasons),
+        cmocka_unit_test(test_done_is_final),
+        cmocka_unit_test(test_back_pressure),
+        cmocka_unit_test(test_large_body),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1105 @@
+/*
+ * test_config.c — INI loading: README's defaults, every key parsed, every error reported as
+ * "test.ini:LINE: message" with the right line, listen/origin forms, [errors], relative paths,
+ * timer inheritance, and cfg_route() (longest prefix, exact > wildcard > any host).
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "portico/config.h"
+#include "portico/util.h"
+
+/* A valid upstream, appended where a row needs one but is not about it (2 lines). */
+#define UP "[upstream app]\norigin = sim\n"
+
+/* Loads text as "test.ini" with relative paths under dir; the errors printed land in *errors
+ * (malloc'd, caller frees). */
+static struct config *load(const char *text, const char *dir, int *nerrors, char **errors)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    *nerrors = -1;
+    struct config *cfg = cfg_load_string(text, "test.ini", dir, f, nerrors);
+    fclose(f);
+    *errors = buf;
+    return cfg;
+}
+
+/* Loads text that must be valid; fails the test with the messages otherwise. */
+static struct config *load_ok(const char *text)
+{
+    int n;
+    char *errors;
+    struct config *cfg = load(text, "/etc/portico", &n, &errors);
+    if (!cfg || n != 0)
+        fail_msg("config refused (%d errors):\n%s--- config:\n%s", n, errors, text);
+    assert_string_equal(errors, "");
+    free(errors);
+    return cfg;
+}
+
+/* ---- defaults ---- */
+
+/* README's tables, for a config that only names one origin. */
+static void test_defaults(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(UP);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    /* [proxy] */
+    assert_int_equal(cfg->nlisten, 1);
+    assert_string_equal(cfg->listens[0].text, "127.0.0.1:8080");
+    assert_false(cfg->listens[0].tls);
+    assert_int_equal(cfg->listens[0].addr.ss_family, AF_INET);
+    assert_int_equal(ntohs(((struct sockaddr_in *)&cfg->listens[0].addr)->sin_port), 8080);
+    assert_int_equal(cfg->workers, cores > 0 ? MIN(cores, 64) : 1); /* number of cores */
+    assert_int_equal(cfg->client_header_timeout_ms, 10000);
+    assert_int_equal(cfg->client_body_timeout_ms, 60000);
+    assert_int_equal(cfg->client_send_timeout_ms, 60000);
+    assert_int_equal(cfg->keepalive_timeout_ms, 75000);
+    assert_int_equal(cfg->max_header_size, 16 * 1024);
+    assert_int_equal(cfg->max_request_line, 8 * 1024);
+    assert_int_equal(cfg->max_body_size, UINT64_C(1) << 30);
+    assert_int_equal(cfg->timers_ms[TIMER_DNS], 5000);
+    assert_int_equal(cfg->timers_ms[TIMER_CONNECT], 5000);
+    assert_int_equal(cfg->timers_ms[TIMER_TLS], 5000);
+    assert_int_equal(cfg->timers_ms[TIMER_SEND], 30000);
+    assert_int_equal(cfg->timers_ms[TIMER_FIRST_BYTE], 60000);
+    assert_int_equal(cfg->timers_ms[TIMER_READ], 60000);
+    assert_int_equal(cfg->timers_ms[TIMER_TOTAL], 0);
+    assert_true(cfg->interim_resets_timer);
+    assert_int_equal(cfg->profile, PROFILE_STANDARD);
+    for (int t = 0; t < FAILURE_COUNT; t++)
+        assert_int_equal(cfg->error_overrides[t], 0);
+    assert_null(cfg->resolver); /* /etc/resolv.conf */
+    assert_null(cfg->tls_cert);
+    assert_null(cfg->tls_key);
+    assert_null(cfg->server_ssl_ctx);
+    assert_false(cfg->proxy_status);
+    assert_null(cfg->error_page_dir);
+    assert_string_equal(cfg->access_log, "stderr");
+    assert_null(cfg->admin_listen_text);
+
+    /* [upstream] */
+    assert_int_equal(cfg->nupstreams, 1);
+    const struct upstream_conf *up = &cfg->upstreams[0];
+    assert_string_equal(up->name, "app");
+    assert_int_equal(up->line, 1);
+    assert_int_equal(up->keepalive, 64);
+    assert_int_equal(up->keepalive_timeout_ms, 60000);
+    for (int t = 0; t < TIMER_COUNT; t++)
+        assert_int_equal(up->timers_ms[t], cfg->timers_ms[t]); /* [proxy] */
+    assert_true(up->interim_resets_timer);
+    assert_int_equal(up->max_fails, 0);
+    assert_int_equal(up->fail_timeout_ms, 10000);
+    assert_false(up->tls);
+    assert_true(up->verify);
+    assert_null(up->ca_file);
+    assert_null(up->sni);
+    assert_null(up->client_cert);
+    assert_null(up->client_key);
+    assert_null(up->ssl_ctx);
+
+    /* one upstream and no route: an implicit route sends everything there */
+    assert_int_equal(cfg->nroutes, 1);
+    const struct route_conf *r = &cfg->routes[0];
+    assert_null(r->host);
+    assert_string_equal(r->prefix, "/");
+    assert_string_equal(r->upstream_name, "app");
+    assert_int_equal(r->upstream, 0);
+    assert_int_equal(r->expect, EXPECT_RELAY);
+    assert_int_equal(r->continue_timeout_ms, 1000);
+    assert_int_equal(r->processing_interval_ms, 0);
+    assert_int_equal(r->nhints, 0);
+    assert_false(r->early_hints_learn);
+    assert_int_equal(r->early_hints_cache, 1000);
+    assert_ptr_equal(cfg_route(cfg, "any.host", 8, "/whatever", 9), r);
+    assert_ptr_equal(cfg_route(cfg, NULL, 0, "/", 1), r);
+    cfg_free(cfg);
+}
+
+/* Defaults of an explicit [route]. */
+static void test_route_defaults(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(UP "[route r]\nupstream = app\n");
+    assert_int_equal(cfg->nroutes, 1);
+    const struct route_conf *r = &cfg->routes[0];
+    assert_string_equal(r->name, "r");
+    assert_int_equal(r->line, 3);
+    assert_null(r->host);
+    assert_string_equal(r->prefix, "/");
+    assert_int_equal(r->expect, EXPECT_RELAY);
+    assert_int_equal(r->continue_timeout_ms, 1000);
+    assert_int_equal(r->processing_interval_ms, 0);
+    assert_false(r->early_hints_learn);
+    assert_int_equal(r->early_hints_cache, 1000);
+    cfg_free(cfg);
+}
+
+/* ---- every key ---- */
+
+enum where { W_CFG, W_UP, W_RT };
+enum kind { V_U64, V_INT, V_BOOL, V_ENUM, V_STR };
+
+#define CFGF(f) W_CFG, offsetof(struct config, f)
+#define UPF(f) W_UP, offsetof(struct upstream_conf, f)
+#define RTF(f) W_RT, offsetof(struct route_conf, f)
+
+/* kv goes into the section `where` names (with a valid upstream and route around it); the field
+ * at offset must then hold num (numbers, booleans, enums) or str. */
+static const struct {
+    const char *kv;
+    enum where where;
+    size_t offset;
+    enum kind kind;
+    uint64_t num;
+    const char *str;
+} key_rows[] = {
+    /* [proxy] */
+    {"workers = 3", CFGF(workers), V_INT, 3, NULL},                     /* threads */
+    {"workers = 256", CFGF(workers), V_INT, 256, NULL},                 /* upper bound */
+    {"client_header_timeout = 250ms", CFGF(client_header_timeout_ms), V_U64, 250, NULL}, /* ms */
+    {"client_body_timeout = 2s", CFGF(client_body_timeout_ms), V_U64, 2000, NULL},   /* s */
+    {"client_send_timeout = 1m", CFGF(client_send_timeout_ms), V_U64, 60000, NULL},  /* m */
+    {"keepalive_timeout = 30", CFGF(keepalive_timeout_ms), V_U64, 30000, NULL}, /* bare: s */
+    {"keepalive_timeout = 1h", CFGF(keepalive_timeout_ms), V_U64, 3600000, NULL}, /* h */
+    {"keepalive_timeout = 0", CFGF(keepalive_timeout_ms), V_U64, 0, NULL},     /* allowed */
+    {"max_header_size = 16k", CFGF(max_header_size), V_U64, 16384, NULL},      /* k = 1024 */
+    {"max_header_size = 32K", CFGF(max_header_size), V_U64, 32768, NULL},      /* unit case */
+    {"max_header_size = 1024", CFGF(max_header_size), V_U64, 1024, NULL},      /* bare bytes */
+    {"max_header_size = 1m", CFGF(max_header_size), V_U64, 1 << 20, NULL},     /* upper bound */
+    {"max_request_line = 512", CFGF(max_request_line), V_U64, 512, NULL},      /* bytes */
+    {"max_body_size = 8m", CFGF(max_body_size), V_U64, 8 << 20, NULL},         /* m = 1024² */
+    {"max_body_size = 2g", CFGF(max_body_size), V_U64, UINT64_C(2) << 30, NULL}, /* g */
+    {"max_body_size = 0", CFGF(max_body_size), V_U64, 0, NULL},                /* no bodies */
+    /* [proxy] default of the upstream timer */
+    {"dns_timeout = 1s", CFGF(timers_ms[TIMER_DNS]), V_U64, 1000, NULL},
+    /* upstream default, in ms */
+    {"connect_timeout = 250ms", CFGF(timers_ms[TIMER_CONNECT]), V_U64, 250, NULL},
+    {"tls_timeout = 3s", CFGF(timers_ms[TIMER_TLS]), V_U64, 3000, NULL}, /* upstream default */
+    {"send_timeout = 4s", CFGF(timers_ms[TIMER_SEND]), V_U64, 4000, NULL}, /* upstream default */
+    /* in minutes */
+    {"first_byte_timeout = 2m", CFGF(timers_ms[TIMER_FIRST_BYTE]), V_U64, 120000, NULL},
+    {"read_timeout = 5", CFGF(timers_ms[TIMER_READ]), V_U64, 5000, NULL}, /* bare seconds */
+    /* off by default, on here */
+    {"total_timeout = 90s", CFGF(timers_ms[TIMER_TOTAL]), V_U64, 90000, NULL},
+    {"total_timeout = 0", CFGF(timers_ms[TIMER_TOTAL]), V_U64, 0, NULL},       /* 0 is off */
+    {"interim_resets_timer = off", CFGF(interim_resets_timer), V_BOOL, 0, NULL}, /* default on */
+    /* profile by name */
+    {"error_profile = cloudflare", CFGF(profile), V_ENUM, PROFILE_CLOUDFLARE, NULL},
+    {"error_profile = proxy", CFGF(profile), V_ENUM, PROFILE_PROXY, NULL}, /* profile by name */
+    /* the default, explicitly */
+    {"error_profile = standard", CFGF(profile), V_ENUM, PROFILE_STANDARD, NULL},
+    {"resolver = 127.0.0.1:5353", CFGF(resolver), V_STR, 0, "127.0.0.1:5353"}, /* IPv4 nameserver */
+    {"resolver = [::1]:53", CFGF(resolver), V_STR, 0, "[::1]:53"},             /* IPv6 */
+    {"tls_cert = /abs/cert.pem", CFGF(tls_cert), V_STR, 0, "/abs/cert.pem"},   /* absolute */
+    {"tls_cert = certs/c.pem", CFGF(tls_cert), V_STR, 0, "/etc/portico/certs/c.pem"}, /* rel */
+    {"tls_key = k.pem", CFGF(tls_key), V_STR, 0, "/etc/portico/k.pem"},        /* relative */
+    {"proxy_status = on", CFGF(proxy_status), V_BOOL, 1, NULL}, /* default off */
+    {"access_log = off", CFGF(access_log), V_STR, 0, "off"},                   /* kept as is */
+    {"access_log = stdout", CFGF(access_log), V_STR, 0, "stdout"},             /* kept as is */
+    {"access_log = /var/log/p.log", CFGF(access_log), V_STR, 0, "/var/log/p.log"}, /* absolute */
+    /* relative: INI dir */
+    {"access_log = logs/a.log", CFGF(access_log), V_STR, 0, "/etc/portico/logs/a.log"},
+    /* numeric */
+    {"admin_listen = 127.0.0.1:9901", CFGF(admin_listen_text), V_STR, 0, "127.0.0.1:9901"},
+    /* [upstream] */
+    {"keepalive = 0", UPF(keepalive), V_U64, 0, NULL},                          /* no pooling */
+    {"keepalive = 100000", UPF(keepalive), V_U64, 100000, NULL},                /* upper bound */
+    {"keepalive_timeout = 5s", UPF(keepalive_timeout_ms), V_U64, 5000, NULL}, /* pooled idle */
+    {"dns_timeout = 100ms", UPF(timers_ms[TIMER_DNS]), V_U64, 100, NULL}, /* own timer */
+    {"connect_timeout = 1s", UPF(timers_ms[TIMER_CONNECT]), V_U64, 1000, NULL}, /* own timer */
+    {"tls_timeout = 2s", UPF(timers_ms[TIMER_TLS]), V_U64, 2000, NULL}, /* own timer */
+    {"send_timeout = 3s", UPF(timers_ms[TIMER_SEND]), V_U64, 3000, NULL}, /* own timer */
+    {"first_byte_timeout = 400ms", UPF(timers_ms[TIMER_FIRST_BYTE]), V_U64, 400, NULL}, /* own */
+    {"read_timeout = 1m", UPF(timers_ms[TIMER_READ]), V_U64, 60000, NULL}, /* own timer */
+    {"total_timeout = 10s", UPF(timers_ms[TIMER_TOTAL]), V_U64, 10000, NULL}, /* own timer */
+    {"interim_resets_timer = off", UPF(interim_resets_timer), V_BOOL, 0, NULL}, /* own value */
+    {"max_fails = 3", UPF(max_fails), V_U64, 3, NULL}, /* passive health on */
+    {"fail_timeout = 30s", UPF(fail_timeout_ms), V_U64, 30000, NULL}, /* marked-down time */
+    {"verify = off", UPF(verify), V_BOOL, 0, NULL}, /* default on */
+    /* [route] */
+    {"host = api.example.com", RTF(host), V_STR, 0, "api.example.com"}, /* exact host */
+    {"host = API.Example.COM", RTF(host), V_STR, 0, "api.example.com"},        /* lowercased */
+    {"host = *.example.com", RTF(host), V_STR, 0, "*.example.com"},            /* wildcard */
+    {"host = example.com.", RTF(host), V_STR, 0, "example.com"},               /* root dot */
+    {"prefix = /api/", RTF(prefix), V_STR, 0, "/api/"}, /* path prefix */
+    {"expect = synthesize", RTF(expect), V_ENUM, EXPECT_SYNTHESIZE, NULL}, /* mode by name */
+    {"expect = ignore", RTF(expect), V_ENUM, EXPECT_IGNORE, NULL}, /* mode by name */
+    {"expect = relay", RTF(expect), V_ENUM, EXPECT_RELAY, NULL}, /* the default */
+    {"continue_timeout = 500ms", RTF(continue_timeout_ms), V_U64, 500, NULL}, /* relay wait */
+    {"continue_timeout = 0", RTF(continue_timeout_ms), V_U64, 0, NULL},        /* at once */
+    /* 102 heartbeats on */
+    {"processing_interval = 2s", RTF(processing_interval_ms), V_U64, 2000, NULL},
+    {"early_hints_learn = on", RTF(early_hints_learn), V_BOOL, 1, NULL}, /* default off */
+    {"early_hints_cache = 5", RTF(early_hints_cache), V_U64, 5, NULL}, /* small LRU */
+    {"early_hints_cache = 1000000", RTF(early_hints_cache), V_U64, 1000000, NULL}, /* upper bound */
+};
+
+static void test_every_key(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(key_rows) / sizeof(key_rows[0]); i++) {
+        char text[512];
+        const char *kv = key_rows[i].kv;
+        switch (key_rows[i].where) {
+        case W_CFG:
+            snprintf(text, sizeof(text), "[proxy]\n%s\n" UP, kv);
+            break;
+        case W_UP:
+            snprintf(text, sizeof(text), "[upstream app]\norigin = sim\n%s\n", kv);
+            break;
+        case W_RT:
+            snprintf(text, sizeof(text), UP "[route r]\nupstream = app\n%s\n", kv);
+            break;
+        }
+        struct config *cfg = load_ok(text);
+        const char *base = key_rows[i].where == W_CFG  ? (const char *)cfg
+                           : key_rows[i].where == W_UP ? (const char *)&cfg->upstreams[0]
+                                                       : (const char *)&cfg->routes[0];
+        const void *field = base + key_rows[i].offset;
+        uint64_t got = 0;
+        switch (key_rows[i].kind) {
+        case V_U64:
+            memcpy(&got, field, sizeof(uint64_t));
+            break;
+        case V_INT:
+        case V_ENUM: {
+            int v;
+            memcpy(&v, field, sizeof(int));
+            got = (uint64_t)v;
+            break;
+        }
+        case V_BOOL: {
+            bool b;
+            memcpy(&b, field, sizeof(bool));
+            got = b;
+            break;
+        }
+        case V_STR: {
+            const char *s;
+            memcpy(&s, field, sizeof(s));
+            if (!s || strcmp(s, key_rows[i].str) != 0)
+                fail_msg("'%s': '%s', want '%s'", kv, s ? s : "(null)", key_rows[i].str);
+            break;
+        }
+        }
+        if (key_rows[i].kind != V_STR && got != key_rows[i].num)
+            fail_msg("'%s': %llu, want %llu", kv, (unsigned long long)got,
+                     (unsigned long long)key_rows[i].num);
+        cfg_free(cfg);
+    }
+}
+
+/* Repeatable keys collect; everything else set once. */
+static void test_repeatable_keys(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok("[proxy]\n"
+                                 "listen = 127.0.0.1:8080\n"
+                                 "listen = [::1]:8081\n"
+                                 "[upstream app]\n"
+                                 "origin = 127.0.0.1:3000\n"
+                                 "origin = 127.0.0.1:3001\n"
+                                 "[route r]\n"
+                                 "upstream = app\n"
+                                 "early_hints = </a.css>; rel=preload; as=style\n"
+                                 "early_hints = </b.js>; rel=preload; as=script\n");
+    assert_int_equal(cfg->nlisten, 2);
+    assert_int_equal(cfg->upstreams[0].norigins, 2);
+    assert_int_equal(cfg->routes[0].nhints, 2);
+    assert_string_equal(cfg->routes[0].early_hints[0], "</a.css>; rel=preload; as=style");
+    assert_string_equal(cfg->routes[0].early_hints[1], "</b.js>; rel=preload; as=script");
+    cfg_free(cfg);
+}
+
+/* ---- listen and origin forms ---- */
+
+static const struct {
+    const char *value;
+    int family;
+    uint16_t port;
+    bool tls;
+    const char *text;
+} listen_rows[] = {
+    {"127.0.0.1:8080", AF_INET, 8080, false, "127.0.0.1:8080"},  /* IPv4 */
+    {"[::1]:8080", AF_INET6, 8080, false, "[::1]:8080"},          /* IPv6 in brackets */
+    {"0.0.0.0:80", AF_INET, 80, false, "0.0.0.0:80"},             /* any address */
+    {"[::]:443", AF_INET6, 443, false, "[::]:443"},               /* any IPv6 address */
+    {"127.0.0.1:8080   tls", AF_INET, 8080, true, "127.0.0.1:8080 tls"}, /* blanks before tls */
+};
+
+static void test_listen_forms(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(listen_rows) / sizeof(listen_rows[0]); i++) {
+        char text[256];
+        int n;
+        char *errors;
+        /* tls listens need a certificate: a missing one is the only error allowed here */
+        snprintf(text, sizeof(text), "[proxy]\nlisten = %s\n" UP, listen_rows[i].value);
+        struct config *cfg = load(text, "/", &n, &errors);
+        if (listen_rows[i].tls) {
+            assert_null(cfg);
+            assert_string_equal(errors, "test.ini:2: a 'listen ... tls' needs tls_cert and "
+                                        "tls_key in [proxy]\n");
+            free(errors);
+            continue;
+        }
+        if (!cfg)
+            fail_msg("listen = %s refused: %s", listen_rows[i].value, errors);
+        free(errors);
+        assert_int_equal(cfg->nlisten, 1);
+        const struct listen_conf *l = &cfg->listens[0];
+        assert_int_equal(l->addr.ss_family, listen_rows[i].family);
+        uint16_t port = l->addr.ss_family == AF_INET
+                            ? ntohs(((const struct sockaddr_in *)&l->addr)->sin_port)
+                            : ntohs(((const struct sockaddr_in6 *)&l->addr)->sin6_port);
+        assert_int_equal(port, listen_rows[i].port);
+        assert_int_equal(l->addrlen, l->addr.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                                  : sizeof(struct sockaddr_in6));
+        assert_int_equal(l->tls, listen_rows[i].tls);
+        assert_string_equal(l->text, listen_rows[i].text);
+        cfg_free(cfg);
+    }
+}
+
+static const struct {
+    const char *value;
+    const char *host;
+    uint16_t port;
+    bool is_sim, numeric;
+    const char *text;
+} origin_rows[] = {
+    {"127.0.0.1:3000", "127.0.0.1", 3000, false, true, "127.0.0.1:3000"}, /* IPv4: no DNS */
+    {"[::1]:80", "::1", 80, false, true, "[::1]:80"},                      /* IPv6 literal */
+    {"sim", "127.0.0.1", 0, true, true, "sim"},                            /* the simulator */
+    {"app.internal:8080", "app.internal", 8080, false, false, "app.internal:8080"}, /* DNS */
+    {"localhost:1", "localhost", 1, false, false, "localhost:1"},          /* names resolve */
+};
+
+static void test_origin_forms(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(origin_rows) / sizeof(origin_rows[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "[upstream u]\norigin = %s\n", origin_rows[i].value);
+        struct config *cfg = load_ok(text);
+        const struct origin_conf *o = &cfg->upstreams[0].origins[0];
+        assert_int_equal(cfg->upstreams[0].norigins, 1);
+        assert_string_equal(o->host, origin_rows[i].host);
+        assert_int_equal(o->port, origin_rows[i].port);
+        assert_int_equal(o->is_sim, origin_rows[i].is_sim);
+        assert_int_equal(o->numeric, origin_rows[i].numeric);
+        assert_string_equal(o->text, origin_rows[i].text);
+        if (o->numeric && !o->is_sim)
+            assert_int_equal(o->addr.ss_family, strchr(o->host, ':') ? AF_INET6 : AF_INET);
+        cfg_free(cfg);
+    }
+}
+
+/* ---- errors: exact "test.ini:LINE: message" lines ---- */
+
+#define MAX_ERR 4
+static const struct {
+    const char *why;
+    const char *text;
+    const char *errors[MAX_ERR]; /* every line printed, in order, without the newline */
+} error_rows[] = {
+    {"unknown section; its keys are not reported again",
+     "[proxy]\n[bogus]\nx = 1\n" UP,
+     {"test.ini:2: unknown section [bogus] (expected proxy, upstream NAME, route NAME, errors)"}},
+    {"unknown section with a name",
+     UP "[rout r]\nupstream = app\n",
+     {"test.ini:3: unknown section [rout r] (expected proxy, upstream NAME, route NAME, errors)"}},
+    {"unknown key in [proxy]",
+     "[proxy]\nworkerz = 2\n" UP,
+     {"test.ini:2: unknown key 'workerz' in [proxy]"}},
+    {"unknown key in [upstream]",
+     UP "prefix = /\n",
+     {"test.ini:3: unknown key 'prefix' in [upstream]"}},
+    {"unknown key in [route]",
+     UP "[route r]\nupstream = app\norigin = sim\n",
+     {"test.ini:5: unknown key 'origin' in [route]"}},
+    {"key before any section",
+     "; comment\nworkers = 2\n" UP,
+     {"test.ini:2: key 'workers' outside of any section"}},
+    {"bad duration: a space before the unit",
+     "[proxy]\nclient_header_timeout = 10 s\n" UP,
+     {"test.ini:2: client_header_timeout: '10 s' is not a duration (e.g. 250ms, 2s, 1m)"}},
+    {"bad duration: unknown unit in an upstream timer",
+     UP "connect_timeout = 5d\n",
+     {"test.ini:3: connect_timeout: '5d' is not a duration (e.g. 250ms, 2s, 1m)"}},
+    {"timers other than total_timeout cannot be 0",
+     "[proxy]\nread_timeout = 0ms\n" UP,
+     {"test.ini:2: read_timeout: must be greater than 0 (only total_timeout can be 0 = off)"}},
+    {"duration below its minimum",
+     "[proxy]\nclient_body_timeout = 0\n" UP,
+     {"test.ini:2: client_body_timeout: must be at least 1ms"}},
+    {"fail_timeout below its minimum",
+     UP "fail_timeout = 0\n",
+     {"test.ini:3: fail_timeout: must be at least 1ms"}},
+    {"bad size: two-letter unit",
+     "[proxy]\nmax_header_size = 16kb\n" UP,
+     {"test.ini:2: max_header_size: '16kb' is not a size (e.g. 512, 16k, 8m, 1g)"}},
+    {"size out of range (too small)",
+     "[proxy]\nmax_header_size = 512\n" UP,
+     {"test.ini:2: max_header_size: must be between 1024 and 1048576 bytes"}},
+    {"size out of range (too large)",
+     "[proxy]\nmax_request_line = 2m\n" UP,
+     {"test.ini:2: max_request_line: must be between 256 and 1048576 bytes"}},
+    {"bad boolean",
+     "[proxy]\nproxy_status = maybe\n" UP,
+     {"test.ini:2: proxy_status: 'maybe' is not on/off"}},
+    {"bad boolean in an upstream's interim_resets_timer",
+     UP "interim_resets_timer = sometimes\n",
+     {"test.ini:3: interim_resets_timer: 'sometimes' is not on/off"}},
+    {"bad number",
+     "[proxy]\nworkers = two\n" UP,
+     {"test.ini:2: workers: 'two' is not a whole number between 1 and 256"}},
+    {"number below range",
+     "[proxy]\nworkers = 0\n" UP,
+     {"test.ini:2: workers: '0' is not a whole number between 1 and 256"}},
+    {"number above range",
+     UP "keepalive = 100001\n",
+     {"test.ini:3: keepalive: '100001' is not a whole number between 0 and 100000"}},
+    {"early_hints_cache cannot be 0",
+     UP "[route r]\nupstream = app\nearly_hints_cache = 0\n",
+     {"test.ini:5: early_hints_cache: '0' is not a whole number between 1 and 1000000"}},
+    {"empty string value",
+     "[proxy]\naccess_log =\n" UP,
+     {"test.ini:2: access_log: empty value"}},
+    {"duplicate key in [proxy]",
+     "[proxy]\nworkers = 2\nworkers = 3\n" UP,
+     {"test.ini:3: 'workers' set twice in this section"}},
+    {"duplicate key in [route]",
+     UP "[route r]\nupstream = app\nupstream = app\n",
+     {"test.ini:5: 'upstream' set twice in this section"}},
+    {"the same key in two upstreams is fine, twice in one is not",
+     UP "[upstream b]\norigin = sim\nkeepalive = 1\nkeepalive = 2\n[route r]\nupstream = b\n",
+     {"test.ini:6: 'keepalive' set twice in this section"}},
+    {"duplicate [upstream]",
+     UP "[upstream app]\norigin = sim\n",
+     {"test.ini:3: duplicate [upstream app] (first at line 1)"}},
+    {"duplicate [route]",
+     UP "[route r]\nupstream = app\n[route r]\nupstream = app\n",
+     {"test.ini:5: duplicate [route r] (first at line 3)"}},
+    {"duplicate [proxy] would silently override keys",
+     "[proxy]\nworkers = 1\n" UP "[proxy]\nworkers = 2\n",
+     {"test.ini:5: duplicate [proxy] (first at line 1)"}},
+    {"duplicate [errors]",
+     "[errors]\ndns_error = 500\n" UP "[errors]\ndns_timeout = 500\n",
+     {"test.ini:5: duplicate [errors] (first at line 1)"}},
+    {"[proxy] takes no name",
+     "[proxy main]\n" UP,
+     {"test.ini:1: [proxy] takes no name"}},
+    {"[upstream] needs a name",
+     "[upstream]\norigin = sim\n" UP,
+     {"test.ini:1: [upstream] needs a name of letters, digits, '-', '_' or '.'"}},
+    {"route naming a missing upstream: the line of its upstream key",
+     UP "[route r]\nprefix = /x\nupstream = nope\n",
+     {"test.ini:5: [route r]: no [upstream nope]"}},
+    {"route without upstream: the line of its header",
+     UP "[route r]\nprefix = /x\n",
+     {"test.ini:3: [route r] has no upstream"}},
+    {"upstream without origin: the line of its header",
+     "[proxy]\n[upstream empty]\nkeepalive = 1\n",
+     {"test.ini:2: [upstream empty] has no origin"}},
+    {"no upstream at all: a whole-file problem, line 0",
+     "[proxy]\nworkers = 1\n",
+     {"test.ini:0: no [upstream] section: Portico needs at least one origin to forward to"}},
+    {"two upstreams and no route: which gets what is unknown",
+     UP "[upstream b]\norigin = sim\n",
+     {"test.ini:0: 2 upstreams and no [route]: add routes to say which gets what"}},
+    {"two routes with the same host and prefix",
+     UP "[route a]\nupstream = app\n[route b]\nupstream = app\nprefix = /\n",
+     {"test.ini:5: [route b] has the same host and prefix as [route a]"}},
+    {"listen tls without tls_cert/tls_key: the line of the listen",
+     "[proxy]\nworkers = 1\nlisten = 127.0.0.1:8443 tls\n" UP,
+     {"test.ini:3: a 'listen ... tls' needs tls_cert and tls_key in [proxy]"}},
+    {"listen with a name",
+     "[proxy]\nlisten = localhost:8080\n" UP,
+     {"test.ini:2: listen: 'localhost' is not a numeric IPv4 or [IPv6] address"}},
+    {"listen without port",
+     "[proxy]\nlisten = 127.0.0.1\n" UP,
+     {"test.ini:2: listen: '127.0.0.1': expected host:port"}},
+    {"listen with IPv6 without brackets",
+     "[proxy]\nlisten = ::1:8080\n" UP,
+     {"test.ini:2: listen: '::1:8080': IPv6 addresses need brackets: [::1]:port"}},
+    {"listen with port 0",
+     "[proxy]\nlisten = 127.0.0.1:0\n" UP,
+     {"test.ini:2: listen: '127.0.0.1:0': port must be 1-65535"}},
+    {"listen option other than tls",
+     "[proxy]\nlisten = 127.0.0.1:8443 ssl\n" UP,
+     {"test.ini:2: listen: unknown option 'ssl' (expected 'tls')"}},
+    {"origin without port",
+     "[upstream a]\norigin = app\n",
+     {"test.ini:2: origin: 'app': expected host:port",
+      "test.ini:1: [upstream a] has no origin"}},
+    {"origin in brackets that is not IPv6",
+     "[upstream a]\norigin = sim\norigin = [app]:80\n",
+     {"test.ini:3: origin: '[app]:80': expected [ipv6]:port"}},
+    {"origin port out of range",
+     "[upstream a]\norigin = sim\norigin = 127.0.0.9:65536\n",
+     {"test.ini:3: origin: '127.0.0.9:65536': port must be 1-65535"}},
+    {"[errors] with an unknown failure type",
+     "[errors]\nconnect_timeot = 599\n" UP,
+     {"test.ini:2: [errors]: unknown failure type 'connect_timeot'"}},
+    {"[errors] cannot override none",
+     "[errors]\nnone = 500\n" UP,
+     {"test.ini:2: [errors]: unknown failure type 'none'"}},
+    {"[errors] status below 400",
+     "[errors]\nconnect_timeout = 399\n" UP,
+     {"test.ini:2: [errors] connect_timeout: '399' is not a status code between 400 and 599"}},
+    {"[errors] status above 599",
+     "[errors]\nconnect_timeout = 600\n" UP,
+     {"test.ini:2: [errors] connect_timeout: '600' is not a status code between 400 and 599"}},
+    {"[errors] status not a number",
+     "[errors]\ndns_error = bad\n" UP,
+     {"test.ini:2: [errors] dns_error: 'bad' is not a status code between 400 and 599"}},
+    {"[errors] type set twice",
+     "[errors]\ndns_error = 500\ndns_error = 501\n" UP,
+     {"test.ini:3: [errors]: 'dns_error' set twice"}},
+    {"unknown error profile",
+     "[proxy]\nerror_profile = nginx\n" UP,
+     {"test.ini:2: error_profile: 'nginx' is not one of standard, cloudflare, proxy"}},
+    {"unknown expect mode",
+     UP "[route r]\nupstream = app\nexpect = always\n",
+     {"test.ini:5: expect: 'always' is not one of relay, synthesize, ignore"}},
+    {"route host with a wildcard in the middle",
+     UP "[route r]\nupstream = app\nhost = a*.example.com\n",
+     {"test.ini:5: host: invalid character '*' in 'a*.example.com' (exact name or *.domain)"}},
+    {"route host that is only a wildcard",
+     UP "[route r]\nupstream = app\nhost = *.\n",
+     {"test.ini:5: host: invalid character '*' in '*.' (exact name or *.domain)"}},
+    {"route host with a port",
+     UP "[route r]\nupstream = app\nhost = example.com:80\n",
+     {"test.ini:5: host: invalid character ':' in 'example.com:80' (exact name or *.domain)"}},
+    {"route prefix not starting with /",
+     UP "[route r]\nupstream = app\nprefix = api\n",
+     {"test.ini:5: prefix: 'api' must start with '/'"}},
+    {"early_hints that is not a Link value",
+     UP "[route r]\nupstream = app\nearly_hints = /app.css\n",
+     {"test.ini:5: early_hints: '/app.css' is not a Link value (</path>; rel=preload)"}},
+    {"resolver by name",
+     "[proxy]\nresolver = dns.google:53\n" UP,
+     {"test.ini:2: resolver: 'dns.google:53' must be a numeric address and port"}},
+    {"admin_listen without port",
+     "[proxy]\nadmin_listen = 127.0.0.1\n" UP,
+     {"test.ini:2: admin_listen: '127.0.0.1': expected host:port"}},
+    {"the simulator does not speak TLS",
+     "[upstream s]\norigin = sim\ntls = on\n",
+     {"test.ini:1: [upstream s]: the simulator origin does not speak TLS"}},
+    {"TLS options without tls = on",
+     "[upstream a]\norigin = 127.0.0.1:443\nsni = example.com\n",
+     {"test.ini:1: [upstream a]: ca_file/sni/client_cert/client_key need tls = on"}},
+    {"a line that is not key = value",
+     "[proxy]\nworkers\n" UP,
+     {"test.ini:2: syntax error (expected [section], key = value, or ; comment)"}},
+    {"a section header without ]",
+     "[proxy\n" UP,
+     {"test.ini:1: syntax error (expected [section], key = value, or ; comment)"}},
+};
+
+/* Splits errors into lines and compares them with want[]. */
+static void check_errors(const char *why, const char *errors, int nerrors,
+                         const char *const want[MAX_ERR])
+{
+    int nwant = 0;
+    while (nwant < MAX_ERR && want[nwant])
+        nwant++;
+    const char *p = errors;
+    for (int i = 0; i < nwant; i++) {
+        const char *nl = strchr(p, '\n');
+        if (!nl || (size_t)(nl - p) != strlen(want[i]) || memcmp(p, want[i], strlen(want[i])))
+            fail_msg("%s: line %d of the errors:\n%s\nwant:\n%s", why, i + 1, errors, want[i]);
+        p = nl + 1;
+    }
+    if (*p)
+        fail_msg("%s: unexpected errors:\n%s", why, p);
+    if (nerrors != nwant)
+        fail_msg("%s: nerrors %d, want %d", why, nerrors, nwant);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(error_rows) / sizeof(error_rows[0]); i++) {
+        int n;
+        char *errors;
+        struct config *cfg = load(error_rows[i].text, "/etc/portico", &n, &errors);
+        if (cfg)
+            fail_msg("%s: accepted", error_rows[i].why);
+        check_errors(error_rows[i].why, errors, n, error_rows[i].errors);
+        free(errors);
+    }
+}
+
+/* `portico -t`: every problem of a file is listed, in line order, parse and validation alike. */
+static void test_every_error_reported(void **state)
+{
+    (void)state;
+    static const char text[] = "[proxy]\n"                  /* 1 */
+                               "workers = lots\n"           /* 2: bad number */
+                               "bogus = 1\n"                /* 3: unknown key */
+                               "this line is wrong\n"       /* 4: syntax */
+                               "[upstream a]\n"             /* 5 */
+                               "origin = sim\n"             /* 6 */
+                               "connect_timeout = soon\n"   /* 7: bad duration */
+                               "also wrong\n"               /* 8: syntax (inih stops at 4) */
+                               "[route r]\n"                /* 9 */
+                               "upstream = b\n"             /* 10: no such upstream */
+                               "[errors]\n"                 /* 11 */
+                               "dns_error = 700\n";         /* 12: status out of range */
+    static const char *const want[] = {
+        "test.ini:2: workers: 'lots' is not a whole number between 1 and 256",
+        "test.ini:3: unknown key 'bogus' in [proxy]",
+        "test.ini:4: syntax error (expected [section], key = value, or ; comment)",
+        "test.ini:7: connect_timeout: 'soon' is not a duration (e.g. 250ms, 2s, 1m)",
+        "test.ini:8: syntax error (expected [section], key = value, or ; comment)",
+        "test.ini:12: [errors] dns_error: '700' is not a status code between 400 and 599",
+        "test.ini:10: [route r]: no [upstream b]",
+    };
+    int n;
+    char *errors;
+    struct config *cfg = load(text, "/", &n, &errors);
+    assert_null(cfg);
+    char expect[1024] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        len = buf_appendf(expect, sizeof(expect), len, "%s\n", want[i]);
+    assert_string_equal(errors, expect);
+    assert_int_equal(n, 7);
+    free(errors);
+
+    /* a NULL errors stream still counts */
+    n = -1;
+    assert_null(cfg_load_string(text, "test.ini", "/", NULL, &n));
+    assert_int_equal(n, 7);
+}
+
+/* Seventeen listen lines: the 17th is refused, the others kept. */
+static void test_listen_limit(void **state)
+{
+    (void)state;
+    char text[2048];
+    size_t len = buf_appendf(text, sizeof(text), 0, "[proxy]\n");
+    for (int i = 0; i < CFG_MAX_LISTEN + 1; i++)
+        len = buf_appendf(text, sizeof(text), len, "listen = 127.0.0.1:%d\n", 9000 + i);
+    len = buf_appendf(text, sizeof(text), len, UP);
+    int n;
+    char *errors;
+    assert_null(load(text, "/", &n, &errors));
+    char want[128];
+    snprintf(want, sizeof(want), "test.ini:%d: listen: at most %d listen addresses\n",
+             CFG_MAX_LISTEN + 2, CFG_MAX_LISTEN);
+    assert_string_equal(errors, want);
+    assert_int_equal(n, 1);
+    free(errors);
+}
+
+/* ---- inheritance ---- */
+
+/* Upstream timers and interim_resets_timer take [proxy]'s value unless set in the section,
+ * whichever order the sections come in. */
+static void test_timer_inheritance(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok("[upstream set]\n"
+                                 "origin = sim\n"
+                                 "connect_timeout = 100ms\n"
+                                 "total_timeout = 0\n"
+                                 "interim_resets_timer = on\n"
+                                 "[upstream unset]\n"
+                                 "origin = sim\n"
+                                 "[upstream off]\n"
+                                 "origin = sim\n"
+                                 "interim_resets_timer = off\n"
+                                 "[route r]\n"
+                                 "upstream = set\n"
+                                 "[proxy]\n" /* after the upstreams on purpose */
+                                 "connect_timeout = 2s\n"
+                                 "first_byte_timeout = 7s\n"
+                                 "total_timeout = 30s\n"
+                                 "interim_resets_timer = off\n");
+    const struct upstream_conf *set = &cfg->upstreams[0], *unset = &cfg->upstreams[1],
+                               *off = &cfg->upstreams[2];
+    assert_int_equal(set->timers_ms[TIMER_CONNECT], 100);        /* own value */
+    assert_int_equal(set->timers_ms[TIMER_TOTAL], 0);            /* own 0 = off beats [proxy] */
+    assert_int_equal(set->timers_ms[TIMER_FIRST_BYTE], 7000);    /* [proxy] */
+    assert_int_equal(set->timers_ms[TIMER_DNS], 5000);           /* built-in default */
+    assert_true(set->interim_resets_timer);                      /* own on beats [proxy] off */
+    assert_int_equal(unset->timers_ms[TIMER_CONNECT], 2000);     /* [proxy] */
+    assert_int_equal(unset->timers_ms[TIMER_TOTAL], 30000);      /* [proxy] */
+    assert_int_equal(unset->timers_ms[TIMER_READ], 60000);       /* built-in default */
+    assert_false(unset->interim_resets_timer);                   /* [proxy] off */
+    assert_false(off->interim_resets_timer);                     /* own off */
+    cfg_free(cfg);
+
+    /* [proxy] on (default) and an upstream off */
+    cfg = load_ok("[upstream a]\norigin = sim\ninterim_resets_timer = off\n"
+                  "[upstream b]\norigin = sim\n[route r]\nupstream = a\n");
+    assert_false(cfg->upstreams[0].interim_resets_timer);
+    assert_true(cfg->upstreams[1].interim_resets_timer);
+    cfg_free(cfg);
+}
+
+/* max_request_line never exceeds max_header_size: the request line is part of the head. */
+static void test_request_line_clamped(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok("[proxy]\nmax_header_size = 4k\nmax_request_line = 8k\n" UP);
+    assert_int_equal(cfg->max_request_line, 4096);
+    cfg_free(cfg);
+}
+
+static void test_errors_section(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok("[errors]\nconnect_timeout = 599\ndns_error = 400\n"
+                                 "no_healthy_origin = 503\n" UP);
+    for (int t = 0; t < FAILURE_COUNT; t++) {
+        int want = t == FAIL_CONNECT_TIMEOUT ? 599 : t == FAIL_DNS_ERROR ? 400
+                   : t == FAIL_NO_HEALTHY_ORIGIN ? 503 : 0;
+        assert_int_equal(cfg->error_overrides[t], want);
+    }
+    assert_int_equal(failure_status(FAIL_CONNECT_TIMEOUT, cfg->profile, cfg->error_overrides),
+                     599);
+    cfg_free(cfg);
+}
+
+/* Comments, blanks, inline comments and "name: value" are INI syntax, not errors. */
+static void test_ini_syntax(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok("; leading comment\n"
+                                 "# hash comment\n"
+                                 "\n"
+                                 "[proxy]   ; comment after a header\n"
+                                 "  workers = 2   ; inline comment\n"
+                                 "\tproxy_status: on\n"
+                                 "[upstream app]\r\n"
+                                 "origin = sim\r\n");
+    assert_int_equal(cfg->workers, 2);
+    assert_true(cfg->proxy_status);
+    assert_string_equal(cfg->upstreams[0].origins[0].text, "sim");
+    cfg_free(cfg);
+
+    /* a UTF-8 byte order mark before the first section header (Windows editors) */
+    cfg = load_ok("\xEF\xBB\xBF[upstream app]\norigin = sim\n");
+    assert_string_equal(cfg->upstreams[0].name, "app");
+    cfg_free(cfg);
+}
+
+/* ---- files, relative paths and TLS material ---- */
+
+struct tmpdir {
+    char path[64];
+};
+
+/* A self-signed P-256 certificate and its key, as cert.pem and key.pem in dir. */
+static void write_cert(const char *dir)
+{
+    char path[128];
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    assert_non_null(key);
+    assert_non_null(x);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, key);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
+                               -1, 0);
+    X509_set_issuer_name(x, name);
+    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    snprintf(path, sizeof(path), "%s/cert.pem", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509(f, x), 1);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/key.pem", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(f);
+    X509_free(x);
+    EVP_PKEY_free(key);
+}
+
+static const char *const tmp_files[] = {"cert.pem", "key.pem", "portico.ini"};
+
+static int tmpdir_setup(void **state)
+{
+    struct tmpdir *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -1;
+    snprintf(t->path, sizeof(t->path), "/tmp/portico-test-config-XXXXXX");
+    if (!mkdtemp(t->path)) {
+        free(t);
+        return -1;
+    }
+    *state = t;
+    return 0;
+}
+
+static int tmpdir_teardown(void **state)
+{
+    struct tmpdir *t = *state;
+    char path[128];
+    for (size_t i = 0; i < sizeof(tmp_files) / sizeof(tmp_files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", t->path, tmp_files[i]);
+        unlink(path);
+    }
+    int rc = rmdir(t->path);
+    free(t);
+    return rc;
+}
+
+/* Relative paths resolve against the INI directory; TLS contexts are built from them. */
+static void test_relative_paths_and_tls(void **state)
+{
+    struct tmpdir *t = *state;
+    char want[128];
+    write_cert(t->path);
+    static const char text[] = "[proxy]\n"
+                               "listen = 127.0.0.1:8443 tls\n"
+                               "listen = 127.0.0.1:8080\n"
+                               "tls_cert = cert.pem\n"
+                               "tls_key = key.pem\n"
+                               "error_page_dir = .\n"
+                               "access_log = access.log\n"
+                               "[upstream app]\n"
+                               "origin = 127.0.0.1:3000\n"
+                               "tls = on\n"
+                               "ca_file = cert.pem\n"
+                               "sni = origin.test\n"
+                               "client_cert = cert.pem\n"
+                               "client_key = key.pem\n";
+    int n;
+    char *errors;
+    struct config *cfg = load(text, t->path, &n, &errors);
+    if (!cfg)
+        fail_msg("refused: %s", errors);
+    free(errors);
+    snprintf(want, sizeof(want), "%s/cert.pem", t->path);
+    assert_string_equal(cfg->tls_cert, want);
+    assert_string_equal(cfg->upstreams[0].ca_file, want);
+    assert_string_equal(cfg->upstreams[0].client_cert, want);
+    snprintf(want, sizeof(want), "%s/key.pem", t->path);
+    assert_string_equal(cfg->tls_key, want);
+    assert_string_equal(cfg->upstreams[0].client_key, want);
+    snprintf(want, sizeof(want), "%s/.", t->path);
+    assert_string_equal(cfg->error_page_dir, want);
+    snprintf(want, sizeof(want), "%s/access.log", t->path);
+    assert_string_equal(cfg->access_log, want);
+    assert_string_equal(cfg->upstreams[0].sni, "origin.test");
+    assert_true(cfg->listens[0].tls);
+    assert_false(cfg->listens[1].tls);
+    assert_non_null(cfg->server_ssl_ctx);
+    assert_non_null(cfg->upstreams[0].ssl_ctx);
+    cfg_free(cfg);
+
+    /* The same through cfg_load: the directory comes from the file's path. */
+    char path[128];
+    snprintf(path, sizeof(path), "%s/portico.ini", t->path);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    cfg = cfg_load(path, stderr, &n);
+    assert_non_null(cfg);
+    assert_int_equal(n, 0);
+    snprintf(want, sizeof(want), "%s/cert.pem", t->path);
+    assert_string_equal(cfg->tls_cert, want);
+    assert_string_equal(cfg->path, path);
+    assert_string_equal(cfg->dir, t->path);
+    cfg_free(cfg);
+}
+
+/* Files that do not exist or do not load are reported at the line of their key. */
+static void test_bad_files(void **state)
+{
+    struct tmpdir *t = *state;
+    char text[512], want[256];
+    int n;
+    char *errors;
+
+    snprintf(text, sizeof(text), "[proxy]\nerror_page_dir = missing\n" UP);
+    assert_null(load(text, t->path, &n, &errors));
+    snprintf(want, sizeof(want),
+             "test.ini:2: error_page_dir: %s/missing: No such file or directory\n", t->path);
+    assert_string_equal(errors, want);
+    free(errors);
+
+    snprintf(text, sizeof(text), "[proxy]\nlisten = 127.0.0.1:8443 tls\ntls_cert = nocert.pem\n"
+                                 "tls_key = nokey.pem\n" UP);
+    assert_null(load(text, t->path, &n, &errors));
+    assert_int_equal(n, 1);
+    if (strncmp(errors, "test.ini:3: tls_cert/tls_key: ", 30) != 0)
+        fail_msg("%s", errors);
+    free(errors);
+
+    snprintf(text, sizeof(text), "[upstream a]\norigin = 127.0.0.1:443\ntls = on\n"
+                                 "ca_file = noca.pem\n");
+    assert_null(load(text, t->path, &n, &errors));
+    assert_int_equal(n, 1);
+    if (strncmp(errors, "test.ini:1: [upstream a]: ca_file ", 34) != 0)
+        fail_msg("%s", errors);
+    free(errors);
+
+    /* a client_cert without its key */
+    snprintf(text, sizeof(text), "[upstream a]\norigin = 127.0.0.1:443\ntls = on\n"
+                                 "verify = off\nclient_cert = c.pem\n");
+    assert_null(load(text, t->path, &n, &errors));
+    if (strncmp(errors, "test.ini:1: [upstream a]: client_cert and client_key go together\n",
+                65) != 0)
+        fail_msg("%s", errors);
+    free(errors);
+
+    /* cfg_load of a missing file */
+    char path[128];
+    snprintf(path, sizeof(path), "%s/none.ini", t->path);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_null(cfg_load(path, f, &n));
+    fclose(f);
+    snprintf(want, sizeof(want), "%s:0: cannot open: No such file or directory\n", path);
+    assert_string_equal(buf, want);
+    assert_int_equal(n, 1);
+    free(buf);
+}
+
+/* ---- routing ---- */
+
+static const char route_ini[] = UP
+    "[route any_root]\nupstream = app\n"
+    "[route any_api]\nupstream = app\nprefix = /api/\n"
+    "[route v1]\nupstream = app\nprefix = /api/v1/\n"
+    "[route wild_api]\nupstream = app\nhost = *.example.com\nprefix = /api/\n"
+    "[route exact_api]\nupstream = app\nhost = api.example.com\nprefix = /api/\n"
+    "[route exact_root]\nupstream = app\nhost = api.example.com\n"
+    "[route wild_root]\nupstream = app\nhost = *.example.com\n"
+    "[route org]\nupstream = app\nhost = WWW.Example.ORG.\nprefix = /www/\n";
+
+static const struct {
+    const char *host; /* NULL: no Host */
+    const char *path;
+    const char *route; /* NULL: no match */
+} route_rows[] = {
+    {NULL, "/", "any_root"},                          /* no Host: host-less routes only */
+    {NULL, "/api/x", "any_api"},                      /* longest host-less prefix */
+    {"api.example.com", "/api/x", "exact_api"},       /* exact > wildcard > any, equal prefix */
+    {"other.example.com", "/api/x", "wild_api"},      /* wildcard > any at equal prefix */
+    {"a.b.example.com", "/api/x", "wild_api"},        /* wildcard covers deeper names */
+    {"example.com", "/api/x", "any_api"},             /* *.example.com is not example.com */
+    {"xexample.com", "/api/x", "any_api"},            /* nor a name merely ending the same */
+    {"unknown.test", "/api/x", "any_api"},            /* no host route: host-less */
+    {"api.example.com", "/api/v1/x", "v1"},           /* longer prefix beats a better host */
+    {"api.example.com", "/", "exact_root"},           /* exact host at "/" */
+    {"api.example.com", "/api", "exact_root"},        /* "/api" does not match "/api/" */
+    {"w.example.com", "/other", "wild_root"},         /* wildcard at "/" */
+    {"API.Example.COM", "/api/", "exact_api"},        /* hosts are case-insensitive */
+    {"api.example.com:8080", "/api/", "exact_api"},   /* port stripped */
+    {"api.example.com.", "/api/", "exact_api"},       /* trailing root dot ignored */
+    {"API.example.com.:443", "/api/", "exact_api"},   /* all three at once */
+    {"www.example.org", "/www/a", "org"},             /* pattern was lowercased and undotted */
+    {"www.example.org", "/ww", "any_root"},           /* path shorter than the prefix */
+    {"[::1]:8080", "/api/x", "any_api"},              /* IPv6 Host: host-less routes */
+    {"[::1]", "/", "any_root"},                       /* IPv6 Host without port */
+    {"", "/api/x", "any_api"},                        /* empty Host */
+    {":8080", "/", "any_root"},                       /* Host that is only a port */
+};
+
+static void test_route(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(route_ini);
+    for (size_t i = 0; i < sizeof(route_rows) / sizeof(route_rows[0]); i++) {
+        const char *h = route_rows[i].host;
+        const struct route_conf *r = cfg_route(cfg, h, h ? strlen(h) : 0, route_rows[i].path,
+                                               strlen(route_rows[i].path));
+        const char *got = r ? r->name : "(none)";
+        const char *want = route_rows[i].route ? route_rows[i].route : "(none)";
+        if (strcmp(got, want) != 0)
+            fail_msg("Host '%s' path '%s': %s, want %s", h ? h : "(null)", route_rows[i].path,
+                     got, want);
+    }
+
+    /* host_len bounds the host: bytes after it are not part of it */
+    const struct route_conf *r = cfg_route(cfg, "api.example.comXYZ", 15, "/api/", 5);
+    assert_string_equal(r->name, "exact_api");
+    /* a Host too long for the buffer matches only host-less routes */
+    char longhost[400];
+    memset(longhost, 'a', sizeof(longhost));
+    memcpy(longhost + sizeof(longhost) - 12, ".example.com", 12);
+    r = cfg_route(cfg, longhost, sizeof(longhost), "/api/x", 6);
+    assert_string_equal(r->name, "any_api");
+    cfg_free(cfg);
+}
+
+static void test_route_no_match(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(UP "[route only]\nupstream = app\nhost = a.test\nprefix = /x\n");
+    static const struct {
+        const char *host;
+        const char *path;
+    } rows[] = {
+        {"b.test", "/x"},   /* other host */
+        {"a.test", "/y"},   /* other path */
+        {NULL, "/x"},       /* no Host and no host-less route */
+        {"a.test", ""},     /* empty path */
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        assert_null(cfg_route(cfg, rows[i].host, rows[i].host ? strlen(rows[i].host) : 0,
+                              rows[i].path, strlen(rows[i].path)));
+    assert_non_null(cfg_route(cfg, "a.test", 6, "/x/y", 4));
+    cfg_free(cfg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_route_defaults),
+        cmocka_unit_test(test_every_key),
+        cmocka_unit_test(test_repeatable_keys),
+        cmocka_unit_test(test_listen_forms),
+        cmocka_unit_test(test_origin_forms),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_every_error_reported),
+        cmocka_unit_test(test_listen_limit),
+        cmocka_unit_test(test_timer_inheritance),
+        cmocka_unit_test(test_request_line_clamped),
+        cmocka_unit_test(test_errors_section),
+        cmocka_unit_test(test_ini_syntax),
+        cmocka_unit_test_setup_teardown(test_relative_paths_and_tls, tmpdir_setup,
+                                        tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_files, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test(test_route),
+        cmocka_unit_test(test_route_no_match),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

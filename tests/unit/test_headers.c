@@ -1,0 +1,389 @@
+/*
+ * test_headers.c — what crosses Portico: hop-by-hop fields removed (and those Connection names),
+ * X-Forwarded-* and Via set, Host overridden, framing fields rewritten for the next hop, interim
+ * responses with and without the custom hook. Inputs are parsed with the real HTTP/1.1 parser
+ * and every output must parse again.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <event2/buffer.h>
+
+#include "portico/headers.h"
+#include "portico/http1.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define TARGET(t) .target = t, .target_len = sizeof(t) - 1
+#define HOST(h) .host = h, .host_len = sizeof(h) - 1
+#define CLIENT_HOST(h) .client_host = h, .client_host_len = sizeof(h) - 1
+#define BASE TARGET("/x"), .client_ip = "10.0.0.1", .request_id = "rid1"
+
+static const struct h1_limits limits = {8192, 65536};
+
+static char *take(struct evbuffer *b)
+{
+    size_t n = evbuffer_get_length(b);
+    char *s = malloc(n + 1);
+    assert_non_null(s);
+    evbuffer_remove(b, s, n);
+    s[n] = '\0';
+    return s;
+}
+
+/* ---- requests ---- */
+
+static const struct {
+    const char *why;
+    const char *in;
+    struct fwd_request fwd;
+    const char *out;
+} req_rows[] = {
+    {"every hop-by-hop field and the fields Connection names are dropped",
+     "GET /orig HTTP/1.1\r\nHost: a.test\r\nConnection: keep-alive, X-Hop\r\n"
+     "Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n"
+     "Trailer: X-Sum\r\nTransfer-Encoding: chunked\r\nUpgrade: websocket\r\n"
+     "Content-Length: 5\r\nX-Hop: 1\r\nAccept: */*\r\n\r\n",
+     {BASE},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.1\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
+    {"Connection names and field names match case-insensitively, over several Connection fields",
+     "GET / HTTP/1.1\r\nhost: a.test\r\nCONNECTION: X-ONE\r\nx-one: 1\r\nconnection: x-two\r\n"
+     "X-Two: 2\r\nX-Three: 3\r\n\r\n",
+     {BASE},
+     "GET /x HTTP/1.1\r\nhost: a.test\r\nX-Three: 3\r\nX-Forwarded-For: 10.0.0.1\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
+    {"the client's Content-Length is re-emitted for a Content-Length body",
+     "POST /p HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\n",
+     {BASE, .framing = H1_BODY_LENGTH, .content_length = 5},
+     "POST /x HTTP/1.1\r\nHost: a.test\r\nContent-Type: text/plain\r\nX-Forwarded-For: 10.0.0.1\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\nContent-Length: 5\r\n"
+     "\r\n"},
+    {"a chunked body goes chunked, whatever codings the client listed",
+     "POST /p HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n",
+     {BASE, .framing = H1_BODY_CHUNKED},
+     "POST /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+     "X-Request-Id: rid1\r\nVia: 1.1 portico\r\nTransfer-Encoding: chunked\r\n\r\n"},
+    {"Content-Length 0 is still announced",
+     "POST /p HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\n\r\n",
+     {BASE, .framing = H1_BODY_LENGTH, .content_length = 0},
+     "POST /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+     "X-Request-Id: rid1\r\nVia: 1.1 portico\r\nContent-Length: 0\r\n\r\n"},
+    {"X-Forwarded-For: the chain the client brought, then the address we saw",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2\r\n\r\n",
+     {BASE},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 10.0.0.1\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
+    {"several X-Forwarded-For fields merge into one, in order",
+     "GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nHost: a.test\r\nx-forwarded-for: 2.2.2.2\r\n"
+     "\r\n",
+     {BASE},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 10.0.0.1\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
+    {"an empty X-Forwarded-For adds no empty element",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For:\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n",
+     {BASE},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 1.1.1.1, 10.0.0.1\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
+    {"an X-Forwarded-For named by Connection is dropped, ours is still added",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: X-Forwarded-For\r\n"
+     "X-Forwarded-For: 6.6.6.6\r\n\r\n",
+     {BASE},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 10.0.0.1\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
+    {"the client's X-Forwarded-Proto/Host and X-Request-Id are replaced by ours",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\n"
+     "X-Request-Id: theirs\r\n\r\n",
+     {BASE, .client_tls = false, CLIENT_HOST("a.test")},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+     "X-Forwarded-Host: a.test\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
+    {"a TLS client is https",
+     "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+     {BASE, .client_tls = true},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\n"
+     "X-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
+    {"a Via the client brought stays, ours follows",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nVia: 1.0 corp\r\n\r\n",
+     {BASE},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nVia: 1.0 corp\r\nX-Forwarded-For: 10.0.0.1\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
+    {"Host override (absolute-form): ours first, the client's dropped",
+     "GET http://origin.test/x HTTP/1.1\r\nAccept: */*\r\nHost: ignored.test\r\n\r\n",
+     {BASE, HOST("origin.test"), CLIENT_HOST("origin.test")},
+     "GET /x HTTP/1.1\r\nHost: origin.test\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.1\r\n"
+     "X-Forwarded-Proto: http\r\nX-Forwarded-Host: origin.test\r\nX-Request-Id: rid1\r\n"
+     "Via: 1.1 portico\r\n\r\n"},
+    {"HTTP/1.0 without Host goes out as HTTP/1.1 with one",
+     "GET /old HTTP/1.0\r\nAccept: */*\r\n\r\n",
+     {BASE, HOST("127.0.0.1:3000")},
+     "GET /x HTTP/1.1\r\nHost: 127.0.0.1:3000\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.1\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
+    {"a Host named by Connection is still sent: HTTP/1.1 requires it",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: host\r\n\r\n",
+     {BASE},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+     "X-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
+    {"Expect is dropped unless relayed",
+     "POST / HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+     {BASE, .framing = H1_BODY_LENGTH, .content_length = 1},
+     "POST /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+     "X-Request-Id: rid1\r\nVia: 1.1 portico\r\nContent-Length: 1\r\n\r\n"},
+    {"Expect is kept in relay mode",
+     "POST / HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+     {BASE, .keep_expect = true, .framing = H1_BODY_LENGTH, .content_length = 1},
+     "POST /x HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nX-Forwarded-For: 10.0.0.1\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\nContent-Length: 1\r\n"
+     "\r\n"},
+    {"end-to-end fields pass unchanged, in order, duplicates included",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nCookie: a=1\r\nAccept: text/html\r\nCookie: b=2\r\n"
+     "Authorization: Bearer x\r\n\r\n",
+     {BASE},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nCookie: a=1\r\nAccept: text/html\r\nCookie: b=2\r\n"
+     "Authorization: Bearer x\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+     "X-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
+};
+
+static void test_request(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(req_rows); i++) {
+        struct h1_request req, again;
+        struct h1_error err;
+        const char *in = req_rows[i].in;
+        if (h1_parse_request(in, strlen(in), &limits, &req, &err) <= 0)
+            fail_msg("%s: input refused: %s", req_rows[i].why, err.reason);
+        struct evbuffer *b = evbuffer_new();
+        hdr_write_request(b, &req, &req_rows[i].fwd);
+        char *out = take(b);
+        evbuffer_free(b);
+        if (strcmp(out, req_rows[i].out) != 0)
+            fail_msg("%s:\n%s\nwant:\n%s", req_rows[i].why, out, req_rows[i].out);
+        /* the origin must be able to parse it, with a single Host and the framing we chose */
+        int n = h1_parse_request(out, strlen(out), &limits, &again, &err);
+        if (n != (int)strlen(out))
+            fail_msg("%s: output does not parse: %s", req_rows[i].why, err.reason);
+        struct h1_info info;
+        if (h1_request_info(&again, &info, &err) != 0)
+            fail_msg("%s: output refused: %s", req_rows[i].why, err.reason);
+        assert_int_equal(again.minor, 1);
+        assert_non_null(info.host);
+        assert_int_equal(info.framing, req_rows[i].fwd.framing);
+        free(out);
+    }
+}
+
+/* hdr_is_hop_by_hop, field by field. */
+static void test_is_hop_by_hop(void **state)
+{
+    (void)state;
+    static const char in[] = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-A\r\n"
+                             "X-A: 1\r\nX-B: 2\r\nTE: trailers\r\nKeep-Alive: 1\r\n"
+                             "Upgrade: h2c\r\nProxy-Connection: x\r\nTrailer: t\r\n"
+                             "Transfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n";
+    static const struct {
+        const char *name;
+        bool hop;
+    } rows[] = {
+        {"Host", false},              /* end-to-end */
+        {"Connection", true},         /* RFC 9110 7.6.1 */
+        {"X-A", true},                /* named by Connection */
+        {"X-B", false},               /* not named */
+        {"TE", true},                 /* hop-by-hop */
+        {"Keep-Alive", true},         /* hop-by-hop */
+        {"Upgrade", true},            /* hop-by-hop */
+        {"Proxy-Connection", true},   /* old clients */
+        {"Trailer", true},            /* hop-by-hop */
+        {"Transfer-Encoding", true},  /* framing of this hop */
+        {"Content-Length", true},     /* rewritten by Portico */
+    };
+    struct h1_request req;
+    struct h1_error err;
+    assert_true(h1_parse_request(in, sizeof(in) - 1, &limits, &req, &err) > 0);
+    assert_int_equal(req.nfields, ARRAY_LEN(rows));
+    for (size_t i = 0; i < req.nfields; i++) {
+        assert_int_equal(req.fields[i].name_len, strlen(rows[i].name));
+        assert_memory_equal(req.fields[i].name, rows[i].name, req.fields[i].name_len);
+        if (hdr_is_hop_by_hop(&req.fields[i], req.fields, req.nfields) != rows[i].hop)
+            fail_msg("%s: hop-by-hop %d", rows[i].name, !rows[i].hop);
+    }
+}
+
+/* ---- responses ---- */
+
+static const struct {
+    const char *why;
+    const char *in;
+    struct fwd_response fwd;
+    const char *out;
+} resp_rows[] = {
+    {"Via added, hop-by-hop dropped, Content-Length re-emitted",
+     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: keep-alive, X-Hop\r\n"
+     "Keep-Alive: timeout=5\r\nX-Hop: 1\r\nContent-Length: 5\r\n\r\n",
+     {.client_minor = 1, .framing = H1_BODY_LENGTH, .content_length = 5, .keep_alive = true},
+     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nVia: 1.1 portico\r\nContent-Length: 5\r\n"
+     "\r\n"},
+    {"chunked to a 1.1 client: Transfer-Encoding rewritten, Content-Length gone",
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nTrailer: X-Sum\r\n\r\n",
+     {.client_minor = 1, .framing = H1_BODY_CHUNKED, .keep_alive = true},
+     "HTTP/1.1 200 OK\r\nVia: 1.1 portico\r\nTransfer-Encoding: chunked\r\n\r\n"},
+    {"close-delimited to a 1.0 client: no framing field and Connection: close",
+     "HTTP/1.0 200 OK\r\nServer: old\r\n\r\n",
+     {.client_minor = 0, .framing = H1_BODY_CLOSE, .keep_alive = false},
+     "HTTP/1.1 200 OK\r\nServer: old\r\nVia: 1.1 portico\r\nConnection: close\r\n\r\n"},
+    {"keep-alive with a 1.0 client is said explicitly",
+     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
+     {.client_minor = 0, .framing = H1_BODY_LENGTH, .content_length = 2, .keep_alive = true},
+     "HTTP/1.1 200 OK\r\nVia: 1.1 portico\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n"},
+    {"the origin's Connection: close is not the client's",
+     "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n",
+     {.client_minor = 1, .framing = H1_BODY_LENGTH, .content_length = 2, .keep_alive = true},
+     "HTTP/1.1 200 OK\r\nVia: 1.1 portico\r\nContent-Length: 2\r\n\r\n"},
+    {"closing after this response: Connection: close for a 1.1 client",
+     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
+     {.client_minor = 1, .framing = H1_BODY_LENGTH, .content_length = 2, .keep_alive = false},
+     "HTTP/1.1 200 OK\r\nVia: 1.1 portico\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"},
+    {"304 keeps the origin's Content-Length: it describes the representation",
+     "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 1234\r\n\r\n",
+     {.client_minor = 1, .framing = H1_BODY_NONE, .keep_alive = true},
+     "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nVia: 1.1 portico\r\nContent-Length: 1234\r\n"
+     "\r\n"},
+    {"HEAD response keeps the origin's Content-Length",
+     "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n",
+     {.client_minor = 1, .framing = H1_BODY_NONE, .keep_alive = true},
+     "HTTP/1.1 200 OK\r\nVia: 1.1 portico\r\nContent-Length: 99\r\n\r\n"},
+    {"HEAD response without Content-Length gets none",
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+     {.client_minor = 1, .framing = H1_BODY_NONE, .keep_alive = true},
+     "HTTP/1.1 200 OK\r\nVia: 1.1 portico\r\n\r\n"},
+    {"204 never carries Content-Length (RFC 9110 8.6)",
+     "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+     {.client_minor = 1, .framing = H1_BODY_NONE, .keep_alive = true},
+     "HTTP/1.1 204 No Content\r\nVia: 1.1 portico\r\n\r\n"},
+    {"an empty reason gets the registry's phrase; X-Request-Id, Proxy-Status, Server-Timing added",
+     "HTTP/1.1 418 \r\nContent-Length: 0\r\n\r\n",
+     {.client_minor = 1, .framing = H1_BODY_LENGTH, .keep_alive = true, .request_id = "rid",
+      .proxy_status = "portico; received-status=418", .server_timing = "origin;dur=1.5"},
+     "HTTP/1.1 418 I'm a teapot\r\nVia: 1.1 portico\r\nX-Request-Id: rid\r\n"
+     "Proxy-Status: portico; received-status=418\r\nServer-Timing: origin;dur=1.5\r\n"
+     "Content-Length: 0\r\n\r\n"},
+    {"the origin's X-Request-Id wins",
+     "HTTP/1.1 200 OK\r\nx-request-id: theirs\r\nContent-Length: 0\r\n\r\n",
+     {.client_minor = 1, .framing = H1_BODY_LENGTH, .keep_alive = true, .request_id = "ours"},
+     "HTTP/1.1 200 OK\r\nx-request-id: theirs\r\nVia: 1.1 portico\r\nContent-Length: 0\r\n\r\n"},
+    {"an origin Via stays, ours follows; fields keep their order",
+     "HTTP/1.1 500 Oops\r\nVia: 1.1 cdn\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"
+     "Content-Length: 0\r\n\r\n",
+     {.client_minor = 1, .framing = H1_BODY_LENGTH, .keep_alive = true},
+     "HTTP/1.1 500 Oops\r\nVia: 1.1 cdn\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"
+     "Via: 1.1 portico\r\nContent-Length: 0\r\n\r\n"},
+};
+
+static void test_response(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(resp_rows); i++) {
+        struct h1_response resp, again;
+        struct h1_error err;
+        const char *in = resp_rows[i].in;
+        if (h1_parse_response(in, strlen(in), 65536, &resp, &err) <= 0)
+            fail_msg("%s: input refused: %s", resp_rows[i].why, err.reason);
+        struct evbuffer *b = evbuffer_new();
+        hdr_write_response(b, &resp, &resp_rows[i].fwd);
+        char *out = take(b);
+        evbuffer_free(b);
+        if (strcmp(out, resp_rows[i].out) != 0)
+            fail_msg("%s:\n%s\nwant:\n%s", resp_rows[i].why, out, resp_rows[i].out);
+        int n = h1_parse_response(out, strlen(out), 65536, &again, &err);
+        if (n != (int)strlen(out))
+            fail_msg("%s: output does not parse: %s", resp_rows[i].why, err.reason);
+        assert_int_equal(again.status, resp.status);
+        /* the client sees the framing we chose (HEAD / 304 / 204 have no body either way) */
+        struct h1_info info;
+        bool head = resp_rows[i].fwd.framing == H1_BODY_NONE;
+        assert_int_equal(h1_response_info(&again, head ? "HEAD" : "GET", head ? 4 : 3, &info,
+                                          &err), 0);
+        assert_int_equal(info.framing, resp_rows[i].fwd.framing);
+        free(out);
+    }
+}
+
+/* ---- interim responses ---- */
+
+/* Drops Link fields with rel=prefetch and rewrites X-Rewrite; everything else is left alone. */
+static bool custom_hook(const struct h1_field *f, struct evbuffer *out, void *arg)
+{
+    int *calls = arg;
+    (*calls)++;
+    if (h1_name_is(f, "link") && memmem(f->value, f->value_len, "prefetch", 8))
+        return true;
+    if (h1_name_is(f, "x-rewrite")) {
+        evbuffer_add_printf(out, "X-Rewrite: new\r\n");
+        return true;
+    }
+    return false;
+}
+
+static const struct {
+    const char *why;
+    const char *in;
+    bool hook;
+    int hook_calls; /* fields the hook must see (hop-by-hop ones never reach it) */
+    const char *out;
+} interim_rows[] = {
+    {"103 keeps its Link fields, drops hop-by-hop ones",
+     "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nConnection: X-Hop\r\n"
+     "X-Hop: 1\r\nLink: </b.js>; rel=preload\r\n\r\n",
+     false, 0,
+     "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nLink: </b.js>; rel=preload\r\n"
+     "\r\n"},
+    {"an empty reason gets the registry's phrase",
+     "HTTP/1.1 102 \r\n\r\n", false, 0, "HTTP/1.1 102 Processing\r\n\r\n"},
+    {"an HTTP/1.0 status line goes out as 1.1 (only 1.1 clients get interims)",
+     "HTTP/1.0 100 Continue\r\n\r\n", false, 0, "HTTP/1.1 100 Continue\r\n\r\n"},
+    {"the hook drops and rewrites fields; hop-by-hop fields never reach it",
+     "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nLink: </p>; rel=prefetch\r\n"
+     "X-Rewrite: old\r\nKeep-Alive: 5\r\nX-Other: 1\r\n\r\n",
+     true, 4,
+     "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nX-Rewrite: new\r\nX-Other: 1\r\n"
+     "\r\n"},
+};
+
+static void test_interim(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(interim_rows); i++) {
+        struct h1_response resp, again;
+        struct h1_error err;
+        const char *in = interim_rows[i].in;
+        if (h1_parse_response(in, strlen(in), 65536, &resp, &err) <= 0)
+            fail_msg("%s: input refused: %s", interim_rows[i].why, err.reason);
+        struct evbuffer *b = evbuffer_new();
+        int calls = 0;
+        hdr_write_interim(b, &resp, interim_rows[i].hook ? custom_hook : NULL, &calls);
+        char *out = take(b);
+        evbuffer_free(b);
+        if (strcmp(out, interim_rows[i].out) != 0)
+            fail_msg("%s:\n%s\nwant:\n%s", interim_rows[i].why, out, interim_rows[i].out);
+        assert_int_equal(calls, interim_rows[i].hook_calls);
+        int n = h1_parse_response(out, strlen(out), 65536, &again, &err);
+        assert_int_equal(n, (int)strlen(out));
+        assert_int_equal(again.status, resp.status);
+        free(out);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request),
+        cmocka_unit_test(test_is_hop_by_hop),
+        cmocka_unit_test(test_response),
+        cmocka_unit_test(test_interim),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

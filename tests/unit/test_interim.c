@@ -1,0 +1,413 @@
+/*
+ * test_interim.c — the learned Early Hints LRU (capacity, eviction order, recency, replace,
+ * remove, many keys, threads) and Link parsing (link_next, link_uri, link_is_hint).
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "portico/interim.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- the cache ---- */
+
+static void put(struct hint_cache *c, const char *host, const char *path, const char *links)
+{
+    hint_cache_put(c, host, strlen(host), path, strlen(path), links, strlen(links));
+}
+
+/* The links for (host, path), "" when none (static buffer: one call per expression). */
+static const char *get(struct hint_cache *c, const char *host, const char *path)
+{
+    static char out[HINT_MAX_BYTES + 1];
+    size_t n = hint_cache_get(c, host, strlen(host), path, strlen(path), out, sizeof(out));
+    assert_int_equal(n, strlen(out));
+    return out;
+}
+
+/* One operation per step, on a cache of capacity 3; key is the path under host "h", the value
+ * written is "<key>-v" unless given. want: what a get returns ("" = absent). */
+enum op { PUT, GET, DEL, SIZE };
+static const struct {
+    const char *why;
+    struct {
+        enum op op;
+        const char *key;
+        const char *value; /* PUT: value stored; GET: value expected; SIZE: NULL */
+        size_t size;       /* SIZE: expected entries */
+    } steps[12];
+} lru_rows[] = {
+    {"capacity bounds the size and the oldest entry goes first",
+     {{PUT, "a", "1", 0}, {PUT, "b", "2", 0}, {PUT, "c", "3", 0}, {SIZE, NULL, NULL, 3},
+      {PUT, "d", "4", 0}, {SIZE, NULL, NULL, 3}, {GET, "a", "", 0}, {GET, "b", "2", 0},
+      {GET, "c", "3", 0}, {GET, "d", "4", 0}}},
+    {"get refreshes recency: the entry read survives the next eviction",
+     {{PUT, "a", "1", 0}, {PUT, "b", "2", 0}, {PUT, "c", "3", 0}, {GET, "a", "1", 0},
+      {PUT, "d", "4", 0}, {GET, "b", "", 0}, {GET, "a", "1", 0}, {GET, "c", "3", 0}}},
+    {"eviction continues in LRU order",
+     {{PUT, "a", "1", 0}, {PUT, "b", "2", 0}, {PUT, "c", "3", 0}, {PUT, "d", "4", 0},
+      {PUT, "e", "5", 0}, {GET, "a", "", 0}, {GET, "b", "", 0}, {GET, "c", "3", 0},
+      {SIZE, NULL, NULL, 3}}},
+    {"put replaces the value and refreshes recency without growing",
+     {{PUT, "a", "1", 0}, {PUT, "b", "2", 0}, {PUT, "c", "3", 0}, {PUT, "a", "new", 0},
+      {SIZE, NULL, NULL, 3}, {PUT, "d", "4", 0}, {GET, "a", "new", 0}, {GET, "b", "", 0}}},
+    {"put of the same value refreshes recency too",
+     {{PUT, "a", "1", 0}, {PUT, "b", "2", 0}, {PUT, "c", "3", 0}, {PUT, "a", "1", 0},
+      {PUT, "d", "4", 0}, {GET, "a", "1", 0}, {GET, "b", "", 0}}},
+    {"an empty put removes the entry",
+     {{PUT, "a", "1", 0}, {PUT, "b", "2", 0}, {DEL, "a", NULL, 0}, {SIZE, NULL, NULL, 1},
+      {GET, "a", "", 0}, {GET, "b", "2", 0}}},
+    {"an empty put of a missing key does nothing",
+     {{PUT, "a", "1", 0}, {DEL, "zz", NULL, 0}, {SIZE, NULL, NULL, 1}, {GET, "a", "1", 0}}},
+    {"removing frees a slot: nothing is evicted by the next put",
+     {{PUT, "a", "1", 0}, {PUT, "b", "2", 0}, {PUT, "c", "3", 0}, {DEL, "b", NULL, 0},
+      {PUT, "d", "4", 0}, {GET, "a", "1", 0}, {GET, "c", "3", 0}, {GET, "d", "4", 0},
+      {SIZE, NULL, NULL, 3}}},
+    {"removing the most and least recent entries keeps the list consistent",
+     {{PUT, "a", "1", 0}, {PUT, "b", "2", 0}, {PUT, "c", "3", 0}, {DEL, "c", NULL, 0},
+      {DEL, "a", NULL, 0}, {PUT, "d", "4", 0}, {PUT, "e", "5", 0}, {PUT, "f", "6", 0},
+      {GET, "b", "", 0}, {GET, "d", "4", 0}, {SIZE, NULL, NULL, 3}}},
+};
+
+static void test_lru(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(lru_rows); i++) {
+        struct hint_cache *c = hint_cache_new(3);
+        assert_non_null(c);
+        for (size_t s = 0; s < ARRAY_LEN(lru_rows[i].steps); s++) {
+            const char *key = lru_rows[i].steps[s].key, *value = lru_rows[i].steps[s].value;
+            switch (lru_rows[i].steps[s].op) {
+            case PUT:
+                if (!key)
+                    break; /* unused step */
+                put(c, "h", key, value);
+                break;
+            case DEL:
+                put(c, "h", key, "");
+                break;
+            case GET:
+                if (strcmp(get(c, "h", key), value) != 0)
+                    fail_msg("%s: step %zu: get %s = '%s', want '%s'", lru_rows[i].why, s, key,
+                             get(c, "h", key), value);
+                break;
+            case SIZE:
+                if (hint_cache_size(c) != lru_rows[i].steps[s].size)
+                    fail_msg("%s: step %zu: size %zu, want %zu", lru_rows[i].why, s,
+                             hint_cache_size(c), lru_rows[i].steps[s].size);
+                break;
+            }
+        }
+        hint_cache_free(c);
+    }
+}
+
+/* (host, path) is the key: splitting the same bytes differently is another key. */
+static void test_key_parts(void **state)
+{
+    (void)state;
+    struct hint_cache *c = hint_cache_new(10);
+    put(c, "ab", "c", "x");
+    put(c, "a", "bc", "y");
+    put(c, "", "abc", "z");
+    put(c, "abc", "", "w");
+    assert_int_equal(hint_cache_size(c), 4);
+    assert_string_equal(get(c, "ab", "c"), "x");
+    assert_string_equal(get(c, "a", "bc"), "y");
+    assert_string_equal(get(c, "", "abc"), "z");
+    assert_string_equal(get(c, "abc", ""), "w");
+    assert_string_equal(get(c, "AB", "c"), ""); /* the caller lowercases hosts */
+    hint_cache_free(c);
+}
+
+/* Values: HINT_MAX_BYTES is the most kept; a value that does not fit out is not returned. */
+static void test_value_sizes(void **state)
+{
+    (void)state;
+    static char big[HINT_MAX_BYTES + 2];
+    struct hint_cache *c = hint_cache_new(4);
+    memset(big, 'x', HINT_MAX_BYTES + 1);
+    hint_cache_put(c, "h", 1, "/big", 4, big, HINT_MAX_BYTES + 1); /* too long: not stored */
+    assert_int_equal(hint_cache_size(c), 0);
+    hint_cache_put(c, "h", 1, "/max", 4, big, HINT_MAX_BYTES);     /* the limit is kept */
+    assert_int_equal(strlen(get(c, "h", "/max")), HINT_MAX_BYTES);
+
+    char small[4] = "zzz";
+    put(c, "h", "/v", "abc");
+    assert_int_equal(hint_cache_get(c, "h", 1, "/v", 2, small, 3), 0); /* no room for NUL */
+    assert_string_equal(small, "");
+    assert_int_equal(hint_cache_get(c, "h", 1, "/v", 2, small, 4), 3); /* exactly fits */
+    assert_string_equal(small, "abc");
+    assert_int_equal(hint_cache_get(c, "h", 1, "/v", 2, small, 0), 0); /* no buffer at all */
+    assert_string_equal(small, "abc");                                 /* untouched */
+    hint_cache_free(c);
+    hint_cache_free(NULL);
+}
+
+/* Capacity 0 is 1: the cache always holds the most recent entry. */
+static void test_capacity_zero(void **state)
+{
+    (void)state;
+    struct hint_cache *c = hint_cache_new(0);
+    put(c, "h", "/a", "1");
+    put(c, "h", "/b", "2");
+    assert_int_equal(hint_cache_size(c), 1);
+    assert_string_equal(get(c, "h", "/a"), "");
+    assert_string_equal(get(c, "h", "/b"), "2");
+    hint_cache_free(c);
+}
+
+/* Many keys: bucket chains, evictions from the middle of chains, then every survivor found. */
+static void test_many_keys(void **state)
+{
+    (void)state;
+    enum { CAP = 1000, N = 20000 };
+    struct hint_cache *c = hint_cache_new(CAP);
+    char path[32], value[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof(path), "/p/%d", i);
+        snprintf(value, sizeof(value), "</%d>", i);
+        put(c, "many.test", path, value);
+        if (i % 7 == 0) { /* refresh an older survivor now and then */
+            snprintf(path, sizeof(path), "/p/%d", i > CAP / 2 ? i - CAP / 2 : 0);
+            get(c, "many.test", path);
+        }
+    }
+    assert_int_equal(hint_cache_size(c), CAP);
+    int found = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof(path), "/p/%d", i);
+        snprintf(value, sizeof(value), "</%d>", i);
+        const char *got = get(c, "many.test", path);
+        if (*got) {
+            assert_string_equal(got, value);
+            found++;
+        }
+    }
+    assert_int_equal(found, CAP);
+    /* the newest CAP/2 were never candidates for eviction */
+    for (int i = N - CAP / 2; i < N; i++) {
+        snprintf(path, sizeof(path), "/p/%d", i);
+        assert_true(*get(c, "many.test", path) != '\0');
+    }
+    /* remove every survivor: the cache is empty and still works */
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof(path), "/p/%d", i);
+        put(c, "many.test", path, "");
+    }
+    assert_int_equal(hint_cache_size(c), 0);
+    put(c, "many.test", "/again", "x");
+    assert_string_equal(get(c, "many.test", "/again"), "x");
+    hint_cache_free(c);
+}
+
+/* ---- threads: the mutex holds (run under ASan/TSan to see it) ---- */
+
+enum { THREADS = 4, OPS = 10000, KEYS = 50 };
+
+struct worker_arg {
+    struct hint_cache *cache;
+    int id;
+    int bad; /* gets that returned a value of another key */
+};
+
+static void *worker(void *p)
+{
+    struct worker_arg *a = p;
+    uint32_t s = 0x9e3779b9u * (uint32_t)(a->id + 1);
+    char path[16], value[64], out[HINT_MAX_BYTES + 1];
+    for (int i = 0; i < OPS; i++) {
+        s ^= s << 13, s ^= s >> 17, s ^= s << 5;
+        int k = (int)(s % KEYS);
+        snprintf(path, sizeof(path), "/k%d", k);
+        switch ((s >> 28) & 3) {
+        case 0:
+        case 1: { /* the value names its key, so a get can be checked */
+            int n = snprintf(value, sizeof(value), "</k%d>; rel=preload; t=%d", k, a->id);
+            hint_cache_put(a->cache, "t", 1, path, strlen(path), value, (size_t)n);
+            break;
+        }
+        case 2: {
+            size_t n = hint_cache_get(a->cache, "t", 1, path, strlen(path), out, sizeof(out));
+            char want[16];
+            int wn = snprintf(want, sizeof(want), "</k%d>;", k);
+            if (n && strncmp(out, want, (size_t)wn) != 0)
+                a->bad++;
+            break;
+        }
+        default:
+            if (i % 16 == 0)
+                hint_cache_put(a->cache, "t", 1, path, strlen(path), "", 0);
+            else
+                (void)hint_cache_size(a->cache);
+        }
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    struct hint_cache *c = hint_cache_new(KEYS / 2); /* small: evictions race with gets */
+    pthread_t t[THREADS];
+    struct worker_arg args[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        args[i] = (struct worker_arg){.cache = c, .id = i};
+        assert_int_equal(pthread_create(&t[i], NULL, worker, &args[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(args[i].bad, 0);
+    }
+    assert_true(hint_cache_size(c) <= KEYS / 2);
+    hint_cache_free(c);
+}
+
+/* ---- Link parsing ---- */
+
+static const struct {
+    const char *why;
+    const char *value;
+    const char *elems[4]; /* expected elements, NULL-terminated */
+} next_rows[] = {
+    {"two link-values", "</a.css>; rel=preload, </b.js>; rel=preload",
+     {"</a.css>; rel=preload", "</b.js>; rel=preload"}},
+    {"a comma inside <> does not split", "</a,b.css>; rel=preload, </c>",
+     {"</a,b.css>; rel=preload", "</c>"}},
+    {"a comma inside quotes does not split", "</a>; title=\"x, y\"; rel=preload, </b>",
+     {"</a>; title=\"x, y\"; rel=preload", "</b>"}},
+    {"an escaped quote stays inside the quoted string", "</a>; t=\"q\\\", still\", </b>",
+     {"</a>; t=\"q\\\", still\"", "</b>"}},
+    {"a quote inside <> is not a quoted string", "</a\"b>; rel=preload, </c>",
+     {"</a\"b>; rel=preload", "</c>"}},
+    {"a < inside quotes is not a URI", "</a>; t=\"<\", </b>", {"</a>; t=\"<\"", "</b>"}},
+    {"empty elements and blanks are skipped", " ,, \t</a> ,\t, </b>\t,", {"</a>", "</b>"}},
+    {"an unterminated quote runs to the end", "</a>; t=\"x, </b>", {"</a>; t=\"x, </b>"}},
+    {"an unterminated URI runs to the end", "</a, </b>", {"</a, </b>"}},
+    {"empty value", "", {NULL}},
+    {"only separators", " , ,\t", {NULL}},
+};
+
+static void test_link_next(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(next_rows); i++) {
+        const char *v = next_rows[i].value;
+        size_t pos = 0, n = 0, elen;
+        const char *e;
+        while (link_next(v, strlen(v), &pos, &e, &elen)) {
+            if (n >= ARRAY_LEN(next_rows[i].elems) || !next_rows[i].elems[n])
+                fail_msg("%s: extra element '%.*s'", next_rows[i].why, (int)elen, e);
+            if (elen != strlen(next_rows[i].elems[n]) || memcmp(e, next_rows[i].elems[n], elen))
+                fail_msg("%s: element %zu '%.*s', want '%s'", next_rows[i].why, n, (int)elen, e,
+                         next_rows[i].elems[n]);
+            n++;
+            assert_true(pos <= strlen(v));
+        }
+        if (n < ARRAY_LEN(next_rows[i].elems) && next_rows[i].elems[n])
+            fail_msg("%s: missing '%s'", next_rows[i].why, next_rows[i].elems[n]);
+        /* at the end it stays at the end */
+        assert_false(link_next(v, strlen(v), &pos, &e, &elen));
+    }
+}
+
+static const struct {
+    const char *elem;
+    bool ok;
+    const char *uri;
+} uri_rows[] = {
+    {"</app.css>; rel=preload", true, "/app.css"},   /* the usual form */
+    {"<https://cdn.test/x?a=1>", true, "https://cdn.test/x?a=1"}, /* absolute URI */
+    {"<>", true, ""},                                 /* empty reference is still well-formed */
+    {"</a>>", true, "/a"},                            /* the first > ends it */
+    {"/app.css; rel=preload", false, NULL},           /* no brackets */
+    {"<", false, NULL},                               /* too short */
+    {"</app.css", false, NULL},                       /* no closing bracket */
+    {" </a>", false, NULL},                           /* elements come trimmed */
+    {"", false, NULL},                                /* empty */
+};
+
+static void test_link_uri(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(uri_rows); i++) {
+        const char *uri = NULL;
+        size_t len = 0;
+        bool ok = link_uri(uri_rows[i].elem, strlen(uri_rows[i].elem), &uri, &len);
+        if (ok != uri_rows[i].ok)
+            fail_msg("'%s': %d", uri_rows[i].elem, ok);
+        if (ok && (len != strlen(uri_rows[i].uri) || memcmp(uri, uri_rows[i].uri, len) != 0))
+            fail_msg("'%s': uri '%.*s'", uri_rows[i].elem, (int)len, uri);
+    }
+    /* the length bounds the search: a '>' past it does not count */
+    const char *u;
+    size_t ul;
+    assert_false(link_uri("</a>", 3, &u, &ul));
+}
+
+static const struct {
+    const char *value;
+    bool hint;
+    const char *why;
+} hint_rows[] = {
+    {"</a>; rel=preload", true, "token rel"},
+    {"</a>; rel=\"preconnect\"", true, "quoted rel"},
+    {"</a>; rel=\"stylesheet preload\"", true, "one of several relation types"},
+    {"</a>; rel=\"preload\tstylesheet\"", true, "relation types separated by a tab"},
+    {"</a>; rel=stylesheet", false, "another relation"},
+    {"</a>; rel=\"prefetch\"", false, "prefetch is not replayed"},
+    {"</a>; as=style", false, "no rel at all"},
+    {"</a>", false, "no parameters"},
+    {"</a>; REL=PRELOAD", true, "parameter names and values are case-insensitive"},
+    {"</a>; Rel=\"PreConnect\"", true, "case-insensitive inside quotes"},
+    {"</a>; rel = preload", true, "whitespace around ="},
+    {"</a>;rel=preload;as=style", true, "no whitespace at all"},
+    {"</a>; as=style; rel=preload", true, "rel after another parameter"},
+    {"</a>; crossorigin; rel=preload", true, "a parameter without value before rel"},
+    {"</a>; rel=preloaded", false, "a longer token is another relation"},
+    {"</a>; rel=\"preloader\"", false, "a longer token inside quotes"},
+    {"</a>; xrel=preload", false, "another parameter ending in rel"},
+    {"</a>; title=\"rel=preload\"", false, "rel=preload inside another parameter's value"},
+    {"</a>; title=\"a; rel=preload\"", false, "a quoted ';' does not end the parameter"},
+    {"</rel=preload>", false, "inside the URI"},
+    {"</a?rel=preload>; as=x", false, "inside the URI, with parameters"},
+    {"no brackets; rel=preload", false, "not a link-value"},
+    {"</a>; rel=\"\"", false, "empty rel"},
+    {"</a>; rel=", false, "rel without value"},
+    {"</a>; rel", false, "rel without ="},
+};
+
+static void test_link_is_hint(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(hint_rows); i++)
+        if (link_is_hint(hint_rows[i].value, strlen(hint_rows[i].value)) != hint_rows[i].hint)
+            fail_msg("%s: '%s' gives %d", hint_rows[i].why, hint_rows[i].value,
+                     !hint_rows[i].hint);
+    /* the length bounds the parse: "preload" past it does not count */
+    assert_false(link_is_hint("</a>; rel=preload", 14));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lru),
+        cmocka_unit_test(test_key_parts),
+        cmocka_unit_test(test_value_sizes),
+        cmocka_unit_test(test_capacity_zero),
+        cmocka_unit_test(test_many_keys),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_link_next),
+        cmocka_unit_test(test_link_uri),
+        cmocka_unit_test(test_link_is_hint),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
