@@ -63,6 +63,8 @@ tests: $(BUILD)/portico $(UNIT_BINS) $(INTEG_BINS)
 check: tests
 	@./scripts/run-tests.sh $(BUILD)
 
+$(BUILD)/proxy/main.o: VERSION
+
 $(BUILD)/portico: $(OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 

@@ -1,0 +1,165 @@
+/*
+ * proxy_helpers.h — small helpers shared by the forwarding, parsing, streaming and CLI
+ * integration tests (issue 2): start Portico in front of one origin, run curl, and check the
+ * shape of a response Portico wrote itself. Header-only; every helper is static and marked
+ * unused so that each test binary takes what it needs (-Wunused-function stays on).
+ *
+ * Include after <cmocka.h> and the support headers.
+ */
+#ifndef PORTICO_PROXY_HELPERS_H
+#define PORTICO_PROXY_HELPERS_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PX_HELPER static __attribute__((unused))
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#endif
+#define PX_IO_MS 5000 /* bound of a read that must succeed; reached only when something broke */
+
+/* Starts Portico with one worker, an access log in the temp dir, `proxy_extra` lines appended
+ * to [proxy] and `rest` (upstreams and routes, printf-formatted) after it. Fails the test when
+ * it does not start. */
+PX_HELPER struct harness *px_start(const char *proxy_extra, const char *rest_fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+PX_HELPER struct harness *px_start(const char *proxy_extra, const char *rest_fmt, ...)
+{
+    char rest[4096];
+    va_list ap;
+    va_start(ap, rest_fmt);
+    vsnprintf(rest, sizeof(rest), rest_fmt, ap);
+    va_end(ap);
+
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "%s\n%s",
+                                          proxy_extra ? proxy_extra : "", rest),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    return h;
+}
+
+/* Portico in front of one origin on 127.0.0.1:port, no [route]: everything goes there. */
+PX_HELPER struct harness *px_start_origin(uint16_t port, const char *proxy_extra)
+{
+    return px_start(proxy_extra, "[upstream u]\norigin = 127.0.0.1:%u\n", port);
+}
+
+PX_HELPER uint16_t px_port(struct harness *h)
+{
+    return harness_port(h, "listen");
+}
+
+/* Stops Portico and checks it exited cleanly (0: no crash, no leak report under ASan). */
+PX_HELPER void px_stop(struct harness *h)
+{
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+}
+
+PX_HELPER struct raw_conn *px_connect(struct harness *h)
+{
+    struct raw_conn *c = raw_connect(px_port(h), PX_IO_MS);
+    if (c == NULL)
+        fail_msg("connect to portico: %s", raw_last_error());
+    return c;
+}
+
+/* "http://127.0.0.1:PORT" + path into buf. */
+PX_HELPER const char *px_url(struct harness *h, const char *path, char *buf, size_t size)
+{
+    snprintf(buf, size, "http://127.0.0.1:%u%s", px_port(h), path);
+    return buf;
+}
+
+/* Runs a command (curl) bounded by 20 s; asserts it exits 0 and returns its output in *res. */
+PX_HELPER void px_run_ok(const char *const argv[], struct tu_cmd_result *res)
+{
+    int rc = tu_run_command(argv, 20000, res);
+    if (rc != 0)
+        fail_msg("%s exited %d: %s", argv[0], rc, res->err);
+}
+
+/* True when s starts with prefix (s may be NULL). */
+PX_HELPER bool px_starts(const char *s, const char *prefix)
+{
+    return s && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Number of occurrences of needle in hay. */
+PX_HELPER unsigned px_count(const char *hay, const char *needle)
+{
+    unsigned n = 0;
+    size_t nl = strlen(needle);
+    for (const char *p = hay; p && (p = strstr(p, needle)) != NULL; p += nl)
+        n++;
+    return n;
+}
+
+/*
+ * Checks a response Portico generated itself for a refused request: the status, a text/plain
+ * body of exactly one line that contains `reason` (when not NULL), a Content-Length that matches
+ * the body, `Connection: close`, and the connection closed afterwards.
+ */
+PX_HELPER void px_assert_refusal(struct raw_conn *c, const struct raw_response *r, int status,
+                                 const char *reason)
+{
+    if (r->status != status)
+        fail_msg("status %d, want %d; head:\n%s\nbody: %s", r->status, status,
+                 r->head.text ? r->head.text : "(none)", r->body ? r->body : "");
+    assert_int_equal(r->framing, RAW_LENGTH);
+    const char *cl = raw_header(r, "Content-Length");
+    assert_non_null(cl);
+    assert_int_equal(strtoull(cl, NULL, 10), r->body_len);
+    const char *ct = raw_header(r, "Content-Type");
+    assert_non_null(ct);
+    assert_true(strncmp(ct, "text/plain", 10) == 0);
+    const char *conn = raw_header(r, "Connection");
+    assert_non_null(conn);
+    assert_string_equal(conn, "close");
+    /* one line: a single newline, at the end */
+    assert_true(r->body_len > 1);
+    assert_int_equal(r->body[r->body_len - 1], '\n');
+    assert_null(memchr(r->body, '\n', r->body_len - 1));
+    char code[8];
+    snprintf(code, sizeof(code), "%d ", status);
+    assert_true(strncmp(r->body, code, strlen(code)) == 0);
+    if (reason && !strstr(r->body, reason))
+        fail_msg("body \"%s\" does not mention \"%s\"", r->body, reason);
+    assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+}
+
+/*
+ * Proves that an origin saw nothing before this point: sends a marker request through Portico
+ * on a fresh connection, waits until the origin recorded it, and checks it is the origin's
+ * only connection and only request. Connections are accepted in order, so anything Portico had
+ * opened earlier would have been counted first.
+ */
+PX_HELPER void px_assert_origin_untouched(struct harness *h, struct fake_origin *o)
+{
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /marker HTTP/1.1\r\nHost: marker\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(fake_origin_requests(o), 1);
+    assert_int_equal(fake_origin_connections(o), 1);
+    char *head = fake_origin_request_head(o, 0);
+    assert_non_null(head);
+    assert_true(px_starts(head, "GET /marker HTTP/1.1\r\n"));
+    free(head);
+}
+
+#endif

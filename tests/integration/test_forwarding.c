@@ -1,0 +1,1284 @@
+/*
+ * test_forwarding.c — issue 2, "Forwarding", end to end: the real portico binary between curl
+ * (or the raw client) and fake origins. GET/POST/chunked uploads, keep-alive reuse on both
+ * sides, pipelining, HTTP/1.0 clients, HEAD/204/304 framing, Content-Length / chunked /
+ * close-delimited conversions, trailers, stale pooled connections, hop-by-hop fields and the
+ * X-Forwarded-* / Via fields (on the exact bytes the origin received), and routing.
+ *
+ * No sleeps: every wait is a bounded read or a fake-origin counter.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+
+#include "../support/fake_origin.h"
+#include "../support/harness.h"
+#include "../support/raw_client.h"
+#include "../support/testutil.h"
+#include "proxy_helpers.h"
+
+/* ---- curl as a real client ---- */
+
+/* One curl invocation through Portico to an echo origin: what the origin must have received and
+ * what curl must print. */
+struct curl_row {
+    const char *why;
+    const char *args[8];       /* curl options before the URL (NULL-terminated) */
+    const char *path;
+    const char *method;        /* request line the origin must see, up to the target */
+    const char *req_header;    /* a "Name: value" line the origin must see, or NULL */
+    size_t body_len;           /* body of the request (and of the echo), from the body file */
+    const char *out_prefix;    /* what curl prints starts so, NULL: the echoed body exactly */
+};
+
+static const struct curl_row curl_rows[] = {
+    /* plain GET */
+    { "GET", { NULL }, "/get?x=1", "GET /get?x=1 HTTP/1.1", NULL, 0, NULL },
+    /* POST with a Content-Length body */
+    { "POST", { "--data-binary", "@BODY", NULL }, "/post", "POST /post HTTP/1.1",
+      "Content-Length: 70000", 70000, NULL },
+    /* chunked upload: Portico forwards it chunked (the length is not known in advance) */
+    { "chunked upload", { "-H", "Transfer-Encoding: chunked", "--data-binary", "@BODY", NULL },
+      "/upload", "POST /upload HTTP/1.1", "Transfer-Encoding: chunked", 70000, NULL },
+    /* PUT with a small body */
+    { "PUT", { "-X", "PUT", "--data-binary", "@BODY", NULL }, "/put", "PUT /put HTTP/1.1",
+      "Content-Length: 70000", 70000, NULL },
+    /* curl -I: HEAD, the head printed, no body waited for */
+    { "HEAD", { "-I", NULL }, "/head", "HEAD /head HTTP/1.1", NULL, 0,
+      "HTTP/1.1 200 OK\r\n" },
+    /* an HTTP/1.0 client: forwarded as HTTP/1.1, its body by Content-Length */
+    { "HTTP/1.0 POST", { "--http1.0", "-i", "--data-binary", "@BODY", NULL }, "/v10",
+      "POST /v10 HTTP/1.1", "Content-Length: 70000", 70000, "HTTP/1.1 200 OK\r\n" },
+};
+
+static void test_curl_methods(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_ECHO);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+
+    /* a body file with a recognisable pattern */
+    char body_path[512];
+    snprintf(body_path, sizeof(body_path), "%s/body.bin", harness_dir(h));
+    char *pattern = malloc(70000);
+    assert_non_null(pattern);
+    for (size_t i = 0; i < 70000; i++)
+        pattern[i] = (char)('a' + (i * 7) % 26);
+    assert_int_equal(tu_write_file(body_path, pattern, 70000), 0);
+    char body_arg[600];
+    snprintf(body_arg, sizeof(body_arg), "@%s", body_path);
+
+    for (size_t i = 0; i < ARRAY_SIZE(curl_rows); i++) {
+        const struct curl_row *row = &curl_rows[i];
+        const char *argv[20];
+        size_t n = 0;
+        char url[256];
+        argv[n++] = "curl";
+        argv[n++] = "-sS";
+        argv[n++] = "--max-time";
+        argv[n++] = "10";
+        for (size_t k = 0; row->args[k]; k++)
+            argv[n++] = strcmp(row->args[k], "@BODY") == 0 ? body_arg : row->args[k];
+        argv[n++] = px_url(h, row->path, url, sizeof(url));
+        argv[n] = NULL;
+        struct tu_cmd_result res;
+        print_message("curl: %s\n", row->why);
+        px_run_ok(argv, &res);
+
+        /* the echo origin answers with the de-chunked request body: curl must print it */
+        if (row->out_prefix) {
+            assert_true(px_starts(res.out, row->out_prefix));
+            if (row->body_len)
+                assert_memory_equal(res.out + res.out_len - row->body_len, pattern,
+                                    row->body_len);
+        } else {
+            assert_int_equal(res.out_len, row->body_len);
+            if (row->body_len)
+                assert_memory_equal(res.out, pattern, row->body_len);
+        }
+        tu_cmd_result_free(&res);
+
+        assert_int_equal(fake_origin_wait_requests(o, (unsigned)i + 1, PX_IO_MS), 0);
+        char *head = fake_origin_request_head(o, (unsigned)i);
+        assert_non_null(head);
+        assert_true(strncmp(head, row->method, strlen(row->method)) == 0);
+        if (row->req_header && !tu_contains(head, row->req_header))
+            fail_msg("%s: origin head lacks \"%s\":\n%s", row->why, row->req_header, head);
+        free(head);
+        size_t blen = 0;
+        char *body = fake_origin_request_body(o, (unsigned)i, &blen);
+        assert_non_null(body);
+        assert_int_equal(blen, row->body_len);
+        if (blen)
+            assert_memory_equal(body, pattern, blen);
+        free(body);
+    }
+    free(pattern);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* curl with 100 URLs (a glob) reuses its one connection: Portico keeps it, and its own pooled
+ * origin connection serves every request: the origin sees ONE connection. */
+static void test_curl_keepalive_100_urls(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    char url[128];
+    const char *const argv[] = { "curl", "-sS", "--max-time", "20", "-w", "[%{num_connects}]",
+                                 px_url(h, "/n/[1-100]", url, sizeof(url)), NULL };
+    struct tu_cmd_result res;
+    px_run_ok(argv, &res);
+    /* curl connected once (first URL) and reused the connection for the 99 others */
+    assert_int_equal(px_count(res.out, "ok\n[1]"), 1);
+    assert_int_equal(px_count(res.out, "ok\n[0]"), 99);
+    tu_cmd_result_free(&res);
+    assert_int_equal(fake_origin_requests(o), 100);
+    assert_int_equal(fake_origin_connections(o), 1);
+    char *head = fake_origin_request_head(o, 99);
+    assert_true(px_starts(head, "GET /n/100 HTTP/1.1\r\n"));
+    free(head);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* ---- keep-alive and pipelining on a raw socket ---- */
+
+/* 100 sequential requests over one client connection: the origin sees ONE connection. */
+static void test_keepalive_100_one_origin_connection(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+
+    for (int i = 0; i < 100; i++) {
+        char req[128];
+        struct raw_response r;
+        snprintf(req, sizeof(req), "GET /seq/%d HTTP/1.1\r\nHost: t\r\n\r\n", i);
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "ok\n");
+        assert_false(r.peer_closed);
+        assert_null(raw_header(&r, "Connection"));
+        /* same origin connection, i-th request on the origin */
+        assert_string_equal(raw_header(&r, "X-Origin-Conn"), "0");
+        assert_int_equal(atoi(raw_header(&r, "X-Origin-Request")), i);
+        raw_response_free(&r);
+    }
+    assert_int_equal(fake_origin_requests(o), 100);
+    assert_int_equal(fake_origin_connections(o), 1);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+static const struct fo_step pipe_one[] = {
+    FO_RESPOND(200, NULL, "one", FO_LENGTH), FO_END(),
+};
+static const struct fo_step pipe_slow[] = {
+    /* the origin takes its time: later requests are already buffered in Portico */
+    FO_WAIT(150), FO_RESPOND(200, NULL, "two (slow)", FO_CHUNKED), FO_END(),
+};
+static const struct fo_step pipe_echo[] = {
+    FO_RESPOND_OK(), FO_END(),
+};
+static const struct fo_step pipe_four[] = {
+    FO_RESPOND(200, NULL, "four", FO_LENGTH), FO_END(),
+};
+
+static const struct fo_step *pick_pipelined(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    if (strstr(req->head, " /1 "))
+        return pipe_one;
+    if (strstr(req->head, " /2 "))
+        return pipe_slow;
+    if (strstr(req->head, " /4 "))
+        return pipe_four;
+    return pipe_echo;
+}
+
+/* Pipelined requests sent in one write are answered in order, bodies and all. */
+static void test_pipelined_in_order(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_pipelined,
+                                     .body = "three\n" };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+
+    assert_int_equal(raw_send_str(c,
+                                  "GET /1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                                  "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n"
+                                  "POST /3 HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody"
+                                  "HEAD /4 HTTP/1.1\r\nHost: t\r\n\r\n"
+                                  "GET /4 HTTP/1.1\r\nHost: t\r\n\r\n"),
+                     0);
+    static const char *const want[] = { "one", "two (slow)", "three\n", "", "four" };
+    for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
+        struct raw_response r;
+        int rc = i == 3 ? raw_read_head_response(c, &r, PX_IO_MS)
+                        : raw_read_response(c, &r, PX_IO_MS);
+        if (rc != 0)
+            fail_msg("response %zu: %s", i, r.error);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, want[i]);
+        raw_response_free(&r);
+    }
+    assert_int_equal(fake_origin_requests(o), 5);
+    assert_int_equal(fake_origin_connections(o), 1);
+    char *body = fake_origin_request_body(o, 2, NULL);
+    assert_string_equal(body, "body");
+    free(body);
+    /* nothing more came: the connection is still open and quiet */
+    assert_int_equal(raw_wait_closed(c, 50), 0);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* ---- HTTP/1.0 clients ---- */
+
+struct http10_row {
+    const char *why;
+    const char *request;
+    const char *connection;    /* Connection field of the response, NULL: absent */
+    bool kept;                 /* the connection serves a second request */
+};
+
+static const struct http10_row http10_rows[] = {
+    /* HTTP/1.0 default: one request per connection */
+    { "1.0 without keep-alive", "GET /a HTTP/1.0\r\n\r\n", "close", false },
+    /* HTTP/1.0 asking for keep-alive gets it, said explicitly */
+    { "1.0 keep-alive", "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "keep-alive",
+      true },
+    /* the token is case-insensitive and may sit in a list */
+    { "1.0 Keep-Alive in a list", "GET /a HTTP/1.0\r\nConnection: foo, Keep-Alive\r\n\r\n",
+      "keep-alive", true },
+    /* HTTP/1.1 with close: answered and closed */
+    { "1.1 close", "GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "close", false },
+};
+
+static void test_http10_clients(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+
+    for (size_t i = 0; i < ARRAY_SIZE(http10_rows); i++) {
+        const struct http10_row *row = &http10_rows[i];
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        print_message("%s\n", row->why);
+        assert_int_equal(raw_send_str(c, row->request), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.head.minor, 1); /* we speak HTTP/1.1 to everyone */
+        assert_string_equal(r.body, "ok\n");
+        const char *conn = raw_header(&r, "Connection");
+        if (row->connection == NULL)
+            assert_null(conn);
+        else
+            assert_string_equal(conn ? conn : "(none)", row->connection);
+        raw_response_free(&r);
+        if (row->kept) {
+            assert_int_equal(raw_send_str(c, row->request), 0);
+            assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+            assert_int_equal(r.status, 200);
+            raw_response_free(&r);
+        } else {
+            assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+        }
+        raw_close(c);
+    }
+    /* the 1.0 request without Host was forwarded with one */
+    char *host = fake_origin_request_header(o, 0, "Host");
+    assert_non_null(host);
+    free(host);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* ---- framing of responses without a body ---- */
+
+struct nobody_row {
+    const char *why;
+    const char *method;
+    struct fo_step origin[2];     /* the origin's exact answer */
+    int status;
+    const char *content_length;   /* Content-Length the client must see, NULL: none */
+};
+
+#define SEND_ONLY(s) { FO_SEND(s), FO_END() }
+
+static const struct nobody_row nobody_rows[] = {
+    /* HEAD: the origin's Content-Length describes the GET body; no body follows */
+    { "HEAD", "HEAD", SEND_ONLY("HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nX-A: 1\r\n\r\n"),
+      200, "1234" },
+    /* HEAD of a chunked resource: no chunked framing is invented */
+    { "HEAD chunked", "HEAD",
+      SEND_ONLY("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"), 200, NULL },
+    /* 204: no body and no framing fields at all */
+    { "204", "GET", SEND_ONLY("HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n"), 204, NULL },
+    /* 204 with a (pointless) Content-Length: 0: still no framing fields */
+    { "204 with CL", "DELETE",
+      SEND_ONLY("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nX-A: 1\r\n\r\n"), 204, NULL },
+    /* 304: no body */
+    { "304", "GET", SEND_ONLY("HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nX-A: 1\r\n\r\n"), 304,
+      NULL },
+    /* 304: its Content-Length describes the selected representation and is kept */
+    { "304 with CL", "GET",
+      SEND_ONLY("HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 99\r\nX-A: 1\r\n\r\n"),
+      304, "99" },
+};
+
+static const struct fo_step *pick_nobody(const struct fo_request_info *req, void *arg)
+{
+    static const struct fo_step ok[] = { FO_RESPOND_OK(), FO_END() };
+    (void)arg;
+    /* the request path carries the row number: /row/N */
+    const char *p = strstr(req->head, "/row/");
+    size_t i = p ? (size_t)atoi(p + 5) : ARRAY_SIZE(nobody_rows);
+    return i < ARRAY_SIZE(nobody_rows) ? nobody_rows[i].origin : ok;
+}
+
+static void test_no_body_framing(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_nobody };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+
+    for (size_t i = 0; i < ARRAY_SIZE(nobody_rows); i++) {
+        const struct nobody_row *row = &nobody_rows[i];
+        char req[160];
+        struct raw_response r;
+        print_message("%s\n", row->why);
+        snprintf(req, sizeof(req), "%s /row/%zu HTTP/1.1\r\nHost: t\r\n\r\n", row->method, i);
+        assert_int_equal(raw_send_str(c, req), 0);
+        int rc = strcmp(row->method, "HEAD") == 0 ? raw_read_head_response(c, &r, PX_IO_MS)
+                                                  : raw_read_response(c, &r, PX_IO_MS);
+        assert_int_equal(rc, 0);
+        assert_int_equal(r.status, row->status);
+        assert_int_equal(r.framing, RAW_NO_BODY);
+        assert_string_equal(raw_header(&r, "X-A"), "1");
+        assert_null(raw_header(&r, "Transfer-Encoding"));
+        const char *cl = raw_header(&r, "Content-Length");
+        if (row->content_length)
+            assert_string_equal(cl ? cl : "(none)", row->content_length);
+        else if (cl)
+            fail_msg("%s: unexpected Content-Length: %s", row->why, cl);
+        assert_null(raw_header(&r, "Connection"));
+        raw_response_free(&r);
+    }
+    /* Not one stray body byte was sent: the connection still frames a normal response. */
+    assert_int_equal(raw_send_str(c, "GET /ok HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok\n");
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* ---- body framing: Content-Length, chunked, close-delimited, to 1.1 and 1.0 clients ---- */
+
+enum origin_body { OB_LENGTH, OB_CHUNKED, OB_CLOSE, OB_TRAILERS, OB_EXTENSIONS };
+
+static const struct fo_step body_scripts[][3] = {
+    [OB_LENGTH] = { FO_RESPOND(200, NULL, "hello world", FO_LENGTH), FO_END() },
+    [OB_CHUNKED] = { FO_SEND("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), FO_END() },
+    [OB_CLOSE] = { FO_RESPOND(200, NULL, "hello world", FO_CLOSE_DELIMITED), FO_END() },
+    [OB_TRAILERS] = { FO_SEND("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                              "Trailer: X-Sum, X-Other\r\n\r\n"
+                              "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\nX-Other: b\r\n\r\n"),
+                      FO_END() },
+    [OB_EXTENSIONS] = { FO_SEND("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                "5;name=\"v\"\r\nhello\r\n6 ; x\r\n world\r\n0\r\n\r\n"), FO_END() },
+};
+
+static const struct fo_step *pick_body(const struct fo_request_info *req, void *arg)
+{
+    static const struct fo_step ok[] = { FO_RESPOND_OK(), FO_END() };
+    (void)arg;
+    const char *p = strstr(req->head, "/body/");
+    size_t i = p ? (size_t)atoi(p + 6) : ARRAY_SIZE(body_scripts);
+    return i < ARRAY_SIZE(body_scripts) ? body_scripts[i] : ok;
+}
+
+struct framing_row {
+    const char *why;
+    enum origin_body origin;
+    const char *version;       /* "1.1", "1.0" or "1.0ka" (1.0 with Connection: keep-alive) */
+    enum raw_framing framing;  /* how the client gets the body */
+    const char *connection;    /* Connection field of the response, NULL: absent */
+    bool kept;                 /* the client connection serves another request */
+    const char *trailers;      /* trailer fields the client must see, NULL: none */
+};
+
+static const struct framing_row framing_rows[] = {
+    { "CL to 1.1", OB_LENGTH, "1.1", RAW_LENGTH, NULL, true, NULL },
+    { "chunked to 1.1", OB_CHUNKED, "1.1", RAW_CHUNKED, NULL, true, NULL },
+    /* close-delimited becomes chunked so that the 1.1 client keeps its connection */
+    { "close-delimited to 1.1", OB_CLOSE, "1.1", RAW_CHUNKED, NULL, true, NULL },
+    /* trailers pass to a 1.1 client (the Trailer field itself is hop-by-hop here) */
+    { "trailers to 1.1", OB_TRAILERS, "1.1", RAW_CHUNKED, NULL, true,
+      "X-Sum: 42\r\nX-Other: b\r\n" },
+    /* chunk extensions are dropped, chunks re-framed canonically */
+    { "chunk extensions to 1.1", OB_EXTENSIONS, "1.1", RAW_CHUNKED, NULL, true, NULL },
+    { "CL to 1.0", OB_LENGTH, "1.0", RAW_LENGTH, "close", false, NULL },
+    /* a 1.0 client cannot read chunked: the body is delimited by the close */
+    { "chunked to 1.0", OB_CHUNKED, "1.0", RAW_UNTIL_CLOSE, "close", false, NULL },
+    { "close-delimited to 1.0", OB_CLOSE, "1.0", RAW_UNTIL_CLOSE, "close", false, NULL },
+    { "trailers to 1.0 (dropped)", OB_TRAILERS, "1.0", RAW_UNTIL_CLOSE, "close", false, NULL },
+    { "CL to 1.0 keep-alive", OB_LENGTH, "1.0ka", RAW_LENGTH, "keep-alive", true, NULL },
+    /* keep-alive asked, but the body must be delimited by the close */
+    { "chunked to 1.0 keep-alive", OB_CHUNKED, "1.0ka", RAW_UNTIL_CLOSE, "close", false, NULL },
+};
+
+static void test_body_framing(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_body };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+
+    for (size_t i = 0; i < ARRAY_SIZE(framing_rows); i++) {
+        const struct framing_row *row = &framing_rows[i];
+        char req[200];
+        struct raw_response r;
+        print_message("%s\n", row->why);
+        bool v10 = px_starts(row->version, "1.0");
+        snprintf(req, sizeof(req), "GET /body/%d HTTP/%.3s\r\nHost: t\r\n%s\r\n", row->origin,
+                 row->version, strcmp(row->version, "1.0ka") == 0 ? "Connection: keep-alive\r\n"
+                                                                  : "");
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(raw_send_str(c, req), 0);
+        if (raw_read_response(c, &r, PX_IO_MS) != 0)
+            fail_msg("%s: %s", row->why, r.error);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.framing, row->framing);
+        assert_string_equal(r.body, "hello world");
+        const char *te = raw_header(&r, "Transfer-Encoding");
+        if (row->framing == RAW_CHUNKED)
+            assert_string_equal(te ? te : "(none)", "chunked");
+        else
+            assert_null(te);
+        if (row->framing == RAW_UNTIL_CLOSE)
+            assert_null(raw_header(&r, "Content-Length"));
+        assert_null(raw_header(&r, "Trailer"));
+        const char *conn = raw_header(&r, "Connection");
+        if (row->connection)
+            assert_string_equal(conn ? conn : "(none)", row->connection);
+        else
+            assert_null(conn);
+        if (row->trailers)
+            assert_true(tu_contains(r.trailers, row->trailers));
+        else if (r.trailers && r.trailers[0] != '\r' && r.trailers[0] != '\0')
+            fail_msg("%s: unexpected trailers: %s", row->why, r.trailers);
+        raw_response_free(&r);
+        if (row->kept) {
+            snprintf(req, sizeof(req), "GET /again HTTP/%s\r\nHost: t\r\n%s\r\n",
+                     v10 ? "1.0" : "1.1", v10 ? "Connection: keep-alive\r\n" : "");
+            assert_int_equal(raw_send_str(c, req), 0);
+            assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+            assert_string_equal(r.body, "ok\n");
+            raw_response_free(&r);
+        } else {
+            assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+        }
+        raw_close(c);
+    }
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* Request trailers and chunk framing go to the origin as a canonical chunked body. */
+static void test_request_trailers(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_ECHO);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+
+    assert_int_equal(raw_send_str(c, "POST /t HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                                     "Trailer: X-Req-Sum\r\n\r\n"
+                                     "3;ext=1\r\nabc\r\n4\r\ndefg\r\n0\r\nX-Req-Sum: 7\r\n\r\n"),
+                     0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "abcdefg");
+    raw_response_free(&r);
+    size_t len = 0;
+    char *raw = fake_origin_request(o, 0, &len);
+    assert_non_null(raw);
+    const char *body = strstr(raw, "\r\n\r\n");
+    assert_non_null(body);
+    assert_string_equal(body + 4, "3\r\nabc\r\n4\r\ndefg\r\n0\r\nX-Req-Sum: 7\r\n\r\n");
+    assert_true(tu_contains(raw, "Transfer-Encoding: chunked\r\n"));
+    assert_false(tu_contains(raw, "Trailer:"));
+    free(raw);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* ---- pooled origin connections the origin closed ---- */
+
+static const struct fo_step stale_ok[] = { FO_RESPOND_OK(), FO_END() };
+static const struct fo_step stale_ok_then_close[] = { FO_RESPOND_OK(), FO_CLOSE(), FO_END() };
+static const struct fo_step stale_close[] = { FO_CLOSE(), FO_END() };
+static const struct fo_step stale_rst[] = { FO_RST(), FO_END() };
+
+/* First request of each connection answered; a later one on the same connection meets what
+ * the row's arg says: a close or a reset with nothing sent (the origin had "timed out" the
+ * idle connection just as Portico reused it). */
+static const struct fo_step *pick_stale(const struct fo_request_info *req, void *arg)
+{
+    return req->index_in_conn == 0 ? stale_ok : (const struct fo_step *)arg;
+}
+
+static const struct fo_step *pick_close_after_one(const struct fo_request_info *req, void *arg)
+{
+    (void)req, (void)arg;
+    return stale_ok_then_close; /* keep-alive response, then the origin closes while idle */
+}
+
+struct stale_row {
+    const char *why;
+    const struct fo_step *(*pick)(const struct fo_request_info *req, void *arg);
+    const struct fo_step *later;  /* pick_stale's arg */
+    const char *second;           /* the second request */
+    int status;                   /* what the client gets for it */
+    const char *origin_conn;      /* X-Origin-Conn of the answer when 200 */
+    unsigned connections;         /* origin connections in all */
+};
+
+static const struct stale_row stale_rows[] = {
+    /* closed while idle, right after the response: detected in the pool, or retried */
+    { "closed after the response", pick_close_after_one, NULL,
+      "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, "1", 2 },
+    /* closed (FIN) as the reused connection got the request: resent on a fresh connection */
+    { "FIN on reuse", pick_stale, stale_close, "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, "1", 2 },
+    /* reset as the reused connection got the request: resent on a fresh connection */
+    { "RST on reuse", pick_stale, stale_rst, "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, "1", 2 },
+    /* an empty chunked body: nothing but its last chunk, which goes again with the head */
+    { "FIN on reuse, empty chunked body", pick_stale, stale_close,
+      "POST /2 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 200, "1",
+      2 },
+    /* Content-Length: 0 likewise */
+    { "FIN on reuse, empty CL body", pick_stale, stale_close,
+      "POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", 200, "1", 2 },
+    /* a chunked body of trailers only: they went to the dead connection and are not replayed */
+    { "FIN on reuse, trailers sent", pick_stale, stale_close,
+      "POST /2 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n\r\n",
+      502, NULL, 1 },
+    /* a body was sent: resending is not safe, the failure is reported */
+    { "FIN on reuse after a body", pick_stale, stale_close,
+      "POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc", 502, NULL, 1 },
+};
+
+static void test_stale_pooled_connection(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(stale_rows); i++) {
+        const struct stale_row *row = &stale_rows[i];
+        print_message("%s\n", row->why);
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = row->pick,
+                                         .pick_arg = (void *)(uintptr_t)row->later };
+        struct fake_origin *o = fake_origin_start(&opts);
+        assert_non_null(o);
+        struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+
+        assert_int_equal(raw_send_str(c, "GET /1 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(raw_header(&r, "X-Origin-Conn"), "0");
+        raw_response_free(&r);
+
+        assert_int_equal(raw_send_str(c, row->second), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        if (r.status != row->status)
+            fail_msg("%s: status %d, want %d\n%s%s", row->why, r.status, row->status,
+                     r.head.text, r.body);
+        if (row->origin_conn) {
+            assert_string_equal(raw_header(&r, "X-Origin-Conn"), row->origin_conn);
+            assert_string_equal(r.body, "ok\n");
+        } else {
+            assert_non_null(raw_header(&r, "Portico-Error"));
+        }
+        raw_response_free(&r);
+        assert_int_equal(fake_origin_connections(o), row->connections);
+        raw_close(c);
+        px_stop(h);
+        fake_origin_stop(o);
+    }
+}
+
+/* ---- hop-by-hop fields, Via, X-Forwarded-*, Host: exact bytes ---- */
+
+struct hop_row {
+    const char *why;
+    const char *request;     /* what the client sends */
+    const char *origin_head; /* the exact head the origin must receive */
+};
+
+static const struct hop_row hop_rows[] = {
+    /* every hop-by-hop field goes, and the ones Connection names; X-Forwarded-For is appended
+     * to; X-Forwarded-Proto and -Host are ours, not the client's; Host is passed through */
+    { "GET with every hop-by-hop field",
+      "GET /path?x=1 HTTP/1.1\r\n"
+      "Host: Example.test:8080\r\n"
+      "Connection: keep-alive, X-Hop, x-other-hop\r\n"
+      "X-Hop: secret\r\n"
+      "Keep-Alive: timeout=5\r\n"
+      "Accept: */*\r\n"
+      "Proxy-Connection: keep-alive\r\n"
+      "TE: trailers\r\n"
+      "Trailer: X-Sum\r\n"
+      "Upgrade: websocket\r\n"
+      "X-Other-Hop: 1\r\n"
+      "X-Forwarded-For: 127.0.0.7\r\n"
+      "X-Forwarded-Proto: https\r\n"
+      "X-Forwarded-Host: spoofed.example\r\n"
+      "X-Request-Id: hop-test-1\r\n"
+      "Via: 1.0 fred\r\n"
+      "X-End-To-End: kept\r\n"
+      "\r\n",
+      "GET /path?x=1 HTTP/1.1\r\n"
+      "Host: Example.test:8080\r\n"
+      "Accept: */*\r\n"
+      "Via: 1.0 fred\r\n"
+      "X-End-To-End: kept\r\n"
+      "X-Forwarded-For: 127.0.0.7, 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: Example.test:8080\r\n"
+      "X-Request-Id: hop-test-1\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
+    /* X-Forwarded-For fields make one chain (an empty one adds no empty element); a chunked
+     * body is re-framed by Portico */
+    { "POST chunked, two X-Forwarded-For",
+      "POST /up HTTP/1.1\r\n"
+      "Host: h\r\n"
+      "X-Forwarded-For: 127.0.1.1, 127.0.1.2\r\n"
+      "X-Forwarded-For:\r\n"
+      "Transfer-Encoding: chunked\r\n"
+      "X-Forwarded-For: 127.0.1.3\r\n"
+      "X-Request-Id: hop-test-2\r\n"
+      "Connection: close\r\n"
+      "\r\n"
+      "2\r\nhi\r\n0\r\n\r\n",
+      "POST /up HTTP/1.1\r\n"
+      "Host: h\r\n"
+      "X-Forwarded-For: 127.0.1.1, 127.0.1.2, 127.0.1.3, 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: h\r\n"
+      "X-Request-Id: hop-test-2\r\n"
+      "Via: 1.1 portico\r\n"
+      "Transfer-Encoding: chunked\r\n"
+      "\r\n" },
+    /* HTTP/1.0 without Host: the origin still gets HTTP/1.1 with a Host */
+    { "HTTP/1.0 without Host",
+      "GET / HTTP/1.0\r\nX-Request-Id: hop-test-3\r\nContent-Length: 2\r\n\r\nhi",
+      "GET / HTTP/1.1\r\n"
+      "Host: 127.0.0.1:ORIGIN\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Request-Id: hop-test-3\r\n"
+      "Via: 1.1 portico\r\n"
+      "Content-Length: 2\r\n"
+      "\r\n" },
+    /* absolute-form: the authority becomes Host, the target is origin-form */
+    { "absolute-form target",
+      "GET http://abs.example:81/a/b?c HTTP/1.1\r\nHost: ignored.example\r\n"
+      "X-Request-Id: hop-test-4\r\n\r\n",
+      "GET /a/b?c HTTP/1.1\r\n"
+      "Host: abs.example:81\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: abs.example:81\r\n"
+      "X-Request-Id: hop-test-4\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
+};
+
+static void test_request_hop_by_hop(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+
+    for (size_t i = 0; i < ARRAY_SIZE(hop_rows); i++) {
+        const struct hop_row *row = &hop_rows[i];
+        print_message("%s\n", row->why);
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, row->request), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        raw_response_free(&r);
+        raw_close(c);
+
+        char want[2048], port[16];
+        snprintf(port, sizeof(port), "%u", fake_origin_port(o));
+        const char *mark = strstr(row->origin_head, "ORIGIN");
+        if (mark)
+            snprintf(want, sizeof(want), "%.*s%s%s", (int)(mark - row->origin_head),
+                     row->origin_head, port, mark + 6);
+        else
+            snprintf(want, sizeof(want), "%s", row->origin_head);
+        char *head = fake_origin_request_head(o, (unsigned)i);
+        assert_non_null(head);
+        if (strcmp(head, want) != 0)
+            fail_msg("%s: origin received\n%s\nwant\n%s", row->why, head, want);
+        free(head);
+    }
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+static const struct fo_step hop_response[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\n"
+            "Connection: keep-alive, X-Hop-Resp\r\n"
+            "X-Hop-Resp: 1\r\n"
+            "Keep-Alive: timeout=5, max=100\r\n"
+            "Proxy-Connection: keep-alive\r\n"
+            "TE: trailers\r\n"
+            "Trailer: X-Sum\r\n"
+            "Upgrade: h2c\r\n"
+            "Transfer-Encoding: chunked\r\n"
+            "X-Kept: yes\r\n"
+            "Via: 1.1 origin-cache\r\n"
+            "\r\n"
+            "5\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n"),
+    FO_END(),
+};
+
+/* The response loses its hop-by-hop fields too, and gets Via; the exact head is checked. */
+static void test_response_hop_by_hop(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = hop_response };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\nX-Request-Id: rid-1\r\n\r\n"),
+                     0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_string_equal(r.head.text,
+                        "HTTP/1.1 200 OK\r\n"
+                        "X-Kept: yes\r\n"
+                        "Via: 1.1 origin-cache\r\n"
+                        "Via: 1.1 portico\r\n"
+                        "X-Request-Id: rid-1\r\n"
+                        "Transfer-Encoding: chunked\r\n"
+                        "\r\n");
+    assert_string_equal(r.body, "hello");
+    assert_true(tu_contains(r.trailers, "X-Sum: 5"));
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* ---- routing ---- */
+
+struct route_row {
+    const char *why;
+    const char *host;   /* Host field, NULL: HTTP/1.0 without Host */
+    const char *path;
+    const char *body;   /* which origin answered ("A\n" ...), NULL: 404 from Portico */
+};
+
+static const struct route_row route_rows[] = {
+    { "exact host, prefix", "api.example.com", "/api/x", "A\n" },
+    /* longest prefix wins */
+    { "exact host, longer prefix", "api.example.com", "/api/v2/x", "B\n" },
+    /* host compared case-insensitively and without its port */
+    { "host case and port", "API.Example.COM:8080", "/api/x", "A\n" },
+    { "wildcard host", "foo.example.com", "/api/x", "C\n" },
+    /* the exact host's routes do not cover this path; the wildcard's "/" does */
+    { "exact host, path only the wildcard covers", "api.example.com", "/other", "C\n" },
+    { "any host, prefix", "other.org", "/static/a.css", "D\n" },
+    /* same prefix: exact host before wildcard before any */
+    { "tie: exact", "api.example.com", "/same/x", "A\n" },
+    { "tie: wildcard", "bar.example.com", "/same/x", "C\n" },
+    { "tie: any", "other.org", "/same/x", "D\n" },
+    /* a prefix is a string prefix of the path */
+    { "prefix needs the slash", "other.org", "/static", NULL },
+    { "no route", "other.org", "/x", NULL },
+    { "no Host (HTTP/1.0), any-host route", NULL, "/static/b", "D\n" },
+    { "no Host (HTTP/1.0), no route", NULL, "/api/x", NULL },
+};
+
+static void test_routing(void **state)
+{
+    (void)state;
+    struct fake_origin_opts oa = { .kind = FO_OK, .body = "A\n" };
+    struct fake_origin_opts ob = { .kind = FO_OK, .body = "B\n" };
+    struct fake_origin_opts oc = { .kind = FO_OK, .body = "C\n" };
+    struct fake_origin_opts od = { .kind = FO_OK, .body = "D\n" };
+    struct fake_origin *a = fake_origin_start(&oa), *b = fake_origin_start(&ob);
+    struct fake_origin *c3 = fake_origin_start(&oc), *d = fake_origin_start(&od);
+    assert_true(a && b && c3 && d);
+    struct harness *h = px_start(NULL,
+                                 "[upstream a]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream b]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream c]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream d]\norigin = 127.0.0.1:%u\n"
+                                 "[route api]\nhost = api.example.com\nprefix = /api/\n"
+                                 "upstream = a\n"
+                                 "[route api2]\nhost = api.example.com\nprefix = /api/v2/\n"
+                                 "upstream = b\n"
+                                 "[route wild]\nhost = *.example.com\nupstream = c\n"
+                                 "[route static]\nprefix = /static/\nupstream = d\n"
+                                 "[route same_any]\nprefix = /same/\nupstream = d\n"
+                                 "[route same_wild]\nhost = *.example.com\nprefix = /same/\n"
+                                 "upstream = c\n"
+                                 "[route same_exact]\nhost = api.example.com\nprefix = /same/\n"
+                                 "upstream = a\n",
+                                 fake_origin_port(a), fake_origin_port(b), fake_origin_port(c3),
+                                 fake_origin_port(d));
+    struct raw_conn *c = px_connect(h);
+    for (size_t i = 0; i < ARRAY_SIZE(route_rows); i++) {
+        const struct route_row *row = &route_rows[i];
+        char req[256];
+        struct raw_response r;
+        if (row->host)
+            snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", row->path,
+                     row->host);
+        else
+            snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                     row->path);
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        if (row->body) {
+            if (r.status != 200 || strcmp(r.body, row->body) != 0)
+                fail_msg("%s: got %d %s, want %s", row->why, r.status, r.body, row->body);
+        } else {
+            if (r.status != 404)
+                fail_msg("%s: got %d %s, want 404", row->why, r.status, r.body);
+            assert_true(tu_contains(r.body, "404 Not Found"));
+            /* the 404 keeps the connection */
+            const char *conn = raw_header(&r, "Connection");
+            if (row->host)
+                assert_null(conn);
+            else
+                assert_string_equal(conn ? conn : "(none)", "keep-alive");
+        }
+        raw_response_free(&r);
+    }
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(a);
+    fake_origin_stop(b);
+    fake_origin_stop(c3);
+    fake_origin_stop(d);
+}
+
+/* One [upstream] and no [route]: every host and path goes there. */
+static void test_single_upstream_forwards_everything(void **state)
+{
+    (void)state;
+    static const char *const requests[] = {
+        "GET / HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        "GET /deep/path/x?y=z HTTP/1.1\r\nHost: b.other:99\r\n\r\n",
+        "OPTIONS * HTTP/1.1\r\nHost: c\r\n\r\n",
+        "DELETE /thing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        "GET /no-host HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    };
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    for (size_t i = 0; i < ARRAY_SIZE(requests); i++) {
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, requests[i]), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "ok\n");
+        raw_response_free(&r);
+    }
+    assert_int_equal(fake_origin_requests(o), ARRAY_SIZE(requests));
+    char *head = fake_origin_request_head(o, 2);
+    assert_true(px_starts(head, "OPTIONS * HTTP/1.1\r\n"));
+    free(head);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+
+/* ---- origin connection reuse rules ---- */
+
+static const struct fo_step conn_close_resp[] = {
+    FO_RESPOND(200, "Connection: close\r\n", "c", FO_LENGTH), FO_END(),
+};
+static const struct fo_step http10_resp[] = {
+    FO_SEND("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi"), FO_END(),
+};
+static const struct fo_step http10_ka_resp[] = {
+    FO_SEND("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi"), FO_END(),
+};
+
+struct reuse_row {
+    const char *why;
+    const struct fo_step *script;  /* every answer of the origin; it never closes by itself */
+    const char *proxy_extra;
+    const char *upstream_extra;
+    unsigned connections;          /* origin connections for three sequential requests */
+};
+
+static const struct reuse_row reuse_rows[] = {
+    /* the default: one pooled connection */
+    { "keep-alive", stale_ok, NULL, "", 1 },
+    /* the origin said close: Portico must not reuse it (the origin here would even answer) */
+    { "origin Connection: close", conn_close_resp, NULL, "", 3 },
+    /* an HTTP/1.0 response without keep-alive is not persistent */
+    { "HTTP/1.0 origin", http10_resp, NULL, "", 3 },
+    /* ... with keep-alive it is */
+    { "HTTP/1.0 origin with keep-alive", http10_ka_resp, NULL, "", 1 },
+    /* keepalive = 0: no pooling */
+    { "keepalive = 0", stale_ok, NULL, "keepalive = 0\n", 3 },
+};
+
+static void test_origin_reuse_rules(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(reuse_rows); i++) {
+        const struct reuse_row *row = &reuse_rows[i];
+        print_message("%s\n", row->why);
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
+        struct fake_origin *o = fake_origin_start(&opts);
+        assert_non_null(o);
+        struct harness *h = px_start(row->proxy_extra, "[upstream u]\norigin = 127.0.0.1:%u\n%s",
+                                     fake_origin_port(o), row->upstream_extra);
+        struct raw_conn *c = px_connect(h);
+        for (int k = 0; k < 3; k++) {
+            struct raw_response r;
+            assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+            assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+            assert_int_equal(r.status, 200);
+            /* the client's connection is not the origin's: it stays open */
+            assert_null(raw_header(&r, "Connection"));
+            raw_response_free(&r);
+        }
+        if (fake_origin_connections(o) != row->connections)
+            fail_msg("%s: %u origin connections, want %u", row->why,
+                     fake_origin_connections(o), row->connections);
+        raw_close(c);
+        px_stop(h);
+        fake_origin_stop(o);
+    }
+}
+
+/* Client keep-alive ends after keepalive_timeout; the origin pool's idle connections after the
+ * upstream's keepalive_timeout (shorter here, so it has passed once the client's has). */
+static void test_keepalive_timeouts(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start("keepalive_timeout = 400ms\n",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive_timeout = 100ms\n",
+                                 fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    raw_response_free(&r);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+    assert_true(tu_now_ms() - t0 >= 390);
+    raw_close(c);
+    /* the pooled origin connection has been dropped meanwhile: a new one serves this */
+    c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_string_equal(raw_header(&r, "X-Origin-Conn"), "1");
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* An IPv6 listener: X-Forwarded-For carries the ::1 client, Host is passed through. */
+static void test_ipv6_listener(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    /* [::1] is bound first, so it is up once the 127.0.0.1 listener the harness waits on is */
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = [::1]:{{free_port:v6}}\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          fake_origin_port(o)),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    uint16_t port = harness_port(h, "v6");
+    struct raw_conn *c = raw_connect_ip("::1", port, PX_IO_MS);
+    if (!c)
+        fail_msg("connect [::1]:%u: %s", port, raw_last_error());
+    char req[128];
+    snprintf(req, sizeof(req), "GET /v6 HTTP/1.1\r\nHost: [::1]:%u\r\n\r\n", port);
+    assert_int_equal(raw_send_str(c, req), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    char *xff = fake_origin_request_header(o, 0, "X-Forwarded-For");
+    char *host = fake_origin_request_header(o, 0, "Host");
+    char want[64];
+    snprintf(want, sizeof(want), "[::1]:%u", port);
+    assert_string_equal(xff, "::1");
+    assert_string_equal(host, want);
+    free(xff);
+    free(host);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* The origin answers before it has read the body: the response is relayed whole, with
+ * Connection: close since the rest of the request cannot be skipped, and the connection closes. */
+static void test_response_before_request_body(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_OK, .respond_before_body = true,
+                                     .body = "early\n" };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    /* the head only: the body is sent once the answer is in */
+    assert_int_equal(raw_send_str(c, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n"),
+                     0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "early\n");
+    assert_string_equal(raw_header(&r, "Connection"), "close");
+    raw_response_free(&r);
+    assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* ---- every split point: a request and a response trickling in one byte at a time ---- */
+
+static const char trickle_response[] =
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-T: 1\r\n\r\n"
+    "3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\n\r\n";
+
+static void test_byte_by_byte(void **state)
+{
+    (void)state;
+    /* the origin's answer, one SEND of one byte per step with a pause between */
+    size_t n = sizeof(trickle_response) - 1;
+    struct fo_step *script = calloc(2 * n + 1, sizeof(*script));
+    assert_non_null(script);
+    for (size_t i = 0; i < n; i++) {
+        script[2 * i] = (struct fo_step)FO_SEND_N(trickle_response + i, 1);
+        script[2 * i + 1] = (struct fo_step)FO_WAIT(1);
+    }
+    script[2 * n] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = script };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    int one = 1;
+    setsockopt(raw_fd(c), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    static const char req[] = "POST /trickle HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                              "\r\n4\r\nwxyz\r\n1;e=\"q\"\r\n!\r\n0\r\nX-Req: 1\r\n\r\n";
+    assert_int_equal(raw_send_slowly(c, req, sizeof(req) - 1, 1, 1), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(raw_header(&r, "X-T"), "1");
+    assert_string_equal(r.body, "abcde");
+    assert_true(tu_contains(r.trailers, "X-Sum: 5"));
+    raw_response_free(&r);
+    size_t len = 0;
+    char *body = fake_origin_request_body(o, 0, &len);
+    assert_string_equal(body, "wxyz!");
+    free(body);
+    /* streamed as it came (one-byte chunks), the trailer section kept */
+    char *raw = fake_origin_request(o, 0, &len);
+    static const char tail[] = "\r\n1\r\n!\r\n0\r\nX-Req: 1\r\n\r\n";
+    assert_true(len > sizeof(tail) && memcmp(raw + len - (sizeof(tail) - 1), tail,
+                                             sizeof(tail) - 1) == 0);
+    free(raw);
+    /* and the connection still works */
+    assert_int_equal(raw_send_str(c, "GET /again HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_string_equal(r.body, "abcde");
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+    free(script);
+}
+
+/* A metric's value from the admin endpoint's /metrics, -1 if absent. */
+static long metric(struct harness *h, const char *name)
+{
+    struct raw_conn *c = raw_connect(harness_port(h, "admin"), PX_IO_MS);
+    assert_non_null(c);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    long v = -1;
+    char needle[128];
+    snprintf(needle, sizeof(needle), "\n%s ", name);
+    const char *p = strstr(r.body, needle);
+    if (p)
+        v = strtol(p + strlen(needle), NULL, 10);
+    raw_response_free(&r);
+    raw_close(c);
+    return v;
+}
+
+static const struct fo_step ok_idle_close[] = {
+    FO_RESPOND_OK(), FO_WAIT(20), FO_CLOSE(), FO_END(),
+};
+
+/* The origin closes its keep-alive connection after 20 ms of idle. Seen by Portico while the
+ * connection sits in the pool, it is dropped there: the next request opens a fresh one, no
+ * retry needed. (The client's own keep-alive timeout, 300 ms, is the clock: once Portico has
+ * closed the client, the origin's close 280 ms earlier has long been seen.) */
+static void test_pooled_closed_while_idle(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = ok_idle_close };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start("keepalive_timeout = 300ms\n"
+                                 "admin_listen = 127.0.0.1:{{port:admin}}\n",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n", fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /1 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_string_equal(raw_header(&r, "X-Origin-Conn"), "0");
+    raw_response_free(&r);
+    assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+    raw_close(c);
+
+    c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(raw_header(&r, "X-Origin-Conn"), "1");
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(metric(h, "portico_upstream_retries_total"), 0);
+    assert_int_equal(metric(h, "portico_upstream_connects_total"), 2);
+    assert_int_equal(metric(h, "portico_upstream_reused_total"), 0);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* The client leaves in the middle of a response: the origin connection, with the rest of the
+ * body still coming, is not pooled; the next request gets a fresh one. */
+static void test_client_leaves_mid_response(void **state)
+{
+    (void)state;
+    size_t n = 8u << 20;
+    char *big = malloc(n + 1);
+    assert_non_null(big);
+    memset(big, 'z', n);
+    big[n] = '\0';
+    struct fake_origin_opts opts = { .kind = FO_OK, .body = big };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    struct raw_head head;
+    assert_int_equal(raw_send_str(c, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+    assert_int_equal(head.status, 200);
+    raw_head_free(&head);
+    raw_abort(c);
+    assert_int_equal(harness_wait_file(h, "access.log", "target=\"/big\"", PX_IO_MS), 0);
+
+    c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "HEAD /after HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_head_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(raw_header(&r, "X-Origin-Conn"), "1");
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+    free(big);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_curl_methods),
+        cmocka_unit_test(test_curl_keepalive_100_urls),
+        cmocka_unit_test(test_keepalive_100_one_origin_connection),
+        cmocka_unit_test(test_pipelined_in_order),
+        cmocka_unit_test(test_http10_clients),
+        cmocka_unit_test(test_no_body_framing),
+        cmocka_unit_test(test_body_framing),
+        cmocka_unit_test(test_request_trailers),
+        cmocka_unit_test(test_stale_pooled_connection),
+        cmocka_unit_test(test_request_hop_by_hop),
+        cmocka_unit_test(test_response_hop_by_hop),
+        cmocka_unit_test(test_routing),
+        cmocka_unit_test(test_single_upstream_forwards_everything),
+        cmocka_unit_test(test_origin_reuse_rules),
+        cmocka_unit_test(test_keepalive_timeouts),
+        cmocka_unit_test(test_ipv6_listener),
+        cmocka_unit_test(test_response_before_request_body),
+        cmocka_unit_test(test_byte_by_byte),
+        cmocka_unit_test(test_pooled_closed_while_idle),
+        cmocka_unit_test(test_client_leaves_mid_response),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
