@@ -35,6 +35,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,14 +205,16 @@ static void set_phase(struct exchange *ex, enum phase p)
         arm(&ex->phase_timer, phase_limit(ex, p));
 }
 
-/* "dns;dur=0.3, connect;dur=1000.2;desc="timeout"" — every phase that started, in order. */
+/* "dns;dur=0.3, connect;dur=1000.2;desc="timeout"" — every phase that started, in order. The
+ * route phase only when it is the one that failed (no_healthy_origin): the entry names it. */
 static size_t server_timing(const struct exchange *ex, char *buf, size_t size)
 {
     size_t n = 0;
     uint64_t now = now_us();
     buf[0] = '\0';
-    for (int p = PHASE_DNS; p <= PHASE_READ; p++) {
-        if (!ex->phase_start[p])
+    for (int p = PHASE_ROUTE; p <= PHASE_READ; p++) {
+        if (!ex->phase_start[p] ||
+            (p == PHASE_ROUTE && (ex->failure == FAIL_NONE || ex->fail_phase != PHASE_ROUTE)))
             continue;
         uint64_t end = ex->phase_end[p] ? ex->phase_end[p] : now;
         n = buf_appendf(buf, size, n, "%s%s;dur=%.1f", n ? ", " : "", phase_name((enum phase)p),
@@ -293,7 +296,8 @@ static void fail(struct exchange *ex, enum phase phase, enum cause cause, uint64
     /* A pooled connection may have been closed by the origin while idle: if nothing of this
      * request reached it that we could not send again, resend once on a fresh connection. */
     if (ex->uc && upconn_reused(ex->uc) && !ex->retried && !ex->response_byte &&
-        ex->req_body.bytes == 0 && ex->resp_state == RESP_HEAD &&
+        ex->req_body.bytes == 0 && !ex->req_body.trailers_started &&
+        ex->resp_state == RESP_HEAD &&
         (phase == PHASE_SEND || phase == PHASE_FIRST_BYTE) &&
         (cause == CAUSE_EOF || cause == CAUSE_RESET || cause == CAUSE_IO)) {
         ex->retried = true;
@@ -592,8 +596,10 @@ static void continue_timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct exchange *ex = arg;
     if (ex->req_state != REQ_GATED)
         return;
-    send_continue(ex);
-    metrics_add(ex->w->metrics, M_CONTINUE_SENT, 1);
+    if (!ex->sent_100) { /* also activated by the origin's 100, relayed already */
+        send_continue(ex);
+        metrics_add(ex->w->metrics, M_CONTINUE_SENT, 1);
+    }
     open_gate(ex);
 }
 
@@ -706,6 +712,22 @@ static void wait_first_byte(struct exchange *ex, bool restart)
     }
 }
 
+/* The request is entirely in the kernel: head, whole body, nothing left in our output. */
+static bool request_sent(const struct exchange *ex)
+{
+    return ex->req_state == REQ_DONE && ex->req_body.done && ex->ubev &&
+           evbuffer_get_length(bufferevent_get_output(ex->ubev)) == 0;
+}
+
+/* A 1xx came while the request is still going out (the body after a 100): back to SEND, limited
+ * by send_timeout; first_byte_timeout starts once the request is sent (maybe_request_sent). */
+static void back_to_send(struct exchange *ex)
+{
+    event_del(&ex->phase_timer);
+    ex->phase = PHASE_SEND;
+    ex->phase_end[PHASE_SEND] = 0;
+}
+
 /* The request is entirely in the kernel: start waiting for the response. */
 static void maybe_request_sent(struct exchange *ex)
 {
@@ -729,8 +751,10 @@ static bool relay_interim_field(const struct h1_field *f, struct evbuffer *out, 
 static void handle_interim(struct exchange *ex)
 {
     int code = ex->resp.status;
+    /* The gate opens from the loop: pumping the body may end the exchange (bad framing, too
+     * large), which read_heads could not survive. */
     if (code == 100 && ex->req_state == REQ_GATED)
-        open_gate(ex);
+        event_active(&ex->continue_timer, EV_TIMEOUT, 1);
     if (!client_http11(ex) || (code == 100 && ex->sent_100)) {
         metrics_add(ex->w->metrics, M_INTERIM_DROPPED, 1);
     } else if (code == 103) {
@@ -758,6 +782,21 @@ static void handle_interim(struct exchange *ex)
     }
 }
 
+/* Transfer-Encoding is rewritten hop by hop and Portico decodes chunked only: a body in any
+ * other transfer coding (gzip ...) would reach the client unlabelled, so it is refused. */
+static bool has_other_coding(const struct h1_response *resp)
+{
+    for (int i = h1_find_field(resp->fields, resp->nfields, "transfer-encoding", 0); i >= 0;
+         i = h1_find_field(resp->fields, resp->nfields, "transfer-encoding", (size_t)i + 1)) {
+        size_t pos = 0, n;
+        const char *e;
+        while (h1_list_next(resp->fields[i].value, resp->fields[i].value_len, &pos, &e, &n))
+            if (!span_ieq(e, n, "chunked"))
+                return true;
+    }
+    return false;
+}
+
 /* The final response head: forward it and commit the status. */
 static int forward_head(struct exchange *ex, size_t head_len)
 {
@@ -766,6 +805,11 @@ static int forward_head(struct exchange *ex, size_t head_len)
                          &err) != 0) {
         fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "invalid response from %s: %s",
              upconn_addr(ex->uc), err.reason);
+        return -1;
+    }
+    if (ex->resp_info.framing != H1_BODY_NONE && has_other_coding(&ex->resp)) {
+        fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "invalid response from %s: %s",
+             upconn_addr(ex->uc), "transfer coding other than chunked");
         return -1;
     }
     event_del(&ex->total_timer);
@@ -845,8 +889,10 @@ static int read_heads(struct exchange *ex)
             }
             handle_interim(ex);
             evbuffer_drain(in, (size_t)rc);
-            if (evbuffer_get_length(in) == 0)
+            if (evbuffer_get_length(in) == 0 && request_sent(ex))
                 wait_first_byte(ex, ex->up->interim_resets_timer);
+            else if (evbuffer_get_length(in) == 0)
+                back_to_send(ex);
             continue;
         }
         if (forward_head(ex, (size_t)rc) != 0)
@@ -897,6 +943,32 @@ static void up_write_cb(struct bufferevent *bev, void *arg)
         maybe_request_sent(ex);
 }
 
+/* TLS 1.3 lets the client finish its handshake before the origin has checked the client's
+ * certificate: an origin that refuses it (none sent, or an untrusted one) says so with an alert
+ * that arrives after the request was written, often behind the reset that the write ran into.
+ * On a new connection without a response byte, surface that alert (SSL_read processes what is
+ * queued on the socket): the failure is the handshake's, not the request's. true with the
+ * alert's text in why. */
+static bool handshake_refused(struct exchange *ex, struct bufferevent *bev, unsigned long ssl_err,
+                              char *why, size_t size)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    if (!ssl || ex->response_byte || upconn_reused(ex->uc) || upconn_requests(ex->uc) > 1)
+        return false;
+    unsigned long e = ssl_err;
+    if (!e) {
+        char byte;
+        ERR_clear_error();
+        if (SSL_read(ssl, &byte, 1) <= 0)
+            e = ERR_peek_last_error();
+        ERR_clear_error();
+    }
+    if (!e || ERR_GET_LIB(e) != ERR_LIB_SSL || ERR_GET_REASON(e) < SSL_AD_REASON_OFFSET)
+        return false;
+    ERR_error_string_n(e, why, size);
+    return true;
+}
+
 static void up_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct exchange *ex = arg;
@@ -923,6 +995,11 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
                  ex->resp_body.error);
             return;
         }
+        char why[160];
+        if (handshake_refused(ex, bev, 0, why, sizeof(why))) {
+            fail(ex, PHASE_TLS, CAUSE_TLS, 0, "%s refused the TLS handshake: %s", addr, why);
+            return;
+        }
         enum phase p = response_phase(ex);
         fail(ex, p, CAUSE_EOF, 0, "%s closed the connection %s", addr,
              p == PHASE_SEND         ? "while the request was being sent"
@@ -934,7 +1011,10 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         int err = EVUTIL_SOCKET_ERROR();
         unsigned long ssl_err = bufferevent_get_openssl_error(bev);
         enum phase p = response_phase(ex);
-        if (ssl_err) {
+        char why[160];
+        if (handshake_refused(ex, bev, ssl_err, why, sizeof(why))) {
+            fail(ex, PHASE_TLS, CAUSE_TLS, 0, "%s refused the TLS handshake: %s", addr, why);
+        } else if (ssl_err) {
             char buf[160];
             ERR_error_string_n(ssl_err, buf, sizeof(buf));
             fail(ex, p, CAUSE_PROTOCOL, 0, "TLS error with %s: %s", addr, buf);
@@ -971,6 +1051,10 @@ static void send_request(struct exchange *ex)
     }
     set_phase(ex, PHASE_SEND);
     hdr_write_request(bufferevent_get_output(ub), &ex->req, &fwd);
+    /* Resent after a stale pooled connection: an empty chunked body was consumed from the
+     * client already, its last chunk went to the dead connection; it goes again. */
+    if (ex->retried && ex->req_state == REQ_DONE && ex->info.framing == H1_BODY_CHUNKED)
+        evbuffer_add(bufferevent_get_output(ub), "0\r\n\r\n", 5);
     upconn_mark_used(ex->uc);
     if (ex->req_state == REQ_GATED)
         arm(&ex->continue_timer, ex->route->continue_timeout_ms);
@@ -1275,7 +1359,10 @@ void exchange_run(struct exchange *ex)
                      "too many times", ex->req_state != REQ_DONE);
         return;
     }
-    ex->route = cfg_route(cfg, ex->host, ex->host_len, ex->target, ex->path_len);
+    /* "OPTIONS *" asks about the server as a whole: it is routed like "/". */
+    bool asterisk = ex->target_len == 1 && ex->target[0] == '*';
+    ex->route = cfg_route(cfg, ex->host, ex->host_len, asterisk ? "/" : ex->target,
+                          asterisk ? 1 : ex->path_len);
     if (!ex->route) {
         client_error(ex, 404, "no route matches this host and path",
                      ex->req_state != REQ_DONE);
