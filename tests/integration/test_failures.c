@@ -1,0 +1,1101 @@
+/*
+ * test_failures.c — issue 3 end to end: every failure type of the README's failure table,
+ * produced for real on loopback against the real `portico`, in each of the three profiles.
+ *
+ * One Portico per profile, one [upstream] + [route] per case; the misbehaving origins, the fake
+ * DNS server and the TLS origins are started once and shared by the three runs. For every case
+ * the client checks what the issue promises: the profile's status with its registry phrase,
+ * Portico-Error, Proxy-Status (RFC 9209 type, next-hop), Server-Timing naming the failed phase,
+ * Cache-Control, X-Request-Id, the JSON body (status, error, phase, origin, limit_ms, elapsed_ms,
+ * request_id), the access-log line, and for the timer rows the elapsed time measured by the
+ * client from sending to the response: at least the timer, at most timer * 1.1 + 50 ms. After
+ * the cases /metrics must count every failure type exactly.
+ *
+ * The expectations are the README's table copied here on purpose, not failure_status(): a change
+ * of the code's table must break this test.
+ *
+ * connect_unreachable: the kernel reports EHOSTUNREACH to a connect when an ICMP "host
+ * unreachable" quoting its SYN arrives. The test plays that router on the loopback interface
+ * (a raw socket sees the SYN to a blackholed port and answers it), which needs CAP_NET_RAW;
+ * without it the case is skipped with a message (failure_classify covers it in the unit tests).
+ *
+ * Debugging: FAILURES_ONLY=<case name> runs one case per profile (no /metrics check),
+ * FAILURES_VERBOSE=1 prints every error response.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <linux/filter.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "../support/certs.h"
+#include "../support/fake_dns.h"
+#include "../support/fake_origin.h"
+#include "../support/harness.h"
+#include "../support/raw_client.h"
+#include "../support/testutil.h"
+
+#define IO_MS 3000                 /* bound of reads that must succeed */
+#define BIG_BODY (16 * 1024 * 1024) /* request body larger than every buffer on the way */
+#define SLACK_MS 50                /* timer rows: elapsed <= timer * 1.1 + SLACK_MS */
+
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+
+enum profile { P_STANDARD, P_CLOUDFLARE, P_PROXY, P_COUNT };
+
+static const char *const profile_names[P_COUNT] = {"standard", "cloudflare", "proxy"};
+
+/* ---- the README's failure table ---- */
+
+struct expect {
+    const char *failure;
+    int status[P_COUNT];      /* standard, cloudflare, proxy */
+    const char *proxy_status; /* RFC 9209 error type */
+};
+
+static const struct expect expects[] = {
+    {"dns_error", {502, 523, 502}, "dns_error"},
+    {"dns_timeout", {504, 523, 599}, "dns_timeout"},
+    {"connect_refused", {502, 521, 502}, "connection_refused"},
+    {"connect_timeout", {504, 522, 599}, "connection_timeout"},
+    {"connect_unreachable", {502, 523, 502}, "destination_unavailable"},
+    {"tls_handshake_failed", {502, 525, 502}, "tls_protocol_error"},
+    {"tls_handshake_timeout", {504, 525, 599}, "connection_timeout"},
+    {"tls_certificate_invalid", {502, 526, 502}, "tls_certificate_error"},
+    {"send_timeout", {504, 522, 598}, "connection_write_timeout"},
+    {"send_error", {502, 520, 502}, "connection_terminated"},
+    {"first_byte_timeout", {504, 524, 598}, "http_response_timeout"},
+    {"read_timeout", {504, 524, 598}, "connection_read_timeout"},
+    {"empty_response", {502, 520, 502}, "connection_terminated"},
+    {"connection_reset", {502, 520, 502}, "http_response_incomplete"},
+    {"invalid_response", {502, 520, 502}, "http_protocol_error"},
+    {"total_timeout", {504, 524, 598}, "http_response_timeout"},
+    {"no_healthy_origin", {503, 503, 503}, "destination_unavailable"},
+};
+
+#define NEXPECT (sizeof(expects) / sizeof(expects[0]))
+
+/* Reason phrases the status registry must give these codes. */
+static const struct {
+    int code;
+    const char *phrase;
+} phrases[] = {
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+    {520, "Web Server Returned an Unknown Error"},
+    {521, "Web Server Is Down"},
+    {522, "Connection Timed Out"},
+    {523, "Origin Is Unreachable"},
+    {524, "A Timeout Occurred"},
+    {525, "SSL Handshake Failed"},
+    {526, "Invalid SSL Certificate"},
+    {598, "Network Read Timeout Error"},
+    {599, "Network Connect Timeout Error"},
+};
+
+static const struct expect *expect_for(const char *failure)
+{
+    for (size_t i = 0; i < NEXPECT; i++)
+        if (strcmp(expects[i].failure, failure) == 0)
+            return &expects[i];
+    fail_msg("no expectation for failure type %s", failure);
+    return NULL;
+}
+
+static const char *phrase_for(int code)
+{
+    for (size_t i = 0; i < sizeof(phrases) / sizeof(phrases[0]); i++)
+        if (phrases[i].code == code)
+            return phrases[i].phrase;
+    fail_msg("no phrase for %d", code);
+    return NULL;
+}
+
+/* ---- the origins every profile run shares ---- */
+
+enum origin_id {
+    O_OK,              /* plain FO_OK; also the port of the DNS cases (never contacted) */
+    O_REFUSE,
+    O_BLACKHOLE,
+    O_UNREACH,         /* a second blackhole, whose SYNs get ICMP host unreachable */
+    O_TLS_GARBAGE,
+    O_TLS_OLD,         /* TLS 1.0-1.1 only (this file's own server) */
+    O_TLS_SILENT,
+    O_CERT_SELF,
+    O_CERT_EXPIRED,
+    O_CERT_NAME,
+    O_TLS_OK,          /* CA-signed, valid: untrusted when verified against the system store */
+    O_NO_READ,
+    O_RST_AFTER_HEAD,
+    O_SILENT,
+    O_PARTIAL_HEAD,
+    O_PARTIAL_CLOSE,
+    O_PARTIAL_RST,
+    O_CLOSE_EMPTY,
+    O_RESET,
+    O_GARBAGE,
+    O_BAD_STATUS,
+    O_BIG_HEAD,
+    O_COUNT
+};
+
+static char big_head[24 * 1024]; /* a response head larger than max_header_size (16k) */
+
+static const struct fo_step rst_after_head[] = {FO_RST(), FO_END()};
+static const struct fo_step partial_close[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nContent-Le"), FO_CLOSE(), FO_END(),
+};
+static const struct fo_step partial_rst[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nContent-Le"), FO_RST(), FO_END(),
+};
+static const struct fo_step bad_status[] = {
+    FO_SEND("HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n"), FO_CLOSE(), FO_END(),
+};
+static const struct fo_step too_big[] = {FO_SEND(big_head), FO_HOLD(), FO_END()};
+
+/* A TLS server that speaks TLS 1.0/1.1 only: Portico (TLS 1.2+) must meet a version mismatch. */
+struct old_tls {
+    int lfd;
+    int wake[2];
+    uint16_t port;
+    SSL_CTX *ctx;
+    pthread_t thread;
+};
+
+struct world {
+    struct fake_origin *origins[O_COUNT];
+    uint16_t ports[O_COUNT];
+    struct old_tls old;
+    struct fake_dns *dns;
+    const struct test_certs *certs;
+};
+
+static struct world world;
+
+static void *old_tls_main(void *arg)
+{
+    struct old_tls *o = arg;
+
+    for (;;) {
+        struct pollfd p[2] = {{o->lfd, POLLIN, 0}, {o->wake[0], POLLIN, 0}};
+
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (p[1].revents != 0)
+            break;
+        int fd = accept4(o->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+        if (fd < 0)
+            continue;
+        struct timeval tv = {2, 0}; /* a stuck peer cannot hold the thread past 2 s */
+
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        SSL *ssl = SSL_new(o->ctx);
+
+        if (ssl != NULL && SSL_set_fd(ssl, fd) == 1)
+            (void)SSL_accept(ssl); /* fails: the versions do not overlap */
+        ERR_clear_error();
+        SSL_free(ssl);
+        close(fd);
+    }
+    return NULL;
+}
+
+static int old_tls_start(struct old_tls *o, const struct test_certs *certs)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+
+    o->ctx = SSL_CTX_new(TLS_server_method());
+    if (o->ctx == NULL)
+        return -1;
+    SSL_CTX_set_security_level(o->ctx, 0); /* OpenSSL 3 refuses TLS 1.1 above level 0 */
+    SSL_CTX_set_min_proto_version(o->ctx, TLS1_VERSION);
+    SSL_CTX_set_max_proto_version(o->ctx, TLS1_1_VERSION);
+    SSL_CTX_set_cipher_list(o->ctx, "DEFAULT:@SECLEVEL=0");
+    if (SSL_CTX_use_certificate_chain_file(o->ctx, certs->server_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(o->ctx, certs->server_key, SSL_FILETYPE_PEM) != 1)
+        return -1;
+    o->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (o->lfd < 0 || bind(o->lfd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        listen(o->lfd, 16) != 0 || getsockname(o->lfd, (struct sockaddr *)&a, &alen) != 0 ||
+        pipe(o->wake) != 0)
+        return -1;
+    o->port = ntohs(a.sin_port);
+    return pthread_create(&o->thread, NULL, old_tls_main, o) == 0 ? 0 : -1;
+}
+
+static void old_tls_stop(struct old_tls *o)
+{
+    if (o->ctx == NULL)
+        return;
+    if (write(o->wake[1], "x", 1) == 1)
+        pthread_join(o->thread, NULL);
+    close(o->wake[0]);
+    close(o->wake[1]);
+    close(o->lfd);
+    SSL_CTX_free(o->ctx);
+    o->ctx = NULL;
+}
+
+static int world_up(void **state)
+{
+    (void)state;
+    const struct test_certs *certs = certs_get();
+
+    if (certs == NULL)
+        return -1;
+    world.certs = certs;
+    memcpy(big_head, "HTTP/1.1 200 OK\r\nX-Big: ", 24);
+    memset(big_head + 24, 'a', sizeof(big_head) - 24 - 5);
+    memcpy(big_head + sizeof(big_head) - 5, "\r\n\r\n", 5);
+
+    const struct fake_origin_opts opts[O_COUNT] = {
+        [O_OK] = {.kind = FO_OK},
+        [O_REFUSE] = {.kind = FO_REFUSE},
+        [O_BLACKHOLE] = {.kind = FO_BLACKHOLE},
+        [O_UNREACH] = {.kind = FO_BLACKHOLE},
+        [O_TLS_GARBAGE] = {.kind = FO_TLS_GARBAGE},
+        [O_TLS_SILENT] = {.kind = FO_TLS_SILENT},
+        [O_CERT_SELF] = {.kind = FO_OK, .tls_cert = certs->self_signed_cert,
+                         .tls_key = certs->self_signed_key},
+        [O_CERT_EXPIRED] = {.kind = FO_OK, .tls_cert = certs->expired_cert,
+                            .tls_key = certs->expired_key},
+        [O_CERT_NAME] = {.kind = FO_OK, .tls_cert = certs->wrong_name_cert,
+                         .tls_key = certs->wrong_name_key},
+        [O_TLS_OK] = {.kind = FO_OK, .tls_cert = certs->server_cert,
+                      .tls_key = certs->server_key},
+        [O_NO_READ] = {.kind = FO_NO_READ},
+        [O_RST_AFTER_HEAD] = {.kind = FO_SCRIPT, .script = rst_after_head,
+                              .respond_before_body = true},
+        [O_SILENT] = {.kind = FO_SILENT},
+        [O_PARTIAL_HEAD] = {.kind = FO_PARTIAL_HEAD},
+        [O_PARTIAL_CLOSE] = {.kind = FO_SCRIPT, .script = partial_close},
+        [O_PARTIAL_RST] = {.kind = FO_SCRIPT, .script = partial_rst},
+        [O_CLOSE_EMPTY] = {.kind = FO_CLOSE_EMPTY},
+        [O_RESET] = {.kind = FO_RESET},
+        [O_GARBAGE] = {.kind = FO_GARBAGE},
+        [O_BAD_STATUS] = {.kind = FO_SCRIPT, .script = bad_status},
+        [O_BIG_HEAD] = {.kind = FO_SCRIPT, .script = too_big},
+    };
+    for (int i = 0; i < O_COUNT; i++) {
+        if (i == O_TLS_OLD)
+            continue;
+        world.origins[i] = fake_origin_start(&opts[i]);
+        if (world.origins[i] == NULL)
+            return -1;
+        world.ports[i] = fake_origin_port(world.origins[i]);
+    }
+    if (old_tls_start(&world.old, certs) != 0)
+        return -1;
+    world.ports[O_TLS_OLD] = world.old.port;
+    world.dns = fake_dns_start(NULL);
+    return world.dns != NULL ? 0 : -1;
+}
+
+static int world_down(void **state)
+{
+    (void)state;
+    for (int i = 0; i < O_COUNT; i++)
+        fake_origin_stop(world.origins[i]);
+    old_tls_stop(&world.old);
+    fake_dns_stop(world.dns);
+    memset(&world, 0, sizeof(world));
+    return 0;
+}
+
+/* ---- the cases ---- */
+
+enum how {
+    H_GET,      /* GET, Connection: close */
+    H_BODY,     /* POST with a BIG_BODY streamed until Portico answers */
+    H_ICMP,     /* GET; every SYN to the origin port is answered with ICMP host unreachable */
+    H_TWICE,    /* a first GET fails (connect_refused) and marks the origin down; then GET */
+};
+
+struct fcase {
+    const char *name;       /* route prefix /name/ and upstream name */
+    enum origin_id origin;
+    const char *host;       /* origin name resolved through the fake DNS; NULL: 127.0.0.1 */
+    int dns_mode;           /* fake DNS mode during the case; -1: not used */
+    const char *extra;      /* more [upstream] lines */
+    const char *failure;
+    const char *phase;      /* JSON phase, log phase, the Server-Timing entry with desc */
+    int timer_ms;           /* the limit that expires (JSON limit_ms); 0: none (null) */
+    enum how how;
+    const char *detail;     /* substring of the JSON detail */
+};
+
+#define TLS_CA "tls = on\nca_file = {{certs}}/ca.pem\n"
+
+static const struct fcase cases[] = {
+    /* NXDOMAIN for the origin name */
+    {"dns_nx", O_OK, "nx.portico.test", FAKE_DNS_NXDOMAIN, "", "dns_error", "dns", 0, H_GET,
+     "nx.portico.test"},
+    /* SERVFAIL: the resolver failed, which is not a timeout */
+    {"dns_servfail", O_OK, "servfail.portico.test", FAKE_DNS_SERVFAIL, "", "dns_error", "dns", 0,
+     H_GET, "servfail.portico.test"},
+    /* the resolver never answers */
+    {"dns_timeout", O_OK, "silent.portico.test", FAKE_DNS_SILENT, "dns_timeout = 200ms\n",
+     "dns_timeout", "dns", 200, H_GET, "exceeded 200 ms"},
+    /* RST to the SYN */
+    {"refused", O_REFUSE, NULL, -1, "", "connect_refused", "connect", 0, H_GET, "refused"},
+    /* SYN dropped: full accept queue */
+    {"blackhole", O_BLACKHOLE, NULL, -1, "connect_timeout = 250ms\n", "connect_timeout",
+     "connect", 250, H_GET, "exceeded 250 ms"},
+    /* ICMP host unreachable for the SYN: EHOSTUNREACH */
+    {"unreachable", O_UNREACH, NULL, -1, "", "connect_unreachable", "connect", 0, H_ICMP,
+     "No route to host"},
+    /* plain text in answer to the ClientHello */
+    {"tls_garbage", O_TLS_GARBAGE, NULL, -1, TLS_CA, "tls_handshake_failed", "tls", 0, H_GET,
+     "TLS handshake"},
+    /* the origin speaks TLS 1.1 at most: protocol version alert */
+    {"tls_version", O_TLS_OLD, NULL, -1, TLS_CA, "tls_handshake_failed", "tls", 0, H_GET,
+     "alert protocol version"},
+    /* the port accepts and reads, never answers the ClientHello */
+    {"tls_silent", O_TLS_SILENT, NULL, -1, TLS_CA "tls_timeout = 300ms\n",
+     "tls_handshake_timeout", "tls", 300, H_GET, "exceeded 300 ms"},
+    /* certificate verification: self-signed, expired, wrong name, CA not trusted */
+    {"cert_self", O_CERT_SELF, NULL, -1, TLS_CA, "tls_certificate_invalid", "tls", 0, H_GET,
+     "self-signed"},
+    {"cert_expired", O_CERT_EXPIRED, NULL, -1, TLS_CA, "tls_certificate_invalid", "tls", 0, H_GET,
+     "expired"},
+    {"cert_name", O_CERT_NAME, NULL, -1, TLS_CA, "tls_certificate_invalid", "tls", 0, H_GET,
+     "IP address mismatch"},
+    /* the same, checked against the name sent in SNI */
+    {"cert_sni", O_CERT_NAME, NULL, -1, TLS_CA "sni = localhost\n", "tls_certificate_invalid",
+     "tls", 0, H_GET, "hostname mismatch"},
+    {"cert_untrusted", O_TLS_OK, NULL, -1, "tls = on\n", "tls_certificate_invalid", "tls", 0,
+     H_GET, "local issuer"},
+    /* the origin never reads: 16 MiB fill every buffer, then nothing moves */
+    {"send_timeout", O_NO_READ, NULL, -1, "send_timeout = 350ms\n", "send_timeout", "send", 350,
+     H_BODY, "took no request bytes for 350 ms"},
+    /* the origin resets after the head, while the body streams */
+    {"send_error", O_RST_AFTER_HEAD, NULL, -1, "", "send_error", "send", 0, H_BODY, "127.0.0.1"},
+    /* request read, nothing ever answered */
+    {"silent", O_SILENT, NULL, -1, "first_byte_timeout = 400ms\n", "first_byte_timeout",
+     "first_byte", 400, H_GET, "within 400 ms"},
+    /* half a response head, then silence */
+    {"partial_head", O_PARTIAL_HEAD, NULL, -1, "read_timeout = 250ms\n", "read_timeout", "read",
+     250, H_GET, "for 250 ms"},
+    /* FIN without a byte */
+    {"close_empty", O_CLOSE_EMPTY, NULL, -1, "", "empty_response", "first_byte", 0, H_GET,
+     "without sending a response"},
+    /* RST instead of a response */
+    {"reset", O_RESET, NULL, -1, "", "connection_reset", "first_byte", 0, H_GET, "reset"},
+    /* half a head, then FIN / RST */
+    {"partial_close", O_PARTIAL_CLOSE, NULL, -1, "", "connection_reset", "read", 0, H_GET,
+     "before the response head was complete"},
+    {"partial_rst", O_PARTIAL_RST, NULL, -1, "", "connection_reset", "read", 0, H_GET, "reset"},
+    /* not HTTP; a bad status code; a head larger than max_header_size */
+    {"garbage", O_GARBAGE, NULL, -1, "", "invalid_response", "read", 0, H_GET, "invalid response"},
+    {"bad_status", O_BAD_STATUS, NULL, -1, "", "invalid_response", "read", 0, H_GET,
+     "invalid response"},
+    {"big_head", O_BIG_HEAD, NULL, -1, "", "invalid_response", "read", 0, H_GET,
+     "invalid response"},
+    /* total_timeout fires while first_byte_timeout (2 s) still runs */
+    {"total", O_SILENT, NULL, -1, "total_timeout = 300ms\nfirst_byte_timeout = 2s\n",
+     "total_timeout", "first_byte", 300, H_GET, "total_timeout 300 ms"},
+    /* max_fails = 1: one refused connect marks the only origin down */
+    {"no_healthy", O_REFUSE, NULL, -1, "max_fails = 1\nfail_timeout = 1m\n", "no_healthy_origin",
+     "route", 0, H_TWICE, "marked down"},
+};
+
+#define NCASES (sizeof(cases) / sizeof(cases[0]))
+
+/* Measured elapsed times of the timer rows, per profile, for the summary. */
+static int64_t measured[P_COUNT][NCASES];
+
+/* ---- client helpers ---- */
+
+static struct raw_conn *connect_ok(uint16_t port)
+{
+    struct raw_conn *c = raw_connect(port, IO_MS);
+
+    if (c == NULL)
+        fail_msg("connect 127.0.0.1:%u: %s", port, raw_last_error());
+    return c;
+}
+
+/* Streams up to len body bytes on c's socket until Portico answers (the socket turns readable),
+ * so the client never sits blocked in send while the answer is already there. Returns the bytes
+ * sent. */
+static size_t stream_body(struct raw_conn *c, size_t len, int timeout_ms)
+{
+    static char chunk[64 * 1024];
+    int fd = raw_fd(c);
+    size_t sent = 0;
+    int64_t deadline = tu_now_ms() + timeout_ms;
+
+    memset(chunk, 'b', sizeof(chunk));
+    while (tu_ms_left(deadline) > 0) {
+        struct pollfd p = {fd, (short)(POLLIN | (sent < len ? POLLOUT : 0)), 0};
+        int n = poll(&p, 1, tu_ms_left(deadline));
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || (p.revents & (POLLIN | POLLHUP | POLLERR)) != 0)
+            break;
+        ssize_t w = send(fd, chunk, MIN(sizeof(chunk), len - sent), MSG_NOSIGNAL);
+
+        if (w < 0 && errno != EAGAIN && errno != EINTR)
+            break;
+        if (w > 0)
+            sent += (size_t)w;
+    }
+    return sent;
+}
+
+/* ---- ICMP host unreachable on loopback ---- */
+
+struct icmp_router {
+    int tcp;  /* raw IPPROTO_TCP: sees every TCP segment on the host, SYNs included */
+    int icmp; /* raw IPPROTO_ICMP: sends the unreachable messages */
+};
+
+/* Opens the sockets; the TCP one only queues SYNs to `port` (a classic BPF filter), so that
+ * other loopback traffic on the machine cannot overflow its buffer and hide the SYN. */
+static int icmp_open(struct icmp_router *ir, uint16_t port)
+{
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 0),          /* X = IP header length */
+        BPF_STMT(BPF_LD | BPF_H | BPF_IND, 2),           /* TCP destination port */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, port, 0, 3),
+        BPF_STMT(BPF_LD | BPF_B | BPF_IND, 13),          /* TCP flags */
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),       /* SYN and ACK bits */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 1, 0), /* SYN without ACK */
+        BPF_STMT(BPF_RET | BPF_K, 0),
+        BPF_STMT(BPF_RET | BPF_K, 0xffff),
+    };
+    struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+    unsigned char drain[2048];
+
+    ir->tcp = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    ir->icmp = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
+    if (ir->tcp < 0 || ir->icmp < 0 ||
+        setsockopt(ir->tcp, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0) {
+        int err = errno;
+
+        if (ir->tcp >= 0)
+            close(ir->tcp);
+        if (ir->icmp >= 0)
+            close(ir->icmp);
+        errno = err;
+        return -1;
+    }
+    /* whatever was queued before the filter was attached */
+    while (recv(ir->tcp, drain, sizeof(drain), 0) > 0)
+        ;
+    return 0;
+}
+
+static void icmp_close(struct icmp_router *ir)
+{
+    close(ir->tcp);
+    close(ir->icmp);
+}
+
+static uint16_t inet_csum(const unsigned char *b, size_t n)
+{
+    uint32_t s = 0;
+
+    for (size_t i = 0; i + 1 < n; i += 2)
+        s += (uint32_t)(b[i] << 8 | b[i + 1]);
+    if (n & 1)
+        s += (uint32_t)b[n - 1] << 8;
+    while (s >> 16)
+        s = (s & 0xffff) + (s >> 16);
+    return htons((uint16_t)~s);
+}
+
+/* Until c turns readable (or timeout): every SYN from 127.0.0.1 to 127.0.0.1:port gets an ICMP
+ * destination unreachable, code 1 (host), quoting its IP header and first 8 TCP bytes, as a
+ * router would send. Every SYN, not only the first: the blackhole's own filler connect
+ * retransmits its SYN to the same port. Returns the number of messages sent. */
+static unsigned icmp_answer_syns(struct icmp_router *ir, uint16_t port, struct raw_conn *c,
+                                 int timeout_ms)
+{
+    int64_t deadline = tu_now_ms() + timeout_ms;
+    unsigned sent = 0;
+
+    while (tu_ms_left(deadline) > 0) {
+        struct pollfd p[2] = {{ir->tcp, POLLIN, 0}, {raw_fd(c), POLLIN, 0}};
+
+        if (poll(p, 2, tu_ms_left(deadline)) <= 0 && errno != EINTR)
+            break;
+        if (p[1].revents != 0)
+            break;
+        unsigned char pkt[2048];
+        ssize_t n;
+
+        while ((n = recv(ir->tcp, pkt, sizeof(pkt), 0)) > 0) {
+            size_t ihl = (size_t)(pkt[0] & 0x0f) * 4;
+
+            if ((size_t)n < ihl + 20 || ihl < 20)
+                continue;
+            const unsigned char *th = pkt + ihl;
+            uint16_t dport = (uint16_t)(th[2] << 8 | th[3]);
+            unsigned char flags = th[13];
+            uint32_t lo = htonl(INADDR_LOOPBACK);
+
+            if (dport != port || (flags & 0x12) != 0x02 || memcmp(pkt + 12, &lo, 4) != 0 ||
+                memcmp(pkt + 16, &lo, 4) != 0)
+                continue;
+            unsigned char msg[8 + 60 + 8] = {3, 1}; /* type 3 unreachable, code 1 host */
+            size_t len = 8 + ihl + 8;
+
+            memcpy(msg + 8, pkt, ihl + 8);
+            uint16_t sum = inet_csum(msg, len);
+
+            memcpy(msg + 2, &sum, 2);
+            struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = lo};
+
+            if (sendto(ir->icmp, msg, len, 0, (struct sockaddr *)&to, sizeof(to)) == (ssize_t)len)
+                sent++;
+        }
+    }
+    return sent;
+}
+
+/* ---- one profile run ---- */
+
+static char *build_config(enum profile p)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    assert_non_null(f);
+    fprintf(f,
+            "[proxy]\n"
+            "listen = 127.0.0.1:{{port:listen}}\n"
+            "admin_listen = 127.0.0.1:{{port:admin}}\n"
+            "access_log = {{dir}}/access.log\n"
+            "workers = 2\n"
+            "error_profile = %s\n"
+            "resolver = 127.0.0.1:%u\n"
+            /* defaults far above every case's own timer, so a wrong timer shows */
+            "dns_timeout = 2s\nconnect_timeout = 2s\ntls_timeout = 2s\nsend_timeout = 2s\n"
+            "first_byte_timeout = 2s\nread_timeout = 2s\n",
+            profile_names[p], fake_dns_port(world.dns));
+    for (size_t i = 0; i < NCASES; i++) {
+        const struct fcase *c = &cases[i];
+
+        fprintf(f, "\n[upstream %s]\norigin = %s:%u\n%s[route %s]\nprefix = /%s/\nupstream = %s\n",
+                c->name, c->host != NULL ? c->host : "127.0.0.1", world.ports[c->origin],
+                c->extra, c->name, c->name, c->name);
+    }
+    fclose(f);
+    return text;
+}
+
+/* The access-log line of a request id (waited for, bounded), malloc'd. */
+static char *log_line(struct harness *h, const char *rid)
+{
+    char needle[96], path[512];
+
+    snprintf(needle, sizeof(needle), " id=%s ", rid);
+    if (harness_wait_file(h, "access.log", needle, IO_MS) != 0)
+        fail_msg("no access-log line for %s", rid);
+    snprintf(path, sizeof(path), "%s/access.log", harness_dir(h));
+    char *all = tu_read_file(path, NULL);
+
+    assert_non_null(all);
+    char *start = strstr(all, needle);
+
+    assert_non_null(start);
+    while (start > all && start[-1] != '\n')
+        start--;
+    char *end = strchr(start, '\n');
+    char *line = strndup(start, end != NULL ? (size_t)(end - start) : strlen(start));
+
+    free(all);
+    return line;
+}
+
+/* Server-Timing: one entry per phase the exchange walked, in order, up to the failed one, which
+ * carries the desc: "connect;dur=0.1, send;dur=0.0, first_byte;dur=400.3;desc="timeout"". */
+static void check_server_timing(const struct fcase *c, const char *st)
+{
+    static const char *const walk[] = {"dns", "connect", "tls", "send", "first_byte", "read"};
+    char want[256] = "", *copy, *save = NULL;
+    size_t n = 0, entries = 0;
+
+    assert_non_null(st);
+    if (c->how == H_TWICE) {
+        n = (size_t)snprintf(want, sizeof(want), "route");
+    } else {
+        for (size_t i = 0; i < sizeof(walk) / sizeof(walk[0]); i++) {
+            if ((i == 0 && c->host == NULL) || (i == 2 && !tu_contains(c->extra, "tls = on")))
+                continue;
+            n += (size_t)snprintf(want + n, sizeof(want) - n, "%s%s", n ? " " : "", walk[i]);
+            if (strcmp(walk[i], c->phase) == 0)
+                break;
+        }
+    }
+    /* the names of the entries, and the desc on the last one only */
+    char got[256] = "";
+    size_t g = 0;
+
+    copy = strdup(st);
+    for (char *e = strtok_r(copy, ",", &save); e != NULL; e = strtok_r(NULL, ",", &save)) {
+        while (*e == ' ')
+            e++;
+        size_t name = strcspn(e, ";");
+
+        g += (size_t)snprintf(got + g, sizeof(got) - g, "%s%.*s", g ? " " : "", (int)name, e);
+        entries++;
+        bool failed = strncmp(e, c->phase, name) == 0 && c->phase[name] == '\0';
+
+        if (tu_contains(e, ";desc=\"") != failed)
+            fail_msg("Server-Timing \"%s\": desc not (only) on the failed phase %s", st,
+                     c->phase);
+    }
+    free(copy);
+    if (strcmp(got, want) != 0)
+        fail_msg("Server-Timing \"%s\": phases \"%s\", expected \"%s\"", st, got, want);
+    assert_true(entries >= 1);
+}
+
+/* Everything a failure response must say. elapsed: client-measured, send to first byte. */
+static void check_failure(struct harness *h, enum profile p, const struct fcase *c,
+                          const struct raw_response *r, int64_t elapsed)
+{
+    const struct expect *x = expect_for(c->failure);
+    int status = x->status[p];
+    char origin[128], want[160];
+    double num;
+
+    print_message("  %-10s %-15s %-24s %d  %4lld ms%s\n", profile_names[p], c->name,
+                  c->failure, r->status, (long long)elapsed, c->timer_ms ? " (timer)" : "");
+    assert_int_equal(r->status, status);
+    assert_string_equal(r->head.reason, phrase_for(status));
+    assert_string_equal(raw_header(r, "Portico-Error"), c->failure);
+    assert_string_equal(raw_header(r, "Cache-Control"), "no-store");
+    assert_string_equal(raw_header(r, "Content-Type"), "application/json");
+    snprintf(origin, sizeof(origin), "%s:%u", c->host != NULL ? c->host : "127.0.0.1",
+             world.ports[c->origin]);
+
+    /* Proxy-Status: our RFC 9209 type; next-hop once an origin was chosen */
+    const char *ps = raw_header(r, "Proxy-Status");
+
+    assert_non_null(ps);
+    snprintf(want, sizeof(want), "portico; error=%s;", x->proxy_status);
+    if (strncmp(ps, want, strlen(want)) != 0)
+        fail_msg("Proxy-Status \"%s\" does not start with \"%s\"", ps, want);
+    snprintf(want, sizeof(want), "next-hop=\"%s\"", origin);
+    assert_int_equal(tu_contains(ps, want), c->how != H_TWICE);
+    check_server_timing(c, raw_header(r, "Server-Timing"));
+
+    /* the JSON body */
+    const char *rid = raw_header(r, "X-Request-Id");
+
+    assert_non_null(rid);
+    assert_int_equal(tu_json_get_number(r->body, "status", &num), 0);
+    assert_int_equal((int)num, status);
+    char *s = tu_json_get_string(r->body, "error");
+
+    assert_string_equal(s, c->failure);
+    free(s);
+    s = tu_json_get_string(r->body, "phase");
+    assert_string_equal(s, c->phase);
+    free(s);
+    s = tu_json_get_string(r->body, "origin");
+    if (c->how == H_TWICE) {
+        assert_null(s); /* no origin was chosen */
+        assert_true(tu_contains(r->body, "\"origin\":null"));
+    } else {
+        assert_string_equal(s, origin);
+    }
+    free(s);
+    s = tu_json_get_string(r->body, "request_id");
+    assert_string_equal(s, rid);
+    free(s);
+    s = tu_json_get_string(r->body, "detail");
+    assert_non_null(s);
+    if (!tu_contains(s, c->detail))
+        fail_msg("detail \"%s\" lacks \"%s\"", s, c->detail);
+    free(s);
+    double portico_elapsed;
+
+    assert_int_equal(tu_json_get_number(r->body, "elapsed_ms", &portico_elapsed), 0);
+    /* Portico's clock starts at the head's first byte, after the client's t0 */
+    assert_true(portico_elapsed <= (double)elapsed + 1.0);
+    if (c->timer_ms != 0) {
+        assert_int_equal(tu_json_get_number(r->body, "limit_ms", &num), 0);
+        assert_int_equal((int)num, c->timer_ms);
+        assert_true(portico_elapsed >= c->timer_ms);
+        /* the client's view: never early, at most 10 % + 50 ms late */
+        if (elapsed < c->timer_ms || elapsed > c->timer_ms * 11 / 10 + SLACK_MS)
+            fail_msg("%s: %lld ms elapsed for a %d ms timer", c->name, (long long)elapsed,
+                     c->timer_ms);
+    } else {
+        assert_true(tu_contains(r->body, "\"limit_ms\":null"));
+    }
+
+    /* the access-log line names the failure and the phase */
+    char *line = log_line(h, rid);
+
+    snprintf(want, sizeof(want), " status=%d ", status);
+    assert_true(tu_contains(line, want));
+    snprintf(want, sizeof(want), " failure=%s phase=%s", c->failure, c->phase);
+    if (!tu_contains(line, want))
+        fail_msg("log line lacks \"%s\": %s", want, line);
+    if (c->timer_ms != 0) {
+        snprintf(want, sizeof(want), " limit_ms=%d", c->timer_ms);
+        assert_true(tu_contains(line, want));
+    }
+    assert_false(tu_contains(line, "aborted="));
+    free(line);
+}
+
+/* GET /name/ on a fresh connection; the response into r. */
+static struct raw_conn *get_route(uint16_t port, const char *name, struct raw_response *r)
+{
+    char req[256];
+    struct raw_conn *conn = connect_ok(port);
+
+    snprintf(req, sizeof(req),
+             "GET /%s/x HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
+             "Connection: close\r\n\r\n", name);
+    assert_int_equal(raw_send_str(conn, req), 0);
+    assert_int_equal(raw_read_response(conn, r, IO_MS), 0);
+    return conn;
+}
+
+/* Runs one case; returns the number of failures of each type it caused into counts. */
+static void run_case(struct harness *h, enum profile p, size_t i, unsigned *counts)
+{
+    const struct fcase *c = &cases[i];
+    uint16_t port = harness_port(h, "listen");
+    struct raw_response r;
+    struct raw_conn *conn;
+    struct icmp_router ir;
+    char req[256];
+
+    if (c->dns_mode >= 0)
+        fake_dns_set_mode(world.dns, (enum fake_dns_mode)c->dns_mode);
+    if (c->how == H_ICMP && icmp_open(&ir, world.ports[c->origin]) != 0) {
+        print_message("  %-10s %-15s SKIPPED: no raw sockets (CAP_NET_RAW): %s\n",
+                      profile_names[p], c->name, strerror(errno));
+        return;
+    }
+    if (c->how == H_TWICE) {
+        /* the failure that marks the origin down, in the profile's own status */
+        conn = get_route(port, c->name, &r);
+        assert_int_equal(r.status, expect_for("connect_refused")->status[p]);
+        assert_string_equal(raw_header(&r, "Portico-Error"), "connect_refused");
+        counts[expect_for("connect_refused") - expects]++;
+        raw_response_free(&r);
+        raw_close(conn);
+    }
+    conn = connect_ok(port);
+    if (c->how == H_BODY)
+        snprintf(req, sizeof(req),
+                 "POST /%s/x HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
+                 "Content-Length: %d\r\n\r\n", c->name, BIG_BODY);
+    else
+        snprintf(req, sizeof(req),
+                 "GET /%s/x HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
+                 "Connection: close\r\n\r\n", c->name);
+    int64_t t0 = tu_now_ms();
+
+    assert_int_equal(raw_send_str(conn, req), 0);
+    if (c->how == H_BODY) {
+        size_t sent = stream_body(conn, BIG_BODY, IO_MS);
+
+        assert_true(sent < BIG_BODY); /* the answer came while the body was still flowing */
+    } else if (c->how == H_ICMP) {
+        unsigned n = icmp_answer_syns(&ir, world.ports[c->origin], conn, IO_MS);
+
+        icmp_close(&ir);
+        assert_true(n >= 1);
+    }
+    int rc = raw_read_response(conn, &r, IO_MS);
+
+    if (rc != 0)
+        fail_msg("%s: no response: %s", c->name, r.error);
+    int64_t elapsed = r.first_byte_ms - t0;
+
+    measured[p][i] = elapsed;
+    if (getenv("FAILURES_VERBOSE") != NULL)
+        print_message("%s%s\n", r.head.text, r.body);
+    check_failure(h, p, c, &r, elapsed);
+    counts[expect_for(c->failure) - expects]++;
+    /* Connection: close, or a request body left unread: Portico closes either way. */
+    assert_int_equal(raw_wait_closed(conn, IO_MS), 1);
+    raw_response_free(&r);
+    raw_close(conn);
+}
+
+/* /metrics counts every failure type exactly as often as the cases caused it. */
+static void check_metrics(struct harness *h, const unsigned *counts)
+{
+    struct raw_conn *conn = connect_ok(harness_port(h, "admin"));
+    struct raw_response r;
+
+    assert_int_equal(raw_send_str(conn, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(conn, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    for (size_t i = 0; i < NEXPECT; i++) {
+        char want[160];
+
+        snprintf(want, sizeof(want), "portico_upstream_failures_total{failure=\"%s\"} %u\n",
+                 expects[i].failure, counts[i]);
+        if (!tu_contains(r.body, want))
+            fail_msg("/metrics lacks \"%s\"", want);
+    }
+    raw_response_free(&r);
+    raw_close(conn);
+}
+
+static void run_profile(enum profile p)
+{
+    struct harness *h = harness_new();
+    unsigned counts[NEXPECT] = {0};
+    const char *only = getenv("FAILURES_ONLY"); /* debugging: run one case by name */
+
+    assert_non_null(h);
+    char *conf = build_config(p);
+
+    assert_int_equal(harness_write_config(h, "%s", conf), 0);
+    free(conf);
+    assert_int_equal(harness_start(h), 0);
+    for (size_t i = 0; i < NCASES; i++)
+        if (only == NULL || strcmp(only, cases[i].name) == 0)
+            run_case(h, p, i, counts);
+    if (only == NULL)
+        check_metrics(h, counts);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+}
+
+static void test_standard(void **state)
+{
+    (void)state;
+    run_profile(P_STANDARD);
+}
+
+static void test_cloudflare(void **state)
+{
+    (void)state;
+    run_profile(P_CLOUDFLARE);
+}
+
+static void test_proxy(void **state)
+{
+    (void)state;
+    run_profile(P_PROXY);
+}
+
+/* ---- failures after the response head was forwarded ---- */
+
+static const struct fo_step chunk_cut[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"), FO_CLOSE(),
+    FO_END(),
+};
+static const struct fo_step chunk_rst[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"), FO_RST(),
+    FO_END(),
+};
+static const struct fo_step chunk_bad[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n"), FO_HOLD(),
+    FO_END(),
+};
+static const struct fo_step length_cut[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"), FO_CLOSE(), FO_END(),
+};
+static const struct fo_step length_stall[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"), FO_HOLD(), FO_END(),
+};
+static const struct fo_step close_delimited[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nabc"), FO_CLOSE(), FO_END(),
+};
+
+struct after_row {
+    const char *name;
+    const struct fo_step *script;
+    const char *extra;        /* [upstream] lines */
+    enum raw_framing framing; /* as the client sees it */
+    const char *body;         /* what the client decoded before the cut */
+    const char *failure;      /* NULL: the response is complete, nothing failed */
+    int timer_ms;             /* read_timeout that cut it, 0 if none */
+};
+
+static const struct after_row after_rows[] = {
+    /* chunked, origin closes mid-body: the client never gets the last chunk */
+    {"chunk_cut", chunk_cut, "", RAW_CHUNKED, "hello", "connection_reset", 0},
+    /* chunked, origin resets mid-body */
+    {"chunk_rst", chunk_rst, "", RAW_CHUNKED, "hello", "connection_reset", 0},
+    /* bad chunk framing after a good chunk */
+    {"chunk_bad", chunk_bad, "", RAW_CHUNKED, "hello", "invalid_response", 0},
+    /* 3 of 10 Content-Length bytes, then close: a short body and a closed connection */
+    {"length_cut", length_cut, "", RAW_LENGTH, "abc", "connection_reset", 0},
+    /* 3 of 10 bytes, then silence: read_timeout aborts the client connection */
+    {"length_stall", length_stall, "read_timeout = 250ms\n", RAW_LENGTH, "abc", "read_timeout",
+     250},
+    /* control: a close-delimited body ends at EOF and is complete (re-chunked for HTTP/1.1) */
+    {"close_delimited", close_delimited, "", RAW_CHUNKED, "abc", NULL, 0},
+};
+
+#define NAFTER (sizeof(after_rows) / sizeof(after_rows[0]))
+
+static void test_after_head(void **state)
+{
+    (void)state;
+    struct fake_origin *origins[NAFTER] = {0};
+    struct harness *h = harness_new();
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    unsigned aborted = 0, counts[NEXPECT] = {0};
+
+    assert_non_null(h);
+    assert_non_null(f);
+    fprintf(f, "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+               "admin_listen = 127.0.0.1:{{port:admin}}\naccess_log = {{dir}}/access.log\n"
+               "read_timeout = 2s\n");
+    for (size_t i = 0; i < NAFTER; i++) {
+        struct fake_origin_opts o = {.kind = FO_SCRIPT, .script = after_rows[i].script};
+
+        origins[i] = fake_origin_start(&o);
+        assert_non_null(origins[i]);
+        fprintf(f, "[upstream %s]\norigin = 127.0.0.1:%u\n%s[route %s]\nprefix = /%s/\n"
+                   "upstream = %s\n", after_rows[i].name, fake_origin_port(origins[i]),
+                after_rows[i].extra, after_rows[i].name, after_rows[i].name, after_rows[i].name);
+    }
+    fclose(f);
+    assert_int_equal(harness_write_config(h, "%s", text), 0);
+    free(text);
+    assert_int_equal(harness_start(h), 0);
+
+    for (size_t i = 0; i < NAFTER; i++) {
+        const struct after_row *row = &after_rows[i];
+        struct raw_conn *conn = connect_ok(harness_port(h, "listen"));
+        struct raw_response r;
+        char req[256], rid[64], want[96];
+
+        snprintf(rid, sizeof(rid), "after-%s", row->name);
+        snprintf(req, sizeof(req), "GET /%s/x HTTP/1.1\r\nHost: t\r\nX-Request-Id: %s\r\n\r\n",
+                 row->name, rid);
+        assert_int_equal(raw_send_str(conn, req), 0);
+        int rc = raw_read_response(conn, &r, IO_MS);
+        int64_t cut = tu_now_ms() - r.head.at_ms; /* head forwarded .. connection aborted */
+
+        print_message("  %-16s rc %d status %d framing %d body \"%s\" truncated %d closed %d "
+                      "(%lld ms after the head)\n", row->name, rc, r.status, (int)r.framing,
+                      r.body, r.truncated, r.peer_closed, (long long)cut);
+        /* the status is the origin's: it was on the wire before anything failed */
+        assert_int_equal(r.status, 200);
+        assert_null(raw_header(&r, "Portico-Error"));
+        assert_int_equal(r.framing, row->framing);
+        assert_string_equal(r.body, row->body);
+        assert_int_equal(rc, row->failure != NULL ? -1 : 0);
+        assert_int_equal(r.truncated, row->failure != NULL);
+        if (row->failure != NULL)
+            assert_true(r.peer_closed);
+        if (row->timer_ms != 0 &&
+            (cut < row->timer_ms || cut > row->timer_ms * 11 / 10 + SLACK_MS))
+            fail_msg("%s: aborted %lld ms after the head, read_timeout %d ms", row->name,
+                     (long long)cut, row->timer_ms);
+
+        char *line = log_line(h, rid);
+
+        assert_true(tu_contains(line, " status=200 "));
+        if (row->failure != NULL) {
+            snprintf(want, sizeof(want), " failure=%s phase=read", row->failure);
+            if (!tu_contains(line, want) || !tu_contains(line, " aborted=after_head"))
+                fail_msg("log line lacks \"%s ... aborted=after_head\": %s", want, line);
+            aborted++;
+            counts[expect_for(row->failure) - expects]++;
+        } else {
+            assert_false(tu_contains(line, "failure="));
+            assert_false(tu_contains(line, "aborted="));
+        }
+        if (row->timer_ms != 0) {
+            snprintf(want, sizeof(want), " limit_ms=%d", row->timer_ms);
+            assert_true(tu_contains(line, want));
+        }
+        free(line);
+        raw_response_free(&r);
+        raw_close(conn);
+    }
+
+    struct raw_conn *conn = connect_ok(harness_port(h, "admin"));
+    struct raw_response r;
+    char want[128];
+
+    assert_int_equal(raw_send_str(conn, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(conn, &r, IO_MS), 0);
+    snprintf(want, sizeof(want), "portico_responses_aborted_total %u\n", aborted);
+    assert_true(tu_contains(r.body, want));
+    raw_response_free(&r);
+    raw_close(conn);
+    check_metrics(h, counts);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    for (size_t i = 0; i < NAFTER; i++)
+        fake_origin_stop(origins[i]);
+}
+
+/* Every failure type of the table has at least one case: the table is proven row by row. */
+static void test_every_row_covered(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NEXPECT; i++) {
+        bool found = false;
+
+        for (size_t j = 0; j < NCASES && !found; j++)
+            found = strcmp(cases[j].failure, expects[i].failure) == 0;
+        if (!found)
+            fail_msg("no case produces %s", expects[i].failure);
+    }
+}
+
+/* The timer rows side by side (for the record; the bounds were asserted per case). */
+static void test_timer_summary(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NCASES; i++) {
+        if (cases[i].timer_ms == 0)
+            continue;
+        print_message("  timer %-22s %4d ms: standard %lld, cloudflare %lld, proxy %lld ms\n",
+                      cases[i].failure, cases[i].timer_ms, (long long)measured[P_STANDARD][i],
+                      (long long)measured[P_CLOUDFLARE][i], (long long)measured[P_PROXY][i]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_row_covered),
+        cmocka_unit_test(test_standard),
+        cmocka_unit_test(test_cloudflare),
+        cmocka_unit_test(test_proxy),
+        cmocka_unit_test(test_after_head),
+        cmocka_unit_test(test_timer_summary),
+    };
+
+    tu_ignore_sigpipe();
+    return cmocka_run_group_tests(tests, world_up, world_down);
+}

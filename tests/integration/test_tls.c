@@ -1,0 +1,512 @@
+/*
+ * test_tls.c — TLS on both sides of the real `portico` (issue 3).
+ *
+ * Upstream: `tls = on` with `verify`, `ca_file`, `sni`, `client_cert`/`client_key` against fake
+ * origins with test-CA certificates: a valid certificate works (checked against the IP literal or
+ * the SNI name), SNI is sent and checked, verify = off accepts a self-signed certificate, a client
+ * certificate is presented to an origin that requires one, and keep-alive pooling works for TLS
+ * origins (several requests, one TCP connection and one handshake at the origin).
+ *
+ * Termination: `listen = ... tls` with tls_cert/tls_key. curl with --cacert gets through, ALPN
+ * is http/1.1 (even when h2 is offered; nothing when only h2 is), TLS 1.1 and lower are refused
+ * while 1.2 works, and a client that sends garbage instead of a ClientHello is logged, counted and
+ * costs nothing else: the next client is served.
+ *
+ * One Portico (workers = 1, so one pool) serves every test of this file.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "../support/certs.h"
+#include "../support/fake_origin.h"
+#include "../support/harness.h"
+#include "../support/raw_client.h"
+#include "../support/testutil.h"
+
+#define IO_MS 3000
+
+enum origin_id {
+    O_PLAIN,    /* plain HTTP: behind the TLS listener */
+    O_VALID,    /* CA-signed for localhost, 127.0.0.1, ::1 */
+    O_POOL,     /* the same certificate; counts connections for the pooling test */
+    O_WRONG,    /* CA-signed for wrong.example only */
+    O_SELF,     /* self-signed */
+    O_MTLS,     /* valid, and requires a client certificate signed by the test CA */
+    O_MTLS_OTHER, /* requires a client certificate signed by another CA (the self-signed one) */
+    O_COUNT
+};
+
+static struct {
+    struct fake_origin *o[O_COUNT];
+    struct harness *h;
+    const struct test_certs *certs;
+} t;
+
+/* Routes: name, origin, [upstream] lines. */
+static const struct {
+    const char *name;
+    enum origin_id origin;
+    const char *extra;
+} routes[] = {
+    {"plain", O_PLAIN, ""},
+    /* verified against the IP literal (IP SAN), no SNI */
+    {"valid", O_VALID, "tls = on\nca_file = {{certs}}/ca.pem\n"},
+    /* SNI localhost, verified against the DNS SAN */
+    {"sni", O_VALID, "tls = on\nca_file = {{certs}}/ca.pem\nsni = localhost\n"},
+    /* SNI wrong.example: the valid certificate does not match it */
+    {"sni_mismatch", O_VALID, "tls = on\nca_file = {{certs}}/ca.pem\nsni = wrong.example\n"},
+    /* ... and the wrong-name certificate does */
+    {"sni_match", O_WRONG, "tls = on\nca_file = {{certs}}/ca.pem\nsni = wrong.example\n"},
+    /* verify = off: a self-signed certificate is accepted */
+    {"verify_off", O_SELF, "tls = on\nverify = off\n"},
+    /* verify = on (the default) refuses it */
+    {"verify_on", O_SELF, "tls = on\nca_file = {{certs}}/ca.pem\n"},
+    {"pool", O_POOL, "tls = on\nca_file = {{certs}}/ca.pem\nkeepalive = 8\n"},
+    {"mtls", O_MTLS, "tls = on\nca_file = {{certs}}/ca.pem\n"
+                     "client_cert = {{certs}}/client.pem\nclient_key = {{certs}}/client.key\n"},
+    /* the origin wants a client certificate and gets none */
+    {"mtls_missing", O_MTLS, "tls = on\nca_file = {{certs}}/ca.pem\n"},
+    /* ... or one it does not trust */
+    {"mtls_untrusted", O_MTLS_OTHER,
+     "tls = on\nca_file = {{certs}}/ca.pem\n"
+     "client_cert = {{certs}}/client.pem\nclient_key = {{certs}}/client.key\n"},
+};
+
+static int setup(void **state)
+{
+    (void)state;
+    t.certs = certs_get();
+    if (t.certs == NULL)
+        return -1;
+    const struct fake_origin_opts opts[O_COUNT] = {
+        [O_PLAIN] = {.kind = FO_OK},
+        [O_VALID] = {.kind = FO_OK, .tls_cert = t.certs->server_cert,
+                     .tls_key = t.certs->server_key},
+        [O_POOL] = {.kind = FO_OK, .tls_cert = t.certs->server_cert,
+                    .tls_key = t.certs->server_key},
+        [O_WRONG] = {.kind = FO_OK, .tls_cert = t.certs->wrong_name_cert,
+                     .tls_key = t.certs->wrong_name_key},
+        [O_SELF] = {.kind = FO_OK, .tls_cert = t.certs->self_signed_cert,
+                    .tls_key = t.certs->self_signed_key},
+        [O_MTLS] = {.kind = FO_OK, .tls_cert = t.certs->server_cert,
+                    .tls_key = t.certs->server_key, .tls_client_ca = t.certs->ca_cert},
+        [O_MTLS_OTHER] = {.kind = FO_OK, .tls_cert = t.certs->server_cert,
+                          .tls_key = t.certs->server_key,
+                          .tls_client_ca = t.certs->self_signed_cert},
+    };
+    for (int i = 0; i < O_COUNT; i++) {
+        t.o[i] = fake_origin_start(&opts[i]);
+        if (t.o[i] == NULL)
+            return -1;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    if (f == NULL)
+        return -1;
+    fprintf(f, "[proxy]\n"
+               "listen = 127.0.0.1:{{port:listen}}\n"
+               "listen = 127.0.0.1:{{port:tls}} tls\n"
+               "tls_cert = {{certs}}/server.pem\n"
+               "tls_key = {{certs}}/server.key\n"
+               "admin_listen = 127.0.0.1:{{port:admin}}\n"
+               "access_log = {{dir}}/access.log\n"
+               "workers = 1\n"
+               "tls_timeout = 2s\nfirst_byte_timeout = 2s\n");
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        fprintf(f, "[upstream %s]\norigin = 127.0.0.1:%u\n%s[route %s]\nprefix = /%s/\n"
+                   "upstream = %s\n", routes[i].name, fake_origin_port(t.o[routes[i].origin]),
+                routes[i].extra, routes[i].name, routes[i].name, routes[i].name);
+    fclose(f);
+    t.h = harness_new();
+    int rc = t.h != NULL ? harness_write_config(t.h, "%s", text) : -1;
+
+    free(text);
+    if (rc != 0 || harness_start(t.h) != 0)
+        return -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int rc = harness_stop(t.h);
+
+    harness_free(t.h);
+    for (int i = 0; i < O_COUNT; i++)
+        fake_origin_stop(t.o[i]);
+    return rc == 0 ? 0 : -1;
+}
+
+static struct raw_conn *connect_ok(uint16_t port)
+{
+    struct raw_conn *c = raw_connect(port, IO_MS);
+
+    if (c == NULL)
+        fail_msg("connect 127.0.0.1:%u: %s", port, raw_last_error());
+    return c;
+}
+
+/* GET /route/x on a fresh connection (closed after), response into r. */
+static void get(const char *route, struct raw_response *r)
+{
+    struct raw_conn *c = connect_ok(harness_port(t.h, "listen"));
+    char req[256];
+
+    snprintf(req, sizeof(req), "GET /%s/x HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
+                               "Connection: close\r\n\r\n", route);
+    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_read_response(c, r, IO_MS), 0);
+    raw_close(c);
+}
+
+static uint64_t metric(const char *name)
+{
+    struct raw_conn *c = connect_ok(harness_port(t.h, "admin"));
+    struct raw_response r;
+    char want[128];
+    unsigned long long v = 0;
+
+    assert_int_equal(raw_send_str(c, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    snprintf(want, sizeof(want), "\n%s ", name);
+    const char *p = strstr(r.body, want);
+
+    if (p == NULL)
+        fail_msg("no metric %s", name);
+    sscanf(p + strlen(want), "%llu", &v);
+    raw_response_free(&r);
+    raw_close(c);
+    return v;
+}
+
+/* ---- upstream TLS ---- */
+
+struct up_row {
+    const char *route;
+    int status;          /* 200, or the standard profile's status */
+    const char *failure; /* Portico-Error, NULL for a proxied 200 */
+    const char *detail;  /* substring of the JSON detail */
+    const char *sni;     /* SNI the origin saw ("" none); NULL: not checked */
+    const char *client_cn; /* client certificate CN the origin saw; NULL: not checked */
+};
+
+static const struct up_row up_rows[] = {
+    /* an IP literal sends no SNI and is checked against the IP SAN */
+    {"valid", 200, NULL, NULL, "", NULL},
+    /* sni is sent, and the certificate checked against it */
+    {"sni", 200, NULL, NULL, "localhost", NULL},
+    {"sni_mismatch", 502, "tls_certificate_invalid", "hostname mismatch", NULL, NULL},
+    {"sni_match", 200, NULL, NULL, "wrong.example", NULL},
+    {"verify_off", 200, NULL, NULL, NULL, NULL},
+    {"verify_on", 502, "tls_certificate_invalid", "self-signed", NULL, NULL},
+    /* the client certificate reaches the origin */
+    {"mtls", 200, NULL, NULL, NULL, "portico-test-client"},
+};
+
+static void test_upstream_tls(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(up_rows) / sizeof(up_rows[0]); i++) {
+        const struct up_row *row = &up_rows[i];
+        struct raw_response r;
+        char buf[256];
+
+        get(row->route, &r);
+        print_message("  %-13s %d %s\n", row->route, r.status,
+                      row->failure != NULL ? r.body : "");
+        assert_int_equal(r.status, row->status);
+        if (row->failure == NULL) {
+            assert_string_equal(r.body, "ok\n");
+            assert_null(raw_header(&r, "Portico-Error"));
+        } else {
+            assert_string_equal(raw_header(&r, "Portico-Error"), row->failure);
+            char *d = tu_json_get_string(r.body, "detail");
+
+            assert_non_null(d);
+            assert_true(tu_contains(d, row->detail));
+            free(d);
+        }
+        enum origin_id o = O_COUNT;
+
+        for (size_t j = 0; j < sizeof(routes) / sizeof(routes[0]); j++)
+            if (strcmp(routes[j].name, row->route) == 0)
+                o = routes[j].origin;
+        assert_true(o < O_COUNT);
+        if (row->sni != NULL) {
+            fake_origin_last_sni(t.o[o], buf, sizeof(buf));
+            assert_string_equal(buf, row->sni);
+        }
+        if (row->client_cn != NULL) {
+            fake_origin_last_client_cn(t.o[o], buf, sizeof(buf));
+            assert_string_equal(buf, row->client_cn);
+        }
+        raw_response_free(&r);
+    }
+}
+
+/* An origin that requires a client certificate and gets none, or one it does not trust, refuses
+ * the handshake. With TLS 1.3 the client finishes its side first and learns of the refusal (an
+ * alert) only after the request was written; it is still tls_handshake_failed, not a failure of
+ * the request (send_error / invalid_response). */
+static void test_upstream_client_cert_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *route;
+        const char *alert;
+    } rows[] = {
+        {"mtls_missing", "alert certificate required"},
+        {"mtls_untrusted", "alert unknown ca"},
+    };
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct raw_response r;
+
+        get(rows[i].route, &r);
+        print_message("  %d %s", r.status, r.body);
+        assert_int_equal(r.status, 502);
+        assert_string_equal(raw_header(&r, "Portico-Error"), "tls_handshake_failed");
+        char *phase = tu_json_get_string(r.body, "phase");
+        char *detail = tu_json_get_string(r.body, "detail");
+
+        assert_string_equal(phase, "tls");
+        assert_non_null(detail);
+        assert_true(tu_contains(detail, rows[i].alert));
+        free(phase);
+        free(detail);
+        raw_response_free(&r);
+    }
+}
+
+/* Keep-alive pooling for a TLS origin: three requests, two of them on one client connection and
+ * one on another, ride one TCP connection and one handshake at the origin. */
+static void test_upstream_tls_pooling(void **state)
+{
+    (void)state;
+    uint64_t reused0 = metric("portico_upstream_reused_total");
+    struct raw_conn *c = connect_ok(harness_port(t.h, "listen"));
+    struct raw_response r;
+
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(raw_send_str(c, "GET /pool/x HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(raw_header(&r, "X-Origin-Conn"), "0");
+        raw_response_free(&r);
+    }
+    raw_close(c);
+    get("pool", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(raw_header(&r, "X-Origin-Conn"), "0");
+    assert_string_equal(raw_header(&r, "X-Origin-Request"), "2");
+    raw_response_free(&r);
+    assert_int_equal(fake_origin_connections(t.o[O_POOL]), 1);
+    assert_int_equal(fake_origin_tls_handshakes(t.o[O_POOL]), 1);
+    assert_int_equal(fake_origin_requests(t.o[O_POOL]), 3);
+    assert_int_equal(metric("portico_upstream_reused_total"), reused0 + 2);
+}
+
+/* ---- TLS termination ---- */
+
+/* curl, a real client, with --cacert: the response, and ALPN http/1.1 although curl offers h2. */
+static void test_termination_curl(void **state)
+{
+    (void)state;
+    uint16_t port = harness_port(t.h, "tls");
+    char url[128], resolve[128];
+    struct tu_cmd_result res;
+
+    snprintf(url, sizeof(url), "https://localhost:%u/plain/hello", port);
+    snprintf(resolve, sizeof(resolve), "localhost:%u:127.0.0.1", port);
+    const char *const argv[] = {"curl", "-sS", "-v", "--max-time", "5", "--cacert",
+                                t.certs->ca_cert, "--resolve", resolve, url, NULL};
+
+    assert_int_equal(tu_run_command(argv, 10000, &res), 0);
+    assert_string_equal(res.out, "ok\n");
+    if (!tu_contains(res.err, "ALPN: server accepted http/1.1") &&
+        !tu_contains(res.err, "ALPN, server accepted to use http/1.1"))
+        fail_msg("curl -v does not show ALPN http/1.1:\n%s", res.err);
+    assert_true(tu_contains(res.err, "< HTTP/1.1 200"));
+    tu_cmd_result_free(&res);
+
+    /* the request reached the origin, marked as coming over TLS */
+    unsigned last = fake_origin_requests(t.o[O_PLAIN]) - 1;
+    char *head = fake_origin_request_head(t.o[O_PLAIN], last);
+    char *proto = fake_origin_request_header(t.o[O_PLAIN], last, "X-Forwarded-Proto");
+
+    assert_non_null(head);
+    assert_true(tu_contains(head, "GET /plain/hello HTTP/1.1\r\n"));
+    assert_string_equal(proto, "https");
+    free(head);
+    free(proto);
+}
+
+/* ALPN with openssl s_client: http/1.1 chosen among h2 and http/1.1; only h2 offered: none. */
+static void test_termination_alpn(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *offer;
+        const char *want;
+    } rows[] = {
+        {"h2,http/1.1", "ALPN protocol: http/1.1"},
+        {"h2", "No ALPN negotiated"},
+    };
+    char addr[64];
+
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", harness_port(t.h, "tls"));
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const char *const argv[] = {"openssl", "s_client", "-connect", addr,
+                                    "-servername", "localhost", "-CAfile", t.certs->ca_cert,
+                                    "-verify_return_error", "-alpn", rows[i].offer, NULL};
+        struct tu_cmd_result res;
+
+        assert_int_equal(tu_run_command(argv, 10000, &res), 0);
+        if (!tu_contains(res.out, rows[i].want))
+            fail_msg("offer %s: no \"%s\" in:\n%s", rows[i].offer, rows[i].want, res.out);
+        assert_true(tu_contains(res.out, "Verify return code: 0 (ok)"));
+        tu_cmd_result_free(&res);
+    }
+}
+
+/* A TLS handshake with the versions [min, max]: 0, or -1 with OpenSSL's reason in why. */
+static int handshake(uint16_t port, int min, int max, char *version, size_t vsize, char *why,
+                     size_t wsize)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {3, 0}; /* every blocking call below is bounded */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rc = -1;
+    SSL *ssl = NULL;
+
+    snprintf(why, wsize, "setup failed");
+    version[0] = '\0';
+    if (ctx == NULL || fd < 0)
+        goto done;
+    SSL_CTX_set_security_level(ctx, 0); /* OpenSSL 3 offers TLS 1.1 only at level 0 */
+    SSL_CTX_set_cipher_list(ctx, "DEFAULT:@SECLEVEL=0");
+    SSL_CTX_set_min_proto_version(ctx, min);
+    SSL_CTX_set_max_proto_version(ctx, max);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+        goto done;
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, "localhost");
+    if (SSL_connect(ssl) == 1) {
+        snprintf(version, vsize, "%s", SSL_get_version(ssl));
+        rc = 0;
+    } else {
+        ERR_error_string_n(ERR_peek_last_error(), why, wsize);
+    }
+done:
+    ERR_clear_error();
+    SSL_free(ssl);
+    if (fd >= 0)
+        close(fd);
+    SSL_CTX_free(ctx);
+    return rc;
+}
+
+/* TLS 1.2+ only: 1.0 and 1.1 get a protocol version alert; 1.2 and 1.3 complete. */
+static void test_termination_versions(void **state)
+{
+    (void)state;
+    static const struct {
+        int version;
+        const char *name;
+        int rc;
+    } rows[] = {
+        {TLS1_VERSION, "TLSv1", -1},
+        {TLS1_1_VERSION, "TLSv1.1", -1},
+        {TLS1_2_VERSION, "TLSv1.2", 0},
+        {TLS1_3_VERSION, "TLSv1.3", 0},
+    };
+    uint16_t port = harness_port(t.h, "tls");
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char version[32], why[256];
+        int rc = handshake(port, rows[i].version, rows[i].version, version, sizeof(version), why,
+                           sizeof(why));
+
+        print_message("  %-8s %s\n", rows[i].name, rc == 0 ? version : why);
+        assert_int_equal(rc, rows[i].rc);
+        if (rc == 0)
+            assert_string_equal(version, rows[i].name);
+        else
+            assert_true(tu_contains(why, "protocol version"));
+    }
+}
+
+/* Garbage instead of a ClientHello: the connection is closed, the failure logged and counted,
+ * and nothing else changes: the next TLS client is served. */
+static void test_termination_garbage(void **state)
+{
+    (void)state;
+    uint64_t failures0 = metric("portico_client_tls_handshake_failures_total");
+    struct raw_conn *c = connect_ok(harness_port(t.h, "tls"));
+    struct sockaddr_in me;
+    socklen_t len = sizeof(me);
+    char peer[64];
+
+    assert_int_equal(getsockname(raw_fd(c), (struct sockaddr *)&me, &len), 0);
+    snprintf(peer, sizeof(peer), "client 127.0.0.1:%u: TLS handshake failed", ntohs(me.sin_port));
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_wait_closed(c, IO_MS), 1);
+    raw_close(c);
+    if (harness_wait_log(t.h, peer, IO_MS) != 0)
+        fail_msg("no \"%s\" in the error log", peer);
+    assert_true(metric("portico_client_tls_handshake_failures_total") >= failures0 + 1);
+
+    /* the next client: a raw TLS connection that verifies the certificate, then a request */
+    struct raw_tls_opts tls = {.ca_file = t.certs->ca_cert, .host = "localhost",
+                               .require_valid = true};
+    struct raw_response r;
+
+    c = raw_connect_tls(harness_port(t.h, "tls"), &tls, IO_MS);
+    if (c == NULL)
+        fail_msg("TLS connect after the garbage client: %s", raw_last_error());
+    assert_int_equal(raw_send_str(c, "GET /plain/again HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok\n");
+    raw_response_free(&r);
+    raw_close(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_upstream_tls),
+        cmocka_unit_test(test_upstream_client_cert_refused),
+        cmocka_unit_test(test_upstream_tls_pooling),
+        cmocka_unit_test(test_termination_curl),
+        cmocka_unit_test(test_termination_alpn),
+        cmocka_unit_test(test_termination_versions),
+        cmocka_unit_test(test_termination_garbage),
+    };
+
+    tu_ignore_sigpipe();
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
