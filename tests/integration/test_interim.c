@@ -1,0 +1,867 @@
+/*
+ * test_interim.c — issue 4 end to end, minus Expect (test_expect.c): the real portico between a
+ * raw client that records every status line with its arrival time and scripted fake origins.
+ *
+ * Covered: relay of 100/102/103/199 (single, several, in one write) before the final response;
+ * nothing to HTTP/1.0 clients (counted as dropped); 101 is an invalid response;
+ * interim_resets_timer on/off; synthesized 102 heartbeats (count, spacing, HTTP/1.0, origin
+ * timers untouched); configured and learned 103 Early Hints (before the origin answers or is
+ * even reached, GET from HTTP/1.1 only, LRU bound); no link hinted twice; the simulator of
+ * `make run` driven by curl.
+ *
+ * Timing: lower bounds come from the origins' own delays (script waits), measured from a time
+ * taken before the request was sent; upper bounds are generous (ASan on two loaded cores).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cmocka.h>
+
+#include "../support/fake_origin.h"
+#include "../support/harness.h"
+#include "../support/raw_client.h"
+#include "../support/testutil.h"
+
+#define IO_MS 5000 /* bound of reads that must succeed; only reached when something is broken */
+
+/* What the running test holds; the teardown frees it even after a failed assertion. */
+static struct {
+    struct fake_origin *o;
+    struct harness *h;
+    struct raw_conn *c;
+} fx;
+
+static void release(void)
+{
+    raw_close(fx.c);
+    harness_free(fx.h);
+    fake_origin_stop(fx.o);
+    memset(&fx, 0, sizeof(fx));
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    release();
+    return 0;
+}
+
+/* ---- helpers ---- */
+
+static struct fake_origin *origin_up(const struct fake_origin_opts *opts)
+{
+    fx.o = fake_origin_start(opts);
+    assert_non_null(fx.o);
+    return fx.o;
+}
+
+/* Portico on a free port with an admin listener and an access log, one upstream `u` (the
+ * origin) and one route `r` for everything; the extras are added to each section. */
+static struct harness *portico_up(uint16_t origin, const char *proxy, const char *up,
+                                  const char *route)
+{
+    fx.h = harness_new();
+    assert_non_null(fx.h);
+    assert_int_equal(harness_write_config(fx.h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "workers = 2\n"
+                                          "%s"
+                                          "[upstream u]\n"
+                                          "origin = 127.0.0.1:%u\n"
+                                          "%s"
+                                          "[route r]\n"
+                                          "prefix = /\n"
+                                          "upstream = u\n"
+                                          "%s",
+                                          proxy ? proxy : "", origin, up ? up : "",
+                                          route ? route : ""),
+                     0);
+    assert_int_equal(harness_start(fx.h), 0);
+    return fx.h;
+}
+
+/* Sends req on a fresh connection (kept in fx.c); *t0 is taken just before sending. */
+static struct raw_conn *send_request(const char *req, int64_t *t0)
+{
+    raw_close(fx.c);
+    fx.c = raw_connect(harness_port(fx.h, "listen"), IO_MS);
+    if (fx.c == NULL)
+        fail_msg("connect to portico: %s", raw_last_error());
+    *t0 = tu_now_ms();
+    assert_int_equal(raw_send_str(fx.c, req), 0);
+    return fx.c;
+}
+
+/* One request, its whole response read into r. */
+static int64_t exchange(const char *req, struct raw_response *r)
+{
+    int64_t t0;
+    send_request(req, &t0);
+    int rc = strncmp(req, "HEAD ", 5) == 0 ? raw_read_head_response(fx.c, r, IO_MS)
+                                            : raw_read_response(fx.c, r, IO_MS);
+    if (rc != 0)
+        fail_msg("reading the response to %.40s...: %s", req, r->error);
+    return t0;
+}
+
+/* A counter of the admin endpoint (plain name, no labels). */
+static long metric(const char *name)
+{
+    struct raw_conn *c = raw_connect(harness_port(fx.h, "admin"), IO_MS);
+    struct raw_response r;
+    char key[128];
+
+    assert_non_null(c);
+    assert_int_equal(raw_send_str(c, "GET /metrics HTTP/1.1\r\nHost: admin\r\n"
+                                     "Connection: close\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    snprintf(key, sizeof(key), "\n%s ", name);
+    const char *p = strstr(r.body, key);
+    if (p == NULL)
+        fail_msg("metric %s not found", name);
+    long v = strtol(p + strlen(key), NULL, 10);
+    raw_response_free(&r);
+    raw_close(c);
+    return v;
+}
+
+/* Occurrences of needle in every interim head of r (status lines and fields). */
+static int count_in_interims(const struct raw_response *r, const char *needle)
+{
+    int n = 0;
+    for (size_t i = 0; i < r->ninterim && i < RAW_MAX_INTERIM; i++)
+        for (const char *p = r->interim[i].text; (p = strstr(p, needle)) != NULL; p++)
+            n++;
+    return n;
+}
+
+/* Every field of an interim head is a Link field. */
+static void assert_only_link_fields(const struct raw_head *h)
+{
+    for (size_t i = 0; i < h->nfields; i++)
+        if (strcasecmp(h->fields[i].name, "Link") != 0)
+            fail_msg("%d carries %s: %s", h->status, h->fields[i].name, h->fields[i].value);
+}
+
+static void print_arrivals(const struct raw_response *r, int64_t t0)
+{
+    char line[512] = "";
+    size_t n = 0;
+    for (size_t i = 0; i < r->ninterim && i < RAW_MAX_INTERIM; i++)
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "%d@%lld ", r->interim[i].status,
+                              (long long)(r->interim[i].at_ms - t0));
+    print_message("    arrivals (ms after send): %sfinal %d@%lld\n", line, r->status,
+                  (long long)(r->head.at_ms - t0));
+}
+
+/* ---- relay of 1xx from the origin ---- */
+
+#define LINKS_103 "Link: </style.css>; rel=preload; as=style\r\nLink: </app.js>; rel=preload\r\n"
+
+static const struct fo_step relay_100[] = {
+    FO_INTERIM(100, NULL), FO_WAIT(300), FO_RESPOND(200, NULL, "final", FO_LENGTH), FO_END(),
+};
+static const struct fo_step relay_102[] = {
+    FO_INTERIM(102, NULL), FO_WAIT(300), FO_RESPOND(200, NULL, "final", FO_LENGTH), FO_END(),
+};
+static const struct fo_step relay_103[] = {
+    FO_INTERIM(103, LINKS_103), FO_WAIT(300), FO_RESPOND(200, NULL, "final", FO_CHUNKED),
+    FO_END(),
+};
+static const struct fo_step relay_199[] = {
+    FO_INTERIM(199, "X-Interim: yes\r\n"), FO_WAIT(300),
+    FO_RESPOND(200, NULL, "final", FO_LENGTH), FO_END(),
+};
+static const struct fo_step relay_several[] = {
+    FO_INTERIM(100, NULL), FO_WAIT(100),
+    FO_INTERIM(102, NULL), FO_WAIT(100),
+    FO_INTERIM(103, LINKS_103), FO_WAIT(100),
+    FO_INTERIM(199, "X-Interim: yes\r\n"), FO_WAIT(300),
+    FO_RESPOND(200, NULL, "final", FO_CHUNKED), FO_END(),
+};
+/* Several heads in one segment: the parser must loop over what is buffered. */
+static const struct fo_step relay_one_write[] = {
+    FO_SEND("HTTP/1.1 102 Processing\r\n\r\n"
+            "HTTP/1.1 103 Early Hints\r\nLink: </x.css>; rel=preload\r\n\r\n"
+            "HTTP/1.1 102 Processing\r\n\r\n"),
+    FO_WAIT(300), FO_RESPOND(200, NULL, "final", FO_LENGTH), FO_END(),
+};
+/* 1xx and the final response in one segment: the 1xx still goes first. */
+static const struct fo_step relay_with_final[] = {
+    FO_SEND("HTTP/1.1 103 Early Hints\r\nLink: </y.css>; rel=preload\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal"),
+    FO_END(),
+};
+
+struct relay_row {
+    const char *name;
+    const struct fo_step *script;
+    int codes[6];           /* expected interim statuses, 0-terminated */
+    int spacing_ms;         /* origin's wait between two 1xx (0: sent together) */
+    int final_gap_ms;       /* origin's wait between the last 1xx and the final (0: none) */
+    const char *log;        /* expected in the access log line */
+};
+
+static const struct relay_row relay_rows[] = {
+    { "100 alone", relay_100, { 100 }, 0, 300, "interim=100" },
+    { "102 alone", relay_102, { 102 }, 0, 300, "interim=102" },
+    /* a 103 keeps each of its Link fields */
+    { "103 with Link fields", relay_103, { 103 }, 0, 300, "interim=103" },
+    /* an unknown 1xx is relayed like the others, with its fields */
+    { "199 unknown", relay_199, { 199 }, 0, 300, "interim=199" },
+    { "100,102,103,199 spaced", relay_several, { 100, 102, 103, 199 }, 100, 300,
+      "interim=100,102,103,199" },
+    { "102,103,102 in one write", relay_one_write, { 102, 103, 102 }, 0, 300,
+      "interim=102,103,102" },
+    { "103 and 200 in one write", relay_with_final, { 103 }, 0, 0, "interim=103" },
+};
+
+static void test_relay(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(relay_rows) / sizeof(relay_rows[0]); i++) {
+        const struct relay_row *row = &relay_rows[i];
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
+        struct raw_response r;
+        size_t n = 0;
+
+        print_message("  %s\n", row->name);
+        origin_up(&opts);
+        portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+        int64_t t0 = exchange("GET /r HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+        print_arrivals(&r, t0);
+        while (row->codes[n])
+            n++;
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "final");
+        assert_int_equal(r.ninterim, n);
+        for (size_t k = 0; k < n; k++) {
+            const struct raw_head *ih = &r.interim[k];
+            assert_int_equal(ih->status, row->codes[k]);
+            assert_int_equal(ih->minor, 1);
+            if (k > 0)
+                assert_true(ih->at_ms >= r.interim[k - 1].at_ms);
+            if (k > 0 && row->spacing_ms)
+                assert_true(ih->at_ms - r.interim[k - 1].at_ms >= row->spacing_ms / 2);
+            if (ih->status == 103 && row->script == relay_103) {
+                assert_int_equal(raw_head_field_count(ih, "Link"), 2);
+                assert_int_equal(count_in_interims(&r, "Link: </style.css>; rel=preload; "
+                                                       "as=style\r\n"), 1);
+                assert_int_equal(count_in_interims(&r, "Link: </app.js>; rel=preload\r\n"), 1);
+            }
+            if (ih->status == 199)
+                assert_string_equal(raw_head_field(ih, "X-Interim"), "yes");
+        }
+        /* Flushed at once: the client has each 1xx while the origin still waits. */
+        if (row->final_gap_ms)
+            assert_true(r.head.at_ms - r.interim[n - 1].at_ms >= row->final_gap_ms / 2);
+        assert_true(r.head.at_ms >= r.interim[n - 1].at_ms);
+        raw_response_free(&r);
+        assert_int_equal(metric("portico_interim_relayed_total"), (long)n);
+        assert_int_equal(metric("portico_interim_dropped_total"), 0);
+        assert_int_equal(harness_wait_file(fx.h, "access.log", row->log, IO_MS), 0);
+        release();
+    }
+}
+
+/* RFC 9110 15.2: an HTTP/1.0 client gets no 1xx; each is dropped and counted. */
+static void test_http10_gets_no_interim(void **state)
+{
+    (void)state;
+    static const struct fo_step script[] = {
+        FO_INTERIM(103, LINKS_103), FO_INTERIM(102, NULL), FO_WAIT(50), FO_INTERIM(199, NULL),
+        FO_WAIT(100), FO_RESPOND(200, NULL, "final", FO_LENGTH), FO_END(),
+    };
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = script };
+    struct raw_response r;
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+    exchange("GET /old HTTP/1.0\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.ninterim, 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "final");
+    assert_null(strstr(r.head.text, "Link"));
+    raw_response_free(&r);
+    assert_int_equal(metric("portico_interim_dropped_total"), 3);
+    assert_int_equal(metric("portico_interim_relayed_total"), 0);
+}
+
+/* 101 without an Upgrade offer is a broken origin: invalid_response, and it never reaches the
+ * client. */
+#define SWITCHING \
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+
+static const struct fo_step switch_alone[] = {
+    FO_SEND(SWITCHING),
+    FO_HOLD(), FO_END(),
+};
+static const struct fo_step switch_after_102[] = {
+    FO_INTERIM(102, NULL), FO_WAIT(50),
+    FO_SEND(SWITCHING),
+    FO_HOLD(), FO_END(),
+};
+
+struct switch_row {
+    const char *name;
+    const struct fo_step *script;
+    size_t ninterim;         /* relayed before the 101 */
+};
+
+static const struct switch_row switch_rows[] = {
+    { "101 alone", switch_alone, 0 },
+    { "101 after a relayed 102", switch_after_102, 1 },
+};
+
+static void test_101_is_invalid(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(switch_rows) / sizeof(switch_rows[0]); i++) {
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = switch_rows[i].script };
+        struct raw_response r;
+
+        print_message("  %s\n", switch_rows[i].name);
+        origin_up(&opts);
+        portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+        exchange("GET /ws HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n\r\n", &r);
+        assert_int_equal(r.status, 502);
+        assert_string_equal(raw_header(&r, "Portico-Error"), "invalid_response");
+        assert_int_equal(r.ninterim, switch_rows[i].ninterim);
+        assert_int_equal(count_in_interims(&r, " 101 "), 0);
+        raw_response_free(&r);
+        assert_int_equal(harness_wait_file(fx.h, "access.log", "failure=invalid_response",
+                                           IO_MS), 0);
+        release();
+    }
+}
+
+/* ---- interim_resets_timer ---- */
+
+/* 102 every 150 ms for a little over 1 s, then 200: longer than first_byte_timeout = 400ms. */
+static const struct fo_step heartbeats_then_200[] = {
+    FO_INTERIM(102, NULL), FO_WAIT(150), FO_INTERIM(102, NULL), FO_WAIT(150),
+    FO_INTERIM(102, NULL), FO_WAIT(150), FO_INTERIM(102, NULL), FO_WAIT(150),
+    FO_INTERIM(102, NULL), FO_WAIT(150), FO_INTERIM(102, NULL), FO_WAIT(150),
+    FO_INTERIM(102, NULL), FO_WAIT(150), FO_RESPOND(200, NULL, "done", FO_LENGTH), FO_END(),
+};
+
+struct timer_row {
+    const char *name;
+    const char *proxy;       /* [proxy] extra */
+    const char *up;          /* [upstream] extra (first_byte_timeout = 400ms is always there) */
+    int status;
+    int min_ms, max_ms;      /* final head arrival after the request was sent */
+};
+
+static const struct timer_row timer_rows[] = {
+    /* the default is on: every 102 restarts the 400 ms, the origin is never cut off */
+    { "default (on)", "", "", 200, 1000, 10000 },
+    { "upstream on", "", "interim_resets_timer = on\n", 200, 1000, 10000 },
+    /* off: the first 400 ms count, 102s or not */
+    { "upstream off", "", "interim_resets_timer = off\n", 504, 395, 950 },
+    { "proxy off", "interim_resets_timer = off\n", "", 504, 395, 950 },
+    /* the upstream's key wins over [proxy] */
+    { "proxy off, upstream on", "interim_resets_timer = off\n", "interim_resets_timer = on\n",
+      200, 1000, 10000 },
+};
+
+static void test_interim_resets_timer(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(timer_rows) / sizeof(timer_rows[0]); i++) {
+        const struct timer_row *row = &timer_rows[i];
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = heartbeats_then_200 };
+        struct raw_response r;
+        char up[128];
+
+        print_message("  %s\n", row->name);
+        snprintf(up, sizeof(up), "first_byte_timeout = 400ms\n%s", row->up);
+        origin_up(&opts);
+        portico_up(fake_origin_port(fx.o), row->proxy, up, NULL);
+        int64_t t0 = exchange("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+        print_arrivals(&r, t0);
+        assert_int_equal(r.status, row->status);
+        assert_true(r.head.at_ms - t0 >= row->min_ms);
+        assert_true(r.head.at_ms - t0 <= row->max_ms);
+        assert_true(r.ninterim >= 1);
+        for (size_t k = 0; k < r.ninterim && k < RAW_MAX_INTERIM; k++)
+            assert_int_equal(r.interim[k].status, 102);
+        if (row->status == 200) {
+            assert_int_equal(r.ninterim, 7);
+            assert_string_equal(r.body, "done");
+        } else {
+            assert_string_equal(raw_header(&r, "Portico-Error"), "first_byte_timeout");
+            assert_true(r.ninterim < 7); /* those before 400 ms (3, or 4 on a loaded box) */
+        }
+        raw_response_free(&r);
+        release();
+    }
+}
+
+/* ---- synthesized 102 Processing ---- */
+
+#define HEARTBEAT_MS 200
+
+/* The origin answers after 1 s: heartbeats at 200, 400, 600, 800 (and maybe 1000) ms. */
+static void test_processing_heartbeats(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SLOW_FIRST_BYTE, .delay_ms = 1000 };
+    struct raw_response r;
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL, NULL, "processing_interval = 200ms\n");
+    int64_t t0 = exchange("GET /p HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &r);
+    print_arrivals(&r, t0);
+    assert_int_equal(r.status, 200);
+    assert_true(r.head.at_ms - t0 >= 1000);
+    assert_true(r.ninterim >= 3 && r.ninterim <= 5);
+    int64_t prev = t0, min_gap = INT64_MAX, max_gap = 0;
+    for (size_t k = 0; k < r.ninterim; k++) {
+        const struct raw_head *ih = &r.interim[k];
+        int64_t gap = ih->at_ms - prev;
+        assert_int_equal(ih->status, 102);
+        assert_string_equal(ih->reason, "Processing");
+        /* never early: the k-th heartbeat at (k+1) intervals at the soonest (less one jiffy:
+         * libevent's coarse clock may fire a timer up to ~4 ms early, without accumulating) */
+        assert_true(ih->at_ms - t0 >= (int64_t)(k + 1) * HEARTBEAT_MS - 5);
+        assert_true(gap >= HEARTBEAT_MS - 15); /* our own read of the previous one may lag */
+        assert_true(gap <= HEARTBEAT_MS + 600);
+        min_gap = gap < min_gap ? gap : min_gap;
+        max_gap = gap > max_gap ? gap : max_gap;
+        prev = ih->at_ms;
+    }
+    size_t beats = r.ninterim;
+    print_message("    %zu heartbeats, gaps %lld..%lld ms\n", beats, (long long)min_gap,
+                  (long long)max_gap);
+    raw_response_free(&r);
+    /* none after the final response: the connection closes with nothing more on it */
+    size_t len;
+    char *rest = raw_read_all(fx.c, IO_MS, &len);
+    assert_non_null(rest);
+    assert_int_equal(len, 0);
+    free(rest);
+    assert_true(raw_peer_closed(fx.c));
+    assert_int_equal(metric("portico_processing_synthesized_total"), (long)beats);
+}
+
+static void test_processing_not_to_http10(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SLOW_FIRST_BYTE, .delay_ms = 700 };
+    struct raw_response r;
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL, NULL, "processing_interval = 200ms\n");
+    int64_t t0 = exchange("GET /p HTTP/1.0\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(r.head.at_ms - t0 >= 700);
+    assert_int_equal(r.ninterim, 0);
+    raw_response_free(&r);
+    assert_int_equal(metric("portico_processing_synthesized_total"), 0);
+}
+
+/* Heartbeats are Portico's, not the origin's: a silent origin still hits first_byte_timeout. */
+static void test_processing_keeps_origin_timers(void **state)
+{
+    (void)state;
+    struct raw_response r;
+
+    fx.o = fake_origin_start_kind(FO_SILENT);
+    assert_non_null(fx.o);
+    portico_up(fake_origin_port(fx.o), NULL, "first_byte_timeout = 700ms\n",
+               "processing_interval = 200ms\n");
+    int64_t t0 = exchange("GET /never HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    print_arrivals(&r, t0);
+    assert_int_equal(r.status, 504);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "first_byte_timeout");
+    assert_true(r.head.at_ms - t0 >= 695);
+    assert_true(r.head.at_ms - t0 <= 3000);
+    assert_true(r.ninterim >= 2 && r.ninterim <= 3);
+    for (size_t k = 0; k < r.ninterim; k++)
+        assert_int_equal(r.interim[k].status, 102);
+    raw_response_free(&r);
+}
+
+/* ---- configured 103 Early Hints ---- */
+
+#define HINTS_CONF "early_hints = </a.css>; rel=preload; as=style\n" \
+                   "early_hints = </b.js>; rel=preload; as=script\n"
+
+static const struct fo_step slow_page[] = {
+    FO_WAIT(400), FO_RESPOND(200, NULL, "page", FO_LENGTH), FO_END(),
+};
+
+struct hints_row {
+    const char *name;
+    const char *request;
+    bool hints;              /* a 103 is expected */
+};
+
+static const struct hints_row hints_rows[] = {
+    { "GET HTTP/1.1", "GET /page HTTP/1.1\r\nHost: t\r\n\r\n", true },
+    { "GET HTTP/1.1 with a query", "GET /page?x=1 HTTP/1.1\r\nHost: t\r\n\r\n", true },
+    /* only GET */
+    { "POST HTTP/1.1", "POST /page HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi", false },
+    { "HEAD HTTP/1.1", "HEAD /page HTTP/1.1\r\nHost: t\r\n\r\n", false },
+    /* never to HTTP/1.0 */
+    { "GET HTTP/1.0", "GET /page HTTP/1.0\r\nHost: t\r\n\r\n", false },
+};
+
+static void test_configured_hints(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = slow_page };
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL, NULL, HINTS_CONF);
+    for (size_t i = 0; i < sizeof(hints_rows) / sizeof(hints_rows[0]); i++) {
+        const struct hints_row *row = &hints_rows[i];
+        struct raw_response r;
+
+        print_message("  %s\n", row->name);
+        long before = metric("portico_early_hints_synthesized_total");
+        int64_t t0 = exchange(row->request, &r);
+        print_arrivals(&r, t0);
+        assert_int_equal(r.status, 200);
+        assert_true(r.head.at_ms - t0 >= 400);
+        if (!row->hints) {
+            assert_int_equal(r.ninterim, 0);
+            assert_int_equal(metric("portico_early_hints_synthesized_total"), before);
+            raw_response_free(&r);
+            continue;
+        }
+        assert_int_equal(r.ninterim, 1);
+        assert_int_equal(r.interim[0].status, 103);
+        assert_string_equal(r.interim[0].reason, "Early Hints");
+        assert_int_equal(raw_head_field_count(&r.interim[0], "Link"), 2);
+        assert_int_equal(count_in_interims(&r, "Link: </a.css>; rel=preload; as=style\r\n"), 1);
+        assert_int_equal(count_in_interims(&r, "Link: </b.js>; rel=preload; as=script\r\n"), 1);
+        assert_only_link_fields(&r.interim[0]);
+        /* the origin takes 400 ms: the hints came long before its answer */
+        assert_true(r.head.at_ms - r.interim[0].at_ms >= 200);
+        assert_int_equal(metric("portico_early_hints_synthesized_total"), before + 1);
+        raw_response_free(&r);
+    }
+}
+
+/* Before the origin is even contacted: the origin's address never accepts, yet the 103 comes
+ * at once, well before the connect_timeout answer. */
+static void test_configured_hints_before_connect(void **state)
+{
+    (void)state;
+    struct raw_response r;
+
+    fx.o = fake_origin_start_kind(FO_BLACKHOLE);
+    assert_non_null(fx.o);
+    portico_up(fake_origin_port(fx.o), NULL, "connect_timeout = 400ms\n", HINTS_CONF);
+    int64_t t0 = exchange("GET /page HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    print_arrivals(&r, t0);
+    assert_int_equal(r.ninterim, 1);
+    assert_int_equal(r.interim[0].status, 103);
+    assert_int_equal(count_in_interims(&r, "</a.css>"), 1);
+    assert_int_equal(r.status, 504);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "connect_timeout");
+    assert_true(r.head.at_ms - r.interim[0].at_ms >= 200);
+    raw_response_free(&r);
+}
+
+/* ---- learned 103 Early Hints ---- */
+
+static const struct fo_step page_with_links[] = {
+    FO_WAIT(300),
+    FO_RESPOND(200,
+               "Link: </a.css>; rel=preload, </b.js>; rel=preconnect, </c>; rel=stylesheet\r\n"
+               "Set-Cookie: session=secret\r\nX-Page: yes\r\n",
+               "page", FO_LENGTH),
+    FO_END(),
+};
+
+struct learn_row {
+    const char *host;
+    const char *path;
+    bool hints;              /* a learned 103 is expected */
+    const char *why;
+};
+
+/* In order; early_hints_cache = 2. */
+static const struct learn_row learn_rows[] = {
+    { "a", "/p1", false, "first visit: nothing learned yet" },
+    { "a", "/p1", true, "second visit: the preload and preconnect links of the first 200" },
+    { "a", "/p2", false, "another path" },
+    { "a", "/p3", false, "a third path: /p1, the oldest, is evicted" },
+    { "a", "/p2", true, "/p2 is still cached" },
+    { "a", "/p1", false, "/p1 was evicted" },
+    { "b", "/p2", false, "another host, same path" },
+    { "b", "/p2", true, "learned for host b now" },
+};
+
+static void test_learned_hints(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = page_with_links };
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL, NULL,
+               "early_hints_learn = on\nearly_hints_cache = 2\n");
+    for (size_t i = 0; i < sizeof(learn_rows) / sizeof(learn_rows[0]); i++) {
+        const struct learn_row *row = &learn_rows[i];
+        struct raw_response r;
+        char req[256];
+
+        print_message("  %s%s: %s\n", row->host, row->path, row->why);
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", row->path, row->host);
+        int64_t t0 = exchange(req, &r);
+        print_arrivals(&r, t0);
+        assert_int_equal(r.status, 200);
+        assert_non_null(raw_header(&r, "Set-Cookie")); /* the final response keeps it */
+        if (!row->hints) {
+            assert_int_equal(r.ninterim, 0);
+            raw_response_free(&r);
+            continue;
+        }
+        assert_int_equal(r.ninterim, 1);
+        assert_int_equal(r.interim[0].status, 103);
+        assert_int_equal(count_in_interims(&r, "</a.css>; rel=preload"), 1);
+        assert_int_equal(count_in_interims(&r, "</b.js>; rel=preconnect"), 1);
+        assert_int_equal(count_in_interims(&r, "</c>"), 0);
+        /* no cookie, nothing but Link */
+        assert_int_equal(count_in_interims(&r, "secret"), 0);
+        assert_only_link_fields(&r.interim[0]);
+        /* sent before the origin answers (it waits 300 ms) */
+        assert_true(r.head.at_ms - r.interim[0].at_ms >= 150);
+        raw_response_free(&r);
+    }
+}
+
+/* ---- no link hinted twice ---- */
+
+struct dedup_row {
+    const char *name;
+    const struct fo_step *script;
+    size_t ninterim;          /* 103s the client gets (Portico's first) */
+    const char *second;       /* exact Link line of the relayed origin 103, or NULL */
+    long dropped;             /* portico_interim_dropped_total */
+};
+
+static const struct fo_step origin_a_b[] = {
+    FO_INTERIM(103, "Link: </a.css>; rel=preload, </b.css>; rel=preload\r\n"), FO_WAIT(300),
+    FO_RESPOND(200, NULL, "page", FO_LENGTH), FO_END(),
+};
+static const struct fo_step origin_a_only[] = {
+    FO_INTERIM(103, "Link: </a.css>; rel=preload\r\n"), FO_WAIT(300),
+    FO_RESPOND(200, NULL, "page", FO_LENGTH), FO_END(),
+};
+static const struct fo_step origin_b_twice[] = {
+    FO_INTERIM(103, "Link: </b.css>; rel=preload\r\n"), FO_WAIT(100),
+    FO_INTERIM(103, "Link: </b.css>; rel=preload\r\n"), FO_WAIT(300),
+    FO_RESPOND(200, NULL, "page", FO_LENGTH), FO_END(),
+};
+
+static const struct dedup_row dedup_rows[] = {
+    /* the origin's 103 is relayed minus </a.css>, which Portico already hinted */
+    { "origin </a.css>, </b.css>", origin_a_b, 2, "Link: </b.css>; rel=preload\r\n", 0 },
+    /* nothing new in it: the whole 103 is dropped */
+    { "origin </a.css> only", origin_a_only, 1, NULL, 1 },
+    /* the origin repeating itself is deduplicated too */
+    { "origin </b.css> twice", origin_b_twice, 2, "Link: </b.css>; rel=preload\r\n", 1 },
+};
+
+static void test_no_duplicate_hints(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(dedup_rows) / sizeof(dedup_rows[0]); i++) {
+        const struct dedup_row *row = &dedup_rows[i];
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
+        struct raw_response r;
+
+        print_message("  %s\n", row->name);
+        origin_up(&opts);
+        portico_up(fake_origin_port(fx.o), NULL, NULL,
+                   "early_hints = </a.css>; rel=preload\n");
+        int64_t t0 = exchange("GET /page HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+        print_arrivals(&r, t0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.ninterim, row->ninterim);
+        for (size_t k = 0; k < r.ninterim; k++)
+            assert_int_equal(r.interim[k].status, 103);
+        assert_int_equal(count_in_interims(&r, "</a.css>"), 1);
+        assert_true(tu_contains(r.interim[0].text, "Link: </a.css>; rel=preload\r\n"));
+        if (row->second) {
+            assert_true(tu_contains(r.interim[1].text, row->second));
+            assert_int_equal(count_in_interims(&r, "</b.css>"), 1);
+        }
+        raw_response_free(&r);
+        assert_int_equal(metric("portico_interim_dropped_total"), row->dropped);
+        release();
+    }
+}
+
+/* "Once per exchange": two requests on one keep-alive client connection (and one pooled origin
+ * connection) each get the configured hint and the origin's new one. */
+static void test_hints_per_exchange(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = origin_a_b };
+    int64_t t0;
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL, NULL, "early_hints = </a.css>; rel=preload\n");
+    send_request("GET /one HTTP/1.1\r\nHost: t\r\n\r\n", &t0);
+    for (int i = 0; i < 2; i++) {
+        struct raw_response r;
+
+        if (i == 1)
+            assert_int_equal(raw_send_str(fx.c, "GET /two HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(fx.c, &r, IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.ninterim, 2);
+        assert_int_equal(count_in_interims(&r, "</a.css>"), 1);
+        assert_int_equal(count_in_interims(&r, "</b.css>"), 1);
+        raw_response_free(&r);
+    }
+    assert_int_equal(fake_origin_connections(fx.o), 1);
+    assert_int_equal(metric("portico_early_hints_synthesized_total"), 2);
+}
+
+/* ---- the simulator of `make run` ---- */
+
+/* conf/portico.ini with its ports replaced by free ones. */
+static void simulator_up(void)
+{
+    char *ini = tu_read_file("conf/portico.ini", NULL);
+    if (ini == NULL)
+        fail_msg("conf/portico.ini not found: run the test from the repository root");
+    static const struct {
+        const char *from, *to;
+    } subst[] = {
+        { "\nlisten = 127.0.0.1:8080", "\nlisten = 127.0.0.1:{{port:listen}}" },
+        { "\nadmin_listen = 127.0.0.1:9901", "\nadmin_listen = 127.0.0.1:{{port:admin}}" },
+    };
+    for (size_t i = 0; i < sizeof(subst) / sizeof(subst[0]); i++) {
+        char *at = strstr(ini, subst[i].from);
+        assert_non_null(at);
+        size_t len = strlen(ini) - strlen(subst[i].from) + strlen(subst[i].to);
+        char *out = malloc(len + 1);
+        assert_non_null(out);
+        snprintf(out, len + 1, "%.*s%s%s", (int)(at - ini), ini, subst[i].to,
+                 at + strlen(subst[i].from));
+        free(ini);
+        ini = out;
+    }
+    fx.h = harness_new();
+    assert_non_null(fx.h);
+    int rc = harness_write_file(fx.h, "portico.ini", ini);
+    free(ini);
+    assert_int_equal(rc, 0);
+    assert_int_equal(harness_start(fx.h), 0);
+}
+
+/* The "done when" of the issue: curl -v shows 103 and 102 before the 200. */
+static void test_simulator_curl(void **state)
+{
+    (void)state;
+    char url[128];
+    struct tu_cmd_result res;
+
+    simulator_up();
+    snprintf(url, sizeof(url), "http://localhost:%u/interim/103,102",
+             harness_port(fx.h, "listen"));
+    const char *const argv[] = { "curl", "-v", "-sS", "--max-time", "10", url, NULL };
+    assert_int_equal(tu_run_command(argv, 15000, &res), 0);
+    const char *h103 = strstr(res.err, "< HTTP/1.1 103 Early Hints");
+    const char *link = strstr(res.err, "< Link: </sim/app.css>; rel=preload");
+    const char *h102 = strstr(res.err, "< HTTP/1.1 102 Processing");
+    const char *h200 = strstr(res.err, "< HTTP/1.1 200 OK");
+    if (!h103 || !link || !h102 || !h200)
+        fail_msg("curl -v output lacks an interim or the final response:\n%s", res.err);
+    assert_true(h103 < link && link < h102 && h102 < h200);
+    assert_true(tu_contains(res.out, "interim responses sent: 103,102"));
+    tu_cmd_result_free(&res);
+}
+
+struct sim_row {
+    const char *name;
+    const char *request;
+    int codes[8];            /* interim statuses expected, 0-terminated */
+    int spacing_ms;          /* the simulator's delay before each of them (lower bound) */
+    int final_gap_ms;        /* its delay between the last one and the 200 */
+};
+
+static const struct sim_row sim_rows[] = {
+    /* each code delay_ms (default 100) apart, the 200 right after the last */
+    { "/interim/103,102", "GET /interim/103,102 HTTP/1.1\r\nHost: sim\r\n\r\n", { 103, 102 },
+      100, 0 },
+    { "/interim/102,103,199?delay_ms=150",
+      "GET /interim/102,103,199?delay_ms=150 HTTP/1.1\r\nHost: sim\r\n\r\n", { 102, 103, 199 },
+      150, 0 },
+    /* 102 every 200 ms for 1 s: at 200, 400, 600, 800, the 200 at 1000 */
+    { "/slow/1000?interval_ms=200",
+      "GET /slow/1000?interval_ms=200 HTTP/1.1\r\nHost: sim\r\n\r\n", { 102, 102, 102, 102 },
+      200, 200 },
+    { "/interim/103,102 from HTTP/1.0", "GET /interim/103,102 HTTP/1.0\r\nHost: sim\r\n\r\n",
+      { 0 }, 0, 0 },
+};
+
+static void test_simulator_raw(void **state)
+{
+    (void)state;
+    simulator_up();
+    for (size_t i = 0; i < sizeof(sim_rows) / sizeof(sim_rows[0]); i++) {
+        const struct sim_row *row = &sim_rows[i];
+        struct raw_response r;
+        size_t n = 0;
+
+        print_message("  %s\n", row->name);
+        int64_t t0 = exchange(row->request, &r);
+        print_arrivals(&r, t0);
+        while (row->codes[n])
+            n++;
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.ninterim, n);
+        for (size_t k = 0; k < n; k++) {
+            assert_int_equal(r.interim[k].status, row->codes[k]);
+            if (r.interim[k].status == 103)
+                assert_string_equal(raw_head_field(&r.interim[k], "Link"),
+                                    "</sim/app.css>; rel=preload; as=style");
+            int64_t prev = k > 0 ? r.interim[k - 1].at_ms : t0;
+            assert_true(r.interim[k].at_ms - prev >= row->spacing_ms / 2);
+        }
+        if (n)
+            assert_true(r.head.at_ms - r.interim[n - 1].at_ms >= row->final_gap_ms / 2);
+        raw_response_free(&r);
+    }
+}
+
+int main(void)
+{
+    tu_ignore_sigpipe();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_relay, teardown),
+        cmocka_unit_test_teardown(test_http10_gets_no_interim, teardown),
+        cmocka_unit_test_teardown(test_101_is_invalid, teardown),
+        cmocka_unit_test_teardown(test_interim_resets_timer, teardown),
+        cmocka_unit_test_teardown(test_processing_heartbeats, teardown),
+        cmocka_unit_test_teardown(test_processing_not_to_http10, teardown),
+        cmocka_unit_test_teardown(test_processing_keeps_origin_timers, teardown),
+        cmocka_unit_test_teardown(test_configured_hints, teardown),
+        cmocka_unit_test_teardown(test_configured_hints_before_connect, teardown),
+        cmocka_unit_test_teardown(test_learned_hints, teardown),
+        cmocka_unit_test_teardown(test_no_duplicate_hints, teardown),
+        cmocka_unit_test_teardown(test_hints_per_exchange, teardown),
+        cmocka_unit_test_teardown(test_simulator_curl, teardown),
+        cmocka_unit_test_teardown(test_simulator_raw, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
