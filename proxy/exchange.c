@@ -680,15 +680,23 @@ static enum cause socket_cause(int err)
     }
 }
 
-/* Where a connection-level problem belongs: before the request was fully handed over it is a
- * send problem; after, before any response byte, a first-byte problem; then a read problem. */
+/* The request is entirely in the kernel: head, whole body, nothing left in our output. */
+static bool request_sent(const struct exchange *ex)
+{
+    return ex->req_state == REQ_DONE && ex->req_body.done && ex->ubev &&
+           evbuffer_get_length(bufferevent_get_output(ex->ubev)) == 0;
+}
+
+/* Where a connection-level problem belongs: the phase we are in (SEND while the request goes
+ * out, also after a 100; FIRST_BYTE while waiting; READ once head bytes arrived), except that a
+ * request already handed to the kernel whose write callback has not run yet is waiting too. */
 static enum phase response_phase(const struct exchange *ex)
 {
-    if (ex->response_byte)
-        return PHASE_READ;
-    bool sent = ex->req_state == REQ_DONE && ex->req_body.done && ex->ubev &&
-                evbuffer_get_length(bufferevent_get_output(ex->ubev)) == 0;
-    return sent ? PHASE_FIRST_BYTE : PHASE_SEND;
+    if (ex->phase == PHASE_SEND && request_sent(ex))
+        return PHASE_FIRST_BYTE;
+    if (ex->phase == PHASE_SEND || ex->phase == PHASE_FIRST_BYTE || ex->phase == PHASE_READ)
+        return ex->phase;
+    return ex->response_byte ? PHASE_READ : PHASE_SEND;
 }
 
 /* Waits for the first byte of a (next) response head with the first_byte timer. */
@@ -712,13 +720,6 @@ static void wait_first_byte(struct exchange *ex, bool restart)
     }
 }
 
-/* The request is entirely in the kernel: head, whole body, nothing left in our output. */
-static bool request_sent(const struct exchange *ex)
-{
-    return ex->req_state == REQ_DONE && ex->req_body.done && ex->ubev &&
-           evbuffer_get_length(bufferevent_get_output(ex->ubev)) == 0;
-}
-
 /* A 1xx came while the request is still going out (the body after a 100): back to SEND, limited
  * by send_timeout; first_byte_timeout starts once the request is sent (maybe_request_sent). */
 static void back_to_send(struct exchange *ex)
@@ -731,8 +732,7 @@ static void back_to_send(struct exchange *ex)
 /* The request is entirely in the kernel: start waiting for the response. */
 static void maybe_request_sent(struct exchange *ex)
 {
-    if (ex->phase != PHASE_SEND || ex->req_state != REQ_DONE || !ex->req_body.done ||
-        evbuffer_get_length(bufferevent_get_output(ex->ubev)) != 0)
+    if (ex->phase != PHASE_SEND || !request_sent(ex))
         return;
     ex->phase_end[PHASE_SEND] = now_us();
     wait_first_byte(ex, true);
