@@ -139,7 +139,21 @@ void client_free(struct client *c)
     bufferevent_free(c->bev);
     TAILQ_REMOVE(&c->w->clients, c, link);
     atomic_fetch_sub_explicit(&c->w->metrics->active_connections, 1, memory_order_relaxed);
+    struct worker *w = c->w;
     free(c);
+    worker_client_gone(w);
+}
+
+void clients_drain(struct worker *w)
+{
+    struct client *c, *next;
+    for (c = TAILQ_FIRST(&w->clients); c; c = next) {
+        next = TAILQ_NEXT(c, link);
+        /* HEAD and EXCHANGE finish their request (client_exchange_done sees w->draining);
+         * CLOSING and LINGER end by themselves. */
+        if (c->state == CS_IDLE || c->state == CS_HANDSHAKE)
+            client_free(c);
+    }
 }
 
 static void linger(struct client *c)
@@ -230,6 +244,10 @@ static void parse_head(struct client *c)
         evbuffer_drain(in, (size_t)rc);
         metrics_response(c->w->metrics, status, FAIL_NONE);
         c->head_start_us = 0;
+        if (c->w->draining) {
+            start_closing(c);
+            return;
+        }
         set_state(c, CS_IDLE);
         if (evbuffer_get_length(in) > 0)
             event_active(&c->resume_ev, EV_TIMEOUT, 1);
@@ -249,6 +267,7 @@ static void parse_head(struct client *c)
 
 void client_exchange_done(struct client *c, bool keep_alive)
 {
+    keep_alive = keep_alive && !c->w->draining;
     exchange_free(c->ex);
     c->ex = NULL;
     struct timeval wtv = {(time_t)(c->w->cfg->client_send_timeout_ms / 1000),

@@ -507,15 +507,36 @@ static int write_new_links(struct exchange *ex, struct evbuffer *out, const char
     return n;
 }
 
+/* The host part of the learned-hints key: lowercase, without port or trailing dot, so that
+ * "App.example:443" and "app.example" share their hints. Returns its length (0: none). */
+static size_t hint_host(const struct exchange *ex, char *buf, size_t size)
+{
+    size_t n = 0;
+    const char *h = ex->host;
+    size_t len = ex->host_len;
+    if (!h)
+        return 0;
+    const char *end = h[0] == '[' ? memchr(h, ']', len) : memchr(h, ':', len);
+    if (end)
+        len = (size_t)(end - h) + (h[0] == '[');
+    for (; n < len && n < size; n++)
+        buf[n] = (char)tolower((unsigned char)h[n]);
+    while (n > 0 && buf[n - 1] == '.')
+        n--;
+    return n;
+}
+
 /* 103 Early Hints from configuration and learning, before the origin is contacted. */
 static void send_early_hints(struct exchange *ex)
 {
     const struct route_conf *r = ex->route;
     char learned[HINT_MAX_BYTES + 1];
     size_t learned_len = 0;
-    if (r->early_hints_learn && r->hint_cache && ex->host)
-        learned_len = hint_cache_get(r->hint_cache, ex->host, ex->host_len, ex->target,
-                                     ex->path_len, learned, sizeof(learned));
+    char host[256];
+    size_t host_len = hint_host(ex, host, sizeof(host));
+    if (r->early_hints_learn && r->hint_cache && host_len)
+        learned_len = hint_cache_get(r->hint_cache, host, host_len, ex->target, ex->path_len,
+                                     learned, sizeof(learned));
     if (!r->nhints && !learned_len)
         return;
     struct evbuffer *tmp = evbuffer_new();
@@ -565,7 +586,10 @@ static void learn_hints(struct exchange *ex)
     }
     if (n)
         n--; /* no trailing separator */
-    hint_cache_put(r->hint_cache, ex->host, ex->host_len, ex->target, ex->path_len, links, n);
+    char host[256];
+    size_t host_len = hint_host(ex, host, sizeof(host));
+    if (host_len)
+        hint_cache_put(r->hint_cache, host, host_len, ex->target, ex->path_len, links, n);
 }
 
 static void send_continue(struct exchange *ex)
@@ -824,10 +848,7 @@ static int forward_head(struct exchange *ex, size_t head_len)
         out = client_http11(ex) ? H1_BODY_CHUNKED : H1_BODY_CLOSE;
         out_chunked = client_http11(ex);
     }
-    if (out == H1_BODY_CLOSE || !ex->info.keep_alive)
-        ex->keep_client = false;
-    else
-        ex->keep_client = true;
+    ex->keep_client = out != H1_BODY_CLOSE && ex->info.keep_alive && !ex->w->draining;
     if (ex->req_state != REQ_DONE) /* answered before the whole body: cannot keep the client */
         ex->keep_client = false;
 
@@ -1017,7 +1038,10 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         } else if (ssl_err) {
             char buf[160];
             ERR_error_string_n(ssl_err, buf, sizeof(buf));
-            fail(ex, p, CAUSE_PROTOCOL, 0, "TLS error with %s: %s", addr, buf);
+            /* A broken TLS record while the request goes out is the send failing; while the
+             * response comes in it is the response that is invalid. */
+            fail(ex, p, p == PHASE_SEND ? CAUSE_IO : CAUSE_PROTOCOL, 0, "TLS error with %s: %s",
+                 addr, buf);
         } else {
             fail(ex, p, socket_cause(err), 0, "%s: %s", addr,
                  err ? strerror(err) : "connection error");

@@ -8,6 +8,7 @@
 #include "portico/log.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,40 +18,47 @@
 
 #include "portico/util.h"
 
+/* The access log is always our own descriptor, so that a reload can swap the file under the
+ * writers with one dup3() — no thread ever writes to a closed or reused descriptor. */
 static int access_fd = -1;
-static bool access_owned;
+static _Atomic bool access_on;
 
 int log_open(const char *access_log)
 {
-    log_close();
-    if (!access_log || strcmp(access_log, "off") == 0)
-        return 0;
-    if (strcmp(access_log, "stderr") == 0) {
-        access_fd = STDERR_FILENO;
+    if (!access_log || strcmp(access_log, "off") == 0) {
+        atomic_store(&access_on, false);
         return 0;
     }
-    if (strcmp(access_log, "stdout") == 0) {
-        access_fd = STDOUT_FILENO;
-        return 0;
-    }
-    access_fd = open(access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (access_fd < 0)
+    int fd;
+    if (strcmp(access_log, "stderr") == 0)
+        fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    else if (strcmp(access_log, "stdout") == 0)
+        fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+    else
+        fd = open(access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
         return -1;
-    access_owned = true;
+    if (access_fd < 0) {
+        access_fd = fd;
+    } else {
+        dup3(fd, access_fd, O_CLOEXEC);
+        close(fd);
+    }
+    atomic_store(&access_on, true);
     return 0;
 }
 
 void log_close(void)
 {
-    if (access_owned && access_fd >= 0)
+    atomic_store(&access_on, false);
+    if (access_fd >= 0)
         close(access_fd);
     access_fd = -1;
-    access_owned = false;
 }
 
 bool log_enabled(void)
 {
-    return access_fd >= 0;
+    return atomic_load_explicit(&access_on, memory_order_relaxed);
 }
 
 static size_t timestamp(char *buf, size_t size)
@@ -82,7 +90,7 @@ static size_t append_quoted(char *buf, size_t size, size_t len, const char *key,
 
 void log_access(const struct access_record *r)
 {
-    if (access_fd < 0)
+    if (!log_enabled())
         return;
     char line[4096];
     size_t n = timestamp(line, sizeof(line));

@@ -11,6 +11,7 @@
  */
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <errno.h>
 #include <getopt.h>
 #include <openssl/opensslv.h>
 #include <signal.h>
@@ -71,7 +72,46 @@ static int prepare(struct config *cfg)
     return 0;
 }
 
-static int run(struct config *cfg)
+#define DRAIN_MS 30000 /* how long a reload lets the old workers finish their exchanges */
+
+/* SIGHUP: load the file again; only a configuration that loads, prepares and binds replaces the
+ * running one, which otherwise keeps serving untouched. */
+static void reload(const char *path, struct config **cfg, struct worker_group **group)
+{
+    int nerrors = 0;
+    log_info("SIGHUP: reloading %s", path);
+    struct config *next = cfg_load(path, stderr, &nerrors);
+    if (!next) {
+        log_error("reload: %s has %d error%s; still serving the previous configuration", path,
+                  nerrors, nerrors == 1 ? "" : "s");
+        return;
+    }
+    uint16_t port;
+    if (prepare(next) != 0 || (uses_sim(next) && !sim_port() && sim_start(&port) != 0)) {
+        log_error("reload: cannot prepare the new configuration; still serving the previous one");
+        cfg_free(next);
+        return;
+    }
+    struct worker_group *started = workers_start(next);
+    if (!started) {
+        log_error("reload: cannot start workers for the new configuration; still serving the "
+                  "previous one");
+        cfg_free(next);
+        return;
+    }
+    if (log_open(next->access_log) != 0)
+        log_error("reload: access_log %s: %s; keeping the previous log", next->access_log,
+                  strerror(errno));
+    /* The new workers accept already; the old ones finish what they have, then go. */
+    workers_stop(*group, DRAIN_MS);
+    cfg_free(*cfg);
+    *cfg = next;
+    *group = started;
+    log_info("reload: %s is live (%d worker%s, %s profile)", path, next->workers,
+             next->workers > 1 ? "s" : "", profile_name(next->profile));
+}
+
+static int run(const char *path, struct config *cfg)
 {
     sigset_t set;
     sigemptyset(&set);
@@ -82,18 +122,19 @@ static int run(struct config *cfg)
     signal(SIGPIPE, SIG_IGN);
 
     if (log_open(cfg->access_log) != 0) {
-        fprintf(stderr, "portico: access_log %s: %m\n", cfg->access_log);
-        return 1;
-    }
-    if (prepare(cfg) != 0) {
-        fprintf(stderr, "portico: out of memory\n");
+        fprintf(stderr, "portico: access_log %s: %s\n", cfg->access_log, strerror(errno));
+        cfg_free(cfg);
         return 1;
     }
     uint16_t sim = 0;
-    if (uses_sim(cfg) && sim_start(&sim) != 0)
+    if (prepare(cfg) != 0 || (uses_sim(cfg) && sim_start(&sim) != 0)) {
+        cfg_free(cfg);
         return 1;
-    if (workers_start(cfg) != 0) {
+    }
+    struct worker_group *group = workers_start(cfg);
+    if (!group) {
         sim_stop();
+        cfg_free(cfg);
         return 1;
     }
     for (int i = 0; i < cfg->nlisten; i++)
@@ -110,17 +151,17 @@ static int run(struct config *cfg)
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            log_info("SIGHUP: live reload is not implemented; restart Portico to apply a new "
-                     "configuration (check it first with portico -t)");
+            reload(path, &cfg, &group);
             continue;
         }
         log_info("signal %d: shutting down", sig);
         break;
     }
-    workers_stop();
+    workers_stop(group, 0);
     sim_stop();
     metrics_free_all();
     log_close();
+    cfg_free(cfg);
     return 0;
 }
 
@@ -179,7 +220,5 @@ int main(int argc, char **argv)
         cfg_free(cfg);
         return 0;
     }
-    int rc = run(cfg);
-    cfg_free(cfg);
-    return rc;
+    return run(path, cfg);
 }

@@ -1,5 +1,9 @@
 /*
  * worker.c — worker threads: one event_base each, listeners with SO_REUSEPORT, evdns, pools.
+ *
+ * Workers come in groups, one per loaded configuration. A reload starts the new group first
+ * (its listeners join the old ones on the same ports thanks to SO_REUSEPORT), then drains the
+ * old group: no more accepts, idle connections closed, exchanges in flight finished.
  */
 #include "portico/worker.h"
 
@@ -7,12 +11,11 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <fcntl.h>
 #include <openssl/rand.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "portico/client.h"
@@ -27,9 +30,13 @@ struct listener_ctx {
     bool admin;
 };
 
-static struct worker *workers;
-static struct listener_ctx *contexts; /* [worker][listen + admin] */
-static int nworkers;
+struct worker_group {
+    struct worker *workers;
+    int n;
+    struct listener_ctx *contexts;         /* [worker][listen + admin] */
+    uint64_t drain_ms;                     /* read by the workers when asked to stop */
+};
+
 static uint32_t process_salt;
 
 void worker_request_id(struct worker *w, char *buf, size_t size)
@@ -55,20 +62,59 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     log_error("accept: %s", strerror(errno));
 }
 
-static void stop_cb(evutil_socket_t fd, short what, void *arg)
+static void close_listeners(struct worker *w)
 {
-    (void)fd, (void)what;
-    struct worker *w = arg;
-    for (int i = 0; i < w->nlisteners; i++) {
+    for (int i = 0; i < w->nlisteners; i++)
         evconnlistener_free(w->listeners[i]);
-        w->listeners[i] = NULL;
-    }
     w->nlisteners = 0;
+}
+
+/* Closes every connection and ends the loop. */
+static void stop_now(struct worker *w)
+{
+    w->draining = false; /* client_free must not call back in here */
+    close_listeners(w);
     struct client *c;
     while ((c = TAILQ_FIRST(&w->clients)) != NULL)
         client_free(c);
     upstream_pools_free(w);
     event_base_loopbreak(w->base);
+}
+
+static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    stop_now(arg);
+}
+
+void worker_client_gone(struct worker *w)
+{
+    if (w->draining && TAILQ_EMPTY(&w->clients))
+        stop_now(w);
+}
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct worker *w = arg;
+    uint64_t drain_ms = 0;
+    if (read(fd, &drain_ms, sizeof(drain_ms)) != sizeof(drain_ms) || drain_ms == 0) {
+        stop_now(w);
+        return;
+    }
+    w->draining = true;
+    close_listeners(w);
+    upstream_pools_free(w);
+    /* Connections between requests go now; the others close after their exchange. */
+    clients_drain(w);
+    if (TAILQ_EMPTY(&w->clients)) {
+        stop_now(w);
+        return;
+    }
+    struct timeval tv = {(time_t)(drain_ms / 1000), (suseconds_t)(drain_ms % 1000) * 1000};
+    w->drain_timer = evtimer_new(w->base, drain_timeout_cb, w);
+    if (!w->drain_timer || evtimer_add(w->drain_timer, &tv) != 0)
+        stop_now(w);
 }
 
 static void *worker_main(void *arg)
@@ -102,14 +148,15 @@ static int worker_init(struct worker *w, int id, const struct config *cfg)
     w->id = id;
     w->cfg = cfg;
     w->id_salt = process_salt;
+    w->stop_pipe[0] = w->stop_pipe[1] = -1;
     TAILQ_INIT(&w->clients);
     /* Each base is touched by its own thread only, so it needs no locks (they cost ~6% of CPU
      * under load); the stop request crosses threads through a pipe instead of event_active.
-     * The epoll changelist folds the add/del churn of bufferevents into fewer syscalls. */
+     * The epoll changelist folds the add/del churn of bufferevents into fewer syscalls.
+     * Precise timers: the coarse clock lets phase timers fire up to a tick (4 ms) early. */
     struct event_config *ec = event_config_new();
     if (!ec)
         return -1;
-    /* Precise timers: the coarse clock lets phase timers fire up to a tick (4 ms) early. */
     event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST |
                                   EVENT_BASE_FLAG_PRECISE_TIMER);
     w->base = event_base_new_with_config(ec);
@@ -120,11 +167,11 @@ static int worker_init(struct worker *w, int id, const struct config *cfg)
     if (pipe2(w->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         return -1;
     w->stop_ev = event_new(w->base, w->stop_pipe[0], EV_READ, stop_cb, w);
-    if (w->stop_ev)
-        event_add(w->stop_ev, NULL);
+    if (!w->stop_ev || event_add(w->stop_ev, NULL) != 0)
+        return -1;
     /* The resolver: the configured nameserver, or resolv.conf; /etc/hosts either way. */
     w->dns = evdns_base_new(w->base, cfg->resolver ? 0 : EVDNS_BASE_INITIALIZE_NAMESERVERS);
-    if (!w->dns || !w->stop_ev)
+    if (!w->dns)
         return -1;
     if (cfg->resolver) {
         if (evdns_base_nameserver_ip_add(w->dns, cfg->resolver) != 0) {
@@ -147,90 +194,106 @@ static int worker_init(struct worker *w, int id, const struct config *cfg)
 
 static void worker_free(struct worker *w)
 {
+    close_listeners(w);
+    upstream_pools_free(w);
     if (w->dns)
         evdns_base_free(w->dns, 0);
+    if (w->drain_timer)
+        event_free(w->drain_timer);
     if (w->stop_ev)
         event_free(w->stop_ev);
-    if (w->stop_pipe[0] > 0) {
+    if (w->stop_pipe[0] >= 0) {
         close(w->stop_pipe[0]);
         close(w->stop_pipe[1]);
     }
-    upstream_pools_free(w);
     if (w->base)
         event_base_free(w->base);
 }
 
-int workers_start(const struct config *cfg)
+static void group_free(struct worker_group *g)
+{
+    for (int i = 0; i < g->n; i++)
+        worker_free(&g->workers[i]);
+    free(g->workers);
+    free(g->contexts);
+    free(g);
+}
+
+static int bind_all(struct worker_group *g, struct worker *w, int i, const struct config *cfg)
 {
     int per = cfg->nlisten + (cfg->admin_listen_text ? 1 : 0);
+    for (int l = 0; l < per; l++) {
+        struct listener_ctx *ctx = &g->contexts[i * per + l];
+        ctx->w = w;
+        struct evconnlistener *lis;
+        if (l < cfg->nlisten) {
+            const struct listen_conf *lc = &cfg->listens[l];
+            ctx->tls = lc->tls;
+            lis = bind_listener(w, ctx, (const struct sockaddr *)&lc->addr, lc->addrlen,
+                                lc->text);
+        } else if (i == 0) { /* one admin listener is plenty */
+            ctx->admin = true;
+            lis = bind_listener(w, ctx, (const struct sockaddr *)&cfg->admin_addr,
+                                cfg->admin_addrlen, cfg->admin_listen_text);
+        } else {
+            continue;
+        }
+        if (!lis)
+            return -1;
+        w->listeners[w->nlisteners++] = lis;
+    }
+    return 0;
+}
+
+struct worker_group *workers_start(const struct config *cfg)
+{
+    /* A new salt per group: request ids stay unique across reloads. */
     if (RAND_bytes((unsigned char *)&process_salt, sizeof(process_salt)) != 1)
         process_salt = (uint32_t)now_us();
-    nworkers = cfg->workers;
-    workers = calloc((size_t)nworkers, sizeof(*workers));
-    contexts = calloc((size_t)(nworkers * per), sizeof(*contexts));
-    if (!workers || !contexts)
-        goto fail;
-    for (int i = 0; i < nworkers; i++) {
-        struct worker *w = &workers[i];
+    int per = cfg->nlisten + (cfg->admin_listen_text ? 1 : 0);
+    struct worker_group *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->n = cfg->workers;
+    g->workers = calloc((size_t)g->n, sizeof(*g->workers));
+    g->contexts = calloc((size_t)(g->n * per), sizeof(*g->contexts));
+    if (!g->workers || !g->contexts) {
+        g->n = 0;
+        group_free(g);
+        return NULL;
+    }
+    for (int i = 0; i < g->n; i++) {
+        struct worker *w = &g->workers[i];
         if (worker_init(w, i, cfg) != 0) {
             fprintf(stderr, "portico: cannot set up worker %d\n", i);
-            goto fail;
+            g->n = i + 1;
+            group_free(g);
+            return NULL;
         }
-        for (int l = 0; l < per; l++) {
-            struct listener_ctx *ctx = &contexts[i * per + l];
-            ctx->w = w;
-            if (l < cfg->nlisten) {
-                const struct listen_conf *lc = &cfg->listens[l];
-                ctx->tls = lc->tls;
-                w->listeners[w->nlisteners] = bind_listener(
-                    w, ctx, (const struct sockaddr *)&lc->addr, lc->addrlen, lc->text);
-            } else if (i == 0) { /* one admin listener is plenty */
-                ctx->admin = true;
-                w->listeners[w->nlisteners] =
-                    bind_listener(w, ctx, (const struct sockaddr *)&cfg->admin_addr,
-                                  cfg->admin_addrlen, cfg->admin_listen_text);
-            } else {
-                continue;
-            }
-            if (!w->listeners[w->nlisteners])
-                goto fail;
-            w->nlisteners++;
+        if (bind_all(g, w, i, cfg) != 0) {
+            g->n = i + 1;
+            group_free(g);
+            return NULL;
         }
     }
-    for (int i = 0; i < nworkers; i++) {
-        if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
+    for (int i = 0; i < g->n; i++) {
+        if (pthread_create(&g->workers[i].thread, NULL, worker_main, &g->workers[i]) != 0) {
             fprintf(stderr, "portico: cannot start worker thread %d: %s\n", i, strerror(errno));
             exit(1); /* at startup only: nothing is serving yet */
         }
     }
-    return 0;
-fail:
-    for (int i = 0; i < nworkers && workers; i++)
-        for (int l = 0; l < workers[i].nlisteners; l++)
-            evconnlistener_free(workers[i].listeners[l]);
-    for (int i = 0; i < nworkers && workers; i++)
-        worker_free(&workers[i]);
-    free(workers);
-    free(contexts);
-    workers = NULL;
-    contexts = NULL;
-    nworkers = 0;
-    return -1;
+    return g;
 }
 
-void workers_stop(void)
+void workers_stop(struct worker_group *g, uint64_t drain_ms)
 {
-    for (int i = 0; i < nworkers; i++) {
-        ssize_t n = write(workers[i].stop_pipe[1], "x", 1);
-        (void)n; /* the pipe is empty: one byte always fits */
+    if (!g)
+        return;
+    for (int i = 0; i < g->n; i++) {
+        ssize_t n = write(g->workers[i].stop_pipe[1], &drain_ms, sizeof(drain_ms));
+        (void)n; /* the pipe is empty: eight bytes always fit */
     }
-    for (int i = 0; i < nworkers; i++)
-        pthread_join(workers[i].thread, NULL);
-    for (int i = 0; i < nworkers; i++)
-        worker_free(&workers[i]);
-    free(workers);
-    free(contexts);
-    workers = NULL;
-    contexts = NULL;
-    nworkers = 0;
+    for (int i = 0; i < g->n; i++)
+        pthread_join(g->workers[i].thread, NULL);
+    group_free(g);
 }

@@ -19,6 +19,10 @@ struct client *client_new(struct worker *w, int fd, const struct sockaddr *sa, i
 /* Marks a connection accepted on admin_listen: its requests are answered by admin.c. */
 void client_set_admin(struct client *c);
 
+/* The worker is draining: close its connections that are between requests now; the others
+ * close after their current exchange. */
+void clients_drain(struct worker *w);
+
 /* Tears the connection down at once (exchange included). */
 void client_free(struct client *c);
 

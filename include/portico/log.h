@@ -37,7 +37,9 @@ struct access_record {
     const char *interim;          /* "103,100,102" 1xx sent to the client, NULL if none */
 };
 
-/* Opens the access log: a path (O_APPEND), "stderr", "stdout" or "off". 0 or -1 (errno). */
+/* Opens the access log: a path (O_APPEND), "stderr", "stdout" or "off". Called again (reload,
+ * log rotation) it switches every writer to the new target at once. 0, or -1 (errno) with the
+ * previous target kept. */
 int log_open(const char *access_log);
 
 /* Closes the access log. */

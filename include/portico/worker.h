@@ -28,7 +28,7 @@ struct worker {
     struct event_base *base;
     struct evdns_base *dns;
     const struct config *cfg;              /* borrowed; outlives the worker */
-    struct evconnlistener *listeners[CFG_MAX_LISTEN];
+    struct evconnlistener *listeners[CFG_MAX_LISTEN + 1];
     int nlisteners;
     pthread_t thread;
     struct upstream_pools *pools;          /* idle origin connections (upstream.c) */
@@ -38,16 +38,27 @@ struct worker {
     uint32_t id_salt;                      /* random per process: ids differ across restarts */
     struct event *stop_ev;                 /* reads stop_pipe: another thread asks us to stop */
     int stop_pipe[2];
+    bool draining;                         /* finishing in-flight exchanges, accepting nothing */
+    struct event *drain_timer;             /* drain deadline: then everything is closed */
 };
 
+/* The workers serving one configuration. A reload starts a new group beside the old one and
+ * drains the old. */
+struct worker_group;
+
 /* Creates cfg->workers workers, binds their listeners (errors go to stderr) and starts their
- * threads. Returns 0, or -1 when a listener cannot be bound (nothing left running). */
-int workers_start(const struct config *cfg);
+ * threads. Returns the group, or NULL when a listener cannot be bound (nothing left running). */
+struct worker_group *workers_start(const struct config *cfg);
+
+/* Stops a group and frees it. drain_ms = 0: close every connection now. Otherwise stop
+ * accepting, close idle connections, let exchanges in flight finish (their connections close
+ * afterwards) for at most drain_ms, then close what is left. Blocks until the threads ended. */
+void workers_stop(struct worker_group *g, uint64_t drain_ms);
 
 /* Writes a new request id ("5f1c9a2e01000002a"): process salt, worker, counter. */
 void worker_request_id(struct worker *w, char *buf, size_t size);
 
-/* Asks every worker to stop, closes all connections, joins and frees them. */
-void workers_stop(void);
+/* Called by client_free: a draining worker ends once its last connection is gone. */
+void worker_client_gone(struct worker *w);
 
 #endif
