@@ -225,7 +225,7 @@ struct upconn *upconn_take_idle(struct worker *w, int upstream, int origin)
 void upconn_release(struct upconn *c)
 {
     struct upstream_pool *pool = &c->w->pools->pool[c->upstream];
-    if (pool->nidle >= c->up->keepalive || !c->bev) {
+    if (pool->nidle >= c->up->keepalive || !c->bev || c->w->draining) {
         upconn_free(c);
         return;
     }

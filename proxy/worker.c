@@ -102,9 +102,8 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
         stop_now(w);
         return;
     }
-    w->draining = true;
+    w->draining = true; /* from now on, upconn_release closes instead of pooling */
     close_listeners(w);
-    upstream_pools_free(w);
     /* Connections between requests go now; the others close after their exchange. */
     clients_drain(w);
     if (TAILQ_EMPTY(&w->clients)) {

@@ -1,0 +1,158 @@
+/*
+ * test_reload.c — SIGHUP: a configuration that loads replaces the running one while exchanges
+ * in flight finish on the old workers; a configuration with errors is reported and the old one
+ * keeps serving.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../support/fake_origin.h"
+#include "../support/harness.h"
+#include "../support/raw_client.h"
+#include "../support/testutil.h"
+
+#define IO_MS 5000
+
+/* The INI of these tests: one refused origin (the profile decides its status) and, optionally,
+ * a slow one under /slow/. */
+static int write_config(struct harness *h, const char *profile, uint16_t slow_port,
+                        const char *extra)
+{
+    return harness_write_config(h,
+                                "[proxy]\n"
+                                "listen = 127.0.0.1:{{port:listen}}\n"
+                                "workers = 2\n"
+                                "error_profile = %s\n"
+                                "%s\n"
+                                "[upstream refused]\n"
+                                "origin = 127.0.0.1:{{free_port:nothing}}\n"
+                                "[upstream slow]\n"
+                                "origin = 127.0.0.1:%u\n"
+                                "[route slow]\n"
+                                "prefix = /slow/\n"
+                                "upstream = slow\n"
+                                "[route rest]\n"
+                                "prefix = /\n"
+                                "upstream = refused\n",
+                                profile, extra, (unsigned)slow_port);
+}
+
+static int get_status(struct harness *h, const char *path)
+{
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    char req[256];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
+    assert_int_equal(raw_send_str(c, req), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    int status = r.status;
+    raw_response_free(&r);
+    raw_close(c);
+    return status;
+}
+
+/* A valid new file takes effect: the refused origin's status follows the new profile. */
+static void test_reload_applies(void **state)
+{
+    (void)state;
+    struct fake_origin *slow = fake_origin_start_kind(FO_OK);
+    assert_non_null(slow);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(write_config(h, "standard", fake_origin_port(slow), ""), 0);
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(get_status(h, "/"), 502);
+
+    assert_int_equal(write_config(h, "cloudflare", fake_origin_port(slow), ""), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live", IO_MS), 0);
+    assert_int_equal(get_status(h, "/"), 521);
+
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(slow);
+}
+
+/* A file with errors: each one reported as FILE:LINE, the running configuration untouched. */
+static void test_reload_rejects_bad_file(void **state)
+{
+    (void)state;
+    struct fake_origin *slow = fake_origin_start_kind(FO_OK);
+    assert_non_null(slow);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(write_config(h, "cloudflare", fake_origin_port(slow), ""), 0);
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(get_status(h, "/"), 521);
+
+    /* line 5 is the extra line: an unknown key */
+    assert_int_equal(write_config(h, "standard", fake_origin_port(slow), "no_such_key = 1"), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "still serving the previous configuration", IO_MS), 0);
+    char needle[512];
+    snprintf(needle, sizeof(needle), "%s:5: unknown key 'no_such_key'", harness_config_path(h));
+    assert_true(harness_log_contains(h, needle));
+    assert_int_equal(get_status(h, "/"), 521); /* still the cloudflare profile */
+    assert_true(harness_running(h));
+
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(slow);
+}
+
+/* An exchange in flight across the reload finishes on the old workers with its response; the
+ * connection then closes (its worker is draining), and new requests see the new config. */
+static void test_reload_drains_in_flight(void **state)
+{
+    (void)state;
+    struct fake_origin_opts o = {.kind = FO_SLOW_FIRST_BYTE, .delay_ms = 600};
+    struct fake_origin *slow = fake_origin_start(&o);
+    assert_non_null(slow);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(write_config(h, "standard", fake_origin_port(slow), ""), 0);
+    assert_int_equal(harness_start(h), 0);
+
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(raw_send_str(c, "GET /slow/x HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(fake_origin_wait_requests(slow, 1, IO_MS), 0); /* in flight now */
+
+    assert_int_equal(write_config(h, "proxy", fake_origin_port(slow), ""), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live", IO_MS), 0);
+
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    const char *conn = raw_header(&r, "Connection");
+    assert_non_null(conn);
+    assert_string_equal(conn, "close");
+    raw_response_free(&r);
+    assert_int_equal(raw_wait_closed(c, IO_MS), 1);
+    raw_close(c);
+
+    assert_int_equal(get_status(h, "/"), 502); /* proxy profile: connect_refused is 502 too */
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(slow);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reload_applies),
+        cmocka_unit_test(test_reload_rejects_bad_file),
+        cmocka_unit_test(test_reload_drains_in_flight),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
