@@ -1,0 +1,37 @@
+/*
+ * fuzz_config.c — libFuzzer target for the INI loader: any text must give a config or a list of
+ * FILE:LINE errors, never a crash, a leak or a hang.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "portico/config.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *text = malloc(size + 1);
+    if (!text)
+        return 0;
+    memcpy(text, data, size);
+    text[size] = '\0'; /* inih reads a C string: an embedded NUL just ends the text early */
+    int nerrors = 0;
+    struct config *cfg = cfg_load_string(text, "fuzz.ini", "/nonexistent", NULL, &nerrors);
+    if (cfg) {
+        /* a loaded config must be coherent: routes point at upstreams, upstreams have origins */
+        for (int i = 0; i < cfg->nroutes; i++)
+            if (cfg->routes[i].upstream < 0 || cfg->routes[i].upstream >= cfg->nupstreams)
+                abort();
+        for (int i = 0; i < cfg->nupstreams; i++)
+            if (cfg->upstreams[i].norigins < 1)
+                abort();
+        cfg_route(cfg, "a.example", 9, "/x", 2);
+        cfg_free(cfg);
+    } else if (nerrors == 0) {
+        abort(); /* refused without saying why */
+    }
+    free(text);
+    return 0;
+}
