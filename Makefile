@@ -86,9 +86,9 @@ FUZZ_CONFIG_SRC := proxy/config.c proxy/failure.c proxy/tls.c proxy/interim.c pr
 $(FUZZ_DIR)/fuzz_config: tests/fuzz/fuzz_config.c $(FUZZ_CONFIG_SRC)
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) $$(pkg-config --cflags $(PKGS)) -o $@ $^ $$(pkg-config --libs $(PKGS)) -lpthread
-$(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_LIBSRC)
+$(FUZZ_DIR)/%: tests/fuzz/%.c tests/fuzz/fuzz_common.h $(FUZZ_LIBSRC)
 	@mkdir -p $(@D)
-	clang $(FUZZ_FLAGS) $$(pkg-config --cflags $(PKGS)) -o $@ $^ $$(pkg-config --libs $(PKGS)) -lpthread
+	clang $(FUZZ_FLAGS) $$(pkg-config --cflags $(PKGS)) -o $@ $(filter %.c,$^) $$(pkg-config --libs $(PKGS)) -lpthread
 
 fuzz: deps
 	@$(MAKE) --no-print-directory $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_DIR)/%)

@@ -115,12 +115,15 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     evbuffer_add(out, "\r\n", 2);
 }
 
-void hdr_write_response(struct evbuffer *out, const struct h1_response *resp,
-                        const struct fwd_response *fwd)
+/* Status line and the end-to-end fields of a response; custom(f) may take a field over. Returns
+ * true when the origin sent an X-Request-Id. */
+static bool write_status_and_fields(struct evbuffer *out, const struct h1_response *resp,
+                                    bool (*custom)(const struct h1_field *f, struct evbuffer *out,
+                                                   void *arg),
+                                    void *arg)
 {
     bool has_connection = h1_find_field(resp->fields, resp->nfields, "connection", 0) >= 0;
     bool has_request_id = false;
-
     evbuffer_add_printf(out, "HTTP/1.1 %d ", resp->status);
     if (resp->reason_len)
         evbuffer_add(out, resp->reason, resp->reason_len);
@@ -132,10 +135,18 @@ void hdr_write_response(struct evbuffer *out, const struct h1_response *resp,
         if (static_hop(f) ||
             (has_connection && named_by_connection(f, resp->fields, resp->nfields)))
             continue;
-        if (h1_name_is(f, "x-request-id"))
-            has_request_id = true;
+        if (custom && custom(f, out, arg))
+            continue;
+        has_request_id |= h1_name_is(f, "x-request-id");
         add_field(out, f);
     }
+    return has_request_id;
+}
+
+void hdr_write_response(struct evbuffer *out, const struct h1_response *resp,
+                        const struct fwd_response *fwd)
+{
+    bool has_request_id = write_status_and_fields(out, resp, NULL, NULL);
     evbuffer_add(out, "Via: " VIA_VALUE "\r\n", 5 + sizeof(VIA_VALUE) - 1 + 2);
     if (!has_request_id && fwd->request_id)
         evbuffer_add_printf(out, "X-Request-Id: %s\r\n", fwd->request_id);
@@ -174,21 +185,6 @@ void hdr_write_interim(struct evbuffer *out, const struct h1_response *resp,
                        bool (*custom)(const struct h1_field *f, struct evbuffer *out, void *arg),
                        void *arg)
 {
-    bool has_connection = h1_find_field(resp->fields, resp->nfields, "connection", 0) >= 0;
-    evbuffer_add_printf(out, "HTTP/1.1 %d ", resp->status);
-    if (resp->reason_len)
-        evbuffer_add(out, resp->reason, resp->reason_len);
-    else
-        evbuffer_add_printf(out, "%s", status_phrase(resp->status));
-    evbuffer_add(out, "\r\n", 2);
-    for (size_t i = 0; i < resp->nfields; i++) {
-        const struct h1_field *f = &resp->fields[i];
-        if (static_hop(f) ||
-            (has_connection && named_by_connection(f, resp->fields, resp->nfields)))
-            continue;
-        if (custom && custom(f, out, arg))
-            continue;
-        add_field(out, f);
-    }
+    write_status_and_fields(out, resp, custom, arg);
     evbuffer_add(out, "\r\n", 2);
 }
