@@ -427,6 +427,7 @@ struct client *client_new(struct worker *w, int fd, const struct sockaddr *sa, i
     event_assign(&c->resume_ev, w->base, -1, 0, resume_cb, c);
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, MAX(READ_HIGH, w->cfg->max_header_size + 1));
+    bufferevent_set_max_single_write(c->bev, READ_HIGH);
     struct timeval wtv = {(time_t)(w->cfg->client_send_timeout_ms / 1000),
                           (suseconds_t)(w->cfg->client_send_timeout_ms % 1000) * 1000};
     bufferevent_set_timeouts(c->bev, NULL, &wtv);

@@ -49,6 +49,7 @@
 #include "portico/interim.h"
 #include "portico/log.h"
 #include "portico/metrics.h"
+#include "portico/sockio.h"
 #include "portico/status.h"
 #include "portico/upstream.h"
 #include "portico/util.h"
@@ -74,6 +75,7 @@ struct exchange {
     struct client *client;             /* borrowed: the client owns the exchange */
     const struct config *cfg;          /* borrowed */
     struct bufferevent *cbev;          /* borrowed: the client's */
+    bool client_plain;                 /* client socket without TLS: sockio shortcuts apply */
     uint64_t t0;                       /* µs: first byte of the request head */
 
     /* request */
@@ -96,6 +98,7 @@ struct exchange {
     /* upstream */
     struct upconn *uc;
     struct bufferevent *ubev;          /* upconn's, once ready */
+    bool up_plain;                     /* origin socket without TLS: sockio shortcuts apply */
     enum phase phase;
     bool retried;                      /* already resent once after a stale pooled connection */
     bool response_byte;                /* any response byte seen from the origin */
@@ -157,6 +160,18 @@ static void arm(struct event *ev, uint64_t ms)
 {
     struct timeval tv = tv_ms(ms);
     evtimer_add(ev, &tv);
+}
+
+/* The upstream input holds at most this much: a whole response head, or RELAY_HIGH of body. */
+static size_t up_read_high(const struct exchange *ex)
+{
+    return MAX(RELAY_HIGH, (size_t)ex->cfg->max_header_size + 1);
+}
+
+static void flush_upstream(struct exchange *ex)
+{
+    if (ex->up_plain)
+        sockio_flush(ex->ubev);
 }
 
 static struct evbuffer *client_out(struct exchange *ex)
@@ -401,6 +416,8 @@ static void log_exchange(struct exchange *ex)
  * client connection back. The exchange is freed by client_exchange_done. */
 static void finish(struct exchange *ex)
 {
+    if (ex->client_plain)
+        sockio_flush(ex->cbev); /* the last bytes go now, not a loop turn later */
     stop_timers(ex);
     if (ex->phase_start[ex->phase] && !ex->phase_end[ex->phase])
         ex->phase_end[ex->phase] = now_us();
@@ -930,6 +947,8 @@ static void relay_response_body(struct exchange *ex)
              upconn_addr(ex->uc), ex->resp_body.error);
         return;
     }
+    if (ex->client_plain)
+        sockio_flush(ex->cbev);
     if (ex->resp_body.done) {
         ex->resp_state = RESP_DONE;
         finish(ex);
@@ -944,10 +963,17 @@ static void relay_response_body(struct exchange *ex)
     }
 }
 
+static void up_event_cb(struct bufferevent *bev, short what, void *arg);
+
 static void up_read_cb(struct bufferevent *bev, void *arg)
 {
-    (void)bev;
     struct exchange *ex = arg;
+    /* libevent reads 4 KiB per turn: when it read that much, take the rest in one go */
+    if (ex->up_plain && evbuffer_get_length(bufferevent_get_input(bev)) >= SOCKIO_LIBEVENT_READ &&
+        sockio_fill(bev, up_read_high(ex)) < 0) {
+        up_event_cb(bev, BEV_EVENT_READING | BEV_EVENT_ERROR, ex);
+        return;
+    }
     if (ex->resp_state == RESP_HEAD && read_heads(ex) != 0)
         return;
     if (ex->resp_state == RESP_BODY)
@@ -1082,10 +1108,12 @@ static void send_request(struct exchange *ex)
     upconn_mark_used(ex->uc);
     if (ex->req_state == REQ_GATED)
         arm(&ex->continue_timer, ex->route->continue_timeout_ms);
-    if (ex->req_state == REQ_BODY)
-        pump_request_body(ex);
-    else
-        maybe_request_sent(ex);
+    if (ex->req_state == REQ_BODY) {
+        pump_request_body(ex); /* flushes head and body, unless the body is refused */
+        return;
+    }
+    flush_upstream(ex);
+    maybe_request_sent(ex);
 }
 
 static void on_upconn_phase(void *arg, enum phase p)
@@ -1097,9 +1125,10 @@ static void on_upconn_ready(void *arg)
 {
     struct exchange *ex = arg;
     ex->ubev = upconn_bev(ex->uc);
+    ex->up_plain = !ex->up->tls;
+    bufferevent_set_max_single_write(ex->ubev, RELAY_HIGH);
     bufferevent_setcb(ex->ubev, up_read_cb, up_write_cb, up_event_cb, ex);
-    bufferevent_setwatermark(ex->ubev, EV_READ, 0,
-                             MAX(RELAY_HIGH, (size_t)ex->cfg->max_header_size + 1));
+    bufferevent_setwatermark(ex->ubev, EV_READ, 0, up_read_high(ex));
     bufferevent_setwatermark(ex->ubev, EV_WRITE, 0, 0);
     struct timeval send = tv_ms(phase_limit(ex, PHASE_SEND));
     bufferevent_set_timeouts(ex->ubev, NULL, &send);
@@ -1155,7 +1184,11 @@ static void pump_request_body(struct exchange *ex)
         }
         return;
     }
-    if (ex->req_body.bytes > ex->cfg->max_body_size) {
+    /* body_size counts announced chunk sizes: an oversized body is refused before any of it
+     * (or the head) reaches the origin */
+    if (ex->req_body.bytes > ex->cfg->max_body_size ||
+        (ex->req_body.in == H1_BODY_CHUNKED &&
+         ex->req_body.chunked.body_size > ex->cfg->max_body_size)) {
         ex->req_state = REQ_DONE;
         upconn_drop(ex);
         if (ex->resp_state == RESP_HEAD)
@@ -1164,6 +1197,7 @@ static void pump_request_body(struct exchange *ex)
             ex->keep_client = false, finish(ex);
         return;
     }
+    flush_upstream(ex);
     if (ex->req_body.done) {
         ex->req_state = REQ_DONE;
         struct timeval wtv = tv_ms(ex->cfg->client_send_timeout_ms);
@@ -1178,8 +1212,18 @@ static void pump_request_body(struct exchange *ex)
 
 void exchange_client_read(struct exchange *ex)
 {
-    if (ex->req_state == REQ_BODY)
-        pump_request_body(ex);
+    if (ex->req_state != REQ_BODY)
+        return;
+    /* Uploads: libevent reads 4 KiB per turn; take what the client sent in one go. */
+    if (ex->client_plain && ex->ubev &&
+        evbuffer_get_length(bufferevent_get_input(ex->cbev)) >= SOCKIO_LIBEVENT_READ &&
+        evbuffer_get_length(bufferevent_get_output(ex->ubev)) <= RELAY_HIGH &&
+        sockio_fill(ex->cbev, RELAY_HIGH) < 0) {
+        exchange_client_gone(ex, "connection failed");
+        client_free(ex->client);
+        return;
+    }
+    pump_request_body(ex);
     /* Otherwise bytes stay buffered (pipelined requests, or a body held for 100-continue); the
      * client bufferevent's read high watermark stops reading from the socket. */
 }
@@ -1333,6 +1377,7 @@ struct exchange *exchange_start(struct worker *w, struct client *c, const char *
     ex->client = c;
     ex->cfg = w->cfg;
     ex->cbev = client_bev(c);
+    ex->client_plain = !client_is_tls(c);
     ex->t0 = received_us;
     ex->origin = -1;
     ex->phase = PHASE_ROUTE;
