@@ -424,8 +424,10 @@ static int tick_interim(struct conn *c)
 {
     char list[SIM_MAX_INTERIM * 5 + 1];
     size_t n = 0;
-    put_interim(c, c->req.codes[c->req.sent++]);
+    /* delay_ms before each interim response and before the final one, so a client sees every
+     * 1xx arrive on its own */
     if (c->req.sent < c->req.ncodes) {
+        put_interim(c, c->req.codes[c->req.sent++]);
         conn_arm(c, c->req.query[0]);
         return 0;
     }
@@ -481,7 +483,7 @@ static const struct endpoint endpoints[] = {
     { "/echo", "/echo", "send back the request head as received, then the request body", true,
       NULL, NULL, 0, NULL, NULL },
     { "/interim/", "/interim/{codes}?delay_ms=N",
-      "send each 1xx in {codes} (e.g. 103,102) N ms apart (default 100), then 200", false,
+      "send each 1xx in {codes} (e.g. 103,102), then 200, N ms apart (default 100)", false,
       arg_interim, PARAMS(interim_params), ep_interim, tick_interim },
     { "/slow/", "/slow/{ms}?interval_ms=I",
       "send 102 Processing every I ms (default 1000) for {ms} ms, then 200", false, arg_ms,
