@@ -85,7 +85,7 @@ done
 # ---------------------------------------------------------------------------------------------
 # Run directory, processes and the trap.
 mkdir -p "$OUT"
-rm -rf "$OUT"/run.* 2>/dev/null || true
+rm -rf "$OUT"/run.* "$OUT"/*-died-*.log 2>/dev/null || true
 RUN=$(mktemp -d "$OUT/run.XXXXXX")
 declare -A PID=()      # server name -> pid we started (nginx: its master)
 declare -A MPID=()     # server name -> pid of the process serving traffic (nginx: its worker)
@@ -113,7 +113,7 @@ cleanup() {
     for name in "${!PID[@]}"; do stop_pid "${PID[$name]}"; done
     for name in "${!MPID[@]}"; do stop_pid "${MPID[$name]}"; done   # nginx workers, if orphaned
     wait 2>/dev/null || true
-    if [ -z "$OK" ] || [ -n "${BENCH_KEEP:-}" ]; then
+    if [ -z "$OK" ] || [ -n "${BENCH_KEEP:-}" ] || [ -s "${PROBLEMS:-/dev/null}" ]; then
         log "run directory kept: $RUN"
     else
         rm -rf "$RUN"
@@ -232,7 +232,10 @@ check_alive() { # scenario
             wait "${PID[$name]}" 2>/dev/null || rc=$?
             cp "$RUN/$name.out" "$OUT/$name-died-$1.log" 2>/dev/null || true
             problem "$name died during scenario $1 (exit status $rc$([ "$rc" -gt 128 ] && echo ", signal $((rc - 128))")); its output: build/bench/$name-died-$1.log"
-            [ "$name" = portico ] || die "$name died: the benchmark set-up is broken"
+            if [ "$name" != portico ]; then
+                cp "$RUN/$name-error.log" "$OUT/$name-died-$1.error.log" 2>/dev/null || true
+                die "$name died: killed from outside (its error log names the sender of a SIGTERM) or the set-up is broken"
+            fi
             start portico
         fi
     done
@@ -317,6 +320,41 @@ for s in origin portico nginx nginx-nobuf haproxy; do
     esac
 done
 
+# Body integrity: wrk counts bytes but never looks at them. 20 concurrent transfers per proxy
+# (10 of /1m, 10 of /100k, 4 at once) must each equal the origin's file. Before the load and
+# again after scenario 2b.
+sum_1m=$(sha256sum <"$RUN/www/1m" | cut -d' ' -f1)
+sum_100k=$(sha256sum <"$RUN/www/100k" | cut -d' ' -f1)
+integrity() { # when
+    local s i bad args
+    for s in portico nginx nginx-nobuf haproxy; do
+        mkdir -p "$RUN/integrity/$s"
+        args=()
+        for i in $(seq 10); do
+            args+=(-o "$RUN/integrity/$s/1m.$i" "http://127.0.0.1:${PORT[$s]}/1m")
+            args+=(-o "$RUN/integrity/$s/100k.$i" "http://127.0.0.1:${PORT[$s]}/100k")
+        done
+        rm -f "$RUN/integrity/$s"/*
+        curl -s --parallel --parallel-max 4 --max-time 20 "${args[@]}" || true
+        bad=0
+        for i in $(seq 10); do
+            [ "$(sha256sum <"$RUN/integrity/$s/1m.$i" 2>/dev/null | cut -d' ' -f1)" = "$sum_1m" ] ||
+                bad=$((bad + 1))
+            [ "$(sha256sum <"$RUN/integrity/$s/100k.$i" 2>/dev/null | cut -d' ' -f1)" = "$sum_100k" ] ||
+                bad=$((bad + 1))
+        done
+        printf '%s\t%s\t%s\t%s\t%s\n' "$s" "/1m and /100k, 10 each, 4 at once ($1)" "-" "-" \
+            "bodies identical to the origin's files: $((20 - bad))/20" >>"$RUN/checks.tsv"
+        if [ "$bad" -eq 0 ]; then
+            rm -rf "$RUN/integrity/$s"
+        else
+            problem "$s ($1): $bad of 20 concurrent bodies differ from the origin's files (kept in $RUN/integrity/$s; reproduce: curl -s http://127.0.0.1:${PORT[$s]}/1m | sha256sum)"
+            [ "$s" = portico ] || die "$s returns corrupt bodies: set-up broken"
+        fi
+    done
+}
+integrity "before the load"
+
 # ---------------------------------------------------------------------------------------------
 # Portico's counters, scraped between scenarios (its admin listener is idle during load).
 printf 'scenario\tcounter\tdelta\n' >"$RUN/counters.tsv"
@@ -325,7 +363,7 @@ portico_upstream_reused_total portico_upstream_retries_total portico_responses_a
 portico_client_aborts_total"
 scrape() { curl -s --max-time 5 "http://127.0.0.1:$P_ADMIN/metrics" >"$RUN/metrics.$1" || true; }
 counter() { # file name -> value (sum over labels)
-    awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%d", s}' "$1" 2>/dev/null
+    awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f", s}' "$1" 2>/dev/null
 }
 counters_delta() { # scenario
     scrape now
@@ -341,7 +379,7 @@ counters_delta() { # scenario
     awk '/^portico_(upstream_failures_total|responses_total)\{/ {print $1, $2}' "$RUN/metrics.now" \
         >"$RUN/m.now" 2>/dev/null || true
     awk -v s="$1" 'NR == FNR {p[$1] = $2; next} $2 - p[$1] > 0 {
-        n = $1; gsub(/"/, "", n); printf "%s\t%s\t%d\n", s, n, $2 - p[$1] }' \
+        n = $1; gsub(/"/, "", n); printf "%s\t%s\t%.0f\n", s, n, $2 - p[$1] }' \
         "$RUN/m.prev" "$RUN/m.now" >>"$RUN/counters.tsv"
     mv "$RUN/metrics.now" "$RUN/metrics.prev"
 }
@@ -413,7 +451,7 @@ measure_once() { # scenario name path conns [wrk args...] -> one row in $RUN/row
         secs = d / 1e6
         other = (mc - pc - oc) / hz - (wu + ws)
         if (other < 0) other = 0
-        printf "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\n",
+        printf "%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\n",
             s, t, r, d, b, ec, er, ew, es, et, p50, p99, mx, pc / hz / secs * 100,
             oc / hz / secs * 100, (wu + ws) / secs * 100, other / secs * 100 }' >"$RUN/row.tsv"
     log "$(printf '%-4s %-12s %8.0f req/s %8.1f MB/s  p50 %6.2f ms  p99 %7.2f ms  errors c%s r%s w%s t%s status%s  others %s%%' \
@@ -519,6 +557,8 @@ counters_delta s2
 log "scenario 2b: /100k, 50 connections"
 for s in origin portico nginx nginx-nobuf haproxy; do measure s2b "$s" /100k 50; done
 counters_delta s2b
+integrity "after scenario 2b"
+scrape prev   # the integrity requests are not part of scenario 3
 
 log "scenario 3: /small, Connection: close, 50 connections"
 for s in origin portico nginx haproxy; do measure s3 "$s" /small 50 -H 'Connection: close'; done
