@@ -44,6 +44,37 @@ bool hdr_is_hop_by_hop(const struct h1_field *f, const struct h1_field *fields, 
     return static_hop(f) || named_by_connection(f, fields, n);
 }
 
+/* Heads are built on every request: plain copies, no printf formatting. */
+static void add_str(struct evbuffer *out, const char *s)
+{
+    evbuffer_add(out, s, strlen(s));
+}
+
+/* "Name: value\r\n" for a NUL-terminated value. */
+static void add_line(struct evbuffer *out, const char *name_colon_sp, const char *value)
+{
+    add_str(out, name_colon_sp);
+    add_str(out, value);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+static void add_u64(struct evbuffer *out, uint64_t v)
+{
+    char buf[24];
+    size_t i = sizeof(buf);
+    do
+        buf[--i] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    evbuffer_add(out, buf + i, sizeof(buf) - i);
+}
+
+static void add_content_length(struct evbuffer *out, uint64_t n)
+{
+    evbuffer_add(out, "Content-Length: ", 16);
+    add_u64(out, n);
+    evbuffer_add(out, "\r\n", 2);
+}
+
 static void add_field(struct evbuffer *out, const struct h1_field *f)
 {
     struct evbuffer_iovec v[4] = {
@@ -99,17 +130,18 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
         evbuffer_add(out, req->fields[i].value, req->fields[i].value_len);
         evbuffer_add(out, ", ", 2);
     }
-    evbuffer_add_printf(out, "%s\r\nX-Forwarded-Proto: %s\r\n", fwd->client_ip,
-                        fwd->client_tls ? "https" : "http");
+    add_str(out, fwd->client_ip);
+    add_str(out, fwd->client_tls ? "\r\nX-Forwarded-Proto: https\r\n"
+                                 : "\r\nX-Forwarded-Proto: http\r\n");
     if (fwd->client_host) {
         evbuffer_add(out, "X-Forwarded-Host: ", 18);
         evbuffer_add(out, fwd->client_host, fwd->client_host_len);
         evbuffer_add(out, "\r\n", 2);
     }
-    evbuffer_add_printf(out, "X-Request-Id: %s\r\nVia: " VIA_VALUE "\r\n", fwd->request_id);
+    add_line(out, "X-Request-Id: ", fwd->request_id);
+    add_str(out, "Via: " VIA_VALUE "\r\n");
     if (fwd->framing == H1_BODY_LENGTH)
-        evbuffer_add_printf(out, "Content-Length: %llu\r\n",
-                            (unsigned long long)fwd->content_length);
+        add_content_length(out, fwd->content_length);
     else if (fwd->framing == H1_BODY_CHUNKED)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
     evbuffer_add(out, "\r\n", 2);
@@ -124,11 +156,15 @@ static bool write_status_and_fields(struct evbuffer *out, const struct h1_respon
 {
     bool has_connection = h1_find_field(resp->fields, resp->nfields, "connection", 0) >= 0;
     bool has_request_id = false;
-    evbuffer_add_printf(out, "HTTP/1.1 %d ", resp->status);
+    char status[16] = "HTTP/1.1 000 "; /* status is 100-999 (parser) */
+    status[9] = (char)('0' + resp->status / 100);
+    status[10] = (char)('0' + resp->status / 10 % 10);
+    status[11] = (char)('0' + resp->status % 10);
+    evbuffer_add(out, status, 13);
     if (resp->reason_len)
         evbuffer_add(out, resp->reason, resp->reason_len);
     else /* an empty reason is legal but unhelpful: use the registry's */
-        evbuffer_add_printf(out, "%s", status_phrase(resp->status));
+        add_str(out, status_phrase(resp->status));
     evbuffer_add(out, "\r\n", 2);
     for (size_t i = 0; i < resp->nfields; i++) {
         const struct h1_field *f = &resp->fields[i];
@@ -149,15 +185,14 @@ void hdr_write_response(struct evbuffer *out, const struct h1_response *resp,
     bool has_request_id = write_status_and_fields(out, resp, NULL, NULL);
     evbuffer_add(out, "Via: " VIA_VALUE "\r\n", 5 + sizeof(VIA_VALUE) - 1 + 2);
     if (!has_request_id && fwd->request_id)
-        evbuffer_add_printf(out, "X-Request-Id: %s\r\n", fwd->request_id);
+        add_line(out, "X-Request-Id: ", fwd->request_id);
     if (fwd->proxy_status)
-        evbuffer_add_printf(out, "Proxy-Status: %s\r\n", fwd->proxy_status);
+        add_line(out, "Proxy-Status: ", fwd->proxy_status);
     if (fwd->server_timing)
-        evbuffer_add_printf(out, "Server-Timing: %s\r\n", fwd->server_timing);
+        add_line(out, "Server-Timing: ", fwd->server_timing);
     switch (fwd->framing) {
     case H1_BODY_LENGTH:
-        evbuffer_add_printf(out, "Content-Length: %llu\r\n",
-                            (unsigned long long)fwd->content_length);
+        add_content_length(out, fwd->content_length);
         break;
     case H1_BODY_CHUNKED:
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);

@@ -39,10 +39,19 @@ struct worker_group {
 
 static uint32_t process_salt;
 
+/* 17 hex digits: salt (8), worker (2), counter (7). Formatted by hand: one per request. */
 void worker_request_id(struct worker *w, char *buf, size_t size)
 {
-    snprintf(buf, size, "%08x%02x%07llx", w->id_salt, (unsigned)w->id & 0xff,
-             (unsigned long long)(++w->next_request & 0xfffffff));
+    static const char hex[] = "0123456789abcdef";
+    uint64_t hi = ((uint64_t)w->id_salt << 8) | ((unsigned)w->id & 0xff);
+    uint64_t lo = ++w->next_request & 0xfffffff;
+    char id[18];
+    for (int i = 9; i >= 0; i--, hi >>= 4)
+        id[i] = hex[hi & 15];
+    for (int i = 16; i >= 10; i--, lo >>= 4)
+        id[i] = hex[lo & 15];
+    id[17] = '\0';
+    snprintf(buf, size, "%s", id);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
