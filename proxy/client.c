@@ -149,19 +149,22 @@ void clients_drain(struct worker *w)
     struct client *c, *next;
     for (c = TAILQ_FIRST(&w->clients); c; c = next) {
         next = TAILQ_NEXT(c, link);
-        /* HEAD and EXCHANGE finish their request (client_exchange_done sees w->draining);
-         * CLOSING and LINGER end by themselves. */
-        if (c->state == CS_IDLE || c->state == CS_HANDSHAKE)
+        /* Idle keep-alive connections go. A connection that has not sent its first request yet
+         * (just accepted, or still in its TLS handshake) gets to send it: it was accepted to
+         * be served. HEAD and EXCHANGE finish their request (client_exchange_done sees
+         * w->draining); CLOSING and LINGER end by themselves. */
+        if (c->state == CS_IDLE && c->requests > 0)
             client_free(c);
     }
 }
 
 static void linger(struct client *c)
 {
-    if (c->ssl) { /* no half-close over TLS: the response is flushed, we are done */
-        client_free(c);
-        return;
-    }
+    /* Close our side only, then read and discard until the client closes: a close() with
+     * unread request bytes would send a reset that can destroy the response in flight. Over
+     * TLS a close_notify goes first. */
+    if (c->ssl)
+        SSL_shutdown(c->ssl);
     shutdown(bufferevent_getfd(c->bev), SHUT_WR);
     evbuffer_drain(bufferevent_get_input(c->bev), SIZE_MAX);
     bufferevent_enable(c->bev, EV_READ);

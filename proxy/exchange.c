@@ -101,6 +101,7 @@ struct exchange {
     bool up_plain;                     /* origin socket without TLS: sockio shortcuts apply */
     enum phase phase;
     bool retried;                      /* already resent once after a stale pooled connection */
+    bool reused;                       /* the (last) connection came from the pool */
     bool response_byte;                /* any response byte seen from the origin */
     uint64_t phase_start[PHASE_COUNT]; /* µs, 0 = never entered */
     uint64_t phase_end[PHASE_COUNT];
@@ -141,7 +142,7 @@ static void fail(struct exchange *ex, enum phase phase, enum cause cause, uint64
 static void finish(struct exchange *ex);
 static void connect_origin(struct exchange *ex);
 static void pump_request_body(struct exchange *ex);
-static void relay_response_body(struct exchange *ex);
+static int relay_response_body(struct exchange *ex);
 
 /* ---- small helpers ---- */
 
@@ -299,6 +300,18 @@ static void stop_timers(struct exchange *ex)
     event_del(&ex->processing_timer);
 }
 
+/* Only these may be sent twice (RFC 9110 9.2.2): the origin may have acted on a POST that died
+ * with its connection, so such a request gets the failure rather than a second delivery. */
+static bool method_idempotent(const struct exchange *ex)
+{
+    static const char *const methods[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    for (size_t i = 0; i < ARRAY_LEN(methods); i++)
+        if (ex->req.method_len == strlen(methods[i]) &&
+            memcmp(ex->req.method, methods[i], ex->req.method_len) == 0)
+            return true;
+    return false;
+}
+
 /* The one place an upstream failure becomes a response (or an abort). */
 static void fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t limit_ms,
                  const char *fmt, ...)
@@ -311,6 +324,7 @@ static void fail(struct exchange *ex, enum phase phase, enum cause cause, uint64
     /* A pooled connection may have been closed by the origin while idle: if nothing of this
      * request reached it that we could not send again, resend once on a fresh connection. */
     if (ex->uc && upconn_reused(ex->uc) && !ex->retried && !ex->response_byte &&
+        method_idempotent(ex) &&
         ex->req_body.bytes == 0 && !ex->req_body.trailers_started &&
         ex->resp_state == RESP_HEAD &&
         (phase == PHASE_SEND || phase == PHASE_FIRST_BYTE) &&
@@ -405,7 +419,8 @@ static void log_exchange(struct exchange *ex)
         .limit_ms = ex->limit_ms,
         .detail = ex->detail[0] ? ex->detail : NULL,
         .aborted = ex->aborted,
-        .reused = ex->uc ? upconn_reused(ex->uc) : false,
+        .reused = ex->reused,
+        .retried = ex->retried,
         .timing = timing,
         .interim = ex->interim_log_len ? ex->interim_log : NULL,
     };
@@ -421,6 +436,8 @@ static void finish(struct exchange *ex)
     stop_timers(ex);
     if (ex->phase_start[ex->phase] && !ex->phase_end[ex->phase])
         ex->phase_end[ex->phase] = now_us();
+    if (ex->failure == FAIL_NONE && ex->response_byte)
+        upstream_report(ex->up, ex->origin, false); /* a success clears the failure count */
     log_exchange(ex);
     if (ex->uc) {
         bool reusable = ex->failure == FAIL_NONE && ex->resp_body.done &&
@@ -939,28 +956,40 @@ static int read_heads(struct exchange *ex)
     return 0;
 }
 
-static void relay_response_body(struct exchange *ex)
+/* Moves response body bytes to the client until the source runs dry, the client's buffer is
+ * full, or the body ends. The direct write drains the client buffer without a write callback,
+ * so the move repeats here instead of waiting for one. Returns 1 when the exchange ended (and
+ * is freed), 0 otherwise. */
+static int relay_response_body(struct exchange *ex)
 {
     struct evbuffer *in = bufferevent_get_input(ex->ubev);
-    if (body_move(&ex->resp_body, in, client_out(ex), RELAY_HIGH) != 0) {
-        fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "invalid response body from %s: %s",
-             upconn_addr(ex->uc), ex->resp_body.error);
-        return;
+    struct evbuffer *out = client_out(ex);
+    for (;;) {
+        size_t before_in = evbuffer_get_length(in), before_out = evbuffer_get_length(out);
+        if (body_move(&ex->resp_body, in, out, RELAY_HIGH) != 0) {
+            fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "invalid response body from %s: %s",
+                 upconn_addr(ex->uc), ex->resp_body.error);
+            return 1;
+        }
+        if (ex->client_plain)
+            sockio_flush(ex->cbev);
+        if (ex->resp_body.done) {
+            ex->resp_state = RESP_DONE;
+            finish(ex);
+            return 1;
+        }
+        if (evbuffer_get_length(out) > RELAY_HIGH) {
+            /* The client is slower than the origin: stop reading until its buffer drains. */
+            bufferevent_disable(ex->ubev, EV_READ);
+            event_del(&ex->phase_timer);
+            return 0;
+        }
+        if (evbuffer_get_length(in) == 0 ||
+            (evbuffer_get_length(in) == before_in && evbuffer_get_length(out) == before_out))
+            break;
     }
-    if (ex->client_plain)
-        sockio_flush(ex->cbev);
-    if (ex->resp_body.done) {
-        ex->resp_state = RESP_DONE;
-        finish(ex);
-        return;
-    }
-    if (evbuffer_get_length(client_out(ex)) > RELAY_HIGH) {
-        /* The client is slower than the origin: stop reading until its buffer drains. */
-        bufferevent_disable(ex->ubev, EV_READ);
-        event_del(&ex->phase_timer);
-    } else {
-        arm(&ex->phase_timer, phase_limit(ex, PHASE_READ));
-    }
+    arm(&ex->phase_timer, phase_limit(ex, PHASE_READ));
+    return 0;
 }
 
 static void up_event_cb(struct bufferevent *bev, short what, void *arg);
@@ -1029,8 +1058,7 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_EOF) {
         if (ex->resp_state == RESP_BODY) {
             /* Whatever arrived with the EOF goes first. */
-            relay_response_body(ex);
-            if (ex->resp_state != RESP_BODY)
+            if (relay_response_body(ex))
                 return;
             if (body_eof(&ex->resp_body, client_out(ex)) == 0) {
                 ex->resp_state = RESP_DONE;
@@ -1109,6 +1137,11 @@ static void send_request(struct exchange *ex)
     if (ex->req_state == REQ_GATED)
         arm(&ex->continue_timer, ex->route->continue_timeout_ms);
     if (ex->req_state == REQ_BODY) {
+        /* client_body_timeout runs from here: while we were connecting the client owed us
+         * nothing */
+        struct timeval tv = tv_ms(ex->cfg->client_body_timeout_ms);
+        struct timeval wtv = tv_ms(ex->cfg->client_send_timeout_ms);
+        bufferevent_set_timeouts(ex->cbev, &tv, &wtv);
         pump_request_body(ex); /* flushes head and body, unless the body is refused */
         return;
     }
@@ -1153,12 +1186,14 @@ static void connect_origin(struct exchange *ex)
     int up_idx = (int)(ex->up - ex->cfg->upstreams);
     if (!ex->retried) {
         ex->uc = upconn_take_idle(ex->w, up_idx, ex->origin);
+        ex->reused = ex->uc != NULL;
         if (ex->uc) {
             metrics_add(ex->w->metrics, M_UPSTREAM_REUSED, 1);
             on_upconn_ready(ex);
             return;
         }
     }
+    ex->reused = false;
     ex->uc = upconn_open(ex->w, up_idx, ex->origin, &upconn_cbs, ex);
     if (!ex->uc)
         fail(ex, PHASE_CONNECT, CAUSE_IO, 0, "out of memory");
@@ -1166,46 +1201,54 @@ static void connect_origin(struct exchange *ex)
 
 /* ---- the request body ---- */
 
+/* Moves request body bytes to the origin, like relay_response_body in the other direction. */
 static void pump_request_body(struct exchange *ex)
 {
     if (ex->req_state != REQ_BODY || !ex->ubev)
         return;
     struct evbuffer *in = bufferevent_get_input(ex->cbev);
     struct evbuffer *out = bufferevent_get_output(ex->ubev);
-    if (body_move(&ex->req_body, in, out, RELAY_HIGH) != 0) {
-        ex->req_state = REQ_DONE; /* nothing more will be read from this client */
-        upconn_drop(ex);
-        if (ex->resp_state == RESP_HEAD) {
-            client_error(ex, 400, ex->req_body.error, true);
-        } else {
-            ex->aborted = true;
-            ex->keep_client = false;
-            finish(ex);
+    for (;;) {
+        size_t before_in = evbuffer_get_length(in), before_out = evbuffer_get_length(out);
+        if (body_move(&ex->req_body, in, out, RELAY_HIGH) != 0) {
+            ex->req_state = REQ_DONE; /* nothing more will be read from this client */
+            upconn_drop(ex);
+            if (ex->resp_state == RESP_HEAD) {
+                client_error(ex, 400, ex->req_body.error, true);
+            } else {
+                ex->aborted = true;
+                ex->keep_client = false;
+                finish(ex);
+            }
+            return;
         }
-        return;
+        /* body_size counts announced chunk sizes: an oversized body is refused before any of
+         * it (or the head) reaches the origin */
+        if (ex->req_body.bytes > ex->cfg->max_body_size ||
+            (ex->req_body.in == H1_BODY_CHUNKED &&
+             ex->req_body.chunked.body_size > ex->cfg->max_body_size)) {
+            ex->req_state = REQ_DONE;
+            upconn_drop(ex);
+            if (ex->resp_state == RESP_HEAD) {
+                client_error(ex, 413, "request body larger than max_body_size", true);
+            } else {
+                ex->aborted = true;
+                ex->keep_client = false;
+                finish(ex);
+            }
+            return;
+        }
+        flush_upstream(ex);
+        if (ex->req_body.done)
+            break;
+        if (evbuffer_get_length(out) > RELAY_HIGH || evbuffer_get_length(in) == 0 ||
+            (evbuffer_get_length(in) == before_in && evbuffer_get_length(out) == before_out))
+            return; /* the origin's write callback or more client bytes bring us back */
     }
-    /* body_size counts announced chunk sizes: an oversized body is refused before any of it
-     * (or the head) reaches the origin */
-    if (ex->req_body.bytes > ex->cfg->max_body_size ||
-        (ex->req_body.in == H1_BODY_CHUNKED &&
-         ex->req_body.chunked.body_size > ex->cfg->max_body_size)) {
-        ex->req_state = REQ_DONE;
-        upconn_drop(ex);
-        if (ex->resp_state == RESP_HEAD)
-            client_error(ex, 413, "request body larger than max_body_size", true);
-        else
-            ex->keep_client = false, finish(ex);
-        return;
-    }
-    flush_upstream(ex);
-    if (ex->req_body.done) {
-        ex->req_state = REQ_DONE;
-        struct timeval wtv = tv_ms(ex->cfg->client_send_timeout_ms);
-        bufferevent_set_timeouts(ex->cbev, NULL, &wtv); /* waiting for the response is fine */
-        maybe_request_sent(ex);
-        if (ex->resp_state == RESP_DONE) /* the response finished first */
-            finish(ex);
-    }
+    ex->req_state = REQ_DONE;
+    struct timeval wtv = tv_ms(ex->cfg->client_send_timeout_ms);
+    bufferevent_set_timeouts(ex->cbev, NULL, &wtv); /* waiting for the response is fine */
+    maybe_request_sent(ex);
 }
 
 /* ---- client side events ---- */
@@ -1455,11 +1498,6 @@ void exchange_run(struct exchange *ex)
             case EXPECT_IGNORE:
                 break;
             }
-        }
-        if (ex->req_state == REQ_BODY) {
-            struct timeval tv = tv_ms(cfg->client_body_timeout_ms);
-            struct timeval wtv = tv_ms(cfg->client_send_timeout_ms);
-            bufferevent_set_timeouts(ex->cbev, &tv, &wtv);
         }
     }
     if (http11 && ex->route->processing_interval_ms)

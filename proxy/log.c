@@ -107,8 +107,8 @@ void log_access(const struct access_record *r)
         n = buf_appendf(line, sizeof(line), n, " route=%s upstream=%s", r->route,
                         r->upstream ? r->upstream : "-");
     if (r->origin)
-        n = buf_appendf(line, sizeof(line), n, " origin=%s reused=%s", r->origin,
-                        r->reused ? "yes" : "no");
+        n = buf_appendf(line, sizeof(line), n, " origin=%s reused=%s%s", r->origin,
+                        r->reused ? "yes" : "no", r->retried ? " retried=yes" : "");
     if (r->failure != FAIL_NONE) {
         n = buf_appendf(line, sizeof(line), n, " failure=%s phase=%s", failure_name(r->failure),
                         phase_name(r->phase));

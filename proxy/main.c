@@ -13,6 +13,7 @@
 #include <event2/thread.h>
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <openssl/opensslv.h>
 #include <signal.h>
 #include <stdio.h>
@@ -74,6 +75,42 @@ static int prepare(struct config *cfg)
 
 #define DRAIN_MS 30000 /* how long a reload lets the old workers finish their exchanges */
 
+/* A replaced worker group finishing its exchanges in the background, so that the main thread
+ * keeps taking signals (another reload, or a shutdown that cuts the drain short). */
+struct drain {
+    struct worker_group *group;
+    struct config *cfg;
+    pthread_t thread;
+    struct drain *next;
+};
+
+static struct drain *drains;
+
+static void *drain_main(void *arg)
+{
+    workers_join(((struct drain *)arg)->group);
+    log_info("reload: the previous workers have finished their exchanges");
+    return NULL;
+}
+
+/* Frees drains whose workers are gone; with `hurry`, first tells the others to stop now. */
+static void reap_drains(bool hurry)
+{
+    for (struct drain **pp = &drains; *pp;) {
+        struct drain *d = *pp;
+        if (hurry)
+            workers_signal_stop(d->group, 0);
+        if (hurry ? pthread_join(d->thread, NULL) != 0 : pthread_tryjoin_np(d->thread, NULL) != 0) {
+            pp = &d->next;
+            continue;
+        }
+        workers_free(d->group);
+        cfg_free(d->cfg);
+        *pp = d->next;
+        free(d);
+    }
+}
+
 /* SIGHUP: load the file again; only a configuration that loads, prepares and binds replaces the
  * running one, which otherwise keeps serving untouched. */
 static void reload(const char *path, struct config **cfg, struct worker_group **group)
@@ -103,8 +140,24 @@ static void reload(const char *path, struct config **cfg, struct worker_group **
         log_error("reload: access_log %s: %s; keeping the previous log", next->access_log,
                   strerror(errno));
     /* The new workers accept already; the old ones finish what they have, then go. */
-    workers_stop(*group, DRAIN_MS);
-    cfg_free(*cfg);
+    struct drain *d = calloc(1, sizeof(*d));
+    if (d) {
+        d->group = *group;
+        d->cfg = *cfg;
+        workers_signal_stop(d->group, DRAIN_MS);
+        if (pthread_create(&d->thread, NULL, drain_main, d) != 0) {
+            workers_join(d->group); /* drain in this thread, then */
+            workers_free(d->group);
+            cfg_free(d->cfg);
+            free(d);
+        } else {
+            d->next = drains;
+            drains = d;
+        }
+    } else {
+        workers_stop(*group, DRAIN_MS);
+        cfg_free(*cfg);
+    }
     *cfg = next;
     *group = started;
     log_info("reload: %s is live (%d worker%s, %s profile)", path, next->workers,
@@ -151,6 +204,7 @@ static int run(const char *path, struct config *cfg)
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
+            reap_drains(false);
             reload(path, &cfg, &group);
             continue;
         }
@@ -158,6 +212,7 @@ static int run(const char *path, struct config *cfg)
         break;
     }
     workers_stop(group, 0);
+    reap_drains(true);
     sim_stop();
     metrics_free_all();
     log_close();

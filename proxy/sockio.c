@@ -65,8 +65,15 @@ void sockio_flush(struct bufferevent *bev)
     evbuffer_unfreeze(out, 1); /* frozen at the front between the bufferevent's own writes */
     int n = evbuffer_write_atmost(out, fd, SOCKIO_MAX_WRITE);
     evbuffer_freeze(out, 1);
-    if (n < 0)
+    if (n <= 0)
         return;
-    if (evbuffer_get_length(out) == 0 && event_pending(&bev->ev_write, EV_WRITE, NULL))
-        event_del(&bev->ev_write);
+    if (evbuffer_get_length(out) == 0) {
+        if (event_pending(&bev->ev_write, EV_WRITE, NULL))
+            event_del(&bev->ev_write);
+    } else if (event_pending(&bev->ev_write, EV_WRITE, NULL)) {
+        /* Progress was made: the write timeout counts from now, as libevent's own write
+         * would have it. */
+        event_add(&bev->ev_write, evutil_timerisset(&bev->timeout_write) ? &bev->timeout_write
+                                                                          : NULL);
+    }
 }

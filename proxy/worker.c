@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,24 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     log_error("accept: %s", strerror(errno));
 }
 
+/* Takes the connections still queued on our listeners: with SO_REUSEPORT each listener has its
+ * own queue, and closing it would reset them. */
+static void accept_queued(struct worker *w)
+{
+    for (int i = 0; i < w->nlisteners; i++) {
+        evutil_socket_t lfd = evconnlistener_get_fd(w->listeners[i]);
+        for (int n = 0; n < 1024; n++) {
+            struct sockaddr_storage sa;
+            socklen_t salen = sizeof(sa);
+            int fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0)
+                break;
+            accept_cb(w->listeners[i], fd, (struct sockaddr *)&sa, (int)salen,
+                      w->listener_args[i]);
+        }
+    }
+}
+
 static void close_listeners(struct worker *w)
 {
     for (int i = 0; i < w->nlisteners; i++)
@@ -111,7 +130,10 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
         stop_now(w);
         return;
     }
+    if (w->draining)
+        return; /* already draining: only a stop without delay changes anything */
     w->draining = true; /* from now on, upconn_release closes instead of pooling */
+    accept_queued(w);
     close_listeners(w);
     /* Connections between requests go now; the others close after their exchange. */
     clients_drain(w);
@@ -174,7 +196,8 @@ static int worker_init(struct worker *w, int id, const struct config *cfg)
         return -1;
     if (pipe2(w->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         return -1;
-    w->stop_ev = event_new(w->base, w->stop_pipe[0], EV_READ, stop_cb, w);
+    /* persistent: a drain can be followed by a stop without delay (shutdown during a reload) */
+    w->stop_ev = event_new(w->base, w->stop_pipe[0], EV_READ | EV_PERSIST, stop_cb, w);
     if (!w->stop_ev || event_add(w->stop_ev, NULL) != 0)
         return -1;
     /* The resolver: the configured nameserver, or resolv.conf; /etc/hosts either way. */
@@ -248,6 +271,7 @@ static int bind_all(struct worker_group *g, struct worker *w, int i, const struc
         }
         if (!lis)
             return -1;
+        w->listener_args[w->nlisteners] = ctx;
         w->listeners[w->nlisteners++] = lis;
     }
     return 0;
@@ -293,15 +317,30 @@ struct worker_group *workers_start(const struct config *cfg)
     return g;
 }
 
+void workers_signal_stop(struct worker_group *g, uint64_t drain_ms)
+{
+    for (int i = 0; i < g->n; i++) {
+        ssize_t n = write(g->workers[i].stop_pipe[1], &drain_ms, sizeof(drain_ms));
+        (void)n; /* a few eight-byte requests always fit in the pipe */
+    }
+}
+
+void workers_join(struct worker_group *g)
+{
+    for (int i = 0; i < g->n; i++)
+        pthread_join(g->workers[i].thread, NULL);
+}
+
+void workers_free(struct worker_group *g)
+{
+    group_free(g);
+}
+
 void workers_stop(struct worker_group *g, uint64_t drain_ms)
 {
     if (!g)
         return;
-    for (int i = 0; i < g->n; i++) {
-        ssize_t n = write(g->workers[i].stop_pipe[1], &drain_ms, sizeof(drain_ms));
-        (void)n; /* the pipe is empty: eight bytes always fit */
-    }
-    for (int i = 0; i < g->n; i++)
-        pthread_join(g->workers[i].thread, NULL);
+    workers_signal_stop(g, drain_ms);
+    workers_join(g);
     group_free(g);
 }

@@ -33,6 +33,7 @@ struct access_record {
     const char *detail;           /* one-line reason, NULL if none */
     bool aborted;                 /* failure after the response head was forwarded */
     bool reused;                  /* sent on a pooled connection */
+    bool retried;                 /* resent on a fresh connection after a stale pooled one */
     const char *timing;           /* "dns:0.3,connect:1.2,..." */
     const char *interim;          /* "103,100,102" 1xx sent to the client, NULL if none */
 };

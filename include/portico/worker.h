@@ -29,6 +29,7 @@ struct worker {
     struct evdns_base *dns;
     const struct config *cfg;              /* borrowed; outlives the worker */
     struct evconnlistener *listeners[CFG_MAX_LISTEN + 1];
+    void *listener_args[CFG_MAX_LISTEN + 1]; /* what accept_cb gets with each listener */
     int nlisteners;
     pthread_t thread;
     struct upstream_pools *pools;          /* idle origin connections (upstream.c) */
@@ -54,6 +55,15 @@ struct worker_group *workers_start(const struct config *cfg);
  * accepting, close idle connections, let exchanges in flight finish (their connections close
  * afterwards) for at most drain_ms, then close what is left. Blocks until the threads ended. */
 void workers_stop(struct worker_group *g, uint64_t drain_ms);
+
+/* Asks the workers of a group to stop (drain_ms as for workers_stop) without waiting: a group
+ * already draining stops at once when asked again with 0. */
+void workers_signal_stop(struct worker_group *g, uint64_t drain_ms);
+
+/* Waits for the threads of a group that was asked to stop; then workers_free frees it. The
+ * two halves of workers_stop, for a drain that runs in its own thread. */
+void workers_join(struct worker_group *g);
+void workers_free(struct worker_group *g);
 
 /* Writes a new request id ("5f1c9a2e01000002a"): process salt, worker, counter. */
 void worker_request_id(struct worker *w, char *buf, size_t size);

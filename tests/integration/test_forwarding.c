@@ -590,18 +590,21 @@ static const struct stale_row stale_rows[] = {
     { "RST on reuse", pick_stale, stale_rst, "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, "1", 2 },
     /* an empty chunked body: nothing but its last chunk, which goes again with the head */
     { "FIN on reuse, empty chunked body", pick_stale, stale_close,
-      "POST /2 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 200, "1",
+      "PUT /2 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 200, "1",
       2 },
     /* Content-Length: 0 likewise */
     { "FIN on reuse, empty CL body", pick_stale, stale_close,
-      "POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", 200, "1", 2 },
+      "PUT /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", 200, "1", 2 },
+    /* a POST is not idempotent: the origin may have acted on it, so it is never sent twice */
+    { "FIN on reuse, POST", pick_stale, stale_close,
+      "POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", 502, NULL, 1 },
     /* a chunked body of trailers only: they went to the dead connection and are not replayed */
     { "FIN on reuse, trailers sent", pick_stale, stale_close,
-      "POST /2 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n\r\n",
+      "PUT /2 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n\r\n",
       502, NULL, 1 },
     /* a body was sent: resending is not safe, the failure is reported */
     { "FIN on reuse after a body", pick_stale, stale_close,
-      "POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc", 502, NULL, 1 },
+      "PUT /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc", 502, NULL, 1 },
 };
 
 static void test_stale_pooled_connection(void **state)
