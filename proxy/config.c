@@ -958,28 +958,6 @@ void cfg_free(struct config *cfg)
     free(cfg);
 }
 
-/* Host without port, lowercased into buf; returns its length (0 when none). */
-static size_t host_only(const char *host, size_t len, char *buf, size_t bufsz)
-{
-    size_t n = 0;
-    if (len && host[0] == '[') { /* [v6]:port → keep brackets off */
-        const char *end = memchr(host, ']', len);
-        len = end ? (size_t)(end - host) + 1 : len;
-    } else {
-        const char *colon = memchr(host, ':', len);
-        if (colon)
-            len = (size_t)(colon - host);
-    }
-    if (len >= bufsz)
-        return 0;
-    for (; n < len; n++)
-        buf[n] = (char)tolower((unsigned char)host[n]);
-    while (n > 0 && buf[n - 1] == '.') /* "example.com." is "example.com" */
-        n--;
-    buf[n] = '\0';
-    return n;
-}
-
 /* 3: exact host, 2: wildcard host, 1: any host; 0: no match. */
 static int host_rank(const char *pattern, const char *host, size_t hlen)
 {
@@ -998,7 +976,7 @@ const struct route_conf *cfg_route(const struct config *cfg, const char *host, s
                                    const char *path, size_t path_len)
 {
     char h[256];
-    size_t hlen = host ? host_only(host, host_len, h, sizeof(h)) : 0;
+    size_t hlen = host ? host_key(host, host_len, h, sizeof(h)) : 0;
     const struct route_conf *best = NULL;
     size_t best_len = 0;
     int best_rank = 0;

@@ -49,6 +49,7 @@
 #include "portico/interim.h"
 #include "portico/log.h"
 #include "portico/metrics.h"
+#include "portico/request.h"
 #include "portico/sockio.h"
 #include "portico/status.h"
 #include "portico/upstream.h"
@@ -124,8 +125,7 @@ struct exchange {
     char interim_log[96];              /* "103,100,102" for the access log */
     size_t interim_log_len;
     bool sent_100;
-    char hints_sent[HINT_MAX_BYTES];   /* URIs hinted in a 103 so far, '\n'-separated */
-    size_t hints_sent_len;
+    struct hint_set hints;             /* links hinted in a 103 so far */
 
     /* failure */
     enum failure_type failure;
@@ -300,18 +300,6 @@ static void stop_timers(struct exchange *ex)
     event_del(&ex->processing_timer);
 }
 
-/* Only these may be sent twice (RFC 9110 9.2.2): the origin may have acted on a POST that died
- * with its connection, so such a request gets the failure rather than a second delivery. */
-static bool method_idempotent(const struct exchange *ex)
-{
-    static const char *const methods[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
-    for (size_t i = 0; i < ARRAY_LEN(methods); i++)
-        if (ex->req.method_len == strlen(methods[i]) &&
-            memcmp(ex->req.method, methods[i], ex->req.method_len) == 0)
-            return true;
-    return false;
-}
-
 /* The one place an upstream failure becomes a response (or an abort). */
 static void fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t limit_ms,
                  const char *fmt, ...)
@@ -324,7 +312,7 @@ static void fail(struct exchange *ex, enum phase phase, enum cause cause, uint64
     /* A pooled connection may have been closed by the origin while idle: if nothing of this
      * request reached it that we could not send again, resend once on a fresh connection. */
     if (ex->uc && upconn_reused(ex->uc) && !ex->retried && !ex->response_byte &&
-        method_idempotent(ex) &&
+        request_idempotent(ex->req.method, ex->req.method_len) &&
         ex->req_body.bytes == 0 && !ex->req_body.trailers_started &&
         ex->resp_state == RESP_HEAD &&
         (phase == PHASE_SEND || phase == PHASE_FIRST_BYTE) &&
@@ -498,66 +486,10 @@ void exchange_client_gone(struct exchange *ex, const char *why)
 
 /* ---- interim responses Portico makes ---- */
 
-static bool hint_already_sent(const struct exchange *ex, const char *uri, size_t len)
-{
-    const char *p = ex->hints_sent, *end = ex->hints_sent + ex->hints_sent_len;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        if (n == len && memcmp(p, uri, len) == 0)
-            return true;
-        p += n + 1;
-    }
-    return false;
-}
-
-static void remember_hint(struct exchange *ex, const char *uri, size_t len)
-{
-    if (ex->hints_sent_len + len + 1 > sizeof(ex->hints_sent))
-        return;
-    memcpy(ex->hints_sent + ex->hints_sent_len, uri, len);
-    ex->hints_sent_len += len;
-    ex->hints_sent[ex->hints_sent_len++] = '\n';
-}
-
-/* Writes the link-values of `value` not hinted yet as one Link field; returns how many. */
-static int write_new_links(struct exchange *ex, struct evbuffer *out, const char *value,
-                           size_t len)
-{
-    size_t pos = 0;
-    const char *el, *uri;
-    size_t elen, ulen;
-    int n = 0;
-    while (link_next(value, len, &pos, &el, &elen)) {
-        if (!link_uri(el, elen, &uri, &ulen) || hint_already_sent(ex, uri, ulen))
-            continue;
-        remember_hint(ex, uri, ulen);
-        evbuffer_add(out, n ? ", " : "Link: ", n ? 2 : 6);
-        evbuffer_add(out, el, elen);
-        n++;
-    }
-    if (n)
-        evbuffer_add(out, "\r\n", 2);
-    return n;
-}
-
-/* The host part of the learned-hints key: lowercase, without port or trailing dot, so that
- * "App.example:443" and "app.example" share their hints. Returns its length (0: none). */
+/* The learned-hints key of this request's host. Returns its length (0: no host). */
 static size_t hint_host(const struct exchange *ex, char *buf, size_t size)
 {
-    size_t n = 0;
-    const char *h = ex->host;
-    size_t len = ex->host_len;
-    if (!h)
-        return 0;
-    const char *end = h[0] == '[' ? memchr(h, ']', len) : memchr(h, ':', len);
-    if (end)
-        len = (size_t)(end - h) + (h[0] == '[');
-    for (; n < len && n < size; n++)
-        buf[n] = (char)tolower((unsigned char)h[n]);
-    while (n > 0 && buf[n - 1] == '.')
-        n--;
-    return n;
+    return ex->host ? host_key(ex->host, ex->host_len, buf, size) : 0;
 }
 
 /* 103 Early Hints from configuration and learning, before the origin is contacted. */
@@ -571,28 +503,12 @@ static void send_early_hints(struct exchange *ex)
     if (r->early_hints_learn && r->hint_cache && host_len)
         learned_len = hint_cache_get(r->hint_cache, host, host_len, ex->target, ex->path_len,
                                      learned, sizeof(learned));
-    if (!r->nhints && !learned_len)
-        return;
-    struct evbuffer *tmp = evbuffer_new();
-    if (!tmp)
-        return;
-    int n = 0;
-    for (int i = 0; i < r->nhints; i++)
-        n += write_new_links(ex, tmp, r->early_hints[i], strlen(r->early_hints[i]));
-    for (const char *p = learned, *end = learned + learned_len; p < end;) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        n += write_new_links(ex, tmp, p, len);
-        p += len + 1;
-    }
-    if (n) {
-        evbuffer_add(client_out(ex), "HTTP/1.1 103 Early Hints\r\n", 26);
-        evbuffer_add_buffer(client_out(ex), tmp);
-        evbuffer_add(client_out(ex), "\r\n", 2);
+    if ((r->nhints || learned_len) &&
+        hint_write_103(&ex->hints, client_out(ex), r->early_hints, r->nhints, learned,
+                       learned_len)) {
         metrics_add(ex->w->metrics, M_EARLY_HINTS_SENT, 1);
         note_interim(ex, 103);
     }
-    evbuffer_free(tmp);
 }
 
 /* Remembers the preload/preconnect links of a 200 for later 103s on the same host and path. */
@@ -603,23 +519,7 @@ static void learn_hints(struct exchange *ex)
         !span_ieq(ex->req.method, ex->req.method_len, "GET"))
         return;
     char links[HINT_MAX_BYTES];
-    size_t n = 0;
-    for (int i = h1_find_field(ex->resp.fields, ex->resp.nfields, "link", 0); i >= 0;
-         i = h1_find_field(ex->resp.fields, ex->resp.nfields, "link", (size_t)i + 1)) {
-        const struct h1_field *f = &ex->resp.fields[i];
-        size_t pos = 0;
-        const char *el;
-        size_t elen;
-        while (link_next(f->value, f->value_len, &pos, &el, &elen)) {
-            if (!link_is_hint(el, elen) || n + elen + 1 > sizeof(links))
-                continue;
-            memcpy(links + n, el, elen);
-            n += elen;
-            links[n++] = '\n';
-        }
-    }
-    if (n)
-        n--; /* no trailing separator */
+    size_t n = hint_collect(ex->resp.fields, ex->resp.nfields, links, sizeof(links));
     char host[256];
     size_t host_len = hint_host(ex, host, sizeof(host));
     if (host_len)
@@ -801,7 +701,7 @@ static bool relay_interim_field(const struct h1_field *f, struct evbuffer *out, 
     struct exchange *ex = arg;
     if (!h1_name_is(f, "link"))
         return false;
-    write_new_links(ex, out, f->value, f->value_len);
+    hint_write_new(&ex->hints, out, f->value, f->value_len);
     return true; /* taken over: written filtered, or dropped when every hint was sent */
 }
 
@@ -819,10 +719,10 @@ static void handle_interim(struct exchange *ex)
         /* Only the hints not already sent, and nothing at all when none is new. */
         struct evbuffer *tmp = evbuffer_new();
         if (tmp) {
-            size_t before = ex->hints_sent_len;
+            size_t before = ex->hints.len;
             hdr_write_interim(tmp, &ex->resp, relay_interim_field, ex);
             bool has_links = h1_find_field(ex->resp.fields, ex->resp.nfields, "link", 0) >= 0;
-            if (has_links && ex->hints_sent_len == before) {
+            if (has_links && ex->hints.len == before) {
                 metrics_add(ex->w->metrics, M_INTERIM_DROPPED, 1);
             } else {
                 evbuffer_add_buffer(client_out(ex), tmp);
@@ -1282,23 +1182,11 @@ void exchange_client_write(struct exchange *ex)
 
 /* ---- start ---- */
 
-static bool valid_request_id(const char *v, size_t n)
-{
-    if (n == 0 || n > 40)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)v[i];
-        if (!(isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == ':'))
-            return false;
-    }
-    return true;
-}
-
 /* The client's X-Request-Id when it is well-formed (so traces join up), else a new one. */
 static void make_request_id(struct exchange *ex)
 {
     int h = h1_find_field(ex->req.fields, ex->req.nfields, "x-request-id", 0);
-    if (h >= 0 && valid_request_id(ex->req.fields[h].value, ex->req.fields[h].value_len)) {
+    if (h >= 0 && request_id_valid(ex->req.fields[h].value, ex->req.fields[h].value_len)) {
         memcpy(ex->request_id, ex->req.fields[h].value, ex->req.fields[h].value_len);
         ex->request_id[ex->req.fields[h].value_len] = '\0';
         return;
@@ -1306,81 +1194,20 @@ static void make_request_id(struct exchange *ex)
     worker_request_id(ex->w, ex->request_id, sizeof(ex->request_id));
 }
 
-/* Dot segments would let "/api/../admin" match the route of "/api/"; refuse them, encoded too. */
-static bool has_dot_segment(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != '/')
-            continue;
-        size_t j = i + 1, dots = 0;
-        while (j < n && p[j] != '/' && p[j] != '?') {
-            if (p[j] == '.')
-                dots++, j++;
-            else if (j + 2 < n && p[j] == '%' && p[j + 1] == '2' && (p[j + 2] == 'e' || p[j + 2] == 'E'))
-                dots++, j += 3;
-            else
-                break;
-        }
-        if ((dots == 1 || dots == 2) && (j == n || p[j] == '/' || p[j] == '?'))
-            return true;
-    }
-    return false;
-}
-
-/* How many hops of this request were Portico (Via: 1.1 portico). A chain of proxies has a few;
- * a configuration that forwards to itself has them pile up until something breaks. */
-static int portico_hops(const struct h1_request *req)
-{
-    int hops = 0;
-    for (int i = h1_find_field(req->fields, req->nfields, "via", 0); i >= 0;
-         i = h1_find_field(req->fields, req->nfields, "via", (size_t)i + 1)) {
-        size_t pos = 0;
-        const char *e;
-        size_t n;
-        while (h1_list_next(req->fields[i].value, req->fields[i].value_len, &pos, &e, &n))
-            if (n >= 7 && strncasecmp(e + n - 7, "portico", 7) == 0)
-                hops++;
-    }
-    return hops;
-}
-
-/* Splits the request-target into what we route and forward. 0, or -1 with *why. */
+/* Splits the request-target into what we route and forward. 0, or the status to refuse it. */
 static int parse_target(struct exchange *ex, const char **why)
 {
-    const char *t = ex->req.target;
-    size_t n = ex->req.target_len;
-    if (n && t[0] == '/') {
-        ex->target = t;
-        ex->target_len = n;
-    } else if (n == 1 && t[0] == '*' && span_ieq(ex->req.method, ex->req.method_len, "OPTIONS")) {
-        ex->target = t;
-        ex->target_len = n;
-    } else if (n > 7 && (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0)) {
-        /* absolute-form (RFC 9112 3.2.2): the authority replaces Host */
-        size_t skip = t[4] == ':' ? 7 : 8;
-        const char *auth = t + skip;
-        const char *slash = memchr(auth, '/', n - skip);
-        size_t alen = slash ? (size_t)(slash - auth) : n - skip;
-        if (alen == 0) {
-            *why = "absolute-form target without a host";
-            return -1;
-        }
-        ex->host = auth;
-        ex->host_len = alen;
-        ex->target = slash ? slash : "/";
-        ex->target_len = slash ? n - skip - alen : 1;
-    } else {
-        *why = span_ieq(ex->req.method, ex->req.method_len, "CONNECT")
-                   ? "CONNECT is not supported"
-                   : "request-target must be an absolute path";
-        return -1;
+    struct req_target t;
+    int status = request_target(&ex->req, &t, why);
+    if (status)
+        return status;
+    if (t.host) {
+        ex->host = t.host;
+        ex->host_len = t.host_len;
     }
-    const char *q = memchr(ex->target, '?', ex->target_len);
-    ex->path_len = q ? (size_t)(q - ex->target) : ex->target_len;
-    if (has_dot_segment(ex->target, ex->path_len)) {
-        *why = "dot segments in the path are not accepted";
-        return -1;
-    }
+    ex->target = t.path;
+    ex->target_len = t.path_len;
+    ex->path_len = t.route_len;
     return 0;
 }
 
@@ -1449,9 +1276,9 @@ void exchange_run(struct exchange *ex)
         ex->host = ex->info.host->value;
         ex->host_len = ex->info.host->value_len;
     }
-    if (parse_target(ex, &why) != 0) {
-        bool connect = span_ieq(ex->req.method, ex->req.method_len, "CONNECT");
-        client_error(ex, connect ? 501 : 400, why, true);
+    int refused = parse_target(ex, &why);
+    if (refused) {
+        client_error(ex, refused, why, true);
         return;
     }
     bool http11 = client_http11(ex);
@@ -1466,7 +1293,7 @@ void exchange_run(struct exchange *ex)
         client_error(ex, 413, "request body larger than max_body_size", true);
         return;
     }
-    if (portico_hops(&ex->req) >= MAX_PORTICO_HOPS) {
+    if (request_portico_hops(&ex->req) >= MAX_PORTICO_HOPS) {
         client_error(ex, 508, "forwarding loop: this request already went through Portico "
                      "too many times", ex->req_state != REQ_DONE);
         return;

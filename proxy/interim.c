@@ -7,6 +7,7 @@
  */
 #include "portico/interim.h"
 
+#include <event2/buffer.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -326,4 +327,90 @@ bool link_is_hint(const char *value, size_t len)
         }
     }
     return false;
+}
+
+/* ---- hints of one exchange ---- */
+
+static bool hint_seen(const struct hint_set *s, const char *uri, size_t len)
+{
+    const char *p = s->uris, *end = s->uris + s->len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (n == len && memcmp(p, uri, len) == 0)
+            return true;
+        p += n + 1;
+    }
+    return false;
+}
+
+static void hint_add(struct hint_set *s, const char *uri, size_t len)
+{
+    if (s->len + len + 1 > sizeof(s->uris))
+        return;
+    memcpy(s->uris + s->len, uri, len);
+    s->len += len;
+    s->uris[s->len++] = '\n';
+}
+
+int hint_write_new(struct hint_set *s, struct evbuffer *out, const char *value, size_t len)
+{
+    size_t pos = 0;
+    const char *el, *uri;
+    size_t elen, ulen;
+    int n = 0;
+    while (link_next(value, len, &pos, &el, &elen)) {
+        if (!link_uri(el, elen, &uri, &ulen) || hint_seen(s, uri, ulen))
+            continue;
+        hint_add(s, uri, ulen);
+        evbuffer_add(out, n ? ", " : "Link: ", n ? 2 : 6);
+        evbuffer_add(out, el, elen);
+        n++;
+    }
+    if (n)
+        evbuffer_add(out, "\r\n", 2);
+    return n;
+}
+
+int hint_write_103(struct hint_set *s, struct evbuffer *out, char *const *configured,
+                   int nconfigured, const char *learned, size_t learned_len)
+{
+    struct evbuffer *fields = evbuffer_new();
+    if (!fields)
+        return 0;
+    int n = 0;
+    for (int i = 0; i < nconfigured; i++)
+        n += hint_write_new(s, fields, configured[i], strlen(configured[i]));
+    for (const char *p = learned, *end = learned + learned_len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        n += hint_write_new(s, fields, p, len);
+        p += len + 1;
+    }
+    if (n) {
+        evbuffer_add(out, "HTTP/1.1 103 Early Hints\r\n", 26);
+        evbuffer_add_buffer(out, fields);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    evbuffer_free(fields);
+    return n;
+}
+
+size_t hint_collect(const struct h1_field *fields, size_t nfields, char *buf, size_t size)
+{
+    size_t n = 0;
+    for (int i = h1_find_field(fields, nfields, "link", 0); i >= 0;
+         i = h1_find_field(fields, nfields, "link", (size_t)i + 1)) {
+        size_t pos = 0;
+        const char *el;
+        size_t elen;
+        while (link_next(fields[i].value, fields[i].value_len, &pos, &el, &elen)) {
+            if (!link_is_hint(el, elen) || n + elen + 1 > size)
+                continue;
+            memcpy(buf + n, el, elen);
+            n += elen;
+            buf[n++] = '\n';
+        }
+    }
+    return n ? n - 1 : 0; /* no trailing separator */
 }

@@ -211,6 +211,27 @@ char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz)
     return buf;
 }
 
+size_t host_key(const char *host, size_t len, char *buf, size_t bufsz)
+{
+    size_t n = 0;
+    if (len && host[0] == '[') { /* [v6]:port: the brackets stay, the port goes */
+        const char *end = memchr(host, ']', len);
+        len = end ? (size_t)(end - host) + 1 : len;
+    } else {
+        const char *colon = memchr(host, ':', len);
+        if (colon)
+            len = (size_t)(colon - host);
+    }
+    if (len >= bufsz)
+        return 0;
+    for (; n < len; n++)
+        buf[n] = (char)tolower((unsigned char)host[n]);
+    while (n > 0 && buf[n - 1] == '.') /* "example.com." is "example.com" */
+        n--;
+    buf[n] = '\0';
+    return n;
+}
+
 char *xstrdup(const char *s)
 {
     char *d = strdup(s);

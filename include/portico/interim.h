@@ -8,6 +8,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "portico/http1.h"
+
+struct evbuffer;
+
 #define HINT_MAX_BYTES 2048 /* Link values kept per learned entry, joined by '\n' */
 
 struct hint_cache;
@@ -34,6 +38,26 @@ size_t hint_cache_size(struct hint_cache *c);
 /* True when a link-value (one element of a Link field) has a rel of preload or preconnect, the
  * only ones worth hinting (RFC 8297; other relations and every other field are never replayed). */
 bool link_is_hint(const char *value, size_t len);
+
+/* The links hinted to a client in one exchange, so that none is sent twice: their URIs,
+ * '\n'-separated. Zero-initialized before use. */
+struct hint_set {
+    char uris[HINT_MAX_BYTES];
+    size_t len;
+};
+
+/* Writes one Link field with the link-values of `value` whose URI is not in s yet, and adds
+ * them to s. Returns how many; writes nothing for 0. */
+int hint_write_new(struct hint_set *s, struct evbuffer *out, const char *value, size_t len);
+
+/* Writes a complete "103 Early Hints" with the configured Link values and the learned ones
+ * ('\n'-joined), minus links already in s. Returns how many links it carried; 0: nothing. */
+int hint_write_103(struct hint_set *s, struct evbuffer *out, char *const *configured,
+                   int nconfigured, const char *learned, size_t learned_len);
+
+/* Collects the preload/preconnect link-values of a response's Link fields, '\n'-joined, into
+ * buf (no trailing separator). Returns the length. */
+size_t hint_collect(const struct h1_field *fields, size_t n, char *buf, size_t size);
 
 /* Iterates the link-values of a Link field value (commas inside <...> or quotes do not split).
  * *pos starts at 0. Returns true with the element (trimmed), false at the end. */

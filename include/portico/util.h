@@ -46,6 +46,11 @@ int numeric_sockaddr(const char *host, uint16_t port, struct sockaddr_storage *s
 /* Formats an address as "127.0.0.1:3000" or "[::1]:3000" into buf. Returns buf. */
 char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz);
 
+/* A Host value as a lookup key: lowercase, without port or trailing dot ("App.Example.:8080" →
+ * "app.example"; "[::1]:80" → "[::1]"), NUL-terminated into buf. Returns its length, 0 when
+ * empty or too long for buf. */
+size_t host_key(const char *host, size_t len, char *buf, size_t bufsz);
+
 /* Duplicates a string or aborts: allocation failure at config time is fatal. */
 char *xstrdup(const char *s);
 

@@ -1,0 +1,37 @@
+/*
+ * request.h — what Portico checks about a request before routing it: the request-target
+ * (origin-form, absolute-form, asterisk; no dot segments), forwarding loops, the client's
+ * X-Request-Id, and which methods may be sent twice. Pure functions on a parsed request.
+ */
+#ifndef PORTICO_REQUEST_H
+#define PORTICO_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "portico/http1.h"
+
+/* The target split into what Portico routes and forwards. Spans borrow from the request. */
+struct req_target {
+    const char *host;            /* absolute-form authority, else NULL (the Host field counts) */
+    size_t host_len;
+    const char *path;            /* origin-form target to forward ("*" for OPTIONS *) */
+    size_t path_len;             /* the whole target, query included */
+    size_t route_len;            /* path up to '?': what routes match against */
+};
+
+/* Splits req->target. Returns 0, or the status to refuse it with (400; 501 for CONNECT) and a
+ * one-line reason in *why. */
+int request_target(const struct h1_request *req, struct req_target *t, const char **why);
+
+/* Via entries naming Portico ("1.1 portico"): a request that has many is going round in a
+ * loop. */
+int request_portico_hops(const struct h1_request *req);
+
+/* True when an X-Request-Id value may be reused as ours: 1-40 of [A-Za-z0-9._:-]. */
+bool request_id_valid(const char *v, size_t n);
+
+/* True for the methods RFC 9110 9.2.2 calls idempotent: only those are ever sent twice. */
+bool request_idempotent(const char *method, size_t len);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * request.c — request checks before routing. See request.h.
+ */
+#include "portico/request.h"
+
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+
+#include "portico/util.h"
+
+/* Dot segments would let "/api/../admin" match the route of "/api/"; refuse them, encoded too. */
+static bool has_dot_segment(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != '/')
+            continue;
+        size_t j = i + 1, dots = 0;
+        while (j < n && p[j] != '/' && p[j] != '?') {
+            if (p[j] == '.')
+                dots++, j++;
+            else if (j + 2 < n && p[j] == '%' && p[j + 1] == '2' &&
+                     (p[j + 2] == 'e' || p[j + 2] == 'E'))
+                dots++, j += 3;
+            else
+                break;
+        }
+        if ((dots == 1 || dots == 2) && (j == n || p[j] == '/' || p[j] == '?'))
+            return true;
+    }
+    return false;
+}
+
+int request_target(const struct h1_request *req, struct req_target *t, const char **why)
+{
+    const char *s = req->target;
+    size_t n = req->target_len;
+    *t = (struct req_target){0};
+    if (n && s[0] == '/') {
+        t->path = s;
+        t->path_len = n;
+    } else if (n == 1 && s[0] == '*' && span_ieq(req->method, req->method_len, "OPTIONS")) {
+        t->path = s; /* "OPTIONS *" asks about the server as a whole: routed like "/" */
+        t->path_len = 1;
+        t->route_len = 0;
+        return 0;
+    } else if (n > 7 && (strncasecmp(s, "http://", 7) == 0 || strncasecmp(s, "https://", 8) == 0)) {
+        /* absolute-form (RFC 9112 3.2.2): the authority replaces Host */
+        size_t skip = s[4] == ':' ? 7 : 8;
+        const char *auth = s + skip;
+        const char *slash = memchr(auth, '/', n - skip);
+        size_t alen = slash ? (size_t)(slash - auth) : n - skip;
+        if (alen == 0) {
+            *why = "absolute-form target without a host";
+            return 400;
+        }
+        t->host = auth;
+        t->host_len = alen;
+        t->path = slash ? slash : "/";
+        t->path_len = slash ? n - skip - alen : 1;
+    } else if (span_ieq(req->method, req->method_len, "CONNECT")) {
+        *why = "CONNECT is not supported";
+        return 501;
+    } else {
+        *why = "request-target must be an absolute path";
+        return 400;
+    }
+    const char *q = memchr(t->path, '?', t->path_len);
+    t->route_len = q ? (size_t)(q - t->path) : t->path_len;
+    if (has_dot_segment(t->path, t->route_len)) {
+        *why = "dot segments in the path are not accepted";
+        return 400;
+    }
+    return 0;
+}
+
+int request_portico_hops(const struct h1_request *req)
+{
+    int hops = 0;
+    for (int i = h1_find_field(req->fields, req->nfields, "via", 0); i >= 0;
+         i = h1_find_field(req->fields, req->nfields, "via", (size_t)i + 1)) {
+        size_t pos = 0;
+        const char *e;
+        size_t n;
+        while (h1_list_next(req->fields[i].value, req->fields[i].value_len, &pos, &e, &n))
+            if (n >= 7 && strncasecmp(e + n - 7, "portico", 7) == 0)
+                hops++;
+    }
+    return hops;
+}
+
+bool request_id_valid(const char *v, size_t n)
+{
+    if (n == 0 || n > 40)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (!(isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == ':'))
+            return false;
+    }
+    return true;
+}
+
+bool request_idempotent(const char *method, size_t len)
+{
+    static const char *const methods[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    for (size_t i = 0; i < ARRAY_LEN(methods); i++)
+        if (len == strlen(methods[i]) && memcmp(method, methods[i], len) == 0)
+            return true;
+    return false;
+}
