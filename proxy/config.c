@@ -63,6 +63,8 @@ struct loader {
     const char *seen[64];
     int nseen;
     int upstream_key_line[MAX_ROUTES];  /* per route: line of `upstream =` */
+    int upstreams_cap;                  /* allocated entries of cfg->upstreams */
+    int routes_cap;                     /* allocated entries of cfg->routes */
     bool seen_listen;
     int proxy_line;             /* first [proxy] and [errors]: a second one is a duplicate */
     int errors_line;
@@ -495,6 +497,25 @@ static void route_defaults(struct route_conf *r)
     r->upstream = -1;
 }
 
+/* Makes room for one more entry in an array of n (doubling; sections are few). The current
+ * section pointers move with the array. */
+static void grow(struct loader *ld, void **array, int *cap, int n, size_t size)
+{
+    if (n < *cap)
+        return;
+    int ncap = *cap ? *cap * 2 : 4;
+    char *a = realloc(*array, (size_t)ncap * size);
+    if (!a)
+        abort(); /* configuration time: nothing to save */
+    memset(a + (size_t)*cap * size, 0, (size_t)(ncap - *cap) * size);
+    if (ld->up && (void *)ld->cfg->upstreams == *array)
+        ld->up = (struct upstream_conf *)(void *)(a + ((char *)ld->up - (char *)*array));
+    if (ld->route && (void *)ld->cfg->routes == *array)
+        ld->route = (struct route_conf *)(void *)(a + ((char *)ld->route - (char *)*array));
+    *array = a;
+    *cap = ncap;
+}
+
 /* Called by the reader for every "[...]" line: opens the section and validates its name. */
 static void open_section(struct loader *ld, const char *name, size_t len)
 {
@@ -560,6 +581,8 @@ static void open_section(struct loader *ld, const char *name, size_t len)
             ld->sec = SEC_BAD;
             return;
         }
+        grow(ld, (void **)&cfg->upstreams, &ld->upstreams_cap, cfg->nupstreams,
+             sizeof(*cfg->upstreams));
         struct upstream_conf *up = &cfg->upstreams[cfg->nupstreams++];
         memset(up, 0, sizeof(*up));
         upstream_defaults(up);
@@ -582,6 +605,7 @@ static void open_section(struct loader *ld, const char *name, size_t len)
         ld->sec = SEC_BAD;
         return;
     }
+    grow(ld, (void **)&cfg->routes, &ld->routes_cap, cfg->nroutes, sizeof(*cfg->routes));
     struct route_conf *r = &cfg->routes[cfg->nroutes++];
     memset(r, 0, sizeof(*r));
     route_defaults(r);
@@ -822,6 +846,7 @@ static void validate(struct loader *ld)
 
     if (cfg->nroutes == 0 && cfg->nupstreams == 1) {
         /* One upstream and no route: everything goes there. */
+        grow(ld, (void **)&cfg->routes, &ld->routes_cap, cfg->nroutes, sizeof(*cfg->routes));
         struct route_conf *r = &cfg->routes[cfg->nroutes++];
         memset(r, 0, sizeof(*r));
         route_defaults(r);
@@ -869,8 +894,7 @@ static struct config *load(struct loader *ld, int *nerrors)
     ini_allow_multiline = false;    /* a repeated key is a list, never a continuation */
     ini_stop_on_first_error = false;
     ld->at_line_start = true;
-    cfg->upstreams = xcalloc(MAX_UPSTREAMS, sizeof(*cfg->upstreams));
-    cfg->routes = xcalloc(MAX_ROUTES, sizeof(*cfg->routes));
+
     set_defaults(cfg);
 
     int rc = ini_parse_stream(reader, ld, handler, ld);
