@@ -24,9 +24,21 @@
 #define QTYPE_A 1
 #define QTYPE_AAAA 28
 
+/* A reply held back by opts.delay_ms. */
+struct dns_pending {
+    int64_t due;             /* tu_now_ms() when it goes out */
+    struct sockaddr_storage to;
+    socklen_t tolen;
+    size_t len;
+    uint8_t r[DNS_MAX + 64];
+};
+
 struct fake_dns {
     int fd;                  /* UDP socket bound to 127.0.0.1 */
     uint16_t port;
+    int delay_ms;
+    struct dns_pending pending[FAKE_DNS_MAX_PENDING]; /* the thread's own, unordered */
+    unsigned npending;
     int stop_pipe[2];        /* closing [1] wakes the thread */
     pthread_t thread;
     bool aaaa;
@@ -125,6 +137,27 @@ static size_t build_reply(struct fake_dns *d, enum fake_dns_mode mode, const uin
     return n;
 }
 
+/* Sends the held replies that are due; returns the poll timeout until the next one (-1: none). */
+static int send_due(struct fake_dns *d)
+{
+    int64_t now = tu_now_ms(), next = -1;
+
+    for (unsigned i = 0; i < d->npending;) {
+        struct dns_pending *p = &d->pending[i];
+
+        if (p->due <= now) {
+            sendto(d->fd, p->r, p->len, 0, (struct sockaddr *)&p->to, p->tolen);
+            d->pending[i] = d->pending[--d->npending];
+            continue;
+        }
+        if (next < 0 || p->due - now < next) {
+            next = p->due - now;
+        }
+        i++;
+    }
+    return (int)next;
+}
+
 static void *dns_thread(void *arg)
 {
     struct fake_dns *d = arg;
@@ -134,7 +167,7 @@ static void *dns_thread(void *arg)
         struct pollfd p[2] = { { .fd = d->fd, .events = POLLIN },
                                { .fd = d->stop_pipe[0], .events = POLLIN } };
 
-        if (poll(p, 2, -1) < 0) {
+        if (poll(p, 2, send_due(d)) < 0) {
             if (errno == EINTR) {
                 continue;
             }
@@ -142,6 +175,9 @@ static void *dns_thread(void *arg)
         }
         if (p[1].revents != 0) {
             break;
+        }
+        if (p[0].revents == 0) {
+            continue; /* a held reply is due */
         }
         struct sockaddr_storage from;
         socklen_t flen = sizeof(from);
@@ -165,9 +201,20 @@ static void *dns_thread(void *arg)
         snprintf(d->last_name, sizeof(d->last_name), "%s", name);
         pthread_cond_broadcast(&d->cond);
         pthread_mutex_unlock(&d->lock);
-        if (rlen > 0 && mode != FAKE_DNS_SILENT) {
-            sendto(d->fd, r, rlen, 0, (struct sockaddr *)&from, flen);
+        if (rlen == 0 || mode == FAKE_DNS_SILENT) {
+            continue;
         }
+        if (d->delay_ms > 0 && d->npending < FAKE_DNS_MAX_PENDING) {
+            struct dns_pending *h = &d->pending[d->npending++];
+
+            h->due = tu_now_ms() + d->delay_ms;
+            h->to = from;
+            h->tolen = flen;
+            h->len = rlen;
+            memcpy(h->r, r, rlen);
+            continue;
+        }
+        sendto(d->fd, r, rlen, 0, (struct sockaddr *)&from, flen);
     }
     return NULL;
 }
@@ -191,6 +238,7 @@ struct fake_dns *fake_dns_start(const struct fake_dns_opts *opts)
     d->mode = opts->mode;
     d->aaaa = opts->aaaa;
     d->ttl = opts->ttl != 0 ? opts->ttl : 60;
+    d->delay_ms = opts->delay_ms;
     pthread_mutex_init(&d->lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -22,7 +22,12 @@ struct fake_dns_opts {
     enum fake_dns_mode mode;
     bool aaaa;    /* FAKE_DNS_ANSWER: answer AAAA queries with ::1 (else empty NOERROR) */
     uint32_t ttl; /* TTL of answers in seconds; 0 means 60 */
+    int delay_ms; /* each reply leaves this long after its query came (queries meanwhile are
+                   * read and counted; at most FAKE_DNS_MAX_PENDING wait at once, more are
+                   * answered at once); 0: at once */
 };
+
+#define FAKE_DNS_MAX_PENDING 32
 
 struct fake_dns;
 

@@ -689,6 +689,16 @@ static int run_script(struct fo_conn *c, const struct fo_head *h, const struct f
         case FO_STEP_HOLD:
             conn_hold(c);
             return 1;
+        case FO_STEP_CALL:
+            if (s->call(c->fd, s->arg) != 0) {
+                return -1;
+            }
+            break;
+        case FO_STEP_DROP:
+            /* no SSL_shutdown: the peer sees the TCP FIN without a close_notify */
+            close(c->fd);
+            c->fd = -1;
+            return 1;
         case FO_STEP_END:
             break;
         }
@@ -809,6 +819,10 @@ static SSL_CTX *tls_server_ctx(const struct fake_origin_opts *opts)
     }
     /* A peer that just closes is an EOF here, not an error: the tests decide what it means. */
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    if (opts->tls_max_version != 0
+        && SSL_CTX_set_max_proto_version(ctx, opts->tls_max_version) != 1) {
+        goto fail;
+    }
     if (SSL_CTX_use_certificate_chain_file(ctx, opts->tls_cert) != 1
         || SSL_CTX_use_PrivateKey_file(ctx, opts->tls_key, SSL_FILETYPE_PEM) != 1
         || SSL_CTX_check_private_key(ctx) != 1) {

@@ -50,6 +50,8 @@ enum fo_step_kind {
     FO_STEP_CLOSE,   /* close the connection (TLS: close_notify first) */
     FO_STEP_RESET,   /* SO_LINGER {1,0} and close: the peer gets RST */
     FO_STEP_HOLD,    /* read and discard until the peer closes or the origin stops */
+    FO_STEP_CALL,    /* call(fd, arg) on the origin's thread; non-zero ends the connection */
+    FO_STEP_DROP,    /* close the socket without a TLS close_notify (an abrupt TCP FIN) */
 };
 
 struct fo_step {
@@ -60,6 +62,8 @@ struct fo_step {
     int status;               /* RESPOND: status code, 0 = default response */
     const char *body;         /* RESPOND: body (NULL = empty) */
     enum fo_framing framing;  /* RESPOND */
+    int (*call)(int fd, void *arg); /* CALL: gets the connection's socket (TLS: the TCP one) */
+    void *arg;                /* CALL: borrowed */
 };
 
 #define FO_SEND(s) { .kind = FO_STEP_SEND, .data = (s) }
@@ -72,6 +76,8 @@ struct fo_step {
 #define FO_CLOSE() { .kind = FO_STEP_CLOSE }
 #define FO_RST() { .kind = FO_STEP_RESET }
 #define FO_HOLD() { .kind = FO_STEP_HOLD }
+#define FO_CALL(fn, a) { .kind = FO_STEP_CALL, .call = (fn), .arg = (a) }
+#define FO_DROP() { .kind = FO_STEP_DROP }
 #define FO_END() { .kind = FO_STEP_END }
 
 /* What FO_SCRIPT's chooser is told about the request it picks a script for. */
@@ -105,6 +111,7 @@ struct fake_origin_opts {
                                        * read requests; not NO_READ, TLS_*, REFUSE, BLACKHOLE) */
     const char *tls_key;
     const char *tls_client_ca;        /* also require a client cert signed by this CA */
+    int tls_max_version;              /* e.g. TLS1_2_VERSION; 0: OpenSSL's highest */
 };
 
 struct fake_origin;
