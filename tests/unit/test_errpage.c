@@ -369,7 +369,7 @@ static const struct header_row header_rows[] = {
      NULL},
     {"route failure: no origin was chosen, so no next-hop even if one is passed",
      {.status = 503, .failure = FAIL_NO_HEALTHY_ORIGIN, .phase = PHASE_ROUTE,
-      .reason = "all 3 origins down", .origin = "10.0.0.1:80", .close = true},
+      .reason = "all 3 origins down", .origin = "127.0.0.21:80", .close = true},
      {"Date", "Server", "Content-Type", "Content-Length", "Cache-Control", "Portico-Error",
       "Proxy-Status", "Connection"},
      "portico; error=destination_unavailable; details=\"all 3 origins down\"", "close"},

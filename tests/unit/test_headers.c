@@ -21,7 +21,7 @@
 #define TARGET(t) .target = t, .target_len = sizeof(t) - 1
 #define HOST(h) .host = h, .host_len = sizeof(h) - 1
 #define CLIENT_HOST(h) .client_host = h, .client_host_len = sizeof(h) - 1
-#define BASE TARGET("/x"), .client_ip = "10.0.0.1", .request_id = "rid1"
+#define BASE TARGET("/x"), .client_ip = "127.0.0.21", .request_id = "rid1"
 
 static const struct h1_limits limits = {8192, 65536};
 
@@ -49,93 +49,93 @@ static const struct {
      "Trailer: X-Sum\r\nTransfer-Encoding: chunked\r\nUpgrade: websocket\r\n"
      "Content-Length: 5\r\nX-Hop: 1\r\nAccept: */*\r\n\r\n",
      {BASE},
-     "GET /x HTTP/1.1\r\nHost: a.test\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.1\r\n"
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nAccept: */*\r\nX-Forwarded-For: 127.0.0.21\r\n"
      "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
     {"Connection names and field names match case-insensitively, over several Connection fields",
      "GET / HTTP/1.1\r\nhost: a.test\r\nCONNECTION: X-ONE\r\nx-one: 1\r\nconnection: x-two\r\n"
      "X-Two: 2\r\nX-Three: 3\r\n\r\n",
      {BASE},
-     "GET /x HTTP/1.1\r\nhost: a.test\r\nX-Three: 3\r\nX-Forwarded-For: 10.0.0.1\r\n"
+     "GET /x HTTP/1.1\r\nhost: a.test\r\nX-Three: 3\r\nX-Forwarded-For: 127.0.0.21\r\n"
      "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
     {"the client's Content-Length is re-emitted for a Content-Length body",
      "POST /p HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\n",
      {BASE, .framing = H1_BODY_LENGTH, .content_length = 5},
-     "POST /x HTTP/1.1\r\nHost: a.test\r\nContent-Type: text/plain\r\nX-Forwarded-For: 10.0.0.1\r\n"
+     "POST /x HTTP/1.1\r\nHost: a.test\r\nContent-Type: text/plain\r\nX-Forwarded-For: 127.0.0.21\r\n"
      "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\nContent-Length: 5\r\n"
      "\r\n"},
     {"a chunked body goes chunked, whatever codings the client listed",
      "POST /p HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n",
      {BASE, .framing = H1_BODY_CHUNKED},
-     "POST /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+     "POST /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\n"
      "X-Request-Id: rid1\r\nVia: 1.1 portico\r\nTransfer-Encoding: chunked\r\n\r\n"},
     {"Content-Length 0 is still announced",
      "POST /p HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\n\r\n",
      {BASE, .framing = H1_BODY_LENGTH, .content_length = 0},
-     "POST /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+     "POST /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\n"
      "X-Request-Id: rid1\r\nVia: 1.1 portico\r\nContent-Length: 0\r\n\r\n"},
     {"X-Forwarded-For: the chain the client brought, then the address we saw",
-     "GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2\r\n\r\n",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.1.1, 127.0.2.2\r\n\r\n",
      {BASE},
-     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 10.0.0.1\r\n"
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.1.1, 127.0.2.2, 127.0.0.21\r\n"
      "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
     {"several X-Forwarded-For fields merge into one, in order",
-     "GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nHost: a.test\r\nx-forwarded-for: 2.2.2.2\r\n"
+     "GET / HTTP/1.1\r\nX-Forwarded-For: 127.0.1.1\r\nHost: a.test\r\nx-forwarded-for: 127.0.2.2\r\n"
      "\r\n",
      {BASE},
-     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 10.0.0.1\r\n"
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.1.1, 127.0.2.2, 127.0.0.21\r\n"
      "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
     {"an empty X-Forwarded-For adds no empty element",
-     "GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For:\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For:\r\nX-Forwarded-For: 127.0.1.1\r\n\r\n",
      {BASE},
-     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 1.1.1.1, 10.0.0.1\r\n"
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.1.1, 127.0.0.21\r\n"
      "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
     {"an X-Forwarded-For named by Connection is dropped, ours is still added",
      "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: X-Forwarded-For\r\n"
-     "X-Forwarded-For: 6.6.6.6\r\n\r\n",
+     "X-Forwarded-For: 127.0.6.6\r\n\r\n",
      {BASE},
-     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 10.0.0.1\r\n"
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.0.21\r\n"
      "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
     {"the client's X-Forwarded-Proto/Host and X-Request-Id are replaced by ours",
      "GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\n"
      "X-Request-Id: theirs\r\n\r\n",
      {BASE, .client_tls = false, CLIENT_HOST("a.test")},
-     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\n"
      "X-Forwarded-Host: a.test\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
     {"a TLS client is https",
      "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
      {BASE, .client_tls = true},
-     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\n"
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: https\r\n"
      "X-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
     {"a Via the client brought stays, ours follows",
      "GET / HTTP/1.1\r\nHost: a.test\r\nVia: 1.0 corp\r\n\r\n",
      {BASE},
-     "GET /x HTTP/1.1\r\nHost: a.test\r\nVia: 1.0 corp\r\nX-Forwarded-For: 10.0.0.1\r\n"
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nVia: 1.0 corp\r\nX-Forwarded-For: 127.0.0.21\r\n"
      "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
     {"Host override (absolute-form): ours first, the client's dropped",
      "GET http://origin.test/x HTTP/1.1\r\nAccept: */*\r\nHost: ignored.test\r\n\r\n",
      {BASE, HOST("origin.test"), CLIENT_HOST("origin.test")},
-     "GET /x HTTP/1.1\r\nHost: origin.test\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.1\r\n"
+     "GET /x HTTP/1.1\r\nHost: origin.test\r\nAccept: */*\r\nX-Forwarded-For: 127.0.0.21\r\n"
      "X-Forwarded-Proto: http\r\nX-Forwarded-Host: origin.test\r\nX-Request-Id: rid1\r\n"
      "Via: 1.1 portico\r\n\r\n"},
     {"HTTP/1.0 without Host goes out as HTTP/1.1 with one",
      "GET /old HTTP/1.0\r\nAccept: */*\r\n\r\n",
      {BASE, HOST("127.0.0.1:3000")},
-     "GET /x HTTP/1.1\r\nHost: 127.0.0.1:3000\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.1\r\n"
+     "GET /x HTTP/1.1\r\nHost: 127.0.0.1:3000\r\nAccept: */*\r\nX-Forwarded-For: 127.0.0.21\r\n"
      "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
     {"a Host named by Connection is still sent: HTTP/1.1 requires it",
      "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: host\r\n\r\n",
      {BASE},
-     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\n"
      "X-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
     {"Expect is dropped unless relayed",
      "POST / HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
      {BASE, .framing = H1_BODY_LENGTH, .content_length = 1},
-     "POST /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+     "POST /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\n"
      "X-Request-Id: rid1\r\nVia: 1.1 portico\r\nContent-Length: 1\r\n\r\n"},
     {"Expect is kept in relay mode",
      "POST / HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
      {BASE, .keep_expect = true, .framing = H1_BODY_LENGTH, .content_length = 1},
-     "POST /x HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nX-Forwarded-For: 10.0.0.1\r\n"
+     "POST /x HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nX-Forwarded-For: 127.0.0.21\r\n"
      "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\nContent-Length: 1\r\n"
      "\r\n"},
     {"end-to-end fields pass unchanged, in order, duplicates included",
@@ -143,7 +143,7 @@ static const struct {
      "Authorization: Bearer x\r\n\r\n",
      {BASE},
      "GET /x HTTP/1.1\r\nHost: a.test\r\nCookie: a=1\r\nAccept: text/html\r\nCookie: b=2\r\n"
-     "Authorization: Bearer x\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+     "Authorization: Bearer x\r\nX-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\n"
      "X-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
 };
 

@@ -180,7 +180,7 @@ static const struct {
     {"127.0.0.1:8080", "127.0.0.1", 8080, NULL},      /* IPv4 */
     {"[::1]:8080", "::1", 8080, NULL},                /* IPv6 in brackets, brackets dropped */
     {"[2001:db8::1]:443", "2001:db8::1", 443, NULL},  /* longer IPv6 */
-    {"[::ffff:1.2.3.4]:80", "::ffff:1.2.3.4", 80, NULL}, /* IPv4-mapped IPv6 */
+    {"[::ffff:127.1.2.3]:80", "::ffff:127.1.2.3", 80, NULL}, /* IPv4-mapped IPv6 */
     {"example.com:80", "example.com", 80, NULL},      /* name */
     {"my_host-1.internal:1", "my_host-1.internal", 1, NULL}, /* '_' and '-' in names, port 1 */
     {"h:65535", "h", 65535, NULL},                    /* highest port */
@@ -197,7 +197,7 @@ static const struct {
     {"[::1]80", NULL, 0, "expected [ipv6]:port"},     /* no colon after ']' */
     {"[::1:80", NULL, 0, "expected [ipv6]:port"},     /* no closing bracket */
     {"[example.com]:80", NULL, 0, "expected [ipv6]:port"}, /* brackets hold IPv6 only */
-    {"[1.2.3.4]:80", NULL, 0, "expected [ipv6]:port"},     /* IPv4 goes without brackets */
+    {"[127.1.2.3]:80", NULL, 0, "expected [ipv6]:port"},     /* IPv4 goes without brackets */
     {"a b:80", NULL, 0, "invalid character in host"}, /* space in host */
     {"a/b:80", NULL, 0, "invalid character in host"}, /* slash in host */
     {"[::1%eth0]:80", NULL, 0, "expected [ipv6]:port"}, /* zone ids are not supported */
@@ -254,7 +254,7 @@ static const struct {
     {"2001:DB8::1", 80, 0, AF_INET6, "[2001:db8::1]:80"}, /* normalized by inet_ntop */
     {"localhost", 80, -1, 0, NULL},                      /* names are not numeric */
     {"1.2.3", 80, -1, 0, NULL},                          /* inet_aton shorthand refused */
-    {"1.2.3.256", 80, -1, 0, NULL},                      /* octet out of range */
+    {"127.1.2.256", 80, -1, 0, NULL},                      /* octet out of range */
     {"[::1]", 80, -1, 0, NULL},                          /* brackets belong to host:port */
     {"", 80, -1, 0, NULL},                               /* empty */
 };
