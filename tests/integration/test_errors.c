@@ -148,24 +148,11 @@ static void request(struct harness *h, const char *method, const char *path, con
 /* The access-log line of a request id (waited for, bounded), malloc'd. */
 static char *log_line(struct harness *h, const char *rid)
 {
-    char needle[96], path[512];
-
+    char needle[96];
     snprintf(needle, sizeof(needle), " id=%s ", rid);
-    if (harness_wait_file(h, "access.log", needle, IO_MS) != 0)
+    char *line = harness_file_line(h, "access.log", needle, IO_MS);
+    if (!line)
         fail_msg("no access-log line for %s", rid);
-    snprintf(path, sizeof(path), "%s/access.log", harness_dir(h));
-    char *all = tu_read_file(path, NULL);
-
-    assert_non_null(all);
-    char *start = strstr(all, needle);
-
-    assert_non_null(start);
-    while (start > all && start[-1] != '\n')
-        start--;
-    char *end = strchr(start, '\n');
-    char *line = strndup(start, end != NULL ? (size_t)(end - start) : strlen(start));
-
-    free(all);
     return line;
 }
 

@@ -51,20 +51,9 @@
 /* The access-log line that contains needle (waited for), malloc'd without its newline. */
 static char *log_line(struct harness *h, const char *needle)
 {
-    if (harness_wait_file(h, "access.log", needle, PX_IO_MS) != 0)
+    char *line = harness_file_line(h, "access.log", needle, PX_IO_MS);
+    if (!line)
         fail_msg("no access-log line with %s", needle);
-    char path[512];
-    snprintf(path, sizeof(path), "%s/access.log", harness_dir(h));
-    char *text = tu_read_file(path, NULL);
-    assert_non_null(text);
-    char *p = strstr(text, needle);
-    assert_non_null(p);
-    while (p > text && p[-1] != '\n')
-        p--;
-    size_t n = strcspn(p, "\n");
-    char *line = strndup(p, n);
-    free(text);
-    assert_non_null(line);
     return line;
 }
 

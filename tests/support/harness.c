@@ -6,6 +6,7 @@
  * through a pidfd, so every wait is a poll() with a deadline.
  */
 #include "harness.h"
+#include "testutil.h"
 
 #include "certs.h"
 
@@ -735,4 +736,24 @@ int harness_check_config(struct harness *h, struct tu_cmd_result *res)
     const char *const args[] = { "-t", "-c", h->config, NULL };
 
     return harness_run(h, args, res);
+}
+
+char *harness_file_line(struct harness *h, const char *name, const char *needle, int timeout_ms)
+{
+    if (harness_wait_file(h, name, needle, timeout_ms) != 0)
+        return NULL;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", harness_dir(h), name);
+    char *text = tu_read_file(path, NULL);
+    if (!text)
+        return NULL;
+    char *p = strstr(text, needle);
+    char *line = NULL;
+    if (p) {
+        while (p > text && p[-1] != '\n')
+            p--;
+        line = strndup(p, strcspn(p, "\n"));
+    }
+    free(text);
+    return line;
 }

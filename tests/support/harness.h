@@ -109,6 +109,10 @@ int harness_wait_log(struct harness *h, const char *needle, int timeout_ms);
 bool harness_file_contains(struct harness *h, const char *name, const char *needle);
 int harness_wait_file(struct harness *h, const char *name, const char *needle, int timeout_ms);
 
+/* Waits (bounded) for a line of file `name` in the temp dir containing needle, and returns that
+ * line without its newline, malloc'd; NULL on timeout. For access-log assertions. */
+char *harness_file_line(struct harness *h, const char *name, const char *needle, int timeout_ms);
+
 /* Runs `PORTICO_BIN args...` to completion (10 s bound), capturing its output into *res (may be
  * NULL). Returns the exit code as tu_run_command does. */
 int harness_run(struct harness *h, const char *const args[], struct tu_cmd_result *res);
