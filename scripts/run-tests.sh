@@ -17,12 +17,12 @@ run() { # run KIND LIMIT BINARY
     name=$(basename "$bin")
     count=$((count + 1))
     start=$(date +%s)
-    if timeout -k 5 "$limit" "$bin" >"$log_dir/$name.log" 2>&1; then
+    if timeout -k 5 "$limit" "$bin" >"$log_dir/$kind-$name.log" 2>&1; then
         printf '  ok    %-12s %-36s %4ss\n' "$kind" "$name" "$(( $(date +%s) - start ))"
     else
         rc=$?
         printf '  FAIL  %-12s %-36s (exit %s)\n' "$kind" "$name" "$rc"
-        sed 's/^/        /' "$log_dir/$name.log" | tail -60
+        sed 's/^/        /' "$log_dir/$kind-$name.log" | tail -60
         failed="$failed $name"
     fi
 }
