@@ -15,6 +15,18 @@
 #include <string.h>
 
 #define PX_HELPER static __attribute__((unused))
+
+/* Built with ASan: sizes shrink and RSS bounds are only printed (ASan keeps freed memory). */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
 #ifndef ARRAY_SIZE
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #endif
@@ -67,12 +79,18 @@ PX_HELPER void px_stop(struct harness *h)
     harness_free(h);
 }
 
+/* A connection to 127.0.0.1:port, or the test fails. */
+PX_HELPER struct raw_conn *px_connect_port(uint16_t port)
+{
+    struct raw_conn *c = raw_connect(port, PX_IO_MS);
+    if (c == NULL)
+        fail_msg("connect 127.0.0.1:%u: %s", port, raw_last_error());
+    return c;
+}
+
 PX_HELPER struct raw_conn *px_connect(struct harness *h)
 {
-    struct raw_conn *c = raw_connect(px_port(h), PX_IO_MS);
-    if (c == NULL)
-        fail_msg("connect to portico: %s", raw_last_error());
-    return c;
+    return px_connect_port(px_port(h));
 }
 
 /* "http://127.0.0.1:PORT" + path into buf. */

@@ -23,17 +23,6 @@
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 #define DEFAULT_CONF "conf/portico.ini"
 
 static void need_repo_root(void)

@@ -26,6 +26,7 @@
 #include "../support/harness.h"
 #include "../support/raw_client.h"
 #include "../support/testutil.h"
+#include "proxy_helpers.h"
 
 #define IO_MS 3000
 #define TIMER_MS 200 /* connect_timeout of the blackhole route: elapsed_ms always "2NN.N" */
@@ -119,20 +120,11 @@ static int teardown(void **state)
     return rc == 0 ? 0 : -1;
 }
 
-static struct raw_conn *connect_ok(uint16_t port)
-{
-    struct raw_conn *c = raw_connect(port, IO_MS);
-
-    if (c == NULL)
-        fail_msg("connect 127.0.0.1:%u: %s", port, raw_last_error());
-    return c;
-}
-
 /* One request on a fresh connection; extra is more header lines ("Accept: ...\r\n"). */
 static void request(struct harness *h, const char *method, const char *path, const char *extra,
                     struct raw_response *r)
 {
-    struct raw_conn *c = connect_ok(harness_port(h, "listen"));
+    struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
     char req[512];
 
     snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: t\r\n%sConnection: close\r\n\r\n",
@@ -205,7 +197,7 @@ static void test_overrides(void **state)
     }
     /* B served one connect_timeout and one connect_refused: /metrics says exactly that, and the
      * access log names the failure */
-    struct raw_conn *c = connect_ok(harness_port(t.b, "admin"));
+    struct raw_conn *c = px_connect_port(harness_port(t.b, "admin"));
     struct raw_response r;
 
     assert_int_equal(raw_send_str(c, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
@@ -359,7 +351,7 @@ static void test_head(void **state)
     static const char *const accepts[] = {"application/json", "text/html", "text/plain"};
 
     for (size_t i = 0; i < sizeof(accepts) / sizeof(accepts[0]); i++) {
-        struct raw_conn *c = connect_ok(harness_port(t.a, "listen"));
+        struct raw_conn *c = px_connect_port(harness_port(t.a, "listen"));
         struct raw_response head, get;
         char req[512];
 

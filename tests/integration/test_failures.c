@@ -49,6 +49,7 @@
 #include "../support/harness.h"
 #include "../support/raw_client.h"
 #include "../support/testutil.h"
+#include "proxy_helpers.h"
 
 #define IO_MS 3000                 /* bound of reads that must succeed */
 #define BIG_BODY (16 * 1024 * 1024) /* request body larger than every buffer on the way */
@@ -428,15 +429,6 @@ static int64_t measured[P_COUNT][NCASES];
 
 /* ---- client helpers ---- */
 
-static struct raw_conn *connect_ok(uint16_t port)
-{
-    struct raw_conn *c = raw_connect(port, IO_MS);
-
-    if (c == NULL)
-        fail_msg("connect 127.0.0.1:%u: %s", port, raw_last_error());
-    return c;
-}
-
 /* Streams up to len body bytes on c's socket until Portico answers (the socket turns readable),
  * so the client never sits blocked in send while the answer is already there. Returns the bytes
  * sent. */
@@ -760,7 +752,7 @@ static void check_failure(struct harness *h, enum profile p, const struct fcase 
 static struct raw_conn *get_route(uint16_t port, const char *name, struct raw_response *r)
 {
     char req[256];
-    struct raw_conn *conn = connect_ok(port);
+    struct raw_conn *conn = px_connect_port(port);
 
     snprintf(req, sizeof(req),
              "GET /%s/x HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
@@ -796,7 +788,7 @@ static void run_case(struct harness *h, enum profile p, size_t i, unsigned *coun
         raw_response_free(&r);
         raw_close(conn);
     }
-    conn = connect_ok(port);
+    conn = px_connect_port(port);
     if (c->how == H_BODY)
         snprintf(req, sizeof(req),
                  "POST /%s/x HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
@@ -838,7 +830,7 @@ static void run_case(struct harness *h, enum profile p, size_t i, unsigned *coun
 /* /metrics counts every failure type exactly as often as the cases caused it. */
 static void check_metrics(struct harness *h, const unsigned *counts)
 {
-    struct raw_conn *conn = connect_ok(harness_port(h, "admin"));
+    struct raw_conn *conn = px_connect_port(harness_port(h, "admin"));
     struct raw_response r;
 
     assert_int_equal(raw_send_str(conn, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
@@ -978,7 +970,7 @@ static void test_after_head(void **state)
 
     for (size_t i = 0; i < NAFTER; i++) {
         const struct after_row *row = &after_rows[i];
-        struct raw_conn *conn = connect_ok(harness_port(h, "listen"));
+        struct raw_conn *conn = px_connect_port(harness_port(h, "listen"));
         struct raw_response r;
         char req[256], rid[64], want[96];
 
@@ -1028,7 +1020,7 @@ static void test_after_head(void **state)
         raw_close(conn);
     }
 
-    struct raw_conn *conn = connect_ok(harness_port(h, "admin"));
+    struct raw_conn *conn = px_connect_port(harness_port(h, "admin"));
     struct raw_response r;
     char want[128];
 

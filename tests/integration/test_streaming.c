@@ -38,17 +38,6 @@
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 #define MiB (UINT64_C(1) << 20)
 #define GiB (UINT64_C(1) << 30)
 #define BIG (SANITIZED ? 128 * MiB : GiB)  /* the "1 GiB" of the issue */

@@ -38,6 +38,7 @@
 #include "../support/harness.h"
 #include "../support/raw_client.h"
 #include "../support/testutil.h"
+#include "proxy_helpers.h"
 
 #define IO_MS 3000
 
@@ -155,19 +156,10 @@ static int teardown(void **state)
     return rc == 0 ? 0 : -1;
 }
 
-static struct raw_conn *connect_ok(uint16_t port)
-{
-    struct raw_conn *c = raw_connect(port, IO_MS);
-
-    if (c == NULL)
-        fail_msg("connect 127.0.0.1:%u: %s", port, raw_last_error());
-    return c;
-}
-
 /* GET /route/x on a fresh connection (closed after), response into r. */
 static void get(const char *route, struct raw_response *r)
 {
-    struct raw_conn *c = connect_ok(harness_port(t.h, "listen"));
+    struct raw_conn *c = px_connect_port(harness_port(t.h, "listen"));
     char req[256];
 
     snprintf(req, sizeof(req), "GET /%s/x HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
@@ -179,7 +171,7 @@ static void get(const char *route, struct raw_response *r)
 
 static uint64_t metric(const char *name)
 {
-    struct raw_conn *c = connect_ok(harness_port(t.h, "admin"));
+    struct raw_conn *c = px_connect_port(harness_port(t.h, "admin"));
     struct raw_response r;
     char want[128];
     unsigned long long v = 0;
@@ -302,7 +294,7 @@ static void test_upstream_tls_pooling(void **state)
 {
     (void)state;
     uint64_t reused0 = metric("portico_upstream_reused_total");
-    struct raw_conn *c = connect_ok(harness_port(t.h, "listen"));
+    struct raw_conn *c = px_connect_port(harness_port(t.h, "listen"));
     struct raw_response r;
 
     for (int i = 0; i < 2; i++) {
@@ -465,7 +457,7 @@ static void test_termination_garbage(void **state)
 {
     (void)state;
     uint64_t failures0 = metric("portico_client_tls_handshake_failures_total");
-    struct raw_conn *c = connect_ok(harness_port(t.h, "tls"));
+    struct raw_conn *c = px_connect_port(harness_port(t.h, "tls"));
     struct sockaddr_in me;
     socklen_t len = sizeof(me);
     char peer[64];
