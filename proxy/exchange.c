@@ -86,7 +86,8 @@ struct exchange {
     struct h1_info info;
     const char *target;                /* origin-form target to forward (span into head) */
     size_t target_len;
-    size_t path_len;                   /* target up to '?' */
+    const char *route_path;            /* what routes and learned hints key on (request.h) */
+    size_t path_len;
     const char *host;                  /* Host (or absolute-form authority), may be NULL */
     size_t host_len;
     char request_id[48];
@@ -501,7 +502,7 @@ static void send_early_hints(struct exchange *ex)
     char host[256];
     size_t host_len = hint_host(ex, host, sizeof(host));
     if (r->early_hints_learn && r->hint_cache && host_len)
-        learned_len = hint_cache_get(r->hint_cache, host, host_len, ex->target, ex->path_len,
+        learned_len = hint_cache_get(r->hint_cache, host, host_len, ex->route_path, ex->path_len,
                                      learned, sizeof(learned));
     if ((r->nhints || learned_len) &&
         hint_write_103(&ex->hints, client_out(ex), r->early_hints, r->nhints, learned,
@@ -523,7 +524,8 @@ static void learn_hints(struct exchange *ex)
     char host[256];
     size_t host_len = hint_host(ex, host, sizeof(host));
     if (host_len)
-        hint_cache_put(r->hint_cache, host, host_len, ex->target, ex->path_len, links, n);
+        hint_cache_put(r->hint_cache, host, host_len, ex->route_path, ex->path_len, links,
+                       n);
 }
 
 static void send_continue(struct exchange *ex)
@@ -1207,6 +1209,7 @@ static int parse_target(struct exchange *ex, const char **why)
     }
     ex->target = t.path;
     ex->target_len = t.path_len;
+    ex->route_path = t.route;
     ex->path_len = t.route_len;
     return 0;
 }
@@ -1298,10 +1301,7 @@ void exchange_run(struct exchange *ex)
                      "too many times", ex->req_state != REQ_DONE);
         return;
     }
-    /* "OPTIONS *" asks about the server as a whole: it is routed like "/". */
-    bool asterisk = ex->target_len == 1 && ex->target[0] == '*';
-    ex->route = cfg_route(cfg, ex->host, ex->host_len, asterisk ? "/" : ex->target,
-                          asterisk ? 1 : ex->path_len);
+    ex->route = cfg_route(cfg, ex->host, ex->host_len, ex->route_path, ex->path_len);
     if (!ex->route) {
         client_error(ex, 404, "no route matches this host and path",
                      ex->req_state != REQ_DONE);

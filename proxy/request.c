@@ -42,7 +42,8 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
     } else if (n == 1 && s[0] == '*' && span_ieq(req->method, req->method_len, "OPTIONS")) {
         t->path = s; /* "OPTIONS *" asks about the server as a whole: routed like "/" */
         t->path_len = 1;
-        t->route_len = 0;
+        t->route = "/";
+        t->route_len = 1;
         return 0;
     } else if (n > 7 && (strncasecmp(s, "http://", 7) == 0 || strncasecmp(s, "https://", 8) == 0)) {
         /* absolute-form (RFC 9112 3.2.2): the authority replaces Host */
@@ -66,6 +67,7 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
         return 400;
     }
     const char *q = memchr(t->path, '?', t->path_len);
+    t->route = t->path;
     t->route_len = q ? (size_t)(q - t->path) : t->path_len;
     if (has_dot_segment(t->path, t->route_len)) {
         *why = "dot segments in the path are not accepted";

@@ -17,7 +17,8 @@ struct req_target {
     size_t host_len;
     const char *path;            /* origin-form target to forward ("*" for OPTIONS *) */
     size_t path_len;             /* the whole target, query included */
-    size_t route_len;            /* path up to '?': what routes match against */
+    const char *route;           /* what routes match against: path up to '?' ("/" for "*") */
+    size_t route_len;
 };
 
 /* Splits req->target. Returns 0, or the status to refuse it with (400; 501 for CONNECT) and a

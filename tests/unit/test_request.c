@@ -40,8 +40,8 @@ static const struct target_row target_rows[] = {
      "a.example", "/", 1},
     {"absolute-form without a host", "GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n", 400, NULL, NULL,
      0},
-    {"OPTIONS * is the server as a whole", "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", 0, NULL, "*",
-     0},
+    {"OPTIONS * is the server as a whole: routed as /", "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", 0,
+     NULL, "*", 1},
     {"* is only for OPTIONS", "GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400, NULL, NULL, 0},
     {"CONNECT is not tunnelled", "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", 501, NULL, NULL,
      0},
@@ -80,6 +80,10 @@ static void test_targets(void **state)
         }
         assert_int_equal(t.path_len, strlen(row->path));
         assert_memory_equal(t.path, row->path, t.path_len);
+        if (strcmp(row->path, "*") == 0)
+            assert_memory_equal(t.route, "/", 1); /* the server as a whole is routed as "/" */
+        else
+            assert_ptr_equal(t.route, t.path);
         if (t.route_len != row->route_len)
             fail_msg("%s: route_len %zu, want %zu", row->why, t.route_len, row->route_len);
     }
