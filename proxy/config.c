@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <ini.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -82,11 +83,16 @@ static void report(struct loader *ld, int line, const char *fmt, ...)
     ld->nerrors++;
     if (!ld->errors)
         return;
-    fprintf(ld->errors, "%s:%d: ", ld->name, line);
+    /* One line, one write: worker threads log to the same stderr while a reload loads. */
+    char text[PATH_MAX + 512];
+    int n = snprintf(text, sizeof(text), "%s:%d: ", ld->name, line);
+    if (n < 0 || (size_t)n >= sizeof(text) - 2)
+        n = 0;
     va_start(ap, fmt);
-    vfprintf(ld->errors, fmt, ap);
+    vsnprintf(text + n, sizeof(text) - (size_t)n - 1, fmt, ap);
     va_end(ap);
-    fputc('\n', ld->errors);
+    strcat(text, "\n");
+    fputs(text, ld->errors);
 }
 
 /* ---- value parsers: each returns 0 or -1 after reporting ---- */

@@ -696,6 +696,38 @@ static void test_every_error_reported(void **state)
     assert_int_equal(n, 7);
 }
 
+/* Counts the writes an unbuffered stream makes and checks each ends a line, as stderr does. */
+struct write_log {
+    int writes;
+    int partial; /* writes that did not end in '\n' */
+};
+
+static ssize_t count_write(void *cookie, const char *buf, size_t size)
+{
+    struct write_log *w = cookie;
+    w->writes++;
+    if (size == 0 || buf[size - 1] != '\n')
+        w->partial++;
+    return (ssize_t)size;
+}
+
+/* Each reported error is one write: on a reload, worker threads log to the same stderr, and a
+ * line written in pieces came out with an access-log line in the middle of it. */
+static void test_error_line_is_one_write(void **state)
+{
+    (void)state;
+    struct write_log w = {0};
+    FILE *f = fopencookie(&w, "w", (cookie_io_functions_t){.write = count_write});
+    assert_non_null(f);
+    setvbuf(f, NULL, _IONBF, 0);
+    int n;
+    assert_null(cfg_load_string("[proxy]\nbogus = 1\nworkers = lots\n" UP, "test.ini", "/", f, &n));
+    fclose(f);
+    assert_int_equal(n, 2);
+    assert_int_equal(w.writes, 2);
+    assert_int_equal(w.partial, 0);
+}
+
 /* Seventeen listen lines: the 17th is refused, the others kept. */
 static void test_listen_limit(void **state)
 {
@@ -1089,6 +1121,7 @@ int main(void)
         cmocka_unit_test(test_origin_forms),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_every_error_reported),
+        cmocka_unit_test(test_error_line_is_one_write),
         cmocka_unit_test(test_listen_limit),
         cmocka_unit_test(test_timer_inheritance),
         cmocka_unit_test(test_request_line_clamped),
