@@ -74,6 +74,7 @@ static int prepare(struct config *cfg)
 }
 
 #define DRAIN_MS 30000 /* how long a reload lets the old workers finish their exchanges */
+#define UNLISTEN_MS 5000 /* how long a reload waits for the old workers to stop accepting */
 
 /* A replaced worker group finishing its exchanges in the background, so that the main thread
  * keeps taking signals (another reload, or a shutdown that cuts the drain short). */
@@ -145,6 +146,8 @@ static void reload(const char *path, struct config **cfg, struct worker_group **
         d->group = *group;
         d->cfg = *cfg;
         workers_signal_stop(d->group, DRAIN_MS);
+        if (workers_wait_unlistened(d->group, UNLISTEN_MS) != 0)
+            log_error("reload: the previous workers still listen after %d ms", UNLISTEN_MS);
         if (pthread_create(&d->thread, NULL, drain_main, d) != 0) {
             workers_join(d->group); /* drain in this thread, then */
             workers_free(d->group);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "portico/client.h"
@@ -35,7 +36,9 @@ struct worker_group {
     struct worker *workers;
     int n;
     struct listener_ctx *contexts;         /* [worker][listen + admin] */
-    uint64_t drain_ms;                     /* read by the workers when asked to stop */
+    pthread_mutex_t lock;                  /* guards unlistened, signalled through closed */
+    pthread_cond_t closed;
+    int unlistened;                        /* workers whose listeners are closed */
 };
 
 static uint32_t process_salt;
@@ -90,11 +93,20 @@ static void accept_queued(struct worker *w)
     }
 }
 
+/* Closes the listeners and, the first time, tells the group: a reload waits for every old
+ * worker to get here before it calls the new configuration live. */
 static void close_listeners(struct worker *w)
 {
     for (int i = 0; i < w->nlisteners; i++)
         evconnlistener_free(w->listeners[i]);
     w->nlisteners = 0;
+    if (w->group && !w->unlistened) {
+        w->unlistened = true;
+        pthread_mutex_lock(&w->group->lock);
+        w->group->unlistened++;
+        pthread_cond_broadcast(&w->group->closed);
+        pthread_mutex_unlock(&w->group->lock);
+    }
 }
 
 /* Closes every connection and ends the loop. */
@@ -173,8 +185,9 @@ static struct evconnlistener *bind_listener(struct worker *w, struct listener_ct
     return l;
 }
 
-static int worker_init(struct worker *w, int id, const struct config *cfg)
+static int worker_init(struct worker *w, struct worker_group *g, int id, const struct config *cfg)
 {
+    w->group = g;
     w->id = id;
     w->cfg = cfg;
     w->id_salt = process_salt;
@@ -247,6 +260,8 @@ static void group_free(struct worker_group *g)
         worker_free(&g->workers[i]);
     free(g->workers);
     free(g->contexts);
+    pthread_cond_destroy(&g->closed);
+    pthread_mutex_destroy(&g->lock);
     free(g);
 }
 
@@ -286,6 +301,8 @@ struct worker_group *workers_start(const struct config *cfg)
     struct worker_group *g = calloc(1, sizeof(*g));
     if (!g)
         return NULL;
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->closed, NULL);
     g->n = cfg->workers;
     g->workers = calloc((size_t)g->n, sizeof(*g->workers));
     g->contexts = calloc((size_t)(g->n * per), sizeof(*g->contexts));
@@ -296,7 +313,7 @@ struct worker_group *workers_start(const struct config *cfg)
     }
     for (int i = 0; i < g->n; i++) {
         struct worker *w = &g->workers[i];
-        if (worker_init(w, i, cfg) != 0) {
+        if (worker_init(w, g, i, cfg) != 0) {
             fprintf(stderr, "portico: cannot set up worker %d\n", i);
             g->n = i + 1;
             group_free(g);
@@ -323,6 +340,25 @@ void workers_signal_stop(struct worker_group *g, uint64_t drain_ms)
         ssize_t n = write(g->workers[i].stop_pipe[1], &drain_ms, sizeof(drain_ms));
         (void)n; /* a few eight-byte requests always fit in the pipe */
     }
+}
+
+int workers_wait_unlistened(struct worker_group *g, int timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&g->lock);
+    while (g->unlistened < g->n && rc == 0)
+        rc = pthread_cond_timedwait(&g->closed, &g->lock, &deadline);
+    int done = g->unlistened == g->n;
+    pthread_mutex_unlock(&g->lock);
+    return done ? 0 : -1;
 }
 
 void workers_join(struct worker_group *g)

@@ -39,6 +39,8 @@ struct worker {
     uint32_t id_salt;                      /* random per process: ids differ across restarts */
     struct event *stop_ev;                 /* reads stop_pipe: another thread asks us to stop */
     int stop_pipe[2];
+    struct worker_group *group;            /* told when our listeners are closed */
+    bool unlistened;                       /* listeners closed, group told */
     bool draining;                         /* finishing in-flight exchanges, accepting nothing */
     struct event *drain_timer;             /* drain deadline: then everything is closed */
 };
@@ -59,6 +61,10 @@ void workers_stop(struct worker_group *g, uint64_t drain_ms);
 /* Asks the workers of a group to stop (drain_ms as for workers_stop) without waiting: a group
  * already draining stops at once when asked again with 0. */
 void workers_signal_stop(struct worker_group *g, uint64_t drain_ms);
+
+/* Waits (at most timeout_ms) until every worker of a group asked to stop has closed its
+ * listeners, so that new connections reach only the other group. 0, or -1 on timeout. */
+int workers_wait_unlistened(struct worker_group *g, int timeout_ms);
 
 /* Waits for the threads of a group that was asked to stop; then workers_free frees it. The
  * two halves of workers_stop, for a drain that runs in its own thread. */
