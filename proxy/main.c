@@ -130,7 +130,7 @@ static void reload(const char *path, struct config **cfg, struct worker_group **
         cfg_free(next);
         return;
     }
-    struct worker_group *started = workers_start(next);
+    struct worker_group *started = workers_start(next, *group);
     if (!started) {
         log_error("reload: cannot start workers for the new configuration; still serving the "
                   "previous one");
@@ -163,7 +163,10 @@ static void reload(const char *path, struct config **cfg, struct worker_group **
     }
     *cfg = next;
     *group = started;
-    log_info("reload: %s is live (%d worker%s, %s profile)", path, next->workers,
+    /* The generation tells one reload's line from the next (1 is the configuration started). */
+    static unsigned generation = 1;
+    log_info("reload: %s is live (generation %u, %d worker%s, %s profile)", path, ++generation,
+             next->workers,
              next->workers > 1 ? "s" : "", profile_name(next->profile));
 }
 
@@ -187,7 +190,7 @@ static int run(const char *path, struct config *cfg)
         cfg_free(cfg);
         return 1;
     }
-    struct worker_group *group = workers_start(cfg);
+    struct worker_group *group = workers_start(cfg, NULL);
     if (!group) {
         sim_stop();
         cfg_free(cfg);

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <openssl/rand.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +31,18 @@ struct listener_ctx {
     struct worker *w;
     bool tls;
     bool admin;
+    int fd;                                /* the listening socket */
+    struct sockaddr_storage addr;          /* what it is bound to: the next group looks here */
+    socklen_t addrlen;
+    struct listener_ctx *inherited;        /* the previous group's listener sharing our socket */
+    atomic_bool owns_fd;                   /* closes it; passes to a newer group that shares it */
 };
 
 struct worker_group {
     struct worker *workers;
     int n;
     struct listener_ctx *contexts;         /* [worker][listen + admin] */
+    int ncontexts;
     pthread_mutex_t lock;                  /* guards unlistened, signalled through closed */
     pthread_cond_t closed;
     int unlistened;                        /* workers whose listeners are closed */
@@ -75,12 +82,16 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     log_error("accept: %s", strerror(errno));
 }
 
-/* Takes the connections still queued on our listeners: with SO_REUSEPORT each listener has its
- * own queue, and closing it would reset them. */
+/* Takes the connections still queued on listeners whose socket closes with us: with
+ * SO_REUSEPORT each socket has its own queue, and closing it would reset them. A socket a newer
+ * group shares stays open, and its queue is the newer group's to serve. */
 static void accept_queued(struct worker *w)
 {
     for (int i = 0; i < w->nlisteners; i++) {
-        evutil_socket_t lfd = evconnlistener_get_fd(w->listeners[i]);
+        struct listener_ctx *ctx = w->listener_args[i];
+        if (!atomic_load(&ctx->owns_fd))
+            continue;
+        evutil_socket_t lfd = ctx->fd;
         for (int n = 0; n < 1024; n++) {
             struct sockaddr_storage sa;
             socklen_t salen = sizeof(sa);
@@ -97,8 +108,12 @@ static void accept_queued(struct worker *w)
  * worker to get here before it calls the new configuration live. */
 static void close_listeners(struct worker *w)
 {
-    for (int i = 0; i < w->nlisteners; i++)
+    for (int i = 0; i < w->nlisteners; i++) {
+        struct listener_ctx *ctx = w->listener_args[i];
         evconnlistener_free(w->listeners[i]);
+        if (atomic_load(&ctx->owns_fd))
+            close(ctx->fd);
+    }
     w->nlisteners = 0;
     if (w->group && !w->unlistened) {
         w->unlistened = true;
@@ -169,19 +184,57 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static struct evconnlistener *bind_listener(struct worker *w, struct listener_ctx *ctx,
+/* The listener of the previous group's worker `index` bound to the same address, not yet
+ * claimed by another listener of group g; NULL when there is none. */
+static struct listener_ctx *find_inheritable(const struct worker_group *g,
+                                             const struct worker_group *prev, int index,
+                                             const struct sockaddr *sa, socklen_t salen)
+{
+    if (!prev || index >= prev->n)
+        return NULL;
+    const struct worker *old = &prev->workers[index];
+    for (int i = 0; i < old->nlisteners; i++) {
+        struct listener_ctx *cand = old->listener_args[i];
+        if (cand->addrlen != salen || memcmp(&cand->addr, sa, salen) != 0)
+            continue;
+        bool claimed = false;
+        for (int j = 0; j < g->ncontexts && !claimed; j++)
+            claimed = g->contexts[j].inherited == cand;
+        if (!claimed)
+            return cand;
+    }
+    return NULL;
+}
+
+/* Listens on sa: on the previous group's socket for that address when there is one (a reload
+ * then never closes a socket with connections in its queue), else on a new SO_REUSEPORT one.
+ * The same descriptor, not a dup: each base's epoll then drops it on event_del even with the
+ * changelist, which applies the del only after the old worker has let go of the socket. */
+static struct evconnlistener *bind_listener(struct worker_group *g, const struct worker_group *prev,
+                                            struct worker *w, struct listener_ctx *ctx,
                                             const struct sockaddr *sa, socklen_t salen,
                                             const char *text)
 {
-    unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
-                     LEV_OPT_CLOSE_ON_EXEC;
-    struct evconnlistener *l =
-        evconnlistener_new_bind(w->base, accept_cb, ctx, flags, 1024, sa, (int)salen);
+    unsigned flags = LEV_OPT_CLOSE_ON_EXEC; /* close_listeners closes what it owns */
+    struct evconnlistener *l;
+    struct listener_ctx *from = find_inheritable(g, prev, w->id, sa, salen);
+    if (from) {
+        l = evconnlistener_new(w->base, accept_cb, ctx, flags, 0, from->fd);
+        ctx->inherited = l ? from : NULL;
+    } else {
+        flags |= LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT;
+        l = evconnlistener_new_bind(w->base, accept_cb, ctx, flags, 1024, sa, (int)salen);
+        if (l)
+            atomic_store(&ctx->owns_fd, true);
+    }
     if (!l) {
         fprintf(stderr, "portico: cannot listen on %s: %s\n", text, strerror(errno));
         return NULL;
     }
     evconnlistener_set_error_cb(l, accept_error_cb);
+    ctx->fd = evconnlistener_get_fd(l);
+    memcpy(&ctx->addr, sa, salen);
+    ctx->addrlen = salen;
     return l;
 }
 
@@ -265,7 +318,8 @@ static void group_free(struct worker_group *g)
     free(g);
 }
 
-static int bind_all(struct worker_group *g, struct worker *w, int i, const struct config *cfg)
+static int bind_all(struct worker_group *g, const struct worker_group *prev, struct worker *w,
+                    int i, const struct config *cfg)
 {
     int per = cfg->nlisten + (cfg->admin_listen_text ? 1 : 0);
     for (int l = 0; l < per; l++) {
@@ -275,11 +329,11 @@ static int bind_all(struct worker_group *g, struct worker *w, int i, const struc
         if (l < cfg->nlisten) {
             const struct listen_conf *lc = &cfg->listens[l];
             ctx->tls = lc->tls;
-            lis = bind_listener(w, ctx, (const struct sockaddr *)&lc->addr, lc->addrlen,
-                                lc->text);
+            lis = bind_listener(g, prev, w, ctx, (const struct sockaddr *)&lc->addr,
+                                lc->addrlen, lc->text);
         } else if (i == 0) { /* one admin listener is plenty */
             ctx->admin = true;
-            lis = bind_listener(w, ctx, (const struct sockaddr *)&cfg->admin_addr,
+            lis = bind_listener(g, prev, w, ctx, (const struct sockaddr *)&cfg->admin_addr,
                                 cfg->admin_addrlen, cfg->admin_listen_text);
         } else {
             continue;
@@ -292,7 +346,7 @@ static int bind_all(struct worker_group *g, struct worker *w, int i, const struc
     return 0;
 }
 
-struct worker_group *workers_start(const struct config *cfg)
+struct worker_group *workers_start(const struct config *cfg, struct worker_group *prev)
 {
     /* A new salt per group: request ids stay unique across reloads. */
     if (RAND_bytes((unsigned char *)&process_salt, sizeof(process_salt)) != 1)
@@ -305,7 +359,8 @@ struct worker_group *workers_start(const struct config *cfg)
     pthread_cond_init(&g->closed, NULL);
     g->n = cfg->workers;
     g->workers = calloc((size_t)g->n, sizeof(*g->workers));
-    g->contexts = calloc((size_t)(g->n * per), sizeof(*g->contexts));
+    g->ncontexts = g->n * per;
+    g->contexts = calloc((size_t)g->ncontexts, sizeof(*g->contexts));
     if (!g->workers || !g->contexts) {
         g->n = 0;
         group_free(g);
@@ -319,10 +374,17 @@ struct worker_group *workers_start(const struct config *cfg)
             group_free(g);
             return NULL;
         }
-        if (bind_all(g, w, i, cfg) != 0) {
+        if (bind_all(g, prev, w, i, cfg) != 0) {
             g->n = i + 1;
             group_free(g);
             return NULL;
+        }
+    }
+    /* Only a group that starts takes over the sockets it shares (and their queues). */
+    for (int i = 0; i < g->ncontexts; i++) {
+        if (g->contexts[i].inherited) {
+            atomic_store(&g->contexts[i].inherited->owns_fd, false);
+            atomic_store(&g->contexts[i].owns_fd, true);
         }
     }
     for (int i = 0; i < g->n; i++) {

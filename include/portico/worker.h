@@ -50,8 +50,10 @@ struct worker {
 struct worker_group;
 
 /* Creates cfg->workers workers, binds their listeners (errors go to stderr) and starts their
- * threads. Returns the group, or NULL when a listener cannot be bound (nothing left running). */
-struct worker_group *workers_start(const struct config *cfg);
+ * threads. Worker i shares prev's worker i socket for each address both listen on (prev may be
+ * NULL), so that a reload never closes a socket with connections queued. Returns the group, or
+ * NULL when a listener cannot be bound (nothing left running, prev untouched). */
+struct worker_group *workers_start(const struct config *cfg, struct worker_group *prev);
 
 /* Stops a group and frees it. drain_ms = 0: close every connection now. Otherwise stop
  * accepting, close idle connections, let exchanges in flight finish (their connections close
