@@ -7,6 +7,8 @@
  * the origin's delays guarantee them; nothing asserts an upper bound.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,6 +20,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -947,6 +951,60 @@ static void test_harness_lifecycle(void **state)
     harness_free(h);
 }
 
+struct bytewise {
+    char path[512];
+    int watch; /* inotify for the waiter's reads, set before the waiter starts */
+};
+
+/* Appends a line one byte per write, each after the waiter has read the file once more (its
+ * read-only close): every look of the waiter sees one more piece of the needle. */
+static void *append_bytewise(void *arg)
+{
+    static const char line[] = "the needle-in-pieces\n";
+    struct bytewise *b = arg;
+    int fd = open(b->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+
+    for (size_t i = 0; fd >= 0 && i < sizeof(line) - 1; i++) {
+        char events[4096];
+        short rev;
+
+        if (tu_poll_until(b->watch, POLLIN, tu_now_ms() + IO_MS, &rev) != 1
+            || read(b->watch, events, sizeof(events)) <= 0 || write(fd, &line[i], 1) != 1) {
+            break;
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return NULL;
+}
+
+/* A wait reads only what the file gained since its last look, yet finds a needle that arrives
+ * in pieces across many looks. */
+static void test_harness_wait_split_needle(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    struct bytewise b;
+    pthread_t writer;
+
+    assert_non_null(h);
+    assert_int_equal(harness_write_file(h, "split.log", "first line\n"), 0);
+    snprintf(b.path, sizeof(b.path), "%s/split.log", harness_dir(h));
+    b.watch = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    assert_true(b.watch >= 0);
+    assert_true(inotify_add_watch(b.watch, b.path, IN_CLOSE_NOWRITE) >= 0);
+    assert_int_equal(pthread_create(&writer, NULL, append_bytewise, &b), 0);
+    int rc = harness_wait_file(h, "split.log", "the needle-in-pieces", IO_MS);
+
+    pthread_join(writer, NULL);
+    close(b.watch);
+    assert_int_equal(rc, 0);
+    assert_int_equal(harness_wait_file(h, "split.log", "first line", IO_MS), 0);
+    assert_int_equal(harness_wait_file(h, "split.log", "not there", 50), -1);
+    harness_free(h);
+}
+
 /* How the child ends, and what harness_start/harness_stop must report. */
 struct exit_row {
     const char *name;
@@ -1163,6 +1221,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_dns),
         cmocka_unit_test(test_dns_mode_switch),
         cmocka_unit_test(test_harness_lifecycle),
+        cmocka_unit_test(test_harness_wait_split_needle),
         cmocka_unit_test(test_harness_exits),
         cmocka_unit_test(test_harness_bad_binary),
         cmocka_unit_test(test_harness_bad_config),

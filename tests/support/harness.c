@@ -23,6 +23,7 @@
 #include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -653,13 +654,50 @@ bool harness_log_contains(struct harness *h, const char *needle)
            || harness_file_contains(h, "stderr.log", needle);
 }
 
-/* Waits until one of names (NULL-terminated) contains needle. The inotify watch is set before
- * each look at the files, so a write in between still wakes us. */
+/* Looks for needle in what the file `name` gained since *scanned (plus the needle's length
+ * minus one before it, for a needle split across two looks), and moves *scanned to its end.
+ * A log that grows by one line per request is then read once, not once per wake-up. */
+static bool scan_new_bytes(struct harness *h, const char *name, const char *needle,
+                           off_t *scanned)
+{
+    char path[HARNESS_PATH];
+    struct stat st;
+    size_t nlen = strlen(needle);
+    bool found = false;
+
+    if (dir_path(h, name, path, sizeof(path)) < 0) {
+        return false;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        return false;
+    }
+    off_t from = *scanned > (off_t)nlen ? *scanned - (off_t)nlen + 1 : 0;
+
+    if (fstat(fd, &st) == 0 && st.st_size > from) {
+        size_t len = (size_t)(st.st_size - from);
+        char *buf = malloc(len);
+        ssize_t got = buf ? pread(fd, buf, len, from) : -1;
+
+        if (got > 0) {
+            found = memmem(buf, (size_t)got, needle, nlen) != NULL;
+            *scanned = from + got;
+        }
+        free(buf);
+    }
+    close(fd);
+    return found;
+}
+
+/* Waits until one of names (NULL-terminated, at most 2) contains needle. The inotify watch is
+ * set before each look at the files, so a write in between still wakes us. */
 static int wait_files(struct harness *h, const char *const names[], const char *needle,
                       int timeout_ms)
 {
     int64_t deadline = tu_now_ms() + timeout_ms;
     int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    off_t scanned[2] = { 0, 0 };
     int rc = -1;
 
     if (fd < 0 || inotify_add_watch(fd, h->dir, IN_MODIFY | IN_CREATE | IN_CLOSE_WRITE) < 0) {
@@ -669,8 +707,8 @@ static int wait_files(struct harness *h, const char *const names[], const char *
     for (;;) {
         char events[4096];
 
-        for (size_t i = 0; names[i] != NULL; i++) {
-            if (harness_file_contains(h, names[i], needle)) {
+        for (size_t i = 0; i < 2 && names[i] != NULL; i++) {
+            if (scan_new_bytes(h, names[i], needle, &scanned[i])) {
                 rc = 0;
                 goto done;
             }

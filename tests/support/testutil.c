@@ -86,13 +86,14 @@ char *tu_read_file(const char *path, size_t *len)
     }
     for (;;) {
         if (cap - used < 4096) {
-            char *nb = realloc(buf, cap + 65536);
+            size_t grown = cap ? cap * 2 : 65536; /* doubling: big logs stay linear to read */
+            char *nb = realloc(buf, grown);
 
             if (nb == NULL) {
                 goto fail;
             }
             buf = nb;
-            cap += 65536;
+            cap = grown;
         }
         ssize_t n = read(fd, buf + used, cap - used - 1);
 
