@@ -166,8 +166,7 @@ static void reload(const char *path, struct config **cfg, struct worker_group **
     /* The generation tells one reload's line from the next (1 is the configuration started). */
     static unsigned generation = 1;
     log_info("reload: %s is live (generation %u, %d worker%s, %s profile)", path, ++generation,
-             next->workers,
-             next->workers > 1 ? "s" : "", profile_name(next->profile));
+             next->workers, next->workers > 1 ? "s" : "", profile_name(next->profile));
 }
 
 static int run(const char *path, struct config *cfg)

@@ -208,8 +208,8 @@ static struct listener_ctx *find_inheritable(const struct worker_group *g,
 
 /* Listens on sa: on the previous group's socket for that address when there is one (a reload
  * then never closes a socket with connections in its queue), else on a new SO_REUSEPORT one.
- * The same descriptor, not a dup: each base's epoll then drops it on event_del even with the
- * changelist, which applies the del only after the old worker has let go of the socket. */
+ * The same descriptor, not a dup: the old worker's epoll applies its event_del a loop turn late
+ * (changelist); on a dup already closed by then, the registration would outlive it. */
 static struct evconnlistener *bind_listener(struct worker_group *g, const struct worker_group *prev,
                                             struct worker *w, struct listener_ctx *ctx,
                                             const struct sockaddr *sa, socklen_t salen,
@@ -356,7 +356,11 @@ struct worker_group *workers_start(const struct config *cfg, struct worker_group
     if (!g)
         return NULL;
     pthread_mutex_init(&g->lock, NULL);
-    pthread_cond_init(&g->closed, NULL);
+    pthread_condattr_t monotonic; /* a wall-clock step must not stretch a reload's wait */
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&g->closed, &monotonic);
+    pthread_condattr_destroy(&monotonic);
     g->n = cfg->workers;
     g->workers = calloc((size_t)g->n, sizeof(*g->workers));
     g->ncontexts = g->n * per;
@@ -407,7 +411,7 @@ void workers_signal_stop(struct worker_group *g, uint64_t drain_ms)
 int workers_wait_unlistened(struct worker_group *g, int timeout_ms)
 {
     struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += timeout_ms / 1000;
     deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
     if (deadline.tv_nsec >= 1000000000L) {

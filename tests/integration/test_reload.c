@@ -181,6 +181,65 @@ static void test_reload_drains_in_flight(void **state)
     fake_origin_stop(slow);
 }
 
+/* Status of one request to port, or -1 when the connection is refused. */
+static int port_status(uint16_t port)
+{
+    struct raw_conn *c = raw_connect(port, IO_MS);
+    if (!c)
+        return -1;
+    struct raw_response r;
+    int status = -1;
+    if (raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n") == 0
+        && raw_read_response(c, &r, IO_MS) == 0) {
+        status = r.status;
+        raw_response_free(&r);
+    }
+    raw_close(c);
+    return status;
+}
+
+/* Reloads that add a listen address and a worker, then remove both: the kept address serves
+ * throughout with the configuration of the moment, the added one serves while configured and is
+ * closed (refused) once it is not. */
+static void test_reload_changes_listeners(void **state)
+{
+    (void)state;
+    static const char *const conf = "[proxy]\n"
+                                    "listen = 127.0.0.1:{{port:listen}}\n"
+                                    "%s"
+                                    "workers = %d\n"
+                                    "error_profile = %s\n"
+                                    "access_log = off\n"
+                                    "[upstream refused]\n"
+                                    "origin = 127.0.0.1:{{free_port:nothing}}\n";
+    static const char second[] = "listen = 127.0.0.1:{{free_port:second}}\n";
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, conf, "", 2, "standard"), 0);
+    assert_int_equal(harness_start(h), 0);
+    uint16_t kept = harness_port(h, "listen"), added = harness_port(h, "second");
+    assert_int_equal(port_status(kept), 502);
+    assert_int_equal(port_status(added), -1);
+
+    assert_int_equal(harness_write_config(h, conf, second, 3, "cloudflare"), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2,", IO_MS), 0);
+    for (int i = 0; i < 6; i++) { /* several connections: the kernel spreads them over workers */
+        assert_int_equal(port_status(kept), 521);
+        assert_int_equal(port_status(added), 521);
+    }
+
+    assert_int_equal(harness_write_config(h, conf, "", 1, "standard"), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 3,", IO_MS), 0);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(port_status(kept), 502);
+    assert_int_equal(port_status(added), -1);
+
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+}
+
 /* New connections, one request each, until told to stop: how many got a response and how
  * many were refused, reset or closed without one. Bounded in count. */
 struct churn {
@@ -263,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_reload_rejects_bad_file),
         cmocka_unit_test(test_reload_drains_in_flight),
         cmocka_unit_test(test_reload_loses_no_connection),
+        cmocka_unit_test(test_reload_changes_listeners),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
