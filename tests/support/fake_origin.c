@@ -16,10 +16,12 @@
 #include <openssl/x509.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -114,6 +116,7 @@ struct fake_origin {
     size_t caprecs;
     char last_sni[256];
     char last_cn[256];
+    _Atomic int64_t last_rx_ms;   /* FO_NO_READ: when unread bytes last arrived */
 };
 
 /* ---- small helpers ---- */
@@ -847,19 +850,49 @@ fail:
 
 /* ---- threads ---- */
 
+/* FO_NO_READ: never reads, but notes when bytes arrive until the origin stops. Edge-triggered
+ * epoll wakes on each arrival although the queue stays unread: no polling. */
+static void watch_unread(struct fo_conn *c)
+{
+    struct fake_origin *o = c->o;
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event in = { .events = EPOLLIN | EPOLLET, .data.fd = c->fd };
+    struct epoll_event stop = { .events = EPOLLIN, .data.fd = o->stop_pipe[0] };
+
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &in) < 0
+        || epoll_ctl(ep, EPOLL_CTL_ADD, o->stop_pipe[0], &stop) < 0) {
+        short rev;
+
+        tu_poll_until(o->stop_pipe[0], POLLIN, INT64_MAX, &rev); /* no timestamps, still no read */
+    } else {
+        for (bool stopping = false; !stopping;) {
+            struct epoll_event ev[2];
+            int n = epoll_wait(ep, ev, 2, -1);
+
+            for (int i = 0; i < n; i++) {
+                if (ev[i].data.fd == o->stop_pipe[0]) {
+                    stopping = true;
+                } else {
+                    atomic_store(&o->last_rx_ms, tu_now_ms());
+                }
+            }
+            stopping = stopping || (n < 0 && errno != EINTR);
+        }
+    }
+    if (ep >= 0) {
+        close(ep);
+    }
+}
+
 static void *conn_thread(void *arg)
 {
     struct fo_conn *c = arg;
     struct fake_origin *o = c->o;
 
     switch (o->opts.kind) {
-    case FO_NO_READ: {
-        /* Never read: wait for the end of the test only. */
-        short rev;
-
-        tu_poll_until(o->stop_pipe[0], POLLIN, INT64_MAX, &rev);
+    case FO_NO_READ:
+        watch_unread(c);
         break;
-    }
     case FO_TLS_GARBAGE: {
         char sink[4096];
 
@@ -1137,6 +1170,11 @@ void fake_origin_stop(struct fake_origin *o)
 }
 
 /* ---- accessors ---- */
+
+int64_t fake_origin_last_rx_ms(struct fake_origin *o)
+{
+    return atomic_load(&o->last_rx_ms);
+}
 
 uint16_t fake_origin_port(const struct fake_origin *o)
 {

@@ -128,6 +128,10 @@ struct fake_origin *fake_origin_start_kind(enum fo_kind kind);
 /* The origin's port on 127.0.0.1. */
 uint16_t fake_origin_port(const struct fake_origin *o);
 
+/* FO_NO_READ: when bytes last arrived, unread, on one of its connections (tu_now_ms clock; 0
+ * before any). For a write timer, that is when the sender's last write went through. */
+int64_t fake_origin_last_rx_ms(struct fake_origin *o);
+
 /* FO_BLACKHOLE: how many filler connects it took until one hung (the hung one included). */
 unsigned fake_origin_blackhole_fillers(const struct fake_origin *o);
 
