@@ -9,8 +9,6 @@
 
 #include "portico/status.h"
 
-#define MAX_SHARDS 300
-
 static const struct {
     const char *name;
     const char *help;
@@ -21,8 +19,9 @@ static const struct {
 };
 
 static pthread_mutex_t shards_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct metrics *shards[MAX_SHARDS];
-static int nshards;
+static struct metrics **shards; /* the live workers' shards */
+static int nshards, capshards;
+static struct metrics retired;  /* what the shards of workers gone since counted */
 
 struct metrics *metrics_shard_new(void)
 {
@@ -30,14 +29,50 @@ struct metrics *metrics_shard_new(void)
     if (!m)
         return NULL;
     pthread_mutex_lock(&shards_lock);
-    if (nshards >= MAX_SHARDS) {
-        pthread_mutex_unlock(&shards_lock);
-        free(m);
-        return NULL;
+    if (nshards == capshards) {
+        int cap = capshards ? capshards * 2 : 16;
+        struct metrics **grown = realloc(shards, (size_t)cap * sizeof(*grown));
+        if (!grown) {
+            pthread_mutex_unlock(&shards_lock);
+            free(m);
+            return NULL;
+        }
+        shards = grown;
+        capshards = cap;
     }
     shards[nshards++] = m;
     pthread_mutex_unlock(&shards_lock);
     return m;
+}
+
+/* Adds every counter of from into to (the gauge is not a count: it stays). */
+static void fold(struct metrics *to, struct metrics *from)
+{
+    for (int i = 0; i < METRIC_COUNT; i++)
+        atomic_fetch_add_explicit(&to->counters[i], atomic_load(&from->counters[i]),
+                                  memory_order_relaxed);
+    for (int i = 0; i < 1000; i++)
+        atomic_fetch_add_explicit(&to->status[i], atomic_load(&from->status[i]),
+                                  memory_order_relaxed);
+    for (int i = 0; i < FAILURE_COUNT; i++)
+        atomic_fetch_add_explicit(&to->failures[i], atomic_load(&from->failures[i]),
+                                  memory_order_relaxed);
+}
+
+void metrics_shard_retire(struct metrics *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&shards_lock);
+    for (int i = 0; i < nshards; i++) {
+        if (shards[i] == m) {
+            fold(&retired, m);
+            shards[i] = shards[--nshards];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&shards_lock);
+    free(m);
 }
 
 void metrics_free_all(void)
@@ -45,7 +80,9 @@ void metrics_free_all(void)
     pthread_mutex_lock(&shards_lock);
     for (int i = 0; i < nshards; i++)
         free(shards[i]);
-    nshards = 0;
+    free(shards);
+    shards = NULL;
+    nshards = capshards = 0;
     pthread_mutex_unlock(&shards_lock);
 }
 
@@ -59,7 +96,8 @@ void metrics_response(struct metrics *m, int status, enum failure_type failure)
 
 static uint64_t sum(size_t offset)
 {
-    uint64_t total = 0;
+    uint64_t total = atomic_load_explicit((_Atomic uint64_t *)((char *)&retired + offset),
+                                          memory_order_relaxed);
     for (int i = 0; i < nshards; i++)
         total += atomic_load_explicit((_Atomic uint64_t *)((char *)shards[i] + offset),
                                       memory_order_relaxed);

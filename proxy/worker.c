@@ -305,6 +305,8 @@ static void worker_free(struct worker *w)
     }
     if (w->base)
         event_base_free(w->base);
+    metrics_shard_retire(w->metrics); /* last: nothing of this worker counts any more */
+    w->metrics = NULL;
 }
 
 static void group_free(struct worker_group *g)

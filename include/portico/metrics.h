@@ -54,6 +54,10 @@ struct metrics {
 /* Allocates a zeroed shard for one worker (registered for rendering). NULL on failure. */
 struct metrics *metrics_shard_new(void);
 
+/* A worker is gone (its group freed after a reload): folds its counts into the process totals
+ * and frees its shard, so that reloads do not pile up shards. NULL is a no-op. */
+void metrics_shard_retire(struct metrics *m);
+
 /* Frees every shard (at shutdown, after the workers stopped). */
 void metrics_free_all(void);
 
