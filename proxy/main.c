@@ -141,13 +141,13 @@ static void reload(const char *path, struct config **cfg, struct worker_group **
         log_error("reload: access_log %s: %s; keeping the previous log", next->access_log,
                   strerror(errno));
     /* The new workers accept already; the old ones finish what they have, then go. */
+    bool still_listening = false;
     struct drain *d = calloc(1, sizeof(*d));
     if (d) {
         d->group = *group;
         d->cfg = *cfg;
         workers_signal_stop(d->group, DRAIN_MS);
-        if (workers_wait_unlistened(d->group, UNLISTEN_MS) != 0)
-            log_error("reload: the previous workers still listen after %d ms", UNLISTEN_MS);
+        still_listening = workers_wait_unlistened(d->group, UNLISTEN_MS) != 0;
         if (pthread_create(&d->thread, NULL, drain_main, d) != 0) {
             workers_join(d->group); /* drain in this thread, then */
             workers_free(d->group);
@@ -165,8 +165,14 @@ static void reload(const char *path, struct config **cfg, struct worker_group **
     *group = started;
     /* The generation tells one reload's line from the next (1 is the configuration started). */
     static unsigned generation = 1;
-    log_info("reload: %s is live (generation %u, %d worker%s, %s profile)", path, ++generation,
-             next->workers, next->workers > 1 ? "s" : "", profile_name(next->profile));
+    ++generation;
+    if (still_listening) /* only a worker stuck in its loop would do that: say so, not "live" */
+        log_error("reload: %s serves (generation %u), but the previous workers still accept "
+                  "connections after %d ms",
+                  path, generation, UNLISTEN_MS);
+    else
+        log_info("reload: %s is live (generation %u, %d worker%s, %s profile)", path, generation,
+                 next->workers, next->workers > 1 ? "s" : "", profile_name(next->profile));
 }
 
 static int run(const char *path, struct config *cfg)

@@ -386,17 +386,23 @@ struct worker_group *workers_start(const struct config *cfg, struct worker_group
             return NULL;
         }
     }
+    for (int i = 0; i < g->n; i++) {
+        int err = pthread_create(&g->workers[i].thread, NULL, worker_main, &g->workers[i]);
+        if (err != 0) {
+            /* The previous group (if any) still owns its sockets and keeps serving. */
+            fprintf(stderr, "portico: cannot start worker thread %d: %s\n", i, strerror(err));
+            workers_signal_stop(g, 0);
+            for (int j = 0; j < i; j++)
+                pthread_join(g->workers[j].thread, NULL);
+            group_free(g);
+            return NULL;
+        }
+    }
     /* Only a group that starts takes over the sockets it shares (and their queues). */
     for (int i = 0; i < g->ncontexts; i++) {
         if (g->contexts[i].inherited) {
             atomic_store(&g->contexts[i].inherited->owns_fd, false);
             atomic_store(&g->contexts[i].owns_fd, true);
-        }
-    }
-    for (int i = 0; i < g->n; i++) {
-        if (pthread_create(&g->workers[i].thread, NULL, worker_main, &g->workers[i]) != 0) {
-            fprintf(stderr, "portico: cannot start worker thread %d: %s\n", i, strerror(errno));
-            exit(1); /* at startup only: nothing is serving yet */
         }
     }
     return g;
