@@ -95,6 +95,12 @@ static void report(struct loader *ld, int line, const char *fmt, ...)
     fputs(text, ld->errors);
 }
 
+static bool same_sockaddr(const struct sockaddr_storage *a, socklen_t alen,
+                          const struct sockaddr_storage *b, socklen_t blen)
+{
+    return alen == blen && memcmp(a, b, alen) == 0;
+}
+
 /* ---- value parsers: each returns 0 or -1 after reporting ---- */
 
 enum key_type {
@@ -130,7 +136,7 @@ struct key_spec {
 
 static const struct key_spec proxy_keys[] = {
     {"listen", K_LISTEN, 0, 0, 0},
-    {"workers", K_UINT, CFG(workers), 1, 256},
+    {"workers", K_UINT, CFG(workers), 1, CFG_MAX_WORKERS},
     {"client_header_timeout", K_DURATION, CFG(client_header_timeout_ms), 1, 0},
     {"client_body_timeout", K_DURATION, CFG(client_body_timeout_ms), 1, 0},
     {"client_send_timeout", K_DURATION, CFG(client_send_timeout_ms), 1, 0},
@@ -255,6 +261,13 @@ static int parse_listen(struct loader *ld, const char *value)
     if (numeric_sockaddr(host, port, &l->addr, &l->addrlen) != 0) {
         report(ld, ld->line, "listen: '%s' is not a numeric IPv4 or [IPv6] address", host);
         return -1;
+    }
+    /* Twice the same address would be two sockets splitting its connections between them. */
+    for (int i = 0; i < cfg->nlisten; i++) {
+        if (same_sockaddr(&cfg->listens[i].addr, cfg->listens[i].addrlen, &l->addr, l->addrlen)) {
+            report(ld, ld->line, "listen: %s is already a listen address", addr);
+            return -1;
+        }
     }
     l->tls = tls;
     if (tls && !ld->tls_listen_line)
@@ -805,6 +818,11 @@ static void validate(struct loader *ld)
     }
     if (cfg->max_request_line > cfg->max_header_size)
         cfg->max_request_line = cfg->max_header_size;
+    for (int i = 0; cfg->admin_listen_text && i < cfg->nlisten; i++)
+        if (same_sockaddr(&cfg->listens[i].addr, cfg->listens[i].addrlen, &cfg->admin_addr,
+                          cfg->admin_addrlen))
+            report(ld, proxy_key_line(ld, "admin_listen"),
+                   "admin_listen: %s is also a listen address", cfg->admin_listen_text);
 
     bool any_tls_listen = false;
     for (int i = 0; i < cfg->nlisten; i++)

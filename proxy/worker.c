@@ -27,11 +27,14 @@
 #include "portico/upstream.h"
 #include "portico/util.h"
 
+/* One listening socket of one worker. A reload's new group may share the socket (same fd) with
+ * the old one; whoever owns it closes it. */
 struct listener_ctx {
     struct worker *w;
+    struct evconnlistener *lis;
     bool tls;
     bool admin;
-    int fd;                                /* the listening socket */
+    int fd;
     struct sockaddr_storage addr;          /* what it is bound to: the next group looks here */
     socklen_t addrlen;
     struct listener_ctx *inherited;        /* the previous group's listener sharing our socket */
@@ -41,8 +44,6 @@ struct listener_ctx {
 struct worker_group {
     struct worker *workers;
     int n;
-    struct listener_ctx *contexts;         /* [worker][listen + admin] */
-    int ncontexts;
     pthread_mutex_t lock;                  /* guards unlistened, signalled through closed */
     pthread_cond_t closed;
     int unlistened;                        /* workers whose listeners are closed */
@@ -88,18 +89,16 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 static void accept_queued(struct worker *w)
 {
     for (int i = 0; i < w->nlisteners; i++) {
-        struct listener_ctx *ctx = w->listener_args[i];
+        struct listener_ctx *ctx = w->listeners[i];
         if (!atomic_load(&ctx->owns_fd))
             continue;
-        evutil_socket_t lfd = ctx->fd;
         for (int n = 0; n < 1024; n++) {
             struct sockaddr_storage sa;
             socklen_t salen = sizeof(sa);
-            int fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            int fd = accept4(ctx->fd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd < 0)
                 break;
-            accept_cb(w->listeners[i], fd, (struct sockaddr *)&sa, (int)salen,
-                      w->listener_args[i]);
+            accept_cb(ctx->lis, fd, (struct sockaddr *)&sa, (int)salen, ctx);
         }
     }
 }
@@ -109,12 +108,15 @@ static void accept_queued(struct worker *w)
 static void close_listeners(struct worker *w)
 {
     for (int i = 0; i < w->nlisteners; i++) {
-        struct listener_ctx *ctx = w->listener_args[i];
-        evconnlistener_free(w->listeners[i]);
+        struct listener_ctx *ctx = w->listeners[i];
+        evconnlistener_free(ctx->lis);
         if (atomic_load(&ctx->owns_fd))
             close(ctx->fd);
+        free(ctx);
     }
-    w->nlisteners = 0;
+    free(w->listeners);
+    w->listeners = NULL;
+    w->nlisteners = w->caplisteners = 0;
     if (w->group && !w->unlistened) {
         w->unlistened = true;
         pthread_mutex_lock(&w->group->lock);
@@ -184,58 +186,115 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* The listener of the previous group's worker `index` bound to the same address, not yet
- * claimed by another listener of group g; NULL when there is none. */
-static struct listener_ctx *find_inheritable(const struct worker_group *g,
-                                             const struct worker_group *prev, int index,
-                                             const struct sockaddr *sa, socklen_t salen)
+/* net.ipv4.tcp_migrate_req = 1 (Linux 5.14+): a closing SO_REUSEPORT socket hands its queue
+ * and its handshakes in progress to the others of its group. */
+static bool kernel_migrates_queues(void)
 {
-    if (!prev || index >= prev->n)
-        return NULL;
-    const struct worker *old = &prev->workers[index];
-    for (int i = 0; i < old->nlisteners; i++) {
-        struct listener_ctx *cand = old->listener_args[i];
-        if (cand->addrlen != salen || memcmp(&cand->addr, sa, salen) != 0)
-            continue;
-        bool claimed = false;
-        for (int j = 0; j < g->ncontexts && !claimed; j++)
-            claimed = g->contexts[j].inherited == cand;
-        if (!claimed)
-            return cand;
+    char c = '0';
+    int fd = open("/proc/sys/net/ipv4/tcp_migrate_req", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &c, 1) != 1)
+            c = '0';
+        close(fd);
     }
-    return NULL;
+    return c == '1';
 }
 
-/* Listens on sa: on the previous group's socket for that address when there is one (a reload
- * then never closes a socket with connections in its queue), else on a new SO_REUSEPORT one.
- * The same descriptor, not a dup: the old worker's epoll applies its event_del a loop turn late
- * (changelist); on a dup already closed by then, the registration would outlive it. */
-static struct evconnlistener *bind_listener(struct worker_group *g, const struct worker_group *prev,
-                                            struct worker *w, struct listener_ctx *ctx,
-                                            const struct sockaddr *sa, socklen_t salen,
-                                            const char *text)
+/* Which of the previous group's sockets on sa worker `index` of `targets` takes over. They are
+ * pooled over the old workers in order; socket k goes to worker k, and when there are more
+ * sockets than workers (fewer workers now) to worker k % targets, so that none is closed with
+ * connections in its queue: a worker may listen on several sockets of one address, and the next
+ * reload spreads them evenly again. Unless the kernel migrates queues: then the extra sockets
+ * simply close. Returns how many were stored in out (at most max). */
+static int inheritable(const struct worker_group *prev, int index, int targets, bool migrates,
+                       const struct sockaddr *sa, socklen_t salen, struct listener_ctx **out,
+                       int max)
 {
+    int k = 0, n = 0;
+    for (int j = 0; prev && j < prev->n; j++) {
+        const struct worker *old = &prev->workers[j];
+        for (int i = 0; i < old->nlisteners; i++) {
+            struct listener_ctx *cand = old->listeners[i];
+            if (cand->addrlen != salen || memcmp(&cand->addr, sa, salen) != 0)
+                continue;
+            bool ours = k < targets ? k == index : !migrates && k % targets == index;
+            if (ours && n < max)
+                out[n++] = cand;
+            k++;
+        }
+    }
+    return n;
+}
+
+static int add_listener(struct worker *w, struct listener_ctx *ctx)
+{
+    if (w->nlisteners == w->caplisteners) {
+        int cap = w->caplisteners ? w->caplisteners * 2 : 4;
+        struct listener_ctx **grown = realloc(w->listeners, (size_t)cap * sizeof(*grown));
+        if (!grown)
+            return -1;
+        w->listeners = grown;
+        w->caplisteners = cap;
+    }
+    w->listeners[w->nlisteners++] = ctx;
+    return 0;
+}
+
+/* One listener of worker w on sa: on fd `from->fd` when from is given, else on a new
+ * SO_REUSEPORT socket. The same descriptor, not a dup: the old worker's epoll applies its
+ * event_del a loop turn late (changelist); on a dup already closed by then, the registration
+ * would outlive it. */
+static int listen_on(struct worker *w, struct listener_ctx *from, bool tls, bool admin,
+                     const struct sockaddr *sa, socklen_t salen, const char *text)
+{
+    struct listener_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (!ctx)
+        return -1;
+    ctx->w = w;
+    ctx->tls = tls;
+    ctx->admin = admin;
     unsigned flags = LEV_OPT_CLOSE_ON_EXEC; /* close_listeners closes what it owns */
-    struct evconnlistener *l;
-    struct listener_ctx *from = find_inheritable(g, prev, w->id, sa, salen);
     if (from) {
-        l = evconnlistener_new(w->base, accept_cb, ctx, flags, 0, from->fd);
-        ctx->inherited = l ? from : NULL;
+        ctx->lis = evconnlistener_new(w->base, accept_cb, ctx, flags, 0, from->fd);
+        ctx->inherited = from;
     } else {
         flags |= LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT;
-        l = evconnlistener_new_bind(w->base, accept_cb, ctx, flags, 1024, sa, (int)salen);
-        if (l)
-            atomic_store(&ctx->owns_fd, true);
+        ctx->lis = evconnlistener_new_bind(w->base, accept_cb, ctx, flags, 1024, sa, (int)salen);
+        atomic_store(&ctx->owns_fd, true);
     }
-    if (!l) {
+    if (!ctx->lis) {
         fprintf(stderr, "portico: cannot listen on %s: %s\n", text, strerror(errno));
-        return NULL;
+        free(ctx);
+        return -1;
     }
-    evconnlistener_set_error_cb(l, accept_error_cb);
-    ctx->fd = evconnlistener_get_fd(l);
+    evconnlistener_set_error_cb(ctx->lis, accept_error_cb);
+    ctx->fd = evconnlistener_get_fd(ctx->lis);
     memcpy(&ctx->addr, sa, salen);
     ctx->addrlen = salen;
-    return l;
+    if (add_listener(w, ctx) != 0) {
+        evconnlistener_free(ctx->lis);
+        if (atomic_load(&ctx->owns_fd))
+            close(ctx->fd);
+        free(ctx);
+        return -1;
+    }
+    return 0;
+}
+
+/* Worker w's listeners for one address: the previous group's sockets it takes over, or a new
+ * one when there are none for it. */
+static int listen_address(struct worker *w, const struct worker_group *prev, int targets,
+                          bool migrates, bool tls, bool admin, const struct sockaddr *sa,
+                          socklen_t salen, const char *text)
+{
+    struct listener_ctx *from[CFG_MAX_WORKERS]; /* a group never has more sockets per address */
+    int n = inheritable(prev, w->id, targets, migrates, sa, salen, from, CFG_MAX_WORKERS);
+    if (n == 0)
+        return listen_on(w, NULL, tls, admin, sa, salen, text);
+    for (int i = 0; i < n; i++)
+        if (listen_on(w, from[i], tls, admin, sa, salen, text) != 0)
+            return -1;
+    return 0;
 }
 
 static int worker_init(struct worker *w, struct worker_group *g, int id, const struct config *cfg)
@@ -314,37 +373,24 @@ static void group_free(struct worker_group *g)
     for (int i = 0; i < g->n; i++)
         worker_free(&g->workers[i]);
     free(g->workers);
-    free(g->contexts);
     pthread_cond_destroy(&g->closed);
     pthread_mutex_destroy(&g->lock);
     free(g);
 }
 
-static int bind_all(struct worker_group *g, const struct worker_group *prev, struct worker *w,
-                    int i, const struct config *cfg)
+static int bind_all(const struct worker_group *prev, bool migrates, struct worker *w,
+                    const struct config *cfg)
 {
-    int per = cfg->nlisten + (cfg->admin_listen_text ? 1 : 0);
-    for (int l = 0; l < per; l++) {
-        struct listener_ctx *ctx = &g->contexts[i * per + l];
-        ctx->w = w;
-        struct evconnlistener *lis;
-        if (l < cfg->nlisten) {
-            const struct listen_conf *lc = &cfg->listens[l];
-            ctx->tls = lc->tls;
-            lis = bind_listener(g, prev, w, ctx, (const struct sockaddr *)&lc->addr,
-                                lc->addrlen, lc->text);
-        } else if (i == 0) { /* one admin listener is plenty */
-            ctx->admin = true;
-            lis = bind_listener(g, prev, w, ctx, (const struct sockaddr *)&cfg->admin_addr,
-                                cfg->admin_addrlen, cfg->admin_listen_text);
-        } else {
-            continue;
-        }
-        if (!lis)
+    for (int l = 0; l < cfg->nlisten; l++) {
+        const struct listen_conf *lc = &cfg->listens[l];
+        if (listen_address(w, prev, cfg->workers, migrates, lc->tls, false,
+                           (const struct sockaddr *)&lc->addr, lc->addrlen, lc->text) != 0)
             return -1;
-        w->listener_args[w->nlisteners] = ctx;
-        w->listeners[w->nlisteners++] = lis;
     }
+    if (cfg->admin_listen_text && w->id == 0) /* one admin listener is plenty */
+        return listen_address(w, prev, 1, migrates, false, true,
+                              (const struct sockaddr *)&cfg->admin_addr, cfg->admin_addrlen,
+                              cfg->admin_listen_text);
     return 0;
 }
 
@@ -353,7 +399,7 @@ struct worker_group *workers_start(const struct config *cfg, struct worker_group
     /* A new salt per group: request ids stay unique across reloads. */
     if (RAND_bytes((unsigned char *)&process_salt, sizeof(process_salt)) != 1)
         process_salt = (uint32_t)now_us();
-    int per = cfg->nlisten + (cfg->admin_listen_text ? 1 : 0);
+    bool migrates = prev && kernel_migrates_queues();
     struct worker_group *g = calloc(1, sizeof(*g));
     if (!g)
         return NULL;
@@ -365,9 +411,7 @@ struct worker_group *workers_start(const struct config *cfg, struct worker_group
     pthread_condattr_destroy(&monotonic);
     g->n = cfg->workers;
     g->workers = calloc((size_t)g->n, sizeof(*g->workers));
-    g->ncontexts = g->n * per;
-    g->contexts = calloc((size_t)g->ncontexts, sizeof(*g->contexts));
-    if (!g->workers || !g->contexts) {
+    if (!g->workers) {
         g->n = 0;
         group_free(g);
         return NULL;
@@ -380,7 +424,7 @@ struct worker_group *workers_start(const struct config *cfg, struct worker_group
             group_free(g);
             return NULL;
         }
-        if (bind_all(g, prev, w, i, cfg) != 0) {
+        if (bind_all(prev, migrates, w, cfg) != 0) {
             g->n = i + 1;
             group_free(g);
             return NULL;
@@ -399,10 +443,14 @@ struct worker_group *workers_start(const struct config *cfg, struct worker_group
         }
     }
     /* Only a group that starts takes over the sockets it shares (and their queues). */
-    for (int i = 0; i < g->ncontexts; i++) {
-        if (g->contexts[i].inherited) {
-            atomic_store(&g->contexts[i].inherited->owns_fd, false);
-            atomic_store(&g->contexts[i].owns_fd, true);
+    for (int i = 0; i < g->n; i++) {
+        for (int l = 0; l < g->workers[i].nlisteners; l++) {
+            struct listener_ctx *ctx = g->workers[i].listeners[l];
+            if (ctx->inherited) {
+                atomic_store(&ctx->inherited->owns_fd, false);
+                atomic_store(&ctx->owns_fd, true);
+                ctx->inherited = NULL; /* the old group may go: no pointer into it is kept */
+            }
         }
     }
     return g;

@@ -19,6 +19,7 @@
 #include "portico/failure.h"
 
 #define CFG_MAX_LISTEN 16
+#define CFG_MAX_WORKERS 256
 #define CFG_MAX_ORIGINS 32
 #define CFG_MAX_HINTS 16
 

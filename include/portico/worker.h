@@ -15,7 +15,7 @@
 
 struct event_base;
 struct evdns_base;
-struct evconnlistener;
+struct listener_ctx;
 struct event;
 struct metrics;
 struct upstream_pools;
@@ -28,9 +28,8 @@ struct worker {
     struct event_base *base;
     struct evdns_base *dns;
     const struct config *cfg;              /* borrowed; outlives the worker */
-    struct evconnlistener *listeners[CFG_MAX_LISTEN + 1];
-    void *listener_args[CFG_MAX_LISTEN + 1]; /* what accept_cb gets with each listener */
-    int nlisteners;
+    struct listener_ctx **listeners;       /* one per socket: an address can have several */
+    int nlisteners, caplisteners;
     pthread_t thread;
     struct upstream_pools *pools;          /* idle origin connections (upstream.c) */
     struct metrics *metrics;               /* this worker's shard (metrics.c) */

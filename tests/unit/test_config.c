@@ -433,6 +433,13 @@ static const struct {
     {"unknown key in [proxy]",
      "[proxy]\nworkerz = 2\n" UP,
      {"test.ini:2: unknown key 'workerz' in [proxy]"}},
+    {"the same listen address twice, whatever the options",
+     "[proxy]\nlisten = 127.0.0.1:8080\nlisten = [::1]:8080\nlisten = 127.0.0.1:8080 tls\n"
+     "tls_cert = /c\ntls_key = /k\n" UP,
+     {"test.ini:4: listen: 127.0.0.1:8080 is already a listen address"}},
+    {"admin_listen on a listen address",
+     "[proxy]\nadmin_listen = 127.0.0.1:9901\nlisten = 127.0.0.1:9901\n" UP,
+     {"test.ini:2: admin_listen: 127.0.0.1:9901 is also a listen address"}},
     {"unknown key in [upstream]",
      UP "prefix = /\n",
      {"test.ini:3: unknown key 'prefix' in [upstream]"}},
