@@ -39,7 +39,11 @@ struct listener_ctx {
     socklen_t addrlen;
     struct listener_ctx *inherited;        /* the previous group's listener sharing our socket */
     atomic_bool owns_fd;                   /* closes it; passes to a newer group that shares it */
+    bool accept_failing;                   /* accept() failed since it last worked: said once */
+    struct event *resume;                  /* re-enables the listener after a failed accept */
 };
+
+#define ACCEPT_PAUSE_MS 100
 
 struct worker_group {
     struct worker *workers;
@@ -71,16 +75,36 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
     (void)l;
     struct listener_ctx *ctx = arg;
+    ctx->accept_failing = false;
     struct client *c = client_new(ctx->w, fd, sa, salen, ctx->tls);
     if (c && ctx->admin)
         client_set_admin(c);
 }
 
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct listener_ctx *ctx = arg;
+    evconnlistener_enable(ctx->lis);
+}
+
+/* accept() failed, typically out of descriptors (EMFILE, ENFILE) or memory: the connection
+ * stays queued and the socket readable, so libevent would call us again at once, forever.
+ * Pause this listener for ACCEPT_PAUSE_MS instead (what nginx does), and say it once until an
+ * accept succeeds again. */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
-    (void)l, (void)arg;
-    /* EMFILE and friends: libevent keeps the listener; say it once per event. */
-    log_error("accept: %s", strerror(errno));
+    struct listener_ctx *ctx = arg;
+    int err = errno;
+    if (!ctx->accept_failing)
+        log_error("accept: %s; pausing accepts on this socket for %d ms at a time until it works",
+                  strerror(err), ACCEPT_PAUSE_MS);
+    ctx->accept_failing = true;
+    struct timeval pause = {0, ACCEPT_PAUSE_MS * 1000};
+    if (!ctx->resume)
+        ctx->resume = evtimer_new(ctx->w->base, accept_resume_cb, ctx);
+    if (ctx->resume && evtimer_add(ctx->resume, &pause) == 0)
+        evconnlistener_disable(l);
 }
 
 /* Takes the connections still queued on listeners whose socket closes with us: with
@@ -110,6 +134,8 @@ static void close_listeners(struct worker *w)
     for (int i = 0; i < w->nlisteners; i++) {
         struct listener_ctx *ctx = w->listeners[i];
         evconnlistener_free(ctx->lis);
+        if (ctx->resume)
+            event_free(ctx->resume);
         if (atomic_load(&ctx->owns_fd))
             close(ctx->fd);
         free(ctx);

@@ -14,6 +14,8 @@
  *   8. reload: connections queued or just accepted by the old worker are served (the binary
  *      before the fix reset some in most plain runs, seldom under ASan: a race it cannot force)
  *   9. TLS client: lingering close with close_notify, the early 413 is not destroyed by a reset
+ *  10. out of descriptors: accept() failing with EMFILE pauses the listener instead of spinning
+ *      (and logging) on every loop turn; the queued client is served once descriptors are free
  *
  * No sleeps for synchronization: waits are bounded reads, fake-origin counters, the access log,
  * waitid() on the stopped child. Delays live in the fake DNS (300 ms answers) and in Portico's
@@ -30,6 +32,7 @@
 #include <string.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -673,6 +676,89 @@ static void test_tls_client_lingering_close(void **state)
     fake_origin_stop(o);
 }
 
+/* ---- 10. accept() out of descriptors ---- */
+
+/* The lowest descriptor number pid has free: RLIMIT_NOFILE bounds numbers, so with the limit
+ * there, every new descriptor fails until one below it is closed. */
+static int lowest_free_fd(pid_t pid)
+{
+    for (int fd = 0;; fd++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+        if (access(path, F_OK) != 0)
+            return fd;
+    }
+}
+
+/* CPU time (user + system) the process has used, in ms. */
+static long cpu_ms(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    char *stat = tu_read_file(path, NULL);
+    assert_non_null(stat);
+    const char *p = strrchr(stat, ')'); /* the command name may hold spaces */
+    unsigned long utime = 0, stime = 0;
+    assert_non_null(p);
+    /* after ")": state, then fields 4..13, then utime (14) and stime (15) */
+    assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
+                            &stime),
+                     2);
+    free(stat);
+    return (long)((utime + stime) * 1000 / (unsigned long)sysconf(_SC_CLK_TCK));
+}
+
+static void test_accept_out_of_descriptors(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    pid_t pid = harness_pid(h);
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    send_ok(c, "GET /warm HTTP/1.1\r\nHost: t\r\n\r\n"); /* pooled origin connection */
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    raw_response_free(&r);
+
+    /* no descriptor left for the next accept */
+    struct rlimit old, tight;
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
+    tight = (struct rlimit){.rlim_cur = (rlim_t)lowest_free_fd(pid), .rlim_max = old.rlim_max};
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &tight, NULL), 0);
+    struct raw_conn *queued = px_connect(h); /* completed by the kernel, never accepted */
+    send_ok(queued, "GET /queued HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_int_equal(harness_wait_log(h, "accept: Too many open files", PX_IO_MS), 0);
+
+    /* A measurement window, not a synchronisation: spinning would use all of it. */
+    long before = cpu_ms(pid);
+    struct timespec window = {0, 300 * 1000000L};
+    nanosleep(&window, NULL);
+    long used = cpu_ms(pid) - before;
+    print_message("out of descriptors: %ld ms of CPU in 300 ms\n", used);
+    assert_true(used < 60);
+    char *err = harness_stderr(h);
+    unsigned said = 0;
+    for (const char *p = err; p && (p = strstr(p, "accept: ")) != NULL; p++)
+        said++;
+    free(err);
+    assert_int_equal(said, 1);
+
+    /* descriptors back: the queued client is served, and the kept-alive one still is */
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+    assert_int_equal(raw_read_response(queued, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(queued);
+    send_ok(c, "GET /again HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -686,6 +772,7 @@ int main(void)
         cmocka_unit_test(test_access_log_reuse),
         cmocka_unit_test(test_reload_burst),
         cmocka_unit_test(test_tls_client_lingering_close),
+        cmocka_unit_test(test_accept_out_of_descriptors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
