@@ -244,12 +244,21 @@ static void parse_head(struct client *c)
         return;
     }
     if (c->admin) {
+        struct h1_info info;
+        if (h1_request_info(&req, &info, &err) != 0) {
+            head_error(c, err.status, err.reason);
+            return;
+        }
+        /* No admin endpoint takes a body: rather than read one, answer and close. */
+        bool has_body = info.framing == H1_BODY_CHUNKED ||
+                        (info.framing == H1_BODY_LENGTH && info.content_length > 0);
+        bool close = !info.keep_alive || has_body || c->w->draining;
         c->requests++;
-        int status = admin_respond(bufferevent_get_output(c->bev), &req);
+        int status = admin_respond(bufferevent_get_output(c->bev), &req, close);
         evbuffer_drain(in, (size_t)rc);
         metrics_response(c->w->metrics, status, FAIL_NONE);
         c->head_start_us = 0;
-        if (c->w->draining) {
+        if (close) {
             start_closing(c);
             return;
         }

@@ -5,12 +5,14 @@
 #ifndef PORTICO_ADMIN_H
 #define PORTICO_ADMIN_H
 
+#include <stdbool.h>
+
 #include "portico/http1.h"
 
 struct evbuffer;
 
-/* Appends the complete response to an admin request: GET /metrics, GET /healthz, else 404/405.
- * Returns the status sent. */
-int admin_respond(struct evbuffer *out, const struct h1_request *req);
+/* Appends the complete response to an admin request: GET /metrics, GET /healthz, else 404/405;
+ * with `Connection: close` when close is set. Returns the status sent. */
+int admin_respond(struct evbuffer *out, const struct h1_request *req, bool close);
 
 #endif

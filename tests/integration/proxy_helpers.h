@@ -4,7 +4,7 @@
  * shape of a response Portico wrote itself. Header-only; every helper is static and marked
  * unused so that each test binary takes what it needs (-Wunused-function stays on).
  *
- * Include after <cmocka.h> and the support headers.
+ * Include after <cmocka.h>.
  */
 #ifndef PORTICO_PROXY_HELPERS_H
 #define PORTICO_PROXY_HELPERS_H
@@ -13,6 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../support/fake_origin.h"
+#include "../support/harness.h"
+#include "../support/raw_client.h"
+#include "../support/testutil.h"
 
 #define PX_HELPER static __attribute__((unused))
 
