@@ -20,8 +20,9 @@
 
 /* The access log is always our own descriptor, so that a reload can swap the file under the
  * writers with one dup3() — no thread ever writes to a closed or reused descriptor. */
-static int access_fd = -1;
-static _Atomic bool access_on;
+static _Atomic int access_fd = -1;
+static _Atomic bool access_on; /* set (release) after access_fd: a reader that sees it on
+                                * (acquire) sees the descriptor too */
 
 int log_open(const char *access_log)
 {
@@ -38,27 +39,27 @@ int log_open(const char *access_log)
         fd = open(access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
         return -1;
-    if (access_fd < 0) {
-        access_fd = fd;
+    if (atomic_load(&access_fd) < 0) {
+        atomic_store(&access_fd, fd);
     } else {
-        dup3(fd, access_fd, O_CLOEXEC);
+        dup3(fd, atomic_load(&access_fd), O_CLOEXEC);
         close(fd);
     }
-    atomic_store(&access_on, true);
+    atomic_store_explicit(&access_on, true, memory_order_release);
     return 0;
 }
 
 void log_close(void)
 {
     atomic_store(&access_on, false);
-    if (access_fd >= 0)
-        close(access_fd);
-    access_fd = -1;
+    int fd = atomic_exchange(&access_fd, -1);
+    if (fd >= 0)
+        close(fd);
 }
 
 bool log_enabled(void)
 {
-    return atomic_load_explicit(&access_on, memory_order_relaxed);
+    return atomic_load_explicit(&access_on, memory_order_acquire);
 }
 
 static size_t timestamp(char *buf, size_t size)
@@ -127,7 +128,7 @@ void log_access(const struct access_record *r)
     if (n >= sizeof(line) - 1)
         n = sizeof(line) - 2;
     line[n++] = '\n';
-    ssize_t w = write(access_fd, line, n);
+    ssize_t w = write(atomic_load_explicit(&access_fd, memory_order_relaxed), line, n);
     (void)w; /* a full disk must not stop the proxy */
 }
 
