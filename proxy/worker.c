@@ -420,8 +420,35 @@ static int bind_all(const struct worker_group *prev, bool migrates, struct worke
     return 0;
 }
 
+/* Descriptors a worker opens besides its listeners: epoll, timerfd, libevent's signal
+ * socketpair, the stop pipe, the resolver's socket, and a margin for the sockets its first
+ * clients take before the group is up. */
+#define FDS_PER_WORKER 12
+
+/* Whether `need` more descriptors can be opened now: libevent exits the whole process when
+ * a new event_base cannot get its own (evsig_init_), so a reload must not start one without. */
+static bool descriptors_available(int need)
+{
+    int *got = malloc((size_t)need * sizeof(*got)), n = 0;
+    if (!got)
+        return false;
+    while (n < need && (got[n] = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0)) >= 0)
+        n++;
+    for (int i = 0; i < n; i++)
+        close(got[i]);
+    free(got);
+    return n == need;
+}
+
 struct worker_group *workers_start(const struct config *cfg, struct worker_group *prev)
 {
+    int need = cfg->workers * (FDS_PER_WORKER + cfg->nlisten) + 1;
+    if (!descriptors_available(need)) {
+        fprintf(stderr, "portico: %d worker%s need about %d free file descriptors, which the "
+                        "limit (ulimit -n) does not leave\n",
+                cfg->workers, cfg->workers > 1 ? "s" : "", need);
+        return NULL;
+    }
     /* A new salt per group: request ids stay unique across reloads. */
     if (RAND_bytes((unsigned char *)&process_salt, sizeof(process_salt)) != 1)
         process_salt = (uint32_t)now_us();

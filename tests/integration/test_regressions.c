@@ -16,6 +16,8 @@
  *   9. TLS client: lingering close with close_notify, the early 413 is not destroyed by a reset
  *  10. out of descriptors: accept() failing with EMFILE pauses the listener instead of spinning
  *      (and logging) on every loop turn; the queued client is served once descriptors are free
+ *  11. out of descriptors at a reload: refused with a message, where libevent used to exit the
+ *      whole process when the new workers' event_base could not get its socketpair
  *
  * No sleeps for synchronization: waits are bounded reads, fake-origin counters, the access log,
  * waitid() on the stopped child. Delays live in the fake DNS (300 ms answers) and in Portico's
@@ -759,6 +761,36 @@ static void test_accept_out_of_descriptors(void **state)
     fake_origin_stop(o);
 }
 
+/* ---- 11. a reload out of descriptors ---- */
+
+static void test_reload_out_of_descriptors(void **state)
+{
+    (void)state;
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:{{free_port:none}}\n");
+    pid_t pid = harness_pid(h);
+    struct rlimit old, tight;
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
+    /* room to open the INI file, not for a worker's event_base */
+    tight = (struct rlimit){.rlim_cur = (rlim_t)lowest_free_fd(pid) + 2, .rlim_max = old.rlim_max};
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &tight, NULL), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "still serving the previous one", PX_IO_MS), 0);
+    assert_true(harness_log_contains(h, "free file descriptors, which the limit (ulimit -n)"));
+    assert_true(harness_running(h));
+
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2,", PX_IO_MS), 0);
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    send_ok(c, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 502); /* refused origin, standard profile */
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -773,6 +805,7 @@ int main(void)
         cmocka_unit_test(test_reload_burst),
         cmocka_unit_test(test_tls_client_lingering_close),
         cmocka_unit_test(test_accept_out_of_descriptors),
+        cmocka_unit_test(test_reload_out_of_descriptors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
