@@ -48,19 +48,27 @@ static int write_config(struct harness *h, const char *profile, uint16_t slow_po
                                 profile, extra, (unsigned)slow_port);
 }
 
-static int get_status(struct harness *h, const char *path)
+/* Status of one request for path to port, or -1 when the connection is refused or broken. */
+static int port_status(uint16_t port, const char *path)
 {
-    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
-    assert_non_null(c);
+    struct raw_conn *c = raw_connect(port, IO_MS);
+    if (!c)
+        return -1;
     char req[256];
     snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
-    assert_int_equal(raw_send_str(c, req), 0);
     struct raw_response r;
-    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
-    int status = r.status;
-    raw_response_free(&r);
+    int status = -1;
+    if (raw_send_str(c, req) == 0 && raw_read_response(c, &r, IO_MS) == 0) {
+        status = r.status;
+        raw_response_free(&r);
+    }
     raw_close(c);
     return status;
+}
+
+static int get_status(struct harness *h, const char *path)
+{
+    return port_status(harness_port(h, "listen"), path);
 }
 
 /* A valid new file takes effect: the refused origin's status follows the new profile. */
@@ -85,27 +93,32 @@ static void test_reload_applies(void **state)
     fake_origin_stop(slow);
 }
 
-/* Keeps the workers writing access-log lines to stderr (the default access_log) until told to
- * stop, so a reload's error report has to share the file with them. Bounded in count. */
-struct log_traffic {
+/* New connections, one request each, until told to stop: how many got a response and how
+ * many were refused, reset or closed without one. Bounded in count. */
+struct churn {
     uint16_t port;
     atomic_bool stop;
+    atomic_int answered;
+    atomic_int lost;
     pthread_t thread;
 };
 
-static void *log_traffic_main(void *arg)
+static void *churn_main(void *arg)
 {
-    struct log_traffic *t = arg;
-    struct raw_conn *c = raw_connect(t->port, IO_MS);
-    for (int i = 0; c && i < 20000 && !atomic_load(&t->stop); i++) {
+    struct churn *t = arg;
+    for (int i = 0; i < 20000 && !atomic_load(&t->stop); i++) {
+        struct raw_conn *c = raw_connect(t->port, IO_MS);
         struct raw_response r;
-        if (raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n") != 0
-            || raw_read_response(c, &r, IO_MS) != 0)
-            break;
-        raw_response_free(&r);
+        if (c && raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n") == 0
+            && raw_read_response(c, &r, IO_MS) == 0) {
+            atomic_fetch_add(&t->answered, 1);
+            raw_response_free(&r);
+        } else {
+            atomic_fetch_add(&t->lost, 1);
+        }
+        if (c)
+            raw_close(c);
     }
-    if (c)
-        raw_close(c);
     return NULL;
 }
 
@@ -122,8 +135,9 @@ static void test_reload_rejects_bad_file(void **state)
     assert_int_equal(harness_start(h), 0);
     assert_int_equal(get_status(h, "/"), 521);
 
-    struct log_traffic traffic = {.port = harness_port(h, "listen")};
-    assert_int_equal(pthread_create(&traffic.thread, NULL, log_traffic_main, &traffic), 0);
+    /* clients keep the workers writing access-log lines to the same stderr (the default) */
+    struct churn traffic = {.port = harness_port(h, "listen")};
+    assert_int_equal(pthread_create(&traffic.thread, NULL, churn_main, &traffic), 0);
 
     /* line 5 is the extra line: an unknown key */
     assert_int_equal(write_config(h, "standard", fake_origin_port(slow), "no_such_key = 1"), 0);
@@ -181,23 +195,6 @@ static void test_reload_drains_in_flight(void **state)
     fake_origin_stop(slow);
 }
 
-/* Status of one request to port, or -1 when the connection is refused. */
-static int port_status(uint16_t port)
-{
-    struct raw_conn *c = raw_connect(port, IO_MS);
-    if (!c)
-        return -1;
-    struct raw_response r;
-    int status = -1;
-    if (raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n") == 0
-        && raw_read_response(c, &r, IO_MS) == 0) {
-        status = r.status;
-        raw_response_free(&r);
-    }
-    raw_close(c);
-    return status;
-}
-
 /* Reloads that add a listen address and a worker, then remove both: the kept address serves
  * throughout with the configuration of the moment, the added one serves while configured and is
  * closed (refused) once it is not. */
@@ -218,56 +215,28 @@ static void test_reload_changes_listeners(void **state)
     assert_int_equal(harness_write_config(h, conf, "", 2, "standard"), 0);
     assert_int_equal(harness_start(h), 0);
     uint16_t kept = harness_port(h, "listen"), added = harness_port(h, "second");
-    assert_int_equal(port_status(kept), 502);
-    assert_int_equal(port_status(added), -1);
+    assert_int_equal(port_status(kept, "/"), 502);
+    assert_int_equal(port_status(added, "/"), -1);
 
     assert_int_equal(harness_write_config(h, conf, second, 3, "cloudflare"), 0);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
     assert_int_equal(harness_wait_log(h, "is live (generation 2,", IO_MS), 0);
     for (int i = 0; i < 6; i++) { /* several connections: the kernel spreads them over workers */
-        assert_int_equal(port_status(kept), 521);
-        assert_int_equal(port_status(added), 521);
+        assert_int_equal(port_status(kept, "/"), 521);
+        assert_int_equal(port_status(added, "/"), 521);
     }
 
     assert_int_equal(harness_write_config(h, conf, "", 1, "standard"), 0);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
     assert_int_equal(harness_wait_log(h, "is live (generation 3,", IO_MS), 0);
     for (int i = 0; i < 6; i++)
-        assert_int_equal(port_status(kept), 502);
-    assert_int_equal(port_status(added), -1);
+        assert_int_equal(port_status(kept, "/"), 502);
+    assert_int_equal(port_status(added, "/"), -1);
 
     assert_int_equal(harness_stop(h), 0);
     harness_free(h);
 }
 
-/* New connections, one request each, until told to stop: how many got a response and how
- * many were refused, reset or closed without one. Bounded in count. */
-struct churn {
-    uint16_t port;
-    atomic_bool stop;
-    atomic_int answered;
-    atomic_int lost;
-    pthread_t thread;
-};
-
-static void *churn_main(void *arg)
-{
-    struct churn *t = arg;
-    for (int i = 0; i < 20000 && !atomic_load(&t->stop); i++) {
-        struct raw_conn *c = raw_connect(t->port, IO_MS);
-        struct raw_response r;
-        if (c && raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n") == 0
-            && raw_read_response(c, &r, IO_MS) == 0) {
-            atomic_fetch_add(&t->answered, 1);
-            raw_response_free(&r);
-        } else {
-            atomic_fetch_add(&t->lost, 1);
-        }
-        if (c)
-            raw_close(c);
-    }
-    return NULL;
-}
 
 /* The value of a counter line ("name value") in a /metrics page; -1 when absent. */
 static long long metric_value(uint16_t admin, const char *name)
