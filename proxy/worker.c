@@ -1,9 +1,10 @@
 /*
  * worker.c — worker threads: one event_base each, listeners with SO_REUSEPORT, evdns, pools.
  *
- * Workers come in groups, one per loaded configuration. A reload starts the new group first
- * (its listeners join the old ones on the same ports thanks to SO_REUSEPORT), then drains the
- * old group: no more accepts, idle connections closed, exchanges in flight finished.
+ * Workers come in groups, one per loaded configuration. A reload starts the new group first on
+ * the old group's listening sockets (taken over, queues included; new SO_REUSEPORT sockets only
+ * for new addresses or extra workers), waits until the old workers stop accepting, then lets
+ * them drain: idle connections closed, exchanges in flight finished.
  */
 #include "portico/worker.h"
 
