@@ -12,7 +12,9 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <openssl/rand.h>
 #include <stdatomic.h>
@@ -213,27 +215,14 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* net.ipv4.tcp_migrate_req = 1 (Linux 5.14+): a closing SO_REUSEPORT socket hands its queue
- * and its handshakes in progress to the others of its group. */
-static bool kernel_migrates_queues(void)
-{
-    char c = '0';
-    int fd = open("/proc/sys/net/ipv4/tcp_migrate_req", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        if (read(fd, &c, 1) != 1)
-            c = '0';
-        close(fd);
-    }
-    return c == '1';
-}
-
 /* Which of the previous group's sockets on sa worker `index` of `targets` takes over. They are
  * pooled over the old workers in order; socket k goes to worker k, and when there are more
  * sockets than workers (fewer workers now) to worker k % targets, so that none is closed with
  * connections in its queue: a worker may listen on several sockets of one address, and the next
- * reload spreads them evenly again. Unless the kernel migrates queues: then the extra sockets
- * simply close. Returns how many were stored in out (at most max). */
-static int inheritable(const struct worker_group *prev, int index, int targets, bool migrates,
+ * reload spreads them evenly again. (Closing the extras and letting net.ipv4.tcp_migrate_req
+ * move their queues lost connections when several closed at once: review, 4 runs in 30.)
+ * Returns how many were stored in out (at most max). */
+static int inheritable(const struct worker_group *prev, int index, int targets,
                        const struct sockaddr *sa, socklen_t salen, struct listener_ctx **out,
                        int max)
 {
@@ -244,8 +233,7 @@ static int inheritable(const struct worker_group *prev, int index, int targets, 
             struct listener_ctx *cand = old->listeners[i];
             if (cand->addrlen != salen || memcmp(&cand->addr, sa, salen) != 0)
                 continue;
-            bool ours = k < targets ? k == index : !migrates && k % targets == index;
-            if (ours && n < max)
+            if (k % targets == index && n < max)
                 out[n++] = cand;
             k++;
         }
@@ -311,11 +299,11 @@ static int listen_on(struct worker *w, struct listener_ctx *from, bool tls, bool
 /* Worker w's listeners for one address: the previous group's sockets it takes over, or a new
  * one when there are none for it. */
 static int listen_address(struct worker *w, const struct worker_group *prev, int targets,
-                          bool migrates, bool tls, bool admin, const struct sockaddr *sa,
-                          socklen_t salen, const char *text)
+                          bool tls, bool admin, const struct sockaddr *sa, socklen_t salen,
+                          const char *text)
 {
     struct listener_ctx *from[CFG_MAX_WORKERS]; /* a group never has more sockets per address */
-    int n = inheritable(prev, w->id, targets, migrates, sa, salen, from, CFG_MAX_WORKERS);
+    int n = inheritable(prev, w->id, targets, sa, salen, from, CFG_MAX_WORKERS);
     if (n == 0)
         return listen_on(w, NULL, tls, admin, sa, salen, text);
     for (int i = 0; i < n; i++)
@@ -405,19 +393,17 @@ static void group_free(struct worker_group *g)
     free(g);
 }
 
-static int bind_all(const struct worker_group *prev, bool migrates, struct worker *w,
-                    const struct config *cfg)
+static int bind_all(const struct worker_group *prev, struct worker *w, const struct config *cfg)
 {
     for (int l = 0; l < cfg->nlisten; l++) {
         const struct listen_conf *lc = &cfg->listens[l];
-        if (listen_address(w, prev, cfg->workers, migrates, lc->tls, false,
+        if (listen_address(w, prev, cfg->workers, lc->tls, false,
                            (const struct sockaddr *)&lc->addr, lc->addrlen, lc->text) != 0)
             return -1;
     }
     if (cfg->admin_listen_text && w->id == 0) /* one admin listener is plenty */
-        return listen_address(w, prev, 1, migrates, false, true,
-                              (const struct sockaddr *)&cfg->admin_addr, cfg->admin_addrlen,
-                              cfg->admin_listen_text);
+        return listen_address(w, prev, 1, false, true, (const struct sockaddr *)&cfg->admin_addr,
+                              cfg->admin_addrlen, cfg->admin_listen_text);
     return 0;
 }
 
@@ -426,34 +412,36 @@ static int bind_all(const struct worker_group *prev, bool migrates, struct worke
  * clients take before the group is up. */
 #define FDS_PER_WORKER 12
 
-/* Whether `need` more descriptors can be opened now: libevent exits the whole process when
- * a new event_base cannot get its own (evsig_init_), so a reload must not start one without. */
+/* Whether `need` more descriptors fit under RLIMIT_NOFILE: libevent exits the whole process
+ * when a new event_base cannot get its own (evsig_init_), so a reload must not start one
+ * without. Counted, not probed: opening them would take them from the live workers. */
 static bool descriptors_available(int need)
 {
-    int *got = malloc((size_t)need * sizeof(*got)), n = 0;
-    if (!got)
-        return false;
-    while (n < need && (got[n] = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0)) >= 0)
-        n++;
-    for (int i = 0; i < n; i++)
-        close(got[i]);
-    free(got);
-    return n == need;
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
+        return true;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return true; /* no /proc: nothing to count with, libevent decides */
+    long open = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        open += e->d_name[0] != '.';
+    closedir(d);
+    return open + need <= (long)lim.rlim_cur;
 }
 
 struct worker_group *workers_start(const struct config *cfg, struct worker_group *prev)
 {
     int need = cfg->workers * (FDS_PER_WORKER + cfg->nlisten) + 1;
     if (!descriptors_available(need)) {
-        fprintf(stderr, "portico: %d worker%s need about %d free file descriptors, which the "
+        fprintf(stderr, "portico: %d worker%s about %d free file descriptors, which the "
                         "limit (ulimit -n) does not leave\n",
-                cfg->workers, cfg->workers > 1 ? "s" : "", need);
+                cfg->workers, cfg->workers > 1 ? "s need" : " needs", need);
         return NULL;
     }
     /* A new salt per group: request ids stay unique across reloads. */
     if (RAND_bytes((unsigned char *)&process_salt, sizeof(process_salt)) != 1)
         process_salt = (uint32_t)now_us();
-    bool migrates = prev && kernel_migrates_queues();
     struct worker_group *g = calloc(1, sizeof(*g));
     if (!g)
         return NULL;
@@ -478,7 +466,7 @@ struct worker_group *workers_start(const struct config *cfg, struct worker_group
             group_free(g);
             return NULL;
         }
-        if (bind_all(prev, migrates, w, cfg) != 0) {
+        if (bind_all(prev, w, cfg) != 0) {
             g->n = i + 1;
             group_free(g);
             return NULL;

@@ -106,7 +106,7 @@ struct churn {
 static void *churn_main(void *arg)
 {
     struct churn *t = arg;
-    for (int i = 0; i < 20000 && !atomic_load(&t->stop); i++) {
+    for (int i = 0; i < 200000 && !atomic_load(&t->stop); i++) { /* ~12k per run here */
         struct raw_conn *c = raw_connect(t->port, IO_MS);
         struct raw_response r;
         if (c && raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n") == 0
