@@ -72,6 +72,24 @@ PX_HELPER struct harness *px_start_origin(uint16_t port, const char *proxy_extra
     return px_start(proxy_extra, "[upstream u]\norigin = 127.0.0.1:%u\n", port);
 }
 
+/* The line of <dir>/access.log that contains needle (waited for, bounded), malloc'd without
+ * its newline; fails the test when none comes. */
+PX_HELPER char *px_log_line(struct harness *h, const char *needle)
+{
+    char *line = harness_file_line(h, "access.log", needle, PX_IO_MS);
+    if (!line)
+        fail_msg("no access-log line with %s", needle);
+    return line;
+}
+
+/* The access-log line of request id rid. */
+PX_HELPER char *px_log_line_for_id(struct harness *h, const char *rid)
+{
+    char needle[96];
+    snprintf(needle, sizeof(needle), " id=%s ", rid);
+    return px_log_line(h, needle);
+}
+
 PX_HELPER uint16_t px_port(struct harness *h)
 {
     return harness_port(h, "listen");

@@ -137,17 +137,6 @@ static void request(struct harness *h, const char *method, const char *path, con
     raw_close(c);
 }
 
-/* The access-log line of a request id (waited for, bounded), malloc'd. */
-static char *log_line(struct harness *h, const char *rid)
-{
-    char needle[96];
-    snprintf(needle, sizeof(needle), " id=%s ", rid);
-    char *line = harness_file_line(h, "access.log", needle, IO_MS);
-    if (!line)
-        fail_msg("no access-log line for %s", rid);
-    return line;
-}
-
 /* ---- [errors] ---- */
 
 struct override_row {
@@ -469,7 +458,7 @@ static void test_request_id(void **state)
     assert_string_equal(j, "err-7");
     free(j);
     raw_response_free(&r);
-    char *line = log_line(t.a, "err-7");
+    char *line = px_log_line_for_id(t.a, "err-7");
 
     assert_true(tu_contains(line, "failure=connect_refused"));
     free(line);

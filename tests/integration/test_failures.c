@@ -601,17 +601,6 @@ static char *build_config(enum profile p)
     return text;
 }
 
-/* The access-log line of a request id (waited for, bounded), malloc'd. */
-static char *log_line(struct harness *h, const char *rid)
-{
-    char needle[96];
-    snprintf(needle, sizeof(needle), " id=%s ", rid);
-    char *line = harness_file_line(h, "access.log", needle, IO_MS);
-    if (!line)
-        fail_msg("no access-log line for %s", rid);
-    return line;
-}
-
 /* Server-Timing: one entry per phase the exchange walked, in order, up to the failed one, which
  * carries the desc: "connect;dur=0.1, send;dur=0.0, first_byte;dur=400.3;desc="timeout"". */
 static void check_server_timing(const struct fcase *c, const char *st)
@@ -737,7 +726,7 @@ static void check_failure(struct harness *h, enum profile p, const struct fcase 
     }
 
     /* the access-log line names the failure and the phase */
-    char *line = log_line(h, rid);
+    char *line = px_log_line_for_id(h, rid);
 
     snprintf(want, sizeof(want), " status=%d ", status);
     assert_true(tu_contains(line, want));
@@ -1004,7 +993,7 @@ static void test_after_head(void **state)
             fail_msg("%s: aborted %lld ms after the head, read_timeout %d ms", row->name,
                      (long long)cut, row->timer_ms);
 
-        char *line = log_line(h, rid);
+        char *line = px_log_line_for_id(h, rid);
 
         assert_true(tu_contains(line, " status=200 "));
         if (row->failure != NULL) {

@@ -53,22 +53,13 @@
 
 /* ---- helpers ---- */
 
-/* The access-log line that contains needle (waited for), malloc'd without its newline. */
-static char *log_line(struct harness *h, const char *needle)
-{
-    char *line = harness_file_line(h, "access.log", needle, PX_IO_MS);
-    if (!line)
-        fail_msg("no access-log line with %s", needle);
-    return line;
-}
-
 /* Asserts that the access-log line of target has (or lacks) a substring. */
 static void assert_log(struct harness *h, const char *target, const char *want,
                        const char *unwanted)
 {
     char needle[256];
     snprintf(needle, sizeof(needle), "target=\"%s\"", target);
-    char *line = log_line(h, needle);
+    char *line = px_log_line(h, needle);
     if (want && !strstr(line, want))
         fail_msg("%s: access log lacks \"%s\":\n%s", target, want, line);
     if (unwanted && strstr(line, unwanted))
