@@ -1,17 +1,19 @@
 /*
- * client.c — downstream connections. See client.h.
+ * client.c — HTTP/1.1 client connections, and the downstream interface for their exchanges.
  *
  * States: HANDSHAKE (TLS) → IDLE (keep-alive wait) → HEAD (bytes of a head arrived) →
  * EXCHANGE (an exchange owns the traffic) → IDLE ... → CLOSING (flushing the last response) →
  * LINGER (write side shut, reading and discarding until EOF so that unread request bytes do not
  * turn our close into a reset that destroys the response in flight). One timer follows the
- * state; the bufferevent's write timeout is client_send_timeout throughout.
+ * state (set_state is the only writer); the sock's write deadline is client_send_timeout
+ * throughout, its read deadline client_body_timeout while a request body is owed.
+ *
+ * Teardown is client_close, called from this file's own event handlers only, never from inside
+ * the exchange: the exchange ends itself and calls done(), which only changes our state.
  */
 #include "portico/client.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <netinet/in.h>
@@ -21,22 +23,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "portico/admin.h"
 #include "portico/config.h"
+#include "portico/downstream.h"
 #include "portico/errpage.h"
 #include "portico/exchange.h"
+#include "portico/headers.h"
 #include "portico/http1.h"
 #include "portico/log.h"
+#include "portico/loop.h"
 #include "portico/metrics.h"
-#include "portico/sockio.h"
+#include "portico/sock.h"
 #include "portico/util.h"
-#include "portico/worker.h"
 
 #define LINGER_MS 2000
-#define DISCARD_READ (256 * 1024) /* one read while discarding what a closing client sends */
-#define READ_HIGH (256 * 1024)
+#define READ_HIGH (256 * 1024)   /* input held at most (pipelined requests, body ahead) */
+#define OUTPUT_HIGH (256 * 1024) /* no next request is parsed while more waits to go out */
 
 #define CLIENT_STATE_LIST(X)                                                                       \
     X(CS_HANDSHAKE, "handshake")                                                                   \
@@ -53,35 +56,37 @@ enum client_state {
 };
 
 struct client {
-    TAILQ_ENTRY(client) link;          /* worker's list */
-    struct worker *w;                  /* borrowed */
-    struct bufferevent *bev;
-    SSL *ssl;                          /* owned by bev; NULL for plain connections */
-    enum client_state state;
-    struct exchange *ex;               /* owned while in CS_EXCHANGE */
+    TAILQ_ENTRY(client) link;          /* the loop's list */
+    struct loop *loop;                 /* borrowed */
+    struct sock sock;
+    enum client_state state;           /* changed by set_state only */
+    enum client_kind kind;
+    struct exchange *ex;               /* while in CS_EXCHANGE: ends itself, calls done() */
     struct event timer;                /* deadline of the current state */
     struct event resume_ev;            /* parses the next pipelined request from the loop */
-    char peer[64];                     /* "127.0.0.1:50312" */
+    struct peer peer;                  /* what the exchange may know of us */
+    char addr[64];                     /* "127.0.0.1:50312" */
     char ip[64];                       /* "127.0.0.1" */
     unsigned requests;                 /* requests started on this connection */
-    bool admin;                        /* accepted on admin_listen */
     uint64_t head_start_us;            /* first byte of the current request head */
     size_t head_scanned;               /* bytes of the pending head already parsed without
                                           success: re-parse only when a new line arrives */
+    enum proto proto;                  /* of the current request */
+    bool close_after;                  /* the response in flight ends with the connection */
 };
 
-static void read_cb(struct bufferevent *bev, void *arg);
+static void client_cb(void *arg, enum sock_event ev);
 
 static void arm_ms(struct client *c, uint64_t ms)
 {
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    struct timeval tv = tv_from_ms(ms);
     evtimer_add(&c->timer, &tv);
 }
 
 /* The single setter: every state has its deadline. */
 static void set_state(struct client *c, enum client_state s)
 {
-    const struct config *cfg = c->w->cfg;
+    const struct config *cfg = c->loop->cfg;
     c->state = s;
     event_del(&c->timer);
     switch (s) {
@@ -103,61 +108,43 @@ static void set_state(struct client *c, enum client_state s)
     }
 }
 
-void client_set_admin(struct client *c)
-{
-    c->admin = true;
-}
-
-struct bufferevent *client_bev(struct client *c)
-{
-    return c->bev;
-}
-
-const char *client_peer(const struct client *c)
-{
-    return c->peer;
-}
-
-const char *client_ip(const struct client *c)
-{
-    return c->ip;
-}
-
-bool client_is_tls(const struct client *c)
-{
-    return c->ssl != NULL;
-}
-
-void client_free(struct client *c)
+/* The one teardown: the exchange (if any) is cancelled and logged, everything freed. */
+static void client_close(struct client *c, const char *why)
 {
     if (c->ex) {
-        exchange_free(c->ex);
+        struct exchange *ex = c->ex;
         c->ex = NULL;
+        exchange_cancel(ex, why);
     }
     event_del(&c->timer);
     event_del(&c->resume_ev);
-    if (c->ssl)
-        SSL_set_shutdown(c->ssl, SSL_RECEIVED_SHUTDOWN | SSL_SENT_SHUTDOWN);
-    bufferevent_free(c->bev);
-    TAILQ_REMOVE(&c->w->clients, c, link);
-    atomic_fetch_sub_explicit(&c->w->metrics->active_connections, 1, memory_order_relaxed);
-    struct worker *w = c->w;
+    sock_close(&c->sock);
+    struct loop *l = c->loop;
+    TAILQ_REMOVE(&l->clients, c, link);
+    atomic_fetch_sub_explicit(&l->metrics->active_connections, 1, memory_order_relaxed);
     free(c);
-    worker_client_gone(w);
+    loop_conn_closed(l);
 }
 
-void clients_drain(struct worker *w)
+void clients_drain(struct loop *l)
 {
     struct client *c, *next;
-    for (c = TAILQ_FIRST(&w->clients); c; c = next) {
+    for (c = TAILQ_FIRST(&l->clients); c; c = next) {
         next = TAILQ_NEXT(c, link);
         /* Idle keep-alive connections go. A connection that has not sent its first request yet
          * (just accepted, or still in its TLS handshake) gets to send it: it was accepted to
-         * be served. HEAD and EXCHANGE finish their request (client_exchange_done sees
-         * w->draining); CLOSING and LINGER end by themselves. */
+         * be served. HEAD and EXCHANGE finish their request (done() sees the loop draining);
+         * CLOSING and LINGER end by themselves. */
         if (c->state == CS_IDLE && c->requests > 0)
-            client_free(c);
+            client_close(c, "closed while draining");
     }
+}
+
+void clients_close_all(struct loop *l)
+{
+    struct client *c;
+    while ((c = TAILQ_FIRST(&l->clients)) != NULL)
+        client_close(c, "closed at shutdown");
 }
 
 static void linger(struct client *c)
@@ -165,11 +152,10 @@ static void linger(struct client *c)
     /* Close our side only, then read and discard until the client closes: a close() with
      * unread request bytes would send a reset that can destroy the response in flight. Over
      * TLS a close_notify goes first. */
-    if (c->ssl)
-        SSL_shutdown(c->ssl);
-    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-    evbuffer_drain(bufferevent_get_input(c->bev), SIZE_MAX);
-    bufferevent_enable(c->bev, EV_READ);
+    sock_shutdown(&c->sock);
+    evbuffer_drain(c->sock.in, SIZE_MAX);
+    sock_set_read_limit(&c->sock, 0);
+    sock_read(&c->sock, true);
     set_state(c, CS_LINGER);
 }
 
@@ -177,7 +163,7 @@ static void linger(struct client *c)
 static void start_closing(struct client *c)
 {
     set_state(c, CS_CLOSING);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+    if (sock_flush(&c->sock) == 0)
         linger(c);
 }
 
@@ -185,7 +171,7 @@ static void start_closing(struct client *c)
 static void head_error(struct client *c, int status, const char *reason)
 {
     char id[48];
-    worker_request_id(c->w, id, sizeof(id));
+    loop_request_id(c->loop, id, sizeof(id));
     struct errpage e = {
         .status = status,
         .failure = FAIL_NONE,
@@ -193,12 +179,12 @@ static void head_error(struct client *c, int status, const char *reason)
         .request_id = id,
         .close = true,
     };
-    errpage_write(bufferevent_get_output(c->bev), &e);
-    metrics_response(c->w->metrics, status, FAIL_NONE);
+    errpage_write(c->sock.out, &e);
+    metrics_response(c->loop->metrics, status, FAIL_NONE);
     if (log_enabled()) {
         struct access_record r = {
             .request_id = id,
-            .client = c->peer,
+            .client = c->addr,
             .minor = 1,
             .status = status,
             .duration_ms = c->head_start_us ? (double)(now_us() - c->head_start_us) / 1000.0 : 0,
@@ -209,19 +195,136 @@ static void head_error(struct client *c, int status, const char *reason)
     start_closing(c);
 }
 
+/* ---- the downstream interface ---- */
+
+static void ds_interim(void *ctx, const struct resp_head *head)
+{
+    struct client *c = ctx;
+    hdr_write_head(c->sock.out, head, H1_BODY_NONE, false, true);
+    sock_flush(&c->sock); /* a 1xx means something only when it arrives before the answer */
+}
+
+static void ds_head(void *ctx, const struct resp_head *head, struct body_sink *sink)
+{
+    struct client *c = ctx;
+    enum h1_framing wire = head->framing;
+    /* A body of unknown length: chunked to HTTP/1.1, until the close for HTTP/1.0. */
+    if (wire == H1_BODY_CHUNKED && c->proto == PROTO_HTTP10)
+        wire = H1_BODY_CLOSE;
+    c->close_after = head->close || wire == H1_BODY_CLOSE || c->loop->state != LOOP_RUNNING;
+    hdr_write_head(c->sock.out, head, wire, c->proto == PROTO_HTTP10, !c->close_after);
+    *sink = (struct body_sink){.out = c->sock.out, .chunked = wire == H1_BODY_CHUNKED};
+}
+
+static void ds_body(void *ctx)
+{
+    struct client *c = ctx;
+    sock_flush(&c->sock);
+}
+
+static size_t ds_pending(void *ctx)
+{
+    struct client *c = ctx;
+    return sock_pending(&c->sock);
+}
+
+static struct evbuffer *ds_request_input(void *ctx)
+{
+    struct client *c = ctx;
+    return c->sock.in;
+}
+
+static void ds_request_taken(void *ctx)
+{
+    struct client *c = ctx;
+    sock_consumed(&c->sock);
+}
+
+static void ds_request_wait(void *ctx, uint64_t body_timeout_ms)
+{
+    struct client *c = ctx;
+    sock_set_timeouts(&c->sock, body_timeout_ms, c->loop->cfg->client_send_timeout_ms);
+}
+
+/* Whether the next request head may be parsed: not while the last answer still waits in our
+ * memory (a client pipelining without reading must not make us buffer its answers). */
+static bool may_parse(const struct client *c)
+{
+    return sock_pending(&c->sock) <= OUTPUT_HIGH;
+}
+
+static void ds_done(void *ctx, enum exchange_end end)
+{
+    struct client *c = ctx;
+    c->ex = NULL;
+    sock_set_timeouts(&c->sock, 0, c->loop->cfg->client_send_timeout_ms);
+    if (end != END_KEEP || c->close_after || c->loop->state != LOOP_RUNNING) {
+        start_closing(c);
+        return;
+    }
+    sock_flush(&c->sock); /* the last bytes go now, not a loop turn later */
+    c->head_start_us = 0;
+    set_state(c, CS_IDLE);
+    /* A pipelined request may already be buffered: parse it from the loop, not from inside
+     * the exchange that just finished; if our output is full, once it drained. */
+    if (evbuffer_get_length(c->sock.in) > 0 && may_parse(c))
+        event_active(&c->resume_ev, EV_TIMEOUT, 1);
+}
+
+static const struct downstream_ops h1_ops = {
+    .interim = ds_interim,
+    .head = ds_head,
+    .body = ds_body,
+    .pending = ds_pending,
+    .request_input = ds_request_input,
+    .request_taken = ds_request_taken,
+    .request_wait = ds_request_wait,
+    .done = ds_done,
+};
+
+/* ---- reading requests ---- */
+
+static void admin_request(struct client *c, const struct h1_request *req, size_t head_len)
+{
+    struct h1_info info;
+    struct h1_error err;
+    if (h1_request_info(req, &info, &err) != 0) {
+        head_error(c, err.status, err.reason);
+        return;
+    }
+    /* No admin endpoint takes a body: rather than read one, answer and close. */
+    bool has_body = info.framing == H1_BODY_CHUNKED ||
+                    (info.framing == H1_BODY_LENGTH && info.content_length > 0);
+    bool close = !info.keep_alive || has_body || c->loop->state != LOOP_RUNNING;
+    c->requests++;
+    int status = admin_respond(c->sock.out, req, close);
+    evbuffer_drain(c->sock.in, head_len);
+    sock_consumed(&c->sock);
+    metrics_response(c->loop->metrics, status, FAIL_NONE);
+    c->head_start_us = 0;
+    if (close) {
+        start_closing(c);
+        return;
+    }
+    sock_flush(&c->sock);
+    set_state(c, CS_IDLE);
+    if (evbuffer_get_length(c->sock.in) > 0 && may_parse(c))
+        event_active(&c->resume_ev, EV_TIMEOUT, 1);
+}
+
 static void parse_head(struct client *c)
 {
-    const struct config *cfg = c->w->cfg;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    const struct config *cfg = c->loop->cfg;
+    struct evbuffer *in = c->sock.in;
     size_t len = evbuffer_get_length(in);
-    if (len == 0)
+    if (len == 0 || !may_parse(c))
         return;
     if (c->state == CS_IDLE) {
         c->head_start_us = now_us();
         set_state(c, CS_HEAD);
     }
     size_t n = MIN(len, (size_t)cfg->max_header_size);
-    const char *p = (const char *)evbuffer_pullup(in, (ssize_t)n);
+    const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
     /* A head trickling in byte by byte must not cost a full parse per byte: nothing can change
      * until a line ends, or the limit is reached. */
     if (c->head_scanned && n < cfg->max_header_size && n > c->head_scanned &&
@@ -243,60 +346,24 @@ static void parse_head(struct client *c)
         head_error(c, err.status, err.reason);
         return;
     }
-    if (c->admin) {
-        struct h1_info info;
-        if (h1_request_info(&req, &info, &err) != 0) {
-            head_error(c, err.status, err.reason);
-            return;
-        }
-        /* No admin endpoint takes a body: rather than read one, answer and close. */
-        bool has_body = info.framing == H1_BODY_CHUNKED ||
-                        (info.framing == H1_BODY_LENGTH && info.content_length > 0);
-        bool close = !info.keep_alive || has_body || c->w->draining;
-        c->requests++;
-        int status = admin_respond(bufferevent_get_output(c->bev), &req, close);
-        evbuffer_drain(in, (size_t)rc);
-        metrics_response(c->w->metrics, status, FAIL_NONE);
-        c->head_start_us = 0;
-        if (close) {
-            start_closing(c);
-            return;
-        }
-        set_state(c, CS_IDLE);
-        if (evbuffer_get_length(in) > 0)
-            event_active(&c->resume_ev, EV_TIMEOUT, 1);
+    if (c->kind == CLIENT_ADMIN) {
+        admin_request(c, &req, (size_t)rc);
         return;
     }
-    struct exchange *ex = exchange_start(c->w, c, p, (size_t)rc, &req, c->head_start_us);
+    c->proto = req.minor >= 1 ? PROTO_HTTP11 : PROTO_HTTP10;
+    c->close_after = false;
+    struct downstream ds = {.ops = &h1_ops, .ctx = c, .peer = &c->peer, .proto = c->proto};
+    struct exchange *ex = exchange_start(c->loop, &ds, p, (size_t)rc, &req, c->head_start_us);
     if (!ex) {
-        client_free(c);
+        head_error(c, 503, "out of memory");
         return;
     }
     c->ex = ex;
     c->requests++;
     set_state(c, CS_EXCHANGE);
     evbuffer_drain(in, (size_t)rc);
-    exchange_run(ex); /* may end the exchange (and call client_exchange_done) before returning */
-}
-
-void client_exchange_done(struct client *c, bool keep_alive)
-{
-    keep_alive = keep_alive && !c->w->draining;
-    exchange_free(c->ex);
-    c->ex = NULL;
-    struct timeval wtv = {(time_t)(c->w->cfg->client_send_timeout_ms / 1000),
-                          (suseconds_t)(c->w->cfg->client_send_timeout_ms % 1000) * 1000};
-    bufferevent_set_timeouts(c->bev, NULL, &wtv);
-    if (!keep_alive) {
-        start_closing(c);
-        return;
-    }
-    c->head_start_us = 0;
-    set_state(c, CS_IDLE);
-    /* A pipelined request may already be buffered: parse it from the loop, not from inside
-     * the callback chain that just finished this exchange. */
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-        event_active(&c->resume_ev, EV_TIMEOUT, 1);
+    sock_consumed(&c->sock);
+    exchange_run(ex); /* may end it: done() then changed our state */
 }
 
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -307,74 +374,74 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
         parse_head(c);
 }
 
-/* What a closing client still sends is read and dropped: on a plain socket in 256 KiB reads
- * (up to 1 MiB per turn) rather than libevent's 4 KiB, so a large unread body after an early
- * answer costs a few syscalls per MiB, not five hundred. */
-static void discard_input(struct client *c)
-{
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    evbuffer_drain(in, SIZE_MAX);
-    for (int i = 0; !c->ssl && i < 4 && sockio_fill(c->bev, DISCARD_READ) > 0; i++)
-        evbuffer_drain(in, SIZE_MAX);
-}
+/* ---- events ---- */
 
-static void read_cb(struct bufferevent *bev, void *arg)
+static const char *gone_reason(enum sock_event ev)
 {
-    (void)bev;
-    struct client *c = arg;
-    switch (c->state) {
-    case CS_IDLE:
-    case CS_HEAD:
-        parse_head(c);
-        break;
-    case CS_EXCHANGE:
-        exchange_client_read(c->ex);
-        break;
-    case CS_CLOSING:
-    case CS_LINGER:
-        discard_input(c);
-        break;
-    case CS_HANDSHAKE:
-        break;
+    switch (ev) {
+    case SOCK_EOF:
+        return "closed the connection";
+    case SOCK_WRITE_TIMEOUT:
+        return "stopped reading";
+    default:
+        return "connection failed";
     }
 }
 
-static void write_cb(struct bufferevent *bev, void *arg)
+static void handshake_failed(struct client *c, const char *why)
 {
-    (void)bev;
-    struct client *c = arg;
-    if (c->state == CS_EXCHANGE)
-        exchange_client_write(c->ex);
-    else if (c->state == CS_CLOSING)
-        linger(c);
+    log_error("client %s: TLS handshake failed: %s", c->addr, why);
+    metrics_add(c->loop->metrics, M_TLS_HANDSHAKE_FAILURES, 1);
+    client_close(c, "TLS handshake failed");
 }
 
-static void event_cb(struct bufferevent *bev, short what, void *arg)
+static void client_cb(void *arg, enum sock_event ev)
 {
     struct client *c = arg;
-    if (what & BEV_EVENT_CONNECTED) { /* TLS handshake done */
-        set_state(c, CS_IDLE);
-        return;
-    }
     if (c->state == CS_HANDSHAKE) {
+        if (ev == SOCK_CONNECTED) {
+            set_state(c, CS_IDLE);
+            return;
+        }
         char buf[160] = "connection closed";
-        unsigned long e = bufferevent_get_openssl_error(bev);
-        if (e)
-            ERR_error_string_n(e, buf, sizeof(buf));
-        log_error("client %s: TLS handshake failed: %s", c->peer, buf);
-        metrics_add(c->w->metrics, M_TLS_HANDSHAKE_FAILURES, 1);
-        client_free(c);
+        if (c->sock.ssl_err)
+            ERR_error_string_n(c->sock.ssl_err, buf, sizeof(buf));
+        else if (c->sock.err)
+            snprintf(buf, sizeof(buf), "%s", strerror(c->sock.err));
+        handshake_failed(c, buf);
         return;
     }
-    if (c->state == CS_EXCHANGE && (what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
-        exchange_client_body_timeout(c->ex); /* answers 408 and hands the connection back */
+    switch (ev) {
+    case SOCK_READABLE:
+        if (c->state == CS_IDLE || c->state == CS_HEAD)
+            parse_head(c);
+        else if (c->state == CS_EXCHANGE)
+            exchange_request_readable(c->ex);
+        else /* closing: what the client still sends is read and dropped */
+            evbuffer_drain(c->sock.in, SIZE_MAX);
         return;
+    case SOCK_DRAINED:
+        if (c->state == CS_EXCHANGE)
+            exchange_drained(c->ex);
+        else if (c->state == CS_CLOSING)
+            linger(c);
+        else if (c->state == CS_IDLE || c->state == CS_HEAD)
+            parse_head(c); /* a pipelined head waited for our output to drain */
+        return;
+    case SOCK_READ_TIMEOUT:
+        if (c->state == CS_EXCHANGE) {
+            exchange_request_timeout(c->ex); /* answers 408 (or aborts) and calls done() */
+            return;
+        }
+        break;
+    case SOCK_CONNECTED:
+        return;
+    case SOCK_EOF:
+    case SOCK_ERROR:
+    case SOCK_WRITE_TIMEOUT:
+        break;
     }
-    if (c->state == CS_EXCHANGE)
-        exchange_client_gone(c->ex, what & BEV_EVENT_TIMEOUT ? "stopped reading"
-                                    : what & BEV_EVENT_EOF ? "closed the connection"
-                                                           : "connection failed");
-    client_free(c);
+    client_close(c, gone_reason(ev));
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -383,16 +450,14 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     struct client *c = arg;
     switch (c->state) {
     case CS_HANDSHAKE:
-        log_error("client %s: TLS handshake not done within client_header_timeout", c->peer);
-        metrics_add(c->w->metrics, M_TLS_HANDSHAKE_FAILURES, 1);
-        client_free(c);
+        handshake_failed(c, "not done within client_header_timeout");
         break;
     case CS_IDLE:
         if (c->requests == 0) { /* a new connection that never sent a request */
             head_error(c, 408, "no request within client_header_timeout");
             break;
         }
-        client_free(c); /* idle keep-alive connection: close quietly */
+        client_close(c, "idle"); /* idle keep-alive connection: close quietly */
         break;
     case CS_HEAD:
         head_error(c, 408, "request head not complete within client_header_timeout");
@@ -401,63 +466,62 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         break;
     case CS_CLOSING:
     case CS_LINGER:
-        client_free(c);
+        client_close(c, "closed");
         break;
     }
 }
 
-struct client *client_new(struct worker *w, int fd, const struct sockaddr *sa, int salen,
-                          bool tls)
+/* "127.0.0.1:50312" → ip "127.0.0.1"; "[::1]:50312" → "::1". */
+static void split_peer(struct client *c, const struct sockaddr *sa)
 {
-    (void)salen;
-    struct client *c = calloc(1, sizeof(*c));
-    if (!c) {
-        evutil_closesocket(fd);
-        return NULL;
-    }
-    c->w = w;
-    sockaddr_str(sa, c->peer, sizeof(c->peer));
-    snprintf(c->ip, sizeof(c->ip), "%s", c->peer);
+    sockaddr_str(sa, c->addr, sizeof(c->addr));
+    snprintf(c->ip, sizeof(c->ip), "%s", c->addr);
     char *colon = strrchr(c->ip, ':');
     if (colon)
         *colon = '\0';
-    if (c->ip[0] == '[') { /* "[::1]" → "::1" */
+    if (c->ip[0] == '[') {
         memmove(c->ip, c->ip + 1, strlen(c->ip));
         c->ip[strlen(c->ip) - 1] = '\0';
     }
+}
+
+struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, bool tls,
+                          enum client_kind kind)
+{
+    const struct config *cfg = l->cfg;
+    struct client *c = calloc(1, sizeof(*c));
+    SSL *ssl = tls && c ? SSL_new(cfg->server_ssl_ctx) : NULL;
+    if (!c || (tls && !ssl)) {
+        free(c);
+        evutil_closesocket(fd);
+        return NULL;
+    }
+    if (ssl)
+        SSL_set_accept_state(ssl);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (tls) {
-        c->ssl = SSL_new(w->cfg->server_ssl_ctx);
-        if (c->ssl)
-            c->bev = bufferevent_openssl_socket_new(w->base, fd, c->ssl,
-                                                    BUFFEREVENT_SSL_ACCEPTING,
-                                                    BEV_OPT_CLOSE_ON_FREE |
-                                                        BEV_OPT_DEFER_CALLBACKS);
-    } else {
-        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    }
-    if (!c->bev) {
-        if (c->ssl)
-            SSL_free(c->ssl);
-        evutil_closesocket(fd);
+    /* sock_init owns fd and ssl from here, and frees both itself when it fails. */
+    if (sock_init(&c->sock, l->base, fd, ssl, client_cb, c) != 0) {
         free(c);
         return NULL;
     }
-    if (c->ssl)
-        bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-    TAILQ_INSERT_TAIL(&w->clients, c, link);
-    atomic_fetch_add_explicit(&w->metrics->active_connections, 1, memory_order_relaxed);
-    metrics_add(w->metrics, M_CONNECTIONS, 1);
-    evtimer_assign(&c->timer, w->base, timer_cb, c);
-    event_assign(&c->resume_ev, w->base, -1, 0, resume_cb, c);
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, MAX(READ_HIGH, w->cfg->max_header_size + 1));
-    bufferevent_set_max_single_write(c->bev, READ_HIGH);
-    struct timeval wtv = {(time_t)(w->cfg->client_send_timeout_ms / 1000),
-                          (suseconds_t)(w->cfg->client_send_timeout_ms % 1000) * 1000};
-    bufferevent_set_timeouts(c->bev, NULL, &wtv);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    set_state(c, tls ? CS_HANDSHAKE : CS_IDLE);
+    c->loop = l;
+    c->kind = kind;
+    split_peer(c, sa);
+    c->peer = (struct peer){.addr = c->addr, .ip = c->ip, .tls = tls};
+    TAILQ_INSERT_TAIL(&l->clients, c, link);
+    loop_conn_opened(l);
+    atomic_fetch_add_explicit(&l->metrics->active_connections, 1, memory_order_relaxed);
+    metrics_add(l->metrics, M_CONNECTIONS, 1);
+    evtimer_assign(&c->timer, l->base, timer_cb, c);
+    event_assign(&c->resume_ev, l->base, -1, 0, resume_cb, c);
+    sock_set_read_limit(&c->sock, MAX(READ_HIGH, cfg->max_header_size + 1));
+    sock_set_timeouts(&c->sock, 0, cfg->client_send_timeout_ms);
+    if (tls) {
+        set_state(c, CS_HANDSHAKE);
+        sock_handshake(&c->sock);
+    } else {
+        set_state(c, CS_IDLE);
+    }
     return c;
 }

@@ -19,7 +19,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "portico/interim.h"
 #include "portico/tls.h"
 #include "portico/util.h"
 
@@ -990,7 +989,6 @@ void cfg_free(struct config *cfg)
         free(r->upstream_name);
         for (int h = 0; h < r->nhints; h++)
             free(r->early_hints[h]);
-        hint_cache_free(r->hint_cache);
     }
     free(cfg->upstreams);
     free(cfg->routes);

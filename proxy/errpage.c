@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "portico/headers.h"
 #include "portico/status.h"
 #include "portico/util.h"
 
@@ -33,11 +34,13 @@ static const char mime_plain[] = "text/plain";
 /* ---- sink: counts, or copies into a stack buffer flushed to the evbuffer ---- */
 
 struct sink {
-    struct evbuffer *out; /* borrowed; NULL: counting pass */
+    struct evbuffer *out; /* borrowed; NULL: counting pass (or fixed) */
     char *buf;            /* borrowed stack buffer of SINK_BUF bytes (writing pass) */
     size_t len;           /* bytes pending in buf */
     size_t total;         /* bytes put so far */
     bool err;             /* an evbuffer_add failed (out of memory) */
+    char *fixed;          /* borrowed: header values are written here instead, truncated */
+    size_t cap;           /* size of fixed */
 };
 
 static void sink_flush(struct sink *s)
@@ -49,6 +52,12 @@ static void sink_flush(struct sink *s)
 
 static void sink_put(struct sink *s, const void *p, size_t n)
 {
+    if (s->fixed) {
+        size_t k = MIN(n, s->cap - s->total);
+        memcpy(s->fixed + s->total, p, k);
+        s->total += k;
+        return;
+    }
     s->total += n;
     if (s->out == NULL || s->err || n == 0)
         return;
@@ -449,19 +458,6 @@ const char *errpage_negotiate(const char *accept, size_t len)
 
 /* ---- the response ---- */
 
-/* Everything the renderers need, resolved once. */
-struct view {
-    const struct errpage *e; /* borrowed */
-    int status;
-    const char *phrase;      /* status_phrase(status) */
-    const char *mime;        /* mime_json / mime_html / mime_plain */
-    const char *date;        /* this thread's cached Date */
-    const char *origin;      /* NULL when absent or empty */
-    const char *upstream;    /* NULL when absent or empty */
-    char *page;              /* owned: error_page_dir file, or NULL */
-    size_t page_len;
-};
-
 static const char *present(const char *s)
 {
     return s != NULL && s[0] != '\0' ? s : NULL;
@@ -514,7 +510,7 @@ fail:
 
 /* Operator page with {{name}} placeholders replaced by HTML-escaped values; unknown
  * placeholders are left as they are. */
-static void render_page_file(struct sink *s, const struct view *v)
+static void render_page_file(struct sink *s, const struct errpage_view *v)
 {
     const struct errpage *e = v->e;
     const char *p = v->page;
@@ -612,7 +608,7 @@ static void html_row(struct sink *s, const char *key, const char *val, bool bad)
 
 /* The built-in page: title, the chain client -> Portico -> origin with the failed hop in red,
  * then every field in a table. Inline CSS only; meant to be screenshotted. */
-static void render_html(struct sink *s, const struct view *v)
+static void render_html(struct sink *s, const struct errpage_view *v)
 {
     const struct errpage *e = v->e;
     const char *fail = failure_name(e->failure);
@@ -686,7 +682,7 @@ static void render_html(struct sink *s, const struct view *v)
     sink_lit(s, "</footer>\n</main></body></html>\n");
 }
 
-static void render_json(struct sink *s, const struct view *v)
+static void render_json(struct sink *s, const struct errpage_view *v)
 {
     const struct errpage *e = v->e;
 
@@ -725,7 +721,7 @@ static void text_line(struct sink *s, const char *key, const char *val)
 }
 
 /* Fixed shape, one "key: value" per line ("-" when absent): easy to read and to grep. */
-static void render_plain(struct sink *s, const struct view *v)
+static void render_plain(struct sink *s, const struct errpage_view *v)
 {
     const struct errpage *e = v->e;
 
@@ -753,7 +749,7 @@ static void render_plain(struct sink *s, const struct view *v)
 }
 
 /* Client-side errors: one line whatever Accept says; nobody debugs a 400 from a browser page. */
-static void render_client(struct sink *s, const struct view *v)
+static void render_client(struct sink *s, const struct errpage_view *v)
 {
     sink_u64(s, (uint64_t)v->status);
     sink_lit(s, " ");
@@ -765,7 +761,7 @@ static void render_client(struct sink *s, const struct view *v)
     sink_lit(s, "\n");
 }
 
-static void render_body(struct sink *s, const struct view *v)
+static void render_body(struct sink *s, const struct errpage_view *v)
 {
     if (v->e->failure == FAIL_NONE)
         render_client(s, v);
@@ -779,38 +775,63 @@ static void render_body(struct sink *s, const struct view *v)
         render_plain(s, v);
 }
 
-static void header(struct sink *s, const char *name, size_t name_len, const char *val)
+/* Header values are rendered into o->store, one after the other; each field points at its own. */
+struct field_writer {
+    struct errpage_out *o;
+    size_t used;              /* bytes of o->store taken */
+    struct sink s;            /* the value being written */
+};
+
+static struct sink *value_begin(struct field_writer *w)
 {
-    sink_put(s, name, name_len);
-    put_header_value(s, val, false);
-    sink_lit(s, "\r\n");
+    w->s = (struct sink){.fixed = w->o->store + w->used, .cap = sizeof(w->o->store) - w->used};
+    return &w->s;
 }
 
-#define HEADER(s, lit, val) header((s), (lit), sizeof(lit) - 1, (val))
+static void value_end(struct field_writer *w, const char *name, size_t name_len)
+{
+    struct errpage_out *o = w->o;
+    if (o->nfields < ARRAY_LEN(o->fields))
+        o->fields[o->nfields++] = (struct h1_field){name, name_len, w->s.fixed, w->s.total};
+    w->used += w->s.total;
+}
 
-static void render_head(struct sink *s, const struct view *v, size_t body_len)
+#define FIELD_END(w, lit) value_end((w), (lit), sizeof(lit) - 1)
+
+static void field_str(struct field_writer *w, const char *name, size_t name_len, const char *val,
+                      bool escape)
+{
+    struct sink *s = value_begin(w);
+    if (escape)
+        put_header_value(s, val, false);
+    else
+        sink_str(s, val);
+    value_end(w, name, name_len);
+}
+
+#define FIELD_STR(w, lit, val, esc) field_str((w), (lit), sizeof(lit) - 1, (val), (esc))
+
+static void build_fields(const struct errpage_view *v, struct errpage_out *o)
 {
     const struct errpage *e = v->e;
+    struct field_writer w = {.o = o};
+    struct sink *s;
 
-    sink_lit(s, "HTTP/1.1 ");
-    sink_u64(s, (uint64_t)v->status);
-    sink_lit(s, " ");
-    sink_str(s, v->phrase);
-    sink_lit(s, "\r\nDate: ");
-    sink_str(s, v->date);
-    sink_lit(s, "\r\nServer: portico\r\nContent-Type: ");
+    FIELD_STR(&w, "Date", v->date, false);
+    FIELD_STR(&w, "Server", "portico", false);
+    s = value_begin(&w);
     sink_str(s, v->mime);
     if (v->mime != mime_json)
         sink_lit(s, "; charset=utf-8");
-    sink_lit(s, "\r\nContent-Length: ");
-    sink_u64(s, body_len);
-    sink_lit(s, "\r\nCache-Control: no-store\r\n");
+    FIELD_END(&w, "Content-Type");
+    FIELD_STR(&w, "Cache-Control", "no-store", false);
     if (present(e->request_id) != NULL)
-        HEADER(s, "X-Request-Id: ", e->request_id);
+        FIELD_STR(&w, "X-Request-Id", e->request_id, true);
     if (e->failure != FAIL_NONE) {
         const char *ps = failure_proxy_status(e->failure);
-        HEADER(s, "Portico-Error: ", failure_name(e->failure));
-        sink_lit(s, "Proxy-Status: portico; error=");
+        FIELD_STR(&w, "Portico-Error", failure_name(e->failure), false);
+        s = value_begin(&w);
+        sink_lit(s, "portico; error=");
         /* An sf-token must not be empty: an unknown failure type is our own fault. */
         sink_str(s, ps[0] != '\0' ? ps : "proxy_internal_error");
         if (present(e->reason) != NULL) {
@@ -824,46 +845,69 @@ static void render_head(struct sink *s, const struct view *v, size_t body_len)
             put_header_value(s, v->origin, true);
             sink_lit(s, "\"");
         }
-        sink_lit(s, "\r\n");
+        FIELD_END(&w, "Proxy-Status");
     }
     if (present(e->server_timing) != NULL)
-        HEADER(s, "Server-Timing: ", e->server_timing);
-    if (e->close)
-        sink_lit(s, "Connection: close\r\n");
-    else if (e->http10)
-        sink_lit(s, "Connection: keep-alive\r\n");
-    sink_lit(s, "\r\n");
+        FIELD_STR(&w, "Server-Timing", e->server_timing, true);
 }
 
-long errpage_write(struct evbuffer *out, const struct errpage *e)
+int errpage_prepare(const struct errpage *e, struct errpage_out *o)
 {
-    char buf[SINK_BUF];
-    struct view v = {
+    *o = (struct errpage_out){.e = e};
+    struct errpage_view *v = &o->view;
+    *v = (struct errpage_view){
         .e = e,
         .status = e->status,
         .date = http_date(),
         .origin = present(e->origin),
         .upstream = present(e->upstream),
     };
-
     /* The status line must carry three digits whatever the caller computed. */
-    if (v.status < 100 || v.status > 999)
-        v.status = e->failure == FAIL_NONE ? 500 : 502;
-    v.phrase = status_phrase(v.status);
-    v.mime = e->failure == FAIL_NONE ? mime_plain : errpage_negotiate(e->accept, e->accept_len);
-    if (v.mime == mime_html && e->page_dir != NULL && e->page_dir[0] != '\0')
-        v.page = page_load(e->page_dir, v.status, &v.page_len);
+    if (v->status < 100 || v->status > 999)
+        v->status = e->failure == FAIL_NONE ? 500 : 502;
+    v->phrase = status_phrase(v->status);
+    v->mime = e->failure == FAIL_NONE ? mime_plain : errpage_negotiate(e->accept, e->accept_len);
+    if (v->mime == mime_html && e->page_dir != NULL && e->page_dir[0] != '\0')
+        v->page = page_load(e->page_dir, v->status, &v->page_len);
 
     struct sink count = {.out = NULL};
-    render_body(&count, &v);
+    render_body(&count, v);
+    build_fields(v, o);
+    o->head = (struct resp_head){
+        .status = v->status,
+        .fields = o->fields,
+        .nfields = o->nfields,
+        .framing = H1_BODY_LENGTH,
+        .content_length = count.total,
+        .close = e->close,
+    };
+    return 0;
+}
 
-    struct sink s = {.out = out, .buf = buf};
-    render_head(&s, &v, count.total);
-    if (!e->head_only)
-        render_body(&s, &v);
-    sink_flush(&s);
-    free(v.page);
-    if (s.err)
-        return -1;
-    return e->head_only ? 0 : (long)count.total;
+long errpage_body(struct errpage_out *o, struct evbuffer *out)
+{
+    char buf[SINK_BUF];
+    long n = 0;
+    if (!o->e->head_only) {
+        struct sink s = {.out = out, .buf = buf};
+        render_body(&s, &o->view);
+        sink_flush(&s);
+        n = s.err ? -1 : (long)s.total;
+    }
+    errpage_release(o);
+    return n;
+}
+
+void errpage_release(struct errpage_out *o)
+{
+    free(o->view.page);
+    o->view.page = NULL;
+}
+
+long errpage_write(struct evbuffer *out, const struct errpage *e)
+{
+    struct errpage_out o;
+    errpage_prepare(e, &o);
+    hdr_write_head(out, &o.head, H1_BODY_LENGTH, e->http10, !e->close);
+    return errpage_body(&o, out);
 }

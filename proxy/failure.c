@@ -3,6 +3,7 @@
  */
 #include "portico/failure.h"
 
+#include <errno.h>
 #include <string.h>
 
 struct failure_row {
@@ -19,7 +20,7 @@ static const struct failure_row failure_rows[FAILURE_COUNT] = {
 };
 
 static const char *const phase_names[PHASE_COUNT] = {
-#define X(id, nm) [id] = nm,
+#define X(id, nm, timer, subject, fmt) [id] = nm,
     PHASE_LIST(X)
 #undef X
 };
@@ -72,6 +73,8 @@ enum failure_type failure_classify(enum phase phase, enum cause cause)
         return FAIL_TOTAL_TIMEOUT;
     if (cause == CAUSE_NO_ORIGIN)
         return FAIL_NO_HEALTHY_ORIGIN;
+    if (cause == CAUSE_LOCAL)
+        return FAIL_INTERNAL_ERROR;
     if ((unsigned)phase >= PHASE_COUNT)
         return FAIL_INVALID_RESPONSE;
     /* A certificate problem is only meaningful during the handshake; anywhere else the TLS layer
@@ -97,6 +100,34 @@ enum failure_type failure_classify(enum phase phase, enum cause cause)
         return row->on_protocol;
     default:
         return row->otherwise;
+    }
+}
+
+enum cause cause_from_errno(int err)
+{
+    switch (err) {
+    case ECONNREFUSED:
+        return CAUSE_REFUSED;
+    case ETIMEDOUT:
+        return CAUSE_TIMEOUT;
+    case ECONNRESET:
+    case EPIPE:
+    case ECONNABORTED:
+        return CAUSE_RESET;
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case EADDRNOTAVAIL:
+    case EAFNOSUPPORT:
+    case ENETDOWN:
+    case EHOSTDOWN:
+        return CAUSE_UNREACHABLE;
+    case EMFILE:
+    case ENFILE:
+    case ENOMEM:
+    case ENOBUFS:
+        return CAUSE_LOCAL;
+    default:
+        return CAUSE_IO;
     }
 }
 

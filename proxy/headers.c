@@ -147,79 +147,86 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     evbuffer_add(out, "\r\n", 2);
 }
 
-/* Status line and the end-to-end fields of a response; custom(f) may take a field over. Returns
- * true when the origin sent an X-Request-Id. */
-static bool write_status_and_fields(struct evbuffer *out, const struct h1_response *resp,
-                                    bool (*custom)(const struct h1_field *f, struct evbuffer *out,
-                                                   void *arg),
-                                    void *arg)
+static const char *const proto_names[] = {
+#define X(id, name) [id] = name,
+    PROTO_LIST(X)
+#undef X
+};
+
+const char *proto_name(enum proto p)
+{
+    return (unsigned)p < ARRAY_LEN(proto_names) ? proto_names[p] : "HTTP/1.1";
+}
+
+static size_t end_to_end(const struct h1_response *resp, struct h1_field *out, size_t max,
+                         bool *has_request_id)
 {
     bool has_connection = h1_find_field(resp->fields, resp->nfields, "connection", 0) >= 0;
-    bool has_request_id = false;
-    char status[16] = "HTTP/1.1 000 "; /* status is 100-999 (parser) */
-    status[9] = (char)('0' + resp->status / 100);
-    status[10] = (char)('0' + resp->status / 10 % 10);
-    status[11] = (char)('0' + resp->status % 10);
-    evbuffer_add(out, status, 13);
-    if (resp->reason_len)
-        evbuffer_add(out, resp->reason, resp->reason_len);
-    else /* an empty reason is legal but unhelpful: use the registry's */
-        add_str(out, status_phrase(resp->status));
-    evbuffer_add(out, "\r\n", 2);
-    for (size_t i = 0; i < resp->nfields; i++) {
+    size_t n = 0;
+    for (size_t i = 0; i < resp->nfields && n < max; i++) {
         const struct h1_field *f = &resp->fields[i];
         if (static_hop(f) ||
             (has_connection && named_by_connection(f, resp->fields, resp->nfields)))
             continue;
-        if (custom && custom(f, out, arg))
-            continue;
-        has_request_id |= h1_name_is(f, "x-request-id");
-        add_field(out, f);
+        *has_request_id |= h1_name_is(f, "x-request-id");
+        out[n++] = *f;
     }
-    return has_request_id;
+    return n;
 }
 
-void hdr_write_response(struct evbuffer *out, const struct h1_response *resp,
-                        const struct fwd_response *fwd)
+#define FIELD(lit, v) ((struct h1_field){lit, sizeof(lit) - 1, (v), strlen(v)})
+
+size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_response *fwd,
+                           struct h1_field *out, size_t max)
 {
-    bool has_request_id = write_status_and_fields(out, resp, NULL, NULL);
-    evbuffer_add(out, "Via: " VIA_VALUE "\r\n", 5 + sizeof(VIA_VALUE) - 1 + 2);
+    bool has_request_id = false;
+    size_t n = end_to_end(resp, out, max > 5 ? max - 5 : 0, &has_request_id);
+    out[n++] = FIELD("Via", VIA_VALUE);
     if (!has_request_id && fwd->request_id)
-        add_line(out, "X-Request-Id: ", fwd->request_id);
+        out[n++] = FIELD("X-Request-Id", fwd->request_id);
     if (fwd->proxy_status)
-        add_line(out, "Proxy-Status: ", fwd->proxy_status);
+        out[n++] = FIELD("Proxy-Status", fwd->proxy_status);
     if (fwd->server_timing)
-        add_line(out, "Server-Timing: ", fwd->server_timing);
-    switch (fwd->framing) {
-    case H1_BODY_LENGTH:
-        add_content_length(out, fwd->content_length);
-        break;
-    case H1_BODY_CHUNKED:
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-        break;
-    case H1_BODY_NONE:
-        /* 304 and HEAD responses keep the origin's Content-Length: it describes the
-         * representation, not this message's body (RFC 9110 8.6). */
-        if (resp->status != 204) {
-            int i = h1_find_field(resp->fields, resp->nfields, "content-length", 0);
-            if (i >= 0)
-                add_field(out, &resp->fields[i]);
-        }
-        break;
-    case H1_BODY_CLOSE:
-        break;
-    }
-    if (!fwd->keep_alive)
-        evbuffer_add(out, "Connection: close\r\n", 19);
-    else if (fwd->client_minor == 0)
-        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
-    evbuffer_add(out, "\r\n", 2);
+        out[n++] = FIELD("Server-Timing", fwd->server_timing);
+    /* 304 and HEAD responses keep the origin's Content-Length: it describes the representation,
+     * not this message's body (RFC 9110 8.6); a 204 never has one. */
+    int cl = h1_find_field(resp->fields, resp->nfields, "content-length", 0);
+    if (fwd->framing == H1_BODY_NONE && resp->status != 204 && cl >= 0)
+        out[n++] = resp->fields[cl];
+    return n;
 }
 
-void hdr_write_interim(struct evbuffer *out, const struct h1_response *resp,
-                       bool (*custom)(const struct h1_field *f, struct evbuffer *out, void *arg),
-                       void *arg)
+size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, size_t max)
 {
-    write_status_and_fields(out, resp, custom, arg);
+    bool has_request_id = false;
+    return end_to_end(resp, out, max, &has_request_id);
+}
+
+void hdr_write_head(struct evbuffer *out, const struct resp_head *h, enum h1_framing wire,
+                    bool http10, bool keep_alive)
+{
+    char status[16] = "HTTP/1.1 000 ";
+    int code = h->status >= 100 && h->status <= 999 ? h->status : 502;
+    status[9] = (char)('0' + code / 100);
+    status[10] = (char)('0' + code / 10 % 10);
+    status[11] = (char)('0' + code % 10);
+    evbuffer_add(out, status, 13);
+    if (h->reason && h->reason_len)
+        evbuffer_add(out, h->reason, h->reason_len);
+    else /* an empty reason is legal but unhelpful: use the registry's */
+        add_str(out, status_phrase(code));
+    evbuffer_add(out, "\r\n", 2);
+    for (size_t i = 0; i < h->nfields; i++)
+        add_field(out, &h->fields[i]);
+    if (code >= 200) {
+        if (wire == H1_BODY_LENGTH)
+            add_content_length(out, h->content_length);
+        else if (wire == H1_BODY_CHUNKED)
+            evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+        if (!keep_alive)
+            evbuffer_add(out, "Connection: close\r\n", 19);
+        else if (http10)
+            evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    }
     evbuffer_add(out, "\r\n", 2);
 }

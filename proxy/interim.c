@@ -1,416 +1,230 @@
 /*
- * interim.c — learned Early Hints (a bounded LRU keyed by host and path) and Link parsing.
- *
- * The cache is shared by the worker threads behind one mutex: it is touched once per GET on
- * routes that learn, for a copy of at most HINT_MAX_BYTES, so contention stays negligible next
- * to the socket work of the same request.
+ * interim.c — the 1xx policy of an exchange: 100 Continue (relayed, synthesized, or ours after
+ * continue_timeout), 102 Processing heartbeats, 103 Early Hints (configured, learned, and the
+ * origin's relayed without a link sent twice), and what reaches which client: nothing for
+ * HTTP/1.0, at most MAX_INTERIM per exchange. Every 1xx goes to the client as a resp_head
+ * through the downstream, so HTTP/1.1 and HTTP/2 clients get the same ones.
  */
-#include "portico/interim.h"
+#include "exchange_int.h"
 
-#include <event2/buffer.h>
-#include <pthread.h>
-#include <stdint.h>
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
+#include "portico/config.h"
+#include "portico/generation.h"
+#include "portico/headers.h"
+#include "portico/hints.h"
+#include "portico/loop.h"
+#include "portico/metrics.h"
 #include "portico/util.h"
 
-struct hint_entry {
-    struct hint_entry *hnext;    /* hash chain */
-    struct hint_entry *prev;     /* LRU list, most recent first */
-    struct hint_entry *next;
-    uint64_t hash;
-    size_t key_len;              /* host '\0' path */
-    size_t links_len;
-    char *key;                   /* owned */
-    char *links;                 /* owned, '\n'-joined Link values */
-};
-
-struct hint_cache {
-    pthread_mutex_t lock;
-    size_t capacity;
-    size_t size;
-    size_t nbuckets;
-    struct hint_entry **buckets;
-    struct hint_entry *head;     /* most recently used */
-    struct hint_entry *tail;     /* evicted first */
-};
-
-static uint64_t fnv1a(const char *a, size_t alen, const char *b, size_t blen)
+/* Sends one 1xx to the client, or counts it dropped when the client cannot take it or already
+ * got MAX_INTERIM. */
+static bool send_interim(struct exchange *ex, int code, const struct h1_field *fields, size_t n)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < alen; i++)
-        h = (h ^ (unsigned char)a[i]) * 1099511628211ull;
-    h = (h ^ 0) * 1099511628211ull;
-    for (size_t i = 0; i < blen; i++)
-        h = (h ^ (unsigned char)b[i]) * 1099511628211ull;
-    return h;
-}
-
-struct hint_cache *hint_cache_new(size_t capacity)
-{
-    struct hint_cache *c = calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
-    c->capacity = capacity ? capacity : 1;
-    c->nbuckets = 16;
-    while (c->nbuckets < c->capacity * 2)
-        c->nbuckets <<= 1;
-    c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
-    if (!c->buckets) {
-        free(c);
-        return NULL;
-    }
-    pthread_mutex_init(&c->lock, NULL);
-    return c;
-}
-
-static void entry_free(struct hint_entry *e)
-{
-    free(e->key);
-    free(e->links);
-    free(e);
-}
-
-void hint_cache_free(void *cache)
-{
-    struct hint_cache *c = cache;
-    if (!c)
-        return;
-    for (struct hint_entry *e = c->head, *n; e; e = n) {
-        n = e->next;
-        entry_free(e);
-    }
-    free(c->buckets);
-    pthread_mutex_destroy(&c->lock);
-    free(c);
-}
-
-static void lru_unlink(struct hint_cache *c, struct hint_entry *e)
-{
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        c->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        c->tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void lru_push(struct hint_cache *c, struct hint_entry *e)
-{
-    e->next = c->head;
-    e->prev = NULL;
-    if (c->head)
-        c->head->prev = e;
-    c->head = e;
-    if (!c->tail)
-        c->tail = e;
-}
-
-static struct hint_entry **find(struct hint_cache *c, uint64_t h, const char *host,
-                                size_t host_len, const char *path, size_t path_len)
-{
-    struct hint_entry **pp = &c->buckets[h & (c->nbuckets - 1)];
-    for (; *pp; pp = &(*pp)->hnext) {
-        struct hint_entry *e = *pp;
-        if (e->hash == h && e->key_len == host_len + 1 + path_len &&
-            memcmp(e->key, host, host_len) == 0 && e->key[host_len] == '\0' &&
-            memcmp(e->key + host_len + 1, path, path_len) == 0)
-            return pp;
-    }
-    return pp;
-}
-
-static void remove_entry(struct hint_cache *c, struct hint_entry **pp)
-{
-    struct hint_entry *e = *pp;
-    *pp = e->hnext;
-    lru_unlink(c, e);
-    c->size--;
-    entry_free(e);
-}
-
-size_t hint_cache_get(struct hint_cache *c, const char *host, size_t host_len, const char *path,
-                      size_t path_len, char *out, size_t outsz)
-{
-    size_t n = 0;
-    uint64_t h = fnv1a(host, host_len, path, path_len);
-    pthread_mutex_lock(&c->lock);
-    struct hint_entry *e = *find(c, h, host, host_len, path, path_len);
-    if (e && e->links_len < outsz) {
-        lru_unlink(c, e);
-        lru_push(c, e);
-        memcpy(out, e->links, e->links_len);
-        n = e->links_len;
-    }
-    pthread_mutex_unlock(&c->lock);
-    if (outsz)
-        out[n] = '\0';
-    return n;
-}
-
-void hint_cache_put(struct hint_cache *c, const char *host, size_t host_len, const char *path,
-                    size_t path_len, const char *links, size_t links_len)
-{
-    uint64_t h = fnv1a(host, host_len, path, path_len);
-    if (links_len > HINT_MAX_BYTES)
-        return;
-    pthread_mutex_lock(&c->lock);
-    struct hint_entry **pp = find(c, h, host, host_len, path, path_len);
-    if (*pp) {
-        struct hint_entry *e = *pp;
-        if (links_len == 0) {
-            remove_entry(c, pp);
-        } else if (e->links_len != links_len || memcmp(e->links, links, links_len) != 0) {
-            char *copy = malloc(links_len);
-            if (copy) {
-                memcpy(copy, links, links_len);
-                free(e->links);
-                e->links = copy;
-                e->links_len = links_len;
-            }
-            lru_unlink(c, e);
-            lru_push(c, e);
-        } else {
-            lru_unlink(c, e);
-            lru_push(c, e);
-        }
-        goto out;
-    }
-    if (links_len == 0)
-        goto out;
-    struct hint_entry *e = calloc(1, sizeof(*e));
-    if (!e)
-        goto out;
-    e->key_len = host_len + 1 + path_len;
-    e->key = malloc(e->key_len);
-    e->links = malloc(links_len);
-    if (!e->key || !e->links) {
-        entry_free(e);
-        goto out;
-    }
-    memcpy(e->key, host, host_len);
-    e->key[host_len] = '\0';
-    memcpy(e->key + host_len + 1, path, path_len);
-    memcpy(e->links, links, links_len);
-    e->links_len = links_len;
-    e->hash = h;
-    e->hnext = *pp;
-    *pp = e;
-    lru_push(c, e);
-    c->size++;
-    if (c->size > c->capacity) {
-        struct hint_entry *old = c->tail;
-        struct hint_entry **op = &c->buckets[old->hash & (c->nbuckets - 1)];
-        while (*op != old)
-            op = &(*op)->hnext;
-        remove_entry(c, op);
-    }
-out:
-    pthread_mutex_unlock(&c->lock);
-}
-
-size_t hint_cache_size(struct hint_cache *c)
-{
-    pthread_mutex_lock(&c->lock);
-    size_t n = c->size;
-    pthread_mutex_unlock(&c->lock);
-    return n;
-}
-
-bool link_next(const char *value, size_t len, size_t *pos, const char **elem, size_t *elem_len)
-{
-    size_t i = *pos;
-    for (;;) {
-        while (i < len && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
-            i++;
-        if (i >= len) {
-            *pos = i;
-            return false;
-        }
-        size_t start = i;
-        bool in_uri = false, in_quote = false;
-        for (; i < len; i++) {
-            char ch = value[i];
-            if (in_quote) {
-                if (ch == '\\' && i + 1 < len)
-                    i++;
-                else if (ch == '"')
-                    in_quote = false;
-            } else if (in_uri) {
-                if (ch == '>')
-                    in_uri = false;
-            } else if (ch == '<') {
-                in_uri = true;
-            } else if (ch == '"') {
-                in_quote = true;
-            } else if (ch == ',') {
-                break;
-            }
-        }
-        size_t end = i;
-        while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
-            end--;
-        *pos = i;
-        if (end > start) {
-            *elem = value + start;
-            *elem_len = end - start;
-            return true;
-        }
-    }
-}
-
-bool link_uri(const char *elem, size_t len, const char **uri, size_t *uri_len)
-{
-    if (len < 2 || elem[0] != '<')
+    if (!ex_client_http11(ex) || ex->interim_count >= MAX_INTERIM) {
+        metrics_add(ex->loop->metrics, M_INTERIM_DROPPED, 1);
         return false;
-    const char *end = memchr(elem, '>', len);
-    if (!end)
-        return false;
-    *uri = elem + 1;
-    *uri_len = (size_t)(end - elem - 1);
+    }
+    struct resp_head head = {.status = code, .fields = fields, .nfields = n};
+    ex->ds.ops->interim(ex->ds.ctx, &head);
+    ex_note_interim(ex, code);
     return true;
 }
 
-/* Does the parameter list contain rel="... preload ..." or rel=preconnect? rel may hold several
- * space-separated relation types (RFC 8288 3.3). */
-bool link_is_hint(const char *value, size_t len)
+static struct hint_set *hint_set_of(struct exchange *ex)
 {
-    const char *end = memchr(value, '>', len);
-    if (!end)
-        return false;
-    size_t i = (size_t)(end - value) + 1;
-    while (i < len) {
-        while (i < len && (value[i] == ';' || value[i] == ' ' || value[i] == '\t'))
-            i++;
-        size_t name = i;
-        while (i < len && value[i] != '=' && value[i] != ';')
-            i++;
-        size_t name_len = i;
-        while (name_len > name && (value[name_len - 1] == ' ' || value[name_len - 1] == '\t'))
-            name_len--;
-        bool is_rel = span_ieq(value + name, name_len - name, "rel");
-        if (i >= len || value[i] == ';')
-            continue;
-        i++; /* '=' */
-        while (i < len && (value[i] == ' ' || value[i] == '\t'))
-            i++;
-        size_t vstart = i, vend;
-        if (i < len && value[i] == '"') {
-            vstart = ++i;
-            while (i < len && value[i] != '"')
-                i++;
-            vend = i;
-            if (i < len)
-                i++;
-        } else {
-            while (i < len && value[i] != ';')
-                i++;
-            vend = i;
-        }
-        if (!is_rel)
-            continue;
-        /* split the relation types */
-        size_t j = vstart;
-        while (j < vend) {
-            while (j < vend && (value[j] == ' ' || value[j] == '\t'))
-                j++;
-            size_t t = j;
-            while (j < vend && value[j] != ' ' && value[j] != '\t')
-                j++;
-            if (span_ieq(value + t, j - t, "preload") || span_ieq(value + t, j - t, "preconnect"))
-                return true;
-        }
-    }
-    return false;
+    if (!ex->hints)
+        ex->hints = calloc(1, sizeof(*ex->hints));
+    return ex->hints;
 }
 
-/* ---- hints of one exchange ---- */
-
-static bool hint_seen(const struct hint_set *s, const char *uri, size_t len)
+static struct hint_cache *hint_cache_of(const struct exchange *ex)
 {
-    const char *p = s->uris, *end = s->uris + s->len;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        if (n == len && memcmp(p, uri, len) == 0)
-            return true;
-        p += n + 1;
-    }
-    return false;
+    return ex->route_index >= 0 ? ex->loop->gen->hints[ex->route_index] : NULL;
 }
 
-static void hint_add(struct hint_set *s, const char *uri, size_t len)
+/* The learned-hints key of this request's host. Returns its length (0: no host). */
+static size_t hint_host(const struct exchange *ex, char *buf, size_t size)
 {
-    if (s->len + len + 1 > sizeof(s->uris))
+    return ex->host ? host_key(ex->host, ex->host_len, buf, size) : 0;
+}
+
+static bool is_get(const struct exchange *ex)
+{
+    return ex->req.method_len == 3 && memcmp(ex->req.method, "GET", 3) == 0;
+}
+
+/* Adds a Link field with the links of value not hinted yet, if any. */
+static void add_new_links(struct hint_set *set, const char *value, size_t len, char *buf,
+                          size_t size, size_t *used, struct h1_field *fields, size_t *n,
+                          size_t max)
+{
+    size_t got = *n < max ? hint_filter(set, value, len, buf + *used, size - *used) : 0;
+    if (!got)
         return;
-    memcpy(s->uris + s->len, uri, len);
-    s->len += len;
-    s->uris[s->len++] = '\n';
+    fields[(*n)++] = (struct h1_field){"Link", 4, buf + *used, got};
+    *used += got;
 }
 
-int hint_write_new(struct hint_set *s, struct evbuffer *out, const char *value, size_t len)
+void interim_early_hints(struct exchange *ex)
 {
-    size_t pos = 0;
-    const char *el, *uri;
-    size_t elen, ulen;
-    int n = 0;
-    while (link_next(value, len, &pos, &el, &elen)) {
-        if (!link_uri(el, elen, &uri, &ulen) || hint_seen(s, uri, ulen))
-            continue;
-        hint_add(s, uri, ulen);
-        evbuffer_add(out, n ? ", " : "Link: ", n ? 2 : 6);
-        evbuffer_add(out, el, elen);
-        n++;
-    }
-    if (n)
-        evbuffer_add(out, "\r\n", 2);
-    return n;
-}
-
-int hint_write_103(struct hint_set *s, struct evbuffer *out, char *const *configured,
-                   int nconfigured, const char *learned, size_t learned_len)
-{
-    struct evbuffer *fields = evbuffer_new();
-    if (!fields)
-        return 0;
-    int n = 0;
-    for (int i = 0; i < nconfigured; i++)
-        n += hint_write_new(s, fields, configured[i], strlen(configured[i]));
+    const struct route_conf *r = ex->route;
+    struct hint_cache *cache = hint_cache_of(ex);
+    if (!ex_client_http11(ex) || !is_get(ex) || (!r->nhints && !cache))
+        return;
+    char learned[HINT_MAX_BYTES + 1];
+    size_t learned_len = 0;
+    char host[256];
+    size_t host_len = hint_host(ex, host, sizeof(host));
+    if (cache && host_len)
+        learned_len = hint_cache_get(cache, host, host_len, ex->route_path, ex->path_len,
+                                     learned, sizeof(learned));
+    struct hint_set *set = (r->nhints || learned_len) ? hint_set_of(ex) : NULL;
+    if (!set)
+        return;
+    /* One Link field per configured value and per learned one, as they were written. */
+    char links[HINT_MAX_BYTES * 2];
+    struct h1_field fields[CFG_MAX_HINTS + 32];
+    size_t used = 0, n = 0;
+    for (int i = 0; i < r->nhints; i++)
+        add_new_links(set, r->early_hints[i], strlen(r->early_hints[i]), links, sizeof(links),
+                      &used, fields, &n, ARRAY_LEN(fields));
     for (const char *p = learned, *end = learned + learned_len; p < end;) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        n += hint_write_new(s, fields, p, len);
+        add_new_links(set, p, len, links, sizeof(links), &used, fields, &n, ARRAY_LEN(fields));
         p += len + 1;
     }
-    if (n) {
-        evbuffer_add(out, "HTTP/1.1 103 Early Hints\r\n", 26);
-        evbuffer_add_buffer(out, fields);
-        evbuffer_add(out, "\r\n", 2);
-    }
-    evbuffer_free(fields);
-    return n;
+    if (n && send_interim(ex, 103, fields, n))
+        metrics_add(ex->loop->metrics, M_EARLY_HINTS_SENT, 1);
 }
 
-size_t hint_collect(const struct h1_field *fields, size_t nfields, char *buf, size_t size)
+void interim_learn(struct exchange *ex, const struct h1_response *resp)
 {
-    size_t n = 0;
-    for (int i = h1_find_field(fields, nfields, "link", 0); i >= 0;
-         i = h1_find_field(fields, nfields, "link", (size_t)i + 1)) {
-        size_t pos = 0;
-        const char *el;
-        size_t elen;
-        while (link_next(fields[i].value, fields[i].value_len, &pos, &el, &elen)) {
-            if (!link_is_hint(el, elen) || n + elen + 1 > size)
+    struct hint_cache *cache = hint_cache_of(ex);
+    if (!cache || !ex->host || !is_get(ex))
+        return;
+    char links[HINT_MAX_BYTES];
+    size_t n = hint_collect(resp->fields, resp->nfields, links, sizeof(links));
+    char host[256];
+    size_t host_len = hint_host(ex, host, sizeof(host));
+    if (host_len)
+        hint_cache_put(cache, host, host_len, ex->route_path, ex->path_len, links, n);
+}
+
+static void send_continue(struct exchange *ex)
+{
+    if (ex->sent_100 || !ex_client_http11(ex))
+        return;
+    ex->sent_100 = send_interim(ex, 100, NULL, 0);
+}
+
+void interim_expect(struct exchange *ex)
+{
+    if (ex->req_state != REQ_BODY || !ex_client_http11(ex) || !ex->info.expect_continue)
+        return;
+    switch (ex->route->expect) {
+    case EXPECT_RELAY:
+        ex->req_state = REQ_GATED;
+        break;
+    case EXPECT_SYNTHESIZE:
+        send_continue(ex);
+        metrics_add(ex->loop->metrics, M_CONTINUE_SENT, 1);
+        break;
+    case EXPECT_IGNORE:
+        break;
+    }
+}
+
+void interim_heartbeats(struct exchange *ex)
+{
+    if (ex_client_http11(ex) && ex->route->processing_interval_ms)
+        ex_arm(&ex->processing_timer, ex->route->processing_interval_ms);
+}
+
+void interim_open_gate(struct exchange *ex)
+{
+    if (ex->req_state != REQ_GATED)
+        return;
+    event_del(&ex->continue_timer);
+    ex->req_state = REQ_BODY;
+    ex->ds.ops->request_wait(ex->ds.ctx, ex->cfg->client_body_timeout_ms);
+    relay_request_body(ex);
+}
+
+void interim_continue_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct exchange *ex = arg;
+    ex->now = now_us();
+    if (ex->req_state == REQ_GATED) {
+        if (!ex->sent_100) {
+            send_continue(ex);
+            metrics_add(ex->loop->metrics, M_CONTINUE_SENT, 1);
+        }
+        interim_open_gate(ex);
+    }
+    ex_settle(ex);
+}
+
+void interim_processing_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct exchange *ex = arg;
+    ex->now = now_us();
+    if (ex->resp_state == RESP_HEAD) {
+        if (send_interim(ex, 102, NULL, 0))
+            metrics_add(ex->loop->metrics, M_PROCESSING_SENT, 1);
+        ex_arm(&ex->processing_timer, ex->route->processing_interval_ms);
+    }
+    ex_settle(ex);
+}
+
+bool interim_relay(struct exchange *ex, const struct h1_response *resp)
+{
+    int code = resp->status;
+    bool opens_gate = code == 100 && ex->req_state == REQ_GATED;
+    if (code == 100 && ex->sent_100) {
+        metrics_add(ex->loop->metrics, M_INTERIM_DROPPED, 1);
+        return opens_gate;
+    }
+    struct h1_field fields[H1_MAX_FIELDS];
+    size_t n = hdr_interim_fields(resp, fields, H1_MAX_FIELDS);
+    char links[HINT_MAX_BYTES * 2];
+    size_t used = 0;
+    if (code == 103) {
+        /* Only the hints not already sent, and nothing at all when none is new. */
+        struct hint_set *set = hint_set_of(ex);
+        size_t kept = 0;
+        bool had_links = false, new_links = false;
+        for (size_t i = 0; i < n; i++) {
+            if (!h1_name_is(&fields[i], "link")) {
+                fields[kept++] = fields[i];
                 continue;
-            memcpy(buf + n, el, elen);
-            n += elen;
-            buf[n++] = '\n';
+            }
+            had_links = true;
+            size_t len = set ? hint_filter(set, fields[i].value, fields[i].value_len,
+                                           links + used, sizeof(links) - used)
+                             : 0;
+            if (!len)
+                continue;
+            new_links = true;
+            fields[kept++] = (struct h1_field){fields[i].name, fields[i].name_len, links + used,
+                                               len};
+            used += len;
+        }
+        n = kept;
+        if (had_links && !new_links) {
+            metrics_add(ex->loop->metrics, M_INTERIM_DROPPED, 1);
+            return opens_gate;
         }
     }
-    return n ? n - 1 : 0; /* no trailing separator */
+    if (send_interim(ex, code, fields, n)) {
+        metrics_add(ex->loop->metrics, M_INTERIM_RELAYED, 1);
+        if (code == 100)
+            ex->sent_100 = true;
+    }
+    return opens_gate;
 }

@@ -21,11 +21,12 @@
 #include <string.h>
 
 #include "portico/config.h"
-#include "portico/interim.h"
+#include "portico/generation.h"
 #include "portico/log.h"
 #include "portico/metrics.h"
 #include "portico/sim.h"
 #include "portico/status.h"
+#include "portico/util.h"
 #include "portico/worker.h"
 
 #ifndef PORTICO_VERSION
@@ -53,24 +54,34 @@ static int list_codes(void)
     return 0;
 }
 
-static bool uses_sim(const struct config *cfg)
+/* `origin = sim` becomes the simulator's loopback address, once, before the workers see the
+ * configuration: the request path never asks the simulator anything. The simulator starts
+ * with the first configuration that uses it and serves every later one. 0, or -1. */
+static int resolve_sim(struct config *cfg)
 {
-    for (int u = 0; u < cfg->nupstreams; u++)
-        for (int o = 0; o < cfg->upstreams[u].norigins; o++)
-            if (cfg->upstreams[u].origins[o].is_sim)
-                return true;
-    return false;
-}
-
-/* Runtime state that lives beside the immutable config: learned-hint caches. */
-static int prepare(struct config *cfg)
-{
-    for (int i = 0; i < cfg->nroutes; i++) {
-        struct route_conf *r = &cfg->routes[i];
-        if (r->early_hints_learn && !(r->hint_cache = hint_cache_new(r->early_hints_cache)))
-            return -1;
+    for (int u = 0; u < cfg->nupstreams; u++) {
+        for (int o = 0; o < cfg->upstreams[u].norigins; o++) {
+            struct origin_conf *oc = &cfg->upstreams[u].origins[o];
+            if (!oc->is_sim)
+                continue;
+            uint16_t port = sim_port();
+            if (!port && sim_start(&port) != 0)
+                return -1;
+            oc->port = port;
+            numeric_sockaddr("127.0.0.1", port, &oc->addr, &oc->addrlen);
+        }
     }
     return 0;
+}
+
+/* The configuration and its runtime state; NULL (cfg freed) when either cannot be set up. */
+static struct generation *prepare(struct config *cfg, unsigned number)
+{
+    if (resolve_sim(cfg) != 0) {
+        cfg_free(cfg);
+        return NULL;
+    }
+    return generation_new(cfg, number);
 }
 
 #define DRAIN_MS 30000 /* how long a reload lets the old workers finish their exchanges */
@@ -80,7 +91,7 @@ static int prepare(struct config *cfg)
  * keeps taking signals (another reload, or a shutdown that cuts the drain short). */
 struct drain {
     struct worker_group *group;
-    struct config *cfg;
+    struct generation *gen;
     pthread_t thread;
     struct drain *next;
 };
@@ -106,7 +117,7 @@ static void reap_drains(bool hurry)
             continue;
         }
         workers_free(d->group);
-        cfg_free(d->cfg);
+        generation_free(d->gen);
         *pp = d->next;
         free(d);
     }
@@ -114,44 +125,43 @@ static void reap_drains(bool hurry)
 
 /* SIGHUP: load the file again; only a configuration that loads, prepares and binds replaces the
  * running one, which otherwise keeps serving untouched. */
-static void reload(const char *path, struct config **cfg, struct worker_group **group)
+static void reload(const char *path, struct generation **gen, struct worker_group **group)
 {
     int nerrors = 0;
     log_info("SIGHUP: reloading %s", path);
-    struct config *next = cfg_load(path, stderr, &nerrors);
-    if (!next) {
+    struct config *cfg = cfg_load(path, stderr, &nerrors);
+    if (!cfg) {
         log_error("reload: %s has %d error%s; still serving the previous configuration", path,
                   nerrors, nerrors == 1 ? "" : "s");
         return;
     }
-    uint16_t port;
-    if (prepare(next) != 0 || (uses_sim(next) && !sim_port() && sim_start(&port) != 0)) {
+    struct generation *next = prepare(cfg, (*gen)->number + 1);
+    if (!next) {
         log_error("reload: cannot prepare the new configuration; still serving the previous one");
-        cfg_free(next);
         return;
     }
     struct worker_group *started = workers_start(next, *group);
     if (!started) {
         log_error("reload: cannot start workers for the new configuration; still serving the "
                   "previous one");
-        cfg_free(next);
+        generation_free(next);
         return;
     }
-    if (log_open(next->access_log) != 0)
-        log_error("reload: access_log %s: %s; keeping the previous log", next->access_log,
+    if (log_open(next->cfg->access_log) != 0)
+        log_error("reload: access_log %s: %s; keeping the previous log", next->cfg->access_log,
                   strerror(errno));
     /* The new workers accept already; the old ones finish what they have, then go. */
     bool still_listening = false;
     struct drain *d = calloc(1, sizeof(*d));
     if (d) {
         d->group = *group;
-        d->cfg = *cfg;
+        d->gen = *gen;
         workers_signal_stop(d->group, DRAIN_MS);
         still_listening = workers_wait_unlistened(d->group, UNLISTEN_MS) != 0;
         if (pthread_create(&d->thread, NULL, drain_main, d) != 0) {
             workers_join(d->group); /* drain in this thread, then */
             workers_free(d->group);
-            cfg_free(d->cfg);
+            generation_free(d->gen);
             free(d);
         } else {
             d->next = drains;
@@ -159,20 +169,19 @@ static void reload(const char *path, struct config **cfg, struct worker_group **
         }
     } else {
         workers_stop(*group, DRAIN_MS);
-        cfg_free(*cfg);
+        generation_free(*gen);
     }
-    *cfg = next;
+    *gen = next;
     *group = started;
     /* The generation tells one reload's line from the next (1 is the configuration started). */
-    static unsigned generation = 1;
-    ++generation;
+    const struct config *c = next->cfg;
     if (still_listening) /* only a worker stuck in its loop would do that: say so, not "live" */
         log_error("reload: %s serves (generation %u), but the previous workers still accept "
                   "connections after %d ms",
-                  path, generation, UNLISTEN_MS);
+                  path, next->number, UNLISTEN_MS);
     else
-        log_info("reload: %s is live (generation %u, %d worker%s, %s profile)", path, generation,
-                 next->workers, next->workers > 1 ? "s" : "", profile_name(next->profile));
+        log_info("reload: %s is live (generation %u, %d worker%s, %s profile)", path,
+                 next->number, c->workers, c->workers > 1 ? "s" : "", profile_name(c->profile));
 }
 
 static int run(const char *path, struct config *cfg)
@@ -190,25 +199,27 @@ static int run(const char *path, struct config *cfg)
         cfg_free(cfg);
         return 1;
     }
-    uint16_t sim = 0;
-    if (prepare(cfg) != 0 || (uses_sim(cfg) && sim_start(&sim) != 0)) {
-        cfg_free(cfg);
+    struct generation *gen = prepare(cfg, 1);
+    if (!gen) {
+        sim_stop();
         return 1;
     }
-    struct worker_group *group = workers_start(cfg, NULL);
+    struct worker_group *group = workers_start(gen, NULL);
     if (!group) {
         sim_stop();
-        cfg_free(cfg);
+        generation_free(gen);
         return 1;
     }
-    for (int i = 0; i < cfg->nlisten; i++)
+    cfg = NULL; /* the generation's now */
+    const struct config *c = gen->cfg;
+    for (int i = 0; i < c->nlisten; i++)
         log_info("portico %s listening on %s (%d worker%s, %s profile)", PORTICO_VERSION,
-                 cfg->listens[i].text, cfg->workers, cfg->workers > 1 ? "s" : "",
-                 profile_name(cfg->profile));
-    if (sim)
-        log_info("simulator origin on 127.0.0.1:%u (origin = sim)", sim);
-    if (cfg->admin_listen_text)
-        log_info("admin endpoint on %s (/metrics, /healthz)", cfg->admin_listen_text);
+                 c->listens[i].text, c->workers, c->workers > 1 ? "s" : "",
+                 profile_name(c->profile));
+    if (sim_port())
+        log_info("simulator origin on 127.0.0.1:%u (origin = sim)", sim_port());
+    if (c->admin_listen_text)
+        log_info("admin endpoint on %s (/metrics, /healthz)", c->admin_listen_text);
 
     for (;;) {
         int sig = 0;
@@ -216,7 +227,7 @@ static int run(const char *path, struct config *cfg)
             continue;
         if (sig == SIGHUP) {
             reap_drains(false);
-            reload(path, &cfg, &group);
+            reload(path, &gen, &group);
             continue;
         }
         log_info("signal %d: shutting down", sig);
@@ -227,7 +238,7 @@ static int run(const char *path, struct config *cfg)
     sim_stop();
     metrics_free_all();
     log_close();
-    cfg_free(cfg);
+    generation_free(gen);
     return 0;
 }
 

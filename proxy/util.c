@@ -261,3 +261,14 @@ size_t buf_appendf(char *buf, size_t size, size_t len, const char *fmt, ...)
     len += (size_t)n;
     return len < size ? len : size - 1;
 }
+
+struct timeval tv_from_ms(uint64_t ms)
+{
+    return tv_from_us(ms * 1000);
+}
+
+struct timeval tv_from_us(uint64_t us)
+{
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    return tv;
+}

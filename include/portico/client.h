@@ -1,6 +1,8 @@
 /*
- * client.h — one downstream connection: TLS handshake, reading request heads, keep-alive,
- * pipelining (one exchange at a time, answered in order), lingering close.
+ * client.h — one HTTP/1.1 client connection: TLS handshake, reading request heads, keep-alive,
+ * pipelining (one exchange at a time, answered in order, the next head parsed only once the
+ * previous answer left our memory), lingering close. It implements the downstream interface of
+ * its exchange (downstream.h).
  */
 #ifndef PORTICO_CLIENT_H
 #define PORTICO_CLIENT_H
@@ -8,32 +10,25 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
-struct worker;
+struct loop;
 struct client;
-struct bufferevent;
 
-/* Takes ownership of an accepted socket. NULL (socket closed) when out of memory. */
-struct client *client_new(struct worker *w, int fd, const struct sockaddr *sa, int salen,
-                          bool tls);
+/* What a listening socket accepts: proxied traffic, or the admin endpoint. */
+enum client_kind {
+    CLIENT_PROXY,
+    CLIENT_ADMIN,
+};
 
-/* Marks a connection accepted on admin_listen: its requests are answered by admin.c. */
-void client_set_admin(struct client *c);
+/* Takes ownership of an accepted socket (closed here on failure). tls: terminate TLS with the
+ * configuration's server context. NULL when out of memory. */
+struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, bool tls,
+                          enum client_kind kind);
 
-/* The worker is draining: close its connections that are between requests now; the others
+/* The loop is draining: close its connections that are between requests now; the others
  * close after their current exchange. */
-void clients_drain(struct worker *w);
+void clients_drain(struct loop *l);
 
-/* Tears the connection down at once (exchange included). */
-void client_free(struct client *c);
-
-/* For the exchange: the connection's bufferevent, peer address and scheme. */
-struct bufferevent *client_bev(struct client *c);
-const char *client_peer(const struct client *c);     /* "127.0.0.1:50312" */
-const char *client_ip(const struct client *c);       /* "127.0.0.1" */
-bool client_is_tls(const struct client *c);
-
-/* Called by the exchange when it is over (logged and freed). keep_alive: the connection can
- * serve the next request; otherwise it is flushed and closed. */
-void client_exchange_done(struct client *c, bool keep_alive);
+/* Closes every connection of the loop at once (exchanges included, logged as 499). */
+void clients_close_all(struct loop *l);
 
 #endif

@@ -5,12 +5,11 @@
  * copied, numbers parsed strictly), then a validation pass fills defaults and resolves
  * cross-references. Every problem is reported as "FILE:LINE: message"; loading never stops at
  * the first one, so `portico -t` lists them all. A loaded config is immutable and shared by the
- * worker threads.
+ * worker threads; what changes while serving lives in its generation (generation.h).
  */
 #ifndef PORTICO_CONFIG_H
 #define PORTICO_CONFIG_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,24 +21,6 @@
 #define CFG_MAX_WORKERS 256
 #define CFG_MAX_ORIGINS 32
 #define CFG_MAX_HINTS 16
-
-/* Upstream timers; 0 means "not set here" while parsing an [upstream], "off" once resolved for
- * total_timeout only. */
-#define TIMER_LIST(X)                                                                              \
-    X(TIMER_DNS, "dns_timeout", 5000)                                                              \
-    X(TIMER_CONNECT, "connect_timeout", 5000)                                                      \
-    X(TIMER_TLS, "tls_timeout", 5000)                                                              \
-    X(TIMER_SEND, "send_timeout", 30000)                                                           \
-    X(TIMER_FIRST_BYTE, "first_byte_timeout", 60000)                                               \
-    X(TIMER_READ, "read_timeout", 60000)                                                           \
-    X(TIMER_TOTAL, "total_timeout", 0)
-
-enum timer_kind {
-#define X(id, key, def) id,
-    TIMER_LIST(X)
-#undef X
-    TIMER_COUNT
-};
 
 /* Name of a timer's config key ("connect_timeout"). */
 const char *timer_name(enum timer_kind t);
@@ -59,9 +40,6 @@ struct origin_conf {
     struct sockaddr_storage addr; /* valid when numeric */
     socklen_t addrlen;
     char text[300];               /* "host:port" for logs and error pages */
-    /* runtime state shared by the workers (passive health); the only mutable part of a config */
-    _Atomic unsigned fails;       /* consecutive network failures */
-    _Atomic uint64_t down_until_ms; /* marked down until this monotonic time */
 };
 
 struct upstream_conf {
@@ -84,7 +62,6 @@ struct upstream_conf {
     char *client_cert;
     char *client_key;
     void *ssl_ctx;                         /* SSL_CTX *, built at load time when tls */
-    _Atomic unsigned rr;                   /* runtime: round-robin position */
 };
 
 enum expect_mode {
@@ -107,7 +84,6 @@ struct route_conf {
     int nhints;
     bool early_hints_learn;
     uint64_t early_hints_cache;            /* LRU entries for learned hints */
-    void *hint_cache;                      /* struct hint_cache *, owned (interim.c) */
 };
 
 struct config {

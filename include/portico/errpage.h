@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "portico/failure.h"
+#include "portico/headers.h"
 
 struct evbuffer;
 
@@ -35,8 +36,42 @@ struct errpage {
     const char *page_dir;       /* error_page_dir: NNN.html overrides the built-in HTML, or NULL */
 };
 
-/* Appends the complete response (status line, headers, body) to out. Returns the number of body
- * bytes (for the access log), or -1 when out of memory. */
+/* Resolved once per response: what the renderers need. Private to errpage.c. */
+struct errpage_view {
+    const struct errpage *e;    /* borrowed */
+    int status;
+    const char *phrase;         /* status_phrase(status) */
+    const char *mime;           /* application/json, text/html or text/plain */
+    const char *date;           /* this thread's cached Date */
+    const char *origin;         /* NULL when absent or empty */
+    const char *upstream;       /* NULL when absent or empty */
+    char *page;                 /* owned: error_page_dir file, or NULL */
+    size_t page_len;
+};
+
+/* A prepared error response: a head any downstream can write (HTTP/1.1 or HTTP/2), and what it
+ * takes to render the body. */
+struct errpage_out {
+    struct resp_head head;      /* status, fields, LENGTH framing with the body's length */
+    struct h1_field fields[10]; /* Date, Server, Content-Type, Cache-Control, X-Request-Id ... */
+    char store[2048];           /* the field values, escaped */
+    size_t nfields;
+    const struct errpage *e;    /* borrowed until errpage_body or errpage_release */
+    struct errpage_view view;
+};
+
+/* Prepares the response described by e (borrowed until errpage_body/errpage_release). 0. */
+int errpage_prepare(const struct errpage *e, struct errpage_out *o);
+
+/* Appends the body (nothing for HEAD) to out and releases o. Returns the body bytes written, or
+ * -1 when out of memory. */
+long errpage_body(struct errpage_out *o, struct evbuffer *out);
+
+/* Releases o without writing the body. */
+void errpage_release(struct errpage_out *o);
+
+/* For HTTP/1.x clients: prepares, writes the head and the body to out. Returns the body bytes
+ * (for the access log), or -1 when out of memory. */
 long errpage_write(struct evbuffer *out, const struct errpage *e);
 
 /* Which body format Accept asks for: "application/json", "text/html" or "text/plain" (the

@@ -1,6 +1,11 @@
 /*
  * exchange.h — one request/response exchange: route, interim policy, upstream phases with their
  * timers, body relay both ways, failure classification, error response, access log.
+ *
+ * The exchange talks to its owner through the downstream interface (downstream.h) and ends
+ * itself: every entry point below may end it, in which case the owner's done() is called (and
+ * the exchange freed) before the entry point returns. The owner must not use its pointer after
+ * any of these calls until it knows the exchange is still running (done() was not called).
  */
 #ifndef PORTICO_EXCHANGE_H
 #define PORTICO_EXCHANGE_H
@@ -8,37 +13,37 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "portico/downstream.h"
 #include "portico/http1.h"
 
-struct client;
-struct worker;
+struct loop;
 struct exchange;
 
 /*
- * Starts an exchange for a parsed request head. head[0..head_len) holds the head bytes (still in
- * the client's input buffer; the exchange copies them before the caller drains them) and req
- * points into it. received_us: when the head's first byte arrived. Returns the exchange, or NULL
- * when it could not even start (out of memory: the caller closes the connection).
+ * Creates an exchange for a parsed request head. head[0..head_len) holds the head bytes (still in
+ * the owner's input buffer: the exchange copies them) and req points into it. ds is copied.
+ * received_us: when the head's first byte arrived. NULL when out of memory.
  */
-struct exchange *exchange_start(struct worker *w, struct client *c, const char *head,
+struct exchange *exchange_start(struct loop *l, const struct downstream *ds, const char *head,
                                 size_t head_len, const struct h1_request *req,
                                 uint64_t received_us);
 
-/* Runs the exchange: semantic checks, routing, interim policy, then the upstream. Called by the
- * client once it has stored the pointer, because the exchange may finish (and be freed through
- * client_exchange_done) before this returns. */
+/* Runs it: semantic checks, routing, interim policy, then the upstream. */
 void exchange_run(struct exchange *ex);
 
-/* The client connection's events, forwarded while the exchange runs. */
-void exchange_client_read(struct exchange *ex);
-void exchange_client_write(struct exchange *ex);
-void exchange_client_gone(struct exchange *ex, const char *why);
+/* Request body bytes arrived in the downstream's request input. */
+void exchange_request_readable(struct exchange *ex);
 
-/* The client sent no request body bytes for client_body_timeout: 408, or an abort when the
+/* The downstream's output drained: response bytes may flow again. */
+void exchange_drained(struct exchange *ex);
+
+/* The client sent no request body byte for client_body_timeout: 408, or an abort when the
  * response has started. */
-void exchange_client_body_timeout(struct exchange *ex);
+void exchange_request_timeout(struct exchange *ex);
 
-/* Frees an exchange; logs it first if it was never logged (client gone: 499). */
-void exchange_free(struct exchange *ex);
+/* The downstream is going away (client closed, reset, stopped reading): the exchange is logged
+ * (499 when nothing was answered), its origin connection closed, and it is freed. done() is not
+ * called. */
+void exchange_cancel(struct exchange *ex, const char *why);
 
 #endif

@@ -10,20 +10,52 @@
 
 #include <stdbool.h>
 
-/* Phases of an exchange, in order. Each has one timer; logs and Server-Timing use the names. */
+/* Upstream timers: id, config key, default in ms. 0 means "off" for total_timeout only. Each
+ * phase below names the one timer that limits it. */
+#define TIMER_LIST(X)                                                                              \
+    X(TIMER_DNS, "dns_timeout", 5000)                                                              \
+    X(TIMER_CONNECT, "connect_timeout", 5000)                                                      \
+    X(TIMER_TLS, "tls_timeout", 5000)                                                              \
+    X(TIMER_SEND, "send_timeout", 30000)                                                           \
+    X(TIMER_FIRST_BYTE, "first_byte_timeout", 60000)                                               \
+    X(TIMER_READ, "read_timeout", 60000)                                                           \
+    X(TIMER_TOTAL, "total_timeout", 0)
+
+enum timer_kind {
+#define X(id, key, def) id,
+    TIMER_LIST(X)
+#undef X
+    TIMER_COUNT,
+    TIMER_NONE = TIMER_COUNT /* a phase no timer limits */
+};
+
+/* Whom a phase's timeout message names: the host being resolved, or the origin address. */
+enum phase_subject {
+    SUBJECT_NONE,
+    SUBJECT_HOST,
+    SUBJECT_ORIGIN,
+};
+
+/*
+ * Phases of an exchange, in order: id, name (logs, Server-Timing), the timer that limits it, whom
+ * its timeout message names, and that message (printf: subject, limit in ms as unsigned long
+ * long). phase.h turns these rows into the phase machine.
+ */
 #define PHASE_LIST(X)                                                                              \
-    X(PHASE_CLIENT_HEADER, "client_header")                                                        \
-    X(PHASE_ROUTE, "route")                                                                        \
-    X(PHASE_DNS, "dns")                                                                            \
-    X(PHASE_CONNECT, "connect")                                                                    \
-    X(PHASE_TLS, "tls")                                                                            \
-    X(PHASE_SEND, "send")                                                                          \
-    X(PHASE_FIRST_BYTE, "first_byte")                                                              \
-    X(PHASE_READ, "read")                                                                          \
-    X(PHASE_DONE, "done")
+    X(PHASE_CLIENT_HEADER, "client_header", TIMER_NONE, SUBJECT_NONE, NULL)                        \
+    X(PHASE_ROUTE, "route", TIMER_NONE, SUBJECT_NONE, NULL)                                        \
+    X(PHASE_DNS, "dns", TIMER_DNS, SUBJECT_HOST, "resolving %s exceeded %llu ms")                  \
+    X(PHASE_CONNECT, "connect", TIMER_CONNECT, SUBJECT_ORIGIN, "connect to %s exceeded %llu ms")   \
+    X(PHASE_TLS, "tls", TIMER_TLS, SUBJECT_ORIGIN, "TLS handshake with %s exceeded %llu ms")       \
+    X(PHASE_SEND, "send", TIMER_SEND, SUBJECT_ORIGIN, "%s took no request bytes for %llu ms")      \
+    X(PHASE_FIRST_BYTE, "first_byte", TIMER_FIRST_BYTE, SUBJECT_ORIGIN,                            \
+      "no response from %s within %llu ms of the request")                                         \
+    X(PHASE_READ, "read", TIMER_READ, SUBJECT_ORIGIN,                                              \
+      "%s sent nothing for %llu ms while sending the response")                                    \
+    X(PHASE_DONE, "done", TIMER_NONE, SUBJECT_NONE, NULL)
 
 enum phase {
-#define X(id, name) id,
+#define X(id, name, timer, subject, fmt) id,
     PHASE_LIST(X)
 #undef X
     PHASE_COUNT
@@ -44,7 +76,8 @@ enum phase {
     X(CAUSE_CERT, "certificate error")                                                             \
     X(CAUSE_NXDOMAIN, "no such name")                                                              \
     X(CAUSE_DNS_FAIL, "resolver failure")                                                          \
-    X(CAUSE_NO_ORIGIN, "no healthy origin")
+    X(CAUSE_NO_ORIGIN, "no healthy origin")                                                        \
+    X(CAUSE_LOCAL, "local resource failure")
 
 enum cause {
 #define X(id, name) id,
@@ -81,7 +114,8 @@ enum cause {
     X(FAIL_CONNECTION_RESET, "connection_reset", 502, 520, 502, "http_response_incomplete", false) \
     X(FAIL_INVALID_RESPONSE, "invalid_response", 502, 520, 502, "http_protocol_error", false)      \
     X(FAIL_TOTAL_TIMEOUT, "total_timeout", 504, 524, 598, "http_response_timeout", false)          \
-    X(FAIL_NO_HEALTHY_ORIGIN, "no_healthy_origin", 503, 503, 503, "destination_unavailable", false)
+    X(FAIL_NO_HEALTHY_ORIGIN, "no_healthy_origin", 503, 503, 503, "destination_unavailable", false) \
+    X(FAIL_INTERNAL_ERROR, "internal_error", 500, 500, 500, "proxy_internal_error", false)
 
 enum failure_type {
 #define X(id, name, std, cf, px, ps, net) id,
@@ -105,6 +139,10 @@ enum error_profile {
 /* The failure type for a failure of `cause` observed in `phase`. Pure; FAIL_NONE for
  * CAUSE_NONE. The same EOF means different things in different phases. */
 enum failure_type failure_classify(enum phase phase, enum cause cause);
+
+/* The cause a socket error number stands for: refused, reset, timeout, unreachable, a local
+ * shortage (descriptors, memory: never the origin's fault), or plain I/O error. */
+enum cause cause_from_errno(int err);
 
 /* Status for a failure type: overrides[type] when non-zero, else the profile's row. */
 int failure_status(enum failure_type type, enum error_profile profile, const int *overrides);

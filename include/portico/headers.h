@@ -35,27 +35,62 @@ struct fwd_request {
 void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                        const struct fwd_request *fwd);
 
-/* How the response goes to the client. */
-struct fwd_response {
-    int client_minor;            /* client's HTTP/1.<minor> */
-    enum h1_framing framing;     /* NONE, LENGTH (content_length), CHUNKED or CLOSE */
+/* The protocol a client speaks: responses and 1xx are adapted to it. */
+#define PROTO_LIST(X)                                                                              \
+    X(PROTO_HTTP10, "HTTP/1.0")                                                                    \
+    X(PROTO_HTTP11, "HTTP/1.1")                                                                    \
+    X(PROTO_HTTP2, "HTTP/2.0")
+
+enum proto {
+#define X(id, name) id,
+    PROTO_LIST(X)
+#undef X
+};
+
+/* Name of a protocol as the access log writes it ("HTTP/1.1"). */
+const char *proto_name(enum proto p);
+
+/* A response head as the exchange decided it, before any protocol's syntax: an HTTP/1.1
+ * connection serializes it with hdr_write_head, an HTTP/2 stream as HEADERS. */
+struct resp_head {
+    int status;
+    const char *reason;                /* HTTP/1 reason phrase; NULL or empty: the registry's */
+    size_t reason_len;
+    const struct h1_field *fields;     /* end-to-end fields to send, in order (borrowed) */
+    size_t nfields;
+    enum h1_framing framing;           /* of the body that follows: NONE, LENGTH (content_length
+                                          bytes) or CHUNKED (length unknown until it ends) */
     uint64_t content_length;
-    bool keep_alive;             /* false: Connection: close */
+    bool close;                        /* the client connection cannot be kept after this */
+};
+
+/* What Portico adds to a forwarded response. */
+struct fwd_response {
+    enum h1_framing framing;     /* framing of the body that follows (NONE: keep the origin's
+                                    Content-Length, for HEAD and 304, but never for 204) */
     const char *request_id;      /* X-Request-Id unless the origin set one */
     const char *proxy_status;    /* NULL, or a Proxy-Status value to add */
     const char *server_timing;   /* NULL, or a Server-Timing value to add */
 };
 
-/* Appends the response head for the client (status line with the origin's status and reason). */
-void hdr_write_response(struct evbuffer *out, const struct h1_response *resp,
-                        const struct fwd_response *fwd);
+/* Room for the fields of any forwarded response: the origin's and the ones Portico adds. */
+#define HDR_MAX_FIELDS (H1_MAX_FIELDS + 8)
 
-/* Appends an interim (1xx) response for an HTTP/1.1 client: status line and the fields that are
- * not hop-by-hop. custom(f, out, arg), when given, may take a field over (write it changed, or
- * drop it) by returning true. */
-void hdr_write_interim(struct evbuffer *out, const struct h1_response *resp,
-                       bool (*custom)(const struct h1_field *f, struct evbuffer *out, void *arg),
-                       void *arg);
+/* The fields of an origin response to forward: its end-to-end fields in order (hop-by-hop ones
+ * and framing dropped), then Via, X-Request-Id, Proxy-Status and Server-Timing as fwd says.
+ * Spans borrow from resp and fwd. Returns how many were written to out (at most max). */
+size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_response *fwd,
+                           struct h1_field *out, size_t max);
+
+/* The end-to-end fields of an interim (1xx) response, in order. Returns how many. */
+size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, size_t max);
+
+/* Writes a response head for an HTTP/1.x client: status line (always HTTP/1.1), the fields, the
+ * framing of the wire (LENGTH: Content-Length; CHUNKED: Transfer-Encoding: chunked; CLOSE and
+ * NONE: neither), and Connection: close when !keep_alive, keep-alive spelled out for 1.0. An
+ * interim head (1xx) gets the fields only. */
+void hdr_write_head(struct evbuffer *out, const struct resp_head *h, enum h1_framing wire,
+                    bool http10, bool keep_alive);
 
 /* True when the field must not be forwarded: a hop-by-hop field or one named by Connection. */
 bool hdr_is_hop_by_hop(const struct h1_field *f, const struct h1_field *fields, size_t n);

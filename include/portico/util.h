@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -60,5 +61,9 @@ void *xcalloc(size_t n, size_t size);
 /* Appends into a fixed buffer (snprintf semantics, never overflows); returns new length. */
 size_t buf_appendf(char *buf, size_t size, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* A duration as a struct timeval for libevent timers. */
+struct timeval tv_from_ms(uint64_t ms);
+struct timeval tv_from_us(uint64_t us);
 
 #endif

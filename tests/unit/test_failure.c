@@ -3,6 +3,7 @@
  * every failure type in the three profiles (README's table), [errors] overrides, names both ways
  * and the RFC 9209 Proxy-Status error types.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,44 +22,46 @@
 #define NONE FAIL_NONE
 #define TOTAL FAIL_TOTAL_TIMEOUT
 #define NOORIG FAIL_NO_HEALTHY_ORIGIN
+#define LOCAL FAIL_INTERNAL_ERROR
 
 /* Columns, in enum cause order: none, timeout, total timeout, refused, unreachable, reset, eof,
- * i/o, protocol, tls, cert, nxdomain, resolver failure, no origin. */
+ * i/o, protocol, tls, cert, nxdomain, resolver failure, no origin, local. A local shortage
+ * (memory, descriptors) is Portico's own failure in every phase, never the origin's. */
 static const int classify_table[PHASE_COUNT][CAUSE_COUNT] = {
     /* No upstream exists while the client head is read: nothing there is an upstream failure. */
     [PHASE_CLIENT_HEADER] = {NONE, NONE, ANY, NONE, NONE, NONE, NONE, NONE, NONE, NONE, NONE, NONE,
-                             NONE, ANY},
+                             NONE, ANY, LOCAL},
     /* Choosing an origin can only fail by every origin being down; the total timer still runs. */
-    [PHASE_ROUTE] = {NONE, ANY, TOTAL, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, NOORIG},
+    [PHASE_ROUTE] = {NONE, ANY, TOTAL, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, NOORIG, LOCAL},
     /* Resolver: its timer is dns_timeout, every other resolver problem is dns_error. */
     [PHASE_DNS] = {NONE, FAIL_DNS_TIMEOUT, TOTAL, FAIL_DNS_ERROR, FAIL_DNS_ERROR, FAIL_DNS_ERROR,
                    FAIL_DNS_ERROR, FAIL_DNS_ERROR, FAIL_DNS_ERROR, ANY, ANY, FAIL_DNS_ERROR,
-                   FAIL_DNS_ERROR, NOORIG},
+                   FAIL_DNS_ERROR, NOORIG, LOCAL},
     /* TCP connect: RST to SYN is refused (as ECONNREFUSED or a reset), EHOSTUNREACH & co and any
      * other connect error are unreachable. */
     [PHASE_CONNECT] = {NONE, FAIL_CONNECT_TIMEOUT, TOTAL, FAIL_CONNECT_REFUSED,
                        FAIL_CONNECT_UNREACHABLE, FAIL_CONNECT_REFUSED, ANY,
-                       FAIL_CONNECT_UNREACHABLE, ANY, ANY, ANY, ANY, ANY, NOORIG},
+                       FAIL_CONNECT_UNREACHABLE, ANY, ANY, ANY, ANY, ANY, NOORIG, LOCAL},
     /* TLS handshake: a bad certificate is its own type; alerts, garbage, closes and resets are
      * handshake failures. */
     [PHASE_TLS] = {NONE, FAIL_TLS_HANDSHAKE_TIMEOUT, TOTAL, ANY, ANY, FAIL_TLS_HANDSHAKE_FAILED,
                    FAIL_TLS_HANDSHAKE_FAILED, FAIL_TLS_HANDSHAKE_FAILED, FAIL_TLS_HANDSHAKE_FAILED,
-                   FAIL_TLS_HANDSHAKE_FAILED, FAIL_TLS_CERTIFICATE_INVALID, ANY, ANY, NOORIG},
+                   FAIL_TLS_HANDSHAKE_FAILED, FAIL_TLS_CERTIFICATE_INVALID, ANY, ANY, NOORIG, LOCAL},
     /* Sending the request: stalls are send_timeout, resets and closes are send_error. */
     [PHASE_SEND] = {NONE, FAIL_SEND_TIMEOUT, TOTAL, ANY, FAIL_SEND_ERROR, FAIL_SEND_ERROR,
-                    FAIL_SEND_ERROR, FAIL_SEND_ERROR, ANY, ANY, ANY, ANY, ANY, NOORIG},
+                    FAIL_SEND_ERROR, FAIL_SEND_ERROR, ANY, ANY, ANY, ANY, ANY, NOORIG, LOCAL},
     /* Waiting for the first byte: a close without a byte is empty_response, a reset is
      * connection_reset, garbage is invalid_response. */
     [PHASE_FIRST_BYTE] = {NONE, FAIL_FIRST_BYTE_TIMEOUT, TOTAL, ANY, ANY, FAIL_CONNECTION_RESET,
                           FAIL_EMPTY_RESPONSE, FAIL_CONNECTION_RESET, FAIL_INVALID_RESPONSE, ANY,
-                          ANY, ANY, ANY, NOORIG},
+                          ANY, ANY, ANY, NOORIG, LOCAL},
     /* Reading the response: the same EOF now means the head (or body) broke off. */
     [PHASE_READ] = {NONE, FAIL_READ_TIMEOUT, TOTAL, ANY, ANY, FAIL_CONNECTION_RESET,
                     FAIL_CONNECTION_RESET, FAIL_CONNECTION_RESET, FAIL_INVALID_RESPONSE, ANY, ANY,
-                    ANY, ANY, NOORIG},
+                    ANY, ANY, NOORIG, LOCAL},
     /* After the exchange nothing is an upstream failure any more. */
     [PHASE_DONE] = {NONE, NONE, ANY, NONE, NONE, NONE, NONE, NONE, NONE, NONE, NONE, NONE, NONE,
-                    ANY},
+                    ANY, ANY},
 };
 
 static void test_classify_every_pair(void **state)
@@ -117,6 +120,7 @@ static const struct {
     {FAIL_INVALID_RESPONSE, "invalid_response", 502, 520, 502, "http_protocol_error"},
     {FAIL_TOTAL_TIMEOUT, "total_timeout", 504, 524, 598, "http_response_timeout"},
     {FAIL_NO_HEALTHY_ORIGIN, "no_healthy_origin", 503, 503, 503, "destination_unavailable"},
+    {FAIL_INTERNAL_ERROR, "internal_error", 500, 500, 500, "proxy_internal_error"},
 };
 
 static void test_profiles_match_readme(void **state)
@@ -245,6 +249,7 @@ static void test_network_failures(void **state)
         {FAIL_INVALID_RESPONSE, false},   /* one bad response, the origin is up */
         {FAIL_TOTAL_TIMEOUT, false},      /* a slow response, not a dead origin */
         {FAIL_NO_HEALTHY_ORIGIN, false},  /* a consequence of marking down, not a cause */
+        {FAIL_INTERNAL_ERROR, false},     /* our own shortage says nothing about the origin */
         {FAIL_NONE, false},               /* nothing failed */
     };
     (void)state;
@@ -252,6 +257,37 @@ static void test_network_failures(void **state)
         if (failure_is_network(rows[i].t) != rows[i].network)
             fail_msg("%s: network %d", failure_name(rows[i].t), !rows[i].network);
     assert_false(failure_is_network((enum failure_type)FAILURE_COUNT));
+}
+
+/* One errno → cause map for every socket call (connect, read, write), decided once. */
+static void test_cause_from_errno(void **state)
+{
+    static const struct {
+        int err;
+        enum cause cause;
+    } rows[] = {
+        {ECONNREFUSED, CAUSE_REFUSED},   /* RST to our SYN */
+        {ETIMEDOUT, CAUSE_TIMEOUT},      /* the kernel gave up retransmitting */
+        {ECONNRESET, CAUSE_RESET},       /* RST on an established connection */
+        {EPIPE, CAUSE_RESET},            /* wrote after the peer's RST */
+        {ECONNABORTED, CAUSE_RESET},     /* aborted by the peer: a reset, as for ECONNRESET */
+        {EHOSTUNREACH, CAUSE_UNREACHABLE}, /* ICMP host unreachable */
+        {ENETUNREACH, CAUSE_UNREACHABLE},  /* no route */
+        {EADDRNOTAVAIL, CAUSE_UNREACHABLE}, /* no usable source address */
+        {EMFILE, CAUSE_LOCAL},           /* out of descriptors: ours, not the origin's fault */
+        {ENFILE, CAUSE_LOCAL},
+        {ENOMEM, CAUSE_LOCAL},           /* out of memory */
+        {ENOBUFS, CAUSE_LOCAL},
+        {EIO, CAUSE_IO},                 /* anything else */
+        {0, CAUSE_IO},
+    };
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++)
+        if (cause_from_errno(rows[i].err) != rows[i].cause)
+            fail_msg("%s: %s, want %s", strerror(rows[i].err),
+                     cause_name(cause_from_errno(rows[i].err)), cause_name(rows[i].cause));
+    assert_int_equal(failure_classify(PHASE_CONNECT, CAUSE_LOCAL), FAIL_INTERNAL_ERROR);
+    assert_false(failure_is_network(failure_classify(PHASE_CONNECT, CAUSE_LOCAL)));
 }
 
 int main(void)
@@ -266,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_profile_names),
         cmocka_unit_test(test_phase_and_cause_names),
         cmocka_unit_test(test_network_failures),
+        cmocka_unit_test(test_cause_from_errno),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

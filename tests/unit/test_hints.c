@@ -1,5 +1,5 @@
 /*
- * test_interim.c — the learned Early Hints LRU (capacity, eviction order, recency, replace,
+ * test_hints.c — the learned Early Hints LRU (capacity, eviction order, recency, replace,
  * remove, many keys, threads) and Link parsing (link_next, link_uri, link_is_hint).
  */
 #include <pthread.h>
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "portico/interim.h"
+#include "portico/hints.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -1,16 +1,14 @@
 /*
- * interim.h — 1xx policy helpers: the learned Early Hints cache (bounded LRU, shared by the
+ * hints.h — Early Hints helpers: the learned Early Hints cache (bounded LRU, shared by the
  * workers) and the rules for which Link fields make hints.
  */
-#ifndef PORTICO_INTERIM_H
-#define PORTICO_INTERIM_H
+#ifndef PORTICO_HINTS_H
+#define PORTICO_HINTS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "portico/http1.h"
-
-struct evbuffer;
 
 #define HINT_MAX_BYTES 2048 /* Link values kept per learned entry, joined by '\n' */
 
@@ -19,8 +17,8 @@ struct hint_cache;
 /* A cache of at most `capacity` (host, path) entries. NULL when out of memory. */
 struct hint_cache *hint_cache_new(size_t capacity);
 
-/* Frees the cache (NULL fine; takes void * so config.c need not know the type). */
-void hint_cache_free(void *cache);
+/* Frees the cache (NULL is fine). */
+void hint_cache_free(struct hint_cache *c);
 
 /* Copies the Link values learned for (host, path), joined by '\n', into out (NUL-terminated) and
  * marks the entry recently used. Returns their length, 0 when none. */
@@ -46,14 +44,9 @@ struct hint_set {
     size_t len;
 };
 
-/* Writes one Link field with the link-values of `value` whose URI is not in s yet, and adds
- * them to s. Returns how many; writes nothing for 0. */
-int hint_write_new(struct hint_set *s, struct evbuffer *out, const char *value, size_t len);
-
-/* Writes a complete "103 Early Hints" with the configured Link values and the learned ones
- * ('\n'-joined), minus links already in s. Returns how many links it carried; 0: nothing. */
-int hint_write_103(struct hint_set *s, struct evbuffer *out, char *const *configured,
-                   int nconfigured, const char *learned, size_t learned_len);
+/* The link-values of one Link field value whose URI is not in s yet, ", "-joined into out (at
+ * most size bytes), added to s. Returns the length; 0 when none is new. */
+size_t hint_filter(struct hint_set *s, const char *value, size_t len, char *out, size_t size);
 
 /* Collects the preload/preconnect link-values of a response's Link fields, '\n'-joined, into
  * buf (no trailing separator). Returns the length. */

@@ -1,0 +1,75 @@
+/*
+ * downstream.h — how an exchange talks to whoever owns it: an HTTP/1.1 connection today
+ * (client.c), an HTTP/2 stream tomorrow. The exchange never touches the client's socket; it
+ * hands over response heads and body bytes, and asks about the peer, through this table — the
+ * same way the origin side reports to the exchange through upconn_events.
+ *
+ * Ownership: the downstream creates the exchange (exchange_start) and keeps the pointer. The
+ * exchange ends itself, in one place, and tells the downstream last of all with done(); after
+ * done() the pointer is gone. A downstream that goes away first calls exchange_cancel().
+ */
+#ifndef PORTICO_DOWNSTREAM_H
+#define PORTICO_DOWNSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "portico/headers.h"
+
+struct evbuffer;
+
+/* What the exchange may know about the client. Borrowed for the exchange's lifetime. */
+struct peer {
+    const char *addr;                  /* "127.0.0.1:50312" */
+    const char *ip;                    /* "127.0.0.1" */
+    bool tls;                          /* the client connection is TLS */
+};
+
+/* Where the body of a response goes after its head: bytes appended to out, chunk-framed by the
+ * body relay when chunked is set (HTTP/1.1 with an unknown length). */
+struct body_sink {
+    struct evbuffer *out;              /* borrowed from the downstream */
+    bool chunked;
+};
+
+/* How an exchange ended, for done(). */
+#define EXCHANGE_END_LIST(X)                                                                       \
+    X(END_KEEP, "keep")       /* response complete: the connection may serve the next request */ \
+    X(END_CLOSE, "close")     /* response complete: close after flushing it */                   \
+    X(END_ABORT, "abort")     /* response cut short: the client must see it failed */
+
+enum exchange_end {
+#define X(id, name) id,
+    EXCHANGE_END_LIST(X)
+#undef X
+};
+
+struct downstream_ops {
+    /* An interim (1xx) response. Called only when the client can take one. */
+    void (*interim)(void *ds, const struct resp_head *head);
+    /* The final response head; fills *sink with where the body goes. */
+    void (*head)(void *ds, const struct resp_head *head, struct body_sink *sink);
+    /* Body bytes were appended to the sink: send what can be sent now. */
+    void (*body)(void *ds);
+    /* Response bytes queued and not yet taken by the client (back-pressure). */
+    size_t (*pending)(void *ds);
+    /* Where request body bytes arrive, and a call to say some were taken from it. */
+    struct evbuffer *(*request_input)(void *ds);
+    void (*request_taken)(void *ds);
+    /* The client may send its request body now (after 100 Continue, or once connected); read
+     * deadline: body_timeout_ms without a byte (0: none). */
+    void (*request_wait)(void *ds, uint64_t body_timeout_ms);
+    /* The exchange is over and freed. */
+    void (*done)(void *ds, enum exchange_end end);
+};
+
+/* An exchange's owner: the table and its argument, the peer and the protocol. */
+struct downstream {
+    const struct downstream_ops *ops;  /* borrowed, static */
+    void *ctx;                         /* the owner (client connection, HTTP/2 stream) */
+    const struct peer *peer;           /* borrowed */
+    enum proto proto;
+};
+
+#endif

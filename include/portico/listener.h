@@ -1,0 +1,38 @@
+/*
+ * listener.h — one listening socket of one worker: bound with SO_REUSEPORT, or taken over from
+ * the previous worker group on a reload (the same descriptor, its queue included), accepting
+ * into client connections of the worker's loop.
+ */
+#ifndef PORTICO_LISTENER_H
+#define PORTICO_LISTENER_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "portico/client.h"
+
+struct loop;
+struct listener;
+
+/* Listens on sa for loop l: on from's socket when from is given (a reload takes it over), else
+ * on a new SO_REUSEPORT socket. tls and kind say what its connections are. NULL after a message
+ * on stderr when it cannot listen. */
+struct listener *listener_open(struct loop *l, struct listener *from, bool tls,
+                               enum client_kind kind, const struct sockaddr *sa, socklen_t salen,
+                               const char *text);
+
+/* Stops accepting and frees the listener; its socket is closed unless a newer group owns it. */
+void listener_close(struct listener *lis);
+
+/* Accepts what is queued on the socket when it closes with us (with SO_REUSEPORT each socket has
+ * its own queue, and closing it would reset those connections). */
+void listener_accept_queued(struct listener *lis);
+
+/* Whether the listener is bound to sa. */
+bool listener_is_on(const struct listener *lis, const struct sockaddr *sa, socklen_t salen);
+
+/* A started group takes over the sockets it shares with the previous one: from now on this
+ * listener closes the socket, the one it inherited it from does not. */
+void listener_take_over(struct listener *lis);
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * loop.h — what the request path needs of the thread it runs on, and nothing more: the event
+ * base, the resolver, the configuration generation with its shared runtime state, this thread's
+ * metrics shard and keep-alive pools, request ids, and whether the thread is draining.
+ *
+ * A leaf of the runtime layer: client, upstream and exchange include it instead of worker.h, so
+ * the worker (process layer) sits above them and nothing calls up into it except through the
+ * on_idle hook it installs.
+ */
+#ifndef PORTICO_LOOP_H
+#define PORTICO_LOOP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+struct event_base;
+struct evdns_base;
+struct config;
+struct generation;
+struct metrics;
+struct upstream_pools;
+struct client;
+
+TAILQ_HEAD(client_list, client);
+
+/* The worker's lifecycle: serving; finishing what is in flight (accepting nothing, keep-alive
+ * off, pooled connections closed); tearing everything down. */
+#define LOOP_STATE_LIST(X)                                                                         \
+    X(LOOP_RUNNING, "running")                                                                     \
+    X(LOOP_DRAINING, "draining")                                                                   \
+    X(LOOP_STOPPING, "stopping")
+
+enum loop_state {
+#define X(id, name) id,
+    LOOP_STATE_LIST(X)
+#undef X
+};
+
+struct loop {
+    struct event_base *base;           /* owned by the worker */
+    struct evdns_base *dns;            /* owned by the worker */
+    const struct config *cfg;          /* borrowed: gen's configuration */
+    struct generation *gen;            /* borrowed: outlives the worker */
+    struct metrics *metrics;           /* this thread's shard, owned by the worker */
+    struct upstream_pools *pools;      /* idle origin connections (upstream.c) */
+    enum loop_state state;             /* changed by the worker only */
+    int id;                            /* worker index, part of request ids */
+    uint32_t id_salt;                  /* random per worker group: ids differ across restarts */
+    uint64_t next_request;             /* request counter, part of request ids */
+    struct client_list clients;        /* open client connections (client.c) */
+    unsigned conns;                    /* how many */
+    void (*on_idle)(struct loop *l);   /* draining and the last connection closed */
+};
+
+/* Writes a new request id ("5f1c9a2e01000002a": salt, worker, counter) into buf (>= 18 bytes). */
+void loop_request_id(struct loop *l, char *buf, size_t size);
+
+/* Client connections opening and closing: the count lets a draining worker end when it is 0. */
+void loop_conn_opened(struct loop *l);
+void loop_conn_closed(struct loop *l);
+
+/* Name of a state, for logs. */
+const char *loop_state_name(enum loop_state s);
+
+#endif

@@ -1,0 +1,132 @@
+/*
+ * sock.h — one non-blocking connection, plain or TLS, with its input and output evbuffers.
+ *
+ * Portico owns its socket I/O instead of using libevent bufferevents: a read is one readv (or
+ * SSL_read) straight into reserved buffer space — no FIONREAD ioctl before it, no 4 KiB cap —
+ * a write is attempted at once (no loop turn waiting for writability), and the read event stays
+ * registered while the connection lives, so a keep-alive request costs its reads and writes and
+ * no epoll changes. libevent is used only through its public API (event, evbuffer).
+ *
+ * Each timeout is a deadline kept with one timer that is not re-armed on every byte: progress
+ * only records its time, and the timer, when it fires early, moves itself to the real deadline.
+ *
+ * Events reach the owner through one callback. The owner may close the sock from inside it; the
+ * sock never touches itself after calling back.
+ */
+#ifndef PORTICO_SOCK_H
+#define PORTICO_SOCK_H
+
+#include <event2/event_struct.h>
+#include <event2/util.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+struct event_base;
+struct ssl_st;
+
+#define SOCK_EVENT_LIST(X)                                                                         \
+    X(SOCK_READABLE, "readable")           /* bytes were added to the input */                    \
+    X(SOCK_DRAINED, "drained")             /* a write that had to wait emptied the output */      \
+    X(SOCK_CONNECTED, "connected")         /* the TLS handshake completed */                      \
+    X(SOCK_EOF, "eof")                     /* the peer closed its side */                         \
+    X(SOCK_ERROR, "error")                 /* socket or TLS error: sock_errno / sock_ssl_error */ \
+    X(SOCK_READ_TIMEOUT, "read timeout")   /* reading, and nothing came for read_timeout */       \
+    X(SOCK_WRITE_TIMEOUT, "write timeout") /* output pending, none taken for write_timeout */
+
+enum sock_event {
+#define X(id, name) id,
+    SOCK_EVENT_LIST(X)
+#undef X
+};
+
+#define SOCK_STATE_LIST(X)                                                                         \
+    X(SOCK_CLOSED, "closed")       /* not initialized, or closed */                               \
+    X(SOCK_HANDSHAKE, "handshake") /* TLS handshake in progress */                                \
+    X(SOCK_OPEN, "open")           /* data flows */                                               \
+    X(SOCK_FAILED, "failed")       /* an error was seen; it is being (or was) reported */
+
+enum sock_state {
+#define X(id, name) id,
+    SOCK_STATE_LIST(X)
+#undef X
+};
+
+typedef void sock_cb(void *arg, enum sock_event ev);
+
+struct sock {
+    enum sock_state state;
+    evutil_socket_t fd;                /* owned */
+    struct ssl_st *ssl;                /* owned; NULL for a plain connection */
+    struct evbuffer *in;               /* owned: bytes read, for the owner to consume */
+    struct evbuffer *out;              /* owned: bytes the owner queued, written by sock_flush */
+    struct event_base *base;           /* borrowed */
+    struct event rev;                  /* EV_READ, persistent while reading */
+    struct event wev;                  /* EV_WRITE, only while a write waits */
+    struct event timer;                /* the earliest deadline */
+    sock_cb *cb;                       /* borrowed */
+    void *arg;
+    unsigned flags;                    /* SF_* (sock.c) */
+    size_t read_limit;                 /* stop reading while the input holds this much */
+    uint64_t read_timeout_us;          /* 0: none */
+    uint64_t write_timeout_us;         /* 0: none */
+    uint64_t read_since;               /* µs: reading (re)started or bytes arrived */
+    uint64_t write_since;              /* µs: a write began waiting or made progress */
+    uint64_t timer_at;                 /* µs: when the timer fires, 0 = not armed */
+    int err;                           /* errno of the failure, 0 if none */
+    unsigned long ssl_err;             /* OpenSSL error of the failure, 0 if none */
+};
+
+/*
+ * Takes ownership of a connected non-blocking socket fd and, when ssl is not NULL, of ssl (set
+ * up for the accepting or connecting side; the handshake starts with sock_handshake). Reading is
+ * on, with no limit and no timeouts. Returns 0, or -1 when out of memory: then fd and ssl are
+ * closed and freed here, exactly once, and the sock is SOCK_CLOSED.
+ */
+int sock_init(struct sock *s, struct event_base *base, evutil_socket_t fd, struct ssl_st *ssl,
+              sock_cb *cb, void *arg);
+
+/* Changes who receives the events (a pooled connection passes from one exchange to the next). */
+void sock_set_cb(struct sock *s, sock_cb *cb, void *arg);
+
+/* Starts the TLS handshake; SOCK_CONNECTED or SOCK_ERROR/SOCK_EOF follows from the loop. */
+void sock_handshake(struct sock *s);
+
+/* Turns reading on or off. While on, SOCK_READABLE arrives whenever bytes were read. */
+void sock_read(struct sock *s, bool on);
+
+/* Reading pauses while the input holds limit bytes or more (0: no limit). After consuming input
+ * the owner calls sock_consumed so that a paused read resumes. */
+void sock_set_read_limit(struct sock *s, size_t limit);
+void sock_consumed(struct sock *s);
+
+/* Deadlines: no byte read for read_ms while reading (0: none), output not taken by the peer for
+ * write_ms while some waits (0: none). The read deadline counts from now. */
+void sock_set_timeouts(struct sock *s, uint64_t read_ms, uint64_t write_ms);
+
+/* Writes the output now. Returns 0 when all of it went out, 1 when the rest waits for the peer
+ * (SOCK_DRAINED comes when it went), -1 after a failure (SOCK_ERROR comes from the loop). */
+int sock_flush(struct sock *s);
+
+/* Whether the peer's EOF was reported already. */
+bool sock_at_eof(const struct sock *s);
+
+/* Bytes queued in the output and not yet written. */
+size_t sock_pending(const struct sock *s);
+
+/* Ends our direction: close_notify over TLS, then shutdown(SHUT_WR). Reading goes on. */
+void sock_shutdown(struct sock *s);
+
+/* Closes the socket, frees the TLS session and both buffers, cancels every event. Safe to call
+ * on a closed sock and from inside its callback. */
+void sock_close(struct sock *s);
+
+/* After a TLS failure with nothing else to go on: processes what the peer sent (an alert that
+ * arrived behind our own failed write) and returns its OpenSSL error, 0 if none. */
+unsigned long sock_tls_alert(struct sock *s);
+
+/* Name of an event or state, for logs. */
+const char *sock_event_name(enum sock_event ev);
+
+#endif

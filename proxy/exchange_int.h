@@ -1,0 +1,202 @@
+/*
+ * exchange_int.h — the exchange's private parts, shared by the files that make it up:
+ * exchange.c (life, phases and timers, fail/finish, the one exit), relay.c (the origin side:
+ * connect, request, response heads and bodies) and interim.c (the 1xx policy). Not a public
+ * header: nothing outside those three files includes it.
+ */
+#ifndef PORTICO_EXCHANGE_INT_H
+#define PORTICO_EXCHANGE_INT_H
+
+#include <event2/event_struct.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "portico/body.h"
+#include "portico/downstream.h"
+#include "portico/exchange.h"
+#include "portico/failure.h"
+#include "portico/hints.h"
+#include "portico/http1.h"
+#include "portico/phase.h"
+
+#define RELAY_HIGH (256 * 1024) /* stop moving bytes while their destination holds more */
+#define MAX_INTERIM 32          /* 1xx relayed per exchange; more are dropped and counted */
+
+struct loop;
+struct config;
+struct route_conf;
+struct upstream_conf;
+struct upconn;
+struct sock;
+
+enum req_state {
+    REQ_GATED,  /* Expect: 100-continue relayed, body held until the origin's 100 or timeout */
+    REQ_BODY,   /* body flowing */
+    REQ_DONE,   /* all of it read from the client */
+};
+
+enum resp_state {
+    RESP_HEAD,  /* waiting for / parsing the response head (1xx included) */
+    RESP_BODY,  /* final head forwarded: status committed, body flowing */
+    RESP_DONE,
+};
+
+/* How far the exchange is: running, or over and waiting for the one exit (settle). */
+#define OUTCOME_LIST(X)                                                                            \
+    X(OUTCOME_OPEN, "open")         /* running */                                                 \
+    X(OUTCOME_DONE, "done")         /* a complete response went out (proxied or our own) */       \
+    X(OUTCOME_ABORTED, "aborted")   /* the response was cut short after its head */
+
+enum outcome {
+#define X(id, name) id,
+    OUTCOME_LIST(X)
+#undef X
+};
+
+struct exchange {
+    struct loop *loop;                 /* borrowed */
+    const struct config *cfg;          /* borrowed: the loop's generation */
+    struct downstream ds;              /* the owner */
+    uint64_t t0;                       /* µs: first byte of the request head */
+    uint64_t now;                      /* µs: when the event being handled began */
+    enum outcome outcome;              /* changed by end() only */
+    bool close_client;                 /* the client connection cannot serve another request */
+
+    /* request */
+    char *head;                        /* owned copy of the request head */
+    size_t head_len;
+    struct h1_request req;             /* spans into head */
+    struct h1_info info;
+    const char *target;                /* origin-form target to forward (span into head) */
+    size_t target_len;
+    const char *route_path;            /* what routes and learned hints key on (request.h) */
+    size_t path_len;
+    const char *host;                  /* Host (or absolute-form authority), may be NULL */
+    size_t host_len;
+    char request_id[48];
+    const struct route_conf *route;    /* borrowed from cfg */
+    int route_index;
+    const struct upstream_conf *up;    /* borrowed from cfg */
+    int up_index;
+    int origin;                        /* index in up->origins, -1 before the pick */
+    enum req_state req_state;
+    struct body_relay req_body;
+
+    /* upstream */
+    struct upconn *uc;                 /* owned while set */
+    struct sock *usock;                /* uc's sock, once ready */
+    struct phase_clock pc;
+    uint64_t first_byte_deadline;      /* µs: interim responses may not restart it */
+    bool retried;                      /* already resent once after a stale pooled connection */
+    bool reused;                       /* the (last) connection came from the pool */
+    bool response_byte;                /* any response byte seen from the origin */
+    bool upstream_paused;              /* origin reads stopped: the client's output is full */
+    struct event phase_timer;
+    struct event total_timer;
+    struct event continue_timer;       /* Expect relay: send our own 100 after continue_timeout */
+    struct event processing_timer;     /* synthesized 102 heartbeats */
+
+    /* response */
+    enum resp_state resp_state;
+    struct h1_info resp_info;
+    struct body_relay resp_body;
+    struct body_sink sink;             /* where the response body goes, once the head went */
+    int status;                        /* sent to the client (0 = nothing yet) */
+    int upstream_status;               /* the origin's final status, 0 if none */
+    uint64_t error_body_bytes;         /* body of a response Portico wrote itself */
+
+    /* interim */
+    char interim_log[96];              /* "103,100,102" for the access log */
+    size_t interim_log_len;
+    unsigned interim_count;            /* 1xx sent to the client (relayed or ours) */
+    bool sent_100;
+    struct hint_set *hints;            /* links hinted so far; allocated on the first hint */
+
+    /* failure */
+    enum failure_type failure;
+    enum phase fail_phase;
+    enum cause cause;
+    uint64_t limit_ms;
+    char detail[200];
+};
+
+/* ---- exchange.c ---- */
+
+/* Ends the exchange with outcome o (the one setter); the entry point's settle() finishes it. */
+void ex_end(struct exchange *ex, enum outcome o);
+
+/* An upstream failure in phase with cause: a retry on a fresh connection, an error response, or
+ * an abort when the head already went. */
+void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t limit_ms,
+             const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* A request Portico refuses itself (400, 408, 413 ...). close: no further request on the
+ * connection. */
+void ex_refuse(struct exchange *ex, int status, const char *reason, bool close);
+
+/* Enters / resumes a phase and arms its timer. */
+void ex_phase(struct exchange *ex, enum phase p);
+void ex_phase_resume(struct exchange *ex, enum phase p);
+
+/* Arms a timer for ms from now. */
+void ex_arm(struct event *ev, uint64_t ms);
+
+/* The client speaks HTTP/1.1 or later (can take 1xx, chunked). */
+bool ex_client_http11(const struct exchange *ex);
+
+/* Records a 1xx sent to the client for the access log. */
+void ex_note_interim(struct exchange *ex, int code);
+
+/* ---- relay.c ---- */
+
+/* Picks up (or opens) an origin connection and sends the request when it is ready. */
+void relay_connect(struct exchange *ex);
+
+/* Moves request body bytes from the downstream to the origin. */
+void relay_request_body(struct exchange *ex);
+
+/* The request is entirely in the kernel: start waiting for the response. */
+void relay_request_sent(struct exchange *ex);
+
+/* The downstream drained: resume the origin's response. */
+void relay_resume(struct exchange *ex);
+
+/* Drops the origin connection. */
+void relay_drop(struct exchange *ex);
+
+/* Whether the origin connection can serve another request after this exchange. */
+bool relay_reusable(const struct exchange *ex);
+
+/* ---- interim.c ---- */
+
+/* 103 Early Hints from configuration and learning, before the origin is contacted. */
+void interim_early_hints(struct exchange *ex);
+
+/* Remembers the preload/preconnect links of a 200 for later 103s on the same host and path. */
+void interim_learn(struct exchange *ex, const struct h1_response *resp);
+
+/* Expect: 100-continue: decides the mode for this request (relay gates the body). */
+void interim_expect(struct exchange *ex);
+
+/* Starts 102 Processing heartbeats when the route asks for them. */
+void interim_heartbeats(struct exchange *ex);
+
+/* A complete 1xx from the origin: relayed, filtered or dropped. Returns true when it is the
+ * origin's 100 to a gated request body: the caller opens the gate once the head is consumed. */
+bool interim_relay(struct exchange *ex, const struct h1_response *resp);
+
+/* The request body may flow now (origin's 100, our own, or continue_timeout). */
+void interim_open_gate(struct exchange *ex);
+
+/* libevent callbacks of the interim timers. */
+void interim_continue_cb(evutil_socket_t fd, short what, void *arg);
+void interim_processing_cb(evutil_socket_t fd, short what, void *arg);
+
+/* ---- the one exit ---- */
+
+/* Ends an entry point: when the exchange is over, logs it, gives back or closes the origin
+ * connection, frees it and tells the downstream. Called last by every entry point and libevent
+ * callback of the exchange, and by nothing else. */
+void ex_settle(struct exchange *ex);
+
+#endif

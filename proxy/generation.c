@@ -1,0 +1,52 @@
+/*
+ * generation.c — a configuration with its shared runtime state. See generation.h.
+ */
+#include "portico/generation.h"
+
+#include <stdlib.h>
+
+#include "portico/balance.h"
+#include "portico/config.h"
+#include "portico/hints.h"
+
+void generation_free(struct generation *g)
+{
+    if (!g)
+        return;
+    const struct config *cfg = g->cfg;
+    for (int i = 0; g->balancers && i < cfg->nupstreams; i++)
+        balancer_free(g->balancers[i]);
+    for (int i = 0; g->hints && i < cfg->nroutes; i++)
+        hint_cache_free(g->hints[i]);
+    free(g->balancers);
+    free(g->hints);
+    cfg_free((struct config *)(uintptr_t)cfg); /* ours: const only for the workers */
+    free(g);
+}
+
+struct generation *generation_new(struct config *cfg, unsigned number)
+{
+    struct generation *g = calloc(1, sizeof(*g));
+    if (!g) {
+        cfg_free(cfg);
+        return NULL;
+    }
+    g->cfg = cfg;
+    g->number = number;
+    g->balancers = calloc((size_t)cfg->nupstreams, sizeof(*g->balancers));
+    g->hints = calloc((size_t)cfg->nroutes + 1, sizeof(*g->hints));
+    if (!g->balancers || !g->hints)
+        goto fail;
+    for (int i = 0; i < cfg->nupstreams; i++)
+        if (!(g->balancers[i] = balancer_new(&cfg->upstreams[i])))
+            goto fail;
+    for (int i = 0; i < cfg->nroutes; i++) {
+        const struct route_conf *r = &cfg->routes[i];
+        if (r->early_hints_learn && !(g->hints[i] = hint_cache_new(r->early_hints_cache)))
+            goto fail;
+    }
+    return g;
+fail:
+    generation_free(g);
+    return NULL;
+}

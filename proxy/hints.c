@@ -1,0 +1,391 @@
+/*
+ * hints.c — learned Early Hints (a bounded LRU keyed by host and path) and Link parsing.
+ *
+ * The cache is shared by the worker threads behind one mutex: it is touched once per GET on
+ * routes that learn, for a copy of at most HINT_MAX_BYTES, so contention stays negligible next
+ * to the socket work of the same request.
+ */
+#include "portico/hints.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "portico/util.h"
+
+struct hint_entry {
+    struct hint_entry *hnext;    /* hash chain */
+    struct hint_entry *prev;     /* LRU list, most recent first */
+    struct hint_entry *next;
+    uint64_t hash;
+    size_t key_len;              /* host '\0' path */
+    size_t links_len;
+    char *key;                   /* owned */
+    char *links;                 /* owned, '\n'-joined Link values */
+};
+
+struct hint_cache {
+    pthread_mutex_t lock;
+    size_t capacity;
+    size_t size;
+    size_t nbuckets;
+    struct hint_entry **buckets;
+    struct hint_entry *head;     /* most recently used */
+    struct hint_entry *tail;     /* evicted first */
+};
+
+static uint64_t fnv1a(const char *a, size_t alen, const char *b, size_t blen)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < alen; i++)
+        h = (h ^ (unsigned char)a[i]) * 1099511628211ull;
+    h = (h ^ 0) * 1099511628211ull;
+    for (size_t i = 0; i < blen; i++)
+        h = (h ^ (unsigned char)b[i]) * 1099511628211ull;
+    return h;
+}
+
+struct hint_cache *hint_cache_new(size_t capacity)
+{
+    struct hint_cache *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->capacity = capacity ? capacity : 1;
+    c->nbuckets = 16;
+    while (c->nbuckets < c->capacity * 2)
+        c->nbuckets <<= 1;
+    c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
+    if (!c->buckets) {
+        free(c);
+        return NULL;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    return c;
+}
+
+static void entry_free(struct hint_entry *e)
+{
+    free(e->key);
+    free(e->links);
+    free(e);
+}
+
+void hint_cache_free(struct hint_cache *c)
+{
+    if (!c)
+        return;
+    for (struct hint_entry *e = c->head, *n; e; e = n) {
+        n = e->next;
+        entry_free(e);
+    }
+    free(c->buckets);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+static void lru_unlink(struct hint_cache *c, struct hint_entry *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        c->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        c->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_push(struct hint_cache *c, struct hint_entry *e)
+{
+    e->next = c->head;
+    e->prev = NULL;
+    if (c->head)
+        c->head->prev = e;
+    c->head = e;
+    if (!c->tail)
+        c->tail = e;
+}
+
+static struct hint_entry **find(struct hint_cache *c, uint64_t h, const char *host,
+                                size_t host_len, const char *path, size_t path_len)
+{
+    struct hint_entry **pp = &c->buckets[h & (c->nbuckets - 1)];
+    for (; *pp; pp = &(*pp)->hnext) {
+        struct hint_entry *e = *pp;
+        if (e->hash == h && e->key_len == host_len + 1 + path_len &&
+            memcmp(e->key, host, host_len) == 0 && e->key[host_len] == '\0' &&
+            memcmp(e->key + host_len + 1, path, path_len) == 0)
+            return pp;
+    }
+    return pp;
+}
+
+static void remove_entry(struct hint_cache *c, struct hint_entry **pp)
+{
+    struct hint_entry *e = *pp;
+    *pp = e->hnext;
+    lru_unlink(c, e);
+    c->size--;
+    entry_free(e);
+}
+
+size_t hint_cache_get(struct hint_cache *c, const char *host, size_t host_len, const char *path,
+                      size_t path_len, char *out, size_t outsz)
+{
+    size_t n = 0;
+    uint64_t h = fnv1a(host, host_len, path, path_len);
+    pthread_mutex_lock(&c->lock);
+    struct hint_entry *e = *find(c, h, host, host_len, path, path_len);
+    if (e && e->links_len < outsz) {
+        lru_unlink(c, e);
+        lru_push(c, e);
+        memcpy(out, e->links, e->links_len);
+        n = e->links_len;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (outsz)
+        out[n] = '\0';
+    return n;
+}
+
+void hint_cache_put(struct hint_cache *c, const char *host, size_t host_len, const char *path,
+                    size_t path_len, const char *links, size_t links_len)
+{
+    uint64_t h = fnv1a(host, host_len, path, path_len);
+    if (links_len > HINT_MAX_BYTES)
+        return;
+    pthread_mutex_lock(&c->lock);
+    struct hint_entry **pp = find(c, h, host, host_len, path, path_len);
+    if (*pp) {
+        struct hint_entry *e = *pp;
+        if (links_len == 0) {
+            remove_entry(c, pp);
+        } else if (e->links_len != links_len || memcmp(e->links, links, links_len) != 0) {
+            char *copy = malloc(links_len);
+            if (copy) {
+                memcpy(copy, links, links_len);
+                free(e->links);
+                e->links = copy;
+                e->links_len = links_len;
+            }
+            lru_unlink(c, e);
+            lru_push(c, e);
+        } else {
+            lru_unlink(c, e);
+            lru_push(c, e);
+        }
+        goto out;
+    }
+    if (links_len == 0)
+        goto out;
+    struct hint_entry *e = calloc(1, sizeof(*e));
+    if (!e)
+        goto out;
+    e->key_len = host_len + 1 + path_len;
+    e->key = malloc(e->key_len);
+    e->links = malloc(links_len);
+    if (!e->key || !e->links) {
+        entry_free(e);
+        goto out;
+    }
+    memcpy(e->key, host, host_len);
+    e->key[host_len] = '\0';
+    memcpy(e->key + host_len + 1, path, path_len);
+    memcpy(e->links, links, links_len);
+    e->links_len = links_len;
+    e->hash = h;
+    e->hnext = *pp;
+    *pp = e;
+    lru_push(c, e);
+    c->size++;
+    if (c->size > c->capacity) {
+        struct hint_entry *old = c->tail;
+        struct hint_entry **op = &c->buckets[old->hash & (c->nbuckets - 1)];
+        while (*op != old)
+            op = &(*op)->hnext;
+        remove_entry(c, op);
+    }
+out:
+    pthread_mutex_unlock(&c->lock);
+}
+
+size_t hint_cache_size(struct hint_cache *c)
+{
+    pthread_mutex_lock(&c->lock);
+    size_t n = c->size;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+bool link_next(const char *value, size_t len, size_t *pos, const char **elem, size_t *elem_len)
+{
+    size_t i = *pos;
+    for (;;) {
+        while (i < len && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
+            i++;
+        if (i >= len) {
+            *pos = i;
+            return false;
+        }
+        size_t start = i;
+        bool in_uri = false, in_quote = false;
+        for (; i < len; i++) {
+            char ch = value[i];
+            if (in_quote) {
+                if (ch == '\\' && i + 1 < len)
+                    i++;
+                else if (ch == '"')
+                    in_quote = false;
+            } else if (in_uri) {
+                if (ch == '>')
+                    in_uri = false;
+            } else if (ch == '<') {
+                in_uri = true;
+            } else if (ch == '"') {
+                in_quote = true;
+            } else if (ch == ',') {
+                break;
+            }
+        }
+        size_t end = i;
+        while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
+            end--;
+        *pos = i;
+        if (end > start) {
+            *elem = value + start;
+            *elem_len = end - start;
+            return true;
+        }
+    }
+}
+
+bool link_uri(const char *elem, size_t len, const char **uri, size_t *uri_len)
+{
+    if (len < 2 || elem[0] != '<')
+        return false;
+    const char *end = memchr(elem, '>', len);
+    if (!end)
+        return false;
+    *uri = elem + 1;
+    *uri_len = (size_t)(end - elem - 1);
+    return true;
+}
+
+/* Does the parameter list contain rel="... preload ..." or rel=preconnect? rel may hold several
+ * space-separated relation types (RFC 8288 3.3). */
+bool link_is_hint(const char *value, size_t len)
+{
+    const char *end = memchr(value, '>', len);
+    if (!end)
+        return false;
+    size_t i = (size_t)(end - value) + 1;
+    while (i < len) {
+        while (i < len && (value[i] == ';' || value[i] == ' ' || value[i] == '\t'))
+            i++;
+        size_t name = i;
+        while (i < len && value[i] != '=' && value[i] != ';')
+            i++;
+        size_t name_len = i;
+        while (name_len > name && (value[name_len - 1] == ' ' || value[name_len - 1] == '\t'))
+            name_len--;
+        bool is_rel = span_ieq(value + name, name_len - name, "rel");
+        if (i >= len || value[i] == ';')
+            continue;
+        i++; /* '=' */
+        while (i < len && (value[i] == ' ' || value[i] == '\t'))
+            i++;
+        size_t vstart = i, vend;
+        if (i < len && value[i] == '"') {
+            vstart = ++i;
+            while (i < len && value[i] != '"')
+                i++;
+            vend = i;
+            if (i < len)
+                i++;
+        } else {
+            while (i < len && value[i] != ';')
+                i++;
+            vend = i;
+        }
+        if (!is_rel)
+            continue;
+        /* split the relation types */
+        size_t j = vstart;
+        while (j < vend) {
+            while (j < vend && (value[j] == ' ' || value[j] == '\t'))
+                j++;
+            size_t t = j;
+            while (j < vend && value[j] != ' ' && value[j] != '\t')
+                j++;
+            if (span_ieq(value + t, j - t, "preload") || span_ieq(value + t, j - t, "preconnect"))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* ---- hints of one exchange ---- */
+
+static bool hint_seen(const struct hint_set *s, const char *uri, size_t len)
+{
+    const char *p = s->uris, *end = s->uris + s->len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (n == len && memcmp(p, uri, len) == 0)
+            return true;
+        p += n + 1;
+    }
+    return false;
+}
+
+static void hint_add(struct hint_set *s, const char *uri, size_t len)
+{
+    if (s->len + len + 1 > sizeof(s->uris))
+        return;
+    memcpy(s->uris + s->len, uri, len);
+    s->len += len;
+    s->uris[s->len++] = '\n';
+}
+
+size_t hint_filter(struct hint_set *s, const char *value, size_t len, char *out, size_t size)
+{
+    size_t at = 0;
+    size_t pos = 0;
+    const char *el, *uri;
+    size_t elen, ulen;
+    while (link_next(value, len, &pos, &el, &elen)) {
+        if (!link_uri(el, elen, &uri, &ulen) || hint_seen(s, uri, ulen))
+            continue;
+        size_t sep = at ? 2 : 0;
+        if (at + sep + elen > size)
+            break; /* no room: the rest is not hinted, and not marked as sent */
+        hint_add(s, uri, ulen);
+        memcpy(out + at, ", ", sep);
+        memcpy(out + at + sep, el, elen);
+        at += sep + elen;
+    }
+    return at;
+}
+
+size_t hint_collect(const struct h1_field *fields, size_t nfields, char *buf, size_t size)
+{
+    size_t n = 0;
+    for (int i = h1_find_field(fields, nfields, "link", 0); i >= 0;
+         i = h1_find_field(fields, nfields, "link", (size_t)i + 1)) {
+        size_t pos = 0;
+        const char *el;
+        size_t elen;
+        while (link_next(fields[i].value, fields[i].value_len, &pos, &el, &elen)) {
+            if (!link_is_hint(el, elen) || n + elen + 1 > size)
+                continue;
+            memcpy(buf + n, el, elen);
+            n += elen;
+            buf[n++] = '\n';
+        }
+    }
+    return n ? n - 1 : 0; /* no trailing separator */
+}

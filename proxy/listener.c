@@ -1,0 +1,138 @@
+/*
+ * listener.c — listening sockets and accept. See listener.h.
+ */
+#include "portico/listener.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "portico/log.h"
+#include "portico/loop.h"
+
+#define ACCEPT_PAUSE_MS 100
+
+struct listener {
+    struct loop *loop;                     /* borrowed */
+    struct evconnlistener *lis;
+    bool tls;
+    enum client_kind kind;
+    int fd;
+    struct sockaddr_storage addr;          /* what it is bound to: the next group looks here */
+    socklen_t addrlen;
+    struct listener *inherited;            /* the previous group's listener sharing our socket */
+    atomic_bool owns_fd;                   /* closes it; passes to a newer group that shares it */
+    bool accept_failing;                   /* accept() failed since it last worked: said once */
+    struct event *resume;                  /* re-enables the listener after a failed accept */
+};
+
+static void accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    (void)el, (void)salen;
+    struct listener *lis = arg;
+    lis->accept_failing = false;
+    client_new(lis->loop, fd, sa, lis->tls, lis->kind);
+}
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct listener *lis = arg;
+    evconnlistener_enable(lis->lis);
+}
+
+/* accept() failed, typically out of descriptors (EMFILE, ENFILE) or memory: the connection
+ * stays queued and the socket readable, so libevent would call us again at once, forever.
+ * Pause this listener for ACCEPT_PAUSE_MS instead (what nginx does), and say it once until an
+ * accept succeeds again. */
+static void accept_error_cb(struct evconnlistener *el, void *arg)
+{
+    struct listener *lis = arg;
+    int err = errno;
+    if (!lis->accept_failing)
+        log_error("accept: %s; pausing accepts on this socket for %d ms at a time until it works",
+                  strerror(err), ACCEPT_PAUSE_MS);
+    lis->accept_failing = true;
+    struct timeval pause = {0, ACCEPT_PAUSE_MS * 1000};
+    if (!lis->resume)
+        lis->resume = evtimer_new(lis->loop->base, accept_resume_cb, lis);
+    if (lis->resume && evtimer_add(lis->resume, &pause) == 0)
+        evconnlistener_disable(el);
+}
+
+void listener_accept_queued(struct listener *lis)
+{
+    if (!atomic_load(&lis->owns_fd))
+        return; /* a newer group shares the socket: its queue is theirs to serve */
+    for (int n = 0; n < 1024; n++) {
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof(sa);
+        int fd = accept4(lis->fd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            break;
+        accept_cb(lis->lis, fd, (struct sockaddr *)&sa, (int)salen, lis);
+    }
+}
+
+void listener_close(struct listener *lis)
+{
+    evconnlistener_free(lis->lis);
+    if (lis->resume)
+        event_free(lis->resume);
+    if (atomic_load(&lis->owns_fd))
+        close(lis->fd);
+    free(lis);
+}
+
+bool listener_is_on(const struct listener *lis, const struct sockaddr *sa, socklen_t salen)
+{
+    return lis->addrlen == salen && memcmp(&lis->addr, sa, salen) == 0;
+}
+
+void listener_take_over(struct listener *lis)
+{
+    if (!lis->inherited)
+        return;
+    atomic_store(&lis->inherited->owns_fd, false);
+    atomic_store(&lis->owns_fd, true);
+    lis->inherited = NULL; /* the old group may go: no pointer into it is kept */
+}
+
+/* The same descriptor as from, not a dup: the old worker's epoll applies its event_del a loop
+ * turn late (changelist); on a dup already closed by then, the registration would outlive it. */
+struct listener *listener_open(struct loop *l, struct listener *from, bool tls,
+                               enum client_kind kind, const struct sockaddr *sa, socklen_t salen,
+                               const char *text)
+{
+    struct listener *lis = calloc(1, sizeof(*lis));
+    if (!lis)
+        return NULL;
+    lis->loop = l;
+    lis->tls = tls;
+    lis->kind = kind;
+    unsigned flags = LEV_OPT_CLOSE_ON_EXEC; /* listener_close closes what it owns */
+    if (from) {
+        lis->lis = evconnlistener_new(l->base, accept_cb, lis, flags, 0, from->fd);
+        lis->inherited = from;
+    } else {
+        flags |= LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT;
+        lis->lis = evconnlistener_new_bind(l->base, accept_cb, lis, flags, 1024, sa, (int)salen);
+        atomic_store(&lis->owns_fd, true);
+    }
+    if (!lis->lis) {
+        fprintf(stderr, "portico: cannot listen on %s: %s\n", text, strerror(errno));
+        free(lis);
+        return NULL;
+    }
+    evconnlistener_set_error_cb(lis->lis, accept_error_cb);
+    lis->fd = evconnlistener_get_fd(lis->lis);
+    memcpy(&lis->addr, sa, salen);
+    lis->addrlen = salen;
+    return lis;
+}

@@ -1,0 +1,125 @@
+/*
+ * phase.c — the phase machine as data. See phase.h.
+ */
+#include "portico/phase.h"
+
+#include <stdio.h>
+
+#include "portico/util.h"
+
+struct phase_row {
+    enum timer_kind timer;
+    enum phase_subject subject;
+    const char *timeout_fmt;
+};
+
+static const struct phase_row phase_rows[PHASE_COUNT] = {
+#define X(id, name, tm, subj, fmt) [id] = {tm, subj, fmt},
+    PHASE_LIST(X)
+#undef X
+};
+
+void phase_enter(struct phase_clock *pc, enum phase p, uint64_t now)
+{
+    phase_close(pc, now);
+    pc->current = p;
+    pc->start[p] = now;
+    pc->end[p] = 0;
+}
+
+void phase_resume(struct phase_clock *pc, enum phase p, uint64_t now)
+{
+    phase_close(pc, now);
+    pc->current = p;
+    if (!pc->start[p])
+        pc->start[p] = now;
+    pc->end[p] = 0;
+}
+
+void phase_close(struct phase_clock *pc, uint64_t now)
+{
+    enum phase c = pc->current;
+    if (pc->start[c] && !pc->end[c])
+        pc->end[c] = now > pc->start[c] ? now : pc->start[c];
+}
+
+uint64_t phase_elapsed_us(const struct phase_clock *pc, enum phase p, uint64_t now)
+{
+    if (!pc->start[p])
+        return 0;
+    uint64_t end = pc->end[p] ? pc->end[p] : now;
+    return end > pc->start[p] ? end - pc->start[p] : 0;
+}
+
+size_t phase_timings(const struct phase_clock *pc, uint64_t now, struct phase_timing *out,
+                     size_t max)
+{
+    size_t n = 0;
+    for (int p = PHASE_DNS; p <= PHASE_READ && n < max; p++)
+        if (pc->start[p])
+            out[n++] = (struct phase_timing){(enum phase)p, phase_elapsed_us(pc, p, now)};
+    return n;
+}
+
+enum timer_kind phase_timer(enum phase p)
+{
+    return (unsigned)p < PHASE_COUNT ? phase_rows[p].timer : TIMER_NONE;
+}
+
+enum phase_subject phase_subject(enum phase p)
+{
+    return (unsigned)p < PHASE_COUNT ? phase_rows[p].subject : SUBJECT_NONE;
+}
+
+uint64_t phase_limit_ms(const uint64_t *timers_ms, enum phase p)
+{
+    enum timer_kind t = phase_timer(p);
+    return t == TIMER_NONE ? 0 : timers_ms[t];
+}
+
+size_t phase_timeout_detail(enum phase p, const char *subject, uint64_t limit_ms, char *buf,
+                            size_t size)
+{
+    const char *fmt = (unsigned)p < PHASE_COUNT ? phase_rows[p].timeout_fmt : NULL;
+    if (!fmt)
+        return buf_appendf(buf, size, 0, "%s timed out after %llu ms", phase_name(p),
+                           (unsigned long long)limit_ms);
+    int n = snprintf(buf, size, fmt, subject ? subject : "-", (unsigned long long)limit_ms);
+    return n < 0 ? 0 : MIN((size_t)n, size ? size - 1 : 0);
+}
+
+enum phase phase_of_io_failure(enum phase current, bool request_sent, bool response_byte)
+{
+    if (current == PHASE_SEND && request_sent)
+        return PHASE_FIRST_BYTE;
+    if (current == PHASE_SEND || current == PHASE_FIRST_BYTE || current == PHASE_READ)
+        return current;
+    return response_byte ? PHASE_READ : PHASE_SEND;
+}
+
+uint64_t phase_first_byte_deadline(uint64_t deadline, uint64_t now, uint64_t limit_ms,
+                                   bool interim_resets)
+{
+    if (interim_resets || !deadline)
+        return now + limit_ms * 1000;
+    return deadline;
+}
+
+size_t phase_server_timing(const struct phase_clock *pc, uint64_t now, enum phase failed,
+                           enum cause cause, char *buf, size_t size)
+{
+    size_t n = 0;
+    if (size)
+        buf[0] = '\0';
+    for (int p = PHASE_ROUTE; p <= PHASE_READ; p++) {
+        if (!pc->start[p] || (p == PHASE_ROUTE && failed != PHASE_ROUTE))
+            continue;
+        uint64_t tenths = (phase_elapsed_us(pc, (enum phase)p, now) + 50) / 100; /* of a ms */
+        n = buf_appendf(buf, size, n, "%s%s;dur=%llu.%llu", n ? ", " : "",
+                        phase_name((enum phase)p), (unsigned long long)(tenths / 10),
+                        (unsigned long long)(tenths % 10));
+        if ((int)failed == p)
+            n = buf_appendf(buf, size, n, ";desc=\"%s\"", cause_name(cause));
+    }
+    return n;
+}

@@ -1,0 +1,532 @@
+/*
+ * relay.c — the origin side of an exchange: connection, request head and body, response heads
+ * (1xx included) and body, and the origin connection's events. See exchange.c for the whole.
+ *
+ * Every function here is a handler: it records what happened (ex_fail, ex_end) and returns;
+ * the origin's events (upconn_events, the sock callback) are entry points that end with
+ * ex_settle().
+ */
+#include "exchange_int.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "portico/config.h"
+#include "portico/headers.h"
+#include "portico/loop.h"
+#include "portico/metrics.h"
+#include "portico/sock.h"
+#include "portico/upstream.h"
+#include "portico/util.h"
+
+/* The origin's input holds at most this much: a whole response head, or RELAY_HIGH of body. */
+static size_t up_read_high(const struct exchange *ex)
+{
+    return MAX(RELAY_HIGH, (size_t)ex->cfg->max_header_size + 1);
+}
+
+void relay_drop(struct exchange *ex)
+{
+    if (ex->uc) {
+        upconn_abort(ex->uc);
+        ex->uc = NULL;
+        ex->usock = NULL;
+    }
+}
+
+bool relay_reusable(const struct exchange *ex)
+{
+    return ex->outcome == OUTCOME_DONE && ex->failure == FAIL_NONE && ex->usock &&
+           ex->resp_state == RESP_DONE && ex->resp_body.done && ex->resp_info.keep_alive &&
+           ex->req_state == REQ_DONE && ex->req_body.done && sock_pending(ex->usock) == 0 &&
+           evbuffer_get_length(ex->usock->in) == 0;
+}
+
+/* The request is entirely in the kernel: head, whole body, nothing left in our output. */
+static bool request_sent(const struct exchange *ex)
+{
+    return ex->req_state == REQ_DONE && ex->req_body.done && ex->usock &&
+           sock_pending(ex->usock) == 0;
+}
+
+/* Waits for the first byte of a (next) response head with the first_byte timer; after a 1xx
+ * the deadline is kept unless interim responses reset it. */
+static void wait_first_byte(struct exchange *ex, bool after_interim)
+{
+    ex_phase_resume(ex, PHASE_FIRST_BYTE);
+    uint64_t limit = phase_limit_ms(ex->up->timers_ms, PHASE_FIRST_BYTE);
+    ex->first_byte_deadline =
+        phase_first_byte_deadline(after_interim ? ex->first_byte_deadline : 0, ex->now, limit,
+                                  ex->up->interim_resets_timer);
+    uint64_t left = ex->first_byte_deadline > ex->now ? ex->first_byte_deadline - ex->now : 0;
+    struct timeval tv = tv_from_us(left);
+    evtimer_add(&ex->phase_timer, &tv);
+}
+
+void relay_request_sent(struct exchange *ex)
+{
+    if (ex->pc.current != PHASE_SEND || !request_sent(ex))
+        return;
+    phase_close(&ex->pc, ex->now);
+    wait_first_byte(ex, false);
+}
+
+static void flush_origin(struct exchange *ex)
+{
+    sock_flush(ex->usock); /* a failure comes back as SOCK_ERROR */
+}
+
+/* ---- the request body ---- */
+
+/* The body went wrong on the client's side (bad framing, too large): refuse, or cut short. */
+static void request_body_refused(struct exchange *ex, int status, const char *why)
+{
+    ex->req_state = REQ_DONE; /* nothing more will be read from this client */
+    ex_refuse(ex, status, why, true);
+}
+
+void relay_request_body(struct exchange *ex)
+{
+    if (ex->req_state != REQ_BODY || !ex->usock || ex->outcome != OUTCOME_OPEN)
+        return;
+    struct evbuffer *in = ex->ds.ops->request_input(ex->ds.ctx);
+    struct evbuffer *out = ex->usock->out;
+    for (;;) {
+        size_t before_in = evbuffer_get_length(in), before_out = evbuffer_get_length(out);
+        if (body_move(&ex->req_body, in, out, RELAY_HIGH) != 0) {
+            request_body_refused(ex, 400, ex->req_body.error);
+            return;
+        }
+        /* body_size counts announced chunk sizes: an oversized body is refused before any of
+         * it (or the head) reaches the origin */
+        if (ex->req_body.bytes > ex->cfg->max_body_size ||
+            (ex->req_body.in == H1_BODY_CHUNKED &&
+             ex->req_body.chunked.body_size > ex->cfg->max_body_size)) {
+            request_body_refused(ex, 413, "request body larger than max_body_size");
+            return;
+        }
+        if (evbuffer_get_length(in) != before_in)
+            ex->ds.ops->request_taken(ex->ds.ctx);
+        flush_origin(ex);
+        if (ex->req_body.done)
+            break;
+        if (evbuffer_get_length(out) > RELAY_HIGH || evbuffer_get_length(in) == 0 ||
+            (evbuffer_get_length(in) == before_in && evbuffer_get_length(out) == before_out))
+            return; /* the origin's drain or more client bytes bring us back */
+    }
+    ex->req_state = REQ_DONE;
+    ex->ds.ops->request_wait(ex->ds.ctx, 0); /* waiting for the response is fine */
+    relay_request_sent(ex);
+}
+
+/* ---- sending the request ---- */
+
+static void send_request(struct exchange *ex)
+{
+    const struct h1_info *info = &ex->info;
+    struct fwd_request fwd = {
+        .target = ex->target,
+        .target_len = ex->target_len,
+        .client_ip = ex->ds.peer->ip,
+        .client_tls = ex->ds.peer->tls,
+        .request_id = ex->request_id,
+        .client_host = ex->host,
+        .client_host_len = ex->host_len,
+        .keep_expect = ex->info.expect_continue && ex->route->expect == EXPECT_RELAY &&
+                       ex_client_http11(ex),
+        .framing = info->framing,
+        .content_length = info->content_length,
+    };
+    if (ex->host && ex->host != (ex->info.host ? ex->info.host->value : NULL)) {
+        fwd.host = ex->host; /* absolute-form: its authority replaces Host (RFC 9112 3.2.2) */
+        fwd.host_len = ex->host_len;
+    } else if (!ex->host) {
+        fwd.host = upconn_addr(ex->uc);
+        fwd.host_len = strlen(fwd.host);
+    }
+    ex_phase(ex, PHASE_SEND);
+    hdr_write_request(ex->usock->out, &ex->req, &fwd);
+    /* Resent after a stale pooled connection: an empty chunked body was consumed from the
+     * client already, its last chunk went to the dead connection; it goes again. */
+    if (ex->retried && ex->req_state == REQ_DONE && ex->info.framing == H1_BODY_CHUNKED)
+        evbuffer_add(ex->usock->out, "0\r\n\r\n", 5);
+    upconn_mark_used(ex->uc);
+    if (ex->req_state == REQ_GATED)
+        ex_arm(&ex->continue_timer, ex->route->continue_timeout_ms);
+    if (ex->req_state == REQ_BODY) {
+        /* client_body_timeout runs from here: while we were connecting the client owed us
+         * nothing */
+        ex->ds.ops->request_wait(ex->ds.ctx, ex->cfg->client_body_timeout_ms);
+        relay_request_body(ex); /* flushes head and body, unless the body is refused */
+        return;
+    }
+    flush_origin(ex);
+    relay_request_sent(ex);
+}
+
+/* ---- response heads ---- */
+
+/* Transfer-Encoding is rewritten hop by hop and Portico decodes chunked only: a body in any
+ * other transfer coding (gzip ...) would reach the client unlabelled, so it is refused. */
+static bool has_other_coding(const struct h1_response *resp)
+{
+    for (int i = h1_find_field(resp->fields, resp->nfields, "transfer-encoding", 0); i >= 0;
+         i = h1_find_field(resp->fields, resp->nfields, "transfer-encoding", (size_t)i + 1)) {
+        size_t pos = 0, n;
+        const char *e;
+        while (h1_list_next(resp->fields[i].value, resp->fields[i].value_len, &pos, &e, &n))
+            if (!span_ieq(e, n, "chunked"))
+                return true;
+    }
+    return false;
+}
+
+/* The final response head: forward it and commit the status. */
+static void forward_head(struct exchange *ex, const struct h1_response *resp, size_t head_len)
+{
+    struct h1_error err;
+    if (h1_response_info(resp, ex->req.method, ex->req.method_len, &ex->resp_info, &err) != 0) {
+        ex_fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "invalid response from %s: %s",
+                upconn_addr(ex->uc), err.reason);
+        return;
+    }
+    if (ex->resp_info.framing != H1_BODY_NONE && has_other_coding(resp)) {
+        ex_fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "invalid response from %s: %s",
+                upconn_addr(ex->uc), "transfer coding other than chunked");
+        return;
+    }
+    event_del(&ex->total_timer);
+    event_del(&ex->processing_timer);
+    event_del(&ex->continue_timer);
+
+    const struct h1_info *ri = &ex->resp_info;
+    /* A body of unknown length is streamed: chunked to HTTP/1.1 clients, to the close for 1.0. */
+    enum h1_framing out = ri->framing == H1_BODY_CLOSE ? H1_BODY_CHUNKED : ri->framing;
+    ex->close_client |= !ex->info.keep_alive || ex->loop->state != LOOP_RUNNING ||
+                        ex->req_state != REQ_DONE; /* answered before the whole body */
+
+    char ps[64];
+    if (ex->cfg->proxy_status)
+        snprintf(ps, sizeof(ps), "portico; received-status=%d", resp->status);
+    struct fwd_response fwd = {
+        .framing = out,
+        .request_id = ex->request_id,
+        .proxy_status = ex->cfg->proxy_status ? ps : NULL,
+    };
+    struct h1_field fields[HDR_MAX_FIELDS];
+    struct resp_head head = {
+        .status = resp->status,
+        .reason = resp->reason,
+        .reason_len = resp->reason_len,
+        .fields = fields,
+        .nfields = hdr_response_fields(resp, &fwd, fields, HDR_MAX_FIELDS),
+        .framing = out,
+        .content_length = ri->content_length,
+        .close = ex->close_client,
+    };
+    ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
+    ex->status = ex->upstream_status = resp->status;
+    if (resp->status == 200)
+        interim_learn(ex, resp);
+    body_init(&ex->resp_body, ri->framing, ri->content_length, ex->sink.chunked,
+              ex->cfg->max_header_size);
+    evbuffer_drain(ex->usock->in, head_len);
+    ex->resp_state = RESP_BODY;
+}
+
+/* Stops reading the origin while the client's output is full: 1xx and body bytes alike wait
+ * in the kernel, not in our memory. */
+static bool client_full(struct exchange *ex)
+{
+    if (ex->ds.ops->pending(ex->ds.ctx) <= RELAY_HIGH)
+        return false;
+    ex->upstream_paused = true;
+    sock_read(ex->usock, false);
+    event_del(&ex->phase_timer); /* the origin is not the one being slow */
+    return true;
+}
+
+/* Parses response heads as long as complete ones are buffered: 1xx are relayed, the final one
+ * forwarded. */
+static void read_heads(struct exchange *ex)
+{
+    struct evbuffer *in = ex->usock->in;
+    while (ex->resp_state == RESP_HEAD && ex->outcome == OUTCOME_OPEN) {
+        size_t len = evbuffer_get_length(in);
+        if (len == 0)
+            return;
+        if (ex->pc.current != PHASE_READ) {
+            ex->response_byte = true;
+            ex_phase(ex, PHASE_READ);
+        }
+        if (client_full(ex))
+            return;
+        size_t n = MIN(len, (size_t)ex->cfg->max_header_size);
+        const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+        struct h1_response resp;
+        struct h1_error err;
+        int rc = h1_parse_response(p, n, ex->cfg->max_header_size, &resp, &err);
+        if (rc == -2) {
+            ex_arm(&ex->phase_timer, phase_limit_ms(ex->up->timers_ms, PHASE_READ));
+            return; /* silence is measured anew */
+        }
+        if (rc < 0) {
+            ex_fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "invalid response from %s: %s",
+                    upconn_addr(ex->uc), err.reason);
+            return;
+        }
+        int code = resp.status;
+        if (code >= 200) {
+            forward_head(ex, &resp, (size_t)rc);
+            return;
+        }
+        if (code == 101) {
+            ex_fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0,
+                    "%s switched protocols (101) although no upgrade was offered",
+                    upconn_addr(ex->uc));
+            return;
+        }
+        bool opens_gate = interim_relay(ex, &resp);
+        evbuffer_drain(in, (size_t)rc);
+        sock_consumed(ex->usock);
+        if (opens_gate) {
+            interim_open_gate(ex); /* may end the exchange: the body can be refused */
+            if (ex->outcome != OUTCOME_OPEN)
+                return;
+        }
+        if (evbuffer_get_length(in) > 0)
+            continue;
+        if (request_sent(ex)) {
+            wait_first_byte(ex, true);
+        } else {
+            /* A 1xx while the request still goes out (the body after a 100): back to SEND,
+             * limited by send_timeout; first_byte starts once the request is sent. */
+            ex_phase_resume(ex, PHASE_SEND);
+        }
+    }
+}
+
+/* ---- the response body ---- */
+
+/* Moves response body bytes to the client until the origin runs dry, the client's output is
+ * full, or the body ends. */
+static void relay_body(struct exchange *ex)
+{
+    struct evbuffer *in = ex->usock->in;
+    struct evbuffer *out = ex->sink.out;
+    for (;;) {
+        size_t before_in = evbuffer_get_length(in), before_out = evbuffer_get_length(out);
+        if (body_move(&ex->resp_body, in, out, RELAY_HIGH) != 0) {
+            ex_fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "invalid response body from %s: %s",
+                    upconn_addr(ex->uc), ex->resp_body.error);
+            return;
+        }
+        ex->ds.ops->body(ex->ds.ctx);
+        if (evbuffer_get_length(in) != before_in)
+            sock_consumed(ex->usock);
+        if (ex->resp_body.done) {
+            ex->resp_state = RESP_DONE;
+            ex_end(ex, OUTCOME_DONE);
+            return;
+        }
+        if (client_full(ex))
+            return;
+        if (evbuffer_get_length(in) == 0 ||
+            (evbuffer_get_length(in) == before_in && evbuffer_get_length(out) == before_out))
+            break;
+    }
+    ex_arm(&ex->phase_timer, phase_limit_ms(ex->up->timers_ms, PHASE_READ));
+}
+
+static void origin_eof(struct exchange *ex);
+
+void relay_resume(struct exchange *ex)
+{
+    if (!ex->upstream_paused || !ex->usock || ex->outcome != OUTCOME_OPEN)
+        return;
+    ex->upstream_paused = false;
+    sock_read(ex->usock, true);
+    if (ex->resp_state == RESP_HEAD)
+        read_heads(ex);
+    if (ex->resp_state == RESP_BODY && ex->outcome == OUTCOME_OPEN)
+        relay_body(ex);
+    if (ex->outcome == OUTCOME_OPEN && !ex->upstream_paused && sock_at_eof(ex->usock))
+        origin_eof(ex); /* the EOF came while we were paused */
+}
+
+/* ---- origin connection events ---- */
+
+/* TLS 1.3 lets the client finish its handshake before the origin has checked the client's
+ * certificate: an origin that refuses it (none sent, or an untrusted one) says so with an alert
+ * that arrives after the request was written, often behind the reset that the write ran into.
+ * On a new connection without a response byte, surface that alert: the failure is the
+ * handshake's, not the request's. true with the alert's text in why. */
+static bool handshake_refused(struct exchange *ex, char *why, size_t size)
+{
+    if (!ex->usock->ssl || ex->response_byte || upconn_requests(ex->uc) > 1)
+        return false;
+    unsigned long e = ex->usock->ssl_err;
+    if (!e)
+        e = sock_tls_alert(ex->usock);
+    if (!e || ERR_GET_LIB(e) != ERR_LIB_SSL || ERR_GET_REASON(e) < SSL_AD_REASON_OFFSET)
+        return false;
+    ERR_error_string_n(e, why, size);
+    return true;
+}
+
+/* The origin closed. What arrived before it goes first; while the client's output is full that
+ * waits, and relay_resume comes back here once it drained. */
+static void origin_eof(struct exchange *ex)
+{
+    if (ex->resp_state == RESP_HEAD)
+        read_heads(ex); /* a complete head may have come with the EOF */
+    if (ex->resp_state == RESP_BODY && ex->outcome == OUTCOME_OPEN)
+        relay_body(ex);
+    if (ex->outcome != OUTCOME_OPEN || ex->upstream_paused)
+        return;
+    const char *addr = upconn_addr(ex->uc);
+    if (ex->resp_state == RESP_BODY) {
+        if (body_eof(&ex->resp_body, ex->sink.out) == 0) {
+            ex->ds.ops->body(ex->ds.ctx);
+            ex->resp_state = RESP_DONE;
+            ex->resp_info.keep_alive = false;
+            ex_end(ex, OUTCOME_DONE);
+            return;
+        }
+        ex_fail(ex, PHASE_READ, CAUSE_EOF, 0, "%s closed the connection mid-body: %s", addr,
+                ex->resp_body.error);
+        return;
+    }
+    char why[160];
+    if (handshake_refused(ex, why, sizeof(why))) {
+        ex_fail(ex, PHASE_TLS, CAUSE_TLS, 0, "%s refused the TLS handshake: %s", addr, why);
+        return;
+    }
+    enum phase p = phase_of_io_failure(ex->pc.current, request_sent(ex), ex->response_byte);
+    ex_fail(ex, p, CAUSE_EOF, 0, "%s closed the connection %s", addr,
+            p == PHASE_SEND         ? "while the request was being sent"
+            : p == PHASE_FIRST_BYTE ? "without sending a response"
+                                    : "before the response head was complete");
+}
+
+static void origin_error(struct exchange *ex)
+{
+    const char *addr = upconn_addr(ex->uc);
+    enum phase p = phase_of_io_failure(ex->pc.current, request_sent(ex), ex->response_byte);
+    char why[160];
+    if (handshake_refused(ex, why, sizeof(why))) {
+        ex_fail(ex, PHASE_TLS, CAUSE_TLS, 0, "%s refused the TLS handshake: %s", addr, why);
+    } else if (ex->usock->ssl_err) {
+        ERR_error_string_n(ex->usock->ssl_err, why, sizeof(why));
+        /* A broken TLS record while the request goes out is the send failing; while the
+         * response comes in it is the response that is invalid. */
+        ex_fail(ex, p, p == PHASE_SEND ? CAUSE_IO : CAUSE_PROTOCOL, 0, "TLS error with %s: %s",
+                addr, why);
+    } else {
+        int err = ex->usock->err;
+        ex_fail(ex, p, cause_from_errno(err), 0, "%s: %s", addr,
+                err ? strerror(err) : "connection error");
+    }
+}
+
+static void origin_cb(void *arg, enum sock_event ev)
+{
+    struct exchange *ex = arg;
+    ex->now = now_us();
+    switch (ev) {
+    case SOCK_READABLE:
+        if (ex->resp_state == RESP_HEAD)
+            read_heads(ex);
+        if (ex->resp_state == RESP_BODY && ex->outcome == OUTCOME_OPEN)
+            relay_body(ex);
+        break;
+    case SOCK_DRAINED:
+        if (ex->req_state == REQ_BODY)
+            relay_request_body(ex);
+        else
+            relay_request_sent(ex);
+        break;
+    case SOCK_WRITE_TIMEOUT: {
+        uint64_t limit = phase_limit_ms(ex->up->timers_ms, PHASE_SEND);
+        char detail[200];
+        phase_timeout_detail(PHASE_SEND, upconn_addr(ex->uc), limit, detail, sizeof(detail));
+        ex_fail(ex, PHASE_SEND, CAUSE_TIMEOUT, limit, "%s", detail);
+        break;
+    }
+    case SOCK_EOF:
+        origin_eof(ex);
+        break;
+    case SOCK_ERROR:
+        origin_error(ex);
+        break;
+    case SOCK_CONNECTED:
+    case SOCK_READ_TIMEOUT:
+        break;
+    }
+    ex_settle(ex);
+}
+
+/* ---- connecting ---- */
+
+/* The connection is ready (fresh or from the pool): take its events and send. */
+static void take_connection(struct exchange *ex)
+{
+    struct sock *s = upconn_sock(ex->uc);
+    ex->usock = s;
+    sock_set_cb(s, origin_cb, ex);
+    sock_set_read_limit(s, up_read_high(ex));
+    sock_set_timeouts(s, 0, phase_limit_ms(ex->up->timers_ms, PHASE_SEND));
+    sock_read(s, true);
+    send_request(ex);
+}
+
+static void on_upconn_phase(void *arg, enum phase p)
+{
+    struct exchange *ex = arg;
+    ex->now = now_us();
+    ex_phase(ex, p);
+    ex_settle(ex);
+}
+
+static void on_upconn_ready(void *arg)
+{
+    struct exchange *ex = arg;
+    ex->now = now_us();
+    take_connection(ex);
+    ex_settle(ex);
+}
+
+static void on_upconn_error(void *arg, enum cause cause, const char *detail)
+{
+    struct exchange *ex = arg;
+    ex->now = now_us();
+    ex_fail(ex, ex->pc.current, cause, 0, "%s", detail);
+    ex_settle(ex);
+}
+
+static const struct upconn_events upconn_cbs = {
+    .on_phase = on_upconn_phase,
+    .on_ready = on_upconn_ready,
+    .on_error = on_upconn_error,
+};
+
+void relay_connect(struct exchange *ex)
+{
+    if (!ex->retried) {
+        ex->uc = upconn_take_idle(ex->loop, ex->up_index, ex->origin);
+        ex->reused = ex->uc != NULL;
+        if (ex->uc) {
+            metrics_add(ex->loop->metrics, M_UPSTREAM_REUSED, 1);
+            take_connection(ex);
+            return;
+        }
+    }
+    ex->reused = false;
+    ex->uc = upconn_open(ex->loop, ex->up_index, ex->origin, &upconn_cbs, ex);
+    if (!ex->uc)
+        ex_fail(ex, PHASE_CONNECT, CAUSE_LOCAL, 0, "out of memory");
+}

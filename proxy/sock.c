@@ -1,0 +1,630 @@
+/*
+ * sock.c — non-blocking connections with their own reads, writes and deadlines. See sock.h.
+ *
+ * Reading: one readv (or SSL_read) into reserved space of the input buffer, 16 KiB for the first
+ * read of an event and 64 KiB after a full one, up to 256 KiB per event so that one busy peer
+ * cannot starve the others. A short read means the socket ran dry: no second read to meet
+ * EAGAIN. An EOF or error found after some bytes is reported on the next loop turn, after the
+ * bytes (the read event is activated by hand), so the owner always sees data before the end.
+ *
+ * Writing: sock_flush writes at once; only what the peer does not take waits for EV_WRITE.
+ * Over TLS the front of the output is written as records of up to 16 KiB (the pullup merges a
+ * small head with the body chunk behind it: one record and one syscall instead of two).
+ */
+#include "portico/sock.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "portico/util.h"
+
+#define FIRST_READ (16 * 1024)   /* first read of an event */
+#define NEXT_READ (64 * 1024)    /* after a read that filled its space */
+#define EVENT_READ_MAX (256 * 1024)
+#define WRITE_MAX (1024 * 1024)  /* one writev */
+#define TLS_RECORD (16 * 1024)
+
+enum sock_flag {
+    SF_READING = 1u << 0,         /* the owner wants input */
+    SF_REV_ADDED = 1u << 1,       /* rev is registered */
+    SF_WEV_ADDED = 1u << 2,       /* wev is registered: a write waits */
+    SF_READ_PAUSED = 1u << 3,     /* input at read_limit: rev withdrawn until consumed */
+    SF_EOF = 1u << 4,             /* the peer's EOF was seen (reported, or pending) */
+    SF_EOF_PENDING = 1u << 5,     /* EOF seen behind data: report on the next turn */
+    SF_READ_NEEDS_WRITE = 1u << 6, /* TLS: SSL_read wants the socket writable */
+    SF_WRITE_NEEDS_READ = 1u << 7, /* TLS: SSL_write wants the socket readable */
+    SF_HS_WANTS_WRITE = 1u << 8,  /* TLS handshake waits for writability */
+};
+
+static const char *const sock_event_names[] = {
+#define X(id, name) [id] = name,
+    SOCK_EVENT_LIST(X)
+#undef X
+};
+
+const char *sock_event_name(enum sock_event ev)
+{
+    return (unsigned)ev < ARRAY_LEN(sock_event_names) ? sock_event_names[ev] : "unknown";
+}
+
+static void on_rev(evutil_socket_t fd, short what, void *arg);
+static void on_wev(evutil_socket_t fd, short what, void *arg);
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+
+/* ---- registration ---- */
+
+static bool want_rev(const struct sock *s)
+{
+    if (s->state == SOCK_HANDSHAKE)
+        return !(s->flags & SF_HS_WANTS_WRITE);
+    if (s->state != SOCK_OPEN)
+        return false;
+    if (s->flags & SF_WRITE_NEEDS_READ)
+        return true;
+    return (s->flags & SF_READING) && !(s->flags & (SF_READ_PAUSED | SF_EOF));
+}
+
+/* Reading for real: the read deadline only runs while we wait on the socket for the peer. */
+static bool read_watching(const struct sock *s)
+{
+    return s->state == SOCK_OPEN && (s->flags & SF_REV_ADDED) && (s->flags & SF_READING) &&
+           !(s->flags & SF_READ_PAUSED);
+}
+
+static void arm_timer(struct sock *s, uint64_t now)
+{
+    uint64_t deadline = UINT64_MAX;
+    if (s->read_timeout_us && read_watching(s))
+        deadline = s->read_since + s->read_timeout_us;
+    if (s->write_timeout_us && (s->flags & SF_WEV_ADDED))
+        deadline = MIN(deadline, s->write_since + s->write_timeout_us);
+    if (deadline == UINT64_MAX) {
+        if (s->timer_at) {
+            evtimer_del(&s->timer);
+            s->timer_at = 0;
+        }
+        return;
+    }
+    if (s->timer_at && s->timer_at <= deadline)
+        return; /* fires early enough: it moves itself on to the real deadline */
+    s->timer_at = deadline;
+    struct timeval tv = tv_from_us(deadline > now ? deadline - now : 0);
+    evtimer_add(&s->timer, &tv);
+}
+
+/* Registers or withdraws rev to match what the sock wants. */
+static void update_rev(struct sock *s)
+{
+    bool want = want_rev(s);
+    if (want && !(s->flags & SF_REV_ADDED)) {
+        event_add(&s->rev, NULL);
+        s->flags |= SF_REV_ADDED;
+        s->read_since = now_us();
+        arm_timer(s, s->read_since);
+    } else if (!want && (s->flags & SF_REV_ADDED)) {
+        event_del(&s->rev);
+        s->flags &= ~SF_REV_ADDED;
+    }
+}
+
+static void wev_add(struct sock *s)
+{
+    if (s->flags & SF_WEV_ADDED)
+        return;
+    event_add(&s->wev, NULL);
+    s->flags |= SF_WEV_ADDED;
+    s->write_since = now_us();
+    arm_timer(s, s->write_since);
+}
+
+static void wev_del(struct sock *s)
+{
+    if (!(s->flags & SF_WEV_ADDED))
+        return;
+    event_del(&s->wev);
+    s->flags &= ~SF_WEV_ADDED;
+}
+
+/* ---- failures ---- */
+
+/* The TLS outcome of a failed SSL call: -1 would block (flags say for what), -2 EOF, -3 error
+ * (err / ssl_err recorded). The error queue is emptied so no other connection sees it. */
+static int tls_failure(struct sock *s, int rc, unsigned wants_write_flag, unsigned wants_read_flag)
+{
+    int e = SSL_get_error(s->ssl, rc);
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+        s->flags |= wants_read_flag;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        s->flags |= wants_write_flag;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        ERR_clear_error();
+        return -2;
+    case SSL_ERROR_SYSCALL:
+        s->err = errno;
+        s->ssl_err = ERR_get_error();
+        ERR_clear_error();
+        if (!s->err && !s->ssl_err)
+            return -2; /* the peer closed without close_notify: an EOF; framing tells the rest */
+        return -3;
+    default:
+        s->ssl_err = ERR_get_error();
+        ERR_clear_error();
+        return -3;
+    }
+}
+
+/* Records the failure; SOCK_ERROR reaches the owner from the loop (never from inside a call the
+ * owner made), through wev, which sees SOCK_FAILED. */
+static void fail_later(struct sock *s)
+{
+    s->state = SOCK_FAILED;
+    update_rev(s);
+    wev_del(s);
+    event_active(&s->wev, EV_WRITE, 1);
+}
+
+/* ---- reading ---- */
+
+/* Reads what the socket has. Returns bytes read (> 0), 0 for none (would block, or paused at
+ * the limit), -2 for EOF, -3 for an error. An EOF or error after some bytes is left pending. */
+static long read_in(struct sock *s)
+{
+    size_t total = 0;
+    for (;;) {
+        size_t have = evbuffer_get_length(s->in);
+        if (s->read_limit && have >= s->read_limit) {
+            s->flags |= SF_READ_PAUSED;
+            break;
+        }
+        size_t want = total ? NEXT_READ : FIRST_READ;
+        if (s->read_limit)
+            want = MIN(want, s->read_limit - have);
+        struct evbuffer_iovec v[2];
+        int nv = evbuffer_reserve_space(s->in, (ev_ssize_t)want, v, 2);
+        if (nv <= 0) {
+            s->err = ENOMEM;
+            return -3;
+        }
+        size_t room = 0;
+        for (int i = 0; i < nv; i++) { /* reserve may offer more than asked: take only want */
+            v[i].iov_len = MIN(v[i].iov_len, want - room);
+            room += v[i].iov_len;
+        }
+        size_t got = 0;
+        int end = 0; /* -1 would block, -2 EOF, -3 error */
+        if (!s->ssl) {
+            ssize_t n = readv(s->fd, (struct iovec *)v, nv); /* laid out as iovec */
+            if (n > 0)
+                got = (size_t)n;
+            else if (n == 0)
+                end = -2;
+            else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                end = -1;
+            else
+                s->err = errno, end = -3;
+        } else {
+            ERR_clear_error();
+            int rc = SSL_read_ex(s->ssl, v[0].iov_base, v[0].iov_len, &got);
+            if (rc <= 0) {
+                got = 0;
+                end = tls_failure(s, rc, SF_READ_NEEDS_WRITE, 0);
+            }
+            room = v[0].iov_len;
+        }
+        if (got) {
+            size_t left = got;
+            int used = 0;
+            for (; used < nv && left; used++) {
+                v[used].iov_len = MIN(v[used].iov_len, left);
+                left -= v[used].iov_len;
+            }
+            evbuffer_commit_space(s->in, v, used);
+            total += got;
+        } else {
+            evbuffer_commit_space(s->in, v, 0);
+        }
+        if (end == -2 || end == -3) {
+            if (!total)
+                return end;
+            /* Report the bytes first, the end on the next turn. */
+            s->flags |= end == -2 ? SF_EOF_PENDING : 0;
+            if (end == -3)
+                fail_later(s);
+            else
+                event_active(&s->rev, EV_READ, 1);
+            break;
+        }
+        if (end == -1)
+            break;
+        bool more = s->ssl ? got == room || SSL_has_pending(s->ssl) : got == room;
+        if (!more)
+            break;
+        if (total >= EVENT_READ_MAX) {
+            /* Fair share taken; what TLS already decrypted is not visible to epoll. */
+            if (s->ssl && SSL_has_pending(s->ssl))
+                event_active(&s->rev, EV_READ, 1);
+            break;
+        }
+    }
+    if (total)
+        s->read_since = now_us();
+    if (s->flags & SF_READ_PAUSED)
+        update_rev(s);
+    return (long)total;
+}
+
+/* ---- writing ---- */
+
+/* Writes the output. 0: all written; 1: the rest waits; -1: failed (recorded). */
+static int write_out(struct sock *s)
+{
+    bool progress = false;
+    int rc = 0;
+    while (evbuffer_get_length(s->out) > 0) {
+        if (!s->ssl) {
+            int n = evbuffer_write_atmost(s->out, s->fd, WRITE_MAX);
+            if (n > 0) {
+                progress = true;
+                continue;
+            }
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+                rc = 1;
+                break;
+            }
+            s->err = n < 0 ? errno : EPIPE;
+            rc = -1;
+            break;
+        }
+        size_t n = MIN(evbuffer_get_length(s->out), (size_t)TLS_RECORD);
+        const unsigned char *p = evbuffer_pullup(s->out, (ev_ssize_t)n);
+        if (!p) {
+            s->err = ENOMEM;
+            rc = -1;
+            break;
+        }
+        size_t written = 0;
+        ERR_clear_error();
+        int r = SSL_write_ex(s->ssl, p, n, &written);
+        if (r > 0) {
+            evbuffer_drain(s->out, written);
+            progress = true;
+            continue;
+        }
+        int end = tls_failure(s, r, 0, SF_WRITE_NEEDS_READ);
+        if (end == -1) {
+            rc = 1;
+            break;
+        }
+        if (end == -2)
+            s->err = EPIPE; /* closed under our write: the same as a reset for the owner */
+        rc = -1;
+        break;
+    }
+    if (progress)
+        s->write_since = now_us();
+    return rc;
+}
+
+/* ---- TLS handshake ---- */
+
+static void handshake_step(struct sock *s)
+{
+    s->flags &= ~SF_HS_WANTS_WRITE;
+    ERR_clear_error();
+    int rc = SSL_do_handshake(s->ssl);
+    if (rc == 1) {
+        s->state = SOCK_OPEN;
+        wev_del(s);
+        update_rev(s);
+        s->cb(s->arg, SOCK_CONNECTED);
+        return;
+    }
+    int end = tls_failure(s, rc, SF_HS_WANTS_WRITE, 0);
+    if (end == -1) {
+        if (s->flags & SF_HS_WANTS_WRITE)
+            wev_add(s);
+        else
+            wev_del(s);
+        update_rev(s);
+        return;
+    }
+    s->state = SOCK_FAILED;
+    update_rev(s);
+    wev_del(s);
+    s->cb(s->arg, end == -2 ? SOCK_EOF : SOCK_ERROR);
+}
+
+/* ---- events ---- */
+
+/* Input arrived (or an EOF/error pending behind earlier bytes is due). */
+static void do_read(struct sock *s)
+{
+    if (s->flags & SF_EOF_PENDING) {
+        s->flags = (s->flags & ~SF_EOF_PENDING) | SF_EOF;
+        update_rev(s);
+        s->cb(s->arg, SOCK_EOF);
+        return;
+    }
+    long n = read_in(s);
+    if (s->flags & SF_READ_NEEDS_WRITE)
+        wev_add(s); /* TLS: the read goes on once the socket takes our bytes */
+    if (n > 0) {
+        s->cb(s->arg, SOCK_READABLE);
+        return;
+    }
+    if (n == -2) {
+        s->flags |= SF_EOF;
+        update_rev(s);
+        s->cb(s->arg, SOCK_EOF);
+    } else if (n == -3) {
+        s->state = SOCK_FAILED;
+        update_rev(s);
+        wev_del(s);
+        s->cb(s->arg, SOCK_ERROR);
+    }
+}
+
+/* The output can move again. */
+static void do_write(struct sock *s)
+{
+    int rc = write_out(s);
+    if (rc == 1 && (s->flags & SF_WRITE_NEEDS_READ)) {
+        wev_del(s); /* TLS: the write goes on once the peer sent what OpenSSL needs */
+        update_rev(s);
+        return;
+    }
+    if (rc == 1) {
+        wev_add(s);
+        return;
+    }
+    wev_del(s);
+    if (rc < 0) {
+        s->state = SOCK_FAILED;
+        update_rev(s);
+        s->cb(s->arg, SOCK_ERROR);
+        return;
+    }
+    arm_timer(s, s->write_since);
+    s->cb(s->arg, SOCK_DRAINED);
+}
+
+static void on_rev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct sock *s = arg;
+    if (s->state == SOCK_HANDSHAKE) {
+        handshake_step(s);
+        return;
+    }
+    if (s->state != SOCK_OPEN)
+        return; /* a failure is being reported through wev */
+    if (s->flags & SF_WRITE_NEEDS_READ) {
+        s->flags &= ~SF_WRITE_NEEDS_READ;
+        update_rev(s);
+        do_write(s);
+        return;
+    }
+    do_read(s);
+}
+
+static void on_wev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct sock *s = arg;
+    switch (s->state) {
+    case SOCK_HANDSHAKE:
+        handshake_step(s);
+        return;
+    case SOCK_FAILED:
+        wev_del(s);
+        s->cb(s->arg, SOCK_ERROR);
+        return;
+    case SOCK_OPEN:
+        break;
+    case SOCK_CLOSED:
+        return;
+    }
+    if (s->flags & SF_READ_NEEDS_WRITE) {
+        s->flags &= ~SF_READ_NEEDS_WRITE;
+        if (evbuffer_get_length(s->out) == 0)
+            wev_del(s);
+        do_read(s);
+        return;
+    }
+    do_write(s);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct sock *s = arg;
+    uint64_t now = now_us();
+    s->timer_at = 0;
+    if (s->read_timeout_us && read_watching(s) && now >= s->read_since + s->read_timeout_us) {
+        s->read_since = now;
+        arm_timer(s, now);
+        s->cb(s->arg, SOCK_READ_TIMEOUT);
+        return;
+    }
+    if (s->write_timeout_us && (s->flags & SF_WEV_ADDED) &&
+        now >= s->write_since + s->write_timeout_us) {
+        s->write_since = now;
+        arm_timer(s, now);
+        s->cb(s->arg, SOCK_WRITE_TIMEOUT);
+        return;
+    }
+    arm_timer(s, now);
+}
+
+/* ---- public ---- */
+
+int sock_init(struct sock *s, struct event_base *base, evutil_socket_t fd, SSL *ssl, sock_cb *cb,
+              void *arg)
+{
+    *s = (struct sock){.fd = fd, .ssl = ssl, .base = base, .cb = cb, .arg = arg};
+    s->in = evbuffer_new();
+    s->out = evbuffer_new();
+    if (!s->in || !s->out) {
+        if (s->in)
+            evbuffer_free(s->in);
+        if (s->out)
+            evbuffer_free(s->out);
+        SSL_free(ssl); /* the one owner of both, also on failure */
+        evutil_closesocket(fd);
+        *s = (struct sock){.fd = -1, .state = SOCK_CLOSED};
+        return -1;
+    }
+    event_assign(&s->rev, base, fd, EV_READ | EV_PERSIST, on_rev, s);
+    event_assign(&s->wev, base, fd, EV_WRITE | EV_PERSIST, on_wev, s);
+    evtimer_assign(&s->timer, base, on_timer, s);
+    if (ssl) {
+        SSL_set_fd(ssl, fd);
+        SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
+    s->flags = SF_READING;
+    s->state = SOCK_OPEN;
+    update_rev(s);
+    return 0;
+}
+
+void sock_set_cb(struct sock *s, sock_cb *cb, void *arg)
+{
+    s->cb = cb;
+    s->arg = arg;
+}
+
+void sock_handshake(struct sock *s)
+{
+    if (!s->ssl || s->state != SOCK_OPEN)
+        return;
+    s->state = SOCK_HANDSHAKE;
+    update_rev(s);
+    /* From the loop, like every outcome: a handshake can fail before the caller returns. */
+    event_active(&s->rev, EV_READ, 1);
+}
+
+void sock_read(struct sock *s, bool on)
+{
+    if (s->state == SOCK_CLOSED)
+        return;
+    if (on)
+        s->flags |= SF_READING;
+    else
+        s->flags &= ~SF_READING;
+    update_rev(s);
+    if (on && s->ssl && s->state == SOCK_OPEN && SSL_has_pending(s->ssl))
+        event_active(&s->rev, EV_READ, 1);
+}
+
+void sock_set_read_limit(struct sock *s, size_t limit)
+{
+    s->read_limit = limit;
+    sock_consumed(s);
+}
+
+void sock_consumed(struct sock *s)
+{
+    if (!(s->flags & SF_READ_PAUSED) || s->state == SOCK_CLOSED)
+        return;
+    if (s->read_limit && evbuffer_get_length(s->in) >= s->read_limit)
+        return;
+    s->flags &= ~SF_READ_PAUSED;
+    update_rev(s);
+    if (s->ssl && s->state == SOCK_OPEN && SSL_has_pending(s->ssl))
+        event_active(&s->rev, EV_READ, 1);
+}
+
+void sock_set_timeouts(struct sock *s, uint64_t read_ms, uint64_t write_ms)
+{
+    uint64_t now = now_us();
+    s->read_timeout_us = read_ms * 1000;
+    s->write_timeout_us = write_ms * 1000;
+    s->read_since = now;
+    if (s->timer_at) { /* the new deadlines may be earlier than the armed one */
+        evtimer_del(&s->timer);
+        s->timer_at = 0;
+    }
+    if (s->state != SOCK_CLOSED)
+        arm_timer(s, now);
+}
+
+int sock_flush(struct sock *s)
+{
+    if (s->state == SOCK_FAILED)
+        return -1;
+    if (s->state != SOCK_OPEN || evbuffer_get_length(s->out) == 0)
+        return evbuffer_get_length(s->out) ? 1 : 0;
+    if (s->flags & (SF_WEV_ADDED | SF_WRITE_NEEDS_READ))
+        return 1; /* a write already waits for the peer */
+    int rc = write_out(s);
+    if (rc == 1 && !(s->flags & SF_WRITE_NEEDS_READ))
+        wev_add(s);
+    else if (rc == 1)
+        update_rev(s);
+    else if (rc < 0)
+        fail_later(s);
+    return rc;
+}
+
+bool sock_at_eof(const struct sock *s)
+{
+    return (s->flags & SF_EOF) != 0;
+}
+
+size_t sock_pending(const struct sock *s)
+{
+    return s->out ? evbuffer_get_length(s->out) : 0;
+}
+
+void sock_shutdown(struct sock *s)
+{
+    if (s->state == SOCK_CLOSED)
+        return;
+    if (s->ssl && s->state == SOCK_OPEN) {
+        ERR_clear_error();
+        SSL_shutdown(s->ssl); /* close_notify, best effort: we do not wait for the peer's */
+        ERR_clear_error();
+    }
+    shutdown(s->fd, SHUT_WR);
+}
+
+void sock_close(struct sock *s)
+{
+    if (s->state == SOCK_CLOSED)
+        return;
+    event_del(&s->rev);
+    event_del(&s->wev);
+    evtimer_del(&s->timer);
+    if (s->ssl) {
+        /* No close_notify exchange: the connection is going, whatever the peer thinks. */
+        SSL_set_shutdown(s->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        SSL_free(s->ssl);
+    }
+    evutil_closesocket(s->fd);
+    evbuffer_free(s->in);
+    evbuffer_free(s->out);
+    *s = (struct sock){.fd = -1, .state = SOCK_CLOSED};
+}
+
+unsigned long sock_tls_alert(struct sock *s)
+{
+    if (!s->ssl)
+        return 0;
+    char byte;
+    size_t got;
+    ERR_clear_error();
+    unsigned long e = 0;
+    if (SSL_read_ex(s->ssl, &byte, 1, &got) <= 0)
+        e = ERR_peek_last_error();
+    ERR_clear_error();
+    return e;
+}
