@@ -72,6 +72,9 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# test_sock makes evbuffer_new fail on demand to check who frees what.
+$(BUILD)/tests/unit/test_sock: LDFLAGS += -Wl,--wrap=evbuffer_new
+
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
 

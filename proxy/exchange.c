@@ -362,12 +362,13 @@ void ex_settle(struct exchange *ex)
     stop_timers(ex);
     if (ex->failure == FAIL_NONE && ex->response_byte && ex->origin >= 0)
         balancer_report(balancer_of(ex), ex->origin, false, now_ms_of(ex));
-    log_exchange(ex);
     if (ex->uc && relay_reusable(ex)) {
         upconn_release(ex->uc);
         ex->uc = NULL;
         ex->usock = NULL;
     }
+    relay_drop(ex); /* before the log line: once it is written, the origin side is settled */
+    log_exchange(ex);
     enum exchange_end end = ex->outcome == OUTCOME_ABORTED ? END_ABORT
                             : ex->close_client || ex->req_state != REQ_DONE ? END_CLOSE
                                                                             : END_KEEP;

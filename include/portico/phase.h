@@ -15,7 +15,8 @@
 
 #include "portico/failure.h"
 
-/* When each phase of one exchange started and ended. Zero-initialize before use. */
+/* When each phase of one exchange started and ended. Zero-initialize before use; times are
+ * never 0 (a monotonic clock in µs does not read 0), which marks "never". */
 struct phase_clock {
     enum phase current;          /* the phase the exchange is in */
     uint64_t start[PHASE_COUNT]; /* µs; 0 = never entered */

@@ -782,6 +782,53 @@ static void test_reload_out_of_descriptors(void **state)
     px_stop(h);
 }
 
+/* ---- 12. a local shortage is not the origin's failure ---- */
+
+/* Out of descriptors when the origin connection is opened: Portico's own failure (500,
+ * internal_error), which passive health must not count against the origin (it once was
+ * connect_unreachable and marked the origin down). */
+static void test_local_failure_spares_origin(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 0\n"
+                                 "max_fails = 1\nfail_timeout = 60s\n",
+                                 fake_origin_port(o));
+    pid_t pid = harness_pid(h);
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    send_ok(c, "GET /warm HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    free(px_log_line(h, "target=\"/warm\"")); /* logged once its origin connection closed */
+
+    struct rlimit old, tight;
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
+    tight = (struct rlimit){.rlim_cur = (rlim_t)lowest_free_fd(pid), .rlim_max = old.rlim_max};
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &tight, NULL), 0);
+    send_ok(c, "GET /short HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 500);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "internal_error");
+    raw_response_free(&r);
+    char *line = px_log_line(h, "target=\"/short\"");
+    assert_non_null(strstr(line, "failure=internal_error"));
+    free(line);
+
+    /* descriptors back: the origin was never marked down, so it answers (not 503) */
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+    send_ok(c, "GET /again HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -797,6 +844,7 @@ int main(void)
         cmocka_unit_test(test_tls_client_lingering_close),
         cmocka_unit_test(test_accept_out_of_descriptors),
         cmocka_unit_test(test_reload_out_of_descriptors),
+        cmocka_unit_test(test_local_failure_spares_origin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,308 @@
+/*
+ * test_sock.c — the socket layer over a socketpair and a real event loop: bytes before the EOF,
+ * writes that wait and drain, the read limit, both deadlines, and who frees what when
+ * sock_init fails (the double SSL_free bufferevent_openssl caused: libevent 2.1 freed the SSL
+ * itself and so did we). evbuffer_new is wrapped (-Wl,--wrap) so that it can be made to fail.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "portico/sock.h"
+#include "portico/util.h"
+
+/* ---- evbuffer_new that fails on demand ---- */
+
+static int fail_evbuffer_new_at = -1; /* the call that fails (0 = next), -1 never */
+
+struct evbuffer *__real_evbuffer_new(void);
+struct evbuffer *__wrap_evbuffer_new(void);
+struct evbuffer *__wrap_evbuffer_new(void)
+{
+    if (fail_evbuffer_new_at == 0) {
+        fail_evbuffer_new_at = -1;
+        return NULL;
+    }
+    if (fail_evbuffer_new_at > 0)
+        fail_evbuffer_new_at--;
+    return __real_evbuffer_new();
+}
+
+/* ---- a recorder for the events of one sock ---- */
+
+struct recorder {
+    struct sock s;
+    struct event_base *base;
+    enum sock_event events[32];
+    int n;
+    char data[4096];      /* everything read, in order */
+    size_t len;
+    bool stop_on_event;
+    bool close_on_eof;
+};
+
+static void record(void *arg, enum sock_event ev)
+{
+    struct recorder *r = arg;
+    if (r->n < (int)(sizeof(r->events) / sizeof(r->events[0])))
+        r->events[r->n++] = ev;
+    if (ev == SOCK_READABLE) {
+        size_t n = evbuffer_get_length(r->s.in);
+        if (r->len + n <= sizeof(r->data))
+            evbuffer_remove(r->s.in, r->data + r->len, n);
+        r->len += n;
+        sock_consumed(&r->s);
+    }
+    if (ev == SOCK_EOF && r->close_on_eof)
+        sock_close(&r->s); /* the owner may close from inside the callback */
+    if (r->stop_on_event)
+        event_base_loopbreak(r->base);
+}
+
+static bool saw(const struct recorder *r, enum sock_event ev)
+{
+    for (int i = 0; i < r->n; i++)
+        if (r->events[i] == ev)
+            return true;
+    return false;
+}
+
+static int index_of(const struct recorder *r, enum sock_event ev)
+{
+    for (int i = 0; i < r->n; i++)
+        if (r->events[i] == ev)
+            return i;
+    return -1;
+}
+
+/* Runs the loop until the recorder has seen ev (each event stops the loop), at most 2 s. */
+static void run_until(struct recorder *r, enum sock_event ev)
+{
+    uint64_t deadline = now_us() + 2000000;
+    r->stop_on_event = true;
+    while (!saw(r, ev) && now_us() < deadline) {
+        struct timeval tick = {0, 50000};
+        event_base_loopexit(r->base, &tick);
+        event_base_dispatch(r->base);
+    }
+    r->stop_on_event = false;
+}
+
+/* Runs the loop for ms. */
+static void run_for(struct event_base *base, int ms)
+{
+    struct timeval tick = {0, ms * 1000};
+    event_base_loopexit(base, &tick);
+    event_base_dispatch(base);
+}
+
+static void pair(int fds[2])
+{
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+}
+
+static void setup_recorder(struct recorder *r, int fd)
+{
+    memset(r, 0, sizeof(*r));
+    r->base = event_base_new();
+    assert_non_null(r->base);
+    assert_int_equal(sock_init(&r->s, r->base, fd, NULL, record, r), 0);
+}
+
+static void teardown_recorder(struct recorder *r)
+{
+    sock_close(&r->s);
+    event_base_free(r->base);
+}
+
+/* Bytes the peer sent right before closing are all delivered, then the EOF, once. */
+static void test_data_then_eof(void **state)
+{
+    (void)state;
+    int fds[2];
+    pair(fds);
+    struct recorder r;
+    setup_recorder(&r, fds[0]);
+    assert_int_equal(write(fds[1], "hello, world", 12), 12);
+    close(fds[1]);
+    run_until(&r, SOCK_EOF);
+    assert_int_equal(r.len, 12);
+    assert_memory_equal(r.data, "hello, world", 12);
+    assert_true(index_of(&r, SOCK_READABLE) < index_of(&r, SOCK_EOF));
+    int eofs = 0;
+    for (int i = 0; i < r.n; i++)
+        eofs += r.events[i] == SOCK_EOF;
+    assert_int_equal(eofs, 1);
+    assert_true(sock_at_eof(&r.s));
+    teardown_recorder(&r);
+}
+
+/* Closing from inside the callback is safe: the sock touches nothing of itself afterwards. */
+static void test_close_inside_callback(void **state)
+{
+    (void)state;
+    int fds[2];
+    pair(fds);
+    struct recorder r;
+    setup_recorder(&r, fds[0]);
+    r.close_on_eof = true;
+    close(fds[1]);
+    run_until(&r, SOCK_EOF);
+    assert_int_equal(r.s.state, SOCK_CLOSED);
+    teardown_recorder(&r); /* a second close is a no-op */
+}
+
+/* A write the peer cannot take waits; DRAINED comes once the peer read it all. */
+static void test_write_waits_then_drains(void **state)
+{
+    (void)state;
+    int fds[2];
+    pair(fds);
+    struct recorder r;
+    setup_recorder(&r, fds[0]);
+    static char big[4 << 20];
+    memset(big, 'x', sizeof(big));
+    evbuffer_add(r.s.out, big, sizeof(big));
+    assert_int_equal(sock_flush(&r.s), 1); /* a socketpair does not take 4 MiB at once */
+    assert_true(sock_pending(&r.s) > 0);
+    size_t got = 0;
+    char buf[65536];
+    uint64_t deadline = now_us() + 2000000;
+    while (got < sizeof(big) && now_us() < deadline) {
+        ssize_t n = read(fds[1], buf, sizeof(buf));
+        if (n > 0)
+            got += (size_t)n;
+        run_for(r.base, 1);
+    }
+    assert_int_equal(got, sizeof(big));
+    run_until(&r, SOCK_DRAINED);
+    assert_true(saw(&r, SOCK_DRAINED));
+    assert_int_equal(sock_pending(&r.s), 0);
+    close(fds[1]);
+    teardown_recorder(&r);
+}
+
+static int hoarded; /* events seen by the callback that consumes nothing */
+
+static void hoard(void *arg, enum sock_event ev)
+{
+    (void)arg, (void)ev;
+    hoarded++;
+}
+
+/* With a read limit the input never holds more than it; consuming resumes reading. */
+static void test_read_limit(void **state)
+{
+    (void)state;
+    int fds[2];
+    pair(fds);
+    struct recorder r;
+    setup_recorder(&r, fds[0]);
+    sock_set_cb(&r.s, hoard, NULL); /* consumes nothing: the limit must hold */
+    sock_set_read_limit(&r.s, 1000);
+    char buf[5000];
+    memset(buf, 'y', sizeof(buf));
+    assert_int_equal(write(fds[1], buf, sizeof(buf)), (ssize_t)sizeof(buf));
+    run_for(r.base, 100);
+    assert_int_equal(evbuffer_get_length(r.s.in), 1000);
+    int events = hoarded;
+    run_for(r.base, 50); /* paused: no busy loop on a readable socket */
+    assert_int_equal(hoarded, events);
+    evbuffer_drain(r.s.in, 1000);
+    sock_consumed(&r.s);
+    run_for(r.base, 50);
+    assert_int_equal(evbuffer_get_length(r.s.in), 1000);
+    close(fds[1]);
+    teardown_recorder(&r);
+}
+
+/* The read deadline counts silence while reading; the write deadline, a peer that takes
+ * nothing. Both fire once each, near their limit. */
+static void test_deadlines(void **state)
+{
+    (void)state;
+    int fds[2];
+    pair(fds);
+    struct recorder r;
+    setup_recorder(&r, fds[0]);
+    uint64_t t0 = now_us();
+    sock_set_timeouts(&r.s, 50, 0);
+    run_until(&r, SOCK_READ_TIMEOUT);
+    uint64_t took = (now_us() - t0) / 1000;
+    assert_true(saw(&r, SOCK_READ_TIMEOUT));
+    assert_true(took >= 50 && took < 500);
+
+    static char big[4 << 20];
+    evbuffer_add(r.s.out, big, sizeof(big));
+    sock_set_timeouts(&r.s, 0, 60);
+    t0 = now_us();
+    assert_int_equal(sock_flush(&r.s), 1);
+    run_until(&r, SOCK_WRITE_TIMEOUT);
+    took = (now_us() - t0) / 1000;
+    assert_true(saw(&r, SOCK_WRITE_TIMEOUT));
+    assert_true(took >= 60 && took < 500);
+    close(fds[1]);
+    teardown_recorder(&r);
+}
+
+/* ---- who frees what when sock_init fails ---- */
+
+static int ssl_frees;
+
+static void count_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                       void *argp)
+{
+    (void)parent, (void)ptr, (void)ad, (void)idx, (void)argl, (void)argp;
+    ssl_frees++;
+}
+
+static void test_init_failure_frees_once(void **state)
+{
+    (void)state;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    int idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, count_free);
+    struct event_base *base = event_base_new();
+    for (int at = 0; at < 2; at++) { /* the first or the second buffer cannot be had */
+        int fds[2];
+        pair(fds);
+        SSL *ssl = SSL_new(ctx);
+        SSL_set_ex_data(ssl, idx, &ssl_frees);
+        ssl_frees = 0;
+        struct sock s;
+        fail_evbuffer_new_at = at;
+        assert_int_equal(sock_init(&s, base, fds[0], ssl, record, NULL), -1);
+        assert_int_equal(ssl_frees, 1);                  /* freed, exactly once */
+        assert_int_equal(fcntl(fds[0], F_GETFD), -1);    /* and the socket closed */
+        assert_int_equal(errno, EBADF);
+        assert_int_equal(s.state, SOCK_CLOSED);
+        sock_close(&s);                                  /* closing it again does nothing */
+        close(fds[1]);
+    }
+    event_base_free(base);
+    SSL_CTX_free(ctx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_data_then_eof),
+        cmocka_unit_test(test_close_inside_callback),
+        cmocka_unit_test(test_write_waits_then_drains),
+        cmocka_unit_test(test_read_limit),
+        cmocka_unit_test(test_deadlines),
+        cmocka_unit_test(test_init_failure_frees_once),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
