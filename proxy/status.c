@@ -1,14 +1,14 @@
 /*
  * status.c — the HTTP status-code registry.
  *
- * One static table indexed by the code itself, generated from the rows of status_list.h as
- * designated initializers, so status_lookup() is one bounds check and one load, and nothing is
- * built at run time: worker threads share read-only data with no init race. Rows that are
+ * Two static tables generated from the rows of status_list.h: the wire meaning of each code
+ * indexed by the code itself (designated initializers), so status_lookup() is one bounds check
+ * and one load; and every meaning in list order for `portico codes`. Nothing is built at run
+ * time: worker threads share read-only data with no init race. Rows of the first table that are
  * absent have .code == 0.
  *
  * Phrases go on the wire: printable ASCII only, no CR/LF, no curly quotes (tests/unit/test_status.c
- * checks every row). Where a number has several meanings the phrase is the one Portico sends and
- * the note names the others.
+ * checks every row).
  */
 #include "portico/status.h"
 
@@ -19,12 +19,23 @@
 #define STATUS_MIN 100
 #define STATUS_MAX 999
 
+#define MEANING(c, nm, ph, src, orig, nt, u)                                                       \
+    { .code = c, .name = nm, .phrase = ph, .source = STATUS_SRC_##src, .origin = orig,            \
+      .note = nt, .use = u }
+#define REGISTRY_WIRE(c, nm, ph, src, orig, nt)                                                    \
+    [c] = MEANING(c, #nm, ph, src, orig, nt, STATUS_USE_WIRE),
+#define REGISTRY_ALSO(c, ph, src, orig, nt)
+#define MEANINGS_WIRE(c, nm, ph, src, orig, nt) MEANING(c, #nm, ph, src, orig, nt, STATUS_USE_WIRE),
+#define MEANINGS_ALSO(c, ph, src, orig, nt) MEANING(c, NULL, ph, src, orig, nt, STATUS_USE_OTHER),
+
+/* The wire meaning of each code, indexed by the code. */
 static const struct status_info registry[STATUS_MAX + 1] = {
-#define STATUS_TABLE_ROW(c, nm, ph, src, orig, nt)                                                 \
-    [c] = { .code = c, .name = #nm, .phrase = ph, .source = STATUS_SRC_##src, .origin = orig,     \
-            .note = nt },
-    STATUS_LIST(STATUS_TABLE_ROW)
-#undef STATUS_TABLE_ROW
+    STATUS_LIST(REGISTRY_WIRE, REGISTRY_ALSO)
+};
+
+/* Every meaning, in list order (ascending code, the wire meaning first). */
+static const struct status_info meanings[] = {
+    STATUS_LIST(MEANINGS_WIRE, MEANINGS_ALSO)
 };
 
 /* Fallback phrases by class, indexed by code / 100; 6xx-9xx share "Unknown Status". */
@@ -91,4 +102,29 @@ const char *status_source_name(enum status_source s)
     if ((unsigned)s >= sizeof(source_name) / sizeof(source_name[0]) || source_name[s] == NULL)
         return "unknown";
     return source_name[s];
+}
+
+size_t status_meaning_count(void)
+{
+    return sizeof(meanings) / sizeof(meanings[0]);
+}
+
+const struct status_info *status_meaning_at(size_t i)
+{
+    return i < status_meaning_count() ? &meanings[i] : NULL;
+}
+
+/* A linear scan: `portico codes` asks once per run, never the request path. */
+size_t status_meanings(int code, const struct status_info **first)
+{
+    size_t n = 0;
+
+    *first = NULL;
+    for (size_t i = 0; i < status_meaning_count(); i++) {
+        if (meanings[i].code != code)
+            continue;
+        if (n++ == 0)
+            *first = &meanings[i];
+    }
+    return n;
 }
