@@ -20,12 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portico/codes.h"
 #include "portico/config.h"
 #include "portico/interim.h"
 #include "portico/log.h"
 #include "portico/metrics.h"
 #include "portico/sim.h"
-#include "portico/status.h"
 #include "portico/worker.h"
 
 #ifndef PORTICO_VERSION
@@ -41,16 +41,6 @@ static void usage(FILE *out)
             "       portico --help           this text\n"
             "\n"
             "FILE defaults to conf/portico.ini. See README.md for the configuration keys.\n");
-}
-
-static int list_codes(void)
-{
-    for (size_t i = 0; i < status_count(); i++) {
-        const struct status_info *s = status_at(i);
-        printf("%d  %-40s %-10s %s\n", s->code, s->phrase, status_source_name(s->source),
-               s->origin);
-    }
-    return 0;
 }
 
 static bool uses_sim(const struct config *cfg)
@@ -243,7 +233,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     if (argc >= 2 && strcmp(argv[1], "codes") == 0)
-        return list_codes();
+        return codes_main(argc - 1, argv + 1);
     int opt;
     while ((opt = getopt_long(argc, argv, "c:thv", longopts, NULL)) != -1) {
         switch (opt) {
