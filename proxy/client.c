@@ -254,7 +254,7 @@ static void parse_head(struct client *c)
                         (info.framing == H1_BODY_LENGTH && info.content_length > 0);
         bool close = !info.keep_alive || has_body || c->w->draining;
         c->requests++;
-        int status = admin_respond(bufferevent_get_output(c->bev), &req, close);
+        int status = admin_respond(bufferevent_get_output(c->bev), &req, &close);
         evbuffer_drain(in, (size_t)rc);
         metrics_response(c->w->metrics, status, FAIL_NONE);
         c->head_start_us = 0;
