@@ -1,8 +1,10 @@
 /*
  * test_cli.c — issue 2, "Command line" and the simulator of `make run`, with the real binary:
  * `portico -t -c FILE` (0, or 1 with one FILE:LINE: message per problem), --version, --help,
- * `portico codes` in each form (issue 9; its JSON parsed strictly), and the shipped conf/portico.ini started on free ports (its listen and admin_listen lines
- * rewritten in a copy) serving every simulator endpoint of the README through the proxy.
+ * `portico codes` in each form (issue 9; its JSON parsed strictly), and the shipped
+ * conf/portico.ini started on free ports (its listen and admin_listen lines rewritten in a copy)
+ * serving every well-behaved simulator endpoint of the README through the proxy (the ones that
+ * misbehave on purpose are in test_sim_endpoints.c).
  *
  * Paths are relative to the repository root, the directory the tests run from.
  */
@@ -642,11 +644,16 @@ static const struct sim_row sim_rows[] = {
       NULL, 0, 2, 103, 100 },
     { "slow", "GET /slow/300?interval_ms=100 HTTP/1.1\r\nHost: s\r\n\r\n", 200, "OK", NULL, 0,
       2, 102, 300 },
+    { "status with a delay", "GET /status/202?delay_ms=150 HTTP/1.1\r\nHost: s\r\n\r\n", 202,
+      "Accepted", NULL, 0, 0, 0, 150 },
+    { "drip", "GET /drip?bytes=64&duration_ms=200 HTTP/1.1\r\nHost: s\r\n\r\n", 200, "OK", NULL,
+      64, 0, 0, 0 },
     { "unknown path", "GET /nope HTTP/1.1\r\nHost: s\r\n\r\n", 404, "Not Found", NULL, 0, 0, 0,
       0 },
 };
 
-/* Every simulator endpoint of the README, through the proxy, on one keep-alive connection. */
+/* Every well-behaved simulator endpoint of the README, through the proxy, on one keep-alive
+ * connection. */
 static void test_simulator_endpoints(void **state)
 {
     (void)state;
