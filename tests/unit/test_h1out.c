@@ -93,7 +93,8 @@ struct resp_row {
 
 static const struct resp_row resp_rows[] = {
     { "complete, default connection", { .status = 200, .content_type = "text/plain" }, "ok\n", 0,
-      H1OUT_PAYLOAD_SEND, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n" },
+      H1OUT_PAYLOAD_SEND,
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n" },
     { "HEAD: no body, the Content-Length of the content",
       { .status = 200, .content_type = "text/plain" }, "ok\n", 0, H1OUT_PAYLOAD_OMIT,
       "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\n" },

@@ -591,7 +591,8 @@ static size_t derive_name(const char *phrase, char *buf, size_t cap)
 
     for (const char *p = phrase; *p != '\0' && n + 1 < cap; p++) {
         unsigned char ch = (unsigned char)*p;
-        int alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        int alnum =
+            (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
 
         if (!alnum) {
             gap = n > 0;
