@@ -82,12 +82,13 @@ static int status_parts(int status, const char **phrase, size_t *len, char pre[S
     return 0;
 }
 
-/* Writes pieces into space reserved for their total: all of them, or nothing. */
+/* A run of bytes of the text being written. */
 struct piece {
     const void *p;
     size_t len;
 };
 
+/* Writes pieces into space reserved for their total: all of them, or nothing. */
 static int put_pieces(struct evbuffer *out, const struct piece *pieces, size_t n)
 {
     struct evbuffer_iovec v;

@@ -34,7 +34,7 @@ enum status_source {
     STATUS_SRC_RFC_OTHER,  /* other RFCs in the IANA registry (8297, 6585, 7725, 2295 ...) */
     STATUS_SRC_VENDOR,     /* one vendor's extension (nginx, Cloudflare, IIS, AWS ...) */
     STATUS_SRC_UNOFFICIAL, /* informal conventions (598, 599, 218 ...) */
-    STATUS_SRC_OBSOLETE,   /* former codes or Warning codes (306, 110-113, 199, 214, 299) */
+    STATUS_SRC_OBSOLETE,   /* former codes and names, Warning codes (306, 110-113, 199, 214, 299) */
 };
 
 /* Whether a meaning is the one Portico sends; every registered code has exactly one of those. */
