@@ -38,6 +38,8 @@
 #define SIM_PULL_MAX (2 * SIM_MAX_HEAD) /* never linearize more than this looking for a head */
 #define SIM_BLOCK 16384                /* body pattern block; a multiple of the 64-byte line */
 #define SIM_PIECE (SIM_BLOCK - 64)     /* most body bytes added at once: fits from any phase */
+#define SIM_OUT_LOW 16384              /* refill / resume reading once output drains to this */
+#define SIM_OUT_HIGH 65536             /* stop producing once output is above this */
 #define SIM_IN_HIGH 65536              /* libevent stops reading the socket above this */
 #define SIM_LINGER_MS 2000             /* how long a closing connection drains the client */
 #define SIM_DRIP_TICK_MS 10            /* a paced body (/drip) sends at most one piece a tick */

@@ -26,8 +26,6 @@ struct evbuffer;
 #define SIM_MAX_PARAMS 2           /* query parameters of one endpoint */
 #define SIM_MAX_MS 600000ULL       /* upper bound of every duration in milliseconds */
 #define SIM_MAX_BYTES (1ULL << 40) /* /bytes and /drip upper bound */
-#define SIM_OUT_LOW 16384          /* refill / resume reading once output drains to this */
-#define SIM_OUT_HIGH 65536         /* stop producing once output is above this */
 
 enum conn_state {
     CONN_HEAD,   /* waiting for (the rest of) a request head */
