@@ -1,51 +1,67 @@
 /*
  * admin.c — admin endpoint responses. See admin.h.
+ *
+ * Room for the fallback response is reserved in the output before anything else is tried, so
+ * that when building the real answer runs out of memory the client still gets a 503 and a
+ * close instead of waiting forever for an answer that never comes.
  */
 #include "portico/admin.h"
 
 #include <event2/buffer.h>
 #include <string.h>
 
+#include "portico/h1out.h"
 #include "portico/metrics.h"
 #include "portico/status.h"
 #include "portico/util.h"
 
-static int respond(struct evbuffer *out, int status, const char *type, struct evbuffer *body,
-                   bool head, bool close)
-{
-    evbuffer_add_printf(out,
-                        "HTTP/1.1 %d %s\r\nServer: portico\r\nContent-Type: %s\r\n"
-                        "Content-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
-                        status, status_phrase(status), type, evbuffer_get_length(body),
-                        close ? "Connection: close\r\n" : "");
-    if (!head)
-        evbuffer_add_buffer(out, body);
-    return status;
-}
+#define ADMIN_FIELDS "Server: portico\r\nCache-Control: no-store\r\n"
+#define TEXT_PLAIN "text/plain; charset=utf-8"
 
-int admin_respond(struct evbuffer *out, const struct h1_request *req, bool close)
+int admin_respond(struct evbuffer *out, const struct h1_request *req, bool *close)
 {
-    struct evbuffer *body = evbuffer_new();
-    if (!body)
-        return 500;
+    struct evbuffer *body = NULL;
     bool head = span_ieq(req->method, req->method_len, "HEAD");
     bool get = head || span_ieq(req->method, req->method_len, "GET");
     const char *q = memchr(req->target, '?', req->target_len);
     size_t plen = q ? (size_t)(q - req->target) : req->target_len;
-    int status;
-    if (!get) {
-        evbuffer_add_printf(body, "only GET and HEAD\n");
-        status = respond(out, 405, "text/plain; charset=utf-8", body, head, close);
-    } else if (span_ieq(req->target, plen, "/metrics")) {
-        metrics_render(body);
-        status = respond(out, 200, "text/plain; version=0.0.4; charset=utf-8", body, head, close);
-    } else if (span_ieq(req->target, plen, "/healthz")) {
-        evbuffer_add_printf(body, "ok\n");
-        status = respond(out, 200, "text/plain; charset=utf-8", body, head, close);
-    } else {
-        evbuffer_add_printf(body, "admin endpoints: /metrics, /healthz\n");
-        status = respond(out, 404, "text/plain; charset=utf-8", body, head, close);
+    struct h1out_head h = {
+        .fields = ADMIN_FIELDS,
+        .content_type = TEXT_PLAIN,
+        .connection = *close ? H1OUT_CONN_CLOSE : H1OUT_CONN_DEFAULT,
+    };
+    int rc = 0;
+
+    if (h1out_fallback_reserve(out) < 0) {
+        *close = true; /* not even room for the fallback: closing is the only answer left */
+        return -1;
     }
+    if (!(body = evbuffer_new()))
+        goto fail;
+    if (!get) {
+        h.status = HTTP_METHOD_NOT_ALLOWED;
+        h.fields = ADMIN_FIELDS "Allow: GET, HEAD\r\n"; /* RFC 9110 15.5.6: a 405 carries Allow */
+        rc = evbuffer_add_printf(body, "only GET and HEAD\n");
+    } else if (span_ieq(req->target, plen, "/metrics")) {
+        h.status = HTTP_OK;
+        h.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        metrics_render(body);
+    } else if (span_ieq(req->target, plen, "/healthz")) {
+        h.status = HTTP_OK;
+        rc = evbuffer_add_printf(body, "ok\n");
+    } else {
+        h.status = HTTP_NOT_FOUND;
+        rc = evbuffer_add_printf(body, "admin endpoints: /metrics, /healthz\n");
+    }
+    if (rc < 0 ||
+        h1out_simple_buf(out, &h, body, head ? H1OUT_PAYLOAD_OMIT : H1OUT_PAYLOAD_SEND) < 0)
+        goto fail;
     evbuffer_free(body);
-    return status;
+    return h.status;
+fail:
+    if (body)
+        evbuffer_free(body);
+    *close = true;
+    h1out_fallback(out); /* into the room reserved above: cannot fail */
+    return HTTP_SERVICE_UNAVAILABLE;
 }

@@ -297,7 +297,7 @@ static void admin_request(struct client *c, const struct h1_request *req, size_t
                     (info.framing == H1_BODY_LENGTH && info.content_length > 0);
     bool close = !info.keep_alive || has_body || c->loop->state != LOOP_RUNNING;
     c->requests++;
-    int status = admin_respond(c->sock.out, req, close);
+    int status = admin_respond(c->sock.out, req, &close); /* out of memory: it closes */
     evbuffer_drain(c->sock.in, head_len);
     sock_consumed(&c->sock);
     metrics_response(c->loop->metrics, status, FAIL_NONE);

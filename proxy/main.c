@@ -20,12 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portico/codes.h"
 #include "portico/config.h"
 #include "portico/generation.h"
 #include "portico/log.h"
 #include "portico/metrics.h"
 #include "portico/sim.h"
-#include "portico/status.h"
 #include "portico/util.h"
 #include "portico/worker.h"
 
@@ -42,16 +42,6 @@ static void usage(FILE *out)
             "       portico --help           this text\n"
             "\n"
             "FILE defaults to conf/portico.ini. See README.md for the configuration keys.\n");
-}
-
-static int list_codes(void)
-{
-    for (size_t i = 0; i < status_count(); i++) {
-        const struct status_info *s = status_at(i);
-        printf("%d  %-40s %-10s %s\n", s->code, s->phrase, status_source_name(s->source),
-               s->origin);
-    }
-    return 0;
 }
 
 /* `origin = sim` becomes the simulator's loopback address, once, before the workers see the
@@ -254,7 +244,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     if (argc >= 2 && strcmp(argv[1], "codes") == 0)
-        return list_codes();
+        return codes_main(argc - 1, argv + 1);
     int opt;
     while ((opt = getopt_long(argc, argv, "c:thv", longopts, NULL)) != -1) {
         switch (opt) {

@@ -1,13 +1,16 @@
 /*
- * sim.c — the built-in simulator origin: an HTTP/1.1 server on 127.0.0.1 in its own thread and
- * event_base. Requests are parsed with the project's strict parser (http1.h); each connection is
- * a small state machine driven by its bufferevent callbacks and one timer. Endpoints live in a
- * table; every response body is either tiny or streamed with back-pressure, so the memory of a
- * connection is bounded by the watermarks below whatever the client asks for.
+ * sim.c — the built-in simulator origin's server: an HTTP/1.1 server on 127.0.0.1 in its own
+ * thread and event_base. Requests are parsed with the project's strict parser (http1.h); each
+ * connection is a small state machine driven by its bufferevent callbacks and one timer. What
+ * each path answers is sim_endpoints.c (the two share sim_conn.h). Every response body is
+ * either tiny or streamed with back-pressure, so the memory of a connection is bounded by the
+ * watermarks below whatever the client asks for. Every status line goes through h1out.
  */
 #include "portico/sim.h"
 
+#include "portico/h1out.h"
 #include "portico/http1.h"
+#include "portico/sim_conn.h"
 #include "portico/status.h"
 
 #include <arpa/inet.h>
@@ -32,91 +35,21 @@
 #include <event2/util.h>
 
 #define SIM_MAX_REQUEST_LINE 8192      /* longer request line: 414 */
-#define SIM_MAX_HEAD 16384             /* longer request head: 431 */
 #define SIM_PULL_MAX (2 * SIM_MAX_HEAD) /* never linearize more than this looking for a head */
-#define SIM_BLOCK 16384                /* /bytes generation unit; a multiple of the pattern */
+#define SIM_BLOCK 16384                /* body pattern block; a multiple of the 64-byte line */
+#define SIM_PIECE (SIM_BLOCK - 64)     /* most body bytes added at once: fits from any phase */
 #define SIM_OUT_LOW 16384              /* refill / resume reading once output drains to this */
 #define SIM_OUT_HIGH 65536             /* stop producing once output is above this */
 #define SIM_IN_HIGH 65536              /* libevent stops reading the socket above this */
-#define SIM_MAX_INTERIM 32             /* codes accepted by /interim */
-#define SIM_MAX_PARAMS 2               /* query parameters of one endpoint */
-#define SIM_MAX_MS 600000ULL           /* /delay and /slow upper bound */
-#define SIM_MAX_BYTES (1ULL << 40)     /* /bytes upper bound */
 #define SIM_LINGER_MS 2000             /* how long a closing connection drains the client */
+#define SIM_DRIP_TICK_MS 10            /* a paced body (/drip) sends at most one piece a tick */
 
 /* ---- connection state ---- */
 
-enum conn_state {
-    CONN_HEAD,   /* waiting for (the rest of) a request head */
-    CONN_BODY,   /* reading and discarding the request body; the handler runs after it */
-    CONN_WAIT,   /* the handler waits on conn->timer (/delay, /interim, /slow) */
-    CONN_BYTES,  /* streaming a /bytes body, refilled at the low watermark */
-    CONN_ECHO,   /* streaming the request body back as it arrives */
-    CONN_FLUSH,  /* the last response is queued: write it out, then close */
-    CONN_LINGER, /* write side shut: drain the client until EOF or timeout so it sees no RST */
-};
-
 static const char *const conn_state_names[] = {
     [CONN_HEAD] = "head",   [CONN_BODY] = "body",   [CONN_WAIT] = "wait",
-    [CONN_BYTES] = "bytes", [CONN_ECHO] = "echo",   [CONN_FLUSH] = "flush",
-    [CONN_LINGER] = "linger",
-};
-
-struct conn;
-
-/* A documented query parameter: anything not in the endpoint's list is refused. */
-struct param {
-    const char *name;
-    uint64_t min;        /* inclusive bounds */
-    uint64_t max;
-    uint64_t def;        /* value when absent */
-    const char *why;     /* 400 reason when the value is not a number in range */
-};
-
-struct endpoint {
-    const char *path;        /* exact path, or a prefix when it ends in '/' */
-    const char *usage;       /* for the index page */
-    const char *about;       /* one-line description for the index page */
-    bool echo;               /* streams the request body back instead of discarding it */
-    const char *(*parse)(struct conn *c, const char *arg, size_t len); /* path argument; NULL ok */
-    const struct param *params; /* documented query parameters */
-    size_t nparams;
-    int (*start)(struct conn *c); /* runs once the request body has been read */
-    int (*tick)(struct conn *c);  /* conn->timer fired in CONN_WAIT */
-};
-
-/* What one request asked for; reset for every request head. Holds no pointer into the input
- * buffer: everything needed later is copied out (parsed into numbers) before the head is
- * drained. */
-struct request {
-    const struct endpoint *ep;     /* borrowed (static table); NULL: no such endpoint, 404 */
-    const char *bad;               /* static 400 reason for an invalid path or query, or NULL */
-    bool head;                     /* HEAD: headers only */
-    int minor;                     /* HTTP/1.<minor> of the request */
-    bool keep_alive;               /* false: Connection: close on the response, then close */
-    enum h1_framing framing;       /* request body framing; NONE once the body is fully read */
-    bool echo_chunked;             /* /echo of a chunked body: the response is chunked too */
-    uint64_t body_left;            /* H1_BODY_LENGTH: bytes still to read */
-    struct h1_chunked chunked;     /* H1_BODY_CHUNKED decoder */
-    uint64_t arg;                  /* path argument: status code, milliseconds, byte count */
-    uint64_t query[SIM_MAX_PARAMS]; /* query values, in endpoint->params order */
-    int codes[SIM_MAX_INTERIM];    /* /interim codes */
-    size_t ncodes;
-    size_t sent;                   /* interim responses or 102s sent so far */
-    uint64_t left;                 /* /bytes: body bytes still to generate */
-    struct timespec t0;            /* when the handler started waiting */
-};
-
-struct conn {
-    struct conn *prev;         /* sim.conns list, so sim_stop can free every connection */
-    struct conn *next;
-    struct bufferevent *bev;   /* owns the socket */
-    struct event *timer;       /* handler ticks in CONN_WAIT, the linger timeout in CONN_LINGER */
-    enum conn_state state;
-    bool peer_eof;             /* client shut its write side: finish what is queued, then close */
-    bool read_paused;          /* echo back-pressure: reading off until the output drains */
-    const char *why;           /* static reason given to conn_teardown when a step returns -1 */
-    struct request req;
+    [CONN_BYTES] = "bytes", [CONN_ECHO] = "echo",   [CONN_HANG] = "hang",
+    [CONN_FLUSH] = "flush", [CONN_LINGER] = "linger",
 };
 
 static struct {
@@ -130,8 +63,9 @@ static struct {
     bool debug;                      /* PORTICO_SIM_DEBUG set: log state changes and closes */
 } sim = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* /bytes bodies are this block, added by reference: streaming costs no copy and no allocation
- * beyond evbuffer chain headers. 64-byte lines, so every block continues the same pattern. */
+/* Bodies of /bytes and /drip are this block, added by reference: streaming costs no copy and no
+ * allocation beyond evbuffer chain headers. 64-byte lines, so a piece taken at the right phase
+ * continues the pattern. */
 static char sim_block[SIM_BLOCK];
 static pthread_once_t sim_block_once = PTHREAD_ONCE_INIT;
 
@@ -143,12 +77,17 @@ static void sim_block_fill(void)
         sim_block[i] = line[i % 64];
 }
 
-static void conn_set_state(struct conn *c, enum conn_state s)
+void sim_set_state(struct conn *c, enum conn_state s)
 {
     if (sim.debug && c->state != s)
         fprintf(stderr, "sim: conn %d %s -> %s\n", (int)bufferevent_getfd(c->bev),
                 conn_state_names[c->state], conn_state_names[s]);
     c->state = s;
+}
+
+struct evbuffer *sim_out(struct conn *c)
+{
+    return bufferevent_get_output(c->bev);
 }
 
 /* The one teardown: every connection ends here, with the reason it ended. */
@@ -167,7 +106,12 @@ static void conn_teardown(struct conn *c, const char *reason)
     free(c);
 }
 
-static uint64_t elapsed_ms(const struct timespec *t0)
+void sim_mark(struct timespec *t0)
+{
+    clock_gettime(CLOCK_MONOTONIC, t0);
+}
+
+uint64_t sim_elapsed_ms(const struct timespec *t0)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -175,7 +119,7 @@ static uint64_t elapsed_ms(const struct timespec *t0)
     return ns > 0 ? (uint64_t)ns / 1000000 : 0;
 }
 
-static void conn_arm(struct conn *c, uint64_t ms)
+void sim_arm(struct conn *c, uint64_t ms)
 {
     struct timeval tv = { .tv_sec = (time_t)(ms / 1000),
                           .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
@@ -197,72 +141,86 @@ static void http_date(char *buf, size_t cap)
              months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-/* 204 and 304 carry no content, so no Content-Type and no framing (RFC 9110 8.6, 15.4.5). */
-static bool status_has_content(int code)
+/* The head of every final response: Server, Date, then what h1out adds (Content-Type and
+ * framing unless the status has no content, Connection as the request needs). Always HTTP/1.1
+ * in the status line: it is the server's version, also towards 1.0 clients (RFC 9110 6.2). */
+static void final_head(struct conn *c, struct h1out_head *h, char *fields, size_t cap, int code,
+                       const char *ctype)
 {
-    return code != 204 && code != 304;
-}
-
-/* Writes a final response head; len < 0 means chunked. Always HTTP/1.1 in the status line: it
- * is the server's version, also towards 1.0 clients (RFC 9110 6.2). */
-static void put_head(struct conn *c, int code, const char *ctype, int64_t len)
-{
-    struct evbuffer *out = bufferevent_get_output(c->bev);
     char date[40];
     http_date(date, sizeof(date));
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nServer: portico-sim\r\nDate: %s\r\n", code,
-                        status_phrase(code), date);
-    if (status_has_content(code)) {
-        evbuffer_add_printf(out, "Content-Type: %s\r\n", ctype);
-        if (len < 0)
-            evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
-        else
-            evbuffer_add_printf(out, "Content-Length: %" PRId64 "\r\n", len);
+    snprintf(fields, cap, "Server: portico-sim\r\nDate: %s\r\n", date);
+    *h = (struct h1out_head){
+        .status = code,
+        .fields = fields,
+        .content_type = ctype,
+        .connection = !c->req.keep_alive ? H1OUT_CONN_CLOSE
+                      : c->req.minor == 0 ? H1OUT_CONN_KEEP_ALIVE
+                                          : H1OUT_CONN_DEFAULT,
+    };
+}
+
+int sim_put_head(struct conn *c, int code, const char *ctype, int64_t len)
+{
+    struct h1out_head h;
+    char fields[96];
+    final_head(c, &h, fields, sizeof(fields), code, ctype);
+    if (h1out_head(sim_out(c), &h, len) < 0) {
+        c->why = "out of memory";
+        return -1;
     }
-    if (!c->req.keep_alive)
-        evbuffer_add_printf(out, "Connection: close\r\n");
-    else if (c->req.minor == 0)
-        evbuffer_add_printf(out, "Connection: keep-alive\r\n");
-    evbuffer_add(out, "\r\n", 2);
-}
-
-/* 1xx: never to HTTP/1.0 clients, which cannot tell them from the final response. */
-static void put_interim(struct conn *c, int code)
-{
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (c->req.minor == 0)
-        return;
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", code, status_phrase(code));
-    if (code == 103)
-        evbuffer_add_printf(out, "Link: </sim/app.css>; rel=preload; as=style\r\n");
-    evbuffer_add(out, "\r\n", 2);
-}
-
-/* The request is answered: keep going on this connection, or close it once flushed. */
-static int conn_finish(struct conn *c)
-{
-    conn_set_state(c, c->req.keep_alive ? CONN_HEAD : CONN_FLUSH);
     return 0;
 }
 
-/* A complete text/plain response with a formatted one-line-ish body. */
-__attribute__((format(printf, 3, 4))) static int send_text(struct conn *c, int code,
-                                                            const char *fmt, ...)
+/* 1xx: never to HTTP/1.0 clients, which cannot tell them from the final response. */
+int sim_put_interim(struct conn *c, int code)
+{
+    const struct h1out_head h = {
+        .status = code,
+        .fields = code == HTTP_EARLY_HINTS ? "Link: </sim/app.css>; rel=preload; as=style\r\n"
+                                           : NULL,
+    };
+    if (c->req.minor == 0)
+        return 0;
+    if (h1out_head(sim_out(c), &h, 0) < 0) {
+        c->why = "out of memory";
+        return -1;
+    }
+    return 0;
+}
+
+int sim_finish(struct conn *c)
+{
+    /* a paced body may end on a write callback with its tick still pending: a stale tick must
+     * not reach the next request's handler */
+    evtimer_del(c->timer);
+    sim_set_state(c, c->req.keep_alive ? CONN_HEAD : CONN_FLUSH);
+    return 0;
+}
+
+int sim_send_text(struct conn *c, int code, const char *fmt, ...)
 {
     struct evbuffer *body = evbuffer_new();
+    struct h1out_head h;
+    char fields[96];
     va_list ap;
+    int rc;
     if (!body) {
         c->why = "out of memory";
         return -1;
     }
     va_start(ap, fmt);
-    evbuffer_add_vprintf(body, fmt, ap);
+    rc = evbuffer_add_vprintf(body, fmt, ap);
     va_end(ap);
-    put_head(c, code, "text/plain; charset=utf-8", (int64_t)evbuffer_get_length(body));
-    if (!c->req.head && status_has_content(code))
-        evbuffer_add_buffer(bufferevent_get_output(c->bev), body);
+    final_head(c, &h, fields, sizeof(fields), code, "text/plain; charset=utf-8");
+    if (rc < 0 || h1out_simple_buf(sim_out(c), &h, body,
+                                   c->req.head ? H1OUT_PAYLOAD_OMIT : H1OUT_PAYLOAD_SEND) < 0) {
+        evbuffer_free(body);
+        c->why = "out of memory";
+        return -1;
+    }
     evbuffer_free(body);
-    return conn_finish(c);
+    return sim_finish(c);
 }
 
 /* Refuses a message the parser or the semantic pass rejected. The request boundary is lost, so
@@ -270,290 +228,7 @@ __attribute__((format(printf, 3, 4))) static int send_text(struct conn *c, int c
 static int send_error(struct conn *c, int code, const char *reason)
 {
     c->req.keep_alive = false;
-    return send_text(c, code, "%d %s: %s\n", code, status_phrase(code), reason);
-}
-
-/* ---- request parsing helpers ---- */
-
-/* Strict decimal: 1 to 20 digits, nothing else, no overflow, at most max. */
-static int parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (len == 0 || len > 20)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    if (v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* Exactly three digits: "099" and "1000" are not status codes. */
-static int parse_code(const char *s, size_t len, uint64_t *out)
-{
-    return len == 3 ? parse_u64(s, len, 999, out) : -1;
-}
-
-/* Only the endpoint's documented parameters, each at most once, each a number in range. */
-static const char *parse_query(struct conn *c, const struct endpoint *ep, const char *q, size_t len)
-{
-    bool seen[SIM_MAX_PARAMS] = { false };
-    for (size_t i = 0; i < ep->nparams; i++)
-        c->req.query[i] = ep->params[i].def;
-    if (len == 0)
-        return NULL;
-    if (ep->nparams == 0)
-        return "this endpoint takes no query parameters";
-    size_t pos = 0;
-    for (;;) {
-        const char *seg = q + pos;
-        const char *amp = memchr(seg, '&', len - pos);
-        size_t seg_len = amp ? (size_t)(amp - seg) : len - pos;
-        const char *eq = memchr(seg, '=', seg_len);
-        size_t i;
-        if (!eq)
-            return "query parameter without a value";
-        for (i = 0; i < ep->nparams; i++) {
-            size_t n = strlen(ep->params[i].name);
-            if ((size_t)(eq - seg) == n && memcmp(seg, ep->params[i].name, n) == 0)
-                break;
-        }
-        if (i == ep->nparams)
-            return "unknown query parameter";
-        if (seen[i])
-            return "repeated query parameter";
-        seen[i] = true;
-        const char *val = eq + 1;
-        size_t val_len = seg_len - (size_t)(val - seg);
-        if (parse_u64(val, val_len, ep->params[i].max, &c->req.query[i]) < 0 ||
-            c->req.query[i] < ep->params[i].min)
-            return ep->params[i].why;
-        if (!amp)
-            return NULL;
-        pos += seg_len + 1;
-    }
-}
-
-/* ---- endpoints ---- */
-
-static const char *arg_status(struct conn *c, const char *arg, size_t len)
-{
-    if (parse_code(arg, len, &c->req.arg) < 0 || c->req.arg < 200 || c->req.arg > 599)
-        return "status code must be three digits in 200-599";
-    return NULL;
-}
-
-static const char *arg_ms(struct conn *c, const char *arg, size_t len)
-{
-    if (parse_u64(arg, len, SIM_MAX_MS, &c->req.arg) < 0)
-        return "milliseconds must be a number in 0-600000";
-    return NULL;
-}
-
-static const char *arg_bytes(struct conn *c, const char *arg, size_t len)
-{
-    if (parse_u64(arg, len, SIM_MAX_BYTES, &c->req.arg) < 0)
-        return "byte count must be a number in 0-1099511627776";
-    return NULL;
-}
-
-static const char *arg_interim(struct conn *c, const char *arg, size_t len)
-{
-    static const char why[] = "interim codes must be 1 to 32 comma-separated codes in 100-199 "
-                              "except 101";
-    size_t pos = 0;
-    for (;;) {
-        const char *comma = memchr(arg + pos, ',', len - pos);
-        size_t n = comma ? (size_t)(comma - (arg + pos)) : len - pos;
-        uint64_t code;
-        if (c->req.ncodes == SIM_MAX_INTERIM || parse_code(arg + pos, n, &code) < 0 ||
-            code < 100 || code > 199 || code == 101)
-            return why;
-        c->req.codes[c->req.ncodes++] = (int)code;
-        if (!comma)
-            return NULL;
-        pos += n + 1;
-    }
-}
-
-static int ep_index(struct conn *c);
-
-static int ep_status(struct conn *c)
-{
-    int code = (int)c->req.arg;
-    return send_text(c, code, "%d %s\n", code, status_phrase(code));
-}
-
-static int ep_wait(struct conn *c)
-{
-    clock_gettime(CLOCK_MONOTONIC, &c->req.t0);
-    conn_set_state(c, CONN_WAIT);
-    conn_arm(c, c->req.arg);
-    return 0;
-}
-
-static int tick_delay(struct conn *c)
-{
-    return send_text(c, 200, "waited %" PRIu64 " ms (asked for %" PRIu64 " ms)\n",
-                     elapsed_ms(&c->req.t0), c->req.arg);
-}
-
-static int ep_bytes(struct conn *c)
-{
-    put_head(c, 200, "application/octet-stream", (int64_t)c->req.arg);
-    c->req.left = c->req.head ? 0 : c->req.arg;
-    conn_set_state(c, CONN_BYTES);
-    return 0;
-}
-
-static int ep_interim(struct conn *c)
-{
-    conn_set_state(c, CONN_WAIT);
-    conn_arm(c, c->req.query[0]);
-    return 0;
-}
-
-static int tick_interim(struct conn *c)
-{
-    char list[SIM_MAX_INTERIM * 5 + 1];
-    size_t n = 0;
-    /* delay_ms before each interim response and before the final one, so a client sees every
-     * 1xx arrive on its own */
-    if (c->req.sent < c->req.ncodes) {
-        put_interim(c, c->req.codes[c->req.sent++]);
-        conn_arm(c, c->req.query[0]);
-        return 0;
-    }
-    if (c->req.minor == 0)
-        return send_text(c, 200, "interim responses sent: none (HTTP/1.0 client)\n");
-    for (size_t i = 0; i < c->req.ncodes; i++)
-        n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%d", i ? "," : "", c->req.codes[i]);
-    return send_text(c, 200, "interim responses sent: %s\n", list);
-}
-
-static int ep_slow(struct conn *c)
-{
-    clock_gettime(CLOCK_MONOTONIC, &c->req.t0);
-    conn_set_state(c, CONN_WAIT);
-    conn_arm(c, c->req.arg < c->req.query[0] ? c->req.arg : c->req.query[0]);
-    return 0;
-}
-
-static int tick_slow(struct conn *c)
-{
-    uint64_t done = elapsed_ms(&c->req.t0);
-    /* libevent may wake a hair early; a 102 right before the final answer is just noise */
-    if (done + 1 >= c->req.arg)
-        return send_text(c, 200, "slow: %" PRIu64 " ms, %zu x 102 Processing sent\n", c->req.arg,
-                         c->req.sent);
-    put_interim(c, 102);
-    if (c->req.minor == 1)
-        c->req.sent++;
-    uint64_t left = c->req.arg - done;
-    conn_arm(c, left < c->req.query[0] ? left : c->req.query[0]);
-    return 0;
-}
-
-static const struct param interim_params[] = {
-    { "delay_ms", 0, 60000, 100, "delay_ms must be a number in 0-60000" },
-};
-
-static const struct param slow_params[] = {
-    { "interval_ms", 10, SIM_MAX_MS, 1000, "interval_ms must be a number in 10-600000" },
-};
-
-#define PARAMS(a) (a), (sizeof(a) / sizeof((a)[0]))
-
-/* Matched in order: the first row whose path matches the request path serves it. */
-static const struct endpoint endpoints[] = {
-    { "/", "/", "this list", false, NULL, NULL, 0, ep_index, NULL },
-    { "/status/", "/status/{code}", "answer with status {code} (200-599) and its reason phrase",
-      false, arg_status, NULL, 0, ep_status, NULL },
-    { "/delay/", "/delay/{ms}", "answer 200 after {ms} milliseconds (0-600000)", false, arg_ms,
-      NULL, 0, ep_wait, tick_delay },
-    { "/bytes/", "/bytes/{n}", "stream {n} bytes of application/octet-stream (0-2^40)", false,
-      arg_bytes, NULL, 0, ep_bytes, NULL },
-    { "/echo", "/echo", "send back the request head as received, then the request body", true,
-      NULL, NULL, 0, NULL, NULL },
-    { "/interim/", "/interim/{codes}?delay_ms=N",
-      "send each 1xx in {codes} (e.g. 103,102), then 200, N ms apart (default 100)", false,
-      arg_interim, PARAMS(interim_params), ep_interim, tick_interim },
-    { "/slow/", "/slow/{ms}?interval_ms=I",
-      "send 102 Processing every I ms (default 1000) for {ms} ms, then 200", false, arg_ms,
-      PARAMS(slow_params), ep_slow, tick_slow },
-};
-
-#define NENDPOINTS (sizeof(endpoints) / sizeof(endpoints[0]))
-
-static int ep_index(struct conn *c)
-{
-    struct evbuffer *body = evbuffer_new();
-    if (!body) {
-        c->why = "out of memory";
-        return -1;
-    }
-    evbuffer_add_printf(body, "portico-sim: the built-in origin simulator\n\n");
-    for (size_t i = 0; i < NENDPOINTS; i++)
-        evbuffer_add_printf(body, "%-30s %s\n", endpoints[i].usage, endpoints[i].about);
-    evbuffer_add_printf(body, "\nAny other path answers 404. HEAD, keep-alive, pipelining, "
-                              "Expect: 100-continue and chunked request bodies work everywhere.\n");
-    put_head(c, 200, "text/plain; charset=utf-8", (int64_t)evbuffer_get_length(body));
-    if (!c->req.head)
-        evbuffer_add_buffer(bufferevent_get_output(c->bev), body);
-    evbuffer_free(body);
-    return conn_finish(c);
-}
-
-/* Case-insensitive prefix test for the scheme of an absolute-form target. */
-static bool has_prefix_ci(const char *s, size_t len, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    return len >= n && strncasecmp(s, prefix, n) == 0;
-}
-
-/* Finds the endpoint and parses its arguments into c->req, before the head is drained. */
-static void route(struct conn *c, const char *target, size_t len)
-{
-    const char *path = target;
-    size_t plen;
-
-    /* absolute-form (RFC 9112 3.2.2) must be accepted too: drop scheme and authority */
-    if (has_prefix_ci(target, len, "http://") || has_prefix_ci(target, len, "https://")) {
-        size_t i = (size_t)((const char *)memchr(target, ':', len) - target) + 3;
-        while (i < len && target[i] != '/' && target[i] != '?')
-            i++;
-        path = target + i;
-        len -= i;
-    }
-    const char *qmark = memchr(path, '?', len);
-    const char *query = qmark ? qmark + 1 : "";
-    size_t qlen = qmark ? len - (size_t)(qmark + 1 - path) : 0;
-    plen = qmark ? (size_t)(qmark - path) : len;
-    if (plen == 0) { /* "http://host" and "http://host?q" name the root */
-        path = "/";
-        plen = 1;
-    }
-    for (size_t i = 0; i < NENDPOINTS; i++) {
-        const struct endpoint *ep = &endpoints[i];
-        size_t n = strlen(ep->path);
-        bool prefix = n > 1 && ep->path[n - 1] == '/';
-        if (prefix ? plen < n || memcmp(path, ep->path, n) != 0
-                   : plen != n || memcmp(path, ep->path, n) != 0)
-            continue;
-        c->req.ep = ep;
-        if (ep->parse)
-            c->req.bad = ep->parse(c, path + n, plen - n);
-        if (!c->req.bad)
-            c->req.bad = parse_query(c, ep, query, qlen);
-        return;
-    }
+    return sim_send_text(c, code, "%d %s: %s\n", code, status_phrase(code), reason);
 }
 
 /* ---- the connection state machine. Steps return 0 when they made progress (run again), -2
@@ -568,7 +243,7 @@ static int body_step(struct conn *c, bool copy)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    struct request *r = &c->req;
+    struct sim_request *r = &c->req;
     size_t avail = evbuffer_get_length(in);
 
     if (r->framing == H1_BODY_LENGTH) {
@@ -628,7 +303,7 @@ static bool is_head(const struct h1_request *hr)
 /* Resets c->req from a parsed head; the target is routed while its bytes are still valid. */
 static void request_begin(struct conn *c, const struct h1_request *hr, const struct h1_info *info)
 {
-    struct request *r = &c->req;
+    struct sim_request *r = &c->req;
     memset(r, 0, sizeof(*r));
     r->head = is_head(hr);
     r->minor = hr->minor;
@@ -638,7 +313,7 @@ static void request_begin(struct conn *c, const struct h1_request *hr, const str
     r->framing = info->framing;
     r->body_left = info->framing == H1_BODY_LENGTH ? info->content_length : 0;
     h1_chunked_init(&r->chunked, SIM_MAX_HEAD);
-    route(c, hr->target, hr->target_len);
+    sim_route(c, hr->target, hr->target_len);
 }
 
 static int step_head(struct conn *c)
@@ -660,7 +335,7 @@ static int step_head(struct conn *c)
     if (avail == 0) {
         if (!c->peer_eof)
             return -2;
-        conn_set_state(c, CONN_FLUSH);
+        sim_set_state(c, CONN_FLUSH);
         return 0;
     }
     /* linearize only as much as the head needs: usually the first segment, no copy */
@@ -674,10 +349,10 @@ static int step_head(struct conn *c)
     }
     if (n == -2) {
         if (want >= SIM_PULL_MAX) /* e.g. endless leading empty lines */
-            return send_error(c, 431, "request head too large");
+            return send_error(c, HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large");
         if (!c->peer_eof)
             return -2;
-        conn_set_state(c, CONN_FLUSH); /* half a head and then EOF: nothing to answer */
+        sim_set_state(c, CONN_FLUSH); /* half a head and then EOF: nothing to answer */
         return 0;
     }
     memset(&c->req, 0, sizeof(c->req));
@@ -689,13 +364,14 @@ static int step_head(struct conn *c)
     if (h1_request_info(&hr, &info, &err) < 0)
         return send_error(c, err.status, err.reason);
     if (info.expect_other)
-        return send_error(c, 417, "only Expect: 100-continue is supported");
+        return send_error(c, HTTP_EXPECTATION_FAILED, "only Expect: 100-continue is supported");
     request_begin(c, &hr, &info);
 
     bool body_expected = info.framing == H1_BODY_CHUNKED ||
                          (info.framing == H1_BODY_LENGTH && info.content_length > 0);
-    if (info.expect_continue && hr.minor == 1 && body_expected)
-        evbuffer_add(out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    if (info.expect_continue && hr.minor == 1 && body_expected &&
+        sim_put_interim(c, HTTP_CONTINUE) < 0)
+        return -1;
 
     if (c->req.ep && c->req.ep->echo && !c->req.bad) {
         /* the echoed head starts at the method: skipped leading empty lines are not part of it */
@@ -704,11 +380,14 @@ static int step_head(struct conn *c)
         evbuffer_drain(in, skip);
         c->req.echo_chunked = info.framing == H1_BODY_CHUNKED;
         if (c->req.echo_chunked) {
-            put_head(c, 200, "application/octet-stream", -1);
+            if (sim_put_head(c, HTTP_OK, "application/octet-stream", H1OUT_CHUNKED) < 0)
+                return -1;
             if (!c->req.head)
                 evbuffer_add_printf(out, "%zx\r\n", head_len);
         } else {
-            put_head(c, 200, "application/octet-stream", (int64_t)(head_len + c->req.body_left));
+            if (sim_put_head(c, HTTP_OK, "application/octet-stream",
+                             (int64_t)(head_len + c->req.body_left)) < 0)
+                return -1;
         }
         if (c->req.head) {
             evbuffer_drain(in, head_len);
@@ -717,11 +396,11 @@ static int step_head(struct conn *c)
             if (c->req.echo_chunked)
                 evbuffer_add(out, "\r\n", 2);
         }
-        conn_set_state(c, CONN_ECHO);
+        sim_set_state(c, CONN_ECHO);
         return 0;
     }
     evbuffer_drain(in, (size_t)n);
-    conn_set_state(c, CONN_BODY);
+    sim_set_state(c, CONN_BODY);
     return 0;
 }
 
@@ -733,16 +412,18 @@ static int step_body(struct conn *c)
     if (rc == -2) {
         if (!c->peer_eof)
             return -2;
-        conn_set_state(c, CONN_FLUSH); /* truncated body: there is no request to answer */
+        sim_set_state(c, CONN_FLUSH); /* truncated body: there is no request to answer */
         return 0;
     }
     if (rc == -1)
-        return send_error(c, 400, c->req.chunked.error ? c->req.chunked.error : "bad chunk");
+        return send_error(c, HTTP_BAD_REQUEST,
+                          c->req.chunked.error ? c->req.chunked.error : "bad chunk");
     if (c->req.bad)
-        return send_text(c, 400, "400 %s: %s\n", status_phrase(400), c->req.bad);
+        return sim_send_text(c, HTTP_BAD_REQUEST, "%d %s: %s\n", HTTP_BAD_REQUEST,
+                             status_phrase(HTTP_BAD_REQUEST), c->req.bad);
     if (!c->req.ep)
-        return send_text(c, 404, "404 %s: no such endpoint (GET / lists them)\n",
-                         status_phrase(404));
+        return sim_send_text(c, HTTP_NOT_FOUND, "%d %s: no such endpoint (GET / lists them)\n",
+                             HTTP_NOT_FOUND, status_phrase(HTTP_NOT_FOUND));
     return c->req.ep->start(c);
 }
 
@@ -772,37 +453,68 @@ static int step_echo(struct conn *c)
         if (rc == -2) {
             if (!c->peer_eof)
                 return -2;
-            conn_set_state(c, CONN_FLUSH); /* the short echo and the close tell the story */
+            sim_set_state(c, CONN_FLUSH); /* the short echo and the close tell the story */
             return 0;
         }
         if (rc == -1) {
             /* the 200 is already out: closing is the only way left to say "broken" */
-            conn_set_state(c, CONN_FLUSH);
+            sim_set_state(c, CONN_FLUSH);
             return 0;
         }
         if (c->req.echo_chunked && !c->req.head)
             evbuffer_add(out, "0\r\n\r\n", 5);
-        return conn_finish(c);
+        return sim_finish(c);
     }
+}
+
+/* How many body bytes may go now: all that are left, or of a paced body what is due by now
+ * (total * elapsed / pace; at most 2^40 * 600000 < 2^63, no overflow). */
+static uint64_t bytes_due(const struct sim_request *r)
+{
+    uint64_t total = r->offset + r->left;
+    uint64_t t = sim_elapsed_ms(&r->t0);
+    if (r->pace_ms == 0 || t >= r->pace_ms)
+        return r->left;
+    uint64_t due = total * t / r->pace_ms;
+    return due > r->offset ? due - r->offset : 0;
+}
+
+/* Appends n pattern bytes continuing the body at its offset, by reference. */
+static int put_pattern(struct conn *c, size_t n)
+{
+    if (evbuffer_add_reference(sim_out(c), sim_block + c->req.offset % 64, n, NULL, NULL) < 0) {
+        c->why = "out of memory";
+        return -1;
+    }
+    c->req.offset += n;
+    c->req.left -= n;
+    return 0;
 }
 
 static int step_bytes(struct conn *c)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = sim_out(c);
+    struct sim_request *r = &c->req;
     /* refill only once the client drained us to the low watermark: memory stays bounded */
-    if (c->req.left > 0 && evbuffer_get_length(out) > SIM_OUT_LOW)
+    if (r->left > 0 && evbuffer_get_length(out) > SIM_OUT_LOW)
         return -2;
-    while (c->req.left > 0 && evbuffer_get_length(out) < SIM_OUT_HIGH) {
-        size_t n = c->req.left < SIM_BLOCK ? (size_t)c->req.left : SIM_BLOCK;
-        if (evbuffer_add_reference(out, sim_block, n, NULL, NULL) < 0) {
-            c->why = "out of memory";
+    uint64_t due = bytes_due(r);
+    while (due > 0 && evbuffer_get_length(out) < SIM_OUT_HIGH) {
+        size_t n = due < SIM_PIECE ? (size_t)due : SIM_PIECE;
+        if (put_pattern(c, n) < 0)
             return -1;
-        }
-        c->req.left -= n;
+        due -= n;
     }
-    if (c->req.left > 0)
-        return -2;
-    return conn_finish(c);
+    if (r->left == 0)
+        return sim_finish(c);
+    if (due == 0) {
+        /* paced and ahead of time: wake when the next byte is due, a tick at the finest */
+        uint64_t total = r->offset + r->left;
+        uint64_t next = ((r->offset + 1) * r->pace_ms + total - 1) / total;
+        uint64_t now = sim_elapsed_ms(&r->t0);
+        sim_arm(c, next > now + SIM_DRIP_TICK_MS ? next - now : SIM_DRIP_TICK_MS);
+    }
+    return -2; /* else the write callback comes back once the client read enough */
 }
 
 static int step_flush(struct conn *c)
@@ -823,8 +535,8 @@ static int step_flush(struct conn *c)
         c->why = "done";
         return -1;
     }
-    conn_set_state(c, CONN_LINGER);
-    conn_arm(c, SIM_LINGER_MS);
+    sim_set_state(c, CONN_LINGER);
+    sim_arm(c, SIM_LINGER_MS);
     return -2;
 }
 
@@ -835,6 +547,17 @@ static int step_linger(struct conn *c)
     if (!c->peer_eof)
         return -2;
     c->why = "done";
+    return -1;
+}
+
+/* Never answers: input is read and dropped (bounded memory) until the client leaves. */
+static int step_hang(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    if (!c->peer_eof)
+        return -2;
+    c->why = "client left a hanging request";
     return -1;
 }
 
@@ -849,6 +572,7 @@ static int conn_advance(struct conn *c)
         case CONN_WAIT: return 0; /* conn->timer drives it */
         case CONN_BYTES: rc = step_bytes(c); break;
         case CONN_ECHO: rc = step_echo(c); break;
+        case CONN_HANG: rc = step_hang(c); break;
         case CONN_FLUSH: rc = step_flush(c); break;
         case CONN_LINGER: rc = step_linger(c); break;
         default: rc = -1; c->why = "bad state"; break;
@@ -901,6 +625,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (c->state == CONN_LINGER) {
         conn_teardown(c, "linger timeout");
+        return;
+    }
+    if (c->state == CONN_BYTES) { /* a paced body: more of it is due */
+        if (conn_advance(c) < 0)
+            conn_teardown(c, c->why);
         return;
     }
     if (c->state != CONN_WAIT)

@@ -11,8 +11,11 @@
 
 struct evbuffer;
 
-/* Appends the complete response to an admin request: GET /metrics, GET /healthz, else 404/405;
- * with `Connection: close` when close is set. Returns the status sent. */
-int admin_respond(struct evbuffer *out, const struct h1_request *req, bool close);
+/* Appends the complete response to an admin request: GET /metrics, GET /healthz, else 404, or
+ * 405 with Allow; with `Connection: close` when *close is set. Returns the status sent. When
+ * memory runs out it sends a 503 and sets *close; when there is not even room for that, it
+ * appends nothing, sets *close and returns -1. Whenever *close is set on return the caller
+ * closes the connection after flushing out. */
+int admin_respond(struct evbuffer *out, const struct h1_request *req, bool *close);
 
 #endif

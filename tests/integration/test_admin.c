@@ -1,6 +1,6 @@
 /*
  * test_admin.c — the admin endpoint (admin_listen): /healthz and /metrics over keep-alive,
- * HEAD, 404 and 405, and the connection rules of HTTP/1.1: Connection: close, HTTP/1.0, and a
+ * HEAD, 404 and 405 (with Allow), and the connection rules of HTTP/1.1: Connection: close, HTTP/1.0, and a
  * request with a body (answered, then the connection closed rather than the body parsed as the
  * next request).
  */
@@ -57,6 +57,8 @@ static void test_admin_keep_alive(void **state)
     assert_int_equal(ask(c, "GET /nothing HTTP/1.1\r\nHost: a\r\n\r\n", &r), 404);
     raw_response_free(&r);
     assert_int_equal(ask(c, "DELETE /metrics HTTP/1.1\r\nHost: a\r\n\r\n", &r), 405);
+    assert_string_equal(r.head.reason, "Method Not Allowed");
+    assert_string_equal(raw_header(&r, "Allow"), "GET, HEAD"); /* RFC 9110 15.5.6 */
     raw_response_free(&r);
     /* still open after the errors */
     assert_int_equal(ask(c, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", &r), 200);

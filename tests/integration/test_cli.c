@@ -1,8 +1,10 @@
 /*
  * test_cli.c — issue 2, "Command line" and the simulator of `make run`, with the real binary:
  * `portico -t -c FILE` (0, or 1 with one FILE:LINE: message per problem), --version, --help,
- * and the shipped conf/portico.ini started on free ports (its listen and admin_listen lines
- * rewritten in a copy) serving every simulator endpoint of the README through the proxy.
+ * `portico codes` in each form (issue 9; its JSON parsed strictly), and the shipped
+ * conf/portico.ini started on free ports (its listen and admin_listen lines rewritten in a copy)
+ * serving every well-behaved simulator endpoint of the README through the proxy (the ones that
+ * misbehave on purpose are in test_sim_endpoints.c).
  *
  * Paths are relative to the repository root, the directory the tests run from.
  */
@@ -21,6 +23,7 @@
 #include "../support/harness.h"
 #include "../support/raw_client.h"
 #include "../support/testutil.h"
+#include "portico/status.h"
 #include "proxy_helpers.h"
 
 #define DEFAULT_CONF "conf/portico.ini"
@@ -160,6 +163,388 @@ static void test_version_and_help(void **state)
     harness_free(h);
 }
 
+/* ---- portico codes ---- */
+
+/* One object of `portico codes --json`, as parsed. */
+struct code_obj {
+    int code;
+    char phrase[256];
+    char klass[256];
+    char source[256];
+    char kind[256];
+    int wire;           /* 1 true, 0 false, -1 absent */
+    int keys;           /* how many keys the object had */
+};
+
+/* A strict parser for what `portico codes --json` must be: one JSON array of flat objects whose
+ * values are strings, integers, booleans or null (RFC 8259 syntax, whitespace anywhere). */
+struct jp {
+    const char *p;
+    const char *err;    /* first error, or NULL */
+};
+
+static void jp_ws(struct jp *j)
+{
+    while (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')
+        j->p++;
+}
+
+static int jp_fail(struct jp *j, const char *why)
+{
+    if (!j->err)
+        j->err = why;
+    return -1;
+}
+
+/* A string into out[cap] (\u escapes of ASCII only: the registry is ASCII). */
+static int jp_string(struct jp *j, char *out, size_t cap)
+{
+    size_t n = 0;
+    if (*j->p != '"')
+        return jp_fail(j, "string expected");
+    for (j->p++; *j->p != '"'; j->p++) {
+        char c = *j->p;
+        if (c == '\0' || (unsigned char)c < 0x20)
+            return jp_fail(j, "unterminated string or control character");
+        if (c == '\\') {
+            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+            const char *e = strchr(from, *++j->p);
+            if (*j->p == 'u') {
+                unsigned v = 0;
+                for (int k = 1; k <= 4; k++) {
+                    char h = j->p[k];
+                    if (!strchr("0123456789abcdefABCDEF", h) || h == '\0')
+                        return jp_fail(j, "bad \\u escape");
+                    v = v * 16 + (unsigned)(h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);
+                }
+                if (v > 0x7f)
+                    return jp_fail(j, "non-ASCII \\u escape");
+                c = (char)v;
+                j->p += 4;
+            } else if (e && *j->p != '\0') {
+                c = to[e - from];
+            } else {
+                return jp_fail(j, "bad escape");
+            }
+        }
+        if (n + 1 >= cap)
+            return jp_fail(j, "string too long");
+        out[n++] = c;
+    }
+    j->p++;
+    out[n] = '\0';
+    return 0;
+}
+
+static int jp_literal(struct jp *j, const char *word)
+{
+    size_t n = strlen(word);
+    if (strncmp(j->p, word, n) != 0)
+        return jp_fail(j, "bad literal");
+    j->p += n;
+    return 0;
+}
+
+/* One object into *o; unknown keys must still be well-formed scalars. */
+static int jp_object(struct jp *j, struct code_obj *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->code = -1;
+    o->wire = -1;
+    if (*j->p != '{')
+        return jp_fail(j, "object expected");
+    j->p++;
+    jp_ws(j);
+    if (*j->p == '}')
+        return jp_fail(j, "empty object");
+    for (;;) {
+        char key[32], str[256];
+        jp_ws(j);
+        if (jp_string(j, key, sizeof(key)) < 0)
+            return -1;
+        jp_ws(j);
+        if (*j->p++ != ':')
+            return jp_fail(j, "':' expected");
+        jp_ws(j);
+        o->keys++;
+        if (*j->p == '"') {
+            char *dst = strcmp(key, "phrase") == 0   ? o->phrase
+                        : strcmp(key, "class") == 0  ? o->klass
+                        : strcmp(key, "source") == 0 ? o->source
+                        : strcmp(key, "kind") == 0   ? o->kind
+                                                     : str;
+            if (jp_string(j, dst, sizeof(str)) < 0)
+                return -1;
+        } else if (*j->p == 't' || *j->p == 'f') {
+            int v = *j->p == 't';
+            if (jp_literal(j, v ? "true" : "false") < 0)
+                return -1;
+            if (strcmp(key, "wire") == 0)
+                o->wire = v;
+        } else if (*j->p == 'n') {
+            if (jp_literal(j, "null") < 0)
+                return -1;
+        } else if (*j->p >= '0' && *j->p <= '9') {
+            int v = 0;
+            if (*j->p == '0' && j->p[1] >= '0' && j->p[1] <= '9')
+                return jp_fail(j, "leading zero");
+            while (*j->p >= '0' && *j->p <= '9' && v < 100000)
+                v = v * 10 + (*j->p++ - '0');
+            if (strcmp(key, "code") == 0)
+                o->code = v;
+        } else {
+            return jp_fail(j, "value expected");
+        }
+        jp_ws(j);
+        if (*j->p == '}') {
+            j->p++;
+            return 0;
+        }
+        if (*j->p++ != ',')
+            return jp_fail(j, "',' or '}' expected");
+    }
+}
+
+/* The whole document: an array of objects into objs[cap]; returns the count or -1. */
+static int jp_document(const char *text, struct code_obj *objs, int cap, const char **err)
+{
+    struct jp j = { .p = text, .err = NULL };
+    int n = 0;
+    jp_ws(&j);
+    if (*j.p++ != '[') {
+        *err = "array expected";
+        return -1;
+    }
+    jp_ws(&j);
+    if (*j.p == ']') {
+        j.p++;
+    } else {
+        for (;;) {
+            jp_ws(&j);
+            if (n == cap) {
+                *err = "too many objects";
+                return -1;
+            }
+            if (jp_object(&j, &objs[n++]) < 0) {
+                *err = j.err;
+                return -1;
+            }
+            jp_ws(&j);
+            if (*j.p == ']') {
+                j.p++;
+                break;
+            }
+            if (*j.p++ != ',') {
+                *err = "',' or ']' expected";
+                return -1;
+            }
+        }
+    }
+    jp_ws(&j);
+    if (*j.p != '\0') {
+        *err = "text after the array";
+        return -1;
+    }
+    return n;
+}
+
+/* The parser itself must refuse what is not JSON, or the checks below prove nothing. */
+static void test_codes_json_parser(void **state)
+{
+    static const char *const bad[] = {
+        "",                                        /* nothing */
+        "[",                                       /* unterminated */
+        "[{\"code\": 1,}]",                        /* trailing comma */
+        "[{\"code\": 01}]",                        /* leading zero */
+        "[{code: 1}]",                             /* unquoted key */
+        "[{\"a\": \"x\ty\"}]",                     /* raw control character */
+        "[{\"a\": \"\\q\"}]",                      /* unknown escape */
+        "[{\"a\": tru}]",                          /* bad literal */
+        "[{\"a\": 1}] x",                          /* trailing text */
+        "[{\"a\": 1} {\"b\": 2}]",                 /* missing comma */
+    };
+    struct code_obj objs[4];
+    const char *err = NULL;
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        if (jp_document(bad[i], objs, 4, &err) >= 0)
+            fail_msg("parser accepted \"%s\"", bad[i]);
+    }
+    assert_int_equal(jp_document(" [ {\"code\": 200, \"phrase\": \"O\\u004b\", \"wire\": true,"
+                                 " \"constant\": null} ] \n", objs, 4, &err), 1);
+    assert_int_equal(objs[0].code, 200);
+    assert_string_equal(objs[0].phrase, "OK");
+    assert_int_equal(objs[0].wire, 1);
+}
+
+/* How many meanings of the registry a selector should list. */
+static int expected_meanings(int klass, int code)
+{
+    int n = 0;
+    for (size_t i = 0; i < status_meaning_count(); i++) {
+        const struct status_info *m = status_meaning_at(i);
+        n += (klass == 0 || m->code / 100 == klass) && (code == 0 || m->code == code);
+    }
+    return n;
+}
+
+struct codes_row {
+    const char *why;
+    const char *args[4];     /* after "codes" */
+    int exit_code;
+    int klass;               /* the listing is this class (0: all) */
+    int code;                /* the listing is this code's meanings (0: not one code) */
+    const char *out;         /* text mode: part of stdout */
+    const char *err;         /* part of the one stderr line, NULL: stderr empty */
+};
+
+static const struct codes_row codes_rows[] = {
+    { "whole registry", { NULL }, 0, 0, 0, "499 * Client Closed Request", NULL },
+    { "a class", { "5xx" }, 0, 5, 0, "504 * Gateway Timeout", NULL },
+    { "a class, upper-case X", { "4XX" }, 0, 4, 0, "418 * I'm a teapot", NULL },
+    { "two meanings of 499", { "499" }, 0, 0, 499, "Token Required", NULL },
+    { "former names of 413", { "413" }, 0, 0, 413, "Payload Too Large", NULL },
+    { "a code with one meaning", { "200" }, 0, 0, 200, "200 OK  (the phrase Portico sends)",
+      NULL },
+    { "json, whole registry", { "--json" }, 0, 0, 0, NULL, NULL },
+    { "json, a class", { "--json", "1xx" }, 0, 1, 0, NULL, NULL },
+    { "json after the selector", { "499", "--json" }, 0, 0, 499, NULL, NULL },
+    { "help", { "--help" }, 0, -1, 0, "usage: portico codes", NULL },
+    { "not a number", { "abc" }, 2, -1, 0, NULL, "\"abc\" is neither a code" },
+    { "two digits", { "99" }, 2, -1, 0, NULL, "\"99\" is neither a code" },
+    { "four digits", { "1000" }, 2, -1, 0, NULL, "\"1000\" is neither a code" },
+    { "leading zero", { "099" }, 2, -1, 0, NULL, "\"099\" is neither a code" },
+    { "class 0xx", { "0xx" }, 2, -1, 0, NULL, "\"0xx\" is neither a code" },
+    { "half a class", { "4x" }, 2, -1, 0, NULL, "\"4x\" is neither a code" },
+    { "two selectors", { "4xx", "499" }, 2, -1, 0, NULL, "one code or class at a time" },
+    { "unknown option", { "--frobnicate" }, 2, -1, 0, NULL, "unknown option" },
+    { "json and bad usage", { "--json", "abc" }, 2, -1, 0, NULL, "neither a code" },
+    { "well-formed, unregistered", { "298" }, 1, -1, 0, NULL,
+      "298 is not in the registry (Portico would send \"298 Unknown Success\")" },
+    { "json, unregistered", { "--json", "298" }, 1, -1, 0, NULL, "298 is not in the registry" },
+    { "an empty class", { "6xx" }, 1, -1, 0, NULL, "no code in class 6xx" },
+};
+
+/* Checks a JSON listing against the registry: every meaning selected, each exactly once, in
+ * order, one wire meaning per code and that one the phrase status_phrase gives. */
+static void check_codes_json(const struct codes_row *row, const char *out)
+{
+    static struct code_obj objs[512];
+    const char *err = NULL;
+    int n = jp_document(out, objs, (int)ARRAY_SIZE(objs), &err);
+    if (n < 0)
+        fail_msg("%s: not valid JSON (%s):\n%s", row->why, err, out);
+    assert_int_equal(n, expected_meanings(row->klass, row->code));
+    size_t next = 0;
+    for (int i = 0; i < n; i++) {
+        const struct code_obj *o = &objs[i];
+        char klass[16];
+        while (next < status_meaning_count() &&
+               ((row->klass && status_meaning_at(next)->code / 100 != row->klass) ||
+                (row->code && status_meaning_at(next)->code != row->code)))
+            next++;
+        const struct status_info *m = status_meaning_at(next++);
+        assert_non_null(m);
+        assert_int_equal(o->keys, 8);
+        assert_int_equal(o->code, m->code);
+        assert_string_equal(o->phrase, m->phrase);
+        assert_string_equal(o->source, m->origin);
+        assert_string_equal(o->kind, status_source_name(m->source));
+        snprintf(klass, sizeof(klass), "%dxx", m->code / 100);
+        assert_string_equal(o->klass, klass);
+        assert_int_equal(o->wire, m->use == STATUS_USE_WIRE);
+        int wires = 0;
+        for (int k = 0; k < n; k++) {
+            if (objs[k].code == o->code && objs[k].wire == 1) {
+                wires++;
+                assert_string_equal(objs[k].phrase, status_phrase(o->code));
+            }
+        }
+        assert_int_equal(wires, 1);
+    }
+}
+
+/* Checks a text listing: a header, one line per meaning selected (each starting with its code
+ * and the '*' on wire meanings only), a footer; or, for one code, a block per meaning. */
+static void check_codes_text(const struct codes_row *row, const char *out)
+{
+    int expected = expected_meanings(row->klass, row->code);
+    if (row->code) {
+        assert_int_equal(px_count(out, "(the phrase Portico sends)"), 1);
+        char want[160];
+        snprintf(want, sizeof(want), "%d %s  (the phrase Portico sends)\n", row->code,
+                 status_phrase(row->code));
+        assert_true(px_starts(out, want));
+        assert_int_equal(px_count(out, "\n    "), 2 * expected);
+        return;
+    }
+    int lines = 0, wires = 0;
+    for (const char *p = out; *p;) {
+        const char *nl = strchr(p, '\n');
+        assert_non_null(nl);
+        if (p[0] >= '1' && p[0] <= '9') {
+            int code = atoi(p);
+            assert_true(row->klass == 0 || code / 100 == row->klass);
+            assert_true(p[3] == ' ' && (p[4] == '*' || p[4] == ' ') && p[5] == ' ');
+            if (p[4] == '*') {
+                wires++;
+                assert_int_equal(strncmp(p + 6, status_phrase(code), strlen(status_phrase(code))),
+                                 0);
+            }
+            lines++;
+        }
+        p = nl + 1;
+    }
+    assert_int_equal(lines, expected);
+    int codes = 0;
+    for (size_t i = 0; i < status_count(); i++)
+        codes += row->klass == 0 || status_at(i)->code / 100 == row->klass;
+    assert_int_equal(wires, codes);
+    assert_true(px_starts(out, "code  phrase"));
+    assert_true(tu_contains(out, "* marks the phrase Portico sends"));
+}
+
+/* Every form of `portico codes`, with the real binary: exit status, stdout against the
+ * registry, and bad usage as exactly one line on stderr with nothing on stdout. */
+static void test_codes(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    for (size_t i = 0; i < ARRAY_SIZE(codes_rows); i++) {
+        const struct codes_row *row = &codes_rows[i];
+        const char *args[6] = { "codes" };
+        int json = 0;
+        for (int a = 0; a < 4 && row->args[a]; a++) {
+            args[a + 1] = row->args[a];
+            json |= strcmp(row->args[a], "--json") == 0;
+        }
+        struct tu_cmd_result res;
+        print_message("%s\n", row->why);
+        int rc = harness_run(h, args, &res);
+        if (rc != row->exit_code)
+            fail_msg("%s: exit %d, want %d; stderr: %s", row->why, rc, row->exit_code, res.err);
+        if (row->err) {
+            assert_string_equal(res.out, "");
+            assert_true(px_starts(res.err, "portico codes: "));
+            assert_int_equal(px_count(res.err, "\n"), 1);
+            assert_int_equal(res.err[res.err_len - 1], '\n');
+            if (!tu_contains(res.err, row->err))
+                fail_msg("%s: stderr \"%s\" lacks \"%s\"", row->why, res.err, row->err);
+        } else {
+            assert_string_equal(res.err, "");
+            if (json)
+                check_codes_json(row, res.out);
+            else if (row->klass >= 0)
+                check_codes_text(row, res.out);
+            if (row->out && !tu_contains(res.out, row->out))
+                fail_msg("%s: stdout lacks \"%s\"", row->why, row->out);
+        }
+        tu_cmd_result_free(&res);
+    }
+    harness_free(h);
+}
+
 /* ---- the default configuration and the simulator ---- */
 
 /* Replaces every `from` in *text by `to` (malloc'd, frees the old text); counts replacements. */
@@ -259,11 +644,16 @@ static const struct sim_row sim_rows[] = {
       NULL, 0, 2, 103, 100 },
     { "slow", "GET /slow/300?interval_ms=100 HTTP/1.1\r\nHost: s\r\n\r\n", 200, "OK", NULL, 0,
       2, 102, 300 },
+    { "status with a delay", "GET /status/202?delay_ms=150 HTTP/1.1\r\nHost: s\r\n\r\n", 202,
+      "Accepted", NULL, 0, 0, 0, 150 },
+    { "drip", "GET /drip?bytes=64&duration_ms=200 HTTP/1.1\r\nHost: s\r\n\r\n", 200, "OK", NULL,
+      64, 0, 0, 0 },
     { "unknown path", "GET /nope HTTP/1.1\r\nHost: s\r\n\r\n", 404, "Not Found", NULL, 0, 0, 0,
       0 },
 };
 
-/* Every simulator endpoint of the README, through the proxy, on one keep-alive connection. */
+/* Every well-behaved simulator endpoint of the README, through the proxy, on one keep-alive
+ * connection. */
 static void test_simulator_endpoints(void **state)
 {
     (void)state;
@@ -361,6 +751,8 @@ int main(void)
         cmocka_unit_test(test_check_bad_config),
         cmocka_unit_test(test_check_missing_and_empty),
         cmocka_unit_test(test_version_and_help),
+        cmocka_unit_test(test_codes_json_parser),
+        cmocka_unit_test(test_codes),
         cmocka_unit_test(test_relative_paths),
         cmocka_unit_test(test_default_config_teapot),
         cmocka_unit_test(test_simulator_endpoints),

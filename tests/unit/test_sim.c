@@ -1,14 +1,11 @@
 /*
  * test_sim.c — the simulator origin, spoken to over real loopback sockets with a small blocking
- * client. Every read has a timeout (SO_RCVTIMEO) and the tests synchronize on what they read,
- * never on sleeps. The client's response reader is written here on purpose, independent of
- * http1.c, so a parser bug cannot hide a simulator bug.
+ * client (sim_client.h). Every read has a timeout (SO_RCVTIMEO) and the tests synchronize on
+ * what they read, never on sleeps.
  */
 #include "portico/sim.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,10 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <setjmp.h> /* cmocka.h needs these first */
 #include <cmocka.h>
@@ -29,291 +23,9 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#define READ_TIMEOUT_S 10
+static uint16_t port; /* the simulator's, for sim_client.h */
 
-static uint16_t port;
-
-/* ---- a minimal blocking HTTP/1.1 client ---- */
-
-struct client {
-    int fd;
-    size_t len;         /* bytes buffered in buf, not yet consumed */
-    char buf[1 << 16];
-};
-
-struct resp {
-    int status;
-    char head[20000];   /* status line and fields, NUL-terminated */
-    char *body;         /* malloc'd, NUL-terminated; NULL when there is none */
-    size_t body_len;
-};
-
-static struct client *cl_open_rcvbuf(int rcvbuf)
-{
-    struct client *c = calloc(1, sizeof(*c));
-    struct timeval tv = { .tv_sec = READ_TIMEOUT_S };
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
-    assert_non_null(c);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(c->fd >= 0);
-    assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
-    assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
-    if (rcvbuf > 0)
-        assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
-    assert_int_equal(connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    return c;
-}
-
-static struct client *cl_open(void)
-{
-    return cl_open_rcvbuf(0);
-}
-
-static void cl_close(struct client *c)
-{
-    close(c->fd);
-    free(c);
-}
-
-static void cl_send(struct client *c, const char *s, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = send(c->fd, s, n, MSG_NOSIGNAL);
-        assert_true(w > 0);
-        s += w;
-        n -= (size_t)w;
-    }
-}
-
-static void cl_sends(struct client *c, const char *s)
-{
-    cl_send(c, s, strlen(s));
-}
-
-/* More bytes into the buffer: >0 read, 0 EOF, -1 error or timeout. */
-static ssize_t cl_fill(struct client *c)
-{
-    if (c->len == sizeof(c->buf))
-        return -1;
-    ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
-    if (n > 0)
-        c->len += (size_t)n;
-    return n < 0 ? -1 : n;
-}
-
-static void cl_consume(struct client *c, size_t n)
-{
-    memmove(c->buf, c->buf + n, c->len - n);
-    c->len -= n;
-}
-
-/* Exactly n bytes into dst (dst may be NULL to skip them). 0 ok, -1 short. */
-static int cl_read(struct client *c, char *dst, size_t n)
-{
-    while (n > 0) {
-        if (c->len == 0 && cl_fill(c) <= 0)
-            return -1;
-        size_t k = c->len < n ? c->len : n;
-        if (dst) {
-            memcpy(dst, c->buf, k);
-            dst += k;
-        }
-        cl_consume(c, k);
-        n -= k;
-    }
-    return 0;
-}
-
-/* One CRLF-terminated line without the CRLF. */
-static int cl_line(struct client *c, char *out, size_t cap)
-{
-    for (;;) {
-        char *crlf = memmem(c->buf, c->len, "\r\n", 2);
-        if (crlf) {
-            size_t n = (size_t)(crlf - c->buf);
-            if (n >= cap)
-                return -1;
-            memcpy(out, c->buf, n);
-            out[n] = '\0';
-            cl_consume(c, n + 2);
-            return 0;
-        }
-        if (cl_fill(c) <= 0)
-            return -1;
-    }
-}
-
-/* True when the server closed: the next read sees EOF (or a reset), never a timeout. */
-static bool cl_eof(struct client *c)
-{
-    if (c->len > 0)
-        return false;
-    char b;
-    ssize_t n = recv(c->fd, &b, 1, 0);
-    return n == 0 || (n < 0 && errno == ECONNRESET);
-}
-
-/* Value of header `name` (case-insensitive) copied into out; false when absent. */
-static bool hdr(const struct resp *r, const char *name, char *out, size_t cap)
-{
-    size_t n = strlen(name);
-    for (const char *p = strstr(r->head, "\r\n"); p; p = strstr(p + 2, "\r\n")) {
-        const char *f = p + 2;
-        if (strncasecmp(f, name, n) == 0 && f[n] == ':') {
-            f += n + 1;
-            while (*f == ' ')
-                f++;
-            const char *e = strstr(f, "\r\n");
-            size_t len = e ? (size_t)(e - f) : strlen(f);
-            if (len >= cap)
-                len = cap - 1;
-            memcpy(out, f, len);
-            out[len] = '\0';
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Reads a response head (1xx included). 0 ok, -1 on EOF, timeout or garbage. */
-static int cl_head(struct client *c, struct resp *r)
-{
-    char *end;
-    memset(r, 0, sizeof(*r));
-    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4))) {
-        if (cl_fill(c) <= 0)
-            return -1;
-    }
-    size_t n = (size_t)(end - c->buf) + 2; /* keep the last field's CRLF for hdr() */
-    if (n >= sizeof(r->head))
-        return -1;
-    memcpy(r->head, c->buf, n);
-    r->head[n] = '\0';
-    cl_consume(c, n + 2);
-    if (sscanf(r->head, "HTTP/1.1 %3d ", &r->status) != 1)
-        return -1;
-    return 0;
-}
-
-static void body_append(struct resp *r, const char *p, size_t n)
-{
-    r->body = realloc(r->body, r->body_len + n + 1);
-    assert_non_null(r->body);
-    memcpy(r->body + r->body_len, p, n);
-    r->body_len += n;
-    r->body[r->body_len] = '\0';
-}
-
-/* Reads the body the head announces: chunked, Content-Length, or until EOF. */
-static int cl_body(struct client *c, struct resp *r, bool head_req)
-{
-    char v[64], line[256];
-    r->body = calloc(1, 1);
-    if (head_req || r->status < 200 || r->status == 204 || r->status == 304)
-        return 0;
-    if (hdr(r, "transfer-encoding", v, sizeof(v))) {
-        if (strcasecmp(v, "chunked") != 0)
-            return -1;
-        for (;;) {
-            if (cl_line(c, line, sizeof(line)) < 0)
-                return -1;
-            size_t n = strtoul(line, NULL, 16);
-            if (n == 0)
-                break;
-            char *tmp = malloc(n);
-            assert_non_null(tmp);
-            int rc = cl_read(c, tmp, n);
-            if (rc == 0)
-                body_append(r, tmp, n);
-            free(tmp);
-            if (rc < 0 || cl_line(c, line, sizeof(line)) < 0 || line[0] != '\0')
-                return -1;
-        }
-        do { /* trailer section */
-            if (cl_line(c, line, sizeof(line)) < 0)
-                return -1;
-        } while (line[0] != '\0');
-        return 0;
-    }
-    if (hdr(r, "content-length", v, sizeof(v))) {
-        size_t n = strtoull(v, NULL, 10);
-        char *tmp = malloc(n + 1);
-        assert_non_null(tmp);
-        int rc = cl_read(c, tmp, n);
-        if (rc == 0)
-            body_append(r, tmp, n);
-        free(tmp);
-        return rc;
-    }
-    for (;;) { /* close-delimited */
-        if (c->len > 0) {
-            body_append(r, c->buf, c->len);
-            c->len = 0;
-        }
-        ssize_t k = cl_fill(c);
-        if (k == 0)
-            return 0;
-        if (k < 0)
-            return -1;
-    }
-}
-
-static void resp_free(struct resp *r)
-{
-    free(r->body);
-    r->body = NULL;
-}
-
-/* A whole final response; the caller frees r->body. */
-static void cl_response(struct client *c, struct resp *r, bool head_req)
-{
-    assert_int_equal(cl_head(c, r), 0);
-    assert_int_equal(cl_body(c, r, head_req), 0);
-}
-
-/* Request helper: GET/HEAD target with Host, then read the final response. */
-static void cl_get(struct client *c, const char *method, const char *target, struct resp *r)
-{
-    char req[1024];
-    snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: sim\r\n\r\n", method, target);
-    cl_sends(c, req);
-    cl_response(c, r, strcmp(method, "HEAD") == 0);
-}
-
-/* The headers every final response carries. */
-static void check_common(const struct resp *r)
-{
-    char v[128];
-    assert_true(hdr(r, "server", v, sizeof(v)));
-    assert_string_equal(v, "portico-sim");
-    assert_true(hdr(r, "date", v, sizeof(v)));
-    assert_non_null(strstr(v, " GMT"));
-    if (r->status != 204 && r->status != 304) {
-        assert_true(hdr(r, "content-type", v, sizeof(v)));
-        assert_true(hdr(r, "content-length", v, sizeof(v)) ||
-                    hdr(r, "transfer-encoding", v, sizeof(v)));
-    }
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* The /bytes body pattern: 64-byte lines from offset 0. */
-static const char pattern[] = "portico-sim /bytes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH\n";
-
-static bool pattern_ok(const char *p, size_t n, uint64_t offset)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != pattern[(offset + i) % 64])
-            return false;
-    }
-    return true;
-}
+#include "sim_client.h"
 
 /* ---- tests ---- */
 
@@ -326,8 +38,9 @@ static void test_index(void **state)
     assert_int_equal(r.status, 200);
     check_common(&r);
     /* the page lists every endpoint */
-    const char *want[] = { "/status/{code}", "/delay/{ms}", "/bytes/{n}", "/echo",
-                           "/interim/{codes}", "/slow/{ms}" };
+    const char *want[] = { "/status/{code}?delay_ms=N", "/delay/{ms}", "/bytes/{n}", "/echo",
+                           "/interim/{codes}", "/slow/{ms}", "/drip?bytes=N&duration_ms=D",
+                           "/close", "/reset", "/garbage", "/partial", "/hang" };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         assert_non_null(strstr(r.body, want[i]));
     resp_free(&r);
@@ -436,6 +149,24 @@ static void test_route_table(void **state)
         { "GET", "http://sim?x=1", 400 },
         { "GET", "/delay/0", 200 },
         { "GET", "/slow/0", 200 },
+        { "GET", "/status/200?delay_ms=600001", 400 }, /* above the maximum */
+        { "GET", "/status/200?delay_ms=x", 400 },
+        { "GET", "/status/200?interval_ms=1", 400 },   /* not a /status parameter */
+        { "GET", "/status/204?delay_ms=0", 204 },
+        { "GET", "/drip?bytes=1099511627777", 400 },   /* above 2^40 */
+        { "GET", "/drip?duration_ms=600001", 400 },
+        { "GET", "/drip?bytes=-1", 400 },
+        { "GET", "/drip?bytes=1&bytes=2", 400 },
+        { "GET", "/drip?bytes=1&duration_ms=1&x=1", 400 },
+        { "HEAD", "/drip", 200 },                      /* defaults; HEAD so no wait */
+        { "GET", "/drip?bytes=0", 200 },
+        { "GET", "/drip/", 404 },                      /* /drip is exact */
+        { "GET", "/close?x=1", 400 },                  /* the misbehaving ones take no query */
+        { "GET", "/reset?x=1", 400 },
+        { "GET", "/garbage?x=1", 400 },
+        { "GET", "/partial?x=1", 400 },
+        { "GET", "/hang?x=1", 400 },
+        { "GET", "/hang/", 404 },
     };
     (void)state;
     struct client *c = cl_open();
@@ -848,6 +579,155 @@ static void test_close(void **state)
     cl_close(c);
 }
 
+/* /status/{code}?delay_ms=N: the answer waits N ms, HEAD too. */
+static void test_status_delay(void **state)
+{
+    (void)state;
+    struct client *c = cl_open();
+    struct resp r;
+    uint64_t t0 = now_ms();
+    cl_get(c, "GET", "/status/201?delay_ms=200", &r);
+    assert_true(now_ms() - t0 >= 200);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(r.body, "201 Created\n");
+    check_common(&r);
+    resp_free(&r);
+    t0 = now_ms();
+    cl_get(c, "HEAD", "/status/503?delay_ms=100", &r);
+    assert_true(now_ms() - t0 >= 100);
+    assert_int_equal(r.status, 503);
+    resp_free(&r);
+    cl_close(c);
+}
+
+/* /drip: the head at once, then byte k (of n over d ms) never before k*d/n ms, the pattern's
+ * bytes, and the connection usable afterwards: a tick left over from the drip must not answer
+ * the next request (a /delay) early. */
+static void test_drip_even(void **state)
+{
+    (void)state;
+    const int n = 10, d = 500;
+    struct client *c = cl_open();
+    struct resp r;
+    char v[32], b;
+    uint64_t t0 = now_ms();
+    cl_sends(c, "GET /drip?bytes=10&duration_ms=500 HTTP/1.1\r\nHost: sim\r\n\r\n");
+    assert_int_equal(cl_head(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    check_common(&r);
+    assert_true(hdr(&r, "content-length", v, sizeof(v)));
+    assert_string_equal(v, "10");
+    for (int k = 1; k <= n; k++) {
+        assert_int_equal(cl_read(c, &b, 1), 0);
+        uint64_t at = now_ms() - t0;
+        if (at < (uint64_t)(k * d / n))
+            fail_msg("byte %d arrived at %llu ms, due at %d ms", k, (unsigned long long)at,
+                     k * d / n);
+        assert_true(pattern_ok(&b, 1, (uint64_t)k - 1));
+    }
+    t0 = now_ms();
+    cl_get(c, "GET", "/delay/300", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(now_ms() - t0 >= 300);
+    resp_free(&r);
+    cl_close(c);
+}
+
+/* A big drip to a slow reader: paced and back-pressured at once, complete and in pattern. */
+static void test_drip_back_pressure(void **state)
+{
+    (void)state;
+    const size_t n = 4u << 20;
+    struct client *c = cl_open_rcvbuf(8192);
+    struct resp r;
+    uint64_t t0 = now_ms();
+    cl_get(c, "GET", "/drip?bytes=4194304&duration_ms=200", &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, n);
+    assert_true(pattern_ok(r.body, n, 0));
+    assert_true(now_ms() - t0 >= 200);
+    resp_free(&r);
+    /* duration 0: as fast as the client reads */
+    cl_get(c, "GET", "/drip?bytes=100000&duration_ms=0", &r);
+    assert_int_equal(r.body_len, 100000);
+    assert_true(pattern_ok(r.body, r.body_len, 0));
+    resp_free(&r);
+    cl_close(c);
+}
+
+/* The misbehaving endpoints read the whole request (body included) first, then fail. */
+static void send_with_body(struct client *c, const char *path)
+{
+    char req[256];
+    snprintf(req, sizeof(req), "POST %s HTTP/1.1\r\nHost: sim\r\nContent-Length: 5\r\n\r\nhello",
+             path);
+    cl_sends(c, req);
+}
+
+/* /close: FIN and not one byte. */
+static void test_close_endpoint(void **state)
+{
+    (void)state;
+    struct client *c = cl_open();
+    send_with_body(c, "/close");
+    assert_int_equal(cl_end(c), 0);
+    cl_close(c);
+}
+
+/* /reset: RST and not one byte. */
+static void test_reset_endpoint(void **state)
+{
+    (void)state;
+    struct client *c = cl_open();
+    send_with_body(c, "/reset");
+    assert_int_equal(cl_end(c), ECONNRESET);
+    cl_close(c);
+}
+
+/* /garbage: bytes that do not start a status line, then FIN. */
+static void test_garbage_endpoint(void **state)
+{
+    (void)state;
+    struct client *c = cl_open();
+    send_with_body(c, "/garbage");
+    while (cl_fill(c) > 0)
+        ;
+    assert_true(c->len > 0);
+    assert_false(c->len >= 5 && memcmp(c->buf, "HTTP/", 5) == 0);
+    assert_non_null(memchr(c->buf, '\0', c->len)); /* binary, not just odd text */
+    c->len = 0;
+    assert_int_equal(cl_end(c), 0);
+    cl_close(c);
+}
+
+/* /partial: exactly half a head, then nothing, until the client leaves; /hang: nothing at all.
+ * Both release the connection when the client half-closes. */
+static void test_partial_and_hang(void **state)
+{
+    static const char half[] = "HTTP/1.1 200 OK\r\nContent-Type: text/pl";
+    (void)state;
+    struct client *p = cl_open();
+    struct client *h = cl_open();
+    send_with_body(p, "/partial");
+    send_with_body(h, "/hang");
+    while (p->len < sizeof(half) - 1)
+        assert_true(cl_fill(p) > 0);
+    assert_int_equal(p->len, sizeof(half) - 1);
+    assert_memory_equal(p->buf, half, sizeof(half) - 1);
+    p->len = 0;
+    assert_true(cl_silent(p, 200));
+    assert_true(cl_silent(h, 200));
+    /* still reading: another request is swallowed, not answered */
+    cl_sends(h, "GET /status/200 HTTP/1.1\r\nHost: sim\r\n\r\n");
+    assert_true(cl_silent(h, 100));
+    shutdown(p->fd, SHUT_WR);
+    shutdown(h->fd, SHUT_WR);
+    assert_int_equal(cl_end(p), 0);
+    assert_int_equal(cl_end(h), 0);
+    cl_close(p);
+    cl_close(h);
+}
+
 static long vm_hwm_kib(void)
 {
     FILE *f = fopen("/proc/self/status", "r");
@@ -974,6 +854,13 @@ int main(void)
         cmocka_unit_test(test_malformed_table),
         cmocka_unit_test(test_http10),
         cmocka_unit_test(test_close),
+        cmocka_unit_test(test_status_delay),
+        cmocka_unit_test(test_drip_even),
+        cmocka_unit_test(test_drip_back_pressure),
+        cmocka_unit_test(test_close_endpoint),
+        cmocka_unit_test(test_reset_endpoint),
+        cmocka_unit_test(test_garbage_endpoint),
+        cmocka_unit_test(test_partial_and_hang),
         cmocka_unit_test(test_bytes_1gib_slow_reader),
         cmocka_unit_test(test_stop_restart),
     };

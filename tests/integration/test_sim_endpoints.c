@@ -1,0 +1,152 @@
+/*
+ * test_sim_endpoints.c — issue 8, "Simulator": each endpoint of the built-in simulator that
+ * rehearses an origin's behaviour, through the real proxy (`origin = sim`), showing what
+ * Portico makes of it: the status the client gets, the failure type in Portico-Error and in the
+ * access log. One Portico serves every test, with short first_byte and read timeouts.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../support/harness.h"
+#include "../support/raw_client.h"
+#include "../support/testutil.h"
+#include "proxy_helpers.h"
+
+#define FIRST_BYTE_MS 400
+#define READ_MS 400
+
+struct sim_case {
+    const char *id;          /* X-Request-Id of the request, to find its log line */
+    const char *path;
+    int status;              /* what the client gets */
+    const char *failure;     /* Portico-Error and failure= in the log; NULL: none */
+    size_t body_len;         /* exact body length of a success, 0: not checked */
+    int min_ms;              /* the final head (or the whole body) takes at least this long */
+};
+
+/* One row per endpoint; why each ends the way it does is in the comment. */
+static struct sim_case cases[] = { /* not const: cmocka passes rows as void * states */
+    /* 6 bytes spread over 600 ms: gaps of 100 ms, below read_timeout; the body is complete */
+    { "simdrip", "/drip?bytes=6&duration_ms=600", 200, NULL, 6, 600 },
+    /* a delayed status is the origin's answer, not a Portico error */
+    { "simstatus", "/status/503?delay_ms=200", 503, NULL, 0, 200 },
+    /* FIN before any byte: the origin accepted the request and said nothing */
+    { "simclose", "/close", 502, "empty_response", 0, 0 },
+    /* RST before any byte */
+    { "simreset", "/reset", 502, "connection_reset", 0, 0 },
+    /* bytes that are no status line */
+    { "simgarbage", "/garbage", 502, "invalid_response", 0, 0 },
+    /* the first bytes came, the rest of the head never does */
+    { "simpartial", "/partial", 504, "read_timeout", 0, READ_MS },
+    /* not a byte after the request: the first-byte timer fires */
+    { "simhang", "/hang", 504, "first_byte_timeout", 0, FIRST_BYTE_MS },
+};
+
+static struct harness *portico;
+
+static int start_portico(void **state)
+{
+    (void)state;
+    char timers[128];
+    snprintf(timers, sizeof(timers), "first_byte_timeout = %dms\nread_timeout = %dms\n",
+             FIRST_BYTE_MS, READ_MS);
+    portico = px_start(NULL, "[upstream u]\norigin = sim\n%s", timers);
+    return 0;
+}
+
+static int stop_portico(void **state)
+{
+    (void)state;
+    px_stop(portico);
+    return 0;
+}
+
+static void run_case(void **state)
+{
+    const struct sim_case *k = *state;
+    char req[256];
+    char field[64];
+    struct raw_response r;
+    struct raw_conn *c = px_connect(portico);
+
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: sim\r\nX-Request-Id: %s\r\n\r\n",
+             k->path, k->id);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(raw_send_str(c, req), 0);
+    if (raw_read_response(c, &r, PX_IO_MS) != 0)
+        fail_msg("%s: no complete response: %s", k->path, r.error);
+    int64_t done = tu_now_ms();
+    if (r.status != k->status)
+        fail_msg("%s: status %d, want %d; body: %s", k->path, r.status, k->status, r.body);
+    const char *err = raw_header(&r, "Portico-Error");
+    if (k->failure) {
+        if (!err || strcmp(err, k->failure) != 0)
+            fail_msg("%s: Portico-Error %s, want %s", k->path, err ? err : "(none)",
+                     k->failure);
+        assert_true(r.head.at_ms - t0 >= k->min_ms);
+    } else {
+        assert_null(err);
+        assert_string_equal(raw_header(&r, "Via"), "1.1 portico");
+        if (k->body_len)
+            assert_int_equal(r.body_len, k->body_len);
+        assert_true(done - t0 >= k->min_ms);
+    }
+    raw_response_free(&r);
+    raw_close(c);
+
+    /* the access log tells the same story */
+    char *line = px_log_line_for_id(portico, k->id);
+    snprintf(field, sizeof(field), " status=%d ", k->status);
+    if (!tu_contains(line, field))
+        fail_msg("%s: log line lacks \"%s\": %s", k->path, field, line);
+    if (k->failure) {
+        snprintf(field, sizeof(field), " failure=%s ", k->failure);
+        if (!tu_contains(line, field))
+            fail_msg("%s: log line lacks \"%s\": %s", k->path, field, line);
+    } else {
+        assert_false(tu_contains(line, " failure="));
+    }
+    free(line);
+}
+
+/* A drip slower than read_timeout between bytes: the head went out, so the status stays 200 and
+ * the body is cut short, logged as a read_timeout after the head. */
+static void test_drip_too_slow(void **state)
+{
+    (void)state;
+    struct raw_conn *c = px_connect(portico);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /drip?bytes=2&duration_ms=2000 HTTP/1.1\r\n"
+                                     "Host: sim\r\nX-Request-Id: simslowdrip\r\n\r\n"),
+                     0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), -1);
+    assert_int_equal(r.status, 200);
+    assert_true(r.truncated);
+    assert_int_equal(r.body_len, 0);
+    raw_response_free(&r);
+    raw_close(c);
+    char *line = px_log_line_for_id(portico, "simslowdrip");
+    assert_true(tu_contains(line, " failure=read_timeout "));
+    assert_true(tu_contains(line, " aborted=after_head"));
+    free(line);
+}
+
+int main(void)
+{
+    /* one test per endpoint, named by its path */
+    struct CMUnitTest tests[ARRAY_SIZE(cases) + 1];
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        tests[i] = (struct CMUnitTest)cmocka_unit_test_prestate(run_case, &cases[i]);
+        tests[i].name = cases[i].path;
+    }
+    tests[ARRAY_SIZE(cases)] = (struct CMUnitTest)cmocka_unit_test(test_drip_too_slow);
+    return cmocka_run_group_tests(tests, start_portico, stop_portico);
+}

@@ -1,0 +1,213 @@
+/*
+ * test_admin.c — admin_respond without sockets: each endpoint's response parsed back (status,
+ * framing, HEAD, Allow on 405, Connection: close), and the regression of issue 7: when memory
+ * runs out the client still gets an answer (a 503 and a close) or the caller is told to close;
+ * never a status returned with nothing written, which left the client waiting forever.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <event2/buffer.h>
+
+#include "alloc_fail.h"
+#include "portico/admin.h"
+#include "portico/http1.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define MAX_ALLOCS 256 /* an admin answer makes fewer allocations than this */
+
+static const char fallback[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                               "Connection: close\r\n\r\n";
+
+struct admin_row {
+    const char *why;
+    const char *request;
+    int status;
+    const char *allow;     /* the Allow value, NULL: no Allow */
+    const char *body;      /* part of the body, NULL: no body (HEAD) */
+};
+
+static const struct admin_row rows[] = {
+    { "health", "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", 200, NULL, "ok\n" },
+    { "health, HEAD: no body", "HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n", 200, NULL, NULL },
+    { "metrics", "GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", 200, NULL,
+      "# TYPE portico_requests_total counter" },
+    { "unknown path", "GET /nope HTTP/1.1\r\nHost: a\r\n\r\n", 404, NULL, "/metrics, /healthz" },
+    { "other method: 405 must say what is allowed", "DELETE /metrics HTTP/1.1\r\nHost: a\r\n\r\n",
+      405, "GET, HEAD", "only GET and HEAD" },
+};
+
+/* Parses what admin_respond wrote: exactly one response, framed by its Content-Length. */
+static void check_response(const struct admin_row *row, struct evbuffer *out, bool close)
+{
+    size_t n = evbuffer_get_length(out);
+    char *text = malloc(n + 1);
+    struct h1_response resp;
+    struct h1_error err;
+    struct h1_info info;
+    int head;
+    bool is_head = strncmp(row->request, "HEAD", 4) == 0;
+
+    assert_non_null(text);
+    evbuffer_copyout(out, text, n);
+    text[n] = '\0';
+    head = h1_parse_response(text, n, 16384, &resp, &err);
+    if (head < 0)
+        fail_msg("%s: no complete response head in:\n%s", row->why, text);
+    assert_int_equal(resp.status, row->status);
+    assert_int_equal(h1_response_info(&resp, is_head ? "HEAD" : "GET", is_head ? 4 : 3, &info,
+                                      &err),
+                     0);
+    assert_int_equal(info.keep_alive, !close);
+    int allow = h1_find_field(resp.fields, resp.nfields, "allow", 0);
+    if (row->allow) {
+        assert_true(allow >= 0);
+        assert_int_equal(resp.fields[allow].value_len, strlen(row->allow));
+        assert_memory_equal(resp.fields[allow].value, row->allow, strlen(row->allow));
+    } else {
+        assert_int_equal(allow, -1);
+    }
+    if (is_head) {
+        assert_int_equal((size_t)head, n); /* the head alone ... */
+        assert_int_equal(info.framing, H1_BODY_NONE);
+        int cl = h1_find_field(resp.fields, resp.nfields, "content-length", 0);
+        assert_true(cl >= 0 && resp.fields[cl].value[0] != '0'); /* ... saying how long */
+    } else {
+        assert_int_equal(info.framing, H1_BODY_LENGTH);
+        assert_int_equal(info.content_length, n - (size_t)head);
+        if (!strstr(text + head, row->body))
+            fail_msg("%s: body lacks \"%s\":\n%s", row->why, row->body, text + head);
+    }
+    free(text);
+}
+
+static void parse_request(const char *text, struct h1_request *req)
+{
+    static const struct h1_limits lim = { 8192, 16384 };
+    struct h1_error err;
+    assert_true(h1_parse_request(text, strlen(text), &lim, req, &err) > 0);
+}
+
+static void test_endpoints(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        for (int c = 0; c < 2; c++) {
+            struct evbuffer *out = evbuffer_new();
+            struct h1_request req;
+            bool close = c == 1;
+
+            assert_non_null(out);
+            print_message("%s%s\n", rows[i].why, close ? ", closing" : "");
+            parse_request(rows[i].request, &req);
+            assert_int_equal(admin_respond(out, &req, &close), rows[i].status);
+            assert_int_equal(close, c == 1); /* as asked: nothing failed */
+            check_response(&rows[i], out, close);
+            evbuffer_free(out);
+        }
+    }
+}
+
+/* Fail each allocation of a response in turn. Three outcomes are allowed: the whole response
+ * (the failure hit nothing essential), the fallback 503 with *close set, or nothing with -1
+ * and *close set. The first allocation is the one the old code failed on (evbuffer_new of the
+ * body): it returned 500 with nothing written and the connection kept open. */
+static void test_allocation_failures(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        bool done = false;
+        unsigned fallbacks = 0;
+        for (long n = 0; n < MAX_ALLOCS && !done; n++) {
+            struct evbuffer *out = evbuffer_new();
+            struct h1_request req;
+            bool close = false;
+            int status;
+
+            assert_non_null(out);
+            parse_request(rows[i].request, &req);
+            alloc_fail_at(n);
+            status = admin_respond(out, &req, &close);
+            done = alloc_fail_count <= n; /* the nth allocation never came */
+            alloc_fail_at(-1);
+            if (status == rows[i].status && !close) {
+                check_response(&rows[i], out, close);
+            } else if (status == 503 && close) {
+                char got[sizeof(fallback)] = "";
+                assert_int_equal(evbuffer_get_length(out), sizeof(fallback) - 1);
+                evbuffer_copyout(out, got, sizeof(got) - 1);
+                assert_string_equal(got, fallback);
+                fallbacks++;
+            } else if (status == -1 && close) {
+                assert_int_equal(evbuffer_get_length(out), 0);
+            } else {
+                fail_msg("%s, allocation %ld failing: status %d, close %d, %zu bytes written",
+                         rows[i].why, n, status, close, evbuffer_get_length(out));
+            }
+            if (done)
+                assert_int_equal(status, rows[i].status);
+            evbuffer_free(out);
+        }
+        assert_true(done);
+        assert_true(fallbacks > 0); /* the sweep did reach the fallback path */
+    }
+}
+
+/* The reported bug exactly: evbuffer_new of the body fails (the allocation right after the
+ * fallback's room is reserved) on a keep-alive request. */
+static void test_body_buffer_fails(void **state)
+{
+    struct evbuffer *out = evbuffer_new();
+    struct h1_request req;
+    bool close = false;
+    char got[sizeof(fallback)] = "";
+
+    (void)state;
+    assert_non_null(out);
+    parse_request("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", &req);
+    alloc_fail_at(1); /* 0: the reserved room, 1: the body buffer */
+    assert_int_equal(admin_respond(out, &req, &close), 503);
+    alloc_fail_at(-1);
+    assert_true(close);
+    evbuffer_copyout(out, got, sizeof(got) - 1);
+    assert_string_equal(got, fallback);
+    evbuffer_free(out);
+}
+
+/* Every allocation failing: not even room for the fallback, so the caller must close. */
+static void test_nothing_allocates(void **state)
+{
+    struct evbuffer *out = evbuffer_new();
+    struct h1_request req;
+    bool close = false;
+
+    (void)state;
+    assert_non_null(out);
+    parse_request("GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n", &req);
+    alloc_fail_all();
+    assert_int_equal(admin_respond(out, &req, &close), -1);
+    alloc_fail_at(-1);
+    assert_true(close);
+    assert_int_equal(evbuffer_get_length(out), 0);
+    evbuffer_free(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_endpoints),
+        cmocka_unit_test(test_allocation_failures),
+        cmocka_unit_test(test_body_buffer_fails),
+        cmocka_unit_test(test_nothing_allocates),
+    };
+
+    alloc_fail_install(); /* before libevent allocates anything */
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
