@@ -35,6 +35,7 @@
 #include "portico/loop.h"
 #include "portico/metrics.h"
 #include "portico/sock.h"
+#include "portico/status.h"
 #include "portico/util.h"
 
 #define LINGER_MS 2000
@@ -355,7 +356,7 @@ static void parse_head(struct client *c)
     struct downstream ds = {.ops = &h1_ops, .ctx = c, .peer = &c->peer, .proto = c->proto};
     struct exchange *ex = exchange_start(c->loop, &ds, p, (size_t)rc, &req, c->head_start_us);
     if (!ex) {
-        head_error(c, 503, "out of memory");
+        head_error(c, HTTP_SERVICE_UNAVAILABLE, "out of memory");
         return;
     }
     c->ex = ex;
@@ -454,13 +455,14 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         break;
     case CS_IDLE:
         if (c->requests == 0) { /* a new connection that never sent a request */
-            head_error(c, 408, "no request within client_header_timeout");
+            head_error(c, HTTP_REQUEST_TIMEOUT, "no request within client_header_timeout");
             break;
         }
         client_close(c, "idle"); /* idle keep-alive connection: close quietly */
         break;
     case CS_HEAD:
-        head_error(c, 408, "request head not complete within client_header_timeout");
+        head_error(c, HTTP_REQUEST_TIMEOUT,
+                   "request head not complete within client_header_timeout");
         break;
     case CS_EXCHANGE:
         break;

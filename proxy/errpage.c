@@ -864,7 +864,7 @@ int errpage_prepare(const struct errpage *e, struct errpage_out *o)
     };
     /* The status line must carry three digits whatever the caller computed. */
     if (v->status < 100 || v->status > 999)
-        v->status = e->failure == FAIL_NONE ? 500 : 502;
+        v->status = e->failure == FAIL_NONE ? HTTP_INTERNAL_SERVER_ERROR : HTTP_BAD_GATEWAY;
     v->phrase = status_phrase(v->status);
     v->mime = e->failure == FAIL_NONE ? mime_plain : errpage_negotiate(e->accept, e->accept_len);
     if (v->mime == mime_html && e->page_dir != NULL && e->page_dir[0] != '\0')

@@ -3,12 +3,12 @@
  *
  * LAYERS. Each file includes only headers of its own layer or below; the include graph has no
  * cycles.
- *   pure      util, status, failure, phase, http1 (+ chunked), request     bytes and tables
- *   buffers   body, headers, errpage, hints                                  evbuffers
- *   runtime   loop, sock, upstream, balance, generation, exchange (+ relay.c, interim.c),
- *             client (HTTP/1.1 downstream)                                   the event loop
- *   process   listener, worker, main                                         threads, signals
- *   beside    config, route, tls, log, metrics, admin, sim                   used from above
+ *   pure     util, status, failure, phase, http1 (+ chunked), request   bytes and tables
+ *   buffers  body, headers, h1out, errpage, hints                        evbuffers
+ *   runtime  loop, sock, upstream, balance, generation, exchange (+ relay.c, interim.c),
+ *            client (HTTP/1.1 downstream)                                the event loop
+ *   process  listener, worker, main                                      threads, signals
+ *   beside   config, route, tls, log, metrics, admin, sim, codes         used from above
  *
  *   client ──► listener ──► client (parse head) ──► exchange ──► upconn (dns, connect, tls)
  *     ▲                       │  implements           │  relay.c      └─► origin
@@ -76,6 +76,7 @@
 #include "portico/metrics.h"
 #include "portico/request.h"
 #include "portico/upstream.h"
+#include "portico/status.h"
 #include "portico/util.h"
 
 #define MAX_PORTICO_HOPS 8 /* Via entries of ours beyond which a request is looping */
@@ -476,16 +477,19 @@ static bool admissible(struct exchange *ex)
     /* HTTP/1.0 clients cannot take a 100 and may not mean it: Expect is ignored (RFC 9110
      * 10.1.1). */
     if (ex_client_http11(ex) && ex->info.expect_other) {
-        ex_refuse(ex, 417, "only the 100-continue expectation is supported", unread_body);
+        ex_refuse(ex, HTTP_EXPECTATION_FAILED, "only the 100-continue expectation is supported",
+                  unread_body);
         return false;
     }
     if (ex->info.framing == H1_BODY_LENGTH && ex->info.content_length > cfg->max_body_size) {
-        ex_refuse(ex, 413, "request body larger than max_body_size", true);
+        ex_refuse(ex, HTTP_CONTENT_TOO_LARGE, "request body larger than max_body_size",
+                  true);
         return false;
     }
     if (request_portico_hops(&ex->req) >= MAX_PORTICO_HOPS) {
-        ex_refuse(ex, 508, "forwarding loop: this request already went through Portico too "
-                  "many times", unread_body);
+        ex_refuse(ex, HTTP_LOOP_DETECTED,
+                  "forwarding loop: this request already went through Portico too many times",
+                  unread_body);
         return false;
     }
     return true;
@@ -498,7 +502,8 @@ static void run(struct exchange *ex)
     const struct config *cfg = ex->cfg;
     ex->route = cfg_route(cfg, ex->host, ex->host_len, ex->route_path, ex->path_len);
     if (!ex->route) {
-        ex_refuse(ex, 404, "no route matches this host and path", ex->req_state != REQ_DONE);
+        ex_refuse(ex, HTTP_NOT_FOUND, "no route matches this host and path",
+                  ex->req_state != REQ_DONE);
         return;
     }
     ex->route_index = (int)(ex->route - cfg->routes);
@@ -548,7 +553,8 @@ void exchange_request_timeout(struct exchange *ex)
 {
     ex->now = now_us();
     ex->req_state = REQ_DONE; /* nothing more will be read */
-    ex_refuse(ex, 408, "request body stalled longer than client_body_timeout", true);
+    ex_refuse(ex, HTTP_REQUEST_TIMEOUT, "request body stalled longer than client_body_timeout",
+              true);
     ex_settle(ex);
 }
 
@@ -560,7 +566,7 @@ void exchange_cancel(struct exchange *ex, const char *why)
         if (!ex->detail[0])
             snprintf(ex->detail, sizeof(ex->detail), "client %s", why);
         if (!ex->status)
-            ex->status = 499;
+            ex->status = HTTP_CLIENT_CLOSED_REQUEST;
         phase_close(&ex->pc, ex->now);
         metrics_add(ex->loop->metrics, M_CLIENT_ABORTS, 1);
         log_exchange(ex);

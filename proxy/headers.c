@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "portico/h1out.h"
 #include "portico/status.h"
 #include "portico/util.h"
 
@@ -191,7 +192,7 @@ size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_resp
     /* 304 and HEAD responses keep the origin's Content-Length: it describes the representation,
      * not this message's body (RFC 9110 8.6); a 204 never has one. */
     int cl = h1_find_field(resp->fields, resp->nfields, "content-length", 0);
-    if (fwd->framing == H1_BODY_NONE && resp->status != 204 && cl >= 0)
+    if (fwd->framing == H1_BODY_NONE && resp->status != HTTP_NO_CONTENT && cl >= 0)
         out[n++] = resp->fields[cl];
     return n;
 }
@@ -205,20 +206,13 @@ size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, 
 void hdr_write_head(struct evbuffer *out, const struct resp_head *h, enum h1_framing wire,
                     bool http10, bool keep_alive)
 {
-    char status[16] = "HTTP/1.1 000 ";
-    int code = h->status >= 100 && h->status <= 999 ? h->status : 502;
-    status[9] = (char)('0' + code / 100);
-    status[10] = (char)('0' + code / 10 % 10);
-    status[11] = (char)('0' + code % 10);
-    evbuffer_add(out, status, 13);
-    if (h->reason && h->reason_len)
-        evbuffer_add(out, h->reason, h->reason_len);
-    else /* an empty reason is legal but unhelpful: use the registry's */
-        add_str(out, status_phrase(code));
-    evbuffer_add(out, "\r\n", 2);
+    int code = h->status >= 100 && h->status <= 999 ? h->status : HTTP_BAD_GATEWAY;
+    /* an empty reason is legal but unhelpful: the writer uses the registry's */
+    if (h1out_status_line(out, code, h->reason, h->reason_len) != 0)
+        h1out_status_line(out, code, NULL, 0);
     for (size_t i = 0; i < h->nfields; i++)
         add_field(out, &h->fields[i]);
-    if (code >= 200) {
+    if (code >= HTTP_OK) {
         if (wire == H1_BODY_LENGTH)
             add_content_length(out, h->content_length);
         else if (wire == H1_BODY_CHUNKED)

@@ -17,6 +17,7 @@
 #include "portico/hints.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/status.h"
 #include "portico/util.h"
 
 /* Sends one 1xx to the client, or counts it dropped when the client cannot take it or already
@@ -97,7 +98,7 @@ void interim_early_hints(struct exchange *ex)
         add_new_links(set, p, len, links, sizeof(links), &used, fields, &n, ARRAY_LEN(fields));
         p += len + 1;
     }
-    if (n && send_interim(ex, 103, fields, n))
+    if (n && send_interim(ex, HTTP_EARLY_HINTS, fields, n))
         metrics_add(ex->loop->metrics, M_EARLY_HINTS_SENT, 1);
 }
 
@@ -118,7 +119,7 @@ static void send_continue(struct exchange *ex)
 {
     if (ex->sent_100 || !ex_client_http11(ex))
         return;
-    ex->sent_100 = send_interim(ex, 100, NULL, 0);
+    ex->sent_100 = send_interim(ex, HTTP_CONTINUE, NULL, 0);
 }
 
 void interim_expect(struct exchange *ex)
@@ -175,7 +176,7 @@ void interim_processing_cb(evutil_socket_t fd, short what, void *arg)
     struct exchange *ex = arg;
     ex->now = now_us();
     if (ex->resp_state == RESP_HEAD) {
-        if (send_interim(ex, 102, NULL, 0))
+        if (send_interim(ex, HTTP_PROCESSING, NULL, 0))
             metrics_add(ex->loop->metrics, M_PROCESSING_SENT, 1);
         ex_arm(&ex->processing_timer, ex->route->processing_interval_ms);
     }
@@ -185,8 +186,8 @@ void interim_processing_cb(evutil_socket_t fd, short what, void *arg)
 bool interim_relay(struct exchange *ex, const struct h1_response *resp)
 {
     int code = resp->status;
-    bool opens_gate = code == 100 && ex->req_state == REQ_GATED;
-    if (code == 100 && ex->sent_100) {
+    bool opens_gate = code == HTTP_CONTINUE && ex->req_state == REQ_GATED;
+    if (code == HTTP_CONTINUE && ex->sent_100) {
         metrics_add(ex->loop->metrics, M_INTERIM_DROPPED, 1);
         return opens_gate;
     }
@@ -194,7 +195,7 @@ bool interim_relay(struct exchange *ex, const struct h1_response *resp)
     size_t n = hdr_interim_fields(resp, fields, H1_MAX_FIELDS);
     char links[HINT_MAX_BYTES * 2];
     size_t used = 0;
-    if (code == 103) {
+    if (code == HTTP_EARLY_HINTS) {
         /* Only the hints not already sent, and nothing at all when none is new. */
         struct hint_set *set = hint_set_of(ex);
         size_t kept = 0;
@@ -223,7 +224,7 @@ bool interim_relay(struct exchange *ex, const struct h1_response *resp)
     }
     if (send_interim(ex, code, fields, n)) {
         metrics_add(ex->loop->metrics, M_INTERIM_RELAYED, 1);
-        if (code == 100)
+        if (code == HTTP_CONTINUE)
             ex->sent_100 = true;
     }
     return opens_gate;

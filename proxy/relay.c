@@ -21,6 +21,7 @@
 #include "portico/metrics.h"
 #include "portico/sock.h"
 #include "portico/upstream.h"
+#include "portico/status.h"
 #include "portico/util.h"
 
 /* The origin's input holds at most this much: a whole response head, or RELAY_HIGH of body. */
@@ -98,7 +99,7 @@ void relay_request_body(struct exchange *ex)
     for (;;) {
         size_t before_in = evbuffer_get_length(in), before_out = evbuffer_get_length(out);
         if (body_move(&ex->req_body, in, out, RELAY_HIGH) != 0) {
-            request_body_refused(ex, 400, ex->req_body.error);
+            request_body_refused(ex, HTTP_BAD_REQUEST, ex->req_body.error);
             return;
         }
         /* body_size counts announced chunk sizes: an oversized body is refused before any of
@@ -106,7 +107,8 @@ void relay_request_body(struct exchange *ex)
         if (ex->req_body.bytes > ex->cfg->max_body_size ||
             (ex->req_body.in == H1_BODY_CHUNKED &&
              ex->req_body.chunked.body_size > ex->cfg->max_body_size)) {
-            request_body_refused(ex, 413, "request body larger than max_body_size");
+            request_body_refused(ex, HTTP_CONTENT_TOO_LARGE,
+                                 "request body larger than max_body_size");
             return;
         }
         if (evbuffer_get_length(in) != before_in)
@@ -230,7 +232,7 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
     };
     ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
     ex->status = ex->upstream_status = resp->status;
-    if (resp->status == 200)
+    if (resp->status == HTTP_OK)
         interim_learn(ex, resp);
     body_init(&ex->resp_body, ri->framing, ri->content_length, ex->sink.chunked,
               ex->cfg->max_header_size);
@@ -280,11 +282,11 @@ static void read_heads(struct exchange *ex)
             return;
         }
         int code = resp.status;
-        if (code >= 200) {
+        if (code >= HTTP_OK) {
             forward_head(ex, &resp, (size_t)rc);
             return;
         }
-        if (code == 101) {
+        if (code == HTTP_SWITCHING_PROTOCOLS) {
             ex_fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0,
                     "%s switched protocols (101) although no upgrade was offered",
                     upconn_addr(ex->uc));
