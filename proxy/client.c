@@ -74,6 +74,7 @@ struct client {
                                           success: re-parse only when a new line arrives */
     enum proto proto;                  /* of the current request */
     bool close_after;                  /* the response in flight ends with the connection */
+    bool pipelined;                    /* the next head was buffered when the last answer ended */
 };
 
 static void client_cb(void *arg, enum sock_event ev);
@@ -268,7 +269,8 @@ static void ds_done(void *ctx, enum exchange_end end)
     set_state(c, CS_IDLE);
     /* A pipelined request may already be buffered: parse it from the loop, not from inside
      * the exchange that just finished; if our output is full, once it drained. */
-    if (evbuffer_get_length(c->sock.in) > 0 && may_parse(c))
+    c->pipelined = evbuffer_get_length(c->sock.in) > 0;
+    if (c->pipelined && may_parse(c))
         event_active(&c->resume_ev, EV_TIMEOUT, 1);
 }
 
@@ -353,7 +355,9 @@ static void parse_head(struct client *c)
     }
     c->proto = req.minor >= 1 ? PROTO_HTTP11 : PROTO_HTTP10;
     c->close_after = false;
-    struct downstream ds = {.ops = &h1_ops, .ctx = c, .peer = &c->peer, .proto = c->proto};
+    struct downstream ds = {.ops = &h1_ops, .ctx = c, .peer = &c->peer, .proto = c->proto,
+                            .pipelined = c->pipelined};
+    c->pipelined = false;
     struct exchange *ex = exchange_start(c->loop, &ds, p, (size_t)rc, &req, c->head_start_us);
     if (!ex) {
         head_error(c, HTTP_SERVICE_UNAVAILABLE, "out of memory");
@@ -510,7 +514,7 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     c->loop = l;
     c->kind = kind;
     split_peer(c, sa);
-    c->peer = (struct peer){.addr = c->addr, .ip = c->ip, .tls = tls};
+    c->peer = (struct peer){.conn_id = ++l->next_conn, .addr = c->addr, .ip = c->ip, .tls = tls};
     TAILQ_INSERT_TAIL(&l->clients, c, link);
     loop_conn_opened(l);
     atomic_fetch_add_explicit(&l->metrics->active_connections, 1, memory_order_relaxed);

@@ -364,7 +364,7 @@ void ex_settle(struct exchange *ex)
     if (ex->failure == FAIL_NONE && ex->response_byte && ex->origin >= 0)
         balancer_report(balancer_of(ex), ex->origin, false, now_ms_of(ex));
     if (ex->uc && relay_reusable(ex)) {
-        upconn_release(ex->uc);
+        upconn_release(ex->uc, ex->ds.peer->conn_id, ex->now);
         ex->uc = NULL;
         ex->usock = NULL;
     }

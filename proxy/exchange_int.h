@@ -109,6 +109,7 @@ struct exchange {
     char interim_log[96];              /* "103,100,102" for the access log */
     size_t interim_log_len;
     unsigned interim_count;            /* 1xx sent to the client (relayed or ours) */
+    unsigned interim_seen;             /* 1xx received from the origin */
     bool sent_100;
     struct hint_set *hints;            /* links hinted so far; allocated on the first hint */
 

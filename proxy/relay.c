@@ -55,14 +55,16 @@ static bool request_sent(const struct exchange *ex)
 }
 
 /* Waits for the first byte of a (next) response head with the first_byte timer; after a 1xx
- * the deadline is kept unless interim responses reset it. */
+ * the deadline is kept unless interim responses reset it — and never past MAX_INTERIM of them,
+ * so that an origin cannot hold an exchange forever with a stream of 1xx. */
 static void wait_first_byte(struct exchange *ex, bool after_interim)
 {
     ex_phase_resume(ex, PHASE_FIRST_BYTE);
     uint64_t limit = phase_limit_ms(ex->up->timers_ms, PHASE_FIRST_BYTE);
+    bool resets = ex->up->interim_resets_timer && ex->interim_seen <= MAX_INTERIM;
     ex->first_byte_deadline =
         phase_first_byte_deadline(after_interim ? ex->first_byte_deadline : 0, ex->now, limit,
-                                  ex->up->interim_resets_timer);
+                                  resets);
     uint64_t left = ex->first_byte_deadline > ex->now ? ex->first_byte_deadline - ex->now : 0;
     struct timeval tv = tv_from_us(left);
     evtimer_add(&ex->phase_timer, &tv);
@@ -292,6 +294,7 @@ static void read_heads(struct exchange *ex)
                     upconn_addr(ex->uc));
             return;
         }
+        ex->interim_seen++;
         bool opens_gate = interim_relay(ex, &resp);
         evbuffer_drain(in, (size_t)rc);
         sock_consumed(ex->usock);
@@ -519,7 +522,8 @@ static const struct upconn_events upconn_cbs = {
 void relay_connect(struct exchange *ex)
 {
     if (!ex->retried) {
-        ex->uc = upconn_take_idle(ex->loop, ex->up_index, ex->origin);
+        uint64_t owner = ex->ds.pipelined ? 0 : ex->ds.peer->conn_id;
+        ex->uc = upconn_take_idle(ex->loop, ex->up_index, ex->origin, owner, ex->now);
         ex->reused = ex->uc != NULL;
         if (ex->uc) {
             metrics_add(ex->loop->metrics, M_UPSTREAM_REUSED, 1);

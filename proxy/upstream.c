@@ -39,6 +39,7 @@
 #include "portico/util.h"
 
 #define UPSTREAM_NOTSENT_LOWAT (1024 * 1024) /* unsent bytes the kernel queues for an origin */
+#define SETTLE_MS 10 /* a released connection waits this long before another client takes it */
 
 #define UPCONN_STATE_LIST(X)                                                                       \
     X(UC_OPENING, "opening")       /* created; the start runs from the loop */                    \
@@ -75,6 +76,8 @@ struct upconn {
     const struct upconn_events *ev;        /* borrowed */
     void *arg;
     unsigned requests;
+    uint64_t released_us;                  /* when it last entered the pool */
+    uint64_t owner;                        /* client connection that released it */
 };
 
 TAILQ_HEAD(upconn_list, upconn);
@@ -151,33 +154,43 @@ static void pool_remove(struct upconn *c)
  * has nothing valid to say between requests. */
 static void idle_cb(void *arg, enum sock_event ev)
 {
-    (void)ev;
     struct upconn *c = arg;
+    if (ev == SOCK_READABLE) {
+        metrics_add(c->loop->metrics, M_UPSTREAM_UNSOLICITED, 1);
+        log_info("upstream %s: %s sent %zu bytes on an idle connection, which no request "
+                 "asked for; closed", c->up->name, c->addr_text,
+                 evbuffer_get_length(c->sock.in));
+    }
     pool_remove(c);
     upconn_free(c);
 }
 
-struct upconn *upconn_take_idle(struct loop *l, int upstream, int origin)
+static struct upconn *take(struct upconn *c)
+{
+    pool_remove(c);
+    set_state(c, UC_ACTIVE);
+    sock_set_timeouts(&c->sock, 0, 0);
+    return c;
+}
+
+struct upconn *upconn_take_idle(struct loop *l, int upstream, int origin, uint64_t owner,
+                                uint64_t now_us_)
 {
     struct upstream_pool *pool = &l->pools->pool[upstream];
-    struct upconn *c, *next;
-    for (c = TAILQ_FIRST(&pool->idle); c; c = next) {
-        next = TAILQ_NEXT(c, link);
-        if (c->origin != origin)
-            continue;
-        pool_remove(c);
-        if (evbuffer_get_length(c->sock.in) > 0 || c->sock.state != SOCK_OPEN) {
-            upconn_free(c); /* unsolicited bytes: not safe to reuse */
-            continue;
-        }
-        set_state(c, UC_ACTIVE);
-        sock_set_timeouts(&c->sock, 0, 0);
-        return c;
-    }
+    struct upconn *c;
+    /* The same client's next request takes its own connection back, settled or not. */
+    TAILQ_FOREACH(c, &pool->idle, link)
+        if (owner && c->owner == owner && c->origin == origin)
+            return take(c);
+    /* Anyone else: the oldest that has settled. */
+    uint64_t settle_us = (uint64_t)SETTLE_MS * 1000;
+    TAILQ_FOREACH_REVERSE(c, &pool->idle, upconn_list, link)
+        if (c->origin == origin && c->released_us + settle_us <= now_us_)
+            return take(c);
     return NULL;
 }
 
-void upconn_release(struct upconn *c)
+void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us_)
 {
     struct upstream_pool *pool = &c->loop->pools->pool[c->upstream];
     if (pool->nidle >= c->up->keepalive || c->state != UC_ACTIVE ||
@@ -186,11 +199,14 @@ void upconn_release(struct upconn *c)
         return;
     }
     set_state(c, UC_IDLE);
+    c->released_us = now_us_;
+    c->owner = owner;
     sock_set_cb(&c->sock, idle_cb, c);
     sock_set_read_limit(&c->sock, 0);
     sock_read(&c->sock, true);
     sock_set_timeouts(&c->sock, c->up->keepalive_timeout_ms, 0);
-    TAILQ_INSERT_HEAD(&pool->idle, c, link); /* LIFO keeps the warmest connections busy */
+    TAILQ_INSERT_HEAD(&pool->idle, c, link); /* newest first: takers of settled ones go from the
+                                                tail */
     pool->nidle++;
 }
 

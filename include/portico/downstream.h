@@ -21,6 +21,7 @@ struct evbuffer;
 
 /* What the exchange may know about the client. Borrowed for the exchange's lifetime. */
 struct peer {
+    uint64_t conn_id;                  /* the client connection, unique in its loop */
     const char *addr;                  /* "127.0.0.1:50312" */
     const char *ip;                    /* "127.0.0.1" */
     bool tls;                          /* the client connection is TLS */
@@ -70,6 +71,8 @@ struct downstream {
     void *ctx;                         /* the owner (client connection, HTTP/2 stream) */
     const struct peer *peer;           /* borrowed */
     enum proto proto;
+    bool pipelined;                    /* the request was buffered before the previous response
+                                          ended: it is not the user's reply to that response */
 };
 
 #endif

@@ -48,6 +48,7 @@ struct loop {
     int id;                            /* worker index, part of request ids */
     uint32_t id_salt;                  /* random per worker group: ids differ across restarts */
     uint64_t next_request;             /* request counter, part of request ids */
+    uint64_t next_conn;                /* client connection counter (peer conn_id) */
     struct client_list clients;        /* open client connections (client.c) */
     unsigned conns;                    /* how many */
     void (*on_idle)(struct loop *l);   /* draining and the last connection closed */

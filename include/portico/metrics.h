@@ -24,6 +24,8 @@ struct evbuffer;
     X(M_UPSTREAM_CONNECTS, "portico_upstream_connects_total", "New connections opened to origins") \
     X(M_UPSTREAM_REUSED, "portico_upstream_reused_total",                                          \
       "Requests sent on a pooled keep-alive connection")                                           \
+    X(M_UPSTREAM_UNSOLICITED, "portico_upstream_unsolicited_total",                                \
+      "Pooled origin connections closed because the origin sent bytes no request asked for")      \
     X(M_UPSTREAM_RETRIES, "portico_upstream_retries_total",                                        \
       "Requests resent on a fresh connection after a pooled one turned out closed")                \
     X(M_ABORTED_AFTER_HEAD, "portico_responses_aborted_total",                                     \

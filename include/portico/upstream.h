@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "portico/failure.h"
 
@@ -35,8 +36,11 @@ void upstream_pools_free(struct loop *l);
 /* Closes every idle connection now (a draining worker keeps none). */
 void upstream_pools_close_idle(struct loop *l);
 
-/* An idle pooled connection to (upstream, origin), or NULL. The caller sets the callback. */
-struct upconn *upconn_take_idle(struct loop *l, int upstream, int origin);
+/* An idle pooled connection to (upstream, origin), or NULL: the one the client connection owner
+ * released (owner 0: none, for a request that was pipelined), else the oldest that has settled
+ * (see upstream.c on stray bytes). now_us: the monotonic clock. The caller sets the callback. */
+struct upconn *upconn_take_idle(struct loop *l, int upstream, int origin, uint64_t owner,
+                                uint64_t now_us);
 
 /* Starts opening a connection; events arrive through ev with arg, always from the loop. NULL
  * when out of memory. */
@@ -44,8 +48,9 @@ struct upconn *upconn_open(struct loop *l, int upstream, int origin,
                            const struct upconn_events *ev, void *arg);
 
 /* Gives a healthy connection with nothing in flight back to the pool (or closes it if the pool
- * is full or the loop is draining). Its callback is replaced; the caller must forget it. */
-void upconn_release(struct upconn *c);
+ * is full or the loop is draining), released by client connection owner at now_us. Its
+ * callback is replaced; the caller must forget it. */
+void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us);
 
 /* Closes and frees the connection in whatever phase it is (pending DNS is cancelled). */
 void upconn_abort(struct upconn *c);

@@ -90,6 +90,22 @@ PX_HELPER char *px_log_line_for_id(struct harness *h, const char *rid)
     return px_log_line(h, needle);
 }
 
+/* A field of /proc/PID/status in kB ("VmHWM", "VmRSS"), -1 if unreadable. */
+PX_HELPER long px_proc_kb(pid_t pid, const char *field)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    char *s = tu_read_file(path, NULL);
+    if (!s)
+        return -1;
+    long kb = -1;
+    const char *p = strstr(s, field);
+    if (p)
+        kb = strtol(p + strlen(field) + 1, NULL, 10);
+    free(s);
+    return kb;
+}
+
 PX_HELPER uint16_t px_port(struct harness *h)
 {
     return harness_port(h, "listen");

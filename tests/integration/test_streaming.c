@@ -71,25 +71,9 @@ static int64_t pattern_check(const unsigned char *p, uint64_t off, size_t n)
 
 /* ---- Portico's memory ---- */
 
-/* A field of /proc/PID/status in kB ("VmHWM", "VmRSS"), -1 if unreadable. */
-static long proc_kb(pid_t pid, const char *field)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    char *s = tu_read_file(path, NULL);
-    if (!s)
-        return -1;
-    long kb = -1;
-    const char *p = strstr(s, field);
-    if (p)
-        kb = strtol(p + strlen(field) + 1, NULL, 10);
-    free(s);
-    return kb;
-}
-
 static void check_rss(struct harness *h, const char *what)
 {
-    long hwm = proc_kb(harness_pid(h), "VmHWM");
+    long hwm = px_proc_kb(harness_pid(h), "VmHWM");
     assert_true(hwm > 0);
     print_message("%s: portico peak RSS %ld kB (limit %d kB%s)\n", what, hwm, RSS_LIMIT_KB,
                   SANITIZED ? ", not asserted under ASan" : "");
@@ -496,7 +480,7 @@ static void upload(struct harness *h, struct stream_origin *o, uint64_t n, bool 
             print_message("upload held at %llu MiB of %llu\n", (unsigned long long)(off >> 20),
                           (unsigned long long)(n >> 20));
             assert_true(off < n);
-            long rss = proc_kb(harness_pid(h), "VmRSS");
+            long rss = px_proc_kb(harness_pid(h), "VmRSS");
             print_message("portico RSS while the origin holds: %ld kB\n", rss);
             if (!SANITIZED)
                 assert_true(rss > 0 && rss < RSS_LIMIT_KB);
@@ -751,7 +735,7 @@ static void test_back_pressure(void **state)
     print_message("download stalled at %llu MiB sent by the origin (client not reading)\n",
                   (unsigned long long)(sent >> 20));
     assert_true(sent < n);
-    long rss = proc_kb(harness_pid(h), "VmRSS");
+    long rss = px_proc_kb(harness_pid(h), "VmRSS");
     print_message("portico RSS while held: %ld kB\n", rss);
     if (!SANITIZED)
         assert_true(rss < RSS_LIMIT_KB);
