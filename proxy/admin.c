@@ -37,7 +37,7 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, bool close
         evbuffer_add_printf(body, "only GET and HEAD\n");
         status = respond(out, 405, "text/plain; charset=utf-8", body, head, close);
     } else if (span_ieq(req->target, plen, "/metrics")) {
-        metrics_render(body);
+        metrics_render(body, NULL);
         status = respond(out, 200, "text/plain; version=0.0.4; charset=utf-8", body, head, close);
     } else if (span_ieq(req->target, plen, "/healthz")) {
         evbuffer_add_printf(body, "ok\n");
