@@ -11,24 +11,9 @@ static inline size_t room(const struct fmt_buf *b)
     return b->cap - b->len;
 }
 
-void fmt_put(struct fmt_buf *b, const char *s, size_t n)
-{
-    if (n > room(b)) {
-        b->overflow = true;
-        return;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
 void fmt_str(struct fmt_buf *b, const char *s)
 {
     fmt_put(b, s, strlen(s));
-}
-
-void fmt_char(struct fmt_buf *b, char c)
-{
-    fmt_put(b, &c, 1);
 }
 
 /* Writes v in decimal at the end of tmp[20]; returns where the digits start. */
@@ -141,11 +126,13 @@ size_t fmt_utf8_len(const unsigned char *s, size_t n)
     return len;
 }
 
-/* Bytes copied as they are inside a JSON string: printable ASCII except quote and backslash. */
-static bool json_plain(unsigned char c)
-{
-    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
-}
+/* Bytes copied as they are inside a JSON string: printable ASCII except quote and backslash;
+ * a table, because this test runs for every byte of every logged path and user agent. */
+static const bool json_plain[256] = {
+    [0x20 ... 0x21] = true, /* '"' is 0x22 */
+    [0x23 ... 0x5b] = true, /* '\\' is 0x5c */
+    [0x5d ... 0x7e] = true,
+};
 
 static const char hexdigits[] = "0123456789abcdef";
 
@@ -164,19 +151,10 @@ void fmt_json_str(struct fmt_buf *b, const char *str, size_t n, size_t max)
     *o++ = '"';
     size_t i = 0;
     while (i < n) {
-        /* the common case: a run of plain ASCII, copied at once */
-        size_t run = i;
-        while (run < n && json_plain(s[run]))
-            run++;
-        if (run > i) {
-            size_t k = run - i;
-            if (k > limit - used)
-                k = limit - used;
-            memcpy(o + used, s + i, k);
-            used += k;
-            i += k;
-            if (i < run)
+        if (json_plain[s[i]]) {        /* the common case, one byte at a time: runs are short */
+            if (used == limit)
                 break;                 /* cut */
+            o[used++] = (char)s[i++];
             continue;
         }
         unsigned char c = s[i];

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct fmt_buf {
     char *p;                           /* borrowed storage */
@@ -29,14 +30,30 @@ static inline void fmt_init(struct fmt_buf *b, char *p, size_t cap)
     b->overflow = false;
 }
 
-/* Appends n bytes, or nothing (overflow) when they do not all fit. */
-void fmt_put(struct fmt_buf *b, const char *s, size_t n);
+/* Appends n bytes, or nothing (overflow) when they do not all fit. Inline: most pieces are
+ * short literals, copied by a few moves instead of a call. */
+static inline void fmt_put(struct fmt_buf *b, const char *s, size_t n)
+{
+    if (n > b->cap - b->len) {
+        b->overflow = true;
+        return;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
 
 /* Appends a NUL-terminated string (all or nothing). */
 void fmt_str(struct fmt_buf *b, const char *s);
 
 /* Appends one byte. */
-void fmt_char(struct fmt_buf *b, char c);
+static inline void fmt_char(struct fmt_buf *b, char c)
+{
+    if (b->len == b->cap) {
+        b->overflow = true;
+        return;
+    }
+    b->p[b->len++] = c;
+}
 
 /* Appends v in decimal. */
 void fmt_u64(struct fmt_buf *b, uint64_t v);
