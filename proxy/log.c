@@ -167,9 +167,9 @@ static bool legacy_list(const char *s)
     return true;
 }
 
-static void json_interim(struct fmt_buf *b, const struct access_record *r)
+/* Appends the 1xx codes sent, "103,100" (nothing when none); false when there were none. */
+static bool interim_list(struct fmt_buf *b, const struct access_record *r)
 {
-    fmt_char(b, '[');
     if (r->ninterim) {
         unsigned n = MIN(r->ninterim, (unsigned)MAX_INTERIM);
         for (unsigned i = 0; i < n; i++) {
@@ -177,10 +177,34 @@ static void json_interim(struct fmt_buf *b, const struct access_record *r)
                 fmt_char(b, ',');
             fmt_u64(b, r->interim_codes[i]);
         }
-    } else if (legacy_list(r->interim)) {
-        fmt_str(b, r->interim);
+        return true;
     }
-    fmt_char(b, ']');
+    if (legacy_list(r->interim)) {
+        fmt_str(b, r->interim);
+        return true;
+    }
+    return false;
+}
+
+/* Appends the phases present in `mask`, in order: "dns":0.300,... in JSON, dns:0.300,... in
+ * text. */
+static void timing_list(struct fmt_buf *b, const struct timings *t, unsigned mask, bool json)
+{
+    bool first = true;
+    for (int p = 0; p < TIMING_COUNT; p++) {
+        if (!(t->present & mask & (1u << p)))
+            continue;
+        if (!first)
+            fmt_char(b, ',');
+        first = false;
+        if (json)
+            fmt_char(b, '"');
+        fmt_str(b, timing_name((enum timing_phase)p));
+        if (json)
+            fmt_char(b, '"');
+        fmt_char(b, ':');
+        fmt_ms3(b, t->us[p]);
+    }
 }
 
 static void format_json(struct fmt_buf *b, const struct access_record *r)
@@ -235,25 +259,15 @@ static void format_json(struct fmt_buf *b, const struct access_record *r)
     fmt_u64(b, r->bytes_in);
     LIT(b, ",\"bytes_out\":");
     fmt_u64(b, r->bytes_out);
-    LIT(b, ",\"interim\":");
-    json_interim(b, r);
+    LIT(b, ",\"interim\":[");
+    interim_list(b, r);
+    fmt_char(b, ']');
     LIT(b, ",\"fault\":");
     json_cstr(b, r->fault, CAP_NAME);
     LIT(b, ",\"user_agent\":");
     json_span(b, r->user_agent, r->user_agent_len, CAP_AGENT);
     LIT(b, ",\"timing_ms\":{");
-    bool first = true;
-    for (int p = 0; p < TIMING_COUNT; p++) {
-        if (!timings_has(&t, (enum timing_phase)p))
-            continue;
-        if (!first)
-            fmt_char(b, ',');
-        first = false;
-        fmt_char(b, '"');
-        fmt_str(b, timing_name((enum timing_phase)p));
-        LIT(b, "\":");
-        fmt_ms3(b, t.us[p]);
-    }
+    timing_list(b, &t, ~0u, true);
     LIT(b, "},\"limit_ms\":");
     if (r->limit_ms)
         fmt_u64(b, r->limit_ms);
@@ -372,35 +386,17 @@ static void format_text(struct fmt_buf *b, const struct access_record *r)
         LIT(b, " detail=");
         fmt_quoted(b, r->detail, strlen(r->detail), CAP_DETAIL);
     }
-    if (r->ninterim) {
-        LIT(b, " interim=");
-        unsigned n = MIN(r->ninterim, (unsigned)MAX_INTERIM);
-        for (unsigned i = 0; i < n; i++) {
-            if (i)
-                fmt_char(b, ',');
-            fmt_u64(b, r->interim_codes[i]);
-        }
-    } else if (legacy_list(r->interim)) {
-        LIT(b, " interim=");
-        fmt_str(b, r->interim);
-    }
+    size_t mark = b->len;
+    LIT(b, " interim=");
+    if (!interim_list(b, r))
+        b->len = mark;                 /* none: no key either */
     if (r->user_agent) {
         LIT(b, " user_agent=");
         text_span(b, r->user_agent, r->user_agent_len, CAP_AGENT);
     }
     if (t.present & ~(1u << TIMING_TOTAL)) {
         LIT(b, " timing=");
-        bool first = true;
-        for (int p = 0; p < TIMING_TOTAL; p++) {
-            if (!timings_has(&t, (enum timing_phase)p))
-                continue;
-            if (!first)
-                fmt_char(b, ',');
-            first = false;
-            fmt_str(b, timing_name((enum timing_phase)p));
-            fmt_char(b, ':');
-            fmt_ms3(b, t.us[p]);
-        }
+        timing_list(b, &t, ~(1u << TIMING_TOTAL), false); /* the total is dur_ms */
     } else if (r->timing && *r->timing && strlen(r->timing) <= CAP_LEGACY &&
                !strpbrk(r->timing, " \"\r\n")) {
         LIT(b, " timing=");
