@@ -464,7 +464,8 @@ static void test_exact_lines(void **state)
                   "portico_requests_total{route=\"\",code=\"400\",failure=\"\"} 1\n"
                   "portico_requests_total{route=\"\",code=\"404\",failure=\"\"} 1\n"
                   "portico_requests_total{route=\"api\",code=\"200\",failure=\"\"} 2\n"
-                  "portico_requests_total{route=\"api\",code=\"502\",failure=\"connect_refused\"} 1\n"
+                  "portico_requests_total{route=\"api\",code=\"502\","
+                  "failure=\"connect_refused\"} 1\n"
                   "portico_requests_total{route=\"web\",code=\"499\",failure=\"\"} 1\n");
     assert_family(text, "portico_responses_total",
                   "portico_responses_total{code=\"200\",class=\"2xx\"} 2\n"
@@ -533,6 +534,8 @@ static void test_exact_lines(void **state)
     free(text);
 }
 
+#define SEND_COUNT(u) "portico_phase_duration_seconds_count{upstream=\"" u "\",phase=\"send\"}"
+
 /* Two configuration generations with overlapping names count the same series; retiring the
  * old workers keeps their counts (and drops their gauges); counters never go back. */
 static void test_generations_and_retire(void **state)
@@ -564,10 +567,8 @@ static void test_generations_and_retire(void **state)
     char *before = render(NULL);
     validate(before);
     assert_family(before, "portico_requests_total", want_req);
-    assert_true(sample(before, "portico_phase_duration_seconds_count{upstream=\"x\",phase=\"send\"}")
-                == 3);
-    assert_true(sample(before, "portico_phase_duration_seconds_count{upstream=\"y\",phase=\"send\"}")
-                == 1);
+    assert_true(sample(before, SEND_COUNT("x")) == 3);
+    assert_true(sample(before, SEND_COUNT("y")) == 1);
     assert_true(sample(before, "portico_client_connections_total") == 5);
     assert_true(sample(before, "portico_connections{side=\"client\",state=\"idle\"}") == 3);
     free(before);
@@ -577,8 +578,7 @@ static void test_generations_and_retire(void **state)
     char *after = render(NULL);
     validate(after);
     assert_family(after, "portico_requests_total", want_req);
-    assert_true(sample(after, "portico_phase_duration_seconds_count{upstream=\"x\",phase=\"send\"}")
-                == 3);
+    assert_true(sample(after, SEND_COUNT("x")) == 3);
     assert_true(sample(after, "portico_client_connections_total") == 5);
     assert_true(sample(after, "portico_connections{side=\"client\",state=\"idle\"}") == 1);
     free(after);
@@ -610,7 +610,8 @@ static void test_pair_overflow(void **state)
     total += 2;
     char *text = render(NULL);
     validate(text);
-    assert_true(sample(text, "portico_requests_total{route=\"api\",code=\"227\",failure=\"\"}") == 1);
+    assert_true(sample(text, "portico_requests_total{route=\"api\",code=\"227\",failure=\"\"}") ==
+                1);
     assert_true(sample(text, "portico_requests_total{route=\"api\",code=\"228\",failure=\"\"}") ==
                 -1); /* past the 128th pair */
     assert_true(sample(text, "portico_requests_total{route=\"api\",code=\"other\",failure=\"\"}") ==
