@@ -157,10 +157,10 @@ static inline uint64_t get(const _Atomic uint64_t *c)
 /* Zeroed memory on its own cache lines: shards of different workers never share a line. */
 static void *zalloc(size_t size)
 {
-    size = (size + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, size ? size : 64);
+    size = ((size ? size : 1) + 63) & ~(size_t)63; /* aligned_alloc wants a multiple */
+    void *p = aligned_alloc(64, size);
     if (p)
-        memset(p, 0, size ? size : 64);
+        memset(p, 0, size);
     return p;
 }
 
