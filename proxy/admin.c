@@ -45,7 +45,7 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, bool *clos
     } else if (span_ieq(req->target, plen, "/metrics")) {
         h.status = HTTP_OK;
         h.content_type = "text/plain; version=0.0.4; charset=utf-8";
-        metrics_render(body);
+        rc = metrics_render(body, NULL);
     } else if (span_ieq(req->target, plen, "/healthz")) {
         h.status = HTTP_OK;
         rc = evbuffer_add_printf(body, "ok\n");

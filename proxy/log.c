@@ -1,52 +1,565 @@
 /*
- * log.c — error log and access log. See log.h.
+ * log.c — access log and error log. See log.h.
  *
- * Access lines are logfmt (key=value, values with spaces quoted) so they are greppable and
- * machine-readable at once; each line is formatted in a stack buffer and written with one
- * write(2), which keeps lines from different workers whole (O_APPEND).
+ * Access lines are formatted without printf into a buffer per worker (fmt.c) and written in
+ * batches: one write(2) of whole lines per flush, so the request path makes no system call for
+ * most lines and lines of different workers never interleave (O_APPEND on a file; on a pipe or
+ * terminal a flush is cut into writes of at most PIPE_BUF bytes, which the kernel keeps whole).
+ *
+ * Both logs are our own descriptors, so that a reload or a rotation swaps the file under the
+ * writers with one dup3(): a write in progress finishes on the old file, the next goes to the
+ * new one, and no thread ever writes to a closed or reused descriptor.
  */
 #include "portico/log.h"
 
 #include <errno.h>
-#include <stdatomic.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "portico/fmt.h"
 #include "portico/util.h"
 
-/* The access log is always our own descriptor, so that a reload can swap the file under the
- * writers with one dup3() — no thread ever writes to a closed or reused descriptor. */
+/* ---- names ---- */
+
+static const char *const format_names[LOG_FORMAT_COUNT] = {
+#define X(id, nm) [id] = nm,
+    LOG_FORMAT_LIST(X)
+#undef X
+};
+
+static const char *const level_names[LOG_LEVEL_COUNT] = {
+#define X(id, nm) [id] = nm,
+    LOG_LEVEL_LIST(X)
+#undef X
+};
+
+static const char *const proto_names[LOG_PROTO_COUNT] = {
+#define X(id, nm) [id] = nm,
+    LOG_PROTO_LIST(X)
+#undef X
+};
+
+const char *log_format_name(enum log_format f)
+{
+    return (unsigned)f < LOG_FORMAT_COUNT ? format_names[f] : "?";
+}
+
+const char *log_level_name(enum log_level l)
+{
+    return (unsigned)l < LOG_LEVEL_COUNT ? level_names[l] : "?";
+}
+
+const char *log_proto_name(enum log_proto p)
+{
+    return (unsigned)p < LOG_PROTO_COUNT ? proto_names[p] : "?";
+}
+
+static int lookup(const char *const *names, int n, const char *name)
+{
+    for (int i = 0; name && i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+int log_format_from_name(const char *name, enum log_format *out)
+{
+    int i = lookup(format_names, LOG_FORMAT_COUNT, name);
+    if (i < 0)
+        return -1;
+    *out = (enum log_format)i;
+    return 0;
+}
+
+int log_level_from_name(const char *name, enum log_level *out)
+{
+    int i = lookup(level_names, LOG_LEVEL_COUNT, name);
+    if (i < 0)
+        return -1;
+    *out = (enum log_level)i;
+    return 0;
+}
+
+/* ---- formatting ---- */
+
+/* Length caps of the variable fields, in output bytes. Their sum with the fixed keys and
+ * numbers stays under LOG_LINE_MAX (test_log checks a record with every field too long). */
+enum {
+    CAP_ID = 128,
+    CAP_TRACE = 64,
+    CAP_CLIENT = 64,
+    CAP_METHOD = 32,
+    CAP_HOST = 200,
+    CAP_PATH = 1000,
+    CAP_NAME = 128,                    /* route, upstream, fault */
+    CAP_ORIGIN = 256,
+    CAP_AGENT = 400,
+    CAP_DETAIL = 256,
+    CAP_LEGACY = 256,                  /* transitional timing and interim strings */
+    MAX_INTERIM = 64,                  /* codes listed (4 bytes each) */
+};
+
+#define LIT(b, s) fmt_put((b), (s), sizeof(s) - 1)
+
+static void json_cstr(struct fmt_buf *b, const char *s, size_t max)
+{
+    if (s)
+        fmt_json_str(b, s, strlen(s), max);
+    else
+        LIT(b, "null");
+}
+
+static void json_span(struct fmt_buf *b, const char *s, size_t n, size_t max)
+{
+    if (s)
+        fmt_json_str(b, s, n, max);
+    else
+        LIT(b, "null");
+}
+
+static void json_status(struct fmt_buf *b, int status)
+{
+    if (status > 0)
+        fmt_u64(b, (uint64_t)status);
+    else
+        LIT(b, "null");
+}
+
+static void json_bool(struct fmt_buf *b, bool v)
+{
+    if (v)
+        LIT(b, "true");
+    else
+        LIT(b, "false");
+}
+
+/* Transitional: the protocol and total of callers that still fill minor and duration_ms. */
+static enum log_proto record_proto(const struct access_record *r)
+{
+    if (r->proto != LOG_PROTO_NONE || (!r->method && !r->minor))
+        return r->proto;
+    return r->minor ? LOG_PROTO_HTTP11 : LOG_PROTO_HTTP10;
+}
+
+static struct timings record_timings(const struct access_record *r)
+{
+    struct timings t = r->timings;
+    if (!timings_has(&t, TIMING_TOTAL) && r->duration_ms > 0)
+        timings_set(&t, TIMING_TOTAL, (uint64_t)(r->duration_ms * 1000.0));
+    return t;
+}
+
+/* A transitional "103,100" list, used only when made of digits and commas. */
+static bool legacy_list(const char *s)
+{
+    if (!s || !*s || strlen(s) > CAP_LEGACY)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || *s == ','))
+            return false;
+    return true;
+}
+
+/* Appends the 1xx codes sent, "103,100" (nothing when none); false when there were none. */
+static bool interim_list(struct fmt_buf *b, const struct access_record *r)
+{
+    if (r->ninterim) {
+        unsigned n = MIN(r->ninterim, (unsigned)MAX_INTERIM);
+        for (unsigned i = 0; i < n; i++) {
+            if (i)
+                fmt_char(b, ',');
+            fmt_u64(b, r->interim_codes[i]);
+        }
+        return true;
+    }
+    if (legacy_list(r->interim)) {
+        fmt_str(b, r->interim);
+        return true;
+    }
+    return false;
+}
+
+/* Appends the phases present in `mask`, in order: "dns":0.300,... in JSON, dns:0.300,... in
+ * text. */
+static void timing_list(struct fmt_buf *b, const struct timings *t, unsigned mask, bool json)
+{
+    bool first = true;
+    for (int p = 0; p < TIMING_COUNT; p++) {
+        if (!(t->present & mask & (1u << p)))
+            continue;
+        if (!first)
+            fmt_char(b, ',');
+        first = false;
+        if (json)
+            fmt_char(b, '"');
+        fmt_str(b, timing_name((enum timing_phase)p));
+        if (json)
+            fmt_char(b, '"');
+        fmt_char(b, ':');
+        fmt_ms3(b, t->us[p]);
+    }
+}
+
+static void format_json(struct fmt_buf *b, const struct access_record *r)
+{
+    struct timings t = record_timings(r);
+    LIT(b, "{\"time\":\"");
+    fmt_time(b, r->time_ms ? r->time_ms : wall_ms());
+    LIT(b, "\",\"request_id\":");
+    json_cstr(b, r->request_id, CAP_ID);
+    LIT(b, ",\"trace_id\":");
+    json_cstr(b, r->trace_id, CAP_TRACE);
+    LIT(b, ",\"client\":");
+    json_cstr(b, r->client, CAP_CLIENT);
+    LIT(b, ",\"method\":");
+    json_span(b, r->method, r->method_len, CAP_METHOD);
+    LIT(b, ",\"host\":");
+    json_span(b, r->host, r->host_len, CAP_HOST);
+    LIT(b, ",\"path\":");
+    json_span(b, r->target, r->target_len, CAP_PATH);
+    LIT(b, ",\"proto\":");
+    enum log_proto proto = record_proto(r);
+    if (proto == LOG_PROTO_NONE || (unsigned)proto >= LOG_PROTO_COUNT) {
+        LIT(b, "null");
+    } else {
+        fmt_char(b, '"');
+        fmt_str(b, proto_names[proto]);
+        fmt_char(b, '"');
+    }
+    LIT(b, ",\"status\":");
+    json_status(b, r->status);
+    LIT(b, ",\"upstream_status\":");
+    json_status(b, r->upstream_status);
+    LIT(b, ",\"failure\":");
+    if (r->failure == FAIL_NONE) {
+        LIT(b, "null");
+    } else {
+        fmt_char(b, '"');
+        fmt_str(b, failure_name(r->failure));
+        fmt_char(b, '"');
+    }
+    LIT(b, ",\"phase\":\"");
+    fmt_str(b, phase_name(r->phase));
+    LIT(b, "\",\"route\":");
+    json_cstr(b, r->route, CAP_NAME);
+    LIT(b, ",\"upstream\":");
+    json_cstr(b, r->upstream, CAP_NAME);
+    LIT(b, ",\"origin\":");
+    json_cstr(b, r->origin, CAP_ORIGIN);
+    LIT(b, ",\"attempts\":");
+    fmt_u64(b, r->attempts);
+    LIT(b, ",\"bytes_in\":");
+    fmt_u64(b, r->bytes_in);
+    LIT(b, ",\"bytes_out\":");
+    fmt_u64(b, r->bytes_out);
+    LIT(b, ",\"interim\":[");
+    interim_list(b, r);
+    fmt_char(b, ']');
+    LIT(b, ",\"fault\":");
+    json_cstr(b, r->fault, CAP_NAME);
+    LIT(b, ",\"user_agent\":");
+    json_span(b, r->user_agent, r->user_agent_len, CAP_AGENT);
+    LIT(b, ",\"timing_ms\":{");
+    timing_list(b, &t, ~0u, true);
+    LIT(b, "},\"limit_ms\":");
+    if (r->limit_ms)
+        fmt_u64(b, r->limit_ms);
+    else
+        LIT(b, "null");
+    LIT(b, ",\"detail\":");
+    json_cstr(b, r->detail, CAP_DETAIL);
+    LIT(b, ",\"aborted\":");
+    json_bool(b, r->aborted);
+    LIT(b, ",\"reused\":");
+    json_bool(b, r->reused);
+    LIT(b, ",\"retried\":");
+    json_bool(b, r->retried);
+    fmt_char(b, '}');
+}
+
+/* Values from Portico or its configuration, unquoted in a text line ("-" for none). Control
+ * bytes and spaces are left out, so that not even a bad value can start a key or a line. */
+static void text_raw(struct fmt_buf *b, const char *s, size_t max)
+{
+    if (!s) {
+        fmt_char(b, '-');
+        return;
+    }
+    char out[CAP_ORIGIN];
+    size_t n = 0;
+    for (; *s && n < MIN(max, sizeof(out)); s++)
+        if ((unsigned char)*s > ' ' && *s != 0x7f)
+            out[n++] = *s;
+    fmt_put(b, out, n);
+}
+
+static void text_span(struct fmt_buf *b, const char *s, size_t n, size_t max)
+{
+    fmt_quoted(b, s ? s : "", s ? n : 0, max);
+}
+
+/* Today's key=value line, extended with the fields of issue 9 where a reader of the old line
+ * does not trip over them. Optional keys appear only when they say something. */
+static void format_text(struct fmt_buf *b, const struct access_record *r)
+{
+    struct timings t = record_timings(r);
+    fmt_time(b, r->time_ms ? r->time_ms : wall_ms());
+    LIT(b, " id=");
+    text_raw(b, r->request_id, CAP_ID);
+    if (r->trace_id) {
+        LIT(b, " trace_id=");
+        text_raw(b, r->trace_id, CAP_TRACE);
+    }
+    LIT(b, " client=");
+    text_raw(b, r->client, CAP_CLIENT);
+    LIT(b, " method=");
+    text_span(b, r->method, r->method_len, CAP_METHOD);
+    LIT(b, " target=");
+    text_span(b, r->target, r->target_len, CAP_PATH);
+    if (r->host) {
+        LIT(b, " host=");
+        text_span(b, r->host, r->host_len, CAP_HOST);
+    }
+    LIT(b, " proto=");
+    fmt_str(b, log_proto_name(record_proto(r)));
+    LIT(b, " status=");
+    fmt_u64(b, r->status > 0 ? (uint64_t)r->status : 0);
+    if (r->upstream_status > 0) {
+        LIT(b, " upstream_status=");
+        fmt_u64(b, (uint64_t)r->upstream_status);
+    }
+    LIT(b, " bytes_out=");
+    fmt_u64(b, r->bytes_out);
+    LIT(b, " bytes_in=");
+    fmt_u64(b, r->bytes_in);
+    if (timings_has(&t, TIMING_TOTAL)) {
+        LIT(b, " dur_ms=");
+        fmt_ms3(b, t.us[TIMING_TOTAL]);
+    }
+    if (r->route) {
+        LIT(b, " route=");
+        text_raw(b, r->route, CAP_NAME);
+        LIT(b, " upstream=");
+        text_raw(b, r->upstream, CAP_NAME);
+    }
+    if (r->origin) {
+        LIT(b, " origin=");
+        text_raw(b, r->origin, CAP_ORIGIN);
+        if (r->reused)
+            LIT(b, " reused=yes");
+        else
+            LIT(b, " reused=no");
+        if (r->retried)
+            LIT(b, " retried=yes");
+    }
+    if (r->attempts) {
+        LIT(b, " attempts=");
+        fmt_u64(b, r->attempts);
+    }
+    if (r->failure != FAIL_NONE) {
+        LIT(b, " failure=");
+        fmt_str(b, failure_name(r->failure));
+        LIT(b, " phase=");
+        fmt_str(b, phase_name(r->phase));
+        if (r->limit_ms) {
+            LIT(b, " limit_ms=");
+            fmt_u64(b, r->limit_ms);
+        }
+        if (r->aborted)
+            LIT(b, " aborted=after_head");
+    } else if (r->status == 499) {
+        LIT(b, " phase="); /* where the client left */
+        fmt_str(b, phase_name(r->phase));
+    }
+    if (r->fault) {
+        LIT(b, " fault=");
+        text_raw(b, r->fault, CAP_NAME);
+    }
+    if (r->detail) {
+        LIT(b, " detail=");
+        fmt_quoted(b, r->detail, strlen(r->detail), CAP_DETAIL);
+    }
+    size_t mark = b->len;
+    LIT(b, " interim=");
+    if (!interim_list(b, r))
+        b->len = mark;                 /* none: no key either */
+    if (r->user_agent) {
+        LIT(b, " user_agent=");
+        text_span(b, r->user_agent, r->user_agent_len, CAP_AGENT);
+    }
+    if (t.present & ~(1u << TIMING_TOTAL)) {
+        LIT(b, " timing=");
+        timing_list(b, &t, ~(1u << TIMING_TOTAL), false); /* the total is dur_ms */
+    } else if (r->timing && *r->timing && strlen(r->timing) <= CAP_LEGACY &&
+               !strpbrk(r->timing, " \"\r\n")) {
+        LIT(b, " timing=");
+        fmt_str(b, r->timing);
+    }
+}
+
+size_t log_format_access(const struct access_record *r, enum log_format format, char *buf,
+                         size_t size)
+{
+    if (size < LOG_LINE_MAX)
+        return 0;
+    struct fmt_buf b;
+    fmt_init(&b, buf, LOG_LINE_MAX - 1); /* the newline always has its byte */
+    if (format == LOG_FORMAT_TEXT)
+        format_text(&b, r);
+    else
+        format_json(&b, r);
+    buf[b.len++] = '\n';
+    return b.len;
+}
+
+/* ---- descriptors ---- */
+
 static _Atomic int access_fd = -1;
-static _Atomic bool access_on; /* set (release) after access_fd: a reader that sees it on
-                                * (acquire) sees the descriptor too */
+static _Atomic bool access_on;         /* set (release) after access_fd: a reader that sees it
+                                        * on (acquire) sees the descriptor too */
+static _Atomic size_t access_chunk = PIPE_BUF; /* largest write kept whole: SIZE_MAX on a file */
+static _Atomic uint64_t dropped;       /* lines lost to failed writes */
+static char *access_path;              /* NULL for stderr/stdout/off; main thread only */
+
+static _Atomic int error_fd = -1;      /* -1: stderr itself */
+static _Atomic int error_level = LOG_INFO;
+static char *error_path;
+
+/* Opens a log target: "stderr", "stdout" or a path (appended to, created 0644). */
+static int open_target(const char *target)
+{
+    if (strcmp(target, "stderr") == 0)
+        return fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    if (strcmp(target, "stdout") == 0)
+        return fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+    return open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
+static bool is_path(const char *target)
+{
+    return strcmp(target, "stderr") != 0 && strcmp(target, "stdout") != 0 &&
+           strcmp(target, "off") != 0;
+}
+
+/* True when fd and the descriptor in other are the same regular file: the access log and the
+ * error log must never share a file. */
+static bool same_file(int fd, int other)
+{
+    struct stat a, b;
+    if (other < 0 || fstat(fd, &a) != 0 || fstat(other, &b) != 0)
+        return false;
+    return S_ISREG(a.st_mode) && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* Makes *slot refer to fd's file (fd is consumed): the first time the slot takes fd itself,
+ * afterwards fd's file is moved under the slot's number, so writers never see a closed one. */
+static int install(_Atomic int *slot, int fd)
+{
+    int cur = atomic_load(slot);
+    if (cur < 0) {
+        atomic_store(slot, fd);
+        return 0;
+    }
+    int rc = dup3(fd, cur, O_CLOEXEC) < 0 ? -1 : 0;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+static size_t chunk_of(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        return SIZE_MAX;
+    return PIPE_BUF;
+}
+
+static void set_path(char **slot, const char *target)
+{
+    char *copy = is_path(target) ? strdup(target) : NULL;
+    free(*slot);
+    *slot = copy;
+}
+
+/* Moves the access log to fd's file. While the two differ in kind, flushes use the smaller
+ * chunk of the two, so that no write to a pipe is ever larger than PIPE_BUF. */
+static int install_access(int fd)
+{
+    size_t chunk = chunk_of(fd);
+    atomic_store(&access_chunk, MIN(chunk, atomic_load(&access_chunk)));
+    int rc = install(&access_fd, fd);
+    atomic_store(&access_chunk, rc == 0 ? chunk : chunk_of(atomic_load(&access_fd)));
+    return rc;
+}
+
+/* Opens target for the log in slot; -1 with EINVAL when it is the file of the other log. */
+static int open_checked(const char *target, const char *other_path, int other_fd)
+{
+    int fd = open_target(target);
+    if (fd >= 0 && is_path(target) && other_path && same_file(fd, other_fd)) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    return fd;
+}
 
 int log_open(const char *access_log)
 {
     if (!access_log || strcmp(access_log, "off") == 0) {
         atomic_store(&access_on, false);
+        set_path(&access_path, "off");
         return 0;
     }
-    int fd;
-    if (strcmp(access_log, "stderr") == 0)
-        fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
-    else if (strcmp(access_log, "stdout") == 0)
-        fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
-    else
-        fd = open(access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
+    int fd = open_checked(access_log, error_path, atomic_load(&error_fd));
+    if (fd < 0 || install_access(fd) != 0)
         return -1;
-    if (atomic_load(&access_fd) < 0) {
-        atomic_store(&access_fd, fd);
-    } else {
-        dup3(fd, atomic_load(&access_fd), O_CLOEXEC);
-        close(fd);
-    }
+    set_path(&access_path, access_log);
     atomic_store_explicit(&access_on, true, memory_order_release);
     return 0;
+}
+
+int log_error_open(const char *target, enum log_level level)
+{
+    if (!target || strcmp(target, "off") == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    int fd = open_checked(target, access_path, atomic_load(&access_fd));
+    if (fd < 0 || install(&error_fd, fd) != 0)
+        return -1;
+    set_path(&error_path, target);
+    atomic_store(&error_level, (unsigned)level < LOG_LEVEL_COUNT ? (int)level : LOG_INFO);
+    return 0;
+}
+
+int log_reopen(void)
+{
+    int rc = 0, err = 0;
+    if (access_path) {
+        int fd = open_target(access_path);
+        if (fd < 0 || install_access(fd) != 0) {
+            rc = -1;
+            err = errno;
+        }
+    }
+    if (error_path) {
+        int fd = open_target(error_path);
+        if (fd < 0 || install(&error_fd, fd) != 0) {
+            rc = -1;
+            err = errno;
+        }
+    }
+    errno = err;
+    return rc;
 }
 
 void log_close(void)
@@ -55,6 +568,11 @@ void log_close(void)
     int fd = atomic_exchange(&access_fd, -1);
     if (fd >= 0)
         close(fd);
+    fd = atomic_exchange(&error_fd, -1);
+    if (fd >= 0)
+        close(fd);
+    set_path(&access_path, "off");
+    set_path(&error_path, "off");
 }
 
 bool log_enabled(void)
@@ -62,103 +580,141 @@ bool log_enabled(void)
     return atomic_load_explicit(&access_on, memory_order_acquire);
 }
 
-static size_t timestamp(char *buf, size_t size)
+uint64_t log_dropped_lines(void)
 {
-    uint64_t ms = wall_ms();
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-    return buf_appendf(buf, size, n, ".%03uZ", (unsigned)(ms % 1000));
+    return atomic_load_explicit(&dropped, memory_order_relaxed);
 }
 
-/* Appends key="value" with quotes and backslashes escaped and control bytes dropped; the target
- * comes from the client, so nothing in it may forge a second log line. */
-static size_t append_quoted(char *buf, size_t size, size_t len, const char *key, const char *v,
-                            size_t vlen)
+static uint64_t count_lines(const char *p, size_t n)
 {
-    len = buf_appendf(buf, size, len, " %s=\"", key);
-    for (size_t i = 0; i < vlen && len + 3 < size; i++) {
-        unsigned char c = (unsigned char)v[i];
-        if (c < 0x20 || c == 0x7f)
+    uint64_t lines = 0;
+    for (const char *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
+        lines++;
+    return lines;
+}
+
+/* Writes whole lines to the access log: one write(2), or writes of whole lines of at most
+ * PIPE_BUF bytes each when the log is not a regular file. A failed write drops the rest. */
+static void write_lines(const char *p, size_t n)
+{
+    int fd = atomic_load_explicit(&access_fd, memory_order_relaxed);
+    if (fd < 0 || n == 0)
+        return;
+    int saved = errno;
+    size_t chunk = atomic_load_explicit(&access_chunk, memory_order_relaxed);
+    while (n > 0) {
+        size_t k = n;
+        if (k > chunk) {
+            const char *nl = memrchr(p, '\n', chunk);
+            k = nl ? (size_t)(nl - p) + 1 : chunk;
+        }
+        ssize_t w = write(fd, p, k);
+        if (w < 0 && errno == EINTR)
             continue;
-        if (c == '"' || c == '\\')
-            buf[len++] = '\\';
-        buf[len++] = (char)c;
+        if (w <= 0) {                  /* a full disk must not stop the proxy: count and go on */
+            atomic_fetch_add_explicit(&dropped, count_lines(p, n), memory_order_relaxed);
+            break;
+        }
+        p += w;
+        n -= (size_t)w;
     }
-    return buf_appendf(buf, size, len, "\"");
+    errno = saved;
+}
+
+/* ---- per-worker buffers ---- */
+
+#define LOG_BUFFER_SIZE (64 * 1024)    /* ~200 lines per write(2) */
+
+struct log_buffer {
+    enum log_format format;
+    size_t len;                        /* bytes of whole lines waiting */
+    char data[LOG_BUFFER_SIZE];
+};
+
+struct log_buffer *log_buffer_new(enum log_format format)
+{
+    struct log_buffer *lb = malloc(sizeof(*lb));
+    if (!lb)
+        return NULL;
+    lb->format = format;
+    lb->len = 0;
+    return lb;
+}
+
+void log_buffer_flush(struct log_buffer *lb)
+{
+    write_lines(lb->data, lb->len);
+    lb->len = 0;
+}
+
+void log_buffer_append(struct log_buffer *lb, const struct access_record *r)
+{
+    if (!log_enabled())
+        return;
+    if (sizeof(lb->data) - lb->len < LOG_LINE_MAX)
+        log_buffer_flush(lb);
+    lb->len += log_format_access(r, lb->format, lb->data + lb->len, sizeof(lb->data) - lb->len);
+}
+
+size_t log_buffer_pending(const struct log_buffer *lb)
+{
+    return lb->len;
+}
+
+void log_buffer_free(struct log_buffer *lb)
+{
+    if (!lb)
+        return;
+    log_buffer_flush(lb);
+    free(lb);
 }
 
 void log_access(const struct access_record *r)
 {
     if (!log_enabled())
         return;
-    char line[4096];
-    size_t n = timestamp(line, sizeof(line));
-    n = buf_appendf(line, sizeof(line), n, " id=%s client=%s", r->request_id ? r->request_id : "-",
-                    r->client ? r->client : "-");
-    n = append_quoted(line, sizeof(line), n, "method", r->method ? r->method : "",
-                      r->method ? r->method_len : 0);
-    n = append_quoted(line, sizeof(line), n, "target", r->target ? r->target : "",
-                      r->target ? MIN(r->target_len, 1024) : 0);
-    n = buf_appendf(line, sizeof(line), n, " proto=HTTP/1.%d status=%d bytes_out=%llu bytes_in=%llu"
-                    " dur_ms=%.1f", r->minor, r->status, (unsigned long long)r->bytes_out,
-                    (unsigned long long)r->bytes_in, r->duration_ms);
-    if (r->route)
-        n = buf_appendf(line, sizeof(line), n, " route=%s upstream=%s", r->route,
-                        r->upstream ? r->upstream : "-");
-    if (r->origin)
-        n = buf_appendf(line, sizeof(line), n, " origin=%s reused=%s%s", r->origin,
-                        r->reused ? "yes" : "no", r->retried ? " retried=yes" : "");
-    if (r->failure != FAIL_NONE) {
-        n = buf_appendf(line, sizeof(line), n, " failure=%s phase=%s", failure_name(r->failure),
-                        phase_name(r->phase));
-        if (r->limit_ms)
-            n = buf_appendf(line, sizeof(line), n, " limit_ms=%llu",
-                            (unsigned long long)r->limit_ms);
-        if (r->aborted)
-            n = buf_appendf(line, sizeof(line), n, " aborted=after_head");
-    }
-    if (r->detail)
-        n = append_quoted(line, sizeof(line), n, "detail", r->detail, strlen(r->detail));
-    if (r->interim)
-        n = buf_appendf(line, sizeof(line), n, " interim=%s", r->interim);
-    if (r->timing && *r->timing)
-        n = buf_appendf(line, sizeof(line), n, " timing=%s", r->timing);
-    if (n >= sizeof(line) - 1)
-        n = sizeof(line) - 2;
-    line[n++] = '\n';
-    ssize_t w = write(atomic_load_explicit(&access_fd, memory_order_relaxed), line, n);
-    (void)w; /* a full disk must not stop the proxy */
+    char line[LOG_LINE_MAX];
+    write_lines(line, log_format_access(r, LOG_FORMAT_TEXT, line, sizeof(line)));
 }
 
-static void vlog(const char *level, const char *fmt, va_list ap)
+/* ---- error log ---- */
+
+bool log_level_enabled(enum log_level level)
 {
+    return (int)level <= atomic_load_explicit(&error_level, memory_order_relaxed);
+}
+
+static void vlog(enum log_level level, const char *fmt, va_list ap)
+{
+    if (!log_level_enabled(level))
+        return;
     int saved = errno;
     char line[2048];
-    size_t n = timestamp(line, sizeof(line));
-    n = buf_appendf(line, sizeof(line), n, " [%s] ", level);
-    int k = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-    if (k > 0)
-        n = MIN(n + (size_t)k, sizeof(line) - 2);
+    struct fmt_buf b;
+    fmt_init(&b, line, sizeof(line) - 1);
+    fmt_time(&b, wall_ms());
+    LIT(&b, " [");
+    fmt_str(&b, level_names[level]);
+    LIT(&b, "] ");
+    int k = vsnprintf(line + b.len, sizeof(line) - 1 - b.len, fmt, ap);
+    size_t n = b.len + (k > 0 ? MIN((size_t)k, sizeof(line) - 2 - b.len) : 0);
     line[n++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, n);
+    int fd = atomic_load_explicit(&error_fd, memory_order_relaxed);
+    ssize_t w = write(fd >= 0 ? fd : STDERR_FILENO, line, n);
     (void)w;
     errno = saved;
 }
 
-void log_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vlog("error", fmt, ap);
-    va_end(ap);
-}
+#define LOG_AT(fn, level)                                                                          \
+    void fn(const char *fmt, ...)                                                                  \
+    {                                                                                              \
+        va_list ap;                                                                                \
+        va_start(ap, fmt);                                                                         \
+        vlog(level, fmt, ap);                                                                      \
+        va_end(ap);                                                                                \
+    }
 
-void log_info(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vlog("info", fmt, ap);
-    va_end(ap);
-}
+LOG_AT(log_error, LOG_ERROR)
+LOG_AT(log_warn, LOG_WARN)
+LOG_AT(log_info, LOG_INFO)
+LOG_AT(log_debug, LOG_DEBUG)

@@ -1,13 +1,47 @@
 /*
- * metrics.c — per-worker counter shards and their Prometheus exposition. See metrics.h.
+ * metrics.c — per-worker shards and their Prometheus exposition. See metrics.h.
+ *
+ * A shard is a set of arrays sized when its worker starts: counters per (route, pair) where a
+ * pair is a (status code, failure type) seen by this shard, histograms per (upstream, phase),
+ * counters per (fault, action), and small fixed tables for interim responses and connection
+ * gauges. Rendering (and retiring a shard) turns them into rows keyed by label *names*, so that
+ * shards of different configuration generations add up by name; the rows are sorted, equal
+ * keys summed, and printed family by family.
  */
 #include "portico/metrics.h"
 
 #include <event2/buffer.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-#include "portico/status.h"
+#include "portico/util.h"
+
+#ifndef PORTICO_VERSION
+#define PORTICO_VERSION "unknown"
+#endif
+
+#define CODE_MIN 100
+#define CODE_MAX 999
+#define NCODES (CODE_MAX - CODE_MIN + 1)
+#define PAIR_CAP 128                   /* distinct (code, failure) pairs a shard keeps apart */
+#define NSLOTS (PAIR_CAP + FAILURE_COUNT) /* then one "other code" slot per failure type */
+#define CODE_OTHER 0                   /* the code of an overflow slot: rendered "other" */
+#define NINTERIM 100                   /* codes 100-199 */
+#define NBUCKETS (METRICS_BUCKETS + 1) /* + Inf */
+
+const uint64_t metrics_bucket_us[METRICS_BUCKETS] = {
+    1000,    2500,    5000,     10000,    25000,    50000,    100000,  250000,
+    500000,  1000000, 2500000,  5000000,  10000000, 30000000, 60000000,
+};
+
+static const char *const bucket_le[NBUCKETS] = {
+    "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25",
+    "0.5",   "1",      "2.5",   "5",    "10",    "30",   "60",  "+Inf",
+};
+
+/* ---- names ---- */
 
 static const struct {
     const char *name;
@@ -18,125 +52,812 @@ static const struct {
 #undef X
 };
 
-static pthread_mutex_t shards_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct metrics **shards; /* the live workers' shards */
-static int nshards, capshards;
-static struct metrics retired;  /* what the shards of workers gone since counted */
+static const char *const interim_dir_names[INTERIM_DIR_COUNT] = {
+#define X(id, nm) [id] = nm,
+    INTERIM_DIR_LIST(X)
+#undef X
+};
+
+static const char *const conn_side_names[CONN_SIDE_COUNT] = {
+#define X(id, nm) [id] = nm,
+    CONN_SIDE_LIST(X)
+#undef X
+};
+
+static const char *const conn_state_names[CONN_STATE_COUNT] = {
+#define X(id, nm) [id] = nm,
+    CONN_STATE_LIST(X)
+#undef X
+};
+
+static const char *const fault_action_names[FAULT_ACTION_COUNT] = {
+#define X(id, nm) [id] = nm,
+    FAULT_ACTION_LIST(X)
+#undef X
+};
+
+static const char *const reload_result_names[RELOAD_RESULT_COUNT] = {
+#define X(id, nm) [id] = nm,
+    RELOAD_RESULT_LIST(X)
+#undef X
+};
+
+#define NAME_OF(table, count, v) ((unsigned)(v) < (count) ? (table)[v] : "?")
+
+const char *interim_direction_name(enum interim_direction d)
+{
+    return NAME_OF(interim_dir_names, INTERIM_DIR_COUNT, d);
+}
+
+const char *conn_side_name(enum conn_side s)
+{
+    return NAME_OF(conn_side_names, CONN_SIDE_COUNT, s);
+}
+
+const char *conn_state_name(enum conn_state s)
+{
+    return NAME_OF(conn_state_names, CONN_STATE_COUNT, s);
+}
+
+const char *fault_action_name(enum fault_action a)
+{
+    return NAME_OF(fault_action_names, FAULT_ACTION_COUNT, a);
+}
+
+const char *reload_result_name(enum reload_result r)
+{
+    return NAME_OF(reload_result_names, RELOAD_RESULT_COUNT, r);
+}
+
+/* ---- shards ---- */
+
+struct hist {
+    _Atomic uint64_t buckets[NBUCKETS]; /* not cumulative: one bucket per observation */
+    _Atomic uint64_t sum_us;
+};
+
+enum { LEGACY_RELAYED, LEGACY_DROPPED, LEGACY_COUNT };
+
+struct shard {
+    struct metrics pub;                /* first: what metrics.h's inline writers touch */
+    _Atomic int64_t conns[CONN_SIDE_COUNT][CONN_STATE_COUNT];
+    _Atomic uint64_t interim[NINTERIM][INTERIM_DIR_COUNT];
+    _Atomic uint64_t legacy[LEGACY_COUNT]; /* transitional relayed/dropped without a code */
+
+    /* portico_requests_total */
+    uint8_t pair_of[NCODES][FAILURE_COUNT]; /* writer only: slot + 1 of a pair, 0 none yet */
+    _Atomic unsigned npairs;           /* slots in use: published with release */
+    uint16_t pair_code[PAIR_CAP];      /* written once, before npairs covers the slot */
+    uint8_t pair_failure[PAIR_CAP];
+    _Atomic uint64_t *requests;        /* [(nroutes + 1) * NSLOTS]; route 0 is "not routed" */
+
+    struct hist *hist;                 /* [nupstreams * TIMING_COUNT] */
+    _Atomic uint64_t *faults;          /* [nfaults * FAULT_ACTION_COUNT] */
+
+    int nroutes, nupstreams, nfaults;
+    char **names;                      /* routes, then upstreams, then faults (owned copies) */
+};
+
+static struct shard *shard_of(struct metrics *m)
+{
+    return (struct shard *)m; /* pub is the first member */
+}
+
+static inline void bump(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static inline uint64_t get(const _Atomic uint64_t *c)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)(uintptr_t)c, memory_order_relaxed);
+}
+
+/* Zeroed memory on its own cache lines: shards of different workers never share a line. */
+static void *zalloc(size_t size)
+{
+    size = ((size ? size : 1) + 63) & ~(size_t)63; /* aligned_alloc wants a multiple */
+    void *p = aligned_alloc(64, size);
+    if (p)
+        memset(p, 0, size);
+    return p;
+}
+
+static void shard_free(struct shard *s)
+{
+    if (!s)
+        return;
+    if (s->names)
+        for (int i = 0; i < s->nroutes + s->nupstreams + s->nfaults; i++)
+            free(s->names[i]);
+    free(s->names);
+    free(s->requests);
+    free(s->hist);
+    free(s->faults);
+    free(s);
+}
+
+static int copy_names(char **dst, const char *const *src, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!(dst[i] = strdup(src[i] ? src[i] : "")))
+            return -1;
+    return 0;
+}
+
+static struct shard *shard_alloc(const struct metrics_labels *l)
+{
+    struct shard *s = zalloc(sizeof(*s));
+    if (!s)
+        return NULL;
+    if (l) {
+        s->nroutes = MAX(l->nroutes, 0);
+        s->nupstreams = MAX(l->nupstreams, 0);
+        s->nfaults = MAX(l->nfaults, 0);
+    }
+    int nnames = s->nroutes + s->nupstreams + s->nfaults;
+    s->names = calloc((size_t)nnames + 1, sizeof(*s->names));
+    s->requests = zalloc((size_t)(s->nroutes + 1) * NSLOTS * sizeof(*s->requests));
+    s->hist = zalloc((size_t)s->nupstreams * TIMING_COUNT * sizeof(*s->hist));
+    s->faults = zalloc((size_t)s->nfaults * FAULT_ACTION_COUNT * sizeof(*s->faults));
+    if (!s->names || !s->requests || !s->hist || !s->faults ||
+        (l && (copy_names(s->names, l->routes, s->nroutes) != 0 ||
+               copy_names(s->names + s->nroutes, l->upstreams, s->nupstreams) != 0 ||
+               copy_names(s->names + s->nroutes + s->nupstreams, l->faults, s->nfaults) != 0))) {
+        shard_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* ---- process totals and the registry ---- */
+
+/* A row of a labelled family, keyed by label names (borrowed, or owned by the retired
+ * totals). */
+struct req_row {
+    const char *route;                 /* "" when not routed */
+    int code;                          /* CODE_OTHER for an overflow slot */
+    int failure;
+    uint64_t n;
+};
+
+struct hist_row {
+    const char *upstream;
+    int phase;
+    uint64_t buckets[NBUCKETS];
+    uint64_t sum_us;
+};
+
+struct fault_row {
+    const char *fault;
+    int action;
+    uint64_t n;
+};
+
+struct totals {
+    bool owns;                         /* row names are strdup'd (the retired totals) */
+    bool oom;                          /* a row could not be added */
+    uint64_t counters[METRIC_COUNT];
+    uint64_t legacy[LEGACY_COUNT];
+    uint64_t interim[NINTERIM][INTERIM_DIR_COUNT];
+    int64_t conns[CONN_SIDE_COUNT][CONN_STATE_COUNT];
+    int64_t active_connections;
+    struct req_row *req;
+    size_t nreq, capreq;
+    struct hist_row *hist;
+    size_t nhist, caphist;
+    struct fault_row *faults;
+    size_t nfaults, capfaults;
+};
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shard **shards;          /* the live workers' shards */
+static size_t nshards, capshards;
+static struct totals retired = {.owns = true}; /* what the shards of workers gone counted */
+static _Atomic unsigned config_generation;
+static _Atomic uint64_t reloads[RELOAD_RESULT_COUNT];
+
+/* arr with room for element n (moved when it grew), or NULL when out of memory (arr kept). */
+static void *reserve(void *arr, size_t *cap, size_t n, size_t elem)
+{
+    if (n < *cap)
+        return arr;
+    size_t ncap = *cap ? *cap * 2 : 16;
+    void *grown = realloc(arr, ncap * elem);
+    if (grown)
+        *cap = ncap;
+    return grown;
+}
+
+static const char *row_name(struct totals *t, const char *name)
+{
+    if (!t->owns)
+        return name;
+    char *copy = strdup(name);
+    if (!copy)
+        t->oom = true;
+    return copy;
+}
+
+static void add_req(struct totals *t, const char *route, int code, int failure, uint64_t n)
+{
+    struct req_row *rows = reserve(t->req, &t->capreq, t->nreq, sizeof(*rows));
+    const char *name = rows ? row_name(t, route) : NULL;
+    if (!name) {
+        t->oom = true;
+        return;
+    }
+    t->req = rows;
+    rows[t->nreq++] = (struct req_row){name, code, failure, n};
+}
+
+static struct hist_row *add_hist(struct totals *t, const char *upstream, int phase)
+{
+    struct hist_row *rows = reserve(t->hist, &t->caphist, t->nhist, sizeof(*rows));
+    const char *name = rows ? row_name(t, upstream) : NULL;
+    if (!name) {
+        t->oom = true;
+        return NULL;
+    }
+    t->hist = rows;
+    struct hist_row *h = &rows[t->nhist];
+    memset(h, 0, sizeof(*h));
+    h->upstream = name;
+    h->phase = phase;
+    t->nhist++;
+    return h;
+}
+
+static void add_fault(struct totals *t, const char *fault, int action, uint64_t n)
+{
+    struct fault_row *rows = reserve(t->faults, &t->capfaults, t->nfaults, sizeof(*rows));
+    const char *name = rows ? row_name(t, fault) : NULL;
+    if (!name) {
+        t->oom = true;
+        return;
+    }
+    t->faults = rows;
+    rows[t->nfaults++] = (struct fault_row){name, action, n};
+}
+
+static const char *route_label(const struct shard *s, int route)
+{
+    return route == 0 ? "" : s->names[route - 1];
+}
+
+/* Adds everything a shard counted to t. `live`: the worker still runs, so the gauges count. */
+static void totals_add_shard(struct totals *t, struct shard *s, bool live)
+{
+    for (int i = 0; i < METRIC_COUNT; i++)
+        t->counters[i] += get(&s->pub.counters[i]);
+    for (int i = 0; i < LEGACY_COUNT; i++)
+        t->legacy[i] += get(&s->legacy[i]);
+    for (int c = 0; c < NINTERIM; c++)
+        for (int d = 0; d < INTERIM_DIR_COUNT; d++)
+            t->interim[c][d] += get(&s->interim[c][d]);
+    if (live) {
+        for (int side = 0; side < CONN_SIDE_COUNT; side++)
+            for (int st = 0; st < CONN_STATE_COUNT; st++)
+                t->conns[side][st] +=
+                    atomic_load_explicit(&s->conns[side][st], memory_order_relaxed);
+        t->active_connections +=
+            atomic_load_explicit(&s->pub.active_connections, memory_order_relaxed);
+    }
+    unsigned npairs = atomic_load_explicit(&s->npairs, memory_order_acquire);
+    for (int route = 0; route <= s->nroutes; route++) {
+        const _Atomic uint64_t *row = s->requests + (size_t)route * NSLOTS;
+        for (unsigned slot = 0; slot < NSLOTS; slot++) {
+            uint64_t n = get(&row[slot]);
+            if (!n)
+                continue;
+            if (slot < PAIR_CAP && slot >= npairs)
+                continue; /* not published yet: counted at the next scrape */
+            int code = slot < PAIR_CAP ? s->pair_code[slot] : CODE_OTHER;
+            int failure = slot < PAIR_CAP ? s->pair_failure[slot] : (int)(slot - PAIR_CAP);
+            add_req(t, route_label(s, route), code, failure, n);
+        }
+    }
+    for (int u = 0; u < s->nupstreams; u++) {
+        for (int p = 0; p < TIMING_COUNT; p++) {
+            struct hist *src = &s->hist[u * TIMING_COUNT + p];
+            uint64_t count = 0;
+            for (int b = 0; b < NBUCKETS; b++)
+                count += get(&src->buckets[b]);
+            if (!count)
+                continue;
+            struct hist_row *h = add_hist(t, s->names[s->nroutes + u], p);
+            if (!h)
+                continue;
+            for (int b = 0; b < NBUCKETS; b++)
+                h->buckets[b] = get(&src->buckets[b]);
+            h->sum_us = get(&src->sum_us);
+        }
+    }
+    for (int f = 0; f < s->nfaults; f++)
+        for (int a = 0; a < FAULT_ACTION_COUNT; a++) {
+            uint64_t n = get(&s->faults[f * FAULT_ACTION_COUNT + a]);
+            if (n)
+                add_fault(t, s->names[s->nroutes + s->nupstreams + f], a, n);
+        }
+}
+
+static int cmp_req(const void *a, const void *b)
+{
+    const struct req_row *x = a, *y = b;
+    int c = strcmp(x->route, y->route);
+    if (c)
+        return c;
+    int xc = x->code == CODE_OTHER ? CODE_MAX + 1 : x->code;
+    int yc = y->code == CODE_OTHER ? CODE_MAX + 1 : y->code;
+    if (xc != yc)
+        return xc < yc ? -1 : 1;
+    return (x->failure > y->failure) - (x->failure < y->failure);
+}
+
+static int cmp_hist(const void *a, const void *b)
+{
+    const struct hist_row *x = a, *y = b;
+    int c = strcmp(x->upstream, y->upstream);
+    return c ? c : (x->phase > y->phase) - (x->phase < y->phase);
+}
+
+static int cmp_fault(const void *a, const void *b)
+{
+    const struct fault_row *x = a, *y = b;
+    int c = strcmp(x->fault, y->fault);
+    return c ? c : (x->action > y->action) - (x->action < y->action);
+}
+
+static void sort(void *rows, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+    if (n > 1) /* qsort's array may not be NULL, even empty */
+        qsort(rows, n, size, cmp);
+}
+
+static void drop_name(struct totals *t, const char *name)
+{
+    if (t->owns)
+        free((char *)(uintptr_t)name);
+}
+
+/* Sorts the rows and sums those with equal labels (shards of several generations, or a live
+ * shard and the retired totals, count the same series). */
+static void totals_merge(struct totals *t)
+{
+    size_t n = 0;
+    sort(t->req, t->nreq, sizeof(*t->req), cmp_req);
+    for (size_t i = 0; i < t->nreq; i++) {
+        if (n && cmp_req(&t->req[n - 1], &t->req[i]) == 0) {
+            t->req[n - 1].n += t->req[i].n;
+            drop_name(t, t->req[i].route);
+        } else {
+            t->req[n++] = t->req[i];
+        }
+    }
+    t->nreq = n;
+    n = 0;
+    sort(t->hist, t->nhist, sizeof(*t->hist), cmp_hist);
+    for (size_t i = 0; i < t->nhist; i++) {
+        if (n && cmp_hist(&t->hist[n - 1], &t->hist[i]) == 0) {
+            for (int b = 0; b < NBUCKETS; b++)
+                t->hist[n - 1].buckets[b] += t->hist[i].buckets[b];
+            t->hist[n - 1].sum_us += t->hist[i].sum_us;
+            drop_name(t, t->hist[i].upstream);
+        } else {
+            t->hist[n++] = t->hist[i];
+        }
+    }
+    t->nhist = n;
+    n = 0;
+    sort(t->faults, t->nfaults, sizeof(*t->faults), cmp_fault);
+    for (size_t i = 0; i < t->nfaults; i++) {
+        if (n && cmp_fault(&t->faults[n - 1], &t->faults[i]) == 0) {
+            t->faults[n - 1].n += t->faults[i].n;
+            drop_name(t, t->faults[i].fault);
+        } else {
+            t->faults[n++] = t->faults[i];
+        }
+    }
+    t->nfaults = n;
+}
+
+static void totals_free(struct totals *t)
+{
+    for (size_t i = 0; i < t->nreq; i++)
+        drop_name(t, t->req[i].route);
+    for (size_t i = 0; i < t->nhist; i++)
+        drop_name(t, t->hist[i].upstream);
+    for (size_t i = 0; i < t->nfaults; i++)
+        drop_name(t, t->faults[i].fault);
+    free(t->req);
+    free(t->hist);
+    free(t->faults);
+    bool owns = t->owns;
+    memset(t, 0, sizeof(*t));
+    t->owns = owns;
+}
+
+/* A copy of t whose row names are borrowed from it (valid while the registry is locked). */
+static int totals_borrow(struct totals *dst, const struct totals *src)
+{
+    *dst = *src;
+    dst->owns = false;
+    dst->req = NULL, dst->hist = NULL, dst->faults = NULL;
+    dst->nreq = dst->nhist = dst->nfaults = 0;
+    dst->capreq = dst->caphist = dst->capfaults = 0;
+    for (size_t i = 0; i < src->nreq; i++)
+        add_req(dst, src->req[i].route, src->req[i].code, src->req[i].failure, src->req[i].n);
+    for (size_t i = 0; i < src->nhist; i++) {
+        struct hist_row *h = add_hist(dst, src->hist[i].upstream, src->hist[i].phase);
+        if (h)
+            *h = src->hist[i];
+    }
+    for (size_t i = 0; i < src->nfaults; i++)
+        add_fault(dst, src->faults[i].fault, src->faults[i].action, src->faults[i].n);
+    return dst->oom ? -1 : 0;
+}
+
+struct metrics *metrics_shard_create(const struct metrics_labels *labels)
+{
+    struct shard *s = shard_alloc(labels);
+    if (!s)
+        return NULL;
+    pthread_mutex_lock(&registry_lock);
+    struct shard **grown = reserve(shards, &capshards, nshards, sizeof(*shards));
+    if (grown) {
+        shards = grown;
+        shards[nshards++] = s;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    if (!grown) {
+        shard_free(s);
+        return NULL;
+    }
+    return &s->pub;
+}
 
 struct metrics *metrics_shard_new(void)
 {
-    struct metrics *m = calloc(1, sizeof(*m));
-    if (!m)
-        return NULL;
-    pthread_mutex_lock(&shards_lock);
-    if (nshards == capshards) {
-        int cap = capshards ? capshards * 2 : 16;
-        struct metrics **grown = realloc(shards, (size_t)cap * sizeof(*grown));
-        if (!grown) {
-            pthread_mutex_unlock(&shards_lock);
-            free(m);
-            return NULL;
-        }
-        shards = grown;
-        capshards = cap;
-    }
-    shards[nshards++] = m;
-    pthread_mutex_unlock(&shards_lock);
-    return m;
-}
-
-/* Adds every counter of from into to (the gauge is not a count: it stays). */
-static void fold(struct metrics *to, struct metrics *from)
-{
-    for (int i = 0; i < METRIC_COUNT; i++)
-        atomic_fetch_add_explicit(&to->counters[i], atomic_load(&from->counters[i]),
-                                  memory_order_relaxed);
-    for (int i = 0; i < 1000; i++)
-        atomic_fetch_add_explicit(&to->status[i], atomic_load(&from->status[i]),
-                                  memory_order_relaxed);
-    for (int i = 0; i < FAILURE_COUNT; i++)
-        atomic_fetch_add_explicit(&to->failures[i], atomic_load(&from->failures[i]),
-                                  memory_order_relaxed);
+    return metrics_shard_create(NULL);
 }
 
 void metrics_shard_retire(struct metrics *m)
 {
     if (!m)
         return;
-    pthread_mutex_lock(&shards_lock);
-    for (int i = 0; i < nshards; i++) {
-        if (shards[i] == m) {
-            fold(&retired, m);
+    struct shard *s = shard_of(m);
+    pthread_mutex_lock(&registry_lock);
+    for (size_t i = 0; i < nshards; i++) {
+        if (shards[i] == s) {
+            /* out of memory here loses labelled rows of this shard, never other counts */
+            totals_add_shard(&retired, s, false);
+            totals_merge(&retired);
             shards[i] = shards[--nshards];
             break;
         }
     }
-    pthread_mutex_unlock(&shards_lock);
-    free(m);
+    pthread_mutex_unlock(&registry_lock);
+    shard_free(s);
 }
 
 void metrics_free_all(void)
 {
-    pthread_mutex_lock(&shards_lock);
-    for (int i = 0; i < nshards; i++)
-        free(shards[i]);
+    pthread_mutex_lock(&registry_lock);
+    for (size_t i = 0; i < nshards; i++)
+        shard_free(shards[i]);
     free(shards);
     shards = NULL;
     nshards = capshards = 0;
-    pthread_mutex_unlock(&shards_lock);
+    totals_free(&retired);
+    atomic_store(&config_generation, 0);
+    for (int i = 0; i < RELOAD_RESULT_COUNT; i++)
+        atomic_store(&reloads[i], 0);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* ---- writers ---- */
+
+/* The slot of (code, failure) in this shard: assigned on first sight, published for readers
+ * with a release store of npairs; past PAIR_CAP pairs, the failure's "other code" slot. */
+static unsigned pair_slot(struct shard *s, int code, enum failure_type failure)
+{
+    if (code < CODE_MIN || code > CODE_MAX)
+        return PAIR_CAP + failure;
+    uint8_t *e = &s->pair_of[code - CODE_MIN][failure];
+    if (*e)
+        return *e - 1u;
+    unsigned n = atomic_load_explicit(&s->npairs, memory_order_relaxed);
+    if (n == PAIR_CAP)
+        return PAIR_CAP + failure;
+    s->pair_code[n] = (uint16_t)code;
+    s->pair_failure[n] = (uint8_t)failure;
+    atomic_store_explicit(&s->npairs, n + 1, memory_order_release);
+    *e = (uint8_t)(n + 1);
+    return n;
+}
+
+static unsigned bucket_of(uint64_t us)
+{
+    unsigned b = 0;
+    while (b < METRICS_BUCKETS && us > metrics_bucket_us[b])
+        b++;
+    return b;
+}
+
+void metrics_request_done(struct metrics *m, const struct metrics_sample *x)
+{
+    struct shard *s = shard_of(m);
+    enum failure_type failure = (unsigned)x->failure < FAILURE_COUNT ? x->failure : FAIL_NONE;
+    int route = x->route >= 0 && x->route < s->nroutes ? x->route + 1 : 0;
+    bump(&s->requests[(size_t)route * NSLOTS + pair_slot(s, x->status, failure)], 1);
+    if (!x->timings || x->upstream < 0 || x->upstream >= s->nupstreams)
+        return;
+    struct hist *h = &s->hist[x->upstream * TIMING_COUNT];
+    for (int p = 0; p < TIMING_COUNT; p++) {
+        if (!timings_has(x->timings, (enum timing_phase)p))
+            continue;
+        uint64_t us = x->timings->us[p];
+        bump(&h[p].buckets[bucket_of(us)], 1);
+        bump(&h[p].sum_us, us);
+    }
+}
+
+void metrics_interim(struct metrics *m, int code, enum interim_direction dir)
+{
+    if (code < 100 || code > 199 || (unsigned)dir >= INTERIM_DIR_COUNT)
+        return;
+    bump(&shard_of(m)->interim[code - 100][dir], 1);
+}
+
+void metrics_fault(struct metrics *m, int fault, enum fault_action action)
+{
+    struct shard *s = shard_of(m);
+    if (fault < 0 || fault >= s->nfaults || (unsigned)action >= FAULT_ACTION_COUNT)
+        return;
+    bump(&s->faults[fault * FAULT_ACTION_COUNT + action], 1);
+}
+
+void metrics_conn_add(struct metrics *m, enum conn_side side, enum conn_state state, int delta)
+{
+    if ((unsigned)side >= CONN_SIDE_COUNT || (unsigned)state >= CONN_STATE_COUNT)
+        return;
+    _Atomic int64_t *g = &shard_of(m)->conns[side][state];
+    atomic_store_explicit(g, atomic_load_explicit(g, memory_order_relaxed) + delta,
+                          memory_order_relaxed);
+}
+
+void metrics_add_legacy(struct metrics *m, enum metric_id id, uint64_t n)
+{
+    struct shard *s = shard_of(m);
+    switch (id) {
+    case M_CONTINUE_SENT: bump(&s->interim[0][INTERIM_SYNTHESIZED], n); break;
+    case M_PROCESSING_SENT: bump(&s->interim[2][INTERIM_SYNTHESIZED], n); break;
+    case M_EARLY_HINTS_SENT: bump(&s->interim[3][INTERIM_SYNTHESIZED], n); break;
+    case M_INTERIM_RELAYED: bump(&s->legacy[LEGACY_RELAYED], n); break;
+    case M_INTERIM_DROPPED: bump(&s->legacy[LEGACY_DROPPED], n); break;
+    default: break;
+    }
 }
 
 void metrics_response(struct metrics *m, int status, enum failure_type failure)
 {
-    if (status >= 0 && status < 1000)
-        atomic_fetch_add_explicit(&m->status[status], 1, memory_order_relaxed);
-    if (failure != FAIL_NONE && (unsigned)failure < FAILURE_COUNT)
-        atomic_fetch_add_explicit(&m->failures[failure], 1, memory_order_relaxed);
+    struct metrics_sample x = {.route = -1, .upstream = -1, .status = status, .failure = failure};
+    metrics_request_done(m, &x);
 }
 
-static uint64_t sum(size_t offset)
+void metrics_config_generation(unsigned generation)
 {
-    uint64_t total = atomic_load_explicit((_Atomic uint64_t *)((char *)&retired + offset),
-                                          memory_order_relaxed);
-    for (int i = 0; i < nshards; i++)
-        total += atomic_load_explicit((_Atomic uint64_t *)((char *)shards[i] + offset),
-                                      memory_order_relaxed);
-    return total;
+    atomic_store_explicit(&config_generation, generation, memory_order_relaxed);
 }
 
-void metrics_render(struct evbuffer *out)
+void metrics_config_reload(enum reload_result result)
 {
-    pthread_mutex_lock(&shards_lock);
-    for (int id = 0; id < METRIC_COUNT; id++) {
-        evbuffer_add_printf(out, "# HELP %s %s.\n# TYPE %s counter\n%s %llu\n",
-                            metric_rows[id].name, metric_rows[id].help, metric_rows[id].name,
-                            metric_rows[id].name,
-                            (unsigned long long)sum(offsetof(struct metrics, counters) +
-                                                    (size_t)id * sizeof(_Atomic uint64_t)));
+    if ((unsigned)result < RELOAD_RESULT_COUNT)
+        atomic_fetch_add_explicit(&reloads[result], 1, memory_order_relaxed);
+}
+
+/* ---- exposition ---- */
+
+static void family(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+    evbuffer_add_printf(out, "# HELP %s %s.\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value, escaped per the exposition format: backslash, double quote, line feed. */
+static void label(struct evbuffer *out, const char *name, const char *value, bool first)
+{
+    evbuffer_add_printf(out, "%s%s=\"", first ? "{" : ",", name);
+    const char *run = value;
+    for (const char *p = value;; p++) {
+        if (*p != '\\' && *p != '"' && *p != '\n' && *p)
+            continue;
+        evbuffer_add(out, run, (size_t)(p - run));
+        if (!*p)
+            break;
+        evbuffer_add(out, *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : "\\n", 2);
+        run = p + 1;
     }
-    int64_t active = 0;
-    for (int i = 0; i < nshards; i++)
-        active += atomic_load_explicit(&shards[i]->active_connections, memory_order_relaxed);
-    evbuffer_add_printf(out,
-                        "# HELP portico_client_connections_active Open client connections.\n"
-                        "# TYPE portico_client_connections_active gauge\n"
-                        "portico_client_connections_active %lld\n",
-                        (long long)active);
+    evbuffer_add(out, "\"", 1);
+}
 
-    evbuffer_add_printf(out, "# HELP portico_responses_total Responses sent to clients by "
-                             "status code.\n# TYPE portico_responses_total counter\n");
-    for (int code = 100; code < 1000; code++) {
-        uint64_t n = sum(offsetof(struct metrics, status) + (size_t)code * sizeof(uint64_t));
-        if (n)
+static void value_u64(struct evbuffer *out, uint64_t v)
+{
+    evbuffer_add_printf(out, "} %llu\n", (unsigned long long)v);
+}
+
+static void simple(struct evbuffer *out, const char *name, const char *type, const char *help,
+                   uint64_t v)
+{
+    family(out, name, type, help);
+    evbuffer_add_printf(out, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void render_requests(struct evbuffer *out, const struct totals *t)
+{
+    family(out, "portico_requests_total", "counter",
+           "Requests answered (or given up by the client, 499), by route, status code sent and "
+           "failure type");
+    for (size_t i = 0; i < t->nreq; i++) {
+        const struct req_row *r = &t->req[i];
+        char code[8];
+        snprintf(code, sizeof(code), "%d", r->code);
+        evbuffer_add_printf(out, "portico_requests_total");
+        label(out, "route", r->route, true);
+        label(out, "code", r->code == CODE_OTHER ? "other" : code, false);
+        label(out, "failure", r->failure ? failure_name((enum failure_type)r->failure) : "",
+              false);
+        value_u64(out, r->n);
+    }
+    /* today's two families, now sums of the one above */
+    family(out, "portico_responses_total", "counter", "Responses sent to clients by status code");
+    uint64_t by_code[NCODES] = {0};
+    for (size_t i = 0; i < t->nreq; i++)
+        if (t->req[i].code != CODE_OTHER)
+            by_code[t->req[i].code - CODE_MIN] += t->req[i].n;
+    for (int c = 0; c < NCODES; c++)
+        if (by_code[c])
             evbuffer_add_printf(out, "portico_responses_total{code=\"%d\",class=\"%dxx\"} %llu\n",
-                                code, code / 100, (unsigned long long)n);
-    }
-    evbuffer_add_printf(out, "# HELP portico_upstream_failures_total Upstream failures by "
-                             "failure type.\n# TYPE portico_upstream_failures_total counter\n");
-    for (int f = FAIL_NONE + 1; f < FAILURE_COUNT; f++) {
-        uint64_t n = sum(offsetof(struct metrics, failures) + (size_t)f * sizeof(uint64_t));
+                                c + CODE_MIN, (c + CODE_MIN) / 100,
+                                (unsigned long long)by_code[c]);
+    family(out, "portico_upstream_failures_total", "counter",
+           "Upstream failures by failure type");
+    uint64_t by_failure[FAILURE_COUNT] = {0};
+    for (size_t i = 0; i < t->nreq; i++)
+        by_failure[t->req[i].failure] += t->req[i].n;
+    for (int f = FAIL_NONE + 1; f < FAILURE_COUNT; f++)
         evbuffer_add_printf(out, "portico_upstream_failures_total{failure=\"%s\"} %llu\n",
-                            failure_name((enum failure_type)f), (unsigned long long)n);
+                            failure_name((enum failure_type)f),
+                            (unsigned long long)by_failure[f]);
+}
+
+static void render_histograms(struct evbuffer *out, const struct totals *t)
+{
+    family(out, "portico_phase_duration_seconds", "histogram",
+           "Duration of each phase of the exchanges, by upstream (total: the whole exchange)");
+    for (size_t i = 0; i < t->nhist; i++) {
+        const struct hist_row *h = &t->hist[i];
+        const char *phase = timing_name((enum timing_phase)h->phase);
+        uint64_t cumulative = 0;
+        for (int b = 0; b < NBUCKETS; b++) {
+            cumulative += h->buckets[b];
+            evbuffer_add_printf(out, "portico_phase_duration_seconds_bucket");
+            label(out, "upstream", h->upstream, true);
+            label(out, "phase", phase, false);
+            label(out, "le", bucket_le[b], false);
+            value_u64(out, cumulative);
+        }
+        evbuffer_add_printf(out, "portico_phase_duration_seconds_sum");
+        label(out, "upstream", h->upstream, true);
+        label(out, "phase", phase, false);
+        evbuffer_add_printf(out, "} %llu.%06llu\n", (unsigned long long)(h->sum_us / 1000000),
+                            (unsigned long long)(h->sum_us % 1000000));
+        evbuffer_add_printf(out, "portico_phase_duration_seconds_count");
+        label(out, "upstream", h->upstream, true);
+        label(out, "phase", phase, false);
+        value_u64(out, cumulative);
     }
-    pthread_mutex_unlock(&shards_lock);
+}
+
+static void render_gauges(struct evbuffer *out, const struct totals *t,
+                          const struct metrics_scrape *sc)
+{
+    family(out, "portico_upstream_origin_up", "gauge",
+           "1 when the origin is not marked down by passive health checks, else 0");
+    for (size_t i = 0; sc && i < sc->norigins; i++) {
+        evbuffer_add_printf(out, "portico_upstream_origin_up");
+        label(out, "upstream", sc->origins[i].upstream ? sc->origins[i].upstream : "", true);
+        label(out, "origin", sc->origins[i].origin ? sc->origins[i].origin : "", false);
+        value_u64(out, sc->origins[i].up ? 1 : 0);
+    }
+    family(out, "portico_connections", "gauge", "Open connections by side and state");
+    for (int side = 0; side < CONN_SIDE_COUNT; side++)
+        for (int st = 0; st < CONN_STATE_COUNT; st++)
+            evbuffer_add_printf(out, "portico_connections{side=\"%s\",state=\"%s\"} %lld\n",
+                                conn_side_names[side], conn_state_names[st],
+                                (long long)t->conns[side][st]);
+    family(out, "portico_client_connections_active", "gauge", "Open client connections");
+    evbuffer_add_printf(out, "portico_client_connections_active %lld\n",
+                        (long long)t->active_connections);
+}
+
+static void render_interim(struct evbuffer *out, const struct totals *t)
+{
+    family(out, "portico_interim_responses_total", "counter",
+           "Interim (1xx) responses by code and direction: relayed from the origin, synthesized "
+           "by Portico, or dropped");
+    uint64_t dir_sum[INTERIM_DIR_COUNT] = {0};
+    for (int c = 0; c < NINTERIM; c++)
+        for (int d = 0; d < INTERIM_DIR_COUNT; d++) {
+            dir_sum[d] += t->interim[c][d];
+            if (t->interim[c][d])
+                evbuffer_add_printf(out,
+                                    "portico_interim_responses_total{code=\"%d\",direction=\"%s\"}"
+                                    " %llu\n",
+                                    c + 100, interim_dir_names[d],
+                                    (unsigned long long)t->interim[c][d]);
+        }
+    /* today's families, now sums of the one above */
+    simple(out, "portico_interim_relayed_total", "counter", "1xx responses relayed from origins",
+           dir_sum[INTERIM_RELAYED] + t->legacy[LEGACY_RELAYED]);
+    simple(out, "portico_interim_dropped_total", "counter",
+           "1xx responses from origins not relayed (HTTP/1.0 client, duplicate hints)",
+           dir_sum[INTERIM_DROPPED] + t->legacy[LEGACY_DROPPED]);
+    simple(out, "portico_continue_synthesized_total", "counter", "100 Continue sent by Portico",
+           t->interim[0][INTERIM_SYNTHESIZED]);
+    simple(out, "portico_processing_synthesized_total", "counter",
+           "102 Processing heartbeats sent by Portico", t->interim[2][INTERIM_SYNTHESIZED]);
+    simple(out, "portico_early_hints_synthesized_total", "counter",
+           "103 Early Hints sent by Portico (configured or learned)",
+           t->interim[3][INTERIM_SYNTHESIZED]);
+}
+
+static void render_process(struct evbuffer *out, const struct totals *t,
+                           const struct metrics_scrape *sc)
+{
+    family(out, "portico_faults_injected_total", "counter",
+           "Faults injected by fault rules, by rule and action");
+    for (size_t i = 0; i < t->nfaults; i++) {
+        evbuffer_add_printf(out, "portico_faults_injected_total");
+        label(out, "fault", t->faults[i].fault, true);
+        label(out, "action", fault_action_names[t->faults[i].action], false);
+        value_u64(out, t->faults[i].n);
+    }
+    simple(out, "portico_access_log_dropped_lines_total", "counter",
+           "Access-log lines lost because a write failed", sc ? sc->log_dropped_lines : 0);
+    simple(out, "portico_config_generation", "gauge",
+           "Configuration generation serving (1 at start, one more per successful reload)",
+           atomic_load_explicit(&config_generation, memory_order_relaxed));
+    family(out, "portico_config_reloads_total", "counter", "Reload attempts by result");
+    for (int r = 0; r < RELOAD_RESULT_COUNT; r++)
+        evbuffer_add_printf(out, "portico_config_reloads_total{result=\"%s\"} %llu\n",
+                            reload_result_names[r],
+                            (unsigned long long)atomic_load_explicit(&reloads[r],
+                                                                     memory_order_relaxed));
+    family(out, "portico_build_info", "gauge", "Always 1; the version of the running binary");
+    evbuffer_add_printf(out, "portico_build_info");
+    label(out, "version", PORTICO_VERSION, true);
+    value_u64(out, 1);
+}
+
+int metrics_render(struct evbuffer *out, const struct metrics_scrape *sc)
+{
+    struct totals t;
+    pthread_mutex_lock(&registry_lock);
+    int rc = totals_borrow(&t, &retired);
+    for (size_t i = 0; i < nshards; i++)
+        totals_add_shard(&t, shards[i], true);
+    totals_merge(&t);
+    if (t.oom)
+        rc = -1;
+    for (int id = 0; id < METRIC_COUNT; id++)
+        simple(out, metric_rows[id].name, "counter", metric_rows[id].help, t.counters[id]);
+    render_requests(out, &t);
+    render_histograms(out, &t);
+    render_gauges(out, &t, sc);
+    render_interim(out, &t);
+    render_process(out, &t, sc);
+    pthread_mutex_unlock(&registry_lock); /* the rows borrow names from the shards */
+    totals_free(&t);
+    return rc;
 }

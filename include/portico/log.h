@@ -1,6 +1,11 @@
 /*
- * log.h — the error log (stderr) and the access log (one line per exchange, key=value pairs,
- * the same failure names as the Portico-Error header and the metrics).
+ * log.h — the access log (one line per exchange, JSON or key=value, written from a buffer per
+ * worker) and the error log (informational and error messages, never mixed into a file access
+ * log). The failure names are those of the Portico-Error header and the metrics.
+ *
+ * Threads: log_open, log_error_open, log_reopen and log_close are called by the main thread
+ * only; a struct log_buffer belongs to one worker thread; log_error & co and log_access are
+ * safe from any thread.
  */
 #ifndef PORTICO_LOG_H
 #define PORTICO_LOG_H
@@ -10,50 +15,177 @@
 #include <stdint.h>
 
 #include "portico/failure.h"
+#include "portico/timing.h"
 
-/* One finished exchange. Strings are borrowed for the duration of log_access. */
-struct access_record {
-    const char *request_id;
-    const char *client;           /* "127.0.0.1:50312" */
-    const char *method;           /* span */
-    size_t method_len;
-    const char *target;           /* span */
-    size_t target_len;
-    int minor;                    /* client HTTP/1.<minor> */
-    int status;                   /* sent, or 499 when the client left first, 0 when none */
-    uint64_t bytes_out;           /* response body bytes sent to the client */
-    uint64_t bytes_in;            /* request body bytes received */
-    double duration_ms;
-    const char *route;            /* NULL when not routed */
-    const char *upstream;
-    const char *origin;           /* address used, NULL when none */
-    enum failure_type failure;
-    enum phase phase;             /* where the failure happened */
-    uint64_t limit_ms;            /* timer that expired, 0 if none */
-    const char *detail;           /* one-line reason, NULL if none */
-    bool aborted;                 /* failure after the response head was forwarded */
-    bool reused;                  /* sent on a pooled connection */
-    bool retried;                 /* resent on a fresh connection after a stale pooled one */
-    const char *timing;           /* "dns:0.3,connect:1.2,..." */
-    const char *interim;          /* "103,100,102" 1xx sent to the client, NULL if none */
+/* access_log_format values. */
+#define LOG_FORMAT_LIST(X)                                                                         \
+    X(LOG_FORMAT_JSON, "json")                                                                     \
+    X(LOG_FORMAT_TEXT, "text")
+
+enum log_format {
+#define X(id, name) id,
+    LOG_FORMAT_LIST(X)
+#undef X
+    LOG_FORMAT_COUNT
 };
 
-/* Opens the access log: a path (O_APPEND), "stderr", "stdout" or "off". Called again (reload,
- * log rotation) it switches every writer to the new target at once. 0, or -1 (errno) with the
- * previous target kept. */
+/* log_level values, most severe first: a level shows its messages and those above it. */
+#define LOG_LEVEL_LIST(X)                                                                          \
+    X(LOG_ERROR, "error")                                                                          \
+    X(LOG_WARN, "warn")                                                                            \
+    X(LOG_INFO, "info")                                                                            \
+    X(LOG_DEBUG, "debug")
+
+enum log_level {
+#define X(id, name) id,
+    LOG_LEVEL_LIST(X)
+#undef X
+    LOG_LEVEL_COUNT
+};
+
+/* The client's protocol as logged ("HTTP/1.1"); LOG_PROTO_NONE (no request line parsed) is
+ * logged as null / "-". */
+#define LOG_PROTO_LIST(X)                                                                          \
+    X(LOG_PROTO_NONE, "-")                                                                         \
+    X(LOG_PROTO_HTTP10, "HTTP/1.0")                                                                \
+    X(LOG_PROTO_HTTP11, "HTTP/1.1")                                                                \
+    X(LOG_PROTO_HTTP20, "HTTP/2.0")
+
+enum log_proto {
+#define X(id, name) id,
+    LOG_PROTO_LIST(X)
+#undef X
+    LOG_PROTO_COUNT
+};
+
+#define LOG_LINE_MAX 4096   /* longest access line, newline included (PIPE_BUF: a line written
+                             * alone to a pipe is never interleaved with another writer's) */
+#define LOG_FLUSH_MS 1000   /* a worker flushes its buffer at least this often */
+
+/*
+ * One finished exchange. Every pointer is borrowed for the duration of the call and may be NULL
+ * (logged as null, or left out of a text line). Spans (pointer + length) come from the client
+ * and are escaped; NUL-terminated strings come from Portico or its configuration.
+ */
+struct access_record {
+    uint64_t time_ms;                  /* wall clock (ms since the epoch); 0: now */
+    const char *request_id;
+    const char *trace_id;              /* 32 hex digits (trace.h) */
+    const char *client;                /* "127.0.0.1:50312" */
+    const char *method;                /* span */
+    size_t method_len;
+    const char *host;                  /* span: Host or the absolute-form authority */
+    size_t host_len;
+    const char *target;                /* span: the request target as received ("path") */
+    size_t target_len;
+    enum log_proto proto;
+    int status;                        /* sent, or 499 when the client left first */
+    int upstream_status;               /* final status from the origin, 0: it never answered */
+    enum failure_type failure;
+    enum phase phase;                  /* where the exchange ended (PHASE_DONE on success) */
+    const char *route;
+    const char *upstream;
+    const char *origin;                /* the address used last */
+    unsigned attempts;                 /* requests sent to origins (2 after a retry) */
+    uint64_t bytes_in;                 /* request body bytes received */
+    uint64_t bytes_out;                /* response body bytes sent to the client */
+    const uint16_t *interim_codes;     /* the 1xx sent to the client, in order */
+    unsigned ninterim;
+    const char *fault;                 /* injected fault rule, NULL when none */
+    const char *user_agent;            /* span */
+    size_t user_agent_len;
+    struct timings timings;            /* phase durations; total is the whole exchange */
+    uint64_t limit_ms;                 /* timer that expired, 0 if none */
+    const char *detail;                /* one-line reason */
+    bool aborted;                      /* failure after the response head was forwarded */
+    bool reused;                       /* sent on a pooled connection */
+    bool retried;                      /* resent on a fresh connection after a stale pooled one */
+
+    /* Transitional, for the callers of before issue 9; removed when the exchange fills the
+     * fields above. Used only when proto / timings are unset. */
+    int minor;                         /* client HTTP/1.<minor> */
+    double duration_ms;                /* the total */
+    const char *timing;                /* "dns:0.3,connect:1.2" (text format only) */
+    const char *interim;               /* "103,100,102" */
+};
+
+/* ---- names ---- */
+
+/* "json", "warn", "HTTP/1.1"... Never NULL. */
+const char *log_format_name(enum log_format f);
+const char *log_level_name(enum log_level l);
+const char *log_proto_name(enum log_proto p);
+
+/* Reverse lookups for the config parser: 0 and *out set when name is known, -1 otherwise. */
+int log_format_from_name(const char *name, enum log_format *out);
+int log_level_from_name(const char *name, enum log_level *out);
+
+/* ---- formatting (pure) ---- */
+
+/* Formats one access line, newline included, into buf[size]. Every field has a length cap, so
+ * that any record fits in LOG_LINE_MAX (long values are cut). r->time_ms 0 stands for now.
+ * Returns the length, or 0 when size < LOG_LINE_MAX. */
+size_t log_format_access(const struct access_record *r, enum log_format format, char *buf,
+                         size_t size);
+
+/* ---- the access log ---- */
+
+/* Opens the access log: a path (O_APPEND, created 0644), "stderr", "stdout" or "off". Called
+ * again (reload) it switches every writer to the new target at once, between two writes. 0, or
+ * -1 (errno) with the previous target kept; EINVAL when the path is the error log's file. */
 int log_open(const char *access_log);
 
-/* Closes the access log. */
+/* SIGUSR1 (and reload): opens the access and error log paths again (after a rotation renamed
+ * them) and switches the writers over; lines buffered or being written are not lost or split.
+ * stderr/stdout targets are left alone. 0, or -1 (errno) with the failing log kept as it was. */
+int log_reopen(void);
+
+/* Closes both logs (the error log falls back to stderr). At exit, after the workers stopped. */
 void log_close(void);
 
-/* True when access logging is on (callers skip formatting work otherwise). */
+/* True when access logging is on (callers skip building the record otherwise). */
 bool log_enabled(void);
 
-/* Writes one access-log line. Thread-safe: one write(2) per line. */
+/* Lines lost since start because a write failed (full disk, closed pipe). */
+uint64_t log_dropped_lines(void);
+
+/* A worker's access-log buffer: lines are formatted into it and written in batches, one
+ * write(2) of whole lines per flush. One per worker thread, never shared. */
+struct log_buffer;
+
+/* Creates a buffer writing lines in `format`. NULL when out of memory. */
+struct log_buffer *log_buffer_new(enum log_format format);
+
+/* Formats one line into the buffer; writes the buffer first when the line might not fit.
+ * Nothing when the access log is off. */
+void log_buffer_append(struct log_buffer *lb, const struct access_record *r);
+
+/* Writes what the buffer holds (the worker's LOG_FLUSH_MS timer, and before it exits). */
+void log_buffer_flush(struct log_buffer *lb);
+
+/* Bytes waiting in the buffer. */
+size_t log_buffer_pending(const struct log_buffer *lb);
+
+/* Flushes and frees. NULL is a no-op. */
+void log_buffer_free(struct log_buffer *lb);
+
+/* Transitional: formats (text) and writes one line at once. Replaced by log_buffer_append. */
 void log_access(const struct access_record *r);
 
-/* Error log to stderr with a timestamp and level; never clobbers errno. */
+/* ---- the error log ---- */
+
+/* Sets the error log: "stderr" (the default), "stdout" or a path, and the least severe level
+ * written. 0, or -1 (errno) with the previous target kept; EINVAL when the path is the access
+ * log's file. */
+int log_error_open(const char *target, enum log_level level);
+
+/* True when messages of this level are written (skip expensive arguments otherwise). */
+bool log_level_enabled(enum log_level level);
+
+/* One error-log line "TIME [level] message". Never clobbers errno. */
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -1,15 +1,29 @@
 /*
- * metrics.h — counters declared once (X-macro), one shard per worker thread, summed when the
- * admin endpoint renders the Prometheus exposition. Writers touch only their own shard, with
- * relaxed atomics, so the request path never contends.
+ * metrics.h — Prometheus metrics (text format 0.0.4). Every worker owns one shard, created for
+ * its configuration generation with that configuration's route, upstream and fault names, so
+ * that every labelled series is an array slot fixed at creation (no hash map, no allocation on
+ * the request path). The admin endpoint sums the shards when it renders; a retired worker's
+ * counts fold into process totals, so counters never go back.
+ *
+ * Publication rule. A shard has exactly one writer, its worker thread: a counter is updated
+ * with a relaxed atomic load and a relaxed atomic store (no lock, no read-modify-write; a plain
+ * `mov` on x86-64), and read by the scraping thread with relaxed loads, which may see a value a
+ * few increments old but never a torn one. The one thing created at run time, the slot of a
+ * (status code, failure) pair seen for the first time, is published by a release store of the
+ * slot count after the slot's code and failure are written; readers load the count with
+ * acquire. Process-wide values (configuration generation, reloads) are written by the main
+ * thread only.
  */
 #ifndef PORTICO_METRICS_H
 #define PORTICO_METRICS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "portico/failure.h"
+#include "portico/timing.h"
 
 struct evbuffer;
 
@@ -18,7 +32,8 @@ struct evbuffer;
     X(M_CONNECTIONS, "portico_client_connections_total", "Client connections accepted")           \
     X(M_TLS_HANDSHAKE_FAILURES, "portico_client_tls_handshake_failures_total",                    \
       "Client TLS handshakes that failed")                                                         \
-    X(M_REQUESTS, "portico_requests_total", "Requests received (complete heads)")                 \
+    X(M_REQUESTS, "portico_requests_started_total",                                                \
+      "Requests whose head was received (portico_requests_total counts them when they end)")      \
     X(M_CLIENT_ABORTS, "portico_client_aborts_total",                                              \
       "Exchanges ended because the client went away (logged as 499)")                              \
     X(M_UPSTREAM_CONNECTS, "portico_upstream_connects_total", "New connections opened to origins") \
@@ -29,50 +44,210 @@ struct evbuffer;
     X(M_UPSTREAM_RETRIES, "portico_upstream_retries_total",                                        \
       "Requests resent on a fresh connection after a pooled one turned out closed")                \
     X(M_ABORTED_AFTER_HEAD, "portico_responses_aborted_total",                                     \
-      "Responses cut short after their head was forwarded")                                        \
-    X(M_INTERIM_RELAYED, "portico_interim_relayed_total", "1xx responses relayed from origins")   \
-    X(M_INTERIM_DROPPED, "portico_interim_dropped_total",                                          \
-      "1xx responses from origins not relayed (HTTP/1.0 client, duplicate hints)")                 \
-    X(M_CONTINUE_SENT, "portico_continue_synthesized_total", "100 Continue sent by Portico")      \
-    X(M_PROCESSING_SENT, "portico_processing_synthesized_total",                                   \
-      "102 Processing heartbeats sent by Portico")                                                 \
-    X(M_EARLY_HINTS_SENT, "portico_early_hints_synthesized_total",                                 \
-      "103 Early Hints sent by Portico (configured or learned)")
+      "Responses cut short after their head was forwarded")
 
 enum metric_id {
 #define X(id, name, help) id,
     METRIC_LIST(X)
 #undef X
-    METRIC_COUNT
+    METRIC_COUNT,
+    /* Transitional: today's interim counts, for the call sites of before issue 9. Each maps to
+     * portico_interim_responses_total where the code is known (100, 102, 103 synthesized);
+     * relayed and dropped ones, without their code, only to the totals of the old names.
+     * Removed once the exchange calls metrics_interim. */
+    M_CONTINUE_SENT = METRIC_COUNT,
+    M_PROCESSING_SENT,
+    M_EARLY_HINTS_SENT,
+    M_INTERIM_RELAYED,
+    M_INTERIM_DROPPED,
 };
 
+/* Directions of portico_interim_responses_total. */
+#define INTERIM_DIR_LIST(X)                                                                        \
+    X(INTERIM_RELAYED, "relayed")          /* from the origin to the client */                     \
+    X(INTERIM_SYNTHESIZED, "synthesized")  /* sent by Portico (100, 102, 103) */                   \
+    X(INTERIM_DROPPED, "dropped")          /* from the origin, not forwarded */
+
+enum interim_direction {
+#define X(id, name) id,
+    INTERIM_DIR_LIST(X)
+#undef X
+    INTERIM_DIR_COUNT
+};
+
+/* Labels of portico_connections{side,state}. */
+#define CONN_SIDE_LIST(X)                                                                          \
+    X(CONN_CLIENT, "client")                                                                       \
+    X(CONN_UPSTREAM, "upstream")
+
+enum conn_side {
+#define X(id, name) id,
+    CONN_SIDE_LIST(X)
+#undef X
+    CONN_SIDE_COUNT
+};
+
+#define CONN_STATE_LIST(X)                                                                         \
+    X(CONN_HANDSHAKE, "handshake")  /* client: TLS handshake; upstream: dns, connect, tls */      \
+    X(CONN_ACTIVE, "active")        /* an exchange (or a request head) is on it */                 \
+    X(CONN_IDLE, "idle")            /* client: keep-alive between requests; upstream: pooled */
+
+enum conn_state {
+#define X(id, name) id,
+    CONN_STATE_LIST(X)
+#undef X
+    CONN_STATE_COUNT
+};
+
+/* Actions of portico_faults_injected_total (issue 8's fault rules). */
+#define FAULT_ACTION_LIST(X)                                                                       \
+    X(FAULT_STATUS, "status")                                                                      \
+    X(FAULT_FAILURE, "failure")                                                                    \
+    X(FAULT_DELAY, "delay")                                                                        \
+    X(FAULT_RESPONSE_DELAY, "response_delay")                                                      \
+    X(FAULT_DROP, "drop")                                                                          \
+    X(FAULT_RESET, "reset")                                                                        \
+    X(FAULT_TRUNCATE, "truncate")                                                                  \
+    X(FAULT_THROTTLE, "throttle")                                                                  \
+    X(FAULT_INTERIM, "interim")
+
+enum fault_action {
+#define X(id, name) id,
+    FAULT_ACTION_LIST(X)
+#undef X
+    FAULT_ACTION_COUNT
+};
+
+/* Results of portico_config_reloads_total. */
+#define RELOAD_RESULT_LIST(X)                                                                      \
+    X(RELOAD_OK, "ok")              /* the new configuration serves */                             \
+    X(RELOAD_INVALID, "invalid")    /* the file has errors */                                      \
+    X(RELOAD_FAILED, "failed")      /* valid, but could not start (bind, descriptors, memory) */
+
+enum reload_result {
+#define X(id, name) id,
+    RELOAD_RESULT_LIST(X)
+#undef X
+    RELOAD_RESULT_COUNT
+};
+
+/* The part of a shard the inline writers use; the labelled series follow it (metrics.c). */
 struct metrics {
     _Atomic uint64_t counters[METRIC_COUNT];
-    _Atomic uint64_t status[1000];              /* responses sent to clients, by status */
-    _Atomic uint64_t failures[FAILURE_COUNT];   /* upstream failures, by failure type */
-    _Atomic int64_t active_connections;
+    _Atomic int64_t active_connections;        /* transitional: client.c's open connections */
 };
 
-/* Allocates a zeroed shard for one worker (registered for rendering). NULL on failure. */
+/* The names a shard's series are labelled with, from its configuration. Indices into these
+ * arrays are what the writers pass; the strings are copied. */
+struct metrics_labels {
+    const char *const *routes;                 /* route names, in configuration order */
+    int nroutes;
+    const char *const *upstreams;              /* upstream names, in configuration order */
+    int nupstreams;
+    const char *const *faults;                 /* fault rule names */
+    int nfaults;
+};
+
+/* One finished exchange, for portico_requests_total and the phase histograms. */
+struct metrics_sample {
+    int route;                                 /* index in labels->routes, -1: not routed */
+    int upstream;                              /* index in labels->upstreams, -1: none */
+    int status;                                /* sent to the client; 499: the client left */
+    enum failure_type failure;
+    const struct timings *timings;             /* NULL: none (no histogram observation) */
+};
+
+/* Origin health at scrape time, one row per configured origin. */
+struct metrics_origin {
+    const char *upstream;
+    const char *origin;                        /* "127.0.0.1:3000" as configured */
+    bool up;                                   /* not marked down by passive health */
+};
+
+/* What the caller of metrics_render knows that the shards do not. */
+struct metrics_scrape {
+    const struct metrics_origin *origins;      /* portico_upstream_origin_up */
+    size_t norigins;
+    uint64_t log_dropped_lines;                /* log_dropped_lines() */
+};
+
+/* ---- shards (worker start and end) ---- */
+
+/* Allocates a zeroed shard for one worker, labelled with its configuration's names (NULL: no
+ * names; every request then counts as not routed), and registers it for rendering. NULL when
+ * out of memory. */
+struct metrics *metrics_shard_create(const struct metrics_labels *labels);
+
+/* Transitional: metrics_shard_create(NULL), for today's worker.c. */
 struct metrics *metrics_shard_new(void);
 
-/* A worker is gone (its group freed after a reload): folds its counts into the process totals
- * and frees its shard, so that reloads do not pile up shards. NULL is a no-op. */
+/* A worker is gone (its threads joined): folds its counts into the process totals and frees
+ * its shard, so that reloads do not pile up shards. NULL is a no-op. */
 void metrics_shard_retire(struct metrics *m);
 
-/* Frees every shard (at shutdown, after the workers stopped). */
+/* Frees every shard and the process totals and zeroes the process-wide values (at shutdown,
+ * after the workers stopped; tests start afresh with it). */
 void metrics_free_all(void);
 
-/* Adds n to a counter of shard m. */
+/* ---- the request path (the shard's own worker thread only) ---- */
+
+/* Counts one finished exchange: portico_requests_total{route,code,failure} and one observation
+ * per phase present in s->timings in portico_phase_duration_seconds{upstream,phase}. */
+void metrics_request_done(struct metrics *m, const struct metrics_sample *s);
+
+/* Counts one interim response (code 100-199; others are ignored). */
+void metrics_interim(struct metrics *m, int code, enum interim_direction dir);
+
+/* Counts one injected fault of rule `fault` (index in labels->faults). */
+void metrics_fault(struct metrics *m, int fault, enum fault_action action);
+
+/* Moves the gauge portico_connections{side,state} by delta (+1 opened or entered, -1 left or
+ * closed). A connection is counted on the shard of the worker that owns it. */
+void metrics_conn_add(struct metrics *m, enum conn_side side, enum conn_state state, int delta);
+
+/* Out of line part of metrics_add for the transitional ids. */
+void metrics_add_legacy(struct metrics *m, enum metric_id id, uint64_t n);
+
+/* Adds n to a plain counter of shard m. */
 static inline void metrics_add(struct metrics *m, enum metric_id id, uint64_t n)
 {
-    atomic_fetch_add_explicit(&m->counters[id], n, memory_order_relaxed);
+    if (id >= METRIC_COUNT) {
+        metrics_add_legacy(m, id, n);
+        return;
+    }
+    uint64_t v = atomic_load_explicit(&m->counters[id], memory_order_relaxed);
+    atomic_store_explicit(&m->counters[id], v + n, memory_order_relaxed);
 }
 
-/* Counts one response sent with status, and the failure type that produced it (FAIL_NONE ok). */
+/* Transitional: a response without route, upstream or timings. Replaced by
+ * metrics_request_done. */
 void metrics_response(struct metrics *m, int status, enum failure_type failure);
 
-/* Renders every shard summed in Prometheus text format into out. */
-void metrics_render(struct evbuffer *out);
+/* ---- process-wide (the main thread) ---- */
+
+/* portico_config_generation: the generation now serving (1 at start, +1 per reload). */
+void metrics_config_generation(unsigned generation);
+
+/* Counts one reload attempt in portico_config_reloads_total{result}. */
+void metrics_config_reload(enum reload_result result);
+
+/* ---- the admin endpoint ---- */
+
+/* Renders every metric, all shards and retired totals summed, in Prometheus text format
+ * 0.0.4: each family once with HELP and TYPE, series in a stable order. s may be NULL.
+ * 0, or -1 when out of memory (out then holds a partial exposition: answer 500). */
+int metrics_render(struct evbuffer *out, const struct metrics_scrape *s);
+
+/* Names of the label values ("relayed", "client", "idle", "status", "ok"). Never NULL. */
+const char *interim_direction_name(enum interim_direction d);
+const char *conn_side_name(enum conn_side s);
+const char *conn_state_name(enum conn_state s);
+const char *fault_action_name(enum fault_action a);
+const char *reload_result_name(enum reload_result r);
+
+/* Upper bounds of the portico_phase_duration_seconds buckets in µs (+Inf not included), and
+ * their number. */
+extern const uint64_t metrics_bucket_us[];
+#define METRICS_BUCKETS 15
 
 #endif

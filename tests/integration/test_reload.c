@@ -313,7 +313,8 @@ static void churn_reloads(const int *workers, int nworkers)
     assert_int_equal(rc, 0);
     assert_true(answered > CHURN_RELOADS);
     assert_int_equal(lost, 0);
-    assert_true(metric_value(harness_port(h, "admin"), "portico_requests_total") >= answered);
+    assert_true(metric_value(harness_port(h, "admin"), "portico_requests_started_total") >=
+                answered);
 
     assert_int_equal(harness_stop(h), 0);
     harness_free(h);
