@@ -132,6 +132,8 @@ void relay_request_body(struct exchange *ex)
 static void send_request(struct exchange *ex)
 {
     const struct h1_info *info = &ex->info;
+    char traceparent[TRACEPARENT_LEN + 1];
+    trace_format(&ex->trace, traceparent, sizeof(traceparent));
     struct fwd_request fwd = {
         .target = ex->target,
         .target_len = ex->target_len,
@@ -144,6 +146,8 @@ static void send_request(struct exchange *ex)
                        ex_client_http11(ex),
         .framing = info->framing,
         .content_length = info->content_length,
+        .traceparent = traceparent,
+        .drop_tracestate = ex->trace_source == TRACE_STARTED,
     };
     if (ex->host && ex->host != (ex->info.host ? ex->info.host->value : NULL)) {
         fwd.host = ex->host; /* absolute-form: its authority replaces Host (RFC 9112 3.2.2) */
@@ -159,6 +163,7 @@ static void send_request(struct exchange *ex)
     if (ex->retried && ex->req_state == REQ_DONE && ex->info.framing == H1_BODY_CHUNKED)
         evbuffer_add(ex->usock->out, "0\r\n\r\n", 5);
     upconn_mark_used(ex->uc);
+    ex->attempts++;
     if (ex->req_state == REQ_GATED)
         ex_arm(&ex->continue_timer, ex->route->continue_timeout_ms);
     if (ex->req_state == REQ_BODY) {

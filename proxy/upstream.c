@@ -95,8 +95,20 @@ struct upstream_pools {
 static void start_connect(struct upconn *c);
 static void upconn_free(struct upconn *c);
 
+/* What the connections gauge calls each state. */
+static const enum conn_state gauge_state[] = {
+    [UC_OPENING] = CONN_HANDSHAKE, [UC_RESOLVING] = CONN_HANDSHAKE,
+    [UC_CONNECTING] = CONN_HANDSHAKE, [UC_HANDSHAKE] = CONN_HANDSHAKE,
+    [UC_ACTIVE] = CONN_ACTIVE, [UC_IDLE] = CONN_IDLE, [UC_CANCELLED] = CONN_HANDSHAKE,
+};
+
+/* The single setter, which keeps the gauge in step. */
 static void set_state(struct upconn *c, enum upconn_state s)
 {
+    if (gauge_state[c->state] != gauge_state[s]) {
+        metrics_conn_add(c->loop->metrics, CONN_UPSTREAM, gauge_state[c->state], -1);
+        metrics_conn_add(c->loop->metrics, CONN_UPSTREAM, gauge_state[s], 1);
+    }
     c->state = s;
 }
 
@@ -214,6 +226,7 @@ void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us_)
 
 static void upconn_free(struct upconn *c)
 {
+    metrics_conn_add(c->loop->metrics, CONN_UPSTREAM, gauge_state[c->state], -1);
     if (event_initialized(&c->io_ev))
         event_del(&c->io_ev);
     if (event_initialized(&c->defer_ev))
@@ -441,7 +454,8 @@ struct upconn *upconn_open(struct loop *l, int upstream, int origin,
     c->arg = arg;
     c->sock.state = SOCK_CLOSED;
     snprintf(c->addr_text, sizeof(c->addr_text), "%s", c->oc->text);
-    set_state(c, UC_OPENING);
+    c->state = UC_OPENING;
+    metrics_conn_add(l->metrics, CONN_UPSTREAM, gauge_state[c->state], 1);
     event_assign(&c->defer_ev, l->base, -1, 0, start_cb, c);
     event_active(&c->defer_ev, EV_TIMEOUT, 1);
     return c;
