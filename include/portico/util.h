@@ -21,10 +21,12 @@ uint64_t now_us(void);
 uint64_t wall_ms(void);
 
 /* Parses a duration: "250ms", "2s", "1m", "1h", or a bare number of seconds ("30"), into
- * milliseconds. Returns 0, or -1 for anything else (sign, spaces, overflow, unknown unit). */
+ * milliseconds. Returns 0, or -1 for anything else (sign, spaces, unknown unit). A duration too
+ * long for 64 bits is UINT64_MAX, never a wrapped value: callers check it against their maximum. */
 int parse_duration_ms(const char *s, uint64_t *out_ms);
 
-/* Parses a size: "512", "16k", "8m", "1g" (powers of 1024, case-insensitive). 0 or -1. */
+/* Parses a size: "512", "16k", "8m", "1g", "1t" (powers of 1024, case-insensitive). 0 or -1;
+ * saturates at UINT64_MAX like parse_duration_ms. */
 int parse_size(const char *s, uint64_t *out);
 
 /* Parses a boolean: on/off, yes/no, true/false, 1/0. 0 or -1. */
