@@ -804,7 +804,7 @@ static int proxy_key_line(const struct loader *ld, const char *key)
 static void validate(struct loader *ld)
 {
     struct config *cfg = ld->cfg;
-    char err[256];
+    struct tls_error e = {0};
 
     if (cfg->workers == 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -830,9 +830,9 @@ static void validate(struct loader *ld)
         if (!cfg->tls_cert || !cfg->tls_key) {
             report(ld, ld->tls_listen_line,
                    "a 'listen ... tls' needs tls_cert and tls_key in [proxy]");
-        } else if (!(cfg->server_ssl_ctx = tls_server_ctx(cfg->tls_cert, cfg->tls_key, err,
-                                                           sizeof(err)))) {
-            report(ld, proxy_key_line(ld, "tls_cert"), "tls_cert/tls_key: %s", err);
+        } else if (!(cfg->server_ssl_ctx = tls_server_ctx(cfg->tls_cert, cfg->tls_key, &e))) {
+            report(ld, proxy_key_line(ld, "tls_cert"), "tls_cert/tls_key: %s%s%s",
+                   e.file ? e.file : "", e.file ? ": " : "", e.text);
         }
     }
     if (cfg->error_page_dir && access(cfg->error_page_dir, R_OK | X_OK) != 0)
@@ -860,11 +860,22 @@ static void validate(struct loader *ld)
         if (!up->tls && (up->ca_file || up->sni || up->client_cert || up->client_key))
             report(ld, up->line, "[upstream %s]: ca_file/sni/client_cert/client_key need tls = on",
                    up->name);
-        if (!!up->client_cert != !!up->client_key)
+        bool pair = !!up->client_cert == !!up->client_key;
+        if (!pair)
             report(ld, up->line, "[upstream %s]: client_cert and client_key go together",
                    up->name);
-        if (up->tls && up->norigins > 0 && !(up->ssl_ctx = tls_client_ctx(up, err, sizeof(err))))
-            report(ld, up->line, "[upstream %s]: %s", up->name, err);
+        if (up->tls && up->norigins > 0 && pair &&
+            !(up->ssl_ctx = tls_client_ctx(up->verify, up->ca_file, up->client_cert,
+                                           up->client_key, &e))) {
+            const char *key = !e.file                  ? NULL
+                              : e.file == up->ca_file  ? "ca_file"
+                              : e.file == up->client_cert ? "client_cert"
+                                                          : "client_key";
+            if (key)
+                report(ld, up->line, "[upstream %s]: %s %s: %s", up->name, key, e.file, e.text);
+            else
+                report(ld, up->line, "[upstream %s]: %s", up->name, e.text);
+        }
     }
 
     if (cfg->nroutes == 0 && cfg->nupstreams == 1) {
