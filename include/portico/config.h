@@ -134,12 +134,4 @@ struct config *cfg_load_string(const char *text, const char *name, const char *d
 /* Frees a config and everything it owns (SSL contexts included). NULL is fine. */
 void cfg_free(struct config *cfg);
 
-/*
- * The route for a request: longest matching prefix among routes whose host matches (exact
- * hosts before wildcards before host-less routes at equal prefix length). host is the Host field
- * value (port stripped by the function), may be NULL. Returns the route, or NULL for no match.
- */
-const struct route_conf *cfg_route(const struct config *cfg, const char *host, size_t host_len,
-                                   const char *path, size_t path_len);
-
 #endif
