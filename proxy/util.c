@@ -238,22 +238,6 @@ size_t host_key(const char *host, size_t len, char *buf, size_t bufsz)
     return n;
 }
 
-char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d)
-        abort();
-    return d;
-}
-
-void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (!p)
-        abort();
-    return p;
-}
-
 size_t buf_appendf(char *buf, size_t size, size_t len, const char *fmt, ...)
 {
     if (len >= size)

@@ -54,12 +54,6 @@ char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz);
  * empty or too long for buf. */
 size_t host_key(const char *host, size_t len, char *buf, size_t bufsz);
 
-/* Duplicates a string or aborts: allocation failure at config time is fatal. */
-char *xstrdup(const char *s);
-
-/* calloc that aborts on failure (used for small fixed-size structs). */
-void *xcalloc(size_t n, size_t size);
-
 /* Appends into a fixed buffer (snprintf semantics, never overflows); returns new length. */
 size_t buf_appendf(char *buf, size_t size, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
