@@ -90,7 +90,7 @@ FUZZ_DIR   := build/fuzz
 FUZZ_FLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude
 FUZZ_LIBSRC := proxy/http1.c
 FUZZ_CONFIG_SRC := proxy/config.c proxy/config_keys.c proxy/route.c proxy/failure.c proxy/tls.c \
-                   proxy/interim.c proxy/util.c
+                   proxy/util.c
 $(FUZZ_DIR)/fuzz_config: tests/fuzz/fuzz_config.c $(FUZZ_CONFIG_SRC)
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) $$(pkg-config --cflags $(PKGS)) -o $@ $^ $$(pkg-config --libs $(PKGS)) -lpthread
