@@ -75,6 +75,7 @@
 #include "portico/loop.h"
 #include "portico/metrics.h"
 #include "portico/request.h"
+#include "portico/route.h"
 #include "portico/upstream.h"
 #include "portico/status.h"
 #include "portico/util.h"
@@ -532,7 +533,7 @@ static void run(struct exchange *ex)
     if (!admissible(ex))
         return;
     const struct config *cfg = ex->cfg;
-    ex->route = cfg_route(cfg, ex->host, ex->host_len, ex->route_path, ex->path_len);
+    ex->route = route_match(cfg, ex->host, ex->host_len, ex->route_path, ex->path_len);
     if (!ex->route) {
         ex_refuse(ex, HTTP_NOT_FOUND, "no route matches this host and path",
                   ex->req_state != REQ_DONE);

@@ -41,12 +41,15 @@ static const struct {
     {"1sec", 0, 0},                        /* unknown unit */
     {"1mss", 0, 0},                        /* trailing garbage */
     {"0x10", 0, 0},                        /* no hex */
-    {"18446744073709551615ms", 0, 0},      /* no room left for µs arithmetic */
-    {"18446744073709551616", 0, 0},        /* overflows uint64 */
-    {"18446744073710s", 0, 0},             /* ms * 1000 would overflow */
-    {"18446744073709s", 1, 18446744073709000ull}, /* the largest number of seconds accepted */
-    {"18446744073709551ms", 1, 18446744073709551ull}, /* the largest number of ms accepted */
-    {"18446744073709552ms", 0, 0},         /* one more: ms * 1000 would overflow */
+    /* too long for 64 bits: UINT64_MAX, never a wrapped value (callers cap durations) */
+    {"18446744073709551615ms", 1, UINT64_MAX},      /* UINT64_MAX itself */
+    {"18446744073709551616", 1, UINT64_MAX},        /* digits overflow: saturated */
+    {"18446744073710s", 1, 18446744073710000ull},   /* fits in ms */
+    {"18446744073709552s", 1, UINT64_MAX},          /* s * 1000 overflows: saturated */
+    {"99999999999999999999999999h", 1, UINT64_MAX}, /* far beyond */
+    {"5124095576030h", 1, 18446744073708000000ull}, /* the largest whole hours */
+    {"5124095576031h", 1, UINT64_MAX},              /* one more overflows: saturated */
+    {"99999999999999999999999999x", 0, 0},          /* saturation does not excuse a bad unit */
 };
 
 static void test_parse_duration(void **state)
@@ -82,8 +85,11 @@ static const struct {
     {"-1", 0, 0},                          /* no sign */
     {"1.5m", 0, 0},                        /* no fractions */
     {"1p", 0, 0},                          /* unknown unit */
-    {"17179869184g", 0, 0},                /* 2^34 g overflows uint64 */
-    {"99999999999999999999", 0, 0},        /* overflows before the unit */
+    {"1t", 1, 1ull << 40},                 /* tebibytes */
+    {"17179869183g", 1, 17179869183ull << 30}, /* the largest whole gibibytes */
+    {"17179869184g", 1, UINT64_MAX},       /* 2^34 g is 2^64: saturated, never wrapped */
+    {"99999999999999999999", 1, UINT64_MAX}, /* overflows before the unit: saturated */
+    {"99999999999999999999q", 0, 0},       /* saturation does not excuse a bad unit */
 };
 
 static void test_parse_size(void **state)
