@@ -62,6 +62,7 @@ static void upstream_defaults(struct upstream_conf *up)
 {
     up->keepalive = 64;
     up->keepalive_timeout_ms = 60000;
+    up->settle_ms = 10;
     up->verify = true;
     up->fail_timeout_ms = 10000;
 }

@@ -530,6 +530,7 @@ static const struct cfg_key upstream_keys[] = {
     LIST("origin", set_origin),
     NUMBER("keepalive", set_uint, UPS(keepalive), 0, 100000),
     DURATION("keepalive_timeout", UPS(keepalive_timeout_ms), 1),
+    DURATION("settle_time", UPS(settle_ms), 0),
     TIMER_LIST(UPSTREAM_TIMER)
     KEY("interim_resets_timer", set_bool, UPS(interim_resets_timer)),
     NUMBER("max_fails", set_uint, UPS(max_fails), 0, 1000000),

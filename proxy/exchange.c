@@ -203,8 +203,7 @@ static void send_own(struct exchange *ex, struct errpage *e)
     ex->ds.ops->head(ex->ds.ctx, &o.head, &ex->sink);
     long body = errpage_body(&o, ex->sink.out);
     ex->error_body_bytes = body > 0 ? (uint64_t)body : 0;
-    ex->ds.ops->body(ex->ds.ctx);
-    ex->status = o.head.status;
+    ex->status = o.head.status; /* it goes out with done(), once it is counted and logged */
     ex->resp_state = RESP_DONE;
 }
 

@@ -142,6 +142,9 @@ static void reload(const char *path, struct generation **gen, struct worker_grou
     }
     metrics_config_reload(RELOAD_OK);
     metrics_config_generation(next->number);
+    if (log_error_open(next->cfg->error_log, next->cfg->log_level) != 0)
+        log_error("reload: error_log %s: %s; keeping the previous one", next->cfg->error_log,
+                  strerror(errno));
     if (log_open(next->cfg->access_log) != 0)
         log_error("reload: access_log %s: %s; keeping the previous log", next->cfg->access_log,
                   strerror(errno));
@@ -190,8 +193,13 @@ static int run(const char *path, struct config *cfg)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every thread created below */
     signal(SIGPIPE, SIG_IGN);
 
+    if (log_error_open(cfg->error_log, cfg->log_level) != 0) {
+        fprintf(stderr, "portico: error_log %s: %s\n", cfg->error_log, strerror(errno));
+        cfg_free(cfg);
+        return 1;
+    }
     if (log_open(cfg->access_log) != 0) {
-        fprintf(stderr, "portico: access_log %s: %s\n", cfg->access_log, strerror(errno));
+        log_error("access_log %s: %s", cfg->access_log, strerror(errno));
         cfg_free(cfg);
         return 1;
     }

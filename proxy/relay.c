@@ -335,14 +335,14 @@ static void relay_body(struct exchange *ex)
                     upconn_addr(ex->uc), ex->resp_body.error);
             return;
         }
-        ex->ds.ops->body(ex->ds.ctx);
         if (evbuffer_get_length(in) != before_in)
             sock_consumed(ex->usock);
-        if (ex->resp_body.done) {
+        if (ex->resp_body.done) { /* the last bytes go with done(), once it is counted */
             ex->resp_state = RESP_DONE;
             ex_end(ex, OUTCOME_DONE);
             return;
         }
+        ex->ds.ops->body(ex->ds.ctx);
         if (client_full(ex))
             return;
         if (evbuffer_get_length(in) == 0 ||
@@ -401,7 +401,6 @@ static void origin_eof(struct exchange *ex)
     const char *addr = upconn_addr(ex->uc);
     if (ex->resp_state == RESP_BODY) {
         if (body_eof(&ex->resp_body, ex->sink.out) == 0) {
-            ex->ds.ops->body(ex->ds.ctx);
             ex->resp_state = RESP_DONE;
             ex->resp_info.keep_alive = false;
             ex_end(ex, OUTCOME_DONE);

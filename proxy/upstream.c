@@ -8,6 +8,19 @@
  * report reaches the caller from the loop and never from inside its own call. Connect is done
  * by hand (non-blocking connect + EV_WRITE) so that the TCP and TLS phases are distinct and the
  * TLS session starts on a connected socket.
+ *
+ * THE POOL AND STRAY BYTES. An origin that sends more than its framing says (a body after a
+ * response to HEAD, bytes after a 204 or 304 or past Content-Length) often sends it a few
+ * milliseconds after the response. Bytes that arrive while a connection is idle get it closed
+ * (and counted); the danger is a connection taken again before they arrive: they would then be
+ * read as the response to the next request, maybe another client's. So a released connection
+ * first settles (settle_time, default 10 ms) before another client connection may take it, and
+ * requests take the oldest settled connection. One exception costs nothing and keeps keep-alive
+ * traffic on warm connections: the client connection that released it takes it back at once,
+ * for a request that was not already waiting (pipelined) when the response ended, i.e. the
+ * user's next request sent after reading the answer; bytes that come later still only reach
+ * that same client. Connection-per-request traffic pays for this with new origin connections
+ * while the pool holds no settled one: see docs/BENCHMARKS.md.
  */
 #include "portico/upstream.h"
 
@@ -39,7 +52,6 @@
 #include "portico/util.h"
 
 #define UPSTREAM_NOTSENT_LOWAT (1024 * 1024) /* unsent bytes the kernel queues for an origin */
-#define SETTLE_MS 10 /* a released connection waits this long before another client takes it */
 
 #define UPCONN_STATE_LIST(X)                                                                       \
     X(UC_OPENING, "opening")       /* created; the start runs from the loop */                    \
@@ -195,7 +207,7 @@ struct upconn *upconn_take_idle(struct loop *l, int upstream, int origin, uint64
         if (owner && c->owner == owner && c->origin == origin)
             return take(c);
     /* Anyone else: the oldest that has settled. */
-    uint64_t settle_us = (uint64_t)SETTLE_MS * 1000;
+    uint64_t settle_us = l->cfg->upstreams[upstream].settle_ms * 1000;
     TAILQ_FOREACH_REVERSE(c, &pool->idle, upconn_list, link)
         if (c->origin == origin && c->released_us + settle_us <= now_us_)
             return take(c);

@@ -263,7 +263,7 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
     w->loop.base = event_base_new_with_config(ec);
     event_config_free(ec);
     w->loop.metrics = shard_for(cfg);
-    w->loop.log = log_buffer_new(LOG_FORMAT_TEXT);
+    w->loop.log = log_buffer_new(cfg->access_log_format);
     if (!w->loop.base || !w->loop.metrics || !w->loop.log || upstream_pools_init(&w->loop) != 0)
         return -1;
     if (trace_rng_seed(&w->loop.rng) != 0)

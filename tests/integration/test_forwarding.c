@@ -221,7 +221,7 @@ static void test_pipelined_in_order(void **state)
                                      .body = "three\n" };
     struct fake_origin *o = fake_origin_start(&opts);
     assert_non_null(o);
-    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct harness *h = px_start_origin_pooled(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
 
     assert_int_equal(raw_send_str(c,
