@@ -95,6 +95,34 @@ static bool ieq(const char *s, size_t n, const char *low)
     return low[n] == '\0';
 }
 
+/* ---- methods ---- */
+
+static const char *const method_names[METHOD_COUNT] = {
+#define X(id, name) [id] = name,
+    METHOD_LIST(X)
+#undef X
+};
+
+static const unsigned char method_lens[METHOD_COUNT] = {
+#define X(id, name) [id] = sizeof(name) - 1,
+    METHOD_LIST(X)
+#undef X
+};
+
+const char *h1_method_name(enum http_method m)
+{
+    return (unsigned)m < METHOD_COUNT ? method_names[m] : "";
+}
+
+enum http_method h1_method_of(const char *token, size_t len)
+{
+    for (int m = METHOD_OTHER + 1; m < METHOD_COUNT; m++) {
+        if (len == method_lens[m] && memcmp(token, method_names[m], len) == 0)
+            return (enum http_method)m;
+    }
+    return METHOD_OTHER;
+}
+
 /* ---- head parsing ---- */
 
 /* One head being parsed: the bytes, how far we may look and which statuses errors carry. */
@@ -291,6 +319,7 @@ int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
         return fail(err, 400, bad_byte(b[i], "invalid method"), i);
     req->method = buf + start;
     req->method_len = i - start;
+    req->method_id = h1_method_of(req->method, req->method_len);
     i++;
 
     /* request-target SP */
@@ -767,7 +796,7 @@ int h1_request_info(const struct h1_request *req, struct h1_info *info, struct h
     return 0;
 }
 
-int h1_response_info(const struct h1_response *resp, const char *method, size_t method_len,
+int h1_response_info(const struct h1_response *resp, enum http_method method,
                      struct h1_info *info, struct h1_error *err)
 {
     struct scan s;
@@ -783,9 +812,8 @@ int h1_response_info(const struct h1_response *resp, const char *method, size_t 
         return fail(err, 502, s.cl_error, 0);
 
     /* RFC 9112 6.3 items 1 and 2: no body whatever the fields say. */
-    bool head = method_len == 4 && memcmp(method, "HEAD", 4) == 0;
-    bool tunnel = method_len == 7 && memcmp(method, "CONNECT", 7) == 0 && st >= 200 && st < 300;
-    if (st < 200 || st == 204 || st == 304 || head || tunnel)
+    bool tunnel = method == METHOD_CONNECT && st >= 200 && st < 300;
+    if (st < 200 || st == 204 || st == 304 || method == METHOD_HEAD || tunnel)
         return 0;
 
     if (s.has_te) {

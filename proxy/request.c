@@ -7,8 +7,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "portico/util.h"
-
 /* Dot segments would let "/api/../admin" match the route of "/api/"; refuse them, encoded too. */
 static bool has_dot_segment(const char *p, size_t n)
 {
@@ -39,7 +37,7 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
     if (n && s[0] == '/') {
         t->path = s;
         t->path_len = n;
-    } else if (n == 1 && s[0] == '*' && span_ieq(req->method, req->method_len, "OPTIONS")) {
+    } else if (n == 1 && s[0] == '*' && req->method_id == METHOD_OPTIONS) {
         t->path = s; /* "OPTIONS *" asks about the server as a whole: routed like "/" */
         t->path_len = 1;
         t->route = "/";
@@ -59,7 +57,7 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
         t->host_len = alen;
         t->path = slash ? slash : "/";
         t->path_len = slash ? n - skip - alen : 1;
-    } else if (span_ieq(req->method, req->method_len, "CONNECT")) {
+    } else if (req->method_id == METHOD_CONNECT) {
         *why = "CONNECT is not supported";
         return 501;
     } else {
@@ -103,11 +101,17 @@ bool request_id_valid(const char *v, size_t n)
     return true;
 }
 
-bool request_idempotent(const char *method, size_t len)
+bool request_idempotent(enum http_method method)
 {
-    static const char *const methods[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
-    for (size_t i = 0; i < ARRAY_LEN(methods); i++)
-        if (len == strlen(methods[i]) && memcmp(method, methods[i], len) == 0)
-            return true;
-    return false;
+    switch (method) {
+    case METHOD_GET:
+    case METHOD_HEAD:
+    case METHOD_OPTIONS:
+    case METHOD_TRACE:
+    case METHOD_PUT:
+    case METHOD_DELETE:
+        return true;
+    default: /* POST, PATCH, CONNECT, and what we cannot know of an extension method */
+        return false;
+    }
 }

@@ -23,9 +23,40 @@ struct h1_field {
     size_t value_len;
 };
 
+/*
+ * Request methods Portico knows by name (RFC 9110 9.3, RFC 5789 for PATCH). Methods are
+ * case-sensitive (RFC 9110 9.1): "get" is an extension method, not GET. Every other token is
+ * METHOD_OTHER and is forwarded exactly as sent.
+ */
+#define METHOD_LIST(X)                                                                         \
+    X(METHOD_OTHER, "")                                                                        \
+    X(METHOD_GET, "GET")                                                                       \
+    X(METHOD_HEAD, "HEAD")                                                                     \
+    X(METHOD_POST, "POST")                                                                     \
+    X(METHOD_PUT, "PUT")                                                                       \
+    X(METHOD_DELETE, "DELETE")                                                                 \
+    X(METHOD_CONNECT, "CONNECT")                                                               \
+    X(METHOD_OPTIONS, "OPTIONS")                                                               \
+    X(METHOD_TRACE, "TRACE")                                                                   \
+    X(METHOD_PATCH, "PATCH")
+
+enum http_method {
+#define X(id, name) id,
+    METHOD_LIST(X)
+#undef X
+    METHOD_COUNT
+};
+
+/* The name of a known method ("GET"); "" for METHOD_OTHER, whose name is the token as sent. */
+const char *h1_method_name(enum http_method m);
+
+/* The method a token names, case-sensitively; METHOD_OTHER for any other token. */
+enum http_method h1_method_of(const char *token, size_t len);
+
 struct h1_request {
-    const char *method; /* borrowed */
+    const char *method; /* borrowed: the token as sent */
     size_t method_len;
+    enum http_method method_id; /* the same method, looked up once */
     const char *target; /* borrowed; request-target as sent */
     size_t target_len;
     int minor;          /* HTTP/1.<minor>: 0 or 1 */
@@ -104,12 +135,13 @@ struct h1_info {
 int h1_request_info(const struct h1_request *req, struct h1_info *info, struct h1_error *err);
 
 /*
- * Semantic checks of a parsed response to a request with method `method` (for HEAD).
- * 1xx, 204, 304 and responses to HEAD have no body; Transfer-Encoding with chunked last is
- * chunked, otherwise close-delimited; Content-Length gives the length; neither is
- * close-delimited. Both TE and CL, or differing CL values, are errors (502). Returns 0 or -1.
+ * Semantic checks of a parsed response to a request with method `method` (HEAD and CONNECT
+ * decide the framing). 1xx, 204, 304, responses to HEAD and 2xx to CONNECT have no body;
+ * Transfer-Encoding with chunked last is chunked, otherwise close-delimited; Content-Length
+ * gives the length; neither is close-delimited. Both TE and CL, or differing CL values, are
+ * errors (502). Returns 0 or -1.
  */
-int h1_response_info(const struct h1_response *resp, const char *method, size_t method_len,
+int h1_response_info(const struct h1_response *resp, enum http_method method,
                      struct h1_info *info, struct h1_error *err);
 
 /* Case-insensitive comparison of a field name with a NUL-terminated lowercase name. */

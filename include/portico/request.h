@@ -33,6 +33,6 @@ int request_portico_hops(const struct h1_request *req);
 bool request_id_valid(const char *v, size_t n);
 
 /* True for the methods RFC 9110 9.2.2 calls idempotent: only those are ever sent twice. */
-bool request_idempotent(const char *method, size_t len);
+bool request_idempotent(enum http_method method);
 
 #endif

@@ -425,6 +425,73 @@ static void test_request_spans(void **state)
     }
 }
 
+/* The method is looked up once, case-sensitively (RFC 9110 9.1), and decides response framing. */
+static const struct method_case {
+    const char *why;
+    const char *method;
+    enum http_method want;
+} method_cases[] = {
+    {"GET", "GET", METHOD_GET},
+    {"HEAD: its responses have no body", "HEAD", METHOD_HEAD},
+    {"POST", "POST", METHOD_POST},
+    {"PUT", "PUT", METHOD_PUT},
+    {"DELETE", "DELETE", METHOD_DELETE},
+    {"CONNECT: 2xx starts a tunnel", "CONNECT", METHOD_CONNECT},
+    {"OPTIONS", "OPTIONS", METHOD_OPTIONS},
+    {"TRACE", "TRACE", METHOD_TRACE},
+    {"PATCH (RFC 5789)", "PATCH", METHOD_PATCH},
+    {"methods are case-sensitive: get is an extension method", "get", METHOD_OTHER},
+    {"lowercase head is not HEAD: its response has a body", "head", METHOD_OTHER},
+    {"mixed case is not CONNECT", "Connect", METHOD_OTHER},
+    {"a registered method Portico does not name (WebDAV)", "PROPFIND", METHOD_OTHER},
+    {"a prefix of a known method", "GE", METHOD_OTHER},
+    {"a known method with a suffix", "GETS", METHOD_OTHER},
+    {"a known method with a longer suffix", "HEADERS", METHOD_OTHER},
+    {"tchar punctuation in an extension method", "M-SEARCH", METHOD_OTHER},
+    {"one-byte method", "G", METHOD_OTHER},
+};
+
+static void test_methods(void **state)
+{
+    (void)state;
+    struct h1_limits lim = {DEF_LINE, DEF_HEAD};
+    static const char resp_in[] = "HTTP/1.1 200 OK\r\n" CL_ "5\r\n\r\n";
+    struct h1_response resp;
+    struct h1_error err;
+    assert_int_equal(h1_parse_response(resp_in, strlen(resp_in), DEF_HEAD, &resp, &err),
+                     (int)strlen(resp_in));
+    for (size_t i = 0; i < sizeof method_cases / sizeof method_cases[0]; i++) {
+        const struct method_case *mc = &method_cases[i];
+        char in[128];
+        int n = snprintf(in, sizeof in, "%s / HTTP/1.1\r\n" H11 "\r\n", mc->method);
+        char *buf = dup_exact(in, (size_t)n);
+        struct h1_request req;
+        assert_int_equal(h1_parse_request(buf, (size_t)n, &lim, &req, &err), n);
+        if (req.method_id != mc->want)
+            fail_msg("%s: method_id %d, want %d", mc->why, req.method_id, mc->want);
+        /* The token as sent stays what is forwarded. */
+        assert_int_equal(req.method_len, strlen(mc->method));
+        assert_memory_equal(req.method, mc->method, req.method_len);
+        assert_int_equal(h1_method_of(mc->method, strlen(mc->method)), mc->want);
+        free(buf);
+        /* Only a real HEAD (or a 2xx to a real CONNECT) takes the body away. */
+        struct h1_info info;
+        assert_int_equal(h1_response_info(&resp, mc->want, &info, &err), 0);
+        bool bodyless = mc->want == METHOD_HEAD || mc->want == METHOD_CONNECT;
+        if ((info.framing == H1_BODY_NONE) != bodyless)
+            fail_msg("%s: response framing %d", mc->why, info.framing);
+    }
+    /* The name table and the lookup agree on every known method. */
+    for (int m = METHOD_OTHER + 1; m < METHOD_COUNT; m++) {
+        const char *name = h1_method_name((enum http_method)m);
+        assert_true(name[0] != '\0');
+        assert_int_equal(h1_method_of(name, strlen(name)), m);
+    }
+    assert_string_equal(h1_method_name(METHOD_OTHER), "");
+    assert_string_equal(h1_method_name(METHOD_COUNT), "");
+    assert_int_equal(h1_method_of("", 0), METHOD_OTHER);
+}
+
 /* Field-count limit, built rather than spelled out: one row per count. */
 struct count_case {
     const char *why;
@@ -488,9 +555,9 @@ static void test_field_count(void **state)
 struct resp_case {
     const char *why;
     const char *in;
-    const char *method; /* request method; NULL means GET */
-    int parse;          /* 0: the whole input is one head, AGAIN, or 502 */
-    int info;           /* 0 or 502 */
+    enum http_method method; /* the request's method */
+    int parse;               /* 0: the whole input is one head, AGAIN, or 502 */
+    int info;                /* 0 or 502 */
     enum h1_framing framing;
     uint64_t cl;
     bool keep_alive;
@@ -505,49 +572,50 @@ struct resp_case {
 #define RSEM(w, i, m) {.why = w, .in = i, .method = m, .info = 502}
 
 static const struct resp_case resp_cases[] = {
-    ROK("Content-Length response", "HTTP/1.1 200 OK\r\n" CL_ "5\r\n\r\n", NULL, H1_BODY_LENGTH,
-        5, true, 200, "OK"),
-    ROK("chunked response", "HTTP/1.1 200 OK\r\n" TE_ "chunked\r\n\r\n", NULL, H1_BODY_CHUNKED, 0,
-        true, 200, "OK"),
-    ROK("no framing: read to close", "HTTP/1.1 200 OK\r\n\r\n", NULL, H1_BODY_CLOSE, 0, false,
+    ROK("Content-Length response", "HTTP/1.1 200 OK\r\n" CL_ "5\r\n\r\n", METHOD_GET,
+        H1_BODY_LENGTH, 5, true, 200, "OK"),
+    ROK("chunked response", "HTTP/1.1 200 OK\r\n" TE_ "chunked\r\n\r\n", METHOD_GET,
+        H1_BODY_CHUNKED, 0, true, 200, "OK"),
+    ROK("no framing: read to close", "HTTP/1.1 200 OK\r\n\r\n", METHOD_GET, H1_BODY_CLOSE, 0, false,
         200, "OK"),
-    ROK("no reason and no space", "HTTP/1.1 200\r\n" CL_ "0\r\n\r\n", NULL, H1_BODY_LENGTH, 0,
+    ROK("no reason and no space", "HTTP/1.1 200\r\n" CL_ "0\r\n\r\n", METHOD_GET, H1_BODY_LENGTH, 0,
         true, 200, ""),
-    ROK("empty reason after the space", "HTTP/1.1 404 \r\n" CL_ "0\r\n\r\n", NULL,
+    ROK("empty reason after the space", "HTTP/1.1 404 \r\n" CL_ "0\r\n\r\n", METHOD_GET,
         H1_BODY_LENGTH, 0, true, 404, ""),
-    ROK("reason with HTAB and obs-text", "HTTP/1.1 200 Tr\xe8s\tbien\r\n" CL_ "0\r\n\r\n", NULL,
-        H1_BODY_LENGTH, 0, true, 200, "Tr\xe8s\tbien"),
-    ROK("HTTP/1.0 response closes by default", "HTTP/1.0 200 OK\r\n" CL_ "2\r\n\r\n", NULL,
+    ROK("reason with HTAB and obs-text", "HTTP/1.1 200 Tr\xe8s\tbien\r\n" CL_ "0\r\n\r\n",
+        METHOD_GET, H1_BODY_LENGTH, 0, true, 200, "Tr\xe8s\tbien"),
+    ROK("HTTP/1.0 response closes by default", "HTTP/1.0 200 OK\r\n" CL_ "2\r\n\r\n", METHOD_GET,
         H1_BODY_LENGTH, 2, false, 200, "OK"),
-    ROK("HTTP/1.0 keep-alive response", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n" CL_
-        "2\r\n\r\n", NULL, H1_BODY_LENGTH, 2, true, 200, "OK"),
+    ROK("HTTP/1.0 keep-alive response",
+        "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n" CL_ "2\r\n\r\n", METHOD_GET, H1_BODY_LENGTH,
+        2, true, 200, "OK"),
     ROK("Connection: close response", "HTTP/1.1 200 OK\r\nConnection: close\r\n" CL_ "2\r\n\r\n",
-        NULL, H1_BODY_LENGTH, 2, false, 200, "OK"),
-    ROK("status 100 has no body", "HTTP/1.1 100 Continue\r\n\r\n", NULL, H1_BODY_NONE, 0, true,
-        100, "Continue"),
-    ROK("101 has no body", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", NULL,
+        METHOD_GET, H1_BODY_LENGTH, 2, false, 200, "OK"),
+    ROK("status 100 has no body", "HTTP/1.1 100 Continue\r\n\r\n", METHOD_GET, H1_BODY_NONE, 0,
+        true, 100, "Continue"),
+    ROK("101 has no body", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", METHOD_GET,
         H1_BODY_NONE, 0, true, 101, NULL),
-    ROK("204 ignores Content-Length", "HTTP/1.1 204 No Content\r\n" CL_ "10\r\n\r\n", NULL,
+    ROK("204 ignores Content-Length", "HTTP/1.1 204 No Content\r\n" CL_ "10\r\n\r\n", METHOD_GET,
         H1_BODY_NONE, 0, true, 204, NULL),
-    ROK("304 ignores Content-Length", "HTTP/1.1 304 Not Modified\r\n" CL_ "99\r\n\r\n", NULL,
+    ROK("304 ignores Content-Length", "HTTP/1.1 304 Not Modified\r\n" CL_ "99\r\n\r\n", METHOD_GET,
         H1_BODY_NONE, 0, true, 304, NULL),
-    ROK("HEAD response ignores Content-Length", "HTTP/1.1 200 OK\r\n" CL_ "99\r\n\r\n", "HEAD",
+    ROK("HEAD response ignores Content-Length", "HTTP/1.1 200 OK\r\n" CL_ "99\r\n\r\n", METHOD_HEAD,
         H1_BODY_NONE, 0, true, 200, NULL),
     ROK("HEAD response ignores Transfer-Encoding", "HTTP/1.1 200 OK\r\n" TE_ "chunked\r\n\r\n",
-        "HEAD", H1_BODY_NONE, 0, true, 200, NULL),
-    ROK("2xx to CONNECT is a tunnel (RFC 9112 6.3)", "HTTP/1.1 200 OK\r\n\r\n", "CONNECT",
+        METHOD_HEAD, H1_BODY_NONE, 0, true, 200, NULL),
+    ROK("2xx to CONNECT is a tunnel (RFC 9112 6.3)", "HTTP/1.1 200 OK\r\n\r\n", METHOD_CONNECT,
         H1_BODY_NONE, 0, true, 200, NULL),
-    ROK("status 999 is in range", "HTTP/1.1 999 Odd\r\n" CL_ "0\r\n\r\n", NULL, H1_BODY_LENGTH, 0,
-        true, 999, "Odd"),
-    ROK("gzip only: body runs to the close", "HTTP/1.1 200 OK\r\n" TE_ "gzip\r\n\r\n", NULL,
+    ROK("status 999 is in range", "HTTP/1.1 999 Odd\r\n" CL_ "0\r\n\r\n", METHOD_GET,
+        H1_BODY_LENGTH, 0, true, 999, "Odd"),
+    ROK("gzip only: body runs to the close", "HTTP/1.1 200 OK\r\n" TE_ "gzip\r\n\r\n", METHOD_GET,
         H1_BODY_CLOSE, 0, false, 200, NULL),
     ROK("chunked not last: close-delimited (RFC 9112 6.3 item 4)",
-        "HTTP/1.1 200 OK\r\n" TE_ "chunked, gzip\r\n\r\n", NULL, H1_BODY_CLOSE, 0, false, 200,
+        "HTTP/1.1 200 OK\r\n" TE_ "chunked, gzip\r\n\r\n", METHOD_GET, H1_BODY_CLOSE, 0, false, 200,
         NULL),
     ROK("gzip then chunked: chunked framing", "HTTP/1.1 200 OK\r\n" TE_ "gzip, chunked\r\n\r\n",
-        NULL, H1_BODY_CHUNKED, 0, true, 200, NULL),
-    ROK("identical Content-Length twice", "HTTP/1.1 200 OK\r\n" CL_ "3\r\n" CL_ "3\r\n\r\n", NULL,
-        H1_BODY_LENGTH, 3, true, 200, NULL),
+        METHOD_GET, H1_BODY_CHUNKED, 0, true, 200, NULL),
+    ROK("identical Content-Length twice", "HTTP/1.1 200 OK\r\n" CL_ "3\r\n" CL_ "3\r\n\r\n",
+        METHOD_GET, H1_BODY_LENGTH, 3, true, 200, NULL),
 
     RBAD("HTTP/2 status line", "HTTP/2 200 OK\r\n\r\n"),
     RBAD("HTTP/1.2 is not a version Portico speaks", "HTTP/1.2 200 OK\r\n\r\n"),
@@ -568,17 +636,17 @@ static const struct resp_case resp_cases[] = {
     RBAD("CTL in a response value", "HTTP/1.1 200 OK\r\nX: a\x02\r\n\r\n"),
 
     RSEM("both Transfer-Encoding and Content-Length",
-         "HTTP/1.1 200 OK\r\n" TE_ "chunked\r\n" CL_ "5\r\n\r\n", NULL),
-    RSEM("differing Content-Length", "HTTP/1.1 200 OK\r\n" CL_ "5\r\n" CL_ "6\r\n\r\n", NULL),
-    RSEM("invalid Content-Length", "HTTP/1.1 200 OK\r\n" CL_ "-1\r\n\r\n", NULL),
+        "HTTP/1.1 200 OK\r\n" TE_ "chunked\r\n" CL_ "5\r\n\r\n", METHOD_GET),
+    RSEM("differing Content-Length", "HTTP/1.1 200 OK\r\n" CL_ "5\r\n" CL_ "6\r\n\r\n", METHOD_GET),
+    RSEM("invalid Content-Length", "HTTP/1.1 200 OK\r\n" CL_ "-1\r\n\r\n", METHOD_GET),
     RSEM("garbage Content-Length is refused even on 304",
-         "HTTP/1.1 304 Not Modified\r\n" CL_ "x\r\n\r\n", NULL),
-    RSEM("garbage Content-Length is refused even for HEAD",
-         "HTTP/1.1 200 OK\r\n" CL_ "1 2\r\n\r\n", "HEAD"),
-    RSEM("chunked twice", "HTTP/1.1 200 OK\r\n" TE_ "chunked, chunked\r\n\r\n", NULL),
-    RSEM("empty Transfer-Encoding", "HTTP/1.1 200 OK\r\n" TE_ "\r\n\r\n", NULL),
-    RSEM("Transfer-Encoding in an HTTP/1.0 response",
-         "HTTP/1.0 200 OK\r\n" TE_ "chunked\r\n\r\n", NULL),
+        "HTTP/1.1 304 Not Modified\r\n" CL_ "x\r\n\r\n", METHOD_GET),
+    RSEM("garbage Content-Length is refused even for HEAD", "HTTP/1.1 200 OK\r\n" CL_ "1 2\r\n\r\n",
+        METHOD_HEAD),
+    RSEM("chunked twice", "HTTP/1.1 200 OK\r\n" TE_ "chunked, chunked\r\n\r\n", METHOD_GET),
+    RSEM("empty Transfer-Encoding", "HTTP/1.1 200 OK\r\n" TE_ "\r\n\r\n", METHOD_GET),
+    RSEM("Transfer-Encoding in an HTTP/1.0 response", "HTTP/1.0 200 OK\r\n" TE_ "chunked\r\n\r\n",
+        METHOD_GET),
 };
 
 static int parse_resp_copy(const char *in, size_t n, struct h1_response *resp,
@@ -630,9 +698,8 @@ static void check_response_row(const struct resp_case *rc)
         (resp.reason_len != strlen(rc->reason) ||
          memcmp(resp.reason, rc->reason, resp.reason_len) != 0))
         fail_msg("%s: reason '%.*s'", rc->why, (int)resp.reason_len, resp.reason);
-    const char *m = rc->method != NULL ? rc->method : "GET";
     struct h1_info info;
-    int ir = h1_response_info(&resp, m, strlen(m), &info, &err);
+    int ir = h1_response_info(&resp, rc->method, &info, &err);
     if (rc->info != 0) {
         if (ir != -1 || err.status != 502)
             fail_msg("%s: info returned %d status %d, want 502", rc->why, ir, err.status);
@@ -1072,6 +1139,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_table),
         cmocka_unit_test(test_request_spans),
+        cmocka_unit_test(test_methods),
         cmocka_unit_test(test_field_count),
         cmocka_unit_test(test_response_table),
         cmocka_unit_test(test_response_limits),
