@@ -313,7 +313,7 @@ static void fail(struct exchange *ex, enum phase phase, enum cause cause, uint64
     /* A pooled connection may have been closed by the origin while idle: if nothing of this
      * request reached it that we could not send again, resend once on a fresh connection. */
     if (ex->uc && upconn_reused(ex->uc) && !ex->retried && !ex->response_byte &&
-        request_idempotent(ex->req.method, ex->req.method_len) &&
+        request_idempotent(ex->req.method_id) &&
         ex->req_body.bytes == 0 && !ex->req_body.trailers_started &&
         ex->resp_state == RESP_HEAD &&
         (phase == PHASE_SEND || phase == PHASE_FIRST_BYTE) &&
@@ -761,8 +761,7 @@ static bool has_other_coding(const struct h1_response *resp)
 static int forward_head(struct exchange *ex, size_t head_len)
 {
     struct h1_error err;
-    if (h1_response_info(&ex->resp, ex->req.method, ex->req.method_len, &ex->resp_info,
-                         &err) != 0) {
+    if (h1_response_info(&ex->resp, ex->req.method_id, &ex->resp_info, &err) != 0) {
         fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "invalid response from %s: %s",
              upconn_addr(ex->uc), err.reason);
         return -1;

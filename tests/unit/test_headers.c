@@ -304,8 +304,8 @@ static void test_response(void **state)
         /* the client sees the framing we chose (HEAD / 304 / 204 have no body either way) */
         struct h1_info info;
         bool head = resp_rows[i].fwd.framing == H1_BODY_NONE;
-        assert_int_equal(h1_response_info(&again, head ? "HEAD" : "GET", head ? 4 : 3, &info,
-                                          &err), 0);
+        assert_int_equal(h1_response_info(&again, head ? METHOD_HEAD : METHOD_GET, &info, &err),
+                         0);
         assert_int_equal(info.framing, resp_rows[i].fwd.framing);
         free(out);
     }
