@@ -15,6 +15,20 @@
 #include <stdint.h>
 
 #define H1_MAX_FIELDS 100 /* more header fields than this is 431 (request) / invalid (response) */
+#define H1_MAX_LENGTH (UINT64_C(1) << 62) /* largest Content-Length, chunk size and chunked body */
+
+/* Byte classes of the HTTP grammar, one table shared by the head parser and the chunked decoder:
+ * h1_class[byte] & H1_TCHAR. */
+enum h1_byte_class {
+    H1_TCHAR = 1 << 0,   /* tchar (RFC 9110 5.6.2) */
+    H1_VALUE = 1 << 1,   /* field-value byte: VCHAR, obs-text, SP, HTAB */
+    H1_TARGET = 1 << 2,  /* request-target byte: VCHAR only (0x21-0x7e) */
+    H1_HEX = 1 << 3,     /* HEXDIG */
+    H1_REGNAME = 1 << 4, /* reg-name byte except pct-encoded: unreserved / sub-delims */
+    H1_QDTEXT = 1 << 5,  /* qdtext (RFC 9110 5.6.4) */
+};
+
+extern const unsigned char h1_class[256];
 
 struct h1_field {
     const char *name; /* borrowed: points into the parsed buffer */
@@ -163,42 +177,5 @@ bool h1_connection_has(const struct h1_field *fields, size_t n, const char *lowe
 
 /* True when a byte is a tchar (RFC 9110 5.6.2). */
 bool h1_is_tchar(unsigned char c);
-
-/* ---- chunked transfer coding (RFC 9112 section 7.1), incremental ---- */
-
-enum h1_chunk_rc {
-    H1_CHUNK_AGAIN = 0, /* every byte given was framing and was used: feed more */
-    H1_CHUNK_DATA,      /* *used framing bytes were used; chunk data follows (see data_left) */
-    H1_CHUNK_TRAILER,   /* the *used bytes are (part of) trailer fields, valid so far: forward */
-    H1_CHUNK_DONE,      /* *used framing bytes complete the body: the message is done */
-    H1_CHUNK_ERROR,     /* invalid framing; see h1_chunked.error */
-};
-
-struct h1_chunked {
-    int state;             /* private state machine position */
-    uint64_t data_left;    /* bytes of chunk data the caller must take before the next call */
-    uint64_t body_size;    /* total chunk data seen so far (for max_body_size) */
-    unsigned size_digits;  /* private: hex digits in the current size */
-    size_t line_len;       /* private: bytes in the current framing or trailer line */
-    size_t trailer_size;   /* private: bytes of trailer section seen */
-    size_t max_line;       /* chunk-size line (with extensions) and trailer line limit */
-    size_t max_trailers;   /* trailer section limit */
-    const char *error;     /* static reason when H1_CHUNK_ERROR was returned */
-};
-
-/* Prepares a decoder; max_trailers bounds the trailer section (e.g. max_header_size). */
-void h1_chunked_init(struct h1_chunked *c, size_t max_trailers);
-
-/*
- * Consumes framing bytes from p[0..len) and stops at the first boundary: start of chunk data
- * (H1_CHUNK_DATA, data_left > 0), end of a run of trailer bytes (H1_CHUNK_TRAILER), end of the
- * body (H1_CHUNK_DONE) or end of input (H1_CHUNK_AGAIN, *used == len). Must not be called while
- * data_left > 0. Chunk sizes over 16 hex digits or 2^62, bare LF/CR, invalid extensions, a
- * missing CRLF after data, obs-fold or bad trailer fields are H1_CHUNK_ERROR.
- */
-enum h1_chunk_rc h1_chunked_parse(struct h1_chunked *c, const char *p, size_t len, size_t *used);
-
-/* Records that the caller took n (<= data_left) bytes of chunk data. */
-void h1_chunked_data_taken(struct h1_chunked *c, size_t n);
 
 #endif
