@@ -7,6 +7,7 @@
  */
 #include "portico/sim.h"
 
+#include "portico/chunked.h"
 #include "portico/http1.h"
 #include "portico/status.h"
 
@@ -97,7 +98,7 @@ struct request {
     enum h1_framing framing;       /* request body framing; NONE once the body is fully read */
     bool echo_chunked;             /* /echo of a chunked body: the response is chunked too */
     uint64_t body_left;            /* H1_BODY_LENGTH: bytes still to read */
-    struct h1_chunked chunked;     /* H1_BODY_CHUNKED decoder */
+    struct chunked_decoder chunked; /* H1_BODY_CHUNKED decoder */
     uint64_t arg;                  /* path argument: status code, milliseconds, byte count */
     uint64_t query[SIM_MAX_PARAMS]; /* query values, in endpoint->params order */
     int codes[SIM_MAX_INTERIM];    /* /interim codes */
@@ -599,7 +600,7 @@ static int body_step(struct conn *c, bool copy)
         } else {
             evbuffer_drain(in, n);
         }
-        h1_chunked_data_taken(&r->chunked, n);
+        chunked_data_taken(&r->chunked, n);
         return 0;
     }
     /* framing is parsed in place, one evbuffer segment at a time: the decoder is incremental */
@@ -609,11 +610,11 @@ static int body_step(struct conn *c, bool copy)
         v.iov_base = evbuffer_pullup(in, (ev_ssize_t)v.iov_len);
     }
     size_t used = 0;
-    enum h1_chunk_rc rc = h1_chunked_parse(&r->chunked, (const char *)v.iov_base, v.iov_len, &used);
-    if (rc == H1_CHUNK_ERROR)
+    enum chunked_rc rc = chunked_parse(&r->chunked, (const char *)v.iov_base, v.iov_len, &used);
+    if (rc == CHUNKED_ERROR)
         return -1;
     evbuffer_drain(in, used); /* trailers are dropped: the echo has no trailer section */
-    if (rc == H1_CHUNK_DONE) {
+    if (rc == CHUNKED_DONE) {
         r->framing = H1_BODY_NONE;
         return 1;
     }
@@ -637,7 +638,7 @@ static void request_begin(struct conn *c, const struct h1_request *hr, const str
     r->keep_alive = info->keep_alive;
     r->framing = info->framing;
     r->body_left = info->framing == H1_BODY_LENGTH ? info->content_length : 0;
-    h1_chunked_init(&r->chunked, SIM_MAX_HEAD);
+    chunked_init(&r->chunked, SIM_MAX_HEAD);
     route(c, hr->target, hr->target_len);
 }
 
