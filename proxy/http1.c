@@ -695,9 +695,9 @@ static void scan_fields(struct scan *s, const struct h1_field *fields, size_t n,
     }
 }
 
-/* Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2). An empty value is allowed: it is
- * what a client sends when the target URI has no authority (RFC 9112 3.2). */
-static bool host_valid(const char *value, size_t n)
+/* Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2). The absolute-form authority is
+ * checked here too (request.c), so a value is refused or accepted the same way in both. */
+bool h1_host_valid(const char *value, size_t n)
 {
     const unsigned char *v = (const unsigned char *)value;
     size_t i = 0;
@@ -775,7 +775,7 @@ int h1_request_info(const struct h1_request *req, struct h1_info *info, struct h
         return fail(err, 400, "repeated Host header field", 0);
     if (s.nhost == 0 && req->minor >= 1)
         return fail(err, 400, "missing Host header field", 0);
-    if (s.host != NULL && !host_valid(s.host->value, s.host->value_len))
+    if (s.host != NULL && !h1_host_valid(s.host->value, s.host->value_len))
         return fail(err, 400, "invalid Host header field", 0);
 
     info->keep_alive = keep_alive(&s, req->minor);

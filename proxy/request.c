@@ -44,19 +44,25 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
         t->route_len = 1;
         return 0;
     } else if (n > 7 && (strncasecmp(s, "http://", 7) == 0 || strncasecmp(s, "https://", 8) == 0)) {
-        /* absolute-form (RFC 9112 3.2.2): the authority replaces Host */
+        /* absolute-form (RFC 9112 3.2.2): the authority replaces Host, so it is held to the
+         * rules of a Host field; it ends at the path or, without one, at the query */
         size_t skip = s[4] == ':' ? 7 : 8;
         const char *auth = s + skip;
-        const char *slash = memchr(auth, '/', n - skip);
-        size_t alen = slash ? (size_t)(slash - auth) : n - skip;
+        size_t alen = 0;
+        while (skip + alen < n && auth[alen] != '/' && auth[alen] != '?')
+            alen++;
         if (alen == 0) {
             *why = "absolute-form target without a host";
             return 400;
         }
+        if (!h1_host_valid(auth, alen)) {
+            *why = "invalid host in the absolute-form target";
+            return 400;
+        }
         t->host = auth;
         t->host_len = alen;
-        t->path = slash ? slash : "/";
-        t->path_len = slash ? n - skip - alen : 1;
+        t->path = alen < n - skip ? auth + alen : "/";
+        t->path_len = alen < n - skip ? n - skip - alen : 1;
     } else if (req->method_id == METHOD_CONNECT) {
         *why = "CONNECT is not supported";
         return 501;
@@ -67,7 +73,11 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
     const char *q = memchr(t->path, '?', t->path_len);
     t->route = t->path;
     t->route_len = q ? (size_t)(q - t->path) : t->path_len;
-    if (has_dot_segment(t->path, t->route_len)) {
+    if (t->route_len == 0) { /* "http://h?q" asks for "/?q" */
+        t->route = "/";
+        t->route_len = 1;
+    }
+    if (has_dot_segment(t->route, t->route_len)) {
         *why = "dot segments in the path are not accepted";
         return 400;
     }

@@ -158,6 +158,14 @@ int h1_request_info(const struct h1_request *req, struct h1_info *info, struct h
 int h1_response_info(const struct h1_response *resp, enum http_method method,
                      struct h1_info *info, struct h1_error *err);
 
+/*
+ * True when value is a valid Host: uri-host [":" port] with reg-name, IPv4 or IP-literal
+ * (RFC 9110 7.2, RFC 3986 3.2.2). Userinfo is refused (RFC 9110 4.2.4: "user@host" has no place
+ * in Host or in an http(s) authority). An empty value is allowed: it is what a client sends when
+ * the target URI has no authority (RFC 9112 3.2); an absolute-form target checks that itself.
+ */
+bool h1_host_valid(const char *value, size_t n);
+
 /* Case-insensitive comparison of a field name with a NUL-terminated lowercase name. */
 bool h1_name_is(const struct h1_field *f, const char *lower_name);
 
