@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-60}
 [ $# -gt 0 ] && shift
 FUZZ_DIR=build/fuzz
-EXTRA_ARGS=${FUZZ_ARGS:-} # more libFuzzer flags, e.g. FUZZ_ARGS=-jobs=4
+WORK=${FUZZ_WORK:-$FUZZ_DIR} # corpus copies, artifacts and logs: a long run can use its own
+EXTRA_ARGS=${FUZZ_ARGS:-}    # more libFuzzer flags, e.g. FUZZ_ARGS=-runs=10000000
 
 case "$SECONDS_EACH" in
 '' | *[!0-9]*)
@@ -33,8 +34,8 @@ for bin in "$@"; do
     fi
     found=1
     name=${bin##*/fuzz_}
-    corpus="$FUZZ_DIR/corpus-$name"
-    artifacts="$FUZZ_DIR/artifacts-$name/"
+    corpus="$WORK/corpus-$name"
+    artifacts="$WORK/artifacts-$name/"
     rm -rf "$corpus"
     mkdir -p "$corpus" "$artifacts"
     if [ ! -d "tests/fuzz/corpus/$name" ]; then
@@ -43,7 +44,7 @@ for bin in "$@"; do
         continue
     fi
     cp -R "tests/fuzz/corpus/$name/." "$corpus/"
-    log="$FUZZ_DIR/fuzz_$name.log"
+    log="$WORK/fuzz_$name.log"
     echo "fuzz: $name for ${SECONDS_EACH}s (log $log)"
     dict=""
     if [ -f "tests/fuzz/$name.dict" ]; then
