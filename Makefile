@@ -4,6 +4,7 @@
 #   make test       install missing packages, build, unit + integration tests, then the same
 #                   tests again under ASan+UBSan, then every fuzz target for a few seconds
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 60) each
+#   make valgrind   one integration test (VALGRIND_TEST) with Portico under valgrind memcheck
 #   make bench      benchmark against nginx and HAProxy on loopback (see scripts/bench.sh)
 #
 # Variables: BUILD (output dir, default build), SAN=1 (sanitizer build), CC.
@@ -42,7 +43,7 @@ FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 60
 JOBS         ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all run test check check-unit check-integration deps fuzz fuzz-build fuzz-bins fuzz-smoke bench clean \
+.PHONY: all run test check check-unit check-integration deps fuzz fuzz-build fuzz-bins fuzz-smoke valgrind bench clean \
         tests
 all: $(BUILD)/portico
 
@@ -118,6 +119,16 @@ fuzz: fuzz-build
 # building, or crashes on its corpus or soon after, fails the tests.
 fuzz-smoke: fuzz-build
 	@./scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_BINS)
+
+# ---- valgrind ----
+# One broad integration test with every Portico it starts under memcheck: any invalid access or
+# definite leak fails it (scripts/valgrind.sh). VALGRIND_TEST picks another test binary.
+VALGRIND_TEST ?= test_failures
+valgrind: deps
+	$(if $(filter 1,$(SAN)),$(error make valgrind needs the plain build: drop SAN=1))
+	@$(MAKE) --no-print-directory -j$(JOBS) $(BUILD)/portico \
+	    $(BUILD)/tests/integration/$(VALGRIND_TEST)
+	@./scripts/valgrind.sh $(BUILD) $(BUILD)/tests/integration/$(VALGRIND_TEST)
 
 bench: deps
 	@$(MAKE) --no-print-directory $(BUILD)/portico
