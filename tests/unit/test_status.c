@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -162,6 +163,38 @@ static const struct {
     { 199, "Warning" },
     { 214, "Warning" },
     { 299, "Warning" },
+};
+
+/* The constants other modules use, with the values the wire needs. */
+static const struct {
+    enum http_status constant;
+    int code;
+} named[] = {
+    { HTTP_CONTINUE, 100 },
+    { HTTP_SWITCHING_PROTOCOLS, 101 },
+    { HTTP_PROCESSING, 102 },
+    { HTTP_EARLY_HINTS, 103 },
+    { HTTP_OK, 200 },
+    { HTTP_BAD_REQUEST, 400 },
+    { HTTP_NOT_FOUND, 404 },
+    { HTTP_METHOD_NOT_ALLOWED, 405 },
+    { HTTP_REQUEST_TIMEOUT, 408 },
+    { HTTP_CONTENT_TOO_LARGE, 413 },           /* RFC 9110 phrase, not Payload Too Large */
+    { HTTP_URI_TOO_LONG, 414 },
+    { HTTP_EXPECTATION_FAILED, 417 },
+    { HTTP_I_M_A_TEAPOT, 418 },                /* apostrophe becomes '_' */
+    { HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, 431 }, /* the IANA code keeps the plain name ... */
+    { HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE_430, 430 }, /* ... Shopify's gets its code */
+    { HTTP_CLIENT_CLOSED_REQUEST, 499 },
+    { HTTP_INTERNAL_SERVER_ERROR, 500 },
+    { HTTP_NOT_IMPLEMENTED, 501 },
+    { HTTP_BAD_GATEWAY, 502 },
+    { HTTP_SERVICE_UNAVAILABLE, 503 },
+    { HTTP_GATEWAY_TIMEOUT, 504 },
+    { HTTP_HTTP_VERSION_NOT_SUPPORTED, 505 },
+    { HTTP_LOOP_DETECTED, 508 },
+    { HTTP_UNAUTHORIZED, 401 },
+    { HTTP_UNAUTHORIZED_561, 561 },            /* AWS ELB reuses 401's phrase */
 };
 
 /* Unregistered codes fall back to their class; 6xx-9xx and out-of-range codes share one name. */
@@ -332,6 +365,65 @@ static void test_phrase_total(void **state)
     }
 }
 
+static void test_named_constants(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(named); i++) {
+        const struct status_info *si = status_lookup((int)named[i].constant);
+
+        assert_int_equal(named[i].constant, named[i].code);
+        assert_non_null(si);
+    }
+}
+
+/* The rule of status.h: upper-cased phrase, each run of other characters one '_', none at the
+ * ends. Writes it into buf; returns its length. */
+static size_t derive_name(const char *phrase, char *buf, size_t cap)
+{
+    size_t n = 0;
+    int gap = 0;
+
+    for (const char *p = phrase; *p != '\0' && n + 1 < cap; p++) {
+        unsigned char ch = (unsigned char)*p;
+        int alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+
+        if (!alnum) {
+            gap = n > 0;
+            continue;
+        }
+        if (gap && n + 2 < cap)
+            buf[n++] = '_';
+        gap = 0;
+        buf[n++] = (char)(ch >= 'a' && ch <= 'z' ? ch - 'a' + 'A' : ch);
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+/* Every constant follows the naming rule; the _<code> suffix only where two codes share a
+ * phrase, and then never on a code of the IANA registry (http, webdav, rfc). */
+static void test_names_follow_rule(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < status_count(); i++) {
+        const struct status_info *si = status_at(i);
+        char want[128];
+        char suffixed[160];
+        int shared = 0;
+
+        derive_name(si->phrase, want, sizeof(want));
+        for (size_t j = 0; j < status_count(); j++)
+            shared |= j != i && strcmp(status_at(j)->phrase, si->phrase) == 0;
+        snprintf(suffixed, sizeof(suffixed), "%s_%d", want, si->code);
+        if (strcmp(si->name, want) == 0)
+            continue;
+        if (!shared || strcmp(si->name, suffixed) != 0)
+            fail_msg("code %d: name HTTP_%s, the rule gives HTTP_%s", si->code, si->name, want);
+        if (si->source <= STATUS_SRC_RFC_OTHER)
+            fail_msg("code %d: an IANA code must keep the plain name HTTP_%s", si->code, want);
+    }
+}
+
 static void test_source_names(void **state)
 {
     static const struct {
@@ -364,6 +456,8 @@ int main(void)
         cmocka_unit_test(test_at_count_match_lookup),
         cmocka_unit_test(test_unregistered_fallback),
         cmocka_unit_test(test_phrase_total),
+        cmocka_unit_test(test_named_constants),
+        cmocka_unit_test(test_names_follow_rule),
         cmocka_unit_test(test_source_names),
     };
 
