@@ -10,6 +10,8 @@
 #include <limits.h>
 #include <string.h>
 
+#include "portico/status.h"
+
 /* ---- byte classes ---- */
 
 #define IS_ALPHA(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
@@ -116,16 +118,16 @@ enum http_method h1_method_of(const char *token, size_t len)
 
 /* One head being parsed: the bytes, how far we may look and which statuses errors carry. */
 struct head {
-    const unsigned char *b; /* borrowed: the caller's buffer */
-    size_t len;             /* bytes available */
-    size_t max;             /* head limit (clamped to INT_MAX so the length fits the return) */
-    size_t end;             /* min(len, max): the parser never reads at or past it */
-    int bad;                /* status for malformed input: 400 or 502 */
-    int too_large;          /* status for an oversized head or too many fields: 431 or 502 */
+    const unsigned char *b;     /* borrowed: the caller's buffer */
+    size_t len;                 /* bytes available */
+    size_t max;                 /* head limit (clamped to INT_MAX so the length fits the return) */
+    size_t end;                 /* min(len, max): the parser never reads at or past it */
+    enum http_status bad;       /* malformed input: 400 or 502 */
+    enum http_status too_large; /* an oversized head or too many fields: 431 or 502 */
     struct h1_error *err;
 };
 
-static int fail(struct h1_error *err, int status, const char *reason, size_t offset)
+static int fail(struct h1_error *err, enum http_status status, const char *reason, size_t offset)
 {
     err->status = status;
     err->reason = reason;
@@ -242,7 +244,7 @@ struct rline {
 static int rline_more(const struct head *h, const struct rline *rl, size_t at)
 {
     if (at == rl->rl_max && at < h->len)
-        return fail(h->err, 414, "request line too long", at);
+        return fail(h->err, HTTP_URI_TOO_LONG, "request line too long", at);
     return need_more(h, at);
 }
 
@@ -277,8 +279,8 @@ int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
         .b = (const unsigned char *)buf,
         .len = len,
         .max = lim->max_head < (size_t)INT_MAX ? lim->max_head : (size_t)INT_MAX,
-        .bad = 400,
-        .too_large = 431,
+        .bad = HTTP_BAD_REQUEST,
+        .too_large = HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
         .err = err,
     };
     h.end = len < h.max ? len : h.max;
@@ -305,7 +307,7 @@ int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
     if (i >= rl.stop)
         return rline_more(&h, &rl, i);
     if (b[i] != ' ' || i == start)
-        return fail(err, 400, bad_byte(b[i], "invalid method"), i);
+        return fail(err, HTTP_BAD_REQUEST, bad_byte(b[i], "invalid method"), i);
     req->method = buf + start;
     req->method_len = i - start;
     req->method_id = h1_method_of(req->method, req->method_len);
@@ -320,11 +322,12 @@ int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
     if (i >= rl.stop)
         return rline_more(&h, &rl, i);
     if (b[i] == '\r')
-        return fail(err, 400, "missing HTTP version", i);
+        return fail(err, HTTP_BAD_REQUEST, "missing HTTP version", i);
     if (b[i] != ' ')
-        return fail(err, 400, bad_byte(b[i], "invalid character in request-target"), i);
+        return fail(err, HTTP_BAD_REQUEST,
+                    bad_byte(b[i], "invalid character in request-target"), i);
     if (i == target)
-        return fail(err, 400, "empty request-target", i);
+        return fail(err, HTTP_BAD_REQUEST, "empty request-target", i);
     req->target = buf + target;
     req->target_len = i - target;
     i++;
@@ -336,16 +339,16 @@ int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
     if (rc == -2)
         return rline_more(&h, &rl, at);
     if (rc == -1)
-        return fail(err, 400, bad_byte(b[at], "invalid HTTP version"), at);
+        return fail(err, HTTP_BAD_REQUEST, bad_byte(b[at], "invalid HTTP version"), at);
     i += 8;
     if (i >= h.end)
         return need_more(&h, i);
     if (b[i] != '\r')
-        return fail(err, 400, bad_byte(b[i], "invalid HTTP version"), i);
+        return fail(err, HTTP_BAD_REQUEST, bad_byte(b[i], "invalid HTTP version"), i);
     if ((rc = expect_crlf(&h, i)) != 0)
         return rc;
     if (major != 1 || minor > 1)
-        return fail(err, 505, "HTTP version not supported", i - 8);
+        return fail(err, HTTP_HTTP_VERSION_NOT_SUPPORTED, "HTTP version not supported", i - 8);
     req->minor = minor;
     i += 2;
 
@@ -359,8 +362,8 @@ int h1_parse_response(const char *buf, size_t len, size_t max_head, struct h1_re
         .b = (const unsigned char *)buf,
         .len = len,
         .max = max_head < (size_t)INT_MAX ? max_head : (size_t)INT_MAX,
-        .bad = 502,
-        .too_large = 502,
+        .bad = HTTP_BAD_GATEWAY,
+        .too_large = HTTP_BAD_GATEWAY,
         .err = err,
     };
     h.end = len < h.max ? len : h.max;
@@ -374,14 +377,15 @@ int h1_parse_response(const char *buf, size_t len, size_t max_head, struct h1_re
     if (rc == -2)
         return need_more(&h, at);
     if (rc == -1)
-        return fail(err, 502, bad_byte(b[at], "invalid HTTP version in status line"), at);
+        return fail(err, HTTP_BAD_GATEWAY,
+                    bad_byte(b[at], "invalid HTTP version in status line"), at);
     if (major != 1 || minor > 1)
-        return fail(err, 502, "unsupported HTTP version in status line", 5);
+        return fail(err, HTTP_BAD_GATEWAY, "unsupported HTTP version in status line", 5);
     i += 8;
     if (i >= h.end)
         return need_more(&h, i);
     if (b[i] != ' ')
-        return fail(err, 502, bad_byte(b[i], "invalid status line"), i);
+        return fail(err, HTTP_BAD_GATEWAY, bad_byte(b[i], "invalid status line"), i);
     i++;
 
     int status = 0;
@@ -389,7 +393,7 @@ int h1_parse_response(const char *buf, size_t len, size_t max_head, struct h1_re
         if (i >= h.end)
             return need_more(&h, i);
         if (!IS_DIGIT(b[i]) || (k == 0 && b[i] == '0'))
-            return fail(err, 502, bad_byte(b[i], "invalid status code"), i);
+            return fail(err, HTTP_BAD_GATEWAY, bad_byte(b[i], "invalid status code"), i);
         status = status * 10 + (b[i] - '0');
     }
     if (i >= h.end)
@@ -403,7 +407,7 @@ int h1_parse_response(const char *buf, size_t len, size_t max_head, struct h1_re
             return need_more(&h, i);
     }
     if (b[i] != '\r')
-        return fail(err, 502, bad_byte(b[i], "invalid character in status line"), i);
+        return fail(err, HTTP_BAD_GATEWAY, bad_byte(b[i], "invalid character in status line"), i);
     if ((rc = expect_crlf(&h, i)) != 0)
         return rc;
     resp->minor = minor;
@@ -752,31 +756,31 @@ int h1_request_info(const struct h1_request *req, struct h1_info *info, struct h
     info->framing = H1_BODY_NONE;
 
     if (s.cl_error != NULL)
-        return fail(err, 400, s.cl_error, 0);
+        return fail(err, HTTP_BAD_REQUEST, s.cl_error, 0);
     if (s.has_te) {
         if (req->minor == 0)
-            return fail(err, 400, "Transfer-Encoding in HTTP/1.0 request", 0);
+            return fail(err, HTTP_BAD_REQUEST, "Transfer-Encoding in HTTP/1.0 request", 0);
         if (s.has_cl)
-            return fail(err, 400, "both Transfer-Encoding and Content-Length", 0);
+            return fail(err, HTTP_BAD_REQUEST, "both Transfer-Encoding and Content-Length", 0);
         if (s.te_error != NULL)
-            return fail(err, 400, s.te_error, 0);
+            return fail(err, HTTP_BAD_REQUEST, s.te_error, 0);
         if (s.te_chunked > 1)
-            return fail(err, 400, "chunked transfer coding applied twice", 0);
+            return fail(err, HTTP_BAD_REQUEST, "chunked transfer coding applied twice", 0);
         if (s.te_chunked_not_last)
-            return fail(err, 400, "chunked is not the final transfer coding", 0);
+            return fail(err, HTTP_BAD_REQUEST, "chunked is not the final transfer coding", 0);
         if (s.te_other)
-            return fail(err, 501, "unsupported transfer coding", 0);
+            return fail(err, HTTP_NOT_IMPLEMENTED, "unsupported transfer coding", 0);
         info->framing = H1_BODY_CHUNKED;
     } else if (s.has_cl) {
         info->framing = H1_BODY_LENGTH;
         info->content_length = s.cl;
     }
     if (s.nhost > 1)
-        return fail(err, 400, "repeated Host header field", 0);
+        return fail(err, HTTP_BAD_REQUEST, "repeated Host header field", 0);
     if (s.nhost == 0 && req->minor >= 1)
-        return fail(err, 400, "missing Host header field", 0);
+        return fail(err, HTTP_BAD_REQUEST, "missing Host header field", 0);
     if (s.host != NULL && !h1_host_valid(s.host->value, s.host->value_len))
-        return fail(err, 400, "invalid Host header field", 0);
+        return fail(err, HTTP_BAD_REQUEST, "invalid Host header field", 0);
 
     info->keep_alive = keep_alive(&s, req->minor);
     info->expect_continue = s.expect_continue;
@@ -798,22 +802,24 @@ int h1_response_info(const struct h1_response *resp, enum http_method method,
 
     /* Garbage Content-Length is refused even where it does not frame the body. */
     if (s.cl_error != NULL)
-        return fail(err, 502, s.cl_error, 0);
+        return fail(err, HTTP_BAD_GATEWAY, s.cl_error, 0);
 
     /* RFC 9112 6.3 items 1 and 2: no body whatever the fields say. */
-    bool tunnel = method == METHOD_CONNECT && st >= 200 && st < 300;
-    if (st < 200 || st == 204 || st == 304 || method == METHOD_HEAD || tunnel)
+    bool informational = st / 100 == 1;
+    bool tunnel = method == METHOD_CONNECT && st / 100 == 2;
+    if (informational || st == HTTP_NO_CONTENT || st == HTTP_NOT_MODIFIED ||
+        method == METHOD_HEAD || tunnel)
         return 0;
 
     if (s.has_te) {
         if (resp->minor == 0)
-            return fail(err, 502, "Transfer-Encoding in HTTP/1.0 response", 0);
+            return fail(err, HTTP_BAD_GATEWAY, "Transfer-Encoding in HTTP/1.0 response", 0);
         if (s.has_cl)
-            return fail(err, 502, "both Transfer-Encoding and Content-Length", 0);
+            return fail(err, HTTP_BAD_GATEWAY, "both Transfer-Encoding and Content-Length", 0);
         if (s.te_error != NULL)
-            return fail(err, 502, s.te_error, 0);
+            return fail(err, HTTP_BAD_GATEWAY, s.te_error, 0);
         if (s.te_chunked > 1)
-            return fail(err, 502, "chunked transfer coding applied twice", 0);
+            return fail(err, HTTP_BAD_GATEWAY, "chunked transfer coding applied twice", 0);
         if (s.te_last_chunked) {
             info->framing = H1_BODY_CHUNKED;
             return 0;

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "portico/status.h"
+
 /* Dot segments would let "/api/../admin" match the route of "/api/"; refuse them, encoded too. */
 static bool has_dot_segment(const char *p, size_t n)
 {
@@ -53,11 +55,11 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
             alen++;
         if (alen == 0) {
             *why = "absolute-form target without a host";
-            return 400;
+            return HTTP_BAD_REQUEST;
         }
         if (!h1_host_valid(auth, alen)) {
             *why = "invalid host in the absolute-form target";
-            return 400;
+            return HTTP_BAD_REQUEST;
         }
         t->host = auth;
         t->host_len = alen;
@@ -65,10 +67,10 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
         t->path_len = alen < n - skip ? n - skip - alen : 1;
     } else if (req->method_id == METHOD_CONNECT) {
         *why = "CONNECT is not supported";
-        return 501;
+        return HTTP_NOT_IMPLEMENTED;
     } else {
         *why = "request-target must be an absolute path";
-        return 400;
+        return HTTP_BAD_REQUEST;
     }
     const char *q = memchr(t->path, '?', t->path_len);
     t->route = t->path;
@@ -79,7 +81,7 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
     }
     if (has_dot_segment(t->route, t->route_len)) {
         *why = "dot segments in the path are not accepted";
-        return 400;
+        return HTTP_BAD_REQUEST;
     }
     return 0;
 }

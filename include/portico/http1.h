@@ -90,7 +90,7 @@ struct h1_response {
 /* Why a message was refused: the status Portico should answer with, a one-line reason for the
  * client and the log, and the byte offset where the parser stopped. */
 struct h1_error {
-    int status;         /* 400, 413, 414, 431, 501, 505 for requests; 502 for responses */
+    int status;         /* an HTTP_* of status.h: 400, 414, 431, 501, 505; 502 for responses */
     const char *reason; /* static string, e.g. "whitespace before colon in header field" */
     size_t offset;
 };
