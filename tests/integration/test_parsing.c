@@ -50,19 +50,26 @@ static void bench_stop(struct bench *b)
     fake_origin_stop(b->o);
 }
 
-/* Sends a marker through Portico and checks it is the origin's next complete request. With
- * `same_connection`, it also came on the pooled connection: Portico opened no other. */
-static void bench_marker(struct bench *b, bool same_connection)
+/* Sends a request Portico must forward on a fresh connection, and checks its 200. */
+static void send_ok(struct bench *b, const char *bytes, size_t len)
 {
     struct raw_conn *c = px_connect(b->h);
     struct raw_response r;
-    char req[96];
-    snprintf(req, sizeof(req), "GET /marker/%u HTTP/1.1\r\nHost: marker\r\n\r\n", b->markers);
-    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_send(c, bytes, len), 0);
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
     assert_int_equal(r.status, 200);
     raw_response_free(&r);
     raw_close(c);
+}
+
+/* Sends a marker through Portico and checks it is the origin's next complete request. With
+ * `same_connection`, it also came on the pooled connection: Portico opened no other. */
+static void bench_marker(struct bench *b, bool same_connection)
+{
+    char req[96];
+    int n = snprintf(req, sizeof(req), "GET /marker/%u HTTP/1.1\r\nHost: marker\r\n\r\n",
+                     b->markers);
+    send_ok(b, req, (size_t)n);
     if (fake_origin_requests(b->o) != b->markers + 1)
         fail_msg("the origin has %u requests, want %u (only markers)",
                  fake_origin_requests(b->o), b->markers + 1);
@@ -263,13 +270,7 @@ static void test_size_limits(void **state)
     memset(req + n, 'b', 8000);
     n += 8000;
     n += snprintf(req + n, cap - (size_t)n, " HTTP/1.1\r\nHost: a\r\n\r\n");
-    struct raw_conn *c = px_connect(b.h);
-    struct raw_response r;
-    assert_int_equal(raw_send(c, req, (size_t)n), 0);
-    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-    assert_int_equal(r.status, 200);
-    raw_response_free(&r);
-    raw_close(c);
+    send_ok(&b, req, (size_t)n);
     b.markers++; /* that request counts among the origin's */
 
     /* a head of 20k in one field: 431 */
@@ -381,13 +382,7 @@ static void test_chunked_body_too_large(void **state)
     n = snprintf(req, sizeof(req), "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1024\r\n\r\n");
     memset(req + n, 'y', 1024);
     n += 1024;
-    struct raw_conn *c = px_connect(b.h);
-    struct raw_response r;
-    assert_int_equal(raw_send(c, req, (size_t)n), 0);
-    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-    assert_int_equal(r.status, 200);
-    raw_response_free(&r);
-    raw_close(c);
+    send_ok(&b, req, (size_t)n);
     bench_stop(&b);
 }
 
@@ -504,13 +499,7 @@ static void test_absolute_form(void **state)
     for (size_t i = 0; i < ARRAY_SIZE(absolute_rows); i++) {
         const struct absolute_row *row = &absolute_rows[i];
         print_message("%s\n", row->why);
-        struct raw_conn *c = px_connect(b.h);
-        struct raw_response r;
-        assert_int_equal(raw_send_str(c, row->request), 0);
-        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-        assert_int_equal(r.status, 200);
-        raw_response_free(&r);
-        raw_close(c);
+        send_ok(&b, row->request, strlen(row->request));
         char *head = fake_origin_request_head(b.o, b.markers);
         assert_non_null(head);
         char want[128];
