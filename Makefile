@@ -43,8 +43,8 @@ FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 60
 JOBS         ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all run test check check-unit check-integration deps fuzz fuzz-build fuzz-bins fuzz-smoke valgrind bench clean \
-        tests
+.PHONY: all run test check check-unit check-integration deps fuzz fuzz-build fuzz-bins fuzz-smoke \
+        valgrind bench clean tests
 all: $(BUILD)/portico
 
 deps:
@@ -92,8 +92,7 @@ FUZZ_CC       ?= clang
 FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all
 # -Werror stays with the gcc builds: a warning only clang has must not fail the fuzz build.
 FUZZ_CFLAGS   := -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN) \
-                 $(filter-out -Werror,$(WARN)) -D_GNU_SOURCE -Iinclude -MMD -MP \
-                 -DPORTICO_VERSION='"$(VERSION)"'
+                 $(filter-out -Werror,$(WARN)) -D_GNU_SOURCE -Iinclude -MMD -MP
 FUZZ_LIB_OBJS := $(filter-out $(FUZZ_DIR)/obj/proxy/main.o,$(SRCS:%.c=$(FUZZ_DIR)/obj/%.o))
 FUZZ_BINS     := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_DIR)/%)
 FUZZ_SMOKE_SECONDS ?= 5
