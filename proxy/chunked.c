@@ -64,7 +64,8 @@ void chunked_data_taken(struct chunked_decoder *c, size_t n)
         c->state = CK_DATA_CR;
 }
 
-static enum chunked_rc ck_fail(struct chunked_decoder *c, const char *reason, size_t i, size_t *used)
+static enum chunked_rc ck_fail(struct chunked_decoder *c, const char *reason, size_t i,
+                               size_t *used)
 {
     c->state = CK_ERROR;
     c->error = reason;
