@@ -195,7 +195,7 @@ static void send_own(struct exchange *ex, struct errpage *e)
     e->request_id = ex->request_id;
     e->accept = accept ? accept->value : NULL;
     e->accept_len = accept ? accept->value_len : 0;
-    e->head_only = ex->req.method_len == 4 && memcmp(ex->req.method, "HEAD", 4) == 0;
+    e->head_only = ex->req.method_id == METHOD_HEAD;
     e->close = ex->close_client;
     e->http10 = !ex_client_http11(ex);
     struct errpage_out o;
@@ -230,7 +230,7 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close)
 static bool stale_pooled(const struct exchange *ex, enum phase phase, enum cause cause)
 {
     return ex->uc && upconn_requests(ex->uc) > 1 && !ex->retried && !ex->response_byte &&
-           request_idempotent(ex->req.method, ex->req.method_len) && ex->req_body.bytes == 0 &&
+           request_idempotent(ex->req.method_id) && ex->req_body.bytes == 0 &&
            !ex->req_body.trailers_started && ex->resp_state == RESP_HEAD &&
            (phase == PHASE_SEND || phase == PHASE_FIRST_BYTE) &&
            (cause == CAUSE_EOF || cause == CAUSE_RESET || cause == CAUSE_IO);
