@@ -80,7 +80,6 @@
 #include "portico/status.h"
 #include "portico/util.h"
 
-#define MAX_PORTICO_HOPS 8 /* Via entries of ours beyond which a request is looping */
 
 /* ---- small helpers ---- */
 
@@ -500,28 +499,16 @@ static bool admissible(struct exchange *ex)
         ex->host = ex->info.host->value;
         ex->host_len = ex->info.host->value_len;
     }
-    bool unread_body = ex->req_state != REQ_DONE;
     int refused = parse_target(ex, &why);
     if (refused) {
         ex_refuse(ex, refused, why, true);
         return false;
     }
-    /* HTTP/1.0 clients cannot take a 100 and may not mean it: Expect is ignored (RFC 9110
-     * 10.1.1). */
-    if (ex_client_http11(ex) && ex->info.expect_other) {
-        ex_refuse(ex, HTTP_EXPECTATION_FAILED, "only the 100-continue expectation is supported",
-                  unread_body);
-        return false;
-    }
-    if (ex->info.framing == H1_BODY_LENGTH && ex->info.content_length > cfg->max_body_size) {
-        ex_refuse(ex, HTTP_CONTENT_TOO_LARGE, "request body larger than max_body_size",
-                  true);
-        return false;
-    }
-    if (request_portico_hops(&ex->req) >= MAX_PORTICO_HOPS) {
-        ex_refuse(ex, HTTP_LOOP_DETECTED,
-                  "forwarding loop: this request already went through Portico too many times",
-                  unread_body);
+    refused = request_refusal(&ex->req, &ex->info, cfg->max_body_size, &why);
+    if (refused) {
+        /* a body too large is not read: the connection cannot go on */
+        ex_refuse(ex, refused, why,
+                  ex->req_state != REQ_DONE || refused == HTTP_CONTENT_TOO_LARGE);
         return false;
     }
     return true;

@@ -28,6 +28,18 @@ struct req_target {
  * a Host field would be (h1_host_valid: no userinfo, same characters), or when empty. */
 int request_target(const struct h1_request *req, struct req_target *t, const char **why);
 
+/* Via entries of ours beyond which a request is going round in a loop (508). */
+#define REQUEST_MAX_HOPS 8
+
+/*
+ * What Portico refuses once the head is parsed and its framing known, before routing: an
+ * expectation other than 100-continue from an HTTP/1.1 client (417; HTTP/1.0 clients cannot
+ * take a 100 and may not mean it, RFC 9110 10.1.1), a Content-Length above max_body (413), a
+ * forwarding loop (508). Returns 0, or the status with a one-line reason in *why.
+ */
+int request_refusal(const struct h1_request *req, const struct h1_info *info, uint64_t max_body,
+                    const char **why);
+
 /* Via entries naming Portico ("1.1 portico"): a request that has many is going round in a
  * loop. */
 int request_portico_hops(const struct h1_request *req);

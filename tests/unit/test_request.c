@@ -181,6 +181,47 @@ static void test_portico_hops(void **state)
     assert_int_equal(request_portico_hops(&req), 0);
 }
 
+/* The refusals before routing, each for its reason, and nothing for a request that is fine. */
+static void test_refusals(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *head;
+        int status;
+        const char *why;
+    } rows[] = {
+        {"GET / HTTP/1.1\r\nHost: h\r\n\r\n", 0, "nothing to refuse"},
+        {"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+         0, "the one expectation Portico meets"},
+        {"PUT / HTTP/1.1\r\nHost: h\r\nExpect: telepathy\r\nContent-Length: 1\r\n\r\n",
+         417, "any other expectation"},
+        {"PUT / HTTP/1.0\r\nExpect: telepathy\r\nContent-Length: 1\r\n\r\n", 0,
+         "HTTP/1.0: Expect is ignored (RFC 9110 10.1.1)"},
+        {"PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\n\r\n", 413,
+         "a body known too large from its Content-Length"},
+        {"PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n", 0,
+         "exactly the limit"},
+        {"GET / HTTP/1.1\r\nHost: h\r\nVia: 1.1 portico, 1.1 portico, 1.1 portico, "
+         "1.1 portico, 1.1 portico, 1.1 portico, 1.1 portico, 1.1 portico\r\n\r\n",
+         508, "eight hops of ours: a loop"},
+        {"GET / HTTP/1.1\r\nHost: h\r\nVia: 1.1 portico, 1.1 portico, 1.1 portico, "
+         "1.1 portico, 1.1 portico, 1.1 portico, 1.1 portico\r\n\r\n",
+         0, "seven are a long chain, not yet a loop"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        struct h1_request req;
+        struct h1_info info;
+        struct h1_error err;
+        const char *why = NULL;
+        parse(rows[i].head, &req);
+        assert_int_equal(h1_request_info(&req, &info, &err), 0);
+        int status = request_refusal(&req, &info, 100, &why);
+        if (status != rows[i].status)
+            fail_msg("%s: %d, want %d", rows[i].why, status, rows[i].status);
+        assert_true(status == 0 || (why && *why));
+    }
+}
+
 static void test_request_ids(void **state)
 {
     (void)state;
@@ -229,6 +270,7 @@ int main(void)
         cmocka_unit_test(test_targets),
         cmocka_unit_test(test_authority_like_host),
         cmocka_unit_test(test_portico_hops),
+        cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_request_ids),
         cmocka_unit_test(test_idempotent),
     };
