@@ -15,7 +15,7 @@
 
 #include "portico/config.h"
 
-#define CFG_MAX_SECTION_KEYS 32 /* rows of the largest key table */
+#define CFG_MAX_SECTION_KEYS 64 /* rows of the largest key table */
 
 enum cfg_section {
     CFG_SEC_NONE,     /* before the first header */

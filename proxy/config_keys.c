@@ -524,6 +524,11 @@ static const struct cfg_key proxy_keys[] = {
     NAMED("log_level", set_enum, CFG(log_level), log_level_names),
     NAMED("error_detail", set_enum, CFG(error_detail), error_detail_names),
     KEY("admin_listen", set_admin_listen, CFG(admin_listen_text)),
+    /* lifecycle: graceful stop, pid file, privileges */
+    DURATION("shutdown_timeout", CFG(shutdown_timeout_ms), 0),
+    KEY("pid_file", set_path, CFG(pid_file)),
+    KEY("user", set_string, CFG(user)),
+    KEY("group", set_string, CFG(group)),
 };
 
 static const struct cfg_key upstream_keys[] = {
