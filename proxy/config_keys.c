@@ -585,6 +585,12 @@ const struct cfg_key *cfg_key_find(enum cfg_section sec, const char *name)
     return NULL;
 }
 
+const struct cfg_key *cfg_keys(enum cfg_section sec, size_t *n)
+{
+    *n = section_tables[sec].nkeys;
+    return section_tables[sec].keys;
+}
+
 int *cfg_key_slot(struct cfg_key_lines *lines, enum cfg_section sec, const struct cfg_key *k)
 {
     return &lines->of[k - section_tables[sec].keys];
