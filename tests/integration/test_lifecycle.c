@@ -141,6 +141,16 @@ static int get(uint16_t port, const char *path)
     return status;
 }
 
+/* Sends GET /slow on a new connection and waits until the origin has it: the origin's nth
+ * request, in flight until the gate opens. */
+static struct raw_conn *send_slow(struct harness *h, struct fake_origin *o, unsigned nth)
+{
+    struct raw_conn *busy = px_connect(h);
+    assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(fake_origin_wait_requests(o, nth, IO_MS), 0);
+    return busy;
+}
+
 /* Waits for the child to exit within ms and checks it exited 0 by itself. */
 static void assert_exits_0(struct harness *h, int ms)
 {
@@ -178,6 +188,19 @@ static const char *line_with(const char *text, const char *needle, char *buf, si
     return buf;
 }
 
+/* The access log (read after the exit: complete) logged target with this status. */
+static void assert_logged_status(struct harness *h, const char *target, int status)
+{
+    char *log = read_log(h, "access.log");
+    char needle[128], line[2048], want[32];
+    snprintf(needle, sizeof(needle), "target=\"%s\"", target);
+    snprintf(want, sizeof(want), " status=%d ", status);
+    line_with(log, needle, line, sizeof(line));
+    if (!strstr(line, want))
+        fail_msg("access log line of %s: '%s'", target, line);
+    free(log);
+}
+
 /* ---- graceful stop ---- */
 
 struct stop_row {
@@ -205,9 +228,7 @@ static void test_graceful_stop(void **state)
 
         struct raw_conn *idle = px_connect_port(port);
         assert_int_equal(exchange(idle, "/fast"), 200); /* now idle, kept alive */
-        struct raw_conn *busy = px_connect_port(port);
-        assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
-        assert_int_equal(fake_origin_wait_requests(o, 2, IO_MS), 0); /* /slow is in flight */
+        struct raw_conn *busy = send_slow(h, o, 2);
 
         int64_t t0 = tu_now_ms();
         assert_int_equal(harness_signal(h, row->sig), 0);
@@ -231,13 +252,7 @@ static void test_graceful_stop(void **state)
         assert_exits_0(h, IO_MS);
         assert_true(tu_now_ms() - t0 < 10000); /* within shutdown_timeout */
 
-        /* Logged with its real status, not as a client that left. */
-        char *log = read_log(h, "access.log");
-        char line[2048];
-        line_with(log, "target=\"/slow\"", line, sizeof(line));
-        if (!strstr(line, " status=201 "))
-            fail_msg("access log line of /slow: '%s'", line);
-        free(log);
+        assert_logged_status(h, "/slow", 201); /* its real status, not a client that left */
         raw_close(idle);
         raw_close(busy);
         harness_free(h);
@@ -265,9 +280,7 @@ static void test_second_signal_stops_now(void **state)
         print_message("  %s\n", row->name);
         struct fake_origin *o = gated_origin();
         struct harness *h = start(fake_origin_port(o), "shutdown_timeout = 60s\n");
-        struct raw_conn *busy = px_connect(h);
-        assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
-        assert_int_equal(fake_origin_wait_requests(o, 1, IO_MS), 0);
+        struct raw_conn *busy = send_slow(h, o, 1);
 
         assert_int_equal(harness_signal(h, row->first), 0);
         assert_int_equal(harness_wait_log(h, "listeners closed", IO_MS), 0);
@@ -295,9 +308,7 @@ static void test_shutdown_timeout(void **state)
     (void)state;
     struct fake_origin *o = gated_origin();
     struct harness *h = start(fake_origin_port(o), "shutdown_timeout = 1s\n");
-    struct raw_conn *busy = px_connect(h);
-    assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
-    assert_int_equal(fake_origin_wait_requests(o, 1, IO_MS), 0);
+    struct raw_conn *busy = send_slow(h, o, 1);
     int64_t t0 = tu_now_ms();
     assert_int_equal(harness_signal(h, SIGTERM), 0);
     assert_exits_0(h, 1000 + IO_MS);
@@ -305,12 +316,7 @@ static void test_shutdown_timeout(void **state)
     print_message("  exited %lld ms after SIGTERM (shutdown_timeout = 1s)\n", (long long)took);
     assert_true(took >= 990);
     assert_true(raw_wait_closed(busy, IO_MS) == 1);
-    char *log = read_log(h, "access.log");
-    char line[2048];
-    line_with(log, "target=\"/slow\"", line, sizeof(line));
-    if (!strstr(line, " status=499 "))
-        fail_msg("access log line of /slow: '%s'", line);
-    free(log);
+    assert_logged_status(h, "/slow", 499);
     raw_close(busy);
     harness_free(h);
     gated_origin_stop(o);
