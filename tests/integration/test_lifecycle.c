@@ -295,6 +295,7 @@ static void test_second_signal_stops_now(void **state)
         assert_true(r.peer_closed);
         raw_response_free(&r);
         assert_true(harness_log_contains(h, "again: stopping now"));
+        assert_logged_status(h, "/slow", 499); /* cut, and logged */
         raw_close(busy);
         harness_free(h);
         gated_origin_stop(o);
