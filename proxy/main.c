@@ -364,7 +364,9 @@ static int start(struct process *p, struct config *cfg)
         cfg_free(cfg);
         return -1;
     }
-    if ((cfg->pid_file && pidfile_check(cfg->pid_file) != 0) || !(p->locks = addr_locks_new()) ||
+    if (!(p->locks = addr_locks_new()))
+        fprintf(stderr, "portico: out of memory\n");
+    if (!p->locks || (cfg->pid_file && pidfile_check(cfg->pid_file) != 0) ||
         addr_locks_claim(p->locks, cfg) != 0) {
         cfg_free(cfg);
         return -1;
