@@ -323,6 +323,40 @@ static void test_shutdown_timeout(void **state)
     gated_origin_stop(o);
 }
 
+/* A stop during a reload's drain: the reload gave the old workers the 60 s of its file, the
+ * stop's shutdown_timeout (1 s, from the file live when it comes) brings their deadline forward. */
+static void test_stop_shortens_reload_drain(void **state)
+{
+    (void)state;
+    struct fake_origin *o = gated_origin();
+    struct harness *h = start(fake_origin_port(o), "shutdown_timeout = 60s\n");
+    struct raw_conn *busy = send_slow(h, o, 1);
+    assert_int_equal(harness_signal(h, SIGHUP), 0); /* /slow now drains for 60 s */
+    assert_int_equal(harness_wait_log(h, "is live (generation 2", IO_MS), 0);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "workers = 2\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "access_log_format = text\n"
+                                          "shutdown_timeout = 1s\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          fake_origin_port(o)),
+                     0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 3", IO_MS), 0);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(harness_signal(h, SIGTERM), 0);
+    assert_exits_0(h, 1000 + IO_MS);
+    print_message("  exited %lld ms after SIGTERM\n", (long long)(tu_now_ms() - t0));
+    assert_int_equal(raw_wait_closed(busy, IO_MS), 1);
+    assert_logged_status(h, "/slow", 499);
+    raw_close(busy);
+    harness_free(h);
+    gated_origin_stop(o);
+}
+
 /* ---- SIGUSR1 ---- */
 
 /* Every target of the list appears exactly once in a + b; in `only` (when not NULL) for all. */
@@ -960,6 +994,7 @@ int main(void)
         cmocka_unit_test(test_graceful_stop),
         cmocka_unit_test(test_second_signal_stops_now),
         cmocka_unit_test(test_shutdown_timeout),
+        cmocka_unit_test(test_stop_shortens_reload_drain),
         cmocka_unit_test(test_sigusr1_reopens_logs),
         cmocka_unit_test(test_address_in_use),
         cmocka_unit_test(test_reload_address_in_use),
