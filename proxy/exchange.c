@@ -287,6 +287,8 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
         .elapsed_ms = (double)(ex->now - ex->t0) / 1000.0,
         .server_timing = timing,
         .page_dir = ex->cfg->error_page_dir,
+        .detail = ex->cfg->error_detail == ERROR_DETAIL_MINIMAL ? ERRPAGE_DETAIL_MINIMAL
+                                                                : ERRPAGE_DETAIL_FULL,
     };
     /* The client connection survives only if its request was read to the end. */
     ex->close_client |= ex->req_state != REQ_DONE || !ex->info.keep_alive;
