@@ -167,6 +167,12 @@ size_t upstream_pools_idle(const struct loop *l)
     return n;
 }
 
+size_t upstream_pool_idle(const struct loop *l, int upstream)
+{
+    return l->pools && upstream >= 0 && upstream < l->pools->n ? l->pools->pool[upstream].nidle
+                                                                : 0;
+}
+
 static void pool_remove(struct upconn *c)
 {
     struct upstream_pool *pool = &c->loop->pools->pool[c->upstream];
