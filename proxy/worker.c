@@ -34,6 +34,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/recent.h"
 #include "portico/upstream.h"
 #include "portico/util.h"
 
@@ -135,6 +136,9 @@ static void log_flush_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct worker *w = arg;
     log_buffer_flush(w->loop.log);
+    /* the status page's pool sizes: only this thread may look at its pools */
+    for (int u = 0; u < w->loop.cfg->nupstreams; u++)
+        recent_set_pool(w->loop.recent, u, upstream_pool_idle(&w->loop, u));
 }
 
 /* A shard labelled with the names of the worker's configuration. */
@@ -264,7 +268,9 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
     event_config_free(ec);
     w->loop.metrics = shard_for(cfg);
     w->loop.log = log_buffer_new(cfg->access_log_format);
-    if (!w->loop.base || !w->loop.metrics || !w->loop.log || upstream_pools_init(&w->loop) != 0)
+    w->loop.recent = recent_shard_create(gen->number, cfg->nupstreams);
+    if (!w->loop.base || !w->loop.metrics || !w->loop.log || !w->loop.recent ||
+        upstream_pools_init(&w->loop) != 0)
         return -1;
     if (trace_rng_seed(&w->loop.rng) != 0)
         trace_rng_init(&w->loop.rng, now_us() ^ (uint64_t)(uintptr_t)w);
@@ -326,6 +332,8 @@ static void worker_free(struct worker *w)
         event_base_free(w->loop.base);
     metrics_shard_retire(w->loop.metrics); /* last: nothing of this worker counts any more */
     w->loop.metrics = NULL;
+    recent_shard_retire(w->loop.recent);
+    w->loop.recent = NULL;
 }
 
 static void group_free(struct worker_group *g)

@@ -23,6 +23,7 @@ struct generation;
 struct metrics;
 struct upstream_pools;
 struct log_buffer;
+struct recent;
 struct client;
 
 TAILQ_HEAD(client_list, client);
@@ -47,6 +48,7 @@ struct loop {
     struct generation *gen;            /* borrowed: outlives the worker */
     struct metrics *metrics;           /* this thread's shard, owned by the worker */
     struct log_buffer *log;            /* this thread's access-log buffer, owned by the worker */
+    struct recent *recent;             /* this thread's last minutes (recent.h), owned likewise */
     struct trace_rng rng;              /* trace and span ids */
     struct upstream_pools *pools;      /* idle origin connections (upstream.c) */
     enum loop_state state;             /* changed by the worker only */
