@@ -74,6 +74,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/recent.h"
 #include "portico/request.h"
 #include "portico/route.h"
 #include "portico/upstream.h"
@@ -334,10 +335,20 @@ static void log_exchange(struct exchange *ex)
     metrics_request_done(ex->loop->metrics,
                          &(struct metrics_sample){ex->route_index, ex->up ? ex->up_index : -1,
                                                   ex->status, ex->failure, &t});
-    if (!log_enabled())
+    uint64_t wall = wall_ms();
+    const char *route = ex->route ? ex->route->name : NULL;
+    const char *upstream = ex->up ? ex->up->name : NULL;
+    const char *origin = ex->origin >= 0 && ex->up ? ex->up->origins[ex->origin].text : NULL;
+    const char *detail = ex->detail[0] ? ex->detail : NULL;
+    recent_record(ex->loop->recent,
+                  &(struct recent_sample){wall, ex->status, ex->failure, ended_in(ex),
+                                          t.us[TIMING_TOTAL], ex->limit_ms, ex->request_id,
+                                          route, upstream, origin, detail});
+    if (!log_enabled() && !ex->ds.ops->report)
         return;
     const struct h1_field *ua = request_field(ex, "user-agent");
     struct access_record r = {
+        .time_ms = wall,
         .request_id = ex->request_id,
         .trace_id = ex->trace.trace_id,
         .client = ex->ds.peer->addr,
@@ -352,9 +363,9 @@ static void log_exchange(struct exchange *ex)
         .upstream_status = ex->upstream_status,
         .failure = ex->failure,
         .phase = ended_in(ex),
-        .route = ex->route ? ex->route->name : NULL,
-        .upstream = ex->up ? ex->up->name : NULL,
-        .origin = ex->origin >= 0 && ex->up ? ex->up->origins[ex->origin].text : NULL,
+        .route = route,
+        .upstream = upstream,
+        .origin = origin,
         .attempts = ex->attempts,
         .bytes_in = ex->req_body.bytes,
         .bytes_out = ex->resp_body.bytes + ex->error_body_bytes,
@@ -364,12 +375,15 @@ static void log_exchange(struct exchange *ex)
         .user_agent_len = ua ? ua->value_len : 0,
         .timings = t,
         .limit_ms = ex->limit_ms,
-        .detail = ex->detail[0] ? ex->detail : NULL,
+        .detail = detail,
         .aborted = ex->outcome == OUTCOME_ABORTED,
         .reused = ex->reused,
         .retried = ex->retried,
     };
-    log_buffer_append(ex->loop->log, &r);
+    if (ex->ds.ops->report)
+        ex->ds.ops->report(ex->ds.ctx, &r);
+    if (log_enabled())
+        log_buffer_append(ex->loop->log, &r);
 }
 
 /* ---- the one exit ---- */
