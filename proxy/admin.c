@@ -6,6 +6,7 @@
  * close instead of waiting forever for an answer that never comes.
  */
 #include "portico/admin.h"
+#include "portico/admin_status.h"
 
 #include <event2/buffer.h>
 #include <string.h>
@@ -78,12 +79,15 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, bool *clos
         h.status = HTTP_OK;
         h.content_type = "text/plain; version=0.0.4; charset=utf-8";
         rc = render_metrics(body, gen);
+    } else if ((rc = admin_status_render(req->target, plen, gen, body, &h.content_type))) {
+        h.status = HTTP_OK; /* /status and the page (admin_status.c) */
+        rc = rc < 0 ? -1 : 0;
     } else if (span_ieq(req->target, plen, "/healthz")) {
         h.status = HTTP_OK;
         rc = evbuffer_add_printf(body, "ok\n");
     } else {
         h.status = HTTP_NOT_FOUND;
-        rc = evbuffer_add_printf(body, "admin endpoints: /metrics, /healthz\n");
+        rc = evbuffer_add_printf(body, "admin endpoints: /, /status, /metrics, /healthz\n");
     }
     if (rc < 0 ||
         h1out_simple_buf(out, &h, body, head ? H1OUT_PAYLOAD_OMIT : H1OUT_PAYLOAD_SEND) < 0)
