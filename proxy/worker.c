@@ -284,28 +284,7 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
     w->stop_ev = event_new(w->loop.base, w->stop_pipe[0], EV_READ | EV_PERSIST, stop_cb, w);
     if (!w->stop_ev || event_add(w->stop_ev, NULL) != 0)
         return -1;
-    /* The resolver: the configured nameserver, or resolv.conf; /etc/hosts either way. */
-    w->loop.dns = evdns_base_new(w->loop.base,
-                                 cfg->resolver ? 0 : EVDNS_BASE_INITIALIZE_NAMESERVERS);
-    if (!w->loop.dns)
-        return -1;
-    if (cfg->resolver) {
-        if (evdns_base_nameserver_ip_add(w->loop.dns, cfg->resolver) != 0) {
-            fprintf(stderr, "portico: resolver %s: cannot use it\n", cfg->resolver);
-            return -1;
-        }
-        evdns_base_load_hosts(w->loop.dns, NULL);
-    }
-    /* Our dns_timeout decides; evdns must not give up first and blur timeout into failure. */
-    uint64_t longest = 0;
-    for (int i = 0; i < cfg->nupstreams; i++)
-        longest = MAX(longest, cfg->upstreams[i].timers_ms[TIMER_DNS]);
-    char timeout[32];
-    snprintf(timeout, sizeof(timeout), "%llu", (unsigned long long)(longest / 1000 + 2));
-    evdns_base_set_option(w->loop.dns, "timeout:", timeout);
-    evdns_base_set_option(w->loop.dns, "attempts:", "1");
-    evdns_base_set_option(w->loop.dns, "randomize-case:", "0");
-    return 0;
+    return loop_dns_init(&w->loop);
 }
 
 static void worker_free(struct worker *w)

@@ -68,6 +68,11 @@ void loop_request_id(struct loop *l, char *buf, size_t size);
 void loop_conn_opened(struct loop *l);
 void loop_conn_closed(struct loop *l);
 
+/* Creates l->dns on l->base for l->cfg: its `resolver` (else resolv.conf), /etc/hosts, and
+ * evdns's own timeout above every dns_timeout. 0, or -1 (a message on stderr for a resolver it
+ * cannot use). */
+int loop_dns_init(struct loop *l);
+
 /* Name of a state, for logs. */
 const char *loop_state_name(enum loop_state s);
 
