@@ -606,9 +606,9 @@ static void upstreams_json(struct evbuffer *out, const struct generation *gen,
     evbuffer_add(out, "]", 1);
 }
 
-/* The exposition of /metrics, with each origin's health as admin.c gives it. */
-static int metrics_text(struct evbuffer *text, const struct generation *gen, uint64_t mono_ms)
+int admin_metrics_text(struct evbuffer *text, const struct generation *gen)
 {
+    uint64_t mono_ms = now_us() / 1000;
     const struct config *cfg = gen->cfg;
     size_t n = 0;
     for (int u = 0; u < cfg->nupstreams; u++)
@@ -636,7 +636,7 @@ int admin_status_json(struct evbuffer *out, const struct generation *gen, uint64
     uint64_t *pools = calloc((size_t)cfg->nupstreams + 1, sizeof(*pools));
     struct recent_view *v = calloc(1, sizeof(*v));
     int rc = -1;
-    if (!text || !pools || !v || metrics_text(text, gen, mono_ms) != 0)
+    if (!text || !pools || !v || admin_metrics_text(text, gen) != 0)
         goto done;
     v->pool_idle = pools;
     v->npools = cfg->nupstreams;

@@ -20,6 +20,10 @@ struct generation;
 int admin_status_render(const char *path, size_t len, const struct generation *gen,
                         struct evbuffer *body, const char **content_type);
 
+/* Writes the /metrics exposition for gen: the shards' counts and each origin's health now.
+ * 0, or -1 out of memory (a partial exposition written). */
+int admin_metrics_text(struct evbuffer *out, const struct generation *gen);
+
 /* Writes the /status document for gen, at wall-clock now_ms. 0, or -1 out of memory. */
 int admin_status_json(struct evbuffer *out, const struct generation *gen, uint64_t now_ms);
 
