@@ -7,8 +7,9 @@
  *   buffers  body, headers, h1out, errpage, hints                        evbuffers
  *   runtime  loop, sock, upstream, balance, generation, exchange (+ relay.c, interim.c),
  *            client (HTTP/1.1 downstream)                                the event loop
- *   process  listener, worker, main                                      threads, signals
- *   beside   config, route, tls, log, metrics, admin, sim, codes         used from above
+ *   process  listener, worker, main, probe                               threads, signals
+ *   beside   config, route, tls, log, metrics, recent, admin(_status),   used from above
+ *            sim, codes
  *
  *   client ──► listener ──► client (parse head) ──► exchange ──► upconn (dns, connect, tls)
  *     ▲                       │  implements           │  relay.c      └─► origin
@@ -18,8 +19,9 @@
  * DOWNSTREAM INTERFACE (downstream.h). The exchange never sees the client's socket: it hands a
  * protocol-neutral response head (status, fields, framing) and body bytes to its owner through
  * a table of operations — interim, head, body, pending, request_input, request_taken,
- * request_wait, done — and reads the peer's facts from struct peer. client.c implements it for
- * HTTP/1.1; an HTTP/2 stream implements the same table. The origin side reports to the exchange
+ * request_wait, done, and an optional report of the outcome — and reads the peer's facts from
+ * struct peer. client.c implements it for HTTP/1.1, an HTTP/2 stream the same table, and
+ * `portico probe` (probe.c) a recorder of one exchange. The origin side reports to the exchange
  * the same way, through upconn_events (upstream.h).
  *
  * ONE EXIT PER EVENT. Every way into the exchange — its libevent callbacks (phase and total
