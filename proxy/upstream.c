@@ -181,8 +181,9 @@ size_t upstream_pools_idle(const struct loop *l)
 
 size_t upstream_pool_idle(const struct loop *l, int upstream)
 {
-    return l->pools && upstream >= 0 && upstream < l->pools->n ? l->pools->pool[upstream].nidle
-                                                                : 0;
+    if (!l->pools || upstream < 0 || upstream >= l->pools->n)
+        return 0;
+    return l->pools->pool[upstream].nsettling + l->pools->pool[upstream].nidle;
 }
 
 static void pool_remove(struct upconn *c)
