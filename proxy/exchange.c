@@ -601,7 +601,7 @@ void exchange_cancel(struct exchange *ex, const char *why)
     if (ex->outcome == OUTCOME_OPEN) {
         /* The client left before the response ended: nginx's 499, nothing more is sent. */
         if (!ex->detail[0])
-            snprintf(ex->detail, sizeof(ex->detail), "client %s", why);
+            snprintf(ex->detail, sizeof(ex->detail), "%s", why);
         if (!ex->status)
             ex->status = HTTP_CLIENT_CLOSED_REQUEST;
         phase_close(&ex->pc, ex->now);
