@@ -34,14 +34,13 @@ static int render_metrics(struct evbuffer *body, const struct generation *gen)
     struct metrics_origin *rows = calloc(n ? n : 1, sizeof(*rows));
     if (!rows)
         return -1;
-    uint64_t now_ms = now_us() / 1000;
     size_t k = 0;
     for (int u = 0; u < cfg->nupstreams; u++) {
         const struct upstream_conf *up = &cfg->upstreams[u];
         for (int o = 0; o < up->norigins; o++)
             rows[k++] = (struct metrics_origin){
                 up->name, up->origins[o].text,
-                !balancer_origin_down(gen->balancers[u], o, now_ms)};
+                !balancer_origin_down(gen->balancers[u], o)};
     }
     struct metrics_scrape s = {rows, n, log_dropped_lines()};
     int rc = metrics_render(body, &s);
