@@ -111,6 +111,87 @@ static struct balancer *balancer_of(const struct exchange *ex)
     return ex->loop->gen->balancers[ex->up_index];
 }
 
+/* ---- origins: the pick, its end, retries ---- */
+
+/* What an attempt that ended with failure f showed of its origin. */
+static enum balance_result attempt_result(const struct exchange *ex, enum failure_type f)
+{
+    if (failure_is_network(f))
+        return BALANCE_FAILED;
+    return ex->response_byte ? BALANCE_ANSWERED : BALANCE_NO_VERDICT;
+}
+
+/* Ends the current attempt's claim on its origin: one balancer_done per pick. */
+static void release_origin(struct exchange *ex, enum balance_result r)
+{
+    if (!ex->holds_origin)
+        return;
+    ex->holds_origin = false;
+    balancer_done(balancer_of(ex), ex->origin, r, now_ms_of(ex));
+}
+
+/* Picks the origin of the next attempt among those not tried yet. false when none is usable. */
+static bool pick_origin(struct exchange *ex)
+{
+    int o = balancer_pick(balancer_of(ex), now_ms_of(ex), trace_rng_next(&ex->loop->rng),
+                          ex->tried);
+    if (o < 0)
+        return false;
+    ex->origin = o;
+    ex->tried |= 1u << o;
+    ex->holds_origin = true;
+    return true;
+}
+
+/* Whether a failed attempt may go to another origin (`retries`): nothing of the request reached
+ * this one (dns, connect, tls: any method), or, with retry_sent, the request was sent but is
+ * idempotent, had no body bytes, and no answer had begun. Our own shortages and total_timeout
+ * are not the origin's: no other origin would do better. */
+static bool may_retry(const struct exchange *ex, enum phase phase, enum cause cause)
+{
+    if (ex->retries >= ex->up->retries || ex->response_byte || ex->resp_state != RESP_HEAD ||
+        cause == CAUSE_LOCAL || cause == CAUSE_TOTAL_TIMEOUT)
+        return false;
+    switch (phase) {
+    case PHASE_DNS:
+    case PHASE_CONNECT:
+    case PHASE_TLS:
+        return true;
+    case PHASE_SEND:
+    case PHASE_FIRST_BYTE:
+        return ex->up->retry_sent && request_idempotent(ex->req.method, ex->req.method_len) &&
+               ex->req_body.bytes == 0 && !ex->req_body.trailers_started;
+    default:
+        return false;
+    }
+}
+
+/* Moves the exchange to an origin it has not tried after a failed attempt: the failure counts
+ * toward the failed origin's health and is logged (one error-log line per attempt given up; the
+ * access log counts the attempts and names the last origin). false when no other origin is
+ * usable: the failure then stands. */
+static bool retry_elsewhere(struct exchange *ex, enum phase phase, enum cause cause)
+{
+    int from = ex->origin;
+    enum failure_type f = failure_classify(phase, cause);
+    enum balance_result r = attempt_result(ex, f);
+    release_origin(ex, r); /* before the pick: a failure that marks it down counts already */
+    if (!pick_origin(ex)) {
+        ex->origin = from; /* the failure stands, against the origin it happened on */
+        return false;
+    }
+    log_warn("request %s: attempt %u on %s failed (%s: %s); retrying on %s", ex->request_id,
+             ex->attempts, ex->up->origins[from].text, failure_name(f), ex->detail,
+             ex->up->origins[ex->origin].text);
+    ex->retries++;
+    metrics_add(ex->loop->metrics, M_UPSTREAM_NEXT_ORIGIN, 1);
+    relay_drop(ex);
+    event_del(&ex->phase_timer); /* the next connection's phases arm it again */
+    ex->detail[0] = '\0';
+    relay_connect(ex);
+    return true;
+}
+
 void ex_end(struct exchange *ex, enum outcome o)
 {
     if (ex->outcome == OUTCOME_OPEN)
@@ -254,15 +335,15 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
         relay_connect(ex);
         return;
     }
+    if (may_retry(ex, phase, cause) && retry_elsewhere(ex, phase, cause))
+        return;
 
     ex->failure = failure_classify(phase, cause);
     ex->fail_phase = phase;
     ex->cause = cause;
     ex->limit_ms = limit_ms;
     phase_close(&ex->pc, ex->now);
-    if (ex->origin >= 0)
-        balancer_report(balancer_of(ex), ex->origin, failure_is_network(ex->failure),
-                        now_ms_of(ex));
+    release_origin(ex, attempt_result(ex, ex->failure));
     relay_drop(ex);
     stop_timers(ex);
 
@@ -375,6 +456,7 @@ static void log_exchange(struct exchange *ex)
 static void exchange_free(struct exchange *ex)
 {
     stop_timers(ex);
+    release_origin(ex, attempt_result(ex, ex->failure));
     relay_drop(ex);
     free(ex->hints);
     free(ex->head);
@@ -387,8 +469,6 @@ void ex_settle(struct exchange *ex)
         return;
     phase_close(&ex->pc, ex->now);
     stop_timers(ex);
-    if (ex->failure == FAIL_NONE && ex->response_byte && ex->origin >= 0)
-        balancer_report(balancer_of(ex), ex->origin, false, now_ms_of(ex));
     if (ex->uc && relay_reusable(ex)) {
         upconn_release(ex->uc, ex->ds.peer->conn_id, ex->now);
         ex->uc = NULL;
@@ -549,8 +629,7 @@ static void run(struct exchange *ex)
     if (ex->up->timers_ms[TIMER_TOTAL])
         ex_arm(&ex->total_timer, ex->up->timers_ms[TIMER_TOTAL]);
 
-    ex->origin = balancer_pick(balancer_of(ex), now_ms_of(ex));
-    if (ex->origin < 0) {
+    if (!pick_origin(ex)) {
         ex_fail(ex, PHASE_ROUTE, CAUSE_NO_ORIGIN, 0, "every origin of upstream %s is marked down",
                 ex->up->name);
         return;

@@ -158,12 +158,11 @@ static void send_request(struct exchange *ex)
     }
     ex_phase(ex, PHASE_SEND);
     hdr_write_request(ex->usock->out, &ex->req, &fwd);
-    /* Resent after a stale pooled connection: an empty chunked body was consumed from the
-     * client already, its last chunk went to the dead connection; it goes again. */
-    if (ex->retried && ex->req_state == REQ_DONE && ex->info.framing == H1_BODY_CHUNKED)
+    /* Resent (stale pooled connection, retry_sent): an empty chunked body was consumed from the
+     * client already, its last chunk went to the failed connection; it goes again. */
+    if (ex->req_state == REQ_DONE && ex->req_body.done && ex->info.framing == H1_BODY_CHUNKED)
         evbuffer_add(ex->usock->out, "0\r\n\r\n", 5);
     upconn_mark_used(ex->uc);
-    ex->attempts++;
     if (ex->req_state == REQ_GATED)
         ex_arm(&ex->continue_timer, ex->route->continue_timeout_ms);
     if (ex->req_state == REQ_BODY) {
@@ -525,6 +524,7 @@ static const struct upconn_events upconn_cbs = {
 
 void relay_connect(struct exchange *ex)
 {
+    ex->attempts++;
     if (!ex->retried) {
         uint64_t owner = ex->ds.pipelined ? 0 : ex->ds.peer->conn_id;
         ex->uc = upconn_take_idle(ex->loop, ex->up_index, ex->origin, owner, ex->now);
