@@ -469,7 +469,15 @@ void ex_settle(struct exchange *ex)
         return;
     phase_close(&ex->pc, ex->now);
     stop_timers(ex);
-    if (ex->uc && relay_reusable(ex)) {
+    /* 101 relayed: the origin connection goes to the downstream with the client's, as a tunnel */
+    struct upconn *tunnel = NULL;
+    uint64_t tunnel_idle_ms = ex->up ? ex->up->tunnel_timeout_ms : 0;
+    if (ex->resp_state == RESP_SWITCHED && ex->outcome == OUTCOME_DONE && ex->uc) {
+        tunnel = ex->uc;
+        ex->uc = NULL;
+        ex->usock = NULL;
+        metrics_add(ex->loop->metrics, M_TUNNELS, 1);
+    } else if (ex->uc && relay_reusable(ex)) {
         upconn_release(ex->uc, ex->ds.peer->conn_id, ex->now);
         ex->uc = NULL;
         ex->usock = NULL;
@@ -481,7 +489,10 @@ void ex_settle(struct exchange *ex)
                                                                             : END_KEEP;
     struct downstream ds = ex->ds;
     exchange_free(ex);
-    ds.ops->done(ds.ctx, end);
+    if (tunnel)
+        ds.ops->upgraded(ds.ctx, tunnel, tunnel_idle_ms);
+    else
+        ds.ops->done(ds.ctx, end);
 }
 
 /* ---- start ---- */
@@ -598,6 +609,12 @@ static bool admissible(struct exchange *ex)
                   true);
         return false;
     }
+    /* An upgrade the origin may take (101, WebSocket): HTTP/1.1 without a body, from a
+     * downstream that can hand its connection over (an HTTP/2 stream cannot). */
+    ex->upgrade = ex->ds.proto == PROTO_HTTP11 && ex->ds.ops->upgraded &&
+                  ex->info.framing == H1_BODY_NONE &&
+                  h1_connection_has(ex->req.fields, ex->req.nfields, "upgrade") &&
+                  h1_find_field(ex->req.fields, ex->req.nfields, "upgrade", 0) >= 0;
     if (request_portico_hops(&ex->req) >= MAX_PORTICO_HOPS) {
         ex_refuse(ex, HTTP_LOOP_DETECTED,
                   "forwarding loop: this request already went through Portico too many times",

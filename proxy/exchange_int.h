@@ -40,6 +40,7 @@ enum resp_state {
     RESP_HEAD,  /* waiting for / parsing the response head (1xx included) */
     RESP_BODY,  /* final head forwarded: status committed, body flowing */
     RESP_DONE,
+    RESP_SWITCHED, /* 101 relayed: the connections become a tunnel when the exchange ends */
 };
 
 /* How far the exchange is: running, or over and waiting for the one exit (settle). */
@@ -85,6 +86,7 @@ struct exchange {
     uint32_t tried;                    /* origins picked so far (bit i: origin i) */
     bool holds_origin;                 /* the pick of origin awaits its balancer_done */
     unsigned retries;                  /* attempts moved to another origin (`retries`) */
+    bool upgrade;                      /* the request offers an Upgrade the origin may take */
     enum req_state req_state;
     struct body_relay req_body;
 

@@ -18,6 +18,7 @@
 #include "portico/headers.h"
 
 struct evbuffer;
+struct upconn;
 
 /* What the exchange may know about the client. Borrowed for the exchange's lifetime. */
 struct peer {
@@ -65,6 +66,12 @@ struct downstream_ops {
      * queued (the last bytes of a response wait for this, so that a client that has the whole
      * response can count on the metrics and the log having it). */
     void (*done)(void *ds, enum exchange_end end);
+    /* Instead of done(), after a 101 Switching Protocols went to the client: the exchange is
+     * over and freed, and the downstream relays bytes both ways between its client and origin
+     * (owned from now on, closed with upconn_abort) until either side closes or neither sends
+     * for idle_ms. NULL for a downstream that cannot hand its connection over (an HTTP/2
+     * stream): its requests offer no upgrade to the origin. */
+    void (*upgraded)(void *ds, struct upconn *origin, uint64_t idle_ms);
 };
 
 /* An exchange's owner: the table and its argument, the peer and the protocol. */
