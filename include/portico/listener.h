@@ -28,6 +28,10 @@ void listener_close(struct listener *lis);
  * its own queue, and closing it would reset those connections). */
 void listener_accept_queued(struct listener *lis);
 
+/* max_connections: hold (stop accepting, new clients wait in the kernel's backlog) or accept
+ * again. Admin listeners are never held. */
+void listener_hold(struct listener *lis, bool hold);
+
 /* Whether the listener is bound to sa. */
 bool listener_is_on(const struct listener *lis, const struct sockaddr *sa, socklen_t salen);
 
