@@ -158,8 +158,9 @@ static bool may_retry(const struct exchange *ex, enum phase phase, enum cause ca
     case PHASE_TLS:
         return true;
     case PHASE_SEND:
-    case PHASE_FIRST_BYTE:
-        return ex->up->retry_sent && request_idempotent(ex->req.method, ex->req.method_len) &&
+    case PHASE_FIRST_BYTE: /* timeouts, closes and resets; a TLS record error is not retried */
+        return ex->up->retry_sent && cause != CAUSE_PROTOCOL &&
+               request_idempotent(ex->req.method, ex->req.method_len) &&
                ex->req_body.bytes == 0 && !ex->req_body.trailers_started;
     default:
         return false;
