@@ -4,8 +4,9 @@
  * States: HANDSHAKE (TLS) → IDLE (keep-alive wait) → HEAD (bytes of a head arrived) →
  * EXCHANGE (an exchange owns the traffic) → IDLE ... → CLOSING (flushing the last response) →
  * LINGER (write side shut, reading and discarding until EOF so that unread request bytes do not
- * turn our close into a reset that destroys the response in flight). One timer follows the
- * state (set_state is the only writer); the sock's write deadline is client_send_timeout
+ * turn our close into a reset that destroys the response in flight); or EXCHANGE → TUNNEL after
+ * a 101 (tunnel.c owns the traffic until either side closes, then calls back). One timer follows
+ * the state (set_state is the only writer); the sock's write deadline is client_send_timeout
  * throughout, its read deadline client_body_timeout while a request body is owed.
  *
  * Teardown is client_close, called from this file's own event handlers only, never from inside

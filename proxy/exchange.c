@@ -5,8 +5,8 @@
  * cycles.
  *   pure     util, status, failure, phase, http1 (+ chunked), request   bytes and tables
  *   buffers  body, headers, h1out, errpage, hints                        evbuffers
- *   runtime  loop, sock, upstream, balance, generation, exchange (+ relay.c, interim.c),
- *            client (HTTP/1.1 downstream)                                the event loop
+ *   runtime  loop, sock, upstream, balance, health, generation, exchange (+ relay.c,
+ *            interim.c), tunnel, client (HTTP/1.1 downstream)            the event loop
  *   process  listener, worker, main                                      threads, signals
  *   beside   config, route, tls, log, metrics, admin, sim, codes         used from above
  *
@@ -18,17 +18,19 @@
  * DOWNSTREAM INTERFACE (downstream.h). The exchange never sees the client's socket: it hands a
  * protocol-neutral response head (status, fields, framing) and body bytes to its owner through
  * a table of operations — interim, head, body, pending, request_input, request_taken,
- * request_wait, done — and reads the peer's facts from struct peer. client.c implements it for
- * HTTP/1.1; an HTTP/2 stream implements the same table. The origin side reports to the exchange
- * the same way, through upconn_events (upstream.h).
+ * request_wait, done, and upgraded instead of done after a 101 (the client's connection and the
+ * origin's become a tunnel, tunnel.c) — and reads the peer's facts from struct peer. client.c
+ * implements it for HTTP/1.1; an HTTP/2 stream implements the same table. The origin side
+ * reports to the exchange the same way, through upconn_events (upstream.h).
  *
  * ONE EXIT PER EVENT. Every way into the exchange — its libevent callbacks (phase and total
  * timers, 100/102 timers), the origin connection's events (relay.c), and the downstream's calls
  * (exchange.h) — reads the clock once, does its work, and ends with ex_settle(). Handlers never
  * free anything: they record the outcome with ex_end() (or ex_fail()/ex_refuse(), which write
  * the response first), and loops stop when the outcome is no longer OPEN. ex_settle() is the
- * only place an exchange is logged, its origin connection released or closed, the exchange
- * freed, and its owner told (done()). A downstream that goes first calls exchange_cancel().
+ * only place an exchange is logged, its origin connection released, closed or handed over
+ * (upgraded()), the exchange freed, and its owner told (done()). A downstream that goes first
+ * calls exchange_cancel().
  *
  * PHASES (phase.h, rows in failure.h). ROUTE → (DNS → CONNECT → TLS, skipped for a pooled
  * connection) → SEND → FIRST_BYTE → READ → DONE. Each row names the timer that limits it and
@@ -50,6 +52,11 @@
  * once, the read event stays registered. bufferevents cost an ioctl per read, a 4 KiB read cap
  * and a loop turn per write on this path; reaching into their internals (as sockio.c did) was
  * the alternative, and it broke with every libevent detail.
+ *
+ * ORIGINS (balance.h). Each attempt picks an origin it has not tried, and ends its pick with one
+ * balancer_done (release_origin, at the latest in exchange_free), which keeps the in-flight
+ * counts and passive health. ex_fail() is where a failed attempt moves to another origin
+ * (`retries`, retry_elsewhere) or, for a stale pooled connection, is resent once.
  *
  * FILES. exchange.c: start, routing, phases and timers, fail/refuse, the access log, the exit.
  * relay.c: the origin side — connect, request head and body, response heads (1xx included) and
