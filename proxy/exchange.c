@@ -166,7 +166,7 @@ static bool may_retry(const struct exchange *ex, enum phase phase, enum cause ca
     case PHASE_SEND:
     case PHASE_FIRST_BYTE: /* timeouts, closes and resets; a TLS record error is not retried */
         return ex->up->retry_sent && cause != CAUSE_PROTOCOL &&
-               request_idempotent(ex->req.method, ex->req.method_len) &&
+               request_idempotent(ex->req.method_id) &&
                ex->req_body.bytes == 0 && !ex->req_body.trailers_started;
     default:
         return false;
