@@ -58,6 +58,12 @@ const char *balance_result_name(enum balance_result r)
 
 /* ---- creation ---- */
 
+/* An origin's weight; 1 for an upstream built without weights. */
+static unsigned weight_of(const struct balancer *b, int o)
+{
+    return b->up->origins[o].weight ? b->up->origins[o].weight : 1;
+}
+
 /* Smooth weighted round robin, one whole cycle. */
 static void build_cycle(struct balancer *b)
 {
@@ -66,7 +72,7 @@ static void build_cycle(struct balancer *b)
     for (unsigned turn = 0; turn < b->ncycle; turn++) {
         int best = 0;
         for (int o = 0; o < up->norigins; o++) {
-            current[o] += up->origins[o].weight;
+            current[o] += weight_of(b, o);
             if (current[o] > current[best])
                 best = o;
         }
@@ -82,7 +88,7 @@ struct balancer *balancer_new(const struct upstream_conf *up)
         return NULL;
     b->up = up;
     for (int o = 0; o < up->norigins; o++)
-        b->ncycle += up->origins[o].weight ? up->origins[o].weight : 1;
+        b->ncycle += weight_of(b, o);
     b->cycle = calloc(b->ncycle ? b->ncycle : 1, sizeof(*b->cycle));
     if (!b->cycle) {
         free(b);
@@ -101,11 +107,6 @@ void balancer_free(struct balancer *b)
 }
 
 /* ---- picking ---- */
-
-static unsigned weight_of(const struct balancer *b, int o)
-{
-    return b->up->origins[o].weight ? b->up->origins[o].weight : 1;
-}
 
 static enum origin_state state_of(const struct origin_slot *s)
 {

@@ -531,10 +531,10 @@ static int set_health_check(struct cfg_loader *ld, const struct cfg_key *k, void
     }
     bool path_ok = w[1][0] == '/';
     for (const char *p = w[1]; *p; p++)
-        path_ok &= (unsigned char)*p > 0x20 && *p != 0x7f;
+        path_ok &= (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f;
     if (!path_ok) {
-        cfg_report(ld, ld->line, "health_check: path '%s' must start with '/' and hold no "
-                                 "control characters", w[1]);
+        cfg_report(ld, ld->line, "health_check: path '%s' must start with '/' and hold visible "
+                                 "ASCII only", w[1]);
         return -1;
     }
     uint64_t every, timeout;

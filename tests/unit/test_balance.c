@@ -434,8 +434,11 @@ static const struct {
     {"health_check: lowercase method", U1 "health_check = get /h every 5s expect 200\n",
      {"test.ini:3: health_check: method 'get' is not an uppercase method (GET, HEAD)"}},
     {"health_check: relative path", U1 "health_check = GET healthz every 5s expect 200\n",
-     {"test.ini:3: health_check: path 'healthz' must start with '/' and hold no control "
-      "characters"}},
+     {"test.ini:3: health_check: path 'healthz' must start with '/' and hold visible ASCII "
+      "only"}},
+    {"health_check: a byte beyond ASCII", U1 "health_check = GET /h\xc3\xa9 every 5s expect 200\n",
+     {"test.ini:3: health_check: path '/h\xc3\xa9' must start with '/' and hold visible ASCII "
+      "only"}},
     {"health_check: bad interval", U1 "health_check = GET /h every 5 s expect 200\n",
      {"test.ini:3: health_check: 'GET /h every 5 s expect 200' is not 'METHOD /path every "
       "DURATION expect STATUS [timeout DURATION]'"}},
