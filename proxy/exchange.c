@@ -273,16 +273,16 @@ static void stop_timers(struct exchange *ex)
 
 /* ---- responses Portico writes itself ---- */
 
-static const struct h1_field *request_field(const struct exchange *ex, const char *name)
+static const struct h1_field *request_field(const struct exchange *ex, enum h1_field_id id)
 {
-    int h = h1_find_field(ex->req.fields, ex->req.nfields, name, 0);
+    int h = h1_find(ex->req.fields, ex->req.nfields, id, 0);
     return h >= 0 ? &ex->req.fields[h] : NULL;
 }
 
 /* Sends a response Portico composed through the downstream: head, then the whole body. */
 static void send_own(struct exchange *ex, struct errpage *e)
 {
-    const struct h1_field *accept = request_field(ex, "accept");
+    const struct h1_field *accept = request_field(ex, H1_F_ACCEPT);
     e->request_id = ex->request_id;
     e->accept = accept ? accept->value : NULL;
     e->accept_len = accept ? accept->value_len : 0;
@@ -436,7 +436,7 @@ static void log_exchange(struct exchange *ex)
                                           route, upstream, origin, detail});
     if (!log_enabled() && !ex->ds.ops->report)
         return;
-    const struct h1_field *ua = request_field(ex, "user-agent");
+    const struct h1_field *ua = request_field(ex, H1_F_USER_AGENT);
     struct access_record r = {
         .time_ms = wall,
         .request_id = ex->request_id,
@@ -525,7 +525,7 @@ void ex_settle(struct exchange *ex)
 /* The client's X-Request-Id when it is well-formed (so traces join up), else a new one. */
 static void make_request_id(struct exchange *ex)
 {
-    const struct h1_field *f = request_field(ex, "x-request-id");
+    const struct h1_field *f = request_field(ex, H1_F_X_REQUEST_ID);
     if (f && request_id_valid(f->value, f->value_len)) {
         memcpy(ex->request_id, f->value, f->value_len);
         ex->request_id[f->value_len] = '\0';
@@ -571,9 +571,9 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
     evtimer_assign(&ex->processing_timer, l->base, interim_processing_cb, ex);
     make_request_id(ex);
     /* One traceparent is a trace to join; none, or several, start a new one. */
-    int tp = h1_find_field(ex->req.fields, ex->req.nfields, "traceparent", 0);
-    bool one = tp >= 0 && h1_find_field(ex->req.fields, ex->req.nfields, "traceparent",
-                                        (size_t)tp + 1) < 0;
+    int tp = h1_find(ex->req.fields, ex->req.nfields, H1_F_TRACEPARENT, 0);
+    bool one = tp >= 0 && h1_find(ex->req.fields, ex->req.nfields, H1_F_TRACEPARENT,
+                                  (size_t)tp + 1) < 0;
     ex->trace_source = trace_propagate(&l->rng, one ? ex->req.fields[tp].value : NULL,
                                        one ? ex->req.fields[tp].value_len : 0, &ex->trace);
     metrics_add(l->metrics, M_REQUESTS, 1);
@@ -626,7 +626,7 @@ static bool admissible(struct exchange *ex)
     ex->upgrade = ex->ds.proto == PROTO_HTTP11 && ex->ds.ops->upgraded &&
                   ex->info.framing == H1_BODY_NONE &&
                   h1_connection_has(ex->req.fields, ex->req.nfields, "upgrade") &&
-                  h1_find_field(ex->req.fields, ex->req.nfields, "upgrade", 0) >= 0;
+                  h1_find(ex->req.fields, ex->req.nfields, H1_F_UPGRADE, 0) >= 0;
     refused = request_refusal(&ex->req, &ex->info, cfg->max_body_size, &why);
     if (refused) {
         /* a body too large is not read: the connection cannot go on */

@@ -183,8 +183,8 @@ static void send_request(struct exchange *ex)
  * other transfer coding (gzip ...) would reach the client unlabelled, so it is refused. */
 static bool has_other_coding(const struct h1_response *resp)
 {
-    for (int i = h1_find_field(resp->fields, resp->nfields, "transfer-encoding", 0); i >= 0;
-         i = h1_find_field(resp->fields, resp->nfields, "transfer-encoding", (size_t)i + 1)) {
+    for (int i = h1_find(resp->fields, resp->nfields, H1_F_TRANSFER_ENCODING, 0); i >= 0;
+         i = h1_find(resp->fields, resp->nfields, H1_F_TRANSFER_ENCODING, (size_t)i + 1)) {
         size_t pos = 0, n;
         const char *e;
         while (h1_list_next(resp->fields[i].value, resp->fields[i].value_len, &pos, &e, &n))
