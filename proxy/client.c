@@ -29,6 +29,7 @@
 #include "portico/downstream.h"
 #include "portico/errpage.h"
 #include "portico/exchange.h"
+#include "portico/h2.h"
 #include "portico/headers.h"
 #include "portico/http1.h"
 #include "portico/log.h"
@@ -48,7 +49,8 @@
     X(CS_HEAD, "head")                                                                             \
     X(CS_EXCHANGE, "exchange")                                                                     \
     X(CS_CLOSING, "closing")                                                                       \
-    X(CS_LINGER, "linger")
+    X(CS_LINGER, "linger")                                                                         \
+    X(CS_H2, "h2")
 
 enum client_state {
 #define X(id, name) id,
@@ -63,6 +65,7 @@ struct client {
     enum client_state state;           /* changed by set_state only */
     enum client_kind kind;
     struct exchange *ex;               /* while in CS_EXCHANGE: ends itself, calls done() */
+    struct h2_conn *h2;                /* while in CS_H2: HTTP/2 has the sock's events */
     struct event timer;                /* deadline of the current state */
     struct event resume_ev;            /* parses the next pipelined request from the loop */
     struct peer peer;                  /* what the exchange may know of us */
@@ -100,6 +103,7 @@ static void set_state(struct client *c, enum client_state s)
         arm_ms(c, c->requests ? cfg->keepalive_timeout_ms : cfg->client_header_timeout_ms);
         break;
     case CS_EXCHANGE:
+    case CS_H2: /* h2.c keeps its own deadlines */
         break;
     case CS_CLOSING:
         arm_ms(c, cfg->client_send_timeout_ms);
@@ -118,6 +122,8 @@ static void client_close(struct client *c, const char *why)
         c->ex = NULL;
         exchange_cancel(ex, why);
     }
+    if (c->h2)
+        h2_free(c->h2, why);
     event_del(&c->timer);
     event_del(&c->resume_ev);
     sock_close(&c->sock);
@@ -139,6 +145,8 @@ void clients_drain(struct loop *l)
          * CLOSING and LINGER end by themselves. */
         if (c->state == CS_IDLE && c->requests > 0)
             client_close(c, "closed while draining");
+        else if (c->state == CS_H2)
+            h2_drain(c->h2); /* GOAWAY: the streams in flight finish */
     }
 }
 
@@ -400,10 +408,44 @@ static void handshake_failed(struct client *c, const char *why)
     client_close(c, "TLS handshake failed");
 }
 
+/* HTTP/2 is over on this connection: the sock comes back to us, to flush and close. */
+static void h2_done(void *arg, const char *why)
+{
+    struct client *c = arg;
+    h2_free(c->h2, why);
+    c->h2 = NULL;
+    sock_set_cb(&c->sock, client_cb, c);
+    start_closing(c);
+}
+
+/* ALPN chose h2 (or the listener speaks h2c): the connection belongs to h2.c from now on. */
+static void start_h2(struct client *c)
+{
+    struct h2_owner owner = {.done = h2_done, .arg = c};
+    c->h2 = h2_start(c->loop, &c->sock, &c->peer, H2_DEFAULT_MAX_STREAMS, &owner);
+    if (!c->h2) {
+        client_close(c, "out of memory");
+        return;
+    }
+    set_state(c, CS_H2);
+}
+
+static bool alpn_h2(const struct client *c)
+{
+    const unsigned char *p = NULL;
+    unsigned len = 0;
+    SSL_get0_alpn_selected(c->sock.ssl, &p, &len);
+    return len == 2 && memcmp(p, "h2", 2) == 0;
+}
+
 static void client_cb(void *arg, enum sock_event ev)
 {
     struct client *c = arg;
     if (c->state == CS_HANDSHAKE) {
+        if (ev == SOCK_CONNECTED && alpn_h2(c)) {
+            start_h2(c);
+            return;
+        }
         if (ev == SOCK_CONNECTED) {
             set_state(c, CS_IDLE);
             return;
@@ -469,6 +511,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
                    "request head not complete within client_header_timeout");
         break;
     case CS_EXCHANGE:
+    case CS_H2:
         break;
     case CS_CLOSING:
     case CS_LINGER:

@@ -323,6 +323,7 @@ static void log_exchange(struct exchange *ex)
         .method_len = ex->req.method_len,
         .target = ex->req.target,
         .target_len = ex->req.target_len,
+        .proto = ex->ds.proto == PROTO_HTTP2 ? LOG_PROTO_HTTP20 : LOG_PROTO_NONE,
         .minor = ex->req.minor,
         .status = ex->status,
         .bytes_out = ex->resp_body.bytes + ex->error_body_bytes,
@@ -461,9 +462,16 @@ static bool admissible(struct exchange *ex)
         ex_refuse(ex, err.status, err.reason, true);
         return false;
     }
-    ex->req_state = ex->info.framing == H1_BODY_NONE ? REQ_DONE : REQ_BODY;
-    body_init(&ex->req_body, ex->info.framing, ex->info.content_length,
-              ex->info.framing == H1_BODY_CHUNKED, cfg->max_header_size);
+    enum h1_framing in = ex->info.framing;
+    if (in == H1_BODY_NONE && ex->ds.body_until_eof) {
+        /* A body that ends when the downstream says so (HTTP/2 without content-length): read
+         * like a close-delimited one, sent to the origin chunked. */
+        in = H1_BODY_CLOSE;
+        ex->info.framing = H1_BODY_CHUNKED;
+    }
+    ex->req_state = in == H1_BODY_NONE ? REQ_DONE : REQ_BODY;
+    body_init(&ex->req_body, in, ex->info.content_length, ex->info.framing == H1_BODY_CHUNKED,
+              cfg->max_header_size);
     if (ex->info.host) {
         ex->host = ex->info.host->value;
         ex->host_len = ex->info.host->value_len;
@@ -538,6 +546,14 @@ void exchange_run(struct exchange *ex)
 void exchange_request_readable(struct exchange *ex)
 {
     ex->now = now_us();
+    relay_request_body(ex);
+    ex_settle(ex);
+}
+
+void exchange_request_eof(struct exchange *ex)
+{
+    ex->now = now_us();
+    ex->req_eof = true;
     relay_request_body(ex);
     ex_settle(ex);
 }

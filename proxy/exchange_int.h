@@ -81,6 +81,7 @@ struct exchange {
     int origin;                        /* index in up->origins, -1 before the pick */
     enum req_state req_state;
     struct body_relay req_body;
+    bool req_eof;                      /* the downstream said the request body ended */
 
     /* upstream */
     struct upconn *uc;                 /* owned while set */

@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="build-essential pkg-config libevent-dev libssl-dev libinih-dev libcmocka-dev \
-curl openssl clang libclang-rt-14-dev"
+libnghttp2-dev curl openssl clang libclang-rt-14-dev nghttp2-client python3-h2 chromium"
 
 missing=""
 for p in $PACKAGES; do

@@ -12,8 +12,11 @@
 struct upstream_conf;
 struct ssl_st;
 
-/* Server context for `listen ... tls`: TLS 1.2+, ALPN http/1.1. NULL with err filled. */
+/* Server context for `listen ... tls`: TLS 1.2+, ALPN h2 and http/1.1. NULL with err filled. */
 void *tls_server_ctx(const char *cert_file, const char *key_file, char *err, size_t errsz);
+
+/* Whether ALPN offers h2 on a server context (`http2 = off` turns it off). */
+void tls_server_http2(void *ctx, bool on);
 
 /* Client context for an upstream: TLS 1.2+, verification per up->verify against up->ca_file or
  * the system store, optional client certificate. NULL with err filled. */
