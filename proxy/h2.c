@@ -625,8 +625,10 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
         h->head_since = 0; /* the block ended, to be ignored */
     if (!s)
         return 0;
-    if (error == NGHTTP2_ERR_HTTP_HEADER && s->state == ST_HEAD)
-        mark_malformed(s, "invalid field or pseudo-header field (RFC 9113 8.2, 8.3)");
+    if (s->state == ST_HEAD)
+        mark_malformed(s, error == NGHTTP2_ERR_HTTP_HEADER
+                              ? "invalid field or pseudo-header field (RFC 9113 8.2, 8.3)"
+                              : "missing or invalid pseudo-header fields (RFC 9113 8.3.1)");
     else if (error == NGHTTP2_ERR_HTTP_MESSAGING && !s->malformed)
         s->malformed = "content-length disagrees with the DATA received";
     return 0;
@@ -751,8 +753,8 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, 
     struct h2_stream *s = stream_of(user, id);
     if (!s)
         return 0;
-    if (s->state == ST_HEAD && !s->malformed && code == NGHTTP2_PROTOCOL_ERROR)
-        metrics_add(s->conn->loop->metrics, M_H2_MALFORMED, 1);
+    if (s->state == ST_HEAD && code == NGHTTP2_PROTOCOL_ERROR)
+        mark_malformed(s, "refused by the HTTP/2 framing layer");
     nghttp2_session_set_stream_user_data(session, id, NULL);
     stream_free(s, s->malformed ? s->malformed : close_reason(code));
     return 0;
