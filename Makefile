@@ -78,6 +78,10 @@ $(BUILD)/tests/unit/test_sock: LDFLAGS += -Wl,--wrap=evbuffer_new
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
 
+# Makes Portico's own allocations fail one by one: they go through the test's wrappers.
+$(BUILD)/tests/unit/test_config_alloc: LDFLAGS += \
+	-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=free
+
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(SUPPORT_OBJS) $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
 
@@ -85,7 +89,8 @@ $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(SUPPORT_OBJS) $(L
 FUZZ_DIR   := build/fuzz
 FUZZ_FLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude
 FUZZ_LIBSRC := proxy/http1.c
-FUZZ_CONFIG_SRC := proxy/config.c proxy/failure.c proxy/tls.c proxy/interim.c proxy/util.c
+FUZZ_CONFIG_SRC := proxy/config.c proxy/config_keys.c proxy/route.c proxy/failure.c proxy/tls.c \
+                   proxy/util.c
 $(FUZZ_DIR)/fuzz_config: tests/fuzz/fuzz_config.c $(FUZZ_CONFIG_SRC)
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) $$(pkg-config --cflags $(PKGS)) -o $@ $^ $$(pkg-config --libs $(PKGS)) -lpthread

@@ -10,7 +10,13 @@
 #include <event2/buffer.h>
 #include <string.h>
 
+#include <stdlib.h>
+
+#include "portico/balance.h"
+#include "portico/config.h"
+#include "portico/generation.h"
 #include "portico/h1out.h"
+#include "portico/log.h"
 #include "portico/metrics.h"
 #include "portico/status.h"
 #include "portico/util.h"
@@ -18,7 +24,33 @@
 #define ADMIN_FIELDS "Server: portico\r\nCache-Control: no-store\r\n"
 #define TEXT_PLAIN "text/plain; charset=utf-8"
 
-int admin_respond(struct evbuffer *out, const struct h1_request *req, bool *close)
+/* Renders /metrics with what only the generation knows: each origin's health now. */
+static int render_metrics(struct evbuffer *body, const struct generation *gen)
+{
+    const struct config *cfg = gen->cfg;
+    size_t n = 0;
+    for (int u = 0; u < cfg->nupstreams; u++)
+        n += (size_t)cfg->upstreams[u].norigins;
+    struct metrics_origin *rows = calloc(n ? n : 1, sizeof(*rows));
+    if (!rows)
+        return -1;
+    uint64_t now_ms = now_us() / 1000;
+    size_t k = 0;
+    for (int u = 0; u < cfg->nupstreams; u++) {
+        const struct upstream_conf *up = &cfg->upstreams[u];
+        for (int o = 0; o < up->norigins; o++)
+            rows[k++] = (struct metrics_origin){
+                up->name, up->origins[o].text,
+                !balancer_origin_down(gen->balancers[u], o, now_ms)};
+    }
+    struct metrics_scrape s = {rows, n, log_dropped_lines()};
+    int rc = metrics_render(body, &s);
+    free(rows);
+    return rc;
+}
+
+int admin_respond(struct evbuffer *out, const struct h1_request *req, bool *close,
+                  const struct generation *gen)
 {
     struct evbuffer *body = NULL;
     bool head = span_ieq(req->method, req->method_len, "HEAD");
@@ -45,7 +77,7 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, bool *clos
     } else if (span_ieq(req->target, plen, "/metrics")) {
         h.status = HTTP_OK;
         h.content_type = "text/plain; version=0.0.4; charset=utf-8";
-        rc = metrics_render(body, NULL);
+        rc = render_metrics(body, gen);
     } else if (span_ieq(req->target, plen, "/healthz")) {
         h.status = HTTP_OK;
         rc = evbuffer_add_printf(body, "ok\n");

@@ -37,6 +37,7 @@
 #include "portico/metrics.h"
 #include "portico/sock.h"
 #include "portico/status.h"
+#include "portico/trace.h"
 #include "portico/util.h"
 
 #define LINGER_MS 2000
@@ -88,10 +89,21 @@ static void arm_ms(struct client *c, uint64_t ms)
     evtimer_add(&c->timer, &tv);
 }
 
-/* The single setter: every state has its deadline. */
+/* What the connections gauge calls each state. */
+static const enum conn_state gauge_state[] = {
+    [CS_HANDSHAKE] = CONN_HANDSHAKE, [CS_IDLE] = CONN_IDLE,     [CS_HEAD] = CONN_ACTIVE,
+    [CS_EXCHANGE] = CONN_ACTIVE,     [CS_CLOSING] = CONN_ACTIVE, [CS_LINGER] = CONN_ACTIVE,
+    [CS_H2] = CONN_ACTIVE,
+};
+
+/* The single setter: every state has its deadline, and its place in the gauge. */
 static void set_state(struct client *c, enum client_state s)
 {
     const struct config *cfg = c->loop->cfg;
+    if (gauge_state[c->state] != gauge_state[s]) {
+        metrics_conn_add(c->loop->metrics, CONN_CLIENT, gauge_state[c->state], -1);
+        metrics_conn_add(c->loop->metrics, CONN_CLIENT, gauge_state[s], 1);
+    }
     c->state = s;
     event_del(&c->timer);
     switch (s) {
@@ -129,7 +141,7 @@ static void client_close(struct client *c, const char *why)
     sock_close(&c->sock);
     struct loop *l = c->loop;
     TAILQ_REMOVE(&l->clients, c, link);
-    atomic_fetch_sub_explicit(&l->metrics->active_connections, 1, memory_order_relaxed);
+    metrics_conn_add(l->metrics, CONN_CLIENT, gauge_state[c->state], -1);
     free(c);
     loop_conn_closed(l);
 }
@@ -189,18 +201,26 @@ static void head_error(struct client *c, int status, const char *reason)
         .request_id = id,
         .close = true,
     };
-    errpage_write(c->sock.out, &e);
-    metrics_response(c->loop->metrics, status, FAIL_NONE);
+    long body = errpage_write(c->sock.out, &e);
+    struct timings t = {0};
+    timings_set(&t, TIMING_TOTAL, c->head_start_us ? now_us() - c->head_start_us : 0);
+    metrics_request_done(c->loop->metrics,
+                         &(struct metrics_sample){-1, -1, status, FAIL_NONE, &t});
     if (log_enabled()) {
+        struct trace_context trace;
+        trace_start(&c->loop->rng, 0, &trace);
         struct access_record r = {
             .request_id = id,
+            .trace_id = trace.trace_id,
             .client = c->addr,
-            .minor = 1,
+            .proto = LOG_PROTO_NONE,
             .status = status,
-            .duration_ms = c->head_start_us ? (double)(now_us() - c->head_start_us) / 1000.0 : 0,
+            .phase = PHASE_CLIENT_HEADER,
+            .bytes_out = body > 0 ? (uint64_t)body : 0,
+            .timings = t,
             .detail = reason,
         };
-        log_access(&r);
+        log_buffer_append(c->loop->log, &r);
     }
     start_closing(c);
 }
@@ -308,10 +328,9 @@ static void admin_request(struct client *c, const struct h1_request *req, size_t
                     (info.framing == H1_BODY_LENGTH && info.content_length > 0);
     bool close = !info.keep_alive || has_body || c->loop->state != LOOP_RUNNING;
     c->requests++;
-    int status = admin_respond(c->sock.out, req, &close); /* out of memory: it closes */
-    evbuffer_drain(c->sock.in, head_len);
+    admin_respond(c->sock.out, req, &close, c->loop->gen); /* out of memory: it closes */
+    evbuffer_drain(c->sock.in, head_len); /* admin requests are not client traffic: no metric */
     sock_consumed(&c->sock);
-    metrics_response(c->loop->metrics, status, FAIL_NONE);
     c->head_start_us = 0;
     if (close) {
         start_closing(c);
@@ -560,7 +579,8 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     c->peer = (struct peer){.conn_id = ++l->next_conn, .addr = c->addr, .ip = c->ip, .tls = tls};
     TAILQ_INSERT_TAIL(&l->clients, c, link);
     loop_conn_opened(l);
-    atomic_fetch_add_explicit(&l->metrics->active_connections, 1, memory_order_relaxed);
+    c->state = tls ? CS_HANDSHAKE : CS_IDLE;
+    metrics_conn_add(l->metrics, CONN_CLIENT, gauge_state[c->state], 1);
     metrics_add(l->metrics, M_CONNECTIONS, 1);
     evtimer_assign(&c->timer, l->base, timer_cb, c);
     event_assign(&c->resume_ev, l->base, -1, 0, resume_cb, c);

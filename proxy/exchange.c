@@ -75,6 +75,7 @@
 #include "portico/loop.h"
 #include "portico/metrics.h"
 #include "portico/request.h"
+#include "portico/route.h"
 #include "portico/upstream.h"
 #include "portico/status.h"
 #include "portico/util.h"
@@ -96,10 +97,8 @@ bool ex_client_http11(const struct exchange *ex)
 
 void ex_note_interim(struct exchange *ex, int code)
 {
-    ex->interim_count++;
-    ex->interim_log_len = buf_appendf(ex->interim_log, sizeof(ex->interim_log),
-                                      ex->interim_log_len, "%s%d",
-                                      ex->interim_log_len ? "," : "", code);
+    if (ex->interim_count < MAX_INTERIM)
+        ex->interim_codes[ex->interim_count++] = (uint16_t)code;
 }
 
 static uint64_t now_ms_of(const struct exchange *ex)
@@ -204,8 +203,7 @@ static void send_own(struct exchange *ex, struct errpage *e)
     ex->ds.ops->head(ex->ds.ctx, &o.head, &ex->sink);
     long body = errpage_body(&o, ex->sink.out);
     ex->error_body_bytes = body > 0 ? (uint64_t)body : 0;
-    ex->ds.ops->body(ex->ds.ctx);
-    ex->status = o.head.status;
+    ex->status = o.head.status; /* it goes out with done(), once it is counted and logged */
     ex->resp_state = RESP_DONE;
 }
 
@@ -296,53 +294,80 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
     ex_end(ex, OUTCOME_DONE);
 }
 
-/* ---- the access log ---- */
+/* ---- the access log and the metrics ---- */
 
-/* "dns:0.3,connect:1.2": the same phase list Server-Timing is made from. */
-static void timing_log(const struct exchange *ex, char *buf, size_t size)
+static const enum log_proto log_protos[] = {
+    [PROTO_HTTP10] = LOG_PROTO_HTTP10,
+    [PROTO_HTTP11] = LOG_PROTO_HTTP11,
+    [PROTO_HTTP2] = LOG_PROTO_HTTP20,
+};
+
+/* The phase durations the log and the histograms report: the same phase list Server-Timing is
+ * made from, and the whole exchange. */
+static void exchange_timings(const struct exchange *ex, struct timings *t)
 {
-    struct phase_timing t[PHASE_COUNT];
-    size_t n = phase_timings(&ex->pc, ex->now, t, PHASE_COUNT), len = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < n; i++)
-        len = buf_appendf(buf, size, len, "%s%s:%.1f", i ? "," : "", phase_name(t[i].phase),
-                          (double)t[i].us / 1000.0);
+    struct phase_timing pt[PHASE_COUNT];
+    size_t n = phase_timings(&ex->pc, ex->now, pt, PHASE_COUNT);
+    *t = (struct timings){0};
+    for (size_t i = 0; i < n; i++) {
+        int slot = timing_of_phase(pt[i].phase);
+        if (slot >= 0)
+            timings_set(t, (enum timing_phase)slot, pt[i].us);
+    }
+    timings_set(t, TIMING_TOTAL, ex->now > ex->t0 ? ex->now - ex->t0 : 0);
+}
+
+/* Where the exchange ended: the failed phase, the phase a client left in, or done. */
+static enum phase ended_in(const struct exchange *ex)
+{
+    if (ex->failure != FAIL_NONE)
+        return ex->fail_phase;
+    return ex->outcome == OUTCOME_OPEN ? ex->pc.current : PHASE_DONE;
 }
 
 static void log_exchange(struct exchange *ex)
 {
-    metrics_response(ex->loop->metrics, ex->status, ex->failure);
+    struct timings t;
+    exchange_timings(ex, &t);
+    metrics_request_done(ex->loop->metrics,
+                         &(struct metrics_sample){ex->route_index, ex->up ? ex->up_index : -1,
+                                                  ex->status, ex->failure, &t});
     if (!log_enabled())
         return;
-    char timing[256];
-    timing_log(ex, timing, sizeof(timing));
+    const struct h1_field *ua = request_field(ex, "user-agent");
     struct access_record r = {
         .request_id = ex->request_id,
+        .trace_id = ex->trace.trace_id,
         .client = ex->ds.peer->addr,
         .method = ex->req.method,
         .method_len = ex->req.method_len,
+        .host = ex->host,
+        .host_len = ex->host_len,
         .target = ex->req.target,
         .target_len = ex->req.target_len,
-        .proto = ex->ds.proto == PROTO_HTTP2 ? LOG_PROTO_HTTP20 : LOG_PROTO_NONE,
-        .minor = ex->req.minor,
+        .proto = log_protos[ex->ds.proto],
         .status = ex->status,
-        .bytes_out = ex->resp_body.bytes + ex->error_body_bytes,
-        .bytes_in = ex->req_body.bytes,
-        .duration_ms = (double)(ex->now - ex->t0) / 1000.0,
+        .upstream_status = ex->upstream_status,
+        .failure = ex->failure,
+        .phase = ended_in(ex),
         .route = ex->route ? ex->route->name : NULL,
         .upstream = ex->up ? ex->up->name : NULL,
         .origin = ex->origin >= 0 && ex->up ? ex->up->origins[ex->origin].text : NULL,
-        .failure = ex->failure,
-        .phase = ex->fail_phase,
+        .attempts = ex->attempts,
+        .bytes_in = ex->req_body.bytes,
+        .bytes_out = ex->resp_body.bytes + ex->error_body_bytes,
+        .interim_codes = ex->interim_codes,
+        .ninterim = ex->interim_count,
+        .user_agent = ua ? ua->value : NULL,
+        .user_agent_len = ua ? ua->value_len : 0,
+        .timings = t,
         .limit_ms = ex->limit_ms,
         .detail = ex->detail[0] ? ex->detail : NULL,
         .aborted = ex->outcome == OUTCOME_ABORTED,
         .reused = ex->reused,
         .retried = ex->retried,
-        .timing = timing,
-        .interim = ex->interim_log_len ? ex->interim_log : NULL,
     };
-    log_access(&r);
+    log_buffer_append(ex->loop->log, &r);
 }
 
 /* ---- the one exit ---- */
@@ -429,6 +454,12 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
     evtimer_assign(&ex->continue_timer, l->base, interim_continue_cb, ex);
     evtimer_assign(&ex->processing_timer, l->base, interim_processing_cb, ex);
     make_request_id(ex);
+    /* One traceparent is a trace to join; none, or several, start a new one. */
+    int tp = h1_find_field(ex->req.fields, ex->req.nfields, "traceparent", 0);
+    bool one = tp >= 0 && h1_find_field(ex->req.fields, ex->req.nfields, "traceparent",
+                                        (size_t)tp + 1) < 0;
+    ex->trace_source = trace_propagate(&l->rng, one ? ex->req.fields[tp].value : NULL,
+                                       one ? ex->req.fields[tp].value_len : 0, &ex->trace);
     metrics_add(l->metrics, M_REQUESTS, 1);
     return ex;
 }
@@ -508,7 +539,7 @@ static void run(struct exchange *ex)
     if (!admissible(ex))
         return;
     const struct config *cfg = ex->cfg;
-    ex->route = cfg_route(cfg, ex->host, ex->host_len, ex->route_path, ex->path_len);
+    ex->route = route_match(cfg, ex->host, ex->host_len, ex->route_path, ex->path_len);
     if (!ex->route) {
         ex_refuse(ex, HTTP_NOT_FOUND, "no route matches this host and path",
                   ex->req_state != REQ_DONE);

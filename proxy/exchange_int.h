@@ -18,6 +18,7 @@
 #include "portico/hints.h"
 #include "portico/http1.h"
 #include "portico/phase.h"
+#include "portico/trace.h"
 
 #define RELAY_HIGH (256 * 1024) /* stop moving bytes while their destination holds more */
 #define MAX_INTERIM 32          /* 1xx relayed per exchange; more are dropped and counted */
@@ -74,6 +75,8 @@ struct exchange {
     const char *host;                  /* Host (or absolute-form authority), may be NULL */
     size_t host_len;
     char request_id[48];
+    struct trace_context trace;        /* the client's trace with our span, or a new one */
+    enum trace_source trace_source;
     const struct route_conf *route;    /* borrowed from cfg */
     int route_index;
     const struct upstream_conf *up;    /* borrowed from cfg */
@@ -89,6 +92,7 @@ struct exchange {
     struct phase_clock pc;
     uint64_t first_byte_deadline;      /* µs: interim responses may not restart it */
     bool retried;                      /* already resent once after a stale pooled connection */
+    unsigned attempts;                 /* requests sent to origins (2 after a retry) */
     bool reused;                       /* the (last) connection came from the pool */
     bool response_byte;                /* any response byte seen from the origin */
     bool upstream_paused;              /* origin reads stopped: the client's output is full */
@@ -107,9 +111,8 @@ struct exchange {
     uint64_t error_body_bytes;         /* body of a response Portico wrote itself */
 
     /* interim */
-    char interim_log[96];              /* "103,100,102" for the access log */
-    size_t interim_log_len;
-    unsigned interim_count;            /* 1xx sent to the client (relayed or ours) */
+    uint16_t interim_codes[MAX_INTERIM]; /* the 1xx sent to the client, in order */
+    unsigned interim_count;            /* how many (at most MAX_INTERIM) */
     unsigned interim_seen;             /* 1xx received from the origin */
     bool sent_100;
     struct hint_set *hints;            /* links hinted so far; allocated on the first hint */

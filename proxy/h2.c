@@ -53,6 +53,8 @@
 #include "portico/metrics.h"
 #include "portico/sock.h"
 #include "portico/status.h"
+#include "portico/timing.h"
+#include "portico/trace.h"
 #include "portico/util.h"
 
 #define STREAM_WINDOW (128 * 1024)     /* request body bytes a stream may send ahead */
@@ -447,20 +449,30 @@ static const struct downstream_ops h2_ops = {
 /* ---- requests ---- */
 
 /* The access line and count of a request answered or reset before any exchange existed. */
-static void log_refused(struct h2_stream *s, const char *id, int status, const char *why)
+static void log_refused(struct h2_stream *s, const char *id, int status, const char *why,
+                        uint64_t body_bytes)
 {
-    metrics_response(s->conn->loop->metrics, status, FAIL_NONE);
+    struct h2_conn *h = s->conn;
+    struct timings t = {0};
+    timings_set(&t, TIMING_TOTAL, now_us() - s->t0);
+    metrics_request_done(h->loop->metrics, &(struct metrics_sample){-1, -1, status, FAIL_NONE, &t});
     if (!log_enabled())
         return;
+    struct trace_context trace;
+    trace_start(&h->loop->rng, 0, &trace);
     struct access_record r = {
         .request_id = id,
-        .client = s->conn->peer->addr,
+        .trace_id = trace.trace_id,
+        .client = h->peer->addr,
         .proto = LOG_PROTO_HTTP20,
         .status = status,
-        .duration_ms = (double)(now_us() - s->t0) / 1000.0,
+        .phase = PHASE_CLIENT_HEADER,
+        .bytes_out = body_bytes,
+        .timings = t,
         .detail = why,
     };
-    log_access(&r);
+    h2_request_line(&s->req, &r.method, &r.method_len, &r.target, &r.target_len);
+    log_buffer_append(h->loop->log, &r);
 }
 
 /* A request refused before an exchange exists (head too large, not HTTP/1.1-valid): the
@@ -474,10 +486,10 @@ static void refuse(struct h2_stream *s, int status, const char *why)
     errpage_prepare(&e, &o);
     s->state = ST_ANSWERED;
     submit_head(s, &o.head, true);
-    errpage_body(&o, s->body);
+    long body = errpage_body(&o, s->body);
     s->resp_done = true;
     resume(s);
-    log_refused(s, id, status, why);
+    log_refused(s, id, status, why, body > 0 ? (uint64_t)body : 0);
 }
 
 /* A malformed request (RFC 9113 8.1.1): logged as 400, counted against the reset budget. */
@@ -492,7 +504,7 @@ static void mark_malformed(struct h2_stream *s, const char *why)
     loop_request_id(h->loop, id, sizeof(id));
     char detail[160];
     snprintf(detail, sizeof(detail), "malformed HTTP/2 request: %s", why);
-    log_refused(s, id, HTTP_BAD_REQUEST, detail);
+    log_refused(s, id, HTTP_BAD_REQUEST, detail, 0);
     charge(h, FLOOD_RESET);
 }
 
@@ -518,7 +530,6 @@ static void start_request(struct h2_stream *s, bool end_stream)
         reset_malformed(s, s->req.error);
         return;
     }
-    h2_request_free(&s->req);
     if (rc == 431) {
         refuse(s, HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
                "request head larger than max_header_size");
@@ -544,7 +555,8 @@ static void start_request(struct h2_stream *s, bool end_stream)
         return;
     }
     s->state = ST_EXCHANGE;
-    exchange_run(s->ex); /* may end it: done() was called then */
+    h2_request_free(&s->req); /* the exchange has its own copy */
+    exchange_run(s->ex);      /* may end it: done() was called then */
 }
 
 static void request_eof(struct h2_stream *s)

@@ -45,6 +45,7 @@ void h2_request_free(struct h2_request *r)
     free(r->lines.p);
     free(r->cookie.p);
     r->values = r->lines = r->cookie = (struct h2_bytes){0};
+    r->seen = 0;
 }
 
 static int malformed(struct h2_request *r, const char *why)
@@ -161,6 +162,17 @@ int h2_request_field(struct h2_request *r, const char *name, size_t name_len, co
 static const char *at(const struct h2_request *r, struct h2_span s)
 {
     return r->values.p + s.off;
+}
+
+void h2_request_line(const struct h2_request *r, const char **method, size_t *method_len,
+                     const char **path, size_t *path_len)
+{
+    bool m = (r->seen & BIT(H2F_METHOD)) && r->method.len;
+    bool p = (r->seen & BIT(H2F_PATH)) && r->path.len;
+    *method = m ? at(r, r->method) : NULL;
+    *method_len = m ? r->method.len : 0;
+    *path = p ? at(r, r->path) : NULL;
+    *path_len = p ? r->path.len : 0;
 }
 
 /* The pseudo-header fields a request must, and must not, have (RFC 9113 8.3.1, 8.5). */

@@ -116,8 +116,10 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
             continue;
         }
         if (h1_name_is(f, "x-forwarded-proto") || h1_name_is(f, "x-forwarded-host") ||
-            h1_name_is(f, "x-request-id"))
+            h1_name_is(f, "x-request-id") || (fwd->traceparent && h1_name_is(f, "traceparent")))
             continue; /* set by us below */
+        if (fwd->drop_tracestate && h1_name_is(f, "tracestate"))
+            continue;
         if (h1_name_is(f, "expect") && !fwd->keep_expect)
             continue;
         add_field(out, f);
@@ -140,6 +142,8 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
         evbuffer_add(out, "\r\n", 2);
     }
     add_line(out, "X-Request-Id: ", fwd->request_id);
+    if (fwd->traceparent)
+        add_line(out, "traceparent: ", fwd->traceparent);
     add_str(out, "Via: " VIA_VALUE "\r\n");
     if (fwd->framing == H1_BODY_LENGTH)
         add_content_length(out, fwd->content_length);

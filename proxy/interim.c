@@ -20,17 +20,19 @@
 #include "portico/status.h"
 #include "portico/util.h"
 
-/* Sends one 1xx to the client, or counts it dropped when the client cannot take it or already
- * got MAX_INTERIM. */
-static bool send_interim(struct exchange *ex, int code, const struct h1_field *fields, size_t n)
+/* Sends one 1xx to the client (dir: relayed from the origin, or synthesized by us), or counts
+ * it dropped when the client cannot take it or already got MAX_INTERIM. */
+static bool send_interim(struct exchange *ex, int code, const struct h1_field *fields, size_t n,
+                         enum interim_direction dir)
 {
     if (!ex_client_http11(ex) || ex->interim_count >= MAX_INTERIM) {
-        metrics_add(ex->loop->metrics, M_INTERIM_DROPPED, 1);
+        metrics_interim(ex->loop->metrics, code, INTERIM_DROPPED);
         return false;
     }
     struct resp_head head = {.status = code, .fields = fields, .nfields = n};
     ex->ds.ops->interim(ex->ds.ctx, &head);
     ex_note_interim(ex, code);
+    metrics_interim(ex->loop->metrics, code, dir);
     return true;
 }
 
@@ -98,8 +100,8 @@ void interim_early_hints(struct exchange *ex)
         add_new_links(set, p, len, links, sizeof(links), &used, fields, &n, ARRAY_LEN(fields));
         p += len + 1;
     }
-    if (n && send_interim(ex, HTTP_EARLY_HINTS, fields, n))
-        metrics_add(ex->loop->metrics, M_EARLY_HINTS_SENT, 1);
+    if (n)
+        send_interim(ex, HTTP_EARLY_HINTS, fields, n, INTERIM_SYNTHESIZED);
 }
 
 void interim_learn(struct exchange *ex, const struct h1_response *resp)
@@ -119,7 +121,7 @@ static void send_continue(struct exchange *ex)
 {
     if (ex->sent_100 || !ex_client_http11(ex))
         return;
-    ex->sent_100 = send_interim(ex, HTTP_CONTINUE, NULL, 0);
+    ex->sent_100 = send_interim(ex, HTTP_CONTINUE, NULL, 0, INTERIM_SYNTHESIZED);
 }
 
 void interim_expect(struct exchange *ex)
@@ -132,7 +134,6 @@ void interim_expect(struct exchange *ex)
         break;
     case EXPECT_SYNTHESIZE:
         send_continue(ex);
-        metrics_add(ex->loop->metrics, M_CONTINUE_SENT, 1);
         break;
     case EXPECT_IGNORE:
         break;
@@ -161,10 +162,7 @@ void interim_continue_cb(evutil_socket_t fd, short what, void *arg)
     struct exchange *ex = arg;
     ex->now = now_us();
     if (ex->req_state == REQ_GATED) {
-        if (!ex->sent_100) {
-            send_continue(ex);
-            metrics_add(ex->loop->metrics, M_CONTINUE_SENT, 1);
-        }
+        send_continue(ex); /* unless the origin's 100 went already */
         interim_open_gate(ex);
     }
     ex_settle(ex);
@@ -176,8 +174,7 @@ void interim_processing_cb(evutil_socket_t fd, short what, void *arg)
     struct exchange *ex = arg;
     ex->now = now_us();
     if (ex->resp_state == RESP_HEAD) {
-        if (send_interim(ex, HTTP_PROCESSING, NULL, 0))
-            metrics_add(ex->loop->metrics, M_PROCESSING_SENT, 1);
+        send_interim(ex, HTTP_PROCESSING, NULL, 0, INTERIM_SYNTHESIZED);
         ex_arm(&ex->processing_timer, ex->route->processing_interval_ms);
     }
     ex_settle(ex);
@@ -188,7 +185,7 @@ bool interim_relay(struct exchange *ex, const struct h1_response *resp)
     int code = resp->status;
     bool opens_gate = code == HTTP_CONTINUE && ex->req_state == REQ_GATED;
     if (code == HTTP_CONTINUE && ex->sent_100) {
-        metrics_add(ex->loop->metrics, M_INTERIM_DROPPED, 1);
+        metrics_interim(ex->loop->metrics, code, INTERIM_DROPPED);
         return opens_gate;
     }
     struct h1_field fields[H1_MAX_FIELDS];
@@ -218,14 +215,11 @@ bool interim_relay(struct exchange *ex, const struct h1_response *resp)
         }
         n = kept;
         if (had_links && !new_links) {
-            metrics_add(ex->loop->metrics, M_INTERIM_DROPPED, 1);
+            metrics_interim(ex->loop->metrics, code, INTERIM_DROPPED);
             return opens_gate;
         }
     }
-    if (send_interim(ex, code, fields, n)) {
-        metrics_add(ex->loop->metrics, M_INTERIM_RELAYED, 1);
-        if (code == HTTP_CONTINUE)
-            ex->sent_100 = true;
-    }
+    if (send_interim(ex, code, fields, n, INTERIM_RELAYED) && code == HTTP_CONTINUE)
+        ex->sent_100 = true;
     return opens_gate;
 }

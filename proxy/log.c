@@ -102,7 +102,6 @@ enum {
     CAP_ORIGIN = 256,
     CAP_AGENT = 400,
     CAP_DETAIL = 256,
-    CAP_LEGACY = 256,                  /* transitional timing and interim strings */
     MAX_INTERIM = 64,                  /* codes listed (4 bytes each) */
 };
 
@@ -140,50 +139,18 @@ static void json_bool(struct fmt_buf *b, bool v)
         LIT(b, "false");
 }
 
-/* Transitional: the protocol and total of callers that still fill minor and duration_ms. */
-static enum log_proto record_proto(const struct access_record *r)
-{
-    if (r->proto != LOG_PROTO_NONE || (!r->method && !r->minor))
-        return r->proto;
-    return r->minor ? LOG_PROTO_HTTP11 : LOG_PROTO_HTTP10;
-}
-
-static struct timings record_timings(const struct access_record *r)
-{
-    struct timings t = r->timings;
-    if (!timings_has(&t, TIMING_TOTAL) && r->duration_ms > 0)
-        timings_set(&t, TIMING_TOTAL, (uint64_t)(r->duration_ms * 1000.0));
-    return t;
-}
-
-/* A transitional "103,100" list, used only when made of digits and commas. */
-static bool legacy_list(const char *s)
-{
-    if (!s || !*s || strlen(s) > CAP_LEGACY)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= '0' && *s <= '9') || *s == ','))
-            return false;
-    return true;
-}
-
 /* Appends the 1xx codes sent, "103,100" (nothing when none); false when there were none. */
 static bool interim_list(struct fmt_buf *b, const struct access_record *r)
 {
-    if (r->ninterim) {
-        unsigned n = MIN(r->ninterim, (unsigned)MAX_INTERIM);
-        for (unsigned i = 0; i < n; i++) {
-            if (i)
-                fmt_char(b, ',');
-            fmt_u64(b, r->interim_codes[i]);
-        }
-        return true;
+    if (!r->ninterim)
+        return false;
+    unsigned n = MIN(r->ninterim, (unsigned)MAX_INTERIM);
+    for (unsigned i = 0; i < n; i++) {
+        if (i)
+            fmt_char(b, ',');
+        fmt_u64(b, r->interim_codes[i]);
     }
-    if (legacy_list(r->interim)) {
-        fmt_str(b, r->interim);
-        return true;
-    }
-    return false;
+    return true;
 }
 
 /* Appends the phases present in `mask`, in order: "dns":0.300,... in JSON, dns:0.300,... in
@@ -209,7 +176,7 @@ static void timing_list(struct fmt_buf *b, const struct timings *t, unsigned mas
 
 static void format_json(struct fmt_buf *b, const struct access_record *r)
 {
-    struct timings t = record_timings(r);
+    const struct timings t = r->timings;
     LIT(b, "{\"time\":\"");
     fmt_time(b, r->time_ms ? r->time_ms : wall_ms());
     LIT(b, "\",\"request_id\":");
@@ -225,7 +192,7 @@ static void format_json(struct fmt_buf *b, const struct access_record *r)
     LIT(b, ",\"path\":");
     json_span(b, r->target, r->target_len, CAP_PATH);
     LIT(b, ",\"proto\":");
-    enum log_proto proto = record_proto(r);
+    enum log_proto proto = r->proto;
     if (proto == LOG_PROTO_NONE || (unsigned)proto >= LOG_PROTO_COUNT) {
         LIT(b, "null");
     } else {
@@ -309,7 +276,7 @@ static void text_span(struct fmt_buf *b, const char *s, size_t n, size_t max)
  * does not trip over them. Optional keys appear only when they say something. */
 static void format_text(struct fmt_buf *b, const struct access_record *r)
 {
-    struct timings t = record_timings(r);
+    const struct timings t = r->timings;
     fmt_time(b, r->time_ms ? r->time_ms : wall_ms());
     LIT(b, " id=");
     text_raw(b, r->request_id, CAP_ID);
@@ -328,7 +295,7 @@ static void format_text(struct fmt_buf *b, const struct access_record *r)
         text_span(b, r->host, r->host_len, CAP_HOST);
     }
     LIT(b, " proto=");
-    fmt_str(b, log_proto_name(record_proto(r)));
+    fmt_str(b, log_proto_name(r->proto));
     LIT(b, " status=");
     fmt_u64(b, r->status > 0 ? (uint64_t)r->status : 0);
     if (r->upstream_status > 0) {
@@ -397,10 +364,6 @@ static void format_text(struct fmt_buf *b, const struct access_record *r)
     if (t.present & ~(1u << TIMING_TOTAL)) {
         LIT(b, " timing=");
         timing_list(b, &t, ~(1u << TIMING_TOTAL), false); /* the total is dur_ms */
-    } else if (r->timing && *r->timing && strlen(r->timing) <= CAP_LEGACY &&
-               !strpbrk(r->timing, " \"\r\n")) {
-        LIT(b, " timing=");
-        fmt_str(b, r->timing);
     }
 }
 
@@ -667,14 +630,6 @@ void log_buffer_free(struct log_buffer *lb)
         return;
     log_buffer_flush(lb);
     free(lb);
-}
-
-void log_access(const struct access_record *r)
-{
-    if (!log_enabled())
-        return;
-    char line[LOG_LINE_MAX];
-    write_lines(line, log_format_access(r, LOG_FORMAT_TEXT, line, sizeof(line)));
 }
 
 /* ---- error log ---- */

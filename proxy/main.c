@@ -123,20 +123,28 @@ static void reload(const char *path, struct generation **gen, struct worker_grou
     if (!cfg) {
         log_error("reload: %s has %d error%s; still serving the previous configuration", path,
                   nerrors, nerrors == 1 ? "" : "s");
+        metrics_config_reload(RELOAD_INVALID);
         return;
     }
     struct generation *next = prepare(cfg, (*gen)->number + 1);
     if (!next) {
         log_error("reload: cannot prepare the new configuration; still serving the previous one");
+        metrics_config_reload(RELOAD_FAILED);
         return;
     }
     struct worker_group *started = workers_start(next, *group);
     if (!started) {
         log_error("reload: cannot start workers for the new configuration; still serving the "
                   "previous one");
+        metrics_config_reload(RELOAD_FAILED);
         generation_free(next);
         return;
     }
+    metrics_config_reload(RELOAD_OK);
+    metrics_config_generation(next->number);
+    if (log_error_open(next->cfg->error_log, next->cfg->log_level) != 0)
+        log_error("reload: error_log %s: %s; keeping the previous one", next->cfg->error_log,
+                  strerror(errno));
     if (log_open(next->cfg->access_log) != 0)
         log_error("reload: access_log %s: %s; keeping the previous log", next->cfg->access_log,
                   strerror(errno));
@@ -181,11 +189,17 @@ static int run(const char *path, struct config *cfg)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every thread created below */
     signal(SIGPIPE, SIG_IGN);
 
+    if (log_error_open(cfg->error_log, cfg->log_level) != 0) {
+        fprintf(stderr, "portico: error_log %s: %s\n", cfg->error_log, strerror(errno));
+        cfg_free(cfg);
+        return 1;
+    }
     if (log_open(cfg->access_log) != 0) {
-        fprintf(stderr, "portico: access_log %s: %s\n", cfg->access_log, strerror(errno));
+        log_error("access_log %s: %s", cfg->access_log, strerror(errno));
         cfg_free(cfg);
         return 1;
     }
@@ -201,6 +215,7 @@ static int run(const char *path, struct config *cfg)
         return 1;
     }
     cfg = NULL; /* the generation's now */
+    metrics_config_generation(gen->number);
     const struct config *c = gen->cfg;
     for (int i = 0; i < c->nlisten; i++)
         log_info("portico %s listening on %s (%d worker%s, %s profile)", PORTICO_VERSION,
@@ -218,6 +233,13 @@ static int run(const char *path, struct config *cfg)
         if (sig == SIGHUP) {
             reap_drains(false);
             reload(path, &gen, &group);
+            continue;
+        }
+        if (sig == SIGUSR1) { /* logrotate's postrotate: the files were renamed */
+            if (log_reopen() != 0)
+                log_error("SIGUSR1: cannot reopen the logs: %s", strerror(errno));
+            else
+                log_info("SIGUSR1: logs reopened");
             continue;
         }
         log_info("signal %d: shutting down", sig);

@@ -116,13 +116,10 @@ struct hist {
     _Atomic uint64_t sum_us;
 };
 
-enum { LEGACY_RELAYED, LEGACY_DROPPED, LEGACY_COUNT };
-
 struct shard {
     struct metrics pub;                /* first: what metrics.h's inline writers touch */
     _Atomic int64_t conns[CONN_SIDE_COUNT][CONN_STATE_COUNT];
     _Atomic uint64_t interim[NINTERIM][INTERIM_DIR_COUNT];
-    _Atomic uint64_t legacy[LEGACY_COUNT]; /* transitional relayed/dropped without a code */
 
     /* portico_requests_total */
     uint8_t pair_of[NCODES][FAILURE_COUNT]; /* writer only: slot + 1 of a pair, 0 none yet */
@@ -239,10 +236,8 @@ struct totals {
     bool owns;                         /* row names are strdup'd (the retired totals) */
     bool oom;                          /* a row could not be added */
     uint64_t counters[METRIC_COUNT];
-    uint64_t legacy[LEGACY_COUNT];
     uint64_t interim[NINTERIM][INTERIM_DIR_COUNT];
     int64_t conns[CONN_SIDE_COUNT][CONN_STATE_COUNT];
-    int64_t active_connections;
     struct req_row *req;
     size_t nreq, capreq;
     struct hist_row *hist;
@@ -331,8 +326,6 @@ static void totals_add_shard(struct totals *t, struct shard *s, bool live)
 {
     for (int i = 0; i < METRIC_COUNT; i++)
         t->counters[i] += get(&s->pub.counters[i]);
-    for (int i = 0; i < LEGACY_COUNT; i++)
-        t->legacy[i] += get(&s->legacy[i]);
     for (int c = 0; c < NINTERIM; c++)
         for (int d = 0; d < INTERIM_DIR_COUNT; d++)
             t->interim[c][d] += get(&s->interim[c][d]);
@@ -341,8 +334,6 @@ static void totals_add_shard(struct totals *t, struct shard *s, bool live)
             for (int st = 0; st < CONN_STATE_COUNT; st++)
                 t->conns[side][st] +=
                     atomic_load_explicit(&s->conns[side][st], memory_order_relaxed);
-        t->active_connections +=
-            atomic_load_explicit(&s->pub.active_connections, memory_order_relaxed);
     }
     unsigned npairs = atomic_load_explicit(&s->npairs, memory_order_acquire);
     for (int route = 0; route <= s->nroutes; route++) {
@@ -517,11 +508,6 @@ struct metrics *metrics_shard_create(const struct metrics_labels *labels)
     return &s->pub;
 }
 
-struct metrics *metrics_shard_new(void)
-{
-    return metrics_shard_create(NULL);
-}
-
 void metrics_shard_retire(struct metrics *m)
 {
     if (!m)
@@ -625,25 +611,6 @@ void metrics_conn_add(struct metrics *m, enum conn_side side, enum conn_state st
     _Atomic int64_t *g = &shard_of(m)->conns[side][state];
     atomic_store_explicit(g, atomic_load_explicit(g, memory_order_relaxed) + delta,
                           memory_order_relaxed);
-}
-
-void metrics_add_legacy(struct metrics *m, enum metric_id id, uint64_t n)
-{
-    struct shard *s = shard_of(m);
-    switch (id) {
-    case M_CONTINUE_SENT: bump(&s->interim[0][INTERIM_SYNTHESIZED], n); break;
-    case M_PROCESSING_SENT: bump(&s->interim[2][INTERIM_SYNTHESIZED], n); break;
-    case M_EARLY_HINTS_SENT: bump(&s->interim[3][INTERIM_SYNTHESIZED], n); break;
-    case M_INTERIM_RELAYED: bump(&s->legacy[LEGACY_RELAYED], n); break;
-    case M_INTERIM_DROPPED: bump(&s->legacy[LEGACY_DROPPED], n); break;
-    default: break;
-    }
-}
-
-void metrics_response(struct metrics *m, int status, enum failure_type failure)
-{
-    struct metrics_sample x = {.route = -1, .upstream = -1, .status = status, .failure = failure};
-    metrics_request_done(m, &x);
 }
 
 void metrics_config_generation(unsigned generation)
@@ -776,9 +743,11 @@ static void render_gauges(struct evbuffer *out, const struct totals *t,
             evbuffer_add_printf(out, "portico_connections{side=\"%s\",state=\"%s\"} %lld\n",
                                 conn_side_names[side], conn_state_names[st],
                                 (long long)t->conns[side][st]);
+    int64_t clients = 0; /* today's family: every state of the client side */
+    for (int st = 0; st < CONN_STATE_COUNT; st++)
+        clients += t->conns[CONN_CLIENT][st];
     family(out, "portico_client_connections_active", "gauge", "Open client connections");
-    evbuffer_add_printf(out, "portico_client_connections_active %lld\n",
-                        (long long)t->active_connections);
+    evbuffer_add_printf(out, "portico_client_connections_active %lld\n", (long long)clients);
 }
 
 static void render_interim(struct evbuffer *out, const struct totals *t)
@@ -799,10 +768,10 @@ static void render_interim(struct evbuffer *out, const struct totals *t)
         }
     /* today's families, now sums of the one above */
     simple(out, "portico_interim_relayed_total", "counter", "1xx responses relayed from origins",
-           dir_sum[INTERIM_RELAYED] + t->legacy[LEGACY_RELAYED]);
+           dir_sum[INTERIM_RELAYED]);
     simple(out, "portico_interim_dropped_total", "counter",
            "1xx responses from origins not relayed (HTTP/1.0 client, duplicate hints)",
-           dir_sum[INTERIM_DROPPED] + t->legacy[LEGACY_DROPPED]);
+           dir_sum[INTERIM_DROPPED]);
     simple(out, "portico_continue_synthesized_total", "counter", "100 Continue sent by Portico",
            t->interim[0][INTERIM_SYNTHESIZED]);
     simple(out, "portico_processing_synthesized_total", "counter",

@@ -138,6 +138,8 @@ void relay_request_body(struct exchange *ex)
 static void send_request(struct exchange *ex)
 {
     const struct h1_info *info = &ex->info;
+    char traceparent[TRACEPARENT_LEN + 1];
+    trace_format(&ex->trace, traceparent, sizeof(traceparent));
     struct fwd_request fwd = {
         .target = ex->target,
         .target_len = ex->target_len,
@@ -150,6 +152,8 @@ static void send_request(struct exchange *ex)
                        ex_client_http11(ex),
         .framing = info->framing,
         .content_length = info->content_length,
+        .traceparent = traceparent,
+        .drop_tracestate = ex->trace_source == TRACE_STARTED,
     };
     if (ex->host && ex->host != (ex->info.host ? ex->info.host->value : NULL)) {
         fwd.host = ex->host; /* absolute-form: its authority replaces Host (RFC 9112 3.2.2) */
@@ -165,6 +169,7 @@ static void send_request(struct exchange *ex)
     if (ex->retried && ex->req_state == REQ_DONE && ex->info.framing == H1_BODY_CHUNKED)
         evbuffer_add(ex->usock->out, "0\r\n\r\n", 5);
     upconn_mark_used(ex->uc);
+    ex->attempts++;
     if (ex->req_state == REQ_GATED)
         ex_arm(&ex->continue_timer, ex->route->continue_timeout_ms);
     if (ex->req_state == REQ_BODY) {
@@ -336,14 +341,14 @@ static void relay_body(struct exchange *ex)
                     upconn_addr(ex->uc), ex->resp_body.error);
             return;
         }
-        ex->ds.ops->body(ex->ds.ctx);
         if (evbuffer_get_length(in) != before_in)
             sock_consumed(ex->usock);
-        if (ex->resp_body.done) {
+        if (ex->resp_body.done) { /* the last bytes go with done(), once it is counted */
             ex->resp_state = RESP_DONE;
             ex_end(ex, OUTCOME_DONE);
             return;
         }
+        ex->ds.ops->body(ex->ds.ctx);
         if (client_full(ex))
             return;
         if (evbuffer_get_length(in) == 0 ||
@@ -402,7 +407,6 @@ static void origin_eof(struct exchange *ex)
     const char *addr = upconn_addr(ex->uc);
     if (ex->resp_state == RESP_BODY) {
         if (body_eof(&ex->resp_body, ex->sink.out) == 0) {
-            ex->ds.ops->body(ex->ds.ctx);
             ex->resp_state = RESP_DONE;
             ex->resp_info.keep_alive = false;
             ex_end(ex, OUTCOME_DONE);

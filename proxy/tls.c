@@ -10,8 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "portico/config.h"
-
 static const unsigned char alpn_http11[] = "\x08http/1.1";
 /* Servers choose in their own order of preference: HTTP/2 when the client offers it. */
 static const unsigned char alpn_h2_http11[] = "\x02h2\x08http/1.1";
@@ -43,12 +41,44 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_OK;
 }
 
-void *tls_server_ctx(const char *cert_file, const char *key_file, char *err, size_t errsz)
+/* Fills err for `file` (NULL: none in particular) with the thread's last OpenSSL error. */
+static void ssl_failed(struct tls_error *err, const char *file)
 {
-    char e[256];
+    err->file = file;
+    tls_last_error(err->text, sizeof(err->text));
+}
+
+/* Loads a certificate chain and its key into ctx. 0, or -1 with err filled. */
+static int use_cert_and_key(SSL_CTX *ctx, const char *cert_file, const char *key_file,
+                            struct tls_error *err)
+{
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        ssl_failed(err, cert_file);
+        return -1;
+    }
+    /* OpenSSL compares the key with the certificate while loading it; a key that loads is
+     * checked again for certificates whose key it cannot compare then. */
+    bool loaded = SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) == 1;
+    unsigned long e = ERR_peek_last_error();
+    if (!loaded &&
+        !(ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)) {
+        ssl_failed(err, key_file);
+        return -1;
+    }
+    if (!loaded || SSL_CTX_check_private_key(ctx) != 1) {
+        ERR_clear_error();
+        err->file = key_file;
+        snprintf(err->text, sizeof(err->text), "does not match %s", cert_file);
+        return -1;
+    }
+    return 0;
+}
+
+void *tls_server_ctx(const char *cert_file, const char *key_file, struct tls_error *err)
+{
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
-        snprintf(err, errsz, "%s", tls_last_error(e, sizeof(e)));
+        ssl_failed(err, NULL);
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -57,18 +87,8 @@ void *tls_server_ctx(const char *cert_file, const char *key_file, char *err, siz
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-        snprintf(err, errsz, "%s: %s", cert_file, tls_last_error(e, sizeof(e)));
+    if (use_cert_and_key(ctx, cert_file, key_file, err) != 0)
         goto fail;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
-        snprintf(err, errsz, "%s: %s", key_file, tls_last_error(e, sizeof(e)));
-        goto fail;
-    }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(err, errsz, "%s does not match %s", key_file, cert_file);
-        goto fail;
-    }
     tls_server_http2(ctx, true);
     return ctx;
 fail:
@@ -82,39 +102,34 @@ void tls_server_http2(void *ctx, bool on)
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, on ? (void *)(uintptr_t)alpn_h2_http11 : NULL);
 }
 
-void *tls_client_ctx(const struct upstream_conf *up, char *err, size_t errsz)
+void *tls_client_ctx(bool verify, const char *ca_file, const char *cert_file, const char *key_file,
+                     struct tls_error *err)
 {
-    char e[256];
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) {
-        snprintf(err, errsz, "%s", tls_last_error(e, sizeof(e)));
+        ssl_failed(err, NULL);
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof(alpn_http11) - 1);
-    if (up->verify) {
+    if (SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof(alpn_http11) - 1) != 0) {
+        ssl_failed(err, NULL);
+        goto fail;
+    }
+    if (verify) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        int ok = up->ca_file ? SSL_CTX_load_verify_locations(ctx, up->ca_file, NULL)
-                             : SSL_CTX_set_default_verify_paths(ctx);
+        int ok = ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+                         : SSL_CTX_set_default_verify_paths(ctx);
         if (ok != 1) {
-            snprintf(err, errsz, "ca_file %s: %s", up->ca_file ? up->ca_file : "(system)",
-                     tls_last_error(e, sizeof(e)));
+            ssl_failed(err, ca_file);
             goto fail;
         }
     } else {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     }
-    if (up->client_cert) {
-        if (SSL_CTX_use_certificate_chain_file(ctx, up->client_cert) != 1 ||
-            SSL_CTX_use_PrivateKey_file(ctx, up->client_key, SSL_FILETYPE_PEM) != 1 ||
-            SSL_CTX_check_private_key(ctx) != 1) {
-            snprintf(err, errsz, "client_cert %s / client_key %s: %s", up->client_cert,
-                     up->client_key, tls_last_error(e, sizeof(e)));
-            goto fail;
-        }
-    }
+    if (cert_file && use_cert_and_key(ctx, cert_file, key_file, err) != 0)
+        goto fail;
     return ctx;
 fail:
     SSL_CTX_free(ctx);

@@ -8,6 +8,19 @@
  * report reaches the caller from the loop and never from inside its own call. Connect is done
  * by hand (non-blocking connect + EV_WRITE) so that the TCP and TLS phases are distinct and the
  * TLS session starts on a connected socket.
+ *
+ * THE POOL AND STRAY BYTES. An origin that sends more than its framing says (a body after a
+ * response to HEAD, bytes after a 204 or 304 or past Content-Length) often sends it a few
+ * milliseconds after the response. Bytes that arrive while a connection is idle get it closed
+ * (and counted); the danger is a connection taken again before they arrive: they would then be
+ * read as the response to the next request, maybe another client's. So a released connection
+ * first settles (settle_time, default 10 ms) before another client connection may take it, and
+ * requests take the oldest settled connection. One exception costs nothing and keeps keep-alive
+ * traffic on warm connections: the client connection that released it takes it back at once,
+ * for a request that was not already waiting (pipelined) when the response ended, i.e. the
+ * user's next request sent after reading the answer; bytes that come later still only reach
+ * that same client. Connection-per-request traffic pays for this with new origin connections
+ * while the pool holds no settled one: see docs/BENCHMARKS.md.
  */
 #include "portico/upstream.h"
 
@@ -39,7 +52,6 @@
 #include "portico/util.h"
 
 #define UPSTREAM_NOTSENT_LOWAT (1024 * 1024) /* unsent bytes the kernel queues for an origin */
-#define SETTLE_MS 10 /* a released connection waits this long before another client takes it */
 
 #define UPCONN_STATE_LIST(X)                                                                       \
     X(UC_OPENING, "opening")       /* created; the start runs from the loop */                    \
@@ -95,8 +107,20 @@ struct upstream_pools {
 static void start_connect(struct upconn *c);
 static void upconn_free(struct upconn *c);
 
+/* What the connections gauge calls each state. */
+static const enum conn_state gauge_state[] = {
+    [UC_OPENING] = CONN_HANDSHAKE, [UC_RESOLVING] = CONN_HANDSHAKE,
+    [UC_CONNECTING] = CONN_HANDSHAKE, [UC_HANDSHAKE] = CONN_HANDSHAKE,
+    [UC_ACTIVE] = CONN_ACTIVE, [UC_IDLE] = CONN_IDLE, [UC_CANCELLED] = CONN_HANDSHAKE,
+};
+
+/* The single setter, which keeps the gauge in step. */
 static void set_state(struct upconn *c, enum upconn_state s)
 {
+    if (gauge_state[c->state] != gauge_state[s]) {
+        metrics_conn_add(c->loop->metrics, CONN_UPSTREAM, gauge_state[c->state], -1);
+        metrics_conn_add(c->loop->metrics, CONN_UPSTREAM, gauge_state[s], 1);
+    }
     c->state = s;
 }
 
@@ -183,7 +207,7 @@ struct upconn *upconn_take_idle(struct loop *l, int upstream, int origin, uint64
         if (owner && c->owner == owner && c->origin == origin)
             return take(c);
     /* Anyone else: the oldest that has settled. */
-    uint64_t settle_us = (uint64_t)SETTLE_MS * 1000;
+    uint64_t settle_us = l->cfg->upstreams[upstream].settle_ms * 1000;
     TAILQ_FOREACH_REVERSE(c, &pool->idle, upconn_list, link)
         if (c->origin == origin && c->released_us + settle_us <= now_us_)
             return take(c);
@@ -214,6 +238,7 @@ void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us_)
 
 static void upconn_free(struct upconn *c)
 {
+    metrics_conn_add(c->loop->metrics, CONN_UPSTREAM, gauge_state[c->state], -1);
     if (event_initialized(&c->io_ev))
         event_del(&c->io_ev);
     if (event_initialized(&c->defer_ev))
@@ -441,7 +466,8 @@ struct upconn *upconn_open(struct loop *l, int upstream, int origin,
     c->arg = arg;
     c->sock.state = SOCK_CLOSED;
     snprintf(c->addr_text, sizeof(c->addr_text), "%s", c->oc->text);
-    set_state(c, UC_OPENING);
+    c->state = UC_OPENING;
+    metrics_conn_add(l->metrics, CONN_UPSTREAM, gauge_state[c->state], 1);
     event_assign(&c->defer_ev, l->base, -1, 0, start_cb, c);
     event_active(&c->defer_ev, EV_TIMEOUT, 1);
     return c;

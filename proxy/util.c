@@ -27,27 +27,76 @@ uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Leading digits of s into *v with overflow check; returns the number of digits (0 = none). */
-static size_t parse_digits(const char *s, uint64_t *v)
+/* Leading digits of s into *v, saturated at UINT64_MAX; returns the number of digits (0 = none).
+ * *overflow tells a saturated value from UINT64_MAX written out. */
+static size_t parse_digits(const char *s, uint64_t *v, bool *overflow)
 {
     size_t i = 0;
     uint64_t acc = 0;
-    while (s[i] >= '0' && s[i] <= '9') {
+    *overflow = false;
+    for (; s[i] >= '0' && s[i] <= '9'; i++) {
         uint64_t d = (uint64_t)(s[i] - '0');
         if (acc > (UINT64_MAX - d) / 10)
-            return 0;
-        acc = acc * 10 + d;
-        i++;
+            *overflow = true;
+        acc = *overflow ? UINT64_MAX : acc * 10 + d;
     }
     *v = acc;
     return i;
 }
 
+/* a * b, saturated at UINT64_MAX. */
+static uint64_t mul_sat(uint64_t a, uint64_t b)
+{
+    return b && a > UINT64_MAX / b ? UINT64_MAX : a * b;
+}
+
+int parse_uint_span(const char *s, size_t len, uint64_t min, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (len == 0)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    if (v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+const char *http_date_now(void)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static __thread time_t cached_sec = (time_t)-1;
+    static __thread char cached[32];
+    time_t now = time(NULL);
+    struct tm tm;
+
+    if (now == cached_sec)
+        return cached;
+    /* By hand rather than strftime: %a/%b follow the locale, HTTP wants English names. */
+    if (gmtime_r(&now, &tm) == NULL || tm.tm_year + 1900 > 9999)
+        return "Thu, 01 Jan 1970 00:00:00 GMT";
+    snprintf(cached, sizeof cached, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+             tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+             tm.tm_sec);
+    cached_sec = now;
+    return cached;
+}
+
 int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
     uint64_t v;
-    size_t n = parse_digits(s, &v);
-    if (n == 0 || s[n] != '\0' || v < min || v > max)
+    bool overflow;
+    size_t n = parse_digits(s, &v, &overflow);
+    if (n == 0 || s[n] != '\0' || overflow || v < min || v > max)
         return -1;
     *out = v;
     return 0;
@@ -60,14 +109,13 @@ int parse_duration_ms(const char *s, uint64_t *out_ms)
         uint64_t ms;
     } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"", 1000}};
     uint64_t v;
-    size_t n = parse_digits(s, &v);
+    bool overflow;
+    size_t n = parse_digits(s, &v, &overflow);
     if (n == 0)
         return -1;
     for (size_t i = 0; i < ARRAY_LEN(units); i++) {
         if (strcmp(s + n, units[i].unit) == 0) {
-            if (v > UINT64_MAX / units[i].ms / 1000) /* keep room for µs arithmetic */
-                return -1;
-            *out_ms = v * units[i].ms;
+            *out_ms = mul_sat(v, units[i].ms);
             return 0;
         }
     }
@@ -77,7 +125,8 @@ int parse_duration_ms(const char *s, uint64_t *out_ms)
 int parse_size(const char *s, uint64_t *out)
 {
     uint64_t v, mult = 1;
-    size_t n = parse_digits(s, &v);
+    bool overflow;
+    size_t n = parse_digits(s, &v, &overflow);
     if (n == 0)
         return -1;
     const char *u = s + n;
@@ -92,9 +141,7 @@ int parse_size(const char *s, uint64_t *out)
         if (u[1] != '\0')
             return -1;
     }
-    if (v > UINT64_MAX / mult)
-        return -1;
-    *out = v * mult;
+    *out = mul_sat(v, mult);
     return 0;
 }
 
@@ -230,22 +277,6 @@ size_t host_key(const char *host, size_t len, char *buf, size_t bufsz)
         n--;
     buf[n] = '\0';
     return n;
-}
-
-char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d)
-        abort();
-    return d;
-}
-
-void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (!p)
-        abort();
-    return p;
 }
 
 size_t buf_appendf(char *buf, size_t size, size_t len, const char *fmt, ...)

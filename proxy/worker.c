@@ -46,6 +46,7 @@ struct worker {
     int stop_pipe[2];
     struct worker_group *group;            /* told when our listeners are closed */
     struct event *drain_timer;             /* drain deadline: then everything is closed */
+    struct event *log_timer;               /* writes the access-log buffer out every second */
 };
 
 struct worker_group {
@@ -127,6 +128,34 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     w->drain_timer = evtimer_new(w->loop.base, drain_timeout_cb, w);
     if (!w->drain_timer || evtimer_add(w->drain_timer, &tv) != 0)
         stop_now(w);
+}
+
+static void log_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct worker *w = arg;
+    log_buffer_flush(w->loop.log);
+}
+
+/* A shard labelled with the names of the worker's configuration. */
+static struct metrics *shard_for(const struct config *cfg)
+{
+    const char **names = calloc((size_t)(cfg->nroutes + cfg->nupstreams) + 1, sizeof(*names));
+    if (!names)
+        return NULL;
+    for (int i = 0; i < cfg->nroutes; i++)
+        names[i] = cfg->routes[i].name;
+    for (int i = 0; i < cfg->nupstreams; i++)
+        names[cfg->nroutes + i] = cfg->upstreams[i].name;
+    struct metrics_labels labels = {
+        .routes = names,
+        .nroutes = cfg->nroutes,
+        .upstreams = names + cfg->nroutes,
+        .nupstreams = cfg->nupstreams,
+    };
+    struct metrics *m = metrics_shard_create(&labels);
+    free(names); /* the shard copied them */
+    return m;
 }
 
 static void *worker_main(void *arg)
@@ -233,8 +262,15 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
                                   EVENT_BASE_FLAG_PRECISE_TIMER);
     w->loop.base = event_base_new_with_config(ec);
     event_config_free(ec);
-    w->loop.metrics = metrics_shard_new();
-    if (!w->loop.base || !w->loop.metrics || upstream_pools_init(&w->loop) != 0)
+    w->loop.metrics = shard_for(cfg);
+    w->loop.log = log_buffer_new(cfg->access_log_format);
+    if (!w->loop.base || !w->loop.metrics || !w->loop.log || upstream_pools_init(&w->loop) != 0)
+        return -1;
+    if (trace_rng_seed(&w->loop.rng) != 0)
+        trace_rng_init(&w->loop.rng, now_us() ^ (uint64_t)(uintptr_t)w);
+    w->log_timer = event_new(w->loop.base, -1, EV_PERSIST, log_flush_cb, w);
+    struct timeval flush = tv_from_ms(LOG_FLUSH_MS);
+    if (!w->log_timer || event_add(w->log_timer, &flush) != 0)
         return -1;
     if (pipe2(w->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         return -1;
@@ -276,6 +312,10 @@ static void worker_free(struct worker *w)
         evdns_base_free(w->loop.dns, 0);
     if (w->drain_timer)
         event_free(w->drain_timer);
+    if (w->log_timer)
+        event_free(w->log_timer);
+    log_buffer_free(w->loop.log); /* writes what it holds */
+    w->loop.log = NULL;
     if (w->stop_ev)
         event_free(w->stop_ev);
     if (w->stop_pipe[0] >= 0) {

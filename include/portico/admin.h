@@ -10,12 +10,15 @@
 #include "portico/http1.h"
 
 struct evbuffer;
+struct generation;
 
-/* Appends the complete response to an admin request: GET /metrics, GET /healthz, else 404, or
+/* Appends the complete response to an admin request about the generation gen serves: GET
+ * /metrics, GET /healthz, else 404, or
  * 405 with Allow; with `Connection: close` when *close is set. Returns the status sent. When
  * memory runs out it sends a 503 and sets *close; when there is not even room for that, it
  * appends nothing, sets *close and returns -1. Whenever *close is set on return the caller
  * closes the connection after flushing out. */
-int admin_respond(struct evbuffer *out, const struct h1_request *req, bool *close);
+int admin_respond(struct evbuffer *out, const struct h1_request *req, bool *close,
+                  const struct generation *gen);
 
 #endif

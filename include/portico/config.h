@@ -1,11 +1,13 @@
 /*
  * config.h — Portico's configuration, loaded from one INI file.
  *
- * Loading is two passes: the inih handler looks each key up in a table and stores it (strings
- * copied, numbers parsed strictly), then a validation pass fills defaults and resolves
- * cross-references. Every problem is reported as "FILE:LINE: message"; loading never stops at
- * the first one, so `portico -t` lists them all. A loaded config is immutable and shared by the
- * worker threads; what changes while serving lives in its generation (generation.h).
+ * Loading is two passes: the inih handler looks each key up in a table whose rows carry the
+ * key's setter and bounds (strings copied, numbers parsed strictly, every duration and size
+ * capped), then a validation pass fills defaults, resolves cross-references and opens the files
+ * the config names. Every problem is reported as "FILE:LINE: message"; loading never stops at
+ * the first one, so `portico -t` lists them all, and an allocation failure is one more such
+ * problem, never an abort. A loaded config is immutable and shared by the worker threads; what
+ * changes while serving lives in its generation (generation.h).
  */
 #ifndef PORTICO_CONFIG_H
 #define PORTICO_CONFIG_H
@@ -16,14 +18,36 @@
 #include <sys/socket.h>
 
 #include "portico/failure.h"
+#include "portico/log.h"
 
 #define CFG_MAX_LISTEN 16
 #define CFG_MAX_WORKERS 256
 #define CFG_MAX_ORIGINS 32
 #define CFG_MAX_HINTS 16
+#define CFG_MAX_LINE 8192 /* bytes of one INI line, newline excluded */
+#define CFG_MAX_DURATION_MS (UINT64_C(7) * 24 * 3600 * 1000) /* every duration: 7 days at most */
 
 /* Name of a timer's config key ("connect_timeout"). */
 const char *timer_name(enum timer_kind t);
+
+/* The closed sets of values a key can take: id and the name written in the INI (log.h has
+ * access_log_format's and log_level's). */
+#define EXPECT_LIST(X)                                                                             \
+    X(EXPECT_RELAY, "relay")                                                                       \
+    X(EXPECT_SYNTHESIZE, "synthesize")                                                             \
+    X(EXPECT_IGNORE, "ignore")
+
+#define ERROR_DETAIL_LIST(X)                                                                       \
+    X(ERROR_DETAIL_FULL, "full")                                                                   \
+    X(ERROR_DETAIL_MINIMAL, "minimal")
+
+#define CFG_ENUM_ID(id, name) id,
+
+/* `expect`: what a route does with Expect: 100-continue. */
+enum expect_mode { EXPECT_LIST(CFG_ENUM_ID) };
+
+/* `error_detail`: what error responses tell the client about the upstream side. */
+enum error_detail { ERROR_DETAIL_LIST(CFG_ENUM_ID) };
 
 struct listen_conf {
     struct sockaddr_storage addr; /* numeric address to bind */
@@ -49,10 +73,10 @@ struct upstream_conf {
     int norigins;
     uint64_t keepalive;                    /* idle pooled connections kept per worker */
     uint64_t keepalive_timeout_ms;
+    uint64_t settle_ms;                    /* a released connection waits this long before
+                                              another client may take it (upstream.c) */
     uint64_t timers_ms[TIMER_COUNT];       /* resolved: [proxy] default unless overridden */
-    bool timer_set[TIMER_COUNT];           /* parse-time: set in this section */
-    bool interim_resets_timer;
-    int interim_resets_timer_set;          /* parse-time: -1 unset */
+    bool interim_resets_timer;             /* resolved like the timers */
     uint64_t max_fails;                    /* passive health: failures before marked down; 0 off */
     uint64_t fail_timeout_ms;              /* how long a marked-down origin stays down */
     bool tls;                              /* connect to origins with TLS */
@@ -62,12 +86,6 @@ struct upstream_conf {
     char *client_cert;
     char *client_key;
     void *ssl_ctx;                         /* SSL_CTX *, built at load time when tls */
-};
-
-enum expect_mode {
-    EXPECT_RELAY,
-    EXPECT_SYNTHESIZE,
-    EXPECT_IGNORE,
 };
 
 struct route_conf {
@@ -84,6 +102,7 @@ struct route_conf {
     int nhints;
     bool early_hints_learn;
     uint64_t early_hints_cache;            /* LRU entries for learned hints */
+    bool server_timing;                    /* Server-Timing on proxied responses too */
 };
 
 struct config {
@@ -109,7 +128,11 @@ struct config {
     void *server_ssl_ctx;                  /* SSL_CTX * for `listen ... tls` */
     bool proxy_status;                     /* Proxy-Status on proxied responses too */
     char *error_page_dir;
-    char *access_log;                      /* path, "stderr", "stdout" or "off" */
+    char *access_log;                      /* absolute path, "stderr", "stdout" or "off" */
+    enum log_format access_log_format;     /* log.h */
+    char *error_log;                       /* absolute path, "stderr" or "stdout" */
+    enum log_level log_level;              /* least severe message error_log keeps (log.h) */
+    enum error_detail error_detail;        /* minimal: no origin, upstream or detail to clients */
     char *admin_listen_text;               /* "127.0.0.1:9901" or NULL */
     struct sockaddr_storage admin_addr;
     socklen_t admin_addrlen;
@@ -122,7 +145,9 @@ struct config {
 
 /*
  * Loads and validates `path`. Returns the config, or NULL after printing every problem as
- * "FILE:LINE: message" to `errors`. *nerrors (if not NULL) receives the count.
+ * "FILE:LINE: message" to `errors` (control bytes escaped as \xNN); an allocation failure is
+ * reported as "FILE:LINE: out of memory" and frees everything. *nerrors (if not NULL) receives
+ * the count.
  */
 struct config *cfg_load(const char *path, FILE *errors, int *nerrors);
 
@@ -133,13 +158,5 @@ struct config *cfg_load_string(const char *text, const char *name, const char *d
 
 /* Frees a config and everything it owns (SSL contexts included). NULL is fine. */
 void cfg_free(struct config *cfg);
-
-/*
- * The route for a request: longest matching prefix among routes whose host matches (exact
- * hosts before wildcards before host-less routes at equal prefix length). host is the Host field
- * value (port stripped by the function), may be NULL. Returns the route, or NULL for no match.
- */
-const struct route_conf *cfg_route(const struct config *cfg, const char *host, size_t host_len,
-                                   const char *path, size_t path_len);
 
 #endif

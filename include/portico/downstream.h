@@ -61,7 +61,9 @@ struct downstream_ops {
     /* The client may send its request body now (after 100 Continue, or once connected); read
      * deadline: body_timeout_ms without a byte (0: none). */
     void (*request_wait)(void *ds, uint64_t body_timeout_ms);
-    /* The exchange is over and freed. */
+    /* The exchange is over, counted, logged and freed; the downstream sends what is still
+     * queued (the last bytes of a response wait for this, so that a client that has the whole
+     * response can count on the metrics and the log having it). */
     void (*done)(void *ds, enum exchange_end end);
 };
 

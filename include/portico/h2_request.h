@@ -57,6 +57,10 @@ void h2_request_free(struct h2_request *r);
 int h2_request_field(struct h2_request *r, const char *name, size_t name_len, const char *value,
                      size_t value_len);
 
+/* The :method and :path seen so far (for the log of a refused request); NULL spans when absent. */
+void h2_request_line(const struct h2_request *r, const char **method, size_t *method_len,
+                     const char **path, size_t *path_len);
+
 /* Completes the head after the last field. Returns 0 with *head (malloc'd, the caller frees it)
  * and *head_len set to an HTTP/1.1 request head ending in CRLF CRLF; 431 when it is larger than
  * the limit (nothing allocated); -1 when malformed (r->error). */

@@ -27,6 +27,8 @@ struct fwd_request {
     const char *client_host;     /* the host the client addressed (X-Forwarded-Host), or NULL */
     size_t client_host_len;
     bool keep_expect;            /* forward Expect: 100-continue (relay mode) */
+    const char *traceparent;     /* our traceparent (the client's is replaced), or NULL */
+    bool drop_tracestate;        /* a new trace was started: the client's tracestate goes */
     enum h1_framing framing;     /* body framing on the upstream side: NONE, LENGTH or CHUNKED */
     uint64_t content_length;
 };

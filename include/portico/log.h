@@ -100,13 +100,6 @@ struct access_record {
     bool aborted;                      /* failure after the response head was forwarded */
     bool reused;                       /* sent on a pooled connection */
     bool retried;                      /* resent on a fresh connection after a stale pooled one */
-
-    /* Transitional, for the callers of before issue 9; removed when the exchange fills the
-     * fields above. Used only when proto / timings are unset. */
-    int minor;                         /* client HTTP/1.<minor> */
-    double duration_ms;                /* the total */
-    const char *timing;                /* "dns:0.3,connect:1.2" (text format only) */
-    const char *interim;               /* "103,100,102" */
 };
 
 /* ---- names ---- */
@@ -168,9 +161,6 @@ size_t log_buffer_pending(const struct log_buffer *lb);
 
 /* Flushes and frees. NULL is a no-op. */
 void log_buffer_free(struct log_buffer *lb);
-
-/* Transitional: formats (text) and writes one line at once. Replaced by log_buffer_append. */
-void log_access(const struct access_record *r);
 
 /* ---- the error log ---- */
 

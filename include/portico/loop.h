@@ -14,12 +14,15 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "portico/trace.h"
+
 struct event_base;
 struct evdns_base;
 struct config;
 struct generation;
 struct metrics;
 struct upstream_pools;
+struct log_buffer;
 struct client;
 
 TAILQ_HEAD(client_list, client);
@@ -43,6 +46,8 @@ struct loop {
     const struct config *cfg;          /* borrowed: gen's configuration */
     struct generation *gen;            /* borrowed: outlives the worker */
     struct metrics *metrics;           /* this thread's shard, owned by the worker */
+    struct log_buffer *log;            /* this thread's access-log buffer, owned by the worker */
+    struct trace_rng rng;              /* trace and span ids */
     struct upstream_pools *pools;      /* idle origin connections (upstream.c) */
     enum loop_state state;             /* changed by the worker only */
     int id;                            /* worker index, part of request ids */

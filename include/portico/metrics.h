@@ -66,16 +66,7 @@ enum metric_id {
 #define X(id, name, help) id,
     METRIC_LIST(X)
 #undef X
-    METRIC_COUNT,
-    /* Transitional: today's interim counts, for the call sites of before issue 9. Each maps to
-     * portico_interim_responses_total where the code is known (100, 102, 103 synthesized);
-     * relayed and dropped ones, without their code, only to the totals of the old names.
-     * Removed once the exchange calls metrics_interim. */
-    M_CONTINUE_SENT = METRIC_COUNT,
-    M_PROCESSING_SENT,
-    M_EARLY_HINTS_SENT,
-    M_INTERIM_RELAYED,
-    M_INTERIM_DROPPED,
+    METRIC_COUNT
 };
 
 /* Directions of portico_interim_responses_total. */
@@ -150,7 +141,6 @@ enum reload_result {
 /* The part of a shard the inline writers use; the labelled series follow it (metrics.c). */
 struct metrics {
     _Atomic uint64_t counters[METRIC_COUNT];
-    _Atomic int64_t active_connections;        /* transitional: client.c's open connections */
 };
 
 /* The names a shard's series are labelled with, from its configuration. Indices into these
@@ -194,8 +184,6 @@ struct metrics_scrape {
  * out of memory. */
 struct metrics *metrics_shard_create(const struct metrics_labels *labels);
 
-/* Transitional: metrics_shard_create(NULL), for today's worker.c. */
-struct metrics *metrics_shard_new(void);
 
 /* A worker is gone (its threads joined): folds its counts into the process totals and frees
  * its shard, so that reloads do not pile up shards. NULL is a no-op. */
@@ -221,23 +209,13 @@ void metrics_fault(struct metrics *m, int fault, enum fault_action action);
  * closed). A connection is counted on the shard of the worker that owns it. */
 void metrics_conn_add(struct metrics *m, enum conn_side side, enum conn_state state, int delta);
 
-/* Out of line part of metrics_add for the transitional ids. */
-void metrics_add_legacy(struct metrics *m, enum metric_id id, uint64_t n);
 
 /* Adds n to a plain counter of shard m. */
 static inline void metrics_add(struct metrics *m, enum metric_id id, uint64_t n)
 {
-    if (id >= METRIC_COUNT) {
-        metrics_add_legacy(m, id, n);
-        return;
-    }
     uint64_t v = atomic_load_explicit(&m->counters[id], memory_order_relaxed);
     atomic_store_explicit(&m->counters[id], v + n, memory_order_relaxed);
 }
-
-/* Transitional: a response without route, upstream or timings. Replaced by
- * metrics_request_done. */
-void metrics_response(struct metrics *m, int status, enum failure_type failure);
 
 /* ---- process-wide (the main thread) ---- */
 

@@ -9,18 +9,26 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct upstream_conf;
 struct ssl_st;
 
+/* Why a context could not be built, and which of the files passed in is at fault, so that the
+ * caller can point at the line that named it. */
+struct tls_error {
+    const char *file;             /* borrowed: one of the path arguments, NULL for none */
+    char text[256];               /* the reason, without the file name */
+};
+
 /* Server context for `listen ... tls`: TLS 1.2+, ALPN h2 and http/1.1. NULL with err filled. */
-void *tls_server_ctx(const char *cert_file, const char *key_file, char *err, size_t errsz);
+void *tls_server_ctx(const char *cert_file, const char *key_file, struct tls_error *err);
 
 /* Whether ALPN offers h2 on a server context (`http2 = off` turns it off). */
 void tls_server_http2(void *ctx, bool on);
 
-/* Client context for an upstream: TLS 1.2+, verification per up->verify against up->ca_file or
- * the system store, optional client certificate. NULL with err filled. */
-void *tls_client_ctx(const struct upstream_conf *up, char *err, size_t errsz);
+/* Client context towards origins: TLS 1.2+; with `verify`, peers are checked against ca_file
+ * (NULL: the system store); cert_file/key_file (both or neither) are a client certificate.
+ * NULL with err filled. */
+void *tls_client_ctx(bool verify, const char *ca_file, const char *cert_file,
+                     const char *key_file, struct tls_error *err);
 
 /* New SSL for a connection to `host` (SNI unless host is a literal address; certificate name or
  * IP checked when verifying). sni overrides the name sent and checked. NULL on failure. */

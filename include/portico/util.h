@@ -21,10 +21,12 @@ uint64_t now_us(void);
 uint64_t wall_ms(void);
 
 /* Parses a duration: "250ms", "2s", "1m", "1h", or a bare number of seconds ("30"), into
- * milliseconds. Returns 0, or -1 for anything else (sign, spaces, overflow, unknown unit). */
+ * milliseconds. Returns 0, or -1 for anything else (sign, spaces, unknown unit). A duration too
+ * long for 64 bits is UINT64_MAX, never a wrapped value: callers check it against their maximum. */
 int parse_duration_ms(const char *s, uint64_t *out_ms);
 
-/* Parses a size: "512", "16k", "8m", "1g" (powers of 1024, case-insensitive). 0 or -1. */
+/* Parses a size: "512", "16k", "8m", "1g", "1t" (powers of 1024, case-insensitive). 0 or -1;
+ * saturates at UINT64_MAX like parse_duration_ms. */
 int parse_size(const char *s, uint64_t *out);
 
 /* Parses a boolean: on/off, yes/no, true/false, 1/0. 0 or -1. */
@@ -32,6 +34,13 @@ int parse_bool(const char *s, bool *out);
 
 /* Parses a decimal integer in [min, max], no sign, no spaces. 0 or -1. */
 int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Parses the decimal span s[0..len) in [min, max]: digits only, no overflow. 0 or -1. */
+int parse_uint_span(const char *s, size_t len, uint64_t min, uint64_t max, uint64_t *out);
+
+/* The current time as an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") for Date fields,
+ * formatted at most once per second per thread (the string is the thread's own). */
+const char *http_date_now(void);
 
 /* Case-insensitive equality of a span with a NUL-terminated string. */
 bool span_ieq(const char *p, size_t n, const char *s);
@@ -51,12 +60,6 @@ char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz);
  * "app.example"; "[::1]:80" → "[::1]"), NUL-terminated into buf. Returns its length, 0 when
  * empty or too long for buf. */
 size_t host_key(const char *host, size_t len, char *buf, size_t bufsz);
-
-/* Duplicates a string or aborts: allocation failure at config time is fatal. */
-char *xstrdup(const char *s);
-
-/* calloc that aborts on failure (used for small fixed-size structs). */
-void *xcalloc(size_t n, size_t size);
 
 /* Appends into a fixed buffer (snprintf semantics, never overflows); returns new length. */
 size_t buf_appendf(char *buf, size_t size, size_t len, const char *fmt, ...)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "portico/config.h"
+#include "portico/route.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -27,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int i = 0; i < cfg->nupstreams; i++)
             if (cfg->upstreams[i].norigins < 1)
                 abort();
-        cfg_route(cfg, "a.example", 9, "/x", 2);
+        route_match(cfg, "a.example", 9, "/x", 2);
         cfg_free(cfg);
     } else if (nerrors == 0) {
         abort(); /* refused without saying why */

@@ -57,7 +57,7 @@ PX_HELPER struct harness *px_start(const char *proxy_extra, const char *rest_fmt
                                           "[proxy]\n"
                                           "listen = 127.0.0.1:{{port:listen}}\n"
                                           "workers = 1\n"
-                                          "access_log = {{dir}}/access.log\n"
+                                          "access_log = {{dir}}/access.log\naccess_log_format = text\n"
                                           "%s\n%s",
                                           proxy_extra ? proxy_extra : "", rest),
                      0);
@@ -70,6 +70,13 @@ PX_HELPER struct harness *px_start(const char *proxy_extra, const char *rest_fmt
 PX_HELPER struct harness *px_start_origin(uint16_t port, const char *proxy_extra)
 {
     return px_start(proxy_extra, "[upstream u]\norigin = 127.0.0.1:%u\n", port);
+}
+
+/* The same, with an origin connection reused at once by whichever request comes next
+ * (settle_time = 0): for tests about pooling itself, not about stray origin bytes. */
+PX_HELPER struct harness *px_start_origin_pooled(uint16_t port, const char *proxy_extra)
+{
+    return px_start(proxy_extra, "[upstream u]\norigin = 127.0.0.1:%u\nsettle_time = 0\n", port);
 }
 
 /* The line of <dir>/access.log that contains needle (waited for, bounded), malloc'd without

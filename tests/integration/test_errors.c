@@ -70,7 +70,7 @@ static struct harness *start(const char *proxy, const char *errors)
                              "[proxy]\n"
                              "listen = 127.0.0.1:{{port:listen}}\n"
                              "admin_listen = 127.0.0.1:{{port:admin}}\n"
-                             "access_log = {{dir}}/access.log\n"
+                             "access_log = {{dir}}/access.log\naccess_log_format = text\n"
                              "%s"
                              "[errors]\n%s"
                              "%s",

@@ -93,7 +93,7 @@ static void portico_up(const char *upstream_extra)
                                           "[proxy]\n"
                                           "listen = 127.0.0.1:{{port:listen}}\n"
                                           "admin_listen = 127.0.0.1:{{port:admin}}\n"
-                                          "access_log = {{dir}}/access.log\n"
+                                          "access_log = {{dir}}/access.log\naccess_log_format = text\n"
                                           "workers = 2\n"
                                           "max_body_size = 1m\n"
                                           "[upstream u]\n"

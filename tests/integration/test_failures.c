@@ -582,7 +582,7 @@ static char *build_config(enum profile p)
             "[proxy]\n"
             "listen = 127.0.0.1:{{port:listen}}\n"
             "admin_listen = 127.0.0.1:{{port:admin}}\n"
-            "access_log = {{dir}}/access.log\n"
+            "access_log = {{dir}}/access.log\naccess_log_format = text\n"
             "workers = 2\n"
             "error_profile = %s\n"
             "resolver = 127.0.0.1:%u\n"
@@ -947,7 +947,7 @@ static void test_after_head(void **state)
     assert_non_null(h);
     assert_non_null(f);
     fprintf(f, "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
-               "admin_listen = 127.0.0.1:{{port:admin}}\naccess_log = {{dir}}/access.log\n"
+               "admin_listen = 127.0.0.1:{{port:admin}}\naccess_log = {{dir}}/access.log\naccess_log_format = text\n"
                "read_timeout = 2s\n");
     for (size_t i = 0; i < NAFTER; i++) {
         struct fake_origin_opts o = {.kind = FO_SCRIPT, .script = after_rows[i].script};

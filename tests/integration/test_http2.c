@@ -139,11 +139,11 @@ static void test_alpn_both_protocols(void **state)
     assert_non_null(head);
     assert_true(tu_contains(head, "GET /two HTTP/1.1\r\nHost: localhost:"));
     free(head);
-    char *line = px_log_line(h, "target=\"/two\"");
-    assert_true(tu_contains(line, "proto=HTTP/2.0 status=200"));
+    char *line = px_log_line(h, "\"path\":\"/two\"");
+    assert_true(tu_contains(line, "\"proto\":\"HTTP/2.0\",\"status\":200,"));
     free(line);
-    line = px_log_line(h, "target=\"/one\"");
-    assert_true(tu_contains(line, "proto=HTTP/1.1 status=200"));
+    line = px_log_line(h, "\"path\":\"/one\"");
+    assert_true(tu_contains(line, "\"proto\":\"HTTP/1.1\",\"status\":200,"));
     free(line);
     assert_int_equal(metric(h, "portico_http2_connections_total"), 1);
     px_stop(h);
@@ -187,8 +187,8 @@ static void test_interim_headers_in_order(void **state)
     }
     assert_true(tu_contains(r.out, "recv DATA frame <length=4, flags=0x01"));
     tu_cmd_result_free(&r);
-    char *line = px_log_line(h, "target=\"/page\"");
-    assert_true(tu_contains(line, "interim=103,103,102"));
+    char *line = px_log_line(h, "\"path\":\"/page\"");
+    assert_true(tu_contains(line, "\"interim\":[103,103,102]"));
     free(line);
     px_stop(h);
     fake_origin_stop(o);
@@ -280,8 +280,8 @@ static void test_uploads(void **state)
     free(cl);
     free(te);
     free(want);
-    char *line = px_log_line(h, "target=\"/up2\"");
-    assert_true(tu_contains(line, "proto=HTTP/2.0 status=200"));
+    char *line = px_log_line(h, "\"path\":\"/up2\"");
+    assert_true(tu_contains(line, "\"proto\":\"HTTP/2.0\",\"status\":200,"));
     free(line);
     px_stop(h);
     fake_origin_stop(o);
@@ -419,9 +419,9 @@ static void test_abort_after_head_resets_stream(void **state)
     assert_int_equal(rc, 92); /* CURLE_HTTP2_STREAM */
     assert_true(tu_contains(r.err, "INTERNAL_ERROR"));
     tu_cmd_result_free(&r);
-    char *line = px_log_line(h, "target=\"/cut\"");
-    assert_true(tu_contains(line, "proto=HTTP/2.0 status=200"));
-    assert_true(tu_contains(line, "aborted=after_head") || tu_contains(line, "aborted"));
+    char *line = px_log_line(h, "\"path\":\"/cut\"");
+    assert_true(tu_contains(line, "\"proto\":\"HTTP/2.0\",\"status\":200,"));
+    assert_true(tu_contains(line, "\"aborted\":true"));
     free(line);
     px_stop(h);
     fake_origin_stop(o);

@@ -73,7 +73,7 @@ static struct harness *portico_up(uint16_t origin, const char *proxy, const char
                                           "[proxy]\n"
                                           "listen = 127.0.0.1:{{port:listen}}\n"
                                           "admin_listen = 127.0.0.1:{{port:admin}}\n"
-                                          "access_log = {{dir}}/access.log\n"
+                                          "access_log = {{dir}}/access.log\naccess_log_format = text\n"
                                           "workers = 2\n"
                                           "%s"
                                           "[upstream u]\n"

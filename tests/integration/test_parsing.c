@@ -38,7 +38,7 @@ static void bench_start(struct bench *b, const char *proxy_extra)
 {
     b->o = fake_origin_start_kind(FO_OK);
     assert_non_null(b->o);
-    b->h = px_start_origin(fake_origin_port(b->o), proxy_extra);
+    b->h = px_start_origin_pooled(fake_origin_port(b->o), proxy_extra);
     b->markers = 0;
     b->connections = 0;
 }
@@ -232,8 +232,8 @@ static void test_bad_requests(void **state)
         bench_marker(&b, !row->body);
     }
     /* each refusal is in the access log with its status */
-    assert_true(harness_file_contains(b.h, "access.log", "status=505"));
-    assert_true(harness_file_contains(b.h, "access.log", "status=413"));
+    assert_int_equal(harness_wait_file(b.h, "access.log", "status=505", PX_IO_MS), 0);
+    assert_int_equal(harness_wait_file(b.h, "access.log", "status=413", PX_IO_MS), 0);
     bench_stop(&b);
 }
 

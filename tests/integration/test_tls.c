@@ -78,7 +78,7 @@ static const struct {
     {"verify_off", O_SELF, "tls = on\nverify = off\n"},
     /* verify = on (the default) refuses it */
     {"verify_on", O_SELF, "tls = on\nca_file = {{certs}}/ca.pem\n"},
-    {"pool", O_POOL, "tls = on\nca_file = {{certs}}/ca.pem\nkeepalive = 8\n"},
+    {"pool", O_POOL, "tls = on\nca_file = {{certs}}/ca.pem\nkeepalive = 8\nsettle_time = 0\n"},
     {"mtls", O_MTLS, "tls = on\nca_file = {{certs}}/ca.pem\n"
                      "client_cert = {{certs}}/client.pem\nclient_key = {{certs}}/client.key\n"},
     /* the origin wants a client certificate and gets none */
@@ -128,7 +128,7 @@ static int setup(void **state)
                "tls_cert = {{certs}}/server.pem\n"
                "tls_key = {{certs}}/server.key\n"
                "admin_listen = 127.0.0.1:{{port:admin}}\n"
-               "access_log = {{dir}}/access.log\n"
+               "access_log = {{dir}}/access.log\naccess_log_format = text\n"
                "workers = 1\n"
                "tls_timeout = 2s\nfirst_byte_timeout = 2s\n");
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)

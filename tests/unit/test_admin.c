@@ -18,10 +18,31 @@
 
 #include "alloc_fail.h"
 #include "portico/admin.h"
+#include "portico/config.h"
+#include "portico/generation.h"
 #include "portico/http1.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_ALLOCS 256 /* an admin answer makes fewer allocations than this */
+
+/* The configuration the admin endpoint reports on (its origins' health in /metrics). */
+static struct generation *gen;
+
+static int gen_setup(void **state)
+{
+    (void)state;
+    struct config *cfg = cfg_load_string("[upstream u]\norigin = 127.0.0.1:1\n", "admin.ini",
+                                         NULL, stderr, NULL);
+    gen = cfg ? generation_new(cfg, 1) : NULL;
+    return gen ? 0 : -1;
+}
+
+static int gen_teardown(void **state)
+{
+    (void)state;
+    generation_free(gen);
+    return 0;
+}
 
 static const char fallback[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
                                "Connection: close\r\n\r\n";
@@ -107,7 +128,7 @@ static void test_endpoints(void **state)
             assert_non_null(out);
             print_message("%s%s\n", rows[i].why, close ? ", closing" : "");
             parse_request(rows[i].request, &req);
-            assert_int_equal(admin_respond(out, &req, &close), rows[i].status);
+            assert_int_equal(admin_respond(out, &req, &close, gen), rows[i].status);
             assert_int_equal(close, c == 1); /* as asked: nothing failed */
             check_response(&rows[i], out, close);
             evbuffer_free(out);
@@ -134,7 +155,7 @@ static void test_allocation_failures(void **state)
             assert_non_null(out);
             parse_request(rows[i].request, &req);
             alloc_fail_at(n);
-            status = admin_respond(out, &req, &close);
+            status = admin_respond(out, &req, &close, gen);
             done = alloc_fail_count <= n; /* the nth allocation never came */
             alloc_fail_at(-1);
             if (status == rows[i].status && !close) {
@@ -173,7 +194,7 @@ static void test_body_buffer_fails(void **state)
     assert_non_null(out);
     parse_request("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", &req);
     alloc_fail_at(1); /* 0: the reserved room, 1: the body buffer */
-    assert_int_equal(admin_respond(out, &req, &close), 503);
+    assert_int_equal(admin_respond(out, &req, &close, gen), 503);
     alloc_fail_at(-1);
     assert_true(close);
     evbuffer_copyout(out, got, sizeof(got) - 1);
@@ -192,7 +213,7 @@ static void test_nothing_allocates(void **state)
     assert_non_null(out);
     parse_request("GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n", &req);
     alloc_fail_all();
-    assert_int_equal(admin_respond(out, &req, &close), -1);
+    assert_int_equal(admin_respond(out, &req, &close, gen), -1);
     alloc_fail_at(-1);
     assert_true(close);
     assert_int_equal(evbuffer_get_length(out), 0);
@@ -209,5 +230,5 @@ int main(void)
     };
 
     alloc_fail_install(); /* before libevent allocates anything */
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, gen_setup, gen_teardown);
 }

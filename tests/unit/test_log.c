@@ -503,28 +503,6 @@ static void test_text_lines(void **state)
     (void)state;
     struct access_record ok = success_record(), failed = failure_record();
     failed.aborted = true;
-    /* the callers of before issue 9: minor, duration_ms, a timing and an interim string */
-    struct access_record legacy = {
-        .time_ms = T0,
-        .request_id = "5bc4ab41000000002",
-        .client = "127.0.0.1:42616",
-        .method = "GET",
-        .method_len = 3,
-        .target = "/silent",
-        .target_len = 7,
-        .minor = 1,
-        .status = 524,
-        .bytes_out = 291,
-        .duration_ms = 400.6,
-        .route = "b",
-        .upstream = "silent",
-        .origin = "127.0.0.1:18999",
-        .failure = FAIL_FIRST_BYTE_TIMEOUT,
-        .phase = PHASE_FIRST_BYTE,
-        .limit_ms = 400,
-        .timing = "connect:0.0,send:0.0,first_byte:400.5",
-        .interim = "102,102",
-    };
     static const struct {
         int which;
         const char *want;
@@ -554,28 +532,13 @@ static void test_text_lines(void **state)
          " proto=HTTP/1.1 status=499 bytes_out=0 bytes_in=0 route=r upstream=u origin=127.0.0.1:1"
          " reused=no attempts=1 phase=first_byte\n",
          "a 499 names the phase the client left in"},
-        {4,
-         "2025-11-25T00:28:50.248Z id=5bc4ab41000000002 client=127.0.0.1:42616 method=\"GET\""
-         " target=\"/silent\" proto=HTTP/1.1 status=524 bytes_out=291 bytes_in=0 dur_ms=400.600"
-         " route=b upstream=silent origin=127.0.0.1:18999 reused=no failure=first_byte_timeout"
-         " phase=first_byte limit_ms=400 interim=102,102"
-         " timing=connect:0.0,send:0.0,first_byte:400.5\n",
-         "transitional fields of today's callers"},
     };
-    const struct access_record *recs[] = {&ok, &failed, &empty_record, &client_gone, &legacy};
+    const struct access_record *recs[] = {&ok, &failed, &empty_record, &client_gone};
     for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
         const char *got = line_of(recs[rows[i].which], LOG_FORMAT_TEXT);
         if (strcmp(got, rows[i].want) != 0)
             fail_msg("%s:\n got %s\nwant %s", rows[i].why, got, rows[i].want);
     }
-    /* transitional fields in JSON: the protocol from minor, total from duration_ms, the list */
-    const char *j = line_of(&legacy, LOG_FORMAT_JSON);
-    assert_non_null(strstr(j, "\"proto\":\"HTTP/1.1\""));
-    assert_non_null(strstr(j, "\"interim\":[102,102]"));
-    assert_non_null(strstr(j, "\"timing_ms\":{\"total\":400.600}"));
-    legacy.interim = "1,2\"]";
-    j = line_of(&legacy, LOG_FORMAT_JSON);
-    assert_non_null(strstr(j, "\"interim\":[]"));
 }
 
 /* Every string field far too long and full of hostile bytes: the line is still one valid JSON
@@ -604,7 +567,7 @@ static void test_hostile_record(void **state)
             .interim_codes = many, .ninterim = ARRAY_LEN(many),
             .fault = junk, .user_agent = junk, .user_agent_len = sizeof(junk) - 1,
             .limit_ms = UINT64_MAX, .detail = junk, .aborted = true, .reused = true,
-            .retried = true, .timing = junk, .interim = junk,
+            .retried = true,
         };
         for (int p = 0; p < TIMING_COUNT; p++)
             timings_set(&r.timings, (enum timing_phase)p, UINT64_MAX);

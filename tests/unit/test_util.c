@@ -41,12 +41,15 @@ static const struct {
     {"1sec", 0, 0},                        /* unknown unit */
     {"1mss", 0, 0},                        /* trailing garbage */
     {"0x10", 0, 0},                        /* no hex */
-    {"18446744073709551615ms", 0, 0},      /* no room left for µs arithmetic */
-    {"18446744073709551616", 0, 0},        /* overflows uint64 */
-    {"18446744073710s", 0, 0},             /* ms * 1000 would overflow */
-    {"18446744073709s", 1, 18446744073709000ull}, /* the largest number of seconds accepted */
-    {"18446744073709551ms", 1, 18446744073709551ull}, /* the largest number of ms accepted */
-    {"18446744073709552ms", 0, 0},         /* one more: ms * 1000 would overflow */
+    /* too long for 64 bits: UINT64_MAX, never a wrapped value (callers cap durations) */
+    {"18446744073709551615ms", 1, UINT64_MAX},      /* UINT64_MAX itself */
+    {"18446744073709551616", 1, UINT64_MAX},        /* digits overflow: saturated */
+    {"18446744073710s", 1, 18446744073710000ull},   /* fits in ms */
+    {"18446744073709552s", 1, UINT64_MAX},          /* s * 1000 overflows: saturated */
+    {"99999999999999999999999999h", 1, UINT64_MAX}, /* far beyond */
+    {"5124095576030h", 1, 18446744073708000000ull}, /* the largest whole hours */
+    {"5124095576031h", 1, UINT64_MAX},              /* one more overflows: saturated */
+    {"99999999999999999999999999x", 0, 0},          /* saturation does not excuse a bad unit */
 };
 
 static void test_parse_duration(void **state)
@@ -82,8 +85,11 @@ static const struct {
     {"-1", 0, 0},                          /* no sign */
     {"1.5m", 0, 0},                        /* no fractions */
     {"1p", 0, 0},                          /* unknown unit */
-    {"17179869184g", 0, 0},                /* 2^34 g overflows uint64 */
-    {"99999999999999999999", 0, 0},        /* overflows before the unit */
+    {"1t", 1, 1ull << 40},                 /* tebibytes */
+    {"17179869183g", 1, 17179869183ull << 30}, /* the largest whole gibibytes */
+    {"17179869184g", 1, UINT64_MAX},       /* 2^34 g is 2^64: saturated, never wrapped */
+    {"99999999999999999999", 1, UINT64_MAX}, /* overflows before the unit: saturated */
+    {"99999999999999999999q", 0, 0},       /* saturation does not excuse a bad unit */
 };
 
 static void test_parse_size(void **state)
@@ -202,6 +208,48 @@ static const struct {
     {"a/b:80", NULL, 0, "invalid character in host"}, /* slash in host */
     {"[::1%eth0]:80", NULL, 0, "expected [ipv6]:port"}, /* zone ids are not supported */
 };
+
+/* The span version: digits only, no sign or blank, no overflow, bounds inclusive. */
+static void test_parse_uint_span(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        size_t len;           /* 0: strlen */
+        uint64_t min, max;
+        int rc;
+        uint64_t v;
+    } rows[] = {
+        {"404", 0, 0, 999, 0, 404},
+        {"4041", 3, 0, 999, 0, 404},                 /* only the span counts */
+        {"", 0, 0, 999, -1, 0},                      /* empty */
+        {"+1", 0, 0, 999, -1, 0},                    /* sign */
+        {" 1", 0, 0, 999, -1, 0},                    /* blank */
+        {"1000", 0, 0, 999, -1, 0},                  /* above max */
+        {"5", 0, 10, 20, -1, 0},                     /* below min */
+        {"18446744073709551615", 0, 0, UINT64_MAX, 0, UINT64_MAX},
+        {"18446744073709551616", 0, 0, UINT64_MAX, -1, 0}, /* overflow */
+    };
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        uint64_t v = 7;
+        size_t len = rows[i].len ? rows[i].len : strlen(rows[i].s);
+        assert_int_equal(parse_uint_span(rows[i].s, len, rows[i].min, rows[i].max, &v),
+                         rows[i].rc);
+        assert_true(rows[i].rc ? v == 7 : v == rows[i].v);
+    }
+}
+
+/* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT", 29 bytes, English names. */
+static void test_http_date(void **state)
+{
+    (void)state;
+    const char *d = http_date_now();
+    assert_int_equal(strlen(d), 29);
+    assert_true(strstr("Mon Tue Wed Thu Fri Sat Sun", (char[4]){d[0], d[1], d[2], 0}) != NULL);
+    assert_memory_equal(d + 3, ", ", 2);
+    assert_memory_equal(d + 25, " GMT", 4);
+    assert_ptr_equal(http_date_now(), d); /* the thread's own buffer */
+}
 
 static void test_split_host_port(void **state)
 {
@@ -340,6 +388,8 @@ int main(void)
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_bool),
         cmocka_unit_test(test_parse_uint),
+        cmocka_unit_test(test_parse_uint_span),
+        cmocka_unit_test(test_http_date),
         cmocka_unit_test(test_split_host_port),
         cmocka_unit_test(test_split_host_port_small_buffer),
         cmocka_unit_test(test_numeric_sockaddr),

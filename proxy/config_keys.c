@@ -1,0 +1,597 @@
+/*
+ * config_keys.c — the configuration schema, the twemproxy `conf_commands` way: one row per key
+ * with its setter and what the setter needs (field offset, bounds, accepted names), so adding a
+ * key is adding a row. The timer keys are generated from TIMER_LIST for [proxy] and [upstream]
+ * alike. Setters parse strictly, copy strings, resolve relative paths and cap every duration
+ * (CFG_MAX_DURATION_MS) and size; cross-references wait for the validation pass in config.c.
+ */
+#include "config_int.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "portico/failure.h"
+#include "portico/util.h"
+
+/* Name tables of the closed sets; a setter stores the index of the name it finds. */
+#define CFG_ENUM_NAME(id, name) [id] = name,
+static const char *const expect_names[] = {EXPECT_LIST(CFG_ENUM_NAME)};
+static const char *const profile_names[] = {PROFILE_LIST(CFG_ENUM_NAME)};
+static const char *const log_format_names[] = {LOG_FORMAT_LIST(CFG_ENUM_NAME)};
+static const char *const log_level_names[] = {LOG_LEVEL_LIST(CFG_ENUM_NAME)};
+static const char *const error_detail_names[] = {ERROR_DETAIL_LIST(CFG_ENUM_NAME)};
+#undef CFG_ENUM_NAME
+_Static_assert(sizeof(enum expect_mode) == sizeof(int) &&
+                   sizeof(enum error_profile) == sizeof(int) &&
+                   sizeof(enum log_format) == sizeof(int) &&
+                   sizeof(enum log_level) == sizeof(int) &&
+                   sizeof(enum error_detail) == sizeof(int),
+               "set_enum stores an int");
+
+/* Log targets that are not file paths (error messages cannot be switched off). */
+static const char *const access_log_names[] = {"stderr", "stdout", "off"};
+static const char *const error_log_names[] = {"stderr", "stdout"};
+
+/* ---- helpers shared with the loader ---- */
+
+void cfg_report(struct cfg_loader *ld, int line, const char *fmt, ...)
+{
+    va_list ap;
+    ld->nerrors++;
+    if (!ld->errors)
+        return;
+    char raw[PATH_MAX + 512];
+    int n = snprintf(raw, sizeof(raw), "%s:%d: ", ld->name, line);
+    if (n < 0 || (size_t)n >= sizeof(raw))
+        n = 0;
+    va_start(ap, fmt);
+    vsnprintf(raw + n, sizeof(raw) - (size_t)n, fmt, ap);
+    va_end(ap);
+    /* Names and values come from the file: a control byte is shown as \xNN, never sent raw to a
+     * terminal or a log. One line, one write: worker threads log to the same stderr while a
+     * reload loads. */
+    char text[sizeof(raw) + 2];
+    size_t len = 0;
+    for (const char *p = raw; *p && len + 5 < sizeof(text); p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c == 0x7f)
+            len += (size_t)snprintf(text + len, 5, "\\x%02x", c);
+        else
+            text[len++] = (char)c;
+    }
+    text[len++] = '\n';
+    text[len] = '\0';
+    fputs(text, ld->errors);
+}
+
+int cfg_out_of_memory(struct cfg_loader *ld)
+{
+    if (!ld->broken)
+        cfg_report(ld, ld->line, "out of memory");
+    ld->broken = true;
+    return -1;
+}
+
+char *cfg_copy_span(struct cfg_loader *ld, const char *s, size_t len)
+{
+    char *d = malloc(len + 1);
+    if (!d) {
+        cfg_out_of_memory(ld);
+        return NULL;
+    }
+    memcpy(d, s, len);
+    d[len] = '\0';
+    return d;
+}
+
+char *cfg_copy(struct cfg_loader *ld, const char *s)
+{
+    return cfg_copy_span(ld, s, strlen(s));
+}
+
+/* Replaces *slot with value (owned). 0, or -1 when value is NULL (out of memory, reported). */
+static int store_string(char **slot, char *value)
+{
+    if (!value)
+        return -1;
+    free(*slot);
+    *slot = value;
+    return 0;
+}
+
+/* Relative paths resolve against the directory of the INI file, not the working directory. */
+static char *resolve_path(struct cfg_loader *ld, const char *value)
+{
+    if (value[0] == '/')
+        return cfg_copy(ld, value);
+    size_t n = strlen(ld->cfg->dir) + 1 + strlen(value) + 1;
+    char *p = malloc(n);
+    if (!p) {
+        cfg_out_of_memory(ld);
+        return NULL;
+    }
+    snprintf(p, n, "%s/%s", ld->cfg->dir, value);
+    return p;
+}
+
+bool cfg_same_sockaddr(const struct sockaddr_storage *a, socklen_t alen,
+                       const struct sockaddr_storage *b, socklen_t blen)
+{
+    return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/* A duration as the largest unit that writes it whole ("168h", "1500ms"). */
+static const char *duration_text(uint64_t ms, char *buf, size_t size)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+    size_t i = 0;
+    while (i + 1 < ARRAY_LEN(units) && (ms == 0 || ms % units[i].ms != 0))
+        i++;
+    snprintf(buf, size, "%llu%s", (unsigned long long)(ms / units[i].ms), units[i].unit);
+    return buf;
+}
+
+/* ---- the key table: each row names its setter and what the setter needs ---- */
+
+#define FIELD(k, base, type) ((type *)(void *)((char *)(base) + (k)->offset))
+
+/* Parses a duration no longer than the key's maximum. */
+static int duration_value(struct cfg_loader *ld, const struct cfg_key *k, const char *value,
+                          uint64_t *ms)
+{
+    char max[32];
+    if (parse_duration_ms(value, ms) != 0) {
+        cfg_report(ld, ld->line, "%s: '%s' is not a duration (e.g. 250ms, 2s, 1m)", k->name, value);
+        return -1;
+    }
+    if (*ms > k->max) {
+        cfg_report(ld, ld->line, "%s: must be at most %s", k->name,
+                   duration_text(k->max, max, sizeof(max)));
+        return -1;
+    }
+    return 0;
+}
+
+static int set_duration(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                        const char *value)
+{
+    uint64_t v;
+    if (duration_value(ld, k, value, &v) != 0)
+        return -1;
+    if (v < k->min) {
+        cfg_report(ld, ld->line, "%s: must be at least %llums", k->name,
+                   (unsigned long long)k->min);
+        return -1;
+    }
+    *FIELD(k, base, uint64_t) = v;
+    return 0;
+}
+
+/* A timer below its minimum is 0, which only total_timeout takes (as "off"). */
+static int set_timer(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    uint64_t v;
+    if (duration_value(ld, k, value, &v) != 0)
+        return -1;
+    if (v < k->min) {
+        cfg_report(ld, ld->line, "%s: must be greater than 0 (only total_timeout can be 0 = off)",
+                   k->name);
+        return -1;
+    }
+    *FIELD(k, base, uint64_t) = v;
+    return 0;
+}
+
+static int set_size(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    uint64_t v;
+    if (parse_size(value, &v) != 0) {
+        cfg_report(ld, ld->line, "%s: '%s' is not a size (e.g. 512, 16k, 8m, 1g)", k->name, value);
+        return -1;
+    }
+    if (v < k->min || v > k->max) {
+        cfg_report(ld, ld->line, "%s: must be between %llu and %llu bytes", k->name,
+                   (unsigned long long)k->min, (unsigned long long)k->max);
+        return -1;
+    }
+    *FIELD(k, base, uint64_t) = v;
+    return 0;
+}
+
+static int uint_value(struct cfg_loader *ld, const struct cfg_key *k, const char *value,
+                      uint64_t *v)
+{
+    if (parse_uint(value, k->min, k->max, v) != 0) {
+        cfg_report(ld, ld->line, "%s: '%s' is not a whole number between %llu and %llu", k->name,
+                   value, (unsigned long long)k->min, (unsigned long long)k->max);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_uint(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    return uint_value(ld, k, value, FIELD(k, base, uint64_t));
+}
+
+static int set_int(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    uint64_t v;
+    if (uint_value(ld, k, value, &v) != 0)
+        return -1;
+    *FIELD(k, base, int) = (int)v; /* max fits: the rows of set_int keep it under INT_MAX */
+    return 0;
+}
+
+static int set_bool(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    if (parse_bool(value, FIELD(k, base, bool)) != 0) {
+        cfg_report(ld, ld->line, "%s: '%s' is not on/off", k->name, value);
+        return -1;
+    }
+    return 0;
+}
+
+/* Index of value in the key's names, or -1. */
+static int name_index(const struct cfg_key *k, const char *value)
+{
+    for (size_t i = 0; i < k->nnames; i++)
+        if (strcmp(value, k->names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int set_enum(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    int i = name_index(k, value);
+    if (i < 0) {
+        char list[256] = "";
+        size_t len = 0;
+        for (size_t n = 0; n < k->nnames; n++)
+            len = buf_appendf(list, sizeof(list), len, "%s%s", n ? ", " : "", k->names[n]);
+        cfg_report(ld, ld->line, "%s: '%s' is not one of %s", k->name, value, list);
+        return -1;
+    }
+    *FIELD(k, base, int) = i;
+    return 0;
+}
+
+static int set_string(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    if (!*value) {
+        cfg_report(ld, ld->line, "%s: empty value", k->name);
+        return -1;
+    }
+    return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
+}
+
+static int set_path(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    if (!*value) {
+        cfg_report(ld, ld->line, "%s: empty path", k->name);
+        return -1;
+    }
+    return store_string(FIELD(k, base, char *), resolve_path(ld, value));
+}
+
+/* A log target: one of the key's names as written, or a file path. */
+static int set_log(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    if (!*value) {
+        cfg_report(ld, ld->line, "%s: empty value", k->name);
+        return -1;
+    }
+    if (name_index(k, value) >= 0)
+        return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
+    if (strcmp(value, "off") == 0) { /* not a file named "off" in the INI's directory */
+        cfg_report(ld, ld->line, "%s: cannot be off (stderr, stdout or a file path)", k->name);
+        return -1;
+    }
+    return store_string(FIELD(k, base, char *), resolve_path(ld, value));
+}
+
+/* A numeric host:port (resolver, admin_listen) into sa. */
+static int numeric_host_port(struct cfg_loader *ld, const struct cfg_key *k, const char *value,
+                             struct sockaddr_storage *sa, socklen_t *salen)
+{
+    char host[256];
+    uint16_t port;
+    const char *why = NULL;
+    if (split_host_port(value, host, sizeof(host), &port, &why) != 0) {
+        cfg_report(ld, ld->line, "%s: '%s': %s", k->name, value, why);
+        return -1;
+    }
+    if (numeric_sockaddr(host, port, sa, salen) != 0) {
+        cfg_report(ld, ld->line, "%s: '%s' must be a numeric address and port", k->name, value);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_host_port(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                         const char *value)
+{
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    if (numeric_host_port(ld, k, value, &sa, &salen) != 0)
+        return -1;
+    return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
+}
+
+static int set_admin_listen(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                            const char *value)
+{
+    struct config *cfg = base;
+    if (numeric_host_port(ld, k, value, &cfg->admin_addr, &cfg->admin_addrlen) != 0)
+        return -1;
+    return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
+}
+
+static int set_listen(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    struct config *cfg = base;
+    char addr[300], host[256];
+    const char *why = NULL;
+    bool tls = false;
+    (void)k;
+    const char *sp = strpbrk(value, " \t");
+    size_t alen = sp ? (size_t)(sp - value) : strlen(value);
+    if (alen >= sizeof(addr)) {
+        cfg_report(ld, ld->line, "listen: address too long");
+        return -1;
+    }
+    memcpy(addr, value, alen);
+    addr[alen] = '\0';
+    if (sp) {
+        while (*sp == ' ' || *sp == '\t')
+            sp++;
+        if (strcmp(sp, "tls") != 0) {
+            cfg_report(ld, ld->line, "listen: unknown option '%s' (expected 'tls')", sp);
+            return -1;
+        }
+        tls = true;
+    }
+    uint16_t port;
+    if (split_host_port(addr, host, sizeof(host), &port, &why) != 0) {
+        cfg_report(ld, ld->line, "listen: '%s': %s", addr, why);
+        return -1;
+    }
+    if (cfg->nlisten >= CFG_MAX_LISTEN) {
+        cfg_report(ld, ld->line, "listen: at most %d listen addresses", CFG_MAX_LISTEN);
+        return -1;
+    }
+    struct listen_conf *l = &cfg->listens[cfg->nlisten];
+    if (numeric_sockaddr(host, port, &l->addr, &l->addrlen) != 0) {
+        cfg_report(ld, ld->line, "listen: '%s' is not a numeric IPv4 or [IPv6] address", host);
+        return -1;
+    }
+    /* Twice the same address would be two sockets splitting its connections between them. */
+    for (int i = 0; i < cfg->nlisten; i++) {
+        if (cfg_same_sockaddr(&cfg->listens[i].addr, cfg->listens[i].addrlen, &l->addr,
+                              l->addrlen)) {
+            cfg_report(ld, ld->line, "listen: %s is already a listen address", addr);
+            return -1;
+        }
+    }
+    l->tls = tls;
+    if (tls && !ld->tls_listen_line)
+        ld->tls_listen_line = ld->line;
+    snprintf(l->text, sizeof(l->text), "%s%s", addr, tls ? " tls" : "");
+    cfg->nlisten++;
+    return 0;
+}
+
+static int set_origin(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    struct upstream_conf *up = base;
+    (void)k;
+    if (up->norigins >= CFG_MAX_ORIGINS) {
+        cfg_report(ld, ld->line, "origin: at most %d origins per upstream", CFG_MAX_ORIGINS);
+        return -1;
+    }
+    struct origin_conf *o = &up->origins[up->norigins];
+    memset(o, 0, sizeof(*o));
+    if (strcmp(value, "sim") == 0) {
+        if (!(o->host = cfg_copy(ld, "127.0.0.1")))
+            return -1;
+        o->is_sim = true;
+        o->numeric = true;
+        snprintf(o->text, sizeof(o->text), "sim");
+        up->norigins++;
+        return 0;
+    }
+    char host[256];
+    const char *why = NULL;
+    if (split_host_port(value, host, sizeof(host), &o->port, &why) != 0) {
+        cfg_report(ld, ld->line, "origin: '%s': %s", value, why);
+        return -1;
+    }
+    if (!(o->host = cfg_copy(ld, host)))
+        return -1;
+    o->numeric = numeric_sockaddr(host, o->port, &o->addr, &o->addrlen) == 0;
+    snprintf(o->text, sizeof(o->text), "%s", value);
+    up->norigins++;
+    return 0;
+}
+
+static int set_hint(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    struct route_conf *r = base;
+    (void)k;
+    if (r->nhints >= CFG_MAX_HINTS) {
+        cfg_report(ld, ld->line, "early_hints: at most %d per route", CFG_MAX_HINTS);
+        return -1;
+    }
+    for (const char *p = value; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            cfg_report(ld, ld->line, "early_hints: control character in value");
+            return -1;
+        }
+    }
+    if (value[0] != '<') {
+        cfg_report(ld, ld->line, "early_hints: '%s' is not a Link value (</path>; rel=preload)",
+                   value);
+        return -1;
+    }
+    if (!(r->early_hints[r->nhints] = cfg_copy(ld, value)))
+        return -1;
+    r->nhints++;
+    return 0;
+}
+
+/* A route's host: exact or "*.domain", stored lowercase without the root dot. */
+static int set_host(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    size_t n = strlen(value);
+    while (n > 0 && value[n - 1] == '.') /* "example.com." is "example.com", as in route_match */
+        n--;
+    size_t i = n >= 2 && value[0] == '*' && value[1] == '.' ? 2 : 0;
+    if (i == n) {
+        cfg_report(ld, ld->line, "host: empty host name");
+        return -1;
+    }
+    for (; i < n; i++) {
+        if (!(isalnum((unsigned char)value[i]) || value[i] == '.' || value[i] == '-' ||
+              value[i] == '_')) {
+            cfg_report(ld, ld->line,
+                       "host: invalid character '%c' in '%s' (exact name or *.domain)", value[i],
+                       value);
+            return -1;
+        }
+    }
+    char *lower = cfg_copy_span(ld, value, n);
+    if (!lower)
+        return -1;
+    for (char *q = lower; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    return store_string(FIELD(k, base, char *), lower);
+}
+
+static int set_prefix(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    if (value[0] != '/') {
+        cfg_report(ld, ld->line, "prefix: '%s' must start with '/'", value);
+        return -1;
+    }
+    return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
+}
+
+#define CFG(f) offsetof(struct config, f)
+#define UPS(f) offsetof(struct upstream_conf, f)
+#define RTE(f) offsetof(struct route_conf, f)
+
+#define KEY(name, set, field) {name, set, field, 0, 0, NULL, 0, false}
+#define LIST(name, set) {name, set, 0, 0, 0, NULL, 0, true}
+#define NUMBER(name, set, field, min, max) {name, set, field, min, max, NULL, 0, false}
+#define DURATION(name, field, min)                                                                 \
+    {name, set_duration, field, min, CFG_MAX_DURATION_MS, NULL, 0, false}
+#define NAMED(name, set, field, names) {name, set, field, 0, 0, names, ARRAY_LEN(names), false}
+/* Timers are above 0, but total_timeout, for which 0 is off. */
+#define TIMER_MIN(id) ((id) == TIMER_TOTAL ? 0 : 1)
+#define PROXY_TIMER(id, name, def)                                                                 \
+    {name, set_timer, CFG(timers_ms[id]), TIMER_MIN(id), CFG_MAX_DURATION_MS, NULL, 0, false},
+#define UPSTREAM_TIMER(id, name, def)                                                              \
+    {name, set_timer, UPS(timers_ms[id]), TIMER_MIN(id), CFG_MAX_DURATION_MS, NULL, 0, false},
+
+static const struct cfg_key proxy_keys[] = {
+    LIST("listen", set_listen),
+    NUMBER("workers", set_int, CFG(workers), 1, CFG_MAX_WORKERS),
+    DURATION("client_header_timeout", CFG(client_header_timeout_ms), 1),
+    DURATION("client_body_timeout", CFG(client_body_timeout_ms), 1),
+    DURATION("client_send_timeout", CFG(client_send_timeout_ms), 1),
+    DURATION("keepalive_timeout", CFG(keepalive_timeout_ms), 0),
+    NUMBER("max_header_size", set_size, CFG(max_header_size), 1024, UINT64_C(1) << 20),
+    NUMBER("max_request_line", set_size, CFG(max_request_line), 256, UINT64_C(1) << 20),
+    NUMBER("max_body_size", set_size, CFG(max_body_size), 0, UINT64_C(1) << 40),
+    TIMER_LIST(PROXY_TIMER)
+    KEY("interim_resets_timer", set_bool, CFG(interim_resets_timer)),
+    NAMED("error_profile", set_enum, CFG(profile), profile_names),
+    KEY("resolver", set_host_port, CFG(resolver)),
+    KEY("tls_cert", set_path, CFG(tls_cert)),
+    KEY("tls_key", set_path, CFG(tls_key)),
+    KEY("proxy_status", set_bool, CFG(proxy_status)),
+    KEY("error_page_dir", set_path, CFG(error_page_dir)),
+    NAMED("access_log", set_log, CFG(access_log), access_log_names),
+    NAMED("access_log_format", set_enum, CFG(access_log_format), log_format_names),
+    NAMED("error_log", set_log, CFG(error_log), error_log_names),
+    NAMED("log_level", set_enum, CFG(log_level), log_level_names),
+    NAMED("error_detail", set_enum, CFG(error_detail), error_detail_names),
+    KEY("admin_listen", set_admin_listen, CFG(admin_listen_text)),
+};
+
+static const struct cfg_key upstream_keys[] = {
+    LIST("origin", set_origin),
+    NUMBER("keepalive", set_uint, UPS(keepalive), 0, 100000),
+    DURATION("keepalive_timeout", UPS(keepalive_timeout_ms), 1),
+    DURATION("settle_time", UPS(settle_ms), 0),
+    TIMER_LIST(UPSTREAM_TIMER)
+    KEY("interim_resets_timer", set_bool, UPS(interim_resets_timer)),
+    NUMBER("max_fails", set_uint, UPS(max_fails), 0, 1000000),
+    DURATION("fail_timeout", UPS(fail_timeout_ms), 1),
+    KEY("tls", set_bool, UPS(tls)),
+    KEY("verify", set_bool, UPS(verify)),
+    KEY("ca_file", set_path, UPS(ca_file)),
+    KEY("sni", set_string, UPS(sni)),
+    KEY("client_cert", set_path, UPS(client_cert)),
+    KEY("client_key", set_path, UPS(client_key)),
+};
+
+static const struct cfg_key route_keys[] = {
+    KEY("host", set_host, RTE(host)),
+    KEY("prefix", set_prefix, RTE(prefix)),
+    KEY("upstream", set_string, RTE(upstream_name)),
+    NAMED("expect", set_enum, RTE(expect), expect_names),
+    DURATION("continue_timeout", RTE(continue_timeout_ms), 0),
+    DURATION("processing_interval", RTE(processing_interval_ms), 0),
+    LIST("early_hints", set_hint),
+    KEY("early_hints_learn", set_bool, RTE(early_hints_learn)),
+    NUMBER("early_hints_cache", set_uint, RTE(early_hints_cache), 1, 1000000),
+    KEY("server_timing", set_bool, RTE(server_timing)),
+};
+
+_Static_assert(ARRAY_LEN(proxy_keys) <= CFG_MAX_SECTION_KEYS &&
+                   ARRAY_LEN(upstream_keys) <= CFG_MAX_SECTION_KEYS &&
+                   ARRAY_LEN(route_keys) <= CFG_MAX_SECTION_KEYS,
+               "struct cfg_key_lines is too small");
+
+/* The sections that have a key table. */
+static const struct {
+    const char *name;
+    const struct cfg_key *keys;
+    size_t nkeys;
+} section_tables[] = {
+    [CFG_SEC_PROXY] = {"proxy", proxy_keys, ARRAY_LEN(proxy_keys)},
+    [CFG_SEC_UPSTREAM] = {"upstream", upstream_keys, ARRAY_LEN(upstream_keys)},
+    [CFG_SEC_ROUTE] = {"route", route_keys, ARRAY_LEN(route_keys)},
+};
+
+const struct cfg_key *cfg_key_find(enum cfg_section sec, const char *name)
+{
+    for (size_t i = 0; i < section_tables[sec].nkeys; i++)
+        if (strcmp(section_tables[sec].keys[i].name, name) == 0)
+            return &section_tables[sec].keys[i];
+    return NULL;
+}
+
+int *cfg_key_slot(struct cfg_key_lines *lines, enum cfg_section sec, const struct cfg_key *k)
+{
+    return &lines->of[k - section_tables[sec].keys];
+}
+
+int cfg_key_line(const struct cfg_key_lines *lines, enum cfg_section sec, const char *name)
+{
+    const struct cfg_key *k = cfg_key_find(sec, name);
+    return k ? lines->of[k - section_tables[sec].keys] : 0;
+}
+
+const char *cfg_section_name(enum cfg_section sec)
+{
+    return section_tables[sec].name;
+}

@@ -1,0 +1,372 @@
+/*
+ * test_config_files.c — what the config names on disk (issue 10: `portico -t` opens it): TLS
+ * certificates, keys and CA files, error_page_dir, the access and error logs, each problem at
+ * the line of its key; relative paths; and config files that cfg_load_string cannot stand for:
+ * NUL bytes, a missing file, a directory.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "portico/config.h"
+#include "portico/util.h"
+
+#include "config_helpers.h"
+
+/* The temp directory of the group and what setup puts in it. */
+static char dir[64];
+
+static const char *const fixture_files[] = {"cert.pem", "key.pem", "key2.pem", "file",
+                                            "log.txt", "unreadable", "portico.ini"};
+static const char *const fixture_dirs[] = {"sub", "ro"};
+
+static void dir_path(char *buf, size_t size, const char *name)
+{
+    snprintf(buf, size, "%s/%s", dir, name);
+}
+
+static void write_file(const char *name, const char *bytes, size_t len, mode_t mode)
+{
+    char path[128];
+    dir_path(path, sizeof(path), name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, len, f), len);
+    fclose(f);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    char path[128];
+    snprintf(dir, sizeof(dir), "/tmp/portico-test-config-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    write_test_certs(dir);
+    write_file("file", "not a certificate\n", 18, 0644);
+    write_file("log.txt", "", 0, 0644);
+    write_file("unreadable", "", 0, 0);
+    for (size_t i = 0; i < ARRAY_LEN(fixture_dirs); i++) {
+        dir_path(path, sizeof(path), fixture_dirs[i]);
+        if (mkdir(path, 0755) != 0)
+            return -1;
+    }
+    dir_path(path, sizeof(path), "ro");
+    return chmod(path, 0555);
+}
+
+/* Removes exactly the fixtures: a file the checks created would leave the directory non-empty
+ * and fail the group. */
+static int group_teardown(void **state)
+{
+    (void)state;
+    char path[128];
+    for (size_t i = 0; i < ARRAY_LEN(fixture_files); i++) {
+        dir_path(path, sizeof(path), fixture_files[i]);
+        unlink(path);
+    }
+    for (size_t i = 0; i < ARRAY_LEN(fixture_dirs); i++) {
+        dir_path(path, sizeof(path), fixture_dirs[i]);
+        rmdir(path);
+    }
+    return rmdir(dir);
+}
+
+/* Copies tmpl into buf with every '@' replaced by the temp directory. */
+static const char *at_dir(const char *tmpl, char *buf, size_t size)
+{
+    size_t len = 0;
+    for (const char *p = tmpl; *p; p++)
+        len = *p == '@' ? buf_appendf(buf, size, len, "%s", dir)
+                        : buf_appendf(buf, size, len, "%c", *p);
+    assert_true(len < size - 1);
+    return buf;
+}
+
+/* Relative paths resolve against the INI directory; TLS contexts are built from them. */
+static void test_relative_paths_and_tls(void **state)
+{
+    (void)state;
+    char want[128];
+    static const char text[] = "[proxy]\n"
+                               "listen = 127.0.0.1:8443 tls\n"
+                               "listen = 127.0.0.1:8080\n"
+                               "tls_cert = cert.pem\n"
+                               "tls_key = key.pem\n"
+                               "error_page_dir = .\n"
+                               "access_log = access.log\n"
+                               "error_log = error.log\n"
+                               "[upstream app]\n"
+                               "origin = 127.0.0.1:3000\n"
+                               "tls = on\n"
+                               "ca_file = cert.pem\n"
+                               "sni = origin.test\n"
+                               "client_cert = cert.pem\n"
+                               "client_key = key.pem\n";
+    int n;
+    char *errors;
+    struct config *cfg = load(text, dir, &n, &errors);
+    if (!cfg)
+        fail_msg("refused: %s", errors);
+    free(errors);
+    dir_path(want, sizeof(want), "cert.pem");
+    assert_string_equal(cfg->tls_cert, want);
+    assert_string_equal(cfg->upstreams[0].ca_file, want);
+    assert_string_equal(cfg->upstreams[0].client_cert, want);
+    dir_path(want, sizeof(want), "key.pem");
+    assert_string_equal(cfg->tls_key, want);
+    assert_string_equal(cfg->upstreams[0].client_key, want);
+    dir_path(want, sizeof(want), ".");
+    assert_string_equal(cfg->error_page_dir, want);
+    dir_path(want, sizeof(want), "access.log");
+    assert_string_equal(cfg->access_log, want);
+    dir_path(want, sizeof(want), "error.log");
+    assert_string_equal(cfg->error_log, want);
+    assert_string_equal(cfg->upstreams[0].sni, "origin.test");
+    assert_true(cfg->listens[0].tls);
+    assert_false(cfg->listens[1].tls);
+    assert_non_null(cfg->server_ssl_ctx);
+    assert_non_null(cfg->upstreams[0].ssl_ctx);
+    cfg_free(cfg);
+
+    /* The same through cfg_load: the directory comes from the file's path. */
+    char path[128];
+    dir_path(path, sizeof(path), "portico.ini");
+    write_file("portico.ini", text, strlen(text), 0644);
+    cfg = cfg_load(path, stderr, &n);
+    assert_non_null(cfg);
+    assert_int_equal(n, 0);
+    dir_path(want, sizeof(want), "cert.pem");
+    assert_string_equal(cfg->tls_cert, want);
+    assert_string_equal(cfg->path, path);
+    assert_string_equal(cfg->dir, dir);
+    cfg_free(cfg);
+    /* checking the logs created neither */
+    dir_path(path, sizeof(path), "access.log");
+    assert_int_equal(access(path, F_OK), -1);
+    dir_path(path, sizeof(path), "error.log");
+    assert_int_equal(access(path, F_OK), -1);
+}
+
+#define TLS_LISTEN "[proxy]\nlisten = 127.0.0.1:8443 tls\n"
+#define TLS_UP "[upstream a]\norigin = 127.0.0.1:443\ntls = on\n"
+
+/* '@' stands for the temp directory in text and errors; no errors: the config loads. */
+struct file_row {
+    const char *why;
+    const char *text;
+    const char *errors[MAX_ERR];
+};
+
+static const struct file_row file_rows[] = {
+    {"error_page_dir that does not exist",
+     "[proxy]\nerror_page_dir = missing\n" UP,
+     {"test.ini:2: error_page_dir: @/missing: No such file or directory"}},
+    {"error_page_dir that is a file",
+     "[proxy]\nerror_page_dir = file\n" UP,
+     {"test.ini:2: error_page_dir: @/file: Not a directory"}},
+    {"error_page_dir that is a directory", "[proxy]\nerror_page_dir = sub\n" UP, {NULL}},
+    {"tls_cert and tls_key missing: each at its own line",
+     TLS_LISTEN "tls_cert = nocert.pem\ntls_key = nokey.pem\n" UP,
+     {"test.ini:3: tls_cert: @/nocert.pem: No such file or directory",
+      "test.ini:4: tls_key: @/nokey.pem: No such file or directory"}},
+    {"tls_cert that is a directory",
+     TLS_LISTEN "tls_cert = sub\ntls_key = key.pem\n" UP,
+     {"test.ini:3: tls_cert: @/sub: Is a directory"}},
+    {"tls_cert that is not a certificate: OpenSSL's reason",
+     TLS_LISTEN "tls_cert = file\ntls_key = key.pem\n" UP,
+     {"test.ini:3: tls_cert: @/file: ..."}},
+    {"tls_key of another certificate",
+     TLS_LISTEN "tls_cert = cert.pem\ntls_key = key2.pem\n" UP,
+     {"test.ini:4: tls_key: @/key2.pem: does not match @/cert.pem"}},
+    {"the key's own line, whichever comes first",
+     TLS_LISTEN "tls_key = key2.pem\ntls_cert = cert.pem\n" UP,
+     {"test.ini:3: tls_key: @/key2.pem: does not match @/cert.pem"}},
+    {"TLS files no listen uses are not opened", "[proxy]\ntls_cert = nocert.pem\n" UP, {NULL}},
+    {"ca_file that does not exist",
+     TLS_UP "ca_file = noca.pem\n",
+     {"test.ini:4: ca_file: @/noca.pem: No such file or directory"}},
+    {"ca_file that holds no certificate",
+     TLS_UP "ca_file = file\n",
+     {"test.ini:4: ca_file: @/file: ..."}},
+    {"ca_file is not used with verify = off", TLS_UP "verify = off\nca_file = noca.pem\n", {NULL}},
+    {"client_cert that does not exist",
+     TLS_UP "ca_file = cert.pem\nclient_cert = nocert.pem\nclient_key = key.pem\n",
+     {"test.ini:5: client_cert: @/nocert.pem: No such file or directory"}},
+    {"client_key of another certificate",
+     TLS_UP "ca_file = cert.pem\nclient_cert = cert.pem\nclient_key = key2.pem\n",
+     {"test.ini:6: client_key: @/key2.pem: does not match @/cert.pem"}},
+    {"client_cert without its key: said once, no file opened",
+     TLS_UP "verify = off\nclient_cert = c.pem\n",
+     {"test.ini:1: [upstream a]: client_cert and client_key go together"}},
+    {"access_log in a directory that does not exist",
+     "[proxy]\naccess_log = nodir/a.log\n" UP,
+     {"test.ini:2: access_log: @/nodir/a.log: No such file or directory"}},
+    {"access_log that is a directory",
+     "[proxy]\naccess_log = sub\n" UP,
+     {"test.ini:2: access_log: @/sub: Is a directory"}},
+    {"access_log under a file",
+     "[proxy]\naccess_log = file/a.log\n" UP,
+     {"test.ini:2: access_log: @/file/a.log: Not a directory"}},
+    {"access_log that exists", "[proxy]\naccess_log = log.txt\n" UP, {NULL}},
+    {"access_log to be created", "[proxy]\naccess_log = sub/new.log\n" UP, {NULL}},
+    {"access_log on a device: checked, never opened", "[proxy]\naccess_log = /dev/null\n" UP,
+     {NULL}},
+    {"error_log in the access log's file",
+     "[proxy]\naccess_log = a.log\nerror_log = a.log\n" UP,
+     {"test.ini:3: error_log: @/a.log is the access_log file"}},
+    {"the same file under another name",
+     "[proxy]\nerror_log = sub/../log.txt\naccess_log = log.txt\n" UP,
+     {"test.ini:2: error_log: @/sub/../log.txt is the access_log file"}},
+    {"access_log and error_log in two files", "[proxy]\naccess_log = a.log\nerror_log = e.log\n" UP,
+     {NULL}},
+    {"error_log is checked the same way",
+     "[proxy]\nerror_log = nodir/e.log\n" UP,
+     {"test.ini:2: error_log: @/nodir/e.log: No such file or directory"}},
+    {"every problem of a file at once, each at its line",
+     "[proxy]\nerror_log = file/e.log\nworkers = 1\naccess_log = nodir/a.log\n"
+     "error_page_dir = missing\n" UP,
+     {"test.ini:5: error_page_dir: @/missing: No such file or directory",
+      "test.ini:4: access_log: @/nodir/a.log: No such file or directory",
+      "test.ini:2: error_log: @/file/e.log: Not a directory"}},
+};
+
+/* Permissions: root is not held to them, so these rows only run for other users. */
+static const struct file_row permission_rows[] = {
+    {"access_log in a directory we cannot write to",
+     "[proxy]\naccess_log = ro/a.log\n" UP,
+     {"test.ini:2: access_log: @/ro/a.log: Permission denied"}},
+    {"tls_key we cannot read",
+     TLS_LISTEN "tls_cert = cert.pem\ntls_key = unreadable\n" UP,
+     {"test.ini:4: tls_key: @/unreadable: Permission denied"}},
+};
+
+static void check_file_rows(const struct file_row *rows, size_t nrows)
+{
+    for (size_t i = 0; i < nrows; i++) {
+        char text[1024], want[MAX_ERR][512];
+        const char *wants[MAX_ERR] = {NULL};
+        for (int e = 0; e < MAX_ERR && rows[i].errors[e]; e++)
+            wants[e] = at_dir(rows[i].errors[e], want[e], sizeof(want[e]));
+        int n;
+        char *errors;
+        struct config *cfg = load(at_dir(rows[i].text, text, sizeof(text)), dir, &n, &errors);
+        check_errors(rows[i].why, errors, n, wants);
+        if ((cfg != NULL) != (wants[0] == NULL))
+            fail_msg("%s: %s", rows[i].why, cfg ? "accepted" : "refused");
+        cfg_free(cfg);
+        free(errors);
+    }
+}
+
+static void test_files_checked(void **state)
+{
+    (void)state;
+    check_file_rows(file_rows, ARRAY_LEN(file_rows));
+    char path[128];
+    dir_path(path, sizeof(path), "sub/new.log");
+    assert_int_equal(access(path, F_OK), -1); /* checked, not created */
+}
+
+static void test_permissions(void **state)
+{
+    (void)state;
+    if (geteuid() == 0) {
+        print_message("running as root: permission rows skipped\n");
+        return;
+    }
+    check_file_rows(permission_rows, ARRAY_LEN(permission_rows));
+}
+
+/* Bytes a string cannot carry: each row is written to portico.ini and loaded with cfg_load. The
+ * NUL once hid the rest of its line and the next line's section header. '@' in errors is the
+ * directory. */
+static const struct {
+    const char *why;
+    const char *bytes;
+    size_t len;
+    const char *errors[MAX_ERR];
+} nul_rows[] = {
+#define BYTES(s) s, sizeof(s) - 1
+    {"NUL in a value: its line is refused, the next section header still opens",
+     BYTES("[proxy]\nworkers = 1\0junk\n[upstream app]\norigin = sim\n"),
+     {"@/portico.ini:2: NUL byte in line"}},
+    {"NUL in a section header: refused, and its keys are not reported again",
+     BYTES("[prox\0y]\nworkers = many\n" UP),
+     {"@/portico.ini:1: NUL byte in line"}},
+    {"NUL at the end of the line before a header: that header opens at its own line",
+     BYTES("[upstream app]\norigin = sim\0\n[route r]\nupstream = nope\n"),
+     {"@/portico.ini:2: NUL byte in line", "@/portico.ini:1: [upstream app] has no origin",
+      "@/portico.ini:4: [route r]: no [upstream nope]"}},
+    {"a NUL alone on a line", BYTES("\0\n" UP), {"@/portico.ini:1: NUL byte in line"}},
+    {"NUL in a comment is refused too", BYTES("; a \0 comment\n" UP),
+     {"@/portico.ini:1: NUL byte in line"}},
+    {"control bytes other than NUL are shown escaped",
+     BYTES("[proxy]\nwork\x01" "ers = 2\n" UP),
+     {"@/portico.ini:2: unknown key 'work\\x01ers' in [proxy]"}},
+#undef BYTES
+};
+
+static void test_nul_bytes(void **state)
+{
+    (void)state;
+    char path[128];
+    dir_path(path, sizeof(path), "portico.ini");
+    for (size_t i = 0; i < ARRAY_LEN(nul_rows); i++) {
+        write_file("portico.ini", nul_rows[i].bytes, nul_rows[i].len, 0644);
+        char want[MAX_ERR][256];
+        const char *wants[MAX_ERR] = {NULL};
+        for (int e = 0; e < MAX_ERR && nul_rows[i].errors[e]; e++)
+            wants[e] = at_dir(nul_rows[i].errors[e], want[e], sizeof(want[e]));
+        int n;
+        char *errors;
+        assert_null(load_as(NULL, path, NULL, &n, &errors));
+        check_errors(nul_rows[i].why, errors, n, wants);
+        free(errors);
+    }
+}
+
+/* A config that cannot be opened or read is one message at line 0. */
+static void test_unreadable_config(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;    /* in the temp directory */
+        const char *message; /* after "PATH:0: " */
+    } rows[] = {
+        {"none.ini", "cannot open: No such file or directory"}, /* missing */
+        {"sub", "cannot read: Is a directory"},                 /* fopen takes a directory */
+    };
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        char path[128], want[256];
+        dir_path(path, sizeof(path), rows[i].name);
+        snprintf(want, sizeof(want), "%s:0: %s\n", path, rows[i].message);
+        int n;
+        char *errors;
+        assert_null(load_as(NULL, path, NULL, &n, &errors));
+        assert_string_equal(errors, want);
+        assert_int_equal(n, 1);
+        free(errors);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_relative_paths_and_tls),
+        cmocka_unit_test(test_files_checked),
+        cmocka_unit_test(test_permissions),
+        cmocka_unit_test(test_nul_bytes),
+        cmocka_unit_test(test_unreadable_config),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,127 @@
+/*
+ * test_route.c — route_match(): longest prefix first, then exact host > wildcard > any host;
+ * hosts compared without port, case or root dot; the implicit route of a one-upstream config.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "portico/config.h"
+#include "portico/route.h"
+
+#include "config_helpers.h"
+
+static const char route_ini[] = UP
+    "[route any_root]\nupstream = app\n"
+    "[route any_api]\nupstream = app\nprefix = /api/\n"
+    "[route v1]\nupstream = app\nprefix = /api/v1/\n"
+    "[route wild_api]\nupstream = app\nhost = *.example.com\nprefix = /api/\n"
+    "[route exact_api]\nupstream = app\nhost = api.example.com\nprefix = /api/\n"
+    "[route exact_root]\nupstream = app\nhost = api.example.com\n"
+    "[route wild_root]\nupstream = app\nhost = *.example.com\n"
+    "[route org]\nupstream = app\nhost = WWW.Example.ORG.\nprefix = /www/\n";
+
+static const struct {
+    const char *host; /* NULL: no Host */
+    const char *path;
+    const char *route; /* NULL: no match */
+} route_rows[] = {
+    {NULL, "/", "any_root"},                          /* no Host: host-less routes only */
+    {NULL, "/api/x", "any_api"},                      /* longest host-less prefix */
+    {"api.example.com", "/api/x", "exact_api"},       /* exact > wildcard > any, equal prefix */
+    {"other.example.com", "/api/x", "wild_api"},      /* wildcard > any at equal prefix */
+    {"a.b.example.com", "/api/x", "wild_api"},        /* wildcard covers deeper names */
+    {"example.com", "/api/x", "any_api"},             /* *.example.com is not example.com */
+    {"xexample.com", "/api/x", "any_api"},            /* nor a name merely ending the same */
+    {"unknown.test", "/api/x", "any_api"},            /* no host route: host-less */
+    {"api.example.com", "/api/v1/x", "v1"},           /* longer prefix beats a better host */
+    {"api.example.com", "/", "exact_root"},           /* exact host at "/" */
+    {"api.example.com", "/api", "exact_root"},        /* "/api" does not match "/api/" */
+    {"w.example.com", "/other", "wild_root"},         /* wildcard at "/" */
+    {"API.Example.COM", "/api/", "exact_api"},        /* hosts are case-insensitive */
+    {"api.example.com:8080", "/api/", "exact_api"},   /* port stripped */
+    {"api.example.com.", "/api/", "exact_api"},       /* trailing root dot ignored */
+    {"API.example.com.:443", "/api/", "exact_api"},   /* all three at once */
+    {"www.example.org", "/www/a", "org"},             /* pattern was lowercased and undotted */
+    {"www.example.org", "/ww", "any_root"},           /* path shorter than the prefix */
+    {"[::1]:8080", "/api/x", "any_api"},              /* IPv6 Host: host-less routes */
+    {"[::1]", "/", "any_root"},                       /* IPv6 Host without port */
+    {"", "/api/x", "any_api"},                        /* empty Host */
+    {":8080", "/", "any_root"},                       /* Host that is only a port */
+};
+
+static void test_route(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(route_ini);
+    for (size_t i = 0; i < sizeof(route_rows) / sizeof(route_rows[0]); i++) {
+        const char *h = route_rows[i].host;
+        const struct route_conf *r = route_match(cfg, h, h ? strlen(h) : 0, route_rows[i].path,
+                                                 strlen(route_rows[i].path));
+        const char *got = r ? r->name : "(none)";
+        const char *want = route_rows[i].route ? route_rows[i].route : "(none)";
+        if (strcmp(got, want) != 0)
+            fail_msg("Host '%s' path '%s': %s, want %s", h ? h : "(null)", route_rows[i].path,
+                     got, want);
+    }
+
+    /* host_len bounds the host: bytes after it are not part of it */
+    const struct route_conf *r = route_match(cfg, "api.example.comXYZ", 15, "/api/", 5);
+    assert_string_equal(r->name, "exact_api");
+    /* a Host too long for the buffer matches only host-less routes */
+    char longhost[400];
+    memset(longhost, 'a', sizeof(longhost));
+    memcpy(longhost + sizeof(longhost) - 12, ".example.com", 12);
+    r = route_match(cfg, longhost, sizeof(longhost), "/api/x", 6);
+    assert_string_equal(r->name, "any_api");
+    cfg_free(cfg);
+}
+
+static void test_route_no_match(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(UP "[route only]\nupstream = app\nhost = a.test\nprefix = /x\n");
+    static const struct {
+        const char *host;
+        const char *path;
+    } rows[] = {
+        {"b.test", "/x"},   /* other host */
+        {"a.test", "/y"},   /* other path */
+        {NULL, "/x"},       /* no Host and no host-less route */
+        {"a.test", ""},     /* empty path */
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        assert_null(route_match(cfg, rows[i].host, rows[i].host ? strlen(rows[i].host) : 0,
+                              rows[i].path, strlen(rows[i].path)));
+    assert_non_null(route_match(cfg, "a.test", 6, "/x/y", 4));
+    cfg_free(cfg);
+}
+
+/* One upstream and no route: the implicit route takes every host and path. */
+static void test_implicit_route(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(UP);
+    assert_int_equal(cfg->nroutes, 1);
+    const struct route_conf *r = &cfg->routes[0];
+    assert_ptr_equal(route_match(cfg, "any.host", 8, "/whatever", 9), r);
+    assert_ptr_equal(route_match(cfg, NULL, 0, "/", 1), r);
+    assert_ptr_equal(route_match(cfg, "x", 1, "", 0), NULL); /* a path is never empty: no "/" */
+    cfg_free(cfg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_route),
+        cmocka_unit_test(test_route_no_match),
+        cmocka_unit_test(test_implicit_route),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
