@@ -437,16 +437,18 @@ static void h2_done(void *arg, const char *why)
     start_closing(c);
 }
 
-/* ALPN chose h2 (or the listener speaks h2c): the connection belongs to h2.c from now on. */
-static void start_h2(struct client *c)
+/* ALPN chose h2 (or the listener speaks h2c): the connection belongs to h2.c from now on.
+ * 0, or -1 when out of memory: then the connection is closed (c is gone). */
+static int start_h2(struct client *c)
 {
     struct h2_owner owner = {.done = h2_done, .arg = c};
-    c->h2 = h2_start(c->loop, &c->sock, &c->peer, H2_DEFAULT_MAX_STREAMS, &owner);
+    c->h2 = h2_start(c->loop, &c->sock, &c->peer, &owner);
     if (!c->h2) {
         client_close(c, "out of memory");
-        return;
+        return -1;
     }
     set_state(c, CS_H2);
+    return 0;
 }
 
 static bool alpn_h2(const struct client *c)
@@ -589,6 +591,9 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     if (tls) {
         set_state(c, CS_HANDSHAKE);
         sock_handshake(&c->sock);
+    } else if (kind == CLIENT_H2C) {
+        if (start_h2(c) != 0)
+            return NULL;
     } else {
         set_state(c, CS_IDLE);
     }

@@ -1020,7 +1020,7 @@ static void conn_cb(void *arg, enum sock_event ev)
 /* ---- life ---- */
 
 struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer,
-                         uint32_t max_streams, const struct h2_owner *owner)
+                         const struct h2_owner *owner)
 {
     struct h2_conn *h = calloc(1, sizeof(*h));
     if (!h)
@@ -1042,7 +1042,8 @@ struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer
         h->buckets[k] = (struct bucket){flood_rows[k].burst, now};
     /* The header list limit is the HTTP/1.1 one: the head we build must fit max_header_size. */
     nghttp2_settings_entry iv[] = {
-        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, max_streams},
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+         (uint32_t)MIN(h->cfg->http2_max_concurrent_streams, UINT32_MAX)},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)MIN(h->cfg->max_header_size, UINT32_MAX)},
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},

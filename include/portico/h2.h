@@ -21,8 +21,6 @@ struct sock;
 struct peer;
 struct h2_conn;
 
-#define H2_DEFAULT_MAX_STREAMS 100 /* http2_max_concurrent_streams */
-
 /* The owner of the connection. done() ends HTTP/2 on it: the owner calls h2_free, takes its sock
  * back (sock_set_cb) and flushes what is queued before it closes. */
 struct h2_owner {
@@ -31,10 +29,10 @@ struct h2_owner {
 };
 
 /* Starts HTTP/2 on s (open: TLS done, or plain), whose input may already hold the client's
- * preface. s and peer are borrowed for the connection's life; the sock's events come here from
- * now on. max_streams: SETTINGS_MAX_CONCURRENT_STREAMS. NULL when out of memory (s untouched). */
+ * preface, with the limits of l's configuration. s and peer are borrowed for the connection's
+ * life; the sock's events come here from now on. NULL when out of memory (s untouched). */
 struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer,
-                         uint32_t max_streams, const struct h2_owner *owner);
+                         const struct h2_owner *owner);
 
 /* Frees the connection: exchanges still running are cancelled (logged as 499 with why). The sock
  * is left to the owner. */
