@@ -7,6 +7,7 @@ finding for the C test to assert on. Loopback only; every wait has a deadline an
 count, so it always ends.
 
   h2_frames.py PORT malformed        each malformed request on its own stream, then a valid one
+  h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
   h2_frames.py PORT flood KIND       rapid_reset, ping, settings, priority, empty_data,
                                      continuation, stall_head, stall_window, settings_timeout;
                                      a second connection measures its own requests meanwhile
@@ -249,10 +250,26 @@ def flood(port, kind):
     c.close()
 
 
+def cancel(port, path):
+    c = Conn(port)
+    st = c.st(1)
+    c.send(c.request(1, get(path)))
+    c.pump(lambda: st["end"], time.monotonic() + 0.2)
+    c.send(frame(RST_STREAM, 0, 1, struct.pack(">I", 8)))
+    # the connection goes on: a second request is answered
+    st3 = c.st(3)
+    c.send(c.request(3, get("/status/200")))
+    c.pump(lambda: st3["end"] or st3["rst"] is not None, time.monotonic() + IO_S)
+    print("cancelled_status=%s next_status=%s" % (st["status"][-1:], st3["status"][-1:]))
+    c.close()
+
+
 def main():
     port = int(sys.argv[1])
     if sys.argv[2] == "malformed":
         malformed(port)
+    elif sys.argv[2] == "cancel":
+        cancel(port, sys.argv[3])
     else:
         flood(port, sys.argv[3])
 

@@ -523,6 +523,102 @@ static void test_floods(void **state)
     px_stop(h);
 }
 
+
+/* ---- negotiation settings ---- */
+
+/* listen = ... h2c: cleartext HTTP/2 with prior knowledge (nghttp's default for http://). With
+ * http2 = off a TLS listener offers http/1.1 only. */
+static void test_h2c_and_http2_off(void **state)
+{
+    (void)state;
+    struct harness *h = start("listen = 127.0.0.1:{{port:h2c}} h2c", "[upstream u]\norigin = sim\n");
+    char u[128];
+    snprintf(u, sizeof(u), "http://127.0.0.1:%u/status/201", harness_port(h, "h2c"));
+    const char *const argv[] = {"nghttp", "-v", "--timeout=10", u, NULL};
+    struct tu_cmd_result r = {0};
+    px_run_ok(argv, &r);
+    assert_true(tu_contains(r.out, ":status: 201"));
+    tu_cmd_result_free(&r);
+    char *line = px_log_line(h, "\"path\":\"/status/201\"");
+    assert_true(tu_contains(line, "\"proto\":\"HTTP/2.0\""));
+    free(line);
+    px_stop(h);
+
+    h = start("http2 = off", "[upstream u]\norigin = sim\n");
+    assert_int_equal(curl(h, "--http2", "/status/200", NULL, &r), 0);
+    assert_true(tu_contains(r.err, "< HTTP/1.1 200"));
+    assert_false(tu_contains(r.err, "ALPN: server accepted h2"));
+    tu_cmd_result_free(&r);
+    px_stop(h);
+}
+
+/* ---- the client leaves, the worker drains ---- */
+
+/* A client's RST_STREAM (CANCEL) ends that exchange, logged as 499 with its phase; the
+ * connection goes on. */
+static void test_client_reset_is_499(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SLOW_FIRST_BYTE, .delay_ms = 2000};
+    struct fake_origin *o = fake_origin_start(&opts);
+    struct harness *h = start("", "[upstream slow]\norigin = 127.0.0.1:%u\n"
+                                  "[upstream sim]\norigin = sim\n"
+                                  "[route slow]\nprefix = /slow\nupstream = slow\n"
+                                  "[route sim]\nprefix = /\nupstream = sim\n",
+                              fake_origin_port(o));
+    struct tu_cmd_result r = {0};
+    frames(h, "cancel", "/slow", &r);
+    assert_true(tu_contains(r.out, "cancelled_status=[] next_status=[200]"));
+    tu_cmd_result_free(&r);
+    char *line = px_log_line(h, "\"path\":\"/slow\"");
+    assert_true(tu_contains(line, "\"status\":499"));
+    assert_true(tu_contains(line, "\"phase\":\"first_byte\""));
+    free(line);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+struct bg_run {
+    const char *const *argv;
+    struct tu_cmd_result res;
+    int rc;
+};
+
+static void *bg_main(void *arg)
+{
+    struct bg_run *b = arg;
+    b->rc = tu_run_command(b->argv, RUN_MS, &b->res);
+    return NULL;
+}
+
+/* A reload drains the old worker: its HTTP/2 connection gets GOAWAY with the last stream id,
+ * and the stream in flight still completes. */
+static void test_drain_goaway(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SLOW_FIRST_BYTE, .delay_ms = 800};
+    struct fake_origin *o = fake_origin_start(&opts);
+    struct harness *h = start_origin(fake_origin_port(o), NULL);
+    char u[256];
+    const char *const argv[] = {"nghttp", "-v", "--timeout=10", url(h, "/inflight", u, sizeof(u)),
+                                NULL};
+    struct bg_run b = {.argv = argv};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, bg_main, &b), 0);
+    assert_int_equal(fake_origin_wait_requests(o, 1, 5000), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live", 5000), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(b.rc, 0);
+    if (!tu_contains(b.res.out, "recv GOAWAY frame") ||
+        !tu_contains(b.res.out, "last_stream_id=13, error_code=NO_ERROR"))
+        fail_msg("no GOAWAY for stream 13:\n%s", b.res.out);
+    assert_true(tu_contains(b.res.out, ":status: 200"));
+    tu_cmd_result_free(&b.res);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -537,6 +633,9 @@ int main(void)
         cmocka_unit_test(test_abort_after_head_resets_stream),
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_floods),
+        cmocka_unit_test(test_h2c_and_http2_off),
+        cmocka_unit_test(test_client_reset_is_499),
+        cmocka_unit_test(test_drain_goaway),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
