@@ -3,10 +3,11 @@
  *
  * LAYERS. Each file includes only headers of its own layer or below; the include graph has no
  * cycles.
- *   pure     util, status, failure, phase, http1 (+ chunked), request   bytes and tables
+ *   pure     util, status, failure, phase, http1 (+ chunked), request,  bytes and tables
+ *            h2_request
  *   buffers  body, headers, h1out, errpage, hints                        evbuffers
  *   runtime  loop, sock, upstream, balance, generation, exchange (+ relay.c, interim.c),
- *            client (HTTP/1.1 downstream)                                the event loop
+ *            client (HTTP/1.1 downstream), h2 (+ h2_stream.c: HTTP/2)    the event loop
  *   process  listener, worker, main                                      threads, signals
  *   beside   config, route, tls, log, metrics, admin, sim, codes         used from above
  *

@@ -4,7 +4,8 @@
  * ONE SESSION, MANY EXCHANGES. nghttp2 parses frames, keeps HPACK and flow-control state and
  * schedules what goes out; everything else is Portico's: each request stream builds an HTTP/1.1
  * head (h2_request.c), parses it with h1_parse_request and starts an exchange on it, whose
- * downstream operations below turn into nghttp2 submissions.
+ * downstream operations turn into nghttp2 submissions (h2_stream.c). This file has the session:
+ * frames in and out, floods, deadlines, the connection's life.
  *
  * WHO CALLS nghttp2 WHEN. nghttp2_session_mem_recv and _mem_send run only from this file's own
  * libevent callbacks (the sock's events, the timers, the deferred `later` event), never from
@@ -31,51 +32,24 @@
  * ENHANCE_YOUR_CALM, counted by kind. A window kept shut while data waits, or a header block
  * left unfinished, for as long as the client timeouts allow, ends it the same way.
  */
-#include "portico/h2.h"
+#include "h2_int.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/event_struct.h>
-#include <nghttp2/nghttp2.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/queue.h>
 
 #include "portico/config.h"
 #include "portico/downstream.h"
-#include "portico/errpage.h"
 #include "portico/exchange.h"
-#include "portico/h2_request.h"
-#include "portico/headers.h"
 #include "portico/log.h"
 #include "portico/loop.h"
-#include "portico/metrics.h"
 #include "portico/sock.h"
-#include "portico/status.h"
-#include "portico/timing.h"
-#include "portico/trace.h"
 #include "portico/util.h"
 
 #define STREAM_WINDOW (128 * 1024)     /* request body bytes a stream may send ahead */
 #define CONN_WINDOW (1024 * 1024)      /* opened at once as DATA arrives: streams limit it */
 #define OUT_HIGH (256 * 1024)          /* frames are made while the socket output is below */
 #define RESUME_BELOW (64 * 1024)       /* a paused exchange is told once its stream is below */
-
-/* Token buckets: burst, then tokens per second. */
-#define FLOOD_LIST(X)                                                                              \
-    X(FLOOD_RESET, "rapid reset", M_H2_FLOOD_RESET, 200, 20)                                      \
-    X(FLOOD_CONTROL, "control-frame flood", M_H2_FLOOD_CONTROL, 1000, 100)                        \
-    X(FLOOD_CONTINUATION, "CONTINUATION flood", M_H2_FLOOD_CONTINUATION, 0, 0)                    \
-    X(FLOOD_ACKS, "acknowledgement flood", M_H2_FLOOD_ACKS, 0, 0)                                 \
-    X(FLOOD_STALLED, "flow-control window kept shut", M_H2_STALLED, 0, 0)
-
-enum flood {
-#define X(id, name, metric, burst, rate) id,
-    FLOOD_LIST(X)
-#undef X
-    FLOOD_COUNT
-};
 
 static const struct {
     const char *name;
@@ -87,72 +61,6 @@ static const struct {
     FLOOD_LIST(X)
 #undef X
 };
-
-struct bucket {
-    double tokens;
-    uint64_t at;                       /* µs of the last refill */
-};
-
-/* Where a stream is: its request head arriving, an exchange running, or the exchange over and
- * its response still leaving. */
-#define STREAM_STATE_LIST(X)                                                                       \
-    X(ST_HEAD, "head")                                                                             \
-    X(ST_EXCHANGE, "exchange")                                                                     \
-    X(ST_ANSWERED, "answered")
-
-enum stream_state {
-#define X(id, name) id,
-    STREAM_STATE_LIST(X)
-#undef X
-};
-
-struct h2_stream {
-    TAILQ_ENTRY(h2_stream) link;
-    struct h2_conn *conn;              /* borrowed */
-    int32_t id;
-    enum stream_state state;
-    struct h2_request req;             /* the head being translated (ST_HEAD) */
-    const char *malformed;             /* static: why the request was reset, NULL if not */
-    struct exchange *ex;               /* while ST_EXCHANGE: ends itself, calls done() */
-    uint64_t t0;                       /* µs: the HEADERS frame began */
-    struct evbuffer *req_in;           /* request body from DATA, for the exchange */
-    size_t req_counted;                /* bytes of req_in not yet given back to the window */
-    bool req_eof;                      /* END_STREAM received */
-    uint64_t body_timeout_us;          /* client_body_timeout while the exchange waits */
-    uint64_t data_at;                  /* µs: the last DATA, or when the wait began */
-    struct event body_timer;
-    struct evbuffer *body;             /* response body for DATA frames */
-    bool resp_done;                    /* all of the body is in `body` */
-    bool deferred;                     /* the data provider waits for bytes */
-    bool watched;                      /* pending() was asked: tell the exchange when it drains */
-    uint64_t stalled_since;            /* µs: data waits behind a shut window; 0 if not */
-};
-
-TAILQ_HEAD(h2_stream_list, h2_stream);
-
-struct h2_conn {
-    struct loop *loop;                 /* borrowed */
-    const struct config *cfg;          /* borrowed: the loop's */
-    struct sock *sock;                 /* borrowed from the owner */
-    const struct peer *peer;           /* borrowed from the owner */
-    struct h2_owner owner;
-    nghttp2_session *session;
-    struct h2_stream_list streams;
-    unsigned nstreams;
-    struct event later;                /* deferred flush and end, from the loop */
-    struct event timer;                /* the earliest connection deadline */
-    int depth;                         /* inside one of our callbacks: flush at its end */
-    bool flushing;
-    bool again;                        /* a flush was asked for during one */
-    bool settings_acked;
-    uint64_t started;                  /* µs */
-    uint64_t idle_since;               /* µs: the last stream closed (or the start) */
-    uint64_t head_since;               /* µs: a header block is unfinished; 0 if none */
-    struct bucket buckets[FLOOD_COUNT];
-    const char *end_why;               /* set: the connection ends at the end of this callback */
-};
-
-static void settle(struct h2_conn *h);
 
 /* ---- ending the connection ---- */
 
@@ -174,8 +82,7 @@ static void flood(struct h2_conn *h, enum flood kind)
     conn_end(h, NGHTTP2_ENHANCE_YOUR_CALM, flood_rows[kind].name);
 }
 
-/* Takes one token of kind; an empty bucket is a flood. */
-static void charge(struct h2_conn *h, enum flood kind)
+void h2_charge(struct h2_conn *h, enum flood kind)
 {
     struct bucket *b = &h->buckets[kind];
     uint64_t now = now_us();
@@ -189,400 +96,17 @@ static void charge(struct h2_conn *h, enum flood kind)
     b->tokens -= 1;
 }
 
-/* ---- streams ---- */
-
 static struct h2_stream *stream_of(struct h2_conn *h, int32_t id)
 {
     return id > 0 ? nghttp2_session_get_stream_user_data(h->session, id) : NULL;
 }
 
-static void body_timer_cb(evutil_socket_t fd, short what, void *arg);
-
-static struct h2_stream *stream_new(struct h2_conn *h, int32_t id)
-{
-    struct h2_stream *s = calloc(1, sizeof(*s));
-    if (!s)
-        return NULL;
-    s->req_in = evbuffer_new();
-    s->body = evbuffer_new();
-    if (!s->req_in || !s->body) {
-        if (s->req_in)
-            evbuffer_free(s->req_in);
-        if (s->body)
-            evbuffer_free(s->body);
-        free(s);
-        return NULL;
-    }
-    s->conn = h;
-    s->id = id;
-    s->t0 = now_us();
-    h2_request_init(&s->req, h->cfg->max_header_size);
-    evtimer_assign(&s->body_timer, h->loop->base, body_timer_cb, s);
-    TAILQ_INSERT_TAIL(&h->streams, s, link);
-    h->nstreams++;
-    metrics_add(h->loop->metrics, M_H2_STREAMS, 1);
-    return s;
-}
-
-static void stream_free(struct h2_stream *s, const char *why)
-{
-    struct h2_conn *h = s->conn;
-    if (s->ex) {
-        struct exchange *ex = s->ex;
-        s->ex = NULL;
-        exchange_cancel(ex, why);
-    }
-    event_del(&s->body_timer);
-    evbuffer_free(s->req_in);
-    evbuffer_free(s->body);
-    h2_request_free(&s->req);
-    TAILQ_REMOVE(&h->streams, s, link);
-    if (--h->nstreams == 0)
-        h->idle_since = now_us();
-    free(s);
-}
-
-/* Asks for a flush: at the end of our callback, or from the loop when an exchange's own event
- * called us. */
-static void want_flush(struct h2_conn *h)
+void h2_want_flush(struct h2_conn *h)
 {
     if (h->depth > 0)
         h->again = true;
     else
         event_active(&h->later, EV_TIMEOUT, 1);
-}
-
-/* ---- response heads ---- */
-
-/* Fields HTTP/2 forbids in a response (RFC 9113 8.2.2); the exchange's heads are HTTP/1.1's. */
-static bool connection_specific(const struct h1_field *f)
-{
-    static const char *const names[] = {"connection", "keep-alive", "proxy-connection",
-                                        "transfer-encoding", "upgrade", "te"};
-    for (size_t i = 0; i < ARRAY_LEN(names); i++)
-        if (h1_name_is(f, names[i]))
-            return true;
-    return false;
-}
-
-/* A resp_head as nghttp2 name/value pairs, names lowercased into one allocation (nghttp2 copies
- * both on submit). Returns the count, or -1 when out of memory; *store is freed by the caller. */
-static int head_nv(const struct resp_head *head, bool with_length, nghttp2_nv *nv, size_t max,
-                   char **store)
-{
-    size_t bytes = 3 + 21;
-    for (size_t i = 0; i < head->nfields; i++)
-        bytes += head->fields[i].name_len;
-    char *p = malloc(bytes);
-    if (!p)
-        return -1;
-    *store = p;
-    int status = head->status >= 100 && head->status <= 999 ? head->status : HTTP_BAD_GATEWAY;
-    snprintf(p, 4, "%03d", status);
-    size_t n = 0;
-    nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)p, 7, 3, NGHTTP2_NV_FLAG_NONE};
-    p += 3;
-    for (size_t i = 0; i < head->nfields && n < max - 1; i++) {
-        const struct h1_field *f = &head->fields[i];
-        if (connection_specific(f))
-            continue;
-        for (size_t k = 0; k < f->name_len; k++)
-            p[k] = (char)((f->name[k] >= 'A' && f->name[k] <= 'Z') ? f->name[k] + 32 : f->name[k]);
-        nv[n++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)(uintptr_t)f->value, f->name_len,
-                               f->value_len, NGHTTP2_NV_FLAG_NONE};
-        p += f->name_len;
-    }
-    if (with_length) {
-        int len = snprintf(p, 21, "%llu", (unsigned long long)head->content_length);
-        nv[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)p, 14, (size_t)len,
-                               NGHTTP2_NV_FLAG_NONE};
-    }
-    return (int)n;
-}
-
-static ssize_t data_read(nghttp2_session *session, int32_t id, uint8_t *buf, size_t length,
-                         uint32_t *flags, nghttp2_data_source *source, void *user)
-{
-    (void)session, (void)id, (void)buf, (void)user;
-    struct h2_stream *s = source->ptr;
-    size_t avail = evbuffer_get_length(s->body);
-    if (avail == 0 && !s->resp_done) {
-        s->deferred = true;
-        return NGHTTP2_ERR_DEFERRED;
-    }
-    size_t n = MIN(avail, length);
-    if (n)
-        *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (n == avail && s->resp_done)
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
-    return (ssize_t)n;
-}
-
-/* Submits a response head; a body follows through data_read unless framing is NONE. */
-static void submit_head(struct h2_stream *s, const struct resp_head *head, bool final)
-{
-    struct h2_conn *h = s->conn;
-    nghttp2_nv nv[HDR_MAX_FIELDS + 2];
-    char *store = NULL;
-    bool body = final && head->framing != H1_BODY_NONE;
-    int n = head_nv(head, body && head->framing == H1_BODY_LENGTH, nv, ARRAY_LEN(nv), &store);
-    int rc = -1;
-    if (n > 0 && !final) {
-        rc = nghttp2_submit_headers(h->session, NGHTTP2_FLAG_NONE, s->id, NULL, nv, (size_t)n,
-                                    NULL);
-    } else if (n > 0) {
-        nghttp2_data_provider prd = {.source.ptr = s, .read_callback = data_read};
-        if (!body)
-            s->resp_done = true;
-        rc = nghttp2_submit_response(h->session, s->id, nv, (size_t)n, body ? &prd : NULL);
-    }
-    free(store);
-    if (rc != 0)
-        nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
-    want_flush(h);
-}
-
-/* ---- the downstream interface ---- */
-
-static void ds_interim(void *ctx, const struct resp_head *head)
-{
-    submit_head(ctx, head, false);
-}
-
-static void ds_head(void *ctx, const struct resp_head *head, struct body_sink *sink)
-{
-    struct h2_stream *s = ctx;
-    *sink = (struct body_sink){.out = s->body, .chunked = false};
-    submit_head(s, head, true);
-}
-
-static void resume(struct h2_stream *s)
-{
-    if (!s->deferred)
-        return;
-    s->deferred = false;
-    nghttp2_session_resume_data(s->conn->session, s->id);
-}
-
-static void ds_body(void *ctx)
-{
-    struct h2_stream *s = ctx;
-    if (evbuffer_get_length(s->body))
-        resume(s);
-    want_flush(s->conn);
-}
-
-static size_t ds_pending(void *ctx)
-{
-    struct h2_stream *s = ctx;
-    /* The connection's output is every stream's: while it is full, all of them wait. */
-    size_t n = evbuffer_get_length(s->body) + sock_pending(s->conn->sock);
-    s->watched |= n > 0;
-    return n;
-}
-
-static struct evbuffer *ds_request_input(void *ctx)
-{
-    struct h2_stream *s = ctx;
-    return s->req_in;
-}
-
-/* Gives the bytes the exchange took from req_in back to the stream's window. */
-static void ds_request_taken(void *ctx)
-{
-    struct h2_stream *s = ctx;
-    size_t left = evbuffer_get_length(s->req_in);
-    if (left < s->req_counted) {
-        nghttp2_session_consume_stream(s->conn->session, s->id, s->req_counted - left);
-        s->req_counted = left;
-        want_flush(s->conn);
-    }
-}
-
-static void arm_body_timer(struct h2_stream *s, uint64_t now)
-{
-    uint64_t deadline = s->data_at + s->body_timeout_us;
-    struct timeval tv = tv_from_us(deadline > now ? deadline - now : 0);
-    evtimer_add(&s->body_timer, &tv);
-}
-
-static void ds_request_wait(void *ctx, uint64_t body_timeout_ms)
-{
-    struct h2_stream *s = ctx;
-    s->body_timeout_us = body_timeout_ms * 1000;
-    s->data_at = now_us();
-    event_del(&s->body_timer);
-    if (s->body_timeout_us && !s->req_eof)
-        arm_body_timer(s, s->data_at);
-}
-
-static void ds_done(void *ctx, enum exchange_end end)
-{
-    struct h2_stream *s = ctx;
-    s->ex = NULL;
-    s->state = ST_ANSWERED;
-    event_del(&s->body_timer);
-    if (end == END_ABORT) {
-        /* The response was cut short: the client must see it failed. */
-        evbuffer_drain(s->body, SIZE_MAX);
-        nghttp2_submit_rst_stream(s->conn->session, NGHTTP2_FLAG_NONE, s->id,
-                                  NGHTTP2_INTERNAL_ERROR);
-    } else {
-        s->resp_done = true;
-        s->deferred = true; /* resume: the provider may be waiting for its EOF */
-        resume(s);
-    }
-    want_flush(s->conn);
-}
-
-static const struct downstream_ops h2_ops = {
-    .interim = ds_interim,
-    .head = ds_head,
-    .body = ds_body,
-    .pending = ds_pending,
-    .request_input = ds_request_input,
-    .request_taken = ds_request_taken,
-    .request_wait = ds_request_wait,
-    .done = ds_done,
-};
-
-/* ---- requests ---- */
-
-/* The access line and count of a request answered or reset before any exchange existed. */
-static void log_refused(struct h2_stream *s, const char *id, int status, const char *why,
-                        uint64_t body_bytes)
-{
-    struct h2_conn *h = s->conn;
-    struct timings t = {0};
-    timings_set(&t, TIMING_TOTAL, now_us() - s->t0);
-    metrics_request_done(h->loop->metrics, &(struct metrics_sample){-1, -1, status, FAIL_NONE, &t});
-    if (!log_enabled())
-        return;
-    struct trace_context trace;
-    trace_start(&h->loop->rng, 0, &trace);
-    struct access_record r = {
-        .request_id = id,
-        .trace_id = trace.trace_id,
-        .client = h->peer->addr,
-        .proto = LOG_PROTO_HTTP20,
-        .status = status,
-        .phase = PHASE_CLIENT_HEADER,
-        .bytes_out = body_bytes,
-        .timings = t,
-        .detail = why,
-    };
-    h2_request_line(&s->req, &r.method, &r.method_len, &r.target, &r.target_len);
-    log_buffer_append(h->loop->log, &r);
-}
-
-/* A request refused before an exchange exists (head too large, not HTTP/1.1-valid): the
- * response Portico writes itself, as client.c does for HTTP/1.1. */
-static void refuse(struct h2_stream *s, int status, const char *why)
-{
-    char id[48];
-    loop_request_id(s->conn->loop, id, sizeof(id));
-    struct errpage e = {.status = status, .failure = FAIL_NONE, .reason = why, .request_id = id};
-    struct errpage_out o;
-    errpage_prepare(&e, &o);
-    s->state = ST_ANSWERED;
-    submit_head(s, &o.head, true);
-    long body = errpage_body(&o, s->body);
-    s->resp_done = true;
-    resume(s);
-    log_refused(s, id, status, why, body > 0 ? (uint64_t)body : 0);
-}
-
-/* A malformed request (RFC 9113 8.1.1): logged as 400, counted against the reset budget. */
-static void mark_malformed(struct h2_stream *s, const char *why)
-{
-    struct h2_conn *h = s->conn;
-    if (s->malformed)
-        return;
-    s->malformed = why;
-    metrics_add(h->loop->metrics, M_H2_MALFORMED, 1);
-    char id[48];
-    loop_request_id(h->loop, id, sizeof(id));
-    char detail[160];
-    snprintf(detail, sizeof(detail), "malformed HTTP/2 request: %s", why);
-    log_refused(s, id, HTTP_BAD_REQUEST, detail, 0);
-    charge(h, FLOOD_RESET);
-}
-
-/* ... and reset: a stream error of type PROTOCOL_ERROR. */
-static void reset_malformed(struct h2_stream *s, const char *why)
-{
-    if (s->malformed)
-        return;
-    mark_malformed(s, why);
-    nghttp2_submit_rst_stream(s->conn->session, NGHTTP2_FLAG_NONE, s->id,
-                              NGHTTP2_PROTOCOL_ERROR);
-}
-
-/* The request's header block is complete: translate, check, start its exchange. */
-static void start_request(struct h2_stream *s, bool end_stream)
-{
-    struct h2_conn *h = s->conn;
-    s->req_eof = end_stream;
-    char *head = NULL;
-    size_t len = 0;
-    int rc = h2_request_finish(&s->req, &head, &len);
-    if (rc == -1) {
-        reset_malformed(s, s->req.error);
-        return;
-    }
-    if (rc == 431) {
-        refuse(s, HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
-               "request head larger than max_header_size");
-        return;
-    }
-    struct h1_limits lim = {.max_request_line = h->cfg->max_request_line,
-                            .max_head = h->cfg->max_header_size};
-    struct h1_request req;
-    struct h1_error err;
-    int n = h1_parse_request(head, len, &lim, &req, &err);
-    if (n != (int)len) {
-        free(head);
-        refuse(s, n == -1 ? err.status : HTTP_BAD_REQUEST,
-               n == -1 ? err.reason : "request head not complete");
-        return;
-    }
-    struct downstream ds = {.ops = &h2_ops, .ctx = s, .peer = h->peer, .proto = PROTO_HTTP2,
-                            .body_until_eof = !end_stream};
-    s->ex = exchange_start(h->loop, &ds, head, len, &req, s->t0);
-    free(head);
-    if (!s->ex) {
-        refuse(s, HTTP_SERVICE_UNAVAILABLE, "out of memory");
-        return;
-    }
-    s->state = ST_EXCHANGE;
-    h2_request_free(&s->req); /* the exchange has its own copy */
-    exchange_run(s->ex);      /* may end it: done() was called then */
-}
-
-static void request_eof(struct h2_stream *s)
-{
-    s->req_eof = true;
-    event_del(&s->body_timer);
-    if (s->ex)
-        exchange_request_eof(s->ex);
-}
-
-static void body_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    struct h2_stream *s = arg;
-    struct h2_conn *h = s->conn;
-    uint64_t now = now_us();
-    if (!s->ex || s->req_eof)
-        return;
-    if (now < s->data_at + s->body_timeout_us) {
-        arm_body_timer(s, now); /* DATA came since: the deadline moved */
-        return;
-    }
-    h->depth++;
-    exchange_request_timeout(s->ex); /* 408, or a reset when the response started */
-    h->depth--;
-    settle(h);
 }
 
 /* ---- nghttp2 callbacks ---- */
@@ -592,7 +116,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     struct h2_conn *h = user;
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    struct h2_stream *s = stream_new(h, frame->hd.stream_id);
+    struct h2_stream *s = h2_stream_new(h, frame->hd.stream_id);
     if (!s)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
     nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, s);
@@ -610,7 +134,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         return 0;
     if (h2_request_field(&s->req, (const char *)name, name_len, (const char *)value,
                          value_len) != 0)
-        reset_malformed(s, s->req.error);
+        h2_stream_reset_malformed(s, s->req.error);
     return 0;
 }
 
@@ -622,7 +146,7 @@ static int on_invalid_header(nghttp2_session *session, const nghttp2_frame *fram
     (void)session, (void)name, (void)name_len, (void)value, (void)value_len, (void)flags;
     struct h2_stream *s = stream_of(user, frame->hd.stream_id);
     if (s && s->state == ST_HEAD)
-        reset_malformed(s, "invalid field name");
+        h2_stream_reset_malformed(s, "invalid field name");
     return 0;
 }
 
@@ -638,7 +162,7 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
     if (!s)
         return 0;
     if (s->state == ST_HEAD)
-        mark_malformed(s, error == NGHTTP2_ERR_HTTP_HEADER
+        h2_stream_malformed(s, error == NGHTTP2_ERR_HTTP_HEADER
                               ? "invalid field or pseudo-header field (RFC 9113 8.2, 8.3)"
                               : "missing or invalid pseudo-header fields (RFC 9113 8.3.1)");
     else if (error == NGHTTP2_ERR_HTTP_MESSAGING && !s->malformed)
@@ -690,33 +214,33 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         h->head_since = 0;
         if (s && s->state == ST_HEAD && !s->malformed &&
             frame->headers.cat == NGHTTP2_HCAT_REQUEST)
-            start_request(s, end_stream);
+            h2_stream_start(s, end_stream);
         else if (s && end_stream && s->state != ST_HEAD)
-            request_eof(s); /* trailers */
+            h2_stream_eof(s); /* trailers */
         break;
     case NGHTTP2_DATA:
         if (frame->hd.length == 0 && !end_stream)
-            charge(h, FLOOD_CONTROL);
+            h2_charge(h, FLOOD_CONTROL);
         if (s && end_stream)
-            request_eof(s);
+            h2_stream_eof(s);
         break;
     case NGHTTP2_SETTINGS:
         if (frame->hd.flags & NGHTTP2_FLAG_ACK)
             h->settings_acked = true;
         else
-            charge(h, FLOOD_CONTROL);
+            h2_charge(h, FLOOD_CONTROL);
         break;
     case NGHTTP2_PING:
         if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
-            charge(h, FLOOD_CONTROL);
+            h2_charge(h, FLOOD_CONTROL);
         break;
     case NGHTTP2_PRIORITY:
-        charge(h, FLOOD_CONTROL);
+        h2_charge(h, FLOOD_CONTROL);
         break;
     case NGHTTP2_RST_STREAM:
         /* A stream reset while Portico was still working on it: the rapid-reset pattern. */
         if (s && s->state != ST_ANSWERED)
-            charge(h, FLOOD_RESET);
+            h2_charge(h, FLOOD_RESET);
         break;
     default:
         break;
@@ -766,9 +290,9 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, 
     if (!s)
         return 0;
     if (s->state == ST_HEAD && code == NGHTTP2_PROTOCOL_ERROR)
-        mark_malformed(s, "refused by the HTTP/2 framing layer");
+        h2_stream_malformed(s, "refused by the HTTP/2 framing layer");
     nghttp2_session_set_stream_user_data(session, id, NULL);
-    stream_free(s, s->malformed ? s->malformed : close_reason(code));
+    h2_stream_free(s, s->malformed ? s->malformed : close_reason(code));
     return 0;
 }
 
@@ -944,9 +468,7 @@ static void arm_timer(struct h2_conn *h, uint64_t now)
 
 /* ---- the end of each of our callbacks ---- */
 
-/* Flushes, then either ends the connection (the owner's done(), last of all: h is gone after
- * it) or re-arms the deadline. */
-static void settle(struct h2_conn *h)
+void h2_settle(struct h2_conn *h)
 {
     flush(h);
     if (!h->end_why && !nghttp2_session_want_read(h->session) &&
@@ -965,7 +487,7 @@ static void later_cb(evutil_socket_t fd, short what, void *arg)
     struct h2_conn *h = arg;
     if (evbuffer_get_length(h->sock->in) > 0)
         conn_read(h); /* the preface that came with the TLS handshake */
-    settle(h);
+    h2_settle(h);
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -982,7 +504,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         else
             conn_end(h, code, why);
     }
-    settle(h);
+    h2_settle(h);
 }
 
 static const char *gone_reason(enum sock_event ev)
@@ -1014,7 +536,7 @@ static void conn_cb(void *arg, enum sock_event ev)
         h->owner.done(h->owner.arg, gone_reason(ev));
         return;
     }
-    settle(h);
+    h2_settle(h);
 }
 
 /* ---- life ---- */
@@ -1063,7 +585,7 @@ void h2_free(struct h2_conn *h, const char *why)
     struct h2_stream *s;
     while ((s = TAILQ_FIRST(&h->streams)) != NULL) {
         nghttp2_session_set_stream_user_data(h->session, s->id, NULL);
-        stream_free(s, why);
+        h2_stream_free(s, why);
     }
     event_del(&h->later);
     event_del(&h->timer);
@@ -1077,3 +599,4 @@ void h2_drain(struct h2_conn *h)
     nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0);
     event_active(&h->later, EV_TIMEOUT, 1);
 }
+
