@@ -592,7 +592,7 @@ for s in portico haproxy; do
         /^finished in/ {gsub(/,/, ""); rps = $4}
         /^requests:/ {ok = $8; bad = $10 + $12 + $14}
         /^Application protocol:/ {proto = $3}
-        /^time for request:/ {mean = $5; if (mean ~ /us$/) {sub(/us$/, "", mean); mean /= 1000}
+        /^time for request:/ {mean = $6; if (mean ~ /us$/) {sub(/us$/, "", mean); mean /= 1000}
                               else if (mean ~ /ms$/) sub(/ms$/, "", mean)
                               else if (mean ~ /s$/) {sub(/s$/, "", mean); mean *= 1000}}
         END {printf "%s\t%.0f\t%d\t%d\t%s\t%.2f\t%.1f\n", t, rps, ok, bad, proto, mean,

@@ -9,7 +9,8 @@ count, so it always ends.
   h2_frames.py PORT malformed        each malformed request on its own stream, then a valid one
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
   h2_frames.py PORT flood KIND       rapid_reset, ping, settings, priority, empty_data,
-                                     continuation, stall_head, stall_window, settings_timeout;
+                                     continuation, stall_head, stall_window, settings_timeout,
+                                     idle (no flood: keepalive_timeout);
                                      a second connection measures its own requests meanwhile
 """
 import socket
@@ -219,7 +220,7 @@ def flood(port, kind):
         c.send(frame(HEADERS, 0, sid, c.block(get("/"))))
     if kind == "stall_window":
         c.send(c.request(sid, get("/bytes/1000000")))
-    while kind not in ("stall_head", "stall_window", "settings_timeout") and sent < limit and \
+    while kind not in ("stall_head", "stall_window", "settings_timeout", "idle") and sent < limit and \
             not done() and not c.closed and time.monotonic() < deadline:
         batch = []
         for _ in range(100):

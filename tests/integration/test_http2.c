@@ -368,35 +368,74 @@ static void failure_headers(const char *err, char *out, size_t size)
         *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
 }
 
-/* A refused origin under the cloudflare profile: 521 with the same headers and body over both
- * protocols. */
-static void test_failure_same_over_both(void **state)
+/* Each failure type, under the cloudflare profile: the same status, the same diagnostic headers
+ * and the same error over both protocols (521 for a refused origin). */
+static const struct {
+    const char *path;
+    enum fo_kind kind;
+    int status;
+    const char *failure;
+} failure_rows[] = {
+    {"/refuse/", FO_REFUSE, 521, "connect_refused"},            /* RST to SYN */
+    {"/close/", FO_CLOSE_EMPTY, 520, "empty_response"},         /* closed without a byte */
+    {"/reset/", FO_RESET, 520, "connection_reset"},             /* RST after the request */
+    {"/garbage/", FO_GARBAGE, 520, "invalid_response"},         /* not HTTP */
+    {"/silent/", FO_SILENT, 524, "first_byte_timeout"},         /* no answer */
+    {"/partial/", FO_PARTIAL_HEAD, 524, "read_timeout"},        /* half a head */
+};
+
+static void test_failures_same_over_both(void **state)
 {
     (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_REFUSE);
-    struct harness *h = start_origin(fake_origin_port(o), "error_profile = cloudflare");
+    struct fake_origin *o[ARRAY_SIZE(failure_rows)];
+    char rest[4096];
+    size_t len = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(failure_rows); i++) {
+        o[i] = fake_origin_start_kind(failure_rows[i].kind);
+        assert_non_null(o[i]);
+        len += (size_t)snprintf(rest + len, sizeof(rest) - len,
+                                "[upstream u%zu]\norigin = 127.0.0.1:%u\n"
+                                "[route r%zu]\nprefix = %s\nupstream = u%zu\n",
+                                i, fake_origin_port(o[i]), i, failure_rows[i].path, i);
+    }
+    struct harness *h = start("error_profile = cloudflare\nfirst_byte_timeout = 300ms\n"
+                              "read_timeout = 300ms",
+                              "%s", rest);
     const char *const json[] = {"-H", "Accept: application/json", NULL};
-    struct tu_cmd_result r1 = {0}, r2 = {0};
-    assert_int_equal(curl(h, "--http1.1", "/x", json, &r1), 0);
-    assert_int_equal(curl(h, "--http2", "/x", json, &r2), 0);
-    assert_true(tu_contains(r1.err, "< HTTP/1.1 521"));
-    assert_true(tu_contains(r2.err, "< HTTP/2 521"));
-    char a[1024], b[1024];
-    failure_headers(r1.err, a, sizeof(a));
-    failure_headers(r2.err, b, sizeof(b));
-    assert_true(tu_contains(a, "portico-error: connect_refused"));
-    assert_string_equal(a, b);
-    /* The bodies differ only by their request ids and timings. */
-    char *e1 = tu_json_get_string(r1.out, "error"), *e2 = tu_json_get_string(r2.out, "error");
-    assert_non_null(e1);
-    assert_non_null(e2);
-    assert_string_equal(e1, e2);
-    free(e1);
-    free(e2);
-    tu_cmd_result_free(&r1);
-    tu_cmd_result_free(&r2);
+    for (size_t i = 0; i < ARRAY_SIZE(failure_rows); i++) {
+        struct tu_cmd_result r1 = {0}, r2 = {0};
+        assert_int_equal(curl(h, "--http1.1", failure_rows[i].path, json, &r1), 0);
+        assert_int_equal(curl(h, "--http2", failure_rows[i].path, json, &r2), 0);
+        char want1[64], want2[64];
+        snprintf(want1, sizeof(want1), "< HTTP/1.1 %d", failure_rows[i].status);
+        snprintf(want2, sizeof(want2), "< HTTP/2 %d", failure_rows[i].status);
+        if (!tu_contains(r1.err, want1) || !tu_contains(r2.err, want2))
+            fail_msg("%s: %s / %s expected:\n%s\n%s", failure_rows[i].path, want1, want2, r1.err,
+                     r2.err);
+        char a[1024], b[1024], want[96];
+        failure_headers(r1.err, a, sizeof(a));
+        failure_headers(r2.err, b, sizeof(b));
+        snprintf(want, sizeof(want), "portico-error: %s|", failure_rows[i].failure);
+        assert_true(tu_contains(a, want));
+        assert_string_equal(a, b);
+        /* The bodies name the same failure and phase. */
+        char *e1 = tu_json_get_string(r1.out, "error"), *e2 = tu_json_get_string(r2.out, "error");
+        char *p1 = tu_json_get_string(r1.out, "phase"), *p2 = tu_json_get_string(r2.out, "phase");
+        assert_non_null(e1);
+        assert_non_null(e2);
+        assert_string_equal(e1, failure_rows[i].failure);
+        assert_string_equal(e1, e2);
+        assert_string_equal(p1, p2);
+        free(e1);
+        free(e2);
+        free(p1);
+        free(p2);
+        tu_cmd_result_free(&r1);
+        tu_cmd_result_free(&r2);
+    }
     px_stop(h);
-    fake_origin_stop(o);
+    for (size_t i = 0; i < ARRAY_SIZE(failure_rows); i++)
+        fake_origin_stop(o[i]);
 }
 
 /* The origin breaks off after the head: the stream is reset (INTERNAL_ERROR) and the
@@ -491,6 +530,8 @@ static const struct flood_case flood_cases[] = {
     {"stall_window", "goaway=11 ", "portico_http2_stalled_windows_total"},
     /* our SETTINGS never acknowledged */
     {"settings_timeout", "goaway=4 ", NULL},
+    /* not a flood: an idle connection ends after keepalive_timeout, with NO_ERROR */
+    {"idle", "goaway=0 ", NULL},
 };
 
 /* Each flood ends its connection with GOAWAY, is counted, and a second client's requests on
@@ -498,7 +539,8 @@ static const struct flood_case flood_cases[] = {
 static void test_floods(void **state)
 {
     (void)state;
-    struct harness *h = start("client_header_timeout = 1s\nclient_send_timeout = 1s",
+    struct harness *h = start("client_header_timeout = 1s\nclient_send_timeout = 1s\n"
+                              "keepalive_timeout = 1s",
                               "[upstream u]\norigin = sim\n");
     for (size_t i = 0; i < ARRAY_SIZE(flood_cases); i++) {
         const struct flood_case *c = &flood_cases[i];
@@ -629,7 +671,7 @@ int main(void)
         cmocka_unit_test(test_uploads),
         cmocka_unit_test(test_expect_continue),
         cmocka_unit_test(test_big_download),
-        cmocka_unit_test(test_failure_same_over_both),
+        cmocka_unit_test(test_failures_same_over_both),
         cmocka_unit_test(test_abort_after_head_resets_stream),
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_floods),
