@@ -8,6 +8,7 @@ count, so it always ends.
 
   h2_frames.py PORT malformed        each malformed request on its own stream, then a valid one
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
+  h2_frames.py PORT stall_body PATH  a POST that sends half its content-length, then nothing
   h2_frames.py PORT flood KIND       rapid_reset, ping, settings, priority, empty_data,
                                      continuation, stall_head, stall_window, settings_timeout,
                                      idle (no flood: keepalive_timeout);
@@ -265,12 +266,25 @@ def cancel(port, path):
     c.close()
 
 
+def stall_body(port, path):
+    c = Conn(port)
+    st = c.st(1)
+    c.send(c.request(1, get(path, "POST") + [("content-length", "10")], end_stream=False))
+    c.send(frame(DATA, 0, 1, b"12345"))
+    c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
+    c.pump(lambda: st["rst"] is not None, time.monotonic() + 1)  # the rest is not wanted
+    print("status=%s rst=%s" % (st["status"][-1:], st["rst"]))
+    c.close()
+
+
 def main():
     port = int(sys.argv[1])
     if sys.argv[2] == "malformed":
         malformed(port)
     elif sys.argv[2] == "cancel":
         cancel(port, sys.argv[3])
+    elif sys.argv[2] == "stall_body":
+        stall_body(port, sys.argv[3])
     else:
         flood(port, sys.argv[3])
 

@@ -620,6 +620,29 @@ static void test_client_reset_is_499(void **state)
     fake_origin_stop(o);
 }
 
+/* A request body that stops coming: 408 after client_body_timeout, as over HTTP/1.1, then the
+ * stream is closed (the rest of the body is not wanted). */
+static void test_body_timeout(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_ECHO);
+    struct harness *h = start_origin(fake_origin_port(o), "client_body_timeout = 500ms");
+    struct tu_cmd_result r = {0};
+    int64_t t0 = tu_now_ms();
+    frames(h, "stall_body", "/upload", &r);
+    int64_t took = tu_now_ms() - t0;
+    if (!tu_contains(r.out, "status=[408] rst=0"))
+        fail_msg("expected a 408 then RST_STREAM NO_ERROR: %s", r.out);
+    assert_true(took >= 450);
+    tu_cmd_result_free(&r);
+    char *line = px_log_line(h, "\"path\":\"/upload\"");
+    assert_true(tu_contains(line, "\"status\":408"));
+    assert_true(tu_contains(line, "\"bytes_in\":5,"));
+    free(line);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 struct bg_run {
     const char *const *argv;
     struct tu_cmd_result res;
@@ -677,6 +700,7 @@ int main(void)
         cmocka_unit_test(test_floods),
         cmocka_unit_test(test_h2c_and_http2_off),
         cmocka_unit_test(test_client_reset_is_499),
+        cmocka_unit_test(test_body_timeout),
         cmocka_unit_test(test_drain_goaway),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
