@@ -437,11 +437,17 @@ static void h2_done(void *arg, const char *why)
     start_closing(c);
 }
 
+/* The client went away (EOF, error, write timeout) under HTTP/2: nothing more can be sent. */
+static void h2_lost(void *arg, enum sock_event ev)
+{
+    client_close(arg, gone_reason(ev));
+}
+
 /* ALPN chose h2 (or the listener speaks h2c): the connection belongs to h2.c from now on.
  * 0, or -1 when out of memory: then the connection is closed (c is gone). */
 static int start_h2(struct client *c)
 {
-    struct h2_owner owner = {.done = h2_done, .arg = c};
+    struct h2_owner owner = {.done = h2_done, .lost = h2_lost, .arg = c};
     c->h2 = h2_start(c->loop, &c->sock, &c->peer, &owner);
     if (!c->h2) {
         client_close(c, "out of memory");

@@ -470,6 +470,11 @@ static void arm_timer(struct h2_conn *h, uint64_t now)
 
 void h2_settle(struct h2_conn *h)
 {
+    /* A connection whose handshake ended after the worker began draining was not in its
+     * drain: it gets its first request served, then the same GOAWAY. */
+    if (h->loop->state != LOOP_RUNNING && !h->draining &&
+        nghttp2_session_get_last_proc_stream_id(h->session) > 0)
+        h2_drain(h);
     flush(h);
     if (!h->end_why && !nghttp2_session_want_read(h->session) &&
         !nghttp2_session_want_write(h->session))
@@ -507,18 +512,6 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     h2_settle(h);
 }
 
-static const char *gone_reason(enum sock_event ev)
-{
-    switch (ev) {
-    case SOCK_EOF:
-        return "closed the connection";
-    case SOCK_WRITE_TIMEOUT:
-        return "stopped reading";
-    default:
-        return "connection failed";
-    }
-}
-
 static void conn_cb(void *arg, enum sock_event ev)
 {
     struct h2_conn *h = arg;
@@ -533,7 +526,7 @@ static void conn_cb(void *arg, enum sock_event ev)
     case SOCK_EOF:
     case SOCK_ERROR:
     case SOCK_WRITE_TIMEOUT:
-        h->owner.done(h->owner.arg, gone_reason(ev));
+        h->owner.lost(h->owner.arg, ev);
         return;
     }
     h2_settle(h);
@@ -595,6 +588,7 @@ void h2_free(struct h2_conn *h, const char *why)
 
 void h2_drain(struct h2_conn *h)
 {
+    h->draining = true;
     int32_t last = nghttp2_session_get_last_proc_stream_id(h->session);
     nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0);
     event_active(&h->later, EV_TIMEOUT, 1);

@@ -92,6 +92,7 @@ struct h2_conn {
     bool flushing;
     bool again;                        /* a flush was asked for during one */
     bool settings_acked;
+    bool draining;                     /* GOAWAY with the last stream id went (h2_drain) */
     uint64_t started;                  /* µs */
     uint64_t idle_since;               /* µs: the last stream closed (or the start) */
     uint64_t head_since;               /* µs: a header block is unfinished; 0 if none */

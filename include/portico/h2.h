@@ -16,15 +16,18 @@
 
 #include <stdint.h>
 
+#include "portico/sock.h"
+
 struct loop;
-struct sock;
 struct peer;
 struct h2_conn;
 
 /* The owner of the connection. done() ends HTTP/2 on it: the owner calls h2_free, takes its sock
- * back (sock_set_cb) and flushes what is queued before it closes. */
+ * back (sock_set_cb) and flushes what is queued before it closes. lost(): the sock reported the
+ * client gone (EOF, error, write timeout): the owner closes it at once (h2_free included). */
 struct h2_owner {
     void (*done)(void *arg, const char *why);
+    void (*lost)(void *arg, enum sock_event ev);
     void *arg;
 };
 
