@@ -252,8 +252,7 @@ static void ds_done(void *ctx, enum exchange_end end)
                                   NGHTTP2_INTERNAL_ERROR);
     } else {
         s->resp_done = true;
-        s->deferred = true; /* resume: the provider may be waiting for its EOF */
-        resume(s);
+        resume(s); /* a provider waiting for bytes now has its EOF */
     }
     h2_want_flush(s->conn);
 }
