@@ -3,8 +3,10 @@
 # it asks dpkg first and calls apt-get only for what is missing.
 set -eu
 
+# systemd (systemd-analyze) and man-db (man, for the unit's Documentation=) verify the unit.
 PACKAGES="build-essential pkg-config libevent-dev libssl-dev libinih-dev libcmocka-dev \
-libnghttp2-dev curl openssl clang libclang-rt-14-dev nghttp2-client python3-h2 chromium"
+libnghttp2-dev curl openssl clang libclang-rt-14-dev valgrind systemd man-db chromium \
+nghttp2-client python3-h2"
 
 missing=""
 for p in $PACKAGES; do
