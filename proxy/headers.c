@@ -110,6 +110,10 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                 add_field(out, f);
             continue;
         }
+        if (fwd->upgrade && h1_name_is(f, "upgrade")) {
+            add_field(out, f); /* hop-by-hop, but offered to this hop on the client's behalf */
+            continue;
+        }
         if (static_hop(f) || (has_connection && named_by_connection(f, req->fields, req->nfields)))
             continue;
         if (h1_name_is(f, "x-forwarded-for")) { /* merged into one field below */
@@ -147,6 +151,8 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     if (fwd->traceparent)
         add_line(out, "traceparent: ", fwd->traceparent);
     add_str(out, "Via: " VIA_VALUE "\r\n");
+    if (fwd->upgrade)
+        add_str(out, "Connection: upgrade\r\n");
     if (fwd->framing == H1_BODY_LENGTH)
         add_content_length(out, fwd->content_length);
     else if (fwd->framing == H1_BODY_CHUNKED)
@@ -207,6 +213,18 @@ size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, 
 {
     bool has_request_id = false;
     return end_to_end(resp, out, max, &has_request_id);
+}
+
+size_t hdr_upgrade_fields(const struct h1_response *resp, struct h1_field *out, size_t max)
+{
+    bool has_request_id = false;
+    size_t n = max > 1 ? end_to_end(resp, out, max - 1, &has_request_id) : 0;
+    for (size_t i = 0; i < resp->nfields && n + 1 < max; i++)
+        if (h1_name_is(&resp->fields[i], "upgrade"))
+            out[n++] = resp->fields[i];
+    if (n < max)
+        out[n++] = FIELD("Connection", "upgrade");
+    return n;
 }
 
 void hdr_write_head(struct evbuffer *out, const struct resp_head *h, enum h1_framing wire,
