@@ -20,7 +20,9 @@
 struct config;
 struct exchange;
 
-/* Token buckets: burst, then tokens per second. */
+/* The kinds of abuse that end a connection, each with its counter. The first two are Portico's
+ * token buckets (burst, then tokens per second); the others have no bucket (0, 0): nghttp2's
+ * limits or a deadline find them. */
 #define FLOOD_LIST(X)                                                                              \
     X(FLOOD_RESET, "rapid reset", M_H2_FLOOD_RESET, 200, 20)                                      \
     X(FLOOD_CONTROL, "control-frame flood", M_H2_FLOOD_CONTROL, 1000, 100)                        \
