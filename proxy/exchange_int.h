@@ -88,6 +88,7 @@ struct exchange {
     bool upgrade;                      /* the request offers an Upgrade the origin may take */
     enum req_state req_state;
     struct body_relay req_body;
+    bool req_eof;                      /* the downstream said the request body ended */
 
     /* upstream */
     struct upconn *uc;                 /* owned while set */
