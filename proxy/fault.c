@@ -642,8 +642,8 @@ bool fault_rule_needs_response(const struct fault_rule *r)
 
 int fault_rule_check(const struct fault_rule *r, char *why, size_t size)
 {
-    int answers = answers_status(r) + (r->failure != FAIL_NONE) + r->drop + r->reset;
-    bool acts = answers || r->nstatuses || r->delay.kind != FAULT_DELAY_NONE ||
+    int answers = (r->nstatuses > 0) + (r->failure != FAIL_NONE) + r->drop + r->reset;
+    bool acts = answers || r->delay.kind != FAULT_DELAY_NONE ||
                 fault_rule_needs_response(r) || r->ninterim;
     const char *fail = NULL;
     if ((r->reason || r->body || r->nheaders) && !answers_status(r))

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "portico/failure.h"
+#include "portico/fault.h"
 #include "portico/log.h"
 
 #define CFG_MAX_LISTEN 16
@@ -26,6 +27,7 @@
 #define CFG_MAX_HINTS 16
 #define CFG_MAX_LINE 8192 /* bytes of one INI line, newline excluded */
 #define CFG_MAX_DURATION_MS (UINT64_C(7) * 24 * 3600 * 1000) /* every duration: 7 days at most */
+#define CFG_MAX_FAULTS 256 /* [fault NAME] sections */
 
 /* Name of a timer's config key ("connect_timeout"). */
 const char *timer_name(enum timer_kind t);
@@ -105,6 +107,23 @@ struct route_conf {
     bool server_timing;                    /* Server-Timing on proxied responses too */
 };
 
+/* [faults]: how the fault rules (issue 8) behave as a whole. */
+struct faults_conf {
+    bool header_control;                   /* honour the Portico-Fault request header ... */
+    struct fault_cidr header_clients[FAULT_MAX_LIST]; /* ... from these clients */
+    int nheader_clients;                   /* default 127.0.0.0/8, ::1 */
+    bool seeded;                           /* seed was given: decisions are reproducible */
+    uint64_t seed;
+    bool fault_header;                     /* Portico-Fault: <rule> on responses it shaped */
+};
+
+/* [fault NAME]: one rule, and where its section starts. */
+struct fault_conf {
+    int line;
+    bool broken;                           /* a key was refused: the rule is not checked whole */
+    struct fault_rule rule;
+};
+
 struct config {
     char *path;                            /* the INI file */
     char *dir;                             /* its directory: relative paths resolve here */
@@ -136,6 +155,10 @@ struct config {
     char *admin_listen_text;               /* "127.0.0.1:9901" or NULL */
     struct sockaddr_storage admin_addr;
     socklen_t admin_addrlen;
+    char *admin_token;                     /* Bearer token every admin request must carry */
+    struct faults_conf faults;
+    struct fault_conf *fault_rules;        /* [fault NAME] sections, in file order */
+    int nfault_rules;
 
     struct upstream_conf *upstreams;
     int nupstreams;

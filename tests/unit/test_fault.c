@@ -4,7 +4,8 @@
  * decision: probability with a seed (10,000 decisions at 0.25 → 2,500 ± 150, the same on every
  * run), first, every, after/for, max_active, weighted statuses, the delay distributions (median
  * and p99 within 10 % over 10,000 draws), and the admin changes with their auto-revert. Time is
- * passed in: nothing here sleeps.
+ * passed in: nothing here sleeps. Also the [faults] and [fault NAME] sections of the INI, with their
+ * FILE:LINE messages, and admin_token.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -17,9 +18,14 @@
 
 #include <cmocka.h>
 
+#include "portico/config.h"
 #include "portico/fault.h"
 
+#include "config_helpers.h"
+
+#ifndef ARRAY_LEN
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#endif
 #define SEED 42
 #define DIST_SEED 1 /* see test_distributions */
 #define DRAWS 10000
@@ -742,6 +748,119 @@ static void test_rule_text(void **state)
     assert_true(r.used <= FAULT_TEXT_MAX);
 }
 
+/* ---- the configuration ---- */
+
+static void test_config_faults(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok("[proxy]\nadmin_listen = 0.0.0.0:9901\nadmin_token = s3cr3t-t0ken\n"
+                                 "[upstream shop]\norigin = sim\ntotal_timeout = 5s\n"
+                                 "[route shop]\nupstream = shop\n"
+                                 "[faults]\nheader_control = on\nheader_control_clients = ::1\n"
+                                 "seed = 42\nfault_header = off\n"
+                                 "[fault checkout-outage]\nroute = shop\nprefix = /checkout\n"
+                                 "method = POST\nheader = X-Test-User=alice\nprobability = 0.25\n"
+                                 "status = 503\nreason = Service Unavailable\nbody = down\n"
+                                 "headers = Retry-After: 120\nheaders = X-Why: rehearsal\n"
+                                 "[fault slow]\ndelay = lognormal(median=200ms,p99=3s)\n"
+                                 "[fault total]\nfailure = total_timeout\n");
+    assert_string_equal(cfg->admin_token, "s3cr3t-t0ken");
+    assert_true(cfg->faults.header_control);
+    assert_int_equal(cfg->faults.nheader_clients, 1);
+    assert_true(cfg->faults.seeded);
+    assert_int_equal(cfg->faults.seed, 42);
+    assert_false(cfg->faults.fault_header);
+    assert_int_equal(cfg->nfault_rules, 3);
+    const struct fault_rule *r = &cfg->fault_rules[0].rule;
+    assert_string_equal(fault_text(r, r->name), "checkout-outage");
+    assert_int_equal(cfg->fault_rules[0].line, 14);
+    assert_int_equal(r->nheaders, 2); /* headers is repeatable */
+    assert_true(r->probability == 0.25);
+    cfg_free(cfg);
+    /* the defaults: no header control, loopback clients, no seed, the header on */
+    cfg = load_ok(UP);
+    assert_false(cfg->faults.header_control);
+    assert_int_equal(cfg->faults.nheader_clients, 2);
+    assert_false(cfg->faults.seeded);
+    assert_true(cfg->faults.fault_header);
+    assert_int_equal(cfg->nfault_rules, 0);
+    assert_null(cfg->admin_token);
+    cfg_free(cfg);
+}
+
+static const struct {
+    const char *why;
+    const char *text;
+    const char *errors[MAX_ERR];
+} config_rows[] = {
+    {"a bad value names the key, at its line",
+     UP "[fault f]\nstatus = 5o3\n",
+     {"test.ini:4: status: '5o3' is not a status code (200-599)"}},
+    {"a rule that does nothing is reported at its section",
+     UP "[fault f]\nprefix = /x\n",
+     {"test.ini:3: [fault f]: no action: give status, failure, delay, response_delay, drop, "
+      "reset, truncate, throttle or interim"}},
+    {"a key twice",
+     UP "[fault f]\nstatus = 503\nstatus = 500\n",
+     {"test.ini:5: 'status' set twice in this section"}},
+    {"an unknown key",
+     UP "[fault f]\nstatus = 503\nstatuss = 500\n",
+     {"test.ini:5: unknown key 'statuss' in [fault]"}},
+    {"a route that does not exist",
+     UP "[fault f]\nroute = nope\nstatus = 503\n",
+     {"test.ini:4: [fault f]: no [route nope]"}},
+    {"total_timeout needs the timer",
+     UP "[fault f]\nstatus = 200:0.5\nfailure = total_timeout\n",
+     {"test.ini:3: [fault f]: status, failure, drop and reset exclude each other",
+      "test.ini:5: [fault f]: failure = total_timeout, but [upstream app] (route default) has no "
+      "total_timeout: set one, or limit the rule with route ="}},
+    {"duplicate rules",
+     UP "[fault f]\nstatus = 503\n[fault f]\nstatus = 500\n",
+     {"test.ini:5: duplicate [fault f] (first at line 3)"}},
+    {"reserved names",
+     UP "[fault header]\nstatus = 503\n",
+     {"test.ini:3: [fault header]: the name is reserved (the metrics count the Portico-Fault "
+      "header and admin rules under it)"}},
+    {"[fault] needs a name",
+     UP "[fault]\nstatus = 503\n",
+     {"test.ini:3: [fault] needs a name of letters, digits, '-', '_' or '.'"}},
+    {"[faults] takes none, and comes once",
+     UP "[faults x]\n[faults]\n[faults]\n",
+     {"test.ini:3: [faults] takes no name", "test.ini:5: duplicate [faults] (first at line 4)"}},
+    {"[faults] keys",
+     UP "[faults]\nheader_control = maybe\nheader_control_clients = localhost\nseed = -1\n",
+     {"test.ini:4: header_control: 'maybe' is not on/off",
+      "test.ini:5: header_control_clients: 'localhost' is not an address or CIDR block "
+      "(10.0.0.0/8, ::1)",
+      "test.ini:6: seed: '-1' is not a whole number between 0 and 18446744073709551615"}},
+    {"an admin listener off loopback needs a token",
+     "[proxy]\nadmin_listen = 0.0.0.0:9901\n" UP,
+     {"test.ini:2: admin_listen: 0.0.0.0:9901 is not a loopback address: set admin_token"}},
+    {"the same for IPv6",
+     "[proxy]\nadmin_listen = [::]:9901\n" UP,
+     {"test.ini:2: admin_listen: [::]:9901 is not a loopback address: set admin_token"}},
+    {"a token is a Bearer token",
+     "[proxy]\nadmin_token = two words\n" UP,
+     {"test.ini:2: admin_token: expected a token of letters, digits and -._~+/ (a Bearer token)"}},
+};
+
+static void test_config_errors(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(config_rows); i++) {
+        int n;
+        char *errors;
+        struct config *cfg = load(config_rows[i].text, "/etc/portico", &n, &errors);
+        if (cfg)
+            fail_msg("%s: accepted", config_rows[i].why);
+        check_errors(config_rows[i].why, errors, n, config_rows[i].errors);
+        free(errors);
+    }
+    /* loopback admin listeners need no token */
+    cfg_free(load_ok("[proxy]\nadmin_listen = [::1]:9901\n" UP));
+    cfg_free(load_ok("[proxy]\nadmin_listen = 127.0.0.2:9901\n" UP));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -759,6 +878,8 @@ int main(void)
         cmocka_unit_test(test_distributions),
         cmocka_unit_test(test_state_changes),
         cmocka_unit_test(test_rule_text),
+        cmocka_unit_test(test_config_faults),
+        cmocka_unit_test(test_config_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
