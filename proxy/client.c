@@ -4,7 +4,8 @@
  * States: HANDSHAKE (TLS) → IDLE (keep-alive wait) → HEAD (bytes of a head arrived) →
  * EXCHANGE (an exchange owns the traffic) → IDLE ... → CLOSING (flushing the last response) →
  * LINGER (write side shut, reading and discarding until EOF so that unread request bytes do not
- * turn our close into a reset that destroys the response in flight). One timer follows the
+ * turn our close into a reset that destroys the response in flight); or, for a fault's reset,
+ * EXCHANGE → RESETTING (nothing more is sent; closed with RST from the loop). One timer follows the
  * state (set_state is the only writer); the sock's write deadline is client_send_timeout
  * throughout, its read deadline client_body_timeout while a request body is owed.
  *
@@ -49,7 +50,8 @@
     X(CS_HEAD, "head")                                                                             \
     X(CS_EXCHANGE, "exchange")                                                                     \
     X(CS_CLOSING, "closing")                                                                       \
-    X(CS_LINGER, "linger")
+    X(CS_LINGER, "linger")                                                                         \
+    X(CS_RESETTING, "resetting")
 
 enum client_state {
 #define X(id, name) id,
@@ -90,6 +92,7 @@ static void arm_ms(struct client *c, uint64_t ms)
 static const enum conn_state gauge_state[] = {
     [CS_HANDSHAKE] = CONN_HANDSHAKE, [CS_IDLE] = CONN_IDLE,     [CS_HEAD] = CONN_ACTIVE,
     [CS_EXCHANGE] = CONN_ACTIVE,     [CS_CLOSING] = CONN_ACTIVE, [CS_LINGER] = CONN_ACTIVE,
+    [CS_RESETTING] = CONN_ACTIVE,
 };
 
 /* The single setter: every state has its deadline, and its place in the gauge. */
@@ -117,6 +120,9 @@ static void set_state(struct client *c, enum client_state s)
         break;
     case CS_LINGER:
         arm_ms(c, LINGER_MS);
+        break;
+    case CS_RESETTING:
+        arm_ms(c, 0); /* the close comes from the loop, never from inside the exchange */
         break;
     }
 }
@@ -274,11 +280,26 @@ static bool may_parse(const struct client *c)
     return sock_pending(&c->sock) <= OUTPUT_HIGH;
 }
 
+/* A fault's reset: nothing more goes out, and the close sends RST (SO_LINGER 0). */
+static void start_resetting(struct client *c)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(c->sock.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    evbuffer_drain(c->sock.out, SIZE_MAX);
+    sock_read(&c->sock, false);
+    set_state(c, CS_RESETTING);
+}
+
 static void ds_done(void *ctx, enum exchange_end end)
 {
     struct client *c = ctx;
     c->ex = NULL;
     sock_set_timeouts(&c->sock, 0, c->loop->cfg->client_send_timeout_ms);
+    if (end == END_RESET) {
+        start_resetting(c);
+        return;
+    }
+    /* END_DROP: what went (1xx at most) is flushed, then FIN, like any close */
     if (end != END_KEEP || c->close_after || c->loop->state != LOOP_RUNNING) {
         start_closing(c);
         return;
@@ -491,6 +512,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     case CS_CLOSING:
     case CS_LINGER:
         client_close(c, "closed");
+        break;
+    case CS_RESETTING:
+        client_close(c, "reset");
         break;
     }
 }

@@ -693,6 +693,34 @@ static void validate_routes(struct cfg_loader *ld)
     }
 }
 
+int cfg_fault_check(const struct config *cfg, const struct fault_rule *r, enum fault_key *key,
+                    char *why, size_t size)
+{
+    int route = -1;
+    if (r->route) {
+        for (int j = 0; j < cfg->nroutes; j++)
+            if (strcmp(cfg->routes[j].name, fault_text(r, r->route)) == 0)
+                route = j;
+        if (route < 0) {
+            *key = FK_ROUTE;
+            snprintf(why, size, "no [route %s]", fault_text(r, r->route));
+            return -1;
+        }
+    }
+    /* a simulated total_timeout waits for the upstream's total_timeout: it must be on */
+    for (int j = 0; r->failure == FAIL_TOTAL_TIMEOUT && j < cfg->nroutes; j++) {
+        int u = cfg->routes[j].upstream;
+        if ((route >= 0 && j != route) || u < 0 || cfg->upstreams[u].timers_ms[TIMER_TOTAL])
+            continue;
+        *key = FK_FAILURE;
+        snprintf(why, size, "failure = total_timeout, but [upstream %s] (route %s) has no "
+                            "total_timeout: set one, or limit the rule with route =",
+                 cfg->upstreams[u].name, cfg->routes[j].name);
+        return -1;
+    }
+    return 0;
+}
+
 /* An address on the loopback interface: 127.0.0.0/8 or ::1. */
 static bool is_loopback(const struct sockaddr_storage *sa)
 {
@@ -719,28 +747,10 @@ static void validate_faults(struct cfg_loader *ld)
         char why[300];
         if (!f->broken && fault_rule_check(r, why, sizeof(why)) != 0)
             cfg_report(ld, f->line, "[fault %s]: %s", name, why);
-        int route = -1;
-        if (r->route) {
-            for (int j = 0; j < cfg->nroutes; j++)
-                if (strcmp(cfg->routes[j].name, fault_text(r, r->route)) == 0)
-                    route = j;
-            if (route < 0) {
-                cfg_report(ld, cfg_key_line(&ld->fault_lines[i], CFG_SEC_FAULT, "route"),
-                           "[fault %s]: no [route %s]", name, fault_text(r, r->route));
-                continue;
-            }
-        }
-        /* a simulated total_timeout waits for the upstream's total_timeout: it must be on */
-        for (int j = 0; r->failure == FAIL_TOTAL_TIMEOUT && j < cfg->nroutes; j++) {
-            int u = cfg->routes[j].upstream;
-            if ((route >= 0 && j != route) || u < 0 || cfg->upstreams[u].timers_ms[TIMER_TOTAL])
-                continue;
-            cfg_report(ld, cfg_key_line(&ld->fault_lines[i], CFG_SEC_FAULT, "failure"),
-                       "[fault %s]: failure = total_timeout, but [upstream %s] (route %s) has no "
-                       "total_timeout: set one, or limit the rule with route =", name,
-                       cfg->upstreams[u].name, cfg->routes[j].name);
-            break;
-        }
+        enum fault_key key;
+        if (cfg_fault_check(cfg, r, &key, why, sizeof(why)) != 0)
+            cfg_report(ld, cfg_key_line(&ld->fault_lines[i], CFG_SEC_FAULT, fault_key_name(key)),
+                       "[fault %s]: %s", name, why);
     }
 }
 

@@ -142,6 +142,8 @@ static const char *phase_subject_text(const struct exchange *ex, enum phase p)
         return o ? o->host : ex->up->name;
     if (ex->uc)
         return upconn_addr(ex->uc);
+    if (fault_exec_addr(ex)) /* a simulated failure names what upconn_addr would */
+        return fault_exec_addr(ex);
     return o ? o->text : ex->up->name;
 }
 
@@ -200,8 +202,10 @@ static void send_own(struct exchange *ex, struct errpage *e)
     e->http10 = !ex_client_http11(ex);
     struct errpage_out o;
     errpage_prepare(e, &o);
+    struct h1_field fields[ARRAY_LEN(o.fields) + FAULT_MAX_LIST + 1];
+    fault_exec_own_head(ex, &o, fields, ARRAY_LEN(fields)); /* Portico-Fault, a fault's answer */
     ex->ds.ops->head(ex->ds.ctx, &o.head, &ex->sink);
-    long body = errpage_body(&o, ex->sink.out);
+    long body = fault_exec_own_body(ex, &o, ex->sink.out);
     ex->error_body_bytes = body > 0 ? (uint64_t)body : 0;
     ex->status = o.head.status; /* it goes out with done(), once it is counted and logged */
     ex->resp_state = RESP_DONE;
@@ -260,7 +264,7 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
     ex->cause = cause;
     ex->limit_ms = limit_ms;
     phase_close(&ex->pc, ex->now);
-    if (ex->origin >= 0)
+    if (ex->origin >= 0 && !fault_exec_simulating(ex)) /* never judge an origin on a rehearsal */
         balancer_report(balancer_of(ex), ex->origin, failure_is_network(ex->failure),
                         now_ms_of(ex));
     relay_drop(ex);
@@ -358,6 +362,7 @@ static void log_exchange(struct exchange *ex)
         .bytes_out = ex->resp_body.bytes + ex->error_body_bytes,
         .interim_codes = ex->interim_codes,
         .ninterim = ex->interim_count,
+        .fault = fault_exec_name(ex),
         .user_agent = ua ? ua->value : NULL,
         .user_agent_len = ua ? ua->value_len : 0,
         .timings = t,
@@ -376,6 +381,7 @@ static void exchange_free(struct exchange *ex)
 {
     stop_timers(ex);
     relay_drop(ex);
+    fault_exec_end(ex);
     free(ex->hints);
     free(ex->head);
     free(ex);
@@ -396,7 +402,10 @@ void ex_settle(struct exchange *ex)
     }
     relay_drop(ex); /* before the log line: once it is written, the origin side is settled */
     log_exchange(ex);
-    enum exchange_end end = ex->outcome == OUTCOME_ABORTED ? END_ABORT
+    static const enum exchange_end ends[] = {
+        [OUTCOME_ABORTED] = END_ABORT, [OUTCOME_DROPPED] = END_DROP, [OUTCOME_RESET] = END_RESET,
+    };
+    enum exchange_end end = ex->outcome != OUTCOME_DONE ? ends[ex->outcome]
                             : ex->close_client || ex->req_state != REQ_DONE ? END_CLOSE
                                                                             : END_KEEP;
     struct downstream ds = ex->ds;
@@ -542,20 +551,39 @@ static void run(struct exchange *ex)
     ex->up_index = ex->route->upstream;
     ex->up = &cfg->upstreams[ex->up_index];
 
+    if (!fault_exec_decide(ex)) /* a malformed Portico-Fault header was refused */
+        return;
+
     /* Interim responses Portico makes, before the origin is even contacted. */
     interim_early_hints(ex);
     interim_expect(ex);
     interim_heartbeats(ex);
     if (ex->up->timers_ms[TIMER_TOTAL])
         ex_arm(&ex->total_timer, ex->up->timers_ms[TIMER_TOTAL]);
-
-    ex->origin = balancer_pick(balancer_of(ex), now_ms_of(ex));
-    if (ex->origin < 0) {
-        ex_fail(ex, PHASE_ROUTE, CAUSE_NO_ORIGIN, 0, "every origin of upstream %s is marked down",
-                ex->up->name);
+    if (fault_exec_start(ex)) /* a fault acts first; it goes on to the origin itself */
         return;
-    }
-    relay_connect(ex);
+    ex_to_origin(ex);
+}
+
+void ex_fail_no_origin(struct exchange *ex)
+{
+    ex_fail(ex, PHASE_ROUTE, CAUSE_NO_ORIGIN, 0, "every origin of upstream %s is marked down",
+            ex->up->name);
+}
+
+bool ex_pick_origin(struct exchange *ex)
+{
+    ex->origin = balancer_pick(balancer_of(ex), now_ms_of(ex));
+    if (ex->origin >= 0)
+        return true;
+    ex_fail_no_origin(ex);
+    return false;
+}
+
+void ex_to_origin(struct exchange *ex)
+{
+    if (ex_pick_origin(ex))
+        relay_connect(ex);
 }
 
 /* ---- entry points from the downstream ---- */

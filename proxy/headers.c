@@ -110,6 +110,8 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
         }
         if (static_hop(f) || (has_connection && named_by_connection(f, req->fields, req->nfields)))
             continue;
+        if (h1_name_is(f, "portico-fault"))
+            continue; /* a fault for Portico (issue 8), honoured or not: never the origin's */
         if (h1_name_is(f, "x-forwarded-for")) { /* merged into one field below */
             if (!xff)
                 xff = f;

@@ -179,6 +179,12 @@ struct config *cfg_load(const char *path, FILE *errors, int *nerrors);
 struct config *cfg_load_string(const char *text, const char *name, const char *dir, FILE *errors,
                                int *nerrors);
 
+/* The checks of a fault rule against cfg (its route exists; a simulated total_timeout has an
+ * upstream total_timeout to wait for), for the INI's rules and those added at run time. 0, or -1
+ * with a one-line reason and the key at fault in *key. */
+int cfg_fault_check(const struct config *cfg, const struct fault_rule *r, enum fault_key *key,
+                    char *why, size_t size);
+
 /* Frees a config and everything it owns (SSL contexts included). NULL is fine. */
 void cfg_free(struct config *cfg);
 
