@@ -242,30 +242,6 @@ static void put_header_value(struct sink *s, const char *str, bool sf_string)
     sink_put(s, run, (size_t)(p - run));
 }
 
-/* ---- Date: IMF-fixdate, formatted at most once per second per thread ---- */
-
-static const char *http_date(void)
-{
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    static __thread time_t cached_sec = (time_t)-1;
-    static __thread char cached[32];
-    time_t now = time(NULL);
-    struct tm tm;
-
-    if (now == cached_sec)
-        return cached;
-    /* By hand rather than strftime: %a/%b follow the locale, HTTP wants English names. */
-    if (gmtime_r(&now, &tm) == NULL || tm.tm_year + 1900 > 9999)
-        return "Thu, 01 Jan 1970 00:00:00 GMT";
-    snprintf(cached, sizeof cached, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
-             tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-             tm.tm_sec);
-    cached_sec = now;
-    return cached;
-}
-
 /* ---- negotiation ---- */
 
 enum fmt { FMT_JSON, FMT_HTML, FMT_PLAIN, FMT_COUNT };
@@ -283,18 +259,12 @@ struct match {
     size_t pos; /* index of the matching range in Accept */
 };
 
-static bool is_tchar(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 static bool is_token(const char *p, size_t n)
 {
     if (n == 0)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (!is_tchar(p[i]))
+        if (!h1_is_tchar((unsigned char)p[i]))
             return false;
     return true;
 }
@@ -858,7 +828,7 @@ int errpage_prepare(const struct errpage *e, struct errpage_out *o)
     *v = (struct errpage_view){
         .e = e,
         .status = e->status,
-        .date = http_date(),
+        .date = http_date_now(),
         .origin = present(e->origin),
         .upstream = present(e->upstream),
     };

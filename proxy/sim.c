@@ -12,6 +12,7 @@
 #include "portico/http1.h"
 #include "portico/sim_conn.h"
 #include "portico/status.h"
+#include "portico/util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -121,25 +122,11 @@ uint64_t sim_elapsed_ms(const struct timespec *t0)
 
 void sim_arm(struct conn *c, uint64_t ms)
 {
-    struct timeval tv = { .tv_sec = (time_t)(ms / 1000),
-                          .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+    struct timeval tv = tv_from_ms(ms);
     evtimer_add(c->timer, &tv);
 }
 
 /* ---- responses ---- */
-
-/* IMF-fixdate by hand: strftime's %a and %b follow the locale. */
-static void http_date(char *buf, size_t cap)
-{
-    static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-    static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    snprintf(buf, cap, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
-             months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
 
 /* The head of every final response: Server, Date, then what h1out adds (Content-Type and
  * framing unless the status has no content, Connection as the request needs). Always HTTP/1.1
@@ -147,9 +134,7 @@ static void http_date(char *buf, size_t cap)
 static void final_head(struct conn *c, struct h1out_head *h, char *fields, size_t cap, int code,
                        const char *ctype)
 {
-    char date[40];
-    http_date(date, sizeof(date));
-    snprintf(fields, cap, "Server: portico-sim\r\nDate: %s\r\n", date);
+    snprintf(fields, cap, "Server: portico-sim\r\nDate: %s\r\n", http_date_now());
     *h = (struct h1out_head){
         .status = code,
         .fields = fields,

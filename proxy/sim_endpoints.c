@@ -20,33 +20,14 @@
 #include "portico/h1out.h"
 #include "portico/sim_conn.h"
 #include "portico/status.h"
+#include "portico/util.h"
 
 /* ---- arguments ---- */
-
-/* Strict decimal: 1 to 20 digits, nothing else, no overflow, at most max. */
-static int parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (len == 0 || len > 20)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    if (v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
 
 /* Exactly three digits: "099" and "1000" are not status codes. */
 static int parse_code(const char *s, size_t len, uint64_t *out)
 {
-    return len == 3 ? parse_u64(s, len, 999, out) : -1;
+    return len == 3 ? parse_uint_span(s, len, 0, 999, out) : -1;
 }
 
 /* Only the endpoint's documented parameters, each at most once, each a number in range. */
@@ -81,7 +62,7 @@ static const char *parse_query(struct conn *c, const struct sim_endpoint *ep, co
         seen[i] = true;
         const char *val = eq + 1;
         size_t val_len = seg_len - (size_t)(val - seg);
-        if (parse_u64(val, val_len, ep->params[i].max, &c->req.query[i]) < 0 ||
+        if (parse_uint_span(val, val_len, 0, ep->params[i].max, &c->req.query[i]) < 0 ||
             c->req.query[i] < ep->params[i].min)
             return ep->params[i].why;
         if (!amp)
@@ -99,14 +80,14 @@ static const char *arg_status(struct conn *c, const char *arg, size_t len)
 
 static const char *arg_ms(struct conn *c, const char *arg, size_t len)
 {
-    if (parse_u64(arg, len, SIM_MAX_MS, &c->req.arg) < 0)
+    if (parse_uint_span(arg, len, 0, SIM_MAX_MS, &c->req.arg) < 0)
         return "milliseconds must be a number in 0-600000";
     return NULL;
 }
 
 static const char *arg_bytes(struct conn *c, const char *arg, size_t len)
 {
-    if (parse_u64(arg, len, SIM_MAX_BYTES, &c->req.arg) < 0)
+    if (parse_uint_span(arg, len, 0, SIM_MAX_BYTES, &c->req.arg) < 0)
         return "byte count must be a number in 0-1099511627776";
     return NULL;
 }

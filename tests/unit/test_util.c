@@ -209,6 +209,48 @@ static const struct {
     {"[::1%eth0]:80", NULL, 0, "expected [ipv6]:port"}, /* zone ids are not supported */
 };
 
+/* The span version: digits only, no sign or blank, no overflow, bounds inclusive. */
+static void test_parse_uint_span(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        size_t len;           /* 0: strlen */
+        uint64_t min, max;
+        int rc;
+        uint64_t v;
+    } rows[] = {
+        {"404", 0, 0, 999, 0, 404},
+        {"4041", 3, 0, 999, 0, 404},                 /* only the span counts */
+        {"", 0, 0, 999, -1, 0},                      /* empty */
+        {"+1", 0, 0, 999, -1, 0},                    /* sign */
+        {" 1", 0, 0, 999, -1, 0},                    /* blank */
+        {"1000", 0, 0, 999, -1, 0},                  /* above max */
+        {"5", 0, 10, 20, -1, 0},                     /* below min */
+        {"18446744073709551615", 0, 0, UINT64_MAX, 0, UINT64_MAX},
+        {"18446744073709551616", 0, 0, UINT64_MAX, -1, 0}, /* overflow */
+    };
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        uint64_t v = 7;
+        size_t len = rows[i].len ? rows[i].len : strlen(rows[i].s);
+        assert_int_equal(parse_uint_span(rows[i].s, len, rows[i].min, rows[i].max, &v),
+                         rows[i].rc);
+        assert_true(rows[i].rc ? v == 7 : v == rows[i].v);
+    }
+}
+
+/* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT", 29 bytes, English names. */
+static void test_http_date(void **state)
+{
+    (void)state;
+    const char *d = http_date_now();
+    assert_int_equal(strlen(d), 29);
+    assert_true(strstr("Mon Tue Wed Thu Fri Sat Sun", (char[4]){d[0], d[1], d[2], 0}) != NULL);
+    assert_memory_equal(d + 3, ", ", 2);
+    assert_memory_equal(d + 25, " GMT", 4);
+    assert_ptr_equal(http_date_now(), d); /* the thread's own buffer */
+}
+
 static void test_split_host_port(void **state)
 {
     (void)state;
@@ -346,6 +388,8 @@ int main(void)
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_bool),
         cmocka_unit_test(test_parse_uint),
+        cmocka_unit_test(test_parse_uint_span),
+        cmocka_unit_test(test_http_date),
         cmocka_unit_test(test_split_host_port),
         cmocka_unit_test(test_split_host_port_small_buffer),
         cmocka_unit_test(test_numeric_sockaddr),
