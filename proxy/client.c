@@ -26,10 +26,12 @@
 #include <string.h>
 
 #include "portico/admin.h"
+#include "portico/admin_faults.h"
 #include "portico/config.h"
 #include "portico/downstream.h"
 #include "portico/errpage.h"
 #include "portico/exchange.h"
+#include "portico/h1out.h"
 #include "portico/headers.h"
 #include "portico/http1.h"
 #include "portico/log.h"
@@ -327,6 +329,17 @@ static const struct downstream_ops h1_ops = {
 
 /* ---- reading requests ---- */
 
+/* A request to the admin listener refused before it is answered: one line, then close. */
+static void admin_refuse(struct client *c, int status, const char *why)
+{
+    struct h1out_head h = {.status = status, .content_type = "text/plain; charset=utf-8",
+                           .connection = H1OUT_CONN_CLOSE};
+    char line[160];
+    int n = snprintf(line, sizeof(line), "%d %s: %s\n", status, status_phrase(status), why);
+    h1out_simple(c->sock.out, &h, line, (size_t)n, H1OUT_PAYLOAD_SEND);
+    start_closing(c);
+}
+
 static void admin_request(struct client *c, const struct h1_request *req, size_t head_len)
 {
     struct h1_info info;
@@ -335,13 +348,35 @@ static void admin_request(struct client *c, const struct h1_request *req, size_t
         head_error(c, err.status, err.reason);
         return;
     }
-    /* No admin endpoint takes a body: rather than read one, answer and close. */
     bool has_body = info.framing == H1_BODY_CHUNKED ||
                     (info.framing == H1_BODY_LENGTH && info.content_length > 0);
+    /* The fault API reads small bodies whole (POST /faults); no other endpoint takes one:
+     * rather than read it, answer and close. */
+    char body[ADMIN_BODY_MAX];
+    size_t body_len = 0;
+    if (has_body && admin_faults_takes_body(req)) {
+        if (info.framing != H1_BODY_LENGTH) {
+            admin_refuse(c, HTTP_LENGTH_REQUIRED, "send the body with a Content-Length");
+            return;
+        }
+        if (info.content_length > ADMIN_BODY_MAX) {
+            admin_refuse(c, HTTP_CONTENT_TOO_LARGE, "admin request bodies are at most 16 KiB");
+            return;
+        }
+        if (evbuffer_get_length(c->sock.in) < head_len + info.content_length)
+            return; /* the rest comes: the head is parsed again then, still under its timer */
+        body_len = (size_t)info.content_length;
+        /* copy before the drain below */
+        struct evbuffer_ptr at;
+        evbuffer_ptr_set(c->sock.in, &at, head_len, EVBUFFER_PTR_SET);
+        evbuffer_copyout_from(c->sock.in, &at, body, body_len);
+        has_body = false;
+    }
     bool close = !info.keep_alive || has_body || c->loop->state != LOOP_RUNNING;
     c->requests++;
-    admin_respond(c->sock.out, req, &close, c->loop->gen); /* out of memory: it closes */
-    evbuffer_drain(c->sock.in, head_len); /* admin requests are not client traffic: no metric */
+    /* out of memory: it closes */
+    admin_respond(c->sock.out, req, body_len ? body : NULL, body_len, &close, c->loop->gen);
+    evbuffer_drain(c->sock.in, head_len + body_len); /* not client traffic: no metric */
     sock_consumed(&c->sock);
     c->head_start_us = 0;
     if (close) {
