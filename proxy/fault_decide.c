@@ -266,6 +266,13 @@ static int draw_status(const struct fault_rule *r, struct fault_rng *g)
     return 0; /* the weights leave the rest to the origin */
 }
 
+/* Nothing of the rule applies to a request with this pick: it passes untouched. */
+static bool idle(const struct fault_rule *r, const struct fault_pick *pick)
+{
+    return !pick->status && !pick->delay_ms && !r->ninterim && r->failure == FAIL_NONE &&
+           !r->drop && !r->reset && !fault_rule_needs_response(r);
+}
+
 bool fault_decide(const struct fault_rule *r, struct fault_state *s, uint64_t now_ms,
                   struct fault_rng *g, struct fault_pick *pick)
 {
@@ -284,11 +291,6 @@ bool fault_decide(const struct fault_rule *r, struct fault_state *s, uint64_t no
     }
     if (p <= 0 || (p < 1 && fault_rng_unit(g) >= p))
         return false;
-    if (s) {
-        if (!take_active(r, s))
-            return false;
-        atomic_fetch_add_explicit(&s->hits, 1, memory_order_relaxed);
-    }
     struct fault_delay d = r->delay;
     if (d.kind == FAULT_DELAY_FIXED)
         d.b_ms = r->jitter_ms;
@@ -297,6 +299,13 @@ bool fault_decide(const struct fault_rule *r, struct fault_state *s, uint64_t no
         .delay_ms = fault_delay_draw(&d, g),
         .response_delay_ms = fault_delay_draw(&r->response_delay, g),
     };
+    if (idle(r, pick)) /* a weighted list chose the origin and nothing else applies */
+        return false;
+    if (s) {
+        if (!take_active(r, s))
+            return false;
+        atomic_fetch_add_explicit(&s->hits, 1, memory_order_relaxed);
+    }
     return true;
 }
 

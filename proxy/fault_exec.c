@@ -119,14 +119,6 @@ static const struct h1_field *request_field(const struct exchange *ex, const cha
     return i >= 0 ? &ex->req.fields[i] : NULL;
 }
 
-/* Nothing the rule does applies to this request (it passes through untouched). */
-static bool idle_pick(const struct ex_fault *f)
-{
-    const struct fault_rule *r = f->rule;
-    return !f->pick.status && !f->pick.delay_ms && !r->ninterim && r->failure == FAIL_NONE &&
-           !r->drop && !r->reset && !fault_rule_needs_response(r);
-}
-
 /* The Portico-Fault header of an allowed client: parsed into its own rule. false when refused
  * (the 400 went out). */
 static bool from_header(struct exchange *ex, const struct h1_field *h, bool twice)
@@ -153,8 +145,7 @@ static bool from_header(struct exchange *ex, const struct h1_field *h, bool twic
     f->rule = &f->own;
     f->label = fault_table_header_label(ex->cfg);
     if (!fault_decide(f->rule, NULL, now_ms_of(ex), fault_table_rng(ex->loop->gen->faults),
-                      &f->pick) ||
-        idle_pick(f)) {
+                      &f->pick)) {
         free(f);
         return true;
     }
@@ -197,11 +188,6 @@ static void from_rules(struct exchange *ex)
         f->state = &e->state;
         f->label = e->label;
         f->pick = pick;
-        if (idle_pick(f)) {
-            fault_release(&e->state);
-            free(f);
-            return;
-        }
         ex->fault = f;
         return;
     }

@@ -333,8 +333,9 @@ struct fault_pick {
  * Whether rule r, which matches the request, fires for it at now_ms: enabled and inside its
  * after/for window, then (counting the request as matched) within first, on every-th, the
  * probability drawn from g, and under max_active. s NULL: a one-request rule (the header's):
- * only probability counts. When it fires the request is counted active (see fault_release) and
- * *pick is drawn; returns true.
+ * only probability counts. *pick is drawn; when it leaves nothing to do (a weighted status chose
+ * the origin, and the rule does nothing else) the rule does not fire. When it fires the request
+ * is counted active (see fault_release) and a hit; returns true.
  */
 bool fault_decide(const struct fault_rule *r, struct fault_state *s, uint64_t now_ms,
                   struct fault_rng *g, struct fault_pick *pick);
