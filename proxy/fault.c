@@ -113,6 +113,25 @@ static int bad(char *why, size_t size, enum fault_key k, const char *fmt, ...)
     return -1;
 }
 
+/* Makes a reason one printable line: the parts of the input it quotes may hold control bytes
+ * (a newline, an escape), which become \xNN as in the INI's messages. Returns -1. */
+static int one_line(char *why, size_t size)
+{
+    char copy[512];
+    size_t n = 0;
+    snprintf(copy, sizeof(copy), "%s", why);
+    for (const char *p = copy; *p && n + 5 < size; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c == 0x7f)
+            n += (size_t)snprintf(why + n, size - n, "\\x%02x", c);
+        else
+            why[n++] = (char)c;
+    }
+    if (size)
+        why[MIN(n, size - 1)] = '\0';
+    return -1;
+}
+
 static const char *skip_blanks(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\t'))
@@ -580,8 +599,8 @@ static int set_value(struct fault_rule *r, enum fault_key k, const char *v, char
     return bad(why, size, k, "unknown key");
 }
 
-int fault_rule_set(struct fault_rule *r, enum fault_key k, const char *value, char *why,
-                   size_t size)
+static int rule_set(struct fault_rule *r, enum fault_key k, const char *value, char *why,
+                    size_t size)
 {
     if ((unsigned)k >= FK_COUNT)
         return bad(why, size, k, "unknown key");
@@ -601,6 +620,12 @@ int fault_rule_set(struct fault_rule *r, enum fault_key k, const char *value, ch
         return bad(why, size, k, "the rule's text (names, values, body, headers) is longer than "
                                  "%d bytes", FAULT_TEXT_MAX);
     return 0;
+}
+
+int fault_rule_set(struct fault_rule *r, enum fault_key k, const char *value, char *why,
+                   size_t size)
+{
+    return rule_set(r, k, value, why, size) == 0 ? 0 : one_line(why, size);
 }
 
 /* ---- whole rules ---- */
@@ -689,8 +714,8 @@ static int header_pair(void *arg, const char *key, const char *value, char *why,
     return fault_rule_set(r, (enum fault_key)k, value, why, size);
 }
 
-int fault_header_parse(const char *value, size_t len, const char *name, struct fault_rule *r,
-                       char *why, size_t size)
+static int header_parse(const char *value, size_t len, const char *name, struct fault_rule *r,
+                        char *why, size_t size)
 {
     fault_rule_init(r, name);
     const char *end = value + len;
@@ -716,6 +741,12 @@ int fault_header_parse(const char *value, size_t len, const char *name, struct f
         return -1;
     }
     return fault_rule_check(r, why, size);
+}
+
+int fault_header_parse(const char *value, size_t len, const char *name, struct fault_rule *r,
+                       char *why, size_t size)
+{
+    return header_parse(value, len, name, r, why, size) == 0 ? 0 : one_line(why, size);
 }
 
 static int hex_value(char c)
@@ -777,11 +808,13 @@ int fault_pairs(const char *text, size_t len, bool url_encoded,
                  span_copy(skip_blanks(eq + 1, e), e, val, sizeof(val));
         if (!ok) {
             snprintf(why, size, "'%.*s': expected key=value", (int)MIN(e - b, 80), b);
-            return -1;
+            return one_line(why, size);
         }
         int rc = pair(arg, key, val, why, size);
-        if (rc != 0)
+        if (rc != 0) {
+            one_line(why, size);
             return rc;
+        }
     }
     return 0;
 }

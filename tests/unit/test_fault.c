@@ -269,6 +269,10 @@ static const struct {
     {"delay=2s; jitter=uniform(1s,2s)", "jitter"},
     {"reason=Down", "go with a status that answers"},
     {"failure=dns_error; status=503", "exclude each other"},
+    /* control bytes quoted from the input are shown as \xNN: the reason stays one line (found
+     * by fuzz_fault) */
+    {"de\nlay=2s", "unknown key 'de\\x0alay'"},
+    {"x\x01y", "'x\\x01y': expected key=value"},
 };
 
 static void test_header(void **state)
