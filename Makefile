@@ -89,11 +89,15 @@ $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(SUPPORT_OBJS) $(L
 FUZZ_DIR   := build/fuzz
 FUZZ_FLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude
 FUZZ_LIBSRC := proxy/http1.c
+FUZZ_FAULT_SRC := proxy/fault.c proxy/fault_decide.c proxy/http1.c proxy/util.c proxy/failure.c
 FUZZ_CONFIG_SRC := proxy/config.c proxy/config_keys.c proxy/route.c proxy/failure.c proxy/tls.c \
-                   proxy/util.c
+                   proxy/util.c proxy/fault.c proxy/fault_decide.c proxy/http1.c
 $(FUZZ_DIR)/fuzz_config: tests/fuzz/fuzz_config.c $(FUZZ_CONFIG_SRC)
 	@mkdir -p $(@D)
-	clang $(FUZZ_FLAGS) $$(pkg-config --cflags $(PKGS)) -o $@ $^ $$(pkg-config --libs $(PKGS)) -lpthread
+	clang $(FUZZ_FLAGS) $$(pkg-config --cflags $(PKGS)) -o $@ $^ $$(pkg-config --libs $(PKGS)) -lpthread -lm
+$(FUZZ_DIR)/fuzz_fault: tests/fuzz/fuzz_fault.c tests/fuzz/fuzz_common.h $(FUZZ_FAULT_SRC)
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) -lm
 $(FUZZ_DIR)/%: tests/fuzz/%.c tests/fuzz/fuzz_common.h $(FUZZ_LIBSRC)
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) $$(pkg-config --cflags $(PKGS)) -o $@ $(filter %.c,$^) $$(pkg-config --libs $(PKGS)) -lpthread
