@@ -93,8 +93,8 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, const char
                   size_t body_len, bool *close, const struct generation *gen)
 {
     struct evbuffer *body = NULL;
-    bool head = span_ieq(req->method, req->method_len, "HEAD");
-    bool get = head || span_ieq(req->method, req->method_len, "GET");
+    bool head = req->method_id == METHOD_HEAD;
+    bool get = head || req->method_id == METHOD_GET;
     const char *q = memchr(req->target, '?', req->target_len);
     size_t plen = q ? (size_t)(q - req->target) : req->target_len;
     struct h1out_head h = {

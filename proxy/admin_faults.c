@@ -35,7 +35,7 @@ bool admin_faults_takes_body(const struct h1_request *req)
 {
     const char *q = memchr(req->target, '?', req->target_len);
     size_t len = q ? (size_t)(q - req->target) : req->target_len;
-    return span_ieq(req->method, req->method_len, "POST") && admin_faults_path(req->target, len);
+    return req->method_id == METHOD_POST && admin_faults_path(req->target, len);
 }
 
 /* ---- JSON ---- */
@@ -297,10 +297,9 @@ int admin_faults_respond(const struct admin_call *call, struct admin_reply *repl
         memcpy(name, call->path + n + 1, len);
         name[len] = '\0';
     }
-    bool get = span_ieq(req->method, req->method_len, "GET") ||
-               span_ieq(req->method, req->method_len, "HEAD");
-    bool post = span_ieq(req->method, req->method_len, "POST");
-    bool del = span_ieq(req->method, req->method_len, "DELETE");
+    bool get = req->method_id == METHOD_GET || req->method_id == METHOD_HEAD;
+    bool post = req->method_id == METHOD_POST;
+    bool del = req->method_id == METHOD_DELETE;
     if (all && get) {
         reply->status = HTTP_OK;
         reply->content_type = JSON;

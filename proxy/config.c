@@ -65,7 +65,8 @@ static bool valid_name(const char *s)
 
 static void upstream_defaults(struct upstream_conf *up)
 {
-    up->keepalive = 64;
+    up->keepalive = 256; /* settled idle connections; connection-per-request traffic needs rate x
+                            settle_time of them (upstream.c) */
     up->keepalive_timeout_ms = 60000;
     up->settle_ms = 10;
     up->verify = true;

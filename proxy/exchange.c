@@ -80,7 +80,6 @@
 #include "portico/status.h"
 #include "portico/util.h"
 
-#define MAX_PORTICO_HOPS 8 /* Via entries of ours beyond which a request is looping */
 
 /* ---- small helpers ---- */
 
@@ -197,7 +196,7 @@ static void send_own(struct exchange *ex, struct errpage *e)
     e->request_id = ex->request_id;
     e->accept = accept ? accept->value : NULL;
     e->accept_len = accept ? accept->value_len : 0;
-    e->head_only = ex->req.method_len == 4 && memcmp(ex->req.method, "HEAD", 4) == 0;
+    e->head_only = ex->req.method_id == METHOD_HEAD;
     e->close = ex->close_client;
     e->http10 = !ex_client_http11(ex);
     struct errpage_out o;
@@ -234,7 +233,7 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close)
 static bool stale_pooled(const struct exchange *ex, enum phase phase, enum cause cause)
 {
     return ex->uc && upconn_requests(ex->uc) > 1 && !ex->retried && !ex->response_byte &&
-           request_idempotent(ex->req.method, ex->req.method_len) && ex->req_body.bytes == 0 &&
+           request_idempotent(ex->req.method_id) && ex->req_body.bytes == 0 &&
            !ex->req_body.trailers_started && ex->resp_state == RESP_HEAD &&
            (phase == PHASE_SEND || phase == PHASE_FIRST_BYTE) &&
            (cause == CAUSE_EOF || cause == CAUSE_RESET || cause == CAUSE_IO);
@@ -509,28 +508,16 @@ static bool admissible(struct exchange *ex)
         ex->host = ex->info.host->value;
         ex->host_len = ex->info.host->value_len;
     }
-    bool unread_body = ex->req_state != REQ_DONE;
     int refused = parse_target(ex, &why);
     if (refused) {
         ex_refuse(ex, refused, why, true);
         return false;
     }
-    /* HTTP/1.0 clients cannot take a 100 and may not mean it: Expect is ignored (RFC 9110
-     * 10.1.1). */
-    if (ex_client_http11(ex) && ex->info.expect_other) {
-        ex_refuse(ex, HTTP_EXPECTATION_FAILED, "only the 100-continue expectation is supported",
-                  unread_body);
-        return false;
-    }
-    if (ex->info.framing == H1_BODY_LENGTH && ex->info.content_length > cfg->max_body_size) {
-        ex_refuse(ex, HTTP_CONTENT_TOO_LARGE, "request body larger than max_body_size",
-                  true);
-        return false;
-    }
-    if (request_portico_hops(&ex->req) >= MAX_PORTICO_HOPS) {
-        ex_refuse(ex, HTTP_LOOP_DETECTED,
-                  "forwarding loop: this request already went through Portico too many times",
-                  unread_body);
+    refused = request_refusal(&ex->req, &ex->info, cfg->max_body_size, &why);
+    if (refused) {
+        /* a body too large is not read: the connection cannot go on */
+        ex_refuse(ex, refused, why,
+                  ex->req_state != REQ_DONE || refused == HTTP_CONTENT_TOO_LARGE);
         return false;
     }
     return true;

@@ -350,10 +350,19 @@ static int set_methods(struct fault_rule *r, enum fault_key k, const char *v, ch
     const char *p = v, *end = v + strlen(v), *b, *e;
     r->nmethods = 0;
     while (next_item(&p, end, &b, &e)) {
-        if (!is_token(b, e))
-            return bad(why, size, k, "'%.*s' is not a method (GET, POST ...)", (int)(e - b), b);
-        if (add_to_list(r, k, r->methods, &r->nmethods, b, (size_t)(e - b), why, size) != 0)
-            return -1;
+        enum http_method m = h1_method_of(b, (size_t)(e - b));
+        if (m == METHOD_OTHER) {
+            char list[128];
+            size_t n = 0;
+            for (int i = METHOD_OTHER + 1; i < METHOD_COUNT; i++)
+                n = buf_appendf(list, sizeof(list), n, "%s%s", n ? ", " : "",
+                                h1_method_name((enum http_method)i));
+            return bad(why, size, k, "'%.*s' is not a method Portico knows (%s; case-sensitive)",
+                       (int)(e - b), b, list);
+        }
+        if (r->nmethods >= FAULT_MAX_LIST)
+            return bad(why, size, k, "at most %d values", FAULT_MAX_LIST);
+        r->methods[r->nmethods++] = m;
     }
     return r->nmethods ? 0 : bad(why, size, k, "no method given");
 }

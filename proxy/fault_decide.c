@@ -77,10 +77,8 @@ bool fault_match(const struct fault_rule *r, const struct fault_request *q)
     }
     if (r->nmethods) {
         bool any = false;
-        for (int i = 0; i < r->nmethods && !any; i++) {
-            const char *m = fault_text(r, r->methods[i]);
-            any = strlen(m) == q->method_len && memcmp(m, q->method, q->method_len) == 0;
-        }
+        for (int i = 0; i < r->nmethods && !any; i++)
+            any = r->methods[i] == q->method;
         if (!any)
             return false;
     }

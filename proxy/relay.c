@@ -198,7 +198,7 @@ static bool has_other_coding(const struct h1_response *resp)
 static void forward_head(struct exchange *ex, const struct h1_response *resp, size_t head_len)
 {
     struct h1_error err;
-    if (h1_response_info(resp, ex->req.method, ex->req.method_len, &ex->resp_info, &err) != 0) {
+    if (h1_response_info(resp, ex->req.method_id, &ex->resp_info, &err) != 0) {
         ex_fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "invalid response from %s: %s",
                 upconn_addr(ex->uc), err.reason);
         return;

@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="build-essential pkg-config libevent-dev libssl-dev libinih-dev libcmocka-dev \
-curl openssl clang libclang-rt-14-dev"
+curl openssl clang libclang-rt-14-dev valgrind"
 
 missing=""
 for p in $PACKAGES; do

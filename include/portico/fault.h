@@ -121,7 +121,7 @@ struct fault_rule {
     uint16_t route;                   /* route name */
     uint16_t host;                    /* exact or "*.example.com", lowercase */
     uint16_t prefix;                  /* path prefix */
-    uint16_t methods[FAULT_MAX_LIST]; /* method tokens, case-sensitive */
+    enum http_method methods[FAULT_MAX_LIST]; /* known methods (http1.h), as the parser names them */
     int nmethods;
     uint16_t match_headers[FAULT_MAX_LIST]; /* "name" or "name=value" */
     int nmatch_headers;
@@ -227,8 +227,7 @@ struct fault_request {
     size_t host_len;
     const char *path;                  /* the path the routes match on */
     size_t path_len;
-    const char *method;                /* as sent */
-    size_t method_len;
+    enum http_method method;
     const struct h1_field *fields;     /* the request's header fields */
     size_t nfields;
     const struct fault_addr *client;   /* NULL: unknown (a client matcher does not hold) */

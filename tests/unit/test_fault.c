@@ -140,7 +140,9 @@ static const struct {
     {"prefix", "checkout", "must start with '/'"},
     {"method", "POST", NULL},
     {"method", "GET, POST", NULL},
-    {"method", "GE T", "'GE T' is not a method"},
+    {"method", "GE T", "'GE T' is not a method Portico knows (GET, HEAD, POST, PUT, DELETE"},
+    {"method", "PURGE", "'PURGE' is not a method Portico knows"}, /* rules take known methods */
+    {"method", "post", "'post' is not a method"},     /* methods are case-sensitive */
     {"header", "X-Test-User=alice", NULL},
     {"header", "X-Test-User", NULL},                    /* present, any value */
     {"header", "X Test=1", "expected a field name"},
@@ -421,7 +423,7 @@ static const struct {
     {"host=*.example", NULL, "example", "/", "GET", NULL, false},
     {"host=*.example", NULL, NULL, "/", "GET", NULL, false},               /* no Host */
     {"method=POST", NULL, NULL, "/", "POST", NULL, true},
-    {"method=POST", NULL, NULL, "/", "post", NULL, false},                 /* case-sensitive */
+    {"method=POST", NULL, NULL, "/", "PURGE", NULL, false},                /* METHOD_OTHER */
     {"method=GET, POST", NULL, NULL, "/", "GET", NULL, true},
     {"header=X-Test-User=alice", NULL, NULL, "/", "GET", NULL, true},
     {"header=x-test-user=alice", NULL, NULL, "/", "GET", NULL, true},      /* names: any case */
@@ -460,8 +462,7 @@ static void test_match(void **state)
             .host_len = match_rows[i].host ? strlen(match_rows[i].host) : 0,
             .path = match_rows[i].path,
             .path_len = strlen(match_rows[i].path),
-            .method = match_rows[i].method,
-            .method_len = strlen(match_rows[i].method),
+            .method = h1_method_of(match_rows[i].method, strlen(match_rows[i].method)),
             .fields = fields,
             .nfields = ARRAY_LEN(fields),
             .client = match_rows[i].client ? &client : NULL,
