@@ -53,16 +53,6 @@ const char *timer_name(enum timer_kind t)
 
 /* ---- sections ---- */
 
-static bool valid_name(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (!(isalnum((unsigned char)*s) || *s == '_' || *s == '-' || *s == '.'))
-            return false;
-    return true;
-}
-
 static void upstream_defaults(struct upstream_conf *up)
 {
     up->keepalive = 256; /* settled idle connections; connection-per-request traffic needs rate x
@@ -237,7 +227,7 @@ static void open_section(struct cfg_loader *ld, const char *name, size_t len)
                    (int)len, name);
         return;
     }
-    if (!arg || !valid_name(arg)) {
+    if (!arg || !name_valid(arg)) {
         cfg_report(ld, ld->line, "[%s] needs a name of letters, digits, '-', '_' or '.'", sec);
         return;
     }
