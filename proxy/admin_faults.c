@@ -140,10 +140,7 @@ static int name_pair(void *arg, const char *key, const char *value, char *why, s
     char *name = arg;
     if (strcmp(key, "name") != 0)
         return 0;
-    bool ok = *value && strlen(value) < FAULT_NAME_MAX && !*name;
-    for (const char *p = value; ok && *p; p++)
-        ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-             strchr("-_.", *p);
+    bool ok = name_valid(value) && strlen(value) < FAULT_NAME_MAX && !*name;
     if (!ok || strcmp(value, FAULT_LABEL_HEADER) == 0 || strcmp(value, FAULT_LABEL_ADMIN) == 0) {
         snprintf(why, size, *name ? "name given twice"
                                   : "name: '%s' is not a rule name (letters, digits, '-', '_', "
@@ -157,19 +154,7 @@ static int name_pair(void *arg, const char *key, const char *value, char *why, s
 /* Pass two: every other key, as in a [fault] section. */
 static int key_pair(void *arg, const char *key, const char *value, char *why, size_t size)
 {
-    struct fault_rule *r = arg;
-    if (strcmp(key, "name") == 0)
-        return 0;
-    int k = fault_key_find(key);
-    if (k < 0) {
-        snprintf(why, size, "unknown key '%s'", key);
-        return -1;
-    }
-    if ((r->set & (1u << k)) && !fault_key_repeatable((enum fault_key)k)) {
-        snprintf(why, size, "'%s' given twice", key);
-        return -1;
-    }
-    return fault_rule_set(r, (enum fault_key)k, value, why, size);
+    return strcmp(key, "name") == 0 ? 0 : fault_rule_set_key(arg, key, value, why, size);
 }
 
 /* A change to one rule: enabled=, probability=, for=. */

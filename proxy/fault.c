@@ -228,16 +228,6 @@ static bool is_field_text(const char *b, const char *e)
     return true;
 }
 
-static bool valid_name(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (!(isalnum((unsigned char)*s) || *s == '_' || *s == '-' || *s == '.'))
-            return false;
-    return true;
-}
-
 /* ---- delays ---- */
 
 /* "2s"; "uniform(100ms, 2s)"; "lognormal(median=200ms, p99=3s)" (either order). */
@@ -534,7 +524,7 @@ static int set_value(struct fault_rule *r, enum fault_key k, const char *v, char
 {
     switch (k) {
     case FK_ROUTE:
-        if (!valid_name(v))
+        if (!name_valid(v))
             return bad(why, size, k, "'%s' is not a route name", v);
         return set_string(r, k, v, &r->route, why, size);
     case FK_HOST:
@@ -702,25 +692,29 @@ int fault_rule_check(const struct fault_rule *r, char *why, size_t size)
 
 /* ---- the Portico-Fault header and key=value lists ---- */
 
-/* One "key=value" of the header into r. */
+int fault_rule_set_key(struct fault_rule *r, const char *key, const char *value, char *why,
+                       size_t size)
+{
+    int k = fault_key_find(key);
+    if (k < 0)
+        snprintf(why, size, "unknown key '%s'", key);
+    else if (has(r, (enum fault_key)k) && !fault_key_repeatable((enum fault_key)k))
+        snprintf(why, size, "'%s' given twice", key);
+    else
+        return fault_rule_set(r, (enum fault_key)k, value, why, size);
+    return one_line(why, size);
+}
+
+/* One "key=value" of the header into r: actions and probability only. */
 static int header_pair(void *arg, const char *key, const char *value, char *why, size_t size)
 {
-    struct fault_rule *r = arg;
     int k = fault_key_find(key);
-    if (k < 0) {
-        snprintf(why, size, "unknown key '%s'", key);
-        return -1;
-    }
-    if (fault_key_kind((enum fault_key)k) != FAULT_ACT && k != FK_PROBABILITY) {
+    if (k >= 0 && fault_key_kind((enum fault_key)k) != FAULT_ACT && k != FK_PROBABILITY) {
         snprintf(why, size, "'%s' belongs in a [fault] rule; the header takes actions and "
                             "probability", key);
         return -1;
     }
-    if (has(r, (enum fault_key)k) && !fault_key_repeatable((enum fault_key)k)) {
-        snprintf(why, size, "'%s' given twice", key);
-        return -1;
-    }
-    return fault_rule_set(r, (enum fault_key)k, value, why, size);
+    return fault_rule_set_key(arg, key, value, why, size);
 }
 
 static int header_parse(const char *value, size_t len, const char *name, struct fault_rule *r,

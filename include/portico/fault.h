@@ -180,6 +180,11 @@ bool fault_key_repeatable(enum fault_key k);
 int fault_rule_set(struct fault_rule *r, enum fault_key k, const char *value, char *why,
                    size_t size);
 
+/* The same for a key given by name (the header, the admin API): an unknown key, or one that is
+ * not repeatable given twice, is refused. */
+int fault_rule_set_key(struct fault_rule *r, const char *key, const char *value, char *why,
+                       size_t size);
+
 /* Checks a complete rule: at least one action, actions that go together, values that need
  * others (jitter a fixed delay, reason a status ...). 0, or -1 with a one-line reason. */
 int fault_rule_check(const struct fault_rule *r, char *why, size_t size);

@@ -40,14 +40,7 @@ static void check_rule(const struct fault_rule *r)
 /* As the admin API takes a rule: name= aside, every key through the rule's setters. */
 static int set_pair(void *arg, const char *key, const char *value, char *why, size_t size)
 {
-    if (strcmp(key, "name") == 0)
-        return 0;
-    int k = fault_key_find(key);
-    if (k < 0) {
-        snprintf(why, size, "unknown key '%s'", key);
-        return -1;
-    }
-    return fault_rule_set(arg, (enum fault_key)k, value, why, size);
+    return strcmp(key, "name") == 0 ? 0 : fault_rule_set_key(arg, key, value, why, size);
 }
 
 static int parse(const char *p, size_t n, int mode, struct fault_rule *r, char *why, size_t size)
