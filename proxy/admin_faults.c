@@ -68,8 +68,10 @@ static int rule_keys(struct evbuffer *out, const struct fault_rule *r)
             continue;
         }
         rc = rc < 0 ? rc : evbuffer_add(out, "[", 1);
-        for (int i = 0; i < n && rc >= 0; i++)
-            rc = (i ? evbuffer_add(out, ",", 1) : 0) < 0 ? -1 : json_str(out, fault_text(r, list[i]));
+        for (int i = 0; i < n && rc >= 0; i++) {
+            rc = i ? evbuffer_add(out, ",", 1) : 0;
+            rc = rc < 0 ? rc : json_str(out, fault_text(r, list[i]));
+        }
         rc = rc < 0 ? rc : evbuffer_add(out, "]", 1);
     }
     return rc < 0 ? -1 : evbuffer_add(out, "}", 1);

@@ -156,7 +156,8 @@ static void open_fault(struct cfg_loader *ld, const char *arg)
         }
     }
     for (int i = 0; i < cfg->nfault_rules; i++) {
-        if (strcmp(fault_text(&cfg->fault_rules[i].rule, cfg->fault_rules[i].rule.name), arg) == 0) {
+        const struct fault_rule *r = &cfg->fault_rules[i].rule;
+        if (strcmp(fault_text(r, r->name), arg) == 0) {
             cfg_report(ld, ld->line, "duplicate [fault %s] (first at line %d)", arg,
                        cfg->fault_rules[i].line);
             return;

@@ -54,9 +54,11 @@
  * FILES. exchange.c: start, routing, phases and timers, fail/refuse, the access log, the exit.
  * relay.c: the origin side — connect, request head and body, response heads (1xx included) and
  * body, origin connection events. interim.c: the 1xx policy — 100 Continue, 102 heartbeats,
- * 103 Early Hints (configured, learned, relayed without repeats). request.c: the request checks
- * before routing. route.c: which route a request takes. hints.c: the learned-hint cache and
- * Link parsing.
+ * 103 Early Hints (configured, learned, relayed without repeats). fault_exec.c: injected faults
+ * (issue 8), decided at routing and acting through the same phases, timers, ex_fail() and
+ * responses as real events, so that a rehearsed failure is the real one on the wire. request.c:
+ * the request checks before routing. route.c: which route a request takes. hints.c: the
+ * learned-hint cache and Link parsing.
  */
 #include "exchange_int.h"
 

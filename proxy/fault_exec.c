@@ -133,8 +133,8 @@ static bool from_header(struct exchange *ex, const struct h1_field *h, bool twic
     if (twice)
         snprintf(why, sizeof(why), "given twice");
     else if (rc == 0 && f->own.failure == FAIL_TOTAL_TIMEOUT && !up->timers_ms[TIMER_TOTAL])
-        rc = -1, snprintf(why, sizeof(why), "failure: total_timeout: [upstream %s] has no "
-                                            "total_timeout", up->name);
+        rc = -1, snprintf(why, sizeof(why), "failure=total_timeout: [upstream %s] has no "
+                                            "total_timeout to wait for", up->name);
     if (rc != 0) {
         char reason[sizeof(why) + 32];
         snprintf(reason, sizeof(reason), "Portico-Fault: %s", why);
@@ -195,10 +195,12 @@ static void from_rules(struct exchange *ex)
 bool fault_exec_decide(struct exchange *ex)
 {
     const struct faults_conf *fc = &ex->cfg->faults;
-    bool twice;
-    const struct h1_field *h = request_field(ex, "portico-fault", &twice);
+    bool twice = false;
+    /* without header control a request costs no look at its fields here */
+    const struct h1_field *h = fc->header_control ? request_field(ex, "portico-fault", &twice)
+                                                  : NULL;
     struct fault_addr client;
-    if (h && fc->header_control && fault_addr_parse(ex->ds.peer->ip, &client) == 0 &&
+    if (h && fault_addr_parse(ex->ds.peer->ip, &client) == 0 &&
         fault_cidr_contains(fc->header_clients, fc->nheader_clients, &client))
         return from_header(ex, h, twice);
     from_rules(ex);

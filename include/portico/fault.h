@@ -114,14 +114,14 @@ struct fault_status {
 /* Strings of a rule live in its text store: a uint16_t offset of a NUL-terminated string there,
  * 0 for none (text[0] is the empty string). */
 struct fault_rule {
-    uint16_t name;
-    uint16_t raw[FK_COUNT];           /* each key's value as written (the last one of a list) */
+    uint16_t name;                     /* the rule's name (FAULT_NAME_MAX) */
+    uint16_t raw[FK_COUNT];            /* each key's value as written (the last one of a list) */
     uint32_t set;                      /* bit per key that was given (1u << FK_...) */
     /* matchers: every one that is set must hold */
-    uint16_t route;                   /* route name */
-    uint16_t host;                    /* exact or "*.example.com", lowercase */
-    uint16_t prefix;                  /* path prefix */
-    enum http_method methods[FAULT_MAX_LIST]; /* known methods (http1.h), as the parser names them */
+    uint16_t route;                    /* route name */
+    uint16_t host;                     /* exact or "*.example.com", lowercase */
+    uint16_t prefix;                   /* path prefix */
+    enum http_method methods[FAULT_MAX_LIST]; /* known methods (http1.h) */
     int nmethods;
     uint16_t match_headers[FAULT_MAX_LIST]; /* "name" or "name=value" */
     int nmatch_headers;
@@ -138,14 +138,15 @@ struct fault_rule {
     /* what it does */
     struct fault_status statuses[FAULT_MAX_LIST];
     int nstatuses;
-    uint16_t reason;                  /* status line phrase of the answer, 0: the registry's */
-    uint16_t body;                    /* body of the answer, 0: "<code> <phrase>" */
-    uint16_t headers[FAULT_MAX_LIST]; /* "Name: value" fields of the answer */
+    uint16_t reason;                   /* status line phrase of the answer, 0: the registry's */
+    uint16_t body;                     /* body of the answer, 0: "<code> <phrase>" */
+    uint16_t headers[FAULT_MAX_LIST];  /* "Name: value" fields of the answer */
     int nheaders;
     enum failure_type failure;         /* FAIL_NONE: none */
     struct fault_delay delay;          /* before the origin is contacted */
     uint64_t jitter_ms;                /* a fixed delay varies by up to this much either way */
-    struct fault_delay response_delay; /* before the origin's final response head is relayed */
+    struct fault_delay response_delay; /* before the origin's response reaches us (from its
+                                          first byte) */
     bool drop;                         /* close without a response (FIN) */
     bool reset;                        /* close with RST, nothing sent */
     uint64_t truncate;                 /* FK_TRUNCATE set: body bytes relayed before the cut */

@@ -4,8 +4,8 @@
  * decision: probability with a seed (10,000 decisions at 0.25 → 2,500 ± 150, the same on every
  * run), first, every, after/for, max_active, weighted statuses, the delay distributions (median
  * and p99 within 10 % over 10,000 draws), and the admin changes with their auto-revert. Time is
- * passed in: nothing here sleeps. Also the [faults] and [fault NAME] sections of the INI, with their
- * FILE:LINE messages, and admin_token.
+ * passed in: nothing here sleeps. Also the [faults] and [fault NAME] sections of the INI, with
+ * their FILE:LINE messages, and admin_token.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -756,7 +756,8 @@ static void test_rule_text(void **state)
 static void test_config_faults(void **state)
 {
     (void)state;
-    struct config *cfg = load_ok("[proxy]\nadmin_listen = 0.0.0.0:9901\nadmin_token = s3cr3t-t0ken\n"
+    struct config *cfg = load_ok("[proxy]\nadmin_listen = 0.0.0.0:9901\n"
+                                 "admin_token = s3cr3t-t0ken\n"
                                  "[upstream shop]\norigin = sim\ntotal_timeout = 5s\n"
                                  "[route shop]\nupstream = shop\n"
                                  "[faults]\nheader_control = on\nheader_control_clients = ::1\n"
