@@ -6,6 +6,9 @@
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 60) each
 #   make valgrind   one integration test (VALGRIND_TEST) with Portico under valgrind memcheck
 #   make bench      benchmark against nginx and HAProxy on loopback (see scripts/bench.sh)
+#   make install    install the binary, portico(8), the example configurations, the systemd unit,
+#                   the logrotate snippet and the sysusers file (PREFIX, DESTDIR, ... below)
+#   make uninstall  remove what install put there (the configuration in SYSCONFDIR stays)
 #
 # Variables: BUILD (output dir, default build), SAN=1 (sanitizer build), CC.
 
@@ -43,8 +46,20 @@ FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 60
 JOBS         ?= $(shell nproc 2>/dev/null || echo 2)
 
+# Where `make install` puts things. PREFIX moves everything but the system configuration
+# (SYSCONFDIR: the configuration and the logrotate snippet, read there by the system); DESTDIR
+# stages the whole tree (packaging), and the installed files name the paths without it.
+PREFIX      ?= /usr/local
+SBINDIR     ?= $(PREFIX)/sbin
+MANDIR      ?= $(PREFIX)/share/man
+DOCDIR      ?= $(PREFIX)/share/doc/portico
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+SYSCONFDIR  ?= /etc
+INSTALL     ?= install
+
 .PHONY: all run test check check-unit check-integration deps fuzz fuzz-build fuzz-bins fuzz-smoke \
-        valgrind bench clean tests
+        valgrind bench clean tests install uninstall
 all: $(BUILD)/portico
 
 deps:
@@ -139,6 +154,29 @@ valgrind: deps
 bench: deps
 	@$(MAKE) --no-print-directory $(BUILD)/portico
 	@./scripts/bench.sh
+
+# The configuration is installed only where there is none: an operator's file is never replaced.
+install: $(BUILD)/portico
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)/examples \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/portico \
+		$(DESTDIR)$(SYSCONFDIR)/logrotate.d
+	$(INSTALL) -m 755 $(BUILD)/portico $(DESTDIR)$(SBINDIR)/portico
+	$(INSTALL) -m 644 docs/portico.8 $(DESTDIR)$(MANDIR)/man8/portico.8
+	$(INSTALL) -m 644 LICENSE README.md docs/DEPLOYING.md $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -m 644 conf/*.ini $(DESTDIR)$(DOCDIR)/examples/
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		packaging/portico.service.in > $(DESTDIR)$(UNITDIR)/portico.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/portico.service
+	$(INSTALL) -m 644 packaging/portico.logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/portico
+	$(INSTALL) -m 644 packaging/portico.sysusers $(DESTDIR)$(SYSUSERSDIR)/portico.conf
+	[ -e $(DESTDIR)$(SYSCONFDIR)/portico/portico.ini ] || \
+		$(INSTALL) -m 644 conf/portico.ini $(DESTDIR)$(SYSCONFDIR)/portico/portico.ini
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/portico $(DESTDIR)$(MANDIR)/man8/portico.8 \
+		$(DESTDIR)$(UNITDIR)/portico.service $(DESTDIR)$(SYSUSERSDIR)/portico.conf \
+		$(DESTDIR)$(SYSCONFDIR)/logrotate.d/portico
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf build

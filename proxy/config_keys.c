@@ -575,6 +575,11 @@ static const struct cfg_key proxy_keys[] = {
     KEY("admin_listen", set_admin_listen, CFG(admin_listen_text)),
     /* fault rules (issue 8) */
     KEY("admin_token", set_token, CFG(admin_token)),
+    /* lifecycle: graceful stop, pid file, privileges */
+    DURATION("shutdown_timeout", CFG(shutdown_timeout_ms), 0),
+    KEY("pid_file", set_path, CFG(pid_file)),
+    KEY("user", set_string, CFG(user)),
+    KEY("group", set_string, CFG(group)),
 };
 
 static const struct cfg_key upstream_keys[] = {
@@ -645,6 +650,12 @@ const struct cfg_key *cfg_key_find(enum cfg_section sec, const char *name)
         if (strcmp(section_tables[sec].keys[i].name, name) == 0)
             return &section_tables[sec].keys[i];
     return NULL;
+}
+
+const struct cfg_key *cfg_keys(enum cfg_section sec, size_t *n)
+{
+    *n = section_tables[sec].nkeys;
+    return section_tables[sec].keys;
 }
 
 int *cfg_key_slot(struct cfg_key_lines *lines, enum cfg_section sec, const struct cfg_key *k)

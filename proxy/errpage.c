@@ -269,24 +269,10 @@ static bool is_token(const char *p, size_t n)
     return true;
 }
 
-/* First d1 or d2 in [p, end) outside quoted-strings, or end. */
-static const char *scan_to(const char *p, const char *end, char d1, char d2)
+/* First d in [p, end) outside quoted-strings, or end. */
+static const char *scan_to(const char *p, const char *end, char d)
 {
-    bool quoted = false;
-
-    for (; p < end; p++) {
-        if (quoted) {
-            if (*p == '\\' && p + 1 < end)
-                p++;
-            else if (*p == '"')
-                quoted = false;
-        } else if (*p == '"') {
-            quoted = true;
-        } else if (*p == d1 || *p == d2) {
-            return p;
-        }
-    }
-    return end;
+    return p + h1_skip_to(p, (size_t)(end - p), d, false);
 }
 
 static void trim(const char **b, const char **e)
@@ -322,7 +308,7 @@ static int parse_qvalue(const char *p, const char *e)
 static int parse_range(const char *b, const char *e, int *q, const char **type, size_t *type_len,
                        const char **sub, size_t *sub_len)
 {
-    const char *semi = scan_to(b, e, ';', ';');
+    const char *semi = scan_to(b, e, ';');
     const char *mb = b, *me = semi;
 
     trim(&mb, &me);
@@ -340,7 +326,7 @@ static int parse_range(const char *b, const char *e, int *q, const char **type, 
     *q = 1000;
     while (semi < e) {
         const char *pb = semi + 1;
-        semi = scan_to(pb, e, ';', ';');
+        semi = scan_to(pb, e, ';');
         const char *pe = semi;
         trim(&pb, &pe);
         const char *eq = memchr(pb, '=', (size_t)(pe - pb));
@@ -386,7 +372,7 @@ const char *errpage_negotiate(const char *accept, size_t len)
     const char *end = accept + len;
     size_t pos = 0;
     for (const char *p = accept; p < end; pos++) {
-        const char *ee = scan_to(p, end, ',', ',');
+        const char *ee = scan_to(p, end, ',');
         const char *type, *sub;
         size_t type_len, sub_len;
         int q;

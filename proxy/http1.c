@@ -440,40 +440,67 @@ int h1_find_field(const struct h1_field *fields, size_t n, const char *lower_nam
     return -1;
 }
 
-bool h1_list_next(const char *value, size_t value_len, size_t *pos, const char **elem,
-                  size_t *elem_len)
+size_t h1_skip_to(const char *p, size_t len, char delim, bool angles)
 {
-    size_t i = *pos;
-
-    while (i < value_len && (is_ows((unsigned char)value[i]) || value[i] == ','))
-        i++;
-    if (i >= value_len) {
-        *pos = value_len;
-        return false;
-    }
-    /* A comma inside a quoted-string does not end the element (RFC 9110 5.6.1). */
-    size_t start = i;
-    bool quoted = false;
-    for (; i < value_len; i++) {
-        char c = value[i];
+    bool quoted = false, in_angles = false;
+    size_t i = 0;
+    for (; i < len; i++) {
+        char c = p[i];
         if (quoted) {
-            if (c == '\\' && i + 1 < value_len)
+            if (c == '\\' && i + 1 < len)
                 i++;
             else if (c == '"')
                 quoted = false;
+        } else if (in_angles) {
+            in_angles = c != '>';
         } else if (c == '"') {
             quoted = true;
-        } else if (c == ',') {
+        } else if (angles && c == '<') {
+            in_angles = true;
+        } else if (c == delim) {
             break;
         }
     }
-    size_t end = i;
-    while (end > start && is_ows((unsigned char)value[end - 1]))
-        end--;
-    *elem = value + start;
-    *elem_len = end - start;
-    *pos = i;
-    return true;
+    return i;
+}
+
+/* The next non-empty element, trimmed of OWS; commas in quoted-strings (and <...> when angles)
+ * do not end it. */
+static bool list_next(const char *value, size_t value_len, size_t *pos, const char **elem,
+                      size_t *elem_len, bool angles)
+{
+    size_t i = *pos;
+    for (;;) {
+        while (i < value_len && (is_ows((unsigned char)value[i]) || value[i] == ','))
+            i++;
+        if (i >= value_len) {
+            *pos = value_len;
+            return false;
+        }
+        size_t start = i;
+        i += h1_skip_to(value + i, value_len - i, ',', angles);
+        size_t end = i;
+        while (end > start && is_ows((unsigned char)value[end - 1]))
+            end--;
+        *pos = i;
+        if (end > start) {
+            *elem = value + start;
+            *elem_len = end - start;
+            return true;
+        }
+    }
+}
+
+bool h1_list_next(const char *value, size_t value_len, size_t *pos, const char **elem,
+                  size_t *elem_len)
+{
+    return list_next(value, value_len, pos, elem, elem_len, false);
+}
+
+bool h1_link_next(const char *value, size_t value_len, size_t *pos, const char **elem,
+                  size_t *elem_len)
+{
+    return list_next(value, value_len, pos, elem, elem_len, true);
 }
 
 bool h1_connection_has(const struct h1_field *fields, size_t n, const char *lower_token)

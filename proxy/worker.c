@@ -47,6 +47,7 @@ struct worker {
     int stop_pipe[2];
     struct worker_group *group;            /* told when our listeners are closed */
     struct event *drain_timer;             /* drain deadline: then everything is closed */
+    uint64_t drain_deadline_us;            /* when it fires (now_us clock) */
     struct event *log_timer;               /* writes the access-log buffer out every second */
 };
 
@@ -104,6 +105,22 @@ static void drained(struct loop *l)
     stop_now((struct worker *)l); /* loop is the first member */
 }
 
+/* Arms (or brings forward) the drain deadline: drain_ms from now, unless it is set earlier. */
+static void drain_until(struct worker *w, uint64_t drain_ms)
+{
+    uint64_t deadline = now_us() + drain_ms * 1000;
+    if (w->drain_timer && deadline >= w->drain_deadline_us)
+        return;
+    if (!w->drain_timer)
+        w->drain_timer = evtimer_new(w->loop.base, drain_timeout_cb, w);
+    struct timeval tv = tv_from_ms(drain_ms);
+    if (!w->drain_timer || evtimer_add(w->drain_timer, &tv) != 0) {
+        stop_now(w);
+        return;
+    }
+    w->drain_deadline_us = deadline;
+}
+
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -113,8 +130,12 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
         stop_now(w);
         return;
     }
-    if (w->loop.state != LOOP_RUNNING)
-        return; /* already draining: only a stop without delay changes anything */
+    if (w->loop.state != LOOP_RUNNING) {
+        /* Already draining (a reload's old workers when Portico stops): a shorter time wins. */
+        if (w->loop.state == LOOP_DRAINING)
+            drain_until(w, drain_ms);
+        return;
+    }
     for (int i = 0; i < w->nlisteners; i++)
         listener_accept_queued(w->listeners[i]);
     leave_running(w, LOOP_DRAINING); /* from now on, no keep-alive, no pooling */
@@ -125,10 +146,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
         stop_now(w);
         return;
     }
-    struct timeval tv = tv_from_ms(drain_ms);
-    w->drain_timer = evtimer_new(w->loop.base, drain_timeout_cb, w);
-    if (!w->drain_timer || evtimer_add(w->drain_timer, &tv) != 0)
-        stop_now(w);
+    drain_until(w, drain_ms);
 }
 
 static void log_flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -383,7 +401,7 @@ static bool descriptors_available(int need)
     return open + need <= (long)lim.rlim_cur;
 }
 
-struct worker_group *workers_start(struct generation *gen, struct worker_group *prev)
+struct worker_group *workers_bind(struct generation *gen, struct worker_group *prev)
 {
     const struct config *cfg = gen->cfg;
     int need = cfg->workers * (FDS_PER_WORKER + cfg->nlisten) + 1;
@@ -427,6 +445,11 @@ struct worker_group *workers_start(struct generation *gen, struct worker_group *
             return NULL;
         }
     }
+    return g;
+}
+
+int workers_run(struct worker_group *g)
+{
     for (int i = 0; i < g->n; i++) {
         int err = pthread_create(&g->workers[i].thread, NULL, worker_main, &g->workers[i]);
         if (err != 0) {
@@ -436,14 +459,29 @@ struct worker_group *workers_start(struct generation *gen, struct worker_group *
             for (int j = 0; j < i; j++)
                 pthread_join(g->workers[j].thread, NULL);
             group_free(g);
-            return NULL;
+            return -1;
         }
     }
     /* Only a group that starts takes over the sockets it shares (and their queues). */
     for (int i = 0; i < g->n; i++)
         for (int l = 0; l < g->workers[i].nlisteners; l++)
             listener_take_over(g->workers[i].listeners[l]);
-    return g;
+    return 0;
+}
+
+struct worker_group *workers_start(struct generation *gen, struct worker_group *prev)
+{
+    struct worker_group *g = workers_bind(gen, prev);
+    return g && workers_run(g) == 0 ? g : NULL;
+}
+
+int workers_chown(struct worker_group *g, uid_t uid, gid_t gid)
+{
+    for (int i = 0; i < g->n; i++)
+        for (int l = 0; l < g->workers[i].nlisteners; l++)
+            if (listener_chown(g->workers[i].listeners[l], uid, gid) != 0)
+                return -1;
+    return 0;
 }
 
 void workers_signal_stop(struct worker_group *g, uint64_t drain_ms)

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "portico/failure.h"
 #include "portico/fault.h"
@@ -159,6 +160,12 @@ struct config {
     struct faults_conf faults;
     struct fault_conf *fault_rules;        /* [fault NAME] sections, in file order */
     int nfault_rules;
+    uint64_t shutdown_timeout_ms;          /* a stop or reload lets exchanges finish this long */
+    char *pid_file;                        /* absolute path or NULL */
+    char *user;                            /* started as root: switch to this user... */
+    char *group;                           /* ...and group (NULL: the user's) after binding */
+    uid_t uid;                             /* user and group resolved at load (valid with user) */
+    gid_t gid;
 
     struct upstream_conf *upstreams;
     int nupstreams;

@@ -180,6 +180,15 @@ int h1_find_field(const struct h1_field *fields, size_t n, const char *lower_nam
 bool h1_list_next(const char *value, size_t value_len, size_t *pos, const char **elem,
                   size_t *elem_len);
 
+/* The same for Link values (RFC 8288), where a comma inside <URI-reference> does not end the
+ * link-value either. */
+bool h1_link_next(const char *value, size_t value_len, size_t *pos, const char **elem,
+                  size_t *elem_len);
+
+/* The offset of the first delim in p[0..len) outside quoted-strings (and, with angles, outside
+ * <...>), or len: the one scanner behind every list and parameter split. */
+size_t h1_skip_to(const char *p, size_t len, char delim, bool angles);
+
 /* True when any Connection field of the message lists token (case-insensitive), e.g. "close". */
 bool h1_connection_has(const struct h1_field *fields, size_t n, const char *lower_token);
 

@@ -821,6 +821,32 @@ static void test_field_helpers(void **state)
     }
 }
 
+/* The one scanner behind lists and parameters: delimiters inside quoted-strings (escapes
+ * included) and, for Link values, inside <...> do not count. */
+static void test_skip_to(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        char delim;
+        bool angles;
+        size_t want;
+    } rows[] = {
+        {"a,b", ',', false, 1},
+        {"\"a,b\",c", ',', false, 5},          /* in a quoted-string */
+        {"\"a\\\",b\",c", ',', false, 7},      /* an escaped quote does not end it */
+        {"<a,b>,c", ',', true, 5},              /* in a Link URI */
+        {"<a,b>,c", ',', false, 2},             /* angles only when asked */
+        {"abc", ',', false, 3},                 /* none: the length */
+        {"\"open,", ',', false, 6},             /* unterminated: none */
+        {"x;q=1", ';', false, 1},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        assert_int_equal(h1_skip_to(rows[i].in, strlen(rows[i].in), rows[i].delim,
+                                    rows[i].angles),
+                         rows[i].want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -831,6 +857,7 @@ int main(void)
         cmocka_unit_test(test_response_table),
         cmocka_unit_test(test_response_limits),
         cmocka_unit_test(test_list_next),
+        cmocka_unit_test(test_skip_to),
         cmocka_unit_test(test_field_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
