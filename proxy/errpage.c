@@ -419,6 +419,12 @@ static const char *present(const char *s)
     return s != NULL && s[0] != '\0' ? s : NULL;
 }
 
+/* Whether the upstream side is left out of this response (error_detail = minimal). */
+static bool withheld(const struct errpage *e)
+{
+    return e->detail == ERRPAGE_DETAIL_MINIMAL && e->failure != FAIL_NONE;
+}
+
 static const char *or_empty(const char *s)
 {
     return s != NULL ? s : "";
@@ -493,7 +499,7 @@ static void render_page_file(struct sink *s, const struct errpage_view *v)
         } else if (span_ieq(name, name_len, "phase")) {
             val = phase_name(e->phase);
         } else if (span_ieq(name, name_len, "detail")) {
-            val = or_empty(e->reason);
+            val = or_empty(v->reason);
         } else if (span_ieq(name, name_len, "status")) {
             is_status = true;
         }
@@ -607,7 +613,8 @@ static void render_html(struct sink *s, const struct errpage_view *v)
     sink_lit(s, "</em></div>\n<div class=\"hop bad\"><i></i>&#10007; ");
     put_escaped(s, fail, ESC_HTML);
     sink_lit(s, "</div>\n<div class=\"box bad\"><span>origin</span><strong>");
-    put_escaped(s, v->origin != NULL ? v->origin : "unknown", ESC_HTML);
+    put_escaped(s, v->origin != NULL ? v->origin : withheld(e) ? "not disclosed" : "unknown",
+                ESC_HTML);
     sink_lit(s, "</strong><em>failed at ");
     put_escaped(s, phase, ESC_HTML);
     sink_lit(s, "</em></div>\n</div>\n<table>\n<tr class=\"bad\"><th>status</th><td>");
@@ -630,7 +637,7 @@ static void render_html(struct sink *s, const struct errpage_view *v)
     html_row(s, "origin", v->origin, false);
     html_row(s, "upstream", v->upstream, false);
     html_row(s, "request id", present(e->request_id), false);
-    html_row(s, "detail", present(e->reason), false);
+    html_row(s, "detail", v->reason, false);
     sink_lit(s, "</table>\n<footer>portico &#183; ");
     sink_str(s, v->date);
     sink_lit(s, " &#183; Proxy-Status error=");
@@ -662,7 +669,7 @@ static void render_json(struct sink *s, const struct errpage_view *v)
     sink_lit(s, ",\"request_id\":");
     put_json_str(s, or_empty(e->request_id));
     sink_lit(s, ",\"detail\":");
-    put_json_str(s, or_empty(e->reason));
+    put_json_str(s, or_empty(v->reason));
     sink_lit(s, ",\"proxy_status\":");
     put_json_str(s, failure_proxy_status(e->failure));
     sink_lit(s, "}\n");
@@ -700,7 +707,7 @@ static void render_plain(struct sink *s, const struct errpage_view *v)
     sink_ms(s, e->elapsed_ms);
     sink_lit(s, " ms\n");
     text_line(s, "request_id", present(e->request_id));
-    text_line(s, "detail", present(e->reason));
+    text_line(s, "detail", v->reason);
     text_line(s, "proxy_status", failure_proxy_status(e->failure));
 }
 
@@ -710,9 +717,9 @@ static void render_client(struct sink *s, const struct errpage_view *v)
     sink_u64(s, (uint64_t)v->status);
     sink_lit(s, " ");
     sink_str(s, v->phrase);
-    if (present(v->e->reason) != NULL) {
+    if (v->reason != NULL) {
         sink_lit(s, ": ");
-        put_escaped(s, v->e->reason, ESC_TEXT);
+        put_escaped(s, v->reason, ESC_TEXT);
     }
     sink_lit(s, "\n");
 }
@@ -790,9 +797,9 @@ static void build_fields(const struct errpage_view *v, struct errpage_out *o)
         sink_lit(s, "portico; error=");
         /* An sf-token must not be empty: an unknown failure type is our own fault. */
         sink_str(s, ps[0] != '\0' ? ps : "proxy_internal_error");
-        if (present(e->reason) != NULL) {
+        if (v->reason != NULL) {
             sink_lit(s, "; details=\"");
-            put_header_value(s, e->reason, true);
+            put_header_value(s, v->reason, true);
             sink_lit(s, "\"");
         }
         /* next-hop only once an origin was chosen: route failures have none. */
@@ -817,7 +824,15 @@ int errpage_prepare(const struct errpage *e, struct errpage_out *o)
         .date = http_date_now(),
         .origin = present(e->origin),
         .upstream = present(e->upstream),
+        .reason = present(e->reason),
     };
+    /* error_detail = minimal: nothing of the topology behind Portico reaches the client (the
+     * log and the metrics still have it all). */
+    if (withheld(e)) {
+        v->origin = NULL;
+        v->upstream = NULL;
+        v->reason = NULL;
+    }
     /* The status line must carry three digits whatever the caller computed. */
     if (v->status < 100 || v->status > 999)
         v->status = e->failure == FAIL_NONE ? HTTP_INTERNAL_SERVER_ERROR : HTTP_BAD_GATEWAY;

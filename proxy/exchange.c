@@ -7,8 +7,9 @@
  *   buffers  body, headers, h1out, errpage, hints                        evbuffers
  *   runtime  loop, sock, upstream, balance, generation, exchange (+ relay.c, interim.c),
  *            client (HTTP/1.1 downstream)                                the event loop
- *   process  listener, worker, main                                      threads, signals
- *   beside   config, route, tls, log, metrics, admin, sim, codes         used from above
+ *   process  listener, worker, main, probe                               threads, signals
+ *   beside   config, route, tls, log, metrics, recent, admin(_status),   used from above
+ *            sim, codes
  *
  *   client ──► listener ──► client (parse head) ──► exchange ──► upconn (dns, connect, tls)
  *     ▲                       │  implements           │  relay.c      └─► origin
@@ -18,8 +19,9 @@
  * DOWNSTREAM INTERFACE (downstream.h). The exchange never sees the client's socket: it hands a
  * protocol-neutral response head (status, fields, framing) and body bytes to its owner through
  * a table of operations — interim, head, body, pending, request_input, request_taken,
- * request_wait, done — and reads the peer's facts from struct peer. client.c implements it for
- * HTTP/1.1; an HTTP/2 stream implements the same table. The origin side reports to the exchange
+ * request_wait, done, and an optional report of the outcome — and reads the peer's facts from
+ * struct peer. client.c implements it for HTTP/1.1, an HTTP/2 stream the same table, and
+ * `portico probe` (probe.c) a recorder of one exchange. The origin side reports to the exchange
  * the same way, through upconn_events (upstream.h).
  *
  * ONE EXIT PER EVENT. Every way into the exchange — its libevent callbacks (phase and total
@@ -76,6 +78,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/recent.h"
 #include "portico/request.h"
 #include "portico/route.h"
 #include "portico/upstream.h"
@@ -292,6 +295,8 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
         .elapsed_ms = (double)(ex->now - ex->t0) / 1000.0,
         .server_timing = timing,
         .page_dir = ex->cfg->error_page_dir,
+        .detail = ex->cfg->error_detail == ERROR_DETAIL_MINIMAL ? ERRPAGE_DETAIL_MINIMAL
+                                                                : ERRPAGE_DETAIL_FULL,
     };
     /* The client connection survives only if its request was read to the end. */
     ex->close_client |= ex->req_state != REQ_DONE || !ex->info.keep_alive;
@@ -337,10 +342,20 @@ static void log_exchange(struct exchange *ex)
     metrics_request_done(ex->loop->metrics,
                          &(struct metrics_sample){ex->route_index, ex->up ? ex->up_index : -1,
                                                   ex->status, ex->failure, &t});
-    if (!log_enabled())
+    uint64_t wall = wall_ms();
+    const char *route = ex->route ? ex->route->name : NULL;
+    const char *upstream = ex->up ? ex->up->name : NULL;
+    const char *origin = ex->origin >= 0 && ex->up ? ex->up->origins[ex->origin].text : NULL;
+    const char *detail = ex->detail[0] ? ex->detail : NULL;
+    recent_record(ex->loop->recent,
+                  &(struct recent_sample){wall, ex->status, ex->failure, ended_in(ex),
+                                          t.us[TIMING_TOTAL], ex->limit_ms, ex->request_id,
+                                          route, upstream, origin, detail});
+    if (!log_enabled() && !ex->ds.ops->report)
         return;
     const struct h1_field *ua = request_field(ex, "user-agent");
     struct access_record r = {
+        .time_ms = wall,
         .request_id = ex->request_id,
         .trace_id = ex->trace.trace_id,
         .client = ex->ds.peer->addr,
@@ -355,9 +370,9 @@ static void log_exchange(struct exchange *ex)
         .upstream_status = ex->upstream_status,
         .failure = ex->failure,
         .phase = ended_in(ex),
-        .route = ex->route ? ex->route->name : NULL,
-        .upstream = ex->up ? ex->up->name : NULL,
-        .origin = ex->origin >= 0 && ex->up ? ex->up->origins[ex->origin].text : NULL,
+        .route = route,
+        .upstream = upstream,
+        .origin = origin,
         .attempts = ex->attempts,
         .bytes_in = ex->req_body.bytes,
         .bytes_out = ex->resp_body.bytes + ex->error_body_bytes,
@@ -368,12 +383,15 @@ static void log_exchange(struct exchange *ex)
         .user_agent_len = ua ? ua->value_len : 0,
         .timings = t,
         .limit_ms = ex->limit_ms,
-        .detail = ex->detail[0] ? ex->detail : NULL,
+        .detail = detail,
         .aborted = ex->outcome == OUTCOME_ABORTED,
         .reused = ex->reused,
         .retried = ex->retried,
     };
-    log_buffer_append(ex->loop->log, &r);
+    if (ex->ds.ops->report)
+        ex->ds.ops->report(ex->ds.ctx, &r);
+    if (log_enabled())
+        log_buffer_append(ex->loop->log, &r);
 }
 
 /* ---- the one exit ---- */
@@ -613,7 +631,7 @@ void exchange_cancel(struct exchange *ex, const char *why)
     if (ex->outcome == OUTCOME_OPEN) {
         /* The client left before the response ended: nginx's 499, nothing more is sent. */
         if (!ex->detail[0])
-            snprintf(ex->detail, sizeof(ex->detail), "client %s", why);
+            snprintf(ex->detail, sizeof(ex->detail), "%s", why);
         if (!ex->status)
             ex->status = HTTP_CLIENT_CLOSED_REQUEST;
         phase_close(&ex->pc, ex->now);

@@ -4,6 +4,7 @@
  *   portico -c FILE         run
  *   portico -t -c FILE      check the configuration (exit 0, or 1 with FILE:LINE: messages)
  *   portico codes           list the status-code registry
+ *   portico probe URL       one request through the request path, with its timeline
  *   portico --version | --help
  *
  * Signals are blocked in every thread and taken synchronously by the main thread (sigwait), so
@@ -40,6 +41,8 @@
 #include "portico/metrics.h"
 #include "portico/pidfile.h"
 #include "portico/privileges.h"
+#include "portico/probe.h"
+#include "portico/recent.h"
 #include "portico/sim.h"
 #include "portico/util.h"
 #include "portico/worker.h"
@@ -53,6 +56,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: portico [-t] [-c FILE]   run (or, with -t, check) the configuration FILE\n"
             "       portico codes            list the HTTP status codes Portico knows\n"
+            "       portico probe URL        one request the way Portico sends it, timed by phase\n"
             "       portico --version        print the version\n"
             "       portico --help           this text\n"
             "\n"
@@ -409,6 +413,7 @@ static void finish(struct process *p)
     free(p->pid_file);
     addr_locks_free(p->locks);
     metrics_free_all();
+    recent_free_all();
 }
 
 static int run(const char *path, struct config *cfg)
@@ -465,6 +470,8 @@ int main(int argc, char **argv)
     };
     if (argc >= 2 && strcmp(argv[1], "codes") == 0)
         return codes_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "probe") == 0)
+        return probe_main(argc - 1, argv + 1);
     int opt;
     while ((opt = getopt_long(argc, argv, "c:thv", longopts, NULL)) != -1) {
         switch (opt) {

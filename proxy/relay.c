@@ -221,10 +221,15 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
     char ps[64];
     if (ex->cfg->proxy_status)
         snprintf(ps, sizeof(ps), "portico; received-status=%d", resp->status);
+    /* route server_timing: the phases so far, for the browser's devtools */
+    char timing[512];
+    if (ex->route->server_timing)
+        phase_server_timing(&ex->pc, ex->now, PHASE_DONE, CAUSE_NONE, timing, sizeof(timing));
     struct fwd_response fwd = {
         .framing = out,
         .request_id = ex->request_id,
         .proxy_status = ex->cfg->proxy_status ? ps : NULL,
+        .server_timing = ex->route->server_timing ? timing : NULL,
     };
     struct h1_field fields[HDR_MAX_FIELDS + 1];
     struct resp_head head = {

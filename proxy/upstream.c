@@ -179,6 +179,13 @@ size_t upstream_pools_idle(const struct loop *l)
     return n;
 }
 
+size_t upstream_pool_idle(const struct loop *l, int upstream)
+{
+    if (!l->pools || upstream < 0 || upstream >= l->pools->n)
+        return 0;
+    return l->pools->pool[upstream].nsettling + l->pools->pool[upstream].nidle;
+}
+
 static void pool_remove(struct upconn *c)
 {
     struct upstream_pool *pool = &c->loop->pools->pool[c->upstream];

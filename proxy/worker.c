@@ -35,6 +35,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/recent.h"
 #include "portico/upstream.h"
 #include "portico/util.h"
 
@@ -154,6 +155,9 @@ static void log_flush_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct worker *w = arg;
     log_buffer_flush(w->loop.log);
+    /* the status page's pool sizes: only this thread may look at its pools */
+    for (int u = 0; u < w->loop.cfg->nupstreams; u++)
+        recent_set_pool(w->loop.recent, u, upstream_pool_idle(&w->loop, u));
 }
 
 /* A shard labelled with the names of the worker's configuration. */
@@ -288,7 +292,9 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
     event_config_free(ec);
     w->loop.metrics = shard_for(cfg);
     w->loop.log = log_buffer_new(cfg->access_log_format);
-    if (!w->loop.base || !w->loop.metrics || !w->loop.log || upstream_pools_init(&w->loop) != 0)
+    w->loop.recent = recent_shard_create(gen->number, cfg->nupstreams);
+    if (!w->loop.base || !w->loop.metrics || !w->loop.log || !w->loop.recent ||
+        upstream_pools_init(&w->loop) != 0)
         return -1;
     if (trace_rng_seed(&w->loop.rng) != 0)
         trace_rng_init(&w->loop.rng, now_us() ^ (uint64_t)(uintptr_t)w);
@@ -302,28 +308,7 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
     w->stop_ev = event_new(w->loop.base, w->stop_pipe[0], EV_READ | EV_PERSIST, stop_cb, w);
     if (!w->stop_ev || event_add(w->stop_ev, NULL) != 0)
         return -1;
-    /* The resolver: the configured nameserver, or resolv.conf; /etc/hosts either way. */
-    w->loop.dns = evdns_base_new(w->loop.base,
-                                 cfg->resolver ? 0 : EVDNS_BASE_INITIALIZE_NAMESERVERS);
-    if (!w->loop.dns)
-        return -1;
-    if (cfg->resolver) {
-        if (evdns_base_nameserver_ip_add(w->loop.dns, cfg->resolver) != 0) {
-            fprintf(stderr, "portico: resolver %s: cannot use it\n", cfg->resolver);
-            return -1;
-        }
-        evdns_base_load_hosts(w->loop.dns, NULL);
-    }
-    /* Our dns_timeout decides; evdns must not give up first and blur timeout into failure. */
-    uint64_t longest = 0;
-    for (int i = 0; i < cfg->nupstreams; i++)
-        longest = MAX(longest, cfg->upstreams[i].timers_ms[TIMER_DNS]);
-    char timeout[32];
-    snprintf(timeout, sizeof(timeout), "%llu", (unsigned long long)(longest / 1000 + 2));
-    evdns_base_set_option(w->loop.dns, "timeout:", timeout);
-    evdns_base_set_option(w->loop.dns, "attempts:", "1");
-    evdns_base_set_option(w->loop.dns, "randomize-case:", "0");
-    return 0;
+    return loop_dns_init(&w->loop);
 }
 
 static void worker_free(struct worker *w)
@@ -350,6 +335,8 @@ static void worker_free(struct worker *w)
         event_base_free(w->loop.base);
     metrics_shard_retire(w->loop.metrics); /* last: nothing of this worker counts any more */
     w->loop.metrics = NULL;
+    recent_shard_retire(w->loop.recent);
+    w->loop.recent = NULL;
 }
 
 static void group_free(struct worker_group *g)
