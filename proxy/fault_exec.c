@@ -111,11 +111,11 @@ static struct ex_fault *fault_new(struct exchange *ex)
 
 /* ---- the decision ---- */
 
-static const struct h1_field *request_field(const struct exchange *ex, const char *name,
+static const struct h1_field *request_field(const struct exchange *ex, enum h1_field_id id,
                                             bool *twice)
 {
-    int i = h1_find_field(ex->req.fields, ex->req.nfields, name, 0);
-    *twice = i >= 0 && h1_find_field(ex->req.fields, ex->req.nfields, name, (size_t)i + 1) >= 0;
+    int i = h1_find(ex->req.fields, ex->req.nfields, id, 0);
+    *twice = i >= 0 && h1_find(ex->req.fields, ex->req.nfields, id, (size_t)i + 1) >= 0;
     return i >= 0 ? &ex->req.fields[i] : NULL;
 }
 
@@ -197,7 +197,7 @@ bool fault_exec_decide(struct exchange *ex)
     const struct faults_conf *fc = &ex->cfg->faults;
     bool twice = false;
     /* without header control a request costs no look at its fields here */
-    const struct h1_field *h = fc->header_control ? request_field(ex, "portico-fault", &twice)
+    const struct h1_field *h = fc->header_control ? request_field(ex, H1_F_PORTICO_FAULT, &twice)
                                                   : NULL;
     struct fault_addr client;
     if (h && fault_addr_parse(ex->ds.peer->ip, &client) == 0 &&
@@ -306,14 +306,13 @@ static void simulate(struct exchange *ex, enum failure_type type)
     else
         snprintf(f->addr, sizeof(f->addr), "%s", o->text);
     f->simulating = true;
+    ex->attempts++; /* the origin connection a real exchange would try (relay_connect) */
     for (int p = PHASE_DNS; p <= (int)row->phase; p++) {
         bool walk = (p == PHASE_DNS && !o->numeric) || (p == PHASE_TLS && ex->up->tls) ||
                     (p != PHASE_DNS && p != PHASE_TLS) || p == (int)row->phase;
         if (!walk)
             continue;
         ex_phase(ex, (enum phase)p);
-        if (p == PHASE_SEND)
-            ex->attempts++; /* the request went out, as far as anyone can tell */
     }
     if (row->phase == PHASE_READ)
         ex->response_byte = true;
@@ -514,7 +513,8 @@ size_t fault_exec_fields(const struct exchange *ex, struct h1_field *fields, siz
     if (!ex->fault || !ex->cfg->faults.fault_header || room == 0)
         return 0;
     const char *name = fault_exec_name(ex);
-    fields[0] = (struct h1_field){"Portico-Fault", 13, name, strlen(name)};
+    fields[0] = (struct h1_field){.name = "Portico-Fault", .name_len = 13, .value = name,
+                                  .value_len = strlen(name)};
     return 1;
 }
 
@@ -524,7 +524,7 @@ static void set_field(struct h1_field *fields, size_t *n, size_t room, const cha
     const char *colon = strchr(line, ':');
     size_t nlen = (size_t)(colon - line);
     const char *v = colon + 2; /* stored as "Name: value" */
-    struct h1_field nf = {line, nlen, v, strlen(v)};
+    struct h1_field nf = {.name = line, .name_len = nlen, .value = v, .value_len = strlen(v)};
     for (size_t i = 0; i < *n; i++) {
         if (fields[i].name_len == nlen && strncasecmp(fields[i].name, line, nlen) == 0) {
             fields[i] = nf;

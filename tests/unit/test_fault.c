@@ -398,8 +398,8 @@ static void test_cidr(void **state)
 /* ---- matchers ---- */
 
 static const struct h1_field fields[] = {
-    {"X-Test-User", 11, "alice", 5},
-    {"Accept", 6, "*/*", 3},
+    {"X-Test-User", 11, "alice", 5, H1_F_OTHER},
+    {"Accept", 6, "*/*", 3, H1_F_ACCEPT},
 };
 
 static const struct {
