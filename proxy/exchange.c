@@ -76,6 +76,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "portico/balance.h"
@@ -496,7 +497,6 @@ static void exchange_free(struct exchange *ex)
     relay_drop(ex);
     fault_exec_end(ex);
     free(ex->hints);
-    free(ex->head);
     free(ex);
 }
 
@@ -553,18 +553,20 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
                                 size_t head_len, const struct h1_request *req,
                                 uint64_t received_us)
 {
-    struct exchange *ex = calloc(1, sizeof(*ex));
+    _Static_assert(offsetof(struct exchange, req) + sizeof(struct h1_request) ==
+                       sizeof(struct exchange), "req is the last member of struct exchange");
+    /* One allocation: the exchange, the request's fields, then a copy of its head (made before
+     * the owner's buffer is drained; the parsed spans are rebased onto the copy). Only the part
+     * before req is zeroed: the fields are copied over and the rest is the head. */
+    size_t fields_end = offsetof(struct exchange, req.fields) + req->nfields * sizeof(req->fields[0]);
+    struct exchange *ex = malloc(fields_end + head_len);
     if (!ex)
         return NULL;
-    ex->head = malloc(head_len);
-    if (!ex->head) {
-        free(ex);
-        return NULL;
-    }
-    /* Copy before the owner's buffer is drained; the parsed spans are rebased onto the copy. */
+    memset(ex, 0, offsetof(struct exchange, req));
+    ex->head = (char *)ex + fields_end;
     memcpy(ex->head, head, head_len);
     ex->head_len = head_len;
-    ex->req = *req;
+    memcpy(&ex->req, req, offsetof(struct h1_request, fields) + req->nfields * sizeof(req->fields[0]));
     ptrdiff_t delta = ex->head - head;
     ex->req.method += delta;
     ex->req.target += delta;

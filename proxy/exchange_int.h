@@ -70,9 +70,8 @@ struct exchange {
     bool close_client;                 /* the client connection cannot serve another request */
 
     /* request */
-    char *head;                        /* owned copy of the request head */
+    char *head;                        /* copy of the request head, in this allocation */
     size_t head_len;
-    struct h1_request req;             /* spans into head */
     struct h1_info info;
     const char *target;                /* origin-form target to forward (span into head) */
     size_t target_len;
@@ -134,6 +133,11 @@ struct exchange {
     char detail[200];
 
     struct ex_fault *fault;            /* owned: the fault rule acting on it (fault_exec.c) */
+
+    /* Last: the allocation holds only the req.nfields fields the request has, then the head
+     * bytes (exchange_start), so an exchange costs ~1.7 KiB instead of 5.7. Never copy req by
+     * value. */
+    struct h1_request req;             /* spans into head */
 };
 
 /* ---- exchange.c ---- */
