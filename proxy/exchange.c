@@ -65,9 +65,11 @@
  * FILES. exchange.c: start, routing, phases and timers, fail/refuse, the access log, the exit.
  * relay.c: the origin side — connect, request head and body, response heads (1xx included) and
  * body, origin connection events. interim.c: the 1xx policy — 100 Continue, 102 heartbeats,
- * 103 Early Hints (configured, learned, relayed without repeats). request.c: the request checks
- * before routing. route.c: which route a request takes. hints.c: the learned-hint cache and
- * Link parsing.
+ * 103 Early Hints (configured, learned, relayed without repeats). fault_exec.c: injected faults
+ * (issue 8), decided at routing and acting through the same phases, timers, ex_fail() and
+ * responses as real events, so that a rehearsed failure is the real one on the wire. request.c:
+ * the request checks before routing. route.c: which route a request takes. hints.c: the
+ * learned-hint cache and Link parsing.
  */
 #include "exchange_int.h"
 
@@ -128,6 +130,8 @@ static struct balancer *balancer_of(const struct exchange *ex)
 /* What an attempt that ended with failure f showed of its origin. */
 static enum balance_result attempt_result(const struct exchange *ex, enum failure_type f)
 {
+    if (fault_exec_simulating(ex)) /* never judge an origin on a rehearsal */
+        return BALANCE_NO_VERDICT;
     if (failure_is_network(f))
         return BALANCE_FAILED;
     return ex->response_byte ? BALANCE_ANSWERED : BALANCE_NO_VERDICT;
@@ -236,6 +240,8 @@ static const char *phase_subject_text(const struct exchange *ex, enum phase p)
         return o ? o->host : ex->up->name;
     if (ex->uc)
         return upconn_addr(ex->uc);
+    if (fault_exec_addr(ex)) /* a simulated failure names what upconn_addr would */
+        return fault_exec_addr(ex);
     return o ? o->text : ex->up->name;
 }
 
@@ -294,8 +300,10 @@ static void send_own(struct exchange *ex, struct errpage *e)
     e->http10 = !ex_client_http11(ex);
     struct errpage_out o;
     errpage_prepare(e, &o);
+    struct h1_field fields[ARRAY_LEN(o.fields) + FAULT_MAX_LIST + 1];
+    fault_exec_own_head(ex, &o, fields, ARRAY_LEN(fields)); /* Portico-Fault, a fault's answer */
     ex->ds.ops->head(ex->ds.ctx, &o.head, &ex->sink);
-    long body = errpage_body(&o, ex->sink.out);
+    long body = fault_exec_own_body(ex, &o, ex->sink.out);
     ex->error_body_bytes = body > 0 ? (uint64_t)body : 0;
     ex->status = o.head.status; /* it goes out with done(), once it is counted and logged */
     ex->resp_state = RESP_DONE;
@@ -348,7 +356,9 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
         relay_connect(ex);
         return;
     }
-    if (may_retry(ex, phase, cause) && retry_elsewhere(ex, phase, cause))
+    /* a simulated failure is the exchange's: another origin would only meet it again */
+    if (!fault_exec_simulating(ex) && may_retry(ex, phase, cause) &&
+        retry_elsewhere(ex, phase, cause))
         return;
 
     ex->failure = failure_classify(phase, cause);
@@ -464,6 +474,7 @@ static void log_exchange(struct exchange *ex)
         .bytes_out = ex->resp_body.bytes + ex->error_body_bytes,
         .interim_codes = ex->interim_codes,
         .ninterim = ex->interim_count,
+        .fault = fault_exec_name(ex),
         .user_agent = ua ? ua->value : NULL,
         .user_agent_len = ua ? ua->value_len : 0,
         .timings = t,
@@ -486,6 +497,7 @@ static void exchange_free(struct exchange *ex)
     stop_timers(ex);
     release_origin(ex, attempt_result(ex, ex->failure));
     relay_drop(ex);
+    fault_exec_end(ex);
     free(ex->hints);
     free(ex);
 }
@@ -511,7 +523,10 @@ void ex_settle(struct exchange *ex)
     }
     relay_drop(ex); /* before the log line: once it is written, the origin side is settled */
     log_exchange(ex);
-    enum exchange_end end = ex->outcome == OUTCOME_ABORTED ? END_ABORT
+    static const enum exchange_end ends[] = {
+        [OUTCOME_ABORTED] = END_ABORT, [OUTCOME_DROPPED] = END_DROP, [OUTCOME_RESET] = END_RESET,
+    };
+    enum exchange_end end = ex->outcome != OUTCOME_DONE ? ends[ex->outcome]
                             : ex->close_client || ex->req_state != REQ_DONE ? END_CLOSE
                                                                             : END_KEEP;
     struct downstream ds = ex->ds;
@@ -663,19 +678,38 @@ static void run(struct exchange *ex)
     ex->up_index = ex->route->upstream;
     ex->up = &cfg->upstreams[ex->up_index];
 
+    if (!fault_exec_decide(ex)) /* a malformed Portico-Fault header was refused */
+        return;
+
     /* Interim responses Portico makes, before the origin is even contacted. */
     interim_early_hints(ex);
     interim_expect(ex);
     interim_heartbeats(ex);
     if (ex->up->timers_ms[TIMER_TOTAL])
         ex_arm(&ex->total_timer, ex->up->timers_ms[TIMER_TOTAL]);
-
-    if (!pick_origin(ex)) {
-        ex_fail(ex, PHASE_ROUTE, CAUSE_NO_ORIGIN, 0, "every origin of upstream %s is marked down",
-                ex->up->name);
+    if (fault_exec_start(ex)) /* a fault acts first; it goes on to the origin itself */
         return;
-    }
-    relay_connect(ex);
+    ex_to_origin(ex);
+}
+
+void ex_fail_no_origin(struct exchange *ex)
+{
+    ex_fail(ex, PHASE_ROUTE, CAUSE_NO_ORIGIN, 0, "every origin of upstream %s is marked down",
+            ex->up->name);
+}
+
+bool ex_pick_origin(struct exchange *ex)
+{
+    if (pick_origin(ex))
+        return true;
+    ex_fail_no_origin(ex);
+    return false;
+}
+
+void ex_to_origin(struct exchange *ex)
+{
+    if (ex_pick_origin(ex))
+        relay_connect(ex);
 }
 
 /* ---- entry points from the downstream ---- */

@@ -124,6 +124,14 @@ static void send_continue(struct exchange *ex)
     ex->sent_100 = send_interim(ex, HTTP_CONTINUE, NULL, 0, INTERIM_SYNTHESIZED);
 }
 
+void interim_send(struct exchange *ex, int code)
+{
+    if (code == HTTP_CONTINUE)
+        send_continue(ex);
+    else
+        send_interim(ex, code, NULL, 0, INTERIM_SYNTHESIZED);
+}
+
 void interim_expect(struct exchange *ex)
 {
     if (ex->req_state != REQ_BODY || !ex_client_http11(ex) || !ex->info.expect_continue)

@@ -237,7 +237,7 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
         .proxy_status = ex->cfg->proxy_status ? ps : NULL,
         .server_timing = ex->route->server_timing ? timing : NULL,
     };
-    struct h1_field fields[HDR_MAX_FIELDS];
+    struct h1_field fields[HDR_MAX_FIELDS + 1];
     struct resp_head head = {
         .status = resp->status,
         .reason = resp->reason,
@@ -248,12 +248,14 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
         .content_length = ri->content_length,
         .close = ex->close_client,
     };
+    head.nfields += fault_exec_fields(ex, fields + head.nfields, 1); /* Portico-Fault */
     ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
     ex->status = ex->upstream_status = resp->status;
     if (resp->status == HTTP_OK)
         interim_learn(ex, resp);
     body_init(&ex->resp_body, ri->framing, ri->content_length, ex->sink.chunked,
               ex->cfg->max_header_size);
+    fault_exec_body_start(ex); /* truncate, throttle */
     evbuffer_drain(ex->usock->in, head_len);
     ex->resp_state = RESP_BODY;
 }
@@ -302,6 +304,8 @@ static void read_heads(struct exchange *ex)
         size_t len = evbuffer_get_length(in);
         if (len == 0)
             return;
+        if (ex->pc.current != PHASE_READ && fault_exec_hold_head(ex))
+            return; /* a fault's response_delay: the response comes in when it is over */
         if (ex->pc.current != PHASE_READ) {
             ex->response_byte = true;
             ex_phase(ex, PHASE_READ);
@@ -381,7 +385,7 @@ static void relay_body(struct exchange *ex)
             return;
         }
         ex->ds.ops->body(ex->ds.ctx);
-        if (client_full(ex))
+        if (fault_exec_body_stop(ex) || client_full(ex)) /* a fault's truncate or throttle */
             return;
         if (evbuffer_get_length(in) == 0 ||
             (evbuffer_get_length(in) == before_in && evbuffer_get_length(out) == before_out))
