@@ -2,38 +2,46 @@
 """Turn the raw files of one `make bench` run (scripts/bench.sh) into results.md.
 
 usage: report.py RUN_DIR OUT.md
-RUN_DIR holds meta.tsv, runs.tsv, mem.tsv, checks.tsv, counters.tsv and problems.txt.
+RUN_DIR holds meta.tsv, runs.tsv (one row per load run), side.SCENARIO.tsv (what the hooks
+measured beside a run), syscalls.tsv, h2.tsv, mem.tsv, checks.tsv, counters.tsv, log-cost.md,
+warnings.txt and problems.txt. Every figure is the median over the rounds, with min-max beside it;
+a ratio is taken within each round (both servers measured minutes apart) before the median.
 """
 import os
+import statistics
 import sys
 
 NAMES = {
     "origin": "origin direct (baseline)",
+    "sink": "upload sink direct (baseline)",
     "portico": "Portico",
     "nginx": "nginx",
-    "nginx-nobuf": "nginx, proxy_buffering off",
+    "nginx-nobuf": "nginx, buffering off",
     "haproxy": "HAProxy",
+    "portico-w2": "Portico, workers = 2",
+    "haproxy-w2": "HAProxy, nbthread 2",
+    "portico-log": "Portico, JSON access log",
 }
-PEERS = [("nginx", "nginx"), ("nginx-nobuf", "nginx (buffering off)"), ("haproxy", "HAProxy")]
+ORDER = ["origin", "sink", "portico", "nginx", "nginx-nobuf", "haproxy", "portico-w2",
+         "haproxy-w2"]
 
+# id, title, main metric. The baseline is the origin (the sink for uploads).
 SCENARIOS = [
-    # id, title, what it measures, columns to show, columns to ratio
-    ("s1", "1. Small responses: 13-byte body, 50 keep-alive connections",
-     ["rps", "p50", "p99", "max"], ["rps", "p50", "p99"]),
-    ("s2", "2. Large responses: 1 MiB body, 10 keep-alive connections",
-     ["mbps", "rps", "p50", "p99"], ["mbps", "p99"]),
-    ("s2b", "2b. Medium responses: 100 KiB body, 50 keep-alive connections",
-     ["mbps", "rps", "p50", "p99"], ["mbps", "p99"]),
-    ("s3", "3. New connection per request (Connection: close), 50 connections, 13-byte body",
-     ["rps", "p50", "p99"], ["rps", "p99"]),
-    ("s4", "4. Error path: origin port refuses connections, 50 keep-alive connections",
-     ["rps", "p50", "p99", "rbytes"], ["rps", "p99"]),
+    ("s1", "1. Small responses: 13-byte body, 64 keep-alive connections", "rps"),
+    ("s1b", "1b. Small responses: 13-byte body, 256 keep-alive connections", "rps"),
+    ("s2", "2. GET 1 MiB, 16 keep-alive connections", "mibps"),
+    ("s2c", "2c. POST 1 MiB (upload), 16 keep-alive connections, to the sink", "up_mibps"),
+    ("s2b", "2b. GET 100 KiB, 50 keep-alive connections (one run)", "mibps"),
+    ("s3", "3. New connection per request (Connection: close), 50 connections", "rps"),
+    ("s4", "4. Error path: the origin port refuses connections, 50 keep-alive connections",
+     "rps"),
+    ("s4b", "4b. Error path: an injected 503 (Portico `[fault]` `status = 503`; nginx "
+     "`return 503`; HAProxy `http-request return status 503`), 50 keep-alive connections", "rps"),
+    ("s8", "8. Two workers (Portico `workers = 2`, HAProxy `nbthread 2`) on both CPUs, "
+     "256 keep-alive connections", "rps"),
 ]
-HEAD = {
-    "rps": "req/s", "mbps": "MB/s", "p50": "p50 ms", "p99": "p99 ms", "max": "max ms",
-    "rbytes": "bytes/resp",
-}
-BETTER_HIGH = {"rps", "mbps"}
+HEAD = {"rps": "req/s", "mibps": "MiB/s", "up_mibps": "MiB/s uploaded"}
+ERRORS_EXPECTED = {"s4", "s4b"}
 
 
 def read_tsv(path):
@@ -43,153 +51,431 @@ def read_tsv(path):
         rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
     if not rows:
         return []
-    header, rows = rows[0], rows[1:]
-    return [dict(zip(header, r)) for r in rows]
+    return [dict(zip(rows[0], r)) for r in rows[1:]]
 
 
-def metrics(r):
-    secs = int(r["duration_us"]) / 1e6
-    n = int(r["requests"])
-    return {
-        "rps": n / secs,
-        "mbps": int(r["bytes"]) / secs / 1e6,
-        "p50": int(r["p50_us"]) / 1000,
-        "p99": int(r["p99_us"]) / 1000,
-        "max": int(r["max_us"]) / 1000,
-        "rbytes": int(r["bytes"]) / n if n else 0,
-    }
+def read_side(path, names):
+    """A side file of bench.sh: no header; fixed columns, then key=value columns (pace's)."""
+    rows = []
+    for line in read_lines(path):
+        cells = line.split("\t")
+        row = dict(zip(names, cells))
+        for c in cells[len(names):]:
+            k, _, v = c.partition("=")
+            row[k] = v
+        rows.append(row)
+    return rows
 
 
-def fmt(key, v):
-    if key in ("rps", "rbytes"):
-        return "{:,.0f}".format(v)
-    if key == "mbps":
-        return "{:,.1f}".format(v)
+def read_lines(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def med(vals):
+    return statistics.median(vals) if vals else None
+
+
+def spread(vals, f):
+    """median (min-max) of vals formatted with f; one value alone, or '—'."""
+    if not vals:
+        return "—"
+    if len(vals) == 1:
+        return f(vals[0])
+    return "%s (%s–%s)" % (f(med(vals)), f(min(vals)), f(max(vals)))
+
+
+def f0(v):
+    return "{:,.0f}".format(v)
+
+
+def f1(v):
+    return "{:,.1f}".format(v)
+
+
+def f2(v):
     return "{:.2f}".format(v)
 
 
-def errors_text(scen, r):
-    sock = {k: int(r["err_" + k]) for k in ("connect", "read", "write", "timeout")}
-    status = int(r["err_status"])
-    parts = ["%s %d" % (k, v) for k, v in sock.items() if v]
-    if scen == "s4":
-        unexpected = int(r["requests"]) - status
-        if unexpected:
-            parts.append("%d not 4xx/5xx" % unexpected)
-    elif status:
-        parts.append("%d non-2xx" % status)
-    return ", ".join(parts) if parts else "0"
+class Runs:
+    """The load runs of runs.tsv, by scenario, target and round."""
+
+    def __init__(self, rows, upload_bytes):
+        self.by = {}
+        for r in rows:
+            self.by.setdefault(r["scenario"], {}).setdefault(r["target"], {})[r["round"]] = r
+        self.upload_bytes = upload_bytes
+
+    def metric(self, r, key):
+        secs = float(r["duration_us"]) / 1e6
+        n = float(r["requests"])
+        if key == "rps":
+            return n / secs
+        if key == "mibps":
+            return float(r["bytes"]) / secs / 1048576
+        if key == "up_mibps":
+            return n * self.upload_bytes / secs / 1048576
+        if key == "cpu_us":   # CPU time of the proxy per request, in microseconds
+            return float(r["proxy_cpu"]) / 100 * secs / n * 1e6 if n else 0
+        if key in ("p50", "p99"):
+            return float(r[key + "_us"]) / 1000
+        return float(r[key])
+
+    def targets(self, scen):
+        rows = self.by.get(scen, {})
+        return [t for t in ORDER if t in rows] + sorted(t for t in rows if t not in ORDER)
+
+    def values(self, scen, target, key):
+        rounds = self.by.get(scen, {}).get(target, {})
+        return [self.metric(rounds[k], key) for k in sorted(rounds, key=int)]
+
+    def ratios(self, scen_a, a, scen_b, b, key):
+        """Per-round ratio a / b (same round)."""
+        ra = self.by.get(scen_a, {}).get(a, {})
+        rb = self.by.get(scen_b, {}).get(b, {})
+        out = []
+        for k in sorted(set(ra) & set(rb), key=int):
+            vb = self.metric(rb[k], key)
+            if vb:
+                out.append(self.metric(ra[k], key) / vb)
+        return out
+
+    def errors(self, scen, target):
+        n = 0
+        for r in self.by.get(scen, {}).get(target, {}).values():
+            n += sum(int(r["err_" + k]) for k in ("connect", "read", "write", "timeout"))
+            status = int(r["err_status"])
+            n += int(r["requests"]) - status if scen in ERRORS_EXPECTED else status
+        return n
+
+
+def verdict(vals, ok):
+    if not vals:
+        return "not measured"
+    return "**met**" if ok(med(vals)) else "not met"
+
+
+def summary(o, runs, per, h2, mem, side2c, side4c, meta):
+    """The issue-12 targets, each with Portico's figure (median, min-max) and a verdict."""
+    rows = []
+
+    def ratio_row(text, scen, key, limit, higher=True, nginx=True):
+        v = runs.ratios(scen, "portico", scen, "haproxy", key)
+        n = runs.ratios(scen, "portico", scen, "nginx", key) if nginx else []
+        ok = (lambda m: m >= limit) if higher else (lambda m: m <= limit)
+        rows.append((text, spread(v, f2), spread(n, f2) if n else "—", verdict(v, ok)))
+
+    ratio_row("Small, 64 conns: req/s ≥ 1.15× HAProxy", "s1", "rps", 1.15)
+    ratio_row("Small, 64 conns: p99 ≤ HAProxy's (ratio ≤ 1)", "s1", "p99", 1.0, higher=False)
+    ratio_row("Small, 256 conns: req/s ≥ 1.15× HAProxy", "s1b", "rps", 1.15)
+    ratio_row("Small, 256 conns: p99 ≤ HAProxy's (ratio ≤ 1)", "s1b", "p99", 1.0, higher=False)
+
+    cpu = runs.values("s1", "portico", "cpu_us")
+    rows.append(("Small, 64 conns: ≤ 14 µs proxy CPU per request (µs; HAProxy, nginx)",
+                 spread(cpu, f1) + " µs",
+                 "HAProxy %s, nginx %s" % (spread(runs.values("s1", "haproxy", "cpu_us"), f1),
+                                           spread(runs.values("s1", "nginx", "cpu_us"), f1)),
+                 verdict(cpu, lambda m: m <= 14)))
+    def calls(t):
+        return per.get(t, {}).get("total", [])
+    sc = calls("portico")
+    rows.append(("≤ 4 system calls per keep-alive request (HAProxy, nginx)", spread(sc, f2),
+                 "HAProxy %s, nginx %s" % (spread(calls("haproxy"), f2),
+                                           spread(calls("nginx"), f2)),
+                 verdict(sc, lambda m: m <= 4)))
+
+    ratio_row("Error path, refused origin: req/s ≥ 1.15× HAProxy", "s4", "rps", 1.15)
+    ratio_row("Error path, injected 503 fault: req/s ≥ 1.15× HAProxy", "s4b", "rps", 1.15)
+    with_errors = runs.ratios("s4c1", "portico", "s4c0", "portico", "rps")
+    hap = runs.ratios("s4c1", "haproxy", "s4c0", "haproxy", "rps")
+    rates = [float(r.get("rate", 0)) for r in side4c if r.get("target") == "portico"]
+    rows.append(("Healthy route beside %s errors/s: no slowdown (req/s with ÷ without, "
+                 "≥ 0.95; HAProxy's)" % f0(float(meta.get("error_rate", 0))),
+                 spread(with_errors, f2) + (" at %s errors/s" % spread(rates, f0) if rates else ""),
+                 "HAProxy %s" % spread(hap, f2), verdict(with_errors, lambda m: m >= 0.95)))
+    ratio_row("New connection per request: req/s ≥ 1.1× HAProxy", "s3", "rps", 1.1)
+    ratio_row("GET 1 MiB: MiB/s ≥ 1.5× HAProxy", "s2", "mibps", 1.5)
+    up = runs.ratios("s2c", "portico", "s2c", "sink", "up_mibps")
+    rows.append(("POST 1 MiB: upload MiB/s ≥ 0.85× direct (HAProxy, nginx buffering off: "
+                 "÷ direct)", spread(up, f2),
+                 "HAProxy %s, nginx %s" % (
+                     spread(runs.ratios("s2c", "haproxy", "s2c", "sink", "up_mibps"), f2),
+                     spread(runs.ratios("s2c", "nginx-nobuf", "s2c", "sink", "up_mibps"), f2)),
+                 verdict(up, lambda m: m >= 0.85)))
+    rise = [(int(r["peak_kib"]) - int(r["rss_before_kib"])) / 1024 for r in side2c
+            if r.get("target") == "portico"]
+    rows.append(("Uploads streamed, never buffered whole: peak RSS rise during 2c "
+                 "< 8 MiB (16 bodies of 1 MiB in flight)", spread(rise, f1) + " MiB",
+                 "—", verdict(rise, lambda m: m < 8)))
+    idle = {r["target"]: (int(r["rss_idle_kib"]) - int(r["rss_start_kib"])) /
+           float(meta.get("idle_conns", 1000)) for r in mem}
+    pv = [idle["portico"]] if "portico" in idle else []
+    rows.append(("≤ 1 KiB RSS per idle keep-alive client (one measurement; HAProxy, nginx)",
+                 spread(pv, f2) + " KiB",
+                 "HAProxy %s, nginx %s" % (spread([idle["haproxy"]] if "haproxy" in idle else [],
+                                                  f2),
+                                           spread([idle["nginx"]] if "nginx" in idle else [], f2)),
+                 verdict(pv, lambda m: m <= 1.0)))
+    hv = h2_ratios(h2, "haproxy")
+    rows.append(("HTTP/2 over TLS (h2load), HTTP/1.1 to the origin: req/s ≥ HAProxy",
+                 spread(hv, f2), spread(h2_ratios(h2, "nginx"), f2),
+                 verdict(hv, lambda m: m >= 1.0)))
+    w2 = runs.ratios("s8", "portico-w2", "s1b", "portico", "rps")
+    rows.append(("workers = 2 ÷ workers = 1, small, 256 conns: scales (> 1; HAProxy "
+                 "nbthread 2 ÷ 1)", spread(w2, f2),
+                 "HAProxy %s" % spread(runs.ratios("s8", "haproxy-w2", "s1b", "haproxy", "rps"),
+                                       f2),
+                 verdict(w2, lambda m: m > 1.0)))
+
+    o.append("## Issue 12 targets")
+    o.append("")
+    o.append("Portico's figure: median (min–max) over %s rounds; ratios are Portico ÷ HAProxy "
+             "unless the target says otherwise, each taken within one round. "
+             "The third column is the same ratio against nginx, or the peers' own figures." %
+             meta.get("rounds", "?"))
+    o.append("")
+    o.append("| target | Portico | vs nginx / peers | verdict |")
+    o.append("|---|---:|---:|---|")
+    for r in rows:
+        o.append("| %s | %s | %s | %s |" % r)
+    o.append("")
+    cpu_perf = [t for t in ("portico", "haproxy", "nginx") if "cpu_ms" in per.get(t, {})]
+    if cpu_perf:
+        o.append("CPU per request under `perf stat` (scenario 1c, task-clock, counted so "
+                 "slightly slowed): " + ", ".join(
+                     "%s %s µs" % (NAMES[t], spread(per[t]["cpu_ms"], f1)) for t in cpu_perf) +
+                 ".")
+        o.append("")
+
+
+def h2_ratios(h2, peer):
+    by = {}
+    for r in h2:
+        by.setdefault(r["round"], {})[r["target"]] = float(r["req_s"])
+    return [v["portico"] / v[peer] for k, v in sorted(by.items())
+            if "portico" in v and v.get(peer)]
+
+
+def scenario_tables(o, runs):
+    for sid, title, key in SCENARIOS:
+        targets = runs.targets(sid)
+        if not targets:
+            continue
+        base = "sink" if sid == "s2c" else "origin"
+        o.append("## " + title)
+        o.append("")
+        o.append("| server | %s | p50 ms | p99 ms | proxy CPU %% | CPU µs/req | CPU 1 %% "
+                 "| others %% | errors |" % HEAD[key])
+        o.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for t in targets:
+            cpu = runs.values(sid, t, "proxy_cpu")
+            c1 = [a + b for a, b in zip(runs.values(sid, t, "origin_cpu"),
+                                        runs.values(sid, t, "wrk_cpu"))]
+            proxy = t not in ("origin", "sink")
+            o.append("| %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
+                NAMES.get(t, t), spread(runs.values(sid, t, key), f0 if key == "rps" else f1),
+                f2(med(runs.values(sid, t, "p50"))), f2(med(runs.values(sid, t, "p99"))),
+                f0(med(cpu)) if proxy else "—",
+                f1(med(runs.values(sid, t, "cpu_us"))) if proxy else "—",
+                f0(med(c1)), f0(med(runs.values(sid, t, "other_cpu"))),
+                runs.errors(sid, t)))
+        o.append("")
+        lines = []
+        for peer in ("haproxy", "nginx", "nginx-nobuf", base):
+            if peer == "portico" or peer not in targets:
+                continue
+            for me in ("portico", "portico-w2"):
+                if me not in targets:
+                    continue
+                v = runs.ratios(sid, me, sid, peer, key)
+                p = runs.ratios(sid, me, sid, peer, "p99")
+                lines.append("| %s ÷ %s | %s | %s |" % (NAMES[me], NAMES[peer].split(" (")[0],
+                                                       spread(v, f2), spread(p, f2)))
+        if lines:
+            o.append("| ratio | %s | p99 |" % HEAD[key])
+            o.append("|---|---:|---:|")
+            o.extend(lines)
+            o.append("")
+
+
+def syscall_per_request(sys_rows):
+    """target -> counter -> [per round: calls per request, or µs of CPU for cpu_ms]."""
+    per = {}
+    for r in sys_rows:
+        n = float(r["requests"])
+        v = float(r["count"]) / n
+        if r["counter"] == "cpu_ms":
+            v = float(r["count"]) * 1000 / n
+        per.setdefault(r["target"], {}).setdefault(r["counter"], []).append(v)
+    return per
+
+
+def syscall_table(o, per, meta):
+    if not per:
+        return
+    o.append("## 1c. System calls per keep-alive request (fixed request count)")
+    o.append("")
+    o.append("`h2load --h1 -n %s -c 64` on `/small` per proxy per round; the proxy's system calls "
+             "counted by %s over exactly that run, divided by the %s requests. Medians over the "
+             "rounds; only calls made at least 0.01 times per request." % (
+                 meta.get("syscall_requests", "?"),
+                 "`perf stat` (tracepoints `raw_syscalls:sys_enter`, `syscalls:sys_enter_*`)"
+                 if meta.get("syscall_method") == "perf" else "`strace -c -f`",
+                 meta.get("syscall_requests", "?")))
+    o.append("")
+    targets = [t for t in ("portico", "nginx", "haproxy") if t in per]
+    counters = sorted({c for t in targets for c in per[t] if c not in ("total", "cpu_ms")
+                       and med(per[t][c]) >= 0.01})
+    o.append("| system call | " + " | ".join(NAMES[t] for t in targets) + " |")
+    o.append("|---|" + "---:|" * len(targets))
+    for c in counters:
+        o.append("| `%s` | %s |" % (c, " | ".join(
+            f2(med(per[t][c])) if c in per[t] else "—" for t in targets)))
+    o.append("| **all** | %s |" % " | ".join(
+        "**%s**" % spread(per[t].get("total", []), f2) for t in targets))
+    if any("cpu_ms" in per[t] for t in targets):
+        o.append("| CPU µs per request (under perf) | %s |" % " | ".join(
+            spread(per[t].get("cpu_ms", []), f1) for t in targets))
+    o.append("")
+
+
+def side_tables(o, runs, side2, side2c, side4c, meta):
+    if side2 or side2c:
+        o.append("## Peak RSS during 2 and 2c (VmHWM, reset just before each run)")
+        o.append("")
+        o.append("| server | 2: GET 1 MiB, peak rise | 2c: POST 1 MiB, peak rise | 2c: bodies "
+                 "the sink got whole / answered | 2c: bodies that differed |")
+        o.append("|---|---:|---:|---:|---:|")
+        for t in ("portico", "nginx", "nginx-nobuf", "haproxy"):
+            r2 = [(int(r["peak_kib"]) - int(r["rss_before_kib"])) / 1024 for r in side2
+                  if r["target"] == t]
+            rc = [r for r in side2c if r["target"] == t]
+            rise = [(int(r["peak_kib"]) - int(r["rss_before_kib"])) / 1024 for r in rc]
+            if not r2 and not rc:
+                continue
+            o.append("| %s | %s | %s | %s / %s | %s |" % (
+                NAMES[t], spread(r2, f1) + " MiB" if r2 else "—",
+                spread(rise, f1) + " MiB" if rise else "—",
+                f0(sum(int(r["bodies_ok"]) for r in rc)), f0(sum(int(r["requests"]) for r in rc)),
+                sum(int(r["bodies_bad"]) for r in rc)))
+        o.append("")
+    if side4c or runs.targets("s4c0"):
+        o.append("## 4c. Healthy route with and without %s errors/s beside it" %
+                 f0(float(meta.get("error_rate", 0))))
+        o.append("")
+        o.append("wrk: `/small`, 64 keep-alive connections; beside it `pace` sends `GET /err/x` "
+                 "(refused origin) at a fixed rate on 32 more connections.")
+        o.append("")
+        o.append("| server | req/s alone | req/s beside the errors | with ÷ without | p99 ms "
+                 "alone | p99 ms beside | errors/s served | error responses not 5xx |")
+        o.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for t in runs.targets("s4c0"):
+            ps = [r for r in side4c if r["target"] == t]
+            o.append("| %s | %s | %s | %s | %s | %s | %s | %d |" % (
+                NAMES[t], spread(runs.values("s4c0", t, "rps"), f0),
+                spread(runs.values("s4c1", t, "rps"), f0),
+                spread(runs.ratios("s4c1", t, "s4c0", t, "rps"), f2),
+                f2(med(runs.values("s4c0", t, "p99"))), f2(med(runs.values("s4c1", t, "p99"))),
+                spread([float(r["rate"]) for r in ps], f0),
+                sum(int(r["responses"]) - int(r["s5xx"]) for r in ps)))
+        o.append("")
+
+
+def h2_table(o, h2):
+    if not h2:
+        return
+    o.append("## 7. HTTP/2 over TLS (h2load), HTTP/1.1 to the origin")
+    o.append("")
+    o.append("`h2load -c 10 -m 10 -t 1` (10 connections of 10 streams), `/small`, TLS with ALPN "
+             "h2 terminated by the proxy.")
+    o.append("")
+    o.append("| server | req/s | mean ms | proxy CPU % | failed |")
+    o.append("|---|---:|---:|---:|---:|")
+    for t in ("portico", "nginx", "haproxy"):
+        rs = [r for r in h2 if r["target"] == t]
+        if rs:
+            o.append("| %s | %s | %s | %s | %d |" % (
+                NAMES[t], spread([float(r["req_s"]) for r in rs], f0),
+                f2(med([float(r["mean_ms"]) for r in rs])),
+                f0(med([float(r["proxy_cpu"]) for r in rs])),
+                sum(int(r["failed"]) for r in rs)))
+    o.append("")
+    o.append("| ratio | req/s |")
+    o.append("|---|---:|")
+    for peer in ("haproxy", "nginx"):
+        o.append("| Portico ÷ %s | %s |" % (NAMES[peer], spread(h2_ratios(h2, peer), f2)))
+    o.append("")
+
+
+def mem_table(o, mem, meta):
+    if not mem:
+        return
+    n = float(meta.get("idle_conns", 1000))
+    o.append("## 5. RSS with %d idle keep-alive clients (one measurement, fresh processes)" % n)
+    o.append("")
+    o.append("| server | RSS fresh | RSS with the idle clients | per connection | still open |")
+    o.append("|---|---:|---:|---:|---:|")
+    for r in mem:
+        start, idle = int(r["rss_start_kib"]), int(r["rss_idle_kib"])
+        o.append("| %s | %.1f MiB | %.1f MiB | %.2f KiB | %s |" % (
+            NAMES.get(r["target"], r["target"]), start / 1024, idle / 1024, (idle - start) / n,
+            r["open_at_end"]))
+    o.append("")
 
 
 def main():
     run, out = sys.argv[1], sys.argv[2]
     meta = {m["key"]: m["value"] for m in read_tsv(os.path.join(run, "meta.tsv"))}
-    runs = read_tsv(os.path.join(run, "runs.tsv"))
+    runs = Runs(read_tsv(os.path.join(run, "runs.tsv")), int(meta.get("upload_bytes", 1048576)))
+    peak = ["round", "target", "rss_before_kib", "peak_kib"]
+    side2 = read_side(os.path.join(run, "side.s2.tsv"), peak)
+    side2c = read_side(os.path.join(run, "side.s2c.tsv"),
+                       peak + ["requests", "bodies_ok", "bodies_bad", "body_bytes"])
+    side4c = read_side(os.path.join(run, "side.s4c1.tsv"), ["round", "target"])
+    h2 = read_tsv(os.path.join(run, "h2.tsv"))
     mem = read_tsv(os.path.join(run, "mem.tsv"))
-    checks = read_tsv(os.path.join(run, "checks.tsv"))
-    counters = read_tsv(os.path.join(run, "counters.tsv"))
-    problems = []
-    if os.path.exists(os.path.join(run, "problems.txt")):
-        with open(os.path.join(run, "problems.txt")) as f:
-            problems = [line.rstrip("\n") for line in f if line.strip()]
+    problems = read_lines(os.path.join(run, "problems.txt"))
+    warnings = read_lines(os.path.join(run, "warnings.txt"))
 
-    o = []
-    o.append("# Portico loopback benchmark")
+    o = ["# Portico loopback benchmark", ""]
+    o.append("%s on `%s` (%s), kernel %s, %s CPUs; load average %s at the start, %s at the end "
+             "(%s minutes)." % (
+                 meta.get("date", "?"), meta.get("host", "?"), meta.get("cpu", "?"),
+                 meta.get("kernel", "?"), meta.get("ncpu", "?"), meta.get("load_start", "?"),
+                 meta.get("load_end", "?"), meta.get("minutes", "?")))
     o.append("")
-    o.append("%s on `%s` (%s), kernel %s, %s CPUs." % (
-        meta.get("date", "?"), meta.get("host", "?"), meta.get("cpu", "?"),
-        meta.get("kernel", "?"), meta.get("ncpu", "?")))
-    o.append("")
-    o.append("Portico %s (%s), %s, %s, %s. Each run: `wrk -t1 -d%ss`, "
-             "proxies pinned to CPU 0 with one worker, origin nginx and wrk pinned to CPU 1." % (
+    o.append("Portico %s (%s), %s, %s, %s, h2load %s. %s interleaved rounds of `wrk -t1 "
+             "-d%ss` per server and scenario; proxies pinned to CPU 0 with one worker, origin, "
+             "sink and load generators on CPU 1." % (
                  meta.get("portico", "?"), meta.get("git", "?"), meta.get("nginx", "?"),
-                 meta.get("haproxy", "?"), meta.get("wrk", "?"), meta.get("seconds", "?")))
+                 meta.get("haproxy", "?"), meta.get("wrk", "?"), meta.get("h2load", "?"),
+                 meta.get("rounds", "?"), meta.get("seconds", "?")))
     o.append("")
-    o.append("Ratios are Portico ÷ the other server: above 1 is better for Portico in req/s and "
-             "MB/s, worse in latency. *proxy CPU* is the CPU time of the proxy process under test "
-             "over the run (100% = its core saturated); *CPU 1* is origin + wrk, which share the "
-             "other core (near 100% means the load generator side, not the proxy, was the limit); "
-             "*others* is CPU used by unrelated processes during the run (should be ~0%).")
+    per = syscall_per_request(read_tsv(os.path.join(run, "syscalls.tsv")))
+    summary(o, runs, per, h2, mem, side2c, side4c, meta)
+    o.append("Columns below: figures are medians over the rounds (min–max for the main one). "
+             "*proxy CPU %*: CPU time of the proxy process over the run (100 = its core "
+             "saturated); *CPU µs/req*: that time per request; *CPU 1 %*: origin (or sink) + load "
+             "generator, which share the other core (near 100: the load side was the limit); "
+             "*others %*: CPU used by unrelated processes (should be ~0); *errors*: socket "
+             "errors and unexpected statuses, summed over the rounds.")
     o.append("")
-
-    by = {}
-    for r in runs:
-        by.setdefault(r["scenario"], {})[r["target"]] = r
-        # Self-check: every response carries at least its body (past 2 GiB the count comes
-        # from wrk's text, 3-4 significant digits: hence the 1%).
-        body = {"s2": 1048576, "s2b": 102400}.get(r["scenario"], 0)
-        if int(r["bytes"]) < 0.99 * int(r["requests"]) * body:
-            problems.append("bench bug: %s %s counted %s bytes for %s responses of %d bytes" % (
-                r["scenario"], r["target"], r["bytes"], r["requests"], body))
-
-    for sid, title, cols, ratio_cols in SCENARIOS:
-        rows = by.get(sid)
-        if not rows:
-            continue
-        o.append("## " + title)
-        o.append("")
-        o.append("| server | " + " | ".join(HEAD[c] for c in cols) +
-                 " | proxy CPU | CPU 1 (origin+wrk) | others | errors |")
-        o.append("|---|" + "---:|" * len(cols) + "---:|---:|---:|---|")
-        for t in ["origin", "portico", "nginx", "nginx-nobuf", "haproxy"]:
-            r = rows.get(t)
-            if not r:
-                continue
-            m = metrics(r)
-            pcpu = "—" if t == "origin" else "%.0f%%" % float(r["proxy_cpu"])
-            c1 = float(r["origin_cpu"]) + float(r["wrk_cpu"])
-            name = NAMES[t] + (" (static 502)" if sid == "s4" and t == "origin" else "")
-            o.append("| %s | %s | %s | %.0f%% | %.0f%% | %s |" % (
-                name, " | ".join(fmt(c, m[c]) for c in cols), pcpu, c1,
-                float(r.get("other_cpu", 0)), errors_text(sid, r)))
-        o.append("")
-        if "portico" in rows:
-            pm = metrics(rows["portico"])
-            o.append("| ratio | " + " | ".join(HEAD[c] for c in ratio_cols) + " |")
-            o.append("|---|" + "---:|" * len(ratio_cols))
-            for peer, label in PEERS:
-                if peer not in rows:
-                    continue
-                qm = metrics(rows[peer])
-                cells = []
-                for c in ratio_cols:
-                    cells.append("%.2f" % (pm[c] / qm[c]) if qm[c] else "—")
-                o.append("| Portico / %s | %s |" % (label, " | ".join(cells)))
-            o.append("")
-
-    if mem:
-        o.append("## 5. Memory (RSS of the process serving the traffic)")
-        o.append("")
-        o.append("| server | RSS fresh | RSS with 1000 idle keep-alive clients | per connection "
-                 "| connections still open | peak RSS during scenario 2 |")
-        o.append("|---|---:|---:|---:|---:|---:|")
-        vals = {}
-        for r in mem:
-            t = r["target"]
-            start, idle = int(r["rss_start_kib"]), int(r["rss_idle_kib"])
-            hwm = int(r["hwm_s2_kib"]) if r.get("hwm_s2_kib", "") not in ("", "-") else 0
-            vals[t] = (idle, hwm)
-            o.append("| %s | %.1f MiB | %.1f MiB | %.1f KiB | %s | %s |" % (
-                NAMES[t], start / 1024, idle / 1024, (idle - start) / 1000.0,
-                r["open_at_end"], "%.1f MiB" % (hwm / 1024) if hwm else "—"))
-        o.append("")
-        if "portico" in vals:
-            o.append("| ratio | RSS with 1000 idle clients | peak RSS during scenario 2 |")
-            o.append("|---|---:|---:|")
-            for peer, label in PEERS:
-                if peer in vals:
-                    pi, ph = vals["portico"]
-                    qi, qh = vals[peer]
-                    o.append("| Portico / %s | %s | %s |" % (
-                        label, "%.2f" % (pi / qi) if qi else "—",
-                        "%.2f" % (ph / qh) if qh and ph else "—"))
-            o.append("")
-        o.append("nginx: the worker process (the master, idle, is not counted). "
-                 "Peak = VmHWM, reset (`/proc/PID/clear_refs`) just before scenario 2.")
+    scenario_tables(o, runs)
+    syscall_table(o, per, meta)
+    side_tables(o, runs, side2, side2c, side4c, meta)
+    h2_table(o, h2)
+    mem_table(o, mem, meta)
+    log_cost = os.path.join(run, "log-cost.md")
+    if os.path.exists(log_cost):
+        with open(log_cost) as f:
+            o.append(f.read().rstrip("\n"))
         o.append("")
 
+    checks = read_tsv(os.path.join(run, "checks.tsv"))
     if checks:
-        o.append("## Checks (before the load, and bodies again after scenario 2b)")
+        o.append("## Checks (before the load; bodies again after it)")
         o.append("")
         o.append("| server | path | status | body bytes | note |")
         o.append("|---|---|---:|---:|---|")
@@ -198,40 +484,36 @@ def main():
                                                     c["path"], c["status"], c["size"], c["note"]))
         o.append("")
 
+    counters = read_tsv(os.path.join(run, "counters.tsv"))
     if counters:
-        o.append("## Portico counters per scenario (from its /metrics)")
-        o.append("")
-        names = []
+        names, scen = [], []
         for c in counters:
             if c["counter"] not in names:
                 names.append(c["counter"])
-        scen = []
-        for c in counters:
             if c["scenario"] not in scen:
                 scen.append(c["scenario"])
-        table = {(c["scenario"], c["counter"]): c["delta"] for c in counters}
+        table = {}
+        for c in counters:   # summed over the rounds
+            k = (c["scenario"], c["counter"])
+            table[k] = table.get(k, 0) + int(c["delta"])
+        o.append("## Portico counters per scenario (from its /metrics, summed over the rounds)")
+        o.append("")
         o.append("| counter | " + " | ".join(scen) + " |")
         o.append("|---|" + "---:|" * len(scen))
         for n in names:
-            o.append("| `%s` | %s |" % (n, " | ".join(table.get((s, n), "") for s in scen)))
+            o.append("| `%s` | %s |" % (n, " | ".join(
+                str(table[(s, n)]) if (s, n) in table else "" for s in scen)))
         o.append("")
 
-    warnings = []
-    if os.path.exists(os.path.join(run, "warnings.txt")):
-        with open(os.path.join(run, "warnings.txt")) as f:
-            warnings = [line.rstrip("\n") for line in f if line.strip()]
     if warnings:
         o.append("## Disturbed runs")
         o.append("")
-        for w in warnings:
-            o.append("- " + w)
+        o.extend("- " + w for w in warnings)
         o.append("")
-
     o.append("## Problems")
     o.append("")
     if problems:
-        for p in problems:
-            o.append("- " + p)
+        o.extend("- " + p for p in problems)
     else:
         o.append("None: every expected 2xx was a 2xx, no socket errors, no process died.")
     o.append("")
