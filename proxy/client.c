@@ -6,8 +6,9 @@
  * LINGER (write side shut, reading and discarding until EOF so that unread request bytes do not
  * turn our close into a reset that destroys the response in flight); or EXCHANGE → TUNNEL after
  * a 101 (tunnel.c owns the traffic until either side closes, then calls back); or, for a fault's
- * reset, EXCHANGE → RESETTING (nothing more is sent; closed with RST from the loop). One timer
- * follows the state (set_state is the only writer); the sock's write deadline is
+ * reset, EXCHANGE → RESETTING (nothing more is sent; closed with RST from the loop). The state's
+ * deadline is the sock's owner deadline (set_state is the only writer), on the sock's one timer
+ * with its read and write deadlines: a connection has one timer. The sock's write deadline is
  * client_send_timeout throughout, its read deadline client_body_timeout while a request body is
  * owed.
  *
@@ -30,7 +31,6 @@
 #include "portico/admin.h"
 #include "portico/admin_faults.h"
 #include "portico/config.h"
-#include "portico/deadline.h"
 #include "portico/downstream.h"
 #include "portico/errpage.h"
 #include "portico/exchange.h"
@@ -77,8 +77,6 @@ struct client {
     struct exchange *ex;               /* while in CS_EXCHANGE: ends itself, calls done() */
     struct h2_conn *h2;                /* while in CS_H2: HTTP/2 has the sock's events */
     struct tunnel *tunnel;             /* while in CS_TUNNEL: calls tunnel_closed() */
-    struct deadline timer;             /* deadline of the current state */
-    struct event resume_ev;            /* parses the next pipelined request from the loop */
     struct peer peer;                  /* what the exchange may know of us */
     char addr[64];                     /* "127.0.0.1:50312" */
     char ip[64];                       /* "127.0.0.1" */
@@ -92,14 +90,7 @@ struct client {
 };
 
 static void client_cb(void *arg, enum sock_event ev);
-
-/* The state's deadline, ms from now (0: at once). Most requests move it later (idle, head,
- * idle again...), which costs no timer operation (deadline.h). */
-static void arm_ms(struct client *c, uint64_t ms)
-{
-    uint64_t now = now_us();
-    deadline_set(&c->timer, now + ms * 1000, now);
-}
+static void state_expired(struct client *c);
 
 /* What the connections gauge calls each state. */
 static const enum conn_state gauge_state[] = {
@@ -117,29 +108,31 @@ static void set_state(struct client *c, enum client_state s)
         metrics_conn_add(c->loop->metrics, CONN_CLIENT, gauge_state[s], 1);
     }
     c->state = s;
-    deadline_clear(&c->timer);
+    int64_t ms = -1; /* none */
     switch (s) {
     case CS_HANDSHAKE:
     case CS_HEAD:
-        arm_ms(c, cfg->client_header_timeout_ms);
+        ms = (int64_t)cfg->client_header_timeout_ms;
         break;
     case CS_IDLE:
-        arm_ms(c, c->requests ? cfg->keepalive_timeout_ms : cfg->client_header_timeout_ms);
+        ms = (int64_t)(c->requests ? cfg->keepalive_timeout_ms : cfg->client_header_timeout_ms);
         break;
     case CS_EXCHANGE:
     case CS_H2: /* h2.c keeps its own deadlines */
     case CS_TUNNEL: /* the tunnel keeps its own deadlines */
         break;
     case CS_CLOSING:
-        arm_ms(c, cfg->client_send_timeout_ms);
+        ms = (int64_t)cfg->client_send_timeout_ms;
         break;
     case CS_LINGER:
-        arm_ms(c, LINGER_MS);
+        ms = LINGER_MS;
         break;
     case CS_RESETTING:
-        arm_ms(c, 0); /* the close comes from the loop, never from inside the exchange */
+        ms = 0; /* the close comes from the loop, never from inside the exchange */
         break;
     }
+    /* Most requests move the deadline later (idle, head, idle again...): no timer operation. */
+    sock_set_deadline(&c->sock, ms < 0 ? 0 : now_us() + (uint64_t)ms * 1000);
 }
 
 /* The one teardown: the exchange (if any) is cancelled and logged, everything freed. */
@@ -154,8 +147,6 @@ static void client_close(struct client *c, const char *why)
         h2_free(c->h2, why);
     tunnel_free(c->tunnel); /* closes the origin side */
     c->tunnel = NULL;
-    deadline_stop(&c->timer);
-    event_del(&c->resume_ev);
     sock_close(&c->sock);
     struct loop *l = c->loop;
     TAILQ_REMOVE(&l->clients, c, link);
@@ -332,7 +323,7 @@ static void ds_done(void *ctx, enum exchange_end end)
      * the exchange that just finished; if our output is full, once it drained. */
     c->pipelined = evbuffer_get_length(c->sock.in) > 0;
     if (c->pipelined && may_parse(c))
-        event_active(&c->resume_ev, EV_TIMEOUT, 1);
+        sock_requeue(&c->sock);
 }
 
 static void tunnel_closed(void *arg, const char *why)
@@ -422,7 +413,7 @@ static void admin_request(struct client *c, const struct h1_request *req, size_t
     sock_flush(&c->sock);
     set_state(c, CS_IDLE);
     if (evbuffer_get_length(c->sock.in) > 0 && may_parse(c))
-        event_active(&c->resume_ev, EV_TIMEOUT, 1);
+        sock_requeue(&c->sock);
 }
 
 static void parse_head(struct client *c)
@@ -479,14 +470,6 @@ static void parse_head(struct client *c)
     evbuffer_drain(in, (size_t)rc);
     sock_consumed(&c->sock);
     exchange_run(ex); /* may end it: done() then changed our state */
-}
-
-static void resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    struct client *c = arg;
-    if (c->state == CS_IDLE || c->state == CS_HEAD)
-        parse_head(c);
 }
 
 /* ---- events ---- */
@@ -551,6 +534,10 @@ static bool alpn_h2(const struct client *c)
 static void client_cb(void *arg, enum sock_event ev)
 {
     struct client *c = arg;
+    if (ev == SOCK_DEADLINE) {
+        state_expired(c);
+        return;
+    }
     if (c->state == CS_HANDSHAKE) {
         if (ev == SOCK_CONNECTED && alpn_h2(c)) {
             start_h2(c);
@@ -592,6 +579,7 @@ static void client_cb(void *arg, enum sock_event ev)
         }
         break;
     case SOCK_CONNECTED:
+    case SOCK_DEADLINE: /* above */
         return;
     case SOCK_EOF:
     case SOCK_ERROR:
@@ -601,12 +589,9 @@ static void client_cb(void *arg, enum sock_event ev)
     client_close(c, gone_reason(ev));
 }
 
-static void timer_cb(evutil_socket_t fd, short what, void *arg)
+/* The state's deadline passed (SOCK_DEADLINE). */
+static void state_expired(struct client *c)
 {
-    (void)fd, (void)what;
-    struct client *c = arg;
-    if (!deadline_due(&c->timer, now_us()))
-        return;
     switch (c->state) {
     case CS_HANDSHAKE:
         handshake_failed(c, "not done within client_header_timeout");
@@ -679,8 +664,6 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     c->state = tls ? CS_HANDSHAKE : CS_IDLE;
     metrics_conn_add(l->metrics, CONN_CLIENT, gauge_state[c->state], 1);
     metrics_add(l->metrics, M_CONNECTIONS, 1);
-    deadline_init(&c->timer, l->base, timer_cb, c);
-    event_assign(&c->resume_ev, l->base, -1, 0, resume_cb, c);
     sock_set_read_limit(&c->sock, MAX(READ_HIGH, cfg->max_header_size + 1));
     sock_set_timeouts(&c->sock, 0, cfg->client_send_timeout_ms);
     if (tls) {

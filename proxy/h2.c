@@ -522,6 +522,7 @@ static void conn_cb(void *arg, enum sock_event ev)
     case SOCK_DRAINED:
     case SOCK_CONNECTED:
     case SOCK_READ_TIMEOUT:
+    case SOCK_DEADLINE: /* none set */
         break;
     case SOCK_EOF:
     case SOCK_ERROR:

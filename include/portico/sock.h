@@ -36,7 +36,8 @@ struct ssl_st;
     X(SOCK_EOF, "eof")                     /* the peer closed its side */                         \
     X(SOCK_ERROR, "error")                 /* socket or TLS error: sock_errno / sock_ssl_error */ \
     X(SOCK_READ_TIMEOUT, "read timeout")   /* reading, and nothing came for read_timeout */       \
-    X(SOCK_WRITE_TIMEOUT, "write timeout") /* output pending, none taken for write_timeout */
+    X(SOCK_WRITE_TIMEOUT, "write timeout") /* output pending, none taken for write_timeout */ \
+    X(SOCK_DEADLINE, "deadline")           /* the owner's deadline (sock_set_deadline) passed */
 
 enum sock_event {
 #define X(id, name) id,
@@ -66,7 +67,8 @@ struct sock {
     struct evbuffer *out;              /* owned: bytes the owner queued, written by sock_flush */
     struct event_base *base;           /* borrowed */
     struct event rev;                  /* EV_READ, persistent while reading */
-    struct event wev;                  /* EV_WRITE, only while a write waits */
+    struct event *wev;                 /* EV_WRITE, only while a write waits; allocated the
+                                          first time one does (most never wait) */
     struct deadline timer;             /* the earliest deadline */
     sock_cb *cb;                       /* borrowed */
     void *arg;
@@ -76,6 +78,7 @@ struct sock {
     uint64_t write_timeout_us;         /* 0: none */
     uint64_t read_since;               /* µs: reading (re)started or bytes arrived */
     uint64_t write_since;              /* µs: a write began waiting or made progress */
+    uint64_t owner_at;                 /* µs: the owner's deadline, 0 = none */
     int err;                           /* errno of the failure, 0 if none */
     unsigned long ssl_err;             /* OpenSSL error of the failure, 0 if none */
 };
@@ -91,6 +94,15 @@ int sock_init(struct sock *s, struct event_base *base, evutil_socket_t fd, struc
 
 /* Changes who receives the events (a pooled connection passes from one exchange to the next). */
 void sock_set_cb(struct sock *s, sock_cb *cb, void *arg);
+
+/* The owner's own deadline (µs on the now_us clock; 0: none), kept on the sock's one timer so
+ * that a connection needs no other: once it passes, the owner gets SOCK_DEADLINE. Moving it
+ * later costs no timer operation. */
+void sock_set_deadline(struct sock *s, uint64_t at);
+
+/* Calls the owner back from the loop with SOCK_READABLE for input already buffered (a pipelined
+ * request left when the previous one ended), not from inside the current callback. */
+void sock_requeue(struct sock *s);
 
 /* Starts the TLS handshake; SOCK_CONNECTED or SOCK_ERROR/SOCK_EOF follows from the loop. */
 void sock_handshake(struct sock *s);
