@@ -25,7 +25,7 @@
 # Environment: BENCH_SECONDS (per load run, default 4), BENCH_ROUNDS (default 3), BENCH_WARMUP
 # (default 2), BENCH_SYSCALL_REQUESTS (1c, default 100000), BENCH_ERROR_RATE (4c, default 10000),
 # PORTICO (binary, default build/portico), BENCH_KEEP=1 (keep the run directory), BENCH_RETRIES
-# (default 3: how many runs disturbed by other processes may be repeated once), BENCH_ONLY (a
+# (default 6: how many runs disturbed by other processes may be repeated once), BENCH_ONLY (a
 # list of scenario ids, e.g. "s1 s4c"; "log" is s6).
 # Output: tables on stdout and in build/bench/results.md (+ a timestamped copy).
 #
@@ -550,7 +550,8 @@ measure_once() { # scenario name path conns [wrk args...] -> one row in $RUN/row
             oc / hz / secs * 100, (wu + ws) / secs * 100, other / secs * 100 }' >"$RUN/row.tsv"
     log "$(printf '%-4s r%s %-12s %8.0f req/s %8.1f MB/s  p99 %7.2f ms  proxy CPU %s%%  errors c%s r%s w%s t%s status%s  others %s%%' \
         "$scen" "$ROUND" "$name" "$(echo "$requests $duration_us" | awk '{print $1 / ($2 / 1e6)}')" \
-        "$(echo "$bytes $duration_us" | awk '{print $1 / ($2 / 1e6) / 1e6}')" \
+        "$(echo "$bytes $duration_us $requests ${BENCH_POST_BYTES:-0}" | awk '   # uploads: sent
+            {print ($4 > 0 ? $3 * $4 : $1) / ($2 / 1e6) / 1e6}')" \
         "$(echo "$p99_us" | awk '{print $1 / 1000}')" "$(cut -f 15 "$RUN/row.tsv")" \
         "$err_connect" "$err_read" "$err_write" "$err_timeout" "$err_status" \
         "$(cut -f 18 "$RUN/row.tsv")")"
@@ -577,7 +578,7 @@ measure_once() { # scenario name path conns [wrk args...] -> one row in $RUN/row
 
 # A run during which other processes used more than DISTURBED% of a CPU is repeated once, while
 # the budget of BENCH_RETRIES repeats lasts; the less disturbed of the two is kept.
-RETRIES=${BENCH_RETRIES:-3}
+RETRIES=${BENCH_RETRIES:-6}
 DISTURBED=10
 others_of() { cut -f 18 "$1" 2>/dev/null || echo 0; }
 is_disturbed() { awk -v o="$(others_of "$1")" -v d="$DISTURBED" 'BEGIN {exit !(o > d)}'; }
