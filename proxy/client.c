@@ -162,9 +162,10 @@ void clients_drain(struct loop *l)
         next = TAILQ_NEXT(c, link);
         /* Idle keep-alive connections go. A connection that has not sent its first request yet
          * (just accepted, or still in its TLS handshake) gets to send it: it was accepted to
-         * be served. HEAD and EXCHANGE finish their request (done() sees the loop draining);
-         * CLOSING and LINGER end by themselves. */
-        if (c->state == CS_IDLE && c->requests > 0)
+         * be served; so does an idle one whose next request is already buffered (its answer
+         * says Connection: close). HEAD and EXCHANGE finish their request (done() sees the loop
+         * draining); CLOSING and LINGER end by themselves. */
+        if (c->state == CS_IDLE && c->requests > 0 && evbuffer_get_length(c->sock.in) == 0)
             client_close(c, "closed while draining");
         else if (c->state == CS_H2)
             h2_drain(c->h2); /* GOAWAY: the streams in flight finish */
@@ -312,8 +313,10 @@ static void ds_done(void *ctx, enum exchange_end end)
         start_resetting(c);
         return;
     }
-    /* END_DROP: what went (1xx at most) is flushed, then FIN, like any close */
-    if (end != END_KEEP || c->close_after || c->loop->state != LOOP_RUNNING) {
+    /* END_DROP: what went (1xx at most) is flushed, then FIN, like any close. Draining, a
+     * request already received is still answered: that answer's head says Connection: close. */
+    bool next_buffered = evbuffer_get_length(c->sock.in) > 0;
+    if (end != END_KEEP || c->close_after || (c->loop->state != LOOP_RUNNING && !next_buffered)) {
         start_closing(c);
         return;
     }
@@ -322,7 +325,7 @@ static void ds_done(void *ctx, enum exchange_end end)
     set_state(c, CS_IDLE);
     /* A pipelined request may already be buffered: parse it from the loop, not from inside
      * the exchange that just finished; if our output is full, once it drained. */
-    c->pipelined = evbuffer_get_length(c->sock.in) > 0;
+    c->pipelined = next_buffered;
     if (c->pipelined && may_parse(c))
         sock_requeue(&c->sock);
 }
