@@ -5,6 +5,8 @@
 #                   tests again under ASan+UBSan
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 60) each
 #   make bench      benchmark against nginx and HAProxy on loopback (see scripts/bench.sh)
+#   make soak       10 minutes of mixed, misbehaving traffic and reloads, then leak and log
+#                   checks (SOAK_SECONDS to change; see scripts/soak.sh); not part of make test
 #
 # Variables: BUILD (output dir, default build), SAN=1 (sanitizer build), CC.
 
@@ -42,7 +44,7 @@ FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 60
 JOBS         ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all run test check check-unit check-integration deps fuzz bench clean tests
+.PHONY: all run test check check-unit check-integration deps fuzz bench soak clean tests
 all: $(BUILD)/portico
 
 deps:
@@ -105,6 +107,11 @@ fuzz: deps
 bench: deps
 	@$(MAKE) --no-print-directory $(BUILD)/portico
 	@./scripts/bench.sh
+
+# PORTICO follows BUILD: `make soak BUILD=build/asan SAN=1` soaks the sanitizer build.
+soak: deps
+	@$(MAKE) --no-print-directory $(BUILD)/portico
+	@PORTICO=$(CURDIR)/$(BUILD)/portico ./scripts/soak.sh
 
 clean:
 	rm -rf build
