@@ -108,18 +108,21 @@ uint64_t phase_first_byte_deadline(uint64_t deadline, uint64_t now, uint64_t lim
 size_t phase_server_timing(const struct phase_clock *pc, uint64_t now, enum phase failed,
                            enum cause cause, char *buf, size_t size)
 {
-    size_t n = 0;
+    /* The same list the access log reports, plus route when it is the phase that failed. */
+    struct phase_timing t[PHASE_COUNT];
+    size_t n = 0, len = 0;
+    if (failed == PHASE_ROUTE && pc->start[PHASE_ROUTE])
+        t[n++] = (struct phase_timing){PHASE_ROUTE, phase_elapsed_us(pc, PHASE_ROUTE, now)};
+    n += phase_timings(pc, now, t + n, PHASE_COUNT - n);
     if (size)
         buf[0] = '\0';
-    for (int p = PHASE_ROUTE; p <= PHASE_READ; p++) {
-        if (!pc->start[p] || (p == PHASE_ROUTE && failed != PHASE_ROUTE))
-            continue;
-        uint64_t tenths = (phase_elapsed_us(pc, (enum phase)p, now) + 50) / 100; /* of a ms */
-        n = buf_appendf(buf, size, n, "%s%s;dur=%llu.%llu", n ? ", " : "",
-                        phase_name((enum phase)p), (unsigned long long)(tenths / 10),
-                        (unsigned long long)(tenths % 10));
-        if ((int)failed == p)
-            n = buf_appendf(buf, size, n, ";desc=\"%s\"", cause_name(cause));
+    for (size_t i = 0; i < n; i++) {
+        uint64_t tenths = (t[i].us + 50) / 100; /* of a ms */
+        len = buf_appendf(buf, size, len, "%s%s;dur=%llu.%llu", len ? ", " : "",
+                          phase_name(t[i].phase), (unsigned long long)(tenths / 10),
+                          (unsigned long long)(tenths % 10));
+        if (t[i].phase == failed)
+            len = buf_appendf(buf, size, len, ";desc=\"%s\"", cause_name(cause));
     }
-    return n;
+    return len;
 }

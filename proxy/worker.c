@@ -367,8 +367,9 @@ static bool descriptors_available(int need)
     if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
         return true;
     DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return true; /* no /proc: nothing to count with, libevent decides */
+    if (!d) /* not even one descriptor to count with: that says it all; no /proc: libevent
+             * decides */
+        return errno != EMFILE && errno != ENFILE;
     long open = 0;
     for (struct dirent *e; (e = readdir(d)) != NULL;)
         open += e->d_name[0] != '.';
