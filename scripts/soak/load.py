@@ -71,6 +71,7 @@ class Conn:
         self.port = s.getsockname()[1]
         self.rx = 0         # bytes received so far
         self.uses = 0       # answers read so far
+        self.status = None  # of the last final response head read
 
     def peer_open(self):
         """False once Portico closed (or wrote unasked on) this idle connection."""
@@ -178,6 +179,7 @@ class Conn:
                 continue
             break
         r.status, r.fields = status, fields
+        self.status = status    # known to the caller even if the body breaks off
         conn = fields.get("connection", "").lower()
         r.close = "close" in conn or (version == b"HTTP/1.0" and "keep-alive" not in conn)
         r.body, r.length = b"", 0
@@ -275,7 +277,10 @@ GOOD = [
     ("GET", "/drip?bytes=3000&duration_ms=100", HEALTHY, 3000),
 ]
 
-# Requests to misbehaving origins: (path, expected statuses). Each closes nothing on our side.
+# Its second byte comes 2 s after its head, past read_timeout (1 s): cut off after the head.
+STALLING = "/drip?bytes=2&duration_ms=2000"
+
+# Requests to misbehaving origins: (path, expected statuses).
 BROKEN = [
     ("/close", CLOSE),
     ("/reset", RESET),
@@ -335,7 +340,7 @@ class Load:
         self.ids = itertools.count(1)
         self.seed = seed
         self.admin_requests = 0
-        self.admin_failures = []
+        self.problems = []
         self.idle_closes = 0
         self.server_closes = 0
 
@@ -497,11 +502,11 @@ class Load:
             conn.s.settimeout(3.0)
             conn._fill()
             with self.lock:
-                self.admin_failures.append("idle connection: bytes after keepalive_timeout")
+                self.problems.append("idle connection: bytes after keepalive_timeout")
         except Closed as e:
             if str(e) not in ("EOF", "reset"):
                 with self.lock:
-                    self.admin_failures.append("idle connection still open after 6.5 s")
+                    self.problems.append("idle connection still open after 6.5 s")
             else:
                 with self.lock:
                     self.idle_closes += 1
@@ -511,12 +516,16 @@ class Load:
         return None
 
     def per_request(self, rng):
-        """A new connection per request (Connection: close), good and broken."""
+        """A new connection per request (Connection: close), good and broken, and a body that
+        stalls longer than read_timeout after its head (cut off by Portico)."""
         while self.running() and self.bucket.take():
-            if rng.random() < 0.6:
+            x = rng.random()
+            if x < 0.6:
                 method, path, expect, length = rng.choice(GOOD)
-            else:
+            elif x < 0.97:
                 method, (path, expect), length = "GET", rng.choice(BROKEN), None
+            else:
+                method, path, expect, length = "GET", STALLING, HEALTHY, None
             try:
                 conn = Conn(self.addr)
             except OSError as e:
@@ -528,9 +537,16 @@ class Load:
                 conn.send(request_bytes(method, path, rec.rid, close=True))
                 r = conn.response(method)
                 self.check(rec, r, expect, length)
-                if not r.close:
+                if path == STALLING:
+                    rec.outcome, rec.note = FAILED, "a stalled body was not cut off"
+                elif not r.close:
                     rec.outcome, rec.note = FAILED, "no Connection: close in the answer"
-            except (OSError, Proto, Closed) as e:
+            except Closed as e:
+                if path == STALLING and conn.status in expect:
+                    rec.outcome, rec.status = CUT, conn.status
+                else:
+                    self.failed(rec, e)
+            except (OSError, Proto) as e:
                 self.failed(rec, e)
             conn.close()
 
@@ -619,12 +635,12 @@ class Load:
                     status, _, _ = conn.head()
                     rec.status = status
                     time.sleep(4.5)  # past client_send_timeout (3 s)
-                    conn.s.settimeout(IO_TIMEOUT)
+                    conn.chunk = 1 << 20
                     try:
-                        conn.chunk = 1 << 20
-                        while True:
+                        while conn.rx < 50000000:
                             conn._fill()
                             conn.buf.clear()
+                        rec.outcome, rec.note = FAILED, "not dropped after client_send_timeout"
                     except Closed:
                         rec.outcome = STALLED
             except (OSError, Proto, Closed) as e:
@@ -663,7 +679,7 @@ class Load:
 
     def admin_role(self, rng):
         """The admin listener: /metrics and /healthz, sometimes 20 pipelined /metrics. Not in
-        the access log; failures are kept apart."""
+        the access log: failures go to self.problems."""
         while self.running():
             time.sleep(rng.uniform(0.5, 2.0))
             n = 20 if rng.random() < 0.2 else 1
@@ -676,10 +692,10 @@ class Load:
                     r = conn.response("GET")
                     self.admin_requests += 1
                     if r.status != 200:
-                        self.admin_failures.append("%s: status %d" % (p, r.status))
+                        self.problems.append("%s: status %d" % (p, r.status))
                 conn.close()
             except (OSError, Proto, Closed) as e:
-                self.admin_failures.append("admin: %s: %s" % (type(e).__name__, e))
+                self.problems.append("admin: %s: %s" % (type(e).__name__, e))
 
     ROLES = {"keepalive": 4, "per_request": 3, "pipeline": 2, "interim": 2, "slow": 2,
              "vanish": 2, "hostile": 1, "admin_role": 1}

@@ -185,6 +185,8 @@ class Soak:
         self.sighups = []           # wall-clock times of the SIGHUPs
         self.stop = threading.Event()
         self.t0 = 0.0
+        with open(args.portico, "rb") as f:
+            self.sanitized = b"__asan_init" in f.read()
 
     def problem(self, text):
         self.problems.append(text)
@@ -356,7 +358,9 @@ class Soak:
                          % (fds, fd0, idle))
         if threads != threads0:
             self.problem("threads: %d at the end, %d at the start" % (threads, threads0))
-        if base and end_sample and end_sample[1] > base[1] * (1 + RSS_TOLERANCE):
+        if self.sanitized:
+            pass  # ASan's quarantine and shadow memory grow for their own reasons
+        elif base and end_sample and end_sample[1] > base[1] * (1 + RSS_TOLERANCE):
             self.problem("RSS grew: %d kB at the end, %d kB at %.0f s (+%.1f%%)"
                          % (end_sample[1], base[1], base[0], 100.0 * (end_sample[1] / base[1] - 1)))
         return self.report(figures)
@@ -444,6 +448,9 @@ class Soak:
             elif r.outcome == load.ANSWERED and e.get("status") != r.status:
                 missing.append("%s %s: answered %s, logged %s" % (r.rid, r.path, r.status,
                                                                   e.get("status")))
+            elif r.outcome == load.CUT and (e.get("status") != r.status or not e.get("aborted")):
+                missing.append("%s %s: cut off after the head, logged %s aborted=%s"
+                               % (r.rid, r.path, e.get("status"), e.get("aborted")))
             elif r.outcome in (load.VANISHED, load.STALLED) and not detail.startswith("client"):
                 missing.append("%s %s: %s, logged %s %r" % (r.rid, r.path, r.outcome,
                                                             e.get("status"), detail))
@@ -459,6 +466,12 @@ class Soak:
 
     def report(self, fig):
         records = self.load.records
+        with open(os.path.join(self.dir, "records.tsv"), "w") as f:
+            f.write("time\tid\trole\tmethod\tpath\tport\toutcome\tstatus\tinterim\tnote\n")
+            for r in records:
+                f.write("%.3f\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n" % (
+                    r.time, r.rid, r.role, r.method, r.path, r.port, r.outcome, r.status,
+                    r.interim, r.note))
         for r in records:
             if r.outcome == load.RACED and not any(-RACE_BEFORE <= r.time - t <= RACE_AFTER
                                                    for t in self.sighups):
@@ -470,7 +483,7 @@ class Soak:
             self.problem("request %s (%s) %s %s: %s" % (r.rid, r.role, r.method, r.path, r.note))
         if len(failed) > 30:
             self.problem("%d more failed requests" % (len(failed) - 30))
-        for text in self.load.admin_failures[:10]:
+        for text in self.load.problems[:10]:
             self.problem(text)
         outcomes = collections.Counter(r.outcome for r in records)
         roles = collections.Counter(r.role for r in records)
@@ -494,11 +507,12 @@ class Soak:
             m = fig["metrics"]
             base, end = fig["base"], fig["end"]
             out.append("RSS          start %d kB, at %.0f s %d kB, end of load %d kB (%+.1f%%), "
-                       "peak %d kB, quiet %d kB"
+                       "peak %d kB, quiet %d kB%s"
                        % (fig["rss0"], base[0] if base else 0, base[1] if base else 0,
                           end[1] if end else 0,
                           100.0 * (end[1] / base[1] - 1) if base and end else 0.0,
-                          fig["peak"], fig["idle_rss"]))
+                          fig["peak"], fig["idle_rss"],
+                          " (ASan build: not checked)" if self.sanitized else ""))
             out.append("descriptors  start %d, end %d, idle pool %d (expected %d)"
                        % (fig["fd0"], fig["fds"], fig["idle"], fig["fd0"] + 2 * fig["idle"]))
             out.append("threads      start %d, end %d" % (fig["threads0"], fig["threads"]))
@@ -514,12 +528,6 @@ class Soak:
         for p in self.problems:
             out.append("  - " + p)
         text = "\n".join(out)
-        with open(os.path.join(self.dir, "records.tsv"), "w") as f:
-            f.write("time\tid\trole\tmethod\tpath\tport\toutcome\tstatus\tinterim\tnote\n")
-            for r in records:
-                f.write("%.3f\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n" % (
-                    r.time, r.rid, r.role, r.method, r.path, r.port, r.outcome, r.status,
-                    r.interim, r.note))
         print(text, flush=True)
         with open(os.path.join(self.dir, "summary.txt"), "w") as f:
             f.write(text + "\n")
