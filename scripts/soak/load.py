@@ -277,8 +277,8 @@ GOOD = [
     ("GET", "/drip?bytes=3000&duration_ms=100", HEALTHY, 3000),
 ]
 
-# Its second byte comes 2 s after its head, past read_timeout (1 s): cut off after the head.
-STALLING = "/drip?bytes=2&duration_ms=2000"
+# Its one byte comes 3 s after its head, past read_timeout (1 s): cut off after the head.
+STALLING = "/drip?bytes=1&duration_ms=3000"
 
 # Requests to misbehaving origins: (path, expected statuses).
 BROKEN = [
