@@ -2,11 +2,15 @@
 #   make            build build/portico
 #   make run        install missing Debian packages, build, run on conf/portico.ini
 #   make test       install missing packages, build, unit + integration tests, then the same
-#                   tests again under ASan+UBSan
+#                   tests again under ASan+UBSan, then every fuzz target for a few seconds
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 60) each
+#   make valgrind   one integration test (VALGRIND_TEST) with Portico under valgrind memcheck
 #   make bench      benchmark against nginx and HAProxy on loopback (see scripts/bench.sh)
 #   make soak       10 minutes of mixed, misbehaving traffic and reloads, then leak and log
 #                   checks (SOAK_SECONDS to change; see scripts/soak.sh); not part of make test
+#   make install    install the binary, portico(8), the example configurations, the systemd unit,
+#                   the logrotate snippet and the sysusers file (PREFIX, DESTDIR, ... below)
+#   make uninstall  remove what install put there (the configuration in SYSCONFDIR stays)
 #
 # Variables: BUILD (output dir, default build), SAN=1 (sanitizer build), CC.
 
@@ -44,7 +48,20 @@ FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 60
 JOBS         ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all run test check check-unit check-integration deps fuzz bench soak clean tests
+# Where `make install` puts things. PREFIX moves everything but the system configuration
+# (SYSCONFDIR: the configuration and the logrotate snippet, read there by the system); DESTDIR
+# stages the whole tree (packaging), and the installed files name the paths without it.
+PREFIX      ?= /usr/local
+SBINDIR     ?= $(PREFIX)/sbin
+MANDIR      ?= $(PREFIX)/share/man
+DOCDIR      ?= $(PREFIX)/share/doc/portico
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+SYSCONFDIR  ?= /etc
+INSTALL     ?= install
+
+.PHONY: all run test check check-unit check-integration deps fuzz fuzz-build fuzz-bins fuzz-smoke \
+        valgrind bench soak clean tests install uninstall
 all: $(BUILD)/portico
 
 deps:
@@ -58,7 +75,8 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) check
 	@$(MAKE) --no-print-directory -j$(JOBS) check BUILD=build/asan SAN=1
-	@echo "make test: all tests passed (plain and ASan+UBSan)"
+	@$(MAKE) --no-print-directory fuzz-smoke
+	@echo "make test: all tests passed (plain, ASan+UBSan, fuzz smoke)"
 
 tests: $(BUILD)/portico $(UNIT_BINS) $(INTEG_BINS)
 
@@ -87,22 +105,53 @@ $(BUILD)/tests/unit/test_config_alloc: LDFLAGS += \
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(SUPPORT_OBJS) $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
 
-# libFuzzer targets link the parser objects built with clang and coverage instrumentation.
-FUZZ_DIR   := build/fuzz
-FUZZ_FLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude
-FUZZ_LIBSRC := proxy/http1.c
-FUZZ_CONFIG_SRC := proxy/config.c proxy/config_keys.c proxy/route.c proxy/failure.c proxy/tls.c \
-                   proxy/util.c
-$(FUZZ_DIR)/fuzz_config: tests/fuzz/fuzz_config.c $(FUZZ_CONFIG_SRC)
-	@mkdir -p $(@D)
-	clang $(FUZZ_FLAGS) $$(pkg-config --cflags $(PKGS)) -o $@ $^ $$(pkg-config --libs $(PKGS)) -lpthread
-$(FUZZ_DIR)/%: tests/fuzz/%.c tests/fuzz/fuzz_common.h $(FUZZ_LIBSRC)
-	@mkdir -p $(@D)
-	clang $(FUZZ_FLAGS) $$(pkg-config --cflags $(PKGS)) -o $@ $(filter %.c,$^) $$(pkg-config --libs $(PKGS)) -lpthread
+# ---- libFuzzer targets ----
+# Every tests/fuzz/fuzz_NAME.c is a target build/fuzz/fuzz_NAME (seeds in tests/fuzz/corpus/NAME/).
+# Each links every proxy/ object but main.o, rebuilt with clang and the fuzzer's coverage
+# instrumentation: the object list is derived, never written by hand, so a module that gains a
+# dependency cannot break the link. Adding a target is adding its .c file and corpus directory
+# (tests/fuzz/README.md); `make fuzz` and the smoke run of `make test` find it.
+FUZZ_DIR      := build/fuzz
+FUZZ_CC       ?= clang
+FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all
+# -Werror stays with the gcc builds: a warning only clang has must not fail the fuzz build.
+FUZZ_CFLAGS   := -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN) \
+                 $(filter-out -Werror,$(WARN)) -D_GNU_SOURCE -Iinclude -MMD -MP
+FUZZ_LIB_OBJS := $(filter-out $(FUZZ_DIR)/obj/proxy/main.o,$(SRCS:%.c=$(FUZZ_DIR)/obj/%.o))
+FUZZ_BINS     := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_DIR)/%)
+FUZZ_SMOKE_SECONDS ?= 5
 
-fuzz: deps
-	@$(MAKE) --no-print-directory $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_DIR)/%)
-	@./scripts/fuzz.sh $(FUZZ_SECONDS)
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS)
+	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(PKG_LIBS)
+
+fuzz-build: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) fuzz-bins
+
+fuzz-bins: $(FUZZ_BINS)
+	@:
+
+# Each target for FUZZ_SECONDS (default 60), one after the other; FUZZ_ARGS adds libFuzzer flags.
+fuzz: fuzz-build
+	@./scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+
+# Part of `make test`: each target a few seconds from its seeds, so a target that stops
+# building, or crashes on its corpus or soon after, fails the tests.
+fuzz-smoke: fuzz-build
+	@./scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_BINS)
+
+# ---- valgrind ----
+# One broad integration test with every Portico it starts under memcheck: any invalid access or
+# definite leak fails it (scripts/valgrind.sh). VALGRIND_TEST picks another test binary.
+VALGRIND_TEST ?= test_failures
+valgrind: deps
+	$(if $(filter 1,$(SAN)),$(error make valgrind needs the plain build: drop SAN=1))
+	@$(MAKE) --no-print-directory -j$(JOBS) $(BUILD)/portico \
+	    $(BUILD)/tests/integration/$(VALGRIND_TEST)
+	@./scripts/valgrind.sh $(BUILD) $(BUILD)/tests/integration/$(VALGRIND_TEST)
 
 bench: deps
 	@$(MAKE) --no-print-directory $(BUILD)/portico
@@ -113,8 +162,32 @@ soak: deps
 	@$(MAKE) --no-print-directory $(BUILD)/portico
 	@PORTICO=$(CURDIR)/$(BUILD)/portico ./scripts/soak.sh
 
+# The configuration is installed only where there is none: an operator's file is never replaced.
+install: $(BUILD)/portico
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)/examples \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/portico \
+		$(DESTDIR)$(SYSCONFDIR)/logrotate.d
+	$(INSTALL) -m 755 $(BUILD)/portico $(DESTDIR)$(SBINDIR)/portico
+	$(INSTALL) -m 644 docs/portico.8 $(DESTDIR)$(MANDIR)/man8/portico.8
+	$(INSTALL) -m 644 LICENSE README.md docs/DEPLOYING.md $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -m 644 conf/*.ini $(DESTDIR)$(DOCDIR)/examples/
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		packaging/portico.service.in > $(DESTDIR)$(UNITDIR)/portico.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/portico.service
+	$(INSTALL) -m 644 packaging/portico.logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/portico
+	$(INSTALL) -m 644 packaging/portico.sysusers $(DESTDIR)$(SYSUSERSDIR)/portico.conf
+	[ -e $(DESTDIR)$(SYSCONFDIR)/portico/portico.ini ] || \
+		$(INSTALL) -m 644 conf/portico.ini $(DESTDIR)$(SYSCONFDIR)/portico/portico.ini
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/portico $(DESTDIR)$(MANDIR)/man8/portico.8 \
+		$(DESTDIR)$(UNITDIR)/portico.service $(DESTDIR)$(SYSUSERSDIR)/portico.conf \
+		$(DESTDIR)$(SYSCONFDIR)/logrotate.d/portico
+	rm -rf $(DESTDIR)$(DOCDIR)
+
 clean:
 	rm -rf build
 
 .SECONDARY:
 -include $(OBJS:.o=.d) $(SUPPORT_OBJS:.o=.d) $(UNIT_BINS:%=%.d) $(INTEG_BINS:%=%.d)
+-include $(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_BINS:$(FUZZ_DIR)/%=$(FUZZ_DIR)/obj/tests/fuzz/%.d)

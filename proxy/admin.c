@@ -6,55 +6,24 @@
  * close instead of waiting forever for an answer that never comes.
  */
 #include "portico/admin.h"
+#include "portico/admin_status.h"
 
 #include <event2/buffer.h>
 #include <string.h>
 
-#include <stdlib.h>
-
-#include "portico/balance.h"
-#include "portico/config.h"
-#include "portico/generation.h"
 #include "portico/h1out.h"
-#include "portico/log.h"
-#include "portico/metrics.h"
 #include "portico/status.h"
 #include "portico/util.h"
 
 #define ADMIN_FIELDS "Server: portico\r\nCache-Control: no-store\r\n"
 #define TEXT_PLAIN "text/plain; charset=utf-8"
 
-/* Renders /metrics with what only the generation knows: each origin's health now. */
-static int render_metrics(struct evbuffer *body, const struct generation *gen)
-{
-    const struct config *cfg = gen->cfg;
-    size_t n = 0;
-    for (int u = 0; u < cfg->nupstreams; u++)
-        n += (size_t)cfg->upstreams[u].norigins;
-    struct metrics_origin *rows = calloc(n ? n : 1, sizeof(*rows));
-    if (!rows)
-        return -1;
-    uint64_t now_ms = now_us() / 1000;
-    size_t k = 0;
-    for (int u = 0; u < cfg->nupstreams; u++) {
-        const struct upstream_conf *up = &cfg->upstreams[u];
-        for (int o = 0; o < up->norigins; o++)
-            rows[k++] = (struct metrics_origin){
-                up->name, up->origins[o].text,
-                !balancer_origin_down(gen->balancers[u], o, now_ms)};
-    }
-    struct metrics_scrape s = {rows, n, log_dropped_lines()};
-    int rc = metrics_render(body, &s);
-    free(rows);
-    return rc;
-}
-
 int admin_respond(struct evbuffer *out, const struct h1_request *req, bool *close,
                   const struct generation *gen)
 {
     struct evbuffer *body = NULL;
-    bool head = span_ieq(req->method, req->method_len, "HEAD");
-    bool get = head || span_ieq(req->method, req->method_len, "GET");
+    bool head = req->method_id == METHOD_HEAD;
+    bool get = head || req->method_id == METHOD_GET;
     const char *q = memchr(req->target, '?', req->target_len);
     size_t plen = q ? (size_t)(q - req->target) : req->target_len;
     struct h1out_head h = {
@@ -77,13 +46,16 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, bool *clos
     } else if (span_ieq(req->target, plen, "/metrics")) {
         h.status = HTTP_OK;
         h.content_type = "text/plain; version=0.0.4; charset=utf-8";
-        rc = render_metrics(body, gen);
+        rc = admin_metrics_text(body, gen); /* admin_status.c */
+    } else if ((rc = admin_status_render(req->target, plen, gen, body, &h.content_type))) {
+        h.status = HTTP_OK; /* /status and the page (admin_status.c) */
+        rc = rc < 0 ? -1 : 0;
     } else if (span_ieq(req->target, plen, "/healthz")) {
         h.status = HTTP_OK;
         rc = evbuffer_add_printf(body, "ok\n");
     } else {
         h.status = HTTP_NOT_FOUND;
-        rc = evbuffer_add_printf(body, "admin endpoints: /metrics, /healthz\n");
+        rc = evbuffer_add_printf(body, "admin endpoints: /, /status, /metrics, /healthz\n");
     }
     if (rc < 0 ||
         h1out_simple_buf(out, &h, body, head ? H1OUT_PAYLOAD_OMIT : H1OUT_PAYLOAD_SEND) < 0)

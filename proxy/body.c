@@ -15,7 +15,7 @@ void body_init(struct body_relay *r, enum h1_framing in, uint64_t content_length
 {
     *r = (struct body_relay){.in = in, .out_chunked = out_chunked, .left = content_length};
     if (in == H1_BODY_CHUNKED)
-        h1_chunked_init(&r->chunked, max_trailers);
+        chunked_init(&r->chunked, max_trailers);
     /* An empty Content-Length body re-encoded as chunked still owes its last chunk. */
     r->done = in == H1_BODY_NONE ||
               (in == H1_BODY_LENGTH && content_length == 0 && !out_chunked);
@@ -42,20 +42,20 @@ static int move_chunked(struct body_relay *r, struct evbuffer *in, struct evbuff
         if (r->chunked.data_left) {
             size_t n = (size_t)MIN(r->chunked.data_left, (uint64_t)avail);
             move_data(r, in, out, n);
-            h1_chunked_data_taken(&r->chunked, n);
+            chunked_data_taken(&r->chunked, n);
             continue;
         }
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             return 0;
         size_t used = 0;
-        enum h1_chunk_rc rc = h1_chunked_parse(&r->chunked, v.iov_base, v.iov_len, &used);
+        enum chunked_rc rc = chunked_parse(&r->chunked, v.iov_base, v.iov_len, &used);
         switch (rc) {
-        case H1_CHUNK_AGAIN:
-        case H1_CHUNK_DATA:
+        case CHUNKED_AGAIN:
+        case CHUNKED_DATA:
             evbuffer_drain(in, used);
             break;
-        case H1_CHUNK_TRAILER:
+        case CHUNKED_TRAILER:
             if (r->out_chunked) {
                 if (!r->trailers_started)
                     evbuffer_add(out, "0\r\n", 3);
@@ -65,14 +65,14 @@ static int move_chunked(struct body_relay *r, struct evbuffer *in, struct evbuff
                 evbuffer_drain(in, used);
             }
             break;
-        case H1_CHUNK_DONE:
+        case CHUNKED_DONE:
             evbuffer_drain(in, used);
             if (r->out_chunked)
                 evbuffer_add(out, r->trailers_started ? "\r\n" : "0\r\n\r\n",
                              r->trailers_started ? 2 : 5);
             r->done = true;
             break;
-        case H1_CHUNK_ERROR:
+        case CHUNKED_ERROR:
             r->error = r->chunked.error ? r->chunked.error : "invalid chunked framing";
             return -1;
         }

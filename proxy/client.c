@@ -157,7 +157,7 @@ void clients_close_all(struct loop *l)
 {
     struct client *c;
     while ((c = TAILQ_FIRST(&l->clients)) != NULL)
-        client_close(c, "closed at shutdown");
+        client_close(c, "Portico stopped before the response was complete");
 }
 
 static void linger(struct client *c)
@@ -403,11 +403,11 @@ static const char *gone_reason(enum sock_event ev)
 {
     switch (ev) {
     case SOCK_EOF:
-        return "closed the connection";
+        return "client closed the connection";
     case SOCK_WRITE_TIMEOUT:
-        return "stopped reading";
+        return "client stopped reading for client_send_timeout";
     default:
-        return "connection failed";
+        return "client connection failed";
     }
 }
 

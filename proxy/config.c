@@ -18,8 +18,10 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <ini.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +62,8 @@ static bool valid_name(const char *s)
 
 static void upstream_defaults(struct upstream_conf *up)
 {
-    up->keepalive = 64;
+    up->keepalive = 256; /* settled idle connections; connection-per-request traffic needs rate x
+                            settle_time of them (upstream.c) */
     up->keepalive_timeout_ms = 60000;
     up->settle_ms = 10;
     up->verify = true;
@@ -369,6 +372,7 @@ static int set_defaults(struct cfg_loader *ld)
     cfg->access_log_format = LOG_FORMAT_JSON;
     cfg->log_level = LOG_INFO;
     cfg->error_detail = ERROR_DETAIL_FULL;
+    cfg->shutdown_timeout_ms = 30000;
     if (!(cfg->access_log = cfg_copy(ld, "stderr")) || !(cfg->error_log = cfg_copy(ld, "stderr")))
         return -1;
     return 0;
@@ -483,6 +487,52 @@ static void report_tls_error(struct cfg_loader *ld, const struct tls_error *e,
     cfg_report(ld, line, "%s: %s", what, e->text);
 }
 
+/* pid_file is written as a new file renamed over the old one: its directory must take files. */
+static void check_pid_file(struct cfg_loader *ld, const char *path)
+{
+    struct stat st;
+    int err = stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? EISDIR : create_errno(path);
+    if (err)
+        cfg_report(ld, cfg_key_line(&ld->proxy_lines, CFG_SEC_PROXY, "pid_file"), "pid_file: %s: %s",
+                   path, strerror(err));
+}
+
+/* user and group must exist now, so that `portico -t` passing means the switch will not fail on
+ * a name; they are resolved here, once, and the start uses these ids. */
+static void resolve_user(struct cfg_loader *ld)
+{
+    struct config *cfg = ld->cfg;
+    const struct cfg_key_lines *lines = &ld->proxy_lines;
+    char buf[16384];
+    int err;
+    if (cfg->group && !cfg->user) {
+        cfg_report(ld, cfg_key_line(lines, CFG_SEC_PROXY, "group"),
+                   "group: needs user (the user to switch to)");
+        return;
+    }
+    if (cfg->user) {
+        struct passwd pw, *found = NULL;
+        err = getpwnam_r(cfg->user, &pw, buf, sizeof(buf), &found);
+        if (!found) {
+            cfg_report(ld, cfg_key_line(lines, CFG_SEC_PROXY, "user"), "user: %s: %s", cfg->user,
+                       err ? strerror(err) : "no such user");
+            return;
+        }
+        cfg->uid = pw.pw_uid;
+        cfg->gid = pw.pw_gid;
+    }
+    if (cfg->group) {
+        struct group gr, *found = NULL;
+        err = getgrnam_r(cfg->group, &gr, buf, sizeof(buf), &found);
+        if (!found) {
+            cfg_report(ld, cfg_key_line(lines, CFG_SEC_PROXY, "group"), "group: %s: %s",
+                       cfg->group, err ? strerror(err) : "no such group");
+            return;
+        }
+        cfg->gid = gr.gr_gid;
+    }
+}
+
 static void validate_proxy(struct cfg_loader *ld)
 {
     struct config *cfg = ld->cfg;
@@ -530,6 +580,9 @@ static void validate_proxy(struct cfg_loader *ld)
         same_file(cfg->error_log, cfg->access_log))
         cfg_report(ld, cfg_key_line(lines, CFG_SEC_PROXY, "error_log"),
                    "error_log: %s is the access_log file", cfg->error_log);
+    if (cfg->pid_file)
+        check_pid_file(ld, cfg->pid_file);
+    resolve_user(ld);
 }
 
 static void validate_upstream(struct cfg_loader *ld, int i)
@@ -723,5 +776,8 @@ void cfg_free(struct config *cfg)
     free(cfg->access_log);
     free(cfg->error_log);
     free(cfg->admin_listen_text);
+    free(cfg->pid_file);
+    free(cfg->user);
+    free(cfg->group);
     free(cfg);
 }

@@ -15,7 +15,7 @@
 
 #include "portico/config.h"
 
-#define CFG_MAX_SECTION_KEYS 32 /* rows of the largest key table */
+#define CFG_MAX_SECTION_KEYS 64 /* rows of the largest key table */
 
 enum cfg_section {
     CFG_SEC_NONE,     /* before the first header */
@@ -71,6 +71,9 @@ struct cfg_key {
 
 /* The row of `name` in the table of sec (proxy, upstream or route), or NULL. */
 const struct cfg_key *cfg_key_find(enum cfg_section sec, const char *name);
+
+/* The table of sec (proxy, upstream or route) and its length in *n: for documentation checks. */
+const struct cfg_key *cfg_keys(enum cfg_section sec, size_t *n);
 
 /* Where the line of k (a row of sec's table) is kept in lines. */
 int *cfg_key_slot(struct cfg_key_lines *lines, enum cfg_section sec, const struct cfg_key *k);

@@ -524,6 +524,11 @@ static const struct cfg_key proxy_keys[] = {
     NAMED("log_level", set_enum, CFG(log_level), log_level_names),
     NAMED("error_detail", set_enum, CFG(error_detail), error_detail_names),
     KEY("admin_listen", set_admin_listen, CFG(admin_listen_text)),
+    /* lifecycle: graceful stop, pid file, privileges */
+    DURATION("shutdown_timeout", CFG(shutdown_timeout_ms), 0),
+    KEY("pid_file", set_path, CFG(pid_file)),
+    KEY("user", set_string, CFG(user)),
+    KEY("group", set_string, CFG(group)),
 };
 
 static const struct cfg_key upstream_keys[] = {
@@ -578,6 +583,12 @@ const struct cfg_key *cfg_key_find(enum cfg_section sec, const char *name)
         if (strcmp(section_tables[sec].keys[i].name, name) == 0)
             return &section_tables[sec].keys[i];
     return NULL;
+}
+
+const struct cfg_key *cfg_keys(enum cfg_section sec, size_t *n)
+{
+    *n = section_tables[sec].nkeys;
+    return section_tables[sec].keys;
 }
 
 int *cfg_key_slot(struct cfg_key_lines *lines, enum cfg_section sec, const struct cfg_key *k)

@@ -269,24 +269,10 @@ static bool is_token(const char *p, size_t n)
     return true;
 }
 
-/* First d1 or d2 in [p, end) outside quoted-strings, or end. */
-static const char *scan_to(const char *p, const char *end, char d1, char d2)
+/* First d in [p, end) outside quoted-strings, or end. */
+static const char *scan_to(const char *p, const char *end, char d)
 {
-    bool quoted = false;
-
-    for (; p < end; p++) {
-        if (quoted) {
-            if (*p == '\\' && p + 1 < end)
-                p++;
-            else if (*p == '"')
-                quoted = false;
-        } else if (*p == '"') {
-            quoted = true;
-        } else if (*p == d1 || *p == d2) {
-            return p;
-        }
-    }
-    return end;
+    return p + h1_skip_to(p, (size_t)(end - p), d, false);
 }
 
 static void trim(const char **b, const char **e)
@@ -322,7 +308,7 @@ static int parse_qvalue(const char *p, const char *e)
 static int parse_range(const char *b, const char *e, int *q, const char **type, size_t *type_len,
                        const char **sub, size_t *sub_len)
 {
-    const char *semi = scan_to(b, e, ';', ';');
+    const char *semi = scan_to(b, e, ';');
     const char *mb = b, *me = semi;
 
     trim(&mb, &me);
@@ -340,7 +326,7 @@ static int parse_range(const char *b, const char *e, int *q, const char **type, 
     *q = 1000;
     while (semi < e) {
         const char *pb = semi + 1;
-        semi = scan_to(pb, e, ';', ';');
+        semi = scan_to(pb, e, ';');
         const char *pe = semi;
         trim(&pb, &pe);
         const char *eq = memchr(pb, '=', (size_t)(pe - pb));
@@ -386,7 +372,7 @@ const char *errpage_negotiate(const char *accept, size_t len)
     const char *end = accept + len;
     size_t pos = 0;
     for (const char *p = accept; p < end; pos++) {
-        const char *ee = scan_to(p, end, ',', ',');
+        const char *ee = scan_to(p, end, ',');
         const char *type, *sub;
         size_t type_len, sub_len;
         int q;
@@ -431,6 +417,12 @@ const char *errpage_negotiate(const char *accept, size_t len)
 static const char *present(const char *s)
 {
     return s != NULL && s[0] != '\0' ? s : NULL;
+}
+
+/* Whether the upstream side is left out of this response (error_detail = minimal). */
+static bool withheld(const struct errpage *e)
+{
+    return e->detail == ERRPAGE_DETAIL_MINIMAL && e->failure != FAIL_NONE;
 }
 
 static const char *or_empty(const char *s)
@@ -507,7 +499,7 @@ static void render_page_file(struct sink *s, const struct errpage_view *v)
         } else if (span_ieq(name, name_len, "phase")) {
             val = phase_name(e->phase);
         } else if (span_ieq(name, name_len, "detail")) {
-            val = or_empty(e->reason);
+            val = or_empty(v->reason);
         } else if (span_ieq(name, name_len, "status")) {
             is_status = true;
         }
@@ -621,7 +613,8 @@ static void render_html(struct sink *s, const struct errpage_view *v)
     sink_lit(s, "</em></div>\n<div class=\"hop bad\"><i></i>&#10007; ");
     put_escaped(s, fail, ESC_HTML);
     sink_lit(s, "</div>\n<div class=\"box bad\"><span>origin</span><strong>");
-    put_escaped(s, v->origin != NULL ? v->origin : "unknown", ESC_HTML);
+    put_escaped(s, v->origin != NULL ? v->origin : withheld(e) ? "not disclosed" : "unknown",
+                ESC_HTML);
     sink_lit(s, "</strong><em>failed at ");
     put_escaped(s, phase, ESC_HTML);
     sink_lit(s, "</em></div>\n</div>\n<table>\n<tr class=\"bad\"><th>status</th><td>");
@@ -644,7 +637,7 @@ static void render_html(struct sink *s, const struct errpage_view *v)
     html_row(s, "origin", v->origin, false);
     html_row(s, "upstream", v->upstream, false);
     html_row(s, "request id", present(e->request_id), false);
-    html_row(s, "detail", present(e->reason), false);
+    html_row(s, "detail", v->reason, false);
     sink_lit(s, "</table>\n<footer>portico &#183; ");
     sink_str(s, v->date);
     sink_lit(s, " &#183; Proxy-Status error=");
@@ -676,7 +669,7 @@ static void render_json(struct sink *s, const struct errpage_view *v)
     sink_lit(s, ",\"request_id\":");
     put_json_str(s, or_empty(e->request_id));
     sink_lit(s, ",\"detail\":");
-    put_json_str(s, or_empty(e->reason));
+    put_json_str(s, or_empty(v->reason));
     sink_lit(s, ",\"proxy_status\":");
     put_json_str(s, failure_proxy_status(e->failure));
     sink_lit(s, "}\n");
@@ -714,7 +707,7 @@ static void render_plain(struct sink *s, const struct errpage_view *v)
     sink_ms(s, e->elapsed_ms);
     sink_lit(s, " ms\n");
     text_line(s, "request_id", present(e->request_id));
-    text_line(s, "detail", present(e->reason));
+    text_line(s, "detail", v->reason);
     text_line(s, "proxy_status", failure_proxy_status(e->failure));
 }
 
@@ -724,9 +717,9 @@ static void render_client(struct sink *s, const struct errpage_view *v)
     sink_u64(s, (uint64_t)v->status);
     sink_lit(s, " ");
     sink_str(s, v->phrase);
-    if (present(v->e->reason) != NULL) {
+    if (v->reason != NULL) {
         sink_lit(s, ": ");
-        put_escaped(s, v->e->reason, ESC_TEXT);
+        put_escaped(s, v->reason, ESC_TEXT);
     }
     sink_lit(s, "\n");
 }
@@ -804,9 +797,9 @@ static void build_fields(const struct errpage_view *v, struct errpage_out *o)
         sink_lit(s, "portico; error=");
         /* An sf-token must not be empty: an unknown failure type is our own fault. */
         sink_str(s, ps[0] != '\0' ? ps : "proxy_internal_error");
-        if (present(e->reason) != NULL) {
+        if (v->reason != NULL) {
             sink_lit(s, "; details=\"");
-            put_header_value(s, e->reason, true);
+            put_header_value(s, v->reason, true);
             sink_lit(s, "\"");
         }
         /* next-hop only once an origin was chosen: route failures have none. */
@@ -831,7 +824,15 @@ int errpage_prepare(const struct errpage *e, struct errpage_out *o)
         .date = http_date_now(),
         .origin = present(e->origin),
         .upstream = present(e->upstream),
+        .reason = present(e->reason),
     };
+    /* error_detail = minimal: nothing of the topology behind Portico reaches the client (the
+     * log and the metrics still have it all). */
+    if (withheld(e)) {
+        v->origin = NULL;
+        v->upstream = NULL;
+        v->reason = NULL;
+    }
     /* The status line must carry three digits whatever the caller computed. */
     if (v->status < 100 || v->status > 999)
         v->status = e->failure == FAIL_NONE ? HTTP_INTERNAL_SERVER_ERROR : HTTP_BAD_GATEWAY;

@@ -7,8 +7,9 @@
  *   buffers  body, headers, h1out, errpage, hints                        evbuffers
  *   runtime  loop, sock, upstream, balance, generation, exchange (+ relay.c, interim.c),
  *            client (HTTP/1.1 downstream)                                the event loop
- *   process  listener, worker, main                                      threads, signals
- *   beside   config, route, tls, log, metrics, admin, sim, codes         used from above
+ *   process  listener, worker, main, probe                               threads, signals
+ *   beside   config, route, tls, log, metrics, recent, admin(_status),   used from above
+ *            sim, codes
  *
  *   client ──► listener ──► client (parse head) ──► exchange ──► upconn (dns, connect, tls)
  *     ▲                       │  implements           │  relay.c      └─► origin
@@ -18,8 +19,9 @@
  * DOWNSTREAM INTERFACE (downstream.h). The exchange never sees the client's socket: it hands a
  * protocol-neutral response head (status, fields, framing) and body bytes to its owner through
  * a table of operations — interim, head, body, pending, request_input, request_taken,
- * request_wait, done — and reads the peer's facts from struct peer. client.c implements it for
- * HTTP/1.1; an HTTP/2 stream implements the same table. The origin side reports to the exchange
+ * request_wait, done, and an optional report of the outcome — and reads the peer's facts from
+ * struct peer. client.c implements it for HTTP/1.1, an HTTP/2 stream the same table, and
+ * `portico probe` (probe.c) a recorder of one exchange. The origin side reports to the exchange
  * the same way, through upconn_events (upstream.h).
  *
  * ONE EXIT PER EVENT. Every way into the exchange — its libevent callbacks (phase and total
@@ -74,13 +76,13 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/recent.h"
 #include "portico/request.h"
 #include "portico/route.h"
 #include "portico/upstream.h"
 #include "portico/status.h"
 #include "portico/util.h"
 
-#define MAX_PORTICO_HOPS 8 /* Via entries of ours beyond which a request is looping */
 
 /* ---- small helpers ---- */
 
@@ -195,7 +197,7 @@ static void send_own(struct exchange *ex, struct errpage *e)
     e->request_id = ex->request_id;
     e->accept = accept ? accept->value : NULL;
     e->accept_len = accept ? accept->value_len : 0;
-    e->head_only = ex->req.method_len == 4 && memcmp(ex->req.method, "HEAD", 4) == 0;
+    e->head_only = ex->req.method_id == METHOD_HEAD;
     e->close = ex->close_client;
     e->http10 = !ex_client_http11(ex);
     struct errpage_out o;
@@ -230,7 +232,7 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close)
 static bool stale_pooled(const struct exchange *ex, enum phase phase, enum cause cause)
 {
     return ex->uc && upconn_requests(ex->uc) > 1 && !ex->retried && !ex->response_byte &&
-           request_idempotent(ex->req.method, ex->req.method_len) && ex->req_body.bytes == 0 &&
+           request_idempotent(ex->req.method_id) && ex->req_body.bytes == 0 &&
            !ex->req_body.trailers_started && ex->resp_state == RESP_HEAD &&
            (phase == PHASE_SEND || phase == PHASE_FIRST_BYTE) &&
            (cause == CAUSE_EOF || cause == CAUSE_RESET || cause == CAUSE_IO);
@@ -287,6 +289,8 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
         .elapsed_ms = (double)(ex->now - ex->t0) / 1000.0,
         .server_timing = timing,
         .page_dir = ex->cfg->error_page_dir,
+        .detail = ex->cfg->error_detail == ERROR_DETAIL_MINIMAL ? ERRPAGE_DETAIL_MINIMAL
+                                                                : ERRPAGE_DETAIL_FULL,
     };
     /* The client connection survives only if its request was read to the end. */
     ex->close_client |= ex->req_state != REQ_DONE || !ex->info.keep_alive;
@@ -332,10 +336,20 @@ static void log_exchange(struct exchange *ex)
     metrics_request_done(ex->loop->metrics,
                          &(struct metrics_sample){ex->route_index, ex->up ? ex->up_index : -1,
                                                   ex->status, ex->failure, &t});
-    if (!log_enabled())
+    uint64_t wall = wall_ms();
+    const char *route = ex->route ? ex->route->name : NULL;
+    const char *upstream = ex->up ? ex->up->name : NULL;
+    const char *origin = ex->origin >= 0 && ex->up ? ex->up->origins[ex->origin].text : NULL;
+    const char *detail = ex->detail[0] ? ex->detail : NULL;
+    recent_record(ex->loop->recent,
+                  &(struct recent_sample){wall, ex->status, ex->failure, ended_in(ex),
+                                          t.us[TIMING_TOTAL], ex->limit_ms, ex->request_id,
+                                          route, upstream, origin, detail});
+    if (!log_enabled() && !ex->ds.ops->report)
         return;
     const struct h1_field *ua = request_field(ex, "user-agent");
     struct access_record r = {
+        .time_ms = wall,
         .request_id = ex->request_id,
         .trace_id = ex->trace.trace_id,
         .client = ex->ds.peer->addr,
@@ -350,9 +364,9 @@ static void log_exchange(struct exchange *ex)
         .upstream_status = ex->upstream_status,
         .failure = ex->failure,
         .phase = ended_in(ex),
-        .route = ex->route ? ex->route->name : NULL,
-        .upstream = ex->up ? ex->up->name : NULL,
-        .origin = ex->origin >= 0 && ex->up ? ex->up->origins[ex->origin].text : NULL,
+        .route = route,
+        .upstream = upstream,
+        .origin = origin,
         .attempts = ex->attempts,
         .bytes_in = ex->req_body.bytes,
         .bytes_out = ex->resp_body.bytes + ex->error_body_bytes,
@@ -362,12 +376,15 @@ static void log_exchange(struct exchange *ex)
         .user_agent_len = ua ? ua->value_len : 0,
         .timings = t,
         .limit_ms = ex->limit_ms,
-        .detail = ex->detail[0] ? ex->detail : NULL,
+        .detail = detail,
         .aborted = ex->outcome == OUTCOME_ABORTED,
         .reused = ex->reused,
         .retried = ex->retried,
     };
-    log_buffer_append(ex->loop->log, &r);
+    if (ex->ds.ops->report)
+        ex->ds.ops->report(ex->ds.ctx, &r);
+    if (log_enabled())
+        log_buffer_append(ex->loop->log, &r);
 }
 
 /* ---- the one exit ---- */
@@ -500,28 +517,16 @@ static bool admissible(struct exchange *ex)
         ex->host = ex->info.host->value;
         ex->host_len = ex->info.host->value_len;
     }
-    bool unread_body = ex->req_state != REQ_DONE;
     int refused = parse_target(ex, &why);
     if (refused) {
         ex_refuse(ex, refused, why, true);
         return false;
     }
-    /* HTTP/1.0 clients cannot take a 100 and may not mean it: Expect is ignored (RFC 9110
-     * 10.1.1). */
-    if (ex_client_http11(ex) && ex->info.expect_other) {
-        ex_refuse(ex, HTTP_EXPECTATION_FAILED, "only the 100-continue expectation is supported",
-                  unread_body);
-        return false;
-    }
-    if (ex->info.framing == H1_BODY_LENGTH && ex->info.content_length > cfg->max_body_size) {
-        ex_refuse(ex, HTTP_CONTENT_TOO_LARGE, "request body larger than max_body_size",
-                  true);
-        return false;
-    }
-    if (request_portico_hops(&ex->req) >= MAX_PORTICO_HOPS) {
-        ex_refuse(ex, HTTP_LOOP_DETECTED,
-                  "forwarding loop: this request already went through Portico too many times",
-                  unread_body);
+    refused = request_refusal(&ex->req, &ex->info, cfg->max_body_size, &why);
+    if (refused) {
+        /* a body too large is not read: the connection cannot go on */
+        ex_refuse(ex, refused, why,
+                  ex->req_state != REQ_DONE || refused == HTTP_CONTENT_TOO_LARGE);
         return false;
     }
     return true;
@@ -596,7 +601,7 @@ void exchange_cancel(struct exchange *ex, const char *why)
     if (ex->outcome == OUTCOME_OPEN) {
         /* The client left before the response ended: nginx's 499, nothing more is sent. */
         if (!ex->detail[0])
-            snprintf(ex->detail, sizeof(ex->detail), "client %s", why);
+            snprintf(ex->detail, sizeof(ex->detail), "%s", why);
         if (!ex->status)
             ex->status = HTTP_CLIENT_CLOSED_REQUEST;
         phase_close(&ex->pc, ex->now);

@@ -93,6 +93,8 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
 
     evbuffer_add(out, req->method, req->method_len);
     evbuffer_add(out, " ", 1);
+    if (fwd->target_len > 0 && fwd->target[0] == '?') /* "http://h?q" is "/?q" (request.h) */
+        evbuffer_add(out, "/", 1);
     evbuffer_add(out, fwd->target, fwd->target_len);
     evbuffer_add(out, " HTTP/1.1\r\n", 11);
     if (fwd->host) { /* HTTP/1.1 requires Host, and first is where servers look (RFC 9112 3.2) */

@@ -220,48 +220,6 @@ size_t hint_cache_size(struct hint_cache *c)
     return n;
 }
 
-bool link_next(const char *value, size_t len, size_t *pos, const char **elem, size_t *elem_len)
-{
-    size_t i = *pos;
-    for (;;) {
-        while (i < len && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
-            i++;
-        if (i >= len) {
-            *pos = i;
-            return false;
-        }
-        size_t start = i;
-        bool in_uri = false, in_quote = false;
-        for (; i < len; i++) {
-            char ch = value[i];
-            if (in_quote) {
-                if (ch == '\\' && i + 1 < len)
-                    i++;
-                else if (ch == '"')
-                    in_quote = false;
-            } else if (in_uri) {
-                if (ch == '>')
-                    in_uri = false;
-            } else if (ch == '<') {
-                in_uri = true;
-            } else if (ch == '"') {
-                in_quote = true;
-            } else if (ch == ',') {
-                break;
-            }
-        }
-        size_t end = i;
-        while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
-            end--;
-        *pos = i;
-        if (end > start) {
-            *elem = value + start;
-            *elem_len = end - start;
-            return true;
-        }
-    }
-}
-
 bool link_uri(const char *elem, size_t len, const char **uri, size_t *uri_len)
 {
     if (len < 2 || elem[0] != '<')
@@ -357,7 +315,7 @@ size_t hint_filter(struct hint_set *s, const char *value, size_t len, char *out,
     size_t pos = 0;
     const char *el, *uri;
     size_t elen, ulen;
-    while (link_next(value, len, &pos, &el, &elen)) {
+    while (h1_link_next(value, len, &pos, &el, &elen)) {
         if (!link_uri(el, elen, &uri, &ulen) || hint_seen(s, uri, ulen))
             continue;
         size_t sep = at ? 2 : 0;
@@ -379,7 +337,7 @@ size_t hint_collect(const struct h1_field *fields, size_t nfields, char *buf, si
         size_t pos = 0;
         const char *el;
         size_t elen;
-        while (link_next(fields[i].value, fields[i].value_len, &pos, &el, &elen)) {
+        while (h1_link_next(fields[i].value, fields[i].value_len, &pos, &el, &elen)) {
             if (!link_is_hint(el, elen) || n + elen + 1 > size)
                 continue;
             memcpy(buf + n, el, elen);

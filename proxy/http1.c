@@ -10,16 +10,9 @@
 #include <limits.h>
 #include <string.h>
 
-/* ---- byte classes ---- */
+#include "portico/status.h"
 
-enum {
-    C_TCHAR = 1 << 0,   /* tchar (RFC 9110 5.6.2) */
-    C_VALUE = 1 << 1,   /* field-value byte: VCHAR, obs-text, SP, HTAB */
-    C_TARGET = 1 << 2,  /* request-target byte: VCHAR only (0x21-0x7e) */
-    C_HEX = 1 << 3,     /* HEXDIG */
-    C_REGNAME = 1 << 4, /* reg-name byte except pct-encoded: unreserved / sub-delims */
-    C_QDTEXT = 1 << 5,  /* qdtext (RFC 9110 5.6.4) */
-};
+/* ---- byte classes ---- */
 
 #define IS_ALPHA(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
 #define IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
@@ -35,17 +28,17 @@ enum {
     ((c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' ||     \
      (c) == '*' || (c) == '+' || (c) == ',' || (c) == ';' || (c) == '=')
 #define CLS(c)                                                                                 \
-    ((IS_TCHAR(c) ? C_TCHAR : 0) |                                                             \
-     ((IS_VCHAR(c) || (c) >= 0x80 || (c) == ' ' || (c) == '\t') ? C_VALUE : 0) |               \
-     (IS_VCHAR(c) ? C_TARGET : 0) | (IS_HEX(c) ? C_HEX : 0) |                                  \
-     ((IS_UNRESERVED(c) || IS_SUBDELIM(c)) ? C_REGNAME : 0) |                                  \
+    ((IS_TCHAR(c) ? H1_TCHAR : 0) |                                                            \
+     ((IS_VCHAR(c) || (c) >= 0x80 || (c) == ' ' || (c) == '\t') ? H1_VALUE : 0) |              \
+     (IS_VCHAR(c) ? H1_TARGET : 0) | (IS_HEX(c) ? H1_HEX : 0) |                                \
+     ((IS_UNRESERVED(c) || IS_SUBDELIM(c)) ? H1_REGNAME : 0) |                                 \
      (((c) == '\t' || (c) == ' ' || (c) == 0x21 || ((c) >= 0x23 && (c) <= 0x5b) ||             \
-       ((c) >= 0x5d && (c) <= 0x7e) || (c) >= 0x80) ? C_QDTEXT : 0))
+       ((c) >= 0x5d && (c) <= 0x7e) || (c) >= 0x80) ? H1_QDTEXT : 0))
 #define CLS4(b) CLS(b), CLS((b) + 1), CLS((b) + 2), CLS((b) + 3)
 #define CLS16(b) CLS4(b), CLS4((b) + 4), CLS4((b) + 8), CLS4((b) + 12)
 #define CLS64(b) CLS16(b), CLS16((b) + 16), CLS16((b) + 32), CLS16((b) + 48)
 
-static const unsigned char cls[256] = {CLS64(0), CLS64(64), CLS64(128), CLS64(192)};
+const unsigned char h1_class[256] = {CLS64(0), CLS64(64), CLS64(128), CLS64(192)};
 
 #define LOW(c) ((unsigned char)(((c) >= 'A' && (c) <= 'Z') ? (c) + 32 : (c)))
 #define LOW4(b) LOW(b), LOW((b) + 1), LOW((b) + 2), LOW((b) + 3)
@@ -53,8 +46,6 @@ static const unsigned char cls[256] = {CLS64(0), CLS64(64), CLS64(128), CLS64(19
 #define LOW64(b) LOW16(b), LOW16((b) + 16), LOW16((b) + 32), LOW16((b) + 48)
 
 static const unsigned char lower[256] = {LOW64(0), LOW64(64), LOW64(128), LOW64(192)};
-
-#define CL_MAX (UINT64_C(1) << 62) /* largest Content-Length and chunk size accepted */
 
 static bool is_ows(unsigned char c)
 {
@@ -95,20 +86,48 @@ static bool ieq(const char *s, size_t n, const char *low)
     return low[n] == '\0';
 }
 
+/* ---- methods ---- */
+
+static const char *const method_names[METHOD_COUNT] = {
+#define X(id, name) [id] = name,
+    METHOD_LIST(X)
+#undef X
+};
+
+static const unsigned char method_lens[METHOD_COUNT] = {
+#define X(id, name) [id] = sizeof(name) - 1,
+    METHOD_LIST(X)
+#undef X
+};
+
+const char *h1_method_name(enum http_method m)
+{
+    return (unsigned)m < METHOD_COUNT ? method_names[m] : "";
+}
+
+enum http_method h1_method_of(const char *token, size_t len)
+{
+    for (int m = METHOD_OTHER + 1; m < METHOD_COUNT; m++) {
+        if (len == method_lens[m] && memcmp(token, method_names[m], len) == 0)
+            return (enum http_method)m;
+    }
+    return METHOD_OTHER;
+}
+
 /* ---- head parsing ---- */
 
 /* One head being parsed: the bytes, how far we may look and which statuses errors carry. */
 struct head {
-    const unsigned char *b; /* borrowed: the caller's buffer */
-    size_t len;             /* bytes available */
-    size_t max;             /* head limit (clamped to INT_MAX so the length fits the return) */
-    size_t end;             /* min(len, max): the parser never reads at or past it */
-    int bad;                /* status for malformed input: 400 or 502 */
-    int too_large;          /* status for an oversized head or too many fields: 431 or 502 */
+    const unsigned char *b;     /* borrowed: the caller's buffer */
+    size_t len;                 /* bytes available */
+    size_t max;                 /* head limit (clamped to INT_MAX so the length fits the return) */
+    size_t end;                 /* min(len, max): the parser never reads at or past it */
+    enum http_status bad;       /* malformed input: 400 or 502 */
+    enum http_status too_large; /* an oversized head or too many fields: 431 or 502 */
     struct h1_error *err;
 };
 
-static int fail(struct h1_error *err, int status, const char *reason, size_t offset)
+static int fail(struct h1_error *err, enum http_status status, const char *reason, size_t offset)
 {
     err->status = status;
     err->reason = reason;
@@ -165,7 +184,7 @@ static int parse_fields(const struct head *h, size_t i, struct h1_field *fields,
             return (int)(i + 2);
         }
         size_t name = i;
-        while (i < end && (cls[b[i]] & C_TCHAR))
+        while (i < end && (h1_class[b[i]] & H1_TCHAR))
             i++;
         if (i >= end)
             return need_more(h, i);
@@ -193,7 +212,7 @@ static int parse_fields(const struct head *h, size_t i, struct h1_field *fields,
                 i += 8;
             /* The word test also stops on HTAB: check the next eight bytes one by one. */
             size_t stop = end - i > 8 ? i + 8 : end;
-            while (i < stop && (cls[b[i]] & C_VALUE))
+            while (i < stop && (h1_class[b[i]] & H1_VALUE))
                 i++;
             if (i < stop || i >= end)
                 break;
@@ -225,7 +244,7 @@ struct rline {
 static int rline_more(const struct head *h, const struct rline *rl, size_t at)
 {
     if (at == rl->rl_max && at < h->len)
-        return fail(h->err, 414, "request line too long", at);
+        return fail(h->err, HTTP_URI_TOO_LONG, "request line too long", at);
     return need_more(h, at);
 }
 
@@ -260,8 +279,8 @@ int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
         .b = (const unsigned char *)buf,
         .len = len,
         .max = lim->max_head < (size_t)INT_MAX ? lim->max_head : (size_t)INT_MAX,
-        .bad = 400,
-        .too_large = 431,
+        .bad = HTTP_BAD_REQUEST,
+        .too_large = HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
         .err = err,
     };
     h.end = len < h.max ? len : h.max;
@@ -283,30 +302,32 @@ int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
     rl.stop = h.end < rl.rl_max ? h.end : rl.rl_max;
 
     /* method SP */
-    while (i < rl.stop && (cls[b[i]] & C_TCHAR))
+    while (i < rl.stop && (h1_class[b[i]] & H1_TCHAR))
         i++;
     if (i >= rl.stop)
         return rline_more(&h, &rl, i);
     if (b[i] != ' ' || i == start)
-        return fail(err, 400, bad_byte(b[i], "invalid method"), i);
+        return fail(err, HTTP_BAD_REQUEST, bad_byte(b[i], "invalid method"), i);
     req->method = buf + start;
     req->method_len = i - start;
+    req->method_id = h1_method_of(req->method, req->method_len);
     i++;
 
     /* request-target SP */
     size_t target = i;
     while (i + 8 <= rl.stop && word_is_target(b + i))
         i += 8;
-    while (i < rl.stop && (cls[b[i]] & C_TARGET))
+    while (i < rl.stop && (h1_class[b[i]] & H1_TARGET))
         i++;
     if (i >= rl.stop)
         return rline_more(&h, &rl, i);
     if (b[i] == '\r')
-        return fail(err, 400, "missing HTTP version", i);
+        return fail(err, HTTP_BAD_REQUEST, "missing HTTP version", i);
     if (b[i] != ' ')
-        return fail(err, 400, bad_byte(b[i], "invalid character in request-target"), i);
+        return fail(err, HTTP_BAD_REQUEST,
+                    bad_byte(b[i], "invalid character in request-target"), i);
     if (i == target)
-        return fail(err, 400, "empty request-target", i);
+        return fail(err, HTTP_BAD_REQUEST, "empty request-target", i);
     req->target = buf + target;
     req->target_len = i - target;
     i++;
@@ -318,16 +339,16 @@ int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
     if (rc == -2)
         return rline_more(&h, &rl, at);
     if (rc == -1)
-        return fail(err, 400, bad_byte(b[at], "invalid HTTP version"), at);
+        return fail(err, HTTP_BAD_REQUEST, bad_byte(b[at], "invalid HTTP version"), at);
     i += 8;
     if (i >= h.end)
         return need_more(&h, i);
     if (b[i] != '\r')
-        return fail(err, 400, bad_byte(b[i], "invalid HTTP version"), i);
+        return fail(err, HTTP_BAD_REQUEST, bad_byte(b[i], "invalid HTTP version"), i);
     if ((rc = expect_crlf(&h, i)) != 0)
         return rc;
     if (major != 1 || minor > 1)
-        return fail(err, 505, "HTTP version not supported", i - 8);
+        return fail(err, HTTP_HTTP_VERSION_NOT_SUPPORTED, "HTTP version not supported", i - 8);
     req->minor = minor;
     i += 2;
 
@@ -341,8 +362,8 @@ int h1_parse_response(const char *buf, size_t len, size_t max_head, struct h1_re
         .b = (const unsigned char *)buf,
         .len = len,
         .max = max_head < (size_t)INT_MAX ? max_head : (size_t)INT_MAX,
-        .bad = 502,
-        .too_large = 502,
+        .bad = HTTP_BAD_GATEWAY,
+        .too_large = HTTP_BAD_GATEWAY,
         .err = err,
     };
     h.end = len < h.max ? len : h.max;
@@ -356,14 +377,15 @@ int h1_parse_response(const char *buf, size_t len, size_t max_head, struct h1_re
     if (rc == -2)
         return need_more(&h, at);
     if (rc == -1)
-        return fail(err, 502, bad_byte(b[at], "invalid HTTP version in status line"), at);
+        return fail(err, HTTP_BAD_GATEWAY,
+                    bad_byte(b[at], "invalid HTTP version in status line"), at);
     if (major != 1 || minor > 1)
-        return fail(err, 502, "unsupported HTTP version in status line", 5);
+        return fail(err, HTTP_BAD_GATEWAY, "unsupported HTTP version in status line", 5);
     i += 8;
     if (i >= h.end)
         return need_more(&h, i);
     if (b[i] != ' ')
-        return fail(err, 502, bad_byte(b[i], "invalid status line"), i);
+        return fail(err, HTTP_BAD_GATEWAY, bad_byte(b[i], "invalid status line"), i);
     i++;
 
     int status = 0;
@@ -371,7 +393,7 @@ int h1_parse_response(const char *buf, size_t len, size_t max_head, struct h1_re
         if (i >= h.end)
             return need_more(&h, i);
         if (!IS_DIGIT(b[i]) || (k == 0 && b[i] == '0'))
-            return fail(err, 502, bad_byte(b[i], "invalid status code"), i);
+            return fail(err, HTTP_BAD_GATEWAY, bad_byte(b[i], "invalid status code"), i);
         status = status * 10 + (b[i] - '0');
     }
     if (i >= h.end)
@@ -379,13 +401,13 @@ int h1_parse_response(const char *buf, size_t len, size_t max_head, struct h1_re
     size_t reason = i;
     if (b[i] == ' ') {
         reason = ++i;
-        while (i < h.end && (cls[b[i]] & C_VALUE))
+        while (i < h.end && (h1_class[b[i]] & H1_VALUE))
             i++;
         if (i >= h.end)
             return need_more(&h, i);
     }
     if (b[i] != '\r')
-        return fail(err, 502, bad_byte(b[i], "invalid character in status line"), i);
+        return fail(err, HTTP_BAD_GATEWAY, bad_byte(b[i], "invalid character in status line"), i);
     if ((rc = expect_crlf(&h, i)) != 0)
         return rc;
     resp->minor = minor;
@@ -401,7 +423,7 @@ int h1_parse_response(const char *buf, size_t len, size_t max_head, struct h1_re
 
 bool h1_is_tchar(unsigned char c)
 {
-    return (cls[c] & C_TCHAR) != 0;
+    return (h1_class[c] & H1_TCHAR) != 0;
 }
 
 bool h1_name_is(const struct h1_field *f, const char *lower_name)
@@ -418,40 +440,67 @@ int h1_find_field(const struct h1_field *fields, size_t n, const char *lower_nam
     return -1;
 }
 
-bool h1_list_next(const char *value, size_t value_len, size_t *pos, const char **elem,
-                  size_t *elem_len)
+size_t h1_skip_to(const char *p, size_t len, char delim, bool angles)
 {
-    size_t i = *pos;
-
-    while (i < value_len && (is_ows((unsigned char)value[i]) || value[i] == ','))
-        i++;
-    if (i >= value_len) {
-        *pos = value_len;
-        return false;
-    }
-    /* A comma inside a quoted-string does not end the element (RFC 9110 5.6.1). */
-    size_t start = i;
-    bool quoted = false;
-    for (; i < value_len; i++) {
-        char c = value[i];
+    bool quoted = false, in_angles = false;
+    size_t i = 0;
+    for (; i < len; i++) {
+        char c = p[i];
         if (quoted) {
-            if (c == '\\' && i + 1 < value_len)
+            if (c == '\\' && i + 1 < len)
                 i++;
             else if (c == '"')
                 quoted = false;
+        } else if (in_angles) {
+            in_angles = c != '>';
         } else if (c == '"') {
             quoted = true;
-        } else if (c == ',') {
+        } else if (angles && c == '<') {
+            in_angles = true;
+        } else if (c == delim) {
             break;
         }
     }
-    size_t end = i;
-    while (end > start && is_ows((unsigned char)value[end - 1]))
-        end--;
-    *elem = value + start;
-    *elem_len = end - start;
-    *pos = i;
-    return true;
+    return i;
+}
+
+/* The next non-empty element, trimmed of OWS; commas in quoted-strings (and <...> when angles)
+ * do not end it. */
+static bool list_next(const char *value, size_t value_len, size_t *pos, const char **elem,
+                      size_t *elem_len, bool angles)
+{
+    size_t i = *pos;
+    for (;;) {
+        while (i < value_len && (is_ows((unsigned char)value[i]) || value[i] == ','))
+            i++;
+        if (i >= value_len) {
+            *pos = value_len;
+            return false;
+        }
+        size_t start = i;
+        i += h1_skip_to(value + i, value_len - i, ',', angles);
+        size_t end = i;
+        while (end > start && is_ows((unsigned char)value[end - 1]))
+            end--;
+        *pos = i;
+        if (end > start) {
+            *elem = value + start;
+            *elem_len = end - start;
+            return true;
+        }
+    }
+}
+
+bool h1_list_next(const char *value, size_t value_len, size_t *pos, const char **elem,
+                  size_t *elem_len)
+{
+    return list_next(value, value_len, pos, elem, elem_len, false);
+}
+
+bool h1_link_next(const char *value, size_t value_len, size_t *pos, const char **elem,
+                  size_t *elem_len)
+{
+    return list_next(value, value_len, pos, elem, elem_len, true);
 }
 
 bool h1_connection_has(const struct h1_field *fields, size_t n, const char *lower_token)
@@ -501,7 +550,7 @@ static void scan_content_length(struct scan *s, const struct h1_field *f)
         uint64_t x = 0;
         while (i < n && IS_DIGIT(v[i])) {
             unsigned d = v[i] - '0';
-            if (x > (CL_MAX - d) / 10) {
+            if (x > (H1_MAX_LENGTH - d) / 10) {
                 s->cl_error = "Content-Length too large";
                 return;
             }
@@ -544,15 +593,15 @@ static bool skip_token_or_qs(const unsigned char *v, size_t n, size_t *i)
                 return true;
             }
             if (v[k] == '\\') {
-                if (++k >= n || !(cls[v[k]] & C_VALUE))
+                if (++k >= n || !(h1_class[v[k]] & H1_VALUE))
                     return false;
-            } else if (!(cls[v[k]] & C_QDTEXT)) {
+            } else if (!(h1_class[v[k]] & H1_QDTEXT)) {
                 return false;
             }
         }
         return false;
     }
-    while (k < n && (cls[v[k]] & C_TCHAR))
+    while (k < n && (h1_class[v[k]] & H1_TCHAR))
         k++;
     if (k == *i)
         return false;
@@ -677,9 +726,9 @@ static void scan_fields(struct scan *s, const struct h1_field *fields, size_t n,
     }
 }
 
-/* Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2). An empty value is allowed: it is
- * what a client sends when the target URI has no authority (RFC 9112 3.2). */
-static bool host_valid(const char *value, size_t n)
+/* Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2). The absolute-form authority is
+ * checked here too (request.c), so a value is refused or accepted the same way in both. */
+bool h1_host_valid(const char *value, size_t n)
 {
     const unsigned char *v = (const unsigned char *)value;
     size_t i = 0;
@@ -687,7 +736,7 @@ static bool host_valid(const char *value, size_t n)
     if (n > 0 && v[0] == '[') {
         /* IP-literal: IPv6address / IPvFuture, checked for its alphabet only. */
         for (i = 1; i < n && v[i] != ']'; i++) {
-            if (!(cls[v[i]] & C_REGNAME) && v[i] != ':')
+            if (!(h1_class[v[i]] & H1_REGNAME) && v[i] != ':')
                 return false;
         }
         if (i == n || i == 1)
@@ -696,12 +745,12 @@ static bool host_valid(const char *value, size_t n)
     } else {
         while (i < n && v[i] != ':') {
             if (v[i] == '%') {
-                if (i + 2 >= n || !(cls[v[i + 1]] & C_HEX) || !(cls[v[i + 2]] & C_HEX))
+                if (i + 2 >= n || !(h1_class[v[i + 1]] & H1_HEX) || !(h1_class[v[i + 2]] & H1_HEX))
                     return false;
                 i += 3;
                 continue;
             }
-            if (!(cls[v[i]] & C_REGNAME))
+            if (!(h1_class[v[i]] & H1_REGNAME))
                 return false;
             i++;
         }
@@ -734,31 +783,31 @@ int h1_request_info(const struct h1_request *req, struct h1_info *info, struct h
     info->framing = H1_BODY_NONE;
 
     if (s.cl_error != NULL)
-        return fail(err, 400, s.cl_error, 0);
+        return fail(err, HTTP_BAD_REQUEST, s.cl_error, 0);
     if (s.has_te) {
         if (req->minor == 0)
-            return fail(err, 400, "Transfer-Encoding in HTTP/1.0 request", 0);
+            return fail(err, HTTP_BAD_REQUEST, "Transfer-Encoding in HTTP/1.0 request", 0);
         if (s.has_cl)
-            return fail(err, 400, "both Transfer-Encoding and Content-Length", 0);
+            return fail(err, HTTP_BAD_REQUEST, "both Transfer-Encoding and Content-Length", 0);
         if (s.te_error != NULL)
-            return fail(err, 400, s.te_error, 0);
+            return fail(err, HTTP_BAD_REQUEST, s.te_error, 0);
         if (s.te_chunked > 1)
-            return fail(err, 400, "chunked transfer coding applied twice", 0);
+            return fail(err, HTTP_BAD_REQUEST, "chunked transfer coding applied twice", 0);
         if (s.te_chunked_not_last)
-            return fail(err, 400, "chunked is not the final transfer coding", 0);
+            return fail(err, HTTP_BAD_REQUEST, "chunked is not the final transfer coding", 0);
         if (s.te_other)
-            return fail(err, 501, "unsupported transfer coding", 0);
+            return fail(err, HTTP_NOT_IMPLEMENTED, "unsupported transfer coding", 0);
         info->framing = H1_BODY_CHUNKED;
     } else if (s.has_cl) {
         info->framing = H1_BODY_LENGTH;
         info->content_length = s.cl;
     }
     if (s.nhost > 1)
-        return fail(err, 400, "repeated Host header field", 0);
+        return fail(err, HTTP_BAD_REQUEST, "repeated Host header field", 0);
     if (s.nhost == 0 && req->minor >= 1)
-        return fail(err, 400, "missing Host header field", 0);
-    if (s.host != NULL && !host_valid(s.host->value, s.host->value_len))
-        return fail(err, 400, "invalid Host header field", 0);
+        return fail(err, HTTP_BAD_REQUEST, "missing Host header field", 0);
+    if (s.host != NULL && !h1_host_valid(s.host->value, s.host->value_len))
+        return fail(err, HTTP_BAD_REQUEST, "invalid Host header field", 0);
 
     info->keep_alive = keep_alive(&s, req->minor);
     info->expect_continue = s.expect_continue;
@@ -767,7 +816,7 @@ int h1_request_info(const struct h1_request *req, struct h1_info *info, struct h
     return 0;
 }
 
-int h1_response_info(const struct h1_response *resp, const char *method, size_t method_len,
+int h1_response_info(const struct h1_response *resp, enum http_method method,
                      struct h1_info *info, struct h1_error *err)
 {
     struct scan s;
@@ -780,23 +829,24 @@ int h1_response_info(const struct h1_response *resp, const char *method, size_t 
 
     /* Garbage Content-Length is refused even where it does not frame the body. */
     if (s.cl_error != NULL)
-        return fail(err, 502, s.cl_error, 0);
+        return fail(err, HTTP_BAD_GATEWAY, s.cl_error, 0);
 
     /* RFC 9112 6.3 items 1 and 2: no body whatever the fields say. */
-    bool head = method_len == 4 && memcmp(method, "HEAD", 4) == 0;
-    bool tunnel = method_len == 7 && memcmp(method, "CONNECT", 7) == 0 && st >= 200 && st < 300;
-    if (st < 200 || st == 204 || st == 304 || head || tunnel)
+    bool informational = st / 100 == 1;
+    bool tunnel = method == METHOD_CONNECT && st / 100 == 2;
+    if (informational || st == HTTP_NO_CONTENT || st == HTTP_NOT_MODIFIED ||
+        method == METHOD_HEAD || tunnel)
         return 0;
 
     if (s.has_te) {
         if (resp->minor == 0)
-            return fail(err, 502, "Transfer-Encoding in HTTP/1.0 response", 0);
+            return fail(err, HTTP_BAD_GATEWAY, "Transfer-Encoding in HTTP/1.0 response", 0);
         if (s.has_cl)
-            return fail(err, 502, "both Transfer-Encoding and Content-Length", 0);
+            return fail(err, HTTP_BAD_GATEWAY, "both Transfer-Encoding and Content-Length", 0);
         if (s.te_error != NULL)
-            return fail(err, 502, s.te_error, 0);
+            return fail(err, HTTP_BAD_GATEWAY, s.te_error, 0);
         if (s.te_chunked > 1)
-            return fail(err, 502, "chunked transfer coding applied twice", 0);
+            return fail(err, HTTP_BAD_GATEWAY, "chunked transfer coding applied twice", 0);
         if (s.te_last_chunked) {
             info->framing = H1_BODY_CHUNKED;
             return 0;
@@ -814,292 +864,4 @@ int h1_response_info(const struct h1_response *resp, const char *method, size_t 
     info->framing = H1_BODY_CLOSE;
     info->keep_alive = false;
     return 0;
-}
-
-/* ---- chunked transfer coding ---- */
-
-enum ck_state {
-    CK_SIZE0,        /* first HEXDIG of chunk-size */
-    CK_SIZE,         /* more HEXDIG, BWS, ";" or CR */
-    CK_EXT_BWS,      /* BWS after the size or an extension: ";" must follow */
-    CK_EXT_NAME0,    /* BWS, then the first byte of ext-name */
-    CK_EXT_NAME,     /* ext-name, then BWS, "=", ";" or CR */
-    CK_EXT_NAME_BWS, /* BWS after ext-name: "=" or ";" */
-    CK_EXT_VAL0,     /* BWS, then a token or quoted-string */
-    CK_EXT_TOKEN,    /* token ext-val */
-    CK_EXT_QS,       /* inside a quoted-string ext-val */
-    CK_EXT_QP,       /* after a backslash in a quoted-string */
-    CK_EXT_QEND,     /* after the closing quote: BWS, ";" or CR */
-    CK_SIZE_LF,      /* LF ending the chunk line */
-    CK_DATA,         /* the caller takes data_left bytes */
-    CK_DATA_CR,      /* CR after chunk data */
-    CK_DATA_LF,      /* LF after chunk data */
-    CK_TR_LINE,      /* start of a trailer field line or of the final CRLF */
-    CK_TR_NAME,      /* trailer field name */
-    CK_TR_VALUE,     /* trailer field value */
-    CK_TR_LF,        /* LF ending a trailer field line */
-    CK_END_LF,       /* LF of the final CRLF */
-    CK_DONE,
-    CK_ERROR,
-};
-
-#define CK_MAX_LINE 4096 /* chunk-size line (with extensions) and trailer line limit */
-
-/* struct h1_chunked has no private 64-bit field: the size being read lives in trailer_size, so
- * on a 32-bit size_t chunks are limited to SIZE_MAX bytes. */
-#define CK_SIZE_MAX ((uint64_t)SIZE_MAX < CL_MAX ? (uint64_t)SIZE_MAX : CL_MAX)
-
-void h1_chunked_init(struct h1_chunked *c, size_t max_trailers)
-{
-    memset(c, 0, sizeof *c);
-    c->state = CK_SIZE0;
-    c->max_line = CK_MAX_LINE;
-    c->max_trailers = max_trailers;
-}
-
-void h1_chunked_data_taken(struct h1_chunked *c, size_t n)
-{
-    if (n > c->data_left)
-        n = (size_t)c->data_left;
-    c->data_left -= n;
-    if (c->data_left == 0 && c->state == CK_DATA)
-        c->state = CK_DATA_CR;
-}
-
-static enum h1_chunk_rc ck_fail(struct h1_chunked *c, const char *reason, size_t i, size_t *used)
-{
-    c->state = CK_ERROR;
-    c->error = reason;
-    *used = i;
-    return H1_CHUNK_ERROR;
-}
-
-/* The chunk line's bytes after chunk-size: ext states share "BWS ; CR" handling. */
-static int ext_after_value(unsigned char ch)
-{
-    if (is_ows(ch))
-        return CK_EXT_BWS;
-    if (ch == ';')
-        return CK_EXT_NAME0;
-    if (ch == '\r')
-        return CK_SIZE_LF;
-    return CK_ERROR;
-}
-
-/*
- * The last-chunk line ("0" [ext] CRLF) is framing and trailer runs must hold trailer bytes only,
- * so when trailer bytes follow it in the same input the decoder stops there with H1_CHUNK_DATA and
- * data_left == 0 (a chunk without data); the next call returns the trailer run. When the
- * trailer section is empty the last-chunk line and the final CRLF come together with DONE.
- */
-enum h1_chunk_rc h1_chunked_parse(struct h1_chunked *c, const char *p, size_t len, size_t *used)
-{
-    const unsigned char *b = (const unsigned char *)p;
-    size_t i = 0;
-    bool trailer_run = false; /* this call has passed trailer bytes */
-
-    if (c->state == CK_ERROR)
-        return ck_fail(c, c->error != NULL ? c->error : "invalid chunked framing", 0, used);
-    if (c->state == CK_DONE) {
-        *used = 0;
-        return H1_CHUNK_DONE;
-    }
-    if (c->data_left > 0)
-        return ck_fail(c, "chunk data not taken before parsing on", 0, used);
-
-    for (; i < len; i++) {
-        unsigned char ch = b[i];
-        int next = c->state;
-
-        switch (c->state) {
-        case CK_SIZE0:
-        case CK_SIZE:
-            if (cls[ch] & C_HEX) {
-                /* The size grows in trailer_size: data_left must stay 0 for the caller. */
-                unsigned d = IS_DIGIT(ch) ? ch - '0' : (ch | 0x20) - 'a' + 10;
-                uint64_t size = c->trailer_size;
-                if (++c->size_digits > 16 || size > CK_SIZE_MAX >> 4)
-                    return ck_fail(c, "chunk size too large", i, used);
-                size = size << 4 | d;
-                if (size > CK_SIZE_MAX)
-                    return ck_fail(c, "chunk size too large", i, used);
-                c->trailer_size = (size_t)size;
-                next = CK_SIZE;
-                break;
-            }
-            if (c->state == CK_SIZE0)
-                return ck_fail(c, bad_byte(ch, "invalid chunk size"), i, used);
-            next = ext_after_value(ch);
-            if (next == CK_ERROR)
-                return ck_fail(c, bad_byte(ch, "invalid chunk size"), i, used);
-            break;
-        case CK_EXT_BWS:
-            if (is_ows(ch))
-                break;
-            if (ch != ';')
-                return ck_fail(c, bad_byte(ch, "invalid chunk extension"), i, used);
-            next = CK_EXT_NAME0;
-            break;
-        case CK_EXT_NAME0:
-            if (is_ows(ch))
-                break;
-            if (!(cls[ch] & C_TCHAR))
-                return ck_fail(c, bad_byte(ch, "invalid chunk extension"), i, used);
-            next = CK_EXT_NAME;
-            break;
-        case CK_EXT_NAME:
-            if (cls[ch] & C_TCHAR)
-                break;
-            if (ch == '=') {
-                next = CK_EXT_VAL0;
-                break;
-            }
-            next = ext_after_value(ch);
-            if (next == CK_EXT_BWS)
-                next = CK_EXT_NAME_BWS;
-            if (next == CK_ERROR)
-                return ck_fail(c, bad_byte(ch, "invalid chunk extension"), i, used);
-            break;
-        case CK_EXT_NAME_BWS:
-            if (is_ows(ch))
-                break;
-            if (ch == '=')
-                next = CK_EXT_VAL0;
-            else if (ch == ';')
-                next = CK_EXT_NAME0;
-            else
-                return ck_fail(c, bad_byte(ch, "invalid chunk extension"), i, used);
-            break;
-        case CK_EXT_VAL0:
-            if (is_ows(ch))
-                break;
-            if (ch == '"')
-                next = CK_EXT_QS;
-            else if (cls[ch] & C_TCHAR)
-                next = CK_EXT_TOKEN;
-            else
-                return ck_fail(c, bad_byte(ch, "invalid chunk extension"), i, used);
-            break;
-        case CK_EXT_TOKEN:
-        case CK_EXT_QEND:
-            if (c->state == CK_EXT_TOKEN && (cls[ch] & C_TCHAR))
-                break;
-            next = ext_after_value(ch);
-            if (next == CK_ERROR)
-                return ck_fail(c, bad_byte(ch, "invalid chunk extension"), i, used);
-            break;
-        case CK_EXT_QS:
-            if (ch == '"')
-                next = CK_EXT_QEND;
-            else if (ch == '\\')
-                next = CK_EXT_QP;
-            else if (!(cls[ch] & C_QDTEXT))
-                return ck_fail(c, bad_byte(ch, "invalid chunk extension"), i, used);
-            break;
-        case CK_EXT_QP:
-            if (!(cls[ch] & C_VALUE))
-                return ck_fail(c, "invalid chunk extension", i, used);
-            next = CK_EXT_QS;
-            break;
-        case CK_SIZE_LF:
-            if (ch != '\n')
-                return ck_fail(c, "bare CR", i, used);
-            c->size_digits = 0;
-            c->line_len = 0;
-            if (c->trailer_size > 0) {
-                if (c->trailer_size > CL_MAX - c->body_size)
-                    return ck_fail(c, "chunked body too large", i, used);
-                c->data_left = c->trailer_size;
-                c->body_size += c->data_left;
-                c->trailer_size = 0;
-                c->state = CK_DATA;
-                *used = i + 1;
-                return H1_CHUNK_DATA;
-            }
-            c->state = CK_TR_LINE;
-            /* Trailer bytes follow in this input: hand back the last-chunk line first. */
-            if (i + 1 < len && b[i + 1] != '\r') {
-                *used = i + 1;
-                return H1_CHUNK_DATA;
-            }
-            continue;
-        case CK_DATA_CR:
-            if (ch != '\r')
-                return ck_fail(c, "missing CRLF after chunk data", i, used);
-            next = CK_DATA_LF;
-            break;
-        case CK_DATA_LF:
-            if (ch != '\n')
-                return ck_fail(c, "bare CR", i, used);
-            c->state = CK_SIZE0;
-            c->line_len = 0;
-            continue;
-        case CK_TR_LINE:
-            if (ch == '\r') {
-                /* The final CRLF is framing: end the trailer run before it. */
-                if (trailer_run) {
-                    *used = i;
-                    return H1_CHUNK_TRAILER;
-                }
-                c->state = CK_END_LF;
-                continue;
-            }
-            if (is_ows(ch))
-                return ck_fail(c, "obsolete line folding in trailer", i, used);
-            if (!(cls[ch] & C_TCHAR))
-                return ck_fail(c, bad_byte(ch, "invalid character in trailer field name"), i,
-                               used);
-            next = CK_TR_NAME;
-            break;
-        case CK_TR_NAME:
-            if (cls[ch] & C_TCHAR)
-                break;
-            if (ch == ':')
-                next = CK_TR_VALUE;
-            else if (is_ows(ch))
-                return ck_fail(c, "whitespace before colon in trailer field", i, used);
-            else
-                return ck_fail(c, bad_byte(ch, "invalid character in trailer field name"), i,
-                               used);
-            break;
-        case CK_TR_VALUE:
-            if (cls[ch] & C_VALUE)
-                break;
-            if (ch != '\r')
-                return ck_fail(c, bad_byte(ch, "invalid character in trailer field value"), i,
-                               used);
-            next = CK_TR_LF;
-            break;
-        case CK_TR_LF:
-            if (ch != '\n')
-                return ck_fail(c, "bare CR", i, used);
-            next = CK_TR_LINE;
-            break;
-        case CK_END_LF:
-            if (ch != '\n')
-                return ck_fail(c, "bare CR", i, used);
-            c->state = CK_DONE;
-            *used = i + 1;
-            return H1_CHUNK_DONE;
-        default:
-            return ck_fail(c, "invalid chunked decoder state", i, used);
-        }
-
-        /* Line and section limits; a CR ends the counted part of a line. */
-        if (c->state >= CK_TR_LINE && c->state <= CK_TR_LF) {
-            trailer_run = true;
-            if (++c->trailer_size > c->max_trailers)
-                return ck_fail(c, "trailer section too large", i, used);
-            if (next == CK_TR_LINE)
-                c->line_len = 0;
-            else if (next != CK_TR_LF && ++c->line_len > c->max_line)
-                return ck_fail(c, "trailer field line too long", i, used);
-        } else if (c->state < CK_SIZE_LF && next != CK_SIZE_LF) {
-            if (++c->line_len > c->max_line)
-                return ck_fail(c, "chunk line too long", i, used);
-        }
-        c->state = next;
-    }
-    *used = len;
-    return trailer_run ? H1_CHUNK_TRAILER : H1_CHUNK_AGAIN;
 }

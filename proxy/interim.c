@@ -56,7 +56,7 @@ static size_t hint_host(const struct exchange *ex, char *buf, size_t size)
 
 static bool is_get(const struct exchange *ex)
 {
-    return ex->req.method_len == 3 && memcmp(ex->req.method, "GET", 3) == 0;
+    return ex->req.method_id == METHOD_GET;
 }
 
 /* Adds a Link field with the links of value not hinted yet, if any. */

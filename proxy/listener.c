@@ -90,6 +90,11 @@ void listener_close(struct listener *lis)
     free(lis);
 }
 
+int listener_chown(struct listener *lis, uid_t uid, gid_t gid)
+{
+    return fchown(lis->fd, uid, gid);
+}
+
 bool listener_is_on(const struct listener *lis, const struct sockaddr *sa, socklen_t salen)
 {
     return lis->addrlen == salen && memcmp(&lis->addr, sa, salen) == 0;

@@ -3,8 +3,11 @@
  */
 #include "portico/loop.h"
 
+#include <event2/dns.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "portico/config.h"
 #include "portico/util.h"
 
 static const char *const loop_state_names[] = {
@@ -48,4 +51,30 @@ void loop_conn_closed(struct loop *l)
         l->conns--;
     if (l->conns == 0 && l->state == LOOP_DRAINING && l->on_idle)
         l->on_idle(l);
+}
+
+int loop_dns_init(struct loop *l)
+{
+    const struct config *cfg = l->cfg;
+    /* The configured nameserver, or resolv.conf; /etc/hosts either way. */
+    l->dns = evdns_base_new(l->base, cfg->resolver ? 0 : EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (!l->dns)
+        return -1;
+    if (cfg->resolver) {
+        if (evdns_base_nameserver_ip_add(l->dns, cfg->resolver) != 0) {
+            fprintf(stderr, "portico: resolver %s: cannot use it\n", cfg->resolver);
+            return -1;
+        }
+        evdns_base_load_hosts(l->dns, NULL);
+    }
+    /* Our dns_timeout decides; evdns must not give up first and blur timeout into failure. */
+    uint64_t longest = 0;
+    for (int i = 0; i < cfg->nupstreams; i++)
+        longest = MAX(longest, cfg->upstreams[i].timers_ms[TIMER_DNS]);
+    char timeout[32];
+    snprintf(timeout, sizeof(timeout), "%llu", (unsigned long long)(longest / 1000 + 2));
+    evdns_base_set_option(l->dns, "timeout:", timeout);
+    evdns_base_set_option(l->dns, "attempts:", "1");
+    evdns_base_set_option(l->dns, "randomize-case:", "0");
+    return 0;
 }

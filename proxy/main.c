@@ -4,10 +4,20 @@
  *   portico -c FILE         run
  *   portico -t -c FILE      check the configuration (exit 0, or 1 with FILE:LINE: messages)
  *   portico codes           list the status-code registry
+ *   portico probe URL       one request through the request path, with its timeline
  *   portico --version | --help
  *
  * Signals are blocked in every thread and taken synchronously by the main thread (sigwait), so
- * no handler ever runs inside the event loops.
+ * no handler ever runs inside the event loops:
+ *   SIGHUP                   reload the configuration file
+ *   SIGUSR1                  reopen the access and error logs (after a rotation)
+ *   SIGTERM, SIGINT, SIGQUIT stop: accept nothing more, close idle connections, let exchanges in
+ *                            flight finish within shutdown_timeout, exit 0
+ *   SIGTERM or SIGINT again  stop now: close every connection, exit 0
+ *
+ * Start-up: the configuration is loaded, the listen addresses claimed (addrlock.h: no other
+ * process may hold them), the sockets bound and the files opened, the pid file written, then
+ * root's privileges dropped, and only then do the workers run.
  */
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -16,15 +26,23 @@
 #include <pthread.h>
 #include <openssl/opensslv.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "portico/addrlock.h"
 #include "portico/codes.h"
 #include "portico/config.h"
 #include "portico/generation.h"
 #include "portico/log.h"
 #include "portico/metrics.h"
+#include "portico/pidfile.h"
+#include "portico/privileges.h"
+#include "portico/probe.h"
+#include "portico/recent.h"
 #include "portico/sim.h"
 #include "portico/util.h"
 #include "portico/worker.h"
@@ -38,6 +56,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: portico [-t] [-c FILE]   run (or, with -t, check) the configuration FILE\n"
             "       portico codes            list the HTTP status codes Portico knows\n"
+            "       portico probe URL        one request the way Portico sends it, timed by phase\n"
             "       portico --version        print the version\n"
             "       portico --help           this text\n"
             "\n"
@@ -74,38 +93,76 @@ static struct generation *prepare(struct config *cfg, unsigned number)
     return generation_new(cfg, number);
 }
 
-#define DRAIN_MS 30000 /* how long a reload lets the old workers finish their exchanges */
-#define UNLISTEN_MS 5000 /* how long a reload waits for the old workers to stop accepting */
+#define UNLISTEN_MS 5000 /* how long a reload or stop waits for workers to stop accepting */
 
-/* A replaced worker group finishing its exchanges in the background, so that the main thread
- * keeps taking signals (another reload, or a shutdown that cuts the drain short). */
+/* The process: serving; stopping gracefully (SIGTERM, SIGINT, SIGQUIT: nothing accepted,
+ * exchanges in flight finish within shutdown_timeout); stopping now (a second SIGTERM/SIGINT). */
+#define RUN_STATE_LIST(X)                                                                          \
+    X(RUN_SERVING, "serving")                                                                      \
+    X(RUN_STOPPING, "stopping")                                                                    \
+    X(RUN_HURRYING, "stopping now")
+
+enum run_state {
+#define X(id, name) id,
+    RUN_STATE_LIST(X)
+#undef X
+};
+
+static const char *const run_state_names[] = {
+#define X(id, name) [id] = name,
+    RUN_STATE_LIST(X)
+#undef X
+};
+
+/* A drain thread tells the main thread it is done with this signal (blocked everywhere, taken
+ * by sigwait like the others): the main thread keeps taking signals while groups drain. One
+ * sent from outside only makes the main thread look at its drains. */
+#define WAKE_SIGNAL SIGRTMIN
+
+/* A worker group finishing its exchanges in the background: a reload's previous workers, or
+ * every group once Portico stops. */
 struct drain {
     struct worker_group *group;
     struct generation *gen;
+    const char *done_msg;                  /* logged when its workers are gone; NULL: nothing */
     pthread_t thread;
+    pthread_t wake;                        /* the main thread */
+    atomic_bool done;                      /* set before the wake: the thread is about to end */
     struct drain *next;
 };
 
-static struct drain *drains;
+struct process {
+    const char *path;                      /* the configuration file */
+    struct generation *gen;                /* the serving generation; NULL once stopping */
+    struct worker_group *group;            /* its workers */
+    struct drain *drains;
+    struct addr_locks *locks;              /* the listen and admin addresses we hold */
+    char *pid_file;                        /* written at start; NULL: none */
+    enum run_state state;
+};
 
 static void *drain_main(void *arg)
 {
-    workers_join(((struct drain *)arg)->group);
-    log_info("reload: the previous workers have finished their exchanges");
+    struct drain *d = arg;
+    workers_join(d->group);
+    if (d->done_msg)
+        log_info("%s", d->done_msg);
+    atomic_store(&d->done, true);
+    pthread_kill(d->wake, WAKE_SIGNAL);
     return NULL;
 }
 
-/* Frees drains whose workers are gone; with `hurry`, first tells the others to stop now. */
-static void reap_drains(bool hurry)
+/* Frees the drains whose workers are gone; with `all`, waits for every one (they end by their
+ * own deadline). */
+static void reap_drains(struct process *p, bool all)
 {
-    for (struct drain **pp = &drains; *pp;) {
+    for (struct drain **pp = &p->drains; *pp;) {
         struct drain *d = *pp;
-        if (hurry)
-            workers_signal_stop(d->group, 0);
-        if (hurry ? pthread_join(d->thread, NULL) != 0 : pthread_tryjoin_np(d->thread, NULL) != 0) {
+        if (!all && !atomic_load(&d->done)) {
             pp = &d->next;
             continue;
         }
+        pthread_join(d->thread, NULL);
         workers_free(d->group);
         generation_free(d->gen);
         *pp = d->next;
@@ -113,30 +170,75 @@ static void reap_drains(bool hurry)
     }
 }
 
+/* Tells a group to stop accepting and finish its exchanges within drain_ms (0: close everything
+ * now), waits until its listeners are closed, and lets it drain in a thread of its own. Takes
+ * group and gen over. Returns whether the listeners closed in time. */
+static bool start_drain(struct process *p, struct worker_group *group, struct generation *gen,
+                        uint64_t drain_ms, const char *done_msg)
+{
+    workers_signal_stop(group, drain_ms);
+    bool closed = workers_wait_unlistened(group, UNLISTEN_MS) == 0;
+    struct drain *d = calloc(1, sizeof(*d));
+    if (d) {
+        *d = (struct drain){.group = group, .gen = gen, .done_msg = done_msg,
+                            .wake = pthread_self()};
+        atomic_init(&d->done, false);
+    }
+    if (!d || pthread_create(&d->thread, NULL, drain_main, d) != 0) {
+        workers_join(group); /* drain in this thread, then */
+        workers_free(group);
+        generation_free(gen);
+        free(d);
+        return closed;
+    }
+    d->next = p->drains;
+    p->drains = d;
+    return closed;
+}
+
+static bool same_text(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 /* SIGHUP: load the file again; only a configuration that loads, prepares and binds replaces the
  * running one, which otherwise keeps serving untouched. */
-static void reload(const char *path, struct generation **gen, struct worker_group **group)
+static void reload(struct process *p)
 {
     int nerrors = 0;
-    log_info("SIGHUP: reloading %s", path);
-    struct config *cfg = cfg_load(path, stderr, &nerrors);
+    const struct config *old = p->gen->cfg;
+    log_info("SIGHUP: reloading %s", p->path);
+    struct config *cfg = cfg_load(p->path, stderr, &nerrors);
     if (!cfg) {
-        log_error("reload: %s has %d error%s; still serving the previous configuration", path,
+        log_error("reload: %s has %d error%s; still serving the previous configuration", p->path,
                   nerrors, nerrors == 1 ? "" : "s");
         metrics_config_reload(RELOAD_INVALID);
         return;
     }
-    struct generation *next = prepare(cfg, (*gen)->number + 1);
+    if (!same_text(cfg->pid_file, old->pid_file) || !same_text(cfg->user, old->user) ||
+        !same_text(cfg->group, old->group))
+        log_warn("reload: pid_file, user and group keep their values until the next start");
+    /* An address the new file adds must be free, as at start. */
+    if (addr_locks_claim(p->locks, cfg) != 0) {
+        log_error("reload: a new listen address is in use; still serving the previous "
+                  "configuration");
+        metrics_config_reload(RELOAD_FAILED);
+        cfg_free(cfg);
+        return;
+    }
+    struct generation *next = prepare(cfg, p->gen->number + 1);
     if (!next) {
         log_error("reload: cannot prepare the new configuration; still serving the previous one");
         metrics_config_reload(RELOAD_FAILED);
+        addr_locks_keep_only(p->locks, old);
         return;
     }
-    struct worker_group *started = workers_start(next, *group);
+    struct worker_group *started = workers_start(next, p->group);
     if (!started) {
         log_error("reload: cannot start workers for the new configuration; still serving the "
                   "previous one");
         metrics_config_reload(RELOAD_FAILED);
+        addr_locks_keep_only(p->locks, old);
         generation_free(next);
         return;
     }
@@ -149,37 +251,169 @@ static void reload(const char *path, struct generation **gen, struct worker_grou
         log_error("reload: access_log %s: %s; keeping the previous log", next->cfg->access_log,
                   strerror(errno));
     /* The new workers accept already; the old ones finish what they have, then go. */
-    bool still_listening = false;
-    struct drain *d = calloc(1, sizeof(*d));
-    if (d) {
-        d->group = *group;
-        d->gen = *gen;
-        workers_signal_stop(d->group, DRAIN_MS);
-        still_listening = workers_wait_unlistened(d->group, UNLISTEN_MS) != 0;
-        if (pthread_create(&d->thread, NULL, drain_main, d) != 0) {
-            workers_join(d->group); /* drain in this thread, then */
-            workers_free(d->group);
-            generation_free(d->gen);
-            free(d);
-        } else {
-            d->next = drains;
-            drains = d;
-        }
-    } else {
-        workers_stop(*group, DRAIN_MS);
-        generation_free(*gen);
-    }
-    *gen = next;
-    *group = started;
+    bool closed = start_drain(p, p->group, p->gen, next->cfg->shutdown_timeout_ms,
+                              "reload: the previous workers have finished their exchanges");
+    p->gen = next;
+    p->group = started;
+    addr_locks_keep_only(p->locks, next->cfg); /* the old sockets of dropped addresses are closed */
     /* The generation tells one reload's line from the next (1 is the configuration started). */
     const struct config *c = next->cfg;
-    if (still_listening) /* only a worker stuck in its loop would do that: say so, not "live" */
+    if (!closed) /* only a worker stuck in its loop would do that: say so, not "live" */
         log_error("reload: %s serves (generation %u), but the previous workers still accept "
                   "connections after %d ms",
-                  path, next->number, UNLISTEN_MS);
+                  p->path, next->number, UNLISTEN_MS);
     else
-        log_info("reload: %s is live (generation %u, %d worker%s, %s profile)", path,
+        log_info("reload: %s is live (generation %u, %d worker%s, %s profile)", p->path,
                  next->number, c->workers, c->workers > 1 ? "s" : "", profile_name(c->profile));
+}
+
+/* The first SIGTERM, SIGINT or SIGQUIT: every group stops accepting and drains within
+ * shutdown_timeout; the addresses are released at once, so a successor can start meanwhile. */
+static void begin_stop(struct process *p, int sig)
+{
+    uint64_t ms = p->gen->cfg->shutdown_timeout_ms;
+    for (struct drain *d = p->drains; d; d = d->next)
+        workers_signal_stop(d->group, ms); /* a reload's drain ends by then too */
+    bool closed = start_drain(p, p->group, p->gen, ms, NULL);
+    p->group = NULL;
+    p->gen = NULL;
+    p->state = RUN_STOPPING;
+    addr_locks_keep_only(p->locks, NULL);
+    if (!closed)
+        log_error("SIG%s: stopping, but some workers still accept connections after %d ms",
+                  sigabbrev_np(sig), UNLISTEN_MS);
+    else
+        log_info("SIG%s: stopping: listeners closed, exchanges in flight have %llu ms to finish "
+                 "(SIGTERM or SIGINT again: stop now)",
+                 sigabbrev_np(sig), (unsigned long long)ms);
+}
+
+/* A second SIGTERM or SIGINT: every connection is closed now. */
+static void hurry(struct process *p, int sig)
+{
+    log_info("SIG%s again: stopping now, closing every connection", sigabbrev_np(sig));
+    for (struct drain *d = p->drains; d; d = d->next)
+        workers_signal_stop(d->group, 0);
+    p->state = RUN_HURRYING;
+}
+
+static void on_signal(struct process *p, int sig)
+{
+    if (sig == WAKE_SIGNAL) {
+        reap_drains(p, false);
+    } else if (sig == SIGUSR1) { /* logrotate's postrotate: the files were renamed */
+        if (log_reopen() != 0)
+            log_error("SIGUSR1: cannot reopen the logs: %s", strerror(errno));
+        else
+            log_info("SIGUSR1: logs reopened");
+    } else if (p->state == RUN_SERVING) {
+        if (sig == SIGHUP) {
+            reap_drains(p, false);
+            reload(p);
+        } else {
+            begin_stop(p, sig);
+        }
+    } else if (p->state == RUN_STOPPING && (sig == SIGTERM || sig == SIGINT)) {
+        hurry(p, sig);
+    } else {
+        log_info("SIG%s ignored: %s", sigabbrev_np(sig), run_state_names[p->state]);
+    }
+}
+
+/* A regular file log (not stderr/stdout) becomes the user's, so that SIGUSR1 and reloads can
+ * still open it by name once we are no longer root. */
+static void chown_log(const char *target, uid_t uid, gid_t gid)
+{
+    if (target[0] == '/' && chown(target, uid, gid) != 0)
+        log_warn("cannot give %s to uid %u: %s", target, (unsigned)uid, strerror(errno));
+}
+
+/* Started as root with `user`: the sockets are bound and the files open, the workers not yet
+ * running; switch now. 0, or -1 after a message. */
+static int drop_privileges(struct worker_group *group, const struct config *cfg)
+{
+    if (!cfg->user)
+        return 0;
+    if (geteuid() != 0) {
+        if (geteuid() != cfg->uid)
+            log_warn("user %s: not started as root; running as uid %u", cfg->user,
+                     (unsigned)geteuid());
+        return 0;
+    }
+    if (workers_chown(group, cfg->uid, cfg->gid) != 0) {
+        fprintf(stderr, "portico: user %s: cannot give the listening sockets to it: %s\n",
+                cfg->user, strerror(errno));
+        return -1;
+    }
+    chown_log(cfg->access_log, cfg->uid, cfg->gid);
+    chown_log(cfg->error_log, cfg->uid, cfg->gid);
+    if (privileges_drop(cfg->user, cfg->uid, cfg->gid) != 0)
+        return -1;
+    log_info("running as user %s (uid %u, gid %u)", cfg->user, (unsigned)cfg->uid,
+             (unsigned)cfg->gid);
+    return 0;
+}
+
+/* Everything start-up needs before serving; 0, or -1 after a message (what was set up is left
+ * in p for the caller to undo). */
+static int start(struct process *p, struct config *cfg)
+{
+    if (log_error_open(cfg->error_log, cfg->log_level) != 0) {
+        fprintf(stderr, "portico: error_log %s: %s\n", cfg->error_log, strerror(errno));
+        cfg_free(cfg);
+        return -1;
+    }
+    if (log_open(cfg->access_log) != 0) {
+        log_error("access_log %s: %s", cfg->access_log, strerror(errno));
+        cfg_free(cfg);
+        return -1;
+    }
+    if (!(p->locks = addr_locks_new()))
+        fprintf(stderr, "portico: out of memory\n");
+    if (!p->locks || (cfg->pid_file && pidfile_check(cfg->pid_file) != 0) ||
+        addr_locks_claim(p->locks, cfg) != 0) {
+        cfg_free(cfg);
+        return -1;
+    }
+    struct worker_group *bound;
+    if (!(p->gen = prepare(cfg, 1)) || !(bound = workers_bind(p->gen, NULL)))
+        return -1;
+    cfg = NULL; /* the generation's now */
+    const struct config *c = p->gen->cfg;
+    if (c->pid_file) {
+        if (pidfile_write(c->pid_file) != 0) {
+            workers_free(bound);
+            return -1;
+        }
+        p->pid_file = strdup(c->pid_file); /* removed at exit, whatever a reload says */
+    }
+    if (drop_privileges(bound, c) != 0) {
+        workers_free(bound);
+        return -1;
+    }
+    if (workers_run(bound) != 0) /* frees the group */
+        return -1;
+    p->group = bound;
+    return 0;
+}
+
+/* What start() left behind, and what serving leaves: nothing runs once this returns. */
+static void finish(struct process *p)
+{
+    reap_drains(p, true);
+    if (p->group) {
+        workers_stop(p->group, 0);
+        p->group = NULL;
+    }
+    generation_free(p->gen);
+    p->gen = NULL;
+    sim_stop();
+    if (p->pid_file && pidfile_remove(p->pid_file) != 0)
+        log_warn("pid_file %s: cannot remove it: %s", p->pid_file, strerror(errno));
+    free(p->pid_file);
+    addr_locks_free(p->locks);
+    metrics_free_all();
+    recent_free_all();
 }
 
 static int run(const char *path, struct config *cfg)
@@ -188,35 +422,20 @@ static int run(const char *path, struct config *cfg)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGQUIT);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, WAKE_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every thread created below */
     signal(SIGPIPE, SIG_IGN);
 
-    if (log_error_open(cfg->error_log, cfg->log_level) != 0) {
-        fprintf(stderr, "portico: error_log %s: %s\n", cfg->error_log, strerror(errno));
-        cfg_free(cfg);
+    struct process p = {.path = path, .state = RUN_SERVING};
+    if (start(&p, cfg) != 0) {
+        finish(&p);
         return 1;
     }
-    if (log_open(cfg->access_log) != 0) {
-        log_error("access_log %s: %s", cfg->access_log, strerror(errno));
-        cfg_free(cfg);
-        return 1;
-    }
-    struct generation *gen = prepare(cfg, 1);
-    if (!gen) {
-        sim_stop();
-        return 1;
-    }
-    struct worker_group *group = workers_start(gen, NULL);
-    if (!group) {
-        sim_stop();
-        generation_free(gen);
-        return 1;
-    }
-    cfg = NULL; /* the generation's now */
-    metrics_config_generation(gen->number);
-    const struct config *c = gen->cfg;
+    metrics_config_generation(p.gen->number);
+    const struct config *c = p.gen->cfg;
     for (int i = 0; i < c->nlisten; i++)
         log_info("portico %s listening on %s (%d worker%s, %s profile)", PORTICO_VERSION,
                  c->listens[i].text, c->workers, c->workers > 1 ? "s" : "",
@@ -226,31 +445,15 @@ static int run(const char *path, struct config *cfg)
     if (c->admin_listen_text)
         log_info("admin endpoint on %s (/metrics, /healthz)", c->admin_listen_text);
 
-    for (;;) {
+    /* Serving, then stopping until the last group has drained. */
+    while (p.state == RUN_SERVING || p.drains) {
         int sig = 0;
-        if (sigwait(&set, &sig) != 0)
-            continue;
-        if (sig == SIGHUP) {
-            reap_drains(false);
-            reload(path, &gen, &group);
-            continue;
-        }
-        if (sig == SIGUSR1) { /* logrotate's postrotate: the files were renamed */
-            if (log_reopen() != 0)
-                log_error("SIGUSR1: cannot reopen the logs: %s", strerror(errno));
-            else
-                log_info("SIGUSR1: logs reopened");
-            continue;
-        }
-        log_info("signal %d: shutting down", sig);
-        break;
+        if (sigwait(&set, &sig) == 0)
+            on_signal(&p, sig);
     }
-    workers_stop(group, 0);
-    reap_drains(true);
-    sim_stop();
-    metrics_free_all();
+    finish(&p);
+    log_info("stopped");
     log_close();
-    generation_free(gen);
     return 0;
 }
 
@@ -267,6 +470,8 @@ int main(int argc, char **argv)
     };
     if (argc >= 2 && strcmp(argv[1], "codes") == 0)
         return codes_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "probe") == 0)
+        return probe_main(argc - 1, argv + 1);
     int opt;
     while ((opt = getopt_long(argc, argv, "c:thv", longopts, NULL)) != -1) {
         switch (opt) {

@@ -198,7 +198,7 @@ static bool has_other_coding(const struct h1_response *resp)
 static void forward_head(struct exchange *ex, const struct h1_response *resp, size_t head_len)
 {
     struct h1_error err;
-    if (h1_response_info(resp, ex->req.method, ex->req.method_len, &ex->resp_info, &err) != 0) {
+    if (h1_response_info(resp, ex->req.method_id, &ex->resp_info, &err) != 0) {
         ex_fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "invalid response from %s: %s",
                 upconn_addr(ex->uc), err.reason);
         return;
@@ -221,10 +221,15 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
     char ps[64];
     if (ex->cfg->proxy_status)
         snprintf(ps, sizeof(ps), "portico; received-status=%d", resp->status);
+    /* route server_timing: the phases so far, for the browser's devtools */
+    char timing[512];
+    if (ex->route->server_timing)
+        phase_server_timing(&ex->pc, ex->now, PHASE_DONE, CAUSE_NONE, timing, sizeof(timing));
     struct fwd_response fwd = {
         .framing = out,
         .request_id = ex->request_id,
         .proxy_status = ex->cfg->proxy_status ? ps : NULL,
+        .server_timing = ex->route->server_timing ? timing : NULL,
     };
     struct h1_field fields[HDR_MAX_FIELDS];
     struct resp_head head = {

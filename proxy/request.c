@@ -7,7 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "portico/util.h"
+#include "portico/status.h"
 
 /* Dot segments would let "/api/../admin" match the route of "/api/"; refuse them, encoded too. */
 static bool has_dot_segment(const char *p, size_t n)
@@ -39,39 +39,67 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
     if (n && s[0] == '/') {
         t->path = s;
         t->path_len = n;
-    } else if (n == 1 && s[0] == '*' && span_ieq(req->method, req->method_len, "OPTIONS")) {
+    } else if (n == 1 && s[0] == '*' && req->method_id == METHOD_OPTIONS) {
         t->path = s; /* "OPTIONS *" asks about the server as a whole: routed like "/" */
         t->path_len = 1;
         t->route = "/";
         t->route_len = 1;
         return 0;
     } else if (n > 7 && (strncasecmp(s, "http://", 7) == 0 || strncasecmp(s, "https://", 8) == 0)) {
-        /* absolute-form (RFC 9112 3.2.2): the authority replaces Host */
+        /* absolute-form (RFC 9112 3.2.2): the authority replaces Host, so it is held to the
+         * rules of a Host field; it ends at the path or, without one, at the query */
         size_t skip = s[4] == ':' ? 7 : 8;
         const char *auth = s + skip;
-        const char *slash = memchr(auth, '/', n - skip);
-        size_t alen = slash ? (size_t)(slash - auth) : n - skip;
+        size_t alen = 0;
+        while (skip + alen < n && auth[alen] != '/' && auth[alen] != '?')
+            alen++;
         if (alen == 0) {
             *why = "absolute-form target without a host";
-            return 400;
+            return HTTP_BAD_REQUEST;
+        }
+        if (!h1_host_valid(auth, alen)) {
+            *why = "invalid host in the absolute-form target";
+            return HTTP_BAD_REQUEST;
         }
         t->host = auth;
         t->host_len = alen;
-        t->path = slash ? slash : "/";
-        t->path_len = slash ? n - skip - alen : 1;
-    } else if (span_ieq(req->method, req->method_len, "CONNECT")) {
+        t->path = alen < n - skip ? auth + alen : "/";
+        t->path_len = alen < n - skip ? n - skip - alen : 1;
+    } else if (req->method_id == METHOD_CONNECT) {
         *why = "CONNECT is not supported";
-        return 501;
+        return HTTP_NOT_IMPLEMENTED;
     } else {
         *why = "request-target must be an absolute path";
-        return 400;
+        return HTTP_BAD_REQUEST;
     }
     const char *q = memchr(t->path, '?', t->path_len);
     t->route = t->path;
     t->route_len = q ? (size_t)(q - t->path) : t->path_len;
-    if (has_dot_segment(t->path, t->route_len)) {
+    if (t->route_len == 0) { /* "http://h?q" asks for "/?q" */
+        t->route = "/";
+        t->route_len = 1;
+    }
+    if (has_dot_segment(t->route, t->route_len)) {
         *why = "dot segments in the path are not accepted";
-        return 400;
+        return HTTP_BAD_REQUEST;
+    }
+    return 0;
+}
+
+int request_refusal(const struct h1_request *req, const struct h1_info *info, uint64_t max_body,
+                    const char **why)
+{
+    if (req->minor >= 1 && info->expect_other) {
+        *why = "only the 100-continue expectation is supported";
+        return HTTP_EXPECTATION_FAILED;
+    }
+    if (info->framing == H1_BODY_LENGTH && info->content_length > max_body) {
+        *why = "request body larger than max_body_size";
+        return HTTP_CONTENT_TOO_LARGE;
+    }
+    if (request_portico_hops(req) >= REQUEST_MAX_HOPS) {
+        *why = "forwarding loop: this request already went through Portico too many times";
+        return HTTP_LOOP_DETECTED;
     }
     return 0;
 }
@@ -103,11 +131,17 @@ bool request_id_valid(const char *v, size_t n)
     return true;
 }
 
-bool request_idempotent(const char *method, size_t len)
+bool request_idempotent(enum http_method method)
 {
-    static const char *const methods[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
-    for (size_t i = 0; i < ARRAY_LEN(methods); i++)
-        if (len == strlen(methods[i]) && memcmp(method, methods[i], len) == 0)
-            return true;
-    return false;
+    switch (method) {
+    case METHOD_GET:
+    case METHOD_HEAD:
+    case METHOD_OPTIONS:
+    case METHOD_TRACE:
+    case METHOD_PUT:
+    case METHOD_DELETE:
+        return true;
+    default: /* POST, PATCH, CONNECT, and what we cannot know of an extension method */
+        return false;
+    }
 }

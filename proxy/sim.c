@@ -259,7 +259,7 @@ static int body_step(struct conn *c, bool copy)
         } else {
             evbuffer_drain(in, n);
         }
-        h1_chunked_data_taken(&r->chunked, n);
+        chunked_data_taken(&r->chunked, n);
         return 0;
     }
     /* framing is parsed in place, one evbuffer segment at a time: the decoder is incremental */
@@ -269,11 +269,11 @@ static int body_step(struct conn *c, bool copy)
         v.iov_base = evbuffer_pullup(in, (ev_ssize_t)v.iov_len);
     }
     size_t used = 0;
-    enum h1_chunk_rc rc = h1_chunked_parse(&r->chunked, (const char *)v.iov_base, v.iov_len, &used);
-    if (rc == H1_CHUNK_ERROR)
+    enum chunked_rc rc = chunked_parse(&r->chunked, (const char *)v.iov_base, v.iov_len, &used);
+    if (rc == CHUNKED_ERROR)
         return -1;
     evbuffer_drain(in, used); /* trailers are dropped: the echo has no trailer section */
-    if (rc == H1_CHUNK_DONE) {
+    if (rc == CHUNKED_DONE) {
         r->framing = H1_BODY_NONE;
         return 1;
     }
@@ -282,7 +282,7 @@ static int body_step(struct conn *c, bool copy)
 
 static bool is_head(const struct h1_request *hr)
 {
-    return hr->method_len == 4 && memcmp(hr->method, "HEAD", 4) == 0;
+    return hr->method_id == METHOD_HEAD;
 }
 
 /* Resets c->req from a parsed head; the target is routed while its bytes are still valid. */
@@ -297,7 +297,7 @@ static void request_begin(struct conn *c, const struct h1_request *hr, const str
     r->keep_alive = info->keep_alive;
     r->framing = info->framing;
     r->body_left = info->framing == H1_BODY_LENGTH ? info->content_length : 0;
-    h1_chunked_init(&r->chunked, SIM_MAX_HEAD);
+    chunked_init(&r->chunked, SIM_MAX_HEAD);
     sim_route(c, hr->target, hr->target_len);
 }
 

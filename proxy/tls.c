@@ -7,6 +7,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -138,7 +139,9 @@ SSL *tls_client_ssl(void *ctx, const char *host, const char *sni, bool verify)
         return NULL;
     const char *name = sni ? sni : host;
     bool ip = is_ip_literal(name);
-    if (!ip && SSL_set_tlsext_host_name(ssl, name) != 1)
+    /* SSL_set_tlsext_host_name's macro casts the const away, which clang warns about */
+    if (!ip && SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                        (void *)(uintptr_t)name) != 1)
         goto fail;
     if (verify) {
         X509_VERIFY_PARAM *param = SSL_get0_param(ssl);

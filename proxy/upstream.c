@@ -19,8 +19,10 @@
  * traffic on warm connections: the client connection that released it takes it back at once,
  * for a request that was not already waiting (pipelined) when the response ended, i.e. the
  * user's next request sent after reading the answer; bytes that come later still only reach
- * that same client. Connection-per-request traffic pays for this with new origin connections
- * while the pool holds no settled one: see docs/BENCHMARKS.md.
+ * that same client. A settling connection is not one of the `keepalive` idle ones yet: the pool
+ * holds up to `keepalive` settled connections plus those settling (at most SETTLING_MAX_FACTOR
+ * times keepalive), so that connection-per-request traffic finds settled connections instead of
+ * opening new ones; it costs rate x settle_time more origin connections (120 at 12k req/s).
  */
 #include "portico/upstream.h"
 
@@ -59,7 +61,8 @@
     X(UC_CONNECTING, "connecting")                                                                 \
     X(UC_HANDSHAKE, "handshake")                                                                   \
     X(UC_ACTIVE, "active")         /* owned by an exchange */                                     \
-    X(UC_IDLE, "idle")             /* in the pool */                                              \
+    X(UC_SETTLING, "settling")     /* in the pool, released less than settle_time ago */         \
+    X(UC_IDLE, "idle")             /* in the pool, settled */                                     \
     X(UC_CANCELLED, "cancelled")   /* aborted while the resolver still owes its callback */
 
 enum upconn_state {
@@ -69,7 +72,7 @@ enum upconn_state {
 };
 
 struct upconn {
-    TAILQ_ENTRY(upconn) link;              /* idle list of the pool */
+    TAILQ_ENTRY(upconn) link;              /* settling or idle list of the pool */
     struct loop *loop;                     /* borrowed */
     int upstream;
     int origin;
@@ -95,9 +98,14 @@ struct upconn {
 TAILQ_HEAD(upconn_list, upconn);
 
 struct upstream_pool {
-    struct upconn_list idle;
+    struct upconn_list settling;           /* oldest release first */
+    struct upconn_list idle;               /* settled; oldest release first */
+    unsigned nsettling;
     unsigned nidle;
 };
+
+/* Connections settling at once, in multiples of keepalive (see THE POOL AND STRAY BYTES). */
+#define SETTLING_MAX_FACTOR 4
 
 struct upstream_pools {
     int n;
@@ -106,12 +114,14 @@ struct upstream_pools {
 
 static void start_connect(struct upconn *c);
 static void upconn_free(struct upconn *c);
+static void pool_remove(struct upconn *c);
 
 /* What the connections gauge calls each state. */
 static const enum conn_state gauge_state[] = {
     [UC_OPENING] = CONN_HANDSHAKE, [UC_RESOLVING] = CONN_HANDSHAKE,
     [UC_CONNECTING] = CONN_HANDSHAKE, [UC_HANDSHAKE] = CONN_HANDSHAKE,
-    [UC_ACTIVE] = CONN_ACTIVE, [UC_IDLE] = CONN_IDLE, [UC_CANCELLED] = CONN_HANDSHAKE,
+    [UC_ACTIVE] = CONN_ACTIVE, [UC_SETTLING] = CONN_IDLE, [UC_IDLE] = CONN_IDLE,
+    [UC_CANCELLED] = CONN_HANDSHAKE,
 };
 
 /* The single setter, which keeps the gauge in step. */
@@ -133,8 +143,10 @@ int upstream_pools_init(struct loop *l)
     if (!p)
         return -1;
     p->n = n;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        TAILQ_INIT(&p->pool[i].settling);
         TAILQ_INIT(&p->pool[i].idle);
+    }
     l->pools = p;
     return 0;
 }
@@ -144,9 +156,9 @@ void upstream_pools_close_idle(struct loop *l)
     struct upstream_pools *p = l->pools;
     for (int i = 0; p && i < p->n; i++) {
         struct upconn *c;
-        while ((c = TAILQ_FIRST(&p->pool[i].idle)) != NULL) {
-            TAILQ_REMOVE(&p->pool[i].idle, c, link);
-            p->pool[i].nidle--;
+        while ((c = TAILQ_FIRST(&p->pool[i].settling)) != NULL ||
+               (c = TAILQ_FIRST(&p->pool[i].idle)) != NULL) {
+            pool_remove(c);
             upconn_free(c);
         }
     }
@@ -163,15 +175,46 @@ size_t upstream_pools_idle(const struct loop *l)
 {
     size_t n = 0;
     for (int i = 0; l->pools && i < l->pools->n; i++)
-        n += l->pools->pool[i].nidle;
+        n += l->pools->pool[i].nsettling + l->pools->pool[i].nidle;
     return n;
+}
+
+size_t upstream_pool_idle(const struct loop *l, int upstream)
+{
+    if (!l->pools || upstream < 0 || upstream >= l->pools->n)
+        return 0;
+    return l->pools->pool[upstream].nsettling + l->pools->pool[upstream].nidle;
 }
 
 static void pool_remove(struct upconn *c)
 {
     struct upstream_pool *pool = &c->loop->pools->pool[c->upstream];
-    TAILQ_REMOVE(&pool->idle, c, link);
-    pool->nidle--;
+    if (c->state == UC_SETTLING) {
+        TAILQ_REMOVE(&pool->settling, c, link);
+        pool->nsettling--;
+    } else {
+        TAILQ_REMOVE(&pool->idle, c, link);
+        pool->nidle--;
+    }
+}
+
+/* Connections released settle_time ago or more join the idle ones; beyond keepalive of those,
+ * the oldest go. */
+static void pool_settle(struct upstream_pool *pool, const struct upstream_conf *up, uint64_t now)
+{
+    struct upconn *c;
+    while ((c = TAILQ_FIRST(&pool->settling)) != NULL &&
+           c->released_us + up->settle_ms * 1000 <= now) {
+        TAILQ_REMOVE(&pool->settling, c, link);
+        pool->nsettling--;
+        set_state(c, UC_IDLE);
+        TAILQ_INSERT_TAIL(&pool->idle, c, link);
+        pool->nidle++;
+    }
+    while (pool->nidle > up->keepalive && (c = TAILQ_FIRST(&pool->idle)) != NULL) {
+        pool_remove(c);
+        upconn_free(c);
+    }
 }
 
 /* An idle connection that speaks, closes, fails or outstays keepalive_timeout goes: an origin
@@ -197,41 +240,69 @@ static struct upconn *take(struct upconn *c)
     return c;
 }
 
+/* Bytes that arrived in this very loop turn, before idle_cb could run: not safe to reuse. */
+static bool spoiled(struct upconn *c)
+{
+    if (evbuffer_get_length(c->sock.in) == 0 && c->sock.state == SOCK_OPEN)
+        return false;
+    pool_remove(c);
+    upconn_free(c);
+    return true;
+}
+
+/* The first connection of list, walked newest first or oldest first, for origin (and owner when
+ * not 0) that is still usable. */
+static struct upconn *find(struct upconn_list *list, bool newest_first, int origin,
+                           uint64_t owner)
+{
+    struct upconn *c = newest_first ? TAILQ_LAST(list, upconn_list) : TAILQ_FIRST(list);
+    while (c) {
+        struct upconn *next = newest_first ? TAILQ_PREV(c, upconn_list, link)
+                                           : TAILQ_NEXT(c, link);
+        if (c->origin == origin && (!owner || c->owner == owner) && !spoiled(c))
+            return c;
+        c = next;
+    }
+    return NULL;
+}
+
 struct upconn *upconn_take_idle(struct loop *l, int upstream, int origin, uint64_t owner,
                                 uint64_t now_us_)
 {
     struct upstream_pool *pool = &l->pools->pool[upstream];
-    struct upconn *c;
-    /* The same client's next request takes its own connection back, settled or not. */
-    TAILQ_FOREACH(c, &pool->idle, link)
-        if (owner && c->owner == owner && c->origin == origin)
-            return take(c);
-    /* Anyone else: the oldest that has settled. */
-    uint64_t settle_us = l->cfg->upstreams[upstream].settle_ms * 1000;
-    TAILQ_FOREACH_REVERSE(c, &pool->idle, upconn_list, link)
-        if (c->origin == origin && c->released_us + settle_us <= now_us_)
-            return take(c);
+    struct upconn *c = NULL;
+    pool_settle(pool, &l->cfg->upstreams[upstream], now_us_);
+    /* The same client's next request takes its own connection back, settled or not: the most
+     * recent one it released. */
+    if (owner && ((c = find(&pool->settling, true, origin, owner)) ||
+                  (c = find(&pool->idle, true, origin, owner))))
+        return take(c);
+    /* Anyone else: the oldest that has settled, which had the longest to show stray bytes. */
+    if ((c = find(&pool->idle, false, origin, 0)))
+        return take(c);
     return NULL;
 }
 
 void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us_)
 {
     struct upstream_pool *pool = &c->loop->pools->pool[c->upstream];
-    if (pool->nidle >= c->up->keepalive || c->state != UC_ACTIVE ||
-        c->sock.state != SOCK_OPEN || c->loop->state != LOOP_RUNNING) {
+    const struct upstream_conf *up = c->up;
+    if (up->keepalive == 0 || pool->nsettling >= up->keepalive * SETTLING_MAX_FACTOR ||
+        c->state != UC_ACTIVE || c->sock.state != SOCK_OPEN ||
+        c->loop->state != LOOP_RUNNING) {
         upconn_free(c);
         return;
     }
-    set_state(c, UC_IDLE);
     c->released_us = now_us_;
     c->owner = owner;
     sock_set_cb(&c->sock, idle_cb, c);
     sock_set_read_limit(&c->sock, 0);
     sock_read(&c->sock, true);
-    sock_set_timeouts(&c->sock, c->up->keepalive_timeout_ms, 0);
-    TAILQ_INSERT_HEAD(&pool->idle, c, link); /* newest first: takers of settled ones go from the
-                                                tail */
-    pool->nidle++;
+    sock_set_timeouts(&c->sock, up->keepalive_timeout_ms, 0);
+    set_state(c, UC_SETTLING);
+    TAILQ_INSERT_TAIL(&pool->settling, c, link);
+    pool->nsettling++;
+    pool_settle(pool, up, now_us_); /* settle_time 0: idle at once */
 }
 
 /* ---- opening ---- */
@@ -254,7 +325,7 @@ void upconn_abort(struct upconn *c)
 {
     if (!c)
         return;
-    if (c->state == UC_IDLE)
+    if (c->state == UC_IDLE || c->state == UC_SETTLING)
         pool_remove(c);
     if (c->dns_req) {
         /* The cancel runs our callback (now or later) with EAI_CANCEL; it frees us there. */

@@ -34,6 +34,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/recent.h"
 #include "portico/upstream.h"
 #include "portico/util.h"
 
@@ -46,6 +47,7 @@ struct worker {
     int stop_pipe[2];
     struct worker_group *group;            /* told when our listeners are closed */
     struct event *drain_timer;             /* drain deadline: then everything is closed */
+    uint64_t drain_deadline_us;            /* when it fires (now_us clock) */
     struct event *log_timer;               /* writes the access-log buffer out every second */
 };
 
@@ -103,6 +105,22 @@ static void drained(struct loop *l)
     stop_now((struct worker *)l); /* loop is the first member */
 }
 
+/* Arms (or brings forward) the drain deadline: drain_ms from now, unless it is set earlier. */
+static void drain_until(struct worker *w, uint64_t drain_ms)
+{
+    uint64_t deadline = now_us() + drain_ms * 1000;
+    if (w->drain_timer && deadline >= w->drain_deadline_us)
+        return;
+    if (!w->drain_timer)
+        w->drain_timer = evtimer_new(w->loop.base, drain_timeout_cb, w);
+    struct timeval tv = tv_from_ms(drain_ms);
+    if (!w->drain_timer || evtimer_add(w->drain_timer, &tv) != 0) {
+        stop_now(w);
+        return;
+    }
+    w->drain_deadline_us = deadline;
+}
+
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -112,8 +130,12 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
         stop_now(w);
         return;
     }
-    if (w->loop.state != LOOP_RUNNING)
-        return; /* already draining: only a stop without delay changes anything */
+    if (w->loop.state != LOOP_RUNNING) {
+        /* Already draining (a reload's old workers when Portico stops): a shorter time wins. */
+        if (w->loop.state == LOOP_DRAINING)
+            drain_until(w, drain_ms);
+        return;
+    }
     for (int i = 0; i < w->nlisteners; i++)
         listener_accept_queued(w->listeners[i]);
     leave_running(w, LOOP_DRAINING); /* from now on, no keep-alive, no pooling */
@@ -124,10 +146,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
         stop_now(w);
         return;
     }
-    struct timeval tv = tv_from_ms(drain_ms);
-    w->drain_timer = evtimer_new(w->loop.base, drain_timeout_cb, w);
-    if (!w->drain_timer || evtimer_add(w->drain_timer, &tv) != 0)
-        stop_now(w);
+    drain_until(w, drain_ms);
 }
 
 static void log_flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -135,6 +154,9 @@ static void log_flush_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct worker *w = arg;
     log_buffer_flush(w->loop.log);
+    /* the status page's pool sizes: only this thread may look at its pools */
+    for (int u = 0; u < w->loop.cfg->nupstreams; u++)
+        recent_set_pool(w->loop.recent, u, upstream_pool_idle(&w->loop, u));
 }
 
 /* A shard labelled with the names of the worker's configuration. */
@@ -264,7 +286,9 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
     event_config_free(ec);
     w->loop.metrics = shard_for(cfg);
     w->loop.log = log_buffer_new(cfg->access_log_format);
-    if (!w->loop.base || !w->loop.metrics || !w->loop.log || upstream_pools_init(&w->loop) != 0)
+    w->loop.recent = recent_shard_create(gen->number, cfg->nupstreams);
+    if (!w->loop.base || !w->loop.metrics || !w->loop.log || !w->loop.recent ||
+        upstream_pools_init(&w->loop) != 0)
         return -1;
     if (trace_rng_seed(&w->loop.rng) != 0)
         trace_rng_init(&w->loop.rng, now_us() ^ (uint64_t)(uintptr_t)w);
@@ -278,28 +302,7 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
     w->stop_ev = event_new(w->loop.base, w->stop_pipe[0], EV_READ | EV_PERSIST, stop_cb, w);
     if (!w->stop_ev || event_add(w->stop_ev, NULL) != 0)
         return -1;
-    /* The resolver: the configured nameserver, or resolv.conf; /etc/hosts either way. */
-    w->loop.dns = evdns_base_new(w->loop.base,
-                                 cfg->resolver ? 0 : EVDNS_BASE_INITIALIZE_NAMESERVERS);
-    if (!w->loop.dns)
-        return -1;
-    if (cfg->resolver) {
-        if (evdns_base_nameserver_ip_add(w->loop.dns, cfg->resolver) != 0) {
-            fprintf(stderr, "portico: resolver %s: cannot use it\n", cfg->resolver);
-            return -1;
-        }
-        evdns_base_load_hosts(w->loop.dns, NULL);
-    }
-    /* Our dns_timeout decides; evdns must not give up first and blur timeout into failure. */
-    uint64_t longest = 0;
-    for (int i = 0; i < cfg->nupstreams; i++)
-        longest = MAX(longest, cfg->upstreams[i].timers_ms[TIMER_DNS]);
-    char timeout[32];
-    snprintf(timeout, sizeof(timeout), "%llu", (unsigned long long)(longest / 1000 + 2));
-    evdns_base_set_option(w->loop.dns, "timeout:", timeout);
-    evdns_base_set_option(w->loop.dns, "attempts:", "1");
-    evdns_base_set_option(w->loop.dns, "randomize-case:", "0");
-    return 0;
+    return loop_dns_init(&w->loop);
 }
 
 static void worker_free(struct worker *w)
@@ -326,6 +329,8 @@ static void worker_free(struct worker *w)
         event_base_free(w->loop.base);
     metrics_shard_retire(w->loop.metrics); /* last: nothing of this worker counts any more */
     w->loop.metrics = NULL;
+    recent_shard_retire(w->loop.recent);
+    w->loop.recent = NULL;
 }
 
 static void group_free(struct worker_group *g)
@@ -377,7 +382,7 @@ static bool descriptors_available(int need)
     return open + need <= (long)lim.rlim_cur;
 }
 
-struct worker_group *workers_start(struct generation *gen, struct worker_group *prev)
+struct worker_group *workers_bind(struct generation *gen, struct worker_group *prev)
 {
     const struct config *cfg = gen->cfg;
     int need = cfg->workers * (FDS_PER_WORKER + cfg->nlisten) + 1;
@@ -421,6 +426,11 @@ struct worker_group *workers_start(struct generation *gen, struct worker_group *
             return NULL;
         }
     }
+    return g;
+}
+
+int workers_run(struct worker_group *g)
+{
     for (int i = 0; i < g->n; i++) {
         int err = pthread_create(&g->workers[i].thread, NULL, worker_main, &g->workers[i]);
         if (err != 0) {
@@ -430,14 +440,29 @@ struct worker_group *workers_start(struct generation *gen, struct worker_group *
             for (int j = 0; j < i; j++)
                 pthread_join(g->workers[j].thread, NULL);
             group_free(g);
-            return NULL;
+            return -1;
         }
     }
     /* Only a group that starts takes over the sockets it shares (and their queues). */
     for (int i = 0; i < g->n; i++)
         for (int l = 0; l < g->workers[i].nlisteners; l++)
             listener_take_over(g->workers[i].listeners[l]);
-    return g;
+    return 0;
+}
+
+struct worker_group *workers_start(struct generation *gen, struct worker_group *prev)
+{
+    struct worker_group *g = workers_bind(gen, prev);
+    return g && workers_run(g) == 0 ? g : NULL;
+}
+
+int workers_chown(struct worker_group *g, uid_t uid, gid_t gid)
+{
+    for (int i = 0; i < g->n; i++)
+        for (int l = 0; l < g->workers[i].nlisteners; l++)
+            if (listener_chown(g->workers[i].listeners[l], uid, gid) != 0)
+                return -1;
+    return 0;
 }
 
 void workers_signal_stop(struct worker_group *g, uint64_t drain_ms)

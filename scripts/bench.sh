@@ -9,11 +9,14 @@
 #
 # Scenarios: 1 small responses / 50 conns, 2 1 MiB / 10 conns, 2b 100 KiB / 50 conns,
 # 3 Connection: close / 50 conns, 4 refused origin (502) / 50 conns, 5 RSS with 1000 idle
-# keep-alive clients and peak RSS during scenario 2. See docs/BENCHMARKS.md.
+# keep-alive clients and peak RSS during scenario 2, 6 the cost of the JSON access log (Portico
+# with access_log = off against a second Portico writing the JSON log to a file, interleaved
+# BENCH_LOG_ROUNDS times, default 3). See docs/BENCHMARKS.md.
 #
 # Environment: BENCH_SECONDS (per load run, default 10), BENCH_WARMUP (default 2),
 # PORTICO (binary, default build/portico), BENCH_KEEP=1 (keep the run directory),
-# BENCH_RETRIES (default 3: how many runs disturbed by other processes may be repeated once).
+# BENCH_RETRIES (default 3: how many runs disturbed by other processes may be repeated once),
+# BENCH_ONLY=log (scenario 6 alone).
 # Output: tables on stdout and in build/bench/results.md (+ a timestamped copy).
 #
 # Everything runs on 127.0.0.1; every server is a foreground child of this script with its own
@@ -124,11 +127,12 @@ trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM
 
-# Free loopback ports, chosen once: origin, 4 proxies, Portico's admin, and one left closed.
-read -r P_ORIGIN P_PORTICO P_NGINX P_NGINXNB P_HAPROXY P_ADMIN P_REFUSED < <(python3 - <<'EOF'
+# Free loopback ports, chosen once: origin, 4 proxies, Portico's admin, one left closed, and
+# the logging Portico of scenario 6.
+read -r P_ORIGIN P_PORTICO P_NGINX P_NGINXNB P_HAPROXY P_ADMIN P_REFUSED P_PORTICO_LOG < <(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(7):
+for _ in range(8):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -136,7 +140,7 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 )
 PORT[origin]=$P_ORIGIN PORT[portico]=$P_PORTICO PORT[nginx]=$P_NGINX
-PORT[nginx-nobuf]=$P_NGINXNB PORT[haproxy]=$P_HAPROXY
+PORT[nginx-nobuf]=$P_NGINXNB PORT[haproxy]=$P_HAPROXY PORT[portico-log]=$P_PORTICO_LOG
 
 # Config files from the templates in scripts/bench/.
 USER_LINE=""
@@ -155,6 +159,10 @@ render nginx.conf nginx.conf nginx "$P_NGINX" on
 render nginx.conf nginx-nobuf.conf nginx-nobuf "$P_NGINXNB" off
 render haproxy.cfg haproxy.cfg haproxy "$P_HAPROXY"
 render portico.ini portico.ini portico "$P_PORTICO"
+# Scenario 6's Portico: the same, writing the JSON access log to a file (no admin listener).
+render portico.ini portico-log.ini portico-log "$P_PORTICO_LOG"
+sed -i -e "s|^access_log = off|access_log = $RUN/access.log\naccess_log_format = json|" \
+    -e '/^admin_listen/d' "$RUN/portico-log.ini"
 
 # 1000 idle clients need fds in every server (and in the helper).
 ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
@@ -195,8 +203,8 @@ start() { # name
             taskset -c "$cpu" "$HAPROXY" -db -f "$RUN/haproxy.cfg" -p "$RUN/haproxy.pid" \
                 >"$RUN/$name.out" 2>&1 &
             ;;
-        portico)
-            taskset -c "$cpu" "$PORTICO" -c "$RUN/portico.ini" >"$RUN/$name.out" 2>&1 &
+        portico | portico-log)
+            taskset -c "$cpu" "$PORTICO" -c "$RUN/$name.ini" >"$RUN/$name.out" 2>&1 &
             ;;
     esac
     PID[$name]=$!
@@ -262,7 +270,7 @@ log "run directory $RUN; ports: origin $P_ORIGIN, portico $P_PORTICO, nginx $P_N
 "$PORTICO" -t -c "$RUN/portico.ini" >/dev/null || die "Portico rejects $RUN/portico.ini"
 "$NGINX" -t -q -p "$RUN" -e "$RUN/nginx-t.log" -c "$RUN/nginx.conf" || die "nginx config"
 "$HAPROXY" -c -q -f "$RUN/haproxy.cfg" || die "haproxy config"
-for s in origin portico nginx nginx-nobuf haproxy; do start "$s"; done
+for s in origin portico portico-log nginx nginx-nobuf haproxy; do start "$s"; done
 
 git_desc=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(cd "$ROOT" && git status --porcelain --untracked-files=no -- proxy include 2>/dev/null)" ]; then
@@ -311,6 +319,7 @@ check() { # name path want_status [want_size]
 }
 for s in origin portico nginx nginx-nobuf haproxy; do
     check "$s" /small 200 13
+    [ "$s" = portico ] && check portico-log /small 200 13
     check "$s" /100k 200 102400
     check "$s" /1m 200 1048576
     case $s in
@@ -504,8 +513,48 @@ measure() { # scenario name path conns [wrk args...]
 }
 
 # ---------------------------------------------------------------------------------------------
-# 5 (first, on fresh processes): RSS with 1000 idle keep-alive clients.
+# 6: what the JSON access log costs. Portico without a log and Portico writing every exchange
+# as a JSON line to a file take turns, so that a change in the machine's load hits both; the
+# log file is emptied after each run (O_APPEND: truncating it under the writer is safe).
+log_cost() {
+    local rounds=${BENCH_LOG_ROUNDS:-3} i
+    log "scenario 6: JSON access log against none, /small, 50 connections, $rounds rounds"
+    for s in portico portico-log; do wrk_run "$WARMUP" 50 "http://127.0.0.1:${PORT[$s]}/small" || true; done
+    for i in $(seq "$rounds"); do
+        measure s6 portico /small 50
+        measure s6 portico-log /small 50
+        [ "$i" -eq 1 ] && { grep -c '"status":200' "$RUN/access.log" >"$RUN/log-lines" || true; }
+        : >"$RUN/access.log"
+    done
+    [ "$(cat "$RUN/log-lines" 2>/dev/null || echo 0)" -gt 0 ] ||
+        problem "6 portico-log: no JSON access-log line was written"
+    # Medians of req/s and of req per CPU-second of the proxy (its capacity: on a shared
+    # machine, other processes take wall-clock time from both, CPU time much less), and the
+    # cost of the log in each.
+    awk -F'\t' '$1 == "s6" { rps = $3 / ($4 / 1e6); eff = $14 > 0 ? rps / ($14 / 100) : 0
+            r[$2] = r[$2] " " sprintf("%.0f", rps); e[$2] = e[$2] " " sprintf("%.0f", eff)
+            o[$2] = o[$2] " " $17; n[$2]++ }
+        function median(s,   a, k, i, j, t) { k = split(s, a, " ")
+            for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+            return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2 }
+        function row(name, t) { printf "| %s | %d | %s | %s | %.0f | %.0f |\n", name, n[t], r[t], o[t], median(r[t]), median(e[t]) }
+        END { printf "## 6. JSON access log against none: /small, 50 keep-alive connections\n\n"
+            printf "| Portico | runs | req/s of each run | others %% of a CPU | median req/s | median req per CPU-second |\n"
+            printf "|---|---:|---|---|---:|---:|\n"
+            row("access_log = off", "portico"); row("JSON access log to a file", "portico-log")
+            off = median(r["portico"]); on = median(r["portico-log"])
+            eoff = median(e["portico"]); eon = median(e["portico-log"])
+            printf "\nCost of the JSON log: %.1f%% of requests/s, %.1f%% of requests per CPU-second of Portico (medians; the issue allows 5%%).\n", off ? (1 - on / off) * 100 : 0, eoff ? (1 - eon / eoff) * 100 : 0 }' \
+        "$RUN/runs.tsv" >"$RUN/log-cost.md"
+    cat "$RUN/log-cost.md" >&3
+}
+
 printf 'target\trss_start_kib\trss_idle_kib\topen_at_end\thwm_s2_kib\n' >"$RUN/mem.tsv.part"
+declare -A HWM=()
+if [ "${BENCH_ONLY:-}" = log ]; then
+    log_cost
+else
+# 5 (first, on fresh processes): RSS with 1000 idle keep-alive clients.
 log "scenario 5: $IDLE_CONNS idle keep-alive connections per proxy"
 for s in portico nginx nginx-nobuf haproxy; do
     before=$(rss_kib "${MPID[$s]}" VmRSS)
@@ -550,7 +599,6 @@ for s in portico nginx nginx-nobuf haproxy; do   # peak RSS from here on
     echo 5 >"/proc/${MPID[$s]}/clear_refs" 2>/dev/null || problem "cannot reset VmHWM of $s"
 done
 for s in origin portico nginx nginx-nobuf haproxy; do measure s2 "$s" /1m 10; done
-declare -A HWM=()
 for s in portico nginx nginx-nobuf haproxy; do HWM[$s]=$(rss_kib "${MPID[$s]}" VmHWM); done
 counters_delta s2
 
@@ -568,6 +616,9 @@ log "scenario 4: /err/x to a refused origin port, 50 connections"
 for s in origin portico nginx haproxy; do measure s4 "$s" /err/x 50; done
 counters_delta s4
 
+log_cost
+fi
+
 awk -F'\t' -v OFS='\t' 'NR == FNR {h[$1] = $2; next}
     FNR == 1 {print; next} {print $0, ($1 in h) ? h[$1] : "-"}' \
     <(for s in "${!HWM[@]}"; do printf '%s\t%s\n' "$s" "${HWM[$s]}"; done) \
@@ -576,6 +627,7 @@ awk -F'\t' -v OFS='\t' 'NR == FNR {h[$1] = $2; next}
 # ---------------------------------------------------------------------------------------------
 stamp=$(date -u +%Y%m%d-%H%M%S)
 python3 "$HERE/report.py" "$RUN" "$OUT/results.md"
+{ echo; cat "$RUN/log-cost.md"; } >>"$OUT/results.md"
 mkdir -p "$OUT/history"
 cp "$OUT/results.md" "$OUT/history/results-$stamp.md"
 cp "$RUN/runs.tsv" "$OUT/history/runs-$stamp.tsv"

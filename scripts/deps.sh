@@ -3,8 +3,9 @@
 # it asks dpkg first and calls apt-get only for what is missing.
 set -eu
 
+# systemd (systemd-analyze) and man-db (man, for the unit's Documentation=) verify the unit.
 PACKAGES="build-essential pkg-config libevent-dev libssl-dev libinih-dev libcmocka-dev \
-curl openssl clang libclang-rt-14-dev"
+curl openssl clang libclang-rt-14-dev valgrind systemd man-db chromium"
 
 missing=""
 for p in $PACKAGES; do

@@ -1,6 +1,7 @@
 /*
- * admin.h — the admin endpoint (`admin_listen`): Prometheus metrics and a health check, served
- * by worker 0 through the ordinary client connection code.
+ * admin.h — the admin endpoint (`admin_listen`): Prometheus metrics, a health check, /status and
+ * the status page (admin_status.h), served by worker 0 through the ordinary client connection
+ * code.
  */
 #ifndef PORTICO_ADMIN_H
 #define PORTICO_ADMIN_H
@@ -13,7 +14,7 @@ struct evbuffer;
 struct generation;
 
 /* Appends the complete response to an admin request about the generation gen serves: GET
- * /metrics, GET /healthz, else 404, or
+ * /metrics, GET /healthz, GET /status, GET /, else 404, or
  * 405 with Allow; with `Connection: close` when *close is set. Returns the status sent. When
  * memory runs out it sends a 503 and sets *close; when there is not even room for that, it
  * appends nothing, sets *close and returns -1. Whenever *close is set on return the caller

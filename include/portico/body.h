@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "portico/chunked.h"
 #include "portico/http1.h"
 
 struct evbuffer;
@@ -18,7 +19,7 @@ struct body_relay {
     enum h1_framing in;          /* how the body arrives */
     bool out_chunked;            /* re-encode as chunked; else the plain body bytes */
     uint64_t left;               /* H1_BODY_LENGTH: bytes still to come */
-    struct h1_chunked chunked;   /* H1_BODY_CHUNKED decoder */
+    struct chunked_decoder chunked; /* H1_BODY_CHUNKED decoder */
     bool trailers_started;       /* "0\r\n" already written before the trailer fields */
     uint64_t bytes;              /* body bytes moved so far (payload only) */
     bool done;                   /* the body is complete (never set for CLOSE until eof) */

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "portico/failure.h"
 #include "portico/log.h"
@@ -136,6 +137,12 @@ struct config {
     char *admin_listen_text;               /* "127.0.0.1:9901" or NULL */
     struct sockaddr_storage admin_addr;
     socklen_t admin_addrlen;
+    uint64_t shutdown_timeout_ms;          /* a stop or reload lets exchanges finish this long */
+    char *pid_file;                        /* absolute path or NULL */
+    char *user;                            /* started as root: switch to this user... */
+    char *group;                           /* ...and group (NULL: the user's) after binding */
+    uid_t uid;                             /* user and group resolved at load (valid with user) */
+    gid_t gid;
 
     struct upstream_conf *upstreams;
     int nupstreams;

@@ -18,6 +18,7 @@
 #include "portico/headers.h"
 
 struct evbuffer;
+struct access_record;
 
 /* What the exchange may know about the client. Borrowed for the exchange's lifetime. */
 struct peer {
@@ -65,6 +66,10 @@ struct downstream_ops {
      * queued (the last bytes of a response wait for this, so that a client that has the whole
      * response can count on the metrics and the log having it). */
     void (*done)(void *ds, enum exchange_end end);
+    /* Optional (NULL: none): what the exchange logs of itself — outcome, failure, phase
+     * timings — handed over once at its end, before done() (or before it is freed after
+     * exchange_cancel). For owners that report on the exchange, such as `portico probe`. */
+    void (*report)(void *ds, const struct access_record *r);
 };
 
 /* An exchange's owner: the table and its argument, the peer and the protocol. */

@@ -15,6 +15,12 @@
 
 struct evbuffer;
 
+/* How much an upstream failure's response tells the client (`error_detail`). */
+enum errpage_detail {
+    ERRPAGE_DETAIL_FULL,        /* everything, the origin and upstream included */
+    ERRPAGE_DETAIL_MINIMAL,     /* status, failure type, phase, timings and request id only */
+};
+
 /* Everything an error response says. Strings are borrowed for the duration of the call. */
 struct errpage {
     int status;                 /* status code sent */
@@ -34,6 +40,8 @@ struct errpage {
     bool http10;                /* client speaks HTTP/1.0: status line says HTTP/1.1 anyway,
                                    but keep-alive must be explicit */
     const char *page_dir;       /* error_page_dir: NNN.html overrides the built-in HTML, or NULL */
+    enum errpage_detail detail; /* MINIMAL: origin, upstream and reason are left out (upstream
+                                   failures; a client error's reason is the client's own) */
 };
 
 /* Resolved once per response: what the renderers need. Private to errpage.c. */
@@ -45,6 +53,7 @@ struct errpage_view {
     const char *date;           /* this thread's cached Date */
     const char *origin;         /* NULL when absent or empty */
     const char *upstream;       /* NULL when absent or empty */
+    const char *reason;         /* NULL when absent, empty or withheld */
     char *page;                 /* owned: error_page_dir file, or NULL */
     size_t page_len;
 };

@@ -41,9 +41,9 @@ void exchange_drained(struct exchange *ex);
  * response has started. */
 void exchange_request_timeout(struct exchange *ex);
 
-/* The downstream is going away (client closed, reset, stopped reading): the exchange is logged
- * (499 when nothing was answered), its origin connection closed, and it is freed. done() is not
- * called. */
+/* The downstream is going away (client closed, reset, stopped reading, or Portico stops): the
+ * exchange is logged with why as its detail (499 when nothing was answered), its origin
+ * connection closed, and it is freed. done() is not called. */
 void exchange_cancel(struct exchange *ex, const char *why);
 
 #endif

@@ -52,10 +52,6 @@ size_t hint_filter(struct hint_set *s, const char *value, size_t len, char *out,
  * buf (no trailing separator). Returns the length. */
 size_t hint_collect(const struct h1_field *fields, size_t n, char *buf, size_t size);
 
-/* Iterates the link-values of a Link field value (commas inside <...> or quotes do not split).
- * *pos starts at 0. Returns true with the element (trimmed), false at the end. */
-bool link_next(const char *value, size_t len, size_t *pos, const char **elem, size_t *elem_len);
-
 /* The URI-reference between < and > of a link-value. false when malformed. */
 bool link_uri(const char *elem, size_t len, const char **uri, size_t *uri_len);
 

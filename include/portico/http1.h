@@ -15,6 +15,20 @@
 #include <stdint.h>
 
 #define H1_MAX_FIELDS 100 /* more header fields than this is 431 (request) / invalid (response) */
+#define H1_MAX_LENGTH (UINT64_C(1) << 62) /* largest Content-Length, chunk size and chunked body */
+
+/* Byte classes of the HTTP grammar, one table shared by the head parser and the chunked decoder:
+ * h1_class[byte] & H1_TCHAR. */
+enum h1_byte_class {
+    H1_TCHAR = 1 << 0,   /* tchar (RFC 9110 5.6.2) */
+    H1_VALUE = 1 << 1,   /* field-value byte: VCHAR, obs-text, SP, HTAB */
+    H1_TARGET = 1 << 2,  /* request-target byte: VCHAR only (0x21-0x7e) */
+    H1_HEX = 1 << 3,     /* HEXDIG */
+    H1_REGNAME = 1 << 4, /* reg-name byte except pct-encoded: unreserved / sub-delims */
+    H1_QDTEXT = 1 << 5,  /* qdtext (RFC 9110 5.6.4) */
+};
+
+extern const unsigned char h1_class[256];
 
 struct h1_field {
     const char *name; /* borrowed: points into the parsed buffer */
@@ -23,9 +37,40 @@ struct h1_field {
     size_t value_len;
 };
 
+/*
+ * Request methods Portico knows by name (RFC 9110 9.3, RFC 5789 for PATCH). Methods are
+ * case-sensitive (RFC 9110 9.1): "get" is an extension method, not GET. Every other token is
+ * METHOD_OTHER and is forwarded exactly as sent.
+ */
+#define METHOD_LIST(X)                                                                         \
+    X(METHOD_OTHER, "")                                                                        \
+    X(METHOD_GET, "GET")                                                                       \
+    X(METHOD_HEAD, "HEAD")                                                                     \
+    X(METHOD_POST, "POST")                                                                     \
+    X(METHOD_PUT, "PUT")                                                                       \
+    X(METHOD_DELETE, "DELETE")                                                                 \
+    X(METHOD_CONNECT, "CONNECT")                                                               \
+    X(METHOD_OPTIONS, "OPTIONS")                                                               \
+    X(METHOD_TRACE, "TRACE")                                                                   \
+    X(METHOD_PATCH, "PATCH")
+
+enum http_method {
+#define X(id, name) id,
+    METHOD_LIST(X)
+#undef X
+    METHOD_COUNT
+};
+
+/* The name of a known method ("GET"); "" for METHOD_OTHER, whose name is the token as sent. */
+const char *h1_method_name(enum http_method m);
+
+/* The method a token names, case-sensitively; METHOD_OTHER for any other token. */
+enum http_method h1_method_of(const char *token, size_t len);
+
 struct h1_request {
-    const char *method; /* borrowed */
+    const char *method; /* borrowed: the token as sent */
     size_t method_len;
+    enum http_method method_id; /* the same method, looked up once */
     const char *target; /* borrowed; request-target as sent */
     size_t target_len;
     int minor;          /* HTTP/1.<minor>: 0 or 1 */
@@ -45,7 +90,7 @@ struct h1_response {
 /* Why a message was refused: the status Portico should answer with, a one-line reason for the
  * client and the log, and the byte offset where the parser stopped. */
 struct h1_error {
-    int status;         /* 400, 413, 414, 431, 501, 505 for requests; 502 for responses */
+    int status;         /* an HTTP_* of status.h: 400, 414, 431, 501, 505; 502 for responses */
     const char *reason; /* static string, e.g. "whitespace before colon in header field" */
     size_t offset;
 };
@@ -104,13 +149,22 @@ struct h1_info {
 int h1_request_info(const struct h1_request *req, struct h1_info *info, struct h1_error *err);
 
 /*
- * Semantic checks of a parsed response to a request with method `method` (for HEAD).
- * 1xx, 204, 304 and responses to HEAD have no body; Transfer-Encoding with chunked last is
- * chunked, otherwise close-delimited; Content-Length gives the length; neither is
- * close-delimited. Both TE and CL, or differing CL values, are errors (502). Returns 0 or -1.
+ * Semantic checks of a parsed response to a request with method `method` (HEAD and CONNECT
+ * decide the framing). 1xx, 204, 304, responses to HEAD and 2xx to CONNECT have no body;
+ * Transfer-Encoding with chunked last is chunked, otherwise close-delimited; Content-Length
+ * gives the length; neither is close-delimited. Both TE and CL, or differing CL values, are
+ * errors (502). Returns 0 or -1.
  */
-int h1_response_info(const struct h1_response *resp, const char *method, size_t method_len,
+int h1_response_info(const struct h1_response *resp, enum http_method method,
                      struct h1_info *info, struct h1_error *err);
+
+/*
+ * True when value is a valid Host: uri-host [":" port] with reg-name, IPv4 or IP-literal
+ * (RFC 9110 7.2, RFC 3986 3.2.2). Userinfo is refused (RFC 9110 4.2.4: "user@host" has no place
+ * in Host or in an http(s) authority). An empty value is allowed: it is what a client sends when
+ * the target URI has no authority (RFC 9112 3.2); an absolute-form target checks that itself.
+ */
+bool h1_host_valid(const char *value, size_t n);
 
 /* Case-insensitive comparison of a field name with a NUL-terminated lowercase name. */
 bool h1_name_is(const struct h1_field *f, const char *lower_name);
@@ -126,47 +180,19 @@ int h1_find_field(const struct h1_field *fields, size_t n, const char *lower_nam
 bool h1_list_next(const char *value, size_t value_len, size_t *pos, const char **elem,
                   size_t *elem_len);
 
+/* The same for Link values (RFC 8288), where a comma inside <URI-reference> does not end the
+ * link-value either. */
+bool h1_link_next(const char *value, size_t value_len, size_t *pos, const char **elem,
+                  size_t *elem_len);
+
+/* The offset of the first delim in p[0..len) outside quoted-strings (and, with angles, outside
+ * <...>), or len: the one scanner behind every list and parameter split. */
+size_t h1_skip_to(const char *p, size_t len, char delim, bool angles);
+
 /* True when any Connection field of the message lists token (case-insensitive), e.g. "close". */
 bool h1_connection_has(const struct h1_field *fields, size_t n, const char *lower_token);
 
 /* True when a byte is a tchar (RFC 9110 5.6.2). */
 bool h1_is_tchar(unsigned char c);
-
-/* ---- chunked transfer coding (RFC 9112 section 7.1), incremental ---- */
-
-enum h1_chunk_rc {
-    H1_CHUNK_AGAIN = 0, /* every byte given was framing and was used: feed more */
-    H1_CHUNK_DATA,      /* *used framing bytes were used; chunk data follows (see data_left) */
-    H1_CHUNK_TRAILER,   /* the *used bytes are (part of) trailer fields, valid so far: forward */
-    H1_CHUNK_DONE,      /* *used framing bytes complete the body: the message is done */
-    H1_CHUNK_ERROR,     /* invalid framing; see h1_chunked.error */
-};
-
-struct h1_chunked {
-    int state;             /* private state machine position */
-    uint64_t data_left;    /* bytes of chunk data the caller must take before the next call */
-    uint64_t body_size;    /* total chunk data seen so far (for max_body_size) */
-    unsigned size_digits;  /* private: hex digits in the current size */
-    size_t line_len;       /* private: bytes in the current framing or trailer line */
-    size_t trailer_size;   /* private: bytes of trailer section seen */
-    size_t max_line;       /* chunk-size line (with extensions) and trailer line limit */
-    size_t max_trailers;   /* trailer section limit */
-    const char *error;     /* static reason when H1_CHUNK_ERROR was returned */
-};
-
-/* Prepares a decoder; max_trailers bounds the trailer section (e.g. max_header_size). */
-void h1_chunked_init(struct h1_chunked *c, size_t max_trailers);
-
-/*
- * Consumes framing bytes from p[0..len) and stops at the first boundary: start of chunk data
- * (H1_CHUNK_DATA, data_left > 0), end of a run of trailer bytes (H1_CHUNK_TRAILER), end of the
- * body (H1_CHUNK_DONE) or end of input (H1_CHUNK_AGAIN, *used == len). Must not be called while
- * data_left > 0. Chunk sizes over 16 hex digits or 2^62, bare LF/CR, invalid extensions, a
- * missing CRLF after data, obs-fold or bad trailer fields are H1_CHUNK_ERROR.
- */
-enum h1_chunk_rc h1_chunked_parse(struct h1_chunked *c, const char *p, size_t len, size_t *used);
-
-/* Records that the caller took n (<= data_left) bytes of chunk data. */
-void h1_chunked_data_taken(struct h1_chunked *c, size_t n);
 
 #endif

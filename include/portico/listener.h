@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "portico/client.h"
 
@@ -27,6 +28,10 @@ void listener_close(struct listener *lis);
 /* Accepts what is queued on the socket when it closes with us (with SO_REUSEPORT each socket has
  * its own queue, and closing it would reset those connections). */
 void listener_accept_queued(struct listener *lis);
+
+/* Gives the socket to uid/gid (fchown), so that sockets bound later by that user may join its
+ * SO_REUSEPORT group. 0, or -1 (errno). */
+int listener_chown(struct listener *lis, uid_t uid, gid_t gid);
 
 /* Whether the listener is bound to sa. */
 bool listener_is_on(const struct listener *lis, const struct sockaddr *sa, socklen_t salen);

@@ -23,6 +23,7 @@ struct generation;
 struct metrics;
 struct upstream_pools;
 struct log_buffer;
+struct recent;
 struct client;
 
 TAILQ_HEAD(client_list, client);
@@ -47,6 +48,7 @@ struct loop {
     struct generation *gen;            /* borrowed: outlives the worker */
     struct metrics *metrics;           /* this thread's shard, owned by the worker */
     struct log_buffer *log;            /* this thread's access-log buffer, owned by the worker */
+    struct recent *recent;             /* this thread's last minutes (recent.h), owned likewise */
     struct trace_rng rng;              /* trace and span ids */
     struct upstream_pools *pools;      /* idle origin connections (upstream.c) */
     enum loop_state state;             /* changed by the worker only */
@@ -65,6 +67,11 @@ void loop_request_id(struct loop *l, char *buf, size_t size);
 /* Client connections opening and closing: the count lets a draining worker end when it is 0. */
 void loop_conn_opened(struct loop *l);
 void loop_conn_closed(struct loop *l);
+
+/* Creates l->dns on l->base for l->cfg: its `resolver` (else resolv.conf), /etc/hosts, and
+ * evdns's own timeout above every dns_timeout. 0, or -1 (a message on stderr for a resolver it
+ * cannot use). */
+int loop_dns_init(struct loop *l);
 
 /* Name of a state, for logs. */
 const char *loop_state_name(enum loop_state s);

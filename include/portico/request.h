@@ -15,15 +15,30 @@
 struct req_target {
     const char *host;            /* absolute-form authority, else NULL (the Host field counts) */
     size_t host_len;
-    const char *path;            /* origin-form target to forward ("*" for OPTIONS *) */
-    size_t path_len;             /* the whole target, query included */
+    const char *path;            /* origin-form target to forward ("*" for OPTIONS *), query
+                                    included; "?q" alone for "http://h?q": the writer of the
+                                    request line puts the "/" in front */
+    size_t path_len;
     const char *route;           /* what routes match against: path up to '?' ("/" for "*") */
     size_t route_len;
 };
 
 /* Splits req->target. Returns 0, or the status to refuse it with (400; 501 for CONNECT) and a
- * one-line reason in *why. */
+ * one-line reason in *why. An absolute-form authority is refused exactly when the same value in
+ * a Host field would be (h1_host_valid: no userinfo, same characters), or when empty. */
 int request_target(const struct h1_request *req, struct req_target *t, const char **why);
+
+/* Via entries of ours beyond which a request is going round in a loop (508). */
+#define REQUEST_MAX_HOPS 8
+
+/*
+ * What Portico refuses once the head is parsed and its framing known, before routing: an
+ * expectation other than 100-continue from an HTTP/1.1 client (417; HTTP/1.0 clients cannot
+ * take a 100 and may not mean it, RFC 9110 10.1.1), a Content-Length above max_body (413), a
+ * forwarding loop (508). Returns 0, or the status with a one-line reason in *why.
+ */
+int request_refusal(const struct h1_request *req, const struct h1_info *info, uint64_t max_body,
+                    const char **why);
 
 /* Via entries naming Portico ("1.1 portico"): a request that has many is going round in a
  * loop. */
@@ -33,6 +48,6 @@ int request_portico_hops(const struct h1_request *req);
 bool request_id_valid(const char *v, size_t n);
 
 /* True for the methods RFC 9110 9.2.2 calls idempotent: only those are ever sent twice. */
-bool request_idempotent(const char *method, size_t len);
+bool request_idempotent(enum http_method method);
 
 #endif

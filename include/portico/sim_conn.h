@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "portico/chunked.h"
 #include "portico/http1.h"
 
 struct bufferevent;
@@ -74,7 +75,7 @@ struct sim_request {
     enum h1_framing framing;       /* request body framing; NONE once the body is fully read */
     bool echo_chunked;             /* /echo of a chunked body: the response is chunked too */
     uint64_t body_left;            /* H1_BODY_LENGTH: bytes still to read */
-    struct h1_chunked chunked;     /* H1_BODY_CHUNKED decoder */
+    struct chunked_decoder chunked;     /* H1_BODY_CHUNKED decoder */
     uint64_t arg;                  /* path argument: status code, milliseconds, byte count */
     uint64_t query[SIM_MAX_PARAMS]; /* query values, in endpoint->params order */
     int codes[SIM_MAX_INTERIM];    /* /interim codes */

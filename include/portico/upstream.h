@@ -69,4 +69,8 @@ void upconn_mark_used(struct upconn *c);
 /* Idle pooled connections of a loop, for metrics. */
 size_t upstream_pools_idle(const struct loop *l);
 
+/* Idle pooled connections (settling ones included) of one upstream, by index in the loop's
+ * configuration; 0 for none. */
+size_t upstream_pool_idle(const struct loop *l, int upstream);
+
 #endif

@@ -8,6 +8,7 @@
 #define PORTICO_WORKER_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 struct generation;
 
@@ -22,13 +23,26 @@ struct worker_group;
  * untouched). */
 struct worker_group *workers_start(struct generation *gen, struct worker_group *prev);
 
+/* The two halves of workers_start, for a start that drops privileges in between: the workers
+ * are set up and their sockets bound (queueing connections), but no thread runs yet. */
+struct worker_group *workers_bind(struct generation *gen, struct worker_group *prev);
+
+/* Starts the threads of a bound group. 0, or -1 (the group is then freed, nothing runs). */
+int workers_run(struct worker_group *g);
+
+/* Gives the group's listening sockets to uid/gid, before the process switches to them: a later
+ * reload (as that user) can then add SO_REUSEPORT sockets to the same addresses, which Linux
+ * allows only to the owner of the sockets already there. 0, or -1 (errno). */
+int workers_chown(struct worker_group *g, uid_t uid, gid_t gid);
+
 /* Stops a group and frees it. drain_ms = 0: close every connection now. Otherwise stop
  * accepting, close idle connections, let exchanges in flight finish (their connections close
  * afterwards) for at most drain_ms, then close what is left. Blocks until the threads ended. */
 void workers_stop(struct worker_group *g, uint64_t drain_ms);
 
-/* Asks the workers of a group to stop (drain_ms as for workers_stop) without waiting: a group
- * already draining stops at once when asked again with 0. */
+/* Asks the workers of a group to stop (drain_ms as for workers_stop) without waiting. A group
+ * already draining stops at once when asked again with 0, and sooner when asked again with a
+ * drain_ms that ends before its own. */
 void workers_signal_stop(struct worker_group *g, uint64_t drain_ms);
 
 /* Waits (at most timeout_ms) until every worker of a group asked to stop has closed its

@@ -1,7 +1,7 @@
 /*
- * fuzz_common.h — what the request and response fuzz targets share: the CHECK macro, field and
- * span checks, and the chunked-decoder runs compared across split patterns. Static functions
- * only; included by exactly one translation unit per target.
+ * fuzz_common.h — what the fuzz targets share: the CHECK macro, field and span checks, and the
+ * chunked-decoder runs compared across split patterns. Static functions only, marked unused so
+ * that each target takes what it needs; included by exactly one translation unit per target.
  */
 #ifndef PORTICO_FUZZ_COMMON_H
 #define PORTICO_FUZZ_COMMON_H
@@ -11,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "portico/chunked.h"
 #include "portico/http1.h"
+
+#define FUZZ_HELPER static __attribute__((unused))
 
 #define CHECK(c)                                                                               \
     do {                                                                                       \
@@ -45,7 +48,7 @@ static uint64_t fnv(uint64_t h, const char *p, size_t n)
     return h;
 }
 
-static void check_fields(const char *buf, int len, const struct h1_field *f, size_t n)
+FUZZ_HELPER void check_fields(const char *buf, int len, const struct h1_field *f, size_t n)
 {
     CHECK(n <= H1_MAX_FIELDS);
     for (size_t i = 0; i < n; i++) {
@@ -68,7 +71,7 @@ static void check_fields(const char *buf, int len, const struct h1_field *f, siz
 /* ---- chunked ---- */
 
 struct ck_out {
-    enum h1_chunk_rc last; /* DONE, ERROR, or AGAIN when the input ran out */
+    enum chunked_rc last; /* DONE, ERROR, or AGAIN when the input ran out */
     size_t consumed;
     uint64_t data_len, data_hash;
     uint64_t trailer_len, trailer_hash;
@@ -77,16 +80,16 @@ struct ck_out {
 /* Feeds p[0..n) in pieces: piece > 0 fixed, 0 random from seed. */
 static void ck_run(const char *p, size_t n, size_t piece, uint32_t seed, struct ck_out *out)
 {
-    struct h1_chunked c;
+    struct chunked_decoder c;
     size_t pos = 0, avail = 0;
     uint64_t prev_body = 0;
 
-    h1_chunked_init(&c, 1 + seed % 300);
+    chunked_init(&c, 1 + seed % 300);
     if (seed & 8)
         c.max_line = 24; /* reach the line limits with short inputs */
     memset(out, 0, sizeof *out);
     out->data_hash = out->trailer_hash = UINT64_C(0xcbf29ce484222325);
-    out->last = H1_CHUNK_AGAIN;
+    out->last = CHUNKED_AGAIN;
     seed |= 1;
     for (;;) {
         if (pos == avail) {
@@ -100,38 +103,38 @@ static void ck_run(const char *p, size_t n, size_t piece, uint32_t seed, struct 
             out->data_hash = fnv(out->data_hash, p + pos, take);
             out->data_len += take;
             pos += take;
-            h1_chunked_data_taken(&c, take);
+            chunked_data_taken(&c, take);
             continue;
         }
         size_t have = avail - pos, used = SIZE_MAX;
         char *buf = dup_exact(p + pos, have);
-        enum h1_chunk_rc rc = h1_chunked_parse(&c, buf, have, &used);
+        enum chunked_rc rc = chunked_parse(&c, buf, have, &used);
         free(buf);
         CHECK(used <= have);
         CHECK(c.body_size >= prev_body);
         prev_body = c.body_size;
         switch (rc) {
-        case H1_CHUNK_AGAIN:
+        case CHUNKED_AGAIN:
             CHECK(used == have);
             pos += used;
             break;
-        case H1_CHUNK_DATA:
+        case CHUNKED_DATA:
             pos += used;
             CHECK(c.data_left > 0 || (pos < avail && p[pos] != '\r'));
             break;
-        case H1_CHUNK_TRAILER:
+        case CHUNKED_TRAILER:
             CHECK(used > 0);
             out->trailer_hash = fnv(out->trailer_hash, p + pos, used);
             out->trailer_len += used;
             pos += used;
             break;
-        case H1_CHUNK_DONE:
+        case CHUNKED_DONE:
             pos += used;
             CHECK(c.body_size == out->data_len);
             out->last = rc;
             out->consumed = pos;
             return;
-        case H1_CHUNK_ERROR:
+        case CHUNKED_ERROR:
             CHECK(c.error != NULL);
             out->last = rc;
             return;
@@ -145,10 +148,10 @@ static void ck_run(const char *p, size_t n, size_t piece, uint32_t seed, struct 
 static void ck_compare(const struct ck_out *a, const struct ck_out *b)
 {
     CHECK(a->last == b->last);
-    if (a->last == H1_CHUNK_ERROR)
+    if (a->last == CHUNKED_ERROR)
         return;
     CHECK(a->data_len == b->data_len && a->data_hash == b->data_hash);
-    if (a->last == H1_CHUNK_DONE) {
+    if (a->last == CHUNKED_DONE) {
         CHECK(a->consumed == b->consumed);
         CHECK(a->trailer_len == b->trailer_len && a->trailer_hash == b->trailer_hash);
     }

@@ -1,5 +1,6 @@
 /*
- * fuzz_request.c — libFuzzer target: request head, semantic pass and chunked body.
+ * fuzz_request.c — libFuzzer target: request head, semantic pass, request-target checks and
+ * chunked body.
  *
  * The first input byte picks limits and split patterns; the rest is the stream. Properties
  * checked: results stay inside the buffer, errors carry an allowed status, a prefix of the input
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "portico/http1.h"
+#include "portico/request.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -41,6 +43,27 @@ static int parse_copy(const char *p, size_t n, const struct h1_limits *lim, stru
     }
     free(buf);
     return r;
+}
+
+/* request_target on a request that passed the semantic pass: what it routes and forwards. */
+static void check_target(const struct h1_request *req, const char *buf, size_t n)
+{
+    struct req_target t;
+    const char *why = NULL;
+    int st = request_target(req, &t, &why);
+
+    CHECK(req->method_id == h1_method_of(req->method, req->method_len));
+    if (st != 0) {
+        CHECK((st == 400 || st == 501) && why != NULL);
+        return;
+    }
+    /* An absolute-form authority passed the very validator a Host field passes. */
+    CHECK(t.host == NULL || (t.host_len > 0 && h1_host_valid(t.host, t.host_len) &&
+                             t.host >= buf && t.host + t.host_len <= buf + n));
+    CHECK(t.path_len > 0 && (t.path[0] == '/' || t.path[0] == '?' || t.path[0] == '*'));
+    CHECK(t.path[0] != '?' || t.host != NULL);
+    CHECK(t.route_len > 0 && t.route_len <= t.path_len && t.route[0] == '/');
+    CHECK(memchr(t.route, '?', t.route_len) == NULL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -86,6 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(req.minor == 0 || info.host != NULL);
             if (info.keep_alive)
                 CHECK(!h1_connection_has(req.fields, req.nfields, "close"));
+            check_target(&req, buf, n);
         } else {
             CHECK(err.status == 400 || err.status == 501);
             CHECK(err.reason != NULL);

@@ -41,13 +41,14 @@ static int parse_copy(const char *p, size_t n, size_t max_head, struct h1_respon
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const char *const methods[] = {"GET", "HEAD", "POST", "CONNECT"};
+    static const enum http_method methods[] = {METHOD_GET, METHOD_HEAD, METHOD_POST,
+                                               METHOD_CONNECT};
     if (size < 1)
         return 0;
     uint8_t mode = data[0];
     const char *in = (const char *)data + 1;
     size_t n = size - 1;
-    const char *method = methods[mode & 3];
+    enum http_method method = methods[mode & 3];
     size_t max_head = (mode & 4) ? 160 : 16384;
     struct h1_response resp;
     struct h1_error err = {0}, e2;
@@ -71,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *buf = dup_exact(in, n);
         CHECK(h1_parse_response(buf, n, max_head, &resp, &err) == r);
         struct h1_info info;
-        if (h1_response_info(&resp, method, strlen(method), &info, &err) == 0) {
+        if (h1_response_info(&resp, method, &info, &err) == 0) {
             CHECK(info.framing == H1_BODY_NONE || info.framing == H1_BODY_LENGTH ||
                   info.framing == H1_BODY_CHUNKED || info.framing == H1_BODY_CLOSE);
             CHECK(info.framing != H1_BODY_CLOSE || !info.keep_alive);

@@ -3,7 +3,8 @@
  * portico binary: every bad-input row of the issue gets its exact status, a one-line text/plain
  * reason with a correct Content-Length, `Connection: close` and a closed connection, and the
  * origin receives nothing; origin responses are held to the same rules (502, Portico-Error:
- * invalid_response); request-smuggling attempts never show the origin a second request.
+ * invalid_response); request-smuggling attempts never show the origin a second request; an
+ * absolute-form target is held to the Host rules and forwarded in origin-form (issue 13).
  *
  * "The origin received nothing" is proven without waiting for nothing to happen: a marker
  * request sent afterwards must be the origin's next request, on the connection it already had.
@@ -49,19 +50,26 @@ static void bench_stop(struct bench *b)
     fake_origin_stop(b->o);
 }
 
-/* Sends a marker through Portico and checks it is the origin's next complete request. With
- * `same_connection`, it also came on the pooled connection: Portico opened no other. */
-static void bench_marker(struct bench *b, bool same_connection)
+/* Sends a request Portico must forward on a fresh connection, and checks its 200. */
+static void send_ok(struct bench *b, const char *bytes, size_t len)
 {
     struct raw_conn *c = px_connect(b->h);
     struct raw_response r;
-    char req[96];
-    snprintf(req, sizeof(req), "GET /marker/%u HTTP/1.1\r\nHost: marker\r\n\r\n", b->markers);
-    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_send(c, bytes, len), 0);
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
     assert_int_equal(r.status, 200);
     raw_response_free(&r);
     raw_close(c);
+}
+
+/* Sends a marker through Portico and checks it is the origin's next complete request. With
+ * `same_connection`, it also came on the pooled connection: Portico opened no other. */
+static void bench_marker(struct bench *b, bool same_connection)
+{
+    char req[96];
+    int n = snprintf(req, sizeof(req), "GET /marker/%u HTTP/1.1\r\nHost: marker\r\n\r\n",
+                     b->markers);
+    send_ok(b, req, (size_t)n);
     if (fake_origin_requests(b->o) != b->markers + 1)
         fail_msg("the origin has %u requests, want %u (only markers)",
                  fake_origin_requests(b->o), b->markers + 1);
@@ -262,13 +270,7 @@ static void test_size_limits(void **state)
     memset(req + n, 'b', 8000);
     n += 8000;
     n += snprintf(req + n, cap - (size_t)n, " HTTP/1.1\r\nHost: a\r\n\r\n");
-    struct raw_conn *c = px_connect(b.h);
-    struct raw_response r;
-    assert_int_equal(raw_send(c, req, (size_t)n), 0);
-    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-    assert_int_equal(r.status, 200);
-    raw_response_free(&r);
-    raw_close(c);
+    send_ok(&b, req, (size_t)n);
     b.markers++; /* that request counts among the origin's */
 
     /* a head of 20k in one field: 431 */
@@ -380,13 +382,7 @@ static void test_chunked_body_too_large(void **state)
     n = snprintf(req, sizeof(req), "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1024\r\n\r\n");
     memset(req + n, 'y', 1024);
     n += 1024;
-    struct raw_conn *c = px_connect(b.h);
-    struct raw_response r;
-    assert_int_equal(raw_send(c, req, (size_t)n), 0);
-    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-    assert_int_equal(r.status, 200);
-    raw_response_free(&r);
-    raw_close(c);
+    send_ok(&b, req, (size_t)n);
     bench_stop(&b);
 }
 
@@ -471,6 +467,60 @@ static void test_smuggling(void **state)
         raw_close(c);
         bench_marker(&b, true);
     }
+    bench_stop(&b);
+}
+
+/* ---- absolute-form targets: the authority is held to the Host rules (issue 13 section 5) ---- */
+
+struct absolute_row {
+    const char *why;
+    const char *request;
+    const char *line; /* the request line the origin must receive */
+    const char *host; /* and its only Host */
+};
+
+static const struct absolute_row absolute_rows[] = {
+    { "a query without a path is /?query, the authority without it is Host",
+      "GET http://other.example?x=1 HTTP/1.1\r\nHost: front.example\r\n\r\n",
+      "GET /?x=1 HTTP/1.1", "other.example" },
+    { "path and query, authority with a port",
+      "GET http://other.example:8080/p/q?x=1 HTTP/1.1\r\nHost: front.example\r\n\r\n",
+      "GET /p/q?x=1 HTTP/1.1", "other.example:8080" },
+    { "https scheme without a path", "GET https://Other.Example HTTP/1.1\r\nHost: f\r\n\r\n",
+      "GET / HTTP/1.1", "Other.Example" },
+};
+
+static void test_absolute_form(void **state)
+{
+    (void)state;
+    struct bench b;
+    bench_start(&b, NULL);
+    bench_marker(&b, true);
+    for (size_t i = 0; i < ARRAY_SIZE(absolute_rows); i++) {
+        const struct absolute_row *row = &absolute_rows[i];
+        print_message("%s\n", row->why);
+        send_ok(&b, row->request, strlen(row->request));
+        char *head = fake_origin_request_head(b.o, b.markers);
+        assert_non_null(head);
+        char want[128];
+        snprintf(want, sizeof(want), "%s\r\nHost: %s\r\n", row->line, row->host);
+        if (!px_starts(head, want))
+            fail_msg("%s: the origin received\n%s", row->why, head);
+        assert_int_equal(px_count(head, "\r\nHost:"), 1);
+        free(head);
+        b.markers++;
+        bench_marker(&b, true);
+    }
+    /* userinfo is refused in the absolute form exactly as in a Host field: 400, origin untouched */
+    send_refused(&b, B("GET http://user@evil.example/vec HTTP/1.1\r\nHost: a\r\n\r\n"), 400,
+                 "invalid host");
+    bench_marker(&b, true);
+    send_refused(&b, B("GET /vec HTTP/1.1\r\nHost: user@evil.example\r\n\r\n"), 400,
+                 "invalid Host");
+    bench_marker(&b, true);
+    send_refused(&b, B("GET http://u@evil.example?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"), 400,
+                 "invalid host");
+    bench_marker(&b, true);
     bench_stop(&b);
 }
 
@@ -606,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_header_timeout),
         cmocka_unit_test(test_chunked_body_too_large),
         cmocka_unit_test(test_smuggling),
+        cmocka_unit_test(test_absolute_form),
         cmocka_unit_test(test_bad_responses),
         cmocka_unit_test(test_bad_response_body),
     };

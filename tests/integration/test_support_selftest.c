@@ -1113,6 +1113,7 @@ static int fake_portico(int argc, char **argv)
     /* Block the signals before listening, so none arrives before sigwait. */
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT); /* harness_stop sends both; either one stops the fake */
     sigaddset(&set, SIGHUP);
     sigprocmask(SIG_BLOCK, &set, NULL);
     for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {

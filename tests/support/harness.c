@@ -365,6 +365,11 @@ static bool reap(struct harness *h, int timeout_ms)
     return true;
 }
 
+int harness_wait_exit(struct harness *h, int timeout_ms)
+{
+    return reap(h, timeout_ms) ? 0 : -1;
+}
+
 bool harness_running(struct harness *h)
 {
     return h->running && !reap(h, 0);
@@ -572,7 +577,11 @@ int harness_stop(struct harness *h)
         return -1;
     }
     if (!h->reaped) {
+        /* Two stop signals: the first starts Portico's graceful stop, the second ends it at
+         * once, as SIGTERM alone did before graceful stops existed (test_lifecycle.c covers the
+         * graceful stop itself). Different signals, so that both stay pending. */
         kill(h->pid, SIGTERM);
+        kill(h->pid, SIGINT);
         if (!reap(h, h->stop_timeout_ms)) {
             fprintf(stderr, "harness: %s did not stop within %d ms of SIGTERM: SIGKILL\n", h->bin,
                     h->stop_timeout_ms);

@@ -84,9 +84,14 @@ int harness_signal(struct harness *h, int sig);
 /* True while the child runs; false once it has exited (then reaped, see harness_exit_info). */
 bool harness_running(struct harness *h);
 
-/* SIGTERM, then waits up to the stop timeout; SIGKILL after it (reported). Returns the exit code
- * (0 = clean stop), 128 + signal when it died of a signal (including the harness's SIGKILL), or
- * -1 when it was never started. Anything but 0 is also printed with the tail of stderr. */
+/* Waits up to timeout_ms for the child to exit by itself (then reaped, see harness_exit_info).
+ * 0, or -1 when it still runs. */
+int harness_wait_exit(struct harness *h, int timeout_ms);
+
+/* Stops now: SIGTERM and SIGINT (Portico's graceful stop, cut short by the second signal), then
+ * waits up to the stop timeout; SIGKILL after it (reported). Returns the exit code (0 = clean
+ * stop), 128 + signal when it died of a signal (including the harness's SIGKILL), or -1 when it
+ * was never started. Anything but 0 is also printed with the tail of stderr. */
 int harness_stop(struct harness *h);
 
 /* Details of the end, valid after harness_stop() or once harness_running() returned false. */

@@ -83,9 +83,7 @@ static void check_response(const struct admin_row *row, struct evbuffer *out, bo
     if (head < 0)
         fail_msg("%s: no complete response head in:\n%s", row->why, text);
     assert_int_equal(resp.status, row->status);
-    assert_int_equal(h1_response_info(&resp, is_head ? "HEAD" : "GET", is_head ? 4 : 3, &info,
-                                      &err),
-                     0);
+    assert_int_equal(h1_response_info(&resp, is_head ? METHOD_HEAD : METHOD_GET, &info, &err), 0);
     assert_int_equal(info.keep_alive, !close);
     int allow = h1_find_field(resp.fields, resp.nfields, "allow", 0);
     if (row->allow) {

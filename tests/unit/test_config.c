@@ -73,7 +73,7 @@ static void test_defaults(void **state)
     const struct upstream_conf *up = &cfg->upstreams[0];
     assert_string_equal(up->name, "app");
     assert_int_equal(up->line, 1);
-    assert_int_equal(up->keepalive, 64);
+    assert_int_equal(up->keepalive, 256);
     assert_int_equal(up->keepalive_timeout_ms, 60000);
     for (int t = 0; t < TIMER_COUNT; t++)
         assert_int_equal(up->timers_ms[t], cfg->timers_ms[t]); /* [proxy] */

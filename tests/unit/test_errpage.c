@@ -535,6 +535,57 @@ static void test_json_connect_timeout(void **state)
     resp_free(&r);
 }
 
+/* ---- error_detail = minimal ---- */
+
+struct minimal_row {
+    const char *why;
+    const char *accept;
+    const char *keeps;       /* must still be in the body */
+};
+
+static const struct minimal_row minimal_rows[] = {
+    {"JSON keeps the fields, nulls the topology", "application/json", "\"phase\":\"connect\""},
+    {"the HTML page says the origin is not disclosed", "text/html", "not disclosed"},
+    {"plain text keeps the failure type", "text/plain", "error: connect_timeout"},
+};
+
+/* Neither body nor headers carry the origin address, the upstream name or the detail text,
+ * while status, failure type, phase and request id stay; a client error keeps its reason. */
+static void test_minimal_detail(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(minimal_rows); i++) {
+        const struct minimal_row *row = &minimal_rows[i];
+        struct errpage e = connect_timeout(522, row->accept);
+        e.detail = ERRPAGE_DETAIL_MINIMAL;
+        e.server_timing = "connect;dur=1000.4;desc=\"timeout\"";
+        struct resp r;
+        run(&e, &r);
+        if (strstr(r.body, row->keeps) == NULL)
+            fail_msg("%s: body lacks \"%s\": %s", row->why, row->keeps, r.body);
+        for (size_t h = 0; h < r.nh; h++)
+            if (strstr(r.h[h].value, "127.0.0.1") || strstr(r.h[h].value, "exceeded"))
+                fail_msg("%s: header %s leaks: %s", row->why, r.h[h].name, r.h[h].value);
+        assert_null(strstr(r.body, "127.0.0.1"));
+        assert_null(strstr(r.body, "exceeded"));
+        assert_null(strstr(r.body, "upstream app"));
+        assert_null(strstr(r.body, "\"app\""));
+        assert_non_null(strstr(r.body, "req-7f3a"));
+        assert_string_equal(hdr(&r, "Portico-Error"), "connect_timeout");
+        assert_string_equal(hdr(&r, "Proxy-Status"), "portico; error=connection_timeout");
+        assert_string_equal(hdr(&r, "Server-Timing"), "connect;dur=1000.4;desc=\"timeout\"");
+        assert_string_equal(hdr(&r, "X-Request-Id"), "req-7f3a");
+        check_length(&r, r.body_len);
+        resp_free(&r);
+    }
+    struct errpage c = client_error(400, "bad chunk size", NULL);
+    c.detail = ERRPAGE_DETAIL_MINIMAL;
+    struct resp r;
+    run(&c, &r);
+    assert_string_equal(r.body, "400 Bad Request: bad chunk size\n");
+    resp_free(&r);
+}
+
 /* ---- negotiation ---- */
 
 struct nego_row {
@@ -961,6 +1012,7 @@ int main(void)
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_content_length_and_head),
         cmocka_unit_test(test_json_connect_timeout),
+        cmocka_unit_test(test_minimal_detail),
         cmocka_unit_test(test_negotiate),
         cmocka_unit_test(test_body_follows_accept),
         cmocka_unit_test(test_html_page),

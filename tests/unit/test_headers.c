@@ -329,8 +329,8 @@ static void test_response(void **state)
         /* the client sees the framing we chose (HEAD / 304 / 204 have no body either way) */
         struct h1_info info;
         bool is_head = resp_rows[i].fwd.framing == H1_BODY_NONE;
-        assert_int_equal(h1_response_info(&again, is_head ? "HEAD" : "GET", is_head ? 4 : 3,
-                                          &info, &err), 0);
+        assert_int_equal(h1_response_info(&again, is_head ? METHOD_HEAD : METHOD_GET, &info,
+                                          &err), 0);
         assert_int_equal(info.framing, resp_rows[i].fwd.framing);
         free(out);
     }

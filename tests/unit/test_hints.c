@@ -1,6 +1,6 @@
 /*
  * test_hints.c — the learned Early Hints LRU (capacity, eviction order, recency, replace,
- * remove, many keys, threads) and Link parsing (link_next, link_uri, link_is_hint).
+ * remove, many keys, threads) and Link parsing (h1_link_next, link_uri, link_is_hint).
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -302,7 +302,7 @@ static void test_link_next(void **state)
         const char *v = next_rows[i].value;
         size_t pos = 0, n = 0, elen;
         const char *e;
-        while (link_next(v, strlen(v), &pos, &e, &elen)) {
+        while (h1_link_next(v, strlen(v), &pos, &e, &elen)) {
             if (n >= ARRAY_LEN(next_rows[i].elems) || !next_rows[i].elems[n])
                 fail_msg("%s: extra element '%.*s'", next_rows[i].why, (int)elen, e);
             if (elen != strlen(next_rows[i].elems[n]) || memcmp(e, next_rows[i].elems[n], elen))
@@ -314,7 +314,7 @@ static void test_link_next(void **state)
         if (n < ARRAY_LEN(next_rows[i].elems) && next_rows[i].elems[n])
             fail_msg("%s: missing '%s'", next_rows[i].why, next_rows[i].elems[n]);
         /* at the end it stays at the end */
-        assert_false(link_next(v, strlen(v), &pos, &e, &elen));
+        assert_false(h1_link_next(v, strlen(v), &pos, &e, &elen));
     }
 }
 

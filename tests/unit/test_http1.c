@@ -425,6 +425,73 @@ static void test_request_spans(void **state)
     }
 }
 
+/* The method is looked up once, case-sensitively (RFC 9110 9.1), and decides response framing. */
+static const struct method_case {
+    const char *why;
+    const char *method;
+    enum http_method want;
+} method_cases[] = {
+    {"GET", "GET", METHOD_GET},
+    {"HEAD: its responses have no body", "HEAD", METHOD_HEAD},
+    {"POST", "POST", METHOD_POST},
+    {"PUT", "PUT", METHOD_PUT},
+    {"DELETE", "DELETE", METHOD_DELETE},
+    {"CONNECT: 2xx starts a tunnel", "CONNECT", METHOD_CONNECT},
+    {"OPTIONS", "OPTIONS", METHOD_OPTIONS},
+    {"TRACE", "TRACE", METHOD_TRACE},
+    {"PATCH (RFC 5789)", "PATCH", METHOD_PATCH},
+    {"methods are case-sensitive: get is an extension method", "get", METHOD_OTHER},
+    {"lowercase head is not HEAD: its response has a body", "head", METHOD_OTHER},
+    {"mixed case is not CONNECT", "Connect", METHOD_OTHER},
+    {"a registered method Portico does not name (WebDAV)", "PROPFIND", METHOD_OTHER},
+    {"a prefix of a known method", "GE", METHOD_OTHER},
+    {"a known method with a suffix", "GETS", METHOD_OTHER},
+    {"a known method with a longer suffix", "HEADERS", METHOD_OTHER},
+    {"tchar punctuation in an extension method", "M-SEARCH", METHOD_OTHER},
+    {"one-byte method", "G", METHOD_OTHER},
+};
+
+static void test_methods(void **state)
+{
+    (void)state;
+    struct h1_limits lim = {DEF_LINE, DEF_HEAD};
+    static const char resp_in[] = "HTTP/1.1 200 OK\r\n" CL_ "5\r\n\r\n";
+    struct h1_response resp;
+    struct h1_error err;
+    assert_int_equal(h1_parse_response(resp_in, strlen(resp_in), DEF_HEAD, &resp, &err),
+                     (int)strlen(resp_in));
+    for (size_t i = 0; i < sizeof method_cases / sizeof method_cases[0]; i++) {
+        const struct method_case *mc = &method_cases[i];
+        char in[128];
+        int n = snprintf(in, sizeof in, "%s / HTTP/1.1\r\n" H11 "\r\n", mc->method);
+        char *buf = dup_exact(in, (size_t)n);
+        struct h1_request req;
+        assert_int_equal(h1_parse_request(buf, (size_t)n, &lim, &req, &err), n);
+        if (req.method_id != mc->want)
+            fail_msg("%s: method_id %d, want %d", mc->why, req.method_id, mc->want);
+        /* The token as sent stays what is forwarded. */
+        assert_int_equal(req.method_len, strlen(mc->method));
+        assert_memory_equal(req.method, mc->method, req.method_len);
+        assert_int_equal(h1_method_of(mc->method, strlen(mc->method)), mc->want);
+        free(buf);
+        /* Only a real HEAD (or a 2xx to a real CONNECT) takes the body away. */
+        struct h1_info info;
+        assert_int_equal(h1_response_info(&resp, mc->want, &info, &err), 0);
+        bool bodyless = mc->want == METHOD_HEAD || mc->want == METHOD_CONNECT;
+        if ((info.framing == H1_BODY_NONE) != bodyless)
+            fail_msg("%s: response framing %d", mc->why, info.framing);
+    }
+    /* The name table and the lookup agree on every known method. */
+    for (int m = METHOD_OTHER + 1; m < METHOD_COUNT; m++) {
+        const char *name = h1_method_name((enum http_method)m);
+        assert_true(name[0] != '\0');
+        assert_int_equal(h1_method_of(name, strlen(name)), m);
+    }
+    assert_string_equal(h1_method_name(METHOD_OTHER), "");
+    assert_string_equal(h1_method_name(METHOD_COUNT), "");
+    assert_int_equal(h1_method_of("", 0), METHOD_OTHER);
+}
+
 /* Field-count limit, built rather than spelled out: one row per count. */
 struct count_case {
     const char *why;
@@ -488,9 +555,9 @@ static void test_field_count(void **state)
 struct resp_case {
     const char *why;
     const char *in;
-    const char *method; /* request method; NULL means GET */
-    int parse;          /* 0: the whole input is one head, AGAIN, or 502 */
-    int info;           /* 0 or 502 */
+    enum http_method method; /* the request's method */
+    int parse;               /* 0: the whole input is one head, AGAIN, or 502 */
+    int info;                /* 0 or 502 */
     enum h1_framing framing;
     uint64_t cl;
     bool keep_alive;
@@ -505,49 +572,50 @@ struct resp_case {
 #define RSEM(w, i, m) {.why = w, .in = i, .method = m, .info = 502}
 
 static const struct resp_case resp_cases[] = {
-    ROK("Content-Length response", "HTTP/1.1 200 OK\r\n" CL_ "5\r\n\r\n", NULL, H1_BODY_LENGTH,
-        5, true, 200, "OK"),
-    ROK("chunked response", "HTTP/1.1 200 OK\r\n" TE_ "chunked\r\n\r\n", NULL, H1_BODY_CHUNKED, 0,
-        true, 200, "OK"),
-    ROK("no framing: read to close", "HTTP/1.1 200 OK\r\n\r\n", NULL, H1_BODY_CLOSE, 0, false,
+    ROK("Content-Length response", "HTTP/1.1 200 OK\r\n" CL_ "5\r\n\r\n", METHOD_GET,
+        H1_BODY_LENGTH, 5, true, 200, "OK"),
+    ROK("chunked response", "HTTP/1.1 200 OK\r\n" TE_ "chunked\r\n\r\n", METHOD_GET,
+        H1_BODY_CHUNKED, 0, true, 200, "OK"),
+    ROK("no framing: read to close", "HTTP/1.1 200 OK\r\n\r\n", METHOD_GET, H1_BODY_CLOSE, 0, false,
         200, "OK"),
-    ROK("no reason and no space", "HTTP/1.1 200\r\n" CL_ "0\r\n\r\n", NULL, H1_BODY_LENGTH, 0,
+    ROK("no reason and no space", "HTTP/1.1 200\r\n" CL_ "0\r\n\r\n", METHOD_GET, H1_BODY_LENGTH, 0,
         true, 200, ""),
-    ROK("empty reason after the space", "HTTP/1.1 404 \r\n" CL_ "0\r\n\r\n", NULL,
+    ROK("empty reason after the space", "HTTP/1.1 404 \r\n" CL_ "0\r\n\r\n", METHOD_GET,
         H1_BODY_LENGTH, 0, true, 404, ""),
-    ROK("reason with HTAB and obs-text", "HTTP/1.1 200 Tr\xe8s\tbien\r\n" CL_ "0\r\n\r\n", NULL,
-        H1_BODY_LENGTH, 0, true, 200, "Tr\xe8s\tbien"),
-    ROK("HTTP/1.0 response closes by default", "HTTP/1.0 200 OK\r\n" CL_ "2\r\n\r\n", NULL,
+    ROK("reason with HTAB and obs-text", "HTTP/1.1 200 Tr\xe8s\tbien\r\n" CL_ "0\r\n\r\n",
+        METHOD_GET, H1_BODY_LENGTH, 0, true, 200, "Tr\xe8s\tbien"),
+    ROK("HTTP/1.0 response closes by default", "HTTP/1.0 200 OK\r\n" CL_ "2\r\n\r\n", METHOD_GET,
         H1_BODY_LENGTH, 2, false, 200, "OK"),
-    ROK("HTTP/1.0 keep-alive response", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n" CL_
-        "2\r\n\r\n", NULL, H1_BODY_LENGTH, 2, true, 200, "OK"),
+    ROK("HTTP/1.0 keep-alive response",
+        "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n" CL_ "2\r\n\r\n", METHOD_GET, H1_BODY_LENGTH,
+        2, true, 200, "OK"),
     ROK("Connection: close response", "HTTP/1.1 200 OK\r\nConnection: close\r\n" CL_ "2\r\n\r\n",
-        NULL, H1_BODY_LENGTH, 2, false, 200, "OK"),
-    ROK("status 100 has no body", "HTTP/1.1 100 Continue\r\n\r\n", NULL, H1_BODY_NONE, 0, true,
-        100, "Continue"),
-    ROK("101 has no body", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", NULL,
+        METHOD_GET, H1_BODY_LENGTH, 2, false, 200, "OK"),
+    ROK("status 100 has no body", "HTTP/1.1 100 Continue\r\n\r\n", METHOD_GET, H1_BODY_NONE, 0,
+        true, 100, "Continue"),
+    ROK("101 has no body", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", METHOD_GET,
         H1_BODY_NONE, 0, true, 101, NULL),
-    ROK("204 ignores Content-Length", "HTTP/1.1 204 No Content\r\n" CL_ "10\r\n\r\n", NULL,
+    ROK("204 ignores Content-Length", "HTTP/1.1 204 No Content\r\n" CL_ "10\r\n\r\n", METHOD_GET,
         H1_BODY_NONE, 0, true, 204, NULL),
-    ROK("304 ignores Content-Length", "HTTP/1.1 304 Not Modified\r\n" CL_ "99\r\n\r\n", NULL,
+    ROK("304 ignores Content-Length", "HTTP/1.1 304 Not Modified\r\n" CL_ "99\r\n\r\n", METHOD_GET,
         H1_BODY_NONE, 0, true, 304, NULL),
-    ROK("HEAD response ignores Content-Length", "HTTP/1.1 200 OK\r\n" CL_ "99\r\n\r\n", "HEAD",
+    ROK("HEAD response ignores Content-Length", "HTTP/1.1 200 OK\r\n" CL_ "99\r\n\r\n", METHOD_HEAD,
         H1_BODY_NONE, 0, true, 200, NULL),
     ROK("HEAD response ignores Transfer-Encoding", "HTTP/1.1 200 OK\r\n" TE_ "chunked\r\n\r\n",
-        "HEAD", H1_BODY_NONE, 0, true, 200, NULL),
-    ROK("2xx to CONNECT is a tunnel (RFC 9112 6.3)", "HTTP/1.1 200 OK\r\n\r\n", "CONNECT",
+        METHOD_HEAD, H1_BODY_NONE, 0, true, 200, NULL),
+    ROK("2xx to CONNECT is a tunnel (RFC 9112 6.3)", "HTTP/1.1 200 OK\r\n\r\n", METHOD_CONNECT,
         H1_BODY_NONE, 0, true, 200, NULL),
-    ROK("status 999 is in range", "HTTP/1.1 999 Odd\r\n" CL_ "0\r\n\r\n", NULL, H1_BODY_LENGTH, 0,
-        true, 999, "Odd"),
-    ROK("gzip only: body runs to the close", "HTTP/1.1 200 OK\r\n" TE_ "gzip\r\n\r\n", NULL,
+    ROK("status 999 is in range", "HTTP/1.1 999 Odd\r\n" CL_ "0\r\n\r\n", METHOD_GET,
+        H1_BODY_LENGTH, 0, true, 999, "Odd"),
+    ROK("gzip only: body runs to the close", "HTTP/1.1 200 OK\r\n" TE_ "gzip\r\n\r\n", METHOD_GET,
         H1_BODY_CLOSE, 0, false, 200, NULL),
     ROK("chunked not last: close-delimited (RFC 9112 6.3 item 4)",
-        "HTTP/1.1 200 OK\r\n" TE_ "chunked, gzip\r\n\r\n", NULL, H1_BODY_CLOSE, 0, false, 200,
+        "HTTP/1.1 200 OK\r\n" TE_ "chunked, gzip\r\n\r\n", METHOD_GET, H1_BODY_CLOSE, 0, false, 200,
         NULL),
     ROK("gzip then chunked: chunked framing", "HTTP/1.1 200 OK\r\n" TE_ "gzip, chunked\r\n\r\n",
-        NULL, H1_BODY_CHUNKED, 0, true, 200, NULL),
-    ROK("identical Content-Length twice", "HTTP/1.1 200 OK\r\n" CL_ "3\r\n" CL_ "3\r\n\r\n", NULL,
-        H1_BODY_LENGTH, 3, true, 200, NULL),
+        METHOD_GET, H1_BODY_CHUNKED, 0, true, 200, NULL),
+    ROK("identical Content-Length twice", "HTTP/1.1 200 OK\r\n" CL_ "3\r\n" CL_ "3\r\n\r\n",
+        METHOD_GET, H1_BODY_LENGTH, 3, true, 200, NULL),
 
     RBAD("HTTP/2 status line", "HTTP/2 200 OK\r\n\r\n"),
     RBAD("HTTP/1.2 is not a version Portico speaks", "HTTP/1.2 200 OK\r\n\r\n"),
@@ -568,17 +636,17 @@ static const struct resp_case resp_cases[] = {
     RBAD("CTL in a response value", "HTTP/1.1 200 OK\r\nX: a\x02\r\n\r\n"),
 
     RSEM("both Transfer-Encoding and Content-Length",
-         "HTTP/1.1 200 OK\r\n" TE_ "chunked\r\n" CL_ "5\r\n\r\n", NULL),
-    RSEM("differing Content-Length", "HTTP/1.1 200 OK\r\n" CL_ "5\r\n" CL_ "6\r\n\r\n", NULL),
-    RSEM("invalid Content-Length", "HTTP/1.1 200 OK\r\n" CL_ "-1\r\n\r\n", NULL),
+        "HTTP/1.1 200 OK\r\n" TE_ "chunked\r\n" CL_ "5\r\n\r\n", METHOD_GET),
+    RSEM("differing Content-Length", "HTTP/1.1 200 OK\r\n" CL_ "5\r\n" CL_ "6\r\n\r\n", METHOD_GET),
+    RSEM("invalid Content-Length", "HTTP/1.1 200 OK\r\n" CL_ "-1\r\n\r\n", METHOD_GET),
     RSEM("garbage Content-Length is refused even on 304",
-         "HTTP/1.1 304 Not Modified\r\n" CL_ "x\r\n\r\n", NULL),
-    RSEM("garbage Content-Length is refused even for HEAD",
-         "HTTP/1.1 200 OK\r\n" CL_ "1 2\r\n\r\n", "HEAD"),
-    RSEM("chunked twice", "HTTP/1.1 200 OK\r\n" TE_ "chunked, chunked\r\n\r\n", NULL),
-    RSEM("empty Transfer-Encoding", "HTTP/1.1 200 OK\r\n" TE_ "\r\n\r\n", NULL),
-    RSEM("Transfer-Encoding in an HTTP/1.0 response",
-         "HTTP/1.0 200 OK\r\n" TE_ "chunked\r\n\r\n", NULL),
+        "HTTP/1.1 304 Not Modified\r\n" CL_ "x\r\n\r\n", METHOD_GET),
+    RSEM("garbage Content-Length is refused even for HEAD", "HTTP/1.1 200 OK\r\n" CL_ "1 2\r\n\r\n",
+        METHOD_HEAD),
+    RSEM("chunked twice", "HTTP/1.1 200 OK\r\n" TE_ "chunked, chunked\r\n\r\n", METHOD_GET),
+    RSEM("empty Transfer-Encoding", "HTTP/1.1 200 OK\r\n" TE_ "\r\n\r\n", METHOD_GET),
+    RSEM("Transfer-Encoding in an HTTP/1.0 response", "HTTP/1.0 200 OK\r\n" TE_ "chunked\r\n\r\n",
+        METHOD_GET),
 };
 
 static int parse_resp_copy(const char *in, size_t n, struct h1_response *resp,
@@ -630,9 +698,8 @@ static void check_response_row(const struct resp_case *rc)
         (resp.reason_len != strlen(rc->reason) ||
          memcmp(resp.reason, rc->reason, resp.reason_len) != 0))
         fail_msg("%s: reason '%.*s'", rc->why, (int)resp.reason_len, resp.reason);
-    const char *m = rc->method != NULL ? rc->method : "GET";
     struct h1_info info;
-    int ir = h1_response_info(&resp, m, strlen(m), &info, &err);
+    int ir = h1_response_info(&resp, rc->method, &info, &err);
     if (rc->info != 0) {
         if (ir != -1 || err.status != 502)
             fail_msg("%s: info returned %d status %d, want 502", rc->why, ir, err.status);
@@ -682,319 +749,6 @@ static void test_response_limits(void **state)
             fail_msg("%s: %d/%d", rows[i].why, rc, err.status);
         free(buf);
     }
-}
-
-/* ---- chunked ---- */
-
-enum { CK_WANT_DONE, CK_WANT_ERROR, CK_WANT_MORE };
-
-struct chunk_case {
-    const char *why;
-    const char *in;
-    size_t len;           /* 0: strlen(in) */
-    int want;             /* CK_WANT_DONE, CK_WANT_ERROR, or CK_WANT_MORE (input ends early) */
-    const char *data;     /* reassembled chunk data (DONE and MORE) */
-    const char *trailers; /* trailer bytes forwarded (DONE) */
-    size_t consumed;      /* DONE: bytes used, 0 meaning the whole input */
-    size_t max_trailers;  /* 0: 8192 */
-};
-
-#define CDONE(w, i, d, t) {.why = w, .in = i, .want = CK_WANT_DONE, .data = d, .trailers = t}
-#define CERR(w, i) {.why = w, .in = i, .want = CK_WANT_ERROR}
-#define CERRN(w, i, n) {.why = w, .in = i, .len = n, .want = CK_WANT_ERROR}
-#define CMORE(w, i, d) {.why = w, .in = i, .want = CK_WANT_MORE, .data = d}
-
-static const struct chunk_case chunk_cases[] = {
-    CDONE("one chunk", "5\r\nhello\r\n0\r\n\r\n", "hello", ""),
-    CDONE("empty body", "0\r\n\r\n", "", ""),
-    CDONE("several chunks, hex both cases",
-          "3\r\nabc\r\na\r\n0123456789\r\nA\r\nABCDEFGHIJ\r\n0\r\n\r\n",
-          "abc0123456789ABCDEFGHIJ", ""),
-    CDONE("chunk data may hold CRLF and NUL-free binary", "4\r\n\r\n\r\n\r\n0\r\n\r\n", "\r\n\r\n",
-          ""),
-    CDONE("leading zeros in the size", "0005\r\nhello\r\n000\r\n\r\n", "hello", ""),
-    CDONE("sixteen digits is the limit", "0000000000000005\r\nhello\r\n0\r\n\r\n", "hello", ""),
-    CDONE("extension without value", "5;ext\r\nhello\r\n0\r\n\r\n", "hello", ""),
-    CDONE("extension with token value", "5;a=b\r\nhello\r\n0;c=d\r\n\r\n", "hello", ""),
-    CDONE("several extensions with BWS", "5 ; a = b ;\tc\t;d=\"x\"\r\nhello\r\n0\r\n\r\n",
-          "hello", ""),
-    CDONE("quoted-string with escapes and ; inside",
-          "5;a=\"x\\\"; y\\\\\"\r\nhello\r\n0\r\n\r\n", "hello", ""),
-    CDONE("quoted-string with obs-text", "5;a=\"\xe9t\xe9\"\r\nhello\r\n0\r\n\r\n", "hello", ""),
-    CDONE("one trailer field", "5\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n", "hello", "X-Sum: 1\r\n"),
-    CDONE("two trailers and an empty value", "0\r\nA: 1\r\nB:\r\n\r\n", "", "A: 1\r\nB:\r\n"),
-    CDONE("trailer value with HTAB and obs-text", "0\r\nA:\tx\xff y \r\n\r\n", "",
-          "A:\tx\xff y \r\n"),
-    {.why = "the decoder stops at the end of the body (pipelined request follows)",
-     .in = "3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n", .want = CK_WANT_DONE, .data = "abc",
-     .trailers = "", .consumed = 13},
-    {.why = "trailers then pipelined bytes", .in = "0\r\nT: v\r\n\r\n0\r\n", .want = CK_WANT_DONE,
-     .data = "", .trailers = "T: v\r\n", .consumed = 11},
-    {.why = "trailer section exactly at max_trailers", .in = "0\r\nA: 12\r\n\r\n",
-     .want = CK_WANT_DONE, .data = "", .trailers = "A: 12\r\n", .max_trailers = 7},
-    CMORE("input ends inside chunk data", "5\r\nhel", "hel"),
-    CMORE("input ends inside the size line", "5;a=", ""),
-    CMORE("input ends before the final CRLF", "0\r\nA: b\r\n", ""),
-    CMORE("a size of exactly 2^62 is accepted", "4000000000000000\r\nxy", "xy"),
-
-    CERR("size with 0x prefix", "0x5\r\nhello\r\n0\r\n\r\n"),
-    CERR("negative size", "-5\r\nhello\r\n0\r\n\r\n"),
-    CERR("size with a plus sign", "+5\r\nhello\r\n0\r\n\r\n"),
-    CERR("empty size line", "\r\nhello\r\n0\r\n\r\n"),
-    CERR("seventeen digits", "00000000000000005\r\nhello\r\n0\r\n\r\n"),
-    CERR("size over 2^62", "4000000000000001\r\n"),
-    CERR("size overflowing 64 bits", "ffffffffffffffffff\r\n"),
-    CERR("size of sixteen f", "ffffffffffffffff\r\n"),
-    CERR("bare LF after the size", "5\nhello\r\n0\r\n\r\n"),
-    CERR("bare CR after the size", "5\rhello\r\n0\r\n\r\n"),
-    CERR("space after the size without extension", "5 \r\nhello\r\n0\r\n\r\n"),
-    CERR("HTAB after the size without extension", "5\t\r\nhello\r\n0\r\n\r\n"),
-    CERR("empty extension name", "5;\r\nhello\r\n0\r\n\r\n"),
-    CERR("extension starting with =", "5;=x\r\nhello\r\n0\r\n\r\n"),
-    CERR("extension with empty value", "5;a=\r\nhello\r\n0\r\n\r\n"),
-    CERR("extension value with a space inside", "5;a=b c\r\nhello\r\n0\r\n\r\n"),
-    CERR("extension name with a non-token byte", "5;a@b\r\nhello\r\n0\r\n\r\n"),
-    CERR("unterminated quoted-string", "5;a=\"x\r\nhello\r\n0\r\n\r\n"),
-    CERR("CTL inside a quoted-string", "5;a=\"\x01\"\r\nhello\r\n0\r\n\r\n"),
-    CERR("garbage after a quoted-string", "5;a=\"x\"y\r\nhello\r\n0\r\n\r\n"),
-    CERR("BWS before CRLF after an extension", "5;a \r\nhello\r\n0\r\n\r\n"),
-    CERRN("NUL in the size line", "5\0\r\nhello\r\n0\r\n\r\n", 15),
-    CERR("data longer than its size", "5\r\nhello!\r\n0\r\n\r\n"),
-    CERR("data followed by bare LF", "5\r\nhello\n0\r\n\r\n"),
-    CERR("data followed by bare CR", "5\r\nhello\r0\r\n\r\n"),
-    CERR("last chunk with bare LF", "0\n\r\n"),
-    CERR("final CRLF with bare LF", "0\r\n\n"),
-    CERR("final CR not followed by LF", "0\r\n\rX"),
-    CERR("trailer obs-fold", "0\r\nA: 1\r\n b\r\n\r\n"),
-    CERR("trailer starting with whitespace", "0\r\n A: 1\r\n\r\n"),
-    CERR("trailer with whitespace before colon", "0\r\nA : 1\r\n\r\n"),
-    CERR("trailer without colon", "0\r\nA\r\n\r\n"),
-    CERR("trailer with empty name", "0\r\n: x\r\n\r\n"),
-    CERRN("trailer value with NUL", "0\r\nA: \0\r\n\r\n", 11),
-    CERR("trailer value with bare LF", "0\r\nA: 1\n\r\n"),
-    CERR("trailer value with bare CR", "0\r\nA: 1\rB\r\n\r\n"),
-    {.why = "trailer section one byte over max_trailers", .in = "0\r\nA: 123\r\n\r\n",
-     .want = CK_WANT_ERROR, .max_trailers = 7},
-};
-
-/* A deterministic PRNG for split points (time is not used in tests). */
-static uint32_t next_rand(uint32_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 17;
-    *s ^= *s << 5;
-    return *s;
-}
-
-struct chunk_out {
-    int result;
-    char data[512];
-    size_t data_len;
-    char trailers[512];
-    size_t trailers_len;
-    size_t consumed;
-    uint64_t body_size;
-};
-
-/*
- * Feeds in[0..n) in pieces (piece == 0: random sizes from seed, else fixed) the way a
- * connection would: bytes not used stay in front of the next read. Chunk data is taken from
- * the pending bytes without going through the decoder.
- */
-static void chunk_feed(const char *in, size_t n, size_t max_trailers, size_t piece,
-                       uint32_t seed, struct chunk_out *out)
-{
-    struct h1_chunked c;
-    size_t pos = 0, avail = 0;
-
-    h1_chunked_init(&c, max_trailers);
-    memset(out, 0, sizeof *out);
-    out->result = CK_WANT_MORE;
-    for (;;) {
-        if (pos == avail) {
-            if (avail == n)
-                return;
-            size_t step = piece != 0 ? piece : 1 + next_rand(&seed) % 9;
-            avail = avail + step < n ? avail + step : n;
-        }
-        if (c.data_left > 0) {
-            size_t take = avail - pos < c.data_left ? avail - pos : (size_t)c.data_left;
-            assert_true(out->data_len + take <= sizeof out->data);
-            memcpy(out->data + out->data_len, in + pos, take);
-            out->data_len += take;
-            pos += take;
-            h1_chunked_data_taken(&c, take);
-            continue;
-        }
-        size_t have = avail - pos, used = 99999;
-        char *buf = dup_exact(in + pos, have);
-        enum h1_chunk_rc rc = h1_chunked_parse(&c, buf, have, &used);
-        free(buf);
-        assert_true(used <= have);
-        switch (rc) {
-        case H1_CHUNK_AGAIN:
-            assert_int_equal(used, have);
-            pos += used;
-            if (avail == n)
-                return;
-            break;
-        case H1_CHUNK_DATA:
-            pos += used;
-            /* data_left == 0 only for a last-chunk line directly followed by trailer bytes. */
-            if (c.data_left == 0)
-                assert_true(pos < avail && in[pos] != '\r');
-            break;
-        case H1_CHUNK_TRAILER:
-            assert_true(used > 0);
-            assert_true(out->trailers_len + used <= sizeof out->trailers);
-            memcpy(out->trailers + out->trailers_len, in + pos, used);
-            out->trailers_len += used;
-            pos += used;
-            break;
-        case H1_CHUNK_DONE:
-            pos += used;
-            out->result = CK_WANT_DONE;
-            out->consumed = pos;
-            out->body_size = c.body_size;
-            return;
-        case H1_CHUNK_ERROR:
-            assert_non_null(c.error);
-            out->result = CK_WANT_ERROR;
-            return;
-        }
-    }
-}
-
-static void check_chunk_row(const struct chunk_case *cc, size_t piece, uint32_t seed)
-{
-    struct chunk_out out;
-    size_t n = in_len(cc->in, cc->len);
-    size_t maxt = cc->max_trailers != 0 ? cc->max_trailers : 8192;
-
-    chunk_feed(cc->in, n, maxt, piece, seed, &out);
-    if (out.result != cc->want)
-        fail_msg("%s (piece %zu seed %u): result %d, want %d", cc->why, piece, seed, out.result,
-                 cc->want);
-    if (cc->want == CK_WANT_ERROR)
-        return;
-    if (out.data_len != strlen(cc->data) || memcmp(out.data, cc->data, out.data_len) != 0)
-        fail_msg("%s (piece %zu): data '%.*s'", cc->why, piece, (int)out.data_len, out.data);
-    if (cc->want == CK_WANT_MORE)
-        return;
-    if (out.trailers_len != strlen(cc->trailers) ||
-        memcmp(out.trailers, cc->trailers, out.trailers_len) != 0)
-        fail_msg("%s (piece %zu): trailers '%.*s'", cc->why, piece, (int)out.trailers_len,
-                 out.trailers);
-    assert_int_equal(out.consumed, cc->consumed != 0 ? cc->consumed : n);
-    assert_int_equal(out.body_size, out.data_len);
-}
-
-static void test_chunked_table(void **state)
-{
-    (void)state;
-    for (size_t i = 0; i < sizeof chunk_cases / sizeof chunk_cases[0]; i++) {
-        const struct chunk_case *cc = &chunk_cases[i];
-        size_t n = in_len(cc->in, cc->len);
-        check_chunk_row(cc, n > 0 ? n : 1, 0); /* all at once */
-        check_chunk_row(cc, 1, 0);             /* byte by byte */
-        check_chunk_row(cc, 2, 0);
-        for (uint32_t seed = 1; seed <= 40; seed++)
-            check_chunk_row(cc, 0, seed * 2654435761u);
-    }
-}
-
-/* Decoder edge behaviour that the table cannot express. */
-/* h1_chunked_parse on an exact-size copy of s, so ASan sees any over-read. */
-static enum h1_chunk_rc ck_parse(struct h1_chunked *c, const char *s, size_t n, size_t *used)
-{
-    char *buf = dup_exact(s, n);
-    enum h1_chunk_rc rc = h1_chunked_parse(c, buf, n, used);
-    free(buf);
-    return rc;
-}
-
-static void test_chunked_api(void **state)
-{
-    (void)state;
-    struct h1_chunked c;
-    size_t used;
-
-    /* A chunk line over max_line (4096) is refused. */
-    {
-        size_t n = 2 + 4096;
-        char *s = malloc(n);
-        assert_non_null(s);
-        s[0] = '1';
-        s[1] = ';';
-        memset(s + 2, 'a', n - 2);
-        h1_chunked_init(&c, 100);
-        assert_int_equal(c.max_line, 4096);
-        assert_int_equal(ck_parse(&c, s, n, &used), H1_CHUNK_ERROR);
-        /* 4096 bytes exactly is fine. */
-        h1_chunked_init(&c, 100);
-        assert_int_equal(ck_parse(&c, s, 4096, &used), H1_CHUNK_AGAIN);
-        assert_int_equal(ck_parse(&c, "\r\n", 2, &used), H1_CHUNK_DATA);
-        assert_int_equal(c.data_left, 1);
-        free(s);
-    }
-    /* Calling on with chunk data pending is a caller bug, refused. */
-    h1_chunked_init(&c, 100);
-    assert_int_equal(ck_parse(&c, "5\r\n", 3, &used), H1_CHUNK_DATA);
-    assert_int_equal(used, 3);
-    assert_int_equal(c.data_left, 5);
-    assert_int_equal(c.body_size, 5);
-    assert_int_equal(ck_parse(&c, "hello", 5, &used), H1_CHUNK_ERROR);
-    /* Taking more than data_left is clamped. */
-    h1_chunked_init(&c, 100);
-    assert_int_equal(ck_parse(&c, "2\r\n", 3, &used), H1_CHUNK_DATA);
-    h1_chunked_data_taken(&c, 10);
-    assert_int_equal(c.data_left, 0);
-    assert_int_equal(ck_parse(&c, "\r\n0\r\n\r\n", 7, &used), H1_CHUNK_DONE);
-    assert_int_equal(used, 7);
-    /* After DONE nothing more is used; after ERROR the error sticks. */
-    assert_int_equal(ck_parse(&c, "x", 1, &used), H1_CHUNK_DONE);
-    assert_int_equal(used, 0);
-    h1_chunked_init(&c, 100);
-    assert_int_equal(ck_parse(&c, "g", 1, &used), H1_CHUNK_ERROR);
-    assert_int_equal(ck_parse(&c, "0\r\n\r\n", 5, &used), H1_CHUNK_ERROR);
-    /* The last-chunk line followed by trailers comes back on its own (data_left 0). */
-    h1_chunked_init(&c, 100);
-    assert_int_equal(ck_parse(&c, "0\r\nA: b\r\n\r\n", 11, &used), H1_CHUNK_DATA);
-    assert_int_equal(used, 3);
-    assert_int_equal(c.data_left, 0);
-    assert_int_equal(ck_parse(&c, "A: b\r\n\r\n", 8, &used), H1_CHUNK_TRAILER);
-    assert_int_equal(used, 6);
-    assert_int_equal(ck_parse(&c, "\r\n", 2, &used), H1_CHUNK_DONE);
-    assert_int_equal(used, 2);
-    /* A partial trailer line is forwarded as it comes. */
-    h1_chunked_init(&c, 100);
-    assert_int_equal(ck_parse(&c, "0\r\n", 3, &used), H1_CHUNK_AGAIN);
-    assert_int_equal(ck_parse(&c, "A: ", 3, &used), H1_CHUNK_TRAILER);
-    assert_int_equal(used, 3);
-    assert_int_equal(ck_parse(&c, "b\r", 2, &used), H1_CHUNK_TRAILER);
-    assert_int_equal(ck_parse(&c, "\n\r", 2, &used), H1_CHUNK_TRAILER);
-    assert_int_equal(used, 1);
-    assert_int_equal(ck_parse(&c, "\r", 1, &used), H1_CHUNK_AGAIN);
-    assert_int_equal(ck_parse(&c, "\n", 1, &used), H1_CHUNK_DONE);
-    /* The sum of chunk sizes is bounded too (2^62), not only each size. */
-    h1_chunked_init(&c, 100);
-    assert_int_equal(ck_parse(&c, "4000000000000000\r\n", 18, &used), H1_CHUNK_DATA);
-    assert_int_equal(c.body_size, UINT64_C(1) << 62);
-    h1_chunked_data_taken(&c, (size_t)c.data_left);
-    assert_int_equal(ck_parse(&c, "\r\n1\r\n", 5, &used), H1_CHUNK_ERROR);
-    /* A trailer line over max_line is refused; max_line is the caller's to lower. */
-    h1_chunked_init(&c, 100);
-    c.max_line = 8;
-    assert_int_equal(ck_parse(&c, "0\r\n", 3, &used), H1_CHUNK_AGAIN);
-    assert_int_equal(ck_parse(&c, "A: 12345\r\n", 10, &used), H1_CHUNK_TRAILER);
-    assert_int_equal(ck_parse(&c, "A: 123456\r\n", 11, &used), H1_CHUNK_ERROR);
-    assert_string_equal(c.error, "trailer field line too long");
-    /* max_trailers 0 means no trailer field at all. */
-    h1_chunked_init(&c, 0);
-    assert_int_equal(ck_parse(&c, "0\r\n\r\n", 5, &used), H1_CHUNK_DONE);
-    h1_chunked_init(&c, 0);
-    assert_int_equal(ck_parse(&c, "0\r\n", 3, &used), H1_CHUNK_AGAIN);
-    assert_int_equal(ck_parse(&c, "A: b\r\n\r\n", 8, &used), H1_CHUNK_ERROR);
 }
 
 /* ---- helpers ---- */
@@ -1067,17 +821,43 @@ static void test_field_helpers(void **state)
     }
 }
 
+/* The one scanner behind lists and parameters: delimiters inside quoted-strings (escapes
+ * included) and, for Link values, inside <...> do not count. */
+static void test_skip_to(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        char delim;
+        bool angles;
+        size_t want;
+    } rows[] = {
+        {"a,b", ',', false, 1},
+        {"\"a,b\",c", ',', false, 5},          /* in a quoted-string */
+        {"\"a\\\",b\",c", ',', false, 7},      /* an escaped quote does not end it */
+        {"<a,b>,c", ',', true, 5},              /* in a Link URI */
+        {"<a,b>,c", ',', false, 2},             /* angles only when asked */
+        {"abc", ',', false, 3},                 /* none: the length */
+        {"\"open,", ',', false, 6},             /* unterminated: none */
+        {"x;q=1", ';', false, 1},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        assert_int_equal(h1_skip_to(rows[i].in, strlen(rows[i].in), rows[i].delim,
+                                    rows[i].angles),
+                         rows[i].want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_table),
         cmocka_unit_test(test_request_spans),
+        cmocka_unit_test(test_methods),
         cmocka_unit_test(test_field_count),
         cmocka_unit_test(test_response_table),
         cmocka_unit_test(test_response_limits),
-        cmocka_unit_test(test_chunked_table),
-        cmocka_unit_test(test_chunked_api),
         cmocka_unit_test(test_list_next),
+        cmocka_unit_test(test_skip_to),
         cmocka_unit_test(test_field_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

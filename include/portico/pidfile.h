@@ -1,0 +1,21 @@
+/*
+ * pidfile.h — the pid file (`pid_file`): refused at start when it names a running Portico,
+ * written once Portico serves, removed at exit.
+ */
+#ifndef PORTICO_PIDFILE_H
+#define PORTICO_PIDFILE_H
+
+/* Whether path may be written: 0 when it is absent or stale (no number, a process that is gone,
+ * or a process that is not a Portico, after a crash and pid reuse); -1 after a message on stderr
+ * when it names a live Portico (or cannot be read). */
+int pidfile_check(const char *path);
+
+/* Writes our pid and a newline into path: a new file in its directory, renamed over the old, so
+ * that a reader never sees it half written. 0, or -1 after a message on stderr. */
+int pidfile_write(const char *path);
+
+/* Removes path if it still holds our pid (another process may have written it since). 0, or -1
+ * with errno when it cannot be removed (after dropping privileges, the directory may be root's). */
+int pidfile_remove(const char *path);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * probe.h — `portico probe`: one request the way Portico would send it, with its timeline.
+ *
+ *   portico probe [-c FILE] URL [--connect-timeout 1s ...] [--profile NAME] [--json]
+ *
+ * The request goes through the real request path: a configuration generation (FILE's, or one
+ * made from the URL), a loop with its resolver and pools, and an exchange whose owner is a small
+ * downstream that records what the exchange reports. The timeline shows each phase with its
+ * duration, the outcome, the failure type and the status each error profile would give.
+ */
+#ifndef PORTICO_PROBE_H
+#define PORTICO_PROBE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A URL split for the probe: http or https, authority, origin-form path (query included). */
+struct probe_url {
+    bool tls;                          /* https */
+    char host[256];                    /* without brackets for IPv6 */
+    uint16_t port;                     /* 80 / 443 when absent */
+    char authority[300];               /* as written: the Host field */
+    char path[2048];                   /* "/" when absent; the fragment is dropped */
+};
+
+/* Parses an absolute http(s) URL. 0, or -1 with a one-line reason in *why. */
+int probe_parse_url(const char *url, struct probe_url *out, const char **why);
+
+/* Runs the subcommand; argv[0] is "probe". Exit status: 0 when the origin answered, 1 on an
+ * upstream failure (or when no answer came from the origin), 2 for bad usage. */
+int probe_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,127 @@
+/*
+ * pidfile.c — the pid file. See pidfile.h.
+ *
+ * A live process counts as a Portico when its /proc/PID/comm is ours: the binary may have been
+ * renamed, but both ends of the comparison are the same binary.
+ */
+#include "portico/pidfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The pid written in path: > 0, 0 when the file is absent or holds no pid, -1 when unreadable. */
+static long read_pid(const char *path)
+{
+    char buf[32];
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    char *end;
+    errno = 0;
+    long pid = strtol(buf, &end, 10);
+    bool number = errno == 0 && end != buf && (*end == '\n' || *end == '\0');
+    return number && pid > 0 && pid <= 0x7fffffff ? pid : 0;
+}
+
+/* /proc/PID/comm (or "self") into buf; false when unreadable. */
+static bool comm_of(const char *pid, char *buf, size_t size)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%s/comm", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    bool ok = fgets(buf, (int)size, f) != NULL;
+    fclose(f);
+    return ok;
+}
+
+/* A live process running our binary. Without /proc, a live process is assumed to be one. */
+static bool is_live_portico(long pid)
+{
+    if (pid == getpid()) /* a container restarted with our pid: the file is its predecessor's */
+        return false;
+    if (kill((pid_t)pid, 0) != 0 && errno != EPERM)
+        return false;
+    char spid[24], theirs[64], ours[64];
+    snprintf(spid, sizeof(spid), "%ld", pid);
+    if (!comm_of(spid, theirs, sizeof(theirs)) || !comm_of("self", ours, sizeof(ours)))
+        return true;
+    return strcmp(theirs, ours) == 0;
+}
+
+int pidfile_check(const char *path)
+{
+    long pid = read_pid(path);
+    if (pid < 0) {
+        fprintf(stderr, "portico: pid_file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (pid > 0 && is_live_portico(pid)) {
+        fprintf(stderr, "portico: pid_file %s: Portico is already running as pid %ld\n", path,
+                pid);
+        return -1;
+    }
+    return 0;
+}
+
+/* Writes line into a new file fd. 0, or an errno value. */
+static int write_line(int fd, const char *line, size_t n)
+{
+    if (fchmod(fd, 0644) != 0)
+        return errno;
+    ssize_t w = write(fd, line, n);
+    if (w < 0)
+        return errno;
+    return (size_t)w == n ? 0 : ENOSPC; /* a short write of a few bytes: a full disk */
+}
+
+int pidfile_write(const char *path)
+{
+    size_t len = strlen(path);
+    char *tmp = malloc(len + sizeof(".XXXXXX"));
+    if (!tmp) {
+        fprintf(stderr, "portico: pid_file %s: out of memory\n", path);
+        return -1;
+    }
+    memcpy(tmp, path, len);
+    memcpy(tmp + len, ".XXXXXX", sizeof(".XXXXXX"));
+    char line[24];
+    int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
+    int err = 0;
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        err = errno;
+    } else {
+        err = write_line(fd, line, (size_t)n);
+        if (close(fd) != 0 && !err)
+            err = errno;
+        if (!err && rename(tmp, path) != 0)
+            err = errno;
+        if (err)
+            unlink(tmp);
+    }
+    if (err)
+        fprintf(stderr, "portico: pid_file %s: %s\n", path, strerror(err));
+    free(tmp);
+    return err ? -1 : 0;
+}
+
+int pidfile_remove(const char *path)
+{
+    if (read_pid(path) != getpid())
+        return 0; /* not ours any more: another process wrote it */
+    return unlink(path);
+}

@@ -1,0 +1,670 @@
+/*
+ * probe.c — `portico probe`. See probe.h.
+ *
+ * Nothing here sends a byte itself. The probe builds what a worker has — a generation, an event
+ * base with the worker's resolver (loop_dns_init), keep-alive pools, a metrics shard and a
+ * recent-minutes shard — and hands one request head to exchange_start like client.c does. Its
+ * downstream takes the response head and drains the body, and the exchange's report op (the
+ * access record, handed over before done()) gives the outcome and the phase timings that the
+ * timeline prints. So "is it DNS, TCP, TLS or the app?" is answered by the very code that
+ * answers the clients.
+ */
+#include "portico/probe.h"
+
+#include <event2/buffer.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "portico/config.h"
+#include "portico/downstream.h"
+#include "portico/exchange.h"
+#include "portico/fmt.h"
+#include "portico/generation.h"
+#include "portico/log.h"
+#include "portico/loop.h"
+#include "portico/metrics.h"
+#include "portico/recent.h"
+#include "portico/route.h"
+#include "portico/sim.h"
+#include "portico/status.h"
+#include "portico/upstream.h"
+#include "portico/util.h"
+
+#ifndef PORTICO_VERSION
+#define PORTICO_VERSION "0.0.0"
+#endif
+
+#define PROBE_BODY_MAX (64u * 1024 * 1024) /* body bytes read before the probe stops reading */
+#define PROBE_BODY_MS 30000                /* and for how long */
+
+/* How the probe ended, for the timeline and the exit status. */
+#define PROBE_END_LIST(X)                                                                          \
+    X(PROBE_ANSWERED, "answered")   /* the origin answered (any status) */                        \
+    X(PROBE_FAILED, "failed")       /* an upstream failure, or no answer from the origin */
+
+enum probe_end {
+#define X(id, name) id,
+    PROBE_END_LIST(X)
+#undef X
+};
+
+static const char *const probe_end_names[] = {
+#define X(id, name) [id] = name,
+    PROBE_END_LIST(X)
+#undef X
+};
+
+/* What the exchange reported, copied out of the access record (borrowed only for the call). */
+struct probe_result {
+    bool reported;
+    int status;
+    int upstream_status;
+    enum failure_type failure;
+    enum phase phase;
+    struct timings timings;
+    uint64_t limit_ms;
+    unsigned attempts;
+    bool reused;
+    bool aborted;
+    uint64_t bytes_out;
+    char origin[300];
+    char detail[256];
+    char request_id[48];
+};
+
+/* The downstream the probe's exchange talks to. */
+struct probe_ds {
+    struct event_base *base;           /* borrowed */
+    struct evbuffer *out;              /* the response body lands here and is dropped */
+    struct evbuffer *in;               /* request body: none */
+    struct event *body_timer;          /* PROBE_BODY_MS after the head */
+    bool done;                         /* the exchange is over (done() came) */
+    bool cut;                          /* the probe stopped reading the body itself */
+    uint64_t body_bytes;
+    int interim[16];
+    unsigned ninterim;
+    struct probe_result res;
+};
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    snprintf(dst, size, "%s", src ? src : "");
+}
+
+static void ds_interim(void *arg, const struct resp_head *head)
+{
+    struct probe_ds *p = arg;
+    if (p->ninterim < ARRAY_LEN(p->interim))
+        p->interim[p->ninterim++] = head->status;
+}
+
+static void ds_head(void *arg, const struct resp_head *head, struct body_sink *sink)
+{
+    struct probe_ds *p = arg;
+    (void)head;
+    sink->out = p->out;
+    sink->chunked = false;
+    struct timeval tv = tv_from_ms(PROBE_BODY_MS);
+    evtimer_add(p->body_timer, &tv);
+}
+
+static void ds_body(void *arg)
+{
+    struct probe_ds *p = arg;
+    size_t n = evbuffer_get_length(p->out);
+    p->body_bytes += n;
+    evbuffer_drain(p->out, n);
+    if (p->body_bytes > PROBE_BODY_MAX) {
+        p->cut = true;
+        event_base_loopbreak(p->base); /* the exchange is cancelled once its callback returned */
+    }
+}
+
+static size_t ds_pending(void *arg)
+{
+    (void)arg;
+    return 0; /* the probe takes everything at once */
+}
+
+static struct evbuffer *ds_request_input(void *arg)
+{
+    return ((struct probe_ds *)arg)->in;
+}
+
+static void ds_request_taken(void *arg)
+{
+    (void)arg;
+}
+
+static void ds_request_wait(void *arg, uint64_t body_timeout_ms)
+{
+    (void)arg, (void)body_timeout_ms;
+}
+
+static void ds_done(void *arg, enum exchange_end end)
+{
+    struct probe_ds *p = arg;
+    (void)end;
+    ds_body(p); /* the last bytes come with done() */
+    p->done = true;
+    event_base_loopbreak(p->base);
+}
+
+static void ds_report(void *arg, const struct access_record *r)
+{
+    struct probe_ds *p = arg;
+    struct probe_result *res = &p->res;
+    res->reported = true;
+    res->status = r->status;
+    res->upstream_status = r->upstream_status;
+    res->failure = r->failure;
+    res->phase = r->phase;
+    res->timings = r->timings;
+    res->limit_ms = r->limit_ms;
+    res->attempts = r->attempts;
+    res->reused = r->reused;
+    res->aborted = r->aborted;
+    res->bytes_out = r->bytes_out;
+    copy_str(res->origin, sizeof(res->origin), r->origin);
+    copy_str(res->detail, sizeof(res->detail), r->detail);
+    copy_str(res->request_id, sizeof(res->request_id), r->request_id);
+}
+
+static void body_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct probe_ds *p = arg;
+    p->cut = true;
+    event_base_loopbreak(p->base);
+}
+
+static const struct downstream_ops probe_ops = {
+    .interim = ds_interim,
+    .head = ds_head,
+    .body = ds_body,
+    .pending = ds_pending,
+    .request_input = ds_request_input,
+    .request_taken = ds_request_taken,
+    .request_wait = ds_request_wait,
+    .done = ds_done,
+    .report = ds_report,
+};
+
+/* ---- the URL ---- */
+
+int probe_parse_url(const char *url, struct probe_url *out, const char **why)
+{
+    memset(out, 0, sizeof(*out));
+    const char *rest;
+    if (strncasecmp(url, "http://", 7) == 0) {
+        rest = url + 7;
+    } else if (strncasecmp(url, "https://", 8) == 0) {
+        rest = url + 8;
+        out->tls = true;
+    } else {
+        *why = "the URL must start with http:// or https://";
+        return -1;
+    }
+    size_t alen = strcspn(rest, "/?#");
+    if (alen == 0 || alen >= sizeof(out->authority)) {
+        *why = alen ? "the host is too long" : "the URL has no host";
+        return -1;
+    }
+    if (memchr(rest, '@', alen)) {
+        *why = "user information in the URL is not supported";
+        return -1;
+    }
+    for (size_t i = 0; i < strlen(url); i++)
+        if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f) {
+            *why = "the URL has spaces or control characters (percent-encode them)";
+            return -1;
+        }
+    memcpy(out->authority, rest, alen);
+    out->authority[alen] = '\0';
+    const char *path = rest + alen;
+    size_t plen = strcspn(path, "#");
+    if (plen + 2 > sizeof(out->path)) {
+        *why = "the path is too long";
+        return -1;
+    }
+    snprintf(out->path, sizeof(out->path), "%s%.*s", path[0] == '/' ? "" : "/", (int)plen, path);
+    out->port = out->tls ? 443 : 80;
+    char hostport[320];
+    const char *colon = strrchr(out->authority, ':');
+    bool has_port = colon && (out->authority[0] != '[' || colon > strchr(out->authority, ']'));
+    if (has_port) {
+        snprintf(hostport, sizeof(hostport), "%s", out->authority);
+    } else {
+        snprintf(hostport, sizeof(hostport), "%s:%u", out->authority, out->port);
+    }
+    const char *perr = NULL;
+    if (split_host_port(hostport, out->host, sizeof(out->host), &out->port, &perr) != 0) {
+        *why = perr ? perr : "bad host or port";
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- options ---- */
+
+struct probe_opts {
+    const char *config;                /* -c FILE, or NULL */
+    const char *url;
+    uint64_t timers_ms[TIMER_COUNT];   /* --*-timeout */
+    bool timer_set[TIMER_COUNT];
+    bool profile_set;
+    enum error_profile profile;
+    bool json;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: portico probe [-c FILE] URL [--dns-timeout D] [--connect-timeout D]\n"
+            "                     [--tls-timeout D] [--send-timeout D] [--first-byte-timeout D]\n"
+            "                     [--read-timeout D] [--total-timeout D]\n"
+            "                     [--profile standard|cloudflare|proxy] [--json]\n"
+            "Sends one GET for URL the way Portico would (with -c: through FILE's route and\n"
+            "upstream for the URL's host and path; without: straight to the URL's host) and prints\n"
+            "each phase with its duration, the outcome, the failure type and the status of each\n"
+            "error profile. Exit status: 0 the origin answered, 1 upstream failure, 2 bad usage.\n");
+}
+
+enum { OPT_PROFILE = 256, OPT_JSON, OPT_HELP, OPT_TIMER }; /* OPT_TIMER + timer_kind */
+
+/* Parses argv into o. 0, 1 (--help printed), or 2 with a message on stderr. */
+static int parse_args(int argc, char **argv, struct probe_opts *o)
+{
+    static char names[TIMER_COUNT][32];
+    struct option longopts[TIMER_COUNT + 5];
+    int n = 0;
+    for (int t = 0; t < TIMER_COUNT; t++) { /* --connect-timeout for connect_timeout ... */
+        snprintf(names[t], sizeof(names[t]), "%s", timer_name((enum timer_kind)t));
+        for (char *c = names[t]; *c; c++)
+            if (*c == '_')
+                *c = '-';
+        longopts[n++] = (struct option){names[t], required_argument, NULL, OPT_TIMER + t};
+    }
+    longopts[n++] = (struct option){"profile", required_argument, NULL, OPT_PROFILE};
+    longopts[n++] = (struct option){"json", no_argument, NULL, OPT_JSON};
+    longopts[n++] = (struct option){"help", no_argument, NULL, OPT_HELP};
+    longopts[n++] = (struct option){"config", required_argument, NULL, 'c'};
+    longopts[n] = (struct option){NULL, 0, NULL, 0};
+
+    memset(o, 0, sizeof(*o));
+    optind = 1;
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, ":c:h", longopts, NULL)) != -1) {
+        if (opt == 'c') {
+            o->config = optarg;
+        } else if (opt == OPT_JSON) {
+            o->json = true;
+        } else if (opt == OPT_HELP || opt == 'h') {
+            usage(stdout);
+            return 1;
+        } else if (opt == OPT_PROFILE) {
+            if (profile_from_name(optarg, &o->profile) != 0) {
+                fprintf(stderr, "portico probe: unknown profile \"%s\" (standard, cloudflare, "
+                                "proxy)\n", optarg);
+                return 2;
+            }
+            o->profile_set = true;
+        } else if (opt >= OPT_TIMER && opt < OPT_TIMER + TIMER_COUNT) {
+            int t = opt - OPT_TIMER;
+            uint64_t ms;
+            if (parse_duration_ms(optarg, &ms) != 0 || ms > CFG_MAX_DURATION_MS ||
+                (ms == 0 && t != TIMER_TOTAL)) {
+                fprintf(stderr, "portico probe: --%s: \"%s\" is not a duration from 1ms to 168h\n",
+                        names[t], optarg);
+                return 2;
+            }
+            o->timers_ms[t] = ms;
+            o->timer_set[t] = true;
+        } else if (opt == ':') {
+            fprintf(stderr, "portico probe: %s needs a value\n", argv[optind - 1]);
+            return 2;
+        } else {
+            fprintf(stderr, "portico probe: unknown option %s\n", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, optind == argc ? "portico probe: which URL? (portico probe --help)\n"
+                                       : "portico probe: one URL at a time\n");
+        return 2;
+    }
+    o->url = argv[optind];
+    return 0;
+}
+
+/* ---- the configuration ---- */
+
+/* A configuration of one upstream and one route for the URL, the defaults of Portico's. */
+static struct config *synthetic_config(const struct probe_url *u)
+{
+    char text[1024];
+    bool v6 = strchr(u->host, ':') != NULL;
+    snprintf(text, sizeof(text),
+             "[proxy]\nworkers = 1\naccess_log = off\n"
+             "[upstream probe]\norigin = %s%s%s:%u\n%s"
+             "[route probe]\nupstream = probe\n",
+             v6 ? "[" : "", u->host, v6 ? "]" : "", u->port, u->tls ? "tls = on\n" : "");
+    return cfg_load_string(text, "(probe)", ".", stderr, NULL);
+}
+
+/* The simulator, when an origin of the configuration is `sim` (as main.c does at start). */
+static int resolve_sim(struct config *cfg)
+{
+    for (int u = 0; u < cfg->nupstreams; u++)
+        for (int o = 0; o < cfg->upstreams[u].norigins; o++) {
+            struct origin_conf *oc = &cfg->upstreams[u].origins[o];
+            uint16_t port = sim_port();
+            if (!oc->is_sim)
+                continue;
+            if (!port && sim_start(&port) != 0)
+                return -1;
+            oc->port = port;
+            numeric_sockaddr("127.0.0.1", port, &oc->addr, &oc->addrlen);
+        }
+    return 0;
+}
+
+/* ---- the timeline ---- */
+
+static const char *phase_of_slot(int slot)
+{
+    return timing_name((enum timing_phase)slot);
+}
+
+/* The timing slot where the exchange ended, or -1 (route, client side, done). */
+static int failed_slot(const struct probe_result *r)
+{
+    return r->failure == FAIL_NONE ? -1 : timing_of_phase(r->phase);
+}
+
+static void print_text(const struct probe_opts *o, const struct route_conf *route,
+                       const struct config *cfg, const struct probe_ds *p, enum probe_end end)
+{
+    const struct probe_result *r = &p->res;
+    const struct upstream_conf *up = &cfg->upstreams[route->upstream];
+    printf("portico probe %s\n", o->url);
+    printf("  %-11s route %s, upstream %s, origin %s, %s profile%s\n", "via", route->name,
+           up->name, r->origin[0] ? r->origin : "(none chosen)", profile_name(cfg->profile),
+           r->reused ? ", pooled connection" : "");
+    int failed = failed_slot(r);
+    if (r->failure != FAIL_NONE && r->phase == PHASE_ROUTE)
+        printf("  %-11s %-12s <- %s\n", "route", "failed", failure_name(r->failure));
+    for (int s = 0; s < TIMING_COUNT; s++) {
+        char dur[32] = "-";
+        if (timings_has(&r->timings, (enum timing_phase)s)) {
+            struct fmt_buf b;
+            fmt_init(&b, dur, sizeof(dur) - 4);
+            fmt_ms3(&b, r->timings.us[s]);
+            fmt_str(&b, " ms");
+            dur[b.len] = '\0';
+        }
+        printf("  %-11s %12s", phase_of_slot(s), dur);
+        if (s == failed) {
+            printf("  <- %s", failure_name(r->failure));
+            if (r->limit_ms)
+                printf(" (limit %llu ms)", (unsigned long long)r->limit_ms);
+        }
+        printf("\n");
+    }
+    if (p->ninterim) {
+        printf("  %-11s", "interim");
+        for (unsigned i = 0; i < p->ninterim; i++)
+            printf(" %d", p->interim[i]);
+        printf("\n");
+    }
+    if (end == PROBE_ANSWERED) {
+        printf("  %-11s answered: %d %s, %llu body bytes%s\n", "outcome", r->upstream_status,
+               status_phrase(r->upstream_status), (unsigned long long)r->bytes_out,
+               p->cut ? " (the probe stopped reading)" : "");
+        if (r->failure != FAIL_NONE)
+            printf("  %-11s then %s in phase %s: %s\n", "", failure_name(r->failure),
+                   phase_name(r->phase), r->detail);
+        return;
+    }
+    printf("  %-11s failed: %s in phase %s\n", "outcome",
+           r->failure != FAIL_NONE ? failure_name(r->failure) : "no answer",
+           phase_name(r->phase));
+    if (r->detail[0])
+        printf("  %-11s %s\n", "detail", r->detail);
+    if (r->failure == FAIL_NONE)
+        return;
+    printf("  %-11s", "status");
+    for (int pr = 0; pr < PROFILE_COUNT; pr++)
+        printf("%s %s %d", pr ? "," : "", profile_name((enum error_profile)pr),
+               failure_status(r->failure, (enum error_profile)pr,
+                              pr == (int)cfg->profile ? cfg->error_overrides : NULL));
+    printf("  (Portico sends %d %s here)\n", r->status, status_phrase(r->status));
+}
+
+static void json_string(const char *s)
+{
+    char buf[2048];
+    struct fmt_buf b;
+    fmt_init(&b, buf, sizeof(buf));
+    if (s)
+        fmt_json_str(&b, s, strlen(s), 300);
+    else
+        fmt_str(&b, "null");
+    fwrite(buf, 1, b.len, stdout);
+}
+
+static void json_ms(uint64_t us)
+{
+    char buf[32];
+    struct fmt_buf b;
+    fmt_init(&b, buf, sizeof(buf));
+    fmt_ms3(&b, us);
+    fwrite(buf, 1, b.len, stdout);
+}
+
+static void print_json(const struct probe_opts *o, const struct route_conf *route,
+                       const struct config *cfg, const struct probe_ds *p, enum probe_end end)
+{
+    const struct probe_result *r = &p->res;
+    printf("{\"url\":");
+    json_string(o->url);
+    printf(",\"route\":");
+    json_string(route->name);
+    printf(",\"upstream\":");
+    json_string(cfg->upstreams[route->upstream].name);
+    printf(",\"origin\":");
+    json_string(r->origin[0] ? r->origin : NULL);
+    printf(",\"profile\":\"%s\",\"request_id\":", profile_name(cfg->profile));
+    json_string(r->request_id);
+    printf(",\"phases\":{");
+    for (int s = 0; s < TIMING_COUNT; s++) {
+        printf("%s\"%s\":", s ? "," : "", phase_of_slot(s));
+        if (timings_has(&r->timings, (enum timing_phase)s))
+            json_ms(r->timings.us[s]);
+        else
+            printf("null");
+    }
+    printf("},\"outcome\":\"%s\",\"status\":", probe_end_names[end]);
+    if (r->status)
+        printf("%d", r->status);
+    else
+        printf("null");
+    printf(",\"upstream_status\":");
+    if (r->upstream_status)
+        printf("%d", r->upstream_status);
+    else
+        printf("null");
+    printf(",\"failure\":");
+    json_string(r->failure != FAIL_NONE ? failure_name(r->failure) : NULL);
+    printf(",\"phase\":\"%s\",\"limit_ms\":", phase_name(r->phase));
+    if (r->limit_ms)
+        printf("%llu", (unsigned long long)r->limit_ms);
+    else
+        printf("null");
+    printf(",\"detail\":");
+    json_string(r->detail[0] ? r->detail : NULL);
+    printf(",\"statuses\":");
+    if (r->failure == FAIL_NONE) {
+        printf("null");
+    } else {
+        for (int pr = 0; pr < PROFILE_COUNT; pr++)
+            printf("%s\"%s\":%d", pr ? "," : "{", profile_name((enum error_profile)pr),
+                   failure_status(r->failure, (enum error_profile)pr,
+                                  pr == (int)cfg->profile ? cfg->error_overrides : NULL));
+        printf("}");
+    }
+    printf(",\"interim\":[");
+    for (unsigned i = 0; i < p->ninterim; i++)
+        printf("%s%d", i ? "," : "", p->interim[i]);
+    printf("],\"body_bytes\":%llu,\"attempts\":%u,\"reused\":%s}\n",
+           (unsigned long long)r->bytes_out, r->attempts, r->reused ? "true" : "false");
+}
+
+/* ---- running it ---- */
+
+/* Sets up l as a worker would for gen. 0, or -1. */
+static int loop_up(struct loop *l, struct generation *gen)
+{
+    *l = (struct loop){.cfg = gen->cfg, .gen = gen, .state = LOOP_RUNNING,
+                       .id_salt = (uint32_t)wall_ms()};
+    TAILQ_INIT(&l->clients);
+    struct event_config *ec = event_config_new();
+    if (!ec)
+        return -1;
+    event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER); /* timers as precise as a worker's */
+    l->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    l->metrics = metrics_shard_create(NULL);
+    l->recent = recent_shard_create(gen->number, 0);
+    if (!l->base || !l->metrics || !l->recent || upstream_pools_init(l) != 0)
+        return -1;
+    if (trace_rng_seed(&l->rng) != 0)
+        trace_rng_init(&l->rng, now_us());
+    return loop_dns_init(l);
+}
+
+static void loop_down(struct loop *l)
+{
+    if (l->pools)
+        upstream_pools_free(l);
+    if (l->dns)
+        evdns_base_free(l->dns, 0);
+    /* cancelled lookups report back through the loop: let them land (as worker.c does) */
+    for (int i = 0; l->base && i < 50 && event_base_loop(l->base, EVLOOP_NONBLOCK) == 0; i++)
+        ;
+    if (l->base)
+        event_base_free(l->base);
+    metrics_shard_retire(l->metrics);
+    recent_shard_retire(l->recent);
+}
+
+/* Runs the exchange for o's URL through l; fills p. 0, or -1 (out of memory). */
+static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_ds *p)
+{
+    static const struct peer peer = {.conn_id = 1, .addr = "probe", .ip = "127.0.0.1"};
+    char head[4096];
+    int n = snprintf(head, sizeof(head),
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: portico-probe/%s\r\n"
+                     "Accept: */*\r\nConnection: close\r\n\r\n",
+                     u->path, u->authority, PORTICO_VERSION);
+    struct h1_request req;
+    struct h1_error err;
+    struct h1_limits lim = {l->cfg->max_request_line, l->cfg->max_header_size};
+    if (n < 0 || (size_t)n >= sizeof(head) ||
+        h1_parse_request(head, (size_t)n, &lim, &req, &err) != n) {
+        fprintf(stderr, "portico probe: the request for %s is not valid HTTP/1.1\n", u->path);
+        return -1;
+    }
+    struct downstream ds = {.ops = &probe_ops, .ctx = p, .peer = &peer, .proto = PROTO_HTTP11};
+    struct exchange *ex = exchange_start(l, &ds, head, (size_t)n, &req, now_us());
+    if (!ex)
+        return -1;
+    exchange_run(ex);
+    while (!p->done && !p->cut)
+        if (event_base_dispatch(l->base) != 0)
+            break;
+    if (!p->done) /* the probe stopped reading: the exchange reports, then goes */
+        exchange_cancel(ex, "probe stopped reading");
+    return 0;
+}
+
+int probe_main(int argc, char **argv)
+{
+    struct probe_opts o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    struct probe_url u;
+    const char *why = NULL;
+    if (probe_parse_url(o.url, &u, &why) != 0) {
+        fprintf(stderr, "portico probe: %s: %s\n", o.url, why);
+        return 2;
+    }
+    if (evthread_use_pthreads() != 0) {
+        fprintf(stderr, "portico probe: libevent without thread support\n");
+        return 1;
+    }
+    struct config *cfg = o.config ? cfg_load(o.config, stderr, NULL) : synthetic_config(&u);
+    if (!cfg)
+        return 2;
+    const char *path_end = u.path + strcspn(u.path, "?");
+    const struct route_conf *route =
+        route_match(cfg, u.authority, strlen(u.authority), u.path, (size_t)(path_end - u.path));
+    if (!route) {
+        fprintf(stderr, "portico probe: no route of %s matches %s\n", o.config, o.url);
+        cfg_free(cfg);
+        return 2;
+    }
+    for (int i = 0; i < cfg->nupstreams; i++)
+        for (int t = 0; t < TIMER_COUNT; t++)
+            if (o.timer_set[t])
+                cfg->upstreams[i].timers_ms[t] = o.timers_ms[t];
+    if (o.profile_set)
+        cfg->profile = o.profile;
+    if (resolve_sim(cfg) != 0) {
+        cfg_free(cfg);
+        return 1;
+    }
+    struct generation *gen = generation_new(cfg, 1);
+    if (!gen) {
+        sim_stop();
+        return 1;
+    }
+    struct loop l;
+    struct probe_ds p = {0};
+    enum probe_end end = PROBE_FAILED;
+    rc = 1;
+    if (loop_up(&l, gen) != 0 || !(p.out = evbuffer_new()) || !(p.in = evbuffer_new()) ||
+        !(p.body_timer = evtimer_new(l.base, body_timer_cb, &p))) {
+        fprintf(stderr, "portico probe: cannot set up the event loop\n");
+        goto done;
+    }
+    p.base = l.base;
+    if (run_exchange(&l, &u, &p) != 0 || !p.res.reported)
+        goto done;
+    end = p.res.upstream_status && !p.res.aborted ? PROBE_ANSWERED : PROBE_FAILED;
+    if (o.json)
+        print_json(&o, route, cfg, &p, end);
+    else
+        print_text(&o, route, cfg, &p, end);
+    rc = end == PROBE_ANSWERED ? 0 : 1;
+done:
+    if (p.body_timer)
+        event_free(p.body_timer);
+    if (p.out)
+        evbuffer_free(p.out);
+    if (p.in)
+        evbuffer_free(p.in);
+    loop_down(&l);
+    generation_free(gen);
+    sim_stop();
+    metrics_free_all();
+    recent_free_all();
+    return rc;
+}

@@ -1,0 +1,670 @@
+/*
+ * test_diag.c — issue 9's diagnostics end to end against the real binary: the JSON access log
+ * (a success with every field, each failure type, a client that leaves: 499 with its phase),
+ * timings that add up, /metrics line by line with exact increases, /status parsed, Server-Timing
+ * on proxied responses per route, and error_detail = minimal.
+ *
+ * Every log line and /status is parsed by a strict JSON reader (tests/support/json.h) before a
+ * field is looked at. The failure cases use the fake origins of tests/support (as
+ * test_failures.c does for the statuses); connect_unreachable needs a raw socket playing an ICMP
+ * router and is left to test_failures.c, whose log check covers it.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+
+#include "../support/certs.h"
+#include "../support/fake_dns.h"
+#include "../support/fake_origin.h"
+#include "../support/harness.h"
+#include "../support/json.h"
+#include "../support/raw_client.h"
+#include "../support/testutil.h"
+#include "proxy_helpers.h"
+
+#define BIG_BODY (16 * 1024 * 1024)
+
+/* ---- the origins ---- */
+
+enum origin_id {
+    O_OK, O_REFUSE, O_BLACKHOLE, O_SILENT, O_PARTIAL, O_CLOSE, O_RESET, O_GARBAGE, O_NO_READ,
+    O_RST_AFTER_HEAD, O_TLS_GARBAGE, O_TLS_SILENT, O_CERT_SELF, O_COUNT
+};
+
+static const struct fo_step rst_after_head[] = {FO_RST(), FO_END()};
+
+static struct {
+    struct fake_origin *o[O_COUNT];
+    uint16_t port[O_COUNT];
+    struct fake_dns *dns;
+} w;
+
+static int world_up(void **state)
+{
+    (void)state;
+    const struct test_certs *certs = certs_get();
+    if (!certs)
+        return -1;
+    const struct fake_origin_opts opts[O_COUNT] = {
+        [O_OK] = {.kind = FO_OK, .body = "hello, diagnostics\n"},
+        [O_REFUSE] = {.kind = FO_REFUSE},
+        [O_BLACKHOLE] = {.kind = FO_BLACKHOLE},
+        [O_SILENT] = {.kind = FO_SILENT},
+        [O_PARTIAL] = {.kind = FO_PARTIAL_HEAD},
+        [O_CLOSE] = {.kind = FO_CLOSE_EMPTY},
+        [O_RESET] = {.kind = FO_RESET},
+        [O_GARBAGE] = {.kind = FO_GARBAGE},
+        [O_NO_READ] = {.kind = FO_NO_READ},
+        [O_RST_AFTER_HEAD] = {.kind = FO_SCRIPT, .script = rst_after_head,
+                              .respond_before_body = true},
+        [O_TLS_GARBAGE] = {.kind = FO_TLS_GARBAGE},
+        [O_TLS_SILENT] = {.kind = FO_TLS_SILENT},
+        [O_CERT_SELF] = {.kind = FO_OK, .tls_cert = certs->self_signed_cert,
+                         .tls_key = certs->self_signed_key},
+    };
+    for (int i = 0; i < O_COUNT; i++) {
+        if (!(w.o[i] = fake_origin_start(&opts[i])))
+            return -1;
+        w.port[i] = fake_origin_port(w.o[i]);
+    }
+    w.dns = fake_dns_start(NULL);
+    return w.dns ? 0 : -1;
+}
+
+static int world_down(void **state)
+{
+    (void)state;
+    for (int i = 0; i < O_COUNT; i++)
+        fake_origin_stop(w.o[i]);
+    fake_dns_stop(w.dns);
+    memset(&w, 0, sizeof(w));
+    return 0;
+}
+
+/* ---- the cases: one route and upstream each ---- */
+
+enum how { H_GET, H_BODY, H_TWICE };
+
+struct dcase {
+    const char *name;          /* route /name/, upstream name */
+    enum origin_id origin;
+    const char *host;          /* resolved through the fake DNS; NULL: 127.0.0.1 */
+    int dns_mode;              /* -1: DNS not used */
+    const char *extra;         /* more [upstream] lines */
+    const char *failure;       /* expected "failure" (NULL: success) */
+    const char *phase;         /* expected "phase" */
+    int status;                /* standard profile */
+    int limit_ms;              /* expected limit_ms, 0: null */
+    enum how how;
+};
+
+#define TLS "tls = on\nca_file = {{certs}}/ca.pem\n"
+
+static const struct dcase cases[] = {
+    {"ok", O_OK, NULL, -1, "", NULL, "done", 200, 0, H_GET},
+    {"dns_error", O_OK, "nx.portico.test", FAKE_DNS_NXDOMAIN, "", "dns_error", "dns", 502, 0,
+     H_GET},
+    {"dns_timeout", O_OK, "slow.portico.test", FAKE_DNS_SILENT, "dns_timeout = 200ms\n",
+     "dns_timeout", "dns", 504, 200, H_GET},
+    {"refused", O_REFUSE, NULL, -1, "", "connect_refused", "connect", 502, 0, H_GET},
+    {"blackhole", O_BLACKHOLE, NULL, -1, "connect_timeout = 200ms\n", "connect_timeout",
+     "connect", 504, 200, H_GET},
+    {"tls_garbage", O_TLS_GARBAGE, NULL, -1, TLS, "tls_handshake_failed", "tls", 502, 0, H_GET},
+    {"tls_silent", O_TLS_SILENT, NULL, -1, TLS "tls_timeout = 200ms\n", "tls_handshake_timeout",
+     "tls", 504, 200, H_GET},
+    {"cert_self", O_CERT_SELF, NULL, -1, TLS, "tls_certificate_invalid", "tls", 502, 0, H_GET},
+    {"send_timeout", O_NO_READ, NULL, -1, "send_timeout = 250ms\n", "send_timeout", "send", 504,
+     250, H_BODY},
+    {"send_error", O_RST_AFTER_HEAD, NULL, -1, "", "send_error", "send", 502, 0, H_BODY},
+    {"silent", O_SILENT, NULL, -1, "first_byte_timeout = 200ms\n", "first_byte_timeout",
+     "first_byte", 504, 200, H_GET},
+    {"partial", O_PARTIAL, NULL, -1, "read_timeout = 200ms\n", "read_timeout", "read", 504, 200,
+     H_GET},
+    {"close", O_CLOSE, NULL, -1, "", "empty_response", "first_byte", 502, 0, H_GET},
+    {"reset", O_RESET, NULL, -1, "", "connection_reset", "first_byte", 502, 0, H_GET},
+    {"garbage", O_GARBAGE, NULL, -1, "", "invalid_response", "read", 502, 0, H_GET},
+    {"total", O_SILENT, NULL, -1, "total_timeout = 200ms\nfirst_byte_timeout = 2s\n",
+     "total_timeout", "first_byte", 504, 200, H_GET},
+    {"down", O_REFUSE, NULL, -1, "max_fails = 1\nfail_timeout = 1m\n", "no_healthy_origin",
+     "route", 503, 0, H_TWICE},
+};
+
+#define NCASES (sizeof(cases) / sizeof(cases[0]))
+
+/* The configuration: one route per case, `server_timing = on` on /ok/ only, and /abort/. */
+static struct harness *start(const char *proxy_extra)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    fprintf(f,
+            "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\nadmin_listen = 127.0.0.1:{{port:admin}}\n"
+            "access_log = {{dir}}/access.log\nworkers = 2\nresolver = 127.0.0.1:%u\n"
+            "dns_timeout = 2s\nconnect_timeout = 2s\ntls_timeout = 2s\nsend_timeout = 2s\n"
+            "first_byte_timeout = 2s\nread_timeout = 2s\n%s\n",
+            fake_dns_port(w.dns), proxy_extra);
+    for (size_t i = 0; i < NCASES; i++) {
+        const struct dcase *c = &cases[i];
+        fprintf(f, "[upstream %s]\norigin = %s:%u\n%s[route %s]\nprefix = /%s/\nupstream = %s\n%s\n",
+                c->name, c->host ? c->host : "127.0.0.1", w.port[c->origin], c->extra, c->name,
+                c->name, c->name, i == 0 ? "server_timing = on\n" : "");
+    }
+    fprintf(f, "[route plain]\nprefix = /plain/\nupstream = ok\n"
+               "[upstream hang]\norigin = 127.0.0.1:%u\n[route abort]\nprefix = /abort/\n"
+               "upstream = hang\n", w.port[O_SILENT]);
+    fclose(f);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, "%s", text), 0);
+    free(text);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    return h;
+}
+
+/* Streams body bytes until Portico answers (the socket turns readable) or len went out. */
+static void stream_until_answer(struct raw_conn *c, size_t len)
+{
+    static char chunk[64 * 1024];
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    size_t sent = 0;
+    memset(chunk, 'b', sizeof(chunk));
+    while (sent < len && tu_ms_left(deadline) > 0) {
+        struct pollfd p = {raw_fd(c), POLLIN | POLLOUT, 0};
+        if (poll(&p, 1, tu_ms_left(deadline)) <= 0 || (p.revents & (POLLIN | POLLHUP | POLLERR)))
+            return;
+        size_t n = len - sent < sizeof(chunk) ? len - sent : sizeof(chunk);
+        ssize_t k = send(raw_fd(c), chunk, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k < 0 && errno != EAGAIN && errno != EINTR)
+            return;
+        sent += k > 0 ? (size_t)k : 0;
+    }
+}
+
+/* Sends one request for a case; returns the response (caller frees). */
+static void request(struct harness *h, const struct dcase *c, struct raw_response *r)
+{
+    char req[512];
+    struct raw_conn *conn = px_connect_port(harness_port(h, "listen"));
+    if (c->how == H_BODY)
+        snprintf(req, sizeof(req), "POST /%s/x HTTP/1.1\r\nHost: diag.test\r\nUser-Agent: "
+                 "diag-test/1\r\nContent-Length: %d\r\n\r\n", c->name, BIG_BODY);
+    else
+        snprintf(req, sizeof(req), "GET /%s/x?q=1 HTTP/1.1\r\nHost: diag.test\r\nUser-Agent: "
+                 "diag-test/1\r\nAccept: application/json\r\nConnection: close\r\n\r\n", c->name);
+    assert_int_equal(raw_send_str(conn, req), 0);
+    if (c->how == H_BODY)
+        stream_until_answer(conn, BIG_BODY);
+    if (raw_read_response(conn, r, PX_IO_MS) != 0)
+        fail_msg("%s: no response: %s", c->name, r->error);
+    raw_close(conn);
+}
+
+/* The access-log line holding `"request_id":"rid"`, parsed (the test fails if it is not JSON). */
+static struct tj *log_entry(struct harness *h, const char *rid)
+{
+    char needle[128], err[128];
+    snprintf(needle, sizeof(needle), "\"request_id\":\"%s\"", rid);
+    char *line = px_log_line(h, needle);
+    struct tj *j = tj_parse(line, err, sizeof(err));
+    if (!j || j->type != TJ_OBJECT)
+        fail_msg("access-log line is not a JSON object (%s): %s", err, line);
+    free(line);
+    return j;
+}
+
+static void expect_type(const struct tj *j, const char *key, enum tj_type t, bool or_null)
+{
+    const struct tj *m = tj_get(j, key);
+    if (!m)
+        fail_msg("access-log field %s missing", key);
+    if (m->type != t && !(or_null && m->type == TJ_NULL))
+        fail_msg("access-log field %s has JSON type %d", key, (int)m->type);
+}
+
+/* Every field of the issue, with its type; the phases of timing_ms never add up past total. */
+static void check_shape(const struct tj *j)
+{
+    static const char *const strings[] = {"time", "request_id", "trace_id", "client", "method",
+                                          "host", "path", "proto", "phase"};
+    static const char *const maybe_strings[] = {"failure", "route", "upstream", "origin",
+                                                "fault", "user_agent", "detail"};
+    for (size_t i = 0; i < ARRAY_SIZE(strings); i++)
+        expect_type(j, strings[i], TJ_STRING, false);
+    for (size_t i = 0; i < ARRAY_SIZE(maybe_strings); i++)
+        expect_type(j, maybe_strings[i], TJ_STRING, true);
+    expect_type(j, "status", TJ_NUMBER, false);
+    expect_type(j, "upstream_status", TJ_NUMBER, true);
+    expect_type(j, "attempts", TJ_NUMBER, false);
+    expect_type(j, "bytes_in", TJ_NUMBER, false);
+    expect_type(j, "bytes_out", TJ_NUMBER, false);
+    expect_type(j, "interim", TJ_ARRAY, false);
+    expect_type(j, "timing_ms", TJ_OBJECT, false);
+    /* RFC 3339 with milliseconds, UTC */
+    const char *t = tj_str(j, "time");
+    assert_int_equal(strlen(t), 24);
+    assert_true(t[4] == '-' && t[10] == 'T' && t[19] == '.' && t[23] == 'Z');
+    assert_int_equal(strspn(tj_str(j, "trace_id"), "0123456789abcdef"), 32);
+    assert_non_null(strstr(tj_str(j, "client"), "127.0.0.1:"));
+    double total = -1, sum = 0;
+    const struct tj *tm = tj_get(j, "timing_ms");
+    for (size_t i = 0; i < tm->n; i++) {
+        const struct tj *p = tm->items[i];
+        assert_int_equal(p->type, TJ_NUMBER);
+        assert_true(p->number >= 0);
+        if (strcmp(p->key, "total") == 0)
+            total = p->number;
+        else
+            sum += p->number;
+    }
+    assert_true(total >= 0);
+    if (sum > total + 0.0015) /* three decimals each: rounding only */
+        fail_msg("phases add up to %.3f ms, more than total %.3f ms", sum, total);
+}
+
+/* The phases an exchange walked are in timing_ms; those it never entered are absent. */
+static void check_phases(const struct tj *j, const char *const *present, size_t n)
+{
+    const struct tj *tm = tj_get(j, "timing_ms");
+    size_t want = n + 1; /* + total */
+    for (size_t i = 0; i < n; i++)
+        if (!tj_get(tm, present[i]))
+            fail_msg("timing_ms lacks %s", present[i]);
+    assert_int_equal(tm->n, want);
+}
+
+static void test_access_log_success(void **state)
+{
+    (void)state;
+    struct harness *h = start("");
+    struct raw_response r;
+    request(h, &cases[0], &r);
+    assert_int_equal(r.status, 200);
+    /* server_timing = on: the proxied response says where the time went */
+    const char *st = raw_header(&r, "Server-Timing");
+    assert_non_null(st);
+    assert_non_null(strstr(st, "connect;dur="));
+    assert_non_null(strstr(st, "first_byte;dur="));
+    struct tj *j = log_entry(h, raw_header(&r, "X-Request-Id"));
+    check_shape(j);
+    double v;
+    assert_string_equal(tj_str(j, "method"), "GET");
+    assert_string_equal(tj_str(j, "host"), "diag.test");
+    assert_string_equal(tj_str(j, "path"), "/ok/x?q=1");
+    assert_string_equal(tj_str(j, "proto"), "HTTP/1.1");
+    assert_int_equal(tj_num(j, "status", &v), 0);
+    assert_int_equal((int)v, 200);
+    assert_int_equal(tj_num(j, "upstream_status", &v), 0);
+    assert_int_equal((int)v, 200);
+    assert_true(tj_is_null(j, "failure"));
+    assert_string_equal(tj_str(j, "phase"), "done");
+    assert_string_equal(tj_str(j, "route"), "ok");
+    assert_string_equal(tj_str(j, "upstream"), "ok");
+    char origin[64];
+    snprintf(origin, sizeof(origin), "127.0.0.1:%u", w.port[O_OK]);
+    assert_string_equal(tj_str(j, "origin"), origin);
+    assert_int_equal(tj_num(j, "attempts", &v), 0);
+    assert_int_equal((int)v, 1);
+    assert_int_equal(tj_num(j, "bytes_in", &v), 0);
+    assert_int_equal((int)v, 0);
+    assert_int_equal(tj_num(j, "bytes_out", &v), 0);
+    assert_int_equal((size_t)v, strlen("hello, diagnostics\n"));
+    assert_int_equal(tj_get(j, "interim")->n, 0);
+    assert_true(tj_is_null(j, "fault"));
+    assert_string_equal(tj_str(j, "user_agent"), "diag-test/1");
+    static const char *const walked[] = {"connect", "send", "first_byte", "body"};
+    check_phases(j, walked, ARRAY_SIZE(walked));
+    tj_free(j);
+    raw_response_free(&r);
+
+    /* a route without server_timing: no Server-Timing on its proxied responses */
+    struct dcase plain = cases[0];
+    plain.name = "plain";
+    request(h, &plain, &r);
+    assert_int_equal(r.status, 200);
+    assert_null(raw_header(&r, "Server-Timing"));
+    raw_response_free(&r);
+    px_stop(h);
+}
+
+/* Each failure type: its JSON line names the failure, the phase it happened in, the status,
+ * no upstream status, the limit that expired and a detail; timings add up. */
+static void test_access_log_failures(void **state)
+{
+    (void)state;
+    struct harness *h = start("");
+    for (size_t i = 1; i < NCASES; i++) {
+        const struct dcase *c = &cases[i];
+        struct raw_response r;
+        if (c->dns_mode >= 0)
+            fake_dns_set_mode(w.dns, (enum fake_dns_mode)c->dns_mode);
+        if (c->how == H_TWICE) { /* the failure that marks the only origin down */
+            request(h, c, &r);
+            assert_int_equal(r.status, 502);
+            raw_response_free(&r);
+        }
+        print_message("  %-12s %s\n", c->name, c->failure);
+        request(h, c, &r);
+        if (r.status != c->status)
+            fail_msg("%s: status %d, expected %d", c->name, r.status, c->status);
+        struct tj *j = log_entry(h, raw_header(&r, "X-Request-Id"));
+        check_shape(j);
+        double v;
+        assert_int_equal(tj_num(j, "status", &v), 0);
+        assert_int_equal((int)v, c->status);
+        if (!tj_str(j, "failure") || strcmp(tj_str(j, "failure"), c->failure) != 0)
+            fail_msg("%s: failure %s, expected %s", c->name, tj_str(j, "failure"), c->failure);
+        if (strcmp(tj_str(j, "phase"), c->phase) != 0)
+            fail_msg("%s: phase %s, expected %s", c->name, tj_str(j, "phase"), c->phase);
+        assert_true(tj_is_null(j, "upstream_status"));
+        assert_string_equal(tj_str(j, "route"), c->name);
+        assert_non_null(tj_str(j, "detail"));
+        if (c->limit_ms) {
+            assert_int_equal(tj_num(j, "limit_ms", &v), 0);
+            assert_int_equal((int)v, c->limit_ms);
+            /* the phase that timed out lasted at least its limit */
+            const char *slot = strcmp(c->phase, "read") == 0 ? "body" : c->phase;
+            if (strcmp(c->failure, "total_timeout") != 0) {
+                assert_int_equal(tj_num(tj_get(j, "timing_ms"), slot, &v), 0);
+                assert_true(v >= c->limit_ms);
+            }
+            assert_int_equal(tj_num(tj_get(j, "timing_ms"), "total", &v), 0);
+            assert_true(v >= c->limit_ms);
+        } else {
+            assert_true(tj_is_null(j, "limit_ms"));
+        }
+        if (c->how == H_TWICE)
+            assert_true(tj_is_null(j, "origin")); /* no origin was chosen */
+        tj_free(j);
+        raw_response_free(&r);
+    }
+    fake_dns_set_mode(w.dns, FAKE_DNS_ANSWER);
+    px_stop(h);
+}
+
+/* A client that leaves while the origin is silent: 499, in phase first_byte, no failure. */
+static void test_access_log_client_abort(void **state)
+{
+    (void)state;
+    struct harness *h = start("");
+    unsigned before = fake_origin_requests(w.o[O_SILENT]);
+    struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+    assert_int_equal(raw_send_str(c, "GET /abort/x HTTP/1.1\r\nHost: a\r\n"
+                                     "X-Request-Id: diag-abort-1\r\n\r\n"), 0);
+    assert_int_equal(fake_origin_wait_requests(w.o[O_SILENT], before + 1, PX_IO_MS), 0);
+    raw_close(c);
+    struct tj *j = log_entry(h, "diag-abort-1");
+    check_shape(j);
+    double v;
+    assert_int_equal(tj_num(j, "status", &v), 0);
+    assert_int_equal((int)v, 499);
+    assert_string_equal(tj_str(j, "phase"), "first_byte");
+    assert_true(tj_is_null(j, "failure"));
+    assert_true(tj_is_null(j, "upstream_status"));
+    tj_free(j);
+    px_stop(h);
+}
+
+/* ---- /metrics and /status ---- */
+
+static char *admin_get(struct harness *h, const char *path, int want_status)
+{
+    char req[128];
+    struct raw_response r;
+    struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", path);
+    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, want_status);
+    char *body = strdup(r.body);
+    raw_response_free(&r);
+    raw_close(c);
+    return body;
+}
+
+/* The value of the sample line "series value" (series with its labels, as written), -1 when
+ * absent. Every line must be a comment or a well-formed sample of a declared family. */
+static double sample(const char *text, const char *series)
+{
+    double found = -1;
+    char family[128] = "";
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        assert_non_null(nl); /* every line ends */
+        size_t n = (size_t)(nl - p);
+        if (n > 7 && strncmp(p, "# TYPE ", 7) == 0) {
+            snprintf(family, sizeof(family), "%.*s", (int)strcspn(p + 7, " "), p + 7);
+        } else if (*p != '#') {
+            const char *sp = memrchr(p, ' ', n);
+            assert_non_null(sp);
+            if (strncmp(p, family, strlen(family)) != 0 || !family[0])
+                fail_msg("sample outside its family %s: %.*s", family, (int)n, p);
+            char *end;
+            double v = strtod(sp + 1, &end);
+            assert_true(end == nl);
+            if ((size_t)(sp - p) == strlen(series) && strncmp(p, series, strlen(series)) == 0) {
+                assert_true(found < 0); /* each series once */
+                found = v;
+            }
+        }
+        p = nl + 1;
+    }
+    return found;
+}
+
+struct metric_row {
+    const char *why;
+    const char *series;
+    double delta;             /* exact increase after the traffic below */
+};
+
+static const struct metric_row metric_rows[] = {
+    {"the three successes of route ok", "portico_requests_total{route=\"ok\",code=\"200\","
+     "failure=\"\"}", 3},
+    {"the two refused connects", "portico_requests_total{route=\"refused\",code=\"502\","
+     "failure=\"connect_refused\"}", 2},
+    {"one first-byte timeout", "portico_requests_total{route=\"silent\",code=\"504\","
+     "failure=\"first_byte_timeout\"}", 1},
+    {"sum by status code", "portico_responses_total{code=\"200\",class=\"2xx\"}", 3},
+    {"sum by failure type", "portico_upstream_failures_total{failure=\"connect_refused\"}", 2},
+    {"admin requests are not client traffic", "portico_requests_started_total", 6},
+    {"one histogram observation per exchange", "portico_phase_duration_seconds_count{"
+     "upstream=\"ok\",phase=\"total\"}", 3},
+    {"first_byte of the silent origin took more than 100 ms",
+     "portico_phase_duration_seconds_bucket{upstream=\"silent\",phase=\"first_byte\","
+     "le=\"0.1\"}", 0},
+    {"and is in the 0.25 s bucket", "portico_phase_duration_seconds_bucket{upstream=\"silent\","
+     "phase=\"first_byte\",le=\"0.25\"}", 1},
+    {"refused connects observed in the connect phase",
+     "portico_phase_duration_seconds_count{upstream=\"refused\",phase=\"connect\"}", 2},
+};
+
+/* Known traffic moves the counters by exactly what it is; the histograms put each phase in its
+ * bucket; then /status says the same as JSON, with origins, pools and recent failures. */
+static void test_metrics_and_status(void **state)
+{
+    (void)state;
+    struct harness *h = start("");
+    /* warm-up: series exist before the first scrape (a missing one reads as 0 anyway) */
+    char *before = admin_get(h, "/metrics", 200);
+    struct raw_response r;
+    for (int i = 0; i < 3; i++) {
+        request(h, &cases[0], &r);
+        raw_response_free(&r);
+    }
+    for (int i = 0; i < 2; i++) {
+        request(h, &cases[3], &r);
+        raw_response_free(&r);
+    }
+    request(h, &cases[10], &r); /* silent: first_byte_timeout 200 ms */
+    char silent_rid[64];
+    snprintf(silent_rid, sizeof(silent_rid), "%s", raw_header(&r, "X-Request-Id"));
+    raw_response_free(&r);
+    char *after = admin_get(h, "/metrics", 200);
+    for (size_t i = 0; i < ARRAY_SIZE(metric_rows); i++) {
+        double a = sample(before, metric_rows[i].series), b = sample(after, metric_rows[i].series);
+        double delta = b - (a < 0 ? 0 : a);
+        if (b < 0 || delta != metric_rows[i].delta)
+            fail_msg("%s: %s moved by %g, expected %g", metric_rows[i].why,
+                     metric_rows[i].series, delta, metric_rows[i].delta);
+    }
+    assert_true(sample(after, "portico_config_generation") == 1);
+    assert_true(sample(after, "portico_build_info{version=\"" "0.1.0" "\"}") == 1 ||
+                strstr(after, "portico_build_info{version=") != NULL);
+
+    /* /status: one JSON document with the same families, and what only it has */
+    char *text = admin_get(h, "/status", 200), err[128];
+    struct tj *s = tj_parse(text, err, sizeof(err));
+    if (!s)
+        fail_msg("/status is not JSON: %s", err);
+    double v;
+    assert_int_equal(tj_num(s, "generation", &v), 0);
+    assert_int_equal((int)v, 1);
+    assert_string_equal(tj_str(s, "profile"), "standard");
+    const struct tj *metrics = tj_get(s, "metrics");
+    assert_non_null(metrics);
+    bool found = false;
+    for (size_t i = 0; i < metrics->n; i++) {
+        const struct tj *fam = metrics->items[i];
+        if (strcmp(tj_str(fam, "name"), "portico_requests_total") != 0)
+            continue;
+        assert_string_equal(tj_str(fam, "type"), "counter");
+        const struct tj *samples = tj_get(fam, "samples");
+        for (size_t k = 0; k < samples->n; k++) {
+            const struct tj *x = samples->items[k];
+            if (strcmp(tj_str(x, "labels.route"), "refused") == 0 &&
+                strcmp(tj_str(x, "labels.failure"), "connect_refused") == 0) {
+                assert_int_equal(tj_num(x, "value", &v), 0);
+                assert_int_equal((int)v, 2);
+                found = true;
+            }
+        }
+    }
+    assert_true(found);
+    /* every upstream of the configuration, its origins, and its own recent failures */
+    const struct tj *ups = tj_get(s, "upstreams");
+    assert_int_equal(ups->n, NCASES + 1);
+    const struct tj *silent = NULL;
+    for (size_t i = 0; i < ups->n; i++)
+        if (strcmp(tj_str(ups->items[i], "name"), "silent") == 0)
+            silent = ups->items[i];
+    assert_non_null(silent);
+    assert_int_equal(tj_get(silent, "origins")->n, 1);
+    assert_true(tj_get(silent, "origins")->items[0]->items[1]->boolean); /* up */
+    assert_int_equal(tj_num(silent, "pool_idle", &v), 0);
+    const struct tj *fails = tj_get(silent, "recent_failures");
+    assert_int_equal(fails->n, 1);
+    assert_string_equal(tj_str(fails->items[0], "request_id"), silent_rid);
+    assert_string_equal(tj_str(fails->items[0], "failure"), "first_byte_timeout");
+    assert_string_equal(tj_str(fails->items[0], "phase"), "first_byte");
+    assert_int_equal(tj_num(fails->items[0], "limit_ms", &v), 0);
+    assert_int_equal((int)v, 200);
+    /* the minutes add up to the traffic; newest failure first */
+    const struct tj *minutes = tj_get(s, "minutes");
+    assert_int_equal(minutes->n, 15);
+    double requests = 0, fivexx = 0, refused = 0;
+    for (size_t i = 0; i < minutes->n; i++) {
+        assert_int_equal(tj_num(minutes->items[i], "requests", &v), 0);
+        requests += v;
+        assert_int_equal(tj_num(minutes->items[i], "classes.5xx", &v), 0);
+        fivexx += v;
+        if (tj_num(minutes->items[i], "failures.connect_refused", &v) == 0)
+            refused += v;
+    }
+    assert_true(requests == 6 && fivexx == 3 && refused == 2);
+    const struct tj *recent = tj_get(s, "recent_failures");
+    assert_int_equal(recent->n, 3);
+    assert_string_equal(tj_str(recent->items[0], "failure"), "first_byte_timeout");
+    assert_string_equal(tj_str(recent->items[2], "failure"), "connect_refused");
+    tj_free(s);
+    free(text);
+    free(before);
+    free(after);
+
+    /* pools: after the once-a-second tick, the ok upstream's idle connection is counted */
+    int64_t deadline = tu_now_ms() + 3000;
+    double idle = 0;
+    while (idle < 1 && tu_ms_left(deadline) > 0) {
+        text = admin_get(h, "/status", 200);
+        s = tj_parse(text, err, sizeof(err));
+        assert_non_null(s);
+        ups = tj_get(s, "upstreams");
+        assert_int_equal(tj_num(ups->items[0], "pool_idle", &idle), 0);
+        tj_free(s);
+        free(text);
+        if (idle < 1) /* bounded: the tick is due within a second */
+            poll(NULL, 0, 100);
+    }
+    assert_true(idle >= 1);
+    px_stop(h);
+}
+
+/* error_detail = minimal: the client learns the failure type and phase, not the topology; the
+ * access log still has everything. */
+static void test_minimal_detail(void **state)
+{
+    (void)state;
+    struct harness *h = start("error_detail = minimal");
+    struct raw_response r;
+    request(h, &cases[3], &r);
+    assert_int_equal(r.status, 502);
+    char origin[64];
+    snprintf(origin, sizeof(origin), "127.0.0.1:%u", w.port[O_REFUSE]);
+    assert_null(strstr(r.body, origin));
+    assert_null(strstr(r.body, "\"refused\""));
+    assert_non_null(strstr(r.body, "\"error\":\"connect_refused\""));
+    assert_non_null(strstr(r.body, "\"phase\":\"connect\""));
+    assert_string_equal(raw_header(&r, "Proxy-Status"), "portico; error=connection_refused");
+    assert_string_equal(raw_header(&r, "Portico-Error"), "connect_refused");
+    struct tj *j = log_entry(h, raw_header(&r, "X-Request-Id"));
+    assert_string_equal(tj_str(j, "origin"), origin);
+    assert_non_null(strstr(tj_str(j, "detail"), "refused"));
+    tj_free(j);
+    raw_response_free(&r);
+    px_stop(h);
+}
+
+/* The test's JSON reader refuses what is not JSON, or the checks above prove nothing. */
+static void test_json_reader(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "", "{", "{\"a\":1,}", "{\"a\":01}", "{a:1}", "{\"a\":\"x\ty\"}", "{\"a\":\"\\q\"}",
+        "{\"a\":tru}", "{\"a\":1} x", "[1 2]", "{\"a\":\"\\ud800\"}", "-", "1.", "1e",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        struct tj *j = tj_parse(bad[i], NULL, 0);
+        if (j)
+            fail_msg("accepted \"%s\"", bad[i]);
+    }
+    struct tj *j = tj_parse(" {\"a\": [1, -2.5e1, true, null], \"b\": {\"c\": \"\\u00e9\\n\"}} ",
+                            NULL, 0);
+    assert_non_null(j);
+    assert_int_equal(tj_get(j, "a")->n, 4);
+    assert_true(tj_get(j, "a")->items[1]->number == -25);
+    assert_string_equal(tj_str(j, "b.c"), "\xc3\xa9\n");
+    tj_free(j);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_reader),
+        cmocka_unit_test(test_access_log_success),
+        cmocka_unit_test(test_access_log_failures),
+        cmocka_unit_test(test_access_log_client_abort),
+        cmocka_unit_test(test_metrics_and_status),
+        cmocka_unit_test(test_minimal_detail),
+    };
+    return cmocka_run_group_tests(tests, world_up, world_down);
+}

@@ -1,0 +1,1009 @@
+/*
+ * test_lifecycle.c — issue 10, "Signals and lifecycle" and "Install and packaging", with the real
+ * binary: the graceful stop (SIGTERM, SIGINT, SIGQUIT: an exchange in flight finishes with its
+ * status and is logged with it, new connections are refused, idle keep-alive connections
+ * closed, exit 0 within shutdown_timeout), a second signal that stops at once, shutdown_timeout
+ * cutting a drain short, SIGUSR1 reopening renamed logs without losing a line, exclusive
+ * listen and admin addresses (another Portico, a plain socket, a reload adding a taken
+ * address), the pid file, `-t` on pid_file/user/group, the switch to `user` when started as
+ * root, and `make install` with the systemd unit that `systemd-analyze verify` accepts.
+ *
+ * The origin of the exchanges in flight is held by a gate the test opens: nothing waits on a
+ * sleep. Paths are relative to the repository root, the directory the tests run from.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "proxy_helpers.h"
+
+#define IO_MS 5000
+#define GATE_MS 20000 /* a gate nobody opens lets its origin thread go after this */
+
+/* ---- an origin whose /slow answers (201) only once the test opens the gate ---- */
+
+struct gate {
+    int fds[2]; /* closing fds[1] opens the gate for every waiter */
+};
+
+static int gate_wait(int fd, void *arg)
+{
+    (void)fd;
+    struct gate *g = arg;
+    struct pollfd p = {.fd = g->fds[0], .events = POLLIN};
+    poll(&p, 1, GATE_MS);
+    return 0;
+}
+
+static struct gate gate;
+
+static const struct fo_step slow_script[] = {
+    FO_CALL(gate_wait, &gate),
+    FO_RESPOND(201, NULL, "created after the gate\n", FO_LENGTH),
+    FO_END(),
+};
+static const struct fo_step fast_script[] = {FO_RESPOND_OK(), FO_END()};
+
+static const struct fo_step *pick(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return strstr(req->head, " /slow") ? slow_script : fast_script;
+}
+
+static struct fake_origin *gated_origin(void)
+{
+    assert_int_equal(pipe2(gate.fds, O_CLOEXEC), 0); /* no Portico child holds it open */
+    struct fake_origin_opts o = {.kind = FO_SCRIPT, .pick_script = pick};
+    struct fake_origin *fo = fake_origin_start(&o);
+    assert_non_null(fo);
+    return fo;
+}
+
+static void gate_open(void)
+{
+    if (gate.fds[1] >= 0)
+        close(gate.fds[1]);
+    gate.fds[1] = -1;
+}
+
+static void gated_origin_stop(struct fake_origin *o)
+{
+    gate_open();
+    fake_origin_stop(o);
+    close(gate.fds[0]);
+}
+
+/* ---- Portico ---- */
+
+/* Starts Portico (2 workers, admin endpoint, text access log in the temp dir) in front of
+ * origin_port, with extra [proxy] lines. */
+static struct harness *start(uint16_t origin_port, const char *extra)
+{
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "workers = 2\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "access_log_format = text\n"
+                                          "%s\n"
+                                          "[upstream u]\n"
+                                          "origin = 127.0.0.1:%u\n",
+                                          extra ? extra : "", (unsigned)origin_port),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    return h;
+}
+
+/* Sends GET path on c (keep-alive) and reads the response status; -1 if none came. */
+static int exchange(struct raw_conn *c, const char *path)
+{
+    char req[256];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    struct raw_response r;
+    int status = -1;
+    if (raw_send_str(c, req) == 0 && raw_read_response(c, &r, IO_MS) == 0)
+        status = r.status;
+    raw_response_free(&r);
+    return status;
+}
+
+/* One request on a connection of its own; its status, -1 when refused or broken. */
+static int get(uint16_t port, const char *path)
+{
+    struct raw_conn *c = raw_connect(port, IO_MS);
+    if (!c)
+        return -1;
+    int status = exchange(c, path);
+    raw_close(c);
+    return status;
+}
+
+/* Sends GET /slow on a new connection and waits until the origin has it: the origin's nth
+ * request, in flight until the gate opens. */
+static struct raw_conn *send_slow(struct harness *h, struct fake_origin *o, unsigned nth)
+{
+    struct raw_conn *busy = px_connect(h);
+    assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(fake_origin_wait_requests(o, nth, IO_MS), 0);
+    return busy;
+}
+
+/* Waits for the child to exit within ms and checks it exited 0 by itself. */
+static void assert_exits_0(struct harness *h, int ms)
+{
+    if (harness_wait_exit(h, ms) != 0)
+        fail_msg("portico still runs %d ms later", ms);
+    const struct harness_exit *e = harness_exit_info(h);
+    if (!e->exited || e->code != 0) {
+        char *err = harness_stderr(h);
+        fail_msg("portico ended with %s %d:\n%s", e->exited ? "exit code" : "signal",
+                 e->exited ? e->code : e->signal, err);
+    }
+}
+
+/* The access-log text of the temp dir's file name ("" when absent), malloc'd. */
+static char *read_log(struct harness *h, const char *name)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", harness_dir(h), name);
+    char *text = tu_read_file(path, NULL);
+    return text ? text : strdup("");
+}
+
+/* The line of text holding needle, copied into buf ("" when none). */
+static const char *line_with(const char *text, const char *needle, char *buf, size_t size)
+{
+    const char *p = strstr(text, needle);
+    buf[0] = '\0';
+    if (!p)
+        return buf;
+    const char *b = p, *e = strchr(p, '\n');
+    while (b > text && b[-1] != '\n')
+        b--;
+    size_t n = (size_t)((e ? e : p + strlen(p)) - b);
+    snprintf(buf, size, "%.*s", (int)(n < size ? n : size - 1), b);
+    return buf;
+}
+
+/* The access log (read after the exit: complete) logged target with this status. */
+static void assert_logged_status(struct harness *h, const char *target, int status)
+{
+    char *log = read_log(h, "access.log");
+    char needle[128], line[2048], want[32];
+    snprintf(needle, sizeof(needle), "target=\"%s\"", target);
+    snprintf(want, sizeof(want), " status=%d ", status);
+    line_with(log, needle, line, sizeof(line));
+    if (!strstr(line, want))
+        fail_msg("access log line of %s: '%s'", target, line);
+    free(log);
+}
+
+/* ---- graceful stop ---- */
+
+struct stop_row {
+    const char *name;
+    int sig;
+};
+
+/* Every stop signal an operator knows stops gracefully: SIGTERM (systemd, kill), SIGINT (^C),
+ * SIGQUIT (nginx's graceful stop). */
+static const struct stop_row stop_rows[] = {
+    {"SIGTERM", SIGTERM},
+    {"SIGQUIT", SIGQUIT},
+    {"SIGINT", SIGINT},
+};
+
+static void test_graceful_stop(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(stop_rows); i++) {
+        const struct stop_row *row = &stop_rows[i];
+        print_message("  %s\n", row->name);
+        struct fake_origin *o = gated_origin();
+        struct harness *h = start(fake_origin_port(o), "shutdown_timeout = 10s\n");
+        uint16_t port = harness_port(h, "listen"), admin = harness_port(h, "admin");
+
+        struct raw_conn *idle = px_connect_port(port);
+        assert_int_equal(exchange(idle, "/fast"), 200); /* now idle, kept alive */
+        struct raw_conn *busy = send_slow(h, o, 2);
+
+        int64_t t0 = tu_now_ms();
+        assert_int_equal(harness_signal(h, row->sig), 0);
+        assert_int_equal(harness_wait_log(h, "listeners closed", IO_MS), 0);
+        /* New connections are refused, on the admin address too. */
+        struct raw_conn *late = raw_connect(port, IO_MS);
+        assert_null(late);
+        assert_int_equal(errno, ECONNREFUSED);
+        assert_null(raw_connect(admin, IO_MS));
+        /* The idle keep-alive connection is closed; the exchange in flight goes on. */
+        assert_int_equal(raw_wait_closed(idle, IO_MS), 1);
+        assert_true(harness_running(h));
+
+        gate_open();
+        struct raw_response r;
+        assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
+        assert_int_equal(r.status, 201);
+        assert_string_equal(r.body, "created after the gate\n");
+        raw_response_free(&r);
+        assert_int_equal(raw_wait_closed(busy, IO_MS), 1); /* no keep-alive while stopping */
+        assert_exits_0(h, IO_MS);
+        assert_true(tu_now_ms() - t0 < 10000); /* within shutdown_timeout */
+
+        assert_logged_status(h, "/slow", 201); /* its real status, not a client that left */
+        raw_close(idle);
+        raw_close(busy);
+        harness_free(h);
+        gated_origin_stop(o);
+    }
+}
+
+struct second_row {
+    const char *name;
+    int first, second;
+};
+
+/* A second SIGTERM or SIGINT ends the drain at once, whatever started it. */
+static const struct second_row second_rows[] = {
+    {"SIGTERM twice", SIGTERM, SIGTERM},
+    {"SIGTERM, then SIGINT", SIGTERM, SIGINT},
+    {"SIGQUIT, then SIGINT", SIGQUIT, SIGINT},
+};
+
+static void test_second_signal_stops_now(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(second_rows); i++) {
+        const struct second_row *row = &second_rows[i];
+        print_message("  %s\n", row->name);
+        struct fake_origin *o = gated_origin();
+        struct harness *h = start(fake_origin_port(o), "shutdown_timeout = 60s\n");
+        struct raw_conn *busy = send_slow(h, o, 1);
+
+        assert_int_equal(harness_signal(h, row->first), 0);
+        assert_int_equal(harness_wait_log(h, "listeners closed", IO_MS), 0);
+        int64_t t0 = tu_now_ms();
+        assert_int_equal(harness_signal(h, row->second), 0);
+        assert_exits_0(h, IO_MS);
+        print_message("    exited %lld ms after the second signal\n",
+                      (long long)(tu_now_ms() - t0));
+        assert_true(tu_now_ms() - t0 < 3000); /* far from the 60 s drain */
+        struct raw_response r;
+        assert_int_equal(raw_read_response(busy, &r, IO_MS), -1); /* cut: no response */
+        assert_true(r.peer_closed);
+        raw_response_free(&r);
+        assert_true(harness_log_contains(h, "again: stopping now"));
+        assert_logged_status(h, "/slow", 499); /* cut, and logged */
+        raw_close(busy);
+        harness_free(h);
+        gated_origin_stop(o);
+    }
+}
+
+/* shutdown_timeout bounds the drain: what is still in flight then is closed, and Portico exits
+ * 0 right after. */
+static void test_shutdown_timeout(void **state)
+{
+    (void)state;
+    struct fake_origin *o = gated_origin();
+    struct harness *h = start(fake_origin_port(o), "shutdown_timeout = 1s\n");
+    struct raw_conn *busy = send_slow(h, o, 1);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(harness_signal(h, SIGTERM), 0);
+    assert_exits_0(h, 1000 + IO_MS);
+    int64_t took = tu_now_ms() - t0;
+    print_message("  exited %lld ms after SIGTERM (shutdown_timeout = 1s)\n", (long long)took);
+    assert_true(took >= 990);
+    assert_true(raw_wait_closed(busy, IO_MS) == 1);
+    assert_logged_status(h, "/slow", 499);
+    raw_close(busy);
+    harness_free(h);
+    gated_origin_stop(o);
+}
+
+/* A stop during a reload's drain: the reload gave the old workers the 60 s of its file, the
+ * stop's shutdown_timeout (1 s, from the file live when it comes) brings their deadline forward. */
+static void test_stop_shortens_reload_drain(void **state)
+{
+    (void)state;
+    struct fake_origin *o = gated_origin();
+    struct harness *h = start(fake_origin_port(o), "shutdown_timeout = 60s\n");
+    struct raw_conn *busy = send_slow(h, o, 1);
+    assert_int_equal(harness_signal(h, SIGHUP), 0); /* /slow now drains for 60 s */
+    assert_int_equal(harness_wait_log(h, "is live (generation 2", IO_MS), 0);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "workers = 2\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "access_log_format = text\n"
+                                          "shutdown_timeout = 1s\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          fake_origin_port(o)),
+                     0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 3", IO_MS), 0);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(harness_signal(h, SIGTERM), 0);
+    assert_exits_0(h, 1000 + IO_MS);
+    print_message("  exited %lld ms after SIGTERM\n", (long long)(tu_now_ms() - t0));
+    assert_int_equal(raw_wait_closed(busy, IO_MS), 1);
+    assert_logged_status(h, "/slow", 499);
+    raw_close(busy);
+    harness_free(h);
+    gated_origin_stop(o);
+}
+
+/* ---- SIGUSR1 ---- */
+
+/* Every target of the list appears exactly once in a + b; in `only` (when not NULL) for all. */
+static void assert_logged_once(const char *a, const char *b, const char *prefix, int n,
+                               const char *only)
+{
+    for (int i = 0; i < n; i++) {
+        char needle[64];
+        snprintf(needle, sizeof(needle), "target=\"/%s%d\"", prefix, i);
+        unsigned count = px_count(a, needle) + px_count(b, needle);
+        if (count != 1)
+            fail_msg("%s logged %u times", needle, count);
+        if (only && !strstr(only, needle))
+            fail_msg("%s is not in the reopened log", needle);
+    }
+}
+
+/* logrotate renames the files, then sends SIGUSR1: lines written before go to the renamed
+ * files, lines after to new files of the configured names, and no line is lost or doubled. */
+static void test_sigusr1_reopens_logs(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start(fake_origin_port(o), "error_log = {{dir}}/error.log\n");
+    uint16_t port = harness_port(h, "listen");
+    enum { N = 5 };
+    char path[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof(path), "/a%d", i);
+        assert_int_equal(get(port, path), 200);
+    }
+    char *line = harness_file_line(h, "access.log", "target=\"/a4\"", IO_MS);
+    assert_non_null(line); /* flushed: the first batch is in the file */
+    free(line);
+
+    char from[PATH_MAX], to[PATH_MAX + 2];
+    const char *names[] = {"access.log", "error.log"};
+    for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+        snprintf(from, sizeof(from), "%s/%s", harness_dir(h), names[i]);
+        snprintf(to, sizeof(to), "%s.1", from);
+        assert_int_equal(rename(from, to), 0);
+    }
+    /* Between the rename and the signal: these go to the renamed file, or the new one. */
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof(path), "/b%d", i);
+        assert_int_equal(get(port, path), 200);
+    }
+    assert_int_equal(harness_signal(h, SIGUSR1), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "SIGUSR1: logs reopened", IO_MS), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof(path), "/c%d", i);
+        assert_int_equal(get(port, path), 200);
+    }
+    line = harness_file_line(h, "access.log", "target=\"/c4\"", IO_MS);
+    assert_non_null(line);
+    free(line);
+    assert_int_equal(harness_stop(h), 0);
+
+    char *cur = read_log(h, "access.log"), *old = read_log(h, "access.log.1");
+    assert_logged_once(cur, old, "a", N, old);
+    assert_logged_once(cur, old, "b", N, NULL);
+    assert_logged_once(cur, old, "c", N, cur);
+    free(cur);
+    free(old);
+    char *err_old = read_log(h, "error.log.1");
+    assert_true(strstr(err_old, "listening on") != NULL); /* written before the rotation */
+    assert_null(strstr(err_old, "logs reopened"));
+    free(err_old);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
+/* ---- exclusive addresses ---- */
+
+/* A listening socket of another program on 127.0.0.1:port, with or without SO_REUSEPORT. */
+static int plain_listener(uint16_t port, bool reuseport)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_true(fd >= 0);
+    /* as servers do: its closed connections do not hold the port once it is gone */
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+    if (reuseport)
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    return fd;
+}
+
+/* Whether a connection to port lands on the plain listener fd (accepted there at once). */
+static bool lands_on(int fd, uint16_t port)
+{
+    struct raw_conn *c = raw_connect(port, IO_MS);
+    if (!c)
+        return false;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    bool ok = poll(&p, 1, IO_MS) == 1;
+    if (ok) {
+        int s = accept(fd, NULL, NULL);
+        ok = s >= 0;
+        if (s >= 0)
+            close(s);
+    }
+    raw_close(c);
+    return ok;
+}
+
+enum holder { HOLD_PORTICO_LISTEN, HOLD_PORTICO_ADMIN, HOLD_PLAIN, HOLD_PLAIN_REUSEPORT };
+
+struct busy_row {
+    const char *name;
+    enum holder holder;
+    const char *says; /* in the second instance's message */
+};
+
+/* Nothing may share our addresses but our own workers: not another Portico (which SO_REUSEPORT
+ * let join silently), not another program's socket, whether it asked for SO_REUSEPORT or not. */
+static const struct busy_row busy_rows[] = {
+    {"another Portico's listen address", HOLD_PORTICO_LISTEN, "in use by another Portico"},
+    {"another Portico's admin address", HOLD_PORTICO_ADMIN, "in use by another Portico"},
+    {"a plain socket", HOLD_PLAIN, "in use by another process"},
+    {"a plain SO_REUSEPORT socket", HOLD_PLAIN_REUSEPORT, "in use by another process"},
+};
+
+static void test_address_in_use(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *first = start(fake_origin_port(o), NULL);
+    for (size_t i = 0; i < ARRAY_SIZE(busy_rows); i++) {
+        const struct busy_row *row = &busy_rows[i];
+        print_message("  %s\n", row->name);
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        uint16_t taken = 0;
+        int plain = -1;
+        switch (row->holder) {
+        case HOLD_PORTICO_LISTEN:
+            taken = harness_port(first, "listen");
+            break;
+        case HOLD_PORTICO_ADMIN:
+            taken = harness_port(first, "admin");
+            break;
+        case HOLD_PLAIN:
+        case HOLD_PLAIN_REUSEPORT:
+            taken = harness_port(h, "plain");
+            plain = plain_listener(taken, row->holder == HOLD_PLAIN_REUSEPORT);
+            break;
+        }
+        bool admin = row->holder == HOLD_PORTICO_ADMIN;
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\n"
+                                              "listen = 127.0.0.1:%u\n"
+                                              "admin_listen = 127.0.0.1:%u\n"
+                                              "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                              admin ? harness_port(h, "listen") : taken,
+                                              admin ? taken : harness_port(h, "admin"),
+                                              fake_origin_port(o)),
+                         0);
+        const char *const args[] = {"-c", harness_config_path(h), NULL};
+        struct tu_cmd_result res;
+        assert_int_equal(harness_run(h, args, &res), 1);
+        char want[64];
+        snprintf(want, sizeof(want), "127.0.0.1:%u", taken);
+        if (!strstr(res.err, want) || !strstr(res.err, row->says))
+            fail_msg("message: %s", res.err);
+        tu_cmd_result_free(&res);
+        /* The holder keeps its address, alone. */
+        if (plain >= 0) {
+            assert_true(lands_on(plain, taken));
+            close(plain);
+        }
+        assert_int_equal(get(harness_port(first, "listen"), "/x"), 200);
+        harness_free(h);
+    }
+    px_stop(first);
+    fake_origin_stop(o);
+}
+
+/* A reload that adds an address in use is refused like a start, and changes nothing. */
+static void test_reload_address_in_use(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start(fake_origin_port(o), NULL);
+    uint16_t taken = harness_port(h, "taken");
+    int plain = plain_listener(taken, true);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "listen = 127.0.0.1:%u\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "workers = 2\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          (unsigned)taken, fake_origin_port(o)),
+                     0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "a new listen address is in use", IO_MS), 0);
+    assert_true(harness_log_contains(h, "address already in use by another process"));
+    for (int i = 0; i < 8; i++) /* every connection still reaches the plain socket */
+        assert_true(lands_on(plain, taken));
+    assert_int_equal(get(harness_port(h, "listen"), "/x"), 200);
+    close(plain);
+    /* Once free, the same reload goes through. */
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2", IO_MS), 0);
+    assert_int_equal(get(taken, "/x"), 200);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* ---- pid file ---- */
+
+static long pid_in(struct harness *h, const char *name)
+{
+    char *text = read_log(h, name);
+    char *end;
+    long pid = strtol(text, &end, 10);
+    bool ok = end != text && strcmp(end, "\n") == 0;
+    free(text);
+    return ok ? pid : -1;
+}
+
+/* The pid file is written after the sockets are bound, so after harness_start may return, and
+ * before "listening on" is logged: waits for that, then name must hold the child's pid. */
+static void wait_pid_file(struct harness *h, const char *name)
+{
+    assert_int_equal(harness_wait_log(h, "listening on", IO_MS), 0);
+    assert_int_equal(pid_in(h, name), (long)harness_pid(h));
+}
+
+static bool exists(struct harness *h, const char *name)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", harness_dir(h), name);
+    return access(path, F_OK) == 0;
+}
+
+/* A pid that no process has: a child's, once reaped. */
+static pid_t dead_pid(void)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(0);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    return pid;
+}
+
+struct pid_row {
+    const char *name;
+    long before; /* pid written into the file before the start; 0: no file; -1: garbage */
+};
+
+static void test_pid_file(void **state)
+{
+    (void)state;
+    /* Written after start and removed at exit; a stale file (a process that is gone, or a live
+     * process that is not a Portico: the pid was reused) or garbage is overwritten. */
+    const struct pid_row rows[] = {
+        {"no file", 0},
+        {"a dead process", (long)dead_pid()},
+        {"a live process that is not a Portico", (long)getpid()},
+        {"garbage", -1},
+    };
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        print_message("  %s\n", rows[i].name);
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        char text[32];
+        if (rows[i].before) {
+            snprintf(text, sizeof(text), rows[i].before > 0 ? "%ld\n" : "not a pid\n",
+                     rows[i].before);
+            assert_int_equal(harness_write_file(h, "portico.pid", text), 0);
+        }
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                              "pid_file = portico.pid\n" /* relative: the dir */
+                                              "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                              fake_origin_port(o)),
+                         0);
+        assert_int_equal(harness_start(h), 0);
+        wait_pid_file(h, "portico.pid");
+        assert_int_equal(harness_stop(h), 0);
+        assert_false(exists(h, "portico.pid"));
+        harness_free(h);
+    }
+    fake_origin_stop(o);
+}
+
+/* The pid file of a running Portico is not taken over: the second start fails (exit 1), the
+ * first one's file stays as it was. */
+static void test_pid_file_of_live_portico(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *first = start(fake_origin_port(o), "pid_file = portico.pid\n");
+    wait_pid_file(first, "portico.pid");
+    char pid_path[PATH_MAX];
+    snprintf(pid_path, sizeof(pid_path), "%s/portico.pid", harness_dir(first));
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{free_port:listen}}\n"
+                                          "pid_file = %s\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          pid_path, fake_origin_port(o)),
+                     0);
+    const char *const args[] = {"-c", harness_config_path(h), NULL};
+    struct tu_cmd_result res;
+    assert_int_equal(harness_run(h, args, &res), 1);
+    char want[64];
+    snprintf(want, sizeof(want), "already running as pid %d", (int)harness_pid(first));
+    if (!strstr(res.err, want))
+        fail_msg("message: %s", res.err);
+    tu_cmd_result_free(&res);
+    assert_int_equal(pid_in(first, "portico.pid"), (long)harness_pid(first));
+    harness_free(h);
+    px_stop(first);
+    fake_origin_stop(o);
+}
+
+/* ---- -t ---- */
+
+struct check_row {
+    const char *name;
+    const char *lines; /* [proxy] lines 3.. */
+    const char *says;  /* "portico.ini:3: ..." */
+};
+
+/* What the start needs of pid_file, user and group, `portico -t` checks first, at the key's line. */
+static const struct check_row check_rows[] = {
+    {"pid_file in a missing directory", "pid_file = missing/portico.pid\n",
+     "portico.ini:3: pid_file: "},
+    {"pid_file is a directory", "pid_file = .\n", "portico.ini:3: pid_file: "},
+    {"unknown user", "user = no-such-user-portico\n",
+     "portico.ini:3: user: no-such-user-portico: no such user"},
+    {"unknown group", "user = root\ngroup = no-such-group-portico\n",
+     "portico.ini:4: group: no-such-group-portico: no such group"},
+    {"group without user", "group = root\n", "portico.ini:3: group: needs user"},
+    {"negative shutdown_timeout", "shutdown_timeout = -1s\n", "portico.ini:3: shutdown_timeout"},
+};
+
+static void test_check_lifecycle_keys(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(check_rows); i++) {
+        print_message("  %s\n", check_rows[i].name);
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\n"
+                                              "listen = 127.0.0.1:{{free_port:listen}}\n"
+                                              "%s"
+                                              "[upstream u]\norigin = 127.0.0.1:1\n",
+                                              check_rows[i].lines),
+                         0);
+        struct tu_cmd_result res;
+        assert_int_equal(harness_check_config(h, &res), 1);
+        if (!strstr(res.err, check_rows[i].says))
+            fail_msg("wanted '%s' in: %s", check_rows[i].says, res.err);
+        tu_cmd_result_free(&res);
+        harness_free(h);
+    }
+}
+
+/* ---- user and group ---- */
+
+/* Every thread of pid has real, effective, saved and fs ids uid/gid and no other group. */
+static void assert_threads_run_as(pid_t pid, uid_t uid, gid_t gid)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int threads = 0;
+    char want_uid[64], want_gid[64], want_groups[64];
+    snprintf(want_uid, sizeof(want_uid), "Uid:\t%u\t%u\t%u\t%u\n", uid, uid, uid, uid);
+    snprintf(want_gid, sizeof(want_gid), "Gid:\t%u\t%u\t%u\t%u\n", gid, gid, gid, gid);
+    snprintf(want_groups, sizeof(want_groups), "Groups:\t%u \n", gid);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/%s/status", dir, e->d_name);
+        char *status = tu_read_file(path, NULL);
+        if (!status)
+            continue; /* a thread that ended meanwhile */
+        if (!strstr(status, want_uid) || !strstr(status, want_gid) ||
+            !strstr(status, want_groups))
+            fail_msg("thread %s:\n%s", e->d_name, status);
+        free(status);
+        threads++;
+    }
+    closedir(d);
+    print_message("  %d threads run as uid %u, gid %u\n", threads, uid, gid);
+    assert_true(threads >= 4); /* the main thread and 3 workers at least */
+}
+
+/* Started as root with `user`: bound and opened as root, then every thread runs as the user,
+ * serves, reloads to more workers (new SO_REUSEPORT sockets beside root-bound ones: the user
+ * owns those now), reopens its logs and removes its pid file at exit. */
+static void test_user_switch(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("  not root: the switch needs a root start (CI runs as root)\n");
+        skip();
+    }
+    struct passwd *pw = getpwnam("nobody");
+    assert_non_null(pw);
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    struct group *gr = getgrgid(gid);
+    assert_non_null(gr);
+    char group[64];
+    snprintf(group, sizeof(group), "%s", gr->gr_name);
+
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    /* The user reads the configuration again on reload; its run directory is its own, so that
+     * it can remove the pid file at exit. */
+    char run[PATH_MAX];
+    snprintf(run, sizeof(run), "%s/run", harness_dir(h));
+    assert_int_equal(chmod(harness_dir(h), 0755), 0);
+    assert_int_equal(mkdir(run, 0755), 0);
+    assert_int_equal(chown(run, uid, gid), 0);
+    const char *fmt = "[proxy]\n"
+                      "listen = 127.0.0.1:{{port:listen}}\n"
+                      "workers = %d\n"
+                      "access_log = {{dir}}/access.log\naccess_log_format = text\n"
+                      "pid_file = run/portico.pid\n"
+                      "user = nobody\ngroup = %s\n"
+                      "[upstream u]\norigin = 127.0.0.1:%u\n";
+    assert_int_equal(harness_write_config(h, fmt, 3, group, fake_origin_port(o)), 0);
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(harness_wait_log(h, "running as user nobody", IO_MS), 0);
+    assert_threads_run_as(harness_pid(h), uid, gid);
+    assert_int_equal(get(harness_port(h, "listen"), "/before"), 200);
+    assert_int_equal(pid_in(h, "run/portico.pid"), (long)harness_pid(h));
+
+    assert_int_equal(harness_write_config(h, fmt, 5, group, fake_origin_port(o)), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2, 5 workers", IO_MS), 0);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(get(harness_port(h, "listen"), "/after"), 200);
+    assert_threads_run_as(harness_pid(h), uid, gid);
+
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/access.log", harness_dir(h));
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_uid, uid); /* so that SIGUSR1 can reopen it */
+    assert_int_equal(harness_stop(h), 0);
+    assert_false(exists(h, "run/portico.pid"));
+    assert_false(harness_log_contains(h, "cannot remove"));
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
+/* ---- install and packaging ---- */
+
+/* Runs `make install VARS...` from the repository root with the binary under test (never
+ * rebuilt: -o), bounded; asserts it succeeds. */
+static void make_install(const char *const vars[])
+{
+    const char *bin = getenv("PORTICO_BIN") ? getenv("PORTICO_BIN") : "build/portico";
+    char build[PATH_MAX], build_var[PATH_MAX + 8];
+    snprintf(build, sizeof(build), "%s", bin);
+    char *slash = strrchr(build, '/');
+    assert_non_null(slash);
+    *slash = '\0';
+    snprintf(build_var, sizeof(build_var), "BUILD=%s", build);
+    /* the make running the tests must not hand its jobserver to this one */
+    const char *argv[24] = {"env", "-u", "MAKEFLAGS", "-u", "MFLAGS", "-u", "MAKELEVEL", "make",
+                            "-s", "--no-print-directory", "-o", bin, "install", build_var};
+    size_t n = 14;
+    for (size_t i = 0; vars[i] && n + 1 < ARRAY_SIZE(argv); i++)
+        argv[n++] = vars[i];
+    argv[n] = NULL;
+    struct tu_cmd_result res;
+    int rc = tu_run_command(argv, 60000, &res);
+    if (rc != 0)
+        fail_msg("make install exited %d:\n%s%s", rc, res.out, res.err);
+    tu_cmd_result_free(&res);
+}
+
+/* path under root: a regular file with this mode; its text, malloc'd. */
+static char *installed(const char *root, const char *path, mode_t mode)
+{
+    char full[PATH_MAX];
+    struct stat st;
+    snprintf(full, sizeof(full), "%s%s", root, path);
+    if (stat(full, &st) != 0)
+        fail_msg("%s was not installed", full);
+    assert_true(S_ISREG(st.st_mode));
+    if ((st.st_mode & 07777) != mode)
+        fail_msg("%s: mode %o, want %o", full, st.st_mode & 07777, mode);
+    char *text = tu_read_file(full, NULL);
+    assert_non_null(text);
+    return text;
+}
+
+struct install_row {
+    const char *name;
+    const char *prefix_var; /* NULL: the default PREFIX */
+    const char *sbin;       /* where the binary lands, and what the unit runs */
+    const char *unit_dir;
+    const char *man_dir;
+    const char *doc_dir;
+};
+
+/* DESTDIR stages the tree; PREFIX moves all but /etc; the unit names the installed paths. */
+static const struct install_row install_rows[] = {
+    {"PREFIX=/usr", "PREFIX=/usr", "/usr/sbin", "/usr/lib/systemd/system", "/usr/share/man",
+     "/usr/share/doc/portico"},
+    {"default PREFIX", NULL, "/usr/local/sbin", "/usr/local/lib/systemd/system",
+     "/usr/local/share/man", "/usr/local/share/doc/portico"},
+};
+
+static void test_make_install(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(install_rows); i++) {
+        const struct install_row *row = &install_rows[i];
+        print_message("  %s\n", row->name);
+        char root[256], destdir[300], path[PATH_MAX];
+        assert_int_equal(tu_make_temp_dir("portico-install", root, sizeof(root)), 0);
+        snprintf(destdir, sizeof(destdir), "DESTDIR=%s", root);
+        const char *const vars[] = {destdir, row->prefix_var, NULL};
+        make_install(vars);
+
+        snprintf(path, sizeof(path), "%s/portico", row->sbin);
+        free(installed(root, path, 0755));
+        snprintf(path, sizeof(path), "%s%s/portico", root, row->sbin);
+        const char *const version[] = {path, "--version", NULL};
+        struct tu_cmd_result res;
+        assert_int_equal(tu_run_command(version, 10000, &res), 0);
+        assert_true(tu_contains(res.out, "portico "));
+        tu_cmd_result_free(&res);
+
+        snprintf(path, sizeof(path), "%s/man8/portico.8", row->man_dir);
+        char *man = installed(root, path, 0644);
+        assert_true(tu_contains(man, ".SH SIGNALS"));
+        free(man);
+        snprintf(path, sizeof(path), "%s/portico.service", row->unit_dir);
+        char *unit = installed(root, path, 0644);
+        char exec[PATH_MAX];
+        snprintf(exec, sizeof(exec), "ExecStart=%s/portico -c /etc/portico/portico.ini\n",
+                 row->sbin);
+        if (!tu_contains(unit, exec) || tu_contains(unit, root) || tu_contains(unit, "@"))
+            fail_msg("unit:\n%s", unit);
+        free(unit);
+        char *rotate = installed(root, "/etc/logrotate.d/portico", 0644);
+        assert_true(tu_contains(rotate, "postrotate") && tu_contains(rotate, "USR1"));
+        free(rotate);
+        free(installed(root, "/etc/portico/portico.ini", 0644));
+        snprintf(path, sizeof(path), "%s/examples/portico.ini", row->doc_dir);
+        free(installed(root, path, 0644));
+        snprintf(path, sizeof(path), "%s/LICENSE", row->doc_dir);
+        char *license = installed(root, path, 0644);
+        assert_true(tu_contains(license, "BSD 2-Clause") &&
+                    tu_contains(license, "The Portico authors"));
+        free(license);
+        snprintf(path, sizeof(path), "%s/DEPLOYING.md", row->doc_dir);
+        free(installed(root, path, 0644));
+        snprintf(path, sizeof(path), "%s/lib/sysusers.d/portico.conf",
+                 row->prefix_var ? "/usr" : "/usr/local");
+        free(installed(root, path, 0644));
+
+        /* Installing again keeps the operator's configuration. */
+        snprintf(path, sizeof(path), "%s/etc/portico/portico.ini", root);
+        assert_int_equal(tu_write_file(path, "; mine\n", 7), 0);
+        make_install(vars);
+        char *conf = tu_read_file(path, NULL);
+        assert_string_equal(conf, "; mine\n");
+        free(conf);
+        assert_int_equal(tu_remove_tree(root), 0);
+    }
+}
+
+/* The unit as installed (PREFIX in a temp dir, so that its binary and man page exist) passes
+ * `systemd-analyze verify` without a word (it warns, yet exits 0, on values it ignores), and
+ * says what the issue asks: graceful stop on SIGTERM, reload by SIGHUP, restart on failure. */
+static void test_systemd_unit(void **state)
+{
+    (void)state;
+    char root[256], prefix[300], sysconf[300], path[PATH_MAX];
+    assert_int_equal(tu_make_temp_dir("portico-unit", root, sizeof(root)), 0);
+    snprintf(prefix, sizeof(prefix), "PREFIX=%s/usr", root);
+    snprintf(sysconf, sizeof(sysconf), "SYSCONFDIR=%s/etc", root);
+    const char *const vars[] = {prefix, sysconf, NULL};
+    make_install(vars);
+    snprintf(path, sizeof(path), "%s/usr/lib/systemd/system/portico.service", root);
+    char manpath[300];
+    snprintf(manpath, sizeof(manpath), "MANPATH=%s/usr/share/man", root);
+    const char *const verify[] = {"env", manpath, "systemd-analyze", "verify", path, NULL};
+    struct tu_cmd_result res;
+    int rc = tu_run_command(verify, 60000, &res);
+    if (rc != 0 || res.out_len || res.err_len)
+        fail_msg("systemd-analyze verify exited %d:\n%s%s", rc, res.out, res.err);
+    tu_cmd_result_free(&res);
+    char *unit = tu_read_file(path, NULL);
+    assert_non_null(unit);
+    static const char *const wanted[] = {"KillSignal=SIGTERM\n", "ExecReload=/bin/kill -HUP $MAINPID\n",
+                                         "Restart=on-failure\n", "ExecStartPre=", " -t -c "};
+    for (size_t i = 0; i < ARRAY_SIZE(wanted); i++)
+        if (!tu_contains(unit, wanted[i]))
+            fail_msg("the unit lacks %s", wanted[i]);
+    free(unit);
+    /* The configuration it starts with passes the check it runs first. */
+    snprintf(path, sizeof(path), "%s/usr/sbin/portico", root);
+    char conf[PATH_MAX];
+    snprintf(conf, sizeof(conf), "%s/etc/portico/portico.ini", root);
+    const char *const check[] = {path, "-t", "-c", conf, NULL};
+    assert_int_equal(tu_run_command(check, 10000, &res), 0);
+    tu_cmd_result_free(&res);
+    assert_int_equal(tu_remove_tree(root), 0);
+}
+
+int main(void)
+{
+    tu_ignore_sigpipe();
+    gate.fds[0] = gate.fds[1] = -1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_graceful_stop),
+        cmocka_unit_test(test_second_signal_stops_now),
+        cmocka_unit_test(test_shutdown_timeout),
+        cmocka_unit_test(test_stop_shortens_reload_drain),
+        cmocka_unit_test(test_sigusr1_reopens_logs),
+        cmocka_unit_test(test_address_in_use),
+        cmocka_unit_test(test_reload_address_in_use),
+        cmocka_unit_test(test_pid_file),
+        cmocka_unit_test(test_pid_file_of_live_portico),
+        cmocka_unit_test(test_check_lifecycle_keys),
+        cmocka_unit_test(test_user_switch),
+        cmocka_unit_test(test_make_install),
+        cmocka_unit_test(test_systemd_unit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

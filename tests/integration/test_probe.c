@@ -1,0 +1,314 @@
+/*
+ * test_probe.c — `portico probe` against the fake origins: for each kind of origin, the failure
+ * type, the phase, the status of each profile and the exit status, in JSON (parsed strictly)
+ * and in the text timeline; with -c, the configuration's route, upstream and resolver; and bad
+ * usage, exit 2 with one line on stderr.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../support/certs.h"
+#include "../support/fake_dns.h"
+#include "../support/fake_origin.h"
+#include "../support/harness.h"
+#include "../support/json.h"
+#include "../support/testutil.h"
+#include "proxy_helpers.h"
+
+enum origin_id { O_OK, O_REFUSE, O_BLACKHOLE, O_SILENT, O_PARTIAL, O_CLOSE, O_GARBAGE,
+                 O_TLS_GARBAGE, O_CERT_SELF, O_COUNT };
+
+static struct {
+    struct fake_origin *o[O_COUNT];
+    struct fake_dns *dns;
+    struct harness *h;                 /* only for its temp dir and PORTICO_BIN */
+} w;
+
+static int world_up(void **state)
+{
+    (void)state;
+    const struct test_certs *certs = certs_get();
+    if (!certs)
+        return -1;
+    const struct fake_origin_opts opts[O_COUNT] = {
+        [O_OK] = {.kind = FO_OK, .body = "probe me\n"},
+        [O_REFUSE] = {.kind = FO_REFUSE},
+        [O_BLACKHOLE] = {.kind = FO_BLACKHOLE},
+        [O_SILENT] = {.kind = FO_SILENT},
+        [O_PARTIAL] = {.kind = FO_PARTIAL_HEAD},
+        [O_CLOSE] = {.kind = FO_CLOSE_EMPTY},
+        [O_GARBAGE] = {.kind = FO_GARBAGE},
+        [O_TLS_GARBAGE] = {.kind = FO_TLS_GARBAGE},
+        [O_CERT_SELF] = {.kind = FO_OK, .tls_cert = certs->self_signed_cert,
+                         .tls_key = certs->self_signed_key},
+    };
+    for (int i = 0; i < O_COUNT; i++)
+        if (!(w.o[i] = fake_origin_start(&opts[i])))
+            return -1;
+    w.dns = fake_dns_start(NULL);
+    w.h = harness_new();
+    return w.dns && w.h ? 0 : -1;
+}
+
+static int world_down(void **state)
+{
+    (void)state;
+    for (int i = 0; i < O_COUNT; i++)
+        fake_origin_stop(w.o[i]);
+    fake_dns_stop(w.dns);
+    harness_free(w.h);
+    memset(&w, 0, sizeof(w));
+    return 0;
+}
+
+struct probe_row {
+    const char *why;
+    enum origin_id origin;
+    const char *scheme;
+    const char *opt;              /* one extra option, or NULL */
+    const char *optval;
+    int exit_code;
+    const char *failure;          /* NULL: answered */
+    const char *phase;
+    int statuses[3];              /* standard, cloudflare, proxy */
+};
+
+static const struct probe_row rows[] = {
+    {"the origin answers", O_OK, "http", NULL, NULL, 0, NULL, "done", {0, 0, 0}},
+    {"nothing listens", O_REFUSE, "http", NULL, NULL, 1, "connect_refused", "connect",
+     {502, 521, 502}},
+    {"SYN never answered", O_BLACKHOLE, "http", "--connect-timeout", "200ms", 1,
+     "connect_timeout", "connect", {504, 522, 599}},
+    {"the app never answers", O_SILENT, "http", "--first-byte-timeout", "200ms", 1,
+     "first_byte_timeout", "first_byte", {504, 524, 598}},
+    {"half a head, then silence", O_PARTIAL, "http", "--read-timeout", "200ms", 1,
+     "read_timeout", "read", {504, 524, 598}},
+    {"closed without a byte", O_CLOSE, "http", NULL, NULL, 1, "empty_response", "first_byte",
+     {502, 520, 502}},
+    {"not HTTP", O_GARBAGE, "http", NULL, NULL, 1, "invalid_response", "read", {502, 520, 502}},
+    {"not TLS", O_TLS_GARBAGE, "https", NULL, NULL, 1, "tls_handshake_failed", "tls",
+     {502, 525, 502}},
+    {"a self-signed certificate", O_CERT_SELF, "https", NULL, NULL, 1,
+     "tls_certificate_invalid", "tls", {502, 526, 502}},
+};
+
+static const char *const profiles[3] = {"standard", "cloudflare", "proxy"};
+
+static int probe(const char *const *args, struct tu_cmd_result *res)
+{
+    return harness_run(w.h, args, res);
+}
+
+static struct tj *parse_json(const struct tu_cmd_result *res)
+{
+    char err[128];
+    struct tj *j = tj_parse(res->out, err, sizeof(err));
+    if (!j)
+        fail_msg("probe --json printed no JSON (%s): %s", err, res->out);
+    return j;
+}
+
+static void test_json(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        const struct probe_row *r = &rows[i];
+        char url[128];
+        snprintf(url, sizeof(url), "%s://127.0.0.1:%u/p", r->scheme,
+                 fake_origin_port(w.o[r->origin]));
+        const char *args[] = {"probe", url, "--json", r->opt, r->optval, NULL};
+        struct tu_cmd_result res = {0};
+        int rc = probe(args, &res);
+        if (rc != r->exit_code)
+            fail_msg("%s: exit %d, expected %d: %s%s", r->why, rc, r->exit_code, res.out,
+                     res.err);
+        struct tj *j = parse_json(&res);
+        double v;
+        assert_string_equal(tj_str(j, "phase"), r->phase);
+        if (!r->failure) {
+            assert_string_equal(tj_str(j, "outcome"), "answered");
+            assert_true(tj_is_null(j, "failure"));
+            assert_int_equal(tj_num(j, "upstream_status", &v), 0);
+            assert_int_equal((int)v, 200);
+            assert_int_equal(tj_num(j, "body_bytes", &v), 0);
+            assert_int_equal((int)v, 9);
+            assert_int_equal(tj_num(j, "phases.first_byte", &v), 0);
+        } else {
+            assert_string_equal(tj_str(j, "outcome"), "failed");
+            if (!tj_str(j, "failure") || strcmp(tj_str(j, "failure"), r->failure) != 0)
+                fail_msg("%s: failure %s, expected %s", r->why, tj_str(j, "failure"),
+                         r->failure);
+            for (int p = 0; p < 3; p++) {
+                char key[64];
+                snprintf(key, sizeof(key), "statuses.%s", profiles[p]);
+                assert_int_equal(tj_num(j, key, &v), 0);
+                assert_int_equal((int)v, r->statuses[p]);
+            }
+            assert_int_equal(tj_num(j, "status", &v), 0);
+            assert_int_equal((int)v, r->statuses[0]);
+            assert_true(tj_is_null(j, "upstream_status"));
+            assert_non_null(tj_str(j, "detail"));
+            if (r->opt) { /* the timer given on the command line is the one that expired */
+                assert_int_equal(tj_num(j, "limit_ms", &v), 0);
+                assert_int_equal((int)v, 200);
+            }
+        }
+        /* phases never add up past the total */
+        const struct tj *ph = tj_get(j, "phases");
+        double sum = 0, total = -1;
+        for (size_t k = 0; k < ph->n; k++) {
+            if (ph->items[k]->type != TJ_NUMBER)
+                continue;
+            if (strcmp(ph->items[k]->key, "total") == 0)
+                total = ph->items[k]->number;
+            else
+                sum += ph->items[k]->number;
+        }
+        assert_true(total >= 0 && sum <= total + 0.0015);
+        tj_free(j);
+        tu_cmd_result_free(&res);
+    }
+}
+
+/* The text timeline: the failed phase marked with its failure type and limit, every profile's
+ * status, and --profile choosing the status Portico sends. */
+static void test_text(void **state)
+{
+    (void)state;
+    char url[128], want[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/", fake_origin_port(w.o[O_SILENT]));
+    const char *args[] = {"probe", url, "--first-byte-timeout", "200ms", "--profile",
+                          "cloudflare", NULL};
+    struct tu_cmd_result res = {0};
+    assert_int_equal(probe(args, &res), 1);
+    assert_non_null(strstr(res.out, "<- first_byte_timeout (limit 200 ms)"));
+    assert_non_null(strstr(res.out, "failed: first_byte_timeout in phase first_byte"));
+    assert_non_null(strstr(res.out, "standard 504, cloudflare 524, proxy 598"));
+    assert_non_null(strstr(res.out, "Portico sends 524 A Timeout Occurred"));
+    snprintf(want, sizeof(want), "origin 127.0.0.1:%u", fake_origin_port(w.o[O_SILENT]));
+    assert_non_null(strstr(res.out, want));
+    tu_cmd_result_free(&res);
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/", fake_origin_port(w.o[O_OK]));
+    const char *ok[] = {"probe", url, NULL};
+    assert_int_equal(probe(ok, &res), 0);
+    assert_non_null(strstr(res.out, "answered: 200 OK, 9 body bytes"));
+    assert_non_null(strstr(res.out, "  connect "));
+    tu_cmd_result_free(&res);
+}
+
+/* -c: the route for the URL's host and path picks the upstream; its resolver and timers are
+ * the configuration's, and the command line overrides a timer. */
+static void test_config(void **state)
+{
+    (void)state;
+    assert_int_equal(harness_write_config(w.h,
+        "[proxy]\nlisten = 127.0.0.1:{{free_port:unused}}\nresolver = 127.0.0.1:%u\n"
+        "error_profile = proxy\n"
+        "[upstream named]\norigin = nx.portico.test:%u\n"
+        "[upstream app]\norigin = 127.0.0.1:%u\n"
+        "[route named]\nprefix = /named/\nupstream = named\n"
+        "[route app]\nhost = app.test\nprefix = /\nupstream = app\n",
+        fake_dns_port(w.dns), fake_origin_port(w.o[O_OK]), fake_origin_port(w.o[O_SILENT])), 0);
+    fake_dns_set_mode(w.dns, FAKE_DNS_NXDOMAIN);
+    struct tu_cmd_result res = {0};
+    const char *nx[] = {"probe", "-c", harness_config_path(w.h), "http://any.test/named/x",
+                        "--json", NULL};
+    assert_int_equal(probe(nx, &res), 1);
+    struct tj *j = parse_json(&res);
+    assert_string_equal(tj_str(j, "route"), "named");
+    assert_string_equal(tj_str(j, "failure"), "dns_error");
+    assert_string_equal(tj_str(j, "phase"), "dns");
+    assert_string_equal(tj_str(j, "profile"), "proxy");
+    tj_free(j);
+    tu_cmd_result_free(&res);
+
+    fake_dns_set_mode(w.dns, FAKE_DNS_ANSWER); /* nx.portico.test is 127.0.0.1 now */
+    assert_int_equal(probe(nx, &res), 0);
+    j = parse_json(&res);
+    double v;
+    assert_int_equal(tj_num(j, "phases.dns", &v), 0); /* the name was resolved */
+    assert_string_equal(tj_str(j, "outcome"), "answered");
+    tj_free(j);
+    tu_cmd_result_free(&res);
+
+    const char *app[] = {"probe", "-c", harness_config_path(w.h), "http://app.test:8080/x",
+                         "--first-byte-timeout", "150ms", "--json", NULL};
+    assert_int_equal(probe(app, &res), 1);
+    j = parse_json(&res);
+    assert_string_equal(tj_str(j, "upstream"), "app");
+    assert_string_equal(tj_str(j, "failure"), "first_byte_timeout");
+    assert_int_equal(tj_num(j, "limit_ms", &v), 0);
+    assert_int_equal((int)v, 150);
+    assert_int_equal(tj_num(j, "status", &v), 0);
+    assert_int_equal((int)v, 598); /* the configuration's proxy profile */
+    tj_free(j);
+    tu_cmd_result_free(&res);
+}
+
+struct usage_row {
+    const char *why;
+    const char *args[6];
+    const char *err;              /* part of stderr */
+};
+
+static const struct usage_row usage_rows[] = {
+    {"no URL", {"probe", NULL}, "which URL"},
+    {"two URLs", {"probe", "http://a/", "http://b/", NULL}, "one URL at a time"},
+    {"not http", {"probe", "ftp://127.0.0.1/", NULL}, "http:// or https://"},
+    {"no host", {"probe", "http:///x", NULL}, "no host"},
+    {"bad port", {"probe", "http://127.0.0.1:99999/", NULL}, "port"},
+    {"bad duration", {"probe", "http://127.0.0.1/", "--connect-timeout", "soon", NULL},
+     "not a duration"},
+    {"zero duration", {"probe", "http://127.0.0.1/", "--tls-timeout", "0", NULL},
+     "not a duration"},
+    {"unknown profile", {"probe", "http://127.0.0.1/", "--profile", "akamai", NULL},
+     "unknown profile"},
+    {"unknown option", {"probe", "http://127.0.0.1/", "--frobnicate", NULL}, "unknown option"},
+    {"missing value", {"probe", "http://127.0.0.1/", "--connect-timeout", NULL}, "needs a value"},
+    {"missing config", {"probe", "-c", "/nonexistent/portico.ini", "http://127.0.0.1/", NULL},
+     "/nonexistent/portico.ini"},
+};
+
+static void test_usage(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(usage_rows); i++) {
+        struct tu_cmd_result res = {0};
+        int rc = probe(usage_rows[i].args, &res);
+        if (rc != 2 || !strstr(res.err, usage_rows[i].err) || res.out[0])
+            fail_msg("%s: exit %d, stdout \"%s\", stderr \"%s\"", usage_rows[i].why, rc, res.out,
+                     res.err);
+        tu_cmd_result_free(&res);
+    }
+    /* a configuration whose routes do not cover the URL */
+    assert_int_equal(harness_write_config(w.h, "[upstream a]\norigin = 127.0.0.1:1\n"
+                                                "[route a]\nhost = only.test\nupstream = a\n"), 0);
+    const char *args[] = {"probe", "-c", harness_config_path(w.h), "http://other.test/", NULL};
+    struct tu_cmd_result res = {0};
+    assert_int_equal(probe(args, &res), 2);
+    assert_non_null(strstr(res.err, "no route"));
+    tu_cmd_result_free(&res);
+    const char *help[] = {"probe", "--help", NULL};
+    assert_int_equal(probe(help, &res), 0);
+    assert_non_null(strstr(res.out, "usage: portico probe"));
+    tu_cmd_result_free(&res);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_text),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_usage),
+    };
+    return cmocka_run_group_tests(tests, world_up, world_down);
+}

@@ -1,0 +1,171 @@
+/*
+ * test_status_page.c — the admin listener's page `/` in a real browser: headless Chromium (from
+ * Debian, scripts/deps.sh) loads it, its script fetches /status and renders, and the DOM it
+ * leaves shows the counts of the traffic this test sent, with no script error.
+ *
+ * The browser stays on loopback and to itself: every name resolves nowhere except 127.0.0.1
+ * (--host-resolver-rules), no background networking, component updates or first-run work, a
+ * fresh profile in the harness's temp dir, and a bounded run (virtual time, then a hard
+ * timeout). --no-sandbox only when running as root, where Chromium refuses to start otherwise.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../support/fake_origin.h"
+#include "../support/harness.h"
+#include "../support/raw_client.h"
+#include "../support/testutil.h"
+#include "proxy_helpers.h"
+
+#define BROWSER_MS 60000 /* hard bound of one Chromium run */
+
+/* The text of the element with id="id" in dom (its first text, up to '<'), or NULL. */
+static char *element_text(const char *dom, const char *id)
+{
+    char needle[128];
+    snprintf(needle, sizeof(needle), "id=\"%s\"", id);
+    const char *p = strstr(dom, needle);
+    if (!p || !(p = strchr(p, '>')))
+        return NULL;
+    p++;
+    return strndup(p, strcspn(p, "<"));
+}
+
+/* Runs Chromium on url; its DOM after the scripts ran into *dom, its stderr into *log. */
+static void browse(struct harness *h, const char *url, char **dom, char **log)
+{
+    char profile[512], virtual_time[64];
+    snprintf(profile, sizeof(profile), "--user-data-dir=%s/chromium", harness_dir(h));
+    snprintf(virtual_time, sizeof(virtual_time), "--virtual-time-budget=%d", 4000);
+    const char *argv[24];
+    int n = 0;
+    argv[n++] = "chromium";
+    argv[n++] = "--headless";
+    if (geteuid() == 0)
+        argv[n++] = "--no-sandbox";
+    argv[n++] = "--disable-gpu";
+    argv[n++] = "--no-first-run";
+    argv[n++] = "--no-default-browser-check";
+    argv[n++] = "--disable-background-networking";
+    argv[n++] = "--disable-component-update";
+    argv[n++] = "--disable-sync";
+    argv[n++] = "--disable-extensions";
+    argv[n++] = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1";
+    argv[n++] = "--proxy-server=direct://";
+    argv[n++] = "--enable-logging=stderr";
+    argv[n++] = profile;
+    argv[n++] = virtual_time;
+    argv[n++] = "--dump-dom";
+    argv[n++] = url;
+    argv[n] = NULL;
+    struct tu_cmd_result res = {0};
+    int rc = tu_run_command(argv, BROWSER_MS, &res);
+    if (rc != 0)
+        fail_msg("chromium exited %d%s (is it installed? scripts/deps.sh): %.2000s", rc,
+                 res.timed_out ? " after the time limit" : "", res.err);
+    *dom = res.out;
+    *log = res.err;
+    res.out = res.err = NULL;
+    tu_cmd_result_free(&res);
+}
+
+static void get(uint16_t port, const char *path, int want)
+{
+    char req[256];
+    struct raw_response r;
+    struct raw_conn *c = px_connect_port(port);
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
+    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, want);
+    raw_response_free(&r);
+    raw_close(c);
+}
+
+struct dom_row {
+    const char *why;
+    const char *id;
+    const char *text;
+};
+
+static const struct dom_row dom_rows[] = {
+    {"every request of the window", "count-all", "6"},
+    {"three successes", "count-2xx", "3"},
+    {"one 404 (no route)", "count-4xx", "1"},
+    {"two refused connects", "count-5xx", "2"},
+    {"by failure type", "failure-connect_refused", "2"},
+    {"the app's origin is healthy", "health-app-127.0.0.1:", "up"},
+};
+
+static void test_page_in_chromium(void **state)
+{
+    (void)state;
+    struct fake_origin *ok = fake_origin_start_kind(FO_OK);
+    struct fake_origin *refused = fake_origin_start_kind(FO_REFUSE);
+    assert_non_null(ok);
+    assert_non_null(refused);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+        "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\nadmin_listen = 127.0.0.1:{{port:admin}}\n"
+        "access_log = off\nworkers = 2\n"
+        "[upstream app]\norigin = 127.0.0.1:%u\n[upstream gone]\norigin = 127.0.0.1:%u\n"
+        "[route app]\nprefix = /app/\nupstream = app\n"
+        "[route gone]\nprefix = /gone/\nupstream = gone\n",
+        fake_origin_port(ok), fake_origin_port(refused)), 0);
+    assert_int_equal(harness_start(h), 0);
+    uint16_t port = harness_port(h, "listen");
+    for (int i = 0; i < 3; i++)
+        get(port, "/app/x", 200);
+    get(port, "/gone/x", 502);
+    get(port, "/gone/y", 502);
+    get(port, "/nowhere", 404);
+
+    char url[128], *dom = NULL, *log = NULL;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/", harness_port(h, "admin"));
+    browse(h, url, &dom, &log);
+    if (!strstr(dom, "<body data-state=\"ok\">"))
+        fail_msg("the page did not render from /status: %.3000s", dom);
+    assert_null(strstr(dom, "data-error="));
+    if (strstr(log, "Uncaught"))
+        fail_msg("script error in the browser's log: %.2000s", log);
+    for (size_t i = 0; i < ARRAY_SIZE(dom_rows); i++) {
+        char id[64];
+        snprintf(id, sizeof(id), "%s", dom_rows[i].id);
+        if (strcmp(dom_rows[i].id, "health-app-127.0.0.1:") == 0)
+            snprintf(id, sizeof(id), "health-app-127.0.0.1:%u", fake_origin_port(ok));
+        char *got = element_text(dom, id);
+        if (!got || strcmp(got, dom_rows[i].text) != 0)
+            fail_msg("%s: #%s shows \"%s\", expected \"%s\"", dom_rows[i].why, id,
+                     got ? got : "(absent)", dom_rows[i].text);
+        free(got);
+    }
+    /* the latest failures with their explanation, and latency per phase of the app upstream */
+    assert_non_null(strstr(dom, "the origin refused the TCP connection"));
+    assert_non_null(strstr(dom, "Connection refused"));
+    char *p50 = element_text(dom, "p50-app-total");
+    assert_non_null(p50);
+    assert_true(strtod(p50, NULL) > 0);
+    free(p50);
+    free(dom);
+    free(log);
+    px_stop(h);
+    fake_origin_stop(ok);
+    fake_origin_stop(refused);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_page_in_chromium),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
