@@ -52,9 +52,8 @@ EXPECTED_ERRORS = [
     ("info", r"SIGHUP: reloading .*"),
     ("info", r"reload: .* is live \(generation \d+, .*\)"),
     ("info", r"reload: the previous workers have finished their exchanges"),
-    ("info", r"signal 15: shutting down"),                  # SIGTERM at the end
-    ("info", r"SIGTERM: stopping: .*"),                     # (the same, worded by the
-    ("info", r"stopped"),                                   # graceful stop)
+    ("info", r"SIGTERM: stopping: listeners closed, .*"),   # the end of the soak
+    ("info", r"stopped"),
     # the refusing origin, max_fails = 3
     ("error", r"upstream refused: origin 127\.0\.0\.1:\d+ marked down for \d+ ms after \d+ "
               r"failures"),
@@ -274,8 +273,8 @@ class Soak:
             self.check_variant(n, variant)
 
     def check_variant(self, n, variant):
-        """A connection made after "is live" gets the new configuration: Proxy-Status on a
-        proxied answer only in B."""
+        """A connection made after "is live" gets the new configuration: Proxy-Status and
+        Server-Timing on a proxied answer only in B."""
         rec = self.load.new("reload", "GET", "/status/200", 0)
         try:
             conn = load.Conn(self.load.addr)
@@ -287,10 +286,11 @@ class Soak:
         except (OSError, load.Proto, load.Closed) as e:
             self.load.failed(rec, e)
             return
-        want = variant["proxy_status"] == "on"
-        if ("proxy-status" in r.fields) != want:
-            self.problem("reload %d (%s): Proxy-Status %s on a new connection"
-                         % (n, variant["name"], "present" if not want else "missing"))
+        for field, key in (("proxy-status", "proxy_status"), ("server-timing", "server_timing")):
+            want = variant[key] == "on"
+            if (field in r.fields) != want:
+                self.problem("reload %d (%s): %s %s on a new connection"
+                             % (n, variant["name"], field, "missing" if want else "present"))
 
     def quiesce(self, fd0, threads0):
         """Waits until the descriptors are those of the start plus the idle pool (two each)
