@@ -12,7 +12,7 @@ soak.py can account for every request in Portico's access log. Outcomes:
              show the same status and aborted=true
   stalled    the client stopped reading until Portico dropped it (client_send_timeout)
   discarded  never answered because an earlier response closed the connection; never logged
-  raced      sent on a reused connection that Portico closed meanwhile (idle, or a reload's
+  raced      sent on a reused, idle connection that Portico closed meanwhile (a reload's
              drain), no byte back: the keep-alive race; never logged
   failed     anything else: a wrong status, a wrong body, a timeout, an unexpected close. A soak
              with any failed record fails.
@@ -443,22 +443,28 @@ class Load:
                 if r.close:
                     why = "after the answer to %s (Connection: close)" % rec.rid
             except (OSError, Proto, Closed) as e:
-                self.lost(rec, e, conn, rx0)
+                self.lost(rec, e, conn, rx0, i)
                 why = "after %s: %s" % (rec.rid, rec.note)
         if why:
             conn.close()
             return None
         return conn
 
-    def lost(self, rec, err, conn, rx0):
-        """Portico may close a connection after a complete answer (idle, or draining for a
-        reload) while our next request is on its way or pipelined: RFC 9112 9.3.1 and 9.3.2 let
-        it, the client retries. Such a request, with no byte of its answer back, is "raced" and
-        must be in no log line (soak.py also wants it near a reload); anything else failed."""
+    def lost(self, rec, err, conn, rx0, index):
+        """Portico may close an idle connection (keepalive_timeout, a reload's drain) just as
+        our next request goes out on it: RFC 9112 9.3.1 lets it, the client retries. Such a
+        request, first of its batch on a reused connection with no byte back, is "raced" and
+        must be in no log line (soak.py also wants it near a reload). A pipelined request left
+        unanswered after an answer that did not say Connection: close failed: Portico had
+        received it and let the connection go."""
         if isinstance(err, (Closed, ConnectionError)) and conn.uses > 0 and conn.rx == rx0:
-            rec.outcome, rec.note = RACED, str(err)
-        else:
-            self.failed(rec, err)
+            if index == 0:
+                rec.outcome, rec.note = RACED, "%s (sent on an idle connection)" % err
+                return
+            rec.outcome, rec.note = FAILED, ("%s: pipelined behind %d answers, the last without "
+                                             "Connection: close" % (err, index))
+            return
+        self.failed(rec, err)
 
     @staticmethod
     def pick_keepalive(rng):
@@ -683,19 +689,30 @@ class Load:
         while self.running():
             time.sleep(rng.uniform(0.5, 2.0))
             n = 20 if rng.random() < 0.2 else 1
+            answered = 0
             try:
                 conn = Conn(self.admin)
+            except OSError as e:
+                self.problems.append("admin: %s: %s" % (type(e).__name__, e))
+                continue
+            try:
                 paths = [rng.choice(("/metrics", "/healthz")) for _ in range(n)]
                 conn.send(b"".join(("GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % p).encode()
                                    for p in paths))
                 for p in paths:
                     r = conn.response("GET")
-                    self.admin_requests += 1
+                    answered += 1
                     if r.status != 200:
                         self.problems.append("%s: status %d" % (p, r.status))
-                conn.close()
-            except (OSError, Proto, Closed) as e:
+                    if r.close:
+                        break   # the rest is unanswered, as the answer said
+            except Closed as e:
+                self.problems.append("admin: %s after %d answers, none with Connection: close"
+                                     % (e, answered))
+            except (OSError, Proto) as e:
                 self.problems.append("admin: %s: %s" % (type(e).__name__, e))
+            self.admin_requests += answered
+            conn.close()
 
     ROLES = {"keepalive": 4, "per_request": 3, "pipeline": 2, "interim": 2, "slow": 2,
              "vanish": 2, "hostile": 1, "admin_role": 1}

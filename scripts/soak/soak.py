@@ -464,6 +464,10 @@ class Soak:
             self.problem("access log: %d more" % (len(missing) - 30))
         return collections.Counter(e.get("status") for e in lines), len(lines)
 
+    def near_reload(self, t):
+        """Whether wall-clock time t is within a reload's drain window (RACE_BEFORE/AFTER)."""
+        return any(-RACE_BEFORE <= t - h <= RACE_AFTER for h in self.sighups)
+
     def report(self, fig):
         records = self.load.records
         with open(os.path.join(self.dir, "records.tsv"), "w") as f:
@@ -473,8 +477,7 @@ class Soak:
                     r.time, r.rid, r.role, r.method, r.path, r.port, r.outcome, r.status,
                     r.interim, r.note))
         for r in records:
-            if r.outcome == load.RACED and not any(-RACE_BEFORE <= r.time - t <= RACE_AFTER
-                                                   for t in self.sighups):
+            if r.outcome == load.RACED and not self.near_reload(r.time):
                 r.outcome, r.note = load.FAILED, "unanswered far from a reload (%s)" % r.note
         failed = [r for r in records if r.outcome == load.FAILED]
         statuses, nlines = self.check_access_log(records)
