@@ -39,7 +39,7 @@ command -v python3 >/dev/null || die "python3 is missing (Debian: apt-get instal
 mkdir -p "$OUT/history"
 RUN=$(mktemp -d "$OUT/run.XXXXXX")
 status=0
-python3 "$ROOT/scripts/soak/soak.py" --portico "$PORTICO" --dir "$RUN" \
+python3 -B "$ROOT/scripts/soak/soak.py" --portico "$PORTICO" --dir "$RUN" \
     --seconds "$SECONDS_TOTAL" --rate "$RATE" --reload "$RELOAD" --seed "$SEED" || status=$?
 
 if [ -f "$RUN/summary.txt" ]; then
