@@ -575,7 +575,7 @@ static void minutes_json(struct evbuffer *out, const struct recent_view *v)
 }
 
 static void upstreams_json(struct evbuffer *out, const struct generation *gen,
-                           const struct recent_view *v, uint64_t mono_ms)
+                           const struct recent_view *v)
 {
     const struct config *cfg = gen->cfg;
     evbuffer_add(out, ",\"upstreams\":[", 14);
@@ -590,8 +590,7 @@ static void upstreams_json(struct evbuffer *out, const struct generation *gen,
             evbuffer_add_printf(out, "%s{\"origin\":", o ? "," : "");
             jstr(out, up->origins[o].text, false);
             evbuffer_add_printf(out, ",\"up\":%s}",
-                                balancer_origin_down(gen->balancers[u], o, mono_ms) ? "false"
-                                                                                     : "true");
+                                balancer_origin_down(gen->balancers[u], o) ? "false" : "true");
         }
         evbuffer_add(out, "],\"recent_failures\":[", 21);
         bool first = true;
@@ -608,7 +607,6 @@ static void upstreams_json(struct evbuffer *out, const struct generation *gen,
 
 int admin_metrics_text(struct evbuffer *text, const struct generation *gen)
 {
-    uint64_t mono_ms = now_us() / 1000;
     const struct config *cfg = gen->cfg;
     size_t n = 0;
     for (int u = 0; u < cfg->nupstreams; u++)
@@ -621,7 +619,7 @@ int admin_metrics_text(struct evbuffer *text, const struct generation *gen)
         for (int o = 0; o < cfg->upstreams[u].norigins; o++)
             rows[k++] = (struct metrics_origin){
                 cfg->upstreams[u].name, cfg->upstreams[u].origins[o].text,
-                !balancer_origin_down(gen->balancers[u], o, mono_ms)};
+                !balancer_origin_down(gen->balancers[u], o)};
     struct metrics_scrape s = {rows, n, log_dropped_lines()};
     int rc = metrics_render(text, &s);
     free(rows);
@@ -631,7 +629,6 @@ int admin_metrics_text(struct evbuffer *text, const struct generation *gen)
 int admin_status_json(struct evbuffer *out, const struct generation *gen, uint64_t now_ms)
 {
     const struct config *cfg = gen->cfg;
-    uint64_t mono_ms = now_us() / 1000;
     struct evbuffer *text = evbuffer_new();
     uint64_t *pools = calloc((size_t)cfg->nupstreams + 1, sizeof(*pools));
     struct recent_view *v = calloc(1, sizeof(*v));
@@ -652,7 +649,7 @@ int admin_status_json(struct evbuffer *out, const struct generation *gen, uint64
     if (len && !t)
         goto done;
     admin_metrics_json(out, t ? t : "", len);
-    upstreams_json(out, gen, v, mono_ms);
+    upstreams_json(out, gen, v);
     minutes_json(out, v);
     evbuffer_add(out, ",\"recent_failures\":[", 20);
     for (size_t i = 0; i < v->nfailures; i++)

@@ -1,5 +1,10 @@
 /*
- * balance.c — origin choice and passive health. See balance.h.
+ * balance.c — origin choice and health. See balance.h.
+ *
+ * The round-robin cycle is nginx's smooth weighted round robin run once at creation: each turn
+ * every origin's current weight grows by its weight, the largest takes the turn and gives back
+ * the total. Weights 5, 1, 1 give a a b a c a a rather than a a a a a b c. Workers share one
+ * position in that cycle (an atomic counter), so the spread holds across threads too.
  */
 #include "portico/balance.h"
 
@@ -8,70 +13,336 @@
 
 #include "portico/config.h"
 #include "portico/log.h"
+#include "portico/util.h"
 
-struct origin_health {
-    _Atomic unsigned fails;            /* consecutive network failures */
-    _Atomic uint64_t down_until_ms;    /* marked down until this monotonic time */
+_Static_assert(CFG_MAX_ORIGINS <= 32, "exclude masks are 32 bits");
+
+struct origin_slot {
+    _Atomic int state;                 /* enum origin_state; release/acquire with down_until */
+    _Atomic int check;                 /* enum check_state */
+    _Atomic unsigned fails;            /* network failures in a row within the window */
+    _Atomic uint64_t window_start_ms;  /* the first of them */
+    _Atomic uint64_t down_until_ms;    /* DOWN: when the probe may go */
+    _Atomic unsigned in_flight;        /* attempts picked and not done */
 };
 
 struct balancer {
     const struct upstream_conf *up;    /* borrowed */
-    _Atomic unsigned next;             /* round-robin position */
-    struct origin_health origins[];    /* one per origin of up */
+    _Atomic unsigned next;             /* position in the cycle (least_conn: where ties start) */
+    unsigned ncycle;                   /* sum of the weights */
+    uint8_t *cycle;                    /* the round-robin order, one origin index per turn */
+    struct origin_slot origins[];      /* one per origin of up */
 };
+
+static const char *const origin_state_names[] = {
+#define X(id, name) [id] = name,
+    ORIGIN_STATE_LIST(X)
+#undef X
+};
+
+static const char *const balance_result_names[] = {
+#define X(id, name) [id] = name,
+    BALANCE_RESULT_LIST(X)
+#undef X
+};
+
+const char *origin_state_name(enum origin_state s)
+{
+    return (unsigned)s < ARRAY_LEN(origin_state_names) ? origin_state_names[s] : "unknown";
+}
+
+const char *balance_result_name(enum balance_result r)
+{
+    return (unsigned)r < ARRAY_LEN(balance_result_names) ? balance_result_names[r] : "unknown";
+}
+
+/* ---- creation ---- */
+
+/* An origin's weight; 1 for an upstream built without weights. */
+static unsigned weight_of(const struct balancer *b, int o)
+{
+    return b->up->origins[o].weight ? b->up->origins[o].weight : 1;
+}
+
+/* Smooth weighted round robin, one whole cycle. */
+static void build_cycle(struct balancer *b)
+{
+    const struct upstream_conf *up = b->up;
+    int64_t current[CFG_MAX_ORIGINS] = {0};
+    for (unsigned turn = 0; turn < b->ncycle; turn++) {
+        int best = 0;
+        for (int o = 0; o < up->norigins; o++) {
+            current[o] += weight_of(b, o);
+            if (current[o] > current[best])
+                best = o;
+        }
+        current[best] -= b->ncycle;
+        b->cycle[turn] = (uint8_t)best;
+    }
+}
 
 struct balancer *balancer_new(const struct upstream_conf *up)
 {
     struct balancer *b = calloc(1, sizeof(*b) + (size_t)up->norigins * sizeof(b->origins[0]));
-    if (b)
-        b->up = up;
+    if (!b)
+        return NULL;
+    b->up = up;
+    for (int o = 0; o < up->norigins; o++)
+        b->ncycle += weight_of(b, o);
+    b->cycle = calloc(b->ncycle ? b->ncycle : 1, sizeof(*b->cycle));
+    if (!b->cycle) {
+        free(b);
+        return NULL;
+    }
+    build_cycle(b);
     return b;
 }
 
 void balancer_free(struct balancer *b)
 {
+    if (!b)
+        return;
+    free(b->cycle);
     free(b);
 }
 
-bool balancer_origin_down(const struct balancer *b, int origin, uint64_t now_ms)
+/* ---- picking ---- */
+
+static enum origin_state state_of(const struct origin_slot *s)
 {
-    if (b->up->max_fails == 0 || origin < 0 || origin >= b->up->norigins)
-        return false;
-    const struct origin_health *o = &b->origins[origin];
-    return atomic_load_explicit(&o->fails, memory_order_relaxed) >= b->up->max_fails &&
-           now_ms < atomic_load_explicit(&o->down_until_ms, memory_order_relaxed);
+    return (enum origin_state)atomic_load_explicit(&s->state, memory_order_acquire);
 }
 
-int balancer_pick(struct balancer *b, uint64_t now_ms)
+/* May origin o take an attempt at now: up, or down with its down_time over (the probe). */
+static bool usable(const struct balancer *b, int o, uint64_t now_ms)
 {
-    int n = b->up->norigins;
+    const struct origin_slot *s = &b->origins[o];
+    if (atomic_load_explicit(&s->check, memory_order_relaxed) == CHECK_FAILING)
+        return false;
+    enum origin_state st = state_of(s);
+    return st == ORIGIN_UP ||
+           (st == ORIGIN_DOWN &&
+            now_ms >= atomic_load_explicit(&s->down_until_ms, memory_order_relaxed));
+}
+
+/* Takes origin o for an attempt: counted in flight. A DOWN origin is taken by one attempt only,
+ * the one that turns it PROBING. */
+static bool take(struct balancer *b, int o, uint64_t now_ms)
+{
+    struct origin_slot *s = &b->origins[o];
+    if (!usable(b, o, now_ms))
+        return false;
+    int down = ORIGIN_DOWN;
+    if (state_of(s) == ORIGIN_DOWN &&
+        !atomic_compare_exchange_strong_explicit(&s->state, &down, ORIGIN_PROBING,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return false;
+    atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
+    return true;
+}
+
+/* Whether a is less busy than c relative to their weights: in_flight/weight compared. */
+static bool less_busy(const struct balancer *b, int a, int c)
+{
+    uint64_t fa = atomic_load_explicit(&b->origins[a].in_flight, memory_order_relaxed);
+    uint64_t fc = atomic_load_explicit(&b->origins[c].in_flight, memory_order_relaxed);
+    return fa * weight_of(b, c) < fc * weight_of(b, a);
+}
+
+static int pick_round_robin(struct balancer *b, uint64_t now_ms, uint32_t exclude)
+{
     unsigned start = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed);
-    for (int i = 0; i < n; i++) {
-        int o = (int)((start + (unsigned)i) % (unsigned)n);
-        if (!balancer_origin_down(b, o, now_ms))
+    for (unsigned i = 0; i < b->ncycle; i++) {
+        int o = b->cycle[(start + i) % b->ncycle];
+        if (!(exclude & (1u << o)) && take(b, o, now_ms))
             return o;
     }
     return -1;
 }
 
-void balancer_report(struct balancer *b, int origin, bool network_failure, uint64_t now_ms)
+/* The least busy usable origin outside exclude; ties go to the first in round-robin order. */
+static int least_busy(struct balancer *b, uint64_t now_ms, uint32_t exclude, unsigned start)
+{
+    int n = b->up->norigins, best = -1;
+    for (int i = 0; i < n; i++) {
+        int o = (int)((start + (unsigned)i) % (unsigned)n);
+        if (!(exclude & (1u << o)) && usable(b, o, now_ms) && (best < 0 || less_busy(b, o, best)))
+            best = o;
+    }
+    return best;
+}
+
+/* One origin of the usable ones outside exclude, drawn with probability weight / total. */
+static int draw(struct balancer *b, uint64_t now_ms, uint32_t exclude, uint32_t r)
+{
+    int n = b->up->norigins;
+    uint64_t total = 0;
+    for (int o = 0; o < n; o++)
+        if (!(exclude & (1u << o)) && usable(b, o, now_ms))
+            total += weight_of(b, o);
+    if (total == 0)
+        return -1;
+    uint64_t at = r % total;
+    for (int o = 0; o < n; o++) {
+        if ((exclude & (1u << o)) || !usable(b, o, now_ms))
+            continue;
+        if (at < weight_of(b, o))
+            return o;
+        at -= weight_of(b, o);
+    }
+    return -1; /* the set changed under us: the caller tries again */
+}
+
+int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude)
+{
+    if (b->up->balance == BALANCE_ROUND_ROBIN)
+        return pick_round_robin(b, now_ms, exclude);
+    unsigned start = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed);
+    /* A candidate another thread takes first (the probe of a DOWN origin) is left out and the
+     * choice made again: at most once per origin. */
+    for (int tries = 0; tries < b->up->norigins; tries++) {
+        int o;
+        if (b->up->balance == BALANCE_LEAST_CONN) {
+            o = least_busy(b, now_ms, exclude, start);
+        } else {
+            o = draw(b, now_ms, exclude, (uint32_t)rnd);
+            int other = o < 0 ? -1 : draw(b, now_ms, exclude | (1u << o), (uint32_t)(rnd >> 32));
+            if (other >= 0 && less_busy(b, other, o))
+                o = other;
+            rnd = rnd * 6364136223846793005u + 1442695040888963407u; /* the next draw differs */
+        }
+        if (o < 0)
+            return -1;
+        if (take(b, o, now_ms))
+            return o;
+        exclude |= 1u << o;
+    }
+    return -1;
+}
+
+/* ---- health ---- */
+
+static void mark_down(struct balancer *b, int o, uint64_t now_ms, enum origin_state from,
+                      unsigned fails)
 {
     const struct upstream_conf *up = b->up;
-    if (up->max_fails == 0 || origin < 0 || origin >= up->norigins)
+    struct origin_slot *s = &b->origins[o];
+    int expected = from;
+    atomic_store_explicit(&s->down_until_ms, now_ms + up->down_time_ms, memory_order_relaxed);
+    if (!atomic_compare_exchange_strong_explicit(&s->state, &expected, ORIGIN_DOWN,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return; /* another thread got there first, and said so */
+    if (from == ORIGIN_PROBING)
+        log_warn("upstream %s: origin %s failed its probe after down_time; down for another "
+                 "%llu ms", up->name, up->origins[o].text, (unsigned long long)up->down_time_ms);
+    else
+        log_warn("upstream %s: origin %s marked down for %llu ms after %u failure%s within "
+                 "%llu ms", up->name, up->origins[o].text, (unsigned long long)up->down_time_ms,
+                 fails, fails == 1 ? "" : "s", (unsigned long long)up->fail_window_ms);
+}
+
+/* A network failure: counted within fail_window; a failed probe is down again at once. */
+static void count_failure(struct balancer *b, int o, uint64_t now_ms)
+{
+    const struct upstream_conf *up = b->up;
+    struct origin_slot *s = &b->origins[o];
+    enum origin_state st = state_of(s);
+    if (up->max_fails == 0 || st == ORIGIN_DOWN)
         return;
-    struct origin_health *o = &b->origins[origin];
-    if (!network_failure) {
-        if (atomic_load_explicit(&o->fails, memory_order_relaxed)) /* no store on the hot path */
-            atomic_store_explicit(&o->fails, 0, memory_order_relaxed);
+    if (st == ORIGIN_PROBING) {
+        mark_down(b, o, now_ms, ORIGIN_PROBING, 0);
         return;
     }
-    unsigned fails = atomic_fetch_add_explicit(&o->fails, 1, memory_order_relaxed) + 1;
+    unsigned fails;
+    uint64_t start = atomic_load_explicit(&s->window_start_ms, memory_order_relaxed);
+    if (atomic_load_explicit(&s->fails, memory_order_relaxed) == 0 ||
+        (now_ms > start && now_ms - start >= up->fail_window_ms)) {
+        /* the window starts with this failure: older ones are too old to count */
+        atomic_store_explicit(&s->window_start_ms, now_ms, memory_order_relaxed);
+        atomic_store_explicit(&s->fails, 1, memory_order_relaxed);
+        fails = 1;
+    } else {
+        fails = atomic_fetch_add_explicit(&s->fails, 1, memory_order_relaxed) + 1;
+    }
     if (fails >= up->max_fails) {
-        atomic_store_explicit(&o->down_until_ms, now_ms + up->fail_timeout_ms,
-                              memory_order_relaxed);
-        if (fails == up->max_fails)
-            log_error("upstream %s: origin %s marked down for %llu ms after %u failures",
-                      up->name, up->origins[origin].text, (unsigned long long)up->fail_timeout_ms,
-                      fails);
+        atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
+        mark_down(b, o, now_ms, ORIGIN_UP, fails);
     }
+}
+
+/* The origin answered: its count starts over, and a DOWN or PROBING origin is up again. */
+static void answered(struct balancer *b, int o)
+{
+    struct origin_slot *s = &b->origins[o];
+    if (atomic_load_explicit(&s->fails, memory_order_relaxed)) /* no store on the hot path */
+        atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
+    if (state_of(s) == ORIGIN_UP)
+        return;
+    int was = atomic_exchange_explicit(&s->state, ORIGIN_UP, memory_order_acq_rel);
+    if (was != ORIGIN_UP)
+        log_info("upstream %s: origin %s answered; back up", b->up->name,
+                 b->up->origins[o].text);
+}
+
+void balancer_done(struct balancer *b, int origin, enum balance_result r, uint64_t now_ms)
+{
+    if (origin < 0 || origin >= b->up->norigins)
+        return;
+    struct origin_slot *s = &b->origins[origin];
+    atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
+    switch (r) {
+    case BALANCE_ANSWERED:
+        answered(b, origin);
+        break;
+    case BALANCE_FAILED:
+        count_failure(b, origin, now_ms);
+        break;
+    case BALANCE_NO_VERDICT: {
+        /* A probe that showed nothing gives its turn to the next attempt (down_time is over). */
+        int probing = ORIGIN_PROBING;
+        atomic_compare_exchange_strong_explicit(&s->state, &probing, ORIGIN_DOWN,
+                                                memory_order_acq_rel, memory_order_relaxed);
+        break;
+    }
+    }
+}
+
+void balancer_check(struct balancer *b, int origin, enum check_state cs, const char *why)
+{
+    const struct upstream_conf *up = b->up;
+    if (origin < 0 || origin >= up->norigins)
+        return;
+    struct origin_slot *s = &b->origins[origin];
+    int was = atomic_exchange_explicit(&s->check, cs, memory_order_relaxed);
+    if (cs == CHECK_FAILING) {
+        if (was != CHECK_FAILING)
+            log_warn("upstream %s: origin %s failed its health check (%s); marked down",
+                     up->name, up->origins[origin].text, why ? why : "no reason");
+        return;
+    }
+    if (was == CHECK_FAILING)
+        log_info("upstream %s: origin %s passed its health check; up", up->name,
+                 up->origins[origin].text);
+    answered(b, origin); /* a passing check is an answer: passive health agrees */
+}
+
+bool balancer_origin_down(const struct balancer *b, int origin)
+{
+    if (origin < 0 || origin >= b->up->norigins)
+        return false;
+    const struct origin_slot *s = &b->origins[origin];
+    return state_of(s) != ORIGIN_UP ||
+           atomic_load_explicit(&s->check, memory_order_relaxed) == CHECK_FAILING;
+}
+
+enum origin_state balancer_origin_state(const struct balancer *b, int origin)
+{
+    return origin >= 0 && origin < b->up->norigins ? state_of(&b->origins[origin]) : ORIGIN_UP;
+}
+
+unsigned balancer_in_flight(const struct balancer *b, int origin)
+{
+    return origin >= 0 && origin < b->up->norigins
+               ? atomic_load_explicit(&b->origins[origin].in_flight, memory_order_relaxed)
+               : 0;
 }

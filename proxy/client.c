@@ -4,8 +4,9 @@
  * States: HANDSHAKE (TLS) → IDLE (keep-alive wait) → HEAD (bytes of a head arrived) →
  * EXCHANGE (an exchange owns the traffic) → IDLE ... → CLOSING (flushing the last response) →
  * LINGER (write side shut, reading and discarding until EOF so that unread request bytes do not
- * turn our close into a reset that destroys the response in flight). One timer follows the
- * state (set_state is the only writer); the sock's write deadline is client_send_timeout
+ * turn our close into a reset that destroys the response in flight); or EXCHANGE → TUNNEL after
+ * a 101 (tunnel.c owns the traffic until either side closes, then calls back). One timer follows
+ * the state (set_state is the only writer); the sock's write deadline is client_send_timeout
  * throughout, its read deadline client_body_timeout while a request body is owed.
  *
  * Teardown is client_close, called from this file's own event handlers only, never from inside
@@ -37,6 +38,7 @@
 #include "portico/sock.h"
 #include "portico/status.h"
 #include "portico/trace.h"
+#include "portico/tunnel.h"
 #include "portico/util.h"
 
 #define LINGER_MS 2000
@@ -49,7 +51,8 @@
     X(CS_HEAD, "head")                                                                             \
     X(CS_EXCHANGE, "exchange")                                                                     \
     X(CS_CLOSING, "closing")                                                                       \
-    X(CS_LINGER, "linger")
+    X(CS_LINGER, "linger")                                                                         \
+    X(CS_TUNNEL, "tunnel")     /* after a 101: the tunnel owns the traffic until it ends */
 
 enum client_state {
 #define X(id, name) id,
@@ -64,6 +67,7 @@ struct client {
     enum client_state state;           /* changed by set_state only */
     enum client_kind kind;
     struct exchange *ex;               /* while in CS_EXCHANGE: ends itself, calls done() */
+    struct tunnel *tunnel;             /* while in CS_TUNNEL: calls tunnel_closed() */
     struct event timer;                /* deadline of the current state */
     struct event resume_ev;            /* parses the next pipelined request from the loop */
     struct peer peer;                  /* what the exchange may know of us */
@@ -90,6 +94,7 @@ static void arm_ms(struct client *c, uint64_t ms)
 static const enum conn_state gauge_state[] = {
     [CS_HANDSHAKE] = CONN_HANDSHAKE, [CS_IDLE] = CONN_IDLE,     [CS_HEAD] = CONN_ACTIVE,
     [CS_EXCHANGE] = CONN_ACTIVE,     [CS_CLOSING] = CONN_ACTIVE, [CS_LINGER] = CONN_ACTIVE,
+    [CS_TUNNEL] = CONN_ACTIVE,
 };
 
 /* The single setter: every state has its deadline, and its place in the gauge. */
@@ -111,6 +116,7 @@ static void set_state(struct client *c, enum client_state s)
         arm_ms(c, c->requests ? cfg->keepalive_timeout_ms : cfg->client_header_timeout_ms);
         break;
     case CS_EXCHANGE:
+    case CS_TUNNEL: /* the tunnel keeps its own deadlines */
         break;
     case CS_CLOSING:
         arm_ms(c, cfg->client_send_timeout_ms);
@@ -129,6 +135,8 @@ static void client_close(struct client *c, const char *why)
         c->ex = NULL;
         exchange_cancel(ex, why);
     }
+    tunnel_free(c->tunnel); /* closes the origin side */
+    c->tunnel = NULL;
     event_del(&c->timer);
     event_del(&c->resume_ev);
     sock_close(&c->sock);
@@ -293,6 +301,22 @@ static void ds_done(void *ctx, enum exchange_end end)
         event_active(&c->resume_ev, EV_TIMEOUT, 1);
 }
 
+static void tunnel_closed(void *arg, const char *why)
+{
+    client_close(arg, why);
+}
+
+/* After a 101 the connection belongs to the tunnel (tunnel.h) until either side closes. */
+static void ds_upgraded(void *ctx, struct upconn *origin, uint64_t idle_ms)
+{
+    struct client *c = ctx;
+    c->ex = NULL;
+    set_state(c, CS_TUNNEL);
+    c->tunnel = tunnel_open(c->loop, &c->sock, origin, idle_ms, tunnel_closed, c);
+    if (!c->tunnel)
+        start_closing(c); /* out of memory: the 101 went, nothing more can */
+}
+
 static const struct downstream_ops h1_ops = {
     .interim = ds_interim,
     .head = ds_head,
@@ -302,6 +326,7 @@ static const struct downstream_ops h1_ops = {
     .request_taken = ds_request_taken,
     .request_wait = ds_request_wait,
     .done = ds_done,
+    .upgraded = ds_upgraded,
 };
 
 /* ---- reading requests ---- */
@@ -487,6 +512,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
                    "request head not complete within client_header_timeout");
         break;
     case CS_EXCHANGE:
+    case CS_TUNNEL:
         break;
     case CS_CLOSING:
     case CS_LINGER:

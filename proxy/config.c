@@ -67,7 +67,10 @@ static void upstream_defaults(struct upstream_conf *up)
     up->keepalive_timeout_ms = 60000;
     up->settle_ms = 10;
     up->verify = true;
-    up->fail_timeout_ms = 10000;
+    up->fail_window_ms = 10000;
+    up->down_time_ms = 10000;
+    up->retries = 1;
+    up->tunnel_timeout_ms = 3600000;
 }
 
 static void route_defaults(struct route_conf *r)
@@ -597,6 +600,11 @@ static void validate_upstream(struct cfg_loader *ld, int i)
             up->timers_ms[t] = cfg->timers_ms[t];
     if (!cfg_key_line(lines, CFG_SEC_UPSTREAM, "interim_resets_timer"))
         up->interim_resets_timer = cfg->interim_resets_timer;
+    int fail_timeout = cfg_key_line(lines, CFG_SEC_UPSTREAM, "fail_timeout");
+    if (fail_timeout && (cfg_key_line(lines, CFG_SEC_UPSTREAM, "fail_window") ||
+                         cfg_key_line(lines, CFG_SEC_UPSTREAM, "down_time")))
+        cfg_report(ld, fail_timeout, "fail_timeout: it sets both fail_window and down_time; "
+                                     "use either it or them");
     bool has_sim = false;
     for (int o = 0; o < up->norigins; o++)
         has_sim |= up->origins[o].is_sim;
@@ -753,6 +761,8 @@ void cfg_free(struct config *cfg)
         free(up->sni);
         free(up->client_cert);
         free(up->client_key);
+        free(up->health.method);
+        free(up->health.path);
         tls_ctx_free(up->ssl_ctx);
     }
     for (int i = 0; i < cfg->nroutes; i++) {

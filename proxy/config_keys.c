@@ -24,8 +24,10 @@ static const char *const profile_names[] = {PROFILE_LIST(CFG_ENUM_NAME)};
 static const char *const log_format_names[] = {LOG_FORMAT_LIST(CFG_ENUM_NAME)};
 static const char *const log_level_names[] = {LOG_LEVEL_LIST(CFG_ENUM_NAME)};
 static const char *const error_detail_names[] = {ERROR_DETAIL_LIST(CFG_ENUM_NAME)};
+static const char *const balance_names[] = {BALANCE_LIST(CFG_ENUM_NAME)};
 #undef CFG_ENUM_NAME
 _Static_assert(sizeof(enum expect_mode) == sizeof(int) &&
+                   sizeof(enum balance_policy) == sizeof(int) &&
                    sizeof(enum error_profile) == sizeof(int) &&
                    sizeof(enum log_format) == sizeof(int) &&
                    sizeof(enum log_level) == sizeof(int) &&
@@ -388,6 +390,35 @@ static int set_listen(struct cfg_loader *ld, const struct cfg_key *k, void *base
     return 0;
 }
 
+/* "ADDR [weight=N]": the address into addr, the weight (1 when not given) into *weight. */
+static int origin_options(struct cfg_loader *ld, const char *value, char *addr, size_t size,
+                          uint64_t *weight)
+{
+    const char *sp = strpbrk(value, " \t");
+    size_t alen = sp ? (size_t)(sp - value) : strlen(value);
+    if (alen >= size) {
+        cfg_report(ld, ld->line, "origin: address too long");
+        return -1;
+    }
+    memcpy(addr, value, alen);
+    addr[alen] = '\0';
+    *weight = 1;
+    if (!sp)
+        return 0;
+    while (*sp == ' ' || *sp == '\t')
+        sp++;
+    if (strncmp(sp, "weight=", 7) != 0) {
+        cfg_report(ld, ld->line, "origin: unknown option '%s' (expected weight=N)", sp);
+        return -1;
+    }
+    if (parse_uint(sp + 7, 1, CFG_MAX_WEIGHT, weight) != 0) {
+        cfg_report(ld, ld->line, "origin: weight '%s' is not a whole number between 1 and %d",
+                   sp + 7, CFG_MAX_WEIGHT);
+        return -1;
+    }
+    return 0;
+}
+
 static int set_origin(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
 {
     struct upstream_conf *up = base;
@@ -398,26 +429,139 @@ static int set_origin(struct cfg_loader *ld, const struct cfg_key *k, void *base
     }
     struct origin_conf *o = &up->origins[up->norigins];
     memset(o, 0, sizeof(*o));
-    if (strcmp(value, "sim") == 0) {
+    char addr[300];
+    uint64_t weight;
+    if (origin_options(ld, value, addr, sizeof(addr), &weight) != 0)
+        return -1;
+    if (strcmp(addr, "sim") == 0) {
         if (!(o->host = cfg_copy(ld, "127.0.0.1")))
             return -1;
         o->is_sim = true;
         o->numeric = true;
+        o->weight = (unsigned)weight;
         snprintf(o->text, sizeof(o->text), "sim");
         up->norigins++;
         return 0;
     }
     char host[256];
     const char *why = NULL;
-    if (split_host_port(value, host, sizeof(host), &o->port, &why) != 0) {
-        cfg_report(ld, ld->line, "origin: '%s': %s", value, why);
+    if (split_host_port(addr, host, sizeof(host), &o->port, &why) != 0) {
+        cfg_report(ld, ld->line, "origin: '%s': %s", addr, why);
         return -1;
     }
     if (!(o->host = cfg_copy(ld, host)))
         return -1;
     o->numeric = numeric_sockaddr(host, o->port, &o->addr, &o->addrlen) == 0;
-    snprintf(o->text, sizeof(o->text), "%s", value);
+    o->weight = (unsigned)weight;
+    snprintf(o->text, sizeof(o->text), "%s", addr);
     up->norigins++;
+    return 0;
+}
+
+/* `fail_timeout`: nginx's name for a window and a down time of the same length, kept as the
+ * combination of fail_window and down_time it stands for (config.c refuses mixing them). */
+static int set_fail_timeout(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                            const char *value)
+{
+    struct upstream_conf *up = base;
+    if (set_duration(ld, k, base, value) != 0)
+        return -1;
+    up->down_time_ms = up->fail_window_ms;
+    return 0;
+}
+
+#define HEALTH_SYNTAX "METHOD /path every DURATION expect STATUS [timeout DURATION]"
+
+/* "200" (one status) or "2xx" (a class) into [lo, hi]. 0 or -1. */
+static int health_status(const char *s, int *lo, int *hi)
+{
+    uint64_t v;
+    if (strlen(s) == 3 && s[0] >= '1' && s[0] <= '5' && strcmp(s + 1, "xx") == 0) {
+        *lo = (s[0] - '0') * 100;
+        *hi = *lo + 99;
+        return 0;
+    }
+    if (parse_uint(s, 100, 599, &v) != 0)
+        return -1;
+    *lo = *hi = (int)v;
+    return 0;
+}
+
+/* One duration word of health_check ("every", "timeout"). 0 or -1 after reporting. */
+static int health_duration(struct cfg_loader *ld, const char *what, const char *s, uint64_t *ms)
+{
+    char max[32];
+    if (parse_duration_ms(s, ms) != 0 || *ms == 0) {
+        cfg_report(ld, ld->line, "health_check: %s '%s' is not a duration above 0 (e.g. 5s)",
+                   what, s);
+        return -1;
+    }
+    if (*ms > CFG_MAX_DURATION_MS) {
+        cfg_report(ld, ld->line, "health_check: %s must be at most %s", what,
+                   duration_text(CFG_MAX_DURATION_MS, max, sizeof(max)));
+        return -1;
+    }
+    return 0;
+}
+
+/* health_check = METHOD /path every DURATION expect STATUS [timeout DURATION], word by word. */
+static int set_health_check(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                            const char *value)
+{
+    struct health_check_conf *hc = FIELD(k, base, struct health_check_conf);
+    char buf[CFG_MAX_LINE + 1];
+    char *w[8];
+    int n = 0;
+    snprintf(buf, sizeof(buf), "%s", value);
+    for (char *save = NULL, *t = strtok_r(buf, " \t", &save); t; t = strtok_r(NULL, " \t", &save))
+        if (n < (int)ARRAY_LEN(w))
+            w[n++] = t;
+        else
+            n++;
+    if ((n != 6 && n != 8) || strcmp(w[2], "every") != 0 || strcmp(w[4], "expect") != 0 ||
+        (n == 8 && strcmp(w[6], "timeout") != 0)) {
+        cfg_report(ld, ld->line, "health_check: '%s' is not '" HEALTH_SYNTAX "'", value);
+        return -1;
+    }
+    size_t mlen = strlen(w[0]);
+    if (mlen > 16 || strspn(w[0], "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != mlen) {
+        cfg_report(ld, ld->line, "health_check: method '%s' is not an uppercase method (GET, HEAD)",
+                   w[0]);
+        return -1;
+    }
+    bool path_ok = w[1][0] == '/';
+    for (const char *p = w[1]; *p; p++)
+        path_ok &= (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f;
+    if (!path_ok) {
+        cfg_report(ld, ld->line, "health_check: path '%s' must start with '/' and hold visible "
+                                 "ASCII only", w[1]);
+        return -1;
+    }
+    uint64_t every, timeout;
+    int lo, hi;
+    if (health_duration(ld, "every", w[3], &every) != 0)
+        return -1;
+    if (health_status(w[5], &lo, &hi) != 0) {
+        cfg_report(ld, ld->line, "health_check: expect '%s' is not a status (200) or a class "
+                                 "(2xx) between 100 and 599", w[5]);
+        return -1;
+    }
+    timeout = every;
+    if (n == 8 && health_duration(ld, "timeout", w[7], &timeout) != 0)
+        return -1;
+    if (timeout > every) {
+        cfg_report(ld, ld->line, "health_check: timeout %s is longer than the interval %s",
+                   w[7], w[3]);
+        return -1;
+    }
+    char *method = cfg_copy(ld, w[0]), *path = method ? cfg_copy(ld, w[1]) : NULL;
+    if (!path) {
+        free(method);
+        return -1;
+    }
+    free(hc->method);
+    free(hc->path);
+    *hc = (struct health_check_conf){method, path, every, timeout, lo, hi};
     return 0;
 }
 
@@ -510,6 +654,8 @@ static const struct cfg_key proxy_keys[] = {
     NUMBER("max_header_size", set_size, CFG(max_header_size), 1024, UINT64_C(1) << 20),
     NUMBER("max_request_line", set_size, CFG(max_request_line), 256, UINT64_C(1) << 20),
     NUMBER("max_body_size", set_size, CFG(max_body_size), 0, UINT64_C(1) << 40),
+    /* limits (issue 10) */
+    NUMBER("max_connections", set_uint, CFG(max_connections), 0, 1000000),
     TIMER_LIST(PROXY_TIMER)
     KEY("interim_resets_timer", set_bool, CFG(interim_resets_timer)),
     NAMED("error_profile", set_enum, CFG(profile), profile_names),
@@ -538,8 +684,17 @@ static const struct cfg_key upstream_keys[] = {
     DURATION("settle_time", UPS(settle_ms), 0),
     TIMER_LIST(UPSTREAM_TIMER)
     KEY("interim_resets_timer", set_bool, UPS(interim_resets_timer)),
+    /* balancing, health, retries and tunnels (issue 10) */
+    NAMED("balance", set_enum, UPS(balance), balance_names),
     NUMBER("max_fails", set_uint, UPS(max_fails), 0, 1000000),
-    DURATION("fail_timeout", UPS(fail_timeout_ms), 1),
+    DURATION("fail_window", UPS(fail_window_ms), 1),
+    DURATION("down_time", UPS(down_time_ms), 1),
+    {"fail_timeout", set_fail_timeout, UPS(fail_window_ms), 1, CFG_MAX_DURATION_MS, NULL, 0,
+     false},
+    NUMBER("retries", set_uint, UPS(retries), 0, CFG_MAX_ORIGINS - 1),
+    KEY("retry_sent", set_bool, UPS(retry_sent)),
+    KEY("health_check", set_health_check, UPS(health)),
+    DURATION("tunnel_timeout", UPS(tunnel_timeout_ms), 1),
     KEY("tls", set_bool, UPS(tls)),
     KEY("verify", set_bool, UPS(verify)),
     KEY("ca_file", set_path, UPS(ca_file)),

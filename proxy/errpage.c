@@ -755,7 +755,8 @@ static void value_end(struct field_writer *w, const char *name, size_t name_len)
 {
     struct errpage_out *o = w->o;
     if (o->nfields < ARRAY_LEN(o->fields))
-        o->fields[o->nfields++] = (struct h1_field){name, name_len, w->s.fixed, w->s.total};
+        o->fields[o->nfields++] =
+            (struct h1_field){name, name_len, w->s.fixed, w->s.total, H1_F_OTHER};
     w->used += w->s.total;
 }
 

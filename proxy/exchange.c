@@ -5,8 +5,8 @@
  * cycles.
  *   pure     util, status, failure, phase, http1 (+ chunked), request   bytes and tables
  *   buffers  body, headers, h1out, errpage, hints                        evbuffers
- *   runtime  loop, sock, upstream, balance, generation, exchange (+ relay.c, interim.c),
- *            client (HTTP/1.1 downstream)                                the event loop
+ *   runtime  loop, sock, upstream, balance, health, generation, exchange (+ relay.c,
+ *            interim.c), tunnel, client (HTTP/1.1 downstream)            the event loop
  *   process  listener, worker, main, probe                               threads, signals
  *   beside   config, route, tls, log, metrics, recent, admin(_status),   used from above
  *            sim, codes
@@ -19,18 +19,20 @@
  * DOWNSTREAM INTERFACE (downstream.h). The exchange never sees the client's socket: it hands a
  * protocol-neutral response head (status, fields, framing) and body bytes to its owner through
  * a table of operations — interim, head, body, pending, request_input, request_taken,
- * request_wait, done, and an optional report of the outcome — and reads the peer's facts from
- * struct peer. client.c implements it for HTTP/1.1, an HTTP/2 stream the same table, and
- * `portico probe` (probe.c) a recorder of one exchange. The origin side reports to the exchange
- * the same way, through upconn_events (upstream.h).
+ * request_wait, done, upgraded instead of done after a 101 (the client's connection and the
+ * origin's become a tunnel, tunnel.c), and an optional report of the outcome — and reads the
+ * peer's facts from struct peer. client.c implements it for HTTP/1.1, an HTTP/2 stream the same
+ * table, and `portico probe` (probe.c) a recorder of one exchange. The origin side reports to
+ * the exchange the same way, through upconn_events (upstream.h).
  *
  * ONE EXIT PER EVENT. Every way into the exchange — its libevent callbacks (phase and total
  * timers, 100/102 timers), the origin connection's events (relay.c), and the downstream's calls
  * (exchange.h) — reads the clock once, does its work, and ends with ex_settle(). Handlers never
  * free anything: they record the outcome with ex_end() (or ex_fail()/ex_refuse(), which write
  * the response first), and loops stop when the outcome is no longer OPEN. ex_settle() is the
- * only place an exchange is logged, its origin connection released or closed, the exchange
- * freed, and its owner told (done()). A downstream that goes first calls exchange_cancel().
+ * only place an exchange is logged, its origin connection released, closed or handed over
+ * (upgraded()), the exchange freed, and its owner told (done()). A downstream that goes first
+ * calls exchange_cancel().
  *
  * PHASES (phase.h, rows in failure.h). ROUTE → (DNS → CONNECT → TLS, skipped for a pooled
  * connection) → SEND → FIRST_BYTE → READ → DONE. Each row names the timer that limits it and
@@ -52,6 +54,11 @@
  * once, the read event stays registered. bufferevents cost an ioctl per read, a 4 KiB read cap
  * and a loop turn per write on this path; reaching into their internals (as sockio.c did) was
  * the alternative, and it broke with every libevent detail.
+ *
+ * ORIGINS (balance.h). Each attempt picks an origin it has not tried, and ends its pick with one
+ * balancer_done (release_origin, at the latest in exchange_free), which keeps the in-flight
+ * counts and passive health. ex_fail() is where a failed attempt moves to another origin
+ * (`retries`, retry_elsewhere) or, for a stale pooled connection, is resent once.
  *
  * FILES. exchange.c: start, routing, phases and timers, fail/refuse, the access log, the exit.
  * relay.c: the origin side — connect, request head and body, response heads (1xx included) and
@@ -111,6 +118,88 @@ static uint64_t now_ms_of(const struct exchange *ex)
 static struct balancer *balancer_of(const struct exchange *ex)
 {
     return ex->loop->gen->balancers[ex->up_index];
+}
+
+/* ---- origins: the pick, its end, retries ---- */
+
+/* What an attempt that ended with failure f showed of its origin. */
+static enum balance_result attempt_result(const struct exchange *ex, enum failure_type f)
+{
+    if (failure_is_network(f))
+        return BALANCE_FAILED;
+    return ex->response_byte ? BALANCE_ANSWERED : BALANCE_NO_VERDICT;
+}
+
+/* Ends the current attempt's claim on its origin: one balancer_done per pick. */
+static void release_origin(struct exchange *ex, enum balance_result r)
+{
+    if (!ex->holds_origin)
+        return;
+    ex->holds_origin = false;
+    balancer_done(balancer_of(ex), ex->origin, r, now_ms_of(ex));
+}
+
+/* Picks the origin of the next attempt among those not tried yet. false when none is usable. */
+static bool pick_origin(struct exchange *ex)
+{
+    int o = balancer_pick(balancer_of(ex), now_ms_of(ex), trace_rng_next(&ex->loop->rng),
+                          ex->tried);
+    if (o < 0)
+        return false;
+    ex->origin = o;
+    ex->tried |= 1u << o;
+    ex->holds_origin = true;
+    return true;
+}
+
+/* Whether a failed attempt may go to another origin (`retries`): nothing of the request reached
+ * this one (dns, connect, tls: any method), or, with retry_sent, the request was sent but is
+ * idempotent, had no body bytes, and no answer had begun. Our own shortages and total_timeout
+ * are not the origin's: no other origin would do better. */
+static bool may_retry(const struct exchange *ex, enum phase phase, enum cause cause)
+{
+    if (ex->retries >= ex->up->retries || ex->response_byte || ex->resp_state != RESP_HEAD ||
+        cause == CAUSE_LOCAL || cause == CAUSE_TOTAL_TIMEOUT)
+        return false;
+    switch (phase) {
+    case PHASE_DNS:
+    case PHASE_CONNECT:
+    case PHASE_TLS:
+        return true;
+    case PHASE_SEND:
+    case PHASE_FIRST_BYTE: /* timeouts, closes and resets; a TLS record error is not retried */
+        return ex->up->retry_sent && cause != CAUSE_PROTOCOL &&
+               request_idempotent(ex->req.method_id) &&
+               ex->req_body.bytes == 0 && !ex->req_body.trailers_started;
+    default:
+        return false;
+    }
+}
+
+/* Moves the exchange to an origin it has not tried after a failed attempt: the failure counts
+ * toward the failed origin's health and is logged (one error-log line per attempt given up; the
+ * access log counts the attempts and names the last origin). false when no other origin is
+ * usable: the failure then stands. */
+static bool retry_elsewhere(struct exchange *ex, enum phase phase, enum cause cause)
+{
+    int from = ex->origin;
+    enum failure_type f = failure_classify(phase, cause);
+    enum balance_result r = attempt_result(ex, f);
+    release_origin(ex, r); /* before the pick: a failure that marks it down counts already */
+    if (!pick_origin(ex)) {
+        ex->origin = from; /* the failure stands, against the origin it happened on */
+        return false;
+    }
+    log_warn("request %s: attempt %u on %s failed (%s: %s); retrying on %s", ex->request_id,
+             ex->attempts, ex->up->origins[from].text, failure_name(f), ex->detail,
+             ex->up->origins[ex->origin].text);
+    ex->retries++;
+    metrics_add(ex->loop->metrics, M_UPSTREAM_NEXT_ORIGIN, 1);
+    relay_drop(ex);
+    event_del(&ex->phase_timer); /* the next connection's phases arm it again */
+    ex->detail[0] = '\0';
+    relay_connect(ex);
+    return true;
 }
 
 void ex_end(struct exchange *ex, enum outcome o)
@@ -184,16 +273,16 @@ static void stop_timers(struct exchange *ex)
 
 /* ---- responses Portico writes itself ---- */
 
-static const struct h1_field *request_field(const struct exchange *ex, const char *name)
+static const struct h1_field *request_field(const struct exchange *ex, enum h1_field_id id)
 {
-    int h = h1_find_field(ex->req.fields, ex->req.nfields, name, 0);
+    int h = h1_find(ex->req.fields, ex->req.nfields, id, 0);
     return h >= 0 ? &ex->req.fields[h] : NULL;
 }
 
 /* Sends a response Portico composed through the downstream: head, then the whole body. */
 static void send_own(struct exchange *ex, struct errpage *e)
 {
-    const struct h1_field *accept = request_field(ex, "accept");
+    const struct h1_field *accept = request_field(ex, H1_F_ACCEPT);
     e->request_id = ex->request_id;
     e->accept = accept ? accept->value : NULL;
     e->accept_len = accept ? accept->value_len : 0;
@@ -256,15 +345,15 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
         relay_connect(ex);
         return;
     }
+    if (may_retry(ex, phase, cause) && retry_elsewhere(ex, phase, cause))
+        return;
 
     ex->failure = failure_classify(phase, cause);
     ex->fail_phase = phase;
     ex->cause = cause;
     ex->limit_ms = limit_ms;
     phase_close(&ex->pc, ex->now);
-    if (ex->origin >= 0)
-        balancer_report(balancer_of(ex), ex->origin, failure_is_network(ex->failure),
-                        now_ms_of(ex));
+    release_origin(ex, attempt_result(ex, ex->failure));
     relay_drop(ex);
     stop_timers(ex);
 
@@ -347,7 +436,7 @@ static void log_exchange(struct exchange *ex)
                                           route, upstream, origin, detail});
     if (!log_enabled() && !ex->ds.ops->report)
         return;
-    const struct h1_field *ua = request_field(ex, "user-agent");
+    const struct h1_field *ua = request_field(ex, H1_F_USER_AGENT);
     struct access_record r = {
         .time_ms = wall,
         .request_id = ex->request_id,
@@ -392,6 +481,7 @@ static void log_exchange(struct exchange *ex)
 static void exchange_free(struct exchange *ex)
 {
     stop_timers(ex);
+    release_origin(ex, attempt_result(ex, ex->failure));
     relay_drop(ex);
     free(ex->hints);
     free(ex->head);
@@ -404,9 +494,15 @@ void ex_settle(struct exchange *ex)
         return;
     phase_close(&ex->pc, ex->now);
     stop_timers(ex);
-    if (ex->failure == FAIL_NONE && ex->response_byte && ex->origin >= 0)
-        balancer_report(balancer_of(ex), ex->origin, false, now_ms_of(ex));
-    if (ex->uc && relay_reusable(ex)) {
+    /* 101 relayed: the origin connection goes to the downstream with the client's, as a tunnel */
+    struct upconn *tunnel = NULL;
+    uint64_t tunnel_idle_ms = ex->up ? ex->up->tunnel_timeout_ms : 0;
+    if (ex->resp_state == RESP_SWITCHED && ex->outcome == OUTCOME_DONE && ex->uc) {
+        tunnel = ex->uc;
+        ex->uc = NULL;
+        ex->usock = NULL;
+        metrics_add(ex->loop->metrics, M_TUNNELS, 1);
+    } else if (ex->uc && relay_reusable(ex)) {
         upconn_release(ex->uc, ex->ds.peer->conn_id, ex->now);
         ex->uc = NULL;
         ex->usock = NULL;
@@ -418,7 +514,10 @@ void ex_settle(struct exchange *ex)
                                                                             : END_KEEP;
     struct downstream ds = ex->ds;
     exchange_free(ex);
-    ds.ops->done(ds.ctx, end);
+    if (tunnel)
+        ds.ops->upgraded(ds.ctx, tunnel, tunnel_idle_ms);
+    else
+        ds.ops->done(ds.ctx, end);
 }
 
 /* ---- start ---- */
@@ -426,7 +525,7 @@ void ex_settle(struct exchange *ex)
 /* The client's X-Request-Id when it is well-formed (so traces join up), else a new one. */
 static void make_request_id(struct exchange *ex)
 {
-    const struct h1_field *f = request_field(ex, "x-request-id");
+    const struct h1_field *f = request_field(ex, H1_F_X_REQUEST_ID);
     if (f && request_id_valid(f->value, f->value_len)) {
         memcpy(ex->request_id, f->value, f->value_len);
         ex->request_id[f->value_len] = '\0';
@@ -472,9 +571,9 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
     evtimer_assign(&ex->processing_timer, l->base, interim_processing_cb, ex);
     make_request_id(ex);
     /* One traceparent is a trace to join; none, or several, start a new one. */
-    int tp = h1_find_field(ex->req.fields, ex->req.nfields, "traceparent", 0);
-    bool one = tp >= 0 && h1_find_field(ex->req.fields, ex->req.nfields, "traceparent",
-                                        (size_t)tp + 1) < 0;
+    int tp = h1_find(ex->req.fields, ex->req.nfields, H1_F_TRACEPARENT, 0);
+    bool one = tp >= 0 && h1_find(ex->req.fields, ex->req.nfields, H1_F_TRACEPARENT,
+                                  (size_t)tp + 1) < 0;
     ex->trace_source = trace_propagate(&l->rng, one ? ex->req.fields[tp].value : NULL,
                                        one ? ex->req.fields[tp].value_len : 0, &ex->trace);
     metrics_add(l->metrics, M_REQUESTS, 1);
@@ -522,6 +621,12 @@ static bool admissible(struct exchange *ex)
         ex_refuse(ex, refused, why, true);
         return false;
     }
+    /* An upgrade the origin may take (101, WebSocket): HTTP/1.1 without a body, from a
+     * downstream that can hand its connection over (an HTTP/2 stream cannot). */
+    ex->upgrade = ex->ds.proto == PROTO_HTTP11 && ex->ds.ops->upgraded &&
+                  ex->info.framing == H1_BODY_NONE &&
+                  h1_connection_has(ex->req.fields, ex->req.nfields, "upgrade") &&
+                  h1_find(ex->req.fields, ex->req.nfields, H1_F_UPGRADE, 0) >= 0;
     refused = request_refusal(&ex->req, &ex->info, cfg->max_body_size, &why);
     if (refused) {
         /* a body too large is not read: the connection cannot go on */
@@ -554,8 +659,7 @@ static void run(struct exchange *ex)
     if (ex->up->timers_ms[TIMER_TOTAL])
         ex_arm(&ex->total_timer, ex->up->timers_ms[TIMER_TOTAL]);
 
-    ex->origin = balancer_pick(balancer_of(ex), now_ms_of(ex));
-    if (ex->origin < 0) {
+    if (!pick_origin(ex)) {
         ex_fail(ex, PHASE_ROUTE, CAUSE_NO_ORIGIN, 0, "every origin of upstream %s is marked down",
                 ex->up->name);
         return;

@@ -40,6 +40,7 @@ enum resp_state {
     RESP_HEAD,  /* waiting for / parsing the response head (1xx included) */
     RESP_BODY,  /* final head forwarded: status committed, body flowing */
     RESP_DONE,
+    RESP_SWITCHED, /* 101 relayed: the connections become a tunnel when the exchange ends */
 };
 
 /* How far the exchange is: running, or over and waiting for the one exit (settle). */
@@ -82,6 +83,10 @@ struct exchange {
     const struct upstream_conf *up;    /* borrowed from cfg */
     int up_index;
     int origin;                        /* index in up->origins, -1 before the pick */
+    uint32_t tried;                    /* origins picked so far (bit i: origin i) */
+    bool holds_origin;                 /* the pick of origin awaits its balancer_done */
+    unsigned retries;                  /* attempts moved to another origin (`retries`) */
+    bool upgrade;                      /* the request offers an Upgrade the origin may take */
     enum req_state req_state;
     struct body_relay req_body;
 
@@ -91,7 +96,7 @@ struct exchange {
     struct phase_clock pc;
     uint64_t first_byte_deadline;      /* µs: interim responses may not restart it */
     bool retried;                      /* already resent once after a stale pooled connection */
-    unsigned attempts;                 /* requests sent to origins (2 after a retry) */
+    unsigned attempts;                 /* origin connections tried: pooled or new, each retry */
     bool reused;                       /* the (last) connection came from the pool */
     bool response_byte;                /* any response byte seen from the origin */
     bool upstream_paused;              /* origin reads stopped: the client's output is full */

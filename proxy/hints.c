@@ -332,8 +332,8 @@ size_t hint_filter(struct hint_set *s, const char *value, size_t len, char *out,
 size_t hint_collect(const struct h1_field *fields, size_t nfields, char *buf, size_t size)
 {
     size_t n = 0;
-    for (int i = h1_find_field(fields, nfields, "link", 0); i >= 0;
-         i = h1_find_field(fields, nfields, "link", (size_t)i + 1)) {
+    for (int i = h1_find(fields, nfields, H1_F_LINK, 0); i >= 0;
+         i = h1_find(fields, nfields, H1_F_LINK, (size_t)i + 1)) {
         size_t pos = 0;
         const char *el;
         size_t elen;

@@ -228,6 +228,7 @@ static int parse_fields(const struct head *h, size_t i, struct h1_field *fields,
             value_end--;
         fields[n].name = (const char *)b + name;
         fields[n].name_len = name_len;
+        fields[n].id = h1_field_id_of(fields[n].name, name_len);
         fields[n].value = (const char *)b + value;
         fields[n].value_len = value_end - value;
         n++;
@@ -429,6 +430,34 @@ bool h1_is_tchar(unsigned char c)
 bool h1_name_is(const struct h1_field *f, const char *lower_name)
 {
     return ieq(f->name, f->name_len, lower_name);
+}
+
+static const struct {
+    const char *name;
+    size_t len;
+} field_names[H1_F_COUNT] = {
+#define X(id, name) [id] = {name, sizeof(name) - 1},
+    H1_FIELD_LIST(X)
+#undef X
+};
+
+enum h1_field_id h1_field_id_of(const char *name, size_t len)
+{
+    /* The length and the first letter rule out all but a few candidates at once. */
+    for (int id = H1_F_OTHER + 1; id < H1_F_COUNT; id++)
+        if (field_names[id].len == len &&
+            lower[(unsigned char)name[0]] == (unsigned char)field_names[id].name[0] &&
+            ieq(name, len, field_names[id].name))
+            return (enum h1_field_id)id;
+    return H1_F_OTHER;
+}
+
+int h1_find(const struct h1_field *fields, size_t n, enum h1_field_id id, size_t from)
+{
+    for (size_t i = from; i < n && i <= (size_t)INT_MAX; i++)
+        if (fields[i].id == id)
+            return (int)i;
+    return -1;
 }
 
 int h1_find_field(const struct h1_field *fields, size_t n, const char *lower_name, size_t from)

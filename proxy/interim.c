@@ -67,7 +67,7 @@ static void add_new_links(struct hint_set *set, const char *value, size_t len, c
     size_t got = *n < max ? hint_filter(set, value, len, buf + *used, size - *used) : 0;
     if (!got)
         return;
-    fields[(*n)++] = (struct h1_field){"Link", 4, buf + *used, got};
+    fields[(*n)++] = (struct h1_field){"Link", 4, buf + *used, got, H1_F_LINK};
     *used += got;
 }
 
@@ -198,7 +198,7 @@ bool interim_relay(struct exchange *ex, const struct h1_response *resp)
         size_t kept = 0;
         bool had_links = false, new_links = false;
         for (size_t i = 0; i < n; i++) {
-            if (!h1_name_is(&fields[i], "link")) {
+            if (fields[i].id != H1_F_LINK) {
                 fields[kept++] = fields[i];
                 continue;
             }
@@ -209,8 +209,9 @@ bool interim_relay(struct exchange *ex, const struct h1_response *resp)
             if (!len)
                 continue;
             new_links = true;
-            fields[kept++] = (struct h1_field){fields[i].name, fields[i].name_len, links + used,
-                                               len};
+            fields[kept] = fields[i];
+            fields[kept].value = links + used;
+            fields[kept++].value_len = len;
             used += len;
         }
         n = kept;

@@ -28,6 +28,7 @@ struct listener {
     struct listener *inherited;            /* the previous group's listener sharing our socket */
     atomic_bool owns_fd;                   /* closes it; passes to a newer group that shares it */
     bool accept_failing;                   /* accept() failed since it last worked: said once */
+    bool held;                             /* max_connections reached: not accepting */
     struct event *resume;                  /* re-enables the listener after a failed accept */
 };
 
@@ -44,7 +45,8 @@ static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct listener *lis = arg;
-    evconnlistener_enable(lis->lis);
+    if (!lis->held) /* else listener_hold enables it once there is room */
+        evconnlistener_enable(lis->lis);
 }
 
 /* accept() failed, typically out of descriptors (EMFILE, ENFILE) or memory: the connection
@@ -93,6 +95,17 @@ void listener_close(struct listener *lis)
 int listener_chown(struct listener *lis, uid_t uid, gid_t gid)
 {
     return fchown(lis->fd, uid, gid);
+}
+
+void listener_hold(struct listener *lis, bool hold)
+{
+    if (lis->kind == CLIENT_ADMIN || lis->held == hold)
+        return;
+    lis->held = hold;
+    if (hold)
+        evconnlistener_disable(lis->lis);
+    else if (!lis->resume || !evtimer_pending(lis->resume, NULL)) /* an accept pause runs out */
+        evconnlistener_enable(lis->lis);
 }
 
 bool listener_is_on(const struct listener *lis, const struct sockaddr *sa, socklen_t salen)

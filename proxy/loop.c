@@ -43,12 +43,16 @@ void loop_request_id(struct loop *l, char *buf, size_t size)
 void loop_conn_opened(struct loop *l)
 {
     l->conns++;
+    if (l->on_conns)
+        l->on_conns(l);
 }
 
 void loop_conn_closed(struct loop *l)
 {
     if (l->conns)
         l->conns--;
+    if (l->on_conns)
+        l->on_conns(l);
     if (l->conns == 0 && l->state == LOOP_DRAINING && l->on_idle)
         l->on_idle(l);
 }

@@ -730,7 +730,7 @@ static void render_gauges(struct evbuffer *out, const struct totals *t,
                           const struct metrics_scrape *sc)
 {
     family(out, "portico_upstream_origin_up", "gauge",
-           "1 when the origin is not marked down by passive health checks, else 0");
+           "1 when the origin takes requests (not down by passive or active health), else 0");
     for (size_t i = 0; sc && i < sc->norigins; i++) {
         evbuffer_add_printf(out, "portico_upstream_origin_up");
         label(out, "upstream", sc->origins[i].upstream ? sc->origins[i].upstream : "", true);

@@ -148,6 +148,7 @@ static void send_request(struct exchange *ex)
         .content_length = info->content_length,
         .traceparent = traceparent,
         .drop_tracestate = ex->trace_source == TRACE_STARTED,
+        .upgrade = ex->upgrade,
     };
     if (ex->host && ex->host != (ex->info.host ? ex->info.host->value : NULL)) {
         fwd.host = ex->host; /* absolute-form: its authority replaces Host (RFC 9112 3.2.2) */
@@ -158,12 +159,11 @@ static void send_request(struct exchange *ex)
     }
     ex_phase(ex, PHASE_SEND);
     hdr_write_request(ex->usock->out, &ex->req, &fwd);
-    /* Resent after a stale pooled connection: an empty chunked body was consumed from the
-     * client already, its last chunk went to the dead connection; it goes again. */
-    if (ex->retried && ex->req_state == REQ_DONE && ex->info.framing == H1_BODY_CHUNKED)
+    /* Resent (stale pooled connection, retry_sent): an empty chunked body was consumed from the
+     * client already, its last chunk went to the failed connection; it goes again. */
+    if (ex->req_state == REQ_DONE && ex->req_body.done && ex->info.framing == H1_BODY_CHUNKED)
         evbuffer_add(ex->usock->out, "0\r\n\r\n", 5);
     upconn_mark_used(ex->uc);
-    ex->attempts++;
     if (ex->req_state == REQ_GATED)
         ex_arm(&ex->continue_timer, ex->route->continue_timeout_ms);
     if (ex->req_state == REQ_BODY) {
@@ -183,8 +183,8 @@ static void send_request(struct exchange *ex)
  * other transfer coding (gzip ...) would reach the client unlabelled, so it is refused. */
 static bool has_other_coding(const struct h1_response *resp)
 {
-    for (int i = h1_find_field(resp->fields, resp->nfields, "transfer-encoding", 0); i >= 0;
-         i = h1_find_field(resp->fields, resp->nfields, "transfer-encoding", (size_t)i + 1)) {
+    for (int i = h1_find(resp->fields, resp->nfields, H1_F_TRANSFER_ENCODING, 0); i >= 0;
+         i = h1_find(resp->fields, resp->nfields, H1_F_TRANSFER_ENCODING, (size_t)i + 1)) {
         size_t pos = 0, n;
         const char *e;
         while (h1_list_next(resp->fields[i].value, resp->fields[i].value_len, &pos, &e, &n))
@@ -252,6 +252,29 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
     ex->resp_state = RESP_BODY;
 }
 
+/* The origin took the client's Upgrade: the 101 goes to the client, and the exchange ends with
+ * both connections handed to the downstream as a tunnel (ex_settle). What the origin sent
+ * after the 101 stays in its input for the tunnel. */
+static void switch_protocols(struct exchange *ex, const struct h1_response *resp, size_t head_len)
+{
+    event_del(&ex->total_timer);
+    event_del(&ex->processing_timer);
+    event_del(&ex->continue_timer);
+    struct h1_field fields[HDR_MAX_FIELDS];
+    struct resp_head head = {
+        .status = resp->status,
+        .reason = resp->reason,
+        .reason_len = resp->reason_len,
+        .fields = fields,
+        .nfields = hdr_upgrade_fields(resp, fields, HDR_MAX_FIELDS),
+    };
+    ex->ds.ops->interim(ex->ds.ctx, &head);
+    evbuffer_drain(ex->usock->in, head_len);
+    ex->status = ex->upstream_status = resp->status;
+    ex->resp_state = RESP_SWITCHED;
+    ex_end(ex, OUTCOME_DONE);
+}
+
 /* Stops reading the origin while the client's output is full: 1xx and body bytes alike wait
  * in the kernel, not in our memory. */
 static bool client_full(struct exchange *ex)
@@ -296,6 +319,10 @@ static void read_heads(struct exchange *ex)
         int code = resp.status;
         if (code >= HTTP_OK) {
             forward_head(ex, &resp, (size_t)rc);
+            return;
+        }
+        if (code == HTTP_SWITCHING_PROTOCOLS && ex->upgrade) {
+            switch_protocols(ex, &resp, (size_t)rc);
             return;
         }
         if (code == HTTP_SWITCHING_PROTOCOLS) {
@@ -530,6 +557,7 @@ static const struct upconn_events upconn_cbs = {
 
 void relay_connect(struct exchange *ex)
 {
+    ex->attempts++;
     if (!ex->retried) {
         uint64_t owner = ex->ds.pipelined ? 0 : ex->ds.peer->conn_id;
         ex->uc = upconn_take_idle(ex->loop, ex->up_index, ex->origin, owner, ex->now);

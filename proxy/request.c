@@ -107,8 +107,8 @@ int request_refusal(const struct h1_request *req, const struct h1_info *info, ui
 int request_portico_hops(const struct h1_request *req)
 {
     int hops = 0;
-    for (int i = h1_find_field(req->fields, req->nfields, "via", 0); i >= 0;
-         i = h1_find_field(req->fields, req->nfields, "via", (size_t)i + 1)) {
+    for (int i = h1_find(req->fields, req->nfields, H1_F_VIA, 0); i >= 0;
+         i = h1_find(req->fields, req->nfields, H1_F_VIA, (size_t)i + 1)) {
         size_t pos = 0;
         const char *e;
         size_t n;

@@ -30,6 +30,7 @@
 #include "portico/client.h"
 #include "portico/config.h"
 #include "portico/generation.h"
+#include "portico/health.h"
 #include "portico/listener.h"
 #include "portico/log.h"
 #include "portico/loop.h"
@@ -49,6 +50,8 @@ struct worker {
     struct event *drain_timer;             /* drain deadline: then everything is closed */
     uint64_t drain_deadline_us;            /* when it fires (now_us clock) */
     struct event *log_timer;               /* writes the access-log buffer out every second */
+    struct health *health;                 /* worker 0: the generation's active health checks */
+    bool accept_held;                      /* max_connections reached: listeners held */
 };
 
 struct worker_group {
@@ -73,6 +76,8 @@ static void close_listeners(struct worker *w)
 static void leave_running(struct worker *w, enum loop_state next)
 {
     if (w->loop.state == LOOP_RUNNING) {
+        health_stop(w->health);
+        w->health = NULL;
         close_listeners(w);
         pthread_mutex_lock(&w->group->lock);
         w->group->unlistened++;
@@ -97,6 +102,22 @@ static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     stop_now(arg);
+}
+
+/* The loop's on_conns, max_connections: at the limit the proxy listeners stop accepting (new
+ * clients wait in the kernel's backlog instead of being accepted and failed); below it they
+ * accept again. */
+static void conns_changed(struct loop *l)
+{
+    struct worker *w = (struct worker *)l; /* loop is the first member */
+    bool full = l->cfg->max_connections && l->conns >= l->cfg->max_connections;
+    if (full == w->accept_held || l->state != LOOP_RUNNING)
+        return;
+    w->accept_held = full;
+    if (full)
+        metrics_add(l->metrics, M_ACCEPT_PAUSES, 1);
+    for (int i = 0; i < w->nlisteners; i++)
+        listener_hold(w->listeners[i], full);
 }
 
 /* The loop's on_idle: a draining worker ends with its last connection. */
@@ -271,6 +292,7 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
         .id = id,
         .id_salt = salt,
         .on_idle = drained,
+        .on_conns = conns_changed,
     };
     TAILQ_INIT(&w->loop.clients);
     /* Each base is touched by its own thread only, so it needs no locks (they cost ~6% of CPU
@@ -302,11 +324,16 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
     w->stop_ev = event_new(w->loop.base, w->stop_pipe[0], EV_READ | EV_PERSIST, stop_cb, w);
     if (!w->stop_ev || event_add(w->stop_ev, NULL) != 0)
         return -1;
-    return loop_dns_init(&w->loop);
+    if (loop_dns_init(&w->loop) != 0)
+        return -1;
+    if (id == 0 && health_start(&w->loop, &w->health) != 0) /* one worker checks for all */
+        return -1;
+    return 0;
 }
 
 static void worker_free(struct worker *w)
 {
+    health_stop(w->health);
     close_listeners(w);
     clients_close_all(&w->loop);
     if (w->loop.pools)

@@ -1,10 +1,23 @@
 /*
- * balance.h — which origin of an upstream gets the next request, and passive health: an origin
- * with max_fails network failures in a row is skipped for fail_timeout.
+ * balance.h — which origin of an upstream takes the next attempt, and the origins' health.
+ *
+ * Policies (`balance`): round_robin is smooth weighted round robin (nginx's): one cycle of
+ * sum(weights) turns, computed once, in which each origin's turns are spread evenly; least_conn
+ * takes the origin with the fewest attempts in flight relative to its weight (ties in round-robin
+ * order); random_two draws two origins at random by weight and takes the less busy one (power of
+ * two choices). Every pick is matched by exactly one balancer_done when that attempt ends: it
+ * keeps the in-flight counts least_conn and random_two read, and carries the origin's verdict.
+ *
+ * Health. Passive: max_fails network failures within fail_window, with no response between
+ * them, mark an origin DOWN for down_time; then a single attempt is let through (PROBING, the
+ * half-open state): a response brings the origin UP, a failure makes it DOWN for down_time
+ * again. Active (health.c): a failed check keeps the origin out until a check passes; a passing
+ * check also brings a passively DOWN origin back UP.
  *
  * One balancer per upstream and configuration generation, shared by the worker threads of that
- * generation (relaxed atomics: a slightly stale count only shifts one pick). It is the runtime
- * state that once lived inside the configuration, which is now immutable.
+ * generation with relaxed atomics (a slightly stale count only shifts one pick); the transitions
+ * that must happen once (UP → DOWN, DOWN → PROBING) are compare-and-swaps, and only the thread
+ * that made one logs it. Time and randomness are passed in, so tests drive it without clocks.
  */
 #ifndef PORTICO_BALANCE_H
 #define PORTICO_BALANCE_H
@@ -15,21 +28,70 @@
 struct upstream_conf;
 struct balancer;
 
+/* What one attempt showed of its origin, for balancer_done. */
+#define BALANCE_RESULT_LIST(X)                                                                     \
+    X(BALANCE_ANSWERED, "answered")     /* the origin sent a response (any status) */              \
+    X(BALANCE_FAILED, "failed")         /* a network failure of the origin (failure_is_network) */ \
+    X(BALANCE_NO_VERDICT, "no verdict") /* ended before the origin showed either (client left,    \
+                                           local shortage, total_timeout) */
+
+enum balance_result {
+#define X(id, name) id,
+    BALANCE_RESULT_LIST(X)
+#undef X
+};
+
+/* An origin's passive health. */
+#define ORIGIN_STATE_LIST(X)                                                                       \
+    X(ORIGIN_UP, "up")                                                                             \
+    X(ORIGIN_DOWN, "down")          /* skipped until down_time is over */                          \
+    X(ORIGIN_PROBING, "probing")    /* down_time over: one attempt is on it, its result decides */
+
+enum origin_state {
+#define X(id, name) id,
+    ORIGIN_STATE_LIST(X)
+#undef X
+};
+
+/* The verdict of the last active health check. */
+#define CHECK_STATE_LIST(X)                                                                        \
+    X(CHECK_PASSING, "passing")     /* also before the first check: origins start up */            \
+    X(CHECK_FAILING, "failing")
+
+enum check_state {
+#define X(id, name) id,
+    CHECK_STATE_LIST(X)
+#undef X
+};
+
 /* A balancer for up (borrowed; it must outlive the balancer). NULL when out of memory. */
 struct balancer *balancer_new(const struct upstream_conf *up);
 
 /* Frees a balancer (NULL is fine). */
 void balancer_free(struct balancer *b);
 
-/* The next origin (round robin over the origins not marked down at now_ms, monotonic), or -1
- * when every origin is down (no_healthy_origin). */
-int balancer_pick(struct balancer *b, uint64_t now_ms);
+/* Picks the origin of the next attempt at now_ms (monotonic) by the upstream's policy, among the
+ * origins that are up (or due for their probe) and not in exclude (bit i: origin i, the ones an
+ * exchange tried already); rnd is a random number (random_two). Returns the origin, counted in
+ * flight until balancer_done, or -1 when none is left (no_healthy_origin). */
+int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude);
 
-/* The outcome of an exchange with origin: a network failure counts toward max_fails, anything
- * else clears the count. */
-void balancer_report(struct balancer *b, int origin, bool network_failure, uint64_t now_ms);
+/* Ends the attempt a pick started on origin: no longer in flight, and r updates its health. */
+void balancer_done(struct balancer *b, int origin, enum balance_result r, uint64_t now_ms);
 
-/* Whether origin is marked down at now_ms (for metrics and the status page). */
-bool balancer_origin_down(const struct balancer *b, int origin, uint64_t now_ms);
+/* The verdict of an active health check of origin (why: for the log when it fails). */
+void balancer_check(struct balancer *b, int origin, enum check_state s, const char *why);
+
+/* Whether origin takes no attempts now: passively down or probing, or failing its check
+ * (portico_upstream_origin_up is its negation). */
+bool balancer_origin_down(const struct balancer *b, int origin);
+
+/* The origin's passive state and the attempts in flight on it (tests, metrics). */
+enum origin_state balancer_origin_state(const struct balancer *b, int origin);
+unsigned balancer_in_flight(const struct balancer *b, int origin);
+
+/* Names for logs and tests. Never NULL. */
+const char *origin_state_name(enum origin_state s);
+const char *balance_result_name(enum balance_result r);
 
 #endif

@@ -42,6 +42,12 @@ const char *timer_name(enum timer_kind t);
     X(ERROR_DETAIL_FULL, "full")                                                                   \
     X(ERROR_DETAIL_MINIMAL, "minimal")
 
+/* `balance`: how an upstream spreads requests over its origins (balance.h). */
+#define BALANCE_LIST(X)                                                                            \
+    X(BALANCE_ROUND_ROBIN, "round_robin")  /* smooth weighted round robin */                       \
+    X(BALANCE_LEAST_CONN, "least_conn")    /* fewest requests in flight per weight */              \
+    X(BALANCE_RANDOM_TWO, "random_two")    /* the less busy of two origins drawn at random */
+
 #define CFG_ENUM_ID(id, name) id,
 
 /* `expect`: what a route does with Expect: 100-continue. */
@@ -49,6 +55,11 @@ enum expect_mode { EXPECT_LIST(CFG_ENUM_ID) };
 
 /* `error_detail`: what error responses tell the client about the upstream side. */
 enum error_detail { ERROR_DETAIL_LIST(CFG_ENUM_ID) };
+
+/* `balance` of an [upstream]. */
+enum balance_policy { BALANCE_LIST(CFG_ENUM_ID) };
+
+#define CFG_MAX_WEIGHT 100 /* `origin = ... weight=N` */
 
 struct listen_conf {
     struct sockaddr_storage addr; /* numeric address to bind */
@@ -64,7 +75,17 @@ struct origin_conf {
     bool numeric;                 /* host is a literal address: no DNS phase */
     struct sockaddr_storage addr; /* valid when numeric */
     socklen_t addrlen;
+    unsigned weight;              /* `weight=N`: its share of the requests (1-CFG_MAX_WEIGHT) */
     char text[300];               /* "host:port" for logs and error pages */
+};
+
+/* `health_check = GET /healthz every 5s expect 200 [timeout 2s]`; interval_ms 0: none. */
+struct health_check_conf {
+    char *method;                          /* "GET" */
+    char *path;                            /* "/healthz" */
+    uint64_t interval_ms;                  /* from the start of one check to the next */
+    uint64_t timeout_ms;                   /* a check not answered within it fails */
+    int expect_lo, expect_hi;              /* the statuses that pass: 200-200, or 200-299 */
 };
 
 struct upstream_conf {
@@ -79,7 +100,13 @@ struct upstream_conf {
     uint64_t timers_ms[TIMER_COUNT];       /* resolved: [proxy] default unless overridden */
     bool interim_resets_timer;             /* resolved like the timers */
     uint64_t max_fails;                    /* passive health: failures before marked down; 0 off */
-    uint64_t fail_timeout_ms;              /* how long a marked-down origin stays down */
+    uint64_t fail_window_ms;               /* ... counted within this window */
+    uint64_t down_time_ms;                 /* how long a marked-down origin is skipped */
+    enum balance_policy balance;
+    uint64_t retries;                      /* other origins tried after a failed attempt */
+    bool retry_sent;                       /* also after the request was sent (idempotent) */
+    struct health_check_conf health;       /* active health check */
+    uint64_t tunnel_timeout_ms;            /* an upgraded connection idle this long closes */
     bool tls;                              /* connect to origins with TLS */
     bool verify;                           /* verify the origin certificate */
     char *ca_file;                         /* NULL: system store */
@@ -119,6 +146,7 @@ struct config {
     uint64_t max_header_size;
     uint64_t max_request_line;
     uint64_t max_body_size;
+    uint64_t max_connections;              /* client connections per worker; 0: no limit */
     uint64_t timers_ms[TIMER_COUNT];       /* defaults for upstreams */
     bool interim_resets_timer;
     enum error_profile profile;

@@ -19,6 +19,7 @@
 
 struct evbuffer;
 struct access_record;
+struct upconn;
 
 /* What the exchange may know about the client. Borrowed for the exchange's lifetime. */
 struct peer {
@@ -70,6 +71,12 @@ struct downstream_ops {
      * timings — handed over once at its end, before done() (or before it is freed after
      * exchange_cancel). For owners that report on the exchange, such as `portico probe`. */
     void (*report)(void *ds, const struct access_record *r);
+    /* Instead of done(), after a 101 Switching Protocols went to the client: the exchange is
+     * over and freed, and the downstream relays bytes both ways between its client and origin
+     * (owned from now on, closed with upconn_abort) until either side closes or neither sends
+     * for idle_ms. NULL for a downstream that cannot hand its connection over (an HTTP/2
+     * stream): its requests offer no upgrade to the origin. */
+    void (*upgraded)(void *ds, struct upconn *origin, uint64_t idle_ms);
 };
 
 /* An exchange's owner: the table and its argument, the peer and the protocol. */

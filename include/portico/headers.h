@@ -29,6 +29,8 @@ struct fwd_request {
     bool keep_expect;            /* forward Expect: 100-continue (relay mode) */
     const char *traceparent;     /* our traceparent (the client's is replaced), or NULL */
     bool drop_tracestate;        /* a new trace was started: the client's tracestate goes */
+    bool upgrade;                /* offer the client's Upgrade: its Upgrade fields go on, with
+                                    Connection: upgrade */
     enum h1_framing framing;     /* body framing on the upstream side: NONE, LENGTH or CHUNKED */
     uint64_t content_length;
 };
@@ -86,6 +88,10 @@ size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_resp
 
 /* The end-to-end fields of an interim (1xx) response, in order. Returns how many. */
 size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, size_t max);
+
+/* The fields of a 101 Switching Protocols to forward: the end-to-end ones, the origin's Upgrade
+ * fields and Connection: upgrade. Returns how many (at most max). */
+size_t hdr_upgrade_fields(const struct h1_response *resp, struct h1_field *out, size_t max);
 
 /* Writes a response head for an HTTP/1.x client: status line (always HTTP/1.1), the fields, the
  * framing of the wire (LENGTH: Content-Length; CHUNKED: Transfer-Encoding: chunked; CLOSE and

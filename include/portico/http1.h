@@ -30,11 +30,45 @@ enum h1_byte_class {
 
 extern const unsigned char h1_class[256];
 
+/* The fields Portico looks at, recognized once by the parser so that forwarding a head costs
+ * one comparison per field instead of a string match per rule: id, lowercase name. */
+#define H1_FIELD_LIST(X)                                                                           \
+    X(H1_F_OTHER, "")                                                                              \
+    X(H1_F_HOST, "host")                                                                           \
+    X(H1_F_CONNECTION, "connection")                                                               \
+    X(H1_F_CONTENT_LENGTH, "content-length")                                                       \
+    X(H1_F_TRANSFER_ENCODING, "transfer-encoding")                                                 \
+    X(H1_F_EXPECT, "expect")                                                                       \
+    X(H1_F_TE, "te")                                                                               \
+    X(H1_F_TRAILER, "trailer")                                                                     \
+    X(H1_F_UPGRADE, "upgrade")                                                                     \
+    X(H1_F_KEEP_ALIVE, "keep-alive")                                                               \
+    X(H1_F_PROXY_CONNECTION, "proxy-connection")                                                   \
+    X(H1_F_X_REQUEST_ID, "x-request-id")                                                           \
+    X(H1_F_X_FORWARDED_FOR, "x-forwarded-for")                                                     \
+    X(H1_F_X_FORWARDED_PROTO, "x-forwarded-proto")                                                 \
+    X(H1_F_X_FORWARDED_HOST, "x-forwarded-host")                                                   \
+    X(H1_F_VIA, "via")                                                                             \
+    X(H1_F_TRACEPARENT, "traceparent")                                                             \
+    X(H1_F_TRACESTATE, "tracestate")                                                               \
+    X(H1_F_USER_AGENT, "user-agent")                                                               \
+    X(H1_F_ACCEPT, "accept")                                                                       \
+    X(H1_F_LINK, "link")                                                                           \
+    X(H1_F_PORTICO_FAULT, "portico-fault")
+
+enum h1_field_id {
+#define X(id, name) id,
+    H1_FIELD_LIST(X)
+#undef X
+    H1_F_COUNT
+};
+
 struct h1_field {
     const char *name; /* borrowed: points into the parsed buffer */
     size_t name_len;
     const char *value; /* borrowed; leading and trailing OWS trimmed */
     size_t value_len;
+    enum h1_field_id id; /* set by the parsers; H1_F_OTHER for a field built by hand */
 };
 
 /*
@@ -171,6 +205,12 @@ bool h1_name_is(const struct h1_field *f, const char *lower_name);
 
 /* First field named lower_name (case-insensitive) at index >= from, or -1. */
 int h1_find_field(const struct h1_field *fields, size_t n, const char *lower_name, size_t from);
+
+/* The id of a field name (any case), H1_F_OTHER when Portico has no use for it. */
+enum h1_field_id h1_field_id_of(const char *name, size_t len);
+
+/* First field with id (from a parser) at index >= from, or -1. */
+int h1_find(const struct h1_field *fields, size_t n, enum h1_field_id id, size_t from);
 
 /*
  * Iterates the comma-separated list elements of a field value (RFC 9110 5.6.1), skipping empty

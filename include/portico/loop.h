@@ -59,6 +59,7 @@ struct loop {
     struct client_list clients;        /* open client connections (client.c) */
     unsigned conns;                    /* how many */
     void (*on_idle)(struct loop *l);   /* draining and the last connection closed */
+    void (*on_conns)(struct loop *l);  /* conns changed (max_connections); NULL: no one asks */
 };
 
 /* Writes a new request id ("5f1c9a2e01000002a": salt, worker, counter) into buf (>= 18 bytes). */

@@ -44,7 +44,16 @@ struct evbuffer;
     X(M_UPSTREAM_RETRIES, "portico_upstream_retries_total",                                        \
       "Requests resent on a fresh connection after a pooled one turned out closed")                \
     X(M_ABORTED_AFTER_HEAD, "portico_responses_aborted_total",                                     \
-      "Responses cut short after their head was forwarded")
+      "Responses cut short after their head was forwarded")                                        \
+    X(M_UPSTREAM_NEXT_ORIGIN, "portico_upstream_next_origin_total",                                \
+      "Attempts moved to another origin after a failed one (retries)")                             \
+    X(M_HEALTH_CHECKS, "portico_health_checks_total", "Active health checks run")                 \
+    X(M_HEALTH_CHECKS_FAILED, "portico_health_checks_failed_total",                                \
+      "Active health checks that failed (no answer in time, or an unexpected status)")             \
+    X(M_TUNNELS, "portico_tunnels_total",                                                          \
+      "Connections switched to a tunnel by 101 Switching Protocols (WebSocket)")                   \
+    X(M_ACCEPT_PAUSES, "portico_accept_pauses_total",                                              \
+      "Times a worker stopped accepting because it held max_connections client connections")
 
 enum metric_id {
 #define X(id, name, help) id,
@@ -151,7 +160,8 @@ struct metrics_sample {
 struct metrics_origin {
     const char *upstream;
     const char *origin;                        /* "127.0.0.1:3000" as configured */
-    bool up;                                   /* not marked down by passive health */
+    bool up;                                   /* takes requests: not down by passive or active
+                                                  health (balance.h) */
 };
 
 /* What the caller of metrics_render knows that the shards do not. */

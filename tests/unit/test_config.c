@@ -79,7 +79,8 @@ static void test_defaults(void **state)
         assert_int_equal(up->timers_ms[t], cfg->timers_ms[t]); /* [proxy] */
     assert_true(up->interim_resets_timer);
     assert_int_equal(up->max_fails, 0);
-    assert_int_equal(up->fail_timeout_ms, 10000);
+    assert_int_equal(up->fail_window_ms, 10000);
+    assert_int_equal(up->down_time_ms, 10000);
     assert_false(up->tls);
     assert_true(up->verify);
     assert_null(up->ca_file);
@@ -215,7 +216,7 @@ static const struct {
     {"total_timeout = 10s", UPF(timers_ms[TIMER_TOTAL]), V_U64, 10000, NULL}, /* own timer */
     {"interim_resets_timer = off", UPF(interim_resets_timer), V_BOOL, 0, NULL}, /* own value */
     {"max_fails = 3", UPF(max_fails), V_U64, 3, NULL}, /* passive health on */
-    {"fail_timeout = 30s", UPF(fail_timeout_ms), V_U64, 30000, NULL}, /* marked-down time */
+    {"fail_timeout = 30s", UPF(fail_window_ms), V_U64, 30000, NULL}, /* window (and down_time) */
     {"verify = off", UPF(verify), V_BOOL, 0, NULL}, /* default on */
     /* [route] */
     {"host = api.example.com", RTF(host), V_STR, 0, "api.example.com"}, /* exact host */
@@ -792,6 +793,9 @@ static const struct {
     {UP, "read_timeout", ""},
     {UP, "total_timeout", ""},
     {UP, "fail_timeout", ""},
+    {UP, "fail_window", ""},
+    {UP, "down_time", ""},
+    {UP, "tunnel_timeout", ""},
     {RT, "continue_timeout", ""},
     {RT, "processing_interval", ""},
 };

@@ -335,6 +335,8 @@ static void check_request_row(const struct req_case *rc)
 
     char *buf = dup_exact(rc->in, n);
     assert_int_equal(h1_parse_request(buf, n, &lim, &req, &err), (int)n);
+    for (size_t i = 0; i < req.nfields; i++) /* the parser names every field it knows */
+        assert_int_equal(req.fields[i].id, h1_field_id_of(req.fields[i].name, req.fields[i].name_len));
     struct h1_info info;
     int ir = h1_request_info(&req, &info, &err);
     if (rc->info != 0) {
@@ -788,11 +790,11 @@ static void test_field_helpers(void **state)
 {
     (void)state;
     static const struct h1_field f[] = {
-        {"Host", 4, "a", 1},
-        {"Connection", 10, "Upgrade, Keep-Alive", 19},
-        {"HOSTS", 5, "x", 1},
-        {"connection", 10, "foo", 3},
-        {"Host", 4, "b", 1},
+        {"Host", 4, "a", 1, H1_F_OTHER},
+        {"Connection", 10, "Upgrade, Keep-Alive", 19, H1_F_OTHER},
+        {"HOSTS", 5, "x", 1, H1_F_OTHER},
+        {"connection", 10, "foo", 3, H1_F_OTHER},
+        {"Host", 4, "b", 1, H1_F_OTHER},
     };
     /* name matching: exact length, case-insensitive */
     assert_true(h1_name_is(&f[0], "host"));
@@ -805,6 +807,23 @@ static void test_field_helpers(void **state)
     assert_int_equal(h1_find_field(f, 5, "host", 5), -1);
     assert_int_equal(h1_find_field(f, 5, "connection", 2), 3);
     assert_int_equal(h1_find_field(f, 5, "te", 0), -1);
+    /* ids: any case, exact length; names Portico has no use for are H1_F_OTHER */
+    assert_int_equal(h1_field_id_of("Host", 4), H1_F_HOST);
+    assert_int_equal(h1_field_id_of("X-FORWARDED-FOR", 15), H1_F_X_FORWARDED_FOR);
+    assert_int_equal(h1_field_id_of("traceparent", 11), H1_F_TRACEPARENT);
+    assert_int_equal(h1_field_id_of("Hosts", 5), H1_F_OTHER);
+    assert_int_equal(h1_field_id_of("Hos", 3), H1_F_OTHER);
+    assert_int_equal(h1_field_id_of("T", 1), H1_F_OTHER);
+    assert_int_equal(h1_field_id_of("Tf", 2), H1_F_OTHER);
+    struct h1_field g[5];
+    for (size_t i = 0; i < 5; i++) {
+        g[i] = f[i];
+        g[i].id = h1_field_id_of(f[i].name, f[i].name_len);
+    }
+    assert_int_equal(h1_find(g, 5, H1_F_HOST, 0), 0);
+    assert_int_equal(h1_find(g, 5, H1_F_HOST, 1), 4);
+    assert_int_equal(h1_find(g, 5, H1_F_CONNECTION, 2), 3);
+    assert_int_equal(h1_find(g, 5, H1_F_TE, 0), -1);
     /* Connection tokens over all Connection fields */
     assert_true(h1_connection_has(f, 5, "keep-alive"));
     assert_true(h1_connection_has(f, 5, "upgrade"));

@@ -686,7 +686,7 @@ static void test_empty(void **state)
 {
     (void)state;
     char *text = render(NULL);
-    assert_int_equal(validate(text), 9 + FAILURE_COUNT - 1 + 6 + 1 + 5 + 1 + 1 + 3 + 1);
+    assert_int_equal(validate(text), METRIC_COUNT + FAILURE_COUNT - 1 + 6 + 1 + 5 + 1 + 1 + 3 + 1);
     assert_true(strstr(text, "# TYPE portico_requests_total counter\n"));
     assert_true(strstr(text, "# TYPE portico_upstream_origin_up gauge\n"));
     assert_true(strstr(text, "# TYPE portico_faults_injected_total counter\n"));

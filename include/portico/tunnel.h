@@ -1,0 +1,36 @@
+/*
+ * tunnel.h — a connection after 101 Switching Protocols (WebSocket and other upgrades): bytes
+ * copied both ways between the client's sock and the origin's, unchanged, until either side
+ * closes. Back-pressure as in the body relay: a side is not read while the other side's output
+ * holds more than TUNNEL_HIGH, and each input holds at most that much. tunnel_timeout: no byte
+ * either way for that long closes both; client_send_timeout: a side that takes none of the
+ * bytes waiting for it for that long closes both.
+ */
+#ifndef PORTICO_TUNNEL_H
+#define PORTICO_TUNNEL_H
+
+#include <stdint.h>
+
+struct loop;
+struct sock;
+struct upconn;
+struct tunnel;
+
+#define TUNNEL_HIGH (256 * 1024)
+
+/* The tunnel ended (why: "client closed", "idle for tunnel_timeout" ...). Called once, from one
+ * of the tunnel's own events; the owner then frees the tunnel and closes the client's sock
+ * (from inside the callback is fine: the tunnel touches nothing of its own after it). */
+typedef void tunnel_closed_cb(void *arg, const char *why);
+
+/* Starts relaying between client (borrowed: its owner keeps it and closes it after closed()) and
+ * origin (owned: closed by tunnel_free). What either side sent before goes first, from the loop.
+ * NULL when out of memory: origin is closed then, the client sock left as it was. */
+struct tunnel *tunnel_open(struct loop *l, struct sock *client, struct upconn *origin,
+                           uint64_t idle_ms, tunnel_closed_cb *closed, void *arg);
+
+/* Closes the origin connection and frees the tunnel (NULL is fine). The client sock is left to
+ * its owner, without the tunnel's callback. */
+void tunnel_free(struct tunnel *t);
+
+#endif

@@ -1,0 +1,243 @@
+/*
+ * health.c — active health checks. See health.h.
+ *
+ * One probe per (upstream, origin) with a check: WAITING for its timer, or CHECKING with an
+ * origin connection and the same timer as the check's deadline. Every outcome goes through
+ * verdict(), which closes the connection, tells the balancer and arms the next check one
+ * interval after this one started.
+ */
+#include "portico/health.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "portico/balance.h"
+#include "portico/config.h"
+#include "portico/generation.h"
+#include "portico/http1.h"
+#include "portico/log.h"
+#include "portico/loop.h"
+#include "portico/metrics.h"
+#include "portico/sock.h"
+#include "portico/upstream.h"
+#include "portico/util.h"
+
+#define PROBE_STATE_LIST(X)                                                                        \
+    X(PROBE_WAITING, "waiting")     /* the timer brings the next check */                          \
+    X(PROBE_CHECKING, "checking")   /* a check runs; the timer is its deadline */
+
+enum probe_state {
+#define X(id, name) id,
+    PROBE_STATE_LIST(X)
+#undef X
+};
+
+struct probe {
+    struct health *health;             /* back pointer */
+    int upstream;
+    int origin;
+    enum probe_state state;
+    struct upconn *uc;                 /* owned while CHECKING */
+    struct event timer;
+    uint64_t started_us;               /* the running (or last) check began */
+};
+
+struct health {
+    struct loop *loop;                 /* borrowed */
+    int n;
+    struct probe probes[];
+};
+
+static const struct health_check_conf *check_of(const struct probe *p)
+{
+    return &p->health->loop->cfg->upstreams[p->upstream].health;
+}
+
+static void arm(struct probe *p, uint64_t us)
+{
+    struct timeval tv = tv_from_us(us);
+    evtimer_add(&p->timer, &tv);
+}
+
+/* The end of a check: the connection closed, the balancer told, the next check armed. */
+static void verdict(struct probe *p, enum check_state s, const char *why)
+{
+    struct loop *l = p->health->loop;
+    const struct health_check_conf *hc = check_of(p);
+    upconn_abort(p->uc);
+    p->uc = NULL;
+    p->state = PROBE_WAITING;
+    event_del(&p->timer);
+    if (s == CHECK_FAILING)
+        metrics_add(l->metrics, M_HEALTH_CHECKS_FAILED, 1);
+    log_debug("health check of %s: %s%s%s", l->cfg->upstreams[p->upstream].origins[p->origin].text,
+              s == CHECK_PASSING ? "passed" : "failed", why ? ": " : "", why ? why : "");
+    balancer_check(l->gen->balancers[p->upstream], p->origin, s, why);
+    uint64_t spent = now_us() - p->started_us, every = hc->interval_ms * 1000;
+    arm(p, spent < every ? every - spent : 0);
+}
+
+static void fail_check(struct probe *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fail_check(struct probe *p, const char *fmt, ...)
+{
+    char why[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    verdict(p, CHECK_FAILING, why);
+}
+
+/* Response heads as they arrive: 1xx are skipped, the final status decides. */
+static void read_status(struct probe *p, struct sock *s)
+{
+    const struct health_check_conf *hc = check_of(p);
+    size_t max = p->health->loop->cfg->max_header_size;
+    for (;;) {
+        size_t len = evbuffer_get_length(s->in);
+        size_t n = MIN(len, max);
+        const char *head = (const char *)evbuffer_pullup(s->in, (ev_ssize_t)n);
+        struct h1_response resp;
+        struct h1_error err;
+        int rc = len ? h1_parse_response(head, n, max, &resp, &err) : -2;
+        if (rc == -2)
+            return; /* more to come, within the deadline (and max_header_size: the limit) */
+        if (rc < 0) {
+            fail_check(p, "invalid response: %s", err.reason);
+            return;
+        }
+        if (resp.status >= 200 || hc->expect_lo < 200) {
+            if (resp.status >= hc->expect_lo && resp.status <= hc->expect_hi)
+                verdict(p, CHECK_PASSING, NULL);
+            else
+                fail_check(p, "%s %s answered %d", hc->method, hc->path, resp.status);
+            return;
+        }
+        evbuffer_drain(s->in, (size_t)rc);
+        sock_consumed(s);
+    }
+}
+
+static void probe_sock_cb(void *arg, enum sock_event ev)
+{
+    struct probe *p = arg;
+    struct sock *s = upconn_sock(p->uc);
+    switch (ev) {
+    case SOCK_READABLE:
+        read_status(p, s);
+        return;
+    case SOCK_EOF:
+        read_status(p, s); /* a head may have come with the close */
+        if (p->state == PROBE_CHECKING)
+            fail_check(p, "closed the connection without a complete response");
+        return;
+    case SOCK_ERROR:
+        fail_check(p, "%s", s->err ? strerror(s->err) : "connection error");
+        return;
+    case SOCK_WRITE_TIMEOUT:
+    case SOCK_READ_TIMEOUT:
+    case SOCK_DRAINED:
+    case SOCK_CONNECTED:
+        return;
+    }
+}
+
+static void on_phase(void *arg, enum phase phase)
+{
+    (void)arg, (void)phase; /* the check's deadline covers every phase */
+}
+
+/* Connected: the request goes out, the answer is read. */
+static void on_ready(void *arg)
+{
+    struct probe *p = arg;
+    const struct health_check_conf *hc = check_of(p);
+    const struct origin_conf *oc =
+        &p->health->loop->cfg->upstreams[p->upstream].origins[p->origin];
+    struct sock *s = upconn_sock(p->uc);
+    upconn_mark_used(p->uc);
+    sock_set_cb(s, probe_sock_cb, p);
+    sock_set_read_limit(s, p->health->loop->cfg->max_header_size + 1);
+    sock_read(s, true);
+    evbuffer_add_printf(s->out, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: portico-health-check\r\n"
+                                "Connection: close\r\n\r\n",
+                        hc->method, hc->path, oc->is_sim ? upconn_addr(p->uc) : oc->text);
+    sock_flush(s); /* a failure comes back as SOCK_ERROR */
+}
+
+static void on_error(void *arg, enum cause cause, const char *detail)
+{
+    (void)cause;
+    fail_check(arg, "%s", detail);
+}
+
+static const struct upconn_events probe_events = {
+    .on_phase = on_phase,
+    .on_ready = on_ready,
+    .on_error = on_error,
+};
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct probe *p = arg;
+    const struct health_check_conf *hc = check_of(p);
+    if (p->state == PROBE_CHECKING) {
+        fail_check(p, "no answer within %llu ms", (unsigned long long)hc->timeout_ms);
+        return;
+    }
+    struct loop *l = p->health->loop;
+    p->started_us = now_us();
+    metrics_add(l->metrics, M_HEALTH_CHECKS, 1);
+    p->uc = upconn_open(l, p->upstream, p->origin, &probe_events, p);
+    if (!p->uc) {
+        fail_check(p, "out of memory");
+        return;
+    }
+    p->state = PROBE_CHECKING;
+    arm(p, hc->timeout_ms * 1000);
+}
+
+int health_start(struct loop *l, struct health **out)
+{
+    const struct config *cfg = l->cfg;
+    int n = 0;
+    *out = NULL;
+    for (int u = 0; u < cfg->nupstreams; u++)
+        if (cfg->upstreams[u].health.interval_ms)
+            n += cfg->upstreams[u].norigins;
+    if (n == 0)
+        return 0;
+    struct health *h = calloc(1, sizeof(*h) + (size_t)n * sizeof(h->probes[0]));
+    if (!h)
+        return -1;
+    h->loop = l;
+    for (int u = 0; u < cfg->nupstreams; u++) {
+        for (int o = 0; cfg->upstreams[u].health.interval_ms && o < cfg->upstreams[u].norigins;
+             o++) {
+            struct probe *p = &h->probes[h->n++];
+            *p = (struct probe){.health = h, .upstream = u, .origin = o};
+            evtimer_assign(&p->timer, l->base, timer_cb, p);
+            arm(p, 0);
+        }
+    }
+    *out = h;
+    return 0;
+}
+
+void health_stop(struct health *h)
+{
+    if (!h)
+        return;
+    for (int i = 0; i < h->n; i++) {
+        event_del(&h->probes[i].timer);
+        upconn_abort(h->probes[i].uc);
+    }
+    free(h);
+}

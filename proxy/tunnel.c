@@ -1,0 +1,219 @@
+/*
+ * tunnel.c — bytes both ways after 101 Switching Protocols. See tunnel.h.
+ *
+ * Each side is a sock whose callback is side_cb with that side as argument: what one side reads
+ * is moved (evbuffer_add_buffer, no copy) into the other side's output and flushed. While the
+ * other's output holds more than TUNNEL_HIGH the reading side is paused; its DRAINED resumes it.
+ * An EOF from one side ends the tunnel once what that side sent has been flushed to the other
+ * (a WebSocket ends with its own close frames, which are through by then); an error or a write
+ * timeout ends it at once. Every end goes through end_tunnel, which calls the owner back last.
+ */
+#include "portico/tunnel.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "portico/config.h"
+#include "portico/log.h"
+#include "portico/loop.h"
+#include "portico/sock.h"
+#include "portico/upstream.h"
+#include "portico/util.h"
+
+#define TUNNEL_STATE_LIST(X)                                                                       \
+    X(TUNNEL_OPEN, "open")         /* bytes flow both ways */                                      \
+    X(TUNNEL_FLUSHING, "flushing") /* one side closed: what it sent goes out, then the end */      \
+    X(TUNNEL_ENDED, "ended")       /* the owner was told */
+
+enum tunnel_state {
+#define X(id, name) id,
+    TUNNEL_STATE_LIST(X)
+#undef X
+};
+
+struct tunnel_side {
+    struct tunnel *t;                  /* back pointer for the sock callback */
+    struct sock *sock;                 /* borrowed: the client's, or the origin connection's */
+    uint64_t bytes;                    /* relayed from this side */
+    bool paused;                       /* not read: the other side's output is full */
+};
+
+struct tunnel {
+    struct tunnel_side side[2];        /* client, origin */
+    struct upconn *origin;             /* owned */
+    enum tunnel_state state;           /* changed through flush_then_end / end_tunnel only */
+    const char *why;                   /* why it is ending */
+    struct event idle_timer;
+    struct event start_ev;             /* the first move, from the loop */
+    uint64_t idle_us;
+    uint64_t last_us;                  /* a byte moved last */
+    tunnel_closed_cb *closed;
+    void *arg;
+};
+
+static struct tunnel_side *other(struct tunnel_side *s)
+{
+    return s == &s->t->side[0] ? &s->t->side[1] : &s->t->side[0];
+}
+
+/* The one end: timers off, the owner told last. */
+static void end_tunnel(struct tunnel *t, const char *why)
+{
+    if (t->state == TUNNEL_ENDED)
+        return;
+    t->state = TUNNEL_ENDED;
+    event_del(&t->idle_timer);
+    event_del(&t->start_ev);
+    log_debug("tunnel to %s closed: %s (%llu bytes from the client, %llu from the origin)",
+              upconn_addr(t->origin), why, (unsigned long long)t->side[0].bytes,
+              (unsigned long long)t->side[1].bytes);
+    t->closed(t->arg, why);
+}
+
+/* Moves what from read into to's output; pauses from while to's output is full. */
+static void pump(struct tunnel_side *from)
+{
+    struct tunnel *t = from->t;
+    struct tunnel_side *to = other(from);
+    size_t n = evbuffer_get_length(from->sock->in);
+    if (t->state != TUNNEL_OPEN) {
+        evbuffer_drain(from->sock->in, n); /* ending: nothing more goes the other way */
+        sock_consumed(from->sock);
+        return;
+    }
+    if (n) {
+        evbuffer_add_buffer(to->sock->out, from->sock->in);
+        from->bytes += n;
+        t->last_us = now_us();
+        sock_consumed(from->sock);
+        sock_flush(to->sock); /* a failure comes back as SOCK_ERROR on to */
+    }
+    if (sock_pending(to->sock) > TUNNEL_HIGH && !from->paused) {
+        from->paused = true;
+        sock_read(from->sock, false);
+    }
+}
+
+/* from's output drained (or is below the mark): the side that waited on it reads again. */
+static void resume(struct tunnel_side *drained)
+{
+    struct tunnel_side *waiting = other(drained);
+    if (!waiting->paused || sock_pending(drained->sock) > TUNNEL_HIGH)
+        return;
+    waiting->paused = false;
+    sock_read(waiting->sock, true);
+    pump(waiting);
+}
+
+/* from closed: what it sent goes to the other side, then the tunnel ends. */
+static void flush_then_end(struct tunnel_side *from, const char *why)
+{
+    struct tunnel *t = from->t;
+    struct tunnel_side *to = other(from);
+    pump(from);
+    t->state = TUNNEL_FLUSHING;
+    t->why = why;
+    if (sock_flush(to->sock) == 0)
+        end_tunnel(t, why);
+    /* else: to's DRAINED (or its error) ends it */
+}
+
+static void side_cb(void *arg, enum sock_event ev)
+{
+    struct tunnel_side *s = arg;
+    struct tunnel *t = s->t;
+    switch (ev) {
+    case SOCK_READABLE:
+        pump(s);
+        return;
+    case SOCK_DRAINED:
+        if (t->state == TUNNEL_FLUSHING) {
+            if (sock_pending(s->sock) == 0)
+                end_tunnel(t, t->why);
+            return;
+        }
+        resume(s);
+        return;
+    case SOCK_EOF:
+        if (t->state == TUNNEL_OPEN)
+            flush_then_end(s, s == &t->side[0] ? "client closed" : "origin closed");
+        return;
+    case SOCK_ERROR:
+        end_tunnel(t, s == &t->side[0] ? "client connection failed" : "origin connection failed");
+        return;
+    case SOCK_WRITE_TIMEOUT:
+        end_tunnel(t, s == &t->side[0] ? "client stopped reading" : "origin stopped reading");
+        return;
+    case SOCK_CONNECTED:
+    case SOCK_READ_TIMEOUT:
+        return;
+    }
+}
+
+static void idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct tunnel *t = arg;
+    uint64_t now = now_us();
+    if (now - t->last_us >= t->idle_us) {
+        end_tunnel(t, "idle for tunnel_timeout");
+        return;
+    }
+    struct timeval tv = tv_from_us(t->last_us + t->idle_us - now);
+    evtimer_add(&t->idle_timer, &tv);
+}
+
+/* What both sides sent before the tunnel existed, and an EOF already seen. */
+static void start_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct tunnel *t = arg;
+    for (int i = 0; i < 2 && t->state == TUNNEL_OPEN; i++) {
+        pump(&t->side[i]);
+        if (t->state == TUNNEL_OPEN && sock_at_eof(t->side[i].sock))
+            flush_then_end(&t->side[i], i == 0 ? "client closed" : "origin closed");
+    }
+}
+
+struct tunnel *tunnel_open(struct loop *l, struct sock *client, struct upconn *origin,
+                           uint64_t idle_ms, tunnel_closed_cb *closed, void *arg)
+{
+    struct tunnel *t = calloc(1, sizeof(*t));
+    if (!t) {
+        upconn_abort(origin);
+        return NULL;
+    }
+    t->origin = origin;
+    t->closed = closed;
+    t->arg = arg;
+    t->idle_us = idle_ms * 1000;
+    t->last_us = now_us();
+    struct sock *socks[2] = {client, upconn_sock(origin)};
+    for (int i = 0; i < 2; i++) {
+        t->side[i] = (struct tunnel_side){.t = t, .sock = socks[i]};
+        sock_set_cb(socks[i], side_cb, &t->side[i]);
+        sock_set_read_limit(socks[i], TUNNEL_HIGH);
+        sock_set_timeouts(socks[i], 0, l->cfg->client_send_timeout_ms);
+        sock_read(socks[i], true);
+    }
+    evtimer_assign(&t->idle_timer, l->base, idle_cb, t);
+    event_assign(&t->start_ev, l->base, -1, 0, start_cb, t);
+    struct timeval tv = tv_from_ms(idle_ms);
+    evtimer_add(&t->idle_timer, &tv);
+    event_active(&t->start_ev, EV_TIMEOUT, 1);
+    return t;
+}
+
+void tunnel_free(struct tunnel *t)
+{
+    if (!t)
+        return;
+    event_del(&t->idle_timer);
+    event_del(&t->start_ev);
+    sock_set_cb(t->side[0].sock, NULL, NULL); /* the owner sets its own, or closes it */
+    upconn_abort(t->origin);
+    free(t);
+}

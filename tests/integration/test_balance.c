@@ -1,0 +1,477 @@
+/*
+ * test_balance.c — issue 10's balancing, health and retries with the real binary and fake
+ * origins on loopback: round-robin counts within 1 over three origins, weights, least_conn
+ * steering around a busy origin, passive health (a refusing origin skipped after max_fails,
+ * probed after down_time, back once it answers), the active health check (an origin failing
+ * /healthz gets no requests until it passes; the gauge follows), retries (a refused connect
+ * goes to the next origin for any method and the log shows both attempts; after the request
+ * was sent only with retry_sent and only for idempotent requests), and every origin down: 503
+ * no_healthy_origin at once.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../support/scrape.h"
+#include "proxy_helpers.h"
+
+/* GET path on a fresh connection (Connection: close); the status, the response in *r. */
+static int get(struct harness *h, const char *method, const char *path, const char *body,
+               struct raw_response *r)
+{
+    char req[512];
+    if (body)
+        snprintf(req, sizeof(req),
+                 "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
+                 method, path, strlen(body), body);
+    else
+        snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                 method, path);
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, req), 0);
+    if (raw_read_response(c, r, PX_IO_MS) != 0)
+        fail_msg("%s %s: no response: %s", method, path, r->error);
+    raw_close(c);
+    return r->status;
+}
+
+static int status_of(struct harness *h, const char *path)
+{
+    struct raw_response r;
+    int status = get(h, "GET", path, NULL, &r);
+    raw_response_free(&r);
+    return status;
+}
+
+/* ---- round robin and weights ---- */
+
+static void spread(const char *weights[3], int requests, const unsigned want[3])
+{
+    struct fake_origin *o[3];
+    for (int i = 0; i < 3; i++)
+        assert_non_null(o[i] = fake_origin_start_kind(FO_OK));
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u%s\norigin = 127.0.0.1:%u%s\n"
+                                 "origin = 127.0.0.1:%u%s\n",
+                                 fake_origin_port(o[0]), weights[0], fake_origin_port(o[1]),
+                                 weights[1], fake_origin_port(o[2]), weights[2]);
+    for (int k = 0; k < requests; k++)
+        assert_int_equal(status_of(h, "/rr"), 200);
+    unsigned got[3];
+    for (int i = 0; i < 3; i++)
+        got[i] = fake_origin_requests(o[i]);
+    print_message("  %d requests: %u %u %u (want %u %u %u)\n", requests, got[0], got[1], got[2],
+                  want[0], want[1], want[2]);
+    for (int i = 0; i < 3; i++) {
+        assert_true(got[i] + 1 >= want[i] && got[i] <= want[i] + 1); /* within 1 */
+        fake_origin_stop(o[i]);
+    }
+    px_stop(h);
+}
+
+static void test_round_robin(void **state)
+{
+    (void)state;
+    spread((const char *[]){"", "", ""}, 31, (const unsigned[]){11, 10, 10});
+}
+
+static void test_weights(void **state)
+{
+    (void)state;
+    spread((const char *[]){" weight=1", " weight=2", " weight=3"}, 60,
+           (const unsigned[]){10, 20, 30});
+}
+
+/* ---- least_conn ---- */
+
+/* One request held on the slow origin: least_conn sends every other request to the idle one
+ * (round robin would send every second one to the slow origin and wait). */
+static void test_least_conn(void **state)
+{
+    (void)state;
+    struct fake_origin_opts slow_opts = {.kind = FO_SLOW_FIRST_BYTE, .delay_ms = 3000};
+    struct fake_origin *slow = fake_origin_start(&slow_opts);
+    struct fake_origin *fast = fake_origin_start_kind(FO_OK);
+    assert_non_null(slow);
+    assert_non_null(fast);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\nbalance = least_conn\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u\n",
+                                 fake_origin_port(slow), fake_origin_port(fast));
+    struct raw_conn *held = px_connect(h);
+    assert_int_equal(raw_send_str(held, "GET /held HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(fake_origin_wait_requests(slow, 1, PX_IO_MS), 0); /* it is in flight */
+    for (int k = 0; k < 10; k++)
+        assert_int_equal(status_of(h, "/lc"), 200);
+    assert_int_equal(fake_origin_requests(fast), 10);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(held, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(held);
+    assert_int_equal(fake_origin_requests(slow), 1);
+    px_stop(h);
+    fake_origin_stop(slow);
+    fake_origin_stop(fast);
+}
+
+/* ---- an origin that refuses, then comes back on the same port ---- */
+
+struct revivable {
+    int fd;                            /* bound; listening once revived */
+    uint16_t port;
+    int stop[2];
+    pthread_t thread;
+    bool serving;
+    _Atomic unsigned served;
+};
+
+static void revivable_init(struct revivable *r)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    *r = (struct revivable){.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    assert_true(r->fd >= 0);
+    assert_int_equal(bind(r->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(r->fd, (struct sockaddr *)&sa, &len), 0);
+    r->port = ntohs(sa.sin_port); /* bound, not listening: a connect gets RST */
+    assert_int_equal(pipe(r->stop), 0);
+}
+
+/* Answers 200 to each request head, one connection at a time, until stopped. */
+static void *revivable_main(void *arg)
+{
+    struct revivable *r = arg;
+    for (;;) {
+        struct pollfd pf[2] = {{.fd = r->fd, .events = POLLIN}, {.fd = r->stop[0], .events = POLLIN}};
+        if (poll(pf, 2, 10000) <= 0 || pf[1].revents)
+            return NULL;
+        int c = accept(r->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        char buf[4096];
+        size_t len = 0;
+        while (len < sizeof(buf) - 1) {
+            struct pollfd cp = {.fd = c, .events = POLLIN};
+            if (poll(&cp, 1, 2000) <= 0)
+                break;
+            ssize_t n = read(c, buf + len, sizeof(buf) - 1 - len);
+            if (n <= 0)
+                break;
+            len += (size_t)n;
+            buf[len] = '\0';
+            if (strstr(buf, "\r\n\r\n")) {
+                static const char ok[] =
+                    "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nrevived\n";
+                atomic_fetch_add(&r->served, 1); /* before the answer: the test counts on it */
+                ssize_t w = write(c, ok, sizeof(ok) - 1);
+                (void)w;
+                break;
+            }
+        }
+        close(c);
+    }
+}
+
+static void revivable_listen(struct revivable *r)
+{
+    assert_int_equal(listen(r->fd, 16), 0);
+    assert_int_equal(pthread_create(&r->thread, NULL, revivable_main, r), 0);
+    r->serving = true;
+}
+
+static void revivable_free(struct revivable *r)
+{
+    close(r->stop[1]);
+    if (r->serving)
+        pthread_join(r->thread, NULL);
+    close(r->stop[0]);
+    close(r->fd);
+}
+
+/* max_fails refused connects within fail_window: skipped; after down_time one request probes
+ * it (and fails: down again); once it answers, it takes its share again. retries = 0, so that
+ * each attempt is one request. */
+static void test_passive_health(void **state)
+{
+    (void)state;
+    struct revivable bad;
+    revivable_init(&bad);
+    struct fake_origin *good = fake_origin_start_kind(FO_OK);
+    assert_non_null(good);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "retries = 0\nmax_fails = 2\nfail_window = 10s\n"
+                                 "down_time = 400ms\n",
+                                 bad.port, fake_origin_port(good));
+    /* round robin: bad, good, bad → marked down */
+    assert_int_equal(status_of(h, "/p/1"), 502);
+    assert_int_equal(status_of(h, "/p/2"), 200);
+    assert_int_equal(status_of(h, "/p/3"), 502);
+    int64_t down_at = tu_now_ms();
+    assert_int_equal(harness_wait_log(h, "marked down for 400 ms after 2 failures", PX_IO_MS), 0);
+    char series[160];
+    snprintf(series, sizeof(series), "portico_upstream_origin_up{upstream=\"u\",origin=\"127.0.0.1:%u\"}",
+             bad.port);
+    assert_true(scrape_metric(harness_port(h, "admin"), series, PX_IO_MS) == 0);
+    /* skipped: every request goes to the good one while it is down */
+    unsigned before = fake_origin_requests(good);
+    for (int k = 0; k < 6 && tu_now_ms() - down_at < 300; k++)
+        assert_int_equal(status_of(h, "/skip"), 200);
+    assert_true(fake_origin_requests(good) > before);
+    /* after down_time, one request probes it: refused again, down for another down_time */
+    int64_t probed = 0;
+    for (int64_t end = tu_now_ms() + 5000; !probed && tu_now_ms() < end;) {
+        int st = status_of(h, "/probe");
+        if (st == 502)
+            probed = tu_now_ms();
+        else
+            assert_int_equal(st, 200);
+        poll(NULL, 0, 20); /* requests spread over time: down_time is time */
+    }
+    assert_true(probed);
+    print_message("  probed %lld ms after it was marked down (down_time 400 ms)\n",
+                  (long long)(probed - down_at));
+    assert_true(probed - down_at >= 380);
+    assert_int_equal(harness_wait_log(h, "failed its probe after down_time", PX_IO_MS), 0);
+    /* it comes back: the next probe gets an answer, and it takes requests again */
+    revivable_listen(&bad);
+    for (int64_t end = tu_now_ms() + 5000; atomic_load(&bad.served) == 0 && tu_now_ms() < end;) {
+        assert_int_equal(status_of(h, "/back"), 200);
+        poll(NULL, 0, 20);
+    }
+    assert_true(atomic_load(&bad.served) > 0);
+    assert_int_equal(harness_wait_log(h, "answered; back up", PX_IO_MS), 0);
+    unsigned served = atomic_load(&bad.served);
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(status_of(h, "/shared"), 200);
+    assert_int_equal(atomic_load(&bad.served), served + 2); /* its share of round robin */
+    assert_true(scrape_metric(harness_port(h, "admin"), series, PX_IO_MS) == 1);
+    px_stop(h);
+    revivable_free(&bad);
+    fake_origin_stop(good);
+}
+
+/* ---- active health check ---- */
+
+static _Atomic bool healthz_failing;
+
+static const struct fo_step healthz_500[] = {FO_RESPOND(500, NULL, "sick\n", FO_LENGTH), FO_END()};
+static const struct fo_step respond_ok[] = {FO_RESPOND_OK(), FO_END()};
+
+static const struct fo_step *pick_healthz(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    bool check = strncmp(req->head, "GET /healthz ", 13) == 0;
+    return check && atomic_load(&healthz_failing) ? healthz_500 : respond_ok;
+}
+
+/* Requests that are not health checks, among the first n an origin read. */
+static unsigned non_checks(struct fake_origin *o)
+{
+    unsigned n = fake_origin_requests(o), other = 0;
+    for (unsigned i = 0; i < n; i++) {
+        char *head = fake_origin_request_head(o, i);
+        other += head && strncmp(head, "GET /healthz ", 13) != 0;
+        free(head);
+    }
+    return other;
+}
+
+static void test_active_health(void **state)
+{
+    (void)state;
+    atomic_store(&healthz_failing, true);
+    struct fake_origin_opts sick_opts = {.kind = FO_SCRIPT, .pick_script = pick_healthz};
+    struct fake_origin *sick = fake_origin_start(&sick_opts);
+    struct fake_origin *well = fake_origin_start_kind(FO_OK);
+    assert_non_null(sick);
+    assert_non_null(well);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "health_check = GET /healthz every 100ms expect 2xx\n",
+                                 fake_origin_port(sick), fake_origin_port(well));
+    assert_int_equal(harness_wait_log(h, "failed its health check (GET /healthz answered 500)",
+                                      PX_IO_MS), 0);
+    char series[160];
+    snprintf(series, sizeof(series), "portico_upstream_origin_up{upstream=\"u\",origin=\"127.0.0.1:%u\"}",
+             fake_origin_port(sick));
+    uint16_t admin = harness_port(h, "admin");
+    assert_true(scrape_metric(admin, series, PX_IO_MS) == 0);
+    for (int k = 0; k < 8; k++)
+        assert_int_equal(status_of(h, "/a"), 200);
+    assert_int_equal(non_checks(sick), 0);
+    assert_true(non_checks(well) >= 8);
+    /* the check as the origin saw it */
+    char *head = fake_origin_request_head(sick, 0);
+    assert_non_null(head);
+    assert_true(px_starts(head, "GET /healthz HTTP/1.1\r\n"));
+    assert_non_null(strstr(head, "\r\nUser-Agent: portico-health-check\r\n"));
+    free(head);
+    /* it heals: the next check passes and it takes its share again */
+    atomic_store(&healthz_failing, false);
+    assert_int_equal(harness_wait_log(h, "passed its health check", PX_IO_MS), 0);
+    for (int k = 0; k < 8; k++)
+        assert_int_equal(status_of(h, "/b"), 200);
+    assert_int_equal(non_checks(sick), 4);
+    assert_true(scrape_metric(admin, series, PX_IO_MS) == 1);
+    assert_true(scrape_metric(admin, "portico_health_checks_total", PX_IO_MS) >= 2);
+    assert_true(scrape_metric(admin, "portico_health_checks_failed_total", PX_IO_MS) >= 1);
+    px_stop(h);
+    fake_origin_stop(sick);
+    fake_origin_stop(well);
+}
+
+/* ---- retries ---- */
+
+/* The issue's case: the first origin refuses, the second answers; the client gets 200 and the
+ * logs show both attempts. Any method: nothing reached the refusing origin. */
+static void test_retry_connect(void **state)
+{
+    (void)state;
+    struct fake_origin *refuse = fake_origin_start_kind(FO_REFUSE);
+    struct fake_origin *ok = fake_origin_start_kind(FO_ECHO);
+    assert_non_null(refuse);
+    assert_non_null(ok);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "keepalive = 0\n",
+                                 fake_origin_port(refuse), fake_origin_port(ok));
+    struct raw_response r;
+    assert_int_equal(get(h, "GET", "/retry/get", NULL, &r), 200);
+    raw_response_free(&r);
+    char *line = px_log_line(h, "target=\"/retry/get\"");
+    char want[64];
+    snprintf(want, sizeof(want), " origin=127.0.0.1:%u ", fake_origin_port(ok));
+    assert_non_null(strstr(line, want));
+    assert_non_null(strstr(line, " attempts=2"));
+    free(line);
+    snprintf(want, sizeof(want), "attempt 1 on 127.0.0.1:%u failed (connect_refused: ",
+             fake_origin_port(refuse));
+    assert_int_equal(harness_wait_log(h, want, PX_IO_MS), 0);
+    /* a POST too, body intact (the retry took a turn of round robin: this one starts on the
+     * refusing origin again) */
+    assert_int_equal(get(h, "POST", "/retry/post", "payload", &r), 200);
+    assert_string_equal(r.body, "payload");
+    raw_response_free(&r);
+    line = px_log_line(h, "target=\"/retry/post\"");
+    assert_non_null(strstr(line, " attempts=2"));
+    free(line);
+    assert_true(scrape_metric(harness_port(h, "admin"), "portico_upstream_next_origin_total",
+                              PX_IO_MS) == 2);
+    px_stop(h);
+    fake_origin_stop(refuse);
+    fake_origin_stop(ok);
+}
+
+/* When a failed attempt stands: retries = 0; after the request was sent (the origin closed
+ * without answering) unless retry_sent = on, and then only for an idempotent request without a
+ * body. The first origin fails, the second answers. */
+static void test_retry_rules(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *why;
+        enum fo_kind first;
+        const char *config;
+        const char *method;
+        const char *body;
+        int status;
+        const char *failure;
+    } rows[] = {
+        {"retries = 0: the refused connect is the answer", FO_REFUSE, "retries = 0", "GET", NULL,
+         502, "connect_refused"},
+        {"retry_sent off: the empty response stands", FO_CLOSE_EMPTY, "retry_sent = off", "GET",
+         NULL, 502, "empty_response"},
+        {"retry_sent on, GET: the next origin answers", FO_CLOSE_EMPTY, "retry_sent = on", "GET",
+         NULL, 200, NULL},
+        {"retry_sent on, POST: not idempotent", FO_CLOSE_EMPTY, "retry_sent = on", "POST", "x",
+         502, "empty_response"},
+        {"retry_sent on, PUT with a body: its bytes went", FO_CLOSE_EMPTY, "retry_sent = on",
+         "PUT", "x", 502, "empty_response"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct fake_origin *first = fake_origin_start_kind(rows[i].first);
+        struct fake_origin *ok = fake_origin_start_kind(FO_OK);
+        struct harness *h = px_start(NULL,
+                                     "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                     "origin = 127.0.0.1:%u\n%s\n",
+                                     fake_origin_port(first), fake_origin_port(ok),
+                                     rows[i].config);
+        struct raw_response r;
+        int status = get(h, rows[i].method, "/rule", rows[i].body, &r);
+        if (status != rows[i].status)
+            fail_msg("%s: status %d, want %d", rows[i].why, status, rows[i].status);
+        if (rows[i].failure)
+            assert_string_equal(raw_header(&r, "Portico-Error"), rows[i].failure);
+        raw_response_free(&r);
+        assert_int_equal(fake_origin_requests(ok), status == 200 ? 1 : 0);
+        px_stop(h);
+        fake_origin_stop(first);
+        fake_origin_stop(ok);
+    }
+}
+
+/* Every origin down: 503 no_healthy_origin at once, without touching them. */
+static void test_all_down(void **state)
+{
+    (void)state;
+    struct fake_origin *a = fake_origin_start_kind(FO_REFUSE);
+    struct fake_origin *b = fake_origin_start_kind(FO_REFUSE);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "max_fails = 1\ndown_time = 1m\n",
+                                 fake_origin_port(a), fake_origin_port(b));
+    struct raw_response r;
+    assert_int_equal(get(h, "GET", "/first", NULL, &r), 502); /* both tried (retries = 1) */
+    raw_response_free(&r);
+    char *line = px_log_line(h, "target=\"/first\"");
+    assert_non_null(strstr(line, " attempts=2"));
+    free(line);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(get(h, "GET", "/second", NULL, &r), 503);
+    int64_t took = tu_now_ms() - t0;
+    assert_string_equal(raw_header(&r, "Portico-Error"), "no_healthy_origin");
+    raw_response_free(&r);
+    print_message("  503 no_healthy_origin in %lld ms\n", (long long)took);
+    assert_true(took < 500);
+    line = px_log_line(h, "target=\"/second\"");
+    assert_non_null(strstr(line, "failure=no_healthy_origin"));
+    assert_null(strstr(line, "attempts="));
+    free(line);
+    px_stop(h);
+    fake_origin_stop(a);
+    fake_origin_stop(b);
+}
+
+int main(void)
+{
+    tu_ignore_sigpipe();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_robin),
+        cmocka_unit_test(test_weights),
+        cmocka_unit_test(test_least_conn),
+        cmocka_unit_test(test_passive_health),
+        cmocka_unit_test(test_active_health),
+        cmocka_unit_test(test_retry_connect),
+        cmocka_unit_test(test_retry_rules),
+        cmocka_unit_test(test_all_down),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

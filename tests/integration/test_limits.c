@@ -1,0 +1,239 @@
+/*
+ * test_limits.c — issue 10's limits with the real binary on loopback: max_connections (at the
+ * limit Portico stops accepting and the kernel's backlog holds the next client, which is served
+ * as soon as a connection closes; counted in portico_accept_pauses_total), and slowloris (1,000
+ * clients trickling one header byte per second do not delay a normal client's requests by more
+ * than 50 ms at the 99th percentile, and each gets its 408 when client_header_timeout expires).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../support/scrape.h"
+#include "proxy_helpers.h"
+
+static int exchange_ok(struct raw_conn *c, const char *path)
+{
+    char req[128];
+    struct raw_response r;
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    assert_int_equal(raw_send_str(c, req), 0);
+    int rc = raw_read_response(c, &r, PX_IO_MS);
+    int status = rc == 0 ? r.status : -1;
+    raw_response_free(&r);
+    return status;
+}
+
+/* ---- max_connections ---- */
+
+static void test_max_connections(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start("max_connections = 2\nadmin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n", fake_origin_port(o));
+    struct raw_conn *a = px_connect(h), *b = px_connect(h);
+    assert_int_equal(exchange_ok(a, "/a"), 200); /* both accepted and kept alive */
+    assert_int_equal(exchange_ok(b, "/b"), 200);
+    /* both in: the listener is held (the harness's readiness probe may have come and gone
+     * meanwhile, a pause more) */
+    uint16_t admin = harness_port(h, "admin"); /* the admin listener is never held */
+    double base = scrape_metric(admin, "portico_accept_pauses_total", PX_IO_MS);
+    assert_true(base >= 1);
+    /* the third connects (the kernel's backlog) but is not accepted: no answer */
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /c HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    struct pollfd pf = {.fd = raw_fd(c), .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 300), 0); /* an observation window, not a sync */
+    /* one closes: the listener accepts again, the third is served, and it is full again */
+    int64_t t0 = tu_now_ms();
+    raw_close(a);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    print_message("  the held client was served %lld ms after a connection closed\n",
+                  (long long)(tu_now_ms() - t0));
+    assert_true(scrape_metric(admin, "portico_accept_pauses_total", PX_IO_MS) == base + 1);
+    struct raw_conn *d = px_connect(h);
+    assert_int_equal(raw_send_str(d, "GET /d HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    pf.fd = raw_fd(d);
+    assert_int_equal(poll(&pf, 1, 200), 0);
+    raw_close(b);
+    assert_int_equal(raw_read_response(d, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    raw_close(d);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* ---- slowloris ---- */
+
+#define SLOW_CLIENTS 1000
+#define HEADER_TIMEOUT_MS 3000
+#define NORMAL_REQUESTS 200
+
+static const char slow_request[] = "GET /slow HTTP/1.1\r\nHost: slowloris\r\n\r\n";
+
+struct trickle {
+    int fd[SLOW_CLIENTS];
+    int64_t first_byte_ms[SLOW_CLIENTS];
+    _Atomic bool stop;
+};
+
+/* One byte per client per second, from the first round on, until stopped (bounded). */
+static void *trickle_main(void *arg)
+{
+    struct trickle *t = arg;
+    for (size_t round = 0; round < sizeof(slow_request) - 1 && !atomic_load(&t->stop); round++) {
+        int64_t start = tu_now_ms();
+        for (int i = 0; i < SLOW_CLIENTS; i++) {
+            ssize_t n = send(t->fd[i], slow_request + round, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (round == 0 && n == 1)
+                t->first_byte_ms[i] = tu_now_ms();
+        }
+        while (!atomic_load(&t->stop) && tu_now_ms() - start < 1000)
+            poll(NULL, 0, 10); /* the trickle's own pace: one byte a second */
+    }
+    return NULL;
+}
+
+static int connect_nb(uint16_t port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_slowloris(void **state)
+{
+    (void)state;
+    /* 1,000 clients here and 1,000 in Portico (it inherits the limit): raise the soft limit */
+    struct rlimit lim;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &lim), 0);
+    if (lim.rlim_cur < 4 * SLOW_CLIENTS) {
+        if (lim.rlim_max != RLIM_INFINITY && lim.rlim_max < 4 * SLOW_CLIENTS)
+            skip(); /* the hard limit leaves no room for the test */
+        lim.rlim_cur = 4 * SLOW_CLIENTS;
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    }
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    char extra[128];
+    snprintf(extra, sizeof(extra), "client_header_timeout = %dms", HEADER_TIMEOUT_MS);
+    struct harness *h = px_start(extra, "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                 fake_origin_port(o));
+    struct trickle *t = calloc(1, sizeof(*t));
+    assert_non_null(t);
+    for (int i = 0; i < SLOW_CLIENTS; i++)
+        t->fd[i] = connect_nb(px_port(h));
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, trickle_main, t), 0);
+
+    /* a normal client meanwhile: a fresh connection per request, one every 10 ms, all well
+     * before the slow clients' deadline */
+    static int64_t lat[NORMAL_REQUESTS];
+    int64_t begin = tu_now_ms();
+    for (int k = 0; k < NORMAL_REQUESTS; k++) {
+        int64_t t0 = tu_now_ms();
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(exchange_ok(c, "/normal"), 200);
+        raw_close(c);
+        lat[k] = tu_now_ms() - t0;
+        poll(NULL, 0, 10); /* pacing the normal client, not waiting on Portico */
+    }
+    int64_t spent = tu_now_ms() - begin;
+    qsort(lat, NORMAL_REQUESTS, sizeof(lat[0]), cmp_i64);
+    int64_t p50 = lat[NORMAL_REQUESTS / 2], p99 = lat[NORMAL_REQUESTS * 99 / 100 - 1];
+    print_message("  %d normal requests among %d slow clients (%lld ms): p50 %lld ms, p99 %lld "
+                  "ms, max %lld ms\n", NORMAL_REQUESTS, SLOW_CLIENTS, (long long)spent,
+                  (long long)p50, (long long)p99, (long long)lat[NORMAL_REQUESTS - 1]);
+    assert_true(spent < HEADER_TIMEOUT_MS); /* measured while every slow client was waiting */
+
+    /* every slow client gets its 408 (or a close) when client_header_timeout expires */
+    int64_t done_ms[SLOW_CLIENTS] = {0};
+    int left = SLOW_CLIENTS, got_408 = 0;
+    struct pollfd *pf = calloc(SLOW_CLIENTS, sizeof(*pf));
+    assert_non_null(pf);
+    for (int64_t end = tu_now_ms() + HEADER_TIMEOUT_MS + 5000; left && tu_now_ms() < end;) {
+        for (int i = 0; i < SLOW_CLIENTS; i++)
+            pf[i] = (struct pollfd){.fd = done_ms[i] ? -1 : t->fd[i], .events = POLLIN};
+        if (poll(pf, SLOW_CLIENTS, tu_ms_left(end)) <= 0)
+            break;
+        for (int i = 0; i < SLOW_CLIENTS; i++) {
+            if (!pf[i].revents)
+                continue;
+            char buf[512];
+            ssize_t n = recv(t->fd[i], buf, sizeof(buf) - 1, MSG_DONTWAIT);
+            if (n > 0) {
+                buf[n] = '\0';
+                got_408 += strncmp(buf, "HTTP/1.1 408 ", 13) == 0;
+            }
+            done_ms[i] = tu_now_ms();
+            left--;
+        }
+    }
+    atomic_store(&t->stop, true);
+    pthread_join(th, NULL);
+    int64_t early = INT64_MAX, late = 0;
+    for (int i = 0; i < SLOW_CLIENTS; i++) {
+        if (!done_ms[i] || !t->first_byte_ms[i])
+            continue;
+        int64_t d = done_ms[i] - t->first_byte_ms[i];
+        early = d < early ? d : early;
+        late = d > late ? d : late;
+    }
+    print_message("  %d of %d slow clients answered (%d with 408), %lld-%lld ms after their "
+                  "first byte (client_header_timeout %d ms)\n", SLOW_CLIENTS - left, SLOW_CLIENTS,
+                  got_408, (long long)early, (long long)late, HEADER_TIMEOUT_MS);
+    assert_int_equal(left, 0);
+    assert_int_equal(got_408, SLOW_CLIENTS);
+    assert_true(early >= HEADER_TIMEOUT_MS - 50);
+    assert_true(late <= HEADER_TIMEOUT_MS + 1500);
+    assert_true(p99 <= 50);
+    for (int i = 0; i < SLOW_CLIENTS; i++)
+        close(t->fd[i]);
+    free(pf);
+    free(t);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+int main(void)
+{
+    tu_ignore_sigpipe();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_slowloris),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,490 @@
+/*
+ * test_balance.c — the balancer (balance.h) without sockets or clocks: round-robin spread and
+ * weights, least_conn, random_two, passive health (max_fails within fail_window, down_time,
+ * the half-open probe), active check verdicts, in-flight counts; and the configuration keys of
+ * balancing, health, retries, tunnels and limits with their FILE:LINE errors.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "portico/balance.h"
+#include "portico/config.h"
+#include "portico/util.h"
+
+#include "config_helpers.h"
+
+#define MAXO 4
+
+/* An upstream of n origins with these weights (0: 1), policy and passive-health settings. */
+static void make_upstream(struct upstream_conf *up, int n, const unsigned *weights,
+                          enum balance_policy policy, uint64_t max_fails)
+{
+    memset(up, 0, sizeof(*up));
+    up->name = "u";
+    up->norigins = n;
+    up->balance = policy;
+    up->max_fails = max_fails;
+    up->fail_window_ms = 1000;
+    up->down_time_ms = 5000;
+    for (int o = 0; o < n; o++) {
+        up->origins[o].weight = weights && weights[o] ? weights[o] : 1;
+        snprintf(up->origins[o].text, sizeof(up->origins[o].text), "o%d", o);
+    }
+}
+
+/* A picked attempt that ends at once with an answer. */
+static int pick_answer(struct balancer *b, uint64_t rnd)
+{
+    int o = balancer_pick(b, 0, rnd, 0);
+    if (o >= 0)
+        balancer_done(b, o, BALANCE_ANSWERED, 0);
+    return o;
+}
+
+/* ---- round robin ---- */
+
+static const struct {
+    const char *why;
+    int n;
+    unsigned weights[MAXO];
+    int picks;
+    int counts[MAXO];
+} rr_rows[] = {
+    /* the test: three equal origins, counts within 1 */
+    {"three equal, whole cycles", 3, {1, 1, 1}, 300, {100, 100, 100}},
+    {"three equal, a cycle cut short", 3, {1, 1, 1}, 100, {34, 33, 33}},
+    {"weights 1:2:3", 3, {1, 2, 3}, 600, {100, 200, 300}},
+    {"weights cut short stay within one turn", 2, {1, 3}, 6, {2, 4}},
+    {"one origin takes everything", 1, {7}, 10, {10}},
+    {"the largest weight", 2, {100, 1}, 101, {100, 1}},
+};
+
+static void test_round_robin_spread(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(rr_rows); i++) {
+        struct upstream_conf up;
+        make_upstream(&up, rr_rows[i].n, rr_rows[i].weights, BALANCE_ROUND_ROBIN, 0);
+        struct balancer *b = balancer_new(&up);
+        assert_non_null(b);
+        int counts[MAXO] = {0};
+        for (int k = 0; k < rr_rows[i].picks; k++) {
+            int o = pick_answer(b, 0);
+            assert_true(o >= 0 && o < rr_rows[i].n);
+            counts[o]++;
+        }
+        print_message("  %s: %d %d %d\n", rr_rows[i].why, counts[0], counts[1], counts[2]);
+        for (int o = 0; o < rr_rows[i].n; o++)
+            if (counts[o] != rr_rows[i].counts[o])
+                fail_msg("%s: origin %d got %d, want %d", rr_rows[i].why, o, counts[o],
+                         rr_rows[i].counts[o]);
+        balancer_free(b);
+    }
+}
+
+/* Smooth: weights 5, 1, 1 interleave as nginx does (a a b a c a a), not a a a a a b c. */
+static void test_round_robin_smooth(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 3, (const unsigned[]){5, 1, 1}, BALANCE_ROUND_ROBIN, 0);
+    struct balancer *b = balancer_new(&up);
+    char seq[15] = "";
+    for (int k = 0; k < 14; k++)
+        seq[k] = (char)('a' + pick_answer(b, 0));
+    assert_string_equal(seq, "aabacaaaabacaa");
+    balancer_free(b);
+}
+
+/* A down origin's turns go to the next in the cycle; excluded origins are never picked. */
+static void test_round_robin_skips(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 3, NULL, BALANCE_ROUND_ROBIN, 1);
+    struct balancer *b = balancer_new(&up);
+    int o = balancer_pick(b, 0, 0, 0);
+    assert_int_equal(o, 0);
+    balancer_done(b, o, BALANCE_FAILED, 0); /* max_fails = 1: down */
+    int counts[3] = {0};
+    for (int k = 0; k < 40; k++)
+        counts[pick_answer(b, 0)]++;
+    assert_int_equal(counts[0], 0);
+    assert_int_equal(counts[1] + counts[2], 40);
+    assert_true(counts[1] >= 13 && counts[2] >= 13);
+    for (int k = 0; k < 6; k++) { /* a retry leaves out what it tried */
+        o = balancer_pick(b, 0, 0, 1u << 1);
+        assert_int_equal(o, 2);
+        balancer_done(b, o, BALANCE_ANSWERED, 0);
+    }
+    assert_int_equal(balancer_pick(b, 0, 0, (1u << 1) | (1u << 2)), -1);
+    balancer_free(b);
+}
+
+/* ---- least_conn ---- */
+
+/* Attempts held open: each pick goes to the origin with the fewest in flight per weight. */
+static void test_least_conn(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 3, NULL, BALANCE_LEAST_CONN, 0);
+    struct balancer *b = balancer_new(&up);
+    /* equal and idle: ties go round robin */
+    assert_int_equal(balancer_pick(b, 0, 0, 0), 0);
+    assert_int_equal(balancer_pick(b, 0, 0, 0), 1);
+    assert_int_equal(balancer_pick(b, 0, 0, 0), 2);
+    assert_int_equal(balancer_pick(b, 0, 0, 0), 0); /* 1 1 1: the tie starts at 0 again */
+    balancer_done(b, 1, BALANCE_ANSWERED, 0);        /* 2 0 1 */
+    assert_int_equal(balancer_in_flight(b, 1), 0);
+    assert_int_equal(balancer_pick(b, 0, 0, 0), 1);  /* the idle one */
+    assert_int_equal(balancer_pick(b, 0, 0, 0), 2);  /* 2 1 1: the tie of 1 and 2 starts at 2 */
+    assert_int_equal(balancer_pick(b, 0, 0, 0), 1);  /* 2 1 2 */
+    for (int o = 0; o < 3; o++)
+        assert_int_equal(balancer_in_flight(b, o), 2);
+    balancer_free(b);
+
+    /* weights 1:3 hold their in-flight counts in that proportion */
+    make_upstream(&up, 2, (const unsigned[]){1, 3}, BALANCE_LEAST_CONN, 0);
+    b = balancer_new(&up);
+    for (int k = 0; k < 40; k++)
+        assert_true(balancer_pick(b, 0, 0, 0) >= 0);
+    unsigned light = balancer_in_flight(b, 0), heavy = balancer_in_flight(b, 1);
+    print_message("  weights 1:3, 40 held: %u %u\n", light, heavy);
+    assert_int_equal(light + heavy, 40);
+    assert_true(light >= 9 && light <= 11); /* 10:30, within one pick */
+    balancer_free(b);
+}
+
+/* ---- random_two ---- */
+
+static uint64_t lcg(uint64_t *x)
+{
+    *x = *x * 6364136223846793005u + 1442695040888963407u;
+    return *x;
+}
+
+/* Of two origins drawn, the less busy wins: a loaded origin never gets a request while two
+ * others are idle; between idle origins, the draw follows the weights. */
+static void test_random_two(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 3, NULL, BALANCE_RANDOM_TWO, 0);
+    struct balancer *b = balancer_new(&up);
+    uint64_t x = 42;
+    for (int k = 0; k < 5; k++) /* load origin 0: the others excluded */
+        assert_int_equal(balancer_pick(b, 0, lcg(&x), 6), 0);
+    int counts[3] = {0};
+    for (int k = 0; k < 300; k++)
+        counts[pick_answer(b, lcg(&x))]++;
+    print_message("  loaded origin: %d %d %d\n", counts[0], counts[1], counts[2]);
+    assert_int_equal(counts[0], 0);
+    assert_true(counts[1] > 100 && counts[2] > 100);
+    balancer_free(b);
+
+    make_upstream(&up, 2, (const unsigned[]){1, 9}, BALANCE_RANDOM_TWO, 0);
+    b = balancer_new(&up);
+    int heavy = 0;
+    for (int k = 0; k < 1000; k++)
+        heavy += pick_answer(b, lcg(&x)) == 1;
+    print_message("  weights 1:9: %d of 1000 to the heavy one\n", heavy);
+    assert_true(heavy > 850 && heavy < 950);
+    assert_int_equal(balancer_pick(b, 0, lcg(&x), 3), -1); /* both excluded */
+    balancer_free(b);
+}
+
+/* ---- health: scripts of (time, action, expectation) ---- */
+
+enum step_op {
+    OP_END,
+    OP_PICK,    /* pick at t: expect `origin` (-1: none) */
+    OP_DONE,    /* end an attempt on `origin` at t with `result` */
+    OP_CHECK,   /* an active check verdict for `origin` */
+    OP_STATE,   /* expect origin's passive state */
+};
+
+struct step {
+    enum step_op op;
+    uint64_t t;
+    int origin;
+    int arg;     /* OP_DONE: enum balance_result; OP_CHECK: check_state; OP_STATE: origin_state */
+};
+
+#define PICK(t, o) {OP_PICK, t, o, 0}
+#define DONE(t, o, r) {OP_DONE, t, o, r}
+#define CHECK(o, s) {OP_CHECK, 0, o, s}
+#define STATE(o, s) {OP_STATE, 0, o, s}
+
+static const struct {
+    const char *why;
+    int norigins;
+    uint64_t max_fails; /* fail_window 1000 ms, down_time 5000 ms */
+    struct step steps[16];
+} health_rows[] = {
+    {"max_fails within the window mark it down; the probe after down_time brings it back", 1, 2,
+     {PICK(0, 0), DONE(0, 0, BALANCE_FAILED), STATE(0, ORIGIN_UP),
+      PICK(100, 0), DONE(100, 0, BALANCE_FAILED), STATE(0, ORIGIN_DOWN),
+      PICK(200, -1), PICK(5099, -1),
+      PICK(5100, 0), STATE(0, ORIGIN_PROBING), PICK(5100, -1), /* one probe only */
+      DONE(5200, 0, BALANCE_ANSWERED), STATE(0, ORIGIN_UP), PICK(5300, 0)}},
+    {"failures further apart than fail_window do not add up", 1, 2,
+     {PICK(0, 0), DONE(0, 0, BALANCE_FAILED), PICK(1500, 0), DONE(1500, 0, BALANCE_FAILED),
+      STATE(0, ORIGIN_UP), PICK(1600, 0), DONE(1600, 0, BALANCE_FAILED), STATE(0, ORIGIN_DOWN)}},
+    {"an answer between failures starts the count over", 1, 2,
+     {PICK(0, 0), DONE(0, 0, BALANCE_FAILED), PICK(10, 0), DONE(10, 0, BALANCE_ANSWERED),
+      PICK(20, 0), DONE(20, 0, BALANCE_FAILED), STATE(0, ORIGIN_UP)}},
+    {"a failed probe: down for another down_time", 1, 1,
+     {PICK(0, 0), DONE(0, 0, BALANCE_FAILED), PICK(5000, 0), DONE(5150, 0, BALANCE_FAILED),
+      STATE(0, ORIGIN_DOWN), PICK(10149, -1), PICK(10150, 0), STATE(0, ORIGIN_PROBING)}},
+    {"a probe without a verdict lets the next attempt probe", 1, 1,
+     {PICK(0, 0), DONE(0, 0, BALANCE_FAILED), PICK(5000, 0), DONE(5001, 0, BALANCE_NO_VERDICT),
+      STATE(0, ORIGIN_DOWN), PICK(5002, 0), STATE(0, ORIGIN_PROBING)}},
+    {"no verdict does not count as a failure", 1, 1,
+     {PICK(0, 0), DONE(0, 0, BALANCE_NO_VERDICT), STATE(0, ORIGIN_UP), PICK(1, 0)}},
+    {"max_fails = 0: passive health off", 1, 0,
+     {PICK(0, 0), DONE(0, 0, BALANCE_FAILED), PICK(1, 0), DONE(1, 0, BALANCE_FAILED),
+      PICK(2, 0), DONE(2, 0, BALANCE_FAILED), STATE(0, ORIGIN_UP), PICK(3, 0)}},
+    {"a failing check keeps an up origin out until a check passes", 1, 0,
+     {CHECK(0, CHECK_FAILING), PICK(0, -1), CHECK(0, CHECK_FAILING), PICK(1, -1),
+      CHECK(0, CHECK_PASSING), PICK(2, 0)}},
+    {"a passing check brings a passively down origin back at once", 1, 1,
+     {PICK(0, 0), DONE(0, 0, BALANCE_FAILED), PICK(1, -1), CHECK(0, CHECK_PASSING),
+      STATE(0, ORIGIN_UP), PICK(2, 0)}},
+    {"a failing check wins over passive health", 1, 1,
+     {CHECK(0, CHECK_FAILING), PICK(6000, -1), STATE(0, ORIGIN_UP), PICK(6001, -1)}},
+    {"one origin down, the other takes every attempt; both down: none", 2, 1,
+     {PICK(0, 0), DONE(0, 0, BALANCE_FAILED), PICK(1, 1), PICK(2, 1), DONE(2, 1, BALANCE_FAILED),
+      PICK(3, -1), PICK(5000, 0), PICK(5000, -1), PICK(5002, 1)}},
+    {"an attempt picked before the origin went down still ends well", 2, 1,
+     {PICK(0, 0), PICK(0, 1), PICK(0, 0), DONE(1, 0, BALANCE_FAILED), STATE(0, ORIGIN_DOWN),
+      DONE(2, 0, BALANCE_ANSWERED), STATE(0, ORIGIN_UP)}},
+};
+
+static void test_health(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(health_rows); i++) {
+        struct upstream_conf up;
+        make_upstream(&up, health_rows[i].norigins, NULL, BALANCE_ROUND_ROBIN,
+                      health_rows[i].max_fails);
+        struct balancer *b = balancer_new(&up);
+        assert_non_null(b);
+        for (const struct step *s = health_rows[i].steps; s->op != OP_END; s++) {
+            int got;
+            switch (s->op) {
+            case OP_PICK:
+                got = balancer_pick(b, s->t, 0, 0);
+                if (got != s->origin)
+                    fail_msg("%s: step %td: pick at %llu gave %d, want %d", health_rows[i].why,
+                             s - health_rows[i].steps, (unsigned long long)s->t, got,
+                             s->origin);
+                break;
+            case OP_DONE:
+                balancer_done(b, s->origin, (enum balance_result)s->arg, s->t);
+                break;
+            case OP_CHECK:
+                balancer_check(b, s->origin, (enum check_state)s->arg, "test");
+                break;
+            case OP_STATE:
+                got = (int)balancer_origin_state(b, s->origin);
+                if (got != s->arg)
+                    fail_msg("%s: step %td: state %s, want %s", health_rows[i].why,
+                             s - health_rows[i].steps, origin_state_name((enum origin_state)got),
+                             origin_state_name((enum origin_state)s->arg));
+                break;
+            case OP_END:
+                break;
+            }
+        }
+        balancer_free(b);
+    }
+}
+
+/* Picks and ends balance out: nothing stays in flight, whatever the results. */
+static void test_in_flight(void **state)
+{
+    (void)state;
+    struct upstream_conf up;
+    make_upstream(&up, 2, NULL, BALANCE_LEAST_CONN, 3);
+    struct balancer *b = balancer_new(&up);
+    int held[6];
+    for (int k = 0; k < 6; k++)
+        held[k] = balancer_pick(b, 0, 0, 0);
+    assert_int_equal(balancer_in_flight(b, 0) + balancer_in_flight(b, 1), 6);
+    static const enum balance_result results[] = {BALANCE_ANSWERED, BALANCE_FAILED,
+                                                  BALANCE_NO_VERDICT};
+    for (int k = 0; k < 6; k++)
+        balancer_done(b, held[k], results[k % 3], 0);
+    assert_int_equal(balancer_in_flight(b, 0), 0);
+    assert_int_equal(balancer_in_flight(b, 1), 0);
+    assert_false(balancer_origin_down(b, 0));
+    balancer_check(b, 1, CHECK_FAILING, "test");
+    assert_true(balancer_origin_down(b, 1));
+    assert_string_equal(origin_state_name(ORIGIN_PROBING), "probing");
+    assert_string_equal(balance_result_name(BALANCE_NO_VERDICT), "no verdict");
+    balancer_free(b);
+}
+
+/* ---- configuration ---- */
+
+#define U1 "[upstream app]\norigin = 127.0.0.1:3000\n"
+
+/* Valid forms and what they store. */
+static void test_config_values(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok("[proxy]\nmax_connections = 512\n"
+                                 "[upstream app]\n"
+                                 "origin = 127.0.0.1:3000\n"
+                                 "origin = 127.0.0.1:3001 weight=2\n"
+                                 "origin = sim  weight=100\n"
+                                 "balance = least_conn\n"
+                                 "max_fails = 3\nfail_window = 2s\ndown_time = 30s\n"
+                                 "retries = 2\nretry_sent = on\n"
+                                 "health_check = GET /healthz every 5s expect 200\n"
+                                 "tunnel_timeout = 10m\n");
+    assert_int_equal(cfg->max_connections, 512);
+    const struct upstream_conf *up = &cfg->upstreams[0];
+    assert_int_equal(up->origins[0].weight, 1);
+    assert_int_equal(up->origins[1].weight, 2);
+    assert_string_equal(up->origins[1].text, "127.0.0.1:3001");
+    assert_true(up->origins[2].is_sim);
+    assert_int_equal(up->origins[2].weight, 100);
+    assert_int_equal(up->balance, BALANCE_LEAST_CONN);
+    assert_int_equal(up->max_fails, 3);
+    assert_int_equal(up->fail_window_ms, 2000);
+    assert_int_equal(up->down_time_ms, 30000);
+    assert_int_equal(up->retries, 2);
+    assert_true(up->retry_sent);
+    assert_string_equal(up->health.method, "GET");
+    assert_string_equal(up->health.path, "/healthz");
+    assert_int_equal(up->health.interval_ms, 5000);
+    assert_int_equal(up->health.timeout_ms, 5000); /* the interval, when not given */
+    assert_int_equal(up->health.expect_lo, 200);
+    assert_int_equal(up->health.expect_hi, 200);
+    assert_int_equal(up->tunnel_timeout_ms, 600000);
+    cfg_free(cfg);
+
+    /* defaults; fail_timeout stands for both fail_window and down_time */
+    cfg = load_ok(U1 "fail_timeout = 20s\n"
+                  "health_check = HEAD  /ping\tevery 250ms expect 2xx timeout 100ms\n");
+    up = &cfg->upstreams[0];
+    assert_int_equal(cfg->max_connections, 0);
+    assert_int_equal(up->balance, BALANCE_ROUND_ROBIN);
+    assert_int_equal(up->retries, 1);
+    assert_false(up->retry_sent);
+    assert_int_equal(up->tunnel_timeout_ms, 3600000);
+    assert_int_equal(up->fail_window_ms, 20000);
+    assert_int_equal(up->down_time_ms, 20000);
+    assert_string_equal(up->health.method, "HEAD");
+    assert_int_equal(up->health.interval_ms, 250);
+    assert_int_equal(up->health.timeout_ms, 100);
+    assert_int_equal(up->health.expect_lo, 200);
+    assert_int_equal(up->health.expect_hi, 299);
+    cfg_free(cfg);
+
+    cfg = load_ok(U1);
+    assert_int_equal(cfg->upstreams[0].health.interval_ms, 0); /* no active check */
+    assert_null(cfg->upstreams[0].health.path);
+    cfg_free(cfg);
+}
+
+static const struct {
+    const char *why;
+    const char *text;
+    const char *errors[MAX_ERR];
+} config_error_rows[] = {
+    {"weight 0", "[upstream a]\norigin = 127.0.0.1:1 weight=0\norigin = sim\n",
+     {"test.ini:2: origin: weight '0' is not a whole number between 1 and 100"}},
+    {"weight above the maximum", "[upstream a]\norigin = 127.0.0.1:1 weight=101\norigin = sim\n",
+     {"test.ini:2: origin: weight '101' is not a whole number between 1 and 100"}},
+    {"unknown origin option", "[upstream a]\norigin = 127.0.0.1:1 backup\norigin = sim\n",
+     {"test.ini:2: origin: unknown option 'backup' (expected weight=N)"}},
+    {"unknown policy", U1 "balance = fastest\n",
+     {"test.ini:3: balance: 'fastest' is not one of round_robin, least_conn, random_two"}},
+    {"fail_timeout with fail_window", U1 "fail_window = 1s\nfail_timeout = 2s\n",
+     {"test.ini:4: fail_timeout: it sets both fail_window and down_time; use either it or them"}},
+    {"fail_timeout with down_time", U1 "fail_timeout = 2s\ndown_time = 1s\n",
+     {"test.ini:3: fail_timeout: it sets both fail_window and down_time; use either it or them"}},
+    {"retries beyond the origins an upstream can have", U1 "retries = 32\n",
+     {"test.ini:3: retries: '32' is not a whole number between 0 and 31"}},
+    {"retry_sent not a boolean", U1 "retry_sent = idempotent\n",
+     {"test.ini:3: retry_sent: 'idempotent' is not on/off"}},
+    {"max_connections negative", "[proxy]\nmax_connections = -1\n" U1,
+     {"test.ini:2: max_connections: '-1' is not a whole number between 0 and 1000000"}},
+    {"tunnel_timeout 0", U1 "tunnel_timeout = 0\n",
+     {"test.ini:3: tunnel_timeout: must be at least 1ms"}},
+    {"health_check: words missing", U1 "health_check = GET /healthz\n",
+     {"test.ini:3: health_check: 'GET /healthz' is not 'METHOD /path every DURATION expect "
+      "STATUS [timeout DURATION]'"}},
+    {"health_check: a word misspelt", U1 "health_check = GET /h each 5s expect 200\n",
+     {"test.ini:3: health_check: 'GET /h each 5s expect 200' is not 'METHOD /path every "
+      "DURATION expect STATUS [timeout DURATION]'"}},
+    {"health_check: a word too many", U1 "health_check = GET /h every 5s expect 200 timeout\n",
+     {"test.ini:3: health_check: 'GET /h every 5s expect 200 timeout' is not 'METHOD /path "
+      "every DURATION expect STATUS [timeout DURATION]'"}},
+    {"health_check: lowercase method", U1 "health_check = get /h every 5s expect 200\n",
+     {"test.ini:3: health_check: method 'get' is not an uppercase method (GET, HEAD)"}},
+    {"health_check: relative path", U1 "health_check = GET healthz every 5s expect 200\n",
+     {"test.ini:3: health_check: path 'healthz' must start with '/' and hold visible ASCII "
+      "only"}},
+    {"health_check: a byte beyond ASCII", U1 "health_check = GET /h\xc3\xa9 every 5s expect 200\n",
+     {"test.ini:3: health_check: path '/h\xc3\xa9' must start with '/' and hold visible ASCII "
+      "only"}},
+    {"health_check: bad interval", U1 "health_check = GET /h every 5 s expect 200\n",
+     {"test.ini:3: health_check: 'GET /h every 5 s expect 200' is not 'METHOD /path every "
+      "DURATION expect STATUS [timeout DURATION]'"}},
+    {"health_check: zero interval", U1 "health_check = GET /h every 0 expect 200\n",
+     {"test.ini:3: health_check: every '0' is not a duration above 0 (e.g. 5s)"}},
+    {"health_check: interval too long", U1 "health_check = GET /h every 169h expect 200\n",
+     {"test.ini:3: health_check: every must be at most 168h"}},
+    {"health_check: status out of range", U1 "health_check = GET /h every 5s expect 600\n",
+     {"test.ini:3: health_check: expect '600' is not a status (200) or a class (2xx) between "
+      "100 and 599"}},
+    {"health_check: not a class", U1 "health_check = GET /h every 5s expect 2x\n",
+     {"test.ini:3: health_check: expect '2x' is not a status (200) or a class (2xx) between "
+      "100 and 599"}},
+    {"health_check: timeout longer than the interval",
+     U1 "health_check = GET /h every 1s expect 200 timeout 2s\n",
+     {"test.ini:3: health_check: timeout 2s is longer than the interval 1s"}},
+    {"health_check set twice", U1 "health_check = GET /a every 1s expect 200\n"
+                                  "health_check = GET /b every 1s expect 200\n",
+     {"test.ini:4: 'health_check' set twice in this section"}},
+};
+
+static void test_config_errors(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(config_error_rows); i++) {
+        int n;
+        char *errors;
+        struct config *cfg = load(config_error_rows[i].text, "/", &n, &errors);
+        check_errors(config_error_rows[i].why, errors, n, config_error_rows[i].errors);
+        assert_null(cfg);
+        free(errors);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_robin_spread),
+        cmocka_unit_test(test_round_robin_smooth),
+        cmocka_unit_test(test_round_robin_skips),
+        cmocka_unit_test(test_least_conn),
+        cmocka_unit_test(test_random_two),
+        cmocka_unit_test(test_health),
+        cmocka_unit_test(test_in_flight),
+        cmocka_unit_test(test_config_values),
+        cmocka_unit_test(test_config_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
