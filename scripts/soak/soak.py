@@ -46,19 +46,21 @@ RACE_BEFORE = 0.5       # a request sent on an idle connection as Portico closed
 RACE_AFTER = 5.0        # is only expected from a reload's drain: from this long before a
                         # SIGHUP (sent, not yet read when the drain began) to this long after
 
-# Error-log lines the traffic causes; anything else is reported. (level, message regex)
+# Error-log lines the traffic causes; anything else is reported. (name, level, message regex)
 EXPECTED_ERRORS = [
-    ("info", r"portico \S+ listening on .*"),
-    ("info", r"simulator origin on 127\.0\.0\.1:\d+ \(origin = sim\)"),
-    ("info", r"admin endpoint on .*"),
-    ("info", r"SIGHUP: reloading .*"),
-    ("info", r"reload: .* is live \(generation \d+, .*\)"),
-    ("info", r"reload: the previous workers have finished their exchanges"),
-    ("info", r"SIGTERM: stopping: listeners closed, .*"),   # the end of the soak
-    ("info", r"stopped"),
-    # the refusing origin, max_fails = 3
-    ("error", r"upstream refused: origin 127\.0\.0\.1:\d+ marked down for \d+ ms after \d+ "
-              r"failures"),
+    ("start", "info", r"portico \S+ listening on .*"),
+    ("start", "info", r"simulator origin on 127\.0\.0\.1:\d+ \(origin = sim\)"),
+    ("start", "info", r"admin endpoint on .*"),
+    ("SIGHUP", "info", r"SIGHUP: reloading .*"),
+    ("live", "info", r"reload: .* is live \(generation \d+, .*\)"),
+    ("drained", "info", r"reload: the previous workers have finished their exchanges"),
+    ("stop", "info", r"SIGTERM: stopping: listeners closed, .*"),
+    ("stop", "info", r"stopped"),
+    # the refusing origin, max_fails = 3: down, probed again after down_time, down again
+    ("origin down", "warn", r"upstream refused: origin 127\.0\.0\.1:\d+ marked down for \d+ ms "
+                            r"after \d+ failures within \d+ ms"),
+    ("probe failed", "warn", r"upstream refused: origin 127\.0\.0\.1:\d+ failed its probe after "
+                             r"down_time; down for another \d+ ms"),
 ]
 
 CONFIG = """\
@@ -90,7 +92,8 @@ keepalive_timeout = {pool_timeout}
 [upstream refused]
 origin = 127.0.0.1:{refused}
 max_fails = 3
-fail_timeout = 2s
+fail_window = 2s
+down_time = 2s
 
 [route refused]
 prefix = /refused/
@@ -385,7 +388,7 @@ class Soak:
 
     def check_error_log(self):
         kinds = collections.Counter()
-        pats = [(lvl, re.compile(rx)) for lvl, rx in EXPECTED_ERRORS]
+        pats = [(name, lvl, re.compile(rx)) for name, lvl, rx in EXPECTED_ERRORS]
         unexpected = []
         with open(os.path.join(self.dir, "error.log"), errors="replace") as f:
             for line in f:
@@ -393,9 +396,9 @@ class Soak:
                 if not m:
                     unexpected.append(line.rstrip())
                     continue
-                for lvl, rx in pats:
+                for name, lvl, rx in pats:
                     if m.group(1) == lvl and rx.fullmatch(m.group(2)):
-                        kinds["%s %s" % (lvl, rx.pattern[:40])] += 1
+                        kinds[name] += 1
                         break
                 else:
                     unexpected.append(line.rstrip())
@@ -506,7 +509,7 @@ class Soak:
                       self.load.admin_requests))
         out.append("reloads      %d live (every %d s)" % (self.reloads, self.args.reload))
         out.append("error log    %s; unexpected: %d"
-                   % (", ".join("%s x%d" % (k.split(" ", 1)[1][:32], v) for k, v in kinds.items()),
+                   % (", ".join("%s %d" % kv for kv in kinds.items()),
                       unexpected))
         if fig:
             m = fig["metrics"]
