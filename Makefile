@@ -16,7 +16,7 @@
 
 BUILD    ?= build
 SAN      ?=
-PKGS     := libevent libevent_openssl libevent_pthreads openssl inih
+PKGS     := libevent libevent_openssl libevent_pthreads openssl inih libnghttp2
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lpthread
 TEST_LIBS  = $(shell pkg-config --libs cmocka)

@@ -30,6 +30,7 @@
 #include "portico/downstream.h"
 #include "portico/errpage.h"
 #include "portico/exchange.h"
+#include "portico/h2.h"
 #include "portico/headers.h"
 #include "portico/http1.h"
 #include "portico/log.h"
@@ -52,6 +53,7 @@
     X(CS_EXCHANGE, "exchange")                                                                     \
     X(CS_CLOSING, "closing")                                                                       \
     X(CS_LINGER, "linger")                                                                         \
+    X(CS_H2, "h2")             /* ALPN h2 or h2c: h2.c has the sock's events */          \
     X(CS_TUNNEL, "tunnel")     /* after a 101: the tunnel owns the traffic until it ends */
 
 enum client_state {
@@ -67,6 +69,7 @@ struct client {
     enum client_state state;           /* changed by set_state only */
     enum client_kind kind;
     struct exchange *ex;               /* while in CS_EXCHANGE: ends itself, calls done() */
+    struct h2_conn *h2;                /* while in CS_H2: HTTP/2 has the sock's events */
     struct tunnel *tunnel;             /* while in CS_TUNNEL: calls tunnel_closed() */
     struct event timer;                /* deadline of the current state */
     struct event resume_ev;            /* parses the next pipelined request from the loop */
@@ -94,6 +97,7 @@ static void arm_ms(struct client *c, uint64_t ms)
 static const enum conn_state gauge_state[] = {
     [CS_HANDSHAKE] = CONN_HANDSHAKE, [CS_IDLE] = CONN_IDLE,     [CS_HEAD] = CONN_ACTIVE,
     [CS_EXCHANGE] = CONN_ACTIVE,     [CS_CLOSING] = CONN_ACTIVE, [CS_LINGER] = CONN_ACTIVE,
+    [CS_H2] = CONN_ACTIVE,
     [CS_TUNNEL] = CONN_ACTIVE,
 };
 
@@ -116,6 +120,7 @@ static void set_state(struct client *c, enum client_state s)
         arm_ms(c, c->requests ? cfg->keepalive_timeout_ms : cfg->client_header_timeout_ms);
         break;
     case CS_EXCHANGE:
+    case CS_H2: /* h2.c keeps its own deadlines */
     case CS_TUNNEL: /* the tunnel keeps its own deadlines */
         break;
     case CS_CLOSING:
@@ -135,6 +140,8 @@ static void client_close(struct client *c, const char *why)
         c->ex = NULL;
         exchange_cancel(ex, why);
     }
+    if (c->h2)
+        h2_free(c->h2, why);
     tunnel_free(c->tunnel); /* closes the origin side */
     c->tunnel = NULL;
     event_del(&c->timer);
@@ -158,6 +165,8 @@ void clients_drain(struct loop *l)
          * CLOSING and LINGER end by themselves. */
         if (c->state == CS_IDLE && c->requests > 0)
             client_close(c, "closed while draining");
+        else if (c->state == CS_H2)
+            h2_drain(c->h2); /* GOAWAY: the streams in flight finish */
     }
 }
 
@@ -443,10 +452,52 @@ static void handshake_failed(struct client *c, const char *why)
     client_close(c, "TLS handshake failed");
 }
 
+/* HTTP/2 is over on this connection: the sock comes back to us, to flush and close. */
+static void h2_done(void *arg, const char *why)
+{
+    struct client *c = arg;
+    h2_free(c->h2, why);
+    c->h2 = NULL;
+    sock_set_cb(&c->sock, client_cb, c);
+    start_closing(c);
+}
+
+/* The client went away (EOF, error, write timeout) under HTTP/2: nothing more can be sent. */
+static void h2_lost(void *arg, enum sock_event ev)
+{
+    client_close(arg, gone_reason(ev));
+}
+
+/* ALPN chose h2 (or the listener speaks h2c): the connection belongs to h2.c from now on.
+ * 0, or -1 when out of memory: then the connection is closed (c is gone). */
+static int start_h2(struct client *c)
+{
+    struct h2_owner owner = {.done = h2_done, .lost = h2_lost, .arg = c};
+    c->h2 = h2_start(c->loop, &c->sock, &c->peer, &owner);
+    if (!c->h2) {
+        client_close(c, "out of memory");
+        return -1;
+    }
+    set_state(c, CS_H2);
+    return 0;
+}
+
+static bool alpn_h2(const struct client *c)
+{
+    const unsigned char *p = NULL;
+    unsigned len = 0;
+    SSL_get0_alpn_selected(c->sock.ssl, &p, &len);
+    return len == 2 && memcmp(p, "h2", 2) == 0;
+}
+
 static void client_cb(void *arg, enum sock_event ev)
 {
     struct client *c = arg;
     if (c->state == CS_HANDSHAKE) {
+        if (ev == SOCK_CONNECTED && alpn_h2(c)) {
+            start_h2(c);
+            return;
+        }
         if (ev == SOCK_CONNECTED) {
             set_state(c, CS_IDLE);
             return;
@@ -512,6 +563,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
                    "request head not complete within client_header_timeout");
         break;
     case CS_EXCHANGE:
+    case CS_H2:
     case CS_TUNNEL:
         break;
     case CS_CLOSING:
@@ -571,6 +623,9 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     if (tls) {
         set_state(c, CS_HANDSHAKE);
         sock_handshake(&c->sock);
+    } else if (kind == CLIENT_H2C) {
+        if (start_h2(c) != 0)
+            return NULL;
     } else {
         set_state(c, CS_IDLE);
     }

@@ -376,6 +376,8 @@ static int set_defaults(struct cfg_loader *ld)
     cfg->log_level = LOG_INFO;
     cfg->error_detail = ERROR_DETAIL_FULL;
     cfg->shutdown_timeout_ms = 30000;
+    cfg->http2 = true;
+    cfg->http2_max_concurrent_streams = 100;
     if (!(cfg->access_log = cfg_copy(ld, "stderr")) || !(cfg->error_log = cfg_copy(ld, "stderr")))
         return -1;
     return 0;
@@ -572,7 +574,11 @@ static void validate_proxy(struct cfg_loader *ld)
         if (files_readable(ld, files, ARRAY_LEN(files)) &&
             !(cfg->server_ssl_ctx = tls_server_ctx(cfg->tls_cert, cfg->tls_key, &e)))
             report_tls_error(ld, &e, files, ARRAY_LEN(files), files[0].line, "tls_cert/tls_key");
+        if (cfg->server_ssl_ctx)
+            tls_server_http2(cfg->server_ssl_ctx, cfg->http2);
     }
+    if (ld->h2c_listen_line && !cfg->http2)
+        cfg_report(ld, ld->h2c_listen_line, "a 'listen ... h2c' needs http2 = on");
     if (cfg->error_page_dir)
         check_file(ld, cfg_key_line(lines, CFG_SEC_PROXY, "error_page_dir"), "error_page_dir",
                    cfg->error_page_dir, FILE_DIR);

@@ -55,6 +55,7 @@ struct cfg_loader {
     int proxy_line;                        /* first [proxy] and [errors]: a second is refused */
     int errors_line;
     int tls_listen_line;                   /* first `listen ... tls`: where no tls_cert is told */
+    int h2c_listen_line;                   /* first `listen ... h2c`: where http2 = off is told */
 };
 
 /* One key of a section: its name, its setter and what the setter needs. */

@@ -341,7 +341,7 @@ static int set_listen(struct cfg_loader *ld, const struct cfg_key *k, void *base
     struct config *cfg = base;
     char addr[300], host[256];
     const char *why = NULL;
-    bool tls = false;
+    bool tls = false, h2c = false;
     (void)k;
     const char *sp = strpbrk(value, " \t");
     size_t alen = sp ? (size_t)(sp - value) : strlen(value);
@@ -354,11 +354,12 @@ static int set_listen(struct cfg_loader *ld, const struct cfg_key *k, void *base
     if (sp) {
         while (*sp == ' ' || *sp == '\t')
             sp++;
-        if (strcmp(sp, "tls") != 0) {
-            cfg_report(ld, ld->line, "listen: unknown option '%s' (expected 'tls')", sp);
+        tls = strcmp(sp, "tls") == 0;
+        h2c = strcmp(sp, "h2c") == 0;
+        if (!tls && !h2c) {
+            cfg_report(ld, ld->line, "listen: unknown option '%s' (expected 'tls' or 'h2c')", sp);
             return -1;
         }
-        tls = true;
     }
     uint16_t port;
     if (split_host_port(addr, host, sizeof(host), &port, &why) != 0) {
@@ -383,9 +384,12 @@ static int set_listen(struct cfg_loader *ld, const struct cfg_key *k, void *base
         }
     }
     l->tls = tls;
+    l->h2c = h2c;
     if (tls && !ld->tls_listen_line)
         ld->tls_listen_line = ld->line;
-    snprintf(l->text, sizeof(l->text), "%s%s", addr, tls ? " tls" : "");
+    if (h2c && !ld->h2c_listen_line)
+        ld->h2c_listen_line = ld->line;
+    snprintf(l->text, sizeof(l->text), "%s%s", addr, tls ? " tls" : h2c ? " h2c" : "");
     cfg->nlisten++;
     return 0;
 }
@@ -675,6 +679,10 @@ static const struct cfg_key proxy_keys[] = {
     KEY("pid_file", set_path, CFG(pid_file)),
     KEY("user", set_string, CFG(user)),
     KEY("group", set_string, CFG(group)),
+    /* HTTP/2 to clients (issue 11) */
+    KEY("http2", set_bool, CFG(http2)),
+    NUMBER("http2_max_concurrent_streams", set_uint, CFG(http2_max_concurrent_streams), 1,
+           10000),
 };
 
 static const struct cfg_key upstream_keys[] = {

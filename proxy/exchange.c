@@ -3,10 +3,12 @@
  *
  * LAYERS. Each file includes only headers of its own layer or below; the include graph has no
  * cycles.
- *   pure     util, status, failure, phase, http1 (+ chunked), request   bytes and tables
+ *   pure     util, status, failure, phase, http1 (+ chunked), request,  bytes and tables
+ *            h2_request
  *   buffers  body, headers, h1out, errpage, hints                        evbuffers
  *   runtime  loop, sock, upstream, balance, health, generation, exchange (+ relay.c,
- *            interim.c), tunnel, client (HTTP/1.1 downstream)            the event loop
+ *            interim.c), tunnel, client (HTTP/1.1 downstream),           the event loop
+ *            h2 (+ h2_stream.c: HTTP/2)
  *   process  listener, worker, main, probe                               threads, signals
  *   beside   config, route, tls, log, metrics, recent, admin(_status),   used from above
  *            sim, codes
@@ -74,6 +76,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "portico/balance.h"
@@ -484,7 +487,6 @@ static void exchange_free(struct exchange *ex)
     release_origin(ex, attempt_result(ex, ex->failure));
     relay_drop(ex);
     free(ex->hints);
-    free(ex->head);
     free(ex);
 }
 
@@ -538,18 +540,20 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
                                 size_t head_len, const struct h1_request *req,
                                 uint64_t received_us)
 {
-    struct exchange *ex = calloc(1, sizeof(*ex));
+    _Static_assert(offsetof(struct exchange, req) + sizeof(struct h1_request) ==
+                       sizeof(struct exchange), "req is the last member of struct exchange");
+    /* One allocation: the exchange, the request's fields, then a copy of its head (made before
+     * the owner's buffer is drained; the parsed spans are rebased onto the copy). Only the part
+     * before req is zeroed: the fields are copied over and the rest is the head. */
+    size_t fields_end = offsetof(struct exchange, req.fields) + req->nfields * sizeof(req->fields[0]);
+    struct exchange *ex = malloc(fields_end + head_len);
     if (!ex)
         return NULL;
-    ex->head = malloc(head_len);
-    if (!ex->head) {
-        free(ex);
-        return NULL;
-    }
-    /* Copy before the owner's buffer is drained; the parsed spans are rebased onto the copy. */
+    memset(ex, 0, offsetof(struct exchange, req));
+    ex->head = (char *)ex + fields_end;
     memcpy(ex->head, head, head_len);
     ex->head_len = head_len;
-    ex->req = *req;
+    memcpy(&ex->req, req, offsetof(struct h1_request, fields) + req->nfields * sizeof(req->fields[0]));
     ptrdiff_t delta = ex->head - head;
     ex->req.method += delta;
     ex->req.target += delta;
@@ -609,9 +613,16 @@ static bool admissible(struct exchange *ex)
         ex_refuse(ex, err.status, err.reason, true);
         return false;
     }
-    ex->req_state = ex->info.framing == H1_BODY_NONE ? REQ_DONE : REQ_BODY;
-    body_init(&ex->req_body, ex->info.framing, ex->info.content_length,
-              ex->info.framing == H1_BODY_CHUNKED, cfg->max_header_size);
+    enum h1_framing in = ex->info.framing;
+    if (in == H1_BODY_NONE && ex->ds.body_until_eof) {
+        /* A body that ends when the downstream says so (HTTP/2 without content-length): read
+         * like a close-delimited one, sent to the origin chunked. */
+        in = H1_BODY_CLOSE;
+        ex->info.framing = H1_BODY_CHUNKED;
+    }
+    ex->req_state = in == H1_BODY_NONE ? REQ_DONE : REQ_BODY;
+    body_init(&ex->req_body, in, ex->info.content_length, ex->info.framing == H1_BODY_CHUNKED,
+              cfg->max_header_size);
     if (ex->info.host) {
         ex->host = ex->info.host->value;
         ex->host_len = ex->info.host->value_len;
@@ -679,6 +690,14 @@ void exchange_run(struct exchange *ex)
 void exchange_request_readable(struct exchange *ex)
 {
     ex->now = now_us();
+    relay_request_body(ex);
+    ex_settle(ex);
+}
+
+void exchange_request_eof(struct exchange *ex)
+{
+    ex->now = now_us();
+    ex->req_eof = true;
     relay_request_body(ex);
     ex_settle(ex);
 }

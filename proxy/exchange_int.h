@@ -65,9 +65,8 @@ struct exchange {
     bool close_client;                 /* the client connection cannot serve another request */
 
     /* request */
-    char *head;                        /* owned copy of the request head */
+    char *head;                        /* copy of the request head, in this allocation */
     size_t head_len;
-    struct h1_request req;             /* spans into head */
     struct h1_info info;
     const char *target;                /* origin-form target to forward (span into head) */
     size_t target_len;
@@ -89,6 +88,7 @@ struct exchange {
     bool upgrade;                      /* the request offers an Upgrade the origin may take */
     enum req_state req_state;
     struct body_relay req_body;
+    bool req_eof;                      /* the downstream said the request body ended */
 
     /* upstream */
     struct upconn *uc;                 /* owned while set */
@@ -127,6 +127,11 @@ struct exchange {
     enum cause cause;
     uint64_t limit_ms;
     char detail[200];
+
+    /* Last: the allocation holds only the req.nfields fields the request has, then the head
+     * bytes (exchange_start), so an exchange costs ~1.7 KiB instead of 5.7. Never copy req by
+     * value. */
+    struct h1_request req;             /* spans into head */
 };
 
 /* ---- exchange.c ---- */

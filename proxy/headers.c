@@ -48,6 +48,58 @@ bool hdr_is_hop_by_hop(const struct h1_field *f, const struct h1_field *fields, 
     return static_hop(f) || named_by_connection(f, fields, n);
 }
 
+/* The field names a message's Connection fields list, gathered once per message so that each
+ * field costs a few compares, not a walk over every Connection value. Tokens that are hop-by-hop
+ * anyway (keep-alive, upgrade) or name no field (close) are left out: the common
+ * "Connection: keep-alive" leaves nothing to compare. */
+#define CONN_NAMES_MAX 16
+struct conn_names {
+    const struct h1_field *fields; /* the message, for the slow path */
+    size_t nfields;
+    unsigned n;
+    bool overflow; /* more names than fit: fall back to named_by_connection */
+    struct {
+        const char *name;
+        size_t len;
+    } tok[CONN_NAMES_MAX];
+};
+
+static void conn_names_init(struct conn_names *c, const struct h1_field *fields, size_t n)
+{
+    c->fields = fields;
+    c->nfields = n;
+    c->n = 0;
+    c->overflow = false;
+    for (int i = h1_find(fields, n, H1_F_CONNECTION, 0); i >= 0;
+         i = h1_find(fields, n, H1_F_CONNECTION, (size_t)i + 1)) {
+        size_t pos = 0, elen;
+        const char *e;
+        while (h1_list_next(fields[i].value, fields[i].value_len, &pos, &e, &elen)) {
+            enum h1_field_id id = h1_field_id_of(e, elen);
+            if ((id != H1_F_OTHER && (hop_fields & BIT(id))) ||
+                (elen == 5 && strncasecmp(e, "close", 5) == 0))
+                continue;
+            if (c->n == CONN_NAMES_MAX) {
+                c->overflow = true;
+                return;
+            }
+            c->tok[c->n].name = e;
+            c->tok[c->n++].len = elen;
+        }
+    }
+}
+
+/* Whether the message's Connection fields name f (f not hop-by-hop itself). */
+static bool conn_names_has(const struct conn_names *c, const struct h1_field *f)
+{
+    if (c->overflow)
+        return named_by_connection(f, c->fields, c->nfields);
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->tok[i].len == f->name_len && strncasecmp(c->tok[i].name, f->name, f->name_len) == 0)
+            return true;
+    return false;
+}
+
 /* Heads are built on every request: copied into one buffer and added to the evbuffer in one
  * piece (one chain, one add) instead of four adds per field. */
 struct head_buf {
@@ -55,6 +107,13 @@ struct head_buf {
     size_t len;
     char buf[4096];
 };
+
+/* Not an initializer: that would zero the 4 KiB buffer on every head. */
+static void hb_init(struct head_buf *b, struct evbuffer *out)
+{
+    b->out = out;
+    b->len = 0;
+}
 
 static void hb_flush(struct head_buf *b)
 {
@@ -112,9 +171,11 @@ static void hb_line(struct head_buf *b, const char *name_colon_sp, const char *v
 void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                        const struct fwd_request *fwd)
 {
-    bool has_connection = h1_find(req->fields, req->nfields, H1_F_CONNECTION, 0) >= 0;
+    struct conn_names conn;
+    conn_names_init(&conn, req->fields, req->nfields);
     bool has_xff = false;
-    struct head_buf b = {.out = out};
+    struct head_buf b;
+    hb_init(&b, out);
 
     hb_put(&b, req->method, req->method_len);
     HB_LIT(&b, " ");
@@ -140,7 +201,7 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                 hb_field(&b, f);
             continue;
         case H1_F_X_FORWARDED_FOR: /* merged into one field below, unless Connection names it */
-            has_xff = !has_connection || !named_by_connection(f, req->fields, req->nfields);
+            has_xff = !conn_names_has(&conn, f);
             continue;
         case H1_F_X_FORWARDED_PROTO:
         case H1_F_X_FORWARDED_HOST:
@@ -161,7 +222,7 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
         default:
             break;
         }
-        if (static_hop(f) || (has_connection && named_by_connection(f, req->fields, req->nfields)))
+        if (static_hop(f) || conn_names_has(&conn, f))
             continue;
         hb_field(&b, f);
     }
@@ -213,12 +274,12 @@ const char *proto_name(enum proto p)
 static size_t end_to_end(const struct h1_response *resp, struct h1_field *out, size_t max,
                          bool *has_request_id)
 {
-    bool has_connection = h1_find(resp->fields, resp->nfields, H1_F_CONNECTION, 0) >= 0;
+    struct conn_names conn;
+    conn_names_init(&conn, resp->fields, resp->nfields);
     size_t n = 0;
     for (size_t i = 0; i < resp->nfields && n < max; i++) {
         const struct h1_field *f = &resp->fields[i];
-        if (static_hop(f) ||
-            (has_connection && named_by_connection(f, resp->fields, resp->nfields)))
+        if (static_hop(f) || conn_names_has(&conn, f))
             continue;
         *has_request_id |= f->id == H1_F_X_REQUEST_ID;
         out[n++] = *f;
@@ -274,7 +335,8 @@ void hdr_write_head(struct evbuffer *out, const struct resp_head *h, enum h1_fra
     /* an empty reason is legal but unhelpful: the writer uses the registry's */
     if (h1out_status_line(out, code, h->reason, h->reason_len) != 0)
         h1out_status_line(out, code, NULL, 0);
-    struct head_buf b = {.out = out};
+    struct head_buf b;
+    hb_init(&b, out);
     for (size_t i = 0; i < h->nfields; i++)
         hb_field(&b, &h->fields[i]);
     if (code >= HTTP_OK) {

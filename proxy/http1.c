@@ -441,15 +441,27 @@ static const struct {
 #undef X
 };
 
+/* Every known name is told apart by its length and first letter: one slot each, filled before
+ * main (no worker has started), so a look-up is one table read and one compare. test_http1
+ * checks that no two names share a slot. */
+#define FIELD_NAME_MAX 24
+static uint8_t field_slot[FIELD_NAME_MAX][32];
+
+__attribute__((constructor)) static void field_slots_fill(void)
+{
+    _Static_assert(H1_F_COUNT <= UINT8_MAX, "field ids fit a slot");
+    for (int id = H1_F_COUNT - 1; id > H1_F_OTHER; id--)
+        if (field_names[id].len < FIELD_NAME_MAX)
+            field_slot[field_names[id].len][field_names[id].name[0] & 31] = (uint8_t)id;
+}
+
 enum h1_field_id h1_field_id_of(const char *name, size_t len)
 {
-    /* The length and the first letter rule out all but a few candidates at once. */
-    for (int id = H1_F_OTHER + 1; id < H1_F_COUNT; id++)
-        if (field_names[id].len == len &&
-            lower[(unsigned char)name[0]] == (unsigned char)field_names[id].name[0] &&
-            ieq(name, len, field_names[id].name))
-            return (enum h1_field_id)id;
-    return H1_F_OTHER;
+    if (len == 0 || len >= FIELD_NAME_MAX)
+        return H1_F_OTHER;
+    unsigned id = field_slot[len][(unsigned char)name[0] & 31];
+    return id != H1_F_OTHER && ieq(name, len, field_names[id].name) ? (enum h1_field_id)id
+                                                                    : H1_F_OTHER;
 }
 
 int h1_find(const struct h1_field *fields, size_t n, enum h1_field_id id, size_t from)

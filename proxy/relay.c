@@ -115,6 +115,12 @@ void relay_request_body(struct exchange *ex)
         }
         if (evbuffer_get_length(in) != before_in)
             ex->ds.ops->request_taken(ex->ds.ctx);
+        /* The downstream's end of the body (HTTP/2 END_STREAM), once its input is all taken. */
+        if (ex->req_eof && !ex->req_body.done && evbuffer_get_length(in) == 0 &&
+            body_eof(&ex->req_body, out) != 0) {
+            request_body_refused(ex, HTTP_BAD_REQUEST, ex->req_body.error);
+            return;
+        }
         flush_origin(ex);
         if (ex->req_body.done)
             break;

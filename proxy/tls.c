@@ -12,6 +12,8 @@
 #include <string.h>
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
+/* Servers choose in their own order of preference: HTTP/2 when the client offers it. */
+static const unsigned char alpn_h2_http11[] = "\x02h2\x08http/1.1";
 
 const char *tls_last_error(char *buf, size_t bufsz)
 {
@@ -24,14 +26,17 @@ const char *tls_last_error(char *buf, size_t bufsz)
     return buf;
 }
 
-/* ALPN: we only speak HTTP/1.1; a client offering only h2 gets no ALPN and can fall back. */
+/* ALPN: h2 first when HTTP/2 is on (arg), else HTTP/1.1 only; a client offering nothing we
+ * speak gets no ALPN and can fall back. */
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg)
 {
-    (void)ssl, (void)arg;
+    (void)ssl;
+    const unsigned char *ours = arg ? alpn_h2_http11 : alpn_http11;
+    unsigned ours_len = arg ? sizeof(alpn_h2_http11) - 1 : sizeof(alpn_http11) - 1;
     unsigned char *sel = NULL;
-    if (SSL_select_next_proto(&sel, outlen, alpn_http11, sizeof(alpn_http11) - 1, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
+    /* SSL_select_next_proto walks the server's list first: our preference wins. */
+    if (SSL_select_next_proto(&sel, outlen, ours, ours_len, in, inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
     *out = sel;
     return SSL_TLSEXT_ERR_OK;
@@ -85,11 +90,17 @@ void *tls_server_ctx(const char *cert_file, const char *key_file, struct tls_err
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (use_cert_and_key(ctx, cert_file, key_file, err) != 0)
         goto fail;
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    tls_server_http2(ctx, true);
     return ctx;
 fail:
     SSL_CTX_free(ctx);
     return NULL;
+}
+
+void tls_server_http2(void *ctx, bool on)
+{
+    /* arg is only tested for NULL: a non-NULL constant means h2 is offered. */
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, on ? (void *)(uintptr_t)alpn_h2_http11 : NULL);
 }
 
 void *tls_client_ctx(bool verify, const char *ca_file, const char *cert_file, const char *key_file,

@@ -374,7 +374,7 @@ static int bind_all(const struct worker_group *prev, struct worker *w, const str
 {
     for (int l = 0; l < cfg->nlisten; l++) {
         const struct listen_conf *lc = &cfg->listens[l];
-        if (listen_address(w, prev, cfg->workers, lc->tls, CLIENT_PROXY,
+        if (listen_address(w, prev, cfg->workers, lc->tls, lc->h2c ? CLIENT_H2C : CLIENT_PROXY,
                            (const struct sockaddr *)&lc->addr, lc->addrlen, lc->text) != 0)
             return -1;
     }

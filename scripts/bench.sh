@@ -11,7 +11,8 @@
 # 3 Connection: close / 50 conns, 4 refused origin (502) / 50 conns, 5 RSS with 1000 idle
 # keep-alive clients and peak RSS during scenario 2, 6 the cost of the JSON access log (Portico
 # with access_log = off against a second Portico writing the JSON log to a file, interleaved
-# BENCH_LOG_ROUNDS times, default 3). See docs/BENCHMARKS.md.
+# BENCH_LOG_ROUNDS times, default 3), 7 HTTP/2: h2load against Portico and HAProxy terminating
+# TLS (ALPN h2), HTTP/1.1 to the same origin. See docs/BENCHMARKS.md.
 #
 # Environment: BENCH_SECONDS (per load run, default 10), BENCH_WARMUP (default 2),
 # PORTICO (binary, default build/portico), BENCH_KEEP=1 (keep the run directory),
@@ -53,7 +54,7 @@ for p in nginx-light nginx nginx-core nginx-full nginx-extras; do
     installed "$p" && nginx_ok=1
 done
 [ -n "$nginx_ok" ] || missing="$missing nginx-light"
-for p in haproxy wrk python3 curl util-linux; do
+for p in haproxy wrk python3 curl util-linux nghttp2-client openssl; do
     installed "$p" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
@@ -80,7 +81,7 @@ if [ -n "$missing" ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
-for b in "$NGINX" "$HAPROXY" wrk python3 curl taskset; do
+for b in "$NGINX" "$HAPROXY" wrk python3 curl taskset h2load openssl; do
     command -v "$b" >/dev/null || die "$b not found"
 done
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (proxies on CPU 0, origin and wrk on CPU 1)"
@@ -127,12 +128,13 @@ trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM
 
-# Free loopback ports, chosen once: origin, 4 proxies, Portico's admin, one left closed, and
-# the logging Portico of scenario 6.
-read -r P_ORIGIN P_PORTICO P_NGINX P_NGINXNB P_HAPROXY P_ADMIN P_REFUSED P_PORTICO_LOG < <(python3 - <<'EOF'
+# Free loopback ports, chosen once: origin, 4 proxies, Portico's admin, one left closed, the
+# logging Portico of scenario 6, and the TLS (HTTP/2) listeners of Portico and HAProxy (7).
+read -r P_ORIGIN P_PORTICO P_NGINX P_NGINXNB P_HAPROXY P_ADMIN P_REFUSED P_PORTICO_LOG \
+    P_PORTICO_H2 P_HAPROXY_H2 < <(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(8):
+for _ in range(10):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -141,6 +143,7 @@ EOF
 )
 PORT[origin]=$P_ORIGIN PORT[portico]=$P_PORTICO PORT[nginx]=$P_NGINX
 PORT[nginx-nobuf]=$P_NGINXNB PORT[haproxy]=$P_HAPROXY PORT[portico-log]=$P_PORTICO_LOG
+declare -A H2PORT=([portico]=$P_PORTICO_H2 [haproxy]=$P_HAPROXY_H2)
 
 # Config files from the templates in scripts/bench/.
 USER_LINE=""
@@ -148,8 +151,14 @@ USER_LINE=""
 render() { # template out name port [buffering]
     sed -e "s|@DIR@|$RUN|g" -e "s|@USER@|$USER_LINE|g" -e "s|@NAME@|$3|g" -e "s|@PORT@|$4|g" \
         -e "s|@ORIGIN_PORT@|$P_ORIGIN|g" -e "s|@REFUSED_PORT@|$P_REFUSED|g" \
-        -e "s|@ADMIN_PORT@|$P_ADMIN|g" -e "s|@BUFFERING@|${5:-on}|g" "$HERE/$1" >"$RUN/$2"
+        -e "s|@ADMIN_PORT@|$P_ADMIN|g" -e "s|@BUFFERING@|${5:-on}|g" \
+        -e "s|@H2_PORT@|${H2PORT[$3]:-0}|g" "$HERE/$1" >"$RUN/$2"
 }
+# The certificate both TLS listeners of scenario 6 present (HAProxy wants it with its key).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$RUN/bench.key" \
+    -out "$RUN/bench.crt" 2>/dev/null || die "openssl cannot make the bench certificate"
+cat "$RUN/bench.crt" "$RUN/bench.key" >"$RUN/bench.pem"
 mkdir -p "$RUN/www" "$RUN/tmp"
 head -c 1048576 /dev/urandom >"$RUN/www/1m"
 head -c 102400 /dev/urandom >"$RUN/www/100k"
@@ -162,7 +171,7 @@ render portico.ini portico.ini portico "$P_PORTICO"
 # Scenario 6's Portico: the same, writing the JSON access log to a file (no admin listener).
 render portico.ini portico-log.ini portico-log "$P_PORTICO_LOG"
 sed -i -e "s|^access_log = off|access_log = $RUN/access.log\naccess_log_format = json|" \
-    -e '/^admin_listen/d' "$RUN/portico-log.ini"
+    -e '/^admin_listen/d' -e '/^listen = .* tls/d' -e '/^tls_/d' "$RUN/portico-log.ini"
 
 # 1000 idle clients need fds in every server (and in the helper).
 ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
@@ -616,6 +625,33 @@ log "scenario 4: /err/x to a refused origin port, 50 connections"
 for s in origin portico nginx haproxy; do measure s4 "$s" /err/x 50; done
 counters_delta s4
 
+# 7: HTTP/2 over TLS to the proxy, HTTP/1.1 to the origin. h2load on CPU 1: 10 connections of
+# 10 streams each; CPU time of the proxy as in the other scenarios.
+log "scenario 7: HTTP/2 (h2load, TLS, ALPN h2), /small, 10 connections x 10 streams"
+printf 'target\treq_s\tsucceeded\tfailed\tprotocol\tmean_ms\tproxy_cpu\n' >"$RUN/h2.tsv"
+for s in portico haproxy; do
+    p0=$(cpu_ticks "${MPID[$s]}")
+    taskset -c "$LOAD_CPU" h2load -D "$SECONDS_PER_RUN" --warm-up-time=1 -c 10 -m 10 -t 1 \
+        "https://127.0.0.1:${H2PORT[$s]}/small" >"$RUN/h2load.$s.out" 2>&1 ||
+        problem "7 $s: h2load failed: $(tail -n 3 "$RUN/h2load.$s.out" | tr '\n' ' ')"
+    p1=$(cpu_ticks "${MPID[$s]}")
+    awk -v t="$s" -v pc=$((p1 - p0)) -v hz="$HZ" -v secs="$SECONDS_PER_RUN" '
+        /^finished in/ {gsub(/,/, ""); rps = $4}
+        /^requests:/ {ok = $8; bad = $10 + $12 + $14}
+        /^Application protocol:/ {proto = $3}
+        /^time for request:/ {mean = $6; if (mean ~ /us$/) {sub(/us$/, "", mean); mean /= 1000}
+                              else if (mean ~ /ms$/) sub(/ms$/, "", mean)
+                              else if (mean ~ /s$/) {sub(/s$/, "", mean); mean *= 1000}}
+        END {printf "%s\t%.0f\t%d\t%d\t%s\t%.2f\t%.1f\n", t, rps, ok, bad, proto, mean,
+                    pc / hz / (secs + 1) * 100}' "$RUN/h2load.$s.out" >>"$RUN/h2.tsv"
+    row=$(tail -n 1 "$RUN/h2.tsv")
+    log "7    $(echo "$row" | awk -F'\t' '{printf "%-12s %8.0f req/s  %s ok, %s failed, %s, mean %s ms, proxy CPU %s%%", $1, $2, $3, $4, $5, $6, $7}')"
+    echo "$row" | awk -F'\t' '$4 != 0 || $5 != "h2" {exit 1}' ||
+        problem "7 $s: failed requests or not HTTP/2 (see $RUN/h2load.$s.out)"
+    check_alive s7
+done
+counters_delta s7
+
 log_cost
 fi
 
@@ -627,6 +663,18 @@ awk -F'\t' -v OFS='\t' 'NR == FNR {h[$1] = $2; next}
 # ---------------------------------------------------------------------------------------------
 stamp=$(date -u +%Y%m%d-%H%M%S)
 python3 "$HERE/report.py" "$RUN" "$OUT/results.md"
+[ -s "$RUN/h2.tsv" ] && awk -F'\t' 'NR == 1 {next} {rps[$1] = $2; row[NR] = $0}
+    END {
+        print ""
+        print "## 7. HTTP/2 (h2load over TLS, ALPN h2; HTTP/1.1 to the origin)"
+        print ""
+        print "| proxy | req/s | succeeded | failed | protocol | mean latency ms | proxy CPU % |"
+        print "|---|---:|---:|---:|---|---:|---:|"
+        for (i = 2; i <= NR; i++) { split(row[i], f, "\t")
+            printf "| %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7] }
+        if (rps["haproxy"] > 0)
+            printf "\nPortico / HAProxy: %.2f\n", rps["portico"] / rps["haproxy"]
+    }' "$RUN/h2.tsv" >>"$OUT/results.md"
 { echo; cat "$RUN/log-cost.md"; } >>"$OUT/results.md"
 mkdir -p "$OUT/history"
 cp "$OUT/results.md" "$OUT/history/results-$stamp.md"

@@ -5,7 +5,8 @@ set -eu
 
 # systemd (systemd-analyze) and man-db (man, for the unit's Documentation=) verify the unit.
 PACKAGES="build-essential pkg-config libevent-dev libssl-dev libinih-dev libcmocka-dev \
-curl openssl clang libclang-rt-14-dev valgrind systemd man-db chromium"
+libnghttp2-dev curl openssl clang libclang-rt-14-dev valgrind systemd man-db chromium \
+nghttp2-client python3-h2"
 
 missing=""
 for p in $PACKAGES; do

@@ -16,6 +16,7 @@ struct client;
 /* What a listening socket accepts: proxied traffic, or the admin endpoint. */
 enum client_kind {
     CLIENT_PROXY,
+    CLIENT_H2C,       /* proxied traffic in cleartext HTTP/2 with prior knowledge */
     CLIENT_ADMIN,
 };
 

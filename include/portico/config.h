@@ -65,6 +65,7 @@ struct listen_conf {
     struct sockaddr_storage addr; /* numeric address to bind */
     socklen_t addrlen;
     bool tls;                     /* `listen = ... tls`: terminate TLS here */
+    bool h2c;                     /* `listen = ... h2c`: cleartext HTTP/2, prior knowledge */
     char text[320];               /* as written, for logs */
 };
 
@@ -164,6 +165,9 @@ struct config {
     enum error_detail error_detail;        /* minimal: no origin, upstream or detail to clients */
     char *admin_listen_text;               /* "127.0.0.1:9901" or NULL */
     struct sockaddr_storage admin_addr;
+    /* HTTP/2 (issue 11) */
+    bool http2;                            /* ALPN offers h2 on TLS listeners; h2c allowed */
+    uint64_t http2_max_concurrent_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS */
     socklen_t admin_addrlen;
     uint64_t shutdown_timeout_ms;          /* a stop or reload lets exchanges finish this long */
     char *pid_file;                        /* absolute path or NULL */

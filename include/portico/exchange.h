@@ -34,6 +34,10 @@ void exchange_run(struct exchange *ex);
 /* Request body bytes arrived in the downstream's request input. */
 void exchange_request_readable(struct exchange *ex);
 
+/* The request body ended (HTTP/2 END_STREAM): what is in the request input is all of it. A body
+ * of a known length that ends short is refused (400). */
+void exchange_request_eof(struct exchange *ex);
+
 /* The downstream's output drained: response bytes may flow again. */
 void exchange_drained(struct exchange *ex);
 

@@ -53,7 +53,23 @@ struct evbuffer;
     X(M_TUNNELS, "portico_tunnels_total",                                                          \
       "Connections switched to a tunnel by 101 Switching Protocols (WebSocket)")                   \
     X(M_ACCEPT_PAUSES, "portico_accept_pauses_total",                                              \
-      "Times a worker stopped accepting because it held max_connections client connections")
+      "Times a worker stopped accepting because it held max_connections client connections")       \
+    X(M_H2_CONNECTIONS, "portico_http2_connections_total", "Client connections that spoke HTTP/2") \
+    X(M_H2_STREAMS, "portico_http2_streams_total", "HTTP/2 request streams opened by clients")     \
+    X(M_H2_MALFORMED, "portico_http2_malformed_requests_total",                                    \
+      "HTTP/2 requests reset as malformed (PROTOCOL_ERROR)")                                       \
+    X(M_H2_PROTOCOL_ERRORS, "portico_http2_protocol_errors_total",                                 \
+      "HTTP/2 connections ended by a connection error of the client")                             \
+    X(M_H2_FLOOD_RESET, "portico_http2_flood_rapid_reset_total",                                   \
+      "HTTP/2 connections closed with GOAWAY for resetting too many streams (CVE-2023-44487)")    \
+    X(M_H2_FLOOD_CONTROL, "portico_http2_flood_control_frames_total",                              \
+      "HTTP/2 connections closed with GOAWAY for a SETTINGS, PING, PRIORITY or empty-frame flood") \
+    X(M_H2_FLOOD_CONTINUATION, "portico_http2_flood_continuation_total",                           \
+      "HTTP/2 connections closed with GOAWAY for a CONTINUATION flood or a stalled header block")  \
+    X(M_H2_FLOOD_ACKS, "portico_http2_flood_acks_total",                                           \
+      "HTTP/2 connections closed for piling up SETTINGS/PING acknowledgements without reading")    \
+    X(M_H2_STALLED, "portico_http2_stalled_windows_total",                                         \
+      "HTTP/2 connections closed with GOAWAY for keeping a flow-control window shut too long")
 
 enum metric_id {
 #define X(id, name, help) id,

@@ -18,8 +18,11 @@ struct tls_error {
     char text[256];               /* the reason, without the file name */
 };
 
-/* Server context for `listen ... tls`: TLS 1.2+, ALPN http/1.1. NULL with err filled. */
+/* Server context for `listen ... tls`: TLS 1.2+, ALPN h2 and http/1.1. NULL with err filled. */
 void *tls_server_ctx(const char *cert_file, const char *key_file, struct tls_error *err);
+
+/* Whether ALPN offers h2 on a server context (`http2 = off` turns it off). */
+void tls_server_http2(void *ctx, bool on);
 
 /* Client context towards origins: TLS 1.2+; with `verify`, peers are checked against ca_file
  * (NULL: the system store); cert_file/key_file (both or neither) are a client certificate.

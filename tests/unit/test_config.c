@@ -67,6 +67,8 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->log_level, LOG_INFO);
     assert_int_equal(cfg->error_detail, ERROR_DETAIL_FULL);
     assert_null(cfg->admin_listen_text);
+    assert_true(cfg->http2);
+    assert_int_equal(cfg->http2_max_concurrent_streams, 100);
 
     /* [upstream] */
     assert_int_equal(cfg->nupstreams, 1);
@@ -186,6 +188,11 @@ static const struct {
     {"tls_cert = certs/c.pem", CFGF(tls_cert), V_STR, 0, "/etc/portico/certs/c.pem"}, /* rel */
     {"tls_key = k.pem", CFGF(tls_key), V_STR, 0, "/etc/portico/k.pem"},        /* relative */
     {"proxy_status = on", CFGF(proxy_status), V_BOOL, 1, NULL}, /* default off */
+    /* HTTP/2 (issue 11) */
+    {"http2 = off", CFGF(http2), V_BOOL, 0, NULL},                            /* default on */
+    {"http2_max_concurrent_streams = 1", CFGF(http2_max_concurrent_streams), V_U64, 1, NULL},
+    {"http2_max_concurrent_streams = 10000", CFGF(http2_max_concurrent_streams), V_U64, 10000,
+     NULL},                                                                    /* upper bound */
     {"access_log = off", CFGF(access_log), V_STR, 0, "off"},                   /* kept as is */
     {"access_log = stdout", CFGF(access_log), V_STR, 0, "stdout"},             /* kept as is */
     {"access_log = /tmp/p.log", CFGF(access_log), V_STR, 0, "/tmp/p.log"},     /* absolute */
@@ -538,7 +545,13 @@ static const struct {
      {"test.ini:2: listen: '127.0.0.1:0': port must be 1-65535"}},
     {"listen option other than tls",
      "[proxy]\nlisten = 127.0.0.1:8443 ssl\n" UP,
-     {"test.ini:2: listen: unknown option 'ssl' (expected 'tls')"}},
+     {"test.ini:2: listen: unknown option 'ssl' (expected 'tls' or 'h2c')"}},
+    {"h2c listener with HTTP/2 off",
+     "[proxy]\nlisten = 127.0.0.1:8080 h2c\nhttp2 = off\n" UP,
+     {"test.ini:2: a 'listen ... h2c' needs http2 = on"}},
+    {"no streams at all",
+     "[proxy]\nhttp2_max_concurrent_streams = 0\n" UP,
+     {"test.ini:2: http2_max_concurrent_streams: '0' is not a whole number between 1 and 10000"}},
     {"origin without port",
      "[upstream a]\norigin = app\n",
      {"test.ini:2: origin: 'app': expected host:port",

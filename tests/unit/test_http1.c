@@ -815,6 +815,13 @@ static void test_field_helpers(void **state)
     assert_int_equal(h1_field_id_of("Hos", 3), H1_F_OTHER);
     assert_int_equal(h1_field_id_of("T", 1), H1_F_OTHER);
     assert_int_equal(h1_field_id_of("Tf", 2), H1_F_OTHER);
+    static const char *const names[H1_F_COUNT] = {
+#define X(id, name) [id] = name,
+        H1_FIELD_LIST(X)
+#undef X
+    };
+    for (int id = H1_F_OTHER + 1; id < H1_F_COUNT; id++) /* every name is found: no slot shared */
+        assert_int_equal(h1_field_id_of(names[id], strlen(names[id])), id);
     struct h1_field g[5];
     for (size_t i = 0; i < 5; i++) {
         g[i] = f[i];

@@ -1,0 +1,596 @@
+/*
+ * h2.c — HTTP/2 client connections and the downstream interface of their streams. See h2.h.
+ *
+ * ONE SESSION, MANY EXCHANGES. nghttp2 parses frames, keeps HPACK and flow-control state and
+ * schedules what goes out; everything else is Portico's: each request stream builds an HTTP/1.1
+ * head (h2_request.c), parses it with h1_parse_request and starts an exchange on it, whose
+ * downstream operations turn into nghttp2 submissions (h2_stream.c). This file has the session:
+ * frames in and out, floods, deadlines, the connection's life.
+ *
+ * WHO CALLS nghttp2 WHEN. nghttp2_session_mem_recv and _mem_send run only from this file's own
+ * libevent callbacks (the sock's events, the timers, the deferred `later` event), never from
+ * inside an exchange: the downstream operations only submit frames (allowed inside nghttp2's
+ * callbacks too) and ask for a flush, which happens at the end of our callback or, when an
+ * exchange's own event called them, from `later` on the same loop turn. So a stream closed by
+ * nghttp2 (which cancels its exchange) never pulls an exchange out from under its own call
+ * stack, and the connection ends (owner's done()) only as the last act of one of our callbacks.
+ *
+ * BODIES. Response: the exchange's body relay appends to the stream's `body` buffer; a data
+ * provider hands it to nghttp2 with NO_COPY, and send_data moves it into the socket's output
+ * with evbuffer_remove_buffer (no copy). Frames are made only while the socket output holds
+ * less than OUT_HIGH; pending() counts the stream's buffer and the shared output, so origins
+ * pause while either is full. Request: DATA is copied into the stream's `req_in` (nghttp2 owns
+ * its input); the connection window is opened at once, the stream window only as the exchange
+ * takes the bytes for the origin, so a stream holds at most STREAM_WINDOW bytes and a slow
+ * origin stalls its stream, never the others.
+ *
+ * FLOODS. Debian 12's libnghttp2 (1.52 with backports) limits CONTINUATION frames, pending
+ * acknowledgements and RST_STREAM rates (its own bucket: 1000, then 33/s), and has no counter of
+ * cheap frames. Portico keeps its own token buckets per connection: resets (streams the client
+ * reset while they were running, and requests reset as malformed) and control frames (SETTINGS,
+ * PING, PRIORITY, empty DATA); an empty bucket ends the connection with GOAWAY
+ * ENHANCE_YOUR_CALM, counted by kind. A window kept shut while data waits, or a header block
+ * left unfinished, for as long as the client timeouts allow, ends it the same way.
+ */
+#include "h2_int.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdlib.h>
+
+#include "portico/config.h"
+#include "portico/downstream.h"
+#include "portico/exchange.h"
+#include "portico/log.h"
+#include "portico/loop.h"
+#include "portico/sock.h"
+#include "portico/util.h"
+
+#define STREAM_WINDOW (128 * 1024)     /* request body bytes a stream may send ahead */
+#define CONN_WINDOW (1024 * 1024)      /* opened at once as DATA arrives: streams limit it */
+#define OUT_HIGH (256 * 1024)          /* frames are made while the socket output is below */
+#define RESUME_BELOW (64 * 1024)       /* a paused exchange is told once its stream is below */
+
+static const struct {
+    const char *name;
+    enum metric_id metric;
+    double burst;
+    double rate;
+} flood_rows[] = {
+#define X(id, name, metric, burst, rate) [id] = {name, metric, burst, rate},
+    FLOOD_LIST(X)
+#undef X
+};
+
+/* ---- ending the connection ---- */
+
+/* Queues GOAWAY (with the last stream id processed) and marks the connection for its end. */
+static void conn_end(struct h2_conn *h, uint32_t code, const char *why)
+{
+    if (h->end_why)
+        return;
+    h->end_why = why;
+    nghttp2_session_terminate_session(h->session, code);
+}
+
+static void flood(struct h2_conn *h, enum flood kind)
+{
+    if (h->end_why)
+        return;
+    metrics_add(h->loop->metrics, flood_rows[kind].metric, 1);
+    log_error("client %s: HTTP/2 %s: GOAWAY", h->peer->addr, flood_rows[kind].name);
+    conn_end(h, NGHTTP2_ENHANCE_YOUR_CALM, flood_rows[kind].name);
+}
+
+void h2_charge(struct h2_conn *h, enum flood kind)
+{
+    struct bucket *b = &h->buckets[kind];
+    uint64_t now = now_us();
+    b->tokens = MIN(flood_rows[kind].burst,
+                    b->tokens + (double)(now - b->at) / 1e6 * flood_rows[kind].rate);
+    b->at = now;
+    if (b->tokens < 1) {
+        flood(h, kind);
+        return;
+    }
+    b->tokens -= 1;
+}
+
+static struct h2_stream *stream_of(struct h2_conn *h, int32_t id)
+{
+    return id > 0 ? nghttp2_session_get_stream_user_data(h->session, id) : NULL;
+}
+
+void h2_want_flush(struct h2_conn *h)
+{
+    if (h->depth > 0)
+        h->again = true;
+    else
+        event_active(&h->later, EV_TIMEOUT, 1);
+}
+
+/* ---- nghttp2 callbacks ---- */
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user)
+{
+    struct h2_conn *h = user;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    struct h2_stream *s = h2_stream_new(h, frame->hd.stream_id);
+    if (!s)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
+    nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, s);
+    return 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t name_len, const uint8_t *value, size_t value_len, uint8_t flags,
+                     void *user)
+{
+    (void)session, (void)flags;
+    struct h2_stream *s = stream_of(user, frame->hd.stream_id);
+    /* Trailers of a request are not forwarded (the body goes to the origin as it comes). */
+    if (!s || s->state != ST_HEAD || s->malformed || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    if (h2_request_field(&s->req, (const char *)name, name_len, (const char *)value,
+                         value_len) != 0)
+        h2_stream_reset_malformed(s, s->req.error);
+    return 0;
+}
+
+/* A field nghttp2 would ignore (a name that is not a token): malformed here, like any other. */
+static int on_invalid_header(nghttp2_session *session, const nghttp2_frame *frame,
+                             const uint8_t *name, size_t name_len, const uint8_t *value,
+                             size_t value_len, uint8_t flags, void *user)
+{
+    (void)session, (void)name, (void)name_len, (void)value, (void)value_len, (void)flags;
+    struct h2_stream *s = stream_of(user, frame->hd.stream_id);
+    if (s && s->state == ST_HEAD)
+        h2_stream_reset_malformed(s, "invalid field name");
+    return 0;
+}
+
+/* nghttp2's own checks failed (its HTTP messaging rules): it resets the stream itself. */
+static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame, int error,
+                            void *user)
+{
+    (void)session;
+    struct h2_conn *h = user;
+    struct h2_stream *s = stream_of(h, frame->hd.stream_id);
+    if (frame->hd.type == NGHTTP2_HEADERS)
+        h->head_since = 0; /* the block ended, to be ignored */
+    if (!s)
+        return 0;
+    if (s->state == ST_HEAD)
+        h2_stream_malformed(s, error == NGHTTP2_ERR_HTTP_HEADER
+                              ? "invalid field or pseudo-header field (RFC 9113 8.2, 8.3)"
+                              : "missing or invalid pseudo-header fields (RFC 9113 8.3.1)");
+    else if (error == NGHTTP2_ERR_HTTP_MESSAGING && !s->malformed)
+        s->malformed = "content-length disagrees with the DATA received";
+    return 0;
+}
+
+/* A header block spans HEADERS and its CONTINUATION frames; nothing may come between them, so
+ * any other frame beginning means the block is over. An unfinished one has a deadline. */
+static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user)
+{
+    (void)session;
+    struct h2_conn *h = user;
+    if (hd->type == NGHTTP2_HEADERS)
+        h->head_since = now_us();
+    else if (hd->type != NGHTTP2_CONTINUATION)
+        h->head_since = 0;
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *user)
+{
+    (void)flags;
+    struct h2_conn *h = user;
+    nghttp2_session_consume_connection(session, len);
+    struct h2_stream *s = stream_of(h, id);
+    if (!s || !s->ex) {
+        /* Nobody reads it any more (answered, or refused): let it through the window. */
+        nghttp2_session_consume_stream(session, id, len);
+        return 0;
+    }
+    /* Copy before nghttp2 moves on: data points into the input being parsed. */
+    evbuffer_add(s->req_in, data, len);
+    s->req_counted += len;
+    s->data_at = now_us();
+    exchange_request_readable(s->ex);
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user)
+{
+    (void)session;
+    struct h2_conn *h = user;
+    struct h2_stream *s = stream_of(h, frame->hd.stream_id);
+    bool end_stream = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    switch (frame->hd.type) {
+    case NGHTTP2_HEADERS:
+        h->head_since = 0;
+        if (s && s->state == ST_HEAD && !s->malformed &&
+            frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+            h2_stream_start(s, end_stream);
+        else if (s && end_stream && s->state != ST_HEAD)
+            h2_stream_eof(s); /* trailers */
+        break;
+    case NGHTTP2_DATA:
+        if (frame->hd.length == 0 && !end_stream)
+            h2_charge(h, FLOOD_CONTROL);
+        if (s && end_stream)
+            h2_stream_eof(s);
+        break;
+    case NGHTTP2_SETTINGS:
+        if (frame->hd.flags & NGHTTP2_FLAG_ACK)
+            h->settings_acked = true;
+        else
+            h2_charge(h, FLOOD_CONTROL);
+        break;
+    case NGHTTP2_PING:
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
+            h2_charge(h, FLOOD_CONTROL);
+        break;
+    case NGHTTP2_PRIORITY:
+        h2_charge(h, FLOOD_CONTROL);
+        break;
+    case NGHTTP2_RST_STREAM:
+        /* A stream reset while Portico was still working on it: the rapid-reset pattern. */
+        if (s && s->state != ST_ANSWERED)
+            h2_charge(h, FLOOD_RESET);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* After our END_STREAM: a request body still coming is not wanted (RFC 9113 8.1). */
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user)
+{
+    struct h2_stream *s = stream_of(user, frame->hd.stream_id);
+    if (s && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !s->req_eof &&
+        (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS))
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+static int send_data(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd,
+                     size_t length, nghttp2_data_source *source, void *user)
+{
+    (void)session, (void)frame;
+    struct h2_conn *h = user;
+    struct h2_stream *s = source->ptr;
+    evbuffer_add(h->sock->out, framehd, 9);
+    evbuffer_remove_buffer(s->body, h->sock->out, length);
+    return 0;
+}
+
+static const char *close_reason(uint32_t code)
+{
+    switch (code) {
+    case NGHTTP2_NO_ERROR:
+        return "closed the stream";
+    case NGHTTP2_CANCEL:
+        return "reset the stream (CANCEL)";
+    case NGHTTP2_REFUSED_STREAM:
+        return "stream refused";
+    default:
+        return "reset the stream";
+    }
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, void *user)
+{
+    (void)session;
+    struct h2_stream *s = stream_of(user, id);
+    if (!s)
+        return 0;
+    if (s->state == ST_HEAD && code == NGHTTP2_PROTOCOL_ERROR)
+        h2_stream_malformed(s, "refused by the HTTP/2 framing layer");
+    nghttp2_session_set_stream_user_data(session, id, NULL);
+    h2_stream_free(s, s->malformed ? s->malformed : close_reason(code));
+    return 0;
+}
+
+/* ---- the session ---- */
+
+/* A server session with Portico's callbacks and limits. NULL when out of memory. */
+static nghttp2_session *session_new(struct h2_conn *h)
+{
+    nghttp2_session_callbacks *cbs = NULL;
+    nghttp2_option *opt = NULL;
+    nghttp2_session *session = NULL;
+    if (nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&opt) != 0)
+        goto out;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, on_begin_frame);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_invalid_header_callback(cbs, on_invalid_header);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_session_callbacks_set_send_data_callback(cbs, send_data);
+    /* Windows open as the exchange takes request bytes, not as nghttp2 reads them. */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_no_closed_streams(opt, 1);
+    nghttp2_option_set_max_continuations(opt, 8);
+    if (nghttp2_session_server_new2(&session, cbs, h, opt) != 0)
+        session = NULL;
+out:
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cbs);
+    return session;
+}
+
+/* ---- output ---- */
+
+/* Tells paused exchanges that their stream drained, and notes streams whose data waits behind
+ * a shut flow-control window (the stall deadline). */
+static void check_streams(struct h2_conn *h, uint64_t now)
+{
+    bool conn_shut = nghttp2_session_get_remote_window_size(h->session) <= 0;
+    struct h2_stream *s;
+    TAILQ_FOREACH(s, &h->streams, link) {
+        size_t held = evbuffer_get_length(s->body);
+        bool shut = held && (conn_shut ||
+                             nghttp2_session_get_stream_remote_window_size(h->session, s->id) <= 0);
+        if (!shut)
+            s->stalled_since = 0;
+        else if (!s->stalled_since)
+            s->stalled_since = now;
+        if (s->ex && s->watched && held + sock_pending(h->sock) < RESUME_BELOW) {
+            s->watched = false;
+            exchange_drained(s->ex); /* may end it: done() only submits */
+        }
+    }
+}
+
+/* Makes frames while the socket output has room and writes them; then lets paused exchanges
+ * go on, and repeats while they produced more. */
+static void flush(struct h2_conn *h)
+{
+    if (h->flushing) {
+        h->again = true;
+        return;
+    }
+    h->flushing = true;
+    h->depth++;
+    do {
+        h->again = false;
+        for (;;) {
+            ssize_t n = 0;
+            const uint8_t *data;
+            while (sock_pending(h->sock) < OUT_HIGH &&
+                   (n = nghttp2_session_mem_send(h->session, &data)) > 0)
+                evbuffer_add(h->sock->out, data, (size_t)n);
+            if (n < 0) {
+                log_error("client %s: HTTP/2: %s", h->peer->addr, nghttp2_strerror((int)n));
+                h->end_why = h->end_why ? h->end_why : "HTTP/2 session failed";
+            }
+            /* Written whole and nghttp2 has more: make the next frames now, not on an event
+             * that will not come. A write that waits comes back as SOCK_DRAINED. */
+            if (sock_flush(h->sock) != 0 || n <= 0)
+                break;
+        }
+        check_streams(h, now_us());
+    } while (h->again && !h->end_why);
+    h->depth--;
+    h->flushing = false;
+}
+
+/* ---- input ---- */
+
+static void conn_read(struct h2_conn *h)
+{
+    struct evbuffer *in = h->sock->in;
+    h->depth++;
+    while (evbuffer_get_length(in) > 0 && !h->end_why) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        ssize_t n = nghttp2_session_mem_recv(h->session, v.iov_base, v.iov_len);
+        if (n == NGHTTP2_ERR_FLOODED) {
+            flood(h, FLOOD_ACKS);
+        } else if (n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+            flood(h, FLOOD_CONTINUATION);
+        } else if (n < 0) {
+            metrics_add(h->loop->metrics, M_H2_PROTOCOL_ERRORS, 1);
+            log_error("client %s: HTTP/2: %s", h->peer->addr, nghttp2_strerror((int)n));
+            conn_end(h, NGHTTP2_PROTOCOL_ERROR, n == NGHTTP2_ERR_BAD_CLIENT_MAGIC
+                                                    ? "no HTTP/2 connection preface"
+                                                    : "HTTP/2 protocol error");
+        }
+        if (n < 0)
+            break;
+        evbuffer_drain(in, (size_t)n);
+    }
+    if (h->end_why)
+        evbuffer_drain(in, SIZE_MAX); /* nothing more is read from a connection that ends */
+    h->depth--;
+    sock_consumed(h->sock);
+}
+
+/* ---- deadlines ---- */
+
+/* The earliest connection deadline (µs), its GOAWAY code and reason; UINT64_MAX if none. */
+static uint64_t next_deadline(const struct h2_conn *h, uint32_t *code, const char **why,
+                              enum flood *kind)
+{
+    const struct config *cfg = h->cfg;
+    uint64_t best = UINT64_MAX;
+    *kind = FLOOD_COUNT;
+#define CANDIDATE(t, c, w, k)                                                                      \
+    do {                                                                                           \
+        if ((t) < best) {                                                                          \
+            best = (t);                                                                            \
+            *code = (c);                                                                           \
+            *why = (w);                                                                            \
+            *kind = (k);                                                                           \
+        }                                                                                          \
+    } while (0)
+    if (!h->settings_acked)
+        CANDIDATE(h->started + cfg->client_header_timeout_ms * 1000, NGHTTP2_SETTINGS_TIMEOUT,
+                  "SETTINGS not acknowledged within client_header_timeout", FLOOD_COUNT);
+    if (h->head_since)
+        CANDIDATE(h->head_since + cfg->client_header_timeout_ms * 1000,
+                  NGHTTP2_ENHANCE_YOUR_CALM,
+                  "header block not complete within client_header_timeout", FLOOD_CONTINUATION);
+    if (h->nstreams == 0)
+        CANDIDATE(h->idle_since + cfg->keepalive_timeout_ms * 1000, NGHTTP2_NO_ERROR, "idle",
+                  FLOOD_COUNT);
+    const struct h2_stream *s;
+    TAILQ_FOREACH(s, &h->streams, link)
+        if (s->stalled_since)
+            CANDIDATE(s->stalled_since + cfg->client_send_timeout_ms * 1000,
+                      NGHTTP2_ENHANCE_YOUR_CALM, "flow-control window kept shut", FLOOD_STALLED);
+#undef CANDIDATE
+    return best;
+}
+
+static void arm_timer(struct h2_conn *h, uint64_t now)
+{
+    uint32_t code;
+    const char *why;
+    enum flood kind;
+    uint64_t t = next_deadline(h, &code, &why, &kind);
+    event_del(&h->timer);
+    if (t == UINT64_MAX)
+        return;
+    struct timeval tv = tv_from_us(t > now ? t - now : 0);
+    evtimer_add(&h->timer, &tv);
+}
+
+/* ---- the end of each of our callbacks ---- */
+
+void h2_settle(struct h2_conn *h)
+{
+    /* A connection whose handshake ended after the worker began draining was not in its
+     * drain: it gets its first request served, then the same GOAWAY. */
+    if (h->loop->state != LOOP_RUNNING && !h->draining &&
+        nghttp2_session_get_last_proc_stream_id(h->session) > 0)
+        h2_drain(h);
+    flush(h);
+    if (!h->end_why && !nghttp2_session_want_read(h->session) &&
+        !nghttp2_session_want_write(h->session))
+        h->end_why = "HTTP/2 connection finished";
+    if (h->end_why) {
+        h->owner.done(h->owner.arg, h->end_why);
+        return;
+    }
+    arm_timer(h, now_us());
+}
+
+static void later_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct h2_conn *h = arg;
+    if (evbuffer_get_length(h->sock->in) > 0)
+        conn_read(h); /* the preface that came with the TLS handshake */
+    h2_settle(h);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct h2_conn *h = arg;
+    uint64_t now = now_us();
+    uint32_t code;
+    const char *why;
+    enum flood kind;
+    if (next_deadline(h, &code, &why, &kind) <= now) {
+        if (kind != FLOOD_COUNT)
+            flood(h, kind);
+        else
+            conn_end(h, code, why);
+    }
+    h2_settle(h);
+}
+
+static void conn_cb(void *arg, enum sock_event ev)
+{
+    struct h2_conn *h = arg;
+    switch (ev) {
+    case SOCK_READABLE:
+        conn_read(h);
+        break;
+    case SOCK_DRAINED:
+    case SOCK_CONNECTED:
+    case SOCK_READ_TIMEOUT:
+        break;
+    case SOCK_EOF:
+    case SOCK_ERROR:
+    case SOCK_WRITE_TIMEOUT:
+        h->owner.lost(h->owner.arg, ev);
+        return;
+    }
+    h2_settle(h);
+}
+
+/* ---- life ---- */
+
+struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer,
+                         const struct h2_owner *owner)
+{
+    struct h2_conn *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->loop = l;
+    h->cfg = l->cfg;
+    h->sock = s;
+    h->peer = peer;
+    h->owner = *owner;
+    TAILQ_INIT(&h->streams);
+    h->session = session_new(h);
+    if (!h->session) {
+        free(h);
+        return NULL;
+    }
+    uint64_t now = now_us();
+    h->started = h->idle_since = now;
+    for (int k = 0; k < FLOOD_COUNT; k++)
+        h->buckets[k] = (struct bucket){flood_rows[k].burst, now};
+    /* The header list limit is the HTTP/1.1 one: the head we build must fit max_header_size. */
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+         (uint32_t)MIN(h->cfg->http2_max_concurrent_streams, UINT32_MAX)},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)MIN(h->cfg->max_header_size, UINT32_MAX)},
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+    };
+    nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, iv, ARRAY_LEN(iv));
+    nghttp2_session_set_local_window_size(h->session, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
+    event_assign(&h->later, l->base, -1, 0, later_cb, h);
+    evtimer_assign(&h->timer, l->base, timer_cb, h);
+    sock_set_cb(s, conn_cb, h);
+    metrics_add(l->metrics, M_H2_CONNECTIONS, 1);
+    event_active(&h->later, EV_TIMEOUT, 1);
+    return h;
+}
+
+void h2_free(struct h2_conn *h, const char *why)
+{
+    struct h2_stream *s;
+    while ((s = TAILQ_FIRST(&h->streams)) != NULL) {
+        nghttp2_session_set_stream_user_data(h->session, s->id, NULL);
+        h2_stream_free(s, why);
+    }
+    event_del(&h->later);
+    event_del(&h->timer);
+    nghttp2_session_del(h->session);
+    free(h);
+}
+
+void h2_drain(struct h2_conn *h)
+{
+    h->draining = true;
+    int32_t last = nghttp2_session_get_last_proc_stream_id(h->session);
+    nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0);
+    event_active(&h->later, EV_TIMEOUT, 1);
+}
+

@@ -1,0 +1,138 @@
+/*
+ * h2_int.h — the HTTP/2 connection's private parts, shared by h2.c (the session: frames in and
+ * out, floods, deadlines, the connection's life) and h2_stream.c (streams: the downstream
+ * interface of their exchanges, requests translated and started, responses submitted). Not a
+ * public header: nothing else includes it.
+ */
+#ifndef PORTICO_H2_INT_H
+#define PORTICO_H2_INT_H
+
+#include <event2/event_struct.h>
+#include <nghttp2/nghttp2.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "portico/h2.h"
+#include "portico/h2_request.h"
+#include "portico/metrics.h"
+
+struct config;
+struct exchange;
+
+/* The kinds of abuse that end a connection, each with its counter. The first two are Portico's
+ * token buckets (burst, then tokens per second); the others have no bucket (0, 0): nghttp2's
+ * limits or a deadline find them. */
+#define FLOOD_LIST(X)                                                                              \
+    X(FLOOD_RESET, "rapid reset", M_H2_FLOOD_RESET, 200, 20)                                      \
+    X(FLOOD_CONTROL, "control-frame flood", M_H2_FLOOD_CONTROL, 1000, 100)                        \
+    X(FLOOD_CONTINUATION, "CONTINUATION flood", M_H2_FLOOD_CONTINUATION, 0, 0)                    \
+    X(FLOOD_ACKS, "acknowledgement flood", M_H2_FLOOD_ACKS, 0, 0)                                 \
+    X(FLOOD_STALLED, "flow-control window kept shut", M_H2_STALLED, 0, 0)
+
+enum flood {
+#define X(id, name, metric, burst, rate) id,
+    FLOOD_LIST(X)
+#undef X
+    FLOOD_COUNT
+};
+
+struct bucket {
+    double tokens;
+    uint64_t at;                       /* µs of the last refill */
+};
+
+/* Where a stream is: its request head arriving, an exchange running, or the exchange over and
+ * its response still leaving. */
+#define STREAM_STATE_LIST(X)                                                                       \
+    X(ST_HEAD, "head")                                                                             \
+    X(ST_EXCHANGE, "exchange")                                                                     \
+    X(ST_ANSWERED, "answered")
+
+enum stream_state {
+#define X(id, name) id,
+    STREAM_STATE_LIST(X)
+#undef X
+};
+
+struct h2_stream {
+    TAILQ_ENTRY(h2_stream) link;
+    struct h2_conn *conn;              /* borrowed */
+    int32_t id;
+    enum stream_state state;
+    struct h2_request req;             /* the head being translated (ST_HEAD) */
+    const char *malformed;             /* static: why the request was reset, NULL if not */
+    struct exchange *ex;               /* while ST_EXCHANGE: ends itself, calls done() */
+    uint64_t t0;                       /* µs: the HEADERS frame began */
+    struct evbuffer *req_in;           /* request body from DATA, for the exchange */
+    size_t req_counted;                /* bytes of req_in not yet given back to the window */
+    bool req_eof;                      /* END_STREAM received */
+    uint64_t body_timeout_us;          /* client_body_timeout while the exchange waits */
+    uint64_t data_at;                  /* µs: the last DATA, or when the wait began */
+    struct event body_timer;
+    struct evbuffer *body;             /* response body for DATA frames */
+    bool resp_done;                    /* all of the body is in `body` */
+    bool deferred;                     /* the data provider waits for bytes */
+    bool watched;                      /* pending() was asked: tell the exchange when it drains */
+    uint64_t stalled_since;            /* µs: data waits behind a shut window; 0 if not */
+};
+
+TAILQ_HEAD(h2_stream_list, h2_stream);
+
+struct h2_conn {
+    struct loop *loop;                 /* borrowed */
+    const struct config *cfg;          /* borrowed: the loop's */
+    struct sock *sock;                 /* borrowed from the owner */
+    const struct peer *peer;           /* borrowed from the owner */
+    struct h2_owner owner;
+    nghttp2_session *session;
+    struct h2_stream_list streams;
+    unsigned nstreams;
+    struct event later;                /* deferred flush and end, from the loop */
+    struct event timer;                /* the earliest connection deadline */
+    int depth;                         /* inside one of our callbacks: flush at its end */
+    bool flushing;
+    bool again;                        /* a flush was asked for during one */
+    bool settings_acked;
+    bool draining;                     /* GOAWAY with the last stream id went (h2_drain) */
+    uint64_t started;                  /* µs */
+    uint64_t idle_since;               /* µs: the last stream closed (or the start) */
+    uint64_t head_since;               /* µs: a header block is unfinished; 0 if none */
+    struct bucket buckets[FLOOD_COUNT];
+    const char *end_why;               /* set: the connection ends at the end of this callback */
+};
+
+
+/* ---- h2.c ---- */
+
+/* Asks for a flush: at the end of our callback, or from the loop when an exchange's own event
+ * called us. */
+void h2_want_flush(struct h2_conn *h);
+
+/* Takes one token of kind; an empty bucket is a flood: GOAWAY, counted. */
+void h2_charge(struct h2_conn *h, enum flood kind);
+
+/* Ends one of our libevent callbacks: flushes, then ends the connection (the owner's done(),
+ * after which h is gone) or re-arms its deadline. */
+void h2_settle(struct h2_conn *h);
+
+/* ---- h2_stream.c ---- */
+
+/* A new request stream (HEADERS began); NULL when out of memory. */
+struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id);
+
+/* Frees a stream; an exchange still running is cancelled (logged as 499 with why). */
+void h2_stream_free(struct h2_stream *s, const char *why);
+
+/* The request's header block is complete: translate, check, start its exchange. */
+void h2_stream_start(struct h2_stream *s, bool end_stream);
+
+/* END_STREAM from the client: the request body is complete. */
+void h2_stream_eof(struct h2_stream *s);
+
+/* A malformed request (RFC 9113 8.1.1): logged as 400 and counted; reset_malformed also resets
+ * the stream (PROTOCOL_ERROR), where nghttp2 has not done it already. */
+void h2_stream_malformed(struct h2_stream *s, const char *why);
+void h2_stream_reset_malformed(struct h2_stream *s, const char *why);
+
+#endif

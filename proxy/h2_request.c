@@ -1,0 +1,254 @@
+/*
+ * h2_request.c — HTTP/2 request fields to an HTTP/1.1 head. See h2_request.h.
+ *
+ * The checks here are the HTTP/2 ones; everything HTTP/1.1 cares about (request-line length,
+ * field count, Host, Content-Length, control characters ...) is left to h1_parse_request and
+ * h1_request_info, which the caller runs on the head this builds.
+ */
+#include "portico/h2_request.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "portico/http1.h"
+#include "portico/util.h"
+
+/* The fields that may occur once: the four pseudo-header fields, and Host. */
+#define ONCE_LIST(X)                                                                               \
+    X(H2F_METHOD, ":method", method)                                                               \
+    X(H2F_SCHEME, ":scheme", scheme)                                                               \
+    X(H2F_PATH, ":path", path)                                                                     \
+    X(H2F_AUTHORITY, ":authority", authority)                                                      \
+    X(H2F_HOST, "host", host)
+
+enum once_bit {
+#define X(id, name, field) id##_BIT,
+    ONCE_LIST(X)
+#undef X
+};
+
+#define BIT(id) (1u << id##_BIT)
+
+/* Connection-specific fields (RFC 9113 8.2.2): an HTTP/2 request carrying one is malformed. */
+static const char *const connection_fields[] = {"connection", "keep-alive", "proxy-connection",
+                                                "transfer-encoding", "upgrade"};
+
+void h2_request_init(struct h2_request *r, size_t limit)
+{
+    *r = (struct h2_request){.limit = limit};
+}
+
+void h2_request_free(struct h2_request *r)
+{
+    free(r->values.p);
+    free(r->lines.p);
+    free(r->cookie.p);
+    r->values = r->lines = r->cookie = (struct h2_bytes){0};
+    r->seen = 0;
+}
+
+static int malformed(struct h2_request *r, const char *why)
+{
+    r->error = why;
+    return -1;
+}
+
+/* Appends parts to b unless the head already outgrew the limit: past it nothing is kept (the
+ * decoder still reads the whole block), and finish answers 431. 0, or -1 out of memory. */
+static int append(struct h2_request *r, struct h2_bytes *b, const char *const *parts,
+                  const size_t *lens, int n)
+{
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += lens[i];
+    if (total == 0)
+        return 0;
+    if (r->too_large || r->values.len + r->lines.len + r->cookie.len + total > r->limit) {
+        r->too_large = true;
+        return 0;
+    }
+    if (b->len + total > b->cap) {
+        size_t want = MAX(MAX(b->cap * 2, b->len + total), (size_t)256);
+        char *p = realloc(b->p, want);
+        if (!p)
+            return malformed(r, "out of memory");
+        b->p = p;
+        b->cap = want;
+    }
+    for (int i = 0; i < n; i++) {
+        memcpy(b->p + b->len, parts[i], lens[i]);
+        b->len += lens[i];
+    }
+    return 0;
+}
+
+static bool is_token(const char *p, size_t n, bool lowercase)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!h1_is_tchar((unsigned char)p[i]) || (lowercase && p[i] >= 'A' && p[i] <= 'Z'))
+            return false;
+    return true;
+}
+
+/* RFC 9113 8.2.1: no NUL, CR or LF anywhere, no whitespace at either end. */
+static const char *value_problem(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == '\0' || v[i] == '\r' || v[i] == '\n')
+            return "NUL, CR or LF in a field value";
+    if (n && (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t'))
+        return "whitespace at the start or end of a field value";
+    return NULL;
+}
+
+/* A field that may occur once: its value is kept aside for the request line and Host. 1 when
+ * name is one of them (0 or -1 in *rc), 0 when it is not. */
+static int once_field(struct h2_request *r, const char *name, size_t name_len, const char *value,
+                      size_t value_len, int *rc)
+{
+#define X(id, lit, field)                                                                          \
+    if (name_len == sizeof(lit) - 1 && memcmp(name, lit, name_len) == 0) {                        \
+        if (r->seen & BIT(id)) {                                                                   \
+            *rc = malformed(r, "repeated " lit);                                                   \
+            return 1;                                                                              \
+        }                                                                                          \
+        r->seen |= BIT(id);                                                                        \
+        size_t off = r->values.len;                                                                \
+        *rc = append(r, &r->values, &value, &value_len, 1);                                        \
+        r->field = (struct h2_span){off, r->too_large ? 0 : value_len};                            \
+        return 1;                                                                                  \
+    }
+    ONCE_LIST(X)
+#undef X
+    return 0;
+}
+
+int h2_request_field(struct h2_request *r, const char *name, size_t name_len, const char *value,
+                     size_t value_len)
+{
+    const char *why = value_problem(value, value_len);
+    if (why)
+        return malformed(r, why);
+    bool pseudo = name_len && name[0] == ':';
+    if (pseudo && r->regular_seen)
+        return malformed(r, "pseudo-header field after a regular field");
+    r->regular_seen |= !pseudo;
+    int rc;
+    if (once_field(r, name, name_len, value, value_len, &rc))
+        return rc;
+    if (pseudo)
+        return malformed(r, "unknown pseudo-header field");
+    if (!is_token(name, name_len, true))
+        return malformed(r, "field name that is not a lowercase token");
+    for (size_t i = 0; i < ARRAY_LEN(connection_fields); i++)
+        if (span_ieq(name, name_len, connection_fields[i]))
+            return malformed(r, "connection-specific field");
+    if (span_ieq(name, name_len, "te") && !span_ieq(value, value_len, "trailers"))
+        return malformed(r, "TE other than trailers");
+    if (span_ieq(name, name_len, "cookie")) {
+        /* Cookie crumbs are joined into one field for HTTP/1.1 (RFC 9113 8.2.3). */
+        const char *parts[] = {"; ", value};
+        const size_t lens[] = {r->cookie.len ? 2 : 0, value_len};
+        return append(r, &r->cookie, parts, lens, 2);
+    }
+    const char *parts[] = {name, ": ", value, "\r\n"};
+    const size_t lens[] = {name_len, 2, value_len, 2};
+    return append(r, &r->lines, parts, lens, 4);
+}
+
+static const char *at(const struct h2_request *r, struct h2_span s)
+{
+    return r->values.p + s.off;
+}
+
+void h2_request_line(const struct h2_request *r, const char **method, size_t *method_len,
+                     const char **path, size_t *path_len)
+{
+    bool m = (r->seen & BIT(H2F_METHOD)) && r->method.len;
+    bool p = (r->seen & BIT(H2F_PATH)) && r->path.len;
+    *method = m ? at(r, r->method) : NULL;
+    *method_len = m ? r->method.len : 0;
+    *path = p ? at(r, r->path) : NULL;
+    *path_len = p ? r->path.len : 0;
+}
+
+/* The pseudo-header fields a request must, and must not, have (RFC 9113 8.3.1, 8.5). */
+static int check_pseudo(struct h2_request *r)
+{
+    if (!(r->seen & BIT(H2F_METHOD)) || !is_token(at(r, r->method), r->method.len, false))
+        return malformed(r, "no :method, or one that is not a token");
+    bool connect = r->method.len == 7 && memcmp(at(r, r->method), "CONNECT", 7) == 0;
+    if (connect) {
+        if ((r->seen & (BIT(H2F_SCHEME) | BIT(H2F_PATH))) || !(r->seen & BIT(H2F_AUTHORITY)))
+            return malformed(r, "CONNECT takes :authority and neither :scheme nor :path");
+    } else {
+        if (!(r->seen & BIT(H2F_SCHEME)) || !(r->seen & BIT(H2F_PATH)) || r->path.len == 0)
+            return malformed(r, "no :scheme or :path");
+        if (!span_ieq(at(r, r->scheme), r->scheme.len, "http") &&
+            !span_ieq(at(r, r->scheme), r->scheme.len, "https"))
+            return malformed(r, ":scheme other than http or https");
+        const char *p = at(r, r->path);
+        if (p[0] != '/' && !(r->path.len == 1 && p[0] == '*'))
+            return malformed(r, ":path is neither absolute nor *");
+        for (size_t i = 0; i < r->path.len; i++)
+            if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f)
+                return malformed(r, "space, control or non-ASCII byte in :path");
+    }
+    if (r->seen & BIT(H2F_AUTHORITY)) {
+        if (r->authority.len == 0)
+            return malformed(r, "empty :authority");
+        if (memchr(at(r, r->authority), '@', r->authority.len))
+            return malformed(r, "userinfo in :authority");
+        /* RFC 9113 8.3.1: a Host naming another entity than :authority is malformed. */
+        if ((r->seen & BIT(H2F_HOST)) &&
+            (r->host.len != r->authority.len ||
+             strncasecmp(at(r, r->host), at(r, r->authority), r->host.len) != 0))
+            return malformed(r, "host differs from :authority");
+    }
+    return 0;
+}
+
+int h2_request_finish(struct h2_request *r, char **head, size_t *head_len)
+{
+    if (r->error)
+        return -1;
+    if (r->too_large)
+        return 431;
+    if (check_pseudo(r) != 0)
+        return -1;
+    bool connect = !(r->seen & BIT(H2F_PATH));
+    struct h2_span target = connect ? r->authority : r->path;
+    bool has_host = r->seen & (BIT(H2F_AUTHORITY) | BIT(H2F_HOST));
+    struct h2_span host = (r->seen & BIT(H2F_AUTHORITY)) ? r->authority : r->host;
+    size_t n = r->method.len + 1 + target.len + 11 + (has_host ? 6 + host.len + 2 : 0) +
+               r->lines.len + (r->cookie.len ? 8 + r->cookie.len + 2 : 0) + 2;
+    char *out = malloc(n);
+    if (!out)
+        return malformed(r, "out of memory");
+    size_t k = 0;
+#define PUT(p, len) (memcpy(out + k, (p), (len)), k += (len))
+    PUT(at(r, r->method), r->method.len);
+    PUT(" ", 1);
+    PUT(at(r, target), target.len);
+    PUT(" HTTP/1.1\r\n", 11);
+    if (has_host) {
+        PUT("Host: ", 6);
+        PUT(at(r, host), host.len);
+        PUT("\r\n", 2);
+    }
+    if (r->lines.len)
+        PUT(r->lines.p, r->lines.len);
+    if (r->cookie.len) {
+        PUT("cookie: ", 8);
+        PUT(r->cookie.p, r->cookie.len);
+        PUT("\r\n", 2);
+    }
+    PUT("\r\n", 2);
+#undef PUT
+    *head = out;
+    *head_len = k;
+    return 0;
+}

@@ -1,0 +1,409 @@
+/*
+ * h2_stream.c — the streams of an HTTP/2 connection: each request stream's head translated to
+ * HTTP/1.1 and checked (h2_request.c, then h1_parse_request), its exchange started, and the
+ * exchange's downstream operations turned into nghttp2 submissions. See h2.c for the whole.
+ *
+ * These functions only submit frames and ask for a flush (h2_want_flush): nghttp2 sends and
+ * receives only from h2.c's own callbacks.
+ */
+#include "h2_int.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "portico/config.h"
+#include "portico/downstream.h"
+#include "portico/errpage.h"
+#include "portico/exchange.h"
+#include "portico/headers.h"
+#include "portico/log.h"
+#include "portico/loop.h"
+#include "portico/sock.h"
+#include "portico/status.h"
+#include "portico/timing.h"
+#include "portico/trace.h"
+#include "portico/util.h"
+
+static void body_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+/* ---- streams ---- */
+
+struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
+{
+    struct h2_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->req_in = evbuffer_new();
+    s->body = evbuffer_new();
+    if (!s->req_in || !s->body) {
+        if (s->req_in)
+            evbuffer_free(s->req_in);
+        if (s->body)
+            evbuffer_free(s->body);
+        free(s);
+        return NULL;
+    }
+    s->conn = h;
+    s->id = id;
+    s->t0 = now_us();
+    h2_request_init(&s->req, h->cfg->max_header_size);
+    evtimer_assign(&s->body_timer, h->loop->base, body_timer_cb, s);
+    TAILQ_INSERT_TAIL(&h->streams, s, link);
+    h->nstreams++;
+    metrics_add(h->loop->metrics, M_H2_STREAMS, 1);
+    return s;
+}
+
+void h2_stream_free(struct h2_stream *s, const char *why)
+{
+    struct h2_conn *h = s->conn;
+    if (s->ex) {
+        struct exchange *ex = s->ex;
+        s->ex = NULL;
+        exchange_cancel(ex, why);
+    }
+    event_del(&s->body_timer);
+    evbuffer_free(s->req_in);
+    evbuffer_free(s->body);
+    h2_request_free(&s->req);
+    TAILQ_REMOVE(&h->streams, s, link);
+    if (--h->nstreams == 0)
+        h->idle_since = now_us();
+    free(s);
+}
+
+/* ---- response heads ---- */
+
+/* Fields HTTP/2 forbids in a response (RFC 9113 8.2.2); the exchange's heads are HTTP/1.1's. */
+static bool connection_specific(const struct h1_field *f)
+{
+    static const char *const names[] = {"connection", "keep-alive", "proxy-connection",
+                                        "transfer-encoding", "upgrade", "te"};
+    for (size_t i = 0; i < ARRAY_LEN(names); i++)
+        if (h1_name_is(f, names[i]))
+            return true;
+    return false;
+}
+
+/* A resp_head as nghttp2 name/value pairs, names lowercased into one allocation (nghttp2 copies
+ * both on submit). Returns the count, or -1 when out of memory; *store is freed by the caller. */
+static int head_nv(const struct resp_head *head, bool with_length, nghttp2_nv *nv, size_t max,
+                   char **store)
+{
+    size_t bytes = 3 + 21;
+    for (size_t i = 0; i < head->nfields; i++)
+        bytes += head->fields[i].name_len;
+    char *p = malloc(bytes);
+    if (!p)
+        return -1;
+    *store = p;
+    int status = head->status >= 100 && head->status <= 999 ? head->status : HTTP_BAD_GATEWAY;
+    snprintf(p, 4, "%03d", status);
+    size_t n = 0;
+    nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)p, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    p += 3;
+    for (size_t i = 0; i < head->nfields && n < max - 1; i++) {
+        const struct h1_field *f = &head->fields[i];
+        if (connection_specific(f))
+            continue;
+        for (size_t k = 0; k < f->name_len; k++)
+            p[k] = (char)((f->name[k] >= 'A' && f->name[k] <= 'Z') ? f->name[k] + 32 : f->name[k]);
+        nv[n++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)(uintptr_t)f->value, f->name_len,
+                               f->value_len, NGHTTP2_NV_FLAG_NONE};
+        p += f->name_len;
+    }
+    if (with_length) {
+        int len = snprintf(p, 21, "%llu", (unsigned long long)head->content_length);
+        nv[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)p, 14, (size_t)len,
+                               NGHTTP2_NV_FLAG_NONE};
+    }
+    return (int)n;
+}
+
+static ssize_t data_read(nghttp2_session *session, int32_t id, uint8_t *buf, size_t length,
+                         uint32_t *flags, nghttp2_data_source *source, void *user)
+{
+    (void)session, (void)id, (void)buf, (void)user;
+    struct h2_stream *s = source->ptr;
+    size_t avail = evbuffer_get_length(s->body);
+    if (avail == 0 && !s->resp_done) {
+        s->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    size_t n = MIN(avail, length);
+    if (n)
+        *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (n == avail && s->resp_done)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+/* Submits a response head; a body follows through data_read unless framing is NONE. */
+static void submit_head(struct h2_stream *s, const struct resp_head *head, bool final)
+{
+    struct h2_conn *h = s->conn;
+    nghttp2_nv nv[HDR_MAX_FIELDS + 2];
+    char *store = NULL;
+    bool body = final && head->framing != H1_BODY_NONE;
+    int n = head_nv(head, body && head->framing == H1_BODY_LENGTH, nv, ARRAY_LEN(nv), &store);
+    int rc = -1;
+    if (n > 0 && !final) {
+        rc = nghttp2_submit_headers(h->session, NGHTTP2_FLAG_NONE, s->id, NULL, nv, (size_t)n,
+                                    NULL);
+    } else if (n > 0) {
+        nghttp2_data_provider prd = {.source.ptr = s, .read_callback = data_read};
+        if (!body)
+            s->resp_done = true;
+        rc = nghttp2_submit_response(h->session, s->id, nv, (size_t)n, body ? &prd : NULL);
+    }
+    free(store);
+    if (rc != 0)
+        nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+    h2_want_flush(h);
+}
+
+/* ---- the downstream interface ---- */
+
+static void ds_interim(void *ctx, const struct resp_head *head)
+{
+    submit_head(ctx, head, false);
+}
+
+static void ds_head(void *ctx, const struct resp_head *head, struct body_sink *sink)
+{
+    struct h2_stream *s = ctx;
+    *sink = (struct body_sink){.out = s->body, .chunked = false};
+    submit_head(s, head, true);
+}
+
+static void resume(struct h2_stream *s)
+{
+    if (!s->deferred)
+        return;
+    s->deferred = false;
+    nghttp2_session_resume_data(s->conn->session, s->id);
+}
+
+static void ds_body(void *ctx)
+{
+    struct h2_stream *s = ctx;
+    if (evbuffer_get_length(s->body))
+        resume(s);
+    h2_want_flush(s->conn);
+}
+
+static size_t ds_pending(void *ctx)
+{
+    struct h2_stream *s = ctx;
+    /* The connection's output is every stream's: while it is full, all of them wait. */
+    size_t n = evbuffer_get_length(s->body) + sock_pending(s->conn->sock);
+    s->watched |= n > 0;
+    return n;
+}
+
+static struct evbuffer *ds_request_input(void *ctx)
+{
+    struct h2_stream *s = ctx;
+    return s->req_in;
+}
+
+/* Gives the bytes the exchange took from req_in back to the stream's window. */
+static void ds_request_taken(void *ctx)
+{
+    struct h2_stream *s = ctx;
+    size_t left = evbuffer_get_length(s->req_in);
+    if (left < s->req_counted) {
+        nghttp2_session_consume_stream(s->conn->session, s->id, s->req_counted - left);
+        s->req_counted = left;
+        h2_want_flush(s->conn);
+    }
+}
+
+static void arm_body_timer(struct h2_stream *s, uint64_t now)
+{
+    uint64_t deadline = s->data_at + s->body_timeout_us;
+    struct timeval tv = tv_from_us(deadline > now ? deadline - now : 0);
+    evtimer_add(&s->body_timer, &tv);
+}
+
+static void ds_request_wait(void *ctx, uint64_t body_timeout_ms)
+{
+    struct h2_stream *s = ctx;
+    s->body_timeout_us = body_timeout_ms * 1000;
+    s->data_at = now_us();
+    event_del(&s->body_timer);
+    if (s->body_timeout_us && !s->req_eof)
+        arm_body_timer(s, s->data_at);
+}
+
+static void ds_done(void *ctx, enum exchange_end end)
+{
+    struct h2_stream *s = ctx;
+    s->ex = NULL;
+    s->state = ST_ANSWERED;
+    event_del(&s->body_timer);
+    if (end == END_ABORT) {
+        /* The response was cut short: the client must see it failed. */
+        evbuffer_drain(s->body, SIZE_MAX);
+        nghttp2_submit_rst_stream(s->conn->session, NGHTTP2_FLAG_NONE, s->id,
+                                  NGHTTP2_INTERNAL_ERROR);
+    } else {
+        s->resp_done = true;
+        resume(s); /* a provider waiting for bytes now has its EOF */
+    }
+    h2_want_flush(s->conn);
+}
+
+static const struct downstream_ops h2_ops = {
+    .interim = ds_interim,
+    .head = ds_head,
+    .body = ds_body,
+    .pending = ds_pending,
+    .request_input = ds_request_input,
+    .request_taken = ds_request_taken,
+    .request_wait = ds_request_wait,
+    .done = ds_done,
+};
+
+/* ---- requests ---- */
+
+/* The access line and count of a request answered or reset before any exchange existed. */
+static void log_refused(struct h2_stream *s, const char *id, int status, const char *why,
+                        uint64_t body_bytes)
+{
+    struct h2_conn *h = s->conn;
+    struct timings t = {0};
+    timings_set(&t, TIMING_TOTAL, now_us() - s->t0);
+    metrics_request_done(h->loop->metrics, &(struct metrics_sample){-1, -1, status, FAIL_NONE, &t});
+    if (!log_enabled())
+        return;
+    struct trace_context trace;
+    trace_start(&h->loop->rng, 0, &trace);
+    struct access_record r = {
+        .request_id = id,
+        .trace_id = trace.trace_id,
+        .client = h->peer->addr,
+        .proto = LOG_PROTO_HTTP20,
+        .status = status,
+        .phase = PHASE_CLIENT_HEADER,
+        .bytes_out = body_bytes,
+        .timings = t,
+        .detail = why,
+    };
+    h2_request_line(&s->req, &r.method, &r.method_len, &r.target, &r.target_len);
+    log_buffer_append(h->loop->log, &r);
+}
+
+/* A request refused before an exchange exists (head too large, not HTTP/1.1-valid): the
+ * response Portico writes itself, as client.c does for HTTP/1.1. */
+static void refuse(struct h2_stream *s, int status, const char *why)
+{
+    char id[48];
+    loop_request_id(s->conn->loop, id, sizeof(id));
+    struct errpage e = {.status = status, .failure = FAIL_NONE, .reason = why, .request_id = id};
+    struct errpage_out o;
+    errpage_prepare(&e, &o);
+    s->state = ST_ANSWERED;
+    submit_head(s, &o.head, true);
+    long body = errpage_body(&o, s->body);
+    s->resp_done = true;
+    resume(s);
+    log_refused(s, id, status, why, body > 0 ? (uint64_t)body : 0);
+}
+
+/* A malformed request (RFC 9113 8.1.1): logged as 400, counted against the reset budget. */
+void h2_stream_malformed(struct h2_stream *s, const char *why)
+{
+    struct h2_conn *h = s->conn;
+    if (s->malformed)
+        return;
+    s->malformed = why;
+    metrics_add(h->loop->metrics, M_H2_MALFORMED, 1);
+    char id[48];
+    loop_request_id(h->loop, id, sizeof(id));
+    char detail[160];
+    snprintf(detail, sizeof(detail), "malformed HTTP/2 request: %s", why);
+    log_refused(s, id, HTTP_BAD_REQUEST, detail, 0);
+    h2_charge(h, FLOOD_RESET);
+}
+
+/* ... and reset: a stream error of type PROTOCOL_ERROR. */
+void h2_stream_reset_malformed(struct h2_stream *s, const char *why)
+{
+    if (s->malformed)
+        return;
+    h2_stream_malformed(s, why);
+    nghttp2_submit_rst_stream(s->conn->session, NGHTTP2_FLAG_NONE, s->id,
+                              NGHTTP2_PROTOCOL_ERROR);
+}
+
+/* The request's header block is complete: translate, check, start its exchange. */
+void h2_stream_start(struct h2_stream *s, bool end_stream)
+{
+    struct h2_conn *h = s->conn;
+    s->req_eof = end_stream;
+    char *head = NULL;
+    size_t len = 0;
+    int rc = h2_request_finish(&s->req, &head, &len);
+    if (rc == -1) {
+        h2_stream_reset_malformed(s, s->req.error);
+        return;
+    }
+    if (rc == 431) {
+        refuse(s, HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+               "request head larger than max_header_size");
+        return;
+    }
+    struct h1_limits lim = {.max_request_line = h->cfg->max_request_line,
+                            .max_head = h->cfg->max_header_size};
+    struct h1_request req;
+    struct h1_error err;
+    int n = h1_parse_request(head, len, &lim, &req, &err);
+    if (n != (int)len) {
+        free(head);
+        refuse(s, n == -1 ? err.status : HTTP_BAD_REQUEST,
+               n == -1 ? err.reason : "request head not complete");
+        return;
+    }
+    struct downstream ds = {.ops = &h2_ops, .ctx = s, .peer = h->peer, .proto = PROTO_HTTP2,
+                            .body_until_eof = !end_stream};
+    s->ex = exchange_start(h->loop, &ds, head, len, &req, s->t0);
+    free(head);
+    if (!s->ex) {
+        refuse(s, HTTP_SERVICE_UNAVAILABLE, "out of memory");
+        return;
+    }
+    s->state = ST_EXCHANGE;
+    h2_request_free(&s->req); /* the exchange has its own copy */
+    exchange_run(s->ex);      /* may end it: done() was called then */
+}
+
+void h2_stream_eof(struct h2_stream *s)
+{
+    s->req_eof = true;
+    event_del(&s->body_timer);
+    if (s->ex)
+        exchange_request_eof(s->ex);
+}
+
+static void body_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct h2_stream *s = arg;
+    struct h2_conn *h = s->conn;
+    uint64_t now = now_us();
+    if (!s->ex || s->req_eof)
+        return;
+    if (now < s->data_at + s->body_timeout_us) {
+        arm_body_timer(s, now); /* DATA came since: the deadline moved */
+        return;
+    }
+    h->depth++;
+    exchange_request_timeout(s->ex); /* 408, or a reset when the response started */
+    h->depth--;
+    h2_settle(h);
+}
+

@@ -1,0 +1,293 @@
+#!/usr/bin/python3
+"""h2_frames.py — raw HTTP/2 frames against Portico, for test_http2.c.
+
+Writes frames byte by byte (HPACK from python3-hpack, no HTTP/2 state machine that would refuse
+to send a malformed request), reads what comes back, and prints one `key=value` line per
+finding for the C test to assert on. Loopback only; every wait has a deadline and every loop a
+count, so it always ends.
+
+  h2_frames.py PORT malformed        each malformed request on its own stream, then a valid one
+  h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
+  h2_frames.py PORT stall_body PATH  a POST that sends half its content-length, then nothing
+  h2_frames.py PORT flood KIND       rapid_reset, ping, settings, priority, empty_data,
+                                     continuation, stall_head, stall_window, settings_timeout,
+                                     idle (no flood: keepalive_timeout);
+                                     a second connection measures its own requests meanwhile
+"""
+import socket
+import ssl
+import struct
+import sys
+import threading
+import time
+
+import hpack
+
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
+    0, 1, 2, 3, 4, 6, 7, 8, 9)
+END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+IO_S = 5.0
+
+
+def frame(ftype, flags, sid, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + struct.pack(">BBI", ftype, flags, sid) + payload
+
+
+def settings(pairs=()):
+    return frame(SETTINGS, 0, 0, b"".join(struct.pack(">HI", k, v) for k, v in pairs))
+
+
+class Conn:
+    """One TLS connection (ALPN h2) speaking raw frames."""
+
+    def __init__(self, port, pairs=(), ack_settings=True):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=IO_S)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["h2"])
+        self.s = ctx.wrap_socket(raw, server_hostname="localhost")
+        if self.s.selected_alpn_protocol() != "h2":
+            raise SystemExit("alpn=%s" % self.s.selected_alpn_protocol())
+        self.enc = hpack.Encoder()
+        self.dec = hpack.Decoder()
+        self.buf = b""
+        self.ack_settings = ack_settings
+        self.goaway = None          # (last stream id, error code)
+        self.closed = False
+        self.streams = {}           # id -> {"status": [...], "rst": code, "data": n, "end": bool}
+        self.settings_seen = False
+        self.send(PREFACE + settings(pairs))
+        if ack_settings:  # acknowledged before anything else: never inside a header block
+            self.pump(lambda: self.settings_seen, time.monotonic() + IO_S)
+
+    def send(self, data):
+        try:
+            self.s.sendall(data)
+            return True
+        except OSError:
+            self.closed = True
+            return False
+
+    def block(self, fields):
+        return self.enc.encode(fields)
+
+    def request(self, sid, fields, end_stream=True):
+        flags = END_HEADERS | (END_STREAM if end_stream else 0)
+        return frame(HEADERS, flags, sid, self.block(fields))
+
+    def st(self, sid):
+        return self.streams.setdefault(sid, {"status": [], "rst": None, "data": 0, "end": False})
+
+    def handle(self, ftype, flags, sid, payload):
+        if ftype == SETTINGS and not flags & ACK:
+            self.settings_seen = True
+            if self.ack_settings:
+                self.send(frame(SETTINGS, ACK, 0))
+        elif ftype == HEADERS:
+            block = payload
+            if flags & 0x8:  # PADDED
+                block = block[1:len(block) - block[0]]
+            if flags & 0x20:  # PRIORITY
+                block = block[5:]
+            for name, value in self.dec.decode(block):
+                if name == ":status":
+                    self.st(sid)["status"].append(int(value))
+            self.st(sid)["end"] |= bool(flags & END_STREAM)
+        elif ftype == DATA:
+            self.st(sid)["data"] += len(payload)
+            self.st(sid)["end"] |= bool(flags & END_STREAM)
+            if payload:  # keep the windows open
+                inc = struct.pack(">I", len(payload))
+                self.send(frame(WINDOW_UPDATE, 0, 0, inc) + frame(WINDOW_UPDATE, 0, sid, inc))
+        elif ftype == RST_STREAM:
+            self.st(sid)["rst"] = struct.unpack(">I", payload)[0]
+        elif ftype == GOAWAY:
+            self.goaway = struct.unpack(">II", payload[:8])
+
+    def pump(self, until, deadline):
+        """Reads frames until until() holds, the connection closes, or the deadline passes."""
+        while not until() and not self.closed and time.monotonic() < deadline:
+            while len(self.buf) >= 9:
+                n = struct.unpack(">I", b"\0" + self.buf[:3])[0]
+                if len(self.buf) < 9 + n:
+                    break
+                ftype, flags, sid = struct.unpack(">BBI", self.buf[3:9])
+                payload, self.buf = self.buf[9:9 + n], self.buf[9 + n:]
+                self.handle(ftype, flags, sid & 0x7FFFFFFF, payload)
+                if until():
+                    return True
+            self.s.settimeout(max(0.01, min(IO_S, deadline - time.monotonic())))
+            try:
+                chunk = self.s.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.closed = True
+            self.buf += chunk
+        return until()
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
+def get(path, method="GET"):
+    return [(":method", method), (":scheme", "https"), (":path", path),
+            (":authority", "localhost")]
+
+
+# Each case: the fields of the request, and the DATA it sends (None: END_STREAM on HEADERS).
+MALFORMED = [
+    ("connection", get("/") + [("connection", "keep-alive")], None),
+    ("keep_alive", get("/") + [("keep-alive", "timeout=5")], None),
+    ("proxy_connection", get("/") + [("proxy-connection", "keep-alive")], None),
+    ("transfer_encoding", get("/", "POST") + [("transfer-encoding", "chunked")], b"0\r\n\r\n"),
+    ("upgrade", get("/") + [("upgrade", "websocket")], None),
+    ("te_gzip", get("/") + [("te", "gzip")], None),
+    ("uppercase_name", get("/") + [("X-Upper", "1")], None),
+    ("cr_in_value", get("/") + [("x-a", "a\rb")], None),
+    ("lf_in_value", get("/") + [("x-a", "a\nGET /smuggled HTTP/1.1")], None),
+    ("nul_in_value", get("/") + [("x-a", "a\0b")], None),
+    ("space_around_value", get("/") + [("x-a", " padded")], None),
+    ("pseudo_after_regular", [(":method", "GET"), (":scheme", "https"), ("x-a", "1"),
+                              (":path", "/"), (":authority", "localhost")], None),
+    ("no_path", [(":method", "GET"), (":scheme", "https"), (":authority", "localhost")], None),
+    ("repeated_method", get("/") + [(":method", "POST")], None),
+    ("unknown_pseudo", get("/") + [(":foo", "bar")], None),
+    ("relative_path", get("relative"), None),
+    ("space_in_path", get("/a b"), None),
+    ("host_differs", get("/") + [("host", "evil.example")], None),
+    ("cl_longer_than_data", get("/echo", "POST") + [("content-length", "10")], b"12345"),
+    ("cl_shorter_than_data", get("/echo", "POST") + [("content-length", "3")], b"12345"),
+]
+
+
+def malformed(port):
+    c = Conn(port)
+    sid = 1
+    for name, fields, body in MALFORMED:
+        c.send(c.request(sid, fields, end_stream=body is None))
+        if body is not None:
+            c.send(frame(DATA, END_STREAM, sid, body))
+        st = c.st(sid)
+        c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
+        print("case=%s rst=%s status=%s" % (name, st["rst"], st["status"][-1:]))
+        sid += 2
+    st = c.st(sid)
+    c.send(c.request(sid, get("/status/200")))
+    c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
+    print("case=valid_after rst=%s status=%s goaway=%s" % (st["rst"], st["status"][-1:], c.goaway))
+    c.close()
+
+
+def good_client(port, stop, out):
+    """Requests one after the other on its own connection; records the slowest."""
+    c = Conn(port)
+    sid, worst, count = 1, 0.0, 0
+    while not stop.is_set() and count < 2000:
+        t = time.monotonic()
+        st = c.st(sid)
+        c.send(c.request(sid, get("/status/200")))
+        if not c.pump(lambda: st["end"] or st["rst"] is not None, t + IO_S):
+            worst = max(worst, IO_S)
+            break
+        worst = max(worst, time.monotonic() - t)
+        count += 1
+        sid += 2
+    out["worst_ms"], out["count"] = worst * 1000, count
+    c.close()
+
+
+def flood(port, kind):
+    stop, good = threading.Event(), {}
+    helper = threading.Thread(target=good_client, args=(port, stop, good))
+    helper.start()
+    pairs = [(4, 0)] if kind == "stall_window" else ()  # SETTINGS_INITIAL_WINDOW_SIZE = 0
+    c = Conn(port, pairs, ack_settings=kind != "settings_timeout")
+    start = time.monotonic()
+    sent, limit, sid = 0, 20000, 1
+    deadline = start + 10
+    done = lambda: c.goaway is not None
+    if kind == "empty_data":
+        c.send(c.request(sid, get("/delay/5000", "POST"), end_stream=False))
+    if kind in ("stall_head", "continuation"):
+        c.send(frame(HEADERS, 0, sid, c.block(get("/"))))
+    if kind == "stall_window":
+        c.send(c.request(sid, get("/bytes/1000000")))
+    while kind not in ("stall_head", "stall_window", "settings_timeout", "idle") and sent < limit and \
+            not done() and not c.closed and time.monotonic() < deadline:
+        batch = []
+        for _ in range(100):
+            if kind == "rapid_reset":
+                batch.append(c.request(sid, get("/delay/1000")))
+                batch.append(frame(RST_STREAM, 0, sid, struct.pack(">I", 8)))  # CANCEL
+                sid += 2
+            elif kind == "ping":
+                batch.append(frame(PING, 0, 0, struct.pack(">Q", sent)))
+            elif kind == "settings":
+                batch.append(settings([(3, 100)]))
+            elif kind == "priority":
+                batch.append(frame(PRIORITY, 0, 1001, struct.pack(">IB", 0, 15)))
+            elif kind == "empty_data":
+                batch.append(frame(DATA, 0, 1, b""))
+            elif kind == "continuation":
+                batch.append(frame(CONTINUATION, 0, 1, b""))
+            sent += 1
+        c.send(b"".join(batch))
+        c.pump(done, time.monotonic() + 0.001)
+    c.pump(done, deadline)
+    elapsed = (time.monotonic() - start) * 1000
+    stop.set()
+    helper.join()
+    code = c.goaway[1] if c.goaway else None
+    print("kind=%s goaway=%s sent=%d elapsed_ms=%.0f closed=%s good_count=%s good_worst_ms=%.1f" %
+          (kind, code, sent, elapsed, c.closed, good.get("count"), good.get("worst_ms", -1)))
+    c.close()
+
+
+def cancel(port, path):
+    c = Conn(port)
+    st = c.st(1)
+    c.send(c.request(1, get(path)))
+    c.pump(lambda: st["end"], time.monotonic() + 0.2)
+    c.send(frame(RST_STREAM, 0, 1, struct.pack(">I", 8)))
+    # the connection goes on: a second request is answered
+    st3 = c.st(3)
+    c.send(c.request(3, get("/status/200")))
+    c.pump(lambda: st3["end"] or st3["rst"] is not None, time.monotonic() + IO_S)
+    print("cancelled_status=%s next_status=%s" % (st["status"][-1:], st3["status"][-1:]))
+    c.close()
+
+
+def stall_body(port, path):
+    c = Conn(port)
+    st = c.st(1)
+    c.send(c.request(1, get(path, "POST") + [("content-length", "10")], end_stream=False))
+    c.send(frame(DATA, 0, 1, b"12345"))
+    c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
+    c.pump(lambda: st["rst"] is not None, time.monotonic() + 1)  # the rest is not wanted
+    print("status=%s rst=%s" % (st["status"][-1:], st["rst"]))
+    c.close()
+
+
+def main():
+    port = int(sys.argv[1])
+    if sys.argv[2] == "malformed":
+        malformed(port)
+    elif sys.argv[2] == "cancel":
+        cancel(port, sys.argv[3])
+    elif sys.argv[2] == "stall_body":
+        stall_body(port, sys.argv[3])
+    else:
+        flood(port, sys.argv[3])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+/*
+ * test_h2_request.c — HTTP/2 request fields to an HTTP/1.1 head (h2_request.c): one row per
+ * rule of RFC 9113 8.1-8.3, with the head it must build or why the request is malformed, and
+ * every head built is then accepted by Portico's own HTTP/1.1 parser.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "portico/h2_request.h"
+#include "portico/http1.h"
+
+#define MAX_FIELDS 8
+
+struct field {
+    const char *name;
+    const char *value;
+    size_t value_len;                  /* 0: strlen(value) (a value with a NUL sets it) */
+};
+
+struct row {
+    const char *why;
+    struct field fields[MAX_FIELDS];
+    int rc;                            /* of finish: 0, 431, or -1 (malformed) */
+    const char *head;                  /* the head built (rc 0), or the error (rc -1) */
+};
+
+#define GET_ROOT {":method", "GET", 0}, {":scheme", "https", 0}, {":path", "/", 0}
+#define AUTH {":authority", "a.example", 0}
+
+static const struct row rows[] = {
+    {"the usual request: :authority becomes Host, first",
+     {GET_ROOT, AUTH, {"accept", "*/*", 0}},
+     0, "GET / HTTP/1.1\r\nHost: a.example\r\naccept: */*\r\n\r\n"},
+    {"pseudo-header fields in any order among themselves",
+     {AUTH, {":path", "/x?y=1", 0}, {":method", "POST", 0}, {":scheme", "http", 0}},
+     0, "POST /x?y=1 HTTP/1.1\r\nHost: a.example\r\n\r\n"},
+    {"Host alone stands in for :authority",
+     {GET_ROOT, {"host", "b.example", 0}},
+     0, "GET / HTTP/1.1\r\nHost: b.example\r\n\r\n"},
+    {"Host equal to :authority (case aside) is kept once",
+     {GET_ROOT, AUTH, {"host", "A.Example", 0}},
+     0, "GET / HTTP/1.1\r\nHost: a.example\r\n\r\n"},
+    {"cookie crumbs are joined with '; ' (RFC 9113 8.2.3)",
+     {GET_ROOT, AUTH, {"cookie", "a=1", 0}, {"x-b", "2", 0}, {"cookie", "c=3", 0}},
+     0, "GET / HTTP/1.1\r\nHost: a.example\r\nx-b: 2\r\ncookie: a=1; c=3\r\n\r\n"},
+    {"te: trailers is the one TE allowed",
+     {GET_ROOT, AUTH, {"te", "trailers", 0}},
+     0, "GET / HTTP/1.1\r\nHost: a.example\r\nte: trailers\r\n\r\n"},
+    {"OPTIONS * keeps its asterisk",
+     {{":method", "OPTIONS", 0}, {":scheme", "https", 0}, {":path", "*", 0}, AUTH},
+     0, "OPTIONS * HTTP/1.1\r\nHost: a.example\r\n\r\n"},
+    {"CONNECT has :authority only, as authority-form",
+     {{":method", "CONNECT", 0}, {":authority", "a.example:443", 0}},
+     0, "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n"},
+    {"no Host at all: the HTTP/1.1 rules answer that (400)",
+     {GET_ROOT},
+     0, "GET / HTTP/1.1\r\n\r\n"},
+    {"Connection is connection-specific", {GET_ROOT, AUTH, {"connection", "close", 0}},
+     -1, "connection-specific field"},
+    {"Transfer-Encoding would smuggle a second framing",
+     {GET_ROOT, AUTH, {"transfer-encoding", "chunked", 0}}, -1, "connection-specific field"},
+    {"Keep-Alive", {GET_ROOT, AUTH, {"keep-alive", "5", 0}}, -1, "connection-specific field"},
+    {"Proxy-Connection", {GET_ROOT, AUTH, {"proxy-connection", "x", 0}}, -1,
+     "connection-specific field"},
+    {"Upgrade", {GET_ROOT, AUTH, {"upgrade", "h2c", 0}}, -1, "connection-specific field"},
+    {"TE other than trailers", {GET_ROOT, AUTH, {"te", "gzip", 0}}, -1,
+     "TE other than trailers"},
+    {"an uppercase name", {GET_ROOT, AUTH, {"X-Up", "1", 0}}, -1,
+     "field name that is not a lowercase token"},
+    {"a name that is not a token", {GET_ROOT, AUTH, {"a b", "1", 0}}, -1,
+     "field name that is not a lowercase token"},
+    {"CR in a value", {GET_ROOT, AUTH, {"x", "a\rb", 0}}, -1, "NUL, CR or LF in a field value"},
+    {"LF in a value: a second request line", {GET_ROOT, AUTH, {"x", "a\nGET /evil", 0}}, -1,
+     "NUL, CR or LF in a field value"},
+    {"NUL in a value", {GET_ROOT, AUTH, {"x", "a\0b", 3}}, -1, "NUL, CR or LF in a field value"},
+    {"CR in a pseudo-header value", {{":method", "GET", 0}, {":scheme", "https", 0},
+                                     {":path", "/a\r\nX: y", 0}, AUTH},
+     -1, "NUL, CR or LF in a field value"},
+    {"leading whitespace", {GET_ROOT, AUTH, {"x", " a", 0}}, -1,
+     "whitespace at the start or end of a field value"},
+    {"trailing tab", {GET_ROOT, AUTH, {"x", "a\t", 0}}, -1,
+     "whitespace at the start or end of a field value"},
+    {"a pseudo-header field after a regular one",
+     {{":method", "GET", 0}, {":scheme", "https", 0}, {"x", "1", 0}, {":path", "/", 0}}, -1,
+     "pseudo-header field after a regular field"},
+    {"a repeated pseudo-header field", {GET_ROOT, {":path", "/b", 0}}, -1, "repeated :path"},
+    {"a repeated host", {GET_ROOT, {"host", "a", 0}, {"host", "a", 0}}, -1, "repeated host"},
+    {"an unknown pseudo-header field", {GET_ROOT, {":protocol", "websocket", 0}}, -1,
+     "unknown pseudo-header field"},
+    {"a response pseudo-header field", {GET_ROOT, {":status", "200", 0}}, -1,
+     "unknown pseudo-header field"},
+    {"no :method", {{":scheme", "https", 0}, {":path", "/", 0}, AUTH}, -1,
+     "no :method, or one that is not a token"},
+    {"a method that is not a token", {{":method", "G T", 0}, {":scheme", "https", 0},
+                                      {":path", "/", 0}, AUTH},
+     -1, "no :method, or one that is not a token"},
+    {"no :path", {{":method", "GET", 0}, {":scheme", "https", 0}, AUTH}, -1,
+     "no :scheme or :path"},
+    {"an empty :path", {{":method", "GET", 0}, {":scheme", "https", 0}, {":path", "", 0}, AUTH},
+     -1, "no :scheme or :path"},
+    {"no :scheme", {{":method", "GET", 0}, {":path", "/", 0}, AUTH}, -1, "no :scheme or :path"},
+    {"a scheme Portico does not proxy", {{":method", "GET", 0}, {":scheme", "ftp", 0},
+                                         {":path", "/", 0}, AUTH},
+     -1, ":scheme other than http or https"},
+    {"a relative :path", {{":method", "GET", 0}, {":scheme", "https", 0}, {":path", "a", 0}}, -1,
+     ":path is neither absolute nor *"},
+    {"a space in :path would split the request line",
+     {{":method", "GET", 0}, {":scheme", "https", 0}, {":path", "/a b", 0}}, -1,
+     "space, control or non-ASCII byte in :path"},
+    {"CONNECT with a :path", {{":method", "CONNECT", 0}, {":path", "/", 0}, AUTH}, -1,
+     "CONNECT takes :authority and neither :scheme nor :path"},
+    {"an empty :authority", {GET_ROOT, {":authority", "", 0}}, -1, "empty :authority"},
+    {"userinfo in :authority", {GET_ROOT, {":authority", "u:p@a.example", 0}}, -1,
+     "userinfo in :authority"},
+    {"Host naming another site than :authority", {GET_ROOT, AUTH, {"host", "evil.example", 0}},
+     -1, "host differs from :authority"},
+};
+
+static void build(const struct row *r, struct h2_request *req, size_t limit, int *field_rc)
+{
+    h2_request_init(req, limit);
+    *field_rc = 0;
+    for (size_t i = 0; i < MAX_FIELDS && r->fields[i].name && *field_rc == 0; i++) {
+        const struct field *f = &r->fields[i];
+        size_t vlen = f->value_len ? f->value_len : strlen(f->value);
+        *field_rc = h2_request_field(req, f->name, strlen(f->name), f->value, vlen);
+    }
+}
+
+static void test_rows(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const struct row *r = &rows[i];
+        struct h2_request req;
+        int field_rc;
+        build(r, &req, 16384, &field_rc);
+        char *head = NULL;
+        size_t len = 0;
+        int rc = h2_request_finish(&req, &head, &len);
+        if (rc != r->rc)
+            fail_msg("%s: finish %d, want %d (%s)", r->why, rc, r->rc,
+                     req.error ? req.error : "");
+        if (rc == -1) {
+            if (!req.error || strcmp(req.error, r->head) != 0)
+                fail_msg("%s: error '%s', want '%s'", r->why, req.error, r->head);
+        } else {
+            if (len != strlen(r->head) || memcmp(head, r->head, len) != 0)
+                fail_msg("%s: head\n%.*s\nwant\n%s", r->why, (int)len, head, r->head);
+            /* Every head built must be one Portico's parser takes whole. */
+            struct h1_limits lim = {8192, 16384};
+            struct h1_request h1;
+            struct h1_error err;
+            if (h1_parse_request(head, len, &lim, &h1, &err) != (int)len)
+                fail_msg("%s: the HTTP/1.1 parser refuses the head", r->why);
+        }
+        free(head);
+        h2_request_free(&req);
+    }
+}
+
+/* Past the limit nothing more is kept (an HPACK bomb cannot grow it) and finish says 431. */
+static void test_too_large(void **state)
+{
+    (void)state;
+    struct h2_request req;
+    h2_request_init(&req, 1024);
+    char big[600];
+    memset(big, 'v', sizeof(big));
+    assert_int_equal(h2_request_field(&req, ":method", 7, "GET", 3), 0);
+    assert_int_equal(h2_request_field(&req, ":scheme", 7, "https", 5), 0);
+    assert_int_equal(h2_request_field(&req, ":path", 5, "/", 1), 0);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(h2_request_field(&req, "x-big", 5, big, sizeof(big)), 0);
+    assert_true(req.lines.cap <= 2048);
+    char *head = NULL;
+    size_t len = 0;
+    assert_int_equal(h2_request_finish(&req, &head, &len), 431);
+    assert_null(head);
+    const char *m, *p;
+    size_t ml, pl;
+    h2_request_line(&req, &m, &ml, &p, &pl);
+    assert_int_equal(ml, 3);
+    assert_memory_equal(m, "GET", 3);
+    h2_request_free(&req);
+    h2_request_free(&req); /* twice is fine */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_too_large),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
