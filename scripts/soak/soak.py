@@ -498,11 +498,13 @@ class Soak:
         out = []
         out.append("== soak summary (%d s, %d req/s at most, seed %d) =="
                    % (self.args.seconds, self.args.rate, self.args.seed))
+        def counts(counter, sep=" "):
+            return ", ".join("%s%s%d" % (k, sep, v)
+                             for k, v in sorted(counter.items(), key=lambda kv: str(kv[0])))
         out.append("requests     %d sent, %d access-log lines; %s"
-                   % (len(records), nlines, ", ".join("%s %d" % kv for kv in sorted(outcomes.items()))))
-        out.append("by role      %s" % ", ".join("%s %d" % kv for kv in sorted(roles.items())))
-        out.append("statuses     %s" % ", ".join("%s: %d" % kv for kv in
-                                                  sorted(statuses.items(), key=lambda kv: str(kv[0]))))
+                   % (len(records), nlines, counts(outcomes)))
+        out.append("by role      %s" % counts(roles))
+        out.append("statuses     %s" % counts(statuses, ": "))
         out.append("connections  closed by Portico between requests: %d (%d of them idle past "
                    "keepalive_timeout); admin requests: %d"
                    % (self.load.server_closes + self.load.idle_closes, self.load.idle_closes,
