@@ -9,8 +9,15 @@
 #include "portico/admin_status.h"
 
 #include <event2/buffer.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
+#include "portico/admin_faults.h"
+#include "portico/config.h"
+#include "portico/generation.h"
 #include "portico/h1out.h"
 #include "portico/status.h"
 #include "portico/util.h"
@@ -18,8 +25,44 @@
 #define ADMIN_FIELDS "Server: portico\r\nCache-Control: no-store\r\n"
 #define TEXT_PLAIN "text/plain; charset=utf-8"
 
-int admin_respond(struct evbuffer *out, const struct h1_request *req, bool *close,
-                  const struct generation *gen)
+/* The request carries `Authorization: Bearer <admin_token>` (or no token is configured). Both
+ * tokens are hashed and the digests compared in constant time: nothing about the token leaks
+ * through how long the comparison takes, its length included. */
+static bool authorized(const struct h1_request *req, const struct config *cfg)
+{
+    if (!cfg->admin_token)
+        return true;
+    int i = h1_find_field(req->fields, req->nfields, "authorization", 0);
+    if (i < 0 || req->fields[i].value_len < 7 || strncasecmp(req->fields[i].value, "bearer ", 7))
+        return false;
+    const char *tok = req->fields[i].value + 7;
+    size_t len = req->fields[i].value_len - 7;
+    while (len && *tok == ' ')
+        tok++, len--;
+    unsigned char got[SHA256_DIGEST_LENGTH], want[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)tok, len, got);
+    SHA256((const unsigned char *)cfg->admin_token, strlen(cfg->admin_token), want);
+    return CRYPTO_memcmp(got, want, sizeof(got)) == 0;
+}
+
+/* The fault API's answer (admin_faults.c) into h and body. */
+static int faults(const struct h1_request *req, size_t plen, const char *req_body,
+                  size_t body_len, const struct generation *gen, struct h1out_head *h,
+                  char *fields, size_t size, struct evbuffer *body)
+{
+    struct admin_call call = {req, req->target, plen, req_body, body_len, gen};
+    struct admin_reply reply = {.body = body};
+    if (admin_faults_respond(&call, &reply) < 0)
+        return -1;
+    snprintf(fields, size, ADMIN_FIELDS "%s", reply.fields ? reply.fields : "");
+    h->status = reply.status;
+    h->content_type = reply.content_type;
+    h->fields = fields;
+    return 0;
+}
+
+int admin_respond(struct evbuffer *out, const struct h1_request *req, const char *req_body,
+                  size_t body_len, bool *close, const struct generation *gen)
 {
     struct evbuffer *body = NULL;
     bool head = req->method_id == METHOD_HEAD;
@@ -32,6 +75,7 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, bool *clos
         .connection = *close ? H1OUT_CONN_CLOSE : H1OUT_CONN_DEFAULT,
     };
     int rc = 0;
+    char fields[256];
 
     if (h1out_fallback_reserve(out) < 0) {
         *close = true; /* not even room for the fallback: closing is the only answer left */
@@ -39,7 +83,14 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, bool *clos
     }
     if (!(body = evbuffer_new()))
         goto fail;
-    if (!get) {
+    if (!authorized(req, gen->cfg)) {
+        h.status = HTTP_UNAUTHORIZED;
+        h.fields = ADMIN_FIELDS "WWW-Authenticate: Bearer realm=\"portico\"\r\n";
+        rc = evbuffer_add_printf(body, "401 Unauthorized: this admin listener needs "
+                                       "Authorization: Bearer <admin_token>\n");
+    } else if (admin_faults_path(req->target, plen)) {
+        rc = faults(req, plen, req_body, body_len, gen, &h, fields, sizeof(fields), body);
+    } else if (!get) {
         h.status = HTTP_METHOD_NOT_ALLOWED;
         h.fields = ADMIN_FIELDS "Allow: GET, HEAD\r\n"; /* RFC 9110 15.5.6: a 405 carries Allow */
         rc = evbuffer_add_printf(body, "only GET and HEAD\n");
@@ -55,7 +106,7 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, bool *clos
         rc = evbuffer_add_printf(body, "ok\n");
     } else {
         h.status = HTTP_NOT_FOUND;
-        rc = evbuffer_add_printf(body, "admin endpoints: /, /status, /metrics, /healthz\n");
+        rc = evbuffer_add_printf(body, "admin endpoints: /, /status, /metrics, /healthz, /faults\n");
     }
     if (rc < 0 ||
         h1out_simple_buf(out, &h, body, head ? H1OUT_PAYLOAD_OMIT : H1OUT_PAYLOAD_SEND) < 0)

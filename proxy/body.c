@@ -13,7 +13,8 @@
 void body_init(struct body_relay *r, enum h1_framing in, uint64_t content_length,
                bool out_chunked, size_t max_trailers)
 {
-    *r = (struct body_relay){.in = in, .out_chunked = out_chunked, .left = content_length};
+    *r = (struct body_relay){.in = in, .out_chunked = out_chunked, .left = content_length,
+                             .quota = UINT64_MAX};
     if (in == H1_BODY_CHUNKED)
         chunked_init(&r->chunked, max_trailers);
     /* An empty Content-Length body re-encoded as chunked still owes its last chunk. */
@@ -30,6 +31,8 @@ static void move_data(struct body_relay *r, struct evbuffer *in, struct evbuffer
     if (r->out_chunked)
         evbuffer_add(out, "\r\n", 2);
     r->bytes += n;
+    if (r->quota != UINT64_MAX)
+        r->quota -= n;
 }
 
 static int move_chunked(struct body_relay *r, struct evbuffer *in, struct evbuffer *out,
@@ -40,7 +43,9 @@ static int move_chunked(struct body_relay *r, struct evbuffer *in, struct evbuff
         if (avail == 0)
             return 0;
         if (r->chunked.data_left) {
-            size_t n = (size_t)MIN(r->chunked.data_left, (uint64_t)avail);
+            if (!r->quota)
+                return 0;
+            size_t n = (size_t)MIN(MIN(r->chunked.data_left, (uint64_t)avail), r->quota);
             move_data(r, in, out, n);
             chunked_data_taken(&r->chunked, n);
             continue;
@@ -91,7 +96,7 @@ int body_move(struct body_relay *r, struct evbuffer *in, struct evbuffer *out, s
     case H1_BODY_LENGTH: {
         size_t avail = evbuffer_get_length(in);
         size_t room = evbuffer_get_length(out) <= out_limit ? SIZE_MAX : 0;
-        size_t n = (size_t)MIN(MIN(r->left, (uint64_t)avail), (uint64_t)room);
+        size_t n = (size_t)MIN(MIN(MIN(r->left, (uint64_t)avail), (uint64_t)room), r->quota);
         if (n) {
             move_data(r, in, out, n); /* framed as a chunk when out_chunked */
             r->left -= n;
@@ -104,7 +109,7 @@ int body_move(struct body_relay *r, struct evbuffer *in, struct evbuffer *out, s
     case H1_BODY_CHUNKED:
         return move_chunked(r, in, out, out_limit);
     case H1_BODY_CLOSE: {
-        size_t avail = evbuffer_get_length(in);
+        size_t avail = (size_t)MIN((uint64_t)evbuffer_get_length(in), r->quota);
         if (avail && evbuffer_get_length(out) <= out_limit)
             move_data(r, in, out, avail);
         return 0;

@@ -5,9 +5,11 @@
  * EXCHANGE (an exchange owns the traffic) → IDLE ... → CLOSING (flushing the last response) →
  * LINGER (write side shut, reading and discarding until EOF so that unread request bytes do not
  * turn our close into a reset that destroys the response in flight); or EXCHANGE → TUNNEL after
- * a 101 (tunnel.c owns the traffic until either side closes, then calls back). One timer follows
- * the state (set_state is the only writer); the sock's write deadline is client_send_timeout
- * throughout, its read deadline client_body_timeout while a request body is owed.
+ * a 101 (tunnel.c owns the traffic until either side closes, then calls back); or, for a fault's
+ * reset, EXCHANGE → RESETTING (nothing more is sent; closed with RST from the loop). One timer
+ * follows the state (set_state is the only writer); the sock's write deadline is
+ * client_send_timeout throughout, its read deadline client_body_timeout while a request body is
+ * owed.
  *
  * Teardown is client_close, called from this file's own event handlers only, never from inside
  * the exchange: the exchange ends itself and calls done(), which only changes our state.
@@ -26,10 +28,13 @@
 #include <string.h>
 
 #include "portico/admin.h"
+#include "portico/admin_faults.h"
 #include "portico/config.h"
+#include "portico/deadline.h"
 #include "portico/downstream.h"
 #include "portico/errpage.h"
 #include "portico/exchange.h"
+#include "portico/h1out.h"
 #include "portico/h2.h"
 #include "portico/headers.h"
 #include "portico/http1.h"
@@ -53,8 +58,9 @@
     X(CS_EXCHANGE, "exchange")                                                                     \
     X(CS_CLOSING, "closing")                                                                       \
     X(CS_LINGER, "linger")                                                                         \
-    X(CS_H2, "h2")             /* ALPN h2 or h2c: h2.c has the sock's events */          \
-    X(CS_TUNNEL, "tunnel")     /* after a 101: the tunnel owns the traffic until it ends */
+    X(CS_H2, "h2")                 /* ALPN h2 or h2c: h2.c has the sock's events */            \
+    X(CS_TUNNEL, "tunnel")         /* after a 101: the tunnel owns the traffic until it ends */ \
+    X(CS_RESETTING, "resetting")   /* a fault's reset: closed with RST from the loop */
 
 enum client_state {
 #define X(id, name) id,
@@ -71,7 +77,7 @@ struct client {
     struct exchange *ex;               /* while in CS_EXCHANGE: ends itself, calls done() */
     struct h2_conn *h2;                /* while in CS_H2: HTTP/2 has the sock's events */
     struct tunnel *tunnel;             /* while in CS_TUNNEL: calls tunnel_closed() */
-    struct event timer;                /* deadline of the current state */
+    struct deadline timer;             /* deadline of the current state */
     struct event resume_ev;            /* parses the next pipelined request from the loop */
     struct peer peer;                  /* what the exchange may know of us */
     char addr[64];                     /* "127.0.0.1:50312" */
@@ -87,18 +93,19 @@ struct client {
 
 static void client_cb(void *arg, enum sock_event ev);
 
+/* The state's deadline, ms from now (0: at once). Most requests move it later (idle, head,
+ * idle again...), which costs no timer operation (deadline.h). */
 static void arm_ms(struct client *c, uint64_t ms)
 {
-    struct timeval tv = tv_from_ms(ms);
-    evtimer_add(&c->timer, &tv);
+    uint64_t now = now_us();
+    deadline_set(&c->timer, now + ms * 1000, now);
 }
 
 /* What the connections gauge calls each state. */
 static const enum conn_state gauge_state[] = {
     [CS_HANDSHAKE] = CONN_HANDSHAKE, [CS_IDLE] = CONN_IDLE,     [CS_HEAD] = CONN_ACTIVE,
     [CS_EXCHANGE] = CONN_ACTIVE,     [CS_CLOSING] = CONN_ACTIVE, [CS_LINGER] = CONN_ACTIVE,
-    [CS_H2] = CONN_ACTIVE,
-    [CS_TUNNEL] = CONN_ACTIVE,
+    [CS_H2] = CONN_ACTIVE,           [CS_TUNNEL] = CONN_ACTIVE, [CS_RESETTING] = CONN_ACTIVE,
 };
 
 /* The single setter: every state has its deadline, and its place in the gauge. */
@@ -110,7 +117,7 @@ static void set_state(struct client *c, enum client_state s)
         metrics_conn_add(c->loop->metrics, CONN_CLIENT, gauge_state[s], 1);
     }
     c->state = s;
-    event_del(&c->timer);
+    deadline_clear(&c->timer);
     switch (s) {
     case CS_HANDSHAKE:
     case CS_HEAD:
@@ -129,6 +136,9 @@ static void set_state(struct client *c, enum client_state s)
     case CS_LINGER:
         arm_ms(c, LINGER_MS);
         break;
+    case CS_RESETTING:
+        arm_ms(c, 0); /* the close comes from the loop, never from inside the exchange */
+        break;
     }
 }
 
@@ -144,7 +154,7 @@ static void client_close(struct client *c, const char *why)
         h2_free(c->h2, why);
     tunnel_free(c->tunnel); /* closes the origin side */
     c->tunnel = NULL;
-    event_del(&c->timer);
+    deadline_stop(&c->timer);
     event_del(&c->resume_ev);
     sock_close(&c->sock);
     struct loop *l = c->loop;
@@ -291,11 +301,26 @@ static bool may_parse(const struct client *c)
     return sock_pending(&c->sock) <= OUTPUT_HIGH;
 }
 
+/* A fault's reset: nothing more goes out, and the close sends RST (SO_LINGER 0). */
+static void start_resetting(struct client *c)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(c->sock.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    evbuffer_drain(c->sock.out, SIZE_MAX);
+    sock_read(&c->sock, false);
+    set_state(c, CS_RESETTING);
+}
+
 static void ds_done(void *ctx, enum exchange_end end)
 {
     struct client *c = ctx;
     c->ex = NULL;
     sock_set_timeouts(&c->sock, 0, c->loop->cfg->client_send_timeout_ms);
+    if (end == END_RESET) {
+        start_resetting(c);
+        return;
+    }
+    /* END_DROP: what went (1xx at most) is flushed, then FIN, like any close */
     if (end != END_KEEP || c->close_after || c->loop->state != LOOP_RUNNING) {
         start_closing(c);
         return;
@@ -340,6 +365,17 @@ static const struct downstream_ops h1_ops = {
 
 /* ---- reading requests ---- */
 
+/* A request to the admin listener refused before it is answered: one line, then close. */
+static void admin_refuse(struct client *c, int status, const char *why)
+{
+    struct h1out_head h = {.status = status, .content_type = "text/plain; charset=utf-8",
+                           .connection = H1OUT_CONN_CLOSE};
+    char line[160];
+    int n = snprintf(line, sizeof(line), "%d %s: %s\n", status, status_phrase(status), why);
+    h1out_simple(c->sock.out, &h, line, (size_t)n, H1OUT_PAYLOAD_SEND);
+    start_closing(c);
+}
+
 static void admin_request(struct client *c, const struct h1_request *req, size_t head_len)
 {
     struct h1_info info;
@@ -348,13 +384,35 @@ static void admin_request(struct client *c, const struct h1_request *req, size_t
         head_error(c, err.status, err.reason);
         return;
     }
-    /* No admin endpoint takes a body: rather than read one, answer and close. */
     bool has_body = info.framing == H1_BODY_CHUNKED ||
                     (info.framing == H1_BODY_LENGTH && info.content_length > 0);
+    /* The fault API reads small bodies whole (POST /faults); no other endpoint takes one:
+     * rather than read it, answer and close. */
+    char body[ADMIN_BODY_MAX];
+    size_t body_len = 0;
+    if (has_body && admin_faults_takes_body(req)) {
+        if (info.framing != H1_BODY_LENGTH) {
+            admin_refuse(c, HTTP_LENGTH_REQUIRED, "send the body with a Content-Length");
+            return;
+        }
+        if (info.content_length > ADMIN_BODY_MAX) {
+            admin_refuse(c, HTTP_CONTENT_TOO_LARGE, "admin request bodies are at most 16 KiB");
+            return;
+        }
+        if (evbuffer_get_length(c->sock.in) < head_len + info.content_length)
+            return; /* the rest comes: the head is parsed again then, still under its timer */
+        body_len = (size_t)info.content_length;
+        /* copy before the drain below */
+        struct evbuffer_ptr at;
+        evbuffer_ptr_set(c->sock.in, &at, head_len, EVBUFFER_PTR_SET);
+        evbuffer_copyout_from(c->sock.in, &at, body, body_len);
+        has_body = false;
+    }
     bool close = !info.keep_alive || has_body || c->loop->state != LOOP_RUNNING;
     c->requests++;
-    admin_respond(c->sock.out, req, &close, c->loop->gen); /* out of memory: it closes */
-    evbuffer_drain(c->sock.in, head_len); /* admin requests are not client traffic: no metric */
+    /* out of memory: it closes */
+    admin_respond(c->sock.out, req, body_len ? body : NULL, body_len, &close, c->loop->gen);
+    evbuffer_drain(c->sock.in, head_len + body_len); /* not client traffic: no metric */
     sock_consumed(&c->sock);
     c->head_start_us = 0;
     if (close) {
@@ -547,6 +605,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct client *c = arg;
+    if (!deadline_due(&c->timer, now_us()))
+        return;
     switch (c->state) {
     case CS_HANDSHAKE:
         handshake_failed(c, "not done within client_header_timeout");
@@ -569,6 +629,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     case CS_CLOSING:
     case CS_LINGER:
         client_close(c, "closed");
+        break;
+    case CS_RESETTING:
+        client_close(c, "reset");
         break;
     }
 }
@@ -616,7 +679,7 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     c->state = tls ? CS_HANDSHAKE : CS_IDLE;
     metrics_conn_add(l->metrics, CONN_CLIENT, gauge_state[c->state], 1);
     metrics_add(l->metrics, M_CONNECTIONS, 1);
-    evtimer_assign(&c->timer, l->base, timer_cb, c);
+    deadline_init(&c->timer, l->base, timer_cb, c);
     event_assign(&c->resume_ev, l->base, -1, 0, resume_cb, c);
     sock_set_read_limit(&c->sock, MAX(READ_HIGH, cfg->max_header_size + 1));
     sock_set_timeouts(&c->sock, 0, cfg->client_send_timeout_ms);

@@ -21,6 +21,7 @@
 #include <grp.h>
 #include <ini.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -33,6 +34,10 @@
 
 #define MAX_UPSTREAMS 256
 #define MAX_ROUTES 1024
+
+/* Names of the fault labels the metrics give the Portico-Fault header and rules added through
+ * the admin API: no [fault] section may take them. */
+static const char *const reserved_fault_names[] = {"header", "admin"};
 
 static const struct {
     const char *key;
@@ -49,16 +54,6 @@ const char *timer_name(enum timer_kind t)
 }
 
 /* ---- sections ---- */
-
-static bool valid_name(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (!(isalnum((unsigned char)*s) || *s == '_' || *s == '-' || *s == '.'))
-            return false;
-    return true;
-}
 
 static void upstream_defaults(struct upstream_conf *up)
 {
@@ -133,6 +128,56 @@ static struct route_conf *add_route(struct cfg_loader *ld, const char *name)
     return (r->name = cfg_copy(ld, name)) ? r : NULL;
 }
 
+/* Appends a [fault NAME] with its defaults; NULL when out of memory. */
+static struct fault_conf *add_fault(struct cfg_loader *ld, const char *name)
+{
+    struct config *cfg = ld->cfg;
+    if (grow(ld, (void **)&cfg->fault_rules, sizeof(*cfg->fault_rules), &ld->fault_lines,
+             &ld->fault_rules_cap, cfg->nfault_rules) != 0)
+        return NULL;
+    struct fault_conf *f = &cfg->fault_rules[cfg->nfault_rules];
+    memset(&ld->fault_lines[cfg->nfault_rules], 0, sizeof(*ld->fault_lines));
+    cfg->nfault_rules++;
+    f->line = ld->line;
+    f->broken = false;
+    fault_rule_init(&f->rule, name);
+    return f;
+}
+
+/* [fault NAME]: a name of its own, not one the metrics reserve. */
+static void open_fault(struct cfg_loader *ld, const char *arg)
+{
+    struct config *cfg = ld->cfg;
+    if (strlen(arg) >= FAULT_NAME_MAX) {
+        cfg_report(ld, ld->line, "[fault %s]: a name is at most %d characters", arg,
+                   FAULT_NAME_MAX - 1);
+        return;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(reserved_fault_names); i++) {
+        if (strcmp(arg, reserved_fault_names[i]) == 0) {
+            cfg_report(ld, ld->line, "[fault %s]: the name is reserved (the metrics count the "
+                                     "Portico-Fault header and admin rules under it)", arg);
+            return;
+        }
+    }
+    for (int i = 0; i < cfg->nfault_rules; i++) {
+        const struct fault_rule *r = &cfg->fault_rules[i].rule;
+        if (strcmp(fault_text(r, r->name), arg) == 0) {
+            cfg_report(ld, ld->line, "duplicate [fault %s] (first at line %d)", arg,
+                       cfg->fault_rules[i].line);
+            return;
+        }
+    }
+    if (cfg->nfault_rules >= CFG_MAX_FAULTS) {
+        cfg_report(ld, ld->line, "too many fault rules (max %d)", CFG_MAX_FAULTS);
+        return;
+    }
+    if (add_fault(ld, arg)) {
+        ld->cur = cfg->nfault_rules - 1;
+        ld->sec = CFG_SEC_FAULT;
+    }
+}
+
 /* Called by the reader for every "[...]" line: opens the section and validates its name. */
 static void open_section(struct cfg_loader *ld, const char *name, size_t len)
 {
@@ -152,30 +197,48 @@ static void open_section(struct cfg_loader *ld, const char *name, size_t len)
         while (*arg == ' ')
             arg++;
     }
-    if (strcmp(sec, "proxy") == 0 || strcmp(sec, "errors") == 0) {
+    /* The sections that come once, and the line of the first of each. */
+    const struct {
+        const char *name;
+        enum cfg_section sec;
+        int *first;
+    } singles[] = {
+        {"proxy", CFG_SEC_PROXY, &ld->proxy_line},
+        {"errors", CFG_SEC_ERRORS, &ld->errors_line},
+        {"faults", CFG_SEC_FAULTS, &ld->faults_line},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(singles); i++) {
+        if (strcmp(sec, singles[i].name) != 0)
+            continue;
         if (arg) {
             cfg_report(ld, ld->line, "[%s] takes no name", sec);
             return;
         }
         /* A second [proxy] would silently override keys of the first. */
-        int *first = sec[0] == 'p' ? &ld->proxy_line : &ld->errors_line;
+        int *first = singles[i].first;
         if (*first) {
             cfg_report(ld, ld->line, "duplicate [%s] (first at line %d)", sec, *first);
             return;
         }
         *first = ld->line;
-        ld->sec = sec[0] == 'p' ? CFG_SEC_PROXY : CFG_SEC_ERRORS;
+        ld->sec = singles[i].sec;
         return;
     }
     bool is_up = strcmp(sec, "upstream") == 0, is_route = strcmp(sec, "route") == 0;
-    if (!is_up && !is_route) {
+    bool is_fault = strcmp(sec, "fault") == 0;
+    if (!is_up && !is_route && !is_fault) {
         cfg_report(ld, ld->line,
-                   "unknown section [%.*s] (expected proxy, upstream NAME, route NAME, errors)",
+                   "unknown section [%.*s] (expected proxy, upstream NAME, route NAME, errors, "
+                   "faults, fault NAME)",
                    (int)len, name);
         return;
     }
-    if (!arg || !valid_name(arg)) {
+    if (!arg || !name_valid(arg)) {
         cfg_report(ld, ld->line, "[%s] needs a name of letters, digits, '-', '_' or '.'", sec);
+        return;
+    }
+    if (is_fault) {
+        open_fault(ld, arg);
         return;
     }
     if (is_up) {
@@ -259,6 +322,12 @@ static int handler(void *user, const char *section, const char *name, const char
         break;
     case CFG_SEC_ROUTE:
         base = &cfg->routes[ld->cur], lines = &ld->route_lines[ld->cur];
+        break;
+    case CFG_SEC_FAULTS:
+        base = &cfg->faults, lines = &ld->faults_lines;
+        break;
+    case CFG_SEC_FAULT:
+        base = &cfg->fault_rules[ld->cur], lines = &ld->fault_lines[ld->cur];
         break;
     }
     const struct cfg_key *k = cfg_key_find(ld->sec, name);
@@ -375,6 +444,10 @@ static int set_defaults(struct cfg_loader *ld)
     cfg->access_log_format = LOG_FORMAT_JSON;
     cfg->log_level = LOG_INFO;
     cfg->error_detail = ERROR_DETAIL_FULL;
+    cfg->faults.fault_header = true;
+    char why[64];
+    cfg->faults.nheader_clients = fault_cidr_list("127.0.0.0/8, ::1", cfg->faults.header_clients,
+                                                  FAULT_MAX_LIST, why, sizeof(why));
     cfg->shutdown_timeout_ms = 30000;
     cfg->http2 = true;
     cfg->http2_max_concurrent_streams = 100;
@@ -678,6 +751,67 @@ static void validate_routes(struct cfg_loader *ld)
     }
 }
 
+int cfg_fault_check(const struct config *cfg, const struct fault_rule *r, enum fault_key *key,
+                    char *why, size_t size)
+{
+    int route = -1;
+    if (r->route) {
+        for (int j = 0; j < cfg->nroutes; j++)
+            if (strcmp(cfg->routes[j].name, fault_text(r, r->route)) == 0)
+                route = j;
+        if (route < 0) {
+            *key = FK_ROUTE;
+            snprintf(why, size, "no [route %s]", fault_text(r, r->route));
+            return -1;
+        }
+    }
+    /* a simulated total_timeout waits for the upstream's total_timeout: it must be on */
+    for (int j = 0; r->failure == FAIL_TOTAL_TIMEOUT && j < cfg->nroutes; j++) {
+        int u = cfg->routes[j].upstream;
+        if ((route >= 0 && j != route) || u < 0 || cfg->upstreams[u].timers_ms[TIMER_TOTAL])
+            continue;
+        *key = FK_FAILURE;
+        snprintf(why, size, "failure = total_timeout, but [upstream %s] (route %s) has no "
+                            "total_timeout: set one, or limit the rule with route =",
+                 cfg->upstreams[u].name, cfg->routes[j].name);
+        return -1;
+    }
+    return 0;
+}
+
+/* An address on the loopback interface: 127.0.0.0/8 or ::1. */
+static bool is_loopback(const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    return sa->ss_family == AF_INET6 &&
+           IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+}
+
+/* [faults], [fault NAME] and the admin token (issue 8). */
+static void validate_faults(struct cfg_loader *ld)
+{
+    struct config *cfg = ld->cfg;
+    cfg->faults.seeded = cfg_key_line(&ld->faults_lines, CFG_SEC_FAULTS, "seed") != 0;
+    /* the admin API changes what clients get: off loopback, only with the token */
+    if (cfg->admin_listen_text && !cfg->admin_token && !is_loopback(&cfg->admin_addr))
+        cfg_report(ld, cfg_key_line(&ld->proxy_lines, CFG_SEC_PROXY, "admin_listen"),
+                   "admin_listen: %s is not a loopback address: set admin_token",
+                   cfg->admin_listen_text);
+    for (int i = 0; i < cfg->nfault_rules; i++) {
+        const struct fault_conf *f = &cfg->fault_rules[i];
+        const struct fault_rule *r = &f->rule;
+        const char *name = fault_text(r, r->name);
+        char why[300];
+        if (!f->broken && fault_rule_check(r, why, sizeof(why)) != 0)
+            cfg_report(ld, f->line, "[fault %s]: %s", name, why);
+        enum fault_key key;
+        if (cfg_fault_check(cfg, r, &key, why, sizeof(why)) != 0)
+            cfg_report(ld, cfg_key_line(&ld->fault_lines[i], CFG_SEC_FAULT, fault_key_name(key)),
+                       "[fault %s]: %s", name, why);
+    }
+}
+
 /* Defaults, cross-references and the files the config names; every problem is reported. */
 static void validate(struct cfg_loader *ld)
 {
@@ -688,6 +822,7 @@ static void validate(struct cfg_loader *ld)
     for (int i = 0; i < ld->cfg->nupstreams; i++)
         validate_upstream(ld, i);
     validate_routes(ld);
+    validate_faults(ld);
 }
 
 /* Loads from the reader's input into a new config named ld->name whose relative paths resolve
@@ -715,6 +850,7 @@ static struct config *load(struct cfg_loader *ld, const char *dir, size_t dir_le
     }
     free(ld->upstream_lines);
     free(ld->route_lines);
+    free(ld->fault_lines);
     if (nerrors)
         *nerrors = ld->nerrors;
     if (ld->nerrors) {
@@ -792,6 +928,8 @@ void cfg_free(struct config *cfg)
     free(cfg->access_log);
     free(cfg->error_log);
     free(cfg->admin_listen_text);
+    free(cfg->admin_token);
+    free(cfg->fault_rules);
     free(cfg->pid_file);
     free(cfg->user);
     free(cfg->group);

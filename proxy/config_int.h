@@ -23,6 +23,8 @@ enum cfg_section {
     CFG_SEC_UPSTREAM,
     CFG_SEC_ROUTE,
     CFG_SEC_ERRORS,
+    CFG_SEC_FAULTS,   /* [faults] */
+    CFG_SEC_FAULT,    /* [fault NAME] */
     CFG_SEC_BAD,      /* a header that was refused: its keys are not reported again */
 };
 
@@ -46,14 +48,20 @@ struct cfg_loader {
     size_t text_pos;
     /* current section */
     enum cfg_section sec;
-    int cur;                               /* index of the current [upstream] or [route] */
+    int cur;                               /* index of the current [upstream], [route] or
+                                              [fault] */
     struct cfg_key_lines proxy_lines;
     struct cfg_key_lines *upstream_lines;  /* owned, parallel to cfg->upstreams */
     struct cfg_key_lines *route_lines;     /* owned, parallel to cfg->routes */
-    int upstreams_cap;                     /* allocated entries of both arrays */
+    struct cfg_key_lines faults_lines;     /* [faults] */
+    struct cfg_key_lines *fault_lines;     /* owned, parallel to cfg->fault_rules */
+    int upstreams_cap;                     /* allocated entries of the arrays and their lines */
     int routes_cap;
-    int proxy_line;                        /* first [proxy] and [errors]: a second is refused */
+    int fault_rules_cap;
+    int proxy_line;                        /* first [proxy], [errors] and [faults]: a second is
+                                              refused */
     int errors_line;
+    int faults_line;
     int tls_listen_line;                   /* first `listen ... tls`: where no tls_cert is told */
     int h2c_listen_line;                   /* first `listen ... h2c`: where http2 = off is told */
 };
@@ -70,7 +78,7 @@ struct cfg_key {
     bool repeatable;                       /* a list (listen, origin, early_hints) */
 };
 
-/* The row of `name` in the table of sec (proxy, upstream or route), or NULL. */
+/* The row of `name` in the table of sec (proxy, upstream, route, faults or fault), or NULL. */
 const struct cfg_key *cfg_key_find(enum cfg_section sec, const char *name);
 
 /* The table of sec (proxy, upstream or route) and its length in *n: for documentation checks. */
@@ -82,7 +90,7 @@ int *cfg_key_slot(struct cfg_key_lines *lines, enum cfg_section sec, const struc
 /* Line where `name` was set in a section of kind sec (0: not set). */
 int cfg_key_line(const struct cfg_key_lines *lines, enum cfg_section sec, const char *name);
 
-/* "proxy", "upstream", "route". */
+/* "proxy", "upstream", "route", "faults", "fault". */
 const char *cfg_section_name(enum cfg_section sec);
 
 /* Counts a problem and prints "NAME:LINE: message" in one write, control bytes as \xNN. */

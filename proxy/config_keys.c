@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "portico/failure.h"
+#include "portico/fault.h"
 #include "portico/util.h"
 
 /* Name tables of the closed sets; a setter stores the index of the name it finds. */
@@ -631,9 +632,57 @@ static int set_prefix(struct cfg_loader *ld, const struct cfg_key *k, void *base
     return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
 }
 
+/* ---- fault rules (issue 8) ---- */
+
+/* A Bearer token (RFC 6750 b64token): letters, digits and -._~+/ with '=' only at the end. */
+static int set_token(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    size_t n = strlen(value), eq = n;
+    while (eq > 0 && value[eq - 1] == '=')
+        eq--;
+    bool ok = eq > 0;
+    for (size_t i = 0; i < eq && ok; i++)
+        ok = isalnum((unsigned char)value[i]) || strchr("-._~+/", value[i]);
+    if (!ok) {
+        cfg_report(ld, ld->line, "%s: expected a token of letters, digits and -._~+/ (a Bearer "
+                                 "token)", k->name);
+        return -1;
+    }
+    return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
+}
+
+static int set_cidrs(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    struct faults_conf *f = base;
+    char why[200];
+    int n = fault_cidr_list(value, f->header_clients, FAULT_MAX_LIST, why, sizeof(why));
+    if (n < 0) {
+        cfg_report(ld, ld->line, "%s: %s", k->name, why);
+        return -1;
+    }
+    f->nheader_clients = n;
+    return 0;
+}
+
+/* Every [fault NAME] key: fault.c parses it, so that the INI, the Portico-Fault header and the
+ * admin API spell every value alike. */
+static int set_fault(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    struct fault_conf *f = base;
+    char why[300];
+    if (fault_rule_set(&f->rule, (enum fault_key)fault_key_find(k->name), value, why,
+                       sizeof(why)) != 0) {
+        cfg_report(ld, ld->line, "%s", why);
+        f->broken = true;
+        return -1;
+    }
+    return 0;
+}
+
 #define CFG(f) offsetof(struct config, f)
 #define UPS(f) offsetof(struct upstream_conf, f)
 #define RTE(f) offsetof(struct route_conf, f)
+#define FLT(f) offsetof(struct faults_conf, f)
 
 #define KEY(name, set, field) {name, set, field, 0, 0, NULL, 0, false}
 #define LIST(name, set) {name, set, 0, 0, 0, NULL, 0, true}
@@ -674,6 +723,8 @@ static const struct cfg_key proxy_keys[] = {
     NAMED("log_level", set_enum, CFG(log_level), log_level_names),
     NAMED("error_detail", set_enum, CFG(error_detail), error_detail_names),
     KEY("admin_listen", set_admin_listen, CFG(admin_listen_text)),
+    /* fault rules (issue 8) */
+    KEY("admin_token", set_token, CFG(admin_token)),
     /* lifecycle: graceful stop, pid file, privileges */
     DURATION("shutdown_timeout", CFG(shutdown_timeout_ms), 0),
     KEY("pid_file", set_path, CFG(pid_file)),
@@ -724,9 +775,23 @@ static const struct cfg_key route_keys[] = {
     KEY("server_timing", set_bool, RTE(server_timing)),
 };
 
+/* [faults] and [fault NAME] (issue 8): the rule keys are fault.c's table, row for row. */
+static const struct cfg_key faults_keys[] = {
+    KEY("header_control", set_bool, FLT(header_control)),
+    KEY("header_control_clients", set_cidrs, FLT(header_clients)),
+    NUMBER("seed", set_uint, FLT(seed), 0, UINT64_MAX),
+    KEY("fault_header", set_bool, FLT(fault_header)),
+};
+
+#define FAULT_ROW(id, name, kind, rep) {name, set_fault, 0, 0, 0, NULL, 0, rep},
+static const struct cfg_key fault_keys[] = {FAULT_KEY_LIST(FAULT_ROW)};
+#undef FAULT_ROW
+
 _Static_assert(ARRAY_LEN(proxy_keys) <= CFG_MAX_SECTION_KEYS &&
                    ARRAY_LEN(upstream_keys) <= CFG_MAX_SECTION_KEYS &&
-                   ARRAY_LEN(route_keys) <= CFG_MAX_SECTION_KEYS,
+                   ARRAY_LEN(route_keys) <= CFG_MAX_SECTION_KEYS &&
+                   ARRAY_LEN(faults_keys) <= CFG_MAX_SECTION_KEYS &&
+                   ARRAY_LEN(fault_keys) <= CFG_MAX_SECTION_KEYS,
                "struct cfg_key_lines is too small");
 
 /* The sections that have a key table. */
@@ -738,6 +803,8 @@ static const struct {
     [CFG_SEC_PROXY] = {"proxy", proxy_keys, ARRAY_LEN(proxy_keys)},
     [CFG_SEC_UPSTREAM] = {"upstream", upstream_keys, ARRAY_LEN(upstream_keys)},
     [CFG_SEC_ROUTE] = {"route", route_keys, ARRAY_LEN(route_keys)},
+    [CFG_SEC_FAULTS] = {"faults", faults_keys, ARRAY_LEN(faults_keys)},
+    [CFG_SEC_FAULT] = {"fault", fault_keys, ARRAY_LEN(fault_keys)},
 };
 
 const struct cfg_key *cfg_key_find(enum cfg_section sec, const char *name)

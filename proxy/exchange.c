@@ -65,9 +65,11 @@
  * FILES. exchange.c: start, routing, phases and timers, fail/refuse, the access log, the exit.
  * relay.c: the origin side — connect, request head and body, response heads (1xx included) and
  * body, origin connection events. interim.c: the 1xx policy — 100 Continue, 102 heartbeats,
- * 103 Early Hints (configured, learned, relayed without repeats). request.c: the request checks
- * before routing. route.c: which route a request takes. hints.c: the learned-hint cache and
- * Link parsing.
+ * 103 Early Hints (configured, learned, relayed without repeats). fault_exec.c: injected faults
+ * (issue 8), decided at routing and acting through the same phases, timers, ex_fail() and
+ * responses as real events, so that a rehearsed failure is the real one on the wire. request.c:
+ * the request checks before routing. route.c: which route a request takes. hints.c: the
+ * learned-hint cache and Link parsing.
  */
 #include "exchange_int.h"
 
@@ -96,10 +98,10 @@
 
 /* ---- small helpers ---- */
 
-void ex_arm(struct event *ev, uint64_t ms)
+void ex_arm(struct deadline *d, uint64_t ms)
 {
-    struct timeval tv = tv_from_ms(ms);
-    evtimer_add(ev, &tv);
+    uint64_t now = now_us();
+    deadline_set(d, now + ms * 1000, now);
 }
 
 bool ex_client_http11(const struct exchange *ex)
@@ -128,6 +130,8 @@ static struct balancer *balancer_of(const struct exchange *ex)
 /* What an attempt that ended with failure f showed of its origin. */
 static enum balance_result attempt_result(const struct exchange *ex, enum failure_type f)
 {
+    if (fault_exec_simulating(ex)) /* never judge an origin on a rehearsal */
+        return BALANCE_NO_VERDICT;
     if (failure_is_network(f))
         return BALANCE_FAILED;
     return ex->response_byte ? BALANCE_ANSWERED : BALANCE_NO_VERDICT;
@@ -199,7 +203,7 @@ static bool retry_elsewhere(struct exchange *ex, enum phase phase, enum cause ca
     ex->retries++;
     metrics_add(ex->loop->metrics, M_UPSTREAM_NEXT_ORIGIN, 1);
     relay_drop(ex);
-    event_del(&ex->phase_timer); /* the next connection's phases arm it again */
+    deadline_clear(&ex->phase_timer); /* the next connection's phases arm it again */
     ex->detail[0] = '\0';
     relay_connect(ex);
     return true;
@@ -216,7 +220,7 @@ void ex_end(struct exchange *ex, enum outcome o)
 void ex_phase(struct exchange *ex, enum phase p)
 {
     phase_enter(&ex->pc, p, ex->now);
-    event_del(&ex->phase_timer);
+    deadline_clear(&ex->phase_timer);
     /* SEND has no phase timer: its limit is the origin sock's write deadline. */
     uint64_t limit = p == PHASE_SEND ? 0 : phase_limit_ms(ex->up->timers_ms, p);
     if (limit)
@@ -226,7 +230,7 @@ void ex_phase(struct exchange *ex, enum phase p)
 void ex_phase_resume(struct exchange *ex, enum phase p)
 {
     phase_resume(&ex->pc, p, ex->now);
-    event_del(&ex->phase_timer);
+    deadline_clear(&ex->phase_timer);
 }
 
 static const char *phase_subject_text(const struct exchange *ex, enum phase p)
@@ -236,6 +240,8 @@ static const char *phase_subject_text(const struct exchange *ex, enum phase p)
         return o ? o->host : ex->up->name;
     if (ex->uc)
         return upconn_addr(ex->uc);
+    if (fault_exec_addr(ex)) /* a simulated failure names what upconn_addr would */
+        return fault_exec_addr(ex);
     return o ? o->text : ex->up->name;
 }
 
@@ -244,6 +250,8 @@ static void phase_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct exchange *ex = arg;
     ex->now = now_us();
+    if (!deadline_due(&ex->phase_timer, ex->now))
+        return; /* early, or cleared: nothing happened */
     enum phase p = ex->pc.current;
     uint64_t limit = phase_limit_ms(ex->up->timers_ms, p);
     char detail[200];
@@ -257,6 +265,8 @@ static void total_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct exchange *ex = arg;
     ex->now = now_us();
+    if (!deadline_due(&ex->total_timer, ex->now))
+        return; /* early, or cleared: nothing happened */
     uint64_t limit = ex->up->timers_ms[TIMER_TOTAL];
     if (ex->resp_state == RESP_HEAD)
         ex_fail(ex, ex->pc.current, CAUSE_TOTAL_TIMEOUT, limit,
@@ -268,10 +278,10 @@ static void total_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 static void stop_timers(struct exchange *ex)
 {
-    event_del(&ex->phase_timer);
-    event_del(&ex->total_timer);
-    event_del(&ex->continue_timer);
-    event_del(&ex->processing_timer);
+    deadline_stop(&ex->phase_timer);
+    deadline_stop(&ex->total_timer);
+    deadline_stop(&ex->continue_timer);
+    deadline_stop(&ex->processing_timer);
 }
 
 /* ---- responses Portico writes itself ---- */
@@ -294,8 +304,10 @@ static void send_own(struct exchange *ex, struct errpage *e)
     e->http10 = !ex_client_http11(ex);
     struct errpage_out o;
     errpage_prepare(e, &o);
+    struct h1_field fields[ARRAY_LEN(o.fields) + FAULT_MAX_LIST + 1];
+    fault_exec_own_head(ex, &o, fields, ARRAY_LEN(fields)); /* Portico-Fault, a fault's answer */
     ex->ds.ops->head(ex->ds.ctx, &o.head, &ex->sink);
-    long body = errpage_body(&o, ex->sink.out);
+    long body = fault_exec_own_body(ex, &o, ex->sink.out);
     ex->error_body_bytes = body > 0 ? (uint64_t)body : 0;
     ex->status = o.head.status; /* it goes out with done(), once it is counted and logged */
     ex->resp_state = RESP_DONE;
@@ -348,7 +360,9 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
         relay_connect(ex);
         return;
     }
-    if (may_retry(ex, phase, cause) && retry_elsewhere(ex, phase, cause))
+    /* a simulated failure is the exchange's: another origin would only meet it again */
+    if (!fault_exec_simulating(ex) && may_retry(ex, phase, cause) &&
+        retry_elsewhere(ex, phase, cause))
         return;
 
     ex->failure = failure_classify(phase, cause);
@@ -464,6 +478,7 @@ static void log_exchange(struct exchange *ex)
         .bytes_out = ex->resp_body.bytes + ex->error_body_bytes,
         .interim_codes = ex->interim_codes,
         .ninterim = ex->interim_count,
+        .fault = fault_exec_name(ex),
         .user_agent = ua ? ua->value : NULL,
         .user_agent_len = ua ? ua->value_len : 0,
         .timings = t,
@@ -486,6 +501,7 @@ static void exchange_free(struct exchange *ex)
     stop_timers(ex);
     release_origin(ex, attempt_result(ex, ex->failure));
     relay_drop(ex);
+    fault_exec_end(ex);
     free(ex->hints);
     free(ex);
 }
@@ -511,7 +527,10 @@ void ex_settle(struct exchange *ex)
     }
     relay_drop(ex); /* before the log line: once it is written, the origin side is settled */
     log_exchange(ex);
-    enum exchange_end end = ex->outcome == OUTCOME_ABORTED ? END_ABORT
+    static const enum exchange_end ends[] = {
+        [OUTCOME_ABORTED] = END_ABORT, [OUTCOME_DROPPED] = END_DROP, [OUTCOME_RESET] = END_RESET,
+    };
+    enum exchange_end end = ex->outcome != OUTCOME_DONE ? ends[ex->outcome]
                             : ex->close_client || ex->req_state != REQ_DONE ? END_CLOSE
                                                                             : END_KEEP;
     struct downstream ds = ex->ds;
@@ -569,10 +588,10 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
     ex->origin = -1;
     ex->route_index = -1;
     phase_enter(&ex->pc, PHASE_ROUTE, ex->now);
-    evtimer_assign(&ex->phase_timer, l->base, phase_timeout_cb, ex);
-    evtimer_assign(&ex->total_timer, l->base, total_timeout_cb, ex);
-    evtimer_assign(&ex->continue_timer, l->base, interim_continue_cb, ex);
-    evtimer_assign(&ex->processing_timer, l->base, interim_processing_cb, ex);
+    deadline_init(&ex->phase_timer, l->base, phase_timeout_cb, ex);
+    deadline_init(&ex->total_timer, l->base, total_timeout_cb, ex);
+    deadline_init(&ex->continue_timer, l->base, interim_continue_cb, ex);
+    deadline_init(&ex->processing_timer, l->base, interim_processing_cb, ex);
     make_request_id(ex);
     /* One traceparent is a trace to join; none, or several, start a new one. */
     int tp = h1_find(ex->req.fields, ex->req.nfields, H1_F_TRACEPARENT, 0);
@@ -663,19 +682,38 @@ static void run(struct exchange *ex)
     ex->up_index = ex->route->upstream;
     ex->up = &cfg->upstreams[ex->up_index];
 
+    if (!fault_exec_decide(ex)) /* a malformed Portico-Fault header was refused */
+        return;
+
     /* Interim responses Portico makes, before the origin is even contacted. */
     interim_early_hints(ex);
     interim_expect(ex);
     interim_heartbeats(ex);
     if (ex->up->timers_ms[TIMER_TOTAL])
         ex_arm(&ex->total_timer, ex->up->timers_ms[TIMER_TOTAL]);
-
-    if (!pick_origin(ex)) {
-        ex_fail(ex, PHASE_ROUTE, CAUSE_NO_ORIGIN, 0, "every origin of upstream %s is marked down",
-                ex->up->name);
+    if (fault_exec_start(ex)) /* a fault acts first; it goes on to the origin itself */
         return;
-    }
-    relay_connect(ex);
+    ex_to_origin(ex);
+}
+
+void ex_fail_no_origin(struct exchange *ex)
+{
+    ex_fail(ex, PHASE_ROUTE, CAUSE_NO_ORIGIN, 0, "every origin of upstream %s is marked down",
+            ex->up->name);
+}
+
+bool ex_pick_origin(struct exchange *ex)
+{
+    if (pick_origin(ex))
+        return true;
+    ex_fail_no_origin(ex);
+    return false;
+}
+
+void ex_to_origin(struct exchange *ex)
+{
+    if (ex_pick_origin(ex))
+        relay_connect(ex);
 }
 
 /* ---- entry points from the downstream ---- */

@@ -1,8 +1,8 @@
 /*
  * exchange_int.h — the exchange's private parts, shared by the files that make it up:
  * exchange.c (life, phases and timers, fail/finish, the one exit), relay.c (the origin side:
- * connect, request, response heads and bodies) and interim.c (the 1xx policy). Not a public
- * header: nothing outside those three files includes it.
+ * connect, request, response heads and bodies), interim.c (the 1xx policy) and fault_exec.c
+ * (injected faults). Not a public header: nothing outside those files includes it.
  */
 #ifndef PORTICO_EXCHANGE_INT_H
 #define PORTICO_EXCHANGE_INT_H
@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "portico/body.h"
+#include "portico/deadline.h"
 #include "portico/downstream.h"
 #include "portico/exchange.h"
 #include "portico/failure.h"
@@ -29,6 +30,9 @@ struct route_conf;
 struct upstream_conf;
 struct upconn;
 struct sock;
+struct ex_fault;
+struct errpage_out;
+struct evbuffer;
 
 enum req_state {
     REQ_GATED,  /* Expect: 100-continue relayed, body held until the origin's 100 or timeout */
@@ -47,7 +51,9 @@ enum resp_state {
 #define OUTCOME_LIST(X)                                                                            \
     X(OUTCOME_OPEN, "open")         /* running */                                                 \
     X(OUTCOME_DONE, "done")         /* a complete response went out (proxied or our own) */       \
-    X(OUTCOME_ABORTED, "aborted")   /* the response was cut short after its head */
+    X(OUTCOME_ABORTED, "aborted")   /* the response was cut short after its head */              \
+    X(OUTCOME_DROPPED, "dropped")   /* a fault's drop: closed without a response (FIN) */         \
+    X(OUTCOME_RESET, "reset")       /* a fault's reset: closed with RST, nothing sent */
 
 enum outcome {
 #define X(id, name) id,
@@ -100,10 +106,10 @@ struct exchange {
     bool reused;                       /* the (last) connection came from the pool */
     bool response_byte;                /* any response byte seen from the origin */
     bool upstream_paused;              /* origin reads stopped: the client's output is full */
-    struct event phase_timer;
-    struct event total_timer;
-    struct event continue_timer;       /* Expect relay: send our own 100 after continue_timeout */
-    struct event processing_timer;     /* synthesized 102 heartbeats */
+    struct deadline phase_timer;
+    struct deadline total_timer;
+    struct deadline continue_timer;    /* Expect relay: send our own 100 after continue_timeout */
+    struct deadline processing_timer;  /* synthesized 102 heartbeats */
 
     /* response */
     enum resp_state resp_state;
@@ -127,6 +133,8 @@ struct exchange {
     enum cause cause;
     uint64_t limit_ms;
     char detail[200];
+
+    struct ex_fault *fault;            /* owned: the fault rule acting on it (fault_exec.c) */
 
     /* Last: the allocation holds only the req.nfields fields the request has, then the head
      * bytes (exchange_start), so an exchange costs ~1.7 KiB instead of 5.7. Never copy req by
@@ -152,14 +160,24 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close);
 void ex_phase(struct exchange *ex, enum phase p);
 void ex_phase_resume(struct exchange *ex, enum phase p);
 
-/* Arms a timer for ms from now. */
-void ex_arm(struct event *ev, uint64_t ms);
+/* Sets a deadline ms from now (later ones cost no timer operation: deadline.h). */
+void ex_arm(struct deadline *d, uint64_t ms);
 
 /* The client speaks HTTP/1.1 or later (can take 1xx, chunked). */
 bool ex_client_http11(const struct exchange *ex);
 
 /* Records a 1xx sent to the client for the access log. */
 void ex_note_interim(struct exchange *ex, int code);
+
+/* Fails with no_healthy_origin: every origin of the upstream is marked down. */
+void ex_fail_no_origin(struct exchange *ex);
+
+/* Chooses the origin; when every one is marked down, fails with no_healthy_origin and returns
+ * false. */
+bool ex_pick_origin(struct exchange *ex);
+
+/* The upstream part of run(): choose the origin and connect to it. */
+void ex_to_origin(struct exchange *ex);
 
 /* ---- relay.c ---- */
 
@@ -202,9 +220,58 @@ bool interim_relay(struct exchange *ex, const struct h1_response *resp);
 /* The request body may flow now (origin's 100, our own, or continue_timeout). */
 void interim_open_gate(struct exchange *ex);
 
+/* Sends a 1xx Portico makes (a fault's interim list): 100 at most once per exchange. */
+void interim_send(struct exchange *ex, int code);
+
 /* libevent callbacks of the interim timers. */
 void interim_continue_cb(evutil_socket_t fd, short what, void *arg);
 void interim_processing_cb(evutil_socket_t fd, short what, void *arg);
+
+/* ---- fault_exec.c: injected faults (fault.h rules) acting through the exchange ---- */
+
+/* At route time: the Portico-Fault header (refused with 400 when malformed: returns false) or
+ * the first rule of the generation that fires takes the exchange. */
+bool fault_exec_decide(struct exchange *ex);
+
+/* Before the origin is contacted: true when a fault acts first (delay, interim, an answer, a
+ * simulated failure, a drop or reset); it calls ex_to_origin itself if the request goes on. */
+bool fault_exec_start(struct exchange *ex);
+
+/* The address a simulated failure names (what upconn_addr would say), or NULL. */
+const char *fault_exec_addr(const struct exchange *ex);
+
+/* True while a simulated failure walks the phases (no origin is touched or judged). */
+bool fault_exec_simulating(const struct exchange *ex);
+
+/* Appends the Portico-Fault field (unless fault_header = off) to a response head's fields;
+ * returns how many were added (0 or 1). */
+size_t fault_exec_fields(const struct exchange *ex, struct h1_field *fields, size_t room);
+
+/* A response Portico writes itself: adds Portico-Fault, and for a fault's status answer its
+ * reason, headers and body length, to o's head, using fields[room] as the new field list. */
+void fault_exec_own_head(struct exchange *ex, struct errpage_out *o, struct h1_field *fields,
+                         size_t room);
+
+/* Writes the body of that response: the answer's own, or the error page's. Body bytes, -1 when
+ * out of memory. Releases o. */
+long fault_exec_own_body(struct exchange *ex, struct errpage_out *o, struct evbuffer *out);
+
+/* The first byte of the origin's response is there: true while response_delay holds it (the
+ * origin is not read meanwhile). */
+bool fault_exec_hold_head(struct exchange *ex);
+
+/* The response body starts: truncate and throttle set the body's quota. */
+void fault_exec_body_start(struct exchange *ex);
+
+/* The body's quota is spent: truncate aborts as a real mid-body failure, throttle pauses until
+ * its next tick. True when the relay must stop here. */
+bool fault_exec_body_stop(struct exchange *ex);
+
+/* The rule's name for the access log, or NULL. */
+const char *fault_exec_name(const struct exchange *ex);
+
+/* The exchange ends: its place under max_active is given back, the fault freed. */
+void fault_exec_end(struct exchange *ex);
 
 /* ---- the one exit ---- */
 

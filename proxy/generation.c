@@ -7,7 +7,9 @@
 
 #include "portico/balance.h"
 #include "portico/config.h"
+#include "portico/fault_table.h"
 #include "portico/hints.h"
+#include "portico/util.h"
 
 void generation_free(struct generation *g)
 {
@@ -20,6 +22,7 @@ void generation_free(struct generation *g)
         hint_cache_free(g->hints[i]);
     free(g->balancers);
     free(g->hints);
+    fault_table_free(g->faults);
     cfg_free((struct config *)(uintptr_t)cfg); /* ours: const only for the workers */
     free(g);
 }
@@ -35,7 +38,8 @@ struct generation *generation_new(struct config *cfg, unsigned number)
     g->number = number;
     g->balancers = calloc((size_t)cfg->nupstreams, sizeof(*g->balancers));
     g->hints = calloc((size_t)cfg->nroutes + 1, sizeof(*g->hints));
-    if (!g->balancers || !g->hints)
+    g->faults = fault_table_new(cfg, now_us() / 1000);
+    if (!g->balancers || !g->hints || !g->faults)
         goto fail;
     for (int i = 0; i < cfg->nupstreams; i++)
         if (!(g->balancers[i] = balancer_new(&cfg->upstreams[i])))

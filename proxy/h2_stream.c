@@ -245,8 +245,9 @@ static void ds_done(void *ctx, enum exchange_end end)
     s->ex = NULL;
     s->state = ST_ANSWERED;
     event_del(&s->body_timer);
-    if (end == END_ABORT) {
-        /* The response was cut short: the client must see it failed. */
+    if (end == END_ABORT || end == END_DROP || end == END_RESET) {
+        /* The response was cut short, or a fault drops or resets it: the client must see this
+         * stream fail, and only this one (the connection carries other streams). */
         evbuffer_drain(s->body, SIZE_MAX);
         nghttp2_submit_rst_stream(s->conn->session, NGHTTP2_FLAG_NONE, s->id,
                                   NGHTTP2_INTERNAL_ERROR);

@@ -219,6 +219,8 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
             if (!fwd->keep_expect)
                 continue;
             break;
+        case H1_F_PORTICO_FAULT:
+            continue; /* a fault for Portico (issue 8), honoured or not: never the origin's */
         default:
             break;
         }

@@ -65,9 +65,7 @@ static void wait_first_byte(struct exchange *ex, bool after_interim)
     ex->first_byte_deadline =
         phase_first_byte_deadline(after_interim ? ex->first_byte_deadline : 0, ex->now, limit,
                                   resets);
-    uint64_t left = ex->first_byte_deadline > ex->now ? ex->first_byte_deadline - ex->now : 0;
-    struct timeval tv = tv_from_us(left);
-    evtimer_add(&ex->phase_timer, &tv);
+    deadline_set(&ex->phase_timer, ex->first_byte_deadline, ex->now);
 }
 
 void relay_request_sent(struct exchange *ex)
@@ -214,9 +212,9 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
                 upconn_addr(ex->uc), "transfer coding other than chunked");
         return;
     }
-    event_del(&ex->total_timer);
-    event_del(&ex->processing_timer);
-    event_del(&ex->continue_timer);
+    deadline_clear(&ex->total_timer);
+    deadline_clear(&ex->processing_timer);
+    deadline_clear(&ex->continue_timer);
 
     const struct h1_info *ri = &ex->resp_info;
     /* A body of unknown length is streamed: chunked to HTTP/1.1 clients, to the close for 1.0. */
@@ -237,7 +235,7 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
         .proxy_status = ex->cfg->proxy_status ? ps : NULL,
         .server_timing = ex->route->server_timing ? timing : NULL,
     };
-    struct h1_field fields[HDR_MAX_FIELDS];
+    struct h1_field fields[HDR_MAX_FIELDS + 1];
     struct resp_head head = {
         .status = resp->status,
         .reason = resp->reason,
@@ -248,12 +246,14 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
         .content_length = ri->content_length,
         .close = ex->close_client,
     };
+    head.nfields += fault_exec_fields(ex, fields + head.nfields, 1); /* Portico-Fault */
     ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
     ex->status = ex->upstream_status = resp->status;
     if (resp->status == HTTP_OK)
         interim_learn(ex, resp);
     body_init(&ex->resp_body, ri->framing, ri->content_length, ex->sink.chunked,
               ex->cfg->max_header_size);
+    fault_exec_body_start(ex); /* truncate, throttle */
     evbuffer_drain(ex->usock->in, head_len);
     ex->resp_state = RESP_BODY;
 }
@@ -263,9 +263,9 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
  * after the 101 stays in its input for the tunnel. */
 static void switch_protocols(struct exchange *ex, const struct h1_response *resp, size_t head_len)
 {
-    event_del(&ex->total_timer);
-    event_del(&ex->processing_timer);
-    event_del(&ex->continue_timer);
+    deadline_clear(&ex->total_timer);
+    deadline_clear(&ex->processing_timer);
+    deadline_clear(&ex->continue_timer);
     struct h1_field fields[HDR_MAX_FIELDS];
     struct resp_head head = {
         .status = resp->status,
@@ -289,7 +289,7 @@ static bool client_full(struct exchange *ex)
         return false;
     ex->upstream_paused = true;
     sock_read(ex->usock, false);
-    event_del(&ex->phase_timer); /* the origin is not the one being slow */
+    deadline_clear(&ex->phase_timer); /* the origin is not the one being slow */
     return true;
 }
 
@@ -302,6 +302,8 @@ static void read_heads(struct exchange *ex)
         size_t len = evbuffer_get_length(in);
         if (len == 0)
             return;
+        if (ex->pc.current != PHASE_READ && fault_exec_hold_head(ex))
+            return; /* a fault's response_delay: the response comes in when it is over */
         if (ex->pc.current != PHASE_READ) {
             ex->response_byte = true;
             ex_phase(ex, PHASE_READ);
@@ -381,7 +383,7 @@ static void relay_body(struct exchange *ex)
             return;
         }
         ex->ds.ops->body(ex->ds.ctx);
-        if (client_full(ex))
+        if (fault_exec_body_stop(ex) || client_full(ex)) /* a fault's truncate or throttle */
             return;
         if (evbuffer_get_length(in) == 0 ||
             (evbuffer_get_length(in) == before_in && evbuffer_get_length(out) == before_out))

@@ -162,6 +162,16 @@ int parse_bool(const char *s, bool *out)
     return -1;
 }
 
+bool name_valid(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!(isalnum((unsigned char)*s) || *s == '_' || *s == '-' || *s == '.'))
+            return false;
+    return true;
+}
+
 bool span_ieq(const char *p, size_t n, const char *s)
 {
     return strlen(s) == n && strncasecmp(p, s, n) == 0;

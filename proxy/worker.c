@@ -29,6 +29,7 @@
 
 #include "portico/client.h"
 #include "portico/config.h"
+#include "portico/fault_table.h"
 #include "portico/generation.h"
 #include "portico/health.h"
 #include "portico/listener.h"
@@ -183,18 +184,23 @@ static void log_flush_cb(evutil_socket_t fd, short what, void *arg)
 /* A shard labelled with the names of the worker's configuration. */
 static struct metrics *shard_for(const struct config *cfg)
 {
-    const char **names = calloc((size_t)(cfg->nroutes + cfg->nupstreams) + 1, sizeof(*names));
+    int nfaults = cfg->nfault_rules + 2; /* the rules, then the header's and the admin's labels */
+    const char **names = calloc((size_t)(cfg->nroutes + cfg->nupstreams + nfaults) + 1,
+                                sizeof(*names));
     if (!names)
         return NULL;
     for (int i = 0; i < cfg->nroutes; i++)
         names[i] = cfg->routes[i].name;
     for (int i = 0; i < cfg->nupstreams; i++)
         names[cfg->nroutes + i] = cfg->upstreams[i].name;
+    const char **faults = names + cfg->nroutes + cfg->nupstreams;
     struct metrics_labels labels = {
         .routes = names,
         .nroutes = cfg->nroutes,
         .upstreams = names + cfg->nroutes,
         .nupstreams = cfg->nupstreams,
+        .faults = faults,
+        .nfaults = fault_table_labels(cfg, faults, nfaults),
     };
     struct metrics *m = metrics_shard_create(&labels);
     free(names); /* the shard copied them */

@@ -1,12 +1,14 @@
 /*
  * admin.h — the admin endpoint (`admin_listen`): Prometheus metrics, a health check, /status and
- * the status page (admin_status.h), served by worker 0 through the ordinary client connection
- * code.
+ * the status page (admin_status.h), and the fault rules' API (admin_faults.h), served by worker 0
+ * through the ordinary client connection code. With `admin_token` set, every request must carry
+ * it as a Bearer token (401 otherwise).
  */
 #ifndef PORTICO_ADMIN_H
 #define PORTICO_ADMIN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "portico/http1.h"
 
@@ -14,12 +16,13 @@ struct evbuffer;
 struct generation;
 
 /* Appends the complete response to an admin request about the generation gen serves: GET
- * /metrics, GET /healthz, GET /status, GET /, else 404, or
- * 405 with Allow; with `Connection: close` when *close is set. Returns the status sent. When
+ * /metrics, GET /healthz, GET /status, GET /, /faults..., else 404, or 405 with Allow; 401
+ * without the admin token; with `Connection: close` when *close is set. body[body_len]: the
+ * request's body (a POST to /faults; NULL: none). Returns the status sent. When
  * memory runs out it sends a 503 and sets *close; when there is not even room for that, it
  * appends nothing, sets *close and returns -1. Whenever *close is set on return the caller
  * closes the connection after flushing out. */
-int admin_respond(struct evbuffer *out, const struct h1_request *req, bool *close,
-                  const struct generation *gen);
+int admin_respond(struct evbuffer *out, const struct h1_request *req, const char *body,
+                  size_t body_len, bool *close, const struct generation *gen);
 
 #endif

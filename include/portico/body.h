@@ -22,6 +22,8 @@ struct body_relay {
     struct chunked_decoder chunked; /* H1_BODY_CHUNKED decoder */
     bool trailers_started;       /* "0\r\n" already written before the trailer fields */
     uint64_t bytes;              /* body bytes moved so far (payload only) */
+    uint64_t quota;              /* payload bytes that may still move (UINT64_MAX: no limit);
+                                    the owner sets it to cut a body short or pace it */
     bool done;                   /* the body is complete (never set for CLOSE until eof) */
     const char *error;           /* static reason after -1 */
 };
@@ -31,8 +33,9 @@ struct body_relay {
 void body_init(struct body_relay *r, enum h1_framing in, uint64_t content_length,
                bool out_chunked, size_t max_trailers);
 
-/* Moves what is available in `in` to `out`, stopping once `out` holds more than out_limit bytes.
- * Returns 0 (check r->done), or -1 on invalid framing (r->error). */
+/* Moves what is available in `in` to `out`, stopping once `out` holds more than out_limit bytes
+ * or the quota is spent (framing without payload still moves). Returns 0 (check r->done), or -1
+ * on invalid framing (r->error). */
 int body_move(struct body_relay *r, struct evbuffer *in, struct evbuffer *out, size_t out_limit);
 
 /* The input hit EOF. For a close-delimited body this completes it (writing the last chunk when

@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include "portico/failure.h"
+#include "portico/fault.h"
 #include "portico/log.h"
 
 #define CFG_MAX_LISTEN 16
@@ -27,6 +28,7 @@
 #define CFG_MAX_HINTS 16
 #define CFG_MAX_LINE 8192 /* bytes of one INI line, newline excluded */
 #define CFG_MAX_DURATION_MS (UINT64_C(7) * 24 * 3600 * 1000) /* every duration: 7 days at most */
+#define CFG_MAX_FAULTS 256 /* [fault NAME] sections */
 
 /* Name of a timer's config key ("connect_timeout"). */
 const char *timer_name(enum timer_kind t);
@@ -134,6 +136,23 @@ struct route_conf {
     bool server_timing;                    /* Server-Timing on proxied responses too */
 };
 
+/* [faults]: how the fault rules (issue 8) behave as a whole. */
+struct faults_conf {
+    bool header_control;                   /* honour the Portico-Fault request header ... */
+    struct fault_cidr header_clients[FAULT_MAX_LIST]; /* ... from these clients */
+    int nheader_clients;                   /* default 127.0.0.0/8, ::1 */
+    bool seeded;                           /* seed was given: decisions are reproducible */
+    uint64_t seed;
+    bool fault_header;                     /* Portico-Fault: <rule> on responses it shaped */
+};
+
+/* [fault NAME]: one rule, and where its section starts. */
+struct fault_conf {
+    int line;
+    bool broken;                           /* a key was refused: the rule is not checked whole */
+    struct fault_rule rule;
+};
+
 struct config {
     char *path;                            /* the INI file */
     char *dir;                             /* its directory: relative paths resolve here */
@@ -169,6 +188,10 @@ struct config {
     bool http2;                            /* ALPN offers h2 on TLS listeners; h2c allowed */
     uint64_t http2_max_concurrent_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS */
     socklen_t admin_addrlen;
+    char *admin_token;                     /* Bearer token every admin request must carry */
+    struct faults_conf faults;
+    struct fault_conf *fault_rules;        /* [fault NAME] sections, in file order */
+    int nfault_rules;
     uint64_t shutdown_timeout_ms;          /* a stop or reload lets exchanges finish this long */
     char *pid_file;                        /* absolute path or NULL */
     char *user;                            /* started as root: switch to this user... */
@@ -194,6 +217,12 @@ struct config *cfg_load(const char *path, FILE *errors, int *nerrors);
  * `dir` for the directory relative paths resolve against. */
 struct config *cfg_load_string(const char *text, const char *name, const char *dir, FILE *errors,
                                int *nerrors);
+
+/* The checks of a fault rule against cfg (its route exists; a simulated total_timeout has an
+ * upstream total_timeout to wait for), for the INI's rules and those added at run time. 0, or -1
+ * with a one-line reason and the key at fault in *key. */
+int cfg_fault_check(const struct config *cfg, const struct fault_rule *r, enum fault_key *key,
+                    char *why, size_t size);
 
 /* Frees a config and everything it owns (SSL contexts included). NULL is fine. */
 void cfg_free(struct config *cfg);

@@ -40,7 +40,9 @@ struct body_sink {
 #define EXCHANGE_END_LIST(X)                                                                       \
     X(END_KEEP, "keep")       /* response complete: the connection may serve the next request */ \
     X(END_CLOSE, "close")     /* response complete: close after flushing it */                   \
-    X(END_ABORT, "abort")     /* response cut short: the client must see it failed */
+    X(END_ABORT, "abort")     /* response cut short: the client must see it failed */         \
+    X(END_DROP, "drop")       /* no response (a fault's drop): close after what went (FIN) */  \
+    X(END_RESET, "reset")     /* a fault's reset: close at once with RST, nothing more sent */
 
 enum exchange_end {
 #define X(id, name) id,

@@ -1,8 +1,10 @@
 /*
  * generation.h — one loaded configuration and the runtime state its workers share: a balancer
- * per upstream (round robin, passive health) and a learned-hints cache per route that learns.
+ * per upstream (round robin, passive health), a learned-hints cache per route that learns, and
+ * the fault rules with their state (enabled, overrides, counters, rules added at run time).
  * The configuration itself stays immutable; everything that changes while serving lives here,
- * and a reload starts a new generation (health and learned hints start afresh with it).
+ * and a reload starts a new generation (health, learned hints and fault rules start afresh with
+ * it: the INI's rules come back).
  */
 #ifndef PORTICO_GENERATION_H
 #define PORTICO_GENERATION_H
@@ -10,12 +12,14 @@
 struct config;
 struct balancer;
 struct hint_cache;
+struct fault_table;
 
 struct generation {
     const struct config *cfg;          /* owned: freed with the generation */
     unsigned number;                   /* 1 for the configuration started with, +1 per reload */
     struct balancer **balancers;       /* one per upstream */
     struct hint_cache **hints;         /* one per route; NULL where the route does not learn */
+    struct fault_table *faults;        /* the fault rules and their shared state */
 };
 
 /* Takes cfg over and creates its runtime state. NULL when out of memory (cfg is then freed). */

@@ -42,6 +42,9 @@ int parse_uint_span(const char *s, size_t len, uint64_t min, uint64_t max, uint6
  * formatted at most once per second per thread (the string is the thread's own). */
 const char *http_date_now(void);
 
+/* A name of a section or a fault rule: letters, digits, '-', '_' or '.', not empty. */
+bool name_valid(const char *s);
+
 /* Case-insensitive equality of a span with a NUL-terminated string. */
 bool span_ieq(const char *p, size_t n, const char *s);
 

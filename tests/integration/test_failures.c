@@ -34,7 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
-#include <linux/filter.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -47,6 +46,7 @@
 #include "../support/fake_dns.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
+#include "../support/misbehave.h"
 #include "../support/raw_client.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
@@ -55,7 +55,6 @@
 #define BIG_BODY (16 * 1024 * 1024) /* request body larger than every buffer on the way */
 #define SLACK_MS 50                /* timer rows: elapsed <= timer * 1.1 + SLACK_MS */
 
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
 
 enum profile { P_STANDARD, P_CLOUDFLARE, P_PROXY, P_COUNT };
 
@@ -427,148 +426,6 @@ static const struct fcase cases[] = {
 /* Measured elapsed times of the timer rows, per profile, for the summary. */
 static int64_t measured[P_COUNT][NCASES];
 
-/* ---- client helpers ---- */
-
-/* Streams up to len body bytes on c's socket until Portico answers (the socket turns readable),
- * so the client never sits blocked in send while the answer is already there. Returns the bytes
- * sent. */
-static size_t stream_body(struct raw_conn *c, size_t len, int timeout_ms)
-{
-    static char chunk[64 * 1024];
-    int fd = raw_fd(c);
-    size_t sent = 0;
-    int64_t deadline = tu_now_ms() + timeout_ms;
-
-    memset(chunk, 'b', sizeof(chunk));
-    while (tu_ms_left(deadline) > 0) {
-        struct pollfd p = {fd, (short)(POLLIN | (sent < len ? POLLOUT : 0)), 0};
-        int n = poll(&p, 1, tu_ms_left(deadline));
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0 || (p.revents & (POLLIN | POLLHUP | POLLERR)) != 0)
-            break;
-        ssize_t w = send(fd, chunk, MIN(sizeof(chunk), len - sent), MSG_NOSIGNAL);
-
-        if (w < 0 && errno != EAGAIN && errno != EINTR)
-            break;
-        if (w > 0)
-            sent += (size_t)w;
-    }
-    return sent;
-}
-
-/* ---- ICMP host unreachable on loopback ---- */
-
-struct icmp_router {
-    int tcp;  /* raw IPPROTO_TCP: sees every TCP segment on the host, SYNs included */
-    int icmp; /* raw IPPROTO_ICMP: sends the unreachable messages */
-};
-
-/* Opens the sockets; the TCP one only queues SYNs to `port` (a classic BPF filter), so that
- * other loopback traffic on the machine cannot overflow its buffer and hide the SYN. */
-static int icmp_open(struct icmp_router *ir, uint16_t port)
-{
-    struct sock_filter code[] = {
-        BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 0),          /* X = IP header length */
-        BPF_STMT(BPF_LD | BPF_H | BPF_IND, 2),           /* TCP destination port */
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, port, 0, 3),
-        BPF_STMT(BPF_LD | BPF_B | BPF_IND, 13),          /* TCP flags */
-        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),       /* SYN and ACK bits */
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 1, 0), /* SYN without ACK */
-        BPF_STMT(BPF_RET | BPF_K, 0),
-        BPF_STMT(BPF_RET | BPF_K, 0xffff),
-    };
-    struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
-    unsigned char drain[2048];
-
-    ir->tcp = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-    ir->icmp = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
-    if (ir->tcp < 0 || ir->icmp < 0 ||
-        setsockopt(ir->tcp, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0) {
-        int err = errno;
-
-        if (ir->tcp >= 0)
-            close(ir->tcp);
-        if (ir->icmp >= 0)
-            close(ir->icmp);
-        errno = err;
-        return -1;
-    }
-    /* whatever was queued before the filter was attached */
-    while (recv(ir->tcp, drain, sizeof(drain), 0) > 0)
-        ;
-    return 0;
-}
-
-static void icmp_close(struct icmp_router *ir)
-{
-    close(ir->tcp);
-    close(ir->icmp);
-}
-
-static uint16_t inet_csum(const unsigned char *b, size_t n)
-{
-    uint32_t s = 0;
-
-    for (size_t i = 0; i + 1 < n; i += 2)
-        s += (uint32_t)(b[i] << 8 | b[i + 1]);
-    if (n & 1)
-        s += (uint32_t)b[n - 1] << 8;
-    while (s >> 16)
-        s = (s & 0xffff) + (s >> 16);
-    return htons((uint16_t)~s);
-}
-
-/* Until c turns readable (or timeout): every SYN from 127.0.0.1 to 127.0.0.1:port gets an ICMP
- * destination unreachable, code 1 (host), quoting its IP header and first 8 TCP bytes, as a
- * router would send. Every SYN, not only the first: the blackhole's own filler connect
- * retransmits its SYN to the same port. Returns the number of messages sent. */
-static unsigned icmp_answer_syns(struct icmp_router *ir, uint16_t port, struct raw_conn *c,
-                                 int timeout_ms)
-{
-    int64_t deadline = tu_now_ms() + timeout_ms;
-    unsigned sent = 0;
-
-    while (tu_ms_left(deadline) > 0) {
-        struct pollfd p[2] = {{ir->tcp, POLLIN, 0}, {raw_fd(c), POLLIN, 0}};
-
-        if (poll(p, 2, tu_ms_left(deadline)) <= 0 && errno != EINTR)
-            break;
-        if (p[1].revents != 0)
-            break;
-        unsigned char pkt[2048];
-        ssize_t n;
-
-        while ((n = recv(ir->tcp, pkt, sizeof(pkt), 0)) > 0) {
-            size_t ihl = (size_t)(pkt[0] & 0x0f) * 4;
-
-            if ((size_t)n < ihl + 20 || ihl < 20)
-                continue;
-            const unsigned char *th = pkt + ihl;
-            uint16_t dport = (uint16_t)(th[2] << 8 | th[3]);
-            unsigned char flags = th[13];
-            uint32_t lo = htonl(INADDR_LOOPBACK);
-
-            if (dport != port || (flags & 0x12) != 0x02 || memcmp(pkt + 12, &lo, 4) != 0 ||
-                memcmp(pkt + 16, &lo, 4) != 0)
-                continue;
-            unsigned char msg[8 + 60 + 8] = {3, 1}; /* type 3 unreachable, code 1 host */
-            size_t len = 8 + ihl + 8;
-
-            memcpy(msg + 8, pkt, ihl + 8);
-            uint16_t sum = inet_csum(msg, len);
-
-            memcpy(msg + 2, &sum, 2);
-            struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = lo};
-
-            if (sendto(ir->icmp, msg, len, 0, (struct sockaddr *)&to, sizeof(to)) == (ssize_t)len)
-                sent++;
-        }
-    }
-    return sent;
-}
-
 /* ---- one profile run ---- */
 
 static char *build_config(enum profile p)
@@ -762,12 +619,12 @@ static void run_case(struct harness *h, enum profile p, size_t i, unsigned *coun
     uint16_t port = harness_port(h, "listen");
     struct raw_response r;
     struct raw_conn *conn;
-    struct icmp_router ir;
+    struct mb_icmp_router ir;
     char req[256];
 
     if (c->dns_mode >= 0)
         fake_dns_set_mode(world.dns, (enum fake_dns_mode)c->dns_mode);
-    if (c->how == H_ICMP && icmp_open(&ir, world.ports[c->origin]) != 0) {
+    if (c->how == H_ICMP && mb_icmp_open(&ir, world.ports[c->origin]) != 0) {
         print_message("  %-10s %-15s SKIPPED: no raw sockets (CAP_NET_RAW): %s\n",
                       profile_names[p], c->name, strerror(errno));
         return;
@@ -794,13 +651,13 @@ static void run_case(struct harness *h, enum profile p, size_t i, unsigned *coun
 
     assert_int_equal(raw_send_str(conn, req), 0);
     if (c->how == H_BODY) {
-        size_t sent = stream_body(conn, BIG_BODY, IO_MS);
+        size_t sent = mb_stream_body(conn, BIG_BODY, IO_MS);
 
         assert_true(sent < BIG_BODY); /* the answer came while the body was still flowing */
     } else if (c->how == H_ICMP) {
-        unsigned n = icmp_answer_syns(&ir, world.ports[c->origin], conn, IO_MS);
+        unsigned n = mb_icmp_answer_syns(&ir, world.ports[c->origin], conn, IO_MS);
 
-        icmp_close(&ir);
+        mb_icmp_close(&ir);
         assert_true(n >= 1);
     }
     int rc = raw_read_response(conn, &r, IO_MS);

@@ -466,6 +466,41 @@ static void test_abort_after_head_resets_stream(void **state)
     fake_origin_stop(o);
 }
 
+/* A fault's drop or reset over HTTP/2 ends that stream alone (RST_STREAM INTERNAL_ERROR): the
+ * next request on the same connection is answered. */
+static void test_fault_drop_and_reset_end_the_stream(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_OK};
+    struct fake_origin *o = fake_origin_start(&opts);
+    struct harness *h = start(NULL,
+                              "[upstream u]\norigin = 127.0.0.1:%u\n"
+                              "[fault dropped]\nprefix = /drop\ndrop = on\n"
+                              "[fault reset]\nprefix = /reset\nreset = on\n",
+                              fake_origin_port(o));
+    static const char *const paths[] = {"/drop", "/reset"};
+    for (size_t i = 0; i < 2; i++) {
+        char u[256];
+        const char *const extra[] = {"-w", "[%{http_code}]", "-o", "/dev/null", "-o", "/dev/null",
+                                     url(h, paths[i], u, sizeof(u)), NULL};
+        struct tu_cmd_result r = {0};
+        /* two URLs, one connection: the faulted stream fails, then /ok is answered */
+        int rc = curl(h, "--http2", "/ok", extra, &r);
+        assert_int_equal(rc, 0); /* curl exits with the last transfer's result: /ok answered */
+        if (strcmp(r.out, "[000][200]") != 0)
+            fail_msg("%s: want [000][200], got %s\n%s", paths[i], r.out, r.err);
+        assert_true(tu_contains(r.err, "INTERNAL_ERROR"));
+        assert_true(tu_contains(r.err, "Re-using existing connection") ||
+                    tu_contains(r.err, "Reusing existing connection"));
+        tu_cmd_result_free(&r);
+    }
+    char *line = px_log_line(h, "\"path\":\"/reset\"");
+    assert_true(tu_contains(line, "\"proto\":\"HTTP/2.0\",\"status\":444,"));
+    free(line);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- raw frames ---- */
 
 static void frames(struct harness *h, const char *mode, const char *kind, struct tu_cmd_result *r)
@@ -696,6 +731,7 @@ int main(void)
         cmocka_unit_test(test_big_download),
         cmocka_unit_test(test_failures_same_over_both),
         cmocka_unit_test(test_abort_after_head_resets_stream),
+        cmocka_unit_test(test_fault_drop_and_reset_end_the_stream),
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_floods),
         cmocka_unit_test(test_h2c_and_http2_off),

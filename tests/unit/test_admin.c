@@ -126,7 +126,7 @@ static void test_endpoints(void **state)
             assert_non_null(out);
             print_message("%s%s\n", rows[i].why, close ? ", closing" : "");
             parse_request(rows[i].request, &req);
-            assert_int_equal(admin_respond(out, &req, &close, gen), rows[i].status);
+            assert_int_equal(admin_respond(out, &req, NULL, 0, &close, gen), rows[i].status);
             assert_int_equal(close, c == 1); /* as asked: nothing failed */
             check_response(&rows[i], out, close);
             evbuffer_free(out);
@@ -153,7 +153,7 @@ static void test_allocation_failures(void **state)
             assert_non_null(out);
             parse_request(rows[i].request, &req);
             alloc_fail_at(n);
-            status = admin_respond(out, &req, &close, gen);
+            status = admin_respond(out, &req, NULL, 0, &close, gen);
             done = alloc_fail_count <= n; /* the nth allocation never came */
             alloc_fail_at(-1);
             if (status == rows[i].status && !close) {
@@ -192,7 +192,7 @@ static void test_body_buffer_fails(void **state)
     assert_non_null(out);
     parse_request("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", &req);
     alloc_fail_at(1); /* 0: the reserved room, 1: the body buffer */
-    assert_int_equal(admin_respond(out, &req, &close, gen), 503);
+    assert_int_equal(admin_respond(out, &req, NULL, 0, &close, gen), 503);
     alloc_fail_at(-1);
     assert_true(close);
     evbuffer_copyout(out, got, sizeof(got) - 1);
@@ -211,7 +211,7 @@ static void test_nothing_allocates(void **state)
     assert_non_null(out);
     parse_request("GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n", &req);
     alloc_fail_all();
-    assert_int_equal(admin_respond(out, &req, &close, gen), -1);
+    assert_int_equal(admin_respond(out, &req, NULL, 0, &close, gen), -1);
     alloc_fail_at(-1);
     assert_true(close);
     assert_int_equal(evbuffer_get_length(out), 0);

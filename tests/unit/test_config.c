@@ -415,10 +415,12 @@ static const struct {
 } error_rows[] = {
     {"unknown section; its keys are not reported again",
      "[proxy]\n[bogus]\nx = 1\n" UP,
-     {"test.ini:2: unknown section [bogus] (expected proxy, upstream NAME, route NAME, errors)"}},
+     {"test.ini:2: unknown section [bogus] (expected proxy, upstream NAME, route NAME, errors, "
+      "faults, fault NAME)"}},
     {"unknown section with a name",
      UP "[rout r]\nupstream = app\n",
-     {"test.ini:3: unknown section [rout r] (expected proxy, upstream NAME, route NAME, errors)"}},
+     {"test.ini:3: unknown section [rout r] (expected proxy, upstream NAME, route NAME, errors, "
+      "faults, fault NAME)"}},
     {"unknown key in [proxy]",
      "[proxy]\nworkerz = 2\n" UP,
      {"test.ini:2: unknown key 'workerz' in [proxy]"}},
@@ -659,7 +661,7 @@ static const struct {
     {"DEL in a section name",
      "[bo\x7fgus]\n" UP,
      {"test.ini:1: unknown section [bo\\x7fgus] (expected proxy, upstream NAME, route NAME, "
-      "errors)"}},
+      "errors, faults, fault NAME)"}},
     {"a tab inside a value",
      "[proxy]\nlog_level = in\tfo\n" UP,
      {"test.ini:2: log_level: 'in\\x09fo' is not one of error, warn, info, debug"}},

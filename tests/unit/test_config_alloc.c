@@ -88,7 +88,8 @@ void __wrap_free(void *p)
 static char dir[64];
 
 /* Uses every kind of key and every place the loader allocates: more upstreams and routes than
- * the first array growth holds, TLS contexts, relative paths, the implicit defaults. */
+ * the first array growth holds (fault rules too), TLS contexts, relative paths, the implicit
+ * defaults. */
 static const char text[] =
     "[proxy]\n"
     "listen = 127.0.0.1:8443 tls\n"
@@ -113,7 +114,10 @@ static const char text[] =
     "[route r3]\nupstream = c\nprefix = /c/\n"
     "[route r4]\nupstream = d\nhost = d.test\n"
     "[route r5]\nupstream = e\n"
-    "[errors]\nconnect_timeout = 599\n";
+    "[errors]\nconnect_timeout = 599\n"
+    "[faults]\nheader_control = on\nheader_control_clients = ::1\nseed = 1\n"
+    "[fault f1]\nstatus = 503\n[fault f2]\ndelay = 1s\n[fault f3]\nroute = r1\nreset = on\n"
+    "[fault f4]\nfailure = read_timeout\n[fault f5]\nthrottle = 1k\n";
 
 /* The same with one upstream and no route: the implicit route is allocated in validation. */
 static const char text_implicit[] = "[upstream only]\norigin = sim\n";

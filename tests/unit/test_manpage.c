@@ -123,6 +123,16 @@ static bool known_route(const char *name)
     return cfg_key_find(CFG_SEC_ROUTE, name) != NULL;
 }
 
+static bool known_faults(const char *name)
+{
+    return cfg_key_find(CFG_SEC_FAULTS, name) != NULL;
+}
+
+static bool known_fault(const char *name)
+{
+    return cfg_key_find(CFG_SEC_FAULT, name) != NULL;
+}
+
 static bool known_failure(const char *name)
 {
     enum failure_type t;
@@ -141,6 +151,8 @@ static const struct section_row sections[] = {
     {CFG_SEC_PROXY, ".SS \"[proxy]\"", "### `[proxy]`", known_proxy},
     {CFG_SEC_UPSTREAM, ".SS \"[upstream NAME]\"", "### `[upstream NAME]`", known_upstream},
     {CFG_SEC_ROUTE, ".SS \"[route NAME]\"", "### `[route NAME]`", known_route},
+    {CFG_SEC_FAULTS, ".SS \"[faults]\"", "### `[faults]`", known_faults},
+    {CFG_SEC_FAULT, ".SS \"[fault NAME]\"", "### `[fault NAME]`", known_fault},
 };
 
 static void test_every_key_documented(void **state)

@@ -1,0 +1,609 @@
+/*
+ * fault_exec.c — fault rules acting on an exchange (issue 8). See exchange.c for the whole and
+ * fault.h for the rules.
+ *
+ * A fault is decided once, at route time: the Portico-Fault header when header control allows
+ * it, else the first rule of the generation's table that matches and fires. It then acts through
+ * the exchange's own machinery, so that what the client sees is what a real event would show:
+ *
+ *   delay, interim   a timer of ours before the origin is contacted; each wait is an entry point
+ *                    that ends with ex_settle(), like the exchange's own timers.
+ *   status           an answer through the exchange's own response path (ex_refuse → send_own),
+ *                    with the rule's reason, headers and body.
+ *   failure          the phases the real failure would walk are entered (dns, connect, tls,
+ *                    send, first_byte, read, as far as its phase) without touching the origin;
+ *                    a timer row then waits for the phase's own timer, whose expiry is the real
+ *                    one (phase_timeout_cb, total_timeout_cb), and the other rows fail at once
+ *                    through ex_fail() with the cause and the words the origin side would use.
+ *                    The origin's passive health is not judged on a failure it never had.
+ *   drop, reset      the outcome is recorded; ex_settle() has the downstream close (END_DROP,
+ *                    END_RESET).
+ *   response_delay   the origin's response waits from its first byte, its connection not read,
+ *                    until our timer: to the exchange the origin answered that much later, so
+ *                    first_byte_timeout and total_timeout still run (and expire as they would).
+ *   truncate         the body's quota (body.h) stops it after N bytes; then the exchange fails
+ *                    as when the origin closes mid-body (aborted after the head).
+ *   throttle         the quota is refilled every THROTTLE_TICK_MS; while it is spent the origin
+ *                    is not read (back-pressure), so nothing is buffered beyond the read limit.
+ *
+ * The only visible difference is the Portico-Fault response header naming the rule (none with
+ * fault_header = off), and the access log's fault field.
+ */
+#include "exchange_int.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "portico/config.h"
+#include "portico/errpage.h"
+#include "portico/fault_table.h"
+#include "portico/generation.h"
+#include "portico/loop.h"
+#include "portico/metrics.h"
+#include "portico/sock.h"
+#include "portico/status.h"
+#include "portico/upstream.h"
+#include "portico/util.h"
+
+#define THROTTLE_TICK_MS 100 /* a throttled body moves in steps this far apart */
+
+/* Where a fault is in what it does before the origin is contacted. */
+#define FX_STAGE_LIST(X)                                                                           \
+    X(FX_DELAY, "delay")         /* the delay is still to wait */                                 \
+    X(FX_INTERIM, "interim")     /* interim responses go out, interim_interval apart */           \
+    X(FX_ACT, "act")             /* the answer, failure, drop or reset, or on to the origin */    \
+    X(FX_DONE, "done")           /* it acted; what is left happens in the response */
+
+enum fx_stage {
+#define X(id, name) id,
+    FX_STAGE_LIST(X)
+#undef X
+};
+
+struct ex_fault {
+    struct exchange *ex;               /* borrowed: the owner */
+    const struct fault_rule *rule;     /* borrowed from the table, or &own */
+    struct fault_state *state;         /* the rule's shared state; NULL for the header's */
+    int label;                         /* metrics label */
+    struct fault_pick pick;
+    enum fx_stage stage;
+    int interim_next;                  /* index of the next interim response to send */
+    bool answering;                    /* the response going out is the rule's status answer */
+    bool simulating;                   /* a simulated failure walks the phases */
+    bool holding;                      /* response_delay: the final head waits for the timer */
+    bool head_released;                /* ... and it has waited */
+    bool throttled;                    /* the quota is spent until the next tick */
+    struct deadline timer;             /* delay, interim, response_delay, throttle ticks */
+    char addr[64];                     /* what a simulated failure calls the origin */
+    struct fault_rule own;             /* the Portico-Fault header's rule */
+};
+
+static void fault_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static uint64_t now_ms_of(const struct exchange *ex)
+{
+    return ex->now / 1000;
+}
+
+static void count(struct exchange *ex, enum fault_action a)
+{
+    metrics_fault(ex->loop->metrics, ex->fault->label, a);
+}
+
+static struct ex_fault *fault_new(struct exchange *ex)
+{
+    struct ex_fault *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    f->ex = ex;
+    deadline_init(&f->timer, ex->loop->base, fault_timer_cb, f);
+    return f;
+}
+
+/* ---- the decision ---- */
+
+static const struct h1_field *request_field(const struct exchange *ex, enum h1_field_id id,
+                                            bool *twice)
+{
+    int i = h1_find(ex->req.fields, ex->req.nfields, id, 0);
+    *twice = i >= 0 && h1_find(ex->req.fields, ex->req.nfields, id, (size_t)i + 1) >= 0;
+    return i >= 0 ? &ex->req.fields[i] : NULL;
+}
+
+/* The Portico-Fault header of an allowed client: parsed into its own rule. false when refused
+ * (the 400 went out). */
+static bool from_header(struct exchange *ex, const struct h1_field *h, bool twice)
+{
+    char why[300];
+    const struct upstream_conf *up = ex->up;
+    struct ex_fault *f = fault_new(ex);
+    if (!f) /* no memory for a fault: the request goes on without it */
+        return true;
+    int rc = twice ? -1 : fault_header_parse(h->value, h->value_len, FAULT_LABEL_HEADER, &f->own,
+                                             why, sizeof(why));
+    if (twice)
+        snprintf(why, sizeof(why), "given twice");
+    else if (rc == 0 && f->own.failure == FAIL_TOTAL_TIMEOUT && !up->timers_ms[TIMER_TOTAL])
+        rc = -1, snprintf(why, sizeof(why), "failure=total_timeout: [upstream %s] has no "
+                                            "total_timeout to wait for", up->name);
+    if (rc != 0) {
+        char reason[sizeof(why) + 32];
+        snprintf(reason, sizeof(reason), "Portico-Fault: %s", why);
+        free(f);
+        ex_refuse(ex, HTTP_BAD_REQUEST, reason, ex->req_state != REQ_DONE);
+        return false;
+    }
+    f->rule = &f->own;
+    f->label = fault_table_header_label(ex->cfg);
+    if (!fault_decide(f->rule, NULL, now_ms_of(ex), fault_table_rng(ex->loop->gen->faults),
+                      &f->pick)) {
+        free(f);
+        return true;
+    }
+    ex->fault = f;
+    return true;
+}
+
+/* The first rule of the table that matches and fires. */
+static void from_rules(struct exchange *ex)
+{
+    struct fault_table *t = ex->loop->gen->faults;
+    int n = fault_table_count(t);
+    if (!n)
+        return;
+    struct fault_addr client;
+    struct fault_request q = {
+        .route = ex->route->name,
+        .host = ex->host,
+        .host_len = ex->host_len,
+        .path = ex->route_path,
+        .path_len = ex->path_len,
+        .method = ex->req.method_id,
+        .fields = ex->req.fields,
+        .nfields = ex->req.nfields,
+        .client = fault_addr_parse(ex->ds.peer->ip, &client) == 0 ? &client : NULL,
+    };
+    for (int i = 0; i < n; i++) {
+        struct fault_entry *e = fault_table_entry(t, i);
+        struct fault_pick pick;
+        if (!fault_match(&e->rule, &q) ||
+            !fault_decide(&e->rule, &e->state, now_ms_of(ex), fault_table_rng(t), &pick))
+            continue;
+        struct ex_fault *f = fault_new(ex);
+        if (!f) { /* no memory for a fault: the request goes on without it */
+            fault_release(&e->state);
+            return;
+        }
+        f->rule = &e->rule;
+        f->state = &e->state;
+        f->label = e->label;
+        f->pick = pick;
+        ex->fault = f;
+        return;
+    }
+}
+
+bool fault_exec_decide(struct exchange *ex)
+{
+    const struct faults_conf *fc = &ex->cfg->faults;
+    bool twice = false;
+    /* without header control a request costs no look at its fields here */
+    const struct h1_field *h = fc->header_control ? request_field(ex, H1_F_PORTICO_FAULT, &twice)
+                                                  : NULL;
+    struct fault_addr client;
+    if (h && fault_addr_parse(ex->ds.peer->ip, &client) == 0 &&
+        fault_cidr_contains(fc->header_clients, fc->nheader_clients, &client))
+        return from_header(ex, h, twice);
+    from_rules(ex);
+    return true;
+}
+
+/* ---- before the origin: delay, interim, then the act ---- */
+
+/* A simulated failure: how the real one fails. */
+struct sim_row {
+    enum phase phase;                  /* where it fails */
+    enum cause cause;
+    bool timer;                        /* the phase's timer expires (the real one) */
+};
+
+static const struct sim_row sim_rows[FAILURE_COUNT] = {
+    [FAIL_DNS_ERROR] = {PHASE_DNS, CAUSE_NXDOMAIN, false},
+    [FAIL_DNS_TIMEOUT] = {PHASE_DNS, CAUSE_TIMEOUT, true},
+    [FAIL_CONNECT_REFUSED] = {PHASE_CONNECT, CAUSE_REFUSED, false},
+    [FAIL_CONNECT_TIMEOUT] = {PHASE_CONNECT, CAUSE_TIMEOUT, true},
+    [FAIL_CONNECT_UNREACHABLE] = {PHASE_CONNECT, CAUSE_UNREACHABLE, false},
+    [FAIL_TLS_HANDSHAKE_FAILED] = {PHASE_TLS, CAUSE_TLS, false},
+    [FAIL_TLS_HANDSHAKE_TIMEOUT] = {PHASE_TLS, CAUSE_TIMEOUT, true},
+    [FAIL_TLS_CERTIFICATE_INVALID] = {PHASE_TLS, CAUSE_CERT, false},
+    [FAIL_SEND_TIMEOUT] = {PHASE_SEND, CAUSE_TIMEOUT, true},
+    [FAIL_SEND_ERROR] = {PHASE_SEND, CAUSE_RESET, false},
+    [FAIL_FIRST_BYTE_TIMEOUT] = {PHASE_FIRST_BYTE, CAUSE_TIMEOUT, true},
+    [FAIL_READ_TIMEOUT] = {PHASE_READ, CAUSE_TIMEOUT, true},
+    [FAIL_EMPTY_RESPONSE] = {PHASE_FIRST_BYTE, CAUSE_EOF, false},
+    [FAIL_CONNECTION_RESET] = {PHASE_FIRST_BYTE, CAUSE_RESET, false},
+    [FAIL_INVALID_RESPONSE] = {PHASE_READ, CAUSE_PROTOCOL, false},
+    [FAIL_TOTAL_TIMEOUT] = {PHASE_FIRST_BYTE, CAUSE_TOTAL_TIMEOUT, true},
+};
+
+/* What the parser says of bytes that are not HTTP, as it said it to a real garbage origin. */
+static const char *garbage_reason(void)
+{
+    static const char garbage[] = "XYZZY 42 this is not HTTP\r\n\r\n";
+    struct h1_response resp;
+    struct h1_error err = {.reason = "not HTTP"};
+    h1_parse_response(garbage, sizeof(garbage) - 1, sizeof(garbage), &resp, &err);
+    return err.reason;
+}
+
+/* The same words the origin side uses for the same event (upstream.c, relay.c). */
+static void fail_now(struct exchange *ex, const struct sim_row *row, enum failure_type type)
+{
+    const char *addr = ex->fault->addr;
+    const struct origin_conf *o = &ex->up->origins[ex->origin];
+    char why[160];
+    switch (type) {
+    case FAIL_DNS_ERROR:
+        ex_fail(ex, row->phase, row->cause, 0, "resolving %s failed: %s", o->host,
+                evutil_gai_strerror(EVUTIL_EAI_NONAME));
+        break;
+    case FAIL_CONNECT_REFUSED:
+    case FAIL_CONNECT_UNREACHABLE:
+        ex_fail(ex, row->phase, row->cause, 0, "connect to %s failed: %s", addr,
+                strerror(type == FAIL_CONNECT_REFUSED ? ECONNREFUSED : EHOSTUNREACH));
+        break;
+    case FAIL_TLS_HANDSHAKE_FAILED:
+        ERR_error_string_n(ERR_PACK(ERR_LIB_SSL, 0, SSL_R_WRONG_VERSION_NUMBER), why, sizeof(why));
+        ex_fail(ex, row->phase, row->cause, 0, "TLS handshake with %s failed: %s", addr, why);
+        break;
+    case FAIL_TLS_CERTIFICATE_INVALID:
+        ex_fail(ex, row->phase, row->cause, 0, "certificate of %s rejected: %s", addr,
+                X509_verify_cert_error_string(X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT));
+        break;
+    case FAIL_SEND_ERROR:
+    case FAIL_CONNECTION_RESET:
+        ex_fail(ex, row->phase, row->cause, 0, "%s: %s", addr, strerror(ECONNRESET));
+        break;
+    case FAIL_EMPTY_RESPONSE:
+        ex_fail(ex, row->phase, row->cause, 0, "%s closed the connection without sending a "
+                                               "response", addr);
+        break;
+    case FAIL_INVALID_RESPONSE:
+        ex_fail(ex, row->phase, row->cause, 0, "invalid response from %s: %s", addr,
+                garbage_reason());
+        break;
+    default:
+        ex_fail(ex, row->phase, row->cause, 0, "simulated %s", failure_name(type));
+        break;
+    }
+}
+
+/* Walks the phases a real exchange would to the failing one (dns only for a name, tls only
+ * for TLS upstreams, both when that is where it fails), then fails there. */
+static void simulate(struct exchange *ex, enum failure_type type)
+{
+    struct ex_fault *f = ex->fault;
+    if (type == FAIL_NO_HEALTHY_ORIGIN) { /* no origin is chosen: it fails at routing */
+        f->simulating = true;
+        ex_fail_no_origin(ex);
+        return;
+    }
+    if (!ex_pick_origin(ex)) /* really all down: the real failure goes out */
+        return;
+    const struct sim_row *row = &sim_rows[type];
+    const struct origin_conf *o = &ex->up->origins[ex->origin];
+    if (o->numeric)
+        sockaddr_str((const struct sockaddr *)&o->addr, f->addr, sizeof(f->addr));
+    else
+        snprintf(f->addr, sizeof(f->addr), "%s", o->text);
+    f->simulating = true;
+    ex->attempts++; /* the origin connection a real exchange would try (relay_connect) */
+    for (int p = PHASE_DNS; p <= (int)row->phase; p++) {
+        bool walk = (p == PHASE_DNS && !o->numeric) || (p == PHASE_TLS && ex->up->tls) ||
+                    (p != PHASE_DNS && p != PHASE_TLS) || p == (int)row->phase;
+        if (!walk)
+            continue;
+        ex_phase(ex, (enum phase)p);
+    }
+    if (row->phase == PHASE_READ)
+        ex->response_byte = true;
+    if (!row->timer) {
+        fail_now(ex, row, type);
+        return;
+    }
+    if (type == FAIL_TOTAL_TIMEOUT) /* the total timer armed at routing expires first */
+        deadline_clear(&ex->phase_timer);
+    else if (row->phase == PHASE_SEND) /* its limit is the sock's write deadline: ours here */
+        ex_arm(&ex->phase_timer, phase_limit_ms(ex->up->timers_ms, PHASE_SEND));
+}
+
+/* The rule's status answer, through the exchange's own response path. */
+static void answer(struct exchange *ex)
+{
+    struct ex_fault *f = ex->fault;
+    f->answering = true;
+    count(ex, FAULT_STATUS);
+    ex_refuse(ex, f->pick.status, "", ex->req_state != REQ_DONE);
+    snprintf(ex->detail, sizeof(ex->detail), "fault %s answered %d",
+             fault_text(f->rule, f->rule->name), f->pick.status);
+}
+
+static void close_without_response(struct exchange *ex, bool reset)
+{
+    struct ex_fault *f = ex->fault;
+    count(ex, reset ? FAULT_RESET : FAULT_DROP);
+    ex->status = HTTP_NO_RESPONSE; /* nginx's 444 in the log: nothing was answered */
+    ex->close_client = true;
+    snprintf(ex->detail, sizeof(ex->detail), "fault %s %s the connection",
+             fault_text(f->rule, f->rule->name), reset ? "reset" : "closed");
+    ex_end(ex, reset ? OUTCOME_RESET : OUTCOME_DROPPED);
+}
+
+/* Runs the stages from where the fault is; returns when a timer takes over or it acted. */
+static void advance(struct exchange *ex)
+{
+    struct ex_fault *f = ex->fault;
+    const struct fault_rule *r = f->rule;
+    while (ex->outcome == OUTCOME_OPEN && f->stage != FX_DONE) {
+        switch (f->stage) {
+        case FX_DELAY:
+            f->stage = FX_INTERIM;
+            if (f->pick.delay_ms) {
+                count(ex, FAULT_DELAY);
+                ex_arm(&f->timer, f->pick.delay_ms);
+                return;
+            }
+            break;
+        case FX_INTERIM:
+            if (f->interim_next >= r->ninterim) {
+                f->stage = FX_ACT;
+                break;
+            }
+            if (f->interim_next == 0)
+                count(ex, FAULT_INTERIM);
+            interim_send(ex, r->interim[f->interim_next++]);
+            if (r->interim_interval_ms) {
+                ex_arm(&f->timer, r->interim_interval_ms);
+                return;
+            }
+            break;
+        case FX_ACT:
+            f->stage = FX_DONE;
+            if (f->pick.status) {
+                answer(ex);
+            } else if (r->failure != FAIL_NONE) {
+                count(ex, FAULT_FAILURE);
+                simulate(ex, r->failure);
+            } else if (r->drop || r->reset) {
+                close_without_response(ex, r->reset);
+            } else {
+                ex_to_origin(ex);
+            }
+            break;
+        case FX_DONE:
+            break;
+        }
+    }
+}
+
+bool fault_exec_start(struct exchange *ex)
+{
+    if (!ex->fault)
+        return false;
+    advance(ex);
+    return true;
+}
+
+/* ---- the response ---- */
+
+bool fault_exec_hold_head(struct exchange *ex)
+{
+    struct ex_fault *f = ex->fault;
+    if (!f || !f->pick.response_delay_ms || f->head_released)
+        return false;
+    if (!f->holding) {
+        f->holding = true;
+        count(ex, FAULT_RESPONSE_DELAY);
+        ex_arm(&f->timer, f->pick.response_delay_ms);
+    }
+    /* the origin is not read meanwhile; every resume (a drain of the client's output) comes
+     * back here until the timer. The phase's timers run on: the response is late. */
+    ex->upstream_paused = true;
+    sock_read(ex->usock, false);
+    return true;
+}
+
+void fault_exec_body_start(struct exchange *ex)
+{
+    struct ex_fault *f = ex->fault;
+    if (!f)
+        return;
+    const struct fault_rule *r = f->rule;
+    if (r->set & (1u << FK_TRUNCATE)) {
+        ex->resp_body.quota = r->truncate;
+        count(ex, FAULT_TRUNCATE);
+    } else if (r->throttle) {
+        ex->resp_body.quota = MAX(r->throttle * THROTTLE_TICK_MS / 1000, 1);
+        count(ex, FAULT_THROTTLE);
+    }
+}
+
+/* The body stops after its quota as when the origin breaks off: FIN for a body whose end the
+ * framing tells (the client sees it short), RST for one that ends at the close. */
+static void truncate_body(struct exchange *ex)
+{
+    const char *addr = upconn_addr(ex->uc);
+    if (ex->resp_body.in == H1_BODY_CLOSE) {
+        ex_fail(ex, PHASE_READ, CAUSE_RESET, 0, "%s: %s", addr, strerror(ECONNRESET));
+        return;
+    }
+    struct body_relay copy = ex->resp_body; /* its words for a premature end, nothing written */
+    body_eof(&copy, ex->sink.out);
+    ex_fail(ex, PHASE_READ, CAUSE_EOF, 0, "%s closed the connection mid-body: %s", addr,
+            copy.error);
+}
+
+bool fault_exec_body_stop(struct exchange *ex)
+{
+    struct ex_fault *f = ex->fault;
+    if (!f || ex->resp_body.quota || ex->resp_body.done)
+        return false;
+    if (f->rule->set & (1u << FK_TRUNCATE)) {
+        truncate_body(ex);
+        return true;
+    }
+    /* throttled: the origin waits (back-pressure) until the next tick refills the quota */
+    ex->upstream_paused = true;
+    sock_read(ex->usock, false);
+    deadline_clear(&ex->phase_timer);
+    if (!f->throttled) /* a drain of the client's output meanwhile does not push the tick back */
+        ex_arm(&f->timer, THROTTLE_TICK_MS);
+    f->throttled = true;
+    return true;
+}
+
+static void fault_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct ex_fault *f = arg;
+    struct exchange *ex = f->ex;
+    ex->now = now_us();
+    if (!deadline_due(&f->timer, ex->now))
+        return;
+    if (f->throttled) {
+        f->throttled = false;
+        ex->resp_body.quota = MAX(f->rule->throttle * THROTTLE_TICK_MS / 1000, 1);
+        relay_resume(ex);
+    } else if (f->holding) {
+        f->holding = false;
+        f->head_released = true;
+        relay_resume(ex); /* reads the response as if it had just come */
+    } else {
+        advance(ex);
+    }
+    ex_settle(ex);
+}
+
+/* ---- what the client sees of it ---- */
+
+const char *fault_exec_addr(const struct exchange *ex)
+{
+    return ex->fault && ex->fault->simulating ? ex->fault->addr : NULL;
+}
+
+bool fault_exec_simulating(const struct exchange *ex)
+{
+    return ex->fault && ex->fault->simulating;
+}
+
+const char *fault_exec_name(const struct exchange *ex)
+{
+    return ex->fault ? fault_text(ex->fault->rule, ex->fault->rule->name) : NULL;
+}
+
+size_t fault_exec_fields(const struct exchange *ex, struct h1_field *fields, size_t room)
+{
+    if (!ex->fault || !ex->cfg->faults.fault_header || room == 0)
+        return 0;
+    const char *name = fault_exec_name(ex);
+    fields[0] = (struct h1_field){.name = "Portico-Fault", .name_len = 13, .value = name,
+                                  .value_len = strlen(name)};
+    return 1;
+}
+
+/* Replaces the field named like "Name: value" (case-insensitively) or appends it. */
+static void set_field(struct h1_field *fields, size_t *n, size_t room, const char *line)
+{
+    const char *colon = strchr(line, ':');
+    size_t nlen = (size_t)(colon - line);
+    const char *v = colon + 2; /* stored as "Name: value" */
+    struct h1_field nf = {.name = line, .name_len = nlen, .value = v, .value_len = strlen(v)};
+    for (size_t i = 0; i < *n; i++) {
+        if (fields[i].name_len == nlen && strncasecmp(fields[i].name, line, nlen) == 0) {
+            fields[i] = nf;
+            return;
+        }
+    }
+    if (*n < room)
+        fields[(*n)++] = nf;
+}
+
+/* No body on the wire for these statuses (RFC 9110 6.4.1). */
+static bool bodiless(int status)
+{
+    return status == HTTP_NO_CONTENT || status == HTTP_NOT_MODIFIED;
+}
+
+/* The answer's body: the rule's, else one line with the status and its phrase. */
+static const char *answer_body(const struct ex_fault *f, char *buf, size_t size)
+{
+    const struct fault_rule *r = f->rule;
+    if (r->body)
+        return fault_text(r, r->body);
+    snprintf(buf, size, "%d %s\n", f->pick.status,
+             r->reason ? fault_text(r, r->reason) : status_phrase(f->pick.status));
+    return buf;
+}
+
+void fault_exec_own_head(struct exchange *ex, struct errpage_out *o, struct h1_field *fields,
+                         size_t room)
+{
+    struct ex_fault *f = ex->fault;
+    if (!f)
+        return;
+    size_t n = MIN(o->head.nfields, room);
+    memcpy(fields, o->head.fields, n * sizeof(*fields));
+    n += fault_exec_fields(ex, fields + n, room - n);
+    if (f->answering) {
+        const struct fault_rule *r = f->rule;
+        for (int i = 0; i < r->nheaders; i++)
+            set_field(fields, &n, room, fault_text(r, r->headers[i]));
+        if (r->reason) {
+            o->head.reason = fault_text(r, r->reason);
+            o->head.reason_len = strlen(o->head.reason);
+        }
+        char buf[128];
+        o->head.content_length = strlen(answer_body(f, buf, sizeof(buf)));
+        if (bodiless(f->pick.status)) {
+            o->head.framing = H1_BODY_NONE;
+            o->head.content_length = 0;
+        }
+    }
+    o->head.fields = fields;
+    o->head.nfields = n;
+}
+
+long fault_exec_own_body(struct exchange *ex, struct errpage_out *o, struct evbuffer *out)
+{
+    struct ex_fault *f = ex->fault;
+    if (!f || !f->answering)
+        return errpage_body(o, out);
+    bool head_only = o->e->head_only;
+    errpage_release(o);
+    if (head_only || bodiless(f->pick.status))
+        return 0;
+    char buf[128];
+    const char *body = answer_body(f, buf, sizeof(buf));
+    size_t len = strlen(body);
+    return evbuffer_add(out, body, len) == 0 ? (long)len : -1;
+}
+
+void fault_exec_end(struct exchange *ex)
+{
+    struct ex_fault *f = ex->fault;
+    if (!f)
+        return;
+    deadline_stop(&f->timer);
+    fault_release(f->state);
+    free(f);
+    ex->fault = NULL;
+}

@@ -1,0 +1,499 @@
+/*
+ * test_faults.c — issue 8's fault actions end to end against the real `portico`, with a raw
+ * socket client: a status answer (reason, body, headers, HEAD, 204, keep-alive, origin never
+ * contacted), weighted statuses, first, delay and a delay distribution, response_delay, drop
+ * (FIN, nothing sent) and reset (RST), truncate on Content-Length and chunked bodies (aborted
+ * after the head, as a real mid-body failure), throttle (paced, the body whole), interim
+ * responses; the access log's fault field and the metrics per rule and action. Then header
+ * control: on, off, from a client outside header_control_clients (the ::1 / 127.0.0.1 split),
+ * a malformed header (400 naming the bad part), the header never forwarded; fault_header = off.
+ *
+ * One Portico serves the action tests (a group); timers are short (100-200 ms) and every bound
+ * is a deadline, never a sleep.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../support/fake_origin.h"
+#include "../support/harness.h"
+#include "../support/raw_client.h"
+#include "../support/testutil.h"
+#include "proxy_helpers.h"
+
+#define BODY_LEN 5000
+#define SLACK_MS 150 /* a timer's lateness we tolerate on a shared machine */
+
+static char big_body[BODY_LEN + 1];
+
+static const struct fo_step length_script[] = {
+    FO_RESPOND(200, NULL, big_body, FO_LENGTH), FO_END(),
+};
+static const struct fo_step chunked_script[] = {
+    FO_RESPOND(200, NULL, big_body, FO_CHUNKED), FO_END(),
+};
+
+static struct {
+    struct harness *h;
+    struct fake_origin *ok, *length, *chunked;
+} g;
+
+static const char rules[] =
+    "[faults]\nseed = 42\n"
+    "[fault answer]\nprefix = /answer\nstatus = 503\nreason = Down for maintenance\n"
+    "body = down for maintenance\nheaders = Retry-After: 120\nheaders = X-Rehearsal: yes\n"
+    "[fault nocontent]\nprefix = /nocontent\nstatus = 204\n"
+    "[fault weighted]\nprefix = /weighted\nstatus = 200:0.5, 503:0.5\n"
+    "[fault first]\nprefix = /first\nfirst = 2\nstatus = 503\n"
+    "[fault delay]\nprefix = /delay\ndelay = 200ms\n"
+    "[fault uniform]\nprefix = /uniform\ndelay = uniform(100ms,150ms)\n"
+    "[fault late]\nprefix = /late\nresponse_delay = 200ms\n"
+    "[fault drop]\nprefix = /drop\ndrop = on\n"
+    "[fault reset]\nprefix = /reset\nreset = on\n"
+    "[fault cut]\nprefix = /length/cut\ntruncate = 1000\n"
+    "[fault chunkcut]\nprefix = /chunked/cut\ntruncate = 1000\n"
+    "[fault slow]\nprefix = /length/slow\nthrottle = 10k\n"
+    "[fault hints]\nprefix = /hints\ninterim = 102,103\ninterim_interval = 100ms\n";
+
+static int group_up(void **state)
+{
+    (void)state;
+    memset(big_body, 'x', BODY_LEN);
+    struct fake_origin_opts lo = {.kind = FO_SCRIPT, .script = length_script};
+    struct fake_origin_opts co = {.kind = FO_SCRIPT, .script = chunked_script};
+    g.ok = fake_origin_start_kind(FO_OK);
+    g.length = fake_origin_start(&lo);
+    g.chunked = fake_origin_start(&co);
+    g.h = harness_new();
+    if (!g.ok || !g.length || !g.chunked || !g.h)
+        return -1;
+    if (harness_write_config(g.h,
+                             "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                             "admin_listen = 127.0.0.1:{{port:admin}}\nworkers = 2\n"
+                             "access_log = {{dir}}/access.log\naccess_log_format = text\n"
+                             "[upstream ok]\norigin = 127.0.0.1:%u\n"
+                             "[upstream length]\norigin = 127.0.0.1:%u\n"
+                             "[upstream chunked]\norigin = 127.0.0.1:%u\n"
+                             "[route ok]\nupstream = ok\n"
+                             "[route length]\nprefix = /length/\nupstream = length\n"
+                             "[route chunked]\nprefix = /chunked/\nupstream = chunked\n%s",
+                             fake_origin_port(g.ok), fake_origin_port(g.length),
+                             fake_origin_port(g.chunked), rules) != 0)
+        return -1;
+    return harness_start(g.h);
+}
+
+static int group_down(void **state)
+{
+    (void)state;
+    int rc = g.h ? harness_stop(g.h) : 0;
+    harness_free(g.h);
+    fake_origin_stop(g.ok);
+    fake_origin_stop(g.length);
+    fake_origin_stop(g.chunked);
+    return rc;
+}
+
+/* GET path on a new connection (extra: more header lines); the response into r, the time from
+ * the request to its first byte returned. */
+static int64_t get(const char *path, const char *extra, struct raw_response *r,
+                   struct raw_conn **keep)
+{
+    char req[512];
+    struct raw_conn *c = px_connect_port(harness_port(g.h, "listen"));
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n%s\r\n", path, extra ? extra : "");
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(raw_send_str(c, req), 0);
+    if (raw_read_response(c, r, PX_IO_MS) != 0)
+        fail_msg("GET %s: %s", path, r->error);
+    if (keep)
+        *keep = c;
+    else
+        raw_close(c);
+    return r->first_byte_ms - t0;
+}
+
+/* The access-log line of a response. */
+static char *log_of(const struct raw_response *r)
+{
+    return px_log_line_for_id(g.h, raw_header(r, "X-Request-Id"));
+}
+
+static void assert_log_has(const struct raw_response *r, const char *want)
+{
+    char *line = log_of(r);
+    if (!tu_contains(line, want))
+        fail_msg("log line lacks \"%s\": %s", want, line);
+    free(line);
+}
+
+/* ---- answers ---- */
+
+static void test_status_answer(void **state)
+{
+    (void)state;
+    unsigned before = fake_origin_requests(g.ok);
+    struct raw_response r;
+    struct raw_conn *c;
+    get("/answer/x", NULL, &r, &c);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(r.head.reason, "Down for maintenance");
+    assert_string_equal(r.body, "down for maintenance");
+    assert_string_equal(raw_header(&r, "Content-Length"), "20");
+    assert_string_equal(raw_header(&r, "Retry-After"), "120");
+    assert_string_equal(raw_header(&r, "X-Rehearsal"), "yes");
+    assert_string_equal(raw_header(&r, "Portico-Fault"), "answer");
+    assert_non_null(raw_header(&r, "X-Request-Id"));
+    assert_log_has(&r, " status=503 ");
+    assert_log_has(&r, " fault=answer ");
+    raw_response_free(&r);
+    /* the connection is kept, as after any complete answer */
+    assert_int_equal(raw_send_str(c, "HEAD /answer/y HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_head_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(raw_header(&r, "Content-Length"), "20"); /* HEAD: the length alone */
+    raw_response_free(&r);
+    raw_close(c);
+    /* 204: no body, no Content-Length */
+    get("/nocontent", NULL, &r, NULL);
+    assert_int_equal(r.status, 204);
+    assert_int_equal(r.framing, RAW_NO_BODY);
+    assert_null(raw_header(&r, "Content-Length"));
+    raw_response_free(&r);
+    assert_int_equal(fake_origin_requests(g.ok), before); /* never contacted */
+}
+
+static void test_weighted_and_first(void **state)
+{
+    (void)state;
+    unsigned before = fake_origin_requests(g.ok), answered = 0, passed = 0;
+    for (int i = 0; i < 40; i++) {
+        struct raw_response r;
+        get("/weighted", NULL, &r, NULL);
+        assert_true(r.status == 503 || r.status == 200);
+        answered += r.status == 503;
+        passed += r.status == 200;
+        /* a request that went to the origin was not shaped: no Portico-Fault */
+        assert_int_equal(raw_header(&r, "Portico-Fault") != NULL, r.status == 503);
+        raw_response_free(&r);
+    }
+    print_message("  status = 200:0.5, 503:0.5 over 40 requests: %u answered, %u passed\n",
+                  answered, passed);
+    assert_true(answered >= 8 && passed >= 8); /* both happen (seeded: the same every run) */
+    assert_int_equal(fake_origin_requests(g.ok) - before, passed);
+    /* first = 2: fail twice, then recover */
+    int want[] = {503, 503, 200, 200};
+    for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
+        struct raw_response r;
+        get("/first", NULL, &r, NULL);
+        assert_int_equal(r.status, want[i]);
+        raw_response_free(&r);
+    }
+}
+
+/* ---- delays ---- */
+
+static void test_delays(void **state)
+{
+    (void)state;
+    struct raw_response r;
+    int64_t ms = get("/delay", NULL, &r, NULL);
+    print_message("  delay = 200ms: %lld ms\n", (long long)ms);
+    assert_int_equal(r.status, 200); /* then the origin's answer */
+    assert_string_equal(raw_header(&r, "Portico-Fault"), "delay");
+    assert_true(ms >= 200 && ms <= 200 + SLACK_MS);
+    assert_log_has(&r, " fault=delay ");
+    raw_response_free(&r);
+    for (int i = 0; i < 5; i++) {
+        ms = get("/uniform", NULL, &r, NULL);
+        assert_true(ms >= 100 && ms <= 150 + SLACK_MS);
+        raw_response_free(&r);
+    }
+    /* response_delay: the origin answered at once, the response comes 200 ms later, and the
+     * log counts the wait where a slow origin's goes: first_byte */
+    ms = get("/late", NULL, &r, NULL);
+    print_message("  response_delay = 200ms: %lld ms\n", (long long)ms);
+    assert_int_equal(r.status, 200);
+    assert_true(ms >= 200 && ms <= 200 + SLACK_MS);
+    char *line = log_of(&r);
+    const char *fb = strstr(line, "first_byte:");
+    assert_non_null(fb);
+    assert_true(strtod(fb + 11, NULL) >= 199.0);
+    free(line);
+    raw_response_free(&r);
+}
+
+/* ---- closes ---- */
+
+static void test_drop_and_reset(void **state)
+{
+    (void)state;
+    unsigned before = fake_origin_requests(g.ok);
+    static const struct {
+        const char *path;
+        int errno_want; /* 0: a clean FIN */
+    } rows[] = {{"/drop", 0}, {"/reset", ECONNRESET}};
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct raw_conn *c = px_connect_port(harness_port(g.h, "listen"));
+        char req[128];
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nX-Request-Id: close-%zu\r\n\r\n",
+                 rows[i].path, i);
+        assert_int_equal(raw_send_str(c, req), 0);
+        size_t len = 99;
+        char *got = raw_read_all(c, PX_IO_MS, &len);
+        assert_int_equal(len, 0); /* not a byte */
+        assert_true(raw_peer_closed(c));
+        if (raw_last_errno(c) != rows[i].errno_want)
+            fail_msg("%s: errno %d, want %d", rows[i].path, raw_last_errno(c),
+                     rows[i].errno_want);
+        free(got);
+        raw_close(c);
+        char id[32];
+        snprintf(id, sizeof(id), "close-%zu", i);
+        char *line = px_log_line_for_id(g.h, id);
+        assert_true(tu_contains(line, " status=444 "));
+        assert_true(tu_contains(line, rows[i].errno_want ? " fault=reset " : " fault=drop "));
+        free(line);
+    }
+    assert_int_equal(fake_origin_requests(g.ok), before);
+}
+
+/* ---- the response body ---- */
+
+static void test_truncate(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *path;
+        enum raw_framing framing;
+        const char *rule;
+    } rows[] = {{"/length/cut", RAW_LENGTH, "cut"}, {"/chunked/cut", RAW_CHUNKED, "chunkcut"}};
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct raw_conn *c = px_connect_port(harness_port(g.h, "listen"));
+        struct raw_response r;
+        char req[128];
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", rows[i].path);
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), -1); /* cut short */
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.framing, rows[i].framing);
+        assert_int_equal(r.body_len, 1000);
+        assert_true(r.truncated);
+        assert_true(r.peer_closed);
+        assert_string_equal(raw_header(&r, "Portico-Fault"), rows[i].rule);
+        assert_log_has(&r, " failure=connection_reset phase=read ");
+        assert_log_has(&r, " aborted=after_head ");
+        raw_response_free(&r);
+        raw_close(c);
+    }
+}
+
+static void test_throttle(void **state)
+{
+    (void)state;
+    struct raw_conn *c = px_connect_port(harness_port(g.h, "listen"));
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /length/slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    int64_t ms = tu_now_ms() - t0;
+    /* 5000 bytes at 10 KiB/s: 1024 at once, then 1024 every 100 ms */
+    print_message("  throttle = 10k: %d bytes in %lld ms\n", BODY_LEN, (long long)ms);
+    assert_int_equal(r.body_len, BODY_LEN);
+    assert_true(ms >= 380 && ms <= 400 + 2 * SLACK_MS);
+    assert_string_equal(raw_header(&r, "Portico-Fault"), "slow");
+    raw_response_free(&r);
+    raw_close(c);
+}
+
+static void test_interim(void **state)
+{
+    (void)state;
+    struct raw_response r;
+    get("/hints", NULL, &r, NULL);
+    assert_int_equal(r.ninterim, 2);
+    assert_int_equal(r.interim[0].status, 102);
+    assert_int_equal(r.interim[1].status, 103);
+    int64_t gap = r.interim[1].at_ms - r.interim[0].at_ms;
+    int64_t last = r.head.at_ms - r.interim[1].at_ms;
+    print_message("  interim = 102,103 every 100 ms: gaps %lld and %lld ms\n", (long long)gap,
+                  (long long)last);
+    assert_true(gap >= 95 && last >= 95);
+    assert_int_equal(r.status, 200);
+    assert_log_has(&r, " interim=102,103 ");
+    raw_response_free(&r);
+    /* HTTP/1.0 clients get no 1xx */
+    struct raw_conn *c = px_connect_port(harness_port(g.h, "listen"));
+    assert_int_equal(raw_send_str(c, "GET /hints HTTP/1.0\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.ninterim, 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+}
+
+/* Every action is counted by rule and action. */
+static void test_metrics(void **state)
+{
+    (void)state;
+    static const char *const want[] = {
+        "{fault=\"answer\",action=\"status\"} 2",   "{fault=\"first\",action=\"status\"} 2",
+        "{fault=\"delay\",action=\"delay\"} 1",     "{fault=\"uniform\",action=\"delay\"} 5",
+        "{fault=\"late\",action=\"response_delay\"} 1", "{fault=\"drop\",action=\"drop\"} 1",
+        "{fault=\"reset\",action=\"reset\"} 1",     "{fault=\"cut\",action=\"truncate\"} 1",
+        "{fault=\"slow\",action=\"throttle\"} 1",   "{fault=\"hints\",action=\"interim\"} 2",
+    };
+    struct raw_conn *c = px_connect_port(harness_port(g.h, "admin"));
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
+        char line[160];
+        snprintf(line, sizeof(line), "portico_faults_injected_total%s\n", want[i]);
+        if (!tu_contains(r.body, line))
+            fail_msg("/metrics lacks %s", line);
+    }
+    raw_response_free(&r);
+    raw_close(c);
+}
+
+/* ---- header control ---- */
+
+/* Portico with header control as `faults` says, listening on 127.0.0.1 and ::1, in front of
+ * origin. */
+static struct harness *start_control(const char *faults, struct fake_origin *origin)
+{
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = [::1]:{{free_port:v6}}\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\nworkers = 1\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "access_log_format = text\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n[faults]\n%s",
+                                          fake_origin_port(origin), faults),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    return h;
+}
+
+/* A request with a Portico-Fault header from ip ("127.0.0.1" or "::1"). */
+static void ask_with_header(struct harness *h, const char *ip, const char *value,
+                            struct raw_response *r)
+{
+    uint16_t port = strcmp(ip, "::1") == 0 ? harness_port(h, "v6") : harness_port(h, "listen");
+    struct raw_conn *c = raw_connect_ip(ip, port, PX_IO_MS);
+    if (!c)
+        fail_msg("connect %s: %s", ip, raw_last_error());
+    char req[512];
+    snprintf(req, sizeof(req), "GET /x HTTP/1.1\r\nHost: t\r\nPortico-Fault: %s\r\n\r\n", value);
+    assert_int_equal(raw_send_str(c, req), 0);
+    if (raw_read_response(c, r, PX_IO_MS) != 0)
+        fail_msg("%s: %s", value, r->error);
+    raw_close(c);
+}
+
+/* The origin's last request carried no Portico-Fault. */
+static void assert_not_forwarded(struct fake_origin *o)
+{
+    unsigned n = fake_origin_requests(o);
+    assert_true(n > 0);
+    char *f = fake_origin_request_header(o, n - 1, "Portico-Fault");
+    if (f)
+        fail_msg("the origin got Portico-Fault: %s", f);
+}
+
+static void test_header_control(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    /* on, from 127.0.0.0/8 only: ::1 is a loopback client that is not allowed */
+    struct harness *h = start_control("header_control = on\nheader_control_clients = "
+                                      "127.0.0.0/8\n", o);
+    struct raw_response r;
+    ask_with_header(h, "127.0.0.1", "status=429; headers=Retry-After: 3", &r);
+    assert_int_equal(r.status, 429);
+    assert_string_equal(raw_header(&r, "Retry-After"), "3");
+    assert_string_equal(raw_header(&r, "Portico-Fault"), "header");
+    char *line = px_log_line_for_id(h, raw_header(&r, "X-Request-Id"));
+    assert_true(tu_contains(line, " fault=header "));
+    free(line);
+    raw_response_free(&r);
+    assert_int_equal(fake_origin_requests(o), 0);
+    /* a delay passes the request on, without the header */
+    int64_t t0 = tu_now_ms();
+    ask_with_header(h, "127.0.0.1", "delay=100ms", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(tu_now_ms() - t0 >= 100);
+    raw_response_free(&r);
+    assert_not_forwarded(o);
+    /* malformed: 400 naming the bad part, one line */
+    ask_with_header(h, "127.0.0.1", "delay=2s; status=4o4", &r);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(r.body, "400 Bad Request: Portico-Fault: status: '4o4' is not a status "
+                                "code (200-599)\n");
+    raw_response_free(&r);
+    ask_with_header(h, "127.0.0.1", "first=2; status=503", &r);
+    assert_int_equal(r.status, 400);
+    assert_true(tu_contains(r.body, "'first' belongs in a [fault] rule"));
+    raw_response_free(&r);
+    /* from ::1, not allowed: ignored (even malformed), and not forwarded either */
+    unsigned before = fake_origin_requests(o);
+    ask_with_header(h, "::1", "status=503", &r);
+    assert_int_equal(r.status, 200);
+    assert_null(raw_header(&r, "Portico-Fault"));
+    raw_response_free(&r);
+    ask_with_header(h, "::1", "status=4o4", &r);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    assert_int_equal(fake_origin_requests(o), before + 2);
+    assert_not_forwarded(o);
+    px_stop(h);
+
+    /* off (the default): ignored from anyone, never forwarded */
+    h = start_control("", o);
+    ask_with_header(h, "127.0.0.1", "status=503", &r);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    assert_not_forwarded(o);
+    px_stop(h);
+
+    /* the default clients (127.0.0.0/8, ::1) take ::1; fault_header = off hides the rule */
+    h = start_control("header_control = on\nfault_header = off\n", o);
+    ask_with_header(h, "::1", "status=503", &r);
+    assert_int_equal(r.status, 503);
+    assert_null(raw_header(&r, "Portico-Fault"));
+    raw_response_free(&r);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+int main(void)
+{
+    const struct CMUnitTest actions[] = {
+        cmocka_unit_test(test_status_answer),
+        cmocka_unit_test(test_weighted_and_first),
+        cmocka_unit_test(test_delays),
+        cmocka_unit_test(test_drop_and_reset),
+        cmocka_unit_test(test_truncate),
+        cmocka_unit_test(test_throttle),
+        cmocka_unit_test(test_interim),
+        cmocka_unit_test(test_metrics),
+    };
+    const struct CMUnitTest control[] = {
+        cmocka_unit_test(test_header_control),
+    };
+    tu_ignore_sigpipe();
+    int failed = cmocka_run_group_tests_name("actions", actions, group_up, group_down);
+    return failed + cmocka_run_group_tests_name("header control", control, NULL, NULL);
+}

@@ -1,0 +1,505 @@
+/*
+ * test_faults_fidelity.c — issue 8's promise that a simulated failure is the real one on the
+ * wire: for every failure type of the failure table, the real failure (a misbehaving origin, the
+ * fake DNS, as in test_failures.c) and the same failure simulated by a fault rule on the same
+ * upstream are compared, response by response:
+ *
+ *   - the status and its phrase (cloudflare profile plus an [errors] override: both apply);
+ *   - every header field but Date, X-Request-Id and Content-Length (the body carries numbers of
+ *     their own length) equal, Server-Timing equal but for the durations (each within 50 ms);
+ *     Portico-Fault only on the simulated one, naming the rule;
+ *   - every field of the JSON body equal but request_id and elapsed_ms (within 50 ms);
+ *   - the access-log line's status, failure, phase, limit, upstream, origin, attempts, reused,
+ *     aborted and detail equal; fault= only on the simulated one;
+ *   - the time from request to response within 50 ms;
+ *   - /metrics counts each type twice.
+ *
+ * Each real and simulated pair uses one [upstream] (so the origin, its timers and its name in the
+ * error are the same) through two routes: /NAME/ reaches it, /sim-NAME/ has the rule. The table
+ * of measured times is printed at the end. connect_unreachable needs CAP_NET_RAW for its real
+ * half (see misbehave.h); without it the case is skipped with a message.
+ *
+ * Debugging: FIDELITY_ONLY=<case name> runs one case (no /metrics check), FIDELITY_VERBOSE=1
+ * prints both responses.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cmocka.h>
+
+#include "../support/certs.h"
+#include "../support/fake_dns.h"
+#include "../support/fake_origin.h"
+#include "../support/harness.h"
+#include "../support/misbehave.h"
+#include "../support/raw_client.h"
+#include "../support/testutil.h"
+#include "proxy_helpers.h"
+
+#define IO_MS 3000
+#define BIG_BODY (16 * 1024 * 1024) /* request body larger than every buffer on the way */
+#define CLOSE_MS 50                 /* "times within 50 ms": response times and durations */
+
+/* ---- the origins ---- */
+
+enum origin_id {
+    O_OK,              /* never contacted: the port of the DNS cases */
+    O_REFUSE,
+    O_BLACKHOLE,
+    O_UNREACH,
+    O_TLS_GARBAGE,
+    O_TLS_SILENT,
+    O_CERT_SELF,
+    O_NO_READ,
+    O_RST_AFTER_HEAD,
+    O_SILENT,
+    O_PARTIAL_HEAD,
+    O_CLOSE_EMPTY,
+    O_RESET,
+    O_GARBAGE,
+    O_REFUSE_TWICE,    /* a second refusing port, marked down by the no_healthy case */
+    O_COUNT
+};
+
+static const struct fo_step rst_after_head[] = {FO_RST(), FO_END()};
+
+static struct {
+    struct fake_origin *origins[O_COUNT];
+    uint16_t ports[O_COUNT];
+    struct fake_dns *dns;
+} world;
+
+static int world_up(void **state)
+{
+    (void)state;
+    const struct test_certs *certs = certs_get();
+    if (certs == NULL)
+        return -1;
+    const struct fake_origin_opts opts[O_COUNT] = {
+        [O_OK] = {.kind = FO_OK},
+        [O_REFUSE] = {.kind = FO_REFUSE},
+        [O_BLACKHOLE] = {.kind = FO_BLACKHOLE},
+        [O_UNREACH] = {.kind = FO_BLACKHOLE},
+        [O_TLS_GARBAGE] = {.kind = FO_TLS_GARBAGE},
+        [O_TLS_SILENT] = {.kind = FO_TLS_SILENT},
+        [O_CERT_SELF] = {.kind = FO_OK, .tls_cert = certs->self_signed_cert,
+                         .tls_key = certs->self_signed_key},
+        [O_NO_READ] = {.kind = FO_NO_READ},
+        [O_RST_AFTER_HEAD] = {.kind = FO_SCRIPT, .script = rst_after_head,
+                              .respond_before_body = true},
+        [O_SILENT] = {.kind = FO_SILENT},
+        [O_PARTIAL_HEAD] = {.kind = FO_PARTIAL_HEAD},
+        [O_CLOSE_EMPTY] = {.kind = FO_CLOSE_EMPTY},
+        [O_RESET] = {.kind = FO_RESET},
+        [O_GARBAGE] = {.kind = FO_GARBAGE},
+        [O_REFUSE_TWICE] = {.kind = FO_REFUSE},
+    };
+    for (int i = 0; i < O_COUNT; i++) {
+        world.origins[i] = fake_origin_start(&opts[i]);
+        if (world.origins[i] == NULL)
+            return -1;
+        world.ports[i] = fake_origin_port(world.origins[i]);
+    }
+    world.dns = fake_dns_start(NULL);
+    return world.dns != NULL ? 0 : -1;
+}
+
+static int world_down(void **state)
+{
+    (void)state;
+    for (int i = 0; i < O_COUNT; i++)
+        fake_origin_stop(world.origins[i]);
+    fake_dns_stop(world.dns);
+    memset(&world, 0, sizeof(world));
+    return 0;
+}
+
+/* ---- the cases: one per failure type ---- */
+
+enum how {
+    H_GET,   /* GET, Connection: close */
+    H_BODY,  /* POST with a BIG_BODY streamed until Portico answers */
+    H_ICMP,  /* GET; the real half's SYNs get ICMP host unreachable */
+    H_TWICE, /* the real half: a first GET (connect_refused) marks the only origin down */
+};
+
+struct fcase {
+    const char *name;
+    enum origin_id origin;
+    const char *host;       /* origin name resolved through the fake DNS; NULL: 127.0.0.1 */
+    int dns_mode;           /* fake DNS mode for the real half; -1: not used */
+    const char *extra;      /* more [upstream] lines */
+    const char *failure;
+    enum how how;
+};
+
+#define TLS_CA "tls = on\nca_file = {{certs}}/ca.pem\n"
+
+static const struct fcase cases[] = {
+    {"dns_nx", O_OK, "nx.portico.test", FAKE_DNS_NXDOMAIN, "", "dns_error", H_GET},
+    {"dns_timeout", O_OK, "silent.portico.test", FAKE_DNS_SILENT, "dns_timeout = 200ms\n",
+     "dns_timeout", H_GET},
+    {"refused", O_REFUSE, NULL, -1, "", "connect_refused", H_GET},
+    {"blackhole", O_BLACKHOLE, NULL, -1, "connect_timeout = 250ms\n", "connect_timeout", H_GET},
+    {"unreachable", O_UNREACH, NULL, -1, "", "connect_unreachable", H_ICMP},
+    {"tls_garbage", O_TLS_GARBAGE, NULL, -1, TLS_CA, "tls_handshake_failed", H_GET},
+    {"tls_silent", O_TLS_SILENT, NULL, -1, TLS_CA "tls_timeout = 300ms\n",
+     "tls_handshake_timeout", H_GET},
+    {"cert_self", O_CERT_SELF, NULL, -1, TLS_CA, "tls_certificate_invalid", H_GET},
+    {"send_timeout", O_NO_READ, NULL, -1, "send_timeout = 350ms\n", "send_timeout", H_BODY},
+    {"send_error", O_RST_AFTER_HEAD, NULL, -1, "", "send_error", H_BODY},
+    {"silent", O_SILENT, NULL, -1, "first_byte_timeout = 400ms\n", "first_byte_timeout", H_GET},
+    {"partial_head", O_PARTIAL_HEAD, NULL, -1, "read_timeout = 250ms\n", "read_timeout", H_GET},
+    {"close_empty", O_CLOSE_EMPTY, NULL, -1, "", "empty_response", H_GET},
+    {"reset", O_RESET, NULL, -1, "", "connection_reset", H_GET},
+    {"garbage", O_GARBAGE, NULL, -1, "", "invalid_response", H_GET},
+    {"total", O_SILENT, NULL, -1, "total_timeout = 300ms\nfirst_byte_timeout = 2s\n",
+     "total_timeout", H_GET},
+    {"no_healthy", O_REFUSE_TWICE, NULL, -1, "max_fails = 1\nfail_timeout = 1m\n",
+     "no_healthy_origin", H_TWICE},
+};
+
+#define NCASES (sizeof(cases) / sizeof(cases[0]))
+
+/* Every failure type of the table (dns_error ... no_healthy_origin) once. */
+static const char *const types[] = {
+    "dns_error", "dns_timeout", "connect_refused", "connect_timeout", "connect_unreachable",
+    "tls_handshake_failed", "tls_handshake_timeout", "tls_certificate_invalid", "send_timeout",
+    "send_error", "first_byte_timeout", "read_timeout", "empty_response", "connection_reset",
+    "invalid_response", "total_timeout", "no_healthy_origin",
+};
+
+/* What was measured, for the summary. */
+static struct {
+    int64_t real_ms, sim_ms;
+    bool skipped;
+} measured[NCASES];
+
+static char *build_config(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    fprintf(f,
+            "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\nadmin_listen = 127.0.0.1:{{port:admin}}\n"
+            "access_log = {{dir}}/access.log\naccess_log_format = text\nworkers = 2\n"
+            "error_profile = cloudflare\nresolver = 127.0.0.1:%u\n"
+            "dns_timeout = 2s\nconnect_timeout = 2s\ntls_timeout = 2s\nsend_timeout = 2s\n"
+            "first_byte_timeout = 2s\nread_timeout = 2s\n"
+            "[errors]\nread_timeout = 599\n",
+            fake_dns_port(world.dns));
+    for (size_t i = 0; i < NCASES; i++) {
+        const struct fcase *c = &cases[i];
+        fprintf(f, "[upstream %s]\norigin = %s:%u\n%s[route %s]\nprefix = /%s/\nupstream = %s\n"
+                   "[route sim-%s]\nprefix = /sim-%s/\nupstream = %s\n"
+                   "[fault sim-%s]\nroute = sim-%s\nfailure = %s\n",
+                c->name, c->host ? c->host : "127.0.0.1", world.ports[c->origin], c->extra,
+                c->name, c->name, c->name, c->name, c->name, c->name, c->name, c->name,
+                c->failure);
+    }
+    fclose(f);
+    return text;
+}
+
+/* ---- one request ---- */
+
+struct result {
+    struct raw_response r;
+    int64_t elapsed_ms;                /* from the request sent to the first response byte */
+    char *log;                         /* its access-log line */
+};
+
+static void request(struct harness *h, const char *prefix, enum how how, uint16_t icmp_port,
+                    struct result *out)
+{
+    char req[256];
+    struct raw_conn *conn = px_connect_port(harness_port(h, "listen"));
+    struct mb_icmp_router ir;
+    if (how == H_ICMP)
+        assert_int_equal(mb_icmp_open(&ir, icmp_port), 0);
+    if (how == H_BODY)
+        snprintf(req, sizeof(req), "POST /%s/x HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
+                                   "Content-Length: %d\r\n\r\n", prefix, BIG_BODY);
+    else
+        snprintf(req, sizeof(req), "GET /%s/x HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
+                                   "Connection: close\r\n\r\n", prefix);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(raw_send_str(conn, req), 0);
+    if (how == H_BODY)
+        assert_true(mb_stream_body(conn, BIG_BODY, IO_MS) < BIG_BODY);
+    if (how == H_ICMP) {
+        assert_true(mb_icmp_answer_syns(&ir, icmp_port, conn, IO_MS) >= 1);
+        mb_icmp_close(&ir);
+    }
+    if (raw_read_response(conn, &out->r, IO_MS) != 0)
+        fail_msg("/%s/x: no response: %s", prefix, out->r.error);
+    out->elapsed_ms = out->r.first_byte_ms - t0;
+    out->log = px_log_line_for_id(h, raw_header(&out->r, "X-Request-Id"));
+    if (getenv("FIDELITY_VERBOSE"))
+        print_message("%s%s\n%s\n", out->r.head.text, out->r.body, out->log);
+    assert_int_equal(raw_wait_closed(conn, IO_MS), 1);
+    raw_close(conn);
+}
+
+static void result_free(struct result *x)
+{
+    raw_response_free(&x->r);
+    free(x->log);
+}
+
+/* ---- the comparisons ---- */
+
+static bool ignored_field(const char *name)
+{
+    return strcasecmp(name, "Date") == 0 || strcasecmp(name, "X-Request-Id") == 0 ||
+           strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Portico-Fault") == 0;
+}
+
+/* "connect;dur=250.3;desc=\"timeout\"" → names and descs in *shape, durations in dur[]. */
+static size_t timing_shape(const char *st, char *shape, size_t size, double *dur, size_t max)
+{
+    size_t n = 0, k = 0;
+    shape[0] = '\0';
+    for (const char *p = st; *p;) {
+        const char *d = strstr(p, "dur=");
+        if (!d) {
+            n += (size_t)snprintf(shape + n, size - n, "%s", p);
+            break;
+        }
+        n += (size_t)snprintf(shape + n, size - n, "%.*sdur=#", (int)(d + 4 - p - 4), p);
+        char *end;
+        double v = strtod(d + 4, &end);
+        if (k < max)
+            dur[k++] = v;
+        p = end;
+    }
+    return k;
+}
+
+static void compare_server_timing(const char *name, const char *real, const char *sim)
+{
+    char rs[512], ss[512];
+    double rd[16], sd[16];
+    size_t nr = timing_shape(real, rs, sizeof(rs), rd, 16);
+    size_t ns = timing_shape(sim, ss, sizeof(ss), sd, 16);
+    if (strcmp(rs, ss) != 0 || nr != ns)
+        fail_msg("%s: Server-Timing \"%s\" (real) vs \"%s\" (simulated)", name, real, sim);
+    for (size_t i = 0; i < nr; i++)
+        if (rd[i] - sd[i] > CLOSE_MS || sd[i] - rd[i] > CLOSE_MS)
+            fail_msg("%s: Server-Timing durations %s vs %s", name, real, sim);
+}
+
+static void compare_heads(const struct fcase *c, const struct raw_response *real,
+                          const struct raw_response *sim)
+{
+    assert_int_equal(real->status, sim->status);
+    assert_string_equal(real->head.reason, sim->head.reason);
+    /* the same fields in the same order, but those that must differ */
+    size_t i = 0, j = 0;
+    for (;;) {
+        while (i < real->head.nfields && ignored_field(real->head.fields[i].name))
+            i++;
+        while (j < sim->head.nfields && ignored_field(sim->head.fields[j].name))
+            j++;
+        if (i == real->head.nfields || j == sim->head.nfields)
+            break;
+        const struct raw_field *a = &real->head.fields[i++], *b = &sim->head.fields[j++];
+        if (strcasecmp(a->name, b->name) != 0)
+            fail_msg("%s: field %s (real) vs %s (simulated)\n%s\n%s", c->name, a->name, b->name,
+                     real->head.text, sim->head.text);
+        if (strcasecmp(a->name, "Server-Timing") == 0)
+            compare_server_timing(c->name, a->value, b->value);
+        else if (strcmp(a->value, b->value) != 0)
+            fail_msg("%s: %s: \"%s\" (real) vs \"%s\" (simulated)", c->name, a->name, a->value,
+                     b->value);
+    }
+    if (i != real->head.nfields || j != sim->head.nfields)
+        fail_msg("%s: different fields:\n%s\n%s", c->name, real->head.text, sim->head.text);
+    /* the one difference: the rule's name */
+    char rule[64];
+    snprintf(rule, sizeof(rule), "sim-%s", c->name);
+    assert_null(raw_header(real, "Portico-Fault"));
+    assert_non_null(raw_header(sim, "Portico-Fault"));
+    assert_string_equal(raw_header(sim, "Portico-Fault"), rule);
+}
+
+static void compare_bodies(const struct fcase *c, const char *real, const char *sim)
+{
+    static const char *const same[] = {"error", "phase", "origin", "upstream", "detail",
+                                       "proxy_status"};
+    double a, b;
+    for (size_t i = 0; i < ARRAY_SIZE(same); i++) {
+        char *x = tu_json_get_string(real, same[i]), *y = tu_json_get_string(sim, same[i]);
+        if ((x == NULL) != (y == NULL) || (x && strcmp(x, y) != 0))
+            fail_msg("%s: body %s: \"%s\" (real) vs \"%s\" (simulated)", c->name, same[i],
+                     x ? x : "null", y ? y : "null");
+        free(x);
+        free(y);
+    }
+    assert_int_equal(tu_json_get_number(real, "status", &a), 0);
+    assert_int_equal(tu_json_get_number(sim, "status", &b), 0);
+    assert_true(a == b);
+    /* limit_ms: a number in both or null in both */
+    int ra = tu_json_get_number(real, "limit_ms", &a), rb = tu_json_get_number(sim, "limit_ms", &b);
+    assert_int_equal(ra, rb);
+    assert_true(ra != 0 || a == b);
+    assert_int_equal(tu_json_get_number(real, "elapsed_ms", &a), 0);
+    assert_int_equal(tu_json_get_number(sim, "elapsed_ms", &b), 0);
+    if (a - b > CLOSE_MS || b - a > CLOSE_MS)
+        fail_msg("%s: elapsed_ms %.1f (real) vs %.1f (simulated)", c->name, a, b);
+}
+
+/* The value of " key=" in a text access-log line ("" when absent), into buf. */
+static const char *log_field(const char *line, const char *key, char *buf, size_t size)
+{
+    char needle[32];
+    snprintf(needle, sizeof(needle), " %s=", key);
+    const char *p = strstr(line, needle);
+    buf[0] = '\0';
+    if (!p)
+        return buf;
+    p += strlen(needle);
+    size_t n = *p == '"' ? (size_t)(strchr(p + 1, '"') - p + 1) : strcspn(p, " ");
+    snprintf(buf, size, "%.*s", (int)n, p);
+    return buf;
+}
+
+static void compare_logs(const struct fcase *c, const char *real, const char *sim)
+{
+    static const char *const same[] = {"status", "failure", "phase", "limit_ms", "upstream",
+                                       "origin", "attempts", "reused", "aborted", "detail"};
+    char a[256], b[256];
+    for (size_t i = 0; i < ARRAY_SIZE(same); i++)
+        if (strcmp(log_field(real, same[i], a, sizeof(a)), log_field(sim, same[i], b, sizeof(b))))
+            fail_msg("%s: log %s=%s (real) vs %s (simulated)\n%s\n%s", c->name, same[i], a, b,
+                     real, sim);
+    assert_string_equal(log_field(real, "fault", a, sizeof(a)), "");
+    char rule[64];
+    snprintf(rule, sizeof(rule), "sim-%s", c->name);
+    assert_string_equal(log_field(sim, "fault", b, sizeof(b)), rule);
+}
+
+/* ---- the test ---- */
+
+static void run_case(struct harness *h, size_t i)
+{
+    const struct fcase *c = &cases[i];
+    struct result real = {0}, sim = {0};
+    char prefix[64];
+    if (c->how == H_ICMP) {
+        struct mb_icmp_router probe;
+        if (mb_icmp_open(&probe, world.ports[c->origin]) != 0) {
+            print_message("  %-22s SKIPPED: no raw sockets (CAP_NET_RAW): %s\n", c->failure,
+                          strerror(errno));
+            measured[i].skipped = true;
+            return;
+        }
+        mb_icmp_close(&probe);
+    }
+    /* the simulation first: the real no_healthy_origin leaves its origin marked down */
+    snprintf(prefix, sizeof(prefix), "sim-%s", c->name);
+    request(h, prefix, c->how == H_TWICE || c->how == H_ICMP ? H_GET : c->how, 0, &sim);
+    if (c->dns_mode >= 0)
+        fake_dns_set_mode(world.dns, (enum fake_dns_mode)c->dns_mode);
+    if (c->how == H_TWICE) {
+        struct result first = {0};
+        request(h, c->name, H_GET, 0, &first);
+        assert_string_equal(raw_header(&first.r, "Portico-Error"), "connect_refused");
+        result_free(&first);
+    }
+    request(h, c->name, c->how == H_TWICE ? H_GET : c->how, world.ports[c->origin], &real);
+    if (c->dns_mode >= 0)
+        fake_dns_set_mode(world.dns, FAKE_DNS_ANSWER);
+
+    assert_string_equal(raw_header(&real.r, "Portico-Error"), c->failure);
+    compare_heads(c, &real.r, &sim.r);
+    compare_bodies(c, real.r.body, sim.r.body);
+    compare_logs(c, real.log, sim.log);
+    measured[i].real_ms = real.elapsed_ms;
+    measured[i].sim_ms = sim.elapsed_ms;
+    int64_t diff = real.elapsed_ms - sim.elapsed_ms;
+    print_message("  %-24s %d  real %4lld ms  simulated %4lld ms  (%+lld)\n", c->failure,
+                  real.r.status, (long long)real.elapsed_ms, (long long)sim.elapsed_ms,
+                  (long long)diff);
+    if (diff > CLOSE_MS || diff < -CLOSE_MS)
+        fail_msg("%s: %lld ms (real) vs %lld ms (simulated)", c->name,
+                 (long long)real.elapsed_ms, (long long)sim.elapsed_ms);
+    result_free(&real);
+    result_free(&sim);
+}
+
+static void check_metrics(struct harness *h)
+{
+    struct raw_conn *conn = px_connect_port(harness_port(h, "admin"));
+    struct raw_response r;
+    assert_int_equal(raw_send_str(conn, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(conn, &r, IO_MS), 0);
+    for (size_t i = 0; i < NCASES; i++) {
+        char want[160];
+        /* twice each; connect_refused once more: the no_healthy case's first request */
+        unsigned n = measured[i].skipped ? 0 : 2;
+        if (strcmp(cases[i].failure, "connect_refused") == 0)
+            n += 1;
+        snprintf(want, sizeof(want), "portico_upstream_failures_total{failure=\"%s\"} %u\n",
+                 cases[i].failure, n);
+        if (n && !tu_contains(r.body, want))
+            fail_msg("/metrics lacks \"%s\"", want);
+        snprintf(want, sizeof(want), "portico_faults_injected_total{fault=\"sim-%s\","
+                                     "action=\"failure\"} 1\n", cases[i].name);
+        if (!tu_contains(r.body, want))
+            fail_msg("/metrics lacks \"%s\"", want);
+    }
+    raw_response_free(&r);
+    raw_close(conn);
+}
+
+static void test_every_type_has_a_case(void **state)
+{
+    (void)state;
+    assert_int_equal(ARRAY_SIZE(types), NCASES);
+    for (size_t i = 0; i < ARRAY_SIZE(types); i++) {
+        bool found = false;
+        for (size_t j = 0; j < NCASES && !found; j++)
+            found = strcmp(cases[j].failure, types[i]) == 0;
+        if (!found)
+            fail_msg("no fidelity case for %s", types[i]);
+    }
+}
+
+static void test_fidelity(void **state)
+{
+    (void)state;
+    const char *only = getenv("FIDELITY_ONLY");
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char *conf = build_config();
+    assert_int_equal(harness_write_config(h, "%s", conf), 0);
+    free(conf);
+    assert_int_equal(harness_start(h), 0);
+    for (size_t i = 0; i < NCASES; i++)
+        if (!only || strcmp(only, cases[i].name) == 0)
+            run_case(h, i);
+    if (!only)
+        check_metrics(h);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_type_has_a_case),
+        cmocka_unit_test(test_fidelity),
+    };
+    tu_ignore_sigpipe();
+    return cmocka_run_group_tests(tests, world_up, world_down);
+}
