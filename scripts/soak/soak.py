@@ -16,7 +16,7 @@ Checks at the end (any failure: exit 1):
     before their id was read, by client port and status; no line the load did not cause
   - the error log holds only the kinds of line the traffic causes (EXPECTED_ERRORS)
   - VmRSS at the end of the load at most 10% above VmRSS after the first minute (not checked
-    for an ASan build)
+    for an ASan build, nor for a run shorter than RSS_MIN_SECONDS)
   - once quiet: the descriptors of the start plus two per idle pooled connection (the simulator
     is in the process: both ends are ours), as many threads as at the start
   - every reload live and seen; a clean exit (status 0) on SIGTERM, nothing on stderr
@@ -40,6 +40,7 @@ import load  # noqa: E402
 
 SAMPLE_EVERY = 5.0      # seconds between RSS/descriptor samples
 RSS_TOLERANCE = 0.10    # end of load vs after the first minute
+RSS_MIN_SECONDS = 120   # shorter runs compare VmRSS at a third of the run: not checked
 QUIET_WAIT = 30.0       # longest wait for descriptors to settle once the load stopped
 LIVE_WAIT = 15.0        # longest wait for "is live" after a SIGHUP
 RACE_BEFORE = 0.5       # a request sent on an idle connection as Portico closed it (load.RACED)
@@ -363,8 +364,8 @@ class Soak:
                          % (fds, fd0, idle))
         if threads != threads0:
             self.problem("threads: %d at the end, %d at the start" % (threads, threads0))
-        if self.sanitized:
-            pass  # ASan's quarantine and shadow memory grow for their own reasons
+        if self.rss_unchecked():
+            pass
         elif base and end_sample and end_sample[1] > base[1] * (1 + RSS_TOLERANCE):
             self.problem("RSS grew: %d kB at the end, %d kB at %.0f s (+%.1f%%)"
                          % (end_sample[1], base[1], base[0], 100.0 * (end_sample[1] / base[1] - 1)))
@@ -469,6 +470,14 @@ class Soak:
             self.problem("access log: %d more" % (len(missing) - 30))
         return collections.Counter(e.get("status") for e in lines), len(lines)
 
+    def rss_unchecked(self):
+        """Why VmRSS is not checked, or None when it is."""
+        if self.sanitized:
+            return "ASan's quarantine and shadow memory grow for their own reasons"
+        if self.args.seconds < RSS_MIN_SECONDS:
+            return "shorter than %d s, the allocator is still warming up" % RSS_MIN_SECONDS
+        return None
+
     def near_reload(self, t):
         """Whether wall-clock time t is within a reload's drain window (RACE_BEFORE/AFTER)."""
         return any(-RACE_BEFORE <= t - h <= RACE_AFTER for h in self.sighups)
@@ -522,7 +531,8 @@ class Soak:
                           end[1] if end else 0,
                           100.0 * (end[1] / base[1] - 1) if base and end else 0.0,
                           fig["peak"], fig["idle_rss"],
-                          " (ASan build: not checked)" if self.sanitized else ""))
+                          " (not checked: %s)" % self.rss_unchecked() if self.rss_unchecked()
+                          else ""))
             out.append("descriptors  start %d, end %d, idle pool %d (expected %d)"
                        % (fig["fd0"], fig["fds"], fig["idle"], fig["fd0"] + 2 * fig["idle"]))
             out.append("threads      start %d, end %d" % (fig["threads0"], fig["threads"]))
