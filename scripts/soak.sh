@@ -9,7 +9,7 @@
 #             SOAK_RATE requests a second from 17 threads
 #   reloads   a SIGHUP every SOAK_RELOAD seconds, alternating two valid configurations
 #   checks    every request answered or accounted for in the access log, nothing unexpected in
-#             the error log, RSS at the end within 10% of RSS after the first minute, the
+#             the error log, RSS at the end at most 10% above RSS after the first minute, the
 #             descriptors of the start plus the idle pool, a clean exit (scripts/soak/soak.py)
 #
 # Environment: SOAK_SECONDS (default 600), SOAK_RATE (requests/s, default 200), SOAK_RELOAD
@@ -47,7 +47,7 @@ if [ -f "$RUN/summary.txt" ]; then
     cp "$RUN/summary.txt" "$OUT/history/summary-$(date +%Y%m%d-%H%M%S).txt"
 fi
 if [ "$status" -eq 0 ] && [ "${SOAK_KEEP:-}" != 1 ]; then
-    rm -rf "$RUN" # the access log of a full soak is about 100 MB
+    rm -rf "$RUN" # the access log of a full soak is some 80 MB
 else
     printf 'soak: run directory kept: %s\n' "$RUN"
 fi
