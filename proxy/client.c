@@ -20,6 +20,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -78,8 +79,7 @@ struct client {
     struct h2_conn *h2;                /* while in CS_H2: HTTP/2 has the sock's events */
     struct tunnel *tunnel;             /* while in CS_TUNNEL: calls tunnel_closed() */
     struct peer peer;                  /* what the exchange may know of us */
-    char addr[64];                     /* "127.0.0.1:50312" */
-    char ip[64];                       /* "127.0.0.1" */
+    char ip[INET6_ADDRSTRLEN];         /* "127.0.0.1", "::1" */
     unsigned requests;                 /* requests started on this connection */
     uint64_t head_start_us;            /* first byte of the current request head */
     size_t head_scanned;               /* bytes of the pending head already parsed without
@@ -162,9 +162,10 @@ void clients_drain(struct loop *l)
         next = TAILQ_NEXT(c, link);
         /* Idle keep-alive connections go. A connection that has not sent its first request yet
          * (just accepted, or still in its TLS handshake) gets to send it: it was accepted to
-         * be served. HEAD and EXCHANGE finish their request (done() sees the loop draining);
-         * CLOSING and LINGER end by themselves. */
-        if (c->state == CS_IDLE && c->requests > 0)
+         * be served; so does an idle one whose next request is already buffered (its answer
+         * says Connection: close). HEAD and EXCHANGE finish their request (done() sees the loop
+         * draining); CLOSING and LINGER end by themselves. */
+        if (c->state == CS_IDLE && c->requests > 0 && evbuffer_get_length(c->sock.in) == 0)
             client_close(c, "closed while draining");
         else if (c->state == CS_H2)
             h2_drain(c->h2); /* GOAWAY: the streams in flight finish */
@@ -217,11 +218,12 @@ static void head_error(struct client *c, int status, const char *reason)
                          &(struct metrics_sample){-1, -1, status, FAIL_NONE, &t});
     if (log_enabled()) {
         struct trace_context trace;
+        char addr[PEER_ADDR_MAX];
         trace_start(&c->loop->rng, 0, &trace);
         struct access_record r = {
             .request_id = id,
             .trace_id = trace.trace_id,
-            .client = c->addr,
+            .client = peer_addr(&c->peer, addr, sizeof(addr)),
             .proto = LOG_PROTO_NONE,
             .status = status,
             .phase = PHASE_CLIENT_HEADER,
@@ -311,8 +313,10 @@ static void ds_done(void *ctx, enum exchange_end end)
         start_resetting(c);
         return;
     }
-    /* END_DROP: what went (1xx at most) is flushed, then FIN, like any close */
-    if (end != END_KEEP || c->close_after || c->loop->state != LOOP_RUNNING) {
+    /* END_DROP: what went (1xx at most) is flushed, then FIN, like any close. Draining, a
+     * request already received is still answered: that answer's head says Connection: close. */
+    bool next_buffered = evbuffer_get_length(c->sock.in) > 0;
+    if (end != END_KEEP || c->close_after || (c->loop->state != LOOP_RUNNING && !next_buffered)) {
         start_closing(c);
         return;
     }
@@ -321,7 +325,7 @@ static void ds_done(void *ctx, enum exchange_end end)
     set_state(c, CS_IDLE);
     /* A pipelined request may already be buffered: parse it from the loop, not from inside
      * the exchange that just finished; if our output is full, once it drained. */
-    c->pipelined = evbuffer_get_length(c->sock.in) > 0;
+    c->pipelined = next_buffered;
     if (c->pipelined && may_parse(c))
         sock_requeue(&c->sock);
 }
@@ -488,7 +492,8 @@ static const char *gone_reason(enum sock_event ev)
 
 static void handshake_failed(struct client *c, const char *why)
 {
-    log_error("client %s: TLS handshake failed: %s", c->addr, why);
+    char addr[PEER_ADDR_MAX];
+    log_error("client %s: TLS handshake failed: %s", peer_addr(&c->peer, addr, sizeof(addr)), why);
     metrics_add(c->loop->metrics, M_TLS_HANDSHAKE_FAILURES, 1);
     client_close(c, "TLS handshake failed");
 }
@@ -621,18 +626,21 @@ static void state_expired(struct client *c)
     }
 }
 
-/* "127.0.0.1:50312" → ip "127.0.0.1"; "[::1]:50312" → "::1". */
-static void split_peer(struct client *c, const struct sockaddr *sa)
+/* The peer's ip text and port; the "ip:port" text is made only when a log line needs it. */
+static uint16_t split_peer(struct client *c, const struct sockaddr *sa)
 {
-    sockaddr_str(sa, c->addr, sizeof(c->addr));
-    snprintf(c->ip, sizeof(c->ip), "%s", c->addr);
-    char *colon = strrchr(c->ip, ':');
-    if (colon)
-        *colon = '\0';
-    if (c->ip[0] == '[') {
-        memmove(c->ip, c->ip + 1, strlen(c->ip));
-        c->ip[strlen(c->ip) - 1] = '\0';
+    snprintf(c->ip, sizeof(c->ip), "?");
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &v4->sin_addr, c->ip, sizeof(c->ip));
+        return ntohs(v4->sin_port);
     }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &v6->sin6_addr, c->ip, sizeof(c->ip));
+        return ntohs(v6->sin6_port);
+    }
+    return 0;
 }
 
 struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, bool tls,
@@ -651,14 +659,14 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     /* sock_init owns fd and ssl from here, and frees both itself when it fails. */
-    if (sock_init(&c->sock, l->base, fd, ssl, client_cb, c) != 0) {
+    if (sock_init(&c->sock, l->clock, fd, ssl, client_cb, c) != 0) {
         free(c);
         return NULL;
     }
     c->loop = l;
     c->kind = kind;
-    split_peer(c, sa);
-    c->peer = (struct peer){.conn_id = ++l->next_conn, .addr = c->addr, .ip = c->ip, .tls = tls};
+    c->peer = (struct peer){.conn_id = ++l->next_conn, .ip = c->ip, .port = split_peer(c, sa),
+                            .tls = tls};
     TAILQ_INSERT_TAIL(&l->clients, c, link);
     loop_conn_opened(l);
     c->state = tls ? CS_HANDSHAKE : CS_IDLE;

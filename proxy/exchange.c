@@ -454,11 +454,12 @@ static void log_exchange(struct exchange *ex)
     if (!log_enabled() && !ex->ds.ops->report)
         return;
     const struct h1_field *ua = request_field(ex, H1_F_USER_AGENT);
+    char client[PEER_ADDR_MAX];
     struct access_record r = {
         .time_ms = wall,
         .request_id = ex->request_id,
         .trace_id = ex->trace.trace_id,
-        .client = ex->ds.peer->addr,
+        .client = peer_addr(ex->ds.peer, client, sizeof(client)),
         .method = ex->req.method,
         .method_len = ex->req.method_len,
         .host = ex->host,
@@ -588,10 +589,10 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
     ex->origin = -1;
     ex->route_index = -1;
     phase_enter(&ex->pc, PHASE_ROUTE, ex->now);
-    deadline_init(&ex->phase_timer, l->base, phase_timeout_cb, ex);
-    deadline_init(&ex->total_timer, l->base, total_timeout_cb, ex);
-    deadline_init(&ex->continue_timer, l->base, interim_continue_cb, ex);
-    deadline_init(&ex->processing_timer, l->base, interim_processing_cb, ex);
+    deadline_init(&ex->phase_timer, l->clock, phase_timeout_cb, ex);
+    deadline_init(&ex->total_timer, l->clock, total_timeout_cb, ex);
+    deadline_init(&ex->continue_timer, l->clock, interim_continue_cb, ex);
+    deadline_init(&ex->processing_timer, l->clock, interim_processing_cb, ex);
     make_request_id(ex);
     /* One traceparent is a trace to join; none, or several, start a new one. */
     int tp = h1_find(ex->req.fields, ex->req.nfields, H1_F_TRACEPARENT, 0);

@@ -78,7 +78,9 @@ static void flood(struct h2_conn *h, enum flood kind)
     if (h->end_why)
         return;
     metrics_add(h->loop->metrics, flood_rows[kind].metric, 1);
-    log_error("client %s: HTTP/2 %s: GOAWAY", h->peer->addr, flood_rows[kind].name);
+    char addr[PEER_ADDR_MAX];
+    log_error("client %s: HTTP/2 %s: GOAWAY", peer_addr(h->peer, addr, sizeof(addr)),
+              flood_rows[kind].name);
     conn_end(h, NGHTTP2_ENHANCE_YOUR_CALM, flood_rows[kind].name);
 }
 
@@ -370,7 +372,9 @@ static void flush(struct h2_conn *h)
                    (n = nghttp2_session_mem_send(h->session, &data)) > 0)
                 evbuffer_add(h->sock->out, data, (size_t)n);
             if (n < 0) {
-                log_error("client %s: HTTP/2: %s", h->peer->addr, nghttp2_strerror((int)n));
+                char addr[PEER_ADDR_MAX];
+                log_error("client %s: HTTP/2: %s", peer_addr(h->peer, addr, sizeof(addr)),
+                          nghttp2_strerror((int)n));
                 h->end_why = h->end_why ? h->end_why : "HTTP/2 session failed";
             }
             /* Written whole and nghttp2 has more: make the next frames now, not on an event
@@ -401,7 +405,9 @@ static void conn_read(struct h2_conn *h)
             flood(h, FLOOD_CONTINUATION);
         } else if (n < 0) {
             metrics_add(h->loop->metrics, M_H2_PROTOCOL_ERRORS, 1);
-            log_error("client %s: HTTP/2: %s", h->peer->addr, nghttp2_strerror((int)n));
+            char addr[PEER_ADDR_MAX];
+            log_error("client %s: HTTP/2: %s", peer_addr(h->peer, addr, sizeof(addr)),
+                      nghttp2_strerror((int)n));
             conn_end(h, NGHTTP2_PROTOCOL_ERROR, n == NGHTTP2_ERR_BAD_CLIENT_MAGIC
                                                     ? "no HTTP/2 connection preface"
                                                     : "HTTP/2 protocol error");

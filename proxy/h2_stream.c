@@ -282,11 +282,12 @@ static void log_refused(struct h2_stream *s, const char *id, int status, const c
     if (!log_enabled())
         return;
     struct trace_context trace;
+    char addr[PEER_ADDR_MAX];
     trace_start(&h->loop->rng, 0, &trace);
     struct access_record r = {
         .request_id = id,
         .trace_id = trace.trace_id,
-        .client = h->peer->addr,
+        .client = peer_addr(h->peer, addr, sizeof(addr)),
         .proto = LOG_PROTO_HTTP20,
         .status = status,
         .phase = PHASE_CLIENT_HEADER,

@@ -115,7 +115,7 @@ static void wev_add(struct sock *s)
 {
     if (s->flags & SF_WEV_ADDED)
         return;
-    if (!s->wev && !(s->wev = event_new(s->base, s->fd, EV_WRITE | EV_PERSIST, on_wev, s))) {
+    if (!s->wev && !(s->wev = event_new(event_get_base(&s->rev), s->fd, EV_WRITE | EV_PERSIST, on_wev, s))) {
         s->err = ENOMEM;
         fail_later(s);
         return;
@@ -489,10 +489,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- public ---- */
 
-int sock_init(struct sock *s, struct event_base *base, evutil_socket_t fd, SSL *ssl, sock_cb *cb,
+int sock_init(struct sock *s, struct deadline_clock *clock, evutil_socket_t fd, SSL *ssl, sock_cb *cb,
               void *arg)
 {
-    *s = (struct sock){.fd = fd, .ssl = ssl, .base = base, .cb = cb, .arg = arg};
+    *s = (struct sock){.fd = fd, .ssl = ssl, .cb = cb, .arg = arg};
     s->in = evbuffer_new();
     s->out = evbuffer_new();
     if (!s->in || !s->out) {
@@ -505,8 +505,8 @@ int sock_init(struct sock *s, struct event_base *base, evutil_socket_t fd, SSL *
         *s = (struct sock){.fd = -1, .state = SOCK_CLOSED};
         return -1;
     }
-    event_assign(&s->rev, base, fd, EV_READ | EV_PERSIST, on_rev, s);
-    deadline_init(&s->timer, base, on_timer, s);
+    event_assign(&s->rev, deadline_clock_base(clock), fd, EV_READ | EV_PERSIST, on_rev, s);
+    deadline_init(&s->timer, clock, on_timer, s);
     if (ssl) {
         SSL_set_fd(ssl, fd);
         SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);

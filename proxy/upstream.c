@@ -399,7 +399,7 @@ static void connected(struct upconn *c)
     }
     evutil_socket_t fd = c->fd;
     c->fd = -1; /* the sock owns it now, also when sock_init fails */
-    if (sock_init(&c->sock, l->base, fd, ssl, handshake_cb, c) != 0) {
+    if (sock_init(&c->sock, l->clock, fd, ssl, handshake_cb, c) != 0) {
         report_error(c, CAUSE_LOCAL, "out of memory");
         return;
     }

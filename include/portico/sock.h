@@ -26,7 +26,7 @@
 #include "portico/deadline.h"
 
 struct evbuffer;
-struct event_base;
+struct deadline_clock;
 struct ssl_st;
 
 #define SOCK_EVENT_LIST(X)                                                                         \
@@ -65,7 +65,6 @@ struct sock {
     struct ssl_st *ssl;                /* owned; NULL for a plain connection */
     struct evbuffer *in;               /* owned: bytes read, for the owner to consume */
     struct evbuffer *out;              /* owned: bytes the owner queued, written by sock_flush */
-    struct event_base *base;           /* borrowed */
     struct event rev;                  /* EV_READ, persistent while reading */
     struct event *wev;                 /* EV_WRITE, only while a write waits; allocated the
                                           first time one does (most never wait) */
@@ -89,7 +88,7 @@ struct sock {
  * on, with no limit and no timeouts. Returns 0, or -1 when out of memory: then fd and ssl are
  * closed and freed here, exactly once, and the sock is SOCK_CLOSED.
  */
-int sock_init(struct sock *s, struct event_base *base, evutil_socket_t fd, struct ssl_st *ssl,
+int sock_init(struct sock *s, struct deadline_clock *clock, evutil_socket_t fd, struct ssl_st *ssl,
               sock_cb *cb, void *arg);
 
 /* Changes who receives the events (a pooled connection passes from one exchange to the next). */

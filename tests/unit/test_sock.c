@@ -46,6 +46,7 @@ struct evbuffer *__wrap_evbuffer_new(void)
 struct recorder {
     struct sock s;
     struct event_base *base;
+    struct deadline_clock *clock;
     enum sock_event events[32];
     int n;
     char data[4096];      /* everything read, in order */
@@ -119,12 +120,15 @@ static void setup_recorder(struct recorder *r, int fd)
     memset(r, 0, sizeof(*r));
     r->base = event_base_new();
     assert_non_null(r->base);
-    assert_int_equal(sock_init(&r->s, r->base, fd, NULL, record, r), 0);
+    r->clock = deadline_clock_new(r->base);
+    assert_non_null(r->clock);
+    assert_int_equal(sock_init(&r->s, r->clock, fd, NULL, record, r), 0);
 }
 
 static void teardown_recorder(struct recorder *r)
 {
     sock_close(&r->s);
+    deadline_clock_free(r->clock);
     event_base_free(r->base);
 }
 
@@ -328,6 +332,7 @@ static void test_init_failure_frees_once(void **state)
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     int idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, count_free);
     struct event_base *base = event_base_new();
+    struct deadline_clock *clock = deadline_clock_new(base);
     for (int at = 0; at < 2; at++) { /* the first or the second buffer cannot be had */
         int fds[2];
         pair(fds);
@@ -336,7 +341,7 @@ static void test_init_failure_frees_once(void **state)
         ssl_frees = 0;
         struct sock s;
         fail_evbuffer_new_at = at;
-        assert_int_equal(sock_init(&s, base, fds[0], ssl, record, NULL), -1);
+        assert_int_equal(sock_init(&s, clock, fds[0], ssl, record, NULL), -1);
         assert_int_equal(ssl_frees, 1);                  /* freed, exactly once */
         assert_int_equal(fcntl(fds[0], F_GETFD), -1);    /* and the socket closed */
         assert_int_equal(errno, EBADF);
@@ -344,6 +349,7 @@ static void test_init_failure_frees_once(void **state)
         sock_close(&s);                                  /* closing it again does nothing */
         close(fds[1]);
     }
+    deadline_clock_free(clock);
     event_base_free(base);
     SSL_CTX_free(ctx);
 }
