@@ -934,13 +934,15 @@ printf 'load_end\t%s\nminutes\t%.1f\n' "$(cut -d' ' -f1-3 /proc/loadavg)" \
 # ---------------------------------------------------------------------------------------------
 stamp=$(date -u +%Y%m%d-%H%M%S)
 python3 "$HERE/report.py" "$RUN" "$OUT/results.md"
-mkdir -p "$OUT/history"
+# The history keeps each report and the raw files it was made from (report.py can remake it).
+mkdir -p "$OUT/history/raw-$stamp"
 cp "$OUT/results.md" "$OUT/history/results-$stamp.md"
-cp "$RUN/runs.tsv" "$OUT/history/runs-$stamp.tsv"
+cp "$RUN"/*.tsv "$RUN"/*.txt "$OUT/history/raw-$stamp/"
+[ -f "$RUN/log-cost.md" ] && cp "$RUN/log-cost.md" "$OUT/history/raw-$stamp/"
 echo
 cat "$OUT/results.md"
 echo
-log "written build/bench/results.md (and build/bench/history/results-$stamp.md)"
+log "written build/bench/results.md (and build/bench/history/results-$stamp.md, raw-$stamp/)"
 OK=1
 exit 0
 }

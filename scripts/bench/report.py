@@ -177,7 +177,13 @@ def summary(o, runs, per, h2, mem, side2c, side4c, meta):
 
     def clean(scen_a, a, scen_b, b):
         _, k, n = runs.pairs(scen_a, a, scen_b, b)
+        if not n:
+            return "—"
         return "%d/%d" % (k, n) if k else "0/%d: all disturbed" % n
+
+    def dagger(scen_a, a, scen_b, b):
+        _, k, n = runs.pairs(scen_a, a, scen_b, b)
+        return " †" if n and not k else ""
 
     def ratio_row(text, scen, key, limit, higher=True, nginx=True):
         v = runs.ratios(scen, "portico", scen, "haproxy", key)
@@ -185,7 +191,8 @@ def summary(o, runs, per, h2, mem, side2c, side4c, meta):
         eff = runs.ratios(scen, "portico", scen, "haproxy", "rps_cpu") if key == "rps" else []
         ok = (lambda m: m >= limit) if higher else (lambda m: m <= limit)
         rows.append((text, spread(v, f2), clean(scen, "portico", scen, "haproxy"),
-                     spread(eff, f2), spread(n, f2) if n else "—", verdict(v, ok)))
+                     spread(eff, f2), spread(n, f2) if n else "—",
+                     verdict(v, ok) + dagger(scen, "portico", scen, "haproxy")))
 
     ratio_row("Small, 64 conns: req/s ≥ 1.15× HAProxy", "s1", "rps", 1.15)
     ratio_row("Small, 64 conns: p99 ≤ HAProxy's (ratio ≤ 1)", "s1", "p99", 1.0, higher=False)
@@ -202,7 +209,7 @@ def summary(o, runs, per, h2, mem, side2c, side4c, meta):
                  spread(cpu, f1) + " µs", clean("s1", "portico", "s1", "portico"), "—",
                  "HAProxy %s, nginx %s" % (spread(clean_values("s1", "haproxy", "cpu_us"), f1),
                                            spread(clean_values("s1", "nginx", "cpu_us"), f1)),
-                 verdict(cpu, lambda m: m <= 14)))
+                 verdict(cpu, lambda m: m <= 14) + dagger("s1", "portico", "s1", "portico")))
 
     def calls(t):
         return per.get(t, {}).get("total", [])
@@ -221,7 +228,7 @@ def summary(o, runs, per, h2, mem, side2c, side4c, meta):
                  "≥ 0.95; HAProxy's)" % f0(float(meta.get("error_rate", 0))),
                  spread(with_errors, f2) + (" at %s errors/s" % spread(rates, f0) if rates else ""),
                  clean("s4c1", "portico", "s4c0", "portico"), "—",
-                 "HAProxy %s" % spread(hap, f2), verdict(with_errors, lambda m: m >= 0.95)))
+                 "HAProxy %s" % spread(hap, f2), verdict(with_errors, lambda m: m >= 0.95) + dagger("s4c1", "portico", "s4c0", "portico")))
     ratio_row("New connection per request: req/s ≥ 1.1× HAProxy", "s3", "rps", 1.1)
     ratio_row("GET 1 MiB: MiB/s ≥ 1.5× HAProxy", "s2", "mibps", 1.5)
     up = runs.ratios("s2c", "portico", "s2c", "sink", "up_mibps")
@@ -230,7 +237,7 @@ def summary(o, runs, per, h2, mem, side2c, side4c, meta):
                  "HAProxy %s, nginx %s" % (
                      spread(runs.ratios("s2c", "haproxy", "s2c", "sink", "up_mibps"), f2),
                      spread(runs.ratios("s2c", "nginx-nobuf", "s2c", "sink", "up_mibps"), f2)),
-                 verdict(up, lambda m: m >= 0.85)))
+                 verdict(up, lambda m: m >= 0.85) + dagger("s2c", "portico", "s2c", "sink")))
     rise = [(int(r["peak_kib"]) - int(r["rss_before_kib"])) / 1024 for r in side2c
             if r.get("target") == "portico"]
     rows.append(("Uploads streamed, never buffered whole: peak RSS rise during 2c "
@@ -255,7 +262,7 @@ def summary(o, runs, per, h2, mem, side2c, side4c, meta):
                  spread(runs.ratios("s8", "portico-w2", "s1b", "portico", "rps_cpu"), f2),
                  "HAProxy %s" % spread(runs.ratios("s8", "haproxy-w2", "s1b", "haproxy", "rps"),
                                        f2),
-                 verdict(w2, lambda m: m > 1.0)))
+                 verdict(w2, lambda m: m > 1.0) + dagger("s8", "portico-w2", "s1b", "portico")))
 
     o.append("## Issue 12 targets")
     o.append("")
@@ -265,7 +272,8 @@ def summary(o, runs, per, h2, mem, side2c, side4c, meta):
              "the figure uses only those, or every round when none was clean. *Per CPU-second*: "
              "the same ratio in requests per CPU-second of the proxy, which CPU taken by other "
              "processes moves much less than req/s. *vs nginx / peers*: the ratio against nginx, "
-             "or the peers' own figures." % DISTURBED)
+             "or the peers' own figures. †: every round of this figure was disturbed: the verdict "
+             "is on noise; the per-CPU-second ratio is the better guide." % DISTURBED)
     o.append("")
     o.append("| target | Portico | clean rounds | per CPU-second | vs nginx / peers | verdict |")
     o.append("|---|---:|---:|---:|---:|---|")
