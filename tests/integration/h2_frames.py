@@ -9,6 +9,7 @@ count, so it always ends.
   h2_frames.py PORT malformed        each malformed request on its own stream, then a valid one
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
   h2_frames.py PORT stall_body PATH  a POST that sends half its content-length, then nothing
+  h2_frames.py PORT indexing PATH    two GETs: which response fields HPACK may not index
   h2_frames.py PORT flood KIND       rapid_reset, ping, settings, priority, empty_data,
                                      continuation, stall_head, stall_window, settings_timeout,
                                      idle (no flood: keepalive_timeout);
@@ -92,9 +93,12 @@ class Conn:
                 block = block[1:len(block) - block[0]]
             if flags & 0x20:  # PRIORITY
                 block = block[5:]
-            for name, value in self.dec.decode(block):
+            for field in self.dec.decode(block):
+                name, value = field
                 if name == ":status":
                     self.st(sid)["status"].append(int(value))
+                if not field.indexable:  # sent as never indexed
+                    self.st(sid).setdefault("never", []).append(name)
             self.st(sid)["end"] |= bool(flags & END_STREAM)
         elif ftype == DATA:
             self.st(sid)["data"] += len(payload)
@@ -277,6 +281,17 @@ def stall_body(port, path):
     c.close()
 
 
+def indexing(port, path):
+    c = Conn(port)
+    for sid in (1, 3):  # the second response could reuse what the first one indexed
+        st = c.st(sid)
+        c.send(c.request(sid, get(path)))
+        c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
+        print("stream=%d status=%s never=%s" % (sid, st["status"][-1:],
+                                                 ",".join(sorted(st.get("never", [])))))
+    c.close()
+
+
 def main():
     port = int(sys.argv[1])
     if sys.argv[2] == "malformed":
@@ -285,6 +300,8 @@ def main():
         cancel(port, sys.argv[3])
     elif sys.argv[2] == "stall_body":
         stall_body(port, sys.argv[3])
+    elif sys.argv[2] == "indexing":
+        indexing(port, sys.argv[3])
     else:
         flood(port, sys.argv[3])
 

@@ -655,6 +655,37 @@ static void test_client_reset_is_499(void **state)
     fake_origin_stop(o);
 }
 
+/* Values unique to each response (X-Request-Id, Server-Timing) and cookies go out as "never
+ * indexed": they would only churn the client's and Portico's HPACK tables. Other fields may be
+ * indexed. */
+static void test_hpack_never_indexed(void **state)
+{
+    (void)state;
+    static const struct fo_step script[] = {
+        FO_RESPOND(200, "Set-Cookie: s=secret\r\nContent-Type: text/plain\r\n", "ok\n",
+                   FO_LENGTH),
+        FO_END(),
+    };
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = script};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = start("", "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                  "[route all]\nprefix = /\nupstream = u\nserver_timing = on\n",
+                              fake_origin_port(o));
+    struct tu_cmd_result r = {0};
+    frames(h, "indexing", "/x", &r);
+    for (int sid = 1; sid <= 3; sid += 2) {
+        char want[128];
+        snprintf(want, sizeof(want),
+                 "stream=%d status=[200] never=server-timing,set-cookie,x-request-id\n", sid);
+        if (!tu_contains(r.out, want))
+            fail_msg("wanted '%s' in:\n%s", want, r.out);
+    }
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* A request body that stops coming: 408 after client_body_timeout, as over HTTP/1.1, then the
  * stream is closed (the rest of the body is not wanted). */
 static void test_body_timeout(void **state)
@@ -737,6 +768,7 @@ int main(void)
         cmocka_unit_test(test_h2c_and_http2_off),
         cmocka_unit_test(test_client_reset_is_499),
         cmocka_unit_test(test_body_timeout),
+        cmocka_unit_test(test_hpack_never_indexed),
         cmocka_unit_test(test_drain_goaway),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
