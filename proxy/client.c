@@ -141,7 +141,7 @@ static void client_close(struct client *c, const char *why)
     if (c->ex) {
         struct exchange *ex = c->ex;
         c->ex = NULL;
-        exchange_cancel(ex, why);
+        exchange_cancel(ex, HTTP_CLIENT_CLOSED_REQUEST, why);
     }
     if (c->h2)
         h2_free(c->h2, why);

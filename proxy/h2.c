@@ -253,10 +253,18 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 /* After our END_STREAM: a request body still coming is not wanted (RFC 9113 8.1). */
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
-    struct h2_stream *s = stream_of(user, frame->hd.stream_id);
+    struct h2_conn *h = user;
+    struct h2_stream *s = stream_of(h, frame->hd.stream_id);
     if (s && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !s->req_eof &&
         (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS))
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
+    /* Our own PROTOCOL_ERROR resets name their reason first; nghttp2 resets a stream without
+     * telling when its DATA breaks its content-length (RFC 9113 8.1.1, 8.1.2.6). */
+    if (s && frame->hd.type == NGHTTP2_RST_STREAM &&
+        frame->rst_stream.error_code == NGHTTP2_PROTOCOL_ERROR && !s->malformed) {
+        s->malformed = "content-length disagrees with the DATA received";
+        metrics_add(h->loop->metrics, M_H2_MALFORMED, 1);
+    }
     return 0;
 }
 

@@ -63,7 +63,9 @@ void h2_stream_free(struct h2_stream *s, const char *why)
     if (s->ex) {
         struct exchange *ex = s->ex;
         s->ex = NULL;
-        exchange_cancel(ex, why);
+        /* A stream found malformed after its exchange began (its DATA broke its
+         * content-length) is the client's error, not a client that left. */
+        exchange_cancel(ex, s->malformed ? HTTP_BAD_REQUEST : HTTP_CLIENT_CLOSED_REQUEST, why);
     }
     event_del(&s->body_timer);
     evbuffer_free(s->req_in);

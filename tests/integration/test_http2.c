@@ -539,6 +539,12 @@ static void test_malformed_requests(void **state)
         free(head);
     }
     assert_true(metric(h, "portico_http2_malformed_requests_total") >= 18);
+    /* The two whose DATA broke their content-length had started: logged as the client's
+     * error (400), not as a client that left (499). */
+    char *line = px_log_line(h, "\"path\":\"/echo\"");
+    if (!tu_contains(line, "\"status\":400,") || !tu_contains(line, "content-length disagrees"))
+        fail_msg("log line: %s", line);
+    free(line);
     px_stop(h);
     fake_origin_stop(o);
 }
