@@ -983,9 +983,16 @@ static void test_make_install(void **state)
         free(unit);
         char *rotate = installed(root, "/etc/logrotate.d/portico", 0644);
         assert_true(tu_contains(rotate, "postrotate") && tu_contains(rotate, "USR1"));
+        /* --kill-whom= exists only from systemd 252 on; --kill-who= works before and after. */
+        if (!tu_contains(rotate, "systemctl kill --kill-who=main ") ||
+            tu_contains(rotate, "--kill-whom"))
+            fail_msg("logrotate:\n%s", rotate);
         free(rotate);
         free(installed(root, "/etc/portico/portico.ini", 0644));
         snprintf(path, sizeof(path), "%s/examples/portico.ini", row->doc_dir);
+        free(installed(root, path, 0644));
+        /* conf/examples/ too: the README and portico(8) point readers at staging.ini. */
+        snprintf(path, sizeof(path), "%s/examples/staging.ini", row->doc_dir);
         free(installed(root, path, 0644));
         snprintf(path, sizeof(path), "%s/LICENSE", row->doc_dir);
         char *license = installed(root, path, 0644);
