@@ -754,19 +754,33 @@ struct check_row {
     const char *name;
     const char *lines; /* [proxy] lines 3.. */
     const char *says;  /* "portico.ini:3: ..." */
+    const char *then;  /* NULL, or what the same line says after it (past a temp path) */
 };
 
-/* What the start needs of pid_file, user and group, `portico -t` checks first, at the key's line. */
+/* What the start needs of pid_file, user, group and the files it opens, `portico -t` checks
+ * first, at the key's line. */
 static const struct check_row check_rows[] = {
     {"pid_file in a missing directory", "pid_file = missing/portico.pid\n",
-     "portico.ini:3: pid_file: "},
-    {"pid_file is a directory", "pid_file = .\n", "portico.ini:3: pid_file: "},
+     "portico.ini:3: pid_file: ", NULL},
+    {"pid_file is a directory", "pid_file = .\n", "portico.ini:3: pid_file: ", NULL},
     {"unknown user", "user = no-such-user-portico\n",
-     "portico.ini:3: user: no-such-user-portico: no such user"},
+     "portico.ini:3: user: no-such-user-portico: no such user", NULL},
     {"unknown group", "user = root\ngroup = no-such-group-portico\n",
-     "portico.ini:4: group: no-such-group-portico: no such group"},
-    {"group without user", "group = root\n", "portico.ini:3: group: needs user"},
-    {"negative shutdown_timeout", "shutdown_timeout = -1s\n", "portico.ini:3: shutdown_timeout"},
+     "portico.ini:4: group: no-such-group-portico: no such group", NULL},
+    {"group without user", "group = root\n", "portico.ini:3: group: needs user", NULL},
+    {"negative shutdown_timeout", "shutdown_timeout = -1s\n", "portico.ini:3: shutdown_timeout",
+     NULL},
+    /* the files the start opens (issue 10): each at the line of the key that names it */
+    {"missing tls_cert",
+     "listen = 127.0.0.1:{{free_port:tls}} tls\ntls_cert = missing.pem\ntls_key = missing.key\n",
+     "portico.ini:4: tls_cert: ", "missing.pem: No such file or directory"},
+    {"missing ca_file",
+     "[upstream t]\norigin = 127.0.0.1:1\ntls = on\nca_file = missing-ca.pem\n",
+     "portico.ini:6: ca_file: ", "missing-ca.pem: No such file or directory"},
+    {"missing error_page_dir", "error_page_dir = missing-pages\n",
+     "portico.ini:3: error_page_dir: ", "missing-pages: No such file or directory"},
+    {"access_log in a missing directory", "access_log = missing/access.log\n",
+     "portico.ini:3: access_log: ", "missing/access.log: No such file or directory"},
 };
 
 static void test_check_lifecycle_keys(void **state)
@@ -785,8 +799,13 @@ static void test_check_lifecycle_keys(void **state)
                          0);
         struct tu_cmd_result res;
         assert_int_equal(harness_check_config(h, &res), 1);
-        if (!strstr(res.err, check_rows[i].says))
+        const char *says = strstr(res.err, check_rows[i].says);
+        if (!says)
             fail_msg("wanted '%s' in: %s", check_rows[i].says, res.err);
+        const char *then = check_rows[i].then ? strstr(says, check_rows[i].then) : NULL;
+        if (check_rows[i].then && (!then || memchr(says, '\n', (size_t)(then - says))))
+            fail_msg("wanted '%s' after '%s' in: %s", check_rows[i].then, check_rows[i].says,
+                     res.err);
         tu_cmd_result_free(&res);
         harness_free(h);
     }
