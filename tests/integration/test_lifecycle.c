@@ -3,9 +3,10 @@
  * binary: the graceful stop (SIGTERM, SIGINT, SIGQUIT: an exchange in flight finishes with its
  * status and is logged with it, new connections are refused, idle keep-alive connections
  * closed, exit 0 within shutdown_timeout), a second signal that stops at once, shutdown_timeout
- * cutting a drain short, SIGUSR1 reopening renamed logs without losing a line, exclusive
- * listen and admin addresses (another Portico, a plain socket, a reload adding a taken
- * address), the pid file, `-t` on pid_file/user/group, the switch to `user` when started as
+ * cutting a drain short, SIGUSR1 and a reload reopening renamed logs without losing a line,
+ * exclusive listen and admin addresses (another Portico, a plain socket, a reload adding a taken
+ * address), the pid file, `-t` on pid_file/user/group and the files the start opens, the switch
+ * to `user` when started as
  * root, and `make install` with the systemd unit that `systemd-analyze verify` accepts.
  *
  * The origin of the exchanges in flight is held by a gate the test opens: nothing waits on a
@@ -419,7 +420,7 @@ static void test_stop_shortens_reload_drain(void **state)
     gated_origin_stop(o);
 }
 
-/* ---- SIGUSR1 ---- */
+/* ---- SIGUSR1 and reload: the logs reopened ---- */
 
 /* Every target of the list appears exactly once in a + b; in `only` (when not NULL) for all. */
 static void assert_logged_once(const char *a, const char *b, const char *prefix, int n,
@@ -436,11 +437,11 @@ static void assert_logged_once(const char *a, const char *b, const char *prefix,
     }
 }
 
-/* logrotate renames the files, then sends SIGUSR1: lines written before go to the renamed
- * files, lines after to new files of the configured names, and no line is lost or doubled. */
-static void test_sigusr1_reopens_logs(void **state)
+/* logrotate renames the files, then signals (sig): lines written before go to the renamed
+ * files, lines after to new files of the configured names, and no line is lost or doubled.
+ * `says` is what the new error.log holds once the logs are reopened. */
+static void reopen_logs(int sig, const char *says)
 {
-    (void)state;
     struct fake_origin *o = fake_origin_start_kind(FO_OK);
     assert_non_null(o);
     struct harness *h = start(fake_origin_port(o), "error_log = {{dir}}/error.log\n");
@@ -467,8 +468,8 @@ static void test_sigusr1_reopens_logs(void **state)
         snprintf(path, sizeof(path), "/b%d", i);
         assert_int_equal(get(port, path), 200);
     }
-    assert_int_equal(harness_signal(h, SIGUSR1), 0);
-    assert_int_equal(harness_wait_file(h, "error.log", "SIGUSR1: logs reopened", IO_MS), 0);
+    assert_int_equal(harness_signal(h, sig), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", says, IO_MS), 0);
     for (int i = 0; i < N; i++) {
         snprintf(path, sizeof(path), "/c%d", i);
         assert_int_equal(get(port, path), 200);
@@ -486,10 +487,31 @@ static void test_sigusr1_reopens_logs(void **state)
     free(old);
     char *err_old = read_log(h, "error.log.1");
     assert_true(strstr(err_old, "listening on") != NULL); /* written before the rotation */
-    assert_null(strstr(err_old, "logs reopened"));
+    assert_null(strstr(err_old, says));
     free(err_old);
     harness_free(h);
     fake_origin_stop(o);
+}
+
+struct reopen_row {
+    const char *name;
+    int sig;
+    const char *says;
+};
+
+/* SIGUSR1 is logrotate's signal; a reload (SIGHUP) opens the configured logs anew as well. */
+static const struct reopen_row reopen_rows[] = {
+    {"SIGUSR1", SIGUSR1, "SIGUSR1: logs reopened"},
+    {"SIGHUP (reload)", SIGHUP, "is live (generation 2"},
+};
+
+static void test_signals_reopen_logs(void **state)
+{
+    (void)state;
+    for (size_t r = 0; r < ARRAY_SIZE(reopen_rows); r++) {
+        print_message("  %s\n", reopen_rows[r].name);
+        reopen_logs(reopen_rows[r].sig, reopen_rows[r].says);
+    }
 }
 
 /* ---- exclusive addresses ---- */
@@ -1084,7 +1106,7 @@ int main(void)
         cmocka_unit_test(test_drain_answers_pipelined),
         cmocka_unit_test(test_shutdown_timeout),
         cmocka_unit_test(test_stop_shortens_reload_drain),
-        cmocka_unit_test(test_sigusr1_reopens_logs),
+        cmocka_unit_test(test_signals_reopen_logs),
         cmocka_unit_test(test_address_in_use),
         cmocka_unit_test(test_reload_address_in_use),
         cmocka_unit_test(test_pid_file),
