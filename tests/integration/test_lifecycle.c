@@ -931,9 +931,9 @@ static void test_user_switch(void **state)
 
 /* ---- install and packaging ---- */
 
-/* Runs `make install VARS...` from the repository root with the binary under test (never
+/* Runs `make TARGET VARS...` from the repository root with the binary under test (never
  * rebuilt: -o), bounded; asserts it succeeds. */
-static void make_install(const char *const vars[])
+static void make_target(const char *target, const char *const vars[])
 {
     const char *bin = getenv("PORTICO_BIN") ? getenv("PORTICO_BIN") : "build/portico";
     char build[PATH_MAX], build_var[PATH_MAX + 8];
@@ -944,7 +944,7 @@ static void make_install(const char *const vars[])
     snprintf(build_var, sizeof(build_var), "BUILD=%s", build);
     /* the make running the tests must not hand its jobserver to this one */
     const char *argv[24] = {"env", "-u", "MAKEFLAGS", "-u", "MFLAGS", "-u", "MAKELEVEL", "make",
-                            "-s", "--no-print-directory", "-o", bin, "install", build_var};
+                            "-s", "--no-print-directory", "-o", bin, target, build_var};
     size_t n = 14;
     for (size_t i = 0; vars[i] && n + 1 < ARRAY_SIZE(argv); i++)
         argv[n++] = vars[i];
@@ -952,8 +952,13 @@ static void make_install(const char *const vars[])
     struct tu_cmd_result res;
     int rc = tu_run_command(argv, 60000, &res);
     if (rc != 0)
-        fail_msg("make install exited %d:\n%s%s", rc, res.out, res.err);
+        fail_msg("make %s exited %d:\n%s%s", target, rc, res.out, res.err);
     tu_cmd_result_free(&res);
+}
+
+static void make_install(const char *const vars[])
+{
+    make_target("install", vars);
 }
 
 /* path under root: a regular file with this mode; its text, malloc'd. */
@@ -1051,6 +1056,20 @@ static void test_make_install(void **state)
         assert_int_equal(tu_write_file(path, "; mine\n", 7), 0);
         make_install(vars);
         char *conf = tu_read_file(path, NULL);
+        assert_string_equal(conf, "; mine\n");
+        free(conf);
+
+        /* Uninstalling removes what install put there, examples included, and keeps it. */
+        make_target("uninstall", vars);
+        const char *const gone[][2] = {{row->sbin, "portico"},
+                                       {row->doc_dir, "examples/staging.ini"}};
+        for (size_t k = 0; k < ARRAY_SIZE(gone); k++) {
+            char full[PATH_MAX + 300];
+            snprintf(full, sizeof(full), "%s%s/%s", root, gone[k][0], gone[k][1]);
+            if (access(full, F_OK) == 0 || errno != ENOENT)
+                fail_msg("%s is still there after make uninstall", full);
+        }
+        conf = tu_read_file(path, NULL);
         assert_string_equal(conf, "; mine\n");
         free(conf);
         assert_int_equal(tu_remove_tree(root), 0);
