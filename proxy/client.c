@@ -30,6 +30,7 @@
 #include "portico/admin.h"
 #include "portico/admin_faults.h"
 #include "portico/config.h"
+#include "portico/deadline.h"
 #include "portico/downstream.h"
 #include "portico/errpage.h"
 #include "portico/exchange.h"
@@ -76,7 +77,7 @@ struct client {
     struct exchange *ex;               /* while in CS_EXCHANGE: ends itself, calls done() */
     struct h2_conn *h2;                /* while in CS_H2: HTTP/2 has the sock's events */
     struct tunnel *tunnel;             /* while in CS_TUNNEL: calls tunnel_closed() */
-    struct event timer;                /* deadline of the current state */
+    struct deadline timer;             /* deadline of the current state */
     struct event resume_ev;            /* parses the next pipelined request from the loop */
     struct peer peer;                  /* what the exchange may know of us */
     char addr[64];                     /* "127.0.0.1:50312" */
@@ -92,10 +93,12 @@ struct client {
 
 static void client_cb(void *arg, enum sock_event ev);
 
+/* The state's deadline, ms from now (0: at once). Most requests move it later (idle, head,
+ * idle again...), which costs no timer operation (deadline.h). */
 static void arm_ms(struct client *c, uint64_t ms)
 {
-    struct timeval tv = tv_from_ms(ms);
-    evtimer_add(&c->timer, &tv);
+    uint64_t now = now_us();
+    deadline_set(&c->timer, now + ms * 1000, now);
 }
 
 /* What the connections gauge calls each state. */
@@ -114,7 +117,7 @@ static void set_state(struct client *c, enum client_state s)
         metrics_conn_add(c->loop->metrics, CONN_CLIENT, gauge_state[s], 1);
     }
     c->state = s;
-    event_del(&c->timer);
+    deadline_clear(&c->timer);
     switch (s) {
     case CS_HANDSHAKE:
     case CS_HEAD:
@@ -151,7 +154,7 @@ static void client_close(struct client *c, const char *why)
         h2_free(c->h2, why);
     tunnel_free(c->tunnel); /* closes the origin side */
     c->tunnel = NULL;
-    event_del(&c->timer);
+    deadline_stop(&c->timer);
     event_del(&c->resume_ev);
     sock_close(&c->sock);
     struct loop *l = c->loop;
@@ -602,6 +605,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct client *c = arg;
+    if (!deadline_due(&c->timer, now_us()))
+        return;
     switch (c->state) {
     case CS_HANDSHAKE:
         handshake_failed(c, "not done within client_header_timeout");
@@ -674,7 +679,7 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     c->state = tls ? CS_HANDSHAKE : CS_IDLE;
     metrics_conn_add(l->metrics, CONN_CLIENT, gauge_state[c->state], 1);
     metrics_add(l->metrics, M_CONNECTIONS, 1);
-    evtimer_assign(&c->timer, l->base, timer_cb, c);
+    deadline_init(&c->timer, l->base, timer_cb, c);
     event_assign(&c->resume_ev, l->base, -1, 0, resume_cb, c);
     sock_set_read_limit(&c->sock, MAX(READ_HIGH, cfg->max_header_size + 1));
     sock_set_timeouts(&c->sock, 0, cfg->client_send_timeout_ms);

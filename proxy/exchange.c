@@ -98,10 +98,10 @@
 
 /* ---- small helpers ---- */
 
-void ex_arm(struct event *ev, uint64_t ms)
+void ex_arm(struct deadline *d, uint64_t ms)
 {
-    struct timeval tv = tv_from_ms(ms);
-    evtimer_add(ev, &tv);
+    uint64_t now = now_us();
+    deadline_set(d, now + ms * 1000, now);
 }
 
 bool ex_client_http11(const struct exchange *ex)
@@ -203,7 +203,7 @@ static bool retry_elsewhere(struct exchange *ex, enum phase phase, enum cause ca
     ex->retries++;
     metrics_add(ex->loop->metrics, M_UPSTREAM_NEXT_ORIGIN, 1);
     relay_drop(ex);
-    event_del(&ex->phase_timer); /* the next connection's phases arm it again */
+    deadline_clear(&ex->phase_timer); /* the next connection's phases arm it again */
     ex->detail[0] = '\0';
     relay_connect(ex);
     return true;
@@ -220,7 +220,7 @@ void ex_end(struct exchange *ex, enum outcome o)
 void ex_phase(struct exchange *ex, enum phase p)
 {
     phase_enter(&ex->pc, p, ex->now);
-    event_del(&ex->phase_timer);
+    deadline_clear(&ex->phase_timer);
     /* SEND has no phase timer: its limit is the origin sock's write deadline. */
     uint64_t limit = p == PHASE_SEND ? 0 : phase_limit_ms(ex->up->timers_ms, p);
     if (limit)
@@ -230,7 +230,7 @@ void ex_phase(struct exchange *ex, enum phase p)
 void ex_phase_resume(struct exchange *ex, enum phase p)
 {
     phase_resume(&ex->pc, p, ex->now);
-    event_del(&ex->phase_timer);
+    deadline_clear(&ex->phase_timer);
 }
 
 static const char *phase_subject_text(const struct exchange *ex, enum phase p)
@@ -250,6 +250,8 @@ static void phase_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct exchange *ex = arg;
     ex->now = now_us();
+    if (!deadline_due(&ex->phase_timer, ex->now))
+        return; /* early, or cleared: nothing happened */
     enum phase p = ex->pc.current;
     uint64_t limit = phase_limit_ms(ex->up->timers_ms, p);
     char detail[200];
@@ -263,6 +265,8 @@ static void total_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct exchange *ex = arg;
     ex->now = now_us();
+    if (!deadline_due(&ex->total_timer, ex->now))
+        return; /* early, or cleared: nothing happened */
     uint64_t limit = ex->up->timers_ms[TIMER_TOTAL];
     if (ex->resp_state == RESP_HEAD)
         ex_fail(ex, ex->pc.current, CAUSE_TOTAL_TIMEOUT, limit,
@@ -274,10 +278,10 @@ static void total_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 static void stop_timers(struct exchange *ex)
 {
-    event_del(&ex->phase_timer);
-    event_del(&ex->total_timer);
-    event_del(&ex->continue_timer);
-    event_del(&ex->processing_timer);
+    deadline_stop(&ex->phase_timer);
+    deadline_stop(&ex->total_timer);
+    deadline_stop(&ex->continue_timer);
+    deadline_stop(&ex->processing_timer);
 }
 
 /* ---- responses Portico writes itself ---- */
@@ -584,10 +588,10 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
     ex->origin = -1;
     ex->route_index = -1;
     phase_enter(&ex->pc, PHASE_ROUTE, ex->now);
-    evtimer_assign(&ex->phase_timer, l->base, phase_timeout_cb, ex);
-    evtimer_assign(&ex->total_timer, l->base, total_timeout_cb, ex);
-    evtimer_assign(&ex->continue_timer, l->base, interim_continue_cb, ex);
-    evtimer_assign(&ex->processing_timer, l->base, interim_processing_cb, ex);
+    deadline_init(&ex->phase_timer, l->base, phase_timeout_cb, ex);
+    deadline_init(&ex->total_timer, l->base, total_timeout_cb, ex);
+    deadline_init(&ex->continue_timer, l->base, interim_continue_cb, ex);
+    deadline_init(&ex->processing_timer, l->base, interim_processing_cb, ex);
     make_request_id(ex);
     /* One traceparent is a trace to join; none, or several, start a new one. */
     int tp = h1_find(ex->req.fields, ex->req.nfields, H1_F_TRACEPARENT, 0);

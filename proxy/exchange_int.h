@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "portico/body.h"
+#include "portico/deadline.h"
 #include "portico/downstream.h"
 #include "portico/exchange.h"
 #include "portico/failure.h"
@@ -105,10 +106,10 @@ struct exchange {
     bool reused;                       /* the (last) connection came from the pool */
     bool response_byte;                /* any response byte seen from the origin */
     bool upstream_paused;              /* origin reads stopped: the client's output is full */
-    struct event phase_timer;
-    struct event total_timer;
-    struct event continue_timer;       /* Expect relay: send our own 100 after continue_timeout */
-    struct event processing_timer;     /* synthesized 102 heartbeats */
+    struct deadline phase_timer;
+    struct deadline total_timer;
+    struct deadline continue_timer;    /* Expect relay: send our own 100 after continue_timeout */
+    struct deadline processing_timer;  /* synthesized 102 heartbeats */
 
     /* response */
     enum resp_state resp_state;
@@ -159,8 +160,8 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close);
 void ex_phase(struct exchange *ex, enum phase p);
 void ex_phase_resume(struct exchange *ex, enum phase p);
 
-/* Arms a timer for ms from now. */
-void ex_arm(struct event *ev, uint64_t ms);
+/* Sets a deadline ms from now (later ones cost no timer operation: deadline.h). */
+void ex_arm(struct deadline *d, uint64_t ms);
 
 /* The client speaks HTTP/1.1 or later (can take 1xx, chunked). */
 bool ex_client_http11(const struct exchange *ex);

@@ -82,7 +82,7 @@ struct ex_fault {
     bool holding;                      /* response_delay: the final head waits for the timer */
     bool head_released;                /* ... and it has waited */
     bool throttled;                    /* the quota is spent until the next tick */
-    struct event timer;                /* delay, interim, response_delay, throttle ticks */
+    struct deadline timer;             /* delay, interim, response_delay, throttle ticks */
     char addr[64];                     /* what a simulated failure calls the origin */
     struct fault_rule own;             /* the Portico-Fault header's rule */
 };
@@ -105,7 +105,7 @@ static struct ex_fault *fault_new(struct exchange *ex)
     if (!f)
         return NULL;
     f->ex = ex;
-    evtimer_assign(&f->timer, ex->loop->base, fault_timer_cb, f);
+    deadline_init(&f->timer, ex->loop->base, fault_timer_cb, f);
     return f;
 }
 
@@ -321,7 +321,7 @@ static void simulate(struct exchange *ex, enum failure_type type)
         return;
     }
     if (type == FAIL_TOTAL_TIMEOUT) /* the total timer armed at routing expires first */
-        event_del(&ex->phase_timer);
+        deadline_clear(&ex->phase_timer);
     else if (row->phase == PHASE_SEND) /* its limit is the sock's write deadline: ours here */
         ex_arm(&ex->phase_timer, phase_limit_ms(ex->up->timers_ms, PHASE_SEND));
 }
@@ -464,7 +464,7 @@ bool fault_exec_body_stop(struct exchange *ex)
     /* throttled: the origin waits (back-pressure) until the next tick refills the quota */
     ex->upstream_paused = true;
     sock_read(ex->usock, false);
-    event_del(&ex->phase_timer);
+    deadline_clear(&ex->phase_timer);
     if (!f->throttled) /* a drain of the client's output meanwhile does not push the tick back */
         ex_arm(&f->timer, THROTTLE_TICK_MS);
     f->throttled = true;
@@ -477,6 +477,8 @@ static void fault_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct ex_fault *f = arg;
     struct exchange *ex = f->ex;
     ex->now = now_us();
+    if (!deadline_due(&f->timer, ex->now))
+        return;
     if (f->throttled) {
         f->throttled = false;
         ex->resp_body.quota = MAX(f->rule->throttle * THROTTLE_TICK_MS / 1000, 1);
@@ -600,7 +602,7 @@ void fault_exec_end(struct exchange *ex)
     struct ex_fault *f = ex->fault;
     if (!f)
         return;
-    event_del(&f->timer);
+    deadline_stop(&f->timer);
     fault_release(f->state);
     free(f);
     ex->fault = NULL;

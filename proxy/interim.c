@@ -158,7 +158,7 @@ void interim_open_gate(struct exchange *ex)
 {
     if (ex->req_state != REQ_GATED)
         return;
-    event_del(&ex->continue_timer);
+    deadline_clear(&ex->continue_timer);
     ex->req_state = REQ_BODY;
     ex->ds.ops->request_wait(ex->ds.ctx, ex->cfg->client_body_timeout_ms);
     relay_request_body(ex);
@@ -169,6 +169,8 @@ void interim_continue_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct exchange *ex = arg;
     ex->now = now_us();
+    if (!deadline_due(&ex->continue_timer, ex->now))
+        return;
     if (ex->req_state == REQ_GATED) {
         send_continue(ex); /* unless the origin's 100 went already */
         interim_open_gate(ex);
@@ -181,6 +183,8 @@ void interim_processing_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct exchange *ex = arg;
     ex->now = now_us();
+    if (!deadline_due(&ex->processing_timer, ex->now))
+        return;
     if (ex->resp_state == RESP_HEAD) {
         send_interim(ex, HTTP_PROCESSING, NULL, 0, INTERIM_SYNTHESIZED);
         ex_arm(&ex->processing_timer, ex->route->processing_interval_ms);

@@ -65,9 +65,7 @@ static void wait_first_byte(struct exchange *ex, bool after_interim)
     ex->first_byte_deadline =
         phase_first_byte_deadline(after_interim ? ex->first_byte_deadline : 0, ex->now, limit,
                                   resets);
-    uint64_t left = ex->first_byte_deadline > ex->now ? ex->first_byte_deadline - ex->now : 0;
-    struct timeval tv = tv_from_us(left);
-    evtimer_add(&ex->phase_timer, &tv);
+    deadline_set(&ex->phase_timer, ex->first_byte_deadline, ex->now);
 }
 
 void relay_request_sent(struct exchange *ex)
@@ -214,9 +212,9 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
                 upconn_addr(ex->uc), "transfer coding other than chunked");
         return;
     }
-    event_del(&ex->total_timer);
-    event_del(&ex->processing_timer);
-    event_del(&ex->continue_timer);
+    deadline_clear(&ex->total_timer);
+    deadline_clear(&ex->processing_timer);
+    deadline_clear(&ex->continue_timer);
 
     const struct h1_info *ri = &ex->resp_info;
     /* A body of unknown length is streamed: chunked to HTTP/1.1 clients, to the close for 1.0. */
@@ -265,9 +263,9 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
  * after the 101 stays in its input for the tunnel. */
 static void switch_protocols(struct exchange *ex, const struct h1_response *resp, size_t head_len)
 {
-    event_del(&ex->total_timer);
-    event_del(&ex->processing_timer);
-    event_del(&ex->continue_timer);
+    deadline_clear(&ex->total_timer);
+    deadline_clear(&ex->processing_timer);
+    deadline_clear(&ex->continue_timer);
     struct h1_field fields[HDR_MAX_FIELDS];
     struct resp_head head = {
         .status = resp->status,
@@ -291,7 +289,7 @@ static bool client_full(struct exchange *ex)
         return false;
     ex->upstream_paused = true;
     sock_read(ex->usock, false);
-    event_del(&ex->phase_timer); /* the origin is not the one being slow */
+    deadline_clear(&ex->phase_timer); /* the origin is not the one being slow */
     return true;
 }
 

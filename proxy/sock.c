@@ -84,18 +84,10 @@ static void arm_timer(struct sock *s, uint64_t now)
         deadline = s->read_since + s->read_timeout_us;
     if (s->write_timeout_us && (s->flags & SF_WEV_ADDED))
         deadline = MIN(deadline, s->write_since + s->write_timeout_us);
-    if (deadline == UINT64_MAX) {
-        if (s->timer_at) {
-            evtimer_del(&s->timer);
-            s->timer_at = 0;
-        }
-        return;
-    }
-    if (s->timer_at && s->timer_at <= deadline)
-        return; /* fires early enough: it moves itself on to the real deadline */
-    s->timer_at = deadline;
-    struct timeval tv = tv_from_us(deadline > now ? deadline - now : 0);
-    evtimer_add(&s->timer, &tv);
+    if (deadline == UINT64_MAX)
+        deadline_clear(&s->timer);
+    else
+        deadline_set(&s->timer, deadline, now);
 }
 
 /* Registers or withdraws rev to match what the sock wants. */
@@ -448,7 +440,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct sock *s = arg;
     uint64_t now = now_us();
-    s->timer_at = 0;
+    if (!deadline_due(&s->timer, now))
+        return;
     if (s->read_timeout_us && read_watching(s) && now >= s->read_since + s->read_timeout_us) {
         s->read_since = now;
         arm_timer(s, now);
@@ -485,7 +478,7 @@ int sock_init(struct sock *s, struct event_base *base, evutil_socket_t fd, SSL *
     }
     event_assign(&s->rev, base, fd, EV_READ | EV_PERSIST, on_rev, s);
     event_assign(&s->wev, base, fd, EV_WRITE | EV_PERSIST, on_wev, s);
-    evtimer_assign(&s->timer, base, on_timer, s);
+    deadline_init(&s->timer, base, on_timer, s);
     if (ssl) {
         SSL_set_fd(ssl, fd);
         SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -549,10 +542,6 @@ void sock_set_timeouts(struct sock *s, uint64_t read_ms, uint64_t write_ms)
     s->read_timeout_us = read_ms * 1000;
     s->write_timeout_us = write_ms * 1000;
     s->read_since = now;
-    if (s->timer_at) { /* the new deadlines may be earlier than the armed one */
-        evtimer_del(&s->timer);
-        s->timer_at = 0;
-    }
     if (s->state != SOCK_CLOSED)
         arm_timer(s, now);
 }
@@ -603,7 +592,7 @@ void sock_close(struct sock *s)
         return;
     event_del(&s->rev);
     event_del(&s->wev);
-    evtimer_del(&s->timer);
+    deadline_stop(&s->timer);
     if (s->ssl) {
         /* No close_notify exchange: the connection is going, whatever the peer thinks. */
         SSL_set_shutdown(s->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);

@@ -8,7 +8,8 @@
  * no epoll changes. libevent is used only through its public API (event, evbuffer).
  *
  * Each timeout is a deadline kept with one timer that is not re-armed on every byte: progress
- * only records its time, and the timer, when it fires early, moves itself to the real deadline.
+ * only records its time, and the timer, when it fires early, moves itself to the real deadline
+ * (deadline.h).
  *
  * Events reach the owner through one callback. The owner may close the sock from inside it; the
  * sock never touches itself after calling back.
@@ -21,6 +22,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "portico/deadline.h"
 
 struct evbuffer;
 struct event_base;
@@ -64,7 +67,7 @@ struct sock {
     struct event_base *base;           /* borrowed */
     struct event rev;                  /* EV_READ, persistent while reading */
     struct event wev;                  /* EV_WRITE, only while a write waits */
-    struct event timer;                /* the earliest deadline */
+    struct deadline timer;             /* the earliest deadline */
     sock_cb *cb;                       /* borrowed */
     void *arg;
     unsigned flags;                    /* SF_* (sock.c) */
@@ -73,7 +76,6 @@ struct sock {
     uint64_t write_timeout_us;         /* 0: none */
     uint64_t read_since;               /* µs: reading (re)started or bytes arrived */
     uint64_t write_since;              /* µs: a write began waiting or made progress */
-    uint64_t timer_at;                 /* µs: when the timer fires, 0 = not armed */
     int err;                           /* errno of the failure, 0 if none */
     unsigned long ssl_err;             /* OpenSSL error of the failure, 0 if none */
 };
