@@ -101,11 +101,12 @@ static void test_weights(void **state)
 /* ---- least_conn ---- */
 
 /* One request held on the slow origin: least_conn sends every other request to the idle one
- * (round robin would send every second one to the slow origin and wait). */
+ * (round robin would send every second one to the slow origin and wait). The ten requests take
+ * a few milliseconds each, far less than the second the slow origin holds the first. */
 static void test_least_conn(void **state)
 {
     (void)state;
-    struct fake_origin_opts slow_opts = {.kind = FO_SLOW_FIRST_BYTE, .delay_ms = 3000};
+    struct fake_origin_opts slow_opts = {.kind = FO_SLOW_FIRST_BYTE, .delay_ms = 1000};
     struct fake_origin *slow = fake_origin_start(&slow_opts);
     struct fake_origin *fast = fake_origin_start_kind(FO_OK);
     assert_non_null(slow);
