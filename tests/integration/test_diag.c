@@ -380,7 +380,7 @@ static void test_access_log_failures(void **state)
 {
     (void)state;
     struct harness *h = start("");
-    char rids[NCASES][48];
+    char rids[NCASES][48] = {{0}}; /* "": the case was skipped */
     for (size_t i = 1; i < NCASES; i++) {
         const struct dcase *c = &cases[i];
         struct raw_response r;
@@ -408,6 +408,8 @@ static void test_access_log_failures(void **state)
 
     for (size_t i = 1; i < NCASES; i++) {
         const struct dcase *c = &cases[i];
+        if (!rids[i][0])
+            continue;
         struct tj *j = log_entry(h, rids[i]);
         check_shape(j);
         double v;
@@ -679,14 +681,13 @@ static void test_trace_context(void **state)
 {
     (void)state;
     struct harness *h = start("");
+    char *sent[ARRAY_SIZE(trace_rows)];
     for (size_t i = 0; i < ARRAY_SIZE(trace_rows); i++) {
-        const struct trace_row *row = &trace_rows[i];
-        print_message("  %s\n", row->why);
         unsigned before = fake_origin_requests(w.o[O_OK]);
-        char req[512], rid[32];
-        snprintf(rid, sizeof(rid), "diag-trace-%zu", i);
-        snprintf(req, sizeof(req), "GET /ok/x HTTP/1.1\r\nHost: diag.test\r\nX-Request-Id: %s\r\n"
-                 "traceparent: %s\r\nConnection: close\r\n\r\n", rid, row->traceparent);
+        char req[512];
+        snprintf(req, sizeof(req), "GET /ok/x HTTP/1.1\r\nHost: diag.test\r\n"
+                 "X-Request-Id: diag-trace-%zu\r\ntraceparent: %s\r\nConnection: close\r\n\r\n",
+                 i, trace_rows[i].traceparent);
         struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
         assert_int_equal(raw_send_str(c, req), 0);
         struct raw_response r;
@@ -694,6 +695,14 @@ static void test_trace_context(void **state)
         assert_int_equal(r.status, 200);
         raw_response_free(&r);
         raw_close(c);
+        sent[i] = fake_origin_request_header(w.o[O_OK], before, "traceparent");
+    }
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete (see log_entry) */
+    for (size_t i = 0; i < ARRAY_SIZE(trace_rows); i++) {
+        const struct trace_row *row = &trace_rows[i];
+        print_message("  %s\n", row->why);
+        char rid[32];
+        snprintf(rid, sizeof(rid), "diag-trace-%zu", i);
         struct tj *j = log_entry(h, rid);
         const char *logged = tj_str(j, "trace_id");
         assert_non_null(logged);
@@ -703,14 +712,13 @@ static void test_trace_context(void **state)
                  strspn(logged, "0") == 32)
             fail_msg("started trace id '%s'", logged);
         /* the origin got version-traceid-parentid-flags with the logged trace id */
-        char *sent = fake_origin_request_header(w.o[O_OK], before, "traceparent");
-        if (!sent || strlen(sent) != 55 || strncmp(sent, "00-", 3) != 0 ||
-            strncmp(sent + 3, logged, 32) != 0 || sent[35] != '-')
-            fail_msg("the origin got traceparent '%s', logged trace id %s", sent, logged);
-        free(sent);
+        if (!sent[i] || strlen(sent[i]) != 55 || strncmp(sent[i], "00-", 3) != 0 ||
+            strncmp(sent[i] + 3, logged, 32) != 0 || sent[i][35] != '-')
+            fail_msg("the origin got traceparent '%s', logged trace id %s", sent[i], logged);
+        free(sent[i]);
         tj_free(j);
     }
-    px_stop(h);
+    harness_free(h);
 }
 
 /* ---- connections, interim responses, reloads; the admin listener counted nowhere ---- */
