@@ -251,7 +251,7 @@ static void test_every_subcommand_documented(void **state)
     char *src = slurp(MAIN_C), *man = slurp(MANPAGE);
     const char *names[16];
     char buf[256];
-    size_t n = subcommands(src, names, 16, buf, sizeof(buf));
+    size_t n = subcommands(src, names, sizeof(names) / sizeof(names[0]), buf, sizeof(buf));
     assert_true(n >= 2); /* codes and probe: the parse still finds main's dispatch */
     char *syn = span(man, ".SH SYNOPSIS", ".SH"), *cmds = span(man, ".SH COMMANDS", ".SH");
     for (size_t i = 0; i < n; i++) {
