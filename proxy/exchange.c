@@ -522,7 +522,10 @@ void ex_settle(struct exchange *ex)
         ex->usock = NULL;
         metrics_add(ex->loop->metrics, M_TUNNELS, 1);
     } else if (ex->uc && relay_reusable(ex)) {
-        upconn_release(ex->uc, ex->ds.peer->conn_id, ex->now);
+        /* After a response with no body (HEAD, 204, 304), stray bytes are most likely: its
+         * connection settles even for the same client's next request (upstream.c). */
+        bool bodiless = ex->resp_info.framing == H1_BODY_NONE;
+        upconn_release(ex->uc, bodiless ? 0 : ex->ds.peer->conn_id, ex->now);
         ex->uc = NULL;
         ex->usock = NULL;
     }
@@ -757,17 +760,19 @@ void exchange_request_timeout(struct exchange *ex)
     ex_settle(ex);
 }
 
-void exchange_cancel(struct exchange *ex, const char *why)
+void exchange_cancel(struct exchange *ex, enum http_status status, const char *why)
 {
     ex->now = now_us();
     if (ex->outcome == OUTCOME_OPEN) {
-        /* The client left before the response ended: nginx's 499, nothing more is sent. */
+        /* The client left before the response ended (nginx's 499), or its request broke its
+         * own framing: nothing more is sent either way. */
         if (!ex->detail[0])
             snprintf(ex->detail, sizeof(ex->detail), "%s", why);
         if (!ex->status)
-            ex->status = HTTP_CLIENT_CLOSED_REQUEST;
+            ex->status = status;
         phase_close(&ex->pc, ex->now);
-        metrics_add(ex->loop->metrics, M_CLIENT_ABORTS, 1);
+        if (status == HTTP_CLIENT_CLOSED_REQUEST)
+            metrics_add(ex->loop->metrics, M_CLIENT_ABORTS, 1);
         log_exchange(ex);
     }
     exchange_free(ex);

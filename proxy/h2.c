@@ -134,10 +134,17 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     /* Trailers of a request are not forwarded (the body goes to the origin as it comes). */
     if (!s || s->state != ST_HEAD || s->malformed || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    if (h2_request_field(&s->req, (const char *)name, name_len, (const char *)value,
-                         value_len) != 0)
+    switch (h2_request_field(&s->req, (const char *)name, name_len, (const char *)value,
+                             value_len)) {
+    case 0:
+        return 0;
+    case 1: /* an HPACK bomb: stop nghttp2 checking every copy; it resets the stream */
+        h2_stream_abandon_head(s);
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    default:
         h2_stream_reset_malformed(s, s->req.error);
-    return 0;
+        return 0;
+    }
 }
 
 /* A field nghttp2 would ignore (a name that is not a token): malformed here, like any other. */
@@ -253,10 +260,20 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 /* After our END_STREAM: a request body still coming is not wanted (RFC 9113 8.1). */
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
-    struct h2_stream *s = stream_of(user, frame->hd.stream_id);
+    struct h2_conn *h = user;
+    struct h2_stream *s = stream_of(h, frame->hd.stream_id);
     if (s && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !s->req_eof &&
         (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS))
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
+    /* Our own PROTOCOL_ERROR resets name their reason first; nghttp2 resets a stream without
+     * telling when its DATA breaks its content-length or its trailers are malformed (RFC 9113
+     * 8.1.1). Each is a started request thrown away: charged like a reset. */
+    if (s && frame->hd.type == NGHTTP2_RST_STREAM &&
+        frame->rst_stream.error_code == NGHTTP2_PROTOCOL_ERROR && !s->malformed) {
+        s->malformed = "malformed after its head (content-length or trailers, RFC 9113 8.1.1)";
+        metrics_add(h->loop->metrics, M_H2_MALFORMED, 1);
+        h2_charge(h, FLOOD_RESET);
+    }
     return 0;
 }
 

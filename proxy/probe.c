@@ -593,7 +593,7 @@ static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_
         if (event_base_dispatch(l->base) != 0)
             break;
     if (!p->done) /* the probe stopped reading: the exchange reports, then goes */
-        exchange_cancel(ex, "probe stopped reading");
+        exchange_cancel(ex, HTTP_CLIENT_CLOSED_REQUEST, "probe stopped reading");
     return 0;
 }
 
