@@ -139,8 +139,9 @@ static const struct {
     const char *message;
 } hostile_rows[] = {
     /* now + limit once wrapped, and every 1xx became an immediate 504 */
-    {"a timeout past 64-bit milliseconds", CLI_BYTES("[proxy]\nfirst_byte_timeout = 18446744073709s\n"),
-     0, CLI_UP, 2, "first_byte_timeout: must be at most 168h"},
+    {"a timeout past 64-bit milliseconds",
+     CLI_BYTES("[proxy]\nfirst_byte_timeout = 18446744073709s\n"), 0, CLI_UP, 2,
+     "first_byte_timeout: must be at most 168h"},
     /* inih cut it at its buffer and reported the tail as a line of its own */
     {"a 9,000-byte line", CLI_BYTES("[proxy]\n; "), 9000, "\nbogus = 1\n" CLI_UP, 2,
      "line longer than 8192 bytes"},
