@@ -12,6 +12,21 @@ mkdir -p "$log_dir"
 failed=""
 count=0
 
+# The end of a failing binary's output. A sanitizer report at exit (LeakSanitizer lists what a
+# failed test left allocated) can be longer than the lines shown, and once hid the assertion
+# that had failed: the test's own output comes first, then the report's first lines and summary.
+show_failure() { # show_failure LOG
+    report=$(grep -n -m1 '^==[0-9]*==ERROR: ' "$1" | cut -d: -f1)
+    if [ -z "$report" ]; then
+        tail -60 "$1" | sed 's/^/        /'
+        return
+    fi
+    head -n $((report - 2)) "$1" | tail -60 | sed 's/^/        /'
+    tail -n +"$report" "$1" | head -24 | sed 's/^/        /'
+    echo "        ..."
+    grep '^SUMMARY: ' "$1" | sed 's/^/        /'
+}
+
 run() { # run KIND LIMIT BINARY
     kind=$1 limit=$2 bin=$3
     name=$(basename "$bin")
@@ -22,7 +37,7 @@ run() { # run KIND LIMIT BINARY
     else
         rc=$?
         printf '  FAIL  %-12s %-36s (exit %s)\n' "$kind" "$name" "$rc"
-        sed 's/^/        /' "$log_dir/$kind-$name.log" | tail -60
+        show_failure "$log_dir/$kind-$name.log"
         failed="$failed $name"
     fi
 }

@@ -89,11 +89,11 @@ PX_HELPER char *px_log_line(struct harness *h, const char *needle)
     return line;
 }
 
-/* The access-log line of request id rid. */
+/* The access-log line of request id rid (Portico takes ids of at most 40 characters). */
 PX_HELPER char *px_log_line_for_id(struct harness *h, const char *rid)
 {
     char needle[96];
-    snprintf(needle, sizeof(needle), " id=%s ", rid);
+    snprintf(needle, sizeof(needle), " id=%.80s ", rid);
     return px_log_line(h, needle);
 }
 

@@ -664,10 +664,12 @@ static void test_default_config_teapot(void **state)
     assert_true(px_starts(res.out, "HTTP/1.1 418 I'm a teapot\r\n"));
     assert_true(tu_contains(res.out, "\r\nVia: 1.1 portico\r\n"));
     tu_cmd_result_free(&res);
-    /* the exchange went through the proxy path: logged like any other */
-    assert_int_equal(harness_wait_log(h, "\"status\":418", PX_IO_MS), 0); /* JSON */
+    /* the exchange went through the proxy path: logged like any other (complete once Portico
+     * has stopped; a worker writes its access-log lines once a second while it runs) */
+    assert_int_equal(harness_stop(h), 0);
+    assert_true(harness_log_contains(h, "\"status\":418")); /* JSON */
     assert_true(harness_log_contains(h, "\"upstream\":\"sim\""));
-    px_stop(h);
+    harness_free(h);
 }
 
 struct sim_row {
@@ -800,9 +802,10 @@ static void test_relative_paths(void **state)
     assert_int_equal(r.status, 200);
     raw_response_free(&r);
     raw_close(c);
-    assert_int_equal(harness_wait_file(h, "relative.log", "\"path\":\"/rel\"", PX_IO_MS), 0);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    assert_true(harness_file_contains(h, "relative.log", "\"path\":\"/rel\""));
     assert_int_equal(access("relative.log", F_OK), -1); /* not in the working directory */
-    px_stop(h);
+    harness_free(h);
     fake_origin_stop(o);
 }
 

@@ -121,18 +121,27 @@ static int64_t get(const char *path, const char *extra, struct raw_response *r,
     return r->first_byte_ms - t0;
 }
 
-/* The access-log line of a response. */
-static char *log_of(const struct raw_response *r)
+/* What the access-log lines must hold, checked by test_access_log_lines once Portico has
+ * stopped: a worker writes its buffered lines once a second and when it exits, so waiting for
+ * each line as its test ends took a second per line. */
+static struct {
+    char id[48];      /* request id */
+    const char *want; /* substring of its line */
+} log_wants[16];
+static size_t n_log_wants;
+static char late_id[48]; /* the response_delay request: its first_byte time is checked */
+
+static void expect_log_id(const char *id, const char *want)
 {
-    return px_log_line_for_id(g.h, raw_header(r, "X-Request-Id"));
+    assert_non_null(id);
+    assert_true(n_log_wants < ARRAY_SIZE(log_wants));
+    snprintf(log_wants[n_log_wants].id, sizeof(log_wants[n_log_wants].id), "%s", id);
+    log_wants[n_log_wants++].want = want;
 }
 
-static void assert_log_has(const struct raw_response *r, const char *want)
+static void expect_log(const struct raw_response *r, const char *want)
 {
-    char *line = log_of(r);
-    if (!tu_contains(line, want))
-        fail_msg("log line lacks \"%s\": %s", want, line);
-    free(line);
+    expect_log_id(raw_header(r, "X-Request-Id"), want);
 }
 
 /* ---- answers ---- */
@@ -152,8 +161,8 @@ static void test_status_answer(void **state)
     assert_string_equal(raw_header(&r, "X-Rehearsal"), "yes");
     assert_string_equal(raw_header(&r, "Portico-Fault"), "answer");
     assert_non_null(raw_header(&r, "X-Request-Id"));
-    assert_log_has(&r, " status=503 ");
-    assert_log_has(&r, " fault=answer ");
+    expect_log(&r, " status=503 ");
+    expect_log(&r, " fault=answer ");
     raw_response_free(&r);
     /* the connection is kept, as after any complete answer */
     assert_int_equal(raw_send_str(c, "HEAD /answer/y HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
@@ -210,7 +219,7 @@ static void test_delays(void **state)
     assert_int_equal(r.status, 200); /* then the origin's answer */
     assert_string_equal(raw_header(&r, "Portico-Fault"), "delay");
     assert_true(ms >= 200 && ms <= 200 + SLACK_MS);
-    assert_log_has(&r, " fault=delay ");
+    expect_log(&r, " fault=delay ");
     raw_response_free(&r);
     for (int i = 0; i < 5; i++) {
         ms = get("/uniform", NULL, &r, NULL);
@@ -223,11 +232,7 @@ static void test_delays(void **state)
     print_message("  response_delay = 200ms: %lld ms\n", (long long)ms);
     assert_int_equal(r.status, 200);
     assert_true(ms >= 200 && ms <= 200 + SLACK_MS);
-    char *line = log_of(&r);
-    const char *fb = strstr(line, "first_byte:");
-    assert_non_null(fb);
-    assert_true(strtod(fb + 11, NULL) >= 199.0);
-    free(line);
+    snprintf(late_id, sizeof(late_id), "%s", raw_header(&r, "X-Request-Id"));
     raw_response_free(&r);
 }
 
@@ -258,10 +263,8 @@ static void test_drop_and_reset(void **state)
         raw_close(c);
         char id[32];
         snprintf(id, sizeof(id), "close-%zu", i);
-        char *line = px_log_line_for_id(g.h, id);
-        assert_true(tu_contains(line, " status=444 "));
-        assert_true(tu_contains(line, rows[i].errno_want ? " fault=reset " : " fault=drop "));
-        free(line);
+        expect_log_id(id, " status=444 ");
+        expect_log_id(id, rows[i].errno_want ? " fault=reset " : " fault=drop ");
     }
     assert_int_equal(fake_origin_requests(g.ok), before);
 }
@@ -289,8 +292,8 @@ static void test_truncate(void **state)
         assert_true(r.truncated);
         assert_true(r.peer_closed);
         assert_string_equal(raw_header(&r, "Portico-Fault"), rows[i].rule);
-        assert_log_has(&r, " failure=connection_reset phase=read ");
-        assert_log_has(&r, " aborted=after_head ");
+        expect_log(&r, " failure=connection_reset phase=read ");
+        expect_log(&r, " aborted=after_head ");
         raw_response_free(&r);
         raw_close(c);
     }
@@ -328,7 +331,7 @@ static void test_interim(void **state)
                   (long long)last);
     assert_true(gap >= 95 && last >= 95);
     assert_int_equal(r.status, 200);
-    assert_log_has(&r, " interim=102,103 ");
+    expect_log(&r, " interim=102,103 ");
     raw_response_free(&r);
     /* HTTP/1.0 clients get no 1xx */
     struct raw_conn *c = px_connect_port(harness_port(g.h, "listen"));
@@ -363,6 +366,26 @@ static void test_metrics(void **state)
     }
     raw_response_free(&r);
     raw_close(c);
+}
+
+/* Last of the group: stops Portico (group_down only frees it) and reads the lines. */
+static void test_access_log_lines(void **state)
+{
+    (void)state;
+    assert_int_equal(harness_stop(g.h), 0);
+    assert_true(n_log_wants > 0);
+    for (size_t i = 0; i < n_log_wants; i++) {
+        char *line = px_log_line_for_id(g.h, log_wants[i].id);
+        if (!tu_contains(line, log_wants[i].want))
+            fail_msg("log line lacks \"%s\": %s", log_wants[i].want, line);
+        free(line);
+    }
+    /* response_delay: the wait is counted where a slow origin's goes, in first_byte */
+    char *line = px_log_line_for_id(g.h, late_id);
+    const char *fb = strstr(line, "first_byte:");
+    assert_non_null(fb);
+    assert_true(strtod(fb + 11, NULL) >= 199.0);
+    free(line);
 }
 
 /* ---- header control ---- */
@@ -425,9 +448,9 @@ static void test_header_control(void **state)
     assert_int_equal(r.status, 429);
     assert_string_equal(raw_header(&r, "Retry-After"), "3");
     assert_string_equal(raw_header(&r, "Portico-Fault"), "header");
-    char *line = px_log_line_for_id(h, raw_header(&r, "X-Request-Id"));
-    assert_true(tu_contains(line, " fault=header "));
-    free(line);
+    char rid[48]; /* its access-log line is read once this Portico stopped (see log_wants) */
+    assert_non_null(raw_header(&r, "X-Request-Id"));
+    snprintf(rid, sizeof(rid), "%s", raw_header(&r, "X-Request-Id"));
     raw_response_free(&r);
     assert_int_equal(fake_origin_requests(o), 0);
     /* a delay passes the request on, without the header */
@@ -458,7 +481,11 @@ static void test_header_control(void **state)
     raw_response_free(&r);
     assert_int_equal(fake_origin_requests(o), before + 2);
     assert_not_forwarded(o);
-    px_stop(h);
+    assert_int_equal(harness_stop(h), 0);
+    char *line = px_log_line_for_id(h, rid);
+    assert_true(tu_contains(line, " fault=header "));
+    free(line);
+    harness_free(h);
 
     /* off (the default): ignored from anyone, never forwarded */
     h = start_control("", o);
@@ -489,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_throttle),
         cmocka_unit_test(test_interim),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_access_log_lines),
     };
     const struct CMUnitTest control[] = {
         cmocka_unit_test(test_header_control),

@@ -2,7 +2,10 @@
  * test_sim_endpoints.c — issue 8, "Simulator": each endpoint of the built-in simulator that
  * rehearses an origin's behaviour, through the real proxy (`origin = sim`), showing what
  * Portico makes of it: the status the client gets, the failure type in Portico-Error and in the
- * access log. One Portico serves every test, with short first_byte and read timeouts.
+ * access log. One Portico serves every test, with short first_byte and read timeouts. The
+ * access-log lines are read by the last test, once Portico has stopped: a worker writes its
+ * buffered lines once a second and when it exits, so waiting for each as its case ends took a
+ * second per case.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -73,7 +76,6 @@ static void run_case(void **state)
 {
     const struct sim_case *k = *state;
     char req[256];
-    char field[64];
     struct raw_response r;
     struct raw_conn *c = px_connect(portico);
 
@@ -101,8 +103,12 @@ static void run_case(void **state)
     }
     raw_response_free(&r);
     raw_close(c);
+}
 
-    /* the access log tells the same story */
+/* The access log tells the same story: case k's line (Portico has stopped). */
+static void check_log_line(const struct sim_case *k)
+{
+    char field[64];
     char *line = px_log_line_for_id(portico, k->id);
     snprintf(field, sizeof(field), " status=%d ", k->status);
     if (!tu_contains(line, field))
@@ -133,6 +139,15 @@ static void test_drip_too_slow(void **state)
     assert_int_equal(r.body_len, 0);
     raw_response_free(&r);
     raw_close(c);
+}
+
+/* Last: stops Portico (the group teardown only frees it) and reads every case's line. */
+static void test_access_log_lines(void **state)
+{
+    (void)state;
+    assert_int_equal(harness_stop(portico), 0);
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+        check_log_line(&cases[i]);
     char *line = px_log_line_for_id(portico, "simslowdrip");
     assert_true(tu_contains(line, " failure=read_timeout "));
     assert_true(tu_contains(line, " aborted=after_head"));
@@ -142,11 +157,12 @@ static void test_drip_too_slow(void **state)
 int main(void)
 {
     /* one test per endpoint, named by its path */
-    struct CMUnitTest tests[ARRAY_SIZE(cases) + 1];
+    struct CMUnitTest tests[ARRAY_SIZE(cases) + 2];
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         tests[i] = (struct CMUnitTest)cmocka_unit_test_prestate(run_case, &cases[i]);
         tests[i].name = cases[i].path;
     }
     tests[ARRAY_SIZE(cases)] = (struct CMUnitTest)cmocka_unit_test(test_drip_too_slow);
+    tests[ARRAY_SIZE(cases) + 1] = (struct CMUnitTest)cmocka_unit_test(test_access_log_lines);
     return cmocka_run_group_tests(tests, start_portico, stop_portico);
 }

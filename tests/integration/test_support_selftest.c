@@ -22,6 +22,7 @@
 #include <sys/resource.h>
 #include <poll.h>
 #include <sys/inotify.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1009,7 +1010,9 @@ static void test_harness_wait_split_needle(void **state)
 struct exit_row {
     const char *name;
     const char *config;  /* extra fake-portico config lines */
+    int start_ms;        /* harness_start's bound */
     int start;           /* harness_start result */
+    const char *error;   /* in harness_error() after a failed start */
     int stop;            /* harness_stop result */
     bool signaled;
     bool sigkilled;
@@ -1017,13 +1020,16 @@ struct exit_row {
 
 static const struct exit_row exit_rows[] = {
     /* non-zero exit on SIGTERM */
-    { "exit 3", "on_term = exit3\n", 0, 3, false, false },
+    { "exit 3", "on_term = exit3\n", IO_MS, 0, NULL, 3, false, false },
     /* dies of SIGABRT on SIGTERM: 128 + 6 */
-    { "crash", "on_term = crash\n", 0, 128 + SIGABRT, true, false },
+    { "crash", "on_term = crash\n", IO_MS, 0, NULL, 128 + SIGABRT, true, false },
     /* ignores SIGTERM: SIGKILL after the (shortened) stop timeout */
-    { "ignore", "on_term = ignore\n", 0, 128 + SIGKILL, true, true },
+    { "ignore", "on_term = ignore\n", IO_MS, 0, NULL, 128 + SIGKILL, true, true },
     /* exits before listening: start fails at once, stop reports the code */
-    { "early exit", "start = exit2\n", -1, 2, false, false },
+    { "early exit", "start = exit2\n", IO_MS, -1, "exited before listening", 2, false, false },
+    /* listens and accepts, but holds on to the probe connection: not ready (a test counting
+     * its connections or descriptors could meet the probe), start fails at its deadline */
+    { "probe kept open", "accepted = keep\n", 2000, -1, "had not closed it", 0, false, false },
 };
 
 static void test_harness_exits(void **state)
@@ -1035,12 +1041,15 @@ static void test_harness_exits(void **state)
         int64_t t0 = tu_now_ms();
 
         print_message("  %s\n", row->name);
-        harness_set_timeouts(h, IO_MS, 300);
+        harness_set_timeouts(h, row->start_ms, 300);
         assert_int_equal(harness_start(h), row->start);
+        if (row->error != NULL && !tu_contains(harness_error(h), row->error))
+            fail_msg("harness_error \"%s\" lacks \"%s\"", harness_error(h), row->error);
         assert_int_equal(harness_stop(h), row->stop);
         assert_int_equal(harness_exit_info(h)->signaled, row->signaled);
         assert_int_equal(harness_exit_info(h)->sigkilled, row->sigkilled);
-        assert_true(tu_now_ms() - t0 < IO_MS); /* bounded by design, not a timing claim */
+        /* bounded by design, not a timing claim */
+        assert_true(tu_now_ms() - t0 < row->start_ms + IO_MS);
         harness_free(h);
     }
 }
@@ -1088,13 +1097,29 @@ static int fake_listen(uint16_t port)
     return fd;
 }
 
+/* Accepts what waits on listener fd: closed at once, or kept (up to 8, then closed) with
+ * `accepted = keep` (a child that holds on to the harness's probe). */
+static void fake_accept(int fd, bool keep, int *kept, int *nkept)
+{
+    int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+
+    if (c < 0) {
+        return;
+    }
+    if (keep && *nkept < 8) {
+        kept[(*nkept)++] = c;
+    } else {
+        close(c);
+    }
+}
+
 static int fake_portico(int argc, char **argv)
 {
     const char *conf = NULL;
     bool test_only = false;
-    char on_term[32] = "exit0", start[32] = "ok", log_path[512] = "";
+    char on_term[32] = "exit0", start[32] = "ok", accepted[32] = "close", log_path[512] = "";
     unsigned ports[8];
-    int fds[8], nfds = 0, bad = 0;
+    int fds[8], nfds = 0, bad = 0, kept[8], nkept = 0;
     sigset_t set;
 
     for (int i = 1; i < argc; i++) {
@@ -1110,7 +1135,7 @@ static int fake_portico(int argc, char **argv)
         fprintf(stderr, "fake portico: no config\n");
         return 2;
     }
-    /* Block the signals before listening, so none arrives before sigwait. */
+    /* Block the signals before listening, so none arrives before the signalfd reads it. */
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT); /* harness_stop sends both; either one stops the fake */
@@ -1124,6 +1149,7 @@ static int fake_portico(int argc, char **argv)
         }
         sscanf(line, "on_term = %31s", on_term);
         sscanf(line, "start = %31s", start);
+        sscanf(line, "accepted = %31s", accepted);
         sscanf(line, "bad = %d", &bad);
         sscanf(line, "log = %511s", log_path);
     }
@@ -1139,17 +1165,39 @@ static int fake_portico(int argc, char **argv)
     if (strcmp(start, "exit2") == 0) {
         return 2;
     }
+    struct pollfd p[9];
+    int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+
+    if (sfd < 0) {
+        return 3;
+    }
+    p[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
     for (int i = 0; i < nfds; i++) {
         fds[i] = fake_listen((uint16_t)ports[i]);
+        p[i + 1] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
     }
     fprintf(stderr, "fake portico listening\n");
     for (;;) {
-        int sig;
+        struct signalfd_siginfo si;
 
-        if (sigwait(&set, &sig) != 0) {
+        if (poll(p, (nfds_t)nfds + 1, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
             return 3;
         }
-        if (sig == SIGHUP) {
+        for (int i = 0; i < nfds; i++) {
+            if (p[i + 1].revents & POLLIN) {
+                fake_accept(fds[i], strcmp(accepted, "keep") == 0, kept, &nkept);
+            }
+        }
+        if (!(p[0].revents & POLLIN)) {
+            continue;
+        }
+        if (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si)) {
+            return 3;
+        }
+        if (si.ssi_signo == SIGHUP) {
             FILE *f = fopen(log_path, "a");
 
             if (f != NULL) {
@@ -1169,6 +1217,10 @@ static int fake_portico(int argc, char **argv)
     for (int i = 0; i < nfds; i++) {
         close(fds[i]);
     }
+    for (int i = 0; i < nkept; i++) {
+        close(kept[i]);
+    }
+    close(sfd);
     if (strcmp(on_term, "crash") == 0) {
         struct rlimit none = { 0, 0 };
 

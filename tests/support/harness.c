@@ -423,19 +423,30 @@ static void describe_exit(struct harness *h, const char *when)
     print_stderr_tail(h);
 }
 
-/* 1 when 127.0.0.1:port accepted a connection within the deadline, 0 if refused or pending. */
-static int try_connect(uint16_t port, int64_t deadline)
+/* What became of a readiness probe (one connection to a listener). */
+enum probe {
+    PROBE_NOT_YET, /* refused, or not accepted within 100 ms: try again */
+    PROBE_DONE,    /* accepted, and closed again by the child */
+    PROBE_KEPT,    /* accepted, but still open at the deadline */
+};
+
+/* Connects to 127.0.0.1:port, half-closes, and waits (to the deadline) until the peer closes too.
+ * Waiting for that close, not only for the accept, means the child has taken the probe from its
+ * accept queue and let go of it before harness_start returns: a test that counts the child's
+ * descriptors or connections right after the start never meets the harness's probe. */
+static enum probe probe_port(uint16_t port, int64_t deadline)
 {
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int ok = 0;
+    enum probe result = PROBE_NOT_YET;
+    int accepted = 0;
 
     if (fd < 0) {
-        return 0;
+        return PROBE_NOT_YET;
     }
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
-        ok = 1;
+        accepted = 1;
     } else if (errno == EINPROGRESS) {
         short rev = 0;
         int64_t step = tu_now_ms() + 100;
@@ -444,11 +455,31 @@ static int try_connect(uint16_t port, int64_t deadline)
             int err = 0;
             socklen_t elen = sizeof(err);
 
-            ok = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err == 0;
+            accepted = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err == 0;
+        }
+    }
+    if (accepted) {
+        shutdown(fd, SHUT_WR);
+        result = PROBE_KEPT;
+        /* Whatever the child sends first (an HTTP/2 SETTINGS frame) is read and dropped; each
+         * read takes at least a byte, so the loop ends by EOF, an error or the deadline. */
+        for (;;) {
+            char sink[512];
+            short rev = 0;
+
+            if (tu_poll_until(fd, POLLIN, deadline, &rev) != 1) {
+                break;
+            }
+            ssize_t n = recv(fd, sink, sizeof(sink), 0);
+
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                result = PROBE_DONE;
+                break;
+            }
         }
     }
     close(fd);
-    return ok;
+    return result;
 }
 
 int harness_wait_port(struct harness *h, uint16_t port, int timeout_ms)
@@ -456,8 +487,16 @@ int harness_wait_port(struct harness *h, uint16_t port, int timeout_ms)
     int64_t deadline = tu_now_ms() + timeout_ms;
 
     for (;;) {
-        if (try_connect(port, deadline)) {
+        enum probe p = probe_port(port, deadline);
+
+        if (p == PROBE_DONE) {
             return 0;
+        }
+        if (p == PROBE_KEPT) {
+            set_error(h, "127.0.0.1:%u accepted the probe connection but had not closed it "
+                      "(after the probe's FIN) within %d ms", port, timeout_ms);
+            print_stderr_tail(h);
+            return -1;
         }
         /* Between attempts, wait on the child's exit (bounded, 10 ms): a child that died will
          * never listen, so that ends the wait at once. */

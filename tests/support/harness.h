@@ -9,7 +9,8 @@
  *   {{dir}}            the temp dir (for log files, pid files, error pages ...)
  *   {{certs}}          the directory of the test certificates (certs.h; generated on first use)
  *   {{port:NAME}}      a free 127.0.0.1 port, the same for every use of NAME in this harness; a
- *                      listener of Portico: harness_start() waits until it accepts
+ *                      listener of Portico: harness_start() waits until it accepts (and
+ *                      has closed again the connection it was probed with)
  *   {{free_port:NAME}} the same, but not waited for (a port Portico only dials, or never uses)
  *
  * Every wait is bounded; a test that forgets harness_free() still leaves no proxy behind (the
@@ -71,10 +72,13 @@ int harness_add_arg(struct harness *h, const char *arg);
 void harness_set_timeouts(struct harness *h, int start_ms, int stop_ms);
 
 /* Starts `PORTICO_BIN -c <config> [args]` and waits until every {{port:...}} listener accepts.
+ * Each is probed with a connection that is half-closed at once; the wait ends when the child has
+ * closed it too, so nothing of the harness is left in the child's accept queue or descriptors.
  * -1 if it cannot start, exits early (status in harness_exit_info) or is not ready in time. */
 int harness_start(struct harness *h);
 
-/* Waits until 127.0.0.1:port accepts a connection (or the child dies). 0 or -1. */
+/* Waits until 127.0.0.1:port accepts a probe connection and closes it after its end (or the
+ * child dies). 0 or -1. */
 int harness_wait_port(struct harness *h, uint16_t port, int timeout_ms);
 
 /* The child's pid (0 when not started), and sends it a signal (0 or -1). */
