@@ -74,6 +74,7 @@ class Conn:
 
     def send(self, data):
         try:
+            self.s.settimeout(IO_S)  # pump() may have left a 10 ms timeout for its reads
             self.s.sendall(data)
             return True
         except OSError:
