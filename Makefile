@@ -6,6 +6,8 @@
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 60) each
 #   make valgrind   one integration test (VALGRIND_TEST) with Portico under valgrind memcheck
 #   make bench      benchmark against nginx and HAProxy on loopback (see scripts/bench.sh)
+#   make soak       10 minutes of mixed, misbehaving traffic and reloads, then leak and log
+#                   checks (SOAK_SECONDS to change; see scripts/soak.sh); not part of make test
 #   make install    install the binary, portico(8), the example configurations, the systemd unit,
 #                   the logrotate snippet and the sysusers file (PREFIX, DESTDIR, ... below)
 #   make uninstall  remove what install put there (the configuration in SYSCONFDIR stays)
@@ -59,7 +61,7 @@ SYSCONFDIR  ?= /etc
 INSTALL     ?= install
 
 .PHONY: all run test check check-unit check-integration deps fuzz fuzz-build fuzz-bins fuzz-smoke \
-        valgrind bench clean tests install uninstall
+        valgrind bench soak clean tests install uninstall
 all: $(BUILD)/portico
 
 deps:
@@ -154,6 +156,11 @@ valgrind: deps
 bench: deps
 	@$(MAKE) --no-print-directory $(BUILD)/portico
 	@./scripts/bench.sh
+
+# PORTICO follows BUILD: `make soak BUILD=build/asan SAN=1` soaks the sanitizer build.
+soak: deps
+	@$(MAKE) --no-print-directory $(BUILD)/portico
+	@PORTICO=$(CURDIR)/$(BUILD)/portico ./scripts/soak.sh
 
 # The configuration is installed only where there is none: an operator's file is never replaced.
 install: $(BUILD)/portico

@@ -6,8 +6,9 @@
  * LINGER (write side shut, reading and discarding until EOF so that unread request bytes do not
  * turn our close into a reset that destroys the response in flight); or EXCHANGE → TUNNEL after
  * a 101 (tunnel.c owns the traffic until either side closes, then calls back); or, for a fault's
- * reset, EXCHANGE → RESETTING (nothing more is sent; closed with RST from the loop). One timer
- * follows the state (set_state is the only writer); the sock's write deadline is
+ * reset, EXCHANGE → RESETTING (nothing more is sent; closed with RST from the loop). The state's
+ * deadline is the sock's owner deadline (set_state is the only writer), on the sock's one timer
+ * with its read and write deadlines: a connection has one timer. The sock's write deadline is
  * client_send_timeout throughout, its read deadline client_body_timeout while a request body is
  * owed.
  *
@@ -19,6 +20,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -30,7 +32,6 @@
 #include "portico/admin.h"
 #include "portico/admin_faults.h"
 #include "portico/config.h"
-#include "portico/deadline.h"
 #include "portico/downstream.h"
 #include "portico/errpage.h"
 #include "portico/exchange.h"
@@ -77,11 +78,8 @@ struct client {
     struct exchange *ex;               /* while in CS_EXCHANGE: ends itself, calls done() */
     struct h2_conn *h2;                /* while in CS_H2: HTTP/2 has the sock's events */
     struct tunnel *tunnel;             /* while in CS_TUNNEL: calls tunnel_closed() */
-    struct deadline timer;             /* deadline of the current state */
-    struct event resume_ev;            /* parses the next pipelined request from the loop */
     struct peer peer;                  /* what the exchange may know of us */
-    char addr[64];                     /* "127.0.0.1:50312" */
-    char ip[64];                       /* "127.0.0.1" */
+    char ip[INET6_ADDRSTRLEN];         /* "127.0.0.1", "::1" */
     unsigned requests;                 /* requests started on this connection */
     uint64_t head_start_us;            /* first byte of the current request head */
     size_t head_scanned;               /* bytes of the pending head already parsed without
@@ -92,14 +90,7 @@ struct client {
 };
 
 static void client_cb(void *arg, enum sock_event ev);
-
-/* The state's deadline, ms from now (0: at once). Most requests move it later (idle, head,
- * idle again...), which costs no timer operation (deadline.h). */
-static void arm_ms(struct client *c, uint64_t ms)
-{
-    uint64_t now = now_us();
-    deadline_set(&c->timer, now + ms * 1000, now);
-}
+static void state_expired(struct client *c);
 
 /* What the connections gauge calls each state. */
 static const enum conn_state gauge_state[] = {
@@ -117,29 +108,31 @@ static void set_state(struct client *c, enum client_state s)
         metrics_conn_add(c->loop->metrics, CONN_CLIENT, gauge_state[s], 1);
     }
     c->state = s;
-    deadline_clear(&c->timer);
+    int64_t ms = -1; /* none */
     switch (s) {
     case CS_HANDSHAKE:
     case CS_HEAD:
-        arm_ms(c, cfg->client_header_timeout_ms);
+        ms = (int64_t)cfg->client_header_timeout_ms;
         break;
     case CS_IDLE:
-        arm_ms(c, c->requests ? cfg->keepalive_timeout_ms : cfg->client_header_timeout_ms);
+        ms = (int64_t)(c->requests ? cfg->keepalive_timeout_ms : cfg->client_header_timeout_ms);
         break;
     case CS_EXCHANGE:
     case CS_H2: /* h2.c keeps its own deadlines */
     case CS_TUNNEL: /* the tunnel keeps its own deadlines */
         break;
     case CS_CLOSING:
-        arm_ms(c, cfg->client_send_timeout_ms);
+        ms = (int64_t)cfg->client_send_timeout_ms;
         break;
     case CS_LINGER:
-        arm_ms(c, LINGER_MS);
+        ms = LINGER_MS;
         break;
     case CS_RESETTING:
-        arm_ms(c, 0); /* the close comes from the loop, never from inside the exchange */
+        ms = 0; /* the close comes from the loop, never from inside the exchange */
         break;
     }
+    /* Most requests move the deadline later (idle, head, idle again...): no timer operation. */
+    sock_set_deadline(&c->sock, ms < 0 ? 0 : now_us() + (uint64_t)ms * 1000);
 }
 
 /* The one teardown: the exchange (if any) is cancelled and logged, everything freed. */
@@ -148,14 +141,12 @@ static void client_close(struct client *c, const char *why)
     if (c->ex) {
         struct exchange *ex = c->ex;
         c->ex = NULL;
-        exchange_cancel(ex, why);
+        exchange_cancel(ex, HTTP_CLIENT_CLOSED_REQUEST, why);
     }
     if (c->h2)
         h2_free(c->h2, why);
     tunnel_free(c->tunnel); /* closes the origin side */
     c->tunnel = NULL;
-    deadline_stop(&c->timer);
-    event_del(&c->resume_ev);
     sock_close(&c->sock);
     struct loop *l = c->loop;
     TAILQ_REMOVE(&l->clients, c, link);
@@ -171,9 +162,10 @@ void clients_drain(struct loop *l)
         next = TAILQ_NEXT(c, link);
         /* Idle keep-alive connections go. A connection that has not sent its first request yet
          * (just accepted, or still in its TLS handshake) gets to send it: it was accepted to
-         * be served. HEAD and EXCHANGE finish their request (done() sees the loop draining);
-         * CLOSING and LINGER end by themselves. */
-        if (c->state == CS_IDLE && c->requests > 0)
+         * be served; so does an idle one whose next request is already buffered (its answer
+         * says Connection: close). HEAD and EXCHANGE finish their request (done() sees the loop
+         * draining); CLOSING and LINGER end by themselves. */
+        if (c->state == CS_IDLE && c->requests > 0 && evbuffer_get_length(c->sock.in) == 0)
             client_close(c, "closed while draining");
         else if (c->state == CS_H2)
             h2_drain(c->h2); /* GOAWAY: the streams in flight finish */
@@ -226,11 +218,12 @@ static void head_error(struct client *c, int status, const char *reason)
                          &(struct metrics_sample){-1, -1, status, FAIL_NONE, &t});
     if (log_enabled()) {
         struct trace_context trace;
+        char addr[PEER_ADDR_MAX];
         trace_start(&c->loop->rng, 0, &trace);
         struct access_record r = {
             .request_id = id,
             .trace_id = trace.trace_id,
-            .client = c->addr,
+            .client = peer_addr(&c->peer, addr, sizeof(addr)),
             .proto = LOG_PROTO_NONE,
             .status = status,
             .phase = PHASE_CLIENT_HEADER,
@@ -320,8 +313,10 @@ static void ds_done(void *ctx, enum exchange_end end)
         start_resetting(c);
         return;
     }
-    /* END_DROP: what went (1xx at most) is flushed, then FIN, like any close */
-    if (end != END_KEEP || c->close_after || c->loop->state != LOOP_RUNNING) {
+    /* END_DROP: what went (1xx at most) is flushed, then FIN, like any close. Draining, a
+     * request already received is still answered: that answer's head says Connection: close. */
+    bool next_buffered = evbuffer_get_length(c->sock.in) > 0;
+    if (end != END_KEEP || c->close_after || (c->loop->state != LOOP_RUNNING && !next_buffered)) {
         start_closing(c);
         return;
     }
@@ -330,9 +325,9 @@ static void ds_done(void *ctx, enum exchange_end end)
     set_state(c, CS_IDLE);
     /* A pipelined request may already be buffered: parse it from the loop, not from inside
      * the exchange that just finished; if our output is full, once it drained. */
-    c->pipelined = evbuffer_get_length(c->sock.in) > 0;
+    c->pipelined = next_buffered;
     if (c->pipelined && may_parse(c))
-        event_active(&c->resume_ev, EV_TIMEOUT, 1);
+        sock_requeue(&c->sock);
 }
 
 static void tunnel_closed(void *arg, const char *why)
@@ -422,7 +417,7 @@ static void admin_request(struct client *c, const struct h1_request *req, size_t
     sock_flush(&c->sock);
     set_state(c, CS_IDLE);
     if (evbuffer_get_length(c->sock.in) > 0 && may_parse(c))
-        event_active(&c->resume_ev, EV_TIMEOUT, 1);
+        sock_requeue(&c->sock);
 }
 
 static void parse_head(struct client *c)
@@ -481,14 +476,6 @@ static void parse_head(struct client *c)
     exchange_run(ex); /* may end it: done() then changed our state */
 }
 
-static void resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    struct client *c = arg;
-    if (c->state == CS_IDLE || c->state == CS_HEAD)
-        parse_head(c);
-}
-
 /* ---- events ---- */
 
 static const char *gone_reason(enum sock_event ev)
@@ -505,7 +492,8 @@ static const char *gone_reason(enum sock_event ev)
 
 static void handshake_failed(struct client *c, const char *why)
 {
-    log_error("client %s: TLS handshake failed: %s", c->addr, why);
+    char addr[PEER_ADDR_MAX];
+    log_error("client %s: TLS handshake failed: %s", peer_addr(&c->peer, addr, sizeof(addr)), why);
     metrics_add(c->loop->metrics, M_TLS_HANDSHAKE_FAILURES, 1);
     client_close(c, "TLS handshake failed");
 }
@@ -551,6 +539,10 @@ static bool alpn_h2(const struct client *c)
 static void client_cb(void *arg, enum sock_event ev)
 {
     struct client *c = arg;
+    if (ev == SOCK_DEADLINE) {
+        state_expired(c);
+        return;
+    }
     if (c->state == CS_HANDSHAKE) {
         if (ev == SOCK_CONNECTED && alpn_h2(c)) {
             start_h2(c);
@@ -592,6 +584,7 @@ static void client_cb(void *arg, enum sock_event ev)
         }
         break;
     case SOCK_CONNECTED:
+    case SOCK_DEADLINE: /* above */
         return;
     case SOCK_EOF:
     case SOCK_ERROR:
@@ -601,12 +594,9 @@ static void client_cb(void *arg, enum sock_event ev)
     client_close(c, gone_reason(ev));
 }
 
-static void timer_cb(evutil_socket_t fd, short what, void *arg)
+/* The state's deadline passed (SOCK_DEADLINE). */
+static void state_expired(struct client *c)
 {
-    (void)fd, (void)what;
-    struct client *c = arg;
-    if (!deadline_due(&c->timer, now_us()))
-        return;
     switch (c->state) {
     case CS_HANDSHAKE:
         handshake_failed(c, "not done within client_header_timeout");
@@ -636,18 +626,21 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* "127.0.0.1:50312" → ip "127.0.0.1"; "[::1]:50312" → "::1". */
-static void split_peer(struct client *c, const struct sockaddr *sa)
+/* The peer's ip text and port; the "ip:port" text is made only when a log line needs it. */
+static uint16_t split_peer(struct client *c, const struct sockaddr *sa)
 {
-    sockaddr_str(sa, c->addr, sizeof(c->addr));
-    snprintf(c->ip, sizeof(c->ip), "%s", c->addr);
-    char *colon = strrchr(c->ip, ':');
-    if (colon)
-        *colon = '\0';
-    if (c->ip[0] == '[') {
-        memmove(c->ip, c->ip + 1, strlen(c->ip));
-        c->ip[strlen(c->ip) - 1] = '\0';
+    snprintf(c->ip, sizeof(c->ip), "?");
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &v4->sin_addr, c->ip, sizeof(c->ip));
+        return ntohs(v4->sin_port);
     }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &v6->sin6_addr, c->ip, sizeof(c->ip));
+        return ntohs(v6->sin6_port);
+    }
+    return 0;
 }
 
 struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, bool tls,
@@ -666,21 +659,19 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     /* sock_init owns fd and ssl from here, and frees both itself when it fails. */
-    if (sock_init(&c->sock, l->base, fd, ssl, client_cb, c) != 0) {
+    if (sock_init(&c->sock, l->clock, fd, ssl, client_cb, c) != 0) {
         free(c);
         return NULL;
     }
     c->loop = l;
     c->kind = kind;
-    split_peer(c, sa);
-    c->peer = (struct peer){.conn_id = ++l->next_conn, .addr = c->addr, .ip = c->ip, .tls = tls};
+    c->peer = (struct peer){.conn_id = ++l->next_conn, .ip = c->ip, .port = split_peer(c, sa),
+                            .tls = tls};
     TAILQ_INSERT_TAIL(&l->clients, c, link);
     loop_conn_opened(l);
     c->state = tls ? CS_HANDSHAKE : CS_IDLE;
     metrics_conn_add(l->metrics, CONN_CLIENT, gauge_state[c->state], 1);
     metrics_add(l->metrics, M_CONNECTIONS, 1);
-    deadline_init(&c->timer, l->base, timer_cb, c);
-    event_assign(&c->resume_ev, l->base, -1, 0, resume_cb, c);
     sock_set_read_limit(&c->sock, MAX(READ_HIGH, cfg->max_header_size + 1));
     sock_set_timeouts(&c->sock, 0, cfg->client_send_timeout_ms);
     if (tls) {

@@ -454,11 +454,12 @@ static void log_exchange(struct exchange *ex)
     if (!log_enabled() && !ex->ds.ops->report)
         return;
     const struct h1_field *ua = request_field(ex, H1_F_USER_AGENT);
+    char client[PEER_ADDR_MAX];
     struct access_record r = {
         .time_ms = wall,
         .request_id = ex->request_id,
         .trace_id = ex->trace.trace_id,
-        .client = ex->ds.peer->addr,
+        .client = peer_addr(ex->ds.peer, client, sizeof(client)),
         .method = ex->req.method,
         .method_len = ex->req.method_len,
         .host = ex->host,
@@ -521,7 +522,10 @@ void ex_settle(struct exchange *ex)
         ex->usock = NULL;
         metrics_add(ex->loop->metrics, M_TUNNELS, 1);
     } else if (ex->uc && relay_reusable(ex)) {
-        upconn_release(ex->uc, ex->ds.peer->conn_id, ex->now);
+        /* After a response with no body (HEAD, 204, 304), stray bytes are most likely: its
+         * connection settles even for the same client's next request (upstream.c). */
+        bool bodiless = ex->resp_info.framing == H1_BODY_NONE;
+        upconn_release(ex->uc, bodiless ? 0 : ex->ds.peer->conn_id, ex->now);
         ex->uc = NULL;
         ex->usock = NULL;
     }
@@ -588,10 +592,10 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
     ex->origin = -1;
     ex->route_index = -1;
     phase_enter(&ex->pc, PHASE_ROUTE, ex->now);
-    deadline_init(&ex->phase_timer, l->base, phase_timeout_cb, ex);
-    deadline_init(&ex->total_timer, l->base, total_timeout_cb, ex);
-    deadline_init(&ex->continue_timer, l->base, interim_continue_cb, ex);
-    deadline_init(&ex->processing_timer, l->base, interim_processing_cb, ex);
+    deadline_init(&ex->phase_timer, l->clock, phase_timeout_cb, ex);
+    deadline_init(&ex->total_timer, l->clock, total_timeout_cb, ex);
+    deadline_init(&ex->continue_timer, l->clock, interim_continue_cb, ex);
+    deadline_init(&ex->processing_timer, l->clock, interim_processing_cb, ex);
     make_request_id(ex);
     /* One traceparent is a trace to join; none, or several, start a new one. */
     int tp = h1_find(ex->req.fields, ex->req.nfields, H1_F_TRACEPARENT, 0);
@@ -756,17 +760,19 @@ void exchange_request_timeout(struct exchange *ex)
     ex_settle(ex);
 }
 
-void exchange_cancel(struct exchange *ex, const char *why)
+void exchange_cancel(struct exchange *ex, enum http_status status, const char *why)
 {
     ex->now = now_us();
     if (ex->outcome == OUTCOME_OPEN) {
-        /* The client left before the response ended: nginx's 499, nothing more is sent. */
+        /* The client left before the response ended (nginx's 499), or its request broke its
+         * own framing: nothing more is sent either way. */
         if (!ex->detail[0])
             snprintf(ex->detail, sizeof(ex->detail), "%s", why);
         if (!ex->status)
-            ex->status = HTTP_CLIENT_CLOSED_REQUEST;
+            ex->status = status;
         phase_close(&ex->pc, ex->now);
-        metrics_add(ex->loop->metrics, M_CLIENT_ABORTS, 1);
+        if (status == HTTP_CLIENT_CLOSED_REQUEST)
+            metrics_add(ex->loop->metrics, M_CLIENT_ABORTS, 1);
         log_exchange(ex);
     }
     exchange_free(ex);

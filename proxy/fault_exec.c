@@ -105,7 +105,7 @@ static struct ex_fault *fault_new(struct exchange *ex)
     if (!f)
         return NULL;
     f->ex = ex;
-    deadline_init(&f->timer, ex->loop->base, fault_timer_cb, f);
+    deadline_init(&f->timer, ex->loop->clock, fault_timer_cb, f);
     return f;
 }
 

@@ -78,7 +78,9 @@ static void flood(struct h2_conn *h, enum flood kind)
     if (h->end_why)
         return;
     metrics_add(h->loop->metrics, flood_rows[kind].metric, 1);
-    log_error("client %s: HTTP/2 %s: GOAWAY", h->peer->addr, flood_rows[kind].name);
+    char addr[PEER_ADDR_MAX];
+    log_error("client %s: HTTP/2 %s: GOAWAY", peer_addr(h->peer, addr, sizeof(addr)),
+              flood_rows[kind].name);
     conn_end(h, NGHTTP2_ENHANCE_YOUR_CALM, flood_rows[kind].name);
 }
 
@@ -132,10 +134,17 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     /* Trailers of a request are not forwarded (the body goes to the origin as it comes). */
     if (!s || s->state != ST_HEAD || s->malformed || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    if (h2_request_field(&s->req, (const char *)name, name_len, (const char *)value,
-                         value_len) != 0)
+    switch (h2_request_field(&s->req, (const char *)name, name_len, (const char *)value,
+                             value_len)) {
+    case 0:
+        return 0;
+    case 1: /* an HPACK bomb: stop nghttp2 checking every copy; it resets the stream */
+        h2_stream_abandon_head(s);
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    default:
         h2_stream_reset_malformed(s, s->req.error);
-    return 0;
+        return 0;
+    }
 }
 
 /* A field nghttp2 would ignore (a name that is not a token): malformed here, like any other. */
@@ -251,10 +260,20 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 /* After our END_STREAM: a request body still coming is not wanted (RFC 9113 8.1). */
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
-    struct h2_stream *s = stream_of(user, frame->hd.stream_id);
+    struct h2_conn *h = user;
+    struct h2_stream *s = stream_of(h, frame->hd.stream_id);
     if (s && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !s->req_eof &&
         (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS))
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
+    /* Our own PROTOCOL_ERROR resets name their reason first; nghttp2 resets a stream without
+     * telling when its DATA breaks its content-length or its trailers are malformed (RFC 9113
+     * 8.1.1). Each is a started request thrown away: charged like a reset. */
+    if (s && frame->hd.type == NGHTTP2_RST_STREAM &&
+        frame->rst_stream.error_code == NGHTTP2_PROTOCOL_ERROR && !s->malformed) {
+        s->malformed = "malformed after its head (content-length or trailers, RFC 9113 8.1.1)";
+        metrics_add(h->loop->metrics, M_H2_MALFORMED, 1);
+        h2_charge(h, FLOOD_RESET);
+    }
     return 0;
 }
 
@@ -370,7 +389,9 @@ static void flush(struct h2_conn *h)
                    (n = nghttp2_session_mem_send(h->session, &data)) > 0)
                 evbuffer_add(h->sock->out, data, (size_t)n);
             if (n < 0) {
-                log_error("client %s: HTTP/2: %s", h->peer->addr, nghttp2_strerror((int)n));
+                char addr[PEER_ADDR_MAX];
+                log_error("client %s: HTTP/2: %s", peer_addr(h->peer, addr, sizeof(addr)),
+                          nghttp2_strerror((int)n));
                 h->end_why = h->end_why ? h->end_why : "HTTP/2 session failed";
             }
             /* Written whole and nghttp2 has more: make the next frames now, not on an event
@@ -401,7 +422,9 @@ static void conn_read(struct h2_conn *h)
             flood(h, FLOOD_CONTINUATION);
         } else if (n < 0) {
             metrics_add(h->loop->metrics, M_H2_PROTOCOL_ERRORS, 1);
-            log_error("client %s: HTTP/2: %s", h->peer->addr, nghttp2_strerror((int)n));
+            char addr[PEER_ADDR_MAX];
+            log_error("client %s: HTTP/2: %s", peer_addr(h->peer, addr, sizeof(addr)),
+                      nghttp2_strerror((int)n));
             conn_end(h, NGHTTP2_PROTOCOL_ERROR, n == NGHTTP2_ERR_BAD_CLIENT_MAGIC
                                                     ? "no HTTP/2 connection preface"
                                                     : "HTTP/2 protocol error");
@@ -522,6 +545,7 @@ static void conn_cb(void *arg, enum sock_event ev)
     case SOCK_DRAINED:
     case SOCK_CONNECTED:
     case SOCK_READ_TIMEOUT:
+    case SOCK_DEADLINE: /* none set */
         break;
     case SOCK_EOF:
     case SOCK_ERROR:

@@ -135,4 +135,8 @@ void h2_stream_eof(struct h2_stream *s);
 void h2_stream_malformed(struct h2_stream *s, const char *why);
 void h2_stream_reset_malformed(struct h2_stream *s, const char *why);
 
+/* A request head far over max_header_size (an HPACK bomb): logged as 431, charged like a reset;
+ * the caller has nghttp2 reset the stream. */
+void h2_stream_abandon_head(struct h2_stream *s);
+
 #endif

@@ -129,6 +129,10 @@ static int once_field(struct h2_request *r, const char *name, size_t name_len, c
 int h2_request_field(struct h2_request *r, const char *name, size_t name_len, const char *value,
                      size_t value_len)
 {
+    /* Past the limit the request gets 431 whatever follows: nothing more to look at. */
+    r->decoded += name_len + value_len;
+    if (r->too_large)
+        return r->decoded > H2_REQUEST_ABANDON_FACTOR * r->limit;
     const char *why = value_problem(value, value_len);
     if (why)
         return malformed(r, why);

@@ -15,18 +15,15 @@
 
 /* Fields that only concern one connection (RFC 9110 7.6.1, RFC 9112), plus Proxy-Connection
  * which old clients still send. Content-Length is rewritten by us, so it is dropped too. */
-#define BIT(id) (1u << (id))
-static const unsigned hop_fields = BIT(H1_F_CONNECTION) | BIT(H1_F_KEEP_ALIVE) |
-                                   BIT(H1_F_PROXY_CONNECTION) | BIT(H1_F_TE) |
-                                   BIT(H1_F_TRAILER) | BIT(H1_F_TRANSFER_ENCODING) |
-                                   BIT(H1_F_UPGRADE) | BIT(H1_F_CONTENT_LENGTH);
-_Static_assert(H1_F_COUNT <= 32, "hop_fields is a 32-bit mask");
+static const unsigned hop_fields =
+    H1_FIELD_BIT(H1_F_CONNECTION) | H1_FIELD_BIT(H1_F_KEEP_ALIVE) |
+    H1_FIELD_BIT(H1_F_PROXY_CONNECTION) | H1_FIELD_BIT(H1_F_TE) | H1_FIELD_BIT(H1_F_TRAILER) |
+    H1_FIELD_BIT(H1_F_TRANSFER_ENCODING) | H1_FIELD_BIT(H1_F_UPGRADE) |
+    H1_FIELD_BIT(H1_F_CONTENT_LENGTH);
 
 static bool static_hop(const struct h1_field *f)
 {
-    /* A field built by hand carries no id: look at its name then. */
-    enum h1_field_id id = f->id != H1_F_OTHER ? f->id : h1_field_id_of(f->name, f->name_len);
-    return (hop_fields & BIT(id)) != 0;
+    return (hop_fields & H1_FIELD_BIT(h1_field_id(f))) != 0;
 }
 
 static bool named_by_connection(const struct h1_field *f, const struct h1_field *fields, size_t n)
@@ -76,7 +73,7 @@ static void conn_names_init(struct conn_names *c, const struct h1_field *fields,
         const char *e;
         while (h1_list_next(fields[i].value, fields[i].value_len, &pos, &e, &elen)) {
             enum h1_field_id id = h1_field_id_of(e, elen);
-            if ((id != H1_F_OTHER && (hop_fields & BIT(id))) ||
+            if ((id != H1_F_OTHER && (hop_fields & H1_FIELD_BIT(id))) ||
                 (elen == 5 && strncasecmp(e, "close", 5) == 0))
                 continue;
             if (c->n == CONN_NAMES_MAX) {

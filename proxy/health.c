@@ -144,6 +144,7 @@ static void probe_sock_cb(void *arg, enum sock_event ev)
     case SOCK_READ_TIMEOUT:
     case SOCK_DRAINED:
     case SOCK_CONNECTED:
+    case SOCK_DEADLINE: /* none set */
         return;
     }
 }

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "portico/config.h"
+#include "portico/deadline.h"
 #include "portico/downstream.h"
 #include "portico/exchange.h"
 #include "portico/fmt.h"
@@ -540,9 +541,10 @@ static int loop_up(struct loop *l, struct generation *gen)
     event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER); /* timers as precise as a worker's */
     l->base = event_base_new_with_config(ec);
     event_config_free(ec);
+    l->clock = l->base ? deadline_clock_new(l->base) : NULL;
     l->metrics = metrics_shard_create(NULL);
     l->recent = recent_shard_create(gen->number, 0);
-    if (!l->base || !l->metrics || !l->recent || upstream_pools_init(l) != 0)
+    if (!l->clock || !l->metrics || !l->recent || upstream_pools_init(l) != 0)
         return -1;
     if (trace_rng_seed(&l->rng) != 0)
         trace_rng_init(&l->rng, now_us());
@@ -558,6 +560,7 @@ static void loop_down(struct loop *l)
     /* cancelled lookups report back through the loop: let them land (as worker.c does) */
     for (int i = 0; l->base && i < 50 && event_base_loop(l->base, EVLOOP_NONBLOCK) == 0; i++)
         ;
+    deadline_clock_free(l->clock);
     if (l->base)
         event_base_free(l->base);
     metrics_shard_retire(l->metrics);
@@ -567,7 +570,7 @@ static void loop_down(struct loop *l)
 /* Runs the exchange for o's URL through l; fills p. 0, or -1 (out of memory). */
 static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_ds *p)
 {
-    static const struct peer peer = {.conn_id = 1, .addr = "probe", .ip = "127.0.0.1"};
+    static const struct peer peer = {.conn_id = 1, .ip = "127.0.0.1"};
     char head[4096];
     int n = snprintf(head, sizeof(head),
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: portico-probe/%s\r\n"
@@ -590,7 +593,7 @@ static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_
         if (event_base_dispatch(l->base) != 0)
             break;
     if (!p->done) /* the probe stopped reading: the exchange reports, then goes */
-        exchange_cancel(ex, "probe stopped reading");
+        exchange_cancel(ex, HTTP_CLIENT_CLOSED_REQUEST, "probe stopped reading");
     return 0;
 }
 

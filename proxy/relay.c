@@ -514,6 +514,7 @@ static void origin_cb(void *arg, enum sock_event ev)
         break;
     case SOCK_CONNECTED:
     case SOCK_READ_TIMEOUT:
+    case SOCK_DEADLINE: /* none set */
         break;
     }
     ex_settle(ex);

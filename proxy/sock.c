@@ -40,6 +40,8 @@ enum sock_flag {
     SF_READ_NEEDS_WRITE = 1u << 6, /* TLS: SSL_read wants the socket writable */
     SF_WRITE_NEEDS_READ = 1u << 7, /* TLS: SSL_write wants the socket readable */
     SF_HS_WANTS_WRITE = 1u << 8,  /* TLS handshake waits for writability */
+    SF_REQUEUED = 1u << 9,        /* sock_requeue: report the buffered input from the loop */
+    SF_FAIL_PENDING = 1u << 10,   /* fail_later: SOCK_ERROR is reported from the loop via rev */
 };
 
 static const char *const sock_event_names[] = {
@@ -84,6 +86,8 @@ static void arm_timer(struct sock *s, uint64_t now)
         deadline = s->read_since + s->read_timeout_us;
     if (s->write_timeout_us && (s->flags & SF_WEV_ADDED))
         deadline = MIN(deadline, s->write_since + s->write_timeout_us);
+    if (s->owner_at)
+        deadline = MIN(deadline, s->owner_at);
     if (deadline == UINT64_MAX)
         deadline_clear(&s->timer);
     else
@@ -105,11 +109,18 @@ static void update_rev(struct sock *s)
     }
 }
 
+static void fail_later(struct sock *s);
+
 static void wev_add(struct sock *s)
 {
     if (s->flags & SF_WEV_ADDED)
         return;
-    event_add(&s->wev, NULL);
+    if (!s->wev && !(s->wev = event_new(event_get_base(&s->rev), s->fd, EV_WRITE | EV_PERSIST, on_wev, s))) {
+        s->err = ENOMEM;
+        fail_later(s);
+        return;
+    }
+    event_add(s->wev, NULL);
     s->flags |= SF_WEV_ADDED;
     s->write_since = now_us();
     arm_timer(s, s->write_since);
@@ -119,7 +130,7 @@ static void wev_del(struct sock *s)
 {
     if (!(s->flags & SF_WEV_ADDED))
         return;
-    event_del(&s->wev);
+    event_del(s->wev);
     s->flags &= ~SF_WEV_ADDED;
 }
 
@@ -155,13 +166,14 @@ static int tls_failure(struct sock *s, int rc, unsigned wants_write_flag, unsign
 }
 
 /* Records the failure; SOCK_ERROR reaches the owner from the loop (never from inside a call the
- * owner made), through wev, which sees SOCK_FAILED. */
+ * owner made), through rev, which sees SOCK_FAILED. */
 static void fail_later(struct sock *s)
 {
     s->state = SOCK_FAILED;
+    s->flags |= SF_FAIL_PENDING;
     update_rev(s);
     wev_del(s);
-    event_active(&s->wev, EV_WRITE, 1);
+    event_active(&s->rev, EV_READ, 1);
 }
 
 /* ---- reading ---- */
@@ -397,8 +409,20 @@ static void on_rev(evutil_socket_t fd, short what, void *arg)
         handshake_step(s);
         return;
     }
+    if (s->state == SOCK_FAILED && (s->flags & SF_FAIL_PENDING)) {
+        s->flags &= ~SF_FAIL_PENDING;
+        s->cb(s->arg, SOCK_ERROR);
+        return;
+    }
     if (s->state != SOCK_OPEN)
-        return; /* a failure is being reported through wev */
+        return;
+    if (s->flags & SF_REQUEUED) {
+        s->flags &= ~SF_REQUEUED;
+        if (evbuffer_get_length(s->in) > 0) {
+            s->cb(s->arg, SOCK_READABLE);
+            return; /* the socket, if readable too, is reported on the next turn */
+        }
+    }
     if (s->flags & SF_WRITE_NEEDS_READ) {
         s->flags &= ~SF_WRITE_NEEDS_READ;
         update_rev(s);
@@ -416,9 +440,8 @@ static void on_wev(evutil_socket_t fd, short what, void *arg)
     case SOCK_HANDSHAKE:
         handshake_step(s);
         return;
-    case SOCK_FAILED:
+    case SOCK_FAILED: /* reported through rev (fail_later) or directly */
         wev_del(s);
-        s->cb(s->arg, SOCK_ERROR);
         return;
     case SOCK_OPEN:
         break;
@@ -442,6 +465,12 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     uint64_t now = now_us();
     if (!deadline_due(&s->timer, now))
         return;
+    if (s->owner_at && now >= s->owner_at) {
+        s->owner_at = 0;
+        arm_timer(s, now);
+        s->cb(s->arg, SOCK_DEADLINE);
+        return;
+    }
     if (s->read_timeout_us && read_watching(s) && now >= s->read_since + s->read_timeout_us) {
         s->read_since = now;
         arm_timer(s, now);
@@ -460,10 +489,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- public ---- */
 
-int sock_init(struct sock *s, struct event_base *base, evutil_socket_t fd, SSL *ssl, sock_cb *cb,
+int sock_init(struct sock *s, struct deadline_clock *clock, evutil_socket_t fd, SSL *ssl, sock_cb *cb,
               void *arg)
 {
-    *s = (struct sock){.fd = fd, .ssl = ssl, .base = base, .cb = cb, .arg = arg};
+    *s = (struct sock){.fd = fd, .ssl = ssl, .cb = cb, .arg = arg};
     s->in = evbuffer_new();
     s->out = evbuffer_new();
     if (!s->in || !s->out) {
@@ -476,9 +505,8 @@ int sock_init(struct sock *s, struct event_base *base, evutil_socket_t fd, SSL *
         *s = (struct sock){.fd = -1, .state = SOCK_CLOSED};
         return -1;
     }
-    event_assign(&s->rev, base, fd, EV_READ | EV_PERSIST, on_rev, s);
-    event_assign(&s->wev, base, fd, EV_WRITE | EV_PERSIST, on_wev, s);
-    deadline_init(&s->timer, base, on_timer, s);
+    event_assign(&s->rev, deadline_clock_base(clock), fd, EV_READ | EV_PERSIST, on_rev, s);
+    deadline_init(&s->timer, clock, on_timer, s);
     if (ssl) {
         SSL_set_fd(ssl, fd);
         SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -536,6 +564,19 @@ void sock_consumed(struct sock *s)
         event_active(&s->rev, EV_READ, 1);
 }
 
+void sock_set_deadline(struct sock *s, uint64_t at)
+{
+    s->owner_at = at;
+    if (s->state != SOCK_CLOSED)
+        arm_timer(s, now_us());
+}
+
+void sock_requeue(struct sock *s)
+{
+    s->flags |= SF_REQUEUED;
+    event_active(&s->rev, EV_READ, 1);
+}
+
 void sock_set_timeouts(struct sock *s, uint64_t read_ms, uint64_t write_ms)
 {
     uint64_t now = now_us();
@@ -591,7 +632,9 @@ void sock_close(struct sock *s)
     if (s->state == SOCK_CLOSED)
         return;
     event_del(&s->rev);
-    event_del(&s->wev);
+    if (s->wev)
+        event_free(s->wev);
+    s->wev = NULL;
     deadline_stop(&s->timer);
     if (s->ssl) {
         /* No close_notify exchange: the connection is going, whatever the peer thinks. */

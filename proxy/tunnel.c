@@ -149,6 +149,7 @@ static void side_cb(void *arg, enum sock_event ev)
         return;
     case SOCK_CONNECTED:
     case SOCK_READ_TIMEOUT:
+    case SOCK_DEADLINE: /* none set */
         return;
     }
 }

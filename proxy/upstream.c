@@ -19,7 +19,9 @@
  * traffic on warm connections: the client connection that released it takes it back at once,
  * for a request that was not already waiting (pipelined) when the response ended, i.e. the
  * user's next request sent after reading the answer; bytes that come later still only reach
- * that same client. A settling connection is not one of the `keepalive` idle ones yet: the pool
+ * that same client. Not after a response with no body (HEAD, 204, 304: where a body wrongly
+ * sent is the classic stray): the exchange releases those with no owner, and they settle for
+ * everyone (a client that sends HEAD, then GET within 5 ms, read the stray bytes). A settling connection is not one of the `keepalive` idle ones yet: the pool
  * holds up to `keepalive` settled connections plus those settling (at most SETTLING_MAX_FACTOR
  * times keepalive), so that connection-per-request traffic finds settled connections instead of
  * opening new ones; it costs rate x settle_time more origin connections (120 at 12k req/s).
@@ -399,7 +401,7 @@ static void connected(struct upconn *c)
     }
     evutil_socket_t fd = c->fd;
     c->fd = -1; /* the sock owns it now, also when sock_init fails */
-    if (sock_init(&c->sock, l->base, fd, ssl, handshake_cb, c) != 0) {
+    if (sock_init(&c->sock, l->clock, fd, ssl, handshake_cb, c) != 0) {
         report_error(c, CAUSE_LOCAL, "out of memory");
         return;
     }

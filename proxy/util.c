@@ -251,6 +251,16 @@ int numeric_sockaddr(const char *host, uint16_t port, struct sockaddr_storage *s
     return -1;
 }
 
+const char *ip_port_str(const char *ip, unsigned port, char *buf, size_t bufsz)
+{
+    bool v6 = strchr(ip, ':') != NULL;
+    if (port == 0)
+        snprintf(buf, bufsz, "%s", ip);
+    else
+        snprintf(buf, bufsz, v6 ? "[%s]:%u" : "%s:%u", ip, port);
+    return buf;
+}
+
 char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz)
 {
     char ip[INET6_ADDRSTRLEN] = "?";

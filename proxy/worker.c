@@ -29,6 +29,7 @@
 
 #include "portico/client.h"
 #include "portico/config.h"
+#include "portico/deadline.h"
 #include "portico/fault_table.h"
 #include "portico/generation.h"
 #include "portico/health.h"
@@ -312,10 +313,11 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
                                   EVENT_BASE_FLAG_PRECISE_TIMER);
     w->loop.base = event_base_new_with_config(ec);
     event_config_free(ec);
+    w->loop.clock = w->loop.base ? deadline_clock_new(w->loop.base) : NULL;
     w->loop.metrics = shard_for(cfg);
     w->loop.log = log_buffer_new(cfg->access_log_format);
     w->loop.recent = recent_shard_create(gen->number, cfg->nupstreams);
-    if (!w->loop.base || !w->loop.metrics || !w->loop.log || !w->loop.recent ||
+    if (!w->loop.clock || !w->loop.metrics || !w->loop.log || !w->loop.recent ||
         upstream_pools_init(&w->loop) != 0)
         return -1;
     if (trace_rng_seed(&w->loop.rng) != 0)
@@ -358,6 +360,7 @@ static void worker_free(struct worker *w)
         close(w->stop_pipe[0]);
         close(w->stop_pipe[1]);
     }
+    deadline_clock_free(w->loop.clock); /* every deadline on it has stopped with its owner */
     if (w->loop.base)
         event_base_free(w->loop.base);
     metrics_shard_retire(w->loop.metrics); /* last: nothing of this worker counts any more */

@@ -1,39 +1,58 @@
 /*
- * deadline.h — a timer that is cheap to move and to cancel.
+ * deadline.h — timers that are cheap to hold, to move and to cancel.
  *
- * Request-path timeouts change on every request (keep-alive, header, phase, body): re-adding a
- * libevent timer each time costs a heap operation. A deadline keeps its event armed at the
- * earliest time it may be needed: setting a later deadline, or clearing it, touches only a field;
- * the event, when it fires early, reports "not due" and re-arms itself for the real time.
+ * Every connection and exchange has deadlines (keep-alive, header, phase, body, total) that
+ * change on every request. A libevent timer per deadline costs a 128-byte struct event each and
+ * a heap operation per move. Here one clock per event loop keeps its own heap of deadlines and
+ * one libevent timer for the earliest, and a deadline is 64 bytes. The heap is a pairing heap
+ * threaded through the deadlines themselves: nothing to allocate, so nothing to fail. Moves are lazy too: a
+ * deadline stays in the heap at the earliest time it may be needed; setting a later one, or
+ * clearing it, touches only a field; when it comes up early it reports "not due" and goes back
+ * in for the real time.
  *
- * The owner's callback (libevent signature, the arg given to deadline_init) starts with
- * `if (!deadline_due(d, now)) return;`. Times are µs on the now_us() clock. Buffers layer:
+ * The owner's callback (libevent signature: fd -1, EV_TIMEOUT, the arg given to deadline_init)
+ * starts with `if (!deadline_due(d, now)) return;`. Callbacks run one after the other from the
+ * clock's event, each as its own entry point. Times are µs on the now_us() clock. Buffers layer:
  * knows libevent, nothing else.
  */
 #ifndef PORTICO_DEADLINE_H
 #define PORTICO_DEADLINE_H
 
 #include <event2/event.h>
-#include <event2/event_struct.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+struct deadline_clock;
+
 struct deadline {
-    struct event ev;
+    struct deadline_clock *clock; /* borrowed: the loop's */
+    event_callback_fn cb;
+    void *arg;
     uint64_t at;    /* when it expires; 0 = none */
-    uint64_t armed; /* when the event fires; 0 = not pending */
+    uint64_t armed; /* its key in the clock's heap; 0 = not in it */
+    struct deadline *child, *next, *prev; /* heap links; prev of a first child is its parent */
 };
 
-/* Prepares d on base with the owner's callback; no deadline yet. */
-void deadline_init(struct deadline *d, struct event_base *base, event_callback_fn cb, void *arg);
+/* One per event loop: NULL when out of memory. Freed after every deadline on it has stopped. */
+struct deadline_clock *deadline_clock_new(struct event_base *base);
 
-/* Expires at `at` (µs, > 0); the event is re-added only when it would fire later than that. */
+/* Frees the clock (NULL is fine); deadlines still armed on it are forgotten. */
+void deadline_clock_free(struct deadline_clock *c);
+
+/* The event base the clock runs on (for the owner's other events). */
+struct event_base *deadline_clock_base(const struct deadline_clock *c);
+
+/* Prepares d on clock with the owner's callback; no deadline yet. */
+void deadline_init(struct deadline *d, struct deadline_clock *clock, event_callback_fn cb,
+                   void *arg);
+
+/* Expires at `at` (µs, > 0); d moves in the heap only when it would come up later than that. */
 void deadline_set(struct deadline *d, uint64_t at, uint64_t now);
 
 /* Expires ms from now; 0 ms clears it (a timeout of 0 means none throughout the config). */
 void deadline_in_ms(struct deadline *d, uint64_t ms, uint64_t now);
 
-/* No deadline: a pending event is left to fire once and find nothing due. */
+/* No deadline: d stays in the heap, to come up once and find nothing due. */
 static inline void deadline_clear(struct deadline *d)
 {
     d->at = 0;
@@ -46,10 +65,10 @@ static inline bool deadline_is_set(const struct deadline *d)
 }
 
 /* Called first by the owner's callback: true when the deadline has passed (it is cleared then);
- * false when the event fired early or for a cleared deadline (re-armed as needed). */
+ * false when it came up early or for a cleared deadline (put back as needed). */
 bool deadline_due(struct deadline *d, uint64_t now);
 
-/* Teardown: removes the event if pending. d may be reused after deadline_init. */
+/* Teardown: takes d out of the heap. d may be reused after deadline_init. */
 void deadline_stop(struct deadline *d);
 
 #endif

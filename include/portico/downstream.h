@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "portico/headers.h"
+#include "portico/util.h"
 
 struct evbuffer;
 struct access_record;
@@ -24,10 +25,20 @@ struct upconn;
 /* What the exchange may know about the client. Borrowed for the exchange's lifetime. */
 struct peer {
     uint64_t conn_id;                  /* the client connection, unique in its loop */
-    const char *addr;                  /* "127.0.0.1:50312" */
-    const char *ip;                    /* "127.0.0.1" */
+    const char *ip;                    /* "127.0.0.1", "::1" */
+    uint16_t port;                     /* 0: none (the probe's own exchange) */
     bool tls;                          /* the client connection is TLS */
 };
+
+/* Room for peer_addr's text: "[" IPv6 "]:" port. */
+#define PEER_ADDR_MAX 56
+
+/* The peer as logs show it, "127.0.0.1:50312" or "[::1]:50312" (the ip alone without a port),
+ * formatted into buf (PEER_ADDR_MAX bytes) when asked: a connection does not carry the text. */
+static inline const char *peer_addr(const struct peer *p, char *buf, size_t size)
+{
+    return ip_port_str(p->ip, p->port, buf, size);
+}
 
 /* Where the body of a response goes after its head: bytes appended to out, chunk-framed by the
  * body relay when chunked is set (HTTP/1.1 with an unknown length). */

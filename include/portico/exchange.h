@@ -15,6 +15,7 @@
 
 #include "portico/downstream.h"
 #include "portico/http1.h"
+#include "portico/status.h"
 
 struct loop;
 struct exchange;
@@ -46,8 +47,9 @@ void exchange_drained(struct exchange *ex);
 void exchange_request_timeout(struct exchange *ex);
 
 /* The downstream is going away (client closed, reset, stopped reading, or Portico stops): the
- * exchange is logged with why as its detail (499 when nothing was answered), its origin
- * connection closed, and it is freed. done() is not called. */
-void exchange_cancel(struct exchange *ex, const char *why);
+ * exchange is logged with why as its detail and, when nothing was answered, status (499, or 400
+ * for a request found malformed after it started: an HTTP/2 content-length that disagrees with
+ * its DATA); its origin connection is closed, and it is freed. done() is not called. */
+void exchange_cancel(struct exchange *ex, enum http_status status, const char *why);
 
 #endif

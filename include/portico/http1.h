@@ -54,7 +54,9 @@ extern const unsigned char h1_class[256];
     X(H1_F_USER_AGENT, "user-agent")                                                               \
     X(H1_F_ACCEPT, "accept")                                                                       \
     X(H1_F_LINK, "link")                                                                           \
-    X(H1_F_PORTICO_FAULT, "portico-fault")
+    X(H1_F_PORTICO_FAULT, "portico-fault")                                                         \
+    X(H1_F_SERVER_TIMING, "server-timing")                                                         \
+    X(H1_F_SET_COOKIE, "set-cookie")
 
 enum h1_field_id {
 #define X(id, name) id,
@@ -208,6 +210,16 @@ int h1_find_field(const struct h1_field *fields, size_t n, const char *lower_nam
 
 /* The id of a field name (any case), H1_F_OTHER when Portico has no use for it. */
 enum h1_field_id h1_field_id_of(const char *name, size_t len);
+
+/* Sets of field ids as 32-bit masks. */
+#define H1_FIELD_BIT(id) (1u << (id))
+_Static_assert(H1_F_COUNT <= 32, "field id masks are 32-bit");
+
+/* The id of f: the parser's, or looked up by name for a field built by hand. */
+static inline enum h1_field_id h1_field_id(const struct h1_field *f)
+{
+    return f->id != H1_F_OTHER ? f->id : h1_field_id_of(f->name, f->name_len);
+}
 
 /* First field with id (from a parser) at index >= from, or -1. */
 int h1_find(const struct h1_field *fields, size_t n, enum h1_field_id id, size_t from);

@@ -16,7 +16,7 @@
 
 #include "portico/trace.h"
 
-struct event_base;
+struct deadline_clock;
 struct evdns_base;
 struct config;
 struct generation;
@@ -44,6 +44,7 @@ enum loop_state {
 struct loop {
     struct event_base *base;           /* owned by the worker */
     struct evdns_base *dns;            /* owned by the worker */
+    struct deadline_clock *clock;      /* owned by the worker: every deadline on this loop */
     const struct config *cfg;          /* borrowed: gen's configuration */
     struct generation *gen;            /* borrowed: outlives the worker */
     struct metrics *metrics;           /* this thread's shard, owned by the worker */

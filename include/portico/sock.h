@@ -26,7 +26,7 @@
 #include "portico/deadline.h"
 
 struct evbuffer;
-struct event_base;
+struct deadline_clock;
 struct ssl_st;
 
 #define SOCK_EVENT_LIST(X)                                                                         \
@@ -36,7 +36,8 @@ struct ssl_st;
     X(SOCK_EOF, "eof")                     /* the peer closed its side */                         \
     X(SOCK_ERROR, "error")                 /* socket or TLS error: sock_errno / sock_ssl_error */ \
     X(SOCK_READ_TIMEOUT, "read timeout")   /* reading, and nothing came for read_timeout */       \
-    X(SOCK_WRITE_TIMEOUT, "write timeout") /* output pending, none taken for write_timeout */
+    X(SOCK_WRITE_TIMEOUT, "write timeout") /* output pending, none taken for write_timeout */ \
+    X(SOCK_DEADLINE, "deadline")           /* the owner's deadline (sock_set_deadline) passed */
 
 enum sock_event {
 #define X(id, name) id,
@@ -64,9 +65,9 @@ struct sock {
     struct ssl_st *ssl;                /* owned; NULL for a plain connection */
     struct evbuffer *in;               /* owned: bytes read, for the owner to consume */
     struct evbuffer *out;              /* owned: bytes the owner queued, written by sock_flush */
-    struct event_base *base;           /* borrowed */
     struct event rev;                  /* EV_READ, persistent while reading */
-    struct event wev;                  /* EV_WRITE, only while a write waits */
+    struct event *wev;                 /* EV_WRITE, only while a write waits; allocated the
+                                          first time one does (most never wait) */
     struct deadline timer;             /* the earliest deadline */
     sock_cb *cb;                       /* borrowed */
     void *arg;
@@ -76,6 +77,7 @@ struct sock {
     uint64_t write_timeout_us;         /* 0: none */
     uint64_t read_since;               /* µs: reading (re)started or bytes arrived */
     uint64_t write_since;              /* µs: a write began waiting or made progress */
+    uint64_t owner_at;                 /* µs: the owner's deadline, 0 = none */
     int err;                           /* errno of the failure, 0 if none */
     unsigned long ssl_err;             /* OpenSSL error of the failure, 0 if none */
 };
@@ -86,11 +88,20 @@ struct sock {
  * on, with no limit and no timeouts. Returns 0, or -1 when out of memory: then fd and ssl are
  * closed and freed here, exactly once, and the sock is SOCK_CLOSED.
  */
-int sock_init(struct sock *s, struct event_base *base, evutil_socket_t fd, struct ssl_st *ssl,
+int sock_init(struct sock *s, struct deadline_clock *clock, evutil_socket_t fd, struct ssl_st *ssl,
               sock_cb *cb, void *arg);
 
 /* Changes who receives the events (a pooled connection passes from one exchange to the next). */
 void sock_set_cb(struct sock *s, sock_cb *cb, void *arg);
+
+/* The owner's own deadline (µs on the now_us clock; 0: none), kept on the sock's one timer so
+ * that a connection needs no other: once it passes, the owner gets SOCK_DEADLINE. Moving it
+ * later costs no timer operation. */
+void sock_set_deadline(struct sock *s, uint64_t at);
+
+/* Calls the owner back from the loop with SOCK_READABLE for input already buffered (a pipelined
+ * request left when the previous one ended), not from inside the current callback. */
+void sock_requeue(struct sock *s);
 
 /* Starts the TLS handshake; SOCK_CONNECTED or SOCK_ERROR/SOCK_EOF follows from the loop. */
 void sock_handshake(struct sock *s);

@@ -56,6 +56,10 @@ int split_host_port(const char *s, char *host, size_t hostsz, uint16_t *port, co
 int numeric_sockaddr(const char *host, uint16_t port, struct sockaddr_storage *sa,
                      socklen_t *salen);
 
+/* "127.0.0.1:3000" or "[::1]:3000" from an ip text and a port (0: the ip alone) into buf.
+ * Returns buf. */
+const char *ip_port_str(const char *ip, unsigned port, char *buf, size_t bufsz);
+
 /* Formats an address as "127.0.0.1:3000" or "[::1]:3000" into buf. Returns buf. */
 char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz);
 

@@ -9,9 +9,10 @@ count, so it always ends.
   h2_frames.py PORT malformed        each malformed request on its own stream, then a valid one
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
   h2_frames.py PORT stall_body PATH  a POST that sends half its content-length, then nothing
+  h2_frames.py PORT indexing PATH    two GETs: which response fields HPACK may not index
   h2_frames.py PORT flood KIND       rapid_reset, ping, settings, priority, empty_data,
                                      continuation, stall_head, stall_window, settings_timeout,
-                                     idle (no flood: keepalive_timeout);
+                                     hpack_bomb, idle (no flood: keepalive_timeout);
                                      a second connection measures its own requests meanwhile
 """
 import socket
@@ -92,9 +93,12 @@ class Conn:
                 block = block[1:len(block) - block[0]]
             if flags & 0x20:  # PRIORITY
                 block = block[5:]
-            for name, value in self.dec.decode(block):
+            for field in self.dec.decode(block):
+                name, value = field
                 if name == ":status":
                     self.st(sid)["status"].append(int(value))
+                if not field.indexable:  # sent as never indexed
+                    self.st(sid).setdefault("never", []).append(name)
             self.st(sid)["end"] |= bool(flags & END_STREAM)
         elif ftype == DATA:
             self.st(sid)["data"] += len(payload)
@@ -205,6 +209,18 @@ def good_client(port, stop, out):
     c.close()
 
 
+def hpack_bomb(sid):
+    """One request whose header block indexes a 4,000-byte field, then refers to it ~147,000
+    times in 9 frames (nghttp2 allows 8 CONTINUATION): 588 MB of decoded fields per block."""
+    enc = hpack.Encoder()  # its own: literals with incremental indexing, x-big inserted last
+    block = enc.encode(get("/")) + enc.encode([("x-big", "a" * 4000)])
+    first = block + b"\xbe" * (16384 - len(block))  # 0xbe: dynamic entry 62, x-big
+    frames = [frame(HEADERS, 0, sid, first)]
+    for i in range(8):
+        frames.append(frame(CONTINUATION, END_HEADERS if i == 7 else 0, sid, b"\xbe" * 16384))
+    return b"".join(frames)
+
+
 def flood(port, kind):
     stop, good = threading.Event(), {}
     helper = threading.Thread(target=good_client, args=(port, stop, good))
@@ -239,6 +255,10 @@ def flood(port, kind):
                 batch.append(frame(DATA, 0, 1, b""))
             elif kind == "continuation":
                 batch.append(frame(CONTINUATION, 0, 1, b""))
+            elif kind == "hpack_bomb":
+                if len(batch) < 4:  # ~600 KB per batch
+                    batch.append(hpack_bomb(sid))
+                    sid += 2
             sent += 1
         c.send(b"".join(batch))
         c.pump(done, time.monotonic() + 0.001)
@@ -277,6 +297,17 @@ def stall_body(port, path):
     c.close()
 
 
+def indexing(port, path):
+    c = Conn(port)
+    for sid in (1, 3):  # the second response could reuse what the first one indexed
+        st = c.st(sid)
+        c.send(c.request(sid, get(path)))
+        c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
+        print("stream=%d status=%s never=%s" % (sid, st["status"][-1:],
+                                                 ",".join(sorted(st.get("never", [])))))
+    c.close()
+
+
 def main():
     port = int(sys.argv[1])
     if sys.argv[2] == "malformed":
@@ -285,6 +316,8 @@ def main():
         cancel(port, sys.argv[3])
     elif sys.argv[2] == "stall_body":
         stall_body(port, sys.argv[3])
+    elif sys.argv[2] == "indexing":
+        indexing(port, sys.argv[3])
     else:
         flood(port, sys.argv[3])
 

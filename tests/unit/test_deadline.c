@@ -1,12 +1,14 @@
 /*
- * test_deadline.c — deadlines: when the event is (re)added and when it is left alone, what the
- * owner's callback learns from deadline_due, and one real expiry on an event base. Time is passed
- * in (µs); only the last test waits, on the event loop, for a 20 ms deadline.
+ * test_deadline.c — deadlines: when one moves in the clock's heap and when it is left alone, what
+ * the owner's callback learns from deadline_due, the heap's order under inserts, moves and stops,
+ * and one real expiry on an event base. Time is passed in (µs); only test_real_loop waits, on the
+ * event loop, for a 20 ms deadline.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 #include <event2/event.h>
@@ -23,30 +25,41 @@ static void never_cb(evutil_socket_t fd, short what, void *arg)
     fail_msg("the event fired in a test that does not run the loop");
 }
 
+struct fixture {
+    struct event_base *base;
+    struct deadline_clock *clock;
+};
+
 static int setup(void **state)
 {
-    struct event_base *base = event_base_new();
-    assert_non_null(base);
-    *state = base;
+    static struct fixture fx;
+    fx.base = event_base_new();
+    assert_non_null(fx.base);
+    fx.clock = deadline_clock_new(fx.base);
+    assert_non_null(fx.clock);
+    *state = &fx;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    event_base_free(*state);
+    struct fixture *fx = *state;
+    deadline_clock_free(fx->clock);
+    event_base_free(fx->base);
     return 0;
 }
 
-/* Later deadlines keep the armed event; an earlier one re-arms it; clearing touches nothing. */
+/* Later deadlines stay where they are in the heap; an earlier one moves; clearing touches
+ * nothing. */
 static void test_moves(void **state)
 {
+    struct fixture *fx = *state;
     struct deadline d;
-    deadline_init(&d, *state, never_cb, NULL);
+    deadline_init(&d, fx->clock, never_cb, NULL);
     assert_false(deadline_is_set(&d));
 
     deadline_set(&d, T0 + 100 * MS, T0);
     assert_int_equal(d.armed, T0 + 100 * MS);
-    assert_true(evtimer_pending(&d.ev, NULL));
 
     deadline_set(&d, T0 + 500 * MS, T0 + 10 * MS); /* later: the event stays where it was */
     assert_int_equal(d.at, T0 + 500 * MS);
@@ -55,9 +68,9 @@ static void test_moves(void **state)
     deadline_set(&d, T0 + 50 * MS, T0 + 20 * MS); /* earlier: re-armed */
     assert_int_equal(d.armed, T0 + 50 * MS);
 
-    deadline_clear(&d); /* lazily: the event stays, and will find nothing due */
+    deadline_clear(&d); /* lazily: it stays in the heap, and will find nothing due */
     assert_false(deadline_is_set(&d));
-    assert_true(evtimer_pending(&d.ev, NULL));
+    assert_int_equal(d.armed, T0 + 50 * MS);
 
     deadline_in_ms(&d, 0, T0); /* 0 ms is "no timeout" */
     assert_false(deadline_is_set(&d));
@@ -65,7 +78,6 @@ static void test_moves(void **state)
     assert_int_equal(d.at, T0 + 7 * MS);
 
     deadline_stop(&d);
-    assert_false(evtimer_pending(&d.ev, NULL));
     assert_int_equal(d.armed, 0);
     assert_false(deadline_is_set(&d));
 }
@@ -86,9 +98,10 @@ static void test_due(void **state)
         {"fired 1 µs early (a coarse clock)", T0 + 100 * MS, T0 + 100 * MS - 1, false, true},
         {"fired for a cleared deadline", 0, T0 + 100 * MS, false, false},
     };
+    struct fixture *fx = *state;
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         struct deadline d;
-        deadline_init(&d, *state, never_cb, NULL);
+        deadline_init(&d, fx->clock, never_cb, NULL);
         d.at = rows[i].at; /* as the event fires: no longer pending */
         d.armed = 0;
         bool due = deadline_due(&d, rows[i].now);
@@ -126,18 +139,115 @@ static void fired_cb(evutil_socket_t fd, short what, void *arg)
  * few. A loaded machine may run the first wake-up late enough to be due at once. */
 static void test_real_loop(void **state)
 {
+    struct fixture *fx = *state;
     struct fired f = {0};
-    deadline_init(&f.d, *state, fired_cb, &f);
+    deadline_init(&f.d, fx->clock, fired_cb, &f);
     uint64_t start = now_us();
     deadline_set(&f.d, start + 5 * MS, start);
     deadline_set(&f.d, start + 20 * MS, start);
     for (int i = 0; i < 100 && f.expiries == 0; i++) /* bounded: a few loop turns suffice */
-        event_base_loop(*state, EVLOOP_ONCE);
+        event_base_loop(fx->base, EVLOOP_ONCE);
     assert_int_equal(f.expiries, 1);
     assert_true(f.at_us >= start + 20 * MS);
     assert_true(f.calls >= 1 && f.calls <= 8);
-    assert_false(evtimer_pending(&f.d.ev, NULL));
+    assert_int_equal(f.d.armed, 0); /* out of the heap */
     deadline_stop(&f.d);
+}
+
+#define NORDER 300
+
+struct order {
+    struct deadline d[NORDER];
+    bool stopped[NORDER];
+    uint64_t at[NORDER]; /* the last deadline set */
+    int seq[NORDER];     /* indices in the order their callbacks ran */
+    int nseq;
+};
+
+static struct order order;
+
+static void order_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct deadline *d = arg;
+    if (deadline_due(d, now_us()))
+        order.seq[order.nseq++] = (int)(d - order.d);
+}
+
+/* The heap under churn: 300 deadlines inserted in a scrambled order, a fifth moved earlier, a
+ * seventh moved later, every eleventh stopped, all already past: one pass of the clock runs each
+ * remaining one exactly once, earliest first, and never a stopped one. */
+static void test_heap_order(void **state)
+{
+    struct fixture *fx = *state;
+    uint64_t now = now_us();
+    uint64_t base_at = now - 10 * NORDER - 10; /* every deadline in the past */
+
+    memset(&order, 0, sizeof(order));
+    for (int i = 0; i < NORDER; i++) {
+        int k = (i * 97) % NORDER; /* 97 is prime to 300: a permutation */
+        deadline_init(&order.d[k], fx->clock, order_cb, &order.d[k]);
+        order.at[k] = base_at + 10 * (uint64_t)k + 5;
+        deadline_set(&order.d[k], order.at[k], now);
+    }
+    for (int k = 0; k < NORDER; k++) {
+        if (k % 5 == 0) /* earlier: moves in the heap */
+            order.at[k] -= 3;
+        else if (k % 7 == 0) /* later: stays, comes up early, goes back once */
+            order.at[k] += 4;
+        deadline_set(&order.d[k], order.at[k], now);
+        if (k % 11 == 0) {
+            deadline_stop(&order.d[k]);
+            order.stopped[k] = true;
+        }
+    }
+    for (int i = 0; i < 10 && order.nseq < NORDER - (NORDER + 10) / 11; i++)
+        event_base_loop(fx->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(order.nseq, NORDER - (NORDER + 10) / 11);
+    for (int i = 0; i < order.nseq; i++) {
+        int k = order.seq[i];
+        assert_false(order.stopped[k]);
+        if (i > 0 && order.at[order.seq[i - 1]] > order.at[k])
+            fail_msg("deadline %d (at %llu) ran after %d (at %llu)", k,
+                     (unsigned long long)order.at[k], order.seq[i - 1],
+                     (unsigned long long)order.at[order.seq[i - 1]]);
+        assert_int_equal(order.d[k].armed, 0);
+    }
+}
+
+struct again {
+    struct deadline d;
+    int runs;
+};
+
+static void again_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct again *a = arg;
+    uint64_t now = now_us();
+    if (!deadline_due(&a->d, now))
+        return;
+    if (++a->runs == 1)
+        deadline_set(&a->d, now, now); /* due again at once */
+}
+
+/* A callback that sets its own deadline to now runs again on the next turn of the loop, not
+ * within the same pass: no callback can spin the clock. */
+static void test_due_again_waits_a_turn(void **state)
+{
+    struct fixture *fx = *state;
+    struct again a = {0};
+    uint64_t now = now_us();
+
+    deadline_init(&a.d, fx->clock, again_cb, &a);
+    deadline_set(&a.d, now, now);
+    event_base_loop(fx->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(a.runs, 1);
+    assert_true(a.d.armed != 0);
+    for (int i = 0; i < 100 && a.runs < 2; i++) /* bounded: a turn or two */
+        event_base_loop(fx->base, EVLOOP_ONCE);
+    assert_int_equal(a.runs, 2);
+    deadline_stop(&a.d);
 }
 
 int main(void)
@@ -146,6 +256,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_moves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_real_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heap_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_due_again_waits_a_turn, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /*
  * test_sock.c — the socket layer over a socketpair and a real event loop: bytes before the EOF,
- * writes that wait and drain, the read limit, both deadlines, and who frees what when
+ * writes that wait and drain, the read limit, the read, write and owner deadlines, a requeue,
+ * and who frees what when
  * sock_init fails (the double SSL_free bufferevent_openssl caused: libevent 2.1 freed the SSL
  * itself and so did we). evbuffer_new is wrapped (-Wl,--wrap) so that it can be made to fail.
  */
@@ -45,6 +46,7 @@ struct evbuffer *__wrap_evbuffer_new(void)
 struct recorder {
     struct sock s;
     struct event_base *base;
+    struct deadline_clock *clock;
     enum sock_event events[32];
     int n;
     char data[4096];      /* everything read, in order */
@@ -118,12 +120,15 @@ static void setup_recorder(struct recorder *r, int fd)
     memset(r, 0, sizeof(*r));
     r->base = event_base_new();
     assert_non_null(r->base);
-    assert_int_equal(sock_init(&r->s, r->base, fd, NULL, record, r), 0);
+    r->clock = deadline_clock_new(r->base);
+    assert_non_null(r->clock);
+    assert_int_equal(sock_init(&r->s, r->clock, fd, NULL, record, r), 0);
 }
 
 static void teardown_recorder(struct recorder *r)
 {
     sock_close(&r->s);
+    deadline_clock_free(r->clock);
     event_base_free(r->base);
 }
 
@@ -257,6 +262,59 @@ static void test_deadlines(void **state)
     teardown_recorder(&r);
 }
 
+/* The owner's deadline shares the sock's timer: it fires once, not before it passes; moved
+ * later it fires later; cleared it never fires. */
+static void test_owner_deadline(void **state)
+{
+    (void)state;
+    int fds[2];
+    pair(fds);
+    struct recorder r;
+    setup_recorder(&r, fds[0]);
+    uint64_t t0 = now_us();
+    sock_set_deadline(&r.s, t0 + 20000);
+    sock_set_deadline(&r.s, t0 + 60000); /* later: the armed timer fires early and moves on */
+    run_until(&r, SOCK_DEADLINE);
+    uint64_t took = (now_us() - t0) / 1000;
+    assert_true(saw(&r, SOCK_DEADLINE));
+    assert_true(took >= 60 && took < 500);
+    assert_int_equal(r.n, 1); /* and nothing else */
+
+    sock_set_deadline(&r.s, now_us() + 30000);
+    sock_set_deadline(&r.s, 0);
+    run_for(r.base, 80);
+    assert_int_equal(r.n, 1); /* cleared: no second SOCK_DEADLINE */
+    close(fds[1]);
+    teardown_recorder(&r);
+}
+
+/* sock_requeue reports input already buffered from the loop, never from inside the caller,
+ * and only once. */
+static void test_requeue(void **state)
+{
+    (void)state;
+    int fds[2];
+    pair(fds);
+    struct recorder r;
+    setup_recorder(&r, fds[0]);
+    sock_set_cb(&r.s, hoard, NULL); /* keeps what it reads */
+    assert_int_equal(write(fds[1], "GET / HTTP/1.1\r\n\r\n", 18), 18);
+    run_for(r.base, 50);
+    assert_int_equal(evbuffer_get_length(r.s.in), 18);
+    sock_set_cb(&r.s, record, &r);
+    sock_requeue(&r.s);
+    assert_int_equal(r.n, 0); /* not from inside */
+    run_for(r.base, 50);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.events[0], SOCK_READABLE);
+    assert_int_equal(r.len, 18);
+    sock_requeue(&r.s); /* nothing buffered now: no call */
+    run_for(r.base, 50);
+    assert_int_equal(r.n, 1);
+    close(fds[1]);
+    teardown_recorder(&r);
+}
+
 /* ---- who frees what when sock_init fails ---- */
 
 static int ssl_frees;
@@ -274,6 +332,7 @@ static void test_init_failure_frees_once(void **state)
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     int idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, count_free);
     struct event_base *base = event_base_new();
+    struct deadline_clock *clock = deadline_clock_new(base);
     for (int at = 0; at < 2; at++) { /* the first or the second buffer cannot be had */
         int fds[2];
         pair(fds);
@@ -282,7 +341,7 @@ static void test_init_failure_frees_once(void **state)
         ssl_frees = 0;
         struct sock s;
         fail_evbuffer_new_at = at;
-        assert_int_equal(sock_init(&s, base, fds[0], ssl, record, NULL), -1);
+        assert_int_equal(sock_init(&s, clock, fds[0], ssl, record, NULL), -1);
         assert_int_equal(ssl_frees, 1);                  /* freed, exactly once */
         assert_int_equal(fcntl(fds[0], F_GETFD), -1);    /* and the socket closed */
         assert_int_equal(errno, EBADF);
@@ -290,6 +349,7 @@ static void test_init_failure_frees_once(void **state)
         sock_close(&s);                                  /* closing it again does nothing */
         close(fds[1]);
     }
+    deadline_clock_free(clock);
     event_base_free(base);
     SSL_CTX_free(ctx);
 }
@@ -302,6 +362,8 @@ int main(void)
         cmocka_unit_test(test_write_waits_then_drains),
         cmocka_unit_test(test_read_limit),
         cmocka_unit_test(test_deadlines),
+        cmocka_unit_test(test_owner_deadline),
+        cmocka_unit_test(test_requeue),
         cmocka_unit_test(test_init_failure_frees_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

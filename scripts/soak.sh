@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# soak.sh — `make soak`: Portico under ten minutes of mixed, misbehaving traffic on loopback,
+# then a check that it ends as it began. Not part of `make test`.
+#
+#   origins   the built-in simulator (healthy, slow, 1xx-heavy, closing, resetting, garbage,
+#             half-answering, silent) and a loopback port nothing listens on (refused)
+#   clients   scripts/soak/load.py: keep-alive, connection-per-request, pipelining, 1xx-heavy,
+#             slow, vanishing and hostile clients, HEAD, the admin listener; at most
+#             SOAK_RATE requests a second from 17 threads
+#   reloads   a SIGHUP every SOAK_RELOAD seconds, alternating two valid configurations
+#   checks    every request answered or accounted for in the access log, nothing unexpected in
+#             the error log, RSS at the end at most 10% above RSS after the first minute, the
+#             descriptors of the start plus the idle pool, a clean exit (scripts/soak/soak.py)
+#
+# Environment: SOAK_SECONDS (default 600), SOAK_RATE (requests/s, default 200), SOAK_RELOAD
+# (seconds between reloads, default 30), SOAK_SEED (default 1), PORTICO (default
+# build/portico), SOAK_KEEP=1 (keep the run directory even when the soak passes).
+# Output: the summary on stdout and in build/soak/summary.txt (+ a timestamped copy); the run
+# directory build/soak/run.* (configurations, logs, records.tsv) is kept when the soak fails.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=$ROOT/build/soak
+SECONDS_TOTAL=${SOAK_SECONDS:-600}
+RATE=${SOAK_RATE:-200}
+RELOAD=${SOAK_RELOAD:-30}
+SEED=${SOAK_SEED:-1}
+PORTICO=${PORTICO:-$ROOT/build/portico}
+
+die() { printf 'soak: %s\n' "$*" >&2; exit 2; }
+
+for v in SECONDS_TOTAL RATE RELOAD SEED; do
+    case ${!v} in '' | *[!0-9]*) die "$v must be a whole number (got '${!v}')" ;; esac
+done
+[ "$SECONDS_TOTAL" -ge 10 ] || die "SOAK_SECONDS must be at least 10"
+[ -x "$PORTICO" ] || die "$PORTICO not built (run: make soak)"
+command -v python3 >/dev/null || die "python3 is missing (Debian: apt-get install python3)"
+
+mkdir -p "$OUT/history"
+RUN=$(mktemp -d "$OUT/run.XXXXXX")
+status=0
+python3 -B "$ROOT/scripts/soak/soak.py" --portico "$PORTICO" --dir "$RUN" \
+    --seconds "$SECONDS_TOTAL" --rate "$RATE" --reload "$RELOAD" --seed "$SEED" || status=$?
+
+if [ -f "$RUN/summary.txt" ]; then
+    cp "$RUN/summary.txt" "$OUT/summary.txt"
+    cp "$RUN/summary.txt" "$OUT/history/summary-$(date +%Y%m%d-%H%M%S).txt"
+fi
+if [ "$status" -eq 0 ] && [ "${SOAK_KEEP:-}" != 1 ]; then
+    rm -rf "$RUN" # the access log of a full soak is some 80 MB
+else
+    printf 'soak: run directory kept: %s\n' "$RUN"
+fi
+exit "$status"
