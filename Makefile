@@ -170,7 +170,7 @@ install: $(BUILD)/portico
 	$(INSTALL) -m 755 $(BUILD)/portico $(DESTDIR)$(SBINDIR)/portico
 	$(INSTALL) -m 644 docs/portico.8 $(DESTDIR)$(MANDIR)/man8/portico.8
 	$(INSTALL) -m 644 LICENSE README.md docs/DEPLOYING.md $(DESTDIR)$(DOCDIR)/
-	$(INSTALL) -m 644 conf/*.ini $(DESTDIR)$(DOCDIR)/examples/
+	$(INSTALL) -m 644 conf/*.ini conf/examples/*.ini $(DESTDIR)$(DOCDIR)/examples/
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 		packaging/portico.service.in > $(DESTDIR)$(UNITDIR)/portico.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/portico.service

@@ -99,13 +99,21 @@ static const enum conn_state gauge_state[] = {
     [CS_H2] = CONN_ACTIVE,           [CS_TUNNEL] = CONN_ACTIVE, [CS_RESETTING] = CONN_ACTIVE,
 };
 
+/* Moves c in the client connections gauge. The admin listener's connections are not client
+ * traffic (issue 9): a scrape must not count itself, so they stay out of it. */
+static void gauge_add(const struct client *c, enum client_state s, int delta)
+{
+    if (c->kind != CLIENT_ADMIN)
+        metrics_conn_add(c->loop->metrics, CONN_CLIENT, gauge_state[s], delta);
+}
+
 /* The single setter: every state has its deadline, and its place in the gauge. */
 static void set_state(struct client *c, enum client_state s)
 {
     const struct config *cfg = c->loop->cfg;
     if (gauge_state[c->state] != gauge_state[s]) {
-        metrics_conn_add(c->loop->metrics, CONN_CLIENT, gauge_state[c->state], -1);
-        metrics_conn_add(c->loop->metrics, CONN_CLIENT, gauge_state[s], 1);
+        gauge_add(c, c->state, -1);
+        gauge_add(c, s, 1);
     }
     c->state = s;
     int64_t ms = -1; /* none */
@@ -150,7 +158,7 @@ static void client_close(struct client *c, const char *why)
     sock_close(&c->sock);
     struct loop *l = c->loop;
     TAILQ_REMOVE(&l->clients, c, link);
-    metrics_conn_add(l->metrics, CONN_CLIENT, gauge_state[c->state], -1);
+    gauge_add(c, c->state, -1);
     free(c);
     loop_conn_closed(l);
 }
@@ -670,8 +678,9 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     TAILQ_INSERT_TAIL(&l->clients, c, link);
     loop_conn_opened(l);
     c->state = tls ? CS_HANDSHAKE : CS_IDLE;
-    metrics_conn_add(l->metrics, CONN_CLIENT, gauge_state[c->state], 1);
-    metrics_add(l->metrics, M_CONNECTIONS, 1);
+    gauge_add(c, c->state, 1);
+    if (kind != CLIENT_ADMIN)
+        metrics_add(l->metrics, M_CONNECTIONS, 1);
     sock_set_read_limit(&c->sock, MAX(READ_HIGH, cfg->max_header_size + 1));
     sock_set_timeouts(&c->sock, 0, cfg->client_send_timeout_ms);
     if (tls) {

@@ -1,6 +1,7 @@
 /*
  * test_balance.c — issue 10's balancing, health and retries with the real binary and fake
- * origins on loopback: round-robin counts within 1 over three origins, weights, least_conn
+ * origins on loopback: round-robin counts within 1 over three origins, weights, random_two
+ * spreading over all three, least_conn
  * steering around a busy origin, passive health (a refusing origin skipped after max_fails,
  * probed after down_time, back once it answers), the active health check (an origin failing
  * /healthz gets no requests until it passes; the gauge follows), retries (a refused connect
@@ -59,43 +60,65 @@ static int status_of(struct harness *h, const char *path)
     return status;
 }
 
-/* ---- round robin and weights ---- */
+/* ---- round robin, weights, random_two ---- */
 
-static void spread(const char *weights[3], int requests, const unsigned want[3])
+/* `requests` sequential GETs over three origins (the upstream's extra lines, then each origin's
+ * weight text); how many each origin got, into got. */
+static void spread(const char *extra, const char *weights[3], int requests, unsigned got[3])
 {
     struct fake_origin *o[3];
     for (int i = 0; i < 3; i++)
         assert_non_null(o[i] = fake_origin_start_kind(FO_OK));
     struct harness *h = px_start(NULL,
-                                 "[upstream u]\norigin = 127.0.0.1:%u%s\norigin = 127.0.0.1:%u%s\n"
-                                 "origin = 127.0.0.1:%u%s\n",
-                                 fake_origin_port(o[0]), weights[0], fake_origin_port(o[1]),
+                                 "[upstream u]\n%sorigin = 127.0.0.1:%u%s\n"
+                                 "origin = 127.0.0.1:%u%s\norigin = 127.0.0.1:%u%s\n",
+                                 extra, fake_origin_port(o[0]), weights[0], fake_origin_port(o[1]),
                                  weights[1], fake_origin_port(o[2]), weights[2]);
     for (int k = 0; k < requests; k++)
         assert_int_equal(status_of(h, "/rr"), 200);
-    unsigned got[3];
-    for (int i = 0; i < 3; i++)
-        got[i] = fake_origin_requests(o[i]);
-    print_message("  %d requests: %u %u %u (want %u %u %u)\n", requests, got[0], got[1], got[2],
-                  want[0], want[1], want[2]);
     for (int i = 0; i < 3; i++) {
-        assert_true(got[i] + 1 >= want[i] && got[i] <= want[i] + 1); /* within 1 */
+        got[i] = fake_origin_requests(o[i]);
         fake_origin_stop(o[i]);
     }
+    print_message("  %d requests: %u %u %u\n", requests, got[0], got[1], got[2]);
     px_stop(h);
+}
+
+/* Round robin (weighted or not) is exact: each origin within 1 of its share. */
+static void spread_exactly(const char *weights[3], int requests, const unsigned want[3])
+{
+    unsigned got[3];
+    spread("", weights, requests, got);
+    for (int i = 0; i < 3; i++)
+        if (got[i] + 1 < want[i] || got[i] > want[i] + 1)
+            fail_msg("origin %d got %u requests, want %u (within 1)", i, got[i], want[i]);
 }
 
 static void test_round_robin(void **state)
 {
     (void)state;
-    spread((const char *[]){"", "", ""}, 31, (const unsigned[]){11, 10, 10});
+    spread_exactly((const char *[]){"", "", ""}, 31, (const unsigned[]){11, 10, 10});
 }
 
 static void test_weights(void **state)
 {
     (void)state;
-    spread((const char *[]){" weight=1", " weight=2", " weight=3"}, 60,
-           (const unsigned[]){10, 20, 30});
+    spread_exactly((const char *[]){" weight=1", " weight=2", " weight=3"}, 60,
+                   (const unsigned[]){10, 20, 30});
+}
+
+/* random_two with nothing in flight is a random draw: over 300 requests every origin gets
+ * some and none more than 60% (each expects 100; 180 is ten standard deviations away). */
+static void test_random_two(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    unsigned got[3];
+    spread("balance = random_two\n", (const char *[]){"", "", ""}, N, got);
+    for (int i = 0; i < 3; i++)
+        if (got[i] == 0 || got[i] > N * 60 / 100)
+            fail_msg("origin %d got %u of %d requests", i, got[i], N);
+    assert_int_equal(got[0] + got[1] + got[2], N);
 }
 
 /* ---- least_conn ---- */
@@ -471,6 +494,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_robin),
         cmocka_unit_test(test_weights),
+        cmocka_unit_test(test_random_two),
         cmocka_unit_test(test_least_conn),
         cmocka_unit_test(test_passive_health),
         cmocka_unit_test(test_active_health),

@@ -3,9 +3,10 @@
  * binary: the graceful stop (SIGTERM, SIGINT, SIGQUIT: an exchange in flight finishes with its
  * status and is logged with it, new connections are refused, idle keep-alive connections
  * closed, exit 0 within shutdown_timeout), a second signal that stops at once, shutdown_timeout
- * cutting a drain short, SIGUSR1 reopening renamed logs without losing a line, exclusive
- * listen and admin addresses (another Portico, a plain socket, a reload adding a taken
- * address), the pid file, `-t` on pid_file/user/group, the switch to `user` when started as
+ * cutting a drain short, SIGUSR1 and a reload reopening renamed logs without losing a line,
+ * exclusive listen and admin addresses (another Portico, a plain socket, a reload adding a taken
+ * address), the pid file, `-t` on pid_file/user/group and the files the start opens, the switch
+ * to `user` when started as
  * root, and `make install` with the systemd unit that `systemd-analyze verify` accepts.
  *
  * The origin of the exchanges in flight is held by a gate the test opens: nothing waits on a
@@ -419,7 +420,7 @@ static void test_stop_shortens_reload_drain(void **state)
     gated_origin_stop(o);
 }
 
-/* ---- SIGUSR1 ---- */
+/* ---- SIGUSR1 and reload: the logs reopened ---- */
 
 /* Every target of the list appears exactly once in a + b; in `only` (when not NULL) for all. */
 static void assert_logged_once(const char *a, const char *b, const char *prefix, int n,
@@ -436,11 +437,11 @@ static void assert_logged_once(const char *a, const char *b, const char *prefix,
     }
 }
 
-/* logrotate renames the files, then sends SIGUSR1: lines written before go to the renamed
- * files, lines after to new files of the configured names, and no line is lost or doubled. */
-static void test_sigusr1_reopens_logs(void **state)
+/* logrotate renames the files, then signals (sig): lines written before go to the renamed
+ * files, lines after to new files of the configured names, and no line is lost or doubled.
+ * `says` is what the new error.log holds once the logs are reopened. */
+static void reopen_logs(int sig, const char *says)
 {
-    (void)state;
     struct fake_origin *o = fake_origin_start_kind(FO_OK);
     assert_non_null(o);
     struct harness *h = start(fake_origin_port(o), "error_log = {{dir}}/error.log\n");
@@ -467,8 +468,8 @@ static void test_sigusr1_reopens_logs(void **state)
         snprintf(path, sizeof(path), "/b%d", i);
         assert_int_equal(get(port, path), 200);
     }
-    assert_int_equal(harness_signal(h, SIGUSR1), 0);
-    assert_int_equal(harness_wait_file(h, "error.log", "SIGUSR1: logs reopened", IO_MS), 0);
+    assert_int_equal(harness_signal(h, sig), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", says, IO_MS), 0);
     for (int i = 0; i < N; i++) {
         snprintf(path, sizeof(path), "/c%d", i);
         assert_int_equal(get(port, path), 200);
@@ -486,10 +487,31 @@ static void test_sigusr1_reopens_logs(void **state)
     free(old);
     char *err_old = read_log(h, "error.log.1");
     assert_true(strstr(err_old, "listening on") != NULL); /* written before the rotation */
-    assert_null(strstr(err_old, "logs reopened"));
+    assert_null(strstr(err_old, says));
     free(err_old);
     harness_free(h);
     fake_origin_stop(o);
+}
+
+struct reopen_row {
+    const char *name;
+    int sig;
+    const char *says;
+};
+
+/* SIGUSR1 is logrotate's signal; a reload (SIGHUP) opens the configured logs anew as well. */
+static const struct reopen_row reopen_rows[] = {
+    {"SIGUSR1", SIGUSR1, "SIGUSR1: logs reopened"},
+    {"SIGHUP (reload)", SIGHUP, "is live (generation 2"},
+};
+
+static void test_signals_reopen_logs(void **state)
+{
+    (void)state;
+    for (size_t r = 0; r < ARRAY_SIZE(reopen_rows); r++) {
+        print_message("  %s\n", reopen_rows[r].name);
+        reopen_logs(reopen_rows[r].sig, reopen_rows[r].says);
+    }
 }
 
 /* ---- exclusive addresses ---- */
@@ -754,19 +776,33 @@ struct check_row {
     const char *name;
     const char *lines; /* [proxy] lines 3.. */
     const char *says;  /* "portico.ini:3: ..." */
+    const char *then;  /* NULL, or what the same line says after it (past a temp path) */
 };
 
-/* What the start needs of pid_file, user and group, `portico -t` checks first, at the key's line. */
+/* What the start needs of pid_file, user, group and the files it opens, `portico -t` checks
+ * first, at the key's line. */
 static const struct check_row check_rows[] = {
     {"pid_file in a missing directory", "pid_file = missing/portico.pid\n",
-     "portico.ini:3: pid_file: "},
-    {"pid_file is a directory", "pid_file = .\n", "portico.ini:3: pid_file: "},
+     "portico.ini:3: pid_file: ", NULL},
+    {"pid_file is a directory", "pid_file = .\n", "portico.ini:3: pid_file: ", NULL},
     {"unknown user", "user = no-such-user-portico\n",
-     "portico.ini:3: user: no-such-user-portico: no such user"},
+     "portico.ini:3: user: no-such-user-portico: no such user", NULL},
     {"unknown group", "user = root\ngroup = no-such-group-portico\n",
-     "portico.ini:4: group: no-such-group-portico: no such group"},
-    {"group without user", "group = root\n", "portico.ini:3: group: needs user"},
-    {"negative shutdown_timeout", "shutdown_timeout = -1s\n", "portico.ini:3: shutdown_timeout"},
+     "portico.ini:4: group: no-such-group-portico: no such group", NULL},
+    {"group without user", "group = root\n", "portico.ini:3: group: needs user", NULL},
+    {"negative shutdown_timeout", "shutdown_timeout = -1s\n", "portico.ini:3: shutdown_timeout",
+     NULL},
+    /* the files the start opens (issue 10): each at the line of the key that names it */
+    {"missing tls_cert",
+     "listen = 127.0.0.1:{{free_port:tls}} tls\ntls_cert = missing.pem\ntls_key = missing.key\n",
+     "portico.ini:4: tls_cert: ", "missing.pem: No such file or directory"},
+    {"missing ca_file",
+     "[upstream t]\norigin = 127.0.0.1:1\ntls = on\nca_file = missing-ca.pem\n",
+     "portico.ini:6: ca_file: ", "missing-ca.pem: No such file or directory"},
+    {"missing error_page_dir", "error_page_dir = missing-pages\n",
+     "portico.ini:3: error_page_dir: ", "missing-pages: No such file or directory"},
+    {"access_log in a missing directory", "access_log = missing/access.log\n",
+     "portico.ini:3: access_log: ", "missing/access.log: No such file or directory"},
 };
 
 static void test_check_lifecycle_keys(void **state)
@@ -785,8 +821,13 @@ static void test_check_lifecycle_keys(void **state)
                          0);
         struct tu_cmd_result res;
         assert_int_equal(harness_check_config(h, &res), 1);
-        if (!strstr(res.err, check_rows[i].says))
+        const char *says = strstr(res.err, check_rows[i].says);
+        if (!says)
             fail_msg("wanted '%s' in: %s", check_rows[i].says, res.err);
+        const char *then = check_rows[i].then ? strstr(says, check_rows[i].then) : NULL;
+        if (check_rows[i].then && (!then || memchr(says, '\n', (size_t)(then - says))))
+            fail_msg("wanted '%s' after '%s' in: %s", check_rows[i].then, check_rows[i].says,
+                     res.err);
         tu_cmd_result_free(&res);
         harness_free(h);
     }
@@ -890,9 +931,9 @@ static void test_user_switch(void **state)
 
 /* ---- install and packaging ---- */
 
-/* Runs `make install VARS...` from the repository root with the binary under test (never
+/* Runs `make TARGET VARS...` from the repository root with the binary under test (never
  * rebuilt: -o), bounded; asserts it succeeds. */
-static void make_install(const char *const vars[])
+static void make_target(const char *target, const char *const vars[])
 {
     const char *bin = getenv("PORTICO_BIN") ? getenv("PORTICO_BIN") : "build/portico";
     char build[PATH_MAX], build_var[PATH_MAX + 8];
@@ -903,7 +944,7 @@ static void make_install(const char *const vars[])
     snprintf(build_var, sizeof(build_var), "BUILD=%s", build);
     /* the make running the tests must not hand its jobserver to this one */
     const char *argv[24] = {"env", "-u", "MAKEFLAGS", "-u", "MFLAGS", "-u", "MAKELEVEL", "make",
-                            "-s", "--no-print-directory", "-o", bin, "install", build_var};
+                            "-s", "--no-print-directory", "-o", bin, target, build_var};
     size_t n = 14;
     for (size_t i = 0; vars[i] && n + 1 < ARRAY_SIZE(argv); i++)
         argv[n++] = vars[i];
@@ -911,8 +952,13 @@ static void make_install(const char *const vars[])
     struct tu_cmd_result res;
     int rc = tu_run_command(argv, 60000, &res);
     if (rc != 0)
-        fail_msg("make install exited %d:\n%s%s", rc, res.out, res.err);
+        fail_msg("make %s exited %d:\n%s%s", target, rc, res.out, res.err);
     tu_cmd_result_free(&res);
+}
+
+static void make_install(const char *const vars[])
+{
+    make_target("install", vars);
 }
 
 /* path under root: a regular file with this mode; its text, malloc'd. */
@@ -983,9 +1029,16 @@ static void test_make_install(void **state)
         free(unit);
         char *rotate = installed(root, "/etc/logrotate.d/portico", 0644);
         assert_true(tu_contains(rotate, "postrotate") && tu_contains(rotate, "USR1"));
+        /* --kill-whom= exists only from systemd 252 on; --kill-who= works before and after. */
+        if (!tu_contains(rotate, "systemctl kill --kill-who=main ") ||
+            tu_contains(rotate, "--kill-whom"))
+            fail_msg("logrotate:\n%s", rotate);
         free(rotate);
         free(installed(root, "/etc/portico/portico.ini", 0644));
         snprintf(path, sizeof(path), "%s/examples/portico.ini", row->doc_dir);
+        free(installed(root, path, 0644));
+        /* conf/examples/ too: the README and portico(8) point readers at staging.ini. */
+        snprintf(path, sizeof(path), "%s/examples/staging.ini", row->doc_dir);
         free(installed(root, path, 0644));
         snprintf(path, sizeof(path), "%s/LICENSE", row->doc_dir);
         char *license = installed(root, path, 0644);
@@ -1003,6 +1056,20 @@ static void test_make_install(void **state)
         assert_int_equal(tu_write_file(path, "; mine\n", 7), 0);
         make_install(vars);
         char *conf = tu_read_file(path, NULL);
+        assert_string_equal(conf, "; mine\n");
+        free(conf);
+
+        /* Uninstalling removes what install put there, examples included, and keeps it. */
+        make_target("uninstall", vars);
+        const char *const gone[][2] = {{row->sbin, "portico"},
+                                       {row->doc_dir, "examples/staging.ini"}};
+        for (size_t k = 0; k < ARRAY_SIZE(gone); k++) {
+            char full[PATH_MAX + 300];
+            snprintf(full, sizeof(full), "%s%s/%s", root, gone[k][0], gone[k][1]);
+            if (access(full, F_OK) == 0 || errno != ENOENT)
+                fail_msg("%s is still there after make uninstall", full);
+        }
+        conf = tu_read_file(path, NULL);
         assert_string_equal(conf, "; mine\n");
         free(conf);
         assert_int_equal(tu_remove_tree(root), 0);
@@ -1058,7 +1125,7 @@ int main(void)
         cmocka_unit_test(test_drain_answers_pipelined),
         cmocka_unit_test(test_shutdown_timeout),
         cmocka_unit_test(test_stop_shortens_reload_drain),
-        cmocka_unit_test(test_sigusr1_reopens_logs),
+        cmocka_unit_test(test_signals_reopen_logs),
         cmocka_unit_test(test_address_in_use),
         cmocka_unit_test(test_reload_address_in_use),
         cmocka_unit_test(test_pid_file),

@@ -3,7 +3,9 @@
  * tables (proxy/config_keys.c) and every failure type of [errors] has its entry in its section
  * of docs/portico.8 (a ".TP" whose tag line is ".B key") and a row in its section of README.md,
  * every entry of the man page is a key that exists, and both documents name every signal
- * Portico handles. A helper who adds a key without documenting it fails here.
+ * Portico handles. The man page has every subcommand proxy/main.c dispatches, and the README's
+ * metrics table every family proxy/metrics.c renders. A helper who adds a key, a command or a
+ * metric without documenting it fails here.
  *
  * Paths are relative to the repository root, the directory the tests run from.
  */
@@ -17,12 +19,15 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <event2/buffer.h>
 
 #include "../../proxy/config_int.h"
 #include "portico/failure.h"
+#include "portico/metrics.h"
 
 #define MANPAGE "docs/portico.8"
 #define README "README.md"
+#define MAIN_C "proxy/main.c"
 
 static char *slurp(const char *path)
 {
@@ -221,6 +226,77 @@ static void test_every_signal_documented(void **state)
     free(readme);
 }
 
+/* The subcommands main() dispatches, read from its source: each `strcmp(argv[1], "NAME")`.
+ * Fills names (NUL-separated in buf) and returns how many. */
+static size_t subcommands(const char *src, const char *names[], size_t max, char *buf, size_t cap)
+{
+    static const char needle[] = "strcmp(argv[1], \"";
+    size_t n = 0, used = 0;
+    for (const char *p = strstr(src, needle); p && n < max; p = strstr(p + 1, needle)) {
+        const char *b = p + strlen(needle);
+        size_t len = strcspn(b, "\"");
+        assert_true(used + len + 1 <= cap);
+        memcpy(buf + used, b, len);
+        buf[used + len] = '\0';
+        names[n++] = buf + used;
+        used += len + 1;
+    }
+    return n;
+}
+
+/* Each subcommand is in SYNOPSIS (".B portico NAME") and has its COMMANDS entry. */
+static void test_every_subcommand_documented(void **state)
+{
+    (void)state;
+    char *src = slurp(MAIN_C), *man = slurp(MANPAGE);
+    const char *names[16];
+    char buf[256];
+    size_t n = subcommands(src, names, sizeof(names) / sizeof(names[0]), buf, sizeof(buf));
+    assert_true(n >= 2); /* codes and probe: the parse still finds main's dispatch */
+    char *syn = span(man, ".SH SYNOPSIS", ".SH"), *cmds = span(man, ".SH COMMANDS", ".SH");
+    for (size_t i = 0; i < n; i++) {
+        char needle[64];
+        snprintf(needle, sizeof(needle), ".B portico %s\n", names[i]);
+        if (!strstr(syn, needle))
+            fail_msg("%s: SYNOPSIS lacks 'portico %s'", MANPAGE, names[i]);
+        snprintf(needle, sizeof(needle), ".TP\n.B portico %s ", names[i]);
+        if (!strstr(cmds, needle))
+            fail_msg("%s: COMMANDS has no entry for 'portico %s'", MANPAGE, names[i]);
+    }
+    free(syn);
+    free(cmds);
+    free(src);
+    free(man);
+}
+
+/* Each family the exposition has (its "# TYPE name" line, rendered with no traffic: every
+ * family is there even when empty) has a row in the README's metrics table. */
+static void test_every_metric_documented(void **state)
+{
+    (void)state;
+    struct evbuffer *out = evbuffer_new();
+    assert_non_null(out);
+    assert_int_equal(metrics_render(out, NULL), 0);
+    assert_int_equal(evbuffer_add(out, "", 1), 0);
+    const char *text = (const char *)evbuffer_pullup(out, -1);
+    char *readme = slurp(README);
+    char *r = span(readme, "## Metrics, `/status`", "### ");
+    size_t families = 0;
+    for (const char *p = strstr(text, "# TYPE "); p; p = strstr(p + 1, "# TYPE ")) {
+        char name[128];
+        const char *b = p + strlen("# TYPE ");
+        snprintf(name, sizeof(name), "%.*s", (int)strcspn(b, " "), b);
+        families++;
+        if (!has_row(r, name))
+            fail_msg("%s: metric family '%s' has no row in the metrics table", README, name);
+    }
+    assert_true(families >= METRIC_COUNT); /* the simple counters alone */
+    free(r);
+    free(readme);
+    evbuffer_free(out);
+    metrics_free_all();
+}
+
 /* The checks themselves: a key missing from a section is seen, one present is not flagged. */
 static void test_checks_can_fail(void **state)
 {
@@ -233,6 +309,13 @@ static void test_checks_can_fail(void **state)
     assert_true(has_row(md, "tls_key"));
     assert_false(has_row(md, "workers")); /* mentioned, but not in the key column */
     assert_false(known_proxy("listenx"));
+    const char *names[4];
+    char buf[64];
+    const char *src = "if (strcmp(argv[1], \"codes\") == 0)\nstrcmp(argv[2], \"x\")\n"
+                      "if (strcmp(argv[1], \"probe\") == 0)\n";
+    assert_int_equal(subcommands(src, names, 4, buf, sizeof(buf)), 2);
+    assert_string_equal(names[0], "codes");
+    assert_string_equal(names[1], "probe");
 }
 
 int main(void)
@@ -242,6 +325,8 @@ int main(void)
         cmocka_unit_test(test_every_key_documented),
         cmocka_unit_test(test_every_failure_type_documented),
         cmocka_unit_test(test_every_signal_documented),
+        cmocka_unit_test(test_every_subcommand_documented),
+        cmocka_unit_test(test_every_metric_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
