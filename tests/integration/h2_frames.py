@@ -64,7 +64,8 @@ class Conn:
         self.buf = b""
         self.ack_settings = ack_settings
         self.goaway = None          # (last stream id, error code)
-        self.closed = False
+        self.closed = False         # nothing more to read
+        self.unwritable = False     # a send failed (reset): what arrived before is still read
         self.streams = {}           # id -> {"status": [...], "rst": code, "data": n, "end": bool}
         self.settings_seen = False
         # early(self): frames sent with the preface, before Portico's SETTINGS are acknowledged
@@ -78,7 +79,7 @@ class Conn:
             self.s.sendall(data)
             return True
         except OSError:
-            self.closed = True
+            self.unwritable = True
             return False
 
     def block(self, fields):
@@ -247,7 +248,7 @@ def flood(port, kind):
     if kind == "stall_window":
         c.send(c.request(sid, get("/bytes/1000000")))
     while kind not in ("stall_head", "stall_window", "settings_timeout", "idle") and sent < limit and \
-            not done() and not c.closed and time.monotonic() < deadline:
+            not done() and not c.closed and not c.unwritable and time.monotonic() < deadline:
         batch = []
         for _ in range(100):
             if kind == "rapid_reset":
