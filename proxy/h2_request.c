@@ -163,9 +163,11 @@ int h2_request_field(struct h2_request *r, const char *name, size_t name_len, co
     return append(r, &r->lines, parts, lens, 4);
 }
 
+/* Empty values allocate nothing: with only those seen, values.p is NULL, and NULL + 0 is
+ * undefined behaviour (UBSan aborts on it). */
 static const char *at(const struct h2_request *r, struct h2_span s)
 {
-    return r->values.p + s.off;
+    return r->values.p ? r->values.p + s.off : "";
 }
 
 void h2_request_line(const struct h2_request *r, const char **method, size_t *method_len,

@@ -34,7 +34,7 @@ name=$(basename "$test_bin")
 echo "valgrind: $name with $build/portico under memcheck (log $dir/test.log)"
 start=$(date +%s)
 status=0
-PORTICO_BIN="$dir/portico" CMOCKA_MESSAGE_OUTPUT=stdout timeout -k 10 1800 "$test_bin" \
+PORTICO_BIN="$dir/portico" PORTICO_TEST_START_MS=30000 CMOCKA_MESSAGE_OUTPUT=stdout timeout -k 10 1800 "$test_bin" \
     >"$dir/test.log" 2>&1 || status=$?
 echo "valgrind: $name exit $status after $(($(date +%s) - start)) s"
 

@@ -10,6 +10,13 @@ count, so it always ends.
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
   h2_frames.py PORT stall_body PATH  a POST that sends half its content-length, then nothing
   h2_frames.py PORT indexing PATH    two GETs: which response fields HPACK may not index
+  h2_frames.py PORT concurrency PATH N  N+1 GETs at once, sent with the preface: the one past
+                                     N must be refused
+  h2_frames.py PORT concurrency_acked PATH N  the same after our SETTINGS ACK
+  h2_frames.py PORT windows PATH     two GETs with SETTINGS_INITIAL_WINDOW_SIZE=0: stream 1's
+                                     window is never opened, stream 3's is; 3 must finish
+  h2_frames.py PORT trailers PATH    a POST with valid trailers, then one with a pseudo-header
+                                     field in its trailers
   h2_frames.py PORT flood KIND       rapid_reset, ping, settings, priority, empty_data,
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
@@ -42,7 +49,7 @@ def settings(pairs=()):
 class Conn:
     """One TLS connection (ALPN h2) speaking raw frames."""
 
-    def __init__(self, port, pairs=(), ack_settings=True):
+    def __init__(self, port, pairs=(), ack_settings=True, early=None):
         raw = socket.create_connection(("127.0.0.1", port), timeout=IO_S)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -57,19 +64,22 @@ class Conn:
         self.buf = b""
         self.ack_settings = ack_settings
         self.goaway = None          # (last stream id, error code)
-        self.closed = False
+        self.closed = False         # nothing more to read
+        self.unwritable = False     # a send failed (reset): what arrived before is still read
         self.streams = {}           # id -> {"status": [...], "rst": code, "data": n, "end": bool}
         self.settings_seen = False
-        self.send(PREFACE + settings(pairs))
+        # early(self): frames sent with the preface, before Portico's SETTINGS are acknowledged
+        self.send(PREFACE + settings(pairs) + (early(self) if early else b""))
         if ack_settings:  # acknowledged before anything else: never inside a header block
             self.pump(lambda: self.settings_seen, time.monotonic() + IO_S)
 
     def send(self, data):
         try:
+            self.s.settimeout(IO_S)  # pump() may have left a 10 ms timeout for its reads
             self.s.sendall(data)
             return True
         except OSError:
-            self.closed = True
+            self.unwritable = True
             return False
 
     def block(self, fields):
@@ -238,7 +248,7 @@ def flood(port, kind):
     if kind == "stall_window":
         c.send(c.request(sid, get("/bytes/1000000")))
     while kind not in ("stall_head", "stall_window", "settings_timeout", "idle") and sent < limit and \
-            not done() and not c.closed and time.monotonic() < deadline:
+            not done() and not c.closed and not c.unwritable and time.monotonic() < deadline:
         batch = []
         for _ in range(100):
             if kind == "rapid_reset":
@@ -308,6 +318,50 @@ def indexing(port, path):
     c.close()
 
 
+def concurrency(port, path, n, acked):
+    """acked: the requests follow our SETTINGS ACK; otherwise they go with the preface, while
+    Portico's limit is still unacknowledged (as browsers send their first requests)."""
+    sids = list(range(1, 2 * (n + 1), 2))
+    requests = lambda conn: b"".join(conn.request(sid, get(path)) for sid in sids)
+    c = Conn(port, early=None if acked else requests)
+    if acked:
+        c.send(requests(c))
+    done = lambda: all(c.st(sid)["end"] or c.st(sid)["rst"] is not None for sid in sids)
+    c.pump(done, time.monotonic() + IO_S)
+    for sid in sids:
+        st = c.st(sid)
+        print("stream=%d status=%s rst=%s" % (sid, st["status"][-1:], st["rst"]))
+    print("goaway=%s closed=%s" % (c.goaway, c.closed))
+    c.close()
+
+
+def windows(port, path):
+    c = Conn(port, [(4, 0)])  # SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may send DATA yet
+    s1, s3 = c.st(1), c.st(3)
+    c.send(c.request(1, get(path)) + c.request(3, get(path)))
+    # only stream 3's window opens (handle() keeps it open); stream 1's stays shut
+    c.send(frame(WINDOW_UPDATE, 0, 3, struct.pack(">I", 1 << 20)))
+    c.pump(lambda: s3["end"] or s3["rst"] is not None, time.monotonic() + IO_S)
+    print("stream=3 status=%s data=%d end=%s rst=%s" % (s3["status"][-1:], s3["data"], s3["end"],
+                                                       s3["rst"]))
+    print("stream=1 status=%s data=%d end=%s rst=%s" % (s1["status"][-1:], s1["data"], s1["end"],
+                                                       s1["rst"]))
+    c.close()
+
+
+def trailers(port, path):
+    c = Conn(port)
+    cases = [("valid", 1, [("x-checksum", "abc")]), ("pseudo", 3, [(":path", "/other")])]
+    for name, sid, fields in cases:
+        st = c.st(sid)
+        c.send(c.request(sid, get(path, "POST") + [("te", "trailers")], end_stream=False))
+        c.send(frame(DATA, 0, sid, b"hello"))
+        c.send(frame(HEADERS, END_HEADERS | END_STREAM, sid, c.block(fields)))
+        c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
+        print("case=%s status=%s rst=%s" % (name, st["status"][-1:], st["rst"]))
+    c.close()
+
+
 def main():
     port = int(sys.argv[1])
     if sys.argv[2] == "malformed":
@@ -318,6 +372,14 @@ def main():
         stall_body(port, sys.argv[3])
     elif sys.argv[2] == "indexing":
         indexing(port, sys.argv[3])
+    elif sys.argv[2] == "concurrency":
+        concurrency(port, sys.argv[3], int(sys.argv[4]), False)
+    elif sys.argv[2] == "concurrency_acked":
+        concurrency(port, sys.argv[3], int(sys.argv[4]), True)
+    elif sys.argv[2] == "windows":
+        windows(port, sys.argv[3])
+    elif sys.argv[2] == "trailers":
+        trailers(port, sys.argv[3])
     else:
         flood(port, sys.argv[3])
 

@@ -124,6 +124,68 @@ static void test_check_missing_and_empty(void **state)
     harness_free(h);
 }
 
+/* Bytes and values a hostile or broken config holds, each written as is and checked by the real
+ * binary: the message names the right line, control bytes from the file come out escaped, and
+ * the check fails. One row per case (issue 13, item 4 and 6). */
+#define CLI_UP "[upstream app]\norigin = sim\n"
+#define CLI_BYTES(s) s, sizeof(s) - 1
+static const struct {
+    const char *why;
+    const char *head;   /* bytes before the long run (may hold NUL) */
+    size_t head_len;
+    size_t run;         /* then this many 'x' (0: none) */
+    const char *tail;   /* then this text */
+    int line;           /* the line the message names */
+    const char *message;
+} hostile_rows[] = {
+    /* now + limit once wrapped, and every 1xx became an immediate 504 */
+    {"a timeout past 64-bit milliseconds",
+     CLI_BYTES("[proxy]\nfirst_byte_timeout = 18446744073709s\n"), 0, CLI_UP, 2,
+     "first_byte_timeout: must be at most 168h"},
+    /* inih cut it at its buffer and reported the tail as a line of its own */
+    {"a 9,000-byte line", CLI_BYTES("[proxy]\n; "), 9000, "\nbogus = 1\n" CLI_UP, 2,
+     "line longer than 8192 bytes"},
+    /* the NUL hid the rest of its line and the next line's section header */
+    {"a NUL byte", CLI_BYTES("[proxy]\nworkers = 1\0junk\n[upstream app]\norigin = sim\n"), 0,
+     "", 2, "NUL byte in line"},
+    /* raw control bytes must not reach a terminal or a log */
+    {"a raw 0x01 in a key", CLI_BYTES("[proxy]\nwork\x01" "ers = 2\n"), 0, CLI_UP, 2,
+     "unknown key 'work\\x01ers' in [proxy]"},
+};
+
+static void test_check_hostile_bytes(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(hostile_rows); i++) {
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        size_t tail_len = strlen(hostile_rows[i].tail);
+        size_t len = hostile_rows[i].head_len + hostile_rows[i].run + tail_len;
+        char *bytes = malloc(len);
+        assert_non_null(bytes);
+        memcpy(bytes, hostile_rows[i].head, hostile_rows[i].head_len);
+        memset(bytes + hostile_rows[i].head_len, 'x', hostile_rows[i].run);
+        memcpy(bytes + hostile_rows[i].head_len + hostile_rows[i].run, hostile_rows[i].tail,
+               tail_len);
+        assert_int_equal(tu_write_file(harness_config_path(h), bytes, len), 0);
+        free(bytes);
+        struct tu_cmd_result res;
+        int rc = harness_check_config(h, &res);
+        char want[700];
+        snprintf(want, sizeof(want), "%s:%d: %s\n", harness_config_path(h), hostile_rows[i].line,
+                 hostile_rows[i].message);
+        if (rc != 1 || !tu_contains(res.err, want))
+            fail_msg("%s: exit %d, want \"%s\" in:\n%s", hostile_rows[i].why, rc, want, res.err);
+        /* nothing raw: no control byte but the newlines reaches stderr */
+        for (const char *p = res.err; *p; p++)
+            if ((unsigned char)*p < 0x20 && *p != '\n')
+                fail_msg("%s: raw byte 0x%02x on stderr", hostile_rows[i].why, (unsigned char)*p);
+        assert_false(tu_contains(res.out, "configuration ok"));
+        tu_cmd_result_free(&res);
+        harness_free(h);
+    }
+}
+
 /* ---- --version, --help, bad usage ---- */
 
 static void test_version_and_help(void **state)
@@ -753,6 +815,7 @@ int main(void)
         cmocka_unit_test(test_check_default_config),
         cmocka_unit_test(test_check_bad_config),
         cmocka_unit_test(test_check_missing_and_empty),
+        cmocka_unit_test(test_check_hostile_bytes),
         cmocka_unit_test(test_version_and_help),
         cmocka_unit_test(test_codes_json_parser),
         cmocka_unit_test(test_codes),

@@ -28,7 +28,19 @@
 
 #include <cmocka.h>
 
+#include "../support/scrape.h"
 #include "proxy_helpers.h"
+
+#define ADMIN "admin_listen = 127.0.0.1:{{port:admin}}\n"
+
+/* One series of the admin /metrics; fails the test when the scrape does. */
+static double metric(struct harness *h, const char *series)
+{
+    double v = scrape_metric(harness_port(h, "admin"), series, PX_IO_MS);
+    if (v < 0)
+        fail_msg("no %s in /metrics", series);
+    return v;
+}
 
 /* ---- 1. stray bytes ---- */
 
@@ -148,7 +160,7 @@ static void run_stray(enum stray_next next, int warm)
         const struct stray_case *sc = &stray_cases[i];
         if (next == NEXT_SAME_CLIENT && sc->body[0] != '\0')
             continue;
-        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n"
+        struct harness *h = px_start(ADMIN, "[upstream u]\norigin = 127.0.0.1:%u\n"
                                      "settle_time = 100ms\n", fake_origin_port(o));
         if (warm)
             warm_pool(h, warm);
@@ -179,6 +191,8 @@ static void run_stray(enum stray_next next, int warm)
         /* the connection that carried the bytes was closed, and said so */
         assert_int_equal(harness_wait_log(h, "on an idle connection, which no request", PX_IO_MS),
                          0);
+        if (metric(h, "portico_upstream_unsolicited_total") != 1)
+            fail_msg("%s: portico_upstream_unsolicited_total is not 1", why);
         raw_close(a);
         px_stop(h);
     }
@@ -264,7 +278,7 @@ static void test_interim_flood(void **state)
     struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = flood_script};
     struct fake_origin *o = fake_origin_start(&opts);
     assert_non_null(o);
-    struct harness *h = px_start("[upstream u]\n", "origin = 127.0.0.1:%u\n"
+    struct harness *h = px_start(ADMIN, "[upstream u]\norigin = 127.0.0.1:%u\n"
                                  "first_byte_timeout = 3s\n", fake_origin_port(o));
     long before = px_proc_kb(harness_pid(h), "VmRSS");
     struct raw_conn *c = px_connect(h);
@@ -277,7 +291,15 @@ static void test_interim_flood(void **state)
     check_growth(h, before, "1xx flood");
     char *line = px_log_line(h, "target=\"/slow\"");
     print_message("%s\n", line);
+    /* exactly max_interim (32) were relayed, the rest dropped and counted */
+    char want[32 * 4 + 16] = " interim=102";
+    for (int i = 1; i < 32; i++)
+        strcat(want, ",102");
+    strcat(want, " ");
+    if (!tu_contains(line, want))
+        fail_msg("not exactly 32 interim responses relayed: %s", line);
     free(line);
+    assert_true(metric(h, "portico_interim_dropped_total") > 0);
     raw_close(c);
     px_stop(h);
     fake_origin_stop(o);

@@ -90,6 +90,12 @@ struct harness *harness_new(void)
     h->pidfd = -1;
     h->start_timeout_ms = HARNESS_START_TIMEOUT_MS;
     h->stop_timeout_ms = HARNESS_STOP_TIMEOUT_MS;
+    /* A slower Portico (valgrind's, scripts/valgrind.sh) gets longer to start and stop. */
+    const char *slow = getenv("PORTICO_TEST_START_MS");
+    if (slow != NULL && atoi(slow) > 0) {
+        h->start_timeout_ms = atoi(slow);
+        h->stop_timeout_ms = atoi(slow);
+    }
     h->bin = getenv("PORTICO_BIN");
     if (h->bin == NULL || h->bin[0] == '\0') {
         h->bin = "build/portico";
