@@ -153,7 +153,8 @@ valgrind: deps
 	    $(BUILD)/tests/integration/$(VALGRIND_TEST)
 	@./scripts/valgrind.sh $(BUILD) $(BUILD)/tests/integration/$(VALGRIND_TEST)
 
-bench: deps
+bench:
+	@./scripts/deps.sh bench
 	@$(MAKE) --no-print-directory $(BUILD)/portico
 	@./scripts/bench.sh
 

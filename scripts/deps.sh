@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs the Debian packages Portico needs to build and test, and those `make bench` needs.
+# Installs the Debian packages Portico needs to build and test; `scripts/deps.sh bench` also
+# those `make bench` needs (make test does not: CI need not install the peers and perf).
 # Quick when all are present: it asks dpkg first and calls apt-get only for what is missing.
 set -eu
 
@@ -13,6 +14,7 @@ nghttp2-client python3-h2"
 BENCH_PACKAGES="nginx haproxy wrk linux-perf strace python3 util-linux"
 
 missing=""
+[ "${1:-}" = bench ] || BENCH_PACKAGES=""
 for p in $PACKAGES $BENCH_PACKAGES; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
         missing="$missing $p"
