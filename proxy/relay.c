@@ -568,7 +568,8 @@ void relay_connect(struct exchange *ex)
 {
     ex->attempts++;
     if (!ex->retried) {
-        uint64_t owner = ex->ds.pipelined ? 0 : ex->ds.peer->conn_id;
+        /* Its own connection back first, if it may have one: looking for it walks the pool. */
+        uint64_t owner = ex->ds.pipelined || ex->ds.first ? 0 : ex->ds.peer->conn_id;
         ex->uc = upconn_take_idle(ex->loop, ex->up_index, ex->origin, owner, ex->now);
         ex->reused = ex->uc != NULL;
         if (ex->uc) {

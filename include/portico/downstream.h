@@ -100,6 +100,8 @@ struct downstream {
     enum proto proto;
     bool pipelined;                    /* the request was buffered before the previous response
                                           ended: it is not the user's reply to that response */
+    bool first;                        /* the first request of its client connection, which
+                                          has released no origin connection to take back */
     bool body_until_eof;               /* a head without Content-Length still has a body, which
                                           ends with exchange_request_eof() (an HTTP/2 stream
                                           without END_STREAM on its HEADERS) */
