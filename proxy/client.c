@@ -469,7 +469,7 @@ static void parse_head(struct client *c)
     c->proto = req.minor >= 1 ? PROTO_HTTP11 : PROTO_HTTP10;
     c->close_after = false;
     struct downstream ds = {.ops = &h1_ops, .ctx = c, .peer = &c->peer, .proto = c->proto,
-                            .pipelined = c->pipelined};
+                            .pipelined = c->pipelined, .first = c->requests == 0};
     c->pipelined = false;
     struct exchange *ex = exchange_start(c->loop, &ds, p, (size_t)rc, &req, c->head_start_us);
     if (!ex) {
@@ -637,10 +637,10 @@ static void state_expired(struct client *c)
 /* The peer's ip text and port; the "ip:port" text is made only when a log line needs it. */
 static uint16_t split_peer(struct client *c, const struct sockaddr *sa)
 {
-    snprintf(c->ip, sizeof(c->ip), "?");
+    memcpy(c->ip, "?", 2);
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &v4->sin_addr, c->ip, sizeof(c->ip));
+        ipv4_str(&v4->sin_addr, c->ip);
         return ntohs(v4->sin_port);
     }
     if (sa->sa_family == AF_INET6) {

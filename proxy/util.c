@@ -251,6 +251,21 @@ int numeric_sockaddr(const char *host, uint16_t port, struct sockaddr_storage *s
     return -1;
 }
 
+void ipv4_str(const void *addr, char *buf)
+{
+    const unsigned char *b = addr;
+    char *p = buf;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = b[i];
+        if (v >= 100)
+            *p++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *p++ = (char)('0' + v / 10 % 10);
+        *p++ = (char)('0' + v % 10);
+        *p++ = i < 3 ? '.' : '\0';
+    }
+}
+
 const char *ip_port_str(const char *ip, unsigned port, char *buf, size_t bufsz)
 {
     bool v6 = strchr(ip, ':') != NULL;

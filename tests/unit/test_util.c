@@ -343,6 +343,29 @@ static void test_sockaddr_str_edges(void **state)
     assert_string_equal(sockaddr_str((struct sockaddr *)&sa, buf, sizeof(buf)), "unix");
 }
 
+/* ipv4_str writes what inet_ntop writes: the edges of each octet's digit count, then a walk
+ * through the address space with a stride prime to 2^32. */
+static void test_ipv4_str(void **state)
+{
+    (void)state;
+    static const uint32_t rows[] = {0x00000000, 0xffffffff, 0x7f000001, 0x0a09630c, 0x64636263,
+                                    0xc0a80001, 0x01020304, 0x090a6364};
+    char want[INET_ADDRSTRLEN], got[16];
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct in_addr a = {htonl(rows[i])};
+        inet_ntop(AF_INET, &a, want, sizeof(want));
+        ipv4_str(&a, got);
+        assert_string_equal(got, want);
+    }
+    uint32_t v = 12345;
+    for (int i = 0; i < 100000; i++, v += 2654435761u) {
+        struct in_addr a = {v};
+        inet_ntop(AF_INET, &a, want, sizeof(want));
+        ipv4_str(&a, got);
+        assert_string_equal(got, want);
+    }
+}
+
 static void test_buf_appendf(void **state)
 {
     char buf[8];
@@ -394,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_split_host_port_small_buffer),
         cmocka_unit_test(test_numeric_sockaddr),
         cmocka_unit_test(test_sockaddr_str_edges),
+        cmocka_unit_test(test_ipv4_str),
         cmocka_unit_test(test_buf_appendf),
         cmocka_unit_test(test_span_ieq),
     };
