@@ -59,6 +59,7 @@
     X(CS_EXCHANGE, "exchange")                                                                     \
     X(CS_CLOSING, "closing")                                                                       \
     X(CS_LINGER, "linger")                                                                         \
+    X(CS_QUIET_CLOSE, "quiet close") /* asked to close, all read: closed from the loop */       \
     X(CS_H2, "h2")                 /* ALPN h2 or h2c: h2.c has the sock's events */            \
     X(CS_TUNNEL, "tunnel")         /* after a 101: the tunnel owns the traffic until it ends */ \
     X(CS_RESETTING, "resetting")   /* a fault's reset: closed with RST from the loop */
@@ -87,6 +88,7 @@ struct client {
     enum proto proto;                  /* of the current request */
     bool close_after;                  /* the response in flight ends with the connection */
     bool pipelined;                    /* the next head was buffered when the last answer ended */
+    bool closes_quietly;               /* the client asked to close: no lingering (linger()) */
 };
 
 static void client_cb(void *arg, enum sock_event ev);
@@ -97,6 +99,7 @@ static const enum conn_state gauge_state[] = {
     [CS_HANDSHAKE] = CONN_HANDSHAKE, [CS_IDLE] = CONN_IDLE,     [CS_HEAD] = CONN_ACTIVE,
     [CS_EXCHANGE] = CONN_ACTIVE,     [CS_CLOSING] = CONN_ACTIVE, [CS_LINGER] = CONN_ACTIVE,
     [CS_H2] = CONN_ACTIVE,           [CS_TUNNEL] = CONN_ACTIVE, [CS_RESETTING] = CONN_ACTIVE,
+    [CS_QUIET_CLOSE] = CONN_ACTIVE,
 };
 
 /* Moves c in the client connections gauge. The admin listener's connections are not client
@@ -136,6 +139,7 @@ static void set_state(struct client *c, enum client_state s)
         ms = LINGER_MS;
         break;
     case CS_RESETTING:
+    case CS_QUIET_CLOSE:
         ms = 0; /* the close comes from the loop, never from inside the exchange */
         break;
     }
@@ -189,9 +193,18 @@ void clients_close_all(struct loop *l)
 
 static void linger(struct client *c)
 {
-    /* Close our side only, then read and discard until the client closes: a close() with
-     * unread request bytes would send a reset that can destroy the response in flight. Over
-     * TLS a close_notify goes first. */
+    /* A client that asked to close, whose request was read to its end and who sent nothing
+     * more, gets a plain close() (FIN): no reset can come of unread bytes, and the shutdown,
+     * the read of its FIN and a failed epoll_ctl are 3 system calls of 11.5 per
+     * connection-per-request. */
+    if (c->closes_quietly && evbuffer_get_length(c->sock.in) == 0) {
+        sock_read(&c->sock, false); /* its FIN need not be read: close() follows at once */
+        set_state(c, CS_QUIET_CLOSE);
+        return;
+    }
+    /* Otherwise close our side only, then read and discard until the client closes: a close()
+     * with unread request bytes would send a reset that can destroy the response in flight.
+     * Over TLS a close_notify goes first. */
     sock_shutdown(&c->sock);
     evbuffer_drain(c->sock.in, SIZE_MAX);
     sock_set_read_limit(&c->sock, 0);
@@ -324,6 +337,7 @@ static void ds_done(void *ctx, enum exchange_end end)
     /* END_DROP: what went (1xx at most) is flushed, then FIN, like any close. Draining, a
      * request already received is still answered: that answer's head says Connection: close. */
     bool next_buffered = evbuffer_get_length(c->sock.in) > 0;
+    c->closes_quietly = end == END_CLOSE_ASKED && !c->sock.ssl;
     if (end != END_KEEP || c->close_after || (c->loop->state != LOOP_RUNNING && !next_buffered)) {
         start_closing(c);
         return;
@@ -626,6 +640,7 @@ static void state_expired(struct client *c)
         break;
     case CS_CLOSING:
     case CS_LINGER:
+    case CS_QUIET_CLOSE:
         client_close(c, "closed");
         break;
     case CS_RESETTING:

@@ -534,9 +534,11 @@ void ex_settle(struct exchange *ex)
     static const enum exchange_end ends[] = {
         [OUTCOME_ABORTED] = END_ABORT, [OUTCOME_DROPPED] = END_DROP, [OUTCOME_RESET] = END_RESET,
     };
-    enum exchange_end end = ex->outcome != OUTCOME_DONE ? ends[ex->outcome]
-                            : ex->close_client || ex->req_state != REQ_DONE ? END_CLOSE
-                                                                            : END_KEEP;
+    enum exchange_end end = ex->outcome != OUTCOME_DONE       ? ends[ex->outcome]
+                            : ex->req_state != REQ_DONE       ? END_CLOSE
+                            : ex->client_closes               ? END_CLOSE_ASKED
+                            : ex->close_client                ? END_CLOSE
+                                                              : END_KEEP;
     struct downstream ds = ex->ds;
     exchange_free(ex);
     if (tunnel)
@@ -636,6 +638,7 @@ static bool admissible(struct exchange *ex)
         ex_refuse(ex, err.status, err.reason, true);
         return false;
     }
+    ex->client_closes = !ex->info.keep_alive;
     enum h1_framing in = ex->info.framing;
     if (in == H1_BODY_NONE && ex->ds.body_until_eof) {
         /* A body that ends when the downstream says so (HTTP/2 without content-length): read

@@ -51,6 +51,8 @@ struct body_sink {
 #define EXCHANGE_END_LIST(X)                                                                       \
     X(END_KEEP, "keep")       /* response complete: the connection may serve the next request */ \
     X(END_CLOSE, "close")     /* response complete: close after flushing it */                   \
+    X(END_CLOSE_ASKED, "close asked") /* the same, and the client asked for it (Connection:      \
+                                         close, HTTP/1.0) after a request read to its end */     \
     X(END_ABORT, "abort")     /* response cut short: the client must see it failed */         \
     X(END_DROP, "drop")       /* no response (a fault's drop): close after what went (FIN) */  \
     X(END_RESET, "reset")     /* a fault's reset: close at once with RST, nothing more sent */

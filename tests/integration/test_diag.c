@@ -826,6 +826,22 @@ static void test_connections_interim_reload(void **state)
                 == -1); /* no such series: nothing was relayed */
     assert_true(scrape(h, "portico_continue_synthesized_total") == 1);
 
+    /* A client that asked to close, its request read to its end, is closed at once (FIN), even
+     * while it keeps its own end open: no lingering for its FIN (up to 2 s otherwise). */
+    c = px_connect_port(harness_port(h, "listen"));
+    assert_int_equal(
+        raw_send_str(c, "GET /plain/q HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+    int64_t t0 = tu_now_ms();
+    static const char *const open_series[] = {"portico_client_connections_active"};
+    wait_series(h, open_series, (const double[]){0}, 1);
+    if (tu_now_ms() - t0 > 1000)
+        fail_msg("the connection stayed %lld ms after its answer", (long long)(tu_now_ms() - t0));
+    raw_close(c);
+
     /* A reload (SIGHUP) of the same file: counted as ok, the generation moves to 2. */
     assert_true(scrape(h, "portico_config_reloads_total{result=\"ok\"}") == 0);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
