@@ -147,6 +147,10 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     }
 }
 
+/* Why a stream that had begun its exchange turned out malformed (its DATA broke its
+ * content-length, or its trailers broke the rules): logged as 400 with this detail. */
+#define MALFORMED_AFTER_HEAD "malformed after its head (content-length or trailers, RFC 9113 8.1.1)"
+
 /* A field nghttp2 would ignore (a name that is not a token): malformed here, like any other. */
 static int on_invalid_header(nghttp2_session *session, const nghttp2_frame *frame,
                              const uint8_t *name, size_t name_len, const uint8_t *value,
@@ -174,8 +178,7 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
         h2_stream_malformed(s, error == NGHTTP2_ERR_HTTP_HEADER
                               ? "invalid field or pseudo-header field (RFC 9113 8.2, 8.3)"
                               : "missing or invalid pseudo-header fields (RFC 9113 8.3.1)");
-    else if (error == NGHTTP2_ERR_HTTP_MESSAGING && !s->malformed)
-        s->malformed = "content-length disagrees with the DATA received";
+    /* Later in the stream (bad trailers), nghttp2's own reset says so: on_frame_send. */
     return 0;
 }
 
@@ -270,7 +273,7 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
      * 8.1.1). Each is a started request thrown away: charged like a reset. */
     if (s && frame->hd.type == NGHTTP2_RST_STREAM &&
         frame->rst_stream.error_code == NGHTTP2_PROTOCOL_ERROR && !s->malformed) {
-        s->malformed = "malformed after its head (content-length or trailers, RFC 9113 8.1.1)";
+        s->malformed = MALFORMED_AFTER_HEAD;
         metrics_add(h->loop->metrics, M_H2_MALFORMED, 1);
         h2_charge(h, FLOOD_RESET);
     }
