@@ -151,12 +151,15 @@ void fmt_json_str(struct fmt_buf *b, const char *str, size_t n, size_t max)
     *o++ = '"';
     size_t i = 0;
     while (i < n) {
-        if (json_plain[s[i]]) {        /* the common case, one byte at a time: runs are short */
-            if (used == limit)
-                break;                 /* cut */
-            o[used++] = (char)s[i++];
-            continue;
-        }
+        /* The common case: a run of plain bytes, found first and copied at once. */
+        size_t run = 0, most = n - i < limit - used ? n - i : limit - used;
+        while (run < most && json_plain[s[i + run]])
+            run++;
+        memcpy(o + used, s + i, run);
+        used += run;
+        i += run;
+        if (i == n || used == limit)
+            break;                     /* done, or cut */
         unsigned char c = s[i];
         size_t seq = c >= 0x80 ? fmt_utf8_len(s + i, n - i) : 0;
         if (seq) {

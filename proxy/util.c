@@ -268,11 +268,30 @@ void ipv4_str(const void *addr, char *buf)
 
 const char *ip_port_str(const char *ip, unsigned port, char *buf, size_t bufsz)
 {
-    bool v6 = strchr(ip, ':') != NULL;
-    if (port == 0)
+    /* By hand: once per access-log line, where snprintf cost ~1,000 instructions. */
+    size_t n = strlen(ip);
+    bool v6 = memchr(ip, ':', n) != NULL;
+    if (bufsz < n + 10) { /* brackets, colon, 5 digits, NUL: never for a real address */
         snprintf(buf, bufsz, "%s", ip);
-    else
-        snprintf(buf, bufsz, v6 ? "[%s]:%u" : "%s:%u", ip, port);
+        return buf;
+    }
+    char *p = buf;
+    if (port && v6)
+        *p++ = '[';
+    memcpy(p, ip, n);
+    p += n;
+    if (port) {
+        if (v6)
+            *p++ = ']';
+        *p++ = ':';
+        char digits[8];
+        int k = 0;
+        for (unsigned v = port; v; v /= 10)
+            digits[k++] = (char)('0' + v % 10);
+        while (k)
+            *p++ = digits[--k];
+    }
+    *p = '\0';
     return buf;
 }
 

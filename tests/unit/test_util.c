@@ -366,6 +366,34 @@ static void test_ipv4_str(void **state)
     }
 }
 
+/* The peer as logs show it: brackets around IPv6 with a port, the ip alone without one, and a
+ * buffer too small for the port gets the ip cut to fit rather than an overrun. */
+static void test_ip_port_str(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *ip;
+        unsigned port;
+        size_t size;
+        const char *want;
+    } rows[] = {
+        {"127.0.0.1", 50312, 64, "127.0.0.1:50312"},
+        {"10.0.0.1", 1, 64, "10.0.0.1:1"},
+        {"::1", 8080, 64, "[::1]:8080"},
+        {"2001:db8::ff00:42:8329", 65535, 64, "[2001:db8::ff00:42:8329]:65535"},
+        {"127.0.0.1", 0, 64, "127.0.0.1"},
+        {"::1", 0, 64, "::1"},
+        {"127.0.0.1", 80, 12, "127.0.0.1"},
+        {"127.0.0.1", 80, 6, "127.0"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char buf[64];
+        memset(buf, 'x', sizeof(buf));
+        assert_ptr_equal(ip_port_str(rows[i].ip, rows[i].port, buf, rows[i].size), buf);
+        assert_string_equal(buf, rows[i].want);
+    }
+}
+
 static void test_buf_appendf(void **state)
 {
     char buf[8];
@@ -418,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_numeric_sockaddr),
         cmocka_unit_test(test_sockaddr_str_edges),
         cmocka_unit_test(test_ipv4_str),
+        cmocka_unit_test(test_ip_port_str),
         cmocka_unit_test(test_buf_appendf),
         cmocka_unit_test(test_span_ieq),
     };
