@@ -860,7 +860,7 @@ int fault_cidr_list(const char *text, struct fault_cidr *out, int max, char *why
             bits = width;
         }
         if (!ok) {
-            snprintf(why, size, "'%.*s' is not an address or CIDR block (10.0.0.0/8, ::1)",
+            snprintf(why, size, "'%.*s' is not an address or CIDR block (127.0.0.0/8, ::1)",
                      (int)MIN(e - b, 80), b);
             return -1;
         }

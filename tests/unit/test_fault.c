@@ -141,8 +141,8 @@ static const struct {
     {"header", "X-Test-User=alice", NULL},
     {"header", "X-Test-User", NULL},                    /* present, any value */
     {"header", "X Test=1", "expected a field name"},
-    {"client", "10.0.0.0/8, ::1", NULL},
-    {"client", "10.0.0.0/33", "not an address or CIDR"},
+    {"client", "127.0.0.0/8, ::1", NULL},
+    {"client", "127.0.0.0/33", "not an address or CIDR"},
     {"client", "localhost", "'localhost' is not an address"},
     {"headers", "Retry-After: 120", NULL},
     {"headers", "Retry-After 120", "expected 'Name: value'"},
@@ -363,15 +363,15 @@ static const struct {
     {"127.0.0.0/8, ::1", "127.0.0.1", true},     /* the default header_control_clients */
     {"127.0.0.0/8, ::1", "127.255.1.2", true},
     {"127.0.0.0/8, ::1", "::1", true},
-    {"127.0.0.0/8, ::1", "10.0.0.1", false},
+    {"127.1.0.0/16, ::1", "127.2.0.1", false},
     {"127.0.0.1", "::1", false},                  /* an IPv4 block never holds an IPv6 client */
     {"127.0.0.1/32", "127.0.0.2", false},
     {"127.0.0.0/8", "::ffff:127.0.0.1", true},    /* v4-mapped is IPv4 */
-    {"10.1.2.0/23", "10.1.3.255", true},          /* a mask inside a byte */
-    {"10.1.2.0/23", "10.1.4.0", false},
-    {"0.0.0.0/0", "192.0.2.1", true},
-    {"fd00::/8", "fd12::1", true},
-    {"fd00::/8", "fe80::1", false},
+    {"127.1.2.0/23", "127.1.3.255", true},        /* a mask inside a byte */
+    {"127.1.2.0/23", "127.1.4.0", false},
+    {"0.0.0.0/0", "127.9.9.9", true},
+    {"::/127", "::1", true},                      /* IPv6 masks */
+    {"::/128", "::1", false},
 };
 
 static void test_cidr(void **state)
@@ -407,7 +407,7 @@ static const struct {
     const char *route, *host, *path, *method, *client;
     bool match;
 } match_rows[] = {
-    {"", "shop", "a.example", "/", "GET", "10.0.0.1", true},             /* no matcher: all */
+    {"", "shop", "a.example", "/", "GET", "127.0.0.1", true},            /* no matcher: all */
     {"route=shop", "shop", NULL, "/", "GET", NULL, true},
     {"route=shop", "blog", NULL, "/", "GET", NULL, false},
     {"route=shop", NULL, NULL, "/", "GET", NULL, false},                 /* not routed */
@@ -425,9 +425,9 @@ static const struct {
     {"header=X-Test-User=Alice", NULL, NULL, "/", "GET", NULL, false},     /* values: exact */
     {"header=X-Test-User", NULL, NULL, "/", "GET", NULL, true},
     {"header=X-Other", NULL, NULL, "/", "GET", NULL, false},
-    {"client=10.0.0.0/8", NULL, NULL, "/", "GET", "10.9.9.9", true},
-    {"client=10.0.0.0/8", NULL, NULL, "/", "GET", "11.0.0.1", false},
-    {"client=10.0.0.0/8", NULL, NULL, "/", "GET", NULL, false},            /* unknown client */
+    {"client=127.8.0.0/16", NULL, NULL, "/", "GET", "127.8.9.9", true},
+    {"client=127.8.0.0/16", NULL, NULL, "/", "GET", "127.9.0.1", false},
+    {"client=127.8.0.0/16", NULL, NULL, "/", "GET", NULL, false},          /* unknown client */
     /* all must hold: the checkout rule, and each matcher failing alone */
     {"route=shop\nprefix=/checkout\nmethod=POST\nheader=X-Test-User=alice\nclient=::1",
      "shop", NULL, "/checkout", "POST", "::1", true},
@@ -835,7 +835,7 @@ static const struct {
      UP "[faults]\nheader_control = maybe\nheader_control_clients = localhost\nseed = -1\n",
      {"test.ini:4: header_control: 'maybe' is not on/off",
       "test.ini:5: header_control_clients: 'localhost' is not an address or CIDR block "
-      "(10.0.0.0/8, ::1)",
+      "(127.0.0.0/8, ::1)",
       "test.ini:6: seed: '-1' is not a whole number between 0 and 18446744073709551615"}},
     {"an admin listener off loopback needs a token",
      "[proxy]\nadmin_listen = 0.0.0.0:9901\n" UP,

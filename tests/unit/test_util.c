@@ -185,7 +185,7 @@ static const struct {
 } hp_rows[] = {
     {"127.0.0.1:8080", "127.0.0.1", 8080, NULL},      /* IPv4 */
     {"[::1]:8080", "::1", 8080, NULL},                /* IPv6 in brackets, brackets dropped */
-    {"[2001:db8::1]:443", "2001:db8::1", 443, NULL},  /* longer IPv6 */
+    {"[0:0:0:0:0:0:0:1]:443", "0:0:0:0:0:0:0:1", 443, NULL}, /* longer IPv6 */
     {"[::ffff:127.1.2.3]:80", "::ffff:127.1.2.3", 80, NULL}, /* IPv4-mapped IPv6 */
     {"example.com:80", "example.com", 80, NULL},      /* name */
     {"my_host-1.internal:1", "my_host-1.internal", 1, NULL}, /* '_' and '-' in names, port 1 */
@@ -299,7 +299,7 @@ static const struct {
     {"127.0.0.1", 8080, 0, AF_INET, "127.0.0.1:8080"},   /* IPv4 */
     {"0.0.0.0", 1, 0, AF_INET, "0.0.0.0:1"},             /* any address */
     {"::1", 443, 0, AF_INET6, "[::1]:443"},              /* IPv6 loopback gets brackets */
-    {"2001:DB8::1", 80, 0, AF_INET6, "[2001:db8::1]:80"}, /* normalized by inet_ntop */
+    {"0:0:0:0:0:0:0:1", 80, 0, AF_INET6, "[::1]:80"},     /* normalized by inet_ntop */
     {"localhost", 80, -1, 0, NULL},                      /* names are not numeric */
     {"1.2.3", 80, -1, 0, NULL},                          /* inet_aton shorthand refused */
     {"127.1.2.256", 80, -1, 0, NULL},                      /* octet out of range */
@@ -335,9 +335,9 @@ static void test_sockaddr_str_edges(void **state)
     char small[8];
     char buf[64];
     (void)state;
-    assert_int_equal(numeric_sockaddr("255.255.255.255", 65535, &sa, &len), 0);
+    assert_int_equal(numeric_sockaddr("127.255.255.255", 65535, &sa, &len), 0);
     assert_ptr_equal(sockaddr_str((struct sockaddr *)&sa, small, sizeof(small)), small);
-    assert_string_equal(small, "255.255"); /* truncated, NUL-terminated */
+    assert_string_equal(small, "127.255"); /* truncated, NUL-terminated */
     memset(&sa, 0, sizeof(sa));
     sa.ss_family = AF_UNIX;
     assert_string_equal(sockaddr_str((struct sockaddr *)&sa, buf, sizeof(buf)), "unix");
@@ -378,9 +378,9 @@ static void test_ip_port_str(void **state)
         const char *want;
     } rows[] = {
         {"127.0.0.1", 50312, 64, "127.0.0.1:50312"},
-        {"10.0.0.1", 1, 64, "10.0.0.1:1"},
+        {"127.0.0.2", 1, 64, "127.0.0.2:1"},
         {"::1", 8080, 64, "[::1]:8080"},
-        {"2001:db8::ff00:42:8329", 65535, 64, "[2001:db8::ff00:42:8329]:65535"},
+        {"0:0:0:0:0:0:0:1", 65535, 64, "[0:0:0:0:0:0:0:1]:65535"},
         {"127.0.0.1", 0, 64, "127.0.0.1"},
         {"::1", 0, 64, "::1"},
         {"127.0.0.1", 80, 12, "127.0.0.1"},
