@@ -33,12 +33,6 @@ static const struct key_row key_rows[FK_COUNT] = {
 #undef X
 };
 
-static const char *const delay_kind_names[] = {
-#define X(id, nm) [id] = nm,
-    FAULT_DELAY_LIST(X)
-#undef X
-};
-
 int fault_key_find(const char *name)
 {
     for (int k = 0; k < FK_COUNT; k++)
@@ -60,11 +54,6 @@ enum fault_key_kind fault_key_kind(enum fault_key k)
 bool fault_key_repeatable(enum fault_key k)
 {
     return (unsigned)k < FK_COUNT && key_rows[k].repeatable;
-}
-
-const char *fault_delay_kind_name(enum fault_delay_kind k)
-{
-    return (unsigned)k < ARRAY_LEN(delay_kind_names) ? delay_kind_names[k] : "unknown";
 }
 
 /* ---- the text store ---- */

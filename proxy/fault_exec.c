@@ -161,6 +161,7 @@ static void from_rules(struct exchange *ex)
     if (!n)
         return;
     struct fault_addr client;
+    bool client_parsed = false; /* only when a rule has client=: most have not */
     struct fault_request q = {
         .route = ex->route->name,
         .host = ex->host,
@@ -170,11 +171,18 @@ static void from_rules(struct exchange *ex)
         .method = ex->req.method_id,
         .fields = ex->req.fields,
         .nfields = ex->req.nfields,
-        .client = fault_addr_parse(ex->ds.peer->ip, &client) == 0 ? &client : NULL,
     };
     for (int i = 0; i < n; i++) {
         struct fault_entry *e = fault_table_entry(t, i);
         struct fault_pick pick;
+        /* A rule deleted over the admin API stays in the table until a reload: skip it before
+         * matching, which costs a host key and a header scan. */
+        if (atomic_load_explicit(&e->state.deleted, memory_order_relaxed))
+            continue;
+        if (e->rule.nclients && !client_parsed) {
+            client_parsed = true;
+            q.client = fault_addr_parse(ex->ds.peer->ip, &client) == 0 ? &client : NULL;
+        }
         if (!fault_match(&e->rule, &q) ||
             !fault_decide(&e->rule, &e->state, now_ms_of(ex), fault_table_rng(t), &pick))
             continue;

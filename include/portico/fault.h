@@ -350,6 +350,5 @@ void fault_release(struct fault_state *s);
 
 /* Names of enum values. Never NULL. */
 const char *fault_phase_name(enum fault_phase p);
-const char *fault_delay_kind_name(enum fault_delay_kind k);
 
 #endif
