@@ -467,7 +467,7 @@ static uint64_t next_deadline(const struct h2_conn *h, uint32_t *code, const cha
         CANDIDATE(h->head_since + cfg->client_header_timeout_ms * 1000,
                   NGHTTP2_ENHANCE_YOUR_CALM,
                   "header block not complete within client_header_timeout", FLOOD_CONTINUATION);
-    if (h->nstreams == 0)
+    if (TAILQ_EMPTY(&h->streams))
         CANDIDATE(h->idle_since + cfg->keepalive_timeout_ms * 1000, NGHTTP2_NO_ERROR, "idle",
                   FLOOD_COUNT);
     const struct h2_stream *s;
@@ -485,9 +485,11 @@ static void arm_timer(struct h2_conn *h, uint64_t now)
     const char *why;
     enum flood kind;
     uint64_t t = next_deadline(h, &code, &why, &kind);
-    event_del(&h->timer);
-    if (t == UINT64_MAX)
+    if (t == UINT64_MAX) {
+        event_del(&h->timer);
         return;
+    }
+    /* evtimer_add moves a pending timer: no del first (this runs after every callback) */
     struct timeval tv = tv_from_us(t > now ? t - now : 0);
     evtimer_add(&h->timer, &tv);
 }

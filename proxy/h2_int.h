@@ -87,7 +87,6 @@ struct h2_conn {
     struct h2_owner owner;
     nghttp2_session *session;
     struct h2_stream_list streams;
-    unsigned nstreams;
     struct event later;                /* deferred flush and end, from the loop */
     struct event timer;                /* the earliest connection deadline */
     int depth;                         /* inside one of our callbacks: flush at its end */

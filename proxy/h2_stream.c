@@ -52,7 +52,6 @@ struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
     h2_request_init(&s->req, h->cfg->max_header_size);
     evtimer_assign(&s->body_timer, h->loop->base, body_timer_cb, s);
     TAILQ_INSERT_TAIL(&h->streams, s, link);
-    h->nstreams++;
     metrics_add(h->loop->metrics, M_H2_STREAMS, 1);
     return s;
 }
@@ -72,7 +71,7 @@ void h2_stream_free(struct h2_stream *s, const char *why)
     evbuffer_free(s->body);
     h2_request_free(&s->req);
     TAILQ_REMOVE(&h->streams, s, link);
-    if (--h->nstreams == 0)
+    if (TAILQ_EMPTY(&h->streams))
         h->idle_since = now_us();
     free(s);
 }
