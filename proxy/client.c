@@ -144,7 +144,7 @@ static void set_state(struct client *c, enum client_state s)
         break;
     }
     /* Most requests move the deadline later (idle, head, idle again...): no timer operation. */
-    sock_set_deadline(&c->sock, ms < 0 ? 0 : now_us() + (uint64_t)ms * 1000);
+    sock_set_deadline(&c->sock, ms < 0 ? 0 : sock_now_us() + (uint64_t)ms * 1000);
 }
 
 /* The one teardown: the exchange (if any) is cancelled and logged, everything freed. */
