@@ -679,8 +679,7 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     }
     if (ssl)
         SSL_set_accept_state(ssl);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* TCP_NODELAY comes from the listener (listener.c). */
     /* sock_init owns fd and ssl from here, and frees both itself when it fails. */
     if (sock_init(&c->sock, l->clock, fd, ssl, client_cb, c) != 0) {
         free(c);
