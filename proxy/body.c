@@ -23,11 +23,21 @@ void body_init(struct body_relay *r, enum h1_framing in, uint64_t content_length
 }
 
 /* Moves n payload bytes, framed as one chunk when re-encoding. */
+#define SMALL_COPY 1024 /* bytes of body copied rather than moved as a chain */
+
 static void move_data(struct body_relay *r, struct evbuffer *in, struct evbuffer *out, size_t n)
 {
     if (r->out_chunked)
         evbuffer_add_printf(out, "%zx\r\n", n);
-    evbuffer_remove_buffer(in, out, n);
+    if (n <= SMALL_COPY) {
+        /* Copied behind what out already holds (the response head, mostly): one span, so one
+         * send() instead of a sendmsg() of two; moving the chain would save only this copy. */
+        char small[SMALL_COPY];
+        evbuffer_remove(in, small, n);
+        evbuffer_add(out, small, n);
+    } else {
+        evbuffer_remove_buffer(in, out, n);
+    }
     if (r->out_chunked)
         evbuffer_add(out, "\r\n", 2);
     r->bytes += n;
