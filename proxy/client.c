@@ -144,7 +144,7 @@ static void set_state(struct client *c, enum client_state s)
         break;
     }
     /* Most requests move the deadline later (idle, head, idle again...): no timer operation. */
-    sock_set_deadline(&c->sock, ms < 0 ? 0 : sock_now_us() + (uint64_t)ms * 1000);
+    sock_set_deadline(&c->sock, ms < 0 ? 0 : event_now_us() + (uint64_t)ms * 1000);
 }
 
 /* The one teardown: the exchange (if any) is cancelled and logged, everything freed. */
@@ -234,7 +234,7 @@ static void head_error(struct client *c, int status, const char *reason)
     };
     long body = errpage_write(c->sock.out, &e);
     struct timings t = {0};
-    timings_set(&t, TIMING_TOTAL, c->head_start_us ? now_us() - c->head_start_us : 0);
+    timings_set(&t, TIMING_TOTAL, c->head_start_us ? event_now_us() - c->head_start_us : 0);
     metrics_request_done(c->loop->metrics,
                          &(struct metrics_sample){-1, -1, status, FAIL_NONE, &t});
     if (log_enabled()) {
@@ -450,7 +450,7 @@ static void parse_head(struct client *c)
     if (len == 0 || !may_parse(c))
         return;
     if (c->state == CS_IDLE) {
-        c->head_start_us = now_us();
+        c->head_start_us = event_now_us();
         set_state(c, CS_HEAD);
     }
     size_t n = MIN(len, (size_t)cfg->max_header_size);

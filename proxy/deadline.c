@@ -119,7 +119,8 @@ static void put(struct deadline *d, uint64_t at, uint64_t now)
 static void clock_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct deadline_clock *c = arg;
-    uint64_t now = now_us();
+    event_begin(); /* one clock read for every callback of the pass */
+    uint64_t now = event_now_us();
 
     (void)fd, (void)what;
     c->ev_at = 0;
@@ -133,6 +134,7 @@ static void clock_cb(evutil_socket_t fd, short what, void *arg)
     c->in_pass = false;
     if (c->root)
         clock_arm(c, c->root->armed, now);
+    event_end();
 }
 
 struct deadline_clock *deadline_clock_new(struct event_base *base)

@@ -100,7 +100,7 @@
 
 void ex_arm(struct deadline *d, uint64_t ms)
 {
-    uint64_t now = now_us();
+    uint64_t now = event_now_us();
     deadline_set(d, now + ms * 1000, now);
 }
 
@@ -249,7 +249,7 @@ static void phase_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct exchange *ex = arg;
-    ex->now = now_us();
+    ex->now = event_now_us();
     if (!deadline_due(&ex->phase_timer, ex->now))
         return; /* early, or cleared: nothing happened */
     enum phase p = ex->pc.current;
@@ -264,7 +264,7 @@ static void total_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct exchange *ex = arg;
-    ex->now = now_us();
+    ex->now = event_now_us();
     if (!deadline_due(&ex->total_timer, ex->now))
         return; /* early, or cleared: nothing happened */
     uint64_t limit = ex->up->timers_ms[TIMER_TOTAL];
@@ -590,7 +590,7 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
     ex->cfg = l->cfg;
     ex->ds = *ds;
     ex->t0 = received_us;
-    ex->now = now_us();
+    ex->now = event_now_us();
     ex->origin = -1;
     ex->route_index = -1;
     phase_enter(&ex->pc, PHASE_ROUTE, ex->now);
@@ -727,21 +727,21 @@ void ex_to_origin(struct exchange *ex)
 
 void exchange_run(struct exchange *ex)
 {
-    ex->now = now_us();
+    ex->now = event_now_us();
     run(ex);
     ex_settle(ex);
 }
 
 void exchange_request_readable(struct exchange *ex)
 {
-    ex->now = now_us();
+    ex->now = event_now_us();
     relay_request_body(ex);
     ex_settle(ex);
 }
 
 void exchange_request_eof(struct exchange *ex)
 {
-    ex->now = now_us();
+    ex->now = event_now_us();
     ex->req_eof = true;
     relay_request_body(ex);
     ex_settle(ex);
@@ -749,14 +749,14 @@ void exchange_request_eof(struct exchange *ex)
 
 void exchange_drained(struct exchange *ex)
 {
-    ex->now = now_us();
+    ex->now = event_now_us();
     relay_resume(ex);
     ex_settle(ex);
 }
 
 void exchange_request_timeout(struct exchange *ex)
 {
-    ex->now = now_us();
+    ex->now = event_now_us();
     ex->req_state = REQ_DONE; /* nothing more will be read */
     ex_refuse(ex, HTTP_REQUEST_TIMEOUT, "request body stalled longer than client_body_timeout",
               true);
@@ -765,7 +765,7 @@ void exchange_request_timeout(struct exchange *ex)
 
 void exchange_cancel(struct exchange *ex, enum http_status status, const char *why)
 {
-    ex->now = now_us();
+    ex->now = event_now_us();
     if (ex->outcome == OUTCOME_OPEN) {
         /* The client left before the response ended (nginx's 499), or its request broke its
          * own framing: nothing more is sent either way. */

@@ -484,7 +484,7 @@ static void fault_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct ex_fault *f = arg;
     struct exchange *ex = f->ex;
-    ex->now = now_us();
+    ex->now = event_now_us();
     if (!deadline_due(&f->timer, ex->now))
         return;
     if (f->throttled) {

@@ -168,7 +168,7 @@ void interim_continue_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct exchange *ex = arg;
-    ex->now = now_us();
+    ex->now = event_now_us();
     if (!deadline_due(&ex->continue_timer, ex->now))
         return;
     if (ex->req_state == REQ_GATED) {
@@ -182,7 +182,7 @@ void interim_processing_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct exchange *ex = arg;
-    ex->now = now_us();
+    ex->now = event_now_us();
     if (!deadline_due(&ex->processing_timer, ex->now))
         return;
     if (ex->resp_state == RESP_HEAD) {

@@ -485,7 +485,7 @@ static void origin_error(struct exchange *ex)
 static void origin_cb(void *arg, enum sock_event ev)
 {
     struct exchange *ex = arg;
-    ex->now = now_us();
+    ex->now = event_now_us();
     switch (ev) {
     case SOCK_READABLE:
         if (ex->resp_state == RESP_HEAD)
@@ -537,7 +537,7 @@ static void take_connection(struct exchange *ex)
 static void on_upconn_phase(void *arg, enum phase p)
 {
     struct exchange *ex = arg;
-    ex->now = now_us();
+    ex->now = event_now_us();
     ex_phase(ex, p);
     ex_settle(ex);
 }
@@ -545,7 +545,7 @@ static void on_upconn_phase(void *arg, enum phase p)
 static void on_upconn_ready(void *arg)
 {
     struct exchange *ex = arg;
-    ex->now = now_us();
+    ex->now = event_now_us();
     take_connection(ex);
     ex_settle(ex);
 }
@@ -553,7 +553,7 @@ static void on_upconn_ready(void *arg)
 static void on_upconn_error(void *arg, enum cause cause, const char *detail)
 {
     struct exchange *ex = arg;
-    ex->now = now_us();
+    ex->now = event_now_us();
     ex_fail(ex, ex->pc.current, cause, 0, "%s", detail);
     ex_settle(ex);
 }

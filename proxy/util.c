@@ -20,6 +20,27 @@ uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+static _Thread_local struct {
+    uint64_t at;
+    unsigned depth;
+} event_clock;
+
+uint64_t event_now_us(void)
+{
+    return event_clock.depth ? event_clock.at : now_us();
+}
+
+void event_begin(void)
+{
+    if (event_clock.depth++ == 0)
+        event_clock.at = now_us();
+}
+
+void event_end(void)
+{
+    event_clock.depth--;
+}
+
 uint64_t wall_ms(void)
 {
     struct timespec ts;
