@@ -52,6 +52,34 @@ static const struct {
     {"99999999999999999999999999x", 0, 0},          /* saturation does not excuse a bad unit */
 };
 
+/* Waits (bounded) until the monotonic clock has moved past t. */
+static uint64_t clock_after(uint64_t t)
+{
+    uint64_t now = now_us();
+    for (int i = 0; i < 10000000 && now <= t; i++)
+        now = now_us();
+    return now;
+}
+
+/* Inside an event the event clock stands at the time the event began, also in a nested
+ * bracket; outside one it is the clock itself. */
+static void test_event_clock(void **state)
+{
+    (void)state;
+    uint64_t before = now_us();
+    event_begin();
+    uint64_t at = event_now_us();
+    assert_true(at >= before);
+    assert_true(clock_after(at) > at);
+    assert_int_equal(event_now_us(), at); /* time passed, the event's time did not */
+    event_begin();                          /* nested: no new read */
+    assert_int_equal(event_now_us(), at);
+    event_end();
+    assert_int_equal(event_now_us(), at);
+    event_end();
+    assert_true(event_now_us() > at);        /* outside: the clock again */
+}
+
 static void test_parse_duration(void **state)
 {
     (void)state;
@@ -435,6 +463,7 @@ static void test_span_ieq(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_event_clock),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_bool),
