@@ -389,6 +389,14 @@ static void connected(struct upconn *c)
 {
     struct loop *l = c->loop;
     metrics_add(l->metrics, M_UPSTREAM_CONNECTS, 1);
+    /* Set once connected, before any byte is sent: a refused connect makes no calls for them. */
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* The kernel takes no more than this beyond what the origin's window lets out: once the
+     * origin stops reading, our writes stop too, and send_timeout counts from there instead
+     * of from the end of a send buffer Linux keeps growing (+40 ms on loopback). */
+    int notsent = UPSTREAM_NOTSENT_LOWAT;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &notsent, sizeof(notsent));
     SSL *ssl = NULL;
     if (c->up->tls) {
         c->ev->on_phase(c->arg, PHASE_TLS);
@@ -440,13 +448,6 @@ static void start_connect(struct upconn *c)
         report_error(c, cause_from_errno(err), "socket: %s", strerror(err));
         return;
     }
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    /* The kernel takes no more than this beyond what the origin's window lets out: once the
-     * origin stops reading, our writes stop too, and send_timeout counts from there instead
-     * of from the end of a send buffer Linux keeps growing (+40 ms on loopback). */
-    int notsent = UPSTREAM_NOTSENT_LOWAT;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &notsent, sizeof(notsent));
     if (connect(c->fd, (struct sockaddr *)&c->addr, c->addrlen) == 0) {
         connected(c);
         return;
