@@ -39,6 +39,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -456,6 +457,18 @@ static void start_connect(struct upconn *c)
         int err = errno;
         report_error(c, cause_from_errno(err), "connect to %s failed: %s", c->addr_text,
                      strerror(err));
+        return;
+    }
+    /* An origin on this host answers the SYN within connect(): its SYN-ACK or RST is in by now.
+     * A poll that does not wait tells which, and saves the loop turn and the two epoll_ctl
+     * calls of the event below (the second fails with EBADF after a refusal: the fd is closed
+     * before the loop applies its deletion). A remote origin pays this one poll per connect. */
+    struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+    if (poll(&pfd, 1, 0) == 1) {
+        if (pfd.revents & (POLLERR | POLLHUP))
+            connect_cb(c->fd, EV_WRITE, c); /* reads the error */
+        else
+            connected(c);
         return;
     }
     event_assign(&c->io_ev, c->loop->base, c->fd, EV_WRITE, connect_cb, c);
