@@ -569,12 +569,12 @@ static bool bodiless(int status)
     return status == HTTP_NO_CONTENT || status == HTTP_NOT_MODIFIED;
 }
 
-/* Room for the line below: a status, a reason phrase (128 bytes at most, fault.c) or the
- * registry's, a newline. */
+/* Room for the line below: a status, a reason phrase (128 bytes at most, fault.c), a newline. */
 #define ANSWER_LINE_MAX 256
 
-/* The answer's body: the rule's, else one line with the status and its phrase (in buf). Sets
- * *len. */
+/* The answer's body when it is not the error page's own: the rule's body, or the line with the
+ * status and the rule's reason (in buf). Sets *len. NULL: the page's line for a client error,
+ * "503 Service Unavailable\n", is the answer already (no body, no reason). */
 static const char *answer_body(const struct ex_fault *f, char buf[ANSWER_LINE_MAX], size_t *len)
 {
     const struct fault_rule *r = f->rule;
@@ -583,11 +583,13 @@ static const char *answer_body(const struct ex_fault *f, char buf[ANSWER_LINE_MA
         *len = strlen(body);
         return body;
     }
+    if (!r->reason)
+        return NULL;
     struct fmt_buf b;
     fmt_init(&b, buf, ANSWER_LINE_MAX);
     fmt_u64(&b, (uint64_t)f->pick.status);
     fmt_char(&b, ' ');
-    fmt_str(&b, r->reason ? fault_text(r, r->reason) : status_phrase(f->pick.status));
+    fmt_str(&b, fault_text(r, r->reason));
     fmt_char(&b, '\n');
     *len = b.len;
     return buf;
@@ -612,8 +614,8 @@ void fault_exec_own_head(struct exchange *ex, struct errpage_out *o, struct h1_f
         }
         char buf[ANSWER_LINE_MAX];
         size_t len;
-        answer_body(f, buf, &len);
-        o->head.content_length = len;
+        if (answer_body(f, buf, &len))
+            o->head.content_length = len;
         if (bodiless(f->pick.status)) {
             o->head.framing = H1_BODY_NONE;
             o->head.content_length = 0;
@@ -628,13 +630,15 @@ long fault_exec_own_body(struct exchange *ex, struct errpage_out *o, struct evbu
     struct ex_fault *f = ex->fault;
     if (!f || !f->answering)
         return errpage_body(o, out);
+    char buf[ANSWER_LINE_MAX];
+    size_t len;
+    const char *body = answer_body(f, buf, &len);
+    if (!body && !bodiless(f->pick.status))
+        return errpage_body(o, out);
     bool head_only = o->e->head_only;
     errpage_release(o);
     if (head_only || bodiless(f->pick.status))
         return 0;
-    char buf[ANSWER_LINE_MAX];
-    size_t len;
-    const char *body = answer_body(f, buf, &len);
     return evbuffer_add(out, body, len) == 0 ? (long)len : -1;
 }
 
