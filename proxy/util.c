@@ -295,6 +295,16 @@ const char *ip_port_str(const char *ip, unsigned port, char *buf, size_t bufsz)
     return buf;
 }
 
+size_t str_copy(char *dst, size_t size, const char *src)
+{
+    if (size == 0)
+        return 0;
+    size_t n = strnlen(src, size - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return n;
+}
+
 char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz)
 {
     /* By hand: once per origin connection, and once per request when the origin refuses, where
@@ -331,11 +341,8 @@ char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz)
     while ((port /= 10) != 0);
     while (k)
         *p++ = digits[--k];
-    if (bufsz) { /* cut to bufsz like snprintf */
-        n = MIN((size_t)(p - tmp), bufsz - 1);
-        memcpy(buf, tmp, n);
-        buf[n] = '\0';
-    }
+    *p = '\0';
+    str_copy(buf, bufsz, tmp);
     return buf;
 }
 
