@@ -552,7 +552,7 @@ struct upconn *upconn_open(struct loop *l, int upstream, int origin,
     c->ev = ev;
     c->arg = arg;
     c->sock.state = SOCK_CLOSED;
-    snprintf(c->addr_text, sizeof(c->addr_text), "%s", c->oc->text);
+    str_copy(c->addr_text, sizeof(c->addr_text), c->oc->text);
     c->state = UC_OPENING;
     metrics_conn_add(l->metrics, CONN_UPSTREAM, gauge_state[c->state], 1);
     event_assign(&c->defer_ev, l->base, -1, 0, start_cb, c);
