@@ -144,7 +144,7 @@ static void set_state(struct client *c, enum client_state s)
         break;
     }
     /* Most requests move the deadline later (idle, head, idle again...): no timer operation. */
-    sock_set_deadline(&c->sock, ms < 0 ? 0 : now_us() + (uint64_t)ms * 1000);
+    sock_set_deadline(&c->sock, ms < 0 ? 0 : sock_now_us() + (uint64_t)ms * 1000);
 }
 
 /* The one teardown: the exchange (if any) is cancelled and logged, everything freed. */
@@ -679,8 +679,7 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     }
     if (ssl)
         SSL_set_accept_state(ssl);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* TCP_NODELAY comes from the listener (listener.c). */
     /* sock_init owns fd and ssl from here, and frees both itself when it fails. */
     if (sock_init(&c->sock, l->clock, fd, ssl, client_cb, c) != 0) {
         free(c);

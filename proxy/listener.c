@@ -4,6 +4,8 @@
 #include "portico/listener.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <stdatomic.h>
@@ -150,6 +152,10 @@ struct listener *listener_open(struct loop *l, struct listener *from, bool tls,
     }
     evconnlistener_set_error_cb(lis->lis, accept_error_cb);
     lis->fd = evconnlistener_get_fd(lis->lis);
+    /* Linux hands TCP_NODELAY on to the sockets a listener accepts: set once here instead of
+     * once per connection (a syscall of the ~9 that a connection per request costs). */
+    int one = 1;
+    setsockopt(lis->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     memcpy(&lis->addr, sa, salen);
     lis->addrlen = salen;
     return lis;

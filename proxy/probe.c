@@ -538,7 +538,7 @@ static int loop_up(struct loop *l, struct generation *gen)
     struct event_config *ec = event_config_new();
     if (!ec)
         return -1;
-    event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER); /* timers as precise as a worker's */
+    event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER); /* no timer a tick (4 ms) early */
     l->base = event_base_new_with_config(ec);
     event_config_free(ec);
     l->clock = l->base ? deadline_clock_new(l->base) : NULL;

@@ -59,6 +59,30 @@ static void on_rev(evutil_socket_t fd, short what, void *arg);
 static void on_wev(evutil_socket_t fd, short what, void *arg);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
 
+/* The time the socket event being handled was dispatched, read once per event: a request
+ * re-arms deadlines about a dozen times, and a clock read costs ~25 ns in a VM (3% of CPU on
+ * small requests). Outside an event (depth 0) the clock is read as usual. */
+static _Thread_local struct {
+    uint64_t at;
+    unsigned depth;
+} dispatch;
+
+uint64_t sock_now_us(void)
+{
+    return dispatch.depth ? dispatch.at : now_us();
+}
+
+static void dispatch_begin(void)
+{
+    if (dispatch.depth++ == 0)
+        dispatch.at = now_us();
+}
+
+static void dispatch_end(void)
+{
+    dispatch.depth--;
+}
+
 /* ---- registration ---- */
 
 static bool want_rev(const struct sock *s)
@@ -101,7 +125,7 @@ static void update_rev(struct sock *s)
     if (want && !(s->flags & SF_REV_ADDED)) {
         event_add(&s->rev, NULL);
         s->flags |= SF_REV_ADDED;
-        s->read_since = now_us();
+        s->read_since = sock_now_us();
         arm_timer(s, s->read_since);
     } else if (!want && (s->flags & SF_REV_ADDED)) {
         event_del(&s->rev);
@@ -122,7 +146,7 @@ static void wev_add(struct sock *s)
     }
     event_add(s->wev, NULL);
     s->flags |= SF_WEV_ADDED;
-    s->write_since = now_us();
+    s->write_since = sock_now_us();
     arm_timer(s, s->write_since);
 }
 
@@ -260,7 +284,7 @@ static long read_in(struct sock *s)
         }
     }
     if (total)
-        s->read_since = now_us();
+        s->read_since = sock_now_us();
     if (s->flags & SF_READ_PAUSED)
         update_rev(s);
     return (long)total;
@@ -314,7 +338,7 @@ static int write_out(struct sock *s)
         break;
     }
     if (progress)
-        s->write_since = now_us();
+        s->write_since = sock_now_us();
     return rc;
 }
 
@@ -401,10 +425,8 @@ static void do_write(struct sock *s)
     s->cb(s->arg, SOCK_DRAINED);
 }
 
-static void on_rev(evutil_socket_t fd, short what, void *arg)
+static void rev_event(struct sock *s)
 {
-    (void)fd, (void)what;
-    struct sock *s = arg;
     if (s->state == SOCK_HANDSHAKE) {
         handshake_step(s);
         return;
@@ -432,10 +454,8 @@ static void on_rev(evutil_socket_t fd, short what, void *arg)
     do_read(s);
 }
 
-static void on_wev(evutil_socket_t fd, short what, void *arg)
+static void wev_event(struct sock *s)
 {
-    (void)fd, (void)what;
-    struct sock *s = arg;
     switch (s->state) {
     case SOCK_HANDSHAKE:
         handshake_step(s);
@@ -458,11 +478,9 @@ static void on_wev(evutil_socket_t fd, short what, void *arg)
     do_write(s);
 }
 
-static void on_timer(evutil_socket_t fd, short what, void *arg)
+static void timer_event(struct sock *s)
 {
-    (void)fd, (void)what;
-    struct sock *s = arg;
-    uint64_t now = now_us();
+    uint64_t now = sock_now_us();
     if (!deadline_due(&s->timer, now))
         return;
     if (s->owner_at && now >= s->owner_at) {
@@ -485,6 +503,32 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     arm_timer(s, now);
+}
+
+/* The libevent entry points: each handles one event at the time it was dispatched. The sock
+ * may be freed by its owner's callback, so nothing after the handler touches it. */
+static void on_rev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    dispatch_begin();
+    rev_event(arg);
+    dispatch_end();
+}
+
+static void on_wev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    dispatch_begin();
+    wev_event(arg);
+    dispatch_end();
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    dispatch_begin();
+    timer_event(arg);
+    dispatch_end();
 }
 
 /* ---- public ---- */
@@ -568,7 +612,7 @@ void sock_set_deadline(struct sock *s, uint64_t at)
 {
     s->owner_at = at;
     if (s->state != SOCK_CLOSED)
-        arm_timer(s, now_us());
+        arm_timer(s, sock_now_us());
 }
 
 void sock_requeue(struct sock *s)
@@ -579,7 +623,7 @@ void sock_requeue(struct sock *s)
 
 void sock_set_timeouts(struct sock *s, uint64_t read_ms, uint64_t write_ms)
 {
-    uint64_t now = now_us();
+    uint64_t now = sock_now_us();
     s->read_timeout_us = read_ms * 1000;
     s->write_timeout_us = write_ms * 1000;
     s->read_since = now;

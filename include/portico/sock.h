@@ -82,6 +82,11 @@ struct sock {
     unsigned long ssl_err;             /* OpenSSL error of the failure, 0 if none */
 };
 
+/* The time (now_us) at which the socket event being handled was dispatched, or the clock itself
+ * outside one: for deadlines and idle marks, where a few µs do not matter and a clock read per
+ * use would. */
+uint64_t sock_now_us(void);
+
 /*
  * Takes ownership of a connected non-blocking socket fd and, when ssl is not NULL, of ssl (set
  * up for the accepting or connecting side; the handshake starts with sock_handshake). Reading is

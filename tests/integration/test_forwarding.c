@@ -16,7 +16,11 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <dirent.h>
+#include <errno.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -1095,6 +1099,70 @@ static void test_keepalive_timeouts(void **state)
 }
 
 /* An IPv6 listener: X-Forwarded-For carries the ::1 client, Host is passed through. */
+/* Portico's end of the connection whose peer is `peer`, as a descriptor of ours (pidfd_getfd
+ * copies it out of the running process), or -1. */
+static int portico_socket_of(pid_t pid, const struct sockaddr_in *peer)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    if (pidfd < 0 || !d) {
+        if (pidfd >= 0)
+            close(pidfd);
+        if (d)
+            closedir(d);
+        return -1;
+    }
+    int found = -1;
+    struct dirent *e;
+    while (found < 0 && (e = readdir(d)) != NULL) {
+        int fd = (int)syscall(SYS_pidfd_getfd, pidfd, atoi(e->d_name), 0);
+        if (fd < 0)
+            continue;
+        struct sockaddr_in sa;
+        socklen_t len = sizeof(sa);
+        if (getpeername(fd, (struct sockaddr *)&sa, &len) == 0 && sa.sin_family == AF_INET &&
+            sa.sin_port == peer->sin_port && sa.sin_addr.s_addr == peer->sin_addr.s_addr)
+            found = fd;
+        else
+            close(fd);
+    }
+    closedir(d);
+    close(pidfd);
+    return found;
+}
+
+/* Small responses leave at once: Portico's side of a client connection has TCP_NODELAY. It is
+ * set once on the listener, which Linux hands on to every socket it accepts. */
+static void test_client_socket_nodelay(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /n HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0); /* accepted and served */
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    struct sockaddr_in me;
+    socklen_t len = sizeof(me);
+    assert_int_equal(getsockname(raw_fd(c), (struct sockaddr *)&me, &len), 0);
+    int fd = portico_socket_of(harness_pid(h), &me);
+    if (fd < 0)
+        fail_msg("Portico's end of the connection not found (pidfd_getfd: %s)", strerror(errno));
+    int nodelay = 0;
+    len = sizeof(nodelay);
+    assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len), 0);
+    assert_int_equal(nodelay, 1);
+    close(fd);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 static void test_ipv6_listener(void **state)
 {
     (void)state;
@@ -1334,6 +1402,7 @@ int main(void)
         cmocka_unit_test(test_origin_reuse_rules),
         cmocka_unit_test(test_keepalive_timeouts),
         cmocka_unit_test(test_ipv6_listener),
+        cmocka_unit_test(test_client_socket_nodelay),
         cmocka_unit_test(test_response_before_request_body),
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_pooled_closed_while_idle),

@@ -284,6 +284,43 @@ static void test_quoted(void **state)
     }
 }
 
+/* Every byte value at every place of a 17-byte value (two 8-byte words and a tail): the word-
+ * at-a-time scan must hand each byte that needs an escape to the byte-by-byte path, at any
+ * offset, and copy every other byte as it is. */
+static void test_json_escape_each_byte(void **state)
+{
+    (void)state;
+    enum { LEN = 17 };
+    for (int c = 0; c < 256; c++) {
+        for (int at = 0; at < LEN; at++) {
+            char in[LEN], want[LEN + 8], out[LEN + 8];
+            memset(in, 'a', sizeof(in));
+            in[at] = (char)c;
+            size_t w = 0;
+            want[w++] = '"';
+            memcpy(want + w, in, (size_t)at);
+            w += (size_t)at;
+            if (c == '"' || c == '\\') {
+                want[w++] = '\\';
+                want[w++] = (char)c;
+            } else if (c < 0x20 || c >= 0x7f) { /* a lone byte >= 0x80 is not UTF-8 */
+                w += (size_t)snprintf(want + w, 7, "\\u%04x", c);
+            } else {
+                want[w++] = (char)c;
+            }
+            memcpy(want + w, in + at + 1, (size_t)(LEN - at - 1));
+            w += (size_t)(LEN - at - 1);
+            want[w++] = '"';
+            struct fmt_buf b;
+            fmt_init(&b, out, sizeof(out));
+            fmt_json_str(&b, in, LEN, 100);
+            if (b.len != w || memcmp(out, want, w) != 0)
+                fail_msg("byte 0x%02x at %d: got %.*s, want %.*s", c, at, (int)b.len, out, (int)w,
+                         want);
+        }
+    }
+}
+
 static void test_numbers_and_times(void **state)
 {
     (void)state;
@@ -1001,6 +1038,7 @@ int main(void)
         cmocka_unit_test(test_json_strings),
         cmocka_unit_test(test_json_any_bytes),
         cmocka_unit_test(test_quoted),
+        cmocka_unit_test(test_json_escape_each_byte),
         cmocka_unit_test(test_numbers_and_times),
         cmocka_unit_test(test_json_lines),
         cmocka_unit_test(test_text_lines),
