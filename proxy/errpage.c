@@ -1,11 +1,12 @@
 /*
  * errpage.c — responses Portico writes itself (see errpage.h).
  *
- * The body is rendered twice through the same code: once into a counting sink (Content-Length,
- * also for HEAD) and once into a stack buffer that is flushed to the evbuffer in large adds. One
- * renderer per format means the count and the bytes can never disagree, and nothing is allocated
- * except the operator's page file. Every borrowed string goes through an escaper for its context:
- * header (printable ASCII only), sf-string, JSON, HTML or plain text.
+ * The body is rendered once, at prepare, into the caller's errpage_out: its length is the
+ * Content-Length (also for HEAD) and its bytes go out in one evbuffer_add. Only a body larger
+ * than that buffer (an operator's page file) is rendered a second time, streamed, through the
+ * same code: one renderer per format means the count and the bytes can never disagree, and
+ * nothing is allocated except the operator's page file. Every borrowed string goes through an
+ * escaper for its context: header (printable ASCII only), sf-string, JSON, HTML or plain text.
  */
 #include "portico/errpage.h"
 
@@ -23,7 +24,6 @@
 #include "portico/status.h"
 #include "portico/util.h"
 
-#define SINK_BUF (16 * 1024)      /* one evbuffer_add for any built-in response */
 #define PAGE_MAX (256 * 1024)     /* larger error_page_dir files are ignored, not truncated */
 #define HDR_VALUE_MAX 1024        /* cap on one borrowed string inside a header */
 
@@ -31,46 +31,70 @@ static const char mime_json[] = "application/json";
 static const char mime_html[] = "text/html";
 static const char mime_plain[] = "text/plain";
 
-/* ---- sink: counts, or copies into a stack buffer flushed to the evbuffer ---- */
+/* ---- sink: a buffer that counts everything put, and keeps what fits ---- */
+
+enum sink_full {
+    SINK_COUNT,  /* the body: past the buffer only counted (total > cap tells) */
+    SINK_CUT,    /* a header value: cut at the buffer's end, total is what was kept */
+    SINK_FLUSH,  /* the streamed body: the buffer goes to out whenever it fills */
+};
 
 struct sink {
-    struct evbuffer *out; /* borrowed; NULL: counting pass (or fixed) */
-    char *buf;            /* borrowed stack buffer of SINK_BUF bytes (writing pass) */
-    size_t len;           /* bytes pending in buf */
-    size_t total;         /* bytes put so far */
+    char *buf;            /* borrowed; NULL once a COUNT sink overflowed */
+    size_t cap;           /* size of buf */
+    size_t len;           /* bytes in buf */
+    size_t total;         /* bytes put so far (kept, for CUT) */
+    enum sink_full full;
+    struct evbuffer *out; /* borrowed: where a FLUSH sink's buffer goes */
     bool err;             /* an evbuffer_add failed (out of memory) */
-    char *fixed;          /* borrowed: header values are written here instead, truncated */
-    size_t cap;           /* size of fixed */
 };
 
 static void sink_flush(struct sink *s)
 {
-    if (s->out != NULL && s->len > 0 && !s->err && evbuffer_add(s->out, s->buf, s->len) != 0)
+    if (s->len > 0 && !s->err && evbuffer_add(s->out, s->buf, s->len) != 0)
         s->err = true;
     s->len = 0;
 }
 
-static void sink_put(struct sink *s, const void *p, size_t n)
+/* The rare case of sink_put: n does not fit in what is left of the buffer. */
+static void sink_overflow(struct sink *s, const void *p, size_t n)
 {
-    if (s->fixed) {
-        size_t k = MIN(n, s->cap - s->total);
-        memcpy(s->fixed + s->total, p, k);
-        s->total += k;
+    switch (s->full) {
+    case SINK_COUNT:
+        s->total += n;
+        s->buf = NULL;
         return;
-    }
-    s->total += n;
-    if (s->out == NULL || s->err || n == 0)
+    case SINK_CUT:
+        n = s->cap - s->len;
+        memcpy(s->buf + s->len, p, n);
+        s->len += n;
+        s->total += n;
         return;
-    if (s->len + n > SINK_BUF) {
+    case SINK_FLUSH:
+        s->total += n;
         sink_flush(s);
-        if (n > SINK_BUF) { /* a large page file: one add, no copy through buf */
+        if (n > s->cap) { /* a large page file: one add, no copy through buf */
             if (!s->err && evbuffer_add(s->out, p, n) != 0)
                 s->err = true;
             return;
         }
+        memcpy(s->buf, p, n);
+        s->len = n;
+        return;
     }
-    memcpy(s->buf + s->len, p, n);
-    s->len += n;
+}
+
+static inline void sink_put(struct sink *s, const void *p, size_t n)
+{
+    if (s->buf == NULL) {
+        s->total += n;
+    } else if (n <= s->cap - s->len) {
+        memcpy(s->buf + s->len, p, n);
+        s->len += n;
+        s->total += n;
+    } else {
+        sink_overflow(s, p, n);
+    }
 }
 
 #define sink_lit(s, lit) sink_put((s), (lit), sizeof(lit) - 1)
@@ -146,6 +170,22 @@ enum esc {
     ESC_TEXT, /* text/plain body: control bytes become spaces so a value stays on its line */
     ESC_HTML, /* & < > " ' as references, control bytes as spaces */
     ESC_JSON, /* " and \ escaped, control bytes (and DEL) as \u00XX */
+    ESC_HDR,  /* a header value: control and non-ASCII bytes left out */
+    ESC_SF,   /* an sf-string in a header: the same, and " and \ escaped */
+};
+
+/* Bit 1 << esc set: the byte is not copied as it is in that context. NUL is marked for every
+ * context, so a scan stops at the terminator without a test of its own per byte. */
+#define ESC_ALL 0x1F
+static const unsigned char esc_class[256] = {
+    [0x00 ... 0x1F] = ESC_ALL,
+    ['"'] = 1u << ESC_HTML | 1u << ESC_JSON | 1u << ESC_SF,
+    ['\\'] = 1u << ESC_JSON | 1u << ESC_SF,
+    ['&'] = 1u << ESC_HTML,
+    ['<'] = 1u << ESC_HTML,
+    ['>'] = 1u << ESC_HTML,
+    ['\''] = 1u << ESC_HTML,
+    [0x7F ... 0xFF] = ESC_ALL,
 };
 
 /* Appends str escaped for a body of the given kind. Bodies are declared UTF-8, so ill-formed
@@ -155,14 +195,19 @@ static void put_escaped(struct sink *s, const char *str, enum esc mode)
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)str;
     const unsigned char *run = p;
+    const unsigned char mask = (unsigned char)(1u << mode);
 
-    while (*p != '\0') {
+    for (;;) {
+        while (!(esc_class[*p] & mask))
+            p++;
         unsigned char c = *p;
         const char *rep;
         char tmp[6];
         size_t rep_len = 0;
 
-        if (c >= 0x80) {
+        if (c == '\0') {
+            break;
+        } else if (c >= 0x80) {
             size_t n = utf8_seq_len(p);
             if (n != 0) {
                 p += n;
@@ -179,23 +224,18 @@ static void put_escaped(struct sink *s, const char *str, enum esc mode)
             } else {
                 rep = " ";
             }
-        } else if (mode == ESC_JSON && c == '"') {
-            rep = "\\\"";
-        } else if (mode == ESC_JSON && c == '\\') {
+        } else if (c == '"') {
+            rep = mode == ESC_JSON ? "\\\"" : "&quot;";
+        } else if (c == '\\') { /* JSON only */
             rep = "\\\\";
-        } else if (mode == ESC_HTML && c == '&') {
+        } else if (c == '&') {
             rep = "&amp;";
-        } else if (mode == ESC_HTML && c == '<') {
+        } else if (c == '<') {
             rep = "&lt;";
-        } else if (mode == ESC_HTML && c == '>') {
+        } else if (c == '>') {
             rep = "&gt;";
-        } else if (mode == ESC_HTML && c == '"') {
-            rep = "&quot;";
-        } else if (mode == ESC_HTML && c == '\'') {
+        } else { /* ' in HTML */
             rep = "&#39;";
-        } else {
-            p++;
-            continue;
         }
         if (rep_len == 0)
             rep_len = strlen(rep);
@@ -221,23 +261,24 @@ static void put_json_str(struct sink *s, const char *str)
  * HDR_VALUE_MAX bytes kept; sf_string also escapes " and \ (RFC 8941 sf-string content). */
 static void put_header_value(struct sink *s, const char *str, bool sf_string)
 {
-    const char *p = str;
-    const char *run = p;
+    const unsigned char *p = (const unsigned char *)str;
+    const unsigned char *run = p;
+    const unsigned char mask = (unsigned char)(1u << (sf_string ? ESC_SF : ESC_HDR));
     size_t kept = 0;
 
-    for (; *p != '\0' && kept < HDR_VALUE_MAX; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c < 0x20 || c > 0x7E) {
-            sink_put(s, run, (size_t)(p - run));
-            run = p + 1;
+    for (;;) {
+        while (!(esc_class[*p] & mask) && kept < HDR_VALUE_MAX)
+            p++, kept++;
+        if (*p == '\0' || kept >= HDR_VALUE_MAX)
+            break;
+        sink_put(s, run, (size_t)(p - run));
+        if (*p < 0x20 || *p > 0x7E) { /* left out */
+            run = ++p;
             continue;
         }
+        sink_lit(s, "\\"); /* " or \ of an sf-string: the character goes out with the next run */
+        run = p++;
         kept++;
-        if (sf_string && (c == '"' || c == '\\')) {
-            sink_put(s, run, (size_t)(p - run));
-            sink_lit(s, "\\");
-            run = p; /* the character itself goes out with the next run */
-        }
     }
     sink_put(s, run, (size_t)(p - run));
 }
@@ -745,55 +786,58 @@ struct field_writer {
     struct sink s;            /* the value being written */
 };
 
+static void field_add(struct errpage_out *o, const char *name, size_t name_len, const char *val,
+                      size_t val_len)
+{
+    if (o->nfields < ARRAY_LEN(o->fields))
+        o->fields[o->nfields++] = (struct h1_field){name, name_len, val, val_len, H1_F_OTHER};
+}
+
+/* A value that outlives the response (a literal, a table's name): pointed at, not copied. */
+#define FIELD_CONST(o, lit, val, len) field_add((o), (lit), sizeof(lit) - 1, (val), (len))
+
 static struct sink *value_begin(struct field_writer *w)
 {
-    w->s = (struct sink){.fixed = w->o->store + w->used, .cap = sizeof(w->o->store) - w->used};
+    w->s = (struct sink){.buf = w->o->store + w->used, .cap = sizeof(w->o->store) - w->used,
+                         .full = SINK_CUT};
     return &w->s;
 }
 
 static void value_end(struct field_writer *w, const char *name, size_t name_len)
 {
-    struct errpage_out *o = w->o;
-    if (o->nfields < ARRAY_LEN(o->fields))
-        o->fields[o->nfields++] =
-            (struct h1_field){name, name_len, w->s.fixed, w->s.total, H1_F_OTHER};
-    w->used += w->s.total;
+    field_add(w->o, name, name_len, w->s.buf, w->s.len);
+    w->used += w->s.len;
 }
 
 #define FIELD_END(w, lit) value_end((w), (lit), sizeof(lit) - 1)
 
-static void field_str(struct field_writer *w, const char *name, size_t name_len, const char *val,
-                      bool escape)
-{
-    struct sink *s = value_begin(w);
-    if (escape)
-        put_header_value(s, val, false);
-    else
-        sink_str(s, val);
-    value_end(w, name, name_len);
-}
-
-#define FIELD_STR(w, lit, val, esc) field_str((w), (lit), sizeof(lit) - 1, (val), (esc))
-
 static void build_fields(const struct errpage_view *v, struct errpage_out *o)
 {
+    static const char type_plain[] = "text/plain; charset=utf-8";
+    static const char type_html[] = "text/html; charset=utf-8";
     const struct errpage *e = v->e;
     struct field_writer w = {.o = o};
     struct sink *s;
 
-    FIELD_STR(&w, "Date", v->date, false);
-    FIELD_STR(&w, "Server", "portico", false);
     s = value_begin(&w);
-    sink_str(s, v->mime);
-    if (v->mime != mime_json)
-        sink_lit(s, "; charset=utf-8");
-    FIELD_END(&w, "Content-Type");
-    FIELD_STR(&w, "Cache-Control", "no-store", false);
-    if (present(e->request_id) != NULL)
-        FIELD_STR(&w, "X-Request-Id", e->request_id, true);
+    sink_str(s, v->date); /* this thread's cache: copied, the next second rewrites it */
+    FIELD_END(&w, "Date");
+    FIELD_CONST(o, "Server", "portico", 7);
+    if (v->mime == mime_json)
+        FIELD_CONST(o, "Content-Type", mime_json, sizeof(mime_json) - 1);
+    else if (v->mime == mime_html)
+        FIELD_CONST(o, "Content-Type", type_html, sizeof(type_html) - 1);
+    else
+        FIELD_CONST(o, "Content-Type", type_plain, sizeof(type_plain) - 1);
+    FIELD_CONST(o, "Cache-Control", "no-store", 8);
+    if (present(e->request_id) != NULL) {
+        put_header_value(value_begin(&w), e->request_id, false);
+        FIELD_END(&w, "X-Request-Id");
+    }
     if (e->failure != FAIL_NONE) {
         const char *ps = failure_proxy_status(e->failure);
-        FIELD_STR(&w, "Portico-Error", failure_name(e->failure), false);
+        const char *name = failure_name(e->failure);
+        FIELD_CONST(o, "Portico-Error", name, strlen(name));
         s = value_begin(&w);
         sink_lit(s, "portico; error=");
         /* An sf-token must not be empty: an unknown failure type is our own fault. */
@@ -811,13 +855,17 @@ static void build_fields(const struct errpage_view *v, struct errpage_out *o)
         }
         FIELD_END(&w, "Proxy-Status");
     }
-    if (present(e->server_timing) != NULL)
-        FIELD_STR(&w, "Server-Timing", e->server_timing, true);
+    if (present(e->server_timing) != NULL) {
+        put_header_value(value_begin(&w), e->server_timing, false);
+        FIELD_END(&w, "Server-Timing");
+    }
 }
 
 int errpage_prepare(const struct errpage *e, struct errpage_out *o)
 {
-    *o = (struct errpage_out){.e = e};
+    /* Field by field: o holds the body buffer, which is not zeroed for nothing. */
+    o->nfields = 0;
+    o->e = e;
     struct errpage_view *v = &o->view;
     *v = (struct errpage_view){
         .e = e,
@@ -842,26 +890,32 @@ int errpage_prepare(const struct errpage *e, struct errpage_out *o)
     if (v->mime == mime_html && e->page_dir != NULL && e->page_dir[0] != '\0')
         v->page = page_load(e->page_dir, v->status, &v->page_len);
 
-    struct sink count = {.out = NULL};
-    render_body(&count, v);
+    /* The one rendering (also for HEAD: its Content-Length is the body's). */
+    struct sink body = {.buf = o->body, .cap = sizeof(o->body), .full = SINK_COUNT};
+    render_body(&body, v);
     build_fields(v, o);
     o->head = (struct resp_head){
         .status = v->status,
         .fields = o->fields,
         .nfields = o->nfields,
         .framing = H1_BODY_LENGTH,
-        .content_length = count.total,
+        .content_length = body.total,
         .close = e->close,
     };
+    o->body_len = body.total;
     return 0;
 }
 
 long errpage_body(struct errpage_out *o, struct evbuffer *out)
 {
-    char buf[SINK_BUF];
     long n = 0;
-    if (!o->e->head_only) {
-        struct sink s = {.out = out, .buf = buf};
+    size_t len = o->body_len;
+    if (o->e->head_only) {
+        n = 0;
+    } else if (len <= sizeof(o->body)) {
+        n = evbuffer_add(out, o->body, len) == 0 ? (long)len : -1;
+    } else { /* larger than the buffer: rendered again, streamed through it */
+        struct sink s = {.buf = o->body, .cap = sizeof(o->body), .full = SINK_FLUSH, .out = out};
         render_body(&s, &o->view);
         sink_flush(&s);
         n = s.err ? -1 : (long)s.total;

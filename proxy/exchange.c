@@ -317,7 +317,7 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close)
 {
     if (ex->outcome != OUTCOME_OPEN)
         return;
-    snprintf(ex->detail, sizeof(ex->detail), "%s", reason);
+    str_copy(ex->detail, sizeof(ex->detail), reason);
     relay_drop(ex);
     stop_timers(ex);
     if (ex->resp_state != RESP_HEAD) { /* the response started: it can only be cut short */

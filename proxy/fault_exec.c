@@ -46,6 +46,7 @@
 #include "portico/config.h"
 #include "portico/errpage.h"
 #include "portico/fault_table.h"
+#include "portico/fmt.h"
 #include "portico/generation.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
@@ -71,7 +72,7 @@ enum fx_stage {
 
 struct ex_fault {
     struct exchange *ex;               /* borrowed: the owner */
-    const struct fault_rule *rule;     /* borrowed from the table, or &own */
+    const struct fault_rule *rule;     /* borrowed from the table, or own */
     struct fault_state *state;         /* the rule's shared state; NULL for the header's */
     int label;                         /* metrics label */
     struct fault_pick pick;
@@ -84,7 +85,8 @@ struct ex_fault {
     bool throttled;                    /* the quota is spent until the next tick */
     struct deadline timer;             /* delay, interim, response_delay, throttle ticks */
     char addr[64];                     /* what a simulated failure calls the origin */
-    struct fault_rule own;             /* the Portico-Fault header's rule */
+    struct fault_rule *own;            /* owned: the Portico-Fault header's rule, or NULL (a
+                                          table's rule is borrowed: no 4 KiB to zero for it) */
 };
 
 static void fault_timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -109,6 +111,12 @@ static struct ex_fault *fault_new(struct exchange *ex)
     return f;
 }
 
+static void fault_free(struct ex_fault *f)
+{
+    free(f->own);
+    free(f);
+}
+
 /* ---- the decision ---- */
 
 static const struct h1_field *request_field(const struct exchange *ex, enum h1_field_id id,
@@ -126,27 +134,31 @@ static bool from_header(struct exchange *ex, const struct h1_field *h, bool twic
     char why[300];
     const struct upstream_conf *up = ex->up;
     struct ex_fault *f = fault_new(ex);
+    if (f && !(f->own = malloc(sizeof(*f->own)))) {
+        free(f);
+        f = NULL;
+    }
     if (!f) /* no memory for a fault: the request goes on without it */
         return true;
-    int rc = twice ? -1 : fault_header_parse(h->value, h->value_len, FAULT_LABEL_HEADER, &f->own,
+    int rc = twice ? -1 : fault_header_parse(h->value, h->value_len, FAULT_LABEL_HEADER, f->own,
                                              why, sizeof(why));
     if (twice)
         snprintf(why, sizeof(why), "given twice");
-    else if (rc == 0 && f->own.failure == FAIL_TOTAL_TIMEOUT && !up->timers_ms[TIMER_TOTAL])
+    else if (rc == 0 && f->own->failure == FAIL_TOTAL_TIMEOUT && !up->timers_ms[TIMER_TOTAL])
         rc = -1, snprintf(why, sizeof(why), "failure=total_timeout: [upstream %s] has no "
                                             "total_timeout to wait for", up->name);
     if (rc != 0) {
         char reason[sizeof(why) + 32];
         snprintf(reason, sizeof(reason), "Portico-Fault: %s", why);
-        free(f);
+        fault_free(f);
         ex_refuse(ex, HTTP_BAD_REQUEST, reason, ex->req_state != REQ_DONE);
         return false;
     }
-    f->rule = &f->own;
+    f->rule = f->own;
     f->label = fault_table_header_label(ex->cfg);
     if (!fault_decide(f->rule, NULL, now_ms_of(ex), fault_table_rng(ex->loop->gen->faults),
                       &f->pick)) {
-        free(f);
+        fault_free(f);
         return true;
     }
     ex->fault = f;
@@ -341,8 +353,14 @@ static void answer(struct exchange *ex)
     f->answering = true;
     count(ex, FAULT_STATUS);
     ex_refuse(ex, f->pick.status, "", ex->req_state != REQ_DONE);
-    snprintf(ex->detail, sizeof(ex->detail), "fault %s answered %d",
-             fault_text(f->rule, f->rule->name), f->pick.status);
+    /* "fault NAME answered 503", without printf: a name fits (FAULT_NAME_MAX) */
+    struct fmt_buf b;
+    fmt_init(&b, ex->detail, sizeof(ex->detail) - 1);
+    fmt_put(&b, "fault ", 6);
+    fmt_str(&b, fault_text(f->rule, f->rule->name));
+    fmt_put(&b, " answered ", 10);
+    fmt_u64(&b, (uint64_t)f->pick.status);
+    ex->detail[b.len] = '\0';
 }
 
 static void close_without_response(struct exchange *ex, bool reset)
@@ -551,14 +569,29 @@ static bool bodiless(int status)
     return status == HTTP_NO_CONTENT || status == HTTP_NOT_MODIFIED;
 }
 
-/* The answer's body: the rule's, else one line with the status and its phrase. */
-static const char *answer_body(const struct ex_fault *f, char *buf, size_t size)
+/* Room for the line below: a status, a reason phrase (128 bytes at most, fault.c), a newline. */
+#define ANSWER_LINE_MAX 256
+
+/* The answer's body when it is not the error page's own: the rule's body, or the line with the
+ * status and the rule's reason (in buf). Sets *len. NULL: the page's line for a client error,
+ * "503 Service Unavailable\n", is the answer already (no body, no reason). */
+static const char *answer_body(const struct ex_fault *f, char buf[ANSWER_LINE_MAX], size_t *len)
 {
     const struct fault_rule *r = f->rule;
-    if (r->body)
-        return fault_text(r, r->body);
-    snprintf(buf, size, "%d %s\n", f->pick.status,
-             r->reason ? fault_text(r, r->reason) : status_phrase(f->pick.status));
+    if (r->body) {
+        const char *body = fault_text(r, r->body);
+        *len = strlen(body);
+        return body;
+    }
+    if (!r->reason)
+        return NULL;
+    struct fmt_buf b;
+    fmt_init(&b, buf, ANSWER_LINE_MAX);
+    fmt_u64(&b, (uint64_t)f->pick.status);
+    fmt_char(&b, ' ');
+    fmt_str(&b, fault_text(r, r->reason));
+    fmt_char(&b, '\n');
+    *len = b.len;
     return buf;
 }
 
@@ -579,8 +612,10 @@ void fault_exec_own_head(struct exchange *ex, struct errpage_out *o, struct h1_f
             o->head.reason = fault_text(r, r->reason);
             o->head.reason_len = strlen(o->head.reason);
         }
-        char buf[128];
-        o->head.content_length = strlen(answer_body(f, buf, sizeof(buf)));
+        char buf[ANSWER_LINE_MAX];
+        size_t len;
+        if (answer_body(f, buf, &len))
+            o->head.content_length = len;
         if (bodiless(f->pick.status)) {
             o->head.framing = H1_BODY_NONE;
             o->head.content_length = 0;
@@ -595,13 +630,15 @@ long fault_exec_own_body(struct exchange *ex, struct errpage_out *o, struct evbu
     struct ex_fault *f = ex->fault;
     if (!f || !f->answering)
         return errpage_body(o, out);
+    char buf[ANSWER_LINE_MAX];
+    size_t len;
+    const char *body = answer_body(f, buf, &len);
+    if (!body && !bodiless(f->pick.status))
+        return errpage_body(o, out);
     bool head_only = o->e->head_only;
     errpage_release(o);
     if (head_only || bodiless(f->pick.status))
         return 0;
-    char buf[128];
-    const char *body = answer_body(f, buf, sizeof(buf));
-    size_t len = strlen(body);
     return evbuffer_add(out, body, len) == 0 ? (long)len : -1;
 }
 
@@ -612,6 +649,6 @@ void fault_exec_end(struct exchange *ex)
         return;
     deadline_stop(&f->timer);
     fault_release(f->state);
-    free(f);
+    fault_free(f);
     ex->fault = NULL;
 }

@@ -119,14 +119,24 @@ static void hb_flush(struct head_buf *b)
     b->len = 0;
 }
 
-static void hb_put(struct head_buf *b, const void *p, size_t n)
+/* The rare case of hb_put: n does not fit in what is left of the buffer. */
+static void hb_put_flush(struct head_buf *b, const void *p, size_t n)
 {
-    if (b->len + n > sizeof(b->buf)) {
-        hb_flush(b);
-        if (n > sizeof(b->buf)) {
-            evbuffer_add(b->out, p, n);
-            return;
-        }
+    hb_flush(b);
+    if (n > sizeof(b->buf)) {
+        evbuffer_add(b->out, p, n);
+        return;
+    }
+    memcpy(b->buf, p, n);
+    b->len = n;
+}
+
+/* Inline: a head is a few dozen short pieces, each a test and a copy. */
+static inline void hb_put(struct head_buf *b, const void *p, size_t n)
+{
+    if (n > sizeof(b->buf) - b->len) {
+        hb_put_flush(b, p, n);
+        return;
     }
     memcpy(b->buf + b->len, p, n);
     b->len += n;

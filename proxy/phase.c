@@ -4,7 +4,9 @@
 #include "portico/phase.h"
 
 #include <stdio.h>
+#include <string.h>
 
+#include "portico/fmt.h"
 #include "portico/util.h"
 
 struct phase_row {
@@ -114,15 +116,29 @@ size_t phase_server_timing(const struct phase_clock *pc, uint64_t now, enum phas
     if (failed == PHASE_ROUTE && pc->start[PHASE_ROUTE])
         t[n++] = (struct phase_timing){PHASE_ROUTE, phase_elapsed_us(pc, PHASE_ROUTE, now)};
     n += phase_timings(pc, now, t + n, PHASE_COUNT - n);
-    if (size)
-        buf[0] = '\0';
+    /* Built without printf (it goes on every error response), whole in tmp, then cut to size. */
+    char tmp[PHASE_COUNT * 80];
+    struct fmt_buf b;
+    fmt_init(&b, tmp, sizeof(tmp));
     for (size_t i = 0; i < n; i++) {
         uint64_t tenths = (t[i].us + 50) / 100; /* of a ms */
-        len = buf_appendf(buf, size, len, "%s%s;dur=%llu.%llu", len ? ", " : "",
-                          phase_name(t[i].phase), (unsigned long long)(tenths / 10),
-                          (unsigned long long)(tenths % 10));
-        if (t[i].phase == failed)
-            len = buf_appendf(buf, size, len, ";desc=\"%s\"", cause_name(cause));
+        if (i)
+            fmt_put(&b, ", ", 2);
+        fmt_str(&b, phase_name(t[i].phase));
+        fmt_put(&b, ";dur=", 5);
+        fmt_u64(&b, tenths / 10);
+        fmt_char(&b, '.');
+        fmt_char(&b, (char)('0' + tenths % 10));
+        if (t[i].phase == failed) {
+            fmt_put(&b, ";desc=\"", 7);
+            fmt_str(&b, cause_name(cause));
+            fmt_char(&b, '"');
+        }
     }
+    if (size == 0)
+        return 0;
+    len = MIN(b.len, size - 1);
+    memcpy(buf, tmp, len);
+    buf[len] = '\0';
     return len;
 }

@@ -39,6 +39,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -389,6 +390,14 @@ static void connected(struct upconn *c)
 {
     struct loop *l = c->loop;
     metrics_add(l->metrics, M_UPSTREAM_CONNECTS, 1);
+    /* Set once connected, before any byte is sent: a refused connect makes no calls for them. */
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* The kernel takes no more than this beyond what the origin's window lets out: once the
+     * origin stops reading, our writes stop too, and send_timeout counts from there instead
+     * of from the end of a send buffer Linux keeps growing (+40 ms on loopback). */
+    int notsent = UPSTREAM_NOTSENT_LOWAT;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &notsent, sizeof(notsent));
     SSL *ssl = NULL;
     if (c->up->tls) {
         c->ev->on_phase(c->arg, PHASE_TLS);
@@ -440,13 +449,6 @@ static void start_connect(struct upconn *c)
         report_error(c, cause_from_errno(err), "socket: %s", strerror(err));
         return;
     }
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    /* The kernel takes no more than this beyond what the origin's window lets out: once the
-     * origin stops reading, our writes stop too, and send_timeout counts from there instead
-     * of from the end of a send buffer Linux keeps growing (+40 ms on loopback). */
-    int notsent = UPSTREAM_NOTSENT_LOWAT;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &notsent, sizeof(notsent));
     if (connect(c->fd, (struct sockaddr *)&c->addr, c->addrlen) == 0) {
         connected(c);
         return;
@@ -455,6 +457,18 @@ static void start_connect(struct upconn *c)
         int err = errno;
         report_error(c, cause_from_errno(err), "connect to %s failed: %s", c->addr_text,
                      strerror(err));
+        return;
+    }
+    /* An origin on this host answers the SYN within connect(): its SYN-ACK or RST is in by now.
+     * A poll that does not wait tells which, and saves the loop turn and the two epoll_ctl
+     * calls of the event below (the second fails with EBADF after a refusal: the fd is closed
+     * before the loop applies its deletion). A remote origin pays this one poll per connect. */
+    struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+    if (poll(&pfd, 1, 0) == 1) {
+        if (pfd.revents & (POLLERR | POLLHUP))
+            connect_cb(c->fd, EV_WRITE, c); /* reads the error */
+        else
+            connected(c);
         return;
     }
     event_assign(&c->io_ev, c->loop->base, c->fd, EV_WRITE, connect_cb, c);
@@ -538,7 +552,7 @@ struct upconn *upconn_open(struct loop *l, int upstream, int origin,
     c->ev = ev;
     c->arg = arg;
     c->sock.state = SOCK_CLOSED;
-    snprintf(c->addr_text, sizeof(c->addr_text), "%s", c->oc->text);
+    str_copy(c->addr_text, sizeof(c->addr_text), c->oc->text);
     c->state = UC_OPENING;
     metrics_conn_add(l->metrics, CONN_UPSTREAM, gauge_state[c->state], 1);
     event_assign(&c->defer_ev, l->base, -1, 0, start_cb, c);

@@ -58,15 +58,17 @@ struct errpage_view {
     size_t page_len;
 };
 
-/* A prepared error response: a head any downstream can write (HTTP/1.1 or HTTP/2), and what it
- * takes to render the body. */
+/* A prepared error response: a head any downstream can write (HTTP/1.1 or HTTP/2), and its body,
+ * rendered. Meant for the stack: errpage_prepare fills it without zeroing it first. */
 struct errpage_out {
     struct resp_head head;      /* status, fields, LENGTH framing with the body's length */
     struct h1_field fields[10]; /* Date, Server, Content-Type, Cache-Control, X-Request-Id ... */
-    char store[2048];           /* the field values, escaped */
+    char store[2048];           /* the field values that need a copy, escaped */
     size_t nfields;
     const struct errpage *e;    /* borrowed until errpage_body or errpage_release */
     struct errpage_view view;
+    size_t body_len;            /* the body's length; when past body, it is rendered again */
+    char body[8192];            /* the body (any built-in one fits; a page file may not) */
 };
 
 /* Prepares the response described by e (borrowed until errpage_body/errpage_release). 0. */

@@ -74,6 +74,10 @@ void ipv4_str(const void *addr, char *buf);
  * Returns buf. */
 const char *ip_port_str(const char *ip, unsigned port, char *buf, size_t bufsz);
 
+/* Copies src into dst[size] cut to size - 1 bytes and NUL-terminated, as snprintf("%s") does
+ * without parsing a format (per request on error paths). Returns the bytes copied. */
+size_t str_copy(char *dst, size_t size, const char *src);
+
 /* Formats an address as "127.0.0.1:3000" or "[::1]:3000" into buf. Returns buf. */
 char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz);
 

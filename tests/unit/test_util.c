@@ -328,6 +328,11 @@ static const struct {
     {"0.0.0.0", 1, 0, AF_INET, "0.0.0.0:1"},             /* any address */
     {"::1", 443, 0, AF_INET6, "[::1]:443"},              /* IPv6 loopback gets brackets */
     {"0:0:0:0:0:0:0:1", 80, 0, AF_INET6, "[::1]:80"},     /* normalized by inet_ntop */
+    {"10.200.3.45", 0, 0, AF_INET, "10.200.3.45:0"},     /* port 0 is still written */
+    {"255.255.255.255", 65535, 0, AF_INET, "255.255.255.255:65535"}, /* the longest IPv4 */
+    {"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535, 0, AF_INET6,
+     "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"}, /* eight full groups */
+    {"::ffff:10.0.0.1", 8080, 0, AF_INET6, "[::ffff:10.0.0.1]:8080"}, /* v4-mapped */
     {"localhost", 80, -1, 0, NULL},                      /* names are not numeric */
     {"1.2.3", 80, -1, 0, NULL},                          /* inet_aton shorthand refused */
     {"127.1.2.256", 80, -1, 0, NULL},                      /* octet out of range */
@@ -451,6 +456,34 @@ static void test_buf_appendf(void **state)
     assert_string_equal(buf, "");
 }
 
+/* str_copy cuts like snprintf("%s") and always terminates. */
+static void test_str_copy(void **state)
+{
+    static const struct {
+        const char *src;
+        size_t size;
+        const char *want;
+        size_t ret;
+    } rows[] = {
+        {"hello", 10, "hello", 5}, /* fits */
+        {"hello", 6, "hello", 5},  /* fits exactly, with its NUL */
+        {"hello", 5, "hell", 4},   /* one short: cut */
+        {"hello", 1, "", 0},       /* room for the NUL only */
+        {"", 4, "", 0},            /* empty */
+    };
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        char buf[16];
+        memset(buf, 'x', sizeof(buf));
+        assert_int_equal(str_copy(buf, rows[i].size, rows[i].src), rows[i].ret);
+        assert_string_equal(buf, rows[i].want);
+        assert_int_equal(buf[rows[i].size], 'x'); /* nothing written past size */
+    }
+    char keep = 'k';
+    assert_int_equal(str_copy(&keep, 0, "abc"), 0); /* size 0: nothing written */
+    assert_int_equal(keep, 'k');
+}
+
 static void test_span_ieq(void **state)
 {
     (void)state;
@@ -477,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_ipv4_str),
         cmocka_unit_test(test_ip_port_str),
         cmocka_unit_test(test_buf_appendf),
+        cmocka_unit_test(test_str_copy),
         cmocka_unit_test(test_span_ieq),
     };
 
