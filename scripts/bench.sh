@@ -20,7 +20,7 @@
 #            round; the origin alone is measured in the first round only (every round for the
 #            uploads: their target is a ratio to it). Results: median and min-max over rounds.
 #   once     5 RSS with 1000 idle keep-alive clients (first, on fresh processes), 2b 100 KiB /
-#            50 conns, 6 the cost of the JSON access log (BENCH_LOG_ROUNDS, default 3).
+#            50 conns, 6 the cost of the JSON access log (BENCH_LOG_ROUNDS, default 9).
 #
 # Environment: BENCH_SECONDS (per load run, default 4), BENCH_ROUNDS (default 3), BENCH_WARMUP
 # (default 2), BENCH_SYSCALL_REQUESTS (1c, default 100000), BENCH_ERROR_RATE (4c, default 10000),
@@ -752,7 +752,7 @@ syscall_counts() {
 # as a JSON line to a file take turns, so that a change in the machine's load hits both; the
 # log file is emptied after each run (O_APPEND: truncating it under the writer is safe).
 log_cost() {
-    local rounds=${BENCH_LOG_ROUNDS:-3} i
+    local rounds=${BENCH_LOG_ROUNDS:-9} i
     log "scenario 6: JSON access log against none, /small, 50 connections, $rounds rounds"
     for s in portico portico-log; do wrk_run "$WARMUP" 50 "http://127.0.0.1:${PORT[$s]}/small" || true; done
     for i in $(seq "$rounds"); do
