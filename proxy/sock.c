@@ -27,7 +27,7 @@
 #define FIRST_READ (16 * 1024)   /* first read of an event */
 #define NEXT_READ (64 * 1024)    /* after a read that filled its space */
 #define EVENT_READ_MAX (256 * 1024)
-#define WRITE_MAX (1024 * 1024)  /* one writev */
+#define WRITE_MAX (1024 * 1024)  /* one send or sendmsg */
 #define WRITE_SPANS 64           /* evbuffer chains in one sendmsg */
 #define TLS_RECORD (16 * 1024)
 
@@ -272,7 +272,6 @@ static long read_in(struct sock *s)
 
 /* ---- writing ---- */
 
-/* Writes the output. 0: all written; 1: the rest waits; -1: failed (recorded). */
 /* Writes what fits of up to WRITE_MAX bytes of out, drained as sent: send for one span (the
  * usual small response head and body), sendmsg for several. */
 static ssize_t send_some(struct sock *s)
@@ -300,6 +299,7 @@ static ssize_t send_some(struct sock *s)
     return n;
 }
 
+/* Writes the output. 0: all written; 1: the rest waits; -1: failed (recorded). */
 static int write_out(struct sock *s)
 {
     bool progress = false;

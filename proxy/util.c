@@ -287,32 +287,40 @@ void ipv4_str(const void *addr, char *buf)
     }
 }
 
-const char *ip_port_str(const char *ip, unsigned port, char *buf, size_t bufsz)
+/* Writes "ip:port" ("[ip]:port" for IPv6), or the ip alone without with_port, and a NUL into
+ * out, which has room for n + 9 bytes. */
+static void ip_port_put(char *out, const char *ip, size_t n, bool v6, bool with_port,
+                        unsigned port)
 {
-    /* By hand: once per access-log line, where snprintf cost ~1,000 instructions. */
-    size_t n = strlen(ip);
-    bool v6 = memchr(ip, ':', n) != NULL;
-    if (bufsz < n + 10) { /* brackets, colon, 5 digits, NUL: never for a real address */
-        snprintf(buf, bufsz, "%s", ip);
-        return buf;
-    }
-    char *p = buf;
-    if (port && v6)
+    char *p = out;
+    if (with_port && v6)
         *p++ = '[';
     memcpy(p, ip, n);
     p += n;
-    if (port) {
+    if (with_port) {
         if (v6)
             *p++ = ']';
         *p++ = ':';
         char digits[8];
         int k = 0;
-        for (unsigned v = port; v; v /= 10)
-            digits[k++] = (char)('0' + v % 10);
+        do
+            digits[k++] = (char)('0' + port % 10);
+        while ((port /= 10) != 0);
         while (k)
             *p++ = digits[--k];
     }
     *p = '\0';
+}
+
+const char *ip_port_str(const char *ip, unsigned port, char *buf, size_t bufsz)
+{
+    /* By hand: once per access-log line, where snprintf cost ~1,000 instructions. */
+    size_t n = strlen(ip);
+    if (bufsz < n + 10) { /* brackets, colon, 5 digits, NUL: never for a real address */
+        snprintf(buf, bufsz, "%s", ip);
+        return buf;
+    }
+    ip_port_put(buf, ip, n, memchr(ip, ':', n) != NULL, port != 0, port);
     return buf;
 }
 
@@ -346,23 +354,7 @@ char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz)
         snprintf(buf, bufsz, "unix");
         return buf;
     }
-    char *p = tmp;
-    size_t n = strlen(ip);
-    if (v6)
-        *p++ = '[';
-    memcpy(p, ip, n);
-    p += n;
-    if (v6)
-        *p++ = ']';
-    *p++ = ':';
-    char digits[8];
-    int k = 0;
-    do
-        digits[k++] = (char)('0' + port % 10);
-    while ((port /= 10) != 0);
-    while (k)
-        *p++ = digits[--k];
-    *p = '\0';
+    ip_port_put(tmp, ip, strlen(ip), v6, true, port);
     str_copy(buf, bufsz, tmp);
     return buf;
 }
