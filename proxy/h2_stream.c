@@ -18,6 +18,7 @@
 #include "portico/downstream.h"
 #include "portico/errpage.h"
 #include "portico/exchange.h"
+#include "portico/fmt.h"
 #include "portico/headers.h"
 #include "portico/log.h"
 #include "portico/loop.h"
@@ -92,41 +93,38 @@ static const uint32_t never_indexed =
     H1_FIELD_BIT(H1_F_X_REQUEST_ID) | H1_FIELD_BIT(H1_F_TRACEPARENT) |
     H1_FIELD_BIT(H1_F_SERVER_TIMING) | H1_FIELD_BIT(H1_F_SET_COOKIE);
 
-/* A resp_head as nghttp2 name/value pairs, names lowercased into one allocation (nghttp2 copies
- * both on submit). Returns the count, or -1 when out of memory; *store is freed by the caller. */
-static int head_nv(const struct resp_head *head, bool with_length, nghttp2_nv *nv, size_t max,
-                   char **store)
+/* The digits of a head's :status and content-length, kept until nghttp2 has copied them. */
+struct head_digits {
+    char p[3 + 20];
+};
+
+/* A resp_head as nghttp2 name/value pairs. Names go as they are: nghttp2 copies every name on
+ * submit and lowercases the copy (nghttp2.h, nghttp2_submit_response), so a head of any size
+ * needs no storage of its own but the digits. Returns the count. */
+static size_t head_nv(const struct resp_head *head, bool with_length, nghttp2_nv *nv, size_t max,
+                      struct head_digits *d)
 {
-    size_t bytes = 3 + 21;
-    for (size_t i = 0; i < head->nfields; i++)
-        bytes += head->fields[i].name_len;
-    char *p = malloc(bytes);
-    if (!p)
-        return -1;
-    *store = p;
+    struct fmt_buf b;
+    fmt_init(&b, d->p, sizeof(d->p));
     int status = head->status >= 100 && head->status <= 999 ? head->status : HTTP_BAD_GATEWAY;
-    snprintf(p, 4, "%03d", status);
+    fmt_u64(&b, (uint64_t)status);
     size_t n = 0;
-    nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)p, 7, 3, NGHTTP2_NV_FLAG_NONE};
-    p += 3;
+    nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)d->p, 7, 3, NGHTTP2_NV_FLAG_NONE};
     for (size_t i = 0; i < head->nfields && n < max - 1; i++) {
         const struct h1_field *f = &head->fields[i];
         uint32_t id = H1_FIELD_BIT(h1_field_id(f));
         if (id & connection_specific)
             continue;
-        for (size_t k = 0; k < f->name_len; k++)
-            p[k] = (char)((f->name[k] >= 'A' && f->name[k] <= 'Z') ? f->name[k] + 32 : f->name[k]);
-        nv[n++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)(uintptr_t)f->value, f->name_len,
-                               f->value_len,
+        nv[n++] = (nghttp2_nv){(uint8_t *)(uintptr_t)f->name, (uint8_t *)(uintptr_t)f->value,
+                               f->name_len, f->value_len,
                                id & never_indexed ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE};
-        p += f->name_len;
     }
     if (with_length) {
-        int len = snprintf(p, 21, "%llu", (unsigned long long)head->content_length);
-        nv[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)p, 14, (size_t)len,
+        fmt_u64(&b, head->content_length); /* 20 digits at most: always fits after the 3 */
+        nv[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)d->p + 3, 14, b.len - 3,
                                NGHTTP2_NV_FLAG_NONE};
     }
-    return (int)n;
+    return n;
 }
 
 static ssize_t data_read(nghttp2_session *session, int32_t id, uint8_t *buf, size_t length,
@@ -152,20 +150,18 @@ static void submit_head(struct h2_stream *s, const struct resp_head *head, bool 
 {
     struct h2_conn *h = s->conn;
     nghttp2_nv nv[HDR_MAX_FIELDS + 2];
-    char *store = NULL;
+    struct head_digits digits;
     bool body = final && head->framing != H1_BODY_NONE;
-    int n = head_nv(head, body && head->framing == H1_BODY_LENGTH, nv, ARRAY_LEN(nv), &store);
-    int rc = -1;
-    if (n > 0 && !final) {
-        rc = nghttp2_submit_headers(h->session, NGHTTP2_FLAG_NONE, s->id, NULL, nv, (size_t)n,
-                                    NULL);
-    } else if (n > 0) {
+    size_t n = head_nv(head, body && head->framing == H1_BODY_LENGTH, nv, ARRAY_LEN(nv), &digits);
+    int rc;
+    if (!final) {
+        rc = nghttp2_submit_headers(h->session, NGHTTP2_FLAG_NONE, s->id, NULL, nv, n, NULL);
+    } else {
         nghttp2_data_provider prd = {.source.ptr = s, .read_callback = data_read};
         if (!body)
             s->resp_done = true;
-        rc = nghttp2_submit_response(h->session, s->id, nv, (size_t)n, body ? &prd : NULL);
+        rc = nghttp2_submit_response(h->session, s->id, nv, n, body ? &prd : NULL);
     }
-    free(store);
     if (rc != 0)
         nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
     h2_want_flush(h);
