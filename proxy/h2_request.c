@@ -15,24 +15,30 @@
 #include "portico/util.h"
 
 /* The fields that may occur once: the four pseudo-header fields, and Host. */
-#define ONCE_LIST(X)                                                                               \
+#define PSEUDO_LIST(X)                                                                             \
     X(H2F_METHOD, ":method", method)                                                               \
     X(H2F_SCHEME, ":scheme", scheme)                                                               \
     X(H2F_PATH, ":path", path)                                                                     \
-    X(H2F_AUTHORITY, ":authority", authority)                                                      \
+    X(H2F_AUTHORITY, ":authority", authority)
+#define ONCE_LIST(X)                                                                               \
+    PSEUDO_LIST(X)                                                                                 \
     X(H2F_HOST, "host", host)
 
 enum once_bit {
 #define X(id, name, field) id##_BIT,
     ONCE_LIST(X)
 #undef X
+    ONCE_NONE
 };
 
 #define BIT(id) (1u << id##_BIT)
 
-/* Connection-specific fields (RFC 9113 8.2.2): an HTTP/2 request carrying one is malformed. */
-static const char *const connection_fields[] = {"connection", "keep-alive", "proxy-connection",
-                                                "transfer-encoding", "upgrade"};
+/* Connection-specific fields (RFC 9113 8.2.2): an HTTP/2 request carrying one is malformed. TE
+ * is one too unless it says "trailers". */
+static const uint32_t connection_fields =
+    H1_FIELD_BIT(H1_F_CONNECTION) | H1_FIELD_BIT(H1_F_KEEP_ALIVE) |
+    H1_FIELD_BIT(H1_F_PROXY_CONNECTION) | H1_FIELD_BIT(H1_F_TRANSFER_ENCODING) |
+    H1_FIELD_BIT(H1_F_UPGRADE);
 
 void h2_request_init(struct h2_request *r, size_t limit)
 {
@@ -88,7 +94,8 @@ static bool is_token(const char *p, size_t n, bool lowercase)
     if (n == 0)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (!h1_is_tchar((unsigned char)p[i]) || (lowercase && p[i] >= 'A' && p[i] <= 'Z'))
+        if (!(h1_class[(unsigned char)p[i]] & H1_TCHAR) ||
+            (lowercase && p[i] >= 'A' && p[i] <= 'Z'))
             return false;
     return true;
 }
@@ -104,26 +111,46 @@ static const char *value_problem(const char *v, size_t n)
     return NULL;
 }
 
-/* A field that may occur once: its value is kept aside for the request line and Host. 1 when
- * name is one of them (0 or -1 in *rc), 0 when it is not. */
-static int once_field(struct h2_request *r, const char *name, size_t name_len, const char *value,
-                      size_t value_len, int *rc)
+/* The pseudo-header field a name is, ONCE_NONE for an unknown one. */
+static enum once_bit pseudo_of(const char *name, size_t name_len)
 {
 #define X(id, lit, field)                                                                          \
-    if (name_len == sizeof(lit) - 1 && memcmp(name, lit, name_len) == 0) {                        \
-        if (r->seen & BIT(id)) {                                                                   \
-            *rc = malformed(r, "repeated " lit);                                                   \
-            return 1;                                                                              \
-        }                                                                                          \
-        r->seen |= BIT(id);                                                                        \
-        size_t off = r->values.len;                                                                \
-        *rc = append(r, &r->values, &value, &value_len, 1);                                        \
-        r->field = (struct h2_span){off, r->too_large ? 0 : value_len};                            \
-        return 1;                                                                                  \
-    }
-    ONCE_LIST(X)
+    if (name_len == sizeof(lit) - 1 && memcmp(name, lit, name_len) == 0)                          \
+        return id##_BIT;
+    PSEUDO_LIST(X)
 #undef X
-    return 0;
+    return ONCE_NONE;
+}
+
+static struct h2_span *once_span(struct h2_request *r, enum once_bit bit)
+{
+    switch (bit) {
+#define X(id, lit, field)                                                                          \
+    case id##_BIT:                                                                                 \
+        return &r->field;
+        ONCE_LIST(X)
+#undef X
+    case ONCE_NONE:
+        break;
+    }
+    return NULL;
+}
+
+/* Keeps the value of a field that may occur once aside, for the request line and Host. */
+static int keep_once(struct h2_request *r, enum once_bit bit, const char *value, size_t value_len)
+{
+    static const char *const repeated[] = {
+#define X(id, lit, field) [id##_BIT] = "repeated " lit,
+        ONCE_LIST(X)
+#undef X
+    };
+    if (r->seen & (1u << bit))
+        return malformed(r, repeated[bit]);
+    r->seen |= 1u << bit;
+    size_t off = r->values.len;
+    int rc = append(r, &r->values, &value, &value_len, 1);
+    *once_span(r, bit) = (struct h2_span){off, r->too_large ? 0 : value_len};
+    return rc;
 }
 
 int h2_request_field(struct h2_request *r, const char *name, size_t name_len, const char *value,
@@ -136,23 +163,26 @@ int h2_request_field(struct h2_request *r, const char *name, size_t name_len, co
     const char *why = value_problem(value, value_len);
     if (why)
         return malformed(r, why);
-    bool pseudo = name_len && name[0] == ':';
-    if (pseudo && r->regular_seen)
-        return malformed(r, "pseudo-header field after a regular field");
-    r->regular_seen |= !pseudo;
-    int rc;
-    if (once_field(r, name, name_len, value, value_len, &rc))
-        return rc;
-    if (pseudo)
-        return malformed(r, "unknown pseudo-header field");
+    if (name_len && name[0] == ':') {
+        if (r->regular_seen)
+            return malformed(r, "pseudo-header field after a regular field");
+        enum once_bit bit = pseudo_of(name, name_len);
+        if (bit == ONCE_NONE)
+            return malformed(r, "unknown pseudo-header field");
+        return keep_once(r, bit, value, value_len);
+    }
+    r->regular_seen = true;
     if (!is_token(name, name_len, true))
         return malformed(r, "field name that is not a lowercase token");
-    for (size_t i = 0; i < ARRAY_LEN(connection_fields); i++)
-        if (span_ieq(name, name_len, connection_fields[i]))
-            return malformed(r, "connection-specific field");
-    if (span_ieq(name, name_len, "te") && !span_ieq(value, value_len, "trailers"))
+    /* The name is lowercase: the HTTP/1.1 parser's look-up gives its id in one table read. */
+    enum h1_field_id id = h1_field_id_of(name, name_len);
+    if (id == H1_F_HOST)
+        return keep_once(r, H2F_HOST_BIT, value, value_len);
+    if (H1_FIELD_BIT(id) & connection_fields)
+        return malformed(r, "connection-specific field");
+    if (id == H1_F_TE && !span_ieq(value, value_len, "trailers"))
         return malformed(r, "TE other than trailers");
-    if (span_ieq(name, name_len, "cookie")) {
+    if (name_len == 6 && memcmp(name, "cookie", 6) == 0) { /* not a field id: compared here */
         /* Cookie crumbs are joined into one field for HTTP/1.1 (RFC 9113 8.2.3). */
         const char *parts[] = {"; ", value};
         const size_t lens[] = {r->cookie.len ? 2 : 0, value_len};

@@ -53,6 +53,23 @@ static const struct row rows[] = {
     {"te: trailers is the one TE allowed",
      {GET_ROOT, AUTH, {"te", "trailers", 0}},
      0, "GET / HTTP/1.1\r\nHost: a.example\r\nte: trailers\r\n\r\n"},
+    {"TE: Trailers, case aside, is still trailers", {GET_ROOT, AUTH, {"te", "Trailers", 0}},
+     0, "GET / HTTP/1.1\r\nHost: a.example\r\nte: Trailers\r\n\r\n"},
+    /* Names are told apart by the HTTP/1.1 parser's look-up (length and first letter, then one
+     * compare): a name in the slot of a connection-specific one, or near one, is an ordinary
+     * field, and so are the fields Portico knows by id and names too long for the table. */
+    {"names beside connection-specific ones are ordinary fields",
+     {GET_ROOT, AUTH, {"tx", "1", 0}, {"upgradx", "2", 0}, {"connections", "3", 0},
+      {"keep-alive-x", "4", 0}},
+     0, "GET / HTTP/1.1\r\nHost: a.example\r\ntx: 1\r\nupgradx: 2\r\nconnections: 3\r\n"
+        "keep-alive-x: 4\r\n\r\n"},
+    {"fields Portico knows by id go through as they came",
+     {GET_ROOT, AUTH, {"user-agent", "t/1", 0}, {"x-request-id", "r1", 0},
+      {"content-length", "0", 0}, {"x-a-name-longer-than-any-known-one", "5", 0}},
+     0, "GET / HTTP/1.1\r\nHost: a.example\r\nuser-agent: t/1\r\nx-request-id: r1\r\n"
+        "content-length: 0\r\nx-a-name-longer-than-any-known-one: 5\r\n\r\n"},
+    {"cookies is not cookie: not joined", {GET_ROOT, AUTH, {"cookies", "a=1", 0}},
+     0, "GET / HTTP/1.1\r\nHost: a.example\r\ncookies: a=1\r\n\r\n"},
     {"OPTIONS * keeps its asterisk",
      {{":method", "OPTIONS", 0}, {":scheme", "https", 0}, {":path", "*", 0}, AUTH},
      0, "OPTIONS * HTTP/1.1\r\nHost: a.example\r\n\r\n"},
@@ -74,6 +91,14 @@ static const struct row rows[] = {
      "TE other than trailers"},
     {"an uppercase name", {GET_ROOT, AUTH, {"X-Up", "1", 0}}, -1,
      "field name that is not a lowercase token"},
+    /* The look-up ignores case; HTTP/2 does not (RFC 9113 8.2.1): these are refused for their
+     * case before anything looks at what they name. */
+    {"Host in uppercase", {GET_ROOT, {"Host", "a.example", 0}}, -1,
+     "field name that is not a lowercase token"},
+    {"Connection in uppercase", {GET_ROOT, AUTH, {"Connection", "close", 0}}, -1,
+     "field name that is not a lowercase token"},
+    {"an empty name", {GET_ROOT, AUTH, {"", "1", 0}}, -1,
+     "field name that is not a lowercase token"},
     {"a name that is not a token", {GET_ROOT, AUTH, {"a b", "1", 0}}, -1,
      "field name that is not a lowercase token"},
     {"CR in a value", {GET_ROOT, AUTH, {"x", "a\rb", 0}}, -1, "NUL, CR or LF in a field value"},
@@ -93,6 +118,11 @@ static const struct row rows[] = {
     {"a repeated pseudo-header field", {GET_ROOT, {":path", "/b", 0}}, -1, "repeated :path"},
     {"a repeated host", {GET_ROOT, {"host", "a", 0}, {"host", "a", 0}}, -1, "repeated host"},
     {"an unknown pseudo-header field", {GET_ROOT, {":protocol", "websocket", 0}}, -1,
+     "unknown pseudo-header field"},
+    {"a pseudo-header field name with more after it", {GET_ROOT, {":paths", "/", 0}}, -1,
+     "unknown pseudo-header field"},
+    {"a lone colon", {GET_ROOT, {":", "x", 0}}, -1, "unknown pseudo-header field"},
+    {"a pseudo-header field in uppercase", {{":METHOD", "GET", 0}}, -1,
      "unknown pseudo-header field"},
     {"a response pseudo-header field", {GET_ROOT, {":status", "200", 0}}, -1,
      "unknown pseudo-header field"},
