@@ -89,7 +89,8 @@ int mb_icmp_open(struct mb_icmp_router *ir, uint16_t port);
 
 void mb_icmp_close(struct mb_icmp_router *ir);
 
-/* Whether this process may play the router (CAP_NET_RAW): opens and closes one for port. */
+/* Whether this process may play the router (CAP_NET_RAW): opens and closes one for port;
+ * when not, errno says why. */
 bool mb_icmp_available(uint16_t port);
 
 /* Until c turns readable (or timeout): every SYN from 127.0.0.1 to 127.0.0.1:port gets an ICMP
