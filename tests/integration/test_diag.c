@@ -10,7 +10,6 @@
  * test_failures.c does for the statuses); connect_unreachable plays an ICMP router with raw
  * sockets (tests/support/misbehave.h) and is skipped with a message without CAP_NET_RAW.
  */
-#include <errno.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,11 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
-#include <sys/socket.h>
 
 #include <cmocka.h>
 
-#include "../support/certs.h"
 #include "../support/fake_dns.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
@@ -36,76 +33,28 @@
 
 #define BIG_BODY (16 * 1024 * 1024)
 
-/* ---- the origins ---- */
+/* ---- the origins: tests/support/misbehave.h ---- */
 
-enum origin_id {
-    O_OK, O_REFUSE, O_BLACKHOLE, O_SILENT, O_PARTIAL, O_CLOSE, O_RESET, O_GARBAGE, O_NO_READ,
-    O_RST_AFTER_HEAD, O_TLS_GARBAGE, O_TLS_SILENT, O_CERT_SELF,
-    O_UNREACH, /* a blackhole of its own, whose SYNs get ICMP host unreachable */
-    O_COUNT
-};
-
-static const struct fo_step rst_after_head[] = {FO_RST(), FO_END()};
-
-static struct {
-    struct fake_origin *o[O_COUNT];
-    uint16_t port[O_COUNT];
-    struct fake_dns *dns;
-} w;
+static struct mb_world w;
 
 static int world_up(void **state)
 {
     (void)state;
-    const struct test_certs *certs = certs_get();
-    if (!certs)
-        return -1;
-    const struct fake_origin_opts opts[O_COUNT] = {
-        [O_OK] = {.kind = FO_OK, .body = "hello, diagnostics\n"},
-        [O_REFUSE] = {.kind = FO_REFUSE},
-        [O_BLACKHOLE] = {.kind = FO_BLACKHOLE},
-        [O_SILENT] = {.kind = FO_SILENT},
-        [O_PARTIAL] = {.kind = FO_PARTIAL_HEAD},
-        [O_CLOSE] = {.kind = FO_CLOSE_EMPTY},
-        [O_RESET] = {.kind = FO_RESET},
-        [O_GARBAGE] = {.kind = FO_GARBAGE},
-        [O_NO_READ] = {.kind = FO_NO_READ},
-        [O_RST_AFTER_HEAD] = {.kind = FO_SCRIPT, .script = rst_after_head,
-                              .respond_before_body = true},
-        [O_TLS_GARBAGE] = {.kind = FO_TLS_GARBAGE},
-        [O_TLS_SILENT] = {.kind = FO_TLS_SILENT},
-        [O_CERT_SELF] = {.kind = FO_OK, .tls_cert = certs->self_signed_cert,
-                         .tls_key = certs->self_signed_key},
-        [O_UNREACH] = {.kind = FO_BLACKHOLE},
-    };
-    for (int i = 0; i < O_COUNT; i++) {
-        if (!(w.o[i] = fake_origin_start(&opts[i])))
-            return -1;
-        w.port[i] = fake_origin_port(w.o[i]);
-    }
-    w.dns = fake_dns_start(NULL);
-    return w.dns ? 0 : -1;
+    return mb_world_start(&w, "hello, diagnostics\n", NULL, 0);
 }
 
 static int world_down(void **state)
 {
     (void)state;
-    for (int i = 0; i < O_COUNT; i++)
-        fake_origin_stop(w.o[i]);
-    fake_dns_stop(w.dns);
-    memset(&w, 0, sizeof(w));
+    mb_world_stop(&w);
     return 0;
 }
 
 /* ---- the cases: one route and upstream each ---- */
 
-enum how {
-    H_GET, H_BODY, H_TWICE,
-    H_ICMP, /* GET; every SYN to the origin port is answered with ICMP host unreachable */
-};
-
 struct dcase {
     const char *name;          /* route /name/, upstream name */
-    enum origin_id origin;
+    enum mb_origin origin;
     const char *host;          /* resolved through the fake DNS; NULL: 127.0.0.1 */
     int dns_mode;              /* -1: DNS not used */
     const char *extra;         /* more [upstream] lines */
@@ -113,39 +62,39 @@ struct dcase {
     const char *phase;         /* expected "phase" */
     int status;                /* standard profile */
     int limit_ms;              /* expected limit_ms, 0: null */
-    enum how how;
+    enum mb_how how;
 };
 
-#define TLS "tls = on\nca_file = {{certs}}/ca.pem\n"
-
 static const struct dcase cases[] = {
-    {"ok", O_OK, NULL, -1, "", NULL, "done", 200, 0, H_GET},
-    {"dns_error", O_OK, "nx.portico.test", FAKE_DNS_NXDOMAIN, "", "dns_error", "dns", 502, 0,
-     H_GET},
-    {"dns_timeout", O_OK, "slow.portico.test", FAKE_DNS_SILENT, "dns_timeout = 200ms\n",
-     "dns_timeout", "dns", 504, 200, H_GET},
-    {"refused", O_REFUSE, NULL, -1, "", "connect_refused", "connect", 502, 0, H_GET},
-    {"blackhole", O_BLACKHOLE, NULL, -1, "connect_timeout = 200ms\n", "connect_timeout",
-     "connect", 504, 200, H_GET},
-    {"tls_garbage", O_TLS_GARBAGE, NULL, -1, TLS, "tls_handshake_failed", "tls", 502, 0, H_GET},
-    {"tls_silent", O_TLS_SILENT, NULL, -1, TLS "tls_timeout = 200ms\n", "tls_handshake_timeout",
-     "tls", 504, 200, H_GET},
-    {"cert_self", O_CERT_SELF, NULL, -1, TLS, "tls_certificate_invalid", "tls", 502, 0, H_GET},
-    {"send_timeout", O_NO_READ, NULL, -1, "send_timeout = 250ms\n", "send_timeout", "send", 504,
-     250, H_BODY},
-    {"send_error", O_RST_AFTER_HEAD, NULL, -1, "", "send_error", "send", 502, 0, H_BODY},
-    {"silent", O_SILENT, NULL, -1, "first_byte_timeout = 200ms\n", "first_byte_timeout",
-     "first_byte", 504, 200, H_GET},
-    {"partial", O_PARTIAL, NULL, -1, "read_timeout = 200ms\n", "read_timeout", "read", 504, 200,
-     H_GET},
-    {"close", O_CLOSE, NULL, -1, "", "empty_response", "first_byte", 502, 0, H_GET},
-    {"reset", O_RESET, NULL, -1, "", "connection_reset", "first_byte", 502, 0, H_GET},
-    {"garbage", O_GARBAGE, NULL, -1, "", "invalid_response", "read", 502, 0, H_GET},
-    {"total", O_SILENT, NULL, -1, "total_timeout = 200ms\nfirst_byte_timeout = 2s\n",
-     "total_timeout", "first_byte", 504, 200, H_GET},
-    {"down", O_REFUSE, NULL, -1, "max_fails = 1\nfail_timeout = 1m\n", "no_healthy_origin",
-     "route", 503, 0, H_TWICE},
-    {"unreachable", O_UNREACH, NULL, -1, "", "connect_unreachable", "connect", 502, 0, H_ICMP},
+    {"ok", MB_OK, NULL, -1, "", NULL, "done", 200, 0, MB_GET},
+    {"dns_error", MB_OK, "nx.portico.test", FAKE_DNS_NXDOMAIN, "", "dns_error", "dns", 502, 0,
+     MB_GET},
+    {"dns_timeout", MB_OK, "slow.portico.test", FAKE_DNS_SILENT, "dns_timeout = 200ms\n",
+     "dns_timeout", "dns", 504, 200, MB_GET},
+    {"refused", MB_REFUSE, NULL, -1, "", "connect_refused", "connect", 502, 0, MB_GET},
+    {"blackhole", MB_BLACKHOLE, NULL, -1, "connect_timeout = 200ms\n", "connect_timeout",
+     "connect", 504, 200, MB_GET},
+    {"tls_garbage", MB_TLS_GARBAGE, NULL, -1, MB_CONF_TLS_CA, "tls_handshake_failed", "tls", 502,
+     0, MB_GET},
+    {"tls_silent", MB_TLS_SILENT, NULL, -1, MB_CONF_TLS_CA "tls_timeout = 200ms\n",
+     "tls_handshake_timeout", "tls", 504, 200, MB_GET},
+    {"cert_self", MB_CERT_SELF, NULL, -1, MB_CONF_TLS_CA, "tls_certificate_invalid", "tls", 502,
+     0, MB_GET},
+    {"send_timeout", MB_NO_READ, NULL, -1, "send_timeout = 250ms\n", "send_timeout", "send", 504,
+     250, MB_BODY},
+    {"send_error", MB_RST_AFTER_HEAD, NULL, -1, "", "send_error", "send", 502, 0, MB_BODY},
+    {"silent", MB_SILENT, NULL, -1, "first_byte_timeout = 200ms\n", "first_byte_timeout",
+     "first_byte", 504, 200, MB_GET},
+    {"partial", MB_PARTIAL_HEAD, NULL, -1, "read_timeout = 200ms\n", "read_timeout", "read", 504,
+     200, MB_GET},
+    {"close", MB_CLOSE_EMPTY, NULL, -1, "", "empty_response", "first_byte", 502, 0, MB_GET},
+    {"reset", MB_RESET, NULL, -1, "", "connection_reset", "first_byte", 502, 0, MB_GET},
+    {"garbage", MB_GARBAGE, NULL, -1, "", "invalid_response", "read", 502, 0, MB_GET},
+    {"total", MB_SILENT, NULL, -1, "total_timeout = 200ms\nfirst_byte_timeout = 2s\n",
+     "total_timeout", "first_byte", 504, 200, MB_GET},
+    {"down", MB_REFUSE, NULL, -1, "max_fails = 1\nfail_timeout = 1m\n", "no_healthy_origin",
+     "route", 503, 0, MB_TWICE},
+    {"unreachable", MB_UNREACH, NULL, -1, "", "connect_unreachable", "connect", 502, 0, MB_ICMP},
 };
 
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
@@ -156,24 +105,18 @@ static struct harness *start(const char *proxy_extra)
 {
     char *text = NULL;
     size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
+    FILE *f = mb_conf_open(&text, &len, fake_dns_port(w.dns), proxy_extra);
     assert_non_null(f);
-    fprintf(f,
-            "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\nadmin_listen = 127.0.0.1:{{port:admin}}\n"
-            "access_log = {{dir}}/access.log\nworkers = 2\nresolver = 127.0.0.1:%u\n"
-            "dns_timeout = 2s\nconnect_timeout = 2s\ntls_timeout = 2s\nsend_timeout = 2s\n"
-            "first_byte_timeout = 2s\nread_timeout = 2s\n%s\n",
-            fake_dns_port(w.dns), proxy_extra);
+    fputc('\n', f);
     for (size_t i = 0; i < NCASES; i++) {
         const struct dcase *c = &cases[i];
-        fprintf(f, "[upstream %s]\norigin = %s:%u\n%s[route %s]\nprefix = /%s/\nupstream = %s\n%s\n",
-                c->name, c->host ? c->host : "127.0.0.1", w.port[c->origin], c->extra, c->name,
-                c->name, c->name, i == 0 ? "server_timing = on\n" : "");
+        mb_conf_case(f, c->name, c->host, w.port[c->origin], c->extra);
+        fprintf(f, "%s\n", i == 0 ? "server_timing = on\n" : "");
     }
     fprintf(f, "[route plain]\nprefix = /plain/\nupstream = ok\n"
                "[upstream hang]\norigin = 127.0.0.1:%u\n[route abort]\nprefix = /abort/\n"
                "upstream = hang\n[route cont]\nprefix = /cont/\nupstream = ok\n"
-               "expect = synthesize\n", w.port[O_SILENT]);
+               "expect = synthesize\n", w.port[MB_SILENT]);
     fclose(f);
     struct harness *h = harness_new();
     assert_non_null(h);
@@ -184,59 +127,22 @@ static struct harness *start(const char *proxy_extra)
     return h;
 }
 
-/* Streams body bytes until Portico answers (the socket turns readable) or len went out. */
-static void stream_until_answer(struct raw_conn *c, size_t len)
-{
-    static char chunk[64 * 1024];
-    int64_t deadline = tu_now_ms() + PX_IO_MS;
-    size_t sent = 0;
-    memset(chunk, 'b', sizeof(chunk));
-    while (sent < len && tu_ms_left(deadline) > 0) {
-        struct pollfd p = {raw_fd(c), POLLIN | POLLOUT, 0};
-        if (poll(&p, 1, tu_ms_left(deadline)) <= 0 || (p.revents & (POLLIN | POLLHUP | POLLERR)))
-            return;
-        size_t n = len - sent < sizeof(chunk) ? len - sent : sizeof(chunk);
-        ssize_t k = send(raw_fd(c), chunk, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (k < 0 && errno != EAGAIN && errno != EINTR)
-            return;
-        sent += k > 0 ? (size_t)k : 0;
-    }
-}
-
-/* Whether this process may play the ICMP router (CAP_NET_RAW). */
-static bool raw_sockets(void)
-{
-    struct mb_icmp_router ir;
-    if (mb_icmp_open(&ir, w.port[O_UNREACH]) != 0)
-        return false;
-    mb_icmp_close(&ir);
-    return true;
-}
-
 /* Sends one request for a case; returns the response (caller frees). */
 static void request(struct harness *h, const struct dcase *c, struct raw_response *r)
 {
     char req[512];
-    struct mb_icmp_router ir;
-    if (c->how == H_ICMP)
-        assert_int_equal(mb_icmp_open(&ir, w.port[c->origin]), 0);
-    struct raw_conn *conn = px_connect_port(harness_port(h, "listen"));
-    if (c->how == H_BODY)
+    if (c->how == MB_BODY)
         snprintf(req, sizeof(req), "POST /%s/x HTTP/1.1\r\nHost: diag.test\r\nUser-Agent: "
                  "diag-test/1\r\nContent-Length: %d\r\n\r\n", c->name, BIG_BODY);
     else
         snprintf(req, sizeof(req), "GET /%s/x?q=1 HTTP/1.1\r\nHost: diag.test\r\nUser-Agent: "
                  "diag-test/1\r\nAccept: application/json\r\nConnection: close\r\n\r\n", c->name);
-    assert_int_equal(raw_send_str(conn, req), 0);
-    if (c->how == H_BODY)
-        stream_until_answer(conn, BIG_BODY);
-    if (c->how == H_ICMP) {
-        unsigned n = mb_icmp_answer_syns(&ir, w.port[c->origin], conn, PX_IO_MS);
-        mb_icmp_close(&ir);
-        assert_true(n >= 1);
-    }
-    if (raw_read_response(conn, r, PX_IO_MS) != 0)
-        fail_msg("%s: no response: %s", c->name, r->error);
+    const struct mb_request mr = {req, c->how, BIG_BODY, w.port[c->origin], PX_IO_MS};
+    struct raw_conn *conn = px_connect_port(harness_port(h, "listen"));
+    struct mb_reply rep;
+    if (mb_provoke(conn, &mr, &rep) != 0)
+        fail_msg("%s: no response: %s", c->name, rep.r.error);
+    *r = rep.r;
     raw_close(conn);
 }
 
@@ -357,7 +263,7 @@ static void test_access_log_success(void **state)
     assert_string_equal(tj_str(j, "route"), "ok");
     assert_string_equal(tj_str(j, "upstream"), "ok");
     char origin[64];
-    snprintf(origin, sizeof(origin), "127.0.0.1:%u", w.port[O_OK]);
+    snprintf(origin, sizeof(origin), "127.0.0.1:%u", w.port[MB_OK]);
     assert_string_equal(tj_str(j, "origin"), origin);
     assert_int_equal(tj_num(j, "attempts", &v), 0);
     assert_int_equal((int)v, 1);
@@ -384,13 +290,13 @@ static void test_access_log_failures(void **state)
     for (size_t i = 1; i < NCASES; i++) {
         const struct dcase *c = &cases[i];
         struct raw_response r;
-        if (c->how == H_ICMP && !raw_sockets()) {
+        if (c->how == MB_ICMP && !mb_icmp_available(w.port[MB_UNREACH])) {
             print_message("  %-12s SKIPPED: no raw sockets (CAP_NET_RAW)\n", c->name);
             continue;
         }
         if (c->dns_mode >= 0)
             fake_dns_set_mode(w.dns, (enum fake_dns_mode)c->dns_mode);
-        if (c->how == H_TWICE) { /* the failure that marks the only origin down */
+        if (c->how == MB_TWICE) { /* the failure that marks the only origin down */
             request(h, c, &r);
             assert_int_equal(r.status, 502);
             raw_response_free(&r);
@@ -436,7 +342,7 @@ static void test_access_log_failures(void **state)
         } else {
             assert_true(tj_is_null(j, "limit_ms"));
         }
-        if (c->how == H_TWICE)
+        if (c->how == MB_TWICE)
             assert_true(tj_is_null(j, "origin")); /* no origin was chosen */
         tj_free(j);
     }
@@ -448,11 +354,11 @@ static void test_access_log_client_abort(void **state)
 {
     (void)state;
     struct harness *h = start("");
-    unsigned before = fake_origin_requests(w.o[O_SILENT]);
+    unsigned before = fake_origin_requests(w.origin[MB_SILENT]);
     struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
     assert_int_equal(raw_send_str(c, "GET /abort/x HTTP/1.1\r\nHost: a\r\n"
                                      "X-Request-Id: diag-abort-1\r\n\r\n"), 0);
-    assert_int_equal(fake_origin_wait_requests(w.o[O_SILENT], before + 1, PX_IO_MS), 0);
+    assert_int_equal(fake_origin_wait_requests(w.origin[MB_SILENT], before + 1, PX_IO_MS), 0);
     raw_close(c);
     struct tj *j = log_entry(h, "diag-abort-1");
     check_shape(j);
@@ -683,7 +589,7 @@ static void test_trace_context(void **state)
     struct harness *h = start("");
     char *sent[ARRAY_SIZE(trace_rows)];
     for (size_t i = 0; i < ARRAY_SIZE(trace_rows); i++) {
-        unsigned before = fake_origin_requests(w.o[O_OK]);
+        unsigned before = fake_origin_requests(w.origin[MB_OK]);
         char req[512];
         snprintf(req, sizeof(req), "GET /ok/x HTTP/1.1\r\nHost: diag.test\r\n"
                  "X-Request-Id: diag-trace-%zu\r\ntraceparent: %s\r\nConnection: close\r\n\r\n",
@@ -695,7 +601,7 @@ static void test_trace_context(void **state)
         assert_int_equal(r.status, 200);
         raw_response_free(&r);
         raw_close(c);
-        sent[i] = fake_origin_request_header(w.o[O_OK], before, "traceparent");
+        sent[i] = fake_origin_request_header(w.origin[MB_OK], before, "traceparent");
     }
     assert_int_equal(harness_stop(h), 0); /* then the access log is complete (see log_entry) */
     for (size_t i = 0; i < ARRAY_SIZE(trace_rows); i++) {
@@ -798,9 +704,9 @@ static void test_connections_interim_reload(void **state)
     wait_conns(h, (const double[]){0, 0, 1, 0, 0, 0, 1}); /* accepted: waits for a head */
     assert_int_equal(raw_send_str(c, "GET /abort/x HTTP/1.1\r\nHost: a\r\n"), 0);
     wait_conns(h, (const double[]){0, 1, 0, 0, 0, 0, 1}); /* part of a head: active */
-    unsigned silent = fake_origin_requests(w.o[O_SILENT]);
+    unsigned silent = fake_origin_requests(w.origin[MB_SILENT]);
     assert_int_equal(raw_send_str(c, "X-Request-Id: diag-gauge-1\r\n\r\n"), 0);
-    assert_int_equal(fake_origin_wait_requests(w.o[O_SILENT], silent + 1, PX_IO_MS), 0);
+    assert_int_equal(fake_origin_wait_requests(w.origin[MB_SILENT], silent + 1, PX_IO_MS), 0);
     wait_conns(h, (const double[]){0, 1, 0, 0, 1, 0, 1}); /* waiting for the first byte */
     raw_close(c);
     wait_conns(h, (const double[]){0, 0, 0, 0, 0, 0, 0}); /* both sides closed */
@@ -870,7 +776,7 @@ static void test_minimal_detail(void **state)
     request(h, &cases[3], &r);
     assert_int_equal(r.status, 502);
     char origin[64];
-    snprintf(origin, sizeof(origin), "127.0.0.1:%u", w.port[O_REFUSE]);
+    snprintf(origin, sizeof(origin), "127.0.0.1:%u", w.port[MB_REFUSE]);
     assert_null(strstr(r.body, origin));
     assert_null(strstr(r.body, "\"refused\""));
     assert_non_null(strstr(r.body, "\"error\":\"connect_refused\""));

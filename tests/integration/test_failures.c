@@ -127,37 +127,22 @@ static const char *phrase_for(int code)
     return NULL;
 }
 
-/* ---- the origins every profile run shares ---- */
+/* ---- the origins every profile run shares: tests/support/misbehave.h, and this file's own ---- */
 
-enum origin_id {
-    O_OK,              /* plain FO_OK; also the port of the DNS cases (never contacted) */
-    O_REFUSE,
-    O_BLACKHOLE,
-    O_UNREACH,         /* a second blackhole, whose SYNs get ICMP host unreachable */
-    O_TLS_GARBAGE,
-    O_TLS_OLD,         /* TLS 1.0-1.1 only (this file's own server) */
-    O_TLS_SILENT,
-    O_CERT_SELF,
-    O_CERT_EXPIRED,
+enum {
+    O_CERT_EXPIRED = MB_ORIGIN_COUNT,
     O_CERT_NAME,
     O_TLS_OK,          /* CA-signed, valid: untrusted when verified against the system store */
-    O_NO_READ,
-    O_RST_AFTER_HEAD,
-    O_SILENT,
-    O_PARTIAL_HEAD,
     O_PARTIAL_CLOSE,
     O_PARTIAL_RST,
-    O_CLOSE_EMPTY,
-    O_RESET,
-    O_GARBAGE,
     O_BAD_STATUS,
     O_BIG_HEAD,
+    O_TLS_OLD,         /* TLS 1.0-1.1 only (this file's own server, not a fake origin) */
     O_COUNT
 };
 
 static char big_head[24 * 1024]; /* a response head larger than max_header_size (16k) */
 
-static const struct fo_step rst_after_head[] = {FO_RST(), FO_END()};
 static const struct fo_step partial_close[] = {
     FO_SEND("HTTP/1.1 200 OK\r\nContent-Le"), FO_CLOSE(), FO_END(),
 };
@@ -178,15 +163,8 @@ struct old_tls {
     pthread_t thread;
 };
 
-struct world {
-    struct fake_origin *origins[O_COUNT];
-    uint16_t ports[O_COUNT];
-    struct old_tls old;
-    struct fake_dns *dns;
-    const struct test_certs *certs;
-};
-
-static struct world world;
+static struct mb_world world; /* port[O_TLS_OLD] is tls_old.port */
+static struct old_tls tls_old;
 
 static void *old_tls_main(void *arg)
 {
@@ -265,160 +243,123 @@ static int world_up(void **state)
 
     if (certs == NULL)
         return -1;
-    world.certs = certs;
     memcpy(big_head, "HTTP/1.1 200 OK\r\nX-Big: ", 24);
     memset(big_head + 24, 'a', sizeof(big_head) - 24 - 5);
     memcpy(big_head + sizeof(big_head) - 5, "\r\n\r\n", 5);
 
-    const struct fake_origin_opts opts[O_COUNT] = {
-        [O_OK] = {.kind = FO_OK},
-        [O_REFUSE] = {.kind = FO_REFUSE},
-        [O_BLACKHOLE] = {.kind = FO_BLACKHOLE},
-        [O_UNREACH] = {.kind = FO_BLACKHOLE},
-        [O_TLS_GARBAGE] = {.kind = FO_TLS_GARBAGE},
-        [O_TLS_SILENT] = {.kind = FO_TLS_SILENT},
-        [O_CERT_SELF] = {.kind = FO_OK, .tls_cert = certs->self_signed_cert,
-                         .tls_key = certs->self_signed_key},
+    const struct fake_origin_opts more[O_COUNT] = {
         [O_CERT_EXPIRED] = {.kind = FO_OK, .tls_cert = certs->expired_cert,
                             .tls_key = certs->expired_key},
         [O_CERT_NAME] = {.kind = FO_OK, .tls_cert = certs->wrong_name_cert,
                          .tls_key = certs->wrong_name_key},
         [O_TLS_OK] = {.kind = FO_OK, .tls_cert = certs->server_cert,
                       .tls_key = certs->server_key},
-        [O_NO_READ] = {.kind = FO_NO_READ},
-        [O_RST_AFTER_HEAD] = {.kind = FO_SCRIPT, .script = rst_after_head,
-                              .respond_before_body = true},
-        [O_SILENT] = {.kind = FO_SILENT},
-        [O_PARTIAL_HEAD] = {.kind = FO_PARTIAL_HEAD},
         [O_PARTIAL_CLOSE] = {.kind = FO_SCRIPT, .script = partial_close},
         [O_PARTIAL_RST] = {.kind = FO_SCRIPT, .script = partial_rst},
-        [O_CLOSE_EMPTY] = {.kind = FO_CLOSE_EMPTY},
-        [O_RESET] = {.kind = FO_RESET},
-        [O_GARBAGE] = {.kind = FO_GARBAGE},
         [O_BAD_STATUS] = {.kind = FO_SCRIPT, .script = bad_status},
         [O_BIG_HEAD] = {.kind = FO_SCRIPT, .script = too_big},
     };
-    for (int i = 0; i < O_COUNT; i++) {
-        if (i == O_TLS_OLD)
-            continue;
-        world.origins[i] = fake_origin_start(&opts[i]);
-        if (world.origins[i] == NULL)
-            return -1;
-        world.ports[i] = fake_origin_port(world.origins[i]);
-    }
-    if (old_tls_start(&world.old, certs) != 0)
+    if (mb_world_start(&world, NULL, more, O_TLS_OLD) != 0 || old_tls_start(&tls_old, certs) != 0)
         return -1;
-    world.ports[O_TLS_OLD] = world.old.port;
-    world.dns = fake_dns_start(NULL);
-    return world.dns != NULL ? 0 : -1;
+    world.port[O_TLS_OLD] = tls_old.port;
+    return 0;
 }
 
 static int world_down(void **state)
 {
     (void)state;
-    for (int i = 0; i < O_COUNT; i++)
-        fake_origin_stop(world.origins[i]);
-    old_tls_stop(&world.old);
-    fake_dns_stop(world.dns);
-    memset(&world, 0, sizeof(world));
+    mb_world_stop(&world);
+    old_tls_stop(&tls_old);
     return 0;
 }
 
 /* ---- the cases ---- */
 
-enum how {
-    H_GET,      /* GET, Connection: close */
-    H_BODY,     /* POST with a BIG_BODY streamed until Portico answers */
-    H_ICMP,     /* GET; every SYN to the origin port is answered with ICMP host unreachable */
-    H_TWICE,    /* a first GET fails (connect_refused) and marks the origin down; then GET */
-};
-
 struct fcase {
     const char *name;       /* route prefix /name/ and upstream name */
-    enum origin_id origin;
+    int origin;             /* enum mb_origin, or one of this file's O_ */
     const char *host;       /* origin name resolved through the fake DNS; NULL: 127.0.0.1 */
     int dns_mode;           /* fake DNS mode during the case; -1: not used */
     const char *extra;      /* more [upstream] lines */
     const char *failure;
     const char *phase;      /* JSON phase, log phase, the Server-Timing entry with desc */
     int timer_ms;           /* the limit that expires (JSON limit_ms); 0: none (null) */
-    enum how how;
+    enum mb_how how;        /* MB_BODY: BIG_BODY bytes; MB_TWICE: connect_refused first */
     const char *detail;     /* substring of the JSON detail */
 };
 
-#define TLS_CA "tls = on\nca_file = {{certs}}/ca.pem\n"
-
 static const struct fcase cases[] = {
     /* NXDOMAIN for the origin name */
-    {"dns_nx", O_OK, "nx.portico.test", FAKE_DNS_NXDOMAIN, "", "dns_error", "dns", 0, H_GET,
+    {"dns_nx", MB_OK, "nx.portico.test", FAKE_DNS_NXDOMAIN, "", "dns_error", "dns", 0, MB_GET,
      "nx.portico.test"},
     /* SERVFAIL: the resolver failed, which is not a timeout */
-    {"dns_servfail", O_OK, "servfail.portico.test", FAKE_DNS_SERVFAIL, "", "dns_error", "dns", 0,
-     H_GET, "servfail.portico.test"},
+    {"dns_servfail", MB_OK, "servfail.portico.test", FAKE_DNS_SERVFAIL, "", "dns_error", "dns", 0,
+     MB_GET, "servfail.portico.test"},
     /* the resolver never answers */
-    {"dns_timeout", O_OK, "silent.portico.test", FAKE_DNS_SILENT, "dns_timeout = 200ms\n",
-     "dns_timeout", "dns", 200, H_GET, "exceeded 200 ms"},
+    {"dns_timeout", MB_OK, "silent.portico.test", FAKE_DNS_SILENT, "dns_timeout = 200ms\n",
+     "dns_timeout", "dns", 200, MB_GET, "exceeded 200 ms"},
     /* RST to the SYN */
-    {"refused", O_REFUSE, NULL, -1, "", "connect_refused", "connect", 0, H_GET, "refused"},
+    {"refused", MB_REFUSE, NULL, -1, "", "connect_refused", "connect", 0, MB_GET, "refused"},
     /* SYN dropped: full accept queue */
-    {"blackhole", O_BLACKHOLE, NULL, -1, "connect_timeout = 250ms\n", "connect_timeout",
-     "connect", 250, H_GET, "exceeded 250 ms"},
+    {"blackhole", MB_BLACKHOLE, NULL, -1, "connect_timeout = 250ms\n", "connect_timeout",
+     "connect", 250, MB_GET, "exceeded 250 ms"},
     /* ICMP host unreachable for the SYN: EHOSTUNREACH */
-    {"unreachable", O_UNREACH, NULL, -1, "", "connect_unreachable", "connect", 0, H_ICMP,
+    {"unreachable", MB_UNREACH, NULL, -1, "", "connect_unreachable", "connect", 0, MB_ICMP,
      "No route to host"},
     /* plain text in answer to the ClientHello */
-    {"tls_garbage", O_TLS_GARBAGE, NULL, -1, TLS_CA, "tls_handshake_failed", "tls", 0, H_GET,
-     "TLS handshake"},
+    {"tls_garbage", MB_TLS_GARBAGE, NULL, -1, MB_CONF_TLS_CA, "tls_handshake_failed", "tls", 0,
+     MB_GET, "TLS handshake"},
     /* the origin speaks TLS 1.1 at most: protocol version alert */
-    {"tls_version", O_TLS_OLD, NULL, -1, TLS_CA, "tls_handshake_failed", "tls", 0, H_GET,
+    {"tls_version", O_TLS_OLD, NULL, -1, MB_CONF_TLS_CA, "tls_handshake_failed", "tls", 0, MB_GET,
      "alert protocol version"},
     /* the port accepts and reads, never answers the ClientHello */
-    {"tls_silent", O_TLS_SILENT, NULL, -1, TLS_CA "tls_timeout = 300ms\n",
-     "tls_handshake_timeout", "tls", 300, H_GET, "exceeded 300 ms"},
+    {"tls_silent", MB_TLS_SILENT, NULL, -1, MB_CONF_TLS_CA "tls_timeout = 300ms\n",
+     "tls_handshake_timeout", "tls", 300, MB_GET, "exceeded 300 ms"},
     /* certificate verification: self-signed, expired, wrong name, CA not trusted */
-    {"cert_self", O_CERT_SELF, NULL, -1, TLS_CA, "tls_certificate_invalid", "tls", 0, H_GET,
-     "self-signed"},
-    {"cert_expired", O_CERT_EXPIRED, NULL, -1, TLS_CA, "tls_certificate_invalid", "tls", 0, H_GET,
-     "expired"},
-    {"cert_name", O_CERT_NAME, NULL, -1, TLS_CA, "tls_certificate_invalid", "tls", 0, H_GET,
-     "IP address mismatch"},
+    {"cert_self", MB_CERT_SELF, NULL, -1, MB_CONF_TLS_CA, "tls_certificate_invalid", "tls", 0,
+     MB_GET, "self-signed"},
+    {"cert_expired", O_CERT_EXPIRED, NULL, -1, MB_CONF_TLS_CA, "tls_certificate_invalid", "tls", 0,
+     MB_GET, "expired"},
+    {"cert_name", O_CERT_NAME, NULL, -1, MB_CONF_TLS_CA, "tls_certificate_invalid", "tls", 0,
+     MB_GET, "IP address mismatch"},
     /* the same, checked against the name sent in SNI */
-    {"cert_sni", O_CERT_NAME, NULL, -1, TLS_CA "sni = localhost\n", "tls_certificate_invalid",
-     "tls", 0, H_GET, "hostname mismatch"},
+    {"cert_sni", O_CERT_NAME, NULL, -1, MB_CONF_TLS_CA "sni = localhost\n",
+     "tls_certificate_invalid", "tls", 0, MB_GET, "hostname mismatch"},
     {"cert_untrusted", O_TLS_OK, NULL, -1, "tls = on\n", "tls_certificate_invalid", "tls", 0,
-     H_GET, "local issuer"},
+     MB_GET, "local issuer"},
     /* the origin never reads: 16 MiB fill every buffer, then nothing moves */
-    {"send_timeout", O_NO_READ, NULL, -1, "send_timeout = 350ms\n", "send_timeout", "send", 350,
-     H_BODY, "took no request bytes for 350 ms"},
+    {"send_timeout", MB_NO_READ, NULL, -1, "send_timeout = 350ms\n", "send_timeout", "send", 350,
+     MB_BODY, "took no request bytes for 350 ms"},
     /* the origin resets after the head, while the body streams */
-    {"send_error", O_RST_AFTER_HEAD, NULL, -1, "", "send_error", "send", 0, H_BODY, "127.0.0.1"},
+    {"send_error", MB_RST_AFTER_HEAD, NULL, -1, "", "send_error", "send", 0, MB_BODY, "127.0.0.1"},
     /* request read, nothing ever answered */
-    {"silent", O_SILENT, NULL, -1, "first_byte_timeout = 400ms\n", "first_byte_timeout",
-     "first_byte", 400, H_GET, "within 400 ms"},
+    {"silent", MB_SILENT, NULL, -1, "first_byte_timeout = 400ms\n", "first_byte_timeout",
+     "first_byte", 400, MB_GET, "within 400 ms"},
     /* half a response head, then silence */
-    {"partial_head", O_PARTIAL_HEAD, NULL, -1, "read_timeout = 250ms\n", "read_timeout", "read",
-     250, H_GET, "for 250 ms"},
+    {"partial_head", MB_PARTIAL_HEAD, NULL, -1, "read_timeout = 250ms\n", "read_timeout", "read",
+     250, MB_GET, "for 250 ms"},
     /* FIN without a byte */
-    {"close_empty", O_CLOSE_EMPTY, NULL, -1, "", "empty_response", "first_byte", 0, H_GET,
+    {"close_empty", MB_CLOSE_EMPTY, NULL, -1, "", "empty_response", "first_byte", 0, MB_GET,
      "without sending a response"},
     /* RST instead of a response */
-    {"reset", O_RESET, NULL, -1, "", "connection_reset", "first_byte", 0, H_GET, "reset"},
+    {"reset", MB_RESET, NULL, -1, "", "connection_reset", "first_byte", 0, MB_GET, "reset"},
     /* half a head, then FIN / RST */
-    {"partial_close", O_PARTIAL_CLOSE, NULL, -1, "", "connection_reset", "read", 0, H_GET,
+    {"partial_close", O_PARTIAL_CLOSE, NULL, -1, "", "connection_reset", "read", 0, MB_GET,
      "before the response head was complete"},
-    {"partial_rst", O_PARTIAL_RST, NULL, -1, "", "connection_reset", "read", 0, H_GET, "reset"},
+    {"partial_rst", O_PARTIAL_RST, NULL, -1, "", "connection_reset", "read", 0, MB_GET, "reset"},
     /* not HTTP; a bad status code; a head larger than max_header_size */
-    {"garbage", O_GARBAGE, NULL, -1, "", "invalid_response", "read", 0, H_GET, "invalid response"},
-    {"bad_status", O_BAD_STATUS, NULL, -1, "", "invalid_response", "read", 0, H_GET,
+    {"garbage", MB_GARBAGE, NULL, -1, "", "invalid_response", "read", 0, MB_GET,
      "invalid response"},
-    {"big_head", O_BIG_HEAD, NULL, -1, "", "invalid_response", "read", 0, H_GET,
+    {"bad_status", O_BAD_STATUS, NULL, -1, "", "invalid_response", "read", 0, MB_GET,
+     "invalid response"},
+    {"big_head", O_BIG_HEAD, NULL, -1, "", "invalid_response", "read", 0, MB_GET,
      "invalid response"},
     /* total_timeout fires while first_byte_timeout (2 s) still runs */
-    {"total", O_SILENT, NULL, -1, "total_timeout = 300ms\nfirst_byte_timeout = 2s\n",
-     "total_timeout", "first_byte", 300, H_GET, "total_timeout 300 ms"},
+    {"total", MB_SILENT, NULL, -1, "total_timeout = 300ms\nfirst_byte_timeout = 2s\n",
+     "total_timeout", "first_byte", 300, MB_GET, "total_timeout 300 ms"},
     /* max_fails = 1: one refused connect marks the only origin down */
-    {"no_healthy", O_REFUSE, NULL, -1, "max_fails = 1\nfail_timeout = 1m\n", "no_healthy_origin",
-     "route", 0, H_TWICE, "marked down"},
+    {"no_healthy", MB_REFUSE, NULL, -1, "max_fails = 1\nfail_timeout = 1m\n", "no_healthy_origin",
+     "route", 0, MB_TWICE, "marked down"},
 };
 
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
@@ -432,27 +373,18 @@ static char *build_config(enum profile p)
 {
     char *text = NULL;
     size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
+    char lines[128];
+
+    snprintf(lines, sizeof(lines), "access_log_format = text\nerror_profile = %s\n",
+             profile_names[p]);
+    FILE *f = mb_conf_open(&text, &len, fake_dns_port(world.dns), lines);
 
     assert_non_null(f);
-    fprintf(f,
-            "[proxy]\n"
-            "listen = 127.0.0.1:{{port:listen}}\n"
-            "admin_listen = 127.0.0.1:{{port:admin}}\n"
-            "access_log = {{dir}}/access.log\naccess_log_format = text\n"
-            "workers = 2\n"
-            "error_profile = %s\n"
-            "resolver = 127.0.0.1:%u\n"
-            /* defaults far above every case's own timer, so a wrong timer shows */
-            "dns_timeout = 2s\nconnect_timeout = 2s\ntls_timeout = 2s\nsend_timeout = 2s\n"
-            "first_byte_timeout = 2s\nread_timeout = 2s\n",
-            profile_names[p], fake_dns_port(world.dns));
     for (size_t i = 0; i < NCASES; i++) {
         const struct fcase *c = &cases[i];
 
-        fprintf(f, "\n[upstream %s]\norigin = %s:%u\n%s[route %s]\nprefix = /%s/\nupstream = %s\n",
-                c->name, c->host != NULL ? c->host : "127.0.0.1", world.ports[c->origin],
-                c->extra, c->name, c->name, c->name);
+        fputc('\n', f);
+        mb_conf_case(f, c->name, c->host, world.port[c->origin], c->extra);
     }
     fclose(f);
     return text;
@@ -467,7 +399,7 @@ static void check_server_timing(const struct fcase *c, const char *st)
     size_t n = 0, entries = 0;
 
     assert_non_null(st);
-    if (c->how == H_TWICE) {
+    if (c->how == MB_TWICE) {
         n = (size_t)snprintf(want, sizeof(want), "route");
     } else {
         for (size_t i = 0; i < sizeof(walk) / sizeof(walk[0]); i++) {
@@ -524,7 +456,7 @@ static void check_failure(enum profile p, const struct fcase *c, const struct ra
     assert_string_equal(raw_header(r, "Cache-Control"), "no-store");
     assert_string_equal(raw_header(r, "Content-Type"), "application/json");
     snprintf(origin, sizeof(origin), "%s:%u", c->host != NULL ? c->host : "127.0.0.1",
-             world.ports[c->origin]);
+             world.port[c->origin]);
 
     /* Proxy-Status: our RFC 9209 type; next-hop once an origin was chosen */
     const char *ps = raw_header(r, "Proxy-Status");
@@ -534,7 +466,7 @@ static void check_failure(enum profile p, const struct fcase *c, const struct ra
     if (strncmp(ps, want, strlen(want)) != 0)
         fail_msg("Proxy-Status \"%s\" does not start with \"%s\"", ps, want);
     snprintf(want, sizeof(want), "next-hop=\"%s\"", origin);
-    assert_int_equal(tu_contains(ps, want), c->how != H_TWICE);
+    assert_int_equal(tu_contains(ps, want), c->how != MB_TWICE);
     check_server_timing(c, raw_header(r, "Server-Timing"));
 
     /* the JSON body */
@@ -552,7 +484,7 @@ static void check_failure(enum profile p, const struct fcase *c, const struct ra
     assert_string_equal(s, c->phase);
     free(s);
     s = tu_json_get_string(r->body, "origin");
-    if (c->how == H_TWICE) {
+    if (c->how == MB_TWICE) {
         assert_null(s); /* no origin was chosen */
         assert_true(tu_contains(r->body, "\"origin\":null"));
     } else {
@@ -614,10 +546,7 @@ static struct raw_conn *get_route(uint16_t port, const char *name, struct raw_re
     char req[256];
     struct raw_conn *conn = px_connect_port(port);
 
-    snprintf(req, sizeof(req),
-             "GET /%s/x HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
-             "Connection: close\r\n\r\n", name);
-    assert_int_equal(raw_send_str(conn, req), 0);
+    assert_int_equal(raw_send_str(conn, mb_head(req, sizeof(req), MB_GET, name, 0)), 0);
     assert_int_equal(raw_read_response(conn, r, IO_MS), 0);
     return conn;
 }
@@ -631,17 +560,17 @@ static void run_case(struct harness *h, enum profile p, size_t i, unsigned *coun
     uint16_t port = harness_port(h, "listen");
     struct raw_response r;
     struct raw_conn *conn;
-    struct mb_icmp_router ir;
-    char req[256];
+    struct mb_reply rep;
+    char head[256];
 
     if (c->dns_mode >= 0)
         fake_dns_set_mode(world.dns, (enum fake_dns_mode)c->dns_mode);
-    if (c->how == H_ICMP && mb_icmp_open(&ir, world.ports[c->origin]) != 0) {
+    if (c->how == MB_ICMP && !mb_icmp_available(world.port[c->origin])) {
         print_message("  %-10s %-15s SKIPPED: no raw sockets (CAP_NET_RAW): %s\n",
                       profile_names[p], c->name, strerror(errno));
         return;
     }
-    if (c->how == H_TWICE) {
+    if (c->how == MB_TWICE) {
         /* the failure that marks the origin down, in the profile's own status */
         conn = get_route(port, c->name, &r);
         assert_int_equal(r.status, expect_for("connect_refused")->status[p]);
@@ -650,44 +579,27 @@ static void run_case(struct harness *h, enum profile p, size_t i, unsigned *coun
         raw_response_free(&r);
         raw_close(conn);
     }
+    const struct mb_request req = {mb_head(head, sizeof(head), c->how, c->name, BIG_BODY), c->how,
+                                   BIG_BODY, world.port[c->origin], IO_MS};
+
     conn = px_connect_port(port);
-    if (c->how == H_BODY)
-        snprintf(req, sizeof(req),
-                 "POST /%s/x HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
-                 "Content-Length: %d\r\n\r\n", c->name, BIG_BODY);
-    else
-        snprintf(req, sizeof(req),
-                 "GET /%s/x HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
-                 "Connection: close\r\n\r\n", c->name);
-    int64_t t0 = tu_now_ms(), timer_start = t0;
-
-    assert_int_equal(raw_send_str(conn, req), 0);
-    if (c->how == H_BODY) {
-        size_t sent = mb_stream_body(conn, BIG_BODY, IO_MS);
-
-        assert_true(sent < BIG_BODY); /* the answer came while the body was still flowing */
-    } else if (c->how == H_ICMP) {
-        unsigned n = mb_icmp_answer_syns(&ir, world.ports[c->origin], conn, IO_MS);
-
-        mb_icmp_close(&ir);
-        assert_true(n >= 1);
-    }
-    int rc = raw_read_response(conn, &r, IO_MS);
-
-    if (rc != 0)
-        fail_msg("%s: no response: %s", c->name, r.error);
-    int64_t elapsed = r.first_byte_ms - t0;
-
-    measured[p][i] = elapsed;
+    if (mb_provoke(conn, &req, &rep) != 0)
+        fail_msg("%s: no response: %s", c->name, rep.r.error);
+    if (c->how == MB_BODY) /* the answer came while the body was still flowing */
+        assert_true(rep.body_sent < BIG_BODY);
+    measured[p][i] = rep.elapsed_ms;
     if (getenv("FAILURES_VERBOSE") != NULL)
-        print_message("%s%s\n", r.head.text, r.body);
-    if (c->origin == O_NO_READ)
-        timer_start = fake_origin_last_rx_ms(world.origins[O_NO_READ]);
-    check_failure(p, c, &r, elapsed, r.first_byte_ms - timer_start, rid, rid_size);
+        print_message("%s%s\n", rep.r.head.text, rep.r.body);
+    /* most timers start at the request; the send timer at the origin's last received byte */
+    int64_t late = c->origin == MB_NO_READ
+                       ? rep.r.first_byte_ms - fake_origin_last_rx_ms(world.origin[MB_NO_READ])
+                       : rep.elapsed_ms;
+
+    check_failure(p, c, &rep.r, rep.elapsed_ms, late, rid, rid_size);
     counts[expect_for(c->failure) - expects]++;
     /* Connection: close, or a request body left unread: Portico closes either way. */
     assert_int_equal(raw_wait_closed(conn, IO_MS), 1);
-    raw_response_free(&r);
+    raw_response_free(&rep.r);
     raw_close(conn);
 }
 

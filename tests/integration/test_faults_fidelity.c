@@ -36,7 +36,6 @@
 
 #include <cmocka.h>
 
-#include "../support/certs.h"
 #include "../support/fake_dns.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
@@ -49,123 +48,63 @@
 #define BIG_BODY (16 * 1024 * 1024) /* request body larger than every buffer on the way */
 #define CLOSE_MS 50                 /* "times within 50 ms": response times and durations */
 
-/* ---- the origins ---- */
+/* ---- the origins: tests/support/misbehave.h, and one of this file's own ---- */
 
-enum origin_id {
-    O_OK,              /* never contacted: the port of the DNS cases */
-    O_REFUSE,
-    O_BLACKHOLE,
-    O_UNREACH,
-    O_TLS_GARBAGE,
-    O_TLS_SILENT,
-    O_CERT_SELF,
-    O_NO_READ,
-    O_RST_AFTER_HEAD,
-    O_SILENT,
-    O_PARTIAL_HEAD,
-    O_CLOSE_EMPTY,
-    O_RESET,
-    O_GARBAGE,
-    O_REFUSE_TWICE,    /* a second refusing port, marked down by the no_healthy case */
+enum {
+    O_REFUSE_TWICE = MB_ORIGIN_COUNT, /* a second refusing port, marked down by no_healthy */
     O_COUNT
 };
 
-static const struct fo_step rst_after_head[] = {FO_RST(), FO_END()};
-
-static struct {
-    struct fake_origin *origins[O_COUNT];
-    uint16_t ports[O_COUNT];
-    struct fake_dns *dns;
-} world;
+static struct mb_world world;
 
 static int world_up(void **state)
 {
     (void)state;
-    const struct test_certs *certs = certs_get();
-    if (certs == NULL)
-        return -1;
-    const struct fake_origin_opts opts[O_COUNT] = {
-        [O_OK] = {.kind = FO_OK},
-        [O_REFUSE] = {.kind = FO_REFUSE},
-        [O_BLACKHOLE] = {.kind = FO_BLACKHOLE},
-        [O_UNREACH] = {.kind = FO_BLACKHOLE},
-        [O_TLS_GARBAGE] = {.kind = FO_TLS_GARBAGE},
-        [O_TLS_SILENT] = {.kind = FO_TLS_SILENT},
-        [O_CERT_SELF] = {.kind = FO_OK, .tls_cert = certs->self_signed_cert,
-                         .tls_key = certs->self_signed_key},
-        [O_NO_READ] = {.kind = FO_NO_READ},
-        [O_RST_AFTER_HEAD] = {.kind = FO_SCRIPT, .script = rst_after_head,
-                              .respond_before_body = true},
-        [O_SILENT] = {.kind = FO_SILENT},
-        [O_PARTIAL_HEAD] = {.kind = FO_PARTIAL_HEAD},
-        [O_CLOSE_EMPTY] = {.kind = FO_CLOSE_EMPTY},
-        [O_RESET] = {.kind = FO_RESET},
-        [O_GARBAGE] = {.kind = FO_GARBAGE},
-        [O_REFUSE_TWICE] = {.kind = FO_REFUSE},
-    };
-    for (int i = 0; i < O_COUNT; i++) {
-        world.origins[i] = fake_origin_start(&opts[i]);
-        if (world.origins[i] == NULL)
-            return -1;
-        world.ports[i] = fake_origin_port(world.origins[i]);
-    }
-    world.dns = fake_dns_start(NULL);
-    return world.dns != NULL ? 0 : -1;
+    const struct fake_origin_opts more[O_COUNT] = {[O_REFUSE_TWICE] = {.kind = FO_REFUSE}};
+    return mb_world_start(&world, NULL, more, O_COUNT);
 }
 
 static int world_down(void **state)
 {
     (void)state;
-    for (int i = 0; i < O_COUNT; i++)
-        fake_origin_stop(world.origins[i]);
-    fake_dns_stop(world.dns);
-    memset(&world, 0, sizeof(world));
+    mb_world_stop(&world);
     return 0;
 }
 
 /* ---- the cases: one per failure type ---- */
 
-enum how {
-    H_GET,   /* GET, Connection: close */
-    H_BODY,  /* POST with a BIG_BODY streamed until Portico answers */
-    H_ICMP,  /* GET; the real half's SYNs get ICMP host unreachable */
-    H_TWICE, /* the real half: a first GET (connect_refused) marks the only origin down */
-};
-
 struct fcase {
     const char *name;
-    enum origin_id origin;
+    int origin;             /* enum mb_origin, or O_REFUSE_TWICE */
     const char *host;       /* origin name resolved through the fake DNS; NULL: 127.0.0.1 */
     int dns_mode;           /* fake DNS mode for the real half; -1: not used */
     const char *extra;      /* more [upstream] lines */
     const char *failure;
-    enum how how;
+    enum mb_how how;        /* the real half's; MB_BODY: BIG_BODY, MB_TWICE: connect_refused */
 };
 
-#define TLS_CA "tls = on\nca_file = {{certs}}/ca.pem\n"
-
 static const struct fcase cases[] = {
-    {"dns_nx", O_OK, "nx.portico.test", FAKE_DNS_NXDOMAIN, "", "dns_error", H_GET},
-    {"dns_timeout", O_OK, "silent.portico.test", FAKE_DNS_SILENT, "dns_timeout = 200ms\n",
-     "dns_timeout", H_GET},
-    {"refused", O_REFUSE, NULL, -1, "", "connect_refused", H_GET},
-    {"blackhole", O_BLACKHOLE, NULL, -1, "connect_timeout = 250ms\n", "connect_timeout", H_GET},
-    {"unreachable", O_UNREACH, NULL, -1, "", "connect_unreachable", H_ICMP},
-    {"tls_garbage", O_TLS_GARBAGE, NULL, -1, TLS_CA, "tls_handshake_failed", H_GET},
-    {"tls_silent", O_TLS_SILENT, NULL, -1, TLS_CA "tls_timeout = 300ms\n",
-     "tls_handshake_timeout", H_GET},
-    {"cert_self", O_CERT_SELF, NULL, -1, TLS_CA, "tls_certificate_invalid", H_GET},
-    {"send_timeout", O_NO_READ, NULL, -1, "send_timeout = 350ms\n", "send_timeout", H_BODY},
-    {"send_error", O_RST_AFTER_HEAD, NULL, -1, "", "send_error", H_BODY},
-    {"silent", O_SILENT, NULL, -1, "first_byte_timeout = 400ms\n", "first_byte_timeout", H_GET},
-    {"partial_head", O_PARTIAL_HEAD, NULL, -1, "read_timeout = 250ms\n", "read_timeout", H_GET},
-    {"close_empty", O_CLOSE_EMPTY, NULL, -1, "", "empty_response", H_GET},
-    {"reset", O_RESET, NULL, -1, "", "connection_reset", H_GET},
-    {"garbage", O_GARBAGE, NULL, -1, "", "invalid_response", H_GET},
-    {"total", O_SILENT, NULL, -1, "total_timeout = 300ms\nfirst_byte_timeout = 2s\n",
-     "total_timeout", H_GET},
+    {"dns_nx", MB_OK, "nx.portico.test", FAKE_DNS_NXDOMAIN, "", "dns_error", MB_GET},
+    {"dns_timeout", MB_OK, "silent.portico.test", FAKE_DNS_SILENT, "dns_timeout = 200ms\n",
+     "dns_timeout", MB_GET},
+    {"refused", MB_REFUSE, NULL, -1, "", "connect_refused", MB_GET},
+    {"blackhole", MB_BLACKHOLE, NULL, -1, "connect_timeout = 250ms\n", "connect_timeout", MB_GET},
+    {"unreachable", MB_UNREACH, NULL, -1, "", "connect_unreachable", MB_ICMP},
+    {"tls_garbage", MB_TLS_GARBAGE, NULL, -1, MB_CONF_TLS_CA, "tls_handshake_failed", MB_GET},
+    {"tls_silent", MB_TLS_SILENT, NULL, -1, MB_CONF_TLS_CA "tls_timeout = 300ms\n",
+     "tls_handshake_timeout", MB_GET},
+    {"cert_self", MB_CERT_SELF, NULL, -1, MB_CONF_TLS_CA, "tls_certificate_invalid", MB_GET},
+    {"send_timeout", MB_NO_READ, NULL, -1, "send_timeout = 350ms\n", "send_timeout", MB_BODY},
+    {"send_error", MB_RST_AFTER_HEAD, NULL, -1, "", "send_error", MB_BODY},
+    {"silent", MB_SILENT, NULL, -1, "first_byte_timeout = 400ms\n", "first_byte_timeout", MB_GET},
+    {"partial_head", MB_PARTIAL_HEAD, NULL, -1, "read_timeout = 250ms\n", "read_timeout", MB_GET},
+    {"close_empty", MB_CLOSE_EMPTY, NULL, -1, "", "empty_response", MB_GET},
+    {"reset", MB_RESET, NULL, -1, "", "connection_reset", MB_GET},
+    {"garbage", MB_GARBAGE, NULL, -1, "", "invalid_response", MB_GET},
+    {"total", MB_SILENT, NULL, -1, "total_timeout = 300ms\nfirst_byte_timeout = 2s\n",
+     "total_timeout", MB_GET},
     {"no_healthy", O_REFUSE_TWICE, NULL, -1, "max_fails = 1\nfail_timeout = 1m\n",
-     "no_healthy_origin", H_TWICE},
+     "no_healthy_origin", MB_TWICE},
 };
 
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
@@ -189,24 +128,16 @@ static char *build_config(void)
 {
     char *text = NULL;
     size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
+    FILE *f = mb_conf_open(&text, &len, fake_dns_port(world.dns),
+                           "access_log_format = text\nerror_profile = cloudflare\n"
+                           "[errors]\nread_timeout = 599\n");
     assert_non_null(f);
-    fprintf(f,
-            "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\nadmin_listen = 127.0.0.1:{{port:admin}}\n"
-            "access_log = {{dir}}/access.log\naccess_log_format = text\nworkers = 2\n"
-            "error_profile = cloudflare\nresolver = 127.0.0.1:%u\n"
-            "dns_timeout = 2s\nconnect_timeout = 2s\ntls_timeout = 2s\nsend_timeout = 2s\n"
-            "first_byte_timeout = 2s\nread_timeout = 2s\n"
-            "[errors]\nread_timeout = 599\n",
-            fake_dns_port(world.dns));
     for (size_t i = 0; i < NCASES; i++) {
         const struct fcase *c = &cases[i];
-        fprintf(f, "[upstream %s]\norigin = %s:%u\n%s[route %s]\nprefix = /%s/\nupstream = %s\n"
-                   "[route sim-%s]\nprefix = /sim-%s/\nupstream = %s\n"
+        mb_conf_case(f, c->name, c->host, world.port[c->origin], c->extra);
+        fprintf(f, "[route sim-%s]\nprefix = /sim-%s/\nupstream = %s\n"
                    "[fault sim-%s]\nroute = sim-%s\nfailure = %s\n",
-                c->name, c->host ? c->host : "127.0.0.1", world.ports[c->origin], c->extra,
-                c->name, c->name, c->name, c->name, c->name, c->name, c->name, c->name,
-                c->failure);
+                c->name, c->name, c->name, c->name, c->name, c->failure);
     }
     fclose(f);
     return text;
@@ -214,46 +145,24 @@ static char *build_config(void)
 
 /* ---- one request ---- */
 
-struct result {
-    struct raw_response r;
-    int64_t elapsed_ms;                /* from the request sent to the first response byte */
-};
-
-static void request(struct harness *h, const char *prefix, enum how how, uint16_t icmp_port,
-                    struct result *out)
+/* One request on a fresh connection; out gets the response and the time from the request sent
+ * to its first byte. */
+static void request(struct harness *h, const char *prefix, enum mb_how how, uint16_t icmp_port,
+                    struct mb_reply *out)
 {
-    char req[256];
+    char head[256];
+    const struct mb_request req = {mb_head(head, sizeof(head), how, prefix, BIG_BODY), how,
+                                   BIG_BODY, icmp_port, IO_MS};
     struct raw_conn *conn = px_connect_port(harness_port(h, "listen"));
-    struct mb_icmp_router ir;
-    if (how == H_ICMP)
-        assert_int_equal(mb_icmp_open(&ir, icmp_port), 0);
-    if (how == H_BODY)
-        snprintf(req, sizeof(req), "POST /%s/x HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
-                                   "Content-Length: %d\r\n\r\n", prefix, BIG_BODY);
-    else
-        snprintf(req, sizeof(req), "GET /%s/x HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
-                                   "Connection: close\r\n\r\n", prefix);
-    int64_t t0 = tu_now_ms();
-    assert_int_equal(raw_send_str(conn, req), 0);
-    if (how == H_BODY)
-        assert_true(mb_stream_body(conn, BIG_BODY, IO_MS) < BIG_BODY);
-    if (how == H_ICMP) {
-        assert_true(mb_icmp_answer_syns(&ir, icmp_port, conn, IO_MS) >= 1);
-        mb_icmp_close(&ir);
-    }
-    if (raw_read_response(conn, &out->r, IO_MS) != 0)
+    if (mb_provoke(conn, &req, out) != 0)
         fail_msg("/%s/x: no response: %s", prefix, out->r.error);
-    out->elapsed_ms = out->r.first_byte_ms - t0;
+    if (how == MB_BODY)
+        assert_true(out->body_sent < BIG_BODY);
     assert_non_null(raw_header(&out->r, "X-Request-Id"));
     if (getenv("FIDELITY_VERBOSE"))
         print_message("%s%s\n", out->r.head.text, out->r.body);
     assert_int_equal(raw_wait_closed(conn, IO_MS), 1);
     raw_close(conn);
-}
-
-static void result_free(struct result *x)
-{
-    raw_response_free(&x->r);
 }
 
 /* ---- the comparisons ---- */
@@ -401,30 +310,26 @@ static void compare_logs(struct harness *h, size_t k)
 static void run_case(struct harness *h, size_t i)
 {
     const struct fcase *c = &cases[i];
-    struct result real = {0}, sim = {0};
+    struct mb_reply real = {0}, sim = {0};
     char prefix[64];
-    if (c->how == H_ICMP) {
-        struct mb_icmp_router probe;
-        if (mb_icmp_open(&probe, world.ports[c->origin]) != 0) {
-            print_message("  %-22s SKIPPED: no raw sockets (CAP_NET_RAW): %s\n", c->failure,
-                          strerror(errno));
-            measured[i].skipped = true;
-            return;
-        }
-        mb_icmp_close(&probe);
+    if (c->how == MB_ICMP && !mb_icmp_available(world.port[c->origin])) {
+        print_message("  %-22s SKIPPED: no raw sockets (CAP_NET_RAW): %s\n", c->failure,
+                      strerror(errno));
+        measured[i].skipped = true;
+        return;
     }
     /* the simulation first: the real no_healthy_origin leaves its origin marked down */
     snprintf(prefix, sizeof(prefix), "sim-%s", c->name);
-    request(h, prefix, c->how == H_TWICE || c->how == H_ICMP ? H_GET : c->how, 0, &sim);
+    request(h, prefix, c->how == MB_TWICE || c->how == MB_ICMP ? MB_GET : c->how, 0, &sim);
     if (c->dns_mode >= 0)
         fake_dns_set_mode(world.dns, (enum fake_dns_mode)c->dns_mode);
-    if (c->how == H_TWICE) {
-        struct result first = {0};
-        request(h, c->name, H_GET, 0, &first);
+    if (c->how == MB_TWICE) {
+        struct mb_reply first = {0};
+        request(h, c->name, MB_GET, 0, &first);
         assert_string_equal(raw_header(&first.r, "Portico-Error"), "connect_refused");
-        result_free(&first);
+        raw_response_free(&first.r);
     }
-    request(h, c->name, c->how == H_TWICE ? H_GET : c->how, world.ports[c->origin], &real);
+    request(h, c->name, c->how == MB_TWICE ? MB_GET : c->how, world.port[c->origin], &real);
     if (c->dns_mode >= 0)
         fake_dns_set_mode(world.dns, FAKE_DNS_ANSWER);
 
@@ -444,8 +349,8 @@ static void run_case(struct harness *h, size_t i)
     if (diff > CLOSE_MS || diff < -CLOSE_MS)
         fail_msg("%s: %lld ms (real) vs %lld ms (simulated)", c->name,
                  (long long)real.elapsed_ms, (long long)sim.elapsed_ms);
-    result_free(&real);
-    result_free(&sim);
+    raw_response_free(&real.r);
+    raw_response_free(&sim.r);
 }
 
 static void check_metrics(struct harness *h)

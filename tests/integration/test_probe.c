@@ -14,55 +14,32 @@
 
 #include <cmocka.h>
 
-#include "../support/certs.h"
 #include "../support/fake_dns.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
 #include "../support/json.h"
+#include "../support/misbehave.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
 
-enum origin_id { O_OK, O_REFUSE, O_BLACKHOLE, O_SILENT, O_PARTIAL, O_CLOSE, O_GARBAGE,
-                 O_TLS_GARBAGE, O_CERT_SELF, O_COUNT };
-
 static struct {
-    struct fake_origin *o[O_COUNT];
-    struct fake_dns *dns;
+    struct mb_world mb;                /* the misbehaving origins and the fake DNS */
     struct harness *h;                 /* only for its temp dir and PORTICO_BIN */
 } w;
 
 static int world_up(void **state)
 {
     (void)state;
-    const struct test_certs *certs = certs_get();
-    if (!certs)
+    if (mb_world_start(&w.mb, "probe me\n", NULL, 0) != 0)
         return -1;
-    const struct fake_origin_opts opts[O_COUNT] = {
-        [O_OK] = {.kind = FO_OK, .body = "probe me\n"},
-        [O_REFUSE] = {.kind = FO_REFUSE},
-        [O_BLACKHOLE] = {.kind = FO_BLACKHOLE},
-        [O_SILENT] = {.kind = FO_SILENT},
-        [O_PARTIAL] = {.kind = FO_PARTIAL_HEAD},
-        [O_CLOSE] = {.kind = FO_CLOSE_EMPTY},
-        [O_GARBAGE] = {.kind = FO_GARBAGE},
-        [O_TLS_GARBAGE] = {.kind = FO_TLS_GARBAGE},
-        [O_CERT_SELF] = {.kind = FO_OK, .tls_cert = certs->self_signed_cert,
-                         .tls_key = certs->self_signed_key},
-    };
-    for (int i = 0; i < O_COUNT; i++)
-        if (!(w.o[i] = fake_origin_start(&opts[i])))
-            return -1;
-    w.dns = fake_dns_start(NULL);
     w.h = harness_new();
-    return w.dns && w.h ? 0 : -1;
+    return w.h ? 0 : -1;
 }
 
 static int world_down(void **state)
 {
     (void)state;
-    for (int i = 0; i < O_COUNT; i++)
-        fake_origin_stop(w.o[i]);
-    fake_dns_stop(w.dns);
+    mb_world_stop(&w.mb);
     harness_free(w.h);
     memset(&w, 0, sizeof(w));
     return 0;
@@ -70,7 +47,7 @@ static int world_down(void **state)
 
 struct probe_row {
     const char *why;
-    enum origin_id origin;
+    enum mb_origin origin;
     const char *scheme;
     const char *opt;              /* one extra option, or NULL */
     const char *optval;
@@ -81,21 +58,21 @@ struct probe_row {
 };
 
 static const struct probe_row rows[] = {
-    {"the origin answers", O_OK, "http", NULL, NULL, 0, NULL, "done", {0, 0, 0}},
-    {"nothing listens", O_REFUSE, "http", NULL, NULL, 1, "connect_refused", "connect",
+    {"the origin answers", MB_OK, "http", NULL, NULL, 0, NULL, "done", {0, 0, 0}},
+    {"nothing listens", MB_REFUSE, "http", NULL, NULL, 1, "connect_refused", "connect",
      {502, 521, 502}},
-    {"SYN never answered", O_BLACKHOLE, "http", "--connect-timeout", "200ms", 1,
+    {"SYN never answered", MB_BLACKHOLE, "http", "--connect-timeout", "200ms", 1,
      "connect_timeout", "connect", {504, 522, 599}},
-    {"the app never answers", O_SILENT, "http", "--first-byte-timeout", "200ms", 1,
+    {"the app never answers", MB_SILENT, "http", "--first-byte-timeout", "200ms", 1,
      "first_byte_timeout", "first_byte", {504, 524, 598}},
-    {"half a head, then silence", O_PARTIAL, "http", "--read-timeout", "200ms", 1,
+    {"half a head, then silence", MB_PARTIAL_HEAD, "http", "--read-timeout", "200ms", 1,
      "read_timeout", "read", {504, 524, 598}},
-    {"closed without a byte", O_CLOSE, "http", NULL, NULL, 1, "empty_response", "first_byte",
-     {502, 520, 502}},
-    {"not HTTP", O_GARBAGE, "http", NULL, NULL, 1, "invalid_response", "read", {502, 520, 502}},
-    {"not TLS", O_TLS_GARBAGE, "https", NULL, NULL, 1, "tls_handshake_failed", "tls",
+    {"closed without a byte", MB_CLOSE_EMPTY, "http", NULL, NULL, 1, "empty_response",
+     "first_byte", {502, 520, 502}},
+    {"not HTTP", MB_GARBAGE, "http", NULL, NULL, 1, "invalid_response", "read", {502, 520, 502}},
+    {"not TLS", MB_TLS_GARBAGE, "https", NULL, NULL, 1, "tls_handshake_failed", "tls",
      {502, 525, 502}},
-    {"a self-signed certificate", O_CERT_SELF, "https", NULL, NULL, 1,
+    {"a self-signed certificate", MB_CERT_SELF, "https", NULL, NULL, 1,
      "tls_certificate_invalid", "tls", {502, 526, 502}},
 };
 
@@ -121,8 +98,7 @@ static void test_json(void **state)
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
         const struct probe_row *r = &rows[i];
         char url[128];
-        snprintf(url, sizeof(url), "%s://127.0.0.1:%u/p", r->scheme,
-                 fake_origin_port(w.o[r->origin]));
+        snprintf(url, sizeof(url), "%s://127.0.0.1:%u/p", r->scheme, w.mb.port[r->origin]);
         const char *args[] = {"probe", url, "--json", r->opt, r->optval, NULL};
         struct tu_cmd_result res = {0};
         int rc = probe(args, &res);
@@ -183,7 +159,7 @@ static void test_text(void **state)
 {
     (void)state;
     char url[128], want[128];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u/", fake_origin_port(w.o[O_SILENT]));
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/", w.mb.port[MB_SILENT]);
     const char *args[] = {"probe", url, "--first-byte-timeout", "200ms", "--profile",
                           "cloudflare", NULL};
     struct tu_cmd_result res = {0};
@@ -192,11 +168,11 @@ static void test_text(void **state)
     assert_non_null(strstr(res.out, "failed: first_byte_timeout in phase first_byte"));
     assert_non_null(strstr(res.out, "standard 504, cloudflare 524, proxy 598"));
     assert_non_null(strstr(res.out, "Portico sends 524 A Timeout Occurred"));
-    snprintf(want, sizeof(want), "origin 127.0.0.1:%u", fake_origin_port(w.o[O_SILENT]));
+    snprintf(want, sizeof(want), "origin 127.0.0.1:%u", w.mb.port[MB_SILENT]);
     assert_non_null(strstr(res.out, want));
     tu_cmd_result_free(&res);
 
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u/", fake_origin_port(w.o[O_OK]));
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/", w.mb.port[MB_OK]);
     const char *ok[] = {"probe", url, NULL};
     assert_int_equal(probe(ok, &res), 0);
     assert_non_null(strstr(res.out, "answered: 200 OK, 9 body bytes"));
@@ -216,8 +192,8 @@ static void test_config(void **state)
         "[upstream app]\norigin = 127.0.0.1:%u\n"
         "[route named]\nprefix = /named/\nupstream = named\n"
         "[route app]\nhost = app.test\nprefix = /\nupstream = app\n",
-        fake_dns_port(w.dns), fake_origin_port(w.o[O_OK]), fake_origin_port(w.o[O_SILENT])), 0);
-    fake_dns_set_mode(w.dns, FAKE_DNS_NXDOMAIN);
+        fake_dns_port(w.mb.dns), w.mb.port[MB_OK], w.mb.port[MB_SILENT]), 0);
+    fake_dns_set_mode(w.mb.dns, FAKE_DNS_NXDOMAIN);
     struct tu_cmd_result res = {0};
     const char *nx[] = {"probe", "-c", harness_config_path(w.h), "http://any.test/named/x",
                         "--json", NULL};
@@ -230,7 +206,7 @@ static void test_config(void **state)
     tj_free(j);
     tu_cmd_result_free(&res);
 
-    fake_dns_set_mode(w.dns, FAKE_DNS_ANSWER); /* nx.portico.test is 127.0.0.1 now */
+    fake_dns_set_mode(w.mb.dns, FAKE_DNS_ANSWER); /* nx.portico.test is 127.0.0.1 now */
     assert_int_equal(probe(nx, &res), 0);
     j = parse_json(&res);
     double v;
