@@ -328,11 +328,11 @@ static const struct {
     {"0.0.0.0", 1, 0, AF_INET, "0.0.0.0:1"},             /* any address */
     {"::1", 443, 0, AF_INET6, "[::1]:443"},              /* IPv6 loopback gets brackets */
     {"0:0:0:0:0:0:0:1", 80, 0, AF_INET6, "[::1]:80"},     /* normalized by inet_ntop */
-    {"10.200.3.45", 0, 0, AF_INET, "10.200.3.45:0"},     /* port 0 is still written */
-    {"255.255.255.255", 65535, 0, AF_INET, "255.255.255.255:65535"}, /* the longest IPv4 */
+    {"127.200.3.45", 0, 0, AF_INET, "127.200.3.45:0"},   /* port 0 is still written */
+    {"127.255.255.255", 65535, 0, AF_INET, "127.255.255.255:65535"}, /* the longest IPv4 */
     {"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535, 0, AF_INET6,
      "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"}, /* eight full groups */
-    {"::ffff:10.0.0.1", 8080, 0, AF_INET6, "[::ffff:10.0.0.1]:8080"}, /* v4-mapped */
+    {"::ffff:127.0.0.1", 8080, 0, AF_INET6, "[::ffff:127.0.0.1]:8080"}, /* v4-mapped */
     {"localhost", 80, -1, 0, NULL},                      /* names are not numeric */
     {"1.2.3", 80, -1, 0, NULL},                          /* inet_aton shorthand refused */
     {"127.1.2.256", 80, -1, 0, NULL},                      /* octet out of range */
