@@ -128,6 +128,19 @@ int body_move(struct body_relay *r, struct evbuffer *in, struct evbuffer *out, s
     return -1;
 }
 
+bool body_spliceable(const struct body_relay *r)
+{
+    return r->in == H1_BODY_LENGTH && !r->out_chunked && r->quota == UINT64_MAX && !r->done &&
+           r->left >= BODY_SPLICE_MIN;
+}
+
+void body_spliced(struct body_relay *r, uint64_t n)
+{
+    r->left -= n;
+    r->bytes += n;
+    r->done = r->left == 0;
+}
+
 int body_eof(struct body_relay *r, struct evbuffer *out)
 {
     if (r->done)

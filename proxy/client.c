@@ -290,6 +290,18 @@ static size_t ds_pending(void *ctx)
     return sock_pending(&c->sock);
 }
 
+static long ds_body_splice(void *ctx, struct sock *from, size_t max)
+{
+    struct client *c = ctx;
+    return sock_splice(from, &c->sock, max);
+}
+
+static long ds_request_splice(void *ctx, struct sock *to, size_t max)
+{
+    struct client *c = ctx;
+    return sock_splice(&c->sock, to, max);
+}
+
 static struct evbuffer *ds_request_input(void *ctx)
 {
     struct client *c = ctx;
@@ -329,6 +341,7 @@ static void ds_done(void *ctx, enum exchange_end end)
 {
     struct client *c = ctx;
     c->ex = NULL;
+    sock_splice_end(&c->sock); /* a request body cut short: read the connection again */
     sock_set_timeouts(&c->sock, 0, c->loop->cfg->client_send_timeout_ms);
     if (end == END_RESET) {
         start_resetting(c);
@@ -373,6 +386,8 @@ static const struct downstream_ops h1_ops = {
     .head = ds_head,
     .body = ds_body,
     .pending = ds_pending,
+    .body_splice = ds_body_splice,
+    .request_splice = ds_request_splice,
     .request_input = ds_request_input,
     .request_taken = ds_request_taken,
     .request_wait = ds_request_wait,

@@ -440,6 +440,7 @@ static int set_defaults(struct cfg_loader *ld)
     for (int t = 0; t < TIMER_COUNT; t++)
         cfg->timers_ms[t] = timer_rows[t].def_ms;
     cfg->interim_resets_timer = true;
+    cfg->splice = true;
     cfg->profile = PROFILE_STANDARD;
     cfg->access_log_format = LOG_FORMAT_JSON;
     cfg->log_level = LOG_INFO;

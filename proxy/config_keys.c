@@ -716,6 +716,7 @@ static const struct cfg_key proxy_keys[] = {
     KEY("tls_cert", set_path, CFG(tls_cert)),
     KEY("tls_key", set_path, CFG(tls_key)),
     KEY("proxy_status", set_bool, CFG(proxy_status)),
+    KEY("splice", set_bool, CFG(splice)),
     KEY("error_page_dir", set_path, CFG(error_page_dir)),
     NAMED("access_log", set_log, CFG(access_log), access_log_names),
     NAMED("access_log_format", set_enum, CFG(access_log_format), log_format_names),

@@ -107,6 +107,8 @@ struct exchange {
     bool reused;                       /* the (last) connection came from the pool */
     bool response_byte;                /* any response byte seen from the origin */
     bool upstream_paused;              /* origin reads stopped: the client's output is full */
+    bool req_splice;                   /* the request body goes socket to socket (sock_splice) */
+    bool resp_splice;                  /* so does the response body, all but its last byte */
     struct deadline phase_timer;
     struct deadline total_timer;
     struct deadline continue_timer;    /* Expect relay: send our own 100 after continue_timeout */

@@ -90,6 +90,30 @@ static void request_body_refused(struct exchange *ex, int status, const char *wh
     ex_refuse(ex, status, why, true);
 }
 
+/* All of the request body is in: wait for the response. */
+static void request_body_done(struct exchange *ex)
+{
+    ex->req_state = REQ_DONE;
+    ex->ds.ops->request_wait(ex->ds.ctx, 0); /* waiting for the response is fine */
+    relay_request_sent(ex);
+}
+
+/* The rest of a request body goes from the client's socket to the origin's (sock_splice);
+ * what came with the head was copied first. */
+static void splice_request_body(struct exchange *ex)
+{
+    long n = ex->ds.ops->request_splice(ex->ds.ctx, ex->usock, (size_t)ex->req_body.left);
+    if (n < 0) {
+        ex->req_splice = false; /* nothing was taken: the next bytes are read and copied */
+        return;
+    }
+    body_spliced(&ex->req_body, (uint64_t)n);
+    metrics_add(ex->loop->metrics, M_SPLICED_BYTES, (uint64_t)n);
+    if (ex->req_body.done)
+        request_body_done(ex);
+    /* else the client's bytes or the origin's drain bring us back */
+}
+
 void relay_request_body(struct exchange *ex)
 {
     if (ex->req_state != REQ_BODY || !ex->usock || ex->outcome != OUTCOME_OPEN)
@@ -97,6 +121,10 @@ void relay_request_body(struct exchange *ex)
     struct evbuffer *in = ex->ds.ops->request_input(ex->ds.ctx);
     struct evbuffer *out = ex->usock->out;
     for (;;) {
+        if (ex->req_splice && evbuffer_get_length(in) == 0) {
+            splice_request_body(ex);
+            return;
+        }
         size_t before_in = evbuffer_get_length(in), before_out = evbuffer_get_length(out);
         if (body_move(&ex->req_body, in, out, RELAY_HIGH) != 0) {
             request_body_refused(ex, HTTP_BAD_REQUEST, ex->req_body.error);
@@ -122,13 +150,15 @@ void relay_request_body(struct exchange *ex)
         flush_origin(ex);
         if (ex->req_body.done)
             break;
-        if (evbuffer_get_length(out) > RELAY_HIGH || evbuffer_get_length(in) == 0 ||
+        if (evbuffer_get_length(out) > RELAY_HIGH)
+            return; /* the origin's drain brings us back */
+        if (ex->req_splice && evbuffer_get_length(in) == 0)
+            continue; /* what was read went: the rest is spliced */
+        if (evbuffer_get_length(in) == 0 ||
             (evbuffer_get_length(in) == before_in && evbuffer_get_length(out) == before_out))
             return; /* the origin's drain or more client bytes bring us back */
     }
-    ex->req_state = REQ_DONE;
-    ex->ds.ops->request_wait(ex->ds.ctx, 0); /* waiting for the response is fine */
-    relay_request_sent(ex);
+    request_body_done(ex);
 }
 
 /* ---- sending the request ---- */
@@ -170,6 +200,9 @@ static void send_request(struct exchange *ex)
     upconn_mark_used(ex->uc);
     if (ex->req_state == REQ_GATED)
         ex_arm(&ex->continue_timer, ex->route->continue_timeout_ms);
+    ex->req_splice = ex->cfg->splice && ex->ds.ops->request_splice && !ex->usock->ssl &&
+                     (ex->req_state == REQ_BODY || ex->req_state == REQ_GATED) &&
+                     body_spliceable(&ex->req_body);
     if (ex->req_state == REQ_BODY) {
         /* client_body_timeout runs from here: while we were connecting the client owed us
          * nothing */
@@ -254,6 +287,8 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
     body_init(&ex->resp_body, ri->framing, ri->content_length, ex->sink.chunked,
               ex->cfg->max_header_size);
     fault_exec_body_start(ex); /* truncate, throttle */
+    ex->resp_splice = ex->cfg->splice && ex->ds.ops->body_splice && !ex->usock->ssl &&
+                      body_spliceable(&ex->resp_body);
     evbuffer_drain(ex->usock->in, head_len);
     ex->resp_state = RESP_BODY;
 }
@@ -362,6 +397,33 @@ static void read_heads(struct exchange *ex)
 
 /* ---- the response body ---- */
 
+/* The response body goes from the origin's socket to the client's (sock_splice), all but its
+ * last byte: that one is read and goes out with done(), so that a client holding the whole
+ * response can count on the log and the metrics having it (as for a copied body). */
+static void splice_body(struct exchange *ex)
+{
+    long n = ex->ds.ops->body_splice(ex->ds.ctx, ex->usock, (size_t)ex->resp_body.left - 1);
+    if (n < 0) {
+        ex->resp_splice = false; /* nothing was taken: the next bytes are read and copied */
+    } else {
+        body_spliced(&ex->resp_body, (uint64_t)n);
+        metrics_add(ex->loop->metrics, M_SPLICED_BYTES, (uint64_t)n);
+        if (ex->ds.ops->pending(ex->ds.ctx) > 0) {
+            /* The client is behind: the origin waits (sock_splice stopped watching it) until
+             * the client drained (relay_resume). */
+            ex->upstream_paused = true;
+            deadline_clear(&ex->phase_timer);
+            return;
+        }
+    }
+    ex_arm(&ex->phase_timer, phase_limit_ms(ex->up->timers_ms, PHASE_READ));
+}
+
+static bool resp_splicing(const struct exchange *ex)
+{
+    return ex->resp_splice && ex->resp_body.left > 1;
+}
+
 /* Moves response body bytes to the client until the origin runs dry, the client's output is
  * full, or the body ends. */
 static void relay_body(struct exchange *ex)
@@ -369,6 +431,10 @@ static void relay_body(struct exchange *ex)
     struct evbuffer *in = ex->usock->in;
     struct evbuffer *out = ex->sink.out;
     for (;;) {
+        if (resp_splicing(ex) && evbuffer_get_length(in) == 0) {
+            splice_body(ex);
+            return;
+        }
         size_t before_in = evbuffer_get_length(in), before_out = evbuffer_get_length(out);
         if (body_move(&ex->resp_body, in, out, RELAY_HIGH) != 0) {
             ex_fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "invalid response body from %s: %s",
@@ -385,6 +451,8 @@ static void relay_body(struct exchange *ex)
         ex->ds.ops->body(ex->ds.ctx);
         if (fault_exec_body_stop(ex) || client_full(ex)) /* a fault's truncate or throttle */
             return;
+        if (resp_splicing(ex) && evbuffer_get_length(in) == 0)
+            continue; /* what was read went: the rest is spliced */
         if (evbuffer_get_length(in) == 0 ||
             (evbuffer_get_length(in) == before_in && evbuffer_get_length(out) == before_out))
             break;

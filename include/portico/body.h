@@ -38,6 +38,17 @@ void body_init(struct body_relay *r, enum h1_framing in, uint64_t content_length
  * on invalid framing (r->error). */
 int body_move(struct body_relay *r, struct evbuffer *in, struct evbuffer *out, size_t out_limit);
 
+/* A Content-Length body with at least this much left is worth a pipe (sock_splice): below it,
+ * setting the pipe up costs about what the copies would. */
+#define BODY_SPLICE_MIN (64 * 1024)
+
+/* Whether the rest of the body may bypass the buffers: a raw Content-Length body, not cut short
+ * or paced by a fault (quota), with BODY_SPLICE_MIN or more to come. */
+bool body_spliceable(const struct body_relay *r);
+
+/* n payload bytes were moved outside body_move (spliced, at most r->left). */
+void body_spliced(struct body_relay *r, uint64_t n);
+
 /* The input hit EOF. For a close-delimited body this completes it (writing the last chunk when
  * re-encoding) and returns 0; for any other framing the body is truncated: -1. */
 int body_eof(struct body_relay *r, struct evbuffer *out);

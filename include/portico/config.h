@@ -176,6 +176,7 @@ struct config {
     char *tls_key;
     void *server_ssl_ctx;                  /* SSL_CTX * for `listen ... tls` */
     bool proxy_status;                     /* Proxy-Status on proxied responses too */
+    bool splice;                           /* large plain-TCP bodies go through splice(2) */
     char *error_page_dir;
     char *access_log;                      /* absolute path, "stderr", "stdout" or "off" */
     enum log_format access_log_format;     /* log.h */

@@ -21,6 +21,7 @@
 struct evbuffer;
 struct access_record;
 struct upconn;
+struct sock;
 
 /* What the exchange may know about the client. Borrowed for the exchange's lifetime. */
 struct peer {
@@ -72,6 +73,13 @@ struct downstream_ops {
     void (*body)(void *ds);
     /* Response bytes queued and not yet taken by the client (back-pressure). */
     size_t (*pending)(void *ds);
+    /* Optional (NULL: never): moves up to max response body bytes from the origin's socket
+     * straight to the client's (sock_splice), behind what was queued. Returns the bytes moved,
+     * or -1 when this client cannot take spliced bytes (TLS): then the body is copied. */
+    long (*body_splice)(void *ds, struct sock *from, size_t max);
+    /* Optional (NULL: never): the same for request body bytes, from the client's socket to the
+     * origin's `to`. */
+    long (*request_splice)(void *ds, struct sock *to, size_t max);
     /* Where request body bytes arrive, and a call to say some were taken from it. */
     struct evbuffer *(*request_input)(void *ds);
     void (*request_taken)(void *ds);

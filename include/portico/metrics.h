@@ -39,6 +39,8 @@ struct evbuffer;
     X(M_UPSTREAM_CONNECTS, "portico_upstream_connects_total", "New connections opened to origins") \
     X(M_UPSTREAM_REUSED, "portico_upstream_reused_total",                                          \
       "Requests sent on a pooled keep-alive connection")                                           \
+    X(M_SPLICED_BYTES, "portico_spliced_bytes_total",                                              \
+      "Body bytes moved socket to socket through a kernel pipe (splice), never copied by Portico") \
     X(M_UPSTREAM_UNSOLICITED, "portico_upstream_unsolicited_total",                                \
       "Pooled origin connections closed because the origin sent bytes no request asked for")      \
     X(M_UPSTREAM_RETRIES, "portico_upstream_retries_total",                                        \

@@ -28,6 +28,7 @@
 struct evbuffer;
 struct deadline_clock;
 struct ssl_st;
+struct sock_pipe;
 
 #define SOCK_EVENT_LIST(X)                                                                         \
     X(SOCK_READABLE, "readable")           /* bytes were added to the input */                    \
@@ -65,6 +66,8 @@ struct sock {
     struct ssl_st *ssl;                /* owned; NULL for a plain connection */
     struct evbuffer *in;               /* owned: bytes read, for the owner to consume */
     struct evbuffer *out;              /* owned: bytes the owner queued, written by sock_flush */
+    struct sock_pipe *pipe;            /* owned: spliced bytes (sock_splice) that go out before
+                                          `out`; NULL when none is spliced into this sock */
     struct event rev;                  /* EV_READ, persistent while reading */
     struct event *wev;                 /* EV_WRITE, only while a write waits; allocated the
                                           first time one does (most never wait) */
@@ -122,10 +125,26 @@ void sock_set_timeouts(struct sock *s, uint64_t read_ms, uint64_t write_ms);
  * (SOCK_DRAINED comes when it went), -1 after a failure (SOCK_ERROR comes from the loop). */
 int sock_flush(struct sock *s);
 
+/*
+ * Moves up to max bytes from src's socket to dst's peer through dst's kernel pipe (splice(2)):
+ * the bytes never enter user space. Both plain TCP, src's input empty; max is what remains of
+ * the body being moved. From the first call src is raw: readability comes as SOCK_READABLE
+ * without a read, and the owner calls again; while dst cannot take more, src is not watched
+ * until the next call (dst's SOCK_DRAINED says when). Once max bytes went, src reads into its
+ * input again and dst lets its pipe go when drained. Returns the bytes taken from src (0: none
+ * now), or -1 when nothing can be spliced (TLS, no pipe to be had): copy instead. An EOF or
+ * error of either side is reported from the loop, as for reads and writes.
+ */
+long sock_splice(struct sock *src, struct sock *dst, size_t max);
+
+/* Ends a splice cut short (the exchange ended before max): s reads into its input again, and
+ * its pipe, if any, goes once drained. Safe on a sock that never spliced. */
+void sock_splice_end(struct sock *s);
+
 /* Whether the peer's EOF was reported already. */
 bool sock_at_eof(const struct sock *s);
 
-/* Bytes queued in the output and not yet written. */
+/* Bytes queued in the output (its pipe included) and not yet written. */
 size_t sock_pending(const struct sock *s);
 
 /* Ends our direction: close_notify over TLS, then shutdown(SHUT_WR). Reading goes on. */
