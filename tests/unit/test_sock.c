@@ -1,6 +1,7 @@
 /*
  * test_sock.c — the socket layer over a socketpair and a real event loop: bytes before the EOF,
  * writes that wait and drain, the read limit, the read, write and owner deadlines, a requeue,
+ * splicing (order behind a waiting head, back-pressure, the end of raw mode, EOF, refusal),
  * and who frees what when
  * sock_init fails (the double SSL_free bufferevent_openssl caused: libevent 2.1 freed the SSL
  * itself and so did we). evbuffer_new is wrapped (-Wl,--wrap) so that it can be made to fail.
@@ -354,6 +355,214 @@ static void test_init_failure_frees_once(void **state)
     SSL_CTX_free(ctx);
 }
 
+/* ---- splicing ---- */
+
+/* Two socks over two socketpairs: bytes written to src_peer are spliced by the callbacks into
+ * dst, whose peer the test reads. */
+struct splice_rig {
+    struct sock src, dst;
+    int src_peer, dst_peer;
+    struct event_base *base;
+    struct deadline_clock *clock;
+    size_t left;          /* body bytes still to splice */
+    int src_events;       /* SOCK_READABLE reports while raw */
+    const char *tail;     /* queued on dst once the body is spliced */
+    bool eof;
+};
+
+/* As the exchange does: what src read before splicing began is copied behind dst's output,
+ * the rest is spliced. */
+static void splice_step(struct splice_rig *g)
+{
+    size_t have = MIN(evbuffer_get_length(g->src.in), g->left);
+    if (have) {
+        evbuffer_remove_buffer(g->src.in, g->dst.out, have);
+        g->left -= have;
+        sock_consumed(&g->src);
+        sock_flush(&g->dst);
+    }
+    if (!g->left)
+        return;
+    long n = sock_splice(&g->src, &g->dst, g->left);
+    assert_true(n >= 0);
+    g->left -= (size_t)n;
+    if (!g->left && g->tail) { /* the next message's bytes, queued while the pipe may be full */
+        evbuffer_add(g->dst.out, g->tail, strlen(g->tail));
+        sock_flush(&g->dst);
+    }
+}
+
+static void rig_src_cb(void *arg, enum sock_event ev)
+{
+    struct splice_rig *g = arg;
+    if (ev == SOCK_EOF)
+        g->eof = true;
+    if (ev != SOCK_READABLE)
+        return;
+    if (g->left) {
+        g->src_events++;
+        splice_step(g);
+    }
+}
+
+static void rig_dst_cb(void *arg, enum sock_event ev)
+{
+    struct splice_rig *g = arg;
+    if (ev == SOCK_DRAINED && g->left)
+        splice_step(g); /* the destination took what waited: src is watched again */
+}
+
+static void rig_setup(struct splice_rig *g, size_t body)
+{
+    memset(g, 0, sizeof(*g));
+    int a[2], b[2];
+    pair(a);
+    pair(b);
+    g->base = event_base_new();
+    assert_non_null(g->base);
+    g->clock = deadline_clock_new(g->base);
+    assert_non_null(g->clock);
+    assert_int_equal(sock_init(&g->src, g->clock, a[0], NULL, rig_src_cb, g), 0);
+    assert_int_equal(sock_init(&g->dst, g->clock, b[0], NULL, rig_dst_cb, g), 0);
+    g->src_peer = a[1];
+    g->dst_peer = b[1];
+    g->left = body;
+}
+
+static void rig_teardown(struct splice_rig *g)
+{
+    sock_close(&g->src);
+    sock_close(&g->dst);
+    close(g->src_peer);
+    close(g->dst_peer);
+    deadline_clock_free(g->clock);
+    event_base_free(g->base);
+}
+
+/* Reads from fd what is there into buf (at most cap), running the loop meanwhile, until want
+ * bytes came or 2 s passed. */
+static size_t drain_peer(struct splice_rig *g, int fd, char *buf, size_t cap, size_t want)
+{
+    size_t got = 0;
+    uint64_t deadline = now_us() + 2000000;
+    while (got < want && now_us() < deadline) {
+        ssize_t n = read(fd, buf + got, cap - got);
+        if (n > 0)
+            got += (size_t)n;
+        run_for(g->base, 1);
+    }
+    return got;
+}
+
+/* A body spliced behind a head that waited in dst's output, with a destination that reads
+ * nothing for a while: it comes out whole and in order, head first; while dst is full, src is
+ * not reported again and again; bytes queued on dst once the body is spliced go after it
+ * (pipe first); what src's peer sent after the body is read into src's input. */
+static void test_splice_order_and_back_pressure(void **state)
+{
+    (void)state;
+    enum { HEAD = 1 << 20, BODY = 3 << 20, NEXT = 5 };
+    static char sent[HEAD + BODY + NEXT], got[HEAD + BODY + 4];
+    memset(sent, 'H', HEAD);
+    for (size_t i = 0; i < BODY; i++)
+        sent[HEAD + i] = (char)('a' + (i * 7 + i / 4093) % 26);
+    memcpy(sent + HEAD + BODY, "NEXT!", NEXT);
+    struct splice_rig g;
+    rig_setup(&g, BODY);
+    g.tail = "TAIL";
+
+    /* The head is queued before any body byte and cannot all go at once (a socketpair takes a
+     * few hundred KiB): most of it waits in the output. */
+    evbuffer_add(g.dst.out, sent, HEAD);
+    assert_int_equal(sock_flush(&g.dst), 1);
+
+    /* The peer sends the body and the start of a next message while nobody reads dst: what
+     * fits goes, then src is paused, not reported on every turn. */
+    size_t off = HEAD, end = HEAD + BODY + NEXT;
+    uint64_t deadline = now_us() + 2000000, quiet = 0;
+    while (now_us() < deadline && quiet < 30) {
+        ssize_t n = write(g.src_peer, sent + off, end - off);
+        if (n > 0)
+            off += (size_t)n, quiet = 0;
+        else
+            quiet++;
+        run_for(g.base, 1);
+    }
+    assert_true(off < end); /* the destination holds the rest back */
+    int events = g.src_events;
+    run_for(g.base, 50);
+    assert_int_equal(g.src_events, events);
+    assert_true(g.left > 0);
+
+    /* Now dst's peer reads: everything comes, head first, then the body, then what was queued
+     * behind it. */
+    size_t in = 0;
+    deadline = now_us() + 5000000;
+    while (in < sizeof(got) && now_us() < deadline) {
+        if (off < end) {
+            ssize_t n = write(g.src_peer, sent + off, end - off);
+            if (n > 0)
+                off += (size_t)n;
+        }
+        ssize_t n = read(g.dst_peer, got + in, sizeof(got) - in);
+        if (n > 0)
+            in += (size_t)n;
+        run_for(g.base, 1);
+    }
+    assert_int_equal(in, sizeof(got));
+    assert_int_equal(memcmp(got, sent, HEAD + BODY), 0);
+    assert_int_equal(memcmp(got + HEAD + BODY, "TAIL", 4), 0);
+    assert_int_equal(g.left, 0);
+
+    /* Raw mode ended with the body: the next message is read into src's input. */
+    deadline = now_us() + 2000000;
+    while (evbuffer_get_length(g.src.in) < NEXT && now_us() < deadline)
+        run_for(g.base, 1);
+    assert_int_equal(evbuffer_get_length(g.src.in), NEXT);
+    assert_int_equal(memcmp(evbuffer_pullup(g.src.in, NEXT), "NEXT!", NEXT), 0);
+
+    /* The pipe is gone once drained. */
+    assert_null(g.dst.pipe);
+    assert_int_equal(sock_pending(&g.dst), 0);
+    rig_teardown(&g);
+}
+
+/* The peer closes mid-body: the bytes before come out, then SOCK_EOF from the loop. A splice
+ * into a TLS sock is refused (-1) and leaves src reading normally. */
+static void test_splice_eof_and_refusal(void **state)
+{
+    (void)state;
+    struct splice_rig g;
+    rig_setup(&g, 100000);
+    char part[40000];
+    memset(part, 'p', sizeof(part));
+    assert_int_equal(write(g.src_peer, part, sizeof(part)), (ssize_t)sizeof(part));
+    shutdown(g.src_peer, SHUT_WR);
+    char got[sizeof(part)];
+    assert_int_equal(drain_peer(&g, g.dst_peer, got, sizeof(got), sizeof(part)), sizeof(part));
+    uint64_t deadline = now_us() + 2000000;
+    while (!g.eof && now_us() < deadline)
+        run_for(g.base, 1);
+    assert_true(g.eof);
+    assert_int_equal(g.left, 100000 - sizeof(part));
+    rig_teardown(&g);
+
+    /* A sock with TLS cannot take spliced bytes: -1, and src is not left raw. */
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(ctx);
+    rig_setup(&g, 100000);
+    g.dst.ssl = SSL_new(ctx); /* only its presence matters here; sock_close frees it */
+    assert_int_equal(sock_splice(&g.src, &g.dst, g.left), -1);
+    g.left = 0; /* the callback must not splice: the bytes are read into the input */
+    assert_int_equal(write(g.src_peer, "abc", 3), 3);
+    deadline = now_us() + 2000000;
+    while (evbuffer_get_length(g.src.in) < 3 && now_us() < deadline)
+        run_for(g.base, 1);
+    assert_int_equal(evbuffer_get_length(g.src.in), 3);
+    rig_teardown(&g);
+    SSL_CTX_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -365,6 +574,8 @@ int main(void)
         cmocka_unit_test(test_owner_deadline),
         cmocka_unit_test(test_requeue),
         cmocka_unit_test(test_init_failure_frees_once),
+        cmocka_unit_test(test_splice_order_and_back_pressure),
+        cmocka_unit_test(test_splice_eof_and_refusal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
