@@ -105,12 +105,21 @@ static void so_consume(struct so_conn *c, size_t n)
     c->len -= n;
 }
 
-/* Waits while hold_reading is set (or until stop). */
-static void so_wait_release(struct stream_origin *o)
+/* Waits while *hold (o->hold_reading or o->hold_sending) is set, or until stop. */
+static void so_wait_release(struct stream_origin *o, const bool *hold)
 {
     pthread_mutex_lock(&o->mu);
-    while (o->hold_reading && !so_stopping(o))
+    while (*hold && !so_stopping(o))
         pthread_cond_wait(&o->cond, &o->mu);
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* Adds n to a counter and wakes so_wait_count. */
+static void so_count(struct stream_origin *o, _Atomic uint64_t *counter, uint64_t n)
+{
+    pthread_mutex_lock(&o->mu);
+    atomic_fetch_add(counter, n);
+    pthread_cond_broadcast(&o->cond);
     pthread_mutex_unlock(&o->mu);
 }
 
@@ -127,7 +136,7 @@ static size_t so_take_body(struct so_conn *c, uint64_t *off, uint64_t want)
         atomic_compare_exchange_strong(&c->o->bad_offset, &none, bad);
     }
     *off += n;
-    atomic_fetch_add(&c->o->received, n);
+    so_count(c->o, &c->o->received, n);
     so_consume(c, n);
     return n;
 }
@@ -155,7 +164,7 @@ static int so_body(struct so_conn *c, uint64_t length, bool chunked)
 {
     uint64_t off = 0;
     char line[256];
-    so_wait_release(c->o);
+    so_wait_release(c->o, &c->o->hold_reading);
     if (!chunked) {
         while (off < length)
             if (so_take_body(c, &off, length - off) == 0)
@@ -182,8 +191,9 @@ static int so_body(struct so_conn *c, uint64_t length, bool chunked)
     return 0;
 }
 
-/* Sends `n` pattern bytes framed as asked. */
-static int so_download(struct so_conn *c, uint64_t n, enum so_framing framing)
+/* Sends `n` pattern bytes framed as asked, or only the first `cut` of them and then asks for
+ * the connection to be closed (1). */
+static int so_download(struct so_conn *c, uint64_t n, uint64_t cut, enum so_framing framing)
 {
     char head[160];
     snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n%s"
@@ -195,12 +205,14 @@ static int so_download(struct so_conn *c, uint64_t n, enum so_framing framing)
                  "Content-Length: %llu\r\n\r\n", (unsigned long long)n);
     if (so_send_all(c, head, strlen(head)) != 0)
         return -1;
+    so_wait_release(c->o, &c->o->hold_sending);
+    uint64_t end = MIN_U64(n, cut);
     unsigned char *block = malloc(SO_BLOCK + 32);
     if (!block)
         return -1;
     int rc = 0;
-    for (uint64_t off = 0; off < n && rc == 0;) {
-        size_t k = (size_t)MIN_U64(SO_BLOCK / 2 + (off / 7919) % (SO_BLOCK / 2), n - off);
+    for (uint64_t off = 0; off < end && rc == 0;) {
+        size_t k = (size_t)MIN_U64(SO_BLOCK / 2 + (off / 7919) % (SO_BLOCK / 2), end - off);
         size_t pre = 0;
         if (framing == SO_CHUNKED)
             pre = (size_t)snprintf((char *)block, 32, "%zx\r\n", k);
@@ -212,9 +224,11 @@ static int so_download(struct so_conn *c, uint64_t n, enum so_framing framing)
         }
         rc = so_send_all(c, block, total);
         off += k;
-        atomic_fetch_add(&c->o->sent, k);
+        so_count(c->o, &c->o->sent, k);
     }
     free(block);
+    if (rc == 0 && end < n)
+        return 1;
     if (rc == 0 && framing == SO_CHUNKED)
         rc = so_send_all(c, "0\r\nX-Bytes: done\r\n\r\n", 21);
     return rc == 0 && framing == SO_CLOSE ? 1 : rc;
@@ -228,7 +242,7 @@ static void *so_conn_main(void *arg)
         /* request line and fields */
         char method[16] = "", path[256] = "";
         uint64_t length = 0;
-        bool chunked = false;
+        bool chunked = false, expect = false;
         if (so_line(c, line, sizeof(line)) != 0)
             break;
         if (sscanf(line, "%15s %255s", method, path) != 2)
@@ -242,9 +256,26 @@ static void *so_conn_main(void *arg)
                 length = strtoull(line + 15, NULL, 10);
             else if (strncasecmp(line, "Transfer-Encoding:", 18) == 0)
                 chunked = strstr(line, "chunked") != NULL;
+            else if (strncasecmp(line, "Expect:", 7) == 0)
+                expect = strcasestr(line, "100-continue") != NULL;
         }
+        so_count(c->o, &c->o->heads, 1);
         int rc = 0;
-        if (strcmp(path, "/up") == 0) {
+        unsigned long long early_at = 0;
+        if (sscanf(path, "/up-early/%llu", &early_at) == 1) {
+            static const char early[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly";
+            uint64_t off = 0;
+            while (off < early_at && off < length)
+                if (so_take_body(c, &off, MIN_U64(early_at, length) - off) == 0)
+                    goto out;
+            if (so_send_all(c, early, strlen(early)) != 0)
+                break;
+            while (off < length)
+                if (so_take_body(c, &off, length - off) == 0)
+                    goto out;
+        } else if (strcmp(path, "/up") == 0) {
+            if (expect && so_send_all(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0)
+                break;
             if (so_body(c, length, chunked) != 0)
                 break;
             char resp[160];
@@ -255,13 +286,14 @@ static void *so_conn_main(void *arg)
                      body);
             rc = so_send_all(c, resp, strlen(resp));
         } else {
-            unsigned long long n = 0;
+            unsigned long long n = 0, cut = UINT64_MAX;
             char kind[32] = "";
-            if (sscanf(path, "/down-%31[a-z]/%llu", kind, &n) != 2)
+            if (sscanf(path, "/down-%31[a-z]/%llu/cut/%llu", kind, &n, &cut) < 2)
                 break;
-            rc = so_download(c, n, strcmp(kind, "chunked") == 0 ? SO_CHUNKED
-                                   : strcmp(kind, "close") == 0 ? SO_CLOSE
-                                                                : SO_LENGTH);
+            enum so_framing framing = strcmp(kind, "chunked") == 0 ? SO_CHUNKED
+                                      : strcmp(kind, "close") == 0 ? SO_CLOSE
+                                                                   : SO_LENGTH;
+            rc = so_download(c, n, cut, framing);
         }
         atomic_fetch_add(&c->o->requests, 1);
         if (rc != 0)
@@ -343,11 +375,54 @@ void so_hold_reading(struct stream_origin *o, bool hold)
     pthread_mutex_unlock(&o->mu);
 }
 
+void so_hold_sending(struct stream_origin *o, bool hold)
+{
+    pthread_mutex_lock(&o->mu);
+    o->hold_sending = hold;
+    pthread_cond_broadcast(&o->cond);
+    pthread_mutex_unlock(&o->mu);
+}
+
+int so_wait_count(struct stream_origin *o, _Atomic uint64_t *counter, uint64_t value,
+                  int timeout_ms)
+{
+    int64_t deadline = tu_now_ms() + timeout_ms;
+    int rc = 0;
+    pthread_mutex_lock(&o->mu);
+    while (atomic_load(counter) < value && rc == 0) {
+        int64_t left = deadline - tu_now_ms();
+        if (left <= 0) {
+            rc = -1;
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += left / 1000;
+        ts.tv_nsec += (left % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&o->cond, &o->mu, &ts);
+    }
+    pthread_mutex_unlock(&o->mu);
+    return rc;
+}
+
+unsigned so_connections(struct stream_origin *o)
+{
+    pthread_mutex_lock(&o->mu);
+    unsigned n = (unsigned)o->nconns;
+    pthread_mutex_unlock(&o->mu);
+    return n;
+}
+
 void so_stop(struct stream_origin *o)
 {
     if (write(o->stop_pipe[1], "x", 1) != 1)
         fprintf(stderr, "stream origin: stop: %s\n", strerror(errno));
     so_hold_reading(o, false);
+    so_hold_sending(o, false);
     pthread_join(o->accept_thread, NULL);
     for (int i = 0; i < o->nconns; i++) {
         pthread_join(o->conn_threads[i], NULL);

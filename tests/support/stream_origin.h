@@ -8,9 +8,13 @@
  * pipelined requests in order:
  *   POST /up                 reads the body (Content-Length or chunked), checks it against the
  *                            pattern from offset 0, answers 200 "received=<total of every
- *                            upload so far>"
+ *                            upload so far>"; a 100 Continue first for Expect: 100-continue
+ *   POST /up-early/N         Content-Length only: reads and checks the first N bytes of the
+ *                            body, answers 200 "early", then reads the rest
  *   GET /down-KIND/N         N pattern bytes, KIND length (Content-Length), chunked, close
  *                            (close-delimited: the connection ends after the body)
+ *   GET /down-KIND/N/cut/M   the same head, M < N body bytes, then the origin closes (FIN):
+ *                            a body cut short
  */
 #ifndef PORTICO_STREAM_ORIGIN_H
 #define PORTICO_STREAM_ORIGIN_H
@@ -43,6 +47,7 @@ struct stream_origin {
     _Atomic uint64_t sent;        /* body bytes of downloads */
     _Atomic int64_t bad_offset;   /* first upload byte that broke the pattern, -1 */
     _Atomic unsigned requests;    /* requests answered */
+    _Atomic uint64_t heads;       /* request heads read (before their bodies) */
     /* the origin's own */
     int lfd;
     int stop_pipe[2];
@@ -53,6 +58,7 @@ struct stream_origin {
     int conn_fds[SO_MAX_CONNS];
     int nconns;                   /* connections accepted (under mu) */
     bool hold_reading;            /* uploads: stop reading bodies until released */
+    bool hold_sending;            /* downloads: stop after the head until released */
 };
 
 /* Starts an origin; NULL on error (a message on stderr). */
@@ -63,6 +69,17 @@ void so_stop(struct stream_origin *o);
 
 /* While set, uploads are not read past their head (a held origin). */
 void so_hold_reading(struct stream_origin *o, bool hold);
+
+/* While set, downloads stop after their head: a test can act between the head and the body. */
+void so_hold_sending(struct stream_origin *o, bool hold);
+
+/* Waits until *counter (o->received, o->sent or o->heads) is at least value: 0, or -1 after
+ * timeout_ms. The origin signals every change, nothing is polled. */
+int so_wait_count(struct stream_origin *o, _Atomic uint64_t *counter, uint64_t value,
+                  int timeout_ms);
+
+/* Connections accepted so far. */
+unsigned so_connections(struct stream_origin *o);
 
 /* Waits until *counter stops moving for quiet_ms (a transfer held back somewhere), or reaches
  * limit (nothing held it back), sampling it every 20 ms. Returns the value. Bounded by
