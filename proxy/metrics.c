@@ -12,6 +12,7 @@
 
 #include <event2/buffer.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -626,41 +627,64 @@ void metrics_config_reload(enum reload_result result)
 
 /* ---- exposition ---- */
 
-static void family(struct evbuffer *out, const char *name, const char *type, const char *help)
+/* The text goes into an evbuffer whose appends can fail: the first failure is remembered, so
+ * that a scrape answers an error instead of a silently truncated page. */
+struct render {
+    struct evbuffer *buf;
+    bool failed;
+};
+
+static void put(struct render *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct render *r, const char *fmt, ...)
 {
-    evbuffer_add_printf(out, "# HELP %s %s.\n# TYPE %s %s\n", name, help, name, type);
+    va_list ap;
+    va_start(ap, fmt);
+    if (evbuffer_add_vprintf(r->buf, fmt, ap) < 0)
+        r->failed = true;
+    va_end(ap);
+}
+
+static void put_raw(struct render *r, const void *p, size_t n)
+{
+    if (evbuffer_add(r->buf, p, n) != 0)
+        r->failed = true;
+}
+
+static void family(struct render *out, const char *name, const char *type, const char *help)
+{
+    put(out, "# HELP %s %s.\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* A label value, escaped per the exposition format: backslash, double quote, line feed. */
-static void label(struct evbuffer *out, const char *name, const char *value, bool first)
+static void label(struct render *out, const char *name, const char *value, bool first)
 {
-    evbuffer_add_printf(out, "%s%s=\"", first ? "{" : ",", name);
+    put(out, "%s%s=\"", first ? "{" : ",", name);
     const char *run = value;
     for (const char *p = value;; p++) {
         if (*p != '\\' && *p != '"' && *p != '\n' && *p)
             continue;
-        evbuffer_add(out, run, (size_t)(p - run));
+        put_raw(out, run, (size_t)(p - run));
         if (!*p)
             break;
-        evbuffer_add(out, *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : "\\n", 2);
+        put_raw(out, *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : "\\n", 2);
         run = p + 1;
     }
-    evbuffer_add(out, "\"", 1);
+    put_raw(out, "\"", 1);
 }
 
-static void value_u64(struct evbuffer *out, uint64_t v)
+static void value_u64(struct render *out, uint64_t v)
 {
-    evbuffer_add_printf(out, "} %llu\n", (unsigned long long)v);
+    put(out, "} %llu\n", (unsigned long long)v);
 }
 
-static void simple(struct evbuffer *out, const char *name, const char *type, const char *help,
+static void simple(struct render *out, const char *name, const char *type, const char *help,
                    uint64_t v)
 {
     family(out, name, type, help);
-    evbuffer_add_printf(out, "%s %llu\n", name, (unsigned long long)v);
+    put(out, "%s %llu\n", name, (unsigned long long)v);
 }
 
-static void render_requests(struct evbuffer *out, const struct totals *t)
+static void render_requests(struct render *out, const struct totals *t)
 {
     family(out, "portico_requests_total", "counter",
            "Requests answered (or given up by the client, 499), by route, status code sent and "
@@ -669,7 +693,7 @@ static void render_requests(struct evbuffer *out, const struct totals *t)
         const struct req_row *r = &t->req[i];
         char code[8];
         snprintf(code, sizeof(code), "%d", r->code);
-        evbuffer_add_printf(out, "portico_requests_total");
+        put(out, "portico_requests_total");
         label(out, "route", r->route, true);
         label(out, "code", r->code == CODE_OTHER ? "other" : code, false);
         label(out, "failure", r->failure ? failure_name((enum failure_type)r->failure) : "",
@@ -684,7 +708,7 @@ static void render_requests(struct evbuffer *out, const struct totals *t)
             by_code[t->req[i].code - CODE_MIN] += t->req[i].n;
     for (int c = 0; c < NCODES; c++)
         if (by_code[c])
-            evbuffer_add_printf(out, "portico_responses_total{code=\"%d\",class=\"%dxx\"} %llu\n",
+            put(out, "portico_responses_total{code=\"%d\",class=\"%dxx\"} %llu\n",
                                 c + CODE_MIN, (c + CODE_MIN) / 100,
                                 (unsigned long long)by_code[c]);
     family(out, "portico_upstream_failures_total", "counter",
@@ -693,12 +717,12 @@ static void render_requests(struct evbuffer *out, const struct totals *t)
     for (size_t i = 0; i < t->nreq; i++)
         by_failure[t->req[i].failure] += t->req[i].n;
     for (int f = FAIL_NONE + 1; f < FAILURE_COUNT; f++)
-        evbuffer_add_printf(out, "portico_upstream_failures_total{failure=\"%s\"} %llu\n",
+        put(out, "portico_upstream_failures_total{failure=\"%s\"} %llu\n",
                             failure_name((enum failure_type)f),
                             (unsigned long long)by_failure[f]);
 }
 
-static void render_histograms(struct evbuffer *out, const struct totals *t)
+static void render_histograms(struct render *out, const struct totals *t)
 {
     family(out, "portico_phase_duration_seconds", "histogram",
            "Duration of each phase of the exchanges, by upstream (total: the whole exchange)");
@@ -708,31 +732,31 @@ static void render_histograms(struct evbuffer *out, const struct totals *t)
         uint64_t cumulative = 0;
         for (int b = 0; b < NBUCKETS; b++) {
             cumulative += h->buckets[b];
-            evbuffer_add_printf(out, "portico_phase_duration_seconds_bucket");
+            put(out, "portico_phase_duration_seconds_bucket");
             label(out, "upstream", h->upstream, true);
             label(out, "phase", phase, false);
             label(out, "le", bucket_le[b], false);
             value_u64(out, cumulative);
         }
-        evbuffer_add_printf(out, "portico_phase_duration_seconds_sum");
+        put(out, "portico_phase_duration_seconds_sum");
         label(out, "upstream", h->upstream, true);
         label(out, "phase", phase, false);
-        evbuffer_add_printf(out, "} %llu.%06llu\n", (unsigned long long)(h->sum_us / 1000000),
+        put(out, "} %llu.%06llu\n", (unsigned long long)(h->sum_us / 1000000),
                             (unsigned long long)(h->sum_us % 1000000));
-        evbuffer_add_printf(out, "portico_phase_duration_seconds_count");
+        put(out, "portico_phase_duration_seconds_count");
         label(out, "upstream", h->upstream, true);
         label(out, "phase", phase, false);
         value_u64(out, cumulative);
     }
 }
 
-static void render_gauges(struct evbuffer *out, const struct totals *t,
+static void render_gauges(struct render *out, const struct totals *t,
                           const struct metrics_scrape *sc)
 {
     family(out, "portico_upstream_origin_up", "gauge",
            "1 when the origin takes requests (not down by passive or active health), else 0");
     for (size_t i = 0; sc && i < sc->norigins; i++) {
-        evbuffer_add_printf(out, "portico_upstream_origin_up");
+        put(out, "portico_upstream_origin_up");
         label(out, "upstream", sc->origins[i].upstream ? sc->origins[i].upstream : "", true);
         label(out, "origin", sc->origins[i].origin ? sc->origins[i].origin : "", false);
         value_u64(out, sc->origins[i].up ? 1 : 0);
@@ -740,17 +764,17 @@ static void render_gauges(struct evbuffer *out, const struct totals *t,
     family(out, "portico_connections", "gauge", "Open connections by side and state");
     for (int side = 0; side < CONN_SIDE_COUNT; side++)
         for (int st = 0; st < CONN_STATE_COUNT; st++)
-            evbuffer_add_printf(out, "portico_connections{side=\"%s\",state=\"%s\"} %lld\n",
+            put(out, "portico_connections{side=\"%s\",state=\"%s\"} %lld\n",
                                 conn_side_names[side], conn_state_names[st],
                                 (long long)t->conns[side][st]);
     int64_t clients = 0; /* today's family: every state of the client side */
     for (int st = 0; st < CONN_STATE_COUNT; st++)
         clients += t->conns[CONN_CLIENT][st];
     family(out, "portico_client_connections_active", "gauge", "Open client connections");
-    evbuffer_add_printf(out, "portico_client_connections_active %lld\n", (long long)clients);
+    put(out, "portico_client_connections_active %lld\n", (long long)clients);
 }
 
-static void render_interim(struct evbuffer *out, const struct totals *t)
+static void render_interim(struct render *out, const struct totals *t)
 {
     family(out, "portico_interim_responses_total", "counter",
            "Interim (1xx) responses by code and direction: relayed from the origin, synthesized "
@@ -760,7 +784,7 @@ static void render_interim(struct evbuffer *out, const struct totals *t)
         for (int d = 0; d < INTERIM_DIR_COUNT; d++) {
             dir_sum[d] += t->interim[c][d];
             if (t->interim[c][d])
-                evbuffer_add_printf(out,
+                put(out,
                                     "portico_interim_responses_total{code=\"%d\",direction=\"%s\"}"
                                     " %llu\n",
                                     c + 100, interim_dir_names[d],
@@ -781,13 +805,13 @@ static void render_interim(struct evbuffer *out, const struct totals *t)
            t->interim[3][INTERIM_SYNTHESIZED]);
 }
 
-static void render_process(struct evbuffer *out, const struct totals *t,
+static void render_process(struct render *out, const struct totals *t,
                            const struct metrics_scrape *sc)
 {
     family(out, "portico_faults_injected_total", "counter",
            "Faults injected by fault rules, by rule and action");
     for (size_t i = 0; i < t->nfaults; i++) {
-        evbuffer_add_printf(out, "portico_faults_injected_total");
+        put(out, "portico_faults_injected_total");
         label(out, "fault", t->faults[i].fault, true);
         label(out, "action", fault_action_names[t->faults[i].action], false);
         value_u64(out, t->faults[i].n);
@@ -799,18 +823,19 @@ static void render_process(struct evbuffer *out, const struct totals *t,
            atomic_load_explicit(&config_generation, memory_order_relaxed));
     family(out, "portico_config_reloads_total", "counter", "Reload attempts by result");
     for (int r = 0; r < RELOAD_RESULT_COUNT; r++)
-        evbuffer_add_printf(out, "portico_config_reloads_total{result=\"%s\"} %llu\n",
+        put(out, "portico_config_reloads_total{result=\"%s\"} %llu\n",
                             reload_result_names[r],
                             (unsigned long long)atomic_load_explicit(&reloads[r],
                                                                      memory_order_relaxed));
     family(out, "portico_build_info", "gauge", "Always 1; the version of the running binary");
-    evbuffer_add_printf(out, "portico_build_info");
+    put(out, "portico_build_info");
     label(out, "version", PORTICO_VERSION, true);
     value_u64(out, 1);
 }
 
-int metrics_render(struct evbuffer *out, const struct metrics_scrape *sc)
+int metrics_render(struct evbuffer *buf, const struct metrics_scrape *sc)
 {
+    struct render r = {.buf = buf}, *out = &r;
     struct totals t;
     pthread_mutex_lock(&registry_lock);
     int rc = totals_borrow(&t, &retired);
@@ -828,5 +853,5 @@ int metrics_render(struct evbuffer *out, const struct metrics_scrape *sc)
     render_process(out, &t, sc);
     pthread_mutex_unlock(&registry_lock); /* the rows borrow names from the shards */
     totals_free(&t);
-    return rc;
+    return r.failed ? -1 : rc;
 }

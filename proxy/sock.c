@@ -443,7 +443,11 @@ static void do_read(struct sock *s)
         return;
     }
     if (s->flags & SF_RAW) {
-        s->cb(s->arg, SOCK_READABLE); /* the owner splices */
+        /* The owner splices. One report per sock_splice: an owner that cannot splice now (its
+         * origin connection is being replaced) is not called again and again meanwhile. */
+        s->flags |= SF_READ_PAUSED;
+        update_rev(s);
+        s->cb(s->arg, SOCK_READABLE);
         return;
     }
     long n = read_in(s);
@@ -769,12 +773,13 @@ static bool splice_flush(struct sock *dst)
 
 long sock_splice(struct sock *src, struct sock *dst, size_t max)
 {
-    if (src->ssl || dst->ssl || evbuffer_get_length(src->in) > 0)
-        return -1;
     if (src->state != SOCK_OPEN || dst->state != SOCK_OPEN || (src->flags & SF_EOF) || !max)
         return 0; /* the end or the failure is on its way from the loop */
-    if (!dst->pipe && !(dst->pipe = pipe_open()))
+    if (src->ssl || dst->ssl || evbuffer_get_length(src->in) > 0 ||
+        (!dst->pipe && !(dst->pipe = pipe_open()))) {
+        raw_end(src); /* spliced into another sock before (a retry): read again from now */
         return -1;
+    }
     dst->pipe->release = false;
     src->flags = (src->flags | SF_RAW) & ~SF_READ_PAUSED;
     size_t moved = 0;

@@ -45,7 +45,10 @@
 #include "proxy_helpers.h"
 
 #define IO_MS 3000
-#define BIG_BODY (16 * 1024 * 1024) /* request body larger than every buffer on the way */
+/* A request body larger than every buffer on the way: the client's send buffer (net.ipv4.tcp_wmem,
+ * 4 MiB), Portico's receive buffer (tcp_rmem autotunes up to 32 MiB on Debian 12), the splice
+ * pipe or relay buffers (1 MiB), Portico's send buffer and the origin's receive buffer. */
+#define BIG_BODY (64 * 1024 * 1024)
 #define CLOSE_MS 50                 /* "times within 50 ms": response times and durations */
 
 /* ---- the origins: tests/support/misbehave.h, and one of this file's own ---- */
