@@ -238,7 +238,7 @@ static void *so_conn_main(void *arg)
 {
     struct so_conn *c = arg;
     char line[1024];
-    for (;;) {
+    for (unsigned index = 0;; index++) {
         /* request line and fields */
         char method[16] = "", path[256] = "";
         uint64_t length = 0;
@@ -273,7 +273,9 @@ static void *so_conn_main(void *arg)
             while (off < length)
                 if (so_take_body(c, &off, length - off) == 0)
                     goto out;
-        } else if (strcmp(path, "/up") == 0) {
+        } else if (strcmp(path, "/up-fresh") == 0 && index > 0) {
+            break; /* a connection it had dropped, as the request came: FIN, nothing read */
+        } else if (strcmp(path, "/up") == 0 || strcmp(path, "/up-fresh") == 0) {
             if (expect && so_send_all(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0)
                 break;
             if (so_body(c, length, chunked) != 0)

@@ -9,6 +9,9 @@
  *   POST /up                 reads the body (Content-Length or chunked), checks it against the
  *                            pattern from offset 0, answers 200 "received=<total of every
  *                            upload so far>"; a 100 Continue first for Expect: 100-continue
+ *   POST /up-fresh           as /up on a connection's first request; on a later one the origin
+ *                            closes (FIN) right after the head: a keep-alive connection it had
+ *                            dropped as the request came
  *   POST /up-early/N         Content-Length only: reads and checks the first N bytes of the
  *                            body, answers 200 "early", then reads the rest
  *   GET /down-KIND/N         N pattern bytes, KIND length (Content-Length), chunked, close
