@@ -10,10 +10,12 @@
  * must be gone once an exchange is over. Cases: large bodies both ways with splice on and off;
  * keep-alive and pipelining across a spliced body (the splice stops exactly at the body's end,
  * the origin connection is reused); bodies around the threshold and after a 100 Continue
- * (exactly the bytes expected spliced); an origin that closes mid-splice, a client that leaves
- * mid-download and mid-upload (logged and counted as with copying, no descriptor left behind,
- * Portico serves on); a client that stops reading a large download (in order, small RSS, no
- * busy loop); a TLS client, chunked bodies and faults that cut or pace a body (copied, intact).
+ * (exactly the bytes expected spliced); a spliced PUT retried after a stale pooled connection;
+ * an origin that closes mid-splice, a client that leaves mid-download and mid-upload, an early
+ * response (logged and counted as with copying, no descriptor left behind, Portico serves on);
+ * a client that stops reading a large download (in order, small RSS, no busy loop); a TLS
+ * client, chunked bodies, faults that cut or pace a body, and no pipe to be had (the
+ * descriptor limit): copied, intact.
  *
  * Under AddressSanitizer (which this binary shares with the portico it tests) the sizes shrink
  * and the RSS bound is only printed; every byte is still checked.
@@ -29,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,7 +50,7 @@
 #define KiB (UINT64_C(1) << 10)
 #define MiB (UINT64_C(1) << 20)
 #define BIG (SANITIZED ? 8 * MiB : 32 * MiB)    /* the large bodies of test_large_bodies */
-#define SLOW (SANITIZED ? 16 * MiB : 64 * MiB)  /* the slow client's download */
+#define SLOW (64 * MiB)  /* the slow client's download: more than the buffers on the way hold */
 #define COPY_SIZE (SANITIZED ? 2 * MiB : 4 * MiB) /* test_copied's bodies */
 /* What a splice may leave to the copy: the body bytes read with the head (at most one read of
  * 256 KiB), a response's last byte, and a margin. */
@@ -487,6 +490,51 @@ static void test_spliced_exactly(void **state)
     so_stop(o);
 }
 
+/* A pooled origin connection that the origin dropped as a PUT with a spliceable body came on
+ * it: none of the body had gone, so the request goes again on a fresh connection (retried),
+ * and all of the body is spliced there. */
+static void test_stale_pooled_retry(void **state)
+{
+    (void)state;
+    struct stream_origin *o = so_start();
+    assert_non_null(o);
+    struct harness *h = start(o, NULL, NULL, NULL);
+    struct fds fds = count_fds(harness_pid(h));
+    struct raw_conn *c = px_connect(h);
+    raw_set_send_timeout(c, TRANSFER_MS);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /down-length/10 HTTP/1.1\r\nHost: s\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    check_pattern_response(&r, 10);
+    raw_response_free(&r);
+
+    /* the same client's next request takes the pooled connection back */
+    uint64_t before = spliced(h), heads = atomic_load(&o->heads);
+    uint64_t total = atomic_load(&o->received) + MiB;
+    char req[160];
+    snprintf(req, sizeof(req),
+             "PUT /up-fresh HTTP/1.1\r\nHost: s\r\nX-Request-Id: stale-retry\r\n"
+             "Content-Length: %llu\r\n\r\n",
+             (unsigned long long)MiB);
+    assert_int_equal(raw_send_str(c, req), 0);
+    /* the head on the dropped connection, then again on a fresh one: the body follows */
+    assert_int_equal(so_wait_count(o, &o->heads, heads + 2, PX_IO_MS), 0);
+    send_pattern(c, MiB);
+    check_upload_response(c, o, total);
+    assert_int_equal(spliced(h) - before, MiB);
+    check_no_pipe(h, fds, "the retried PUT");
+    assert_int_equal(so_connections(o), 2);
+    assert_int_equal(metric(h, "portico_upstream_retries_total"), 1);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    char *line = px_log_line_for_id(h, "stale-retry");
+    if (!tu_contains(line, " status=200 ") || !tu_contains(line, " retried=yes"))
+        fail_msg("the retried PUT's log line: %s", line);
+    free(line);
+    harness_free(h);
+    so_stop(o);
+}
+
 /* What of BIG goes through before the failure. */
 #define CUT_PART (4 * MiB)
 #define CUT_PART_STR "4194304"
@@ -573,14 +621,18 @@ static void provoke_cut(struct harness *h, struct stream_origin *o, const struct
         raw_close(c);
         return;
     }
+    /* A client that leaves: a body no buffers on the way can hold (the client's may grow to
+     * tcp_rmem's 32 MiB), so that it cannot be all sent by then; the origin makes it as it
+     * goes. */
+    uint64_t n = row->how == CUT_CLIENT_DOWN ? 1024 * MiB : BIG;
     struct so_reader *d = calloc(1, sizeof(*d));
     assert_non_null(d);
     d->fd = raw_fd(c);
     snprintf(req, sizeof(req),
              "GET /down-length/%llu%s HTTP/1.1\r\nHost: s\r\nX-Request-Id: %s\r\n\r\n",
-             (unsigned long long)BIG, row->how == CUT_ORIGIN ? "/cut/" CUT_PART_STR : "", rid);
+             (unsigned long long)n, row->how == CUT_ORIGIN ? "/cut/" CUT_PART_STR : "", rid);
     assert_int_equal(raw_send_str(c, req), 0);
-    assert_int_equal(read_head(d), BIG);
+    assert_int_equal(read_head(d), n);
     uint64_t off = 0;
     if (row->how == CUT_ORIGIN) {
         /* every byte the origin sent arrives, then the connection closes, short of BIG */
@@ -851,6 +903,78 @@ static void test_copied(void **state)
     so_stop(o);
 }
 
+/* The second lowest descriptor number free in process pid: with RLIMIT_NOFILE just above it,
+ * the process can open two more descriptors and no more. */
+static int second_free_fd(pid_t pid)
+{
+    char path[64];
+    bool used[1024] = {false};
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        long fd = strtol(e->d_name, NULL, 10);
+        if (e->d_name[0] != '.' && fd >= 0 && fd < (long)ARRAY_SIZE(used))
+            used[fd] = true;
+    }
+    closedir(d);
+    int free_seen = 0;
+    for (int fd = 0; fd < (int)ARRAY_SIZE(used); fd++)
+        if (!used[fd] && ++free_seen == 2)
+            return fd;
+    fail_msg("no free descriptor numbers below %zu", ARRAY_SIZE(used));
+    return -1;
+}
+
+/* An upload and a download on c, both of n bytes, intact. */
+static void up_and_down(struct raw_conn *c, struct stream_origin *o, uint64_t n)
+{
+    char req[128];
+    uint64_t total = atomic_load(&o->received) + n;
+    snprintf(req, sizeof(req), "POST /up HTTP/1.1\r\nHost: s\r\nContent-Length: %llu\r\n\r\n",
+             (unsigned long long)n);
+    assert_int_equal(raw_send_str(c, req), 0);
+    send_pattern(c, n);
+    check_upload_response(c, o, total);
+    snprintf(req, sizeof(req), "GET /down-length/%llu HTTP/1.1\r\nHost: s\r\n\r\n",
+             (unsigned long long)n);
+    assert_int_equal(raw_send_str(c, req), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, TRANSFER_MS), 0);
+    check_pattern_response(&r, n);
+    raw_response_free(&r);
+}
+
+/* No pipe to be had (the descriptor limit): the bodies are copied, and nothing fails. Portico's
+ * limit is lowered from outside (prlimit) to leave room for the client's connection and the
+ * origin's, and not for a pipe's two descriptors. */
+static void test_no_pipe(void **state)
+{
+    (void)state;
+    struct stream_origin *o = so_start();
+    assert_non_null(o);
+    struct harness *h = start(o, NULL, NULL, NULL);
+    pid_t pid = harness_pid(h);
+    struct rlimit old, low;
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)second_free_fd(pid) + 1;
+    uint64_t before = spliced(h);
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &low, NULL), 0);
+    /* one client connection, one origin connection: the descriptors there are room for */
+    struct raw_conn *c = px_connect(h);
+    raw_set_send_timeout(c, TRANSFER_MS);
+    up_and_down(c, o, COPY_SIZE);
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+    before = check_spliced(h, before, 2 * COPY_SIZE, false, "no pipe: up and down");
+    /* the limit back: the same exchanges are spliced */
+    up_and_down(c, o, COPY_SIZE);
+    check_spliced(h, before, 2 * COPY_SIZE, true, "the limit back: up and down");
+    raw_close(c);
+    px_stop(h);
+    so_stop(o);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -858,9 +982,11 @@ int main(void)
         cmocka_unit_test(test_large_bodies),
         cmocka_unit_test(test_pipelined_keepalive),
         cmocka_unit_test(test_spliced_exactly),
+        cmocka_unit_test(test_stale_pooled_retry),
         cmocka_unit_test(test_cut_mid_splice),
         cmocka_unit_test(test_slow_client),
         cmocka_unit_test(test_copied),
+        cmocka_unit_test(test_no_pipe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
