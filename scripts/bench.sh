@@ -441,7 +441,7 @@ integrity "before the load"
 printf 'scenario\tcounter\tdelta\n' >"$RUN/counters.tsv"
 COUNTERS="portico_requests_total portico_client_connections_total portico_upstream_connects_total
 portico_upstream_reused_total portico_upstream_retries_total portico_responses_aborted_total
-portico_client_aborts_total"
+portico_client_aborts_total portico_spliced_bytes_total"
 scrape() { curl -s --max-time 5 "http://127.0.0.1:$P_ADMIN/metrics" >"$RUN/metrics.$1" || true; }
 counter() { # file name -> value (sum over labels)
     awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f", s}' "$1" 2>/dev/null
