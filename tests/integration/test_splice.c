@@ -726,14 +726,8 @@ static void test_slow_client(void **state)
     struct fds fds = count_fds(pid);
     uint64_t base = spliced(h);
     struct raw_conn *c = px_connect(h);
-    char req[96];
-    snprintf(req, sizeof(req), "GET /down-length/%llu HTTP/1.1\r\nHost: s\r\n\r\n",
-             (unsigned long long)SLOW);
     uint64_t sent0 = atomic_load(&o->sent);
-    assert_int_equal(raw_send_str(c, req), 0);
-    uint64_t sent = so_wait_stalled(&o->sent, sent0 + SLOW, 300, 20000) - sent0;
-    print_message("stalled at %llu KiB sent by the origin (client not reading)\n",
-                  (unsigned long long)(sent >> 10));
+    uint64_t sent = so_download_stalled(o, c, SLOW);
     assert_true(sent < SLOW);
 
     /* held: another quiet spell, during which Portico must be idle */

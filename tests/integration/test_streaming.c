@@ -283,15 +283,7 @@ static void test_back_pressure(void **state)
 
     /* download to a client that reads nothing for a while */
     struct raw_conn *c = px_connect(h);
-    char req[96];
-    snprintf(req, sizeof(req), "GET /down-length/%llu HTTP/1.1\r\nHost: s\r\n\r\n",
-             (unsigned long long)n);
-    uint64_t sent0 = atomic_load(&o->sent);
-    assert_int_equal(raw_send_str(c, req), 0);
-    uint64_t sent = so_wait_stalled(&o->sent, sent0 + n, 300, 20000) - sent0;
-    print_message("download stalled at %llu MiB sent by the origin (client not reading)\n",
-                  (unsigned long long)(sent >> 20));
-    assert_true(sent < n);
+    assert_true(so_download_stalled(o, c, n) < n);
     long rss = px_proc_kb(harness_pid(h), "VmRSS");
     print_message("portico RSS while held: %ld kB\n", rss);
     if (!SANITIZED)

@@ -4,6 +4,7 @@
  */
 #include "stream_origin.h"
 
+#include "raw_client.h"
 #include "testutil.h"
 
 #include <arpa/inet.h>
@@ -417,6 +418,20 @@ unsigned so_connections(struct stream_origin *o)
     unsigned n = (unsigned)o->nconns;
     pthread_mutex_unlock(&o->mu);
     return n;
+}
+
+uint64_t so_download_stalled(struct stream_origin *o, struct raw_conn *c, uint64_t n)
+{
+    char req[96];
+    snprintf(req, sizeof(req), "GET /down-length/%llu HTTP/1.1\r\nHost: s\r\n\r\n",
+             (unsigned long long)n);
+    uint64_t sent0 = atomic_load(&o->sent);
+    if (raw_send_str(c, req) != 0)
+        return UINT64_MAX;
+    uint64_t sent = so_wait_stalled(&o->sent, sent0 + n, 300, 20000) - sent0;
+    fprintf(stderr, "download stalled at %llu KiB sent by the origin (client not reading)\n",
+            (unsigned long long)(sent >> 10));
+    return sent;
 }
 
 void so_stop(struct stream_origin *o)

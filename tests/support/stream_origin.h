@@ -89,6 +89,13 @@ unsigned so_connections(struct stream_origin *o);
  * timeout_ms. */
 uint64_t so_wait_stalled(_Atomic uint64_t *counter, uint64_t limit, int quiet_ms, int timeout_ms);
 
+struct raw_conn;
+
+/* Asks for an n-byte Content-Length download on c and reads none of it: returns the bytes the
+ * origin sent before it stalled (nothing more for 300 ms, bounded by 20 s), which a test
+ * asserts is less than n. */
+uint64_t so_download_stalled(struct stream_origin *o, struct raw_conn *c, uint64_t n);
+
 /* ---- the reader: a blocking client socket, every body byte checked ---- */
 
 struct so_reader {
