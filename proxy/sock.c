@@ -726,9 +726,9 @@ static struct sock_pipe *pipe_open(void)
         free(p);
         return NULL; /* out of descriptors: the body is copied instead */
     }
-    /* A large pipe means fewer, larger sends: 1 MiB moved uploads at ~290 µs of CPU per MiB
-     * against ~360 with 256 KiB and ~380 with the default 64 KiB (docs/BENCHMARKS.md). Past the
-     * per-user pipe budget (fs.pipe-user-pages-soft) the kernel keeps a smaller one. */
+    /* A large pipe means fewer, larger sends: with 1 MiB, uploads took 301-314 µs of CPU per
+     * MiB against 355-433 with the default 64 KiB (docs/BENCHMARKS.md). Past the per-user pipe
+     * budget (fs.pipe-user-pages-soft) the kernel keeps a smaller one. */
     int size = fcntl(fd[1], F_SETPIPE_SZ, PIPE_SIZE);
     if (size <= 0)
         size = fcntl(fd[1], F_GETPIPE_SZ);
