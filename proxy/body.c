@@ -22,9 +22,9 @@ void body_init(struct body_relay *r, enum h1_framing in, uint64_t content_length
               (in == H1_BODY_LENGTH && content_length == 0 && !out_chunked);
 }
 
-/* Moves n payload bytes, framed as one chunk when re-encoding. */
 #define SMALL_COPY 1024 /* bytes of body copied rather than moved as a chain */
 
+/* Moves n payload bytes, framed as one chunk when re-encoding. */
 static void move_data(struct body_relay *r, struct evbuffer *in, struct evbuffer *out, size_t n)
 {
     if (r->out_chunked)

@@ -708,9 +708,8 @@ static void render_requests(struct render *out, const struct totals *t)
             by_code[t->req[i].code - CODE_MIN] += t->req[i].n;
     for (int c = 0; c < NCODES; c++)
         if (by_code[c])
-            put(out, "portico_responses_total{code=\"%d\",class=\"%dxx\"} %llu\n",
-                                c + CODE_MIN, (c + CODE_MIN) / 100,
-                                (unsigned long long)by_code[c]);
+            put(out, "portico_responses_total{code=\"%d\",class=\"%dxx\"} %llu\n", c + CODE_MIN,
+                (c + CODE_MIN) / 100, (unsigned long long)by_code[c]);
     family(out, "portico_upstream_failures_total", "counter",
            "Upstream failures by failure type");
     uint64_t by_failure[FAILURE_COUNT] = {0};
@@ -718,8 +717,7 @@ static void render_requests(struct render *out, const struct totals *t)
         by_failure[t->req[i].failure] += t->req[i].n;
     for (int f = FAIL_NONE + 1; f < FAILURE_COUNT; f++)
         put(out, "portico_upstream_failures_total{failure=\"%s\"} %llu\n",
-                            failure_name((enum failure_type)f),
-                            (unsigned long long)by_failure[f]);
+            failure_name((enum failure_type)f), (unsigned long long)by_failure[f]);
 }
 
 static void render_histograms(struct render *out, const struct totals *t)
@@ -742,7 +740,7 @@ static void render_histograms(struct render *out, const struct totals *t)
         label(out, "upstream", h->upstream, true);
         label(out, "phase", phase, false);
         put(out, "} %llu.%06llu\n", (unsigned long long)(h->sum_us / 1000000),
-                            (unsigned long long)(h->sum_us % 1000000));
+            (unsigned long long)(h->sum_us % 1000000));
         put(out, "portico_phase_duration_seconds_count");
         label(out, "upstream", h->upstream, true);
         label(out, "phase", phase, false);
@@ -765,8 +763,7 @@ static void render_gauges(struct render *out, const struct totals *t,
     for (int side = 0; side < CONN_SIDE_COUNT; side++)
         for (int st = 0; st < CONN_STATE_COUNT; st++)
             put(out, "portico_connections{side=\"%s\",state=\"%s\"} %lld\n",
-                                conn_side_names[side], conn_state_names[st],
-                                (long long)t->conns[side][st]);
+                conn_side_names[side], conn_state_names[st], (long long)t->conns[side][st]);
     int64_t clients = 0; /* today's family: every state of the client side */
     for (int st = 0; st < CONN_STATE_COUNT; st++)
         clients += t->conns[CONN_CLIENT][st];
@@ -784,11 +781,8 @@ static void render_interim(struct render *out, const struct totals *t)
         for (int d = 0; d < INTERIM_DIR_COUNT; d++) {
             dir_sum[d] += t->interim[c][d];
             if (t->interim[c][d])
-                put(out,
-                                    "portico_interim_responses_total{code=\"%d\",direction=\"%s\"}"
-                                    " %llu\n",
-                                    c + 100, interim_dir_names[d],
-                                    (unsigned long long)t->interim[c][d]);
+                put(out, "portico_interim_responses_total{code=\"%d\",direction=\"%s\"} %llu\n",
+                    c + 100, interim_dir_names[d], (unsigned long long)t->interim[c][d]);
         }
     /* today's families, now sums of the one above */
     simple(out, "portico_interim_relayed_total", "counter", "1xx responses relayed from origins",
@@ -823,10 +817,8 @@ static void render_process(struct render *out, const struct totals *t,
            atomic_load_explicit(&config_generation, memory_order_relaxed));
     family(out, "portico_config_reloads_total", "counter", "Reload attempts by result");
     for (int r = 0; r < RELOAD_RESULT_COUNT; r++)
-        put(out, "portico_config_reloads_total{result=\"%s\"} %llu\n",
-                            reload_result_names[r],
-                            (unsigned long long)atomic_load_explicit(&reloads[r],
-                                                                     memory_order_relaxed));
+        put(out, "portico_config_reloads_total{result=\"%s\"} %llu\n", reload_result_names[r],
+            (unsigned long long)atomic_load_explicit(&reloads[r], memory_order_relaxed));
     family(out, "portico_build_info", "gauge", "Always 1; the version of the running binary");
     put(out, "portico_build_info");
     label(out, "version", PORTICO_VERSION, true);

@@ -90,6 +90,14 @@ static void request_body_refused(struct exchange *ex, int status, const char *wh
     ex_refuse(ex, status, why, true);
 }
 
+/* Whether the rest of body may go socket to socket (`splice`): the downstream can splice
+ * (can_splice: it has the op), the origin connection is plain, the body qualifies. */
+static bool splice_allowed(const struct exchange *ex, bool can_splice,
+                           const struct body_relay *body)
+{
+    return ex->cfg->splice && can_splice && !ex->usock->ssl && body_spliceable(body);
+}
+
 /* All of the request body is in: wait for the response. */
 static void request_body_done(struct exchange *ex)
 {
@@ -200,9 +208,8 @@ static void send_request(struct exchange *ex)
     upconn_mark_used(ex->uc);
     if (ex->req_state == REQ_GATED)
         ex_arm(&ex->continue_timer, ex->route->continue_timeout_ms);
-    ex->req_splice = ex->cfg->splice && ex->ds.ops->request_splice && !ex->usock->ssl &&
-                     (ex->req_state == REQ_BODY || ex->req_state == REQ_GATED) &&
-                     body_spliceable(&ex->req_body);
+    ex->req_splice = (ex->req_state == REQ_BODY || ex->req_state == REQ_GATED) &&
+                     splice_allowed(ex, ex->ds.ops->request_splice != NULL, &ex->req_body);
     if (ex->req_state == REQ_BODY) {
         /* client_body_timeout runs from here: while we were connecting the client owed us
          * nothing */
@@ -287,8 +294,7 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
     body_init(&ex->resp_body, ri->framing, ri->content_length, ex->sink.chunked,
               ex->cfg->max_header_size);
     fault_exec_body_start(ex); /* truncate, throttle */
-    ex->resp_splice = ex->cfg->splice && ex->ds.ops->body_splice && !ex->usock->ssl &&
-                      body_spliceable(&ex->resp_body);
+    ex->resp_splice = splice_allowed(ex, ex->ds.ops->body_splice != NULL, &ex->resp_body);
     evbuffer_drain(ex->usock->in, head_len);
     ex->resp_state = RESP_BODY;
 }

@@ -755,22 +755,6 @@ static void pipe_release(struct sock *dst)
         pipe_close(dst);
 }
 
-/* Writes dst's output (pipe first). true when all of it went; false when some waits for the
- * peer (its SOCK_DRAINED follows) or the write failed (its SOCK_ERROR follows). */
-static bool splice_flush(struct sock *dst)
-{
-    if (sock_pending(dst) == 0)
-        return true;
-    if (dst->flags & SF_WEV_ADDED)
-        return false; /* a write already waits for the peer */
-    int rc = write_out(dst);
-    if (rc == 1)
-        wev_add(dst);
-    else if (rc < 0)
-        fail_later(dst);
-    return rc == 0;
-}
-
 long sock_splice(struct sock *src, struct sock *dst, size_t max)
 {
     if (src->state != SOCK_OPEN || dst->state != SOCK_OPEN || (src->flags & SF_EOF) || !max)
@@ -783,16 +767,17 @@ long sock_splice(struct sock *src, struct sock *dst, size_t max)
     dst->pipe->release = false;
     src->flags = (src->flags | SF_RAW) & ~SF_READ_PAUSED;
     size_t moved = 0;
-    /* What dst holds goes first; then the pipe is empty before each splice in (it went out, or
-     * we stop): a short splice means src ran dry, no second call to meet EAGAIN. */
-    bool open = splice_flush(dst);
+    /* What dst holds goes first (sock_flush: all of it went, else its SOCK_DRAINED or
+     * SOCK_ERROR follows); then the pipe is empty before each splice in: a short splice means
+     * src ran dry, no second call to meet EAGAIN. */
+    bool open = sock_flush(dst) == 0;
     while (open && moved < max && moved < EVENT_READ_MAX) {
         size_t want = MIN(dst->pipe->cap, max - moved);
         ssize_t n = splice(src->fd, NULL, dst->pipe->wr, NULL, want, SPLICE_FLAGS);
         if (n > 0) {
             dst->pipe->len += (size_t)n;
             moved += (size_t)n;
-            open = splice_flush(dst);
+            open = sock_flush(dst) == 0;
             if ((size_t)n < want)
                 break;
             continue;

@@ -130,11 +130,11 @@ int sock_flush(struct sock *s);
  * the bytes never enter user space. Both plain TCP, src's input empty; max is what remains of
  * the body being moved. From the first call src is raw: readability comes as SOCK_READABLE
  * without a read, once, and src is watched again from the owner's next call; while dst cannot
- * take more, src is not watched until the next call (dst's SOCK_DRAINED says when). Once max bytes went, src reads into its
- * input again and dst lets its pipe go when drained. Returns the bytes taken from src (0: none
- * now), or -1 when nothing can be spliced (TLS, no pipe to be had): src reads into its input
- * again, copy instead. An EOF or error of either side is reported from the loop, as for reads
- * and writes.
+ * take more, src is not watched until the next call (dst's SOCK_DRAINED says when). Once max
+ * bytes went, src reads into its input again and dst lets its pipe go when drained. Returns
+ * the bytes taken from src (0: none now), or -1 when nothing can be spliced (TLS, no pipe to
+ * be had): src reads into its input again, copy instead. An EOF or error of either side is
+ * reported from the loop, as for reads and writes.
  */
 long sock_splice(struct sock *src, struct sock *dst, size_t max);
 
