@@ -419,8 +419,8 @@ static void finish(struct process *p)
 
 /* glibc hands freed memory back to the kernel once 128 KiB lies free at the top of an arena,
  * and serves blocks from 128 KiB up with mmap until a free raises that bar. A large body read
- * in 64 KiB buffers then costs an madvise and ~24 page faults per request (1 MiB uploads: 15%
- * of the CPU). Fixed bars keep up to 4 MiB of freed heap per worker for the next request, as
+ * in 64 KiB buffers then costs an madvise and ~23 page faults per request (1 MiB uploads took
+ * 20% more CPU). Fixed bars keep up to 4 MiB of freed heap per worker for the next request, as
  * nginx's and HAProxy's own buffer pools do; blocks of 1 MiB and more are still mapped. */
 static void tune_malloc(void)
 {

@@ -7,7 +7,8 @@
  * file uses the stream origin (tests/support/stream_origin.h): it checks an upload against a
  * position-dependent byte pattern as it arrives (counting, never storing), and generates
  * downloads from the same pattern. The client side checks every byte too. Portico's peak RSS is
- * VmHWM of its process.
+ * VmHWM of its process. test_buffers_reused counts its page faults: a body's buffers must serve
+ * the next request rather than go back to the kernel and be faulted in again.
  *
  * Under AddressSanitizer (which this binary shares with the portico it tests) the sizes are
  * 128 MiB and the RSS limits are not asserted: ASan's shadow memory and quarantine are not
