@@ -634,13 +634,22 @@ peak_read() { # scenario name -> "round target rss_before_kib peak_kib"
     printf '%s\t%s\t%s\t%s\n' "$ROUND" "$2" "$HWM_RSS0" "$hwm" >"$RUN/side.tsv"
 }
 SINK0=""
+RETRANS0=0
+# TCP segments the whole machine retransmitted so far (/proc/net/snmp): on loopback a
+# retransmission during a run means reordered segments, not lost ones (docs/BENCHMARKS.md).
+tcp_retrans() {
+    awk '$1 == "Tcp:" { if (!c) { for (i = 2; i <= NF; i++) if ($i == "RetransSegs") c = i }
+                        else print $c }' /proc/net/snmp
+}
 upload_before() { # scenario name
     peak_reset "$@"
     SINK0=$(curl -s --max-time 5 "http://127.0.0.1:$P_SINK/stats")
+    RETRANS0=$(tcp_retrans)
 }
 # Every body wrk counts as answered must have reached the sink whole and equal to what wrk sent.
-upload_after() { # scenario name -> "round target rss_before peak requests bodies_ok bodies_bad bytes"
-    local sink1 requests err_status row
+upload_after() { # scenario name -> "round target rss_before peak requests bodies_ok bodies_bad bytes retrans=N"
+    local sink1 requests err_status row retrans
+    retrans=$(($(tcp_retrans) - RETRANS0))
     sink1=$(curl -s --max-time 5 "http://127.0.0.1:$P_SINK/stats")
     requests=$(grep -o 'requests=[0-9]*' "$RUN/wrk.out" | head -n 1 | cut -d= -f2)
     err_status=$(grep -o 'err_status=[0-9]*' "$RUN/wrk.out" | head -n 1 | cut -d= -f2)
@@ -649,7 +658,7 @@ upload_after() { # scenario name -> "round target rss_before peak requests bodie
         $1 == "bodies_ok" {ok[n_ok++] = $2} $1 == "bodies_bad" {bad[n_bad++] = $2}
         $1 == "body_bytes" {b[n_b++] = $2}
         END {printf "%s\t%.0f\t%.0f\t%.0f", r, ok[1] - ok[0], bad[1] - bad[0], b[1] - b[0]}')
-    printf '%s\t%s\n' "$(cat "$RUN/side.tsv")" "$row" >"$RUN/side.tsv"
+    printf '%s\t%s\tretrans=%s\n' "$(cat "$RUN/side.tsv")" "$row" "$retrans" >"$RUN/side.tsv"
     local ok bad bytes
     IFS=$'\t' read -r _ ok bad bytes <<<"$row"
     if [ "$bad" -ne 0 ] || [ "$ok" -lt "$((${requests:-0} - ${err_status:-0}))" ] ||

@@ -386,23 +386,32 @@ def syscall_table(o, per, meta):
 
 def side_tables(o, runs, side2, side2c, side4c, meta):
     if side2 or side2c:
-        o.append("## Peak RSS during 2 and 2c (VmHWM, reset just before each run)")
+        o.append("## Peak RSS during 2 and 2c (VmHWM, reset just before each run), bodies, "
+                 "retransmissions")
         o.append("")
         o.append("| server | 2: GET 1 MiB, peak rise | 2c: POST 1 MiB, peak rise | 2c: bodies "
-                 "the sink got whole / answered | 2c: bodies that differed |")
-        o.append("|---|---:|---:|---:|---:|")
-        for t in ("portico", "nginx", "nginx-nobuf", "haproxy"):
+                 "the sink got whole / answered | 2c: bodies that differed | 2c: TCP segments "
+                 "retransmitted per run |")
+        o.append("|---|---:|---:|---:|---:|---:|")
+        for t in ("sink", "portico", "nginx", "nginx-nobuf", "haproxy"):
             r2 = [(int(r["peak_kib"]) - int(r["rss_before_kib"])) / 1024 for r in side2
                   if r["target"] == t]
             rc = [r for r in side2c if r["target"] == t]
             rise = [(int(r["peak_kib"]) - int(r["rss_before_kib"])) / 1024 for r in rc]
+            retrans = [int(r["retrans"]) for r in rc if "retrans" in r]
             if not r2 and not rc:
                 continue
-            o.append("| %s | %s | %s | %s / %s | %s |" % (
+            proxy = t != "sink"
+            o.append("| %s | %s | %s | %s / %s | %s | %s |" % (
                 NAMES[t], spread(r2, f1) + " MiB" if r2 else "—",
-                spread(rise, f1) + " MiB" if rise else "—",
+                spread(rise, f1) + " MiB" if rise and proxy else "—",
                 f0(sum(int(r["bodies_ok"]) for r in rc)), f0(sum(int(r["requests"]) for r in rc)),
-                sum(int(r["bodies_bad"]) for r in rc)))
+                sum(int(r["bodies_bad"]) for r in rc), spread(retrans, f0) if retrans else "—"))
+        o.append("")
+        o.append("Retransmitted segments are the whole machine's (`RetransSegs` of /proc/net/snmp) "
+                 "over the run. On loopback a retransmission is a segment that arrived out of "
+                 "order rather than one lost, unless /proc/net/softnet_stat counts drops "
+                 "(docs/BENCHMARKS.md, *Uploads on this VM's loopback*).")
         o.append("")
     if side4c or runs.targets("s4c0"):
         o.append("## 4c. Healthy route with and without %s errors/s beside it" %
