@@ -39,7 +39,6 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -449,26 +448,23 @@ static void start_connect(struct upconn *c)
         report_error(c, cause_from_errno(err), "socket: %s", strerror(err));
         return;
     }
-    if (connect(c->fd, (struct sockaddr *)&c->addr, c->addrlen) == 0) {
+    int rc = connect(c->fd, (struct sockaddr *)&c->addr, c->addrlen);
+    /* An origin on this host answers the SYN within connect(): its SYN-ACK or RST is in by now.
+     * Asking connect() again tells which in one call (0, the refusal's errno, or EALREADY while
+     * the SYN is out), as HAProxy does: no poll, no SO_ERROR read, and none of the loop turn and
+     * the two epoll_ctl calls of the event below (the second fails with EBADF after a refusal:
+     * the fd is closed before the loop applies its deletion). A remote origin pays this one
+     * call per connect. */
+    if (rc != 0 && errno == EINPROGRESS)
+        rc = connect(c->fd, (struct sockaddr *)&c->addr, c->addrlen);
+    if (rc == 0 || errno == EISCONN) {
         connected(c);
         return;
     }
-    if (errno != EINPROGRESS) {
+    if (errno != EALREADY) {
         int err = errno;
         report_error(c, cause_from_errno(err), "connect to %s failed: %s", c->addr_text,
                      strerror(err));
-        return;
-    }
-    /* An origin on this host answers the SYN within connect(): its SYN-ACK or RST is in by now.
-     * A poll that does not wait tells which, and saves the loop turn and the two epoll_ctl
-     * calls of the event below (the second fails with EBADF after a refusal: the fd is closed
-     * before the loop applies its deletion). A remote origin pays this one poll per connect. */
-    struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
-    if (poll(&pfd, 1, 0) == 1) {
-        if (pfd.revents & (POLLERR | POLLHUP))
-            connect_cb(c->fd, EV_WRITE, c); /* reads the error */
-        else
-            connected(c);
         return;
     }
     event_assign(&c->io_ev, c->loop->base, c->fd, EV_WRITE, connect_cb, c);
