@@ -320,6 +320,16 @@ static void ds_request_wait(void *ctx, uint64_t body_timeout_ms)
     sock_set_timeouts(&c->sock, body_timeout_ms, c->loop->cfg->client_send_timeout_ms);
 }
 
+/* TCP_QUICKACK 1 sends the ACK the kernel holds now, and ACKs at once for a while (HAProxy does
+ * the same): the listener starts every connection with delayed ACKs, and a keep-alive
+ * connection is back to them after each answer. */
+static void ds_request_owed(void *ctx)
+{
+    struct client *c = ctx;
+    int one = 1;
+    setsockopt(c->sock.fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+}
+
 /* Whether the next request head may be parsed: not while the last answer still waits in our
  * memory (a client pipelining without reading must not make us buffer its answers). */
 static bool may_parse(const struct client *c)
@@ -391,6 +401,7 @@ static const struct downstream_ops h1_ops = {
     .request_input = ds_request_input,
     .request_taken = ds_request_taken,
     .request_wait = ds_request_wait,
+    .request_owed = ds_request_owed,
     .done = ds_done,
     .upgraded = ds_upgraded,
 };

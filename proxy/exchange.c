@@ -674,10 +674,24 @@ static bool admissible(struct exchange *ex)
     return true;
 }
 
+/* Whether the request body may still be on its way: all of a Content-Length body already read
+ * with the head is not; a chunked one is taken to be (finding its end is the relay's job). A
+ * client that sent Expect: 100-continue waits for the 100, which carries the ACK. */
+static bool request_body_owed(struct exchange *ex)
+{
+    if (ex->req_state != REQ_BODY || ex->info.expect_continue)
+        return false;
+    if (ex->info.framing != H1_BODY_LENGTH)
+        return true;
+    return evbuffer_get_length(ex->ds.ops->request_input(ex->ds.ctx)) < ex->info.content_length;
+}
+
 static void run(struct exchange *ex)
 {
     if (!admissible(ex))
         return;
+    if (ex->ds.ops->request_owed && request_body_owed(ex))
+        ex->ds.ops->request_owed(ex->ds.ctx);
     const struct config *cfg = ex->cfg;
     ex->route = route_match(cfg, ex->host, ex->host_len, ex->route_path, ex->path_len);
     if (!ex->route) {

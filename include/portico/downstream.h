@@ -86,6 +86,11 @@ struct downstream_ops {
     /* The client may send its request body now (after 100 Continue, or once connected); read
      * deadline: body_timeout_ms without a byte (0: none). */
     void (*request_wait)(void *ds, uint64_t body_timeout_ms);
+    /* Optional (NULL: nothing to do): the request announced a body that is not all in yet. A
+     * client may hold the rest until what it sent is acknowledged (Nagle's algorithm, with the
+     * body written apart from the head): the downstream acknowledges it at once, not after the
+     * kernel's delayed-ACK timer (40 ms). */
+    void (*request_owed)(void *ds);
     /* The exchange is over, counted, logged and freed; the downstream sends what is still
      * queued (the last bytes of a response wait for this, so that a client that has the whole
      * response can count on the metrics and the log having it). */

@@ -18,6 +18,7 @@
 #include <netinet/tcp.h>
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -1230,6 +1231,84 @@ static void test_client_request_ack_delayed(void **state)
     fake_origin_stop(o);
 }
 
+/* What the origin's on_head hook saw of the client connection, per request. */
+struct owed_probe {
+    pid_t portico;
+    int client_fd;             /* the test's end */
+    struct sockaddr_in client; /* its address, to find Portico's end */
+    int signal_fd;             /* written once per head, after the look */
+    unsigned n;
+    int quickack[2];           /* getsockopt(TCP_QUICKACK) on Portico's end; -1: not found */
+    int unacked[2];            /* the client's segments still unacknowledged; -1: unknown */
+};
+
+static void probe_owed(void *arg)
+{
+    struct owed_probe *p = arg;
+    if (p->n < 2) {
+        p->quickack[p->n] = -1;
+        int pfd = portico_socket_of(p->portico, &p->client);
+        if (pfd >= 0) {
+            socklen_t len = sizeof(int);
+            if (getsockopt(pfd, IPPROTO_TCP, TCP_QUICKACK, &p->quickack[p->n], &len) != 0)
+                p->quickack[p->n] = -1;
+            close(pfd);
+        }
+        struct tcp_info ti;
+        socklen_t len = sizeof(ti);
+        p->unacked[p->n] = getsockopt(p->client_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0
+                               ? (int)ti.tcpi_unacked
+                               : -1;
+    }
+    p->n++;
+    (void)!write(p->signal_fd, "h", 1);
+}
+
+/* A client with Nagle's algorithm on that writes its body apart from the head cannot send the
+ * body before the head is acknowledged. Portico acknowledges a head whose body is still owed at
+ * once (TCP_QUICKACK 1, as HAProxy does): before, the kernel's delayed ACK held every such
+ * request 40 ms, on the first request of a connection and on every keep-alive one after it
+ * (44 ms per POST measured with Python, 0.1-0.3 ms after). Checked when the head reached the
+ * origin, before the body is sent: the client's head is acknowledged and Portico's end is in
+ * quick-ACK mode, for a first request and a keep-alive one. */
+static void test_request_head_acked_when_body_owed(void **state)
+{
+    (void)state;
+    int sig[2];
+    assert_int_equal(pipe(sig), 0);
+    struct owed_probe p = {.signal_fd = sig[1]};
+    struct fake_origin_opts opts = {.kind = FO_OK, .on_head = probe_owed, .on_head_arg = &p};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    p.portico = harness_pid(h);
+    p.client_fd = raw_fd(c);
+    socklen_t len = sizeof(p.client);
+    assert_int_equal(getsockname(p.client_fd, (struct sockaddr *)&p.client, &len), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(raw_send_str(c, "POST /owed HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n"),
+                         0);
+        short rev = 0;
+        assert_int_equal(tu_poll_until(sig[0], POLLIN, tu_now_ms() + PX_IO_MS, &rev), 1);
+        char b;
+        assert_int_equal(read(sig[0], &b, 1), 1);
+        assert_int_equal(raw_send_str(c, "hello"), 0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        raw_response_free(&r);
+        if (p.unacked[i] != 0 || p.quickack[i] != 1)
+            fail_msg("request %d of the connection: %d segment(s) unacknowledged, Portico's "
+                     "TCP_QUICKACK %d (want 0 and 1)", i + 1, p.unacked[i], p.quickack[i]);
+    }
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+    close(sig[0]);
+    close(sig[1]);
+}
+
 static void test_ipv6_listener(void **state)
 {
     (void)state;
@@ -1471,6 +1550,7 @@ int main(void)
         cmocka_unit_test(test_ipv6_listener),
         cmocka_unit_test(test_client_socket_nodelay),
         cmocka_unit_test(test_client_request_ack_delayed),
+        cmocka_unit_test(test_request_head_acked_when_body_owed),
         cmocka_unit_test(test_response_before_request_body),
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_pooled_closed_while_idle),

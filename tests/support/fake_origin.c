@@ -743,6 +743,8 @@ static void serve_http(struct fo_conn *c)
             return;
         }
         unsigned req_index = __atomic_fetch_add(&o->heads, 1, __ATOMIC_SEQ_CST);
+        if (o->opts.on_head)
+            o->opts.on_head(o->opts.on_head_arg);
         const struct fo_step *script = pick(c, &rec, req_index);
         bool has_body = h.chunked || h.content_length > 0;
 

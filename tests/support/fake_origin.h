@@ -106,6 +106,10 @@ struct fake_origin_opts {
     const char *extra_headers;        /* FO_OK/FO_ECHO: lines "N: v\r\n" added to responses */
     enum fo_expect expect;
     bool respond_before_body;         /* answer right after the head, then read the body */
+    /* When set, called on the origin's thread after each request head is read, before its body
+     * (the kinds that read requests): a test's hook on "the head got through" */
+    void (*on_head)(void *arg);
+    void *on_head_arg;
     int rcvbuf;                       /* FO_NO_READ: SO_RCVBUF, 0 means 4096 */
     const char *tls_cert;             /* serve TLS with this PEM cert + key (the kinds that
                                        * read requests; not NO_READ, TLS_*, REFUSE, BLACKHOLE) */
