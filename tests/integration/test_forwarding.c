@@ -1164,14 +1164,47 @@ static void test_client_socket_nodelay(void **state)
     fake_origin_stop(o);
 }
 
-/* What the origin's CALL step saw of the client connection while it held the request. */
-struct ack_probe {
+/* A client connection through Portico, as the origin's thread looks at it. */
+struct ack_conn {
     pid_t portico;
     int client_fd;             /* the test's end */
     struct sockaddr_in client; /* its address, to find Portico's end */
+};
+
+/* What both ends say now: getsockopt(TCP_QUICKACK) on Portico's end (-1: not found), and the
+ * client's segments still unacknowledged (-1: unknown). */
+static void look_at_acks(const struct ack_conn *a, int *quickack, int *unacked)
+{
+    *quickack = -1;
+    int pfd = portico_socket_of(a->portico, &a->client);
+    if (pfd >= 0) {
+        socklen_t len = sizeof(*quickack);
+        if (getsockopt(pfd, IPPROTO_TCP, TCP_QUICKACK, quickack, &len) != 0)
+            *quickack = -1;
+        close(pfd);
+    }
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    *unacked = getsockopt(a->client_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0
+                   ? (int)ti.tcpi_unacked
+                   : -1;
+}
+
+/* The test's connection c through Portico h, as look_at_acks needs it. */
+static struct ack_conn ack_conn_of(struct harness *h, struct raw_conn *c)
+{
+    struct ack_conn a = {.portico = harness_pid(h), .client_fd = raw_fd(c)};
+    socklen_t len = sizeof(a.client);
+    assert_int_equal(getsockname(a.client_fd, (struct sockaddr *)&a.client, &len), 0);
+    return a;
+}
+
+/* What the origin's CALL step saw of the client connection while it held the request. */
+struct ack_probe {
+    struct ack_conn conn;
     int64_t sent_ms;           /* when the client sent its request */
-    int quickack;              /* getsockopt(TCP_QUICKACK) on Portico's end; -1: not found */
-    unsigned unacked;          /* segments of the client's still unacknowledged */
+    int quickack;
+    int unacked;
     int64_t seen_ms;           /* when the origin had the request */
 };
 
@@ -1180,17 +1213,7 @@ static int probe_ack(int fd, void *arg)
     (void)fd;
     struct ack_probe *p = arg;
     p->seen_ms = tu_now_ms();
-    int pfd = portico_socket_of(p->portico, &p->client);
-    if (pfd >= 0) {
-        socklen_t len = sizeof(p->quickack);
-        if (getsockopt(pfd, IPPROTO_TCP, TCP_QUICKACK, &p->quickack, &len) != 0)
-            p->quickack = -1;
-        close(pfd);
-    }
-    struct tcp_info ti;
-    socklen_t len = sizeof(ti);
-    if (getsockopt(p->client_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
-        p->unacked = ti.tcpi_unacked;
+    look_at_acks(&p->conn, &p->quickack, &p->unacked);
     return 0;
 }
 
@@ -1210,10 +1233,7 @@ static void test_client_request_ack_delayed(void **state)
     assert_non_null(o);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
-    p.portico = harness_pid(h);
-    p.client_fd = raw_fd(c);
-    socklen_t len = sizeof(p.client);
-    assert_int_equal(getsockname(p.client_fd, (struct sockaddr *)&p.client, &len), 0);
+    p.conn = ack_conn_of(h, c);
     p.sent_ms = tu_now_ms();
     assert_int_equal(raw_send_str(c, "GET /ack HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
     struct raw_response r;
@@ -1233,33 +1253,18 @@ static void test_client_request_ack_delayed(void **state)
 
 /* What the origin's on_head hook saw of the client connection, per request. */
 struct owed_probe {
-    pid_t portico;
-    int client_fd;             /* the test's end */
-    struct sockaddr_in client; /* its address, to find Portico's end */
+    struct ack_conn conn;
     int signal_fd;             /* written once per head, after the look */
     unsigned n;
-    int quickack[2];           /* getsockopt(TCP_QUICKACK) on Portico's end; -1: not found */
-    int unacked[2];            /* the client's segments still unacknowledged; -1: unknown */
+    int quickack[2];
+    int unacked[2];
 };
 
 static void probe_owed(void *arg)
 {
     struct owed_probe *p = arg;
-    if (p->n < 2) {
-        p->quickack[p->n] = -1;
-        int pfd = portico_socket_of(p->portico, &p->client);
-        if (pfd >= 0) {
-            socklen_t len = sizeof(int);
-            if (getsockopt(pfd, IPPROTO_TCP, TCP_QUICKACK, &p->quickack[p->n], &len) != 0)
-                p->quickack[p->n] = -1;
-            close(pfd);
-        }
-        struct tcp_info ti;
-        socklen_t len = sizeof(ti);
-        p->unacked[p->n] = getsockopt(p->client_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0
-                               ? (int)ti.tcpi_unacked
-                               : -1;
-    }
+    if (p->n < 2)
+        look_at_acks(&p->conn, &p->quickack[p->n], &p->unacked[p->n]);
     p->n++;
     (void)!write(p->signal_fd, "h", 1);
 }
@@ -1282,10 +1287,7 @@ static void test_request_head_acked_when_body_owed(void **state)
     assert_non_null(o);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c = px_connect(h);
-    p.portico = harness_pid(h);
-    p.client_fd = raw_fd(c);
-    socklen_t len = sizeof(p.client);
-    assert_int_equal(getsockname(p.client_fd, (struct sockaddr *)&p.client, &len), 0);
+    p.conn = ack_conn_of(h, c);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(raw_send_str(c, "POST /owed HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n"),
                          0);
