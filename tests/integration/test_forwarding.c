@@ -9,6 +9,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -1100,9 +1102,9 @@ static void test_keepalive_timeouts(void **state)
 }
 
 /* An IPv6 listener: X-Forwarded-For carries the ::1 client, Host is passed through. */
-/* Portico's end of the connection whose peer is `peer`, as a descriptor of ours (pidfd_getfd
- * copies it out of the running process), or -1. */
-static int portico_socket_of(pid_t pid, const struct sockaddr_in *peer)
+/* Walks Portico's descriptors, each as a copy of ours (pidfd_getfd copies it out of the running
+ * process), until match says yes: that copy is returned, or -1. */
+static int portico_fd_where(pid_t pid, bool (*match)(int fd, void *arg), void *arg)
 {
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     char dir[64];
@@ -1121,10 +1123,7 @@ static int portico_socket_of(pid_t pid, const struct sockaddr_in *peer)
         int fd = (int)syscall(SYS_pidfd_getfd, pidfd, atoi(e->d_name), 0);
         if (fd < 0)
             continue;
-        struct sockaddr_in sa;
-        socklen_t len = sizeof(sa);
-        if (getpeername(fd, (struct sockaddr *)&sa, &len) == 0 && sa.sin_family == AF_INET &&
-            sa.sin_port == peer->sin_port && sa.sin_addr.s_addr == peer->sin_addr.s_addr)
+        if (match(fd, arg))
             found = fd;
         else
             close(fd);
@@ -1132,6 +1131,22 @@ static int portico_socket_of(pid_t pid, const struct sockaddr_in *peer)
     closedir(d);
     close(pidfd);
     return found;
+}
+
+static bool has_peer(int fd, void *arg)
+{
+    const struct sockaddr_in *peer = arg;
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    return getpeername(fd, (struct sockaddr *)&sa, &len) == 0 && sa.sin_family == AF_INET &&
+           sa.sin_port == peer->sin_port && sa.sin_addr.s_addr == peer->sin_addr.s_addr;
+}
+
+/* Portico's end of the connection whose peer is `peer`, as a descriptor of ours, or -1. */
+static int portico_socket_of(pid_t pid, const struct sockaddr_in *peer)
+{
+    struct sockaddr_in want = *peer;
+    return portico_fd_where(pid, has_peer, &want);
 }
 
 /* Small responses leave at once: Portico's side of a client connection has TCP_NODELAY. It is
@@ -1162,6 +1177,100 @@ static void test_client_socket_nodelay(void **state)
     raw_close(c);
     px_stop(h);
     fake_origin_stop(o);
+}
+
+/* Portico's IPv4 TCP sockets that are neither connected nor listening (counted), and the inode of
+ * the last one seen. */
+struct unconnected {
+    int n;
+    ino_t inode;
+};
+
+static bool count_unconnected(int fd, void *arg)
+{
+    struct unconnected *u = arg;
+    int domain = 0, type = 0, listening = 1;
+    socklen_t len = sizeof(type);
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof(sa);
+    struct stat st;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_INET &&
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM &&
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && !listening &&
+        getpeername(fd, (struct sockaddr *)&sa, &salen) != 0 && errno == ENOTCONN &&
+        fstat(fd, &st) == 0) {
+        u->n++;
+        u->inode = st.st_ino;
+    }
+    return false;
+}
+
+static struct unconnected unconnected_sockets(struct harness *h)
+{
+    struct unconnected u = {0};
+    portico_fd_where(harness_pid(h), count_unconnected, &u);
+    return u;
+}
+
+/* An origin that refuses costs no socket() and close() per attempt: the socket of a refused
+ * connect is kept (one per address family) and the next connect takes it (+20% requests/s
+ * against a refusing origin, docs/BENCHMARKS.md). Seen from outside: after three refusals
+ * Portico holds exactly one unconnected TCP socket; once the origin listens, the connection it
+ * gets is that very socket (same inode), and it carries the exchange both ways. */
+static void test_refused_connect_socket_reused(void **state)
+{
+    (void)state;
+    /* bound, not listening: every SYN gets a RST, until listen() below */
+    int ofd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in oa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(oa);
+    assert_int_equal(bind(ofd, (struct sockaddr *)&oa, sizeof(oa)), 0);
+    assert_int_equal(getsockname(ofd, (struct sockaddr *)&oa, &len), 0);
+    struct harness *h = px_start_origin(ntohs(oa.sin_port), NULL);
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(raw_send_str(c, "GET /r HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 502);
+        assert_string_equal(raw_header(&r, "Portico-Error"), "connect_refused");
+        raw_response_free(&r);
+    }
+    struct unconnected spare = unconnected_sockets(h);
+    assert_int_equal(spare.n, 1);
+
+    assert_int_equal(listen(ofd, 4), 0);
+    assert_int_equal(raw_send_str(c, "GET /ok HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    assert_int_equal(tu_poll_until(ofd, POLLIN, deadline, NULL), 1);
+    int afd = accept(ofd, NULL, NULL);
+    assert_true(afd >= 0);
+    int pfd = portico_socket_of(harness_pid(h), &oa);
+    assert_true(pfd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(pfd, &st), 0);
+    assert_int_equal(st.st_ino, spare.inode);
+    close(pfd);
+    char req[1024];
+    size_t got = 0;
+    while (got < sizeof(req) - 1 && !memmem(req, got, "\r\n\r\n", 4)) {
+        assert_int_equal(tu_poll_until(afd, POLLIN, deadline, NULL), 1);
+        ssize_t n = read(afd, req + got, sizeof(req) - 1 - got);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    assert_true(got > 11 && memcmp(req, "GET /ok ", 8) == 0);
+    const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    assert_int_equal(write(afd, resp, sizeof(resp) - 1), (ssize_t)(sizeof(resp) - 1));
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok");
+    raw_response_free(&r);
+    assert_int_equal(unconnected_sockets(h).n, 0);
+    raw_close(c);
+    px_stop(h);
+    close(afd);
+    close(ofd);
 }
 
 /* A client connection through Portico, as the origin's thread looks at it. */
@@ -1551,6 +1660,7 @@ int main(void)
         cmocka_unit_test(test_keepalive_timeouts),
         cmocka_unit_test(test_ipv6_listener),
         cmocka_unit_test(test_client_socket_nodelay),
+        cmocka_unit_test(test_refused_connect_socket_reused),
         cmocka_unit_test(test_client_request_ack_delayed),
         cmocka_unit_test(test_request_head_acked_when_body_owed),
         cmocka_unit_test(test_response_before_request_body),
