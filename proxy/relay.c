@@ -642,7 +642,7 @@ void relay_connect(struct exchange *ex)
 {
     ex->attempts++;
     if (!ex->retried) {
-        /* Its own connection back first, if it may have one: looking for it walks the pool. */
+        /* Its own connection back first, if it may have one. */
         uint64_t owner = ex->ds.pipelined || ex->ds.first ? 0 : ex->ds.peer->conn_id;
         ex->uc = upconn_take_idle(ex->loop, ex->up_index, ex->origin, owner, ex->now);
         ex->reused = ex->uc != NULL;

@@ -1568,6 +1568,47 @@ static const struct fo_step ok_idle_close[] = {
     FO_RESPOND_OK(), FO_WAIT(20), FO_CLOSE(), FO_END(),
 };
 
+/* Each client connection gets its own origin connection back, found by its id in the pool's
+ * chains by owner (upstream.c). keepalive = 2 makes 16 chains: the 1st and 17th of 17 client
+ * connections, accepted in order, share one, and the later release sits first in it. A long
+ * settle_time keeps anyone else from taking a released connection. */
+static void test_pooled_connection_back_to_its_owner(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 2\n"
+                                       "settle_time = 60s\n", fake_origin_port(o));
+    struct raw_conn *c[17];
+    for (int i = 0; i < 17; i++)
+        c[i] = px_connect(h);
+    struct raw_conn *a = c[0], *b = c[16];
+    struct raw_response r;
+    const char *order[] = {"a1", "b1", "a2", "b2", "a3"};
+    char first_a[16] = "", first_b[16] = "";
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        struct raw_conn *who = order[i][0] == 'a' ? a : b;
+        char req[64];
+        snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\nHost: t\r\n\r\n", order[i]);
+        assert_int_equal(raw_send_str(who, req), 0);
+        assert_int_equal(raw_read_response(who, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        const char *conn = raw_header(&r, "X-Origin-Conn");
+        assert_non_null(conn);
+        char *first = who == a ? first_a : first_b;
+        if (!*first)
+            snprintf(first, 16, "%s", conn);
+        else
+            assert_string_equal(conn, first);
+        raw_response_free(&r);
+    }
+    assert_string_not_equal(first_a, first_b);
+    for (int i = 0; i < 17; i++)
+        raw_close(c[i]);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* The origin closes its keep-alive connection after 20 ms of idle. Seen by Portico while the
  * connection sits in the pool, it is dropped there: the next request opens a fresh one, no
  * retry needed. (The client's own keep-alive timeout, 300 ms, is the clock: once Portico has
@@ -1666,6 +1707,7 @@ int main(void)
         cmocka_unit_test(test_response_before_request_body),
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_pooled_closed_while_idle),
+        cmocka_unit_test(test_pooled_connection_back_to_its_owner),
         cmocka_unit_test(test_client_leaves_mid_response),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
