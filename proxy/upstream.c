@@ -465,7 +465,7 @@ static void connected(struct upconn *c)
 /* A failed connect leaves a socket that never carried a byte and sets no option before it
  * connects. Dissolving the attempt (connect to AF_UNSPEC, see connect(2)) makes it as good as a
  * new one, and this loop's next connect to that family takes it: an origin that refuses then
- * costs no socket() and close(), about 4.7 of 12 µs of kernel time per attempt
+ * costs no socket() and close(), about 4.3 of 12 µs of kernel time per attempt
  * (docs/BENCHMARKS.md). One spare per family; a second failure meanwhile closes its own. */
 static evutil_socket_t *spare_slot(struct upconn *c)
 {

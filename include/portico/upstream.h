@@ -33,7 +33,8 @@ int upstream_pools_init(struct loop *l);
 /* Closes every idle connection and frees the pools. */
 void upstream_pools_free(struct loop *l);
 
-/* Closes every idle connection now (a draining worker keeps none). */
+/* Closes every idle connection now, and the sockets kept from failed connects (a draining
+ * worker keeps none). */
 void upstream_pools_close_idle(struct loop *l);
 
 /* An idle pooled connection to (upstream, origin), or NULL: the one the client connection owner
