@@ -10,7 +10,8 @@
 #   reloads   a SIGHUP every SOAK_RELOAD seconds, alternating two valid configurations
 #   checks    every request answered or accounted for in the access log, nothing unexpected in
 #             the error log, RSS at the end at most 10% above RSS after the first minute, the
-#             descriptors of the start plus the idle pool, a clean exit (scripts/soak/soak.py)
+#             descriptors of the start plus the idle pool and the sockets kept from failed
+#             connects, a clean exit (scripts/soak/soak.py)
 #
 # Environment: SOAK_SECONDS (default 600), SOAK_RATE (requests/s, default 200), SOAK_RELOAD
 # (seconds between reloads, default 30), SOAK_SEED (default 1), PORTICO (default

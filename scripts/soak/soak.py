@@ -18,7 +18,8 @@ Checks at the end (any failure: exit 1):
   - VmRSS at the end of the load at most 10% above VmRSS after the first minute (not checked
     for an ASan build, nor for a run shorter than RSS_MIN_SECONDS)
   - once quiet: the descriptors of the start plus two per idle pooled connection (the simulator
-    is in the process: both ends are ours), as many threads as at the start
+    is in the process: both ends are ours) plus the sockets kept from failed connects (at most
+    one per worker and address family), as many threads as at the start
   - every reload live and seen; a clean exit (status 0) on SIGTERM, nothing on stderr
 """
 import argparse
@@ -166,6 +167,33 @@ def fd_table(pid):
     return out
 
 
+# Sockets a worker keeps from a failed connect for its next one (upstream.c): one per address
+# family, and the soak runs 2 workers.
+SPARES_MAX = 2 * 2
+
+
+def unlisted_sockets(pid):
+    """Descriptors that are sockets in no /proc/net table: TCP sockets neither bound nor
+    connected, i.e. the ones kept from failed connects."""
+    listed = set()
+    for name, inode_col in (("tcp", 9), ("tcp6", 9), ("udp", 9), ("udp6", 9), ("raw", 9),
+                            ("raw6", 9), ("unix", 6), ("netlink", 9), ("packet", 8)):
+        try:
+            with open("/proc/%d/net/%s" % (pid, name)) as f:
+                listed.update(c[inode_col] for c in (line.split() for line in f.readlines()[1:])
+                              if len(c) > inode_col)
+        except OSError:
+            pass
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            m = re.fullmatch(r"socket:\[(\d+)\]", os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            continue
+        n += bool(m and m.group(1) not in listed)
+    return n
+
+
 def metrics(admin):
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=5) as r:
         text = r.read().decode()
@@ -298,17 +326,20 @@ class Soak:
                 self.problem("reload %d (%s): %s %s on a new connection"
                              % (n, variant["name"], field, "missing" if want else "present"))
 
-    def quiesce(self, fd0, threads0):
-        """Waits until the descriptors are those of the start plus the idle pool (two each)
-        and the old workers are gone; returns the last (fds, idle, threads) seen."""
+    def quiesce(self, fd0, spare0, threads0):
+        """Waits until the descriptors are those of the start plus the idle pool (two each) and
+        the kept sockets, and the old workers are gone; returns the last (fds, idle, spare,
+        threads, metrics) seen."""
         end = time.monotonic() + QUIET_WAIT
         while True:
             m = metrics(self.ports["admin"])
             idle = int(m.get('portico_connections{side="upstream",state="idle"}', 0))
             time.sleep(0.3)     # the admin connection closes on its side too
             fds, threads = fds_of(self.proc.pid), status_of(self.proc.pid, "Threads")
-            if (fds == fd0 + 2 * idle and threads == threads0) or time.monotonic() > end:
-                return fds, idle, threads, m
+            spare = unlisted_sockets(self.proc.pid) - spare0
+            if (fds == fd0 + 2 * idle + spare and 0 <= spare <= SPARES_MAX
+                    and threads == threads0) or time.monotonic() > end:
+                return fds, idle, spare, threads, m
             time.sleep(0.5)
 
     def run(self):
@@ -319,6 +350,7 @@ class Soak:
         time.sleep(0.5)
         pid = self.proc.pid
         fd0, threads0, rss0 = fds_of(pid), status_of(pid, "Threads"), status_of(pid, "VmRSS")
+        spare0 = unlisted_sockets(pid)
         table0 = fd_table(pid)
         print("[soak] portico pid %d on 127.0.0.1:%d (admin %d, refused origin %d), %d s at "
               "%d req/s, reload every %d s; run directory %s"
@@ -341,8 +373,8 @@ class Soak:
         if self.proc.poll() is not None:
             self.problem("portico died (status %s)" % self.proc.returncode)
             return self.report(None)
-        fds, idle, threads, m = self.quiesce(fd0, threads0)
-        if fds != fd0 + 2 * idle:
+        fds, idle, spare, threads, m = self.quiesce(fd0, spare0, threads0)
+        if fds != fd0 + 2 * idle + spare:
             self.describe_fds(table0, fd_table(pid))
         idle_rss = status_of(pid, "VmRSS")
         self.proc.send_signal(signal.SIGTERM)
@@ -356,12 +388,14 @@ class Soak:
             self.problem("exit status on SIGTERM: %s" % code)
         base_at = min(60.0, a.seconds / 3)
         base = min(self.samples, key=lambda s: abs(s[0] - base_at)) if self.samples else None
-        figures = dict(fd0=fd0, fds=fds, idle=idle, threads0=threads0, threads=threads,
+        figures = dict(fd0=fd0, fds=fds, idle=idle, spare=spare, threads0=threads0, threads=threads,
                        rss0=rss0, base=base, end=end_sample, idle_rss=idle_rss, metrics=m,
                        peak=max((s[1] for s in self.samples), default=0))
-        if fds != fd0 + 2 * idle:
-            self.problem("descriptors: %d at the end, %d at the start + 2 x %d idle pooled"
-                         % (fds, fd0, idle))
+        if fds != fd0 + 2 * idle + spare:
+            self.problem("descriptors: %d at the end, %d at the start + 2 x %d idle pooled + %d "
+                         "kept from failed connects" % (fds, fd0, idle, spare))
+        if not 0 <= spare <= SPARES_MAX:
+            self.problem("sockets kept from failed connects: %d, at most %d" % (spare, SPARES_MAX))
         if threads != threads0:
             self.problem("threads: %d at the end, %d at the start" % (threads, threads0))
         if self.rss_unchecked():
@@ -533,8 +567,9 @@ class Soak:
                           fig["peak"], fig["idle_rss"],
                           " (not checked: %s)" % self.rss_unchecked() if self.rss_unchecked()
                           else ""))
-            out.append("descriptors  start %d, end %d, idle pool %d (expected %d)"
-                       % (fig["fd0"], fig["fds"], fig["idle"], fig["fd0"] + 2 * fig["idle"]))
+            out.append("descriptors  start %d, end %d, idle pool %d, kept from failed connects %d "
+                       "(expected %d)" % (fig["fd0"], fig["fds"], fig["idle"], fig["spare"],
+                                          fig["fd0"] + 2 * fig["idle"] + fig["spare"]))
             out.append("threads      start %d, end %d" % (fig["threads0"], fig["threads"]))
             out.append("metrics      interim relayed %d, dropped %d; client aborts %d; upstream "
                        "connects %d, reused %d, retries %d, unsolicited %d"
