@@ -489,6 +489,14 @@ static evutil_socket_t spare_take(struct upconn *c)
     return fd >= 0 ? fd : socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 }
 
+/* The connect phase failed with err, found at once or once the socket became writable. */
+static void connect_failed(struct upconn *c, int err)
+{
+    spare_keep(c);
+    report_error(c, cause_from_errno(err), "connect to %s failed: %s", c->addr_text,
+                 strerror(err));
+}
+
 static void connect_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -498,9 +506,7 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
     if (err) {
-        spare_keep(c);
-        report_error(c, cause_from_errno(err), "connect to %s failed: %s", c->addr_text,
-                     strerror(err));
+        connect_failed(c, err);
         return;
     }
     connected(c);
@@ -531,10 +537,7 @@ static void start_connect(struct upconn *c)
         return;
     }
     if (errno != EALREADY) {
-        int err = errno;
-        spare_keep(c);
-        report_error(c, cause_from_errno(err), "connect to %s failed: %s", c->addr_text,
-                     strerror(err));
+        connect_failed(c, errno);
         return;
     }
     event_assign(&c->io_ev, c->loop->base, c->fd, EV_WRITE, connect_cb, c);
