@@ -199,7 +199,8 @@ void relay_resume(struct exchange *ex);
 /* Drops the origin connection. */
 void relay_drop(struct exchange *ex);
 
-/* Whether the origin connection can serve another request after this exchange. */
+/* Whether this exchange left the origin connection fit for another request (upconn_release
+ * still refuses one that holds bytes past the response). */
 bool relay_reusable(const struct exchange *ex);
 
 /* ---- interim.c ---- */

@@ -43,8 +43,7 @@ bool relay_reusable(const struct exchange *ex)
 {
     return ex->outcome == OUTCOME_DONE && ex->failure == FAIL_NONE && ex->usock &&
            ex->resp_state == RESP_DONE && ex->resp_body.done && ex->resp_info.keep_alive &&
-           ex->req_state == REQ_DONE && ex->req_body.done && sock_pending(ex->usock) == 0 &&
-           evbuffer_get_length(ex->usock->in) == 0;
+           ex->req_state == REQ_DONE && ex->req_body.done && sock_pending(ex->usock) == 0;
 }
 
 /* The request is entirely in the kernel: head, whole body, nothing left in our output. */

@@ -413,6 +413,9 @@ static void handshake_step(struct sock *s)
         s->state = SOCK_OPEN;
         wev_del(s);
         update_rev(s);
+        /* The peer's first bytes may have come in one read with its last handshake message. */
+        if (want_rev(s) && SSL_has_pending(s->ssl))
+            event_active(&s->rev, EV_READ, 1);
         s->cb(s->arg, SOCK_CONNECTED);
         return;
     }
@@ -623,6 +626,10 @@ int sock_init(struct sock *s, struct deadline_clock *clock, evutil_socket_t fd, 
     if (ssl) {
         SSL_set_fd(ssl, fd);
         SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        /* One read(2) takes what the socket has, not two per record (its header, then its
+         * body). Bytes OpenSSL read ahead are invisible to epoll: every place that would wait
+         * for the socket asks SSL_has_pending first. */
+        SSL_set_read_ahead(ssl, 1);
     }
     s->flags = SF_READING;
     s->state = SOCK_OPEN;
@@ -809,6 +816,11 @@ void sock_splice_end(struct sock *s)
         return;
     raw_end(s);
     pipe_release(s);
+}
+
+bool sock_has_input(const struct sock *s)
+{
+    return evbuffer_get_length(s->in) > 0 || (s->ssl && SSL_has_pending(s->ssl));
 }
 
 bool sock_at_eof(const struct sock *s)

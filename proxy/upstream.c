@@ -251,17 +251,28 @@ static void pool_settle(struct upstream_pool *pool, const struct upstream_conf *
     }
 }
 
+/* Counts and logs bytes from the origin that no request asked for, found `when`: past the end
+ * of a response, or on an idle connection. The caller closes the connection. */
+static void report_unsolicited(struct upconn *c, const char *when)
+{
+    metrics_add(c->loop->metrics, M_UPSTREAM_UNSOLICITED, 1);
+    size_t n = evbuffer_get_length(c->sock.in);
+    if (n) {
+        log_info("upstream %s: %s sent %zu bytes %s, which no request asked for; closed",
+                 c->up->name, c->addr_text, n, when);
+    } else { /* TLS: OpenSSL holds the start of a record, nothing decrypted yet */
+        log_info("upstream %s: %s sent part of a TLS record %s, which no request asked for; "
+                 "closed", c->up->name, c->addr_text, when);
+    }
+}
+
 /* An idle connection that speaks, closes, fails or outstays keepalive_timeout goes: an origin
  * has nothing valid to say between requests. */
 static void idle_cb(void *arg, enum sock_event ev)
 {
     struct upconn *c = arg;
-    if (ev == SOCK_READABLE) {
-        metrics_add(c->loop->metrics, M_UPSTREAM_UNSOLICITED, 1);
-        log_info("upstream %s: %s sent %zu bytes on an idle connection, which no request "
-                 "asked for; closed", c->up->name, c->addr_text,
-                 evbuffer_get_length(c->sock.in));
-    }
+    if (ev == SOCK_READABLE)
+        report_unsolicited(c, "on an idle connection");
     pool_remove(c);
     upconn_free(c);
 }
@@ -277,8 +288,11 @@ static struct upconn *take(struct upconn *c)
 /* Bytes that arrived in this very loop turn, before idle_cb could run: not safe to reuse. */
 static bool spoiled(struct upconn *c)
 {
-    if (evbuffer_get_length(c->sock.in) == 0 && c->sock.state == SOCK_OPEN)
+    bool input = sock_has_input(&c->sock);
+    if (!input && c->sock.state == SOCK_OPEN)
         return false;
+    if (input)
+        report_unsolicited(c, "on an idle connection");
     pool_remove(c);
     upconn_free(c);
     return true;
@@ -328,6 +342,11 @@ void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us_)
 {
     struct upstream_pool *pool = &c->loop->pools->pool[c->upstream];
     const struct upstream_conf *up = c->up;
+    if (sock_has_input(&c->sock)) { /* read with the response's end, or OpenSSL read ahead */
+        report_unsolicited(c, "past the end of its response");
+        upconn_free(c);
+        return;
+    }
     if (up->keepalive == 0 || pool->nsettling >= up->keepalive * SETTLING_MAX_FACTOR ||
         c->state != UC_ACTIVE || c->sock.state != SOCK_OPEN ||
         c->loop->state != LOOP_RUNNING) {

@@ -142,6 +142,10 @@ long sock_splice(struct sock *src, struct sock *dst, size_t max);
  * its pipe, if any, goes once drained. Safe on a sock that never spliced. */
 void sock_splice_end(struct sock *s);
 
+/* Whether input waits to be consumed: in the buffer, or read ahead by TLS and not yet
+ * decrypted (which epoll cannot see). */
+bool sock_has_input(const struct sock *s);
+
 /* Whether the peer's EOF was reported already. */
 bool sock_at_eof(const struct sock *s);
 

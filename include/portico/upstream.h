@@ -49,8 +49,9 @@ struct upconn *upconn_open(struct loop *l, int upstream, int origin,
                            const struct upconn_events *ev, void *arg);
 
 /* Gives a healthy connection with nothing in flight back to the pool (or closes it if the pool
- * is full or the loop is draining), released by client connection owner at now_us (0: by no
- * one, so it settles for everyone). Its callback is replaced; the caller must forget it. */
+ * is full or the loop is draining, or counts, logs and closes it if the origin sent bytes past
+ * the response), released by client connection owner at now_us (0: by no one, so it settles
+ * for everyone). Its callback is replaced; the caller must forget it. */
 void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us);
 
 /* Closes and frees the connection in whatever phase it is (pending DNS is cancelled). */

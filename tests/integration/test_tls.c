@@ -9,7 +9,8 @@
  *
  * Termination: `listen = ... tls` with tls_cert/tls_key. curl with --cacert gets through, ALPN
  * is http/1.1 (even when h2 is offered; nothing when only h2 is), TLS 1.1 and lower are refused
- * while 1.2 works, and a client that sends garbage instead of a ClientHello is logged, counted and
+ * while 1.2 works, a request that arrives in one segment with the client's Finished is
+ * answered, and a client that sends garbage instead of a ClientHello is logged, counted and
  * costs nothing else: the next client is served.
  *
  * One Portico (workers = 1, so one pool) serves every test of this file.
@@ -425,6 +426,75 @@ done:
     return rc;
 }
 
+/* Moves what ssl wrote to its memory BIO onto the socket, all in one send(): 0, or -1. */
+static int flush_wbio(SSL *ssl, int fd)
+{
+    char buf[16384];
+    int n = BIO_read(SSL_get_wbio(ssl), buf, sizeof(buf));
+
+    if (n <= 0)
+        return 0;
+    return send(fd, buf, (size_t)n, MSG_NOSIGNAL) == n ? 0 : -1;
+}
+
+/* A TLS 1.3 client's Finished and its request in one segment, as a client that writes both
+ * before the server reads gets them: Portico reads both in the handshake's last read (OpenSSL
+ * reads ahead), and must answer the request although the socket has nothing more to report.
+ * The client runs its handshake on memory BIOs so that it can hold its last flight back. */
+static void test_termination_request_with_finished(void **state)
+{
+    (void)state;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(harness_port(t.h, "tls")),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {3, 0}; /* every blocking call below is bounded */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_non_null(ctx);
+    assert_true(fd >= 0);
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+    assert_int_equal(SSL_CTX_load_verify_locations(ctx, t.certs->ca_cert, NULL), 1);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    SSL *ssl = SSL_new(ctx);
+
+    SSL_set_bio(ssl, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+    SSL_set_tlsext_host_name(ssl, "localhost");
+    SSL_set1_host(ssl, "localhost");
+    int rc;
+
+    while ((rc = SSL_connect(ssl)) != 1) { /* ClientHello out, the server's flight in */
+        assert_int_equal(SSL_get_error(ssl, rc), SSL_ERROR_WANT_READ);
+        assert_int_equal(flush_wbio(ssl, fd), 0);
+        char buf[16384];
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+        assert_true(n > 0);
+        BIO_write(SSL_get_rbio(ssl), buf, (int)n);
+    }
+    const char req[] = "GET /plain/early HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+
+    assert_int_equal(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
+    assert_int_equal(flush_wbio(ssl, fd), 0); /* Finished and the request together */
+    SSL_set_fd(ssl, fd); /* the rest over the socket: the read BIO holds nothing unread */
+
+    char resp[4096];
+    size_t have = 0, got;
+
+    while (have < sizeof(resp) - 1 && SSL_read_ex(ssl, resp + have, sizeof(resp) - 1 - have, &got))
+        have += got;
+    resp[have] = '\0';
+    print_message("  %zu bytes: %.40s\n", have, resp);
+    assert_true(tu_contains(resp, "HTTP/1.1 200 "));
+    assert_true(tu_contains(resp, "\r\n\r\nok\n"));
+    ERR_clear_error();
+    SSL_free(ssl);
+    close(fd);
+    SSL_CTX_free(ctx);
+}
+
 /* TLS 1.2+ only: 1.0 and 1.1 get a protocol version alert; 1.2 and 1.3 complete. */
 static void test_termination_versions(void **state)
 {
@@ -500,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_termination_curl),
         cmocka_unit_test(test_termination_alpn),
         cmocka_unit_test(test_termination_versions),
+        cmocka_unit_test(test_termination_request_with_finished),
         cmocka_unit_test(test_termination_garbage),
     };
 
