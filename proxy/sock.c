@@ -404,6 +404,14 @@ static int write_out(struct sock *s)
 
 /* ---- TLS handshake ---- */
 
+/* Bytes OpenSSL holds (read ahead, or decrypted and not yet taken) raise no epoll event: the
+ * read is scheduled by hand instead. */
+static void read_tls_buffered(struct sock *s)
+{
+    if (s->ssl && s->state == SOCK_OPEN && SSL_has_pending(s->ssl))
+        event_active(&s->rev, EV_READ, 1);
+}
+
 static void handshake_step(struct sock *s)
 {
     s->flags &= ~SF_HS_WANTS_WRITE;
@@ -414,8 +422,8 @@ static void handshake_step(struct sock *s)
         wev_del(s);
         update_rev(s);
         /* The peer's first bytes may have come in one read with its last handshake message. */
-        if (want_rev(s) && SSL_has_pending(s->ssl))
-            event_active(&s->rev, EV_READ, 1);
+        if (want_rev(s))
+            read_tls_buffered(s);
         s->cb(s->arg, SOCK_CONNECTED);
         return;
     }
@@ -662,8 +670,8 @@ void sock_read(struct sock *s, bool on)
     else
         s->flags &= ~SF_READING;
     update_rev(s);
-    if (on && s->ssl && s->state == SOCK_OPEN && SSL_has_pending(s->ssl))
-        event_active(&s->rev, EV_READ, 1);
+    if (on)
+        read_tls_buffered(s);
 }
 
 void sock_set_read_limit(struct sock *s, size_t limit)
@@ -680,8 +688,7 @@ void sock_consumed(struct sock *s)
         return;
     s->flags &= ~SF_READ_PAUSED;
     update_rev(s);
-    if (s->ssl && s->state == SOCK_OPEN && SSL_has_pending(s->ssl))
-        event_active(&s->rev, EV_READ, 1);
+    read_tls_buffered(s);
 }
 
 void sock_set_deadline(struct sock *s, uint64_t at)
