@@ -404,11 +404,14 @@ static int write_out(struct sock *s)
 
 /* ---- TLS handshake ---- */
 
-/* Bytes OpenSSL holds (read ahead, or decrypted and not yet taken) raise no epoll event: the
- * read is scheduled by hand instead. */
-static void read_tls_buffered(struct sock *s)
+/* Input read but not yet reported raises no epoll event: bytes OpenSSL holds (read ahead, or
+ * decrypted and not yet taken), and an end found behind earlier bytes, whose report a pause
+ * withdrew with rev (after a close_notify, read ahead with the last data, the peer may send
+ * nothing more, not even a FIN). The read is scheduled by hand instead. */
+static void read_buffered(struct sock *s)
 {
-    if (s->ssl && s->state == SOCK_OPEN && SSL_has_pending(s->ssl))
+    if (s->state == SOCK_OPEN &&
+        ((s->flags & SF_EOF_PENDING) || (s->ssl && SSL_has_pending(s->ssl))))
         event_active(&s->rev, EV_READ, 1);
 }
 
@@ -423,7 +426,7 @@ static void handshake_step(struct sock *s)
         update_rev(s);
         /* The peer's first bytes may have come in one read with its last handshake message. */
         if (want_rev(s))
-            read_tls_buffered(s);
+            read_buffered(s);
         s->cb(s->arg, SOCK_CONNECTED);
         return;
     }
@@ -671,7 +674,7 @@ void sock_read(struct sock *s, bool on)
         s->flags &= ~SF_READING;
     update_rev(s);
     if (on)
-        read_tls_buffered(s);
+        read_buffered(s);
 }
 
 void sock_set_read_limit(struct sock *s, size_t limit)
@@ -688,7 +691,7 @@ void sock_consumed(struct sock *s)
         return;
     s->flags &= ~SF_READ_PAUSED;
     update_rev(s);
-    read_tls_buffered(s);
+    read_buffered(s);
 }
 
 void sock_set_deadline(struct sock *s, uint64_t at)

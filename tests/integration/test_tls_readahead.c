@@ -1,0 +1,323 @@
+/*
+ * test_tls_readahead.c — TLS read-ahead (sock.c): OpenSSL reads more of the socket than the
+ * record it returns, and those bytes are invisible to epoll. Each case here is one where bytes
+ * held by OpenSSL could be forgotten or read when they must not be:
+ *
+ *  1. back-pressure in a tunnel whose sending side is TLS: the side is paused while the other's
+ *     output is full, and must stay paused although OpenSSL still holds bytes of it (a read of
+ *     those, scheduled by hand, must not read on past the pause);
+ *  2. the end of a response from a TLS origin that ends it with close_notify and keeps its
+ *     socket open (no FIN, as a peer waiting for our close_notify does): OpenSSL reads the
+ *     close_notify with the last body bytes, reading pauses (a throttle), and the end must
+ *     still be seen when it resumes, though the socket never turns readable again.
+ *
+ * Clients are raw OpenSSL on blocking sockets with send/receive timeouts, so that every wait is
+ * bounded; record and segment boundaries are chosen by the test (memory BIOs).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "../support/certs.h"
+#include "proxy_helpers.h"
+
+#define IO_MS 3000
+#ifndef MIN
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif
+
+/* Portico with a TLS listener ("tls") in front of origin port; upstream_extra: its lines. */
+static struct harness *start_tls(uint16_t origin, const char *upstream_extra)
+{
+    const struct test_certs *certs = certs_get();
+    assert_non_null(certs);
+    return px_start("listen = 127.0.0.1:{{port:tls}} tls\n"
+                    "tls_cert = {{certs}}/server.pem\ntls_key = {{certs}}/server.key\n",
+                    "[upstream u]\norigin = 127.0.0.1:%u\n%s", origin,
+                    upstream_extra ? upstream_extra : "");
+}
+
+/* A TLS client: the handshake is done on the socket, later records go through memory BIOs
+ * when the test wants to choose how they are cut into writes. */
+struct tls_client {
+    SSL_CTX *ctx;
+    SSL *ssl;
+    int fd;
+};
+
+static void tls_connect(struct tls_client *c, struct harness *h)
+{
+    const struct test_certs *certs = certs_get();
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(harness_port(h, "tls")),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {IO_MS / 1000, 0}; /* every blocking call below is bounded */
+
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(c->ctx);
+    assert_int_equal(SSL_CTX_load_verify_locations(c->ctx, certs->ca_cert, NULL), 1);
+    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(c->fd >= 0);
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    c->ssl = SSL_new(c->ctx);
+    SSL_set_fd(c->ssl, c->fd);
+    SSL_set_tlsext_host_name(c->ssl, "localhost");
+    SSL_set1_host(c->ssl, "localhost");
+    if (SSL_connect(c->ssl) != 1)
+        fail_msg("TLS handshake with Portico failed");
+}
+
+static void tls_close(struct tls_client *c)
+{
+    ERR_clear_error();
+    SSL_free(c->ssl);
+    close(c->fd);
+    SSL_CTX_free(c->ctx);
+}
+
+/* Reads until the bytes read contain `until` count times (or the peer closes / IO_MS passes:
+ * the caller checks). Returns the bytes read, malloc'd and NUL-terminated, *len set. */
+static char *tls_read_until(struct tls_client *c, const char *until, int count, size_t *len)
+{
+    size_t cap = 1 << 16, have = 0;
+    char *buf = malloc(cap);
+    int seen = 0;
+    int64_t end = tu_now_ms() + IO_MS;
+
+    assert_non_null(buf);
+    while (seen < count && tu_now_ms() < end) {
+        if (cap - have < 16385) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+        size_t got = 0;
+        size_t from = have > strlen(until) ? have - strlen(until) : 0;
+
+        if (!SSL_read_ex(c->ssl, buf + have, cap - have - 1, &got))
+            break;
+        have += got;
+        buf[have] = '\0';
+        for (const char *p = buf + from; (p = strstr(p, until)) != NULL; p += strlen(until))
+            seen++;
+    }
+    buf[have] = '\0';
+    *len = have;
+    return buf;
+}
+
+/* ---- 1. back-pressure in a tunnel fed by a TLS client ---- */
+
+#define FLOOD_MAX (256u << 20) /* more than any kernel buffers between client and origin */
+#define FLOOD_MS 6000
+
+/* The origin switches protocols and then reads nothing: the client's bytes pile up in front of
+ * it, and Portico must stop reading the client instead of buffering them. */
+static const struct fo_step deaf_tunnel[] = {
+    FO_INTERIM(101, "Upgrade: websocket\r\nConnection: Upgrade\r\n"),
+    FO_WAIT(20000), /* woken by fake_origin_stop */
+    {0},
+};
+
+static void test_tunnel_backpressure(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = deaf_tunnel};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = start_tls(fake_origin_port(o), "tunnel_timeout = 30s\n");
+    struct tls_client c;
+    tls_connect(&c, h);
+    const char up[] = "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n";
+    assert_int_equal(SSL_write(c.ssl, up, (int)strlen(up)), (int)strlen(up));
+    size_t n;
+    char *head = tls_read_until(&c, "\r\n\r\n", 1, &n);
+    if (!tu_contains(head, "HTTP/1.1 101 "))
+        fail_msg("no 101 through Portico: %s", head);
+    free(head);
+    long rss0 = px_proc_kb(harness_pid(h), "VmRSS");
+
+    /* As fast as the socket takes it, full records: a send blocked for IO_MS is a stall. */
+    struct timeval tv = {0, 500 * 1000};
+    setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    static char chunk[1 << 16];
+    memset(chunk, 'z', sizeof(chunk));
+    size_t sent = 0;
+    for (int64_t end = tu_now_ms() + FLOOD_MS; sent < FLOOD_MAX && tu_now_ms() < end;) {
+        size_t w = 0;
+        if (!SSL_write_ex(c.ssl, chunk, sizeof(chunk), &w))
+            break; /* the send timed out: Portico stopped reading */
+        sent += w;
+    }
+    long rss1 = px_proc_kb(harness_pid(h), "VmRSS");
+    print_message("  the client sent %zu MiB before the stall; Portico RSS %ld -> %ld kB\n",
+                  sent >> 20, rss0, rss1);
+    /* What the kernel buffers on the way hold is a few MiB; the rest would be in Portico. */
+    assert_true(sent < 64u << 20);
+    if (px_rss_is_portico(harness_pid(h)))
+        assert_true(rss1 - rss0 < 16 * 1024);
+    tls_close(&c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* ---- 2. close_notify without FIN, read with the last bytes of a response ---- */
+
+/* A TLS origin for one connection: a close-delimited response of body_len bytes, then
+ * close_notify, and the socket stays open (no FIN) until the test is over. */
+struct quiet_origin {
+    int lfd;
+    uint16_t port;
+    size_t body_len;
+    int done[2];  /* a byte is written once close_notify went; closed by the test */
+    int stop[2];  /* the test writes a byte: the origin closes and returns */
+    pthread_t thread;
+};
+
+static void *quiet_origin_run(void *arg)
+{
+    struct quiet_origin *q = arg;
+    const struct test_certs *certs = certs_get();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    struct pollfd p = {.fd = q->lfd, .events = POLLIN};
+    int fd = -1;
+    SSL *ssl = NULL;
+
+    if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, certs->server_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, certs->server_key, SSL_FILETYPE_PEM) != 1 ||
+        poll(&p, 1, IO_MS) != 1 || (fd = accept(q->lfd, NULL, NULL)) < 0)
+        goto out;
+    struct timeval tv = {10, 0}; /* bounds every blocking call below */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) != 1)
+        goto out;
+    char req[8192];
+    size_t have = 0, got;
+    while (have < sizeof(req) - 1 && SSL_read_ex(ssl, req + have, sizeof(req) - 1 - have, &got)) {
+        have += got;
+        req[have] = '\0';
+        if (strstr(req, "\r\n\r\n"))
+            break;
+    }
+    /* The response and close_notify are made in memory and sent in one write: they reach
+     * Portico in one read. */
+    const char head[] = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+    char *resp = malloc(strlen(head) + q->body_len);
+    BIO *mem = BIO_new(BIO_s_mem());
+    if (!resp || !mem) {
+        free(resp);
+        BIO_free(mem);
+        goto out;
+    }
+    memcpy(resp, head, strlen(head));
+    memset(resp + strlen(head), 'q', q->body_len);
+    SSL_set0_wbio(ssl, mem); /* the socket stays the read BIO */
+    int ok = SSL_write(ssl, resp, (int)(strlen(head) + q->body_len)) > 0;
+    free(resp);
+    if (!ok || SSL_shutdown(ssl) < 0) /* close_notify; the socket stays open: no FIN */
+        goto out;
+    char *wire;
+    long wire_len = BIO_get_mem_data(mem, &wire);
+    if (wire_len <= 0 || send(fd, wire, (size_t)wire_len, MSG_NOSIGNAL) != wire_len)
+        goto out;
+    if (write(q->done[1], "d", 1) != 1)
+        goto out;
+    p = (struct pollfd){.fd = q->stop[0], .events = POLLIN};
+    poll(&p, 1, 20000);
+out:
+    SSL_free(ssl);
+    if (fd >= 0)
+        close(fd);
+    SSL_CTX_free(ctx);
+    close(q->done[1]);
+    return NULL;
+}
+
+static void quiet_origin_start(struct quiet_origin *q, size_t body_len)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+
+    *q = (struct quiet_origin){.body_len = body_len};
+    q->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(q->lfd >= 0);
+    assert_int_equal(bind(q->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(q->lfd, 4), 0);
+    assert_int_equal(getsockname(q->lfd, (struct sockaddr *)&a, &alen), 0);
+    q->port = ntohs(a.sin_port);
+    assert_int_equal(pipe2(q->done, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(q->stop, O_CLOEXEC), 0);
+    assert_int_equal(pthread_create(&q->thread, NULL, quiet_origin_run, q), 0);
+}
+
+static void quiet_origin_stop(struct quiet_origin *q)
+{
+    if (write(q->stop[1], "s", 1) != 1)
+        fail_msg("cannot wake the origin");
+    pthread_join(q->thread, NULL);
+    close(q->lfd);
+    close(q->done[0]);
+    close(q->stop[0]);
+    close(q->stop[1]);
+}
+
+/* A throttled response (a fault: the origin is not read while each step's quota is spent) from
+ * a TLS origin: its last bytes and close_notify come in one read, reading pauses after the
+ * first step, and the end of the body (the close) must be seen when it resumes. */
+static void test_close_notify_no_fin(void **state)
+{
+    (void)state;
+    struct quiet_origin q;
+    quiet_origin_start(&q, 5000);
+    struct harness *h = start_tls(q.port, "tls = on\nca_file = {{certs}}/ca.pem\n"
+                                          "[fault slow]\nprefix = /\nthrottle = 20k\n");
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    int64_t t0 = tu_now_ms();
+    int rc = raw_read_response(c, &r, IO_MS);
+    print_message("  %s after %lld ms\n", rc == 0 ? "the whole response" : "no end",
+                  (long long)(tu_now_ms() - t0));
+    if (rc != 0)
+        fail_msg("the throttled response did not end: the origin's close_notify was lost");
+    assert_int_equal(r.head.status, 200);
+    assert_int_equal(r.body_len, 5000);
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+    quiet_origin_stop(&q);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tunnel_backpressure),
+        cmocka_unit_test(test_close_notify_no_fin),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
