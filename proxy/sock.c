@@ -410,7 +410,7 @@ static int write_out(struct sock *s)
  * nothing more, not even a FIN). The read is scheduled by hand instead. */
 static void read_buffered(struct sock *s)
 {
-    if (s->state == SOCK_OPEN &&
+    if (s->state == SOCK_OPEN && want_rev(s) &&
         ((s->flags & SF_EOF_PENDING) || (s->ssl && SSL_has_pending(s->ssl))))
         event_active(&s->rev, EV_READ, 1);
 }
@@ -425,8 +425,7 @@ static void handshake_step(struct sock *s)
         wev_del(s);
         update_rev(s);
         /* The peer's first bytes may have come in one read with its last handshake message. */
-        if (want_rev(s))
-            read_buffered(s);
+        read_buffered(s);
         s->cb(s->arg, SOCK_CONNECTED);
         return;
     }
@@ -523,8 +522,11 @@ static void rev_event(struct sock *s)
     if (s->flags & SF_REQUEUED) {
         s->flags &= ~SF_REQUEUED;
         if (evbuffer_get_length(s->in) > 0) {
+            /* This turn reports the buffer: the socket, if readable too, is reported on the
+             * next, and what epoll cannot report (read_buffered) is scheduled for it. */
+            read_buffered(s);
             s->cb(s->arg, SOCK_READABLE);
-            return; /* the socket, if readable too, is reported on the next turn */
+            return;
         }
     }
     if (s->flags & SF_WRITE_NEEDS_READ) {

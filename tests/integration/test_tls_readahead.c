@@ -313,11 +313,80 @@ static void test_close_notify_no_fin(void **state)
     quiet_origin_stop(&q);
 }
 
+/* ---- 3. pipelined requests, then close_notify, in one write ---- */
+
+static const struct {
+    int requests;
+    const char *why;
+} notify_rows[] = {
+    /* answered at once; the end is reported on the next turn */
+    {1, "one request"},
+    /* the second is parsed from the buffer (sock_requeue): the end behind it must not be lost */
+    {2, "two pipelined"},
+    {5, "five pipelined"},
+};
+
+/* Each request answered by Portico itself (a fault's status, no origin), so that every answer
+ * is complete before the next request is parsed. */
+static void test_pipelined_then_close_notify(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start_tls(fake_origin_port(o), "[fault st]\nprefix = /\nstatus = 503\n");
+    for (size_t i = 0; i < ARRAY_SIZE(notify_rows); i++) {
+        struct tls_client c;
+        tls_connect(&c, h);
+        BIO *out = BIO_new(BIO_s_mem()), *in = BIO_new(BIO_s_mem());
+        assert_non_null(out);
+        assert_non_null(in);
+        SSL_set0_wbio(c.ssl, out); /* records gather in memory and go in one send */
+        const char req[] = "GET /st HTTP/1.1\r\nHost: t\r\n\r\n";
+        for (int r = 0; r < notify_rows[i].requests; r++)
+            assert_int_equal(SSL_write(c.ssl, req, (int)strlen(req)), (int)strlen(req));
+        assert_true(SSL_shutdown(c.ssl) >= 0);
+        char *wire;
+        long wire_len = BIO_get_mem_data(out, &wire);
+        assert_int_equal(send(c.fd, wire, (size_t)wire_len, MSG_NOSIGNAL), wire_len);
+        /* Portico answers, then closes: read the socket to its end (bounded), then decrypt. */
+        bool closed = false;
+        static char buf[1 << 16];
+        for (int64_t end = tu_now_ms() + IO_MS; !closed && tu_now_ms() < end;) {
+            struct pollfd p = {.fd = c.fd, .events = POLLIN};
+            if (poll(&p, 1, (int)(end - tu_now_ms()) + 1) != 1)
+                break;
+            ssize_t n = recv(c.fd, buf, sizeof(buf), 0);
+            if (n <= 0)
+                closed = true;
+            else
+                BIO_write(in, buf, (int)n);
+        }
+        SSL_set0_rbio(c.ssl, in);
+        size_t have = 0, got;
+        while (have < sizeof(buf) - 1 && SSL_read_ex(c.ssl, buf + have, sizeof(buf) - 1 - have, &got))
+            have += got;
+        buf[have] = '\0';
+        int answers = 0;
+        for (const char *p = buf; (p = strstr(p, "HTTP/1.1 503 ")) != NULL; p++)
+            answers++;
+        print_message("  %s: %d answers, %s\n", notify_rows[i].why, answers,
+                      closed ? "then closed" : "and the connection still open");
+        assert_int_equal(answers, notify_rows[i].requests);
+        if (!closed)
+            fail_msg("%s: the client's close_notify was not seen within %d ms",
+                     notify_rows[i].why, IO_MS);
+        tls_close(&c);
+    }
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tunnel_backpressure),
         cmocka_unit_test(test_close_notify_no_fin),
+        cmocka_unit_test(test_pipelined_then_close_notify),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
