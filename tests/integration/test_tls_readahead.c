@@ -1,24 +1,20 @@
 /*
  * test_tls_readahead.c — TLS read-ahead (sock.c): OpenSSL reads more of the socket than the
- * record it returns, and those bytes are invisible to epoll. Each case here is one where bytes
- * held by OpenSSL could be forgotten or read when they must not be:
+ * record it returns, and what it read that way is invisible to epoll. Each case here is an end
+ * of the peer's (close_notify) read ahead with the data before it, on a socket that will never
+ * turn readable again (the peer sends no FIN), which must still be reported:
  *
- *  1. back-pressure in a tunnel whose sending side is TLS: the side is paused while the other's
- *     output is full, and must stay paused although OpenSSL still holds bytes of it (a read of
- *     those, scheduled by hand, must not read on past the pause);
- *  2. the end of a response from a TLS origin that ends it with close_notify and keeps its
- *     socket open (no FIN, as a peer waiting for our close_notify does): OpenSSL reads the
- *     close_notify with the last body bytes, reading pauses (a throttle), and the end must
- *     still be seen when it resumes, though the socket never turns readable again.
+ *  1. from a TLS origin, with the last bytes of a close-delimited response, while reading the
+ *     origin pauses (a throttle fault): the end must be seen when reading resumes;
+ *  2. from a TLS client, behind pipelined requests sent in the same write and answered from
+ *     the buffer one after the other (sock_requeue): the connection must close.
  *
- * Clients are raw OpenSSL on blocking sockets with send/receive timeouts, so that every wait is
- * bounded; record and segment boundaries are chosen by the test (memory BIOs).
+ * Peers are raw OpenSSL on blocking sockets with timeouts, so that every wait is bounded; what
+ * reaches Portico in one read is made in memory BIOs and sent in one send().
  */
-#include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -39,10 +35,6 @@
 #include "proxy_helpers.h"
 
 #define IO_MS 3000
-#ifndef MIN
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
-#define MAX(a, b) ((a) > (b) ? (a) : (b))
-#endif
 
 /* Portico with a TLS listener ("tls") in front of origin port; upstream_extra: its lines. */
 static struct harness *start_tls(uint16_t origin, const char *upstream_extra)
@@ -95,95 +87,7 @@ static void tls_close(struct tls_client *c)
     SSL_CTX_free(c->ctx);
 }
 
-/* Reads until the bytes read contain `until` count times (or the peer closes / IO_MS passes:
- * the caller checks). Returns the bytes read, malloc'd and NUL-terminated, *len set. */
-static char *tls_read_until(struct tls_client *c, const char *until, int count, size_t *len)
-{
-    size_t cap = 1 << 16, have = 0;
-    char *buf = malloc(cap);
-    int seen = 0;
-    int64_t end = tu_now_ms() + IO_MS;
-
-    assert_non_null(buf);
-    while (seen < count && tu_now_ms() < end) {
-        if (cap - have < 16385) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-        size_t got = 0;
-        size_t from = have > strlen(until) ? have - strlen(until) : 0;
-
-        if (!SSL_read_ex(c->ssl, buf + have, cap - have - 1, &got))
-            break;
-        have += got;
-        buf[have] = '\0';
-        for (const char *p = buf + from; (p = strstr(p, until)) != NULL; p += strlen(until))
-            seen++;
-    }
-    buf[have] = '\0';
-    *len = have;
-    return buf;
-}
-
-/* ---- 1. back-pressure in a tunnel fed by a TLS client ---- */
-
-#define FLOOD_MAX (256u << 20) /* more than any kernel buffers between client and origin */
-#define FLOOD_MS 6000
-
-/* The origin switches protocols and then reads nothing: the client's bytes pile up in front of
- * it, and Portico must stop reading the client instead of buffering them. */
-static const struct fo_step deaf_tunnel[] = {
-    FO_INTERIM(101, "Upgrade: websocket\r\nConnection: Upgrade\r\n"),
-    FO_WAIT(20000), /* woken by fake_origin_stop */
-    {0},
-};
-
-static void test_tunnel_backpressure(void **state)
-{
-    (void)state;
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = deaf_tunnel};
-    struct fake_origin *o = fake_origin_start(&opts);
-    assert_non_null(o);
-    struct harness *h = start_tls(fake_origin_port(o), "tunnel_timeout = 30s\n");
-    struct tls_client c;
-    tls_connect(&c, h);
-    const char up[] = "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      "Sec-WebSocket-Version: 13\r\n\r\n";
-    assert_int_equal(SSL_write(c.ssl, up, (int)strlen(up)), (int)strlen(up));
-    size_t n;
-    char *head = tls_read_until(&c, "\r\n\r\n", 1, &n);
-    if (!tu_contains(head, "HTTP/1.1 101 "))
-        fail_msg("no 101 through Portico: %s", head);
-    free(head);
-    long rss0 = px_proc_kb(harness_pid(h), "VmRSS");
-
-    /* As fast as the socket takes it, full records: a send blocked for IO_MS is a stall. */
-    struct timeval tv = {0, 500 * 1000};
-    setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    static char chunk[1 << 16];
-    memset(chunk, 'z', sizeof(chunk));
-    size_t sent = 0;
-    for (int64_t end = tu_now_ms() + FLOOD_MS; sent < FLOOD_MAX && tu_now_ms() < end;) {
-        size_t w = 0;
-        if (!SSL_write_ex(c.ssl, chunk, sizeof(chunk), &w))
-            break; /* the send timed out: Portico stopped reading */
-        sent += w;
-    }
-    long rss1 = px_proc_kb(harness_pid(h), "VmRSS");
-    print_message("  the client sent %zu MiB before the stall; Portico RSS %ld -> %ld kB\n",
-                  sent >> 20, rss0, rss1);
-    /* What the kernel buffers on the way hold is a few MiB; the rest would be in Portico. */
-    assert_true(sent < 64u << 20);
-    if (px_rss_is_portico(harness_pid(h)))
-        assert_true(rss1 - rss0 < 16 * 1024);
-    tls_close(&c);
-    px_stop(h);
-    fake_origin_stop(o);
-}
-
-/* ---- 2. close_notify without FIN, read with the last bytes of a response ---- */
+/* ---- 1. close_notify without FIN, read with the last bytes of a response ---- */
 
 /* A TLS origin for one connection: a close-delimited response of body_len bytes, then
  * close_notify, and the socket stays open (no FIN) until the test is over. */
@@ -191,7 +95,6 @@ struct quiet_origin {
     int lfd;
     uint16_t port;
     size_t body_len;
-    int done[2];  /* a byte is written once close_notify went; closed by the test */
     int stop[2];  /* the test writes a byte: the origin closes and returns */
     pthread_t thread;
 };
@@ -245,8 +148,6 @@ static void *quiet_origin_run(void *arg)
     long wire_len = BIO_get_mem_data(mem, &wire);
     if (wire_len <= 0 || send(fd, wire, (size_t)wire_len, MSG_NOSIGNAL) != wire_len)
         goto out;
-    if (write(q->done[1], "d", 1) != 1)
-        goto out;
     p = (struct pollfd){.fd = q->stop[0], .events = POLLIN};
     poll(&p, 1, 20000);
 out:
@@ -254,7 +155,6 @@ out:
     if (fd >= 0)
         close(fd);
     SSL_CTX_free(ctx);
-    close(q->done[1]);
     return NULL;
 }
 
@@ -270,7 +170,6 @@ static void quiet_origin_start(struct quiet_origin *q, size_t body_len)
     assert_int_equal(listen(q->lfd, 4), 0);
     assert_int_equal(getsockname(q->lfd, (struct sockaddr *)&a, &alen), 0);
     q->port = ntohs(a.sin_port);
-    assert_int_equal(pipe2(q->done, O_CLOEXEC), 0);
     assert_int_equal(pipe2(q->stop, O_CLOEXEC), 0);
     assert_int_equal(pthread_create(&q->thread, NULL, quiet_origin_run, q), 0);
 }
@@ -281,7 +180,6 @@ static void quiet_origin_stop(struct quiet_origin *q)
         fail_msg("cannot wake the origin");
     pthread_join(q->thread, NULL);
     close(q->lfd);
-    close(q->done[0]);
     close(q->stop[0]);
     close(q->stop[1]);
 }
@@ -313,7 +211,7 @@ static void test_close_notify_no_fin(void **state)
     quiet_origin_stop(&q);
 }
 
-/* ---- 3. pipelined requests, then close_notify, in one write ---- */
+/* ---- 2. pipelined requests, then close_notify, in one write ---- */
 
 static const struct {
     int requests;
@@ -384,7 +282,6 @@ static void test_pipelined_then_close_notify(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tunnel_backpressure),
         cmocka_unit_test(test_close_notify_no_fin),
         cmocka_unit_test(test_pipelined_then_close_notify),
     };
