@@ -5,7 +5,8 @@
  * read of an event and 64 KiB after a full one, up to 256 KiB per event so that one busy peer
  * cannot starve the others. A short read means the socket ran dry: no second read to meet
  * EAGAIN. An EOF or error found after some bytes is reported on the next loop turn, after the
- * bytes (the read event is activated by hand), so the owner always sees data before the end.
+ * bytes (the read event is activated by hand; an EOF's again when reading resumes, if a pause
+ * withdrew it), so the owner always sees data before the end.
  *
  * Writing: sock_flush writes at once; only what the peer does not take waits for EV_WRITE.
  * Over TLS the front of the output is written as records of up to 16 KiB (the pullup merges a
@@ -288,6 +289,17 @@ static long read_in(struct sock *s)
     return (long)total;
 }
 
+/* Input read but not yet reported raises no epoll event: bytes OpenSSL holds (read ahead, or
+ * decrypted and not yet taken), and an end found behind earlier bytes, whose report a pause
+ * withdrew with rev (after a close_notify, read ahead with the last data, the peer may send
+ * nothing more, not even a FIN). The read is scheduled by hand instead. */
+static void read_buffered(struct sock *s)
+{
+    if (s->state == SOCK_OPEN && want_rev(s) &&
+        ((s->flags & SF_EOF_PENDING) || (s->ssl && SSL_has_pending(s->ssl))))
+        event_active(&s->rev, EV_READ, 1);
+}
+
 /* ---- writing ---- */
 
 /* Writes what fits of up to WRITE_MAX bytes of out, drained as sent: send for one span (the
@@ -404,14 +416,6 @@ static int write_out(struct sock *s)
 
 /* ---- TLS handshake ---- */
 
-/* Bytes OpenSSL holds (read ahead, or decrypted and not yet taken) raise no epoll event: the
- * read is scheduled by hand instead. */
-static void read_tls_buffered(struct sock *s)
-{
-    if (s->ssl && s->state == SOCK_OPEN && SSL_has_pending(s->ssl))
-        event_active(&s->rev, EV_READ, 1);
-}
-
 static void handshake_step(struct sock *s)
 {
     s->flags &= ~SF_HS_WANTS_WRITE;
@@ -422,8 +426,7 @@ static void handshake_step(struct sock *s)
         wev_del(s);
         update_rev(s);
         /* The peer's first bytes may have come in one read with its last handshake message. */
-        if (want_rev(s))
-            read_tls_buffered(s);
+        read_buffered(s);
         s->cb(s->arg, SOCK_CONNECTED);
         return;
     }
@@ -520,8 +523,11 @@ static void rev_event(struct sock *s)
     if (s->flags & SF_REQUEUED) {
         s->flags &= ~SF_REQUEUED;
         if (evbuffer_get_length(s->in) > 0) {
+            /* This turn reports the buffer: the socket, if readable too, is reported on the
+             * next, and what epoll cannot report (read_buffered) is scheduled for it. */
+            read_buffered(s);
             s->cb(s->arg, SOCK_READABLE);
-            return; /* the socket, if readable too, is reported on the next turn */
+            return;
         }
     }
     if (s->flags & SF_WRITE_NEEDS_READ) {
@@ -671,7 +677,7 @@ void sock_read(struct sock *s, bool on)
         s->flags &= ~SF_READING;
     update_rev(s);
     if (on)
-        read_tls_buffered(s);
+        read_buffered(s);
 }
 
 void sock_set_read_limit(struct sock *s, size_t limit)
@@ -688,7 +694,7 @@ void sock_consumed(struct sock *s)
         return;
     s->flags &= ~SF_READ_PAUSED;
     update_rev(s);
-    read_tls_buffered(s);
+    read_buffered(s);
 }
 
 void sock_set_deadline(struct sock *s, uint64_t at)
