@@ -485,17 +485,25 @@ static void connected(struct upconn *c)
  * connects. Dissolving the attempt (connect to AF_UNSPEC, see connect(2)) makes it as good as a
  * new one, and this loop's next connect to that family takes it: an origin that refuses then
  * costs no socket() and close(), about 4.3 of 12 µs of kernel time per attempt
- * (docs/BENCHMARKS.md). One spare per family; a second failure meanwhile closes its own. */
+ * (docs/BENCHMARKS.md). One spare per family; a second failure meanwhile closes its own.
+ * Not after an attempt on an IPv4-mapped address (::ffff:a.b.c.d): Linux leaves that IPv6
+ * socket in IPv4 mode, and its next connect to a native IPv6 address would hang. */
 static evutil_socket_t *spare_slot(struct upconn *c)
 {
     return &c->loop->pools->spare[c->addr.ss_family == AF_INET6];
+}
+
+static bool spare_fits(const struct upconn *c)
+{
+    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&c->addr;
+    return c->addr.ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr);
 }
 
 static void spare_keep(struct upconn *c)
 {
     evutil_socket_t *slot = spare_slot(c);
     const struct sockaddr unspec = {.sa_family = AF_UNSPEC};
-    if (*slot < 0 && connect(c->fd, &unspec, sizeof(unspec)) == 0) {
+    if (*slot < 0 && spare_fits(c) && connect(c->fd, &unspec, sizeof(unspec)) == 0) {
         *slot = c->fd;
         c->fd = -1;
     }

@@ -1214,6 +1214,36 @@ static struct unconnected unconnected_sockets(struct harness *h)
     return u;
 }
 
+/* A TCP socket bound to 127.0.0.1 (its address in *oa) and not listening: every SYN to it gets
+ * a RST, until the test calls listen(). */
+static int refusing_socket(struct sockaddr_in *oa)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    *oa = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(*oa);
+    assert_int_equal(bind(fd, (struct sockaddr *)oa, sizeof(*oa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)oa, &len), 0);
+    return fd;
+}
+
+/* Plays the origin on an accepted connection: reads one request head, which must start with
+ * `start`, and answers it 200 "ok". */
+static void answer_ok(int afd, const char *start, int64_t deadline)
+{
+    char req[1024];
+    size_t got = 0;
+    while (got < sizeof(req) - 1 && !memmem(req, got, "\r\n\r\n", 4)) {
+        assert_int_equal(tu_poll_until(afd, POLLIN, deadline, NULL), 1);
+        ssize_t n = read(afd, req + got, sizeof(req) - 1 - got);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    assert_true(got > strlen(start) && memcmp(req, start, strlen(start)) == 0);
+    const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    assert_int_equal(write(afd, resp, sizeof(resp) - 1), (ssize_t)(sizeof(resp) - 1));
+}
+
 /* An origin that refuses costs no socket() and close() per attempt: the socket of a refused
  * connect is kept (one per address family) and the next connect takes it (+20% requests/s
  * against a refusing origin, docs/BENCHMARKS.md). Seen from outside: after three refusals
@@ -1222,12 +1252,8 @@ static struct unconnected unconnected_sockets(struct harness *h)
 static void test_refused_connect_socket_reused(void **state)
 {
     (void)state;
-    /* bound, not listening: every SYN gets a RST, until listen() below */
-    int ofd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in oa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(oa);
-    assert_int_equal(bind(ofd, (struct sockaddr *)&oa, sizeof(oa)), 0);
-    assert_int_equal(getsockname(ofd, (struct sockaddr *)&oa, &len), 0);
+    struct sockaddr_in oa;
+    int ofd = refusing_socket(&oa); /* until listen() below */
     struct harness *h = px_start_origin(ntohs(oa.sin_port), NULL);
     struct raw_conn *c = px_connect(h);
     struct raw_response r;
@@ -1253,17 +1279,7 @@ static void test_refused_connect_socket_reused(void **state)
     assert_int_equal(fstat(pfd, &st), 0);
     assert_int_equal(st.st_ino, spare.inode);
     close(pfd);
-    char req[1024];
-    size_t got = 0;
-    while (got < sizeof(req) - 1 && !memmem(req, got, "\r\n\r\n", 4)) {
-        assert_int_equal(tu_poll_until(afd, POLLIN, deadline, NULL), 1);
-        ssize_t n = read(afd, req + got, sizeof(req) - 1 - got);
-        assert_true(n > 0);
-        got += (size_t)n;
-    }
-    assert_true(got > 11 && memcmp(req, "GET /ok ", 8) == 0);
-    const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-    assert_int_equal(write(afd, resp, sizeof(resp) - 1), (ssize_t)(sizeof(resp) - 1));
+    answer_ok(afd, "GET /ok ", deadline);
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "ok");
@@ -1273,6 +1289,55 @@ static void test_refused_connect_socket_reused(void **state)
     px_stop(h);
     close(afd);
     close(ofd);
+}
+
+/* Linux keeps an IPv6 socket whose connect to an IPv4-mapped address (::ffff:a.b.c.d) failed in
+ * IPv4 mode even after connect(AF_UNSPEC): its next connect, to a native IPv6 address, sends no
+ * SYN there and hangs until connect_timeout. So the socket of a refused connect to
+ * [::ffff:127.0.0.1] must not be kept for the next IPv6 connect: after that refusal, a request
+ * to an origin on [::1] reaches it. */
+static void test_refused_mapped_socket_not_kept(void **state)
+{
+    (void)state;
+    struct sockaddr_in ra;
+    int rfd = refusing_socket(&ra); /* reached through ::ffff:127.0.0.1 */
+    int lfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in6 la = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    socklen_t len = sizeof(la);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&la, sizeof(la)), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&la, &len), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    struct harness *h = px_start(NULL,
+                                 "[upstream mapped]\norigin = [::ffff:127.0.0.1]:%u\n"
+                                 "[upstream v6]\norigin = [::1]:%u\n"
+                                 "[route mapped]\nprefix = /mapped\nupstream = mapped\n"
+                                 "[route v6]\nprefix = /v6\nupstream = v6\n",
+                                 ntohs(ra.sin_port), ntohs(la.sin6_port));
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /mapped HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 502);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "connect_refused");
+    raw_response_free(&r);
+
+    assert_int_equal(raw_send_str(c, "GET /v6 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    if (tu_poll_until(lfd, POLLIN, deadline, NULL) != 1)
+        fail_msg("the connect to [::1] never arrived: it went out on the socket of the refused "
+                 "connect to ::ffff:127.0.0.1");
+    int afd = accept(lfd, NULL, NULL);
+    assert_true(afd >= 0);
+    answer_ok(afd, "GET /v6 ", deadline);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok");
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+    close(afd);
+    close(lfd);
+    close(rfd);
 }
 
 /* A client connection through Portico, as the origin's thread looks at it. */
@@ -1704,6 +1769,7 @@ int main(void)
         cmocka_unit_test(test_ipv6_listener),
         cmocka_unit_test(test_client_socket_nodelay),
         cmocka_unit_test(test_refused_connect_socket_reused),
+        cmocka_unit_test(test_refused_mapped_socket_not_kept),
         cmocka_unit_test(test_client_request_ack_delayed),
         cmocka_unit_test(test_request_head_acked_when_body_owed),
         cmocka_unit_test(test_response_before_request_body),
