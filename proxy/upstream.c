@@ -485,14 +485,14 @@ static void connected(struct upconn *c)
  * connects. Dissolving the attempt (connect to AF_UNSPEC, see connect(2)) makes it as good as a
  * new one, and this loop's next connect to that family takes it: an origin that refuses then
  * costs no socket() and close(), about 4.3 of 12 µs of kernel time per attempt
- * (docs/BENCHMARKS.md). One spare per family; a second failure meanwhile closes its own.
- * Not after an attempt on an IPv4-mapped address (::ffff:a.b.c.d): Linux leaves that IPv6
- * socket in IPv4 mode, and its next connect to a native IPv6 address would hang. */
+ * (docs/BENCHMARKS.md). One spare per family; a second failure meanwhile closes its own. */
 static evutil_socket_t *spare_slot(struct upconn *c)
 {
     return &c->loop->pools->spare[c->addr.ss_family == AF_INET6];
 }
 
+/* Not after an attempt on an IPv4-mapped address (::ffff:a.b.c.d): Linux leaves that IPv6
+ * socket in IPv4 mode, and its next connect to a native IPv6 address would hang. */
 static bool spare_fits(const struct upconn *c)
 {
     const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&c->addr;
