@@ -83,6 +83,7 @@ struct ex_fault {
     bool holding;                      /* response_delay: the final head waits for the timer */
     bool head_released;                /* ... and it has waited */
     bool throttled;                    /* the quota is spent until the next tick */
+    uint64_t throttle_carry;           /* byte-milliseconds a tick could not pay in whole bytes */
     struct deadline timer;             /* delay, interim, response_delay, throttle ticks */
     char addr[64];                     /* what a simulated failure calls the origin */
     struct fault_rule *own;            /* owned: the Portico-Fault header's rule, or NULL (a
@@ -448,6 +449,16 @@ bool fault_exec_hold_head(struct exchange *ex)
     return true;
 }
 
+/* The body bytes one tick lets through: the rate's share of THROTTLE_TICK_MS. What a slow rate
+ * cannot pay in whole bytes is carried to the next tick, so 1 byte/s is a byte every tenth tick,
+ * not one every tick. */
+static uint64_t throttle_quota(struct ex_fault *f)
+{
+    uint64_t owed = f->throttle_carry + f->rule->throttle * THROTTLE_TICK_MS;
+    f->throttle_carry = owed % 1000;
+    return owed / 1000;
+}
+
 void fault_exec_body_start(struct exchange *ex)
 {
     struct ex_fault *f = ex->fault;
@@ -458,7 +469,7 @@ void fault_exec_body_start(struct exchange *ex)
         ex->resp_body.quota = r->truncate;
         count(ex, FAULT_TRUNCATE);
     } else if (r->throttle) {
-        ex->resp_body.quota = MAX(r->throttle * THROTTLE_TICK_MS / 1000, 1);
+        ex->resp_body.quota = throttle_quota(f); /* 0 below 10 bytes/s: the first tick waits */
         count(ex, FAULT_THROTTLE);
     }
 }
@@ -506,9 +517,13 @@ static void fault_timer_cb(evutil_socket_t fd, short what, void *arg)
     if (!deadline_due(&f->timer, ex->now))
         return;
     if (f->throttled) {
-        f->throttled = false;
-        ex->resp_body.quota = MAX(f->rule->throttle * THROTTLE_TICK_MS / 1000, 1);
-        relay_resume(ex);
+        ex->resp_body.quota = throttle_quota(f);
+        if (ex->resp_body.quota) {
+            f->throttled = false;
+            relay_resume(ex);
+        } else { /* a rate below a byte a tick: this tick paid none */
+            ex_arm(&f->timer, THROTTLE_TICK_MS);
+        }
     } else if (f->holding) {
         f->holding = false;
         f->head_released = true;
