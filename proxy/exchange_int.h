@@ -241,6 +241,13 @@ bool fault_exec_decide(struct exchange *ex);
  * simulated failure, a drop or reset); it calls ex_to_origin itself if the request goes on. */
 bool fault_exec_start(struct exchange *ex);
 
+/* A simulated failure after the request was sent reads the request body first: the buffer its
+ * bytes go to (and are dropped from), or NULL when no fault waits for them. */
+struct evbuffer *fault_exec_request_sink(const struct exchange *ex);
+
+/* ... the whole body was read: the failure goes on in the phases after SEND. */
+void fault_exec_request_read(struct exchange *ex);
+
 /* The address a simulated failure names (what upconn_addr would say), or NULL. */
 const char *fault_exec_addr(const struct exchange *ex);
 

@@ -83,8 +83,12 @@ struct ex_fault {
     bool holding;                      /* response_delay: the final head waits for the timer */
     bool head_released;                /* ... and it has waited */
     bool throttled;                    /* the quota is spent until the next tick */
+    uint64_t throttle_carry;           /* byte-milliseconds a tick could not pay in whole bytes */
     struct deadline timer;             /* delay, interim, response_delay, throttle ticks */
     char addr[64];                     /* what a simulated failure calls the origin */
+    enum failure_type waiting;         /* a simulated failure after the request was sent: it
+                                          waits for the request body (FAIL_NONE: none) ... */
+    struct evbuffer *sink;             /* owned: ... which is read into this and dropped */
     struct fault_rule *own;            /* owned: the Portico-Fault header's rule, or NULL (a
                                           table's rule is borrowed: no 4 KiB to zero for it) */
 };
@@ -113,6 +117,8 @@ static struct ex_fault *fault_new(struct exchange *ex)
 
 static void fault_free(struct ex_fault *f)
 {
+    if (f->sink)
+        evbuffer_free(f->sink);
     free(f->own);
     free(f);
 }
@@ -307,8 +313,22 @@ static void fail_now(struct exchange *ex, const struct sim_row *row, enum failur
     }
 }
 
-/* Walks the phases a real exchange would to the failing one (dns only for a name, tls only
- * for TLS upstreams, both when that is where it fails), then fails there. */
+/* Enters the phases from..to a real exchange would walk toward the failing one (dns only for a
+ * name, tls only for TLS upstreams, both when that is where it fails). */
+static void walk_phases(struct exchange *ex, enum phase from, enum phase to, enum phase failing)
+{
+    const struct origin_conf *o = &ex->up->origins[ex->origin];
+    for (int p = (int)from; p <= (int)to; p++) {
+        bool walk = (p == PHASE_DNS && !o->numeric) || (p == PHASE_TLS && ex->up->tls) ||
+                    (p != PHASE_DNS && p != PHASE_TLS) || p == (int)failing;
+        if (walk)
+            ex_phase(ex, (enum phase)p);
+    }
+}
+
+static void fail_in_phase(struct exchange *ex, enum failure_type type);
+
+/* Walks the phases a real exchange would to the failing one, then fails there. */
 static void simulate(struct exchange *ex, enum failure_type type)
 {
     struct ex_fault *f = ex->fault;
@@ -327,13 +347,44 @@ static void simulate(struct exchange *ex, enum failure_type type)
         snprintf(f->addr, sizeof(f->addr), "%s", o->text);
     f->simulating = true;
     ex->attempts++; /* the origin connection a real exchange would try (relay_connect) */
-    for (int p = PHASE_DNS; p <= (int)row->phase; p++) {
-        bool walk = (p == PHASE_DNS && !o->numeric) || (p == PHASE_TLS && ex->up->tls) ||
-                    (p != PHASE_DNS && p != PHASE_TLS) || p == (int)row->phase;
-        if (!walk)
-            continue;
-        ex_phase(ex, (enum phase)p);
+    /* Past SEND the real request went whole, body included, and the client's connection may
+     * serve its next request: the body is read (and dropped) before the failure, as long as a
+     * real one takes to go, so that the answer and the connection are the real ones. */
+    bool sent = row->phase > PHASE_SEND &&
+                (ex->req_state == REQ_BODY || ex->req_state == REQ_GATED) &&
+                (f->sink = evbuffer_new()) != NULL;
+    walk_phases(ex, PHASE_DNS, sent ? PHASE_SEND : row->phase, row->phase);
+    if (sent) {
+        f->waiting = type;
+        if (ex->req_state == REQ_GATED) { /* no 100 from an origin: ours, as send_request arms */
+            ex_arm(&ex->continue_timer, ex->route->continue_timeout_ms);
+            return;
+        }
+        ex->ds.ops->request_wait(ex->ds.ctx, ex->cfg->client_body_timeout_ms);
+        relay_request_body(ex); /* what came with the head; fault_exec_request_read when whole */
+        return;
     }
+    fail_in_phase(ex, type);
+}
+
+struct evbuffer *fault_exec_request_sink(const struct exchange *ex)
+{
+    return ex->fault && ex->fault->waiting != FAIL_NONE ? ex->fault->sink : NULL;
+}
+
+void fault_exec_request_read(struct exchange *ex)
+{
+    struct ex_fault *f = ex->fault;
+    enum failure_type type = f->waiting;
+    f->waiting = FAIL_NONE;
+    walk_phases(ex, PHASE_SEND + 1, sim_rows[type].phase, sim_rows[type].phase);
+    fail_in_phase(ex, type);
+}
+
+/* In the phase where the failure happens: it fails now, or its timer runs. */
+static void fail_in_phase(struct exchange *ex, enum failure_type type)
+{
+    const struct sim_row *row = &sim_rows[type];
     if (row->phase == PHASE_READ)
         ex->response_byte = true;
     if (!row->timer) {
@@ -448,6 +499,16 @@ bool fault_exec_hold_head(struct exchange *ex)
     return true;
 }
 
+/* The body bytes one tick lets through: the rate's share of THROTTLE_TICK_MS. What a slow rate
+ * cannot pay in whole bytes is carried to the next tick, so 1 byte/s is a byte every tenth tick,
+ * not one every tick. */
+static uint64_t throttle_quota(struct ex_fault *f)
+{
+    uint64_t owed = f->throttle_carry + f->rule->throttle * THROTTLE_TICK_MS;
+    f->throttle_carry = owed % 1000;
+    return owed / 1000;
+}
+
 void fault_exec_body_start(struct exchange *ex)
 {
     struct ex_fault *f = ex->fault;
@@ -458,7 +519,7 @@ void fault_exec_body_start(struct exchange *ex)
         ex->resp_body.quota = r->truncate;
         count(ex, FAULT_TRUNCATE);
     } else if (r->throttle) {
-        ex->resp_body.quota = MAX(r->throttle * THROTTLE_TICK_MS / 1000, 1);
+        ex->resp_body.quota = throttle_quota(f); /* 0 below 10 bytes/s: the first tick waits */
         count(ex, FAULT_THROTTLE);
     }
 }
@@ -506,9 +567,13 @@ static void fault_timer_cb(evutil_socket_t fd, short what, void *arg)
     if (!deadline_due(&f->timer, ex->now))
         return;
     if (f->throttled) {
-        f->throttled = false;
-        ex->resp_body.quota = MAX(f->rule->throttle * THROTTLE_TICK_MS / 1000, 1);
-        relay_resume(ex);
+        ex->resp_body.quota = throttle_quota(f);
+        if (ex->resp_body.quota) {
+            f->throttled = false;
+            relay_resume(ex);
+        } else { /* a rate below a byte a tick: this tick paid none */
+            ex_arm(&f->timer, THROTTLE_TICK_MS);
+        }
     } else if (f->holding) {
         f->holding = false;
         f->head_released = true;

@@ -102,7 +102,10 @@ static void request_body_done(struct exchange *ex)
 {
     ex->req_state = REQ_DONE;
     ex->ds.ops->request_wait(ex->ds.ctx, 0); /* waiting for the response is fine */
-    relay_request_sent(ex);
+    if (!ex->usock) /* read for a simulated failure (fault_exec.c) */
+        fault_exec_request_read(ex);
+    else
+        relay_request_sent(ex);
 }
 
 /* The rest of a request body goes from the client's socket to the origin's (sock_splice);
@@ -123,10 +126,11 @@ static void splice_request_body(struct exchange *ex)
 
 void relay_request_body(struct exchange *ex)
 {
-    if (ex->req_state != REQ_BODY || !ex->usock || ex->outcome != OUTCOME_OPEN)
+    /* no origin: a simulated failure may read the body as if one took it (fault_exec.c) */
+    struct evbuffer *out = ex->usock ? ex->usock->out : fault_exec_request_sink(ex);
+    if (ex->req_state != REQ_BODY || !out || ex->outcome != OUTCOME_OPEN)
         return;
     struct evbuffer *in = ex->ds.ops->request_input(ex->ds.ctx);
-    struct evbuffer *out = ex->usock->out;
     for (;;) {
         if (ex->req_splice && evbuffer_get_length(in) == 0) {
             splice_request_body(ex);
@@ -154,7 +158,10 @@ void relay_request_body(struct exchange *ex)
             request_body_refused(ex, HTTP_BAD_REQUEST, ex->req_body.error);
             return;
         }
-        flush_origin(ex);
+        if (ex->usock)
+            flush_origin(ex);
+        else
+            evbuffer_drain(out, evbuffer_get_length(out)); /* nothing keeps a simulated body */
         if (ex->req_body.done)
             break;
         if (evbuffer_get_length(out) > RELAY_HIGH)

@@ -61,6 +61,7 @@ static const char rules[] =
     "[fault cut]\nprefix = /length/cut\ntruncate = 1000\n"
     "[fault chunkcut]\nprefix = /chunked/cut\ntruncate = 1000\n"
     "[fault slow]\nprefix = /length/slow\nthrottle = 10k\n"
+    "[fault trickle]\nprefix = /trickle\nthrottle = 5\n"
     "[fault hints]\nprefix = /hints\ninterim = 102,103\ninterim_interval = 100ms\n";
 
 static int group_up(void **state)
@@ -317,6 +318,22 @@ static void test_throttle(void **state)
     raw_close(c);
 }
 
+/* A rate below a byte per tick (100 ms) still holds: 5 bytes/s is a byte every second tick, not
+ * one every tick (which made any rate under 10 bytes/s 10 bytes/s). */
+static void test_throttle_slow_rate(void **state)
+{
+    (void)state;
+    struct raw_response r;
+    int64_t t0 = tu_now_ms();
+    get("/trickle", NULL, &r, NULL);
+    int64_t ms = tu_now_ms() - t0;
+    print_message("  throttle = 5: %zu bytes in %lld ms\n", r.body_len, (long long)ms);
+    assert_string_equal(r.body, "ok\n");
+    /* 3 bytes at 5 bytes/s: one at 100, 300 and 500 ms (before: at 0, 100 and 200 ms) */
+    assert_true(ms >= 450);
+    raw_response_free(&r);
+}
+
 static void test_interim(void **state)
 {
     (void)state;
@@ -514,6 +531,7 @@ int main(void)
         cmocka_unit_test(test_drop_and_reset),
         cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_throttle),
+        cmocka_unit_test(test_throttle_slow_rate),
         cmocka_unit_test(test_interim),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_access_log_lines),

@@ -20,6 +20,9 @@
  * of measured times is printed at the end. connect_unreachable needs CAP_NET_RAW for its real
  * half (see misbehave.h); without it the case is skipped with a message.
  *
+ * Then a request with a body on a keep-alive connection, real and simulated: the same answer,
+ * the connection kept for the next request (with and without Expect: 100-continue).
+ *
  * Debugging: FIDELITY_ONLY=<case name> runs one case (no /metrics check), FIDELITY_VERBOSE=1
  * prints both responses.
  */
@@ -416,11 +419,121 @@ static void test_fidelity(void **state)
     harness_free(h);
 }
 
+/* ---- a request with a body, on a keep-alive connection ---- */
+
+/* Past SEND a real exchange has sent the whole request, body included: the client's connection
+ * survives the failure and answers its next request. The simulation must read the body too
+ * (it closed the connection with Connection: close), and, with Expect: 100-continue, send the
+ * 100 that Portico sends when the origin does not (continue_timeout). */
+static const struct {
+    const char *name;
+    enum fo_kind kind;
+    const char *failure;
+} body_cases[] = {
+    {"silent", FO_SILENT, "first_byte_timeout"},
+    {"reset", FO_RESET, "connection_reset"},
+    {"empty", FO_CLOSE_EMPTY, "empty_response"},
+};
+
+struct body_reply {
+    int ninterim;        /* 100 Continue seen (Expect) */
+    int status;
+    char connection[32]; /* the Connection field, "" when absent */
+    int next_status;     /* the next request on the same connection; 0: closed */
+};
+
+static void body_request(struct harness *h, const char *prefix, bool expect,
+                         struct body_reply *out)
+{
+    struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+    char head[256];
+    snprintf(head, sizeof(head), "POST /%s/x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+             "%s\r\n", prefix, expect ? "Expect: 100-continue\r\n" : "");
+    memset(out, 0, sizeof(*out));
+    assert_int_equal(raw_send_str(c, head), 0);
+    if (expect) {
+        struct raw_head h100;
+        assert_int_equal(raw_read_one_head(c, &h100, IO_MS), 0);
+        out->ninterim = h100.status == 100;
+        raw_head_free(&h100);
+    }
+    assert_int_equal(raw_send_str(c, "hello"), 0);
+    struct raw_response r;
+    if (raw_read_response(c, &r, IO_MS) != 0)
+        fail_msg("/%s/x: %s", prefix, r.error);
+    out->status = r.status;
+    const char *conn = raw_header(&r, "Connection");
+    snprintf(out->connection, sizeof(out->connection), "%s", conn ? conn : "");
+    raw_response_free(&r);
+    if (raw_send_str(c, "GET /ok/ HTTP/1.1\r\nHost: t\r\n\r\n") == 0 &&
+        raw_read_response(c, &r, IO_MS) == 0)
+        out->next_status = r.status;
+    raw_response_free(&r);
+    raw_close(c);
+}
+
+static void test_request_body_kept_alive(void **state)
+{
+    (void)state;
+    struct fake_origin *origins[ARRAY_SIZE(body_cases)];
+    struct fake_origin *ok = fake_origin_start_kind(FO_OK);
+    assert_non_null(ok);
+    char conf[4096];
+    size_t n = (size_t)snprintf(conf, sizeof(conf),
+                                "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\nfirst_byte_timeout = 300ms\n"
+                                "[upstream ok]\norigin = 127.0.0.1:%u\n"
+                                "[route ok]\nprefix = /ok/\nupstream = ok\n",
+                                fake_origin_port(ok));
+    for (size_t i = 0; i < ARRAY_SIZE(body_cases); i++) {
+        struct fake_origin_opts o = {.kind = body_cases[i].kind, .expect = FO_EXPECT_IGNORE};
+        origins[i] = fake_origin_start(&o);
+        assert_non_null(origins[i]);
+        const char *nm = body_cases[i].name;
+        n += (size_t)snprintf(conf + n, sizeof(conf) - n,
+                              "[upstream %s]\norigin = 127.0.0.1:%u\n"
+                              "[route %s]\nprefix = /%s/\nupstream = %s\n"
+                              "[route sim-%s]\nprefix = /sim-%s/\nupstream = %s\n"
+                              "[fault sim-%s]\nroute = sim-%s\nfailure = %s\n",
+                              nm, fake_origin_port(origins[i]), nm, nm, nm, nm, nm, nm, nm, nm,
+                              body_cases[i].failure);
+    }
+    assert_true(n < sizeof(conf));
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, "%s", conf), 0);
+    assert_int_equal(harness_start(h), 0);
+    for (size_t i = 0; i < ARRAY_SIZE(body_cases); i++) {
+        for (int expect = 0; expect <= 1; expect++) {
+            struct body_reply real, sim;
+            char prefix[64];
+            body_request(h, body_cases[i].name, expect, &real);
+            snprintf(prefix, sizeof(prefix), "sim-%s", body_cases[i].name);
+            body_request(h, prefix, expect, &sim);
+            print_message("  %-20s %s: real %d%s then %d, simulated %d%s then %d\n",
+                          body_cases[i].failure, expect ? "Expect" : "body  ", real.status,
+                          real.connection[0] ? " (close)" : "", real.next_status, sim.status,
+                          sim.connection[0] ? " (close)" : "", sim.next_status);
+            assert_int_equal(real.ninterim, expect);
+            assert_int_equal(sim.ninterim, real.ninterim);
+            assert_int_equal(sim.status, real.status);
+            assert_string_equal(sim.connection, real.connection);
+            assert_int_equal(real.next_status, 200);
+            assert_int_equal(sim.next_status, real.next_status);
+        }
+    }
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    for (size_t i = 0; i < ARRAY_SIZE(body_cases); i++)
+        fake_origin_stop(origins[i]);
+    fake_origin_stop(ok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_type_has_a_case),
         cmocka_unit_test(test_fidelity),
+        cmocka_unit_test(test_request_body_kept_alive),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, world_up, world_down);
