@@ -468,7 +468,7 @@ enum file_use {
 static int create_errno(const char *path)
 {
     char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/'); /* paths are absolute once resolved */
+    const char *slash = strrchr(path, '/'); /* resolved paths hold one: dir/name */
     size_t len = slash ? (size_t)(slash - path) : 0;
     struct stat st;
     if (len >= sizeof(dir))
@@ -519,20 +519,39 @@ static int check_file(struct cfg_loader *ld, int line, const char *key, const ch
     return -1;
 }
 
+/* A log target that is a file: set_log keeps the stream names as written and makes every
+ * other value a path holding a '/', relative when the INI was named by a relative path
+ * (`portico -t -c portico.ini`), so a leading '/' does not tell them apart. */
+static bool log_is_file(const char *target)
+{
+    return strchr(target, '/') != NULL;
+}
+
 /* A log target is fine when it is a stream name or a file that can be appended to. */
 static void check_log(struct cfg_loader *ld, const char *key, const char *target)
 {
-    if (target[0] == '/')
+    if (log_is_file(target))
         check_file(ld, cfg_key_line(&ld->proxy_lines, CFG_SEC_PROXY, key), key, target,
                    FILE_APPEND);
 }
 
-/* Two paths name one file: the same text, or the same inode once both exist. */
+/* Two paths (each holding a '/') name one file: the same text, the same inode once both exist,
+ * or, while neither exists yet (the start creates the first, then opens it again for the
+ * second), the same name in the same directory. */
 static bool same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
-    return strcmp(a, b) == 0 || (stat(a, &sa) == 0 && stat(b, &sb) == 0 &&
-                                 sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino);
+    if (strcmp(a, b) == 0)
+        return true;
+    bool have_a = stat(a, &sa) == 0, have_b = stat(b, &sb) == 0;
+    if (have_a || have_b)
+        return have_a && have_b && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    const char *name_a = strrchr(a, '/') + 1, *name_b = strrchr(b, '/') + 1;
+    char dir_a[PATH_MAX], dir_b[PATH_MAX];
+    snprintf(dir_a, sizeof(dir_a), "%.*s", (int)(name_a - a), a); /* with its '/': "/" stays */
+    snprintf(dir_b, sizeof(dir_b), "%.*s", (int)(name_b - b), b);
+    return strcmp(name_a, name_b) == 0 && stat(dir_a, &sa) == 0 && stat(dir_b, &sb) == 0 &&
+           sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 /* A file handed to tls_*_ctx, with the key and line that named it. */
@@ -659,7 +678,7 @@ static void validate_proxy(struct cfg_loader *ld)
     check_log(ld, "access_log", cfg->access_log);
     check_log(ld, "error_log", cfg->error_log);
     /* log_error_open refuses it too: messages never go into a file access log */
-    if (cfg->error_log[0] == '/' && cfg->access_log[0] == '/' &&
+    if (log_is_file(cfg->error_log) && log_is_file(cfg->access_log) &&
         same_file(cfg->error_log, cfg->access_log))
         cfg_report(ld, cfg_key_line(lines, CFG_SEC_PROXY, "error_log"),
                    "error_log: %s is the access_log file", cfg->error_log);

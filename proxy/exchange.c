@@ -321,6 +321,8 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close)
     relay_drop(ex);
     stop_timers(ex);
     if (ex->resp_state != RESP_HEAD) { /* the response started: it can only be cut short */
+        /* counted as ex_fail counts its cuts: the log line says aborted, the metric too */
+        metrics_add(ex->loop->metrics, M_ABORTED_AFTER_HEAD, 1);
         ex->close_client = true;
         ex_end(ex, OUTCOME_ABORTED);
         return;

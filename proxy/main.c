@@ -202,6 +202,26 @@ static bool same_text(const char *a, const char *b)
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
+/* Loads the file for a reload, its FILE:LINE messages written to the error log: with error_log
+ * in a file, a daemon's stderr may lead nowhere, and those lines say what to fix. Without
+ * memory for them they go to stderr as at start. */
+static struct config *reload_load(const char *path, int *nerrors)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *messages = open_memstream(&text, &len);
+    struct config *cfg = cfg_load(path, messages ? messages : stderr, nerrors);
+    if (messages && fclose(messages) == 0) {
+        for (char *line = text, *end; *line; line = end + 1) {
+            if (!(end = strchr(line, '\n'))) /* cfg_report ends every message with one */
+                break;
+            log_error("%.*s", (int)(end - line), line);
+        }
+    }
+    free(text);
+    return cfg;
+}
+
 /* SIGHUP: load the file again; only a configuration that loads, prepares and binds replaces the
  * running one, which otherwise keeps serving untouched. */
 static void reload(struct process *p)
@@ -209,7 +229,7 @@ static void reload(struct process *p)
     int nerrors = 0;
     const struct config *old = p->gen->cfg;
     log_info("SIGHUP: reloading %s", p->path);
-    struct config *cfg = cfg_load(p->path, stderr, &nerrors);
+    struct config *cfg = reload_load(p->path, &nerrors);
     if (!cfg) {
         log_error("reload: %s has %d error%s; still serving the previous configuration", p->path,
                   nerrors, nerrors == 1 ? "" : "s");

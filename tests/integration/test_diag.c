@@ -28,6 +28,7 @@
 #include "../support/json.h"
 #include "../support/misbehave.h"
 #include "../support/raw_client.h"
+#include "../support/scrape.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
 
@@ -370,6 +371,43 @@ static void test_access_log_client_abort(void **state)
     assert_true(tj_is_null(j, "upstream_status"));
     tj_free(j);
     px_stop(h);
+}
+
+/* The origin's head and 3 of its 10 body bytes, sent before it reads the request body. */
+static const struct fo_step head_then_wait[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
+    FO_END(),
+};
+
+/* A request body that stalls after the origin's head went to the client: the response is cut
+ * short, and portico_responses_aborted_total counts it like every other response cut short
+ * after its head (the log line says aborted; the counter stayed at 0). */
+static void test_body_stall_after_head_counted(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = head_then_wait,
+                                    .respond_before_body = true};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), "admin_listen = 127.0.0.1:"
+                                        "{{port:admin}}\nclient_body_timeout = 200ms");
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "POST /x HTTP/1.1\r\nHost: a\r\nX-Request-Id: "
+                                     "diag-stall-1\r\nContent-Length: 100\r\n\r\nabc"), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), -1); /* 3 of 10 body bytes, then */
+    assert_int_equal(r.status, 200);
+    assert_true(r.peer_closed);
+    raw_response_free(&r);
+    raw_close(c);
+    char *line = px_log_line_for_id(h, "diag-stall-1"); /* the exchange has ended */
+    assert_non_null(strstr(line, "status=200"));
+    assert_non_null(strstr(line, "client_body_timeout"));
+    free(line);
+    assert_true(scrape_metric(harness_port(h, "admin"), "portico_responses_aborted_total",
+                              PX_IO_MS) == 1);
+    px_stop(h);
+    fake_origin_stop(o);
 }
 
 /* ---- /metrics and /status ---- */
@@ -821,6 +859,7 @@ int main(void)
         cmocka_unit_test(test_access_log_success),
         cmocka_unit_test(test_access_log_failures),
         cmocka_unit_test(test_access_log_client_abort),
+        cmocka_unit_test(test_body_stall_after_head_counted),
         cmocka_unit_test(test_metrics_and_status),
         cmocka_unit_test(test_trace_context),
         cmocka_unit_test(test_connections_interim_reload),

@@ -157,6 +157,35 @@ static void test_reload_rejects_bad_file(void **state)
     fake_origin_stop(slow);
 }
 
+/* With error_log in a file, a daemon's stderr may lead nowhere: the file's problems must be in
+ * the error log, FILE:LINE each, next to the line that says the reload was refused. */
+static void test_reload_reports_errors_in_error_log(void **state)
+{
+    (void)state;
+    struct fake_origin *slow = fake_origin_start_kind(FO_OK);
+    assert_non_null(slow);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(write_config(h, "cloudflare", fake_origin_port(slow),
+                                  "error_log = {{dir}}/error.log"), 0);
+    assert_int_equal(harness_start(h), 0);
+
+    /* line 6 is the second extra line: an unknown key */
+    assert_int_equal(write_config(h, "standard", fake_origin_port(slow),
+                                  "error_log = {{dir}}/error.log\nno_such_key = 1"), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "still serving the previous configuration",
+                                       IO_MS), 0);
+    char needle[512];
+    snprintf(needle, sizeof(needle), "%s:6: unknown key 'no_such_key'", harness_config_path(h));
+    assert_true(harness_file_contains(h, "error.log", needle));
+    assert_int_equal(get_status(h, "/"), 521); /* still the cloudflare profile */
+
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(slow);
+}
+
 /* An exchange in flight across the reload finishes on the old workers with its response; the
  * connection then closes (its worker is draining), and new requests see the new config. */
 static void test_reload_drains_in_flight(void **state)
@@ -344,6 +373,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reload_applies),
         cmocka_unit_test(test_reload_rejects_bad_file),
+        cmocka_unit_test(test_reload_reports_errors_in_error_log),
         cmocka_unit_test(test_reload_drains_in_flight),
         cmocka_unit_test(test_reload_loses_no_connection),
         cmocka_unit_test(test_reload_resized_loses_no_connection),

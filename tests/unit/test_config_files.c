@@ -4,6 +4,7 @@
  * the line of its key; relative paths; and config files that cfg_load_string cannot stand for:
  * NUL bytes, a missing file, a directory.
  */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -81,15 +82,21 @@ static int group_teardown(void **state)
     return rmdir(dir);
 }
 
-/* Copies tmpl into buf with every '@' replaced by the temp directory. */
-static const char *at_dir(const char *tmpl, char *buf, size_t size)
+/* Copies tmpl into buf with every '@' replaced by at. */
+static const char *at_path(const char *tmpl, const char *at, char *buf, size_t size)
 {
     size_t len = 0;
     for (const char *p = tmpl; *p; p++)
-        len = *p == '@' ? buf_appendf(buf, size, len, "%s", dir)
+        len = *p == '@' ? buf_appendf(buf, size, len, "%s", at)
                         : buf_appendf(buf, size, len, "%c", *p);
     assert_true(len < size - 1);
     return buf;
+}
+
+/* Copies tmpl into buf with every '@' replaced by the temp directory. */
+static const char *at_dir(const char *tmpl, char *buf, size_t size)
+{
+    return at_path(tmpl, dir, buf, size);
 }
 
 /* Relative paths resolve against the INI directory; TLS contexts are built from them. */
@@ -229,6 +236,11 @@ static const struct file_row file_rows[] = {
      {"test.ini:2: error_log: @/sub/../log.txt is the access_log file"}},
     {"access_log and error_log in two files", "[proxy]\naccess_log = a.log\nerror_log = e.log\n" UP,
      {NULL}},
+    {"the same file under another name, before the start creates it",
+     "[proxy]\nerror_log = sub/../a.log\naccess_log = a.log\n" UP,
+     {"test.ini:2: error_log: @/sub/../a.log is the access_log file"}},
+    {"the same name in two directories, before the start creates them",
+     "[proxy]\nerror_log = sub/a.log\naccess_log = a.log\n" UP, {NULL}},
     {"error_log is checked the same way",
      "[proxy]\nerror_log = nodir/e.log\n" UP,
      {"test.ini:2: error_log: @/nodir/e.log: No such file or directory"}},
@@ -250,22 +262,56 @@ static const struct file_row permission_rows[] = {
      {"test.ini:4: tls_key: @/unreadable: Permission denied"}},
 };
 
-static void check_file_rows(const struct file_row *rows, size_t nrows)
+/* Loads each row with relative paths under at (also what '@' stands for). */
+static void check_file_rows_in(const struct file_row *rows, size_t nrows, const char *at)
 {
     for (size_t i = 0; i < nrows; i++) {
         char text[1024], want[MAX_ERR][512];
         const char *wants[MAX_ERR] = {NULL};
         for (int e = 0; e < MAX_ERR && rows[i].errors[e]; e++)
-            wants[e] = at_dir(rows[i].errors[e], want[e], sizeof(want[e]));
+            wants[e] = at_path(rows[i].errors[e], at, want[e], sizeof(want[e]));
         int n;
         char *errors;
-        struct config *cfg = load(at_dir(rows[i].text, text, sizeof(text)), dir, &n, &errors);
+        struct config *cfg = load(at_path(rows[i].text, at, text, sizeof(text)), at, &n, &errors);
         check_errors(rows[i].why, errors, n, wants);
         if ((cfg != NULL) != (wants[0] == NULL))
             fail_msg("%s: %s", rows[i].why, cfg ? "accepted" : "refused");
         cfg_free(cfg);
         free(errors);
     }
+}
+
+static void check_file_rows(const struct file_row *rows, size_t nrows)
+{
+    check_file_rows_in(rows, nrows, dir);
+}
+
+/* An INI named by a relative path (`portico -t -c portico.ini`) has a relative directory, and
+ * so have its log paths: they are checked all the same (they were taken for stream names, and
+ * -t passed where the start failed). '@' is the temp directory seen from its parent. */
+static const struct file_row relative_rows[] = {
+    {"access_log in a directory that does not exist",
+     "[proxy]\naccess_log = nodir/a.log\n" UP,
+     {"test.ini:2: access_log: @/nodir/a.log: No such file or directory"}},
+    {"error_log that is a directory", "[proxy]\nerror_log = sub\n" UP,
+     {"test.ini:2: error_log: @/sub: Is a directory"}},
+    {"error_log in the access log's file", "[proxy]\naccess_log = a.log\nerror_log = a.log\n" UP,
+     {"test.ini:3: error_log: @/a.log is the access_log file"}},
+    {"access_log to be created", "[proxy]\naccess_log = sub/new.log\n" UP, {NULL}},
+    {"stream names stay streams", "[proxy]\naccess_log = stdout\nerror_log = stderr\n" UP,
+     {NULL}},
+};
+
+static void test_relative_config_dir(void **state)
+{
+    (void)state;
+    char cwd[PATH_MAX], parent[64];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    const char *name = strrchr(dir, '/') + 1;
+    snprintf(parent, sizeof(parent), "%.*s", (int)(name - dir), dir);
+    assert_int_equal(chdir(parent), 0);
+    check_file_rows_in(relative_rows, ARRAY_LEN(relative_rows), name);
+    assert_int_equal(chdir(cwd), 0);
 }
 
 static void test_files_checked(void **state)
@@ -364,6 +410,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_relative_paths_and_tls),
         cmocka_unit_test(test_files_checked),
+        cmocka_unit_test(test_relative_config_dir),
         cmocka_unit_test(test_permissions),
         cmocka_unit_test(test_nul_bytes),
         cmocka_unit_test(test_unreadable_config),
