@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "portico/log.h"
 #include "portico/tls.h"
 #include "portico/util.h"
 
@@ -519,18 +520,10 @@ static int check_file(struct cfg_loader *ld, int line, const char *key, const ch
     return -1;
 }
 
-/* A log target that is a file: set_log keeps the stream names as written and makes every
- * other value a path holding a '/', relative when the INI was named by a relative path
- * (`portico -t -c portico.ini`), so a leading '/' does not tell them apart. */
-static bool log_is_file(const char *target)
-{
-    return strchr(target, '/') != NULL;
-}
-
 /* A log target is fine when it is a stream name or a file that can be appended to. */
 static void check_log(struct cfg_loader *ld, const char *key, const char *target)
 {
-    if (log_is_file(target))
+    if (log_target_is_file(target))
         check_file(ld, cfg_key_line(&ld->proxy_lines, CFG_SEC_PROXY, key), key, target,
                    FILE_APPEND);
 }
@@ -678,7 +671,7 @@ static void validate_proxy(struct cfg_loader *ld)
     check_log(ld, "access_log", cfg->access_log);
     check_log(ld, "error_log", cfg->error_log);
     /* log_error_open refuses it too: messages never go into a file access log */
-    if (log_is_file(cfg->error_log) && log_is_file(cfg->access_log) &&
+    if (log_target_is_file(cfg->error_log) && log_target_is_file(cfg->access_log) &&
         same_file(cfg->error_log, cfg->access_log))
         cfg_report(ld, cfg_key_line(lines, CFG_SEC_PROXY, "error_log"),
                    "error_log: %s is the access_log file", cfg->error_log);

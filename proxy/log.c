@@ -349,12 +349,12 @@ static void format_text(struct fmt_buf *b, const struct access_record *r)
             LIT(b, " limit_ms=");
             fmt_u64(b, r->limit_ms);
         }
-        if (r->aborted)
-            LIT(b, " aborted=after_head");
     } else if (r->status == 499) {
         LIT(b, " phase="); /* where the client left */
         fmt_str(b, phase_name(r->phase));
     }
+    if (r->aborted) /* an origin's failure, or a refusal of the client's body (its detail says) */
+        LIT(b, " aborted=after_head");
     if (r->fault) {
         LIT(b, " fault=");
         text_raw(b, r->fault, CAP_NAME);
@@ -415,7 +415,7 @@ static int open_target(const char *target)
     return open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 }
 
-static bool is_path(const char *target)
+bool log_target_is_file(const char *target)
 {
     return strcmp(target, "stderr") != 0 && strcmp(target, "stdout") != 0 &&
            strcmp(target, "off") != 0;
@@ -457,7 +457,7 @@ static size_t chunk_of(int fd)
 
 static void set_path(char **slot, const char *target)
 {
-    char *copy = is_path(target) ? strdup(target) : NULL;
+    char *copy = log_target_is_file(target) ? strdup(target) : NULL;
     free(*slot);
     *slot = copy;
 }
@@ -477,7 +477,7 @@ static int install_access(int fd)
 static int open_checked(const char *target, const char *other_path, int other_fd)
 {
     int fd = open_target(target);
-    if (fd >= 0 && is_path(target) && other_path && same_file(fd, other_fd)) {
+    if (fd >= 0 && log_target_is_file(target) && other_path && same_file(fd, other_fd)) {
         close(fd);
         errno = EINVAL;
         return -1;

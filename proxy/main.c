@@ -345,7 +345,7 @@ static void on_signal(struct process *p, int sig)
  * still open it by name once we are no longer root. */
 static void chown_log(const char *target, uid_t uid, gid_t gid)
 {
-    if (target[0] == '/' && chown(target, uid, gid) != 0)
+    if (log_target_is_file(target) && chown(target, uid, gid) != 0)
         log_warn("cannot give %s to uid %u: %s", target, (unsigned)uid, strerror(errno));
 }
 

@@ -569,8 +569,16 @@ static void test_text_lines(void **state)
          " proto=HTTP/1.1 status=499 bytes_out=0 bytes_in=0 route=r upstream=u origin=127.0.0.1:1"
          " reused=no attempts=1 phase=first_byte\n",
          "a 499 names the phase the client left in"},
+        {4,
+         "2025-11-25T00:28:50.248Z id=- client=- method=\"\" target=\"\" proto=- status=200"
+         " bytes_out=0 bytes_in=0 aborted=after_head detail=\"request body stalled\"\n",
+         "a response cut short by a refusal of the client's body says so, with no failure type"},
     };
-    const struct access_record *recs[] = {&ok, &failed, &empty_record, &client_gone};
+    struct access_record refused = empty_record;
+    refused.status = 200;
+    refused.aborted = true;
+    refused.detail = "request body stalled";
+    const struct access_record *recs[] = {&ok, &failed, &empty_record, &client_gone, &refused};
     for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
         const char *got = line_of(recs[rows[i].which], LOG_FORMAT_TEXT);
         if (strcmp(got, rows[i].want) != 0)
