@@ -790,6 +790,9 @@ struct flood_case {
 static const struct flood_case flood_cases[] = {
     /* HEADERS + RST_STREAM in a loop (CVE-2023-44487) */
     {"rapid_reset", "goaway=11 ", "portico_http2_flood_rapid_reset_total"},
+    /* the same streams reset by Portico's own stream errors, provoked by the client
+     * (MadeYouReset, CVE-2025-8671): WINDOW_UPDATE overflowing each stream's window */
+    {"window_reset", "goaway=11 ", "portico_http2_flood_rapid_reset_total"},
     /* cheap frames that each cost us work */
     {"ping", "goaway=11 ", "portico_http2_flood_control_frames_total"},
     {"settings", "goaway=11 ", "portico_http2_flood_control_frames_total"},
