@@ -27,7 +27,8 @@
  * FLOODS. Debian 12's libnghttp2 (1.52 with backports) limits CONTINUATION frames, pending
  * acknowledgements and RST_STREAM rates (its own bucket: 1000, then 33/s), and has no counter of
  * cheap frames. Portico keeps its own token buckets per connection: resets (streams the client
- * reset while they were running, and requests reset as malformed) and control frames (SETTINGS,
+ * reset while they were running, streams nghttp2 reset for a stream error the client provoked,
+ * and requests reset as malformed) and control frames (SETTINGS,
  * PING, PRIORITY, empty DATA); an empty bucket ends the connection with GOAWAY
  * ENHANCE_YOUR_CALM, counted by kind. A window kept shut while data waits, or a header block
  * left unfinished, for as long as the client timeouts allow, ends it the same way.
@@ -271,10 +272,18 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
     /* Our own PROTOCOL_ERROR resets name their reason first; nghttp2 resets a stream without
      * telling when its DATA breaks its content-length or its trailers are malformed (RFC 9113
      * 8.1.1). Each is a started request thrown away: charged like a reset. */
-    if (s && frame->hd.type == NGHTTP2_RST_STREAM &&
-        frame->rst_stream.error_code == NGHTTP2_PROTOCOL_ERROR && !s->malformed) {
+    if (!s || frame->hd.type != NGHTTP2_RST_STREAM || s->malformed)
+        return 0;
+    uint32_t code = frame->rst_stream.error_code;
+    if (code == NGHTTP2_PROTOCOL_ERROR) {
         s->malformed = MALFORMED_AFTER_HEAD;
         metrics_add(h->loop->metrics, M_H2_MALFORMED, 1);
+        h2_charge(h, FLOOD_RESET);
+    } else if (code != NGHTTP2_NO_ERROR && s->state != ST_ANSWERED) {
+        /* Any other stream error of nghttp2's (a WINDOW_UPDATE overflowing the stream's window:
+         * FLOW_CONTROL_ERROR) cancels the running exchange just as the client's own reset
+         * would: without the charge, rapid reset needs no RST_STREAM (CVE-2025-8671). Our own
+         * INTERNAL_ERROR resets come after done(), ST_ANSWERED. */
         h2_charge(h, FLOOD_RESET);
     }
     return 0;

@@ -68,7 +68,8 @@ struct h2_stream {
     size_t req_counted;                /* bytes of req_in not yet given back to the window */
     bool req_eof;                      /* END_STREAM received */
     uint64_t body_timeout_us;          /* client_body_timeout while the exchange waits */
-    uint64_t data_at;                  /* µs: the last DATA, or when the wait began */
+    uint64_t data_at;                  /* µs: the last DATA, the origin took all of req_in, or
+                                          the wait began */
     struct event body_timer;
     struct evbuffer *body;             /* response body for DATA frames */
     bool resp_done;                    /* all of the body is in `body` */

@@ -217,6 +217,8 @@ static void ds_request_taken(void *ctx)
 {
     struct h2_stream *s = ctx;
     size_t left = evbuffer_get_length(s->req_in);
+    if (left == 0)
+        s->data_at = now_us(); /* all taken: the client's silence counts from here */
     if (left < s->req_counted) {
         nghttp2_session_consume_stream(s->conn->session, s->id, s->req_counted - left);
         s->req_counted = left;
@@ -413,6 +415,11 @@ static void body_timer_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t now = now_us();
     if (!s->ex || s->req_eof)
         return;
+    /* Bytes the origin has not taken yet hold the client back with our window, as an
+     * HTTP/1.1 client's unread socket does: its silence is not its own (send_timeout is the
+     * origin's limit). */
+    if (evbuffer_get_length(s->req_in) > 0)
+        s->data_at = now;
     if (now < s->data_at + s->body_timeout_us) {
         arm_body_timer(s, now); /* DATA came since: the deadline moved */
         return;

@@ -17,7 +17,7 @@ count, so it always ends.
                                      window is never opened, stream 3's is; 3 must finish
   h2_frames.py PORT trailers PATH    a POST with valid trailers, then one with a pseudo-header
                                      field in its trailers
-  h2_frames.py PORT flood KIND       rapid_reset, ping, settings, priority, empty_data,
+  h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
                                      a second connection measures its own requests meanwhile
@@ -254,6 +254,12 @@ def flood(port, kind):
             if kind == "rapid_reset":
                 batch.append(c.request(sid, get("/delay/1000")))
                 batch.append(frame(RST_STREAM, 0, sid, struct.pack(">I", 8)))  # CANCEL
+                sid += 2
+            elif kind == "window_reset":
+                # no RST_STREAM of ours: a WINDOW_UPDATE that overflows the stream's window
+                # makes Portico's nghttp2 reset it (FLOW_CONTROL_ERROR, CVE-2025-8671)
+                batch.append(c.request(sid, get("/delay/1000")))
+                batch.append(frame(WINDOW_UPDATE, 0, sid, struct.pack(">I", 0x7FFFFFFF)))
                 sid += 2
             elif kind == "ping":
                 batch.append(frame(PING, 0, 0, struct.pack(">Q", sent)))

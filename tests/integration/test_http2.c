@@ -23,6 +23,7 @@
 #include "../support/certs.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
+#include "../support/stream_origin.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
 
@@ -790,6 +791,9 @@ struct flood_case {
 static const struct flood_case flood_cases[] = {
     /* HEADERS + RST_STREAM in a loop (CVE-2023-44487) */
     {"rapid_reset", "goaway=11 ", "portico_http2_flood_rapid_reset_total"},
+    /* the same streams reset by Portico's own stream errors, provoked by the client
+     * (MadeYouReset, CVE-2025-8671): WINDOW_UPDATE overflowing each stream's window */
+    {"window_reset", "goaway=11 ", "portico_http2_flood_rapid_reset_total"},
     /* cheap frames that each cost us work */
     {"ping", "goaway=11 ", "portico_http2_flood_control_frames_total"},
     {"settings", "goaway=11 ", "portico_http2_flood_control_frames_total"},
@@ -1017,6 +1021,46 @@ static void test_stop_goaway(void **state)
     run_goaway(SIGTERM);
 }
 
+/* client_body_timeout is the client's silence while it may send. An origin that takes no
+ * bytes for longer holds the stream by Portico's window, as it holds an HTTP/1.1 client by not
+ * reading its socket: not the client's fault, no 408; the upload goes on once the origin reads
+ * again (send_timeout, the origin's limit, is 30 s). */
+static void test_body_timeout_origin_held(void **state)
+{
+    (void)state;
+    const size_t n = 32 * MiB; /* far more than the sockets between Portico and the origin take */
+    struct stream_origin *o = so_start();
+    assert_non_null(o);
+    struct harness *h = start_origin(o->port, "client_body_timeout = 500ms");
+    char file[512], at[600], u[256], want[64];
+    snprintf(file, sizeof(file), "%s/pattern.bin", harness_dir(h));
+    unsigned char *data = malloc(n);
+    assert_non_null(data);
+    so_pattern_fill(data, 0, n);
+    assert_int_equal(tu_write_file(file, data, n), 0);
+    free(data);
+    snprintf(at, sizeof(at), "@%s", file);
+    const char *const argv[] = {"curl", "-sS", "--http2", "--max-time", "20", "--cacert",
+                                certs_get()->ca_cert, "--data-binary", at,
+                                url(h, "/up", u, sizeof(u)), NULL};
+    so_hold_reading(o, true);
+    struct bg_run b = {.argv = argv};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, bg_main, &b), 0);
+    assert_int_equal(so_wait_count(o, &o->heads, 1, 5000), 0);
+    /* the origin reads nothing for three times client_body_timeout */
+    assert_int_equal(so_wait_stalled(&o->received, n, 1500, 5000), 0);
+    so_hold_reading(o, false);
+    pthread_join(t, NULL);
+    snprintf(want, sizeof(want), "received=%zu", n);
+    if (b.rc != 0 || !tu_contains(b.res.out, want))
+        fail_msg("upload cut (rc %d): %s %s", b.rc, b.res.out, b.res.err);
+    assert_int_equal(atomic_load(&o->bad_offset), -1);
+    tu_cmd_result_free(&b.res);
+    px_stop(h);
+    so_stop(o);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -1038,6 +1082,7 @@ int main(void)
         cmocka_unit_test(test_h2c_and_http2_off),
         cmocka_unit_test(test_client_reset_is_499),
         cmocka_unit_test(test_body_timeout),
+        cmocka_unit_test(test_body_timeout_origin_held),
         cmocka_unit_test(test_hpack_never_indexed),
         cmocka_unit_test(test_drain_goaway),
         cmocka_unit_test(test_stop_goaway),
