@@ -83,6 +83,7 @@ struct ex_fault {
     bool holding;                      /* response_delay: the final head waits for the timer */
     bool head_released;                /* ... and it has waited */
     bool throttled;                    /* the quota is spent until the next tick */
+    bool throttle_counted;             /* ... which it was once: the throttle is counted */
     uint64_t throttle_carry;           /* byte-milliseconds a tick could not pay in whole bytes */
     struct deadline timer;             /* delay, interim, response_delay, throttle ticks */
     char addr[64];                     /* what a simulated failure calls the origin */
@@ -515,13 +516,12 @@ void fault_exec_body_start(struct exchange *ex)
     if (!f)
         return;
     const struct fault_rule *r = f->rule;
-    if (r->set & (1u << FK_TRUNCATE)) {
+    /* Counted when they bite (fault_exec_body_stop): a body shorter than the cut, or sent
+     * within one tick's quota, had nothing done to it. */
+    if (r->set & (1u << FK_TRUNCATE))
         ex->resp_body.quota = r->truncate;
-        count(ex, FAULT_TRUNCATE);
-    } else if (r->throttle) {
+    else if (r->throttle)
         ex->resp_body.quota = throttle_quota(f); /* 0 below 10 bytes/s: the first tick waits */
-        count(ex, FAULT_THROTTLE);
-    }
 }
 
 /* The body stops after its quota as when the origin breaks off: FIN for a body whose end the
@@ -545,8 +545,13 @@ bool fault_exec_body_stop(struct exchange *ex)
     if (!f || ex->resp_body.quota || ex->resp_body.done)
         return false;
     if (f->rule->set & (1u << FK_TRUNCATE)) {
+        count(ex, FAULT_TRUNCATE);
         truncate_body(ex);
         return true;
+    }
+    if (!f->throttle_counted) {
+        f->throttle_counted = true;
+        count(ex, FAULT_THROTTLE);
     }
     /* throttled: the origin waits (back-pressure) until the next tick refills the quota */
     ex->upstream_paused = true;
