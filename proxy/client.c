@@ -220,8 +220,9 @@ static void start_closing(struct client *c)
         linger(c);
 }
 
-/* A request refused before an exchange exists (malformed head, 408). */
-static void head_error(struct client *c, int status, const char *reason)
+/* A request refused before its exchange (bad head, timer): the error page, counted, logged, and
+ * the connection closed; limit_ms names the client timer that expired, 0 for none. */
+static void refuse_head(struct client *c, int status, const char *reason, uint64_t limit_ms)
 {
     char id[48];
     loop_request_id(c->loop, id, sizeof(id));
@@ -230,6 +231,7 @@ static void head_error(struct client *c, int status, const char *reason)
         .failure = FAIL_NONE,
         .reason = reason,
         .request_id = id,
+        .limit_ms = limit_ms,
         .close = true,
     };
     long body = errpage_write(c->sock.out, &e);
@@ -248,6 +250,7 @@ static void head_error(struct client *c, int status, const char *reason)
             .proto = LOG_PROTO_NONE,
             .status = status,
             .phase = PHASE_CLIENT_HEADER,
+            .limit_ms = limit_ms,
             .bytes_out = body > 0 ? (uint64_t)body : 0,
             .timings = t,
             .detail = reason,
@@ -255,6 +258,12 @@ static void head_error(struct client *c, int status, const char *reason)
         log_buffer_append(c->loop->log, &r);
     }
     start_closing(c);
+}
+
+/* ... for what the head says (no timer expired). */
+static void head_error(struct client *c, int status, const char *reason)
+{
+    refuse_head(c, status, reason, 0);
 }
 
 /* ---- the downstream interface ---- */
@@ -651,14 +660,16 @@ static void state_expired(struct client *c)
         break;
     case CS_IDLE:
         if (c->requests == 0) { /* a new connection that never sent a request */
-            head_error(c, HTTP_REQUEST_TIMEOUT, "no request within client_header_timeout");
+            refuse_head(c, HTTP_REQUEST_TIMEOUT, "no request within client_header_timeout",
+                        c->loop->cfg->client_header_timeout_ms);
             break;
         }
         client_close(c, "idle"); /* idle keep-alive connection: close quietly */
         break;
     case CS_HEAD:
-        head_error(c, HTTP_REQUEST_TIMEOUT,
-                   "request head not complete within client_header_timeout");
+        refuse_head(c, HTTP_REQUEST_TIMEOUT,
+                    "request head not complete within client_header_timeout",
+                    c->loop->cfg->client_header_timeout_ms);
         break;
     case CS_EXCHANGE:
     case CS_H2:

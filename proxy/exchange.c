@@ -328,7 +328,8 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close)
         return;
     }
     ex->close_client |= close;
-    struct errpage e = {.status = status, .failure = FAIL_NONE, .reason = reason};
+    struct errpage e = {.status = status, .failure = FAIL_NONE, .reason = reason,
+                        .limit_ms = ex->limit_ms};
     send_own(ex, &e);
     ex_end(ex, OUTCOME_DONE);
 }
@@ -774,6 +775,7 @@ void exchange_request_timeout(struct exchange *ex)
 {
     ex->now = event_now_us();
     ex->req_state = REQ_DONE; /* nothing more will be read */
+    ex->limit_ms = ex->cfg->client_body_timeout_ms; /* the timer that expired, as ex_fail's */
     ex_refuse(ex, HTTP_REQUEST_TIMEOUT, "request body stalled longer than client_body_timeout",
               true);
     ex_settle(ex);

@@ -345,13 +345,13 @@ static void format_text(struct fmt_buf *b, const struct access_record *r)
         fmt_str(b, failure_name(r->failure));
         LIT(b, " phase=");
         fmt_str(b, phase_name(r->phase));
-        if (r->limit_ms) {
-            LIT(b, " limit_ms=");
-            fmt_u64(b, r->limit_ms);
-        }
     } else if (r->status == 499) {
         LIT(b, " phase="); /* where the client left */
         fmt_str(b, phase_name(r->phase));
+    }
+    if (r->limit_ms) { /* an origin's timer, or the client's (a 408) */
+        LIT(b, " limit_ms=");
+        fmt_u64(b, r->limit_ms);
     }
     if (r->aborted) /* an origin's failure, or a refusal of the client's body (its detail says) */
         LIT(b, " aborted=after_head");

@@ -381,7 +381,9 @@ static const struct fo_step head_then_wait[] = {
 
 /* A request body that stalls after the origin's head went to the client: the response is cut
  * short, and portico_responses_aborted_total counts it like every other response cut short
- * after its head (the log line says aborted; the counter stayed at 0). */
+ * after its head (the log line says aborted; the counter stayed at 0). The client's timers name
+ * themselves as limit_ms, as an origin's do: client_body_timeout here, and
+ * client_header_timeout for a head never finished. */
 static void test_body_stall_after_head_counted(void **state)
 {
     (void)state;
@@ -390,7 +392,8 @@ static void test_body_stall_after_head_counted(void **state)
     struct fake_origin *o = fake_origin_start(&opts);
     assert_non_null(o);
     struct harness *h = px_start_origin(fake_origin_port(o), "admin_listen = 127.0.0.1:"
-                                        "{{port:admin}}\nclient_body_timeout = 200ms");
+                                        "{{port:admin}}\nclient_body_timeout = 200ms\n"
+                                        "client_header_timeout = 300ms");
     struct raw_conn *c = px_connect(h);
     assert_int_equal(raw_send_str(c, "POST /x HTTP/1.1\r\nHost: a\r\nX-Request-Id: "
                                      "diag-stall-1\r\nContent-Length: 100\r\n\r\nabc"), 0);
@@ -403,9 +406,20 @@ static void test_body_stall_after_head_counted(void **state)
     char *line = px_log_line_for_id(h, "diag-stall-1"); /* the exchange has ended */
     assert_non_null(strstr(line, "status=200"));
     assert_non_null(strstr(line, "client_body_timeout"));
+    assert_non_null(strstr(line, " limit_ms=200 aborted=after_head "));
     free(line);
     assert_true(scrape_metric(harness_port(h, "admin"), "portico_responses_aborted_total",
                               PX_IO_MS) == 1);
+    c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /y HTTP/1.1\r\nHost: a\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 408);
+    raw_response_free(&r);
+    raw_close(c);
+    line = px_log_line(h, " status=408 ");
+    if (!strstr(line, " limit_ms=300 "))
+        fail_msg("the 408's log line lacks limit_ms=300: %s", line);
+    free(line);
     px_stop(h);
     fake_origin_stop(o);
 }
