@@ -131,21 +131,21 @@ static int claim_one(struct addr_locks *set, const struct wanted *w)
     int fd = take_lock(w->addr);
     if (fd < 0) {
         if (errno == EADDRINUSE)
-            fprintf(stderr, "portico: cannot listen on %s (%s): address already in use by another "
-                            "Portico\n", text, w->key);
+            log_problem("cannot listen on %s (%s): address already in use by another "
+                        "Portico", text, w->key);
         else
-            fprintf(stderr, "portico: cannot lock %s (%s): %s\n", text, w->key, strerror(errno));
+            log_problem("cannot lock %s (%s): %s", text, w->key, strerror(errno));
         return -1;
     }
     if (probe(w->addr, w->addrlen) != 0) {
         int err = errno;
         close(fd);
         if (err == EADDRINUSE)
-            fprintf(stderr, "portico: cannot listen on %s (%s): address already in use by another "
-                            "process\n", text, w->key);
+            log_problem("cannot listen on %s (%s): address already in use by another "
+                        "process", text, w->key);
         else
-            fprintf(stderr, "portico: cannot listen on %s (%s): %s\n", text, w->key,
-                    strerror(err));
+            log_problem("cannot listen on %s (%s): %s", text, w->key,
+                        strerror(err));
         return -1;
     }
     struct held *h = &set->held[set->n++];
@@ -170,7 +170,7 @@ int addr_locks_claim(struct addr_locks *set, const struct config *cfg)
         if (holds(set, &want[i]))
             continue; /* ours already: held since start or an earlier reload */
         if (set->n == MAX_HELD) { /* a reload holds old and new at most: cannot happen */
-            fprintf(stderr, "portico: too many addresses held\n");
+            log_problem("too many addresses held");
             rc = -1;
             break;
         }

@@ -146,7 +146,7 @@ struct listener *listener_open(struct loop *l, struct listener *from, bool tls,
         atomic_store(&lis->owns_fd, true);
     }
     if (!lis->lis) {
-        fprintf(stderr, "portico: cannot listen on %s: %s\n", text, strerror(errno));
+        log_problem("cannot listen on %s: %s", text, strerror(errno));
         free(lis);
         return NULL;
     }

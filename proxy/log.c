@@ -683,3 +683,15 @@ LOG_AT(log_error, LOG_ERROR)
 LOG_AT(log_warn, LOG_WARN)
 LOG_AT(log_info, LOG_INFO)
 LOG_AT(log_debug, LOG_DEBUG)
+
+void log_problem(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "portico: %s\n", msg);
+    if (error_path)
+        log_error("%s", msg);
+}

@@ -424,9 +424,9 @@ struct worker_group *workers_bind(struct generation *gen, struct worker_group *p
     const struct config *cfg = gen->cfg;
     int need = cfg->workers * (FDS_PER_WORKER + cfg->nlisten) + 1;
     if (!descriptors_available(need)) {
-        fprintf(stderr, "portico: %d worker%s about %d free file descriptors, which the "
-                        "limit (ulimit -n) does not leave\n",
-                cfg->workers, cfg->workers > 1 ? "s need" : " needs", need);
+        log_problem("%d worker%s about %d free file descriptors, which the "
+                    "limit (ulimit -n) does not leave",
+                    cfg->workers, cfg->workers > 1 ? "s need" : " needs", need);
         return NULL;
     }
     /* A new salt per group: request ids stay unique across reloads. */
@@ -452,7 +452,7 @@ struct worker_group *workers_bind(struct generation *gen, struct worker_group *p
     for (int i = 0; i < g->n; i++) {
         struct worker *w = &g->workers[i];
         if (worker_init(w, g, i, gen, salt) != 0) {
-            fprintf(stderr, "portico: cannot set up worker %d\n", i);
+            log_problem("cannot set up worker %d", i);
             g->n = i + 1;
             group_free(g);
             return NULL;
@@ -472,7 +472,7 @@ int workers_run(struct worker_group *g)
         int err = pthread_create(&g->workers[i].thread, NULL, worker_main, &g->workers[i]);
         if (err != 0) {
             /* The previous group (if any) still owns its sockets and keeps serving. */
-            fprintf(stderr, "portico: cannot start worker thread %d: %s\n", i, strerror(err));
+            log_problem("cannot start worker thread %d: %s", i, strerror(err));
             workers_signal_stop(g, 0);
             for (int j = 0; j < i; j++)
                 pthread_join(g->workers[j].thread, NULL);

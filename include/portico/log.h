@@ -181,4 +181,9 @@ void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A problem that stops a start or a reload (an address in use, too few descriptors):
+ * "portico: message" on stderr, where whoever starts Portico looks, and an error line in the
+ * error log when that is a file, where a daemon's failed reload is looked for. Main thread. */
+void log_problem(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif

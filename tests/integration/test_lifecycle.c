@@ -623,13 +623,14 @@ static void test_address_in_use(void **state)
     fake_origin_stop(o);
 }
 
-/* A reload that adds an address in use is refused like a start, and changes nothing. */
+/* A reload that adds an address in use is refused like a start, and changes nothing. Why is
+ * said on stderr and in the error log file, where a daemon's failed reload is looked for. */
 static void test_reload_address_in_use(void **state)
 {
     (void)state;
     struct fake_origin *o = fake_origin_start_kind(FO_OK);
     assert_non_null(o);
-    struct harness *h = start(fake_origin_port(o), NULL);
+    struct harness *h = start(fake_origin_port(o), "error_log = {{dir}}/error.log");
     uint16_t taken = harness_port(h, "taken");
     int plain = plain_listener(taken, true);
     assert_int_equal(harness_write_config(h,
@@ -638,19 +639,22 @@ static void test_reload_address_in_use(void **state)
                                           "listen = 127.0.0.1:%u\n"
                                           "admin_listen = 127.0.0.1:{{port:admin}}\n"
                                           "workers = 2\n"
+                                          "error_log = {{dir}}/error.log\n"
                                           "[upstream u]\norigin = 127.0.0.1:%u\n",
                                           (unsigned)taken, fake_origin_port(o)),
                      0);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
-    assert_int_equal(harness_wait_log(h, "a new listen address is in use", IO_MS), 0);
-    assert_true(harness_log_contains(h, "address already in use by another process"));
+    assert_int_equal(harness_wait_file(h, "error.log", "a new listen address is in use", IO_MS),
+                     0);
+    assert_true(harness_file_contains(h, "error.log", "address already in use by another process"));
+    assert_true(harness_log_contains(h, "portico: cannot listen on 127.0.0.1:"));
     for (int i = 0; i < 8; i++) /* every connection still reaches the plain socket */
         assert_true(lands_on(plain, taken));
     assert_int_equal(get(harness_port(h, "listen"), "/x"), 200);
     close(plain);
     /* Once free, the same reload goes through. */
     assert_int_equal(harness_signal(h, SIGHUP), 0);
-    assert_int_equal(harness_wait_log(h, "is live (generation 2", IO_MS), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "is live (generation 2", IO_MS), 0);
     assert_int_equal(get(taken, "/x"), 200);
     px_stop(h);
     fake_origin_stop(o);
