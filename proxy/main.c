@@ -202,9 +202,9 @@ static bool same_text(const char *a, const char *b)
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-/* Loads the file for a reload, its FILE:LINE messages written to the error log: with error_log
- * in a file, a daemon's stderr may lead nowhere, and those lines say what to fix. Without
- * memory for them they go to stderr as at start. */
+/* Loads the file for a reload, its FILE:LINE messages written to stderr as at start and to the
+ * error log file (log_problem): a daemon's stderr may lead nowhere, and those lines say what to
+ * fix. Without memory to collect them they go to stderr alone. */
 static struct config *reload_load(const char *path, int *nerrors)
 {
     char *text = NULL;
@@ -215,7 +215,7 @@ static struct config *reload_load(const char *path, int *nerrors)
         for (char *line = text, *end; *line; line = end + 1) {
             if (!(end = strchr(line, '\n'))) /* cfg_report ends every message with one */
                 break;
-            log_error("%.*s", (int)(end - line), line);
+            log_problem("%.*s", (int)(end - line), line);
         }
     }
     free(text);
