@@ -2,7 +2,7 @@
  * test_balance.c — issue 10's balancing, health and retries with the real binary and fake
  * origins on loopback: round-robin counts within 1 over three origins, weights, random_two
  * spreading over all three, least_conn
- * steering around a busy origin, passive health (a refusing origin skipped after max_fails,
+ * steering around a busy origin and keeping the weights when origins are idle, passive health (a refusing origin skipped after max_fails,
  * probed after down_time, back once it answers), the active health check (an origin failing
  * /healthz gets no requests until it passes; the gauge follows), retries (a refused connect
  * goes to the next origin for any method and the log shows both attempts; after the request
@@ -122,6 +122,20 @@ static void test_random_two(void **state)
 }
 
 /* ---- least_conn ---- */
+
+/* Sequential requests leave every origin idle: each pick is a tie, and ties follow the weighted
+ * round-robin order, so least_conn keeps the weights' shares (it used to give 24 23 23 here,
+ * ignoring weight=5). */
+static void test_least_conn_weights(void **state)
+{
+    (void)state;
+    unsigned got[3];
+    spread("balance = least_conn\n", (const char *[]){" weight=5", "", ""}, 70, got);
+    const unsigned want[3] = {50, 10, 10};
+    for (int i = 0; i < 3; i++)
+        if (got[i] + 1 < want[i] || got[i] > want[i] + 1)
+            fail_msg("origin %d got %u requests, want %u (within 1)", i, got[i], want[i]);
+}
 
 /* One request held on the slow origin: least_conn sends every other request to the idle one
  * (round robin would send every second one to the slow origin and wait). The ten requests take
@@ -496,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_weights),
         cmocka_unit_test(test_random_two),
         cmocka_unit_test(test_least_conn),
+        cmocka_unit_test(test_least_conn_weights),
         cmocka_unit_test(test_passive_health),
         cmocka_unit_test(test_active_health),
         cmocka_unit_test(test_retry_connect),
