@@ -160,7 +160,7 @@ static int pick_round_robin(struct balancer *b, uint64_t now_ms, uint32_t exclud
     return -1;
 }
 
-/* The least busy usable origin outside exclude; ties go to the first in round-robin order. */
+/* The least busy usable origin outside exclude; ties go to the first in index order from start. */
 static int least_busy(struct balancer *b, uint64_t now_ms, uint32_t exclude, unsigned start)
 {
     int n = b->up->norigins, best = -1;
@@ -203,7 +203,10 @@ int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t ex
     for (int tries = 0; tries < b->up->norigins; tries++) {
         int o;
         if (b->up->balance == BALANCE_LEAST_CONN) {
-            o = least_busy(b, now_ms, exclude, start);
+            /* Ties start at this turn's origin of the weighted cycle: idle origins (the usual
+             * case at low load) then share the requests by weight, as round_robin does. */
+            unsigned first = b->ncycle ? b->cycle[start % b->ncycle] : 0;
+            o = least_busy(b, now_ms, exclude, first);
         } else {
             o = draw(b, now_ms, exclude, (uint32_t)rnd);
             int other = o < 0 ? -1 : draw(b, now_ms, exclude | (1u << o), (uint32_t)(rnd >> 32));

@@ -161,12 +161,15 @@ static bool pick_origin(struct exchange *ex)
 
 /* Whether a failed attempt may go to another origin (`retries`): nothing of the request reached
  * this one (dns, connect, tls: any method), or, with retry_sent, the request was sent but is
- * idempotent, had no body bytes, and no answer had begun. Our own shortages and total_timeout
- * are not the origin's: no other origin would do better. */
+ * idempotent, and no answer had begun. Either way no body byte may have been taken from the
+ * client: it went to the failed connection and cannot be sent again. That also holds in the TLS
+ * phase, which an origin refusing a TLS 1.3 client certificate ends after the request went out.
+ * Our own shortages and total_timeout are not the origin's: no other origin would do better. */
 static bool may_retry(const struct exchange *ex, enum phase phase, enum cause cause)
 {
     if (ex->retries >= ex->up->retries || ex->response_byte || ex->resp_state != RESP_HEAD ||
-        cause == CAUSE_LOCAL || cause == CAUSE_TOTAL_TIMEOUT)
+        cause == CAUSE_LOCAL || cause == CAUSE_TOTAL_TIMEOUT ||
+        ex->req_body.bytes != 0 || ex->req_body.trailers_started)
         return false;
     switch (phase) {
     case PHASE_DNS:
@@ -176,8 +179,7 @@ static bool may_retry(const struct exchange *ex, enum phase phase, enum cause ca
     case PHASE_SEND:
     case PHASE_FIRST_BYTE: /* timeouts, closes and resets; a TLS record error is not retried */
         return ex->up->retry_sent && cause != CAUSE_PROTOCOL &&
-               request_idempotent(ex->req.method_id) &&
-               ex->req_body.bytes == 0 && !ex->req_body.trailers_started;
+               request_idempotent(ex->req.method_id);
     default:
         return false;
     }

@@ -2,11 +2,12 @@
  * test_balance.c — issue 10's balancing, health and retries with the real binary and fake
  * origins on loopback: round-robin counts within 1 over three origins, weights, random_two
  * spreading over all three, least_conn
- * steering around a busy origin, passive health (a refusing origin skipped after max_fails,
+ * steering around a busy origin and keeping the weights when origins are idle, passive health (a refusing origin skipped after max_fails,
  * probed after down_time, back once it answers), the active health check (an origin failing
  * /healthz gets no requests until it passes; the gauge follows), retries (a refused connect
  * goes to the next origin for any method and the log shows both attempts; after the request
- * was sent only with retry_sent and only for idempotent requests), and every origin down: 503
+ * was sent only with retry_sent and only for idempotent requests; never once a body byte went,
+ * even on a TLS refusal after the send), and every origin down: 503
  * no_healthy_origin at once.
  */
 #include <arpa/inet.h>
@@ -29,6 +30,7 @@
 
 #include <cmocka.h>
 
+#include "../support/certs.h"
 #include "../support/scrape.h"
 #include "proxy_helpers.h"
 
@@ -122,6 +124,20 @@ static void test_random_two(void **state)
 }
 
 /* ---- least_conn ---- */
+
+/* Sequential requests leave every origin idle: each pick is a tie, and ties follow the weighted
+ * round-robin order, so least_conn keeps the weights' shares (it used to give 24 23 23 here,
+ * ignoring weight=5). */
+static void test_least_conn_weights(void **state)
+{
+    (void)state;
+    unsigned got[3];
+    spread("balance = least_conn\n", (const char *[]){" weight=5", "", ""}, 70, got);
+    const unsigned want[3] = {50, 10, 10};
+    for (int i = 0; i < 3; i++)
+        if (got[i] + 1 < want[i] || got[i] > want[i] + 1)
+            fail_msg("origin %d got %u requests, want %u (within 1)", i, got[i], want[i]);
+}
 
 /* One request held on the slow origin: least_conn sends every other request to the idle one
  * (round robin would send every second one to the slow origin and wait). The ten requests take
@@ -455,6 +471,54 @@ static void test_retry_rules(void **state)
     }
 }
 
+/* An origin that asks for a client certificate refuses it with a TLS 1.3 alert that comes after
+ * the request (head and body) went out: the failure is the TLS phase's, but the body was taken
+ * from the client and went to the refusing connection. A POST was retried on the next origin
+ * without its body, which waited for it: 504 first_byte_timeout after 2 s. Its answer now is
+ * the refusal itself (or, had the alert come before the send, the next origin's echo); a GET,
+ * which has no body to lose, still moves to the next origin. */
+static void test_retry_tls_refused_body(void **state)
+{
+    (void)state;
+    const struct test_certs *certs = certs_get();
+    assert_non_null(certs);
+    struct fake_origin_opts wants_cert = {.kind = FO_ECHO, .tls_cert = certs->server_cert,
+                                          .tls_key = certs->server_key,
+                                          .tls_client_ca = certs->ca_cert};
+    struct fake_origin_opts plain = {.kind = FO_ECHO, .tls_cert = certs->server_cert,
+                                     .tls_key = certs->server_key};
+    struct fake_origin *refusing = fake_origin_start(&wants_cert);
+    struct fake_origin *ok = fake_origin_start(&plain);
+    assert_non_null(refusing);
+    assert_non_null(ok);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "tls = on\nca_file = {{certs}}/ca.pem\nkeepalive = 0\n"
+                                 "first_byte_timeout = 2s\n",
+                                 fake_origin_port(refusing), fake_origin_port(ok));
+    struct raw_response r;
+    int status = get(h, "POST", "/tls/post", "payload", &r); /* round robin: the refusing one */
+    const char *err = raw_header(&r, "Portico-Error");
+    print_message("  POST: %d %s\n", status, err ? err : "-");
+    if (status == 200) {
+        assert_string_equal(r.body, "payload");
+    } else {
+        assert_int_equal(status, 502);
+        assert_string_equal(err ? err : "(none)", "tls_handshake_failed");
+    }
+    unsigned posted = status == 200;
+    raw_response_free(&r);
+    assert_int_equal(get(h, "GET", "/tls/skip", NULL, &r), 200); /* the next turn: ok */
+    raw_response_free(&r);
+    assert_int_equal(get(h, "GET", "/tls/get", NULL, &r), 200); /* refused, then retried */
+    raw_response_free(&r);
+    assert_int_equal(fake_origin_requests(refusing), 0);
+    assert_int_equal(fake_origin_requests(ok), posted + 2);
+    px_stop(h);
+    fake_origin_stop(refusing);
+    fake_origin_stop(ok);
+}
+
 /* Every origin down: 503 no_healthy_origin at once, without touching them. */
 static void test_all_down(void **state)
 {
@@ -496,10 +560,12 @@ int main(void)
         cmocka_unit_test(test_weights),
         cmocka_unit_test(test_random_two),
         cmocka_unit_test(test_least_conn),
+        cmocka_unit_test(test_least_conn_weights),
         cmocka_unit_test(test_passive_health),
         cmocka_unit_test(test_active_health),
         cmocka_unit_test(test_retry_connect),
         cmocka_unit_test(test_retry_rules),
+        cmocka_unit_test(test_retry_tls_refused_body),
         cmocka_unit_test(test_all_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

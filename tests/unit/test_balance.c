@@ -161,6 +161,16 @@ static void test_least_conn(void **state)
     assert_int_equal(light + heavy, 40);
     assert_true(light >= 9 && light <= 11); /* 10:30, within one pick */
     balancer_free(b);
+
+    /* idle origins (each attempt ends before the next pick) tie every time: the ties follow the
+     * weighted cycle, so weights 5, 1, 1 still give a a b a c a a */
+    make_upstream(&up, 3, (const unsigned[]){5, 1, 1}, BALANCE_LEAST_CONN, 0);
+    b = balancer_new(&up);
+    char seq[15] = "";
+    for (int k = 0; k < 14; k++)
+        seq[k] = (char)('a' + pick_answer(b, 0));
+    assert_string_equal(seq, "aabacaaaabacaa");
+    balancer_free(b);
 }
 
 /* ---- random_two ---- */
