@@ -36,6 +36,12 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
     const char *s = req->target;
     size_t n = req->target_len;
     *t = (struct req_target){0};
+    /* CONNECT asks for a tunnel whatever its target looks like: forwarded, its 2xx would have
+     * no body (RFC 9112 6.3), so the origin's Content-Length would frame nothing. */
+    if (req->method_id == METHOD_CONNECT) {
+        *why = "CONNECT is not supported";
+        return HTTP_NOT_IMPLEMENTED;
+    }
     if (n && s[0] == '/') {
         t->path = s;
         t->path_len = n;
@@ -65,9 +71,6 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
         t->host_len = alen;
         t->path = alen < n - skip ? auth + alen : "/";
         t->path_len = alen < n - skip ? n - skip - alen : 1;
-    } else if (req->method_id == METHOD_CONNECT) {
-        *why = "CONNECT is not supported";
-        return HTTP_NOT_IMPLEMENTED;
     } else {
         *why = "request-target must be an absolute path";
         return HTTP_BAD_REQUEST;

@@ -214,6 +214,12 @@ static const struct bad_row bad_rows[] = {
       "unsupported transfer coding", false },
     { "CONNECT", B("CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n"), 501,
       "CONNECT", false },
+    /* in any form: forwarded, its 2xx reached the client with the origin's Content-Length and
+     * without the body, so the next response on the connection was read as that body */
+    { "CONNECT in origin-form", B("CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n"), 501, "CONNECT",
+      false },
+    { "CONNECT in absolute-form", B("CONNECT http://a/x HTTP/1.1\r\nHost: a\r\n\r\n"), 501,
+      "CONNECT", false },
     /* 505 */
     { "HTTP/2.0", B("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505, "version", false },
     { "HTTP/1.2", B("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505, "version", false },

@@ -68,6 +68,12 @@ static const struct target_row target_rows[] = {
      "options * HTTP/1.1\r\nHost: h\r\n\r\n", 400, NULL, NULL, NULL},
     {"CONNECT is not tunnelled", "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", 501, NULL, NULL,
      NULL},
+    /* Whatever its target's form: Portico answers a CONNECT 2xx without its body (RFC 9112 6.3
+     * item 2), so a forwarded one left the origin's Content-Length with no body behind it. */
+    {"CONNECT in absolute-form is not tunnelled either",
+     "CONNECT http://h/x HTTP/1.1\r\nHost: h\r\n\r\n", 501, NULL, NULL, NULL},
+    {"CONNECT in origin-form is not tunnelled either", "CONNECT /x HTTP/1.1\r\nHost: h\r\n\r\n",
+     501, NULL, NULL, NULL},
     {"an authority-form target for another method is not an absolute path",
      "connect h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", 400, NULL, NULL, NULL},
     {"dot-dot segment", "GET /api/../admin HTTP/1.1\r\nHost: h\r\n\r\n", 400, NULL, NULL, NULL},
