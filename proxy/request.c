@@ -69,6 +69,15 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
         }
         t->host = auth;
         t->host_len = alen;
+        if (alen == n - skip && req->method_id == METHOD_OPTIONS) {
+            /* no path and no query: the server as a whole, which the last proxy forwards as
+             * "OPTIONS *" (RFC 9112 3.2.4); routed like "/" as above */
+            t->path = "*";
+            t->path_len = 1;
+            t->route = "/";
+            t->route_len = 1;
+            return 0;
+        }
         t->path = alen < n - skip ? auth + alen : "/";
         t->path_len = alen < n - skip ? n - skip - alen : 1;
     } else {

@@ -495,6 +495,13 @@ static const struct absolute_row absolute_rows[] = {
       "GET /p/q?x=1 HTTP/1.1", "other.example:8080" },
     { "https scheme without a path", "GET https://Other.Example HTTP/1.1\r\nHost: f\r\n\r\n",
       "GET / HTTP/1.1", "Other.Example" },
+    /* RFC 9112 3.2.4: the last proxy sends "*" for an OPTIONS without path or query (it sent
+     * "OPTIONS /", a question about one resource instead of the server) */
+    { "OPTIONS without a path asks about the server",
+      "OPTIONS http://other.example HTTP/1.1\r\nHost: f\r\n\r\n", "OPTIONS * HTTP/1.1",
+      "other.example" },
+    { "OPTIONS with a query keeps it", "OPTIONS http://other.example?x HTTP/1.1\r\nHost: f\r\n\r\n",
+      "OPTIONS /?x HTTP/1.1", "other.example" },
 };
 
 static void test_absolute_form(void **state)
