@@ -364,9 +364,14 @@ static void ds_done(void *ctx, enum exchange_end end)
     c->ex = NULL;
     sock_splice_end(&c->sock); /* a request body cut short: read the connection again */
     sock_set_timeouts(&c->sock, 0, c->loop->cfg->client_send_timeout_ms);
+    if (end == END_RESET) {
+        start_resetting(c);
+        return;
+    }
     /* A body delimited by the close and cut short: a FIN would read as its end, only a reset
-     * tells the client that the response failed. */
-    if (end == END_RESET || (end == END_ABORT && c->close_delimited)) {
+     * tells the client that the response failed. What was forwarded goes first. */
+    if (end == END_ABORT && c->close_delimited) {
+        sock_flush(&c->sock);
         start_resetting(c);
         return;
     }

@@ -664,7 +664,8 @@ static void test_bad_response_body(void **state)
 
 /* The same failures seen by an HTTP/1.0 client: its body is delimited by the close, so a plain
  * close would look like the end of a complete response (the "hello" below was all a client got,
- * with a clean EOF). The connection is reset instead: the client sees that the response failed. */
+ * with a clean EOF). The connection is reset instead, once what was forwarded went out: the
+ * client sees that the response failed. */
 static const struct fo_step cut_chunk_response[] = {
     FO_SEND("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"), FO_CLOSE(),
     FO_END(),
@@ -695,6 +696,9 @@ static void test_bad_response_body_http10(void **state)
             fail_msg("%s: a complete %d response of %zu bytes, ended by a clean close",
                      http10_cut_rows[i].why, r.status, r.body_len);
         assert_int_equal(raw_last_errno(c), ECONNRESET);
+        /* what was forwarded came first: the head and "hello" */
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.body_len, 5);
         raw_response_free(&r);
         raw_close(c);
         assert_int_equal(harness_wait_file(h, "access.log", "aborted=after_head", PX_IO_MS), 0);
