@@ -87,6 +87,7 @@ struct client {
                                           success: re-parse only when a new line arrives */
     enum proto proto;                  /* of the current request */
     bool close_after;                  /* the response in flight ends with the connection */
+    bool close_delimited;              /* ... and its body ends with the close (HTTP/1.0) */
     bool pipelined;                    /* the next head was buffered when the last answer ended */
     bool closes_quietly;               /* the client asked to close: no lingering (linger()) */
 };
@@ -283,6 +284,7 @@ static void ds_head(void *ctx, const struct resp_head *head, struct body_sink *s
     if (wire == H1_BODY_CHUNKED && c->proto == PROTO_HTTP10)
         wire = H1_BODY_CLOSE;
     c->close_after = head->close || wire == H1_BODY_CLOSE || c->loop->state != LOOP_RUNNING;
+    c->close_delimited = wire == H1_BODY_CLOSE;
     hdr_write_head(c->sock.out, head, wire, c->proto == PROTO_HTTP10, !c->close_after);
     *sink = (struct body_sink){.out = c->sock.out, .chunked = wire == H1_BODY_CHUNKED};
 }
@@ -363,6 +365,13 @@ static void ds_done(void *ctx, enum exchange_end end)
     sock_splice_end(&c->sock); /* a request body cut short: read the connection again */
     sock_set_timeouts(&c->sock, 0, c->loop->cfg->client_send_timeout_ms);
     if (end == END_RESET) {
+        start_resetting(c);
+        return;
+    }
+    /* A body delimited by the close and cut short: a FIN would read as its end, only a reset
+     * tells the client that the response failed. What was forwarded goes first. */
+    if (end == END_ABORT && c->close_delimited) {
+        sock_flush(&c->sock);
         start_resetting(c);
         return;
     }
@@ -517,6 +526,7 @@ static void parse_head(struct client *c)
     }
     c->proto = req.minor >= 1 ? PROTO_HTTP11 : PROTO_HTTP10;
     c->close_after = false;
+    c->close_delimited = false;
     struct downstream ds = {.ops = &h1_ops, .ctx = c, .peer = &c->peer, .proto = c->proto,
                             .pipelined = c->pipelined, .first = c->requests == 0};
     c->pipelined = false;

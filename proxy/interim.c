@@ -134,7 +134,11 @@ void interim_send(struct exchange *ex, int code)
 
 void interim_expect(struct exchange *ex)
 {
-    if (ex->req_state != REQ_BODY || !ex_client_http11(ex) || !ex->info.expect_continue)
+    /* An empty body (Content-Length: 0) came whole with the head: nothing to hold or invite
+     * (RFC 9110 10.1.1 lets a server omit the 100), and a gate never opened would make the
+     * origin's answer look early and close the client's connection. */
+    if (ex->req_state != REQ_BODY || ex->req_body.done || !ex_client_http11(ex) ||
+        !ex->info.expect_continue)
         return;
     switch (ex->route->expect) {
     case EXPECT_RELAY:

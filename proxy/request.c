@@ -36,6 +36,12 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
     const char *s = req->target;
     size_t n = req->target_len;
     *t = (struct req_target){0};
+    /* CONNECT asks for a tunnel whatever its target looks like: forwarded, its 2xx would have
+     * no body (RFC 9112 6.3), so the origin's Content-Length would frame nothing. */
+    if (req->method_id == METHOD_CONNECT) {
+        *why = "CONNECT is not supported";
+        return HTTP_NOT_IMPLEMENTED;
+    }
     if (n && s[0] == '/') {
         t->path = s;
         t->path_len = n;
@@ -63,11 +69,17 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
         }
         t->host = auth;
         t->host_len = alen;
+        if (alen == n - skip && req->method_id == METHOD_OPTIONS) {
+            /* no path and no query: the server as a whole, which the last proxy forwards as
+             * "OPTIONS *" (RFC 9112 3.2.4); routed like "/" as above */
+            t->path = "*";
+            t->path_len = 1;
+            t->route = "/";
+            t->route_len = 1;
+            return 0;
+        }
         t->path = alen < n - skip ? auth + alen : "/";
         t->path_len = alen < n - skip ? n - skip - alen : 1;
-    } else if (req->method_id == METHOD_CONNECT) {
-        *why = "CONNECT is not supported";
-        return HTTP_NOT_IMPLEMENTED;
     } else {
         *why = "request-target must be an absolute path";
         return HTTP_BAD_REQUEST;

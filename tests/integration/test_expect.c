@@ -478,6 +478,34 @@ static void test_refusals(void **state)
     assert_int_equal(metric("portico_continue_synthesized_total"), 0);
 }
 
+/* ---- an empty body: nothing to wait for ---- */
+
+/* Content-Length: 0 with Expect: 100-continue: the whole request came with its head, so there
+ * is no body to hold at the gate; the origin answers at once and the connection goes on (it
+ * was closed as if the answer had come before the body). */
+static void test_empty_body_keeps_connection(void **state)
+{
+    (void)state;
+    static const char *const modes[] = { "relay", "synth", "ignore" };
+    origin_up(O_SILENT);
+    portico_up(NULL);
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        struct raw_response r;
+        char req[256];
+
+        print_message("  %s\n", modes[i]);
+        snprintf(req, sizeof(req), "POST /%s/empty HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n"
+                 "Expect: 100-continue\r\n\r\n", modes[i]);
+        reconnect();
+        assert_int_equal(raw_send_str(fx.c, req), 0);
+        assert_int_equal(raw_read_response(fx.c, &r, IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        assert_null(raw_header(&r, "Connection"));
+        raw_response_free(&r);
+        assert_connection_reusable(modes[i]);
+    }
+}
+
 /* ---- HTTP/1.0 clients: Expect is ignored ---- */
 
 struct http10_row {
@@ -603,6 +631,7 @@ int main(void)
         cmocka_unit_test_teardown(test_relay_gate_opens_on_bad_body, teardown),
         cmocka_unit_test_teardown(test_synthesize_drops_origin_100, teardown),
         cmocka_unit_test_teardown(test_refusals, teardown),
+        cmocka_unit_test_teardown(test_empty_body_keeps_connection, teardown),
         cmocka_unit_test_teardown(test_http10_expect_ignored, teardown),
         cmocka_unit_test_teardown(test_curl, teardown),
     };

@@ -9,6 +9,7 @@
  * "The origin received nothing" is proven without waiting for nothing to happen: a marker
  * request sent afterwards must be the origin's next request, on the connection it already had.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -213,6 +214,12 @@ static const struct bad_row bad_rows[] = {
       B("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"), 501,
       "unsupported transfer coding", false },
     { "CONNECT", B("CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n"), 501,
+      "CONNECT", false },
+    /* in any form: forwarded, its 2xx reached the client with the origin's Content-Length and
+     * without the body, so the next response on the connection was read as that body */
+    { "CONNECT in origin-form", B("CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n"), 501, "CONNECT",
+      false },
+    { "CONNECT in absolute-form", B("CONNECT http://a/x HTTP/1.1\r\nHost: a\r\n\r\n"), 501,
       "CONNECT", false },
     /* 505 */
     { "HTTP/2.0", B("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505, "version", false },
@@ -488,6 +495,13 @@ static const struct absolute_row absolute_rows[] = {
       "GET /p/q?x=1 HTTP/1.1", "other.example:8080" },
     { "https scheme without a path", "GET https://Other.Example HTTP/1.1\r\nHost: f\r\n\r\n",
       "GET / HTTP/1.1", "Other.Example" },
+    /* RFC 9112 3.2.4: the last proxy sends "*" for an OPTIONS without path or query (it sent
+     * "OPTIONS /", a question about one resource instead of the server) */
+    { "OPTIONS without a path asks about the server",
+      "OPTIONS http://other.example HTTP/1.1\r\nHost: f\r\n\r\n", "OPTIONS * HTTP/1.1",
+      "other.example" },
+    { "OPTIONS with a query keeps it", "OPTIONS http://other.example?x HTTP/1.1\r\nHost: f\r\n\r\n",
+      "OPTIONS /?x HTTP/1.1", "other.example" },
 };
 
 static void test_absolute_form(void **state)
@@ -648,6 +662,51 @@ static void test_bad_response_body(void **state)
     fake_origin_stop(o);
 }
 
+/* The same failures seen by an HTTP/1.0 client: its body is delimited by the close, so a plain
+ * close would look like the end of a complete response (the "hello" below was all a client got,
+ * with a clean EOF). The connection is reset instead, once what was forwarded went out: the
+ * client sees that the response failed. */
+static const struct fo_step cut_chunk_response[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"), FO_CLOSE(),
+    FO_END(),
+};
+
+static const struct {
+    const char *why;
+    const struct fo_step *script;
+} http10_cut_rows[] = {
+    { "bad chunk framing", bad_chunk_response },
+    { "origin closed before the last chunk", cut_chunk_response },
+};
+
+static void test_bad_response_body_http10(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(http10_cut_rows); i++) {
+        print_message("%s\n", http10_cut_rows[i].why);
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = http10_cut_rows[i].script };
+        struct fake_origin *o = fake_origin_start(&opts);
+        assert_non_null(o);
+        struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, "GET / HTTP/1.0\r\n\r\n"), 0);
+        int rc = raw_read_response(c, &r, PX_IO_MS);
+        if (rc == 0)
+            fail_msg("%s: a complete %d response of %zu bytes, ended by a clean close",
+                     http10_cut_rows[i].why, r.status, r.body_len);
+        assert_int_equal(raw_last_errno(c), ECONNRESET);
+        /* what was forwarded came first: the head and "hello" */
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.body_len, 5);
+        raw_response_free(&r);
+        raw_close(c);
+        assert_int_equal(harness_wait_file(h, "access.log", "aborted=after_head", PX_IO_MS), 0);
+        px_stop(h);
+        fake_origin_stop(o);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -659,6 +718,7 @@ int main(void)
         cmocka_unit_test(test_absolute_form),
         cmocka_unit_test(test_bad_responses),
         cmocka_unit_test(test_bad_response_body),
+        cmocka_unit_test(test_bad_response_body_http10),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
