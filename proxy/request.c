@@ -9,14 +9,29 @@
 
 #include "portico/status.h"
 
-/* Dot segments would let "/api/../admin" match the route of "/api/"; refuse them, encoded too. */
+/* The length of a segment separator at p[i], 0 if none: '/', or a slash or backslash
+ * percent-encoded, which an origin that decodes before it normalises takes for one. */
+static size_t separator_at(const char *p, size_t n, size_t i)
+{
+    if (p[i] == '/')
+        return 1;
+    if (i + 2 < n && p[i] == '%' &&
+        ((p[i + 1] == '2' && (p[i + 2] == 'f' || p[i + 2] == 'F')) ||
+         (p[i + 1] == '5' && (p[i + 2] == 'c' || p[i + 2] == 'C'))))
+        return 3;
+    return 0;
+}
+
+/* Dot segments would let "/api/../admin" match the route of "/api/"; refuse them, encoded too
+ * ("%2e", and "/api/..%2fadmin" for an origin that decodes "%2f"). */
 static bool has_dot_segment(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (p[i] != '/')
+        size_t sep = separator_at(p, n, i);
+        if (!sep)
             continue;
-        size_t j = i + 1, dots = 0;
-        while (j < n && p[j] != '/' && p[j] != '?') {
+        size_t j = i + sep, dots = 0;
+        while (j < n && p[j] != '?' && !separator_at(p, n, j)) {
             if (p[j] == '.')
                 dots++, j++;
             else if (j + 2 < n && p[j] == '%' && p[j + 1] == '2' &&
@@ -25,8 +40,9 @@ static bool has_dot_segment(const char *p, size_t n)
             else
                 break;
         }
-        if ((dots == 1 || dots == 2) && (j == n || p[j] == '/' || p[j] == '?'))
+        if ((dots == 1 || dots == 2) && (j == n || p[j] == '?' || separator_at(p, n, j)))
             return true;
+        i += sep - 1;
     }
     return false;
 }

@@ -90,6 +90,15 @@ static const struct target_row target_rows[] = {
      "/a..b/.well-known/x", "/a..b/.well-known/x"},
     {"dot segments in the query do not matter", "GET /a?p=/../x HTTP/1.1\r\nHost: h\r\n\r\n", 0,
      NULL, "/a?p=/../x", "/a"},
+    /* an origin that decodes %2f (or %5c) before it normalises would see /api/../admin */
+    {"dot-dot before an encoded slash", "GET /api/..%2Fadmin HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+     NULL, NULL, NULL},
+    {"dot-dot between encoded slashes", "GET /api%2f..%2fadmin HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+     NULL, NULL, NULL},
+    {"dot-dot before an encoded backslash", "GET /api/%2e.%5cadmin HTTP/1.1\r\nHost: h\r\n\r\n",
+     400, NULL, NULL, NULL},
+    {"an encoded slash alone is fine", "GET /a%2Fb/c..d%2f.e HTTP/1.1\r\nHost: h\r\n\r\n", 0, NULL,
+     "/a%2Fb/c..d%2f.e", "/a%2Fb/c..d%2f.e"},
 };
 
 static void assert_span(const char *why, const char *what, const char *p, size_t n,
