@@ -253,6 +253,15 @@ static const struct {
     {"Upgrade without Connection: upgrade",
      "GET /up HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"},
+    /* HTTP/2 is per hop: an h2c upgrade is the client's offer to Portico, and an origin taking it
+     * would talk HTTP/2 to the client through a tunnel, past every route and limit */
+    {"Upgrade: h2c",
+     "GET /up HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+     "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"},
+    /* the same among other protocols, in any case */
+    {"Upgrade: websocket, H2C",
+     "GET /up HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket, H2C\r\n"
+     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"},
 };
 
 static void test_no_upgrade(void **state)
