@@ -679,10 +679,12 @@ static bool admissible(struct exchange *ex)
         ex_refuse(ex, refused, why, true);
         return false;
     }
-    /* An upgrade the origin may take (101, WebSocket): HTTP/1.1 without a body, from a
-     * downstream that can hand its connection over (an HTTP/2 stream cannot), not to HTTP/2. */
-    ex->upgrade = ex->ds.proto == PROTO_HTTP11 && ex->ds.ops->upgraded &&
-                  ex->info.framing == H1_BODY_NONE &&
+    /* An upgrade the origin may take (101, WebSocket): HTTP/1.1 without a body (Content-Length: 0
+     * is none), from a downstream that can hand its connection over (an HTTP/2 stream cannot),
+     * not to HTTP/2. */
+    bool no_body = ex->info.framing == H1_BODY_NONE ||
+                   (ex->info.framing == H1_BODY_LENGTH && ex->info.content_length == 0);
+    ex->upgrade = ex->ds.proto == PROTO_HTTP11 && ex->ds.ops->upgraded && no_body &&
                   h1_connection_has(ex->req.fields, ex->req.nfields, "upgrade") &&
                   h1_find(ex->req.fields, ex->req.nfields, H1_F_UPGRADE, 0) >= 0 &&
                   !upgrade_to_http2(&ex->req);

@@ -291,6 +291,43 @@ static void test_no_upgrade(void **state)
     ws_origin_stop(o);
 }
 
+/* A Content-Length of 0 is no body (RFC 9112 6.3): the upgrade is offered, and the tunnel
+ * carries frames both ways. It was taken for a body: Upgrade removed, the origin's 400. */
+static void test_upgrade_empty_length(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start_ws(o, NULL);
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /empty HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                                     "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                     "Content-Length: 0\r\n\r\n"),
+                     0);
+    struct raw_head head;
+    assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+    if (head.status != 101)
+        fail_msg("status %d:\n%s", head.status, head.text);
+    raw_head_free(&head);
+    /* a masked text frame "hi" (mask 1,2,3,4) comes back unmasked */
+    static const unsigned char frame[] = {0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2};
+    assert_int_equal(raw_send(c, frame, sizeof(frame)), 0);
+    char echo[4];
+    short rev;
+    size_t got = 0;
+    for (int64_t deadline = tu_now_ms() + PX_IO_MS; got < sizeof(echo);) {
+        assert_int_equal(tu_poll_until(raw_fd(c), POLLIN, deadline, &rev), 1);
+        ssize_t n = read(raw_fd(c), echo + got, sizeof(echo) - got);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    assert_memory_equal(echo, "\x81\x02hi", 4);
+    raw_close(c);
+    px_stop(h);
+    ws_origin_stop(o);
+}
+
 /* ---- a closing side's last bytes ---- */
 
 /* An origin played by the test itself, byte by byte: a listener on 127.0.0.1 whose connections
@@ -470,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_idle_timeout),
         cmocka_unit_test(test_back_pressure),
         cmocka_unit_test(test_no_upgrade),
+        cmocka_unit_test(test_upgrade_empty_length),
         cmocka_unit_test(test_last_bytes_before_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
