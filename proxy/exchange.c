@@ -80,6 +80,7 @@
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
+#include <strings.h>
 
 #include "portico/balance.h"
 #include "portico/config.h"
@@ -632,6 +633,24 @@ static int parse_target(struct exchange *ex, const char **why)
     return 0;
 }
 
+/* Whether an Upgrade field of the request names HTTP/2: h2c (deprecated by RFC 9113 3.1) or h2
+ * (never valid there). HTTP/2 is per hop: passed on, an origin taking it would talk HTTP/2 to
+ * the client through a tunnel, past Portico's routes and limits (h2c smuggling). */
+static bool upgrade_to_http2(const struct h1_request *req)
+{
+    for (int i = h1_find(req->fields, req->nfields, H1_F_UPGRADE, 0); i >= 0;
+         i = h1_find(req->fields, req->nfields, H1_F_UPGRADE, (size_t)i + 1)) {
+        size_t pos = 0, len;
+        const char *e;
+        while (h1_list_next(req->fields[i].value, req->fields[i].value_len, &pos, &e, &len)) {
+            if ((len == 3 && strncasecmp(e, "h2c", 3) == 0) ||
+                (len == 2 && strncasecmp(e, "h2", 2) == 0))
+                return true;
+        }
+    }
+    return false;
+}
+
 /* The checks before routing. false when the request was refused. */
 static bool admissible(struct exchange *ex)
 {
@@ -663,12 +682,15 @@ static bool admissible(struct exchange *ex)
         ex_refuse(ex, refused, why, true);
         return false;
     }
-    /* An upgrade the origin may take (101, WebSocket): HTTP/1.1 without a body, from a
-     * downstream that can hand its connection over (an HTTP/2 stream cannot). */
-    ex->upgrade = ex->ds.proto == PROTO_HTTP11 && ex->ds.ops->upgraded &&
-                  ex->info.framing == H1_BODY_NONE &&
+    /* An upgrade the origin may take (101, WebSocket): HTTP/1.1 without a body (Content-Length: 0
+     * is none), from a downstream that can hand its connection over (an HTTP/2 stream cannot),
+     * not to HTTP/2. */
+    bool no_body = ex->info.framing == H1_BODY_NONE ||
+                   (ex->info.framing == H1_BODY_LENGTH && ex->info.content_length == 0);
+    ex->upgrade = ex->ds.proto == PROTO_HTTP11 && ex->ds.ops->upgraded && no_body &&
                   h1_connection_has(ex->req.fields, ex->req.nfields, "upgrade") &&
-                  h1_find(ex->req.fields, ex->req.nfields, H1_F_UPGRADE, 0) >= 0;
+                  h1_find(ex->req.fields, ex->req.nfields, H1_F_UPGRADE, 0) >= 0 &&
+                  !upgrade_to_http2(&ex->req);
     refused = request_refusal(&ex->req, &ex->info, cfg->max_body_size, &why);
     if (refused) {
         /* a body too large is not read: the connection cannot go on */

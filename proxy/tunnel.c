@@ -5,7 +5,8 @@
  * is moved (evbuffer_add_buffer, no copy) into the other side's output and flushed. While the
  * other's output holds more than TUNNEL_HIGH the reading side is paused; its DRAINED resumes it.
  * An EOF from one side ends the tunnel once what that side sent has been flushed to the other
- * (a WebSocket ends with its own close frames, which are through by then); an error or a write
+ * (a WebSocket ends with its own close frames, which are through by then) and the other side,
+ * sent a FIN behind those bytes, closed too (or TUNNEL_LINGER_MS passed); an error or a write
  * timeout ends it at once. Every end goes through end_tunnel, which calls the owner back last.
  */
 #include "portico/tunnel.h"
@@ -23,9 +24,13 @@
 #include "portico/upstream.h"
 #include "portico/util.h"
 
+/* How long the side that took a closed side's last bytes has to close in turn. */
+#define TUNNEL_LINGER_MS 2000
+
 #define TUNNEL_STATE_LIST(X)                                                                       \
     X(TUNNEL_OPEN, "open")         /* bytes flow both ways */                                      \
-    X(TUNNEL_FLUSHING, "flushing") /* one side closed: what it sent goes out, then the end */      \
+    X(TUNNEL_FLUSHING, "flushing") /* one side closed: what it sent goes out */                    \
+    X(TUNNEL_LINGER, "linger")     /* ... went out, FIN behind it: the other side closes too */    \
     X(TUNNEL_ENDED, "ended")       /* the owner was told */
 
 enum tunnel_state {
@@ -44,8 +49,10 @@ struct tunnel_side {
 struct tunnel {
     struct tunnel_side side[2];        /* client, origin */
     struct upconn *origin;             /* owned */
-    enum tunnel_state state;           /* changed through flush_then_end / end_tunnel only */
+    enum tunnel_state state;           /* changed by flush_then_end, linger, end_tunnel only */
     const char *why;                   /* why it is ending */
+    struct tunnel_side *flush_to;      /* FLUSHING, LINGER: the side taking the closed side's last
+                                          bytes */
     struct event idle_timer;
     struct event start_ev;             /* the first move, from the loop */
     uint64_t idle_us;
@@ -108,7 +115,27 @@ static void resume(struct tunnel_side *drained)
     pump(waiting);
 }
 
-/* from closed: what it sent goes to the other side, then the tunnel ends. */
+/* What the closed side sent is all in flush_to's socket: a FIN goes behind it, and flush_to is
+ * read (and discarded) until it closes too. Closing it at once would reset it whenever it had
+ * sent bytes we did not read, and a reset throws away what its socket has not sent yet. */
+static void linger(struct tunnel *t)
+{
+    struct tunnel_side *s = t->flush_to;
+    if (sock_at_eof(s->sock)) {
+        end_tunnel(t, t->why);
+        return;
+    }
+    t->state = TUNNEL_LINGER;
+    sock_shutdown(s->sock);
+    s->paused = false;
+    sock_read(s->sock, true);
+    pump(s); /* discards what it had sent */
+    event_del(&t->idle_timer);
+    struct timeval tv = tv_from_ms(TUNNEL_LINGER_MS);
+    evtimer_add(&t->idle_timer, &tv);
+}
+
+/* from closed: what it sent goes to the other side, which then closes too (linger). */
 static void flush_then_end(struct tunnel_side *from, const char *why)
 {
     struct tunnel *t = from->t;
@@ -116,9 +143,10 @@ static void flush_then_end(struct tunnel_side *from, const char *why)
     pump(from);
     t->state = TUNNEL_FLUSHING;
     t->why = why;
+    t->flush_to = to;
     if (sock_flush(to->sock) == 0)
-        end_tunnel(t, why);
-    /* else: to's DRAINED (or its error) ends it */
+        linger(t);
+    /* else: to's DRAINED lingers (or its error ends it) */
 }
 
 static void side_cb(void *arg, enum sock_event ev)
@@ -131,20 +159,29 @@ static void side_cb(void *arg, enum sock_event ev)
         return;
     case SOCK_DRAINED:
         if (t->state == TUNNEL_FLUSHING) {
-            if (sock_pending(s->sock) == 0)
-                end_tunnel(t, t->why);
+            /* Only the side taking the closed side's last bytes decides: the closed side's own
+             * output emptying (it still reads) says nothing of those bytes. */
+            if (s == t->flush_to && sock_pending(s->sock) == 0)
+                linger(t);
             return;
         }
-        resume(s);
+        if (t->state == TUNNEL_OPEN)
+            resume(s);
         return;
     case SOCK_EOF:
         if (t->state == TUNNEL_OPEN)
             flush_then_end(s, s == &t->side[0] ? "client closed" : "origin closed");
+        else if (t->state == TUNNEL_LINGER && s == t->flush_to)
+            end_tunnel(t, t->why);
         return;
     case SOCK_ERROR:
+        if (t->state != TUNNEL_OPEN && s != t->flush_to)
+            return; /* the closed side is done: its last bytes still go to the other */
         end_tunnel(t, s == &t->side[0] ? "client connection failed" : "origin connection failed");
         return;
     case SOCK_WRITE_TIMEOUT:
+        if (t->state != TUNNEL_OPEN && s != t->flush_to)
+            return; /* what was queued for the closed side is dropped at the end anyway */
         end_tunnel(t, s == &t->side[0] ? "client stopped reading" : "origin stopped reading");
         return;
     case SOCK_CONNECTED:
@@ -158,6 +195,10 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct tunnel *t = arg;
+    if (t->state == TUNNEL_LINGER) {
+        end_tunnel(t, t->why); /* the other side did not close within TUNNEL_LINGER_MS */
+        return;
+    }
     uint64_t now = now_us();
     if (now - t->last_us >= t->idle_us) {
         end_tunnel(t, "idle for tunnel_timeout");

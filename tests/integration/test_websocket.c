@@ -4,8 +4,12 @@
  * 200 B and 70 KB, a ping, the close handshake), the 101 logged and counted; tunnel_timeout
  * closing an idle tunnel and not a busy one; back-pressure (a client that does not read its
  * echoes stalls, Portico's memory does not grow, everything arrives once it reads); and the
- * requests that may not upgrade (a body, HTTP/1.0): their Upgrade never reaches the origin.
+ * requests that may not upgrade (a body, HTTP/1.0): their Upgrade never reaches the origin; the
+ * last bytes of the side that closes first reach the other side whole, followed by a FIN.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -18,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -247,6 +253,15 @@ static const struct {
     {"Upgrade without Connection: upgrade",
      "GET /up HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"},
+    /* HTTP/2 is per hop: an h2c upgrade is the client's offer to Portico, and an origin taking it
+     * would talk HTTP/2 to the client through a tunnel, past every route and limit */
+    {"Upgrade: h2c",
+     "GET /up HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+     "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"},
+    /* the same among other protocols, in any case */
+    {"Upgrade: websocket, H2C",
+     "GET /up HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket, H2C\r\n"
+     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"},
 };
 
 static void test_no_upgrade(void **state)
@@ -276,6 +291,214 @@ static void test_no_upgrade(void **state)
     ws_origin_stop(o);
 }
 
+/* A Content-Length of 0 is no body (RFC 9112 6.3): the upgrade is offered, and the tunnel
+ * carries frames both ways. It was taken for a body: Upgrade removed, the origin's 400. */
+static void test_upgrade_empty_length(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start_ws(o, NULL);
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /empty HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                                     "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                     "Content-Length: 0\r\n\r\n"),
+                     0);
+    struct raw_head head;
+    assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+    if (head.status != 101)
+        fail_msg("status %d:\n%s", head.status, head.text);
+    raw_head_free(&head);
+    /* a masked text frame "hi" (mask 1,2,3,4) comes back unmasked */
+    static const unsigned char frame[] = {0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2};
+    assert_int_equal(raw_send(c, frame, sizeof(frame)), 0);
+    char echo[4];
+    short rev;
+    size_t got = 0;
+    for (int64_t deadline = tu_now_ms() + PX_IO_MS; got < sizeof(echo);) {
+        assert_int_equal(tu_poll_until(raw_fd(c), POLLIN, deadline, &rev), 1);
+        ssize_t n = read(raw_fd(c), echo + got, sizeof(echo) - got);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    assert_memory_equal(echo, "\x81\x02hi", 4);
+    raw_close(c);
+    px_stop(h);
+    ws_origin_stop(o);
+}
+
+/* ---- a closing side's last bytes ---- */
+
+/* An origin played by the test itself, byte by byte: a listener on 127.0.0.1 whose connections
+ * take little into their receive buffer, so that what the origin does not read waits in
+ * Portico's output. */
+static int raw_origin_listen(uint16_t *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    int small = 4096; /* inherited by the accepted connection */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* Accepts Portico's connection, reads the upgrade request head and answers 101. */
+static int raw_origin_switch(int lfd)
+{
+    short rev;
+    assert_int_equal(tu_poll_until(lfd, POLLIN, tu_now_ms() + PX_IO_MS, &rev), 1);
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    assert_true(fd >= 0);
+    char head[4096];
+    size_t len = 0;
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    while (len < 4 || memcmp(head + len - 4, "\r\n\r\n", 4) != 0) {
+        assert_true(len < sizeof(head));
+        assert_int_equal(tu_poll_until(fd, POLLIN, deadline, &rev), 1);
+        ssize_t n = read(fd, head + len, 1); /* one by one: nothing past the head is taken */
+        assert_int_equal(n, 1);
+        len++;
+    }
+    static const char ok[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             "Connection: Upgrade\r\n\r\n";
+    assert_int_equal(write(fd, ok, sizeof(ok) - 1), (ssize_t)(sizeof(ok) - 1));
+    return fd;
+}
+
+/* Writes to the non-blocking fd until it has taken nothing for 200 ms (the far side stopped
+ * taking bytes: measured, there is no event for it). Returns the bytes written. */
+static size_t fill_until_stalled(int fd, size_t max)
+{
+    static char chunk[65536];
+    memset(chunk, 'f', sizeof(chunk));
+    size_t total = 0;
+    short rev;
+    while (total < max) {
+        ssize_t n = write(fd, chunk, max - total < sizeof(chunk) ? max - total : sizeof(chunk));
+        if (n > 0) {
+            total += (size_t)n;
+            continue;
+        }
+        assert_true(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+        if (tu_poll_until(fd, POLLOUT, tu_now_ms() + 200, &rev) == 0)
+            break;
+    }
+    return total;
+}
+
+/* Writes len bytes of 'l' to the non-blocking fd, waiting for room (bounded). */
+static void write_last(int fd, size_t len)
+{
+    static char chunk[65536];
+    memset(chunk, 'l', sizeof(chunk));
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    short rev;
+    for (size_t done = 0; done < len;) {
+        ssize_t n = write(fd, chunk, len - done < sizeof(chunk) ? len - done : sizeof(chunk));
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        assert_true(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+        if (tu_poll_until(fd, POLLOUT, deadline, &rev) != 1)
+            fail_msg("only %zu of %zu bytes written", done, len);
+    }
+}
+
+/* Reads (counting, discarding) until the peer closes or ms pass. Returns 1 closed (EOF or reset:
+ * *reset says which), 0 still open. */
+static int read_until_closed(int fd, int ms, size_t *count, bool *reset)
+{
+    static char buf[65536];
+    int64_t deadline = tu_now_ms() + ms;
+    short rev;
+    for (;;) {
+        if (tu_poll_until(fd, POLLIN, deadline, &rev) != 1)
+            return 0;
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n > 0) {
+            *count += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            continue;
+        *reset = n < 0;
+        return 1;
+    }
+}
+
+/* One side sends its last bytes and closes while the other reads nothing and the closing side's
+ * own output is full (it does not read either). The tunnel delivers those bytes, then a FIN, and
+ * ends once the other side closes too. It ended as soon as the closing side's output emptied
+ * (the other side's output still full), and its close, with bytes unread, sent a reset that
+ * threw away what the kernel had not sent yet: the other side lost most of them. */
+#define LAST_BYTES (200 * 1024) /* below the tunnel's mark: all read with the closing EOF */
+
+static const struct {
+    const char *why;
+    bool client_closes;
+} last_bytes_rows[] = {
+    /* a client that half-closes while the origin streams to it */
+    {"the client closes", true},
+    /* an origin that says its last and closes while the client streams to it */
+    {"the origin closes", false},
+};
+
+static void test_last_bytes_before_close(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(last_bytes_rows); i++) {
+        uint16_t oport;
+        int lfd = raw_origin_listen(&oport);
+        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", oport);
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(raw_send_str(c, "GET /last HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                                         "Connection: Upgrade\r\n\r\n"),
+                         0);
+        int ofd = raw_origin_switch(lfd);
+        struct raw_head head;
+        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+        assert_int_equal(head.status, 101);
+        raw_head_free(&head);
+        int cfd = raw_fd(c);
+        assert_int_equal(fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK), 0);
+        int closer = last_bytes_rows[i].client_closes ? cfd : ofd;
+        int other = closer == cfd ? ofd : cfd;
+        /* the way to the closing side is full: Portico holds output for it */
+        assert_true(fill_until_stalled(other, 64u * 1024 * 1024) > 0);
+        /* its last bytes and its FIN; the other side reads none of them yet */
+        write_last(closer, LAST_BYTES);
+        assert_int_equal(shutdown(closer, SHUT_WR), 0);
+        /* the closing side reads what was queued for it; the tunnel still owes the other side
+         * its bytes, so it stays open (a second, measured) */
+        size_t drained = 0, got = 0;
+        bool reset = false;
+        int closed_early = read_until_closed(closer, 1000, &drained, &reset);
+        /* now the other side reads: every last byte, then the FIN */
+        if (read_until_closed(other, PX_IO_MS, &got, &reset) != 1)
+            fail_msg("%s: no close after %zu of %d bytes", last_bytes_rows[i].why, got,
+                     LAST_BYTES);
+        print_message("  %s: the other side got %zu of its %d last bytes, then %s\n",
+                      last_bytes_rows[i].why, got, LAST_BYTES, reset ? "a reset" : "the FIN");
+        assert_int_equal(got, LAST_BYTES);
+        assert_false(reset);
+        assert_int_equal(closed_early, 0);
+        /* it closes in turn: so does the closing side's connection */
+        assert_int_equal(shutdown(other, SHUT_WR), 0);
+        assert_int_equal(read_until_closed(closer, PX_IO_MS, &drained, &reset), 1);
+        raw_close(c);
+        close(ofd);
+        close(lfd);
+        px_stop(h);
+    }
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -284,6 +507,8 @@ int main(void)
         cmocka_unit_test(test_idle_timeout),
         cmocka_unit_test(test_back_pressure),
         cmocka_unit_test(test_no_upgrade),
+        cmocka_unit_test(test_upgrade_empty_length),
+        cmocka_unit_test(test_last_bytes_before_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
