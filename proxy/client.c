@@ -93,6 +93,7 @@ struct client {
 
 static void client_cb(void *arg, enum sock_event ev);
 static void state_expired(struct client *c);
+static void start_closing(struct client *c);
 
 /* What the connections gauge calls each state. */
 static const enum conn_state gauge_state[] = {
@@ -126,7 +127,12 @@ static void set_state(struct client *c, enum client_state s)
         ms = (int64_t)cfg->client_header_timeout_ms;
         break;
     case CS_IDLE:
-        ms = (int64_t)(c->requests ? cfg->keepalive_timeout_ms : cfg->client_header_timeout_ms);
+        /* Not idle while our last answer is still going out (client_send_timeout watches
+         * that): the wait starts once it went (SOCK_DRAINED), else a slow reader is cut
+         * mid-response and the rest of an answer logged as complete is lost. */
+        if (sock_pending(&c->sock) == 0)
+            ms = (int64_t)(c->requests ? cfg->keepalive_timeout_ms
+                                       : cfg->client_header_timeout_ms);
         break;
     case CS_EXCHANGE:
     case CS_H2: /* h2.c keeps its own deadlines */
@@ -177,10 +183,14 @@ void clients_drain(struct loop *l)
          * be served; so does an idle one whose next request is already buffered (its answer
          * says Connection: close). HEAD and EXCHANGE finish their request (done() sees the loop
          * draining); CLOSING and LINGER end by themselves. */
-        if (c->state == CS_IDLE && c->requests > 0 && evbuffer_get_length(c->sock.in) == 0)
-            client_close(c, "closed while draining");
-        else if (c->state == CS_H2)
+        if (c->state == CS_IDLE && c->requests > 0 && evbuffer_get_length(c->sock.in) == 0) {
+            if (sock_pending(&c->sock) > 0)
+                start_closing(c); /* the last answer is still going out: it ends first */
+            else
+                client_close(c, "closed while draining");
+        } else if (c->state == CS_H2) {
             h2_drain(c->h2); /* GOAWAY: the streams in flight finish */
+        }
     }
 }
 
@@ -622,8 +632,11 @@ static void client_cb(void *arg, enum sock_event ev)
             exchange_drained(c->ex);
         else if (c->state == CS_CLOSING)
             linger(c);
-        else if (c->state == CS_IDLE || c->state == CS_HEAD)
+        else if (c->state == CS_IDLE || c->state == CS_HEAD) {
+            if (c->state == CS_IDLE)
+                set_state(c, CS_IDLE); /* the last answer went: the idle wait starts now */
             parse_head(c); /* a pipelined head waited for our output to drain */
+        }
         return;
     case SOCK_READ_TIMEOUT:
         if (c->state == CS_EXCHANGE) {

@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "../support/scrape.h"
+#include "../support/stream_origin.h"
 #include "proxy_helpers.h"
 
 static int exchange_ok(struct raw_conn *c, const char *path)
@@ -85,6 +86,74 @@ static void test_max_connections(void **state)
     raw_close(d);
     px_stop(h);
     fake_origin_stop(o);
+}
+
+/* ---- a client behind on its reading when its answer ended ---- */
+
+#define BEHIND_STEP (128 * 1024) /* below the output limit (256 KiB): no size falls between */
+#define BEHIND_IDLE_MS 200
+#define BEHIND_PAUSE_MS 1000 /* well past keepalive_timeout, well before client_send_timeout */
+
+/* The kernel's largest send buffer (tcp_wmem's third field); 4 MiB when it cannot be read. */
+static size_t tcp_wmem_max(void)
+{
+    unsigned long lo = 0, mid = 0, hi = 4ul << 20;
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "r");
+    if (f) {
+        if (fscanf(f, "%lu %lu %lu", &lo, &mid, &hi) != 3)
+            hi = 4ul << 20;
+        fclose(f);
+    }
+    return hi;
+}
+
+/* Clients that do not read while their answer ends: answers of sizes around what the kernel
+ * holds for a connection, so that for some of them the end waits in Portico's output when the
+ * exchange is over. Each gets all of its answer once it reads again, before client_send_timeout:
+ * the connection is not idle while an answer still waits to go out, so keepalive_timeout cannot
+ * cut it (it did: the end of a response logged as complete was lost). */
+static void test_answer_end_not_cut_by_keepalive(void **state)
+{
+    (void)state;
+    struct stream_origin *o = so_start();
+    assert_non_null(o);
+    char extra[160];
+    /* copied, as over TLS: the end of an answer waits in Portico's output, not in a pipe */
+    snprintf(extra, sizeof(extra), "keepalive_timeout = %dms\nclient_send_timeout = 10s\n"
+             "splice = off", BEHIND_IDLE_MS);
+    struct harness *h = px_start(extra, "[upstream u]\norigin = 127.0.0.1:%u\n", o->port);
+    /* what a connection holds: the send buffer, the receive window, then Portico's output */
+    size_t from = tcp_wmem_max() - 2 * BEHIND_STEP, to = from + (SO_MAX_CONNS - 1) * BEHIND_STEP;
+    enum { MAX_CLIENTS = SO_MAX_CONNS };
+    struct raw_conn *c[MAX_CLIENTS];
+    size_t size[MAX_CLIENTS];
+    int n = 0;
+    for (size_t len = from; len <= to && n < MAX_CLIENTS; len += BEHIND_STEP, n++) {
+        char req[96];
+        snprintf(req, sizeof(req), "GET /down-length/%zu HTTP/1.1\r\nHost: t\r\n\r\n", len);
+        c[n] = px_connect(h);
+        size[n] = len;
+        assert_int_equal(raw_send_str(c[n], req), 0);
+    }
+    poll(NULL, 0, BEHIND_PAUSE_MS); /* the clients' pause, not a wait on Portico */
+    int whole = 0;
+    for (int i = 0; i < n; i++) {
+        struct raw_response r;
+        int rc = raw_read_response(c[i], &r, PX_IO_MS);
+        if (rc == 0 && r.status == 200 && r.body_len == size[i])
+            whole++;
+        else
+            print_message("  %zu bytes asked: status %d, %zu arrived (%s)\n", size[i], r.status,
+                          r.body_len, rc == 0 ? "complete" : r.error);
+        raw_response_free(&r);
+        raw_close(c[i]);
+    }
+    print_message("  %d of %d answers of %zu-%zu KiB arrived whole after a %d ms pause "
+                  "(keepalive_timeout %d ms)\n", whole, n, from / 1024, to / 1024,
+                  BEHIND_PAUSE_MS, BEHIND_IDLE_MS);
+    assert_int_equal(whole, n);
+    px_stop(h);
+    so_stop(o);
 }
 
 /* ---- slowloris ---- */
@@ -233,6 +302,7 @@ int main(void)
     tu_ignore_sigpipe();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_answer_end_not_cut_by_keepalive),
         cmocka_unit_test(test_slowloris),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
