@@ -267,6 +267,14 @@ static void head_error(struct client *c, int status, const char *reason)
     start_closing(c);
 }
 
+/* Whether a next request may follow this answer: not while draining, and not when
+ * keepalive_timeout is 0 (no wait at all for a next request: the answer says Connection: close,
+ * rather than promise a connection that closes as soon as it is idle). */
+static bool keeps_alive(const struct client *c)
+{
+    return c->loop->state == LOOP_RUNNING && c->loop->cfg->keepalive_timeout_ms > 0;
+}
+
 /* ---- the downstream interface ---- */
 
 static void ds_interim(void *ctx, const struct resp_head *head)
@@ -283,7 +291,7 @@ static void ds_head(void *ctx, const struct resp_head *head, struct body_sink *s
     /* A body of unknown length: chunked to HTTP/1.1, until the close for HTTP/1.0. */
     if (wire == H1_BODY_CHUNKED && c->proto == PROTO_HTTP10)
         wire = H1_BODY_CLOSE;
-    c->close_after = head->close || wire == H1_BODY_CLOSE || c->loop->state != LOOP_RUNNING;
+    c->close_after = head->close || wire == H1_BODY_CLOSE || !keeps_alive(c);
     hdr_write_head(c->sock.out, head, wire, c->proto == PROTO_HTTP10, !c->close_after);
     *sink = (struct body_sink){.out = c->sock.out, .chunked = wire == H1_BODY_CHUNKED};
 }
@@ -461,7 +469,7 @@ static void admin_request(struct client *c, const struct h1_request *req, size_t
         evbuffer_copyout_from(c->sock.in, &at, body, body_len);
         has_body = false;
     }
-    bool close = !info.keep_alive || has_body || c->loop->state != LOOP_RUNNING;
+    bool close = !info.keep_alive || has_body || !keeps_alive(c);
     c->requests++;
     /* out of memory: it closes */
     admin_respond(c->sock.out, req, body_len ? body : NULL, body_len, &close, c->loop->gen);

@@ -156,6 +156,41 @@ static void test_answer_end_not_cut_by_keepalive(void **state)
     so_stop(o);
 }
 
+/* ---- keepalive_timeout = 0 ---- */
+
+/* No wait for a next request: each answer says Connection: close, and the connection ends after
+ * it. (Answers promised keep-alive, and the connection closed as soon as it was idle: a client's
+ * next request, a POST it cannot resend, met a closed connection.) The admin listener alike. */
+static void test_keepalive_off(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start("keepalive_timeout = 0\nadmin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n", fake_origin_port(o));
+    const uint16_t ports[] = {px_port(h), harness_port(h, "admin")};
+    const char *const paths[] = {"/a", "/healthz"};
+    for (size_t i = 0; i < ARRAY_SIZE(ports); i++) {
+        struct raw_conn *c = raw_connect(ports[i], PX_IO_MS);
+        assert_non_null(c);
+        char req[96];
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", paths[i]);
+        assert_int_equal(raw_send_str(c, req), 0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        const char *conn = raw_header(&r, "Connection");
+        print_message("  %s: Connection: %s\n", paths[i], conn ? conn : "(none)");
+        assert_non_null(conn);
+        assert_string_equal(conn, "close");
+        raw_response_free(&r);
+        assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+        raw_close(c);
+    }
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- slowloris ---- */
 
 #define SLOW_CLIENTS 1000
@@ -303,6 +338,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_max_connections),
         cmocka_unit_test(test_answer_end_not_cut_by_keepalive),
+        cmocka_unit_test(test_keepalive_off),
         cmocka_unit_test(test_slowloris),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
