@@ -3,7 +3,9 @@
  * limit Portico stops accepting and the kernel's backlog holds the next client, which is served
  * as soon as a connection closes; counted in portico_accept_pauses_total), and slowloris (1,000
  * clients trickling one header byte per second do not delay a normal client's requests by more
- * than 50 ms at the 99th percentile, and each gets its 408 when client_header_timeout expires).
+ * than 50 ms at the 99th percentile, and each gets its 408 when client_header_timeout expires),
+ * answers whose end still waits in Portico's output are not cut by keepalive_timeout or a graceful
+ * stop, and keepalive_timeout = 0 answers with Connection: close.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -12,6 +14,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -91,7 +94,6 @@ static void test_max_connections(void **state)
 /* ---- a client behind on its reading when its answer ended ---- */
 
 #define BEHIND_STEP (128 * 1024) /* below the output limit (256 KiB): no size falls between */
-#define BEHIND_IDLE_MS 200
 #define BEHIND_PAUSE_MS 1000 /* well past keepalive_timeout, well before client_send_timeout */
 
 /* The kernel's largest send buffer (tcp_wmem's third field); 4 MiB when it cannot be read. */
@@ -107,20 +109,33 @@ static size_t tcp_wmem_max(void)
     return hi;
 }
 
+/* What ends the wait of an idle connection whose last answer is still going out. */
+struct behind_case {
+    const char *name;
+    const char *extra;           /* [proxy] lines */
+    bool stop;                   /* SIGTERM during the clients' pause: a graceful stop */
+};
+
+static const struct behind_case behind_cases[] = {
+    /* keepalive_timeout passes during the pause */
+    {"keepalive_timeout", "keepalive_timeout = 200ms", false},
+    /* a graceful stop closes idle connections at once: not one whose answer is still going */
+    {"graceful stop", "keepalive_timeout = 75s", true},
+};
+
 /* Clients that do not read while their answer ends: answers of sizes around what the kernel
  * holds for a connection, so that for some of them the end waits in Portico's output when the
  * exchange is over. Each gets all of its answer once it reads again, before client_send_timeout:
- * the connection is not idle while an answer still waits to go out, so keepalive_timeout cannot
- * cut it (it did: the end of a response logged as complete was lost). */
-static void test_answer_end_not_cut_by_keepalive(void **state)
+ * the connection is not idle while an answer still waits to go out, so neither keepalive_timeout
+ * nor a graceful stop cuts it (both did: the end of a response logged as complete was lost). */
+static void run_behind_case(const struct behind_case *bc)
 {
-    (void)state;
+    print_message("  case: %s\n", bc->name);
     struct stream_origin *o = so_start();
     assert_non_null(o);
     char extra[160];
     /* copied, as over TLS: the end of an answer waits in Portico's output, not in a pipe */
-    snprintf(extra, sizeof(extra), "keepalive_timeout = %dms\nclient_send_timeout = 10s\n"
-             "splice = off", BEHIND_IDLE_MS);
+    snprintf(extra, sizeof(extra), "%s\nclient_send_timeout = 10s\nsplice = off", bc->extra);
     struct harness *h = px_start(extra, "[upstream u]\norigin = 127.0.0.1:%u\n", o->port);
     /* what a connection holds: the send buffer, the receive window, then Portico's output */
     size_t from = tcp_wmem_max() - 2 * BEHIND_STEP, to = from + (SO_MAX_CONNS - 1) * BEHIND_STEP;
@@ -135,7 +150,11 @@ static void test_answer_end_not_cut_by_keepalive(void **state)
         size[n] = len;
         assert_int_equal(raw_send_str(c[n], req), 0);
     }
-    poll(NULL, 0, BEHIND_PAUSE_MS); /* the clients' pause, not a wait on Portico */
+    if (bc->stop) {
+        poll(NULL, 0, BEHIND_PAUSE_MS / 2); /* the clients' pause, not a wait on Portico */
+        assert_int_equal(harness_signal(h, SIGTERM), 0);
+    }
+    poll(NULL, 0, bc->stop ? BEHIND_PAUSE_MS / 2 : BEHIND_PAUSE_MS); /* the rest of it */
     int whole = 0;
     for (int i = 0; i < n; i++) {
         struct raw_response r;
@@ -148,12 +167,18 @@ static void test_answer_end_not_cut_by_keepalive(void **state)
         raw_response_free(&r);
         raw_close(c[i]);
     }
-    print_message("  %d of %d answers of %zu-%zu KiB arrived whole after a %d ms pause "
-                  "(keepalive_timeout %d ms)\n", whole, n, from / 1024, to / 1024,
-                  BEHIND_PAUSE_MS, BEHIND_IDLE_MS);
+    print_message("  %d of %d answers of %zu-%zu KiB arrived whole after a %d ms pause\n", whole,
+                  n, from / 1024, to / 1024, BEHIND_PAUSE_MS);
     assert_int_equal(whole, n);
     px_stop(h);
     so_stop(o);
+}
+
+static void test_answer_end_not_cut_when_idle(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(behind_cases); i++)
+        run_behind_case(&behind_cases[i]);
 }
 
 /* ---- keepalive_timeout = 0 ---- */
@@ -337,7 +362,7 @@ int main(void)
     tu_ignore_sigpipe();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_max_connections),
-        cmocka_unit_test(test_answer_end_not_cut_by_keepalive),
+        cmocka_unit_test(test_answer_end_not_cut_when_idle),
         cmocka_unit_test(test_keepalive_off),
         cmocka_unit_test(test_slowloris),
     };
