@@ -94,6 +94,7 @@ struct client {
 
 static void client_cb(void *arg, enum sock_event ev);
 static void state_expired(struct client *c);
+static void start_closing(struct client *c);
 
 /* What the connections gauge calls each state. */
 static const enum conn_state gauge_state[] = {
@@ -127,7 +128,12 @@ static void set_state(struct client *c, enum client_state s)
         ms = (int64_t)cfg->client_header_timeout_ms;
         break;
     case CS_IDLE:
-        ms = (int64_t)(c->requests ? cfg->keepalive_timeout_ms : cfg->client_header_timeout_ms);
+        /* Not idle while our last answer is still going out (client_send_timeout watches
+         * that): the wait starts once it went (SOCK_DRAINED), else a slow reader is cut
+         * mid-response and the rest of an answer logged as complete is lost. */
+        if (sock_pending(&c->sock) == 0)
+            ms = (int64_t)(c->requests ? cfg->keepalive_timeout_ms
+                                       : cfg->client_header_timeout_ms);
         break;
     case CS_EXCHANGE:
     case CS_H2: /* h2.c keeps its own deadlines */
@@ -178,10 +184,14 @@ void clients_drain(struct loop *l)
          * be served; so does an idle one whose next request is already buffered (its answer
          * says Connection: close). HEAD and EXCHANGE finish their request (done() sees the loop
          * draining); CLOSING and LINGER end by themselves. */
-        if (c->state == CS_IDLE && c->requests > 0 && evbuffer_get_length(c->sock.in) == 0)
-            client_close(c, "closed while draining");
-        else if (c->state == CS_H2)
+        if (c->state == CS_IDLE && c->requests > 0 && evbuffer_get_length(c->sock.in) == 0) {
+            if (sock_pending(&c->sock) > 0)
+                start_closing(c); /* the last answer is still going out: it ends first */
+            else
+                client_close(c, "closed while draining");
+        } else if (c->state == CS_H2) {
             h2_drain(c->h2); /* GOAWAY: the streams in flight finish */
+        }
     }
 }
 
@@ -267,6 +277,14 @@ static void head_error(struct client *c, int status, const char *reason)
     refuse_head(c, status, reason, 0);
 }
 
+/* Whether a next request may follow this answer: not while draining, and not when
+ * keepalive_timeout is 0 (no wait at all for a next request: the answer says Connection: close,
+ * rather than promise a connection that closes as soon as it is idle). */
+static bool keeps_alive(const struct client *c)
+{
+    return c->loop->state == LOOP_RUNNING && c->loop->cfg->keepalive_timeout_ms > 0;
+}
+
 /* ---- the downstream interface ---- */
 
 static void ds_interim(void *ctx, const struct resp_head *head)
@@ -283,7 +301,7 @@ static void ds_head(void *ctx, const struct resp_head *head, struct body_sink *s
     /* A body of unknown length: chunked to HTTP/1.1, until the close for HTTP/1.0. */
     if (wire == H1_BODY_CHUNKED && c->proto == PROTO_HTTP10)
         wire = H1_BODY_CLOSE;
-    c->close_after = head->close || wire == H1_BODY_CLOSE || c->loop->state != LOOP_RUNNING;
+    c->close_after = head->close || wire == H1_BODY_CLOSE || !keeps_alive(c);
     c->close_delimited = wire == H1_BODY_CLOSE;
     hdr_write_head(c->sock.out, head, wire, c->proto == PROTO_HTTP10, !c->close_after);
     *sink = (struct body_sink){.out = c->sock.out, .chunked = wire == H1_BODY_CHUNKED};
@@ -469,7 +487,7 @@ static void admin_request(struct client *c, const struct h1_request *req, size_t
         evbuffer_copyout_from(c->sock.in, &at, body, body_len);
         has_body = false;
     }
-    bool close = !info.keep_alive || has_body || c->loop->state != LOOP_RUNNING;
+    bool close = !info.keep_alive || has_body || !keeps_alive(c);
     c->requests++;
     /* out of memory: it closes */
     admin_respond(c->sock.out, req, body_len ? body : NULL, body_len, &close, c->loop->gen);
@@ -641,8 +659,11 @@ static void client_cb(void *arg, enum sock_event ev)
             exchange_drained(c->ex);
         else if (c->state == CS_CLOSING)
             linger(c);
-        else if (c->state == CS_IDLE || c->state == CS_HEAD)
+        else if (c->state == CS_IDLE || c->state == CS_HEAD) {
+            if (c->state == CS_IDLE)
+                set_state(c, CS_IDLE); /* the last answer went: the idle wait starts now */
             parse_head(c); /* a pipelined head waited for our output to drain */
+        }
         return;
     case SOCK_READ_TIMEOUT:
         if (c->state == CS_EXCHANGE) {

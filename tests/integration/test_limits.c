@@ -3,7 +3,9 @@
  * limit Portico stops accepting and the kernel's backlog holds the next client, which is served
  * as soon as a connection closes; counted in portico_accept_pauses_total), and slowloris (1,000
  * clients trickling one header byte per second do not delay a normal client's requests by more
- * than 50 ms at the 99th percentile, and each gets its 408 when client_header_timeout expires).
+ * than 50 ms at the 99th percentile, and each gets its 408 when client_header_timeout expires),
+ * answers whose end still waits in Portico's output are not cut by keepalive_timeout or a graceful
+ * stop, and keepalive_timeout = 0 answers with Connection: close.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -12,6 +14,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -27,6 +30,7 @@
 #include <cmocka.h>
 
 #include "../support/scrape.h"
+#include "../support/stream_origin.h"
 #include "proxy_helpers.h"
 
 static int exchange_ok(struct raw_conn *c, const char *path)
@@ -83,6 +87,131 @@ static void test_max_connections(void **state)
     raw_response_free(&r);
     raw_close(c);
     raw_close(d);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* ---- a client behind on its reading when its answer ended ---- */
+
+#define BEHIND_STEP (128 * 1024) /* below the output limit (256 KiB): no size falls between */
+#define BEHIND_PAUSE_MS 1000 /* well past keepalive_timeout, well before client_send_timeout */
+
+/* The kernel's largest send buffer (tcp_wmem's third field); 4 MiB when it cannot be read. */
+static size_t tcp_wmem_max(void)
+{
+    unsigned long lo = 0, mid = 0, hi = 4ul << 20;
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "r");
+    if (f) {
+        if (fscanf(f, "%lu %lu %lu", &lo, &mid, &hi) != 3)
+            hi = 4ul << 20;
+        fclose(f);
+    }
+    return hi;
+}
+
+/* What ends the wait of an idle connection whose last answer is still going out. */
+struct behind_case {
+    const char *name;
+    const char *extra;           /* [proxy] lines */
+    bool stop;                   /* SIGTERM during the clients' pause: a graceful stop */
+};
+
+static const struct behind_case behind_cases[] = {
+    /* keepalive_timeout passes during the pause */
+    {"keepalive_timeout", "keepalive_timeout = 200ms", false},
+    /* a graceful stop closes idle connections at once: not one whose answer is still going */
+    {"graceful stop", "keepalive_timeout = 75s", true},
+};
+
+/* Clients that do not read while their answer ends: answers of sizes around what the kernel
+ * holds for a connection, so that for some of them the end waits in Portico's output when the
+ * exchange is over. Each gets all of its answer once it reads again, before client_send_timeout:
+ * the connection is not idle while an answer still waits to go out, so neither keepalive_timeout
+ * nor a graceful stop cuts it (both did: the end of a response logged as complete was lost). */
+static void run_behind_case(const struct behind_case *bc)
+{
+    print_message("  case: %s\n", bc->name);
+    struct stream_origin *o = so_start();
+    assert_non_null(o);
+    char extra[160];
+    /* copied, as over TLS: the end of an answer waits in Portico's output, not in a pipe */
+    snprintf(extra, sizeof(extra), "%s\nclient_send_timeout = 10s\nsplice = off", bc->extra);
+    struct harness *h = px_start(extra, "[upstream u]\norigin = 127.0.0.1:%u\n", o->port);
+    /* what a connection holds: the send buffer, the receive window, then Portico's output */
+    size_t from = tcp_wmem_max() - 2 * BEHIND_STEP, to = from + (SO_MAX_CONNS - 1) * BEHIND_STEP;
+    enum { MAX_CLIENTS = SO_MAX_CONNS };
+    struct raw_conn *c[MAX_CLIENTS];
+    size_t size[MAX_CLIENTS];
+    int n = 0;
+    for (size_t len = from; len <= to && n < MAX_CLIENTS; len += BEHIND_STEP, n++) {
+        char req[96];
+        snprintf(req, sizeof(req), "GET /down-length/%zu HTTP/1.1\r\nHost: t\r\n\r\n", len);
+        c[n] = px_connect(h);
+        size[n] = len;
+        assert_int_equal(raw_send_str(c[n], req), 0);
+    }
+    if (bc->stop) {
+        poll(NULL, 0, BEHIND_PAUSE_MS / 2); /* the clients' pause, not a wait on Portico */
+        assert_int_equal(harness_signal(h, SIGTERM), 0);
+    }
+    poll(NULL, 0, bc->stop ? BEHIND_PAUSE_MS / 2 : BEHIND_PAUSE_MS); /* the rest of it */
+    int whole = 0;
+    for (int i = 0; i < n; i++) {
+        struct raw_response r;
+        int rc = raw_read_response(c[i], &r, PX_IO_MS);
+        if (rc == 0 && r.status == 200 && r.body_len == size[i])
+            whole++;
+        else
+            print_message("  %zu bytes asked: status %d, %zu arrived (%s)\n", size[i], r.status,
+                          r.body_len, rc == 0 ? "complete" : r.error);
+        raw_response_free(&r);
+        raw_close(c[i]);
+    }
+    print_message("  %d of %d answers of %zu-%zu KiB arrived whole after a %d ms pause\n", whole,
+                  n, from / 1024, to / 1024, BEHIND_PAUSE_MS);
+    assert_int_equal(whole, n);
+    px_stop(h);
+    so_stop(o);
+}
+
+static void test_answer_end_not_cut_when_idle(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(behind_cases); i++)
+        run_behind_case(&behind_cases[i]);
+}
+
+/* ---- keepalive_timeout = 0 ---- */
+
+/* No wait for a next request: each answer says Connection: close, and the connection ends after
+ * it. (Answers promised keep-alive, and the connection closed as soon as it was idle: a client's
+ * next request, a POST it cannot resend, met a closed connection.) The admin listener alike. */
+static void test_keepalive_off(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start("keepalive_timeout = 0\nadmin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n", fake_origin_port(o));
+    const uint16_t ports[] = {px_port(h), harness_port(h, "admin")};
+    const char *const paths[] = {"/a", "/healthz"};
+    for (size_t i = 0; i < ARRAY_SIZE(ports); i++) {
+        struct raw_conn *c = raw_connect(ports[i], PX_IO_MS);
+        assert_non_null(c);
+        char req[96];
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", paths[i]);
+        assert_int_equal(raw_send_str(c, req), 0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        const char *conn = raw_header(&r, "Connection");
+        print_message("  %s: Connection: %s\n", paths[i], conn ? conn : "(none)");
+        assert_non_null(conn);
+        assert_string_equal(conn, "close");
+        raw_response_free(&r);
+        assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+        raw_close(c);
+    }
     px_stop(h);
     fake_origin_stop(o);
 }
@@ -233,6 +362,8 @@ int main(void)
     tu_ignore_sigpipe();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_answer_end_not_cut_when_idle),
+        cmocka_unit_test(test_keepalive_off),
         cmocka_unit_test(test_slowloris),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
