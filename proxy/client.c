@@ -463,8 +463,7 @@ static void admin_request(struct client *c, const struct h1_request *req, size_t
         head_error(c, err.status, err.reason);
         return;
     }
-    bool has_body = info.framing == H1_BODY_CHUNKED ||
-                    (info.framing == H1_BODY_LENGTH && info.content_length > 0);
+    bool has_body = h1_info_has_body(&info);
     /* The fault API reads small bodies whole (POST /faults); no other endpoint takes one:
      * rather than read it, answer and close. */
     char body[ADMIN_BODY_MAX];

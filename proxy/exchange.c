@@ -80,7 +80,6 @@
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
-#include <strings.h>
 
 #include "portico/balance.h"
 #include "portico/config.h"
@@ -638,17 +637,8 @@ static int parse_target(struct exchange *ex, const char **why)
  * the client through a tunnel, past Portico's routes and limits (h2c smuggling). */
 static bool upgrade_to_http2(const struct h1_request *req)
 {
-    for (int i = h1_find(req->fields, req->nfields, H1_F_UPGRADE, 0); i >= 0;
-         i = h1_find(req->fields, req->nfields, H1_F_UPGRADE, (size_t)i + 1)) {
-        size_t pos = 0, len;
-        const char *e;
-        while (h1_list_next(req->fields[i].value, req->fields[i].value_len, &pos, &e, &len)) {
-            if ((len == 3 && strncasecmp(e, "h2c", 3) == 0) ||
-                (len == 2 && strncasecmp(e, "h2", 2) == 0))
-                return true;
-        }
-    }
-    return false;
+    return h1_list_has(req->fields, req->nfields, "upgrade", "h2c") ||
+           h1_list_has(req->fields, req->nfields, "upgrade", "h2");
 }
 
 /* The checks before routing. false when the request was refused. */
@@ -685,9 +675,8 @@ static bool admissible(struct exchange *ex)
     /* An upgrade the origin may take (101, WebSocket): HTTP/1.1 without a body (Content-Length: 0
      * is none), from a downstream that can hand its connection over (an HTTP/2 stream cannot),
      * not to HTTP/2. */
-    bool no_body = ex->info.framing == H1_BODY_NONE ||
-                   (ex->info.framing == H1_BODY_LENGTH && ex->info.content_length == 0);
-    ex->upgrade = ex->ds.proto == PROTO_HTTP11 && ex->ds.ops->upgraded && no_body &&
+    ex->upgrade = ex->ds.proto == PROTO_HTTP11 && ex->ds.ops->upgraded &&
+                  !h1_info_has_body(&ex->info) &&
                   h1_connection_has(ex->req.fields, ex->req.nfields, "upgrade") &&
                   h1_find(ex->req.fields, ex->req.nfields, H1_F_UPGRADE, 0) >= 0 &&
                   !upgrade_to_http2(&ex->req);

@@ -544,10 +544,22 @@ bool h1_link_next(const char *value, size_t value_len, size_t *pos, const char *
     return list_next(value, value_len, pos, elem, elem_len, true);
 }
 
+bool h1_info_has_body(const struct h1_info *info)
+{
+    return info->framing == H1_BODY_CHUNKED ||
+           (info->framing == H1_BODY_LENGTH && info->content_length > 0);
+}
+
 bool h1_connection_has(const struct h1_field *fields, size_t n, const char *lower_token)
 {
+    return h1_list_has(fields, n, "connection", lower_token);
+}
+
+bool h1_list_has(const struct h1_field *fields, size_t n, const char *lower_name,
+                 const char *lower_token)
+{
     for (size_t i = 0; i < n; i++) {
-        if (!ieq(fields[i].name, fields[i].name_len, "connection"))
+        if (!ieq(fields[i].name, fields[i].name_len, lower_name))
             continue;
         size_t pos = 0, elen;
         const char *e;

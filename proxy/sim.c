@@ -352,8 +352,7 @@ static int step_head(struct conn *c)
         return send_error(c, HTTP_EXPECTATION_FAILED, "only Expect: 100-continue is supported");
     request_begin(c, &hr, &info);
 
-    bool body_expected = info.framing == H1_BODY_CHUNKED ||
-                         (info.framing == H1_BODY_LENGTH && info.content_length > 0);
+    bool body_expected = h1_info_has_body(&info);
     if (info.expect_continue && hr.minor == 1 && body_expected &&
         sim_put_interim(c, HTTP_CONTINUE) < 0)
         return -1;

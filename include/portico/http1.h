@@ -184,6 +184,9 @@ struct h1_info {
  */
 int h1_request_info(const struct h1_request *req, struct h1_info *info, struct h1_error *err);
 
+/* Whether a message so framed carries body bytes: chunked, or a Content-Length above 0. */
+bool h1_info_has_body(const struct h1_info *info);
+
 /*
  * Semantic checks of a parsed response to a request with method `method` (HEAD and CONNECT
  * decide the framing). 1xx, 204, 304, responses to HEAD and 2xx to CONNECT have no body;
@@ -240,6 +243,11 @@ bool h1_link_next(const char *value, size_t value_len, size_t *pos, const char *
 /* The offset of the first delim in p[0..len) outside quoted-strings (and, with angles, outside
  * <...>), or len: the one scanner behind every list and parameter split. */
 size_t h1_skip_to(const char *p, size_t len, char delim, bool angles);
+
+/* True when any field named lower_name lists token (both compared case-insensitively), e.g.
+ * "upgrade" listing "h2c". */
+bool h1_list_has(const struct h1_field *fields, size_t n, const char *lower_name,
+                 const char *lower_token);
 
 /* True when any Connection field of the message lists token (case-insensitive), e.g. "close". */
 bool h1_connection_has(const struct h1_field *fields, size_t n, const char *lower_token);
