@@ -15,9 +15,10 @@
  *                            flight finish within shutdown_timeout, exit 0
  *   SIGTERM or SIGINT again  stop now: close every connection, exit 0
  *
- * Start-up: the configuration is loaded, the listen addresses claimed (addrlock.h: no other
- * process may hold them), the sockets bound and the files opened, the pid file written, then
- * root's privileges dropped, and only then do the workers run.
+ * Start-up: the configuration is loaded, the soft descriptor limit raised to the hard one, the
+ * listen addresses claimed (addrlock.h: no other process may hold them), the sockets bound and
+ * the files opened, the pid file written, then root's privileges dropped, and only then do the
+ * workers run.
  */
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -32,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "portico/addrlock.h"
@@ -448,9 +450,24 @@ static void tune_malloc(void)
     mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
 }
 
+/* Each client and origin connection holds a descriptor, and a shell's soft limit is often
+ * 1024: the hard limit is the operator's real bound, so the soft one is raised to it, as HAProxy
+ * does (nothing here uses select(), which needs descriptors below 1024). Returns the old soft
+ * limit when it was raised, 0 otherwise. */
+static rlim_t raise_descriptor_limit(void)
+{
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max)
+        return 0;
+    rlim_t old = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    return setrlimit(RLIMIT_NOFILE, &lim) == 0 ? old : 0;
+}
+
 static int run(const char *path, struct config *cfg)
 {
     tune_malloc();
+    rlim_t raised_from = raise_descriptor_limit();
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -468,6 +485,12 @@ static int run(const char *path, struct config *cfg)
         return 1;
     }
     metrics_config_generation(p.gen->number);
+    if (raised_from) {
+        struct rlimit lim;
+        getrlimit(RLIMIT_NOFILE, &lim);
+        log_info("file descriptor limit (ulimit -n) raised from %llu to its hard limit %llu",
+                 (unsigned long long)raised_from, (unsigned long long)lim.rlim_cur);
+    }
     const struct config *c = p.gen->cfg;
     for (int i = 0; i < c->nlisten; i++)
         log_info("portico %s listening on %s (%d worker%s, %s profile)", PORTICO_VERSION,

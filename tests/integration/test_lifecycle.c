@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -741,6 +742,60 @@ static void test_pid_file(void **state)
     fake_origin_stop(o);
 }
 
+/* "Max open files" of pid, soft and hard, from /proc/PID/limits. */
+static void read_nofile(pid_t pid, unsigned long *soft, unsigned long *hard)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+    char *text = tu_read_file(path, NULL);
+    assert_non_null(text);
+    const char *line = strstr(text, "Max open files");
+    assert_non_null(line);
+    assert_int_equal(sscanf(line, "Max open files %lu %lu", soft, hard), 2);
+    free(text);
+}
+
+/* Started from a shell whose soft descriptor limit is low (1024 is common), Portico raises it
+ * to the hard limit: more clients than the soft limit are served, not left in the backlog. */
+static void test_descriptor_limit_raised(void **state)
+{
+    (void)state;
+    enum { LOW = 128, CLIENTS = 300 };
+    struct rlimit mine;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &mine), 0);
+    if (mine.rlim_max < 2 * CLIENTS + 64)
+        skip(); /* the hard limit leaves no room for the test */
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct rlimit low = {.rlim_cur = LOW, .rlim_max = mine.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0); /* inherited by Portico */
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &mine), 0);
+    unsigned long soft = 0, hard = 0;
+    read_nofile(harness_pid(h), &soft, &hard);
+    assert_int_equal(soft, hard);
+    assert_int_equal(hard, (unsigned long)mine.rlim_max);
+    char said[96];
+    snprintf(said, sizeof(said), "(ulimit -n) raised from %d to its hard limit", LOW);
+    assert_true(harness_log_contains(h, said));
+
+    static struct raw_conn *held[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        held[i] = px_connect(h);
+        assert_int_equal(raw_send_str(held[i], "GET /held HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    }
+    for (int i = 0; i < CLIENTS; i++) {
+        struct raw_response r;
+        assert_int_equal(raw_read_response(held[i], &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        raw_response_free(&r);
+    }
+    for (int i = 0; i < CLIENTS; i++)
+        raw_close(held[i]);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* The pid file of a running Portico is not taken over: the second start fails (exit 1), the
  * first one's file stays as it was. */
 static void test_pid_file_of_live_portico(void **state)
@@ -1134,6 +1189,7 @@ int main(void)
         cmocka_unit_test(test_reload_address_in_use),
         cmocka_unit_test(test_pid_file),
         cmocka_unit_test(test_pid_file_of_live_portico),
+        cmocka_unit_test(test_descriptor_limit_raised),
         cmocka_unit_test(test_check_lifecycle_keys),
         cmocka_unit_test(test_user_switch),
         cmocka_unit_test(test_make_install),
