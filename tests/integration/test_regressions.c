@@ -10,7 +10,8 @@
  *   4. passive health: a success clears the failure count
  *   5. TLS origin closing without close_notify is an EOF, not a protocol error
  *   6. verify = off: a failed handshake is never a certificate failure
- *   7. access log: reused=yes on a pooled connection that failed, retried=yes
+ *   7. access log: reused=yes on a pooled connection that failed, retried=yes; the resend's
+ *      timings are its own (first_byte used to start with the dead attempt's wait)
  *   8. reload: connections queued or just accepted by the old worker are served (the binary
  *      before the fix reset some in most plain runs, seldom under ASan: a race it cannot force)
  *   9. TLS client: lingering close with close_notify, the early 413 is not destroyed by a reset
@@ -436,6 +437,67 @@ static void test_access_log_reuse(void **state)
     assert_log(h, "/d", " reused=no", "retried=");
     /* the resend went on a fresh connection */
     assert_log(h, "/stale/e", " reused=no retried=yes", NULL);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
+/* The milliseconds of timing field key ("first_byte:") of an access-log line, -1 when absent. */
+static double log_ms(const char *line, const char *key)
+{
+    const char *p = strstr(line, key);
+    return p ? strtod(p + strlen(key), NULL) : -1;
+}
+
+#define STALE_WAIT_MS 300 /* the dying pooled connection keeps the first attempt waiting */
+
+static const struct fo_step close_late_step[] = { FO_WAIT(STALE_WAIT_MS), FO_CLOSE(), FO_END() };
+
+/* "/slow-stale" on a connection already answered on: the origin lets the request wait, then
+ * closes without answering. */
+static const struct fo_step *pick_slow_stale(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return req->index_in_conn > 0 && strstr(req->head, "/slow-stale") ? close_late_step : ok_step;
+}
+
+/* A request resent after a stale pooled connection reports the phases of the attempt that
+ * answered: its first_byte is the fresh connection's wait, not one that began with the dead
+ * attempt (the binary before the fix kept that start: first_byte took in the 300 ms of the
+ * dead attempt, and overlapped the resend's connect and send, so the phases added up to more
+ * than the total). */
+static void test_resend_timings(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_slow_stale };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    exchange(c, "GET /warm HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    exchange(c, "GET /slow-stale HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+
+    char *line = px_log_line(h, "target=\"/slow-stale\"");
+    assert_non_null(strstr(line, "retried=yes"));
+    double total = log_ms(line, " dur_ms="), connect = log_ms(line, "connect:");
+    double send = log_ms(line, "send:"), first_byte = log_ms(line, "first_byte:");
+    double body = log_ms(line, "body:");
+    print_message("  total %.3f ms: connect %.3f, send %.3f, first_byte %.3f, body %.3f\n",
+                  total, connect, send, first_byte, body);
+    assert_true(total >= STALE_WAIT_MS);
+    assert_true(connect >= 0 && send >= 0 && first_byte >= 0);
+    /* the fresh connection answers at once: its wait is far below the dead attempt's */
+    if (first_byte >= STALE_WAIT_MS / 2)
+        fail_msg("first_byte %.3f ms counts the dead attempt's wait:\n%s", first_byte, line);
+    if (connect + send + first_byte + (body > 0 ? body : 0) > total)
+        fail_msg("the phases add up to more than the total %.3f ms:\n%s", total, line);
+    free(line);
     harness_free(h);
     fake_origin_stop(o);
 }
@@ -868,6 +930,7 @@ int main(void)
         cmocka_unit_test(test_tls_origin_no_close_notify),
         cmocka_unit_test(test_verify_off_handshake_failure),
         cmocka_unit_test(test_access_log_reuse),
+        cmocka_unit_test(test_resend_timings),
         cmocka_unit_test(test_reload_burst),
         cmocka_unit_test(test_tls_client_lingering_close),
         cmocka_unit_test(test_accept_out_of_descriptors),
