@@ -260,9 +260,12 @@ static void report_unsolicited(struct upconn *c, const char *when)
     if (n) {
         log_info("upstream %s: %s sent %zu bytes %s, which no request asked for; closed",
                  c->up->name, c->addr_text, n, when);
-    } else { /* TLS: OpenSSL holds the start of a record, nothing decrypted yet */
+    } else if (c->sock.ssl) { /* OpenSSL holds the start of a record, nothing decrypted yet */
         log_info("upstream %s: %s sent part of a TLS record %s, which no request asked for; "
                  "closed", c->up->name, c->addr_text, when);
+    } else { /* still in the kernel (spoiled) */
+        log_info("upstream %s: %s sent bytes %s, which no request asked for; closed",
+                 c->up->name, c->addr_text, when);
     }
 }
 
@@ -285,13 +288,18 @@ static struct upconn *take(struct upconn *c)
     return c;
 }
 
-/* Bytes that arrived in this very loop turn, before idle_cb could run: not safe to reuse. */
+/* Bytes or a close that arrived before idle_cb could run (in this very loop turn, or while the
+ * loop was busy): not safe to reuse. The kernel is asked too (one recv with MSG_PEEK per reuse):
+ * an origin's close that is already there but not yet read would otherwise meet the request,
+ * and a POST, which is never resent, would fail although the origin never saw it. */
 static bool spoiled(struct upconn *c)
 {
-    bool input = sock_has_input(&c->sock);
-    if (!input && c->sock.state == SOCK_OPEN)
+    bool input = sock_has_input(&c->sock), bytes = false;
+    if (!input && c->sock.state == SOCK_OPEN && !sock_peer_pending(&c->sock, &bytes))
         return false;
-    if (input)
+    /* Over TLS a waiting record may be the origin's close_notify: only plain bytes are
+     * known to be unasked for. */
+    if (input || (bytes && !c->sock.ssl))
         report_unsolicited(c, "on an idle connection");
     pool_remove(c);
     upconn_free(c);

@@ -6,7 +6,8 @@
  *   1. a chunked response that exactly fills the upstream input while the client output is over
  *      the relay limit (its last chunk used to stay behind: stall, or a use-after-free on EOF)
  *   2. a chunked upload fully buffered before the origin connection is ready (same, upstream)
- *   3. stale pooled connection: only idempotent requests are resent
+ *   3. stale pooled connection: only idempotent requests are resent; a close already in the
+ *      kernel when a request comes keeps the request off that connection (a POST failed)
  *   4. passive health: a success clears the failure count
  *   5. TLS origin closing without close_notify is an EOF, not a protocol error
  *   6. verify = off: a failed handshake is never a certificate failure
@@ -26,6 +27,7 @@
  * the machine is badly overloaded.
  */
 #include <setjmp.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -502,6 +504,80 @@ static void test_resend_timings(void **state)
     fake_origin_stop(o);
 }
 
+/* The origin's side of a pooled connection it closes on the test's cue, while Portico is
+ * stopped with a POST already waiting in its socket: FIN first, then the test goes on. */
+static struct idle_close_ctx {
+    sem_t cue;      /* the test: close it now */
+    sem_t closed;   /* the origin: the FIN is out */
+} idle_close;
+
+static int close_on_cue(int fd, void *arg)
+{
+    struct idle_close_ctx *ic = arg;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += PX_IO_MS / 1000;
+    if (sem_timedwait(&ic->cue, &until) == 0)
+        shutdown(fd, SHUT_RDWR);
+    sem_post(&ic->closed);
+    return -1; /* the connection ends here */
+}
+
+static const struct fo_step ok_then_close_on_cue[] = {
+    FO_RESPOND_OK(), FO_CALL(close_on_cue, &idle_close), FO_END(),
+};
+
+static const struct fo_step *pick_idle_close(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return req->conn == 0 ? ok_then_close_on_cue : ok_step;
+}
+
+/* An origin closes an idle pooled connection, and its FIN is in Portico's socket, not yet
+ * read, when a POST arrives for that connection (both wait while Portico is stopped; the POST
+ * came first, so the loop serves it first). The close was there before the request: Portico
+ * must not send the POST on it (the binary before the fix did, and since a POST is never
+ * resent, the client got 502 empty_response for a request no origin had seen). */
+static void test_pooled_close_before_reuse(void **state)
+{
+    (void)state;
+    assert_int_equal(sem_init(&idle_close.cue, 0, 0), 0);
+    assert_int_equal(sem_init(&idle_close.closed, 0, 0), 0);
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_idle_close };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    exchange(c, "GET /warm HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+
+    assert_int_equal(stop_portico(h), 0);
+    send_ok(c, "POST /charge HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
+    sem_post(&idle_close.cue);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += PX_IO_MS / 1000;
+    assert_int_equal(sem_timedwait(&idle_close.closed, &until), 0);
+    assert_int_equal(harness_signal(h, SIGCONT), 0);
+
+    if (raw_read_response(c, &r, PX_IO_MS) != 0)
+        fail_msg("POST: no complete response: %s (status %d)", r.error, r.status);
+    const char *err = raw_header(&r, "Portico-Error");
+    if (r.status != 200)
+        fail_msg("POST on a pooled connection closed before it: %d %s", r.status,
+                 err ? err : "");
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(origin_count(o, "POST"), 1);
+    assert_int_equal(fake_origin_connections(o), 2);
+    px_stop(h);
+    fake_origin_stop(o);
+    sem_destroy(&idle_close.cue);
+    sem_destroy(&idle_close.closed);
+}
+
 /* ---- 4. passive health ---- */
 
 static const struct fo_step hold_step[] = { FO_HOLD(), FO_END() };
@@ -931,6 +1007,7 @@ int main(void)
         cmocka_unit_test(test_verify_off_handshake_failure),
         cmocka_unit_test(test_access_log_reuse),
         cmocka_unit_test(test_resend_timings),
+        cmocka_unit_test(test_pooled_close_before_reuse),
         cmocka_unit_test(test_reload_burst),
         cmocka_unit_test(test_tls_client_lingering_close),
         cmocka_unit_test(test_accept_out_of_descriptors),
