@@ -87,6 +87,7 @@ struct upconn {
     struct event defer_ev;                 /* the start, and results that must not be
                                               delivered inside a caller's call */
     struct evdns_getaddrinfo_request *dns_req;
+    bool every_family;                     /* resolving again, without AI_ADDRCONFIG */
     struct sock sock;                      /* once connected */
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -579,6 +580,22 @@ static void start_connect(struct upconn *c)
     event_add(&c->io_ev, NULL);
 }
 
+static void dns_cb(int result, struct evutil_addrinfo *res, void *arg);
+
+/* Asks the resolver for the origin's name, with hints flags; every_family once without
+ * AI_ADDRCONFIG. The callback may run before evdns_getaddrinfo returns (hosts file), which then
+ * returns NULL and c may be gone: the caller touches nothing after this. */
+static void resolve(struct upconn *c, int flags)
+{
+    c->every_family = !(flags & EVUTIL_AI_ADDRCONFIG);
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                    .ai_protocol = IPPROTO_TCP, .ai_flags = flags};
+    struct evdns_getaddrinfo_request *req =
+        evdns_getaddrinfo(c->loop->dns, c->oc->host, NULL, &hints, dns_cb, c);
+    if (req)
+        c->dns_req = req;
+}
+
 static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 {
     struct upconn *c = arg;
@@ -588,6 +605,15 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
             evutil_freeaddrinfo(res);
         if (c->state == UC_CANCELLED)
             upconn_free(c);
+        return;
+    }
+    if ((result != 0 || !res) && !c->every_family && result != EVUTIL_EAI_MEMORY) {
+        /* AI_ADDRCONFIG asks only for the families the host has addresses of, and counts
+         * neither loopback nor link-local nor unique local (fc00::/7) IPv6 ones: a name with
+         * IPv6 addresses only is asked again for every family (README: IPv4, else IPv6). */
+        if (res)
+            evutil_freeaddrinfo(res);
+        resolve(c, 0); /* c may be gone when it returns */
         return;
     }
     if (result != 0 || !res) {
@@ -631,14 +657,8 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
     }
     set_state(c, UC_RESOLVING);
     c->ev->on_phase(c->arg, PHASE_DNS);
-    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                                    .ai_protocol = IPPROTO_TCP, .ai_flags = EVUTIL_AI_ADDRCONFIG};
-    /* The callback may run before evdns_getaddrinfo returns (hosts file), which then returns
-     * NULL and c may be gone: fine, we are in a loop callback of our own and touch nothing. */
-    struct evdns_getaddrinfo_request *req =
-        evdns_getaddrinfo(c->loop->dns, c->oc->host, NULL, &hints, dns_cb, c);
-    if (req)
-        c->dns_req = req;
+    /* Only the address families this host can reach, first: no AAAA query on an IPv4 host. */
+    resolve(c, EVUTIL_AI_ADDRCONFIG);
 }
 
 struct upconn *upconn_open(struct loop *l, int upstream, int origin,
