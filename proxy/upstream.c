@@ -275,6 +275,10 @@ static void report_unsolicited(struct upconn *c, const char *when)
 static void idle_cb(void *arg, enum sock_event ev)
 {
     struct upconn *c = arg;
+    if (ev == SOCK_DEADLINE) { /* its settle_time is over: it joins the idle ones, or goes */
+        pool_settle(&c->loop->pools->pool[c->upstream], c->up, event_now_us());
+        return;
+    }
     if (ev == SOCK_READABLE)
         report_unsolicited(c, "on an idle connection");
     pool_remove(c);
@@ -285,6 +289,7 @@ static struct upconn *take(struct upconn *c)
 {
     pool_remove(c);
     set_state(c, UC_ACTIVE);
+    sock_set_deadline(&c->sock, 0);
     sock_set_timeouts(&c->sock, 0, 0);
     return c;
 }
@@ -369,6 +374,12 @@ void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us_)
     sock_set_cb(&c->sock, idle_cb, c);
     sock_set_read_limit(&c->sock, 0);
     sock_read(&c->sock, true);
+    /* Settling ends on its own clock too, not only when the pool is next used: a pool whose
+     * traffic stopped would keep up to SETTLING_MAX_FACTOR x keepalive connections beyond
+     * keepalive until keepalive_timeout. Set before the later keepalive deadline: one timer
+     * operation. */
+    if (up->settle_ms)
+        sock_set_deadline(&c->sock, now_us_ + up->settle_ms * 1000);
     sock_set_timeouts(&c->sock, up->keepalive_timeout_ms, 0);
     set_state(c, UC_SETTLING);
     TAILQ_INSERT_TAIL(&pool->settling, c, link);
