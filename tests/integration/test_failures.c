@@ -911,6 +911,57 @@ static void test_dns_ipv6_only(void **state)
     close(ls);
 }
 
+/* ---- names the resolver answers, while it does not answer others ---- */
+
+#define SILENT_LOOKUPS 100 /* beyond libevent's default of 64 queries in flight */
+
+/* The resolver leaves one upstream's name unanswered while 100 of its requests resolve; a
+ * request of another upstream then needs its own name, which the resolver answers at once.
+ * The binary before the fix let evdns keep at most 64 queries in flight and queue the rest:
+ * the second name's query waited behind the silent ones, and its request got 504 dns_timeout
+ * from a resolver that was never asked. */
+static void test_dns_not_queued_behind_silent(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_SILENT };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    char resolver[64];
+    snprintf(resolver, sizeof(resolver), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
+    struct harness *h = px_start(resolver,
+                                 "[upstream slow]\norigin = slow.test:%u\ndns_timeout = 5s\n"
+                                 "[route slow]\nprefix = /slow/\nupstream = slow\n"
+                                 "[upstream fast]\norigin = fast.test:%u\ndns_timeout = 1s\n"
+                                 "[route fast]\nprefix = /fast/\nupstream = fast\n",
+                                 fake_origin_port(o), fake_origin_port(o));
+    struct raw_conn *c[SILENT_LOOKUPS];
+    for (int i = 0; i < SILENT_LOOKUPS; i++) {
+        c[i] = px_connect(h);
+        assert_int_equal(raw_send_str(c[i], "GET /slow/ HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    }
+    /* well within the slow name's dns_timeout: no lookup has given up and freed its place */
+    if (fake_dns_wait_queries(d, SILENT_LOOKUPS, IO_MS) != 0)
+        fail_msg("only %u of %d lookups reached the resolver", fake_dns_queries(d),
+                 SILENT_LOOKUPS);
+    fake_dns_set_mode(d, FAKE_DNS_ANSWER);
+    struct raw_conn *f = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(f, "GET /fast/ HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(f, &r, IO_MS), 0);
+    const char *err = raw_header(&r, "Portico-Error");
+    if (r.status != 200)
+        fail_msg("fast.test, answered by the resolver at once: %d %s", r.status, err ? err : "");
+    raw_response_free(&r);
+    raw_close(f);
+    for (int i = 0; i < SILENT_LOOKUPS; i++)
+        raw_close(c[i]);
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
+}
+
 /* The timer rows side by side (for the record; the bounds were asserted per case). */
 static void test_timer_summary(void **state)
 {
@@ -933,6 +984,7 @@ int main(void)
         cmocka_unit_test(test_proxy),
         cmocka_unit_test(test_after_head),
         cmocka_unit_test(test_dns_ipv6_only),
+        cmocka_unit_test(test_dns_not_queued_behind_silent),
         cmocka_unit_test(test_timer_summary),
     };
 
