@@ -267,6 +267,7 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
     deadline_clear(&ex->total_timer);
     deadline_clear(&ex->processing_timer);
     deadline_clear(&ex->continue_timer);
+    ex_origin_answered(ex);
 
     const struct h1_info *ri = &ex->resp_info;
     /* A body of unknown length is streamed: chunked to HTTP/1.1 clients, to the close for 1.0. */
@@ -316,6 +317,7 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
  * after the 101 stays in its input for the tunnel. */
 static void switch_protocols(struct exchange *ex, const struct h1_response *resp, size_t head_len)
 {
+    ex_origin_answered(ex);
     deadline_clear(&ex->total_timer);
     deadline_clear(&ex->processing_timer);
     deadline_clear(&ex->continue_timer);
