@@ -962,6 +962,37 @@ static void test_dns_not_queued_behind_silent(void **state)
     fake_dns_stop(d);
 }
 
+/* libevent's own messages (evdns: "Nameserver 127.0.0.1:N has failed", after a SERVFAIL) go
+ * where every other message goes: error_log, with log_level. The binary before the fix let
+ * libevent print them to stderr as "[msg] ...", past error_log and log_level. */
+static void test_resolver_messages_in_error_log(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_SERVFAIL };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    char proxy[160];
+    snprintf(proxy, sizeof(proxy),
+             "resolver = 127.0.0.1:%u\nerror_log = {{dir}}/error.log\nlog_level = info\n",
+             fake_dns_port(d));
+    struct harness *h = px_start(proxy, "[upstream u]\norigin = servfail.test:1\nretries = 0\n");
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 502);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    char *err = harness_stderr(h);
+    if (err && strstr(err, "Nameserver"))
+        fail_msg("libevent's message went to stderr:\n%s", err);
+    free(err);
+    assert_true(harness_file_contains(h, "error.log", "Nameserver 127.0.0.1:"));
+    harness_free(h);
+    fake_dns_stop(d);
+}
+
 /* The timer rows side by side (for the record; the bounds were asserted per case). */
 static void test_timer_summary(void **state)
 {
@@ -985,6 +1016,7 @@ int main(void)
         cmocka_unit_test(test_after_head),
         cmocka_unit_test(test_dns_ipv6_only),
         cmocka_unit_test(test_dns_not_queued_behind_silent),
+        cmocka_unit_test(test_resolver_messages_in_error_log),
         cmocka_unit_test(test_timer_summary),
     };
 
