@@ -875,7 +875,8 @@ static void test_dns_ipv6_only(void **state)
     struct harness *h = px_start(resolver, "[upstream v6]\norigin = only-v6.test:%u\nretries = 0\n",
                                  ntohs(a.sin6_port));
     struct raw_conn *c = px_connect(h);
-    assert_int_equal(raw_send_str(c, "GET /v6 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"), 0);
+    assert_int_equal(raw_send_str(c, "GET /v6 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+                     0);
 
     /* The origin's side, played here: accept, read the head, answer. */
     struct pollfd pf = { .fd = ls, .events = POLLIN };
