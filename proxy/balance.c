@@ -287,6 +287,12 @@ static void answered(struct balancer *b, int o)
                  b->up->origins[o].text);
 }
 
+void balancer_answered(struct balancer *b, int origin)
+{
+    if (origin >= 0 && origin < b->up->norigins)
+        answered(b, origin);
+}
+
 void balancer_done(struct balancer *b, int origin, enum balance_result r, uint64_t now_ms)
 {
     if (origin < 0 || origin >= b->up->norigins)

@@ -733,6 +733,12 @@ static void run(struct exchange *ex)
     ex_to_origin(ex);
 }
 
+void ex_origin_answered(struct exchange *ex)
+{
+    if (ex->holds_origin && !fault_exec_simulating(ex)) /* never judge an origin on a rehearsal */
+        balancer_answered(balancer_of(ex), ex->origin);
+}
+
 void ex_fail_no_origin(struct exchange *ex)
 {
     ex_fail(ex, PHASE_ROUTE, CAUSE_NO_ORIGIN, 0, "every origin of upstream %s is marked down",

@@ -175,6 +175,10 @@ void ex_note_interim(struct exchange *ex, int code);
 /* Fails with no_healthy_origin: every origin of the upstream is marked down. */
 void ex_fail_no_origin(struct exchange *ex);
 
+/* The origin of the current attempt sent its response head: passive health hears of it now
+ * (a probe brings the origin back up before a long body ends). */
+void ex_origin_answered(struct exchange *ex);
+
 /* Chooses the origin; when every one is marked down, fails with no_healthy_origin and returns
  * false. */
 bool ex_pick_origin(struct exchange *ex);

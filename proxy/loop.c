@@ -57,6 +57,10 @@ void loop_conn_closed(struct loop *l)
         l->on_idle(l);
 }
 
+/* Lookups of one loop in flight at once; each is bounded by its dns_timeout. evdns hashes them
+ * in max/5 chains, and transaction ids are 16 bits. */
+#define DNS_MAX_INFLIGHT 4096
+
 int loop_dns_init(struct loop *l)
 {
     const struct config *cfg = l->cfg;
@@ -79,6 +83,12 @@ int loop_dns_init(struct loop *l)
     snprintf(timeout, sizeof(timeout), "%llu", (unsigned long long)(longest / 1000 + 2));
     evdns_base_set_option(l->dns, "timeout:", timeout);
     evdns_base_set_option(l->dns, "attempts:", "1");
+    /* evdns sends at most 64 queries at once by default and queues the rest: a name the resolver
+     * leaves unanswered would hold every other upstream's lookups back until its dns_timeout
+     * (504 dns_timeout for names the resolver answers at once). */
+    char inflight[16];
+    snprintf(inflight, sizeof(inflight), "%d", DNS_MAX_INFLIGHT);
+    evdns_base_set_option(l->dns, "max-inflight:", inflight);
     evdns_base_set_option(l->dns, "randomize-case:", "0");
     return 0;
 }

@@ -377,6 +377,26 @@ static int drop_privileges(struct worker_group *group, const struct config *cfg)
     return 0;
 }
 
+/* libevent's own messages (evdns: a nameserver failed, or is back up) go to error_log with
+ * log_level, like ours, instead of straight to stderr. */
+static void libevent_log(int severity, const char *msg)
+{
+    switch (severity) {
+    case EVENT_LOG_DEBUG:
+        log_debug("libevent: %s", msg);
+        break;
+    case EVENT_LOG_MSG:
+        log_info("libevent: %s", msg);
+        break;
+    case EVENT_LOG_WARN:
+        log_warn("libevent: %s", msg);
+        break;
+    default:
+        log_error("libevent: %s", msg);
+        break;
+    }
+}
+
 /* Everything start-up needs before serving; 0, or -1 after a message (what was set up is left
  * in p for the caller to undo). */
 static int start(struct process *p, struct config *cfg)
@@ -557,6 +577,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "portico: libevent without thread support\n");
         return 1;
     }
+    event_set_log_callback(libevent_log);
     int nerrors = 0;
     struct config *cfg = cfg_load(path, stderr, &nerrors);
     if (!cfg) {

@@ -58,7 +58,13 @@ static bool request_sent(const struct exchange *ex)
  * so that an origin cannot hold an exchange forever with a stream of 1xx. */
 static void wait_first_byte(struct exchange *ex, bool after_interim)
 {
-    ex_phase_resume(ex, PHASE_FIRST_BYTE);
+    /* A 1xx only interrupts the wait; an attempt's request just sent starts it anew (a resend
+     * after a dead pooled connection or retry_sent must not measure from the failed attempt's
+     * wait, which overlaps its own connect and send). */
+    if (after_interim)
+        ex_phase_resume(ex, PHASE_FIRST_BYTE);
+    else
+        ex_phase(ex, PHASE_FIRST_BYTE);
     uint64_t limit = phase_limit_ms(ex->up->timers_ms, PHASE_FIRST_BYTE);
     bool resets = ex->up->interim_resets_timer && ex->interim_seen <= MAX_INTERIM;
     ex->first_byte_deadline =
@@ -261,6 +267,7 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
     deadline_clear(&ex->total_timer);
     deadline_clear(&ex->processing_timer);
     deadline_clear(&ex->continue_timer);
+    ex_origin_answered(ex);
 
     const struct h1_info *ri = &ex->resp_info;
     /* A body of unknown length is streamed: chunked to HTTP/1.1 clients, to the close for 1.0. */
@@ -310,6 +317,7 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
  * after the 101 stays in its input for the tunnel. */
 static void switch_protocols(struct exchange *ex, const struct h1_response *resp, size_t head_len)
 {
+    ex_origin_answered(ex);
     deadline_clear(&ex->total_timer);
     deadline_clear(&ex->processing_timer);
     deadline_clear(&ex->continue_timer);

@@ -836,6 +836,14 @@ bool sock_has_input(const struct sock *s)
     return evbuffer_get_length(s->in) > 0 || (s->ssl && SSL_has_pending(s->ssl));
 }
 
+bool sock_peer_pending(const struct sock *s, bool *bytes)
+{
+    char byte;
+    ssize_t n = recv(s->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    *bytes = n > 0;
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 bool sock_at_eof(const struct sock *s)
 {
     return (s->flags & SF_EOF) != 0;

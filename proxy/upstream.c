@@ -87,6 +87,7 @@ struct upconn {
     struct event defer_ev;                 /* the start, and results that must not be
                                               delivered inside a caller's call */
     struct evdns_getaddrinfo_request *dns_req;
+    bool every_family;                     /* resolving again, without AI_ADDRCONFIG */
     struct sock sock;                      /* once connected */
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -260,9 +261,12 @@ static void report_unsolicited(struct upconn *c, const char *when)
     if (n) {
         log_info("upstream %s: %s sent %zu bytes %s, which no request asked for; closed",
                  c->up->name, c->addr_text, n, when);
-    } else { /* TLS: OpenSSL holds the start of a record, nothing decrypted yet */
+    } else if (c->sock.ssl) { /* OpenSSL holds the start of a record, nothing decrypted yet */
         log_info("upstream %s: %s sent part of a TLS record %s, which no request asked for; "
                  "closed", c->up->name, c->addr_text, when);
+    } else { /* still in the kernel (spoiled) */
+        log_info("upstream %s: %s sent bytes %s, which no request asked for; closed",
+                 c->up->name, c->addr_text, when);
     }
 }
 
@@ -271,6 +275,10 @@ static void report_unsolicited(struct upconn *c, const char *when)
 static void idle_cb(void *arg, enum sock_event ev)
 {
     struct upconn *c = arg;
+    if (ev == SOCK_DEADLINE) { /* its settle_time is over: it joins the idle ones, or goes */
+        pool_settle(&c->loop->pools->pool[c->upstream], c->up, event_now_us());
+        return;
+    }
     if (ev == SOCK_READABLE)
         report_unsolicited(c, "on an idle connection");
     pool_remove(c);
@@ -281,17 +289,23 @@ static struct upconn *take(struct upconn *c)
 {
     pool_remove(c);
     set_state(c, UC_ACTIVE);
+    sock_set_deadline(&c->sock, 0);
     sock_set_timeouts(&c->sock, 0, 0);
     return c;
 }
 
-/* Bytes that arrived in this very loop turn, before idle_cb could run: not safe to reuse. */
+/* Bytes or a close that arrived before idle_cb could run (in this very loop turn, or while the
+ * loop was busy): not safe to reuse. The kernel is asked too (one recv with MSG_PEEK per reuse):
+ * an origin's close that is already there but not yet read would otherwise meet the request,
+ * and a POST, which is never resent, would fail although the origin never saw it. */
 static bool spoiled(struct upconn *c)
 {
-    bool input = sock_has_input(&c->sock);
-    if (!input && c->sock.state == SOCK_OPEN)
+    bool input = sock_has_input(&c->sock), bytes = false;
+    if (!input && c->sock.state == SOCK_OPEN && !sock_peer_pending(&c->sock, &bytes))
         return false;
-    if (input)
+    /* Over TLS a waiting record may be the origin's close_notify: only plain bytes are
+     * known to be unasked for. */
+    if (input || (bytes && !c->sock.ssl))
         report_unsolicited(c, "on an idle connection");
     pool_remove(c);
     upconn_free(c);
@@ -360,6 +374,12 @@ void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us_)
     sock_set_cb(&c->sock, idle_cb, c);
     sock_set_read_limit(&c->sock, 0);
     sock_read(&c->sock, true);
+    /* Settling ends on its own clock too, not only when the pool is next used: a pool whose
+     * traffic stopped would keep up to SETTLING_MAX_FACTOR x keepalive connections beyond
+     * keepalive until keepalive_timeout. Set before the later keepalive deadline: one timer
+     * operation. */
+    if (up->settle_ms)
+        sock_set_deadline(&c->sock, now_us_ + up->settle_ms * 1000);
     sock_set_timeouts(&c->sock, up->keepalive_timeout_ms, 0);
     set_state(c, UC_SETTLING);
     TAILQ_INSERT_TAIL(&pool->settling, c, link);
@@ -571,6 +591,22 @@ static void start_connect(struct upconn *c)
     event_add(&c->io_ev, NULL);
 }
 
+static void dns_cb(int result, struct evutil_addrinfo *res, void *arg);
+
+/* Asks the resolver for the origin's name, with hints flags; every_family once without
+ * AI_ADDRCONFIG. The callback may run before evdns_getaddrinfo returns (hosts file), which then
+ * returns NULL and c may be gone: the caller touches nothing after this. */
+static void resolve(struct upconn *c, int flags)
+{
+    c->every_family = !(flags & EVUTIL_AI_ADDRCONFIG);
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                    .ai_protocol = IPPROTO_TCP, .ai_flags = flags};
+    struct evdns_getaddrinfo_request *req =
+        evdns_getaddrinfo(c->loop->dns, c->oc->host, NULL, &hints, dns_cb, c);
+    if (req)
+        c->dns_req = req;
+}
+
 static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 {
     struct upconn *c = arg;
@@ -580,6 +616,15 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
             evutil_freeaddrinfo(res);
         if (c->state == UC_CANCELLED)
             upconn_free(c);
+        return;
+    }
+    if ((result != 0 || !res) && !c->every_family && result != EVUTIL_EAI_MEMORY) {
+        /* AI_ADDRCONFIG asks only for the families the host has addresses of, and counts
+         * neither loopback nor link-local nor unique local (fc00::/7) IPv6 ones: a name with
+         * IPv6 addresses only is asked again for every family (README: IPv4, else IPv6). */
+        if (res)
+            evutil_freeaddrinfo(res);
+        resolve(c, 0); /* c may be gone when it returns */
         return;
     }
     if (result != 0 || !res) {
@@ -623,14 +668,8 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
     }
     set_state(c, UC_RESOLVING);
     c->ev->on_phase(c->arg, PHASE_DNS);
-    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                                    .ai_protocol = IPPROTO_TCP, .ai_flags = EVUTIL_AI_ADDRCONFIG};
-    /* The callback may run before evdns_getaddrinfo returns (hosts file), which then returns
-     * NULL and c may be gone: fine, we are in a loop callback of our own and touch nothing. */
-    struct evdns_getaddrinfo_request *req =
-        evdns_getaddrinfo(c->loop->dns, c->oc->host, NULL, &hints, dns_cb, c);
-    if (req)
-        c->dns_req = req;
+    /* Only the address families this host can reach, first: no AAAA query on an IPv4 host. */
+    resolve(c, EVUTIL_AI_ADDRCONFIG);
 }
 
 struct upconn *upconn_open(struct loop *l, int upstream, int origin,

@@ -77,6 +77,10 @@ void balancer_free(struct balancer *b);
  * flight until balancer_done, or -1 when none is left (no_healthy_origin). */
 int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude);
 
+/* The response head of an attempt still in flight came from origin: its failure count starts
+ * over, and a probed origin is up at once, not when the attempt ends (a long body). */
+void balancer_answered(struct balancer *b, int origin);
+
 /* Ends the attempt a pick started on origin: no longer in flight, and r updates its health. */
 void balancer_done(struct balancer *b, int origin, enum balance_result r, uint64_t now_ms);
 

@@ -146,6 +146,10 @@ void sock_splice_end(struct sock *s);
  * decrypted (which epoll cannot see). */
 bool sock_has_input(const struct sock *s);
 
+/* Whether the kernel already holds something from the peer that no read took yet: bytes (then
+ * *bytes is set) or its end (FIN, reset). One recv with MSG_PEEK: nothing is consumed. */
+bool sock_peer_pending(const struct sock *s, bool *bytes);
+
 /* Whether the peer's EOF was reported already. */
 bool sock_at_eof(const struct sock *s);
 

@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -308,6 +310,88 @@ static void test_passive_health(void **state)
     fake_origin_stop(good);
 }
 
+/* ---- a probe that is answered, with a long body ---- */
+
+static sem_t probe_body_cue; /* the test: the probe's body may end now */
+
+static int hold_probe_body(int fd, void *arg)
+{
+    (void)fd, (void)arg;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += PX_IO_MS / 1000;
+    return sem_timedwait(&probe_body_cue, &until) == 0 ? 0 : -1;
+}
+
+static const struct fo_step hold_no_answer[] = { FO_HOLD(), FO_END() };
+static const struct fo_step long_body[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlo"), FO_CALL(hold_probe_body, NULL),
+    FO_SEND("ng"), FO_END(),
+};
+static const struct fo_step answer_ok[] = { FO_RESPOND_OK(), FO_END() };
+
+static const struct fo_step *pick_probe(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return strstr(req->head, "/fail") ? hold_no_answer
+           : strstr(req->head, "/long") ? long_body : answer_ok;
+}
+
+/* README: after down_time "the next request that would go to it is let through alone
+ * (half-open): an answer brings it back up". The probe's answer is its response head: the
+ * origin is up from then on, not once a long body (a download, a stream) has ended. The binary
+ * before the fix kept the only origin out until the probe's exchange ended: every other request
+ * got 503 no_healthy_origin meanwhile. */
+static void test_probe_answer_brings_back_up(void **state)
+{
+    (void)state;
+    assert_int_equal(sem_init(&probe_body_cue, 0, 0), 0);
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_probe };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\nretries = 0\n"
+                                 "max_fails = 1\ndown_time = 200ms\nfirst_byte_timeout = 100ms\n",
+                                 fake_origin_port(o));
+    assert_int_equal(status_of(h, "/fail"), 504); /* first_byte_timeout: marked down */
+    assert_int_equal(harness_wait_log(h, "marked down for 200 ms", PX_IO_MS), 0);
+    /* until down_time is over every request gets 503 at once; then one is the probe */
+    struct raw_conn *probe = NULL;
+    struct raw_head head = {0};
+    for (int64_t end = tu_now_ms() + 5000; !probe && tu_now_ms() < end;) {
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(raw_send_str(c, "GET /long HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+        if (head.status == 200) {
+            probe = c;
+            break;
+        }
+        assert_int_equal(head.status, 503);
+        raw_head_free(&head);
+        raw_close(c);
+        poll(NULL, 0, 20); /* requests spread over time: down_time is time */
+    }
+    assert_non_null(probe);
+    raw_head_free(&head);
+    /* the probe was answered; its body is still coming */
+    struct raw_response r;
+    int st = get(h, "GET", "/after", NULL, &r);
+    const char *err = raw_header(&r, "Portico-Error");
+    if (st != 200)
+        fail_msg("the probe was answered, yet: %d %s", st, err ? err : "");
+    raw_response_free(&r);
+    sem_post(&probe_body_cue);
+    size_t len = 0;
+    char *rest = raw_read_all(probe, 500, &len);
+    assert_non_null(rest);
+    assert_true(len >= 4 && memcmp(rest, "long", 4) == 0);
+    free(rest);
+    raw_close(probe);
+    px_stop(h);
+    fake_origin_stop(o);
+    sem_destroy(&probe_body_cue);
+}
+
 /* ---- active health check ---- */
 
 static _Atomic bool healthz_failing;
@@ -562,6 +646,7 @@ int main(void)
         cmocka_unit_test(test_least_conn),
         cmocka_unit_test(test_least_conn_weights),
         cmocka_unit_test(test_passive_health),
+        cmocka_unit_test(test_probe_answer_brings_back_up),
         cmocka_unit_test(test_active_health),
         cmocka_unit_test(test_retry_connect),
         cmocka_unit_test(test_retry_rules),

@@ -850,6 +850,150 @@ static void test_every_row_covered(void **state)
     }
 }
 
+/* ---- a name with IPv6 addresses only ---- */
+
+/* An origin name whose only address is ::1 (A: NOERROR without an answer). README: "the first
+ * IPv4 one, else the first IPv6 one". The binary before the fix asked with AI_ADDRCONFIG,
+ * which on a host whose IPv6 addresses are all loopback, link-local or unique local (fd00::/8:
+ * containers, this test machine) asks for A records only: such a name was a 502 dns_error
+ * ("non-recoverable failure") although its origin listened on ::1. */
+static void test_dns_ipv6_only(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .aaaa = true, .no_a = true };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    int ls = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+    socklen_t alen = sizeof(a);
+    assert_true(ls >= 0);
+    assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(ls, 8), 0);
+    assert_int_equal(getsockname(ls, (struct sockaddr *)&a, &alen), 0);
+    char resolver[64];
+    snprintf(resolver, sizeof(resolver), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
+    struct harness *h = px_start(resolver, "[upstream v6]\norigin = only-v6.test:%u\nretries = 0\n",
+                                 ntohs(a.sin6_port));
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /v6 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+                     0);
+
+    /* The origin's side, played here: accept, read the head, answer. */
+    struct pollfd pf = { .fd = ls, .events = POLLIN };
+    struct raw_response r;
+    if (poll(&pf, 1, IO_MS) != 1) {
+        int rc = raw_read_response(c, &r, IO_MS);
+        const char *err = rc == 0 ? raw_header(&r, "Portico-Error") : NULL;
+        fail_msg("no connection to [::1]:%u; the client got %d %s", ntohs(a.sin6_port),
+                 rc == 0 ? r.status : -1, err ? err : "");
+    }
+    int fd = accept(ls, NULL, NULL);
+    assert_true(fd >= 0);
+    char head[4096];
+    size_t got = 0;
+    while (got < sizeof(head) - 1 && !memmem(head, got, "\r\n\r\n", 4)) {
+        struct pollfd rf = { .fd = fd, .events = POLLIN };
+        assert_int_equal(poll(&rf, 1, IO_MS), 1);
+        ssize_t n = read(fd, head + got, sizeof(head) - 1 - got);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nv6\n";
+    assert_int_equal(write(fd, answer, sizeof(answer) - 1), (ssize_t)sizeof(answer) - 1);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 3);
+    assert_memory_equal(r.body, "v6\n", 3);
+    raw_response_free(&r);
+    raw_close(c);
+    close(fd);
+    px_stop(h);
+    fake_dns_stop(d);
+    close(ls);
+}
+
+/* ---- names the resolver answers, while it does not answer others ---- */
+
+#define SILENT_LOOKUPS 100 /* beyond libevent's default of 64 queries in flight */
+
+/* The resolver leaves one upstream's name unanswered while 100 of its requests resolve; a
+ * request of another upstream then needs its own name, which the resolver answers at once.
+ * The binary before the fix let evdns keep at most 64 queries in flight and queue the rest:
+ * the second name's query waited behind the silent ones, and its request got 504 dns_timeout
+ * from a resolver that was never asked. */
+static void test_dns_not_queued_behind_silent(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_SILENT };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    char resolver[64];
+    snprintf(resolver, sizeof(resolver), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
+    struct harness *h = px_start(resolver,
+                                 "[upstream slow]\norigin = slow.test:%u\ndns_timeout = 5s\n"
+                                 "[route slow]\nprefix = /slow/\nupstream = slow\n"
+                                 "[upstream fast]\norigin = fast.test:%u\ndns_timeout = 1s\n"
+                                 "[route fast]\nprefix = /fast/\nupstream = fast\n",
+                                 fake_origin_port(o), fake_origin_port(o));
+    struct raw_conn *c[SILENT_LOOKUPS];
+    for (int i = 0; i < SILENT_LOOKUPS; i++) {
+        c[i] = px_connect(h);
+        assert_int_equal(raw_send_str(c[i], "GET /slow/ HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    }
+    /* well within the slow name's dns_timeout: no lookup has given up and freed its place */
+    if (fake_dns_wait_queries(d, SILENT_LOOKUPS, IO_MS) != 0)
+        fail_msg("only %u of %d lookups reached the resolver", fake_dns_queries(d),
+                 SILENT_LOOKUPS);
+    fake_dns_set_mode(d, FAKE_DNS_ANSWER);
+    struct raw_conn *f = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(f, "GET /fast/ HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(f, &r, IO_MS), 0);
+    const char *err = raw_header(&r, "Portico-Error");
+    if (r.status != 200)
+        fail_msg("fast.test, answered by the resolver at once: %d %s", r.status, err ? err : "");
+    raw_response_free(&r);
+    raw_close(f);
+    for (int i = 0; i < SILENT_LOOKUPS; i++)
+        raw_close(c[i]);
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
+}
+
+/* libevent's own messages (evdns: "Nameserver 127.0.0.1:N has failed", after a SERVFAIL) go
+ * where every other message goes: error_log, with log_level. The binary before the fix let
+ * libevent print them to stderr as "[msg] ...", past error_log and log_level. */
+static void test_resolver_messages_in_error_log(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_SERVFAIL };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    char proxy[160];
+    snprintf(proxy, sizeof(proxy),
+             "resolver = 127.0.0.1:%u\nerror_log = {{dir}}/error.log\nlog_level = info\n",
+             fake_dns_port(d));
+    struct harness *h = px_start(proxy, "[upstream u]\norigin = servfail.test:1\nretries = 0\n");
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 502);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    char *err = harness_stderr(h);
+    if (err && strstr(err, "Nameserver"))
+        fail_msg("libevent's message went to stderr:\n%s", err);
+    free(err);
+    assert_true(harness_file_contains(h, "error.log", "Nameserver 127.0.0.1:"));
+    harness_free(h);
+    fake_dns_stop(d);
+}
+
 /* The timer rows side by side (for the record; the bounds were asserted per case). */
 static void test_timer_summary(void **state)
 {
@@ -871,6 +1015,9 @@ int main(void)
         cmocka_unit_test(test_cloudflare),
         cmocka_unit_test(test_proxy),
         cmocka_unit_test(test_after_head),
+        cmocka_unit_test(test_dns_ipv6_only),
+        cmocka_unit_test(test_dns_not_queued_behind_silent),
+        cmocka_unit_test(test_resolver_messages_in_error_log),
         cmocka_unit_test(test_timer_summary),
     };
 

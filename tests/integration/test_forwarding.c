@@ -1712,6 +1712,47 @@ static void test_pooled_closed_while_idle(void **state)
     fake_origin_stop(o);
 }
 
+#define SETTLE_CLIENTS 5 /* keepalive = 1: one kept, four settling at most, the fifth closed */
+
+/* keepalive bounds the idle origin connections once traffic stops: those released within
+ * settle_time of each other settle, and then only keepalive of them stay. The binary before the
+ * fix settled them only when the pool was next used: with no further request, 4 x keepalive
+ * connections stayed open to the origin for keepalive_timeout (here 4 instead of 1). The
+ * clients' keep-alive timeout (400 ms, settle_time 50 ms) is the clock. */
+static void test_pool_settles_without_traffic(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SLOW_FIRST_BYTE, .delay_ms = 100 };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start("keepalive_timeout = 400ms\n"
+                                 "admin_listen = 127.0.0.1:{{port:admin}}\n",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 1\n"
+                                 "settle_time = 50ms\n", fake_origin_port(o));
+    struct raw_conn *c[SETTLE_CLIENTS];
+    struct raw_response r;
+    /* all in flight at once (the origin answers after 100 ms): one origin connection each */
+    for (int i = 0; i < SETTLE_CLIENTS; i++) {
+        c[i] = px_connect(h);
+        assert_int_equal(raw_send_str(c[i], "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    }
+    for (int i = 0; i < SETTLE_CLIENTS; i++) {
+        assert_int_equal(raw_read_response(c[i], &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        raw_response_free(&r);
+    }
+    for (int i = 0; i < SETTLE_CLIENTS; i++) {
+        assert_int_equal(raw_wait_closed(c[i], PX_IO_MS), 1);
+        raw_close(c[i]);
+    }
+    assert_int_equal(fake_origin_connections(o), SETTLE_CLIENTS);
+    long idle = metric(h, "portico_connections{side=\"upstream\",state=\"idle\"}");
+    if (idle != 1)
+        fail_msg("%ld idle origin connections long after settle_time; keepalive = 1", idle);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* The client leaves in the middle of a response: the origin connection, with the rest of the
  * body still coming, is not pooled; the next request gets a fresh one. */
 static void test_client_leaves_mid_response(void **state)
@@ -1775,6 +1816,7 @@ int main(void)
         cmocka_unit_test(test_response_before_request_body),
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_pooled_closed_while_idle),
+        cmocka_unit_test(test_pool_settles_without_traffic),
         cmocka_unit_test(test_pooled_connection_back_to_its_owner),
         cmocka_unit_test(test_client_leaves_mid_response),
     };

@@ -6,11 +6,13 @@
  *   1. a chunked response that exactly fills the upstream input while the client output is over
  *      the relay limit (its last chunk used to stay behind: stall, or a use-after-free on EOF)
  *   2. a chunked upload fully buffered before the origin connection is ready (same, upstream)
- *   3. stale pooled connection: only idempotent requests are resent
+ *   3. stale pooled connection: only idempotent requests are resent; a close already in the
+ *      kernel when a request comes keeps the request off that connection (a POST failed)
  *   4. passive health: a success clears the failure count
  *   5. TLS origin closing without close_notify is an EOF, not a protocol error
  *   6. verify = off: a failed handshake is never a certificate failure
- *   7. access log: reused=yes on a pooled connection that failed, retried=yes
+ *   7. access log: reused=yes on a pooled connection that failed, retried=yes; the resend's
+ *      timings are its own (first_byte used to start with the dead attempt's wait)
  *   8. reload: connections queued or just accepted by the old worker are served (the binary
  *      before the fix reset some in most plain runs, seldom under ASan: a race it cannot force)
  *   9. TLS client: lingering close with close_notify, the early 413 is not destroyed by a reset
@@ -25,6 +27,7 @@
  * the machine is badly overloaded.
  */
 #include <setjmp.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -438,6 +441,141 @@ static void test_access_log_reuse(void **state)
     assert_log(h, "/stale/e", " reused=no retried=yes", NULL);
     harness_free(h);
     fake_origin_stop(o);
+}
+
+/* The milliseconds of timing field key ("first_byte:") of an access-log line, -1 when absent. */
+static double log_ms(const char *line, const char *key)
+{
+    const char *p = strstr(line, key);
+    return p ? strtod(p + strlen(key), NULL) : -1;
+}
+
+#define STALE_WAIT_MS 300 /* the dying pooled connection keeps the first attempt waiting */
+
+static const struct fo_step close_late_step[] = { FO_WAIT(STALE_WAIT_MS), FO_CLOSE(), FO_END() };
+
+/* "/slow-stale" on a connection already answered on: the origin lets the request wait, then
+ * closes without answering. */
+static const struct fo_step *pick_slow_stale(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return req->index_in_conn > 0 && strstr(req->head, "/slow-stale") ? close_late_step : ok_step;
+}
+
+/* A request resent after a stale pooled connection reports the phases of the attempt that
+ * answered: its first_byte is the fresh connection's wait, not one that began with the dead
+ * attempt (the binary before the fix kept that start: first_byte took in the 300 ms of the
+ * dead attempt, and overlapped the resend's connect and send, so the phases added up to more
+ * than the total). */
+static void test_resend_timings(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_slow_stale };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    exchange(c, "GET /warm HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    exchange(c, "GET /slow-stale HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+
+    char *line = px_log_line(h, "target=\"/slow-stale\"");
+    assert_non_null(strstr(line, "retried=yes"));
+    double total = log_ms(line, " dur_ms="), connect = log_ms(line, "connect:");
+    double send = log_ms(line, "send:"), first_byte = log_ms(line, "first_byte:");
+    double body = log_ms(line, "body:");
+    print_message("  total %.3f ms: connect %.3f, send %.3f, first_byte %.3f, body %.3f\n",
+                  total, connect, send, first_byte, body);
+    assert_true(total >= STALE_WAIT_MS);
+    assert_true(connect >= 0 && send >= 0 && first_byte >= 0);
+    /* the fresh connection answers at once: its wait is far below the dead attempt's */
+    if (first_byte >= STALE_WAIT_MS / 2)
+        fail_msg("first_byte %.3f ms counts the dead attempt's wait:\n%s", first_byte, line);
+    if (connect + send + first_byte + (body > 0 ? body : 0) > total)
+        fail_msg("the phases add up to more than the total %.3f ms:\n%s", total, line);
+    free(line);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
+/* The origin's side of a pooled connection it closes on the test's cue, while Portico is
+ * stopped with a POST already waiting in its socket: FIN first, then the test goes on. */
+static struct idle_close_ctx {
+    sem_t cue;      /* the test: close it now */
+    sem_t closed;   /* the origin: the FIN is out */
+} idle_close;
+
+static int close_on_cue(int fd, void *arg)
+{
+    struct idle_close_ctx *ic = arg;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += PX_IO_MS / 1000;
+    if (sem_timedwait(&ic->cue, &until) == 0)
+        shutdown(fd, SHUT_RDWR);
+    sem_post(&ic->closed);
+    return -1; /* the connection ends here */
+}
+
+static const struct fo_step ok_then_close_on_cue[] = {
+    FO_RESPOND_OK(), FO_CALL(close_on_cue, &idle_close), FO_END(),
+};
+
+static const struct fo_step *pick_idle_close(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return req->conn == 0 ? ok_then_close_on_cue : ok_step;
+}
+
+/* An origin closes an idle pooled connection, and its FIN is in Portico's socket, not yet
+ * read, when a POST arrives for that connection (both wait while Portico is stopped; the POST
+ * came first, so the loop serves it first). The close was there before the request: Portico
+ * must not send the POST on it (the binary before the fix did, and since a POST is never
+ * resent, the client got 502 empty_response for a request no origin had seen). */
+static void test_pooled_close_before_reuse(void **state)
+{
+    (void)state;
+    assert_int_equal(sem_init(&idle_close.cue, 0, 0), 0);
+    assert_int_equal(sem_init(&idle_close.closed, 0, 0), 0);
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_idle_close };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    exchange(c, "GET /warm HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+
+    assert_int_equal(stop_portico(h), 0);
+    send_ok(c, "POST /charge HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
+    sem_post(&idle_close.cue);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += PX_IO_MS / 1000;
+    assert_int_equal(sem_timedwait(&idle_close.closed, &until), 0);
+    assert_int_equal(harness_signal(h, SIGCONT), 0);
+
+    if (raw_read_response(c, &r, PX_IO_MS) != 0)
+        fail_msg("POST: no complete response: %s (status %d)", r.error, r.status);
+    const char *err = raw_header(&r, "Portico-Error");
+    if (r.status != 200)
+        fail_msg("POST on a pooled connection closed before it: %d %s", r.status,
+                 err ? err : "");
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(origin_count(o, "POST"), 1);
+    assert_int_equal(fake_origin_connections(o), 2);
+    px_stop(h);
+    fake_origin_stop(o);
+    sem_destroy(&idle_close.cue);
+    sem_destroy(&idle_close.closed);
 }
 
 /* ---- 4. passive health ---- */
@@ -868,6 +1006,8 @@ int main(void)
         cmocka_unit_test(test_tls_origin_no_close_notify),
         cmocka_unit_test(test_verify_off_handshake_failure),
         cmocka_unit_test(test_access_log_reuse),
+        cmocka_unit_test(test_resend_timings),
+        cmocka_unit_test(test_pooled_close_before_reuse),
         cmocka_unit_test(test_reload_burst),
         cmocka_unit_test(test_tls_client_lingering_close),
         cmocka_unit_test(test_accept_out_of_descriptors),

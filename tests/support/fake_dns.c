@@ -42,6 +42,7 @@ struct fake_dns {
     int stop_pipe[2];        /* closing [1] wakes the thread */
     pthread_t thread;
     bool aaaa;
+    bool no_a;
     uint32_t ttl;
     pthread_mutex_t lock;    /* protects the fields below */
     pthread_cond_t cond;     /* signalled on every query */
@@ -113,7 +114,7 @@ static size_t build_reply(struct fake_dns *d, enum fake_dns_mode mode, const uin
     put16(r + 2, flags);
     put16(r + 4, 1);
     memcpy(r + DNS_HEADER, q + DNS_HEADER, qend - DNS_HEADER);
-    if (rcode == 0 && (qtype == QTYPE_A || (qtype == QTYPE_AAAA && d->aaaa))) {
+    if (rcode == 0 && ((qtype == QTYPE_A && !d->no_a) || (qtype == QTYPE_AAAA && d->aaaa))) {
         size_t alen = qtype == QTYPE_A ? 4 : 16;
 
         put16(r + n, 0xC000 | DNS_HEADER); /* pointer to the question's name */
@@ -237,6 +238,7 @@ struct fake_dns *fake_dns_start(const struct fake_dns_opts *opts)
     d->stop_pipe[0] = d->stop_pipe[1] = -1;
     d->mode = opts->mode;
     d->aaaa = opts->aaaa;
+    d->no_a = opts->no_a;
     d->ttl = opts->ttl != 0 ? opts->ttl : 60;
     d->delay_ms = opts->delay_ms;
     pthread_mutex_init(&d->lock, NULL);

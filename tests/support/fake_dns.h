@@ -12,7 +12,8 @@
 #include <stdint.h>
 
 enum fake_dns_mode {
-    FAKE_DNS_ANSWER,   /* NOERROR; A 127.0.0.1 for any name, AAAA ::1 if opts.aaaa else NODATA */
+    FAKE_DNS_ANSWER,   /* NOERROR; A 127.0.0.1 for any name (NODATA if opts.no_a), AAAA ::1
+                        * if opts.aaaa else NODATA */
     FAKE_DNS_NXDOMAIN, /* rcode 3 */
     FAKE_DNS_SERVFAIL, /* rcode 2 */
     FAKE_DNS_SILENT,   /* reads and counts queries, never answers */
@@ -21,6 +22,8 @@ enum fake_dns_mode {
 struct fake_dns_opts {
     enum fake_dns_mode mode;
     bool aaaa;    /* FAKE_DNS_ANSWER: answer AAAA queries with ::1 (else empty NOERROR) */
+    bool no_a;    /* FAKE_DNS_ANSWER: A queries get an empty NOERROR (a name with IPv6 addresses
+                   * only, with aaaa) */
     uint32_t ttl; /* TTL of answers in seconds; 0 means 60 */
     int delay_ms; /* each reply leaves this long after its query came (queries meanwhile are
                    * read and counted; at most FAKE_DNS_MAX_PENDING wait at once, more are
