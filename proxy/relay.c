@@ -19,6 +19,7 @@
 #include "portico/headers.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/request.h"
 #include "portico/sock.h"
 #include "portico/upstream.h"
 #include "portico/status.h"
@@ -658,7 +659,8 @@ void relay_connect(struct exchange *ex)
     if (!ex->retried) {
         /* Its own connection back first, if it may have one. */
         uint64_t owner = ex->ds.pipelined || ex->ds.first ? 0 : ex->ds.peer->conn_id;
-        ex->uc = upconn_take_idle(ex->loop, ex->up_index, ex->origin, owner, ex->now);
+        bool resendable = request_idempotent(ex->req.method_id) && !h1_info_has_body(&ex->info);
+        ex->uc = upconn_take_idle(ex->loop, ex->up_index, ex->origin, owner, resendable, ex->now);
         ex->reused = ex->uc != NULL;
         if (ex->uc) {
             metrics_add(ex->loop->metrics, M_UPSTREAM_REUSED, 1);

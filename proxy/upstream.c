@@ -21,10 +21,11 @@
  * user's next request sent after reading the answer; bytes that come later still only reach
  * that same client. Not after a response with no body (HEAD, 204, 304: where a body wrongly
  * sent is the classic stray): the exchange releases those with no owner, and they settle for
- * everyone (a client that sends HEAD, then GET within 5 ms, read the stray bytes). A settling connection is not one of the `keepalive` idle ones yet: the pool
- * holds up to `keepalive` settled connections plus those settling (at most SETTLING_MAX_FACTOR
- * times keepalive), so that connection-per-request traffic finds settled connections instead of
- * opening new ones; it costs rate x settle_time more origin connections (120 at 12k req/s).
+ * everyone (a client that sends HEAD, then GET within 5 ms, read the stray bytes). A settling
+ * connection is not one of the `keepalive` idle ones yet: the pool holds up to `keepalive`
+ * settled connections plus those settling (at most SETTLING_MAX_FACTOR times keepalive), so that
+ * connection-per-request traffic finds settled connections instead of opening new ones; it costs
+ * rate x settle_time more origin connections (120 at 12k req/s). Settling ends on its own timer.
  */
 #include "portico/upstream.h"
 
@@ -295,13 +296,16 @@ static struct upconn *take(struct upconn *c)
 }
 
 /* Bytes or a close that arrived before idle_cb could run (in this very loop turn, or while the
- * loop was busy): not safe to reuse. The kernel is asked too (one recv with MSG_PEEK per reuse):
- * an origin's close that is already there but not yet read would otherwise meet the request,
- * and a POST, which is never resent, would fail although the origin never saw it. */
-static bool spoiled(struct upconn *c)
+ * loop was busy): not safe to reuse. With ask_kernel, the kernel is asked too (one recv with
+ * MSG_PEEK): an origin's close that is already there but not yet read would otherwise meet a
+ * request that cannot be resent (a POST), which would fail although the origin never saw it.
+ * A resendable request skips that call, as nginx and HAProxy do for all: a stale connection
+ * costs it a resend (stale_pooled in exchange.c), not a failure. */
+static bool spoiled(struct upconn *c, bool ask_kernel)
 {
     bool input = sock_has_input(&c->sock), bytes = false;
-    if (!input && c->sock.state == SOCK_OPEN && !sock_peer_pending(&c->sock, &bytes))
+    if (!input && c->sock.state == SOCK_OPEN &&
+        (!ask_kernel || !sock_peer_pending(&c->sock, &bytes)))
         return false;
     /* Over TLS a waiting record may be the origin's close_notify: only plain bytes are
      * known to be unasked for. */
@@ -313,41 +317,42 @@ static bool spoiled(struct upconn *c)
 }
 
 /* The most recent connection to origin that owner released, still usable, or NULL. */
-static struct upconn *find_owned(struct upstream_pool *pool, int origin, uint64_t owner)
+static struct upconn *find_owned(struct upstream_pool *pool, int origin, uint64_t owner,
+                                 bool ask_kernel)
 {
     struct upconn *c = LIST_FIRST(&pool->by_owner[owner & pool->owner_mask]), *next;
     for (; c; c = next) {
         next = LIST_NEXT(c, owner_link);
-        if (c->owner == owner && c->origin == origin && !spoiled(c))
+        if (c->owner == owner && c->origin == origin && !spoiled(c, ask_kernel))
             return c;
     }
     return NULL;
 }
 
 /* The oldest settled connection to origin, still usable, or NULL. */
-static struct upconn *find_settled(struct upstream_pool *pool, int origin)
+static struct upconn *find_settled(struct upstream_pool *pool, int origin, bool ask_kernel)
 {
     struct upconn *c = TAILQ_FIRST(&pool->idle), *next;
     for (; c; c = next) {
         next = TAILQ_NEXT(c, link);
-        if (c->origin == origin && !spoiled(c))
+        if (c->origin == origin && !spoiled(c, ask_kernel))
             return c;
     }
     return NULL;
 }
 
 struct upconn *upconn_take_idle(struct loop *l, int upstream, int origin, uint64_t owner,
-                                uint64_t now_us_)
+                                bool resendable, uint64_t now_us_)
 {
     struct upstream_pool *pool = &l->pools->pool[upstream];
     struct upconn *c = NULL;
     pool_settle(pool, &l->cfg->upstreams[upstream], now_us_);
     /* The same client's next request takes its own connection back, settled or not: the most
      * recent one it released. */
-    if (owner && (c = find_owned(pool, origin, owner)))
+    if (owner && (c = find_owned(pool, origin, owner, !resendable)))
         return take(c);
     /* Anyone else: the oldest that has settled, which had the longest to show stray bytes. */
-    if ((c = find_settled(pool, origin)))
+    if ((c = find_settled(pool, origin, !resendable)))
         return take(c);
     return NULL;
 }

@@ -39,9 +39,11 @@ void upstream_pools_close_idle(struct loop *l);
 
 /* An idle pooled connection to (upstream, origin), or NULL: the one the client connection owner
  * released (owner 0: none, for a request that was pipelined), else the oldest that has settled
- * (see upstream.c on stray bytes). now_us: the monotonic clock. The caller sets the callback. */
+ * (see upstream.c on stray bytes). resendable: the request may be sent again on a fresh
+ * connection if this one proves stale; if not, the kernel is asked whether the origin closed it.
+ * now_us: the monotonic clock. The caller sets the callback. */
 struct upconn *upconn_take_idle(struct loop *l, int upstream, int origin, uint64_t owner,
-                                uint64_t now_us);
+                                bool resendable, uint64_t now_us);
 
 /* Starts opening a connection; events arrive through ev with arg, always from the loop. NULL
  * when out of memory. */
