@@ -635,6 +635,54 @@ static const struct trace_row trace_rows[] = {
 
 /* The client's valid traceparent keeps its trace id in the log and towards the origin; an
  * invalid one is replaced by a trace Portico starts, the same in the log and at the origin. */
+/* Names of up to a section header's length are valid: /status must file a failure under its
+ * upstream, and show its route and upstream whole, however long the names (it cut them at 63
+ * bytes, and the upstream's own list, matched by name, stayed empty). */
+static void test_status_long_names(void **state)
+{
+    (void)state;
+    char up[201], route[202];
+    memset(up, 'u', sizeof(up) - 1);
+    up[sizeof(up) - 1] = '\0';
+    snprintf(route, sizeof(route), "r%s", up);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\nworkers = 1\n"
+                                          "access_log = off\n[upstream %s]\norigin = 127.0.0.1:%u\n"
+                                          "[route %s]\nupstream = %s\n",
+                                          up, w.port[MB_REFUSE], route, up),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+                     0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 502);
+    raw_response_free(&r);
+    raw_close(c);
+
+    char *text = admin_get(h, "/status", 200), err[128];
+    struct tj *s = tj_parse(text, err, sizeof(err));
+    if (!s)
+        fail_msg("/status is not JSON: %s", err);
+    const struct tj *ups = tj_get(s, "upstreams"), *recent = tj_get(s, "recent_failures");
+    assert_true(ups && ups->n == 1 && recent && recent->n == 1);
+    assert_string_equal(tj_str(recent->items[0], "upstream"), up);
+    assert_string_equal(tj_str(recent->items[0], "route"), route);
+    const struct tj *mine = tj_get(ups->items[0], "recent_failures");
+    assert_non_null(mine);
+    if (mine->n != 1)
+        fail_msg("upstream of %zu characters lists %zu recent failures, expected 1", strlen(up),
+                 mine->n);
+    tj_free(s);
+    free(text);
+    px_stop(h);
+}
+
 static void test_trace_context(void **state)
 {
     (void)state;
@@ -875,6 +923,7 @@ int main(void)
         cmocka_unit_test(test_access_log_client_abort),
         cmocka_unit_test(test_body_stall_after_head_counted),
         cmocka_unit_test(test_metrics_and_status),
+        cmocka_unit_test(test_status_long_names),
         cmocka_unit_test(test_trace_context),
         cmocka_unit_test(test_connections_interim_reload),
         cmocka_unit_test(test_minimal_detail),
