@@ -179,12 +179,56 @@ static void test_admin_refusals_not_counted(void **state)
     harness_free(h);
 }
 
+struct web_row {
+    const char *why;
+    const char *request;
+    int status;
+};
+
+/* In order on one listener: a rule a page tries to add, then one curl adds, then a page tries to
+ * delete it. */
+static const struct web_row web_rows[] = {
+    /* what a hidden, self-submitting <form> of any site sends */
+    {"a form of another site", "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+     "Origin: http://evil.test\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+     "Content-Length: 29\r\n\r\nname=csrf&prefix=/&status=503", 403},
+    {"curl (no Origin)", "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+     "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 30\r\n\r\n"
+     "name=mine&prefix=/z&status=503", 201},
+    /* DNS rebinding makes the page same-origin; the browser still says where it comes from */
+    {"a rebound page", "DELETE /faults/mine HTTP/1.1\r\nHost: evil.test\r\n"
+     "Origin: http://evil.test\r\n\r\n", 403},
+    {"the rule curl added is still there", "GET /faults/mine HTTP/1.1\r\nHost: a\r\n\r\n", 200},
+    {"the page's rule was never added", "GET /faults/csrf HTTP/1.1\r\nHost: a\r\n\r\n", 404},
+};
+
+/* Without admin_token, the fault API changes what every client gets, and browsers let any web
+ * page send POST and DELETE to a loopback address: a request that carries Origin (every
+ * browser POST or DELETE does) changes nothing. */
+static void test_admin_refuses_web_pages(void **state)
+{
+    (void)state;
+    struct harness *h = start_admin();
+    struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
+    for (size_t i = 0; i < ARRAY_SIZE(web_rows); i++) {
+        struct raw_response r;
+        int status = ask(c, web_rows[i].request, &r);
+        if (status != web_rows[i].status)
+            fail_msg("%s: status %d, expected %d: %s", web_rows[i].why, status,
+                     web_rows[i].status, r.body);
+        raw_response_free(&r);
+    }
+    raw_close(c);
+    px_stop(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_admin_keep_alive),
         cmocka_unit_test(test_admin_closes),
         cmocka_unit_test(test_admin_refusals_not_counted),
+        cmocka_unit_test(test_admin_refuses_web_pages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
