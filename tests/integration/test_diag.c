@@ -637,8 +637,9 @@ static const struct trace_row trace_rows[] = {
  * invalid one is replaced by a trace Portico starts, the same in the log and at the origin. */
 /* Names of up to a section header's length are valid: /status must file a failure under its
  * upstream, and show its route and upstream whole, however long the names (it cut them at 63
- * bytes, and the upstream's own list, matched by name, stayed empty). */
-static void test_status_long_names(void **state)
+ * bytes, and the upstream's own list, matched by name, stayed empty); the access log must
+ * name them whole too (it cut them at 128 bytes). */
+static void test_long_names(void **state)
 {
     (void)state;
     char up[201], route[202];
@@ -650,7 +651,8 @@ static void test_status_long_names(void **state)
     assert_int_equal(harness_write_config(h,
                                           "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
                                           "admin_listen = 127.0.0.1:{{port:admin}}\nworkers = 1\n"
-                                          "access_log = off\n[upstream %s]\norigin = 127.0.0.1:%u\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "[upstream %s]\norigin = 127.0.0.1:%u\n"
                                           "[route %s]\nupstream = %s\n",
                                           up, w.port[MB_REFUSE], route, up),
                      0);
@@ -662,6 +664,8 @@ static void test_status_long_names(void **state)
                      0);
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
     assert_int_equal(r.status, 502);
+    char rid[64];
+    snprintf(rid, sizeof(rid), "%s", raw_header(&r, "X-Request-Id"));
     raw_response_free(&r);
     raw_close(c);
 
@@ -680,7 +684,12 @@ static void test_status_long_names(void **state)
                  mine->n);
     tj_free(s);
     free(text);
-    px_stop(h);
+    assert_int_equal(harness_stop(h), 0); /* the log is complete once stopped */
+    struct tj *j = log_entry(h, rid);
+    assert_string_equal(tj_str(j, "route"), route);
+    assert_string_equal(tj_str(j, "upstream"), up);
+    tj_free(j);
+    harness_free(h);
 }
 
 static void test_trace_context(void **state)
@@ -923,7 +932,7 @@ int main(void)
         cmocka_unit_test(test_access_log_client_abort),
         cmocka_unit_test(test_body_stall_after_head_counted),
         cmocka_unit_test(test_metrics_and_status),
-        cmocka_unit_test(test_status_long_names),
+        cmocka_unit_test(test_long_names),
         cmocka_unit_test(test_trace_context),
         cmocka_unit_test(test_connections_interim_reload),
         cmocka_unit_test(test_minimal_detail),
