@@ -42,6 +42,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/recent.h"
 #include "portico/sock.h"
 #include "portico/status.h"
 #include "portico/trace.h"
@@ -231,7 +232,8 @@ static void start_closing(struct client *c)
         linger(c);
 }
 
-/* The metrics and the access-log line of a refused head e (body: the bytes of its answer). */
+/* The metrics, the last minutes (the status page's requests by class) and the access-log line
+ * of a refused head e (body: the bytes of its answer). */
 static void count_refusal(struct client *c, const struct errpage *e, long body)
 {
     int status = e->status;
@@ -240,6 +242,10 @@ static void count_refusal(struct client *c, const struct errpage *e, long body)
     timings_set(&t, TIMING_TOTAL, c->head_start_us ? event_now_us() - c->head_start_us : 0);
     metrics_request_done(c->loop->metrics,
                          &(struct metrics_sample){-1, -1, status, FAIL_NONE, &t});
+    recent_record(c->loop->recent,
+                  &(struct recent_sample){.time_ms = wall_ms(), .status = status,
+                                          .failure = FAIL_NONE, .phase = PHASE_CLIENT_HEADER,
+                                          .total_us = t.us[TIMING_TOTAL], .limit_ms = limit_ms});
     if (log_enabled()) {
         struct trace_context trace;
         char addr[PEER_ADDR_MAX];

@@ -692,6 +692,45 @@ static void test_long_names(void **state)
     harness_free(h);
 }
 
+/* The last minutes of /status (the status page's tiles and bars) count every request answered,
+ * as portico_requests_total does: also those Portico refuses before an exchange (a bad head, a
+ * 408), which it left out, so a flood of 400s showed as no request at all. */
+static void test_minutes_count_refusals(void **state)
+{
+    (void)state;
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n", w.port[MB_OK]);
+    enum { REFUSED = 3 };
+    for (int i = 0; i < REFUSED; i++) {
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, "GET /x HTTP/1.1\r\nHost: a\r\nBad Name: y\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 400);
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    char *text = admin_get(h, "/status", 200), err[128];
+    struct tj *s = tj_parse(text, err, sizeof(err));
+    if (!s)
+        fail_msg("/status is not JSON: %s", err);
+    const struct tj *minutes = tj_get(s, "minutes");
+    assert_non_null(minutes);
+    double requests = 0, c4xx = 0, v;
+    for (size_t i = 0; i < minutes->n; i++) { /* a minute may have turned meanwhile */
+        assert_int_equal(tj_num(minutes->items[i], "requests", &v), 0);
+        requests += v;
+        assert_int_equal(tj_num(minutes->items[i], "classes.4xx", &v), 0);
+        c4xx += v;
+    }
+    if (requests != REFUSED || c4xx != REFUSED)
+        fail_msg("minutes: %g requests, %g 4xx; %d requests were answered 400", requests, c4xx,
+                 REFUSED);
+    tj_free(s);
+    free(text);
+    px_stop(h);
+}
+
 static void test_trace_context(void **state)
 {
     (void)state;
@@ -933,6 +972,7 @@ int main(void)
         cmocka_unit_test(test_body_stall_after_head_counted),
         cmocka_unit_test(test_metrics_and_status),
         cmocka_unit_test(test_long_names),
+        cmocka_unit_test(test_minutes_count_refusals),
         cmocka_unit_test(test_trace_context),
         cmocka_unit_test(test_connections_interim_reload),
         cmocka_unit_test(test_minimal_detail),
