@@ -731,6 +731,27 @@ static void test_minutes_count_refusals(void **state)
     px_stop(h);
 }
 
+/* An upstream may list one origin twice (the same address, another weight): the exposition
+ * must still hold each series once, or Prometheus refuses the duplicate sample. */
+static void test_origin_listed_twice(void **state)
+{
+    (void)state;
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u weight=3\n",
+                                 w.port[MB_OK], w.port[MB_OK]);
+    char *text = admin_get(h, "/metrics", 200), series[128];
+    snprintf(series, sizeof(series), "\nportico_upstream_origin_up{upstream=\"u\","
+             "origin=\"127.0.0.1:%u\"} 1\n", w.port[MB_OK]);
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, series)) != NULL; p++)
+        n++;
+    if (n != 1)
+        fail_msg("%s appears %d times in /metrics", series + 1, n);
+    free(text);
+    px_stop(h);
+}
+
 static void test_trace_context(void **state)
 {
     (void)state;
@@ -973,6 +994,7 @@ int main(void)
         cmocka_unit_test(test_metrics_and_status),
         cmocka_unit_test(test_long_names),
         cmocka_unit_test(test_minutes_count_refusals),
+        cmocka_unit_test(test_origin_listed_twice),
         cmocka_unit_test(test_trace_context),
         cmocka_unit_test(test_connections_interim_reload),
         cmocka_unit_test(test_minimal_detail),
