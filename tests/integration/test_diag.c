@@ -752,6 +752,52 @@ static void test_origin_listed_twice(void **state)
     px_stop(h);
 }
 
+/* The sum of one family's samples "prefix{...} value" in a scrape. */
+static double family_sum(const char *text, const char *prefix)
+{
+    double sum = 0;
+    size_t n = strlen(prefix);
+    for (const char *line = text; *line;) {
+        const char *end = strchrnul(line, '\n');
+        const char *sp = memrchr(line, ' ', (size_t)(end - line));
+        if (strncmp(line, prefix, n) == 0 && line[n] == '{' && sp)
+            sum += strtod(sp + 1, NULL);
+        line = *end ? end + 1 : end;
+    }
+    return sum;
+}
+
+/* Past the (code, failure) pairs a worker keeps apart, portico_requests_total counts code
+ * "other"; portico_responses_total, "the same by status code", left those out, so the two
+ * families no longer agreed (400 requests, 128 responses). */
+static void test_responses_sum_past_pair_cap(void **state)
+{
+    (void)state;
+    enum { CODES = 200 };              /* more than a worker's 128 pairs */
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream s]\norigin = sim\n");
+    for (int code = 400; code < 400 + CODES; code++) {
+        char req[128];
+        snprintf(req, sizeof(req), "GET /status/%d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                 code);
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, code);
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    char *text = admin_get(h, "/metrics", 200);
+    double requests = family_sum(text, "portico_requests_total");
+    double responses = family_sum(text, "portico_responses_total");
+    if (requests != CODES || responses != CODES)
+        fail_msg("portico_requests_total sums to %g, portico_responses_total to %g; %d requests",
+                 requests, responses, CODES);
+    free(text);
+    px_stop(h);
+}
+
 static void test_trace_context(void **state)
 {
     (void)state;
@@ -995,6 +1041,7 @@ int main(void)
         cmocka_unit_test(test_long_names),
         cmocka_unit_test(test_minutes_count_refusals),
         cmocka_unit_test(test_origin_listed_twice),
+        cmocka_unit_test(test_responses_sum_past_pair_cap),
         cmocka_unit_test(test_trace_context),
         cmocka_unit_test(test_connections_interim_reload),
         cmocka_unit_test(test_minimal_detail),
