@@ -45,6 +45,17 @@ static bool authorized(const struct h1_request *req, const struct config *cfg)
     return CRYPTO_memcmp(got, want, sizeof(got)) == 0;
 }
 
+/* A request that would change something, sent by a web page. Browsers put Origin on every
+ * POST and DELETE, and a page of any site may send those to a loopback admin listener (a form
+ * needs no CORS preflight; DNS rebinding even makes it same-origin). Without admin_token, a
+ * page the operator merely opens could turn on faults for every client; curl and scripts send
+ * no Origin. With the token, the page cannot send it, and authorized() refuses. */
+static bool from_web_page(const struct h1_request *req, const struct config *cfg, bool get)
+{
+    return !cfg->admin_token && !get &&
+           h1_find_field(req->fields, req->nfields, "origin", 0) >= 0;
+}
+
 /* The fault API's answer (admin_faults.c) into h and body. */
 static int faults(const struct h1_request *req, size_t plen, const char *req_body,
                   size_t body_len, const struct generation *gen, struct h1out_head *h,
@@ -88,6 +99,10 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, const char
         h.fields = ADMIN_FIELDS "WWW-Authenticate: Bearer realm=\"portico\"\r\n";
         rc = evbuffer_add_printf(body, "401 Unauthorized: this admin listener needs "
                                        "Authorization: Bearer <admin_token>\n");
+    } else if (from_web_page(req, gen->cfg, get)) {
+        h.status = HTTP_FORBIDDEN;
+        rc = evbuffer_add_printf(body, "403 Forbidden: the admin listener takes no changes from "
+                                       "web pages (Origin); set admin_token to allow them\n");
     } else if (admin_faults_path(req->target, plen)) {
         rc = faults(req, plen, req_body, body_len, gen, &h, fields, sizeof(fields), body);
     } else if (!get) {

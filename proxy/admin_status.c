@@ -615,12 +615,23 @@ int admin_metrics_text(struct evbuffer *text, const struct generation *gen)
     if (!rows)
         return -1;
     size_t k = 0;
-    for (int u = 0; u < cfg->nupstreams; u++)
-        for (int o = 0; o < cfg->upstreams[u].norigins; o++)
-            rows[k++] = (struct metrics_origin){
-                cfg->upstreams[u].name, cfg->upstreams[u].origins[o].text,
-                !balancer_origin_down(gen->balancers[u], o)};
-    struct metrics_scrape s = {rows, n, log_dropped_lines()};
+    for (int u = 0; u < cfg->nupstreams; u++) {
+        size_t first = k; /* this upstream's rows */
+        for (int o = 0; o < cfg->upstreams[u].norigins; o++) {
+            const char *origin = cfg->upstreams[u].origins[o].text;
+            bool up = !balancer_origin_down(gen->balancers[u], o);
+            /* An origin listed twice is one series (the exposition allows no duplicate), up
+             * only while every listing of it is. */
+            size_t same = first;
+            while (same < k && strcmp(rows[same].origin, origin) != 0)
+                same++;
+            if (same < k)
+                rows[same].up = rows[same].up && up;
+            else
+                rows[k++] = (struct metrics_origin){cfg->upstreams[u].name, origin, up};
+        }
+    }
+    struct metrics_scrape s = {rows, k, log_dropped_lines()};
     int rc = metrics_render(text, &s);
     free(rows);
     return rc;

@@ -42,6 +42,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/recent.h"
 #include "portico/sock.h"
 #include "portico/status.h"
 #include "portico/trace.h"
@@ -231,6 +232,40 @@ static void start_closing(struct client *c)
         linger(c);
 }
 
+/* The metrics, the last minutes (the status page's requests by class) and the access-log line
+ * of a refused head e (body: the bytes of its answer). */
+static void count_refusal(struct client *c, const struct errpage *e, long body)
+{
+    int status = e->status;
+    uint64_t limit_ms = e->limit_ms;
+    struct timings t = {0};
+    timings_set(&t, TIMING_TOTAL, c->head_start_us ? event_now_us() - c->head_start_us : 0);
+    metrics_request_done(c->loop->metrics,
+                         &(struct metrics_sample){-1, -1, status, FAIL_NONE, &t});
+    recent_record(c->loop->recent,
+                  &(struct recent_sample){.time_ms = wall_ms(), .status = status,
+                                          .failure = FAIL_NONE, .phase = PHASE_CLIENT_HEADER,
+                                          .total_us = t.us[TIMING_TOTAL], .limit_ms = limit_ms});
+    if (log_enabled()) {
+        struct trace_context trace;
+        char addr[PEER_ADDR_MAX];
+        trace_start(&c->loop->rng, 0, &trace);
+        struct access_record r = {
+            .request_id = e->request_id,
+            .trace_id = trace.trace_id,
+            .client = peer_addr(&c->peer, addr, sizeof(addr)),
+            .proto = LOG_PROTO_NONE,
+            .status = status,
+            .phase = PHASE_CLIENT_HEADER,
+            .limit_ms = limit_ms,
+            .bytes_out = body > 0 ? (uint64_t)body : 0,
+            .timings = t,
+            .detail = e->reason,
+        };
+        log_buffer_append(c->loop->log, &r);
+    }
+}
+
 /* A request refused before its exchange (bad head, timer): the error page, counted, logged, and
  * the connection closed; limit_ms names the client timer that expired, 0 for none. */
 static void refuse_head(struct client *c, int status, const char *reason, uint64_t limit_ms)
@@ -246,28 +281,10 @@ static void refuse_head(struct client *c, int status, const char *reason, uint64
         .close = true,
     };
     long body = errpage_write(c->sock.out, &e);
-    struct timings t = {0};
-    timings_set(&t, TIMING_TOTAL, c->head_start_us ? event_now_us() - c->head_start_us : 0);
-    metrics_request_done(c->loop->metrics,
-                         &(struct metrics_sample){-1, -1, status, FAIL_NONE, &t});
-    if (log_enabled()) {
-        struct trace_context trace;
-        char addr[PEER_ADDR_MAX];
-        trace_start(&c->loop->rng, 0, &trace);
-        struct access_record r = {
-            .request_id = id,
-            .trace_id = trace.trace_id,
-            .client = peer_addr(&c->peer, addr, sizeof(addr)),
-            .proto = LOG_PROTO_NONE,
-            .status = status,
-            .phase = PHASE_CLIENT_HEADER,
-            .limit_ms = limit_ms,
-            .bytes_out = body > 0 ? (uint64_t)body : 0,
-            .timings = t,
-            .detail = reason,
-        };
-        log_buffer_append(c->loop->log, &r);
-    }
+    /* The admin listener's requests are not client traffic (issue 9): a refused one moves no
+     * counter and writes no access-log line, like those it answers. */
+    if (c->kind != CLIENT_ADMIN)
+        count_refusal(c, &e, body);
     start_closing(c);
 }
 

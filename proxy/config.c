@@ -182,7 +182,7 @@ static void open_fault(struct cfg_loader *ld, const char *arg)
 /* Called by the reader for every "[...]" line: opens the section and validates its name. */
 static void open_section(struct cfg_loader *ld, const char *name, size_t len)
 {
-    char sec[256];
+    char sec[CFG_NAME_MAX];
     struct config *cfg = ld->cfg;
     if (len >= sizeof(sec))
         len = sizeof(sec) - 1;

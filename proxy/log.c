@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "portico/config.h"
 #include "portico/fmt.h"
 #include "portico/util.h"
 
@@ -98,8 +99,9 @@ enum {
     CAP_METHOD = 32,
     CAP_HOST = 200,
     CAP_PATH = 1000,
-    CAP_NAME = 128,                    /* route, upstream, fault */
-    CAP_ORIGIN = 256,
+    CAP_NAME = CFG_NAME_MAX,           /* route, upstream: any valid name, whole */
+    CAP_FAULT = FAULT_NAME_MAX,        /* fault rule */
+    CAP_ORIGIN = CFG_ORIGIN_TEXT_MAX,  /* an origin as written, whole */
     CAP_AGENT = 400,
     CAP_DETAIL = 256,
     MAX_INTERIM = 64,                  /* codes listed (4 bytes each) */
@@ -240,7 +242,7 @@ static void format_json(struct fmt_buf *b, const struct access_record *r)
     interim_list(b, r);
     fmt_char(b, ']');
     LIT(b, ",\"fault\":");
-    json_cstr(b, r->fault, CAP_NAME);
+    json_cstr(b, r->fault, CAP_FAULT);
     LIT(b, ",\"user_agent\":");
     json_span(b, r->user_agent, r->user_agent_len, CAP_AGENT);
     LIT(b, ",\"timing_ms\":{");
@@ -357,7 +359,7 @@ static void format_text(struct fmt_buf *b, const struct access_record *r)
         LIT(b, " aborted=after_head");
     if (r->fault) {
         LIT(b, " fault=");
-        text_raw(b, r->fault, CAP_NAME);
+        text_raw(b, r->fault, CAP_FAULT);
     }
     if (r->detail) {
         LIT(b, " detail=");

@@ -702,14 +702,21 @@ static void render_requests(struct render *out, const struct totals *t)
     }
     /* today's two families, now sums of the one above */
     family(out, "portico_responses_total", "counter", "Responses sent to clients by status code");
-    uint64_t by_code[NCODES] = {0};
-    for (size_t i = 0; i < t->nreq; i++)
+    uint64_t by_code[NCODES] = {0}, other = 0;
+    for (size_t i = 0; i < t->nreq; i++) {
         if (t->req[i].code != CODE_OTHER)
             by_code[t->req[i].code - CODE_MIN] += t->req[i].n;
+        else
+            other += t->req[i].n;
+    }
     for (int c = 0; c < NCODES; c++)
         if (by_code[c])
             put(out, "portico_responses_total{code=\"%d\",class=\"%dxx\"} %llu\n", c + CODE_MIN,
                 (c + CODE_MIN) / 100, (unsigned long long)by_code[c]);
+    /* the overflow rows too: the family sums to portico_requests_total, as documented */
+    if (other)
+        put(out, "portico_responses_total{code=\"other\",class=\"other\"} %llu\n",
+            (unsigned long long)other);
     family(out, "portico_upstream_failures_total", "counter",
            "Upstream failures by failure type");
     uint64_t by_failure[FAILURE_COUNT] = {0};

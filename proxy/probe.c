@@ -448,16 +448,21 @@ static void print_text(const struct probe_opts *o, const struct route_conf *rout
     printf("  (Portico sends %d %s here)\n", r->status, status_phrase(r->status));
 }
 
+/* s as a JSON string, whole (the URL echoes what was typed, its path up to 2 KiB); null for
+ * NULL. */
 static void json_string(const char *s)
 {
-    char buf[2048];
+    size_t n = s ? strlen(s) : 0, size = 6 * n + 2; /* each byte escaped at worst, the quotes */
+    char *buf = s ? malloc(size) : NULL;
+    if (!buf) { /* NULL, or out of memory: the document stays JSON */
+        fputs("null", stdout);
+        return;
+    }
     struct fmt_buf b;
-    fmt_init(&b, buf, sizeof(buf));
-    if (s)
-        fmt_json_str(&b, s, strlen(s), 300);
-    else
-        fmt_str(&b, "null");
+    fmt_init(&b, buf, size);
+    fmt_json_str(&b, s, n, size);
     fwrite(buf, 1, b.len, stdout);
+    free(buf);
 }
 
 static void json_ms(uint64_t us)

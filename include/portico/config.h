@@ -27,6 +27,9 @@
 #define CFG_MAX_ORIGINS 32
 #define CFG_MAX_HINTS 16
 #define CFG_MAX_LINE 8192 /* bytes of one INI line, newline excluded */
+#define CFG_NAME_MAX 256  /* bytes of a section header's text, so of an [upstream]/[route] name,
+                           * NUL included */
+#define CFG_ORIGIN_TEXT_MAX 300 /* bytes of an origin's "host:port", NUL included */
 #define CFG_MAX_DURATION_MS (UINT64_C(7) * 24 * 3600 * 1000) /* every duration: 7 days at most */
 #define CFG_MAX_FAULTS 256 /* [fault NAME] sections */
 
@@ -79,7 +82,7 @@ struct origin_conf {
     struct sockaddr_storage addr; /* valid when numeric */
     socklen_t addrlen;
     unsigned weight;              /* `weight=N`: its share of the requests (1-CFG_MAX_WEIGHT) */
-    char text[300];               /* "host:port" for logs and error pages */
+    char text[CFG_ORIGIN_TEXT_MAX]; /* "host:port" for logs and error pages */
 };
 
 /* `health_check = GET /healthz every 5s expect 200 [timeout 2s]`; interval_ms 0: none. */

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "portico/config.h"
 #include "portico/failure.h"
 
 #define RECENT_MINUTES 15            /* minutes of counts kept (the current one included) */
@@ -27,7 +28,8 @@
 /* Status classes counted per minute: 1xx … 5xx, then everything else (no status). */
 #define RECENT_CLASSES 6
 
-/* One failure as the page lists it. Strings are cut to their field's size. */
+/* One failure as the page lists it. Names and the origin are kept whole: /status files each
+ * failure under its upstream by name; the request id and the detail are cut to their size. */
 struct recent_failure {
     uint64_t time_ms;                  /* wall clock, ms since the epoch */
     uint64_t total_us;                 /* the whole exchange */
@@ -36,9 +38,9 @@ struct recent_failure {
     enum failure_type failure;
     enum phase phase;                  /* where it failed */
     char request_id[48];
-    char route[64];
-    char upstream[64];
-    char origin[96];
+    char route[CFG_NAME_MAX];
+    char upstream[CFG_NAME_MAX];
+    char origin[CFG_ORIGIN_TEXT_MAX];
     char detail[200];
 };
 

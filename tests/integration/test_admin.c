@@ -2,7 +2,7 @@
  * test_admin.c — the admin endpoint (admin_listen): /healthz and /metrics over keep-alive,
  * HEAD, 404 and 405 (with Allow), and the connection rules of HTTP/1.1: Connection: close, HTTP/1.0, and a
  * request with a body (answered, then the connection closed rather than the body parsed as the
- * next request).
+ * next request); requests it refuses are not client traffic either.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +17,7 @@
 
 #include "../support/harness.h"
 #include "../support/raw_client.h"
+#include "../support/scrape.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
 
@@ -107,11 +108,127 @@ static void test_admin_closes(void **state)
     px_stop(h);
 }
 
+enum refused_send {
+    SEND_REQUEST,                     /* the row's request */
+    SEND_BIG_HEAD,                    /* a head over max_header_size */
+    SEND_NOTHING,                     /* wait for client_header_timeout */
+};
+
+struct refused_row {
+    const char *why;
+    enum refused_send send;
+    const char *request;
+    int status;
+    const char *series;               /* portico_responses_total series that must stay absent */
+    const char *logged;               /* what its access-log line would hold */
+};
+
+static const struct refused_row refused_rows[] = {
+    {"a field name with a space", SEND_REQUEST, "GET /metrics HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n", 400,
+     "portico_responses_total{code=\"400\",class=\"4xx\"}", "status=400"},
+    {"a transfer coding other than chunked", SEND_REQUEST,
+     "POST /status HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501,
+     "portico_responses_total{code=\"501\",class=\"5xx\"}", "status=501"},
+    {"a head over max_header_size", SEND_BIG_HEAD, NULL, 431,
+     "portico_responses_total{code=\"431\",class=\"4xx\"}", "status=431"},
+    /* a TCP health check of the admin port that connects and waits */
+    {"no request within client_header_timeout", SEND_NOTHING, NULL, 408,
+     "portico_responses_total{code=\"408\",class=\"4xx\"}", "status=408"},
+};
+
+/* Requests the admin listener refuses (bad heads, its client_header_timeout) are answered, but
+ * they are no more client traffic than those it serves: no client counter moves, no access-log
+ * line is written (README: "Requests and connections to the admin listener are not counted"). */
+static void test_admin_refusals_not_counted(void **state)
+{
+    (void)state;
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                 "client_header_timeout = 300ms",
+                                 "[upstream u]\norigin = sim\n");
+    uint16_t admin = harness_port(h, "admin");
+    char big[20000];
+    int n = snprintf(big, sizeof(big), "GET /metrics HTTP/1.1\r\nHost: a\r\nX-Big: ");
+    memset(big + n, 'a', sizeof(big) - (size_t)n - 5);
+    memcpy(big + sizeof(big) - 5, "\r\n\r\n", 5); /* over the default 16k, NUL included */
+
+    for (size_t i = 0; i < ARRAY_SIZE(refused_rows); i++) {
+        const struct refused_row *row = &refused_rows[i];
+        struct raw_conn *c = px_connect_port(admin);
+        struct raw_response r;
+        if (row->send != SEND_NOTHING)
+            assert_int_equal(raw_send_str(c, row->send == SEND_BIG_HEAD ? big : row->request), 0);
+        if (raw_read_response(c, &r, PX_IO_MS) != 0)
+            fail_msg("%s: no response: %s", row->why, r.error);
+        if (r.status != row->status)
+            fail_msg("%s: status %d, expected %d", row->why, r.status, row->status);
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    char *text = scrape_metrics(admin, PX_IO_MS);
+    assert_non_null(text);
+    for (size_t i = 0; i < ARRAY_SIZE(refused_rows); i++)
+        if (scrape_value(text, refused_rows[i].series) >= 0)
+            fail_msg("%s: counted as client traffic: %s %.0f", refused_rows[i].why,
+                     refused_rows[i].series, scrape_value(text, refused_rows[i].series));
+    free(text);
+    assert_int_equal(harness_stop(h), 0); /* the access log is complete once stopped */
+    for (size_t i = 0; i < ARRAY_SIZE(refused_rows); i++)
+        if (harness_file_contains(h, "access.log", refused_rows[i].logged))
+            fail_msg("%s: logged as client traffic (%s)", refused_rows[i].why,
+                     refused_rows[i].logged);
+    harness_free(h);
+}
+
+struct web_row {
+    const char *why;
+    const char *request;
+    int status;
+};
+
+/* In order on one listener: a rule a page tries to add, then one curl adds, then a page tries to
+ * delete it. */
+static const struct web_row web_rows[] = {
+    /* what a hidden, self-submitting <form> of any site sends */
+    {"a form of another site", "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+     "Origin: http://evil.test\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+     "Content-Length: 29\r\n\r\nname=csrf&prefix=/&status=503", 403},
+    {"curl (no Origin)", "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+     "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 30\r\n\r\n"
+     "name=mine&prefix=/z&status=503", 201},
+    /* DNS rebinding makes the page same-origin; the browser still says where it comes from */
+    {"a rebound page", "DELETE /faults/mine HTTP/1.1\r\nHost: evil.test\r\n"
+     "Origin: http://evil.test\r\n\r\n", 403},
+    {"the rule curl added is still there", "GET /faults/mine HTTP/1.1\r\nHost: a\r\n\r\n", 200},
+    {"the page's rule was never added", "GET /faults/csrf HTTP/1.1\r\nHost: a\r\n\r\n", 404},
+};
+
+/* Without admin_token, the fault API changes what every client gets, and browsers let any web
+ * page send POST and DELETE to a loopback address: a request that carries Origin (every
+ * browser POST or DELETE does) changes nothing. */
+static void test_admin_refuses_web_pages(void **state)
+{
+    (void)state;
+    struct harness *h = start_admin();
+    struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
+    for (size_t i = 0; i < ARRAY_SIZE(web_rows); i++) {
+        struct raw_response r;
+        int status = ask(c, web_rows[i].request, &r);
+        if (status != web_rows[i].status)
+            fail_msg("%s: status %d, expected %d: %s", web_rows[i].why, status,
+                     web_rows[i].status, r.body);
+        raw_response_free(&r);
+    }
+    raw_close(c);
+    px_stop(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_admin_keep_alive),
         cmocka_unit_test(test_admin_closes),
+        cmocka_unit_test(test_admin_refusals_not_counted),
+        cmocka_unit_test(test_admin_refuses_web_pages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -635,6 +635,169 @@ static const struct trace_row trace_rows[] = {
 
 /* The client's valid traceparent keeps its trace id in the log and towards the origin; an
  * invalid one is replaced by a trace Portico starts, the same in the log and at the origin. */
+/* Names of up to a section header's length are valid: /status must file a failure under its
+ * upstream, and show its route and upstream whole, however long the names (it cut them at 63
+ * bytes, and the upstream's own list, matched by name, stayed empty); the access log must
+ * name them whole too (it cut them at 128 bytes). */
+static void test_long_names(void **state)
+{
+    (void)state;
+    char up[201], route[202];
+    memset(up, 'u', sizeof(up) - 1);
+    up[sizeof(up) - 1] = '\0';
+    snprintf(route, sizeof(route), "r%s", up);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\nworkers = 1\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "[upstream %s]\norigin = 127.0.0.1:%u\n"
+                                          "[route %s]\nupstream = %s\n",
+                                          up, w.port[MB_REFUSE], route, up),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+                     0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 502);
+    char rid[64];
+    snprintf(rid, sizeof(rid), "%s", raw_header(&r, "X-Request-Id"));
+    raw_response_free(&r);
+    raw_close(c);
+
+    char *text = admin_get(h, "/status", 200), err[128];
+    struct tj *s = tj_parse(text, err, sizeof(err));
+    if (!s)
+        fail_msg("/status is not JSON: %s", err);
+    const struct tj *ups = tj_get(s, "upstreams"), *recent = tj_get(s, "recent_failures");
+    assert_true(ups && ups->n == 1 && recent && recent->n == 1);
+    assert_string_equal(tj_str(recent->items[0], "upstream"), up);
+    assert_string_equal(tj_str(recent->items[0], "route"), route);
+    const struct tj *mine = tj_get(ups->items[0], "recent_failures");
+    assert_non_null(mine);
+    if (mine->n != 1)
+        fail_msg("upstream of %zu characters lists %zu recent failures, expected 1", strlen(up),
+                 mine->n);
+    tj_free(s);
+    free(text);
+    assert_int_equal(harness_stop(h), 0); /* the log is complete once stopped */
+    struct tj *j = log_entry(h, rid);
+    assert_string_equal(tj_str(j, "route"), route);
+    assert_string_equal(tj_str(j, "upstream"), up);
+    tj_free(j);
+    harness_free(h);
+}
+
+/* The last minutes of /status (the status page's tiles and bars) count every request answered,
+ * as portico_requests_total does: also those Portico refuses before an exchange (a bad head, a
+ * 408), which it left out, so a flood of 400s showed as no request at all. */
+static void test_minutes_count_refusals(void **state)
+{
+    (void)state;
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n", w.port[MB_OK]);
+    enum { REFUSED = 3 };
+    for (int i = 0; i < REFUSED; i++) {
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, "GET /x HTTP/1.1\r\nHost: a\r\nBad Name: y\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 400);
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    char *text = admin_get(h, "/status", 200), err[128];
+    struct tj *s = tj_parse(text, err, sizeof(err));
+    if (!s)
+        fail_msg("/status is not JSON: %s", err);
+    const struct tj *minutes = tj_get(s, "minutes");
+    assert_non_null(minutes);
+    double requests = 0, c4xx = 0, v;
+    for (size_t i = 0; i < minutes->n; i++) { /* a minute may have turned meanwhile */
+        assert_int_equal(tj_num(minutes->items[i], "requests", &v), 0);
+        requests += v;
+        assert_int_equal(tj_num(minutes->items[i], "classes.4xx", &v), 0);
+        c4xx += v;
+    }
+    if (requests != REFUSED || c4xx != REFUSED)
+        fail_msg("minutes: %g requests, %g 4xx; %d requests were answered 400", requests, c4xx,
+                 REFUSED);
+    tj_free(s);
+    free(text);
+    px_stop(h);
+}
+
+/* An upstream may list one origin twice (the same address, another weight): the exposition
+ * must still hold each series once, or Prometheus refuses the duplicate sample. */
+static void test_origin_listed_twice(void **state)
+{
+    (void)state;
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u weight=3\n",
+                                 w.port[MB_OK], w.port[MB_OK]);
+    char *text = admin_get(h, "/metrics", 200), series[128];
+    snprintf(series, sizeof(series), "\nportico_upstream_origin_up{upstream=\"u\","
+             "origin=\"127.0.0.1:%u\"} 1\n", w.port[MB_OK]);
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, series)) != NULL; p++)
+        n++;
+    if (n != 1)
+        fail_msg("%s appears %d times in /metrics", series + 1, n);
+    free(text);
+    px_stop(h);
+}
+
+/* The sum of one family's samples "prefix{...} value" in a scrape. */
+static double family_sum(const char *text, const char *prefix)
+{
+    double sum = 0;
+    size_t n = strlen(prefix);
+    for (const char *line = text; *line;) {
+        const char *end = strchrnul(line, '\n');
+        const char *sp = memrchr(line, ' ', (size_t)(end - line));
+        if (strncmp(line, prefix, n) == 0 && line[n] == '{' && sp)
+            sum += strtod(sp + 1, NULL);
+        line = *end ? end + 1 : end;
+    }
+    return sum;
+}
+
+/* Past the (code, failure) pairs a worker keeps apart, portico_requests_total counts code
+ * "other"; portico_responses_total, "the same by status code", left those out, so the two
+ * families no longer agreed (400 requests, 128 responses). */
+static void test_responses_sum_past_pair_cap(void **state)
+{
+    (void)state;
+    enum { CODES = 200 };              /* more than a worker's 128 pairs */
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream s]\norigin = sim\n");
+    for (int code = 400; code < 400 + CODES; code++) {
+        char req[128];
+        snprintf(req, sizeof(req), "GET /status/%d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                 code);
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, code);
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    char *text = admin_get(h, "/metrics", 200);
+    double requests = family_sum(text, "portico_requests_total");
+    double responses = family_sum(text, "portico_responses_total");
+    if (requests != CODES || responses != CODES)
+        fail_msg("portico_requests_total sums to %g, portico_responses_total to %g; %d requests",
+                 requests, responses, CODES);
+    free(text);
+    px_stop(h);
+}
+
 static void test_trace_context(void **state)
 {
     (void)state;
@@ -875,6 +1038,10 @@ int main(void)
         cmocka_unit_test(test_access_log_client_abort),
         cmocka_unit_test(test_body_stall_after_head_counted),
         cmocka_unit_test(test_metrics_and_status),
+        cmocka_unit_test(test_long_names),
+        cmocka_unit_test(test_minutes_count_refusals),
+        cmocka_unit_test(test_origin_listed_twice),
+        cmocka_unit_test(test_responses_sum_past_pair_cap),
         cmocka_unit_test(test_trace_context),
         cmocka_unit_test(test_connections_interim_reload),
         cmocka_unit_test(test_minimal_detail),

@@ -278,10 +278,28 @@ static void test_usage(void **state)
     tu_cmd_result_free(&res);
 }
 
+/* --json names the URL as typed, whole: a long path and bytes JSON escapes (it cut it at 300). */
+static void test_json_long_url(void **state)
+{
+    (void)state;
+    char url[1024];
+    int n = snprintf(url, sizeof(url), "http://127.0.0.1:%u/a\"b\\c/", w.mb.port[MB_OK]);
+    memset(url + n, 'p', 600);
+    url[n + 600] = '\0';
+    const char *args[] = {"probe", url, "--json", NULL};
+    struct tu_cmd_result res = {0};
+    assert_int_equal(probe(args, &res), 0);
+    struct tj *j = parse_json(&res);
+    assert_string_equal(tj_str(j, "url"), url);
+    tj_free(j);
+    tu_cmd_result_free(&res);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json),
+        cmocka_unit_test(test_json_long_url),
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_usage),
