@@ -22,7 +22,8 @@
 #include "portico/status.h"
 #include "portico/util.h"
 
-#define ADMIN_FIELDS "Server: portico\r\nCache-Control: no-store\r\n"
+#define ADMIN_FIELDS \
+    "Server: portico\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
 #define TEXT_PLAIN "text/plain; charset=utf-8"
 
 /* The request carries `Authorization: Bearer <admin_token>` (or no token is configured). Both
@@ -86,7 +87,8 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, const char
         .connection = *close ? H1OUT_CONN_CLOSE : H1OUT_CONN_DEFAULT,
     };
     int rc = 0;
-    char fields[256];
+    char fields[640]; /* ADMIN_FIELDS and the fault API's or the page's own */
+    const char *page_fields;
 
     if (h1out_fallback_reserve(out) < 0) {
         *close = true; /* not even room for the fallback: closing is the only answer left */
@@ -113,8 +115,11 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, const char
         h.status = HTTP_OK;
         h.content_type = "text/plain; version=0.0.4; charset=utf-8";
         rc = admin_metrics_text(body, gen); /* admin_status.c */
-    } else if ((rc = admin_status_render(req->target, plen, gen, body, &h.content_type))) {
+    } else if ((rc = admin_status_render(req->target, plen, gen, body, &h.content_type,
+                                         &page_fields))) {
         h.status = HTTP_OK; /* /status and the page (admin_status.c) */
+        snprintf(fields, sizeof(fields), ADMIN_FIELDS "%s", page_fields);
+        h.fields = fields;
         rc = rc < 0 ? -1 : 0;
     } else if (span_ieq(req->target, plen, "/healthz")) {
         h.status = HTTP_OK;

@@ -15,10 +15,11 @@ struct evbuffer;
 struct generation;
 
 /* Renders the answer to GET path[0..len) when it is one of ours ("/status" or "/") into body
- * and sets *content_type. Returns 1 when served, 0 when the path is not ours (body untouched),
- * -1 when out of memory (body holds a partial answer: the caller answers 503). */
+ * and sets *content_type and *fields (header lines the answer adds, "" for none). Returns 1 when
+ * served, 0 when the path is not ours (body untouched), -1 when out of memory (body holds a
+ * partial answer: the caller answers 503). */
 int admin_status_render(const char *path, size_t len, const struct generation *gen,
-                        struct evbuffer *body, const char **content_type);
+                        struct evbuffer *body, const char **content_type, const char **fields);
 
 /* Writes the /metrics exposition for gen: the shards' counts and each origin's health now.
  * 0, or -1 out of memory (a partial exposition written). */

@@ -129,14 +129,33 @@ static void test_page_in_chromium(void **state)
     get(port, "/gone/y", 502);
     get(port, "/nowhere", 404);
 
+    /* The page allows its own inline style and script only, and no frame, form or other
+     * destination: the browser must render it under that policy. */
+    struct raw_conn *c = raw_connect(harness_port(h, "admin"), 5000);
+    assert_non_null(c);
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+                     0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, 5000), 0);
+    const char *policy = raw_header(&r, "Content-Security-Policy");
+    if (!policy)
+        fail_msg("the page has no Content-Security-Policy");
+    assert_non_null(strstr(policy, "default-src 'none'"));
+    assert_non_null(strstr(policy, "script-src 'sha256-"));
+    assert_non_null(strstr(policy, "connect-src 'self'"));
+    assert_non_null(strstr(policy, "frame-ancestors 'none'"));
+    assert_string_equal(raw_header(&r, "X-Content-Type-Options"), "nosniff");
+    raw_response_free(&r);
+    raw_close(c);
+
     char url[128], *dom = NULL, *log = NULL;
     snprintf(url, sizeof(url), "http://127.0.0.1:%u/", harness_port(h, "admin"));
     browse(h, url, &dom, &log);
     if (!strstr(dom, "<body data-state=\"ok\">"))
         fail_msg("the page did not render from /status: %.3000s", dom);
     assert_null(strstr(dom, "data-error="));
-    if (strstr(log, "Uncaught"))
-        fail_msg("script error in the browser's log: %.2000s", log);
+    if (strstr(log, "Uncaught") || strstr(log, "Content Security Policy"))
+        fail_msg("script error or policy violation in the browser's log: %.2000s", log);
     for (size_t i = 0; i < ARRAY_SIZE(dom_rows); i++) {
         char id[64];
         snprintf(id, sizeof(id), "%s", dom_rows[i].id);
