@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pty.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -28,6 +29,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -561,6 +563,96 @@ static void test_termination_garbage(void **state)
     raw_close(c);
 }
 
+/* ---- encrypted keys ---- */
+
+/* Runs `portico -t -c config` on a terminal of its own (forkpty: a new session with the pty as
+ * its controlling terminal), as from an operator's shell; what it writes there goes to out. The
+ * exit code, or -1 when it still ran after timeout_ms (killed then). */
+static int check_config_on_tty(const char *config, char *out, size_t size, int timeout_ms)
+{
+    const char *bin = getenv("PORTICO_BIN");
+    int master, status = 0;
+    size_t have = 0;
+    bool timed_out = true;
+
+    if (bin == NULL || bin[0] == '\0')
+        bin = "build/portico";
+    pid_t pid = forkpty(&master, NULL, NULL, NULL);
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl(bin, bin, "-t", "-c", config, (char *)NULL);
+        _exit(127);
+    }
+    int64_t end = tu_now_ms() + timeout_ms;
+
+    for (int64_t left; (left = end - tu_now_ms()) > 0 && have < size - 1;) {
+        struct pollfd p = {.fd = master, .events = POLLIN};
+
+        if (poll(&p, 1, (int)left) <= 0)
+            break; /* silent until the deadline: it waits for someone to type */
+        ssize_t n = read(master, out + have, size - 1 - have);
+
+        if (n <= 0) { /* EIO: every descriptor of the terminal's other side is closed */
+            timed_out = false;
+            break;
+        }
+        have += (size_t)n;
+    }
+    out[have] = '\0';
+    if (timed_out)
+        kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    close(master);
+    return timed_out ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* A key encrypted with a passphrase: OpenSSL's default would ask for it on the terminal, and
+ * block the start, `portico -t` or a reload (a SIGTERM with it) until someone typed. Portico
+ * asks for none: the key fails to load at its line, saying why. Both PEM encryptions. */
+static void test_encrypted_key_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *format;   /* openssl subcommand writing the encrypted key */
+        const char *key;      /* the configuration key naming it */
+        const char *conf;     /* the configuration, %s the key file */
+    } rows[] = {
+        /* traditional PEM (Proc-Type: 4,ENCRYPTED) as the listener's key */
+        {"ec", "tls_key",
+         "[proxy]\nlisten = 127.0.0.1:{{free_port:l}} tls\ntls_cert = {{certs}}/server.pem\n"
+         "tls_key = %s\n[upstream u]\norigin = 127.0.0.1:9\n"},
+        /* PKCS#8 (ENCRYPTED PRIVATE KEY) as the client key towards an origin */
+        {"pkey", "client_key",
+         "[proxy]\nlisten = 127.0.0.1:{{free_port:l}}\n[upstream u]\norigin = 127.0.0.1:9\n"
+         "tls = on\nca_file = {{certs}}/ca.pem\nclient_cert = {{certs}}/server.pem\n"
+         "client_key = %s\n"},
+    };
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct harness *h = harness_new();
+        char key[512], want[600], out[4096];
+        struct tu_cmd_result res;
+
+        assert_non_null(h);
+        snprintf(key, sizeof(key), "%s/encrypted.key", harness_dir(h));
+        const char *const argv[] = {"openssl", rows[i].format, "-in", t.certs->server_key,
+                                    "-aes256", "-passout", "pass:portico", "-out", key, NULL};
+
+        assert_int_equal(tu_run_command(argv, 10000, &res), 0);
+        tu_cmd_result_free(&res);
+        assert_int_equal(harness_write_config(h, rows[i].conf, key), 0);
+        int rc = check_config_on_tty(harness_config_path(h), out, sizeof(out), 3000);
+
+        snprintf(want, sizeof(want), "%s: %s: ", rows[i].key, key);
+        harness_free(h); /* before the checks: a failure leaves nothing behind */
+        print_message("  %-10s rc %d: %s", rows[i].key, rc, out);
+        assert_int_equal(rc, 1);
+        assert_true(tu_contains(out, want));
+        assert_true(tu_contains(out, "passphrase"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -572,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_termination_versions),
         cmocka_unit_test(test_termination_request_with_finished),
         cmocka_unit_test(test_termination_garbage),
+        cmocka_unit_test(test_encrypted_key_refused),
     };
 
     tu_ignore_sigpipe();
