@@ -653,6 +653,60 @@ static void test_encrypted_key_refused(void **state)
     }
 }
 
+/* ---- sni ---- */
+
+/* `sni` is sent in the ClientHello and checked against the certificate: an IP literal (then not
+ * sent), or a DNS name OpenSSL can send (at most 255 bytes, RFC 6066: no trailing dot). A value
+ * it cannot send failed every request with 502 "cannot create a TLS session" although
+ * `portico -t` passed; it is refused at its line instead. */
+static void test_sni_checked(void **state)
+{
+    (void)state;
+    char long_label[80], too_long[400];
+
+    memset(long_label, 'a', 64);
+    long_label[64] = '\0';
+    snprintf(too_long, sizeof(too_long), "%s.%s.%s.%s.example", long_label + 1, long_label + 1,
+             long_label + 1, long_label + 1); /* 4 x 63 + 12: 264 bytes */
+    const struct {
+        const char *sni;
+        int rc; /* of portico -t */
+    } rows[] = {
+        {"localhost", 0},
+        {"api.internal-1.example", 0},
+        {"svc_a.cluster.local", 0}, /* underscores occur in internal names */
+        {"127.0.0.1", 0},
+        {"::1", 0},
+        {too_long, 1},          /* more than OpenSSL sends */
+        {long_label, 1},        /* a label over 63 bytes */
+        {"localhost.", 1},      /* a trailing dot */
+        {"a..example", 1},      /* an empty label */
+        {"[::1]", 1},           /* brackets: not an address, not a name */
+        {"bad name", 1},
+        {"*.example", 1},
+    };
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct harness *h = harness_new();
+        struct tu_cmd_result res;
+
+        assert_non_null(h);
+        assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{free_port:l}}\n"
+                                                 "[upstream u]\norigin = 127.0.0.1:9\n"
+                                                 "tls = on\nca_file = {{certs}}/ca.pem\n"
+                                                 "sni = %s\n", rows[i].sni), 0);
+        int rc = harness_check_config(h, &res);
+        bool at_line = tu_contains(res.err, "portico.ini:7: sni: ") ||
+                       tu_contains(res.out, "portico.ini:7: sni: ");
+
+        print_message("  %-24.24s rc %d %s%s", rows[i].sni, rc, res.err, rc == 0 ? "\n" : "");
+        tu_cmd_result_free(&res);
+        harness_free(h);
+        assert_int_equal(rc, rows[i].rc);
+        assert_true(rc == 0 || at_line);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -665,6 +719,7 @@ int main(void)
         cmocka_unit_test(test_termination_request_with_finished),
         cmocka_unit_test(test_termination_garbage),
         cmocka_unit_test(test_encrypted_key_refused),
+        cmocka_unit_test(test_sni_checked),
     };
 
     tu_ignore_sigpipe();
