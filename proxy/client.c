@@ -45,6 +45,7 @@
 #include "portico/recent.h"
 #include "portico/sock.h"
 #include "portico/status.h"
+#include "portico/tls.h"
 #include "portico/trace.h"
 #include "portico/tunnel.h"
 #include "portico/util.h"
@@ -651,6 +652,15 @@ static void client_cb(void *arg, enum sock_event ev)
         }
         if (ev == SOCK_CONNECTED) {
             set_state(c, CS_IDLE);
+            return;
+        }
+        /* Closed (or reset) before its first byte: a TCP health check or a port scan, no
+         * handshake. The plain listener says nothing of such connections either. */
+        if (tls_peer_silent(c->sock.ssl)) {
+            char addr[PEER_ADDR_MAX];
+            log_debug("client %s: closed before a TLS handshake",
+                      peer_addr(&c->peer, addr, sizeof(addr)));
+            client_close(c, "closed before a TLS handshake");
             return;
         }
         char buf[160] = "connection closed";

@@ -208,3 +208,8 @@ bool tls_verify_failed(SSL *ssl, char *buf, size_t bufsz)
     snprintf(buf, bufsz, "%s", X509_verify_cert_error_string(v));
     return true;
 }
+
+bool tls_peer_silent(SSL *ssl)
+{
+    return BIO_number_read(SSL_get_rbio(ssl)) == 0;
+}

@@ -563,6 +563,40 @@ static void test_termination_garbage(void **state)
     raw_close(c);
 }
 
+/* A connection that closes before its first byte (a load balancer's TCP health check, a port
+ * scan, harness_start's own probe) never began a TLS handshake: like on a plain listener, it is
+ * neither an error-log line nor a handshake failure, whose counter is then worth alerting on.
+ * Closed with a FIN, or with a reset (the scrape after it is read by the same worker later). */
+static void test_termination_silent_close(void **state)
+{
+    (void)state;
+    static const bool resets[] = {false, false, true, true};
+    uint64_t failures0 = metric("portico_client_tls_handshake_failures_total");
+
+    for (size_t i = 0; i < sizeof(resets) / sizeof(resets[0]); i++) {
+        struct raw_conn *c = px_connect_port(harness_port(t.h, "tls"));
+        struct sockaddr_in me;
+        socklen_t len = sizeof(me);
+        char peer[64];
+
+        assert_int_equal(getsockname(raw_fd(c), (struct sockaddr *)&me, &len), 0);
+        snprintf(peer, sizeof(peer), "client 127.0.0.1:%u: ", ntohs(me.sin_port));
+        if (resets[i]) {
+            raw_abort(c);
+        } else {
+            assert_int_equal(raw_shutdown_write(c), 0);
+            assert_int_equal(raw_wait_closed(c, IO_MS), 1); /* Portico is done with it */
+            raw_close(c);
+        }
+        uint64_t failures = metric("portico_client_tls_handshake_failures_total");
+
+        print_message("  %s: failures %llu -> %llu\n", resets[i] ? "reset" : "FIN",
+                      (unsigned long long)failures0, (unsigned long long)failures);
+        assert_int_equal(failures, failures0);
+        assert_false(harness_log_contains(t.h, peer));
+    }
+}
+
 /* ---- encrypted keys ---- */
 
 /* Runs `portico -t -c config` on a terminal of its own (forkpty: a new session with the pty as
@@ -718,6 +752,7 @@ int main(void)
         cmocka_unit_test(test_termination_versions),
         cmocka_unit_test(test_termination_request_with_finished),
         cmocka_unit_test(test_termination_garbage),
+        cmocka_unit_test(test_termination_silent_close),
         cmocka_unit_test(test_encrypted_key_refused),
         cmocka_unit_test(test_sni_checked),
     };
