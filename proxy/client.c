@@ -84,6 +84,7 @@ struct client {
     struct peer peer;                  /* what the exchange may know of us */
     char ip[INET6_ADDRSTRLEN];         /* "127.0.0.1", "::1" */
     unsigned requests;                 /* requests started on this connection */
+    uint64_t accepted_us;              /* its first head is due client_header_timeout after */
     uint64_t head_start_us;            /* first byte of the current request head */
     size_t head_scanned;               /* bytes of the pending head already parsed without
                                           success: re-parse only when a new line arrives */
@@ -124,6 +125,7 @@ static void set_state(struct client *c, enum client_state s)
     }
     c->state = s;
     int64_t ms = -1; /* none */
+    uint64_t from = event_now_us();
     switch (s) {
     case CS_HANDSHAKE:
     case CS_HEAD:
@@ -136,6 +138,10 @@ static void set_state(struct client *c, enum client_state s)
         if (sock_pending(&c->sock) == 0)
             ms = (int64_t)(c->requests ? cfg->keepalive_timeout_ms
                                        : cfg->client_header_timeout_ms);
+        /* The first head is awaited from the accept: a TLS handshake is part of that wait,
+         * not a prelude after which it starts again. */
+        if (c->requests == 0)
+            from = c->accepted_us;
         break;
     case CS_EXCHANGE:
     case CS_H2: /* h2.c keeps its own deadlines */
@@ -153,7 +159,7 @@ static void set_state(struct client *c, enum client_state s)
         break;
     }
     /* Most requests move the deadline later (idle, head, idle again...): no timer operation. */
-    sock_set_deadline(&c->sock, ms < 0 ? 0 : event_now_us() + (uint64_t)ms * 1000);
+    sock_set_deadline(&c->sock, ms < 0 ? 0 : from + (uint64_t)ms * 1000);
 }
 
 /* The one teardown: the exchange (if any) is cancelled and logged, everything freed. */
@@ -781,6 +787,7 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     }
     c->loop = l;
     c->kind = kind;
+    c->accepted_us = event_now_us();
     c->peer = (struct peer){.conn_id = ++l->next_conn, .ip = c->ip, .port = split_peer(c, sa),
                             .tls = tls};
     TAILQ_INSERT_TAIL(&l->clients, c, link);

@@ -597,6 +597,71 @@ static void test_termination_silent_close(void **state)
     }
 }
 
+/* client_header_timeout counts from the accept for a connection that has sent no byte of a
+ * head, a TLS one included: its handshake is part of that wait, not a prelude after which the
+ * wait starts again (that let a TLS client hold a connection for 3 x client_header_timeout
+ * before its 408, against 2 x for plain HTTP). The client waits before its handshake and after
+ * it, 1.2 x the timeout in all, then sends its request: it must have its 408 by then. */
+#define SLOW_HEADER_MS 1000
+
+static void test_termination_header_timeout_from_accept(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {3, 0}; /* every blocking call below is bounded */
+    char resp[512] = "";
+    size_t have = 0, got;
+
+    assert_non_null(h);
+    assert_non_null(ctx);
+    assert_true(fd >= 0);
+    assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:tls}} tls\n"
+                                             "tls_cert = {{certs}}/server.pem\n"
+                                             "tls_key = {{certs}}/server.key\n"
+                                             "client_header_timeout = %dms\n"
+                                             "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          SLOW_HEADER_MS, fake_origin_port(t.o[O_PLAIN])),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(harness_port(h, "tls")),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    /* half the timeout without a byte: the handshake itself is still in time */
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, SLOW_HEADER_MS / 2), 0);
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    assert_int_equal(SSL_connect(ssl), 1);
+    /* then up to 0.7 of it more, reading (session tickets are no answer): the 408 is due
+     * before that ends */
+    struct timeval wait = {0, SLOW_HEADER_MS * 7 / 10 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+    bool answered = SSL_read_ex(ssl, resp, sizeof(resp) - 1, &have) == 1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (!answered) {
+        static const char req[] = "GET /plain/late HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        ERR_clear_error();
+        have = 0;
+        assert_int_equal(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
+    }
+    while (have < sizeof(resp) - 1 && SSL_read_ex(ssl, resp + have, sizeof(resp) - 1 - have, &got))
+        have += got;
+    resp[have] = '\0';
+    ERR_clear_error();
+    SSL_free(ssl);
+    close(fd);
+    SSL_CTX_free(ctx);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    print_message("  %s before the request: %.30s\n", answered ? "an answer" : "nothing", resp);
+    assert_true(tu_contains(resp, "HTTP/1.1 408 "));
+}
+
 /* ---- encrypted keys ---- */
 
 /* Runs `portico -t -c config` on a terminal of its own (forkpty: a new session with the pty as
@@ -753,6 +818,7 @@ int main(void)
         cmocka_unit_test(test_termination_request_with_finished),
         cmocka_unit_test(test_termination_garbage),
         cmocka_unit_test(test_termination_silent_close),
+        cmocka_unit_test(test_termination_header_timeout_from_accept),
         cmocka_unit_test(test_encrypted_key_refused),
         cmocka_unit_test(test_sni_checked),
     };
