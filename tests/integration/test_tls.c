@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <pty.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -317,6 +318,112 @@ static void test_upstream_tls_pooling(void **state)
     assert_int_equal(fake_origin_tls_handshakes(t.o[O_POOL]), 1);
     assert_int_equal(fake_origin_requests(t.o[O_POOL]), 3);
     assert_int_equal(metric("portico_upstream_reused_total"), reused0 + 2);
+}
+
+/* ---- an alert after a TLS 1.2 handshake ---- */
+
+/* A TLS 1.2 origin for one connection: it reads the request, then asks for a renegotiation
+ * (as a server wanting a client certificate for that path does), which Portico refuses; the
+ * origin then ends the connection with a fatal alert. */
+struct reneg_origin {
+    int lfd;
+    uint16_t port;
+    bool got_request;             /* read by the test after the join */
+    pthread_t thread;
+};
+
+static void *reneg_origin_run(void *arg)
+{
+    struct reneg_origin *o = arg;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    struct pollfd p = {.fd = o->lfd, .events = POLLIN};
+    int fd = -1;
+    SSL *ssl = NULL;
+
+    if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, t.certs->server_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, t.certs->server_key, SSL_FILETYPE_PEM) != 1 ||
+        poll(&p, 1, IO_MS) != 1 || (fd = accept(o->lfd, NULL, NULL)) < 0)
+        goto out;
+    struct timeval tv = {IO_MS / 1000, 0}; /* bounds every blocking call below */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) != 1)
+        goto out;
+    char req[4096];
+    size_t have = 0, got;
+    while (have < sizeof(req) - 1 && SSL_read_ex(ssl, req + have, sizeof(req) - 1 - have, &got)) {
+        have += got;
+        req[have] = '\0';
+        if (strstr(req, "\r\n\r\n")) {
+            o->got_request = true;
+            break;
+        }
+    }
+    /* HelloRequest; the read takes Portico's no_renegotiation, which OpenSSL answers with a
+     * fatal handshake_failure alert */
+    if (o->got_request && SSL_renegotiate(ssl) == 1 && SSL_do_handshake(ssl) == 1)
+        SSL_read_ex(ssl, req, 1, &got);
+out:
+    ERR_clear_error();
+    SSL_free(ssl);
+    if (fd >= 0)
+        close(fd);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* The handshake of a TLS 1.2 connection ends with the origin's Finished, sent once it accepted
+ * everything of ours: an alert after it is no refused handshake, and the request it follows
+ * reached the origin. A POST was resent to the next origin as if it had not (tls phase: any
+ * method), and ran on both. Now it fails there (502, not retried). */
+static void test_upstream_alert_after_tls12_handshake(void **state)
+{
+    (void)state;
+    struct reneg_origin o = {0};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+
+    o.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(o.lfd >= 0);
+    assert_int_equal(bind(o.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(o.lfd, 4), 0);
+    assert_int_equal(getsockname(o.lfd, (struct sockaddr *)&a, &alen), 0);
+    o.port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&o.thread, NULL, reneg_origin_run, &o), 0);
+    /* round_robin starts with the first origin; retries = 1 would go on to the second */
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                             "workers = 1\n[upstream u]\n"
+                                             "origin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                             "tls = on\nca_file = {{certs}}/ca.pem\n"
+                                             "retries = 1\n",
+                                          o.port, fake_origin_port(t.o[O_VALID])),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    unsigned second0 = fake_origin_requests(t.o[O_VALID]);
+    struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+    struct raw_response r;
+
+    assert_int_equal(raw_send_str(c, "POST /pay HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n"
+                                     "Accept: application/json\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    raw_close(c);
+    pthread_join(o.thread, NULL);
+    close(o.lfd);
+    unsigned second = fake_origin_requests(t.o[O_VALID]) - second0;
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    print_message("  first origin got the POST: %s; %u on the second; %d %s\n",
+                  o.got_request ? "yes" : "no", second, r.status,
+                  raw_header(&r, "Portico-Error") ?: "");
+    assert_true(o.got_request);
+    assert_int_equal(second, 0);
+    assert_int_equal(r.status, 502);
+    raw_response_free(&r);
 }
 
 /* ---- TLS termination ---- */
@@ -812,6 +919,7 @@ int main(void)
         cmocka_unit_test(test_upstream_tls),
         cmocka_unit_test(test_upstream_client_cert_refused),
         cmocka_unit_test(test_upstream_tls_pooling),
+        cmocka_unit_test(test_upstream_alert_after_tls12_handshake),
         cmocka_unit_test(test_termination_curl),
         cmocka_unit_test(test_termination_alpn),
         cmocka_unit_test(test_termination_versions),
