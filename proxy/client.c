@@ -45,6 +45,7 @@
 #include "portico/recent.h"
 #include "portico/sock.h"
 #include "portico/status.h"
+#include "portico/tls.h"
 #include "portico/trace.h"
 #include "portico/tunnel.h"
 #include "portico/util.h"
@@ -83,6 +84,7 @@ struct client {
     struct peer peer;                  /* what the exchange may know of us */
     char ip[INET6_ADDRSTRLEN];         /* "127.0.0.1", "::1" */
     unsigned requests;                 /* requests started on this connection */
+    uint64_t accepted_us;              /* its first head is due client_header_timeout after */
     uint64_t head_start_us;            /* first byte of the current request head */
     size_t head_scanned;               /* bytes of the pending head already parsed without
                                           success: re-parse only when a new line arrives */
@@ -123,6 +125,7 @@ static void set_state(struct client *c, enum client_state s)
     }
     c->state = s;
     int64_t ms = -1; /* none */
+    uint64_t from = event_now_us();
     switch (s) {
     case CS_HANDSHAKE:
     case CS_HEAD:
@@ -135,6 +138,10 @@ static void set_state(struct client *c, enum client_state s)
         if (sock_pending(&c->sock) == 0)
             ms = (int64_t)(c->requests ? cfg->keepalive_timeout_ms
                                        : cfg->client_header_timeout_ms);
+        /* The first head is awaited from the accept: a TLS handshake is part of that wait,
+         * not a prelude after which it starts again. */
+        if (c->requests == 0)
+            from = c->accepted_us;
         break;
     case CS_EXCHANGE:
     case CS_H2: /* h2.c keeps its own deadlines */
@@ -152,7 +159,7 @@ static void set_state(struct client *c, enum client_state s)
         break;
     }
     /* Most requests move the deadline later (idle, head, idle again...): no timer operation. */
-    sock_set_deadline(&c->sock, ms < 0 ? 0 : event_now_us() + (uint64_t)ms * 1000);
+    sock_set_deadline(&c->sock, ms < 0 ? 0 : from + (uint64_t)ms * 1000);
 }
 
 /* The one teardown: the exchange (if any) is cancelled and logged, everything freed. */
@@ -653,6 +660,15 @@ static void client_cb(void *arg, enum sock_event ev)
             set_state(c, CS_IDLE);
             return;
         }
+        /* Closed (or reset) before its first byte: a TCP health check or a port scan, no
+         * handshake. The plain listener says nothing of such connections either. */
+        if (tls_peer_silent(c->sock.ssl)) {
+            char addr[PEER_ADDR_MAX];
+            log_debug("client %s: closed before a TLS handshake",
+                      peer_addr(&c->peer, addr, sizeof(addr)));
+            client_close(c, "closed before a TLS handshake");
+            return;
+        }
         char buf[160] = "connection closed";
         if (c->sock.ssl_err)
             ERR_error_string_n(c->sock.ssl_err, buf, sizeof(buf));
@@ -771,6 +787,7 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     }
     c->loop = l;
     c->kind = kind;
+    c->accepted_us = event_now_us();
     c->peer = (struct peer){.conn_id = ++l->next_conn, .ip = c->ip, .port = split_peer(c, sa),
                             .tls = tls};
     TAILQ_INSERT_TAIL(&l->clients, c, link);

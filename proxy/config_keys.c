@@ -275,6 +275,44 @@ static int set_string(struct cfg_loader *ld, const struct cfg_key *k, void *base
     return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
 }
 
+/* Whether name can go in a ClientHello's server_name (RFC 6066: a DNS name, no trailing dot):
+ * labels of letters, digits, '-' and '_' (internal names use it), each 1-63 bytes, 253 in all,
+ * within the 255 bytes OpenSSL sends. */
+static bool sni_name_valid(const char *name)
+{
+    size_t len = strlen(name), label = 0;
+    if (len == 0 || len > 253)
+        return false;
+    for (const char *p = name; *p; p++) {
+        if (*p == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+        } else if (isalnum((unsigned char)*p) || *p == '-' || *p == '_') {
+            if (++label > 63)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return label > 0;
+}
+
+/* `sni`: a name for the ClientHello or an IP literal (then checked against the certificate's IP
+ * and not sent); anything else would fail every handshake, so it fails here, at its line. */
+static int set_sni(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    if (numeric_sockaddr(value, 0, &sa, &salen) != 0 && !sni_name_valid(value)) {
+        cfg_report(ld, ld->line, "%s: '%s' is neither an IP address nor a host name (labels of "
+                                 "letters, digits, '-' and '_' joined by dots, at most 253 bytes, "
+                                 "no trailing dot)", k->name, value);
+        return -1;
+    }
+    return set_string(ld, k, base, value);
+}
+
 static int set_path(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
 {
     if (!*value) {
@@ -758,7 +796,7 @@ static const struct cfg_key upstream_keys[] = {
     KEY("tls", set_bool, UPS(tls)),
     KEY("verify", set_bool, UPS(verify)),
     KEY("ca_file", set_path, UPS(ca_file)),
-    KEY("sni", set_string, UPS(sni)),
+    KEY("sni", set_sni, UPS(sni)),
     KEY("client_cert", set_path, UPS(client_cert)),
     KEY("client_key", set_path, UPS(client_key)),
 };

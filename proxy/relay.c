@@ -503,10 +503,14 @@ void relay_resume(struct exchange *ex)
  * certificate: an origin that refuses it (none sent, or an untrusted one) says so with an alert
  * that arrives after the request was written, often behind the reset that the write ran into.
  * On a new connection without a response byte, surface that alert: the failure is the
- * handshake's, not the request's. true with the alert's text in why. */
+ * handshake's, not the request's. true with the alert's text in why. Not under TLS 1.2, whose
+ * handshake ends with the origin's Finished, sent once it accepted everything of ours: an
+ * alert after it (a renegotiation we refused) follows a request that reached the origin, which
+ * the tls phase would let go to another origin whatever its method. */
 static bool handshake_refused(struct exchange *ex, char *why, size_t size)
 {
-    if (!ex->usock->ssl || ex->response_byte || upconn_requests(ex->uc) > 1)
+    if (!ex->usock->ssl || SSL_version(ex->usock->ssl) != TLS1_3_VERSION ||
+        ex->response_byte || upconn_requests(ex->uc) > 1)
         return false;
     unsigned long e = ex->usock->ssl_err;
     if (!e)

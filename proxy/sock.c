@@ -849,6 +849,11 @@ bool sock_at_eof(const struct sock *s)
     return (s->flags & SF_EOF) != 0;
 }
 
+bool sock_peer_closed(const struct sock *s)
+{
+    return (s->flags & (SF_EOF | SF_EOF_PENDING)) != 0;
+}
+
 size_t sock_pending(const struct sock *s)
 {
     return (s->out ? evbuffer_get_length(s->out) : 0) + (s->pipe ? s->pipe->len : 0);

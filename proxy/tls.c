@@ -7,6 +7,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,30 +50,56 @@ static void ssl_failed(struct tls_error *err, const char *file)
     tls_last_error(err->text, sizeof(err->text));
 }
 
+/* OpenSSL's default for an encrypted key asks for its passphrase on the terminal, and would hold
+ * a start, `portico -t` or a reload (signals included) until someone typed. Portico asks for
+ * none: the key fails to load, and `asked` (when set) tells use_cert_and_key why. */
+static int no_passphrase(char *buf, int size, int rwflag, void *asked)
+{
+    (void)buf, (void)size, (void)rwflag;
+    if (asked)
+        *(bool *)asked = true;
+    return -1;
+}
+
 /* Loads a certificate chain and its key into ctx. 0, or -1 with err filled. */
 static int use_cert_and_key(SSL_CTX *ctx, const char *cert_file, const char *key_file,
                             struct tls_error *err)
 {
+    int rc = -1;
+    bool asked = false;
+    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, &asked);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
         ssl_failed(err, cert_file);
-        return -1;
+        goto done;
     }
     /* OpenSSL compares the key with the certificate while loading it; a key that loads is
      * checked again for certificates whose key it cannot compare then. */
     bool loaded = SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) == 1;
     unsigned long e = ERR_peek_last_error();
+    if (!loaded && asked) {
+        ERR_clear_error();
+        err->file = key_file;
+        snprintf(err->text, sizeof(err->text),
+                 "encrypted with a passphrase, which Portico does not ask for: give it the key "
+                 "unencrypted (readable by Portico's user only)");
+        goto done;
+    }
     if (!loaded &&
         !(ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)) {
         ssl_failed(err, key_file);
-        return -1;
+        goto done;
     }
     if (!loaded || SSL_CTX_check_private_key(ctx) != 1) {
         ERR_clear_error();
         err->file = key_file;
         snprintf(err->text, sizeof(err->text), "does not match %s", cert_file);
-        return -1;
+        goto done;
     }
-    return 0;
+    rc = 0;
+done:
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL); /* `asked` ends with this call */
+    return rc;
 }
 
 void *tls_server_ctx(const char *cert_file, const char *key_file, struct tls_error *err)
@@ -180,4 +207,9 @@ bool tls_verify_failed(SSL *ssl, char *buf, size_t bufsz)
         return false;
     snprintf(buf, bufsz, "%s", X509_verify_cert_error_string(v));
     return true;
+}
+
+bool tls_peer_silent(SSL *ssl)
+{
+    return BIO_number_read(SSL_get_rbio(ssl)) == 0;
 }

@@ -153,6 +153,10 @@ bool sock_peer_pending(const struct sock *s, bool *bytes);
 /* Whether the peer's EOF was reported already. */
 bool sock_at_eof(const struct sock *s);
 
+/* Whether the peer's end was read, reported already or not: an end read behind data (a TLS
+ * close_notify read ahead with the last record) is reported on the next loop turn. */
+bool sock_peer_closed(const struct sock *s);
+
 /* Bytes queued in the output (its pipe included) and not yet written. */
 size_t sock_pending(const struct sock *s);
 

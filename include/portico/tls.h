@@ -41,6 +41,9 @@ void tls_ctx_free(void *ctx);
  * (e.g. "certificate has expired") goes to buf. */
 bool tls_verify_failed(struct ssl_st *ssl, char *buf, size_t bufsz);
 
+/* Whether the peer has sent no byte at all on this connection (a TCP probe, not a handshake). */
+bool tls_peer_silent(struct ssl_st *ssl);
+
 /* The most recent OpenSSL error of this thread as text (clears the queue). */
 const char *tls_last_error(char *buf, size_t bufsz);
 

@@ -17,6 +17,8 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <pty.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -28,6 +30,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -317,6 +320,112 @@ static void test_upstream_tls_pooling(void **state)
     assert_int_equal(metric("portico_upstream_reused_total"), reused0 + 2);
 }
 
+/* ---- an alert after a TLS 1.2 handshake ---- */
+
+/* A TLS 1.2 origin for one connection: it reads the request, then asks for a renegotiation
+ * (as a server wanting a client certificate for that path does), which Portico refuses; the
+ * origin then ends the connection with a fatal alert. */
+struct reneg_origin {
+    int lfd;
+    uint16_t port;
+    bool got_request;             /* read by the test after the join */
+    pthread_t thread;
+};
+
+static void *reneg_origin_run(void *arg)
+{
+    struct reneg_origin *o = arg;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    struct pollfd p = {.fd = o->lfd, .events = POLLIN};
+    int fd = -1;
+    SSL *ssl = NULL;
+
+    if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, t.certs->server_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, t.certs->server_key, SSL_FILETYPE_PEM) != 1 ||
+        poll(&p, 1, IO_MS) != 1 || (fd = accept(o->lfd, NULL, NULL)) < 0)
+        goto out;
+    struct timeval tv = {IO_MS / 1000, 0}; /* bounds every blocking call below */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) != 1)
+        goto out;
+    char req[4096];
+    size_t have = 0, got;
+    while (have < sizeof(req) - 1 && SSL_read_ex(ssl, req + have, sizeof(req) - 1 - have, &got)) {
+        have += got;
+        req[have] = '\0';
+        if (strstr(req, "\r\n\r\n")) {
+            o->got_request = true;
+            break;
+        }
+    }
+    /* HelloRequest; the read takes Portico's no_renegotiation, which OpenSSL answers with a
+     * fatal handshake_failure alert */
+    if (o->got_request && SSL_renegotiate(ssl) == 1 && SSL_do_handshake(ssl) == 1)
+        SSL_read_ex(ssl, req, 1, &got);
+out:
+    ERR_clear_error();
+    SSL_free(ssl);
+    if (fd >= 0)
+        close(fd);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* The handshake of a TLS 1.2 connection ends with the origin's Finished, sent once it accepted
+ * everything of ours: an alert after it is no refused handshake, and the request it follows
+ * reached the origin. A POST was resent to the next origin as if it had not (tls phase: any
+ * method), and ran on both. Now it fails there (502, not retried). */
+static void test_upstream_alert_after_tls12_handshake(void **state)
+{
+    (void)state;
+    struct reneg_origin o = {0};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+
+    o.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(o.lfd >= 0);
+    assert_int_equal(bind(o.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(o.lfd, 4), 0);
+    assert_int_equal(getsockname(o.lfd, (struct sockaddr *)&a, &alen), 0);
+    o.port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&o.thread, NULL, reneg_origin_run, &o), 0);
+    /* round_robin starts with the first origin; retries = 1 would go on to the second */
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                             "workers = 1\n[upstream u]\n"
+                                             "origin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                             "tls = on\nca_file = {{certs}}/ca.pem\n"
+                                             "retries = 1\n",
+                                          o.port, fake_origin_port(t.o[O_VALID])),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    unsigned second0 = fake_origin_requests(t.o[O_VALID]);
+    struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+    struct raw_response r;
+
+    assert_int_equal(raw_send_str(c, "POST /pay HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n"
+                                     "Accept: application/json\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    raw_close(c);
+    pthread_join(o.thread, NULL);
+    close(o.lfd);
+    unsigned second = fake_origin_requests(t.o[O_VALID]) - second0;
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    print_message("  first origin got the POST: %s; %u on the second; %d %s\n",
+                  o.got_request ? "yes" : "no", second, r.status,
+                  raw_header(&r, "Portico-Error") ?: "");
+    assert_true(o.got_request);
+    assert_int_equal(second, 0);
+    assert_int_equal(r.status, 502);
+    raw_response_free(&r);
+}
+
 /* ---- TLS termination ---- */
 
 /* curl, a real client, with --cacert, asking for HTTP/1.1: the response over ALPN http/1.1
@@ -561,17 +670,265 @@ static void test_termination_garbage(void **state)
     raw_close(c);
 }
 
+/* A connection that closes before its first byte (a load balancer's TCP health check, a port
+ * scan, harness_start's own probe) never began a TLS handshake: like on a plain listener, it is
+ * neither an error-log line nor a handshake failure, whose counter is then worth alerting on.
+ * Closed with a FIN, or with a reset (the scrape after it is read by the same worker later). */
+static void test_termination_silent_close(void **state)
+{
+    (void)state;
+    static const bool resets[] = {false, false, true, true};
+    uint64_t failures0 = metric("portico_client_tls_handshake_failures_total");
+
+    for (size_t i = 0; i < sizeof(resets) / sizeof(resets[0]); i++) {
+        struct raw_conn *c = px_connect_port(harness_port(t.h, "tls"));
+        struct sockaddr_in me;
+        socklen_t len = sizeof(me);
+        char peer[64];
+
+        assert_int_equal(getsockname(raw_fd(c), (struct sockaddr *)&me, &len), 0);
+        snprintf(peer, sizeof(peer), "client 127.0.0.1:%u: ", ntohs(me.sin_port));
+        if (resets[i]) {
+            raw_abort(c);
+        } else {
+            assert_int_equal(raw_shutdown_write(c), 0);
+            assert_int_equal(raw_wait_closed(c, IO_MS), 1); /* Portico is done with it */
+            raw_close(c);
+        }
+        uint64_t failures = metric("portico_client_tls_handshake_failures_total");
+
+        print_message("  %s: failures %llu -> %llu\n", resets[i] ? "reset" : "FIN",
+                      (unsigned long long)failures0, (unsigned long long)failures);
+        assert_int_equal(failures, failures0);
+        assert_false(harness_log_contains(t.h, peer));
+    }
+}
+
+/* client_header_timeout counts from the accept for a connection that has sent no byte of a
+ * head, a TLS one included: its handshake is part of that wait, not a prelude after which the
+ * wait starts again (that let a TLS client hold a connection for 3 x client_header_timeout
+ * before its 408, against 2 x for plain HTTP). The client waits before its handshake and after
+ * it, 1.2 x the timeout in all, then sends its request: it must have its 408 by then. */
+#define SLOW_HEADER_MS 1000
+
+static void test_termination_header_timeout_from_accept(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {3, 0}; /* every blocking call below is bounded */
+    char resp[512] = "";
+    size_t have = 0, got;
+
+    assert_non_null(h);
+    assert_non_null(ctx);
+    assert_true(fd >= 0);
+    assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:tls}} tls\n"
+                                             "tls_cert = {{certs}}/server.pem\n"
+                                             "tls_key = {{certs}}/server.key\n"
+                                             "client_header_timeout = %dms\n"
+                                             "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          SLOW_HEADER_MS, fake_origin_port(t.o[O_PLAIN])),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(harness_port(h, "tls")),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    /* half the timeout without a byte: the handshake itself is still in time */
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, SLOW_HEADER_MS / 2), 0);
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    assert_int_equal(SSL_connect(ssl), 1);
+    /* then up to 0.7 of it more, reading (session tickets are no answer): the 408 is due
+     * before that ends */
+    struct timeval wait = {0, SLOW_HEADER_MS * 7 / 10 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+    bool answered = SSL_read_ex(ssl, resp, sizeof(resp) - 1, &have) == 1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (!answered) {
+        static const char req[] = "GET /plain/late HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        ERR_clear_error();
+        have = 0;
+        assert_int_equal(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
+    }
+    while (have < sizeof(resp) - 1 && SSL_read_ex(ssl, resp + have, sizeof(resp) - 1 - have, &got))
+        have += got;
+    resp[have] = '\0';
+    ERR_clear_error();
+    SSL_free(ssl);
+    close(fd);
+    SSL_CTX_free(ctx);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    print_message("  %s before the request: %.30s\n", answered ? "an answer" : "nothing", resp);
+    assert_true(tu_contains(resp, "HTTP/1.1 408 "));
+}
+
+/* ---- encrypted keys ---- */
+
+/* Runs `portico -t -c config` on a terminal of its own (forkpty: a new session with the pty as
+ * its controlling terminal), as from an operator's shell; what it writes there goes to out. The
+ * exit code, or -1 when it still ran after timeout_ms (killed then). */
+static int check_config_on_tty(const char *config, char *out, size_t size, int timeout_ms)
+{
+    const char *bin = getenv("PORTICO_BIN");
+    int master, status = 0;
+    size_t have = 0;
+    bool timed_out = true;
+
+    if (bin == NULL || bin[0] == '\0')
+        bin = "build/portico";
+    pid_t pid = forkpty(&master, NULL, NULL, NULL);
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl(bin, bin, "-t", "-c", config, (char *)NULL);
+        _exit(127);
+    }
+    int64_t end = tu_now_ms() + timeout_ms;
+
+    for (int64_t left; (left = end - tu_now_ms()) > 0 && have < size - 1;) {
+        struct pollfd p = {.fd = master, .events = POLLIN};
+
+        if (poll(&p, 1, (int)left) <= 0)
+            break; /* silent until the deadline: it waits for someone to type */
+        ssize_t n = read(master, out + have, size - 1 - have);
+
+        if (n <= 0) { /* EIO: every descriptor of the terminal's other side is closed */
+            timed_out = false;
+            break;
+        }
+        have += (size_t)n;
+    }
+    out[have] = '\0';
+    if (timed_out)
+        kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    close(master);
+    return timed_out ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* A key encrypted with a passphrase: OpenSSL's default would ask for it on the terminal, and
+ * block the start, `portico -t` or a reload (a SIGTERM with it) until someone typed. Portico
+ * asks for none: the key fails to load at its line, saying why. Both PEM encryptions. */
+static void test_encrypted_key_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *format;   /* openssl subcommand writing the encrypted key */
+        const char *key;      /* the configuration key naming it */
+        const char *conf;     /* the configuration, %s the key file */
+    } rows[] = {
+        /* traditional PEM (Proc-Type: 4,ENCRYPTED) as the listener's key */
+        {"ec", "tls_key",
+         "[proxy]\nlisten = 127.0.0.1:{{free_port:l}} tls\ntls_cert = {{certs}}/server.pem\n"
+         "tls_key = %s\n[upstream u]\norigin = 127.0.0.1:9\n"},
+        /* PKCS#8 (ENCRYPTED PRIVATE KEY) as the client key towards an origin */
+        {"pkey", "client_key",
+         "[proxy]\nlisten = 127.0.0.1:{{free_port:l}}\n[upstream u]\norigin = 127.0.0.1:9\n"
+         "tls = on\nca_file = {{certs}}/ca.pem\nclient_cert = {{certs}}/server.pem\n"
+         "client_key = %s\n"},
+    };
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct harness *h = harness_new();
+        char key[512], want[600], out[4096];
+        struct tu_cmd_result res;
+
+        assert_non_null(h);
+        snprintf(key, sizeof(key), "%s/encrypted.key", harness_dir(h));
+        const char *const argv[] = {"openssl", rows[i].format, "-in", t.certs->server_key,
+                                    "-aes256", "-passout", "pass:portico", "-out", key, NULL};
+
+        assert_int_equal(tu_run_command(argv, 10000, &res), 0);
+        tu_cmd_result_free(&res);
+        assert_int_equal(harness_write_config(h, rows[i].conf, key), 0);
+        int rc = check_config_on_tty(harness_config_path(h), out, sizeof(out), 3000);
+
+        snprintf(want, sizeof(want), "%s: %s: ", rows[i].key, key);
+        harness_free(h); /* before the checks: a failure leaves nothing behind */
+        print_message("  %-10s rc %d: %s", rows[i].key, rc, out);
+        assert_int_equal(rc, 1);
+        assert_true(tu_contains(out, want));
+        assert_true(tu_contains(out, "passphrase"));
+    }
+}
+
+/* ---- sni ---- */
+
+/* `sni` is sent in the ClientHello and checked against the certificate: an IP literal (then not
+ * sent), or a DNS name OpenSSL can send (at most 255 bytes, RFC 6066: no trailing dot). A value
+ * it cannot send failed every request with 502 "cannot create a TLS session" although
+ * `portico -t` passed; it is refused at its line instead. */
+static void test_sni_checked(void **state)
+{
+    (void)state;
+    char long_label[80], too_long[400];
+
+    memset(long_label, 'a', 64);
+    long_label[64] = '\0';
+    snprintf(too_long, sizeof(too_long), "%s.%s.%s.%s.example", long_label + 1, long_label + 1,
+             long_label + 1, long_label + 1); /* 4 x 63 + 12: 264 bytes */
+    const struct {
+        const char *sni;
+        int rc; /* of portico -t */
+    } rows[] = {
+        {"localhost", 0},
+        {"api.internal-1.example", 0},
+        {"svc_a.cluster.local", 0}, /* underscores occur in internal names */
+        {"127.0.0.1", 0},
+        {"::1", 0},
+        {too_long, 1},          /* more than OpenSSL sends */
+        {long_label, 1},        /* a label over 63 bytes */
+        {"localhost.", 1},      /* a trailing dot */
+        {"a..example", 1},      /* an empty label */
+        {"[::1]", 1},           /* brackets: not an address, not a name */
+        {"bad name", 1},
+        {"*.example", 1},
+    };
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct harness *h = harness_new();
+        struct tu_cmd_result res;
+
+        assert_non_null(h);
+        assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{free_port:l}}\n"
+                                                 "[upstream u]\norigin = 127.0.0.1:9\n"
+                                                 "tls = on\nca_file = {{certs}}/ca.pem\n"
+                                                 "sni = %s\n", rows[i].sni), 0);
+        int rc = harness_check_config(h, &res);
+        bool at_line = tu_contains(res.err, "portico.ini:7: sni: ") ||
+                       tu_contains(res.out, "portico.ini:7: sni: ");
+
+        print_message("  %-24.24s rc %d %s%s", rows[i].sni, rc, res.err, rc == 0 ? "\n" : "");
+        tu_cmd_result_free(&res);
+        harness_free(h);
+        assert_int_equal(rc, rows[i].rc);
+        assert_true(rc == 0 || at_line);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_upstream_tls),
         cmocka_unit_test(test_upstream_client_cert_refused),
         cmocka_unit_test(test_upstream_tls_pooling),
+        cmocka_unit_test(test_upstream_alert_after_tls12_handshake),
         cmocka_unit_test(test_termination_curl),
         cmocka_unit_test(test_termination_alpn),
         cmocka_unit_test(test_termination_versions),
         cmocka_unit_test(test_termination_request_with_finished),
         cmocka_unit_test(test_termination_garbage),
+        cmocka_unit_test(test_termination_silent_close),
+        cmocka_unit_test(test_termination_header_timeout_from_accept),
+        cmocka_unit_test(test_encrypted_key_refused),
+        cmocka_unit_test(test_sni_checked),
     };
 
     tu_ignore_sigpipe();

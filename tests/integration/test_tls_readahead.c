@@ -7,7 +7,9 @@
  *  1. from a TLS origin, with the last bytes of a close-delimited response, while reading the
  *     origin pauses (a throttle fault): the end must be seen when reading resumes;
  *  2. from a TLS client, behind pipelined requests sent in the same write and answered from
- *     the buffer one after the other (sock_requeue): the connection must close.
+ *     the buffer one after the other (sock_requeue): the connection must close;
+ *  3. from a TLS origin, with a keep-alive response: the connection is closed already and must
+ *     not go back to the pool, where a request of the same loop turn would take it.
  *
  * Peers are raw OpenSSL on blocking sockets with timeouts, so that every wait is bounded; what
  * reaches Portico in one read is made in memory BIOs and sent in one send().
@@ -21,9 +23,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <arpa/inet.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -279,11 +287,221 @@ static void test_pipelined_then_close_notify(void **state)
     fake_origin_stop(o);
 }
 
+/* ---- 3. close_notify read with a keep-alive response ---- */
+
+/* A TLS origin for two connections. The first: its request read, `has_request` gets a byte;
+ * once `gate` gets one, a keep-alive response (Content-Length) and close_notify go in one send,
+ * then `sent` gets a byte; its socket stays open (no FIN: the kernel has nothing left to tell)
+ * until the origin stops. The second: answers its request and closes. Every wait is bounded. */
+struct closing_origin {
+    int lfd;
+    uint16_t port;
+    int has_request[2];
+    int gate[2];
+    int sent[2];
+    pthread_t thread;
+};
+
+/* Reads a request head; 0, or -1. */
+static int read_head(SSL *ssl)
+{
+    char req[8192];
+    size_t have = 0, got;
+    while (have < sizeof(req) - 1 && SSL_read_ex(ssl, req + have, sizeof(req) - 1 - have, &got)) {
+        have += got;
+        req[have] = '\0';
+        if (strstr(req, "\r\n\r\n"))
+            return 0;
+    }
+    return -1;
+}
+
+/* Sends what a memory BIO gathered in one send(): 0, or -1. */
+static int send_wire(BIO *mem, int fd)
+{
+    char *wire;
+    long len = BIO_get_mem_data(mem, &wire);
+    return len > 0 && send(fd, wire, (size_t)len, MSG_NOSIGNAL) == len ? 0 : -1;
+}
+
+/* Waits until the peer's kernel acknowledged everything sent on fd: the bytes are in its socket
+ * then, which a stopped Portico cannot change. Loopback delivers within send() unless softirqs
+ * run late (ksoftirqd on a busy machine), and a delayed ACK takes up to ~40 ms: 1 ms steps,
+ * bounded (as test_regressions.c does for SIOCOUTQNSD). true once all was acknowledged. */
+static bool wait_acked(int fd)
+{
+    int queued = -1;
+    for (int i = 0; i < 1000 && ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0; i++)
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    return queued == 0;
+}
+
+/* A byte to the test, which waits for it (bounded): a failed write shows as that timeout. */
+static void notify(int fd)
+{
+    ssize_t n = write(fd, "x", 1);
+    (void)n;
+}
+
+static void *closing_origin_run(void *arg)
+{
+    struct closing_origin *o = arg;
+    const struct test_certs *certs = certs_get();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+    if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, certs->server_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, certs->server_key, SSL_FILETYPE_PEM) != 1)
+        goto out;
+    /* No session tickets: they would come after the handshake, and Portico stopped while
+     * taking them would read the answer with them, a turn before the POST. */
+    SSL_CTX_set_num_tickets(ctx, 0);
+    int quiet = -1; /* the first connection's socket, after its close_notify */
+    for (int conn = 0; conn < 2; conn++) {
+        struct pollfd p = {.fd = o->lfd, .events = POLLIN};
+        int fd = poll(&p, 1, IO_MS) == 1 ? accept(o->lfd, NULL, NULL) : -1;
+        if (fd < 0)
+            break;
+        struct timeval tv = {IO_MS / 1000, 0}; /* bounds every blocking call below */
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        /* The answer leaves with its send(), not once a stopped Portico acknowledged what
+         * went before it (Nagle). */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        SSL *ssl = SSL_new(ctx);
+        BIO *mem = BIO_new(BIO_s_mem());
+        SSL_set_fd(ssl, fd);
+        if (SSL_accept(ssl) == 1 && read_head(ssl) == 0) {
+            static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+            if (conn == 0) {
+                notify(o->has_request[1]);
+                p = (struct pollfd){.fd = o->gate[0], .events = POLLIN};
+                SSL_set0_wbio(ssl, mem); /* records gather in memory; reads stay on fd */
+                if (poll(&p, 1, 10000) == 1 && SSL_write(ssl, ok, (int)strlen(ok)) > 0 &&
+                    SSL_shutdown(ssl) >= 0 && send_wire(mem, fd) == 0 && wait_acked(fd))
+                    notify(o->sent[1]);
+                mem = NULL; /* freed with ssl */
+                quiet = fd;
+                fd = -1;
+            } else if (SSL_write(ssl, ok, (int)strlen(ok)) > 0) {
+                SSL_shutdown(ssl);
+            }
+        }
+        BIO_free(mem);
+        SSL_free(ssl);
+        if (fd >= 0)
+            close(fd);
+    }
+    if (quiet >= 0)
+        close(quiet);
+out:
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static void closing_origin_start(struct closing_origin *o)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+
+    *o = (struct closing_origin){0};
+    o->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(o->lfd >= 0);
+    assert_int_equal(bind(o->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(o->lfd, 4), 0);
+    assert_int_equal(getsockname(o->lfd, (struct sockaddr *)&a, &alen), 0);
+    o->port = ntohs(a.sin_port);
+    assert_int_equal(pipe2(o->has_request, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(o->gate, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(o->sent, O_CLOEXEC), 0);
+    assert_int_equal(pthread_create(&o->thread, NULL, closing_origin_run, o), 0);
+}
+
+static void closing_origin_stop(struct closing_origin *o)
+{
+    if (write(o->gate[1], "g", 1) != 1) /* in case the test broke off before opening it */
+        fail_msg("cannot wake the origin");
+    pthread_join(o->thread, NULL);
+    close(o->lfd);
+    for (int i = 0; i < 2; i++) {
+        close(o->has_request[i]);
+        close(o->gate[i]);
+        close(o->sent[i]);
+    }
+}
+
+/* Waits (bounded) for a byte on fd: true when it came. */
+static bool wait_byte(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char b;
+    return poll(&p, 1, IO_MS) == 1 && read(fd, &b, 1) == 1;
+}
+
+/* SIGSTOP, returning once every thread of portico has stopped (waitid: no polling). */
+static void stop_portico(struct harness *h)
+{
+    siginfo_t si;
+    assert_int_equal(harness_signal(h, SIGSTOP), 0);
+    memset(&si, 0, sizeof(si));
+    /* WNOWAIT: the harness still reaps the child itself; WEXITED: a crash ends the wait too */
+    assert_int_equal(waitid(P_PID, (id_t)harness_pid(h), &si, WSTOPPED | WEXITED | WNOWAIT), 0);
+    assert_int_equal(si.si_code, CLD_STOPPED);
+}
+
+/* A TLS origin answers with keep-alive framing and closes (close_notify, no FIN yet) at once:
+ * one read takes both, the end being reported on the next turn, and the kernel has nothing
+ * more to tell (so asking it before a POST does not help). Another client's POST read in the
+ * same turn (settle_time = 0: released connections are taken at once) took that connection
+ * from the pool, went to a closed connection, and got 502 empty_response (a POST is not sent
+ * twice). Portico is stopped while the origin answers and the POST arrives, so that one turn
+ * sees both (the origin's socket first). */
+static void test_close_notify_with_keepalive_response(void **state)
+{
+    (void)state;
+    struct closing_origin o;
+    closing_origin_start(&o);
+    struct harness *h = start_tls(o.port, "tls = on\nca_file = {{certs}}/ca.pem\n"
+                                          "settle_time = 0\n"
+                                          "[fault local]\nprefix = /local\nstatus = 204\n");
+    struct raw_conn *a = px_connect(h), *b = px_connect(h);
+    struct raw_response r;
+
+    /* b is accepted and idle: its next request is read in the loop turn of our choosing */
+    assert_int_equal(raw_send_str(b, "GET /local HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(b, &r, IO_MS), 0);
+    assert_int_equal(r.status, 204);
+    raw_response_free(&r);
+    assert_int_equal(raw_send_str(a, "GET /a HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_true(wait_byte(o.has_request[0]));
+    stop_portico(h);
+    assert_int_equal(write(o.gate[1], "g", 1), 1);
+    assert_true(wait_byte(o.sent[0])); /* the answer and close_notify are in Portico's socket */
+    assert_int_equal(raw_send_str(b, "POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"),
+                     0);
+    assert_true(wait_acked(raw_fd(b))); /* behind the origin's answer: one turn, that order */
+    assert_int_equal(harness_signal(h, SIGCONT), 0);
+    assert_int_equal(raw_read_response(a, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    assert_int_equal(raw_read_response(b, &r, IO_MS), 0);
+    print_message("  POST: %d %s\n", r.status, raw_header(&r, "Portico-Error") ?: "");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok\n");
+    raw_response_free(&r);
+    raw_close(a);
+    raw_close(b);
+    px_stop(h);
+    closing_origin_stop(&o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_close_notify_no_fin),
         cmocka_unit_test(test_pipelined_then_close_notify),
+        cmocka_unit_test(test_close_notify_with_keepalive_response),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
