@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "portico/admin.h"
 #include "portico/admin_faults.h"
@@ -606,6 +607,39 @@ static void handshake_failed(struct client *c, const char *why)
     client_close(c, "TLS handshake failed");
 }
 
+/* OpenSSL read an HTTP request where a ClientHello belongs (SSL_R_HTTP_REQUEST): plain HTTP sent
+ * to a TLS listener, a client's mistake, not a failed handshake. As nginx does, it gets a 400
+ * that says so, in plain text straight to the socket (there is no TLS to send it with: a fresh
+ * socket's buffer takes the page whole), and is counted and logged as a refused request. What
+ * the client sent past what OpenSSL read is drained first, so that the close sends no reset
+ * that could destroy the answer. */
+static void refuse_plain_http(struct client *c)
+{
+    char id[48];
+    loop_request_id(c->loop, id, sizeof(id));
+    struct errpage e = {
+        .status = HTTP_BAD_REQUEST,
+        .failure = FAIL_NONE,
+        .reason = "plain HTTP sent to a TLS port: use https://",
+        .request_id = id,
+        .close = true,
+    };
+    struct evbuffer *page = evbuffer_new();
+    long body = page ? errpage_write(page, &e) : -1;
+    if (body >= 0) {
+        char drain[4096];
+        for (int i = 0; i < 16 && recv(c->sock.fd, drain, sizeof(drain), MSG_DONTWAIT) > 0; i++)
+            continue;
+        size_t len = evbuffer_get_length(page);
+        if (send(c->sock.fd, evbuffer_pullup(page, -1), len, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+            shutdown(c->sock.fd, SHUT_WR);
+    }
+    if (page)
+        evbuffer_free(page);
+    count_refusal(c, &e, body);
+    client_close(c, "plain HTTP on a TLS listener");
+}
+
 /* HTTP/2 is over on this connection: the sock comes back to us, to flush and close. */
 static void h2_done(void *arg, const char *why)
 {
@@ -667,6 +701,11 @@ static void client_cb(void *arg, enum sock_event ev)
             log_debug("client %s: closed before a TLS handshake",
                       peer_addr(&c->peer, addr, sizeof(addr)));
             client_close(c, "closed before a TLS handshake");
+            return;
+        }
+        if (ERR_GET_LIB(c->sock.ssl_err) == ERR_LIB_SSL &&
+            ERR_GET_REASON(c->sock.ssl_err) == SSL_R_HTTP_REQUEST) {
+            refuse_plain_http(c);
             return;
         }
         char buf[160] = "connection closed";

@@ -647,7 +647,7 @@ static void test_termination_garbage(void **state)
 
     assert_int_equal(getsockname(raw_fd(c), (struct sockaddr *)&me, &len), 0);
     snprintf(peer, sizeof(peer), "client 127.0.0.1:%u: TLS handshake failed", ntohs(me.sin_port));
-    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_send_str(c, "not TLS, not HTTP\r\n\r\n"), 0);
     assert_int_equal(raw_wait_closed(c, IO_MS), 1);
     raw_close(c);
     if (harness_wait_log(t.h, peer, IO_MS) != 0)
@@ -668,6 +668,29 @@ static void test_termination_garbage(void **state)
     assert_string_equal(r.body, "ok\n");
     raw_response_free(&r);
     raw_close(c);
+}
+
+/* Plain HTTP sent to the TLS port (http:// for https://) is the client's mistake, not a failed
+ * handshake: as from nginx, curl gets a 400 that says what to do, not an empty reply; it is
+ * counted and logged as a 400, not as a handshake failure. */
+static void test_termination_plain_http(void **state)
+{
+    (void)state;
+    uint64_t failures0 = metric("portico_client_tls_handshake_failures_total");
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/plain/x", harness_port(t.h, "tls"));
+    const char *const argv[] = {"curl", "-sS", "--max-time", "5", "-w", "\n%{http_code}", url,
+                                NULL};
+    struct tu_cmd_result res;
+    assert_int_equal(tu_run_command(argv, 10000, &res), 0);
+    if (!tu_contains(res.out, "plain HTTP sent to a TLS port: use https://\n\n400"))
+        fail_msg("curl http:// on the TLS port: %s %s", res.out, res.err);
+    tu_cmd_result_free(&res);
+    char *line = harness_file_line(t.h, "access.log", "plain HTTP sent to a TLS port", IO_MS);
+    assert_non_null(line);
+    assert_true(tu_contains(line, " status=400 "));
+    free(line);
+    assert_int_equal(metric("portico_client_tls_handshake_failures_total"), failures0);
 }
 
 /* A connection that closes before its first byte (a load balancer's TCP health check, a port
@@ -925,6 +948,7 @@ int main(void)
         cmocka_unit_test(test_termination_versions),
         cmocka_unit_test(test_termination_request_with_finished),
         cmocka_unit_test(test_termination_garbage),
+        cmocka_unit_test(test_termination_plain_http),
         cmocka_unit_test(test_termination_silent_close),
         cmocka_unit_test(test_termination_header_timeout_from_accept),
         cmocka_unit_test(test_encrypted_key_refused),
