@@ -43,10 +43,22 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* Fills err for `file` (NULL: none in particular) with the thread's last OpenSSL error. */
-static void ssl_failed(struct tls_error *err, const char *file)
+/* Fills err for `file` (NULL: none in particular) with the thread's last OpenSSL error. A file
+ * that should hold the PEM block pem names (NULL: none) and holds none (a key given as the
+ * certificate, a DER file) says so: OpenSSL's last error is then "PEM lib", which says nothing,
+ * and its first "no start line" or "unsupported". */
+static void ssl_failed(struct tls_error *err, const char *file, const char *pem)
 {
     err->file = file;
+    unsigned long first = ERR_peek_error();
+    bool no_block = (ERR_GET_LIB(first) == ERR_LIB_PEM &&
+                     ERR_GET_REASON(first) == PEM_R_NO_START_LINE) ||
+                    ERR_GET_LIB(first) == ERR_LIB_OSSL_DECODER;
+    if (pem && no_block) {
+        ERR_clear_error();
+        snprintf(err->text, sizeof(err->text), "holds no %s in PEM form", pem);
+        return;
+    }
     tls_last_error(err->text, sizeof(err->text));
 }
 
@@ -70,7 +82,7 @@ static int use_cert_and_key(SSL_CTX *ctx, const char *cert_file, const char *key
     SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     SSL_CTX_set_default_passwd_cb_userdata(ctx, &asked);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-        ssl_failed(err, cert_file);
+        ssl_failed(err, cert_file, "certificate (-----BEGIN CERTIFICATE-----)");
         goto done;
     }
     /* OpenSSL compares the key with the certificate while loading it; a key that loads is
@@ -87,7 +99,7 @@ static int use_cert_and_key(SSL_CTX *ctx, const char *cert_file, const char *key
     }
     if (!loaded &&
         !(ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)) {
-        ssl_failed(err, key_file);
+        ssl_failed(err, key_file, "private key (-----BEGIN ... PRIVATE KEY-----)");
         goto done;
     }
     if (!loaded || SSL_CTX_check_private_key(ctx) != 1) {
@@ -106,7 +118,7 @@ void *tls_server_ctx(const char *cert_file, const char *key_file, struct tls_err
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
-        ssl_failed(err, NULL);
+        ssl_failed(err, NULL, NULL);
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -135,14 +147,14 @@ void *tls_client_ctx(bool verify, const char *ca_file, const char *cert_file, co
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) {
-        ssl_failed(err, NULL);
+        ssl_failed(err, NULL, NULL);
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof(alpn_http11) - 1) != 0) {
-        ssl_failed(err, NULL);
+        ssl_failed(err, NULL, NULL);
         goto fail;
     }
     if (verify) {
@@ -150,7 +162,7 @@ void *tls_client_ctx(bool verify, const char *ca_file, const char *cert_file, co
         int ok = ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
                          : SSL_CTX_set_default_verify_paths(ctx);
         if (ok != 1) {
-            ssl_failed(err, ca_file);
+            ssl_failed(err, ca_file, NULL);
             goto fail;
         }
     } else {

@@ -189,9 +189,18 @@ static const struct file_row file_rows[] = {
     {"tls_cert that is a directory",
      TLS_LISTEN "tls_cert = sub\ntls_key = key.pem\n" UP,
      {"test.ini:3: tls_cert: @/sub: Is a directory"}},
-    {"tls_cert that is not a certificate: OpenSSL's reason",
+    {"tls_cert that is not a certificate: said plainly, not OpenSSL's \"PEM lib\"",
      TLS_LISTEN "tls_cert = file\ntls_key = key.pem\n" UP,
-     {"test.ini:3: tls_cert: @/file: ..."}},
+     {"test.ini:3: tls_cert: @/file: holds no certificate (-----BEGIN CERTIFICATE-----) in PEM "
+      "form"}},
+    {"the key given as the certificate",
+     TLS_LISTEN "tls_cert = key.pem\ntls_key = key.pem\n" UP,
+     {"test.ini:3: tls_cert: @/key.pem: holds no certificate (-----BEGIN CERTIFICATE-----) in "
+      "PEM form"}},
+    {"the certificate given as the key",
+     TLS_LISTEN "tls_cert = cert.pem\ntls_key = cert.pem\n" UP,
+     {"test.ini:4: tls_key: @/cert.pem: holds no private key (-----BEGIN ... PRIVATE KEY-----) "
+      "in PEM form"}},
     {"tls_key of another certificate",
      TLS_LISTEN "tls_cert = cert.pem\ntls_key = key2.pem\n" UP,
      {"test.ini:4: tls_key: @/key2.pem: does not match @/cert.pem"}},
