@@ -602,7 +602,7 @@ static const char *gone_reason(enum sock_event ev)
 static void handshake_failed(struct client *c, const char *why)
 {
     char addr[PEER_ADDR_MAX];
-    log_error("client %s: TLS handshake failed: %s", peer_addr(&c->peer, addr, sizeof(addr)), why);
+    log_client("client %s: TLS handshake failed: %s", peer_addr(&c->peer, addr, sizeof(addr)), why);
     metrics_add(c->loop->metrics, M_TLS_HANDSHAKE_FAILURES, 1);
     client_close(c, "TLS handshake failed");
 }

@@ -686,6 +686,47 @@ LOG_AT(log_warn, LOG_WARN)
 LOG_AT(log_info, LOG_INFO)
 LOG_AT(log_debug, LOG_DEBUG)
 
+/* Lines about what one client did (a failed TLS handshake, an HTTP/2 protocol error or flood):
+ * each worker writes at most CLIENT_LINES_BURST at once and CLIENT_LINES_PER_S after, so that a
+ * flood of bad connections cannot turn into a flood of write(2) calls and a full disk; the
+ * counters (portico_client_tls_handshake_failures_total, portico_http2_*) count every one. */
+#define CLIENT_LINES_BURST 20.0
+#define CLIENT_LINES_PER_S 10.0
+
+static _Thread_local struct {
+    double tokens;
+    uint64_t at;           /* µs: last refill; 0: never */
+    unsigned long dropped; /* lines left out since the last one written */
+} client_lines;
+
+void log_client(const char *fmt, ...)
+{
+    if (!log_level_enabled(LOG_INFO))
+        return;
+    uint64_t now = now_us();
+    client_lines.tokens =
+        client_lines.at ? MIN(CLIENT_LINES_BURST, client_lines.tokens +
+                                                      (double)(now - client_lines.at) / 1e6 *
+                                                          CLIENT_LINES_PER_S)
+                        : CLIENT_LINES_BURST;
+    client_lines.at = now;
+    if (client_lines.tokens < 1) {
+        client_lines.dropped++;
+        return;
+    }
+    client_lines.tokens -= 1;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (client_lines.dropped)
+        log_info("%s (%lu more such lines left out before this one)", msg, client_lines.dropped);
+    else
+        log_info("%s", msg);
+    client_lines.dropped = 0;
+}
+
 void log_problem(const char *fmt, ...)
 {
     char msg[1024];

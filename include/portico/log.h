@@ -181,6 +181,11 @@ void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* An info line about what one client did wrong (a failed TLS handshake, an HTTP/2 protocol
+ * error or flood): not Portico's error, and rate-limited per worker (20 at once, then 10 a
+ * second; the next line written says how many were left out). */
+void log_client(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* A problem that stops a start or a reload (an address in use, too few descriptors):
  * "portico: message" on stderr, where whoever starts Portico looks, and an error line in the
  * error log when that is a file, where a daemon's failed reload is looked for. Main thread. */

@@ -670,6 +670,31 @@ static void test_termination_garbage(void **state)
     raw_close(c);
 }
 
+/* 100 connections that fail their handshake are 100 on the counter, but not 100 error-log
+ * lines: a flood of bad clients must not become a flood of writes (log_client: 20 at once,
+ * then 10 a second per worker). */
+static void test_termination_failures_flood(void **state)
+{
+    (void)state;
+    enum { BAD = 100 };
+    uint64_t failures0 = metric("portico_client_tls_handshake_failures_total");
+    char *err = harness_stderr(t.h);
+    unsigned lines0 = px_count(err, "TLS handshake failed");
+    free(err);
+    for (int i = 0; i < BAD; i++) {
+        struct raw_conn *c = px_connect_port(harness_port(t.h, "tls"));
+        assert_int_equal(raw_send_str(c, "not TLS, not HTTP\r\n\r\n"), 0);
+        assert_int_equal(raw_wait_closed(c, IO_MS), 1);
+        raw_close(c);
+    }
+    assert_int_equal(metric("portico_client_tls_handshake_failures_total"), failures0 + BAD);
+    err = harness_stderr(t.h);
+    unsigned lines = px_count(err, "TLS handshake failed") - lines0;
+    free(err);
+    print_message("  %d failed handshakes: %u error-log lines\n", BAD, lines);
+    assert_true(lines >= 1 && lines <= 40);
+}
+
 /* Plain HTTP sent to the TLS port (http:// for https://) is the client's mistake, not a failed
  * handshake: as from nginx, curl gets a 400 that says what to do, not an empty reply; it is
  * counted and logged as a 400, not as a handshake failure. */
@@ -949,6 +974,7 @@ int main(void)
         cmocka_unit_test(test_termination_request_with_finished),
         cmocka_unit_test(test_termination_garbage),
         cmocka_unit_test(test_termination_plain_http),
+        cmocka_unit_test(test_termination_failures_flood),
         cmocka_unit_test(test_termination_silent_close),
         cmocka_unit_test(test_termination_header_timeout_from_accept),
         cmocka_unit_test(test_encrypted_key_refused),

@@ -22,6 +22,7 @@
 
 #include "portico/fmt.h"
 #include "portico/log.h"
+#include "portico/util.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -1017,6 +1018,41 @@ static void test_error_log(void **state)
     log_info("back on stderr"); /* after close, messages still have a place to go */
 }
 
+/* Lines about one client's doings are rate-limited per thread: a flood of 200 bad connections
+ * writes the burst (20 lines), not 200; the next line written once the bucket refills (10 a
+ * second) says how many were left out. */
+static void test_client_lines_limited(void **state)
+{
+    struct dir *d = *state;
+    const char *errors = in_dir(d, "error.log");
+    assert_int_equal(log_error_open(errors, LOG_INFO), 0);
+    for (int i = 0; i < 200; i++)
+        log_client("client 127.0.0.1:%d: TLS handshake failed", 40000 + i);
+    size_t len;
+    char *text = slurp(errors, &len);
+    unsigned lines = 0;
+    for (const char *p = text; (p = strstr(p, "TLS handshake failed")) != NULL; p++)
+        lines++;
+    free(text);
+    print_message("200 client lines at once: %u written\n", lines);
+    assert_int_equal(lines, 20);
+    /* the bucket refills at 10 lines a second: within 1 s a line goes out, saying the count */
+    int64_t until = (int64_t)now_us() + 1000000;
+    bool said = false;
+    while (!said && (int64_t)now_us() < until) {
+        log_client("client 127.0.0.1:1: %s", "later");
+        text = slurp(errors, &len);
+        const char *line = strstr(text, "[info] client 127.0.0.1:1: later (");
+        if (line) {
+            assert_non_null(strstr(line, " more such lines left out before this one)\n"));
+            said = true;
+        }
+        free(text);
+    }
+    assert_true(said);
+    log_close();
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -1058,6 +1094,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fifo_lines_whole, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_write_failure, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_error_log, dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_client_lines_limited, dir_setup, dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
