@@ -73,6 +73,7 @@ struct h2_stream {
     struct event body_timer;
     struct evbuffer *body;             /* response body for DATA frames */
     bool resp_done;                    /* all of the body is in `body` */
+    bool resp_cut;                     /* ... and then RST_STREAM, not END_STREAM: it broke off */
     bool deferred;                     /* the data provider waits for bytes */
     bool watched;                      /* pending() was asked: tell the exchange when it drains */
     uint64_t stalled_since;            /* µs: data waits behind a shut window; 0 if not */

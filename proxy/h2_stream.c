@@ -137,10 +137,12 @@ static ssize_t data_read(nghttp2_session *session, int32_t id, uint8_t *buf, siz
         s->deferred = true;
         return NGHTTP2_ERR_DEFERRED;
     }
+    if (avail == 0 && s->resp_cut)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* nghttp2 resets it: INTERNAL_ERROR */
     size_t n = MIN(avail, length);
     if (n)
         *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (n == avail && s->resp_done)
+    if (n == avail && s->resp_done && !s->resp_cut)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     return (ssize_t)n;
 }
@@ -249,15 +251,19 @@ static void ds_done(void *ctx, enum exchange_end end)
     s->ex = NULL;
     s->state = ST_ANSWERED;
     event_del(&s->body_timer);
-    if (end == END_ABORT || end == END_DROP || end == END_RESET) {
-        /* The response was cut short, or a fault drops or resets it: the client must see this
-         * stream fail, and only this one (the connection carries other streams). */
+    if (end == END_DROP || end == END_RESET) {
+        /* A fault drops or resets the response: the client must see this stream fail, and
+         * only this one (the connection carries other streams). */
         evbuffer_drain(s->body, SIZE_MAX);
         nghttp2_submit_rst_stream(s->conn->session, NGHTTP2_FLAG_NONE, s->id,
                                   NGHTTP2_INTERNAL_ERROR);
     } else {
+        /* A response cut short after its head (END_ABORT) still delivers the head and the
+         * bytes that came, as over HTTP/1.1; a reset at once would overtake both in nghttp2's
+         * queue. data_read resets the stream (INTERNAL_ERROR) once they went. */
+        s->resp_cut = end == END_ABORT;
         s->resp_done = true;
-        resume(s); /* a provider waiting for bytes now has its EOF */
+        resume(s); /* a provider waiting for bytes now has its EOF, or its reset */
     }
     h2_want_flush(s->conn);
 }

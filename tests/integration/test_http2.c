@@ -589,6 +589,80 @@ static void test_abort_after_head_resets_stream(void **state)
     fake_origin_stop(o);
 }
 
+/* A response cut short after its head still gives the client the head and every byte that came
+ * before the cut, then RST_STREAM INTERNAL_ERROR, as HTTP/1.1 sends them before its close. Two
+ * cuts that find the bytes still in Portico: a fault's truncate (head, bytes and cut in one go),
+ * and an origin that sends its bytes and closes while the client's window (1023 bytes, nghttp
+ * -w 10) holds them back. Before, the reset overtook them: no head at all for truncate. */
+#define CUT_BYTES 5000
+static char cut_fast_reply[64 + CUT_BYTES];
+static const struct fo_step cut_fast_script[] = {
+    FO_SEND_N(cut_fast_reply, 0), /* length set by the test */
+    FO_CLOSE(),
+    FO_END(),
+};
+
+static const struct {
+    const char *path;
+    size_t bytes;  /* body bytes the client must get before the reset */
+} cut_rows[] = {
+    {"/truncate", 3000}, /* [fault] truncate = 3000 */
+    {"/cut", CUT_BYTES}, /* the origin's head, CUT_BYTES of 100000, FIN */
+};
+
+static void test_cut_after_head_delivers_what_came(void **state)
+{
+    (void)state;
+    int k = snprintf(cut_fast_reply, sizeof(cut_fast_reply),
+                     "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+    memset(cut_fast_reply + k, 'c', CUT_BYTES);
+    struct fo_step script[ARRAY_SIZE(cut_fast_script)];
+    memcpy(script, cut_fast_script, sizeof(script));
+    script[0].len = (size_t)k + CUT_BYTES;
+    struct fake_origin_opts cut_opts = {.kind = FO_SCRIPT, .script = script};
+    struct fake_origin *cut = fake_origin_start(&cut_opts);
+    static char big[100000]; /* more than truncate's 3000 */
+    memset(big, 'b', sizeof(big) - 1);
+    struct fake_origin_opts ok_opts = {.kind = FO_OK, .body = big};
+    struct fake_origin *ok = fake_origin_start(&ok_opts);
+    struct harness *h = start(NULL,
+                              "[upstream ok]\norigin = 127.0.0.1:%u\n"
+                              "[upstream cut]\norigin = 127.0.0.1:%u\n"
+                              "[route c]\nprefix = /cut\nupstream = cut\n"
+                              "[route r]\nprefix = /\nupstream = ok\n"
+                              "[fault t]\nprefix = /truncate\ntruncate = 3000\n",
+                              fake_origin_port(ok), fake_origin_port(cut));
+    for (size_t i = 0; i < ARRAY_SIZE(cut_rows); i++) {
+        char u[256];
+        const char *const argv[] = {"nghttp", "-nv", "-w", "10", "--timeout=10",
+                                    url(h, cut_rows[i].path, u, sizeof(u)), NULL};
+        struct tu_cmd_result r = {0};
+        tu_run_command(argv, RUN_MS, &r);
+        size_t got = 0;
+        for (const char *p = r.out; (p = strstr(p, "recv DATA frame <length=")) != NULL; p++)
+            got += strtoul(p + strlen("recv DATA frame <length="), NULL, 10);
+        const char *status = strstr(r.out, ":status: 200");
+        const char *rst = strstr(r.out, "recv RST_STREAM frame");
+        if (!status || !rst || status > rst || got != cut_rows[i].bytes ||
+            !tu_contains(rst, "error_code=INTERNAL_ERROR"))
+            fail_msg("%s: want :status 200, %zu bytes, then RST_STREAM INTERNAL_ERROR; got %zu "
+                     "bytes:\n%s", cut_rows[i].path, cut_rows[i].bytes, got, r.out);
+        tu_cmd_result_free(&r);
+    }
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    for (size_t i = 0; i < ARRAY_SIZE(cut_rows); i++) {
+        char needle[64];
+        snprintf(needle, sizeof(needle), "\"path\":\"%s\"", cut_rows[i].path);
+        char *line = px_log_line(h, needle);
+        assert_true(tu_contains(line, "\"proto\":\"HTTP/2.0\",\"status\":200,"));
+        assert_true(tu_contains(line, "\"aborted\":true"));
+        free(line);
+    }
+    harness_free(h);
+    fake_origin_stop(cut);
+    fake_origin_stop(ok);
+}
+
 /* A fault's drop or reset over HTTP/2 ends that stream alone (RST_STREAM INTERNAL_ERROR): the
  * next request on the same connection is answered. */
 static void test_fault_drop_and_reset_end_the_stream(void **state)
@@ -1076,6 +1150,7 @@ int main(void)
         cmocka_unit_test(test_big_download),
         cmocka_unit_test(test_failures_same_over_both),
         cmocka_unit_test(test_abort_after_head_resets_stream),
+        cmocka_unit_test(test_cut_after_head_delivers_what_came),
         cmocka_unit_test(test_fault_drop_and_reset_end_the_stream),
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_floods),
