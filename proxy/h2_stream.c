@@ -53,6 +53,7 @@ struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
     h2_request_init(&s->req, h->cfg->max_header_size);
     evtimer_assign(&s->body_timer, h->loop->base, body_timer_cb, s);
     TAILQ_INSERT_TAIL(&h->streams, s, link);
+    h->nstreams++;
     metrics_add(h->loop->metrics, M_H2_STREAMS, 1);
     return s;
 }
@@ -72,6 +73,7 @@ void h2_stream_free(struct h2_stream *s, const char *why)
     evbuffer_free(s->body);
     h2_request_free(&s->req);
     TAILQ_REMOVE(&h->streams, s, link);
+    h->nstreams--;
     if (TAILQ_EMPTY(&h->streams))
         h->idle_since = now_us();
     free(s);
@@ -202,8 +204,10 @@ static void ds_body(void *ctx)
 static size_t ds_pending(void *ctx)
 {
     struct h2_stream *s = ctx;
-    /* The connection's output is every stream's: while it is full, all of them wait. */
-    size_t n = evbuffer_get_length(s->body) + sock_pending(s->conn->sock);
+    size_t held = evbuffer_get_length(s->body);
+    /* The connection's output is every stream's: while it is full, all of them wait. A stream
+     * past its share of the connection's budget waits as if its own output were full. */
+    size_t n = held > h2_stream_share(s->conn) ? SIZE_MAX : held + sock_pending(s->conn->sock);
     s->watched |= n > 0;
     return n;
 }
@@ -393,7 +397,7 @@ void h2_stream_start(struct h2_stream *s, bool end_stream)
         return;
     }
     struct downstream ds = {.ops = &h2_ops, .ctx = s, .peer = h->peer, .proto = PROTO_HTTP2,
-                            .body_until_eof = !end_stream};
+                            .body_until_eof = !end_stream, .resp_read_max = h2_stream_share(h)};
     s->ex = exchange_start(h->loop, &ds, head, len, &req, s->t0);
     free(head);
     if (!s->ex) {
