@@ -297,6 +297,9 @@ static int send_data(nghttp2_session *session, nghttp2_frame *frame, const uint8
     struct h2_stream *s = source->ptr;
     evbuffer_add(h->sock->out, framehd, 9);
     evbuffer_remove_buffer(s->body, h->sock->out, length);
+    /* The windows let bytes through: a window that the client keeps reopening is not kept shut,
+     * even when every check after a flush finds it used up again (check_streams). */
+    s->stalled_since = 0;
     return 0;
 }
 

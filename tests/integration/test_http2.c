@@ -876,6 +876,23 @@ static void test_shut_windows_bounded_memory(void **state)
     px_stop(h);
 }
 
+/* A client that reads steadily but slowly, its windows (64 KiB) the bottleneck and reopened
+ * every 100 ms, is not a window "kept shut": its 2 MB (about 3 s) arrive whole with
+ * client_send_timeout = 1s. Before, every check after a flush found the window used up and
+ * the stall clock never restarted: GOAWAY ENHANCE_YOUR_CALM after 1 s (60 s by default). */
+static void test_slow_reader_not_stalled(void **state)
+{
+    (void)state;
+    struct harness *h = start("client_send_timeout = 1s", "[upstream u]\norigin = sim\n");
+    struct tu_cmd_result r = {0};
+    frames(h, "paced", "/bytes/2000000", &r);
+    static const char *const want[] = {"stream=1 status=[200] data=2000000 end=True goaway=None"};
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, "portico_http2_stalled_windows_total"), 0);
+    px_stop(h);
+}
+
 /* Request trailers: valid ones are read and dropped (not forwarded: README), the request is
  * answered; a pseudo-header field in trailers is malformed: the stream is reset
  * (PROTOCOL_ERROR) and logged as 400. */
@@ -1258,6 +1275,7 @@ int main(void)
         cmocka_unit_test(test_max_concurrent_streams),
         cmocka_unit_test(test_streams_independent),
         cmocka_unit_test(test_shut_windows_bounded_memory),
+        cmocka_unit_test(test_slow_reader_not_stalled),
         cmocka_unit_test(test_request_trailers),
         cmocka_unit_test(test_interim_synthesized),
     };
