@@ -297,6 +297,9 @@ static int send_data(nghttp2_session *session, nghttp2_frame *frame, const uint8
     struct h2_stream *s = source->ptr;
     evbuffer_add(h->sock->out, framehd, 9);
     evbuffer_remove_buffer(s->body, h->sock->out, length);
+    /* The windows let bytes through: a window that the client keeps reopening is not kept shut,
+     * even when every check after a flush finds it used up again (check_streams). */
+    s->stalled_since = 0;
     return 0;
 }
 
@@ -361,11 +364,17 @@ out:
 
 /* ---- output ---- */
 
+size_t h2_stream_share(const struct h2_conn *h)
+{
+    return MAX(STREAM_HELD_MIN, CONN_HELD_MAX / MAX(h->nstreams, 1));
+}
+
 /* Tells paused exchanges that their stream drained, and notes streams whose data waits behind
  * a shut flow-control window (the stall deadline). */
 static void check_streams(struct h2_conn *h, uint64_t now)
 {
     bool conn_shut = nghttp2_session_get_remote_window_size(h->session) <= 0;
+    size_t resume_below = MIN(RESUME_BELOW, h2_stream_share(h) / 2);
     struct h2_stream *s;
     TAILQ_FOREACH(s, &h->streams, link) {
         size_t held = evbuffer_get_length(s->body);
@@ -375,7 +384,7 @@ static void check_streams(struct h2_conn *h, uint64_t now)
             s->stalled_since = 0;
         else if (!s->stalled_since)
             s->stalled_since = now;
-        if (s->ex && s->watched && held + sock_pending(h->sock) < RESUME_BELOW) {
+        if (s->ex && s->watched && held + sock_pending(h->sock) < resume_below) {
             s->watched = false;
             exchange_drained(s->ex); /* may end it: done() only submits */
         }

@@ -73,6 +73,7 @@ struct h2_stream {
     struct event body_timer;
     struct evbuffer *body;             /* response body for DATA frames */
     bool resp_done;                    /* all of the body is in `body` */
+    bool resp_cut;                     /* ... and then RST_STREAM, not END_STREAM: it broke off */
     bool deferred;                     /* the data provider waits for bytes */
     bool watched;                      /* pending() was asked: tell the exchange when it drains */
     uint64_t stalled_since;            /* µs: data waits behind a shut window; 0 if not */
@@ -88,6 +89,7 @@ struct h2_conn {
     struct h2_owner owner;
     nghttp2_session *session;
     struct h2_stream_list streams;
+    size_t nstreams;                   /* in `streams`: they share CONN_HELD_MAX */
     struct event later;                /* deferred flush and end, from the loop */
     struct event timer;                /* the earliest connection deadline */
     int depth;                         /* inside one of our callbacks: flush at its end */
@@ -103,7 +105,17 @@ struct h2_conn {
 };
 
 
+/* Response bytes one connection holds for all its streams (what came from their origins and
+ * waits for the client), shared out equally: 100 streams whose windows the client keeps shut
+ * hold 4 MiB, not 100 times the 256 KiB of an HTTP/1.1 exchange. A stream's share is at least
+ * STREAM_HELD_MIN; one read from its origin, at most its share when it began, may pass it. */
+#define CONN_HELD_MAX (4 * 1024 * 1024)
+#define STREAM_HELD_MIN (16 * 1024)
+
 /* ---- h2.c ---- */
+
+/* How many response bytes each stream may hold now: its share of CONN_HELD_MAX. */
+size_t h2_stream_share(const struct h2_conn *h);
 
 /* Asks for a flush: at the end of our callback, or from the loop when an exchange's own event
  * called us. */

@@ -53,6 +53,7 @@ struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
     h2_request_init(&s->req, h->cfg->max_header_size);
     evtimer_assign(&s->body_timer, h->loop->base, body_timer_cb, s);
     TAILQ_INSERT_TAIL(&h->streams, s, link);
+    h->nstreams++;
     metrics_add(h->loop->metrics, M_H2_STREAMS, 1);
     return s;
 }
@@ -72,6 +73,7 @@ void h2_stream_free(struct h2_stream *s, const char *why)
     evbuffer_free(s->body);
     h2_request_free(&s->req);
     TAILQ_REMOVE(&h->streams, s, link);
+    h->nstreams--;
     if (TAILQ_EMPTY(&h->streams))
         h->idle_since = now_us();
     free(s);
@@ -137,10 +139,12 @@ static ssize_t data_read(nghttp2_session *session, int32_t id, uint8_t *buf, siz
         s->deferred = true;
         return NGHTTP2_ERR_DEFERRED;
     }
+    if (avail == 0 && s->resp_cut)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* nghttp2 resets it: INTERNAL_ERROR */
     size_t n = MIN(avail, length);
     if (n)
         *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (n == avail && s->resp_done)
+    if (n == avail && s->resp_done && !s->resp_cut)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     return (ssize_t)n;
 }
@@ -200,8 +204,10 @@ static void ds_body(void *ctx)
 static size_t ds_pending(void *ctx)
 {
     struct h2_stream *s = ctx;
-    /* The connection's output is every stream's: while it is full, all of them wait. */
-    size_t n = evbuffer_get_length(s->body) + sock_pending(s->conn->sock);
+    size_t held = evbuffer_get_length(s->body);
+    /* The connection's output is every stream's: while it is full, all of them wait. A stream
+     * past its share of the connection's budget waits as if its own output were full. */
+    size_t n = held > h2_stream_share(s->conn) ? SIZE_MAX : held + sock_pending(s->conn->sock);
     s->watched |= n > 0;
     return n;
 }
@@ -249,15 +255,19 @@ static void ds_done(void *ctx, enum exchange_end end)
     s->ex = NULL;
     s->state = ST_ANSWERED;
     event_del(&s->body_timer);
-    if (end == END_ABORT || end == END_DROP || end == END_RESET) {
-        /* The response was cut short, or a fault drops or resets it: the client must see this
-         * stream fail, and only this one (the connection carries other streams). */
+    if (end == END_DROP || end == END_RESET) {
+        /* A fault drops or resets the response: the client must see this stream fail, and
+         * only this one (the connection carries other streams). */
         evbuffer_drain(s->body, SIZE_MAX);
         nghttp2_submit_rst_stream(s->conn->session, NGHTTP2_FLAG_NONE, s->id,
                                   NGHTTP2_INTERNAL_ERROR);
     } else {
+        /* A response cut short after its head (END_ABORT) still delivers the head and the
+         * bytes that came, as over HTTP/1.1; a reset at once would overtake both in nghttp2's
+         * queue. data_read resets the stream (INTERNAL_ERROR) once they went. */
+        s->resp_cut = end == END_ABORT;
         s->resp_done = true;
-        resume(s); /* a provider waiting for bytes now has its EOF */
+        resume(s); /* a provider waiting for bytes now has its EOF, or its reset */
     }
     h2_want_flush(s->conn);
 }
@@ -387,7 +397,7 @@ void h2_stream_start(struct h2_stream *s, bool end_stream)
         return;
     }
     struct downstream ds = {.ops = &h2_ops, .ctx = s, .peer = h->peer, .proto = PROTO_HTTP2,
-                            .body_until_eof = !end_stream};
+                            .body_until_eof = !end_stream, .resp_read_max = h2_stream_share(h)};
     s->ex = exchange_start(h->loop, &ds, head, len, &req, s->t0);
     free(head);
     if (!s->ex) {

@@ -25,10 +25,12 @@
 #include "portico/status.h"
 #include "portico/util.h"
 
-/* The origin's input holds at most this much: a whole response head, or RELAY_HIGH of body. */
+/* The origin's input holds at most this much: a whole response head, or RELAY_HIGH of body (or
+ * less when the downstream asks: each read can land in its buffer past its mark). */
 static size_t up_read_high(const struct exchange *ex)
 {
-    return MAX(RELAY_HIGH, (size_t)ex->cfg->max_header_size + 1);
+    size_t body = ex->ds.resp_read_max ? MIN(ex->ds.resp_read_max, RELAY_HIGH) : RELAY_HIGH;
+    return MAX(body, (size_t)ex->cfg->max_header_size + 1);
 }
 
 void relay_drop(struct exchange *ex)

@@ -120,6 +120,10 @@ struct downstream {
     bool body_until_eof;               /* a head without Content-Length still has a body, which
                                           ends with exchange_request_eof() (an HTTP/2 stream
                                           without END_STREAM on its HEADERS) */
+    size_t resp_read_max;              /* response body bytes read from the origin at once, if
+                                          fewer than the exchange's own (0: no wish). An HTTP/2
+                                          stream asks for less: its connection's budget is
+                                          shared by all its streams */
 };
 
 #endif

@@ -17,6 +17,8 @@ count, so it always ends.
                                      window is never opened, stream 3's is; 3 must finish
   h2_frames.py PORT trailers PATH    a POST with valid trailers, then one with a pseudo-header
                                      field in its trailers
+  h2_frames.py PORT paced PATH       a GET read at a steady pace: its windows (64 KiB) reopen
+                                     every 100 ms, never kept shut
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
@@ -68,6 +70,8 @@ class Conn:
         self.unwritable = False     # a send failed (reset): what arrived before is still read
         self.streams = {}           # id -> {"status": [...], "rst": code, "data": n, "end": bool}
         self.settings_seen = False
+        self.paced = False          # DATA is acknowledged by the caller (owed), not at once
+        self.owed = 0
         # early(self): frames sent with the preface, before Portico's SETTINGS are acknowledged
         self.send(PREFACE + settings(pairs) + (early(self) if early else b""))
         if ack_settings:  # acknowledged before anything else: never inside a header block
@@ -113,7 +117,9 @@ class Conn:
         elif ftype == DATA:
             self.st(sid)["data"] += len(payload)
             self.st(sid)["end"] |= bool(flags & END_STREAM)
-            if payload:  # keep the windows open
+            if payload and self.paced:
+                self.owed += len(payload)
+            elif payload:  # keep the windows open
                 inc = struct.pack(">I", len(payload))
                 self.send(frame(WINDOW_UPDATE, 0, 0, inc) + frame(WINDOW_UPDATE, 0, sid, inc))
         elif ftype == RST_STREAM:
@@ -368,6 +374,24 @@ def trailers(port, path):
     c.close()
 
 
+def paced(port, path):
+    c = Conn(port)
+    c.paced = True
+    st = c.st(1)
+    c.send(c.request(1, get(path)))
+    deadline = time.monotonic() + 30
+    while (not st["end"] and st["rst"] is None and c.goaway is None and not c.closed
+           and time.monotonic() < deadline):
+        c.pump(lambda: False, time.monotonic() + 0.1)
+        if c.owed:
+            inc = struct.pack(">I", c.owed)
+            c.owed = 0
+            c.send(frame(WINDOW_UPDATE, 0, 0, inc) + frame(WINDOW_UPDATE, 0, 1, inc))
+    print("stream=1 status=%s data=%d end=%s goaway=%s" % (st["status"][-1:], st["data"],
+                                                          st["end"], c.goaway))
+    c.close()
+
+
 def main():
     port = int(sys.argv[1])
     if sys.argv[2] == "malformed":
@@ -386,6 +410,8 @@ def main():
         windows(port, sys.argv[3])
     elif sys.argv[2] == "trailers":
         trailers(port, sys.argv[3])
+    elif sys.argv[2] == "paced":
+        paced(port, sys.argv[3])
     else:
         flood(port, sys.argv[3])
 
