@@ -350,7 +350,9 @@ static int handler(void *user, const char *section, const char *name, const char
 /* ---- the reader ---- */
 
 /* The line (leading blanks skipped) is one inih accepts: blank, comment, "[section]" or
- * "name = value" / "name: value", where ';' after a blank starts an inline comment as in inih. */
+ * "name = value" / "name: value", where ';' after a blank starts an inline comment as in inih.
+ * After a header's ']' only blanks and a comment may follow: inih drops the rest unread, so
+ * "[proxy] workers = 0" would lose its key without a word. */
 static bool line_is_valid(const char *p)
 {
     if (*p == '\0' || *p == '\r' || *p == ';' || *p == '#')
@@ -358,6 +360,11 @@ static bool line_is_valid(const char *p)
     const char *want = *p == '[' ? "]" : "=:";
     bool was_space = false;
     for (const char *q = *p == '[' ? p + 1 : p; *q; q++) {
+        if (*q == ']' && *p == '[') {
+            while (isspace((unsigned char)*++q))
+                ;
+            return *q == '\0' || *q == ';' || *q == '#';
+        }
         if (strchr(want, *q))
             return true;
         if (was_space && *q == ';')

@@ -621,6 +621,13 @@ static const struct {
     {"a section header without ]",
      "[proxy\n" UP,
      {"test.ini:1: syntax error (expected [section], key = value, or ; comment)"}},
+    /* inih drops what follows a header's ']': a key written there would be lost unread */
+    {"a key on the line of a section header",
+     "[proxy] workers = 0\n" UP,
+     {"test.ini:1: syntax error (expected [section], key = value, or ; comment)"}},
+    {"text after a section header's ']'",
+     UP "[route r]x]\nupstream = app\n",
+     {"test.ini:3: syntax error (expected [section], key = value, or ; comment)"}},
     {"a refused section header opens nothing: its keys are not reported again",
      "[proxy\nbogus = 1\n" UP,
      {"test.ini:1: syntax error (expected [section], key = value, or ; comment)"}},
