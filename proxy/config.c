@@ -684,6 +684,16 @@ static void validate_proxy(struct cfg_loader *ld)
                    "error_log: %s is the access_log file", cfg->error_log);
     if (cfg->pid_file)
         check_pid_file(ld, cfg->pid_file);
+    /* the pid file is renamed over its path: a log there would be replaced by it, and written
+     * on unlinked from then on */
+    const struct {
+        const char *key;
+        const char *target;
+    } logs[] = {{"access_log", cfg->access_log}, {"error_log", cfg->error_log}};
+    for (size_t i = 0; cfg->pid_file && i < ARRAY_LEN(logs); i++)
+        if (log_target_is_file(logs[i].target) && same_file(cfg->pid_file, logs[i].target))
+            cfg_report(ld, cfg_key_line(lines, CFG_SEC_PROXY, "pid_file"),
+                       "pid_file: %s is the %s file", cfg->pid_file, logs[i].key);
     resolve_user(ld);
 }
 

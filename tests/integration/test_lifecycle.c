@@ -849,6 +849,12 @@ static const struct check_row check_rows[] = {
     {"unknown group", "user = root\ngroup = no-such-group-portico\n",
      "portico.ini:4: group: no-such-group-portico: no such group", NULL},
     {"group without user", "group = root\n", "portico.ini:3: group: needs user", NULL},
+    /* the pid file is renamed over its path: the log would be replaced, then written unlinked */
+    {"pid_file is the error_log", "error_log = portico.log\npid_file = portico.log\n",
+     "portico.ini:4: pid_file: ", "portico.log is the error_log file"},
+    {"pid_file is the access_log under another name",
+     "access_log = access.log\npid_file = ./access.log\n", "portico.ini:4: pid_file: ",
+     "access.log is the access_log file"},
     {"negative shutdown_timeout", "shutdown_timeout = -1s\n", "portico.ini:3: shutdown_timeout",
      NULL},
     /* the files the start opens (issue 10): each at the line of the key that names it */
