@@ -27,6 +27,7 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -834,6 +835,12 @@ void sock_splice_end(struct sock *s)
 bool sock_has_input(const struct sock *s)
 {
     return evbuffer_get_length(s->in) > 0 || (s->ssl && SSL_has_pending(s->ssl));
+}
+
+bool sock_input_arrived(const struct sock *s)
+{
+    int queued = 0;
+    return sock_has_input(s) || (ioctl(s->fd, FIONREAD, &queued) == 0 && queued > 0);
 }
 
 bool sock_at_eof(const struct sock *s)

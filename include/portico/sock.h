@@ -146,6 +146,10 @@ void sock_splice_end(struct sock *s);
  * decrypted (which epoll cannot see). */
 bool sock_has_input(const struct sock *s);
 
+/* Whether input waits anywhere: as sock_has_input, or in the kernel, not read yet (one ioctl:
+ * for rare decisions, such as which idle connection a drain may close). */
+bool sock_input_arrived(const struct sock *s);
+
 /* Whether the peer's EOF was reported already. */
 bool sock_at_eof(const struct sock *s);
 
