@@ -34,6 +34,7 @@
 #include "portico/util.h"
 
 #define MAX_UPSTREAMS 256
+#define MAX_HEADER 255 /* bytes between a section header's brackets */
 #define MAX_ROUTES 1024
 
 /* Names of the fault labels the metrics give the Portico-Fault header and rules added through
@@ -182,13 +183,15 @@ static void open_fault(struct cfg_loader *ld, const char *arg)
 /* Called by the reader for every "[...]" line: opens the section and validates its name. */
 static void open_section(struct cfg_loader *ld, const char *name, size_t len)
 {
-    char sec[256];
+    char sec[MAX_HEADER + 1];
     struct config *cfg = ld->cfg;
-    if (len >= sizeof(sec))
-        len = sizeof(sec) - 1;
+    ld->sec = CFG_SEC_BAD; /* until it proves good: the keys of a bad section are not reported */
+    if (len > MAX_HEADER) { /* cut short, its name would be another one */
+        cfg_report(ld, ld->line, "section header longer than %d bytes", MAX_HEADER);
+        return;
+    }
     memcpy(sec, name, len);
     sec[len] = '\0';
-    ld->sec = CFG_SEC_BAD; /* until it proves good: the keys of a bad section are not reported */
 
     char *sp = strchr(sec, ' ');
     const char *arg = NULL;
