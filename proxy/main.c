@@ -290,8 +290,18 @@ static void reload(struct process *p)
                  next->number, c->workers, c->workers > 1 ? "s" : "", profile_name(c->profile));
 }
 
+/* Removes the pid file written at start, unless another process wrote its own since. */
+static void release_pid_file(struct process *p)
+{
+    if (p->pid_file && pidfile_remove(p->pid_file) != 0)
+        log_warn("pid_file %s: cannot remove it: %s", p->pid_file, strerror(errno));
+    free(p->pid_file);
+    p->pid_file = NULL;
+}
+
 /* The first SIGTERM, SIGINT or SIGQUIT: every group stops accepting and drains within
- * shutdown_timeout; the addresses are released at once, so a successor can start meanwhile. */
+ * shutdown_timeout; the addresses and the pid file are released at once, so a successor can
+ * start meanwhile (the pid file names the Portico that serves: the successor writes its own). */
 static void begin_stop(struct process *p, int sig)
 {
     uint64_t ms = p->gen->cfg->shutdown_timeout_ms;
@@ -302,6 +312,7 @@ static void begin_stop(struct process *p, int sig)
     p->gen = NULL;
     p->state = RUN_STOPPING;
     addr_locks_keep_only(p->locks, NULL);
+    release_pid_file(p);
     if (!closed)
         log_error("SIG%s: stopping, but some workers still accept connections after %d ms",
                   sigabbrev_np(sig), UNLISTEN_MS);
@@ -408,7 +419,7 @@ static int start(struct process *p, struct config *cfg)
             workers_free(bound);
             return -1;
         }
-        p->pid_file = strdup(c->pid_file); /* removed at exit, whatever a reload says */
+        p->pid_file = strdup(c->pid_file); /* removed by the stop, whatever a reload says */
     }
     if (drop_privileges(bound, c) != 0) {
         workers_free(bound);
@@ -431,9 +442,7 @@ static void finish(struct process *p)
     generation_free(p->gen);
     p->gen = NULL;
     sim_stop();
-    if (p->pid_file && pidfile_remove(p->pid_file) != 0)
-        log_warn("pid_file %s: cannot remove it: %s", p->pid_file, strerror(errno));
-    free(p->pid_file);
+    release_pid_file(p);
     addr_locks_free(p->locks);
     metrics_free_all();
     recent_free_all();

@@ -829,6 +829,50 @@ static void test_pid_file_of_live_portico(void **state)
     fake_origin_stop(o);
 }
 
+/* A stop releases the pid file with the addresses: a successor with the same file starts while
+ * the first Portico drains, and the first one's exit leaves the successor's file alone. */
+static void test_pid_file_successor_while_draining(void **state)
+{
+    (void)state;
+    struct fake_origin *o = gated_origin();
+    struct harness *first = start(fake_origin_port(o), "pid_file = portico.pid\n"
+                                                       "shutdown_timeout = 10s\n");
+    wait_pid_file(first, "portico.pid");
+    struct raw_conn *busy = send_slow(first, o, 1);
+    assert_int_equal(harness_signal(first, SIGTERM), 0);
+    assert_int_equal(harness_wait_log(first, "listeners closed", IO_MS), 0);
+
+    struct harness *next = harness_new();
+    assert_non_null(next);
+    assert_int_equal(harness_write_config(next,
+                                          "[proxy]\nlisten = 127.0.0.1:%u\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "pid_file = %s/portico.pid\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          (unsigned)harness_port(first, "listen"),
+                                          harness_dir(first), fake_origin_port(o)),
+                     0);
+    if (harness_start(next) != 0)
+        fail_msg("the successor did not start: %s", harness_error(next));
+    assert_int_equal(harness_wait_log(next, "listening on", IO_MS), 0);
+    assert_int_equal(pid_in(first, "portico.pid"), (long)harness_pid(next));
+    assert_true(harness_running(first)); /* still draining */
+
+    gate_open();
+    struct raw_response r;
+    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
+    assert_int_equal(r.status, 201);
+    raw_response_free(&r);
+    assert_exits_0(first, IO_MS);
+    assert_int_equal(pid_in(first, "portico.pid"), (long)harness_pid(next)); /* left alone */
+    assert_int_equal(get(harness_port(first, "listen"), "/x"), 200);          /* next serves */
+    px_stop(next);
+    assert_false(exists(first, "portico.pid"));
+    raw_close(busy);
+    harness_free(first);
+    gated_origin_stop(o);
+}
+
 /* ---- -t ---- */
 
 struct check_row {
@@ -1195,6 +1239,7 @@ int main(void)
         cmocka_unit_test(test_reload_address_in_use),
         cmocka_unit_test(test_pid_file),
         cmocka_unit_test(test_pid_file_of_live_portico),
+        cmocka_unit_test(test_pid_file_successor_while_draining),
         cmocka_unit_test(test_descriptor_limit_raised),
         cmocka_unit_test(test_check_lifecycle_keys),
         cmocka_unit_test(test_user_switch),
