@@ -473,19 +473,26 @@ static rlim_t raise_descriptor_limit(void)
     return setrlimit(RLIMIT_NOFILE, &lim) == 0 ? old : 0;
 }
 
-static int run(const char *path, struct config *cfg)
+/* Blocks the signals the main thread takes with sigwait, into set. Done before the
+ * configuration loads: a SIGHUP or SIGUSR1 sent meanwhile (a reload right after the service
+ * started, a log rotation) then waits for the signal loop instead of ending the process by its
+ * default action. Every thread created later inherits the mask. */
+static void block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGQUIT);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1);
+    sigaddset(set, WAKE_SIGNAL);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
+static int run(const char *path, struct config *cfg, const sigset_t *set)
 {
     tune_malloc();
     rlim_t raised_from = raise_descriptor_limit();
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGQUIT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGUSR1);
-    sigaddset(&set, WAKE_SIGNAL);
-    pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every thread created below */
     signal(SIGPIPE, SIG_IGN);
 
     struct process p = {.path = path, .state = RUN_SERVING};
@@ -513,7 +520,7 @@ static int run(const char *path, struct config *cfg)
     /* Serving, then stopping until the last group has drained. */
     while (p.state == RUN_SERVING || p.drains) {
         int sig = 0;
-        if (sigwait(&set, &sig) == 0)
+        if (sigwait(set, &sig) == 0)
             on_signal(&p, sig);
     }
     finish(&p);
@@ -566,6 +573,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "portico: libevent without thread support\n");
         return 1;
     }
+    sigset_t set;
+    if (!test_only)
+        block_signals(&set);
     int nerrors = 0;
     struct config *cfg = cfg_load(path, stderr, &nerrors);
     if (!cfg) {
@@ -579,5 +589,5 @@ int main(int argc, char **argv)
         cfg_free(cfg);
         return 0;
     }
-    return run(path, cfg);
+    return run(path, cfg, &set);
 }

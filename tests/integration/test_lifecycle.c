@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -513,6 +514,74 @@ static void test_signals_reopen_logs(void **state)
         print_message("  %s\n", reopen_rows[r].name);
         reopen_logs(reopen_rows[r].sig, reopen_rows[r].says);
     }
+}
+
+/* Whether process pid holds path open (the configuration while it loads). */
+static bool holds_open(pid_t pid, const char *path)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    bool found = false;
+    for (struct dirent *e; d && !found && (e = readdir(d)) != NULL;) {
+        char link[PATH_MAX + 64], target[PATH_MAX];
+        snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        found = n > 0 && (size_t)n == strlen(path) && memcmp(target, path, (size_t)n) == 0;
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* A SIGHUP or SIGUSR1 that comes while the configuration loads (a reload right after the
+ * service started, logrotate meanwhile) waits for the signal loop: the reload or the reopen
+ * then happens, where the default action of either signal ended the process. The load is made
+ * long by upstreams that each read the system's CA store. */
+static void test_signal_during_load(void **state)
+{
+    (void)state;
+    char *upstreams = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&upstreams, &len);
+    assert_non_null(f);
+    for (int i = 0; i < 60; i++)
+        fprintf(f, "[upstream u%d]\norigin = 127.0.0.1:1\ntls = on\n"
+                   "[route r%d]\nprefix = /r%d/\nupstream = u%d\n", i, i, i, i);
+    assert_int_equal(fclose(f), 0);
+    const int sigs[] = {SIGHUP, SIGUSR1};
+    const char *const says[] = {"is live (generation 2", "SIGUSR1: logs reopened"};
+    for (size_t i = 0; i < ARRAY_SIZE(sigs); i++) {
+        print_message("  SIG%s\n", sigabbrev_np(sigs[i]));
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\n"
+                                              "listen = 127.0.0.1:{{free_port:listen}}\n"
+                                              "workers = 1\n"
+                                              "%s",
+                                              upstreams),
+                         0);
+        assert_int_equal(harness_start(h), 0); /* no {{port:}}: returns once it runs */
+        char real[PATH_MAX];
+        assert_non_null(realpath(harness_config_path(h), real));
+        bool loading = false;
+        for (int n = 0; n < 2000 && !loading && harness_running(h); n++) { /* 10 s at most */
+            loading = holds_open(harness_pid(h), real);
+            struct timespec pause = {0, 5 * 1000 * 1000};
+            if (!loading)
+                nanosleep(&pause, NULL);
+        }
+        assert_true(loading);
+        assert_int_equal(harness_signal(h, sigs[i]), 0);
+        if (harness_wait_log(h, says[i], 30000) != 0) {
+            char *err = harness_stderr(h);
+            fail_msg("no '%s' (running: %d):\n%s", says[i], harness_running(h), err);
+        }
+        assert_int_equal(harness_stop(h), 0);
+        harness_free(h);
+    }
+    free(upstreams);
 }
 
 /* ---- exclusive addresses ---- */
@@ -1235,6 +1304,7 @@ int main(void)
         cmocka_unit_test(test_shutdown_timeout),
         cmocka_unit_test(test_stop_shortens_reload_drain),
         cmocka_unit_test(test_signals_reopen_logs),
+        cmocka_unit_test(test_signal_during_load),
         cmocka_unit_test(test_address_in_use),
         cmocka_unit_test(test_reload_address_in_use),
         cmocka_unit_test(test_pid_file),
