@@ -190,10 +190,11 @@ void clients_drain(struct loop *l)
         next = TAILQ_NEXT(c, link);
         /* Idle keep-alive connections go. A connection that has not sent its first request yet
          * (just accepted, or still in its TLS handshake) gets to send it: it was accepted to
-         * be served; so does an idle one whose next request is already buffered (its answer
-         * says Connection: close). HEAD and EXCHANGE finish their request (done() sees the loop
-         * draining); CLOSING and LINGER end by themselves. */
-        if (c->state == CS_IDLE && c->requests > 0 && evbuffer_get_length(c->sock.in) == 0) {
+         * be served; so does an idle one whose next request has arrived, read or still in the
+         * kernel (its answer says Connection: close; a close() over it would reset the
+         * connection). HEAD and EXCHANGE finish their request (done() sees the loop draining);
+         * CLOSING and LINGER end by themselves. */
+        if (c->state == CS_IDLE && c->requests > 0 && !sock_input_arrived(&c->sock)) {
             if (sock_pending(&c->sock) > 0)
                 start_closing(c); /* the last answer is still going out: it ends first */
             else

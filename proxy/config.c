@@ -34,6 +34,7 @@
 #include "portico/util.h"
 
 #define MAX_UPSTREAMS 256
+#define MAX_HEADER (CFG_NAME_MAX - 1) /* bytes between a section header's brackets */
 #define MAX_ROUTES 1024
 
 /* Names of the fault labels the metrics give the Portico-Fault header and rules added through
@@ -184,11 +185,13 @@ static void open_section(struct cfg_loader *ld, const char *name, size_t len)
 {
     char sec[CFG_NAME_MAX];
     struct config *cfg = ld->cfg;
-    if (len >= sizeof(sec))
-        len = sizeof(sec) - 1;
+    ld->sec = CFG_SEC_BAD; /* until it proves good: the keys of a bad section are not reported */
+    if (len > MAX_HEADER) { /* cut short, its name would be another one */
+        cfg_report(ld, ld->line, "section header longer than %d bytes", MAX_HEADER);
+        return;
+    }
     memcpy(sec, name, len);
     sec[len] = '\0';
-    ld->sec = CFG_SEC_BAD; /* until it proves good: the keys of a bad section are not reported */
 
     char *sp = strchr(sec, ' ');
     const char *arg = NULL;
@@ -350,7 +353,9 @@ static int handler(void *user, const char *section, const char *name, const char
 /* ---- the reader ---- */
 
 /* The line (leading blanks skipped) is one inih accepts: blank, comment, "[section]" or
- * "name = value" / "name: value", where ';' after a blank starts an inline comment as in inih. */
+ * "name = value" / "name: value", where ';' after a blank starts an inline comment as in inih.
+ * After a header's ']' only blanks and a comment may follow: inih drops the rest unread, so
+ * "[proxy] workers = 0" would lose its key without a word. */
 static bool line_is_valid(const char *p)
 {
     if (*p == '\0' || *p == '\r' || *p == ';' || *p == '#')
@@ -358,6 +363,11 @@ static bool line_is_valid(const char *p)
     const char *want = *p == '[' ? "]" : "=:";
     bool was_space = false;
     for (const char *q = *p == '[' ? p + 1 : p; *q; q++) {
+        if (*q == ']' && *p == '[') {
+            while (isspace((unsigned char)*++q))
+                ;
+            return *q == '\0' || *q == ';' || *q == '#';
+        }
         if (strchr(want, *q))
             return true;
         if (was_space && *q == ';')
@@ -677,6 +687,16 @@ static void validate_proxy(struct cfg_loader *ld)
                    "error_log: %s is the access_log file", cfg->error_log);
     if (cfg->pid_file)
         check_pid_file(ld, cfg->pid_file);
+    /* the pid file is renamed over its path: a log there would be replaced by it, and written
+     * on unlinked from then on */
+    const struct {
+        const char *key;
+        const char *target;
+    } logs[] = {{"access_log", cfg->access_log}, {"error_log", cfg->error_log}};
+    for (size_t i = 0; cfg->pid_file && i < ARRAY_LEN(logs); i++)
+        if (log_target_is_file(logs[i].target) && same_file(cfg->pid_file, logs[i].target))
+            cfg_report(ld, cfg_key_line(lines, CFG_SEC_PROXY, "pid_file"),
+                       "pid_file: %s is the %s file", cfg->pid_file, logs[i].key);
     resolve_user(ld);
 }
 

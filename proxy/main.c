@@ -290,8 +290,18 @@ static void reload(struct process *p)
                  next->number, c->workers, c->workers > 1 ? "s" : "", profile_name(c->profile));
 }
 
+/* Removes the pid file written at start, unless another process wrote its own since. */
+static void release_pid_file(struct process *p)
+{
+    if (p->pid_file && pidfile_remove(p->pid_file) != 0)
+        log_warn("pid_file %s: cannot remove it: %s", p->pid_file, strerror(errno));
+    free(p->pid_file);
+    p->pid_file = NULL;
+}
+
 /* The first SIGTERM, SIGINT or SIGQUIT: every group stops accepting and drains within
- * shutdown_timeout; the addresses are released at once, so a successor can start meanwhile. */
+ * shutdown_timeout; the addresses and the pid file are released at once, so a successor can
+ * start meanwhile (the pid file names the Portico that serves: the successor writes its own). */
 static void begin_stop(struct process *p, int sig)
 {
     uint64_t ms = p->gen->cfg->shutdown_timeout_ms;
@@ -302,6 +312,7 @@ static void begin_stop(struct process *p, int sig)
     p->gen = NULL;
     p->state = RUN_STOPPING;
     addr_locks_keep_only(p->locks, NULL);
+    release_pid_file(p);
     if (!closed)
         log_error("SIG%s: stopping, but some workers still accept connections after %d ms",
                   sigabbrev_np(sig), UNLISTEN_MS);
@@ -428,7 +439,7 @@ static int start(struct process *p, struct config *cfg)
             workers_free(bound);
             return -1;
         }
-        p->pid_file = strdup(c->pid_file); /* removed at exit, whatever a reload says */
+        p->pid_file = strdup(c->pid_file); /* removed by the stop, whatever a reload says */
     }
     if (drop_privileges(bound, c) != 0) {
         workers_free(bound);
@@ -451,9 +462,7 @@ static void finish(struct process *p)
     generation_free(p->gen);
     p->gen = NULL;
     sim_stop();
-    if (p->pid_file && pidfile_remove(p->pid_file) != 0)
-        log_warn("pid_file %s: cannot remove it: %s", p->pid_file, strerror(errno));
-    free(p->pid_file);
+    release_pid_file(p);
     addr_locks_free(p->locks);
     metrics_free_all();
     recent_free_all();
@@ -484,19 +493,26 @@ static rlim_t raise_descriptor_limit(void)
     return setrlimit(RLIMIT_NOFILE, &lim) == 0 ? old : 0;
 }
 
-static int run(const char *path, struct config *cfg)
+/* Blocks the signals the main thread takes with sigwait, into set. Done before the
+ * configuration loads: a SIGHUP or SIGUSR1 sent meanwhile (a reload right after the service
+ * started, a log rotation) then waits for the signal loop instead of ending the process by its
+ * default action. Every thread created later inherits the mask. */
+static void block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGQUIT);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1);
+    sigaddset(set, WAKE_SIGNAL);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
+static int run(const char *path, struct config *cfg, const sigset_t *set)
 {
     tune_malloc();
     rlim_t raised_from = raise_descriptor_limit();
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGQUIT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGUSR1);
-    sigaddset(&set, WAKE_SIGNAL);
-    pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every thread created below */
     signal(SIGPIPE, SIG_IGN);
 
     struct process p = {.path = path, .state = RUN_SERVING};
@@ -524,7 +540,7 @@ static int run(const char *path, struct config *cfg)
     /* Serving, then stopping until the last group has drained. */
     while (p.state == RUN_SERVING || p.drains) {
         int sig = 0;
-        if (sigwait(&set, &sig) == 0)
+        if (sigwait(set, &sig) == 0)
             on_signal(&p, sig);
     }
     finish(&p);
@@ -578,6 +594,9 @@ int main(int argc, char **argv)
         return 1;
     }
     event_set_log_callback(libevent_log);
+    sigset_t set;
+    if (!test_only)
+        block_signals(&set);
     int nerrors = 0;
     struct config *cfg = cfg_load(path, stderr, &nerrors);
     if (!cfg) {
@@ -591,5 +610,5 @@ int main(int argc, char **argv)
         cfg_free(cfg);
         return 0;
     }
-    return run(path, cfg);
+    return run(path, cfg, &set);
 }

@@ -844,6 +844,12 @@ bool sock_peer_pending(const struct sock *s, bool *bytes)
     return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+bool sock_input_arrived(const struct sock *s)
+{
+    bool bytes = false;
+    return sock_has_input(s) || (sock_peer_pending(s, &bytes) && bytes);
+}
+
 bool sock_at_eof(const struct sock *s)
 {
     return (s->flags & SF_EOF) != 0;

@@ -1,6 +1,6 @@
 /*
  * pidfile.h — the pid file (`pid_file`): refused at start when it names a running Portico,
- * written once Portico serves, removed at exit.
+ * written once Portico serves, removed when it stops serving.
  */
 #ifndef PORTICO_PIDFILE_H
 #define PORTICO_PIDFILE_H

@@ -150,6 +150,10 @@ bool sock_has_input(const struct sock *s);
  * *bytes is set) or its end (FIN, reset). One recv with MSG_PEEK: nothing is consumed. */
 bool sock_peer_pending(const struct sock *s, bool *bytes);
 
+/* Whether input waits anywhere: as sock_has_input, or bytes in the kernel, not read yet (one
+ * recv with MSG_PEEK: for rare decisions, such as which idle connection a drain may close). */
+bool sock_input_arrived(const struct sock *s);
+
 /* Whether the peer's EOF was reported already. */
 bool sock_at_eof(const struct sock *s);
 

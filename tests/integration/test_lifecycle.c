@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -515,6 +516,74 @@ static void test_signals_reopen_logs(void **state)
     }
 }
 
+/* Whether process pid holds path open (the configuration while it loads). */
+static bool holds_open(pid_t pid, const char *path)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    bool found = false;
+    for (struct dirent *e; d && !found && (e = readdir(d)) != NULL;) {
+        char link[PATH_MAX + 64], target[PATH_MAX];
+        snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        found = n > 0 && (size_t)n == strlen(path) && memcmp(target, path, (size_t)n) == 0;
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* A SIGHUP or SIGUSR1 that comes while the configuration loads (a reload right after the
+ * service started, logrotate meanwhile) waits for the signal loop: the reload or the reopen
+ * then happens, where the default action of either signal ended the process. The load is made
+ * long by upstreams that each read the system's CA store. */
+static void test_signal_during_load(void **state)
+{
+    (void)state;
+    char *upstreams = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&upstreams, &len);
+    assert_non_null(f);
+    for (int i = 0; i < 60; i++)
+        fprintf(f, "[upstream u%d]\norigin = 127.0.0.1:1\ntls = on\n"
+                   "[route r%d]\nprefix = /r%d/\nupstream = u%d\n", i, i, i, i);
+    assert_int_equal(fclose(f), 0);
+    const int sigs[] = {SIGHUP, SIGUSR1};
+    const char *const says[] = {"is live (generation 2", "SIGUSR1: logs reopened"};
+    for (size_t i = 0; i < ARRAY_SIZE(sigs); i++) {
+        print_message("  SIG%s\n", sigabbrev_np(sigs[i]));
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\n"
+                                              "listen = 127.0.0.1:{{free_port:listen}}\n"
+                                              "workers = 1\n"
+                                              "%s",
+                                              upstreams),
+                         0);
+        assert_int_equal(harness_start(h), 0); /* no {{port:}}: returns once it runs */
+        char real[PATH_MAX];
+        assert_non_null(realpath(harness_config_path(h), real));
+        bool loading = false;
+        for (int n = 0; n < 2000 && !loading && harness_running(h); n++) { /* 10 s at most */
+            loading = holds_open(harness_pid(h), real);
+            struct timespec pause = {0, 5 * 1000 * 1000};
+            if (!loading)
+                nanosleep(&pause, NULL);
+        }
+        assert_true(loading);
+        assert_int_equal(harness_signal(h, sigs[i]), 0);
+        if (harness_wait_log(h, says[i], 30000) != 0) {
+            char *err = harness_stderr(h);
+            fail_msg("no '%s' (running: %d):\n%s", says[i], harness_running(h), err);
+        }
+        assert_int_equal(harness_stop(h), 0);
+        harness_free(h);
+    }
+    free(upstreams);
+}
+
 /* ---- exclusive addresses ---- */
 
 /* A listening socket of another program on 127.0.0.1:port, with or without SO_REUSEPORT. */
@@ -829,6 +898,50 @@ static void test_pid_file_of_live_portico(void **state)
     fake_origin_stop(o);
 }
 
+/* A stop releases the pid file with the addresses: a successor with the same file starts while
+ * the first Portico drains, and the first one's exit leaves the successor's file alone. */
+static void test_pid_file_successor_while_draining(void **state)
+{
+    (void)state;
+    struct fake_origin *o = gated_origin();
+    struct harness *first = start(fake_origin_port(o), "pid_file = portico.pid\n"
+                                                       "shutdown_timeout = 10s\n");
+    wait_pid_file(first, "portico.pid");
+    struct raw_conn *busy = send_slow(first, o, 1);
+    assert_int_equal(harness_signal(first, SIGTERM), 0);
+    assert_int_equal(harness_wait_log(first, "listeners closed", IO_MS), 0);
+
+    struct harness *next = harness_new();
+    assert_non_null(next);
+    assert_int_equal(harness_write_config(next,
+                                          "[proxy]\nlisten = 127.0.0.1:%u\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "pid_file = %s/portico.pid\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          (unsigned)harness_port(first, "listen"),
+                                          harness_dir(first), fake_origin_port(o)),
+                     0);
+    if (harness_start(next) != 0)
+        fail_msg("the successor did not start: %s", harness_error(next));
+    assert_int_equal(harness_wait_log(next, "listening on", IO_MS), 0);
+    assert_int_equal(pid_in(first, "portico.pid"), (long)harness_pid(next));
+    assert_true(harness_running(first)); /* still draining */
+
+    gate_open();
+    struct raw_response r;
+    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
+    assert_int_equal(r.status, 201);
+    raw_response_free(&r);
+    assert_exits_0(first, IO_MS);
+    assert_int_equal(pid_in(first, "portico.pid"), (long)harness_pid(next)); /* left alone */
+    assert_int_equal(get(harness_port(first, "listen"), "/x"), 200);          /* next serves */
+    px_stop(next);
+    assert_false(exists(first, "portico.pid"));
+    raw_close(busy);
+    harness_free(first);
+    gated_origin_stop(o);
+}
+
 /* ---- -t ---- */
 
 struct check_row {
@@ -849,6 +962,12 @@ static const struct check_row check_rows[] = {
     {"unknown group", "user = root\ngroup = no-such-group-portico\n",
      "portico.ini:4: group: no-such-group-portico: no such group", NULL},
     {"group without user", "group = root\n", "portico.ini:3: group: needs user", NULL},
+    /* the pid file is renamed over its path: the log would be replaced, then written unlinked */
+    {"pid_file is the error_log", "error_log = portico.log\npid_file = portico.log\n",
+     "portico.ini:4: pid_file: ", "portico.log is the error_log file"},
+    {"pid_file is the access_log under another name",
+     "access_log = access.log\npid_file = ./access.log\n", "portico.ini:4: pid_file: ",
+     "access.log is the access_log file"},
     {"negative shutdown_timeout", "shutdown_timeout = -1s\n", "portico.ini:3: shutdown_timeout",
      NULL},
     /* the files the start opens (issue 10): each at the line of the key that names it */
@@ -1185,10 +1304,12 @@ int main(void)
         cmocka_unit_test(test_shutdown_timeout),
         cmocka_unit_test(test_stop_shortens_reload_drain),
         cmocka_unit_test(test_signals_reopen_logs),
+        cmocka_unit_test(test_signal_during_load),
         cmocka_unit_test(test_address_in_use),
         cmocka_unit_test(test_reload_address_in_use),
         cmocka_unit_test(test_pid_file),
         cmocka_unit_test(test_pid_file_of_live_portico),
+        cmocka_unit_test(test_pid_file_successor_while_draining),
         cmocka_unit_test(test_descriptor_limit_raised),
         cmocka_unit_test(test_check_lifecycle_keys),
         cmocka_unit_test(test_user_switch),

@@ -3,6 +3,9 @@
  * in flight finish on the old workers; a configuration with errors is reported and the old one
  * keeps serving.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdatomic.h>
@@ -14,6 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -224,6 +230,109 @@ static void test_reload_drains_in_flight(void **state)
     fake_origin_stop(slow);
 }
 
+/* The system call thread tid of pid is blocked in (-1: unreadable). */
+static long thread_syscall(pid_t pid, const char *tid)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/proc/%d/task/%s/syscall", (int)pid, tid);
+    char *text = tu_read_file(path, NULL);
+    long nr = text && text[0] >= '0' && text[0] <= '9' ? strtol(text, NULL, 10) : -1;
+    free(text);
+    return nr;
+}
+
+/* Whether some thread of pid is blocked in write(2). */
+static bool a_thread_writes(pid_t pid)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    bool writes = false;
+    for (struct dirent *e; d && !writes && (e = readdir(d)) != NULL;)
+        writes = e->d_name[0] != '.' && thread_syscall(pid, e->d_name) == SYS_write;
+    if (d)
+        closedir(d);
+    return writes;
+}
+
+/* Waits (bounded) until pred(pid) holds, or until the thread `tid` is in system call nr. */
+static bool wait_until(bool (*pred)(pid_t), pid_t pid, const char *tid, long nr)
+{
+    for (int i = 0; i < IO_MS / 5; i++) {
+        if (pred ? pred(pid) : thread_syscall(pid, tid) == nr)
+            return true;
+        struct timespec pause = {0, 5 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    return false;
+}
+
+/* A keep-alive connection whose next request has reached the kernel but not Portico when a
+ * reload drains its worker is answered (Connection: close), not closed over the unread
+ * request, which reset it. The old worker is held in its access-log flush, blocked on a full
+ * FIFO, while the reload tells it to stop and the request arrives: once let go, it sees both
+ * at once, the stop first. */
+static void test_reload_answers_request_in_kernel(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char fifo[512];
+    snprintf(fifo, sizeof(fifo), "%s/access.fifo", harness_dir(h));
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    int rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* so the writer's open returns */
+    assert_true(rd >= 0);
+    assert_true(fcntl(rd, F_SETPIPE_SZ, 4096) >= 4096);     /* a few lines fill it */
+    static const char conf[] = "[proxy]\n"
+                               "listen = 127.0.0.1:{{port:listen}}\n"
+                               "workers = 1\n"
+                               "access_log = {{dir}}/access.fifo\n"
+                               "[upstream u]\n"
+                               "origin = 127.0.0.1:%u\n";
+    assert_int_equal(harness_write_config(h, conf, fake_origin_port(o)), 0);
+    assert_int_equal(harness_start(h), 0);
+    pid_t pid = harness_pid(h);
+
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /one HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r); /* c is idle, kept alive */
+
+    /* ~12 KiB of log lines: the worker's next flush blocks on the 4 KiB FIFO */
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(get_status(h, "/fill"), 200);
+    assert_true(wait_until(a_thread_writes, pid, NULL, 0));
+
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    char main_tid[24];
+    snprintf(main_tid, sizeof(main_tid), "%d", (int)pid);
+    /* the new worker serves; the main thread waits for the old one to stop listening: told */
+    assert_int_equal(get_status(h, "/new"), 200);
+    assert_true(wait_until(NULL, pid, main_tid, SYS_futex));
+
+    assert_int_equal(raw_send_str(c, "GET /two HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_true(fcntl(rd, F_SETPIPE_SZ, 1 << 20) >= 1 << 20); /* no flush blocks any more */
+    char sink[4096];
+    while (read(rd, sink, sizeof(sink)) > 0) /* room: the old worker goes on */
+        ;
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(raw_header(&r, "Connection"));
+    assert_string_equal(raw_header(&r, "Connection"), "close");
+    raw_response_free(&r);
+    raw_close(c);
+
+    assert_int_equal(harness_stop(h), 0);
+    close(rd);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* Reloads that add a listen address and a worker, then remove both: the kept address serves
  * throughout with the configuration of the moment, the added one serves while configured and is
  * closed (refused) once it is not. */
@@ -375,6 +484,7 @@ int main(void)
         cmocka_unit_test(test_reload_rejects_bad_file),
         cmocka_unit_test(test_reload_reports_errors_in_error_log),
         cmocka_unit_test(test_reload_drains_in_flight),
+        cmocka_unit_test(test_reload_answers_request_in_kernel),
         cmocka_unit_test(test_reload_loses_no_connection),
         cmocka_unit_test(test_reload_resized_loses_no_connection),
         cmocka_unit_test(test_reload_changes_listeners),

@@ -621,6 +621,20 @@ static const struct {
     {"a section header without ]",
      "[proxy\n" UP,
      {"test.ini:1: syntax error (expected [section], key = value, or ; comment)"}},
+    /* inih drops what follows a header's ']': a key written there would be lost unread */
+    {"a key on the line of a section header",
+     "[proxy] workers = 0\n" UP,
+     {"test.ini:1: syntax error (expected [section], key = value, or ; comment)"}},
+    {"text after a section header's ']'",
+     UP "[route r]x]\nupstream = app\n",
+     {"test.ini:3: syntax error (expected [section], key = value, or ; comment)"}},
+    /* a longer one was cut to 255 bytes: the section took another name than the one written */
+    {"a section header longer than 255 bytes",
+     UP "[route rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr"
+     "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr"
+     "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr]\n"
+     "upstream = app\n",
+     {"test.ini:3: section header longer than 255 bytes"}},
     {"a refused section header opens nothing: its keys are not reported again",
      "[proxy\nbogus = 1\n" UP,
      {"test.ini:1: syntax error (expected [section], key = value, or ; comment)"}},
@@ -1053,6 +1067,13 @@ static void test_ini_syntax(void **state)
     assert_int_equal(cfg->workers, 2);
     assert_true(cfg->proxy_status);
     assert_string_equal(cfg->upstreams[0].origins[0].text, "sim");
+    cfg_free(cfg);
+
+    /* the longest section header: 255 bytes between its brackets */
+    char text[512];
+    snprintf(text, sizeof(text), UP "[route %0249d]\nupstream = app\n", 0);
+    cfg = load_ok(text);
+    assert_int_equal(strlen(cfg->routes[0].name), 249);
     cfg_free(cfg);
 
     /* a UTF-8 byte order mark before the first section header (Windows editors) */
