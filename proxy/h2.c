@@ -80,8 +80,8 @@ static void flood(struct h2_conn *h, enum flood kind)
         return;
     metrics_add(h->loop->metrics, flood_rows[kind].metric, 1);
     char addr[PEER_ADDR_MAX];
-    log_error("client %s: HTTP/2 %s: GOAWAY", peer_addr(h->peer, addr, sizeof(addr)),
-              flood_rows[kind].name);
+    log_client("client %s: HTTP/2 %s: GOAWAY", peer_addr(h->peer, addr, sizeof(addr)),
+               flood_rows[kind].name);
     conn_end(h, NGHTTP2_ENHANCE_YOUR_CALM, flood_rows[kind].name);
 }
 
@@ -444,8 +444,8 @@ static void conn_read(struct h2_conn *h)
         } else if (n < 0) {
             metrics_add(h->loop->metrics, M_H2_PROTOCOL_ERRORS, 1);
             char addr[PEER_ADDR_MAX];
-            log_error("client %s: HTTP/2: %s", peer_addr(h->peer, addr, sizeof(addr)),
-                      nghttp2_strerror((int)n));
+            log_client("client %s: HTTP/2: %s", peer_addr(h->peer, addr, sizeof(addr)),
+                       nghttp2_strerror((int)n));
             conn_end(h, NGHTTP2_PROTOCOL_ERROR, n == NGHTTP2_ERR_BAD_CLIENT_MAGIC
                                                     ? "no HTTP/2 connection preface"
                                                     : "HTTP/2 protocol error");
