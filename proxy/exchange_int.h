@@ -163,6 +163,9 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close);
 void ex_phase(struct exchange *ex, enum phase p);
 void ex_phase_resume(struct exchange *ex, enum phase p);
 
+/* The current phase's timer expired: fails the exchange with that phase's timeout. */
+void ex_phase_timeout(struct exchange *ex);
+
 /* Sets a deadline ms from now (later ones cost no timer operation: deadline.h). */
 void ex_arm(struct deadline *d, uint64_t ms);
 

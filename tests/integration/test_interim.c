@@ -412,6 +412,62 @@ static void test_interim_resets_timer(void **state)
     }
 }
 
+/* ---- a 1xx after the first_byte deadline ---- */
+
+/* 1xx that no longer restart first_byte_timeout (interim_resets_timer = off, or past
+ * max_interim) cannot outlast it. The timer alone did not see to it: a head that begins arms
+ * read_timeout instead, so a 1xx begun before the deadline and completed after it went on to
+ * the next head, and an origin flooding 1xx (2,000 heads a write, reads ending mid-head) held
+ * an exchange with first_byte_timeout = 2s for the 20 s of its flood. Here the late 1xx and
+ * the final answer come in one write, 600 ms after the 1xx began. */
+#define P102 "HTTP/1.1 102 Processing\r\n\r\n"
+#define P102x8 P102 P102 P102 P102 P102 P102 P102 P102
+#define LATE_HALF "HTTP/1.1 10"
+#define LATE_REST "2 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate"
+
+static const struct fo_step late_alone[] = {
+    FO_SEND(LATE_HALF), FO_WAIT(600), FO_SEND(LATE_REST), FO_HOLD(), FO_END(),
+};
+static const struct fo_step late_after_32[] = {
+    FO_SEND(P102x8 P102x8 P102x8 P102x8 LATE_HALF), FO_WAIT(600), FO_SEND(LATE_REST), FO_HOLD(),
+    FO_END(),
+};
+
+struct late_row {
+    const char *name;
+    const char *up;               /* first_byte_timeout = 300ms is always there */
+    const struct fo_step *script;
+    size_t relayed;               /* 1xx the client gets */
+};
+
+static const struct late_row late_rows[] = {
+    { "interim_resets_timer = off", "interim_resets_timer = off\n", late_alone, 0 },
+    { "the 33rd 1xx (on)", "", late_after_32, 32 },
+};
+
+static void test_interim_after_deadline(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(late_rows) / sizeof(late_rows[0]); i++) {
+        const struct late_row *row = &late_rows[i];
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
+        struct raw_response r;
+        char up[128];
+
+        print_message("  %s\n", row->name);
+        snprintf(up, sizeof(up), "first_byte_timeout = 300ms\n%s", row->up);
+        origin_up(&opts);
+        portico_up(fake_origin_port(fx.o), NULL, up, NULL);
+        int64_t t0 = exchange("GET /late HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+        print_arrivals(&r, t0);
+        assert_int_equal(r.status, 504);
+        assert_string_equal(raw_header(&r, "Portico-Error"), "first_byte_timeout");
+        assert_int_equal(r.ninterim, row->relayed); /* the late 102 is not relayed */
+        raw_response_free(&r);
+        release();
+    }
+}
+
 /* ---- synthesized 102 Processing ---- */
 
 #define HEARTBEAT_MS 200
@@ -855,6 +911,7 @@ int main(void)
         cmocka_unit_test_teardown(test_http10_gets_no_interim, teardown),
         cmocka_unit_test_teardown(test_101_is_invalid, teardown),
         cmocka_unit_test_teardown(test_interim_resets_timer, teardown),
+        cmocka_unit_test_teardown(test_interim_after_deadline, teardown),
         cmocka_unit_test_teardown(test_processing_heartbeats, teardown),
         cmocka_unit_test_teardown(test_processing_not_to_http10, teardown),
         cmocka_unit_test_teardown(test_processing_keeps_origin_timers, teardown),
