@@ -767,6 +767,45 @@ static void test_no_duplicate_hints(void **state)
     }
 }
 
+/* More links than an exchange can remember (2 KiB of URIs): those it cannot remember are not
+ * hinted either, or the origin's next 103 would send them again. */
+#define MANY_LINKS 30
+static char many_links[MANY_LINKS * 128 + 16];
+static const struct fo_step origin_many_twice[] = {
+    FO_INTERIM(103, many_links), FO_WAIT(100), FO_INTERIM(103, many_links), FO_WAIT(300),
+    FO_RESPOND(200, NULL, "page", FO_LENGTH), FO_END(),
+};
+
+static void test_no_duplicate_hints_past_memory(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = origin_many_twice };
+    struct raw_response r;
+    size_t n = (size_t)snprintf(many_links, sizeof(many_links), "Link: ");
+    for (int i = 0; i < MANY_LINKS; i++)
+        n += (size_t)snprintf(many_links + n, sizeof(many_links) - n, "%s</%0100d%02d.css>; rel=preload",
+                              i ? ", " : "", 0, i);
+    snprintf(many_links + n, sizeof(many_links) - n, "\r\n");
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+    int64_t t0 = exchange("GET /page HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    print_arrivals(&r, t0);
+    assert_int_equal(r.status, 200);
+    int hinted = 0;
+    for (int i = 0; i < MANY_LINKS; i++) {
+        char uri[32];
+        snprintf(uri, sizeof(uri), "0%02d.css>", i);
+        int times = count_in_interims(&r, uri);
+        if (times > 1)
+            fail_msg("link %d hinted %d times", i, times);
+        hinted += times;
+    }
+    print_message("    %d of %d links hinted, in %zu 103s\n", hinted, MANY_LINKS, r.ninterim);
+    assert_true(hinted > 0);
+    raw_response_free(&r);
+}
+
 /* "Once per exchange": two requests on one keep-alive client connection (and one pooled origin
  * connection) each get the configured hint and the origin's new one. */
 static void test_hints_per_exchange(void **state)
@@ -919,6 +958,7 @@ int main(void)
         cmocka_unit_test_teardown(test_configured_hints_before_connect, teardown),
         cmocka_unit_test_teardown(test_learned_hints, teardown),
         cmocka_unit_test_teardown(test_no_duplicate_hints, teardown),
+        cmocka_unit_test_teardown(test_no_duplicate_hints_past_memory, teardown),
         cmocka_unit_test_teardown(test_hints_per_exchange, teardown),
         cmocka_unit_test_teardown(test_simulator_curl, teardown),
         cmocka_unit_test_teardown(test_simulator_raw, teardown),
