@@ -468,6 +468,49 @@ static void test_interim_after_deadline(void **state)
     }
 }
 
+/* ---- the origin leaves after a 1xx ---- */
+
+/* A 1xx is response bytes: an origin that closes or resets after one left its response head
+ * incomplete (connection_reset), it did not close "without sending a byte" (empty_response). */
+static const struct fo_step close_after_103[] = {
+    FO_INTERIM(103, LINKS_103), FO_WAIT(50), FO_CLOSE(), FO_END(),
+};
+static const struct fo_step reset_after_102[] = {
+    FO_INTERIM(102, NULL), FO_WAIT(50), FO_RST(), FO_END(),
+};
+
+struct gone_row {
+    const char *name;
+    const struct fo_step *script;
+    int interim;
+};
+
+static const struct gone_row gone_rows[] = {
+    { "close after a 103", close_after_103, 103 },
+    { "reset after a 102", reset_after_102, 102 },
+};
+
+static void test_origin_gone_after_interim(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(gone_rows) / sizeof(gone_rows[0]); i++) {
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = gone_rows[i].script };
+        struct raw_response r;
+
+        print_message("  %s\n", gone_rows[i].name);
+        origin_up(&opts);
+        portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+        exchange("GET /gone HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+        assert_int_equal(r.ninterim, 1);
+        assert_int_equal(r.interim[0].status, gone_rows[i].interim);
+        assert_int_equal(r.status, 502);
+        assert_string_equal(raw_header(&r, "Portico-Error"), "connection_reset");
+        assert_true(tu_contains(raw_header(&r, "Proxy-Status"), "http_response_incomplete"));
+        raw_response_free(&r);
+        release();
+    }
+}
+
 /* ---- synthesized 102 Processing ---- */
 
 #define HEARTBEAT_MS 200
@@ -951,6 +994,7 @@ int main(void)
         cmocka_unit_test_teardown(test_101_is_invalid, teardown),
         cmocka_unit_test_teardown(test_interim_resets_timer, teardown),
         cmocka_unit_test_teardown(test_interim_after_deadline, teardown),
+        cmocka_unit_test_teardown(test_origin_gone_after_interim, teardown),
         cmocka_unit_test_teardown(test_processing_heartbeats, teardown),
         cmocka_unit_test_teardown(test_processing_not_to_http10, teardown),
         cmocka_unit_test_teardown(test_processing_keeps_origin_timers, teardown),
