@@ -111,7 +111,7 @@ bool ex_client_http11(const struct exchange *ex)
 
 void ex_note_interim(struct exchange *ex, int code)
 {
-    if (ex->interim_count < MAX_INTERIM)
+    if (ex->interim_count < ARRAY_LEN(ex->interim_codes))
         ex->interim_codes[ex->interim_count++] = (uint16_t)code;
 }
 

@@ -124,8 +124,8 @@ struct exchange {
     uint64_t error_body_bytes;         /* body of a response Portico wrote itself */
 
     /* interim */
-    uint16_t interim_codes[MAX_INTERIM]; /* the 1xx sent to the client, in order */
-    unsigned interim_count;            /* how many (at most MAX_INTERIM) */
+    uint16_t interim_codes[MAX_INTERIM + 1]; /* the 1xx sent to the client, in order */
+    unsigned interim_count;            /* how many (MAX_INTERIM, and the 100 owed past them) */
     unsigned interim_seen;             /* 1xx received from the origin */
     bool sent_100;
     struct hint_set *hints;            /* links hinted so far; allocated on the first hint */
