@@ -111,7 +111,7 @@ bool ex_client_http11(const struct exchange *ex)
 
 void ex_note_interim(struct exchange *ex, int code)
 {
-    if (ex->interim_count < MAX_INTERIM)
+    if (ex->interim_count < ARRAY_LEN(ex->interim_codes))
         ex->interim_codes[ex->interim_count++] = (uint16_t)code;
 }
 
@@ -247,6 +247,15 @@ static const char *phase_subject_text(const struct exchange *ex, enum phase p)
     return o ? o->text : ex->up->name;
 }
 
+void ex_phase_timeout(struct exchange *ex)
+{
+    enum phase p = ex->pc.current;
+    uint64_t limit = phase_limit_ms(ex->up->timers_ms, p);
+    char detail[200];
+    phase_timeout_detail(p, phase_subject_text(ex, p), limit, detail, sizeof(detail));
+    ex_fail(ex, p, CAUSE_TIMEOUT, limit, "%s", detail);
+}
+
 static void phase_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -254,11 +263,7 @@ static void phase_timeout_cb(evutil_socket_t fd, short what, void *arg)
     ex->now = event_now_us();
     if (!deadline_due(&ex->phase_timer, ex->now))
         return; /* early, or cleared: nothing happened */
-    enum phase p = ex->pc.current;
-    uint64_t limit = phase_limit_ms(ex->up->timers_ms, p);
-    char detail[200];
-    phase_timeout_detail(p, phase_subject_text(ex, p), limit, detail, sizeof(detail));
-    ex_fail(ex, p, CAUSE_TIMEOUT, limit, "%s", detail);
+    ex_phase_timeout(ex);
     ex_settle(ex);
 }
 

@@ -124,8 +124,8 @@ struct exchange {
     uint64_t error_body_bytes;         /* body of a response Portico wrote itself */
 
     /* interim */
-    uint16_t interim_codes[MAX_INTERIM]; /* the 1xx sent to the client, in order */
-    unsigned interim_count;            /* how many (at most MAX_INTERIM) */
+    uint16_t interim_codes[MAX_INTERIM + 1]; /* the 1xx sent to the client, in order */
+    unsigned interim_count;            /* how many (MAX_INTERIM, and the 100 owed past them) */
     unsigned interim_seen;             /* 1xx received from the origin */
     bool sent_100;
     struct hint_set *hints;            /* links hinted so far; allocated on the first hint */
@@ -162,6 +162,9 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close);
 /* Enters / resumes a phase and arms its timer. */
 void ex_phase(struct exchange *ex, enum phase p);
 void ex_phase_resume(struct exchange *ex, enum phase p);
+
+/* The current phase's timer expired: fails the exchange with that phase's timeout. */
+void ex_phase_timeout(struct exchange *ex);
 
 /* Sets a deadline ms from now (later ones cost no timer operation: deadline.h). */
 void ex_arm(struct deadline *d, uint64_t ms);

@@ -300,13 +300,15 @@ static bool hint_seen(const struct hint_set *s, const char *uri, size_t len)
     return false;
 }
 
-static void hint_add(struct hint_set *s, const char *uri, size_t len)
+/* Remembers uri as hinted. false when the set is full. */
+static bool hint_add(struct hint_set *s, const char *uri, size_t len)
 {
     if (s->len + len + 1 > sizeof(s->uris))
-        return;
+        return false;
     memcpy(s->uris + s->len, uri, len);
     s->len += len;
     s->uris[s->len++] = '\n';
+    return true;
 }
 
 size_t hint_filter(struct hint_set *s, const char *value, size_t len, char *out, size_t size)
@@ -319,9 +321,10 @@ size_t hint_filter(struct hint_set *s, const char *value, size_t len, char *out,
         if (!link_uri(el, elen, &uri, &ulen) || hint_seen(s, uri, ulen))
             continue;
         size_t sep = at ? 2 : 0;
-        if (at + sep + elen > size)
-            break; /* no room: the rest is not hinted, and not marked as sent */
-        hint_add(s, uri, ulen);
+        /* no room, or a link we could not remember (it would go again with the next 103): the
+         * rest is not hinted */
+        if (at + sep + elen > size || !hint_add(s, uri, ulen))
+            break;
         memcpy(out + at, ", ", sep);
         memcpy(out + at + sep, el, elen);
         at += sep + elen;

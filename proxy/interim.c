@@ -20,12 +20,20 @@
 #include "portico/status.h"
 #include "portico/util.h"
 
+/* The 100 Continue a client that sent Expect still waits for before its body. */
+static bool continue_owed(const struct exchange *ex, int code)
+{
+    return code == HTTP_CONTINUE && ex->info.expect_continue && !ex->sent_100;
+}
+
 /* Sends one 1xx to the client (dir: relayed from the origin, or synthesized by us), or counts
- * it dropped when the client cannot take it or already got MAX_INTERIM. */
+ * it dropped when the client cannot take it or already got MAX_INTERIM. The 100 a client waits
+ * for goes past that cap (once: sent_100): dropped, the client would never send its body. */
 static bool send_interim(struct exchange *ex, int code, const struct h1_field *fields, size_t n,
                          enum interim_direction dir)
 {
-    if (!ex_client_http11(ex) || ex->interim_count >= MAX_INTERIM) {
+    if (!ex_client_http11(ex) ||
+        (ex->interim_count >= MAX_INTERIM && !continue_owed(ex, code))) {
         metrics_interim(ex->loop->metrics, code, INTERIM_DROPPED);
         return false;
     }

@@ -94,6 +94,8 @@ enum phase phase_of_io_failure(enum phase current, bool request_sent, bool respo
 {
     if (current == PHASE_SEND && request_sent)
         return PHASE_FIRST_BYTE;
+    if (current == PHASE_FIRST_BYTE && response_byte)
+        return PHASE_READ; /* after a 1xx: the response began, its final head is incomplete */
     if (current == PHASE_SEND || current == PHASE_FIRST_BYTE || current == PHASE_READ)
         return current;
     return response_byte ? PHASE_READ : PHASE_SEND;

@@ -56,9 +56,15 @@ static bool request_sent(const struct exchange *ex)
            sock_pending(ex->usock) == 0;
 }
 
+/* Whether the latest 1xx restarts first_byte_timeout: interim_resets_timer, and never past
+ * MAX_INTERIM of them, so that an origin cannot hold an exchange forever with a stream of 1xx. */
+static bool interim_restarts_timer(const struct exchange *ex)
+{
+    return ex->up->interim_resets_timer && ex->interim_seen <= MAX_INTERIM;
+}
+
 /* Waits for the first byte of a (next) response head with the first_byte timer; after a 1xx
- * the deadline is kept unless interim responses reset it — and never past MAX_INTERIM of them,
- * so that an origin cannot hold an exchange forever with a stream of 1xx. */
+ * the deadline is kept unless the 1xx restarts it. */
 static void wait_first_byte(struct exchange *ex, bool after_interim)
 {
     /* A 1xx only interrupts the wait; an attempt's request just sent starts it anew (a resend
@@ -69,11 +75,23 @@ static void wait_first_byte(struct exchange *ex, bool after_interim)
     else
         ex_phase(ex, PHASE_FIRST_BYTE);
     uint64_t limit = phase_limit_ms(ex->up->timers_ms, PHASE_FIRST_BYTE);
-    bool resets = ex->up->interim_resets_timer && ex->interim_seen <= MAX_INTERIM;
     ex->first_byte_deadline =
         phase_first_byte_deadline(after_interim ? ex->first_byte_deadline : 0, ex->now, limit,
-                                  resets);
+                                  interim_restarts_timer(ex));
     deadline_set(&ex->phase_timer, ex->first_byte_deadline, ex->now);
+}
+
+/* A 1xx came while the first byte is awaited: first_byte_timeout restarts or keeps its deadline
+ * (wait_first_byte). false when a kept deadline has passed. Checked at each 1xx, not left to the
+ * timer: an origin that keeps its socket readable with 1xx has its reads run first in every loop
+ * turn, and each one re-arms the phase timer for the head it starts. */
+static bool interim_in_time(struct exchange *ex)
+{
+    uint64_t limit = phase_limit_ms(ex->up->timers_ms, PHASE_FIRST_BYTE);
+    bool restarts = interim_restarts_timer(ex);
+    ex->first_byte_deadline =
+        phase_first_byte_deadline(ex->first_byte_deadline, ex->now, limit, restarts);
+    return restarts || ex->now < ex->first_byte_deadline;
 }
 
 void relay_request_sent(struct exchange *ex)
@@ -398,6 +416,11 @@ static void read_heads(struct exchange *ex)
             return;
         }
         ex->interim_seen++;
+        if (request_sent(ex) && !interim_in_time(ex)) {
+            ex_phase_resume(ex, PHASE_FIRST_BYTE);
+            ex_phase_timeout(ex);
+            return;
+        }
         bool opens_gate = interim_relay(ex, &resp);
         evbuffer_drain(in, (size_t)rc);
         sock_consumed(ex->usock);

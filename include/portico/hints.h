@@ -45,7 +45,8 @@ struct hint_set {
 };
 
 /* The link-values of one Link field value whose URI is not in s yet, ", "-joined into out (at
- * most size bytes), added to s. Returns the length; 0 when none is new. */
+ * most size bytes), added to s; those past the room of out or of s are left out. Returns the
+ * length; 0 when none is new. */
 size_t hint_filter(struct hint_set *s, const char *value, size_t len, char *out, size_t size);
 
 /* Collects the preload/preconnect link-values of a response's Link fields, '\n'-joined, into

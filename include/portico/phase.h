@@ -65,8 +65,9 @@ size_t phase_timeout_detail(enum phase p, const char *subject, uint64_t limit_ms
 /*
  * The phase an I/O failure on the origin connection belongs to: the phase the exchange is in
  * (SEND while the request goes out, FIRST_BYTE while waiting, READ once response bytes came),
- * except that a request already handed whole to the kernel is waiting for its answer. Outside
- * those phases: READ once a response byte was seen, else SEND.
+ * except that a request already handed whole to the kernel is waiting for its answer, and that
+ * a wait for the final head after a 1xx is READ. Outside those phases: READ once a response
+ * byte was seen, else SEND.
  */
 enum phase phase_of_io_failure(enum phase current, bool request_sent, bool response_byte);
 

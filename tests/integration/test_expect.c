@@ -522,6 +522,65 @@ static const struct http10_row http10_rows[] = {
     { "relay, other expectation", "relay", "something-else" },
 };
 
+/* The 100 a client waits for is never dropped for the cap on 1xx per exchange: with
+ * processing_interval = 5ms, 32 heartbeats had gone out before continue_timeout, and Portico's
+ * own 100 was dropped as the 33rd; the client waited for it until client_body_timeout (408). */
+static void test_continue_after_many_heartbeats(void **state)
+{
+    (void)state;
+    struct raw_head h;
+    struct raw_response r;
+    char head[256];
+    size_t beats = 0;
+
+    origin_up(O_SILENT);
+    fx.h = harness_new();
+    assert_non_null(fx.h);
+    assert_int_equal(harness_write_config(fx.h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "access_log_format = text\n"
+                                          "[upstream u]\n"
+                                          "origin = 127.0.0.1:%u\n"
+                                          "[route relay]\n"
+                                          "prefix = /\n"
+                                          "upstream = u\n"
+                                          "continue_timeout = %dms\n"
+                                          "processing_interval = 5ms\n",
+                                          fake_origin_port(fx.o), CONTINUE_MS),
+                     0);
+    assert_int_equal(harness_start(fx.h), 0);
+    reconnect();
+    snprintf(head, sizeof(head), "POST /relay/upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n"
+             "Expect: 100-continue\r\nX-Request-Id: beats-then-100\r\n\r\n", BODY_LEN);
+    assert_int_equal(raw_send_str(fx.c, head), 0);
+    for (;;) {
+        if (raw_read_one_head(fx.c, &h, IO_MS) != 0)
+            fail_msg("no 100 Continue after %zu heartbeats", beats);
+        int status = h.status;
+        raw_head_free(&h);
+        if (status == 100)
+            break;
+        assert_int_equal(status, 102);
+        beats++;
+    }
+    print_message("    100 Continue after %zu heartbeats\n", beats);
+    assert_int_equal(beats, 32);
+    assert_int_equal(raw_send(fx.c, body, BODY_LEN), 0);
+    assert_int_equal(raw_read_response(fx.c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    assert_origin_saw(0, BODY_LEN, true);
+    /* the access log lists the 100 after the 32 heartbeats */
+    assert_int_equal(harness_stop(fx.h), 0);
+    char want[32 * 4 + 32] = "interim=";
+    for (int i = 0; i < 32; i++)
+        strcat(want, "102,");
+    strcat(want, "100 ");
+    assert_true(harness_file_contains(fx.h, "access.log", want));
+}
+
 static void test_http10_expect_ignored(void **state)
 {
     (void)state;
@@ -632,6 +691,7 @@ int main(void)
         cmocka_unit_test_teardown(test_synthesize_drops_origin_100, teardown),
         cmocka_unit_test_teardown(test_refusals, teardown),
         cmocka_unit_test_teardown(test_empty_body_keeps_connection, teardown),
+        cmocka_unit_test_teardown(test_continue_after_many_heartbeats, teardown),
         cmocka_unit_test_teardown(test_http10_expect_ignored, teardown),
         cmocka_unit_test_teardown(test_curl, teardown),
     };

@@ -412,6 +412,105 @@ static void test_interim_resets_timer(void **state)
     }
 }
 
+/* ---- a 1xx after the first_byte deadline ---- */
+
+/* 1xx that no longer restart first_byte_timeout (interim_resets_timer = off, or past
+ * max_interim) cannot outlast it. The timer alone did not see to it: a head that begins arms
+ * read_timeout instead, so a 1xx begun before the deadline and completed after it went on to
+ * the next head, and an origin flooding 1xx (2,000 heads a write, reads ending mid-head) held
+ * an exchange with first_byte_timeout = 2s for the 20 s of its flood. Here the late 1xx and
+ * the final answer come in one write, 600 ms after the 1xx began. */
+#define P102 "HTTP/1.1 102 Processing\r\n\r\n"
+#define P102x8 P102 P102 P102 P102 P102 P102 P102 P102
+#define LATE_HALF "HTTP/1.1 10"
+#define LATE_REST "2 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate"
+
+static const struct fo_step late_alone[] = {
+    FO_SEND(LATE_HALF), FO_WAIT(600), FO_SEND(LATE_REST), FO_HOLD(), FO_END(),
+};
+static const struct fo_step late_after_32[] = {
+    FO_SEND(P102x8 P102x8 P102x8 P102x8 LATE_HALF), FO_WAIT(600), FO_SEND(LATE_REST), FO_HOLD(),
+    FO_END(),
+};
+
+struct late_row {
+    const char *name;
+    const char *up;               /* first_byte_timeout = 300ms is always there */
+    const struct fo_step *script;
+    size_t relayed;               /* 1xx the client gets */
+};
+
+static const struct late_row late_rows[] = {
+    { "interim_resets_timer = off", "interim_resets_timer = off\n", late_alone, 0 },
+    { "the 33rd 1xx (on)", "", late_after_32, 32 },
+};
+
+static void test_interim_after_deadline(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(late_rows) / sizeof(late_rows[0]); i++) {
+        const struct late_row *row = &late_rows[i];
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
+        struct raw_response r;
+        char up[128];
+
+        print_message("  %s\n", row->name);
+        snprintf(up, sizeof(up), "first_byte_timeout = 300ms\n%s", row->up);
+        origin_up(&opts);
+        portico_up(fake_origin_port(fx.o), NULL, up, NULL);
+        int64_t t0 = exchange("GET /late HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+        print_arrivals(&r, t0);
+        assert_int_equal(r.status, 504);
+        assert_string_equal(raw_header(&r, "Portico-Error"), "first_byte_timeout");
+        assert_int_equal(r.ninterim, row->relayed); /* the late 102 is not relayed */
+        raw_response_free(&r);
+        release();
+    }
+}
+
+/* ---- the origin leaves after a 1xx ---- */
+
+/* A 1xx is response bytes: an origin that closes or resets after one left its response head
+ * incomplete (connection_reset), it did not close "without sending a byte" (empty_response). */
+static const struct fo_step close_after_103[] = {
+    FO_INTERIM(103, LINKS_103), FO_WAIT(50), FO_CLOSE(), FO_END(),
+};
+static const struct fo_step reset_after_102[] = {
+    FO_INTERIM(102, NULL), FO_WAIT(50), FO_RST(), FO_END(),
+};
+
+struct gone_row {
+    const char *name;
+    const struct fo_step *script;
+    int interim;
+};
+
+static const struct gone_row gone_rows[] = {
+    { "close after a 103", close_after_103, 103 },
+    { "reset after a 102", reset_after_102, 102 },
+};
+
+static void test_origin_gone_after_interim(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(gone_rows) / sizeof(gone_rows[0]); i++) {
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = gone_rows[i].script };
+        struct raw_response r;
+
+        print_message("  %s\n", gone_rows[i].name);
+        origin_up(&opts);
+        portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+        exchange("GET /gone HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+        assert_int_equal(r.ninterim, 1);
+        assert_int_equal(r.interim[0].status, gone_rows[i].interim);
+        assert_int_equal(r.status, 502);
+        assert_string_equal(raw_header(&r, "Portico-Error"), "connection_reset");
+        assert_true(tu_contains(raw_header(&r, "Proxy-Status"), "http_response_incomplete"));
+        raw_response_free(&r);
+        release();
+    }
+}
+
 /* ---- synthesized 102 Processing ---- */
 
 #define HEARTBEAT_MS 200
@@ -711,6 +810,45 @@ static void test_no_duplicate_hints(void **state)
     }
 }
 
+/* More links than an exchange can remember (2 KiB of URIs): those it cannot remember are not
+ * hinted either, or the origin's next 103 would send them again. */
+#define MANY_LINKS 30
+static char many_links[MANY_LINKS * 128 + 16];
+static const struct fo_step origin_many_twice[] = {
+    FO_INTERIM(103, many_links), FO_WAIT(100), FO_INTERIM(103, many_links), FO_WAIT(300),
+    FO_RESPOND(200, NULL, "page", FO_LENGTH), FO_END(),
+};
+
+static void test_no_duplicate_hints_past_memory(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = origin_many_twice };
+    struct raw_response r;
+    size_t n = (size_t)snprintf(many_links, sizeof(many_links), "Link: ");
+    for (int i = 0; i < MANY_LINKS; i++)
+        n += (size_t)snprintf(many_links + n, sizeof(many_links) - n, "%s</%0100d%02d.css>; rel=preload",
+                              i ? ", " : "", 0, i);
+    snprintf(many_links + n, sizeof(many_links) - n, "\r\n");
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+    int64_t t0 = exchange("GET /page HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    print_arrivals(&r, t0);
+    assert_int_equal(r.status, 200);
+    int hinted = 0;
+    for (int i = 0; i < MANY_LINKS; i++) {
+        char uri[32];
+        snprintf(uri, sizeof(uri), "0%02d.css>", i);
+        int times = count_in_interims(&r, uri);
+        if (times > 1)
+            fail_msg("link %d hinted %d times", i, times);
+        hinted += times;
+    }
+    print_message("    %d of %d links hinted, in %zu 103s\n", hinted, MANY_LINKS, r.ninterim);
+    assert_true(hinted > 0);
+    raw_response_free(&r);
+}
+
 /* "Once per exchange": two requests on one keep-alive client connection (and one pooled origin
  * connection) each get the configured hint and the origin's new one. */
 static void test_hints_per_exchange(void **state)
@@ -855,6 +993,8 @@ int main(void)
         cmocka_unit_test_teardown(test_http10_gets_no_interim, teardown),
         cmocka_unit_test_teardown(test_101_is_invalid, teardown),
         cmocka_unit_test_teardown(test_interim_resets_timer, teardown),
+        cmocka_unit_test_teardown(test_interim_after_deadline, teardown),
+        cmocka_unit_test_teardown(test_origin_gone_after_interim, teardown),
         cmocka_unit_test_teardown(test_processing_heartbeats, teardown),
         cmocka_unit_test_teardown(test_processing_not_to_http10, teardown),
         cmocka_unit_test_teardown(test_processing_keeps_origin_timers, teardown),
@@ -862,6 +1002,7 @@ int main(void)
         cmocka_unit_test_teardown(test_configured_hints_before_connect, teardown),
         cmocka_unit_test_teardown(test_learned_hints, teardown),
         cmocka_unit_test_teardown(test_no_duplicate_hints, teardown),
+        cmocka_unit_test_teardown(test_no_duplicate_hints_past_memory, teardown),
         cmocka_unit_test_teardown(test_hints_per_exchange, teardown),
         cmocka_unit_test_teardown(test_simulator_curl, teardown),
         cmocka_unit_test_teardown(test_simulator_raw, teardown),

@@ -190,6 +190,7 @@ static void test_io_failure_phase(void **state)
         {PHASE_SEND, false, false, PHASE_SEND, "request still going out"},
         {PHASE_SEND, true, false, PHASE_FIRST_BYTE, "in the kernel, write callback not run"},
         {PHASE_FIRST_BYTE, true, false, PHASE_FIRST_BYTE, "waiting"},
+        {PHASE_FIRST_BYTE, true, true, PHASE_READ, "after a 1xx: the final head is incomplete"},
         {PHASE_READ, true, true, PHASE_READ, "head bytes arrived"},
         {PHASE_TLS, false, false, PHASE_SEND, "not a response phase, nothing seen"},
         {PHASE_DONE, true, true, PHASE_READ, "not a response phase, bytes seen"},
