@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -407,14 +408,44 @@ static _Atomic int error_fd = -1;      /* -1: stderr itself */
 static _Atomic int error_level = LOG_INFO;
 static char *error_path;
 
+/* fd, or a description of its own opened O_NONBLOCK when fd is a pipe, FIFO or terminal: a
+ * reader that stops must cost lines (counted), never a worker stuck in write(2). Reopened through
+ * /proc/self/fd, so that the shell's or the container's stdout keeps its own flags. A regular
+ * file never waits for a reader, and a socket (journald's stdout) is written with MSG_DONTWAIT
+ * (write_nowait). Without /proc, or with no reader at that moment, fd stays as it is. */
+static int own_nonblocking(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || S_ISREG(st.st_mode) || S_ISSOCK(st.st_mode))
+        return fd;
+    char path[32];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    int own = open(path, O_WRONLY | O_APPEND | O_NONBLOCK | O_CLOEXEC);
+    if (own < 0)
+        return fd;
+    close(fd);
+    return own;
+}
+
 /* Opens a log target: "stderr", "stdout" or a path (appended to, created 0644). */
 static int open_target(const char *target)
 {
+    int fd;
     if (strcmp(target, "stderr") == 0)
-        return fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
-    if (strcmp(target, "stdout") == 0)
-        return fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
-    return open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    else if (strcmp(target, "stdout") == 0)
+        fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+    else
+        fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    return fd < 0 ? fd : own_nonblocking(fd);
+}
+
+/* One write that never waits for a reader: send with MSG_DONTWAIT to a socket, write(2) to
+ * anything else (a file, or a description open_target made non-blocking). */
+static ssize_t write_nowait(int fd, const void *p, size_t n)
+{
+    ssize_t w = send(fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return w < 0 && errno == ENOTSOCK ? write(fd, p, n) : w;
 }
 
 bool log_target_is_file(const char *target)
@@ -583,10 +614,10 @@ static void write_lines(const char *p, size_t n)
             const char *nl = memrchr(p, '\n', chunk);
             k = nl ? (size_t)(nl - p) + 1 : chunk;
         }
-        ssize_t w = write(fd, p, k);
+        ssize_t w = write_nowait(fd, p, k);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0) {                  /* a full disk must not stop the proxy: count and go on */
+        if (w <= 0) { /* a full disk or a reader that stops must not stop the proxy: count */
             atomic_fetch_add_explicit(&dropped, count_lines(p, n), memory_order_relaxed);
             break;
         }
@@ -667,7 +698,7 @@ static void vlog(enum log_level level, const char *fmt, va_list ap)
     size_t n = b.len + (k > 0 ? MIN((size_t)k, sizeof(line) - 2 - b.len) : 0);
     line[n++] = '\n';
     int fd = atomic_load_explicit(&error_fd, memory_order_relaxed);
-    ssize_t w = write(fd >= 0 ? fd : STDERR_FILENO, line, n);
+    ssize_t w = write_nowait(fd >= 0 ? fd : STDERR_FILENO, line, n);
     (void)w;
     errno = saved;
 }

@@ -37,6 +37,7 @@
 
 #include <cmocka.h>
 
+#include "../support/scrape.h"
 #include "proxy_helpers.h"
 
 #define IO_MS 5000
@@ -811,6 +812,73 @@ static void test_pid_file(void **state)
     fake_origin_stop(o);
 }
 
+/* An access log whose reader stops reading (a FIFO, `access_log = stdout` into a stuck pipe)
+ * costs lines, counted, never a worker stuck in write(2): the requests go on being answered,
+ * the stop works, and what the reader gets is whole lines. */
+static void test_access_log_reader_stops(void **state)
+{
+    (void)state;
+    enum { REQUESTS = 1500 }; /* ~500 KB of lines: the 64 KiB pipe fills many times */
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char fifo[512];
+    snprintf(fifo, sizeof(fifo), "%s/access.fifo", harness_dir(h));
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    int rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a reader that never reads */
+    assert_true(rd >= 0);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "workers = 1\naccess_log = {{dir}}/access.fifo\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          fake_origin_port(o)),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    struct raw_conn *c = px_connect(h);
+    for (int i = 0; i < REQUESTS; i++) {
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, "GET /a-path-that-makes-the-log-line-longer HTTP/1.1\r\n"
+                                         "Host: t\r\nUser-Agent: a-user-agent-of-some-length\r\n"
+                                         "\r\n"),
+                         0);
+        if (raw_read_response(c, &r, PX_IO_MS) != 0)
+            fail_msg("request %d of %d not answered while the log reader stops: %s", i + 1,
+                     REQUESTS, r.error);
+        assert_int_equal(r.status, 200);
+        raw_response_free(&r);
+    }
+    raw_close(c);
+    /* the lines that did not fit are counted (a flush a second at least) */
+    double lost = 0;
+    for (int i = 0; i < PX_IO_MS / 50 && lost == 0; i++) {
+        lost = scrape_metric(harness_port(h, "admin"), "portico_access_log_dropped_lines_total",
+                             PX_IO_MS);
+        if (lost == 0)
+            nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+    }
+    print_message("  %d requests, %.0f access-log lines dropped\n", REQUESTS, lost);
+    assert_true(lost > 0 && lost < REQUESTS);
+    assert_int_equal(harness_stop(h), 0); /* SIGTERM works, exit 0 */
+
+    /* the reader gets whole lines: every one a JSON object */
+    static char text[1 << 20];
+    size_t len = 0;
+    for (ssize_t n; len < sizeof(text) - 1 && (n = read(rd, text + len, sizeof(text) - 1 - len)) > 0;)
+        len += (size_t)n;
+    text[len] = '\0';
+    assert_true(len > 0 && text[len - 1] == '\n');
+    unsigned lines = 0;
+    for (char *line = text, *end; (end = strchr(line, '\n')) != NULL; line = end + 1, lines++)
+        if (line[0] != '{' || end[-1] != '}')
+            fail_msg("line %u is not whole: %.80s", lines + 1, line);
+    print_message("  the reader got %u whole lines\n", lines);
+    close(rd);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* "Max open files" of pid, soft and hard, from /proc/PID/limits. */
 static void read_nofile(pid_t pid, unsigned long *soft, unsigned long *hard)
 {
@@ -1311,6 +1379,7 @@ int main(void)
         cmocka_unit_test(test_pid_file_of_live_portico),
         cmocka_unit_test(test_pid_file_successor_while_draining),
         cmocka_unit_test(test_descriptor_limit_raised),
+        cmocka_unit_test(test_access_log_reader_stops),
         cmocka_unit_test(test_check_lifecycle_keys),
         cmocka_unit_test(test_user_switch),
         cmocka_unit_test(test_make_install),
