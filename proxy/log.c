@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -402,17 +403,20 @@ static _Atomic bool access_on;         /* set (release) after access_fd: a reade
                                         * on (acquire) sees the descriptor too */
 static _Atomic size_t access_chunk = PIPE_BUF; /* largest write kept whole: SIZE_MAX on a file */
 static _Atomic uint64_t dropped;       /* lines lost to failed writes */
+static _Atomic bool access_stalled;    /* its reader let a wait run out (write_waiting) */
 static char *access_path;              /* NULL for stderr/stdout/off; main thread only */
 
 static _Atomic int error_fd = -1;      /* -1: stderr itself */
 static _Atomic int error_level = LOG_INFO;
+static _Atomic bool error_stalled;
 static char *error_path;
 
 /* fd, or a description of its own opened O_NONBLOCK when fd is a pipe, FIFO or terminal: a
  * reader that stops must cost lines (counted), never a worker stuck in write(2). Reopened through
  * /proc/self/fd, so that the shell's or the container's stdout keeps its own flags. A regular
  * file never waits for a reader, and a socket (journald's stdout) is written with MSG_DONTWAIT
- * (write_nowait). Without /proc, or with no reader at that moment, fd stays as it is. */
+ * (write_nowait). Without /proc, or with no reader at that moment, fd stays as it is. A pipe is
+ * grown to 1 MiB (fs.pipe-max-size's default) where allowed, to take bursts. */
 static int own_nonblocking(int fd)
 {
     struct stat st;
@@ -424,6 +428,8 @@ static int own_nonblocking(int fd)
     if (own < 0)
         return fd;
     close(fd);
+    if (S_ISFIFO(st.st_mode))
+        (void)fcntl(own, F_SETPIPE_SZ, 1 << 20);
     return own;
 }
 
@@ -440,12 +446,43 @@ static int open_target(const char *target)
     return fd < 0 ? fd : own_nonblocking(fd);
 }
 
-/* One write that never waits for a reader: send with MSG_DONTWAIT to a socket, write(2) to
- * anything else (a file, or a description open_target made non-blocking). */
+/* One write that never blocks: send with MSG_DONTWAIT to a socket, write(2) to anything else
+ * (a file, or a description open_target made non-blocking). */
 static ssize_t write_nowait(int fd, const void *p, size_t n)
 {
     ssize_t w = send(fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
     return w < 0 && errno == ENOTSOCK ? write(fd, p, n) : w;
+}
+
+#define LOG_WAIT_MS 20 /* what a slow reader gets per write to make room */
+
+/* One write of p[0..n), whole or not at all (n is at most PIPE_BUF off a regular file). A reader
+ * that is only slow gets up to LOG_WAIT_MS to make room; once one let that run out (*stalled),
+ * no write waits for it again until one goes through: a stopped reader costs lines, never a
+ * stuck worker, and a live one loses none. */
+static ssize_t write_waiting(int fd, const char *p, size_t n, _Atomic bool *stalled)
+{
+    uint64_t until = 0;
+    for (;;) {
+        ssize_t w = write_nowait(fd, p, n);
+        if (w >= 0) {
+            atomic_store_explicit(stalled, false, memory_order_relaxed);
+            return w;
+        }
+        if (errno == EINTR)
+            continue;
+        if ((errno != EAGAIN && errno != EWOULDBLOCK) ||
+            atomic_load_explicit(stalled, memory_order_relaxed))
+            return -1;
+        uint64_t now = now_us();
+        until = until ? until : now + LOG_WAIT_MS * 1000;
+        if (now >= until) {
+            atomic_store_explicit(stalled, true, memory_order_relaxed);
+            return -1;
+        }
+        struct pollfd out = {.fd = fd, .events = POLLOUT};
+        (void)poll(&out, 1, (int)((until - now + 999) / 1000));
+    }
 }
 
 bool log_target_is_file(const char *target)
@@ -614,9 +651,7 @@ static void write_lines(const char *p, size_t n)
             const char *nl = memrchr(p, '\n', chunk);
             k = nl ? (size_t)(nl - p) + 1 : chunk;
         }
-        ssize_t w = write_nowait(fd, p, k);
-        if (w < 0 && errno == EINTR)
-            continue;
+        ssize_t w = write_waiting(fd, p, k, &access_stalled);
         if (w <= 0) { /* a full disk or a reader that stops must not stop the proxy: count */
             atomic_fetch_add_explicit(&dropped, count_lines(p, n), memory_order_relaxed);
             break;
@@ -698,7 +733,7 @@ static void vlog(enum log_level level, const char *fmt, va_list ap)
     size_t n = b.len + (k > 0 ? MIN((size_t)k, sizeof(line) - 2 - b.len) : 0);
     line[n++] = '\n';
     int fd = atomic_load_explicit(&error_fd, memory_order_relaxed);
-    ssize_t w = write_nowait(fd >= 0 ? fd : STDERR_FILENO, line, n);
+    ssize_t w = write_waiting(fd >= 0 ? fd : STDERR_FILENO, line, n, &error_stalled);
     (void)w;
     errno = saved;
 }
