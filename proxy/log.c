@@ -584,6 +584,48 @@ int log_error_open(const char *target, enum log_level level)
     return 0;
 }
 
+int log_switch(const char *access_log, const char *error_log, enum log_level level,
+               const char **failed)
+{
+    bool access = access_log && strcmp(access_log, "off") != 0;
+    int efd = open_target(error_log);
+    if (efd < 0) {
+        *failed = "error_log";
+        return -1;
+    }
+    int afd = access ? open_target(access_log) : -1;
+    if (access && (afd < 0 || same_file(afd, efd))) {
+        int err = afd < 0 ? errno : EINVAL;
+        if (afd >= 0)
+            close(afd);
+        close(efd);
+        *failed = "access_log";
+        errno = err;
+        return -1;
+    }
+    /* Both open and apart: each moves over whatever the other held, a swap included. */
+    if (install(&error_fd, efd) != 0) {
+        if (afd >= 0)
+            close(afd);
+        *failed = "error_log";
+        return -1;
+    }
+    set_path(&error_path, error_log);
+    atomic_store(&error_level, (unsigned)level < LOG_LEVEL_COUNT ? (int)level : LOG_INFO);
+    if (!access) {
+        atomic_store(&access_on, false);
+        set_path(&access_path, "off");
+        return 0;
+    }
+    if (install_access(afd) != 0) {
+        *failed = "access_log";
+        return -1;
+    }
+    set_path(&access_path, access_log);
+    atomic_store_explicit(&access_on, true, memory_order_release);
+    return 0;
+}
+
 int log_reopen(void)
 {
     int rc = 0, err = 0;

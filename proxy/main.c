@@ -267,11 +267,12 @@ static void reload(struct process *p)
     }
     metrics_config_reload(RELOAD_OK);
     metrics_config_generation(next->number);
-    if (log_error_open(next->cfg->error_log, next->cfg->log_level) != 0)
-        log_error("reload: error_log %s: %s; keeping the previous one", next->cfg->error_log,
-                  strerror(errno));
-    if (log_open(next->cfg->access_log) != 0)
-        log_error("reload: access_log %s: %s; keeping the previous log", next->cfg->access_log,
+    const char *failed = NULL;
+    if (log_switch(next->cfg->access_log, next->cfg->error_log, next->cfg->log_level,
+                   &failed) != 0)
+        log_error("reload: %s %s: %s; keeping the previous logs", failed,
+                  strcmp(failed, "error_log") == 0 ? next->cfg->error_log
+                                                   : next->cfg->access_log,
                   strerror(errno));
     /* The new workers accept already; the old ones finish what they have, then go. */
     bool closed = start_drain(p, p->group, p->gen, next->cfg->shutdown_timeout_ms,

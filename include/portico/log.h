@@ -131,6 +131,14 @@ bool log_target_is_file(const char *target);
  * -1 (errno) with the previous target kept; EINVAL when the path is the error log's file. */
 int log_open(const char *access_log);
 
+/* A reload: moves both logs to their new targets (error_log a path, "stderr" or "stdout";
+ * access_log also "off"), each checked against the other's new file only, so that the two may
+ * trade files. 0, or -1 (errno) with *failed naming the log that could not be opened ("error_log"
+ * or "access_log"; EINVAL: the two are one file) and both logs kept as they were; an error
+ * once the error log moved keeps the previous access log only. */
+int log_switch(const char *access_log, const char *error_log, enum log_level level,
+               const char **failed);
+
 /* SIGUSR1 (and reload): opens the access and error log paths again (after a rotation renamed
  * them) and switches the writers over; lines buffered or being written are not lost or split.
  * stderr/stdout targets are left alone. 0, or -1 (errno) with the failing log kept as it was. */

@@ -194,6 +194,32 @@ static void test_reload_reports_errors_in_error_log(void **state)
     fake_origin_stop(slow);
 }
 
+/* A reload that trades the access and error log files (-t accepts it) moves both: each was
+ * checked against the other's current file, which refused both moves and kept the logs where
+ * they were, the reload still counted as applied. */
+static void test_reload_trades_log_files(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(write_config(h, "standard", 1,
+                                  "access_log = {{dir}}/a.log\naccess_log_format = text\n"
+                                  "error_log = {{dir}}/b.log"),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(write_config(h, "standard", 1,
+                                  "access_log = {{dir}}/b.log\naccess_log_format = text\n"
+                                  "error_log = {{dir}}/a.log"),
+                     0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_file(h, "a.log", "is live (generation 2", IO_MS), 0);
+    assert_int_equal(get_status(h, "/traded"), 502);
+    assert_int_equal(harness_wait_file(h, "b.log", "target=\"/traded\"", IO_MS), 0);
+    assert_false(harness_file_contains(h, "a.log", "keeping the previous"));
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+}
+
 /* An exchange in flight across the reload finishes on the old workers with its response; the
  * connection then closes (its worker is draining), and new requests see the new config. */
 static void test_reload_drains_in_flight(void **state)
@@ -482,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_reload_applies),
         cmocka_unit_test(test_reload_rejects_bad_file),
         cmocka_unit_test(test_reload_reports_errors_in_error_log),
+        cmocka_unit_test(test_reload_trades_log_files),
         cmocka_unit_test(test_reload_drains_in_flight),
         cmocka_unit_test(test_reload_answers_request_in_kernel),
         cmocka_unit_test(test_reload_loses_no_connection),

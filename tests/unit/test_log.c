@@ -1018,6 +1018,43 @@ static void test_error_log(void **state)
     log_info("back on stderr"); /* after close, messages still have a place to go */
 }
 
+/* A reload may trade the two logs' files: each is checked against the other's new file, not
+ * its current one (which refused both moves, and kept both logs where they were); the two may
+ * still not be one file. */
+static void test_switch_trades_files(void **state)
+{
+    struct dir *d = *state;
+    const char *one = in_dir(d, "one.log"), *two = in_dir(d, "two.log");
+    assert_int_equal(log_open(one), 0);
+    assert_int_equal(log_error_open(two, LOG_INFO), 0);
+    const char *failed = NULL;
+    assert_int_equal(log_switch(two, one, LOG_INFO, &failed), 0);
+    log_error("an error %s", "line");
+    struct log_buffer *lb = log_buffer_new(LOG_FORMAT_JSON);
+    append_id(lb, 77);
+    log_buffer_free(lb); /* flushes */
+    size_t len;
+    char *text = slurp(one, &len);
+    assert_non_null(strstr(text, "[error] an error line"));
+    assert_null(strstr(text, "\"request_id\":\"77\""));
+    free(text);
+    text = slurp(two, &len);
+    assert_non_null(strstr(text, "\"request_id\":\"77\""));
+    assert_null(strstr(text, "an error line"));
+    free(text);
+
+    assert_int_equal(log_switch(one, one, LOG_INFO, &failed), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_string_equal(failed, "access_log");
+    assert_int_equal(log_switch(one, in_dir(d, "nodir/e.log"), LOG_INFO, &failed), -1);
+    assert_string_equal(failed, "error_log");
+    log_error("still %s", "here"); /* both kept as they were */
+    text = slurp(one, &len);
+    assert_non_null(strstr(text, "[error] still here"));
+    free(text);
+    log_close();
+}
+
 /* Lines about one client's doings are rate-limited per thread: a flood of 200 bad connections
  * writes the burst (20 lines), not 200; the next line written once the bucket refills (10 a
  * second) says how many were left out. */
@@ -1095,6 +1132,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_write_failure, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_error_log, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_client_lines_limited, dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_switch_trades_files, dir_setup, dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
