@@ -280,8 +280,14 @@ const char *proto_name(enum proto p)
     return (unsigned)p < ARRAY_LEN(proto_names) ? proto_names[p] : "HTTP/1.1";
 }
 
+/* What the origin's end-to-end fields already hold of those Portico may add. */
+struct e2e_seen {
+    bool request_id;
+    bool date;
+};
+
 static size_t end_to_end(const struct h1_response *resp, struct h1_field *out, size_t max,
-                         bool *has_request_id)
+                         struct e2e_seen *seen)
 {
     struct conn_names conn;
     conn_names_init(&conn, resp->fields, resp->nfields);
@@ -290,7 +296,8 @@ static size_t end_to_end(const struct h1_response *resp, struct h1_field *out, s
         const struct h1_field *f = &resp->fields[i];
         if (static_hop(f) || conn_names_has(&conn, f))
             continue;
-        *has_request_id |= f->id == H1_F_X_REQUEST_ID;
+        seen->request_id |= f->id == H1_F_X_REQUEST_ID;
+        seen->date |= f->name_len == 4 && h1_name_is(f, "date");
         out[n++] = *f;
     }
     return n;
@@ -302,10 +309,14 @@ static size_t end_to_end(const struct h1_response *resp, struct h1_field *out, s
 size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_response *fwd,
                            struct h1_field *out, size_t max)
 {
-    bool has_request_id = false;
-    size_t n = end_to_end(resp, out, max > 5 ? max - 5 : 0, &has_request_id);
+    struct e2e_seen seen = {0};
+    size_t n = end_to_end(resp, out, max > 6 ? max - 6 : 0, &seen);
     out[n++] = FIELD("Via", VIA_VALUE);
-    if (!has_request_id && fwd->request_id)
+    /* A proxy with a clock adds the Date an origin left out (RFC 9110 6.6.1: a MUST); caches
+     * downstream compute ages from it. */
+    if (!seen.date && fwd->date)
+        out[n++] = FIELD("Date", fwd->date);
+    if (!seen.request_id && fwd->request_id)
         out[n++] = FIELD("X-Request-Id", fwd->request_id);
     if (fwd->proxy_status)
         out[n++] = FIELD("Proxy-Status", fwd->proxy_status);
@@ -321,14 +332,14 @@ size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_resp
 
 size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, size_t max)
 {
-    bool has_request_id = false;
-    return end_to_end(resp, out, max, &has_request_id);
+    struct e2e_seen seen = {0};
+    return end_to_end(resp, out, max, &seen);
 }
 
 size_t hdr_upgrade_fields(const struct h1_response *resp, struct h1_field *out, size_t max)
 {
-    bool has_request_id = false;
-    size_t n = max > 1 ? end_to_end(resp, out, max - 1, &has_request_id) : 0;
+    struct e2e_seen seen = {0};
+    size_t n = max > 1 ? end_to_end(resp, out, max - 1, &seen) : 0;
     for (size_t i = 0; i < resp->nfields && n + 1 < max; i++)
         if (resp->fields[i].id == H1_F_UPGRADE)
             out[n++] = resp->fields[i];

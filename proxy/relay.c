@@ -308,6 +308,7 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
         .request_id = ex->request_id,
         .proxy_status = ex->cfg->proxy_status ? ps : NULL,
         .server_timing = ex->route->server_timing ? timing : NULL,
+        .date = http_date_now(),
     };
     struct h1_field fields[HDR_MAX_FIELDS + 1];
     struct resp_head head = {

@@ -9,11 +9,12 @@
 
 #include "portico/status.h"
 
-/* The length of a segment separator at p[i], 0 if none: '/', or a slash or backslash
- * percent-encoded, which an origin that decodes before it normalises takes for one. */
+/* The length of a segment separator at p[i], 0 if none: '/'; a backslash, which WHATWG URL
+ * parsers (Node, Deno), IIS and others take for a slash ("/api/..\\admin" is "/admin" there);
+ * or either percent-encoded, which an origin that decodes before it normalises takes for one. */
 static size_t separator_at(const char *p, size_t n, size_t i)
 {
-    if (p[i] == '/')
+    if (p[i] == '/' || p[i] == '\\')
         return 1;
     if (i + 2 < n && p[i] == '%' &&
         ((p[i + 1] == '2' && (p[i + 2] == 'f' || p[i + 2] == 'F')) ||
@@ -57,6 +58,13 @@ int request_target(const struct h1_request *req, struct req_target *t, const cha
     if (req->method_id == METHOD_CONNECT) {
         *why = "CONNECT is not supported";
         return HTTP_NOT_IMPLEMENTED;
+    }
+    /* A fragment is never sent (RFC 9110 7.1; RFC 9112 3.2 has no room for one). An origin that
+     * strips it routes another path than ours: "/api/..#" is "/" to a WHATWG URL parser, and the
+     * dot segment before '#' ends no segment we look for (HAProxy's CVE-2023-45539). */
+    if (memchr(s, '#', n)) {
+        *why = "fragment (#) in the request-target";
+        return HTTP_BAD_REQUEST;
     }
     if (n && s[0] == '/') {
         t->path = s;

@@ -75,13 +75,15 @@ struct fwd_response {
     const char *request_id;      /* X-Request-Id unless the origin set one */
     const char *proxy_status;    /* NULL, or a Proxy-Status value to add */
     const char *server_timing;   /* NULL, or a Server-Timing value to add */
+    const char *date;            /* NULL, or a Date value to add when the origin sent none */
 };
 
 /* Room for the fields of any forwarded response: the origin's and the ones Portico adds. */
 #define HDR_MAX_FIELDS (H1_MAX_FIELDS + 8)
 
 /* The fields of an origin response to forward: its end-to-end fields in order (hop-by-hop ones
- * and framing dropped), then Via, X-Request-Id, Proxy-Status and Server-Timing as fwd says.
+ * and framing dropped), then Via, Date, X-Request-Id, Proxy-Status and Server-Timing as fwd
+ * says.
  * Spans borrow from resp and fwd. Returns how many were written to out (at most max). */
 size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_response *fwd,
                            struct h1_field *out, size_t max);

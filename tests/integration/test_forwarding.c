@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -844,6 +845,7 @@ static const struct fo_step hop_response[] = {
             "Upgrade: h2c\r\n"
             "Transfer-Encoding: chunked\r\n"
             "X-Kept: yes\r\n"
+            "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
             "Via: 1.1 origin-cache\r\n"
             "\r\n"
             "5\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n"),
@@ -867,6 +869,7 @@ static void test_response_hop_by_hop(void **state)
     assert_string_equal(r.head.text,
                         "HTTP/1.1 200 OK\r\n"
                         "X-Kept: yes\r\n"
+                        "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" /* the origin's stays */
                         "Via: 1.1 origin-cache\r\n"
                         "Via: 1.1 portico\r\n"
                         "X-Request-Id: rid-1\r\n"
@@ -875,6 +878,77 @@ static void test_response_hop_by_hop(void **state)
     assert_string_equal(r.body, "hello");
     assert_true(tu_contains(r.trailers, "X-Sum: 5"));
     raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* An origin that sends no Date: a proxy with a clock adds one (RFC 9110 6.6.1, a MUST), so
+ * that caches after it can compute ages. */
+static const struct fo_step no_date_200[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    FO_END(),
+};
+static const struct fo_step no_date_head[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"),
+    FO_END(),
+};
+static const struct fo_step no_date_304[] = {
+    FO_SEND("HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n"),
+    FO_END(),
+};
+
+static const struct fo_step *pick_no_date(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    if (strncmp(req->head, "HEAD ", 5) == 0)
+        return no_date_head;
+    return strncmp(req->head, "GET /304 ", 9) == 0 ? no_date_304 : no_date_200;
+}
+
+/* A Date close to now: IMF-fixdate, parsed back. */
+static void assert_date_now(const char *why, const char *value)
+{
+    if (!value)
+        fail_msg("%s: no Date", why);
+    struct tm tm = {0};
+    const char *end = strptime(value, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (!end || *end)
+        fail_msg("%s: Date \"%s\" is not an IMF-fixdate", why, value);
+    time_t t = timegm(&tm), now = time(NULL);
+    if (t < now - 5 || t > now + 5)
+        fail_msg("%s: Date \"%s\" is not now", why, value);
+}
+
+static void test_response_date_added(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_no_date };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+
+    static const struct {
+        const char *why, *req;
+        int status;
+    } rows[] = {
+        {"a 200 with a body", "GET /a HTTP/1.1\r\nHost: t\r\n\r\n", 200},
+        {"HEAD", "HEAD /b HTTP/1.1\r\nHost: t\r\n\r\n", 200},
+        {"304", "GET /304 HTTP/1.1\r\nHost: t\r\n\r\n", 304},
+        {"an HTTP/1.0 client", "GET /c HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 200},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        assert_int_equal(raw_send_str(c, rows[i].req), 0);
+        int rc = strncmp(rows[i].req, "HEAD ", 5) == 0 ? raw_read_head_response(c, &r, PX_IO_MS)
+                                                       : raw_read_response(c, &r, PX_IO_MS);
+        assert_int_equal(rc, 0);
+        assert_int_equal(r.status, rows[i].status);
+        assert_date_now(rows[i].why, raw_header(&r, "Date"));
+        assert_int_equal(raw_head_field_count(&r.head, "Date"), 1);
+        raw_response_free(&r);
+    }
     raw_close(c);
     px_stop(h);
     fake_origin_stop(o);
@@ -1803,6 +1877,7 @@ int main(void)
         cmocka_unit_test(test_stale_pooled_connection),
         cmocka_unit_test(test_request_hop_by_hop),
         cmocka_unit_test(test_response_hop_by_hop),
+        cmocka_unit_test(test_response_date_added),
         cmocka_unit_test(test_routing),
         cmocka_unit_test(test_single_upstream_forwards_everything),
         cmocka_unit_test(test_origin_reuse_rules),

@@ -229,6 +229,14 @@ static const struct bad_row bad_rows[] = {
     { "dot segment", B("GET /a/../b HTTP/1.1\r\nHost: a\r\n\r\n"), 400, "dot segments", false },
     { "encoded dot segment", B("GET /a/%2e%2E/b HTTP/1.1\r\nHost: a\r\n\r\n"), 400,
       "dot segments", false },
+    /* routed by /a/, but /b to origins that take a backslash for a slash (WHATWG URL: Node,
+     * Deno; IIS) */
+    { "dot segment before a backslash", B("GET /a/..\\b HTTP/1.1\r\nHost: a\r\n\r\n"), 400,
+      "dot segments", false },
+    /* routed by /a/, but / to an origin that strips the fragment first (WHATWG URL) */
+    { "dot segment before a fragment", B("GET /a/..#/b HTTP/1.1\r\nHost: a\r\n\r\n"), 400,
+      "fragment", false },
+    { "fragment", B("GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n"), 400, "fragment", false },
     { "unknown expectation",
       B("POST / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\nContent-Length: 2\r\n\r\nhi"), 417,
       "100-continue", false },

@@ -223,6 +223,7 @@ struct resp_case {
     const char *request_id;
     const char *proxy_status;
     const char *server_timing;
+    const char *date;
 };
 
 static const struct {
@@ -291,6 +292,26 @@ static const struct {
      {.client_minor = 1, .framing = H1_BODY_LENGTH, .keep_alive = true},
      "HTTP/1.1 500 Oops\r\nVia: 1.1 cdn\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"
      "Via: 1.1 portico\r\nContent-Length: 0\r\n\r\n"},
+    /* RFC 9110 6.6.1: a proxy with a clock adds the Date an origin left out */
+    {"a response without Date gets ours",
+     "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+     {.client_minor = 1, .framing = H1_BODY_LENGTH, .keep_alive = true,
+      .date = "Sun, 06 Nov 1994 08:49:37 GMT"},
+     "HTTP/1.1 200 OK\r\nVia: 1.1 portico\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+     "Content-Length: 0\r\n\r\n"},
+    {"the origin's Date stays, whatever its case",
+     "HTTP/1.1 200 OK\r\ndate: Mon, 07 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n\r\n",
+     {.client_minor = 1, .framing = H1_BODY_LENGTH, .keep_alive = true,
+      .date = "Sun, 06 Nov 1994 08:49:37 GMT"},
+     "HTTP/1.1 200 OK\r\ndate: Mon, 07 Nov 1994 08:49:37 GMT\r\nVia: 1.1 portico\r\n"
+     "Content-Length: 0\r\n\r\n"},
+    {"a Date the origin's Connection names is not forwarded: ours replaces it",
+     "HTTP/1.1 304 Not Modified\r\nConnection: Date\r\nDate: Mon, 07 Nov 1994 08:49:37 GMT\r\n"
+     "\r\n",
+     {.client_minor = 1, .framing = H1_BODY_NONE, .keep_alive = true,
+      .date = "Sun, 06 Nov 1994 08:49:37 GMT"},
+     "HTTP/1.1 304 Not Modified\r\nVia: 1.1 portico\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+     "\r\n"},
 };
 
 static void test_response(void **state)
@@ -305,7 +326,7 @@ static void test_response(void **state)
         const struct resp_case *rc = &resp_rows[i].fwd;
         struct fwd_response fwd = {.framing = rc->framing, .request_id = rc->request_id,
                                    .proxy_status = rc->proxy_status,
-                                   .server_timing = rc->server_timing};
+                                   .server_timing = rc->server_timing, .date = rc->date};
         struct h1_field fields[HDR_MAX_FIELDS];
         struct resp_head head = {
             .status = resp.status,

@@ -99,6 +99,22 @@ static const struct target_row target_rows[] = {
      400, NULL, NULL, NULL},
     {"an encoded slash alone is fine", "GET /a%2Fb/c..d%2f.e HTTP/1.1\r\nHost: h\r\n\r\n", 0, NULL,
      "/a%2Fb/c..d%2f.e", "/a%2Fb/c..d%2f.e"},
+    /* WHATWG URL parsers (Node, Deno) and IIS take a backslash for a slash: /admin there */
+    {"dot-dot before a backslash", "GET /api/..\\admin HTTP/1.1\r\nHost: h\r\n\r\n", 400, NULL,
+     NULL, NULL},
+    {"dot-dot between backslashes", "GET /api\\..\\admin HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+     NULL, NULL, NULL},
+    {"a backslash alone is fine", "GET /a\\b/c.. HTTP/1.1\r\nHost: h\r\n\r\n", 0, NULL,
+     "/a\\b/c..", "/a\\b/c.."},
+    /* an origin that strips the fragment sees /api/.., which is / to a WHATWG URL parser */
+    {"dot-dot before a fragment", "GET /api/..#/admin HTTP/1.1\r\nHost: h\r\n\r\n", 400, NULL,
+     NULL, NULL},
+    {"a fragment is never sent", "GET /a#f HTTP/1.1\r\nHost: h\r\n\r\n", 400, NULL, NULL,
+     NULL},
+    {"a fragment after the query", "GET /a?x=1#f HTTP/1.1\r\nHost: h\r\n\r\n", 400, NULL,
+     NULL, NULL},
+    {"a fragment in an absolute-form path", "GET http://h/a/..#x HTTP/1.1\r\nHost: h\r\n\r\n",
+     400, NULL, NULL, NULL},
 };
 
 static void assert_span(const char *why, const char *what, const char *p, size_t n,
