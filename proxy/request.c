@@ -24,7 +24,8 @@ static size_t separator_at(const char *p, size_t n, size_t i)
 }
 
 /* Dot segments would let "/api/../admin" match the route of "/api/"; refuse them, encoded too
- * ("%2e", and "/api/..%2fadmin" for an origin that decodes "%2f"). */
+ * ("%2e", and "/api/..%2fadmin" for an origin that decodes "%2f"), and with a path parameter
+ * ("/api/..;/admin": Tomcat and other servlet containers strip ";..." and go up). */
 static bool has_dot_segment(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -41,7 +42,8 @@ static bool has_dot_segment(const char *p, size_t n)
             else
                 break;
         }
-        if ((dots == 1 || dots == 2) && (j == n || p[j] == '?' || separator_at(p, n, j)))
+        if ((dots == 1 || dots == 2) &&
+            (j == n || p[j] == '?' || p[j] == ';' || separator_at(p, n, j)))
             return true;
         i += sep - 1;
     }

@@ -115,6 +115,13 @@ static const struct target_row target_rows[] = {
      NULL, NULL},
     {"a fragment in an absolute-form path", "GET http://h/a/..#x HTTP/1.1\r\nHost: h\r\n\r\n",
      400, NULL, NULL, NULL},
+    /* Tomcat and other servlet containers strip path parameters: /api/..;/admin is /admin */
+    {"dot-dot with a path parameter", "GET /api/..;/admin HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+     NULL, NULL, NULL},
+    {"dot with a path parameter", "GET /api/.;x=1/admin HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+     NULL, NULL, NULL},
+    {"a path parameter alone is fine", "GET /a;jsessionid=1/b..;c HTTP/1.1\r\nHost: h\r\n\r\n",
+     0, NULL, "/a;jsessionid=1/b..;c", "/a;jsessionid=1/b..;c"},
 };
 
 static void assert_span(const char *why, const char *what, const char *p, size_t n,
