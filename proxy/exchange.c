@@ -334,7 +334,9 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close)
         ex_end(ex, OUTCOME_ABORTED);
         return;
     }
-    ex->close_client |= close;
+    /* A client that will not keep the connection is told so, as by ex_fail and the origin's
+     * answers (it said keep-alive to HTTP/1.0, then closed). */
+    ex->close_client |= close || !ex->info.keep_alive;
     struct errpage e = {.status = status, .failure = FAIL_NONE, .reason = reason,
                         .limit_ms = ex->limit_ms};
     send_own(ex, &e);

@@ -51,6 +51,7 @@ static const char rules[] =
     "[fault answer]\nprefix = /answer\nstatus = 503\nreason = Down for maintenance\n"
     "body = down for maintenance\nheaders = Retry-After: 120\nheaders = X-Rehearsal: yes\n"
     "[fault nocontent]\nprefix = /nocontent\nstatus = 204\n"
+    "[fault closing]\nprefix = /closing\nstatus = 503\n"
     "[fault weighted]\nprefix = /weighted\nstatus = 200:0.5, 503:0.5\n"
     "[fault first]\nprefix = /first\nfirst = 2\nstatus = 503\n"
     "[fault delay]\nprefix = /delay\ndelay = 200ms\n"
@@ -179,6 +180,39 @@ static void test_status_answer(void **state)
     assert_null(raw_header(&r, "Content-Length"));
     raw_response_free(&r);
     assert_int_equal(fake_origin_requests(g.ok), before); /* never contacted */
+}
+
+/* A client that will not keep the connection (HTTP/1.0 without keep-alive, HTTP/1.1 with
+ * Connection: close) is told so by a fault's answer as by the origin's answer and a real
+ * failure's: the answer said "Connection: keep-alive" to HTTP/1.0, nothing to HTTP/1.1, and
+ * then closed. Each row: the request, then the Connection field its answer must carry. */
+static void test_status_answer_closing_client(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *request;
+        const char *connection;
+    } rows[] = {
+        {"GET /closing/a HTTP/1.0\r\nHost: t\r\n\r\n", "close"},
+        {"GET /closing/b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "close"},
+        {"GET /ok HTTP/1.0\r\nHost: t\r\n\r\n", "close"}, /* the origin's answer, for reference */
+        {"GET /closing/c HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n", "keep-alive"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct raw_conn *c = px_connect_port(harness_port(g.h, "listen"));
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, rows[i].request), 0);
+        if (raw_read_response(c, &r, PX_IO_MS) != 0)
+            fail_msg("%s: %s", rows[i].request, r.error);
+        const char *conn = raw_header(&r, "Connection");
+        if (!conn || strcmp(conn, rows[i].connection) != 0)
+            fail_msg("%.*s: Connection: %s, expected %s", (int)strcspn(rows[i].request, "\r"),
+                     rows[i].request, conn ? conn : "(none)", rows[i].connection);
+        if (strcmp(rows[i].connection, "close") == 0)
+            assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+        raw_response_free(&r);
+        raw_close(c);
+    }
 }
 
 static void test_weighted_and_first(void **state)
@@ -539,6 +573,7 @@ int main(void)
 {
     const struct CMUnitTest actions[] = {
         cmocka_unit_test(test_status_answer),
+        cmocka_unit_test(test_status_answer_closing_client),
         cmocka_unit_test(test_weighted_and_first),
         cmocka_unit_test(test_delays),
         cmocka_unit_test(test_drop_and_reset),

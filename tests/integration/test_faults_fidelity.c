@@ -528,12 +528,122 @@ static void test_request_body_kept_alive(void **state)
     fake_origin_stop(ok);
 }
 
+/* ---- over HTTP/2 ---- */
+
+/* An HTTP/2 stream's exchange began at a time taken after the event's own clock (h2_stream.c),
+ * so a failure answered within that event, which every simulated failure that is not a timer
+ * is, said "elapsed_ms":1000000000000000.0 where the real one said 0.1, and the access log's
+ * phases added up to more than its total. Real and simulated, over h2c with prior knowledge: the
+ * same elapsed time within 50 ms, and no phase longer than the total. */
+static const struct {
+    const char *name;
+    enum fo_kind kind;
+    const char *failure;
+} h2_cases[] = {
+    {"refused", FO_REFUSE, "connect_refused"},
+    {"silent", FO_SILENT, "first_byte_timeout"},
+};
+
+/* One GET over h2c; the JSON error body's elapsed_ms and the request id. */
+static double h2_get(struct harness *h, const char *prefix, char *rid, size_t rid_size)
+{
+    char u[128];
+    snprintf(u, sizeof(u), "http://127.0.0.1:%u/%s/x", harness_port(h, "h2c"), prefix);
+    const char *const argv[] = {"curl", "-sS", "-i", "--max-time", "5", "--http2-prior-knowledge",
+                                "-H", "Accept: application/json", u, NULL};
+    struct tu_cmd_result r = {0};
+    assert_int_equal(tu_run_command(argv, 10000, &r), 0);
+    if (!tu_contains(r.out, "HTTP/2 50"))
+        fail_msg("/%s/x over h2c: %s", prefix, r.out);
+    const char *id = strstr(r.out, "x-request-id: ");
+    assert_non_null(id);
+    id += strlen("x-request-id: ");
+    snprintf(rid, rid_size, "%.*s", (int)strcspn(id, "\r\n"), id);
+    const char *body = strstr(r.out, "\r\n\r\n");
+    assert_non_null(body);
+    double ms = -1;
+    assert_int_equal(tu_json_get_number(body + 4, "elapsed_ms", &ms), 0);
+    tu_cmd_result_free(&r);
+    return ms;
+}
+
+/* Every "phase:ms" of the text log line's timing= is at most dur_ms (both in the same units). */
+static void assert_phases_within_total(const char *line)
+{
+    char buf[256];
+    double total = strtod(log_field(line, "dur_ms", buf, sizeof(buf)), NULL);
+    log_field(line, "timing", buf, sizeof(buf));
+    for (char *p = buf; *p;) {
+        char *colon = strchr(p, ':');
+        if (!colon)
+            break;
+        char *end;
+        double ms = strtod(colon + 1, &end);
+        if (ms > total + 0.05) /* dur_ms is rounded to 0.1 ms */
+            fail_msg("phase %.*s %.3f ms longer than the exchange (%.1f ms): %s",
+                     (int)(colon - p), p, ms, total, line);
+        p = *end == ',' ? end + 1 : end;
+    }
+}
+
+static void test_http2_elapsed(void **state)
+{
+    (void)state;
+    struct fake_origin *origins[ARRAY_SIZE(h2_cases)];
+    char conf[4096];
+    size_t n = (size_t)snprintf(conf, sizeof(conf),
+                                "[proxy]\nlisten = 127.0.0.1:{{port:h2c}} h2c\n"
+                                "access_log = {{dir}}/access.log\naccess_log_format = text\n"
+                                "first_byte_timeout = 200ms\n");
+    for (size_t i = 0; i < ARRAY_SIZE(h2_cases); i++) {
+        origins[i] = fake_origin_start_kind(h2_cases[i].kind);
+        assert_non_null(origins[i]);
+        const char *nm = h2_cases[i].name;
+        n += (size_t)snprintf(conf + n, sizeof(conf) - n,
+                              "[upstream %s]\norigin = 127.0.0.1:%u\n"
+                              "[route %s]\nprefix = /%s/\nupstream = %s\n"
+                              "[route sim-%s]\nprefix = /sim-%s/\nupstream = %s\n"
+                              "[fault sim-%s]\nroute = sim-%s\nfailure = %s\n",
+                              nm, fake_origin_port(origins[i]), nm, nm, nm, nm, nm, nm, nm, nm,
+                              h2_cases[i].failure);
+    }
+    assert_true(n < sizeof(conf));
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, "%s", conf), 0);
+    assert_int_equal(harness_start(h), 0);
+    char ids[ARRAY_SIZE(h2_cases)][2][48];
+    for (size_t i = 0; i < ARRAY_SIZE(h2_cases); i++) {
+        char prefix[64];
+        double real = h2_get(h, h2_cases[i].name, ids[i][0], sizeof(ids[i][0]));
+        snprintf(prefix, sizeof(prefix), "sim-%s", h2_cases[i].name);
+        double sim = h2_get(h, prefix, ids[i][1], sizeof(ids[i][1]));
+        print_message("  %-20s over h2c: elapsed_ms real %.1f, simulated %.1f\n",
+                      h2_cases[i].failure, real, sim);
+        if (real - sim > CLOSE_MS || sim - real > CLOSE_MS)
+            fail_msg("%s over h2c: elapsed_ms %.1f (real) vs %.1f (simulated)",
+                     h2_cases[i].failure, real, sim);
+    }
+    assert_int_equal(harness_stop(h), 0);
+    for (size_t i = 0; i < ARRAY_SIZE(h2_cases); i++) {
+        for (int k = 0; k < 2; k++) {
+            char *line = px_log_line_for_id(h, ids[i][k]);
+            assert_phases_within_total(line);
+            free(line);
+        }
+    }
+    harness_free(h);
+    for (size_t i = 0; i < ARRAY_SIZE(h2_cases); i++)
+        fake_origin_stop(origins[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_type_has_a_case),
         cmocka_unit_test(test_fidelity),
         cmocka_unit_test(test_request_body_kept_alive),
+        cmocka_unit_test(test_http2_elapsed),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, world_up, world_down);
