@@ -130,7 +130,8 @@ static struct balancer *balancer_of(const struct exchange *ex)
 /* What an attempt that ended with failure f showed of its origin. */
 static enum balance_result attempt_result(const struct exchange *ex, enum failure_type f)
 {
-    if (fault_exec_simulating(ex)) /* never judge an origin on a rehearsal */
+    /* never judge an origin on a rehearsal, nor on a head a response_delay held too long */
+    if (fault_exec_simulating(ex) || fault_exec_holding_head(ex))
         return BALANCE_NO_VERDICT;
     if (failure_is_network(f))
         return BALANCE_FAILED;

@@ -278,6 +278,10 @@ long fault_exec_own_body(struct exchange *ex, struct errpage_out *o, struct evbu
  * origin is not read meanwhile). */
 bool fault_exec_hold_head(struct exchange *ex);
 
+/* Whether response_delay holds the origin's head now: a timer that expires meanwhile fails the
+ * exchange as it would, but the origin had answered (no verdict on its health). */
+bool fault_exec_holding_head(const struct exchange *ex);
+
 /* The response body starts: truncate and throttle set the body's quota. */
 void fault_exec_body_start(struct exchange *ex);
 

@@ -500,6 +500,11 @@ bool fault_exec_hold_head(struct exchange *ex)
     return true;
 }
 
+bool fault_exec_holding_head(const struct exchange *ex)
+{
+    return ex->fault && ex->fault->holding && !ex->fault->head_released;
+}
+
 /* The body bytes one tick lets through: the rate's share of THROTTLE_TICK_MS. What a slow rate
  * cannot pay in whole bytes is carried to the next tick, so 1 byte/s is a byte every tenth tick,
  * not one every tick. */

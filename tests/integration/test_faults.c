@@ -456,6 +456,45 @@ static void test_access_log_lines(void **state)
 
 /* Portico with header control as `faults` says, listening on 127.0.0.1 and ::1, in front of
  * origin. */
+/* A response_delay that outlasts first_byte_timeout fails the exchange as a late origin would
+ * (504), but the origin had answered: passive health gives no verdict, so max_fails = 1 does
+ * not mark a healthy origin down (the next request got 503 no_healthy_origin for down_time). */
+static void test_held_head_spares_origin(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\naccess_log = off\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                          "first_byte_timeout = 200ms\nmax_fails = 1\n"
+                                          "fail_timeout = 1m\n"
+                                          "[fault held]\nprefix = /held\nresponse_delay = 1s\n",
+                                          fake_origin_port(o)),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    struct raw_response r;
+    struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+    assert_int_equal(raw_send_str(c, "GET /held HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 504);
+    raw_response_free(&r);
+    raw_close(c);
+    c = px_connect_port(harness_port(h, "listen"));
+    assert_int_equal(raw_send_str(c, "GET /next HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    if (r.status != 200)
+        fail_msg("after a held head timed out, the origin was judged: %d", r.status);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 static struct harness *start_control(const char *faults, struct fake_origin *origin)
 {
     struct harness *h = harness_new();
@@ -586,6 +625,7 @@ int main(void)
     };
     const struct CMUnitTest control[] = {
         cmocka_unit_test(test_header_control),
+        cmocka_unit_test(test_held_head_spares_origin),
     };
     tu_ignore_sigpipe();
     int failed = cmocka_run_group_tests_name("actions", actions, group_up, group_down);
