@@ -626,10 +626,14 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
             upconn_free(c);
         return;
     }
-    if ((result != 0 || !res) && !c->every_family && result != EVUTIL_EAI_MEMORY) {
+    if ((result != 0 || !res) && !c->every_family && result != EVUTIL_EAI_MEMORY &&
+        result != EVUTIL_EAI_NONAME) {
         /* AI_ADDRCONFIG asks only for the families the host has addresses of, and counts
          * neither loopback nor link-local nor unique local (fc00::/7) IPv6 ones: a name with
-         * IPv6 addresses only is asked again for every family (README: IPv4, else IPv6). */
+         * IPv6 addresses only is asked again for every family (README: IPv4, else IPv6). Not
+         * a name that does not exist (NXDOMAIN, RFC 8020): it has no address in any family,
+         * and asking again only doubles the wait (a slow resolver's NXDOMAIN became a
+         * dns_timeout). */
         if (res)
             evutil_freeaddrinfo(res);
         resolve(c, 0); /* c may be gone when it returns */
