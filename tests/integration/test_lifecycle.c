@@ -881,6 +881,56 @@ static void test_access_log_reader_stops(void **state)
     fake_origin_stop(o);
 }
 
+/* A FIFO access log whose reader has gone: logrotate's SIGUSR1 and a reload open it again,
+ * which would wait for a reader that may never come. They keep the previous log instead, and
+ * Portico stays in hand: the stop after them works. The binary before the fix hung in open(2)
+ * on its main thread, where signals are taken: SIGTERM and SIGINT did nothing (killed by the
+ * harness after 5 s, exit 137), while the workers kept serving. */
+static const struct {
+    int sig;
+    const char *says; /* in the error log once the signal was handled */
+} fifo_gone_rows[] = {
+    {SIGUSR1, "SIGUSR1: cannot reopen the logs"},
+    {SIGHUP, "reload: access_log"},
+};
+
+static void test_fifo_reader_gone(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    for (size_t i = 0; i < sizeof(fifo_gone_rows) / sizeof(fifo_gone_rows[0]); i++) {
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        char fifo[512];
+        snprintf(fifo, sizeof(fifo), "%s/access.fifo", harness_dir(h));
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        int rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        assert_true(rd >= 0);
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                              "workers = 1\naccess_log = {{dir}}/access.fifo\n"
+                                              "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                              fake_origin_port(o)),
+                         0);
+        assert_int_equal(harness_start(h), 0);
+        assert_int_equal(get(harness_port(h, "listen"), "/before"), 200);
+        close(rd); /* the reader goes */
+        assert_int_equal(harness_signal(h, fifo_gone_rows[i].sig), 0);
+        if (harness_wait_log(h, fifo_gone_rows[i].says, IO_MS) != 0)
+            print_message("  %s: no \"%s\" in the error log\n",
+                          strsignal(fifo_gone_rows[i].sig), fifo_gone_rows[i].says);
+        assert_int_equal(get(harness_port(h, "listen"), "/after"), 200);
+        int rc = harness_stop(h);
+        print_message("  %s with the FIFO's reader gone, then SIGTERM: exit %d\n",
+                      strsignal(fifo_gone_rows[i].sig), rc);
+        assert_int_equal(rc, 0);
+        assert_true(harness_log_contains(h, fifo_gone_rows[i].says));
+        harness_free(h);
+    }
+    fake_origin_stop(o);
+}
+
 /* "Max open files" of pid, soft and hard, from /proc/PID/limits. */
 static void read_nofile(pid_t pid, unsigned long *soft, unsigned long *hard)
 {
@@ -1382,6 +1432,7 @@ int main(void)
         cmocka_unit_test(test_pid_file_successor_while_draining),
         cmocka_unit_test(test_descriptor_limit_raised),
         cmocka_unit_test(test_access_log_reader_stops),
+        cmocka_unit_test(test_fifo_reader_gone),
         cmocka_unit_test(test_check_lifecycle_keys),
         cmocka_unit_test(test_user_switch),
         cmocka_unit_test(test_make_install),
