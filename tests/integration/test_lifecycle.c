@@ -31,6 +31,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -931,6 +932,63 @@ static void test_fifo_reader_gone(void **state)
     fake_origin_stop(o);
 }
 
+/* Whoever started Portico stopped reading its stderr (a pipe, full; no log goes there, which
+ * would grow it to 1 MiB), then a reload met an error in the file: the FILE:LINE lines for stderr are dropped, the error log has them, and SIGTERM
+ * still stops Portico. The binary before the fix wrote them with a blocking fprintf on the main
+ * thread, where signals are taken: it hung in the pipe write and SIGTERM did nothing. */
+static void test_reload_error_stderr_full(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                             "workers = 1\nerror_log = {{dir}}/error.log\n"
+                                             "access_log = {{dir}}/access.log\n"
+                                             "[upstream u]\norigin = 127.0.0.1:1\n"),
+                     0);
+    int err[2];
+    assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+    assert_int_equal(fcntl(err[1], F_SETFL, O_NONBLOCK), 0);
+    static const char fill[4096];
+    size_t filled = 0;
+    for (int i = 0; i < 1024 && write(err[1], fill, sizeof(fill)) > 0; i++)
+        filled += sizeof(fill);
+    assert_int_equal(fcntl(err[1], F_SETFL, 0), 0); /* Portico gets it blocking, and full */
+    const char *bin = getenv("PORTICO_BIN") ? getenv("PORTICO_BIN") : "build/portico";
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(err[1], STDERR_FILENO);
+        execl(bin, bin, "-c", harness_config_path(h), (char *)NULL);
+        _exit(127);
+    }
+    close(err[1]);
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    assert_true(pidfd >= 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "listening on", IO_MS), 0);
+    FILE *f = fopen(harness_config_path(h), "a");
+    assert_non_null(f);
+    fputs("bogus_key = 1\n", f); /* the reload fails at this line */
+    fclose(f);
+    assert_int_equal(kill(pid, SIGHUP), 0);
+    int logged = harness_wait_file(h, "error.log", "bogus_key", IO_MS);
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    struct pollfd pf = {.fd = pidfd, .events = POLLIN};
+    bool stopped = poll(&pf, 1, IO_MS) == 1;
+    if (!stopped)
+        kill(pid, SIGKILL);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    print_message("  stderr full (%zu bytes), a reload's error, SIGTERM: %s\n", filled,
+                  stopped ? "stopped" : "still running (killed)");
+    close(pidfd);
+    close(err[0]);
+    assert_true(stopped);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(logged, 0);
+    harness_free(h);
+}
+
 /* "Max open files" of pid, soft and hard, from /proc/PID/limits. */
 static void read_nofile(pid_t pid, unsigned long *soft, unsigned long *hard)
 {
@@ -1433,6 +1491,7 @@ int main(void)
         cmocka_unit_test(test_descriptor_limit_raised),
         cmocka_unit_test(test_access_log_reader_stops),
         cmocka_unit_test(test_fifo_reader_gone),
+        cmocka_unit_test(test_reload_error_stderr_full),
         cmocka_unit_test(test_check_lifecycle_keys),
         cmocka_unit_test(test_user_switch),
         cmocka_unit_test(test_make_install),
