@@ -838,14 +838,30 @@ void log_client(const char *fmt, ...)
     client_lines.dropped = 0;
 }
 
+/* stderr as a description of its own that never blocks (own_nonblocking), opened on first use:
+ * log_problem runs on the main thread, which takes the signals, and whoever started Portico may
+ * have stopped reading (a reload's errors then hung it in write(2), SIGTERM included). */
+static int problem_fd(void)
+{
+    static int fd = -1; /* main thread only */
+    if (fd < 0) {
+        int own = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+        fd = own < 0 ? STDERR_FILENO : own_nonblocking(own);
+    }
+    return fd;
+}
+
 void log_problem(const char *fmt, ...)
 {
-    char msg[1024];
+    static _Atomic bool stalled;
+    char msg[1024], line[1040];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "portico: %s\n", msg);
+    int n = snprintf(line, sizeof(line), "portico: %s\n", msg);
+    ssize_t w = write_waiting(problem_fd(), line, MIN((size_t)n, sizeof(line) - 1), &stalled);
+    (void)w; /* a reader that stopped costs the line; the error log has it */
     if (error_path)
         log_error("%s", msg);
 }
