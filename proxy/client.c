@@ -86,6 +86,8 @@ struct client {
     char ip[INET6_ADDRSTRLEN];         /* "127.0.0.1", "::1" */
     unsigned requests;                 /* requests started on this connection */
     uint64_t accepted_us;              /* its first head is due client_header_timeout after */
+    unsigned char tls_head[TLS_RECORD_HEAD]; /* the first record header, until the handshake
+                                                is done: plain HTTP or not (tls.h) */
     uint64_t head_start_us;            /* first byte of the current request head */
     size_t head_scanned;               /* bytes of the pending head already parsed without
                                           success: re-parse only when a new line arrives */
@@ -687,6 +689,8 @@ static void client_cb(void *arg, enum sock_event ev)
         return;
     }
     if (c->state == CS_HANDSHAKE) {
+        if (ev == SOCK_CONNECTED) /* it speaks TLS: no record of it need be watched any more */
+            tls_watch_first_record(c->sock.ssl, NULL);
         if (ev == SOCK_CONNECTED && alpn_h2(c)) {
             start_h2(c);
             return;
@@ -704,8 +708,9 @@ static void client_cb(void *arg, enum sock_event ev)
             client_close(c, "closed before a TLS handshake");
             return;
         }
-        if (ERR_GET_LIB(c->sock.ssl_err) == ERR_LIB_SSL &&
-            ERR_GET_REASON(c->sock.ssl_err) == SSL_R_HTTP_REQUEST) {
+        if ((ERR_GET_LIB(c->sock.ssl_err) == ERR_LIB_SSL &&
+             ERR_GET_REASON(c->sock.ssl_err) == SSL_R_HTTP_REQUEST) ||
+            tls_plain_http(c->tls_head)) {
             refuse_plain_http(c);
             return;
         }
@@ -817,8 +822,10 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
         evutil_closesocket(fd);
         return NULL;
     }
-    if (ssl)
+    if (ssl) {
         SSL_set_accept_state(ssl);
+        tls_watch_first_record(ssl, c->tls_head); /* plain HTTP, whatever its method? */
+    }
     /* TCP_NODELAY comes from the listener (listener.c). */
     /* sock_init owns fd and ssl from here, and frees both itself when it fails. */
     if (sock_init(&c->sock, l->clock, fd, ssl, client_cb, c) != 0) {

@@ -433,16 +433,19 @@ static int own_nonblocking(int fd)
     return own;
 }
 
-/* Opens a log target: "stderr", "stdout" or a path (appended to, created 0644). */
-static int open_target(const char *target)
+/* Opens a log target: "stderr", "stdout" or a path (appended to, created 0644). At start a FIFO
+ * waits for its reader (wait_reader); a reopen (SIGUSR1) or a reload runs on the main thread,
+ * which takes the signals: a FIFO whose reader has gone fails there (ENXIO) and the previous log
+ * stays, instead of a wait that no SIGTERM could end. */
+static int open_target(const char *target, bool wait_reader)
 {
-    int fd;
+    int fd, flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | (wait_reader ? 0 : O_NONBLOCK);
     if (strcmp(target, "stderr") == 0)
         fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
     else if (strcmp(target, "stdout") == 0)
         fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
     else
-        fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        fd = open(target, flags, 0644);
     return fd < 0 ? fd : own_nonblocking(fd);
 }
 
@@ -546,7 +549,7 @@ static int install_access(int fd)
 /* Opens target for the log in slot; -1 with EINVAL when it is the file of the other log. */
 static int open_checked(const char *target, const char *other_path, int other_fd)
 {
-    int fd = open_target(target);
+    int fd = open_target(target, true);
     if (fd >= 0 && log_target_is_file(target) && other_path && same_file(fd, other_fd)) {
         close(fd);
         errno = EINVAL;
@@ -588,12 +591,12 @@ int log_switch(const char *access_log, const char *error_log, enum log_level lev
                const char **failed)
 {
     bool access = access_log && strcmp(access_log, "off") != 0;
-    int efd = open_target(error_log);
+    int efd = open_target(error_log, false);
     if (efd < 0) {
         *failed = "error_log";
         return -1;
     }
-    int afd = access ? open_target(access_log) : -1;
+    int afd = access ? open_target(access_log, false) : -1;
     if (access && (afd < 0 || same_file(afd, efd))) {
         int err = afd < 0 ? errno : EINVAL;
         if (afd >= 0)
@@ -630,14 +633,14 @@ int log_reopen(void)
 {
     int rc = 0, err = 0;
     if (access_path) {
-        int fd = open_target(access_path);
+        int fd = open_target(access_path, false);
         if (fd < 0 || install_access(fd) != 0) {
             rc = -1;
             err = errno;
         }
     }
     if (error_path) {
-        int fd = open_target(error_path);
+        int fd = open_target(error_path, false);
         if (fd < 0 || install(&error_fd, fd) != 0) {
             rc = -1;
             err = errno;
@@ -835,14 +838,30 @@ void log_client(const char *fmt, ...)
     client_lines.dropped = 0;
 }
 
+/* stderr as a description of its own that never blocks (own_nonblocking), opened on first use:
+ * log_problem runs on the main thread, which takes the signals, and whoever started Portico may
+ * have stopped reading (a reload's errors then hung it in write(2), SIGTERM included). */
+static int problem_fd(void)
+{
+    static int fd = -1; /* main thread only */
+    if (fd < 0) {
+        int own = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+        fd = own < 0 ? STDERR_FILENO : own_nonblocking(own);
+    }
+    return fd;
+}
+
 void log_problem(const char *fmt, ...)
 {
-    char msg[1024];
+    static _Atomic bool stalled;
+    char msg[1024], line[1040];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "portico: %s\n", msg);
+    int n = snprintf(line, sizeof(line), "portico: %s\n", msg);
+    ssize_t w = write_waiting(problem_fd(), line, MIN((size_t)n, sizeof(line) - 1), &stalled);
+    (void)w; /* a reader that stopped costs the line; the error log has it */
     if (error_path)
         log_error("%s", msg);
 }

@@ -225,3 +225,30 @@ bool tls_peer_silent(SSL *ssl)
 {
     return BIO_number_read(SSL_get_rbio(ssl)) == 0;
 }
+
+/* OpenSSL shows each record header it reads (SSL3_RT_HEADER), before it checks it: the first is
+ * kept (its type byte is never 0: a TLS content type, an SSLv2 length, or some text). */
+static void keep_first_header(int write_p, int version, int content_type, const void *buf,
+                              size_t len, SSL *ssl, void *arg)
+{
+    (void)version, (void)ssl;
+    unsigned char *head = arg;
+    if (!write_p && content_type == SSL3_RT_HEADER && len >= TLS_RECORD_HEAD && head[0] == 0)
+        memcpy(head, buf, TLS_RECORD_HEAD);
+}
+
+void tls_watch_first_record(SSL *ssl, unsigned char *head)
+{
+    SSL_set_msg_callback(ssl, head ? keep_first_header : NULL);
+    SSL_set_msg_callback_arg(ssl, head);
+}
+
+bool tls_plain_http(const unsigned char *head)
+{
+    /* OpenSSL itself names only GET, POST, HEAD and PUT (SSL_R_HTTP_REQUEST): DELETE, OPTIONS,
+     * PATCH ... are "wrong version number" to it. A record starts with a byte of 20-24. */
+    size_t n = 0;
+    while (n < TLS_RECORD_HEAD && head[n] >= 'A' && head[n] <= 'Z')
+        n++;
+    return n >= 3 && (n == TLS_RECORD_HEAD || head[n] == ' ');
+}

@@ -603,8 +603,9 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg);
 
 /* Asks the resolver for the origin's name, with hints flags; every_family once without
  * AI_ADDRCONFIG. The callback may run before evdns_getaddrinfo returns (hosts file), which then
- * returns NULL and c may be gone: the caller touches nothing after this. */
-static void resolve(struct upconn *c, int flags)
+ * returns NULL and c may be gone: false, and the caller touches nothing after this. true: the
+ * lookup went to the resolver (c->dns_req). */
+static bool resolve(struct upconn *c, int flags)
 {
     c->every_family = !(flags & EVUTIL_AI_ADDRCONFIG);
     struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -613,6 +614,7 @@ static void resolve(struct upconn *c, int flags)
         evdns_getaddrinfo(c->loop->dns, c->oc->host, NULL, &hints, dns_cb, c);
     if (req)
         c->dns_req = req;
+    return req != NULL;
 }
 
 static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
@@ -626,7 +628,19 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
             upconn_free(c);
         return;
     }
-    if ((result != 0 || !res) && !c->every_family && result != EVUTIL_EAI_MEMORY) {
+    if (result == EVUTIL_EAI_NONAME && !c->every_family) {
+        /* NXDOMAIN: the name has no DNS record in any family (RFC 8020). Only the hosts file,
+         * read for the families AI_ADDRCONFIG chose, may still hold an IPv6 address of it, and
+         * it answers inside evdns_getaddrinfo. A lookup that went to the resolver instead is not
+         * waited for (a second round doubled the wait: a slow resolver's NXDOMAIN became a
+         * dns_timeout): the NXDOMAIN is reported now, and the owner's upconn_abort, which
+         * follows an error, cancels that lookup. */
+        if (res)
+            evutil_freeaddrinfo(res);
+        res = NULL;
+        if (!resolve(c, 0))
+            return; /* answered inside the call: c may be gone */
+    } else if ((result != 0 || !res) && !c->every_family && result != EVUTIL_EAI_MEMORY) {
         /* AI_ADDRCONFIG asks only for the families the host has addresses of, and counts
          * neither loopback nor link-local nor unique local (fc00::/7) IPv6 ones: a name with
          * IPv6 addresses only is asked again for every family (README: IPv4, else IPv6). */

@@ -44,6 +44,16 @@ bool tls_verify_failed(struct ssl_st *ssl, char *buf, size_t bufsz);
 /* Whether the peer has sent no byte at all on this connection (a TCP probe, not a handshake). */
 bool tls_peer_silent(struct ssl_st *ssl);
 
+#define TLS_RECORD_HEAD 5 /* bytes of a TLS record header */
+
+/* Keeps the first record header the peer sends into head (zeroed by the caller), until called
+ * again with NULL (once the handshake is done: it costs a call per record). */
+void tls_watch_first_record(struct ssl_st *ssl, unsigned char *head);
+
+/* Whether a first record header (tls_watch_first_record) is the start of a plain HTTP request:
+ * an upper-case method, then a space or more of it. */
+bool tls_plain_http(const unsigned char *head);
+
 /* The most recent OpenSSL error of this thread as text (clears the queue). */
 const char *tls_last_error(char *buf, size_t bufsz);
 

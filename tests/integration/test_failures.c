@@ -994,6 +994,39 @@ static void test_resolver_messages_in_error_log(void **state)
     fake_dns_stop(d);
 }
 
+/* A name that does not exist (NXDOMAIN) exists in no address family: its answer is not waited
+ * for again for every family, as a name without an A record is (test_dns_ipv6_only; only the
+ * hosts file, which answers at once, is read again). The resolver here takes 300 ms per answer
+ * and dns_timeout is 500 ms. The binary before the fix waited for a second round after the
+ * NXDOMAIN (A and AAAA), and the client got 504 dns_timeout at 500 ms (the second answer was
+ * due at 600 ms) instead of the 502 dns_error the resolver gave. */
+static void test_dns_nxdomain_not_waited_again(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_NXDOMAIN, .delay_ms = 300 };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    char proxy[160];
+    snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\ndns_timeout = 500ms\n",
+             fake_dns_port(d));
+    struct harness *h = px_start(proxy, "[upstream u]\norigin = nx.portico.test:1\nretries = 0\n");
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    const char *err = raw_header(&r, "Portico-Error");
+    unsigned queries = fake_dns_queries(d);
+    print_message("  NXDOMAIN in 300 ms: %d %s after %u queries\n", r.status, err ? err : "-",
+                  queries);
+    assert_int_equal(r.status, 502);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "dns_error"));
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+    fake_dns_stop(d);
+}
+
 /* The timer rows side by side (for the record; the bounds were asserted per case). */
 static void test_timer_summary(void **state)
 {
@@ -1018,6 +1051,7 @@ int main(void)
         cmocka_unit_test(test_dns_ipv6_only),
         cmocka_unit_test(test_dns_not_queued_behind_silent),
         cmocka_unit_test(test_resolver_messages_in_error_log),
+        cmocka_unit_test(test_dns_nxdomain_not_waited_again),
         cmocka_unit_test(test_timer_summary),
     };
 

@@ -31,6 +31,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -881,6 +882,113 @@ static void test_access_log_reader_stops(void **state)
     fake_origin_stop(o);
 }
 
+/* A FIFO access log whose reader has gone: logrotate's SIGUSR1 and a reload open it again,
+ * which would wait for a reader that may never come. They keep the previous log instead, and
+ * Portico stays in hand: the stop after them works. The binary before the fix hung in open(2)
+ * on its main thread, where signals are taken: SIGTERM and SIGINT did nothing (killed by the
+ * harness after 5 s, exit 137), while the workers kept serving. */
+static const struct {
+    int sig;
+    const char *says; /* in the error log once the signal was handled */
+} fifo_gone_rows[] = {
+    {SIGUSR1, "SIGUSR1: cannot reopen the logs"},
+    {SIGHUP, "reload: access_log"},
+};
+
+static void test_fifo_reader_gone(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    for (size_t i = 0; i < sizeof(fifo_gone_rows) / sizeof(fifo_gone_rows[0]); i++) {
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        char fifo[512];
+        snprintf(fifo, sizeof(fifo), "%s/access.fifo", harness_dir(h));
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        int rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        assert_true(rd >= 0);
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                              "workers = 1\naccess_log = {{dir}}/access.fifo\n"
+                                              "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                              fake_origin_port(o)),
+                         0);
+        assert_int_equal(harness_start(h), 0);
+        assert_int_equal(get(harness_port(h, "listen"), "/before"), 200);
+        close(rd); /* the reader goes */
+        assert_int_equal(harness_signal(h, fifo_gone_rows[i].sig), 0);
+        if (harness_wait_log(h, fifo_gone_rows[i].says, IO_MS) != 0)
+            print_message("  %s: no \"%s\" in the error log\n",
+                          strsignal(fifo_gone_rows[i].sig), fifo_gone_rows[i].says);
+        assert_int_equal(get(harness_port(h, "listen"), "/after"), 200);
+        int rc = harness_stop(h);
+        print_message("  %s with the FIFO's reader gone, then SIGTERM: exit %d\n",
+                      strsignal(fifo_gone_rows[i].sig), rc);
+        assert_int_equal(rc, 0);
+        assert_true(harness_log_contains(h, fifo_gone_rows[i].says));
+        harness_free(h);
+    }
+    fake_origin_stop(o);
+}
+
+/* Whoever started Portico stopped reading its stderr (a pipe, full; no log goes there, which
+ * would grow it to 1 MiB), then a reload met an error in the file: the FILE:LINE lines for stderr are dropped, the error log has them, and SIGTERM
+ * still stops Portico. The binary before the fix wrote them with a blocking fprintf on the main
+ * thread, where signals are taken: it hung in the pipe write and SIGTERM did nothing. */
+static void test_reload_error_stderr_full(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                             "workers = 1\nerror_log = {{dir}}/error.log\n"
+                                             "access_log = {{dir}}/access.log\n"
+                                             "[upstream u]\norigin = 127.0.0.1:1\n"),
+                     0);
+    int err[2];
+    assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+    assert_int_equal(fcntl(err[1], F_SETFL, O_NONBLOCK), 0);
+    static const char fill[4096];
+    size_t filled = 0;
+    for (int i = 0; i < 1024 && write(err[1], fill, sizeof(fill)) > 0; i++)
+        filled += sizeof(fill);
+    assert_int_equal(fcntl(err[1], F_SETFL, 0), 0); /* Portico gets it blocking, and full */
+    const char *bin = getenv("PORTICO_BIN") ? getenv("PORTICO_BIN") : "build/portico";
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(err[1], STDERR_FILENO);
+        execl(bin, bin, "-c", harness_config_path(h), (char *)NULL);
+        _exit(127);
+    }
+    close(err[1]);
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    assert_true(pidfd >= 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "listening on", IO_MS), 0);
+    FILE *f = fopen(harness_config_path(h), "a");
+    assert_non_null(f);
+    fputs("bogus_key = 1\n", f); /* the reload fails at this line */
+    fclose(f);
+    assert_int_equal(kill(pid, SIGHUP), 0);
+    int logged = harness_wait_file(h, "error.log", "bogus_key", IO_MS);
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    struct pollfd pf = {.fd = pidfd, .events = POLLIN};
+    bool stopped = poll(&pf, 1, IO_MS) == 1;
+    if (!stopped)
+        kill(pid, SIGKILL);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    print_message("  stderr full (%zu bytes), a reload's error, SIGTERM: %s\n", filled,
+                  stopped ? "stopped" : "still running (killed)");
+    close(pidfd);
+    close(err[0]);
+    assert_true(stopped);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(logged, 0);
+    harness_free(h);
+}
+
 /* "Max open files" of pid, soft and hard, from /proc/PID/limits. */
 static void read_nofile(pid_t pid, unsigned long *soft, unsigned long *hard)
 {
@@ -1382,6 +1490,8 @@ int main(void)
         cmocka_unit_test(test_pid_file_successor_while_draining),
         cmocka_unit_test(test_descriptor_limit_raised),
         cmocka_unit_test(test_access_log_reader_stops),
+        cmocka_unit_test(test_fifo_reader_gone),
+        cmocka_unit_test(test_reload_error_stderr_full),
         cmocka_unit_test(test_check_lifecycle_keys),
         cmocka_unit_test(test_user_switch),
         cmocka_unit_test(test_make_install),
