@@ -499,6 +499,88 @@ static void test_last_bytes_before_close(void **state)
     }
 }
 
+/* ---- a slow reader is not an idle tunnel ---- */
+
+/* Whether the origin's end of the tunnel was closed by Portico (EOF or reset), without waiting. */
+static bool origin_closed(int fd)
+{
+    char buf[4096];
+    ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* Writes to the non-blocking fd what it takes now, at most max. */
+static size_t write_what_fits(int fd, size_t max)
+{
+    static char chunk[65536];
+    memset(chunk, 's', sizeof(chunk));
+    size_t total = 0;
+    while (total < max) {
+        size_t want = max - total < sizeof(chunk) ? max - total : sizeof(chunk);
+        ssize_t n = write(fd, chunk, want);
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+    return total;
+}
+
+/* The origin streams faster than the client reads; the client takes 16 KiB every 50 ms (320 KB/s),
+ * so bytes move all the time, but the kernel's buffers and Portico's output to it (past the 256
+ * KiB mark) take longer than tunnel_timeout to empty, and meanwhile Portico reads nothing. Only
+ * bytes read were counted as activity: the tunnel was closed as idle one tunnel_timeout after
+ * the way to the client filled, with the client still reading. (TCP acknowledges a slow reader's
+ * bytes in bursts a few hundred ms apart on loopback: tunnel_timeout is well above that.) */
+#define SLOW_READ_PIECE (16 * 1024)
+#define SLOW_READ_PAUSE_MS 50
+#define SLOW_READ_FOR_MS 3000
+
+static void test_slow_reader_not_idle(void **state)
+{
+    (void)state;
+    uint16_t oport;
+    int lfd = raw_origin_listen(&oport);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\ntunnel_timeout = 1s\n",
+                                 oport);
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /slow HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                                     "Connection: Upgrade\r\n\r\n"),
+                     0);
+    int ofd = raw_origin_switch(lfd);
+    struct raw_head head;
+    assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+    assert_int_equal(head.status, 101);
+    raw_head_free(&head);
+    int cfd = raw_fd(c);
+    static char buf[SLOW_READ_PIECE];
+    size_t sent = 0, got = 0;
+    bool closed = false;
+    int64_t start = tu_now_ms(), closed_at = 0;
+    for (int i = 0; i < SLOW_READ_FOR_MS / SLOW_READ_PAUSE_MS && !closed; i++) {
+        sent += write_what_fits(ofd, 64u * 1024 * 1024);
+        short rev;
+        assert_int_equal(tu_poll_until(cfd, POLLIN, tu_now_ms() + PX_IO_MS, &rev), 1);
+        ssize_t n = read(cfd, buf, sizeof(buf));
+        assert_true(n > 0); /* what Portico took before any close is still on its way */
+        got += (size_t)n;
+        if (origin_closed(ofd)) {
+            closed = true;
+            closed_at = tu_now_ms() - start;
+        }
+        poll(NULL, 0, SLOW_READ_PAUSE_MS); /* the reader's pace: the point of the test */
+    }
+    print_message("  origin wrote %zu bytes, the client read %zu; the tunnel %s\n", sent, got,
+                  closed ? "was closed" : "stayed open");
+    if (closed)
+        fail_msg("closed as idle %lld ms into a steady read (tunnel_timeout 1 s)",
+                 (long long)closed_at);
+    assert_true(got >= (SLOW_READ_FOR_MS / SLOW_READ_PAUSE_MS) * (size_t)SLOW_READ_PIECE / 2);
+    raw_close(c);
+    close(ofd);
+    close(lfd);
+    px_stop(h);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -509,6 +591,7 @@ int main(void)
         cmocka_unit_test(test_no_upgrade),
         cmocka_unit_test(test_upgrade_empty_length),
         cmocka_unit_test(test_last_bytes_before_close),
+        cmocka_unit_test(test_slow_reader_not_idle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
