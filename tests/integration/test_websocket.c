@@ -348,8 +348,9 @@ static int raw_origin_listen(uint16_t *port)
     return fd;
 }
 
-/* Accepts Portico's connection, reads the upgrade request head and answers 101. */
-static int raw_origin_switch(int lfd)
+/* Accepts Portico's connection, reads the upgrade request head and answers 101 after delay_ms
+ * (a slow origin). */
+static int raw_origin_switch(int lfd, int delay_ms)
 {
     short rev;
     assert_int_equal(tu_poll_until(lfd, POLLIN, tu_now_ms() + PX_IO_MS, &rev), 1);
@@ -367,6 +368,8 @@ static int raw_origin_switch(int lfd)
     }
     static const char ok[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                              "Connection: Upgrade\r\n\r\n";
+    if (delay_ms)
+        poll(NULL, 0, delay_ms); /* the origin's slowness is the case under test */
     assert_int_equal(write(fd, ok, sizeof(ok) - 1), (ssize_t)(sizeof(ok) - 1));
     return fd;
 }
@@ -461,7 +464,7 @@ static void test_last_bytes_before_close(void **state)
         assert_int_equal(raw_send_str(c, "GET /last HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
                                          "Connection: Upgrade\r\n\r\n"),
                          0);
-        int ofd = raw_origin_switch(lfd);
+        int ofd = raw_origin_switch(lfd, 0);
         struct raw_head head;
         assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
         assert_int_equal(head.status, 101);
@@ -546,7 +549,7 @@ static void test_slow_reader_not_idle(void **state)
     assert_int_equal(raw_send_str(c, "GET /slow HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
                                      "Connection: Upgrade\r\n\r\n"),
                      0);
-    int ofd = raw_origin_switch(lfd);
+    int ofd = raw_origin_switch(lfd, 0);
     struct raw_head head;
     assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
     assert_int_equal(head.status, 101);
@@ -581,6 +584,56 @@ static void test_slow_reader_not_idle(void **state)
     px_stop(h);
 }
 
+/* ---- nothing but the 101 before the tunnel ---- */
+
+/* A browser fails its WebSocket on any 1xx before the 101 (Chromium: close 1006, and the access
+ * log says 499): Portico's own interim responses are not for an upgrade request. They were sent
+ * to it as to any GET: a route with early_hints broke every browser WebSocket on it, and
+ * processing_interval every one whose origin took longer than the interval to switch. */
+static const struct {
+    const char *why;
+    const char *route_extra;
+} no_interim_rows[] = {
+    {"early_hints", "early_hints = </app.css>; rel=preload; as=style\n"},
+    {"processing_interval", "processing_interval = 50ms\n"},
+};
+
+#define SLOW_SWITCH_MS 200 /* the origin's 101 comes after four heartbeat intervals */
+
+static void test_upgrade_no_interim(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(no_interim_rows); i++) {
+        uint16_t oport;
+        int lfd = raw_origin_listen(&oport);
+        struct harness *h = px_start(NULL,
+                                     "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                     "[route r]\nprefix = /\nupstream = u\n%s",
+                                     oport, no_interim_rows[i].route_extra);
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(raw_send_str(c, "GET /hinted HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                                         "Connection: Upgrade\r\n\r\n"),
+                         0);
+        int ofd = raw_origin_switch(lfd, SLOW_SWITCH_MS);
+        struct raw_head head;
+        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+        if (head.status != 101)
+            fail_msg("%s: the first head is %d, not the 101", no_interim_rows[i].why, head.status);
+        raw_head_free(&head);
+        /* and the tunnel works */
+        assert_int_equal(write(ofd, "up", 2), 2);
+        char got[2];
+        short rev;
+        assert_int_equal(tu_poll_until(raw_fd(c), POLLIN, tu_now_ms() + PX_IO_MS, &rev), 1);
+        assert_int_equal(read(raw_fd(c), got, sizeof(got)), 2);
+        assert_memory_equal(got, "up", 2);
+        raw_close(c);
+        close(ofd);
+        close(lfd);
+        px_stop(h);
+    }
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -592,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_upgrade_empty_length),
         cmocka_unit_test(test_last_bytes_before_close),
         cmocka_unit_test(test_slow_reader_not_idle),
+        cmocka_unit_test(test_upgrade_no_interim),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
