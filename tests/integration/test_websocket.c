@@ -5,7 +5,8 @@
  * closing an idle tunnel and not a busy one; back-pressure (a client that does not read its
  * echoes stalls, Portico's memory does not grow, everything arrives once it reads); and the
  * requests that may not upgrade (a body, HTTP/1.0): their Upgrade never reaches the origin; the
- * last bytes of the side that closes first reach the other side whole, followed by a FIN.
+ * last bytes of the side that closes first reach the other side whole, followed by a FIN; a
+ * slow reader that keeps taking bytes is not idle; no 1xx of Portico's own precedes the 101.
  */
 #include <errno.h>
 #include <fcntl.h>
