@@ -83,7 +83,9 @@ void interim_early_hints(struct exchange *ex)
 {
     const struct route_conf *r = ex->route;
     struct hint_cache *cache = hint_cache_of(ex);
-    if (!ex_client_http11(ex) || !is_get(ex) || (!r->nhints && !cache))
+    /* An upgrade request's client takes the 101 or a final status: a browser fails its
+     * WebSocket on any other 1xx. */
+    if (!ex_client_http11(ex) || !is_get(ex) || ex->upgrade || (!r->nhints && !cache))
         return;
     char learned[HINT_MAX_BYTES + 1];
     size_t learned_len = 0;
@@ -162,7 +164,8 @@ void interim_expect(struct exchange *ex)
 
 void interim_heartbeats(struct exchange *ex)
 {
-    if (ex_client_http11(ex) && ex->route->processing_interval_ms)
+    /* not before a 101 either (interim_early_hints) */
+    if (ex_client_http11(ex) && !ex->upgrade && ex->route->processing_interval_ms)
         ex_arm(&ex->processing_timer, ex->route->processing_interval_ms);
 }
 

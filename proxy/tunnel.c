@@ -14,8 +14,12 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_acked (glibc's has none) */
+#include <netinet/in.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #include "portico/config.h"
 #include "portico/log.h"
@@ -44,6 +48,7 @@ struct tunnel_side {
     struct sock *sock;                 /* borrowed: the client's, or the origin connection's */
     uint64_t bytes;                    /* relayed from this side */
     bool paused;                       /* not read: the other side's output is full */
+    uint64_t acked;                    /* bytes its peer had acknowledged at the last look */
 };
 
 struct tunnel {
@@ -56,7 +61,7 @@ struct tunnel {
     struct event idle_timer;
     struct event start_ev;             /* the first move, from the loop */
     uint64_t idle_us;
-    uint64_t last_us;                  /* a byte moved last */
+    uint64_t last_us;                  /* a byte moved last (read, or taken by a peer) */
     tunnel_closed_cb *closed;
     void *arg;
 };
@@ -191,6 +196,25 @@ static void side_cb(void *arg, enum sock_event ev)
     }
 }
 
+/* Moves last_us to the last time a peer acknowledged new bytes. A slow reader keeps taking
+ * bytes while the other side is paused for it (back-pressure) and nothing is read or written
+ * here, for as long as the kernel's buffers take to empty: that is no idle tunnel. */
+static void peers_took(struct tunnel *t, uint64_t now)
+{
+    for (int i = 0; i < 2; i++) {
+        struct tunnel_side *s = &t->side[i];
+        struct tcp_info ti;
+        socklen_t len = sizeof(ti);
+        if (getsockopt(s->sock->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+            len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked) ||
+            ti.tcpi_bytes_acked == s->acked)
+            continue;
+        s->acked = ti.tcpi_bytes_acked;
+        uint64_t at = now - MIN(now, (uint64_t)ti.tcpi_last_ack_recv * 1000);
+        t->last_us = MAX(t->last_us, at);
+    }
+}
+
 static void idle_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -200,6 +224,8 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     uint64_t now = now_us();
+    if (now - t->last_us >= t->idle_us)
+        peers_took(t, now);
     if (now - t->last_us >= t->idle_us) {
         end_tunnel(t, "idle for tunnel_timeout");
         return;

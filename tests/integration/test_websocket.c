@@ -5,7 +5,8 @@
  * closing an idle tunnel and not a busy one; back-pressure (a client that does not read its
  * echoes stalls, Portico's memory does not grow, everything arrives once it reads); and the
  * requests that may not upgrade (a body, HTTP/1.0): their Upgrade never reaches the origin; the
- * last bytes of the side that closes first reach the other side whole, followed by a FIN.
+ * last bytes of the side that closes first reach the other side whole, followed by a FIN; a
+ * slow reader that keeps taking bytes is not idle; no 1xx of Portico's own precedes the 101.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -348,8 +349,9 @@ static int raw_origin_listen(uint16_t *port)
     return fd;
 }
 
-/* Accepts Portico's connection, reads the upgrade request head and answers 101. */
-static int raw_origin_switch(int lfd)
+/* Accepts Portico's connection, reads the upgrade request head and answers 101 after delay_ms
+ * (a slow origin). */
+static int raw_origin_switch(int lfd, int delay_ms)
 {
     short rev;
     assert_int_equal(tu_poll_until(lfd, POLLIN, tu_now_ms() + PX_IO_MS, &rev), 1);
@@ -367,6 +369,8 @@ static int raw_origin_switch(int lfd)
     }
     static const char ok[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                              "Connection: Upgrade\r\n\r\n";
+    if (delay_ms)
+        poll(NULL, 0, delay_ms); /* the origin's slowness is the case under test */
     assert_int_equal(write(fd, ok, sizeof(ok) - 1), (ssize_t)(sizeof(ok) - 1));
     return fd;
 }
@@ -461,7 +465,7 @@ static void test_last_bytes_before_close(void **state)
         assert_int_equal(raw_send_str(c, "GET /last HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
                                          "Connection: Upgrade\r\n\r\n"),
                          0);
-        int ofd = raw_origin_switch(lfd);
+        int ofd = raw_origin_switch(lfd, 0);
         struct raw_head head;
         assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
         assert_int_equal(head.status, 101);
@@ -499,6 +503,138 @@ static void test_last_bytes_before_close(void **state)
     }
 }
 
+/* ---- a slow reader is not an idle tunnel ---- */
+
+/* Whether the origin's end of the tunnel was closed by Portico (EOF or reset), without waiting. */
+static bool origin_closed(int fd)
+{
+    char buf[4096];
+    ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* Writes to the non-blocking fd what it takes now, at most max. */
+static size_t write_what_fits(int fd, size_t max)
+{
+    static char chunk[65536];
+    memset(chunk, 's', sizeof(chunk));
+    size_t total = 0;
+    while (total < max) {
+        size_t want = max - total < sizeof(chunk) ? max - total : sizeof(chunk);
+        ssize_t n = write(fd, chunk, want);
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+    return total;
+}
+
+/* The origin streams faster than the client reads; the client takes 16 KiB every 50 ms (320 KB/s),
+ * so bytes move all the time, but the kernel's buffers and Portico's output to it (past the 256
+ * KiB mark) take longer than tunnel_timeout to empty, and meanwhile Portico reads nothing. Only
+ * bytes read were counted as activity: the tunnel was closed as idle one tunnel_timeout after
+ * the way to the client filled, with the client still reading. (TCP acknowledges a slow reader's
+ * bytes in bursts a few hundred ms apart on loopback: tunnel_timeout is well above that.) */
+#define SLOW_READ_PIECE (16 * 1024)
+#define SLOW_READ_PAUSE_MS 50
+#define SLOW_READ_FOR_MS 3000
+
+static void test_slow_reader_not_idle(void **state)
+{
+    (void)state;
+    uint16_t oport;
+    int lfd = raw_origin_listen(&oport);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\ntunnel_timeout = 1s\n",
+                                 oport);
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /slow HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                                     "Connection: Upgrade\r\n\r\n"),
+                     0);
+    int ofd = raw_origin_switch(lfd, 0);
+    struct raw_head head;
+    assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+    assert_int_equal(head.status, 101);
+    raw_head_free(&head);
+    int cfd = raw_fd(c);
+    static char buf[SLOW_READ_PIECE];
+    size_t sent = 0, got = 0;
+    bool closed = false;
+    int64_t start = tu_now_ms(), closed_at = 0;
+    for (int i = 0; i < SLOW_READ_FOR_MS / SLOW_READ_PAUSE_MS && !closed; i++) {
+        sent += write_what_fits(ofd, 64u * 1024 * 1024);
+        short rev;
+        assert_int_equal(tu_poll_until(cfd, POLLIN, tu_now_ms() + PX_IO_MS, &rev), 1);
+        ssize_t n = read(cfd, buf, sizeof(buf));
+        assert_true(n > 0); /* what Portico took before any close is still on its way */
+        got += (size_t)n;
+        if (origin_closed(ofd)) {
+            closed = true;
+            closed_at = tu_now_ms() - start;
+        }
+        poll(NULL, 0, SLOW_READ_PAUSE_MS); /* the reader's pace: the point of the test */
+    }
+    print_message("  origin wrote %zu bytes, the client read %zu; the tunnel %s\n", sent, got,
+                  closed ? "was closed" : "stayed open");
+    if (closed)
+        fail_msg("closed as idle %lld ms into a steady read (tunnel_timeout 1 s)",
+                 (long long)closed_at);
+    assert_true(got >= (SLOW_READ_FOR_MS / SLOW_READ_PAUSE_MS) * (size_t)SLOW_READ_PIECE / 2);
+    raw_close(c);
+    close(ofd);
+    close(lfd);
+    px_stop(h);
+}
+
+/* ---- nothing but the 101 before the tunnel ---- */
+
+/* A browser fails its WebSocket on any 1xx before the 101 (Chromium: close 1006, and the access
+ * log says 499): Portico's own interim responses are not for an upgrade request. They were sent
+ * to it as to any GET: a route with early_hints broke every browser WebSocket on it, and
+ * processing_interval every one whose origin took longer than the interval to switch. */
+static const struct {
+    const char *why;
+    const char *route_extra;
+} no_interim_rows[] = {
+    {"early_hints", "early_hints = </app.css>; rel=preload; as=style\n"},
+    {"processing_interval", "processing_interval = 50ms\n"},
+};
+
+#define SLOW_SWITCH_MS 200 /* the origin's 101 comes after four heartbeat intervals */
+
+static void test_upgrade_no_interim(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(no_interim_rows); i++) {
+        uint16_t oport;
+        int lfd = raw_origin_listen(&oport);
+        struct harness *h = px_start(NULL,
+                                     "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                     "[route r]\nprefix = /\nupstream = u\n%s",
+                                     oport, no_interim_rows[i].route_extra);
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(raw_send_str(c, "GET /hinted HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                                         "Connection: Upgrade\r\n\r\n"),
+                         0);
+        int ofd = raw_origin_switch(lfd, SLOW_SWITCH_MS);
+        struct raw_head head;
+        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+        if (head.status != 101)
+            fail_msg("%s: the first head is %d, not the 101", no_interim_rows[i].why, head.status);
+        raw_head_free(&head);
+        /* and the tunnel works */
+        assert_int_equal(write(ofd, "up", 2), 2);
+        char got[2];
+        short rev;
+        assert_int_equal(tu_poll_until(raw_fd(c), POLLIN, tu_now_ms() + PX_IO_MS, &rev), 1);
+        assert_int_equal(read(raw_fd(c), got, sizeof(got)), 2);
+        assert_memory_equal(got, "up", 2);
+        raw_close(c);
+        close(ofd);
+        close(lfd);
+        px_stop(h);
+    }
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -509,6 +645,8 @@ int main(void)
         cmocka_unit_test(test_no_upgrade),
         cmocka_unit_test(test_upgrade_empty_length),
         cmocka_unit_test(test_last_bytes_before_close),
+        cmocka_unit_test(test_slow_reader_not_idle),
+        cmocka_unit_test(test_upgrade_no_interim),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
