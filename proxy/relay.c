@@ -8,6 +8,7 @@
  */
 #include "exchange_int.h"
 
+#include <ctype.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <openssl/err.h>
@@ -358,6 +359,27 @@ static void switch_protocols(struct exchange *ex, const struct h1_response *resp
     ex_end(ex, OUTCOME_DONE);
 }
 
+/* Whether the 101's Upgrade names, first, a protocol the request offered (RFC 9110 7.8: a 101
+ * says what it switches to). One without Upgrade, or to another protocol (h2c to a WebSocket
+ * request), would start a tunnel carrying what the client did not ask for. */
+static bool switch_offered(const struct exchange *ex, const struct h1_response *resp)
+{
+    int i = h1_find_field(resp->fields, resp->nfields, "upgrade", 0);
+    if (i < 0)
+        return false;
+    const struct h1_field *f = &resp->fields[i];
+    char proto[64];
+    size_t n = 0;
+    for (; n < f->value_len && f->value[n] != ',' && f->value[n] != ' ' && f->value[n] != '\t';
+         n++) {
+        if (n + 1 >= sizeof(proto))
+            return false;
+        proto[n] = (char)tolower((unsigned char)f->value[n]);
+    }
+    proto[n] = '\0';
+    return n > 0 && h1_list_has(ex->req.fields, ex->req.nfields, "upgrade", proto);
+}
+
 /* Stops reading the origin while the client's output is full: 1xx and body bytes alike wait
  * in the kernel, not in our memory. */
 static bool client_full(struct exchange *ex)
@@ -406,14 +428,15 @@ static void read_heads(struct exchange *ex)
             forward_head(ex, &resp, (size_t)rc);
             return;
         }
-        if (code == HTTP_SWITCHING_PROTOCOLS && ex->upgrade) {
-            switch_protocols(ex, &resp, (size_t)rc);
-            return;
-        }
         if (code == HTTP_SWITCHING_PROTOCOLS) {
-            ex_fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0,
-                    "%s switched protocols (101) although no upgrade was offered",
-                    upconn_addr(ex->uc));
+            const char *refused = !ex->upgrade               ? "although no upgrade was offered"
+                                  : !switch_offered(ex, &resp) ? "to a protocol not offered"
+                                                               : NULL;
+            if (refused)
+                ex_fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "%s switched protocols (101) %s",
+                        upconn_addr(ex->uc), refused);
+            else
+                switch_protocols(ex, &resp, (size_t)rc);
             return;
         }
         ex->interim_seen++;

@@ -349,9 +349,9 @@ static int raw_origin_listen(uint16_t *port)
     return fd;
 }
 
-/* Accepts Portico's connection, reads the upgrade request head and answers 101 after delay_ms
+/* Accepts Portico's connection, reads the request head and answers `answer` after delay_ms
  * (a slow origin). */
-static int raw_origin_switch(int lfd, int delay_ms)
+static int raw_origin_answer(int lfd, int delay_ms, const char *answer)
 {
     short rev;
     assert_int_equal(tu_poll_until(lfd, POLLIN, tu_now_ms() + PX_IO_MS, &rev), 1);
@@ -367,12 +367,18 @@ static int raw_origin_switch(int lfd, int delay_ms)
         assert_int_equal(n, 1);
         len++;
     }
-    static const char ok[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                             "Connection: Upgrade\r\n\r\n";
     if (delay_ms)
         poll(NULL, 0, delay_ms); /* the origin's slowness is the case under test */
-    assert_int_equal(write(fd, ok, sizeof(ok) - 1), (ssize_t)(sizeof(ok) - 1));
+    assert_int_equal(write(fd, answer, strlen(answer)), (ssize_t)strlen(answer));
     return fd;
+}
+
+/* The same with a 101 to websocket. */
+static int raw_origin_switch(int lfd, int delay_ms)
+{
+    return raw_origin_answer(lfd, delay_ms,
+                             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             "Connection: Upgrade\r\n\r\n");
 }
 
 /* Writes to the non-blocking fd until it has taken nothing for 200 ms (the far side stopped
@@ -635,6 +641,48 @@ static void test_upgrade_no_interim(void **state)
     }
 }
 
+/* A 101 must name, in its Upgrade, the protocol the client offered (RFC 9110 7.8): without
+ * one, or switching to another (h2c to a WebSocket request), it would open a tunnel to what the
+ * client never asked for: 502 invalid_response. A name in another case is the same name. */
+static const struct {
+    const char *why;
+    const char *answer;
+    int status;
+} switch_rows[] = {
+    {"no Upgrade field", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n", 502},
+    {"h2c to a websocket request",
+     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n", 502},
+    {"another protocol",
+     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo/1\r\nConnection: Upgrade\r\n\r\n", 502},
+    {"websocket in another case",
+     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\r\n",
+     101},
+};
+
+static void test_switch_to_offered_only(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(switch_rows); i++) {
+        uint16_t oport;
+        int lfd = raw_origin_listen(&oport);
+        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", oport);
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(raw_send_str(c, "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                                         "Connection: Upgrade\r\n\r\n"),
+                         0);
+        int ofd = raw_origin_answer(lfd, 0, switch_rows[i].answer);
+        struct raw_head head;
+        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+        if (head.status != switch_rows[i].status)
+            fail_msg("%s: %d, want %d", switch_rows[i].why, head.status, switch_rows[i].status);
+        raw_head_free(&head);
+        raw_close(c);
+        close(ofd);
+        close(lfd);
+        px_stop(h);
+    }
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -647,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_last_bytes_before_close),
         cmocka_unit_test(test_slow_reader_not_idle),
         cmocka_unit_test(test_upgrade_no_interim),
+        cmocka_unit_test(test_switch_to_offered_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
