@@ -845,8 +845,8 @@ static int problem_fd(void)
 {
     static int fd = -1; /* main thread only */
     if (fd < 0) {
-        int own = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
-        fd = own < 0 ? STDERR_FILENO : own_nonblocking(own);
+        int own = open_target("stderr", false);
+        fd = own < 0 ? STDERR_FILENO : own;
     }
     return fd;
 }
