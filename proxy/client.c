@@ -210,6 +210,11 @@ void clients_drain(struct loop *l)
 void clients_close_all(struct loop *l)
 {
     struct client *c;
+    unsigned tunnels = 0; /* cut: they have no exchange to log a 499 for */
+    TAILQ_FOREACH(c, &l->clients, link)
+        tunnels += c->state == CS_TUNNEL;
+    if (tunnels)
+        log_warn("stopping: cut %u tunnel%s still open", tunnels, tunnels == 1 ? "" : "s");
     while ((c = TAILQ_FIRST(&l->clients)) != NULL)
         client_close(c, "Portico stopped before the response was complete");
 }
@@ -445,12 +450,13 @@ static void tunnel_closed(void *arg, const char *why)
 }
 
 /* After a 101 the connection belongs to the tunnel (tunnel.h) until either side closes. */
-static void ds_upgraded(void *ctx, struct upconn *origin, uint64_t idle_ms)
+static void ds_upgraded(void *ctx, struct upconn *origin, uint64_t idle_ms,
+                        const char *request_id)
 {
     struct client *c = ctx;
     c->ex = NULL;
     set_state(c, CS_TUNNEL);
-    c->tunnel = tunnel_open(c->loop, &c->sock, origin, idle_ms, tunnel_closed, c);
+    c->tunnel = tunnel_open(c->loop, &c->sock, origin, idle_ms, request_id, tunnel_closed, c);
     if (!c->tunnel)
         start_closing(c); /* out of memory: the 101 went, nothing more can */
 }

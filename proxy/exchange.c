@@ -553,9 +553,11 @@ void ex_settle(struct exchange *ex)
                             : ex->close_client                ? END_CLOSE
                                                               : END_KEEP;
     struct downstream ds = ex->ds;
+    char request_id[sizeof(ex->request_id)];
+    memcpy(request_id, ex->request_id, sizeof(request_id));
     exchange_free(ex);
     if (tunnel)
-        ds.ops->upgraded(ds.ctx, tunnel, tunnel_idle_ms);
+        ds.ops->upgraded(ds.ctx, tunnel, tunnel_idle_ms, request_id);
     else
         ds.ops->done(ds.ctx, end);
 }

@@ -83,6 +83,18 @@ static const char *const reload_result_names[RELOAD_RESULT_COUNT] = {
 #undef X
 };
 
+static const char *const tunnel_end_labels[TUNNEL_END_COUNT] = {
+#define X(id, label, words) [id] = label,
+    TUNNEL_END_LIST(X)
+#undef X
+};
+
+static const char *const tunnel_end_texts[TUNNEL_END_COUNT] = {
+#define X(id, label, words) [id] = words,
+    TUNNEL_END_LIST(X)
+#undef X
+};
+
 #define NAME_OF(table, count, v) ((unsigned)(v) < (count) ? (table)[v] : "?")
 
 const char *interim_direction_name(enum interim_direction d)
@@ -110,6 +122,11 @@ const char *reload_result_name(enum reload_result r)
     return NAME_OF(reload_result_names, RELOAD_RESULT_COUNT, r);
 }
 
+const char *tunnel_end_words(enum tunnel_end e)
+{
+    return NAME_OF(tunnel_end_texts, TUNNEL_END_COUNT, e);
+}
+
 /* ---- shards ---- */
 
 struct hist {
@@ -121,6 +138,7 @@ struct shard {
     struct metrics pub;                /* first: what metrics.h's inline writers touch */
     _Atomic int64_t conns[CONN_SIDE_COUNT][CONN_STATE_COUNT];
     _Atomic uint64_t interim[NINTERIM][INTERIM_DIR_COUNT];
+    _Atomic uint64_t tunnel_ends[TUNNEL_END_COUNT];
 
     /* portico_requests_total */
     uint8_t pair_of[NCODES][FAILURE_COUNT]; /* writer only: slot + 1 of a pair, 0 none yet */
@@ -238,6 +256,7 @@ struct totals {
     bool oom;                          /* a row could not be added */
     uint64_t counters[METRIC_COUNT];
     uint64_t interim[NINTERIM][INTERIM_DIR_COUNT];
+    uint64_t tunnel_ends[TUNNEL_END_COUNT];
     int64_t conns[CONN_SIDE_COUNT][CONN_STATE_COUNT];
     struct req_row *req;
     size_t nreq, capreq;
@@ -330,6 +349,8 @@ static void totals_add_shard(struct totals *t, struct shard *s, bool live)
     for (int c = 0; c < NINTERIM; c++)
         for (int d = 0; d < INTERIM_DIR_COUNT; d++)
             t->interim[c][d] += get(&s->interim[c][d]);
+    for (int e = 0; e < TUNNEL_END_COUNT; e++)
+        t->tunnel_ends[e] += get(&s->tunnel_ends[e]);
     if (live) {
         for (int side = 0; side < CONN_SIDE_COUNT; side++)
             for (int st = 0; st < CONN_STATE_COUNT; st++)
@@ -590,6 +611,12 @@ void metrics_request_done(struct metrics *m, const struct metrics_sample *x)
     }
 }
 
+void metrics_tunnel_end(struct metrics *m, enum tunnel_end end)
+{
+    if ((unsigned)end < TUNNEL_END_COUNT)
+        bump(&shard_of(m)->tunnel_ends[end], 1);
+}
+
 void metrics_interim(struct metrics *m, int code, enum interim_direction dir)
 {
     if (code < 100 || code > 199 || (unsigned)dir >= INTERIM_DIR_COUNT)
@@ -806,6 +833,15 @@ static void render_interim(struct render *out, const struct totals *t)
            t->interim[3][INTERIM_SYNTHESIZED]);
 }
 
+static void render_tunnels(struct render *out, const struct totals *t)
+{
+    family(out, "portico_tunnels_closed_total", "counter",
+           "Tunnels (after 101 Switching Protocols) ended, by why");
+    for (int e = 0; e < TUNNEL_END_COUNT; e++)
+        put(out, "portico_tunnels_closed_total{reason=\"%s\"} %llu\n", tunnel_end_labels[e],
+            (unsigned long long)t->tunnel_ends[e]);
+}
+
 static void render_process(struct render *out, const struct totals *t,
                            const struct metrics_scrape *sc)
 {
@@ -849,6 +885,7 @@ int metrics_render(struct evbuffer *buf, const struct metrics_scrape *sc)
     render_histograms(out, &t);
     render_gauges(out, &t, sc);
     render_interim(out, &t);
+    render_tunnels(out, &t);
     render_process(out, &t, sc);
     pthread_mutex_unlock(&registry_lock); /* the rows borrow names from the shards */
     totals_free(&t);

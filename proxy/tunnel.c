@@ -18,12 +18,14 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
 #include "portico/config.h"
 #include "portico/log.h"
 #include "portico/loop.h"
+#include "portico/metrics.h"
 #include "portico/sock.h"
 #include "portico/upstream.h"
 #include "portico/util.h"
@@ -55,13 +57,16 @@ struct tunnel {
     struct tunnel_side side[2];        /* client, origin */
     struct upconn *origin;             /* owned */
     enum tunnel_state state;           /* changed by flush_then_end, linger, end_tunnel only */
-    const char *why;                   /* why it is ending */
+    enum tunnel_end why;               /* why it is ending */
     struct tunnel_side *flush_to;      /* FLUSHING, LINGER: the side taking the closed side's last
                                           bytes */
     struct event idle_timer;
     struct event start_ev;             /* the first move, from the loop */
     uint64_t idle_us;
     uint64_t last_us;                  /* a byte moved last (read, or taken by a peer) */
+    uint64_t start_us;
+    struct metrics *metrics;           /* the worker's shard */
+    char request_id[48];               /* of the request that was switched, for the log */
     tunnel_closed_cb *closed;
     void *arg;
 };
@@ -71,18 +76,33 @@ static struct tunnel_side *other(struct tunnel_side *s)
     return s == &s->t->side[0] ? &s->t->side[1] : &s->t->side[0];
 }
 
+/* Counts and logs how a tunnel ended. A close by either side is the normal end (debug); the
+ * others (timeouts, errors, a cut) are what an operator looks for, rate-limited as client lines
+ * are: a stop may cut thousands at once. */
+static void report_end(struct tunnel *t, enum tunnel_end why)
+{
+    metrics_tunnel_end(t->metrics, why);
+    bool closed = why == TUNNEL_END_CLIENT_CLOSED || why == TUNNEL_END_ORIGIN_CLOSED;
+    if (closed && !log_level_enabled(LOG_DEBUG))
+        return;
+    void (*line)(const char *, ...) = closed ? log_debug : log_client;
+    line("request %s: tunnel to %s ended after %.3f s: %s (%llu bytes from the client, %llu "
+         "from the origin)",
+         t->request_id, upconn_addr(t->origin), (double)(now_us() - t->start_us) / 1e6,
+         tunnel_end_words(why), (unsigned long long)t->side[0].bytes,
+         (unsigned long long)t->side[1].bytes);
+}
+
 /* The one end: timers off, the owner told last. */
-static void end_tunnel(struct tunnel *t, const char *why)
+static void end_tunnel(struct tunnel *t, enum tunnel_end why)
 {
     if (t->state == TUNNEL_ENDED)
         return;
     t->state = TUNNEL_ENDED;
     event_del(&t->idle_timer);
     event_del(&t->start_ev);
-    log_debug("tunnel to %s closed: %s (%llu bytes from the client, %llu from the origin)",
-              upconn_addr(t->origin), why, (unsigned long long)t->side[0].bytes,
-              (unsigned long long)t->side[1].bytes);
-    t->closed(t->arg, why);
+    report_end(t, why);
+    t->closed(t->arg, tunnel_end_words(why));
 }
 
 /* Moves what from read into to's output; pauses from while to's output is full. */
@@ -99,6 +119,8 @@ static void pump(struct tunnel_side *from)
     if (n) {
         evbuffer_add_buffer(to->sock->out, from->sock->in);
         from->bytes += n;
+        metrics_add(t->metrics, from == &t->side[0] ? M_TUNNEL_CLIENT_BYTES : M_TUNNEL_ORIGIN_BYTES,
+                    n);
         t->last_us = now_us();
         sock_consumed(from->sock);
         sock_flush(to->sock); /* a failure comes back as SOCK_ERROR on to */
@@ -141,7 +163,7 @@ static void linger(struct tunnel *t)
 }
 
 /* from closed: what it sent goes to the other side, which then closes too (linger). */
-static void flush_then_end(struct tunnel_side *from, const char *why)
+static void flush_then_end(struct tunnel_side *from, enum tunnel_end why)
 {
     struct tunnel *t = from->t;
     struct tunnel_side *to = other(from);
@@ -175,19 +197,20 @@ static void side_cb(void *arg, enum sock_event ev)
         return;
     case SOCK_EOF:
         if (t->state == TUNNEL_OPEN)
-            flush_then_end(s, s == &t->side[0] ? "client closed" : "origin closed");
+            flush_then_end(s, s == &t->side[0] ? TUNNEL_END_CLIENT_CLOSED
+                                               : TUNNEL_END_ORIGIN_CLOSED);
         else if (t->state == TUNNEL_LINGER && s == t->flush_to)
             end_tunnel(t, t->why);
         return;
     case SOCK_ERROR:
         if (t->state != TUNNEL_OPEN && s != t->flush_to)
             return; /* the closed side is done: its last bytes still go to the other */
-        end_tunnel(t, s == &t->side[0] ? "client connection failed" : "origin connection failed");
+        end_tunnel(t, s == &t->side[0] ? TUNNEL_END_CLIENT_ERROR : TUNNEL_END_ORIGIN_ERROR);
         return;
     case SOCK_WRITE_TIMEOUT:
         if (t->state != TUNNEL_OPEN && s != t->flush_to)
             return; /* what was queued for the closed side is dropped at the end anyway */
-        end_tunnel(t, s == &t->side[0] ? "client stopped reading" : "origin stopped reading");
+        end_tunnel(t, s == &t->side[0] ? TUNNEL_END_CLIENT_STALLED : TUNNEL_END_ORIGIN_STALLED);
         return;
     case SOCK_CONNECTED:
     case SOCK_READ_TIMEOUT:
@@ -227,7 +250,7 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
     if (now - t->last_us >= t->idle_us)
         peers_took(t, now);
     if (now - t->last_us >= t->idle_us) {
-        end_tunnel(t, "idle for tunnel_timeout");
+        end_tunnel(t, TUNNEL_END_IDLE);
         return;
     }
     struct timeval tv = tv_from_us(t->last_us + t->idle_us - now);
@@ -242,12 +265,14 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
     for (int i = 0; i < 2 && t->state == TUNNEL_OPEN; i++) {
         pump(&t->side[i]);
         if (t->state == TUNNEL_OPEN && sock_at_eof(t->side[i].sock))
-            flush_then_end(&t->side[i], i == 0 ? "client closed" : "origin closed");
+            flush_then_end(&t->side[i], i == 0 ? TUNNEL_END_CLIENT_CLOSED
+                                               : TUNNEL_END_ORIGIN_CLOSED);
     }
 }
 
 struct tunnel *tunnel_open(struct loop *l, struct sock *client, struct upconn *origin,
-                           uint64_t idle_ms, tunnel_closed_cb *closed, void *arg)
+                           uint64_t idle_ms, const char *request_id, tunnel_closed_cb *closed,
+                           void *arg)
 {
     struct tunnel *t = calloc(1, sizeof(*t));
     if (!t) {
@@ -258,7 +283,9 @@ struct tunnel *tunnel_open(struct loop *l, struct sock *client, struct upconn *o
     t->closed = closed;
     t->arg = arg;
     t->idle_us = idle_ms * 1000;
-    t->last_us = now_us();
+    t->last_us = t->start_us = now_us();
+    t->metrics = l->metrics;
+    snprintf(t->request_id, sizeof(t->request_id), "%s", request_id);
     struct sock *socks[2] = {client, upconn_sock(origin)};
     for (int i = 0; i < 2; i++) {
         t->side[i] = (struct tunnel_side){.t = t, .sock = socks[i]};
@@ -279,6 +306,8 @@ void tunnel_free(struct tunnel *t)
 {
     if (!t)
         return;
+    if (t->state != TUNNEL_ENDED)
+        report_end(t, TUNNEL_END_CUT); /* its owner is closing it: Portico is stopping */
     event_del(&t->idle_timer);
     event_del(&t->start_ev);
     sock_set_cb(t->side[0].sock, NULL, NULL); /* the owner sets its own, or closes it */

@@ -102,9 +102,9 @@ struct downstream_ops {
     /* Instead of done(), after a 101 Switching Protocols went to the client: the exchange is
      * over and freed, and the downstream relays bytes both ways between its client and origin
      * (owned from now on, closed with upconn_abort) until either side closes or neither sends
-     * for idle_ms. NULL for a downstream that cannot hand its connection over (an HTTP/2
-     * stream): its requests offer no upgrade to the origin. */
-    void (*upgraded)(void *ds, struct upconn *origin, uint64_t idle_ms);
+     * for idle_ms; request_id names the tunnel in the log. NULL for a downstream that cannot
+     * hand its connection over (an HTTP/2 stream): its requests offer no upgrade to the origin. */
+    void (*upgraded)(void *ds, struct upconn *origin, uint64_t idle_ms, const char *request_id);
 };
 
 /* An exchange's owner: the table and its argument, the peer and the protocol. */

@@ -189,9 +189,10 @@ void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* An info line about what one client did wrong (a failed TLS handshake, an HTTP/2 protocol
- * error or flood): not Portico's error, and rate-limited per worker (20 at once, then 10 a
- * second; the next line written says how many were left out). */
+/* An info line about one connection's trouble (a failed TLS handshake, an HTTP/2 protocol
+ * error or flood, a tunnel that timed out or was cut): not Portico's error, and rate-limited
+ * per worker (20 at once, then 10 a second; the next line written says how many were left
+ * out). */
 void log_client(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* A problem that stops a start or a reload (an address in use, too few descriptors):

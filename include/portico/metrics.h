@@ -54,6 +54,10 @@ struct evbuffer;
       "Active health checks that failed (no answer in time, or an unexpected status)")             \
     X(M_TUNNELS, "portico_tunnels_total",                                                          \
       "Connections switched to a tunnel by 101 Switching Protocols (WebSocket)")                   \
+    X(M_TUNNEL_CLIENT_BYTES, "portico_tunnel_client_bytes_total",                                  \
+      "Bytes relayed through tunnels from clients to origins")                                     \
+    X(M_TUNNEL_ORIGIN_BYTES, "portico_tunnel_origin_bytes_total",                                  \
+      "Bytes relayed through tunnels from origins to clients")                                     \
     X(M_ACCEPT_PAUSES, "portico_accept_pauses_total",                                              \
       "Times a worker stopped accepting because it held max_connections client connections")       \
     X(M_H2_CONNECTIONS, "portico_http2_connections_total", "Client connections that spoke HTTP/2") \
@@ -136,6 +140,25 @@ enum fault_action {
     FAULT_ACTION_COUNT
 };
 
+/* Why a tunnel ended, for portico_tunnels_closed_total{reason}: the label, and the words of
+ * the log line. */
+#define TUNNEL_END_LIST(X)                                                                         \
+    X(TUNNEL_END_CLIENT_CLOSED, "client_closed", "client closed")                                 \
+    X(TUNNEL_END_ORIGIN_CLOSED, "origin_closed", "origin closed")                                 \
+    X(TUNNEL_END_IDLE, "idle", "idle for tunnel_timeout")                                          \
+    X(TUNNEL_END_CLIENT_ERROR, "client_error", "client connection failed")                        \
+    X(TUNNEL_END_ORIGIN_ERROR, "origin_error", "origin connection failed")                        \
+    X(TUNNEL_END_CLIENT_STALLED, "client_stalled", "client stopped reading")                      \
+    X(TUNNEL_END_ORIGIN_STALLED, "origin_stalled", "origin stopped reading")                      \
+    X(TUNNEL_END_CUT, "cut", "cut: Portico stopped (shutdown_timeout or a second stop signal)")
+
+enum tunnel_end {
+#define X(id, label, words) id,
+    TUNNEL_END_LIST(X)
+#undef X
+    TUNNEL_END_COUNT
+};
+
 /* Results of portico_config_reloads_total. */
 #define RELOAD_RESULT_LIST(X)                                                                      \
     X(RELOAD_OK, "ok")              /* the new configuration serves */                             \
@@ -214,6 +237,9 @@ void metrics_request_done(struct metrics *m, const struct metrics_sample *s);
 /* Counts one interim response (code 100-199; others are ignored). */
 void metrics_interim(struct metrics *m, int code, enum interim_direction dir);
 
+/* Counts one ended tunnel in portico_tunnels_closed_total{reason}. */
+void metrics_tunnel_end(struct metrics *m, enum tunnel_end end);
+
 /* Counts one injected fault of rule `fault` (index in labels->faults). */
 void metrics_fault(struct metrics *m, int fault, enum fault_action action);
 
@@ -250,6 +276,8 @@ const char *conn_side_name(enum conn_side s);
 const char *conn_state_name(enum conn_state s);
 const char *fault_action_name(enum fault_action a);
 const char *reload_result_name(enum reload_result r);
+/* What a tunnel's end is called in the log ("client closed", "idle for tunnel_timeout"). */
+const char *tunnel_end_words(enum tunnel_end e);
 
 /* Upper bounds of the portico_phase_duration_seconds buckets in µs (+Inf not included), and
  * their number. */

@@ -25,12 +25,16 @@ typedef void tunnel_closed_cb(void *arg, const char *why);
 
 /* Starts relaying between client (borrowed: its owner keeps it and closes it after closed()) and
  * origin (owned: closed by tunnel_free). What either side sent before goes first, from the loop.
- * NULL when out of memory: origin is closed then, the client sock left as it was. */
+ * Bytes are counted as they move, and the end once (portico_tunnels_closed_total, a log line
+ * naming request_id). NULL when out of memory: origin is closed then, the client sock left as
+ * it was. */
 struct tunnel *tunnel_open(struct loop *l, struct sock *client, struct upconn *origin,
-                           uint64_t idle_ms, tunnel_closed_cb *closed, void *arg);
+                           uint64_t idle_ms, const char *request_id, tunnel_closed_cb *closed,
+                           void *arg);
 
 /* Closes the origin connection and frees the tunnel (NULL is fine). The client sock is left to
- * its owner, without the tunnel's callback. */
+ * its owner, without the tunnel's callback. A tunnel freed before it ended was cut by its owner
+ * (Portico stopping) and is counted and logged as such. */
 void tunnel_free(struct tunnel *t);
 
 #endif

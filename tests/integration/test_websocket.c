@@ -6,7 +6,9 @@
  * echoes stalls, Portico's memory does not grow, everything arrives once it reads); and the
  * requests that may not upgrade (a body, HTTP/1.0): their Upgrade never reaches the origin; the
  * last bytes of the side that closes first reach the other side whole, followed by a FIN; a
- * slow reader that keeps taking bytes is not idle; no 1xx of Portico's own precedes the 101.
+ * slow reader that keeps taking bytes is not idle; no 1xx of Portico's own precedes the 101;
+ * how each tunnel ended and the bytes it moved are counted and (but for a close) logged, a cut
+ * by a reload's drain deadline included.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +16,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -124,6 +127,19 @@ static void test_echo(void **state)
     assert_int_equal(ws_origin_closes(o), 1);
 
     assert_true(scrape_metric(harness_port(h, "admin"), "portico_tunnels_total", PX_IO_MS) == 1);
+    /* the tunnel's end and its bytes, frames and all: the client's masked (6 bytes of head,
+     * 8 with a 16-bit length, 14 with a 64-bit one), the origin's not (2, 4, 10) */
+    assert_true(scrape_metric(harness_port(h, "admin"),
+                              "portico_tunnels_closed_total{reason=\"origin_closed\"}",
+                              PX_IO_MS) == 1);
+    double from_client = scrape_metric(harness_port(h, "admin"),
+                                       "portico_tunnel_client_bytes_total", PX_IO_MS);
+    double from_origin = scrape_metric(harness_port(h, "admin"),
+                                       "portico_tunnel_origin_bytes_total", PX_IO_MS);
+    print_message("  tunnel bytes: %.0f from the client, %.0f from the origin\n", from_client,
+                  from_origin);
+    assert_true(from_client == (6 + 13) + (8 + 200) + (14 + 70 * 1024) + (6 + 1) + (6 + 5));
+    assert_true(from_origin == (2 + 13) + (4 + 200) + (10 + 70 * 1024) + (2 + 1) + (2 + 5));
     /* the access-log line, complete once Portico has stopped (a worker writes its lines once a
      * second while it runs) */
     assert_int_equal(harness_stop(h), 0);
@@ -157,6 +173,42 @@ static void test_idle_timeout(void **state)
     print_message("  idle tunnel closed after %lld ms (tunnel_timeout 300 ms)\n", (long long)idle);
     assert_true(idle >= 250 && idle < 2000);
     ws_client_close(c);
+    /* counted and logged with why, how long and how much */
+    assert_int_equal(harness_wait_log(h, "tunnel to 127.0.0.1:", PX_IO_MS), 0);
+    assert_true(harness_log_contains(h, ": idle for tunnel_timeout (60 bytes from the client, "
+                                        "36 from the origin)"));
+    assert_true(scrape_metric(harness_port(h, "admin"),
+                              "portico_tunnels_closed_total{reason=\"idle\"}", PX_IO_MS) == 1);
+    px_stop(h);
+    ws_origin_stop(o);
+}
+
+/* ---- a tunnel cut by a stop ---- */
+
+/* A reload's old worker lets a tunnel live for shutdown_timeout, then cuts it: the client sees
+ * the close, and the cut is logged (a line for the worker, one for the tunnel) and counted. */
+static void test_cut_by_drain_deadline(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\nshutdown_timeout = 300ms",
+                                 "[upstream ws]\norigin = 127.0.0.1:%u\n", ws_origin_port(o));
+    struct ws_client *c = open_ws(h, "/long");
+    echo(c, WS_TEXT, (const unsigned char *)"before", 6);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2,", PX_IO_MS), 0);
+    echo(c, WS_TEXT, (const unsigned char *)"draining", 8); /* the old worker still relays */
+    assert_int_equal(ws_client_wait_closed(c, PX_IO_MS), 1);
+    ws_client_close(c);
+    assert_int_equal(harness_wait_log(h, "previous workers have finished", PX_IO_MS), 0);
+    assert_true(harness_log_contains(h, "[warn] stopping: cut 1 tunnel still open"));
+    assert_true(harness_log_contains(h, ": cut: Portico stopped"));
+    uint16_t admin = harness_port(h, "admin");
+    assert_true(scrape_metric(admin, "portico_tunnels_closed_total{reason=\"cut\"}", PX_IO_MS) ==
+                1);
+    assert_true(scrape_metric(admin, "portico_tunnel_client_bytes_total", PX_IO_MS) ==
+                (6 + 6) + (6 + 8));
     px_stop(h);
     ws_origin_stop(o);
 }
@@ -689,6 +741,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo),
         cmocka_unit_test(test_idle_timeout),
+        cmocka_unit_test(test_cut_by_drain_deadline),
         cmocka_unit_test(test_back_pressure),
         cmocka_unit_test(test_no_upgrade),
         cmocka_unit_test(test_upgrade_empty_length),

@@ -666,6 +666,9 @@ static void test_older_families(void **state)
     metrics_conn_add(m, CONN_CLIENT, CONN_IDLE, 1);
     metrics_conn_add(m, CONN_CLIENT, CONN_ACTIVE, 1);
     metrics_conn_add(m, CONN_UPSTREAM, CONN_ACTIVE, 1); /* not a client connection */
+    metrics_tunnel_end(m, TUNNEL_END_IDLE);
+    metrics_tunnel_end(m, TUNNEL_END_IDLE);
+    metrics_tunnel_end(m, TUNNEL_END_COUNT); /* not an end: ignored */
     char *text = render(NULL);
     validate(text);
     assert_true(sample(text, "portico_requests_total{route=\"\",code=\"504\","
@@ -678,6 +681,8 @@ static void test_older_families(void **state)
     assert_true(sample(text, "portico_interim_relayed_total") == 3);
     assert_true(sample(text, "portico_interim_dropped_total") == 1);
     assert_true(sample(text, "portico_client_connections_active") == 2);
+    assert_true(sample(text, "portico_tunnels_closed_total{reason=\"idle\"}") == 2);
+    assert_true(sample(text, "portico_tunnels_closed_total{reason=\"client_closed\"}") == 0);
     free(text);
 }
 
@@ -686,7 +691,9 @@ static void test_empty(void **state)
 {
     (void)state;
     char *text = render(NULL);
-    assert_int_equal(validate(text), METRIC_COUNT + FAILURE_COUNT - 1 + 6 + 1 + 5 + 1 + 1 + 3 + 1);
+    assert_int_equal(validate(text), METRIC_COUNT + FAILURE_COUNT - 1 + 6 + 1 + 5 + 1 + 1 + 3 + 1 +
+                                         TUNNEL_END_COUNT);
+    assert_true(sample(text, "portico_tunnels_closed_total{reason=\"cut\"}") == 0);
     assert_true(strstr(text, "# TYPE portico_requests_total counter\n"));
     assert_true(strstr(text, "# TYPE portico_upstream_origin_up gauge\n"));
     assert_true(strstr(text, "# TYPE portico_faults_injected_total counter\n"));
@@ -779,6 +786,8 @@ static void test_names(void **state)
     assert_string_equal(fault_action_name(FAULT_RESPONSE_DELAY), "response_delay");
     assert_string_equal(reload_result_name(RELOAD_FAILED), "failed");
     assert_string_equal(reload_result_name((enum reload_result)42), "?");
+    assert_string_equal(tunnel_end_words(TUNNEL_END_IDLE), "idle for tunnel_timeout");
+    assert_string_equal(tunnel_end_words((enum tunnel_end)42), "?");
     /* the buckets go from 1 ms to 60 s, increasing */
     assert_int_equal(metrics_bucket_us[0], 1000);
     assert_int_equal(metrics_bucket_us[METRICS_BUCKETS - 1], 60000000);
