@@ -579,6 +579,40 @@ static void test_close(void **state)
     cl_close(c);
 }
 
+/* A client's EOF cannot tell a half-close from a client gone for good, and only a write would:
+ * an answer due later than the linger window after the EOF is not waited for. Each row is a
+ * request whose answer is minutes away; the simulator must close within seconds, or an abandoned
+ * request would hold a descriptor of the Portico process for up to 10 minutes (Portico closes
+ * its side when its client leaves, which the simulator sees as this same EOF). */
+static void test_eof_releases_waits(void **state)
+{
+    static const char *const targets[] = {
+        "/delay/600000",                           /* CONN_WAIT, one long timer */
+        "/status/200?delay_ms=600000",             /* the same through /status */
+        "/interim/102?delay_ms=60000",             /* a tick a minute */
+        "/slow/600000?interval_ms=600000",         /* one 102 in ten minutes */
+        "/drip?bytes=2&duration_ms=600000",        /* head at once, then a paced body */
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        struct client *c = cl_open();
+        char req[128];
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: sim\r\n\r\n", targets[i]);
+        cl_sends(c, req);
+        shutdown(c->fd, SHUT_WR);
+        uint64_t t0 = now_ms();
+        ssize_t n;
+        /* the drip's head comes at once; what matters is that the connection ends (FIN or
+         * RST), not the read timeout */
+        while ((n = cl_fill(c)) > 0)
+            c->len = 0;
+        if (n < 0 && errno != ECONNRESET)
+            fail_msg("%s: still open %llu ms after the client's EOF", targets[i],
+                     (unsigned long long)(now_ms() - t0));
+        cl_close(c);
+    }
+}
+
 /* /status/{code}?delay_ms=N: the answer waits N ms, HEAD too. */
 static void test_status_delay(void **state)
 {
@@ -854,6 +888,7 @@ int main(void)
         cmocka_unit_test(test_malformed_table),
         cmocka_unit_test(test_http10),
         cmocka_unit_test(test_close),
+        cmocka_unit_test(test_eof_releases_waits),
         cmocka_unit_test(test_status_delay),
         cmocka_unit_test(test_drip_even),
         cmocka_unit_test(test_drip_back_pressure),
