@@ -44,6 +44,11 @@
 #define SIM_IN_HIGH 65536              /* libevent stops reading the socket above this */
 #define SIM_LINGER_MS 2000             /* how long a closing connection drains the client */
 #define SIM_DRIP_TICK_MS 10            /* a paced body (/drip) sends at most one piece a tick */
+/* How long a connection still waits on its timer after the client's EOF. A FIN does not say
+ * whether the client half-closed and still reads or has gone (Portico closes an origin
+ * connection this way when its client leaves); only a write would tell, and a delayed answer
+ * writes nothing for up to SIM_MAX_MS. Answers due within this window are still given. */
+#define SIM_EOF_WAIT_MS SIM_LINGER_MS
 
 /* ---- connection state ---- */
 
@@ -122,6 +127,17 @@ uint64_t sim_elapsed_ms(const struct timespec *t0)
 
 void sim_arm(struct conn *c, uint64_t ms)
 {
+    c->eof_cut = false;
+    if (c->peer_eof) {
+        uint64_t since = sim_elapsed_ms(&c->eof_t0);
+        uint64_t left = since < SIM_EOF_WAIT_MS ? SIM_EOF_WAIT_MS - since : 0;
+        if (ms > left) {
+            ms = left;
+            c->eof_cut = true;
+        }
+    }
+    sim_mark(&c->armed_t0);
+    c->armed_ms = ms;
     struct timeval tv = tv_from_ms(ms);
     evtimer_add(c->timer, &tv);
 }
@@ -595,8 +611,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_EOF) {
-        /* a half-close still gets every answer already asked for */
+        /* a half-close still gets every answer already asked for, if it comes soon enough: a
+         * pending timer is brought forward to the end of SIM_EOF_WAIT_MS */
         c->peer_eof = true;
+        sim_mark(&c->eof_t0);
+        if (c->state != CONN_LINGER && evtimer_pending(c->timer, NULL)) {
+            uint64_t gone = sim_elapsed_ms(&c->armed_t0);
+            sim_arm(c, c->armed_ms > gone ? c->armed_ms - gone : 0);
+        }
         if (conn_advance(c) < 0)
             conn_teardown(c, c->why);
     }
@@ -607,6 +629,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct conn *c = arg;
     (void)fd;
     (void)what;
+    if (c->eof_cut) {
+        conn_teardown(c, "client sent EOF; its answer was not due soon enough");
+        return;
+    }
     if (c->state == CONN_LINGER) {
         conn_teardown(c, "linger timeout");
         return;

@@ -593,23 +593,28 @@ static void test_eof_releases_waits(void **state)
         "/slow/600000?interval_ms=600000",         /* one 102 in ten minutes */
         "/drip?bytes=2&duration_ms=600000",        /* head at once, then a paced body */
     };
+    enum { NTARGETS = sizeof(targets) / sizeof(targets[0]) };
+    struct client *c[NTARGETS];
     (void)state;
-    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
-        struct client *c = cl_open();
+    /* all at once: each ends after the same window, the test waits for it once */
+    for (size_t i = 0; i < NTARGETS; i++) {
         char req[128];
+        c[i] = cl_open();
         snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: sim\r\n\r\n", targets[i]);
-        cl_sends(c, req);
-        shutdown(c->fd, SHUT_WR);
-        uint64_t t0 = now_ms();
+        cl_sends(c[i], req);
+        shutdown(c[i]->fd, SHUT_WR);
+    }
+    uint64_t t0 = now_ms();
+    for (size_t i = 0; i < NTARGETS; i++) {
         ssize_t n;
         /* the drip's head comes at once; what matters is that the connection ends (FIN or
          * RST), not the read timeout */
-        while ((n = cl_fill(c)) > 0)
-            c->len = 0;
+        while ((n = cl_fill(c[i])) > 0)
+            c[i]->len = 0;
         if (n < 0 && errno != ECONNRESET)
             fail_msg("%s: still open %llu ms after the client's EOF", targets[i],
                      (unsigned long long)(now_ms() - t0));
-        cl_close(c);
+        cl_close(c[i]);
     }
 }
 
