@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <setjmp.h> /* cmocka.h needs these first */
@@ -618,6 +619,66 @@ static void test_eof_releases_waits(void **state)
     }
 }
 
+/* Out of descriptors, accept() fails and the connection stays queued: the listening socket stays
+ * readable. The simulator must pause its accepts rather than retry at once (a busy loop that
+ * filled stderr with thousands of "sim: accept" lines a second), say so once, and serve the
+ * queued connection once descriptors are back. Everything the test needs is opened before the
+ * soft limit is lowered to the lowest free descriptor, so only the simulator's accept fails. */
+static void test_accept_out_of_descriptors(void **state)
+{
+    (void)state;
+    struct client *c = calloc(1, sizeof(*c));
+    struct timeval tv = { .tv_sec = READ_TIMEOUT_S };
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+    struct rlimit old, low;
+    char log_path[] = "/tmp/portico-test-sim-accept-XXXXXX";
+    assert_non_null(c);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(c->fd >= 0);
+    assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+    int log_fd = mkstemp(log_path);
+    assert_true(log_fd >= 0);
+    unlink(log_path);
+    fflush(stderr);
+    int saved_stderr = dup(STDERR_FILENO);
+    assert_true(saved_stderr >= 0);
+    assert_int_equal(dup2(log_fd, STDERR_FILENO), STDERR_FILENO);
+    int lowest_free = dup(0);
+    assert_true(lowest_free >= 0);
+    close(lowest_free);
+
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)lowest_free;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    /* the handshake completes in the kernel's queue; the simulator's accept() gets EMFILE */
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    cl_sends(c, "GET /status/200 HTTP/1.1\r\nHost: sim\r\n\r\n");
+    bool silent = cl_silent(c, 300);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+
+    struct resp r;
+    cl_response(c, &r, false); /* served once a pause ran out */
+    fflush(stderr);
+    assert_int_equal(dup2(saved_stderr, STDERR_FILENO), STDERR_FILENO);
+    close(saved_stderr);
+    char text[4096];
+    ssize_t n = pread(log_fd, text, sizeof(text) - 1, 0);
+    close(log_fd);
+    assert_true(n >= 0);
+    text[n] = '\0';
+    size_t lines = 0;
+    for (const char *p = text; (p = strstr(p, "sim: accept")) != NULL; p++)
+        lines++;
+    print_message("[ info     ] %zu \"sim: accept\" lines in 300 ms out of descriptors\n", lines);
+    assert_true(silent);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(lines, 1);
+    resp_free(&r);
+    cl_close(c);
+}
+
 /* /status/{code}?delay_ms=N: the answer waits N ms, HEAD too. */
 static void test_status_delay(void **state)
 {
@@ -894,6 +955,7 @@ int main(void)
         cmocka_unit_test(test_http10),
         cmocka_unit_test(test_close),
         cmocka_unit_test(test_eof_releases_waits),
+        cmocka_unit_test(test_accept_out_of_descriptors),
         cmocka_unit_test(test_status_delay),
         cmocka_unit_test(test_drip_even),
         cmocka_unit_test(test_drip_back_pressure),
