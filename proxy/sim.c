@@ -44,6 +44,7 @@
 #define SIM_IN_HIGH 65536              /* libevent stops reading the socket above this */
 #define SIM_LINGER_MS 2000             /* how long a closing connection drains the client */
 #define SIM_DRIP_TICK_MS 10            /* a paced body (/drip) sends at most one piece a tick */
+#define SIM_ACCEPT_PAUSE_MS 100        /* accepts paused this long after accept() failed */
 /* How long a connection still waits on its timer after the client's EOF. A FIN does not say
  * whether the client half-closed and still reads or has gone (Portico closes an origin
  * connection this way when its client leaves); only a write would tell, and a delayed answer
@@ -64,6 +65,8 @@ static struct {
     struct event_base *base;         /* NULL when not running */
     struct evconnlistener *listener;
     struct event *stop;              /* activated by sim_stop from any thread */
+    struct event *accept_resume;     /* re-enables the listener after a failed accept */
+    bool accept_failing;             /* accept() failed since it last worked: said once */
     struct conn *conns;              /* every open connection (touched by the sim thread only) */
     uint16_t port;                   /* 0 when not running */
     bool debug;                      /* PORTICO_SIM_DEBUG set: log state changes and closes */
@@ -657,6 +660,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)sa;
     (void)salen;
     (void)arg;
+    sim.accept_failing = false;
     if (!c)
         goto fail;
     c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
@@ -687,11 +691,28 @@ fail:
     free(c);
 }
 
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    evconnlistener_enable(sim.listener);
+}
+
+/* accept() failed, typically out of descriptors (the simulator shares them with Portico): the
+ * connection stays queued and the socket readable, so libevent would call us again at once,
+ * forever. Pause the listener instead, as Portico's own listeners do, and say it once until an
+ * accept works again. */
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
-    (void)l;
+    struct timeval pause = tv_from_ms(SIM_ACCEPT_PAUSE_MS);
     (void)arg;
-    fprintf(stderr, "sim: accept: %s\n", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    if (!sim.accept_failing)
+        fprintf(stderr, "sim: accept: %s; pausing accepts for %d ms at a time until it works\n",
+                evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), SIM_ACCEPT_PAUSE_MS);
+    sim.accept_failing = true;
+    if (evtimer_add(sim.accept_resume, &pause) == 0)
+        evconnlistener_disable(l);
 }
 
 /* Runs in the sim thread: connections are freed by the thread that owns them. */
@@ -748,10 +769,12 @@ int sim_start(uint16_t *port)
         goto fail;
     }
     sim.stop = event_new(sim.base, -1, 0, on_stop, NULL);
-    if (!sim.stop) {
+    sim.accept_resume = evtimer_new(sim.base, on_accept_resume, NULL);
+    if (!sim.stop || !sim.accept_resume) {
         fprintf(stderr, "sim: event_new failed\n");
         goto fail;
     }
+    sim.accept_failing = false;
     /* signals belong to the main thread's event loop, not to the simulator */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -766,12 +789,15 @@ int sim_start(uint16_t *port)
     pthread_mutex_unlock(&sim.lock);
     return 0;
 fail:
+    if (sim.accept_resume)
+        event_free(sim.accept_resume);
     if (sim.stop)
         event_free(sim.stop);
     if (sim.listener)
         evconnlistener_free(sim.listener);
     if (sim.base)
         event_base_free(sim.base);
+    sim.accept_resume = NULL;
     sim.stop = NULL;
     sim.listener = NULL;
     sim.base = NULL;
@@ -798,9 +824,11 @@ void sim_stop(void)
     event_active(sim.stop, EV_READ, 0);
     pthread_join(sim.thread, NULL);
     evconnlistener_free(sim.listener);
+    event_free(sim.accept_resume);
     event_free(sim.stop);
     event_base_free(sim.base);
     sim.listener = NULL;
+    sim.accept_resume = NULL;
     sim.stop = NULL;
     sim.base = NULL;
     sim.port = 0;
