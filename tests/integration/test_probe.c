@@ -247,7 +247,12 @@ static const struct usage_row usage_rows[] = {
      "not a duration"},
     {"unknown profile", {"probe", "http://127.0.0.1/", "--profile", "akamai", NULL},
      "unknown profile"},
-    {"unknown option", {"probe", "http://127.0.0.1/", "--frobnicate", NULL}, "unknown option"},
+    {"unknown option", {"probe", "http://127.0.0.1/", "--frobnicate", NULL},
+     "unknown option --frobnicate"},
+    /* the option itself is named, not the word before it (it said "unknown option probe") */
+    {"unknown short options grouped", {"probe", "-xy", "http://127.0.0.1/", NULL},
+     "unknown option -x"},
+    {"unknown short option", {"probe", "-q", "http://127.0.0.1/", NULL}, "unknown option -q"},
     {"missing value", {"probe", "http://127.0.0.1/", "--connect-timeout", NULL}, "needs a value"},
     {"missing config", {"probe", "-c", "/nonexistent/portico.ini", "http://127.0.0.1/", NULL},
      "/nonexistent/portico.ini"},
