@@ -330,6 +330,12 @@ static int parse_args(int argc, char **argv, struct probe_opts *o)
         } else if (opt == ':') {
             fprintf(stderr, "portico probe: %s needs a value\n", argv[optind - 1]);
             return 2;
+        } else if (optopt > 0 && optopt < OPT_PROFILE) {
+            /* a short one (a long one's optopt is 0 or its OPT_ value): optind moves past its
+             * word only after the word's last letter, so argv[optind - 1] may be the word
+             * before it */
+            fprintf(stderr, "portico probe: unknown option -%c\n", optopt);
+            return 2;
         } else {
             fprintf(stderr, "portico probe: unknown option %s\n", argv[optind - 1]);
             return 2;

@@ -253,6 +253,8 @@ static const struct usage_row usage_rows[] = {
     {"unknown short options grouped", {"probe", "-xy", "http://127.0.0.1/", NULL},
      "unknown option -x"},
     {"unknown short option", {"probe", "-q", "http://127.0.0.1/", NULL}, "unknown option -q"},
+    {"value for a flag", {"probe", "--json=yes", "http://127.0.0.1/", NULL},
+     "unknown option --json=yes"},
     {"missing value", {"probe", "http://127.0.0.1/", "--connect-timeout", NULL}, "needs a value"},
     {"missing config", {"probe", "-c", "/nonexistent/portico.ini", "http://127.0.0.1/", NULL},
      "/nonexistent/portico.ini"},
