@@ -302,6 +302,32 @@ static void test_json_long_url(void **state)
     tu_cmd_result_free(&res);
 }
 
+/* The interim responses listed are every one Portico relays (the access log's list): the
+ * simulator sends 24 x 102, Portico relays them all, the probe listed the first 16. */
+static void test_interim_all(void **state)
+{
+    (void)state;
+    char url[256];
+    int n = snprintf(url, sizeof(url), "http://sim.test/interim/102");
+    for (int i = 1; i < 24; i++)
+        n += snprintf(url + n, sizeof(url) - (size_t)n, ",102");
+    snprintf(url + n, sizeof(url) - (size_t)n, "?delay_ms=0");
+    assert_int_equal(harness_write_config(w.h, "[upstream sim]\norigin = sim\n"
+                                                "[route sim]\nupstream = sim\n"), 0);
+    const char *args[] = {"probe", "-c", harness_config_path(w.h), url, "--json", NULL};
+    struct tu_cmd_result res = {0};
+    assert_int_equal(probe(args, &res), 0);
+    struct tj *j = parse_json(&res);
+    const struct tj *interim = tj_get(j, "interim");
+    assert_non_null(interim);
+    assert_int_equal(interim->type, TJ_ARRAY);
+    assert_int_equal(interim->n, 24);
+    for (size_t i = 0; i < interim->n; i++)
+        assert_int_equal((int)interim->items[i]->number, 102);
+    tj_free(j);
+    tu_cmd_result_free(&res);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -310,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_usage),
+        cmocka_unit_test(test_interim_all),
     };
     return cmocka_run_group_tests(tests, world_up, world_down);
 }
