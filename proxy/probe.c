@@ -42,6 +42,7 @@
 
 #define PROBE_BODY_MAX (64u * 1024 * 1024) /* body bytes read before the probe stops reading */
 #define PROBE_BODY_MS 30000                /* and for how long */
+#define PROBE_INTERIM_MAX 64               /* 1xx listed; above the most an exchange relays */
 
 /* How the probe ended, for the timeline and the exit status. */
 #define PROBE_END_LIST(X)                                                                          \
@@ -76,6 +77,8 @@ struct probe_result {
     char origin[300];
     char detail[256];
     char request_id[48];
+    uint16_t interim[PROBE_INTERIM_MAX]; /* the 1xx relayed, as the access log lists them */
+    unsigned ninterim;
 };
 
 /* The downstream the probe's exchange talks to. */
@@ -87,8 +90,6 @@ struct probe_ds {
     bool done;                         /* the exchange is over (done() came) */
     bool cut;                          /* the probe stopped reading the body itself */
     uint64_t body_bytes;
-    int interim[16];
-    unsigned ninterim;
     struct probe_result res;
 };
 
@@ -97,11 +98,11 @@ static void copy_str(char *dst, size_t size, const char *src)
     snprintf(dst, size, "%s", src ? src : "");
 }
 
+/* The 1xx are listed from the report (ds_report): the exchange's own list of what it relayed,
+ * the one the access log prints. */
 static void ds_interim(void *arg, const struct resp_head *head)
 {
-    struct probe_ds *p = arg;
-    if (p->ninterim < ARRAY_LEN(p->interim))
-        p->interim[p->ninterim++] = head->status;
+    (void)arg, (void)head;
 }
 
 static void ds_head(void *arg, const struct resp_head *head, struct body_sink *sink)
@@ -174,6 +175,9 @@ static void ds_report(void *arg, const struct access_record *r)
     copy_str(res->origin, sizeof(res->origin), r->origin);
     copy_str(res->detail, sizeof(res->detail), r->detail);
     copy_str(res->request_id, sizeof(res->request_id), r->request_id);
+    res->ninterim = MIN(r->ninterim, (unsigned)ARRAY_LEN(res->interim));
+    for (unsigned i = 0; i < res->ninterim; i++) /* borrowed for the call: copied */
+        res->interim[i] = r->interim_codes[i];
 }
 
 static void body_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -424,10 +428,10 @@ static void print_text(const struct probe_opts *o, const struct route_conf *rout
         }
         printf("\n");
     }
-    if (p->ninterim) {
+    if (r->ninterim) {
         printf("  %-11s", "interim");
-        for (unsigned i = 0; i < p->ninterim; i++)
-            printf(" %d", p->interim[i]);
+        for (unsigned i = 0; i < r->ninterim; i++)
+            printf(" %d", r->interim[i]);
         printf("\n");
     }
     if (end == PROBE_ANSWERED) {
@@ -532,8 +536,8 @@ static void print_json(const struct probe_opts *o, const struct route_conf *rout
         printf("}");
     }
     printf(",\"interim\":[");
-    for (unsigned i = 0; i < p->ninterim; i++)
-        printf("%s%d", i ? "," : "", p->interim[i]);
+    for (unsigned i = 0; i < r->ninterim; i++)
+        printf("%s%d", i ? "," : "", r->interim[i]);
     printf("],\"body_bytes\":%llu,\"attempts\":%u,\"reused\":%s}\n",
            (unsigned long long)r->bytes_out, r->attempts, r->reused ? "true" : "false");
 }
