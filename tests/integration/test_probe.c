@@ -279,6 +279,21 @@ static void test_usage(void **state)
     assert_int_equal(probe(args, &res), 2);
     assert_non_null(strstr(res.err, "no route"));
     tu_cmd_result_free(&res);
+    /* a URL longer than the configuration's max_request_line: Portico would refuse it (414),
+     * so it is bad usage with the reason, not an upstream failure (it was exit 1, no reason) */
+    assert_int_equal(harness_write_config(w.h, "[proxy]\nmax_request_line = 256\n"
+                                                "[upstream a]\norigin = 127.0.0.1:1\n"
+                                                "[route a]\nupstream = a\n"), 0);
+    char long_url[512];
+    int n = snprintf(long_url, sizeof(long_url), "http://a.test/");
+    memset(long_url + n, 'p', 300);
+    long_url[n + 300] = '\0';
+    const char *too_long[] = {"probe", "-c", harness_config_path(w.h), long_url, NULL};
+    int rc = probe(too_long, &res);
+    if (rc != 2 || !strstr(res.err, "414") || res.out[0])
+        fail_msg("URL over max_request_line: exit %d, stdout \"%s\", stderr \"%s\"", rc, res.out,
+                 res.err);
+    tu_cmd_result_free(&res);
     const char *help[] = {"probe", "--help", NULL};
     assert_int_equal(probe(help, &res), 0);
     assert_non_null(strstr(res.out, "usage: portico probe"));
