@@ -582,7 +582,8 @@ static void loop_down(struct loop *l)
     recent_shard_retire(l->recent);
 }
 
-/* Runs the exchange for o's URL through l; fills p. 0, or -1 (out of memory). */
+/* Runs the exchange for o's URL through l; fills p. 0, -1 (out of memory), or -2 when Portico
+ * would refuse the request itself (a path over the configuration's limits): bad usage. */
 static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_ds *p)
 {
     static const struct peer peer = {.conn_id = 1, .ip = "127.0.0.1"};
@@ -594,10 +595,14 @@ static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_
     struct h1_request req;
     struct h1_error err;
     struct h1_limits lim = {l->cfg->max_request_line, l->cfg->max_header_size};
-    if (n < 0 || (size_t)n >= sizeof(head) ||
-        h1_parse_request(head, (size_t)n, &lim, &req, &err) != n) {
-        fprintf(stderr, "portico probe: the request for %s is not valid HTTP/1.1\n", u->path);
-        return -1;
+    if (n < 0 || (size_t)n >= sizeof(head)) {
+        fprintf(stderr, "portico probe: the request for %s is too long\n", u->path);
+        return -2;
+    }
+    if (h1_parse_request(head, (size_t)n, &lim, &req, &err) != n) {
+        fprintf(stderr, "portico probe: Portico would refuse this request: %d %s (%s)\n",
+                err.status, status_phrase(err.status), err.reason);
+        return -2;
     }
     struct downstream ds = {.ops = &probe_ops, .ctx = p, .peer = &peer, .proto = PROTO_HTTP11};
     struct exchange *ex = exchange_start(l, &ds, head, (size_t)n, &req, now_us());
@@ -664,7 +669,10 @@ int probe_main(int argc, char **argv)
         goto done;
     }
     p.base = l.base;
-    if (run_exchange(&l, &u, &p) != 0 || !p.res.reported)
+    int ran = run_exchange(&l, &u, &p);
+    if (ran == -2)
+        rc = 2;
+    if (ran != 0 || !p.res.reported)
         goto done;
     end = p.res.upstream_status && !p.res.aborted ? PROBE_ANSWERED : PROBE_FAILED;
     if (o.json)
