@@ -784,6 +784,29 @@ static void test_reset_endpoint(void **state)
     cl_close(c);
 }
 
+/* Pipelined before /reset, earlier answers arrive whole first: a reset with them still queued
+ * (in the simulator's buffer or the kernel's send queue) threw them away, the client saw RST
+ * alone or a body cut short. */
+static void test_reset_after_pipelined(void **state)
+{
+    (void)state;
+    struct client *c = cl_open();
+    struct resp r;
+    cl_sends(c, "GET /status/201 HTTP/1.1\r\nHost: sim\r\n\r\n"
+                "GET /bytes/1000000 HTTP/1.1\r\nHost: sim\r\n\r\n"
+                "GET /reset HTTP/1.1\r\nHost: sim\r\n\r\n");
+    cl_response(c, &r, false);
+    assert_int_equal(r.status, 201);
+    resp_free(&r);
+    cl_response(c, &r, false);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 1000000);
+    assert_true(pattern_ok(r.body, r.body_len, 0));
+    resp_free(&r);
+    assert_int_equal(cl_end(c), ECONNRESET);
+    cl_close(c);
+}
+
 /* /garbage: bytes that do not start a status line, then FIN. */
 static void test_garbage_endpoint(void **state)
 {
@@ -961,6 +984,7 @@ int main(void)
         cmocka_unit_test(test_drip_back_pressure),
         cmocka_unit_test(test_close_endpoint),
         cmocka_unit_test(test_reset_endpoint),
+        cmocka_unit_test(test_reset_after_pipelined),
         cmocka_unit_test(test_garbage_endpoint),
         cmocka_unit_test(test_partial_and_hang),
         cmocka_unit_test(test_bytes_1gib_slow_reader),
