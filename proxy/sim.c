@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <linux/sockios.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -520,6 +522,27 @@ static int step_bytes(struct conn *c)
     return -2; /* else the write callback comes back once the client read enough */
 }
 
+/* /reset: SO_LINGER with a zero timeout makes close() abort the connection, throwing away
+ * whatever the kernel still holds to send. So the RST waits until earlier answers have left
+ * (the send queue is empty), a tick at a time, for SIM_LINGER_MS at most: a client that does
+ * not read loses them, as from any origin that resets. */
+static int step_reset(struct conn *c)
+{
+    int fd = bufferevent_getfd(c->bev);
+    int queued = 0;
+    if (ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0 &&
+        sim_elapsed_ms(&c->req.t0) < SIM_LINGER_MS) {
+        sim_arm(c, SIM_DRIP_TICK_MS);
+        return -2;
+    }
+    struct linger lin = { .l_onoff = 1, .l_linger = 0 };
+    if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &lin, sizeof(lin)) < 0)
+        c->why = "reset (SO_LINGER failed: closed with FIN)";
+    else
+        c->why = "reset (/reset)";
+    return -1;
+}
+
 static int step_flush(struct conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -531,6 +554,8 @@ static int step_flush(struct conn *c)
         bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
         return -2;
     }
+    if (c->req.reset)
+        return step_reset(c);
     /* half-close and drain rather than close: unread input would make the kernel send RST,
      * which can destroy the response before the client reads it */
     shutdown(bufferevent_getfd(c->bev), SHUT_WR);
@@ -632,7 +657,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct conn *c = arg;
     (void)fd;
     (void)what;
-    if (c->eof_cut) {
+    if (c->eof_cut && c->state != CONN_FLUSH) { /* /reset's wait has a bound of its own */
         conn_teardown(c, "client sent EOF; its answer was not due soon enough");
         return;
     }
@@ -640,7 +665,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         conn_teardown(c, "linger timeout");
         return;
     }
-    if (c->state == CONN_BYTES) { /* a paced body: more of it is due */
+    if (c->state == CONN_BYTES || c->state == CONN_FLUSH) { /* a paced body: more of it is
+                                                             * due; /reset: look at the queue */
         if (conn_advance(c) < 0)
             conn_teardown(c, c->why);
         return;

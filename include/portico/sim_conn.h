@@ -36,7 +36,8 @@ enum conn_state {
                     by conn->timer for /drip */
     CONN_ECHO,   /* streaming the request body back as it arrives */
     CONN_HANG,   /* never answering (/hang, /partial): input discarded until the client leaves */
-    CONN_FLUSH,  /* the last bytes are queued: write them out, then close with FIN */
+    CONN_FLUSH,  /* the last bytes are queued: write them out, then close with FIN (with RST
+                    for /reset, once the kernel has sent them) */
     CONN_LINGER, /* write side shut: drain the client until EOF or timeout so it sees no RST */
 };
 
@@ -85,6 +86,7 @@ struct sim_request {
     uint64_t offset;               /* /bytes, /drip: body bytes sent (the pattern's phase) */
     uint64_t pace_ms;              /* /drip: spread the body evenly over this long; 0: as fast
                                       as the client reads */
+    bool reset;                    /* /reset: end with RST, once earlier answers are out */
     struct timespec t0;            /* when the handler started waiting */
 };
 
