@@ -623,7 +623,8 @@ static void test_eof_releases_waits(void **state)
  * readable. The simulator must pause its accepts rather than retry at once (a busy loop that
  * filled stderr with thousands of "sim: accept" lines a second), say so once, and serve the
  * queued connection once descriptors are back. Everything the test needs is opened before the
- * soft limit is lowered to the lowest free descriptor, so only the simulator's accept fails. */
+ * soft limit is lowered to the lowest free descriptor, so only the simulator's accept fails; it
+ * runs first, so that no connection of an earlier test frees a descriptor meanwhile. */
 static void test_accept_out_of_descriptors(void **state)
 {
     (void)state;
@@ -663,14 +664,14 @@ static void test_accept_out_of_descriptors(void **state)
     fflush(stderr);
     assert_int_equal(dup2(saved_stderr, STDERR_FILENO), STDERR_FILENO);
     close(saved_stderr);
-    char text[4096];
-    ssize_t n = pread(log_fd, text, sizeof(text) - 1, 0);
-    close(log_fd);
-    assert_true(n >= 0);
-    text[n] = '\0';
+    FILE *log = fdopen(log_fd, "r");
+    assert_non_null(log);
+    rewind(log);
+    char line[512];
     size_t lines = 0;
-    for (const char *p = text; (p = strstr(p, "sim: accept")) != NULL; p++)
-        lines++;
+    while (fgets(line, sizeof(line), log))
+        lines += strstr(line, "sim: accept") != NULL;
+    fclose(log);
     print_message("[ info     ] %zu \"sim: accept\" lines in 300 ms out of descriptors\n", lines);
     assert_true(silent);
     assert_int_equal(r.status, 200);
@@ -960,6 +961,8 @@ static int group_teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        /* first: no earlier connection may close (freeing a descriptor) while it runs */
+        cmocka_unit_test(test_accept_out_of_descriptors),
         cmocka_unit_test(test_index),
         cmocka_unit_test(test_status_table),
         cmocka_unit_test(test_status_no_body),
@@ -978,7 +981,6 @@ int main(void)
         cmocka_unit_test(test_http10),
         cmocka_unit_test(test_close),
         cmocka_unit_test(test_eof_releases_waits),
-        cmocka_unit_test(test_accept_out_of_descriptors),
         cmocka_unit_test(test_status_delay),
         cmocka_unit_test(test_drip_even),
         cmocka_unit_test(test_drip_back_pressure),
