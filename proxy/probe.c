@@ -42,6 +42,7 @@
 
 #define PROBE_BODY_MAX (64u * 1024 * 1024) /* body bytes read before the probe stops reading */
 #define PROBE_BODY_MS 30000                /* and for how long */
+#define PROBE_INTERIM_MAX 64               /* 1xx listed; above the most an exchange relays */
 
 /* How the probe ended, for the timeline and the exit status. */
 #define PROBE_END_LIST(X)                                                                          \
@@ -76,6 +77,8 @@ struct probe_result {
     char origin[300];
     char detail[256];
     char request_id[48];
+    uint16_t interim[PROBE_INTERIM_MAX]; /* the 1xx relayed, as the access log lists them */
+    unsigned ninterim;
 };
 
 /* The downstream the probe's exchange talks to. */
@@ -87,8 +90,6 @@ struct probe_ds {
     bool done;                         /* the exchange is over (done() came) */
     bool cut;                          /* the probe stopped reading the body itself */
     uint64_t body_bytes;
-    int interim[16];
-    unsigned ninterim;
     struct probe_result res;
 };
 
@@ -97,11 +98,11 @@ static void copy_str(char *dst, size_t size, const char *src)
     snprintf(dst, size, "%s", src ? src : "");
 }
 
+/* The 1xx are listed from the report (ds_report): the exchange's own list of what it relayed,
+ * the one the access log prints. */
 static void ds_interim(void *arg, const struct resp_head *head)
 {
-    struct probe_ds *p = arg;
-    if (p->ninterim < ARRAY_LEN(p->interim))
-        p->interim[p->ninterim++] = head->status;
+    (void)arg, (void)head;
 }
 
 static void ds_head(void *arg, const struct resp_head *head, struct body_sink *sink)
@@ -174,6 +175,9 @@ static void ds_report(void *arg, const struct access_record *r)
     copy_str(res->origin, sizeof(res->origin), r->origin);
     copy_str(res->detail, sizeof(res->detail), r->detail);
     copy_str(res->request_id, sizeof(res->request_id), r->request_id);
+    res->ninterim = MIN(r->ninterim, (unsigned)ARRAY_LEN(res->interim));
+    for (unsigned i = 0; i < res->ninterim; i++) /* borrowed for the call: copied */
+        res->interim[i] = r->interim_codes[i];
 }
 
 static void body_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -330,6 +334,12 @@ static int parse_args(int argc, char **argv, struct probe_opts *o)
         } else if (opt == ':') {
             fprintf(stderr, "portico probe: %s needs a value\n", argv[optind - 1]);
             return 2;
+        } else if (optopt > 0 && optopt < OPT_PROFILE) {
+            /* a short one (a long one's optopt is 0 or its OPT_ value): optind moves past its
+             * word only after the word's last letter, so argv[optind - 1] may be the word
+             * before it */
+            fprintf(stderr, "portico probe: unknown option -%c\n", optopt);
+            return 2;
         } else {
             fprintf(stderr, "portico probe: unknown option %s\n", argv[optind - 1]);
             return 2;
@@ -418,10 +428,10 @@ static void print_text(const struct probe_opts *o, const struct route_conf *rout
         }
         printf("\n");
     }
-    if (p->ninterim) {
+    if (r->ninterim) {
         printf("  %-11s", "interim");
-        for (unsigned i = 0; i < p->ninterim; i++)
-            printf(" %d", p->interim[i]);
+        for (unsigned i = 0; i < r->ninterim; i++)
+            printf(" %d", r->interim[i]);
         printf("\n");
     }
     if (end == PROBE_ANSWERED) {
@@ -526,8 +536,8 @@ static void print_json(const struct probe_opts *o, const struct route_conf *rout
         printf("}");
     }
     printf(",\"interim\":[");
-    for (unsigned i = 0; i < p->ninterim; i++)
-        printf("%s%d", i ? "," : "", p->interim[i]);
+    for (unsigned i = 0; i < r->ninterim; i++)
+        printf("%s%d", i ? "," : "", r->interim[i]);
     printf("],\"body_bytes\":%llu,\"attempts\":%u,\"reused\":%s}\n",
            (unsigned long long)r->bytes_out, r->attempts, r->reused ? "true" : "false");
 }
@@ -572,7 +582,8 @@ static void loop_down(struct loop *l)
     recent_shard_retire(l->recent);
 }
 
-/* Runs the exchange for o's URL through l; fills p. 0, or -1 (out of memory). */
+/* Runs the exchange for o's URL through l; fills p. 0, -1 (out of memory), or -2 when Portico
+ * would refuse the request itself (a path over the configuration's limits): bad usage. */
 static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_ds *p)
 {
     static const struct peer peer = {.conn_id = 1, .ip = "127.0.0.1"};
@@ -584,10 +595,14 @@ static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_
     struct h1_request req;
     struct h1_error err;
     struct h1_limits lim = {l->cfg->max_request_line, l->cfg->max_header_size};
-    if (n < 0 || (size_t)n >= sizeof(head) ||
-        h1_parse_request(head, (size_t)n, &lim, &req, &err) != n) {
-        fprintf(stderr, "portico probe: the request for %s is not valid HTTP/1.1\n", u->path);
-        return -1;
+    if (n < 0 || (size_t)n >= sizeof(head)) {
+        fprintf(stderr, "portico probe: the request for %s is too long\n", u->path);
+        return -2;
+    }
+    if (h1_parse_request(head, (size_t)n, &lim, &req, &err) != n) {
+        fprintf(stderr, "portico probe: Portico would refuse this request: %d %s (%s)\n",
+                err.status, status_phrase(err.status), err.reason);
+        return -2;
     }
     struct downstream ds = {.ops = &probe_ops, .ctx = p, .peer = &peer, .proto = PROTO_HTTP11};
     struct exchange *ex = exchange_start(l, &ds, head, (size_t)n, &req, now_us());
@@ -654,7 +669,10 @@ int probe_main(int argc, char **argv)
         goto done;
     }
     p.base = l.base;
-    if (run_exchange(&l, &u, &p) != 0 || !p.res.reported)
+    int ran = run_exchange(&l, &u, &p);
+    if (ran == -2)
+        rc = 2;
+    if (ran != 0 || !p.res.reported)
         goto done;
     end = p.res.upstream_status && !p.res.aborted ? PROBE_ANSWERED : PROBE_FAILED;
     if (o.json)

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <linux/sockios.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -44,6 +46,12 @@
 #define SIM_IN_HIGH 65536              /* libevent stops reading the socket above this */
 #define SIM_LINGER_MS 2000             /* how long a closing connection drains the client */
 #define SIM_DRIP_TICK_MS 10            /* a paced body (/drip) sends at most one piece a tick */
+#define SIM_ACCEPT_PAUSE_MS 100        /* accepts paused this long after accept() failed */
+/* How long a connection still waits on its timer after the client's EOF. A FIN does not say
+ * whether the client half-closed and still reads or has gone (Portico closes an origin
+ * connection this way when its client leaves); only a write would tell, and a delayed answer
+ * writes nothing for up to SIM_MAX_MS. Answers due within this window are still given. */
+#define SIM_EOF_WAIT_MS SIM_LINGER_MS
 
 /* ---- connection state ---- */
 
@@ -59,6 +67,8 @@ static struct {
     struct event_base *base;         /* NULL when not running */
     struct evconnlistener *listener;
     struct event *stop;              /* activated by sim_stop from any thread */
+    struct event *accept_resume;     /* re-enables the listener after a failed accept */
+    bool accept_failing;             /* accept() failed since it last worked: said once */
     struct conn *conns;              /* every open connection (touched by the sim thread only) */
     uint16_t port;                   /* 0 when not running */
     bool debug;                      /* PORTICO_SIM_DEBUG set: log state changes and closes */
@@ -122,6 +132,17 @@ uint64_t sim_elapsed_ms(const struct timespec *t0)
 
 void sim_arm(struct conn *c, uint64_t ms)
 {
+    c->eof_cut = false;
+    if (c->peer_eof) {
+        uint64_t since = sim_elapsed_ms(&c->eof_t0);
+        uint64_t left = since < SIM_EOF_WAIT_MS ? SIM_EOF_WAIT_MS - since : 0;
+        if (ms > left) {
+            ms = left;
+            c->eof_cut = true;
+        }
+    }
+    sim_mark(&c->armed_t0);
+    c->armed_ms = ms;
     struct timeval tv = tv_from_ms(ms);
     evtimer_add(c->timer, &tv);
 }
@@ -501,6 +522,27 @@ static int step_bytes(struct conn *c)
     return -2; /* else the write callback comes back once the client read enough */
 }
 
+/* /reset: SO_LINGER with a zero timeout makes close() abort the connection, throwing away
+ * whatever the kernel still holds to send. So the RST waits until earlier answers have left
+ * (the send queue is empty), a tick at a time, for SIM_LINGER_MS at most: a client that does
+ * not read loses them, as from any origin that resets. */
+static int step_reset(struct conn *c)
+{
+    int fd = bufferevent_getfd(c->bev);
+    int queued = 0;
+    if (ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0 &&
+        sim_elapsed_ms(&c->req.t0) < SIM_LINGER_MS) {
+        sim_arm(c, SIM_DRIP_TICK_MS);
+        return -2;
+    }
+    struct linger lin = { .l_onoff = 1, .l_linger = 0 };
+    if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &lin, sizeof(lin)) < 0)
+        c->why = "reset (SO_LINGER failed: closed with FIN)";
+    else
+        c->why = "reset (/reset)";
+    return -1;
+}
+
 static int step_flush(struct conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -512,6 +554,8 @@ static int step_flush(struct conn *c)
         bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
         return -2;
     }
+    if (c->req.reset)
+        return step_reset(c);
     /* half-close and drain rather than close: unread input would make the kernel send RST,
      * which can destroy the response before the client reads it */
     shutdown(bufferevent_getfd(c->bev), SHUT_WR);
@@ -595,8 +639,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_EOF) {
-        /* a half-close still gets every answer already asked for */
+        /* a half-close still gets every answer already asked for, if it comes soon enough: a
+         * pending timer is brought forward to the end of SIM_EOF_WAIT_MS */
         c->peer_eof = true;
+        sim_mark(&c->eof_t0);
+        if (c->state != CONN_LINGER && evtimer_pending(c->timer, NULL)) {
+            uint64_t gone = sim_elapsed_ms(&c->armed_t0);
+            sim_arm(c, c->armed_ms > gone ? c->armed_ms - gone : 0);
+        }
         if (conn_advance(c) < 0)
             conn_teardown(c, c->why);
     }
@@ -607,11 +657,16 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct conn *c = arg;
     (void)fd;
     (void)what;
+    if (c->eof_cut && c->state != CONN_FLUSH) { /* /reset's wait has a bound of its own */
+        conn_teardown(c, "client sent EOF; its answer was not due soon enough");
+        return;
+    }
     if (c->state == CONN_LINGER) {
         conn_teardown(c, "linger timeout");
         return;
     }
-    if (c->state == CONN_BYTES) { /* a paced body: more of it is due */
+    if (c->state == CONN_BYTES || c->state == CONN_FLUSH) { /* a paced body: more of it is
+                                                             * due; /reset: look at the queue */
         if (conn_advance(c) < 0)
             conn_teardown(c, c->why);
         return;
@@ -631,6 +686,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)sa;
     (void)salen;
     (void)arg;
+    sim.accept_failing = false;
     if (!c)
         goto fail;
     c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
@@ -661,11 +717,28 @@ fail:
     free(c);
 }
 
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    evconnlistener_enable(sim.listener);
+}
+
+/* accept() failed, typically out of descriptors (the simulator shares them with Portico): the
+ * connection stays queued and the socket readable, so libevent would call us again at once,
+ * forever. Pause the listener instead, as Portico's own listeners do, and say it once until an
+ * accept works again. */
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
-    (void)l;
+    struct timeval pause = tv_from_ms(SIM_ACCEPT_PAUSE_MS);
     (void)arg;
-    fprintf(stderr, "sim: accept: %s\n", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    if (!sim.accept_failing)
+        fprintf(stderr, "sim: accept: %s; pausing accepts for %d ms at a time until it works\n",
+                evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), SIM_ACCEPT_PAUSE_MS);
+    sim.accept_failing = true;
+    if (evtimer_add(sim.accept_resume, &pause) == 0)
+        evconnlistener_disable(l);
 }
 
 /* Runs in the sim thread: connections are freed by the thread that owns them. */
@@ -722,10 +795,12 @@ int sim_start(uint16_t *port)
         goto fail;
     }
     sim.stop = event_new(sim.base, -1, 0, on_stop, NULL);
-    if (!sim.stop) {
+    sim.accept_resume = evtimer_new(sim.base, on_accept_resume, NULL);
+    if (!sim.stop || !sim.accept_resume) {
         fprintf(stderr, "sim: event_new failed\n");
         goto fail;
     }
+    sim.accept_failing = false;
     /* signals belong to the main thread's event loop, not to the simulator */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -740,12 +815,15 @@ int sim_start(uint16_t *port)
     pthread_mutex_unlock(&sim.lock);
     return 0;
 fail:
+    if (sim.accept_resume)
+        event_free(sim.accept_resume);
     if (sim.stop)
         event_free(sim.stop);
     if (sim.listener)
         evconnlistener_free(sim.listener);
     if (sim.base)
         event_base_free(sim.base);
+    sim.accept_resume = NULL;
     sim.stop = NULL;
     sim.listener = NULL;
     sim.base = NULL;
@@ -772,9 +850,11 @@ void sim_stop(void)
     event_active(sim.stop, EV_READ, 0);
     pthread_join(sim.thread, NULL);
     evconnlistener_free(sim.listener);
+    event_free(sim.accept_resume);
     event_free(sim.stop);
     event_base_free(sim.base);
     sim.listener = NULL;
+    sim.accept_resume = NULL;
     sim.stop = NULL;
     sim.base = NULL;
     sim.port = 0;

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -228,16 +227,14 @@ static int ep_close(struct conn *c)
     return 0;
 }
 
-/* Closes with RST: SO_LINGER with a zero timeout makes close() abort the connection, throwing
- * away anything still queued. */
+/* Closes with RST (sim.c: step_flush), after the answers to requests pipelined before it. */
 static int ep_reset(struct conn *c)
 {
-    struct linger lin = { .l_onoff = 1, .l_linger = 0 };
-    if (setsockopt(bufferevent_getfd(c->bev), SOL_SOCKET, SO_LINGER, &lin, sizeof(lin)) < 0)
-        c->why = "reset (SO_LINGER failed: closed with FIN)";
-    else
-        c->why = "reset (/reset)";
-    return -1;
+    c->req.keep_alive = false;
+    c->req.reset = true;
+    sim_mark(&c->req.t0);
+    sim_set_state(c, CONN_FLUSH);
+    return 0;
 }
 
 /* Bytes no HTTP parser accepts as a status line (text, NUL, 0xff), then FIN. */

@@ -36,7 +36,8 @@ enum conn_state {
                     by conn->timer for /drip */
     CONN_ECHO,   /* streaming the request body back as it arrives */
     CONN_HANG,   /* never answering (/hang, /partial): input discarded until the client leaves */
-    CONN_FLUSH,  /* the last bytes are queued: write them out, then close with FIN */
+    CONN_FLUSH,  /* the last bytes are queued: write them out, then close with FIN (with RST
+                    for /reset, once the kernel has sent them) */
     CONN_LINGER, /* write side shut: drain the client until EOF or timeout so it sees no RST */
 };
 
@@ -85,6 +86,7 @@ struct sim_request {
     uint64_t offset;               /* /bytes, /drip: body bytes sent (the pattern's phase) */
     uint64_t pace_ms;              /* /drip: spread the body evenly over this long; 0: as fast
                                       as the client reads */
+    bool reset;                    /* /reset: end with RST, once earlier answers are out */
     struct timespec t0;            /* when the handler started waiting */
 };
 
@@ -95,6 +97,11 @@ struct conn {
     struct event *timer;       /* handler ticks in CONN_WAIT, the linger timeout in CONN_LINGER */
     enum conn_state state;
     bool peer_eof;             /* client shut its write side: finish what is queued, then close */
+    struct timespec eof_t0;    /* when peer_eof came */
+    bool eof_cut;              /* the armed timer ends the wait after the EOF (SIM_EOF_WAIT_MS)
+                                  instead of running the step it was armed for */
+    struct timespec armed_t0;  /* when the timer was last armed ... */
+    uint64_t armed_ms;         /* ... and for how long */
     bool read_paused;          /* echo back-pressure: reading off until the output drains */
     const char *why;           /* static reason given to the teardown when a step returns -1 */
     struct sim_request req;
@@ -105,7 +112,8 @@ struct conn {
 /* The one state setter (logs transitions under PORTICO_SIM_DEBUG). */
 void sim_set_state(struct conn *c, enum conn_state s);
 
-/* Arms conn->timer ms from now (CONN_WAIT: the endpoint's tick runs then). */
+/* Arms conn->timer ms from now (CONN_WAIT: the endpoint's tick runs then); after the client's
+ * EOF, no later than the end of the wait it is still given (the connection closes then). */
 void sim_arm(struct conn *c, uint64_t ms);
 
 /* Milliseconds since t0 (CLOCK_MONOTONIC), and t0 set to now. */

@@ -247,7 +247,14 @@ static const struct usage_row usage_rows[] = {
      "not a duration"},
     {"unknown profile", {"probe", "http://127.0.0.1/", "--profile", "akamai", NULL},
      "unknown profile"},
-    {"unknown option", {"probe", "http://127.0.0.1/", "--frobnicate", NULL}, "unknown option"},
+    {"unknown option", {"probe", "http://127.0.0.1/", "--frobnicate", NULL},
+     "unknown option --frobnicate"},
+    /* the option itself is named, not the word before it (it said "unknown option probe") */
+    {"unknown short options grouped", {"probe", "-xy", "http://127.0.0.1/", NULL},
+     "unknown option -x"},
+    {"unknown short option", {"probe", "-q", "http://127.0.0.1/", NULL}, "unknown option -q"},
+    {"value for a flag", {"probe", "--json=yes", "http://127.0.0.1/", NULL},
+     "unknown option --json=yes"},
     {"missing value", {"probe", "http://127.0.0.1/", "--connect-timeout", NULL}, "needs a value"},
     {"missing config", {"probe", "-c", "/nonexistent/portico.ini", "http://127.0.0.1/", NULL},
      "/nonexistent/portico.ini"},
@@ -272,6 +279,21 @@ static void test_usage(void **state)
     assert_int_equal(probe(args, &res), 2);
     assert_non_null(strstr(res.err, "no route"));
     tu_cmd_result_free(&res);
+    /* a URL longer than the configuration's max_request_line: Portico would refuse it (414),
+     * so it is bad usage with the reason, not an upstream failure (it was exit 1, no reason) */
+    assert_int_equal(harness_write_config(w.h, "[proxy]\nmax_request_line = 256\n"
+                                                "[upstream a]\norigin = 127.0.0.1:1\n"
+                                                "[route a]\nupstream = a\n"), 0);
+    char long_url[512];
+    int n = snprintf(long_url, sizeof(long_url), "http://a.test/");
+    memset(long_url + n, 'p', 300);
+    long_url[n + 300] = '\0';
+    const char *too_long[] = {"probe", "-c", harness_config_path(w.h), long_url, NULL};
+    int rc = probe(too_long, &res);
+    if (rc != 2 || !strstr(res.err, "414") || res.out[0])
+        fail_msg("URL over max_request_line: exit %d, stdout \"%s\", stderr \"%s\"", rc, res.out,
+                 res.err);
+    tu_cmd_result_free(&res);
     const char *help[] = {"probe", "--help", NULL};
     assert_int_equal(probe(help, &res), 0);
     assert_non_null(strstr(res.out, "usage: portico probe"));
@@ -295,6 +317,32 @@ static void test_json_long_url(void **state)
     tu_cmd_result_free(&res);
 }
 
+/* The interim responses listed are every one Portico relays (the access log's list): the
+ * simulator sends 24 x 102, Portico relays them all, the probe listed the first 16. */
+static void test_interim_all(void **state)
+{
+    (void)state;
+    char url[256];
+    int n = snprintf(url, sizeof(url), "http://sim.test/interim/102");
+    for (int i = 1; i < 24; i++)
+        n += snprintf(url + n, sizeof(url) - (size_t)n, ",102");
+    snprintf(url + n, sizeof(url) - (size_t)n, "?delay_ms=0");
+    assert_int_equal(harness_write_config(w.h, "[upstream sim]\norigin = sim\n"
+                                                "[route sim]\nupstream = sim\n"), 0);
+    const char *args[] = {"probe", "-c", harness_config_path(w.h), url, "--json", NULL};
+    struct tu_cmd_result res = {0};
+    assert_int_equal(probe(args, &res), 0);
+    struct tj *j = parse_json(&res);
+    const struct tj *interim = tj_get(j, "interim");
+    assert_non_null(interim);
+    assert_int_equal(interim->type, TJ_ARRAY);
+    assert_int_equal(interim->n, 24);
+    for (size_t i = 0; i < interim->n; i++)
+        assert_int_equal((int)interim->items[i]->number, 102);
+    tj_free(j);
+    tu_cmd_result_free(&res);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -303,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_usage),
+        cmocka_unit_test(test_interim_all),
     };
     return cmocka_run_group_tests(tests, world_up, world_down);
 }

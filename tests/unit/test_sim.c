@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <setjmp.h> /* cmocka.h needs these first */
@@ -579,6 +580,106 @@ static void test_close(void **state)
     cl_close(c);
 }
 
+/* A client's EOF cannot tell a half-close from a client gone for good, and only a write would:
+ * an answer due later than the linger window after the EOF is not waited for. Each row is a
+ * request whose answer is minutes away; the simulator must close within seconds, or an abandoned
+ * request would hold a descriptor of the Portico process for up to 10 minutes (Portico closes
+ * its side when its client leaves, which the simulator sees as this same EOF). */
+static void test_eof_releases_waits(void **state)
+{
+    static const char *const targets[] = {
+        "/delay/600000",                           /* CONN_WAIT, one long timer */
+        "/status/200?delay_ms=600000",             /* the same through /status */
+        "/interim/102?delay_ms=60000",             /* a tick a minute */
+        "/slow/600000?interval_ms=600000",         /* one 102 in ten minutes */
+        "/drip?bytes=2&duration_ms=600000",        /* head at once, then a paced body */
+    };
+    enum { NTARGETS = sizeof(targets) / sizeof(targets[0]) };
+    struct client *c[NTARGETS];
+    (void)state;
+    /* all at once: each ends after the same window, the test waits for it once */
+    for (size_t i = 0; i < NTARGETS; i++) {
+        char req[128];
+        c[i] = cl_open();
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: sim\r\n\r\n", targets[i]);
+        cl_sends(c[i], req);
+        shutdown(c[i]->fd, SHUT_WR);
+    }
+    uint64_t t0 = now_ms();
+    for (size_t i = 0; i < NTARGETS; i++) {
+        ssize_t n;
+        /* the drip's head comes at once; what matters is that the connection ends (FIN or
+         * RST), not the read timeout */
+        while ((n = cl_fill(c[i])) > 0)
+            c[i]->len = 0;
+        if (n < 0 && errno != ECONNRESET)
+            fail_msg("%s: still open %llu ms after the client's EOF", targets[i],
+                     (unsigned long long)(now_ms() - t0));
+        cl_close(c[i]);
+    }
+}
+
+/* Out of descriptors, accept() fails and the connection stays queued: the listening socket stays
+ * readable. The simulator must pause its accepts rather than retry at once (a busy loop that
+ * filled stderr with thousands of "sim: accept" lines a second), say so once, and serve the
+ * queued connection once descriptors are back. Everything the test needs is opened before the
+ * soft limit is lowered to the lowest free descriptor, so only the simulator's accept fails; it
+ * runs first, so that no connection of an earlier test frees a descriptor meanwhile. */
+static void test_accept_out_of_descriptors(void **state)
+{
+    (void)state;
+    struct client *c = calloc(1, sizeof(*c));
+    struct timeval tv = { .tv_sec = READ_TIMEOUT_S };
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+    struct rlimit old, low;
+    char log_path[] = "/tmp/portico-test-sim-accept-XXXXXX";
+    assert_non_null(c);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(c->fd >= 0);
+    assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+    int log_fd = mkstemp(log_path);
+    assert_true(log_fd >= 0);
+    unlink(log_path);
+    fflush(stderr);
+    int saved_stderr = dup(STDERR_FILENO);
+    assert_true(saved_stderr >= 0);
+    assert_int_equal(dup2(log_fd, STDERR_FILENO), STDERR_FILENO);
+    int lowest_free = dup(0);
+    assert_true(lowest_free >= 0);
+    close(lowest_free);
+
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)lowest_free;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    /* the handshake completes in the kernel's queue; the simulator's accept() gets EMFILE */
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    cl_sends(c, "GET /status/200 HTTP/1.1\r\nHost: sim\r\n\r\n");
+    bool silent = cl_silent(c, 300);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+
+    struct resp r;
+    cl_response(c, &r, false); /* served once a pause ran out */
+    fflush(stderr);
+    assert_int_equal(dup2(saved_stderr, STDERR_FILENO), STDERR_FILENO);
+    close(saved_stderr);
+    FILE *log = fdopen(log_fd, "r");
+    assert_non_null(log);
+    rewind(log);
+    char line[512];
+    size_t lines = 0;
+    while (fgets(line, sizeof(line), log))
+        lines += strstr(line, "sim: accept") != NULL;
+    fclose(log);
+    print_message("[ info     ] %zu \"sim: accept\" lines in 300 ms out of descriptors\n", lines);
+    assert_true(silent);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(lines, 1);
+    resp_free(&r);
+    cl_close(c);
+}
+
 /* /status/{code}?delay_ms=N: the answer waits N ms, HEAD too. */
 static void test_status_delay(void **state)
 {
@@ -680,6 +781,29 @@ static void test_reset_endpoint(void **state)
     (void)state;
     struct client *c = cl_open();
     send_with_body(c, "/reset");
+    assert_int_equal(cl_end(c), ECONNRESET);
+    cl_close(c);
+}
+
+/* Pipelined before /reset, earlier answers arrive whole first: a reset with them still queued
+ * (in the simulator's buffer or the kernel's send queue) threw them away, the client saw RST
+ * alone or a body cut short. */
+static void test_reset_after_pipelined(void **state)
+{
+    (void)state;
+    struct client *c = cl_open();
+    struct resp r;
+    cl_sends(c, "GET /status/201 HTTP/1.1\r\nHost: sim\r\n\r\n"
+                "GET /bytes/1000000 HTTP/1.1\r\nHost: sim\r\n\r\n"
+                "GET /reset HTTP/1.1\r\nHost: sim\r\n\r\n");
+    cl_response(c, &r, false);
+    assert_int_equal(r.status, 201);
+    resp_free(&r);
+    cl_response(c, &r, false);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 1000000);
+    assert_true(pattern_ok(r.body, r.body_len, 0));
+    resp_free(&r);
     assert_int_equal(cl_end(c), ECONNRESET);
     cl_close(c);
 }
@@ -837,6 +961,8 @@ static int group_teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        /* first: no earlier connection may close (freeing a descriptor) while it runs */
+        cmocka_unit_test(test_accept_out_of_descriptors),
         cmocka_unit_test(test_index),
         cmocka_unit_test(test_status_table),
         cmocka_unit_test(test_status_no_body),
@@ -854,11 +980,13 @@ int main(void)
         cmocka_unit_test(test_malformed_table),
         cmocka_unit_test(test_http10),
         cmocka_unit_test(test_close),
+        cmocka_unit_test(test_eof_releases_waits),
         cmocka_unit_test(test_status_delay),
         cmocka_unit_test(test_drip_even),
         cmocka_unit_test(test_drip_back_pressure),
         cmocka_unit_test(test_close_endpoint),
         cmocka_unit_test(test_reset_endpoint),
+        cmocka_unit_test(test_reset_after_pipelined),
         cmocka_unit_test(test_garbage_endpoint),
         cmocka_unit_test(test_partial_and_hang),
         cmocka_unit_test(test_bytes_1gib_slow_reader),
