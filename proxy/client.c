@@ -195,7 +195,7 @@ void clients_drain(struct loop *l)
          * be served; so does an idle one whose next request has arrived, read or still in the
          * kernel (its answer says Connection: close; a close() over it would reset the
          * connection). HEAD and EXCHANGE finish their request (done() sees the loop draining);
-         * CLOSING and LINGER end by themselves. */
+         * CLOSING and LINGER end by themselves. HTTP/2 connections likewise (h2_drain). */
         if (c->state == CS_IDLE && c->requests > 0 && !sock_input_arrived(&c->sock)) {
             if (sock_pending(&c->sock) > 0)
                 start_closing(c); /* the last answer is still going out: it ends first */

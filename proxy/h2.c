@@ -460,6 +460,23 @@ static void conn_read(struct h2_conn *h)
     sock_consumed(h->sock);
 }
 
+/* ---- draining ---- */
+
+/* Whether the client has opened a stream yet. */
+static bool took_stream(const struct h2_conn *h)
+{
+    return nghttp2_session_get_last_proc_stream_id(h->session) > 0;
+}
+
+/* GOAWAY with the last stream id taken: the streams in flight finish, then the connection ends. */
+static void goaway_last(struct h2_conn *h)
+{
+    h->draining = true;
+    int32_t last = nghttp2_session_get_last_proc_stream_id(h->session);
+    nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0);
+    event_active(&h->later, EV_TIMEOUT, 1);
+}
+
 /* ---- deadlines ---- */
 
 /* The earliest connection deadline (µs), its GOAWAY code and reason; UINT64_MAX if none. */
@@ -488,6 +505,10 @@ static uint64_t next_deadline(const struct h2_conn *h, uint32_t *code, const cha
     if (TAILQ_EMPTY(&h->streams))
         CANDIDATE(h->idle_since + cfg->keepalive_timeout_ms * 1000, NGHTTP2_NO_ERROR, "idle",
                   FLOOD_COUNT);
+    /* Draining, a connection waits for its first request as long as an HTTP/1.1 one does. */
+    if (h->loop->state != LOOP_RUNNING && !took_stream(h))
+        CANDIDATE(h->started + cfg->client_header_timeout_ms * 1000, NGHTTP2_NO_ERROR,
+                  "no request within client_header_timeout while draining", FLOOD_COUNT);
     const struct h2_stream *s;
     TAILQ_FOREACH(s, &h->streams, link)
         if (s->stalled_since)
@@ -516,11 +537,11 @@ static void arm_timer(struct h2_conn *h, uint64_t now)
 
 void h2_settle(struct h2_conn *h)
 {
-    /* A connection whose handshake ended after the worker began draining was not in its
-     * drain: it gets its first request served, then the same GOAWAY. */
-    if (h->loop->state != LOOP_RUNNING && !h->draining &&
-        nghttp2_session_get_last_proc_stream_id(h->session) > 0)
-        h2_drain(h);
+    /* A connection the drain spared (its handshake ended after the worker began draining, or
+     * it had sent no request yet, or its next frames had arrived: h2_drain) gets what it sent
+     * served, then the same GOAWAY. */
+    if (h->loop->state != LOOP_RUNNING && !h->draining && took_stream(h))
+        goaway_last(h);
     flush(h);
     if (!h->end_why && !nghttp2_session_want_read(h->session) &&
         !nghttp2_session_want_write(h->session))
@@ -635,9 +656,13 @@ void h2_free(struct h2_conn *h, const char *why)
 
 void h2_drain(struct h2_conn *h)
 {
-    h->draining = true;
-    int32_t last = nghttp2_session_get_last_proc_stream_id(h->session);
-    nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0);
-    event_active(&h->later, EV_TIMEOUT, 1);
+    /* GOAWAY names the last stream taken: sent now, it would refuse the first request of a
+     * connection that has sent none yet (one accepted is served, as over HTTP/1.1), and the
+     * request whose frames are in the kernel. h2_settle sends it once they are taken. */
+    if (!took_stream(h) || sock_input_arrived(h->sock)) {
+        arm_timer(h, now_us()); /* the wait for a first request is client_header_timeout now */
+        return;
+    }
+    goaway_last(h);
 }
 

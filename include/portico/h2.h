@@ -42,7 +42,8 @@ struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer
 void h2_free(struct h2_conn *h, const char *why);
 
 /* The worker drains: GOAWAY with the last stream id taken; the streams in flight finish, then
- * the connection ends (done()). */
+ * the connection ends (done()). A connection that has sent no request yet gets to send one
+ * (within client_header_timeout), and frames that have arrived are taken first. */
 void h2_drain(struct h2_conn *h);
 
 #endif

@@ -19,11 +19,19 @@ count, so it always ends.
                                      field in its trailers
   h2_frames.py PORT paced PATH       a GET read at a steady pace: its windows (64 KiB) reopen
                                      every 100 ms, never kept shut
+  h2_frames.py PORT reload_first PATH PID LOG  a connection (handshake, SETTINGS both ways) made
+                                     before a reload (SIGHUP to PID, "is live" awaited in LOG),
+                                     its first GET sent after it: it must be answered
+  h2_frames.py PORT reload_next PATH DIR  a GET answered, then DIR/h2_ready; once DIR/h2_go
+                                     exists, a second GET on the same connection, then DIR/h2_sent
+                                     (test_reload.c holds the worker meanwhile)
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
                                      a second connection measures its own requests meanwhile
 """
+import os
+import signal
 import socket
 import ssl
 import struct
@@ -392,6 +400,48 @@ def paced(port, path):
     c.close()
 
 
+def reload_first(port, path, pid, log):
+    c = Conn(port)
+    with open(log, "rb") as f:
+        before = f.read().count(b"is live")
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + IO_S
+    live = False
+    while not live and time.monotonic() < deadline:
+        with open(log, "rb") as f:
+            live = f.read().count(b"is live") > before
+        if not live:  # the reload takes a few ms: a bounded wait for its line
+            c.pump(lambda: False, time.monotonic() + 0.01)
+    st = c.st(1)
+    c.send(c.request(1, get(path)))
+    c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
+    print("live=%s status=%s end=%s rst=%s goaway=%s" % (live, st["status"][-1:], st["end"],
+                                                         st["rst"], c.goaway))
+    c.close()
+
+
+def reload_next(port, path, d):
+    c = Conn(port)
+    first, nxt = c.st(1), c.st(3)
+    c.send(c.request(1, get(path)))
+    c.pump(lambda: first["end"] or first["rst"] is not None, time.monotonic() + IO_S)
+    with open(os.path.join(d, "h2_ready"), "w") as f:
+        f.write("ready\n")
+    deadline = time.monotonic() + 2 * IO_S
+    go = False
+    while not go and time.monotonic() < deadline:
+        go = os.path.exists(os.path.join(d, "h2_go"))
+        if not go:  # the test's steps take a few ms each: a bounded wait for its file
+            c.pump(lambda: False, time.monotonic() + 0.01)
+    c.send(c.request(3, get(path)))
+    with open(os.path.join(d, "h2_sent"), "w") as f:
+        f.write("sent\n")
+    c.pump(lambda: nxt["end"] or nxt["rst"] is not None, time.monotonic() + IO_S)
+    print("go=%s first=%s next=%s end=%s rst=%s goaway=%s" % (
+        go, first["status"][-1:], nxt["status"][-1:], nxt["end"], nxt["rst"], c.goaway))
+    c.close()
+
+
 def main():
     port = int(sys.argv[1])
     if sys.argv[2] == "malformed":
@@ -412,6 +462,10 @@ def main():
         trailers(port, sys.argv[3])
     elif sys.argv[2] == "paced":
         paced(port, sys.argv[3])
+    elif sys.argv[2] == "reload_next":
+        reload_next(port, sys.argv[3], sys.argv[4])
+    elif sys.argv[2] == "reload_first":
+        reload_first(port, sys.argv[3], int(sys.argv[4]), sys.argv[5])
     else:
         flood(port, sys.argv[3])
 

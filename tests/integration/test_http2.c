@@ -1205,6 +1205,30 @@ static void test_stop_goaway(void **state)
     run_goaway(SIGTERM);
 }
 
+/* A connection that has sent no request yet when a reload drains its worker gets to send one,
+ * as over HTTP/1.1 (test_reload.c): it was accepted to be served. A GOAWAY with last stream id
+ * 0 at the drain refused the request it sent next; curl, whose request crossed that GOAWAY,
+ * failed with exit 16 (8 of 1,600 h2c requests during 20 reloads). */
+static void test_drain_spares_first_request(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start_origin(fake_origin_port(o), NULL);
+    char port[16], pid[16], log[512];
+    snprintf(pid, sizeof(pid), "%d", (int)harness_pid(h));
+    snprintf(log, sizeof(log), "%s/stderr.log", harness_dir(h));
+    const char *const argv[] = {PY,  FRAMES, port_arg(h, port, sizeof(port)), "reload_first",
+                                "/first", pid, log, NULL};
+    struct tu_cmd_result r = {0};
+    px_run_ok(argv, &r);
+    static const char *const want[] = {"live=True status=[200] end=True rst=None"};
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(fake_origin_requests(o), 1);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* client_body_timeout is the client's silence while it may send. An origin that takes no
  * bytes for longer holds the stream by Portico's window, as it holds an HTTP/1.1 client by not
  * reading its socket: not the client's fault, no 408; the upload goes on once the origin reads
@@ -1270,6 +1294,7 @@ int main(void)
         cmocka_unit_test(test_body_timeout_origin_held),
         cmocka_unit_test(test_hpack_never_indexed),
         cmocka_unit_test(test_drain_goaway),
+        cmocka_unit_test(test_drain_spares_first_request),
         cmocka_unit_test(test_stop_goaway),
         cmocka_unit_test(test_header_too_large),
         cmocka_unit_test(test_max_concurrent_streams),

@@ -25,6 +25,7 @@
 
 #include <cmocka.h>
 
+#include "../support/certs.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
 #include "../support/raw_client.h"
@@ -358,6 +359,89 @@ static void test_reload_answers_request_in_kernel(void **state)
     fake_origin_stop(o);
 }
 
+struct frames_run {
+    const char *const *argv;
+    struct tu_cmd_result res;
+    int rc;
+};
+
+static void *frames_main(void *arg)
+{
+    struct frames_run *f = arg;
+    f->rc = tu_run_command(f->argv, 4 * IO_MS, &f->res);
+    return NULL;
+}
+
+/* The same over HTTP/2: an idle connection whose next stream has reached the kernel when the
+ * drain begins gets it answered before the GOAWAY, whose last stream id names it. A GOAWAY sent
+ * at once (last stream 1) refused it. h2_frames.py (python3-h2's HPACK) is the client; the old
+ * worker is held as above while it sends. */
+static void test_reload_answers_h2_stream_in_kernel(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    const struct test_certs *certs = certs_get();
+    assert_non_null(certs);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    static const char conf[] = "[proxy]\n"
+                               "listen = 127.0.0.1:{{port:listen}}\n"
+                               "listen = 127.0.0.1:{{port:tls}} tls\n"
+                               "tls_cert = %s\n"
+                               "tls_key = %s\n"
+                               "workers = 1\n"
+                               "access_log = off\n"
+                               "[upstream u]\n"
+                               "origin = 127.0.0.1:%u\n";
+    assert_int_equal(harness_write_config(h, conf, certs->server_cert, certs->server_key,
+                                          fake_origin_port(o)),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    pid_t pid = harness_pid(h);
+
+    char port[16];
+    snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
+    const char *const argv[] = {"/usr/bin/python3", "tests/integration/h2_frames.py", port,
+                                "reload_next", "/h2", harness_dir(h), NULL};
+    struct frames_run f = {.argv = argv};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, frames_main, &f), 0);
+    assert_int_equal(harness_wait_file(h, "h2_ready", "ready", IO_MS), 0); /* stream 1 answered */
+
+    pid_t wtid = the_worker(pid);
+    assert_true(wtid > 0);
+    bool traced = ptrace(PTRACE_SEIZE, wtid, NULL, NULL) == 0;
+    if (traced) {
+        assert_int_equal(ptrace(PTRACE_INTERRUPT, wtid, NULL, NULL), 0);
+        int st = 0;
+        assert_int_equal(waitpid(wtid, &st, __WALL), wtid);
+        assert_true(WIFSTOPPED(st));
+        assert_int_equal(harness_signal(h, SIGHUP), 0);
+        char main_tid[24];
+        snprintf(main_tid, sizeof(main_tid), "%d", (int)pid);
+        assert_int_equal(get_status(h, "/new"), 200);
+        assert_true(wait_until(NULL, pid, main_tid, SYS_futex));
+    }
+    assert_int_equal(harness_write_file(h, "h2_go", "go\n"), 0); /* ends the script's wait */
+    assert_int_equal(harness_wait_file(h, "h2_sent", "sent", IO_MS), 0);
+    if (traced)
+        assert_int_equal(ptrace(PTRACE_DETACH, wtid, NULL, NULL), 0); /* the old worker goes on */
+    pthread_join(t, NULL);
+    if (!traced) {
+        tu_cmd_result_free(&f.res);
+        skip(); /* not allowed to trace here (Yama, no CAP_SYS_PTRACE) */
+    }
+    assert_int_equal(f.rc, 0);
+    if (!tu_contains(f.res.out, "go=True first=[200] next=[200] end=True rst=None goaway=(3, 0)"))
+        fail_msg("stream 3 not answered before the GOAWAY:\n%s%s", f.res.out, f.res.err);
+    tu_cmd_result_free(&f.res);
+
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* Reloads that add a listen address and a worker, then remove both: the kept address serves
  * throughout with the configuration of the moment, the added one serves while configured and is
  * closed (refused) once it is not. */
@@ -511,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_reload_trades_log_files),
         cmocka_unit_test(test_reload_drains_in_flight),
         cmocka_unit_test(test_reload_answers_request_in_kernel),
+        cmocka_unit_test(test_reload_answers_h2_stream_in_kernel),
         cmocka_unit_test(test_reload_loses_no_connection),
         cmocka_unit_test(test_reload_resized_loses_no_connection),
         cmocka_unit_test(test_reload_changes_listeners),
