@@ -325,7 +325,7 @@ static int step_head(struct conn *c)
     /* linearize only as much as the head needs: usually the first segment, no copy */
     for (;;) {
         buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)want);
-        n = h1_parse_request(buf, want, &lim, &hr, &err);
+        n = h1_parse_forwarded_request(buf, want, &lim, &hr, &err);
         if (n != -2 || want == avail || want >= SIM_PULL_MAX)
             break;
         want = want * 4 < SIM_PULL_MAX ? want * 4 : SIM_PULL_MAX;
