@@ -742,8 +742,8 @@ static const struct cfg_key proxy_keys[] = {
     DURATION("client_body_timeout", CFG(client_body_timeout_ms), 1),
     DURATION("client_send_timeout", CFG(client_send_timeout_ms), 1),
     DURATION("keepalive_timeout", CFG(keepalive_timeout_ms), 0),
-    NUMBER("max_header_size", set_size, CFG(max_header_size), 1024, UINT64_C(1) << 20),
-    NUMBER("max_request_line", set_size, CFG(max_request_line), 256, UINT64_C(1) << 20),
+    NUMBER("max_header_size", set_size, CFG(max_header_size), 1024, CFG_MAX_HEADER_SIZE),
+    NUMBER("max_request_line", set_size, CFG(max_request_line), 256, CFG_MAX_HEADER_SIZE),
     NUMBER("max_body_size", set_size, CFG(max_body_size), 0, UINT64_C(1) << 40),
     /* limits (issue 10) */
     NUMBER("max_connections", set_uint, CFG(max_connections), 0, 1000000),

@@ -166,7 +166,8 @@ static int expect_crlf(const struct head *h, size_t i)
  * Field lines from i until the empty line. Fills fields[0..*nfields) and returns the head
  * length, -2 or -1.
  */
-static int parse_fields(const struct head *h, size_t i, struct h1_field *fields, size_t *nfields)
+static int parse_fields(const struct head *h, size_t i, struct h1_field *fields, size_t max_fields,
+                        size_t *nfields)
 {
     const unsigned char *b = h->b;
     size_t end = h->end;
@@ -199,8 +200,8 @@ static int parse_fields(const struct head *h, size_t i, struct h1_field *fields,
         }
         if (i == name)
             return fail(h->err, h->bad, "empty field name", i);
-        /* Counted once the name is known good, so the 101st field is refused on sight. */
-        if (n == H1_MAX_FIELDS)
+        /* Counted once the name is known good, so the field past max_fields is refused on sight. */
+        if (n == max_fields)
             return fail(h->err, h->too_large, "too many header fields", name);
         size_t name_len = i - name;
         i++;
@@ -273,8 +274,8 @@ static int parse_version(const struct head *h, size_t i, size_t stop, int *major
     return 0;
 }
 
-int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
-                     struct h1_request *req, struct h1_error *err)
+static int parse_request(const char *buf, size_t len, const struct h1_limits *lim,
+                         size_t max_fields, struct h1_request *req, struct h1_error *err)
 {
     struct head h = {
         .b = (const unsigned char *)buf,
@@ -353,7 +354,19 @@ int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
     req->minor = minor;
     i += 2;
 
-    return parse_fields(&h, i, req->fields, &req->nfields);
+    return parse_fields(&h, i, req->fields, max_fields, &req->nfields);
+}
+
+int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
+                     struct h1_request *req, struct h1_error *err)
+{
+    return parse_request(buf, len, lim, H1_MAX_FIELDS, req, err);
+}
+
+int h1_parse_forwarded_request(const char *buf, size_t len, const struct h1_limits *lim,
+                               struct h1_request *req, struct h1_error *err)
+{
+    return parse_request(buf, len, lim, H1_MAX_FIELDS_FORWARDED, req, err);
 }
 
 int h1_parse_response(const char *buf, size_t len, size_t max_head, struct h1_response *resp,
@@ -417,7 +430,7 @@ int h1_parse_response(const char *buf, size_t len, size_t max_head, struct h1_re
     resp->reason_len = i - reason;
     i += 2;
 
-    return parse_fields(&h, i, resp->fields, &resp->nfields);
+    return parse_fields(&h, i, resp->fields, H1_MAX_FIELDS, &resp->nfields);
 }
 
 /* ---- field helpers ---- */

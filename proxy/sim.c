@@ -37,7 +37,6 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
-#define SIM_MAX_REQUEST_LINE 8192      /* longer request line: 414 */
 #define SIM_PULL_MAX (2 * SIM_MAX_HEAD) /* never linearize more than this looking for a head */
 #define SIM_BLOCK 16384                /* body pattern block; a multiple of the 64-byte line */
 #define SIM_PIECE (SIM_BLOCK - 64)     /* most body bytes added at once: fits from any phase */
@@ -347,7 +346,7 @@ static int step_head(struct conn *c)
     /* linearize only as much as the head needs: usually the first segment, no copy */
     for (;;) {
         buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)want);
-        n = h1_parse_request(buf, want, &lim, &hr, &err);
+        n = h1_parse_forwarded_request(buf, want, &lim, &hr, &err);
         if (n != -2 || want == avail || want >= SIM_PULL_MAX)
             break;
         want = want * 4 < SIM_PULL_MAX ? want * 4 : SIM_PULL_MAX;
@@ -356,10 +355,20 @@ static int step_head(struct conn *c)
     if (n == -2) {
         if (want >= SIM_PULL_MAX) /* e.g. endless leading empty lines */
             return send_error(c, HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large");
-        if (!c->peer_eof)
+        if (!c->peer_eof) {
+            /* libevent stops reading at SIM_IN_HIGH: a longer head would never complete */
+            if (avail >= SIM_IN_HIGH && !c->long_head) {
+                c->long_head = true;
+                bufferevent_setwatermark(c->bev, EV_READ, 0, SIM_PULL_MAX);
+            }
             return -2;
+        }
         sim_set_state(c, CONN_FLUSH); /* half a head and then EOF: nothing to answer */
         return 0;
+    }
+    if (c->long_head) { /* the head is whole: bodies are read within the usual bound again */
+        c->long_head = false;
+        bufferevent_setwatermark(c->bev, EV_READ, 0, SIM_IN_HIGH);
     }
     memset(&c->req, 0, sizeof(c->req));
     c->req.minor = 1;

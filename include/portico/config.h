@@ -27,6 +27,7 @@
 #define CFG_MAX_ORIGINS 32
 #define CFG_MAX_HINTS 16
 #define CFG_MAX_LINE 8192 /* bytes of one INI line, newline excluded */
+#define CFG_MAX_HEADER_SIZE (UINT64_C(1) << 20) /* max_header_size and max_request_line: 1m */
 #define CFG_NAME_MAX 256  /* bytes of a section header's text, so of an [upstream]/[route] name,
                            * NUL included */
 #define CFG_ORIGIN_TEXT_MAX 300 /* bytes of an origin's "host:port", NUL included */

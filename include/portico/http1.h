@@ -15,6 +15,9 @@
 #include <stdint.h>
 
 #define H1_MAX_FIELDS 100 /* more header fields than this is 431 (request) / invalid (response) */
+/* A request head Portico forwards: the client's fields and the ones it adds (X-Forwarded-*,
+ * X-Request-Id, traceparent, Via ...). The origin in this process, the simulator, reads as many. */
+#define H1_MAX_FIELDS_FORWARDED (H1_MAX_FIELDS + 8)
 #define H1_MAX_LENGTH (UINT64_C(1) << 62) /* largest Content-Length, chunk size and chunked body */
 
 /* Byte classes of the HTTP grammar, one table shared by the head parser and the chunked decoder:
@@ -111,7 +114,7 @@ struct h1_request {
     size_t target_len;
     int minor;          /* HTTP/1.<minor>: 0 or 1 */
     size_t nfields;
-    struct h1_field fields[H1_MAX_FIELDS];
+    struct h1_field fields[H1_MAX_FIELDS_FORWARDED];
 };
 
 struct h1_response {
@@ -148,6 +151,11 @@ struct h1_limits {
  */
 int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
                      struct h1_request *req, struct h1_error *err);
+
+/* The same for a head Portico forwarded (the simulator's requests): up to
+ * H1_MAX_FIELDS_FORWARDED fields, so that whatever Portico took and added to is read. */
+int h1_parse_forwarded_request(const char *buf, size_t len, const struct h1_limits *lim,
+                               struct h1_request *req, struct h1_error *err);
 
 /*
  * Parses a response head (status line and fields) from buf[0..len), same rules as requests;

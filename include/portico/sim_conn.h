@@ -16,13 +16,18 @@
 #include <time.h>
 
 #include "portico/chunked.h"
+#include "portico/config.h"
 #include "portico/http1.h"
 
 struct bufferevent;
 struct event;
 struct evbuffer;
 
-#define SIM_MAX_HEAD 16384         /* longer request head: 431 */
+/* The simulator takes every head Portico forwards: one under the largest max_header_size, plus
+ * the fields Portico adds (X-Forwarded-Host repeats Host, X-Request-Id, traceparent, Via ...).
+ * At 16 KiB, a client head under the default max_header_size got the simulator's 431. */
+#define SIM_MAX_HEAD (2 * CFG_MAX_HEADER_SIZE) /* longer request head: 431 */
+#define SIM_MAX_REQUEST_LINE CFG_MAX_HEADER_SIZE /* longer request line: 414 */
 #define SIM_MAX_INTERIM 32         /* codes accepted by /interim */
 #define SIM_MAX_PARAMS 2           /* query parameters of one endpoint */
 #define SIM_MAX_MS 600000ULL       /* upper bound of every duration in milliseconds */
@@ -103,6 +108,7 @@ struct conn {
     struct timespec armed_t0;  /* when the timer was last armed ... */
     uint64_t armed_ms;         /* ... and for how long */
     bool read_paused;          /* echo back-pressure: reading off until the output drains */
+    bool long_head;            /* a head beyond SIM_IN_HIGH: the read watermark let up to it */
     const char *why;           /* static reason given to the teardown when a step returns -1 */
     struct sim_request req;
 };

@@ -141,6 +141,61 @@ static void test_drip_too_slow(void **state)
     raw_close(c);
 }
 
+/* A request head Portico accepts (under its default max_header_size, 16 KiB) reaches the
+ * simulator with Portico's own fields added (X-Forwarded-*, X-Request-Id, traceparent, Via:
+ * ~250 bytes more), and the simulator answers it: before, it refused every head over 16 KiB, so a
+ * client head of 16,300 bytes got the simulator's 431 through `origin = sim`. */
+static void test_head_portico_accepts(void **state)
+{
+    (void)state;
+    enum { HEAD_BYTES = 16300 }; /* below max_header_size = 16k (16,384) */
+    static const char start[] = "GET /status/200 HTTP/1.1\r\nHost: sim\r\nX-Pad: ";
+    char *req = malloc(HEAD_BYTES + 1);
+    assert_non_null(req);
+    size_t pad = HEAD_BYTES - (sizeof(start) - 1) - 4;
+    memcpy(req, start, sizeof(start) - 1);
+    memset(req + sizeof(start) - 1, 'p', pad);
+    memcpy(req + sizeof(start) - 1 + pad, "\r\n\r\n", 5);
+    assert_int_equal(strlen(req), HEAD_BYTES);
+
+    struct raw_conn *c = px_connect(portico);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    if (r.status != 200)
+        fail_msg("a %d-byte head: status %d from %s, want 200; body: %s", HEAD_BYTES, r.status,
+                 raw_header(&r, "Server"), r.body);
+    raw_response_free(&r);
+    raw_close(c);
+    free(req);
+}
+
+/* 100 fields, as many as Portico takes (H1_MAX_FIELDS), reach the simulator as 106 with
+ * X-Forwarded-For/-Proto/-Host, X-Request-Id, traceparent and Via; the simulator answers them:
+ * before, it stopped at 100 fields, so 95 to 100 client fields got its 431 through origin = sim. */
+static void test_fields_portico_accepts(void **state)
+{
+    (void)state;
+    enum { FIELDS = 100 }; /* Host and 99 others */
+    char *req = malloc(64 + FIELDS * 16);
+    assert_non_null(req);
+    int n = sprintf(req, "GET /status/200 HTTP/1.1\r\nHost: sim\r\n");
+    for (int i = 1; i < FIELDS; i++)
+        n += sprintf(req + n, "X-F%03d: y\r\n", i);
+    strcpy(req + n, "\r\n");
+
+    struct raw_conn *c = px_connect(portico);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    if (r.status != 200)
+        fail_msg("%d fields: status %d from %s, want 200; body: %s", FIELDS, r.status,
+                 raw_header(&r, "Server"), r.body);
+    raw_response_free(&r);
+    raw_close(c);
+    free(req);
+}
+
 /* Last: stops Portico (the group teardown only frees it) and reads every case's line. */
 static void test_access_log_lines(void **state)
 {
@@ -157,12 +212,14 @@ static void test_access_log_lines(void **state)
 int main(void)
 {
     /* one test per endpoint, named by its path */
-    struct CMUnitTest tests[ARRAY_SIZE(cases) + 2];
+    struct CMUnitTest tests[ARRAY_SIZE(cases) + 4];
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         tests[i] = (struct CMUnitTest)cmocka_unit_test_prestate(run_case, &cases[i]);
         tests[i].name = cases[i].path;
     }
     tests[ARRAY_SIZE(cases)] = (struct CMUnitTest)cmocka_unit_test(test_drip_too_slow);
-    tests[ARRAY_SIZE(cases) + 1] = (struct CMUnitTest)cmocka_unit_test(test_access_log_lines);
+    tests[ARRAY_SIZE(cases) + 1] = (struct CMUnitTest)cmocka_unit_test(test_head_portico_accepts);
+    tests[ARRAY_SIZE(cases) + 2] = (struct CMUnitTest)cmocka_unit_test(test_fields_portico_accepts);
+    tests[ARRAY_SIZE(cases) + 3] = (struct CMUnitTest)cmocka_unit_test(test_access_log_lines);
     return cmocka_run_group_tests(tests, start_portico, stop_portico);
 }

@@ -4,6 +4,7 @@
  * what they read, never on sleeps.
  */
 #include "portico/sim.h"
+#include "portico/sim_conn.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -475,7 +476,8 @@ static void test_expect_continue(void **state)
 static void test_malformed_table(void **state)
 {
     (void)state;
-    static char long_line[9000], long_head[17000];
+    enum { LONG_PATH = SIM_MAX_REQUEST_LINE + 1 };
+    static char long_line[LONG_PATH + 64], long_head[17000];
     static const struct {
         const char *req;
         int status;
@@ -493,10 +495,11 @@ static void test_malformed_table(void **state)
         { long_line, 414 },
         { long_head, 431 },
     };
-    /* request line over 8 KiB; head over 16 KiB */
+    /* a request line over SIM_MAX_REQUEST_LINE (1 MiB: the longest Portico forwards); more than
+     * 100 fields */
     int n = snprintf(long_line, sizeof(long_line), "GET /");
-    memset(long_line + n, 'a', 8300);
-    strcpy(long_line + n + 8300, " HTTP/1.1\r\nHost: sim\r\n\r\n");
+    memset(long_line + n, 'a', LONG_PATH);
+    strcpy(long_line + n + LONG_PATH, " HTTP/1.1\r\nHost: sim\r\n\r\n");
     n = snprintf(long_head, sizeof(long_head), "GET / HTTP/1.1\r\nHost: sim\r\n");
     for (int i = 0; i < 200; i++)
         n += snprintf(long_head + n, sizeof(long_head) - (size_t)n, "X-Pad-%03d: %070d\r\n", i, 0);
