@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdatomic.h>
@@ -221,12 +222,40 @@ static void test_reload_trades_log_files(void **state)
     harness_free(h);
 }
 
+/* The in-flight origin's answer waits until the test closes gate_fds[1] (at most GATE_MS): the
+ * reload is live by then however slow the host. A fixed 600 ms wait raced the reload: a reload
+ * slower than it (a sanitized build on a loaded host) saw the exchange end before it began. */
+#define GATE_MS 20000
+static int gate_fds[2] = {-1, -1};
+
+static int gate_wait(int fd, void *arg)
+{
+    (void)fd, (void)arg;
+    struct pollfd p = {.fd = gate_fds[0], .events = POLLIN};
+    poll(&p, 1, GATE_MS);
+    return 0;
+}
+
+static const struct fo_step gated_answer[] = {
+    FO_CALL(gate_wait, NULL),
+    FO_RESPOND(200, NULL, "after the reload\n", FO_LENGTH),
+    FO_END(),
+};
+
+static void gate_open(void)
+{
+    if (gate_fds[1] >= 0)
+        close(gate_fds[1]);
+    gate_fds[1] = -1;
+}
+
 /* An exchange in flight across the reload finishes on the old workers with its response; the
  * connection then closes (its worker is draining), and new requests see the new config. */
 static void test_reload_drains_in_flight(void **state)
 {
     (void)state;
-    struct fake_origin_opts o = {.kind = FO_SLOW_FIRST_BYTE, .delay_ms = 600};
+    assert_int_equal(pipe2(gate_fds, O_CLOEXEC), 0); /* no Portico child holds it open */
+    struct fake_origin_opts o = {.kind = FO_SCRIPT, .script = gated_answer};
     struct fake_origin *slow = fake_origin_start(&o);
     assert_non_null(slow);
     struct harness *h = harness_new();
@@ -242,10 +271,12 @@ static void test_reload_drains_in_flight(void **state)
     assert_int_equal(write_config(h, "proxy", fake_origin_port(slow), ""), 0);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
     assert_int_equal(harness_wait_log(h, "is live", IO_MS), 0);
+    gate_open();
 
     struct raw_response r;
     assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
     assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "after the reload\n");
     const char *conn = raw_header(&r, "Connection");
     assert_non_null(conn);
     assert_string_equal(conn, "close");
@@ -256,7 +287,9 @@ static void test_reload_drains_in_flight(void **state)
     assert_int_equal(get_status(h, "/"), 502); /* proxy profile: connect_refused is 502 too */
     assert_int_equal(harness_stop(h), 0);
     harness_free(h);
+    gate_open();
     fake_origin_stop(slow);
+    close(gate_fds[0]);
 }
 
 /* The system call thread tid of pid is blocked in (-1: unreadable). */

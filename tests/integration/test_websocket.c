@@ -153,30 +153,46 @@ static void test_echo(void **state)
 
 /* ---- tunnel_timeout ---- */
 
+/* A frame every IDLE_PACE_MS keeps a tunnel with IDLE_TIMEOUT_MS open: a tenth of it, so that a
+ * stall of the test or of Portico of up to 9 paces is still no idle tunnel. With a frame every
+ * 100 ms against 300 ms, a stalled moment of a sanitized build on a loaded host closed it. */
+#define IDLE_TIMEOUT_MS 500
+#define IDLE_PACE_MS (IDLE_TIMEOUT_MS / 10)
+
 static void test_idle_timeout(void **state)
 {
     (void)state;
     struct ws_origin *o = ws_origin_start();
     assert_non_null(o);
-    struct harness *h = start_ws(o, "tunnel_timeout = 300ms\n");
+    char conf[64];
+    snprintf(conf, sizeof(conf), "tunnel_timeout = %dms\n", IDLE_TIMEOUT_MS);
+    struct harness *h = start_ws(o, conf);
     struct ws_client *c = open_ws(h, "/idle");
-    /* busy for twice the timeout: a frame every 100 ms keeps it open */
-    for (int i = 0; i < 6; i++) {
+    /* busy for twice the timeout: a frame every IDLE_PACE_MS keeps it open */
+    for (int i = 0; i < 2 * IDLE_TIMEOUT_MS / IDLE_PACE_MS; i++) {
         if (i)
-            assert_int_equal(ws_client_wait_closed(c, 100), 0);
+            assert_int_equal(ws_client_wait_closed(c, IDLE_PACE_MS), 0);
         echo(c, WS_TEXT, (const unsigned char *)"tick", 4);
     }
-    /* then idle: closed about 300 ms after the last byte */
+    /* then idle: closed about IDLE_TIMEOUT_MS after the last byte; timed from before that byte,
+     * which Portico moved after t0 */
     int64_t t0 = tu_now_ms();
+    echo(c, WS_TEXT, (const unsigned char *)"last", 4);
     assert_int_equal(ws_client_wait_closed(c, PX_IO_MS), 1);
     int64_t idle = tu_now_ms() - t0;
-    print_message("  idle tunnel closed after %lld ms (tunnel_timeout 300 ms)\n", (long long)idle);
-    assert_true(idle >= 250 && idle < 2000);
+    print_message("  idle tunnel closed %lld ms after its last frame was sent (tunnel_timeout %d "
+                  "ms)\n", (long long)idle, IDLE_TIMEOUT_MS);
+    assert_true(idle >= IDLE_TIMEOUT_MS - 1 && idle < 4 * IDLE_TIMEOUT_MS); /* - 1: ms rounding */
     ws_client_close(c);
-    /* counted and logged with why, how long and how much */
+    /* counted and logged with why, how long and how much: each 4-byte frame is 10 bytes from
+     * the client (masked), 6 from the origin */
     assert_int_equal(harness_wait_log(h, "tunnel to 127.0.0.1:", PX_IO_MS), 0);
-    assert_true(harness_log_contains(h, ": idle for tunnel_timeout (60 bytes from the client, "
-                                        "36 from the origin)"));
+    const int frames = 2 * IDLE_TIMEOUT_MS / IDLE_PACE_MS + 1;
+    char said[96];
+    snprintf(said, sizeof(said), ": idle for tunnel_timeout (%d bytes from the client, %d from the "
+             "origin)", 10 * frames, 6 * frames);
+    if (!harness_log_contains(h, said))
+        fail_msg("no \"%s\" in the log", said);
     assert_true(scrape_metric(harness_port(h, "admin"),
                               "portico_tunnels_closed_total{reason=\"idle\"}", PX_IO_MS) == 1);
     px_stop(h);
