@@ -113,8 +113,25 @@ PX_HELPER long px_proc_kb(pid_t pid, const char *field)
     return kb;
 }
 
-/* Whether pid's memory is Portico's own: not under AddressSanitizer (shadow memory, quarantine)
- * nor under valgrind (`make valgrind` runs Portico as memcheck, whose RSS is its own). */
+/* CPU time (user + system, every thread) the process has used, in ms. Unlike wall-clock
+ * latency, a loaded machine barely moves it: bounds on work are put on it. */
+PX_HELPER long px_cpu_ms(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    char *stat = tu_read_file(path, NULL);
+    assert_non_null(stat);
+    const char *p = strrchr(stat, ')'); /* the command name may hold spaces */
+    unsigned long utime = 0, stime = 0;
+    assert_non_null(p);
+    /* after ")": state, then fields 4..13, then utime (14) and stime (15) */
+    assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
+                            &stime),
+                     2);
+    free(stat);
+    return (long)((utime + stime) * 1000 / (unsigned long)sysconf(_SC_CLK_TCK));
+}
+
 /* Whether pid is a Portico run under valgrind (make valgrind): slower by tens of times, with
  * descriptor limits and signals of valgrind's own. */
 PX_HELPER bool px_under_valgrind(pid_t pid)
@@ -127,6 +144,8 @@ PX_HELPER bool px_under_valgrind(pid_t pid)
     return valgrind;
 }
 
+/* Whether pid's memory is Portico's own: not under AddressSanitizer (shadow memory, quarantine)
+ * nor under valgrind (`make valgrind` runs Portico as memcheck, whose RSS is its own). */
 PX_HELPER bool px_rss_is_portico(pid_t pid)
 {
     return !SANITIZED && !px_under_valgrind(pid);

@@ -291,6 +291,8 @@ static void test_slowloris(void **state)
                                  fake_origin_port(o));
     struct trickle *t = calloc(1, sizeof(*t));
     assert_non_null(t);
+    pid_t pid = harness_pid(h);
+    long cpu0 = px_cpu_ms(pid);
     int64_t armed = tu_now_ms(); /* no slow client's timer started before this */
     for (int i = 0; i < SLOW_CLIENTS; i++)
         t->fd[i] = connect_nb(px_port(h));
@@ -311,16 +313,25 @@ static void test_slowloris(void **state)
         poll(NULL, 0, NORMAL_PACE_MS); /* pacing the normal client, not waiting on Portico */
     }
     int64_t spent = tu_now_ms() - begin;
+    long cpu = px_cpu_ms(pid) - cpu0;
     if (normal < NORMAL_MIN)
         fail_msg("%d normal requests in %lld ms among %d slow clients", normal,
                  (long long)spent, SLOW_CLIENTS);
     qsort(lat, (size_t)normal, sizeof(lat[0]), cmp_i64);
     int64_t p50 = lat[normal / 2], p99 = lat[normal * 99 / 100 - 1];
     print_message("  %d normal requests among %d slow clients (%lld ms): p50 %lld ms, p99 %lld "
-                  "ms, max %lld ms\n", normal, SLOW_CLIENTS, (long long)spent,
-                  (long long)p50, (long long)p99, (long long)lat[normal - 1]);
+                  "ms, max %lld ms; Portico used %ld ms of CPU\n", normal, SLOW_CLIENTS,
+                  (long long)spent, (long long)p50, (long long)p99, (long long)lat[normal - 1],
+                  cpu);
     /* measured while every slow client was waiting (the earliest 408 may come 50 ms early) */
     assert_true(tu_now_ms() - armed < HEADER_TIMEOUT_MS - 50);
+    /* The slow clients cost Portico next to no work: CPU time, which another process's load
+     * barely moves (60-110 ms of 1.1-1.2 s here, plain and sanitized). The latency bound is
+     * loose: a p99 of 50 ms was missed once on a machine under other load (64 ms). */
+    if (!px_under_valgrind(pid) && cpu > spent / 4)
+        fail_msg("Portico used %ld ms of CPU in %lld ms among %d slow clients", cpu,
+                 (long long)spent, SLOW_CLIENTS);
+    assert_true(p99 <= 250);
 
     /* every slow client gets its 408 (or a close) when client_header_timeout expires */
     int64_t done_ms[SLOW_CLIENTS] = {0};
@@ -362,7 +373,6 @@ static void test_slowloris(void **state)
     assert_int_equal(got_408, SLOW_CLIENTS);
     assert_true(early >= HEADER_TIMEOUT_MS - 50);
     assert_true(late <= HEADER_TIMEOUT_MS + 1500);
-    assert_true(p99 <= 50);
     for (int i = 0; i < SLOW_CLIENTS; i++)
         close(t->fd[i]);
     free(pf);

@@ -848,24 +848,6 @@ static int lowest_free_fd(pid_t pid)
     }
 }
 
-/* CPU time (user + system) the process has used, in ms. */
-static long cpu_ms(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    char *stat = tu_read_file(path, NULL);
-    assert_non_null(stat);
-    const char *p = strrchr(stat, ')'); /* the command name may hold spaces */
-    unsigned long utime = 0, stime = 0;
-    assert_non_null(p);
-    /* after ")": state, then fields 4..13, then utime (14) and stime (15) */
-    assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
-                            &stime),
-                     2);
-    free(stat);
-    return (long)((utime + stime) * 1000 / (unsigned long)sysconf(_SC_CLK_TCK));
-}
-
 static void test_accept_out_of_descriptors(void **state)
 {
     (void)state;
@@ -889,10 +871,10 @@ static void test_accept_out_of_descriptors(void **state)
     assert_int_equal(harness_wait_log(h, "accept: Too many open files", PX_IO_MS), 0);
 
     /* A measurement window, not a synchronisation: spinning would use all of it. */
-    long before = cpu_ms(pid);
+    long before = px_cpu_ms(pid);
     struct timespec window = {0, 300 * 1000000L};
     nanosleep(&window, NULL);
-    long used = cpu_ms(pid) - before;
+    long used = px_cpu_ms(pid) - before;
     print_message("out of descriptors: %ld ms of CPU in 300 ms\n", used);
     assert_true(used < 60);
     char *err = harness_stderr(h);

@@ -208,7 +208,7 @@ static void test_cut_by_drain_deadline(void **state)
     (void)state;
     struct ws_origin *o = ws_origin_start();
     assert_non_null(o);
-    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\nshutdown_timeout = 300ms",
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\nshutdown_timeout = 1s",
                                  "[upstream ws]\norigin = 127.0.0.1:%u\n", ws_origin_port(o));
     struct ws_client *c = open_ws(h, "/long");
     echo(c, WS_TEXT, (const unsigned char *)"before", 6);
