@@ -25,12 +25,16 @@ count, so it always ends.
   h2_frames.py PORT reload_next PATH DIR  a GET answered, then DIR/h2_ready; once DIR/h2_go
                                      exists, a second GET on the same connection, then DIR/h2_sent
                                      (test_reload.c holds the worker meanwhile)
+  h2_frames.py PORT drain_crossing PATH PID  a GET answered, then a reload (SIGHUP to PID); a
+                                     second GET sent once the drain's first frame has arrived,
+                                     before it is read (it crosses the GOAWAY): it must be answered
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
                                      a second connection measures its own requests meanwhile
 """
 import os
+import select
 import signal
 import socket
 import ssl
@@ -74,6 +78,7 @@ class Conn:
         self.buf = b""
         self.ack_settings = ack_settings
         self.goaway = None          # (last stream id, error code)
+        self.goaways = []           # every GOAWAY, in order
         self.closed = False         # nothing more to read
         self.unwritable = False     # a send failed (reset): what arrived before is still read
         self.streams = {}           # id -> {"status": [...], "rst": code, "data": n, "end": bool}
@@ -134,6 +139,9 @@ class Conn:
             self.st(sid)["rst"] = struct.unpack(">I", payload)[0]
         elif ftype == GOAWAY:
             self.goaway = struct.unpack(">II", payload[:8])
+            self.goaways.append(self.goaway)
+        elif ftype == PING and not flags & ACK:  # as every client does
+            self.send(frame(PING, ACK, 0, payload))
 
     def pump(self, until, deadline):
         """Reads frames until until() holds, the connection closes, or the deadline passes."""
@@ -442,6 +450,23 @@ def reload_next(port, path, d):
     c.close()
 
 
+def drain_crossing(port, path, pid):
+    c = Conn(port)
+    first, nxt = c.st(1), c.st(3)
+    c.send(c.request(1, get(path)))
+    c.pump(lambda: first["end"] or first["rst"] is not None, time.monotonic() + IO_S)
+    os.kill(pid, signal.SIGHUP)
+    # the drain's first frame arrives; the next request leaves before it is read, as one does
+    # that was on its way when the drain began
+    arrived = c.s.pending() > 0 or bool(select.select([c.s], [], [], IO_S)[0])
+    c.send(c.request(3, get(path)))
+    c.pump(lambda: c.closed, time.monotonic() + IO_S)
+    print("arrived=%s first=%s next=%s end=%s rst=%s goaways=%s closed=%s" % (
+        arrived, first["status"][-1:], nxt["status"][-1:], nxt["end"], nxt["rst"],
+        c.goaways, c.closed))
+    c.close()
+
+
 def main():
     port = int(sys.argv[1])
     if sys.argv[2] == "malformed":
@@ -464,6 +489,8 @@ def main():
         paced(port, sys.argv[3])
     elif sys.argv[2] == "reload_next":
         reload_next(port, sys.argv[3], sys.argv[4])
+    elif sys.argv[2] == "drain_crossing":
+        drain_crossing(port, sys.argv[3], int(sys.argv[4]))
     elif sys.argv[2] == "reload_first":
         reload_first(port, sys.argv[3], int(sys.argv[4]), sys.argv[5])
     else:

@@ -1264,6 +1264,32 @@ static void test_drain_spares_first_request(void **state)
     fake_origin_stop(o);
 }
 
+/* A request that was on its way when the drain began (sent after Portico's first drain frame
+ * left, before the client read it) is served: the drain's GOAWAY takes two steps (RFC 9113
+ * 6.8), a notice naming no stream and a PING, then the last stream id once the PING is
+ * acknowledged. The old code named stream 1 at once: stream 3 went unanswered (goaways
+ * [(1, 0)], next=[]), a request a client then had to retry, or lost. */
+static void test_drain_takes_crossing_request(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start_origin(fake_origin_port(o), NULL);
+    char port[16], pid[16];
+    snprintf(pid, sizeof(pid), "%d", (int)harness_pid(h));
+    const char *const argv[] = {PY,  FRAMES, port_arg(h, port, sizeof(port)), "drain_crossing",
+                                "/crossing", pid, NULL};
+    struct tu_cmd_result r = {0};
+    px_run_ok(argv, &r);
+    static const char *const want[] = {
+        "arrived=True first=[200] next=[200] end=True rst=None "
+        "goaways=[(2147483647, 0), (3, 0)] closed=True"};
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(fake_origin_requests(o), 2);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* client_body_timeout is the client's silence while it may send. An origin that takes no
  * bytes for longer holds the stream by Portico's window, as it holds an HTTP/1.1 client by not
  * reading its socket: not the client's fault, no 408; the upload goes on once the origin reads
@@ -1330,6 +1356,7 @@ int main(void)
         cmocka_unit_test(test_hpack_never_indexed),
         cmocka_unit_test(test_drain_goaway),
         cmocka_unit_test(test_drain_spares_first_request),
+        cmocka_unit_test(test_drain_takes_crossing_request),
         cmocka_unit_test(test_stop_goaway),
         cmocka_unit_test(test_header_too_large),
         cmocka_unit_test(test_max_concurrent_streams),
