@@ -445,6 +445,7 @@ def reload_next(port, path, d):
     with open(os.path.join(d, "h2_sent"), "w") as f:
         f.write("sent\n")
     c.pump(lambda: nxt["end"] or nxt["rst"] is not None, time.monotonic() + IO_S)
+    c.pump(lambda: c.closed, time.monotonic() + IO_S)  # the last GOAWAY may follow the answer
     print("go=%s first=%s next=%s end=%s rst=%s goaway=%s" % (
         go, first["status"][-1:], nxt["status"][-1:], nxt["end"], nxt["rst"], c.goaway))
     c.close()
