@@ -28,6 +28,8 @@ count, so it always ends.
   h2_frames.py PORT drain_crossing PATH PID  a GET answered, then a reload (SIGHUP to PID); a
                                      second GET sent once the drain's first frame has arrived,
                                      before it is read (it crosses the GOAWAY): it must be answered
+  h2_frames.py PORT conn_errors      connection errors (RFC 9113 5.4.1), each on its own connection:
+                                     the GOAWAY code each gets
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
@@ -468,6 +470,27 @@ def drain_crossing(port, path, pid):
     c.close()
 
 
+# Each case: the frames after the preface (a request on stream 1 first where it needs one) that
+# make a connection error, and the GOAWAY code it must get.
+CONN_ERRORS = [
+    ("window_update_zero", lambda c: c.request(1, get("/slow"), end_stream=True) +
+     frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 0)), 1),           # PROTOCOL_ERROR
+    ("rst_idle_stream", lambda c: frame(RST_STREAM, 0, 9, struct.pack(">I", 8)), 1),
+    ("frame_too_large", lambda c: frame(PING, 0, 0, b"x" * 16385), 6),  # FRAME_SIZE_ERROR
+    ("hpack_garbage", lambda c: frame(HEADERS, END_HEADERS | END_STREAM, 1, b"\xff" * 8), 9),
+    ("window_overflow", lambda c: frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 0x7FFFFFFF)), 3),
+]
+
+
+def conn_errors(port):
+    for name, frames, code in CONN_ERRORS:
+        c = Conn(port)
+        c.send(frames(c))
+        c.pump(lambda: c.closed, time.monotonic() + IO_S)
+        print("case=%s goaway=%s want=%d closed=%s" % (name, c.goaway, code, c.closed))
+        c.close()
+
+
 def main():
     port = int(sys.argv[1])
     if sys.argv[2] == "malformed":
@@ -490,6 +513,8 @@ def main():
         paced(port, sys.argv[3])
     elif sys.argv[2] == "reload_next":
         reload_next(port, sys.argv[3], sys.argv[4])
+    elif sys.argv[2] == "conn_errors":
+        conn_errors(port)
     elif sys.argv[2] == "drain_crossing":
         drain_crossing(port, sys.argv[3], int(sys.argv[4]))
     elif sys.argv[2] == "reload_first":

@@ -1033,6 +1033,43 @@ static const struct flood_case flood_cases[] = {
     {"idle", "goaway=0 ", NULL},
 };
 
+/* Connection errors that nghttp2 finds and answers itself (GOAWAY with the code of RFC 9113
+ * 5.4.1; nghttp2_session_mem_recv returns no error for them) are counted and logged like the
+ * one it returns (no preface). The old code counted none of the five and logged nothing: the
+ * streams they cut were logged as "HTTP/2 connection finished". */
+static void test_connection_errors_counted(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SLOW_FIRST_BYTE, .delay_ms = 1000};
+    struct fake_origin *o = fake_origin_start(&opts);
+    struct harness *h = start_origin(fake_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    frames(h, "conn_errors", NULL, &r);
+    static const char *const want[] = {
+        "case=window_update_zero goaway=(1, 1) want=1 closed=True",
+        "case=rst_idle_stream goaway=(0, 1) want=1 closed=True",
+        "case=frame_too_large goaway=(0, 6) want=6 closed=True",
+        "case=hpack_garbage goaway=(1, 9) want=9 closed=True",
+        "case=window_overflow goaway=(0, 3) want=3 closed=True",
+    };
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, "portico_http2_protocol_errors_total"), (long long)ARRAY_SIZE(want));
+    assert_int_equal(harness_stop(h), 0);
+    static const char *const logged[] = {"FLOW_CONTROL_ERROR", "FRAME_SIZE_ERROR",
+                                         "COMPRESSION_ERROR", "PROTOCOL_ERROR"};
+    for (size_t i = 0; i < ARRAY_SIZE(logged); i++)
+        if (!harness_file_contains(h, "stderr.log", logged[i]))
+            fail_msg("no error-log line with %s", logged[i]);
+    /* The stream the first one cut says why. */
+    char *line = px_log_line(h, "\"path\":\"/slow\"");
+    if (!tu_contains(line, "\"status\":499,") || !tu_contains(line, "HTTP/2 protocol error"))
+        fail_msg("log line: %s", line);
+    free(line);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* Each flood ends its connection with GOAWAY, is counted, and a second client's requests on
  * their own connection meanwhile are not slowed. */
 static void test_floods(void **state)
@@ -1349,6 +1386,7 @@ int main(void)
         cmocka_unit_test(test_fault_drop_and_reset_end_the_stream),
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_floods),
+        cmocka_unit_test(test_connection_errors_counted),
         cmocka_unit_test(test_h2c_and_http2_off),
         cmocka_unit_test(test_client_reset_is_499),
         cmocka_unit_test(test_body_timeout),
