@@ -284,6 +284,19 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
     if (frame->hd.type == NGHTTP2_GOAWAY && h->drain == DRAIN_NOTICE &&
         frame->goaway.last_stream_id == NOTICE_LAST_STREAM)
         nghttp2_submit_ping(session, NGHTTP2_FLAG_NONE, notice_ping);
+    /* nghttp2 answers most connection errors of the client itself (a frame too large, bad
+     * HPACK, a WINDOW_UPDATE of 0 ...: nghttp2_session_mem_recv returns no error for them): its
+     * GOAWAY is the only sign. Our own GOAWAYs with an error (conn_end) set end_why first. */
+    if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR &&
+        !h->end_why) {
+        metrics_add(h->loop->metrics, M_H2_PROTOCOL_ERRORS, 1);
+        char addr[PEER_ADDR_MAX];
+        int n = (int)MIN(frame->goaway.opaque_data_len, 200); /* nghttp2's reason, if any */
+        log_client("client %s: HTTP/2: %s%s%.*s", peer_addr(h->peer, addr, sizeof(addr)),
+                   nghttp2_http2_strerror(frame->goaway.error_code), n ? ": " : "", n,
+                   (const char *)frame->goaway.opaque_data);
+        h->end_why = "HTTP/2 protocol error";
+    }
     if (s && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !s->req_eof &&
         (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS))
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
