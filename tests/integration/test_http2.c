@@ -724,6 +724,29 @@ static void want_lines(const struct tu_cmd_result *r, const char *const *want, s
             fail_msg("wanted '%s' in:\n%s", want[i], r->out);
 }
 
+/* keepalive_timeout = 0 (no keep-alive) still serves the requests of a new connection, as over
+ * HTTP/1.1: the wait for the first stream is client_header_timeout, and the connection ends
+ * once its streams are done. The old code counted keepalive_timeout from the start: GOAWAY with
+ * last stream 0 before the first request was read (curl over TLS: "received GOAWAY,
+ * last_stream=0", exit 16; over h2c 9 of 10 requests got status 000). */
+static void test_no_keepalive_serves_first_request(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start_origin(fake_origin_port(o), "keepalive_timeout = 0");
+    for (int i = 0; i < 5; i++) {
+        const char *const extra[] = {"-o", "/dev/null", "-w", "status=%{http_code}\n", NULL};
+        struct tu_cmd_result r = {0};
+        assert_int_equal(curl(h, "--http2", "/first", extra, &r), 0);
+        if (!tu_contains(r.out, "status=200") || !tu_contains(r.err, "< HTTP/2 200"))
+            fail_msg("request %d not served:\n%s\n%.3000s", i, r.out, r.err);
+        tu_cmd_result_free(&r);
+    }
+    assert_int_equal(fake_origin_requests(o), 5);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* A request head over max_header_size (16k) is refused with 431, a request line over
  * max_request_line (8k) with 414, as over HTTP/1.1. Refused as HEAD, the answer has no DATA: the
  * old code sent the error body, and curl -I saw its stream reset as malformed (exit 92, "stream
@@ -1397,6 +1420,7 @@ int main(void)
         cmocka_unit_test(test_drain_takes_crossing_request),
         cmocka_unit_test(test_stop_goaway),
         cmocka_unit_test(test_header_too_large),
+        cmocka_unit_test(test_no_keepalive_serves_first_request),
         cmocka_unit_test(test_max_concurrent_streams),
         cmocka_unit_test(test_streams_independent),
         cmocka_unit_test(test_shut_windows_bounded_memory),
