@@ -543,13 +543,14 @@ static uint64_t next_deadline(const struct h2_conn *h, uint32_t *code, const cha
         CANDIDATE(h->head_since + cfg->client_header_timeout_ms * 1000,
                   NGHTTP2_ENHANCE_YOUR_CALM,
                   "header block not complete within client_header_timeout", FLOOD_CONTINUATION);
-    if (TAILQ_EMPTY(&h->streams))
+    /* keepalive_timeout is the wait between requests; the first is awaited as long as over
+     * HTTP/1.1, draining or not (with keepalive_timeout 0, the GOAWAY refused it). */
+    if (TAILQ_EMPTY(&h->streams) && took_stream(h))
         CANDIDATE(h->idle_since + cfg->keepalive_timeout_ms * 1000, NGHTTP2_NO_ERROR, "idle",
                   FLOOD_COUNT);
-    /* Draining, a connection waits for its first request as long as an HTTP/1.1 one does. */
-    if (h->loop->state != LOOP_RUNNING && !took_stream(h))
+    else if (TAILQ_EMPTY(&h->streams))
         CANDIDATE(h->started + cfg->client_header_timeout_ms * 1000, NGHTTP2_NO_ERROR,
-                  "no request within client_header_timeout while draining", FLOOD_COUNT);
+                  "no request within client_header_timeout", FLOOD_COUNT);
     if (h->drain == DRAIN_NOTICE) /* timer_cb sends the GOAWAY: it does not end the connection */
         CANDIDATE(h->notice_at + NOTICE_WAIT_US, NGHTTP2_NO_ERROR, "shutdown notice unanswered",
                   FLOOD_COUNT);
@@ -704,9 +705,7 @@ void h2_drain(struct h2_conn *h)
     /* A connection that has sent no request yet gets its first one served, as over HTTP/1.1
      * (a GOAWAY naming stream 0 would refuse it): h2_settle begins the GOAWAY once it is taken.
      * Frames already in the kernel are taken before the notice's PING is acknowledged. */
-    if (!took_stream(h)) {
-        arm_timer(h, now_us()); /* the wait for a first request is client_header_timeout now */
-        return;
-    }
+    if (!took_stream(h))
+        return; /* its deadline stays: client_header_timeout from its start */
     notice_shutdown(h);
 }
