@@ -38,6 +38,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "portico/config.h"
 #include "portico/downstream.h"
@@ -51,6 +52,14 @@
 #define CONN_WINDOW (1024 * 1024)      /* opened at once as DATA arrives: streams limit it */
 #define OUT_HIGH (256 * 1024)          /* frames are made while the socket output is below */
 #define RESUME_BELOW (64 * 1024)       /* a paused exchange is told once its stream is below */
+#define NOTICE_WAIT_US (1000 * 1000)   /* the shutdown notice's PING unanswered: GOAWAY anyway */
+
+/* The PING behind the shutdown notice: its acknowledgement follows every frame the client sent
+ * before it read the notice. */
+static const uint8_t notice_ping[8] = "portico";
+#define NOTICE_LAST_STREAM ((1u << 31) - 1) /* the notice's last stream id: any (RFC 9113 6.8) */
+
+static void goaway_last(struct h2_conn *h);
 
 static const struct {
     const char *name;
@@ -246,6 +255,9 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     case NGHTTP2_PING:
         if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
             h2_charge(h, FLOOD_CONTROL);
+        else if (h->drain == DRAIN_NOTICE &&
+                 memcmp(frame->ping.opaque_data, notice_ping, sizeof(notice_ping)) == 0)
+            goaway_last(h); /* every request sent before the notice came is in */
         break;
     case NGHTTP2_PRIORITY:
         h2_charge(h, FLOOD_CONTROL);
@@ -266,6 +278,25 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
 {
     struct h2_conn *h = user;
     struct h2_stream *s = stream_of(h, frame->hd.stream_id);
+    /* The shutdown notice went: the PING goes after it, never ahead (nghttp2 sends PING before
+     * a GOAWAY queued with it), so its acknowledgement follows whatever the client sent before
+     * it read the notice. */
+    if (frame->hd.type == NGHTTP2_GOAWAY && h->drain == DRAIN_NOTICE &&
+        frame->goaway.last_stream_id == NOTICE_LAST_STREAM)
+        nghttp2_submit_ping(session, NGHTTP2_FLAG_NONE, notice_ping);
+    /* nghttp2 answers most connection errors of the client itself (a frame too large, bad
+     * HPACK, a WINDOW_UPDATE of 0 ...: nghttp2_session_mem_recv returns no error for them): its
+     * GOAWAY is the only sign. Our own GOAWAYs with an error (conn_end) set end_why first. */
+    if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR &&
+        !h->end_why) {
+        metrics_add(h->loop->metrics, M_H2_PROTOCOL_ERRORS, 1);
+        char addr[PEER_ADDR_MAX];
+        int n = (int)MIN(frame->goaway.opaque_data_len, 200); /* nghttp2's reason, if any */
+        log_client("client %s: HTTP/2: %s%s%.*s", peer_addr(h->peer, addr, sizeof(addr)),
+                   nghttp2_http2_strerror(frame->goaway.error_code), n ? ": " : "", n,
+                   (const char *)frame->goaway.opaque_data);
+        h->end_why = "HTTP/2 protocol error";
+    }
     if (s && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !s->req_eof &&
         (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS))
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
@@ -471,9 +502,19 @@ static bool took_stream(const struct h2_conn *h)
 /* GOAWAY with the last stream id taken: the streams in flight finish, then the connection ends. */
 static void goaway_last(struct h2_conn *h)
 {
-    h->draining = true;
+    h->drain = DRAIN_GOAWAY;
     int32_t last = nghttp2_session_get_last_proc_stream_id(h->session);
     nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0);
+    event_active(&h->later, EV_TIMEOUT, 1);
+}
+
+/* The first step: a request the client sent before this reaches it is still taken (a GOAWAY
+ * naming the last stream at once left it unanswered: the client had to retry it, or failed). */
+static void notice_shutdown(struct h2_conn *h)
+{
+    h->drain = DRAIN_NOTICE;
+    h->notice_at = now_us();
+    nghttp2_submit_shutdown_notice(h->session); /* its PING follows it: on_frame_send */
     event_active(&h->later, EV_TIMEOUT, 1);
 }
 
@@ -502,13 +543,17 @@ static uint64_t next_deadline(const struct h2_conn *h, uint32_t *code, const cha
         CANDIDATE(h->head_since + cfg->client_header_timeout_ms * 1000,
                   NGHTTP2_ENHANCE_YOUR_CALM,
                   "header block not complete within client_header_timeout", FLOOD_CONTINUATION);
-    if (TAILQ_EMPTY(&h->streams))
+    /* keepalive_timeout is the wait between requests; the first is awaited as long as over
+     * HTTP/1.1, draining or not (with keepalive_timeout 0, the GOAWAY refused it). */
+    if (TAILQ_EMPTY(&h->streams) && took_stream(h))
         CANDIDATE(h->idle_since + cfg->keepalive_timeout_ms * 1000, NGHTTP2_NO_ERROR, "idle",
                   FLOOD_COUNT);
-    /* Draining, a connection waits for its first request as long as an HTTP/1.1 one does. */
-    if (h->loop->state != LOOP_RUNNING && !took_stream(h))
+    else if (TAILQ_EMPTY(&h->streams))
         CANDIDATE(h->started + cfg->client_header_timeout_ms * 1000, NGHTTP2_NO_ERROR,
-                  "no request within client_header_timeout while draining", FLOOD_COUNT);
+                  "no request within client_header_timeout", FLOOD_COUNT);
+    if (h->drain == DRAIN_NOTICE) /* timer_cb sends the GOAWAY: it does not end the connection */
+        CANDIDATE(h->notice_at + NOTICE_WAIT_US, NGHTTP2_NO_ERROR, "shutdown notice unanswered",
+                  FLOOD_COUNT);
     const struct h2_stream *s;
     TAILQ_FOREACH(s, &h->streams, link)
         if (s->stalled_since)
@@ -538,10 +583,9 @@ static void arm_timer(struct h2_conn *h, uint64_t now)
 void h2_settle(struct h2_conn *h)
 {
     /* A connection the drain spared (its handshake ended after the worker began draining, or
-     * it had sent no request yet, or its next frames had arrived: h2_drain) gets what it sent
-     * served, then the same GOAWAY. */
-    if (h->loop->state != LOOP_RUNNING && !h->draining && took_stream(h))
-        goaway_last(h);
+     * it had sent no request yet: h2_drain) gets what it sent served, then the same GOAWAY. */
+    if (h->loop->state != LOOP_RUNNING && h->drain == DRAIN_NONE && took_stream(h))
+        notice_shutdown(h);
     flush(h);
     if (!h->end_why && !nghttp2_session_want_read(h->session) &&
         !nghttp2_session_want_write(h->session))
@@ -570,6 +614,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     uint32_t code;
     const char *why;
     enum flood kind;
+    if (h->drain == DRAIN_NOTICE && now >= h->notice_at + NOTICE_WAIT_US)
+        goaway_last(h); /* a client that does not acknowledge the PING: no round trip to wait */
     if (next_deadline(h, &code, &why, &kind) <= now) {
         if (kind != FLOOD_COUNT)
             flood(h, kind);
@@ -656,13 +702,10 @@ void h2_free(struct h2_conn *h, const char *why)
 
 void h2_drain(struct h2_conn *h)
 {
-    /* GOAWAY names the last stream taken: sent now, it would refuse the first request of a
-     * connection that has sent none yet (one accepted is served, as over HTTP/1.1), and the
-     * request whose frames are in the kernel. h2_settle sends it once they are taken. */
-    if (!took_stream(h) || sock_input_arrived(h->sock)) {
-        arm_timer(h, now_us()); /* the wait for a first request is client_header_timeout now */
-        return;
-    }
-    goaway_last(h);
+    /* A connection that has sent no request yet gets its first one served, as over HTTP/1.1
+     * (a GOAWAY naming stream 0 would refuse it): h2_settle begins the GOAWAY once it is taken.
+     * Frames already in the kernel are taken before the notice's PING is acknowledged. */
+    if (!took_stream(h))
+        return; /* its deadline stays: client_header_timeout from its start */
+    notice_shutdown(h);
 }
-

@@ -81,6 +81,15 @@ struct h2_stream {
 
 TAILQ_HEAD(h2_stream_list, h2_stream);
 
+/* A graceful GOAWAY takes two steps (RFC 9113 6.8): a notice that names no stream, so the
+ * requests already on their way are still taken, then, once a PING sent behind it is
+ * acknowledged (a round trip), the GOAWAY naming the last stream taken. */
+enum drain_step {
+    DRAIN_NONE,
+    DRAIN_NOTICE,                      /* the notice and its PING went */
+    DRAIN_GOAWAY,                      /* the GOAWAY with the last stream id went */
+};
+
 struct h2_conn {
     struct loop *loop;                 /* borrowed */
     const struct config *cfg;          /* borrowed: the loop's */
@@ -96,7 +105,8 @@ struct h2_conn {
     bool flushing;
     bool again;                        /* a flush was asked for during one */
     bool settings_acked;
-    bool draining;                     /* GOAWAY with the last stream id went (h2_drain) */
+    enum drain_step drain;             /* how far the graceful GOAWAY went (h2_drain) */
+    uint64_t notice_at;                /* µs: the shutdown notice went (DRAIN_NOTICE) */
     uint64_t started;                  /* µs */
     uint64_t idle_since;               /* µs: the last stream closed (or the start) */
     uint64_t head_since;               /* µs: a header block is unfinished; 0 if none */

@@ -321,7 +321,14 @@ static void refuse(struct h2_stream *s, int status, const char *why)
 {
     char id[48];
     loop_request_id(s->conn->loop, id, sizeof(id));
-    struct errpage e = {.status = status, .failure = FAIL_NONE, .reason = why, .request_id = id};
+    const char *method, *path;
+    size_t method_len, path_len;
+    h2_request_line(&s->req, &method, &method_len, &path, &path_len);
+    /* A response to HEAD has no content (RFC 9110 9.3.2): DATA after it makes the client reset
+     * the stream as malformed (RFC 9113 8.1.1), and it never sees the status. */
+    bool head = method && h1_method_of(method, method_len) == METHOD_HEAD;
+    struct errpage e = {.status = status, .failure = FAIL_NONE, .reason = why, .request_id = id,
+                        .head_only = head};
     struct errpage_out o;
     errpage_prepare(&e, &o);
     s->state = ST_ANSWERED;

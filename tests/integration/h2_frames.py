@@ -25,12 +25,18 @@ count, so it always ends.
   h2_frames.py PORT reload_next PATH DIR  a GET answered, then DIR/h2_ready; once DIR/h2_go
                                      exists, a second GET on the same connection, then DIR/h2_sent
                                      (test_reload.c holds the worker meanwhile)
+  h2_frames.py PORT drain_crossing PATH PID  a GET answered, then a reload (SIGHUP to PID); a
+                                     second GET sent once the drain's first frame has arrived,
+                                     before it is read (it crosses the GOAWAY): it must be answered
+  h2_frames.py PORT conn_errors      connection errors (RFC 9113 5.4.1), each on its own connection:
+                                     the GOAWAY code each gets
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
                                      a second connection measures its own requests meanwhile
 """
 import os
+import select
 import signal
 import socket
 import ssl
@@ -74,6 +80,7 @@ class Conn:
         self.buf = b""
         self.ack_settings = ack_settings
         self.goaway = None          # (last stream id, error code)
+        self.goaways = []           # every GOAWAY, in order
         self.closed = False         # nothing more to read
         self.unwritable = False     # a send failed (reset): what arrived before is still read
         self.streams = {}           # id -> {"status": [...], "rst": code, "data": n, "end": bool}
@@ -134,6 +141,9 @@ class Conn:
             self.st(sid)["rst"] = struct.unpack(">I", payload)[0]
         elif ftype == GOAWAY:
             self.goaway = struct.unpack(">II", payload[:8])
+            self.goaways.append(self.goaway)
+        elif ftype == PING and not flags & ACK:  # as every client does
+            self.send(frame(PING, ACK, 0, payload))
 
     def pump(self, until, deadline):
         """Reads frames until until() holds, the connection closes, or the deadline passes."""
@@ -437,9 +447,48 @@ def reload_next(port, path, d):
     with open(os.path.join(d, "h2_sent"), "w") as f:
         f.write("sent\n")
     c.pump(lambda: nxt["end"] or nxt["rst"] is not None, time.monotonic() + IO_S)
+    c.pump(lambda: c.closed, time.monotonic() + IO_S)  # the last GOAWAY may follow the answer
     print("go=%s first=%s next=%s end=%s rst=%s goaway=%s" % (
         go, first["status"][-1:], nxt["status"][-1:], nxt["end"], nxt["rst"], c.goaway))
     c.close()
+
+
+def drain_crossing(port, path, pid):
+    c = Conn(port)
+    first, nxt = c.st(1), c.st(3)
+    c.send(c.request(1, get(path)))
+    c.pump(lambda: first["end"] or first["rst"] is not None, time.monotonic() + IO_S)
+    os.kill(pid, signal.SIGHUP)
+    # the drain's first frame arrives; the next request leaves before it is read, as one does
+    # that was on its way when the drain began
+    arrived = c.s.pending() > 0 or bool(select.select([c.s], [], [], IO_S)[0])
+    c.send(c.request(3, get(path)))
+    c.pump(lambda: c.closed, time.monotonic() + IO_S)
+    print("arrived=%s first=%s next=%s end=%s rst=%s goaways=%s closed=%s" % (
+        arrived, first["status"][-1:], nxt["status"][-1:], nxt["end"], nxt["rst"],
+        c.goaways, c.closed))
+    c.close()
+
+
+# Each case: the frames after the preface (a request on stream 1 first where it needs one) that
+# make a connection error, and the GOAWAY code it must get.
+CONN_ERRORS = [
+    ("window_update_zero", lambda c: c.request(1, get("/slow"), end_stream=True) +
+     frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 0)), 1),           # PROTOCOL_ERROR
+    ("rst_idle_stream", lambda c: frame(RST_STREAM, 0, 9, struct.pack(">I", 8)), 1),
+    ("frame_too_large", lambda c: frame(PING, 0, 0, b"x" * 16385), 6),  # FRAME_SIZE_ERROR
+    ("hpack_garbage", lambda c: frame(HEADERS, END_HEADERS | END_STREAM, 1, b"\xff" * 8), 9),
+    ("window_overflow", lambda c: frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 0x7FFFFFFF)), 3),
+]
+
+
+def conn_errors(port):
+    for name, frames, code in CONN_ERRORS:
+        c = Conn(port)
+        c.send(frames(c))
+        c.pump(lambda: c.closed, time.monotonic() + IO_S)
+        print("case=%s goaway=%s want=%d closed=%s" % (name, c.goaway, code, c.closed))
+        c.close()
 
 
 def main():
@@ -464,6 +513,10 @@ def main():
         paced(port, sys.argv[3])
     elif sys.argv[2] == "reload_next":
         reload_next(port, sys.argv[3], sys.argv[4])
+    elif sys.argv[2] == "conn_errors":
+        conn_errors(port)
+    elif sys.argv[2] == "drain_crossing":
+        drain_crossing(port, sys.argv[3], int(sys.argv[4]))
     elif sys.argv[2] == "reload_first":
         reload_first(port, sys.argv[3], int(sys.argv[4]), sys.argv[5])
     else:

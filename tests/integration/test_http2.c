@@ -724,7 +724,33 @@ static void want_lines(const struct tu_cmd_result *r, const char *const *want, s
             fail_msg("wanted '%s' in:\n%s", want[i], r->out);
 }
 
-/* A request head over max_header_size (16k) is refused with 431, as over HTTP/1.1. */
+/* keepalive_timeout = 0 (no keep-alive) still serves the requests of a new connection, as over
+ * HTTP/1.1: the wait for the first stream is client_header_timeout, and the connection ends
+ * once its streams are done. The old code counted keepalive_timeout from the start: GOAWAY with
+ * last stream 0 before the first request was read (curl over TLS: "received GOAWAY,
+ * last_stream=0", exit 16; over h2c 9 of 10 requests got status 000). */
+static void test_no_keepalive_serves_first_request(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start_origin(fake_origin_port(o), "keepalive_timeout = 0");
+    for (int i = 0; i < 5; i++) {
+        const char *const extra[] = {"-o", "/dev/null", "-w", "status=%{http_code}\n", NULL};
+        struct tu_cmd_result r = {0};
+        assert_int_equal(curl(h, "--http2", "/first", extra, &r), 0);
+        if (!tu_contains(r.out, "status=200") || !tu_contains(r.err, "< HTTP/2 200"))
+            fail_msg("request %d not served:\n%s\n%.3000s", i, r.out, r.err);
+        tu_cmd_result_free(&r);
+    }
+    assert_int_equal(fake_origin_requests(o), 5);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* A request head over max_header_size (16k) is refused with 431, a request line over
+ * max_request_line (8k) with 414, as over HTTP/1.1. Refused as HEAD, the answer has no DATA: the
+ * old code sent the error body, and curl -I saw its stream reset as malformed (exit 92, "stream
+ * 1 was not closed cleanly: PROTOCOL_ERROR") instead of the status. */
 static void test_header_too_large(void **state)
 {
     (void)state;
@@ -734,15 +760,47 @@ static void test_header_too_large(void **state)
     int k = snprintf(big, sizeof(big), "X-Big: ");
     memset(big + k, 'a', 20 * 1024);
     big[k + 20 * 1024] = '\0';
-    const char *const extra[] = {"-H", big, "-o", "/dev/null", NULL};
-    struct tu_cmd_result r = {0};
-    assert_int_equal(curl(h, "--http2", "/big", extra, &r), 0);
-    if (!tu_contains(r.err, "< HTTP/2 431"))
-        fail_msg("no 431:\n%.2000s", r.err);
-    tu_cmd_result_free(&r);
+    static char long_path[9 * 1024 + 2];
+    long_path[0] = '/';
+    memset(long_path + 1, 'a', sizeof(long_path) - 2);
+    static const struct {
+        const char *method;   /* curl's option for it: "-I" is HEAD */
+        bool big_head;        /* the 20 KiB field, else the 9 KiB path */
+        const char *status;
+    } cases[] = {
+        {"-G", true, "< HTTP/2 431"},
+        {"-I", true, "< HTTP/2 431"},  /* a HEAD refused: no body may follow */
+        {"-I", false, "< HTTP/2 414"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        const char *const extra[] = {cases[i].method, "-H", cases[i].big_head ? big : "X-A: 1",
+                                     "--request-target", cases[i].big_head ? "/big" : long_path,
+                                     "-o", "/dev/null", NULL};
+        struct tu_cmd_result r = {0};
+        int rc = curl(h, "--http2", "/", extra, &r);
+        if (rc != 0 || !tu_contains(r.err, cases[i].status))
+            fail_msg("case %zu: curl exit %d, want %s:\n%.2000s", i, rc, cases[i].status,
+                     r.err + (strlen(r.err) > 2000 ? strlen(r.err) - 2000 : 0));
+        tu_cmd_result_free(&r);
+    }
     assert_int_equal(fake_origin_requests(o), 0);
     assert_int_equal(harness_wait_file(h, "access.log", "\"status\":431", PX_IO_MS), 0);
-    px_stop(h);
+    assert_int_equal(harness_stop(h), 0);
+    /* Each HEAD's line says no body went out. */
+    char path[512];
+    snprintf(path, sizeof(path), "%s/access.log", harness_dir(h));
+    char *log = tu_read_file(path, NULL);
+    assert_non_null(log);
+    int heads = 0;
+    for (const char *p = log; (p = strstr(p, "\"method\":\"HEAD\"")) != NULL; p++) {
+        const char *end = strchr(p, '\n');
+        const char *bytes = strstr(p, "\"bytes_out\":0,");
+        assert_true(bytes && (!end || bytes < end));
+        heads++;
+    }
+    assert_int_equal(heads, 2);
+    free(log);
+    harness_free(h);
     fake_origin_stop(o);
 }
 
@@ -998,6 +1056,43 @@ static const struct flood_case flood_cases[] = {
     {"idle", "goaway=0 ", NULL},
 };
 
+/* Connection errors that nghttp2 finds and answers itself (GOAWAY with the code of RFC 9113
+ * 5.4.1; nghttp2_session_mem_recv returns no error for them) are counted and logged like the
+ * one it returns (no preface). The old code counted none of the five and logged nothing: the
+ * streams they cut were logged as "HTTP/2 connection finished". */
+static void test_connection_errors_counted(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SLOW_FIRST_BYTE, .delay_ms = 1000};
+    struct fake_origin *o = fake_origin_start(&opts);
+    struct harness *h = start_origin(fake_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    frames(h, "conn_errors", NULL, &r);
+    static const char *const want[] = {
+        "case=window_update_zero goaway=(1, 1) want=1 closed=True",
+        "case=rst_idle_stream goaway=(0, 1) want=1 closed=True",
+        "case=frame_too_large goaway=(0, 6) want=6 closed=True",
+        "case=hpack_garbage goaway=(1, 9) want=9 closed=True",
+        "case=window_overflow goaway=(0, 3) want=3 closed=True",
+    };
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, "portico_http2_protocol_errors_total"), (long long)ARRAY_SIZE(want));
+    assert_int_equal(harness_stop(h), 0);
+    static const char *const logged[] = {"FLOW_CONTROL_ERROR", "FRAME_SIZE_ERROR",
+                                         "COMPRESSION_ERROR", "PROTOCOL_ERROR"};
+    for (size_t i = 0; i < ARRAY_SIZE(logged); i++)
+        if (!harness_file_contains(h, "stderr.log", logged[i]))
+            fail_msg("no error-log line with %s", logged[i]);
+    /* The stream the first one cut says why. */
+    char *line = px_log_line(h, "\"path\":\"/slow\"");
+    if (!tu_contains(line, "\"status\":499,") || !tu_contains(line, "HTTP/2 protocol error"))
+        fail_msg("log line: %s", line);
+    free(line);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* Each flood ends its connection with GOAWAY, is counted, and a second client's requests on
  * their own connection meanwhile are not slowed. */
 static void test_floods(void **state)
@@ -1229,6 +1324,32 @@ static void test_drain_spares_first_request(void **state)
     fake_origin_stop(o);
 }
 
+/* A request that was on its way when the drain began (sent after Portico's first drain frame
+ * left, before the client read it) is served: the drain's GOAWAY takes two steps (RFC 9113
+ * 6.8), a notice naming no stream and a PING, then the last stream id once the PING is
+ * acknowledged. The old code named stream 1 at once: stream 3 went unanswered (goaways
+ * [(1, 0)], next=[]), a request a client then had to retry, or lost. */
+static void test_drain_takes_crossing_request(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start_origin(fake_origin_port(o), NULL);
+    char port[16], pid[16];
+    snprintf(pid, sizeof(pid), "%d", (int)harness_pid(h));
+    const char *const argv[] = {PY,  FRAMES, port_arg(h, port, sizeof(port)), "drain_crossing",
+                                "/crossing", pid, NULL};
+    struct tu_cmd_result r = {0};
+    px_run_ok(argv, &r);
+    static const char *const want[] = {
+        "arrived=True first=[200] next=[200] end=True rst=None "
+        "goaways=[(2147483647, 0), (3, 0)] closed=True"};
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(fake_origin_requests(o), 2);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* client_body_timeout is the client's silence while it may send. An origin that takes no
  * bytes for longer holds the stream by Portico's window, as it holds an HTTP/1.1 client by not
  * reading its socket: not the client's fault, no 408; the upload goes on once the origin reads
@@ -1288,6 +1409,7 @@ int main(void)
         cmocka_unit_test(test_fault_drop_and_reset_end_the_stream),
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_floods),
+        cmocka_unit_test(test_connection_errors_counted),
         cmocka_unit_test(test_h2c_and_http2_off),
         cmocka_unit_test(test_client_reset_is_499),
         cmocka_unit_test(test_body_timeout),
@@ -1295,8 +1417,10 @@ int main(void)
         cmocka_unit_test(test_hpack_never_indexed),
         cmocka_unit_test(test_drain_goaway),
         cmocka_unit_test(test_drain_spares_first_request),
+        cmocka_unit_test(test_drain_takes_crossing_request),
         cmocka_unit_test(test_stop_goaway),
         cmocka_unit_test(test_header_too_large),
+        cmocka_unit_test(test_no_keepalive_serves_first_request),
         cmocka_unit_test(test_max_concurrent_streams),
         cmocka_unit_test(test_streams_independent),
         cmocka_unit_test(test_shut_windows_bounded_memory),
