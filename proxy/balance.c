@@ -4,7 +4,9 @@
  * The round-robin cycle is nginx's smooth weighted round robin run once at creation: each turn
  * every origin's current weight grows by its weight, the largest takes the turn and gives back
  * the total. Weights 5, 1, 1 give a a b a c a a rather than a a a a a b c. Workers share one
- * position in that cycle (an atomic counter), so the spread holds across threads too.
+ * position in that cycle (an atomic counter), so the spread holds across threads too. The turns
+ * of an origin that cannot take the attempt are used up as well, so its share goes round the
+ * others by weight instead of to its neighbour in the cycle.
  */
 #include "portico/balance.h"
 
@@ -149,12 +151,34 @@ static bool less_busy(const struct balancer *b, int a, int c)
     return fa * weight_of(b, c) < fc * weight_of(b, a);
 }
 
-static int pick_round_robin(struct balancer *b, uint64_t now_ms, uint32_t exclude)
+/* Whether any origin outside exclude may take an attempt at now. */
+static bool any_usable(const struct balancer *b, uint64_t now_ms, uint32_t exclude)
 {
-    unsigned start = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed);
+    for (int o = 0; o < b->up->norigins; o++)
+        if (!(exclude & (1u << o)) && usable(b, o, now_ms))
+            return true;
+    return false;
+}
+
+/* The origin of the next turn of the shared cycle that is usable and outside exclude, or -1.
+ * Each turn looked at is taken from the shared position, the skipped ones too: a down origin's
+ * turns then go round the others by weight. Walking the cycle from one taken turn instead gave
+ * all of them to the origin after it (4 equal origins, one down: 5000 2500 2500 of 10,000). */
+static int next_turn(struct balancer *b, uint64_t now_ms, uint32_t exclude)
+{
+    for (unsigned i = 0; i < b->ncycle; i++) {
+        unsigned turn = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed);
+        int o = b->cycle[turn % b->ncycle];
+        if (!(exclude & (1u << o)) && usable(b, o, now_ms))
+            return o;
+        if (i == 0 && !any_usable(b, now_ms, exclude))
+            return -1; /* every origin down: no walk over the whole cycle */
+    }
+    /* Other threads took the turns between ours: the first usable one in the cycle. */
+    unsigned start = atomic_load_explicit(&b->next, memory_order_relaxed);
     for (unsigned i = 0; i < b->ncycle; i++) {
         int o = b->cycle[(start + i) % b->ncycle];
-        if (!(exclude & (1u << o)) && take(b, o, now_ms))
+        if (!(exclude & (1u << o)) && usable(b, o, now_ms))
             return o;
     }
     return -1;
@@ -195,18 +219,17 @@ static int draw(struct balancer *b, uint64_t now_ms, uint32_t exclude, uint32_t 
 
 int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude)
 {
-    if (b->up->balance == BALANCE_ROUND_ROBIN)
-        return pick_round_robin(b, now_ms, exclude);
-    unsigned start = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed);
     /* A candidate another thread takes first (the probe of a DOWN origin) is left out and the
      * choice made again: at most once per origin. */
     for (int tries = 0; tries < b->up->norigins; tries++) {
         int o;
-        if (b->up->balance == BALANCE_LEAST_CONN) {
+        if (b->up->balance == BALANCE_ROUND_ROBIN) {
+            o = next_turn(b, now_ms, exclude);
+        } else if (b->up->balance == BALANCE_LEAST_CONN) {
             /* Ties start at this turn's origin of the weighted cycle: idle origins (the usual
              * case at low load) then share the requests by weight, as round_robin does. */
-            unsigned first = b->ncycle ? b->cycle[start % b->ncycle] : 0;
-            o = least_busy(b, now_ms, exclude, first);
+            int first = next_turn(b, now_ms, exclude);
+            o = first < 0 ? -1 : least_busy(b, now_ms, exclude, (unsigned)first);
         } else {
             o = draw(b, now_ms, exclude, (uint32_t)rnd);
             int other = o < 0 ? -1 : draw(b, now_ms, exclude | (1u << o), (uint32_t)(rnd >> 32));

@@ -3,8 +3,8 @@
  *
  * One probe per (upstream, origin) with a check: WAITING for its timer, or CHECKING with an
  * origin connection and the same timer as the check's deadline. Every outcome goes through
- * verdict(), which closes the connection, tells the balancer and arms the next check one
- * interval after this one started.
+ * end_check(), which closes the connection and arms the next check one interval after this one
+ * started; verdict() then tells the balancer, unless our own shortage ended it (no_verdict).
  */
 #include "portico/health.h"
 
@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,8 @@ struct probe {
     struct upconn *uc;                 /* owned while CHECKING */
     struct event timer;
     uint64_t started_us;               /* the running (or last) check began */
+    bool shortage_said;                /* a check our shortage ended was logged: once until one
+                                          ends with a verdict */
 };
 
 struct health {
@@ -64,22 +67,43 @@ static void arm(struct probe *p, uint64_t us)
     evtimer_add(&p->timer, &tv);
 }
 
-/* The end of a check: the connection closed, the balancer told, the next check armed. */
-static void verdict(struct probe *p, enum check_state s, const char *why)
+/* The end of a check: the connection closed, the next check armed one interval after this one
+ * started. */
+static void end_check(struct probe *p)
 {
-    struct loop *l = p->health->loop;
     const struct health_check_conf *hc = check_of(p);
     upconn_abort(p->uc);
     p->uc = NULL;
     p->state = PROBE_WAITING;
     event_del(&p->timer);
+    uint64_t spent = now_us() - p->started_us, every = hc->interval_ms * 1000;
+    arm(p, spent < every ? every - spent : 0);
+}
+
+/* A check that showed the origin passing or failing: the balancer told. */
+static void verdict(struct probe *p, enum check_state s, const char *why)
+{
+    struct loop *l = p->health->loop;
+    end_check(p);
+    p->shortage_said = false;
     if (s == CHECK_FAILING)
         metrics_add(l->metrics, M_HEALTH_CHECKS_FAILED, 1);
     log_debug("health check of %s: %s%s%s", l->cfg->upstreams[p->upstream].origins[p->origin].text,
               s == CHECK_PASSING ? "passed" : "failed", why ? ": " : "", why ? why : "");
     balancer_check(l->gen->balancers[p->upstream], p->origin, s, why);
-    uint64_t spent = now_us() - p->started_us, every = hc->interval_ms * 1000;
-    arm(p, spent < every ? every - spent : 0);
+}
+
+/* A check our own shortage ended (out of descriptors or memory): it showed nothing of the
+ * origin, whose last verdict stands, as passive health leaves it alone for a request. Marking it
+ * down kept clients on 503 no_healthy_origin until the next check, descriptors long back. */
+static void no_verdict(struct probe *p, const char *why)
+{
+    struct loop *l = p->health->loop;
+    end_check(p);
+    if (!p->shortage_said)
+        log_warn("health check of %s not made (%s); its last verdict stands",
+                 l->cfg->upstreams[p->upstream].origins[p->origin].text, why);
+    p->shortage_said = true;
 }
 
 static void fail_check(struct probe *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -174,8 +198,10 @@ static void on_ready(void *arg)
 
 static void on_error(void *arg, enum cause cause, const char *detail)
 {
-    (void)cause;
-    fail_check(arg, "%s", detail);
+    if (cause == CAUSE_LOCAL)
+        no_verdict(arg, detail);
+    else
+        fail_check(arg, "%s", detail);
 }
 
 static const struct upconn_events probe_events = {
@@ -198,7 +224,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     metrics_add(l->metrics, M_HEALTH_CHECKS, 1);
     p->uc = upconn_open(l, p->upstream, p->origin, &probe_events, p);
     if (!p->uc) {
-        fail_check(p, "out of memory");
+        no_verdict(p, "out of memory");
         return;
     }
     p->state = PROBE_CHECKING;

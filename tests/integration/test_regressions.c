@@ -20,6 +20,8 @@
  *      (and logging) on every loop turn; the queued client is served once descriptors are free
  *  11. out of descriptors at a reload: refused with a message, where libevent used to exit the
  *      whole process when the new workers' event_base could not get its socketpair
+ *  12. out of descriptors for an origin connection, or for a health check's: not the origin's
+ *      failure (it was marked down: 503 no_healthy_origin once descriptors were back)
  *
  * No sleeps for synchronization: waits are bounded reads, fake-origin counters, the access log,
  * waitid() on the stopped child. Delays live in the fake DNS (300 ms answers) and in Portico's
@@ -977,6 +979,45 @@ static void test_local_failure_spares_origin(void **state)
     fake_origin_stop(o);
 }
 
+/* The same shortage when an active health check opens its connection: Portico's failure, not
+ * the origin's, so the origin's verdict stands. It was "failed its health check (socket: Too
+ * many open files); marked down", and once descriptors were back every client got 503
+ * no_healthy_origin until the next check passed (up to its interval). */
+static void test_local_failure_spares_checked_origin(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start("log_level = debug",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 0\n"
+                                 "health_check = GET /healthz every 2s expect 200\n",
+                                 fake_origin_port(o));
+    /* the first check passed and its connection is closed (logged after the close) */
+    assert_int_equal(harness_wait_log(h, ": passed", PX_IO_MS), 0);
+    pid_t pid = harness_pid(h);
+    struct rlimit old, tight;
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
+    tight = (struct rlimit){.rlim_cur = (rlim_t)lowest_free_fd(pid), .rlim_max = old.rlim_max};
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &tight, NULL), 0);
+    /* the next check, 2 s after the first */
+    assert_int_equal(harness_wait_log(h, "(socket: Too many open files)", 4000), 0);
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+
+    /* descriptors back, long before the next check: the origin takes the request */
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    send_ok(c, "GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    if (r.status != 200)
+        fail_msg("status %d (%s) right after the shortage", r.status,
+                 raw_header(&r, "Portico-Error") ? raw_header(&r, "Portico-Error") : "-");
+    raw_response_free(&r);
+    raw_close(c);
+    assert_false(harness_log_contains(h, "failed its health check"));
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -995,6 +1036,7 @@ int main(void)
         cmocka_unit_test(test_accept_out_of_descriptors),
         cmocka_unit_test(test_reload_out_of_descriptors),
         cmocka_unit_test(test_local_failure_spares_origin),
+        cmocka_unit_test(test_local_failure_spares_checked_origin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

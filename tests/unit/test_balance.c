@@ -103,28 +103,48 @@ static void test_round_robin_smooth(void **state)
     balancer_free(b);
 }
 
-/* A down origin's turns go to the next in the cycle; excluded origins are never picked. */
+/* A down origin's turns go round the others by weight (they all went to the next one in the
+ * cycle: 27 13 here, and 5000 2500 2500 of 10,000 over four origins); so do least_conn's ties
+ * between idle origins. Excluded origins are never picked. */
 static void test_round_robin_skips(void **state)
 {
     (void)state;
-    struct upstream_conf up;
-    make_upstream(&up, 3, NULL, BALANCE_ROUND_ROBIN, 1);
-    struct balancer *b = balancer_new(&up);
-    int o = balancer_pick(b, 0, 0, 0);
-    assert_int_equal(o, 0);
-    balancer_done(b, o, BALANCE_FAILED, 0); /* max_fails = 1: down */
-    int counts[3] = {0};
-    for (int k = 0; k < 40; k++)
-        counts[pick_answer(b, 0)]++;
-    assert_int_equal(counts[0], 0);
-    assert_int_equal(counts[1] + counts[2], 40);
-    assert_true(counts[1] >= 13 && counts[2] >= 13);
-    for (int k = 0; k < 6; k++) { /* a retry leaves out what it tried */
-        o = balancer_pick(b, 0, 0, 1u << 1);
-        assert_int_equal(o, 2);
-        balancer_done(b, o, BALANCE_ANSWERED, 0);
+    static const enum balance_policy policies[] = {BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN};
+    for (size_t p = 0; p < ARRAY_LEN(policies); p++) {
+        struct upstream_conf up;
+        make_upstream(&up, 3, NULL, policies[p], 1);
+        struct balancer *b = balancer_new(&up);
+        int o = balancer_pick(b, 0, 0, 0);
+        assert_int_equal(o, 0);
+        balancer_done(b, o, BALANCE_FAILED, 0); /* max_fails = 1: down */
+        int counts[3] = {0};
+        for (int k = 0; k < 40; k++)
+            counts[pick_answer(b, 0)]++;
+        print_message("  policy %zu, origin 0 down: %d %d %d\n", p, counts[0], counts[1],
+                      counts[2]);
+        assert_int_equal(counts[0], 0);
+        assert_int_equal(counts[1], 20);
+        assert_int_equal(counts[2], 20);
+        for (int k = 0; k < 6; k++) { /* a retry leaves out what it tried */
+            o = balancer_pick(b, 0, 0, 1u << 1);
+            assert_int_equal(o, 2);
+            balancer_done(b, o, BALANCE_ANSWERED, 0);
+        }
+        assert_int_equal(balancer_pick(b, 0, 0, (1u << 1) | (1u << 2)), -1);
+        balancer_free(b);
     }
-    assert_int_equal(balancer_pick(b, 0, 0, (1u << 1) | (1u << 2)), -1);
+
+    /* weights 5, 1, 1 with the heavy one down: the other two alike */
+    struct upstream_conf up;
+    make_upstream(&up, 3, (const unsigned[]){5, 1, 1}, BALANCE_ROUND_ROBIN, 1);
+    struct balancer *b = balancer_new(&up);
+    balancer_done(b, balancer_pick(b, 0, 0, 0), BALANCE_FAILED, 0);
+    int counts[3] = {0};
+    for (int k = 0; k < 70; k++)
+        counts[pick_answer(b, 0)]++;
+    print_message("  weights 5 1 1, the 5 down: %d %d %d\n", counts[0], counts[1], counts[2]);
+    assert_int_equal(counts[1], 35);
+    assert_int_equal(counts[2], 35);
     balancer_free(b);
 }
 
