@@ -24,6 +24,7 @@
 #include "portico/sock.h"
 #include "portico/upstream.h"
 #include "portico/status.h"
+#include "portico/tls.h"
 #include "portico/util.h"
 
 /* The origin's input holds at most this much: a whole response head, or RELAY_HIGH of body (or
@@ -564,8 +565,8 @@ static bool handshake_refused(struct exchange *ex, char *why, size_t size)
     unsigned long e = ex->usock->ssl_err;
     if (!e)
         e = sock_tls_alert(ex->usock);
-    if (!e || ERR_GET_LIB(e) != ERR_LIB_SSL || ERR_GET_REASON(e) < SSL_AD_REASON_OFFSET)
-        return false;
+    if (!tls_alert_refuses_handshake(e))
+        return false; /* internal_error and the like may come after the origin took it */
     ERR_error_string_n(e, why, size);
     return true;
 }

@@ -243,6 +243,30 @@ void tls_watch_first_record(SSL *ssl, unsigned char *head)
     SSL_set_msg_callback_arg(ssl, head);
 }
 
+bool tls_alert_refuses_handshake(unsigned long err)
+{
+    if (ERR_GET_LIB(err) != ERR_LIB_SSL || ERR_GET_REASON(err) < SSL_AD_REASON_OFFSET)
+        return false;
+    /* What a TLS 1.3 server answers to our certificate (or its absence) after our Finished. An
+     * internal_error or decode_error may follow a request the origin took: not these. */
+    switch (ERR_GET_REASON(err) - SSL_AD_REASON_OFFSET) {
+    case SSL_AD_HANDSHAKE_FAILURE:
+    case SSL_AD_BAD_CERTIFICATE:
+    case SSL_AD_UNSUPPORTED_CERTIFICATE:
+    case SSL_AD_CERTIFICATE_REVOKED:
+    case SSL_AD_CERTIFICATE_EXPIRED:
+    case SSL_AD_CERTIFICATE_UNKNOWN:
+    case SSL_AD_UNKNOWN_CA:
+    case SSL_AD_ACCESS_DENIED:
+    case SSL_AD_DECRYPT_ERROR:
+    case SSL_AD_INSUFFICIENT_SECURITY:
+    case SSL_AD_CERTIFICATE_REQUIRED:
+        return true;
+    default:
+        return false;
+    }
+}
+
 bool tls_plain_http(const unsigned char *head)
 {
     /* OpenSSL itself names only GET, POST, HEAD and PUT (SSL_R_HTTP_REQUEST): DELETE, OPTIONS,

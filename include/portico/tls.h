@@ -44,6 +44,11 @@ bool tls_verify_failed(struct ssl_st *ssl, char *buf, size_t bufsz);
 /* Whether the peer has sent no byte at all on this connection (a TCP probe, not a handshake). */
 bool tls_peer_silent(struct ssl_st *ssl);
 
+/* Whether an OpenSSL error is a fatal alert by which a server refuses the handshake (our
+ * certificate, its absence, its signature): on TLS 1.3 it may come after our Finished, with the
+ * request already sent, and then it still means the request never reached the application. */
+bool tls_alert_refuses_handshake(unsigned long err);
+
 #define TLS_RECORD_HEAD 5 /* bytes of a TLS record header */
 
 /* Keeps the first record header the peer sends into head (zeroed by the caller), until called

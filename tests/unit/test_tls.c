@@ -1,0 +1,71 @@
+/*
+ * test_tls.c — the TLS helpers that classify what a peer sent: which fatal alerts are a server
+ * refusing our handshake (a request sent behind it never reached the application, so it may go
+ * to another origin), and which first records are plain HTTP sent to a TLS port.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "portico/tls.h"
+
+#define ALERT(desc) ERR_PACK(ERR_LIB_SSL, 0, SSL_AD_REASON_OFFSET + (desc))
+
+static void test_alerts(void **state)
+{
+    (void)state;
+    static const struct {
+        unsigned long err;
+        bool refuses;
+    } rows[] = {
+        {ALERT(SSL_AD_CERTIFICATE_REQUIRED), true}, /* TLS 1.3: no client certificate */
+        {ALERT(SSL_AD_UNKNOWN_CA), true},
+        {ALERT(SSL_AD_BAD_CERTIFICATE), true},
+        {ALERT(SSL_AD_CERTIFICATE_EXPIRED), true},
+        {ALERT(SSL_AD_ACCESS_DENIED), true},
+        {ALERT(SSL_AD_DECRYPT_ERROR), true},        /* a CertificateVerify that did not verify */
+        {ALERT(SSL_AD_HANDSHAKE_FAILURE), true},
+        /* may follow a request the origin took: never a reason to send it elsewhere */
+        {ALERT(SSL_AD_INTERNAL_ERROR), false},
+        {ALERT(SSL_AD_DECODE_ERROR), false},
+        {ALERT(SSL_AD_UNEXPECTED_MESSAGE), false},
+        {ALERT(SSL_AD_CLOSE_NOTIFY), false},
+        {ERR_PACK(ERR_LIB_SSL, 0, SSL_R_WRONG_VERSION_NUMBER), false}, /* not an alert */
+        {ERR_PACK(ERR_LIB_SYS, 0, 104), false},
+        {0, false},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        if (tls_alert_refuses_handshake(rows[i].err) != rows[i].refuses)
+            fail_msg("row %zu (reason %d): want %s", i, ERR_GET_REASON(rows[i].err),
+                     rows[i].refuses ? "refused" : "not refused");
+}
+
+static void test_plain_http(void **state)
+{
+    (void)state;
+    static const struct {
+        const char head[TLS_RECORD_HEAD + 1];
+        bool plain;
+    } rows[] = {
+        {"GET /", true},  {"DELET", true}, {"PUT /", true}, {"PATCH", true},
+        {"OPTIO", true},  {"GE /x", false}, {"get /", false},
+        {"\x16\x03\x01\x02\x00", false}, /* a ClientHello's record */
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        if (tls_plain_http((const unsigned char *)rows[i].head) != rows[i].plain)
+            fail_msg("row %zu (%.5s): want %s", i, rows[i].head, rows[i].plain ? "plain" : "TLS");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_alerts),
+        cmocka_unit_test(test_plain_http),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
