@@ -282,9 +282,11 @@ static void count_refusal(struct client *c, const struct errpage *e, long body)
     }
 }
 
-/* A request refused before its exchange (bad head, timer): the error page, counted, logged, and
- * the connection closed; limit_ms names the client timer that expired, 0 for none. */
-static void refuse_head(struct client *c, int status, const char *reason, uint64_t limit_ms)
+/* A request refused before its exchange (bad head, timer): the error page (no body for a HEAD),
+ * counted, logged, and the connection closed; limit_ms names the client timer that expired, 0
+ * for none. */
+static void refuse_head(struct client *c, int status, const char *reason, uint64_t limit_ms,
+                        bool head_method)
 {
     char id[48];
     loop_request_id(c->loop, id, sizeof(id));
@@ -295,6 +297,7 @@ static void refuse_head(struct client *c, int status, const char *reason, uint64
         .request_id = id,
         .limit_ms = limit_ms,
         .close = true,
+        .head_only = head_method,
     };
     long body = errpage_write(c->sock.out, &e);
     /* The admin listener's requests are not client traffic (issue 9): a refused one moves no
@@ -302,12 +305,6 @@ static void refuse_head(struct client *c, int status, const char *reason, uint64
     if (c->kind != CLIENT_ADMIN)
         count_refusal(c, &e, body);
     start_closing(c);
-}
-
-/* ... for what the head says (no timer expired). */
-static void head_error(struct client *c, int status, const char *reason)
-{
-    refuse_head(c, status, reason, 0);
 }
 
 /* Whether a next request may follow this answer: not while draining, and not when
@@ -494,7 +491,7 @@ static void admin_request(struct client *c, const struct h1_request *req, size_t
     struct h1_info info;
     struct h1_error err;
     if (h1_request_info(req, &info, &err) != 0) {
-        head_error(c, err.status, err.reason);
+        refuse_head(c, err.status, err.reason, 0, req->method_id == METHOD_HEAD);
         return;
     }
     bool has_body = h1_info_has_body(&info);
@@ -568,7 +565,7 @@ static void parse_head(struct client *c)
     }
     c->head_scanned = 0;
     if (rc < 0) {
-        head_error(c, err.status, err.reason);
+        refuse_head(c, err.status, err.reason, 0, err.head_method);
         return;
     }
     if (c->kind == CLIENT_ADMIN) {
@@ -583,7 +580,7 @@ static void parse_head(struct client *c)
     c->pipelined = false;
     struct exchange *ex = exchange_start(c->loop, &ds, p, (size_t)rc, &req, c->head_start_us);
     if (!ex) {
-        head_error(c, HTTP_SERVICE_UNAVAILABLE, "out of memory");
+        refuse_head(c, HTTP_SERVICE_UNAVAILABLE, "out of memory", 0, req.method_id == METHOD_HEAD);
         return;
     }
     c->ex = ex;
@@ -775,7 +772,7 @@ static void state_expired(struct client *c)
     case CS_IDLE:
         if (c->requests == 0) { /* a new connection that never sent a request */
             refuse_head(c, HTTP_REQUEST_TIMEOUT, "no request within client_header_timeout",
-                        c->loop->cfg->client_header_timeout_ms);
+                        c->loop->cfg->client_header_timeout_ms, false);
             break;
         }
         client_close(c, "idle"); /* idle keep-alive connection: close quietly */
@@ -783,7 +780,7 @@ static void state_expired(struct client *c)
     case CS_HEAD:
         refuse_head(c, HTTP_REQUEST_TIMEOUT,
                     "request head not complete within client_header_timeout",
-                    c->loop->cfg->client_header_timeout_ms);
+                    c->loop->cfg->client_header_timeout_ms, false);
         break;
     case CS_EXCHANGE:
     case CS_H2:

@@ -289,6 +289,7 @@ static int parse_request(const char *buf, size_t len, const struct h1_limits *li
     const unsigned char *b = h.b;
     size_t i = 0;
     int rc;
+    err->head_method = false;
 
     /* RFC 9112 2.2: empty lines before the request line are ignored; they count in the head. */
     while (i < h.end && b[i] == '\r') {
@@ -313,6 +314,7 @@ static int parse_request(const char *buf, size_t len, const struct h1_limits *li
     req->method = buf + start;
     req->method_len = i - start;
     req->method_id = h1_method_of(req->method, req->method_len);
+    err->head_method = req->method_id == METHOD_HEAD;
     i++;
 
     /* request-target SP */

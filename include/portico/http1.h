@@ -132,6 +132,7 @@ struct h1_error {
     int status;         /* an HTTP_* of status.h: 400, 414, 431, 501, 505; 502 for responses */
     const char *reason; /* static string, e.g. "whitespace before colon in header field" */
     size_t offset;
+    bool head_method;   /* a request's method was HEAD: the refusal carries no body */
 };
 
 struct h1_limits {

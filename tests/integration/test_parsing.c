@@ -318,6 +318,52 @@ static void test_size_limits(void **state)
     bench_stop(&b);
 }
 
+/* A HEAD refused for its head gets the status line and fields, never a body (RFC 9110 9.3.2):
+ * everything until the close is the head. */
+static void test_head_refusals(void **state)
+{
+    (void)state;
+    struct bench b;
+    bench_start(&b, NULL);
+    size_t cap = 32 * 1024;
+    char *req = malloc(cap);
+    assert_non_null(req);
+    static const struct {
+        const char *start, *fill, *end;
+        size_t fill_len;
+        int status;
+    } rows[] = {
+        {"HEAD /", "a", " HTTP/1.1\r\nHost: a\r\n\r\n", 9000, 414},
+        {"HEAD / HTTP/1.1\r\nHost: a\r\nX-Big: ", "c", "\r\n\r\n", 20000, 431},
+        {"\r\nHEAD / HTTP/1.1\r\nHost: a\r\nX y\r\n", "", "\r\n", 0, 400},
+        {"HEAD / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked", "",
+         "\r\n\r\n", 0, 400},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        int n = snprintf(req, cap, "%s", rows[i].start);
+        for (size_t k = 0; k < rows[i].fill_len; k++)
+            req[n++] = rows[i].fill[0];
+        n += snprintf(req + n, cap - (size_t)n, "%s", rows[i].end);
+        struct raw_conn *c = px_connect(b.h);
+        assert_int_equal(raw_send(c, req, (size_t)n), 0);
+        size_t len;
+        char *all = raw_read_all(c, PX_IO_MS, &len);
+        assert_non_null(all);
+        char *end = strstr(all, "\r\n\r\n");
+        assert_non_null(end);
+        int status = 0;
+        assert_int_equal(sscanf(all, "HTTP/1.1 %d ", &status), 1);
+        print_message("  HEAD refused with %d: %zu bytes after the head\n", status,
+                      len - (size_t)(end + 4 - all));
+        assert_int_equal(status, rows[i].status);
+        assert_int_equal(len, (size_t)(end + 4 - all));
+        free(all);
+        raw_close(c);
+    }
+    free(req);
+    bench_stop(&b);
+}
+
 /* 408: the head is not complete within client_header_timeout (300 ms here). */
 static void test_header_timeout(void **state)
 {
@@ -721,6 +767,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_size_limits),
+        cmocka_unit_test(test_head_refusals),
         cmocka_unit_test(test_header_timeout),
         cmocka_unit_test(test_chunked_body_too_large),
         cmocka_unit_test(test_smuggling),

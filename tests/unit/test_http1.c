@@ -873,12 +873,40 @@ static void test_skip_to(void **state)
                          rows[i].want);
 }
 
+/* A refused request says whether it was a HEAD, once its method is read: its answer then has
+ * no body. */
+static void test_error_names_head(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *head;
+        bool head_method;
+    } rows[] = {
+        {"HEAD /a b HTTP/1.1\r\n\r\n", true},          /* bad target */
+        {"HEAD / HTTP/1.1\r\nX y\r\n\r\n", true},       /* bad field */
+        {"\r\nHEAD / HTTP/1.1\r\nX y\r\n\r\n", true},   /* after an empty line */
+        {"GET / HTTP/1.1\r\nX y\r\n\r\n", false},
+        {"HE@D / HTTP/1.1\r\n\r\n", false},            /* no method read */
+        {"head / HTTP/1.1\r\nX y\r\n\r\n", false},      /* methods are case-sensitive */
+    };
+    struct h1_limits lim = {DEF_LINE, DEF_HEAD};
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct h1_request req;
+        struct h1_error err;
+        assert_int_equal(h1_parse_request(rows[i].head, strlen(rows[i].head), &lim, &req, &err),
+                         -1);
+        if (err.head_method != rows[i].head_method)
+            fail_msg("row %zu: head_method %d", i, err.head_method);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_table),
         cmocka_unit_test(test_request_spans),
         cmocka_unit_test(test_methods),
+        cmocka_unit_test(test_error_names_head),
         cmocka_unit_test(test_field_count),
         cmocka_unit_test(test_response_table),
         cmocka_unit_test(test_response_limits),
