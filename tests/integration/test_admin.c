@@ -134,11 +134,19 @@ static const struct refused_row refused_rows[] = {
     /* a TCP health check of the admin port that connects and waits */
     {"no request within client_header_timeout", SEND_NOTHING, NULL, 408,
      "portico_responses_total{code=\"408\",class=\"4xx\"}", "status=408"},
+    /* the fault API reads a body only with a Content-Length, of at most 16 KiB */
+    {"a fault API body without Content-Length", SEND_REQUEST,
+     "POST /faults HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411,
+     "portico_responses_total{code=\"411\",class=\"4xx\"}", "status=411"},
+    {"a fault API body over 16 KiB", SEND_REQUEST,
+     "POST /faults HTTP/1.1\r\nHost: a\r\nContent-Length: 16385\r\n\r\n", 413,
+     "portico_responses_total{code=\"413\",class=\"4xx\"}", "status=413"},
 };
 
-/* Requests the admin listener refuses (bad heads, its client_header_timeout) are answered, but
- * they are no more client traffic than those it serves: no client counter moves, no access-log
- * line is written (README: "Requests and connections to the admin listener are not counted"). */
+/* Requests the admin listener refuses (bad heads, its client_header_timeout, fault API bodies it
+ * does not read) are answered, but they are no more client traffic than those it serves: no
+ * client counter moves, no access-log line is written (README: "Requests and connections to the
+ * admin listener are not counted"); and they say nosniff, as every admin answer does. */
 static void test_admin_refusals_not_counted(void **state)
 {
     (void)state;
@@ -161,6 +169,10 @@ static void test_admin_refusals_not_counted(void **state)
             fail_msg("%s: no response: %s", row->why, r.error);
         if (r.status != row->status)
             fail_msg("%s: status %d, expected %d", row->why, r.status, row->status);
+        /* README: every admin answer says nosniff, its refusals too */
+        const char *nosniff = raw_header(&r, "X-Content-Type-Options");
+        if (!nosniff || strcmp(nosniff, "nosniff") != 0)
+            fail_msg("%s: X-Content-Type-Options \"%s\"", row->why, nosniff ? nosniff : "(none)");
         raw_response_free(&r);
         raw_close(c);
     }
