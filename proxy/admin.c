@@ -22,8 +22,6 @@
 #include "portico/status.h"
 #include "portico/util.h"
 
-#define ADMIN_FIELDS \
-    "Server: portico\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
 #define TEXT_PLAIN "text/plain; charset=utf-8"
 
 /* The request carries `Authorization: Bearer <admin_token>` (or no token is configured). Both

@@ -282,10 +282,31 @@ static void count_refusal(struct client *c, const struct errpage *e, long body)
     }
 }
 
+/* A request to the admin listener refused before it is answered: one line, then close. */
+static void admin_refuse(struct client *c, int status, const char *why)
+{
+    struct h1out_head h = {.status = status, .fields = ADMIN_FIELDS,
+                           .content_type = "text/plain; charset=utf-8",
+                           .connection = H1OUT_CONN_CLOSE};
+    char line[256];
+    int n = snprintf(line, sizeof(line), "%d %s: %s\n", status, status_phrase(status), why);
+    /* a longer reason is cut, never read past the line */
+    size_t len = n < 0 ? 0 : MIN((size_t)n, sizeof(line) - 1);
+    h1out_simple(c->sock.out, &h, line, len, H1OUT_PAYLOAD_SEND);
+    start_closing(c);
+}
+
 /* A request refused before its exchange (bad head, timer): the error page, counted, logged, and
  * the connection closed; limit_ms names the client timer that expired, 0 for none. */
 static void refuse_head(struct client *c, int status, const char *reason, uint64_t limit_ms)
 {
+    /* The admin listener's requests are not client traffic (issue 9): a refused one moves no
+     * counter and writes no access-log line, and it is answered as that listener answers,
+     * with its fields (nosniff), not with the proxy's error page. */
+    if (c->kind == CLIENT_ADMIN) {
+        admin_refuse(c, status, reason);
+        return;
+    }
     char id[48];
     loop_request_id(c->loop, id, sizeof(id));
     struct errpage e = {
@@ -297,10 +318,7 @@ static void refuse_head(struct client *c, int status, const char *reason, uint64
         .close = true,
     };
     long body = errpage_write(c->sock.out, &e);
-    /* The admin listener's requests are not client traffic (issue 9): a refused one moves no
-     * counter and writes no access-log line, like those it answers. */
-    if (c->kind != CLIENT_ADMIN)
-        count_refusal(c, &e, body);
+    count_refusal(c, &e, body);
     start_closing(c);
 }
 
@@ -477,17 +495,6 @@ static const struct downstream_ops h1_ops = {
 };
 
 /* ---- reading requests ---- */
-
-/* A request to the admin listener refused before it is answered: one line, then close. */
-static void admin_refuse(struct client *c, int status, const char *why)
-{
-    struct h1out_head h = {.status = status, .content_type = "text/plain; charset=utf-8",
-                           .connection = H1OUT_CONN_CLOSE};
-    char line[160];
-    int n = snprintf(line, sizeof(line), "%d %s: %s\n", status, status_phrase(status), why);
-    h1out_simple(c->sock.out, &h, line, (size_t)n, H1OUT_PAYLOAD_SEND);
-    start_closing(c);
-}
 
 static void admin_request(struct client *c, const struct h1_request *req, size_t head_len)
 {

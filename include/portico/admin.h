@@ -15,6 +15,11 @@
 struct evbuffer;
 struct generation;
 
+/* The fields of every admin answer, its refusals included: never cached (the figures are live)
+ * and never sniffed (a text answer must not turn into a page). */
+#define ADMIN_FIELDS \
+    "Server: portico\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+
 /* Appends the complete response to an admin request about the generation gen serves: GET
  * /metrics, GET /healthz, GET /status, GET /, /faults..., else 404, or 405 with Allow; 401
  * without the admin token; with `Connection: close` when *close is set. body[body_len]: the
