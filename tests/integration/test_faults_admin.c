@@ -321,6 +321,27 @@ static void test_bodies(void **state)
     raw_response_free(&r);
     raw_close(c);
     assert_int_equal(proxied(h, "/slowbody"), 504);
+    /* A client that asks for 100 Continue before its body gets it at once (curl -H 'Expect:
+     * 100-continue' waited its own 1 s, PowerShell 350 ms; a client that waits for it longer
+     * waited that long) */
+    c = px_connect_port(harness_port(h, "admin"));
+    static const char expected[] = "name=expected&prefix=/expected&status=502";
+    snprintf(head, sizeof(head), "POST /faults HTTP/1.1\r\nHost: a\r\n" AUTH
+                                 "Content-Type: application/x-www-form-urlencoded\r\n"
+                                 "Expect: 100-continue\r\nContent-Length: %zu\r\n\r\n",
+                                 sizeof(expected) - 1);
+    assert_int_equal(raw_send_str(c, head), 0);
+    struct raw_head interim;
+    if (raw_read_one_head(c, &interim, 2000) != 0)
+        fail_msg("no 100 Continue within 2 s for a fault API body");
+    assert_int_equal(interim.status, 100);
+    raw_head_free(&interim);
+    assert_int_equal(raw_send_str(c, expected), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    expect(r.status, 201, &r);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(proxied(h, "/expected"), 502);
     px_stop(h);
     fake_origin_stop(o);
 }
