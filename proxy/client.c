@@ -518,8 +518,17 @@ static void admin_request(struct client *c, const struct h1_request *req, size_t
             admin_refuse(c, HTTP_CONTENT_TOO_LARGE, "admin request bodies are at most 16 KiB");
             return;
         }
-        if (evbuffer_get_length(c->sock.in) < head_len + info.content_length)
+        size_t have = evbuffer_get_length(c->sock.in);
+        if (have < head_len + info.content_length) {
+            /* A client waiting for 100 Continue before its body gets it while none has come
+             * (curl waits 1 s for it, then sends anyway); an HTTP/1.0 one gets none (RFC 9110
+             * 10.1.1). At most once more if the head is parsed again meanwhile: a client takes
+             * any number of 1xx. */
+            if (info.expect_continue && req->minor >= 1 && have == head_len &&
+                h1out_head(c->sock.out, &(struct h1out_head){.status = HTTP_CONTINUE}, 0) == 0)
+                sock_flush(&c->sock);
             return; /* the rest comes: the head is parsed again then, still under its timer */
+        }
         body_len = (size_t)info.content_length;
         /* copy before the drain below */
         struct evbuffer_ptr at;
