@@ -22,6 +22,7 @@
 
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
+#include "../support/json.h"
 #include "../support/raw_client.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
@@ -271,6 +272,26 @@ static void test_add_and_delete(void **state)
     expect(post_form(h, "/faults", "name=added&prefix=/added&status=502", &r), 201, &r);
     raw_response_free(&r);
     assert_int_equal(proxied(h, "/added"), 502);
+    /* a value is listed whole, however much JSON escapes it (3,000 quotes were listed as 2,048:
+     * the escaped text was cut at the 4,096 bytes the value itself may have) */
+    enum { QUOTES = 3000 };
+    static char lines[QUOTES + 64];
+    int n = snprintf(lines, sizeof(lines), "name = quoted\nprefix = /quoted\nstatus = 503\nbody = ");
+    memset(lines + n, '"', QUOTES);
+    lines[n + QUOTES] = '\0';
+    expect(admin(h, "POST", "/faults", AUTH "Content-Type: text/plain\r\n", lines, &r), 201, &r);
+    raw_response_free(&r);
+    expect(admin(h, "GET", "/faults/quoted", AUTH, NULL, &r), 200, &r);
+    char err[128];
+    struct tj *rule = tj_parse(r.body, err, sizeof(err));
+    if (!rule)
+        fail_msg("GET /faults/quoted is not JSON: %s", err);
+    const char *body = tj_str(rule, "rule.body");
+    assert_non_null(body);
+    if (strlen(body) != QUOTES || strspn(body, "\"") != QUOTES)
+        fail_msg("the body of %d quotes is listed as %zu bytes", QUOTES, strlen(body));
+    tj_free(rule);
+    raw_response_free(&r);
     px_stop(h);
     fake_origin_stop(o);
 }
