@@ -237,6 +237,11 @@ static void test_add_and_delete(void **state)
     expect(post_form(h, "/faults", "name=bad&status=5o3", &r), 400, &r);
     assert_string_equal(r.body, "400 Bad Request: status: '5o3' is not a status code (200-599)\n");
     raw_response_free(&r);
+    /* the reason given is the one that holds (it said "must start with '/'") */
+    expect(post_form(h, "/faults", "name=bad&prefix=%2Fa%01b&status=503", &r), 400, &r);
+    assert_string_equal(r.body,
+                        "400 Bad Request: prefix: '/a\\x01b': control character in the value\n");
+    raw_response_free(&r);
     expect(post_form(h, "/faults", "status=503", &r), 400, &r);
     assert_true(tu_contains(r.body, "a rule needs name="));
     raw_response_free(&r);
