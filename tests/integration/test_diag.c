@@ -834,6 +834,49 @@ static void test_responses_sum_past_pair_cap(void **state)
     px_stop(h);
 }
 
+/* An upstream failure after the response head went to the client (the origin stalls mid-body:
+ * read_timeout): its entry in /status's recent failures has status null, as the README says,
+ * since the client got the origin's 200 and then a cut, no status of Portico's; it showed 200.
+ * The minute still counts the request under 2xx, what the client was sent. */
+static void test_failure_after_head_status_null(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = head_then_wait};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), "admin_listen = 127.0.0.1:"
+                                        "{{port:admin}}\nread_timeout = 200ms");
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /x HTTP/1.1\r\nHost: a\r\nX-Request-Id: "
+                                     "diag-cut-1\r\n\r\n"), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), -1); /* 3 of 10 body bytes, then */
+    assert_int_equal(r.status, 200);
+    assert_true(r.peer_closed);
+    raw_response_free(&r);
+    raw_close(c);
+    free(px_log_line_for_id(h, "diag-cut-1")); /* the exchange has ended */
+    char *text = admin_get(h, "/status", 200), err[128];
+    struct tj *s = tj_parse(text, err, sizeof(err));
+    if (!s)
+        fail_msg("/status is not JSON: %s", err);
+    const struct tj *recent = tj_get(s, "recent_failures");
+    assert_non_null(recent);
+    assert_int_equal(recent->n, 1);
+    assert_string_equal(tj_str(recent->items[0], "failure"), "read_timeout");
+    assert_string_equal(tj_str(recent->items[0], "request_id"), "diag-cut-1");
+    double v = 0;
+    if (!tj_is_null(recent->items[0], "status")) {
+        tj_num(recent->items[0], "status", &v);
+        fail_msg("a failure after the head has status %g in /status, not null", v);
+    }
+    tj_free(s);
+    free(text);
+    expect_minutes(h, 1, 0);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 static void test_trace_context(void **state)
 {
     (void)state;
@@ -1077,6 +1120,7 @@ int main(void)
         cmocka_unit_test(test_long_names),
         cmocka_unit_test(test_minutes_count_refusals),
         cmocka_unit_test(test_minutes_count_h2_refusals),
+        cmocka_unit_test(test_failure_after_head_status_null),
         cmocka_unit_test(test_origin_listed_twice),
         cmocka_unit_test(test_responses_sum_past_pair_cap),
         cmocka_unit_test(test_trace_context),
