@@ -61,6 +61,10 @@ static void test_admin_keep_alive(void **state)
     assert_string_equal(r.head.reason, "Method Not Allowed");
     assert_string_equal(raw_header(&r, "Allow"), "GET, HEAD"); /* RFC 9110 15.5.6 */
     raw_response_free(&r);
+    /* the absolute-form, which a server must accept (RFC 9112 3.2.2): it was 404 */
+    assert_int_equal(ask(c, "GET http://a/healthz HTTP/1.1\r\nHost: a\r\n\r\n", &r), 200);
+    assert_string_equal(r.body, "ok\n");
+    raw_response_free(&r);
     /* still open after the errors */
     assert_int_equal(ask(c, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", &r), 200);
     raw_response_free(&r);
