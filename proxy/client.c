@@ -44,6 +44,7 @@
 #include "portico/loop.h"
 #include "portico/metrics.h"
 #include "portico/recent.h"
+#include "portico/request.h"
 #include "portico/sock.h"
 #include "portico/status.h"
 #include "portico/tls.h"
@@ -496,7 +497,7 @@ static const struct downstream_ops h1_ops = {
 
 /* ---- reading requests ---- */
 
-static void admin_request(struct client *c, const struct h1_request *req, size_t head_len)
+static void admin_request(struct client *c, struct h1_request *req, size_t head_len)
 {
     struct h1_info info;
     struct h1_error err;
@@ -504,6 +505,17 @@ static void admin_request(struct client *c, const struct h1_request *req, size_t
         head_error(c, err.status, err.reason);
         return;
     }
+    /* The endpoints are paths: an absolute-form target (which a server must accept, RFC 9112
+     * 3.2.2) asks for its path, as the proxy routes it; the request is ours to rewrite. */
+    struct req_target target;
+    const char *why;
+    int refused = request_target(req, &target, &why);
+    if (refused) {
+        admin_refuse(c, refused, why);
+        return;
+    }
+    req->target = target.path;
+    req->target_len = target.path_len;
     bool has_body = h1_info_has_body(&info);
     /* The fault API reads small bodies whole (POST /faults); no other endpoint takes one:
      * rather than read it, answer and close. */
