@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cmocka.h>
 
@@ -64,6 +65,13 @@ static void test_admin_keep_alive(void **state)
     /* the absolute-form, which a server must accept (RFC 9112 3.2.2): it was 404 */
     assert_int_equal(ask(c, "GET http://a/healthz HTTP/1.1\r\nHost: a\r\n\r\n", &r), 200);
     assert_string_equal(r.body, "ok\n");
+    raw_response_free(&r);
+    /* an HTTP/1.0 client asking to keep the connection is told it is kept, as the proxy
+     * listeners tell it: without the field, HTTP/1.0 means the server closes */
+    assert_int_equal(ask(c, "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &r), 200);
+    const char *kept = raw_header(&r, "Connection");
+    if (!kept || strcasecmp(kept, "keep-alive") != 0)
+        fail_msg("HTTP/1.0 keep-alive: Connection \"%s\"", kept ? kept : "(none)");
     raw_response_free(&r);
     /* still open after the errors */
     assert_int_equal(ask(c, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", &r), 200);
