@@ -82,7 +82,10 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, const char
     struct h1out_head h = {
         .fields = ADMIN_FIELDS,
         .content_type = TEXT_PLAIN,
-        .connection = *close ? H1OUT_CONN_CLOSE : H1OUT_CONN_DEFAULT,
+        /* HTTP/1.0 keeps a connection only when the answer says so */
+        .connection = *close ? H1OUT_CONN_CLOSE
+                      : req->minor == 0 ? H1OUT_CONN_KEEP_ALIVE
+                                        : H1OUT_CONN_DEFAULT,
     };
     int rc = 0;
     char fields[640]; /* ADMIN_FIELDS and the fault API's or the page's own */
