@@ -27,12 +27,15 @@ static struct harness *start_admin(void)
     return px_start("admin_listen = 127.0.0.1:{{port:admin}}", "[upstream u]\norigin = sim\n");
 }
 
-/* Sends req on c and reads one response; its status. */
+/* Sends req on c and reads one response; its status. Every answer carries a Date (RFC 9110
+ * 6.6.1: an origin server with a clock must send one in 2xx, 3xx and 4xx responses). */
 static int ask(struct raw_conn *c, const char *req, struct raw_response *r)
 {
     assert_int_equal(raw_send_str(c, req), 0);
     if (raw_read_response(c, r, PX_IO_MS) != 0)
         fail_msg("no response to %.40s: %s", req, r->error);
+    if (!raw_header(r, "Date"))
+        fail_msg("no Date in the answer %d to %.40s", r->status, req);
     return r->status;
 }
 
@@ -181,6 +184,8 @@ static void test_admin_refusals_not_counted(void **state)
             fail_msg("%s: no response: %s", row->why, r.error);
         if (r.status != row->status)
             fail_msg("%s: status %d, expected %d", row->why, r.status, row->status);
+        if (!raw_header(&r, "Date"))
+            fail_msg("%s: no Date field", row->why);
         /* README: every admin answer says nosniff, its refusals too */
         const char *nosniff = raw_header(&r, "X-Content-Type-Options");
         if (!nosniff || strcmp(nosniff, "nosniff") != 0)
