@@ -286,7 +286,10 @@ static void count_refusal(struct client *c, const struct errpage *e, long body)
 /* A request to the admin listener refused before it is answered: one line, then close. */
 static void admin_refuse(struct client *c, int status, const char *why)
 {
-    struct h1out_head h = {.status = status, .fields = ADMIN_FIELDS,
+    char fields[256];
+    struct h1out_head h = {.status = status,
+                           .fields = admin_fields(fields, sizeof(fields), NULL) < 0 ? NULL
+                                                                                   : fields,
                            .content_type = "text/plain; charset=utf-8",
                            .connection = H1OUT_CONN_CLOSE};
     char line[256];

@@ -15,11 +15,6 @@
 struct evbuffer;
 struct generation;
 
-/* The fields of every admin answer, its refusals included: never cached (the figures are live)
- * and never sniffed (a text answer must not turn into a page). */
-#define ADMIN_FIELDS \
-    "Server: portico\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-
 /* Appends the complete response to an admin request about the generation gen serves: GET
  * /metrics, GET /healthz, GET /status, GET /, /faults..., else 404, or 405 with Allow; 401
  * without the admin token; with `Connection: close` when *close is set. body[body_len]: the
@@ -29,5 +24,10 @@ struct generation;
  * closes the connection after flushing out. */
 int admin_respond(struct evbuffer *out, const struct h1_request *req, const char *body,
                   size_t body_len, bool *close, const struct generation *gen);
+
+/* The fields of every admin answer, its refusals included (a Date, RFC 9110 6.6.1; never cached;
+ * nosniff), then extra (NULL: none), into buf as header lines. Their length, or -1 when buf is
+ * too small. */
+int admin_fields(char *buf, size_t size, const char *extra);
 
 #endif
