@@ -22,9 +22,11 @@
 #include "portico/status.h"
 #include "portico/util.h"
 
+#define TEXT_PLAIN "text/plain; charset=utf-8"
+/* Never cached (the figures are live) and never sniffed (a text answer must not turn into a
+ * page). */
 #define ADMIN_FIELDS \
     "Server: portico\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-#define TEXT_PLAIN "text/plain; charset=utf-8"
 
 /* The request carries `Authorization: Bearer <admin_token>` (or no token is configured). Both
  * tokens are hashed and the digests compared in constant time: nothing about the token leaks
@@ -57,20 +59,26 @@ static bool from_web_page(const struct h1_request *req, const struct config *cfg
            h1_find_field(req->fields, req->nfields, "origin", 0) >= 0;
 }
 
-/* The fault API's answer (admin_faults.c) into h and body. */
+/* The fault API's answer (admin_faults.c) into h, its own fields (*extra) and body. */
 static int faults(const struct h1_request *req, size_t plen, const char *req_body,
                   size_t body_len, const struct generation *gen, struct h1out_head *h,
-                  char *fields, size_t size, struct evbuffer *body)
+                  const char **extra, struct evbuffer *body)
 {
     struct admin_call call = {req, req->target, plen, req_body, body_len, gen};
     struct admin_reply reply = {.body = body};
     if (admin_faults_respond(&call, &reply) < 0)
         return -1;
-    snprintf(fields, size, ADMIN_FIELDS "%s", reply.fields ? reply.fields : "");
     h->status = reply.status;
     h->content_type = reply.content_type;
-    h->fields = fields;
+    *extra = reply.fields ? reply.fields : "";
     return 0;
+}
+
+int admin_fields(char *buf, size_t size, const char *extra)
+{
+    int n = snprintf(buf, size, "Date: %s\r\n" ADMIN_FIELDS "%s", http_date_now(),
+                     extra ? extra : "");
+    return n < 0 || (size_t)n >= size ? -1 : n;
 }
 
 int admin_respond(struct evbuffer *out, const struct h1_request *req, const char *req_body,
@@ -82,13 +90,15 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, const char
     const char *q = memchr(req->target, '?', req->target_len);
     size_t plen = q ? (size_t)(q - req->target) : req->target_len;
     struct h1out_head h = {
-        .fields = ADMIN_FIELDS,
         .content_type = TEXT_PLAIN,
-        .connection = *close ? H1OUT_CONN_CLOSE : H1OUT_CONN_DEFAULT,
+        /* HTTP/1.0 keeps a connection only when the answer says so */
+        .connection = *close ? H1OUT_CONN_CLOSE
+                      : req->minor == 0 ? H1OUT_CONN_KEEP_ALIVE
+                                        : H1OUT_CONN_DEFAULT,
     };
     int rc = 0;
-    char fields[640]; /* ADMIN_FIELDS and the fault API's or the page's own */
-    const char *page_fields;
+    char fields[768]; /* the Date, ADMIN_FIELDS and the answer's own (extra) */
+    const char *extra = "";
 
     if (h1out_fallback_reserve(out) < 0) {
         *close = true; /* not even room for the fallback: closing is the only answer left */
@@ -98,7 +108,7 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, const char
         goto fail;
     if (!authorized(req, gen->cfg)) {
         h.status = HTTP_UNAUTHORIZED;
-        h.fields = ADMIN_FIELDS "WWW-Authenticate: Bearer realm=\"portico\"\r\n";
+        extra = "WWW-Authenticate: Bearer realm=\"portico\"\r\n";
         rc = evbuffer_add_printf(body, "401 Unauthorized: this admin listener needs "
                                        "Authorization: Bearer <admin_token>\n");
     } else if (from_web_page(req, gen->cfg, get)) {
@@ -106,20 +116,18 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, const char
         rc = evbuffer_add_printf(body, "403 Forbidden: the admin listener takes no changes from "
                                        "web pages (Origin); set admin_token to allow them\n");
     } else if (admin_faults_path(req->target, plen)) {
-        rc = faults(req, plen, req_body, body_len, gen, &h, fields, sizeof(fields), body);
+        rc = faults(req, plen, req_body, body_len, gen, &h, &extra, body);
     } else if (!get) {
         h.status = HTTP_METHOD_NOT_ALLOWED;
-        h.fields = ADMIN_FIELDS "Allow: GET, HEAD\r\n"; /* RFC 9110 15.5.6: a 405 carries Allow */
+        extra = "Allow: GET, HEAD\r\n"; /* RFC 9110 15.5.6: a 405 carries Allow */
         rc = evbuffer_add_printf(body, "only GET and HEAD\n");
     } else if (span_ieq(req->target, plen, "/metrics")) {
         h.status = HTTP_OK;
         h.content_type = "text/plain; version=0.0.4; charset=utf-8";
         rc = admin_metrics_text(body, gen); /* admin_status.c */
     } else if ((rc = admin_status_render(req->target, plen, gen, body, &h.content_type,
-                                         &page_fields))) {
+                                         &extra))) {
         h.status = HTTP_OK; /* /status and the page (admin_status.c) */
-        snprintf(fields, sizeof(fields), ADMIN_FIELDS "%s", page_fields);
-        h.fields = fields;
         rc = rc < 0 ? -1 : 0;
     } else if (span_ieq(req->target, plen, "/healthz")) {
         h.status = HTTP_OK;
@@ -128,7 +136,8 @@ int admin_respond(struct evbuffer *out, const struct h1_request *req, const char
         h.status = HTTP_NOT_FOUND;
         rc = evbuffer_add_printf(body, "admin endpoints: /, /status, /metrics, /healthz, /faults\n");
     }
-    if (rc < 0 ||
+    h.fields = fields;
+    if (rc < 0 || admin_fields(fields, sizeof(fields), extra) < 0 ||
         h1out_simple_buf(out, &h, body, head ? H1OUT_PAYLOAD_OMIT : H1OUT_PAYLOAD_SEND) < 0)
         goto fail;
     evbuffer_free(body);

@@ -45,7 +45,8 @@ static int json_str(struct evbuffer *out, const char *s)
     char buf[FAULT_TEXT_MAX * 6 + 2]; /* the longest value, every byte escaped */
     struct fmt_buf b;
     fmt_init(&b, buf, sizeof(buf));
-    fmt_json_str(&b, s, strlen(s), FAULT_TEXT_MAX);
+    /* the bound is on the escaped text: FAULT_TEXT_MAX would cut a value of quotes in half */
+    fmt_json_str(&b, s, strlen(s), sizeof(buf) - 2);
     return evbuffer_add(out, buf, b.len);
 }
 

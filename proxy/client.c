@@ -44,6 +44,7 @@
 #include "portico/loop.h"
 #include "portico/metrics.h"
 #include "portico/recent.h"
+#include "portico/request.h"
 #include "portico/sock.h"
 #include "portico/status.h"
 #include "portico/tls.h"
@@ -282,12 +283,38 @@ static void count_refusal(struct client *c, const struct errpage *e, long body)
     }
 }
 
+/* A request to the admin listener refused before it is answered: one line (none for a HEAD),
+ * then close. */
+static void admin_refuse(struct client *c, int status, const char *why, bool head_method)
+{
+    char fields[256];
+    struct h1out_head h = {.status = status,
+                           .fields = admin_fields(fields, sizeof(fields), NULL) < 0 ? NULL
+                                                                                   : fields,
+                           .content_type = "text/plain; charset=utf-8",
+                           .connection = H1OUT_CONN_CLOSE};
+    char line[256];
+    int n = snprintf(line, sizeof(line), "%d %s: %s\n", status, status_phrase(status), why);
+    /* a longer reason is cut, never read past the line */
+    size_t len = n < 0 ? 0 : MIN((size_t)n, sizeof(line) - 1);
+    h1out_simple(c->sock.out, &h, line, len,
+                 head_method ? H1OUT_PAYLOAD_OMIT : H1OUT_PAYLOAD_SEND);
+    start_closing(c);
+}
+
 /* A request refused before its exchange (bad head, timer): the error page (no body for a HEAD),
  * counted, logged, and the connection closed; limit_ms names the client timer that expired, 0
  * for none. */
 static void refuse_head(struct client *c, int status, const char *reason, uint64_t limit_ms,
                         bool head_method)
 {
+    /* The admin listener's requests are not client traffic (issue 9): a refused one moves no
+     * counter and writes no access-log line, and it is answered as that listener answers,
+     * with its fields (nosniff), not with the proxy's error page. */
+    if (c->kind == CLIENT_ADMIN) {
+        admin_refuse(c, status, reason, head_method);
+        return;
+    }
     char id[48];
     loop_request_id(c->loop, id, sizeof(id));
     struct errpage e = {
@@ -300,10 +327,7 @@ static void refuse_head(struct client *c, int status, const char *reason, uint64
         .head_only = head_method,
     };
     long body = errpage_write(c->sock.out, &e);
-    /* The admin listener's requests are not client traffic (issue 9): a refused one moves no
-     * counter and writes no access-log line, like those it answers. */
-    if (c->kind != CLIENT_ADMIN)
-        count_refusal(c, &e, body);
+    count_refusal(c, &e, body);
     start_closing(c);
 }
 
@@ -475,18 +499,7 @@ static const struct downstream_ops h1_ops = {
 
 /* ---- reading requests ---- */
 
-/* A request to the admin listener refused before it is answered: one line, then close. */
-static void admin_refuse(struct client *c, int status, const char *why)
-{
-    struct h1out_head h = {.status = status, .content_type = "text/plain; charset=utf-8",
-                           .connection = H1OUT_CONN_CLOSE};
-    char line[160];
-    int n = snprintf(line, sizeof(line), "%d %s: %s\n", status, status_phrase(status), why);
-    h1out_simple(c->sock.out, &h, line, (size_t)n, H1OUT_PAYLOAD_SEND);
-    start_closing(c);
-}
-
-static void admin_request(struct client *c, const struct h1_request *req, size_t head_len)
+static void admin_request(struct client *c, struct h1_request *req, size_t head_len)
 {
     struct h1_info info;
     struct h1_error err;
@@ -494,6 +507,17 @@ static void admin_request(struct client *c, const struct h1_request *req, size_t
         refuse_head(c, err.status, err.reason, 0, req->method_id == METHOD_HEAD);
         return;
     }
+    /* The endpoints are paths: an absolute-form target (which a server must accept, RFC 9112
+     * 3.2.2) asks for its path, as the proxy routes it; the request is ours to rewrite. */
+    struct req_target target;
+    const char *why;
+    int refused = request_target(req, &target, &why);
+    if (refused) {
+        admin_refuse(c, refused, why, req->method_id == METHOD_HEAD);
+        return;
+    }
+    req->target = target.path;
+    req->target_len = target.path_len;
     bool has_body = h1_info_has_body(&info);
     /* The fault API reads small bodies whole (POST /faults); no other endpoint takes one:
      * rather than read it, answer and close. */
@@ -501,15 +525,25 @@ static void admin_request(struct client *c, const struct h1_request *req, size_t
     size_t body_len = 0;
     if (has_body && admin_faults_takes_body(req)) {
         if (info.framing != H1_BODY_LENGTH) {
-            admin_refuse(c, HTTP_LENGTH_REQUIRED, "send the body with a Content-Length");
+            admin_refuse(c, HTTP_LENGTH_REQUIRED, "send the body with a Content-Length", false);
             return;
         }
         if (info.content_length > ADMIN_BODY_MAX) {
-            admin_refuse(c, HTTP_CONTENT_TOO_LARGE, "admin request bodies are at most 16 KiB");
+            admin_refuse(c, HTTP_CONTENT_TOO_LARGE, "admin request bodies are at most 16 KiB",
+                         false);
             return;
         }
-        if (evbuffer_get_length(c->sock.in) < head_len + info.content_length)
+        size_t have = evbuffer_get_length(c->sock.in);
+        if (have < head_len + info.content_length) {
+            /* A client waiting for 100 Continue before its body gets it while none has come
+             * (curl waits 1 s for it, then sends anyway); an HTTP/1.0 one gets none (RFC 9110
+             * 10.1.1). At most once more if the head is parsed again meanwhile: a client takes
+             * any number of 1xx. */
+            if (info.expect_continue && req->minor >= 1 && have == head_len &&
+                h1out_head(c->sock.out, &(struct h1out_head){.status = HTTP_CONTINUE}, 0) == 0)
+                sock_flush(&c->sock);
             return; /* the rest comes: the head is parsed again then, still under its timer */
+        }
         body_len = (size_t)info.content_length;
         /* copy before the drain below */
         struct evbuffer_ptr at;

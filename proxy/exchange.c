@@ -463,7 +463,8 @@ static void log_exchange(struct exchange *ex)
     recent_record(ex->loop->recent,
                   &(struct recent_sample){wall, ex->status, ex->failure, ended_in(ex),
                                           t.us[TIMING_TOTAL], ex->limit_ms, ex->request_id,
-                                          route, upstream, origin, detail});
+                                          route, upstream, origin, detail,
+                                          ex->outcome == OUTCOME_ABORTED});
     if (!log_enabled() && !ex->ds.ops->report)
         return;
     const struct h1_field *ua = request_field(ex, H1_F_USER_AGENT);

@@ -519,8 +519,10 @@ static int set_value(struct fault_rule *r, enum fault_key k, const char *v, char
     case FK_HOST:
         return set_host(r, k, v, why, size);
     case FK_PREFIX:
-        if (v[0] != '/' || !is_field_text(v, v + strlen(v)))
+        if (v[0] != '/')
             return bad(why, size, k, "'%s' must start with '/'", v);
+        if (!is_field_text(v, v + strlen(v)))
+            return bad(why, size, k, "'%s': control character in the value", v);
         return set_string(r, k, v, &r->prefix, why, size);
     case FK_METHOD:
         return set_methods(r, k, v, why, size);

@@ -22,6 +22,7 @@
 #include "portico/headers.h"
 #include "portico/log.h"
 #include "portico/loop.h"
+#include "portico/recent.h"
 #include "portico/sock.h"
 #include "portico/status.h"
 #include "portico/timing.h"
@@ -287,7 +288,8 @@ static const struct downstream_ops h2_ops = {
 
 /* ---- requests ---- */
 
-/* The access line and count of a request answered or reset before any exchange existed. */
+/* The access line, count and last minutes (the status page's requests by class) of a request
+ * answered or reset before any exchange existed, as client.c's count_refusal for HTTP/1.1. */
 static void log_refused(struct h2_stream *s, const char *id, int status, const char *why,
                         uint64_t body_bytes)
 {
@@ -295,6 +297,10 @@ static void log_refused(struct h2_stream *s, const char *id, int status, const c
     struct timings t = {0};
     timings_set(&t, TIMING_TOTAL, now_us() - s->t0);
     metrics_request_done(h->loop->metrics, &(struct metrics_sample){-1, -1, status, FAIL_NONE, &t});
+    recent_record(h->loop->recent,
+                  &(struct recent_sample){.time_ms = wall_ms(), .status = status,
+                                          .failure = FAIL_NONE, .phase = PHASE_CLIENT_HEADER,
+                                          .total_us = t.us[TIMING_TOTAL]});
     if (!log_enabled())
         return;
     struct trace_context trace;

@@ -137,7 +137,7 @@ static void keep_failure(struct recent *r, const struct recent_sample *s)
         .time_ms = s->time_ms,
         .total_us = s->total_us,
         .limit_ms = s->limit_ms,
-        .status = s->status,
+        .status = s->after_head ? 0 : s->status, /* the client got the origin's, then a cut */
         .failure = s->failure,
         .phase = s->phase,
     };

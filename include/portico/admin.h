@@ -25,4 +25,9 @@ struct generation;
 int admin_respond(struct evbuffer *out, const struct h1_request *req, const char *body,
                   size_t body_len, bool *close, const struct generation *gen);
 
+/* The fields of every admin answer, its refusals included (a Date, RFC 9110 6.6.1; never cached;
+ * nosniff), then extra (NULL: none), into buf as header lines. Their length, or -1 when buf is
+ * too small. */
+int admin_fields(char *buf, size_t size, const char *extra);
+
 #endif

@@ -15,6 +15,7 @@
 #ifndef PORTICO_RECENT_H
 #define PORTICO_RECENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,6 +77,8 @@ struct recent_sample {
     const char *upstream;
     const char *origin;
     const char *detail;
+    bool after_head;                   /* failed once the head had gone: the minute counts
+                                          status, the failure keeps none (0) */
 };
 
 struct recent;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cmocka.h>
 
@@ -26,12 +27,15 @@ static struct harness *start_admin(void)
     return px_start("admin_listen = 127.0.0.1:{{port:admin}}", "[upstream u]\norigin = sim\n");
 }
 
-/* Sends req on c and reads one response; its status. */
+/* Sends req on c and reads one response; its status. Every answer carries a Date (RFC 9110
+ * 6.6.1: an origin server with a clock must send one in 2xx, 3xx and 4xx responses). */
 static int ask(struct raw_conn *c, const char *req, struct raw_response *r)
 {
     assert_int_equal(raw_send_str(c, req), 0);
     if (raw_read_response(c, r, PX_IO_MS) != 0)
         fail_msg("no response to %.40s: %s", req, r->error);
+    if (!raw_header(r, "Date"))
+        fail_msg("no Date in the answer %d to %.40s", r->status, req);
     return r->status;
 }
 
@@ -60,6 +64,17 @@ static void test_admin_keep_alive(void **state)
     assert_int_equal(ask(c, "DELETE /metrics HTTP/1.1\r\nHost: a\r\n\r\n", &r), 405);
     assert_string_equal(r.head.reason, "Method Not Allowed");
     assert_string_equal(raw_header(&r, "Allow"), "GET, HEAD"); /* RFC 9110 15.5.6 */
+    raw_response_free(&r);
+    /* the absolute-form, which a server must accept (RFC 9112 3.2.2): it was 404 */
+    assert_int_equal(ask(c, "GET http://a/healthz HTTP/1.1\r\nHost: a\r\n\r\n", &r), 200);
+    assert_string_equal(r.body, "ok\n");
+    raw_response_free(&r);
+    /* an HTTP/1.0 client asking to keep the connection is told it is kept, as the proxy
+     * listeners tell it: without the field, HTTP/1.0 means the server closes */
+    assert_int_equal(ask(c, "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &r), 200);
+    const char *kept = raw_header(&r, "Connection");
+    if (!kept || strcasecmp(kept, "keep-alive") != 0)
+        fail_msg("HTTP/1.0 keep-alive: Connection \"%s\"", kept ? kept : "(none)");
     raw_response_free(&r);
     /* still open after the errors */
     assert_int_equal(ask(c, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", &r), 200);
@@ -134,11 +149,19 @@ static const struct refused_row refused_rows[] = {
     /* a TCP health check of the admin port that connects and waits */
     {"no request within client_header_timeout", SEND_NOTHING, NULL, 408,
      "portico_responses_total{code=\"408\",class=\"4xx\"}", "status=408"},
+    /* the fault API reads a body only with a Content-Length, of at most 16 KiB */
+    {"a fault API body without Content-Length", SEND_REQUEST,
+     "POST /faults HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411,
+     "portico_responses_total{code=\"411\",class=\"4xx\"}", "status=411"},
+    {"a fault API body over 16 KiB", SEND_REQUEST,
+     "POST /faults HTTP/1.1\r\nHost: a\r\nContent-Length: 16385\r\n\r\n", 413,
+     "portico_responses_total{code=\"413\",class=\"4xx\"}", "status=413"},
 };
 
-/* Requests the admin listener refuses (bad heads, its client_header_timeout) are answered, but
- * they are no more client traffic than those it serves: no client counter moves, no access-log
- * line is written (README: "Requests and connections to the admin listener are not counted"). */
+/* Requests the admin listener refuses (bad heads, its client_header_timeout, fault API bodies it
+ * does not read) are answered, but they are no more client traffic than those it serves: no
+ * client counter moves, no access-log line is written (README: "Requests and connections to the
+ * admin listener are not counted"); and they say nosniff, as every admin answer does. */
 static void test_admin_refusals_not_counted(void **state)
 {
     (void)state;
@@ -161,6 +184,12 @@ static void test_admin_refusals_not_counted(void **state)
             fail_msg("%s: no response: %s", row->why, r.error);
         if (r.status != row->status)
             fail_msg("%s: status %d, expected %d", row->why, r.status, row->status);
+        if (!raw_header(&r, "Date"))
+            fail_msg("%s: no Date field", row->why);
+        /* README: every admin answer says nosniff, its refusals too */
+        const char *nosniff = raw_header(&r, "X-Content-Type-Options");
+        if (!nosniff || strcmp(nosniff, "nosniff") != 0)
+            fail_msg("%s: X-Content-Type-Options \"%s\"", row->why, nosniff ? nosniff : "(none)");
         raw_response_free(&r);
         raw_close(c);
     }

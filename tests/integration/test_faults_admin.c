@@ -22,6 +22,7 @@
 
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
+#include "../support/json.h"
 #include "../support/raw_client.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
@@ -243,6 +244,11 @@ static void test_add_and_delete(void **state)
     expect(post_form(h, "/faults", "name=bad&status=5o3", &r), 400, &r);
     assert_string_equal(r.body, "400 Bad Request: status: '5o3' is not a status code (200-599)\n");
     raw_response_free(&r);
+    /* the reason given is the one that holds (it said "must start with '/'") */
+    expect(post_form(h, "/faults", "name=bad&prefix=%2Fa%01b&status=503", &r), 400, &r);
+    assert_string_equal(r.body,
+                        "400 Bad Request: prefix: '/a\\x01b': control character in the value\n");
+    raw_response_free(&r);
     expect(post_form(h, "/faults", "status=503", &r), 400, &r);
     assert_true(tu_contains(r.body, "a rule needs name="));
     raw_response_free(&r);
@@ -278,6 +284,26 @@ static void test_add_and_delete(void **state)
     expect(post_form(h, "/faults", "name=added&prefix=/added&status=502", &r), 201, &r);
     raw_response_free(&r);
     assert_int_equal(proxied(h, "/added"), 502);
+    /* a value is listed whole, however much JSON escapes it (3,000 quotes were listed as 2,048:
+     * the escaped text was cut at the 4,096 bytes the value itself may have) */
+    enum { QUOTES = 3000 };
+    static char lines[QUOTES + 64];
+    int n = snprintf(lines, sizeof(lines), "name = quoted\nprefix = /quoted\nstatus = 503\nbody = ");
+    memset(lines + n, '"', QUOTES);
+    lines[n + QUOTES] = '\0';
+    expect(admin(h, "POST", "/faults", AUTH "Content-Type: text/plain\r\n", lines, &r), 201, &r);
+    raw_response_free(&r);
+    expect(admin(h, "GET", "/faults/quoted", AUTH, NULL, &r), 200, &r);
+    char err[128];
+    struct tj *rule = tj_parse(r.body, err, sizeof(err));
+    if (!rule)
+        fail_msg("GET /faults/quoted is not JSON: %s", err);
+    const char *body = tj_str(rule, "rule.body");
+    assert_non_null(body);
+    if (strlen(body) != QUOTES || strspn(body, "\"") != QUOTES)
+        fail_msg("the body of %d quotes is listed as %zu bytes", QUOTES, strlen(body));
+    tj_free(rule);
+    raw_response_free(&r);
     px_stop(h);
     fake_origin_stop(o);
 }
@@ -328,6 +354,27 @@ static void test_bodies(void **state)
     raw_response_free(&r);
     raw_close(c);
     assert_int_equal(proxied(h, "/slowbody"), 504);
+    /* A client that asks for 100 Continue before its body gets it at once (curl -H 'Expect:
+     * 100-continue' waited its own 1 s, PowerShell 350 ms; a client that waits for it longer
+     * waited that long) */
+    c = px_connect_port(harness_port(h, "admin"));
+    static const char expected[] = "name=expected&prefix=/expected&status=502";
+    snprintf(head, sizeof(head), "POST /faults HTTP/1.1\r\nHost: a\r\n" AUTH
+                                 "Content-Type: application/x-www-form-urlencoded\r\n"
+                                 "Expect: 100-continue\r\nContent-Length: %zu\r\n\r\n",
+                                 sizeof(expected) - 1);
+    assert_int_equal(raw_send_str(c, head), 0);
+    struct raw_head interim;
+    if (raw_read_one_head(c, &interim, 2000) != 0)
+        fail_msg("no 100 Continue within 2 s for a fault API body");
+    assert_int_equal(interim.status, 100);
+    raw_head_free(&interim);
+    assert_int_equal(raw_send_str(c, expected), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    expect(r.status, 201, &r);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(proxied(h, "/expected"), 502);
     px_stop(h);
     fake_origin_stop(o);
 }

@@ -167,6 +167,17 @@ static void test_page_in_chromium(void **state)
                      got ? got : "(absent)", dom_rows[i].text);
         free(got);
     }
+    /* each class's tile has its colour's class: "no status" is .cother (it was "coother", so
+     * its count showed in the text colour) */
+    static const char *const tiles[] = {"c2\" id=\"count-2xx", "c3\" id=\"count-3xx",
+                                        "c4\" id=\"count-4xx", "c5\" id=\"count-5xx",
+                                        "cother\" id=\"count-other"};
+    for (size_t i = 0; i < ARRAY_SIZE(tiles); i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "<strong class=\"%s\">", tiles[i]);
+        if (!strstr(dom, want))
+            fail_msg("no %s in the page: %.3000s", want, strstr(dom, "id=\"tiles\""));
+    }
     /* the latest failures with their explanation, and latency per phase of the app upstream */
     assert_non_null(strstr(dom, "the origin refused the TCP connection"));
     assert_non_null(strstr(dom, "Connection refused"));

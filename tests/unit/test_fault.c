@@ -133,6 +133,7 @@ static const struct {
     {"host", "exa mple.com", "invalid character ' '"},
     {"prefix", "/checkout", NULL},
     {"prefix", "checkout", "must start with '/'"},
+    {"prefix", "/a\x01b", "control character in the value"}, /* it did start with '/' */
     {"method", "POST", NULL},
     {"method", "GET, POST", NULL},
     {"method", "GE T", "'GE T' is not a method Portico knows (GET, HEAD, POST, PUT, DELETE"},
