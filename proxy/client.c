@@ -76,6 +76,8 @@ enum client_state {
 
 struct client {
     TAILQ_ENTRY(client) link;          /* the loop's list */
+    TAILQ_ENTRY(client) idle_link;     /* the loop's idle list, while in_idle */
+    bool in_idle;                      /* CS_IDLE after a request: may give way (max_connections) */
     struct loop *loop;                 /* borrowed */
     struct sock sock;
     enum client_state state;           /* changed by set_state only */
@@ -128,6 +130,18 @@ static void set_state(struct client *c, enum client_state s)
         gauge_add(c, s, 1);
     }
     c->state = s;
+    bool idle = s == CS_IDLE && c->requests > 0;
+    if (idle != c->in_idle) {
+        struct loop *l = c->loop;
+        if (idle)
+            TAILQ_INSERT_TAIL(&l->idle, c, idle_link);
+        else
+            TAILQ_REMOVE(&l->idle, c, idle_link);
+        c->in_idle = idle;
+        /* At max_connections, whether one may give way decides whether to accept (worker.c) */
+        if (l->on_conns && cfg->max_connections && l->conns == cfg->max_connections)
+            l->on_conns(l);
+    }
     int64_t ms = -1; /* none */
     uint64_t from = event_now_us();
     switch (s) {
@@ -181,6 +195,8 @@ static void client_close(struct client *c, const char *why)
     sock_close(&c->sock);
     struct loop *l = c->loop;
     TAILQ_REMOVE(&l->clients, c, link);
+    if (c->in_idle)
+        TAILQ_REMOVE(&l->idle, c, idle_link);
     gauge_add(c, c->state, -1);
     free(c);
     loop_conn_closed(l);
@@ -848,6 +864,22 @@ static uint16_t split_peer(struct client *c, const struct sockaddr *sa)
     return 0;
 }
 
+/* A new client at max_connections: the connection idle longest between requests gives way
+ * (not one whose last answer is still going out, nor one whose next request has come), as in
+ * nginx: its client opens another when it has a request, rather than the new one waiting in the
+ * backlog. The admin listener's connections take no one's place. */
+static void make_room(struct loop *l)
+{
+    struct client *c;
+    TAILQ_FOREACH(c, &l->idle, idle_link) {
+        if (sock_pending(&c->sock) == 0 && !sock_input_arrived(&c->sock)) {
+            metrics_add(l->metrics, M_IDLE_RECLAIMED, 1);
+            client_close(c, "idle, closed for a new connection at max_connections");
+            return;
+        }
+    }
+}
+
 struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, bool tls,
                           enum client_kind kind)
 {
@@ -874,6 +906,9 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     c->accepted_us = event_now_us();
     c->peer = (struct peer){.conn_id = ++l->next_conn, .ip = c->ip, .port = split_peer(c, sa),
                             .tls = tls};
+    if (kind == CLIENT_PROXY && cfg->max_connections && l->conns >= cfg->max_connections &&
+        l->state == LOOP_RUNNING)
+        make_room(l);
     TAILQ_INSERT_TAIL(&l->clients, c, link);
     loop_conn_opened(l);
     c->state = tls ? CS_HANDSHAKE : CS_IDLE;

@@ -550,6 +550,7 @@ static int loop_up(struct loop *l, struct generation *gen)
     *l = (struct loop){.cfg = gen->cfg, .gen = gen, .state = LOOP_RUNNING,
                        .id_salt = (uint32_t)wall_ms()};
     TAILQ_INIT(&l->clients);
+    TAILQ_INIT(&l->idle);
     struct event_config *ec = event_config_new();
     if (!ec)
         return -1;

@@ -108,11 +108,13 @@ static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 /* The loop's on_conns, max_connections: at the limit the proxy listeners stop accepting (new
  * clients wait in the kernel's backlog instead of being accepted and failed); below it they
- * accept again. */
+ * accept again. While a connection is idle between requests they go on accepting: the one idle
+ * longest gives way to the newcomer (client_new), as in nginx. */
 static void conns_changed(struct loop *l)
 {
     struct worker *w = (struct worker *)l; /* loop is the first member */
-    bool full = l->cfg->max_connections && l->conns >= l->cfg->max_connections;
+    unsigned max = l->cfg->max_connections;
+    bool full = max && (l->conns > max || (l->conns == max && TAILQ_EMPTY(&l->idle)));
     if (full == w->accept_held || l->state != LOOP_RUNNING)
         return;
     w->accept_held = full;
@@ -302,6 +304,7 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
         .on_conns = conns_changed,
     };
     TAILQ_INIT(&w->loop.clients);
+    TAILQ_INIT(&w->loop.idle);
     /* Each base is touched by its own thread only, so it needs no locks (they cost ~6% of CPU
      * under load); the stop request crosses threads through a pipe instead of event_active.
      * The epoll changelist folds the add/del churn into fewer syscalls. No precise timers: they

@@ -58,6 +58,7 @@ struct loop {
     uint64_t next_request;             /* request counter, part of request ids */
     uint64_t next_conn;                /* client connection counter (peer conn_id) */
     struct client_list clients;        /* open client connections (client.c) */
+    struct client_list idle;           /* those idle between requests, longest idle first */
     unsigned conns;                    /* how many */
     void (*on_idle)(struct loop *l);   /* draining and the last connection closed */
     void (*on_conns)(struct loop *l);  /* conns changed (max_connections); NULL: no one asks */

@@ -58,8 +58,10 @@ struct evbuffer;
       "Bytes relayed through tunnels from clients to origins")                                     \
     X(M_TUNNEL_ORIGIN_BYTES, "portico_tunnel_origin_bytes_total",                                  \
       "Bytes relayed through tunnels from origins to clients")                                     \
+    X(M_IDLE_RECLAIMED, "portico_client_idle_reclaimed_total",                                     \
+      "Idle keep-alive client connections closed at max_connections to accept a new client")      \
     X(M_ACCEPT_PAUSES, "portico_accept_pauses_total",                                              \
-      "Times a worker stopped accepting because it held max_connections client connections")       \
+      "Times a worker stopped accepting: it held max_connections client connections, none idle")   \
     X(M_H2_CONNECTIONS, "portico_http2_connections_total", "Client connections that spoke HTTP/2") \
     X(M_H2_STREAMS, "portico_http2_streams_total", "HTTP/2 request streams opened by clients")     \
     X(M_H2_MALFORMED, "portico_http2_malformed_requests_total",                                    \

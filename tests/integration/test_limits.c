@@ -1,9 +1,11 @@
 /*
  * test_limits.c — issue 10's limits with the real binary on loopback: max_connections (at the
- * limit Portico stops accepting and the kernel's backlog holds the next client, which is served
- * as soon as a connection closes; counted in portico_accept_pauses_total), and slowloris (1,000
- * clients trickling one header byte per second do not delay a normal client's requests by more
- * than 50 ms at the 99th percentile, and each gets its 408 when client_header_timeout expires),
+ * limit the connection idle longest gives way to a new client; with none idle Portico stops
+ * accepting and the kernel's backlog holds the next client, which is served as soon as a
+ * connection goes idle; counted in portico_client_idle_reclaimed_total and
+ * portico_accept_pauses_total), and slowloris (1,000 clients trickling one header byte per
+ * second cost Portico little CPU and leave a normal client's requests fast, and each gets its
+ * 408 when client_header_timeout expires),
  * answers whose end still waits in Portico's output are not cut by keepalive_timeout or a graceful
  * stop, and keepalive_timeout = 0 answers with Connection: close.
  */
@@ -47,6 +49,22 @@ static int exchange_ok(struct raw_conn *c, const char *path)
 
 /* ---- max_connections ---- */
 
+/* The value of a counter once it has reached want, polled (bounded): the metric says when
+ * Portico has seen what the test did. */
+static double metric_reaches(uint16_t admin, const char *series, double want)
+{
+    double v = -1;
+    for (int64_t end = tu_now_ms() + PX_IO_MS; tu_now_ms() < end;) {
+        if ((v = scrape_metric(admin, series, PX_IO_MS)) >= want)
+            break;
+        poll(NULL, 0, 5);
+    }
+    return v;
+}
+
+/* At the limit an idle keep-alive connection gives way to a new client (the longest idle
+ * first); with none idle, new clients wait in the backlog until a connection closes or goes
+ * idle. */
 static void test_max_connections(void **state)
 {
     (void)state;
@@ -54,37 +72,54 @@ static void test_max_connections(void **state)
     assert_non_null(o);
     struct harness *h = px_start("max_connections = 2\nadmin_listen = 127.0.0.1:{{port:admin}}",
                                  "[upstream u]\norigin = 127.0.0.1:%u\n", fake_origin_port(o));
+    uint16_t admin = harness_port(h, "admin"); /* the admin listener is never held */
     struct raw_conn *a = px_connect(h), *b = px_connect(h);
     assert_int_equal(exchange_ok(a, "/a"), 200); /* both accepted and kept alive */
     assert_int_equal(exchange_ok(b, "/b"), 200);
-    /* both in: the listener is held (the harness's readiness probe may have come and gone
-     * meanwhile, a pause more) */
-    uint16_t admin = harness_port(h, "admin"); /* the admin listener is never held */
-    double base = scrape_metric(admin, "portico_accept_pauses_total", PX_IO_MS);
-    assert_true(base >= 1);
-    /* the third connects (the kernel's backlog) but is not accepted: no answer */
+    /* both in and idle: a third is accepted, and a, idle longest, gives way */
     struct raw_conn *c = px_connect(h);
-    assert_int_equal(raw_send_str(c, "GET /c HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
-    struct pollfd pf = {.fd = raw_fd(c), .events = POLLIN};
-    assert_int_equal(poll(&pf, 1, 300), 0); /* an observation window, not a sync */
-    /* one closes: the listener accepts again, the third is served, and it is full again */
-    int64_t t0 = tu_now_ms();
+    assert_int_equal(exchange_ok(c, "/c"), 200);
+    assert_int_equal(raw_wait_closed(a, PX_IO_MS), 1);
+    assert_true(metric_reaches(admin, "portico_client_idle_reclaimed_total", 1) == 1);
     raw_close(a);
+
+    /* b and c busy (heads begun): none can give way, the listener is held (the scrapes' admin
+     * connections count too: more pauses may come of them) */
+    double base = scrape_metric(admin, "portico_accept_pauses_total", PX_IO_MS);
+    assert_int_equal(raw_send_str(b, "GET /b2 HTTP/1.1\r\n"), 0);
+    assert_int_equal(raw_send_str(c, "GET /c2 HTTP/1.1\r\n"), 0);
+    double idle = -1; /* Portico has read both: neither is idle any more */
+    for (int64_t end = tu_now_ms() + PX_IO_MS; idle != 0 && tu_now_ms() < end; poll(NULL, 0, 5))
+        idle = scrape_metric(admin, "portico_connections{side=\"client\",state=\"idle\"}",
+                             PX_IO_MS);
+    assert_true(idle == 0);
+    assert_true(scrape_metric(admin, "portico_accept_pauses_total", PX_IO_MS) >= base + 1);
+    struct raw_conn *d = px_connect(h); /* in the kernel's backlog, not accepted: no answer */
+    assert_int_equal(raw_send_str(d, "GET /d HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    struct pollfd pf = {.fd = raw_fd(d), .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 300), 0); /* an observation window, not a sync */
+
+    /* b's request ends: b is idle, the listener accepts, d is served and b gives way */
+    int64_t t0 = tu_now_ms();
     struct raw_response r;
-    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(raw_send_str(b, "Host: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(b, &r, PX_IO_MS), 0);
     assert_int_equal(r.status, 200);
     raw_response_free(&r);
-    print_message("  the held client was served %lld ms after a connection closed\n",
-                  (long long)(tu_now_ms() - t0));
-    assert_true(scrape_metric(admin, "portico_accept_pauses_total", PX_IO_MS) == base + 1);
-    struct raw_conn *d = px_connect(h);
-    assert_int_equal(raw_send_str(d, "GET /d HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
-    pf.fd = raw_fd(d);
-    assert_int_equal(poll(&pf, 1, 200), 0);
-    raw_close(b);
     assert_int_equal(raw_read_response(d, &r, PX_IO_MS), 0);
     assert_int_equal(r.status, 200);
     raw_response_free(&r);
+    print_message("  the held client was served %lld ms after a connection went idle\n",
+                  (long long)(tu_now_ms() - t0));
+    assert_int_equal(raw_wait_closed(b, PX_IO_MS), 1);
+    assert_true(metric_reaches(admin, "portico_client_idle_reclaimed_total", 2) == 2);
+
+    /* c, busy all along, is not touched */
+    assert_int_equal(raw_send_str(c, "Host: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(b);
     raw_close(c);
     raw_close(d);
     px_stop(h);
