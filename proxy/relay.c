@@ -607,6 +607,15 @@ static void origin_eof(struct exchange *ex)
 
 static void origin_error(struct exchange *ex)
 {
+    /* An origin that answers before the request body is in (413, 401) and closes on the body
+     * it did not read resets the connection: a write of the request meets the reset, but the
+     * answer came before it and the kernel still holds it. It goes to the client as if the
+     * origin had closed after it. */
+    if (!request_sent(ex) && (sock_read_remains(ex->usock) > 0 ||
+                              evbuffer_get_length(ex->usock->in) > 0)) {
+        origin_eof(ex);
+        return;
+    }
     const char *addr = upconn_addr(ex->uc);
     enum phase p = phase_of_io_failure(ex->pc.current, request_sent(ex), ex->response_byte);
     char why[160];

@@ -831,6 +831,30 @@ void sock_splice_end(struct sock *s)
     pipe_release(s);
 }
 
+long sock_read_remains(struct sock *s)
+{
+    if (s->ssl || s->state == SOCK_CLOSED)
+        return 0;
+    size_t total = 0;
+    for (;;) {
+        size_t have = evbuffer_get_length(s->in);
+        if (s->read_limit && have >= s->read_limit)
+            break;
+        size_t want = s->read_limit ? MIN((size_t)NEXT_READ, s->read_limit - have) : NEXT_READ;
+        struct evbuffer_iovec v;
+        if (evbuffer_reserve_space(s->in, (ev_ssize_t)want, &v, 1) != 1)
+            break;
+        ssize_t n = recv(s->fd, v.iov_base, MIN(v.iov_len, want), MSG_DONTWAIT);
+        v.iov_len = n > 0 ? (size_t)n : 0;
+        evbuffer_commit_space(s->in, &v, n > 0 ? 1 : 0);
+        if (n <= 0)
+            break; /* the end, the reset, or nothing more yet: all the same now */
+        total += (size_t)n;
+    }
+    s->flags |= SF_EOF; /* nothing will be read after this */
+    return (long)total;
+}
+
 bool sock_has_input(const struct sock *s)
 {
     return evbuffer_get_length(s->in) > 0 || (s->ssl && SSL_has_pending(s->ssl));

@@ -142,6 +142,11 @@ long sock_splice(struct sock *src, struct sock *dst, size_t max);
  * its pipe, if any, goes once drained. Safe on a sock that never spliced. */
 void sock_splice_end(struct sock *s);
 
+/* After a failure (a write that met the peer's reset): reads what the peer sent before it,
+ * which the kernel still holds, up to the read limit, and marks the sock at its end. Plain
+ * sockets only (a failed TLS connection reads nothing more). Returns the bytes read. */
+long sock_read_remains(struct sock *s);
+
 /* Whether input waits to be consumed: in the buffer, or read ahead by TLS and not yet
  * decrypted (which epoll cannot see). */
 bool sock_has_input(const struct sock *s);

@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1629,6 +1630,83 @@ static void test_response_before_request_body(void **state)
     fake_origin_stop(o);
 }
 
+/* An origin that answers before the request body is in and closes at once, its unread input
+ * turning the close into a reset (a 413 from a server that will not read a body that large): the
+ * answer is in Portico's receive queue ahead of the reset, and it is what the client must get,
+ * not a 502 send_error from the write that met the reset. Portico is stopped while the client
+ * sends more body and the origin answers and resets, so that on resuming it handles the client's
+ * bytes (and writes to the origin) before the origin's readable event: the order that lost the
+ * answer. Both paths of the body: spliced and copied. */
+struct early_reset_row {
+    const char *why;
+    const char *proxy_extra;
+};
+
+static const struct early_reset_row early_reset_rows[] = {
+    { "spliced body", "splice = on" },
+    { "copied body", "splice = off" },
+};
+
+/* A socket listening on 127.0.0.1, its port in *port. */
+static int listening_socket(uint16_t *port)
+{
+    struct sockaddr_in a;
+    int fd = refusing_socket(&a);
+    assert_int_equal(listen(fd, 4), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void test_early_answer_then_reset(void **state)
+{
+    (void)state;
+    static const char answer[] = "HTTP/1.1 413 Content Too Large\r\nContent-Length: 10\r\n"
+                                 "Connection: close\r\n\r\ntoo large\n";
+    static char body[64 * 1024];
+    memset(body, 'b', sizeof(body));
+    for (size_t i = 0; i < ARRAY_SIZE(early_reset_rows); i++) {
+        const struct early_reset_row *row = &early_reset_rows[i];
+        uint16_t port;
+        int lfd = listening_socket(&port);
+        struct harness *h = px_start_origin(port, row->proxy_extra);
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(raw_send_str(c, "POST /early HTTP/1.1\r\nHost: t\r\n"
+                                         "Content-Length: 10000000\r\n\r\n"), 0);
+        int64_t deadline = tu_now_ms() + PX_IO_MS;
+        assert_int_equal(tu_poll_until(lfd, POLLIN, deadline, NULL), 1);
+        int afd = accept(lfd, NULL, NULL);
+        assert_true(afd >= 0);
+        char head[1024];
+        size_t got = 0;
+        while (!memmem(head, got, "\r\n\r\n", 4)) {
+            assert_true(got < sizeof(head));
+            assert_int_equal(tu_poll_until(afd, POLLIN, deadline, NULL), 1);
+            ssize_t n = read(afd, head + got, sizeof(head) - got);
+            assert_true(n > 0);
+            got += (size_t)n;
+        }
+        assert_int_equal(kill(harness_pid(h), SIGSTOP), 0);
+        assert_int_equal(raw_send(c, body, sizeof(body)), 0);
+        assert_int_equal(write(afd, answer, sizeof(answer) - 1), (ssize_t)(sizeof(answer) - 1));
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        assert_int_equal(setsockopt(afd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+        close(afd); /* RST */
+        assert_int_equal(kill(harness_pid(h), SIGCONT), 0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        if (r.status != 413)
+            fail_msg("%s: the client got %d (%s), not the origin's 413", row->why, r.status,
+                     raw_header(&r, "Portico-Error") ? raw_header(&r, "Portico-Error") : "-");
+        assert_string_equal(r.body, "too large\n");
+        assert_string_equal(raw_header(&r, "Connection"), "close");
+        raw_response_free(&r);
+        assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+        raw_close(c);
+        px_stop(h);
+        close(lfd);
+    }
+}
+
 /* ---- every split point: a request and a response trickling in one byte at a time ---- */
 
 static const char trickle_response[] =
@@ -1889,6 +1967,7 @@ int main(void)
         cmocka_unit_test(test_client_request_ack_delayed),
         cmocka_unit_test(test_request_head_acked_when_body_owed),
         cmocka_unit_test(test_response_before_request_body),
+        cmocka_unit_test(test_early_answer_then_reset),
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_pooled_closed_while_idle),
         cmocka_unit_test(test_pool_settles_without_traffic),
