@@ -106,6 +106,8 @@ struct exchange {
     unsigned attempts;                 /* origin connections tried: pooled or new, each retry */
     bool reused;                       /* the (last) connection came from the pool */
     bool response_byte;                /* any response byte seen from the origin */
+    size_t head_scanned;               /* bytes of the pending response head parsed without
+                                          success: parsed again once a new line ends */
     bool upstream_paused;              /* origin reads stopped: the client's output is full */
     bool req_splice;                   /* the request body goes socket to socket (sock_splice) */
     bool resp_splice;                  /* so does the response body, all but its last byte */
