@@ -138,8 +138,9 @@ static void set_state(struct client *c, enum client_state s)
         else
             TAILQ_REMOVE(&l->idle, c, idle_link);
         c->in_idle = idle;
-        /* At max_connections, whether one may give way decides whether to accept (worker.c) */
-        if (l->on_conns && cfg->max_connections && l->conns == cfg->max_connections)
+        /* At max_connections, whether one may give way decides whether to accept (worker.c);
+         * admin connections may have taken the worker past it */
+        if (l->on_conns && cfg->max_connections && l->conns >= cfg->max_connections)
             l->on_conns(l);
     }
     int64_t ms = -1; /* none */
@@ -197,6 +198,8 @@ static void client_close(struct client *c, const char *why)
     TAILQ_REMOVE(&l->clients, c, link);
     if (c->in_idle)
         TAILQ_REMOVE(&l->idle, c, idle_link);
+    if (c->kind == CLIENT_ADMIN)
+        l->admin_conns--;
     gauge_add(c, c->state, -1);
     free(c);
     loop_conn_closed(l);
@@ -906,10 +909,14 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     c->accepted_us = event_now_us();
     c->peer = (struct peer){.conn_id = ++l->next_conn, .ip = c->ip, .port = split_peer(c, sa),
                             .tls = tls};
-    if (kind == CLIENT_PROXY && cfg->max_connections && l->conns >= cfg->max_connections &&
+    /* An h2c listener's client takes a place as an HTTP/1 one does: it makes room too (it took
+     * one more, and the listener was then held while a connection sat idle). */
+    if (kind != CLIENT_ADMIN && cfg->max_connections && l->conns >= cfg->max_connections &&
         l->state == LOOP_RUNNING)
         make_room(l);
     TAILQ_INSERT_TAIL(&l->clients, c, link);
+    if (kind == CLIENT_ADMIN)
+        l->admin_conns++;
     loop_conn_opened(l);
     c->state = tls ? CS_HANDSHAKE : CS_IDLE;
     gauge_add(c, c->state, 1);

@@ -60,6 +60,7 @@ struct loop {
     struct client_list clients;        /* open client connections (client.c) */
     struct client_list idle;           /* those idle between requests, longest idle first */
     unsigned conns;                    /* how many */
+    unsigned admin_conns;              /* of them, the admin listener's (max_connections) */
     void (*on_idle)(struct loop *l);   /* draining and the last connection closed */
     void (*on_conns)(struct loop *l);  /* conns changed (max_connections); NULL: no one asks */
 };

@@ -126,6 +126,66 @@ static void test_max_connections(void **state)
     fake_origin_stop(o);
 }
 
+/* max_connections = 1, keepalive_timeout far past any wait of the test, an h2c listener */
+static struct harness *start_one_conn(struct fake_origin *o)
+{
+    return px_start("max_connections = 1\nkeepalive_timeout = 30s\n"
+                    "listen = 127.0.0.1:{{port:h2c}} h2c\nadmin_listen = 127.0.0.1:{{port:admin}}",
+                    "[upstream u]\norigin = 127.0.0.1:%u\n", fake_origin_port(o));
+}
+
+/* An HTTP/2 client of an h2c listener at the limit: the idle connection gives way to it as to
+ * an HTTP/1 client. It took a place without making room (max_connections 1 held 2), and the
+ * listener was then held, the next client in the backlog until a connection closed. */
+static void test_max_connections_h2c(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start_one_conn(o);
+    struct raw_conn *a = px_connect(h);
+    assert_int_equal(exchange_ok(a, "/a"), 200);
+    struct raw_conn *h2 = raw_connect(harness_port(h, "h2c"), PX_IO_MS);
+    assert_non_null(h2);
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                                  "\x00\x00\x00\x04\x00\x00\x00\x00\x00"; /* empty SETTINGS */
+    assert_int_equal(raw_send(h2, preface, sizeof(preface) - 1), 0);
+    assert_int_equal(raw_wait_closed(a, PX_IO_MS), 1);
+    assert_true(metric_reaches(harness_port(h, "admin"), "portico_client_idle_reclaimed_total",
+                               1) == 1);
+    raw_close(a);
+    raw_close(h2);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* A scraper keeps its admin connection open while the proxy connection is idle: the next
+ * client is served at once (the idle one gives way). The admin connection put the worker over
+ * the limit, and the listener was held while a connection sat idle: the next client waited in
+ * the backlog for that one's keepalive_timeout (5 s measured with 5 s). */
+static void test_max_connections_admin_open(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start_one_conn(o);
+    struct raw_conn *b = px_connect(h);
+    assert_int_equal(exchange_ok(b, "/b"), 200);
+    struct raw_conn *scraper = raw_connect(harness_port(h, "admin"), PX_IO_MS);
+    assert_non_null(scraper);
+    assert_int_equal(exchange_ok(scraper, "/healthz"), 200);
+    struct raw_conn *c = px_connect(h);
+    int64_t t0 = tu_now_ms();
+    int status = exchange_ok(c, "/c"); /* -1 after PX_IO_MS without an answer */
+    print_message("  the new client's answer came after %lld ms\n", (long long)(tu_now_ms() - t0));
+    assert_int_equal(status, 200);
+    raw_close(b);
+    raw_close(c);
+    raw_close(scraper);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- a client behind on its reading when its answer ended ---- */
 
 #define BEHIND_STEP (128 * 1024) /* below the output limit (256 KiB): no size falls between */
@@ -421,6 +481,8 @@ int main(void)
     tu_ignore_sigpipe();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_max_connections_h2c),
+        cmocka_unit_test(test_max_connections_admin_open),
         cmocka_unit_test(test_answer_end_not_cut_when_idle),
         cmocka_unit_test(test_keepalive_off),
         cmocka_unit_test(test_slowloris),
