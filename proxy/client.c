@@ -76,8 +76,7 @@ enum client_state {
 
 struct client {
     TAILQ_ENTRY(client) link;          /* the loop's list */
-    TAILQ_ENTRY(client) idle_link;     /* the loop's idle list, while in_idle */
-    bool in_idle;                      /* CS_IDLE after a request: may give way (max_connections) */
+    TAILQ_ENTRY(client) idle_link;     /* the loop's idle list, while idle_listed() */
     struct loop *loop;                 /* borrowed */
     struct sock sock;
     enum client_state state;           /* changed by set_state only */
@@ -121,6 +120,14 @@ static void gauge_add(const struct client *c, enum client_state s, int delta)
         metrics_conn_add(c->loop->metrics, CONN_CLIENT, gauge_state[s], delta);
 }
 
+/* Idle between requests, so on the loop's idle list: it may give way to a new client at
+ * max_connections. Requests are counted only while a head is read, never in CS_IDLE, so
+ * set_state sees every change of this. */
+static bool idle_listed(const struct client *c)
+{
+    return c->state == CS_IDLE && c->requests > 0;
+}
+
 /* The single setter: every state has its deadline, and its place in the gauge. */
 static void set_state(struct client *c, enum client_state s)
 {
@@ -129,15 +136,15 @@ static void set_state(struct client *c, enum client_state s)
         gauge_add(c, c->state, -1);
         gauge_add(c, s, 1);
     }
+    bool was_idle = idle_listed(c);
     c->state = s;
-    bool idle = s == CS_IDLE && c->requests > 0;
-    if (idle != c->in_idle) {
+    bool idle = idle_listed(c);
+    if (idle != was_idle) {
         struct loop *l = c->loop;
         if (idle)
             TAILQ_INSERT_TAIL(&l->idle, c, idle_link);
         else
             TAILQ_REMOVE(&l->idle, c, idle_link);
-        c->in_idle = idle;
         /* At max_connections, whether one may give way decides whether to accept (worker.c);
          * admin connections may have taken the worker past it */
         if (l->on_conns && cfg->max_connections && l->conns >= cfg->max_connections)
@@ -196,7 +203,7 @@ static void client_close(struct client *c, const char *why)
     sock_close(&c->sock);
     struct loop *l = c->loop;
     TAILQ_REMOVE(&l->clients, c, link);
-    if (c->in_idle)
+    if (idle_listed(c))
         TAILQ_REMOVE(&l->idle, c, idle_link);
     if (c->kind == CLIENT_ADMIN)
         l->admin_conns--;
@@ -216,7 +223,7 @@ void clients_drain(struct loop *l)
          * kernel (its answer says Connection: close; a close() over it would reset the
          * connection). HEAD and EXCHANGE finish their request (done() sees the loop draining);
          * CLOSING and LINGER end by themselves. HTTP/2 connections likewise (h2_drain). */
-        if (c->state == CS_IDLE && c->requests > 0 && !sock_input_arrived(&c->sock)) {
+        if (idle_listed(c) && !sock_input_arrived(&c->sock)) {
             if (sock_pending(&c->sock) > 0)
                 start_closing(c); /* the last answer is still going out: it ends first */
             else
