@@ -159,6 +159,90 @@ static void test_max_connections_h2c(void **state)
     fake_origin_stop(o);
 }
 
+/* What an HTTP/2 client read of its connection: every byte since its preface. */
+struct h2_read {
+    unsigned char buf[64 * 1024];
+    size_t len;
+    bool closed;
+};
+
+#define H2_TYPE(t) (1u << (t)) /* DATA 0, HEADERS 1, GOAWAY 7 */
+enum { H2_END_STREAM = 0x1 };
+
+/* The offset of the first frame of one of `types` on `stream` whose flags include `flags`,
+ * reading more (bounded by PX_IO_MS) until it has come; -1 if it did not before a close. */
+static long h2_await_frame(int fd, struct h2_read *r, unsigned types, unsigned flags,
+                           uint32_t stream)
+{
+    for (int64_t end = tu_now_ms() + PX_IO_MS; tu_now_ms() < end;) {
+        for (size_t at = 0; at + 9 <= r->len;) {
+            const unsigned char *f = r->buf + at;
+            size_t flen = (size_t)f[0] << 16 | (size_t)f[1] << 8 | f[2];
+            uint32_t id = ((uint32_t)f[5] << 24 | (uint32_t)f[6] << 16 | (uint32_t)f[7] << 8 |
+                           f[8]) & 0x7fffffffu;
+            if (at + 9 + flen > r->len)
+                break;
+            if ((types & H2_TYPE(f[3])) && (f[4] & flags) == flags && id == stream)
+                return (long)at;
+            at += 9 + flen;
+        }
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (r->closed || r->len == sizeof(r->buf) || poll(&pf, 1, 50) < 0)
+            return -1;
+        ssize_t n = pf.revents ? recv(fd, r->buf + r->len, sizeof(r->buf) - r->len, 0) : -2;
+        if (n == 0 || n == -1)
+            r->closed = true;
+        else if (n > 0)
+            r->len += (size_t)n;
+    }
+    return -1;
+}
+
+/* An HTTP/2 connection idle between requests gives way to a new client, as an HTTP/1 one does,
+ * with a GOAWAY naming the stream it served (nothing lost for its client). It never did: the
+ * listener was held while it sat idle, and the new client waited for its keepalive_timeout
+ * (30 s here) in the backlog. */
+static void test_max_connections_h2_idle(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start_one_conn(o);
+    struct raw_conn *h2 = raw_connect(harness_port(h, "h2c"), PX_IO_MS);
+    assert_non_null(h2);
+    /* preface, empty SETTINGS, then GET /a on stream 1: HPACK :method GET, :scheme http,
+     * :path /, and :authority "t" as a literal with an indexed name */
+    static const char get[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                              "\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+                              "\x00\x00\x06\x01\x05\x00\x00\x00\x01"
+                              "\x82\x86\x84\x01\x01t";
+    assert_int_equal(raw_send(h2, get, sizeof(get) - 1), 0);
+    static struct h2_read r; /* 64 KiB: not on the stack */
+    memset(&r, 0, sizeof(r));
+    int fd = raw_fd(h2);
+    /* the answer's end: END_STREAM on a HEADERS (no body) or on its last DATA */
+    assert_true(h2_await_frame(fd, &r, H2_TYPE(0) | H2_TYPE(1), H2_END_STREAM, 1) >= 0);
+
+    struct raw_conn *c = px_connect(h);
+    int64_t t0 = tu_now_ms();
+    int status = exchange_ok(c, "/c"); /* -1 after PX_IO_MS without an answer */
+    print_message("  the new client's answer came after %lld ms\n", (long long)(tu_now_ms() - t0));
+    assert_int_equal(status, 200);
+    long at = h2_await_frame(fd, &r, H2_TYPE(7), 0, 0);
+    assert_true(at >= 0);
+    const unsigned char *g = r.buf + at + 9; /* last stream id, error code */
+    assert_int_equal(((uint32_t)g[0] << 24 | (uint32_t)g[1] << 16 | g[2] << 8 | g[3]) & 0x7fffffffu,
+                     1);
+    assert_int_equal((uint32_t)g[4] << 24 | (uint32_t)g[5] << 16 | g[6] << 8 | g[7], 0);
+    assert_int_equal(raw_wait_closed(h2, PX_IO_MS), 1);
+    assert_true(metric_reaches(harness_port(h, "admin"), "portico_client_idle_reclaimed_total",
+                               1) == 1);
+    raw_close(h2);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* A scraper keeps its admin connection open while the proxy connection is idle: the next
  * client is served at once (the idle one gives way). The admin connection put the worker over
  * the limit, and the listener was held while a connection sat idle: the next client waited in
@@ -482,6 +566,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_max_connections),
         cmocka_unit_test(test_max_connections_h2c),
+        cmocka_unit_test(test_max_connections_h2_idle),
         cmocka_unit_test(test_max_connections_admin_open),
         cmocka_unit_test(test_answer_end_not_cut_when_idle),
         cmocka_unit_test(test_keepalive_off),
