@@ -122,10 +122,29 @@ static void gauge_add(const struct client *c, enum client_state s, int delta)
 
 /* Idle between requests, so on the loop's idle list: it may give way to a new client at
  * max_connections. Requests are counted only while a head is read, never in CS_IDLE, so
- * set_state sees every change of this. */
+ * set_state sees every change of this; h2.c tells its own (h2_idle_changed). */
 static bool idle_listed(const struct client *c)
 {
-    return c->state == CS_IDLE && c->requests > 0;
+    return (c->state == CS_IDLE && c->requests > 0) ||
+           (c->state == CS_H2 && c->h2 && h2_idle(c->h2));
+}
+
+/* Puts c on the idle list or takes it off, as idle_listed() changed from was_idle. */
+static void relist(struct client *c, bool was_idle)
+{
+    bool idle = idle_listed(c);
+    if (idle == was_idle)
+        return;
+    struct loop *l = c->loop;
+    if (idle)
+        TAILQ_INSERT_TAIL(&l->idle, c, idle_link);
+    else
+        TAILQ_REMOVE(&l->idle, c, idle_link);
+    /* At max_connections, whether one may give way decides whether to accept (worker.c);
+     * admin connections may have taken the worker past it */
+    const struct config *cfg = l->cfg;
+    if (l->on_conns && cfg->max_connections && l->conns >= cfg->max_connections)
+        l->on_conns(l);
 }
 
 /* The single setter: every state has its deadline, and its place in the gauge. */
@@ -138,18 +157,7 @@ static void set_state(struct client *c, enum client_state s)
     }
     bool was_idle = idle_listed(c);
     c->state = s;
-    bool idle = idle_listed(c);
-    if (idle != was_idle) {
-        struct loop *l = c->loop;
-        if (idle)
-            TAILQ_INSERT_TAIL(&l->idle, c, idle_link);
-        else
-            TAILQ_REMOVE(&l->idle, c, idle_link);
-        /* At max_connections, whether one may give way decides whether to accept (worker.c);
-         * admin connections may have taken the worker past it */
-        if (l->on_conns && cfg->max_connections && l->conns >= cfg->max_connections)
-            l->on_conns(l);
-    }
+    relist(c, was_idle);
     int64_t ms = -1; /* none */
     uint64_t from = event_now_us();
     switch (s) {
@@ -191,6 +199,9 @@ static void set_state(struct client *c, enum client_state s)
 /* The one teardown: the exchange (if any) is cancelled and logged, everything freed. */
 static void client_close(struct client *c, const char *why)
 {
+    struct loop *l = c->loop;
+    if (idle_listed(c)) /* asked before h2_free */
+        TAILQ_REMOVE(&l->idle, c, idle_link);
     if (c->ex) {
         struct exchange *ex = c->ex;
         c->ex = NULL;
@@ -201,10 +212,7 @@ static void client_close(struct client *c, const char *why)
     tunnel_free(c->tunnel); /* closes the origin side */
     c->tunnel = NULL;
     sock_close(&c->sock);
-    struct loop *l = c->loop;
     TAILQ_REMOVE(&l->clients, c, link);
-    if (idle_listed(c))
-        TAILQ_REMOVE(&l->idle, c, idle_link);
     if (c->kind == CLIENT_ADMIN)
         l->admin_conns--;
     gauge_add(c, c->state, -1);
@@ -223,13 +231,13 @@ void clients_drain(struct loop *l)
          * kernel (its answer says Connection: close; a close() over it would reset the
          * connection). HEAD and EXCHANGE finish their request (done() sees the loop draining);
          * CLOSING and LINGER end by themselves. HTTP/2 connections likewise (h2_drain). */
-        if (idle_listed(c) && !sock_input_arrived(&c->sock)) {
+        if (c->state == CS_H2) {
+            h2_drain(c->h2); /* GOAWAY: the streams in flight finish */
+        } else if (idle_listed(c) && !sock_input_arrived(&c->sock)) {
             if (sock_pending(&c->sock) > 0)
                 start_closing(c); /* the last answer is still going out: it ends first */
             else
                 client_close(c, "closed while draining");
-        } else if (c->state == CS_H2) {
-            h2_drain(c->h2); /* GOAWAY: the streams in flight finish */
         }
     }
 }
@@ -716,6 +724,13 @@ static void h2_done(void *arg, const char *why)
     start_closing(c);
 }
 
+/* HTTP/2 went idle between requests, or busy again: the idle list follows. */
+static void h2_idle_changed(void *arg)
+{
+    struct client *c = arg;
+    relist(c, !idle_listed(c));
+}
+
 /* The client went away (EOF, error, write timeout) under HTTP/2: nothing more can be sent. */
 static void h2_lost(void *arg, enum sock_event ev)
 {
@@ -726,7 +741,8 @@ static void h2_lost(void *arg, enum sock_event ev)
  * 0, or -1 when out of memory: then the connection is closed (c is gone). */
 static int start_h2(struct client *c)
 {
-    struct h2_owner owner = {.done = h2_done, .lost = h2_lost, .arg = c};
+    struct h2_owner owner = {
+        .done = h2_done, .lost = h2_lost, .idle_changed = h2_idle_changed, .arg = c};
     c->h2 = h2_start(c->loop, &c->sock, &c->peer, &owner);
     if (!c->h2) {
         client_close(c, "out of memory");
@@ -877,14 +893,20 @@ static uint16_t split_peer(struct client *c, const struct sockaddr *sa)
 /* A new client at max_connections: the connection idle longest between requests gives way
  * (not one whose last answer is still going out, nor one whose next request has come), as in
  * nginx: its client opens another when it has a request, rather than the new one waiting in the
- * backlog. The admin listener's connections take no one's place. */
+ * backlog. The admin listener's connections take no one's place. An HTTP/2 connection is told
+ * with a GOAWAY (its client then knows no stream was lost) and closes once that went out: until
+ * then the worker holds one more than the limit, and its listeners are held (worker.c). */
 static void make_room(struct loop *l)
 {
+    static const char why[] = "idle, closed for a new connection at max_connections";
     struct client *c;
     TAILQ_FOREACH(c, &l->idle, idle_link) {
         if (sock_pending(&c->sock) == 0 && !sock_input_arrived(&c->sock)) {
             metrics_add(l->metrics, M_IDLE_RECLAIMED, 1);
-            client_close(c, "idle, closed for a new connection at max_connections");
+            if (c->state == CS_H2)
+                h2_reclaim(c->h2, why);
+            else
+                client_close(c, why);
             return;
         }
     }

@@ -590,6 +590,11 @@ void h2_settle(struct h2_conn *h)
     if (!h->end_why && !nghttp2_session_want_read(h->session) &&
         !nghttp2_session_want_write(h->session))
         h->end_why = "HTTP/2 connection finished";
+    bool idle = TAILQ_EMPTY(&h->streams) && took_stream(h) && !h->end_why;
+    if (idle != h->idle) {
+        h->idle = idle;
+        h->owner.idle_changed(h->owner.arg);
+    }
     if (h->end_why) {
         h->owner.done(h->owner.arg, h->end_why);
         return;
@@ -708,4 +713,15 @@ void h2_drain(struct h2_conn *h)
     if (!took_stream(h))
         return; /* its deadline stays: client_header_timeout from its start */
     notice_shutdown(h);
+}
+
+bool h2_idle(const struct h2_conn *h)
+{
+    return h->idle;
+}
+
+void h2_reclaim(struct h2_conn *h, const char *why)
+{
+    conn_end(h, NGHTTP2_NO_ERROR, why);
+    h2_settle(h);
 }

@@ -105,6 +105,7 @@ struct h2_conn {
     bool flushing;
     bool again;                        /* a flush was asked for during one */
     bool settings_acked;
+    bool idle;                         /* h2_idle(), as last told to the owner (h2_settle) */
     enum drain_step drain;             /* how far the graceful GOAWAY went (h2_drain) */
     uint64_t notice_at;                /* µs: the shutdown notice went (DRAIN_NOTICE) */
     uint64_t started;                  /* µs */

@@ -14,6 +14,7 @@
 #ifndef PORTICO_H2_H
 #define PORTICO_H2_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "portico/sock.h"
@@ -24,10 +25,12 @@ struct h2_conn;
 
 /* The owner of the connection. done() ends HTTP/2 on it: the owner calls h2_free, takes its sock
  * back (sock_set_cb) and flushes what is queued before it closes. lost(): the sock reported the
- * client gone (EOF, error, write timeout): the owner closes it at once (h2_free included). */
+ * client gone (EOF, error, write timeout): the owner closes it at once (h2_free included).
+ * idle_changed(): h2_idle() changed (told before done(), never from h2_free). */
 struct h2_owner {
     void (*done)(void *arg, const char *why);
     void (*lost)(void *arg, enum sock_event ev);
+    void (*idle_changed)(void *arg);
     void *arg;
 };
 
@@ -45,5 +48,13 @@ void h2_free(struct h2_conn *h, const char *why);
  * the connection ends (done()). A connection that has sent no request yet gets to send one
  * (within client_header_timeout), and frames that have arrived are taken first. */
 void h2_drain(struct h2_conn *h);
+
+/* Idle between requests: a stream was taken, none is open and the connection is not ending. Such
+ * a connection may give way to a new client at max_connections (h2_reclaim). */
+bool h2_idle(const struct h2_conn *h);
+
+/* An idle connection gives way to a new client: GOAWAY (no error, the last stream taken), then
+ * done(), from this call. */
+void h2_reclaim(struct h2_conn *h, const char *why);
 
 #endif
