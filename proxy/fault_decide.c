@@ -13,6 +13,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "portico/route.h"
 #include "portico/util.h"
 
 #define Z_99 2.3263478740408408 /* the standard normal's 99th percentile */
@@ -69,12 +70,8 @@ bool fault_match(const struct fault_rule *r, const struct fault_request *q)
         return false;
     if (r->host && !host_matches(fault_text(r, r->host), q->host, q->host_len))
         return false;
-    if (r->prefix) {
-        const char *p = fault_text(r, r->prefix);
-        size_t n = strlen(p);
-        if (n > q->path_len || memcmp(p, q->path, n) != 0)
-            return false;
-    }
+    if (r->prefix && !route_prefix_matches(q->path, q->path_len, fault_text(r, r->prefix)))
+        return false; /* as routes read the path */
     if (r->nmethods) {
         bool any = false;
         for (int i = 0; i < r->nmethods && !any; i++)

@@ -9,10 +9,7 @@
 
 #include "portico/status.h"
 
-/* The length of a segment separator at p[i], 0 if none: '/'; a backslash, which WHATWG URL
- * parsers (Node, Deno), IIS and others take for a slash ("/api/..\\admin" is "/admin" there);
- * or either percent-encoded, which an origin that decodes before it normalises takes for one. */
-static size_t separator_at(const char *p, size_t n, size_t i)
+size_t request_separator_at(const char *p, size_t n, size_t i)
 {
     if (p[i] == '/' || p[i] == '\\')
         return 1;
@@ -29,11 +26,11 @@ static size_t separator_at(const char *p, size_t n, size_t i)
 static bool has_dot_segment(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        size_t sep = separator_at(p, n, i);
+        size_t sep = request_separator_at(p, n, i);
         if (!sep)
             continue;
         size_t j = i + sep, dots = 0;
-        while (j < n && p[j] != '?' && !separator_at(p, n, j)) {
+        while (j < n && p[j] != '?' && !request_separator_at(p, n, j)) {
             if (p[j] == '.')
                 dots++, j++;
             else if (j + 2 < n && p[j] == '%' && p[j + 1] == '2' &&
@@ -43,7 +40,7 @@ static bool has_dot_segment(const char *p, size_t n)
                 break;
         }
         if ((dots == 1 || dots == 2) &&
-            (j == n || p[j] == '?' || p[j] == ';' || separator_at(p, n, j)))
+            (j == n || p[j] == '?' || p[j] == ';' || request_separator_at(p, n, j)))
             return true;
         i += sep - 1;
     }

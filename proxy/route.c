@@ -3,8 +3,10 @@
  */
 #include "portico/route.h"
 
+#include <ctype.h>
 #include <string.h>
 
+#include "portico/request.h"
 #include "portico/util.h"
 
 /* How well a route's host pattern matches a Host key: the higher the more specific. */
@@ -29,6 +31,50 @@ static enum host_rank host_rank(const char *pattern, const char *host, size_t hl
     return strlen(pattern) == hlen && memcmp(pattern, host, hlen) == 0 ? HOST_EXACT : HOST_NO_MATCH;
 }
 
+/* A path read one normalised character at a time (route_prefix_matches). */
+struct path_reader {
+    const char *p;
+    size_t n, i;
+};
+
+static int hex_value(unsigned char c)
+{
+    return isdigit(c) ? c - '0' : tolower(c) - 'a' + 10;
+}
+
+/* The next character of the normalised path, -1 at its end. */
+static int path_next(struct path_reader *r)
+{
+    if (r->i >= r->n)
+        return -1;
+    size_t sep = request_separator_at(r->p, r->n, r->i);
+    if (sep) {
+        do
+            r->i += sep;
+        while (r->i < r->n && (sep = request_separator_at(r->p, r->n, r->i)) != 0);
+        return '/';
+    }
+    unsigned char c = (unsigned char)r->p[r->i++];
+    if (c == '%' && r->i + 1 < r->n && isxdigit((unsigned char)r->p[r->i]) &&
+        isxdigit((unsigned char)r->p[r->i + 1])) {
+        int v = hex_value((unsigned char)r->p[r->i]) * 16 + hex_value((unsigned char)r->p[r->i + 1]);
+        if (isalnum(v) || v == '-' || v == '.' || v == '_' || v == '~') {
+            r->i += 2;
+            return v;
+        }
+    }
+    return c;
+}
+
+bool route_prefix_matches(const char *path, size_t path_len, const char *prefix)
+{
+    struct path_reader in = {path, path_len, 0}, want = {prefix, strlen(prefix), 0};
+    for (int c; (c = path_next(&want)) >= 0;)
+        if (path_next(&in) != c)
+            return false;
+    return true;
+}
+
 const struct route_conf *route_match(const struct config *cfg, const char *host, size_t host_len,
                                      const char *path, size_t path_len)
 {
@@ -43,7 +89,7 @@ const struct route_conf *route_match(const struct config *cfg, const char *host,
         if (rank == HOST_NO_MATCH)
             continue;
         size_t plen = strlen(r->prefix);
-        if (plen > path_len || memcmp(r->prefix, path, plen) != 0)
+        if (!route_prefix_matches(path, path_len, r->prefix))
             continue;
         if (!best || plen > best_len || (plen == best_len && rank > best_rank)) {
             best = r;

@@ -28,6 +28,12 @@ struct req_target {
  * a Host field would be (h1_host_valid: no userinfo, same characters), or when empty. */
 int request_target(const struct h1_request *req, struct req_target *t, const char **why);
 
+/* The length of a path segment separator at p[i] (i < n), 0 if none: '/'; a backslash, which
+ * WHATWG URL parsers (Node, Deno), IIS and others take for a slash ("/api/..\\admin" is "/admin"
+ * there); or either percent-encoded, which an origin that decodes before it normalises takes
+ * for one. */
+size_t request_separator_at(const char *p, size_t n, size_t i);
+
 /* Via entries of ours beyond which a request is going round in a loop (508). */
 #define REQUEST_MAX_HOPS 8
 

@@ -4,12 +4,21 @@
 #ifndef PORTICO_ROUTE_H
 #define PORTICO_ROUTE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "portico/config.h"
 
 /*
- * The route for a request: longest matching prefix among routes whose host matches (exact
+ * Whether path (path_len bytes) begins with prefix as an origin that normalises reads both: a
+ * separator (request_separator_at) is '/', a run of them one '/' (nginx's merge_slashes, most
+ * frameworks), and "%XX" of an unreserved character (RFC 3986 2.3, 6.2.2.2) that character.
+ * "//admin" and "/%61dmin" reach an origin as "/admin": they take the route of "/admin" too.
+ */
+bool route_prefix_matches(const char *path, size_t path_len, const char *prefix);
+
+/*
+ * The route for a request: longest matching prefix (route_prefix_matches) among routes whose host matches (exact
  * hosts before wildcards before host-less routes at equal prefix length). host is the Host field
  * value (port stripped by the function), may be NULL. Returns the route, or NULL for no match.
  */

@@ -980,6 +980,12 @@ static const struct route_row route_rows[] = {
     { "tie: any", "other.org", "/same/x", "D\n" },
     /* a prefix is a string prefix of the path */
     { "prefix needs the slash", "other.org", "/static", NULL },
+    /* the path as an origin that normalises reads it: "//static/" is its "/static/" */
+    { "a run of slashes", "other.org", "//static//a.css", "D\n" },
+    { "an unreserved character encoded", "other.org", "/%73tatic/a.css", "D\n" },
+    { "an encoded slash", "other.org", "/static%2fa.css", "D\n" },
+    { "a backslash", "other.org", "/static\\a.css", "D\n" },
+    { "an encoded capital is not the letter", "other.org", "/%53tatic/a.css", NULL },
     { "no route", "other.org", "/x", NULL },
     { "no Host (HTTP/1.0), any-host route", NULL, "/static/b", "D\n" },
     { "no Host (HTTP/1.0), no route", NULL, "/api/x", NULL },

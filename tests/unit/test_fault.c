@@ -414,6 +414,8 @@ static const struct {
     {"route=shop", NULL, NULL, "/", "GET", NULL, false},                 /* not routed */
     {"prefix=/checkout", NULL, NULL, "/checkout/pay", "GET", NULL, true},
     {"prefix=/checkout", NULL, NULL, "/check", "GET", NULL, false},
+    {"prefix=/checkout", NULL, NULL, "//checkout", "GET", NULL, true},  /* as routes read it */
+    {"prefix=/checkout", NULL, NULL, "/%63heckout", "GET", NULL, true},
     {"host=shop.example", NULL, "SHOP.example:8080", "/", "GET", NULL, true}, /* like routes */
     {"host=*.example", NULL, "a.b.example", "/", "GET", NULL, true},
     {"host=*.example", NULL, "example", "/", "GET", NULL, false},

@@ -1,6 +1,7 @@
 /*
  * test_route.c — route_match(): longest prefix first, then exact host > wildcard > any host;
- * hosts compared without port, case or root dot; the implicit route of a one-upstream config.
+ * hosts compared without port, case or root dot; paths as an origin that normalises reads them;
+ * the implicit route of a one-upstream config.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -54,6 +55,19 @@ static const struct {
     {"[::1]", "/", "any_root"},                       /* IPv6 Host without port */
     {"", "/api/x", "any_api"},                        /* empty Host */
     {":8080", "/", "any_root"},                       /* Host that is only a port */
+    /* the path as an origin that normalises reads it: another route is not reached by
+     * spelling its prefix otherwise */
+    {NULL, "//api/x", "any_api"},                     /* a run of slashes is one */
+    {NULL, "/api//x", "any_api"},
+    {NULL, "/%61pi/x", "any_api"},                    /* %61 is 'a', unreserved */
+    {NULL, "/%41pi/x", "any_root"},                   /* %41 is 'A': paths are case-sensitive */
+    {NULL, "/api%2Fx", "any_api"},                    /* encoded slash */
+    {NULL, "/api%5cx", "any_api"},                    /* backslash, encoded or not */
+    {NULL, "/\\api\\x", "any_api"},
+    {NULL, "/api%2x", "any_root"},                    /* a broken escape is itself */
+    {NULL, "/api%", "any_root"},
+    {NULL, "/%2541pi/", "any_root"},                  /* decoded once, not twice */
+    {"api.example.com", "//api//v1//x", "v1"},
 };
 
 static void test_route(void **state)
