@@ -565,7 +565,7 @@ int main(int argc, char **argv)
         return codes_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "probe") == 0)
         return probe_main(argc - 1, argv + 1);
-    int opt;
+    int opt, info = 0; /* 'h' or 'v': print that once the whole command line is found good */
     while ((opt = getopt_long(argc, argv, "c:thv", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
@@ -575,12 +575,9 @@ int main(int argc, char **argv)
             test_only = true;
             break;
         case 'h':
-            usage(stdout);
-            return 0;
         case 'v':
-            printf("portico %s (libevent %s, %s)\n", PORTICO_VERSION, event_get_version(),
-                   OPENSSL_VERSION_TEXT);
-            return 0;
+            info = info ? info : opt;
+            break;
         default:
             usage(stderr);
             return 2;
@@ -589,6 +586,15 @@ int main(int argc, char **argv)
     if (optind != argc) {
         usage(stderr);
         return 2;
+    }
+    if (info == 'h') {
+        usage(stdout);
+        return 0;
+    }
+    if (info == 'v') {
+        printf("portico %s (libevent %s, %s)\n", PORTICO_VERSION, event_get_version(),
+               OPENSSL_VERSION_TEXT);
+        return 0;
     }
     if (evthread_use_pthreads() != 0) {
         fprintf(stderr, "portico: libevent without thread support\n");

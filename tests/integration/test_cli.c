@@ -222,6 +222,14 @@ static void test_version_and_help(void **state)
     assert_int_equal(harness_run(h, bad, &res), 2);
     assert_true(tu_contains(res.err, "usage: portico"));
     tu_cmd_result_free(&res);
+    /* an operand after --version or --help is bad usage too (it said nothing and exited 0) */
+    const char *const extras[][3] = { { "--version", "extra", NULL }, { "--help", "extra", NULL } };
+    for (size_t i = 0; i < ARRAY_SIZE(extras); i++) {
+        assert_int_equal(harness_run(h, extras[i], &res), 2);
+        assert_true(tu_contains(res.err, "usage: portico"));
+        assert_string_equal(res.out, "");
+        tu_cmd_result_free(&res);
+    }
     harness_free(h);
 }
 
