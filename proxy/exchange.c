@@ -382,6 +382,10 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
     ex->fail_phase = phase;
     ex->cause = cause;
     ex->limit_ms = limit_ms;
+    /* A failure found in a later phase than the clock's (the origin closed while the final head
+     * was awaited after a 1xx: read) is where the timings say it happened, as it lasted 0. */
+    if (phase > ex->pc.current && phase <= PHASE_READ)
+        phase_enter(&ex->pc, phase, ex->now);
     phase_close(&ex->pc, ex->now);
     release_origin(ex, attempt_result(ex, ex->failure));
     relay_drop(ex);

@@ -32,6 +32,9 @@ void phase_enter(struct phase_clock *pc, enum phase p, uint64_t now)
 void phase_resume(struct phase_clock *pc, enum phase p, uint64_t now)
 {
     phase_close(pc, now);
+    /* p's span covers what came after it since (a 1xx head read): reported once, as p */
+    for (int q = (int)p + 1; q < PHASE_COUNT; q++)
+        pc->start[q] = pc->end[q] = 0;
     pc->current = p;
     if (!pc->start[p])
         pc->start[p] = now;

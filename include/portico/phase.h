@@ -35,7 +35,8 @@ void phase_enter(struct phase_clock *pc, enum phase p, uint64_t now);
 
 /* Goes back to p without restarting it: it keeps its first start and is open again (the wait for
  * the first byte continues after a 1xx; the request body goes on after a 100). The current phase,
- * if open, ends now. */
+ * if open, ends now; the phases after p that were entered since (read, for the 1xx head) lose
+ * that run, which p's span now covers: it is not counted twice. */
 void phase_resume(struct phase_clock *pc, enum phase p, uint64_t now);
 
 /* Ends the current phase at now, if it is open (the exchange finished or failed in it). */
