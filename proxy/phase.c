@@ -41,6 +41,27 @@ void phase_resume(struct phase_clock *pc, enum phase p, uint64_t now)
     pc->end[p] = 0;
 }
 
+/* The current attempt's run of p, up to now if it is still open. */
+static uint64_t run_us(const struct phase_clock *pc, enum phase p, uint64_t now)
+{
+    if (!pc->start[p])
+        return 0;
+    uint64_t end = pc->end[p] ? pc->end[p] : now;
+    return end > pc->start[p] ? end - pc->start[p] : 0;
+}
+
+void phase_next_attempt(struct phase_clock *pc, uint64_t now)
+{
+    phase_close(pc, now);
+    for (int p = PHASE_DNS; p <= PHASE_READ; p++) {
+        if (!pc->start[p])
+            continue;
+        pc->before[p] += run_us(pc, (enum phase)p, now);
+        pc->walked |= 1u << p;
+        pc->start[p] = pc->end[p] = 0;
+    }
+}
+
 void phase_close(struct phase_clock *pc, uint64_t now)
 {
     enum phase c = pc->current;
@@ -50,10 +71,7 @@ void phase_close(struct phase_clock *pc, uint64_t now)
 
 uint64_t phase_elapsed_us(const struct phase_clock *pc, enum phase p, uint64_t now)
 {
-    if (!pc->start[p])
-        return 0;
-    uint64_t end = pc->end[p] ? pc->end[p] : now;
-    return end > pc->start[p] ? end - pc->start[p] : 0;
+    return pc->before[p] + run_us(pc, p, now);
 }
 
 size_t phase_timings(const struct phase_clock *pc, uint64_t now, struct phase_timing *out,
@@ -61,7 +79,7 @@ size_t phase_timings(const struct phase_clock *pc, uint64_t now, struct phase_ti
 {
     size_t n = 0;
     for (int p = PHASE_DNS; p <= PHASE_READ && n < max; p++)
-        if (pc->start[p])
+        if (pc->start[p] || (pc->walked & 1u << p))
             out[n++] = (struct phase_timing){(enum phase)p, phase_elapsed_us(pc, p, now)};
     return n;
 }
