@@ -205,6 +205,7 @@ static bool retry_elsewhere(struct exchange *ex, enum phase phase, enum cause ca
              ex->up->origins[ex->origin].text);
     ex->retries++;
     metrics_add(ex->loop->metrics, M_UPSTREAM_NEXT_ORIGIN, 1);
+    phase_next_attempt(&ex->pc, ex->now); /* its connect (or wait) still counts */
     relay_drop(ex);
     deadline_clear(&ex->phase_timer); /* the next connection's phases arm it again */
     ex->detail[0] = '\0';
@@ -368,6 +369,7 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
     if (stale_pooled(ex, phase, cause)) {
         ex->retried = true;
         metrics_add(ex->loop->metrics, M_UPSTREAM_RETRIES, 1);
+        phase_next_attempt(&ex->pc, ex->now);
         relay_drop(ex);
         ex->detail[0] = '\0';
         relay_connect(ex);
@@ -382,6 +384,10 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
     ex->fail_phase = phase;
     ex->cause = cause;
     ex->limit_ms = limit_ms;
+    /* A failure found in a later phase than the clock's (the origin closed while the final head
+     * was awaited after a 1xx: read) is where the timings say it happened, as it lasted 0. */
+    if (phase > ex->pc.current && phase <= PHASE_READ)
+        phase_enter(&ex->pc, phase, ex->now);
     phase_close(&ex->pc, ex->now);
     release_origin(ex, attempt_result(ex, ex->failure));
     relay_drop(ex);

@@ -32,10 +32,34 @@ void phase_enter(struct phase_clock *pc, enum phase p, uint64_t now)
 void phase_resume(struct phase_clock *pc, enum phase p, uint64_t now)
 {
     phase_close(pc, now);
+    /* p's span covers what came after it since (a 1xx head read): reported once, as p */
+    for (int q = (int)p + 1; q < PHASE_COUNT; q++)
+        pc->start[q] = pc->end[q] = 0;
     pc->current = p;
     if (!pc->start[p])
         pc->start[p] = now;
     pc->end[p] = 0;
+}
+
+/* The current attempt's run of p, up to now if it is still open. */
+static uint64_t run_us(const struct phase_clock *pc, enum phase p, uint64_t now)
+{
+    if (!pc->start[p])
+        return 0;
+    uint64_t end = pc->end[p] ? pc->end[p] : now;
+    return end > pc->start[p] ? end - pc->start[p] : 0;
+}
+
+void phase_next_attempt(struct phase_clock *pc, uint64_t now)
+{
+    phase_close(pc, now);
+    for (int p = PHASE_DNS; p <= PHASE_READ; p++) {
+        if (!pc->start[p])
+            continue;
+        pc->before[p] += run_us(pc, (enum phase)p, now);
+        pc->walked |= 1u << p;
+        pc->start[p] = pc->end[p] = 0;
+    }
 }
 
 void phase_close(struct phase_clock *pc, uint64_t now)
@@ -47,10 +71,7 @@ void phase_close(struct phase_clock *pc, uint64_t now)
 
 uint64_t phase_elapsed_us(const struct phase_clock *pc, enum phase p, uint64_t now)
 {
-    if (!pc->start[p])
-        return 0;
-    uint64_t end = pc->end[p] ? pc->end[p] : now;
-    return end > pc->start[p] ? end - pc->start[p] : 0;
+    return pc->before[p] + run_us(pc, p, now);
 }
 
 size_t phase_timings(const struct phase_clock *pc, uint64_t now, struct phase_timing *out,
@@ -58,7 +79,7 @@ size_t phase_timings(const struct phase_clock *pc, uint64_t now, struct phase_ti
 {
     size_t n = 0;
     for (int p = PHASE_DNS; p <= PHASE_READ && n < max; p++)
-        if (pc->start[p])
+        if (pc->start[p] || (pc->walked & 1u << p))
             out[n++] = (struct phase_timing){(enum phase)p, phase_elapsed_us(pc, p, now)};
     return n;
 }

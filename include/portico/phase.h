@@ -19,8 +19,10 @@
  * never 0 (a monotonic clock in µs does not read 0), which marks "never". */
 struct phase_clock {
     enum phase current;          /* the phase the exchange is in */
-    uint64_t start[PHASE_COUNT]; /* µs; 0 = never entered */
+    uint64_t start[PHASE_COUNT]; /* µs; 0 = never entered (by this attempt) */
     uint64_t end[PHASE_COUNT];   /* µs; 0 = still open (or never entered) */
+    uint64_t before[PHASE_COUNT]; /* µs spent in each phase by the earlier attempts */
+    unsigned walked;             /* bit p: an earlier attempt entered phase p */
 };
 
 /* One phase's duration, as the log and Server-Timing report it. */
@@ -35,13 +37,19 @@ void phase_enter(struct phase_clock *pc, enum phase p, uint64_t now);
 
 /* Goes back to p without restarting it: it keeps its first start and is open again (the wait for
  * the first byte continues after a 1xx; the request body goes on after a 100). The current phase,
- * if open, ends now. */
+ * if open, ends now; the phases after p that were entered since (read, for the 1xx head) lose
+ * that run, which p's span now covers: it is not counted twice. */
 void phase_resume(struct phase_clock *pc, enum phase p, uint64_t now);
+
+/* The attempt ends (another origin, or a fresh connection, takes the request): the time of each
+ * phase it entered is kept, and the next attempt's runs of dns ... read add to it. */
+void phase_next_attempt(struct phase_clock *pc, uint64_t now);
 
 /* Ends the current phase at now, if it is open (the exchange finished or failed in it). */
 void phase_close(struct phase_clock *pc, uint64_t now);
 
-/* How long p lasted (up to now if it is still open); 0 when never entered. */
+/* How long p lasted (up to now if it is still open), earlier attempts included; 0 when never
+ * entered. */
 uint64_t phase_elapsed_us(const struct phase_clock *pc, enum phase p, uint64_t now);
 
 /* The timings of the upstream phases entered so far (dns … read), in phase order: the one list

@@ -877,6 +877,126 @@ static void test_failure_after_head_status_null(void **state)
     fake_origin_stop(o);
 }
 
+/* ---- phase timings that add up: a 1xx read slowly, an attempt moved to another origin ---- */
+
+/* A 103 whose head takes 200 ms to arrive, then silence (first_byte_timeout), or a close. */
+static const struct fo_step trickled_103_hold[] = {
+    FO_SEND("HTTP/1.1 103 Early Hints\r\n"), FO_WAIT(200),
+    FO_SEND("Link: </a.css>; rel=preload\r\n\r\n"), FO_HOLD(), FO_END(),
+};
+static const struct fo_step trickled_103_close[] = {
+    FO_SEND("HTTP/1.1 103 Early Hints\r\n"), FO_WAIT(200),
+    FO_SEND("Link: </a.css>; rel=preload\r\n\r\n"), FO_WAIT(100), FO_CLOSE(), FO_END(),
+};
+
+/* Server-Timing "a;dur=1.0, b;dur=2.0;desc=\"x\"": the sum of the durations, the duration of
+ * entry name (-1 when absent) and whether the desc is on that entry. */
+static double server_timing_sum(const char *st, const char *name, double *dur, bool *desc)
+{
+    double sum = 0;
+    *dur = -1;
+    *desc = false;
+    for (const char *e = st; e && *e;) {
+        while (*e == ' ' || *e == ',')
+            e++;
+        size_t n = strcspn(e, ";,");
+        const char *d = strstr(e, ";dur=");
+        const char *next = strchr(e, ',');
+        assert_non_null(d);
+        double v = strtod(d + 5, NULL);
+        sum += v;
+        if (strlen(name) == n && strncmp(e, name, n) == 0) {
+            *dur = v;
+            const char *ds = strstr(e, ";desc=");
+            *desc = ds && (!next || ds < next);
+        }
+        e = next;
+    }
+    return sum;
+}
+
+/* Every phase an exchange spent time in is reported once: the Server-Timing of its error
+ * response and the access log's timing_ms add up to no more than the exchange lasted, and all
+ * of it is there. A 1xx head read slowly is part of the wait for the first byte, not time of
+ * its own on top of it (first_byte 500 ms and read 200 ms in a 500 ms exchange before); two
+ * connects of 200 ms each (retries = 1) are 400 ms of connect, not the last one's 200. */
+static void test_timings_add_up(void **state)
+{
+    (void)state;
+    struct fake_origin_opts hold = {.kind = FO_SCRIPT, .script = trickled_103_hold};
+    struct fake_origin_opts closes = {.kind = FO_SCRIPT, .script = trickled_103_close};
+    struct fake_origin *oh = fake_origin_start(&hold), *oc = fake_origin_start(&closes);
+    assert_non_null(oh);
+    assert_non_null(oc);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+        "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\nworkers = 1\n"
+        "access_log = {{dir}}/access.log\n"
+        "[upstream hold]\norigin = 127.0.0.1:%u\nfirst_byte_timeout = 300ms\n"
+        "[upstream closes]\norigin = 127.0.0.1:%u\n"
+        "[upstream twice]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+        "connect_timeout = 200ms\nretries = 1\n"
+        "[route hold]\nprefix = /hold/\nupstream = hold\n"
+        "[route closes]\nprefix = /closes/\nupstream = closes\n"
+        "[route twice]\nprefix = /twice/\nupstream = twice\n",
+        fake_origin_port(oh), fake_origin_port(oc), w.port[MB_BLACKHOLE], w.port[MB_UNREACH]), 0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    static const struct {
+        const char *path, *failure, *phase, *slot; /* slot: the phase's timing_ms name */
+        int status;
+        double at_least; /* ms the failed phase lasted at least */
+    } rows[] = {
+        {"/hold/x", "first_byte_timeout", "first_byte", "first_byte", 504, 300},
+        {"/closes/x", "connection_reset", "read", "body", 502, 0},
+        {"/twice/x", "connect_timeout", "connect", "connect", 504, 400},
+    };
+    char rids[ARRAY_SIZE(rows)][64];
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+        char req[256];
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\n"
+                 "Connection: close\r\n\r\n", rows[i].path);
+        assert_int_equal(raw_send_str(c, req), 0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, rows[i].status);
+        assert_string_equal(raw_header(&r, "Portico-Error"), rows[i].failure);
+        const char *st = raw_header(&r, "Server-Timing");
+        double elapsed, dur;
+        bool desc;
+        assert_int_equal(tu_json_get_number(r.body, "elapsed_ms", &elapsed), 0);
+        double sum = server_timing_sum(st, rows[i].phase, &dur, &desc);
+        print_message("  %-10s elapsed %.1f ms, Server-Timing %s\n", rows[i].path, elapsed, st);
+        /* one decimal each: rounding only */
+        if (sum > elapsed + 0.1 * 7)
+            fail_msg("%s: Server-Timing \"%s\" adds up to %.1f ms, the exchange lasted %.1f",
+                     rows[i].path, st, sum, elapsed);
+        if (dur < rows[i].at_least || !desc)
+            fail_msg("%s: Server-Timing \"%s\": %s should last %.0f ms or more and say why",
+                     rows[i].path, st, rows[i].phase, rows[i].at_least);
+        snprintf(rids[i], sizeof(rids[i]), "%s", raw_header(&r, "X-Request-Id"));
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    assert_int_equal(harness_stop(h), 0);
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct tj *j = log_entry(h, rids[i]);
+        check_shape(j); /* the phases add up to no more than total */
+        assert_string_equal(tj_str(j, "phase"), rows[i].phase);
+        double v;
+        assert_int_equal(tj_num(tj_get(j, "timing_ms"), rows[i].slot, &v), 0);
+        if (v < rows[i].at_least)
+            fail_msg("%s: timing_ms.%s %.3f ms, at least %.0f expected", rows[i].path,
+                     rows[i].slot, v, rows[i].at_least);
+        tj_free(j);
+    }
+    harness_free(h);
+    fake_origin_stop(oh);
+    fake_origin_stop(oc);
+}
+
 static void test_trace_context(void **state)
 {
     (void)state;
@@ -1110,6 +1230,9 @@ static void test_json_reader(void **state)
 
 int main(void)
 {
+    /* TEST_FILTER=test_timings* runs the matching tests only */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_reader),
         cmocka_unit_test(test_access_log_success),
@@ -1126,6 +1249,7 @@ int main(void)
         cmocka_unit_test(test_trace_context),
         cmocka_unit_test(test_connections_interim_reload),
         cmocka_unit_test(test_minimal_detail),
+        cmocka_unit_test(test_timings_add_up),
     };
     return cmocka_run_group_tests(tests, world_up, world_down);
 }

@@ -18,7 +18,7 @@
 /* Rows count time from 0; the clock of a real exchange never reads 0 (it means "never"). */
 #define T(us) ((uint64_t)(us) + 1000000)
 
-enum step_kind { ENTER, RESUME, CLOSE, END };
+enum step_kind { ENTER, RESUME, CLOSE, NEXT, END };
 
 struct step {
     uint64_t at;            /* µs */
@@ -65,6 +65,32 @@ static const struct run_row runs[] = {
      9999,
      {{PHASE_SEND, 1210}, {PHASE_FIRST_BYTE, 90}, {PHASE_READ, 10}},
      3, PHASE_READ},
+    {"a 103 read slowly, then the wait times out: the read is first_byte's time, not more",
+     {{0, ENTER, PHASE_SEND}, {10, ENTER, PHASE_FIRST_BYTE}, {110, ENTER, PHASE_READ},
+      {310, RESUME, PHASE_FIRST_BYTE}, {810, CLOSE, PHASE_FIRST_BYTE}, {0, END, 0}},
+     810,
+     {{PHASE_SEND, 10}, {PHASE_FIRST_BYTE, 800}},
+     2, PHASE_FIRST_BYTE},
+    {"another origin after a connect timeout (retries): the two connects add up",
+     {{0, ENTER, PHASE_ROUTE}, {10, ENTER, PHASE_CONNECT}, {260, NEXT, 0},
+      {270, ENTER, PHASE_CONNECT}, {280, ENTER, PHASE_SEND}, {290, ENTER, PHASE_FIRST_BYTE},
+      {390, CLOSE, PHASE_FIRST_BYTE}, {0, END, 0}},
+     390,
+     {{PHASE_CONNECT, 260}, {PHASE_SEND, 10}, {PHASE_FIRST_BYTE, 100}},
+     3, PHASE_FIRST_BYTE},
+    {"a resend on a fresh connection after a dead pooled one: both sends and waits count",
+     {{0, ENTER, PHASE_SEND}, {5, ENTER, PHASE_FIRST_BYTE}, {50, NEXT, 0},
+      {60, ENTER, PHASE_CONNECT}, {70, ENTER, PHASE_SEND}, {75, ENTER, PHASE_FIRST_BYTE},
+      {175, CLOSE, PHASE_FIRST_BYTE}, {0, END, 0}},
+     175,
+     {{PHASE_CONNECT, 10}, {PHASE_SEND, 10}, {PHASE_FIRST_BYTE, 145}},
+     3, PHASE_FIRST_BYTE},
+    {"a phase only an earlier attempt walked, in no time, is still reported",
+     {{0, ENTER, PHASE_CONNECT}, {0, NEXT, 0}, {10, ENTER, PHASE_SEND},
+      {20, ENTER, PHASE_FIRST_BYTE}, {30, CLOSE, PHASE_FIRST_BYTE}, {0, END, 0}},
+     30,
+     {{PHASE_CONNECT, 0}, {PHASE_SEND, 10}, {PHASE_FIRST_BYTE, 10}},
+     3, PHASE_FIRST_BYTE},
     {"a clock that steps back never gives a negative duration",
      {{1000, ENTER, PHASE_CONNECT}, {900, CLOSE, PHASE_CONNECT}, {0, END, 0}},
      2000,
@@ -84,6 +110,9 @@ static void drive(struct phase_clock *pc, const struct step *steps)
             break;
         case CLOSE:
             phase_close(pc, T(s->at));
+            break;
+        case NEXT:
+            phase_next_attempt(pc, T(s->at));
             break;
         case END:
             break;
