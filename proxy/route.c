@@ -57,7 +57,8 @@ static int path_next(struct path_reader *r)
     unsigned char c = (unsigned char)r->p[r->i++];
     if (c == '%' && r->i + 1 < r->n && isxdigit((unsigned char)r->p[r->i]) &&
         isxdigit((unsigned char)r->p[r->i + 1])) {
-        int v = hex_value((unsigned char)r->p[r->i]) * 16 + hex_value((unsigned char)r->p[r->i + 1]);
+        int v = hex_value((unsigned char)r->p[r->i]) * 16 +
+                hex_value((unsigned char)r->p[r->i + 1]);
         if (isalnum(v) || v == '-' || v == '.' || v == '_' || v == '~') {
             r->i += 2;
             return v;
