@@ -19,8 +19,9 @@ bool route_prefix_matches(const char *path, size_t path_len, const char *prefix)
 
 /*
  * The route for a request: longest matching prefix (route_prefix_matches) among routes whose
- * host matches (exact hosts before wildcards before host-less routes at equal prefix length). host is the Host field
- * value (port stripped by the function), may be NULL. Returns the route, or NULL for no match.
+ * host matches (exact hosts before wildcards before host-less routes at equal prefix length).
+ * host is the Host field value (port stripped by the function), may be NULL. Returns the route,
+ * or NULL for no match.
  */
 const struct route_conf *route_match(const struct config *cfg, const char *host, size_t host_len,
                                      const char *path, size_t path_len);
