@@ -29,6 +29,8 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -424,6 +426,102 @@ static void test_upstream_alert_after_tls12_handshake(void **state)
     assert_int_equal(second, 0);
     assert_int_equal(r.status, 502);
     raw_response_free(&r);
+}
+
+/* ---- an early answer, then a reset ---- */
+
+/* An origin over TLS that answers before the request body is in (413 to a large upload) and
+ * closes on the body it did not read: its close is a reset, which the next write of the body
+ * meets, while the answer is still in the kernel behind it. Portico is stopped (SIGSTOP) while
+ * the origin answers and resets, so that it finds both at once, as it often does under load.
+ * The client must get the origin's 413, not a 502 send_error. With and without the origin's
+ * close_notify before the reset, over TLS 1.3 and 1.2. */
+static void test_upstream_early_answer_then_reset(void **state)
+{
+    (void)state;
+    static const char answer[] = "HTTP/1.1 413 Content Too Large\r\nContent-Length: 10\r\n"
+                                 "Connection: close\r\n\r\ntoo large\n";
+    static const struct {
+        const char *why;
+        int version;
+        bool close_notify;
+    } rows[] = {
+        {"TLS 1.3, reset", TLS1_3_VERSION, false},
+        {"TLS 1.3, close_notify then reset", TLS1_3_VERSION, true},
+        {"TLS 1.2, reset", TLS1_2_VERSION, false},
+        {"TLS 1.2, close_notify then reset", TLS1_2_VERSION, true},
+    };
+    static char body[64 * 1024];
+    memset(body, 'b', sizeof(body));
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t alen = sizeof(a);
+        int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        assert_true(lfd >= 0);
+        assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(listen(lfd, 4), 0);
+        assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\ntls = on\n"
+                                           "ca_file = {{certs}}/ca.pem\n", ntohs(a.sin_port));
+        SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+        assert_non_null(ctx);
+        assert_int_equal(SSL_CTX_use_certificate_chain_file(ctx, t.certs->server_cert), 1);
+        assert_int_equal(SSL_CTX_use_PrivateKey_file(ctx, t.certs->server_key, SSL_FILETYPE_PEM),
+                         1);
+        SSL_CTX_set_max_proto_version(ctx, rows[i].version);
+        struct raw_conn *c = px_connect(h);
+
+        assert_int_equal(raw_send_str(c, "POST /early HTTP/1.1\r\nHost: t\r\n"
+                                         "Content-Length: 10000000\r\n\r\n"), 0);
+        struct pollfd p = {.fd = lfd, .events = POLLIN};
+        assert_int_equal(poll(&p, 1, IO_MS), 1);
+        int afd = accept(lfd, NULL, NULL);
+        assert_true(afd >= 0);
+        struct timeval tv = {IO_MS / 1000, 0}; /* bounds every blocking call below */
+        setsockopt(afd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(afd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        /* The answer leaves at once: Nagle would hold it behind the session tickets (not yet
+         * acknowledged), and the reset would discard it at the origin. */
+        int one = 1;
+        setsockopt(afd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        SSL *ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, afd);
+        assert_int_equal(SSL_accept(ssl), 1);
+        char head[1024];
+        size_t have = 0, got;
+        while (!memmem(head, have, "\r\n\r\n", 4)) {
+            assert_true(have < sizeof(head));
+            assert_int_equal(SSL_read_ex(ssl, head + have, sizeof(head) - have, &got), 1);
+            have += got;
+        }
+        assert_int_equal(kill(harness_pid(h), SIGSTOP), 0);
+        assert_int_equal(raw_send(c, body, sizeof(body)), 0);
+        assert_int_equal(SSL_write(ssl, answer, (int)strlen(answer)), (int)strlen(answer));
+        if (rows[i].close_notify)
+            SSL_shutdown(ssl);
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        assert_int_equal(setsockopt(afd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+        close(afd); /* RST */
+        assert_int_equal(kill(harness_pid(h), SIGCONT), 0);
+        struct raw_response r;
+
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        print_message("  %-34s %d %s\n", rows[i].why, r.status,
+                      raw_header(&r, "Portico-Error") ?: "");
+        if (r.status != 413)
+            fail_msg("%s: the client got %d (%s), not the origin's 413", rows[i].why, r.status,
+                     raw_header(&r, "Portico-Error") ?: "-");
+        assert_string_equal(r.body, "too large\n");
+        raw_response_free(&r);
+        raw_close(c);
+        ERR_clear_error();
+        SSL_free(ssl);
+        SSL_CTX_free(ctx);
+        px_stop(h);
+        close(lfd);
+    }
 }
 
 /* ---- TLS termination ---- */
@@ -981,6 +1079,7 @@ int main(void)
         cmocka_unit_test(test_upstream_client_cert_refused),
         cmocka_unit_test(test_upstream_tls_pooling),
         cmocka_unit_test(test_upstream_alert_after_tls12_handshake),
+        cmocka_unit_test(test_upstream_early_answer_then_reset),
         cmocka_unit_test(test_termination_curl),
         cmocka_unit_test(test_termination_alpn),
         cmocka_unit_test(test_termination_versions),
