@@ -833,7 +833,7 @@ void sock_splice_end(struct sock *s)
 
 long sock_read_remains(struct sock *s)
 {
-    if (s->ssl || s->state == SOCK_CLOSED)
+    if (s->state == SOCK_CLOSED)
         return 0;
     size_t total = 0;
     for (;;) {
@@ -844,7 +844,22 @@ long sock_read_remains(struct sock *s)
         struct evbuffer_iovec v;
         if (evbuffer_reserve_space(s->in, (ev_ssize_t)want, &v, 1) != 1)
             break;
-        ssize_t n = recv(s->fd, v.iov_base, MIN(v.iov_len, want), MSG_DONTWAIT);
+        ssize_t n;
+        if (s->ssl) {
+            /* A failed SSL_write leaves the read side as it was: the records that came before
+             * the reset still decrypt. An alert found here (an origin refusing our certificate
+             * after a TLS 1.3 handshake) is kept for the owner, as read_in keeps it. */
+            size_t got = 0;
+            ERR_clear_error();
+            n = SSL_read_ex(s->ssl, v.iov_base, MIN(v.iov_len, want), &got) == 1 ? (ssize_t)got
+                                                                                 : -1;
+            unsigned long e = ERR_peek_last_error();
+            if (n < 0 && !s->ssl_err && ERR_GET_LIB(e) == ERR_LIB_SSL)
+                s->ssl_err = e;
+            ERR_clear_error();
+        } else {
+            n = recv(s->fd, v.iov_base, MIN(v.iov_len, want), MSG_DONTWAIT);
+        }
         v.iov_len = n > 0 ? (size_t)n : 0;
         evbuffer_commit_space(s->in, &v, n > 0 ? 1 : 0);
         if (n <= 0)

@@ -143,8 +143,8 @@ long sock_splice(struct sock *src, struct sock *dst, size_t max);
 void sock_splice_end(struct sock *s);
 
 /* After a failure (a write that met the peer's reset): reads what the peer sent before it,
- * which the kernel still holds, up to the read limit, and marks the sock at its end. Plain
- * sockets only (a failed TLS connection reads nothing more). Returns the bytes read. */
+ * which the kernel still holds (over TLS: decrypted), up to the read limit, and marks the sock
+ * at its end. Returns the bytes read. */
 long sock_read_remains(struct sock *s);
 
 /* Whether input waits to be consumed: in the buffer, or read ahead by TLS and not yet
