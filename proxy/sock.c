@@ -62,6 +62,7 @@ enum sock_flag {
     SF_REQUEUED = 1u << 9,        /* sock_requeue: report the buffered input from the loop */
     SF_FAIL_PENDING = 1u << 10,   /* fail_later: SOCK_ERROR is reported from the loop via rev */
     SF_RAW = 1u << 11,            /* spliced from: readability is reported, nothing is read */
+    SF_TLS_CUT = 1u << 12,        /* TLS: the peer closed without a close_notify */
 };
 
 static const char *const sock_event_names[] = {
@@ -175,10 +176,17 @@ static int tls_failure(struct sock *s, int rc, unsigned wants_write_flag, unsign
         s->err = errno;
         s->ssl_err = ERR_get_error();
         ERR_clear_error();
-        if (!s->err && !s->ssl_err)
+        if (!s->err && !s->ssl_err) {
+            s->flags |= SF_TLS_CUT;
             return -2; /* the peer closed without close_notify: an EOF; framing tells the rest */
+        }
         return -3;
     default:
+        if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+            ERR_clear_error(); /* the same, where SSL_OP_IGNORE_UNEXPECTED_EOF is not set */
+            s->flags |= SF_TLS_CUT;
+            return -2;
+        }
         s->ssl_err = ERR_get_error();
         ERR_clear_error();
         return -3;
@@ -854,7 +862,8 @@ long sock_read_remains(struct sock *s)
             n = SSL_read_ex(s->ssl, v.iov_base, MIN(v.iov_len, want), &got) == 1 ? (ssize_t)got
                                                                                  : -1;
             unsigned long e = ERR_peek_last_error();
-            if (n < 0 && !s->ssl_err && ERR_GET_LIB(e) == ERR_LIB_SSL)
+            if (n < 0 && !s->ssl_err && ERR_GET_LIB(e) == ERR_LIB_SSL &&
+                ERR_GET_REASON(e) >= SSL_AD_REASON_OFFSET)
                 s->ssl_err = e;
             ERR_clear_error();
         } else {
@@ -892,6 +901,11 @@ bool sock_input_arrived(const struct sock *s)
 bool sock_at_eof(const struct sock *s)
 {
     return (s->flags & SF_EOF) != 0;
+}
+
+bool sock_tls_cut(const struct sock *s)
+{
+    return (s->flags & SF_TLS_CUT) != 0;
 }
 
 bool sock_peer_closed(const struct sock *s)

@@ -162,6 +162,10 @@ bool sock_input_arrived(const struct sock *s);
 /* Whether the peer's EOF was reported already. */
 bool sock_at_eof(const struct sock *s);
 
+/* Over TLS: the peer's EOF came without its close_notify, so what came before it may have been
+ * cut short on the way (an EOF of a plain socket: false). */
+bool sock_tls_cut(const struct sock *s);
+
 /* Whether the peer's end was read, reported already or not: an end read behind data (a TLS
  * close_notify read ahead with the last record) is reported on the next loop turn. */
 bool sock_peer_closed(const struct sock *s);
