@@ -498,6 +498,10 @@ static void test_upstream_early_answer_then_reset(void **state)
             have += got;
         }
         assert_int_equal(kill(harness_pid(h), SIGSTOP), 0);
+        siginfo_t si = {0}; /* stopped for sure (WNOWAIT: the harness still reaps it) */
+        assert_int_equal(waitid(P_PID, (id_t)harness_pid(h), &si, WSTOPPED | WEXITED | WNOWAIT),
+                         0);
+        assert_int_equal(si.si_code, CLD_STOPPED);
         assert_int_equal(raw_send(c, body, sizeof(body)), 0);
         assert_int_equal(SSL_write(ssl, answer, (int)strlen(answer)), (int)strlen(answer));
         if (rows[i].close_notify)
