@@ -860,15 +860,18 @@ long sock_read_remains(struct sock *s)
         if (s->ssl) {
             /* A failed SSL_write leaves the read side as it was: the records that came before
              * the reset still decrypt. An alert found here (an origin refusing our certificate
-             * after a TLS 1.3 handshake) is kept for the owner, as read_in keeps it. */
+             * after a TLS 1.3 handshake) is kept for the owner, as read_in keeps it; an end
+             * that is not a close_notify is a cut, as read_in says of it. */
             size_t got = 0;
             ERR_clear_error();
-            n = SSL_read_ex(s->ssl, v.iov_base, MIN(v.iov_len, want), &got) == 1 ? (ssize_t)got
-                                                                                 : -1;
+            int rc = SSL_read_ex(s->ssl, v.iov_base, MIN(v.iov_len, want), &got);
+            n = rc == 1 ? (ssize_t)got : -1;
             unsigned long e = ERR_peek_last_error();
             if (n < 0 && !s->ssl_err && ERR_GET_LIB(e) == ERR_LIB_SSL &&
                 ERR_GET_REASON(e) >= SSL_AD_REASON_OFFSET)
                 s->ssl_err = e;
+            if (n < 0 && SSL_get_error(s->ssl, rc) != SSL_ERROR_ZERO_RETURN)
+                s->flags |= SF_TLS_CUT;
             ERR_clear_error();
         } else {
             n = recv(s->fd, v.iov_base, MIN(v.iov_len, want), MSG_DONTWAIT);
