@@ -182,7 +182,8 @@ static int tls_failure(struct sock *s, int rc, unsigned wants_write_flag, unsign
         }
         return -3;
     default:
-        if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        if (ERR_GET_LIB(ERR_peek_error()) == ERR_LIB_SSL &&
+            ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
             ERR_clear_error(); /* the same, where SSL_OP_IGNORE_UNEXPECTED_EOF is not set */
             s->flags |= SF_TLS_CUT;
             return -2;
