@@ -591,6 +591,13 @@ static void origin_eof(struct exchange *ex)
         return;
     const char *addr = upconn_addr(ex->uc);
     if (ex->resp_state == RESP_BODY) {
+        /* Only a close_notify ends a close-delimited body over TLS: a bare FIN can be anyone's
+         * (RFC 9112 9.8), and the client must not take a cut body for the whole. */
+        if (ex->resp_body.in == H1_BODY_CLOSE && sock_tls_cut(ex->usock)) {
+            ex_fail(ex, PHASE_READ, CAUSE_EOF, 0,
+                    "%s closed the connection mid-body without a TLS close_notify", addr);
+            return;
+        }
         if (body_eof(&ex->resp_body, ex->sink.out) == 0) {
             ex->resp_state = RESP_DONE;
             ex->resp_info.keep_alive = false;

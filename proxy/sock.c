@@ -62,6 +62,7 @@ enum sock_flag {
     SF_REQUEUED = 1u << 9,        /* sock_requeue: report the buffered input from the loop */
     SF_FAIL_PENDING = 1u << 10,   /* fail_later: SOCK_ERROR is reported from the loop via rev */
     SF_RAW = 1u << 11,            /* spliced from: readability is reported, nothing is read */
+    SF_TLS_CUT = 1u << 12,        /* TLS: the peer closed without a close_notify */
 };
 
 static const char *const sock_event_names[] = {
@@ -175,10 +176,18 @@ static int tls_failure(struct sock *s, int rc, unsigned wants_write_flag, unsign
         s->err = errno;
         s->ssl_err = ERR_get_error();
         ERR_clear_error();
-        if (!s->err && !s->ssl_err)
+        if (!s->err && !s->ssl_err) {
+            s->flags |= SF_TLS_CUT;
             return -2; /* the peer closed without close_notify: an EOF; framing tells the rest */
+        }
         return -3;
     default:
+        if (ERR_GET_LIB(ERR_peek_error()) == ERR_LIB_SSL &&
+            ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+            ERR_clear_error(); /* the same, where SSL_OP_IGNORE_UNEXPECTED_EOF is not set */
+            s->flags |= SF_TLS_CUT;
+            return -2;
+        }
         s->ssl_err = ERR_get_error();
         ERR_clear_error();
         return -3;
@@ -663,8 +672,12 @@ void sock_handshake(struct sock *s)
         return;
     s->state = SOCK_HANDSHAKE;
     update_rev(s);
-    /* From the loop, like every outcome: a handshake can fail before the caller returns. */
-    event_active(&s->rev, EV_READ, 1);
+    /* The accepting side has nothing to do before the peer's first byte, and OpenSSL's first
+     * step allocates its record and handshake buffers (42 KB a connection, against 1 KB for a
+     * plain one): it waits for rev. The connecting side speaks first: from the loop, like every
+     * outcome (a handshake can fail before the caller returns). */
+    if (!SSL_is_server(s->ssl))
+        event_active(&s->rev, EV_READ, 1);
 }
 
 void sock_read(struct sock *s, bool on)
@@ -833,7 +846,7 @@ void sock_splice_end(struct sock *s)
 
 long sock_read_remains(struct sock *s)
 {
-    if (s->ssl || s->state == SOCK_CLOSED)
+    if (s->state == SOCK_CLOSED)
         return 0;
     size_t total = 0;
     for (;;) {
@@ -844,7 +857,26 @@ long sock_read_remains(struct sock *s)
         struct evbuffer_iovec v;
         if (evbuffer_reserve_space(s->in, (ev_ssize_t)want, &v, 1) != 1)
             break;
-        ssize_t n = recv(s->fd, v.iov_base, MIN(v.iov_len, want), MSG_DONTWAIT);
+        ssize_t n;
+        if (s->ssl) {
+            /* A failed SSL_write leaves the read side as it was: the records that came before
+             * the reset still decrypt. An alert found here (an origin refusing our certificate
+             * after a TLS 1.3 handshake) is kept for the owner, as read_in keeps it; an end
+             * that is not a close_notify is a cut, as read_in says of it. */
+            size_t got = 0;
+            ERR_clear_error();
+            int rc = SSL_read_ex(s->ssl, v.iov_base, MIN(v.iov_len, want), &got);
+            n = rc == 1 ? (ssize_t)got : -1;
+            unsigned long e = ERR_peek_last_error();
+            if (n < 0 && !s->ssl_err && ERR_GET_LIB(e) == ERR_LIB_SSL &&
+                ERR_GET_REASON(e) >= SSL_AD_REASON_OFFSET)
+                s->ssl_err = e;
+            if (n < 0 && SSL_get_error(s->ssl, rc) != SSL_ERROR_ZERO_RETURN)
+                s->flags |= SF_TLS_CUT;
+            ERR_clear_error();
+        } else {
+            n = recv(s->fd, v.iov_base, MIN(v.iov_len, want), MSG_DONTWAIT);
+        }
         v.iov_len = n > 0 ? (size_t)n : 0;
         evbuffer_commit_space(s->in, &v, n > 0 ? 1 : 0);
         if (n <= 0)
@@ -877,6 +909,11 @@ bool sock_input_arrived(const struct sock *s)
 bool sock_at_eof(const struct sock *s)
 {
     return (s->flags & SF_EOF) != 0;
+}
+
+bool sock_tls_cut(const struct sock *s)
+{
+    return (s->flags & SF_TLS_CUT) != 0;
 }
 
 bool sock_peer_closed(const struct sock *s)

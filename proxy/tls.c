@@ -151,7 +151,9 @@ void *tls_client_ctx(bool verify, const char *ca_file, const char *cert_file, co
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* Unlike clients, an origin closing without close_notify is told apart from one that sent
+     * it (sock_tls_cut): a close-delimited response is complete only with it (RFC 9112 9.8). */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof(alpn_http11) - 1) != 0) {
         ssl_failed(err, NULL, NULL);

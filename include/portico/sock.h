@@ -143,8 +143,8 @@ long sock_splice(struct sock *src, struct sock *dst, size_t max);
 void sock_splice_end(struct sock *s);
 
 /* After a failure (a write that met the peer's reset): reads what the peer sent before it,
- * which the kernel still holds, up to the read limit, and marks the sock at its end. Plain
- * sockets only (a failed TLS connection reads nothing more). Returns the bytes read. */
+ * which the kernel still holds (over TLS: decrypted), up to the read limit, and marks the sock
+ * at its end. Returns the bytes read. */
 long sock_read_remains(struct sock *s);
 
 /* Whether input waits to be consumed: in the buffer, or read ahead by TLS and not yet
@@ -161,6 +161,10 @@ bool sock_input_arrived(const struct sock *s);
 
 /* Whether the peer's EOF was reported already. */
 bool sock_at_eof(const struct sock *s);
+
+/* Over TLS: the peer's EOF came without its close_notify, so what came before it may have been
+ * cut short on the way (an EOF of a plain socket: false). */
+bool sock_tls_cut(const struct sock *s);
 
 /* Whether the peer's end was read, reported already or not: an end read behind data (a TLS
  * close_notify read ahead with the last record) is reported on the next loop turn. */

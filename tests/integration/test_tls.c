@@ -29,6 +29,9 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -426,6 +429,115 @@ static void test_upstream_alert_after_tls12_handshake(void **state)
     raw_response_free(&r);
 }
 
+/* ---- an early answer, then a reset ---- */
+
+/* An origin over TLS that answers before the request body is in (413 to a large upload) and
+ * closes on the body it did not read: its close is a reset, which the next write of the body
+ * meets, while the answer is still in the kernel behind it. Portico is stopped (SIGSTOP) while
+ * the origin answers and resets, so that it finds both at once, as it often does under load.
+ * The client must get the origin's 413, not a 502 send_error. With and without the origin's
+ * close_notify before the reset, over TLS 1.3 and 1.2. */
+static void test_upstream_early_answer_then_reset(void **state)
+{
+    (void)state;
+    static const char answer[] = "HTTP/1.1 413 Content Too Large\r\nContent-Length: 10\r\n"
+                                 "Connection: close\r\n\r\ntoo large\n";
+    static const char answer_to_close[] = "HTTP/1.1 413 Content Too Large\r\n"
+                                          "Connection: close\r\n\r\ntoo large\n";
+    static const struct {
+        const char *why;
+        int version;
+        bool close_notify;
+        const char *answer;
+        bool complete; /* the body reached the client as a whole */
+    } rows[] = {
+        {"TLS 1.3, reset", TLS1_3_VERSION, false, answer, true},
+        {"TLS 1.3, close_notify then reset", TLS1_3_VERSION, true, answer, true},
+        {"TLS 1.2, reset", TLS1_2_VERSION, false, answer, true},
+        {"TLS 1.2, close_notify then reset", TLS1_2_VERSION, true, answer, true},
+        /* a body ended by the close: whole after a close_notify only (RFC 9112 9.8) */
+        {"close-delimited, close_notify then reset", TLS1_3_VERSION, true, answer_to_close, true},
+        {"close-delimited, reset", TLS1_3_VERSION, false, answer_to_close, false},
+    };
+    static char body[64 * 1024];
+    memset(body, 'b', sizeof(body));
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t alen = sizeof(a);
+        int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        assert_true(lfd >= 0);
+        assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(listen(lfd, 4), 0);
+        assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\ntls = on\n"
+                                           "ca_file = {{certs}}/ca.pem\n", ntohs(a.sin_port));
+        SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+        assert_non_null(ctx);
+        assert_int_equal(SSL_CTX_use_certificate_chain_file(ctx, t.certs->server_cert), 1);
+        assert_int_equal(SSL_CTX_use_PrivateKey_file(ctx, t.certs->server_key, SSL_FILETYPE_PEM),
+                         1);
+        SSL_CTX_set_max_proto_version(ctx, rows[i].version);
+        struct raw_conn *c = px_connect(h);
+
+        assert_int_equal(raw_send_str(c, "POST /early HTTP/1.1\r\nHost: t\r\n"
+                                         "Content-Length: 10000000\r\n\r\n"), 0);
+        struct pollfd p = {.fd = lfd, .events = POLLIN};
+        assert_int_equal(poll(&p, 1, IO_MS), 1);
+        int afd = accept(lfd, NULL, NULL);
+        assert_true(afd >= 0);
+        struct timeval tv = {IO_MS / 1000, 0}; /* bounds every blocking call below */
+        setsockopt(afd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(afd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        /* The answer leaves at once: Nagle would hold it behind the session tickets (not yet
+         * acknowledged), and the reset would discard it at the origin. */
+        int one = 1;
+        setsockopt(afd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        SSL *ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, afd);
+        assert_int_equal(SSL_accept(ssl), 1);
+        char head[1024];
+        size_t have = 0, got;
+        while (!memmem(head, have, "\r\n\r\n", 4)) {
+            assert_true(have < sizeof(head));
+            assert_int_equal(SSL_read_ex(ssl, head + have, sizeof(head) - have, &got), 1);
+            have += got;
+        }
+        assert_int_equal(kill(harness_pid(h), SIGSTOP), 0);
+        siginfo_t si = {0}; /* stopped for sure (WNOWAIT: the harness still reaps it) */
+        assert_int_equal(waitid(P_PID, (id_t)harness_pid(h), &si, WSTOPPED | WEXITED | WNOWAIT),
+                         0);
+        assert_int_equal(si.si_code, CLD_STOPPED);
+        assert_int_equal(raw_send(c, body, sizeof(body)), 0);
+        int len = (int)strlen(rows[i].answer);
+        assert_int_equal(SSL_write(ssl, rows[i].answer, len), len);
+        if (rows[i].close_notify)
+            SSL_shutdown(ssl);
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        assert_int_equal(setsockopt(afd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+        close(afd); /* RST */
+        assert_int_equal(kill(harness_pid(h), SIGCONT), 0);
+        struct raw_response r;
+
+        int rc = raw_read_response(c, &r, IO_MS);
+        print_message("  %-42s %d %s%s\n", rows[i].why, r.status,
+                      raw_header(&r, "Portico-Error") ?: "", rc == 0 ? "" : r.error);
+        if (r.status != 413)
+            fail_msg("%s: the client got %d (%s), not the origin's 413", rows[i].why, r.status,
+                     raw_header(&r, "Portico-Error") ?: "-");
+        assert_int_equal(rc == 0 && !r.truncated, rows[i].complete);
+        assert_string_equal(r.body, "too large\n");
+        raw_response_free(&r);
+        raw_close(c);
+        ERR_clear_error();
+        SSL_free(ssl);
+        SSL_CTX_free(ctx);
+        px_stop(h);
+        close(lfd);
+    }
+}
+
 /* ---- TLS termination ---- */
 
 /* curl, a real client, with --cacert, asking for HTTP/1.1: the response over ALPN http/1.1
@@ -765,6 +877,90 @@ static void test_termination_silent_close(void **state)
     }
 }
 
+/* A connection that sends nothing (a TCP health check, a port scan, a browser's preconnect
+ * waiting for its page) has begun no handshake: it costs its descriptor and its SSL object,
+ * not OpenSSL's record and handshake buffers, which the first step of a handshake allocates
+ * (42 KB a connection before: 500 silent connections took 21 MB of RSS, against 0.5 MB on a
+ * plain listener). */
+#define SILENT_CONNS 500
+#define SILENT_CONN_KB 16 /* the SSL object, the sock and its buffers: about 9 KB measured */
+
+static long silent_handshakes(struct harness *h)
+{
+    struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
+    struct raw_response r;
+    static const char series[] = "\nportico_connections{side=\"client\",state=\"handshake\"} ";
+    long n = -1;
+
+    assert_int_equal(raw_send_str(c, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    const char *p = strstr(r.body, series);
+    if (p != NULL)
+        n = strtol(p + strlen(series), NULL, 10);
+    raw_response_free(&r);
+    raw_close(c);
+    return n;
+}
+
+static void test_termination_silent_connections_light(void **state)
+{
+    (void)state;
+    struct rlimit lim;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &lim), 0);
+    if (lim.rlim_cur < 4 * SILENT_CONNS) {
+        if (lim.rlim_max != RLIM_INFINITY && lim.rlim_max < 4 * SILENT_CONNS)
+            skip(); /* the hard limit leaves no room for the test */
+        lim.rlim_cur = 4 * SILENT_CONNS;
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    }
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:tls}} tls\n"
+                                             "tls_cert = {{certs}}/server.pem\n"
+                                             "tls_key = {{certs}}/server.key\n"
+                                             "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                             "workers = 1\n"
+                                             "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          fake_origin_port(t.o[O_PLAIN])),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    pid_t pid = harness_pid(h);
+    long before = px_proc_kb(pid, "VmRSS");
+    struct raw_conn **conns = calloc(SILENT_CONNS, sizeof(*conns));
+    assert_non_null(conns);
+    for (int i = 0; i < SILENT_CONNS; i++)
+        conns[i] = px_connect_port(harness_port(h, "tls"));
+    /* every one accepted and waiting for its ClientHello (bounded: 1000 scrapes) */
+    long waiting = 0;
+    for (int i = 0; i < 1000 && (waiting = silent_handshakes(h)) < SILENT_CONNS; i++)
+        ;
+    assert_int_equal(waiting, SILENT_CONNS);
+    long after = px_proc_kb(pid, "VmRSS");
+    bool own = px_rss_is_portico(pid);
+    print_message("  %d silent connections: RSS %ld kB -> %ld kB (%ld kB each)%s\n", SILENT_CONNS,
+                  before, after, (after - before) / SILENT_CONNS,
+                  own ? "" : " (not asserted under ASan or valgrind)");
+    /* and they still are TLS connections: one of them handshakes and is answered */
+    struct raw_tls_opts tls = {.ca_file = t.certs->ca_cert, .host = "localhost",
+                               .require_valid = true};
+    struct raw_conn *c = raw_connect_tls(harness_port(h, "tls"), &tls, IO_MS);
+    if (c == NULL)
+        fail_msg("TLS connect next to the silent ones: %s", raw_last_error());
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    for (int i = 0; i < SILENT_CONNS; i++)
+        raw_close(conns[i]);
+    free(conns);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    if (own && after - before > (long)SILENT_CONNS * SILENT_CONN_KB)
+        fail_msg("%d silent connections took %ld kB", SILENT_CONNS, after - before);
+}
+
 /* client_header_timeout counts from the accept for a connection that has sent no byte of a
  * head, a TLS one included: its handshake is part of that wait, not a prelude after which the
  * wait starts again (that let a TLS client hold a connection for 3 x client_header_timeout
@@ -981,6 +1177,7 @@ int main(void)
         cmocka_unit_test(test_upstream_client_cert_refused),
         cmocka_unit_test(test_upstream_tls_pooling),
         cmocka_unit_test(test_upstream_alert_after_tls12_handshake),
+        cmocka_unit_test(test_upstream_early_answer_then_reset),
         cmocka_unit_test(test_termination_curl),
         cmocka_unit_test(test_termination_alpn),
         cmocka_unit_test(test_termination_versions),
@@ -989,6 +1186,7 @@ int main(void)
         cmocka_unit_test(test_termination_plain_http),
         cmocka_unit_test(test_termination_failures_flood),
         cmocka_unit_test(test_termination_silent_close),
+        cmocka_unit_test(test_termination_silent_connections_light),
         cmocka_unit_test(test_termination_header_timeout_from_accept),
         cmocka_unit_test(test_encrypted_key_refused),
         cmocka_unit_test(test_sni_checked),
