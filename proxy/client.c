@@ -112,12 +112,29 @@ static const enum conn_state gauge_state[] = {
     [CS_QUIET_CLOSE] = CONN_ACTIVE,
 };
 
+/* Where c stands in the gauge: by its state, and an HTTP/2 connection with no stream open is
+ * idle as a keep-alive one is. */
+static enum conn_state gauge_of(const struct client *c)
+{
+    return c->state == CS_H2 && c->h2 && h2_idle(c->h2) ? CONN_IDLE : gauge_state[c->state];
+}
+
 /* Moves c in the client connections gauge. The admin listener's connections are not client
  * traffic (issue 9): a scrape must not count itself, so they stay out of it. */
-static void gauge_add(const struct client *c, enum client_state s, int delta)
+static void gauge_add(const struct client *c, enum conn_state s, int delta)
 {
     if (c->kind != CLIENT_ADMIN)
-        metrics_conn_add(c->loop->metrics, CONN_CLIENT, gauge_state[s], delta);
+        metrics_conn_add(c->loop->metrics, CONN_CLIENT, s, delta);
+}
+
+/* c's place in the gauge was `was`: it follows a change of state or of HTTP/2 idleness. */
+static void gauge_move(const struct client *c, enum conn_state was)
+{
+    enum conn_state now = gauge_of(c);
+    if (now != was) {
+        gauge_add(c, was, -1);
+        gauge_add(c, now, 1);
+    }
 }
 
 /* Idle between requests, so on the loop's idle list: it may give way to a new client at
@@ -151,12 +168,10 @@ static void relist(struct client *c, bool was_idle)
 static void set_state(struct client *c, enum client_state s)
 {
     const struct config *cfg = c->loop->cfg;
-    if (gauge_state[c->state] != gauge_state[s]) {
-        gauge_add(c, c->state, -1);
-        gauge_add(c, s, 1);
-    }
+    enum conn_state was_gauged = gauge_of(c);
     bool was_idle = idle_listed(c);
     c->state = s;
+    gauge_move(c, was_gauged);
     relist(c, was_idle);
     int64_t ms = -1; /* none */
     uint64_t from = event_now_us();
@@ -202,6 +217,7 @@ static void client_close(struct client *c, const char *why)
     struct loop *l = c->loop;
     if (idle_listed(c)) /* asked before h2_free */
         TAILQ_REMOVE(&l->idle, c, idle_link);
+    gauge_add(c, gauge_of(c), -1);
     if (c->ex) {
         struct exchange *ex = c->ex;
         c->ex = NULL;
@@ -215,7 +231,6 @@ static void client_close(struct client *c, const char *why)
     TAILQ_REMOVE(&l->clients, c, link);
     if (c->kind == CLIENT_ADMIN)
         l->admin_conns--;
-    gauge_add(c, c->state, -1);
     free(c);
     loop_conn_closed(l);
 }
@@ -724,11 +739,13 @@ static void h2_done(void *arg, const char *why)
     start_closing(c);
 }
 
-/* HTTP/2 went idle between requests, or busy again: the idle list follows. */
+/* HTTP/2 went idle between requests, or busy again: the idle list and the gauge follow. */
 static void h2_idle_changed(void *arg)
 {
     struct client *c = arg;
-    relist(c, !idle_listed(c));
+    bool idle = idle_listed(c);
+    gauge_move(c, idle ? CONN_ACTIVE : CONN_IDLE);
+    relist(c, !idle);
 }
 
 /* The client went away (EOF, error, write timeout) under HTTP/2: nothing more can be sent. */
@@ -948,7 +965,7 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
         l->admin_conns++;
     loop_conn_opened(l);
     c->state = tls ? CS_HANDSHAKE : CS_IDLE;
-    gauge_add(c, c->state, 1);
+    gauge_add(c, gauge_of(c), 1);
     if (kind != CLIENT_ADMIN)
         metrics_add(l->metrics, M_CONNECTIONS, 1);
     sock_set_read_limit(&c->sock, MAX(READ_HIGH, cfg->max_header_size + 1));

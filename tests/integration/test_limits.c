@@ -222,6 +222,12 @@ static void test_max_connections_h2_idle(void **state)
     int fd = raw_fd(h2);
     /* the answer's end: END_STREAM on a HEADERS (no body) or on its last DATA */
     assert_true(h2_await_frame(fd, &r, H2_TYPE(0) | H2_TYPE(1), H2_END_STREAM, 1) >= 0);
+    /* idle in the gauge too, as a keep-alive connection (it said active) */
+    uint16_t admin = harness_port(h, "admin");
+    static const char idle[] = "portico_connections{side=\"client\",state=\"idle\"}";
+    static const char active[] = "portico_connections{side=\"client\",state=\"active\"}";
+    assert_true(metric_reaches(admin, idle, 1) == 1);
+    assert_true(scrape_metric(admin, active, PX_IO_MS) == 0);
 
     struct raw_conn *c = px_connect(h);
     int64_t t0 = tu_now_ms();
@@ -235,8 +241,7 @@ static void test_max_connections_h2_idle(void **state)
                      1);
     assert_int_equal((uint32_t)g[4] << 24 | (uint32_t)g[5] << 16 | g[6] << 8 | g[7], 0);
     assert_int_equal(raw_wait_closed(h2, PX_IO_MS), 1);
-    assert_true(metric_reaches(harness_port(h, "admin"), "portico_client_idle_reclaimed_total",
-                               1) == 1);
+    assert_true(metric_reaches(admin, "portico_client_idle_reclaimed_total", 1) == 1);
     raw_close(h2);
     raw_close(c);
     px_stop(h);
