@@ -16,6 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -952,6 +955,89 @@ static void test_fifo_lines_whole(void **state)
     free(fr.data);
 }
 
+/* A loopback TCP connection with small buffers: *writer and *reader. */
+static void tcp_pair(int *writer, int *reader)
+{
+    int small = 4096;
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    assert_true(l >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(l, 1), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+    *reader = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(setsockopt(*reader, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    assert_int_equal(connect(*reader, (struct sockaddr *)&a, sizeof(a)), 0);
+    *writer = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(*writer >= 0);
+    assert_int_equal(setsockopt(*writer, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    close(l);
+}
+
+/* Appends what the reader has, up to max bytes, until nothing came for wait_ms. */
+static void read_some(int fd, char **data, size_t *len, size_t *cap, size_t max, int wait_ms)
+{
+    for (int i = 0; i < 100000 && max > 0; i++) {
+        if (*cap - *len < 65536) {
+            *cap = *cap * 2 + 65536;
+            *data = realloc(*data, *cap);
+            assert_non_null(*data);
+        }
+        struct pollfd in = {.fd = fd, .events = POLLIN};
+        if (poll(&in, 1, wait_ms) <= 0)
+            return;
+        ssize_t n = recv(fd, *data + *len, MIN(max, *cap - *len), 0);
+        if (n <= 0)
+            return;
+        *len += (size_t)n;
+        max -= (size_t)n;
+    }
+}
+
+/* stdout is a socket (a log collector's): a send that never blocks may take only part of a
+ * flush. The rest of the line it cut goes out first next time, never a line glued to half of
+ * another; lines that could not go are counted. The reader drains a little at a time, so that
+ * flushes keep meeting a buffer with some room, but not enough. */
+static void test_socket_lines_whole(void **state)
+{
+    (void)state;
+    int writer, reader;
+    tcp_pair(&writer, &reader);
+    int saved = dup(STDOUT_FILENO);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(writer, STDOUT_FILENO), STDOUT_FILENO);
+    close(writer);
+    int rc = log_open("stdout");
+    assert_int_equal(dup2(saved, STDOUT_FILENO), STDOUT_FILENO); /* the log has its own */
+    close(saved);
+    assert_int_equal(rc, 0);
+    uint64_t dropped = log_dropped_lines();
+    enum { ROUNDS = 60, EACH = 40 };
+    static unsigned char seen[ROUNDS * EACH + 1];
+    memset(seen, 0, sizeof(seen));
+    char *data = NULL;
+    size_t len = 0, cap = 0;
+    struct log_buffer *lb = log_buffer_new(LOG_FORMAT_JSON);
+    for (unsigned long r = 0; r < ROUNDS; r++) {
+        for (unsigned long i = 0; i < EACH; i++)
+            append_id(lb, r * EACH + i);
+        log_buffer_flush(lb);
+        read_some(reader, &data, &len, &cap, 1000, 0);
+    }
+    read_some(reader, &data, &len, &cap, SIZE_MAX, 200); /* room for the rest of a line */
+    append_id(lb, ROUNDS * EACH);
+    log_buffer_free(lb);
+    log_close();
+    read_some(reader, &data, &len, &cap, SIZE_MAX, 2000);
+    close(reader);
+    size_t arrived = check_lines(data, len, seen, ARRAY_LEN(seen));
+    dropped = log_dropped_lines() - dropped;
+    print_message("    %zu lines arrived, %" PRIu64 " dropped\n", arrived, dropped);
+    assert_int_equal(arrived + dropped, ROUNDS * EACH + 1);
+    free(data);
+}
+
 /* A write that fails (a full disk) drops the batch, counts its lines and does not stop us. */
 static void test_write_failure(void **state)
 {
@@ -1137,6 +1223,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen_after_rename, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_reopen_under_writers, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_fifo_lines_whole, dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_socket_lines_whole, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_write_failure, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_error_log, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_client_lines_limited, dir_setup, dir_teardown),
