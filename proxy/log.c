@@ -413,17 +413,19 @@ static _Atomic bool error_stalled;
 static char *error_path;
 
 /* The end of a line that a short write left behind. A socket (MSG_DONTWAIT) or a full disk
- * takes part of a write and refuses the rest: that rest goes out before any other byte, so that
- * no line is cut short and another glued to it. Writers take turns under the lock (a flush a
- * second per worker, and error lines: rare), and a reopen drops the rest with the old file. */
+ * takes part of a write and refuses the rest: that rest goes out before any other byte to the
+ * same file (the other log's included: both are stderr by default), so that no line is cut
+ * short and another glued to it. Writers take turns under rest_lock (a flush a second per
+ * worker, and error lines: rare), and a reopen drops the rest with the file it belongs to. */
 struct line_rest {
-    pthread_mutex_t lock;
+    _Atomic int *slot;                 /* its log's descriptor */
     size_t len;
     char data[LOG_LINE_MAX];
 };
 
-static struct line_rest access_rest = {.lock = PTHREAD_MUTEX_INITIALIZER};
-static struct line_rest error_rest = {.lock = PTHREAD_MUTEX_INITIALIZER};
+static pthread_mutex_t rest_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct line_rest access_rest = {.slot = &access_fd};
+static struct line_rest error_rest = {.slot = &error_fd};
 
 /* fd, or a description of its own opened O_NONBLOCK when fd is a pipe, FIFO or terminal: a
  * reader that stops must cost lines (counted), never a worker stuck in write(2). Reopened through
@@ -535,7 +537,7 @@ static int install(_Atomic int *slot, int fd)
 }
 
 /* Forgets the rest of a cut line, whose start went to the file being left; the access log
- * counts its line as lost. The caller holds the lock. */
+ * counts its line as lost. The caller holds rest_lock. */
 static void rest_forget(struct line_rest *rest)
 {
     if (rest->len && rest == &access_rest)
@@ -543,15 +545,15 @@ static void rest_forget(struct line_rest *rest)
     rest->len = 0;
 }
 
-/* install() for a log that keeps the rest of a cut line, under its lock: no writer is between
+/* install() for a log that keeps the rest of a cut line, under rest_lock: no writer is between
  * a rest and its own lines when the file changes. */
 static int install_rest(_Atomic int *slot, int fd, struct line_rest *rest)
 {
-    pthread_mutex_lock(&rest->lock);
+    pthread_mutex_lock(&rest_lock);
     int rc = install(slot, fd);
     if (rc == 0)
         rest_forget(rest);
-    pthread_mutex_unlock(&rest->lock);
+    pthread_mutex_unlock(&rest_lock);
     return rc;
 }
 
@@ -688,16 +690,15 @@ int log_reopen(void)
 void log_close(void)
 {
     atomic_store(&access_on, false);
+    pthread_mutex_lock(&rest_lock);
     struct line_rest *rests[] = {&access_rest, &error_rest};
-    _Atomic int *slots[] = {&access_fd, &error_fd};
     for (size_t i = 0; i < 2; i++) {
-        pthread_mutex_lock(&rests[i]->lock);
-        int fd = atomic_exchange(slots[i], -1);
+        int fd = atomic_exchange(rests[i]->slot, -1);
         if (fd >= 0)
             close(fd);
         rest_forget(rests[i]);
-        pthread_mutex_unlock(&rests[i]->lock);
     }
+    pthread_mutex_unlock(&rest_lock);
     set_path(&access_path, "off");
     set_path(&error_path, "off");
 }
@@ -720,23 +721,46 @@ static uint64_t count_lines(const char *p, size_t n)
     return lines;
 }
 
+/* Writes out what is left of a cut line; false when it could not all go. */
+static bool rest_out(int fd, struct line_rest *rest, _Atomic bool *stalled)
+{
+    while (rest->len > 0) {
+        ssize_t w = write_waiting(fd, rest->data, rest->len, stalled);
+        if (w <= 0)
+            return false;
+        rest->len -= (size_t)w;
+        memmove(rest->data, rest->data + w, rest->len);
+    }
+    return true;
+}
+
+/* Whether the other log's cut line waits for fd's file: the two logs may share one (stderr). */
+static bool rest_waits_on(const struct line_rest *other, int fd)
+{
+    if (other->len == 0)
+        return false;
+    int ofd = atomic_load_explicit(other->slot, memory_order_relaxed);
+    if (ofd < 0 && other == &error_rest)
+        ofd = STDERR_FILENO;
+    struct stat a, b;
+    return ofd == fd || (ofd >= 0 && fstat(fd, &a) == 0 && fstat(ofd, &b) == 0 &&
+                         a.st_dev == b.st_dev && a.st_ino == b.st_ino);
+}
+
 /* Writes p[0..n), whole lines, to fd in writes of at most `chunk` bytes cut at line ends (one
  * write(2) to a regular file; PIPE_BUF to a pipe, which the kernel keeps whole). First goes the
- * rest of a line an earlier short write cut (rest): until it is out, nothing else may go. A
- * failed write keeps the rest of the line it cut and drops the lines after it. Returns how
- * many lines of p were dropped. */
+ * rest of a line an earlier short write cut: until it is out, nothing else may go. A failed
+ * write keeps the rest of the line it cut (rest) and drops the lines after it. Returns how many
+ * lines of p were dropped. */
 static uint64_t write_whole(int fd, struct line_rest *rest, const char *p, size_t n, size_t chunk,
                             _Atomic bool *stalled)
 {
-    pthread_mutex_lock(&rest->lock);
-    while (rest->len > 0) {
-        ssize_t w = write_waiting(fd, rest->data, rest->len, stalled);
-        if (w <= 0) {
-            pthread_mutex_unlock(&rest->lock);
-            return count_lines(p, n);
-        }
-        rest->len -= (size_t)w;
-        memmove(rest->data, rest->data + w, rest->len);
+    struct line_rest *other = rest == &access_rest ? &error_rest : &access_rest;
+    pthread_mutex_lock(&rest_lock);
+    if (!rest_out(fd, rest, stalled) ||
+        (rest_waits_on(other, fd) && !rest_out(fd, other, stalled))) {
+        pthread_mutex_unlock(&rest_lock);
+        return count_lines(p, n);
     }
     const char *start = p;
     while (n > 0) {
@@ -761,7 +785,7 @@ static uint64_t write_whole(int fd, struct line_rest *rest, const char *p, size_
             n -= k;
         }
     }
-    pthread_mutex_unlock(&rest->lock);
+    pthread_mutex_unlock(&rest_lock);
     return count_lines(p, n);
 }
 
