@@ -995,47 +995,80 @@ static void read_some(int fd, char **data, size_t *len, size_t *cap, size_t max,
     }
 }
 
+/* Checks that text holds only whole lines, each a JSON object or an error line "... [error]
+ * round N"; returns how many JSON lines, and ORs their ids into seen[] as check_lines. */
+static size_t check_mixed_lines(const char *text, size_t len, unsigned char *seen, size_t nseen)
+{
+    size_t json = 0;
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            fail_msg("a line without its newline: %.60s", p);
+        if (*p == '{') {
+            json += check_lines(p, (size_t)(nl - p) + 1, seen, nseen);
+        } else {
+            const char *tag = memmem(p, (size_t)(nl - p), "Z [error] round ", 16);
+            if (tag != p + 23 || strspn(tag + 16, "0123456789") != (size_t)(nl - tag - 16))
+                fail_msg("not an error line: %.*s", (int)(nl - p), p);
+        }
+        p = nl + 1;
+    }
+    return json;
+}
+
 /* stdout is a socket (a log collector's): a send that never blocks may take only part of a
  * flush. The rest of the line it cut goes out first next time, never a line glued to half of
- * another; lines that could not go are counted. The reader drains a little at a time, so that
- * flushes keep meeting a buffer with some room, but not enough. */
+ * another, nor an error line when the error log shares the socket (stderr for both is the
+ * default); access lines that could not go are counted. The reader drains a little at a time,
+ * so that flushes keep meeting a buffer with some room, but not enough. */
 static void test_socket_lines_whole(void **state)
 {
     (void)state;
-    int writer, reader;
-    tcp_pair(&writer, &reader);
-    int saved = dup(STDOUT_FILENO);
-    assert_true(saved >= 0);
-    assert_int_equal(dup2(writer, STDOUT_FILENO), STDOUT_FILENO);
-    close(writer);
-    int rc = log_open("stdout");
-    assert_int_equal(dup2(saved, STDOUT_FILENO), STDOUT_FILENO); /* the log has its own */
-    close(saved);
-    assert_int_equal(rc, 0);
-    uint64_t dropped = log_dropped_lines();
-    enum { ROUNDS = 60, EACH = 40 };
-    static unsigned char seen[ROUNDS * EACH + 1];
-    memset(seen, 0, sizeof(seen));
-    char *data = NULL;
-    size_t len = 0, cap = 0;
-    struct log_buffer *lb = log_buffer_new(LOG_FORMAT_JSON);
-    for (unsigned long r = 0; r < ROUNDS; r++) {
-        for (unsigned long i = 0; i < EACH; i++)
-            append_id(lb, r * EACH + i);
-        log_buffer_flush(lb);
-        read_some(reader, &data, &len, &cap, 1000, 0);
+    static const struct {
+        bool errors;                   /* the error log writes a line a round to the socket too */
+    } cases[] = {{false}, {true}};
+    for (size_t c = 0; c < ARRAY_LEN(cases); c++) {
+        int writer, reader;
+        tcp_pair(&writer, &reader);
+        int saved = dup(STDOUT_FILENO);
+        assert_true(saved >= 0);
+        assert_int_equal(dup2(writer, STDOUT_FILENO), STDOUT_FILENO);
+        close(writer);
+        int rc = log_open("stdout");
+        int erc = cases[c].errors ? log_error_open("stdout", LOG_INFO) : 0;
+        assert_int_equal(dup2(saved, STDOUT_FILENO), STDOUT_FILENO); /* the logs have their own */
+        close(saved);
+        assert_int_equal(rc, 0);
+        assert_int_equal(erc, 0);
+        uint64_t dropped = log_dropped_lines();
+        enum { ROUNDS = 60, EACH = 40 };
+        static unsigned char seen[ROUNDS * EACH + 1];
+        memset(seen, 0, sizeof(seen));
+        char *data = NULL;
+        size_t len = 0, cap = 0;
+        struct log_buffer *lb = log_buffer_new(LOG_FORMAT_JSON);
+        for (unsigned long r = 0; r < ROUNDS; r++) {
+            for (unsigned long i = 0; i < EACH; i++)
+                append_id(lb, r * EACH + i);
+            log_buffer_flush(lb);
+            if (cases[c].errors)
+                log_error("round %lu", r);
+            read_some(reader, &data, &len, &cap, 1000, 0);
+        }
+        read_some(reader, &data, &len, &cap, SIZE_MAX, 200); /* room for the rest of a line */
+        append_id(lb, ROUNDS * EACH);
+        log_buffer_free(lb);
+        log_close();
+        read_some(reader, &data, &len, &cap, SIZE_MAX, 2000);
+        close(reader);
+        size_t arrived = check_mixed_lines(data, len, seen, ARRAY_LEN(seen));
+        dropped = log_dropped_lines() - dropped;
+        print_message("    %s: %zu lines arrived, %" PRIu64 " dropped\n",
+                      cases[c].errors ? "with the error log" : "alone", arrived, dropped);
+        assert_int_equal(arrived + dropped, ROUNDS * EACH + 1);
+        free(data);
     }
-    read_some(reader, &data, &len, &cap, SIZE_MAX, 200); /* room for the rest of a line */
-    append_id(lb, ROUNDS * EACH);
-    log_buffer_free(lb);
-    log_close();
-    read_some(reader, &data, &len, &cap, SIZE_MAX, 2000);
-    close(reader);
-    size_t arrived = check_lines(data, len, seen, ARRAY_LEN(seen));
-    dropped = log_dropped_lines() - dropped;
-    print_message("    %zu lines arrived, %" PRIu64 " dropped\n", arrived, dropped);
-    assert_int_equal(arrived + dropped, ROUNDS * EACH + 1);
-    free(data);
 }
 
 /* A write that fails (a full disk) drops the batch, counts its lines and does not stop us. */
