@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -405,6 +406,9 @@ static _Atomic bool access_on;         /* set (release) after access_fd: a reade
 static _Atomic size_t access_chunk = PIPE_BUF; /* largest write kept whole: SIZE_MAX on a file */
 static _Atomic uint64_t dropped;       /* lines lost to failed writes */
 static _Atomic bool access_stalled;    /* its reader let a wait run out (write_waiting) */
+static _Atomic bool access_failing;    /* lines are being dropped (the last write failed) */
+static _Atomic bool access_said;       /* the error log said so, and has not said it ended */
+static _Atomic uint64_t access_said_us; /* when it last said so */
 static char *access_path;              /* NULL for stderr/stdout/off; main thread only */
 
 static _Atomic int error_fd = -1;      /* -1: stderr itself */
@@ -580,6 +584,8 @@ static int install_access(int fd)
     atomic_store(&access_chunk, MIN(chunk, atomic_load(&access_chunk)));
     int rc = install_rest(&access_fd, fd, &access_rest);
     atomic_store(&access_chunk, rc == 0 ? chunk : chunk_of(atomic_load(&access_fd)));
+    if (rc == 0) /* a new file: its first failure is news, however soon after the last one */
+        atomic_store(&access_said_us, 0);
     return rc;
 }
 
@@ -789,6 +795,8 @@ static uint64_t write_whole(int fd, struct line_rest *rest, const char *p, size_
     return count_lines(p, n);
 }
 
+#define LOG_FAILING_QUIET_US (60 * 1000000ull) /* between two "a write failed" lines */
+
 /* Writes whole lines to the access log. A full disk or a reader that stops must not stop the
  * proxy: lost lines are counted. */
 static void write_lines(const char *p, size_t n)
@@ -799,8 +807,27 @@ static void write_lines(const char *p, size_t n)
     int saved = errno;
     size_t chunk = atomic_load_explicit(&access_chunk, memory_order_relaxed);
     uint64_t lost = write_whole(fd, &access_rest, p, n, chunk, &access_stalled);
+    int err = errno;
     if (lost)
         atomic_fetch_add_explicit(&dropped, lost, memory_order_relaxed);
+    /* The counter has every lost line; the error log says when losing starts and when it ends,
+     * once each (whichever worker sees it first), so that a full disk is not a silent one: at
+     * most once a minute, so that a reader that keeps stalling is no flood of lines either. */
+    if (lost && !atomic_exchange(&access_failing, true)) {
+        uint64_t now = now_us(), last = atomic_load(&access_said_us);
+        if ((!last || now - last >= LOG_FAILING_QUIET_US) &&
+            atomic_compare_exchange_strong(&access_said_us, &last, now)) {
+            atomic_store(&access_said, true);
+            log_warn("access_log: a write failed (%s): its lines are dropped, and counted in "
+                     "portico_access_log_dropped_lines_total, until a write goes through",
+                     err == EAGAIN || err == EWOULDBLOCK ? "its reader is not reading"
+                                                         : strerror(err));
+        }
+    } else if (!lost && n > 0 && atomic_load_explicit(&access_failing, memory_order_relaxed) &&
+               atomic_exchange(&access_failing, false) && atomic_exchange(&access_said, false)) {
+        log_info("access_log: written again (%" PRIu64 " lines dropped since the start)",
+                 atomic_load(&dropped));
+    }
     errno = saved;
 }
 
