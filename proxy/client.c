@@ -211,9 +211,12 @@ static void set_state(struct client *c, enum client_state s)
     sock_set_deadline(&c->sock, ms < 0 ? 0 : from + (uint64_t)ms * 1000);
 }
 
+static void count_left_in_head(struct client *c, const char *why);
+
 /* The one teardown: the exchange (if any) is cancelled and logged, everything freed. */
 static void client_close(struct client *c, const char *why)
 {
+    count_left_in_head(c, why);
     struct loop *l = c->loop;
     if (idle_listed(c)) /* asked before h2_free */
         TAILQ_REMOVE(&l->idle, c, idle_link);
@@ -330,6 +333,33 @@ static void count_refusal(struct client *c, const struct errpage *e, long body)
         };
         log_buffer_append(c->loop->log, &r);
     }
+}
+
+/* A client that leaves (or is closed at a stop's deadline) while its request head is coming in:
+ * a 499 at client_header, as a client that leaves later gets, so that no request that began
+ * goes unlogged and uncounted. Not for the empty lines a request may be preceded by. */
+static void count_left_in_head(struct client *c, const char *why)
+{
+    if (c->state != CS_HEAD || c->kind == CLIENT_ADMIN)
+        return;
+    struct evbuffer *in = c->sock.in;
+    size_t len = MIN(evbuffer_get_length(in), (size_t)c->loop->cfg->max_header_size);
+    const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
+    size_t i = 0;
+    while (p && i < len && (p[i] == '\r' || p[i] == '\n'))
+        i++;
+    if (i == len)
+        return;
+    char id[48];
+    loop_request_id(c->loop, id, sizeof(id));
+    struct errpage e = {
+        .status = HTTP_CLIENT_CLOSED_REQUEST,
+        .failure = FAIL_NONE,
+        .reason = why,
+        .request_id = id,
+    };
+    metrics_add(c->loop->metrics, M_CLIENT_ABORTS, 1);
+    count_refusal(c, &e, 0);
 }
 
 /* A request to the admin listener refused before it is answered: one line (none for a HEAD),

@@ -14,8 +14,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -404,12 +406,30 @@ static _Atomic bool access_on;         /* set (release) after access_fd: a reade
 static _Atomic size_t access_chunk = PIPE_BUF; /* largest write kept whole: SIZE_MAX on a file */
 static _Atomic uint64_t dropped;       /* lines lost to failed writes */
 static _Atomic bool access_stalled;    /* its reader let a wait run out (write_waiting) */
+static _Atomic bool access_failing;    /* lines are being dropped (the last write failed) */
+static _Atomic bool access_said;       /* the error log said so, and has not said it ended */
+static _Atomic uint64_t access_said_us; /* when it last said so */
 static char *access_path;              /* NULL for stderr/stdout/off; main thread only */
 
 static _Atomic int error_fd = -1;      /* -1: stderr itself */
 static _Atomic int error_level = LOG_INFO;
 static _Atomic bool error_stalled;
 static char *error_path;
+
+/* The end of a line that a short write left behind. A socket (MSG_DONTWAIT) or a full disk
+ * takes part of a write and refuses the rest: that rest goes out before any other byte to the
+ * same file (the other log's included: both are stderr by default), so that no line is cut
+ * short and another glued to it. Writers take turns under rest_lock (a flush a second per
+ * worker, and error lines: rare), and a reopen drops the rest with the file it belongs to. */
+struct line_rest {
+    _Atomic int *slot;                 /* its log's descriptor */
+    size_t len;
+    char data[LOG_LINE_MAX];
+};
+
+static pthread_mutex_t rest_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct line_rest access_rest = {.slot = &access_fd};
+static struct line_rest error_rest = {.slot = &error_fd};
 
 /* fd, or a description of its own opened O_NONBLOCK when fd is a pipe, FIFO or terminal: a
  * reader that stops must cost lines (counted), never a worker stuck in write(2). Reopened through
@@ -520,6 +540,27 @@ static int install(_Atomic int *slot, int fd)
     return rc;
 }
 
+/* Forgets the rest of a cut line, whose start went to the file being left; the access log
+ * counts its line as lost. The caller holds rest_lock. */
+static void rest_forget(struct line_rest *rest)
+{
+    if (rest->len && rest == &access_rest)
+        atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
+    rest->len = 0;
+}
+
+/* install() for a log that keeps the rest of a cut line, under rest_lock: no writer is between
+ * a rest and its own lines when the file changes. */
+static int install_rest(_Atomic int *slot, int fd, struct line_rest *rest)
+{
+    pthread_mutex_lock(&rest_lock);
+    int rc = install(slot, fd);
+    if (rc == 0)
+        rest_forget(rest);
+    pthread_mutex_unlock(&rest_lock);
+    return rc;
+}
+
 static size_t chunk_of(int fd)
 {
     struct stat st;
@@ -541,8 +582,10 @@ static int install_access(int fd)
 {
     size_t chunk = chunk_of(fd);
     atomic_store(&access_chunk, MIN(chunk, atomic_load(&access_chunk)));
-    int rc = install(&access_fd, fd);
+    int rc = install_rest(&access_fd, fd, &access_rest);
     atomic_store(&access_chunk, rc == 0 ? chunk : chunk_of(atomic_load(&access_fd)));
+    if (rc == 0) /* a new file: its first failure is news, however soon after the last one */
+        atomic_store(&access_said_us, 0);
     return rc;
 }
 
@@ -580,7 +623,7 @@ int log_error_open(const char *target, enum log_level level)
         return -1;
     }
     int fd = open_checked(target, access_path, atomic_load(&access_fd));
-    if (fd < 0 || install(&error_fd, fd) != 0)
+    if (fd < 0 || install_rest(&error_fd, fd, &error_rest) != 0)
         return -1;
     set_path(&error_path, target);
     atomic_store(&error_level, (unsigned)level < LOG_LEVEL_COUNT ? (int)level : LOG_INFO);
@@ -607,7 +650,7 @@ int log_switch(const char *access_log, const char *error_log, enum log_level lev
         return -1;
     }
     /* Both open and apart: each moves over whatever the other held, a swap included. */
-    if (install(&error_fd, efd) != 0) {
+    if (install_rest(&error_fd, efd, &error_rest) != 0) {
         if (afd >= 0)
             close(afd);
         *failed = "error_log";
@@ -641,7 +684,7 @@ int log_reopen(void)
     }
     if (error_path) {
         int fd = open_target(error_path, false);
-        if (fd < 0 || install(&error_fd, fd) != 0) {
+        if (fd < 0 || install_rest(&error_fd, fd, &error_rest) != 0) {
             rc = -1;
             err = errno;
         }
@@ -653,12 +696,15 @@ int log_reopen(void)
 void log_close(void)
 {
     atomic_store(&access_on, false);
-    int fd = atomic_exchange(&access_fd, -1);
-    if (fd >= 0)
-        close(fd);
-    fd = atomic_exchange(&error_fd, -1);
-    if (fd >= 0)
-        close(fd);
+    pthread_mutex_lock(&rest_lock);
+    struct line_rest *rests[] = {&access_rest, &error_rest};
+    for (size_t i = 0; i < 2; i++) {
+        int fd = atomic_exchange(rests[i]->slot, -1);
+        if (fd >= 0)
+            close(fd);
+        rest_forget(rests[i]);
+    }
+    pthread_mutex_unlock(&rest_lock);
     set_path(&access_path, "off");
     set_path(&error_path, "off");
 }
@@ -681,28 +727,106 @@ static uint64_t count_lines(const char *p, size_t n)
     return lines;
 }
 
-/* Writes whole lines to the access log: one write(2), or writes of whole lines of at most
- * PIPE_BUF bytes each when the log is not a regular file. A failed write drops the rest. */
-static void write_lines(const char *p, size_t n)
+/* Writes out what is left of a cut line; false when it could not all go. */
+static bool rest_out(int fd, struct line_rest *rest, _Atomic bool *stalled)
 {
-    int fd = atomic_load_explicit(&access_fd, memory_order_relaxed);
-    if (fd < 0 || n == 0)
-        return;
-    int saved = errno;
-    size_t chunk = atomic_load_explicit(&access_chunk, memory_order_relaxed);
+    while (rest->len > 0) {
+        ssize_t w = write_waiting(fd, rest->data, rest->len, stalled);
+        if (w <= 0)
+            return false;
+        rest->len -= (size_t)w;
+        memmove(rest->data, rest->data + w, rest->len);
+    }
+    return true;
+}
+
+/* Whether the other log's cut line waits for fd's file: the two logs may share one (stderr). */
+static bool rest_waits_on(const struct line_rest *other, int fd)
+{
+    if (other->len == 0)
+        return false;
+    int ofd = atomic_load_explicit(other->slot, memory_order_relaxed);
+    if (ofd < 0 && other == &error_rest)
+        ofd = STDERR_FILENO;
+    struct stat a, b;
+    return ofd == fd || (ofd >= 0 && fstat(fd, &a) == 0 && fstat(ofd, &b) == 0 &&
+                         a.st_dev == b.st_dev && a.st_ino == b.st_ino);
+}
+
+/* Writes p[0..n), whole lines, to fd in writes of at most `chunk` bytes cut at line ends (one
+ * write(2) to a regular file; PIPE_BUF to a pipe, which the kernel keeps whole). First goes the
+ * rest of a line an earlier short write cut: until it is out, nothing else may go. A failed
+ * write keeps the rest of the line it cut (rest) and drops the lines after it. Returns how many
+ * lines of p were dropped. */
+static uint64_t write_whole(int fd, struct line_rest *rest, const char *p, size_t n, size_t chunk,
+                            _Atomic bool *stalled)
+{
+    struct line_rest *other = rest == &access_rest ? &error_rest : &access_rest;
+    pthread_mutex_lock(&rest_lock);
+    if (!rest_out(fd, rest, stalled) ||
+        (rest_waits_on(other, fd) && !rest_out(fd, other, stalled))) {
+        pthread_mutex_unlock(&rest_lock);
+        return count_lines(p, n);
+    }
+    const char *start = p;
     while (n > 0) {
         size_t k = n;
         if (k > chunk) {
             const char *nl = memrchr(p, '\n', chunk);
             k = nl ? (size_t)(nl - p) + 1 : chunk;
         }
-        ssize_t w = write_waiting(fd, p, k, &access_stalled);
-        if (w <= 0) { /* a full disk or a reader that stops must not stop the proxy: count */
-            atomic_fetch_add_explicit(&dropped, count_lines(p, n), memory_order_relaxed);
+        ssize_t w = write_waiting(fd, p, k, stalled);
+        if (w <= 0)
             break;
-        }
         p += w;
         n -= (size_t)w;
+    }
+    if (n > 0 && p > start && p[-1] != '\n') { /* a line was cut: its rest goes out first */
+        const char *nl = memchr(p, '\n', n);
+        size_t k = nl ? (size_t)(nl - p) + 1 : n;
+        if (k <= sizeof(rest->data)) {
+            memcpy(rest->data, p, k);
+            rest->len = k;
+            p += k;
+            n -= k;
+        }
+    }
+    pthread_mutex_unlock(&rest_lock);
+    return count_lines(p, n);
+}
+
+#define LOG_FAILING_QUIET_US (60 * 1000000ull) /* between two "a write failed" lines */
+
+/* Writes whole lines to the access log. A full disk or a reader that stops must not stop the
+ * proxy: lost lines are counted. */
+static void write_lines(const char *p, size_t n)
+{
+    int fd = atomic_load_explicit(&access_fd, memory_order_relaxed);
+    if (fd < 0) /* with no lines, still the rest of a cut one: its reader may be back */
+        return;
+    int saved = errno;
+    size_t chunk = atomic_load_explicit(&access_chunk, memory_order_relaxed);
+    uint64_t lost = write_whole(fd, &access_rest, p, n, chunk, &access_stalled);
+    int err = errno;
+    if (lost)
+        atomic_fetch_add_explicit(&dropped, lost, memory_order_relaxed);
+    /* The counter has every lost line; the error log says when losing starts and when it ends,
+     * once each (whichever worker sees it first), so that a full disk is not a silent one: at
+     * most once a minute, so that a reader that keeps stalling is no flood of lines either. */
+    if (lost && !atomic_exchange(&access_failing, true)) {
+        uint64_t now = now_us(), last = atomic_load(&access_said_us);
+        if ((!last || now - last >= LOG_FAILING_QUIET_US) &&
+            atomic_compare_exchange_strong(&access_said_us, &last, now)) {
+            atomic_store(&access_said, true);
+            log_warn("access_log: a write failed (%s): its lines are dropped, and counted in "
+                     "portico_access_log_dropped_lines_total, until a write goes through",
+                     err == EAGAIN || err == EWOULDBLOCK ? "its reader is not reading"
+                                                         : strerror(err));
+        }
+    } else if (!lost && n > 0 && atomic_load_explicit(&access_failing, memory_order_relaxed) &&
+               atomic_exchange(&access_failing, false) && atomic_exchange(&access_said, false)) {
+        log_info("access_log: written again (%" PRIu64 " lines dropped since the start)",
+                 atomic_load(&dropped));
     }
     errno = saved;
 }
@@ -778,8 +902,8 @@ static void vlog(enum log_level level, const char *fmt, va_list ap)
     size_t n = b.len + (k > 0 ? MIN((size_t)k, sizeof(line) - 2 - b.len) : 0);
     line[n++] = '\n';
     int fd = atomic_load_explicit(&error_fd, memory_order_relaxed);
-    ssize_t w = write_waiting(fd >= 0 ? fd : STDERR_FILENO, line, n, &error_stalled);
-    (void)w;
+    (void)write_whole(fd >= 0 ? fd : STDERR_FILENO, &error_rest, line, n, SIZE_MAX,
+                      &error_stalled);
     errno = saved;
 }
 

@@ -373,6 +373,51 @@ static void test_access_log_client_abort(void **state)
     px_stop(h);
 }
 
+/* A client that leaves while its request head is coming in is logged as 499 at client_header
+ * (README: "the phase a leaving client was in (client_header, ...)") and counted as a client
+ * abort: it left no line and no count at all. Empty lines before a request, and a connection
+ * that sent nothing, are no request. */
+static void test_access_log_client_leaves_mid_head(void **state)
+{
+    (void)state;
+    struct harness *h = start("");
+    static const char *const sends[] = {
+        "GET /plain/mid-head HTTP/1.1\r\nHost: a\r\n", /* a request begun */
+        "\r\n\r\n",                                   /* empty lines only */
+        "",                                           /* nothing */
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(sends); i++) {
+        struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+        if (sends[i][0])
+            assert_int_equal(raw_send_str(c, sends[i]), 0);
+        raw_close(c);
+    }
+    char *line = px_log_line(h, "\"status\":499");
+    char err[128];
+    struct tj *j = tj_parse(line, err, sizeof(err));
+    if (!j)
+        fail_msg("not JSON (%s): %s", err, line);
+    assert_true(tj_is_null(j, "method") && tj_is_null(j, "proto"));
+    assert_string_equal(tj_str(j, "phase"), "client_header");
+    assert_string_equal(tj_str(j, "detail"), "client closed the connection");
+    tj_free(j);
+    free(line);
+    assert_true(scrape_metric(harness_port(h, "admin"), "portico_client_aborts_total",
+                              PX_IO_MS) == 1);
+    assert_int_equal(harness_stop(h), 0);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/access.log", harness_dir(h));
+    size_t len = 0;
+    char *text = tu_read_file(path, &len);
+    assert_non_null(text);
+    size_t lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += text[i] == '\n';
+    assert_int_equal(lines, 1); /* the one request begun; nothing for the other two */
+    free(text);
+    harness_free(h);
+}
+
 /* The origin's head and 3 of its 10 body bytes, sent before it reads the request body. */
 static const struct fo_step head_then_wait[] = {
     FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
@@ -1238,6 +1283,7 @@ int main(void)
         cmocka_unit_test(test_access_log_success),
         cmocka_unit_test(test_access_log_failures),
         cmocka_unit_test(test_access_log_client_abort),
+        cmocka_unit_test(test_access_log_client_leaves_mid_head),
         cmocka_unit_test(test_body_stall_after_head_counted),
         cmocka_unit_test(test_metrics_and_status),
         cmocka_unit_test(test_long_names),

@@ -16,6 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -952,20 +955,160 @@ static void test_fifo_lines_whole(void **state)
     free(fr.data);
 }
 
-/* A write that fails (a full disk) drops the batch, counts its lines and does not stop us. */
+/* A loopback TCP connection with small buffers: *writer and *reader. */
+static void tcp_pair(int *writer, int *reader)
+{
+    int small = 4096;
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    assert_true(l >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(l, 1), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+    *reader = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(setsockopt(*reader, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    assert_int_equal(connect(*reader, (struct sockaddr *)&a, sizeof(a)), 0);
+    *writer = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(*writer >= 0);
+    assert_int_equal(setsockopt(*writer, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    close(l);
+}
+
+/* Appends what the reader has, up to max bytes, until nothing came for wait_ms. */
+static void read_some(int fd, char **data, size_t *len, size_t *cap, size_t max, int wait_ms)
+{
+    for (int i = 0; i < 100000 && max > 0; i++) {
+        if (*cap - *len < 65536) {
+            *cap = *cap * 2 + 65536;
+            *data = realloc(*data, *cap);
+            assert_non_null(*data);
+        }
+        struct pollfd in = {.fd = fd, .events = POLLIN};
+        if (poll(&in, 1, wait_ms) <= 0)
+            return;
+        ssize_t n = recv(fd, *data + *len, MIN(max, *cap - *len), 0);
+        if (n <= 0)
+            return;
+        *len += (size_t)n;
+        max -= (size_t)n;
+    }
+}
+
+/* Checks that text holds only whole lines, each a JSON object or an error line with nothing of
+ * an access line in it; returns how many JSON lines, and ORs their ids into seen[] as check_lines. */
+static size_t check_mixed_lines(const char *text, size_t len, unsigned char *seen, size_t nseen)
+{
+    size_t json = 0;
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            fail_msg("a line without its newline: %.60s", p);
+        if (*p == '{') {
+            json += check_lines(p, (size_t)(nl - p) + 1, seen, nseen);
+        } else if (nl - p < 26 || p[4] != '-' || memcmp(p + 23, "Z [", 3) != 0 ||
+                   memmem(p, (size_t)(nl - p), "{\"time\"", 8)) {
+            fail_msg("not an error line: %.*s", (int)(nl - p), p);
+        }
+        p = nl + 1;
+    }
+    return json;
+}
+
+/* stdout is a socket (a log collector's): a send that never blocks may take only part of a
+ * flush. The rest of the line it cut goes out first next time, never a line glued to half of
+ * another, nor an error line when the error log shares the socket (stderr for both is the
+ * default); access lines that could not go are counted. The reader drains a little at a time,
+ * so that flushes keep meeting a buffer with some room, but not enough. */
+static void test_socket_lines_whole(void **state)
+{
+    struct dir *d = *state;
+    static const struct {
+        bool errors;                   /* the error log writes a line a round to the socket too */
+    } cases[] = {{false}, {true}};
+    for (size_t c = 0; c < ARRAY_LEN(cases); c++) {
+        int writer, reader;
+        tcp_pair(&writer, &reader);
+        int saved = dup(STDOUT_FILENO);
+        assert_true(saved >= 0);
+        assert_int_equal(dup2(writer, STDOUT_FILENO), STDOUT_FILENO);
+        close(writer);
+        int rc = log_open("stdout");
+        int erc = log_error_open(cases[c].errors ? "stdout" : in_dir(d, "error.log"), LOG_INFO);
+        assert_int_equal(dup2(saved, STDOUT_FILENO), STDOUT_FILENO); /* the logs have their own */
+        close(saved);
+        assert_int_equal(rc, 0);
+        assert_int_equal(erc, 0);
+        uint64_t dropped = log_dropped_lines();
+        enum { ROUNDS = 60, EACH = 40 };
+        static unsigned char seen[ROUNDS * EACH + 1];
+        memset(seen, 0, sizeof(seen));
+        char *data = NULL;
+        size_t len = 0, cap = 0;
+        struct log_buffer *lb = log_buffer_new(LOG_FORMAT_JSON);
+        for (unsigned long r = 0; r < ROUNDS; r++) {
+            for (unsigned long i = 0; i < EACH; i++)
+                append_id(lb, r * EACH + i);
+            log_buffer_flush(lb);
+            read_some(reader, &data, &len, &cap, 1000, 0);
+            if (cases[c].errors) /* into the room just made, while a cut line may wait */
+                log_error("round %lu", r);
+        }
+        read_some(reader, &data, &len, &cap, SIZE_MAX, 200); /* room for the rest of a line */
+        append_id(lb, ROUNDS * EACH);
+        log_buffer_free(lb);
+        log_close();
+        read_some(reader, &data, &len, &cap, SIZE_MAX, 2000);
+        close(reader);
+        size_t arrived = check_mixed_lines(data, len, seen, ARRAY_LEN(seen));
+        dropped = log_dropped_lines() - dropped;
+        print_message("    %s: %zu lines arrived, %" PRIu64 " dropped\n",
+                      cases[c].errors ? "with the error log" : "alone", arrived, dropped);
+        assert_int_equal(arrived + dropped, ROUNDS * EACH + 1);
+        free(data);
+    }
+}
+
+/* A write that fails (a full disk) drops the batch, counts its lines and does not stop us.
+ * The error log says so once when the losing starts, and once when writes go through again:
+ * a full disk must not be a silent one, nor a flood of lines. */
 static void test_write_failure(void **state)
 {
-    (void)state;
+    struct dir *d = *state;
+    const char *errors = in_dir(d, "error.log"), *good = in_dir(d, "access.log");
+    assert_int_equal(log_error_open(errors, LOG_INFO), 0);
+    assert_int_equal(log_open(good), 0);
+    struct log_buffer *lb = log_buffer_new(LOG_FORMAT_JSON);
+    append_id(lb, 0);
+    log_buffer_flush(lb); /* a write that works: whatever came before is over */
     assert_int_equal(log_open("/dev/full"), 0);
     uint64_t before = log_dropped_lines();
-    struct log_buffer *lb = log_buffer_new(LOG_FORMAT_JSON);
-    for (unsigned long i = 0; i < 3; i++)
-        append_id(lb, i);
-    errno = 4242;
+    for (unsigned long batch = 0; batch < 3; batch++) {
+        for (unsigned long i = 0; i < 3; i++)
+            append_id(lb, i);
+        errno = 4242;
+        log_buffer_flush(lb);
+        assert_int_equal(errno, 4242); /* flushes run in callbacks: errno is left alone */
+    }
+    assert_int_equal(log_dropped_lines() - before, 9);
+    size_t len;
+    char *text = slurp(errors, &len);
+    const char *said = strstr(text, "[warn] access_log: a write failed (No space left on device)");
+    assert_non_null(said);
+    assert_null(strstr(said + 8, "access_log: a write failed")); /* once */
+    assert_null(strstr(text, "written again"));
+    free(text);
+    assert_int_equal(log_open(good), 0);
+    append_id(lb, 1);
     log_buffer_flush(lb);
-    assert_int_equal(errno, 4242); /* flushes run in callbacks: errno is left alone */
-    assert_int_equal(log_dropped_lines() - before, 3);
+    text = slurp(errors, &len);
+    said = strstr(text, "access_log: a write failed");
+    assert_non_null(said);
+    assert_non_null(strstr(said, "[info] access_log: written again"));
+    free(text);
     log_buffer_free(lb);
+    log_close();
 }
 
 /* The error log: its own target, its level, errno kept, never the access log's file. */
@@ -1137,6 +1280,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen_after_rename, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_reopen_under_writers, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_fifo_lines_whole, dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_socket_lines_whole, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_write_failure, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_error_log, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_client_lines_limited, dir_setup, dir_teardown),
