@@ -26,13 +26,14 @@ void loop_request_id(struct loop *l, char *buf, size_t size)
 {
     static const char hex[] = "0123456789abcdef";
     uint64_t hi = ((uint64_t)l->id_salt << 8) | ((unsigned)l->id & 0xff);
-    uint64_t lo = ++l->next_request & 0xfffffff;
-    char id[18];
+    /* 48 bits: at a million requests a second, a worker's counter comes round in 8.9 years */
+    uint64_t lo = ++l->next_request & 0xffffffffffffull;
+    char id[23];
     for (int i = 9; i >= 0; i--, hi >>= 4)
         id[i] = hex[hi & 15];
-    for (int i = 16; i >= 10; i--, lo >>= 4)
+    for (int i = 21; i >= 10; i--, lo >>= 4)
         id[i] = hex[lo & 15];
-    id[17] = '\0';
+    id[22] = '\0';
     if (size) {
         size_t n = MIN(size - 1, sizeof(id) - 1);
         memcpy(buf, id, n);

@@ -65,7 +65,8 @@ struct loop {
     void (*on_conns)(struct loop *l);  /* conns changed (max_connections); NULL: no one asks */
 };
 
-/* Writes a new request id ("5f1c9a2e01000002a": salt, worker, counter) into buf (>= 18 bytes). */
+/* Writes a new request id ("5f1c9a2e0100000000002a": salt, worker, a 48-bit counter) into buf
+ * (>= 23 bytes; cut to size otherwise). */
 void loop_request_id(struct loop *l, char *buf, size_t size);
 
 /* Client connections opening and closing: the count lets a draining worker end when it is 0. */
