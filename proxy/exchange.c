@@ -446,12 +446,12 @@ static void exchange_timings(const struct exchange *ex, struct timings *t)
     timings_set(t, TIMING_TOTAL, ex->now > ex->t0 ? ex->now - ex->t0 : 0);
 }
 
-/* Where the exchange ended: the failed phase, the phase a client left in, or done. */
+/* Where the exchange ended: the failed phase, the phase a client left or stalled in, or done. */
 static enum phase ended_in(const struct exchange *ex)
 {
     if (ex->failure != FAIL_NONE)
         return ex->fail_phase;
-    return ex->outcome == OUTCOME_OPEN ? ex->pc.current : PHASE_DONE;
+    return ex->outcome == OUTCOME_OPEN || ex->client_stalled ? ex->pc.current : PHASE_DONE;
 }
 
 static void log_exchange(struct exchange *ex)
@@ -811,6 +811,7 @@ void exchange_request_timeout(struct exchange *ex)
 {
     ex->now = event_now_us();
     ex->req_state = REQ_DONE; /* nothing more will be read */
+    ex->client_stalled = true;
     ex->limit_ms = ex->cfg->client_body_timeout_ms; /* the timer that expired, as ex_fail's */
     ex_refuse(ex, HTTP_REQUEST_TIMEOUT, "request body stalled longer than client_body_timeout",
               true);

@@ -69,6 +69,7 @@ struct exchange {
     uint64_t now;                      /* µs: when the event being handled began */
     enum outcome outcome;              /* changed by end() only */
     bool close_client;                 /* the client connection cannot serve another request */
+    bool client_stalled;               /* its body stopped coming (408): logged in its phase */
     bool client_closes;                /* its request asked to close (Connection: close, 1.0) */
 
     /* request */

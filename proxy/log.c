@@ -351,8 +351,8 @@ static void format_text(struct fmt_buf *b, const struct access_record *r)
         fmt_str(b, failure_name(r->failure));
         LIT(b, " phase=");
         fmt_str(b, phase_name(r->phase));
-    } else if (r->status == 499) {
-        LIT(b, " phase="); /* where the client left */
+    } else if (r->status == 499 || r->phase != PHASE_DONE) {
+        LIT(b, " phase="); /* where the client left, or stalled, or its head was refused */
         fmt_str(b, phase_name(r->phase));
     }
     if (r->limit_ms) { /* an origin's timer, or the client's (a 408) */

@@ -424,6 +424,30 @@ static const struct fo_step head_then_wait[] = {
     FO_END(),
 };
 
+/* A request body that stalls while the origin waits for it: the 408's line names the phase the
+ * exchange was in (send), as for a client that leaves there; it said done. */
+static void test_body_stall_phase(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), "client_body_timeout = 200ms");
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "POST /x HTTP/1.1\r\nHost: a\r\nX-Request-Id: "
+                                     "diag-stall-send\r\nContent-Length: 100\r\n\r\nabc"), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 408);
+    raw_response_free(&r);
+    raw_close(c);
+    char *line = px_log_line_for_id(h, "diag-stall-send");
+    if (!strstr(line, " phase=send "))
+        fail_msg("the 408 of a body stalled while the origin waited is not in send: %s", line);
+    free(line);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* A request body that stalls after the origin's head went to the client: the response is cut
  * short, and portico_responses_aborted_total counts it like every other response cut short
  * after its head (the log line says aborted; the counter stayed at 0). The client's timers name
@@ -1284,6 +1308,7 @@ int main(void)
         cmocka_unit_test(test_access_log_failures),
         cmocka_unit_test(test_access_log_client_abort),
         cmocka_unit_test(test_access_log_client_leaves_mid_head),
+        cmocka_unit_test(test_body_stall_phase),
         cmocka_unit_test(test_body_stall_after_head_counted),
         cmocka_unit_test(test_metrics_and_status),
         cmocka_unit_test(test_long_names),

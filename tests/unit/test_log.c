@@ -567,8 +567,8 @@ static void test_text_lines(void **state)
          " request\" timing=dns:0.001,first_byte:400.512\n",
          "a failure keeps \"failure=F phase=P limit_ms=N\" and \"reused=no retried=yes\" together"},
         {2, "2025-11-25T00:28:50.248Z id=- client=- method=\"\" target=\"\" proto=- status=0"
-            " bytes_out=0 bytes_in=0\n",
-         "nothing known"},
+            " bytes_out=0 bytes_in=0 phase=client_header\n",
+         "nothing known: the phase is not done, as the JSON line says"},
         {3,
          "2025-11-25T00:28:50.248Z id=r3 client=127.0.0.1:1 method=\"GET\" target=\"/slow\""
          " proto=HTTP/1.1 status=499 bytes_out=0 bytes_in=0 route=r upstream=u origin=127.0.0.1:1"
@@ -576,13 +576,15 @@ static void test_text_lines(void **state)
          "a 499 names the phase the client left in"},
         {4,
          "2025-11-25T00:28:50.248Z id=- client=- method=\"\" target=\"\" proto=- status=200"
-         " bytes_out=0 bytes_in=0 aborted=after_head detail=\"request body stalled\"\n",
-         "a response cut short by a refusal of the client's body says so, with no failure type"},
+         " bytes_out=0 bytes_in=0 phase=read aborted=after_head detail=\"request body stalled\"\n",
+         "a response cut short by a refusal of the client's body says so, with no failure type, "
+         "and the phase it stalled in"},
     };
     struct access_record refused = empty_record;
     refused.status = 200;
     refused.aborted = true;
     refused.detail = "request body stalled";
+    refused.phase = PHASE_READ;
     const struct access_record *recs[] = {&ok, &failed, &empty_record, &client_gone, &refused};
     for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
         const char *got = line_of(recs[rows[i].which], LOG_FORMAT_TEXT);
