@@ -1027,6 +1027,47 @@ static void test_dns_nxdomain_not_waited_again(void **state)
     fake_dns_stop(d);
 }
 
+/* A SERVFAIL is an answer: the resolver failed, which is dns_error (README's table), however
+ * long it took to say so within dns_timeout. evdns reports it like an empty answer (both
+ * EAI_FAIL), so Portico asks again for every family, as for a name with IPv6 addresses only;
+ * when dns_timeout ends during that second round the failure is the one the resolver gave.
+ * Here each answer takes 300 ms and dns_timeout is 500 ms. The binary before the fix answered
+ * 504 dns_timeout at 500 ms (the second round's answer was due at 600 ms). */
+static void test_dns_servfail_not_a_timeout(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_SERVFAIL, .delay_ms = 300 };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    char proxy[200];
+    snprintf(proxy, sizeof(proxy),
+             "resolver = 127.0.0.1:%u\ndns_timeout = 500ms\n",
+             fake_dns_port(d));
+    struct harness *h =
+        px_start(proxy, "[upstream u]\norigin = servfail.portico.test:1\nretries = 0\n");
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    const char *err = raw_header(&r, "Portico-Error");
+    print_message("  SERVFAIL in 300 ms: %d %s after %u queries\n", r.status, err ? err : "-",
+                  fake_dns_queries(d));
+    assert_int_equal(r.status, 502);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "dns_error"));
+    assert_non_null(r.body);
+    assert_non_null(strstr(r.body, "resolving servfail.portico.test failed"));
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    /* the log says the same: phase dns, no limit (no timer expired), the name in the detail */
+    assert_true(harness_file_contains(h, "access.log", " failure=dns_error phase=dns"));
+    assert_false(harness_file_contains(h, "access.log", " limit_ms="));
+    assert_true(harness_file_contains(h, "access.log", "resolving servfail.portico.test failed"));
+    harness_free(h);
+    fake_dns_stop(d);
+}
+
 /* The timer rows side by side (for the record; the bounds were asserted per case). */
 static void test_timer_summary(void **state)
 {
@@ -1052,6 +1093,7 @@ int main(void)
         cmocka_unit_test(test_dns_not_queued_behind_silent),
         cmocka_unit_test(test_resolver_messages_in_error_log),
         cmocka_unit_test(test_dns_nxdomain_not_waited_again),
+        cmocka_unit_test(test_dns_servfail_not_a_timeout),
         cmocka_unit_test(test_timer_summary),
     };
 
