@@ -89,6 +89,8 @@ struct upconn {
                                               delivered inside a caller's call */
     struct evdns_getaddrinfo_request *dns_req;
     bool every_family;                     /* resolving again, without AI_ADDRCONFIG */
+    int first_failure;                     /* the first round's EAI error while the second
+                                              round runs; 0: none */
     struct sock sock;                      /* once connected */
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -646,6 +648,7 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
          * IPv6 addresses only is asked again for every family (README: IPv4, else IPv6). */
         if (res)
             evutil_freeaddrinfo(res);
+        c->first_failure = result ? result : EVUTIL_EAI_NODATA;
         resolve(c, 0); /* c may be gone when it returns */
         return;
     }
@@ -715,6 +718,14 @@ struct upconn *upconn_open(struct loop *l, int upstream, int origin,
     event_assign(&c->defer_ev, l->base, -1, 0, start_cb, c);
     event_active(&c->defer_ev, EV_TIMEOUT, 1);
     return c;
+}
+
+const char *upconn_dns_failure(const struct upconn *c)
+{
+    if (c->state != UC_RESOLVING || !c->every_family || !c->first_failure)
+        return NULL;
+    return c->first_failure == EVUTIL_EAI_NODATA ? "no address"
+                                                 : evutil_gai_strerror(c->first_failure);
 }
 
 struct sock *upconn_sock(struct upconn *c)

@@ -59,6 +59,10 @@ void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us);
 /* Closes and frees the connection in whatever phase it is (pending DNS is cancelled). */
 void upconn_abort(struct upconn *c);
 
+/* While a name is asked again for every family: the failure the resolver gave the first round
+ * ("non-recoverable failure ..."), which a timeout of that second round reports; else NULL. */
+const char *upconn_dns_failure(const struct upconn *c);
+
 /* The connection's sock (valid once ready). */
 struct sock *upconn_sock(struct upconn *c);
 
