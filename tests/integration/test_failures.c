@@ -23,6 +23,7 @@
  * FAILURES_VERBOSE=1 prints every error response.
  */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -36,6 +37,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1068,6 +1070,102 @@ static void test_dns_servfail_not_a_timeout(void **state)
     fake_dns_stop(d);
 }
 
+/* Origin names resolved through the default resolver (resolv.conf, no `resolver` key) are looked
+ * up as written: resolv.conf's search domains are not tried (README, `resolver`). Otherwise a
+ * name that does not exist reached whatever the search domain answers for it, e.g. its wildcard
+ * record, and a client got that host's response instead of 502 dns_error. Portico runs in a
+ * mount namespace of its own (unshare -m, which needs root) with this resolv.conf bound over
+ * /etc/resolv.conf; the fake DNS answers the search domain's names only. The binary before
+ * the fix answered both requests 200 from the origin (queries for nx.portico.test and then
+ * nx.portico.test.search.portico.test; short.search.portico.test at once). */
+struct search_row {
+    const char *path;       /* route prefix */
+    const char *host;       /* origin name: does not exist outside the search domain */
+};
+
+static const struct search_row search_rows[] = {
+    /* dots >= ndots: asked as written, then (before the fix) with the search domain appended */
+    { "/dotted/", "nx.portico.test" },
+    /* a single label: asked with the search domain first (before the fix) */
+    { "/short/", "short" },
+};
+
+static void test_dns_no_search_domain(void **state)
+{
+    (void)state;
+    const char *const probe[] = { "unshare", "-m", "true", NULL };
+    struct tu_cmd_result res;
+    int rc = tu_run_command(probe, IO_MS, &res);
+    tu_cmd_result_free(&res);
+    if (rc != 0) {
+        print_message("  skipped: unshare -m needs root (CAP_SYS_ADMIN)\n");
+        skip();
+    }
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .zone = "search.portico.test" };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    const char *bin = getenv("PORTICO_BIN");
+    char abs_bin[PATH_MAX], text[2 * PATH_MAX + 400], script[PATH_MAX];
+    assert_non_null(realpath(bin && bin[0] ? bin : "build/portico", abs_bin));
+
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    snprintf(text, sizeof(text), "nameserver 127.0.0.1:%u\nsearch search.portico.test\n",
+             fake_dns_port(d));
+    assert_int_equal(harness_write_file(h, "resolv.conf", text), 0);
+    snprintf(text, sizeof(text),
+             "#!/bin/sh\n"
+             "exec unshare -m sh -c 'mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"' "
+             "'%s/resolv.conf' '%s' \"$@\"\n",
+             harness_dir(h), abs_bin);
+    assert_int_equal(harness_write_file(h, "portico-ns", text), 0);
+    snprintf(script, sizeof(script), "%s/portico-ns", harness_dir(h));
+    assert_int_equal(chmod(script, 0755), 0);
+    harness_set_bin(h, script);
+    char routes[1024];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(search_rows) / sizeof(search_rows[0]); i++)
+        n += (size_t)snprintf(routes + n, sizeof(routes) - n,
+                              "[upstream u%zu]\norigin = %s:%u\nretries = 0\n"
+                              "[route r%zu]\nprefix = %s\nupstream = u%zu\n",
+                              i, search_rows[i].host, fake_origin_port(o), i,
+                              search_rows[i].path, i);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "%s",
+                                          routes),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    for (size_t i = 0; i < sizeof(search_rows) / sizeof(search_rows[0]); i++) {
+        const struct search_row *row = &search_rows[i];
+        char req[256];
+        struct raw_response r;
+        struct raw_conn *c = px_connect(h);
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", row->path);
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        const char *err = raw_header(&r, "Portico-Error");
+        char last[256] = "";
+        fake_dns_last_name(d, last, sizeof(last));
+        print_message("  %s: %d %s, last query %s\n", row->host, r.status, err ? err : "-", last);
+        assert_int_equal(r.status, 502);
+        assert_non_null(err);
+        assert_non_null(strstr(err, "dns_error"));
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    assert_int_equal(fake_origin_requests(o), 0);
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
+}
+
 /* The timer rows side by side (for the record; the bounds were asserted per case). */
 static void test_timer_summary(void **state)
 {
@@ -1094,6 +1192,7 @@ int main(void)
         cmocka_unit_test(test_resolver_messages_in_error_log),
         cmocka_unit_test(test_dns_nxdomain_not_waited_again),
         cmocka_unit_test(test_dns_servfail_not_a_timeout),
+        cmocka_unit_test(test_dns_no_search_domain),
         cmocka_unit_test(test_timer_summary),
     };
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +45,7 @@ struct fake_dns {
     bool aaaa;
     bool no_a;
     uint32_t ttl;
+    const char *zone;        /* borrowed; NULL: every name */
     pthread_mutex_t lock;    /* protects the fields below */
     pthread_cond_t cond;     /* signalled on every query */
     enum fake_dns_mode mode;
@@ -90,6 +92,17 @@ static int parse_name(const uint8_t *q, size_t len, size_t off, char *text, size
     return (int)off;
 }
 
+/* Whether name is zone or ends in ".zone", ignoring case. */
+static bool in_zone(const char *name, const char *zone)
+{
+    size_t n = strlen(name), z = strlen(zone);
+
+    if (n < z || strcasecmp(name + n - z, zone) != 0) {
+        return false;
+    }
+    return n == z || name[n - z - 1] == '.';
+}
+
 /* Builds the reply to query q in r; returns its length, or 0 when the query is unusable. */
 static size_t build_reply(struct fake_dns *d, enum fake_dns_mode mode, const uint8_t *q,
                           size_t len, uint8_t *r, char *name, size_t name_size)
@@ -104,6 +117,10 @@ static size_t build_reply(struct fake_dns *d, enum fake_dns_mode mode, const uin
     }
     size_t qend = (size_t)end + 4; /* the question: name, qtype, qclass */
     uint16_t qtype = get16(q + end);
+
+    if (d->zone != NULL && !in_zone(name, d->zone)) {
+        mode = FAKE_DNS_NXDOMAIN;
+    }
     int rcode = mode == FAKE_DNS_NXDOMAIN ? 3 : mode == FAKE_DNS_SERVFAIL ? 2 : 0;
     /* QR, the query's opcode and RD echoed, AA and RA set, then the rcode. */
     uint16_t flags = (uint16_t)(0x8000 | (get16(q + 2) & 0x7900) | 0x0400 | 0x0080 | rcode);
@@ -241,6 +258,7 @@ struct fake_dns *fake_dns_start(const struct fake_dns_opts *opts)
     d->no_a = opts->no_a;
     d->ttl = opts->ttl != 0 ? opts->ttl : 60;
     d->delay_ms = opts->delay_ms;
+    d->zone = opts->zone;
     pthread_mutex_init(&d->lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -28,6 +28,10 @@ struct fake_dns_opts {
     int delay_ms; /* each reply leaves this long after its query came (queries meanwhile are
                    * read and counted; at most FAKE_DNS_MAX_PENDING wait at once, more are
                    * answered at once); 0: at once */
+    const char *zone; /* set: only names ending in it (case-insensitive) get the mode's answer,
+                       * every other name gets NXDOMAIN (e.g. a search domain's names only;
+                       * FAKE_DNS_SILENT stays silent for all);
+                       * borrowed until fake_dns_stop */
 };
 
 #define FAKE_DNS_MAX_PENDING 32
