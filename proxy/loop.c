@@ -75,6 +75,10 @@ int loop_dns_init(struct loop *l)
         }
         evdns_base_load_hosts(l->dns, NULL);
     }
+    /* An origin name is asked as written (README): resolv.conf's search and domain lines (and
+     * the host name's domain) would send a name that does not exist to whatever a search domain
+     * answers for it, a wildcard record included, instead of failing with dns_error. */
+    evdns_base_search_clear(l->dns);
     /* Our dns_timeout decides; evdns must not give up first and blur timeout into failure. */
     uint64_t longest = 0;
     for (int i = 0; i < cfg->nupstreams; i++)
