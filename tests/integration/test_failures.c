@@ -1166,6 +1166,38 @@ static void test_dns_no_search_domain(void **state)
     fake_dns_stop(d);
 }
 
+/* An absolute origin name ("localhost.") is the same name as "localhost": the hosts file, which
+ * README says is honoured whatever the resolver, answers it too. The resolver here says NXDOMAIN
+ * to everything. The binary before the fix looked "localhost." up in the hosts file as written,
+ * found nothing, asked the resolver and answered 502 dns_error. */
+static void test_dns_absolute_name_in_hosts(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_NXDOMAIN };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
+    struct harness *h = px_start(proxy, "[upstream u]\norigin = localhost.:%u\nretries = 0\n",
+                                 fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    const char *err = raw_header(&r, "Portico-Error");
+    print_message("  localhost.: %d %s after %u queries\n", r.status, err ? err : "-",
+                  fake_dns_queries(d));
+    assert_int_equal(r.status, 200);
+    assert_int_equal(fake_dns_queries(d), 0);
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
+}
+
 /* The timer rows side by side (for the record; the bounds were asserted per case). */
 static void test_timer_summary(void **state)
 {
@@ -1193,6 +1225,7 @@ int main(void)
         cmocka_unit_test(test_dns_nxdomain_not_waited_again),
         cmocka_unit_test(test_dns_servfail_not_a_timeout),
         cmocka_unit_test(test_dns_no_search_domain),
+        cmocka_unit_test(test_dns_absolute_name_in_hosts),
         cmocka_unit_test(test_timer_summary),
     };
 
