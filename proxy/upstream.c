@@ -612,8 +612,18 @@ static bool resolve(struct upconn *c, int flags)
     c->every_family = !(flags & EVUTIL_AI_ADDRCONFIG);
     struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                                     .ai_protocol = IPPROTO_TCP, .ai_flags = flags};
+    /* An absolute name ("api.example.") is asked without its final dot: it is the same name (no
+     * search list applies), and the hosts file lists names without it. */
+    char name[256];
+    size_t len = strlen(c->oc->host);
+    if (len > 1 && c->oc->host[len - 1] == '.' && len <= sizeof(name)) {
+        memcpy(name, c->oc->host, len - 1);
+        name[len - 1] = '\0';
+    } else {
+        str_copy(name, sizeof(name), c->oc->host);
+    }
     struct evdns_getaddrinfo_request *req =
-        evdns_getaddrinfo(c->loop->dns, c->oc->host, NULL, &hints, dns_cb, c);
+        evdns_getaddrinfo(c->loop->dns, name, NULL, &hints, dns_cb, c);
     if (req)
         c->dns_req = req;
     return req != NULL;
