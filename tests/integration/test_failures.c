@@ -1090,9 +1090,11 @@ static const struct search_row search_rows[] = {
     { "/short/", "short" },
 };
 
-static void test_dns_no_search_domain(void **state)
+/* Starts Portico with `resolv_conf` as its /etc/resolv.conf (no `resolver` key) and `rest` as
+ * the config after [proxy]: in a mount namespace of its own (unshare -m, which needs root), the
+ * file bound over /etc/resolv.conf there only. Skips the test when unshare cannot run. */
+static struct harness *px_start_resolv_conf(const char *resolv_conf, const char *rest)
 {
-    (void)state;
     const char *const probe[] = { "unshare", "-m", "true", NULL };
     struct tu_cmd_result res;
     int rc = tu_run_command(probe, IO_MS, &res);
@@ -1101,20 +1103,12 @@ static void test_dns_no_search_domain(void **state)
         print_message("  skipped: unshare -m needs root (CAP_SYS_ADMIN)\n");
         skip();
     }
-    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .zone = "search.portico.test" };
-    struct fake_dns *d = fake_dns_start(&dopts);
-    assert_non_null(d);
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
     const char *bin = getenv("PORTICO_BIN");
     char abs_bin[PATH_MAX], text[2 * PATH_MAX + 400], script[PATH_MAX];
     assert_non_null(realpath(bin && bin[0] ? bin : "build/portico", abs_bin));
-
     struct harness *h = harness_new();
     assert_non_null(h);
-    snprintf(text, sizeof(text), "nameserver 127.0.0.1:%u\nsearch search.portico.test\n",
-             fake_dns_port(d));
-    assert_int_equal(harness_write_file(h, "resolv.conf", text), 0);
+    assert_int_equal(harness_write_file(h, "resolv.conf", resolv_conf), 0);
     snprintf(text, sizeof(text),
              "#!/bin/sh\n"
              "exec unshare -m sh -c 'mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"' "
@@ -1124,7 +1118,30 @@ static void test_dns_no_search_domain(void **state)
     snprintf(script, sizeof(script), "%s/portico-ns", harness_dir(h));
     assert_int_equal(chmod(script, 0755), 0);
     harness_set_bin(h, script);
-    char routes[1024];
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "%s",
+                                          rest),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    return h;
+}
+
+static void test_dns_no_search_domain(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .zone = "search.portico.test" };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    char resolv_conf[128], routes[1024];
+    snprintf(resolv_conf, sizeof(resolv_conf),
+             "nameserver 127.0.0.1:%u\nsearch search.portico.test\n", fake_dns_port(d));
     size_t n = 0;
     for (size_t i = 0; i < sizeof(search_rows) / sizeof(search_rows[0]); i++)
         n += (size_t)snprintf(routes + n, sizeof(routes) - n,
@@ -1132,16 +1149,7 @@ static void test_dns_no_search_domain(void **state)
                               "[route r%zu]\nprefix = %s\nupstream = u%zu\n",
                               i, search_rows[i].host, fake_origin_port(o), i,
                               search_rows[i].path, i);
-    assert_int_equal(harness_write_config(h,
-                                          "[proxy]\n"
-                                          "listen = 127.0.0.1:{{port:listen}}\n"
-                                          "workers = 1\n"
-                                          "access_log = {{dir}}/access.log\n"
-                                          "%s",
-                                          routes),
-                     0);
-    if (harness_start(h) != 0)
-        fail_msg("portico did not start: %s", harness_error(h));
+    struct harness *h = px_start_resolv_conf(resolv_conf, routes);
     for (size_t i = 0; i < sizeof(search_rows) / sizeof(search_rows[0]); i++) {
         const struct search_row *row = &search_rows[i];
         char req[256];
@@ -1164,6 +1172,55 @@ static void test_dns_no_search_domain(void **state)
     px_stop(h);
     fake_origin_stop(o);
     fake_dns_stop(d);
+}
+
+/* resolv.conf names two nameservers and the first never answers: lookups go on to the second
+ * within dns_timeout, and once one timed out there the silent one is skipped (libevent marks it
+ * failed, and asks it again now and then until it answers). Six lookups on fresh connections
+ * with dns_timeout 1s must all succeed, and the silent nameserver be asked once. The binary
+ * before the fix sent every other lookup to the silent nameserver and cancelled it at
+ * dns_timeout, before libevent's own timeout could mark the nameserver failed: 504 dns_timeout,
+ * 200, 504, 200 ... for as long as it ran, 3 queries to the silent one. */
+#define DEAD_NS_LOOKUPS 6
+
+static void test_dns_dead_nameserver_skipped(void **state)
+{
+    (void)state;
+    struct fake_dns_opts silent_opts = { .mode = FAKE_DNS_SILENT };
+    struct fake_dns *silent = fake_dns_start(&silent_opts);
+    struct fake_dns *good = fake_dns_start(NULL);
+    assert_non_null(silent);
+    assert_non_null(good);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    char resolv_conf[128], rest[256];
+    snprintf(resolv_conf, sizeof(resolv_conf), "nameserver 127.0.0.1:%u\nnameserver 127.0.0.1:%u\n",
+             fake_dns_port(silent), fake_dns_port(good));
+    snprintf(rest, sizeof(rest),
+             "dns_timeout = 1s\n[upstream u]\norigin = ok.portico.test:%u\nkeepalive = 0\n"
+             "retries = 0\n", fake_origin_port(o));
+    struct harness *h = px_start_resolv_conf(resolv_conf, rest);
+    int statuses[DEAD_NS_LOOKUPS];
+    for (int i = 0; i < DEAD_NS_LOOKUPS; i++) {
+        struct raw_response r;
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+                         0);
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        statuses[i] = r.status;
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    print_message("  statuses %d %d %d %d %d %d; queries: silent %u, answering %u\n", statuses[0],
+                  statuses[1], statuses[2], statuses[3], statuses[4], statuses[5],
+                  fake_dns_queries(silent), fake_dns_queries(good));
+    for (int i = 0; i < DEAD_NS_LOOKUPS; i++)
+        assert_int_equal(statuses[i], 200);
+    assert_int_equal(fake_dns_queries(silent), 1);
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(good);
+    fake_dns_stop(silent);
 }
 
 /* An absolute origin name ("localhost.") is the same name as "localhost": the hosts file, which
@@ -1225,6 +1282,7 @@ int main(void)
         cmocka_unit_test(test_dns_nxdomain_not_waited_again),
         cmocka_unit_test(test_dns_servfail_not_a_timeout),
         cmocka_unit_test(test_dns_no_search_domain),
+        cmocka_unit_test(test_dns_dead_nameserver_skipped),
         cmocka_unit_test(test_dns_absolute_name_in_hosts),
         cmocka_unit_test(test_timer_summary),
     };
