@@ -91,6 +91,7 @@ struct upconn {
     bool every_family;                     /* resolving again, without AI_ADDRCONFIG */
     int first_failure;                     /* the first round's EAI error while the second
                                               round runs; 0: none */
+    uint64_t asked_us;                     /* when the current lookup was asked (now_us) */
     struct sock sock;                      /* once connected */
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -622,6 +623,7 @@ static bool resolve(struct upconn *c, int flags)
     } else {
         str_copy(name, sizeof(name), c->oc->host);
     }
+    c->asked_us = now_us();
     struct evdns_getaddrinfo_request *req =
         evdns_getaddrinfo(c->loop->dns, name, NULL, &hints, dns_cb, c);
     if (req)
@@ -638,6 +640,15 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
             evutil_freeaddrinfo(res);
         if (c->state == UC_CANCELLED)
             upconn_free(c);
+        return;
+    }
+    /* evdns gives up on an unanswered lookup after l->dns_attempt_us (a tenth of slack: its
+     * clock may have been read earlier in this loop turn than ours) and says EAI_FAIL, as for
+     * a SERVFAIL: no nameserver answered, and the one asked is now marked failed. Asked again,
+     * the next one answers; the owner's timer (dns_timeout) ends the wait. */
+    if (result == EVUTIL_EAI_FAIL &&
+        now_us() - c->asked_us >= c->loop->dns_attempt_us - c->loop->dns_attempt_us / 10) {
+        resolve(c, c->every_family ? 0 : EVUTIL_AI_ADDRCONFIG); /* c may be gone */
         return;
     }
     if (result == EVUTIL_EAI_NONAME && !c->every_family) {
