@@ -848,6 +848,7 @@ static void test_dns(void **state)
         assert_int_equal(fake_dns_queries(d), 1);
         assert_int_equal(fake_dns_last_name(d, name, sizeof(name)), 0);
         assert_string_equal(name, "origin.portico.test");
+        assert_true(fake_dns_last_client_port(d) != 0);
         if (row->rc == 0) {
             assert_int_equal(reply.rcode, row->rcode);
             assert_int_equal(reply.ancount, row->ancount);
