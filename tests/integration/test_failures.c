@@ -1324,6 +1324,52 @@ static void test_dns_stray_datagrams_rate_limited(void **state)
     fake_dns_stop(d);
 }
 
+/* A failed lookup says what the resolver said, in the response, the log and /status. evdns
+ * reports an empty answer, SERVFAIL, REFUSED and a truncated or unreadable answer alike
+ * (EAI_FAIL), so those share their words. The binary before the fix gave getaddrinfo's texts:
+ * "nodename nor servname provided, or not known" for NXDOMAIN and "non-recoverable failure in
+ * name resolution" for a name without addresses, which sent operators after a broken resolver. */
+struct dns_words_row {
+    enum fake_dns_mode mode;
+    bool no_a;              /* ANSWER: the name has no address (NODATA for A and AAAA) */
+    const char *words;      /* in the detail, after "resolving NAME failed: " */
+};
+
+static const struct dns_words_row dns_words_rows[] = {
+    {FAKE_DNS_NXDOMAIN, false, "failed: no such name (NXDOMAIN)"},
+    {FAKE_DNS_ANSWER, true, "failed: no address"},
+    {FAKE_DNS_SERVFAIL, false, "the resolver failed (SERVFAIL"},
+};
+
+static void test_dns_failure_words(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(dns_words_rows) / sizeof(dns_words_rows[0]); i++) {
+        const struct dns_words_row *row = &dns_words_rows[i];
+        struct fake_dns_opts dopts = { .mode = row->mode, .no_a = row->no_a };
+        struct fake_dns *d = fake_dns_start(&dopts);
+        assert_non_null(d);
+        char proxy[64];
+        snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
+        struct harness *h =
+            px_start(proxy, "[upstream u]\norigin = words.portico.test:1\nretries = 0\n");
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        const char *detail = r.body ? strstr(r.body, "detail: ") : NULL;
+        print_message("  %.*s\n", detail ? (int)strcspn(detail, "\n") : 0, detail ? detail : "");
+        assert_int_equal(r.status, 502);
+        assert_non_null(detail);
+        assert_non_null(strstr(detail, "resolving words.portico.test failed: "));
+        assert_non_null(strstr(detail, row->words));
+        raw_response_free(&r);
+        raw_close(c);
+        px_stop(h);
+        fake_dns_stop(d);
+    }
+}
+
 /* The timer rows side by side (for the record; the bounds were asserted per case). */
 static void test_timer_summary(void **state)
 {
@@ -1354,6 +1400,7 @@ int main(void)
         cmocka_unit_test(test_dns_dead_nameserver_skipped),
         cmocka_unit_test(test_dns_absolute_name_in_hosts),
         cmocka_unit_test(test_dns_stray_datagrams_rate_limited),
+        cmocka_unit_test(test_dns_failure_words),
         cmocka_unit_test(test_timer_summary),
     };
 
