@@ -680,7 +680,7 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
         if (res)
             evutil_freeaddrinfo(res);
         report_error(c, cause, "resolving %s failed: %s", c->oc->host,
-                     result ? evutil_gai_strerror(result) : "no address");
+                     upconn_dns_error_text(result));
         return;
     }
     /* IPv4 first: "localhost" maps to both, and origins more often listen on 127.0.0.1. */
@@ -741,12 +741,28 @@ struct upconn *upconn_open(struct loop *l, int upstream, int origin,
     return c;
 }
 
+const char *upconn_dns_error_text(int eai)
+{
+    switch (eai) {
+    case 0:
+    case EVUTIL_EAI_NODATA:
+        return "no address";
+    case EVUTIL_EAI_NONAME:
+        return "no such name (NXDOMAIN)";
+    case EVUTIL_EAI_FAIL:
+        /* evdns's one word for all of these; an empty answer is the most common */
+        return "no address, or the resolver failed (SERVFAIL, REFUSED, a truncated or unreadable "
+               "answer)";
+    default:
+        return evutil_gai_strerror(eai);
+    }
+}
+
 const char *upconn_dns_failure(const struct upconn *c)
 {
     if (c->state != UC_RESOLVING || !c->every_family || !c->first_failure)
         return NULL;
-    return c->first_failure == EVUTIL_EAI_NODATA ? "no address"
-                                                 : evutil_gai_strerror(c->first_failure);
+    return upconn_dns_error_text(c->first_failure);
 }
 
 struct sock *upconn_sock(struct upconn *c)
