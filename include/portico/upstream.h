@@ -64,7 +64,7 @@ void upconn_abort(struct upconn *c);
 const char *upconn_dns_error_text(int eai);
 
 /* While a name is asked again for every family: the failure the resolver gave the first round
- * ("non-recoverable failure ..."), which a timeout of that second round reports; else NULL. */
+ * (upconn_dns_error_text's words), which a timeout of that second round reports; else NULL. */
 const char *upconn_dns_failure(const struct upconn *c);
 
 /* The connection's sock (valid once ready). */
