@@ -572,6 +572,30 @@ static void test_health_check_stuck_phase(void **state)
     fake_dns_stop(d);
 }
 
+/* A check whose name the resolver failed (SERVFAIL) says so when its time runs out while the
+ * name is asked again for every family, as an exchange does (test_failures): the answer takes
+ * 150 ms, so the second round's is due at 300 ms, after the check's 200 ms. The binary before
+ * the fix logged "resolving servfail.portico.test exceeded 200 ms". */
+static void test_health_check_dns_failure(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_SERVFAIL, .delay_ms = 150};
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u", fake_dns_port(d));
+    struct harness *h = px_start(proxy, "[upstream u]\norigin = servfail.portico.test:1\n"
+                                        "health_check = GET /healthz every 200ms expect 200\n");
+    const char *why = "failed its health check (resolving servfail.portico.test failed: no "
+                      "address, or the resolver failed (SERVFAIL";
+    if (harness_wait_log(h, why, PX_IO_MS) != 0) {
+        char *err = harness_stderr(h);
+        fail_msg("no \"%s\" in:\n%s", why, err ? err : "");
+    }
+    px_stop(h);
+    fake_dns_stop(d);
+}
+
 /* ---- retries ---- */
 
 /* The issue's case: the first origin refuses, the second answers; the client gets 200 and the
@@ -760,6 +784,7 @@ int main(void)
         cmocka_unit_test(test_probe_answer_brings_back_up),
         cmocka_unit_test(test_active_health),
         cmocka_unit_test(test_health_check_stuck_phase),
+        cmocka_unit_test(test_health_check_dns_failure),
         cmocka_unit_test(test_retry_connect),
         cmocka_unit_test(test_retry_rules),
         cmocka_unit_test(test_retry_tls_refused_body),
