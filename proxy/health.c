@@ -226,9 +226,12 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         const struct origin_conf *oc =
             &p->health->loop->cfg->upstreams[p->upstream].origins[p->origin];
         char why[200];
+        const char *dns_failure = p->phase == PHASE_DNS ? upconn_dns_failure(p->uc) : NULL;
         if (p->phase == PHASE_SEND)
             snprintf(why, sizeof(why), "no answer within %llu ms",
                      (unsigned long long)hc->timeout_ms);
+        else if (dns_failure) /* the resolver's answer, as ex_phase_timeout gives it */
+            snprintf(why, sizeof(why), "resolving %s failed: %s", oc->host, dns_failure);
         else
             phase_timeout_detail(p->phase,
                                  phase_subject(p->phase) == SUBJECT_HOST ? oc->host
