@@ -462,6 +462,22 @@ static int origin_options(struct cfg_loader *ld, const char *value, char *addr, 
     return 0;
 }
 
+/* Whether an origin name can be asked of DNS: a host name as sni_name_valid says, with one final
+ * dot allowed (an absolute name). Anything else went out broken: evdns ends a name at an empty
+ * label, so "a..b.test" was asked as "a" with a bogus type. */
+static bool origin_name_valid(const char *host)
+{
+    char name[256];
+    size_t len = strlen(host);
+    if (len > 1 && host[len - 1] == '.')
+        len--;
+    if (len >= sizeof(name))
+        return false;
+    memcpy(name, host, len);
+    name[len] = '\0';
+    return sni_name_valid(name);
+}
+
 static int set_origin(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
 {
     struct upstream_conf *up = base;
@@ -492,9 +508,17 @@ static int set_origin(struct cfg_loader *ld, const struct cfg_key *k, void *base
         cfg_report(ld, ld->line, "origin: '%s': %s", addr, why);
         return -1;
     }
+    bool numeric = numeric_sockaddr(host, o->port, &o->addr, &o->addrlen) == 0;
+    if (!numeric && !origin_name_valid(host)) {
+        cfg_report(ld, ld->line,
+                   "origin: '%s': '%s' is not a host name (labels of letters, digits, '-' and '_' "
+                   "joined by dots, each 1-63 bytes, at most 253 bytes, one final dot allowed)",
+                   addr, host);
+        return -1;
+    }
     if (!(o->host = cfg_copy(ld, host)))
         return -1;
-    o->numeric = numeric_sockaddr(host, o->port, &o->addr, &o->addrlen) == 0;
+    o->numeric = numeric;
     o->weight = (unsigned)weight;
     snprintf(o->text, sizeof(o->text), "%s", addr);
     up->norigins++;

@@ -254,8 +254,17 @@ void ex_phase_timeout(struct exchange *ex)
     enum phase p = ex->pc.current;
     uint64_t limit = phase_limit_ms(ex->up->timers_ms, p);
     char detail[200];
-    phase_timeout_detail(p, phase_subject_text(ex, p), limit, detail, sizeof(detail));
-    ex_fail(ex, p, CAUSE_TIMEOUT, limit, "%s", detail);
+    /* The resolver answered the first round with a failure (SERVFAIL, which evdns reports as it
+     * does an empty answer) and only the round asked again for every family is late: the
+     * resolver's answer is the failure (dns_error), no timer of its own expired. */
+    const char *dns_failure = p == PHASE_DNS && ex->uc ? upconn_dns_failure(ex->uc) : NULL;
+    if (dns_failure) {
+        ex_fail(ex, p, CAUSE_DNS_FAIL, 0, "resolving %s failed: %s", phase_subject_text(ex, p),
+                dns_failure);
+    } else {
+        phase_timeout_detail(p, phase_subject_text(ex, p), limit, detail, sizeof(detail));
+        ex_fail(ex, p, CAUSE_TIMEOUT, limit, "%s", detail);
+    }
 }
 
 static void phase_timeout_cb(evutil_socket_t fd, short what, void *arg)

@@ -24,6 +24,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/phase.h"
 #include "portico/sock.h"
 #include "portico/upstream.h"
 #include "portico/util.h"
@@ -44,6 +45,8 @@ struct probe {
     int origin;
     enum probe_state state;
     struct upconn *uc;                 /* owned while CHECKING */
+    enum phase phase;                  /* while CHECKING: dns, connect or tls, then SEND once
+                                          connected (the request goes out) */
     struct event timer;
     uint64_t started_us;               /* the running (or last) check began */
     bool shortage_said;                /* a check our shortage ended was logged: once until one
@@ -175,7 +178,8 @@ static void probe_sock_cb(void *arg, enum sock_event ev)
 
 static void on_phase(void *arg, enum phase phase)
 {
-    (void)arg, (void)phase; /* the check's deadline covers every phase */
+    struct probe *p = arg;
+    p->phase = phase; /* the check's deadline covers every phase; its message names this one */
 }
 
 /* Connected: the request goes out, the answer is read. */
@@ -186,6 +190,7 @@ static void on_ready(void *arg)
     const struct origin_conf *oc =
         &p->health->loop->cfg->upstreams[p->upstream].origins[p->origin];
     struct sock *s = upconn_sock(p->uc);
+    p->phase = PHASE_SEND;
     upconn_mark_used(p->uc);
     sock_set_cb(s, probe_sock_cb, p);
     sock_set_read_limit(s, p->health->loop->cfg->max_header_size + 1);
@@ -216,7 +221,23 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     struct probe *p = arg;
     const struct health_check_conf *hc = check_of(p);
     if (p->state == PROBE_CHECKING) {
-        fail_check(p, "no answer within %llu ms", (unsigned long long)hc->timeout_ms);
+        /* A check stuck before its request went out says where, as an exchange's timeout does:
+         * "no answer" for a resolver that never answered sent operators to the origin's HTTP. */
+        const struct origin_conf *oc =
+            &p->health->loop->cfg->upstreams[p->upstream].origins[p->origin];
+        char why[200];
+        const char *dns_failure = p->phase == PHASE_DNS ? upconn_dns_failure(p->uc) : NULL;
+        if (p->phase == PHASE_SEND)
+            snprintf(why, sizeof(why), "no answer within %llu ms",
+                     (unsigned long long)hc->timeout_ms);
+        else if (dns_failure) /* the resolver's answer, as ex_phase_timeout gives it */
+            snprintf(why, sizeof(why), "resolving %s failed: %s", oc->host, dns_failure);
+        else
+            phase_timeout_detail(p->phase,
+                                 phase_subject(p->phase) == SUBJECT_HOST ? oc->host
+                                                                         : upconn_addr(p->uc),
+                                 hc->timeout_ms, why, sizeof(why));
+        fail_check(p, "%s", why);
         return;
     }
     struct loop *l = p->health->loop;
@@ -228,6 +249,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     p->state = PROBE_CHECKING;
+    p->phase = PHASE_CONNECT; /* until the start reports its first phase (dns for a name) */
     arm(p, hc->timeout_ms * 1000);
 }
 

@@ -76,12 +76,24 @@ int loop_dns_init(struct loop *l)
         }
         evdns_base_load_hosts(l->dns, NULL);
     }
-    /* Our dns_timeout decides; evdns must not give up first and blur timeout into failure. */
+    /* An origin name is asked as written (README): resolv.conf's search and domain lines (and
+     * the host name's domain) would send a name that does not exist to whatever a search domain
+     * answers for it, a wildcard record included, instead of failing with dns_error. */
+    evdns_base_search_clear(l->dns);
+    /* One attempt per lookup, which evdns ends at 9/10 of the longest dns_timeout: a nameserver
+     * that never answers is then marked failed and skipped (evdns probes it until it answers),
+     * and upstream.c asks again, of the next nameserver, in what dns_timeout leaves. Ended after
+     * dns_timeout, every lookup sent to a dead nameserver (every other one, with two in
+     * resolv.conf) was cancelled by our own timer first, and the dead one was never skipped.
+     * Shorter dns_timeouts still end first; an answer in the last tenth of the longest is lost. */
     uint64_t longest = 0;
     for (int i = 0; i < cfg->nupstreams; i++)
         longest = MAX(longest, cfg->upstreams[i].timers_ms[TIMER_DNS]);
+    uint64_t attempt_ms = MAX(longest - longest / 10, 1);
+    l->dns_attempt_us = attempt_ms * 1000;
     char timeout[32];
-    snprintf(timeout, sizeof(timeout), "%llu", (unsigned long long)(longest / 1000 + 2));
+    snprintf(timeout, sizeof(timeout), "%llu.%03llu", (unsigned long long)(attempt_ms / 1000),
+             (unsigned long long)(attempt_ms % 1000));
     evdns_base_set_option(l->dns, "timeout:", timeout);
     evdns_base_set_option(l->dns, "attempts:", "1");
     /* evdns sends at most 64 queries at once by default and queues the rest: a name the resolver

@@ -389,10 +389,19 @@ static int drop_privileges(struct worker_group *group, const struct config *cfg)
     return 0;
 }
 
+/* The start of evdns's warning about a datagram on a resolver socket from another address than
+ * its nameserver's: anyone who can reach that port writes one per datagram. */
+#define EVDNS_STRAY_DATAGRAM "Address mismatch on received DNS packet"
+
 /* libevent's own messages (evdns: a nameserver failed, or is back up) go to error_log with
- * log_level, like ours, instead of straight to stderr. */
+ * log_level, like ours, instead of straight to stderr; a stray datagram's is about what someone
+ * else sent, so it is rate-limited as a client's trouble is (a flood of them wrote a line each). */
 static void libevent_log(int severity, const char *msg)
 {
+    if (strncmp(msg, EVDNS_STRAY_DATAGRAM, strlen(EVDNS_STRAY_DATAGRAM)) == 0) {
+        log_client("libevent: %s", msg);
+        return;
+    }
     switch (severity) {
     case EVENT_LOG_DEBUG:
         log_debug("libevent: %s", msg);

@@ -190,6 +190,15 @@ SSL *tls_client_ssl(void *ctx, const char *host, const char *sni, bool verify)
     if (!ssl)
         return NULL;
     const char *name = sni ? sni : host;
+    /* An absolute origin name ("api.example.") is a host name without its final dot in SNI
+     * (RFC 6066 3) and in the certificate check, which would not match the certificate's name. */
+    char bare[256];
+    size_t len = strlen(name);
+    if (len > 1 && name[len - 1] == '.' && len <= sizeof(bare)) {
+        memcpy(bare, name, len - 1);
+        bare[len - 1] = '\0';
+        name = bare;
+    }
     bool ip = is_ip_literal(name);
     /* SSL_set_tlsext_host_name's macro casts the const away, which clang warns about */
     if (!ip && SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,

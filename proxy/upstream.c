@@ -89,6 +89,9 @@ struct upconn {
                                               delivered inside a caller's call */
     struct evdns_getaddrinfo_request *dns_req;
     bool every_family;                     /* resolving again, without AI_ADDRCONFIG */
+    int first_failure;                     /* the first round's EAI error while the second
+                                              round runs; 0: none */
+    uint64_t asked_us;                     /* when the current lookup was asked (now_us) */
     struct sock sock;                      /* once connected */
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -610,8 +613,19 @@ static bool resolve(struct upconn *c, int flags)
     c->every_family = !(flags & EVUTIL_AI_ADDRCONFIG);
     struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                                     .ai_protocol = IPPROTO_TCP, .ai_flags = flags};
+    /* An absolute name ("api.example.") is asked without its final dot: it is the same name (no
+     * search list applies), and the hosts file lists names without it. */
+    char name[256];
+    size_t len = strlen(c->oc->host);
+    if (len > 1 && c->oc->host[len - 1] == '.' && len <= sizeof(name)) {
+        memcpy(name, c->oc->host, len - 1);
+        name[len - 1] = '\0';
+    } else {
+        str_copy(name, sizeof(name), c->oc->host);
+    }
+    c->asked_us = now_us();
     struct evdns_getaddrinfo_request *req =
-        evdns_getaddrinfo(c->loop->dns, c->oc->host, NULL, &hints, dns_cb, c);
+        evdns_getaddrinfo(c->loop->dns, name, NULL, &hints, dns_cb, c);
     if (req)
         c->dns_req = req;
     return req != NULL;
@@ -626,6 +640,15 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
             evutil_freeaddrinfo(res);
         if (c->state == UC_CANCELLED)
             upconn_free(c);
+        return;
+    }
+    /* evdns gives up on an unanswered lookup after l->dns_attempt_us (a tenth of slack: its
+     * clock may have been read earlier in this loop turn than ours) and says EAI_FAIL, as for
+     * a SERVFAIL: no nameserver answered, and the one asked is now marked failed. Asked again,
+     * the next one answers; the owner's timer (dns_timeout) ends the wait. */
+    if (result == EVUTIL_EAI_FAIL &&
+        now_us() - c->asked_us >= c->loop->dns_attempt_us - c->loop->dns_attempt_us / 10) {
+        resolve(c, c->every_family ? 0 : EVUTIL_AI_ADDRCONFIG); /* c may be gone */
         return;
     }
     if (result == EVUTIL_EAI_NONAME && !c->every_family) {
@@ -646,6 +669,7 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
          * IPv6 addresses only is asked again for every family (README: IPv4, else IPv6). */
         if (res)
             evutil_freeaddrinfo(res);
+        c->first_failure = result ? result : EVUTIL_EAI_NODATA;
         resolve(c, 0); /* c may be gone when it returns */
         return;
     }
@@ -656,7 +680,7 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
         if (res)
             evutil_freeaddrinfo(res);
         report_error(c, cause, "resolving %s failed: %s", c->oc->host,
-                     result ? evutil_gai_strerror(result) : "no address");
+                     upconn_dns_error_text(result));
         return;
     }
     /* IPv4 first: "localhost" maps to both, and origins more often listen on 127.0.0.1. */
@@ -715,6 +739,30 @@ struct upconn *upconn_open(struct loop *l, int upstream, int origin,
     event_assign(&c->defer_ev, l->base, -1, 0, start_cb, c);
     event_active(&c->defer_ev, EV_TIMEOUT, 1);
     return c;
+}
+
+const char *upconn_dns_error_text(int eai)
+{
+    switch (eai) {
+    case 0:
+    case EVUTIL_EAI_NODATA:
+        return "no address";
+    case EVUTIL_EAI_NONAME:
+        return "no such name (NXDOMAIN)";
+    case EVUTIL_EAI_FAIL:
+        /* evdns's one word for all of these; an empty answer is the most common */
+        return "no address, or the resolver failed (SERVFAIL, REFUSED, a truncated or unreadable "
+               "answer)";
+    default:
+        return evutil_gai_strerror(eai);
+    }
+}
+
+const char *upconn_dns_failure(const struct upconn *c)
+{
+    if (c->state != UC_RESOLVING || !c->every_family || !c->first_failure)
+        return NULL;
+    return upconn_dns_error_text(c->first_failure);
 }
 
 struct sock *upconn_sock(struct upconn *c)

@@ -44,6 +44,7 @@ enum loop_state {
 struct loop {
     struct event_base *base;           /* owned by the worker */
     struct evdns_base *dns;            /* owned by the worker */
+    uint64_t dns_attempt_us;           /* how long evdns waits for a lookup's answer */
     struct deadline_clock *clock;      /* owned by the worker: every deadline on this loop */
     const struct config *cfg;          /* borrowed: gen's configuration */
     struct generation *gen;            /* borrowed: outlives the worker */
@@ -74,8 +75,8 @@ void loop_conn_opened(struct loop *l);
 void loop_conn_closed(struct loop *l);
 
 /* Creates l->dns on l->base for l->cfg: its `resolver` (else resolv.conf), /etc/hosts, and
- * evdns's own timeout above every dns_timeout. 0, or -1 (a message on stderr for a resolver it
- * cannot use). */
+ * evdns's own timeout (l->dns_attempt_us) at 9/10 of the longest dns_timeout. 0, or -1 (a
+ * message on stderr for a resolver it cannot use). */
 int loop_dns_init(struct loop *l);
 
 /* Name of a state, for logs. */

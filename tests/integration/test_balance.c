@@ -33,6 +33,7 @@
 #include <cmocka.h>
 
 #include "../support/certs.h"
+#include "../support/fake_dns.h"
 #include "../support/scrape.h"
 #include "proxy_helpers.h"
 
@@ -515,6 +516,86 @@ static void test_active_health(void **state)
     fake_origin_stop(well);
 }
 
+/* A check that runs out of time before its request went out says in which phase, as an
+ * exchange's timeout does, naming the host for dns and the address otherwise: the binary before
+ * the fix logged "no answer within 200 ms" for all three rows, and a resolver that never answered
+ * read as an origin that did not answer its HTTP request. */
+struct stuck_row {
+    int kind;               /* fake origin kind; -1: the origin is a name the resolver ignores */
+    const char *why;        /* the log's reason; %u: the origin's port */
+};
+
+static const struct stuck_row stuck_rows[] = {
+    /* the resolver reads the query and never answers */
+    {-1, "failed its health check (resolving silent.portico.test exceeded 200 ms)"},
+    /* the SYN is dropped: a full accept queue */
+    {FO_BLACKHOLE, "failed its health check (connect to 127.0.0.1:%u exceeded 200 ms)"},
+    /* connected, the request read, never answered */
+    {FO_SILENT, "failed its health check (no answer within 200 ms)"},
+};
+
+static void test_health_check_stuck_phase(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_SILENT};
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    enum { NROWS = sizeof(stuck_rows) / sizeof(stuck_rows[0]) };
+    struct fake_origin *o[NROWS] = {0};
+    char proxy[64], ups[1024];
+    size_t n = 0;
+    snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u", fake_dns_port(d));
+    for (size_t i = 0; i < NROWS; i++) {
+        if (stuck_rows[i].kind >= 0)
+            assert_non_null(o[i] = fake_origin_start_kind((enum fo_kind)stuck_rows[i].kind));
+        if (o[i])
+            n += (size_t)snprintf(ups + n, sizeof(ups) - n, "[upstream u%zu]\norigin = 127.0.0.1:%u\n",
+                                  i, fake_origin_port(o[i]));
+        else
+            n += (size_t)snprintf(ups + n, sizeof(ups) - n,
+                                  "[upstream u%zu]\norigin = silent.portico.test:1\n", i);
+        n += (size_t)snprintf(ups + n, sizeof(ups) - n,
+                              "health_check = GET /healthz every 200ms expect 200\n");
+    }
+    struct harness *h = px_start(proxy, "%s[route r]\nprefix = /\nupstream = u0\n", ups);
+    for (size_t i = 0; i < NROWS; i++) {
+        char why[200];
+        snprintf(why, sizeof(why), stuck_rows[i].why, o[i] ? fake_origin_port(o[i]) : 0);
+        if (harness_wait_log(h, why, PX_IO_MS) != 0) {
+            char *err = harness_stderr(h);
+            fail_msg("no \"%s\" in:\n%s", why, err ? err : "");
+        }
+    }
+    px_stop(h);
+    for (size_t i = 0; i < NROWS; i++)
+        fake_origin_stop(o[i]);
+    fake_dns_stop(d);
+}
+
+/* A check whose name the resolver failed (SERVFAIL) says so when its time runs out while the
+ * name is asked again for every family, as an exchange does (test_failures): the answer takes
+ * 150 ms, so the second round's is due at 300 ms, after the check's 200 ms. The binary before
+ * the fix logged "resolving servfail.portico.test exceeded 200 ms". */
+static void test_health_check_dns_failure(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_SERVFAIL, .delay_ms = 150};
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u", fake_dns_port(d));
+    struct harness *h = px_start(proxy, "[upstream u]\norigin = servfail.portico.test:1\n"
+                                        "health_check = GET /healthz every 200ms expect 200\n");
+    const char *why = "failed its health check (resolving servfail.portico.test failed: no "
+                      "address, or the resolver failed (SERVFAIL";
+    if (harness_wait_log(h, why, PX_IO_MS) != 0) {
+        char *err = harness_stderr(h);
+        fail_msg("no \"%s\" in:\n%s", why, err ? err : "");
+    }
+    px_stop(h);
+    fake_dns_stop(d);
+}
+
 /* ---- retries ---- */
 
 /* The issue's case: the first origin refuses, the second answers; the client gets 200 and the
@@ -702,6 +783,8 @@ int main(void)
         cmocka_unit_test(test_passive_health),
         cmocka_unit_test(test_probe_answer_brings_back_up),
         cmocka_unit_test(test_active_health),
+        cmocka_unit_test(test_health_check_stuck_phase),
+        cmocka_unit_test(test_health_check_dns_failure),
         cmocka_unit_test(test_retry_connect),
         cmocka_unit_test(test_retry_rules),
         cmocka_unit_test(test_retry_tls_refused_body),

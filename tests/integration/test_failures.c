@@ -23,6 +23,7 @@
  * FAILURES_VERBOSE=1 prints every error response.
  */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -36,6 +37,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1027,6 +1029,347 @@ static void test_dns_nxdomain_not_waited_again(void **state)
     fake_dns_stop(d);
 }
 
+/* A SERVFAIL is an answer: the resolver failed, which is dns_error (README's table), however
+ * long it took to say so within dns_timeout. evdns reports it like an empty answer (both
+ * EAI_FAIL), so Portico asks again for every family, as for a name with IPv6 addresses only;
+ * when dns_timeout ends during that second round the failure is the one the resolver gave.
+ * Here each answer takes 300 ms and dns_timeout is 500 ms. The binary before the fix answered
+ * 504 dns_timeout at 500 ms (the second round's answer was due at 600 ms). */
+static void test_dns_servfail_not_a_timeout(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_SERVFAIL, .delay_ms = 300 };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    char proxy[200];
+    snprintf(proxy, sizeof(proxy),
+             "resolver = 127.0.0.1:%u\ndns_timeout = 500ms\n",
+             fake_dns_port(d));
+    struct harness *h =
+        px_start(proxy, "[upstream u]\norigin = servfail.portico.test:1\nretries = 0\n");
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    const char *err = raw_header(&r, "Portico-Error");
+    print_message("  SERVFAIL in 300 ms: %d %s after %u queries\n", r.status, err ? err : "-",
+                  fake_dns_queries(d));
+    assert_int_equal(r.status, 502);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "dns_error"));
+    assert_non_null(r.body);
+    assert_non_null(strstr(r.body, "resolving servfail.portico.test failed"));
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    /* the log says the same: phase dns, no limit (no timer expired), the name in the detail */
+    assert_true(harness_file_contains(h, "access.log", " failure=dns_error phase=dns"));
+    assert_false(harness_file_contains(h, "access.log", " limit_ms="));
+    assert_true(harness_file_contains(h, "access.log", "resolving servfail.portico.test failed"));
+    harness_free(h);
+    fake_dns_stop(d);
+}
+
+/* Origin names resolved through the default resolver (resolv.conf, no `resolver` key) are looked
+ * up as written: resolv.conf's search domains are not tried (README, `resolver`). Otherwise a
+ * name that does not exist reached whatever the search domain answers for it, e.g. its wildcard
+ * record, and a client got that host's response instead of 502 dns_error. Portico runs in a
+ * mount namespace of its own (unshare -m, which needs root) with this resolv.conf bound over
+ * /etc/resolv.conf; the fake DNS answers the search domain's names only. The binary before
+ * the fix answered both requests 200 from the origin (queries for nx.portico.test and then
+ * nx.portico.test.search.portico.test; short.search.portico.test at once). */
+struct search_row {
+    const char *path;       /* route prefix */
+    const char *host;       /* origin name: does not exist outside the search domain */
+};
+
+static const struct search_row search_rows[] = {
+    /* dots >= ndots: asked as written, then (before the fix) with the search domain appended */
+    { "/dotted/", "nx.portico.test" },
+    /* a single label: asked with the search domain first (before the fix) */
+    { "/short/", "short" },
+};
+
+/* Starts Portico with `resolv_conf` as its /etc/resolv.conf (no `resolver` key) and `rest` as
+ * the config after [proxy]: in a mount namespace of its own (unshare -m, which needs root), the
+ * file bound over /etc/resolv.conf there only. Skips the test when unshare cannot run. */
+static struct harness *px_start_resolv_conf(const char *resolv_conf, const char *rest)
+{
+    const char *const probe[] = { "unshare", "-m", "true", NULL };
+    struct tu_cmd_result res;
+    int rc = tu_run_command(probe, IO_MS, &res);
+    tu_cmd_result_free(&res);
+    if (rc != 0) {
+        print_message("  skipped: unshare -m needs root (CAP_SYS_ADMIN)\n");
+        skip();
+    }
+    const char *bin = getenv("PORTICO_BIN");
+    char abs_bin[PATH_MAX], text[2 * PATH_MAX + 400], script[PATH_MAX];
+    assert_non_null(realpath(bin && bin[0] ? bin : "build/portico", abs_bin));
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_file(h, "resolv.conf", resolv_conf), 0);
+    snprintf(text, sizeof(text),
+             "#!/bin/sh\n"
+             "exec unshare -m sh -c 'mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"' "
+             "'%s/resolv.conf' '%s' \"$@\"\n",
+             harness_dir(h), abs_bin);
+    assert_int_equal(harness_write_file(h, "portico-ns", text), 0);
+    snprintf(script, sizeof(script), "%s/portico-ns", harness_dir(h));
+    assert_int_equal(chmod(script, 0755), 0);
+    harness_set_bin(h, script);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "%s",
+                                          rest),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    return h;
+}
+
+static void test_dns_no_search_domain(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .zone = "search.portico.test" };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    char resolv_conf[128], routes[1024];
+    snprintf(resolv_conf, sizeof(resolv_conf),
+             "nameserver 127.0.0.1:%u\nsearch search.portico.test\n", fake_dns_port(d));
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(search_rows) / sizeof(search_rows[0]); i++)
+        n += (size_t)snprintf(routes + n, sizeof(routes) - n,
+                              "[upstream u%zu]\norigin = %s:%u\nretries = 0\n"
+                              "[route r%zu]\nprefix = %s\nupstream = u%zu\n",
+                              i, search_rows[i].host, fake_origin_port(o), i,
+                              search_rows[i].path, i);
+    struct harness *h = px_start_resolv_conf(resolv_conf, routes);
+    for (size_t i = 0; i < sizeof(search_rows) / sizeof(search_rows[0]); i++) {
+        const struct search_row *row = &search_rows[i];
+        char req[256];
+        struct raw_response r;
+        struct raw_conn *c = px_connect(h);
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", row->path);
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        const char *err = raw_header(&r, "Portico-Error");
+        char last[256] = "";
+        fake_dns_last_name(d, last, sizeof(last));
+        print_message("  %s: %d %s, last query %s\n", row->host, r.status, err ? err : "-", last);
+        assert_int_equal(r.status, 502);
+        assert_non_null(err);
+        assert_non_null(strstr(err, "dns_error"));
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    assert_int_equal(fake_origin_requests(o), 0);
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
+}
+
+/* resolv.conf names two nameservers and the first never answers: lookups go on to the second
+ * within dns_timeout, and once one timed out there the silent one is skipped (libevent marks it
+ * failed, and asks it again now and then until it answers). Six lookups on fresh connections
+ * with dns_timeout 1s must all succeed, and the silent nameserver be asked once. The binary
+ * before the fix sent every other lookup to the silent nameserver and cancelled it at
+ * dns_timeout, before libevent's own timeout could mark the nameserver failed: 504 dns_timeout,
+ * 200, 504, 200 ... for as long as it ran, 3 queries to the silent one. */
+#define DEAD_NS_LOOKUPS 6
+
+static void test_dns_dead_nameserver_skipped(void **state)
+{
+    (void)state;
+    struct fake_dns_opts silent_opts = { .mode = FAKE_DNS_SILENT };
+    struct fake_dns *silent = fake_dns_start(&silent_opts);
+    struct fake_dns *good = fake_dns_start(NULL);
+    assert_non_null(silent);
+    assert_non_null(good);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    char resolv_conf[128], rest[256];
+    snprintf(resolv_conf, sizeof(resolv_conf), "nameserver 127.0.0.1:%u\nnameserver 127.0.0.1:%u\n",
+             fake_dns_port(silent), fake_dns_port(good));
+    snprintf(rest, sizeof(rest),
+             "dns_timeout = 1s\n[upstream u]\norigin = ok.portico.test:%u\nkeepalive = 0\n"
+             "retries = 0\n", fake_origin_port(o));
+    struct harness *h = px_start_resolv_conf(resolv_conf, rest);
+    int statuses[DEAD_NS_LOOKUPS];
+    for (int i = 0; i < DEAD_NS_LOOKUPS; i++) {
+        struct raw_response r;
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+                         0);
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        statuses[i] = r.status;
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    print_message("  statuses %d %d %d %d %d %d; queries: silent %u, answering %u\n", statuses[0],
+                  statuses[1], statuses[2], statuses[3], statuses[4], statuses[5],
+                  fake_dns_queries(silent), fake_dns_queries(good));
+    for (int i = 0; i < DEAD_NS_LOOKUPS; i++)
+        assert_int_equal(statuses[i], 200);
+    assert_int_equal(fake_dns_queries(silent), 1);
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(good);
+    fake_dns_stop(silent);
+}
+
+/* An absolute origin name ("localhost.") is the same name as "localhost": the hosts file, which
+ * README says is honoured whatever the resolver, answers it too. The resolver here says NXDOMAIN
+ * to everything. The binary before the fix looked "localhost." up in the hosts file as written,
+ * found nothing, asked the resolver and answered 502 dns_error. */
+static void test_dns_absolute_name_in_hosts(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_NXDOMAIN };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
+    struct harness *h = px_start(proxy, "[upstream u]\norigin = localhost.:%u\nretries = 0\n",
+                                 fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    const char *err = raw_header(&r, "Portico-Error");
+    print_message("  localhost.: %d %s after %u queries\n", r.status, err ? err : "-",
+                  fake_dns_queries(d));
+    assert_int_equal(r.status, 200);
+    assert_int_equal(fake_dns_queries(d), 0);
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
+}
+
+/* A datagram on the resolver's socket from another address than the nameserver's is dropped by
+ * libevent with a warning ("Address mismatch on received DNS packet"): anyone who can reach the
+ * port writes one error-log line per datagram. Those lines are about what someone else sent, so
+ * they are rate-limited as client errors are (README: 20 at once, then 10 a second). The
+ * nameserver is [::1] here, so libevent's socket is IPv6 and takes 127.0.0.1's datagrams as
+ * ::ffff:127.0.0.1, another address. The binary before the fix wrote a line for each of the
+ * STRAY_DATAGRAMS datagrams. */
+#define STRAY_DATAGRAMS 100
+#define STRAY_LINES_MAX 30         /* the burst of 20, what a second refills, a margin */
+
+static void test_dns_stray_datagrams_rate_limited(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .ipv6 = true };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    char proxy[160];
+    snprintf(proxy, sizeof(proxy),
+             "resolver = [::1]:%u\nerror_log = {{dir}}/error.log\nlog_level = info\n",
+             fake_dns_port(d));
+    struct harness *h = px_start(proxy, "[upstream u]\norigin = ok.portico.test:%u\n"
+                                        "keepalive = 0\nretries = 0\n", fake_origin_port(o));
+    const char *const get = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    struct raw_response r;
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, get), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    uint16_t port = fake_dns_last_client_port(d);
+    assert_true(port != 0);
+    /* a DNS response header with an id no query has, from 127.0.0.1 */
+    static const unsigned char stray[12] = {0x12, 0x34, 0x81, 0x80};
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    for (int i = 0; i < STRAY_DATAGRAMS; i++)
+        assert_int_equal(sendto(fd, stray, sizeof(stray), 0, (struct sockaddr *)&to, sizeof(to)),
+                         (ssize_t)sizeof(stray));
+    close(fd);
+    /* a lookup after them: the worker has read the datagrams queued before its answer */
+    c = px_connect(h);
+    assert_int_equal(raw_send_str(c, get), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    unsigned lines = 0;
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/error.log", harness_dir(h));
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[512];
+    while (fgets(line, sizeof(line), f))
+        lines += strstr(line, "Address mismatch") != NULL;
+    fclose(f);
+    print_message("  %d stray datagrams: %u error-log lines\n", STRAY_DATAGRAMS, lines);
+    assert_true(lines >= 1);
+    assert_true(lines <= STRAY_LINES_MAX);
+    harness_free(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
+}
+
+/* A failed lookup says what the resolver said, in the response, the log and /status. evdns
+ * reports an empty answer, SERVFAIL, REFUSED and a truncated or unreadable answer alike
+ * (EAI_FAIL), so those share their words. The binary before the fix gave getaddrinfo's texts:
+ * "nodename nor servname provided, or not known" for NXDOMAIN and "non-recoverable failure in
+ * name resolution" for a name without addresses, which sent operators after a broken resolver. */
+struct dns_words_row {
+    enum fake_dns_mode mode;
+    bool no_a;              /* ANSWER: the name has no address (NODATA for A and AAAA) */
+    const char *words;      /* in the detail, after "resolving NAME failed: " */
+};
+
+static const struct dns_words_row dns_words_rows[] = {
+    {FAKE_DNS_NXDOMAIN, false, "failed: no such name (NXDOMAIN)"},
+    {FAKE_DNS_ANSWER, true, "failed: no address"},
+    {FAKE_DNS_SERVFAIL, false, "the resolver failed (SERVFAIL"},
+};
+
+static void test_dns_failure_words(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(dns_words_rows) / sizeof(dns_words_rows[0]); i++) {
+        const struct dns_words_row *row = &dns_words_rows[i];
+        struct fake_dns_opts dopts = { .mode = row->mode, .no_a = row->no_a };
+        struct fake_dns *d = fake_dns_start(&dopts);
+        assert_non_null(d);
+        char proxy[64];
+        snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
+        struct harness *h =
+            px_start(proxy, "[upstream u]\norigin = words.portico.test:1\nretries = 0\n");
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        const char *detail = r.body ? strstr(r.body, "detail: ") : NULL;
+        print_message("  %.*s\n", detail ? (int)strcspn(detail, "\n") : 0, detail ? detail : "");
+        assert_int_equal(r.status, 502);
+        assert_non_null(detail);
+        assert_non_null(strstr(detail, "resolving words.portico.test failed: "));
+        assert_non_null(strstr(detail, row->words));
+        raw_response_free(&r);
+        raw_close(c);
+        px_stop(h);
+        fake_dns_stop(d);
+    }
+}
+
 /* The timer rows side by side (for the record; the bounds were asserted per case). */
 static void test_timer_summary(void **state)
 {
@@ -1052,6 +1395,12 @@ int main(void)
         cmocka_unit_test(test_dns_not_queued_behind_silent),
         cmocka_unit_test(test_resolver_messages_in_error_log),
         cmocka_unit_test(test_dns_nxdomain_not_waited_again),
+        cmocka_unit_test(test_dns_servfail_not_a_timeout),
+        cmocka_unit_test(test_dns_no_search_domain),
+        cmocka_unit_test(test_dns_dead_nameserver_skipped),
+        cmocka_unit_test(test_dns_absolute_name_in_hosts),
+        cmocka_unit_test(test_dns_stray_datagrams_rate_limited),
+        cmocka_unit_test(test_dns_failure_words),
         cmocka_unit_test(test_timer_summary),
     };
 

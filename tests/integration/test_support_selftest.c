@@ -804,6 +804,7 @@ struct dns_row {
     const char *name;
     enum fake_dns_mode mode;
     bool aaaa;
+    const char *zone;     /* opts.zone: names outside it get NXDOMAIN */
     uint16_t qtype;
     int rc;               /* fake_dns_query's result */
     int rcode;
@@ -812,14 +813,19 @@ struct dns_row {
 };
 
 static const struct dns_row dns_rows[] = {
-    { "A", FAKE_DNS_ANSWER, false, 1, 0, 0, 1, "127.0.0.1" },
-    { "AAAA enabled", FAKE_DNS_ANSWER, true, 28, 0, 0, 1, "::1" },
+    { "A", FAKE_DNS_ANSWER, false, NULL, 1, 0, 0, 1, "127.0.0.1" },
+    { "AAAA enabled", FAKE_DNS_ANSWER, true, NULL, 28, 0, 0, 1, "::1" },
     /* AAAA not enabled: NOERROR without answers (NODATA), so resolvers fall back to A */
-    { "AAAA disabled", FAKE_DNS_ANSWER, false, 28, 0, 0, 0, "" },
-    { "nxdomain", FAKE_DNS_NXDOMAIN, false, 1, 0, 3, 0, "" },
-    { "servfail", FAKE_DNS_SERVFAIL, false, 1, 0, 2, 0, "" },
+    { "AAAA disabled", FAKE_DNS_ANSWER, false, NULL, 28, 0, 0, 0, "" },
+    { "nxdomain", FAKE_DNS_NXDOMAIN, false, NULL, 1, 0, 3, 0, "" },
+    { "servfail", FAKE_DNS_SERVFAIL, false, NULL, 1, 0, 2, 0, "" },
     /* silent: the query is counted, the client times out */
-    { "silent", FAKE_DNS_SILENT, false, 1, -1, 0, 0, "" },
+    { "silent", FAKE_DNS_SILENT, false, NULL, 1, -1, 0, 0, "" },
+    /* a zone: its names (any case) are answered, others do not exist; a name that merely
+     * ends in the zone's last letters is not in it */
+    { "in zone", FAKE_DNS_ANSWER, false, "PORTICO.test", 1, 0, 0, 1, "127.0.0.1" },
+    { "outside zone", FAKE_DNS_ANSWER, false, "other.test", 1, 0, 3, 0, "" },
+    { "zone suffix only", FAKE_DNS_ANSWER, false, "ortico.test", 1, 0, 3, 0, "" },
 };
 
 static void test_dns(void **state)
@@ -827,7 +833,7 @@ static void test_dns(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(dns_rows) / sizeof(dns_rows[0]); i++) {
         const struct dns_row *row = &dns_rows[i];
-        struct fake_dns_opts opts = { .mode = row->mode, .aaaa = row->aaaa };
+        struct fake_dns_opts opts = { .mode = row->mode, .aaaa = row->aaaa, .zone = row->zone };
         struct fake_dns *d = fake_dns_start(&opts);
         struct fake_dns_reply reply;
         char name[64];
@@ -842,6 +848,7 @@ static void test_dns(void **state)
         assert_int_equal(fake_dns_queries(d), 1);
         assert_int_equal(fake_dns_last_name(d, name, sizeof(name)), 0);
         assert_string_equal(name, "origin.portico.test");
+        assert_true(fake_dns_last_client_port(d) != 0);
         if (row->rc == 0) {
             assert_int_equal(reply.rcode, row->rcode);
             assert_int_equal(reply.ancount, row->ancount);

@@ -41,6 +41,7 @@
 #include <openssl/ssl.h>
 
 #include "../support/certs.h"
+#include "../support/fake_dns.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
 #include "../support/raw_client.h"
@@ -259,6 +260,66 @@ static void test_upstream_tls(void **state)
         }
         raw_response_free(&r);
     }
+}
+
+/* An absolute origin name ("localhost.", the form that skips any search list) is sent in SNI and
+ * checked in the certificate without its final dot: RFC 6066 3 sends a host name "without a
+ * trailing dot", and OpenSSL's name check does not match "localhost." against the certificate's
+ * "localhost". The binary before the fix sent SNI "localhost." and answered 502
+ * tls_certificate_invalid (hostname mismatch) for a certificate valid for the name. The fake DNS
+ * answers 127.0.0.1 (the hosts file has "localhost" only). */
+static const struct {
+    const char *host;     /* origin name */
+} absolute_rows[] = {
+    {"localhost."},
+    {"localhost"},        /* the same without the dot, for comparison */
+};
+
+static void test_upstream_absolute_name(void **state)
+{
+    (void)state;
+    struct fake_dns *d = fake_dns_start(NULL);
+    assert_non_null(d);
+    struct fake_origin *o = t.o[O_VALID];
+    char ups[1024];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(absolute_rows) / sizeof(absolute_rows[0]); i++)
+        n += (size_t)snprintf(ups + n, sizeof(ups) - n,
+                              "[upstream a%zu]\norigin = %s:%u\ntls = on\n"
+                              "ca_file = {{certs}}/ca.pem\nretries = 0\n"
+                              "[route a%zu]\nprefix = /a%zu/\nupstream = a%zu\n",
+                              i, absolute_rows[i].host, fake_origin_port(o), i, i, i);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\n"
+                                          "resolver = 127.0.0.1:%u\n"
+                                          "%s",
+                                          fake_dns_port(d), ups),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    for (size_t i = 0; i < sizeof(absolute_rows) / sizeof(absolute_rows[0]); i++) {
+        struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+        struct raw_response r;
+        char req[128], sni[256];
+        snprintf(req, sizeof(req), "GET /a%zu/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                 i);
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        fake_origin_last_sni(o, sni, sizeof(sni));
+        print_message("  %-11s %d %s, SNI \"%s\"\n", absolute_rows[i].host, r.status,
+                      r.status == 200 ? "" : r.body, sni);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(sni, "localhost");
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_dns_stop(d);
 }
 
 /* An origin that requires a client certificate and gets none, or one it does not trust, refuses
@@ -1174,6 +1235,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_upstream_tls),
+        cmocka_unit_test(test_upstream_absolute_name),
         cmocka_unit_test(test_upstream_client_cert_refused),
         cmocka_unit_test(test_upstream_tls_pooling),
         cmocka_unit_test(test_upstream_alert_after_tls12_handshake),

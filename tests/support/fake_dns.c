@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,11 +45,13 @@ struct fake_dns {
     bool aaaa;
     bool no_a;
     uint32_t ttl;
+    const char *zone;        /* borrowed; NULL: every name */
     pthread_mutex_t lock;    /* protects the fields below */
     pthread_cond_t cond;     /* signalled on every query */
     enum fake_dns_mode mode;
     unsigned queries;
     char last_name[256];
+    uint16_t last_client_port;
 };
 
 static void put16(uint8_t *p, uint16_t v)
@@ -90,6 +93,17 @@ static int parse_name(const uint8_t *q, size_t len, size_t off, char *text, size
     return (int)off;
 }
 
+/* Whether name is zone or ends in ".zone", ignoring case. */
+static bool in_zone(const char *name, const char *zone)
+{
+    size_t n = strlen(name), z = strlen(zone);
+
+    if (n < z || strcasecmp(name + n - z, zone) != 0) {
+        return false;
+    }
+    return n == z || name[n - z - 1] == '.';
+}
+
 /* Builds the reply to query q in r; returns its length, or 0 when the query is unusable. */
 static size_t build_reply(struct fake_dns *d, enum fake_dns_mode mode, const uint8_t *q,
                           size_t len, uint8_t *r, char *name, size_t name_size)
@@ -104,6 +118,10 @@ static size_t build_reply(struct fake_dns *d, enum fake_dns_mode mode, const uin
     }
     size_t qend = (size_t)end + 4; /* the question: name, qtype, qclass */
     uint16_t qtype = get16(q + end);
+
+    if (d->zone != NULL && !in_zone(name, d->zone)) {
+        mode = FAKE_DNS_NXDOMAIN;
+    }
     int rcode = mode == FAKE_DNS_NXDOMAIN ? 3 : mode == FAKE_DNS_SERVFAIL ? 2 : 0;
     /* QR, the query's opcode and RD echoed, AA and RA set, then the rcode. */
     uint16_t flags = (uint16_t)(0x8000 | (get16(q + 2) & 0x7900) | 0x0400 | 0x0080 | rcode);
@@ -200,6 +218,9 @@ static void *dns_thread(void *arg)
         pthread_mutex_lock(&d->lock);
         d->queries++;
         snprintf(d->last_name, sizeof(d->last_name), "%s", name);
+        d->last_client_port = ntohs(from.ss_family == AF_INET6
+                                        ? ((struct sockaddr_in6 *)&from)->sin6_port
+                                        : ((struct sockaddr_in *)&from)->sin_port);
         pthread_cond_broadcast(&d->cond);
         pthread_mutex_unlock(&d->lock);
         if (rlen == 0 || mode == FAKE_DNS_SILENT) {
@@ -223,8 +244,10 @@ static void *dns_thread(void *arg)
 struct fake_dns *fake_dns_start(const struct fake_dns_opts *opts)
 {
     struct fake_dns_opts defaults = { .mode = FAKE_DNS_ANSWER };
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t alen = sizeof(a);
+    struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+    struct sockaddr_storage a;
+    socklen_t alen;
     struct fake_dns *d = calloc(1, sizeof(*d));
     pthread_condattr_t ca;
 
@@ -241,17 +264,21 @@ struct fake_dns *fake_dns_start(const struct fake_dns_opts *opts)
     d->no_a = opts->no_a;
     d->ttl = opts->ttl != 0 ? opts->ttl : 60;
     d->delay_ms = opts->delay_ms;
+    d->zone = opts->zone;
     pthread_mutex_init(&d->lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&d->cond, &ca);
     pthread_condattr_destroy(&ca);
-    d->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (d->fd < 0 || bind(d->fd, (struct sockaddr *)&a, sizeof(a)) < 0
+    alen = opts->ipv6 ? sizeof(a6) : sizeof(a4);
+    memcpy(&a, opts->ipv6 ? (void *)&a6 : (void *)&a4, alen);
+    d->fd = socket(opts->ipv6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (d->fd < 0 || bind(d->fd, (struct sockaddr *)&a, alen) < 0
         || getsockname(d->fd, (struct sockaddr *)&a, &alen) < 0) {
         goto fail;
     }
-    d->port = ntohs(a.sin_port);
+    d->port = ntohs(opts->ipv6 ? ((struct sockaddr_in6 *)&a)->sin6_port
+                               : ((struct sockaddr_in *)&a)->sin_port);
     if (pipe2(d->stop_pipe, O_CLOEXEC) < 0) {
         goto fail;
     }
@@ -330,6 +357,14 @@ int fake_dns_last_name(struct fake_dns *d, char *buf, size_t size)
     snprintf(buf, size, "%s", d->last_name);
     pthread_mutex_unlock(&d->lock);
     return rc;
+}
+
+uint16_t fake_dns_last_client_port(struct fake_dns *d)
+{
+    pthread_mutex_lock(&d->lock);
+    uint16_t port = d->last_client_port;
+    pthread_mutex_unlock(&d->lock);
+    return port;
 }
 
 void fake_dns_stop(struct fake_dns *d)

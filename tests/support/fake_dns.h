@@ -28,6 +28,11 @@ struct fake_dns_opts {
     int delay_ms; /* each reply leaves this long after its query came (queries meanwhile are
                    * read and counted; at most FAKE_DNS_MAX_PENDING wait at once, more are
                    * answered at once); 0: at once */
+    const char *zone; /* set: only names ending in it (case-insensitive) get the mode's answer,
+                       * every other name gets NXDOMAIN (e.g. a search domain's names only;
+                       * FAKE_DNS_SILENT stays silent for all);
+                       * borrowed until fake_dns_stop */
+    bool ipv6;    /* listen on [::1] instead of 127.0.0.1 (resolver = [::1]:port) */
 };
 
 #define FAKE_DNS_MAX_PENDING 32
@@ -37,7 +42,7 @@ struct fake_dns;
 /* Starts the server (opts NULL = answer mode). NULL on error. */
 struct fake_dns *fake_dns_start(const struct fake_dns_opts *opts);
 
-/* The UDP port it listens on (127.0.0.1). */
+/* The UDP port it listens on (127.0.0.1, or ::1 with opts.ipv6). */
 uint16_t fake_dns_port(const struct fake_dns *d);
 
 /* Changes the mode for the following queries (thread-safe). */
@@ -51,6 +56,9 @@ int fake_dns_wait_queries(struct fake_dns *d, unsigned n, int timeout_ms);
 
 /* Copies the name of the last query ("a.example", no trailing dot) into buf. 0, or -1 if none. */
 int fake_dns_last_name(struct fake_dns *d, char *buf, size_t size);
+
+/* The source port of the last query (the resolver's socket), 0 if none. */
+uint16_t fake_dns_last_client_port(struct fake_dns *d);
 
 /* Stops the thread, closes the socket, frees d (NULL is fine). */
 void fake_dns_stop(struct fake_dns *d);

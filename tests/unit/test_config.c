@@ -384,6 +384,9 @@ static const struct {
     {"sim", "127.0.0.1", 0, true, true, "sim"},                            /* the simulator */
     {"app.internal:8080", "app.internal", 8080, false, false, "app.internal:8080"}, /* DNS */
     {"localhost:1", "localhost", 1, false, false, "localhost:1"},          /* names resolve */
+    {"app.internal.:80", "app.internal.", 80, false, false, "app.internal.:80"}, /* absolute */
+    {"_svc.app-1.internal:80", "_svc.app-1.internal", 80, false, false,
+     "_svc.app-1.internal:80"},                                            /* '_' and '-' */
 };
 
 static void test_origin_forms(void **state)
@@ -561,6 +564,31 @@ static const struct {
     {"origin in brackets that is not IPv6",
      "[upstream a]\norigin = sim\norigin = [app]:80\n",
      {"test.ini:3: origin: '[app]:80': expected [ipv6]:port"}},
+    /* names DNS cannot ask: evdns put "a..b.test" on the wire as the name "a" with a bogus
+     * type (the empty label ends the name), ".lead.test" as the root name, "a.test.." as
+     * "a.test" with type 0; a 64-byte label never left */
+    {"origin name with an empty label",
+     "[upstream a]\norigin = sim\norigin = a..b.test:80\n",
+     {"test.ini:3: origin: 'a..b.test:80': 'a..b.test' is not a host name (labels of letters, "
+      "digits, '-' and '_' joined by dots, each 1-63 bytes, at most 253 bytes, one final dot "
+      "allowed)"}},
+    {"origin name with a leading dot",
+     "[upstream a]\norigin = sim\norigin = .lead.test:80\n",
+     {"test.ini:3: origin: '.lead.test:80': '.lead.test' is not a host name (labels of letters, "
+      "digits, '-' and '_' joined by dots, each 1-63 bytes, at most 253 bytes, one final dot "
+      "allowed)"}},
+    {"origin name with two final dots",
+     "[upstream a]\norigin = sim\norigin = a.test..:80\n",
+     {"test.ini:3: origin: 'a.test..:80': 'a.test..' is not a host name (labels of letters, "
+      "digits, '-' and '_' joined by dots, each 1-63 bytes, at most 253 bytes, one final dot "
+      "allowed)"}},
+    {"origin name with a label of 64 bytes",
+     "[upstream a]\norigin = sim\norigin = "
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.test:80\n",
+     {"test.ini:3: origin: 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.test:80': "
+      "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.test' is not a host name "
+      "(labels of letters, digits, '-' and '_' joined by dots, each 1-63 bytes, at most 253 "
+      "bytes, one final dot allowed)"}},
     {"origin port out of range",
      "[upstream a]\norigin = sim\norigin = 127.0.0.9:65536\n",
      {"test.ini:3: origin: '127.0.0.9:65536': port must be 1-65535"}},
