@@ -511,6 +511,86 @@ static void test_origin_gone_after_interim(void **state)
     }
 }
 
+/* ---- a 1xx is not the response body in the timings ---- */
+
+/* A 103 that takes 300 ms to come in, then nothing (first_byte_timeout) or a close. The 1xx is
+ * part of the wait for the final head (first_byte), not a `read`/`body` phase of its own: the
+ * binary before the fix reported its 300 ms again as read;dur=300 next to a first_byte that
+ * already held them, so the phases added up to more than the exchange lasted. */
+#define SLOW_103_HALF "HTTP/1.1 103 Early Hints\r\nLink: </s.css>;"
+#define SLOW_103_REST " rel=preload\r\n\r\n"
+#define SLOW_103_MS 300
+static const struct fo_step slow_103_then_silence[] = {
+    FO_SEND(SLOW_103_HALF), FO_WAIT(SLOW_103_MS), FO_SEND(SLOW_103_REST), FO_HOLD(), FO_END(),
+};
+static const struct fo_step slow_103_then_close[] = {
+    FO_SEND(SLOW_103_HALF), FO_WAIT(SLOW_103_MS), FO_SEND(SLOW_103_REST), FO_WAIT(50), FO_CLOSE(),
+    FO_END(),
+};
+
+struct timing_row {
+    const char *name;
+    const struct fo_step *script;
+    int status;
+    const char *error;          /* Portico-Error */
+    const char *read_timing;    /* Server-Timing's read entry, NULL: none */
+};
+
+static const struct timing_row timing_rows[] = {
+    /* the final head never began: no read phase at all */
+    { "103 then silence", slow_103_then_silence, 504, "first_byte_timeout", NULL },
+    /* the response began and its final head is incomplete: read names the cause, and lasted
+     * nothing of the 103's time */
+    { "103 then close", slow_103_then_close, 502, "connection_reset", "read;dur=0.0;desc=" },
+};
+
+/* The value after key (a number of ms) in s, -1 when absent. */
+static double ms_after(const char *s, const char *key)
+{
+    const char *p = strstr(s, key);
+    return p ? strtod(p + strlen(key), NULL) : -1;
+}
+
+static void test_interim_not_body_timing(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(timing_rows) / sizeof(timing_rows[0]); i++) {
+        const struct timing_row *row = &timing_rows[i];
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
+        struct raw_response r;
+
+        print_message("  %s\n", row->name);
+        origin_up(&opts);
+        portico_up(fake_origin_port(fx.o), NULL, "first_byte_timeout = 1s\n", NULL);
+        exchange("GET /slow-103 HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+        assert_int_equal(r.status, row->status);
+        assert_int_equal(r.ninterim, 1);
+        assert_string_equal(raw_header(&r, "Portico-Error"), row->error);
+        const char *st = raw_header(&r, "Server-Timing");
+        assert_non_null(st);
+        print_message("    Server-Timing: %s\n", st);
+        if (row->read_timing)
+            assert_true(tu_contains(st, row->read_timing));
+        else
+            assert_false(tu_contains(st, "read;"));
+        assert_true(ms_after(st, "first_byte;dur=") >= SLOW_103_MS);
+        raw_response_free(&r);
+
+        assert_int_equal(harness_stop(fx.h), 0); /* the access log is complete (test_relay) */
+        char *line = harness_file_line(fx.h, "access.log", "target=\"/slow-103\"", IO_MS);
+        assert_non_null(line);
+        double total = ms_after(line, " dur_ms="), first_byte = ms_after(line, "first_byte:");
+        double body = ms_after(line, "body:");
+        print_message("    total %.3f ms, first_byte %.3f, body %.3f\n", total, first_byte, body);
+        if (first_byte + (body > 0 ? body : 0) > total)
+            fail_msg("the phases add up to more than the total:\n%s", line);
+        if (!row->read_timing && body >= 0)
+            fail_msg("a body phase for a response that never began:\n%s", line);
+        free(line);
+        release();
+    }
+}
+
 /* ---- synthesized 102 Processing ---- */
 
 #define HEARTBEAT_MS 200
@@ -995,6 +1075,7 @@ int main(void)
         cmocka_unit_test_teardown(test_interim_resets_timer, teardown),
         cmocka_unit_test_teardown(test_interim_after_deadline, teardown),
         cmocka_unit_test_teardown(test_origin_gone_after_interim, teardown),
+        cmocka_unit_test_teardown(test_interim_not_body_timing, teardown),
         cmocka_unit_test_teardown(test_processing_heartbeats, teardown),
         cmocka_unit_test_teardown(test_processing_not_to_http10, teardown),
         cmocka_unit_test_teardown(test_processing_keeps_origin_timers, teardown),
