@@ -382,6 +382,11 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
     ex->fail_phase = phase;
     ex->cause = cause;
     ex->limit_ms = limit_ms;
+    /* An origin gone after a 1xx fails READ (its final head is incomplete: phase_of_io_failure)
+     * while the clock still waits for that head: READ starts now, so that Server-Timing names
+     * the cause there, and the 1xx's own time stays first_byte's (phase_resume). */
+    if (phase == PHASE_READ && ex->pc.current != PHASE_READ)
+        phase_enter(&ex->pc, PHASE_READ, ex->now);
     phase_close(&ex->pc, ex->now);
     release_origin(ex, attempt_result(ex, ex->failure));
     relay_drop(ex);

@@ -31,6 +31,11 @@ void phase_enter(struct phase_clock *pc, enum phase p, uint64_t now)
 
 void phase_resume(struct phase_clock *pc, enum phase p, uint64_t now)
 {
+    /* A READ that interrupted p was a 1xx head, part of p: p's span covers that time, and
+     * counting it again as the response's read would make the phases add up to more than the
+     * exchange lasted. */
+    if (pc->current == PHASE_READ && p != PHASE_READ)
+        pc->start[PHASE_READ] = pc->end[PHASE_READ] = 0;
     phase_close(pc, now);
     pc->current = p;
     if (!pc->start[p])

@@ -35,7 +35,7 @@ void phase_enter(struct phase_clock *pc, enum phase p, uint64_t now);
 
 /* Goes back to p without restarting it: it keeps its first start and is open again (the wait for
  * the first byte continues after a 1xx; the request body goes on after a 100). The current phase,
- * if open, ends now. */
+ * if open, ends now; a READ (a 1xx head) is forgotten: it was part of p, not the response read. */
 void phase_resume(struct phase_clock *pc, enum phase p, uint64_t now);
 
 /* Ends the current phase at now, if it is open (the exchange finished or failed in it). */
