@@ -929,6 +929,81 @@ static void test_no_duplicate_hints_past_memory(void **state)
     raw_response_free(&r);
 }
 
+/* An origin with many links to hint: every one of them reaches the client once, and no 103 is
+ * dropped. The binary before the fix remembered 2 KiB of URIs per exchange and wrote a 103's
+ * links into 4 KiB: past those, links were never sent and later 103s were dropped whole
+ * (counted as dropped), though none of their links had gone. */
+#define BIG_URI_LINKS 48
+static char big_link_fields[3][BIG_URI_LINKS * 128 + 16];
+
+/* A Link field of `per` links, numbered from `first`. */
+static void big_links(char *buf, size_t size, int first, int per)
+{
+    size_t n = (size_t)snprintf(buf, size, "Link: ");
+    for (int k = first; k < first + per; k++)
+        n += (size_t)snprintf(buf + n, size - n, "%s</%0100d%02d.css>; rel=preload",
+                              k > first ? ", " : "", 0, k);
+    snprintf(buf + n, size - n, "\r\n");
+}
+
+static const struct fo_step three_103[] = {
+    FO_INTERIM(103, big_link_fields[0]), FO_WAIT(50), FO_INTERIM(103, big_link_fields[1]),
+    FO_WAIT(50), FO_INTERIM(103, big_link_fields[2]), FO_WAIT(300),
+    FO_RESPOND(200, NULL, "page", FO_LENGTH), FO_END(),
+};
+static const struct fo_step one_big_103[] = {
+    FO_INTERIM(103, big_link_fields[0]), FO_WAIT(300), FO_RESPOND(200, NULL, "page", FO_LENGTH),
+    FO_END(),
+};
+
+struct many_row {
+    const char *name;
+    const struct fo_step *script;
+    int per_103;            /* links in each 103 */
+    size_t n103;
+};
+
+static const struct many_row many_rows[] = {
+    /* 3 KiB of URIs: more than 2 KiB in all */
+    { "three 103s of 10 links", three_103, 10, 3 },
+    /* 5 KiB of links in one field: more than 4 KiB in one 103 */
+    { "one 103 of 40 links", one_big_103, 40, 1 },
+};
+
+static void test_many_hints_relayed(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(many_rows) / sizeof(many_rows[0]); i++) {
+        const struct many_row *row = &many_rows[i];
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
+        struct raw_response r;
+
+        print_message("  %s\n", row->name);
+        for (size_t k = 0; k < row->n103; k++)
+            big_links(big_link_fields[k], sizeof(big_link_fields[k]), (int)k * row->per_103,
+                      row->per_103);
+        origin_up(&opts);
+        portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+        int64_t t0 = exchange("GET /page HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+        print_arrivals(&r, t0);
+        assert_int_equal(r.status, 200);
+        int total = row->per_103 * (int)row->n103, hinted = 0;
+        for (int k = 0; k < total; k++) {
+            char uri[32];
+            snprintf(uri, sizeof(uri), "0%02d.css>", k);
+            int times = count_in_interims(&r, uri);
+            if (times != 1)
+                fail_msg("link %d hinted %d times", k, times);
+            hinted += times;
+        }
+        print_message("    %d of %d links hinted, in %zu 103s\n", hinted, total, r.ninterim);
+        assert_int_equal(r.ninterim, row->n103);
+        raw_response_free(&r);
+        assert_int_equal(metric("portico_interim_dropped_total"), 0);
+        release();
+    }
+}
+
 /* "Once per exchange": two requests on one keep-alive client connection (and one pooled origin
  * connection) each get the configured hint and the origin's new one. */
 static void test_hints_per_exchange(void **state)
@@ -1084,6 +1159,7 @@ int main(void)
         cmocka_unit_test_teardown(test_learned_hints, teardown),
         cmocka_unit_test_teardown(test_no_duplicate_hints, teardown),
         cmocka_unit_test_teardown(test_no_duplicate_hints_past_memory, teardown),
+        cmocka_unit_test_teardown(test_many_hints_relayed, teardown),
         cmocka_unit_test_teardown(test_hints_per_exchange, teardown),
         cmocka_unit_test_teardown(test_simulator_curl, teardown),
         cmocka_unit_test_teardown(test_simulator_raw, teardown),
