@@ -511,7 +511,7 @@ static void test_origin_gone_after_interim(void **state)
     }
 }
 
-/* ---- a 1xx is not the response body in the timings ---- */
+/* ---- a 1xx in the timings and the timeout's detail ---- */
 
 /* A 103 that takes 300 ms to come in, then nothing (first_byte_timeout) or a close. The 1xx is
  * part of the wait for the final head (first_byte), not a `read`/`body` phase of its own: the
@@ -534,14 +534,20 @@ struct timing_row {
     int status;
     const char *error;          /* Portico-Error */
     const char *read_timing;    /* Server-Timing's read entry, NULL: none */
+    const char *detail;         /* in Proxy-Status */
 };
 
 static const struct timing_row timing_rows[] = {
     /* the final head never began: no read phase at all */
-    { "103 then silence", slow_103_then_silence, 504, "first_byte_timeout", NULL },
+    /* the final head never began: no read phase at all; the 1 s ran from the 103, which
+     * restarted it (the binary before the fix said "no response ... within 1000 ms of the
+     * request", 1300 ms after it and a 103 later) */
+    { "103 then silence", slow_103_then_silence, 504, "first_byte_timeout", NULL,
+      "no final response from 127.0.0.1:" },
     /* the response began and its final head is incomplete: read names the cause, and lasted
      * nothing of the 103's time */
-    { "103 then close", slow_103_then_close, 502, "connection_reset", "read;dur=0.0;desc=" },
+    { "103 then close", slow_103_then_close, 502, "connection_reset", "read;dur=0.0;desc=",
+      "closed the connection before the response head was complete" },
 };
 
 /* The value after key (a number of ms) in s, -1 when absent. */
@@ -574,6 +580,11 @@ static void test_interim_not_body_timing(void **state)
         else
             assert_false(tu_contains(st, "read;"));
         assert_true(ms_after(st, "first_byte;dur=") >= SLOW_103_MS);
+        const char *ps = raw_header(&r, "Proxy-Status");
+        assert_non_null(ps);
+        if (!tu_contains(ps, row->detail) ||
+            (row->status == 504 && !tu_contains(ps, " within 1000 ms after its last 1xx")))
+            fail_msg("Proxy-Status: %s", ps);
         raw_response_free(&r);
 
         assert_int_equal(harness_stop(fx.h), 0); /* the access log is complete (test_relay) */
