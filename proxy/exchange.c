@@ -248,12 +248,33 @@ static const char *phase_subject_text(const struct exchange *ex, enum phase p)
     return o ? o->text : ex->up->name;
 }
 
+/* The detail of a first_byte_timeout after 1xx: it is the final response that did not come,
+ * and the limit ran from the last 1xx that restarted it (interim_resets_timer: the first
+ * MAX_INTERIM of them), not from the request. */
+static void first_byte_detail(const struct exchange *ex, const char *subject, uint64_t limit,
+                              char *buf, size_t size)
+{
+    unsigned restarted = ex->up->interim_resets_timer ? MIN(ex->interim_seen, MAX_INTERIM) : 0;
+    if (!restarted)
+        snprintf(buf, size, "no final response from %s within %llu ms of the request", subject,
+                 (unsigned long long)limit);
+    else if (restarted == ex->interim_seen)
+        snprintf(buf, size, "no final response from %s within %llu ms after its last 1xx",
+                 subject, (unsigned long long)limit);
+    else
+        snprintf(buf, size, "no final response from %s within %llu ms after its 1xx number %u",
+                 subject, (unsigned long long)limit, restarted);
+}
+
 void ex_phase_timeout(struct exchange *ex)
 {
     enum phase p = ex->pc.current;
     uint64_t limit = phase_limit_ms(ex->up->timers_ms, p);
     char detail[200];
-    phase_timeout_detail(p, phase_subject_text(ex, p), limit, detail, sizeof(detail));
+    if (p == PHASE_FIRST_BYTE && ex->interim_seen)
+        first_byte_detail(ex, phase_subject_text(ex, p), limit, detail, sizeof(detail));
+    else
+        phase_timeout_detail(p, phase_subject_text(ex, p), limit, detail, sizeof(detail));
     ex_fail(ex, p, CAUSE_TIMEOUT, limit, "%s", detail);
 }
 
