@@ -606,6 +606,27 @@ static void test_interim_not_body_timing(void **state)
 
 #define HEARTBEAT_MS 200
 
+/* Heartbeats stop at the cap of 32 interim responses; the ticks past it are not 1xx dropped:
+ * portico_interim_dropped_total counts what origins flood, and the binary before the fix added
+ * every tick past the cap to it (32 for this one exchange, whose origin sent no 1xx at all). */
+#define MAX_INTERIM_SENT 32
+static void test_processing_stops_at_cap(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SLOW_FIRST_BYTE, .delay_ms = 800 };
+    struct raw_response r;
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL, NULL, "processing_interval = 10ms\n");
+    int64_t t0 = exchange("GET /p HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(r.head.at_ms - t0 >= 800);
+    assert_int_equal(r.ninterim, MAX_INTERIM_SENT);
+    raw_response_free(&r);
+    assert_int_equal(metric("portico_processing_synthesized_total"), MAX_INTERIM_SENT);
+    assert_int_equal(metric("portico_interim_dropped_total"), 0);
+}
+
 /* The origin answers after 1 s: heartbeats at 200, 400, 600, 800 (and maybe 1000) ms. */
 static void test_processing_heartbeats(void **state)
 {
@@ -1163,6 +1184,7 @@ int main(void)
         cmocka_unit_test_teardown(test_origin_gone_after_interim, teardown),
         cmocka_unit_test_teardown(test_interim_not_body_timing, teardown),
         cmocka_unit_test_teardown(test_processing_heartbeats, teardown),
+        cmocka_unit_test_teardown(test_processing_stops_at_cap, teardown),
         cmocka_unit_test_teardown(test_processing_not_to_http10, teardown),
         cmocka_unit_test_teardown(test_processing_keeps_origin_timers, teardown),
         cmocka_unit_test_teardown(test_configured_hints, teardown),
