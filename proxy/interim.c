@@ -200,7 +200,9 @@ void interim_processing_cb(evutil_socket_t fd, short what, void *arg)
     ex->now = event_now_us();
     if (!deadline_due(&ex->processing_timer, ex->now))
         return;
-    if (ex->resp_state == RESP_HEAD) {
+    /* Past MAX_INTERIM the heartbeats stop: a tick is no 1xx dropped (that figure is the
+     * origins' floods), and a timer left running would only count ticks. */
+    if (ex->resp_state == RESP_HEAD && ex->interim_count < MAX_INTERIM) {
         send_interim(ex, HTTP_PROCESSING, NULL, 0, INTERIM_SYNTHESIZED);
         ex_arm(&ex->processing_timer, ex->route->processing_interval_ms);
     }
