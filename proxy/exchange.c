@@ -249,6 +249,24 @@ static const char *phase_subject_text(const struct exchange *ex, enum phase p)
     return o ? o->text : ex->up->name;
 }
 
+/* The detail of a first_byte_timeout after 1xx: it is the final response that did not come,
+ * and the limit ran from the last 1xx that restarted it (interim_resets_timer: the first
+ * MAX_INTERIM of them), not from the request. */
+static void first_byte_detail(const struct exchange *ex, const char *subject, uint64_t limit,
+                              char *buf, size_t size)
+{
+    unsigned restarted = ex->up->interim_resets_timer ? MIN(ex->interim_seen, MAX_INTERIM) : 0;
+    if (!restarted)
+        snprintf(buf, size, "no final response from %s within %llu ms of the request", subject,
+                 (unsigned long long)limit);
+    else if (restarted == ex->interim_seen)
+        snprintf(buf, size, "no final response from %s within %llu ms after its last 1xx",
+                 subject, (unsigned long long)limit);
+    else
+        snprintf(buf, size, "no final response from %s within %llu ms after its 1xx number %u",
+                 subject, (unsigned long long)limit, restarted);
+}
+
 void ex_phase_timeout(struct exchange *ex)
 {
     enum phase p = ex->pc.current;
@@ -261,10 +279,13 @@ void ex_phase_timeout(struct exchange *ex)
     if (dns_failure) {
         ex_fail(ex, p, CAUSE_DNS_FAIL, 0, "resolving %s failed: %s", phase_subject_text(ex, p),
                 dns_failure);
-    } else {
-        phase_timeout_detail(p, phase_subject_text(ex, p), limit, detail, sizeof(detail));
-        ex_fail(ex, p, CAUSE_TIMEOUT, limit, "%s", detail);
+        return;
     }
+    if (p == PHASE_FIRST_BYTE && ex->interim_seen)
+        first_byte_detail(ex, phase_subject_text(ex, p), limit, detail, sizeof(detail));
+    else
+        phase_timeout_detail(p, phase_subject_text(ex, p), limit, detail, sizeof(detail));
+    ex_fail(ex, p, CAUSE_TIMEOUT, limit, "%s", detail);
 }
 
 static void phase_timeout_cb(evutil_socket_t fd, short what, void *arg)

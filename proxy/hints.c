@@ -287,28 +287,21 @@ bool link_is_hint(const char *value, size_t len)
 
 /* ---- hints of one exchange ---- */
 
-static bool hint_seen(const struct hint_set *s, const char *uri, size_t len)
+/* The slot of a URI's fingerprint h in s: where it is, or the free one where it would go (the
+ * table is never more than half full). Two URIs with the same fingerprint would count as one
+ * link: at 64 bits, a chance an origin can only take against its own hints. */
+static size_t hint_slot(const struct hint_set *s, uint64_t h)
 {
-    const char *p = s->uris, *end = s->uris + s->len;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        if (n == len && memcmp(p, uri, len) == 0)
-            return true;
-        p += n + 1;
-    }
-    return false;
+    size_t i = (size_t)h & (HINT_SET_SLOTS - 1);
+    while (s->slots[i] && s->slots[i] != h)
+        i = (i + 1) & (HINT_SET_SLOTS - 1);
+    return i;
 }
 
-/* Remembers uri as hinted. false when the set is full. */
-static bool hint_add(struct hint_set *s, const char *uri, size_t len)
+static uint64_t uri_print(const char *uri, size_t len)
 {
-    if (s->len + len + 1 > sizeof(s->uris))
-        return false;
-    memcpy(s->uris + s->len, uri, len);
-    s->len += len;
-    s->uris[s->len++] = '\n';
-    return true;
+    uint64_t h = fnv1a(uri, len, NULL, 0);
+    return h ? h : 1; /* 0 marks a free slot */
 }
 
 size_t hint_filter(struct hint_set *s, const char *value, size_t len, char *out, size_t size)
@@ -318,13 +311,19 @@ size_t hint_filter(struct hint_set *s, const char *value, size_t len, char *out,
     const char *el, *uri;
     size_t elen, ulen;
     while (h1_link_next(value, len, &pos, &el, &elen)) {
-        if (!link_uri(el, elen, &uri, &ulen) || hint_seen(s, uri, ulen))
+        if (!link_uri(el, elen, &uri, &ulen))
             continue;
+        uint64_t h = uri_print(uri, ulen);
+        size_t slot = hint_slot(s, h);
+        if (s->slots[slot] == h)
+            continue; /* hinted already */
         size_t sep = at ? 2 : 0;
         /* no room, or a link we could not remember (it would go again with the next 103): the
          * rest is not hinted */
-        if (at + sep + elen > size || !hint_add(s, uri, ulen))
+        if (at + sep + elen > size || s->n >= HINT_SET_SLOTS / 2)
             break;
+        s->slots[slot] = h;
+        s->n++;
         memcpy(out + at, ", ", sep);
         memcpy(out + at + sep, el, elen);
         at += sep + elen;

@@ -200,11 +200,25 @@ void interim_processing_cb(evutil_socket_t fd, short what, void *arg)
     ex->now = event_now_us();
     if (!deadline_due(&ex->processing_timer, ex->now))
         return;
-    if (ex->resp_state == RESP_HEAD) {
+    /* Past MAX_INTERIM the heartbeats stop: a tick is no 1xx dropped (that figure is the
+     * origins' floods), and a timer left running would only count ticks. */
+    if (ex->resp_state == RESP_HEAD && ex->interim_count < MAX_INTERIM) {
         send_interim(ex, HTTP_PROCESSING, NULL, 0, INTERIM_SYNTHESIZED);
         ex_arm(&ex->processing_timer, ex->route->processing_interval_ms);
     }
     ex_settle(ex);
+}
+
+/* Room for the new links of a 103's Link fields of link_bytes in all: a link kept is at most
+ * as long as it came, and each takes at most 2 bytes of separator (", ") where the origin may
+ * have used 1 (","); a link-value is at least 3 bytes ("<u>"). */
+static size_t relay_links_room(const struct h1_field *fields, size_t n)
+{
+    size_t link_bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fields[i].id == H1_F_LINK)
+            link_bytes += fields[i].value_len;
+    return link_bytes * 2;
 }
 
 bool interim_relay(struct exchange *ex, const struct h1_response *resp)
@@ -217,12 +231,14 @@ bool interim_relay(struct exchange *ex, const struct h1_response *resp)
     }
     struct h1_field fields[H1_MAX_FIELDS];
     size_t n = hdr_interim_fields(resp, fields, H1_MAX_FIELDS);
-    char links[HINT_MAX_BYTES * 2];
-    size_t used = 0;
+    /* The rewritten Link values of a 103, as large as the origin's (up to max_header_size): a
+     * buffer of fixed size cut off the links past it, never to be sent. */
+    char *links = NULL;
     if (code == HTTP_EARLY_HINTS) {
         /* Only the hints not already sent, and nothing at all when none is new. */
         struct hint_set *set = hint_set_of(ex);
-        size_t kept = 0;
+        size_t room = relay_links_room(fields, n), used = 0, kept = 0;
+        links = room ? malloc(room) : NULL;
         bool had_links = false, new_links = false;
         for (size_t i = 0; i < n; i++) {
             if (fields[i].id != H1_F_LINK) {
@@ -230,9 +246,9 @@ bool interim_relay(struct exchange *ex, const struct h1_response *resp)
                 continue;
             }
             had_links = true;
-            size_t len = set ? hint_filter(set, fields[i].value, fields[i].value_len,
-                                           links + used, sizeof(links) - used)
-                             : 0;
+            size_t len = set && links ? hint_filter(set, fields[i].value, fields[i].value_len,
+                                                    links + used, room - used)
+                                      : 0;
             if (!len)
                 continue;
             new_links = true;
@@ -244,10 +260,12 @@ bool interim_relay(struct exchange *ex, const struct h1_response *resp)
         n = kept;
         if (had_links && !new_links) {
             metrics_interim(ex->loop->metrics, code, INTERIM_DROPPED);
-            return opens_gate;
+            goto out;
         }
     }
     if (send_interim(ex, code, fields, n, INTERIM_RELAYED) && code == HTTP_CONTINUE)
         ex->sent_100 = true;
+out:
+    free(links); /* the downstream copied the head */
     return opens_gate;
 }

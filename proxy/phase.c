@@ -32,7 +32,8 @@ void phase_enter(struct phase_clock *pc, enum phase p, uint64_t now)
 void phase_resume(struct phase_clock *pc, enum phase p, uint64_t now)
 {
     phase_close(pc, now);
-    /* p's span covers what came after it since (a 1xx head read): reported once, as p */
+    /* p's span covers what came after it since (a 1xx head read): reported once, as p, or the
+     * phases would add up to more than the exchange lasted */
     for (int q = (int)p + 1; q < PHASE_COUNT; q++)
         pc->start[q] = pc->end[q] = 0;
     pc->current = p;

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "portico/http1.h"
 
@@ -37,11 +38,13 @@ size_t hint_cache_size(struct hint_cache *c);
  * only ones worth hinting (RFC 8297; other relations and every other field are never replayed). */
 bool link_is_hint(const char *value, size_t len);
 
-/* The links hinted to a client in one exchange, so that none is sent twice: their URIs,
- * '\n'-separated. Zero-initialized before use. */
+#define HINT_SET_SLOTS 512 /* a hint_set holds at most half as many links */
+
+/* The links hinted to a client in one exchange, so that none is sent twice: 64-bit fingerprints
+ * of their URIs, open-addressed (0: a free slot). Zero-initialized before use. */
 struct hint_set {
-    char uris[HINT_MAX_BYTES];
-    size_t len;
+    uint64_t slots[HINT_SET_SLOTS];
+    size_t n;
 };
 
 /* The link-values of one Link field value whose URI is not in s yet, ", "-joined into out (at

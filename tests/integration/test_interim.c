@@ -511,9 +511,121 @@ static void test_origin_gone_after_interim(void **state)
     }
 }
 
+/* ---- a 1xx in the timings and the timeout's detail ---- */
+
+/* A 103 that takes 300 ms to come in, then nothing (first_byte_timeout) or a close. The 1xx is
+ * part of the wait for the final head (first_byte), not a `read`/`body` phase of its own: the
+ * binary before the fix reported its 300 ms again as read;dur=300 next to a first_byte that
+ * already held them, so the phases added up to more than the exchange lasted. */
+#define SLOW_103_HALF "HTTP/1.1 103 Early Hints\r\nLink: </s.css>;"
+#define SLOW_103_REST " rel=preload\r\n\r\n"
+#define SLOW_103_MS 300
+static const struct fo_step slow_103_then_silence[] = {
+    FO_SEND(SLOW_103_HALF), FO_WAIT(SLOW_103_MS), FO_SEND(SLOW_103_REST), FO_HOLD(), FO_END(),
+};
+static const struct fo_step slow_103_then_close[] = {
+    FO_SEND(SLOW_103_HALF), FO_WAIT(SLOW_103_MS), FO_SEND(SLOW_103_REST), FO_WAIT(50), FO_CLOSE(),
+    FO_END(),
+};
+
+struct timing_row {
+    const char *name;
+    const struct fo_step *script;
+    int status;
+    const char *error;          /* Portico-Error */
+    const char *read_timing;    /* Server-Timing's read entry, NULL: none */
+    const char *detail;         /* in Proxy-Status */
+};
+
+static const struct timing_row timing_rows[] = {
+    /* the final head never began: no read phase at all */
+    /* the final head never began: no read phase at all; the 1 s ran from the 103, which
+     * restarted it (the binary before the fix said "no response ... within 1000 ms of the
+     * request", 1300 ms after it and a 103 later) */
+    { "103 then silence", slow_103_then_silence, 504, "first_byte_timeout", NULL,
+      "no final response from 127.0.0.1:" },
+    /* the response began and its final head is incomplete: read names the cause, and lasted
+     * nothing of the 103's time */
+    { "103 then close", slow_103_then_close, 502, "connection_reset", "read;dur=0.0;desc=",
+      "closed the connection before the response head was complete" },
+};
+
+/* The value after key (a number of ms) in s, -1 when absent. */
+static double ms_after(const char *s, const char *key)
+{
+    const char *p = strstr(s, key);
+    return p ? strtod(p + strlen(key), NULL) : -1;
+}
+
+static void test_interim_not_body_timing(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(timing_rows) / sizeof(timing_rows[0]); i++) {
+        const struct timing_row *row = &timing_rows[i];
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
+        struct raw_response r;
+
+        print_message("  %s\n", row->name);
+        origin_up(&opts);
+        portico_up(fake_origin_port(fx.o), NULL, "first_byte_timeout = 1s\n", NULL);
+        exchange("GET /slow-103 HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+        assert_int_equal(r.status, row->status);
+        assert_int_equal(r.ninterim, 1);
+        assert_string_equal(raw_header(&r, "Portico-Error"), row->error);
+        const char *st = raw_header(&r, "Server-Timing");
+        assert_non_null(st);
+        print_message("    Server-Timing: %s\n", st);
+        if (row->read_timing)
+            assert_true(tu_contains(st, row->read_timing));
+        else
+            assert_false(tu_contains(st, "read;"));
+        assert_true(ms_after(st, "first_byte;dur=") >= SLOW_103_MS);
+        const char *ps = raw_header(&r, "Proxy-Status");
+        assert_non_null(ps);
+        if (!tu_contains(ps, row->detail) ||
+            (row->status == 504 && !tu_contains(ps, " within 1000 ms after its last 1xx")))
+            fail_msg("Proxy-Status: %s", ps);
+        raw_response_free(&r);
+
+        assert_int_equal(harness_stop(fx.h), 0); /* the access log is complete (test_relay) */
+        char *line = harness_file_line(fx.h, "access.log", "target=\"/slow-103\"", IO_MS);
+        assert_non_null(line);
+        double total = ms_after(line, " dur_ms="), first_byte = ms_after(line, "first_byte:");
+        double body = ms_after(line, "body:");
+        print_message("    total %.3f ms, first_byte %.3f, body %.3f\n", total, first_byte, body);
+        if (first_byte + (body > 0 ? body : 0) > total)
+            fail_msg("the phases add up to more than the total:\n%s", line);
+        if (!row->read_timing && body >= 0)
+            fail_msg("a body phase for a response that never began:\n%s", line);
+        free(line);
+        release();
+    }
+}
+
 /* ---- synthesized 102 Processing ---- */
 
 #define HEARTBEAT_MS 200
+
+/* Heartbeats stop at the cap of 32 interim responses; the ticks past it are not 1xx dropped:
+ * portico_interim_dropped_total counts what origins flood, and the binary before the fix added
+ * every tick past the cap to it (32 for this one exchange, whose origin sent no 1xx at all). */
+#define MAX_INTERIM_SENT 32
+static void test_processing_stops_at_cap(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SLOW_FIRST_BYTE, .delay_ms = 800 };
+    struct raw_response r;
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL, NULL, "processing_interval = 10ms\n");
+    int64_t t0 = exchange("GET /p HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(r.head.at_ms - t0 >= 800);
+    assert_int_equal(r.ninterim, MAX_INTERIM_SENT);
+    raw_response_free(&r);
+    assert_int_equal(metric("portico_processing_synthesized_total"), MAX_INTERIM_SENT);
+    assert_int_equal(metric("portico_interim_dropped_total"), 0);
+}
 
 /* The origin answers after 1 s: heartbeats at 200, 400, 600, 800 (and maybe 1000) ms. */
 static void test_processing_heartbeats(void **state)
@@ -810,10 +922,10 @@ static void test_no_duplicate_hints(void **state)
     }
 }
 
-/* More links than an exchange can remember (2 KiB of URIs): those it cannot remember are not
- * hinted either, or the origin's next 103 would send them again. */
-#define MANY_LINKS 30
-static char many_links[MANY_LINKS * 128 + 16];
+/* More links than an exchange can remember (256): those it cannot remember are not hinted
+ * either, or the origin's next 103 would send them again. */
+#define MANY_LINKS 300
+static char many_links[MANY_LINKS * 32 + 16];
 static const struct fo_step origin_many_twice[] = {
     FO_INTERIM(103, many_links), FO_WAIT(100), FO_INTERIM(103, many_links), FO_WAIT(300),
     FO_RESPOND(200, NULL, "page", FO_LENGTH), FO_END(),
@@ -826,8 +938,8 @@ static void test_no_duplicate_hints_past_memory(void **state)
     struct raw_response r;
     size_t n = (size_t)snprintf(many_links, sizeof(many_links), "Link: ");
     for (int i = 0; i < MANY_LINKS; i++)
-        n += (size_t)snprintf(many_links + n, sizeof(many_links) - n, "%s</%0100d%02d.css>; rel=preload",
-                              i ? ", " : "", 0, i);
+        n += (size_t)snprintf(many_links + n, sizeof(many_links) - n, "%s</%03d.css>; rel=preload",
+                              i ? ", " : "", i);
     snprintf(many_links + n, sizeof(many_links) - n, "\r\n");
 
     origin_up(&opts);
@@ -838,7 +950,7 @@ static void test_no_duplicate_hints_past_memory(void **state)
     int hinted = 0;
     for (int i = 0; i < MANY_LINKS; i++) {
         char uri[32];
-        snprintf(uri, sizeof(uri), "0%02d.css>", i);
+        snprintf(uri, sizeof(uri), "/%03d.css>", i);
         int times = count_in_interims(&r, uri);
         if (times > 1)
             fail_msg("link %d hinted %d times", i, times);
@@ -847,6 +959,81 @@ static void test_no_duplicate_hints_past_memory(void **state)
     print_message("    %d of %d links hinted, in %zu 103s\n", hinted, MANY_LINKS, r.ninterim);
     assert_true(hinted > 0);
     raw_response_free(&r);
+}
+
+/* An origin with many links to hint: every one of them reaches the client once, and no 103 is
+ * dropped. The binary before the fix remembered 2 KiB of URIs per exchange and wrote a 103's
+ * links into 4 KiB: past those, links were never sent and later 103s were dropped whole
+ * (counted as dropped), though none of their links had gone. */
+#define BIG_URI_LINKS 48
+static char big_link_fields[3][BIG_URI_LINKS * 128 + 16];
+
+/* A Link field of `per` links, numbered from `first`. */
+static void big_links(char *buf, size_t size, int first, int per)
+{
+    size_t n = (size_t)snprintf(buf, size, "Link: ");
+    for (int k = first; k < first + per; k++)
+        n += (size_t)snprintf(buf + n, size - n, "%s</%0100d%02d.css>; rel=preload",
+                              k > first ? ", " : "", 0, k);
+    snprintf(buf + n, size - n, "\r\n");
+}
+
+static const struct fo_step three_103[] = {
+    FO_INTERIM(103, big_link_fields[0]), FO_WAIT(50), FO_INTERIM(103, big_link_fields[1]),
+    FO_WAIT(50), FO_INTERIM(103, big_link_fields[2]), FO_WAIT(300),
+    FO_RESPOND(200, NULL, "page", FO_LENGTH), FO_END(),
+};
+static const struct fo_step one_big_103[] = {
+    FO_INTERIM(103, big_link_fields[0]), FO_WAIT(300), FO_RESPOND(200, NULL, "page", FO_LENGTH),
+    FO_END(),
+};
+
+struct many_row {
+    const char *name;
+    const struct fo_step *script;
+    int per_103;            /* links in each 103 */
+    size_t n103;
+};
+
+static const struct many_row many_rows[] = {
+    /* 3 KiB of URIs: more than 2 KiB in all */
+    { "three 103s of 10 links", three_103, 10, 3 },
+    /* 5 KiB of links in one field: more than 4 KiB in one 103 */
+    { "one 103 of 40 links", one_big_103, 40, 1 },
+};
+
+static void test_many_hints_relayed(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(many_rows) / sizeof(many_rows[0]); i++) {
+        const struct many_row *row = &many_rows[i];
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
+        struct raw_response r;
+
+        print_message("  %s\n", row->name);
+        for (size_t k = 0; k < row->n103; k++)
+            big_links(big_link_fields[k], sizeof(big_link_fields[k]), (int)k * row->per_103,
+                      row->per_103);
+        origin_up(&opts);
+        portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+        int64_t t0 = exchange("GET /page HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+        print_arrivals(&r, t0);
+        assert_int_equal(r.status, 200);
+        int total = row->per_103 * (int)row->n103, hinted = 0;
+        for (int k = 0; k < total; k++) {
+            char uri[32];
+            snprintf(uri, sizeof(uri), "0%02d.css>", k);
+            int times = count_in_interims(&r, uri);
+            if (times != 1)
+                fail_msg("link %d hinted %d times", k, times);
+            hinted += times;
+        }
+        print_message("    %d of %d links hinted, in %zu 103s\n", hinted, total, r.ninterim);
+        assert_int_equal(r.ninterim, row->n103);
+        raw_response_free(&r);
+        assert_int_equal(metric("portico_interim_dropped_total"), 0);
+        release();
+    }
 }
 
 /* "Once per exchange": two requests on one keep-alive client connection (and one pooled origin
@@ -995,7 +1182,9 @@ int main(void)
         cmocka_unit_test_teardown(test_interim_resets_timer, teardown),
         cmocka_unit_test_teardown(test_interim_after_deadline, teardown),
         cmocka_unit_test_teardown(test_origin_gone_after_interim, teardown),
+        cmocka_unit_test_teardown(test_interim_not_body_timing, teardown),
         cmocka_unit_test_teardown(test_processing_heartbeats, teardown),
+        cmocka_unit_test_teardown(test_processing_stops_at_cap, teardown),
         cmocka_unit_test_teardown(test_processing_not_to_http10, teardown),
         cmocka_unit_test_teardown(test_processing_keeps_origin_timers, teardown),
         cmocka_unit_test_teardown(test_configured_hints, teardown),
@@ -1003,6 +1192,7 @@ int main(void)
         cmocka_unit_test_teardown(test_learned_hints, teardown),
         cmocka_unit_test_teardown(test_no_duplicate_hints, teardown),
         cmocka_unit_test_teardown(test_no_duplicate_hints_past_memory, teardown),
+        cmocka_unit_test_teardown(test_many_hints_relayed, teardown),
         cmocka_unit_test_teardown(test_hints_per_exchange, teardown),
         cmocka_unit_test_teardown(test_simulator_curl, teardown),
         cmocka_unit_test_teardown(test_simulator_raw, teardown),
