@@ -281,7 +281,7 @@ static void fail_now(struct exchange *ex, const struct sim_row *row, enum failur
     switch (type) {
     case FAIL_DNS_ERROR:
         ex_fail(ex, row->phase, row->cause, 0, "resolving %s failed: %s", o->host,
-                upconn_dns_error_text(EVUTIL_EAI_NONAME));
+                upconn_dns_error_text(EVUTIL_EAI_NONAME, o->host));
         break;
     case FAIL_CONNECT_REFUSED:
     case FAIL_CONNECT_UNREACHABLE:

@@ -680,7 +680,7 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
         if (res)
             evutil_freeaddrinfo(res);
         report_error(c, cause, "resolving %s failed: %s", c->oc->host,
-                     upconn_dns_error_text(result));
+                     upconn_dns_error_text(result, c->oc->host));
         return;
     }
     /* IPv4 first: "localhost" maps to both, and origins more often listen on 127.0.0.1. */
@@ -741,14 +741,18 @@ struct upconn *upconn_open(struct loop *l, int upstream, int origin,
     return c;
 }
 
-const char *upconn_dns_error_text(int eai)
+const char *upconn_dns_error_text(int eai, const char *host)
 {
     switch (eai) {
     case 0:
     case EVUTIL_EAI_NODATA:
         return "no address";
     case EVUTIL_EAI_NONAME:
-        return "no such name (NXDOMAIN)";
+        /* a short name that resolv.conf's search list would have completed (a Kubernetes
+         * service's "app"): say why it was not */
+        return strchr(host, '.') ? "no such name (NXDOMAIN)"
+                                 : "no such name (NXDOMAIN; names are asked as written, without "
+                                   "resolv.conf's search domains: write the full name)";
     case EVUTIL_EAI_FAIL:
         /* evdns's one word for all of these; an empty answer is the most common */
         return "no address, or the resolver failed (SERVFAIL, REFUSED, a truncated or unreadable "
@@ -762,7 +766,7 @@ const char *upconn_dns_failure(const struct upconn *c)
 {
     if (c->state != UC_RESOLVING || !c->every_family || !c->first_failure)
         return NULL;
-    return upconn_dns_error_text(c->first_failure);
+    return upconn_dns_error_text(c->first_failure, c->oc->host);
 }
 
 struct sock *upconn_sock(struct upconn *c)

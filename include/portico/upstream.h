@@ -59,9 +59,10 @@ void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us);
 /* Closes and frees the connection in whatever phase it is (pending DNS is cancelled). */
 void upconn_abort(struct upconn *c);
 
-/* The words for a failed lookup's getaddrinfo error (0: an answer without addresses), the same
- * for a real failure and a simulated one: "no such name (NXDOMAIN)", "no address" ... */
-const char *upconn_dns_error_text(int eai);
+/* The words for a failed lookup of host's getaddrinfo error (0: an answer without addresses),
+ * the same for a real failure and a simulated one: "no such name (NXDOMAIN)", "no address" ...;
+ * for a name of one label, why no search domain completed it. */
+const char *upconn_dns_error_text(int eai, const char *host);
 
 /* While a name is asked again for every family: the failure the resolver gave the first round
  * (upconn_dns_error_text's words), which a timeout of that second round reports; else NULL. */

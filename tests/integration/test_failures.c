@@ -1332,13 +1332,16 @@ static void test_dns_stray_datagrams_rate_limited(void **state)
 struct dns_words_row {
     enum fake_dns_mode mode;
     bool no_a;              /* ANSWER: the name has no address (NODATA for A and AAAA) */
+    const char *name;       /* the origin's name */
     const char *words;      /* in the detail, after "resolving NAME failed: " */
 };
 
 static const struct dns_words_row dns_words_rows[] = {
-    {FAKE_DNS_NXDOMAIN, false, "failed: no such name (NXDOMAIN)"},
-    {FAKE_DNS_ANSWER, true, "failed: no address"},
-    {FAKE_DNS_SERVFAIL, false, "the resolver failed (SERVFAIL"},
+    {FAKE_DNS_NXDOMAIN, false, "words.portico.test", "failed: no such name (NXDOMAIN)"},
+    {FAKE_DNS_ANSWER, true, "words.portico.test", "failed: no address"},
+    {FAKE_DNS_SERVFAIL, false, "words.portico.test", "the resolver failed (SERVFAIL"},
+    /* a short name, which a search domain would have completed: why it was not */
+    {FAKE_DNS_NXDOMAIN, false, "words", "without resolv.conf's search domains"},
 };
 
 static void test_dns_failure_words(void **state)
@@ -1349,10 +1352,10 @@ static void test_dns_failure_words(void **state)
         struct fake_dns_opts dopts = { .mode = row->mode, .no_a = row->no_a };
         struct fake_dns *d = fake_dns_start(&dopts);
         assert_non_null(d);
-        char proxy[64];
+        char proxy[64], want[96];
         snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
         struct harness *h =
-            px_start(proxy, "[upstream u]\norigin = words.portico.test:1\nretries = 0\n");
+            px_start(proxy, "[upstream u]\norigin = %s:1\nretries = 0\n", row->name);
         struct raw_conn *c = px_connect(h);
         struct raw_response r;
         assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
@@ -1361,7 +1364,8 @@ static void test_dns_failure_words(void **state)
         print_message("  %.*s\n", detail ? (int)strcspn(detail, "\n") : 0, detail ? detail : "");
         assert_int_equal(r.status, 502);
         assert_non_null(detail);
-        assert_non_null(strstr(detail, "resolving words.portico.test failed: "));
+        snprintf(want, sizeof(want), "resolving %s failed: ", row->name);
+        assert_non_null(strstr(detail, want));
         assert_non_null(strstr(detail, row->words));
         raw_response_free(&r);
         raw_close(c);
