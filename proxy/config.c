@@ -896,9 +896,17 @@ static struct config *load(struct cfg_loader *ld, const char *dir, size_t dir_le
 struct config *cfg_load(const char *path, FILE *errors, int *nerrors)
 {
     struct cfg_loader ld = {.name = path, .errors = errors};
-    ld.fp = fopen(path, "r");
+    /* Opened without waiting: a FIFO with no writer would hold open(2) until one came, and a
+     * reload loads on the main thread, which takes the signals (SIGTERM included). It is read
+     * as it is then, blocking again: a pipe with a writer (-c <(...)) still gives its text. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    int flags = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
+    if (flags >= 0 && fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0)
+        ld.fp = fdopen(fd, "r");
     if (!ld.fp) {
         cfg_report(&ld, 0, "cannot open: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
         if (nerrors)
             *nerrors = ld.nerrors;
         return NULL;
