@@ -431,6 +431,15 @@ static const struct {
     {"admin_listen on a listen address",
      "[proxy]\nadmin_listen = 127.0.0.1:9901\nlisten = 127.0.0.1:9901\n" UP,
      {"test.ini:2: admin_listen: 127.0.0.1:9901 is also a listen address"}},
+    /* the kernel gives 127.0.0.1's connections to the IPv4 socket: the other one got none (a
+     * `tls` one there never saw a handshake) */
+    {"the same listen address written IPv4-mapped",
+     "[proxy]\nlisten = 127.0.0.1:8080\nlisten = [::ffff:127.0.0.1]:8080 tls\n"
+     "tls_cert = /c\ntls_key = /k\n" UP,
+     {"test.ini:3: listen: [::ffff:127.0.0.1]:8080 is already a listen address"}},
+    {"admin_listen on a listen address written IPv4-mapped",
+     "[proxy]\nadmin_listen = [::ffff:127.0.0.1]:9901\nlisten = 127.0.0.1:9901\n" UP,
+     {"test.ini:2: admin_listen: [::ffff:127.0.0.1]:9901 is also a listen address"}},
     {"unknown key in [upstream]",
      UP "prefix = /\n",
      {"test.ini:3: unknown key 'prefix' in [upstream]"}},
