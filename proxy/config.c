@@ -812,11 +812,13 @@ int cfg_fault_check(const struct config *cfg, const struct fault_rule *r, enum f
     return 0;
 }
 
-/* An address on the loopback interface: 127.0.0.0/8 or ::1. */
+/* An address on the loopback interface: 127.0.0.0/8 (also IPv4-mapped) or ::1. */
 static bool is_loopback(const struct sockaddr_storage *sa)
 {
     if (sa->ss_family == AF_INET)
         return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (cfg_is_v4_mapped(sa))
+        return ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr[12] == 127;
     return sa->ss_family == AF_INET6 &&
            IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
 }
