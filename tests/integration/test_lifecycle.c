@@ -1349,6 +1349,46 @@ static void test_user_switch(void **state)
     fake_origin_stop(o);
 }
 
+/* The usual pid file outside systemd, in a directory of root's (/run/portico.pid): the start,
+ * as root, writes it; a reload, run as the user, keeps it and writes nothing, and the next start
+ * is root's again, so the reload takes the file. The binary before the fix checked the
+ * directory as the user: every SIGHUP was refused ("pid_file: ...: Permission denied"). */
+static void test_user_reload_root_pid_dir(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("  not root: the switch needs a root start (CI runs as root)\n");
+        skip();
+    }
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(chmod(harness_dir(h), 0755), 0); /* root's: the user reads, cannot write */
+    const char *fmt = "[proxy]\n"
+                      "listen = 127.0.0.1:{{port:listen}}\n"
+                      "workers = %d\n"
+                      "access_log = off\n"
+                      "pid_file = portico.pid\n"
+                      "user = nobody\n"
+                      "[upstream u]\norigin = 127.0.0.1:%u\n";
+    assert_int_equal(harness_write_config(h, fmt, 1, fake_origin_port(o)), 0);
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(harness_wait_log(h, "running as user nobody", IO_MS), 0);
+    assert_int_equal(pid_in(h, "portico.pid"), (long)harness_pid(h));
+
+    assert_int_equal(harness_write_config(h, fmt, 2, fake_origin_port(o)), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    if (harness_wait_log(h, "is live (generation 2, 2 workers", IO_MS) != 0) {
+        char *err = harness_stderr(h);
+        fail_msg("the reload was not applied:\n%s", err);
+    }
+    assert_int_equal(get(harness_port(h, "listen"), "/after"), 200);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* ---- install and packaging ---- */
 
 /* Runs `make TARGET VARS...` from the repository root with the binary under test (never
@@ -1559,6 +1599,7 @@ int main(void)
         cmocka_unit_test(test_reload_error_stderr_full),
         cmocka_unit_test(test_check_lifecycle_keys),
         cmocka_unit_test(test_user_switch),
+        cmocka_unit_test(test_user_reload_root_pid_dir),
         cmocka_unit_test(test_make_install),
         cmocka_unit_test(test_systemd_unit),
     };
