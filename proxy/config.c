@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "portico/log.h"
+#include "portico/privileges.h"
 #include "portico/tls.h"
 #include "portico/util.h"
 
@@ -588,11 +589,15 @@ static void report_tls_error(struct cfg_loader *ld, const struct tls_error *e,
     cfg_report(ld, line, "%s: %s", what, e->text);
 }
 
-/* pid_file is written as a new file renamed over the old one: its directory must take files. */
+/* pid_file is written as a new file renamed over the old one: its directory must take files.
+ * Once the start has switched to `user`, a reload writes no pid file and the next start is root's
+ * again: a directory the user may not write to (/run) is fine then, or no reload could pass. */
 static void check_pid_file(struct cfg_loader *ld, const char *path)
 {
     struct stat st;
     int err = stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? EISDIR : create_errno(path);
+    if (err == EACCES && privileges_dropped())
+        err = 0;
     if (err)
         cfg_report(ld, cfg_key_line(&ld->proxy_lines, CFG_SEC_PROXY, "pid_file"), "pid_file: %s: %s",
                    path, strerror(err));
