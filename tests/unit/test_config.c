@@ -609,6 +609,17 @@ static const struct {
     {"route prefix not starting with /",
      UP "[route r]\nupstream = app\nprefix = api\n",
      {"test.ini:5: prefix: 'api' must start with '/'"}},
+    /* no request path holds a blank or a control byte: the route would never match (an inline
+     * comment after '#', which only starts a comment at the start of a line, made every request
+     * of /status/ a 404) */
+    {"route prefix with a '#' comment after it",
+     UP "[route r]\nupstream = app\nprefix = /status/ # the status pages\n",
+     {"test.ini:5: prefix: '/status/ # the status pages' holds a blank, a control or a non-ASCII "
+      "byte, which no request path has (a comment after a value starts with ' ;')"}},
+    {"route prefix with a control byte",
+     UP "[route r]\nupstream = app\nprefix = /a\x01\n",
+     {"test.ini:5: prefix: '/a\\x01' holds a blank, a control or a non-ASCII byte, which no "
+      "request path has (a comment after a value starts with ' ;')"}},
     {"early_hints that is not a Link value",
      UP "[route r]\nupstream = app\nearly_hints = /app.css\n",
      {"test.ini:5: early_hints: '/app.css' is not a Link value (</path>; rel=preload)"}},
