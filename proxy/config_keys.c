@@ -698,6 +698,16 @@ static int set_prefix(struct cfg_loader *ld, const struct cfg_key *k, void *base
         cfg_report(ld, ld->line, "prefix: '%s' must start with '/'", value);
         return -1;
     }
+    /* The parser lets no such byte into a path: the route would never match. '#' starts a
+     * comment only at the start of a line, so "/api/ # comment" comes here whole. */
+    for (const char *p = value; *p; p++) {
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f) {
+            cfg_report(ld, ld->line, "prefix: '%s' holds a blank, a control or a non-ASCII "
+                                     "byte, which no request path has (a comment after a value "
+                                     "starts with ' ;')", value);
+            return -1;
+        }
+    }
     return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
 }
 
