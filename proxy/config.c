@@ -495,8 +495,9 @@ static int create_errno(const char *path)
 }
 
 /* Opens a file the config names the way start-up will, so that `portico -t` passing means
- * start-up does not fail on it (nothing is created or written). Devices and FIFOs are only
- * checked with access(2): opening one can have effects, or wait for a reader. 0, or -1 after
+ * start-up does not fail on it (nothing is created or written). A log on a device or FIFO is only
+ * checked with access(2): opening one can have effects, or wait for a reader; a file to read must
+ * be a regular one. 0, or -1 after
  * reporting "KEY: PATH: reason" at the key's line. */
 static int check_file(struct cfg_loader *ld, int line, const char *key, const char *path,
                       enum file_use use)
@@ -514,6 +515,12 @@ static int check_file(struct cfg_loader *ld, int line, const char *key, const ch
             err = create_errno(path);
     } else if (use == FILE_DIR ? !S_ISDIR(st.st_mode) : S_ISDIR(st.st_mode)) {
         err = use == FILE_DIR ? ENOTDIR : EISDIR;
+    } else if (use == FILE_READ && !S_ISREG(st.st_mode)) {
+        /* OpenSSL opens it itself, blocking: a FIFO would hold the load (a reload's, on the main
+         * thread that takes the signals) until a writer came, a terminal until someone typed */
+        cfg_report(ld, line, "%s: %s: not a regular file (a FIFO or device would be waited on)",
+                   key, path);
+        return -1;
     } else if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
         int fd = open(path, flags[use] | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
         if (fd < 0)
