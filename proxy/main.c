@@ -409,33 +409,31 @@ static void libevent_log(int severity, const char *msg)
     }
 }
 
-/* The signals that stop Portico: blocked only once the waits of the start are over. */
+/* SIGTERM and SIGINT: blocked only once the waits of the start are over. */
 static void stop_signals(sigset_t *set)
 {
     sigemptyset(set);
     sigaddset(set, SIGINT);
     sigaddset(set, SIGTERM);
-    sigaddset(set, SIGQUIT);
 }
 
-/* Blocks SIGHUP, SIGUSR1 and the wake signal, and puts every signal the main thread takes with
- * sigwait into set. Done before the configuration loads: a SIGHUP or SIGUSR1 sent meanwhile (a
- * reload right after the service started, a log rotation) then waits for the signal loop instead
- * of ending the process by its default action. The stop signals keep theirs until start() has
- * opened the logs (block_stop_signals): a FIFO log waits there for its reader, a FIFO
- * configuration for its writer, and SIGTERM or Ctrl-C must still end that wait. */
+/* Blocks SIGHUP, SIGUSR1, SIGQUIT and the wake signal, and puts every signal the main thread
+ * takes with sigwait into set. Done before the configuration loads: a SIGHUP or SIGUSR1 sent
+ * meanwhile (a reload right after the service started, a log rotation) then waits for the signal
+ * loop instead of ending the process by its default action (SIGQUIT's dumps core). SIGTERM and
+ * SIGINT keep theirs until start() has opened the logs (block_stop_signals): a FIFO log waits
+ * there for its reader, and SIGTERM or Ctrl-C must still end that wait. */
 static void block_signals(sigset_t *set)
 {
     sigset_t early;
     sigemptyset(&early);
     sigaddset(&early, SIGHUP);
     sigaddset(&early, SIGUSR1);
+    sigaddset(&early, SIGQUIT);
     sigaddset(&early, WAKE_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &early, NULL);
     stop_signals(set);
-    sigaddset(set, SIGHUP);
-    sigaddset(set, SIGUSR1);
-    sigaddset(set, WAKE_SIGNAL);
+    sigorset(set, set, &early);
 }
 
 /* From here on a stop waits for the signal loop, to be graceful: done before the first thread
