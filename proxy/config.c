@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "portico/log.h"
+#include "portico/privileges.h"
 #include "portico/tls.h"
 #include "portico/util.h"
 
@@ -494,8 +495,9 @@ static int create_errno(const char *path)
 }
 
 /* Opens a file the config names the way start-up will, so that `portico -t` passing means
- * start-up does not fail on it (nothing is created or written). Devices and FIFOs are only
- * checked with access(2): opening one can have effects, or wait for a reader. 0, or -1 after
+ * start-up does not fail on it (nothing is created or written). A log on a device or FIFO is only
+ * checked with access(2): opening one can have effects, or wait for a reader; a file to read must
+ * be a regular one. 0, or -1 after
  * reporting "KEY: PATH: reason" at the key's line. */
 static int check_file(struct cfg_loader *ld, int line, const char *key, const char *path,
                       enum file_use use)
@@ -513,6 +515,12 @@ static int check_file(struct cfg_loader *ld, int line, const char *key, const ch
             err = create_errno(path);
     } else if (use == FILE_DIR ? !S_ISDIR(st.st_mode) : S_ISDIR(st.st_mode)) {
         err = use == FILE_DIR ? ENOTDIR : EISDIR;
+    } else if (use == FILE_READ && !S_ISREG(st.st_mode)) {
+        /* OpenSSL opens it itself, blocking: a FIFO would hold the load (a reload's, on the main
+         * thread that takes the signals) until a writer came, a terminal until someone typed */
+        cfg_report(ld, line, "%s: %s: not a regular file (a FIFO or device would be waited on)",
+                   key, path);
+        return -1;
     } else if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
         int fd = open(path, flags[use] | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
         if (fd < 0)
@@ -588,11 +596,15 @@ static void report_tls_error(struct cfg_loader *ld, const struct tls_error *e,
     cfg_report(ld, line, "%s: %s", what, e->text);
 }
 
-/* pid_file is written as a new file renamed over the old one: its directory must take files. */
+/* pid_file is written as a new file renamed over the old one: its directory must take files.
+ * Once the start has switched to `user`, a reload writes no pid file and the next start is root's
+ * again: a directory the user may not write to (/run) is fine then, or no reload could pass. */
 static void check_pid_file(struct cfg_loader *ld, const char *path)
 {
     struct stat st;
     int err = stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? EISDIR : create_errno(path);
+    if (err == EACCES && privileges_dropped())
+        err = 0;
     if (err)
         cfg_report(ld, cfg_key_line(&ld->proxy_lines, CFG_SEC_PROXY, "pid_file"), "pid_file: %s: %s",
                    path, strerror(err));
@@ -812,11 +824,13 @@ int cfg_fault_check(const struct config *cfg, const struct fault_rule *r, enum f
     return 0;
 }
 
-/* An address on the loopback interface: 127.0.0.0/8 or ::1. */
+/* An address on the loopback interface: 127.0.0.0/8 (also IPv4-mapped) or ::1. */
 static bool is_loopback(const struct sockaddr_storage *sa)
 {
     if (sa->ss_family == AF_INET)
         return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (cfg_is_v4_mapped(sa))
+        return ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr[12] == 127;
     return sa->ss_family == AF_INET6 &&
            IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
 }
@@ -896,9 +910,17 @@ static struct config *load(struct cfg_loader *ld, const char *dir, size_t dir_le
 struct config *cfg_load(const char *path, FILE *errors, int *nerrors)
 {
     struct cfg_loader ld = {.name = path, .errors = errors};
-    ld.fp = fopen(path, "r");
+    /* Opened without waiting: a FIFO with no writer would hold open(2) until one came, and a
+     * reload loads on the main thread, which takes the signals (SIGTERM included). It is read
+     * as it is then, blocking again: a pipe with a writer (-c <(...)) still gives its text. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    int flags = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
+    if (flags >= 0 && fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0)
+        ld.fp = fdopen(fd, "r");
     if (!ld.fp) {
         cfg_report(&ld, 0, "cannot open: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
         if (nerrors)
             *nerrors = ld.nerrors;
         return NULL;

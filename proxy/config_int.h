@@ -104,7 +104,10 @@ int cfg_out_of_memory(struct cfg_loader *ld);
 char *cfg_copy_span(struct cfg_loader *ld, const char *s, size_t len);
 char *cfg_copy(struct cfg_loader *ld, const char *s);
 
-/* Same address and port. */
+/* An IPv4-mapped IPv6 address ([::ffff:a.b.c.d]). */
+bool cfg_is_v4_mapped(const struct sockaddr_storage *sa);
+
+/* Same address and port, an IPv4-mapped IPv6 address being the IPv4 one it maps. */
 bool cfg_same_sockaddr(const struct sockaddr_storage *a, socklen_t alen,
                        const struct sockaddr_storage *b, socklen_t blen);
 

@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -121,10 +122,40 @@ static char *resolve_path(struct cfg_loader *ld, const char *value)
     return p;
 }
 
+bool cfg_is_v4_mapped(const struct sockaddr_storage *sa)
+{
+    return sa->ss_family == AF_INET6 &&
+           IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+}
+
+/* sa as the IPv4 address an IPv4-mapped one ([::ffff:127.0.0.1]) stands for, else as it is. */
+static void unmapped(const struct sockaddr_storage *sa, socklen_t len, struct sockaddr_storage *out,
+                     socklen_t *outlen)
+{
+    if (!cfg_is_v4_mapped(sa)) {
+        memcpy(out, sa, len);
+        *outlen = len;
+        return;
+    }
+    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+    memset(out, 0, sizeof(*out));
+    v4->sin_family = AF_INET;
+    v4->sin_port = v6->sin6_port;
+    memcpy(&v4->sin_addr, &v6->sin6_addr.s6_addr[12], 4);
+    *outlen = sizeof(*v4);
+}
+
+/* [::ffff:127.0.0.1]:80 is 127.0.0.1:80: the kernel gives that address's connections to an IPv4
+ * socket over an IPv6 one, so the second listener would get none. */
 bool cfg_same_sockaddr(const struct sockaddr_storage *a, socklen_t alen,
                        const struct sockaddr_storage *b, socklen_t blen)
 {
-    return alen == blen && memcmp(a, b, alen) == 0;
+    struct sockaddr_storage ua, ub;
+    socklen_t ualen, ublen;
+    unmapped(a, alen, &ua, &ualen);
+    unmapped(b, blen, &ub, &ublen);
+    return ualen == ublen && memcmp(&ua, &ub, ualen) == 0;
 }
 
 /* A duration as the largest unit that writes it whole ("168h", "1500ms"). */
@@ -690,6 +721,16 @@ static int set_prefix(struct cfg_loader *ld, const struct cfg_key *k, void *base
     if (value[0] != '/') {
         cfg_report(ld, ld->line, "prefix: '%s' must start with '/'", value);
         return -1;
+    }
+    /* The parser lets no such byte into a path: the route would never match. '#' starts a
+     * comment only at the start of a line, so "/api/ # comment" comes here whole. */
+    for (const char *p = value; *p; p++) {
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f) {
+            cfg_report(ld, ld->line, "prefix: '%s' holds a blank, a control or a non-ASCII "
+                                     "byte, which no request path has (a comment after a value "
+                                     "starts with ' ;')", value);
+            return -1;
+        }
     }
     return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
 }

@@ -418,6 +418,42 @@ static void libevent_log(int severity, const char *msg)
     }
 }
 
+/* SIGTERM and SIGINT: blocked only once the waits of the start are over. */
+static void stop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+}
+
+/* Blocks SIGHUP, SIGUSR1, SIGQUIT and the wake signal, and puts every signal the main thread
+ * takes with sigwait into set. Done before the configuration loads: a SIGHUP or SIGUSR1 sent
+ * meanwhile (a reload right after the service started, a log rotation) then waits for the signal
+ * loop instead of ending the process by its default action (SIGQUIT's dumps core). SIGTERM and
+ * SIGINT keep theirs until start() has opened the logs (block_stop_signals): a FIFO log waits
+ * there for its reader, and SIGTERM or Ctrl-C must still end that wait. */
+static void block_signals(sigset_t *set)
+{
+    sigset_t early;
+    sigemptyset(&early);
+    sigaddset(&early, SIGHUP);
+    sigaddset(&early, SIGUSR1);
+    sigaddset(&early, SIGQUIT);
+    sigaddset(&early, WAKE_SIGNAL);
+    pthread_sigmask(SIG_BLOCK, &early, NULL);
+    stop_signals(set);
+    sigorset(set, set, &early);
+}
+
+/* From here on a stop waits for the signal loop, to be graceful: done before the first thread
+ * is created (each inherits the mask) and before anything is bound or written (the pid file). */
+static void block_stop_signals(void)
+{
+    sigset_t set;
+    stop_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 /* Everything start-up needs before serving; 0, or -1 after a message (what was set up is left
  * in p for the caller to undo). */
 static int start(struct process *p, struct config *cfg)
@@ -432,6 +468,7 @@ static int start(struct process *p, struct config *cfg)
         cfg_free(cfg);
         return -1;
     }
+    block_stop_signals();
     if (!(p->locks = addr_locks_new()))
         fprintf(stderr, "portico: out of memory\n");
     if (!p->locks || (cfg->pid_file && pidfile_check(cfg->pid_file) != 0) ||
@@ -501,22 +538,6 @@ static rlim_t raise_descriptor_limit(void)
     rlim_t old = lim.rlim_cur;
     lim.rlim_cur = lim.rlim_max;
     return setrlimit(RLIMIT_NOFILE, &lim) == 0 ? old : 0;
-}
-
-/* Blocks the signals the main thread takes with sigwait, into set. Done before the
- * configuration loads: a SIGHUP or SIGUSR1 sent meanwhile (a reload right after the service
- * started, a log rotation) then waits for the signal loop instead of ending the process by its
- * default action. Every thread created later inherits the mask. */
-static void block_signals(sigset_t *set)
-{
-    sigemptyset(set);
-    sigaddset(set, SIGINT);
-    sigaddset(set, SIGTERM);
-    sigaddset(set, SIGQUIT);
-    sigaddset(set, SIGHUP);
-    sigaddset(set, SIGUSR1);
-    sigaddset(set, WAKE_SIGNAL);
-    pthread_sigmask(SIG_BLOCK, set, NULL);
 }
 
 static int run(const char *path, struct config *cfg, const sigset_t *set)

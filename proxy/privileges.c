@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+static bool dropped; /* main thread only: set at the start, read by reloads */
+
 /* Whether every id of the process is now uid/gid, and root is out of reach. */
 static bool switched(uid_t uid, gid_t gid)
 {
@@ -39,8 +41,14 @@ int privileges_drop(const char *user, uid_t uid, gid_t gid)
                 (unsigned)uid, (unsigned)gid);
         return -1;
     }
+    dropped = true;
     return 0;
 fail:
     fprintf(stderr, "portico: user %s: %s: %s\n", user, step, strerror(errno));
     return -1;
+}
+
+bool privileges_dropped(void)
+{
+    return dropped;
 }

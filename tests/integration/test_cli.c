@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -181,6 +182,56 @@ static void test_check_hostile_bytes(void **state)
             if ((unsigned char)*p < 0x20 && *p != '\n')
                 fail_msg("%s: raw byte 0x%02x on stderr", hostile_rows[i].why, (unsigned char)*p);
         assert_false(tu_contains(res.out, "configuration ok"));
+        tu_cmd_result_free(&res);
+        harness_free(h);
+    }
+}
+
+/* A FIFO nobody writes to, where the configuration or a file it names should be: `-t` answers
+ * at once, FILE:LINE and exit 1, instead of waiting in open(2) for a writer (OpenSSL opens the
+ * TLS files itself). A reload loads the same way on the main thread, which takes the signals: a
+ * wait there left SIGTERM without effect. The binary before the fix waited until the harness's
+ * 10 s timeout for every row. */
+static const struct {
+    const char *why;
+    const char *config;     /* NULL: the configuration itself is the FIFO */
+    const char *message;    /* after "portico.ini:" */
+} fifo_rows[] = {
+    {"the configuration", NULL, "0: no [upstream] section"},
+    {"tls_cert",
+     "[proxy]\nlisten = 127.0.0.1:{{free_port:l}} tls\ntls_cert = the.fifo\n"
+     "tls_key = {{certs}}/server.key\n" CLI_UP,
+     "3: tls_cert: "},
+    {"ca_file", "[upstream app]\norigin = 127.0.0.1:1\ntls = on\nca_file = the.fifo\n",
+     "4: ca_file: "},
+    {"client_key",
+     "[upstream app]\norigin = 127.0.0.1:1\ntls = on\nverify = off\n"
+     "client_cert = {{certs}}/client.pem\nclient_key = the.fifo\n",
+     "6: client_key: "},
+};
+
+static void test_check_fifo(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(fifo_rows); i++) {
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        char fifo[512];
+        snprintf(fifo, sizeof(fifo), "%s/%s", harness_dir(h),
+                 fifo_rows[i].config ? "the.fifo" : "portico.ini");
+        if (fifo_rows[i].config) /* no printf: placeholders only */
+            assert_int_equal(harness_write_file(h, "portico.ini", fifo_rows[i].config), 0);
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        struct tu_cmd_result res;
+        int rc = harness_check_config(h, &res);
+        print_message("  %s a FIFO: exit %d%s\n", fifo_rows[i].why, rc,
+                      res.timed_out ? " (timed out)" : "");
+        assert_false(res.timed_out);
+        assert_int_equal(rc, 1);
+        char want[700];
+        snprintf(want, sizeof(want), "portico.ini:%s", fifo_rows[i].message);
+        if (!tu_contains(res.err, want))
+            fail_msg("%s: no \"%s\" in:\n%s", fifo_rows[i].why, want, res.err);
         tu_cmd_result_free(&res);
         harness_free(h);
     }
@@ -824,6 +875,7 @@ int main(void)
         cmocka_unit_test(test_check_bad_config),
         cmocka_unit_test(test_check_missing_and_empty),
         cmocka_unit_test(test_check_hostile_bytes),
+        cmocka_unit_test(test_check_fifo),
         cmocka_unit_test(test_version_and_help),
         cmocka_unit_test(test_codes_json_parser),
         cmocka_unit_test(test_codes),

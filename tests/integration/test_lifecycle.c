@@ -942,6 +942,55 @@ static void test_fifo_reader_gone(void **state)
     fake_origin_stop(o);
 }
 
+/* The system call the main thread of pid is in (its number), or -1. */
+static long main_thread_syscall(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+    char *text = tu_read_file(path, NULL);
+    long nr = text && text[0] >= '0' && text[0] <= '9' ? strtol(text, NULL, 10) : -1;
+    free(text);
+    return nr;
+}
+
+/* A FIFO log makes the start wait for its reader (the log goes nowhere before it comes). Until
+ * the start is over a stop signal keeps its default action, so SIGTERM or Ctrl-C ends that wait.
+ * The binary before the fix blocked them before the configuration loaded: both stayed pending
+ * behind an open(2) that no reader ended (killed by the harness after 5 s, exit 137). */
+static const char *const fifo_log_keys[] = {"access_log", "error_log"};
+
+static void test_stop_while_fifo_log_waits(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(fifo_log_keys) / sizeof(fifo_log_keys[0]); i++) {
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        char fifo[512];
+        snprintf(fifo, sizeof(fifo), "%s/log.fifo", harness_dir(h));
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\nlisten = 127.0.0.1:{{free_port:listen}}\n"
+                                              "workers = 1\n%s = {{dir}}/log.fifo\n"
+                                              "[upstream u]\norigin = 127.0.0.1:1\n",
+                                              fifo_log_keys[i]),
+                         0);
+        assert_int_equal(harness_start(h), 0); /* no {{port:}}: returns once it runs */
+        bool waiting = false; /* in openat(2) on the FIFO: nothing else opens for long */
+        for (int n = 0; n < IO_MS / 5 && !waiting && harness_running(h); n++) {
+            waiting = main_thread_syscall(harness_pid(h)) == SYS_openat;
+            if (!waiting)
+                nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+        }
+        assert_true(waiting);
+        int rc = harness_stop(h);
+        const struct harness_exit *e = harness_exit_info(h);
+        print_message("  %s a FIFO without a reader, SIGTERM: exit %d\n", fifo_log_keys[i], rc);
+        assert_false(e->sigkilled);
+        assert_true(e->signaled && e->signal == SIGTERM);
+        harness_free(h);
+    }
+}
+
 /* Whoever started Portico stopped reading its stderr (a pipe, full; no log goes there, which
  * would grow it to 1 MiB), then a reload met an error in the file: the FILE:LINE lines for stderr are dropped, the error log has them, and SIGTERM
  * still stops Portico. The binary before the fix wrote them with a blocking fprintf on the main
@@ -1300,6 +1349,49 @@ static void test_user_switch(void **state)
     fake_origin_stop(o);
 }
 
+/* The usual pid file outside systemd, in a directory of root's (/run/portico.pid): the start,
+ * as root, writes it; a reload, run as the user, keeps it and writes nothing, and the next start
+ * is root's again, so the reload takes the file. The binary before the fix checked the
+ * directory as the user: every SIGHUP was refused ("pid_file: ...: Permission denied"). */
+static void test_user_reload_root_pid_dir(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("  not root: the switch needs a root start (CI runs as root)\n");
+        skip();
+    }
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(chmod(harness_dir(h), 0755), 0); /* root's: the user reads, cannot write */
+    const char *fmt = "[proxy]\n"
+                      "listen = 127.0.0.1:{{port:listen}}\n"
+                      "workers = %d\n"
+                      "access_log = off\n"
+                      "pid_file = portico.pid\n"
+                      "user = nobody\n"
+                      "[upstream u]\norigin = 127.0.0.1:%u\n";
+    assert_int_equal(harness_write_config(h, fmt, 1, fake_origin_port(o)), 0);
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(harness_wait_log(h, "running as user nobody", IO_MS), 0);
+    assert_int_equal(pid_in(h, "portico.pid"), (long)harness_pid(h));
+
+    assert_int_equal(harness_write_config(h, fmt, 2, fake_origin_port(o)), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    int live = harness_wait_log(h, "is live (generation 2, 2 workers", IO_MS);
+    char *err = harness_stderr(h);
+    int status = get(harness_port(h, "listen"), "/after");
+    /* stopped before any assertion: the user's process no longer dies with the test */
+    assert_int_equal(harness_stop(h), 0);
+    if (live != 0)
+        fail_msg("the reload was not applied:\n%s", err);
+    free(err);
+    assert_int_equal(status, 200);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* ---- install and packaging ---- */
 
 /* Runs `make TARGET VARS...` from the repository root with the binary under test (never
@@ -1506,9 +1598,11 @@ int main(void)
         cmocka_unit_test(test_descriptor_limit_raised),
         cmocka_unit_test(test_access_log_reader_stops),
         cmocka_unit_test(test_fifo_reader_gone),
+        cmocka_unit_test(test_stop_while_fifo_log_waits),
         cmocka_unit_test(test_reload_error_stderr_full),
         cmocka_unit_test(test_check_lifecycle_keys),
         cmocka_unit_test(test_user_switch),
+        cmocka_unit_test(test_user_reload_root_pid_dir),
         cmocka_unit_test(test_make_install),
         cmocka_unit_test(test_systemd_unit),
     };

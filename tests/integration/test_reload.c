@@ -168,6 +168,38 @@ static void test_reload_rejects_bad_file(void **state)
     fake_origin_stop(slow);
 }
 
+/* The configuration's path became a FIFO nobody writes to (a deployment that pipes the file in,
+ * gone): a reload reads it as it is, empty, and refuses it with a message; the main thread, which
+ * takes the signals, is not left in open(2) waiting for a writer. The binary before the fix was:
+ * no message, and SIGTERM then did nothing while the workers went on accepting (killed by the
+ * harness after 5 s, exit 137). */
+static void test_reload_config_fifo(void **state)
+{
+    (void)state;
+    struct fake_origin *slow = fake_origin_start_kind(FO_OK);
+    assert_non_null(slow);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(write_config(h, "cloudflare", fake_origin_port(slow), ""), 0);
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(get_status(h, "/"), 521);
+
+    char kept[600];
+    snprintf(kept, sizeof(kept), "%s.kept", harness_config_path(h));
+    assert_int_equal(rename(harness_config_path(h), kept), 0);
+    assert_int_equal(mkfifo(harness_config_path(h), 0600), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "still serving the previous configuration", IO_MS), 0);
+    char needle[700];
+    snprintf(needle, sizeof(needle), "%s:0: no [upstream] section", harness_config_path(h));
+    assert_true(harness_log_contains(h, needle));
+    assert_int_equal(get_status(h, "/"), 521); /* still the cloudflare profile */
+
+    assert_int_equal(harness_stop(h), 0); /* SIGTERM works: exit 0 */
+    harness_free(h);
+    fake_origin_stop(slow);
+}
+
 /* With error_log in a file, a daemon's stderr may lead nowhere: the file's problems must be in
  * the error log, FILE:LINE each, next to the line that says the reload was refused. */
 static void test_reload_reports_errors_in_error_log(void **state)
@@ -627,6 +659,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reload_applies),
         cmocka_unit_test(test_reload_rejects_bad_file),
+        cmocka_unit_test(test_reload_config_fifo),
         cmocka_unit_test(test_reload_reports_errors_in_error_log),
         cmocka_unit_test(test_reload_trades_log_files),
         cmocka_unit_test(test_reload_drains_in_flight),

@@ -434,6 +434,15 @@ static const struct {
     {"admin_listen on a listen address",
      "[proxy]\nadmin_listen = 127.0.0.1:9901\nlisten = 127.0.0.1:9901\n" UP,
      {"test.ini:2: admin_listen: 127.0.0.1:9901 is also a listen address"}},
+    /* the kernel gives 127.0.0.1's connections to the IPv4 socket: the other one got none (a
+     * `tls` one there never saw a handshake) */
+    {"the same listen address written IPv4-mapped",
+     "[proxy]\nlisten = 127.0.0.1:8080\nlisten = [::ffff:127.0.0.1]:8080 tls\n"
+     "tls_cert = /c\ntls_key = /k\n" UP,
+     {"test.ini:3: listen: [::ffff:127.0.0.1]:8080 is already a listen address"}},
+    {"admin_listen on a listen address written IPv4-mapped",
+     "[proxy]\nadmin_listen = [::ffff:127.0.0.1]:9901\nlisten = 127.0.0.1:9901\n" UP,
+     {"test.ini:2: admin_listen: [::ffff:127.0.0.1]:9901 is also a listen address"}},
     {"unknown key in [upstream]",
      UP "prefix = /\n",
      {"test.ini:3: unknown key 'prefix' in [upstream]"}},
@@ -628,6 +637,17 @@ static const struct {
     {"route prefix not starting with /",
      UP "[route r]\nupstream = app\nprefix = api\n",
      {"test.ini:5: prefix: 'api' must start with '/'"}},
+    /* no request path holds a blank or a control byte: the route would never match (an inline
+     * comment after '#', which only starts a comment at the start of a line, made every request
+     * of /status/ a 404) */
+    {"route prefix with a '#' comment after it",
+     UP "[route r]\nupstream = app\nprefix = /status/ # the status pages\n",
+     {"test.ini:5: prefix: '/status/ # the status pages' holds a blank, a control or a non-ASCII "
+      "byte, which no request path has (a comment after a value starts with ' ;')"}},
+    {"route prefix with a control byte",
+     UP "[route r]\nupstream = app\nprefix = /a\x01\n",
+     {"test.ini:5: prefix: '/a\\x01' holds a blank, a control or a non-ASCII byte, which no "
+      "request path has (a comment after a value starts with ' ;')"}},
     {"early_hints that is not a Link value",
      UP "[route r]\nupstream = app\nearly_hints = /app.css\n",
      {"test.ini:5: early_hints: '/app.css' is not a Link value (</path>; rel=preload)"}},

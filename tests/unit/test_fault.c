@@ -866,6 +866,7 @@ static void test_config_errors(void **state)
     /* loopback admin listeners need no token */
     cfg_free(load_ok("[proxy]\nadmin_listen = [::1]:9901\n" UP));
     cfg_free(load_ok("[proxy]\nadmin_listen = 127.0.0.2:9901\n" UP));
+    cfg_free(load_ok("[proxy]\nadmin_listen = [::ffff:127.0.0.1]:9901\n" UP)); /* IPv4's */
 }
 
 int main(void)
