@@ -50,6 +50,7 @@
 #include "portico/generation.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/request.h"
 #include "portico/sock.h"
 #include "portico/status.h"
 #include "portico/upstream.h"
@@ -329,6 +330,16 @@ static void walk_phases(struct exchange *ex, enum phase from, enum phase to, enu
 
 static void fail_in_phase(struct exchange *ex, enum failure_type type);
 
+/* Whether a real exchange would resend the request after this failure on a pooled connection
+ * (stale_pooled in exchange.c): a close or reset before any answer, of a request that may go
+ * twice and took no body. */
+static bool stale_retry(const struct exchange *ex, const struct sim_row *row)
+{
+    return (row->cause == CAUSE_EOF || row->cause == CAUSE_RESET) &&
+           (row->phase == PHASE_SEND || row->phase == PHASE_FIRST_BYTE) &&
+           request_idempotent(ex->req.method_id) && !h1_info_has_body(&ex->info);
+}
+
 /* Walks the phases a real exchange would to the failing one, then fails there. */
 static void simulate(struct exchange *ex, enum failure_type type)
 {
@@ -348,13 +359,30 @@ static void simulate(struct exchange *ex, enum failure_type type)
         snprintf(f->addr, sizeof(f->addr), "%s", o->text);
     f->simulating = true;
     ex->attempts++; /* the origin connection a real exchange would try (relay_connect) */
+    enum phase from = PHASE_DNS;
+    /* Past TLS a real exchange may take a pooled connection (relay_connect): it begins at SEND,
+     * logged and counted as reused. One that then closes or resets before an answer is taken
+     * for stale, and the request goes again on a fresh connection (stale_pooled), which fails
+     * the same way: retried, a second attempt, its phases from the start. */
+    if (row->phase >= PHASE_SEND && relay_pooled(ex)) {
+        metrics_add(ex->loop->metrics, M_UPSTREAM_REUSED, 1);
+        if (stale_retry(ex, row)) {
+            walk_phases(ex, PHASE_SEND, row->phase, row->phase);
+            ex->retried = true;
+            ex->attempts++;
+            metrics_add(ex->loop->metrics, M_UPSTREAM_RETRIES, 1);
+        } else {
+            ex->reused = true;
+            from = PHASE_SEND;
+        }
+    }
     /* Past SEND the real request went whole, body included, and the client's connection may
      * serve its next request: the body is read (and dropped) before the failure, as long as a
      * real one takes to go, so that the answer and the connection are the real ones. */
     bool sent = row->phase > PHASE_SEND &&
                 (ex->req_state == REQ_BODY || ex->req_state == REQ_GATED) &&
                 (f->sink = evbuffer_new()) != NULL;
-    walk_phases(ex, PHASE_DNS, sent ? PHASE_SEND : row->phase, row->phase);
+    walk_phases(ex, from, sent ? PHASE_SEND : row->phase, row->phase);
     if (sent) {
         f->waiting = type;
         if (ex->req_state == REQ_GATED) { /* no 100 from an origin: ours, as send_request arms */
