@@ -610,6 +610,65 @@ static void test_header_control(void **state)
     fake_origin_stop(o);
 }
 
+/* truncate = N on a body of exactly N bytes: nothing is cut, whatever the framing. A chunked body
+ * whose last chunk came in a later read than its data was cut (no last chunk, logged
+ * connection_reset), one delimited by the close reset, while a Content-Length one passed whole. */
+static const struct fo_step exact_chunked[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n"), FO_WAIT(50),
+    FO_SEND("0\r\n\r\n"), FO_END(),
+};
+static const struct fo_step exact_close[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nabcde"), FO_WAIT(50), FO_CLOSE(),
+    FO_END(),
+};
+static const struct fo_step exact_length[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabcde"), FO_END(),
+};
+
+static void test_truncate_whole_body(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        const struct fo_step *script;
+    } rows[] = {{"chunked", exact_chunked}, {"close", exact_close}, {"length", exact_length}};
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct fake_origin_opts oo = {.kind = FO_SCRIPT, .script = rows[i].script};
+        struct fake_origin *o = fake_origin_start(&oo);
+        assert_non_null(o);
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                              "access_log = {{dir}}/access.log\n"
+                                              "access_log_format = text\n"
+                                              "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                              "[route r]\nupstream = u\n"
+                                              "[fault cut]\ntruncate = 5\n",
+                                              fake_origin_port(o)),
+                         0);
+        assert_int_equal(harness_start(h), 0);
+        struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, "GET /x HTTP/1.1\r\nHost: t\r\nX-Request-Id: whole\r\n\r\n"),
+                         0);
+        int rc = raw_read_response(c, &r, PX_IO_MS);
+        print_message("  truncate = 5, %s body of 5 bytes: %zu bytes, %s\n", rows[i].name,
+                      r.body_len, rc == 0 ? "whole" : r.error);
+        assert_int_equal(rc, 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "abcde");
+        raw_response_free(&r);
+        raw_close(c);
+        assert_int_equal(harness_stop(h), 0);
+        char *line = px_log_line_for_id(h, "whole");
+        assert_false(tu_contains(line, " failure="));
+        free(line);
+        harness_free(h);
+        fake_origin_stop(o);
+    }
+}
+
 /* A reset throws away what the kernel still holds to send, and it threw away our own buffer too:
  * the answer to a request pipelined ahead of a reset one, logged 200 with all its bytes, reached
  * the client cut (32 KiB of 1 MiB). What went before the reset leaves first. */
@@ -682,6 +741,7 @@ int main(void)
         cmocka_unit_test(test_header_control),
         cmocka_unit_test(test_held_head_spares_origin),
         cmocka_unit_test(test_reset_after_pipelined_answer),
+        cmocka_unit_test(test_truncate_whole_body),
     };
     tu_ignore_sigpipe();
     int failed = cmocka_run_group_tests_name("actions", actions, group_up, group_down);
