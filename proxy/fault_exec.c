@@ -572,12 +572,30 @@ static void truncate_body(struct exchange *ex)
             copy.error);
 }
 
+/* Whether a body byte past the cut is known to come: a Content-Length not reached, a chunk that
+ * announced more data, bytes read before the close. The last chunk or the close may still come
+ * instead: a body of exactly N bytes is whole, whatever its framing. */
+static bool body_goes_on(const struct exchange *ex)
+{
+    const struct body_relay *b = &ex->resp_body;
+    switch (b->in) {
+    case H1_BODY_CHUNKED:
+        return b->chunked.data_left > 0;
+    case H1_BODY_CLOSE:
+        return evbuffer_get_length(ex->usock->in) > 0;
+    default:
+        return true;
+    }
+}
+
 bool fault_exec_body_stop(struct exchange *ex)
 {
     struct ex_fault *f = ex->fault;
     if (!f || ex->resp_body.quota || ex->resp_body.done)
         return false;
     if (f->rule->set & (1u << FK_TRUNCATE)) {
+        if (!body_goes_on(ex)) /* the origin's next bytes tell whether the body ends here */
+            return false;
         count(ex, FAULT_TRUNCATE);
         truncate_body(ex);
         return true;
