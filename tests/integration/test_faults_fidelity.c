@@ -13,7 +13,8 @@
  *     aborted and detail equal; fault= only on the simulated one (read once Portico has
  *     stopped: a worker writes its buffered lines once a second and when it exits);
  *   - the time from request to response within 50 ms;
- *   - /metrics counts each type twice.
+ *   - /metrics counts each type twice; portico_upstream_connects_total moves alike for both
+ *     (a simulated failure past CONNECT counts the connection a real one opened).
  *
  * Each real and simulated pair uses one [upstream] (so the origin, its timers and its name in the
  * error are the same) through two routes: /NAME/ reaches it, /sim-NAME/ has the rule. The table
@@ -314,6 +315,12 @@ static void compare_logs(struct harness *h, size_t k)
 
 /* ---- the test ---- */
 
+/* Origin connections opened: the simulation counts the one a real exchange would have opened. */
+static double connects_total(struct harness *h)
+{
+    return scrape_metric(harness_port(h, "admin"), "portico_upstream_connects_total", IO_MS);
+}
+
 static void run_case(struct harness *h, size_t i)
 {
     const struct fcase *c = &cases[i];
@@ -327,7 +334,9 @@ static void run_case(struct harness *h, size_t i)
     }
     /* the simulation first: the real no_healthy_origin leaves its origin marked down */
     snprintf(prefix, sizeof(prefix), "sim-%s", c->name);
+    double connects = connects_total(h);
     request(h, prefix, c->how == MB_TWICE || c->how == MB_ICMP ? MB_GET : c->how, 0, &sim);
+    double sim_connects = connects_total(h) - connects;
     if (c->dns_mode >= 0)
         fake_dns_set_mode(world.dns, (enum fake_dns_mode)c->dns_mode);
     if (c->how == MB_TWICE) {
@@ -336,11 +345,16 @@ static void run_case(struct harness *h, size_t i)
         assert_string_equal(raw_header(&first.r, "Portico-Error"), "connect_refused");
         raw_response_free(&first.r);
     }
+    connects = connects_total(h);
     request(h, c->name, c->how == MB_TWICE ? MB_GET : c->how, world.port[c->origin], &real);
+    double real_connects = connects_total(h) - connects;
     if (c->dns_mode >= 0)
         fake_dns_set_mode(world.dns, FAKE_DNS_ANSWER);
 
     assert_string_equal(raw_header(&real.r, "Portico-Error"), c->failure);
+    if (real_connects != sim_connects)
+        fail_msg("%s: portico_upstream_connects_total +%.0f (real) vs +%.0f (simulated)", c->name,
+                 real_connects, sim_connects);
     compare_heads(c, &real.r, &sim.r);
     compare_bodies(c, real.r.body, sim.r.body);
     snprintf(measured[i].real_id, sizeof(measured[i].real_id), "%s",
@@ -668,7 +682,7 @@ static const struct {
 struct pool_reply {
     char timing[256];  /* Server-Timing with the durations out */
     char id[48];
-    double reused, retries; /* what the request added to the counters */
+    double reused, retries, connects; /* what the request added to the counters */
 };
 
 static double pool_counter(struct harness *h, const char *name)
@@ -689,6 +703,7 @@ static void pool_request(struct harness *h, const char *prefix, const char *path
     raw_response_free(&r);
     double reused = pool_counter(h, "portico_upstream_reused_total");
     double retries = pool_counter(h, "portico_upstream_retries_total");
+    double connects = pool_counter(h, "portico_upstream_connects_total");
     snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
     assert_int_equal(raw_send_str(c, req), 0);
     assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
@@ -701,6 +716,7 @@ static void pool_request(struct harness *h, const char *prefix, const char *path
     raw_close(c);
     out->reused = pool_counter(h, "portico_upstream_reused_total") - reused;
     out->retries = pool_counter(h, "portico_upstream_retries_total") - retries;
+    out->connects = pool_counter(h, "portico_upstream_connects_total") - connects;
 }
 
 static void test_pooled_connection(void **state)
@@ -733,6 +749,7 @@ static void test_pooled_connection(void **state)
         assert_string_equal(sim[i].timing, real[i].timing);
         assert_true(sim[i].reused == real[i].reused);
         assert_true(sim[i].retries == real[i].retries);
+        assert_true(sim[i].connects == real[i].connects);
     }
     assert_int_equal(harness_stop(h), 0);
     static const char *const same[] = {"status", "failure", "phase", "reused", "retried",
