@@ -376,6 +376,9 @@ static void simulate(struct exchange *ex, enum failure_type type)
             from = PHASE_SEND;
         }
     }
+    /* the origin connection a real exchange would have opened before failing (connected()) */
+    if (!ex->reused && row->phase > PHASE_CONNECT)
+        metrics_add(ex->loop->metrics, M_UPSTREAM_CONNECTS, 1);
     /* Past SEND the real request went whole, body included, and the client's connection may
      * serve its next request: the body is read (and dropped) before the failure, as long as a
      * real one takes to go, so that the answer and the connection are the real ones. */
