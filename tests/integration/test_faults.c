@@ -65,6 +65,7 @@ static const char rules[] =
     "[fault chunkcut]\nprefix = /chunked/cut\ntruncate = 1000\n"
     "[fault slow]\nprefix = /length/slow\nthrottle = 10k\n"
     "[fault trickle]\nprefix = /trickle\nthrottle = 5\n"
+    "[fault slowcut]\nprefix = /length/pacedcut\ntruncate = 3000\nthrottle = 10k\n"
     "[fault hints]\nprefix = /hints\ninterim = 102,103\ninterim_interval = 100ms\n";
 
 static int group_up(void **state)
@@ -354,6 +355,29 @@ static void test_throttle(void **state)
     raw_close(c);
 }
 
+/* truncate and throttle together: the body is paced up to the cut, then cut. The throttle was
+ * ignored (3000 bytes and the cut at once, 0 ms). */
+static void test_truncate_throttled(void **state)
+{
+    (void)state;
+    struct raw_conn *c = px_connect_port(harness_port(g.h, "listen"));
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /length/pacedcut HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), -1); /* cut short */
+    int64_t ms = tu_now_ms() - t0;
+    /* 3000 bytes at 10 KiB/s: 1024 at once, 1024 at 100 ms, 952 at 200 ms, then the cut */
+    print_message("  truncate = 3000, throttle = 10k: %zu bytes in %lld ms\n", r.body_len,
+                  (long long)ms);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 3000);
+    assert_true(r.truncated);
+    assert_true(ms >= 190);
+    expect_log(&r, " failure=connection_reset phase=read ");
+    raw_response_free(&r);
+    raw_close(c);
+}
+
 /* A rate below a byte per tick (100 ms) still holds: 5 bytes/s is a byte every second tick, not
  * one every tick (which made any rate under 10 bytes/s 10 bytes/s). */
 static void test_throttle_slow_rate(void **state)
@@ -419,6 +443,7 @@ static void test_metrics(void **state)
         "{fault=\"late\",action=\"response_delay\"} 1", "{fault=\"drop\",action=\"drop\"} 1",
         "{fault=\"reset\",action=\"reset\"} 1",     "{fault=\"cut\",action=\"truncate\"} 1",
         "{fault=\"slow\",action=\"throttle\"} 1",   "{fault=\"hints\",action=\"interim\"} 2",
+        "{fault=\"slowcut\",action=\"truncate\"} 1", "{fault=\"slowcut\",action=\"throttle\"} 1",
     };
     struct raw_conn *c = px_connect_port(harness_port(g.h, "admin"));
     struct raw_response r;
@@ -733,6 +758,7 @@ int main(void)
         cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_throttle),
         cmocka_unit_test(test_throttle_slow_rate),
+        cmocka_unit_test(test_truncate_throttled),
         cmocka_unit_test(test_interim),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_access_log_lines),
