@@ -546,18 +546,31 @@ static uint64_t throttle_quota(struct ex_fault *f)
     return owed / 1000;
 }
 
+static bool truncates(const struct fault_rule *r)
+{
+    return r->set & (1u << FK_TRUNCATE);
+}
+
+/* What the body may move now: a throttle's share of a tick (0 below 10 bytes/s: the tick
+ * waits), never past a truncate's cut, so that both act together (slow, then cut). */
+static uint64_t body_quota(struct exchange *ex, struct ex_fault *f)
+{
+    const struct fault_rule *r = f->rule;
+    uint64_t q = r->throttle ? throttle_quota(f) : UINT64_MAX;
+    if (truncates(r))
+        q = MIN(q, r->truncate > ex->resp_body.bytes ? r->truncate - ex->resp_body.bytes : 0);
+    return q;
+}
+
 void fault_exec_body_start(struct exchange *ex)
 {
     struct ex_fault *f = ex->fault;
     if (!f)
         return;
-    const struct fault_rule *r = f->rule;
     /* Counted when they bite (fault_exec_body_stop): a body shorter than the cut, or sent
      * within one tick's quota, had nothing done to it. */
-    if (r->set & (1u << FK_TRUNCATE))
-        ex->resp_body.quota = r->truncate;
-    else if (r->throttle)
-        ex->resp_body.quota = throttle_quota(f); /* 0 below 10 bytes/s: the first tick waits */
+    if (truncates(f->rule) || f->rule->throttle)
+        ex->resp_body.quota = body_quota(ex, f);
 }
 
 /* The body stops after its quota as when the origin breaks off: FIN for a body whose end the
@@ -596,7 +609,7 @@ bool fault_exec_body_stop(struct exchange *ex)
     struct ex_fault *f = ex->fault;
     if (!f || ex->resp_body.quota || ex->resp_body.done)
         return false;
-    if (f->rule->set & (1u << FK_TRUNCATE)) {
+    if (truncates(f->rule) && ex->resp_body.bytes >= f->rule->truncate) {
         if (!body_goes_on(ex)) /* the origin's next bytes tell whether the body ends here */
             return false;
         count(ex, FAULT_TRUNCATE);
@@ -626,7 +639,7 @@ static void fault_timer_cb(evutil_socket_t fd, short what, void *arg)
     if (!deadline_due(&f->timer, ex->now))
         return;
     if (f->throttled) {
-        ex->resp_body.quota = throttle_quota(f);
+        ex->resp_body.quota = body_quota(ex, f);
         if (ex->resp_body.quota) {
             f->throttled = false;
             relay_resume(ex);
