@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cmocka.h>
 
@@ -52,6 +53,8 @@ static const char rules[] =
     "[fault answer]\nprefix = /answer\nstatus = 503\nreason = Down for maintenance\n"
     "body = down for maintenance\nheaders = Retry-After: 120\nheaders = X-Rehearsal: yes\n"
     "[fault nocontent]\nprefix = /nocontent\nstatus = 204\n"
+    "[fault cookies]\nprefix = /cookies\nstatus = 503\nheaders = Set-Cookie: a=1\n"
+    "headers = Set-Cookie: b=2\nheaders = Cache-Control: max-age=5\n"
     "[fault closing]\nprefix = /closing\nstatus = 503\n"
     "[fault weighted]\nprefix = /weighted\nstatus = 200:0.5, 503:0.5\n"
     "[fault first]\nprefix = /first\nfirst = 2\nstatus = 503\n"
@@ -182,6 +185,30 @@ static void test_status_answer(void **state)
     assert_null(raw_header(&r, "Content-Length"));
     raw_response_free(&r);
     assert_int_equal(fake_origin_requests(g.ok), before); /* never contacted */
+}
+
+/* headers is repeatable: a name given twice (Set-Cookie, Link) is sent twice, and replaces
+ * Portico's field of that name once. The second replaced the first: one Set-Cookie went. */
+static void test_status_answer_repeated_header(void **state)
+{
+    (void)state;
+    struct raw_response r;
+    get("/cookies", NULL, &r, NULL);
+    assert_int_equal(r.status, 503);
+    const char *cookies[2];
+    size_t ncookies = 0, ncache = 0;
+    for (size_t i = 0; i < r.head.nfields; i++) {
+        if (strcasecmp(r.head.fields[i].name, "Set-Cookie") == 0 && ncookies < 2)
+            cookies[ncookies++] = r.head.fields[i].value;
+        ncache += strcasecmp(r.head.fields[i].name, "Cache-Control") == 0;
+    }
+    print_message("  headers = Set-Cookie twice: %zu sent\n", ncookies);
+    assert_int_equal(ncookies, 2);
+    assert_string_equal(cookies[0], "a=1");
+    assert_string_equal(cookies[1], "b=2");
+    assert_int_equal(ncache, 1); /* Portico's no-store is replaced */
+    assert_string_equal(raw_header(&r, "Cache-Control"), "max-age=5");
+    raw_response_free(&r);
 }
 
 /* A client that will not keep the connection (HTTP/1.0 without keep-alive, HTTP/1.1 with
@@ -750,6 +777,7 @@ int main(void)
     const struct CMUnitTest actions[] = {
         cmocka_unit_test(test_status_answer),
         cmocka_unit_test(test_status_answer_closing_client),
+        cmocka_unit_test(test_status_answer_repeated_header),
         cmocka_unit_test(test_weighted_and_first),
         cmocka_unit_test(test_delays),
         cmocka_unit_test(test_drop_and_reset),
