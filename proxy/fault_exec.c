@@ -683,16 +683,21 @@ size_t fault_exec_fields(const struct exchange *ex, struct h1_field *fields, siz
     return 1;
 }
 
-/* Replaces the field named like "Name: value" (case-insensitively) or appends it. */
-static void set_field(struct h1_field *fields, size_t *n, size_t room, const char *line)
+/* Sets the field of the line "Name: value": it takes the place of Portico's field of that name
+ * (case-insensitively; one of the first `own`, which `replaced` marks), else it is appended, so
+ * that a name the rule gives twice (Set-Cookie, Link) goes twice. */
+static void set_field(struct h1_field *fields, size_t *n, size_t own, uint32_t *replaced,
+                      size_t room, const char *line)
 {
     const char *colon = strchr(line, ':');
     size_t nlen = (size_t)(colon - line);
     const char *v = colon + 2; /* stored as "Name: value" */
     struct h1_field nf = {.name = line, .name_len = nlen, .value = v, .value_len = strlen(v)};
-    for (size_t i = 0; i < *n; i++) {
-        if (fields[i].name_len == nlen && strncasecmp(fields[i].name, line, nlen) == 0) {
+    for (size_t i = 0; i < own; i++) {
+        if (!(*replaced & (1u << i)) && fields[i].name_len == nlen &&
+            strncasecmp(fields[i].name, line, nlen) == 0) {
             fields[i] = nf;
+            *replaced |= 1u << i;
             return;
         }
     }
@@ -743,8 +748,10 @@ void fault_exec_own_head(struct exchange *ex, struct errpage_out *o, struct h1_f
     n += fault_exec_fields(ex, fields + n, room - n);
     if (f->answering) {
         const struct fault_rule *r = f->rule;
+        size_t own = MIN(n, 32); /* an error page's fields and Portico-Fault: a dozen at most */
+        uint32_t replaced = 0;
         for (int i = 0; i < r->nheaders; i++)
-            set_field(fields, &n, room, fault_text(r, r->headers[i]));
+            set_field(fields, &n, own, &replaced, room, fault_text(r, r->headers[i]));
         if (r->reason) {
             o->head.reason = fault_text(r, r->reason);
             o->head.reason_len = strlen(o->head.reason);
