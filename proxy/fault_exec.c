@@ -11,7 +11,8 @@
  *   status           an answer through the exchange's own response path (ex_refuse → send_own),
  *                    with the rule's reason, headers and body.
  *   failure          the phases the real failure would walk are entered (dns, connect, tls,
- *                    send, first_byte, read, as far as its phase) without touching the origin;
+ *                    send, first_byte, read, as far as its phase; from send when the pool holds
+ *                    a connection the request would take) without touching the origin;
  *                    a timer row then waits for the phase's own timer, whose expiry is the real
  *                    one (phase_timeout_cb, total_timeout_cb), and the other rows fail at once
  *                    through ex_fail() with the cause and the words the origin side would use.
