@@ -21,6 +21,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <arpa/inet.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "portico/admin.h"
@@ -55,6 +57,7 @@
 #define LINGER_MS 2000
 #define READ_HIGH (256 * 1024)   /* input held at most (pipelined requests, body ahead) */
 #define OUTPUT_HIGH (256 * 1024) /* no next request is parsed while more waits to go out */
+#define RESET_TICK_MS 10         /* a reset waiting for earlier answers to leave looks this often */
 
 #define CLIENT_STATE_LIST(X)                                                                       \
     X(CS_HANDSHAKE, "handshake")                                                                   \
@@ -98,6 +101,7 @@ struct client {
     bool close_delimited;              /* ... and its body ends with the close (HTTP/1.0) */
     bool pipelined;                    /* the next head was buffered when the last answer ended */
     bool closes_quietly;               /* the client asked to close: no lingering (linger()) */
+    uint64_t reset_from_us;            /* CS_RESETTING: since when (client_send_timeout) */
 };
 
 static void client_cb(void *arg, enum sock_event ev);
@@ -499,14 +503,41 @@ static bool may_parse(const struct client *c)
     return sock_pending(&c->sock) <= OUTPUT_HIGH;
 }
 
-/* A fault's reset: nothing more goes out, and the close sends RST (SO_LINGER 0). */
+/* A reset (a fault's, or a cut body that ends with the close): RST, which throws away what the
+ * kernel still holds to send. What went before it (the answers to requests pipelined ahead of
+ * a reset one, the part of a cut body that was forwarded) was answered and logged whole: it
+ * leaves first, our buffer then the kernel's send queue, looked at a tick at a time for
+ * client_send_timeout at most (a client that does not read loses it, as from a real reset). */
 static void start_resetting(struct client *c)
+{
+    evbuffer_drain(c->sock.in, SIZE_MAX);
+    sock_read(&c->sock, false);
+    c->reset_from_us = event_now_us();
+    sock_flush(&c->sock);
+    set_state(c, CS_RESETTING); /* its deadline is now: reset_when_sent from the loop */
+}
+
+static void reset_now(struct client *c)
 {
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     setsockopt(c->sock.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    evbuffer_drain(c->sock.out, SIZE_MAX);
-    sock_read(&c->sock, false);
-    set_state(c, CS_RESETTING);
+    client_close(c, "reset");
+}
+
+/* The reset's deadline: the RST goes once what went before it has left (SIOCOUTQ: sent and
+ * acknowledged), or its time ran out. */
+static void reset_when_sent(struct client *c)
+{
+    int queued = 0;
+    uint64_t now = event_now_us();
+    uint64_t until = c->reset_from_us + c->loop->cfg->client_send_timeout_ms * 1000;
+    bool waiting = sock_pending(&c->sock) > 0 ||
+                   (ioctl(c->sock.fd, SIOCOUTQ, &queued) == 0 && queued > 0);
+    if (waiting && now < until) {
+        sock_set_deadline(&c->sock, MIN(now + RESET_TICK_MS * 1000, until));
+        return;
+    }
+    reset_now(c);
 }
 
 static void ds_done(void *ctx, enum exchange_end end)
@@ -522,7 +553,6 @@ static void ds_done(void *ctx, enum exchange_end end)
     /* A body delimited by the close and cut short: a FIN would read as its end, only a reset
      * tells the client that the response failed. What was forwarded goes first. */
     if (end == END_ABORT && c->close_delimited) {
-        sock_flush(&c->sock);
         start_resetting(c);
         return;
     }
@@ -882,6 +912,10 @@ static void client_cb(void *arg, enum sock_event ev)
     case SOCK_WRITE_TIMEOUT:
         break;
     }
+    if (c->state == CS_RESETTING) { /* what went before it cannot all leave: RST now */
+        reset_now(c);
+        return;
+    }
     client_close(c, gone_reason(ev));
 }
 
@@ -915,7 +949,7 @@ static void state_expired(struct client *c)
         client_close(c, "closed");
         break;
     case CS_RESETTING:
-        client_close(c, "reset");
+        reset_when_sent(c);
         break;
     }
 }

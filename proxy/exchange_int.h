@@ -197,6 +197,9 @@ void ex_to_origin(struct exchange *ex);
 /* Picks up (or opens) an origin connection and sends the request when it is ready. */
 void relay_connect(struct exchange *ex);
 
+/* Whether relay_connect would take a pooled connection now (it stays pooled). */
+bool relay_pooled(struct exchange *ex);
+
 /* Moves request body bytes from the downstream to the origin. */
 void relay_request_body(struct exchange *ex);
 

@@ -11,7 +11,8 @@
  *   status           an answer through the exchange's own response path (ex_refuse → send_own),
  *                    with the rule's reason, headers and body.
  *   failure          the phases the real failure would walk are entered (dns, connect, tls,
- *                    send, first_byte, read, as far as its phase) without touching the origin;
+ *                    send, first_byte, read, as far as its phase; from send when the pool holds
+ *                    a connection the request would take) without touching the origin;
  *                    a timer row then waits for the phase's own timer, whose expiry is the real
  *                    one (phase_timeout_cb, total_timeout_cb), and the other rows fail at once
  *                    through ex_fail() with the cause and the words the origin side would use.
@@ -50,6 +51,7 @@
 #include "portico/generation.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/request.h"
 #include "portico/sock.h"
 #include "portico/status.h"
 #include "portico/upstream.h"
@@ -329,6 +331,16 @@ static void walk_phases(struct exchange *ex, enum phase from, enum phase to, enu
 
 static void fail_in_phase(struct exchange *ex, enum failure_type type);
 
+/* Whether a real exchange would resend the request after this failure on a pooled connection
+ * (stale_pooled in exchange.c): a close or reset before any answer, of a request that may go
+ * twice and took no body. */
+static bool stale_retry(const struct exchange *ex, const struct sim_row *row)
+{
+    return (row->cause == CAUSE_EOF || row->cause == CAUSE_RESET) &&
+           (row->phase == PHASE_SEND || row->phase == PHASE_FIRST_BYTE) &&
+           request_idempotent(ex->req.method_id) && !h1_info_has_body(&ex->info);
+}
+
 /* Walks the phases a real exchange would to the failing one, then fails there. */
 static void simulate(struct exchange *ex, enum failure_type type)
 {
@@ -348,13 +360,33 @@ static void simulate(struct exchange *ex, enum failure_type type)
         snprintf(f->addr, sizeof(f->addr), "%s", o->text);
     f->simulating = true;
     ex->attempts++; /* the origin connection a real exchange would try (relay_connect) */
+    enum phase from = PHASE_DNS;
+    /* Past TLS a real exchange may take a pooled connection (relay_connect): it begins at SEND,
+     * logged and counted as reused. One that then closes or resets before an answer is taken
+     * for stale, and the request goes again on a fresh connection (stale_pooled), which fails
+     * the same way: retried, a second attempt, its phases from the start. */
+    if (row->phase >= PHASE_SEND && relay_pooled(ex)) {
+        metrics_add(ex->loop->metrics, M_UPSTREAM_REUSED, 1);
+        if (stale_retry(ex, row)) {
+            walk_phases(ex, PHASE_SEND, row->phase, row->phase);
+            ex->retried = true;
+            ex->attempts++;
+            metrics_add(ex->loop->metrics, M_UPSTREAM_RETRIES, 1);
+        } else {
+            ex->reused = true;
+            from = PHASE_SEND;
+        }
+    }
+    /* the origin connection a real exchange would have opened before failing (connected()) */
+    if (!ex->reused && row->phase > PHASE_CONNECT)
+        metrics_add(ex->loop->metrics, M_UPSTREAM_CONNECTS, 1);
     /* Past SEND the real request went whole, body included, and the client's connection may
      * serve its next request: the body is read (and dropped) before the failure, as long as a
      * real one takes to go, so that the answer and the connection are the real ones. */
     bool sent = row->phase > PHASE_SEND &&
                 (ex->req_state == REQ_BODY || ex->req_state == REQ_GATED) &&
                 (f->sink = evbuffer_new()) != NULL;
-    walk_phases(ex, PHASE_DNS, sent ? PHASE_SEND : row->phase, row->phase);
+    walk_phases(ex, from, sent ? PHASE_SEND : row->phase, row->phase);
     if (sent) {
         f->waiting = type;
         if (ex->req_state == REQ_GATED) { /* no 100 from an origin: ours, as send_request arms */
@@ -515,18 +547,31 @@ static uint64_t throttle_quota(struct ex_fault *f)
     return owed / 1000;
 }
 
+static bool truncates(const struct fault_rule *r)
+{
+    return r->set & (1u << FK_TRUNCATE);
+}
+
+/* What the body may move now: a throttle's share of a tick (0 below 10 bytes/s: the tick
+ * waits), never past a truncate's cut, so that both act together (slow, then cut). */
+static uint64_t body_quota(struct exchange *ex, struct ex_fault *f)
+{
+    const struct fault_rule *r = f->rule;
+    uint64_t q = r->throttle ? throttle_quota(f) : UINT64_MAX;
+    if (truncates(r))
+        q = MIN(q, r->truncate > ex->resp_body.bytes ? r->truncate - ex->resp_body.bytes : 0);
+    return q;
+}
+
 void fault_exec_body_start(struct exchange *ex)
 {
     struct ex_fault *f = ex->fault;
     if (!f)
         return;
-    const struct fault_rule *r = f->rule;
     /* Counted when they bite (fault_exec_body_stop): a body shorter than the cut, or sent
      * within one tick's quota, had nothing done to it. */
-    if (r->set & (1u << FK_TRUNCATE))
-        ex->resp_body.quota = r->truncate;
-    else if (r->throttle)
-        ex->resp_body.quota = throttle_quota(f); /* 0 below 10 bytes/s: the first tick waits */
+    if (truncates(f->rule) || f->rule->throttle)
+        ex->resp_body.quota = body_quota(ex, f);
 }
 
 /* The body stops after its quota as when the origin breaks off: FIN for a body whose end the
@@ -544,12 +589,30 @@ static void truncate_body(struct exchange *ex)
             copy.error);
 }
 
+/* Whether a body byte past the cut is known to come: a Content-Length not reached, a chunk that
+ * announced more data, bytes read before the close. The last chunk or the close may still come
+ * instead: a body of exactly N bytes is whole, whatever its framing. */
+static bool body_goes_on(const struct exchange *ex)
+{
+    const struct body_relay *b = &ex->resp_body;
+    switch (b->in) {
+    case H1_BODY_CHUNKED:
+        return b->chunked.data_left > 0;
+    case H1_BODY_CLOSE:
+        return evbuffer_get_length(ex->usock->in) > 0;
+    default:
+        return true;
+    }
+}
+
 bool fault_exec_body_stop(struct exchange *ex)
 {
     struct ex_fault *f = ex->fault;
     if (!f || ex->resp_body.quota || ex->resp_body.done)
         return false;
-    if (f->rule->set & (1u << FK_TRUNCATE)) {
+    if (truncates(f->rule) && ex->resp_body.bytes >= f->rule->truncate) {
+        if (!body_goes_on(ex)) /* the origin's next bytes tell whether the body ends here */
+            return false;
         count(ex, FAULT_TRUNCATE);
         truncate_body(ex);
         return true;
@@ -577,7 +640,7 @@ static void fault_timer_cb(evutil_socket_t fd, short what, void *arg)
     if (!deadline_due(&f->timer, ex->now))
         return;
     if (f->throttled) {
-        ex->resp_body.quota = throttle_quota(f);
+        ex->resp_body.quota = body_quota(ex, f);
         if (ex->resp_body.quota) {
             f->throttled = false;
             relay_resume(ex);
@@ -621,16 +684,21 @@ size_t fault_exec_fields(const struct exchange *ex, struct h1_field *fields, siz
     return 1;
 }
 
-/* Replaces the field named like "Name: value" (case-insensitively) or appends it. */
-static void set_field(struct h1_field *fields, size_t *n, size_t room, const char *line)
+/* Sets the field of the line "Name: value": it takes the place of Portico's field of that name
+ * (case-insensitively; one of the first `own`, which `replaced` marks), else it is appended, so
+ * that a name the rule gives twice (Set-Cookie, Link) goes twice. */
+static void set_field(struct h1_field *fields, size_t *n, size_t own, uint32_t *replaced,
+                      size_t room, const char *line)
 {
     const char *colon = strchr(line, ':');
     size_t nlen = (size_t)(colon - line);
     const char *v = colon + 2; /* stored as "Name: value" */
     struct h1_field nf = {.name = line, .name_len = nlen, .value = v, .value_len = strlen(v)};
-    for (size_t i = 0; i < *n; i++) {
-        if (fields[i].name_len == nlen && strncasecmp(fields[i].name, line, nlen) == 0) {
+    for (size_t i = 0; i < own; i++) {
+        if (!(*replaced & (1u << i)) && fields[i].name_len == nlen &&
+            strncasecmp(fields[i].name, line, nlen) == 0) {
             fields[i] = nf;
+            *replaced |= 1u << i;
             return;
         }
     }
@@ -681,8 +749,10 @@ void fault_exec_own_head(struct exchange *ex, struct errpage_out *o, struct h1_f
     n += fault_exec_fields(ex, fields + n, room - n);
     if (f->answering) {
         const struct fault_rule *r = f->rule;
+        size_t own = MIN(n, 32); /* an error page's fields and Portico-Fault: a dozen at most */
+        uint32_t replaced = 0;
         for (int i = 0; i < r->nheaders; i++)
-            set_field(fields, &n, room, fault_text(r, r->headers[i]));
+            set_field(fields, &n, own, &replaced, room, fault_text(r, r->headers[i]));
         if (r->reason) {
             o->head.reason = fault_text(r, r->reason);
             o->head.reason_len = strlen(o->head.reason);

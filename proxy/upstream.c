@@ -360,6 +360,15 @@ struct upconn *upconn_take_idle(struct loop *l, int upstream, int origin, uint64
     return NULL;
 }
 
+bool upconn_idle_ready(struct loop *l, int upstream, int origin, uint64_t owner, bool resendable,
+                       uint64_t now_us_)
+{
+    struct upstream_pool *pool = &l->pools->pool[upstream];
+    pool_settle(pool, &l->cfg->upstreams[upstream], now_us_);
+    return (owner && find_owned(pool, origin, owner, !resendable)) ||
+           find_settled(pool, origin, !resendable);
+}
+
 void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us_)
 {
     struct upstream_pool *pool = &c->loop->pools->pool[c->upstream];

@@ -45,6 +45,11 @@ void upstream_pools_close_idle(struct loop *l);
 struct upconn *upconn_take_idle(struct loop *l, int upstream, int origin, uint64_t owner,
                                 bool resendable, uint64_t now_us);
 
+/* Whether upconn_take_idle would give a connection now, leaving it pooled (a simulated failure
+ * walks the phases a real exchange would: none before SEND on a pooled connection). */
+bool upconn_idle_ready(struct loop *l, int upstream, int origin, uint64_t owner, bool resendable,
+                       uint64_t now_us);
+
 /* Starts opening a connection; events arrive through ev with arg, always from the loop. NULL
  * when out of memory. */
 struct upconn *upconn_open(struct loop *l, int upstream, int origin,

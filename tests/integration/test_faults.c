@@ -20,12 +20,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cmocka.h>
 
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
 #include "../support/raw_client.h"
+#include "../support/stream_origin.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
 
@@ -51,6 +53,8 @@ static const char rules[] =
     "[fault answer]\nprefix = /answer\nstatus = 503\nreason = Down for maintenance\n"
     "body = down for maintenance\nheaders = Retry-After: 120\nheaders = X-Rehearsal: yes\n"
     "[fault nocontent]\nprefix = /nocontent\nstatus = 204\n"
+    "[fault cookies]\nprefix = /cookies\nstatus = 503\nheaders = Set-Cookie: a=1\n"
+    "headers = Set-Cookie: b=2\nheaders = Cache-Control: max-age=5\n"
     "[fault closing]\nprefix = /closing\nstatus = 503\n"
     "[fault weighted]\nprefix = /weighted\nstatus = 200:0.5, 503:0.5\n"
     "[fault first]\nprefix = /first\nfirst = 2\nstatus = 503\n"
@@ -63,6 +67,7 @@ static const char rules[] =
     "[fault chunkcut]\nprefix = /chunked/cut\ntruncate = 1000\n"
     "[fault slow]\nprefix = /length/slow\nthrottle = 10k\n"
     "[fault trickle]\nprefix = /trickle\nthrottle = 5\n"
+    "[fault slowcut]\nprefix = /length/pacedcut\ntruncate = 3000\nthrottle = 10k\n"
     "[fault hints]\nprefix = /hints\ninterim = 102,103\ninterim_interval = 100ms\n";
 
 static int group_up(void **state)
@@ -180,6 +185,30 @@ static void test_status_answer(void **state)
     assert_null(raw_header(&r, "Content-Length"));
     raw_response_free(&r);
     assert_int_equal(fake_origin_requests(g.ok), before); /* never contacted */
+}
+
+/* headers is repeatable: a name given twice (Set-Cookie, Link) is sent twice, and replaces
+ * Portico's field of that name once. The second replaced the first: one Set-Cookie went. */
+static void test_status_answer_repeated_header(void **state)
+{
+    (void)state;
+    struct raw_response r;
+    get("/cookies", NULL, &r, NULL);
+    assert_int_equal(r.status, 503);
+    const char *cookies[2];
+    size_t ncookies = 0, ncache = 0;
+    for (size_t i = 0; i < r.head.nfields; i++) {
+        if (strcasecmp(r.head.fields[i].name, "Set-Cookie") == 0 && ncookies < 2)
+            cookies[ncookies++] = r.head.fields[i].value;
+        ncache += strcasecmp(r.head.fields[i].name, "Cache-Control") == 0;
+    }
+    print_message("  headers = Set-Cookie twice: %zu sent\n", ncookies);
+    assert_int_equal(ncookies, 2);
+    assert_string_equal(cookies[0], "a=1");
+    assert_string_equal(cookies[1], "b=2");
+    assert_int_equal(ncache, 1); /* Portico's no-store is replaced */
+    assert_string_equal(raw_header(&r, "Cache-Control"), "max-age=5");
+    raw_response_free(&r);
 }
 
 /* A client that will not keep the connection (HTTP/1.0 without keep-alive, HTTP/1.1 with
@@ -352,6 +381,29 @@ static void test_throttle(void **state)
     raw_close(c);
 }
 
+/* truncate and throttle together: the body is paced up to the cut, then cut. The throttle was
+ * ignored (3000 bytes and the cut at once, 0 ms). */
+static void test_truncate_throttled(void **state)
+{
+    (void)state;
+    struct raw_conn *c = px_connect_port(harness_port(g.h, "listen"));
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /length/pacedcut HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), -1); /* cut short */
+    int64_t ms = tu_now_ms() - t0;
+    /* 3000 bytes at 10 KiB/s: 1024 at once, 1024 at 100 ms, 952 at 200 ms, then the cut */
+    print_message("  truncate = 3000, throttle = 10k: %zu bytes in %lld ms\n", r.body_len,
+                  (long long)ms);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 3000);
+    assert_true(r.truncated);
+    assert_true(ms >= 190);
+    expect_log(&r, " failure=connection_reset phase=read ");
+    raw_response_free(&r);
+    raw_close(c);
+}
+
 /* A rate below a byte per tick (100 ms) still holds: 5 bytes/s is a byte every second tick, not
  * one every tick (which made any rate under 10 bytes/s 10 bytes/s). */
 static void test_throttle_slow_rate(void **state)
@@ -417,6 +469,7 @@ static void test_metrics(void **state)
         "{fault=\"late\",action=\"response_delay\"} 1", "{fault=\"drop\",action=\"drop\"} 1",
         "{fault=\"reset\",action=\"reset\"} 1",     "{fault=\"cut\",action=\"truncate\"} 1",
         "{fault=\"slow\",action=\"throttle\"} 1",   "{fault=\"hints\",action=\"interim\"} 2",
+        "{fault=\"slowcut\",action=\"truncate\"} 1", "{fault=\"slowcut\",action=\"throttle\"} 1",
     };
     struct raw_conn *c = px_connect_port(harness_port(g.h, "admin"));
     struct raw_response r;
@@ -608,17 +661,130 @@ static void test_header_control(void **state)
     fake_origin_stop(o);
 }
 
+/* truncate = N on a body of exactly N bytes: nothing is cut, whatever the framing. A chunked body
+ * whose last chunk came in a later read than its data was cut (no last chunk, logged
+ * connection_reset), one delimited by the close reset, while a Content-Length one passed whole. */
+static const struct fo_step exact_chunked[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n"), FO_WAIT(50),
+    FO_SEND("0\r\n\r\n"), FO_END(),
+};
+static const struct fo_step exact_close[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nabcde"), FO_WAIT(50), FO_CLOSE(),
+    FO_END(),
+};
+static const struct fo_step exact_length[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabcde"), FO_END(),
+};
+
+static void test_truncate_whole_body(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        const struct fo_step *script;
+    } rows[] = {{"chunked", exact_chunked}, {"close", exact_close}, {"length", exact_length}};
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct fake_origin_opts oo = {.kind = FO_SCRIPT, .script = rows[i].script};
+        struct fake_origin *o = fake_origin_start(&oo);
+        assert_non_null(o);
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                              "access_log = {{dir}}/access.log\n"
+                                              "access_log_format = text\n"
+                                              "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                              "[route r]\nupstream = u\n"
+                                              "[fault cut]\ntruncate = 5\n",
+                                              fake_origin_port(o)),
+                         0);
+        assert_int_equal(harness_start(h), 0);
+        struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, "GET /x HTTP/1.1\r\nHost: t\r\nX-Request-Id: whole\r\n\r\n"),
+                         0);
+        int rc = raw_read_response(c, &r, PX_IO_MS);
+        print_message("  truncate = 5, %s body of 5 bytes: %zu bytes, %s\n", rows[i].name,
+                      r.body_len, rc == 0 ? "whole" : r.error);
+        assert_int_equal(rc, 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "abcde");
+        raw_response_free(&r);
+        raw_close(c);
+        assert_int_equal(harness_stop(h), 0);
+        char *line = px_log_line_for_id(h, "whole");
+        assert_false(tu_contains(line, " failure="));
+        free(line);
+        harness_free(h);
+        fake_origin_stop(o);
+    }
+}
+
+/* A reset throws away what the kernel still holds to send, and it threw away our own buffer too:
+ * the answer to a request pipelined ahead of a reset one, logged 200 with all its bytes, reached
+ * the client cut (32 KiB of 1 MiB). What went before the reset leaves first. */
+#define PIPELINED_BODY (1024 * 1024)
+
+static void test_reset_after_pipelined_answer(void **state)
+{
+    (void)state;
+    struct stream_origin *o = so_start();
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "access_log_format = text\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                          "[route r]\nupstream = u\n"
+                                          "[fault rst]\nprefix = /reset\nreset = on\n",
+                                          o->port),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+    char req[256];
+    snprintf(req, sizeof(req), "GET /down-length/%d HTTP/1.1\r\nHost: t\r\n\r\n"
+             "GET /reset HTTP/1.1\r\nHost: t\r\n\r\n", PIPELINED_BODY);
+    assert_int_equal(raw_send_str(c, req), 0);
+    /* the reset's exchange has ended (its line is written): the first answer is all queued, and
+     * what our receive buffer did not take waits in Portico's (we have not read) */
+    assert_int_equal(harness_wait_file(h, "access.log", " fault=rst ", PX_IO_MS), 0);
+    struct so_reader *d = calloc(1, sizeof(*d));
+    assert_non_null(d);
+    d->fd = raw_fd(c);
+    char line[256];
+    assert_int_equal(so_read_line(d, line, sizeof(line)), 0);
+    assert_string_equal(line, "HTTP/1.1 200 OK");
+    do
+        assert_int_equal(so_read_line(d, line, sizeof(line)), 0);
+    while (line[0] != '\0');
+    uint64_t off = 0;
+    int rc = so_read_body(d, &off, PIPELINED_BODY, false);
+    print_message("  the answer before the reset: %llu of %d bytes\n", (unsigned long long)off,
+                  PIPELINED_BODY);
+    assert_int_equal(rc, 0);
+    assert_int_equal(so_read_fill(d, PX_IO_MS), 0); /* then the reset, nothing more */
+    free(d);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    so_stop(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest actions[] = {
         cmocka_unit_test(test_status_answer),
         cmocka_unit_test(test_status_answer_closing_client),
+        cmocka_unit_test(test_status_answer_repeated_header),
         cmocka_unit_test(test_weighted_and_first),
         cmocka_unit_test(test_delays),
         cmocka_unit_test(test_drop_and_reset),
         cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_throttle),
         cmocka_unit_test(test_throttle_slow_rate),
+        cmocka_unit_test(test_truncate_throttled),
         cmocka_unit_test(test_interim),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_access_log_lines),
@@ -626,6 +792,8 @@ int main(void)
     const struct CMUnitTest control[] = {
         cmocka_unit_test(test_header_control),
         cmocka_unit_test(test_held_head_spares_origin),
+        cmocka_unit_test(test_reset_after_pipelined_answer),
+        cmocka_unit_test(test_truncate_whole_body),
     };
     tu_ignore_sigpipe();
     int failed = cmocka_run_group_tests_name("actions", actions, group_up, group_down);

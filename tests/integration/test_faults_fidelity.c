@@ -13,7 +13,8 @@
  *     aborted and detail equal; fault= only on the simulated one (read once Portico has
  *     stopped: a worker writes its buffered lines once a second and when it exits);
  *   - the time from request to response within 50 ms;
- *   - /metrics counts each type twice.
+ *   - /metrics counts each type twice; portico_upstream_connects_total moves alike for both
+ *     (a simulated failure past CONNECT counts the connection a real one opened).
  *
  * Each real and simulated pair uses one [upstream] (so the origin, its timers and its name in the
  * error are the same) through two routes: /NAME/ reaches it, /sim-NAME/ has the rule. The table
@@ -44,6 +45,7 @@
 #include "../support/harness.h"
 #include "../support/misbehave.h"
 #include "../support/raw_client.h"
+#include "../support/scrape.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
 
@@ -313,6 +315,12 @@ static void compare_logs(struct harness *h, size_t k)
 
 /* ---- the test ---- */
 
+/* Origin connections opened: the simulation counts the one a real exchange would have opened. */
+static double connects_total(struct harness *h)
+{
+    return scrape_metric(harness_port(h, "admin"), "portico_upstream_connects_total", IO_MS);
+}
+
 static void run_case(struct harness *h, size_t i)
 {
     const struct fcase *c = &cases[i];
@@ -326,7 +334,9 @@ static void run_case(struct harness *h, size_t i)
     }
     /* the simulation first: the real no_healthy_origin leaves its origin marked down */
     snprintf(prefix, sizeof(prefix), "sim-%s", c->name);
+    double connects = connects_total(h);
     request(h, prefix, c->how == MB_TWICE || c->how == MB_ICMP ? MB_GET : c->how, 0, &sim);
+    double sim_connects = connects_total(h) - connects;
     if (c->dns_mode >= 0)
         fake_dns_set_mode(world.dns, (enum fake_dns_mode)c->dns_mode);
     if (c->how == MB_TWICE) {
@@ -335,11 +345,16 @@ static void run_case(struct harness *h, size_t i)
         assert_string_equal(raw_header(&first.r, "Portico-Error"), "connect_refused");
         raw_response_free(&first.r);
     }
+    connects = connects_total(h);
     request(h, c->name, c->how == MB_TWICE ? MB_GET : c->how, world.port[c->origin], &real);
+    double real_connects = connects_total(h) - connects;
     if (c->dns_mode >= 0)
         fake_dns_set_mode(world.dns, FAKE_DNS_ANSWER);
 
     assert_string_equal(raw_header(&real.r, "Portico-Error"), c->failure);
+    if (real_connects != sim_connects)
+        fail_msg("%s: portico_upstream_connects_total +%.0f (real) vs +%.0f (simulated)", c->name,
+                 real_connects, sim_connects);
     compare_heads(c, &real.r, &sim.r);
     compare_bodies(c, real.r.body, sim.r.body);
     snprintf(measured[i].real_id, sizeof(measured[i].real_id), "%s",
@@ -637,6 +652,122 @@ static void test_http2_elapsed(void **state)
         fake_origin_stop(origins[i]);
 }
 
+/* ---- on a pooled connection ---- */
+
+/* Against a keep-alive origin a real exchange mostly takes a pooled connection: it begins at
+ * SEND (no connect in Server-Timing or the log), is logged reused and counted in
+ * portico_upstream_reused_total; a pooled connection that resets before an answer is taken for
+ * stale and the request goes again on a fresh one (retried, 2 attempts). The simulation walked
+ * dns and connect every time and said reused=no. Each case: GET /ok, then the failing request
+ * on the same client connection (its own pooled connection), real and simulated. */
+static const struct fo_step pool_ok[] = {FO_RESPOND_OK(), FO_END()};
+static const struct fo_step pool_hold[] = {FO_HOLD(), FO_END()};
+static const struct fo_step pool_rst[] = {FO_RST(), FO_END()};
+
+static const struct fo_step *pool_pick(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return strstr(req->head, "/hold ") ? pool_hold : strstr(req->head, "/rst ") ? pool_rst
+                                                                                 : pool_ok;
+}
+
+static const struct {
+    const char *real, *sim; /* the failing request's path */
+    const char *failure;
+} pool_cases[] = {
+    {"/p/hold", "/sim-p/hold", "first_byte_timeout"},
+    {"/p/rst", "/sim-p/rst", "connection_reset"},
+};
+
+struct pool_reply {
+    char timing[256];  /* Server-Timing with the durations out */
+    char id[48];
+    double reused, retries, connects; /* what the request added to the counters */
+};
+
+static double pool_counter(struct harness *h, const char *name)
+{
+    return scrape_metric(harness_port(h, "admin"), name, IO_MS);
+}
+
+static void pool_request(struct harness *h, const char *prefix, const char *path,
+                         struct pool_reply *out)
+{
+    struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+    struct raw_response r;
+    char req[256];
+    snprintf(req, sizeof(req), "GET %s/ok HTTP/1.1\r\nHost: t\r\n\r\n", prefix);
+    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    double reused = pool_counter(h, "portico_upstream_reused_total");
+    double retries = pool_counter(h, "portico_upstream_retries_total");
+    double connects = pool_counter(h, "portico_upstream_connects_total");
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    double dur[16];
+    const char *st = raw_header(&r, "Server-Timing");
+    assert_non_null(st);
+    timing_shape(st, out->timing, sizeof(out->timing), dur, 16);
+    snprintf(out->id, sizeof(out->id), "%s", raw_header(&r, "X-Request-Id"));
+    raw_response_free(&r);
+    raw_close(c);
+    out->reused = pool_counter(h, "portico_upstream_reused_total") - reused;
+    out->retries = pool_counter(h, "portico_upstream_retries_total") - retries;
+    out->connects = pool_counter(h, "portico_upstream_connects_total") - connects;
+}
+
+static void test_pooled_connection(void **state)
+{
+    (void)state;
+    struct fake_origin_opts oo = {.kind = FO_SCRIPT, .pick_script = pool_pick};
+    struct fake_origin *o = fake_origin_start(&oo);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+        "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\nadmin_listen = 127.0.0.1:{{port:admin}}\n"
+        "workers = 1\naccess_log = {{dir}}/access.log\naccess_log_format = text\n"
+        "first_byte_timeout = 200ms\n"
+        "[upstream p]\norigin = 127.0.0.1:%u\n"
+        "[route p]\nprefix = /p/\nupstream = p\n"
+        "[route sim-p]\nprefix = /sim-p/\nupstream = p\n"
+        "[fault sim-hold]\nprefix = /sim-p/hold\nfailure = first_byte_timeout\n"
+        "[fault sim-rst]\nprefix = /sim-p/rst\nfailure = connection_reset\n",
+        fake_origin_port(o)), 0);
+    assert_int_equal(harness_start(h), 0);
+    struct pool_reply real[ARRAY_SIZE(pool_cases)], sim[ARRAY_SIZE(pool_cases)];
+    for (size_t i = 0; i < ARRAY_SIZE(pool_cases); i++) {
+        pool_request(h, "/p", pool_cases[i].real, &real[i]);
+        pool_request(h, "/sim-p", pool_cases[i].sim, &sim[i]);
+        print_message("  %-20s pooled: real \"%s\" reused +%.0f retries +%.0f, simulated \"%s\" "
+                      "reused +%.0f retries +%.0f\n", pool_cases[i].failure, real[i].timing,
+                      real[i].reused, real[i].retries, sim[i].timing, sim[i].reused,
+                      sim[i].retries);
+        assert_string_equal(sim[i].timing, real[i].timing);
+        assert_true(sim[i].reused == real[i].reused);
+        assert_true(sim[i].retries == real[i].retries);
+        assert_true(sim[i].connects == real[i].connects);
+    }
+    assert_int_equal(harness_stop(h), 0);
+    static const char *const same[] = {"status", "failure", "phase", "reused", "retried",
+                                       "attempts", "detail"};
+    for (size_t i = 0; i < ARRAY_SIZE(pool_cases); i++) {
+        char *a = px_log_line_for_id(h, real[i].id), *b = px_log_line_for_id(h, sim[i].id);
+        char x[256], y[256];
+        for (size_t k = 0; k < ARRAY_SIZE(same); k++)
+            if (strcmp(log_field(a, same[k], x, sizeof(x)), log_field(b, same[k], y, sizeof(y))))
+                fail_msg("%s pooled: log %s=%s (real) vs %s (simulated)\n%s\n%s",
+                         pool_cases[i].failure, same[k], x, y, a, b);
+        free(a);
+        free(b);
+    }
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -644,6 +775,7 @@ int main(void)
         cmocka_unit_test(test_fidelity),
         cmocka_unit_test(test_request_body_kept_alive),
         cmocka_unit_test(test_http2_elapsed),
+        cmocka_unit_test(test_pooled_connection),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, world_up, world_down);
