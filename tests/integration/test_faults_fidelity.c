@@ -6,13 +6,13 @@
  *
  *   - the status and its phrase (cloudflare profile plus an [errors] override: both apply);
  *   - every header field but Date, X-Request-Id and Content-Length (the body carries numbers of
- *     their own length) equal, Server-Timing equal but for the durations (each within 50 ms);
+ *     their own length) equal, Server-Timing equal but for the durations (each within CLOSE_MS);
  *     Portico-Fault only on the simulated one, naming the rule;
- *   - every field of the JSON body equal but request_id and elapsed_ms (within 50 ms);
+ *   - every field of the JSON body equal but request_id and elapsed_ms (within CLOSE_MS);
  *   - the access-log line's status, failure, phase, limit, upstream, origin, attempts, reused,
  *     aborted and detail equal; fault= only on the simulated one (read once Portico has
  *     stopped: a worker writes its buffered lines once a second and when it exits);
- *   - the time from request to response within 50 ms;
+ *   - the time from request to response within CLOSE_MS;
  *   - /metrics counts each type twice; portico_upstream_connects_total moves alike for both
  *     (a simulated failure past CONNECT counts the connection a real one opened).
  *
@@ -54,7 +54,10 @@
  * 4 MiB), Portico's receive buffer (tcp_rmem autotunes up to 32 MiB on Debian 12), the splice
  * pipe or relay buffers (1 MiB), Portico's send buffer and the origin's receive buffer. */
 #define BIG_BODY (64 * 1024 * 1024)
-#define CLOSE_MS 50                 /* "times within 50 ms": response times and durations */
+/* "Times within 100 ms": response times and durations. Half the shortest timer of the table
+ * (200 ms), so a simulated timeout that did not wait its timer still fails; the rest absorbs a
+ * real TLS handshake's cost under ASan on a loaded host (63 ms measured once against 0 ms). */
+#define CLOSE_MS 100
 
 /* ---- the origins: tests/support/misbehave.h, and one of this file's own ---- */
 
@@ -549,7 +552,7 @@ static void test_request_body_kept_alive(void **state)
  * so a failure answered within that event, which every simulated failure that is not a timer
  * is, said "elapsed_ms":1000000000000000.0 where the real one said 0.1, and the access log's
  * phases added up to more than its total. Real and simulated, over h2c with prior knowledge: the
- * same elapsed time within 50 ms, and no phase longer than the total. */
+ * same elapsed time within CLOSE_MS, and no phase longer than the total. */
 static const struct {
     const char *name;
     enum fo_kind kind;
