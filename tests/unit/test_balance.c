@@ -148,6 +148,37 @@ static void test_round_robin_skips(void **state)
     balancer_free(b);
 }
 
+/* An origin that refuses, with passive health off: a retry takes no turn of the cycle, so the
+ * next request starts at the origin after the failed one, not at the failed one again (every
+ * request of 10 paid a failed attempt first: the retry's turn put the next one back on it). */
+static void test_retry_takes_no_turn(void **state)
+{
+    (void)state;
+    static const enum balance_policy policies[] = {BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN};
+    for (size_t p = 0; p < ARRAY_LEN(policies); p++) {
+        struct upstream_conf up;
+        make_upstream(&up, 2, NULL, policies[p], 0);
+        struct balancer *b = balancer_new(&up);
+        int failed_first = 0;
+        for (int k = 0; k < 10; k++) {
+            int o = balancer_pick(b, 0, 0, 0);
+            if (o == 1) {
+                balancer_done(b, o, BALANCE_ANSWERED, 0);
+                continue;
+            }
+            failed_first++;
+            balancer_done(b, o, BALANCE_FAILED, 0);
+            o = balancer_pick(b, 0, 0, 1u << 0);
+            assert_int_equal(o, 1);
+            balancer_done(b, o, BALANCE_ANSWERED, 0);
+        }
+        print_message("  policy %zu: %d of 10 requests tried the refusing origin first\n", p,
+                      failed_first);
+        assert_true(failed_first <= 5);
+        balancer_free(b);
+    }
+}
+
 /* ---- least_conn ---- */
 
 /* Attempts held open: each pick goes to the origin with the fewest in flight per weight. */
@@ -509,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_round_robin_spread),
         cmocka_unit_test(test_round_robin_smooth),
         cmocka_unit_test(test_round_robin_skips),
+        cmocka_unit_test(test_retry_takes_no_turn),
         cmocka_unit_test(test_least_conn),
         cmocka_unit_test(test_random_two),
         cmocka_unit_test(test_health),
