@@ -164,6 +164,19 @@ static bool any_usable(const struct balancer *b, uint64_t now_ms, uint32_t exclu
  * Each turn looked at is taken from the shared position, the skipped ones too: a down origin's
  * turns then go round the others by weight. Walking the cycle from one taken turn instead gave
  * all of them to the origin after it (4 equal origins, one down: 5000 2500 2500 of 10,000). */
+/* The first usable origin outside exclude in the cycle from the current turn on, which it does
+ * not take. */
+static int turn_at(struct balancer *b, uint64_t now_ms, uint32_t exclude)
+{
+    unsigned start = atomic_load_explicit(&b->next, memory_order_relaxed);
+    for (unsigned i = 0; i < b->ncycle; i++) {
+        int o = b->cycle[(start + i) % b->ncycle];
+        if (!(exclude & (1u << o)) && usable(b, o, now_ms))
+            return o;
+    }
+    return -1;
+}
+
 static int next_turn(struct balancer *b, uint64_t now_ms, uint32_t exclude)
 {
     for (unsigned i = 0; i < b->ncycle; i++) {
@@ -174,14 +187,7 @@ static int next_turn(struct balancer *b, uint64_t now_ms, uint32_t exclude)
         if (i == 0 && !any_usable(b, now_ms, exclude))
             return -1; /* every origin down: no walk over the whole cycle */
     }
-    /* Other threads took the turns between ours: the first usable one in the cycle. */
-    unsigned start = atomic_load_explicit(&b->next, memory_order_relaxed);
-    for (unsigned i = 0; i < b->ncycle; i++) {
-        int o = b->cycle[(start + i) % b->ncycle];
-        if (!(exclude & (1u << o)) && usable(b, o, now_ms))
-            return o;
-    }
-    return -1;
+    return turn_at(b, now_ms, exclude); /* other threads took the turns between ours */
 }
 
 /* The least busy usable origin outside exclude; ties go to the first in index order from start. */
@@ -219,16 +225,20 @@ static int draw(struct balancer *b, uint64_t now_ms, uint32_t exclude, uint32_t 
 
 int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude)
 {
+    /* A retry (origins already tried) takes no turn of the cycle: it goes to the origin whose
+     * turn comes, and so does the next request. Taking one put the next request back on the
+     * origin that failed: with one refusing origin of two, every request tried it first. */
+    int (*turn)(struct balancer *, uint64_t, uint32_t) = exclude ? turn_at : next_turn;
     /* A candidate another thread takes first (the probe of a DOWN origin) is left out and the
      * choice made again: at most once per origin. */
     for (int tries = 0; tries < b->up->norigins; tries++) {
         int o;
         if (b->up->balance == BALANCE_ROUND_ROBIN) {
-            o = next_turn(b, now_ms, exclude);
+            o = turn(b, now_ms, exclude);
         } else if (b->up->balance == BALANCE_LEAST_CONN) {
             /* Ties start at this turn's origin of the weighted cycle: idle origins (the usual
              * case at low load) then share the requests by weight, as round_robin does. */
-            int first = next_turn(b, now_ms, exclude);
+            int first = turn(b, now_ms, exclude);
             o = first < 0 ? -1 : least_busy(b, now_ms, exclude, (unsigned)first);
         } else {
             o = draw(b, now_ms, exclude, (uint32_t)rnd);

@@ -73,8 +73,9 @@ void balancer_free(struct balancer *b);
 
 /* Picks the origin of the next attempt at now_ms (monotonic) by the upstream's policy, among the
  * origins that are up (or due for their probe) and not in exclude (bit i: origin i, the ones an
- * exchange tried already); rnd is a random number (random_two). Returns the origin, counted in
- * flight until balancer_done, or -1 when none is left (no_healthy_origin). */
+ * exchange tried already); rnd is a random number (random_two). A retry (exclude not 0) takes
+ * no turn of round_robin's cycle. Returns the origin, counted in flight until balancer_done, or
+ * -1 when none is left (no_healthy_origin). */
 int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude);
 
 /* The response head of an attempt still in flight came from origin: its failure count starts

@@ -618,8 +618,10 @@ static void test_retry_connect(void **state)
     snprintf(want, sizeof(want), "attempt 1 on 127.0.0.1:%u failed (connect_refused: ",
              fake_origin_port(refuse));
     assert_int_equal(harness_wait_log(h, want, PX_IO_MS), 0);
-    /* a POST too, body intact (the retry took a turn of round robin: this one starts on the
-     * refusing origin again) */
+    /* the retry took no turn of round robin: the next request goes to the answering origin,
+     * and the one after it to the refusing one again: a POST, retried with its body intact */
+    assert_int_equal(get(h, "GET", "/retry/next", NULL, &r), 200);
+    raw_response_free(&r);
     assert_int_equal(get(h, "POST", "/retry/post", "payload", &r), 200);
     assert_string_equal(r.body, "payload");
     raw_response_free(&r);
@@ -632,6 +634,9 @@ static void test_retry_connect(void **state)
     snprintf(want, sizeof(want), " origin=127.0.0.1:%u ", fake_origin_port(ok));
     assert_non_null(strstr(line, want));
     assert_non_null(strstr(line, " attempts=2"));
+    free(line);
+    line = px_log_line(h, "target=\"/retry/next\"");
+    assert_non_null(strstr(line, " attempts=1"));
     free(line);
     line = px_log_line(h, "target=\"/retry/post\"");
     assert_non_null(strstr(line, " attempts=2"));
