@@ -132,7 +132,7 @@ static void gauge_add(const struct client *c, enum conn_state s, int delta)
 }
 
 /* c's place in the gauge was `was`: it follows a change of state or of HTTP/2 idleness. */
-static void gauge_move(const struct client *c, enum conn_state was)
+static inline void gauge_move(const struct client *c, enum conn_state was)
 {
     enum conn_state now = gauge_of(c);
     if (now != was) {
@@ -151,7 +151,7 @@ static bool idle_listed(const struct client *c)
 }
 
 /* Puts c on the idle list or takes it off, as idle_listed() changed from was_idle. */
-static void relist(struct client *c, bool was_idle)
+static inline void relist(struct client *c, bool was_idle)
 {
     bool idle = idle_listed(c);
     if (idle == was_idle)

@@ -69,6 +69,9 @@ static int path_next(struct path_reader *r)
 
 bool route_prefix_matches(const char *path, size_t path_len, const char *prefix)
 {
+    /* "/", the default route's: every path a request can have begins with a separator */
+    if (prefix[0] == '/' && prefix[1] == '\0')
+        return path_len > 0 && request_separator_at(path, path_len, 0) > 0;
     struct path_reader in = {path, path_len, 0}, want = {prefix, strlen(prefix), 0};
     for (int c; (c = path_next(&want)) >= 0;)
         if (path_next(&in) != c)
