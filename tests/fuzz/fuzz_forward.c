@@ -10,7 +10,7 @@
  * the wire is what Portico sends as that body, and the next message after it); the request keeps
  * its method, target (origin-form) and its end-to-end fields in order, and has no hop-by-hop
  * field left, one Host and one of each field Portico sets; the response keeps the status and
- * says close when the body runs to the close.
+ * says close when the body runs to the close, with a Content-Length that is one number.
  */
 #include <event2/buffer.h>
 #include <stdint.h>
@@ -281,6 +281,11 @@ static void fuzz_response(const char *in, size_t n, uint8_t mode)
     CHECK(count(cr.fields, cr.nfields, H1_F_TRANSFER_ENCODING) ==
           (wire == H1_BODY_CHUNKED ? 1 : 0));
     CHECK(count(cr.fields, cr.nfields, H1_F_CONTENT_LENGTH) <= 1);
+    /* Content-Length = 1*DIGIT (RFC 9110 8.6): a list is not forwarded, even where it frames
+     * nothing (HEAD, 304) */
+    int cl = h1_find(cr.fields, cr.nfields, H1_F_CONTENT_LENGTH, 0);
+    for (size_t k = 0; cl >= 0 && k < cr.fields[cl].value_len; k++)
+        CHECK(cr.fields[cl].value[k] >= '0' && cr.fields[cl].value[k] <= '9');
     free(out);
 }
 
