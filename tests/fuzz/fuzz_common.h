@@ -158,7 +158,7 @@ static void ck_compare(const struct ck_out *a, const struct ck_out *b)
 }
 
 /* Decodes the body several ways; trailer limits are seed-dependent, so one seed per set. */
-static void fuzz_chunked(const char *p, size_t n, uint8_t mode)
+FUZZ_HELPER void fuzz_chunked(const char *p, size_t n, uint8_t mode)
 {
     struct ck_out whole, bytes, random;
     uint32_t seed = (uint32_t)mode * 2654435761u + 7;

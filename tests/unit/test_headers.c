@@ -267,6 +267,16 @@ static const struct {
      "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n",
      {.client_minor = 1, .framing = H1_BODY_NONE, .keep_alive = true},
      "HTTP/1.1 200 OK\r\nVia: 1.1 portico\r\nContent-Length: 99\r\n\r\n"},
+    /* RFC 9110 8.6: the list h1_response_info tolerates is no valid Content-Length, and a sender
+     * must not forward one; Node's llhttp refuses the whole response over it */
+    {"HEAD response: a Content-Length list of one value goes on as that value",
+     "HTTP/1.1 200 OK\r\nContent-Length: 99, 99\r\n\r\n",
+     {.client_minor = 1, .framing = H1_BODY_NONE, .keep_alive = true},
+     "HTTP/1.1 200 OK\r\nVia: 1.1 portico\r\nContent-Length: 99\r\n\r\n"},
+    {"304: a Content-Length list of one value goes on as that value",
+     "HTTP/1.1 304 Not Modified\r\nContent-Length: 7,7 , 7\r\n\r\n",
+     {.client_minor = 1, .framing = H1_BODY_NONE, .keep_alive = true},
+     "HTTP/1.1 304 Not Modified\r\nVia: 1.1 portico\r\nContent-Length: 7\r\n\r\n"},
     {"HEAD response without Content-Length gets none",
      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
      {.client_minor = 1, .framing = H1_BODY_NONE, .keep_alive = true},
