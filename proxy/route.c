@@ -67,12 +67,36 @@ static int path_next(struct path_reader *r)
     return c;
 }
 
+/* Whether c may begin a separator or an escape: the bytes normalisation reads otherwise. */
+static bool path_special(char c)
+{
+    return c == '/' || c == '\\' || c == '%';
+}
+
 bool route_prefix_matches(const char *path, size_t path_len, const char *prefix)
 {
     /* "/", the default route's: every path a request can have begins with a separator */
     if (prefix[0] == '/' && prefix[1] == '\0')
         return path_len > 0 && request_separator_at(path, path_len, 0) > 0;
-    struct path_reader in = {path, path_len, 0}, want = {prefix, strlen(prefix), 0};
+    /* Byte by byte while both read as themselves: every request is matched against every route
+     * (up to 1024), and most are decided at their first differing byte as cheaply as by memcmp.
+     * Read a normalised character at a time throughout, 1024 routes sharing "/api/v1/" cost a
+     * request 4 times the CPU. A slash reads as itself when no separator follows it (a run of
+     * them is one). The readers go on from where both stand at a character's start. */
+    size_t i = 0;
+    for (; prefix[i] && i < path_len && prefix[i] == path[i]; i++) {
+        if (prefix[i] == '%' || prefix[i] == '\\')
+            break;
+        if (prefix[i] == '/' &&
+            (path_special(prefix[i + 1]) || (i + 1 < path_len && path_special(path[i + 1]))))
+            break;
+    }
+    if (!prefix[i])
+        return true;
+    if (i < path_len && !path_special(prefix[i]) && !path_special(path[i]) && prefix[i] != path[i])
+        return false;
+    size_t n = i + strlen(prefix + i);
+    struct path_reader in = {path, path_len, i}, want = {prefix, n, i};
     for (int c; (c = path_next(&want)) >= 0;)
         if (path_next(&in) != c)
             return false;
