@@ -68,6 +68,11 @@ static const struct {
     {NULL, "/api%", "any_root"},
     {NULL, "/%2541pi/", "any_root"},                  /* decoded once, not twice */
     {"api.example.com", "//api//v1//x", "v1"},
+    /* where the byte-by-byte start hands over to the normalised reading */
+    {"api.example.com", "/api/v1%2fx", "v1"},         /* an encoded slash at the prefix's last */
+    {"api.example.com", "/api/%76%31/x", "v1"},       /* escapes right after a slash */
+    {"api.example.com", "/api/v1\\\\x", "v1"},        /* a run of backslashes at its end */
+    {"api.example.com", "/api/v2/x", "exact_api"},    /* differs at a plain byte */
 };
 
 static void test_route(void **state)
