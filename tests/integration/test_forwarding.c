@@ -1119,7 +1119,7 @@ static void test_many_routes_cost(void **state)
     print_message("  %d requests each, %d routes: CPU %ld ms for /x, %ld ms for "
                   "/api/v1/service-1022/x\n", n, MANY_ROUTES, far, near);
     /* the clock counts in ticks of 10 ms: the slack covers a few of them */
-    if (near > far * 2 + 40)
+    if (!px_under_valgrind(harness_pid(h)) && near > far * 2 + 40)
         fail_msg("%d requests to /api/v1/service-1022/x took %ld ms of CPU, %d to /x %ld ms",
                  n, near, n, far);
     raw_close(c);
