@@ -103,6 +103,16 @@ bool route_prefix_matches(const char *path, size_t path_len, const char *prefix)
     return true;
 }
 
+/* How far the path reads as itself, once for every route: up to its first escape, backslash
+ * or run of slashes. */
+static size_t plain_len(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == '%' || p[i] == '\\' || (p[i] == '/' && i + 1 < n && p[i + 1] == '/'))
+            return i;
+    return n;
+}
+
 const struct route_conf *route_match(const struct config *cfg, const char *host, size_t host_len,
                                      const char *path, size_t path_len)
 {
@@ -111,13 +121,18 @@ const struct route_conf *route_match(const struct config *cfg, const char *host,
     const struct route_conf *best = NULL;
     size_t best_len = 0;
     enum host_rank best_rank = HOST_NO_MATCH;
+    size_t plain = plain_len(path, path_len);
     for (int i = 0; i < cfg->nroutes; i++) {
         const struct route_conf *r = &cfg->routes[i];
         enum host_rank rank = host_rank(r->host, h, hlen);
         if (rank == HOST_NO_MATCH)
             continue;
         size_t plen = strlen(r->prefix);
-        if (!route_prefix_matches(path, path_len, r->prefix))
+        /* Where both read as themselves over the prefix's length, memcmp says it at once */
+        bool match = r->prefix_plain && plen <= plain
+                         ? memcmp(r->prefix, path, plen) == 0
+                         : route_prefix_matches(path, path_len, r->prefix);
+        if (!match)
             continue;
         if (!best || plen > best_len || (plen == best_len && rank > best_rank)) {
             best = r;
