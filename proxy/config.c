@@ -774,6 +774,8 @@ static void validate_routes(struct cfg_loader *ld)
         struct route_conf *r = &cfg->routes[i];
         if (!r->prefix && !(r->prefix = cfg_copy(ld, "/")))
             return;
+        /* route_match compares such a prefix with memcmp, as the path normalised would */
+        r->prefix_plain = !strpbrk(r->prefix, "%\\") && !strstr(r->prefix, "//");
         if (!r->upstream_name) {
             cfg_report(ld, r->line, "[route %s] has no upstream", r->name);
             continue;

@@ -128,6 +128,7 @@ struct route_conf {
     int line;
     char *host;                            /* NULL: any; "*.example.com" or exact, lowercase */
     char *prefix;                          /* path prefix, default "/" */
+    bool prefix_plain;                     /* no escape, backslash or "//": it reads as itself */
     char *upstream_name;
     int upstream;                          /* index into cfg->upstreams, resolved */
     enum expect_mode expect;

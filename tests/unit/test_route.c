@@ -26,7 +26,8 @@ static const char route_ini[] = UP
     "[route exact_api]\nupstream = app\nhost = api.example.com\nprefix = /api/\n"
     "[route exact_root]\nupstream = app\nhost = api.example.com\n"
     "[route wild_root]\nupstream = app\nhost = *.example.com\n"
-    "[route org]\nupstream = app\nhost = WWW.Example.ORG.\nprefix = /www/\n";
+    "[route org]\nupstream = app\nhost = WWW.Example.ORG.\nprefix = /www/\n"
+    "[route esc]\nupstream = app\nprefix = /e%73c//x/\n";
 
 static const struct {
     const char *host; /* NULL: no Host */
@@ -68,6 +69,15 @@ static const struct {
     {NULL, "/api%", "any_root"},
     {NULL, "/%2541pi/", "any_root"},                  /* decoded once, not twice */
     {"api.example.com", "//api//v1//x", "v1"},
+    /* where the byte-by-byte start hands over to the normalised reading */
+    {"api.example.com", "/api/v1%2fx", "v1"},         /* an encoded slash at the prefix's last */
+    {"api.example.com", "/api/%76%31/x", "v1"},       /* escapes right after a slash */
+    {"api.example.com", "/api/v1\\\\x", "v1"},        /* a run of backslashes at its end */
+    {"api.example.com", "/api/v2/x", "exact_api"},    /* differs at a plain byte */
+    /* a prefix written otherwise than it reads is normalised too, for a plain path as well */
+    {NULL, "/esc/x/1", "esc"},
+    {NULL, "/e%73c//x/", "esc"},
+    {NULL, "/esc/y/", "any_root"},
 };
 
 static void test_route(void **state)
