@@ -187,7 +187,8 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
     if (s->state == ST_HEAD)
         h2_stream_malformed(s, error == NGHTTP2_ERR_HTTP_HEADER
                               ? "invalid field or pseudo-header field (RFC 9113 8.2, 8.3)"
-                              : "missing or invalid pseudo-header fields (RFC 9113 8.3.1)");
+                              : h2_request_messaging_error(
+                                    &s->req, frame->hd.flags & NGHTTP2_FLAG_END_STREAM));
     /* Later in the stream (bad trailers), nghttp2's own reset says so: on_frame_send. */
     return 0;
 }

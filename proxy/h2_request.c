@@ -180,6 +180,9 @@ int h2_request_field(struct h2_request *r, const char *name, size_t name_len, co
         return keep_once(r, H2F_HOST_BIT, value, value_len);
     if (H1_FIELD_BIT(id) & connection_fields)
         return malformed(r, "connection-specific field");
+    if (id == H1_F_CONTENT_LENGTH) /* nghttp2 checks it against the DATA; kept to say why */
+        for (size_t i = 0; i < value_len; i++)
+            r->announces_body |= value[i] >= '1' && value[i] <= '9';
     if (id == H1_F_TE && !span_ieq(value, value_len, "trailers"))
         return malformed(r, "TE other than trailers");
     if (name_len == 6 && memcmp(name, "cookie", 6) == 0) { /* not a field id: compared here */
@@ -245,6 +248,18 @@ static int check_pseudo(struct h2_request *r)
             return malformed(r, "host differs from :authority");
     }
     return 0;
+}
+
+const char *h2_request_messaging_error(struct h2_request *r, bool end_stream)
+{
+    if (check_pseudo(r) != 0)
+        return r->error;
+    if (!(r->seen & (BIT(H2F_AUTHORITY) | BIT(H2F_HOST))))
+        return "neither :authority nor host (RFC 9113 8.3.1)";
+    if (end_stream && r->announces_body)
+        return "content-length announces a body, but the stream ended with its head "
+               "(RFC 9113 8.1.1)";
+    return "missing or invalid pseudo-header fields (RFC 9113 8.3.1)";
 }
 
 int h2_request_finish(struct h2_request *r, char **head, size_t *head_len)

@@ -170,8 +170,9 @@ void relay_request_body(struct exchange *ex)
             request_body_refused(ex, HTTP_BAD_REQUEST, ex->req_body.error);
             return;
         }
-        /* body_size counts announced chunk sizes: an oversized body is refused before any of
-         * it (or the head) reaches the origin */
+        /* body_size counts announced chunk sizes: the chunk that takes the body over the limit
+         * is refused before any of it reaches the origin (the head too, when that is the first
+         * one); earlier chunks went on, and the origin, closed on, never sees a last chunk */
         if (ex->req_body.bytes > ex->cfg->max_body_size ||
             (ex->req_body.in == H1_BODY_CHUNKED &&
              ex->req_body.chunked.body_size > ex->cfg->max_body_size)) {

@@ -37,6 +37,7 @@ struct h2_request {
     unsigned seen;              /* H2F_* bits of the fields seen that may occur once */
     bool regular_seen;          /* a regular field came: no pseudo-header field may follow */
     bool too_large;             /* the head outgrew limit: no more bytes are kept */
+    bool announces_body;        /* a content-length other than 0 came */
     size_t decoded;             /* bytes of every field decoded, kept or not */
     struct h2_span method;
     struct h2_span scheme;
@@ -67,6 +68,11 @@ int h2_request_field(struct h2_request *r, const char *name, size_t name_len, co
 /* The :method and :path seen so far (for the log of a refused request); NULL spans when absent. */
 void h2_request_line(const struct h2_request *r, const char **method, size_t *method_len,
                      const char **path, size_t *path_len);
+
+/* Why nghttp2 found a complete header block malformed (NGHTTP2_ERR_HTTP_MESSAGING, which it
+ * gives both for missing pseudo-header fields and for a content-length that END_STREAM on the
+ * HEADERS frame contradicts); end_stream: that frame had END_STREAM. */
+const char *h2_request_messaging_error(struct h2_request *r, bool end_stream);
 
 /* Completes the head after the last field. Returns 0 with *head (malloc'd, the caller frees it)
  * and *head_len set to an HTTP/1.1 request head ending in CRLF CRLF; 431 when it is larger than

@@ -204,6 +204,9 @@ MALFORMED = [
     ("host_differs", get("/") + [("host", "evil.example")], None),
     ("cl_longer_than_data", get("/echo", "POST") + [("content-length", "10")], b"12345"),
     ("cl_shorter_than_data", get("/echo", "POST") + [("content-length", "3")], b"12345"),
+    # END_STREAM on the HEADERS of a request whose content-length announces a body: its
+    # pseudo-header fields are all there, the log must not blame them
+    ("cl_without_data", get("/cl-without-data", "POST") + [("content-length", "10")], None),
 ]
 
 
