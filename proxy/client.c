@@ -116,11 +116,16 @@ static const enum conn_state gauge_state[] = {
     [CS_QUIET_CLOSE] = CONN_ACTIVE,
 };
 
-/* Where c stands in the gauge: by its state, and an HTTP/2 connection with no stream open is
- * idle as a keep-alive one is. */
+/* An HTTP/2 connection with no stream open: idle between requests, as a keep-alive one is. */
+static bool h2_between_requests(const struct client *c)
+{
+    return c->state == CS_H2 && c->h2 && h2_idle(c->h2);
+}
+
+/* Where c stands in the gauge: by its state, or idle between HTTP/2 requests. */
 static enum conn_state gauge_of(const struct client *c)
 {
-    return c->state == CS_H2 && c->h2 && h2_idle(c->h2) ? CONN_IDLE : gauge_state[c->state];
+    return h2_between_requests(c) ? CONN_IDLE : gauge_state[c->state];
 }
 
 /* Moves c in the client connections gauge. The admin listener's connections are not client
@@ -146,8 +151,7 @@ static inline void gauge_move(const struct client *c, enum conn_state was)
  * set_state sees every change of this; h2.c tells its own (h2_idle_changed). */
 static bool idle_listed(const struct client *c)
 {
-    return (c->state == CS_IDLE && c->requests > 0) ||
-           (c->state == CS_H2 && c->h2 && h2_idle(c->h2));
+    return (c->state == CS_IDLE && c->requests > 0) || h2_between_requests(c);
 }
 
 /* Puts c on the idle list or takes it off, as idle_listed() changed from was_idle. */
