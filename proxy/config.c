@@ -31,6 +31,7 @@
 
 #include "portico/log.h"
 #include "portico/privileges.h"
+#include "portico/route.h"
 #include "portico/tls.h"
 #include "portico/util.h"
 
@@ -774,8 +775,8 @@ static void validate_routes(struct cfg_loader *ld)
         struct route_conf *r = &cfg->routes[i];
         if (!r->prefix && !(r->prefix = cfg_copy(ld, "/")))
             return;
-        /* route_match compares such a prefix with memcmp, as the path normalised would */
-        r->prefix_plain = !strpbrk(r->prefix, "%\\") && !strstr(r->prefix, "//");
+        size_t plen = strlen(r->prefix);
+        r->prefix_plain = route_plain_len(r->prefix, plen) == plen; /* route_match's memcmp */
         if (!r->upstream_name) {
             cfg_report(ld, r->line, "[route %s] has no upstream", r->name);
             continue;

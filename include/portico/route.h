@@ -17,6 +17,11 @@
  */
 bool route_prefix_matches(const char *path, size_t path_len, const char *prefix);
 
+/* How far p (n bytes) reads as itself when normalised so: up to its first escape, backslash or
+ * run of slashes. A prefix that reads as itself whole (route_conf.prefix_plain) is compared
+ * with memcmp over a path that does so as far. */
+size_t route_plain_len(const char *p, size_t n);
+
 /*
  * The route for a request: longest matching prefix (route_prefix_matches) among routes whose
  * host matches (exact hosts before wildcards before host-less routes at equal prefix length).
