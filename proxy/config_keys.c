@@ -498,15 +498,9 @@ static int origin_options(struct cfg_loader *ld, const char *value, char *addr, 
  * label, so "a..b.test" was asked as "a" with a bogus type. */
 static bool origin_name_valid(const char *host)
 {
-    char name[256];
-    size_t len = strlen(host);
-    if (len > 1 && host[len - 1] == '.')
-        len--;
-    if (len >= sizeof(name))
-        return false;
-    memcpy(name, host, len);
-    name[len] = '\0';
-    return sni_name_valid(name);
+    char buf[256];
+    const char *name = name_without_root_dot(host, buf, sizeof(buf));
+    return name && sni_name_valid(name);
 }
 
 static int set_origin(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "portico/util.h"
+
 static const unsigned char alpn_http11[] = "\x08http/1.1";
 /* Servers choose in their own order of preference: HTTP/2 when the client offers it. */
 static const unsigned char alpn_h2_http11[] = "\x02h2\x08http/1.1";
@@ -193,12 +195,8 @@ SSL *tls_client_ssl(void *ctx, const char *host, const char *sni, bool verify)
     /* An absolute origin name ("api.example.") is a host name without its final dot in SNI
      * (RFC 6066 3) and in the certificate check, which would not match the certificate's name. */
     char bare[256];
-    size_t len = strlen(name);
-    if (len > 1 && name[len - 1] == '.' && len <= sizeof(bare)) {
-        memcpy(bare, name, len - 1);
-        bare[len - 1] = '\0';
+    if (name_without_root_dot(name, bare, sizeof(bare)))
         name = bare;
-    }
     bool ip = is_ip_literal(name);
     /* SSL_set_tlsext_host_name's macro casts the const away, which clang warns about */
     if (!ip && SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,

@@ -624,17 +624,11 @@ static bool resolve(struct upconn *c, int flags)
                                     .ai_protocol = IPPROTO_TCP, .ai_flags = flags};
     /* An absolute name ("api.example.") is asked without its final dot: it is the same name (no
      * search list applies), and the hosts file lists names without it. */
-    char name[256];
-    size_t len = strlen(c->oc->host);
-    if (len > 1 && c->oc->host[len - 1] == '.' && len <= sizeof(name)) {
-        memcpy(name, c->oc->host, len - 1);
-        name[len - 1] = '\0';
-    } else {
-        str_copy(name, sizeof(name), c->oc->host);
-    }
+    char buf[256];
+    const char *name = name_without_root_dot(c->oc->host, buf, sizeof(buf));
     c->asked_us = now_us();
     struct evdns_getaddrinfo_request *req =
-        evdns_getaddrinfo(c->loop->dns, name, NULL, &hints, dns_cb, c);
+        evdns_getaddrinfo(c->loop->dns, name ? name : c->oc->host, NULL, &hints, dns_cb, c);
     if (req)
         c->dns_req = req;
     return req != NULL;

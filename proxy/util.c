@@ -334,6 +334,18 @@ size_t str_copy(char *dst, size_t size, const char *src)
     return n;
 }
 
+const char *name_without_root_dot(const char *name, char *buf, size_t size)
+{
+    size_t len = strlen(name);
+    if (len > 1 && name[len - 1] == '.')
+        len--;
+    if (len >= size)
+        return NULL;
+    memcpy(buf, name, len);
+    buf[len] = '\0';
+    return buf;
+}
+
 char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz)
 {
     /* By hand: once per origin connection, and once per request when the origin refuses, where

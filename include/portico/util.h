@@ -78,6 +78,10 @@ const char *ip_port_str(const char *ip, unsigned port, char *buf, size_t bufsz);
  * without parsing a format (per request on error paths). Returns the bytes copied. */
 size_t str_copy(char *dst, size_t size, const char *src);
 
+/* name without the final dot of an absolute domain name ("api.example." -> "api.example"; the
+ * same name for DNS, SNI and the hosts file) into buf of size bytes; NULL when it does not fit. */
+const char *name_without_root_dot(const char *name, char *buf, size_t size);
+
 /* Formats an address as "127.0.0.1:3000" or "[::1]:3000" into buf. Returns buf. */
 char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz);
 
