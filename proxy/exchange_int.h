@@ -200,6 +200,10 @@ void relay_connect(struct exchange *ex);
 /* Whether relay_connect would take a pooled connection now (it stays pooled). */
 bool relay_pooled(struct exchange *ex);
 
+/* Whether the request may go again on a fresh connection when a pooled one proves stale: an
+ * idempotent method without a body. */
+bool relay_resendable(const struct exchange *ex);
+
 /* Moves request body bytes from the downstream to the origin. */
 void relay_request_body(struct exchange *ex);
 

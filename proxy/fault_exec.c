@@ -51,7 +51,6 @@
 #include "portico/generation.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
-#include "portico/request.h"
 #include "portico/sock.h"
 #include "portico/status.h"
 #include "portico/upstream.h"
@@ -338,7 +337,7 @@ static bool stale_retry(const struct exchange *ex, const struct sim_row *row)
 {
     return (row->cause == CAUSE_EOF || row->cause == CAUSE_RESET) &&
            (row->phase == PHASE_SEND || row->phase == PHASE_FIRST_BYTE) &&
-           request_idempotent(ex->req.method_id) && !h1_info_has_body(&ex->info);
+           relay_resendable(ex);
 }
 
 /* Walks the phases a real exchange would to the failing one, then fails there. */

@@ -802,7 +802,7 @@ static uint64_t write_whole(int fd, struct line_rest *rest, const char *p, size_
 static void write_lines(const char *p, size_t n)
 {
     int fd = atomic_load_explicit(&access_fd, memory_order_relaxed);
-    if (fd < 0) /* with no lines, still the rest of a cut one: its reader may be back */
+    if (fd < 0) /* n == 0 goes on: the rest of a cut line may go now, its reader back */
         return;
     int saved = errno;
     size_t chunk = atomic_load_explicit(&access_chunk, memory_order_relaxed);

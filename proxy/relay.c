@@ -734,13 +734,13 @@ static const struct upconn_events upconn_cbs = {
 };
 
 /* Whose pooled connection the request may take: its own client connection's first (none when
- * pipelined or first), and whether it may go again on a fresh one if the pooled one is stale. */
+ * pipelined or first). */
 static uint64_t pool_owner(const struct exchange *ex)
 {
     return ex->ds.pipelined || ex->ds.first ? 0 : ex->ds.peer->conn_id;
 }
 
-static bool pool_resendable(const struct exchange *ex)
+bool relay_resendable(const struct exchange *ex)
 {
     return request_idempotent(ex->req.method_id) && !h1_info_has_body(&ex->info);
 }
@@ -748,7 +748,7 @@ static bool pool_resendable(const struct exchange *ex)
 bool relay_pooled(struct exchange *ex)
 {
     return !ex->retried && upconn_idle_ready(ex->loop, ex->up_index, ex->origin, pool_owner(ex),
-                                             pool_resendable(ex), ex->now);
+                                             relay_resendable(ex), ex->now);
 }
 
 void relay_connect(struct exchange *ex)
@@ -757,7 +757,7 @@ void relay_connect(struct exchange *ex)
     if (!ex->retried) {
         /* Its own connection back first, if it may have one. */
         ex->uc = upconn_take_idle(ex->loop, ex->up_index, ex->origin, pool_owner(ex),
-                                  pool_resendable(ex), ex->now);
+                                  relay_resendable(ex), ex->now);
         ex->reused = ex->uc != NULL;
         if (ex->uc) {
             metrics_add(ex->loop->metrics, M_UPSTREAM_REUSED, 1);
