@@ -623,6 +623,10 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     if (h->drain == DRAIN_NOTICE && now >= h->notice_at + NOTICE_WAIT_US)
         goaway_last(h); /* a client that does not acknowledge the PING: no round trip to wait */
     if (next_deadline(h, &code, &why, &kind) <= now) {
+        struct h2_stream *s;
+        if (kind == FLOOD_CONTINUATION) /* the header block's deadline */
+            TAILQ_FOREACH(s, &h->streams, link)
+                h2_stream_head_unfinished(s, HTTP_REQUEST_TIMEOUT, why);
         if (kind != FLOOD_COUNT)
             flood(h, kind);
         else
@@ -698,6 +702,7 @@ void h2_free(struct h2_conn *h, const char *why)
     struct h2_stream *s;
     while ((s = TAILQ_FIRST(&h->streams)) != NULL) {
         nghttp2_session_set_stream_user_data(h->session, s->id, NULL);
+        h2_stream_head_unfinished(s, HTTP_CLIENT_CLOSED_REQUEST, why);
         h2_stream_free(s, why);
     }
     event_del(&h->later);

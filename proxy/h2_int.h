@@ -162,4 +162,8 @@ void h2_stream_reset_malformed(struct h2_stream *s, const char *why);
  * the caller has nghttp2 reset the stream. */
 void h2_stream_abandon_head(struct h2_stream *s);
 
+/* A stream whose header block never ended (the client left, or client_header_timeout): logged
+ * with status (499 or 408) at client_header, as over HTTP/1.1; nothing more is taken on it. */
+void h2_stream_head_unfinished(struct h2_stream *s, int status, const char *why);
+
 #endif

@@ -371,6 +371,19 @@ void h2_stream_abandon_head(struct h2_stream *s)
     h2_charge(h, FLOOD_RESET);
 }
 
+void h2_stream_head_unfinished(struct h2_stream *s, int status, const char *why)
+{
+    if (s->state != ST_HEAD || s->malformed) /* a malformed head was logged when found */
+        return;
+    struct loop *l = s->conn->loop;
+    s->state = ST_ANSWERED;
+    if (status == HTTP_CLIENT_CLOSED_REQUEST)
+        metrics_add(l->metrics, M_CLIENT_ABORTS, 1);
+    char id[48];
+    loop_request_id(l, id, sizeof(id));
+    log_refused(s, id, status, why, 0);
+}
+
 /* ... and reset: a stream error of type PROTOCOL_ERROR. */
 void h2_stream_reset_malformed(struct h2_stream *s, const char *why)
 {

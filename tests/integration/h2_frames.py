@@ -28,6 +28,8 @@ count, so it always ends.
   h2_frames.py PORT drain_crossing PATH PID  a GET answered, then a reload (SIGHUP to PID); a
                                      second GET sent once the drain's first frame has arrived,
                                      before it is read (it crosses the GOAWAY): it must be answered
+  h2_frames.py PORT unfinished_head PATH leave|wait  a header block without its end: the
+                                     client leaves at once, or waits for Portico's GOAWAY
   h2_frames.py PORT conn_errors      connection errors (RFC 9113 5.4.1), each on its own connection:
                                      the GOAWAY code each gets
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
@@ -340,6 +342,15 @@ def stall_body(port, path):
     c.close()
 
 
+def unfinished_head(port, path, how):
+    c = Conn(port)
+    c.send(frame(HEADERS, END_STREAM, 1, c.block(get(path))))  # no END_HEADERS
+    if how == "wait":
+        c.pump(lambda: c.goaway is not None, time.monotonic() + IO_S)
+    print("goaway=%s" % (c.goaway,))
+    c.close()
+
+
 def indexing(port, path):
     c = Conn(port)
     for sid in (1, 3):  # the second response could reuse what the first one indexed
@@ -502,6 +513,8 @@ def main():
         cancel(port, sys.argv[3])
     elif sys.argv[2] == "stall_body":
         stall_body(port, sys.argv[3])
+    elif sys.argv[2] == "unfinished_head":
+        unfinished_head(port, sys.argv[3], sys.argv[4])
     elif sys.argv[2] == "indexing":
         indexing(port, sys.argv[3])
     elif sys.argv[2] == "concurrency":

@@ -1100,6 +1100,35 @@ static void test_connection_errors_counted(void **state)
     fake_origin_stop(o);
 }
 
+/* A header block that never ends leaves a line, as an HTTP/1.1 head does: 499 at client_header
+ * when the client leaves, 408 when client_header_timeout ends it. The old code logged neither
+ * and counted no abort. */
+static void test_unfinished_head_logged(void **state)
+{
+    (void)state;
+    struct harness *h = start("client_header_timeout = 1s", "[upstream u]\norigin = sim\n");
+    long long aborts = metric(h, "portico_client_aborts_total");
+    struct tu_cmd_result r = {0};
+    frames2(h, "unfinished_head", "/left-in-head", "leave", &r);
+    tu_cmd_result_free(&r);
+    char *line = px_log_line(h, "\"path\":\"/left-in-head\"");
+    if (!tu_contains(line, "\"status\":499,") || !tu_contains(line, "\"phase\":\"client_header\""))
+        fail_msg("client gone: %s", line);
+    free(line);
+    assert_int_equal(metric(h, "portico_client_aborts_total"), aborts + 1);
+    frames2(h, "unfinished_head", "/timed-out-in-head", "wait", &r);
+    if (!tu_contains(r.out, ", 11)")) /* ENHANCE_YOUR_CALM */
+        fail_msg("no GOAWAY for the stalled block: %s", r.out);
+    tu_cmd_result_free(&r);
+    line = px_log_line(h, "\"path\":\"/timed-out-in-head\"");
+    if (!tu_contains(line, "\"status\":408,") ||
+        !tu_contains(line, "not complete within client_header_timeout"))
+        fail_msg("timed out: %s", line);
+    free(line);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+}
+
 /* Each flood ends its connection with GOAWAY, is counted, and a second client's requests on
  * their own connection meanwhile are not slowed. */
 static void test_floods(void **state)
@@ -1416,6 +1445,7 @@ int main(void)
         cmocka_unit_test(test_fault_drop_and_reset_end_the_stream),
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_floods),
+        cmocka_unit_test(test_unfinished_head_logged),
         cmocka_unit_test(test_connection_errors_counted),
         cmocka_unit_test(test_h2c_and_http2_off),
         cmocka_unit_test(test_client_reset_is_499),
