@@ -18,6 +18,11 @@
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_TRAILERS 512
+/* Trailer names of 31, 32 (TRAILER_NAME_HOLD) and 33 bytes, and a "proxy-" one of 32. */
+#define N31 "X-aaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define N32 "X-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define N33 "X-ccccccccccccccccccccccccccccccc"
+#define P32 "Proxy-dddddddddddddddddddddddddd"
 #define X64 "0123456789012345678901234567890123456789012345678901234567890123"
 
 enum outcome {
@@ -82,6 +87,11 @@ static const struct body_row rows[] = {
      "5\r\nhello\r\n0\r\nX-Digest: a\r\nContent-Digest: sha-256=:x:\r\n"
      "X-Name-Longer-Than-The-Thirty-Two-Held: z\r\nServer-Timing: db;dur=1\r\n\r\n",
      ""},
+    {"names about the 32 bytes held: judged whole, or by their \"proxy-\" prefix", H1_BODY_CHUNKED,
+     0, true,
+     "0\r\n" N31 ": 1\r\n" N32 ":2\r\n" P32 ": 3\r\n" N33 ": 4\r\nProxy: 5\r\nproxy-: 6\r\n\r\n",
+     DONE, "", N31 ": 1\r\n" N32 ":2\r\n" N33 ": 4\r\nProxy: 5\r\n",
+     "0\r\n" N31 ": 1\r\n" N32 ":2\r\n" N33 ": 4\r\nProxy: 5\r\n\r\n", ""},
     {"a trailer section of refused fields only leaves an empty one", H1_BODY_CHUNKED, 0, true,
      "0\r\nHost: a\r\nConnection: close\r\n\r\nNEXT", DONE, "", "", "0\r\n\r\n", "NEXT"},
     {"trailers dropped when dechunking", H1_BODY_CHUNKED, 0, false,
