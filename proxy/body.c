@@ -15,8 +15,10 @@ void body_init(struct body_relay *r, enum h1_framing in, uint64_t content_length
 {
     *r = (struct body_relay){.in = in, .out_chunked = out_chunked, .left = content_length,
                              .quota = UINT64_MAX};
-    if (in == H1_BODY_CHUNKED)
+    if (in == H1_BODY_CHUNKED) {
         chunked_init(&r->chunked, max_trailers);
+        trailer_filter_init(&r->trailers);
+    }
     /* An empty Content-Length body re-encoded as chunked still owes its last chunk. */
     r->done = in == H1_BODY_NONE ||
               (in == H1_BODY_LENGTH && content_length == 0 && !out_chunked);
@@ -71,14 +73,14 @@ static int move_chunked(struct body_relay *r, struct evbuffer *in, struct evbuff
             evbuffer_drain(in, used);
             break;
         case CHUNKED_TRAILER:
+            /* Field by field: a trailer section is no way around the head's rules (trailers.h). */
             if (r->out_chunked) {
                 if (!r->trailers_started)
                     evbuffer_add(out, "0\r\n", 3);
                 r->trailers_started = true;
-                evbuffer_remove_buffer(in, out, used);
-            } else {
-                evbuffer_drain(in, used);
+                trailer_filter_run(&r->trailers, v.iov_base, used, out);
             }
+            evbuffer_drain(in, used);
             break;
         case CHUNKED_DONE:
             evbuffer_drain(in, used);

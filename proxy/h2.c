@@ -161,16 +161,23 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
  * content-length, or its trailers broke the rules): logged as 400 with this detail. */
 #define MALFORMED_AFTER_HEAD "malformed after its head (content-length or trailers, RFC 9113 8.1.1)"
 
-/* A field nghttp2 would ignore (a name that is not a token): malformed here, like any other. */
+/* A field nghttp2 would ignore (a name that is not a token, a value with CR, LF, NUL or
+ * surrounding whitespace): malformed here, like any other (RFC 9113 8.2.1), in trailers too. */
 static int on_invalid_header(nghttp2_session *session, const nghttp2_frame *frame,
                              const uint8_t *name, size_t name_len, const uint8_t *value,
                              size_t value_len, uint8_t flags, void *user)
 {
     (void)session, (void)name, (void)name_len, (void)value, (void)value_len, (void)flags;
     struct h2_stream *s = stream_of(user, frame->hd.stream_id);
-    if (s && s->state == ST_HEAD)
+    if (!s)
+        return 0;
+    if (s->state == ST_HEAD) {
         h2_stream_reset_malformed(s, "invalid field name");
-    return 0;
+        return 0;
+    }
+    /* Trailers, dropped anyway, but a malformed request all the same: nghttp2 resets the stream
+     * (PROTOCOL_ERROR) as for its own checks, and on_frame_send logs it as malformed. */
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
 /* nghttp2's own checks failed (its HTTP messaging rules): it resets the stream itself. */

@@ -12,6 +12,7 @@
 
 #include "portico/chunked.h"
 #include "portico/http1.h"
+#include "portico/trailers.h"
 
 struct evbuffer;
 
@@ -20,6 +21,7 @@ struct body_relay {
     bool out_chunked;            /* re-encode as chunked; else the plain body bytes */
     uint64_t left;               /* H1_BODY_LENGTH: bytes still to come */
     struct chunked_decoder chunked; /* H1_BODY_CHUNKED decoder */
+    struct trailer_filter trailers; /* the trailer fields that may cross (out_chunked) */
     bool trailers_started;       /* "0\r\n" already written before the trailer fields */
     uint64_t bytes;              /* body bytes moved so far (payload only) */
     uint64_t quota;              /* payload bytes that may still move (UINT64_MAX: no limit);

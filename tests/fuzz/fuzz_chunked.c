@@ -5,7 +5,9 @@
  * pattern; the rest is the body. Properties checked (fuzz_common.h): the decoder never claims
  * more bytes than it was given, body_size only grows and equals the data handed out at the end,
  * an error has a reason, and the body decoded whole, byte by byte and in random pieces gives the
- * same result, data and trailers. Every call gets an exact-size copy so ASan sees over-reads.
+ * same result, data and trailers, and the same trailer fields kept by the trailer filter
+ * (proxy/trailers.c), whole lines of allowed names only. Every call gets an exact-size copy so
+ * ASan sees over-reads.
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -11,8 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+
 #include "portico/chunked.h"
 #include "portico/http1.h"
+#include "portico/trailers.h"
 
 #define FUZZ_HELPER static __attribute__((unused))
 
@@ -75,20 +78,42 @@ struct ck_out {
     size_t consumed;
     uint64_t data_len, data_hash;
     uint64_t trailer_len, trailer_hash;
+    uint64_t kept_len, kept_hash; /* the trailer fields trailer_filter_run let through */
 };
+
+/* What the trailer filter kept of a complete section: whole field lines ("name:" ... CRLF),
+ * each of a name it allows. */
+static void check_kept(struct evbuffer *kept, struct ck_out *out)
+{
+    size_t n = evbuffer_get_length(kept);
+    const char *k = (const char *)evbuffer_pullup(kept, -1);
+    for (size_t at = 0; at < n;) {
+        const char *colon = memchr(k + at, ':', n - at), *lf = memchr(k + at, '\n', n - at);
+        CHECK(colon != NULL && lf != NULL && colon < lf && lf > k + at && lf[-1] == '\r');
+        CHECK(trailer_field_allowed(k + at, (size_t)(colon - (k + at))));
+        at = (size_t)(lf - k) + 1;
+    }
+    out->kept_hash = fnv(out->kept_hash, k, n);
+    out->kept_len = n;
+}
 
 /* Feeds p[0..n) in pieces: piece > 0 fixed, 0 random from seed. */
 static void ck_run(const char *p, size_t n, size_t piece, uint32_t seed, struct ck_out *out)
 {
     struct chunked_decoder c;
+    struct trailer_filter tf;
+    struct evbuffer *kept = evbuffer_new();
     size_t pos = 0, avail = 0;
     uint64_t prev_body = 0;
+
+    CHECK(kept != NULL);
+    trailer_filter_init(&tf);
 
     chunked_init(&c, 1 + seed % 300);
     if (seed & 8)
         c.max_line = 24; /* reach the line limits with short inputs */
     memset(out, 0, sizeof *out);
-    out->data_hash = out->trailer_hash = UINT64_C(0xcbf29ce484222325);
+    out->data_hash = out->trailer_hash = out->kept_hash = UINT64_C(0xcbf29ce484222325);
     out->last = CHUNKED_AGAIN;
     seed |= 1;
     for (;;) {
@@ -126,23 +151,30 @@ static void ck_run(const char *p, size_t n, size_t piece, uint32_t seed, struct 
             CHECK(used > 0);
             out->trailer_hash = fnv(out->trailer_hash, p + pos, used);
             out->trailer_len += used;
+            buf = dup_exact(p + pos, used);
+            trailer_filter_run(&tf, buf, used, kept);
+            free(buf);
             pos += used;
             break;
         case CHUNKED_DONE:
             pos += used;
             CHECK(c.body_size == out->data_len);
+            check_kept(kept, out);
             out->last = rc;
             out->consumed = pos;
+            evbuffer_free(kept);
             return;
         case CHUNKED_ERROR:
             CHECK(c.error != NULL);
             out->last = rc;
+            evbuffer_free(kept);
             return;
         default:
             CHECK(0);
         }
     }
     out->consumed = pos;
+    evbuffer_free(kept);
 }
 
 static void ck_compare(const struct ck_out *a, const struct ck_out *b)
@@ -154,6 +186,7 @@ static void ck_compare(const struct ck_out *a, const struct ck_out *b)
     if (a->last == CHUNKED_DONE) {
         CHECK(a->consumed == b->consumed);
         CHECK(a->trailer_len == b->trailer_len && a->trailer_hash == b->trailer_hash);
+        CHECK(a->kept_len == b->kept_len && a->kept_hash == b->kept_hash);
     }
 }
 

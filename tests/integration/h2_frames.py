@@ -15,8 +15,8 @@ count, so it always ends.
   h2_frames.py PORT concurrency_acked PATH N  the same after our SETTINGS ACK
   h2_frames.py PORT windows PATH     two GETs with SETTINGS_INITIAL_WINDOW_SIZE=0: stream 1's
                                      window is never opened, stream 3's is; 3 must finish
-  h2_frames.py PORT trailers PATH    a POST with valid trailers, then one with a pseudo-header
-                                     field in its trailers
+  h2_frames.py PORT trailers PATH    POSTs with valid trailers, then one per malformed trailer
+                                     field (RFC 9113 8.2, 8.3), then a valid one again
   h2_frames.py PORT paced PATH       a GET read at a steady pace: its windows (64 KiB) reopen
                                      every 100 ms, never kept shut
   h2_frames.py PORT reload_first PATH PID LOG  a connection (handshake, SETTINGS both ways) made
@@ -395,8 +395,17 @@ def windows(port, path):
 
 def trailers(port, path):
     c = Conn(port)
-    cases = [("valid", 1, [("x-checksum", "abc")]), ("pseudo", 3, [(":path", "/other")])]
-    for name, sid, fields in cases:
+    cases = [("valid", [("x-checksum", "abc")]), ("pseudo", [(":path", "/other")]),
+             ("connection", [("connection", "close")]), ("keep_alive", [("keep-alive", "1")]),
+             ("proxy_connection", [("proxy-connection", "close")]),
+             ("transfer_encoding", [("transfer-encoding", "chunked")]),
+             ("upgrade", [("upgrade", "h2c")]), ("te", [("te", "gzip")]),
+             ("uppercase", [("X-Checksum", "abc")]), ("bad_name", [("x checksum", "abc")]),
+             ("bad_value", [("x-checksum", "a\r\nhost: evil")]),
+             ("space_value", [("x-checksum", " abc")]),
+             ("valid_after", [("x-checksum", "abc")])]
+    for i, (name, fields) in enumerate(cases):
+        sid = 2 * i + 1
         st = c.st(sid)
         c.send(c.request(sid, get(path, "POST") + [("te", "trailers")], end_stream=False))
         c.send(frame(DATA, 0, sid, b"hello"))

@@ -1784,6 +1784,152 @@ static void test_early_answer_then_reset(void **state)
     }
 }
 
+/* ---- trailer fields: no way around the rules of the head (README, trailers.c) ---- */
+
+/* Each is sent alone, between two allowed trailer fields, as the trailer of a chunked request
+ * or response: it must not cross, in any case of its name. */
+static const char *const refused_trailers[] = {
+    /* framing and routing */
+    "Transfer-Encoding: chunked", "Content-Length: 5", "Trailer: X-Digest", "Host: evil.example",
+    /* hop-by-hop */
+    "Connection: close", "Keep-Alive: timeout=1", "TE: gzip", "Upgrade: websocket",
+    "Proxy-Connection: close", "Proxy-Authorization: Basic Zm9vOmJhcg==",
+    "proxy-status: forged",
+    /* what Portico writes or removes in a head */
+    "X-Forwarded-For: 6.6.6.6", "X-Forwarded-Proto: https", "X-Forwarded-Host: evil.example",
+    "Forwarded: for=6.6.6.6", "X-Real-IP: 6.6.6.6", "Via: 1.1 evil", "X-Request-Id: forged",
+    "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    "tracestate: evil=1", "Portico-Fault: status=503", "PORTICO-FAULT: failure=reset",
+    /* authentication */
+    "Authorization: Bearer forged", "Cookie: session=forged", "Set-Cookie: session=forged",
+    "WWW-Authenticate: Basic", "Authentication-Info: forged",
+    /* request modifiers and response controls */
+    "Cache-Control: no-store", "Expect: 100-continue", "Max-Forwards: 0", "Pragma: no-cache",
+    "Range: bytes=0-1", "If-Match: *", "If-None-Match: *",
+    "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT",
+    "If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT", "If-Range: \"e\"", "Accept: */*",
+    "Accept-Encoding: gzip", "Accept-Language: en", "Accept-Charset: utf-8", "Age: 1",
+    "Expires: 0", "Location: http://evil.example/", "Retry-After: 1", "Vary: *",
+    /* content format */
+    "Content-Type: text/html", "Content-Encoding: gzip", "Content-Language: en",
+    "Content-Range: bytes 0-1/2", "Content-Location: /evil",
+};
+
+/* The trailer section each case ends with; %s is the refused field. */
+#define TRAILERS_AROUND "0\r\nX-Digest: sha-256=1\r\n%s\r\nContent-Digest: sha-256=:2:\r\n\r\n"
+#define TRAILERS_KEPT "0\r\nX-Digest: sha-256=1\r\nContent-Digest: sha-256=:2:\r\n\r\n"
+
+/* Appends ", name" of a refused field that crossed to list. */
+static void note_crossed(char *list, size_t size, const char *field)
+{
+    size_t used = strlen(list);
+    snprintf(list + used, size - used, "%s%.*s", used ? ", " : "", (int)strcspn(field, ":"),
+             field);
+}
+
+/* A client's trailer section reaches the origin without the refused fields, the allowed ones
+ * in order; before the filter every one of them went through. */
+static void test_request_trailers_filtered(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    char crossed[2048] = "";
+
+    for (size_t i = 0; i < ARRAY_SIZE(refused_trailers); i++) {
+        char req[1024], tail[512];
+        snprintf(tail, sizeof(tail), TRAILERS_AROUND, refused_trailers[i]);
+        snprintf(req, sizeof(req),
+                 "POST /t/%zu HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "3\r\nabc\r\n%s", i, tail);
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        raw_response_free(&r);
+        raw_close(c);
+
+        size_t len = 0;
+        char *raw = fake_origin_request(o, (unsigned)i, &len);
+        assert_non_null(raw);
+        char target[32];
+        snprintf(target, sizeof(target), "POST /t/%zu ", i);
+        assert_true(strncmp(raw, target, strlen(target)) == 0);
+        const char *body = strstr(raw, "\r\n\r\n");
+        assert_non_null(body);
+        if (strcmp(body + 4, "3\r\nabc\r\n" TRAILERS_KEPT) != 0) {
+            /* the refused field crossed: the allowed ones around it must have too */
+            assert_string_equal(body + 4 + 8, tail);
+            note_crossed(crossed, sizeof(crossed), refused_trailers[i]);
+        }
+        free(raw);
+    }
+    if (crossed[0])
+        fail_msg("trailer fields that reached the origin: %s", crossed);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* FO_SCRIPT's chooser for the response case: the refused field of request /r/N. */
+static const struct fo_step *pick_trailer_response(const struct fo_request_info *req, void *arg)
+{
+    struct fo_step *steps = arg; /* two per case: the response, then END */
+    return &steps[2 * req->index];
+}
+
+/* An origin's trailer section reaches an HTTP/1.1 client under the same rule. */
+static void test_response_trailers_filtered(void **state)
+{
+    (void)state;
+    size_t n = ARRAY_SIZE(refused_trailers);
+    struct fo_step *steps = calloc(2 * n, sizeof(*steps));
+    char (*responses)[512] = calloc(n, sizeof(*responses));
+    assert_non_null(steps);
+    assert_non_null(responses);
+    for (size_t i = 0; i < n; i++) {
+        int k = snprintf(responses[i], sizeof(responses[i]),
+                         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+        snprintf(responses[i] + k, sizeof(responses[i]) - (size_t)k, TRAILERS_AROUND,
+                 refused_trailers[i]);
+        steps[2 * i] = (struct fo_step)FO_SEND(responses[i]);
+        steps[2 * i + 1] = (struct fo_step)FO_END();
+    }
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_trailer_response,
+                                     .pick_arg = steps };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    char crossed[2048] = "";
+
+    for (size_t i = 0; i < n; i++) {
+        struct raw_conn *c = px_connect(h);
+        /* the raw bytes up to the close: the client's parser would judge the trailers itself */
+        assert_int_equal(
+            raw_send_str(c, "GET /r HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"), 0);
+        size_t len = 0;
+        char *raw = raw_read_all(c, PX_IO_MS, &len);
+        assert_non_null(raw);
+        const char *body = strstr(raw, "\r\n\r\n");
+        assert_non_null(body);
+        if (strcmp(body + 4, "5\r\nhello\r\n" TRAILERS_KEPT) != 0) {
+            char tail[512];
+            snprintf(tail, sizeof(tail), TRAILERS_AROUND, refused_trailers[i]);
+            assert_string_equal(body + 4 + 10, tail);
+            note_crossed(crossed, sizeof(crossed), refused_trailers[i]);
+        }
+        free(raw);
+        raw_close(c);
+    }
+    if (crossed[0])
+        fail_msg("trailer fields that reached the client: %s", crossed);
+    px_stop(h);
+    fake_origin_stop(o);
+    free(responses);
+    free(steps);
+}
+
 /* ---- every split point: a request and a response trickling in one byte at a time ---- */
 
 static const char trickle_response[] =
@@ -2032,6 +2178,8 @@ int main(void)
         cmocka_unit_test(test_no_body_framing),
         cmocka_unit_test(test_body_framing),
         cmocka_unit_test(test_request_trailers),
+        cmocka_unit_test(test_request_trailers_filtered),
+        cmocka_unit_test(test_response_trailers_filtered),
         cmocka_unit_test(test_stale_pooled_connection),
         cmocka_unit_test(test_request_hop_by_hop),
         cmocka_unit_test(test_response_hop_by_hop),
