@@ -68,7 +68,8 @@ static void test_admin_keep_alive(void **state)
     assert_string_equal(raw_header(&r, "Allow"), "GET, HEAD"); /* RFC 9110 15.5.6 */
     raw_response_free(&r);
     /* the absolute-form, which a server must accept (RFC 9112 3.2.2): it was 404 */
-    assert_int_equal(ask(c, "GET http://127.0.0.1/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", &r), 200);
+    assert_int_equal(ask(c, "GET http://127.0.0.1/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", &r),
+                     200);
     assert_string_equal(r.body, "ok\n");
     raw_response_free(&r);
     /* an HTTP/1.0 client asking to keep the connection is told it is kept, as the proxy
@@ -92,13 +93,15 @@ struct closing_row {
 };
 
 static const struct closing_row closing_rows[] = {
-    {"Connection: close", "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 200},
+    {"Connection: close",
+     "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 200},
     {"HTTP/1.0 without keep-alive", "GET /healthz HTTP/1.0\r\n\r\n", 200},
     /* the body would otherwise be read as the next request head */
     {"a body", "POST /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 25\r\n\r\n"
                "GET /healthz HTTP/1.1\r\n\r\n", 405},
-    {"a chunked body", "POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                       "5\r\nhello\r\n0\r\n\r\n", 405},
+    {"a chunked body",
+     "POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5\r\nhello\r\n0\r\n\r\n", 405},
 };
 
 /* The connection closes after the response, which says so. */
@@ -141,7 +144,8 @@ struct refused_row {
 };
 
 static const struct refused_row refused_rows[] = {
-    {"a field name with a space", SEND_REQUEST, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Name: x\r\n\r\n", 400,
+    {"a field name with a space", SEND_REQUEST, "GET /metrics HTTP/1.1\r\n"
+                                                "Host: 127.0.0.1\r\nBad Name: x\r\n\r\n", 400,
      "portico_responses_total{code=\"400\",class=\"4xx\"}", "status=400"},
     {"a transfer coding other than chunked", SEND_REQUEST,
      "POST /status HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501,

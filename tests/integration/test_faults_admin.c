@@ -54,7 +54,8 @@ static int admin(struct harness *h, const char *method, const char *path, const 
 {
     char req[4096];
     struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
-    snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Length: %zu\r\n\r\n%s",
+    snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\n"
+                               "Host: 127.0.0.1\r\n%sContent-Length: %zu\r\n\r\n%s",
              method, path, extra, body ? strlen(body) : 0, body ? body : "");
     assert_int_equal(raw_send_str(c, req), 0);
     int rc = strcmp(method, "HEAD") == 0 ? raw_read_head_response(c, r, PX_IO_MS)
@@ -348,7 +349,8 @@ static void test_bodies(void **state)
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
     expect(r.status, 201, &r);
     raw_response_free(&r);
-    assert_int_equal(raw_send_str(c, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" AUTH "\r\n"), 0);
+    assert_int_equal(raw_send_str(c, "GET /healthz HTTP/1.1\r\n"
+                                     "Host: 127.0.0.1\r\n" AUTH "\r\n"), 0);
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
     assert_int_equal(r.status, 200);
     raw_response_free(&r);
