@@ -897,7 +897,7 @@ static const struct cfg_key proxy_keys[] = {
     KEY("admin_listen", set_admin_listen, CFG(admin_listen_text)),
     /* fault rules (issue 8) */
     KEY("admin_token", set_token, CFG(admin_token)),
-    /* DNS rebinding: the admin listener answers loopback names and these only */
+    /* DNS rebinding: without admin_token, IP addresses, localhost and these names only */
     KEY("admin_hosts", set_admin_hosts, CFG(admin_hosts)),
     /* lifecycle: graceful stop, pid file, privileges */
     DURATION("shutdown_timeout", CFG(shutdown_timeout_ms), 0),
