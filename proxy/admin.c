@@ -8,7 +8,9 @@
 #include "portico/admin.h"
 #include "portico/admin_status.h"
 
+#include <arpa/inet.h>
 #include <event2/buffer.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -50,13 +52,56 @@ static bool authorized(const struct h1_request *req, const struct config *cfg)
 
 /* A request that would change something, sent by a web page. Browsers put Origin on every
  * POST and DELETE, and a page of any site may send those to a loopback admin listener (a form
- * needs no CORS preflight; DNS rebinding even makes it same-origin). Without admin_token, a
- * page the operator merely opens could turn on faults for every client; curl and scripts send
- * no Origin. With the token, the page cannot send it, and authorized() refuses. */
+ * needs no CORS preflight; a page rebound to it by DNS is refused on its Host before this,
+ * admin_host_allowed). Without admin_token, a page the operator merely opens could turn on
+ * faults for every client; curl and scripts send no Origin. With the token, the page cannot
+ * send it, and authorized() refuses. */
 static bool from_web_page(const struct h1_request *req, const struct config *cfg, bool get)
 {
     return !cfg->admin_token && !get &&
            h1_find_field(req->fields, req->nfields, "origin", 0) >= 0;
+}
+
+/* An IP address as a Host key: "127.0.0.1" or "[::1]" (host_key keeps the brackets). */
+static bool ip_literal(const char *key, size_t n)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    char inner[INET6_ADDRSTRLEN + 1];
+    if (key[0] != '[')
+        return inet_pton(AF_INET, key, addr) == 1;
+    if (n < 3 || key[n - 1] != ']' || n - 2 >= sizeof(inner))
+        return false;
+    memcpy(inner, key + 1, n - 2);
+    inner[n - 2] = '\0';
+    return inet_pton(AF_INET6, inner, addr) == 1;
+}
+
+/* "localhost" and any "*.localhost": browsers resolve them to loopback themselves, asking no DNS
+ * (RFC 6761 6.3), so no page can rebind them. */
+static bool localhost_name(const char *key, size_t n)
+{
+    static const char suffix[] = ".localhost";
+    size_t sl = sizeof(suffix) - 1;
+    return strcmp(key, "localhost") == 0 || (n > sl && memcmp(key + n - sl, suffix, sl) == 0);
+}
+
+bool admin_host_allowed(const struct config *cfg, const char *host, size_t len)
+{
+    /* With the token there is nothing to guard: a page can make the browser send a request
+     * with any Host, but never the token, and authorized() refuses the request without it. An
+     * HTTP/1.0 request without Host comes from no browser. */
+    if (cfg->admin_token || !host)
+        return true;
+    char key[256];
+    size_t n = host_key(host, len, key, sizeof(key)); /* 0: empty, or no name (too long) */
+    if (n && (ip_literal(key, n) || localhost_name(key, n)))
+        return true;
+    for (int i = 0; i < cfg->nadmin_hosts; i++) {
+        const char *name = cfg->admin_hosts[i];
+        if (strcmp(name, "*") == 0 || (n && strcmp(name, key) == 0))
+            return true;
+    }
+    return false;
 }
 
 /* The fault API's answer (admin_faults.c) into h, its own fields (*extra) and body. */

@@ -629,6 +629,16 @@ static void admin_request(struct client *c, struct h1_request *req, size_t head_
         admin_refuse(c, refused, why, req->method_id == METHOD_HEAD);
         return;
     }
+    /* RFC 9112 3.2.2: an absolute-form target's authority stands for the Host field */
+    const char *host = target.host ? target.host : info.host ? info.host->value : NULL;
+    size_t host_len = target.host ? target.host_len : info.host ? info.host->value_len : 0;
+    if (!admin_host_allowed(c->loop->cfg, host, host_len)) {
+        admin_refuse(c, HTTP_FORBIDDEN,
+                     "the Host is not an IP address, localhost or a name of admin_hosts (DNS "
+                     "rebinding); list it in admin_hosts, or set admin_token",
+                     req->method_id == METHOD_HEAD);
+        return;
+    }
     req->target = target.path;
     req->target_len = target.path_len;
     bool has_body = h1_info_has_body(&info);

@@ -987,6 +987,9 @@ void cfg_free(struct config *cfg)
     free(cfg->error_log);
     free(cfg->admin_listen_text);
     free(cfg->admin_token);
+    for (int i = 0; i < cfg->nadmin_hosts; i++)
+        free(cfg->admin_hosts[i]);
+    free(cfg->admin_hosts);
     free(cfg->fault_rules);
     free(cfg->pid_file);
     free(cfg->user);

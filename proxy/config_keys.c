@@ -406,6 +406,80 @@ static int set_admin_listen(struct cfg_loader *ld, const struct cfg_key *k, void
     return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
 }
 
+/* Adds word[len] to the admin_hosts being built in *names (*n of them): "*", or a host name as
+ * host_key reads a Host (lowercase, without the root dot). 0, or -1 after reporting. */
+static int admin_host_add(struct cfg_loader *ld, const struct cfg_key *k, const char *word,
+                          size_t len, char ***names, int *n)
+{
+    char name[256];
+    size_t nlen = len;
+    while (nlen > 1 && word[nlen - 1] == '.') /* "box.internal." is "box.internal" */
+        nlen--;
+    bool ok = nlen < sizeof(name);
+    if (ok) {
+        memcpy(name, word, nlen);
+        name[nlen] = '\0';
+        ok = strcmp(name, "*") == 0 || sni_name_valid(name);
+    }
+    if (!ok) {
+        cfg_report(ld, ld->line, "%s: '%.*s' is neither '*' nor a host name (labels of letters, "
+                                 "digits, '-' and '_' joined by dots; no scheme, port or path)",
+                   k->name, (int)len, word);
+        return -1;
+    }
+    char **grown = realloc(*names, (size_t)(*n + 1) * sizeof(**names));
+    if (!grown)
+        return cfg_out_of_memory(ld);
+    *names = grown;
+    if (!(grown[*n] = cfg_copy(ld, name)))
+        return -1;
+    for (char *q = grown[(*n)++]; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    return 0;
+}
+
+/* admin_hosts: the names, besides IP addresses and localhost, whose Host the admin listener
+ * answers without admin_token (admin.c), separated by commas or blanks; "*" for any. */
+static int set_admin_hosts(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                           const char *value)
+{
+    struct config *cfg = base;
+    char **names = NULL;
+    int n = 0, rc = 0;
+    if (!value[strspn(value, " \t")]) {
+        cfg_report(ld, ld->line, "%s: empty value", k->name);
+        return -1;
+    }
+    for (const char *p = value; rc == 0;) {
+        size_t item = strcspn(p, ",");
+        size_t words = 0;
+        for (size_t i = 0; rc == 0 && i < item;) {
+            size_t len = strcspn(p + i, ", \t");
+            if (len) {
+                rc = admin_host_add(ld, k, p + i, len, &names, &n);
+                words++;
+            }
+            i += len ? len : 1;
+        }
+        if (rc == 0 && words == 0) { /* "", "a,,b" or "a," */
+            cfg_report(ld, ld->line, "%s: empty name in '%s'", k->name, value);
+            rc = -1;
+        }
+        if (!p[item])
+            break;
+        p += item + 1;
+    }
+    if (rc != 0) {
+        while (n > 0)
+            free(names[--n]);
+        free(names);
+        return -1;
+    }
+    cfg->admin_hosts = names; /* empty before: the loader refuses a key set twice */
+    cfg->nadmin_hosts = n;
+    return 0;
+}
+
 static int set_listen(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
 {
     struct config *cfg = base;
@@ -823,6 +897,8 @@ static const struct cfg_key proxy_keys[] = {
     KEY("admin_listen", set_admin_listen, CFG(admin_listen_text)),
     /* fault rules (issue 8) */
     KEY("admin_token", set_token, CFG(admin_token)),
+    /* DNS rebinding: without admin_token, IP addresses, localhost and these names only */
+    KEY("admin_hosts", set_admin_hosts, CFG(admin_hosts)),
     /* lifecycle: graceful stop, pid file, privileges */
     DURATION("shutdown_timeout", CFG(shutdown_timeout_ms), 0),
     KEY("pid_file", set_path, CFG(pid_file)),

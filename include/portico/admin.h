@@ -12,8 +12,16 @@
 
 #include "portico/http1.h"
 
+struct config;
 struct evbuffer;
 struct generation;
+
+/* Whether the admin listener answers a request for host[len] (its Host field, or the authority
+ * of an absolute-form target; NULL: an HTTP/1.0 request without Host). Without admin_token, only
+ * an IP address, localhost, *.localhost or a name of admin_hosts ("*": any): a web page whose
+ * name is rebound to 127.0.0.1 (DNS rebinding) sends its own name, and must not read /status.
+ * With the token, any. */
+bool admin_host_allowed(const struct config *cfg, const char *host, size_t len);
 
 /* Appends the complete response to an admin request about the generation gen serves: GET
  * /metrics, GET /healthz, GET /status, GET /, /faults..., else 404, or 405 with Allow; 401

@@ -195,6 +195,10 @@ struct config {
     uint64_t http2_max_concurrent_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS */
     socklen_t admin_addrlen;
     char *admin_token;                     /* Bearer token every admin request must carry */
+    char **admin_hosts;                    /* Host names the admin listener answers besides
+                                              IP addresses and localhost (lowercase, no root
+                                              dot; "*": any); owned */
+    int nadmin_hosts;
     struct faults_conf faults;
     struct fault_conf *fault_rules;        /* [fault NAME] sections, in file order */
     int nfault_rules;

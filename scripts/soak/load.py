@@ -697,7 +697,7 @@ class Load:
                 continue
             try:
                 paths = [rng.choice(("/metrics", "/healthz")) for _ in range(n)]
-                conn.send(b"".join(("GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % p).encode()
+                conn.send(b"".join(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % p).encode()
                                    for p in paths))
                 for p in paths:
                     r = conn.response("GET")

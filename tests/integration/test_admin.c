@@ -2,9 +2,11 @@
  * test_admin.c — the admin endpoint (admin_listen): /healthz and /metrics over keep-alive,
  * HEAD, 404 and 405 (with Allow), and the connection rules of HTTP/1.1: Connection: close, HTTP/1.0, and a
  * request with a body (answered, then the connection closed rather than the body parsed as the
- * next request); requests it refuses are not client traffic either.
+ * next request); requests it refuses are not client traffic either; without admin_token, only
+ * a Host of this machine or of admin_hosts (DNS rebinding), with SIGHUP applying a new list.
  */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,26 +49,27 @@ static void test_admin_keep_alive(void **state)
     struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
     struct raw_response r;
 
-    assert_int_equal(ask(c, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", &r), 200);
+    assert_int_equal(ask(c, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", &r), 200);
     assert_string_equal(r.body, "ok\n");
     assert_null(raw_header(&r, "Connection"));
     raw_response_free(&r);
-    assert_int_equal(ask(c, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n", &r), 200);
+    assert_int_equal(ask(c, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", &r), 200);
     assert_true(tu_contains(r.body, "# TYPE portico_requests_total counter"));
     raw_response_free(&r);
-    assert_int_equal(raw_send_str(c, "HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    assert_int_equal(raw_send_str(c, "HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), 0);
     assert_int_equal(raw_read_head_response(c, &r, PX_IO_MS), 0); /* no body follows */
     assert_int_equal(r.status, 200);
     assert_string_equal(raw_header(&r, "Content-Length"), "3");
     raw_response_free(&r);
-    assert_int_equal(ask(c, "GET /nothing HTTP/1.1\r\nHost: a\r\n\r\n", &r), 404);
+    assert_int_equal(ask(c, "GET /nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", &r), 404);
     raw_response_free(&r);
-    assert_int_equal(ask(c, "DELETE /metrics HTTP/1.1\r\nHost: a\r\n\r\n", &r), 405);
+    assert_int_equal(ask(c, "DELETE /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", &r), 405);
     assert_string_equal(r.head.reason, "Method Not Allowed");
     assert_string_equal(raw_header(&r, "Allow"), "GET, HEAD"); /* RFC 9110 15.5.6 */
     raw_response_free(&r);
     /* the absolute-form, which a server must accept (RFC 9112 3.2.2): it was 404 */
-    assert_int_equal(ask(c, "GET http://a/healthz HTTP/1.1\r\nHost: a\r\n\r\n", &r), 200);
+    assert_int_equal(ask(c, "GET http://127.0.0.1/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", &r),
+                     200);
     assert_string_equal(r.body, "ok\n");
     raw_response_free(&r);
     /* an HTTP/1.0 client asking to keep the connection is told it is kept, as the proxy
@@ -77,7 +80,7 @@ static void test_admin_keep_alive(void **state)
         fail_msg("HTTP/1.0 keep-alive: Connection \"%s\"", kept ? kept : "(none)");
     raw_response_free(&r);
     /* still open after the errors */
-    assert_int_equal(ask(c, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", &r), 200);
+    assert_int_equal(ask(c, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", &r), 200);
     raw_response_free(&r);
     raw_close(c);
     px_stop(h);
@@ -90,13 +93,15 @@ struct closing_row {
 };
 
 static const struct closing_row closing_rows[] = {
-    {"Connection: close", "GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 200},
+    {"Connection: close",
+     "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 200},
     {"HTTP/1.0 without keep-alive", "GET /healthz HTTP/1.0\r\n\r\n", 200},
     /* the body would otherwise be read as the next request head */
-    {"a body", "POST /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 25\r\n\r\n"
+    {"a body", "POST /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 25\r\n\r\n"
                "GET /healthz HTTP/1.1\r\n\r\n", 405},
-    {"a chunked body", "POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-                       "5\r\nhello\r\n0\r\n\r\n", 405},
+    {"a chunked body",
+     "POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5\r\nhello\r\n0\r\n\r\n", 405},
 };
 
 /* The connection closes after the response, which says so. */
@@ -139,10 +144,11 @@ struct refused_row {
 };
 
 static const struct refused_row refused_rows[] = {
-    {"a field name with a space", SEND_REQUEST, "GET /metrics HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n", 400,
+    {"a field name with a space", SEND_REQUEST, "GET /metrics HTTP/1.1\r\n"
+                                                "Host: 127.0.0.1\r\nBad Name: x\r\n\r\n", 400,
      "portico_responses_total{code=\"400\",class=\"4xx\"}", "status=400"},
     {"a transfer coding other than chunked", SEND_REQUEST,
-     "POST /status HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501,
+     "POST /status HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501,
      "portico_responses_total{code=\"501\",class=\"5xx\"}", "status=501"},
     {"a head over max_header_size", SEND_BIG_HEAD, NULL, 431,
      "portico_responses_total{code=\"431\",class=\"4xx\"}", "status=431"},
@@ -151,10 +157,10 @@ static const struct refused_row refused_rows[] = {
      "portico_responses_total{code=\"408\",class=\"4xx\"}", "status=408"},
     /* the fault API reads a body only with a Content-Length, of at most 16 KiB */
     {"a fault API body without Content-Length", SEND_REQUEST,
-     "POST /faults HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411,
+     "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411,
      "portico_responses_total{code=\"411\",class=\"4xx\"}", "status=411"},
     {"a fault API body over 16 KiB", SEND_REQUEST,
-     "POST /faults HTTP/1.1\r\nHost: a\r\nContent-Length: 16385\r\n\r\n", 413,
+     "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 16385\r\n\r\n", 413,
      "portico_responses_total{code=\"413\",class=\"4xx\"}", "status=413"},
 };
 
@@ -170,7 +176,7 @@ static void test_admin_refusals_not_counted(void **state)
                                  "[upstream u]\norigin = sim\n");
     uint16_t admin = harness_port(h, "admin");
     char big[20000];
-    int n = snprintf(big, sizeof(big), "GET /metrics HTTP/1.1\r\nHost: a\r\nX-Big: ");
+    int n = snprintf(big, sizeof(big), "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ");
     memset(big + n, 'a', sizeof(big) - (size_t)n - 5);
     memcpy(big + sizeof(big) - 5, "\r\n\r\n", 5); /* over the default 16k, NUL included */
 
@@ -224,11 +230,14 @@ static const struct web_row web_rows[] = {
     {"curl (no Origin)", "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\n"
      "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 30\r\n\r\n"
      "name=mine&prefix=/z&status=503", 201},
-    /* DNS rebinding makes the page same-origin; the browser still says where it comes from */
-    {"a rebound page", "DELETE /faults/mine HTTP/1.1\r\nHost: evil.test\r\n"
+    /* a page's DELETE with the listener's own Host (a rebound name is refused on its Host
+     * first: test_admin_host_allowlist); the browser still says where it comes from */
+    {"a page's DELETE", "DELETE /faults/mine HTTP/1.1\r\nHost: 127.0.0.1\r\n"
      "Origin: http://evil.test\r\n\r\n", 403},
-    {"the rule curl added is still there", "GET /faults/mine HTTP/1.1\r\nHost: a\r\n\r\n", 200},
-    {"the page's rule was never added", "GET /faults/csrf HTTP/1.1\r\nHost: a\r\n\r\n", 404},
+    {"the rule curl added is still there", "GET /faults/mine HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+     200},
+    {"the page's rule was never added", "GET /faults/csrf HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+     404},
 };
 
 /* Without admin_token, the fault API changes what every client gets, and browsers let any web
@@ -251,6 +260,166 @@ static void test_admin_refuses_web_pages(void **state)
     px_stop(h);
 }
 
+/* The configurations of the Host rows. */
+enum host_conf {
+    HC_NONE,                          /* no admin_hosts, no admin_token */
+    HC_LISTED,                        /* admin_hosts = two names */
+    HC_ANY,                           /* admin_hosts = * */
+    HC_TOKEN,                         /* admin_token, no admin_hosts */
+    HC_COUNT,
+};
+
+static const char *const host_confs[HC_COUNT] = {
+    [HC_NONE] = "",
+    [HC_LISTED] = "admin_hosts = portico.internal, Metrics.Example.",
+    [HC_ANY] = "admin_hosts = *",
+    [HC_TOKEN] = "admin_token = s3cret",
+};
+
+struct host_row {
+    const char *why;
+    enum host_conf conf;
+    const char *request;              /* printf format: %u is the admin port, twice at most */
+    int status;
+};
+
+#define STATUS_GET(host) "GET /status HTTP/1.1\r\nHost: " host "\r\n\r\n"
+
+static const struct host_row host_rows[] = {
+    /* a page of attacker.example whose name now resolves to 127.0.0.1 reads /status as its own
+     * origin: it got 200 and the status JSON (origins, routes, recent failures, fault rules) */
+    {"a rebound name", HC_NONE, STATUS_GET("attacker.example:%u"), 403},
+    {"a rebound name without port", HC_NONE, STATUS_GET("attacker.example"), 403},
+    {"the page at / too", HC_NONE, "GET / HTTP/1.1\r\nHost: attacker.example:%u\r\n\r\n", 403},
+    {"/metrics too", HC_NONE, "GET /metrics HTTP/1.1\r\nHost: attacker.example:%u\r\n\r\n", 403},
+    {"HEAD too", HC_NONE, "HEAD /status HTTP/1.1\r\nHost: attacker.example:%u\r\n\r\n", 403},
+    /* RFC 9112 3.2.2: the authority of an absolute-form target stands for Host */
+    {"an absolute-form target naming another host", HC_NONE,
+     "GET http://attacker.example:%u/status HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n", 403},
+    {"an absolute-form target naming the address", HC_NONE,
+     "GET http://127.0.0.1:%u/status HTTP/1.1\r\nHost: attacker.example\r\n\r\n", 200},
+    {"a name that starts like an address", HC_NONE, STATUS_GET("127.0.0.1.attacker.example"), 403},
+    {"a name that starts like localhost", HC_NONE, STATUS_GET("localhost.attacker.example"), 403},
+    {"an empty Host", HC_NONE, "GET /status HTTP/1.1\r\nHost:\r\n\r\n", 403},
+    {"a listed name, unlisted", HC_NONE, STATUS_GET("portico.internal"), 403},
+    /* what curl, scripts and scrapers send */
+    {"IPv4 with port", HC_NONE, STATUS_GET("127.0.0.1:%u"), 200},
+    {"IPv4", HC_NONE, STATUS_GET("127.0.0.1"), 200},
+    {"IPv6 in brackets with port", HC_NONE, STATUS_GET("[::1]:%u"), 200},
+    {"localhost with port", HC_NONE, STATUS_GET("localhost:%u"), 200},
+    {"localhost as an absolute name", HC_NONE, STATUS_GET("LocalHost."), 200},
+    /* browsers resolve *.localhost to loopback themselves (RFC 6761 6.3) */
+    {"a name under localhost", HC_NONE, STATUS_GET("portico.localhost:%u"), 200},
+    /* no browser sends a request without Host */
+    {"HTTP/1.0 without Host", HC_NONE, "GET /status HTTP/1.0\r\n\r\n", 200},
+    {"a listed name", HC_LISTED, STATUS_GET("portico.internal:%u"), 200},
+    {"a listed name, written otherwise", HC_LISTED, STATUS_GET("METRICS.example."), 200},
+    {"a loopback name beside the list", HC_LISTED, STATUS_GET("localhost"), 200},
+    {"a name not listed", HC_LISTED, STATUS_GET("attacker.example:%u"), 403},
+    {"a name under a listed one", HC_LISTED, STATUS_GET("x.portico.internal"), 403},
+    {"any name with *", HC_ANY, STATUS_GET("attacker.example:%u"), 200},
+    /* a page can send any Host but never the token */
+    {"any name with the token", HC_TOKEN,
+     "GET /status HTTP/1.1\r\nHost: attacker.example:%u\r\nAuthorization: Bearer s3cret\r\n\r\n",
+     200},
+    {"any name without the token", HC_TOKEN, STATUS_GET("attacker.example:%u"), 401},
+};
+
+/* DNS rebinding: without admin_token, the admin listener answers a Host that is an IP address,
+ * localhost, *.localhost or a name of admin_hosts, and refuses any other with a 403 that names
+ * the key to set. */
+static void test_admin_host_allowlist(void **state)
+{
+    (void)state;
+    for (int conf = 0; conf < HC_COUNT; conf++) {
+        char extra[256];
+        snprintf(extra, sizeof(extra), "admin_listen = 127.0.0.1:{{port:admin}}\n%s",
+                 host_confs[conf]);
+        struct harness *h = px_start(extra, "[upstream u]\norigin = sim\n");
+        unsigned admin = harness_port(h, "admin");
+        for (size_t i = 0; i < ARRAY_SIZE(host_rows); i++) {
+            const struct host_row *row = &host_rows[i];
+            if ((int)row->conf != conf)
+                continue;
+            char req[512];
+            snprintf(req, sizeof(req), row->request, admin, admin);
+            bool head = strncmp(req, "HEAD", 4) == 0;
+            struct raw_conn *c = px_connect_port((uint16_t)admin);
+            struct raw_response r;
+            assert_int_equal(raw_send_str(c, req), 0);
+            if ((head ? raw_read_head_response(c, &r, PX_IO_MS)
+                      : raw_read_response(c, &r, PX_IO_MS)) != 0)
+                fail_msg("%s: no response: %s", row->why, r.error);
+            if (r.status != row->status)
+                fail_msg("%s: status %d, expected %d: %s", row->why, r.status, row->status,
+                         r.body ? r.body : "");
+            if (row->status == 403 && !head && !tu_contains(r.body, "admin_hosts"))
+                fail_msg("%s: the refusal does not name admin_hosts: %s", row->why, r.body);
+            if (row->status == 200 && strncmp(req, "GET /status", 11) == 0 &&
+                !tu_contains(r.body, "\"generation\""))
+                fail_msg("%s: not the status JSON: %.80s", row->why, r.body);
+            raw_response_free(&r);
+            raw_close(c);
+        }
+        px_stop(h);
+    }
+}
+
+/* Status of GET /status with host to the admin port, on a connection of its own. */
+static int status_for_host(uint16_t admin, const char *host)
+{
+    char req[256];
+    snprintf(req, sizeof(req), STATUS_GET("%s"), host);
+    struct raw_conn *c = px_connect_port(admin);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    int status = r.status;
+    raw_response_free(&r);
+    raw_close(c);
+    return status;
+}
+
+static int write_hosts_config(struct harness *h, const char *hosts_line)
+{
+    return harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\nworkers = 1\n"
+                                   "admin_listen = 127.0.0.1:{{port:admin}}\n%s\n"
+                                   "[upstream u]\norigin = sim\n", hosts_line);
+}
+
+/* SIGHUP applies a new admin_hosts; a bad one is reported as FILE:LINE and the list before it
+ * goes on serving. */
+static void test_admin_hosts_reload(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(write_hosts_config(h, ""), 0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    uint16_t admin = harness_port(h, "admin");
+    assert_int_equal(status_for_host(admin, "portico.internal"), 403);
+
+    assert_int_equal(write_hosts_config(h, "admin_hosts = portico.internal"), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live", PX_IO_MS), 0);
+    assert_int_equal(status_for_host(admin, "portico.internal"), 200);
+
+    /* line 5: a URL, not a name */
+    assert_int_equal(write_hosts_config(h, "admin_hosts = other.internal/status"), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "still serving the previous configuration", PX_IO_MS),
+                     0);
+    char needle[512];
+    snprintf(needle, sizeof(needle), "%s:5: admin_hosts: 'other.internal/status' is neither",
+             harness_config_path(h));
+    if (!harness_log_contains(h, needle))
+        fail_msg("no \"%s\" in the log", needle);
+    assert_int_equal(status_for_host(admin, "portico.internal"), 200);
+    assert_int_equal(status_for_host(admin, "other.internal"), 403);
+    px_stop(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -258,6 +427,8 @@ int main(void)
         cmocka_unit_test(test_admin_closes),
         cmocka_unit_test(test_admin_refusals_not_counted),
         cmocka_unit_test(test_admin_refuses_web_pages),
+        cmocka_unit_test(test_admin_host_allowlist),
+        cmocka_unit_test(test_admin_hosts_reload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,7 +54,8 @@ static int admin(struct harness *h, const char *method, const char *path, const 
 {
     char req[4096];
     struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
-    snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: a\r\n%sContent-Length: %zu\r\n\r\n%s",
+    snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\n"
+                               "Host: 127.0.0.1\r\n%sContent-Length: %zu\r\n\r\n%s",
              method, path, extra, body ? strlen(body) : 0, body ? body : "");
     assert_int_equal(raw_send_str(c, req), 0);
     int rc = strcmp(method, "HEAD") == 0 ? raw_read_head_response(c, r, PX_IO_MS)
@@ -319,7 +320,7 @@ static void test_bodies(void **state)
     struct raw_response r;
     struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
     char head[256];
-    snprintf(head, sizeof(head), "POST /faults HTTP/1.1\r\nHost: a\r\n" AUTH
+    snprintf(head, sizeof(head), "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\n" AUTH
                                  "Content-Length: %zu\r\n\r\n", sizeof(big) - 1);
     assert_int_equal(raw_send_str(c, head), 0);
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
@@ -329,7 +330,7 @@ static void test_bodies(void **state)
     assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
     raw_close(c);
     c = px_connect_port(harness_port(h, "admin"));
-    assert_int_equal(raw_send_str(c, "POST /faults HTTP/1.1\r\nHost: a\r\n" AUTH
+    assert_int_equal(raw_send_str(c, "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\n" AUTH
                                      "Transfer-Encoding: chunked\r\n\r\n5\r\nname=\r\n0\r\n\r\n"),
                      0);
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
@@ -340,7 +341,7 @@ static void test_bodies(void **state)
     /* a body sent in two pieces is read whole; the connection is kept */
     c = px_connect_port(harness_port(h, "admin"));
     static const char body[] = "name=slowbody&prefix=/slowbody&status=504";
-    snprintf(head, sizeof(head), "POST /faults HTTP/1.1\r\nHost: a\r\n" AUTH
+    snprintf(head, sizeof(head), "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\n" AUTH
                                  "Content-Type: application/x-www-form-urlencoded\r\n"
                                  "Content-Length: %zu\r\n\r\nname=slow", sizeof(body) - 1);
     assert_int_equal(raw_send_str(c, head), 0);
@@ -348,7 +349,8 @@ static void test_bodies(void **state)
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
     expect(r.status, 201, &r);
     raw_response_free(&r);
-    assert_int_equal(raw_send_str(c, "GET /healthz HTTP/1.1\r\nHost: a\r\n" AUTH "\r\n"), 0);
+    assert_int_equal(raw_send_str(c, "GET /healthz HTTP/1.1\r\n"
+                                     "Host: 127.0.0.1\r\n" AUTH "\r\n"), 0);
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
     assert_int_equal(r.status, 200);
     raw_response_free(&r);
@@ -359,7 +361,7 @@ static void test_bodies(void **state)
      * waited that long) */
     c = px_connect_port(harness_port(h, "admin"));
     static const char expected[] = "name=expected&prefix=/expected&status=502";
-    snprintf(head, sizeof(head), "POST /faults HTTP/1.1\r\nHost: a\r\n" AUTH
+    snprintf(head, sizeof(head), "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\n" AUTH
                                  "Content-Type: application/x-www-form-urlencoded\r\n"
                                  "Expect: 100-continue\r\nContent-Length: %zu\r\n\r\n",
                                  sizeof(expected) - 1);

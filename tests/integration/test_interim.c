@@ -122,7 +122,7 @@ static long metric(const char *name)
     char key[128];
 
     assert_non_null(c);
-    assert_int_equal(raw_send_str(c, "GET /metrics HTTP/1.1\r\nHost: admin\r\n"
+    assert_int_equal(raw_send_str(c, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                      "Connection: close\r\n\r\n"), 0);
     assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
     assert_int_equal(r.status, 200);

@@ -39,7 +39,7 @@ static int exchange_ok(struct raw_conn *c, const char *path)
 {
     char req[128];
     struct raw_response r;
-    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", path);
     assert_int_equal(raw_send_str(c, req), 0);
     int rc = raw_read_response(c, &r, PX_IO_MS);
     int status = rc == 0 ? r.status : -1;
@@ -383,7 +383,7 @@ static void test_keepalive_off(void **state)
         struct raw_conn *c = raw_connect(ports[i], PX_IO_MS);
         assert_non_null(c);
         char req[96];
-        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", paths[i]);
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", paths[i]);
         assert_int_equal(raw_send_str(c, req), 0);
         struct raw_response r;
         assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);

@@ -558,7 +558,8 @@ static long long metric_value(uint16_t admin, const char *name)
 {
     struct raw_conn *c = raw_connect(admin, IO_MS);
     assert_non_null(c);
-    assert_int_equal(raw_send_str(c, "GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+    assert_int_equal(raw_send_str(c, "GET /metrics HTTP/1.1\r\n"
+                                     "Host: 127.0.0.1\r\nConnection: close\r\n\r\n"),
                      0);
     struct raw_response r;
     assert_int_equal(raw_read_response(c, &r, IO_MS), 0);

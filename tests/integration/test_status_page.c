@@ -133,7 +133,8 @@ static void test_page_in_chromium(void **state)
      * destination: the browser must render it under that policy. */
     struct raw_conn *c = raw_connect(harness_port(h, "admin"), 5000);
     assert_non_null(c);
-    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\n"
+                                     "Host: 127.0.0.1\r\nConnection: close\r\n\r\n"),
                      0);
     struct raw_response r;
     assert_int_equal(raw_read_response(c, &r, 5000), 0);

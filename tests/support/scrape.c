@@ -15,7 +15,8 @@ char *scrape_metrics(uint16_t admin_port, int timeout_ms)
         return NULL;
     struct raw_response r;
     char *body = NULL;
-    if (raw_send_str(c, "GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n") == 0 &&
+    if (raw_send_str(c, "GET /metrics HTTP/1.1\r\n"
+                        "Host: 127.0.0.1\r\nConnection: close\r\n\r\n") == 0 &&
         raw_read_response(c, &r, timeout_ms) == 0) {
         if (r.status == 200)
             body = strdup(r.body);

@@ -2,7 +2,8 @@
  * test_admin.c — admin_respond without sockets: each endpoint's response parsed back (status,
  * framing, HEAD, Allow on 405, Connection: close), and the regression of issue 7: when memory
  * runs out the client still gets an answer (a 503 and a close) or the caller is told to close;
- * never a status returned with nothing written, which left the client waiting forever.
+ * never a status returned with nothing written, which left the client waiting forever; and
+ * which Host values the admin listener answers (DNS rebinding).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -218,6 +219,74 @@ static void test_nothing_allocates(void **state)
     evbuffer_free(out);
 }
 
+/* admin_host_allowed, the guard against DNS rebinding: a Host value (NULL: none) under a
+ * configuration with (listed) or without (bare) admin_hosts, or with admin_token (token). */
+struct host_row {
+    const char *why;
+    const char *host;
+    bool bare, listed, token;       /* answered under each configuration */
+};
+
+static const struct host_row host_rows[] = {
+    {"a rebound name", "attacker.example:9901", false, false, true},
+    {"IPv4", "127.0.0.1:9901", true, true, true},
+    {"IPv4 without port", "127.0.0.1", true, true, true},
+    {"another IPv4 address", "10.1.2.3", true, true, true},   /* a name in DNS cannot be one */
+    {"IPv6 in brackets", "[::1]:9901", true, true, true},
+    {"IPv4-mapped IPv6", "[::ffff:127.0.0.1]", true, true, true},
+    {"brackets around a name", "[attacker.example]", false, false, true},
+    {"an IPv6 zone", "[fe80::1%25lo]", false, false, true},  /* no browser sends one */
+    {"a name that starts like an address", "127.0.0.1.attacker.example", false, false, true},
+    {"an address with a fifth part", "127.0.0.1.1", false, false, true},
+    {"localhost", "localhost:9901", true, true, true},
+    {"localhost, any case, root dot", "LocalHost.", true, true, true},
+    {"under localhost", "portico.localhost", true, true, true}, /* RFC 6761 6.3 */
+    {"localhost as a label of another name", "localhost.attacker.example", false, false, true},
+    {"a name ending in localhost", "evillocalhost", false, false, true},
+    {"a listed name", "portico.internal:9901", false, true, true},
+    {"a listed name, other case", "Portico.Internal.", false, true, true},
+    {"under a listed name", "x.portico.internal", false, false, true},
+    {"empty", "", false, false, true},
+    {"no Host (HTTP/1.0)", NULL, true, true, true},
+};
+
+static struct config *host_config(const char *text)
+{
+    struct config *cfg = cfg_load_string(text, "admin.ini", NULL, stderr, NULL);
+    assert_non_null(cfg);
+    return cfg;
+}
+
+static void test_host_allowed(void **state)
+{
+    (void)state;
+    struct config *bare = host_config("[upstream u]\norigin = 127.0.0.1:1\n");
+    struct config *listed = host_config("[proxy]\nadmin_hosts = portico.internal\n"
+                                        "[upstream u]\norigin = 127.0.0.1:1\n");
+    struct config *token = host_config("[proxy]\nadmin_token = t0ken\n"
+                                       "[upstream u]\norigin = 127.0.0.1:1\n");
+    struct config *any = host_config("[proxy]\nadmin_hosts = other.internal *\n"
+                                     "[upstream u]\norigin = 127.0.0.1:1\n");
+    for (size_t i = 0; i < ARRAY_LEN(host_rows); i++) {
+        const struct host_row *row = &host_rows[i];
+        size_t len = row->host ? strlen(row->host) : 0;
+        const struct {
+            const struct config *cfg;
+            bool want;
+            const char *name;
+        } cases[] = {{bare, row->bare, "bare"}, {listed, row->listed, "listed"},
+                     {token, row->token, "token"}, {any, true, "*"}};
+        for (size_t c = 0; c < ARRAY_LEN(cases); c++)
+            if (admin_host_allowed(cases[c].cfg, row->host, len) != cases[c].want)
+                fail_msg("%s (%s), %s: %s", row->why, row->host ? row->host : "NULL",
+                         cases[c].name, cases[c].want ? "refused" : "answered");
+    }
+    cfg_free(bare);
+    cfg_free(listed);
+    cfg_free(token);
+    cfg_free(any);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_allocation_failures),
         cmocka_unit_test(test_body_buffer_fails),
         cmocka_unit_test(test_nothing_allocates),
+        cmocka_unit_test(test_host_allowed),
     };
 
     alloc_fail_install(); /* before libevent allocates anything */

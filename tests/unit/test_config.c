@@ -67,6 +67,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->log_level, LOG_INFO);
     assert_int_equal(cfg->error_detail, ERROR_DETAIL_FULL);
     assert_null(cfg->admin_listen_text);
+    assert_int_equal(cfg->nadmin_hosts, 0); /* IP addresses and localhost only */
     assert_true(cfg->http2);
     assert_int_equal(cfg->http2_max_concurrent_streams, 100);
 
@@ -321,6 +322,39 @@ static void test_repeatable_keys(void **state)
     cfg_free(cfg);
 }
 
+/* admin_hosts: names split on commas and blanks, stored as a Host key reads (lowercase, no
+ * root dot). */
+static const struct {
+    const char *value;
+    const char *names[4];
+} admin_hosts_rows[] = {
+    {"portico.internal", {"portico.internal"}},
+    {"a.internal, b.internal", {"a.internal", "b.internal"}},  /* commas, like other lists */
+    {"a.internal  b.internal", {"a.internal", "b.internal"}},  /* blanks */
+    {"Box.Internal., metrics", {"box.internal", "metrics"}},   /* as host_key reads a Host */
+    {"*", {"*"}},                                               /* any Host */
+    {"_svc-1.internal ; a comment", {"_svc-1.internal"}},
+};
+
+static void test_admin_hosts(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(admin_hosts_rows) / sizeof(admin_hosts_rows[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "[proxy]\nadmin_hosts = %s\n" UP, admin_hosts_rows[i].value);
+        struct config *cfg = load_ok(text);
+        int n = 0;
+        while (n < 4 && admin_hosts_rows[i].names[n])
+            n++;
+        if (cfg->nadmin_hosts != n)
+            fail_msg("admin_hosts = %s: %d names, want %d", admin_hosts_rows[i].value,
+                     cfg->nadmin_hosts, n);
+        for (int k = 0; k < n; k++)
+            assert_string_equal(cfg->admin_hosts[k], admin_hosts_rows[i].names[k]);
+        cfg_free(cfg);
+    }
+}
+
 /* ---- listen and origin forms ---- */
 
 static const struct {
@@ -497,6 +531,44 @@ static const struct {
     {"empty string value",
      "[proxy]\naccess_log =\n" UP,
      {"test.ini:2: access_log: empty value"}},
+    {"admin_hosts without a name",
+     "[proxy]\nadmin_hosts =\n" UP,
+     {"test.ini:2: admin_hosts: empty value"}},
+    {"admin_hosts with an empty name between commas",
+     "[proxy]\nadmin_hosts = a.internal,,b.internal\n" UP,
+     {"test.ini:2: admin_hosts: empty name in 'a.internal,,b.internal'"}},
+    {"admin_hosts ending with a comma",
+     "[proxy]\nadmin_hosts = a.internal, \n" UP,
+     {"test.ini:2: admin_hosts: empty name in 'a.internal,'"}},
+    /* a URL, a path, a port: the Host is compared by name alone */
+    {"admin_hosts with a URL",
+     "[proxy]\nadmin_hosts = http://portico.internal/\n" UP,
+     {"test.ini:2: admin_hosts: 'http://portico.internal/' is neither '*' nor a host name "
+      "(labels of letters, digits, '-' and '_' joined by dots; no scheme, port or path)"}},
+    {"admin_hosts with a path",
+     "[proxy]\nadmin_hosts = ok.internal portico.internal/status\n" UP,
+     {"test.ini:2: admin_hosts: 'portico.internal/status' is neither '*' nor a host name "
+      "(labels of letters, digits, '-' and '_' joined by dots; no scheme, port or path)"}},
+    {"admin_hosts with a port",
+     "[proxy]\nadmin_hosts = portico.internal:9901\n" UP,
+     {"test.ini:2: admin_hosts: 'portico.internal:9901' is neither '*' nor a host name "
+      "(labels of letters, digits, '-' and '_' joined by dots; no scheme, port or path)"}},
+    /* IP addresses are answered without being listed; a bracketed one is no name */
+    {"admin_hosts with an IPv6 literal",
+     "[proxy]\nadmin_hosts = [::1]\n" UP,
+     {"test.ini:2: admin_hosts: '[::1]' is neither '*' nor a host name "
+      "(labels of letters, digits, '-' and '_' joined by dots; no scheme, port or path)"}},
+    {"admin_hosts with a wildcard name",
+     "[proxy]\nadmin_hosts = *.internal\n" UP,
+     {"test.ini:2: admin_hosts: '*.internal' is neither '*' nor a host name "
+      "(labels of letters, digits, '-' and '_' joined by dots; no scheme, port or path)"}},
+    {"admin_hosts with a quoted name holding a blank",
+     "[proxy]\nadmin_hosts = \"portico internal\"\n" UP,
+     {"test.ini:2: admin_hosts: '\"portico' is neither '*' nor a host name "
+      "(labels of letters, digits, '-' and '_' joined by dots; no scheme, port or path)"}},
+    {"admin_hosts set twice",
+     "[proxy]\nadmin_hosts = a.internal\nadmin_hosts = b.internal\n" UP,
+     {"test.ini:3: 'admin_hosts' set twice in this section"}},
     {"duplicate key in [proxy]",
      "[proxy]\nworkers = 2\nworkers = 3\n" UP,
      {"test.ini:3: 'workers' set twice in this section"}},
@@ -1137,6 +1209,7 @@ int main(void)
         cmocka_unit_test(test_route_defaults),
         cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_repeatable_keys),
+        cmocka_unit_test(test_admin_hosts),
         cmocka_unit_test(test_listen_forms),
         cmocka_unit_test(test_origin_forms),
         cmocka_unit_test(test_errors),

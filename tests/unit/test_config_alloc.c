@@ -98,6 +98,7 @@ static const char text[] =
     "tls_key = key.pem\n"
     "resolver = 127.0.0.1:53\n"
     "admin_listen = 127.0.0.1:9901\n"
+    "admin_hosts = a.internal, B.internal. c.internal\n"
     "access_log = access.log\n"
     "error_log = error.log\n"
     "error_page_dir = .\n"
