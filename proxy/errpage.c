@@ -397,22 +397,30 @@ static int parse_range(const char *b, const char *e, int *q, const char **type, 
 //      the client's only other hint.
 //   5. Formats matched by one and the same wildcard (curl, wget and most libraries send "*/*";
 //      or "text/*"): text/plain, then JSON, then HTML. A terminal is the likely reader.
-//   Malformed ranges are ignored; no Accept, or nothing acceptable: text/plain.
-const char *errpage_negotiate(const char *accept, size_t len)
+//   Malformed ranges are ignored; no Accept, or nothing acceptable: text/plain. Several Accept
+//   lines are one list, in order (RFC 9110 5.3): "Accept: text/html;q=0.1" then "Accept:
+//   application/json" gets JSON, as the one line "text/html;q=0.1, application/json" does.
+/* The matches so far of one Accept list, which may come in several field lines. */
+struct negotiation {
+    struct match m[FMT_COUNT];
+    size_t pos; /* index of the next range in the whole list, across lines */
+};
+
+static void negotiation_init(struct negotiation *n)
 {
-    static const enum fmt tie_order[FMT_COUNT] = {FMT_PLAIN, FMT_JSON, FMT_HTML};
+    for (int f = 0; f < FMT_COUNT; f++)
+        n->m[f] = (struct match){.q = -1, .spec = -1, .pos = 0};
+    n->pos = 0;
+}
+
+/* Adds the media ranges of one Accept field line (rule 1). */
+static void negotiation_add(struct negotiation *n, const char *accept, size_t len)
+{
     static const char *const fmt_type[FMT_COUNT] = {"application", "text", "text"};
     static const char *const fmt_sub[FMT_COUNT] = {"json", "html", "plain"};
-    struct match m[FMT_COUNT];
-
-    for (int f = 0; f < FMT_COUNT; f++)
-        m[f] = (struct match){.q = -1, .spec = -1, .pos = 0};
-    if (accept == NULL)
-        return mime_plain;
-
     const char *end = accept + len;
-    size_t pos = 0;
-    for (const char *p = accept; p < end; pos++) {
+
+    for (const char *p = accept; p < end; n->pos++) {
         const char *ee = scan_to(p, end, ',');
         const char *type, *sub;
         size_t type_len, sub_len;
@@ -431,16 +439,23 @@ const char *errpage_negotiate(const char *accept, size_t len)
                     spec = 2;
                 else
                     continue;
-                if (spec > m[f].spec || (spec == m[f].spec && q > m[f].q))
-                    m[f] = (struct match){.q = q, .spec = spec, .pos = pos};
+                if (spec > n->m[f].spec || (spec == n->m[f].spec && q > n->m[f].q))
+                    n->m[f] = (struct match){.q = q, .spec = spec, .pos = n->pos};
             }
         }
         if (ee == end)
             break;
         p = ee + 1;
     }
+}
 
+/* Rules 2 to 5 over the matches of the whole list. */
+static const char *negotiation_result(const struct negotiation *n)
+{
+    static const enum fmt tie_order[FMT_COUNT] = {FMT_PLAIN, FMT_JSON, FMT_HTML};
+    const struct match *m = n->m;
     int best = -1;
+
     for (int i = 0; i < FMT_COUNT; i++) {
         enum fmt f = tie_order[i];
         if (m[f].q <= 0)
@@ -451,6 +466,27 @@ const char *errpage_negotiate(const char *accept, size_t len)
             best = (int)f;
     }
     return best < 0 ? mime_plain : fmt_mime[best];
+}
+
+const char *errpage_negotiate(const char *accept, size_t len)
+{
+    struct negotiation n;
+
+    negotiation_init(&n);
+    if (accept != NULL)
+        negotiation_add(&n, accept, len);
+    return negotiation_result(&n);
+}
+
+const char *errpage_negotiate_fields(const struct h1_field *fields, size_t nfields)
+{
+    struct negotiation n;
+
+    negotiation_init(&n);
+    for (int i = h1_find(fields, nfields, H1_F_ACCEPT, 0); i >= 0;
+         i = h1_find(fields, nfields, H1_F_ACCEPT, (size_t)i + 1))
+        negotiation_add(&n, fields[i].value, fields[i].value_len);
+    return negotiation_result(&n);
 }
 
 /* ---- the response ---- */
@@ -886,7 +922,7 @@ int errpage_prepare(const struct errpage *e, struct errpage_out *o)
     if (v->status < 100 || v->status > 999)
         v->status = e->failure == FAIL_NONE ? HTTP_INTERNAL_SERVER_ERROR : HTTP_BAD_GATEWAY;
     v->phrase = status_phrase(v->status);
-    v->mime = e->failure == FAIL_NONE ? mime_plain : errpage_negotiate(e->accept, e->accept_len);
+    v->mime = e->failure == FAIL_NONE ? mime_plain : errpage_negotiate_fields(e->fields, e->nfields);
     if (v->mime == mime_html && e->page_dir != NULL && e->page_dir[0] != '\0')
         v->page = page_load(e->page_dir, v->status, &v->page_len);
 
