@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "portico/h1out.h"
 #include "portico/headers.h"
 #include "portico/status.h"
 #include "portico/util.h"
@@ -859,12 +860,14 @@ static void build_fields(const struct errpage_view *v, struct errpage_out *o)
     sink_str(s, v->date); /* this thread's cache: copied, the next second rewrites it */
     FIELD_END(&w, "Date");
     FIELD_CONST(o, "Server", "portico", 7);
-    if (v->mime == mime_json)
-        FIELD_CONST(o, "Content-Type", mime_json, sizeof(mime_json) - 1);
-    else if (v->mime == mime_html)
-        FIELD_CONST(o, "Content-Type", type_html, sizeof(type_html) - 1);
-    else
-        FIELD_CONST(o, "Content-Type", type_plain, sizeof(type_plain) - 1);
+    /* No content, no type: a cache copies a 304's fields onto the response it stored (RFC 9111
+     * 4.3.4), and text/plain would replace that response's own type. */
+    if (h1out_status_has_content(v->status)) {
+        const char *type = v->mime == mime_json   ? mime_json
+                           : v->mime == mime_html ? type_html
+                                                  : type_plain;
+        FIELD_CONST(o, "Content-Type", type, strlen(type));
+    }
     FIELD_CONST(o, "Cache-Control", "no-store", 8);
     if (present(e->request_id) != NULL) {
         put_header_value(value_begin(&w), e->request_id, false);
@@ -926,15 +929,18 @@ int errpage_prepare(const struct errpage *e, struct errpage_out *o)
     if (v->mime == mime_html && e->page_dir != NULL && e->page_dir[0] != '\0')
         v->page = page_load(e->page_dir, v->status, &v->page_len);
 
-    /* The one rendering (also for HEAD: its Content-Length is the body's). */
+    /* The one rendering (also for HEAD: its Content-Length is the body's). A status without
+     * content (1xx, 204, 304: a fault's answer) has no body at all. */
+    bool content = h1out_status_has_content(v->status);
     struct sink body = {.buf = o->body, .cap = sizeof(o->body), .full = SINK_COUNT};
-    render_body(&body, v);
+    if (content)
+        render_body(&body, v);
     build_fields(v, o);
     o->head = (struct resp_head){
         .status = v->status,
         .fields = o->fields,
         .nfields = o->nfields,
-        .framing = H1_BODY_LENGTH,
+        .framing = content ? H1_BODY_LENGTH : H1_BODY_NONE,
         .content_length = body.total,
         .close = e->close,
     };
@@ -970,6 +976,6 @@ long errpage_write(struct evbuffer *out, const struct errpage *e)
 {
     struct errpage_out o;
     errpage_prepare(e, &o);
-    hdr_write_head(out, &o.head, H1_BODY_LENGTH, e->http10, !e->close);
+    hdr_write_head(out, &o.head, o.head.framing, e->http10, !e->close);
     return errpage_body(&o, out);
 }

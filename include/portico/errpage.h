@@ -62,7 +62,8 @@ struct errpage_view {
 /* A prepared error response: a head any downstream can write (HTTP/1.1 or HTTP/2), and its body,
  * rendered. Meant for the stack: errpage_prepare fills it without zeroing it first. */
 struct errpage_out {
-    struct resp_head head;      /* status, fields, LENGTH framing with the body's length */
+    struct resp_head head;      /* status, fields, LENGTH framing with the body's length (NONE,
+                                   and no body nor Content-Type, for 1xx, 204 and 304) */
     struct h1_field fields[10]; /* Date, Server, Content-Type, Cache-Control, X-Request-Id ... */
     char store[2048];           /* the field values that need a copy, escaped */
     size_t nfields;

@@ -724,6 +724,36 @@ static void test_negotiate_lines(void **state)
     assert_string_equal(errpage_negotiate_fields(NULL, 0), "text/plain");
 }
 
+/* 204 and 304 (a fault's answer) have no content: no body, no Content-Length and no
+ * Content-Type, whatever Accept asks for; a cache would copy a 304's Content-Type onto the
+ * response it stored (RFC 9111 4.3.4). */
+static void test_no_content_statuses(void **state)
+{
+    static const int statuses[] = {204, 304};
+    static const char *const accepts[] = {NULL, "application/json", "text/html"};
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(statuses); i++) {
+        for (size_t k = 0; k < ARRAY_LEN(accepts); k++) {
+            struct errpage c = client_error(statuses[i], "", accepts[k]);
+            struct errpage f = connect_timeout(statuses[i], accepts[k]);
+            const struct errpage *es[] = {&c, &f};
+            for (size_t j = 0; j < ARRAY_LEN(es); j++) {
+                struct resp r;
+                run(es[j], &r);
+                if (hdr(&r, "Content-Type") != NULL || hdr(&r, "Content-Length") != NULL ||
+                    r.body_len != 0 || r.ret != 0)
+                    fail_msg("%d (Accept %s): Content-Type %s, Content-Length %s, body %zu bytes",
+                             statuses[i], accepts[k] ? accepts[k] : "-",
+                             hdr(&r, "Content-Type") ? hdr(&r, "Content-Type") : "-",
+                             hdr(&r, "Content-Length") ? hdr(&r, "Content-Length") : "-",
+                             r.body_len);
+                assert_string_equal(hdr(&r, "Cache-Control"), "no-store");
+                resp_free(&r);
+            }
+        }
+    }
+}
+
 /* ---- the built-in HTML and plain pages ---- */
 
 static void test_html_page(void **state)
@@ -1077,6 +1107,7 @@ int main(void)
         cmocka_unit_test(test_negotiate),
         cmocka_unit_test(test_body_follows_accept),
         cmocka_unit_test(test_negotiate_lines),
+        cmocka_unit_test(test_no_content_statuses),
         cmocka_unit_test(test_html_page),
         cmocka_unit_test(test_plain_page),
         cmocka_unit_test(test_escaping),
