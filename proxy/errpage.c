@@ -925,7 +925,8 @@ int errpage_prepare(const struct errpage *e, struct errpage_out *o)
     if (v->status < 100 || v->status > 999)
         v->status = e->failure == FAIL_NONE ? HTTP_INTERNAL_SERVER_ERROR : HTTP_BAD_GATEWAY;
     v->phrase = status_phrase(v->status);
-    v->mime = e->failure == FAIL_NONE ? mime_plain : errpage_negotiate_fields(e->fields, e->nfields);
+    v->mime =
+        e->failure == FAIL_NONE ? mime_plain : errpage_negotiate_fields(e->fields, e->nfields);
     if (v->mime == mime_html && e->page_dir != NULL && e->page_dir[0] != '\0')
         v->page = page_load(e->page_dir, v->status, &v->page_len);
 
