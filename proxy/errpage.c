@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "portico/h1out.h"
 #include "portico/headers.h"
 #include "portico/status.h"
 #include "portico/util.h"
@@ -397,22 +398,30 @@ static int parse_range(const char *b, const char *e, int *q, const char **type, 
 //      the client's only other hint.
 //   5. Formats matched by one and the same wildcard (curl, wget and most libraries send "*/*";
 //      or "text/*"): text/plain, then JSON, then HTML. A terminal is the likely reader.
-//   Malformed ranges are ignored; no Accept, or nothing acceptable: text/plain.
-const char *errpage_negotiate(const char *accept, size_t len)
+//   Malformed ranges are ignored; no Accept, or nothing acceptable: text/plain. Several Accept
+//   lines are one list, in order (RFC 9110 5.3): "Accept: text/html;q=0.1" then "Accept:
+//   application/json" gets JSON, as the one line "text/html;q=0.1, application/json" does.
+/* The matches so far of one Accept list, which may come in several field lines. */
+struct negotiation {
+    struct match m[FMT_COUNT];
+    size_t pos; /* index of the next range in the whole list, across lines */
+};
+
+static void negotiation_init(struct negotiation *n)
 {
-    static const enum fmt tie_order[FMT_COUNT] = {FMT_PLAIN, FMT_JSON, FMT_HTML};
+    for (int f = 0; f < FMT_COUNT; f++)
+        n->m[f] = (struct match){.q = -1, .spec = -1, .pos = 0};
+    n->pos = 0;
+}
+
+/* Adds the media ranges of one Accept field line (rule 1). */
+static void negotiation_add(struct negotiation *n, const char *accept, size_t len)
+{
     static const char *const fmt_type[FMT_COUNT] = {"application", "text", "text"};
     static const char *const fmt_sub[FMT_COUNT] = {"json", "html", "plain"};
-    struct match m[FMT_COUNT];
-
-    for (int f = 0; f < FMT_COUNT; f++)
-        m[f] = (struct match){.q = -1, .spec = -1, .pos = 0};
-    if (accept == NULL)
-        return mime_plain;
-
     const char *end = accept + len;
-    size_t pos = 0;
-    for (const char *p = accept; p < end; pos++) {
+
+    for (const char *p = accept; p < end; n->pos++) {
         const char *ee = scan_to(p, end, ',');
         const char *type, *sub;
         size_t type_len, sub_len;
@@ -431,16 +440,23 @@ const char *errpage_negotiate(const char *accept, size_t len)
                     spec = 2;
                 else
                     continue;
-                if (spec > m[f].spec || (spec == m[f].spec && q > m[f].q))
-                    m[f] = (struct match){.q = q, .spec = spec, .pos = pos};
+                if (spec > n->m[f].spec || (spec == n->m[f].spec && q > n->m[f].q))
+                    n->m[f] = (struct match){.q = q, .spec = spec, .pos = n->pos};
             }
         }
         if (ee == end)
             break;
         p = ee + 1;
     }
+}
 
+/* Rules 2 to 5 over the matches of the whole list. */
+static const char *negotiation_result(const struct negotiation *n)
+{
+    static const enum fmt tie_order[FMT_COUNT] = {FMT_PLAIN, FMT_JSON, FMT_HTML};
+    const struct match *m = n->m;
     int best = -1;
+
     for (int i = 0; i < FMT_COUNT; i++) {
         enum fmt f = tie_order[i];
         if (m[f].q <= 0)
@@ -451,6 +467,27 @@ const char *errpage_negotiate(const char *accept, size_t len)
             best = (int)f;
     }
     return best < 0 ? mime_plain : fmt_mime[best];
+}
+
+const char *errpage_negotiate(const char *accept, size_t len)
+{
+    struct negotiation n;
+
+    negotiation_init(&n);
+    if (accept != NULL)
+        negotiation_add(&n, accept, len);
+    return negotiation_result(&n);
+}
+
+const char *errpage_negotiate_fields(const struct h1_field *fields, size_t nfields)
+{
+    struct negotiation n;
+
+    negotiation_init(&n);
+    for (int i = h1_find(fields, nfields, H1_F_ACCEPT, 0); i >= 0;
+         i = h1_find(fields, nfields, H1_F_ACCEPT, (size_t)i + 1))
+        negotiation_add(&n, fields[i].value, fields[i].value_len);
+    return negotiation_result(&n);
 }
 
 /* ---- the response ---- */
@@ -823,12 +860,14 @@ static void build_fields(const struct errpage_view *v, struct errpage_out *o)
     sink_str(s, v->date); /* this thread's cache: copied, the next second rewrites it */
     FIELD_END(&w, "Date");
     FIELD_CONST(o, "Server", "portico", 7);
-    if (v->mime == mime_json)
-        FIELD_CONST(o, "Content-Type", mime_json, sizeof(mime_json) - 1);
-    else if (v->mime == mime_html)
-        FIELD_CONST(o, "Content-Type", type_html, sizeof(type_html) - 1);
-    else
-        FIELD_CONST(o, "Content-Type", type_plain, sizeof(type_plain) - 1);
+    /* No content, no type: a cache copies a 304's fields onto the response it stored (RFC 9111
+     * 4.3.4), and text/plain would replace that response's own type. */
+    if (h1out_status_has_content(v->status)) {
+        const char *type = v->mime == mime_json   ? mime_json
+                           : v->mime == mime_html ? type_html
+                                                  : type_plain;
+        FIELD_CONST(o, "Content-Type", type, strlen(type));
+    }
     FIELD_CONST(o, "Cache-Control", "no-store", 8);
     if (present(e->request_id) != NULL) {
         put_header_value(value_begin(&w), e->request_id, false);
@@ -886,19 +925,23 @@ int errpage_prepare(const struct errpage *e, struct errpage_out *o)
     if (v->status < 100 || v->status > 999)
         v->status = e->failure == FAIL_NONE ? HTTP_INTERNAL_SERVER_ERROR : HTTP_BAD_GATEWAY;
     v->phrase = status_phrase(v->status);
-    v->mime = e->failure == FAIL_NONE ? mime_plain : errpage_negotiate(e->accept, e->accept_len);
+    v->mime =
+        e->failure == FAIL_NONE ? mime_plain : errpage_negotiate_fields(e->fields, e->nfields);
     if (v->mime == mime_html && e->page_dir != NULL && e->page_dir[0] != '\0')
         v->page = page_load(e->page_dir, v->status, &v->page_len);
 
-    /* The one rendering (also for HEAD: its Content-Length is the body's). */
+    /* The one rendering (also for HEAD: its Content-Length is the body's). A status without
+     * content (1xx, 204, 304: a fault's answer) has no body at all. */
+    bool content = h1out_status_has_content(v->status);
     struct sink body = {.buf = o->body, .cap = sizeof(o->body), .full = SINK_COUNT};
-    render_body(&body, v);
+    if (content)
+        render_body(&body, v);
     build_fields(v, o);
     o->head = (struct resp_head){
         .status = v->status,
         .fields = o->fields,
         .nfields = o->nfields,
-        .framing = H1_BODY_LENGTH,
+        .framing = content ? H1_BODY_LENGTH : H1_BODY_NONE,
         .content_length = body.total,
         .close = e->close,
     };
@@ -934,6 +977,6 @@ long errpage_write(struct evbuffer *out, const struct errpage *e)
 {
     struct errpage_out o;
     errpage_prepare(e, &o);
-    hdr_write_head(out, &o.head, H1_BODY_LENGTH, e->http10, !e->close);
+    hdr_write_head(out, &o.head, o.head.framing, e->http10, !e->close);
     return errpage_body(&o, out);
 }

@@ -334,10 +334,9 @@ static const struct h1_field *request_field(const struct exchange *ex, enum h1_f
 /* Sends a response Portico composed through the downstream: head, then the whole body. */
 static void send_own(struct exchange *ex, struct errpage *e)
 {
-    const struct h1_field *accept = request_field(ex, H1_F_ACCEPT);
     e->request_id = ex->request_id;
-    e->accept = accept ? accept->value : NULL;
-    e->accept_len = accept ? accept->value_len : 0;
+    e->fields = ex->req.fields;
+    e->nfields = ex->req.nfields;
     e->head_only = ex->req.method_id == METHOD_HEAD;
     e->close = ex->close_client;
     e->http10 = !ex_client_http11(ex);

@@ -33,8 +33,9 @@ struct errpage {
     double elapsed_ms;          /* time from request received to the failure */
     const char *request_id;     /* X-Request-Id value */
     const char *server_timing;  /* ready Server-Timing value, or NULL */
-    const char *accept;         /* client's Accept value (may be NULL), not NUL-terminated */
-    size_t accept_len;
+    const struct h1_field *fields; /* the request's fields (NULL when none): its Accept lines,
+                                      in order, are one list (RFC 9110 5.3) the body follows */
+    size_t nfields;
     bool head_only;             /* HEAD request: headers only, Content-Length of the body */
     bool close;                 /* add Connection: close */
     bool http10;                /* client speaks HTTP/1.0: status line says HTTP/1.1 anyway,
@@ -61,7 +62,8 @@ struct errpage_view {
 /* A prepared error response: a head any downstream can write (HTTP/1.1 or HTTP/2), and its body,
  * rendered. Meant for the stack: errpage_prepare fills it without zeroing it first. */
 struct errpage_out {
-    struct resp_head head;      /* status, fields, LENGTH framing with the body's length */
+    struct resp_head head;      /* status, fields, LENGTH framing with the body's length (NONE,
+                                   and no body nor Content-Type, for 1xx, 204 and 304) */
     struct h1_field fields[10]; /* Date, Server, Content-Type, Cache-Control, X-Request-Id ... */
     char store[2048];           /* the field values that need a copy, escaped */
     size_t nfields;
@@ -88,5 +90,9 @@ long errpage_write(struct evbuffer *out, const struct errpage *e);
 /* Which body format Accept asks for: "application/json", "text/html" or "text/plain" (the
  * highest q-value among those three; text/plain when nothing matches). */
 const char *errpage_negotiate(const char *accept, size_t len);
+
+/* The same for a request's fields: every Accept line among them, in order, read as one list
+ * (a client or an intermediary may split the value over several lines, RFC 9110 5.3). */
+const char *errpage_negotiate_fields(const struct h1_field *fields, size_t n);
 
 #endif

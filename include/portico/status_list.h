@@ -239,7 +239,8 @@
          "cannot store the representation needed to complete the request")                         \
     WIRE(508, LOOP_DETECTED, "Loop Detected", WEBDAV, "WebDAV RFC 5842",                           \
          "infinite loop while processing a Depth: infinity request")                               \
-    WIRE(509, BANDWIDTH_LIMIT_EXCEEDED, "Bandwidth Limit Exceeded", VENDOR, "Apache/cPanel",       \
+    WIRE(509, BANDWIDTH_LIMIT_EXCEEDED, "Bandwidth Limit Exceeded", VENDOR,                        \
+         "Apache Web Server/cPanel",                                                               \
          "cPanel mod_bwlimited: the site exceeded its bandwidth allowance")                        \
     WIRE(510, NOT_EXTENDED, "Not Extended", RFC_OTHER, "RFC 2774",                                 \
          "further extensions required; IANA marks it obsoleted (RFC 2774 is historic)")            \

@@ -268,6 +268,8 @@ static const struct accept_row accept_rows[] = {
     /* q-values decide */
     {"application/json;q=0.5, text/plain;q=0.9", "text/plain; charset=utf-8", B_PLAIN},
     {"text/html;q=0, application/json", "application/json", B_JSON},
+    /* two Accept lines are one list (RFC 9110 5.3): the second one's JSON wins on q */
+    {"text/html;q=0.1\r\nAccept: application/json", "application/json", B_JSON},
     /* nothing acceptable: text/plain anyway */
     {"image/png", "text/plain; charset=utf-8", B_PLAIN},
 };

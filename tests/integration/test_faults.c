@@ -53,6 +53,8 @@ static const char rules[] =
     "[fault answer]\nprefix = /answer\nstatus = 503\nreason = Down for maintenance\n"
     "body = down for maintenance\nheaders = Retry-After: 120\nheaders = X-Rehearsal: yes\n"
     "[fault nocontent]\nprefix = /nocontent\nstatus = 204\n"
+    "[fault notmodified]\nprefix = /notmodified\nstatus = 304\n"
+    "[fault typed304]\nprefix = /typed304\nstatus = 304\nheaders = Content-Type: text/css\n"
     "[fault cookies]\nprefix = /cookies\nstatus = 503\nheaders = Set-Cookie: a=1\n"
     "headers = Set-Cookie: b=2\nheaders = Cache-Control: max-age=5\n"
     "[fault closing]\nprefix = /closing\nstatus = 503\n"
@@ -183,6 +185,19 @@ static void test_status_answer(void **state)
     assert_int_equal(r.status, 204);
     assert_int_equal(r.framing, RAW_NO_BODY);
     assert_null(raw_header(&r, "Content-Length"));
+    assert_null(raw_header(&r, "Content-Type")); /* no content, no type */
+    raw_response_free(&r);
+    /* 304: no Content-Type either, which a cache would copy onto its stored response (RFC 9111
+     * 4.3.4), turning a cached text/css into text/plain; one the rule sets is sent */
+    get("/notmodified", NULL, &r, NULL);
+    assert_int_equal(r.status, 304);
+    assert_int_equal(r.framing, RAW_NO_BODY);
+    assert_null(raw_header(&r, "Content-Length"));
+    assert_null(raw_header(&r, "Content-Type"));
+    raw_response_free(&r);
+    get("/typed304", NULL, &r, NULL);
+    assert_int_equal(r.status, 304);
+    assert_string_equal(raw_header(&r, "Content-Type"), "text/css");
     raw_response_free(&r);
     assert_int_equal(fake_origin_requests(g.ok), before); /* never contacted */
 }

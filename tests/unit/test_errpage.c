@@ -119,6 +119,27 @@ static void check_length(const struct resp *r, size_t expect)
     assert_int_equal(v, expect);
 }
 
+/* The request's fields for an errpage: one Accept line, or none for NULL. errpages borrow them,
+ * so each call takes the next slot of a ring (no test holds more than a few at once). */
+static const struct h1_field *accept_line(const char *accept)
+{
+    static struct h1_field ring[8];
+    static size_t next;
+    struct h1_field *f = &ring[next++ % ARRAY_LEN(ring)];
+
+    if (accept == NULL)
+        return NULL;
+    *f = (struct h1_field){"Accept", 6, accept, strlen(accept), H1_F_ACCEPT};
+    return f;
+}
+
+/* Sets e's Accept to one line. */
+static void set_accept(struct errpage *e, const char *accept)
+{
+    e->fields = accept_line(accept);
+    e->nfields = accept != NULL;
+}
+
 /* A typical upstream failure: connect to the origin timed out after 1000 ms. */
 static struct errpage connect_timeout(int status, const char *accept)
 {
@@ -132,8 +153,8 @@ static struct errpage connect_timeout(int status, const char *accept)
         .limit_ms = 1000,
         .elapsed_ms = 1000.44,
         .request_id = "req-7f3a",
-        .accept = accept,
-        .accept_len = accept ? strlen(accept) : 0,
+        .fields = accept_line(accept),
+        .nfields = accept != NULL,
     };
 }
 
@@ -145,8 +166,8 @@ static struct errpage client_error(int status, const char *reason, const char *a
         .phase = PHASE_CLIENT_HEADER,
         .reason = reason,
         .request_id = "req-c1",
-        .accept = accept,
-        .accept_len = accept ? strlen(accept) : 0,
+        .fields = accept_line(accept),
+        .nfields = accept != NULL,
     };
 }
 
@@ -520,7 +541,8 @@ static void test_json_connect_timeout(void **state)
 
     /* Absent values: null for origin, upstream and limit_ms; strings stay strings. */
     e = (struct errpage){.status = 503, .failure = FAIL_NO_HEALTHY_ORIGIN, .phase = PHASE_ROUTE,
-                         .elapsed_ms = -3, .accept = "application/json", .accept_len = 16};
+                         .elapsed_ms = -3};
+    set_accept(&e, "application/json");
     run(&e, &r);
     n = json_parse(r.body, f, (int)ARRAY_LEN(f));
     assert_int_equal(n, ARRAY_LEN(want));
@@ -660,6 +682,78 @@ static void test_body_follows_accept(void **state)
     }
 }
 
+/* Several Accept lines are one list, in order (RFC 9110 5.3), whatever fields lie between:
+ * a value split over lines negotiates as the joined value does. */
+static void test_negotiate_lines(void **state)
+{
+    static const struct {
+        const char *lines[3]; /* NULL-ended */
+        const char *want;
+        const char *why;
+    } rows[] = {
+        {{"text/html;q=0.1", "application/json"}, "application/json", "the second line wins on q"},
+        {{"application/json", "text/html"}, "application/json", "equal q: the first listed"},
+        {{"text/html", "text/html;q=0"}, "text/html", "duplicates: the higher q"},
+        {{"*/*", "application/json"}, "application/json", "specific beats wildcard"},
+        {{"garbage", "text/html"}, "text/html", "a malformed line does not hide the next"},
+        {{"image/png", "text/*;q=0.5", "text/html"}, "text/html", "three lines"},
+    };
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        struct h1_field f[7];
+        size_t n = 0;
+        f[n++] = (struct h1_field){"Host", 4, "t", 1, H1_F_HOST};
+        for (size_t k = 0; k < 3 && rows[i].lines[k] != NULL; k++) {
+            const char *v = rows[i].lines[k];
+            f[n++] = (struct h1_field){"Accept", 6, v, strlen(v), H1_F_ACCEPT};
+            f[n++] = (struct h1_field){"X-Other", 7, "application/json", 16, H1_F_OTHER};
+        }
+        const char *got = errpage_negotiate_fields(f, n);
+        if (strcmp(got, rows[i].want) != 0)
+            fail_msg("row %zu (%s): got %s, want %s", i, rows[i].why, got, rows[i].want);
+
+        /* the page follows them too */
+        struct errpage e = connect_timeout(502, NULL);
+        struct resp r;
+        e.fields = f;
+        e.nfields = n;
+        run(&e, &r);
+        assert_true(strncmp(hdr(&r, "Content-Type"), rows[i].want, strlen(rows[i].want)) == 0);
+        resp_free(&r);
+    }
+    assert_string_equal(errpage_negotiate_fields(NULL, 0), "text/plain");
+}
+
+/* 204 and 304 (a fault's answer) have no content: no body, no Content-Length and no
+ * Content-Type, whatever Accept asks for; a cache would copy a 304's Content-Type onto the
+ * response it stored (RFC 9111 4.3.4). */
+static void test_no_content_statuses(void **state)
+{
+    static const int statuses[] = {204, 304};
+    static const char *const accepts[] = {NULL, "application/json", "text/html"};
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(statuses); i++) {
+        for (size_t k = 0; k < ARRAY_LEN(accepts); k++) {
+            struct errpage c = client_error(statuses[i], "", accepts[k]);
+            struct errpage f = connect_timeout(statuses[i], accepts[k]);
+            const struct errpage *es[] = {&c, &f};
+            for (size_t j = 0; j < ARRAY_LEN(es); j++) {
+                struct resp r;
+                run(es[j], &r);
+                if (hdr(&r, "Content-Type") != NULL || hdr(&r, "Content-Length") != NULL ||
+                    r.body_len != 0 || r.ret != 0)
+                    fail_msg("%d (Accept %s): Content-Type %s, Content-Length %s, body %zu bytes",
+                             statuses[i], accepts[k] ? accepts[k] : "-",
+                             hdr(&r, "Content-Type") ? hdr(&r, "Content-Type") : "-",
+                             hdr(&r, "Content-Length") ? hdr(&r, "Content-Length") : "-",
+                             r.body_len);
+                assert_string_equal(hdr(&r, "Cache-Control"), "no-store");
+                resp_free(&r);
+            }
+        }
+    }
+}
+
 /* ---- the built-in HTML and plain pages ---- */
 
 static void test_html_page(void **state)
@@ -766,8 +860,7 @@ static void test_escaping(void **state)
     resp_free(&r);
 
     /* HTML: nothing of the reason survives as markup */
-    e.accept = browser_accept;
-    e.accept_len = strlen(browser_accept);
+    set_accept(&e, browser_accept);
     run(&e, &r);
     assert_null(strstr(r.body, "<script"));
     assert_null(strstr(r.body, "<b>\x1b"));
@@ -781,8 +874,7 @@ static void test_escaping(void **state)
     resp_free(&r);
 
     /* plain: every value stays on its own line, no control bytes */
-    e.accept = "text/plain";
-    e.accept_len = strlen(e.accept);
+    set_accept(&e, "text/plain");
     run(&e, &r);
     assert_int_equal(count_char(r.body, '\n'), 10);
     assert_null(strstr(r.body, "\r"));
@@ -816,8 +908,7 @@ static void test_utf8(void **state)
     assert_non_null(strstr(hdr(&r, "Proxy-Status"), "details=\"caf   bad:|\""));
     resp_free(&r);
 
-    e.accept = "text/plain";
-    e.accept_len = strlen(e.accept);
+    set_accept(&e, "text/plain");
     run(&e, &r);
     assert_non_null(strstr(r.body, "detail: caf\xc3\xa9 \xe2\x86\x92 \xf0\x9f\x94\xa5 bad:"
                                    "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"));
@@ -1015,6 +1106,8 @@ int main(void)
         cmocka_unit_test(test_minimal_detail),
         cmocka_unit_test(test_negotiate),
         cmocka_unit_test(test_body_follows_accept),
+        cmocka_unit_test(test_negotiate_lines),
+        cmocka_unit_test(test_no_content_statuses),
         cmocka_unit_test(test_html_page),
         cmocka_unit_test(test_plain_page),
         cmocka_unit_test(test_escaping),

@@ -124,7 +124,7 @@ static const struct known_row known[] = {
     { 497, "HTTP Request Sent to HTTPS Port", STATUS_SRC_VENDOR, "nginx" },
     { 498, "Invalid Token", STATUS_SRC_VENDOR, "Esri" },
     { 499, "Client Closed Request", STATUS_SRC_VENDOR, "nginx" }, /* not Esri Token Required */
-    { 509, "Bandwidth Limit Exceeded", STATUS_SRC_VENDOR, NULL },
+    { 509, "Bandwidth Limit Exceeded", STATUS_SRC_VENDOR, "Apache Web Server/cPanel" },
     { 520, "Web Server Returned an Unknown Error", STATUS_SRC_VENDOR, "Cloudflare" },
     { 521, "Web Server Is Down", STATUS_SRC_VENDOR, "Cloudflare" },
     { 522, "Connection Timed Out", STATUS_SRC_VENDOR, "Cloudflare" },
