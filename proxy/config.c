@@ -32,6 +32,7 @@
 #include "portico/log.h"
 #include "portico/privileges.h"
 #include "portico/route.h"
+#include "portico/status.h"
 #include "portico/tls.h"
 #include "portico/util.h"
 
@@ -296,6 +297,23 @@ static void set_error_override(struct cfg_loader *ld, const char *name, const ch
                    value);
         return;
     }
+    /* RFC 9110 15.5.2, 15.5.6, 15.5.8, 15.5.22: each MUST carry a field a gateway error has
+     * nothing to put in: a client would find the answer broken, not the origin down. */
+    static const struct {
+        enum http_status status;
+        const char *field;
+    } needs_field[] = {
+        {HTTP_UNAUTHORIZED, "WWW-Authenticate"},
+        {HTTP_METHOD_NOT_ALLOWED, "Allow"},
+        {HTTP_PROXY_AUTHENTICATION_REQUIRED, "Proxy-Authenticate"},
+        {HTTP_UPGRADE_REQUIRED, "Upgrade"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(needs_field); i++)
+        if (code == (uint64_t)needs_field[i].status) {
+            cfg_report(ld, ld->line, "[errors] %s: %s must carry %s, which a failure answer has "
+                                     "nothing to put in", name, value, needs_field[i].field);
+            return;
+        }
     if (ld->cfg->error_overrides[t]) {
         cfg_report(ld, ld->line, "[errors]: '%s' set twice", name);
         return;

@@ -685,6 +685,16 @@ static const struct {
     {"[errors] status above 599",
      "[errors]\nconnect_timeout = 600\n" UP,
      {"test.ini:2: [errors] connect_timeout: '600' is not a status code between 400 and 599"}},
+    {"[errors] a status that needs a field a failure cannot give",
+     "[errors]\ndns_error = 401\nconnect_refused = 405\nconnect_timeout = 407\ntls_handshake_failed = 426\n" UP,
+     {"test.ini:2: [errors] dns_error: 401 must carry WWW-Authenticate, which a failure answer "
+      "has nothing to put in",
+      "test.ini:3: [errors] connect_refused: 405 must carry Allow, which a failure answer has "
+      "nothing to put in",
+      "test.ini:4: [errors] connect_timeout: 407 must carry Proxy-Authenticate, which a failure "
+      "answer has nothing to put in",
+      "test.ini:5: [errors] tls_handshake_failed: 426 must carry Upgrade, which a failure answer has nothing "
+      "to put in"}},
     {"[errors] status not a number",
      "[errors]\ndns_error = bad\n" UP,
      {"test.ini:2: [errors] dns_error: 'bad' is not a status code between 400 and 599"}},
