@@ -364,26 +364,26 @@ struct header_row {
 static const struct header_row header_rows[] = {
     {"client error: no diagnostic headers, no Connection on 1.1 keep-alive",
      {.status = 400, .failure = FAIL_NONE, .reason = "bad request line"},
-     {"Date", "Server", "Content-Type", "Cache-Control", "Content-Length"},
+     {"Date", "Server", "Content-Type", "X-Content-Type-Options", "Cache-Control", "Content-Length"},
      NULL, NULL},
     {"client error closing the connection, with request id",
      {.status = 431, .failure = FAIL_NONE, .request_id = "r1", .close = true},
-     {"Date", "Server", "Content-Type", "Cache-Control", "X-Request-Id", "Content-Length",
+     {"Date", "Server", "Content-Type", "X-Content-Type-Options", "Cache-Control", "X-Request-Id", "Content-Length",
       "Connection"},
      NULL, "close"},
     {"HTTP/1.0 client kept alive must be told so",
      {.status = 408, .failure = FAIL_NONE, .http10 = true},
-     {"Date", "Server", "Content-Type", "Cache-Control", "Content-Length", "Connection"},
+     {"Date", "Server", "Content-Type", "X-Content-Type-Options", "Cache-Control", "Content-Length", "Connection"},
      NULL, "keep-alive"},
     {"HTTP/1.0 and close: close wins",
      {.status = 408, .failure = FAIL_NONE, .http10 = true, .close = true},
-     {"Date", "Server", "Content-Type", "Cache-Control", "Content-Length", "Connection"},
+     {"Date", "Server", "Content-Type", "X-Content-Type-Options", "Cache-Control", "Content-Length", "Connection"},
      NULL, "close"},
     {"upstream failure: every diagnostic header, next-hop after connect",
      {.status = 504, .failure = FAIL_CONNECT_TIMEOUT, .phase = PHASE_CONNECT,
       .reason = "connect exceeded 1000 ms", .origin = "127.0.0.1:3000", .request_id = "r2",
       .server_timing = "connect;dur=1000.2", .limit_ms = 1000},
-     {"Date", "Server", "Content-Type", "Cache-Control", "X-Request-Id", "Portico-Error",
+     {"Date", "Server", "Content-Type", "X-Content-Type-Options", "Cache-Control", "X-Request-Id", "Portico-Error",
       "Proxy-Status", "Server-Timing", "Content-Length"},
      "portico; error=connection_timeout; details=\"connect exceeded 1000 ms\"; "
      "next-hop=\"127.0.0.1:3000\"",
@@ -391,13 +391,13 @@ static const struct header_row header_rows[] = {
     {"route failure: no origin was chosen, so no next-hop even if one is passed",
      {.status = 503, .failure = FAIL_NO_HEALTHY_ORIGIN, .phase = PHASE_ROUTE,
       .reason = "all 3 origins down", .origin = "127.0.0.21:80", .close = true},
-     {"Date", "Server", "Content-Type", "Cache-Control", "Portico-Error", "Proxy-Status",
+     {"Date", "Server", "Content-Type", "X-Content-Type-Options", "Cache-Control", "Portico-Error", "Proxy-Status",
       "Content-Length", "Connection"},
      "portico; error=destination_unavailable; details=\"all 3 origins down\"", "close"},
     {"failure without reason nor origin: bare error type; empty strings count as absent",
      {.status = 502, .failure = FAIL_EMPTY_RESPONSE, .phase = PHASE_FIRST_BYTE, .origin = "",
       .request_id = "", .server_timing = ""},
-     {"Date", "Server", "Content-Type", "Cache-Control", "Portico-Error", "Proxy-Status",
+     {"Date", "Server", "Content-Type", "X-Content-Type-Options", "Cache-Control", "Portico-Error", "Proxy-Status",
       "Content-Length"},
      "portico; error=connection_terminated", NULL},
 };
@@ -441,6 +441,7 @@ static void test_headers(void **state)
         check_imf_fixdate(hdr(&r, "Date"));
         assert_string_equal(hdr(&r, "Server"), "portico");
         assert_string_equal(hdr(&r, "Cache-Control"), "no-store");
+        assert_string_equal(hdr(&r, "X-Content-Type-Options"), "nosniff");
         check_length(&r, r.body_len);
         assert_int_equal(r.ret, (long)r.body_len);
         if (row->e.request_id != NULL && row->e.request_id[0] != '\0')
