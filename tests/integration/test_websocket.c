@@ -577,6 +577,62 @@ static void test_last_bytes_before_close(void **state)
     }
 }
 
+/* ---- half-close: the other way goes on ---- */
+
+/* A side that half-closes (shutdown SHUT_WR: "I am done sending") still reads: Docker's attach
+ * (Upgrade: tcp) sends stdin, half-closes and reads the output until the daemon closes. The
+ * other side's answer, written after it saw the FIN, reaches the half-closed side whole, then
+ * its own FIN. It was read and thrown away for 2 s, then both connections were closed: the
+ * half-closed side got no byte of it, and a clean FIN as if that were all. */
+#define HALF_ANSWER (300 * 1024) /* past the tunnel's mark: back-pressure still works that way */
+
+static void test_half_close_other_way_goes_on(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(last_bytes_rows); i++) {
+        uint16_t oport;
+        int lfd = raw_origin_listen(&oport);
+        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", oport);
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(raw_send_str(c, "GET /attach HTTP/1.1\r\nHost: t\r\nUpgrade: tcp\r\n"
+                                         "Connection: Upgrade\r\n\r\n"),
+                         0);
+        int ofd = raw_origin_answer(lfd, 0, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: tcp\r\n"
+                                            "Connection: Upgrade\r\n\r\n");
+        struct raw_head head;
+        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+        assert_int_equal(head.status, 101);
+        raw_head_free(&head);
+        int cfd = raw_fd(c);
+        assert_int_equal(fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK), 0);
+        int closer = last_bytes_rows[i].client_closes ? cfd : ofd;
+        int other = closer == cfd ? ofd : cfd;
+        /* the question, then the closer's FIN: the other side reads both */
+        write_last(closer, 5);
+        assert_int_equal(shutdown(closer, SHUT_WR), 0);
+        size_t asked = 0;
+        bool reset = false;
+        assert_int_equal(read_until_closed(other, PX_IO_MS, &asked, &reset), 1);
+        assert_int_equal(asked, 5);
+        assert_false(reset);
+        /* the answer, written after that FIN, then the other side's own */
+        write_last(other, HALF_ANSWER);
+        assert_int_equal(shutdown(other, SHUT_WR), 0);
+        size_t got = 0;
+        int closed = read_until_closed(closer, PX_IO_MS, &got, &reset);
+        print_message("  %s: the half-closed side got %zu of the %d bytes answered after its FIN, "
+                      "then %s\n", last_bytes_rows[i].why, got, HALF_ANSWER,
+                      !closed ? "nothing" : reset ? "a reset" : "the FIN");
+        assert_int_equal(closed, 1);
+        assert_int_equal(got, HALF_ANSWER);
+        assert_false(reset);
+        raw_close(c);
+        close(ofd);
+        close(lfd);
+        px_stop(h);
+    }
+}
+
 /* ---- a slow reader is not an idle tunnel ---- */
 
 /* Whether the origin's end of the tunnel was closed by Portico (EOF or reset), without waiting. */
@@ -762,6 +818,7 @@ int main(void)
         cmocka_unit_test(test_no_upgrade),
         cmocka_unit_test(test_upgrade_empty_length),
         cmocka_unit_test(test_last_bytes_before_close),
+        cmocka_unit_test(test_half_close_other_way_goes_on),
         cmocka_unit_test(test_slow_reader_not_idle),
         cmocka_unit_test(test_upgrade_no_interim),
         cmocka_unit_test(test_switch_to_offered_only),
