@@ -288,6 +288,8 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct tunnel *t = arg;
     for (int i = 0; i < 2; i++) {
+        if (t->side[i].closed) /* its EOF came first, through side_cb */
+            continue;
         if (sock_at_eof(t->side[i].sock))
             side_closed(&t->side[i]);
         else
