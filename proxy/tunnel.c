@@ -222,8 +222,9 @@ static void side_cb(void *arg, enum sock_event ev)
         }
         return;
     case SOCK_ERROR:
-        if (s->closed && !s->gone) {
-            side_gone(s); /* the other side still gets its last bytes */
+        if (s->closed) {
+            if (!s->gone)
+                side_gone(s); /* the other side still gets its last bytes */
             return;
         }
         end_tunnel(t, s == &t->side[0] ? TUNNEL_END_CLIENT_ERROR : TUNNEL_END_ORIGIN_ERROR);
