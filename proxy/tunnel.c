@@ -4,10 +4,12 @@
  * Each side is a sock whose callback is side_cb with that side as argument: what one side reads
  * is moved (evbuffer_add_buffer, no copy) into the other side's output and flushed. While the
  * other's output holds more than TUNNEL_HIGH the reading side is paused; its DRAINED resumes it.
- * An EOF from one side ends the tunnel once what that side sent has been flushed to the other
- * (a WebSocket ends with its own close frames, which are through by then) and the other side,
- * sent a FIN behind those bytes, closed too (or TUNNEL_LINGER_MS passed); an error or a write
- * timeout ends it at once. Every end goes through end_tunnel, which calls the owner back last.
+ * An EOF is a half-close: what that side sent is flushed to the other, then a FIN, and the other
+ * way goes on (Docker's attach half-closes stdin and reads the output to its end); the tunnel
+ * ends once both sides closed and all went out. A closed side that can no longer be written to
+ * is gone: the other side gets its last bytes and a FIN, and has TUNNEL_LINGER_MS to close.
+ * Any other error or write timeout ends it at once. Every end goes through end_tunnel, which
+ * calls the owner back last.
  */
 #include "portico/tunnel.h"
 
@@ -30,13 +32,15 @@
 #include "portico/upstream.h"
 #include "portico/util.h"
 
-/* How long the side that took a closed side's last bytes has to close in turn. */
+/* How long the side that took a gone side's last bytes has to close in turn. */
 #define TUNNEL_LINGER_MS 2000
 
 #define TUNNEL_STATE_LIST(X)                                                                       \
     X(TUNNEL_OPEN, "open")         /* bytes flow both ways */                                      \
-    X(TUNNEL_FLUSHING, "flushing") /* one side closed: what it sent goes out */                    \
-    X(TUNNEL_LINGER, "linger")     /* ... went out, FIN behind it: the other side closes too */    \
+    X(TUNNEL_HALF, "half")         /* a side closed: what it sent goes out, then a FIN; the other  \
+                                      way goes on until that side closes too */                    \
+    X(TUNNEL_LINGER, "linger")     /* a closed side is gone: the other, sent its last bytes and a  \
+                                      FIN, is read and discarded until it closes */                \
     X(TUNNEL_ENDED, "ended")       /* the owner was told */
 
 enum tunnel_state {
@@ -50,16 +54,18 @@ struct tunnel_side {
     struct sock *sock;                 /* borrowed: the client's, or the origin connection's */
     uint64_t bytes;                    /* relayed from this side */
     bool paused;                       /* not read: the other side's output is full */
+    bool closed;                       /* its EOF was seen: all it sent is in the other's output */
+    bool shut;                         /* sent a FIN, behind all the other side sent */
+    bool gone;                         /* closed, and then failed (or stalled) for writing: what
+                                          goes to it is dropped */
     uint64_t acked;                    /* bytes its peer had acknowledged at the last look */
 };
 
 struct tunnel {
     struct tunnel_side side[2];        /* client, origin */
     struct upconn *origin;             /* owned */
-    enum tunnel_state state;           /* changed by flush_then_end, linger, end_tunnel only */
-    enum tunnel_end why;               /* why it is ending */
-    struct tunnel_side *flush_to;      /* FLUSHING, LINGER: the side taking the closed side's last
-                                          bytes */
+    enum tunnel_state state;           /* changed by side_closed, settle, end_tunnel only */
+    enum tunnel_end why;               /* why it is ending: the first side to close */
     struct event idle_timer;
     struct event start_ev;             /* the first move, from the loop */
     uint64_t idle_us;
@@ -111,8 +117,8 @@ static void pump(struct tunnel_side *from)
     struct tunnel *t = from->t;
     struct tunnel_side *to = other(from);
     size_t n = evbuffer_get_length(from->sock->in);
-    if (t->state != TUNNEL_OPEN) {
-        evbuffer_drain(from->sock->in, n); /* ending: nothing more goes the other way */
+    if (to->gone || t->state == TUNNEL_ENDED) {
+        evbuffer_drain(from->sock->in, n); /* nowhere to go */
         sock_consumed(from->sock);
         return;
     }
@@ -142,38 +148,58 @@ static void resume(struct tunnel_side *drained)
     pump(waiting);
 }
 
-/* What the closed side sent is all in flush_to's socket: a FIN goes behind it, and flush_to is
- * read (and discarded) until it closes too. Closing it at once would reset it whenever it had
- * sent bytes we did not read, and a reset throws away what its socket has not sent yet. */
-static void linger(struct tunnel *t)
+/* Where the closes stand: each closed side's bytes, once all written, get a FIN behind them;
+ * both closed and every FIN sent (or its side gone) is the end. A gone side's peer has its FIN
+ * and is read (and discarded) until it closes too: closing it at once would reset it whenever it
+ * had sent bytes we did not read, and a reset throws away what its socket has not sent yet.
+ * Called last: it may end the tunnel. */
+static void settle(struct tunnel *t)
 {
-    struct tunnel_side *s = t->flush_to;
-    if (sock_at_eof(s->sock)) {
+    bool done = true;
+    for (int i = 0; i < 2; i++) {
+        struct tunnel_side *s = &t->side[i], *peer = other(s);
+        if (peer->closed && !s->shut && !s->gone && sock_flush(s->sock) == 0) {
+            s->shut = true;
+            sock_shutdown(s->sock);
+        }
+        done = done && s->closed && (s->shut || s->gone);
+    }
+    if (done) {
         end_tunnel(t, t->why);
         return;
     }
+    struct tunnel_side *left = t->side[0].gone ? &t->side[1] : &t->side[0];
+    if (t->state != TUNNEL_HALF || !other(left)->gone || !left->shut)
+        return;
     t->state = TUNNEL_LINGER;
-    sock_shutdown(s->sock);
-    s->paused = false;
-    sock_read(s->sock, true);
-    pump(s); /* discards what it had sent */
+    left->paused = false;
+    sock_read(left->sock, true);
+    pump(left); /* discards what it had sent */
     event_del(&t->idle_timer);
     struct timeval tv = tv_from_ms(TUNNEL_LINGER_MS);
     evtimer_add(&t->idle_timer, &tv);
 }
 
-/* from closed: what it sent goes to the other side, which then closes too (linger). */
-static void flush_then_end(struct tunnel_side *from, enum tunnel_end why)
+/* s's EOF: what it sent goes to the other side; settle() sends the FIN behind it. */
+static void side_closed(struct tunnel_side *s)
 {
-    struct tunnel *t = from->t;
-    struct tunnel_side *to = other(from);
-    pump(from);
-    t->state = TUNNEL_FLUSHING;
-    t->why = why;
-    t->flush_to = to;
-    if (sock_flush(to->sock) == 0)
-        linger(t);
-    /* else: to's DRAINED lingers (or its error ends it) */
+    struct tunnel *t = s->t;
+    pump(s);
+    s->closed = true;
+    if (t->state == TUNNEL_OPEN) {
+        t->state = TUNNEL_HALF;
+        t->why = s == &t->side[0] ? TUNNEL_END_CLIENT_CLOSED : TUNNEL_END_ORIGIN_CLOSED;
+    }
+}
+
+/* A closed side that failed, or stalled, for writing: what was queued for it is dropped, and
+ * its peer, if paused for it, is read (and discarded) again. */
+static void side_gone(struct tunnel_side *s)
+{
+    s->gone = true;
+    evbuffer_drain(s->sock->out, evbuffer_get_length(s->sock->out));
+    resume(s);
+    settle(s->t);
 }
 
 static void side_cb(void *arg, enum sock_event ev)
@@ -185,31 +211,30 @@ static void side_cb(void *arg, enum sock_event ev)
         pump(s);
         return;
     case SOCK_DRAINED:
-        if (t->state == TUNNEL_FLUSHING) {
-            /* Only the side taking the closed side's last bytes decides: the closed side's own
-             * output emptying (it still reads) says nothing of those bytes. */
-            if (s == t->flush_to && sock_pending(s->sock) == 0)
-                linger(t);
-            return;
-        }
-        if (t->state == TUNNEL_OPEN)
-            resume(s);
+        resume(s);
+        if (t->state != TUNNEL_OPEN)
+            settle(t); /* a FIN may go behind what just went out */
         return;
     case SOCK_EOF:
-        if (t->state == TUNNEL_OPEN)
-            flush_then_end(s, s == &t->side[0] ? TUNNEL_END_CLIENT_CLOSED
-                                               : TUNNEL_END_ORIGIN_CLOSED);
-        else if (t->state == TUNNEL_LINGER && s == t->flush_to)
-            end_tunnel(t, t->why);
+        if (!s->closed) {
+            side_closed(s);
+            settle(t);
+        }
         return;
     case SOCK_ERROR:
-        if (t->state != TUNNEL_OPEN && s != t->flush_to)
-            return; /* the closed side is done: its last bytes still go to the other */
+        if (s->closed) {
+            if (!s->gone)
+                side_gone(s); /* the other side still gets its last bytes */
+            return;
+        }
         end_tunnel(t, s == &t->side[0] ? TUNNEL_END_CLIENT_ERROR : TUNNEL_END_ORIGIN_ERROR);
         return;
     case SOCK_WRITE_TIMEOUT:
-        if (t->state != TUNNEL_OPEN && s != t->flush_to)
-            return; /* what was queued for the closed side is dropped at the end anyway */
+        if (s->closed) {
+            if (!s->gone)
+                side_gone(s);
+            return;
+        }
         end_tunnel(t, s == &t->side[0] ? TUNNEL_END_CLIENT_STALLED : TUNNEL_END_ORIGIN_STALLED);
         return;
     case SOCK_CONNECTED:
@@ -243,7 +268,7 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct tunnel *t = arg;
     if (t->state == TUNNEL_LINGER) {
-        end_tunnel(t, t->why); /* the other side did not close within TUNNEL_LINGER_MS */
+        end_tunnel(t, t->why); /* a gone side's peer did not close within TUNNEL_LINGER_MS */
         return;
     }
     uint64_t now = now_us();
@@ -257,17 +282,22 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
     evtimer_add(&t->idle_timer, &tv);
 }
 
-/* What both sides sent before the tunnel existed, and an EOF already seen. */
+/* What both sides sent before the tunnel existed, and an EOF already seen. settle() last: it
+ * may end (and free) the tunnel. */
 static void start_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct tunnel *t = arg;
-    for (int i = 0; i < 2 && t->state == TUNNEL_OPEN; i++) {
-        pump(&t->side[i]);
-        if (t->state == TUNNEL_OPEN && sock_at_eof(t->side[i].sock))
-            flush_then_end(&t->side[i], i == 0 ? TUNNEL_END_CLIENT_CLOSED
-                                               : TUNNEL_END_ORIGIN_CLOSED);
+    for (int i = 0; i < 2; i++) {
+        if (t->side[i].closed) /* its EOF came first, through side_cb */
+            continue;
+        if (sock_at_eof(t->side[i].sock))
+            side_closed(&t->side[i]);
+        else
+            pump(&t->side[i]);
     }
+    if (t->state != TUNNEL_OPEN)
+        settle(t);
 }
 
 struct tunnel *tunnel_open(struct loop *l, struct sock *client, struct upconn *origin,

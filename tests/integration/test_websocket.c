@@ -6,6 +6,7 @@
  * echoes stalls, Portico's memory does not grow, everything arrives once it reads); and the
  * requests that may not upgrade (a body, HTTP/1.0): their Upgrade never reaches the origin; the
  * last bytes of the side that closes first reach the other side whole, followed by a FIN; a
+ * close is a half-close (the other way goes on), and what ends a half-closed tunnel; a
  * slow reader that keeps taking bytes is not idle; no 1xx of Portico's own precedes the 101;
  * how each tunnel ended and the bytes it moved are counted and (but for a close) logged, a cut
  * by a reload's drain deadline included.
@@ -577,6 +578,135 @@ static void test_last_bytes_before_close(void **state)
     }
 }
 
+/* ---- half-close: the other way goes on ---- */
+
+/* A side that half-closes (shutdown SHUT_WR: "I am done sending") still reads: Docker's attach
+ * (Upgrade: tcp) sends stdin, half-closes and reads the output until the daemon closes. The
+ * other side's answer, written after it saw the FIN, reaches the half-closed side whole, then
+ * its own FIN. It was read and thrown away for 2 s, then both connections were closed: the
+ * half-closed side got no byte of it, and a clean FIN as if that were all. */
+#define HALF_ANSWER (300 * 1024) /* past the tunnel's mark: back-pressure still works that way */
+
+static void test_half_close_other_way_goes_on(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(last_bytes_rows); i++) {
+        uint16_t oport;
+        int lfd = raw_origin_listen(&oport);
+        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", oport);
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(raw_send_str(c, "GET /attach HTTP/1.1\r\nHost: t\r\nUpgrade: tcp\r\n"
+                                         "Connection: Upgrade\r\n\r\n"),
+                         0);
+        int ofd = raw_origin_answer(lfd, 0, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: tcp\r\n"
+                                            "Connection: Upgrade\r\n\r\n");
+        struct raw_head head;
+        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+        assert_int_equal(head.status, 101);
+        raw_head_free(&head);
+        int cfd = raw_fd(c);
+        assert_int_equal(fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK), 0);
+        int closer = last_bytes_rows[i].client_closes ? cfd : ofd;
+        int other = closer == cfd ? ofd : cfd;
+        /* the question, then the closer's FIN: the other side reads both */
+        write_last(closer, 5);
+        assert_int_equal(shutdown(closer, SHUT_WR), 0);
+        size_t asked = 0;
+        bool reset = false;
+        assert_int_equal(read_until_closed(other, PX_IO_MS, &asked, &reset), 1);
+        assert_int_equal(asked, 5);
+        assert_false(reset);
+        /* the answer, written after that FIN, then the other side's own */
+        write_last(other, HALF_ANSWER);
+        assert_int_equal(shutdown(other, SHUT_WR), 0);
+        size_t got = 0;
+        int closed = read_until_closed(closer, PX_IO_MS, &got, &reset);
+        print_message("  %s: the half-closed side got %zu of the %d bytes answered after its FIN, "
+                      "then %s\n", last_bytes_rows[i].why, got, HALF_ANSWER,
+                      !closed ? "nothing" : reset ? "a reset" : "the FIN");
+        assert_int_equal(closed, 1);
+        assert_int_equal(got, HALF_ANSWER);
+        assert_false(reset);
+        raw_close(c);
+        close(ofd);
+        close(lfd);
+        px_stop(h);
+    }
+}
+
+/* What bounds a half-closed tunnel. A side that closed outright (close(), not shutdown) resets
+ * what comes to it: the other side gets its last bytes and a FIN, and is closed at most
+ * TUNNEL_LINGER_MS (2 s) later however much it keeps sending. A half-closed tunnel whose other
+ * side neither sends nor closes is idle: closed after tunnel_timeout, as an open one. */
+#define HALF_IDLE_MS 500
+
+static void test_half_closed_tunnel_ends(void **state)
+{
+    (void)state;
+    uint16_t oport;
+    int lfd = raw_origin_listen(&oport);
+    char conf[96];
+    snprintf(conf, sizeof(conf), "[upstream u]\norigin = 127.0.0.1:%%u\ntunnel_timeout = %dms\n",
+             HALF_IDLE_MS);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}", conf, oport);
+    for (int outright = 1; outright >= 0; outright--) {
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(raw_send_str(c, "GET /ends HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                                         "Connection: Upgrade\r\n\r\n"),
+                         0);
+        int ofd = raw_origin_switch(lfd, 0);
+        struct raw_head head;
+        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+        assert_int_equal(head.status, 101);
+        raw_head_free(&head);
+        assert_int_equal(write(raw_fd(c), "bye", 3), 3);
+        int64_t t0 = tu_now_ms();
+        if (outright) {
+            raw_close(c);
+            c = NULL;
+        } else {
+            assert_int_equal(shutdown(raw_fd(c), SHUT_WR), 0);
+        }
+        /* the origin gets "bye" and the FIN */
+        size_t got = 0;
+        bool reset = false;
+        assert_int_equal(read_until_closed(ofd, PX_IO_MS, &got, &reset), 1);
+        assert_int_equal(got, 3);
+        int64_t closed_ms = -1;
+        if (outright) {
+            /* it streams on (to a reset client) until Portico closes it */
+            static char chunk[16384];
+            short rev;
+            for (int64_t end = t0 + 4 * PX_IO_MS; tu_now_ms() < end && closed_ms < 0;) {
+                if (tu_poll_until(ofd, POLLOUT, end, &rev) != 1)
+                    break;
+                if (write(ofd, chunk, sizeof(chunk)) < 0 && errno != EAGAIN)
+                    closed_ms = tu_now_ms() - t0;
+            }
+        } else {
+            /* it neither sends nor closes: the client is closed after tunnel_timeout */
+            got = 0;
+            if (read_until_closed(raw_fd(c), 4 * PX_IO_MS, &got, &reset) == 1)
+                closed_ms = tu_now_ms() - t0;
+        }
+        print_message("  the client closed %s: Portico closed the tunnel %lld ms later\n",
+                      outright ? "outright, the origin streaming" : "its half, the origin quiet",
+                      (long long)closed_ms);
+        assert_true(closed_ms >= 0);
+        if (outright)
+            assert_true(closed_ms < 2000 + PX_IO_MS);
+        else
+            assert_true(closed_ms >= HALF_IDLE_MS - 1 && closed_ms < 2000); /* - 1: ms rounding */
+        if (c)
+            raw_close(c);
+        close(ofd);
+    }
+    close(lfd);
+    assert_true(scrape_metric(harness_port(h, "admin"),
+                              "portico_tunnels_closed_total{reason=\"idle\"}", PX_IO_MS) == 1);
+    px_stop(h);
+}
+
 /* ---- a slow reader is not an idle tunnel ---- */
 
 /* Whether the origin's end of the tunnel was closed by Portico (EOF or reset), without waiting. */
@@ -762,6 +892,8 @@ int main(void)
         cmocka_unit_test(test_no_upgrade),
         cmocka_unit_test(test_upgrade_empty_length),
         cmocka_unit_test(test_last_bytes_before_close),
+        cmocka_unit_test(test_half_close_other_way_goes_on),
+        cmocka_unit_test(test_half_closed_tunnel_ends),
         cmocka_unit_test(test_slow_reader_not_idle),
         cmocka_unit_test(test_upgrade_no_interim),
         cmocka_unit_test(test_switch_to_offered_only),
