@@ -1,10 +1,11 @@
 /*
  * tunnel.h — a connection after 101 Switching Protocols (WebSocket and other upgrades): bytes
  * copied both ways between the client's sock and the origin's, unchanged, until both sides
- * closed (a close is a half-close: the other way goes on). Back-pressure as in the body relay: a side is not read while the other side's output
- * holds more than TUNNEL_HIGH, and each input holds at most that much. tunnel_timeout: no byte
- * either way for that long closes both; client_send_timeout: a side that takes none of the
- * bytes waiting for it for that long closes both.
+ * closed (a close is a half-close: the other way goes on). Back-pressure as in the body relay:
+ * a side is not read while the other side's output holds more than TUNNEL_HIGH, and each input
+ * holds at most that much. tunnel_timeout: no byte either way for that long closes both (a
+ * half-closed tunnel too); client_send_timeout: a side that takes none of the bytes waiting for
+ * it for that long closes both.
  */
 #ifndef PORTICO_TUNNEL_H
 #define PORTICO_TUNNEL_H
