@@ -867,7 +867,7 @@ static void build_fields(const struct errpage_view *v, struct errpage_out *o)
                            : v->mime == mime_html ? type_html
                                                   : type_plain;
         FIELD_CONST(o, "Content-Type", type, strlen(type));
-        /* A text body quotes details as they are (names, a fault's reason): never sniffed as HTML */
+        /* A text body quotes details as they are (names, a fault's reason): never read as HTML */
         FIELD_CONST(o, "X-Content-Type-Options", "nosniff", 7);
     }
     FIELD_CONST(o, "Cache-Control", "no-store", 8);
