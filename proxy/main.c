@@ -68,9 +68,17 @@ static void usage(FILE *out)
 
 /* `origin = sim` becomes the simulator's loopback address, once, before the workers see the
  * configuration: the request path never asks the simulator anything. The simulator starts
- * with the first configuration that uses it and serves every later one. 0, or -1. */
+ * with the first configuration that uses it and serves every later one, with the client
+ * timeouts of the newest. 0, or -1. */
 static int resolve_sim(struct config *cfg)
 {
+    /* the simulator holds its clients no longer than Portico's listener holds its own */
+    sim_set_timeouts(&(struct sim_timeouts){
+        .header_ms = cfg->client_header_timeout_ms,
+        .body_ms = cfg->client_body_timeout_ms,
+        .send_ms = cfg->client_send_timeout_ms,
+        .keepalive_ms = cfg->keepalive_timeout_ms,
+    });
     for (int u = 0; u < cfg->nupstreams; u++) {
         for (int o = 0; o < cfg->upstreams[u].norigins; o++) {
             struct origin_conf *oc = &cfg->upstreams[u].origins[o];

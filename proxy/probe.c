@@ -372,6 +372,13 @@ static struct config *synthetic_config(const struct probe_url *u)
 /* The simulator, when an origin of the configuration is `sim` (as main.c does at start). */
 static int resolve_sim(struct config *cfg)
 {
+    /* the simulator holds its clients no longer than Portico's listener holds its own */
+    sim_set_timeouts(&(struct sim_timeouts){
+        .header_ms = cfg->client_header_timeout_ms,
+        .body_ms = cfg->client_body_timeout_ms,
+        .send_ms = cfg->client_send_timeout_ms,
+        .keepalive_ms = cfg->keepalive_timeout_ms,
+    });
     for (int u = 0; u < cfg->nupstreams; u++)
         for (int o = 0; o < cfg->upstreams[u].norigins; o++) {
             struct origin_conf *oc = &cfg->upstreams[u].origins[o];

@@ -15,6 +15,20 @@ int sim_start(uint16_t *port);
 /* Port of the running simulator, or 0 when it is not running. */
 uint16_t sim_port(void);
 
+/* How long the simulator waits on its clients, in ms: the [proxy] client timeouts, so a
+ * connection straight to it is held no longer than one to Portico's own listener. */
+struct sim_timeouts {
+    uint64_t header_ms;    /* client_header_timeout: a head not complete in time gets 408 */
+    uint64_t body_ms;      /* client_body_timeout: a request body silent this long gets 408 */
+    uint64_t send_ms;      /* client_send_timeout: a client not reading this long is dropped */
+    uint64_t keepalive_ms; /* keepalive_timeout: idle between requests; 0: Connection: close */
+};
+
+/* Sets the timeouts of the connections accepted and the waits begun from now on (the newest
+ * configuration's, at every reload). Any thread, running or not; the [proxy] defaults until
+ * it is called. */
+void sim_set_timeouts(const struct sim_timeouts *t);
+
 /* Stops the simulator thread and frees everything (idempotent). */
 void sim_stop(void);
 
