@@ -123,9 +123,24 @@ static int wait_then_tick(struct conn *c, uint64_t ms)
     return 0;
 }
 
+/* Whether ms have passed since the wait began; if not, the timer is armed for the rest. A timer
+ * may wake a fraction of a millisecond early (libevent counts from the time it cached when its
+ * loop last woke, before the wait began), and an answer promised after ms must not come
+ * sooner: the elapsed time is truncated to whole milliseconds, so the rest is never 0. */
+static bool waited(struct conn *c, uint64_t ms)
+{
+    uint64_t done = sim_elapsed_ms(&c->req.t0);
+    if (done >= ms)
+        return true;
+    sim_arm(c, ms - done);
+    return false;
+}
+
 static int tick_status(struct conn *c)
 {
     int code = (int)c->req.arg;
+    if (!waited(c, c->req.query[0]))
+        return 0;
     return sim_send_text(c, code, "%d %s\n", code, status_phrase(code));
 }
 
@@ -143,6 +158,8 @@ static int ep_delay(struct conn *c)
 
 static int tick_delay(struct conn *c)
 {
+    if (!waited(c, c->req.arg))
+        return 0;
     return sim_send_text(c, HTTP_OK, "waited %" PRIu64 " ms (asked for %" PRIu64 " ms)\n",
                          sim_elapsed_ms(&c->req.t0), c->req.arg);
 }
@@ -204,10 +221,15 @@ static int ep_slow(struct conn *c)
 static int tick_slow(struct conn *c)
 {
     uint64_t done = sim_elapsed_ms(&c->req.t0);
-    /* libevent may wake a hair early; a 102 right before the final answer is just noise */
-    if (done + 1 >= c->req.arg)
+    if (done >= c->req.arg)
         return sim_send_text(c, HTTP_OK, "slow: %" PRIu64 " ms, %zu x 102 Processing sent\n",
                              c->req.arg, c->req.sent);
+    /* a wake a hair early (waited()) is not a beat: a 102 right before the final answer is
+     * noise, and the answer must not come before its time either */
+    if (done + 1 >= c->req.arg) {
+        sim_arm(c, c->req.arg - done);
+        return 0;
+    }
     if (sim_put_interim(c, HTTP_PROCESSING) < 0)
         return -1;
     if (c->req.minor == 1)
