@@ -113,6 +113,29 @@ static void test_status_no_body(void **state)
     cl_close(c);
 }
 
+/* 205 Reset Content: "a server MUST NOT generate content" (RFC 9110 15.3.6); it says so with
+ * Content-Length: 0, and the next response on the connection proves nothing else was sent.
+ * Before, it carried "205 Reset Content\n" (18 bytes) like every other status. */
+static void test_status_205(void **state)
+{
+    (void)state;
+    struct client *c = cl_open();
+    struct resp r;
+    char v[32];
+    cl_get(c, "GET", "/status/205?delay_ms=1", &r);
+    assert_int_equal(r.status, 205);
+    assert_true(hdr(&r, "content-length", v, sizeof(v)));
+    assert_string_equal(v, "0");
+    assert_false(hdr(&r, "content-type", v, sizeof(v)));
+    assert_int_equal(r.body_len, 0);
+    resp_free(&r);
+    cl_get(c, "GET", "/status/201", &r);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(r.body, "201 Created\n");
+    resp_free(&r);
+    cl_close(c);
+}
+
 /* Routing and strict argument / query parsing: bad numbers are 400, unknown paths 404. */
 static void test_route_table(void **state)
 {
@@ -1018,6 +1041,7 @@ int main(void)
         cmocka_unit_test(test_index),
         cmocka_unit_test(test_status_table),
         cmocka_unit_test(test_status_no_body),
+        cmocka_unit_test(test_status_205),
         cmocka_unit_test(test_route_table),
         cmocka_unit_test(test_bytes),
         cmocka_unit_test(test_head),
