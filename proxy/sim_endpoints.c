@@ -141,6 +141,11 @@ static int tick_status(struct conn *c)
     int code = (int)c->req.arg;
     if (!waited(c, c->req.query[0]))
         return 0;
+    if (code == HTTP_RESET_CONTENT) { /* "MUST NOT generate content" (RFC 9110 15.3.6) */
+        if (sim_put_head(c, code, NULL, 0) < 0)
+            return -1;
+        return sim_finish(c);
+    }
     return sim_send_text(c, code, "%d %s\n", code, status_phrase(code));
 }
 
