@@ -166,6 +166,8 @@ static void test_route_table(void **state)
         { "GET", "/interim/103?delay=1", 400 },  /* undocumented parameter */
         { "GET", "/interim/103?delay_ms=1&delay_ms=2", 400 },
         { "GET", "/interim/103?delay_ms=1&", 400 },
+        /* 11 waits of 60 s: past the 10 minutes every wait of the simulator keeps within */
+        { "GET", "/interim/103,103,103,103,103,103,103,103,103,103?delay_ms=60000", 400 },
         { "GET", "/slow/10?interval_ms=5", 400 }, /* below the 10 ms minimum */
         { "GET", "/slow/10?delay_ms=20", 400 },   /* another endpoint's parameter */
         { "GET", "/slow/x", 400 },
