@@ -194,6 +194,12 @@ static int ep_drip(struct conn *c)
 
 static int ep_interim(struct conn *c)
 {
+    /* a wait before each code and before the 200: together within SIM_MAX_MS, like every other
+     * duration of the simulator (32 codes 60 s apart were 33 minutes) */
+    if ((c->req.ncodes + 1) * c->req.query[0] > SIM_MAX_MS)
+        return sim_send_text(c, HTTP_BAD_REQUEST, "%d %s: %s\n", HTTP_BAD_REQUEST,
+                             status_phrase(HTTP_BAD_REQUEST),
+                             "(codes + 1) x delay_ms must be at most 600000");
     sim_set_state(c, CONN_WAIT);
     sim_arm(c, c->req.query[0]);
     return 0;
@@ -337,7 +343,8 @@ static const struct sim_endpoint endpoints[] = {
     { "/echo", "/echo", "send back the request head as received, then the request body", true,
       NULL, NO_PARAMS, NULL, NULL },
     { "/interim/", "/interim/{codes}?delay_ms=N",
-      "send each 1xx in {codes} (e.g. 103,102), then 200, N ms apart (default 100)", false,
+      "send each 1xx in {codes} (e.g. 103,102), then 200, N ms apart (default 100, in all at "
+      "most 600000)", false,
       arg_interim, PARAMS(interim_params), ep_interim, tick_interim },
     { "/slow/", "/slow/{ms}?interval_ms=I",
       "send 102 Processing every I ms (default 1000) for {ms} ms, then 200", false, arg_ms,
