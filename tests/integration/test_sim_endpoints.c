@@ -317,6 +317,26 @@ static void test_sim_client_timeouts(void **state)
     px_stop(h);
 }
 
+/* keepalive_timeout = 0 is no keep-alive on the simulator's connections either, said as on
+ * Portico's listener: Connection: close, then the close. Before, it kept every connection. */
+static void test_sim_no_keepalive(void **state)
+{
+    (void)state;
+    struct harness *h = px_start("keepalive_timeout = 0\n", "[upstream u]\norigin = sim\n");
+    struct raw_conn *c = px_connect_port(sim_port_of(h));
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /status/200 HTTP/1.1\r\nHost: sim\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    const char *conn = raw_header(&r, "Connection");
+    if (!conn || strcmp(conn, "close") != 0)
+        fail_msg("Connection: %s, want close", conn ? conn : "(none)");
+    raw_response_free(&r);
+    assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+    raw_close(c);
+    px_stop(h);
+}
+
 /* Last: stops Portico (the group teardown only frees it) and reads every case's line. */
 static void test_access_log_lines(void **state)
 {
@@ -333,7 +353,7 @@ static void test_access_log_lines(void **state)
 int main(void)
 {
     /* one test per endpoint, named by its path */
-    struct CMUnitTest tests[ARRAY_SIZE(cases) + 5];
+    struct CMUnitTest tests[ARRAY_SIZE(cases) + 6];
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         tests[i] = (struct CMUnitTest)cmocka_unit_test_prestate(run_case, &cases[i]);
         tests[i].name = cases[i].path;
@@ -342,6 +362,7 @@ int main(void)
     tests[ARRAY_SIZE(cases) + 1] = (struct CMUnitTest)cmocka_unit_test(test_head_portico_accepts);
     tests[ARRAY_SIZE(cases) + 2] = (struct CMUnitTest)cmocka_unit_test(test_fields_portico_accepts);
     tests[ARRAY_SIZE(cases) + 3] = (struct CMUnitTest)cmocka_unit_test(test_sim_client_timeouts);
-    tests[ARRAY_SIZE(cases) + 4] = (struct CMUnitTest)cmocka_unit_test(test_access_log_lines);
+    tests[ARRAY_SIZE(cases) + 4] = (struct CMUnitTest)cmocka_unit_test(test_sim_no_keepalive);
+    tests[ARRAY_SIZE(cases) + 5] = (struct CMUnitTest)cmocka_unit_test(test_access_log_lines);
     return cmocka_run_group_tests(tests, start_portico, stop_portico);
 }
