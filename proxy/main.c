@@ -66,38 +66,10 @@ static void usage(FILE *out)
             "FILE defaults to conf/portico.ini. See README.md for the configuration keys.\n");
 }
 
-/* `origin = sim` becomes the simulator's loopback address, once, before the workers see the
- * configuration: the request path never asks the simulator anything. The simulator starts
- * with the first configuration that uses it and serves every later one, with the client
- * timeouts of the newest. 0, or -1. */
-static int resolve_sim(struct config *cfg)
-{
-    /* the simulator holds its clients no longer than Portico's listener holds its own */
-    sim_set_timeouts(&(struct sim_timeouts){
-        .header_ms = cfg->client_header_timeout_ms,
-        .body_ms = cfg->client_body_timeout_ms,
-        .send_ms = cfg->client_send_timeout_ms,
-        .keepalive_ms = cfg->keepalive_timeout_ms,
-    });
-    for (int u = 0; u < cfg->nupstreams; u++) {
-        for (int o = 0; o < cfg->upstreams[u].norigins; o++) {
-            struct origin_conf *oc = &cfg->upstreams[u].origins[o];
-            if (!oc->is_sim)
-                continue;
-            uint16_t port = sim_port();
-            if (!port && sim_start(&port) != 0)
-                return -1;
-            oc->port = port;
-            numeric_sockaddr("127.0.0.1", port, &oc->addr, &oc->addrlen);
-        }
-    }
-    return 0;
-}
-
 /* The configuration and its runtime state; NULL (cfg freed) when either cannot be set up. */
 static struct generation *prepare(struct config *cfg, unsigned number)
 {
-    if (resolve_sim(cfg) != 0) {
+    if (sim_resolve(cfg) != 0) {
         cfg_free(cfg);
         return NULL;
     }

@@ -381,30 +381,6 @@ static struct config *synthetic_config(const struct probe_url *u)
     return cfg_load_string(text, "(probe)", ".", stderr, NULL);
 }
 
-/* The simulator, when an origin of the configuration is `sim` (as main.c does at start). */
-static int resolve_sim(struct config *cfg)
-{
-    /* the simulator holds its clients no longer than Portico's listener holds its own */
-    sim_set_timeouts(&(struct sim_timeouts){
-        .header_ms = cfg->client_header_timeout_ms,
-        .body_ms = cfg->client_body_timeout_ms,
-        .send_ms = cfg->client_send_timeout_ms,
-        .keepalive_ms = cfg->keepalive_timeout_ms,
-    });
-    for (int u = 0; u < cfg->nupstreams; u++)
-        for (int o = 0; o < cfg->upstreams[u].norigins; o++) {
-            struct origin_conf *oc = &cfg->upstreams[u].origins[o];
-            uint16_t port = sim_port();
-            if (!oc->is_sim)
-                continue;
-            if (!port && sim_start(&port) != 0)
-                return -1;
-            oc->port = port;
-            numeric_sockaddr("127.0.0.1", port, &oc->addr, &oc->addrlen);
-        }
-    return 0;
-}
-
 /* ---- the timeline ---- */
 
 static const char *phase_of_slot(int slot)
@@ -693,7 +669,7 @@ int probe_main(int argc, char **argv)
                 cfg->upstreams[i].timers_ms[t] = o.timers_ms[t];
     if (o.profile_set)
         cfg->profile = o.profile;
-    if (resolve_sim(cfg) != 0) {
+    if (sim_resolve(cfg) != 0) {
         cfg_free(cfg);
         return 1;
     }

@@ -8,6 +8,7 @@
  */
 #include "portico/sim.h"
 
+#include "portico/config.h"
 #include "portico/h1out.h"
 #include "portico/http1.h"
 #include "portico/sim_conn.h"
@@ -921,6 +922,30 @@ fail:
     sim.base = NULL;
     pthread_mutex_unlock(&sim.lock);
     return -1;
+}
+
+int sim_resolve(struct config *cfg)
+{
+    /* the simulator holds its clients no longer than Portico's listener holds its own */
+    sim_set_timeouts(&(struct sim_timeouts){
+        .header_ms = cfg->client_header_timeout_ms,
+        .body_ms = cfg->client_body_timeout_ms,
+        .send_ms = cfg->client_send_timeout_ms,
+        .keepalive_ms = cfg->keepalive_timeout_ms,
+    });
+    for (int u = 0; u < cfg->nupstreams; u++) {
+        for (int o = 0; o < cfg->upstreams[u].norigins; o++) {
+            struct origin_conf *oc = &cfg->upstreams[u].origins[o];
+            if (!oc->is_sim)
+                continue;
+            uint16_t port = sim_port();
+            if (!port && sim_start(&port) != 0)
+                return -1;
+            oc->port = port;
+            numeric_sockaddr("127.0.0.1", port, &oc->addr, &oc->addrlen);
+        }
+    }
+    return 0;
 }
 
 uint16_t sim_port(void)
