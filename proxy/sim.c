@@ -344,8 +344,8 @@ static void request_begin(struct conn *c, const struct h1_request *hr, const str
 
 /* Arms the deadline of the head awaited, once per kind of wait: more bytes of a head begun do
  * not push it back (slowloris), and a head begun gets client_header_timeout from its first byte,
- * as on Portico's listener. The idle wait counts from the last answer's being queued; while it
- * still goes out, client_send_timeout watches the client. */
+ * as on Portico's listener. The idle wait counts from the last answer's being queued, and starts
+ * again if that answer is still in the output when it ends (head_expired). */
 static void head_wait(struct conn *c, enum head_wait w)
 {
     if (c->head_wait == w)
@@ -359,6 +359,12 @@ static void head_wait(struct conn *c, enum head_wait w)
 static int head_expired(struct conn *c)
 {
     if (c->head_wait == HEAD_WAIT_IDLE) {
+        /* not idle while the last answer is still in our output (closing would drop its tail):
+         * the wait starts again, and client_send_timeout watches a client that stopped */
+        if (evbuffer_get_length(sim_out(c)) > 0) {
+            sim_arm(c, limit_ms(&sim.limits.keepalive_ms));
+            return 0;
+        }
         c->why = "idle (keepalive_timeout)";
         return -1;
     }
