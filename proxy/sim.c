@@ -61,6 +61,15 @@ static const char *const conn_state_names[] = {
     [CONN_FLUSH] = "flush", [CONN_LINGER] = "linger",
 };
 
+/* How long the simulator waits on its clients, in ms: the [proxy] client timeouts, so a
+ * connection straight to it is held no longer than one to Portico's own listener. */
+struct sim_timeouts {
+    uint64_t header_ms;    /* client_header_timeout: a head not complete in time gets 408 */
+    uint64_t body_ms;      /* client_body_timeout: a request body silent this long gets 408 */
+    uint64_t send_ms;      /* client_send_timeout: a client not reading this long is dropped */
+    uint64_t keepalive_ms; /* keepalive_timeout: idle between requests; 0: Connection: close */
+};
+
 static struct {
     pthread_mutex_t lock;            /* serializes sim_start, sim_stop and sim_port */
     pthread_t thread;
@@ -79,7 +88,9 @@ static struct {
     .limits = { .header_ms = 10000, .body_ms = 60000, .send_ms = 60000, .keepalive_ms = 75000 },
 };
 
-void sim_set_timeouts(const struct sim_timeouts *t)
+/* Sets the timeouts of the connections accepted and the waits begun from now on (the newest
+ * configuration's, at every reload); from any thread. */
+static void sim_set_timeouts(const struct sim_timeouts *t)
 {
     __atomic_store_n(&sim.limits.header_ms, t->header_ms, __ATOMIC_RELAXED);
     __atomic_store_n(&sim.limits.body_ms, t->body_ms, __ATOMIC_RELAXED);

@@ -17,23 +17,9 @@ int sim_start(uint16_t *port);
 /* Port of the running simulator, or 0 when it is not running. */
 uint16_t sim_port(void);
 
-/* How long the simulator waits on its clients, in ms: the [proxy] client timeouts, so a
- * connection straight to it is held no longer than one to Portico's own listener. */
-struct sim_timeouts {
-    uint64_t header_ms;    /* client_header_timeout: a head not complete in time gets 408 */
-    uint64_t body_ms;      /* client_body_timeout: a request body silent this long gets 408 */
-    uint64_t send_ms;      /* client_send_timeout: a client not reading this long is dropped */
-    uint64_t keepalive_ms; /* keepalive_timeout: idle between requests; 0: Connection: close */
-};
-
-/* Sets the timeouts of the connections accepted and the waits begun from now on (the newest
- * configuration's, at every reload). Any thread, running or not; the [proxy] defaults until
- * it is called. */
-void sim_set_timeouts(const struct sim_timeouts *t);
-
 /* Points every `origin = sim` of cfg at the simulator's loopback address (starting it for the
  * first configuration that has one; it then serves every later one) and gives it cfg's client
- * timeouts (sim_set_timeouts), before any worker sees cfg: the request path never asks the
+ * timeouts, [proxy]'s, before any worker sees cfg: the request path never asks the
  * simulator anything. For Portico at every (re)load and for the probe. 0, or -1 with a message
  * on stderr. */
 int sim_resolve(struct config *cfg);
