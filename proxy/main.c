@@ -66,30 +66,10 @@ static void usage(FILE *out)
             "FILE defaults to conf/portico.ini. See README.md for the configuration keys.\n");
 }
 
-/* `origin = sim` becomes the simulator's loopback address, once, before the workers see the
- * configuration: the request path never asks the simulator anything. The simulator starts
- * with the first configuration that uses it and serves every later one. 0, or -1. */
-static int resolve_sim(struct config *cfg)
-{
-    for (int u = 0; u < cfg->nupstreams; u++) {
-        for (int o = 0; o < cfg->upstreams[u].norigins; o++) {
-            struct origin_conf *oc = &cfg->upstreams[u].origins[o];
-            if (!oc->is_sim)
-                continue;
-            uint16_t port = sim_port();
-            if (!port && sim_start(&port) != 0)
-                return -1;
-            oc->port = port;
-            numeric_sockaddr("127.0.0.1", port, &oc->addr, &oc->addrlen);
-        }
-    }
-    return 0;
-}
-
 /* The configuration and its runtime state; NULL (cfg freed) when either cannot be set up. */
 static struct generation *prepare(struct config *cfg, unsigned number)
 {
-    if (resolve_sim(cfg) != 0) {
+    if (sim_resolve(cfg) != 0) {
         cfg_free(cfg);
         return NULL;
     }

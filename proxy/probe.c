@@ -86,9 +86,13 @@ struct probe_ds {
     struct event_base *base;           /* borrowed */
     struct evbuffer *out;              /* the response body lands here and is dropped */
     struct evbuffer *in;               /* request body: none */
-    struct event *body_timer;          /* PROBE_BODY_MS after the head */
+    struct event *body_timer;          /* the wait for the head (head_ms), then PROBE_BODY_MS */
+    uint64_t head_ms;                  /* longest wait for the head; 0: total_timeout bounds it */
+    bool got_head;
     bool done;                         /* the exchange is over (done() came) */
     bool cut;                          /* the probe stopped reading the body itself */
+    bool gave_up;                      /* ... or stopped waiting for the head (head_ms) */
+    char gave_up_why[160];
     uint64_t body_bytes;
     struct probe_result res;
 };
@@ -109,6 +113,7 @@ static void ds_head(void *arg, const struct resp_head *head, struct body_sink *s
 {
     struct probe_ds *p = arg;
     (void)head;
+    p->got_head = true;
     sink->out = p->out;
     sink->chunked = false;
     struct timeval tv = tv_from_ms(PROBE_BODY_MS);
@@ -185,6 +190,13 @@ static void body_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct probe_ds *p = arg;
     p->cut = true;
+    if (!p->got_head) {
+        p->gave_up = true;
+        snprintf(p->gave_up_why, sizeof(p->gave_up_why),
+                 "the probe stopped waiting after %llu ms: no whole response head yet and "
+                 "total_timeout is off (--total-timeout bounds it)",
+                 (unsigned long long)p->head_ms);
+    }
     event_base_loopbreak(p->base);
 }
 
@@ -369,23 +381,6 @@ static struct config *synthetic_config(const struct probe_url *u)
     return cfg_load_string(text, "(probe)", ".", stderr, NULL);
 }
 
-/* The simulator, when an origin of the configuration is `sim` (as main.c does at start). */
-static int resolve_sim(struct config *cfg)
-{
-    for (int u = 0; u < cfg->nupstreams; u++)
-        for (int o = 0; o < cfg->upstreams[u].norigins; o++) {
-            struct origin_conf *oc = &cfg->upstreams[u].origins[o];
-            uint16_t port = sim_port();
-            if (!oc->is_sim)
-                continue;
-            if (!port && sim_start(&port) != 0)
-                return -1;
-            oc->port = port;
-            numeric_sockaddr("127.0.0.1", port, &oc->addr, &oc->addrlen);
-        }
-    return 0;
-}
-
 /* ---- the timeline ---- */
 
 static const char *phase_of_slot(int slot)
@@ -544,6 +539,24 @@ static void print_json(const struct probe_opts *o, const struct route_conf *rout
 
 /* ---- running it ---- */
 
+/*
+ * How long the probe waits for the response head when total_timeout is off: an origin that
+ * sends its head a byte at a time, or 1xx after 1xx, would otherwise keep it for ever (no
+ * silence for read_timeout to see). Long enough for every timer of the upstream to run out in
+ * turn on each attempt, so any failure Portico would report comes first; 0 when total_timeout
+ * bounds the head itself.
+ */
+static uint64_t head_wait_ms(const struct upstream_conf *up)
+{
+    uint64_t attempt = 0;
+    if (up->timers_ms[TIMER_TOTAL])
+        return 0;
+    for (int t = 0; t < TIMER_COUNT; t++)
+        if (t != TIMER_TOTAL)
+            attempt += up->timers_ms[t];
+    return (up->retries + 1) * attempt;
+}
+
 /* Sets up l as a worker would for gen. 0, or -1. */
 static int loop_up(struct loop *l, struct generation *gen)
 {
@@ -609,12 +622,17 @@ static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_
     struct exchange *ex = exchange_start(l, &ds, head, (size_t)n, &req, now_us());
     if (!ex)
         return -1;
+    if (p->head_ms) {
+        struct timeval tv = tv_from_ms(p->head_ms);
+        evtimer_add(p->body_timer, &tv);
+    }
     exchange_run(ex);
     while (!p->done && !p->cut)
         if (event_base_dispatch(l->base) != 0)
             break;
     if (!p->done) /* the probe stopped reading: the exchange reports, then goes */
-        exchange_cancel(ex, HTTP_CLIENT_CLOSED_REQUEST, "probe stopped reading");
+        exchange_cancel(ex, HTTP_CLIENT_CLOSED_REQUEST,
+                        p->gave_up ? p->gave_up_why : "probe stopped reading");
     return 0;
 }
 
@@ -651,7 +669,7 @@ int probe_main(int argc, char **argv)
                 cfg->upstreams[i].timers_ms[t] = o.timers_ms[t];
     if (o.profile_set)
         cfg->profile = o.profile;
-    if (resolve_sim(cfg) != 0) {
+    if (sim_resolve(cfg) != 0) {
         cfg_free(cfg);
         return 1;
     }
@@ -670,6 +688,7 @@ int probe_main(int argc, char **argv)
         goto done;
     }
     p.base = l.base;
+    p.head_ms = head_wait_ms(&cfg->upstreams[route->upstream]);
     int ran = run_exchange(&l, &u, &p);
     if (ran == -2)
         rc = 2;

@@ -8,6 +8,7 @@
  */
 #include "portico/sim.h"
 
+#include "portico/config.h"
 #include "portico/h1out.h"
 #include "portico/http1.h"
 #include "portico/sim_conn.h"
@@ -60,6 +61,15 @@ static const char *const conn_state_names[] = {
     [CONN_FLUSH] = "flush", [CONN_LINGER] = "linger",
 };
 
+/* How long the simulator waits on its clients, in ms: the [proxy] client timeouts, so a
+ * connection straight to it is held no longer than one to Portico's own listener. */
+struct sim_timeouts {
+    uint64_t header_ms;    /* client_header_timeout: a head not complete in time gets 408 */
+    uint64_t body_ms;      /* client_body_timeout: a request body silent this long gets 408 */
+    uint64_t send_ms;      /* client_send_timeout: a client not reading this long is dropped */
+    uint64_t keepalive_ms; /* keepalive_timeout: idle between requests; 0: Connection: close */
+};
+
 static struct {
     pthread_mutex_t lock;            /* serializes sim_start, sim_stop and sim_port */
     pthread_t thread;
@@ -71,7 +81,28 @@ static struct {
     struct conn *conns;              /* every open connection (touched by the sim thread only) */
     uint16_t port;                   /* 0 when not running */
     bool debug;                      /* PORTICO_SIM_DEBUG set: log state changes and closes */
-} sim = { .lock = PTHREAD_MUTEX_INITIALIZER };
+    struct sim_timeouts limits;      /* written by any thread (sim_set_timeouts), fields atomic */
+} sim = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    /* the [proxy] defaults (config.c), until a configuration says otherwise */
+    .limits = { .header_ms = 10000, .body_ms = 60000, .send_ms = 60000, .keepalive_ms = 75000 },
+};
+
+/* Sets the timeouts of the connections accepted and the waits begun from now on (the newest
+ * configuration's, at every reload); from any thread. */
+static void sim_set_timeouts(const struct sim_timeouts *t)
+{
+    __atomic_store_n(&sim.limits.header_ms, t->header_ms, __ATOMIC_RELAXED);
+    __atomic_store_n(&sim.limits.body_ms, t->body_ms, __ATOMIC_RELAXED);
+    __atomic_store_n(&sim.limits.send_ms, t->send_ms, __ATOMIC_RELAXED);
+    __atomic_store_n(&sim.limits.keepalive_ms, t->keepalive_ms, __ATOMIC_RELAXED);
+}
+
+/* One of the timeouts, as the newest configuration has it. */
+static uint64_t limit_ms(const uint64_t *field)
+{
+    return __atomic_load_n(field, __ATOMIC_RELAXED);
+}
 
 /* Bodies of /bytes and /drip are this block, added by reference: streaming costs no copy and no
  * allocation beyond evbuffer chain headers. 64-byte lines, so a piece taken at the right phase
@@ -199,6 +230,7 @@ int sim_finish(struct conn *c)
     /* a paced body may end on a write callback with its tick still pending: a stale tick must
      * not reach the next request's handler */
     evtimer_del(c->timer);
+    c->head_wait = HEAD_WAIT_NONE; /* the wait for the next head starts from this answer */
     sim_set_state(c, c->req.keep_alive ? CONN_HEAD : CONN_FLUSH);
     return 0;
 }
@@ -314,11 +346,45 @@ static void request_begin(struct conn *c, const struct h1_request *hr, const str
     r->minor = hr->minor;
     /* after a half-close, requests already buffered are still answered; step_head closes once
      * the input runs dry */
-    r->keep_alive = info->keep_alive;
+    r->keep_alive = info->keep_alive && limit_ms(&sim.limits.keepalive_ms) > 0;
     r->framing = info->framing;
     r->body_left = info->framing == H1_BODY_LENGTH ? info->content_length : 0;
     chunked_init(&r->chunked, SIM_MAX_HEAD);
     sim_route(c, hr->target, hr->target_len);
+}
+
+/* Arms the deadline of the head awaited, once per kind of wait: more bytes of a head begun do
+ * not push it back (slowloris), and a head begun gets client_header_timeout from its first byte,
+ * as on Portico's listener. The idle wait counts from the last answer's being queued, and starts
+ * again if that answer is still in the output when it ends (head_expired). */
+static void head_wait(struct conn *c, enum head_wait w)
+{
+    if (c->head_wait == w)
+        return;
+    c->head_wait = w;
+    sim_arm(c, limit_ms(w == HEAD_WAIT_IDLE ? &sim.limits.keepalive_ms : &sim.limits.header_ms));
+}
+
+/* The head's deadline passed: an idle keep-alive connection closes quietly, a client that owes
+ * a head gets 408 (Portico's listener answers the same). */
+static int head_expired(struct conn *c)
+{
+    if (c->head_wait == HEAD_WAIT_IDLE) {
+        /* not idle while the last answer is still in our output (closing would drop its tail):
+         * the wait starts again, and client_send_timeout watches a client that stopped */
+        if (evbuffer_get_length(sim_out(c)) > 0) {
+            sim_arm(c, limit_ms(&sim.limits.keepalive_ms));
+            return 0;
+        }
+        c->why = "idle (keepalive_timeout)";
+        return -1;
+    }
+    memset(&c->req, 0, sizeof(c->req)); /* the last request's HEAD or HTTP/1.0 is not this one's */
+    c->req.minor = 1;
+    return send_error(c, HTTP_REQUEST_TIMEOUT,
+                      c->head_wait == HEAD_WAIT_FIRST
+                          ? "no request within client_header_timeout"
+                          : "request head not complete within client_header_timeout");
 }
 
 static int step_head(struct conn *c)
@@ -338,8 +404,10 @@ static int step_head(struct conn *c)
     if (evbuffer_get_length(out) > SIM_OUT_HIGH)
         return -2;
     if (avail == 0) {
-        if (!c->peer_eof)
+        if (!c->peer_eof) {
+            head_wait(c, c->head_wait == HEAD_WAIT_FIRST ? HEAD_WAIT_FIRST : HEAD_WAIT_IDLE);
             return -2;
+        }
         sim_set_state(c, CONN_FLUSH);
         return 0;
     }
@@ -356,6 +424,7 @@ static int step_head(struct conn *c)
         if (want >= SIM_PULL_MAX) /* e.g. endless leading empty lines */
             return send_error(c, HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large");
         if (!c->peer_eof) {
+            head_wait(c, HEAD_WAIT_HEAD);
             /* libevent stops reading at SIM_IN_HIGH: a longer head would never complete */
             if (avail >= SIM_IN_HIGH && !c->long_head) {
                 c->long_head = true;
@@ -370,6 +439,8 @@ static int step_head(struct conn *c)
         c->long_head = false;
         bufferevent_setwatermark(c->bev, EV_READ, 0, SIM_IN_HIGH);
     }
+    evtimer_del(c->timer); /* the head is whole: its deadline is over */
+    c->head_wait = HEAD_WAIT_NONE;
     memset(&c->req, 0, sizeof(c->req));
     c->req.minor = 1;
     if (n < 0)
@@ -424,11 +495,14 @@ static int step_body(struct conn *c)
     while ((rc = body_step(c, false)) == 0)
         ;
     if (rc == -2) {
-        if (!c->peer_eof)
+        if (!c->peer_eof) {
+            sim_arm(c, limit_ms(&sim.limits.body_ms)); /* silence since the last bytes */
             return -2;
+        }
         sim_set_state(c, CONN_FLUSH); /* truncated body: there is no request to answer */
         return 0;
     }
+    evtimer_del(c->timer); /* the body is whole */
     if (rc == -1)
         return send_error(c, HTTP_BAD_REQUEST,
                           c->req.chunked.error ? c->req.chunked.error : "bad chunk");
@@ -459,14 +533,17 @@ static int step_echo(struct conn *c)
         /* back-pressure: stop reading the client while it does not read us */
         if (evbuffer_get_length(out) > SIM_OUT_HIGH) {
             conn_reading(c, false);
+            evtimer_del(c->timer); /* waiting on the client's reading: client_send_timeout */
             return -2;
         }
         int rc = body_step(c, !c->req.head);
         if (rc == 0)
             continue;
         if (rc == -2) {
-            if (!c->peer_eof)
+            if (!c->peer_eof) {
+                sim_arm(c, limit_ms(&sim.limits.body_ms)); /* silence since the last bytes */
                 return -2;
+            }
             sim_set_state(c, CONN_FLUSH); /* the short echo and the close tell the story */
             return 0;
         }
@@ -477,7 +554,7 @@ static int step_echo(struct conn *c)
         }
         if (c->req.echo_chunked && !c->req.head)
             evbuffer_add(out, "0\r\n\r\n", 5);
-        return sim_finish(c);
+        return sim_finish(c); /* clears the body's deadline */
     }
 }
 
@@ -647,6 +724,10 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         conn_teardown(c, (what & BEV_EVENT_WRITING) ? "write error" : "read error");
         return;
     }
+    if (what & BEV_EVENT_TIMEOUT) { /* the only one set is the write timeout */
+        conn_teardown(c, "client did not read within client_send_timeout");
+        return;
+    }
     if (what & BEV_EVENT_EOF) {
         /* a half-close still gets every answer already asked for, if it comes soon enough: a
          * pending timer is brought forward to the end of SIM_EOF_WAIT_MS */
@@ -661,28 +742,43 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+/* The timer means what the state says: a tick of the handler (CONN_WAIT), more of a paced body
+ * (CONN_BYTES), another look at the send queue (/reset's CONN_FLUSH), or a deadline of the
+ * client's: the head (CONN_HEAD), the request body's silence (CONN_BODY, CONN_ECHO), the linger. */
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
+    int rc = 0;
     (void)fd;
     (void)what;
     if (c->eof_cut && c->state != CONN_FLUSH) { /* /reset's wait has a bound of its own */
         conn_teardown(c, "client sent EOF; its answer was not due soon enough");
         return;
     }
-    if (c->state == CONN_LINGER) {
+    switch (c->state) {
+    case CONN_LINGER:
         conn_teardown(c, "linger timeout");
         return;
-    }
-    if (c->state == CONN_BYTES || c->state == CONN_FLUSH) { /* a paced body: more of it is
-                                                             * due; /reset: look at the queue */
-        if (conn_advance(c) < 0)
-            conn_teardown(c, c->why);
+    case CONN_HANG:
         return;
+    case CONN_HEAD:
+        rc = head_expired(c);
+        break;
+    case CONN_BODY: /* a 408, as Portico's listener answers a body that stopped coming */
+        rc = send_error(c, HTTP_REQUEST_TIMEOUT,
+                        "request body not complete within client_body_timeout");
+        break;
+    case CONN_ECHO: /* the 200 is out: closing is the only way left to say "cut short" */
+        sim_set_state(c, CONN_FLUSH);
+        break;
+    case CONN_WAIT:
+        rc = c->req.ep->tick(c);
+        break;
+    case CONN_BYTES:
+    case CONN_FLUSH:
+        break;
     }
-    if (c->state != CONN_WAIT)
-        return;
-    if (c->req.ep->tick(c) < 0 || conn_advance(c) < 0)
+    if (rc < 0 || conn_advance(c) < 0)
         conn_teardown(c, c->why);
 }
 
@@ -715,7 +811,12 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_setwatermark(c->bev, EV_READ, 0, SIM_IN_HIGH);
     bufferevent_setwatermark(c->bev, EV_WRITE, SIM_OUT_LOW, 0);
     bufferevent_set_max_single_write(c->bev, SIM_OUT_HIGH);
+    /* libevent's write timeout is client_send_timeout's: armed while output waits, reset by
+     * every write that makes progress */
+    struct timeval send_tv = tv_from_ms(limit_ms(&sim.limits.send_ms));
+    bufferevent_set_timeouts(c->bev, NULL, &send_tv);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    head_wait(c, HEAD_WAIT_FIRST);
     c->next = sim.conns;
     if (sim.conns)
         sim.conns->prev = c;
@@ -838,6 +939,30 @@ fail:
     sim.base = NULL;
     pthread_mutex_unlock(&sim.lock);
     return -1;
+}
+
+int sim_resolve(struct config *cfg)
+{
+    /* the simulator holds its clients no longer than Portico's listener holds its own */
+    sim_set_timeouts(&(struct sim_timeouts){
+        .header_ms = cfg->client_header_timeout_ms,
+        .body_ms = cfg->client_body_timeout_ms,
+        .send_ms = cfg->client_send_timeout_ms,
+        .keepalive_ms = cfg->keepalive_timeout_ms,
+    });
+    for (int u = 0; u < cfg->nupstreams; u++) {
+        for (int o = 0; o < cfg->upstreams[u].norigins; o++) {
+            struct origin_conf *oc = &cfg->upstreams[u].origins[o];
+            if (!oc->is_sim)
+                continue;
+            uint16_t port = sim_port();
+            if (!port && sim_start(&port) != 0)
+                return -1;
+            oc->port = port;
+            numeric_sockaddr("127.0.0.1", port, &oc->addr, &oc->addrlen);
+        }
+    }
+    return 0;
 }
 
 uint16_t sim_port(void)

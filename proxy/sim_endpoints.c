@@ -123,9 +123,29 @@ static int wait_then_tick(struct conn *c, uint64_t ms)
     return 0;
 }
 
+/* Whether ms have passed since the wait began; if not, the timer is armed for the rest. A timer
+ * may wake a fraction of a millisecond early (libevent counts from the time it cached when its
+ * loop last woke, before the wait began), and an answer promised after ms must not come
+ * sooner: the elapsed time is truncated to whole milliseconds, so the rest is never 0. */
+static bool waited(struct conn *c, uint64_t ms)
+{
+    uint64_t done = sim_elapsed_ms(&c->req.t0);
+    if (done >= ms)
+        return true;
+    sim_arm(c, ms - done);
+    return false;
+}
+
 static int tick_status(struct conn *c)
 {
     int code = (int)c->req.arg;
+    if (!waited(c, c->req.query[0]))
+        return 0;
+    if (code == HTTP_RESET_CONTENT) { /* "MUST NOT generate content" (RFC 9110 15.3.6) */
+        if (sim_put_head(c, code, NULL, 0) < 0)
+            return -1;
+        return sim_finish(c);
+    }
     return sim_send_text(c, code, "%d %s\n", code, status_phrase(code));
 }
 
@@ -143,6 +163,8 @@ static int ep_delay(struct conn *c)
 
 static int tick_delay(struct conn *c)
 {
+    if (!waited(c, c->req.arg))
+        return 0;
     return sim_send_text(c, HTTP_OK, "waited %" PRIu64 " ms (asked for %" PRIu64 " ms)\n",
                          sim_elapsed_ms(&c->req.t0), c->req.arg);
 }
@@ -172,6 +194,12 @@ static int ep_drip(struct conn *c)
 
 static int ep_interim(struct conn *c)
 {
+    /* a wait before each code and before the 200: together within SIM_MAX_MS, like every other
+     * duration of the simulator (32 codes 60 s apart were 33 minutes) */
+    if ((c->req.ncodes + 1) * c->req.query[0] > SIM_MAX_MS)
+        return sim_send_text(c, HTTP_BAD_REQUEST, "%d %s: %s\n", HTTP_BAD_REQUEST,
+                             status_phrase(HTTP_BAD_REQUEST),
+                             "(codes + 1) x delay_ms must be at most 600000");
     sim_set_state(c, CONN_WAIT);
     sim_arm(c, c->req.query[0]);
     return 0;
@@ -204,10 +232,15 @@ static int ep_slow(struct conn *c)
 static int tick_slow(struct conn *c)
 {
     uint64_t done = sim_elapsed_ms(&c->req.t0);
-    /* libevent may wake a hair early; a 102 right before the final answer is just noise */
-    if (done + 1 >= c->req.arg)
+    if (done >= c->req.arg)
         return sim_send_text(c, HTTP_OK, "slow: %" PRIu64 " ms, %zu x 102 Processing sent\n",
                              c->req.arg, c->req.sent);
+    /* a wake a hair early (waited()) is not a beat: a 102 right before the final answer is
+     * noise, and the answer must not come before its time either */
+    if (done + 1 >= c->req.arg) {
+        sim_arm(c, c->req.arg - done);
+        return 0;
+    }
     if (sim_put_interim(c, HTTP_PROCESSING) < 0)
         return -1;
     if (c->req.minor == 1)
@@ -310,7 +343,8 @@ static const struct sim_endpoint endpoints[] = {
     { "/echo", "/echo", "send back the request head as received, then the request body", true,
       NULL, NO_PARAMS, NULL, NULL },
     { "/interim/", "/interim/{codes}?delay_ms=N",
-      "send each 1xx in {codes} (e.g. 103,102), then 200, N ms apart (default 100)", false,
+      "send each 1xx in {codes} (e.g. 103,102), then 200, N ms apart (default 100, in all at "
+      "most 600000)", false,
       arg_interim, PARAMS(interim_params), ep_interim, tick_interim },
     { "/slow/", "/slow/{ms}?interval_ms=I",
       "send 102 Processing every I ms (default 1000) for {ms} ms, then 200", false, arg_ms,

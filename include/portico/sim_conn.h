@@ -46,6 +46,15 @@ enum conn_state {
     CONN_LINGER, /* write side shut: drain the client until EOF or timeout so it sees no RST */
 };
 
+/* What the timer of a connection in CONN_HEAD stands for: the waits of Portico's own listener
+ * (client.c), with the [proxy] client timeouts (sim_set_timeouts). */
+enum head_wait {
+    HEAD_WAIT_NONE,  /* not armed yet for this head */
+    HEAD_WAIT_FIRST, /* nothing yet on a new connection: client_header_timeout from the accept */
+    HEAD_WAIT_IDLE,  /* nothing of a next head: keepalive_timeout from the last answer */
+    HEAD_WAIT_HEAD,  /* a head begun: client_header_timeout from its first byte, never reset */
+};
+
 struct conn;
 
 /* A documented query parameter: anything not in the endpoint's list is refused. */
@@ -99,7 +108,8 @@ struct conn {
     struct conn *prev;         /* sim.conns list, so sim_stop can free every connection */
     struct conn *next;
     struct bufferevent *bev;   /* owns the socket */
-    struct event *timer;       /* handler ticks in CONN_WAIT, the linger timeout in CONN_LINGER */
+    struct event *timer;       /* handler ticks in CONN_WAIT, the linger timeout in CONN_LINGER,
+                                  the client's deadline in CONN_HEAD, CONN_BODY and CONN_ECHO */
     enum conn_state state;
     bool peer_eof;             /* client shut its write side: finish what is queued, then close */
     struct timespec eof_t0;    /* when peer_eof came */
@@ -109,6 +119,7 @@ struct conn {
     uint64_t armed_ms;         /* ... and for how long */
     bool read_paused;          /* echo back-pressure: reading off until the output drains */
     bool long_head;            /* a head beyond SIM_IN_HIGH: the read watermark let up to it */
+    enum head_wait head_wait;  /* CONN_HEAD: what conn->timer waits for */
     const char *why;           /* static reason given to the teardown when a step returns -1 */
     struct sim_request req;
 };

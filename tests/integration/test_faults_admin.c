@@ -428,6 +428,120 @@ static void test_staging_example(void **state)
     harness_free(h);
 }
 
+/* A request on a new connection to the example's listener; the time its response took. */
+static int64_t staging_request(struct harness *h, const char *req, struct raw_response *r)
+{
+    struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(raw_send_str(c, req), 0);
+    int rc = raw_read_response(c, r, 3 * PX_IO_MS); /* /bytes/10000000 breaks off: -1 */
+    int64_t took = tu_now_ms() - t0;
+    if (rc != 0 && !r->truncated)
+        fail_msg("%.40s: no response: %s", req, r->error);
+    raw_close(c);
+    return took;
+}
+
+/* The example runs as it is: every route answers through the simulator and each rule does on
+ * the wire what its comment says, with the curl the comment gives (listen and admin ports
+ * moved). Before, its routes (/checkout, /payments/, /downloads/, /api/inventory, /search) were
+ * paths the simulator does not serve: every answer no rule shaped was its 404 (51 bytes), so
+ * the download could not break off at 1 MiB and the inventory "recovered" to a 404. */
+static void test_staging_example_runs(void **state)
+{
+    (void)state;
+    char *text = tu_read_file(STAGING, NULL);
+    if (!text)
+        fail_msg("%s not found: run the tests from the repository root", STAGING);
+    static const struct { const char *from, *to; } moves[] = {
+        {"listen = 127.0.0.1:8080", "listen = 127.0.0.1:{{port:listen}}"},
+        {"admin_listen = 127.0.0.1:9901", "admin_listen = 127.0.0.1:{{port:admin}}"},
+        {"access_log = stderr", "access_log = off"},
+    };
+    size_t cap = strlen(text) + 256;
+    char *conf = malloc(cap);
+    assert_non_null(conf);
+    snprintf(conf, cap, "%s", text);
+    for (size_t i = 0; i < ARRAY_SIZE(moves); i++) {
+        char *at = strstr(conf, moves[i].from);
+        if (!at)
+            fail_msg("%s: no \"%s\"", STAGING, moves[i].from);
+        char *tail = strdup(at + strlen(moves[i].from));
+        assert_non_null(tail);
+        snprintf(at, cap - (size_t)(at - conf), "%s%s", moves[i].to, tail);
+        free(tail);
+    }
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, "%s", conf), 0);
+    free(conf);
+    free(text);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    struct raw_response r;
+
+    /* checkout: a 503 with Retry-After, or the answer 2 s (± 0.5 s) later */
+    for (int i = 0; i < 2; i++) {
+        int64_t took = staging_request(h, "POST /echo HTTP/1.1\r\nHost: shop\r\n"
+                                          "Content-Length: 7\r\n\r\nitem=42", &r);
+        if (r.status == 503) {
+            assert_string_equal(raw_header(&r, "Retry-After"), "30");
+        } else {
+            if (r.status != 200 || took < 1500)
+                fail_msg("checkout: %d after %lld ms, want 503 or 200 after 1.5-2.5 s",
+                         r.status, (long long)took);
+            assert_non_null(strstr(r.body, "item=42"));
+        }
+        raw_response_free(&r);
+    }
+
+    /* payments: answered while the rule sleeps, connect_timeout (2 s) once it is on */
+    staging_request(h, "GET /slow/100 HTTP/1.1\r\nHost: shop\r\n\r\n", &r);
+    expect(r.status, 200, &r);
+    raw_response_free(&r);
+    expect(post_form(h, "/faults/payments-timeout", "enabled=1&for=5m", &r), 200, &r);
+    raw_response_free(&r);
+    int64_t took = staging_request(h, "GET /slow/100 HTTP/1.1\r\nHost: shop\r\n\r\n", &r);
+    expect(r.status, 504, &r);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "connect_timeout");
+    assert_true(took >= 1900);
+    raw_response_free(&r);
+
+    /* a download breaks off after exactly 1 MiB of its 10,000,000 bytes */
+    staging_request(h, "GET /bytes/10000000 HTTP/1.1\r\nHost: shop\r\n\r\n", &r);
+    expect(r.status, 200, &r);
+    assert_true(r.truncated);
+    assert_int_equal(r.body_len, 1048576);
+    raw_response_free(&r);
+
+    /* the inventory: five resets, then answers */
+    for (int i = 0; i < 6; i++) {
+        staging_request(h, "GET /status/200 HTTP/1.1\r\nHost: shop\r\n\r\n", &r);
+        expect(r.status, i < 5 ? 502 : 200, &r);
+        raw_response_free(&r);
+    }
+
+    /* a mobile beta tester: 262,144 bytes at 64 KiB/s take about 4 s, whole */
+    took = staging_request(h, "GET /drip?bytes=262144&duration_ms=0 HTTP/1.1\r\nHost: shop\r\n"
+                              "X-Client: mobile-beta\r\n\r\n", &r);
+    expect(r.status, 200, &r);
+    assert_int_equal(r.body_len, 262144);
+    assert_true(took >= 3000);
+    raw_response_free(&r);
+
+    /* search: answered, or 500 / 504 now and then */
+    int answered = 0;
+    for (int i = 0; i < 10; i++) {
+        staging_request(h, "GET /delay/1 HTTP/1.1\r\nHost: shop\r\n\r\n", &r);
+        if (r.status != 200 && r.status != 500 && r.status != 504)
+            fail_msg("search: status %d", r.status);
+        answered += r.status == 200;
+        raw_response_free(&r);
+    }
+    assert_true(answered >= 5);
+    px_stop(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_bodies),
         cmocka_unit_test(test_reload_restores),
         cmocka_unit_test(test_staging_example),
+        cmocka_unit_test(test_staging_example_runs),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, NULL, NULL);

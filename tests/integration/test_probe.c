@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -178,6 +180,62 @@ static void test_text(void **state)
     assert_non_null(strstr(res.out, "answered: 200 OK, 9 body bytes"));
     assert_non_null(strstr(res.out, "  connect "));
     tu_cmd_result_free(&res);
+}
+
+/* What a hostile origin sends after its first bytes: piece every 50 ms, never a silence
+ * read_timeout would see, for 8 s at most (or until the probe leaves). */
+static int drip_forever(int fd, void *arg)
+{
+    const char *piece = arg;
+    int64_t end = tu_now_ms() + 8000;
+    while (tu_now_ms() < end) {
+        if (send(fd, piece, strlen(piece), MSG_NOSIGNAL) < 0)
+            return 1;
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 1;
+}
+
+/* An origin that never finishes its head (a byte of it at a time, or 1xx after 1xx) keeps no
+ * timer from seeing progress, and total_timeout is off by default: the probe stops waiting once
+ * every timer of the upstream could have run out on each attempt ((retries + 1) x the sum of
+ * the others: 2 x 800 ms here), and says so. Before, it waited for as long as the origin went
+ * on (here 8 s, then a connection_reset; a real one: for ever). */
+static void test_endless_head(void **state)
+{
+    (void)state;
+    static const struct fo_step trickle[] = {FO_SEND("HTTP/1.1 200 OK\r\nX-Slow: "),
+                                             FO_CALL(drip_forever, "x"), FO_END()};
+    static const struct fo_step interims[] = {
+        FO_CALL(drip_forever, "HTTP/1.1 102 Processing\r\n\r\n"), FO_END()};
+    const struct fo_step *const scripts[] = {trickle, interims};
+    for (size_t i = 0; i < ARRAY_SIZE(scripts); i++) {
+        struct fake_origin *o =
+            fake_origin_start(&(struct fake_origin_opts){.kind = FO_SCRIPT, .script = scripts[i]});
+        assert_non_null(o);
+        char url[128];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/", fake_origin_port(o));
+        const char *args[] = {"probe", url, "--json", "--dns-timeout", "100ms",
+                              "--connect-timeout", "100ms", "--tls-timeout", "100ms",
+                              "--send-timeout", "100ms", "--first-byte-timeout", "200ms",
+                              "--read-timeout", "200ms", NULL};
+        struct tu_cmd_result res = {0};
+        int64_t t0 = tu_now_ms();
+        int rc = probe(args, &res);
+        int64_t took = tu_now_ms() - t0;
+        struct tj *j = parse_json(&res);
+        const char *detail = tj_str(j, "detail");
+        if (rc != 1 || !detail || !strstr(detail, "the probe stopped waiting after 1600 ms"))
+            fail_msg("%s: exit %d after %lld ms: %s", i ? "endless 1xx" : "endless head", rc,
+                     (long long)took, res.out);
+        assert_string_equal(tj_str(j, "outcome"), "failed");
+        assert_true(tj_is_null(j, "failure"));
+        assert_true(took >= 1600 && took < 6000);
+        tj_free(j);
+        tu_cmd_result_free(&res);
+        fake_origin_stop(o);
+    }
 }
 
 /* -c: the route for the URL's host and path picks the upstream; its resolver and timers are
@@ -349,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_json_long_url),
         cmocka_unit_test(test_text),
+        cmocka_unit_test(test_endless_head),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_usage),
         cmocka_unit_test(test_interim_all),

@@ -25,6 +25,7 @@
 
 #define FIRST_BYTE_MS 400
 #define READ_MS 400
+#define SIM_LIMIT_MS 300 /* the [proxy] client timeouts of test_sim_client_timeouts */
 
 struct sim_case {
     const char *id;          /* X-Request-Id of the request, to find its log line */
@@ -196,6 +197,146 @@ static void test_fields_portico_accepts(void **state)
     free(req);
 }
 
+/* The simulator's own port, from Portico's start-up line. */
+static uint16_t sim_port_of(struct harness *h)
+{
+    static const char needle[] = "simulator origin on 127.0.0.1:";
+    assert_int_equal(harness_wait_log(h, needle, PX_IO_MS), 0);
+    char *err = harness_stderr(h);
+    const char *p = err ? strstr(err, needle) : NULL;
+    assert_non_null(p);
+    unsigned port = (unsigned)strtoul(p + sizeof(needle) - 1, NULL, 10);
+    free(err);
+    assert_true(port > 0 && port < 65536);
+    return (uint16_t)port;
+}
+
+/* Waits for the simulator to close c; the milliseconds from since to the close. Fails the test
+ * when c is still open after PX_IO_MS (the simulator kept it). */
+static int64_t closed_after(struct raw_conn *c, int64_t since, const char *what)
+{
+    if (raw_wait_closed(c, PX_IO_MS) != 1)
+        fail_msg("%s: the simulator kept the connection open %d ms", what, PX_IO_MS);
+    return tu_now_ms() - since;
+}
+
+/* Reads c's next response (408 expected) and its close. */
+static void expect_408_close(struct raw_conn *c, int64_t since, const char *what)
+{
+    struct raw_response r;
+    if (raw_read_response(c, &r, PX_IO_MS) != 0)
+        fail_msg("%s: no 408 within %d ms: %s", what, PX_IO_MS, r.error);
+    if (r.status != 408)
+        fail_msg("%s: status %d, want 408", what, r.status);
+    assert_string_equal(raw_header(&r, "Connection"), "close");
+    raw_response_free(&r);
+    assert_true(closed_after(c, since, what) >= SIM_LIMIT_MS);
+}
+
+/* Connections straight to the simulator keep the [proxy] client timeouts, as Portico's own
+ * listener does: a connection that sends nothing, or half a head, gets 408 after
+ * client_header_timeout; one idle between requests closes after keepalive_timeout; a request
+ * body that stops coming gets 408 after client_body_timeout; a client that stops reading is
+ * dropped after client_send_timeout. Before, every one of them was held for as long as the
+ * client stayed (a descriptor of the Portico process each, forever). */
+static void test_sim_client_timeouts(void **state)
+{
+    (void)state;
+    char extra[256];
+    snprintf(extra, sizeof(extra),
+             "client_header_timeout = %dms\nclient_body_timeout = %dms\n"
+             "client_send_timeout = %dms\nkeepalive_timeout = %dms\n",
+             SIM_LIMIT_MS, SIM_LIMIT_MS, SIM_LIMIT_MS, SIM_LIMIT_MS);
+    setenv("PORTICO_SIM_DEBUG", "1", 1); /* each close of the simulator's on stderr, with why */
+    struct harness *h = px_start(extra, "[upstream u]\norigin = sim\n");
+    unsetenv("PORTICO_SIM_DEBUG");
+    uint16_t port = sim_port_of(h);
+
+    /* nothing at all after the accept */
+    int64_t t0 = tu_now_ms();
+    struct raw_conn *c = px_connect_port(port);
+    expect_408_close(c, t0, "a connection that sends nothing");
+    raw_close(c);
+
+    /* half a head, never finished */
+    c = px_connect_port(port);
+    t0 = tu_now_ms();
+    assert_int_equal(raw_send_str(c, "GET /status/200 HTTP/1.1\r\nHost: si"), 0);
+    expect_408_close(c, t0, "half a head");
+    raw_close(c);
+
+    /* idle after an answer: closed quietly, no byte */
+    c = px_connect_port(port);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /status/201 HTTP/1.1\r\nHost: sim\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 201);
+    assert_null(raw_header(&r, "Connection")); /* keep-alive: the wait is the idle one */
+    t0 = tu_now_ms();
+    raw_response_free(&r);
+    assert_true(closed_after(c, t0, "an idle keep-alive connection") >= SIM_LIMIT_MS - 50);
+    size_t n = 0;
+    char *rest = raw_read_all(c, PX_IO_MS, &n);
+    assert_int_equal(n, 0);
+    free(rest);
+    raw_close(c);
+
+    /* a body announced and never sent whole */
+    c = px_connect_port(port);
+    assert_int_equal(raw_send_str(c, "POST /status/200 HTTP/1.1\r\nHost: sim\r\n"
+                                     "Content-Length: 10\r\n\r\nabc"),
+                     0);
+    t0 = tu_now_ms();
+    expect_408_close(c, t0, "a body that stops coming");
+    raw_close(c);
+
+    /* a client that never reads a large body: dropped, not held. It must not read to see the
+     * close, so the simulator's debug line says when it came */
+    c = px_connect_port(port);
+    assert_int_equal(raw_send_str(c, "GET /bytes/1000000000 HTTP/1.1\r\nHost: sim\r\n\r\n"), 0);
+    t0 = tu_now_ms();
+    if (harness_wait_log(h, "closed: client did not read within client_send_timeout",
+                         PX_IO_MS) != 0)
+        fail_msg("a client that does not read: still served after %d ms", PX_IO_MS);
+    assert_true(tu_now_ms() - t0 >= SIM_LIMIT_MS);
+    rest = raw_read_all(c, PX_IO_MS, &n); /* what the kernels held, then EOF */
+    assert_true(raw_peer_closed(c));
+    assert_true(n < 1000000000 / 10);
+    free(rest);
+    raw_close(c);
+
+    /* through Portico nothing changed: the pool's connection is reused within the timeout */
+    c = px_connect(h);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(raw_send_str(c, "GET /status/202 HTTP/1.1\r\nHost: sim\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 202);
+        raw_response_free(&r);
+    }
+    raw_close(c);
+    px_stop(h);
+}
+
+/* keepalive_timeout = 0 is no keep-alive on the simulator's connections either, said as on
+ * Portico's listener: Connection: close, then the close. Before, it kept every connection. */
+static void test_sim_no_keepalive(void **state)
+{
+    (void)state;
+    struct harness *h = px_start("keepalive_timeout = 0\n", "[upstream u]\norigin = sim\n");
+    struct raw_conn *c = px_connect_port(sim_port_of(h));
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /status/200 HTTP/1.1\r\nHost: sim\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    const char *conn = raw_header(&r, "Connection");
+    if (!conn || strcmp(conn, "close") != 0)
+        fail_msg("Connection: %s, want close", conn ? conn : "(none)");
+    raw_response_free(&r);
+    assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+    raw_close(c);
+    px_stop(h);
+}
+
 /* Last: stops Portico (the group teardown only frees it) and reads every case's line. */
 static void test_access_log_lines(void **state)
 {
@@ -212,7 +353,7 @@ static void test_access_log_lines(void **state)
 int main(void)
 {
     /* one test per endpoint, named by its path */
-    struct CMUnitTest tests[ARRAY_SIZE(cases) + 4];
+    struct CMUnitTest tests[ARRAY_SIZE(cases) + 6];
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         tests[i] = (struct CMUnitTest)cmocka_unit_test_prestate(run_case, &cases[i]);
         tests[i].name = cases[i].path;
@@ -220,6 +361,8 @@ int main(void)
     tests[ARRAY_SIZE(cases)] = (struct CMUnitTest)cmocka_unit_test(test_drip_too_slow);
     tests[ARRAY_SIZE(cases) + 1] = (struct CMUnitTest)cmocka_unit_test(test_head_portico_accepts);
     tests[ARRAY_SIZE(cases) + 2] = (struct CMUnitTest)cmocka_unit_test(test_fields_portico_accepts);
-    tests[ARRAY_SIZE(cases) + 3] = (struct CMUnitTest)cmocka_unit_test(test_access_log_lines);
+    tests[ARRAY_SIZE(cases) + 3] = (struct CMUnitTest)cmocka_unit_test(test_sim_client_timeouts);
+    tests[ARRAY_SIZE(cases) + 4] = (struct CMUnitTest)cmocka_unit_test(test_sim_no_keepalive);
+    tests[ARRAY_SIZE(cases) + 5] = (struct CMUnitTest)cmocka_unit_test(test_access_log_lines);
     return cmocka_run_group_tests(tests, start_portico, stop_portico);
 }

@@ -113,6 +113,29 @@ static void test_status_no_body(void **state)
     cl_close(c);
 }
 
+/* 205 Reset Content: "a server MUST NOT generate content" (RFC 9110 15.3.6); it says so with
+ * Content-Length: 0, and the next response on the connection proves nothing else was sent.
+ * Before, it carried "205 Reset Content\n" (18 bytes) like every other status. */
+static void test_status_205(void **state)
+{
+    (void)state;
+    struct client *c = cl_open();
+    struct resp r;
+    char v[32];
+    cl_get(c, "GET", "/status/205?delay_ms=1", &r);
+    assert_int_equal(r.status, 205);
+    assert_true(hdr(&r, "content-length", v, sizeof(v)));
+    assert_string_equal(v, "0");
+    assert_false(hdr(&r, "content-type", v, sizeof(v)));
+    assert_int_equal(r.body_len, 0);
+    resp_free(&r);
+    cl_get(c, "GET", "/status/201", &r);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(r.body, "201 Created\n");
+    resp_free(&r);
+    cl_close(c);
+}
+
 /* Routing and strict argument / query parsing: bad numbers are 400, unknown paths 404. */
 static void test_route_table(void **state)
 {
@@ -143,6 +166,8 @@ static void test_route_table(void **state)
         { "GET", "/interim/103?delay=1", 400 },  /* undocumented parameter */
         { "GET", "/interim/103?delay_ms=1&delay_ms=2", 400 },
         { "GET", "/interim/103?delay_ms=1&", 400 },
+        /* 11 waits of 60 s: past the 10 minutes every wait of the simulator keeps within */
+        { "GET", "/interim/103,103,103,103,103,103,103,103,103,103?delay_ms=60000", 400 },
         { "GET", "/slow/10?interval_ms=5", 400 }, /* below the 10 ms minimum */
         { "GET", "/slow/10?delay_ms=20", 400 },   /* another endpoint's parameter */
         { "GET", "/slow/x", 400 },
@@ -431,6 +456,53 @@ static void test_slow(void **state)
     assert_true(n102 >= 3);
     assert_true(now_ms() - t0 >= 399);
     resp_free(&r);
+    cl_close(c);
+}
+
+/* Microseconds since an arbitrary point (CLOCK_MONOTONIC): now_ms's truncation would hide an
+ * answer that came a fraction of a millisecond early. */
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* /slow's 200 comes no sooner than the milliseconds asked for, and neither does a delayed
+ * answer: the request was sent before the simulator's clock started, so the client's measure
+ * can only be longer. Before, 18 of 100 /slow/13?interval_ms=10 answered early (the earliest
+ * at 12.221 ms): a wake a hair early was taken as the end. */
+static void test_never_early(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *target;
+        uint64_t ms;
+    } rows[] = {
+        { "/slow/13?interval_ms=10", 13 }, /* a beat at 10, then 3 ms to the end */
+        { "/delay/13", 13 },
+        { "/status/200?delay_ms=13", 13 },
+    };
+    struct client *c = cl_open();
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        for (int k = 0; k < 60; k++) {
+            char req[128];
+            struct resp r;
+            snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: sim\r\n\r\n",
+                     rows[i].target);
+            uint64_t t0 = now_us();
+            cl_sends(c, req);
+            do
+                assert_int_equal(cl_head(c, &r), 0);
+            while (r.status == 102);
+            uint64_t took = now_us() - t0;
+            assert_int_equal(r.status, 200);
+            assert_int_equal(cl_body(c, &r, false), 0);
+            if (took < rows[i].ms * 1000)
+                fail_msg("%s: the answer came after %.3f ms", rows[i].target, took / 1000.0);
+            resp_free(&r);
+        }
+    }
     cl_close(c);
 }
 
@@ -971,6 +1043,7 @@ int main(void)
         cmocka_unit_test(test_index),
         cmocka_unit_test(test_status_table),
         cmocka_unit_test(test_status_no_body),
+        cmocka_unit_test(test_status_205),
         cmocka_unit_test(test_route_table),
         cmocka_unit_test(test_bytes),
         cmocka_unit_test(test_head),
@@ -981,6 +1054,7 @@ int main(void)
         cmocka_unit_test(test_interim),
         cmocka_unit_test(test_slow),
         cmocka_unit_test(test_delay),
+        cmocka_unit_test(test_never_early),
         cmocka_unit_test(test_expect_continue),
         cmocka_unit_test(test_malformed_table),
         cmocka_unit_test(test_http10),
