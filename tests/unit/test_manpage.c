@@ -7,6 +7,11 @@
  * metrics table every family proxy/metrics.c renders. A helper who adds a key, a command or a
  * metric without documenting it fails here.
  *
+ * Beyond names, the values: every range and default the man page states, and those of the
+ * README's key tables, are what the parser takes and what a file without the key gets; each
+ * metric of the README's table has the type and labels the exposition gives it, and names a
+ * family that exists; the access-log table lists exactly the fields of a JSON line.
+ *
  * Paths are relative to the repository root, the directory the tests run from.
  */
 #include <setjmp.h>
@@ -23,7 +28,10 @@
 
 #include "../../proxy/config_int.h"
 #include "portico/failure.h"
+#include "portico/log.h"
 #include "portico/metrics.h"
+#include "portico/timing.h"
+#include "portico/util.h"
 
 #define MANPAGE "docs/portico.8"
 #define README "README.md"
@@ -297,6 +305,355 @@ static void test_every_metric_documented(void **state)
     metrics_free_all();
 }
 
+
+/* ---- values: ranges and defaults against the parser ---- */
+
+/* What an entry says a key holds, by the first word of its man page entry. */
+enum doc_kind { KIND_OTHER, KIND_DURATION, KIND_SIZE, KIND_NUMBER, KIND_BOOLEAN, KIND_ENUM };
+
+static const struct {
+    const char *word;
+    enum doc_kind kind;
+} kind_words[] = {
+    {"duration", KIND_DURATION}, {"size", KIND_SIZE}, {"number", KIND_NUMBER},
+    {"boolean", KIND_BOOLEAN},   {".BR ", KIND_ENUM}, /* "standard", "cloudflare" or "proxy" */
+};
+
+/* The text of key's entry in a man page section (after ".TP\n.B key\n", up to the next ".TP"
+ * or the end), malloc'd; NULL when there is none. */
+static char *entry_of(const char *section, const char *key)
+{
+    char needle[128];
+    snprintf(needle, sizeof(needle), ".TP\n.B %s\n", key);
+    const char *b = strstr(section, needle);
+    if (!b)
+        return NULL;
+    b += strlen(needle);
+    const char *e = strstr(b, ".TP\n");
+    size_t n = e ? (size_t)(e - b) : strlen(b);
+    char *s = malloc(n + 1);
+    assert_non_null(s);
+    memcpy(s, b, n);
+    s[n] = '\0';
+    return s;
+}
+
+static enum doc_kind kind_of(const char *entry, const struct cfg_key *k)
+{
+    for (size_t i = 0; i < sizeof(kind_words) / sizeof(kind_words[0]); i++)
+        if (strncmp(entry, kind_words[i].word, strlen(kind_words[i].word)) == 0)
+            return kind_words[i].kind == KIND_ENUM && !k->names ? KIND_OTHER : kind_words[i].kind;
+    return KIND_OTHER;
+}
+
+/* Parses s as the parser would a value of that kind: durations in ms, sizes in bytes, an enum
+ * as the index of its name. */
+static bool parse_kind(enum doc_kind kind, const struct cfg_key *k, const char *s, uint64_t *v)
+{
+    bool b;
+    switch (kind) {
+    case KIND_DURATION:
+        return parse_duration_ms(s, v) == 0;
+    case KIND_SIZE:
+        return parse_size(s, v) == 0;
+    case KIND_NUMBER:
+        return parse_uint(s, 0, UINT64_MAX, v) == 0;
+    case KIND_BOOLEAN:
+        if (parse_bool(s, &b) != 0)
+            return false;
+        *v = b;
+        return true;
+    case KIND_ENUM:
+        for (size_t i = 0; i < k->nnames; i++)
+            if (strcmp(s, k->names[i]) == 0) {
+                *v = i;
+                return true;
+            }
+        return false;
+    case KIND_OTHER:
+        break;
+    }
+    return false;
+}
+
+/* Copies the value that starts s (after blanks and backticks) into out: up to a blank, a
+ * backtick, one of ";(,)\n", or a dot that ends a sentence. "`10s` (x)" and "10s." give
+ * "10s"; "1ms\(en168h" with stop "\\" gives "1ms". */
+static void value_at(const char *s, const char *stops, char *out, size_t cap)
+{
+    while (*s == ' ' || *s == '`')
+        s++;
+    size_t n = 0;
+    for (; s[n] && !strchr(stops, s[n]); n++)
+        if (s[n] == '.' && (s[n + 1] == '\0' || s[n + 1] == ' ' || s[n + 1] == '\n'))
+            break;
+    snprintf(out, cap, "%.*s", (int)n, s);
+}
+
+#define VALUE_STOPS " `;(,)\n"
+
+/* A section's smallest valid file, with "key = value" in it when key is not NULL; NULL when
+ * the loader refuses it. */
+static struct config *load_with(enum cfg_section sec, const char *key, const char *value)
+{
+    static const char *const head[] = {
+        [CFG_SEC_PROXY] = "[proxy]\n",
+        [CFG_SEC_UPSTREAM] = "[upstream app]\norigin = sim\n",
+        [CFG_SEC_ROUTE] = "[upstream app]\norigin = sim\n[route r]\nupstream = app\n",
+        [CFG_SEC_FAULTS] = "[faults]\n",
+    };
+    static const char *const tail[] = {
+        [CFG_SEC_PROXY] = "[upstream app]\norigin = sim\n",
+        [CFG_SEC_FAULTS] = "[upstream app]\norigin = sim\n",
+    };
+    char text[512];
+    snprintf(text, sizeof(text), "%s%s%s%s%s%s", head[sec], key ? key : "", key ? " = " : "",
+             key ? value : "", key ? "\n" : "", tail[sec] ? tail[sec] : "");
+    int n = -1;
+    struct config *cfg = cfg_load_string(text, "doc.ini", "/tmp", NULL, &n);
+    if (cfg && n != 0) {
+        cfg_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+/* Where k's field lies in cfg: the proxy's, the first upstream's or route's, the faults'. */
+static const unsigned char *field_of(const struct config *cfg, enum cfg_section sec,
+                                     const struct cfg_key *k)
+{
+    switch (sec) {
+    case CFG_SEC_UPSTREAM:
+        return (const unsigned char *)&cfg->upstreams[0] + k->offset;
+    case CFG_SEC_ROUTE:
+        return (const unsigned char *)&cfg->routes[0] + k->offset;
+    case CFG_SEC_FAULTS:
+        return (const unsigned char *)&cfg->faults + k->offset;
+    default:
+        return (const unsigned char *)cfg + k->offset;
+    }
+}
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "same_default reads a number's low bytes first");
+
+/* Whether a file without k and one with "k = value" hold the same in k's field. The width
+ * follows the kind: setters store durations and sizes as uint64_t, enums as int, booleans as
+ * bool; a number is an int or a uint64_t, whose low 4 bytes come first (documented defaults
+ * are far below 2^32). 1: same, 0: differ, -1: the file with it was refused. */
+static int same_default(enum cfg_section sec, const struct cfg_key *k, enum doc_kind kind,
+                        const char *value)
+{
+    static const size_t width[] = {
+        [KIND_DURATION] = sizeof(uint64_t), [KIND_SIZE] = sizeof(uint64_t),
+        [KIND_NUMBER] = sizeof(int),        [KIND_BOOLEAN] = sizeof(bool),
+        [KIND_ENUM] = sizeof(int),
+    };
+    struct config *without = load_with(sec, NULL, NULL), *with = load_with(sec, k->name, value);
+    assert_non_null(without);
+    if (!with) {
+        cfg_free(without);
+        return -1;
+    }
+    int same = memcmp(field_of(without, sec, k), field_of(with, sec, k), width[kind]) == 0;
+    cfg_free(without);
+    cfg_free(with);
+    return same;
+}
+
+/* The line of section's table row for key (its first column names it), malloc'd, or NULL. */
+static char *row_of(const char *section, const char *key)
+{
+    char needle[128];
+    snprintf(needle, sizeof(needle), "`%s`", key);
+    for (const char *p = strstr(section, needle); p; p = strstr(p + 1, needle)) {
+        const char *line = p;
+        while (line > section && line[-1] != '\n')
+            line--;
+        const char *first_bar = strchr(line + 1, '|');
+        if (line[0] != '|' || !first_bar || p > first_bar)
+            continue;
+        size_t n = strcspn(line, "\n");
+        char *s = malloc(n + 1);
+        assert_non_null(s);
+        memcpy(s, line, n);
+        s[n] = '\0';
+        return s;
+    }
+    return NULL;
+}
+
+/* The n-th cell of a table row ("| a | b |": 0 is a), malloc'd; the last one for a large n. */
+static char *cell(const char *row, int n)
+{
+    const char *b = strchr(row, '|') + 1;
+    for (int i = 0; i < n; i++) {
+        const char *next = strchr(b, '|');
+        if (!next || !strchr(next + 1, '|'))
+            break;
+        b = next + 1;
+    }
+    size_t len = strcspn(b, "|");
+    char *s = malloc(len + 1);
+    assert_non_null(s);
+    memcpy(s, b, len);
+    s[len] = '\0';
+    return s;
+}
+
+/* The first "(MIN-MAX" of text whose bounds parse as kind, followed by ')', ';' or ','. */
+static bool readme_range(const char *text, enum doc_kind kind, const struct cfg_key *k,
+                         uint64_t *min, uint64_t *max)
+{
+    for (const char *p = strchr(text, '('); p; p = strchr(p + 1, '(')) {
+        char lo[32], hi[32];
+        value_at(p + 1, "-" VALUE_STOPS, lo, sizeof(lo));
+        const char *dash = p + 1 + strlen(lo);
+        if (*dash != '-')
+            continue;
+        value_at(dash + 1, VALUE_STOPS, hi, sizeof(hi));
+        char end = dash[1 + strlen(hi)];
+        if ((end == ')' || end == ';' || end == ',') && parse_kind(kind, k, lo, min) &&
+            parse_kind(kind, k, hi, max))
+            return true;
+    }
+    return false;
+}
+
+/* Keys with bounds: the parser's rows for numbers, durations and sizes (seed takes any 64-bit
+ * number and says so in words). */
+static bool bounded(const struct cfg_key *k)
+{
+    return k->max != 0 && k->max != UINT64_MAX;
+}
+
+struct value_counts {
+    size_t ranges, defaults;
+};
+
+/* Every disagreement is printed before the test fails, so that one run lists them all. */
+static size_t problems;
+#define problem(...) (print_error(__VA_ARGS__), print_error("\n"), problems++)
+
+/* The man page entry of k: its range (a bounded key must state one) and its default. */
+static void check_man_values(enum cfg_section sec, const struct cfg_key *k, const char *entry,
+                             struct value_counts *c)
+{
+    enum doc_kind kind = kind_of(entry, k);
+    const char *comma = strchr(entry, ',');
+    char lo[32] = "", hi[32] = "";
+    if (kind != KIND_OTHER && kind != KIND_BOOLEAN && kind != KIND_ENUM && comma &&
+        comma < strchr(entry, '\n')) {
+        value_at(comma + 1, "\\" VALUE_STOPS, lo, sizeof(lo));
+        const char *en = strstr(comma, "\\(en");
+        if (en && en < strchr(entry, '\n'))
+            value_at(en + 4, VALUE_STOPS, hi, sizeof(hi));
+    }
+    uint64_t min, max;
+    if (hi[0]) {
+        if (!parse_kind(kind, k, lo, &min) || !parse_kind(kind, k, hi, &max))
+            problem("%s: [%s] %s: range '%s-%s' does not parse", MANPAGE,
+                     cfg_section_name(sec), k->name, lo, hi);
+        if (min != k->min || max != k->max)
+            problem("%s: [%s] %s: range %s-%s, the parser takes %llu-%llu", MANPAGE,
+                     cfg_section_name(sec), k->name, lo, hi, (unsigned long long)k->min,
+                     (unsigned long long)k->max);
+        c->ranges++;
+    } else if (bounded(k)) {
+        problem("%s: [%s] %s: the entry states no range (\"duration, MIN\\(enMAX\"); the parser "
+                 "takes %llu-%llu", MANPAGE, cfg_section_name(sec), k->name,
+                 (unsigned long long)k->min, (unsigned long long)k->max);
+    }
+    const char *d = strstr(entry, "default ");
+    char value[64];
+    uint64_t v;
+    if (!d || kind == KIND_OTHER || k->repeatable)
+        return;
+    value_at(d + strlen("default "), VALUE_STOPS, value, sizeof(value));
+    if (!parse_kind(kind, k, value, &v)) /* words: "the number of cores", "from [proxy]" */
+        return;
+    int same = same_default(sec, k, kind, value);
+    if (same != 1)
+        problem("%s: [%s] %s: default %s %s", MANPAGE, cfg_section_name(sec), k->name, value,
+                 same < 0 ? "is refused by the parser" : "is not what a file without it gets");
+    c->defaults++;
+}
+
+/* The README row of k: its range when it states one ("(MIN-MAX)", or "at most MAX" for a
+ * number) and its default (the second column). */
+static void check_readme_values(enum cfg_section sec, const struct cfg_key *k, enum doc_kind kind,
+                                const char *row, struct value_counts *c)
+{
+    char *def = cell(row, 1), *meaning = cell(row, 99);
+    uint64_t min, max, v;
+    if (bounded(k) && readme_range(meaning, kind, k, &min, &max)) {
+        if (min != k->min || max != k->max)
+            problem("%s: [%s] %s: range %llu-%llu, the parser takes %llu-%llu", README,
+                     cfg_section_name(sec), k->name, (unsigned long long)min,
+                     (unsigned long long)max, (unsigned long long)k->min,
+                     (unsigned long long)k->max);
+        c->ranges++;
+    } else if (bounded(k) && kind == KIND_NUMBER && strstr(meaning, "at most ")) {
+        char n[32];
+        value_at(strstr(meaning, "at most ") + strlen("at most "), VALUE_STOPS, n, sizeof(n));
+        if (!parse_kind(kind, k, n, &max) || max != k->max)
+            problem("%s: [%s] %s: at most %s, the parser takes up to %llu", README,
+                     cfg_section_name(sec), k->name, n, (unsigned long long)k->max);
+        c->ranges++;
+    }
+    char value[64];
+    value_at(def, VALUE_STOPS, value, sizeof(value));
+    if (kind != KIND_OTHER && !k->repeatable && parse_kind(kind, k, value, &v)) {
+        int same = same_default(sec, k, kind, value);
+        if (same != 1)
+            problem("%s: [%s] %s: default %s %s", README, cfg_section_name(sec), k->name, value,
+                     same < 0 ? "is refused by the parser" : "is not what a file without it gets");
+        c->defaults++;
+    }
+    free(def);
+    free(meaning);
+}
+
+/* [proxy], [upstream], [route] and [faults]: the rule keys of [fault] have no ranges or
+ * defaults of the kind (fault.c parses them). */
+static void test_ranges_and_defaults_documented(void **state)
+{
+    (void)state;
+    char *man = slurp(MANPAGE), *readme = slurp(README);
+    struct value_counts man_counts = {0, 0}, readme_counts = {0, 0};
+    problems = 0;
+    for (size_t s = 0; s < sizeof(sections) / sizeof(sections[0]); s++) {
+        const struct section_row *row = &sections[s];
+        if (row->sec == CFG_SEC_FAULT)
+            continue;
+        char *m = span(man, row->man, ".S"), *r = span(readme, row->readme, "#");
+        size_t n;
+        const struct cfg_key *keys = cfg_keys(row->sec, &n);
+        for (size_t i = 0; i < n; i++) {
+            char *entry = entry_of(m, keys[i].name), *line = row_of(r, keys[i].name);
+            assert_non_null(entry); /* test_every_key_documented says which */
+            assert_non_null(line);
+            check_man_values(row->sec, &keys[i], entry, &man_counts);
+            check_readme_values(row->sec, &keys[i], kind_of(entry, &keys[i]), line,
+                                &readme_counts);
+            free(entry);
+            free(line);
+        }
+        free(m);
+        free(r);
+    }
+    print_message("checked: man page %zu ranges, %zu defaults; README %zu ranges, %zu defaults\n",
+                  man_counts.ranges, man_counts.defaults, readme_counts.ranges,
+                  readme_counts.defaults);
+    if (problems)
+        fail_msg("%zu ranges or defaults disagree with the parser", problems);
+    /* the parse of the documents still finds what it checks (figures of December 2026) */
+    assert_true(man_counts.ranges >= 30 && man_counts.defaults >= 40);
+    assert_true(readme_counts.ranges >= 15 && readme_counts.defaults >= 30);
+    free(man);
+    free(readme);
+}
+
 /* The checks themselves: a key missing from a section is seen, one present is not flagged. */
 static void test_checks_can_fail(void **state)
 {
@@ -327,6 +684,7 @@ int main(void)
         cmocka_unit_test(test_every_signal_documented),
         cmocka_unit_test(test_every_subcommand_documented),
         cmocka_unit_test(test_every_metric_documented),
+        cmocka_unit_test(test_ranges_and_defaults_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
