@@ -654,6 +654,210 @@ static void test_ranges_and_defaults_documented(void **state)
     free(readme);
 }
 
+
+/* ---- metrics: types and labels; access log: fields ---- */
+
+/* The start of the line after line (its NUL when line is the last). */
+static const char *next_line(const char *line)
+{
+    line += strcspn(line, "\n");
+    return *line ? line + 1 : line;
+}
+
+/* The family a sample line belongs to: name, or name_bucket, _sum, _count of a histogram. */
+static bool sample_of(const char *sample, size_t len, const char *family, const char *type)
+{
+    static const char *const hist[] = {"_bucket", "_sum", "_count"};
+    size_t f = strlen(family);
+    if (len == f)
+        return strncmp(sample, family, f) == 0;
+    if (strcmp(type, "histogram") != 0 || len < f || strncmp(sample, family, f) != 0)
+        return false;
+    for (size_t i = 0; i < sizeof(hist) / sizeof(hist[0]); i++)
+        if (len - f == strlen(hist[i]) && strncmp(sample + f, hist[i], len - f) == 0)
+            return true;
+    return false;
+}
+
+/* Checks one family against the README's cells: type, and labels both ways (le aside). Returns
+ * how many sample lines it has. */
+static size_t check_family(const char *text, const char *family, const char *type,
+                           const char *labels_cell)
+{
+    size_t samples = 0;
+    for (const char *line = text; *line; line = next_line(line)) {
+        size_t name_len = strcspn(line, "{ \n");
+        if (line[0] == '#' || !sample_of(line, name_len, family, type))
+            continue;
+        samples++;
+        const char *p = line + name_len, *end = line + strcspn(line, "\n");
+        if (*p == '{') {
+            for (p++; p < end && *p != '}';) {
+                char label[64];
+                size_t n = strcspn(p, "=");
+                snprintf(label, sizeof(label), "`%.*s`", (int)n, p);
+                if (strcmp(label, "`le`") != 0 && !strstr(labels_cell, label))
+                    problem("%s: metric '%s' has the label %s, which its row does not list",
+                            README, family, label);
+                p += n + 2; /* ="value" */
+                while (p < end && *p != '"')
+                    p += *p == '\\' ? 2 : 1;
+                p += p < end && p[1] == ',' ? 2 : 1;
+            }
+        }
+        for (const char *q = strchr(labels_cell, '`'); q; q = strchr(q + 1, '`')) {
+            size_t n = strcspn(q + 1, "`");
+            char needle[72];
+            snprintf(needle, sizeof(needle), "%.*s=\"", (int)n, q + 1);
+            if (!memmem(line, (size_t)(end - line), needle, strlen(needle)))
+                problem("%s: metric '%s' lacks the label %.*s its row lists", README, family,
+                        (int)n, q + 1);
+            q += n + 1;
+        }
+    }
+    return samples;
+}
+
+/* Each row of the README's metrics table names families the exposition has, with their type and
+ * labels. The shard below gives every labelled family a sample: a routed request with timings,
+ * a relayed 103, an injected fault, an origin's health. */
+static void test_metric_types_and_labels(void **state)
+{
+    (void)state;
+    static const char *const route[] = {"r"}, *const upstream[] = {"u"}, *const fault[] = {"f"};
+    const struct metrics_labels labels = {route, 1, upstream, 1, fault, 1};
+    struct metrics *m = metrics_shard_create(&labels);
+    assert_non_null(m);
+    struct timings t;
+    memset(&t, 0, sizeof(t));
+    timings_set(&t, TIMING_TOTAL, 1000);
+    const struct metrics_sample done = {0, 0, 200, FAIL_NONE, &t};
+    metrics_request_done(m, &done);
+    metrics_interim(m, 103, INTERIM_RELAYED);
+    metrics_fault(m, 0, FAULT_STATUS);
+    const struct metrics_origin origin = {"u", "127.0.0.1:1", true};
+    const struct metrics_scrape scrape = {&origin, 1, 0};
+    struct evbuffer *out = evbuffer_new();
+    assert_non_null(out);
+    assert_int_equal(metrics_render(out, &scrape), 0);
+    assert_int_equal(evbuffer_add(out, "", 1), 0);
+    const char *text = (const char *)evbuffer_pullup(out, -1);
+    char *readme = slurp(README);
+    char *r = span(readme, "## Metrics, `/status`", "### ");
+    problems = 0;
+    size_t rows = 0;
+    for (const char *line = r; *line; line = next_line(line)) {
+        if (strncmp(line, "| `portico_", 11) != 0)
+            continue;
+        char *row = cell(line, 0), *type = cell(line, 1), *lab = cell(line, 2);
+        char want[32];
+        value_at(type, VALUE_STOPS, want, sizeof(want));
+        for (const char *q = strstr(row, "`portico_"); q; q = strstr(q + 1, "`portico_")) {
+            char name[128], needle[160];
+            snprintf(name, sizeof(name), "%.*s", (int)strcspn(q + 1, "`"), q + 1);
+            snprintf(needle, sizeof(needle), "# TYPE %s ", name);
+            const char *decl = strstr(text, needle);
+            rows++;
+            if (!decl) {
+                problem("%s: the metrics table lists '%s', which /metrics does not have", README,
+                        name);
+                continue;
+            }
+            char got[32];
+            value_at(decl + strlen(needle), VALUE_STOPS, got, sizeof(got));
+            if (strcmp(got, want) != 0)
+                problem("%s: metric '%s' is a %s, its row says %s", README, name, got, want);
+            if (check_family(text, name, got, lab) == 0)
+                problem("metric '%s' has no sample to check its labels against", name);
+        }
+        free(row);
+        free(type);
+        free(lab);
+    }
+    if (problems)
+        fail_msg("%zu metrics disagree with the README's table", problems);
+    assert_true(rows >= METRIC_COUNT);
+    free(r);
+    free(readme);
+    evbuffer_free(out);
+    metrics_free_all();
+}
+
+/* The top-level keys of a JSON object line, each as "`key`" followed by a space, into keys. */
+static void json_keys(const char *s, char *keys, size_t cap)
+{
+    int depth = 0;
+    size_t len = 0;
+    keys[0] = '\0';
+    for (const char *p = s; *p; p++) {
+        if (*p == '"') {
+            const char *b = ++p;
+            while (*p && *p != '"')
+                p += *p == '\\' ? 2 : 1;
+            if (depth == 1 && p[1] == ':')
+                len += (size_t)snprintf(keys + len, cap - len, "`%.*s` ", (int)(p - b), b);
+            assert_true(len < cap);
+        } else if (*p == '{' || *p == '[') {
+            depth++;
+        } else if (*p == '}' || *p == ']') {
+            depth--;
+        }
+    }
+}
+
+/* The README's access-log table lists exactly the fields of a JSON line, every one present (a
+ * field is written as null, never left out). */
+static void test_access_log_fields_documented(void **state)
+{
+    (void)state;
+    static const uint16_t interim[] = {103};
+    struct access_record rec = {
+        .request_id = "id", .trace_id = "t", .client = "127.0.0.1:1", .method = "GET",
+        .method_len = 3, .host = "h", .host_len = 1, .target = "/", .target_len = 1,
+        .proto = LOG_PROTO_HTTP11, .status = 504, .upstream_status = 0,
+        .failure = FAIL_FIRST_BYTE_TIMEOUT, .phase = PHASE_FIRST_BYTE, .route = "r",
+        .upstream = "u", .origin = "o", .attempts = 1, .interim_codes = interim, .ninterim = 1,
+        .fault = "f", .user_agent = "ua", .user_agent_len = 2, .limit_ms = 1, .detail = "d",
+    };
+    timings_set(&rec.timings, TIMING_TOTAL, 1000);
+    char line[LOG_LINE_MAX + 1], keys[2048];
+    size_t n = log_format_access(&rec, LOG_FORMAT_JSON, line, LOG_LINE_MAX);
+    assert_true(n > 0);
+    line[n] = '\0';
+    json_keys(line, keys, sizeof(keys));
+    char *readme = slurp(README);
+    char *r = span(readme, "## Access log", "## ");
+    problems = 0;
+    size_t fields = 0;
+    for (const char *p = keys; (p = strchr(p, '`')); p = strchr(p + 1, '`') + 1) {
+        char key[64];
+        snprintf(key, sizeof(key), "%.*s", (int)strcspn(p + 1, "`"), p + 1);
+        fields++;
+        if (!has_row(r, key))
+            problem("%s: the access-log field '%s' has no row in the table", README, key);
+    }
+    for (const char *l = r; *l; l = next_line(l)) {
+        if (strncmp(l, "| `", 3) != 0)
+            continue;
+        char *first = cell(l, 0);
+        for (const char *q = strchr(first, '`'); q; q = strchr(q + 1, '`')) {
+            char needle[72];
+            size_t len = strcspn(q + 1, "`");
+            snprintf(needle, sizeof(needle), "`%.*s` ", (int)len, q + 1);
+            if (!strstr(keys, needle))
+                problem("%s: the access-log table lists '%.*s', which a JSON line lacks", README,
+                        (int)len, q + 1);
+            q += len + 1;
+        }
+        free(first);
+    }
+    if (problems)
+        fail_msg("%zu access-log fields disagree with the README's table", problems);
+    assert_true(fields >= 20);
+    free(r);
+    free(readme);
+}
+
 /* The checks themselves: a key missing from a section is seen, one present is not flagged. */
 static void test_checks_can_fail(void **state)
 {
@@ -673,6 +877,20 @@ static void test_checks_can_fail(void **state)
     assert_int_equal(subcommands(src, names, 4, buf, sizeof(buf)), 2);
     assert_string_equal(names[0], "codes");
     assert_string_equal(names[1], "probe");
+    char v[32], keys[64];
+    value_at("`10s` (x)", VALUE_STOPS, v, sizeof(v));
+    assert_string_equal(v, "10s");
+    value_at("1ms\\(en168h; default 0 (off).", "\\" VALUE_STOPS, v, sizeof(v));
+    assert_string_equal(v, "1ms");
+    value_at("0.5 (off).", VALUE_STOPS, v, sizeof(v));
+    assert_string_equal(v, "0.5");
+    value_at("on.", VALUE_STOPS, v, sizeof(v));
+    assert_string_equal(v, "on");
+    assert_true(sample_of("portico_x_bucket", 16, "portico_x", "histogram"));
+    assert_false(sample_of("portico_x_bucket", 16, "portico_x", "counter"));
+    assert_false(sample_of("portico_xy", 10, "portico_x", "counter"));
+    json_keys("{\"a\":1,\"b\":{\"c\":\"\\\"\"},\"d\":[\"e\"]}", keys, sizeof(keys));
+    assert_string_equal(keys, "`a` `b` `d` ");
 }
 
 int main(void)
@@ -685,6 +903,8 @@ int main(void)
         cmocka_unit_test(test_every_subcommand_documented),
         cmocka_unit_test(test_every_metric_documented),
         cmocka_unit_test(test_ranges_and_defaults_documented),
+        cmocka_unit_test(test_metric_types_and_labels),
+        cmocka_unit_test(test_access_log_fields_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
