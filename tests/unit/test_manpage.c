@@ -858,6 +858,58 @@ static void test_access_log_fields_documented(void **state)
     free(readme);
 }
 
+
+/* The statuses the README's failure table and the man page's [errors] entries give each failure
+ * type, per profile, are failure.c's (and the README's Proxy-Status error its own). */
+static void test_failure_statuses_documented(void **state)
+{
+    (void)state;
+    char *man = slurp(MANPAGE), *readme = slurp(README);
+    char *m = span(man, ".SS \"[errors]\"", ".S"), *r = span(readme, "## Failures", "## ");
+    problems = 0;
+    for (int t = FAIL_NONE + 1; t < FAILURE_COUNT; t++) {
+        enum failure_type type = (enum failure_type)t;
+        char want[64];
+        snprintf(want, sizeof(want), "%d, %d, %d", failure_status(type, PROFILE_STANDARD, NULL),
+                 failure_status(type, PROFILE_CLOUDFLARE, NULL),
+                 failure_status(type, PROFILE_PROXY, NULL));
+        char *entry = entry_of(m, failure_name(type));
+        assert_non_null(entry); /* test_every_failure_type_documented says which */
+        if (strncmp(entry, want, strlen(want)) != 0 || entry[strlen(want)] != ':')
+            problem("%s: [errors] %s says '%.*s', failure.c gives %s", MANPAGE, failure_name(type),
+                    (int)strcspn(entry, ":\n"), entry, want);
+        free(entry);
+        char *row = row_of(r, failure_name(type));
+        if (!row) /* internal_error is Portico's own, not an upstream failure: no row */
+            continue;
+        char got[64] = "", *cells[4];
+        for (int c = 0; c < 4; c++)
+            cells[c] = cell(row, 2 + c);
+        for (int c = 0; c < 3; c++) {
+            char v[16];
+            value_at(cells[c], VALUE_STOPS, v, sizeof(v));
+            snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", c ? ", " : "", v);
+        }
+        if (strcmp(got, want) != 0)
+            problem("%s: failure table row %s says %s, failure.c gives %s", README,
+                    failure_name(type), got, want);
+        char ps[64];
+        value_at(cells[3], VALUE_STOPS, ps, sizeof(ps));
+        if (strcmp(ps, failure_proxy_status(type)) != 0)
+            problem("%s: failure table row %s says Proxy-Status %s, failure.c gives %s", README,
+                    failure_name(type), ps, failure_proxy_status(type));
+        for (int c = 0; c < 4; c++)
+            free(cells[c]);
+        free(row);
+    }
+    if (problems)
+        fail_msg("%zu failure statuses disagree with failure.c", problems);
+    free(m);
+    free(r);
+    free(man);
+    free(readme);
+}
+
 /* The checks themselves: a key missing from a section is seen, one present is not flagged. */
 static void test_checks_can_fail(void **state)
 {
@@ -905,6 +957,7 @@ int main(void)
         cmocka_unit_test(test_ranges_and_defaults_documented),
         cmocka_unit_test(test_metric_types_and_labels),
         cmocka_unit_test(test_access_log_fields_documented),
+        cmocka_unit_test(test_failure_statuses_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
