@@ -10,7 +10,8 @@
  * Beyond names, the values: every range and default the man page states, and those of the
  * README's key tables, are what the parser takes and what a file without the key gets; each
  * metric of the README's table has the type and labels the exposition gives it, and names a
- * family that exists; the access-log table lists exactly the fields of a JSON line.
+ * family that exists; the access-log table lists exactly the fields of a JSON line; the
+ * statuses of each failure type per profile, in both documents, are failure.c's.
  *
  * Paths are relative to the repository root, the directory the tests run from.
  */
