@@ -63,7 +63,7 @@ static void usage(FILE *out)
             "       portico --version        print the version\n"
             "       portico --help           this text\n"
             "\n"
-            "FILE defaults to conf/portico.ini. See README.md for the configuration keys.\n");
+            "FILE defaults to conf/portico.ini. The configuration keys: portico(8), README.md.\n");
 }
 
 /* The configuration and its runtime state; NULL (cfg freed) when either cannot be set up. */

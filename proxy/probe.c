@@ -30,6 +30,7 @@
 #include "portico/loop.h"
 #include "portico/metrics.h"
 #include "portico/recent.h"
+#include "portico/request.h"
 #include "portico/route.h"
 #include "portico/sim.h"
 #include "portico/status.h"
@@ -597,7 +598,8 @@ static void loop_down(struct loop *l)
 }
 
 /* Runs the exchange for o's URL through l; fills p. 0, -1 (out of memory), or -2 when Portico
- * would refuse the request itself (a path over the configuration's limits): bad usage. */
+ * would refuse the request itself (a path over the configuration's limits, dot segments): bad
+ * usage. */
 static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_ds *p)
 {
     static const struct peer peer = {.conn_id = 1, .ip = "127.0.0.1"};
@@ -613,9 +615,20 @@ static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_
         fprintf(stderr, "portico probe: the request for %s is too long\n", u->path);
         return -2;
     }
+    /* What a client's request meets before routing: the parser, then the target's own checks
+     * (dot segments, however spelled), which the exchange would answer with its refusal. */
+    struct req_target target;
+    const char *why = NULL;
+    int refused = 0;
     if (h1_parse_request(head, (size_t)n, &lim, &req, &err) != n) {
-        fprintf(stderr, "portico probe: Portico would refuse this request: %d %s (%s)\n",
-                err.status, status_phrase(err.status), err.reason);
+        refused = err.status;
+        why = err.reason;
+    } else {
+        refused = request_target(&req, &target, &why);
+    }
+    if (refused) {
+        fprintf(stderr, "portico probe: Portico would refuse this request: %d %s (%s)\n", refused,
+                status_phrase(refused), why);
         return -2;
     }
     struct downstream ds = {.ops = &probe_ops, .ctx = p, .peer = &peer, .proto = PROTO_HTTP11};

@@ -266,6 +266,9 @@ static void test_version_and_help(void **state)
     assert_true(tu_contains(res.out, "-t"));
     assert_true(tu_contains(res.out, "-c FILE"));
     assert_true(tu_contains(res.out, "--version"));
+    /* an installed binary has its keys in the man page; README.md is in the source tree (or
+     * under /usr/share/doc) */
+    assert_true(tu_contains(res.out, "portico(8)"));
     tu_cmd_result_free(&res);
 
     /* an unknown option: usage on stderr and a non-zero exit */

@@ -352,6 +352,19 @@ static void test_usage(void **state)
         fail_msg("URL over max_request_line: exit %d, stdout \"%s\", stderr \"%s\"", rc, res.out,
                  res.err);
     tu_cmd_result_free(&res);
+    /* a path Portico refuses after parsing the head (dot segments, however spelled): bad usage
+     * with the reason too, as the README says (it was exit 1, "failed: no answer in phase
+     * done", with no status) */
+    static const char *const dotted[] = {"http://a.test/x/../y", "http://a.test/x/%2e%2E/y",
+                                         "http://a.test/x/..;/y", "http://a.test/.."};
+    for (size_t i = 0; i < ARRAY_SIZE(dotted); i++) {
+        const char *dot[] = {"probe", "-c", harness_config_path(w.h), dotted[i], NULL};
+        rc = probe(dot, &res);
+        if (rc != 2 || !strstr(res.err, "400 Bad Request (dot segments") || res.out[0])
+            fail_msg("%s: exit %d, stdout \"%s\", stderr \"%s\"", dotted[i], rc, res.out,
+                     res.err);
+        tu_cmd_result_free(&res);
+    }
     const char *help[] = {"probe", "--help", NULL};
     assert_int_equal(probe(help, &res), 0);
     assert_non_null(strstr(res.out, "usage: portico probe"));

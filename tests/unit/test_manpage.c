@@ -7,6 +7,12 @@
  * metrics table every family proxy/metrics.c renders. A helper who adds a key, a command or a
  * metric without documenting it fails here.
  *
+ * Beyond names, the values: every range and default the man page states, and those of the
+ * README's key tables, are what the parser takes and what a file without the key gets; each
+ * metric of the README's table has the type and labels the exposition gives it, and names a
+ * family that exists; the access-log table lists exactly the fields of a JSON line; the
+ * statuses of each failure type per profile, in both documents, are failure.c's.
+ *
  * Paths are relative to the repository root, the directory the tests run from.
  */
 #include <setjmp.h>
@@ -23,7 +29,10 @@
 
 #include "../../proxy/config_int.h"
 #include "portico/failure.h"
+#include "portico/log.h"
 #include "portico/metrics.h"
+#include "portico/timing.h"
+#include "portico/util.h"
 
 #define MANPAGE "docs/portico.8"
 #define README "README.md"
@@ -297,6 +306,611 @@ static void test_every_metric_documented(void **state)
     metrics_free_all();
 }
 
+
+/* ---- values: ranges and defaults against the parser ---- */
+
+/* What an entry says a key holds, by the first word of its man page entry. */
+enum doc_kind { KIND_OTHER, KIND_DURATION, KIND_SIZE, KIND_NUMBER, KIND_BOOLEAN, KIND_ENUM };
+
+static const struct {
+    const char *word;
+    enum doc_kind kind;
+} kind_words[] = {
+    {"duration", KIND_DURATION}, {"size", KIND_SIZE}, {"number", KIND_NUMBER},
+    {"boolean", KIND_BOOLEAN},   {".BR ", KIND_ENUM}, /* "standard", "cloudflare" or "proxy" */
+};
+
+/* The text of key's entry in a man page section (after ".TP\n.B key\n", up to the next ".TP"
+ * or the end), malloc'd; NULL when there is none. */
+static char *entry_of(const char *section, const char *key)
+{
+    char needle[128];
+    snprintf(needle, sizeof(needle), ".TP\n.B %s\n", key);
+    const char *b = strstr(section, needle);
+    if (!b)
+        return NULL;
+    b += strlen(needle);
+    const char *e = strstr(b, ".TP\n");
+    size_t n = e ? (size_t)(e - b) : strlen(b);
+    char *s = malloc(n + 1);
+    assert_non_null(s);
+    memcpy(s, b, n);
+    s[n] = '\0';
+    return s;
+}
+
+static enum doc_kind kind_of(const char *entry, const struct cfg_key *k)
+{
+    for (size_t i = 0; i < sizeof(kind_words) / sizeof(kind_words[0]); i++)
+        if (strncmp(entry, kind_words[i].word, strlen(kind_words[i].word)) == 0)
+            return kind_words[i].kind == KIND_ENUM && !k->names ? KIND_OTHER : kind_words[i].kind;
+    return KIND_OTHER;
+}
+
+/* Parses s as the parser would a value of that kind: durations in ms, sizes in bytes, an enum
+ * as the index of its name. */
+static bool parse_kind(enum doc_kind kind, const struct cfg_key *k, const char *s, uint64_t *v)
+{
+    bool b;
+    switch (kind) {
+    case KIND_DURATION:
+        return parse_duration_ms(s, v) == 0;
+    case KIND_SIZE:
+        return parse_size(s, v) == 0;
+    case KIND_NUMBER:
+        return parse_uint(s, 0, UINT64_MAX, v) == 0;
+    case KIND_BOOLEAN:
+        if (parse_bool(s, &b) != 0)
+            return false;
+        *v = b;
+        return true;
+    case KIND_ENUM:
+        for (size_t i = 0; i < k->nnames; i++)
+            if (strcmp(s, k->names[i]) == 0) {
+                *v = i;
+                return true;
+            }
+        return false;
+    case KIND_OTHER:
+        break;
+    }
+    return false;
+}
+
+/* Copies the value that starts s (after blanks and backticks) into out: up to a blank, a
+ * backtick, one of ";(,)\n", or a dot that ends a sentence. "`10s` (x)" and "10s." give
+ * "10s"; "1ms\(en168h" with stop "\\" gives "1ms". */
+static void value_at(const char *s, const char *stops, char *out, size_t cap)
+{
+    while (*s == ' ' || *s == '`')
+        s++;
+    size_t n = 0;
+    for (; s[n] && !strchr(stops, s[n]); n++)
+        if (s[n] == '.' && (s[n + 1] == '\0' || s[n + 1] == ' ' || s[n + 1] == '\n'))
+            break;
+    snprintf(out, cap, "%.*s", (int)n, s);
+}
+
+#define VALUE_STOPS " `;(,)\n"
+
+/* A section's smallest valid file, with "key = value" in it when key is not NULL; NULL when
+ * the loader refuses it. */
+static struct config *load_with(enum cfg_section sec, const char *key, const char *value)
+{
+    static const char *const head[] = {
+        [CFG_SEC_PROXY] = "[proxy]\n",
+        [CFG_SEC_UPSTREAM] = "[upstream app]\norigin = sim\n",
+        [CFG_SEC_ROUTE] = "[upstream app]\norigin = sim\n[route r]\nupstream = app\n",
+        [CFG_SEC_FAULTS] = "[faults]\n",
+    };
+    static const char *const tail[] = {
+        [CFG_SEC_PROXY] = "[upstream app]\norigin = sim\n",
+        [CFG_SEC_FAULTS] = "[upstream app]\norigin = sim\n",
+    };
+    char text[512];
+    snprintf(text, sizeof(text), "%s%s%s%s%s%s", head[sec], key ? key : "", key ? " = " : "",
+             key ? value : "", key ? "\n" : "", tail[sec] ? tail[sec] : "");
+    int n = -1;
+    struct config *cfg = cfg_load_string(text, "doc.ini", "/tmp", NULL, &n);
+    if (cfg && n != 0) {
+        cfg_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+/* Where k's field lies in cfg: the proxy's, the first upstream's or route's, the faults'. */
+static const unsigned char *field_of(const struct config *cfg, enum cfg_section sec,
+                                     const struct cfg_key *k)
+{
+    switch (sec) {
+    case CFG_SEC_UPSTREAM:
+        return (const unsigned char *)&cfg->upstreams[0] + k->offset;
+    case CFG_SEC_ROUTE:
+        return (const unsigned char *)&cfg->routes[0] + k->offset;
+    case CFG_SEC_FAULTS:
+        return (const unsigned char *)&cfg->faults + k->offset;
+    default:
+        return (const unsigned char *)cfg + k->offset;
+    }
+}
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "same_default reads a number's low bytes first");
+
+/* Whether a file without k and one with "k = value" hold the same in k's field. The width
+ * follows the kind: setters store durations and sizes as uint64_t, enums as int, booleans as
+ * bool; a number is an int or a uint64_t, whose low 4 bytes come first (documented defaults
+ * are far below 2^32). 1: same, 0: differ, -1: the file with it was refused. */
+static int same_default(enum cfg_section sec, const struct cfg_key *k, enum doc_kind kind,
+                        const char *value)
+{
+    static const size_t width[] = {
+        [KIND_DURATION] = sizeof(uint64_t), [KIND_SIZE] = sizeof(uint64_t),
+        [KIND_NUMBER] = sizeof(int),        [KIND_BOOLEAN] = sizeof(bool),
+        [KIND_ENUM] = sizeof(int),
+    };
+    struct config *without = load_with(sec, NULL, NULL), *with = load_with(sec, k->name, value);
+    assert_non_null(without);
+    if (!with) {
+        cfg_free(without);
+        return -1;
+    }
+    int same = memcmp(field_of(without, sec, k), field_of(with, sec, k), width[kind]) == 0;
+    cfg_free(without);
+    cfg_free(with);
+    return same;
+}
+
+/* The line of section's table row for key (its first column names it), malloc'd, or NULL. */
+static char *row_of(const char *section, const char *key)
+{
+    char needle[128];
+    snprintf(needle, sizeof(needle), "`%s`", key);
+    for (const char *p = strstr(section, needle); p; p = strstr(p + 1, needle)) {
+        const char *line = p;
+        while (line > section && line[-1] != '\n')
+            line--;
+        const char *first_bar = strchr(line + 1, '|');
+        if (line[0] != '|' || !first_bar || p > first_bar)
+            continue;
+        size_t n = strcspn(line, "\n");
+        char *s = malloc(n + 1);
+        assert_non_null(s);
+        memcpy(s, line, n);
+        s[n] = '\0';
+        return s;
+    }
+    return NULL;
+}
+
+/* The n-th cell of a table row ("| a | b |": 0 is a), malloc'd; the last one for a large n. */
+static char *cell(const char *row, int n)
+{
+    const char *b = strchr(row, '|') + 1;
+    for (int i = 0; i < n; i++) {
+        const char *next = strchr(b, '|');
+        if (!next || !strchr(next + 1, '|'))
+            break;
+        b = next + 1;
+    }
+    size_t len = strcspn(b, "|");
+    char *s = malloc(len + 1);
+    assert_non_null(s);
+    memcpy(s, b, len);
+    s[len] = '\0';
+    return s;
+}
+
+/* The first "(MIN-MAX" of text whose bounds parse as kind, followed by ')', ';' or ','. */
+static bool readme_range(const char *text, enum doc_kind kind, const struct cfg_key *k,
+                         uint64_t *min, uint64_t *max)
+{
+    for (const char *p = strchr(text, '('); p; p = strchr(p + 1, '(')) {
+        char lo[32], hi[32];
+        value_at(p + 1, "-" VALUE_STOPS, lo, sizeof(lo));
+        const char *dash = p + 1 + strlen(lo);
+        if (*dash != '-')
+            continue;
+        value_at(dash + 1, VALUE_STOPS, hi, sizeof(hi));
+        char end = dash[1 + strlen(hi)];
+        if ((end == ')' || end == ';' || end == ',') && parse_kind(kind, k, lo, min) &&
+            parse_kind(kind, k, hi, max))
+            return true;
+    }
+    return false;
+}
+
+/* Keys with bounds: the parser's rows for numbers, durations and sizes (seed takes any 64-bit
+ * number and says so in words). */
+static bool bounded(const struct cfg_key *k)
+{
+    return k->max != 0 && k->max != UINT64_MAX;
+}
+
+struct value_counts {
+    size_t ranges, defaults;
+};
+
+/* Every disagreement is printed before the test fails, so that one run lists them all. */
+static size_t problems;
+#define problem(...) (print_error(__VA_ARGS__), print_error("\n"), problems++)
+
+/* The man page entry of k: its range (a bounded key must state one) and its default. */
+static void check_man_values(enum cfg_section sec, const struct cfg_key *k, const char *entry,
+                             struct value_counts *c)
+{
+    enum doc_kind kind = kind_of(entry, k);
+    const char *comma = strchr(entry, ',');
+    char lo[32] = "", hi[32] = "";
+    if (kind != KIND_OTHER && kind != KIND_BOOLEAN && kind != KIND_ENUM && comma &&
+        comma < strchr(entry, '\n')) {
+        value_at(comma + 1, "\\" VALUE_STOPS, lo, sizeof(lo));
+        const char *en = strstr(comma, "\\(en");
+        if (en && en < strchr(entry, '\n'))
+            value_at(en + 4, VALUE_STOPS, hi, sizeof(hi));
+    }
+    uint64_t min, max;
+    if (hi[0]) {
+        if (!parse_kind(kind, k, lo, &min) || !parse_kind(kind, k, hi, &max))
+            problem("%s: [%s] %s: range '%s-%s' does not parse", MANPAGE,
+                     cfg_section_name(sec), k->name, lo, hi);
+        if (min != k->min || max != k->max)
+            problem("%s: [%s] %s: range %s-%s, the parser takes %llu-%llu", MANPAGE,
+                     cfg_section_name(sec), k->name, lo, hi, (unsigned long long)k->min,
+                     (unsigned long long)k->max);
+        c->ranges++;
+    } else if (bounded(k)) {
+        problem("%s: [%s] %s: the entry states no range (\"duration, MIN\\(enMAX\"); the parser "
+                 "takes %llu-%llu", MANPAGE, cfg_section_name(sec), k->name,
+                 (unsigned long long)k->min, (unsigned long long)k->max);
+    }
+    const char *d = strstr(entry, "default ");
+    char value[64];
+    uint64_t v;
+    if (!d || kind == KIND_OTHER || k->repeatable)
+        return;
+    value_at(d + strlen("default "), VALUE_STOPS, value, sizeof(value));
+    if (!parse_kind(kind, k, value, &v)) /* words: "the number of cores", "from [proxy]" */
+        return;
+    int same = same_default(sec, k, kind, value);
+    if (same != 1)
+        problem("%s: [%s] %s: default %s %s", MANPAGE, cfg_section_name(sec), k->name, value,
+                 same < 0 ? "is refused by the parser" : "is not what a file without it gets");
+    c->defaults++;
+}
+
+/* The README row of k: its range when it states one ("(MIN-MAX)", or "at most MAX" for a
+ * number) and its default (the second column). */
+static void check_readme_values(enum cfg_section sec, const struct cfg_key *k, enum doc_kind kind,
+                                const char *row, struct value_counts *c)
+{
+    char *def = cell(row, 1), *meaning = cell(row, 99);
+    uint64_t min, max, v;
+    if (bounded(k) && readme_range(meaning, kind, k, &min, &max)) {
+        if (min != k->min || max != k->max)
+            problem("%s: [%s] %s: range %llu-%llu, the parser takes %llu-%llu", README,
+                     cfg_section_name(sec), k->name, (unsigned long long)min,
+                     (unsigned long long)max, (unsigned long long)k->min,
+                     (unsigned long long)k->max);
+        c->ranges++;
+    } else if (bounded(k) && kind == KIND_NUMBER && strstr(meaning, "at most ")) {
+        char n[32];
+        value_at(strstr(meaning, "at most ") + strlen("at most "), VALUE_STOPS, n, sizeof(n));
+        if (!parse_kind(kind, k, n, &max) || max != k->max)
+            problem("%s: [%s] %s: at most %s, the parser takes up to %llu", README,
+                     cfg_section_name(sec), k->name, n, (unsigned long long)k->max);
+        c->ranges++;
+    }
+    char value[64];
+    value_at(def, VALUE_STOPS, value, sizeof(value));
+    if (kind != KIND_OTHER && !k->repeatable && parse_kind(kind, k, value, &v)) {
+        int same = same_default(sec, k, kind, value);
+        if (same != 1)
+            problem("%s: [%s] %s: default %s %s", README, cfg_section_name(sec), k->name, value,
+                     same < 0 ? "is refused by the parser" : "is not what a file without it gets");
+        c->defaults++;
+    }
+    free(def);
+    free(meaning);
+}
+
+/* [proxy], [upstream], [route] and [faults]: the rule keys of [fault] have no ranges or
+ * defaults of the kind (fault.c parses them). */
+static void test_ranges_and_defaults_documented(void **state)
+{
+    (void)state;
+    char *man = slurp(MANPAGE), *readme = slurp(README);
+    struct value_counts man_counts = {0, 0}, readme_counts = {0, 0};
+    problems = 0;
+    for (size_t s = 0; s < sizeof(sections) / sizeof(sections[0]); s++) {
+        const struct section_row *row = &sections[s];
+        if (row->sec == CFG_SEC_FAULT)
+            continue;
+        char *m = span(man, row->man, ".S"), *r = span(readme, row->readme, "#");
+        size_t n;
+        const struct cfg_key *keys = cfg_keys(row->sec, &n);
+        for (size_t i = 0; i < n; i++) {
+            char *entry = entry_of(m, keys[i].name), *line = row_of(r, keys[i].name);
+            assert_non_null(entry); /* test_every_key_documented says which */
+            assert_non_null(line);
+            check_man_values(row->sec, &keys[i], entry, &man_counts);
+            check_readme_values(row->sec, &keys[i], kind_of(entry, &keys[i]), line,
+                                &readme_counts);
+            free(entry);
+            free(line);
+        }
+        free(m);
+        free(r);
+    }
+    print_message("checked: man page %zu ranges, %zu defaults; README %zu ranges, %zu defaults\n",
+                  man_counts.ranges, man_counts.defaults, readme_counts.ranges,
+                  readme_counts.defaults);
+    if (problems)
+        fail_msg("%zu ranges or defaults disagree with the parser", problems);
+    /* the parse of the documents still finds what it checks (figures of December 2026) */
+    assert_true(man_counts.ranges >= 30 && man_counts.defaults >= 40);
+    assert_true(readme_counts.ranges >= 15 && readme_counts.defaults >= 30);
+    free(man);
+    free(readme);
+}
+
+
+/* ---- metrics: types and labels; access log: fields ---- */
+
+/* The start of the line after line (its NUL when line is the last). */
+static const char *next_line(const char *line)
+{
+    line += strcspn(line, "\n");
+    return *line ? line + 1 : line;
+}
+
+/* The family a sample line belongs to: name, or name_bucket, _sum, _count of a histogram. */
+static bool sample_of(const char *sample, size_t len, const char *family, const char *type)
+{
+    static const char *const hist[] = {"_bucket", "_sum", "_count"};
+    size_t f = strlen(family);
+    if (len == f)
+        return strncmp(sample, family, f) == 0;
+    if (strcmp(type, "histogram") != 0 || len < f || strncmp(sample, family, f) != 0)
+        return false;
+    for (size_t i = 0; i < sizeof(hist) / sizeof(hist[0]); i++)
+        if (len - f == strlen(hist[i]) && strncmp(sample + f, hist[i], len - f) == 0)
+            return true;
+    return false;
+}
+
+/* Checks one family against the README's cells: type, and labels both ways (le aside). Returns
+ * how many sample lines it has. */
+static size_t check_family(const char *text, const char *family, const char *type,
+                           const char *labels_cell)
+{
+    size_t samples = 0;
+    for (const char *line = text; *line; line = next_line(line)) {
+        size_t name_len = strcspn(line, "{ \n");
+        if (line[0] == '#' || !sample_of(line, name_len, family, type))
+            continue;
+        samples++;
+        const char *p = line + name_len, *end = line + strcspn(line, "\n");
+        if (*p == '{') {
+            for (p++; p < end && *p != '}';) {
+                char label[64];
+                size_t n = strcspn(p, "=");
+                snprintf(label, sizeof(label), "`%.*s`", (int)n, p);
+                if (strcmp(label, "`le`") != 0 && !strstr(labels_cell, label))
+                    problem("%s: metric '%s' has the label %s, which its row does not list",
+                            README, family, label);
+                p += n + 2; /* ="value" */
+                while (p < end && *p != '"')
+                    p += *p == '\\' ? 2 : 1;
+                p += p < end && p[1] == ',' ? 2 : 1;
+            }
+        }
+        for (const char *q = strchr(labels_cell, '`'); q; q = strchr(q + 1, '`')) {
+            size_t n = strcspn(q + 1, "`");
+            char needle[72];
+            snprintf(needle, sizeof(needle), "%.*s=\"", (int)n, q + 1);
+            if (!memmem(line, (size_t)(end - line), needle, strlen(needle)))
+                problem("%s: metric '%s' lacks the label %.*s its row lists", README, family,
+                        (int)n, q + 1);
+            q += n + 1;
+        }
+    }
+    return samples;
+}
+
+/* Each row of the README's metrics table names families the exposition has, with their type and
+ * labels. The shard below gives every labelled family a sample: a routed request with timings,
+ * a relayed 103, an injected fault, an origin's health. */
+static void test_metric_types_and_labels(void **state)
+{
+    (void)state;
+    static const char *const route[] = {"r"}, *const upstream[] = {"u"}, *const fault[] = {"f"};
+    const struct metrics_labels labels = {route, 1, upstream, 1, fault, 1};
+    struct metrics *m = metrics_shard_create(&labels);
+    assert_non_null(m);
+    struct timings t;
+    memset(&t, 0, sizeof(t));
+    timings_set(&t, TIMING_TOTAL, 1000);
+    const struct metrics_sample done = {0, 0, 200, FAIL_NONE, &t};
+    metrics_request_done(m, &done);
+    metrics_interim(m, 103, INTERIM_RELAYED);
+    metrics_fault(m, 0, FAULT_STATUS);
+    const struct metrics_origin origin = {"u", "127.0.0.1:1", true};
+    const struct metrics_scrape scrape = {&origin, 1, 0};
+    struct evbuffer *out = evbuffer_new();
+    assert_non_null(out);
+    assert_int_equal(metrics_render(out, &scrape), 0);
+    assert_int_equal(evbuffer_add(out, "", 1), 0);
+    const char *text = (const char *)evbuffer_pullup(out, -1);
+    char *readme = slurp(README);
+    char *r = span(readme, "## Metrics, `/status`", "### ");
+    problems = 0;
+    size_t rows = 0;
+    for (const char *line = r; *line; line = next_line(line)) {
+        if (strncmp(line, "| `portico_", 11) != 0)
+            continue;
+        char *row = cell(line, 0), *type = cell(line, 1), *lab = cell(line, 2);
+        char want[32];
+        value_at(type, VALUE_STOPS, want, sizeof(want));
+        for (const char *q = strstr(row, "`portico_"); q; q = strstr(q + 1, "`portico_")) {
+            char name[128], needle[160];
+            snprintf(name, sizeof(name), "%.*s", (int)strcspn(q + 1, "`"), q + 1);
+            snprintf(needle, sizeof(needle), "# TYPE %s ", name);
+            const char *decl = strstr(text, needle);
+            rows++;
+            if (!decl) {
+                problem("%s: the metrics table lists '%s', which /metrics does not have", README,
+                        name);
+                continue;
+            }
+            char got[32];
+            value_at(decl + strlen(needle), VALUE_STOPS, got, sizeof(got));
+            if (strcmp(got, want) != 0)
+                problem("%s: metric '%s' is a %s, its row says %s", README, name, got, want);
+            if (check_family(text, name, got, lab) == 0)
+                problem("metric '%s' has no sample to check its labels against", name);
+        }
+        free(row);
+        free(type);
+        free(lab);
+    }
+    if (problems)
+        fail_msg("%zu metrics disagree with the README's table", problems);
+    assert_true(rows >= METRIC_COUNT);
+    free(r);
+    free(readme);
+    evbuffer_free(out);
+    metrics_free_all();
+}
+
+/* The top-level keys of a JSON object line, each as "`key`" followed by a space, into keys. */
+static void json_keys(const char *s, char *keys, size_t cap)
+{
+    int depth = 0;
+    size_t len = 0;
+    keys[0] = '\0';
+    for (const char *p = s; *p; p++) {
+        if (*p == '"') {
+            const char *b = ++p;
+            while (*p && *p != '"')
+                p += *p == '\\' ? 2 : 1;
+            if (depth == 1 && p[1] == ':')
+                len += (size_t)snprintf(keys + len, cap - len, "`%.*s` ", (int)(p - b), b);
+            assert_true(len < cap);
+        } else if (*p == '{' || *p == '[') {
+            depth++;
+        } else if (*p == '}' || *p == ']') {
+            depth--;
+        }
+    }
+}
+
+/* The README's access-log table lists exactly the fields of a JSON line, every one present (a
+ * field is written as null, never left out). */
+static void test_access_log_fields_documented(void **state)
+{
+    (void)state;
+    static const uint16_t interim[] = {103};
+    struct access_record rec = {
+        .request_id = "id", .trace_id = "t", .client = "127.0.0.1:1", .method = "GET",
+        .method_len = 3, .host = "h", .host_len = 1, .target = "/", .target_len = 1,
+        .proto = LOG_PROTO_HTTP11, .status = 504, .upstream_status = 0,
+        .failure = FAIL_FIRST_BYTE_TIMEOUT, .phase = PHASE_FIRST_BYTE, .route = "r",
+        .upstream = "u", .origin = "o", .attempts = 1, .interim_codes = interim, .ninterim = 1,
+        .fault = "f", .user_agent = "ua", .user_agent_len = 2, .limit_ms = 1, .detail = "d",
+    };
+    timings_set(&rec.timings, TIMING_TOTAL, 1000);
+    char line[LOG_LINE_MAX + 1], keys[2048];
+    size_t n = log_format_access(&rec, LOG_FORMAT_JSON, line, LOG_LINE_MAX);
+    assert_true(n > 0);
+    line[n] = '\0';
+    json_keys(line, keys, sizeof(keys));
+    char *readme = slurp(README);
+    char *r = span(readme, "## Access log", "## ");
+    problems = 0;
+    size_t fields = 0;
+    for (const char *p = keys; (p = strchr(p, '`')); p = strchr(p + 1, '`') + 1) {
+        char key[64];
+        snprintf(key, sizeof(key), "%.*s", (int)strcspn(p + 1, "`"), p + 1);
+        fields++;
+        if (!has_row(r, key))
+            problem("%s: the access-log field '%s' has no row in the table", README, key);
+    }
+    for (const char *l = r; *l; l = next_line(l)) {
+        if (strncmp(l, "| `", 3) != 0)
+            continue;
+        char *first = cell(l, 0);
+        for (const char *q = strchr(first, '`'); q; q = strchr(q + 1, '`')) {
+            char needle[72];
+            size_t len = strcspn(q + 1, "`");
+            snprintf(needle, sizeof(needle), "`%.*s` ", (int)len, q + 1);
+            if (!strstr(keys, needle))
+                problem("%s: the access-log table lists '%.*s', which a JSON line lacks", README,
+                        (int)len, q + 1);
+            q += len + 1;
+        }
+        free(first);
+    }
+    if (problems)
+        fail_msg("%zu access-log fields disagree with the README's table", problems);
+    assert_true(fields >= 20);
+    free(r);
+    free(readme);
+}
+
+
+/* The statuses the README's failure table and the man page's [errors] entries give each failure
+ * type, per profile, are failure.c's (and the README's Proxy-Status error its own). */
+static void test_failure_statuses_documented(void **state)
+{
+    (void)state;
+    char *man = slurp(MANPAGE), *readme = slurp(README);
+    char *m = span(man, ".SS \"[errors]\"", ".S"), *r = span(readme, "## Failures", "## ");
+    problems = 0;
+    for (int t = FAIL_NONE + 1; t < FAILURE_COUNT; t++) {
+        enum failure_type type = (enum failure_type)t;
+        char want[64];
+        snprintf(want, sizeof(want), "%d, %d, %d", failure_status(type, PROFILE_STANDARD, NULL),
+                 failure_status(type, PROFILE_CLOUDFLARE, NULL),
+                 failure_status(type, PROFILE_PROXY, NULL));
+        char *entry = entry_of(m, failure_name(type));
+        assert_non_null(entry); /* test_every_failure_type_documented says which */
+        if (strncmp(entry, want, strlen(want)) != 0 || entry[strlen(want)] != ':')
+            problem("%s: [errors] %s says '%.*s', failure.c gives %s", MANPAGE, failure_name(type),
+                    (int)strcspn(entry, ":\n"), entry, want);
+        free(entry);
+        char *row = row_of(r, failure_name(type));
+        if (!row) /* internal_error is Portico's own, not an upstream failure: no row */
+            continue;
+        char got[64] = "", *cells[4];
+        for (int c = 0; c < 4; c++)
+            cells[c] = cell(row, 2 + c);
+        for (int c = 0; c < 3; c++) {
+            char v[16];
+            value_at(cells[c], VALUE_STOPS, v, sizeof(v));
+            snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", c ? ", " : "", v);
+        }
+        if (strcmp(got, want) != 0)
+            problem("%s: failure table row %s says %s, failure.c gives %s", README,
+                    failure_name(type), got, want);
+        char ps[64];
+        value_at(cells[3], VALUE_STOPS, ps, sizeof(ps));
+        if (strcmp(ps, failure_proxy_status(type)) != 0)
+            problem("%s: failure table row %s says Proxy-Status %s, failure.c gives %s", README,
+                    failure_name(type), ps, failure_proxy_status(type));
+        for (int c = 0; c < 4; c++)
+            free(cells[c]);
+        free(row);
+    }
+    if (problems)
+        fail_msg("%zu failure statuses disagree with failure.c", problems);
+    free(m);
+    free(r);
+    free(man);
+    free(readme);
+}
+
 /* The checks themselves: a key missing from a section is seen, one present is not flagged. */
 static void test_checks_can_fail(void **state)
 {
@@ -316,6 +930,20 @@ static void test_checks_can_fail(void **state)
     assert_int_equal(subcommands(src, names, 4, buf, sizeof(buf)), 2);
     assert_string_equal(names[0], "codes");
     assert_string_equal(names[1], "probe");
+    char v[32], keys[64];
+    value_at("`10s` (x)", VALUE_STOPS, v, sizeof(v));
+    assert_string_equal(v, "10s");
+    value_at("1ms\\(en168h; default 0 (off).", "\\" VALUE_STOPS, v, sizeof(v));
+    assert_string_equal(v, "1ms");
+    value_at("0.5 (off).", VALUE_STOPS, v, sizeof(v));
+    assert_string_equal(v, "0.5");
+    value_at("on.", VALUE_STOPS, v, sizeof(v));
+    assert_string_equal(v, "on");
+    assert_true(sample_of("portico_x_bucket", 16, "portico_x", "histogram"));
+    assert_false(sample_of("portico_x_bucket", 16, "portico_x", "counter"));
+    assert_false(sample_of("portico_xy", 10, "portico_x", "counter"));
+    json_keys("{\"a\":1,\"b\":{\"c\":\"\\\"\"},\"d\":[\"e\"]}", keys, sizeof(keys));
+    assert_string_equal(keys, "`a` `b` `d` ");
 }
 
 int main(void)
@@ -327,6 +955,10 @@ int main(void)
         cmocka_unit_test(test_every_signal_documented),
         cmocka_unit_test(test_every_subcommand_documented),
         cmocka_unit_test(test_every_metric_documented),
+        cmocka_unit_test(test_ranges_and_defaults_documented),
+        cmocka_unit_test(test_metric_types_and_labels),
+        cmocka_unit_test(test_access_log_fields_documented),
+        cmocka_unit_test(test_failure_statuses_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
