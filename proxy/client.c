@@ -478,8 +478,9 @@ static struct evbuffer *ds_request_input(void *ctx)
     return c->sock.in;
 }
 
-static void ds_request_taken(void *ctx)
+static void ds_request_taken(void *ctx, size_t queued)
 {
+    (void)queued; /* the client's socket is the bound: READ_HIGH */
     struct client *c = ctx;
     sock_consumed(&c->sock);
 }

@@ -111,6 +111,7 @@ struct exchange {
                                           success: parsed again once a new line ends */
     bool upstream_paused;              /* origin reads stopped: the client's output is full */
     bool req_splice;                   /* the request body goes socket to socket (sock_splice) */
+    size_t req_queued;                 /* the origin's output, as last told to request_taken */
     bool resp_splice;                  /* so does the response body, all but its last byte */
     struct deadline phase_timer;
     struct deadline total_timer;

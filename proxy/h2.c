@@ -20,9 +20,12 @@
  * with evbuffer_remove_buffer (no copy). Frames are made only while the socket output holds
  * less than OUT_HIGH; pending() counts the stream's buffer and the shared output, so origins
  * pause while either is full. Request: DATA is copied into the stream's `req_in` (nghttp2 owns
- * its input); the connection window is opened at once, the stream window only as the exchange
- * takes the bytes for the origin, so a stream holds at most STREAM_WINDOW bytes and a slow
- * origin stalls its stream, never the others.
+ * its input); the connection window is opened at once, the stream window only as the bytes
+ * are written to the origin (request_taken says what still waits in the origin's output), and
+ * no further than the stream's share of CONN_REQ_HELD_MAX (h2_stream_grant: our own
+ * WINDOW_UPDATEs, nghttp2's automatic ones are off). So a connection holds a bounded amount
+ * of request bodies whatever its number of streams, and a slow origin stalls its stream,
+ * never the others: each may always hold STREAM_REQ_MIN.
  *
  * FLOODS. Debian 12's libnghttp2 (1.52 with backports) limits CONTINUATION frames, pending
  * acknowledgements and RST_STREAM rates (its own bucket: 1000, then 33/s), and has no counter of
@@ -48,7 +51,6 @@
 #include "portico/sock.h"
 #include "portico/util.h"
 
-#define STREAM_WINDOW (128 * 1024)     /* request body bytes a stream may send ahead */
 #define CONN_WINDOW (1024 * 1024)      /* opened at once as DATA arrives: streams limit it */
 #define OUT_HIGH (256 * 1024)          /* frames are made while the socket output is below */
 #define RESUME_BELOW (64 * 1024)       /* a paused exchange is told once its stream is below */
@@ -255,9 +257,16 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             h2_stream_eof(s);
         break;
     case NGHTTP2_SETTINGS:
-        if (frame->hd.flags & NGHTTP2_FLAG_ACK)
+        if (frame->hd.flags & NGHTTP2_FLAG_ACK) {
             h->settings_acked = true;
-        else
+            /* Streams begun under the default window (65,535) now have STREAM_REQ_MIN less
+             * their DATA: below 0 for one that sent more, and no byte of it may leave to
+             * bring us back. Their grants are made again. */
+            struct h2_stream *t;
+            TAILQ_FOREACH(t, &h->streams, link)
+                if (t->ex && !t->req_eof)
+                    h2_stream_grant(t);
+        } else
             h2_charge(h, FLOOD_CONTROL);
         break;
     case NGHTTP2_PING:
@@ -406,6 +415,11 @@ out:
 size_t h2_stream_share(const struct h2_conn *h)
 {
     return MAX(STREAM_HELD_MIN, CONN_HELD_MAX / MAX(h->nstreams, 1));
+}
+
+size_t h2_stream_req_share(const struct h2_conn *h)
+{
+    return MAX(STREAM_REQ_MIN, MIN(STREAM_REQ_MAX, CONN_REQ_HELD_MAX / MAX(h->nstreams, 1)));
 }
 
 /* Tells paused exchanges that their stream drained, and notes streams whose data waits behind
@@ -690,7 +704,7 @@ struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
          (uint32_t)MIN(h->cfg->http2_max_concurrent_streams, UINT32_MAX)},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_REQ_MIN},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)MIN(h->cfg->max_header_size, UINT32_MAX)},
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
     };

@@ -65,7 +65,10 @@ struct h2_stream {
     struct exchange *ex;               /* while ST_EXCHANGE: ends itself, calls done() */
     uint64_t t0;                       /* µs: the HEADERS frame began */
     struct evbuffer *req_in;           /* request body from DATA, for the exchange */
-    size_t req_counted;                /* bytes of req_in not yet given back to the window */
+    size_t req_counted;                /* request bytes not yet given back to the window: in
+                                          req_in or in the output to the origin */
+    size_t req_grant;                  /* its part of CONN_REQ_HELD_MAX: req_counted plus the
+                                          window the client still has, as of the last grant */
     bool req_eof;                      /* END_STREAM received */
     uint64_t body_timeout_us;          /* client_body_timeout while the exchange waits */
     uint64_t data_at;                  /* µs: the last DATA, the origin took all of req_in, or
@@ -98,7 +101,9 @@ struct h2_conn {
     struct h2_owner owner;
     nghttp2_session *session;
     struct h2_stream_list streams;
-    size_t nstreams;                   /* in `streams`: they share CONN_HELD_MAX */
+    size_t nstreams;                   /* in `streams`: they share CONN_HELD_MAX and
+                                          CONN_REQ_HELD_MAX */
+    size_t req_granted;                /* the sum of the streams' req_grant */
     struct event later;                /* deferred flush and end, from the loop */
     struct event timer;                /* the earliest connection deadline */
     int depth;                         /* inside one of our callbacks: flush at its end */
@@ -123,10 +128,27 @@ struct h2_conn {
 #define CONN_HELD_MAX (4 * 1024 * 1024)
 #define STREAM_HELD_MIN (16 * 1024)
 
+/* Request body bytes one connection holds for all its streams (received from the client, not
+ * yet written to their origins), bounded by the streams' flow-control windows: a stream's
+ * window is given back only as its bytes leave for its origin, and opened only as far as its
+ * share of CONN_REQ_HELD_MAX allows (what it holds plus what the client may still send), so
+ * 100 uploads to origins that read nothing hold about 4 MiB, not 100 times a stream's window.
+ * A share is at least STREAM_REQ_MIN, the window every stream starts with
+ * (SETTINGS_INITIAL_WINDOW_SIZE): a stream whose origin reads always goes on, whatever the
+ * others hold. */
+#define CONN_REQ_HELD_MAX (4 * 1024 * 1024)
+#define STREAM_REQ_MIN (16 * 1024)
+/* A stream alone gets no more: the uploads that come after it find room (a single upload was
+ * as fast with 256 KiB as with 4 MiB, ~600-750 MiB/s on loopback). */
+#define STREAM_REQ_MAX (1024 * 1024)
+
 /* ---- h2.c ---- */
 
 /* How many response bytes each stream may hold now: its share of CONN_HELD_MAX. */
 size_t h2_stream_share(const struct h2_conn *h);
+
+/* How many request bytes each stream may hold now: its share of CONN_REQ_HELD_MAX. */
+size_t h2_stream_req_share(const struct h2_conn *h);
 
 /* Asks for a flush: at the end of our callback, or from the loop when an exchange's own event
  * called us. */
@@ -149,6 +171,10 @@ void h2_stream_free(struct h2_stream *s, const char *why);
 
 /* The request's header block is complete: translate, check, start its exchange. */
 void h2_stream_start(struct h2_stream *s, bool end_stream);
+
+/* Opens the stream's window as far as its share of CONN_REQ_HELD_MAX allows, once what it
+ * holds went down enough to be worth a WINDOW_UPDATE, and counts its grant. */
+void h2_stream_grant(struct h2_stream *s);
 
 /* END_STREAM from the client: the request body is complete. */
 void h2_stream_eof(struct h2_stream *s);

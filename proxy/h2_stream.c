@@ -61,6 +61,13 @@ struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
     return s;
 }
 
+/* Takes the stream's grant out of the connection's sum. */
+static void release_grant(struct h2_stream *s)
+{
+    s->conn->req_granted -= s->req_grant;
+    s->req_grant = 0;
+}
+
 void h2_stream_free(struct h2_stream *s, const char *why)
 {
     struct h2_conn *h = s->conn;
@@ -72,6 +79,7 @@ void h2_stream_free(struct h2_stream *s, const char *why)
         exchange_cancel(ex, s->malformed ? HTTP_BAD_REQUEST : HTTP_CLIENT_CLOSED_REQUEST, why);
     }
     event_del(&s->body_timer);
+    release_grant(s);
     evbuffer_free(s->req_in);
     evbuffer_free(s->body);
     h2_request_free(&s->req);
@@ -221,17 +229,42 @@ static struct evbuffer *ds_request_input(void *ctx)
     return s->req_in;
 }
 
-/* Gives the bytes the exchange took from req_in back to the stream's window. */
-static void ds_request_taken(void *ctx)
+void h2_stream_grant(struct h2_stream *s)
+{
+    struct h2_conn *h = s->conn;
+    if (!nghttp2_session_find_stream(h->session, s->id))
+        return; /* nghttp2 closed it */
+    /* What the client may still send: below 0 when the stream began under the default window
+     * (65,535) and our SETTINGS took it down to STREAM_REQ_MIN (nghttp2's
+     * get_stream_local_window_size says 0 then, and a WINDOW_UPDATE that size reopens nothing). */
+    int64_t window = (int64_t)nghttp2_session_get_stream_effective_local_window_size(h->session,
+                                                                                     s->id) -
+                     nghttp2_session_get_stream_effective_recv_data_length(h->session, s->id);
+    int64_t has = (int64_t)s->req_counted + window;
+    size_t others = h->req_granted - s->req_grant;
+    size_t room = others < CONN_REQ_HELD_MAX ? CONN_REQ_HELD_MAX - others : 0;
+    int64_t want = (int64_t)MAX(STREAM_REQ_MIN, MIN(h2_stream_req_share(h), room));
+    /* Half a share at a time, as nghttp2 would: not a WINDOW_UPDATE per DATA frame. */
+    if (has <= want / 2) {
+        nghttp2_submit_window_update(h->session, NGHTTP2_FLAG_NONE, s->id, (int32_t)(want - has));
+        has = want;
+        h2_want_flush(h);
+    }
+    s->req_grant = (size_t)MAX(has, (int64_t)s->req_counted);
+    h->req_granted = others + s->req_grant;
+}
+
+/* The bytes that left req_in and then the origin's output (written to its socket) go back to
+ * the stream's window, within its share. */
+static void ds_request_taken(void *ctx, size_t queued)
 {
     struct h2_stream *s = ctx;
-    size_t left = evbuffer_get_length(s->req_in);
-    if (left == 0)
-        s->data_at = now_us(); /* all taken: the client's silence counts from here */
-    if (left < s->req_counted) {
-        nghttp2_session_consume_stream(s->conn->session, s->id, s->req_counted - left);
-        s->req_counted = left;
-        h2_want_flush(s->conn);
+    size_t held = MIN(s->req_counted, evbuffer_get_length(s->req_in) + queued);
+    if (held == 0)
+        s->data_at = now_us(); /* all written: the client's silence counts from here */
+    if (held < s->req_counted) {
+        s->req_counted = held;
+        h2_stream_grant(s);
     }
 }
 
@@ -258,6 +291,10 @@ static void ds_done(void *ctx, enum exchange_end end)
     s->ex = NULL;
     s->state = ST_ANSWERED;
     event_del(&s->body_timer);
+    /* Nobody takes the rest of the body: it is not held any more (on_data_chunk lets what
+     * still comes through the window). */
+    evbuffer_drain(s->req_in, SIZE_MAX);
+    release_grant(s);
     if (end == END_DROP || end == END_RESET) {
         /* A fault drops or resets the response: the client must see this stream fail, and
          * only this one (the connection carries other streams). */
@@ -456,7 +493,7 @@ static void body_timer_cb(evutil_socket_t fd, short what, void *arg)
     /* Bytes the origin has not taken yet hold the client back with our window, as an
      * HTTP/1.1 client's unread socket does: its silence is not its own (send_timeout is the
      * origin's limit). */
-    if (evbuffer_get_length(s->req_in) > 0)
+    if (s->req_counted > 0)
         s->data_at = now;
     if (now < s->data_at + s->body_timeout_us) {
         arm_body_timer(s, now); /* DATA came since: the deadline moved */

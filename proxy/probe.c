@@ -144,9 +144,9 @@ static struct evbuffer *ds_request_input(void *arg)
     return ((struct probe_ds *)arg)->in;
 }
 
-static void ds_request_taken(void *arg)
+static void ds_request_taken(void *arg, size_t queued)
 {
-    (void)arg;
+    (void)arg, (void)queued;
 }
 
 static void ds_request_wait(void *arg, uint64_t body_timeout_ms)

@@ -180,8 +180,6 @@ void relay_request_body(struct exchange *ex)
                                  "request body larger than max_body_size");
             return;
         }
-        if (evbuffer_get_length(in) != before_in)
-            ex->ds.ops->request_taken(ex->ds.ctx);
         /* The downstream's end of the body (HTTP/2 END_STREAM), once its input is all taken. */
         if (ex->req_eof && !ex->req_body.done && evbuffer_get_length(in) == 0 &&
             body_eof(&ex->req_body, out) != 0) {
@@ -192,6 +190,13 @@ void relay_request_body(struct exchange *ex)
             flush_origin(ex);
         else
             evbuffer_drain(out, evbuffer_get_length(out)); /* nothing keeps a simulated body */
+        /* Told after the write: what the origin's socket took is no longer held (HTTP/2 gives
+         * it back to the stream's window then); a drain (SOCK_DRAINED) is told as well. */
+        size_t queued = evbuffer_get_length(out);
+        if (evbuffer_get_length(in) != before_in || queued != ex->req_queued) {
+            ex->req_queued = queued;
+            ex->ds.ops->request_taken(ex->ds.ctx, queued);
+        }
         if (ex->req_body.done)
             break;
         if (evbuffer_get_length(out) > RELAY_HIGH)

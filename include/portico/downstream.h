@@ -80,9 +80,12 @@ struct downstream_ops {
     /* Optional (NULL: never): the same for request body bytes, from the client's socket to the
      * origin's `to`. */
     long (*request_splice)(void *ds, struct sock *to, size_t max);
-    /* Where request body bytes arrive, and a call to say some were taken from it. */
+    /* Where request body bytes arrive, and a call to say some were taken from it, or that the
+     * origin's output drained: `queued` bytes (the head's and the body's framing included) still
+     * wait there to be written to the origin. A downstream that bounds what it holds (HTTP/2:
+     * CONN_REQ_HELD_MAX) counts them as held; the others ignore it. */
     struct evbuffer *(*request_input)(void *ds);
-    void (*request_taken)(void *ds);
+    void (*request_taken)(void *ds, size_t queued);
     /* The client may send its request body now (after 100 Continue, or once connected); read
      * deadline: body_timeout_ms without a byte (0: none). */
     void (*request_wait)(void *ds, uint64_t body_timeout_ms);

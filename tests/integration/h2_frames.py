@@ -30,6 +30,10 @@ count, so it always ends.
                                      before it is read (it crosses the GOAWAY): it must be answered
   h2_frames.py PORT unfinished_head PATH leave|wait  a header block without its end: the
                                      client leaves at once, or waits for Portico's GOAWAY
+  h2_frames.py PORT uploads PID      99 POSTs of 8 MB to /stall/ (an origin that reads nothing)
+                                     and one of 4 MiB to /read/, sent as fast as the windows
+                                     allow: the last must finish; then the worker's (PID) RSS
+                                     once it stops growing
   h2_frames.py PORT conn_errors      connection errors (RFC 9113 5.4.1), each on its own connection:
                                      the GOAWAY code each gets
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
@@ -87,6 +91,7 @@ class Conn:
         self.unwritable = False     # a send failed (reset): what arrived before is still read
         self.streams = {}           # id -> {"status": [...], "rst": code, "data": n, "end": bool}
         self.settings_seen = False
+        self.peer_settings = {}     # Portico's SETTINGS, by identifier
         self.paced = False          # DATA is acknowledged by the caller (owed), not at once
         self.owed = 0
         # early(self): frames sent with the preface, before Portico's SETTINGS are acknowledged
@@ -116,6 +121,9 @@ class Conn:
     def handle(self, ftype, flags, sid, payload):
         if ftype == SETTINGS and not flags & ACK:
             self.settings_seen = True
+            for i in range(0, len(payload) - 5, 6):
+                k, v = struct.unpack(">HI", payload[i:i + 6])
+                self.peer_settings[k] = v
             if self.ack_settings:
                 self.send(frame(SETTINGS, ACK, 0))
         elif ftype == HEADERS:
@@ -505,6 +513,85 @@ CONN_ERRORS = [
 ]
 
 
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+UPLOAD_STALLED, UPLOAD_SIZE, UPLOAD_READ = 99, 8000000, 4 << 20
+
+
+def uploads(port, pid):
+    """The client sends whatever its windows allow (RFC 9113 6.9), on every stream in turn, the
+    one whose origin reads first: what Portico holds is what its windows let in."""
+    before = rss_kb(pid)
+    c = Conn(port)  # Portico's SETTINGS are in: its streams begin with its initial window
+    window = {"conn": 65535, "initial": c.peer_settings.get(4, 65535)}
+    credit = {}                 # stream -> window; the connection's is window["conn"]
+    left = {}                   # stream -> body bytes not sent yet
+    orig_handle = c.handle
+
+    def handle(ftype, flags, sid, payload):
+        if ftype == WINDOW_UPDATE:
+            inc = struct.unpack(">I", payload)[0] & 0x7FFFFFFF
+            if sid == 0:
+                window["conn"] += inc
+            elif sid in credit:
+                credit[sid] += inc
+        orig_handle(ftype, flags, sid, payload)
+    c.handle = handle
+    read = 1 + 2 * UPLOAD_STALLED
+    sids = [read] + list(range(1, read, 2))
+    for sid in sorted(sids):  # stream ids only go up (RFC 9113 5.1.1)
+        path = "/read/%d" % sid if sid == read else "/stall/%d" % sid
+        size = UPLOAD_READ if sid == read else UPLOAD_SIZE
+        c.send(c.request(sid, get(path, "POST") + [("content-length", str(size))], False))
+        credit[sid] = window["initial"]
+        left[sid] = size
+    chunk = b"u" * 16384
+    sent = dict.fromkeys(sids, 0)
+
+    def push():
+        out = []
+        for sid in sids:
+            if c.st(sid)["rst"] is not None or c.st(sid)["end"]:
+                continue
+            while left[sid] and credit[sid] > 0 and window["conn"] > 0:
+                n = min(len(chunk), left[sid], credit[sid], window["conn"])
+                left[sid] -= n
+                credit[sid] -= n
+                window["conn"] -= n
+                sent[sid] += n
+                out.append(frame(DATA, END_STREAM if not left[sid] else 0, sid, chunk[:n]))
+        if out:
+            c.send(b"".join(out))
+
+    st = c.st(read)
+    deadline = time.monotonic() + 20
+    while not st["end"] and st["rst"] is None and not c.closed and time.monotonic() < deadline:
+        push()
+        c.pump(lambda: False, time.monotonic() + 0.01)
+    print("stream=%d status=%s end=%s rst=%s sent=%d" % (read, st["status"][-1:], st["end"],
+                                                        st["rst"], sent[read]))
+    # RSS once it stops growing (no growth past 256 kB for a second), the windows still used
+    # as they open: sampling a figure, not synchronizing on it
+    last, since, deadline = rss_kb(pid), time.monotonic(), time.monotonic() + 10
+    while time.monotonic() - since < 1 and time.monotonic() < deadline and not c.closed:
+        push()
+        c.pump(lambda: False, time.monotonic() + 0.05)
+        now = rss_kb(pid)
+        if now > last + 256:
+            last, since = now, time.monotonic()
+    stalled = sum(sent[sid] for sid in sids if sid != read)
+    resets = sum(1 for sid in sids if c.st(sid)["rst"] is not None)
+    print("stalled_sent=%d resets=%d goaway=%s" % (stalled, resets, c.goaway))
+    print("rss_before=%d rss_after=%d" % (before, last))
+    c.close()
+
+
 def conn_errors(port):
     for name, frames, code in CONN_ERRORS:
         c = Conn(port)
@@ -542,6 +629,8 @@ def main():
         conn_errors(port)
     elif sys.argv[2] == "drain_crossing":
         drain_crossing(port, sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[2] == "uploads":
+        uploads(port, int(sys.argv[3]))
     elif sys.argv[2] == "reload_first":
         reload_first(port, sys.argv[3], int(sys.argv[4]), sys.argv[5])
     else:

@@ -934,6 +934,54 @@ static void test_shut_windows_bounded_memory(void **state)
     px_stop(h);
 }
 
+/* Request bodies have a connection budget too (CONN_REQ_HELD_MAX, 4 MiB): 99 uploads of 8 MB
+ * to an origin that reads nothing, sent as fast as the windows allow, grew Portico's RSS by
+ * 52 MB (each stream's 128 KiB window reopened as its bytes moved into a 256 KiB output to
+ * the origin); now by ~4.5 MB. Meanwhile a 100th upload, to an origin that reads, finishes:
+ * the stalled ones do not keep its window shut. */
+#define UPLOAD_GROWTH_KB (16 * 1024)
+
+static void test_upload_budget(void **state)
+{
+    (void)state;
+    struct fake_origin *stall = fake_origin_start_kind(FO_NO_READ);
+    struct fake_origin *reader = fake_origin_start_kind(FO_OK);
+    struct harness *h = start(NULL,
+                              "[upstream stall]\norigin = 127.0.0.1:%u\n"
+                              "[upstream read]\norigin = 127.0.0.1:%u\n"
+                              "[route stall]\nprefix = /stall/\nupstream = stall\n"
+                              "[route read]\nprefix = /\nupstream = read\n",
+                              fake_origin_port(stall), fake_origin_port(reader));
+    pid_t pid = harness_pid(h);
+    char spid[16];
+    snprintf(spid, sizeof(spid), "%d", (int)pid);
+    struct tu_cmd_result r = {0};
+    char port[16];
+    const char *const argv[] = {PY, FRAMES, port_arg(h, port, sizeof(port)), "uploads", spid,
+                                NULL};
+    /* its own deadlines end it within 30 s: the old code kept it sending for ~14 s */
+    int rc = tu_run_command(argv, 40000, &r);
+    if (rc != 0)
+        fail_msg("h2_frames.py uploads exited %d:\n%s%s", rc, r.out, r.err);
+    static const char *const want[] = {"stream=199 status=[200] end=True rst=None sent=4194304",
+                                       "resets=0 goaway=None"};
+    want_lines(&r, want, ARRAY_SIZE(want));
+    long before = -1, after = -1;
+    const char *p = strstr(r.out, "rss_before=");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "rss_before=%ld rss_after=%ld", &before, &after), 2);
+    tu_cmd_result_free(&r);
+    bool own = px_rss_is_portico(pid);
+    print_message("99 stalled uploads: portico RSS %ld kB -> %ld kB%s\n", before, after,
+                  own ? "" : " (not asserted under ASan or valgrind)");
+    if (own && after - before > UPLOAD_GROWTH_KB)
+        fail_msg("RSS grew by %ld kB with 99 stalled uploads (at most %d kB)", after - before,
+                 UPLOAD_GROWTH_KB);
+    px_stop(h);
+    fake_origin_stop(reader);
+    fake_origin_stop(stall);
+}
+
 /* A client that reads steadily but slowly, its windows (64 KiB) the bottleneck and reopened
  * every 100 ms, is not a window "kept shut": its 2 MB (about 3 s) arrive whole with
  * client_send_timeout = 1s. Before, every check after a flush found the window used up and
@@ -1459,6 +1507,7 @@ int main(void)
         cmocka_unit_test(test_unfinished_head_logged),
         cmocka_unit_test(test_connection_errors_counted),
         cmocka_unit_test(test_h2c_and_http2_off),
+        cmocka_unit_test(test_upload_budget),
         cmocka_unit_test(test_client_reset_is_499),
         cmocka_unit_test(test_body_timeout),
         cmocka_unit_test(test_body_timeout_origin_held),
