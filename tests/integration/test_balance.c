@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -516,6 +517,56 @@ static void test_active_health(void **state)
     fake_origin_stop(well);
 }
 
+/* The sick origin of the reload test: its first check answers 500, the later ones never
+ * answer (the new generation's first check is still out when the requests go); other requests
+ * get 200, so a request sent there shows in non_checks. */
+static const struct fo_step hold[] = {FO_HOLD(), FO_END()};
+
+static const struct fo_step *pick_first_check_500(const struct fo_request_info *req, void *arg)
+{
+    _Atomic unsigned *checks = arg;
+    if (strncmp(req->head, "GET /healthz ", 13) != 0)
+        return respond_ok;
+    return atomic_fetch_add(checks, 1) == 0 ? healthz_500 : hold;
+}
+
+/* A reload keeps the verdicts of the origins it keeps: the old binary started every origin up
+ * again, and an origin known to fail its check took its share of the requests until the new
+ * generation's first check ended (4 of 8 here; a hung origin's requests waited for
+ * first_byte_timeout and got 504, for up to the check's timeout after every reload). */
+static void test_reload_keeps_verdicts(void **state)
+{
+    (void)state;
+    _Atomic unsigned checks = 0;
+    struct fake_origin_opts sick_opts = {
+        .kind = FO_SCRIPT, .pick_script = pick_first_check_500, .pick_arg = &checks};
+    struct fake_origin *sick = fake_origin_start(&sick_opts);
+    struct fake_origin *well = fake_origin_start_kind(FO_OK);
+    assert_non_null(sick);
+    assert_non_null(well);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "health_check = GET /healthz every 1m expect 2xx\n",
+                                 fake_origin_port(sick), fake_origin_port(well));
+    assert_int_equal(harness_wait_log(h, "failed its health check (GET /healthz answered 500)",
+                                      PX_IO_MS), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2", PX_IO_MS), 0);
+    for (int k = 0; k < 8; k++)
+        assert_int_equal(status_of(h, "/after-reload"), 200);
+    print_message("  after the reload: %u of 8 requests to the failing origin\n",
+                  non_checks(sick));
+    assert_int_equal(non_checks(sick), 0);
+    char series[160];
+    snprintf(series, sizeof(series),
+             "portico_upstream_origin_up{upstream=\"u\",origin=\"127.0.0.1:%u\"}",
+             fake_origin_port(sick));
+    assert_true(scrape_metric(harness_port(h, "admin"), series, PX_IO_MS) == 0);
+    px_stop(h);
+    fake_origin_stop(sick);
+    fake_origin_stop(well);
+}
+
 /* A check that runs out of time before its request went out says in which phase, as an
  * exchange's timeout does, naming the host for dns and the address otherwise: the binary before
  * the fix logged "no answer within 200 ms" for all three rows, and a resolver that never answered
@@ -778,6 +829,9 @@ static void test_all_down(void **state)
 int main(void)
 {
     tu_ignore_sigpipe();
+    /* TEST_FILTER=test_reload* runs the matching tests only */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_robin),
         cmocka_unit_test(test_weights),
@@ -788,6 +842,7 @@ int main(void)
         cmocka_unit_test(test_passive_health),
         cmocka_unit_test(test_probe_answer_brings_back_up),
         cmocka_unit_test(test_active_health),
+        cmocka_unit_test(test_reload_keeps_verdicts),
         cmocka_unit_test(test_health_check_stuck_phase),
         cmocka_unit_test(test_health_check_dns_failure),
         cmocka_unit_test(test_retry_connect),
