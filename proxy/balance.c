@@ -12,6 +12,7 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "portico/config.h"
 #include "portico/log.h"
@@ -366,6 +367,60 @@ void balancer_check(struct balancer *b, int origin, enum check_state cs, const c
         log_info("upstream %s: origin %s passed its health check; up", up->name,
                  up->origins[origin].text);
     answered(b, origin); /* a passing check is an answer: passive health agrees */
+}
+
+/* Whether two upstreams ask their origins the same health question (a verdict of one stands
+ * for the other). */
+static bool same_check(const struct health_check_conf *a, const struct health_check_conf *c)
+{
+    return a->interval_ms && c->interval_ms && strcmp(a->method, c->method) == 0 &&
+           strcmp(a->path, c->path) == 0 && a->expect_lo == c->expect_lo &&
+           a->expect_hi == c->expect_hi;
+}
+
+/* The origin of from's upstream listed as origins[o] of b's, or -1. */
+static int same_origin(const struct balancer *b, const struct balancer *from, int o)
+{
+    const struct origin_conf *oc = &b->up->origins[o];
+    for (int f = 0; f < from->up->norigins; f++)
+        if (!oc->is_sim && strcmp(from->up->origins[f].text, oc->text) == 0)
+            return f;
+    return -1;
+}
+
+void balancer_inherit(struct balancer *b, const struct balancer *from, uint64_t now_ms)
+{
+    const struct upstream_conf *up = b->up;
+    bool check = same_check(&up->health, &from->up->health);
+    for (int o = 0; o < up->norigins; o++) {
+        int f = same_origin(b, from, o);
+        if (f < 0)
+            continue;
+        const struct origin_slot *old = &from->origins[f];
+        struct origin_slot *s = &b->origins[o];
+        if (check)
+            atomic_store_explicit(&s->check, atomic_load_explicit(&old->check,
+                                                                  memory_order_relaxed),
+                                  memory_order_relaxed);
+        if (up->max_fails == 0) /* passive health off: nothing would bring a DOWN origin back */
+            continue;
+        atomic_store_explicit(&s->fails, atomic_load_explicit(&old->fails, memory_order_relaxed),
+                              memory_order_relaxed);
+        atomic_store_explicit(&s->window_start_ms,
+                              atomic_load_explicit(&old->window_start_ms, memory_order_relaxed),
+                              memory_order_relaxed);
+        enum origin_state st = state_of(old);
+        if (st == ORIGIN_UP)
+            continue;
+        /* Down for what is left of its down_time (at most the new one); a probe in flight
+         * belongs to the old workers, so a probing origin is probed again by the new ones. */
+        uint64_t until = st == ORIGIN_PROBING
+                             ? now_ms
+                             : atomic_load_explicit(&old->down_until_ms, memory_order_relaxed);
+        atomic_store_explicit(&s->down_until_ms, MIN(until, now_ms + up->down_time_ms),
+                              memory_order_relaxed);
+        atomic_store_explicit(&s->state, ORIGIN_DOWN, memory_order_release);
+    }
 }
 
 bool balancer_origin_down(const struct balancer *b, int origin)

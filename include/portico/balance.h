@@ -88,6 +88,14 @@ void balancer_done(struct balancer *b, int origin, enum balance_result r, uint64
 /* The verdict of an active health check of origin (why: for the log when it fails). */
 void balancer_check(struct balancer *b, int origin, enum check_state s, const char *why);
 
+/* A reload: b, of the new generation's upstream, takes over the verdicts of from, the same
+ * upstream of the running one, for each origin listed in both (the same host:port): a failing
+ * check when both ask the same check (method, path, expected status), and passive health
+ * (a DOWN origin for what is left of its down_time, a PROBING one due for a probe at once) when
+ * b's upstream has max_fails. Starting every origin up again sent requests to origins known to
+ * be down until the new checks ended. Call before b's workers start. */
+void balancer_inherit(struct balancer *b, const struct balancer *from, uint64_t now_ms);
+
 /* Whether origin takes no attempts now: passively down or probing, or failing its check
  * (portico_upstream_origin_up is its negation). */
 bool balancer_origin_down(const struct balancer *b, int origin);
