@@ -517,6 +517,53 @@ static void test_active_health(void **state)
     fake_origin_stop(well);
 }
 
+/* A check of a TLS origin goes as requests do, SNI and certificate checked against `sni` (an
+ * origin whose certificate names another host fails it), and its Host names the host the
+ * connection was made for: the old binary sent Host: 127.0.0.1:PORT on a connection whose SNI
+ * was localhost, which a name-based virtual host answers 404 or 421 (Misdirected Request):
+ * every such origin failed its check, and clients got 503 no_healthy_origin while their own
+ * requests (their Host) would have been answered. */
+static void test_health_check_tls_host(void **state)
+{
+    (void)state;
+    const struct test_certs *certs = certs_get();
+    assert_non_null(certs);
+    struct fake_origin_opts good_opts = {.kind = FO_OK, .tls_cert = certs->server_cert,
+                                         .tls_key = certs->server_key};
+    struct fake_origin_opts wrong_opts = {.kind = FO_OK, .tls_cert = certs->wrong_name_cert,
+                                          .tls_key = certs->wrong_name_key};
+    struct fake_origin *good = fake_origin_start(&good_opts);
+    struct fake_origin *wrong = fake_origin_start(&wrong_opts);
+    assert_non_null(good);
+    assert_non_null(wrong);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "tls = on\nca_file = {{certs}}/ca.pem\nsni = localhost\n"
+                                 "health_check = GET /healthz every 1m expect 200\n",
+                                 fake_origin_port(good), fake_origin_port(wrong));
+    char line[200];
+    snprintf(line, sizeof(line), "origin 127.0.0.1:%u failed its health check (",
+             fake_origin_port(wrong));
+    assert_int_equal(harness_wait_log(h, line, PX_IO_MS), 0);
+    assert_true(harness_log_contains(h, "hostname mismatch"));
+    assert_int_equal(fake_origin_wait_requests(good, 1, PX_IO_MS), 0);
+    char sni[64];
+    fake_origin_last_sni(good, sni, sizeof(sni));
+    assert_string_equal(sni, "localhost");
+    char *head = fake_origin_request_head(good, 0);
+    assert_non_null(head);
+    char host[80];
+    snprintf(host, sizeof(host), "\r\nHost: localhost:%u\r\n", fake_origin_port(good));
+    assert_non_null(strstr(head, host));
+    free(head);
+    assert_false(harness_log_contains(h, "failed its health check (GET"));
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(status_of(h, "/tls"), 200);
+    px_stop(h);
+    fake_origin_stop(good);
+    fake_origin_stop(wrong);
+}
+
 /* The sick origin of the reload test: its first check answers 500, the later ones never
  * answer (the new generation's first check is still out when the requests go); other requests
  * get 200, so a request sent there shows in non_checks. */
@@ -843,6 +890,7 @@ int main(void)
         cmocka_unit_test(test_probe_answer_brings_back_up),
         cmocka_unit_test(test_active_health),
         cmocka_unit_test(test_reload_keeps_verdicts),
+        cmocka_unit_test(test_health_check_tls_host),
         cmocka_unit_test(test_health_check_stuck_phase),
         cmocka_unit_test(test_health_check_dns_failure),
         cmocka_unit_test(test_retry_connect),
