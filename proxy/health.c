@@ -182,14 +182,33 @@ static void on_phase(void *arg, enum phase phase)
     p->phase = phase; /* the check's deadline covers every phase; its message names this one */
 }
 
+/* The check's Host: the host its connection was made for. A TLS upstream's `sni` is that host
+ * (the certificate was checked against it): Host: 127.0.0.1:8443 on a connection made for
+ * api.example.com is one a name-based virtual host answers 404 or 421 (Misdirected Request),
+ * and every origin failed its check while the clients' own requests would have been answered.
+ * An IPv6 sni (which would need brackets) keeps the origin's text. */
+static void check_host(const struct probe *p, char *out, size_t size)
+{
+    const struct upstream_conf *up = &p->health->loop->cfg->upstreams[p->upstream];
+    const struct origin_conf *oc = &up->origins[p->origin];
+    if (oc->is_sim)
+        snprintf(out, size, "%s", upconn_addr(p->uc));
+    else if (up->tls && up->sni && !strchr(up->sni, ':') && oc->port == 443)
+        snprintf(out, size, "%s", up->sni);
+    else if (up->tls && up->sni && !strchr(up->sni, ':'))
+        snprintf(out, size, "%s:%u", up->sni, (unsigned)oc->port);
+    else
+        snprintf(out, size, "%s", oc->text);
+}
+
 /* Connected: the request goes out, the answer is read. */
 static void on_ready(void *arg)
 {
     struct probe *p = arg;
     const struct health_check_conf *hc = check_of(p);
-    const struct origin_conf *oc =
-        &p->health->loop->cfg->upstreams[p->upstream].origins[p->origin];
     struct sock *s = upconn_sock(p->uc);
+    char host[300];
+    check_host(p, host, sizeof(host));
     p->phase = PHASE_SEND;
     upconn_mark_used(p->uc);
     sock_set_cb(s, probe_sock_cb, p);
@@ -197,7 +216,7 @@ static void on_ready(void *arg)
     sock_read(s, true);
     evbuffer_add_printf(s->out, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: portico-health-check\r\n"
                                 "Connection: close\r\n\r\n",
-                        hc->method, hc->path, oc->is_sim ? upconn_addr(p->uc) : oc->text);
+                        hc->method, hc->path, host);
     sock_flush(s); /* a failure comes back as SOCK_ERROR */
 }
 
