@@ -747,6 +747,33 @@ static void test_retry_connect(void **state)
 /* When a failed attempt stands: retries = 0; after the request was sent (the origin closed
  * without answering) unless retry_sent = on, and then only for an idempotent request without a
  * body. The first origin fails, the second answers. */
+/* An origin listed twice (a weight by repetition) is one origin to a retry: a refused connect
+ * goes to an origin at another address. The old binary took the second listing for another
+ * origin and tried the same address again: with A A B and A refusing, 4 of 12 requests got 502
+ * while B answered. */
+static void test_retry_origin_listed_twice(void **state)
+{
+    (void)state;
+    struct fake_origin *refuse = fake_origin_start_kind(FO_REFUSE);
+    struct fake_origin *ok = fake_origin_start_kind(FO_OK);
+    assert_non_null(refuse);
+    assert_non_null(ok);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u\n",
+                                 fake_origin_port(refuse), fake_origin_port(refuse),
+                                 fake_origin_port(ok));
+    int failed = 0;
+    for (int k = 0; k < 12; k++)
+        failed += status_of(h, "/twice") != 200;
+    print_message("  %d of 12 requests failed\n", failed);
+    assert_int_equal(failed, 0);
+    assert_int_equal(fake_origin_requests(ok), 12);
+    px_stop(h);
+    fake_origin_stop(refuse);
+    fake_origin_stop(ok);
+}
+
 static void test_retry_rules(void **state)
 {
     (void)state;
@@ -894,6 +921,7 @@ int main(void)
         cmocka_unit_test(test_health_check_stuck_phase),
         cmocka_unit_test(test_health_check_dns_failure),
         cmocka_unit_test(test_retry_connect),
+        cmocka_unit_test(test_retry_origin_listed_twice),
         cmocka_unit_test(test_retry_rules),
         cmocka_unit_test(test_retry_tls_refused_body),
         cmocka_unit_test(test_all_down),
