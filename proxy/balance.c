@@ -27,6 +27,7 @@ struct origin_slot {
     _Atomic uint64_t window_start_ms;  /* the first of them */
     _Atomic uint64_t down_until_ms;    /* DOWN: when the probe may go */
     _Atomic unsigned in_flight;        /* attempts picked and not done */
+    uint32_t same;                     /* the origins listed with its host:port, itself included */
 };
 
 struct balancer {
@@ -98,6 +99,10 @@ struct balancer *balancer_new(const struct upstream_conf *up)
         return NULL;
     }
     build_cycle(b);
+    for (int o = 0; o < up->norigins; o++)
+        for (int f = 0; f < up->norigins; f++)
+            if (strcmp(up->origins[o].text, up->origins[f].text) == 0)
+                b->origins[o].same |= 1u << f;
     return b;
 }
 
@@ -230,6 +235,11 @@ int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t ex
      * turn comes, and so does the next request. Taking one put the next request back on the
      * origin that failed: with one refusing origin of two, every request tried it first. */
     int (*turn)(struct balancer *, uint64_t, uint32_t) = exclude ? turn_at : next_turn;
+    /* An origin tried is tried at every listing of its address: a retry on the second listing
+     * of a refusing origin (a weight by repetition) failed again while another answered. */
+    for (int o = 0; o < b->up->norigins; o++)
+        if (exclude & (1u << o))
+            exclude |= b->origins[o].same;
     /* A candidate another thread takes first (the probe of a DOWN origin) is left out and the
      * choice made again: at most once per origin. */
     for (int tries = 0; tries < b->up->norigins; tries++) {
