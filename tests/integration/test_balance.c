@@ -564,10 +564,53 @@ static void test_health_check_tls_host(void **state)
     fake_origin_stop(wrong);
 }
 
+static const struct fo_step hold[] = {FO_HOLD(), FO_END()};
+
+/* The gray origin: its checks pass, its requests are never answered. */
+static const struct fo_step *pick_check_only(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return strncmp(req->head, "GET /healthz ", 13) == 0 ? respond_ok : hold;
+}
+
+/* Passive health judges requests, the check judges checks: an origin that passes its check
+ * while its requests time out is marked down by max_fails and stays down for down_time. The old
+ * binary let each passing check start the failure count over (and end a down_time): with a check
+ * every 100 ms between failures, max_fails = 2 never marked it down, and every request sent
+ * there failed (5 of 10 here; by hand, a check every 1 s and max_fails = 3: 15 of 30 requests
+ * got 504, against 3 of 30 without the check). */
+static void test_check_keeps_passive_verdict(void **state)
+{
+    (void)state;
+    struct fake_origin_opts gray_opts = {.kind = FO_SCRIPT, .pick_script = pick_check_only};
+    struct fake_origin *gray = fake_origin_start(&gray_opts);
+    struct fake_origin *well = fake_origin_start_kind(FO_OK);
+    assert_non_null(gray);
+    assert_non_null(well);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "max_fails = 2\ndown_time = 1m\nfirst_byte_timeout = 200ms\n"
+                                 "health_check = GET /healthz every 100ms expect 200\n",
+                                 fake_origin_port(gray), fake_origin_port(well));
+    int failed = 0;
+    for (int round = 0; round < 5; round++) {
+        for (int k = 0; k < 2; k++)
+            failed += status_of(h, "/gray") != 200;
+        /* two more checks reached it: the first one's verdict is in */
+        unsigned seen = fake_origin_requests(gray);
+        assert_int_equal(fake_origin_wait_requests(gray, seen + 2, PX_IO_MS), 0);
+    }
+    print_message("  %d of 10 requests failed\n", failed);
+    assert_int_equal(failed, 2);
+    assert_true(harness_log_contains(h, "marked down for 60000 ms after 2 failures"));
+    px_stop(h);
+    fake_origin_stop(gray);
+    fake_origin_stop(well);
+}
+
 /* The sick origin of the reload test: its first check answers 500, the later ones never
  * answer (the new generation's first check is still out when the requests go); other requests
  * get 200, so a request sent there shows in non_checks. */
-static const struct fo_step hold[] = {FO_HOLD(), FO_END()};
 
 static const struct fo_step *pick_first_check_500(const struct fo_request_info *req, void *arg)
 {
@@ -918,6 +961,7 @@ int main(void)
         cmocka_unit_test(test_active_health),
         cmocka_unit_test(test_reload_keeps_verdicts),
         cmocka_unit_test(test_health_check_tls_host),
+        cmocka_unit_test(test_check_keeps_passive_verdict),
         cmocka_unit_test(test_health_check_stuck_phase),
         cmocka_unit_test(test_health_check_dns_failure),
         cmocka_unit_test(test_retry_connect),
