@@ -373,10 +373,14 @@ void balancer_check(struct balancer *b, int origin, enum check_state cs, const c
                      up->name, up->origins[origin].text, why ? why : "no reason");
         return;
     }
+    /* Passive health is left alone: it judges requests, and a check passing between them
+     * started its count over (and ended its down_time), so an origin that answers /healthz
+     * while its requests time out was never marked down with checks more frequent than the
+     * failures. It takes requests once both agree. */
     if (was == CHECK_FAILING)
-        log_info("upstream %s: origin %s passed its health check; up", up->name,
-                 up->origins[origin].text);
-    answered(b, origin); /* a passing check is an answer: passive health agrees */
+        log_info("upstream %s: origin %s passed its health check; %s", up->name,
+                 up->origins[origin].text,
+                 state_of(s) == ORIGIN_UP ? "up" : "still down by passive health (down_time)");
 }
 
 /* Whether two upstreams ask their origins the same health question (a verdict of one stands

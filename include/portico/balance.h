@@ -12,8 +12,9 @@
  * Health. Passive: max_fails network failures within fail_window, with no response between
  * them, mark an origin DOWN for down_time; then a single attempt is let through (PROBING, the
  * half-open state): a response brings the origin UP, a failure makes it DOWN for down_time
- * again. Active (health.c): a failed check keeps the origin out until a check passes; a passing
- * check also brings a passively DOWN origin back UP.
+ * again. Active (health.c): a failed check keeps the origin out until a check passes. The two
+ * are independent (a passing check neither starts the failure count over nor ends a down_time:
+ * passive health judges requests); an origin takes attempts when both let it.
  *
  * One balancer per upstream and configuration generation, shared by the worker threads of that
  * generation with relaxed atomics (a slightly stale count only shifts one pick); the transitions
