@@ -608,6 +608,39 @@ static void test_check_keeps_passive_verdict(void **state)
     fake_origin_stop(well);
 }
 
+/* 1000 interim responses in one go, then nothing. */
+static char flood_1xx[1000 * 27 + 1];
+static const struct fo_step flood_then_hold[] = {FO_SEND(flood_1xx), FO_HOLD(), FO_END()};
+
+static const struct fo_step *pick_flood_check(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return strncmp(req->head, "GET /healthz ", 13) == 0 ? flood_then_hold : respond_ok;
+}
+
+/* A check answered by a stream of 1xx fails at once (a check has no use for more than an
+ * exchange relays), instead of parsing them until its timeout: the old binary spent 4.4 CPU
+ * seconds of the worker that also serves clients on a 5 s check of a flooding origin, and then
+ * said "no answer within 5000 ms". */
+static void test_health_check_1xx_flood(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 1000; i++)
+        memcpy(flood_1xx + i * 27, "HTTP/1.1 102 Processing\r\n\r\n", 27);
+    struct fake_origin_opts flood_opts = {.kind = FO_SCRIPT, .pick_script = pick_flood_check};
+    struct fake_origin *flood = fake_origin_start(&flood_opts);
+    assert_non_null(flood);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "health_check = GET /healthz every 1m expect 200\n",
+                                 fake_origin_port(flood));
+    assert_int_equal(harness_wait_log(h, "failed its health check (", PX_IO_MS), 0);
+    assert_true(harness_log_contains(h, "failed its health check (more than 32 interim "
+                                        "responses)"));
+    px_stop(h);
+    fake_origin_stop(flood);
+}
+
 /* The sick origin of the reload test: its first check answers 500, the later ones never
  * answer (the new generation's first check is still out when the requests go); other requests
  * get 200, so a request sent there shows in non_checks. */
@@ -962,6 +995,7 @@ int main(void)
         cmocka_unit_test(test_reload_keeps_verdicts),
         cmocka_unit_test(test_health_check_tls_host),
         cmocka_unit_test(test_check_keeps_passive_verdict),
+        cmocka_unit_test(test_health_check_1xx_flood),
         cmocka_unit_test(test_health_check_stuck_phase),
         cmocka_unit_test(test_health_check_dns_failure),
         cmocka_unit_test(test_retry_connect),
