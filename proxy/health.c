@@ -51,7 +51,13 @@ struct probe {
     uint64_t started_us;               /* the running (or last) check began */
     bool shortage_said;                /* a check our shortage ended was logged: once until one
                                           ends with a verdict */
+    unsigned interim;                  /* 1xx heads the running check read */
 };
+
+/* 1xx heads a check reads before it fails: as many as an exchange relays. Parsing a stream of
+ * them until the timeout cost a flooding origin's check most of a core of worker 0 (4.4 CPU
+ * seconds for a 5 s check), and the verdict came only then. */
+#define CHECK_MAX_INTERIM 32
 
 struct health {
     struct loop *loop;                 /* borrowed */
@@ -121,7 +127,8 @@ static void fail_check(struct probe *p, const char *fmt, ...)
     verdict(p, CHECK_FAILING, why);
 }
 
-/* Response heads as they arrive: 1xx are skipped, the final status decides. */
+/* Response heads as they arrive: 1xx are skipped (up to CHECK_MAX_INTERIM), the final status
+ * decides. */
 static void read_status(struct probe *p, struct sock *s)
 {
     const struct health_check_conf *hc = check_of(p);
@@ -144,6 +151,10 @@ static void read_status(struct probe *p, struct sock *s)
                 verdict(p, CHECK_PASSING, NULL);
             else
                 fail_check(p, "%s %s answered %d", hc->method, hc->path, resp.status);
+            return;
+        }
+        if (++p->interim > CHECK_MAX_INTERIM) {
+            fail_check(p, "more than %d interim responses", CHECK_MAX_INTERIM);
             return;
         }
         evbuffer_drain(s->in, (size_t)rc);
@@ -268,6 +279,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     p->state = PROBE_CHECKING;
+    p->interim = 0;
     p->phase = PHASE_CONNECT; /* until the start reports its first phase (dns for a name) */
     arm(p, hc->timeout_ms * 1000);
 }
