@@ -850,6 +850,33 @@ static void test_retry_origin_listed_twice(void **state)
     fake_origin_stop(ok);
 }
 
+/* total_timeout spent waiting for an origin that never answers is that origin's failure: a hung
+ * origin is marked down by max_fails as it is with first_byte_timeout. The old binary took
+ * total_timeout for no verdict: with total_timeout shorter than first_byte_timeout (60 s by
+ * default), a hung origin was never marked down and got every other request (5 of 10 here, 10
+ * of 20 by hand, each a 504 after total_timeout). */
+static void test_total_timeout_marks_down(void **state)
+{
+    (void)state;
+    struct fake_origin *hung = fake_origin_start_kind(FO_SILENT);
+    struct fake_origin *ok = fake_origin_start_kind(FO_OK);
+    assert_non_null(hung);
+    assert_non_null(ok);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "max_fails = 2\ndown_time = 1m\ntotal_timeout = 200ms\n",
+                                 fake_origin_port(hung), fake_origin_port(ok));
+    int failed = 0;
+    for (int k = 0; k < 10; k++)
+        failed += status_of(h, "/hung") != 200;
+    print_message("  %d of 10 requests failed\n", failed);
+    assert_int_equal(failed, 2);
+    assert_true(harness_log_contains(h, "marked down for 60000 ms after 2 failures"));
+    px_stop(h);
+    fake_origin_stop(hung);
+    fake_origin_stop(ok);
+}
+
 static void test_retry_rules(void **state)
 {
     (void)state;
@@ -1000,6 +1027,7 @@ int main(void)
         cmocka_unit_test(test_health_check_dns_failure),
         cmocka_unit_test(test_retry_connect),
         cmocka_unit_test(test_retry_origin_listed_twice),
+        cmocka_unit_test(test_total_timeout_marks_down),
         cmocka_unit_test(test_retry_rules),
         cmocka_unit_test(test_retry_tls_refused_body),
         cmocka_unit_test(test_all_down),
