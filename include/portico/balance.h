@@ -35,7 +35,7 @@ struct balancer;
     X(BALANCE_ANSWERED, "answered")     /* the origin sent a response (any status) */              \
     X(BALANCE_FAILED, "failed")         /* a network failure of the origin (failure_is_network) */ \
     X(BALANCE_NO_VERDICT, "no verdict") /* ended before the origin showed either (client left,    \
-                                           local shortage, total_timeout) */
+                                           local shortage, total_timeout while sending) */
 
 enum balance_result {
 #define X(id, name) id,
