@@ -33,9 +33,9 @@ struct balancer;
 /* What one attempt showed of its origin, for balancer_done. */
 #define BALANCE_RESULT_LIST(X)                                                                     \
     X(BALANCE_ANSWERED, "answered")     /* the origin sent a response (any status) */              \
-    X(BALANCE_FAILED, "failed")         /* a network failure of the origin (failure_is_network, \
-                                           or total_timeout while it alone was awaited) */        \
-    X(BALANCE_NO_VERDICT, "no verdict") /* ended before the origin showed either (client left,    \
+    X(BALANCE_FAILED, "failed")         /* a network failure of the origin (failure_is_network,    \
+                                           or total_timeout while it alone was awaited) */         \
+    X(BALANCE_NO_VERDICT, "no verdict") /* ended before the origin showed either (client left,     \
                                            local shortage, total_timeout while sending) */
 
 enum balance_result {
