@@ -35,6 +35,7 @@
 
 #include "../support/certs.h"
 #include "../support/fake_dns.h"
+#include "../support/json.h"
 #include "../support/scrape.h"
 #include "proxy_helpers.h"
 
@@ -64,6 +65,37 @@ static int status_of(struct harness *h, const char *path)
     int status = get(h, "GET", path, NULL, &r);
     raw_response_free(&r);
     return status;
+}
+
+/* GET path on the admin listener: the body, malloc'd. */
+static char *admin_body(struct harness *h, const char *path)
+{
+    char req[128];
+    struct raw_response r;
+    struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", path);
+    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    char *body = strdup(r.body);
+    raw_response_free(&r);
+    raw_close(c);
+    return body;
+}
+
+/* /status's object for origin o of the first upstream (freed with *doc). */
+static const struct tj *status_origin(struct harness *h, int o, struct tj **doc)
+{
+    char *text = admin_body(h, "/status"), err[128];
+    *doc = tj_parse(text, err, sizeof(err));
+    free(text);
+    if (!*doc)
+        fail_msg("/status is not JSON: %s", err);
+    const struct tj *ups = tj_get(*doc, "upstreams");
+    assert_true(ups && ups->n >= 1);
+    const struct tj *origins = tj_get(ups->items[0], "origins");
+    assert_true(origins && origins->n > (size_t)o);
+    return origins->items[o];
 }
 
 /* ---- round robin, weights, random_two ---- */
@@ -300,6 +332,69 @@ static void revivable_free(struct revivable *r)
 /* max_fails refused connects within fail_window: skipped; after down_time one request probes
  * it (and fails: down again); once it answers, it takes its share again. retries = 0, so that
  * each attempt is one request. */
+/* An origin that never answers and tells when Portico closed a connection to it (within
+ * PX_IO_MS). */
+static int closed_cb(int fd, void *arg)
+{
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    char buf[512];
+    short rev;
+    while (tu_poll_until(fd, POLLIN, deadline, &rev) > 0)
+        if (read(fd, buf, sizeof(buf)) <= 0) {
+            sem_post(arg);
+            break;
+        }
+    return 1;
+}
+
+/* /status shows each origin's requests in flight (what least_conn compares) with its passive
+ * state and check: clients that leave while their requests wait on the origin take theirs back
+ * (4 in flight, then 0). The old /status said "up" and nothing else: neither the count nor why
+ * an origin was out. */
+static void test_status_in_flight(void **state)
+{
+    (void)state;
+    sem_t closed;
+    assert_int_equal(sem_init(&closed, 0, 0), 0);
+    const struct fo_step hold_then_tell[] = {FO_CALL(closed_cb, &closed), FO_END()};
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = hold_then_tell};
+    struct fake_origin *slow = fake_origin_start(&opts);
+    assert_non_null(slow);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\nbalance = least_conn\n",
+                                 fake_origin_port(slow));
+    struct raw_conn *c[4];
+    for (int k = 0; k < 4; k++) {
+        c[k] = px_connect(h);
+        assert_int_equal(raw_send_str(c[k], "GET /wait HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    }
+    assert_int_equal(fake_origin_wait_requests(slow, 4, PX_IO_MS), 0);
+    struct tj *doc;
+    const struct tj *o = status_origin(h, 0, &doc);
+    double v;
+    assert_int_equal(tj_num(o, "in_flight", &v), 0);
+    assert_int_equal((int)v, 4);
+    assert_string_equal(tj_str(o, "passive"), "up");
+    assert_true(tj_is_null(o, "check"));
+    tj_free(doc);
+    for (int k = 0; k < 4; k++)
+        raw_close(c[k]);
+    /* Portico closed each origin connection after the attempt gave its origin back */
+    for (int k = 0; k < 4; k++) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += PX_IO_MS / 1000;
+        assert_int_equal(sem_timedwait(&closed, &until), 0);
+    }
+    o = status_origin(h, 0, &doc);
+    assert_int_equal(tj_num(o, "in_flight", &v), 0);
+    assert_int_equal((int)v, 0);
+    tj_free(doc);
+    px_stop(h);
+    fake_origin_stop(slow);
+    sem_destroy(&closed);
+}
+
 static void test_passive_health(void **state)
 {
     (void)state;
@@ -497,6 +592,11 @@ static void test_active_health(void **state)
         assert_int_equal(status_of(h, "/a"), 200);
     assert_int_equal(non_checks(sick), 0);
     assert_true(non_checks(well) >= 8);
+    struct tj *doc;
+    const struct tj *so = status_origin(h, 0, &doc);
+    assert_string_equal(tj_str(so, "check"), "failing");
+    assert_string_equal(tj_str(so, "passive"), "up");
+    tj_free(doc);
     /* the check as the origin saw it */
     char *head = fake_origin_request_head(sick, 0);
     assert_non_null(head);
@@ -1016,6 +1116,7 @@ int main(void)
         cmocka_unit_test(test_down_origin_share),
         cmocka_unit_test(test_least_conn),
         cmocka_unit_test(test_least_conn_weights),
+        cmocka_unit_test(test_status_in_flight),
         cmocka_unit_test(test_passive_health),
         cmocka_unit_test(test_probe_answer_brings_back_up),
         cmocka_unit_test(test_active_health),
