@@ -44,6 +44,12 @@ static const char *const origin_state_names[] = {
 #undef X
 };
 
+static const char *const check_state_names[] = {
+#define X(id, name) [id] = name,
+    CHECK_STATE_LIST(X)
+#undef X
+};
+
 static const char *const balance_result_names[] = {
 #define X(id, name) [id] = name,
     BALANCE_RESULT_LIST(X)
@@ -53,6 +59,11 @@ static const char *const balance_result_names[] = {
 const char *origin_state_name(enum origin_state s)
 {
     return (unsigned)s < ARRAY_LEN(origin_state_names) ? origin_state_names[s] : "unknown";
+}
+
+const char *check_state_name(enum check_state s)
+{
+    return (unsigned)s < ARRAY_LEN(check_state_names) ? check_state_names[s] : "unknown";
 }
 
 const char *balance_result_name(enum balance_result r)
@@ -449,6 +460,14 @@ bool balancer_origin_down(const struct balancer *b, int origin)
 enum origin_state balancer_origin_state(const struct balancer *b, int origin)
 {
     return origin >= 0 && origin < b->up->norigins ? state_of(&b->origins[origin]) : ORIGIN_UP;
+}
+
+enum check_state balancer_check_state(const struct balancer *b, int origin)
+{
+    return origin >= 0 && origin < b->up->norigins
+               ? (enum check_state)atomic_load_explicit(&b->origins[origin].check,
+                                                        memory_order_relaxed)
+               : CHECK_PASSING;
 }
 
 unsigned balancer_in_flight(const struct balancer *b, int origin)

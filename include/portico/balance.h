@@ -102,12 +102,15 @@ void balancer_inherit(struct balancer *b, const struct balancer *from, uint64_t 
  * (portico_upstream_origin_up is its negation). */
 bool balancer_origin_down(const struct balancer *b, int origin);
 
-/* The origin's passive state and the attempts in flight on it (tests, metrics). */
+/* The origin's passive state, its last check's verdict and the attempts in flight on it
+ * (tests, /status). */
 enum origin_state balancer_origin_state(const struct balancer *b, int origin);
+enum check_state balancer_check_state(const struct balancer *b, int origin);
 unsigned balancer_in_flight(const struct balancer *b, int origin);
 
 /* Names for logs and tests. Never NULL. */
 const char *origin_state_name(enum origin_state s);
+const char *check_state_name(enum check_state s);
 const char *balance_result_name(enum balance_result r);
 
 #endif
