@@ -374,6 +374,7 @@ static void test_status_in_flight(void **state)
     double v;
     assert_int_equal(tj_num(o, "in_flight", &v), 0);
     assert_int_equal((int)v, 4);
+    assert_non_null(tj_str(o, "passive"));
     assert_string_equal(tj_str(o, "passive"), "up");
     assert_true(tj_is_null(o, "check"));
     tj_free(doc);
@@ -594,6 +595,7 @@ static void test_active_health(void **state)
     assert_true(non_checks(well) >= 8);
     struct tj *doc;
     const struct tj *so = status_origin(h, 0, &doc);
+    assert_non_null(tj_str(so, "check"));
     assert_string_equal(tj_str(so, "check"), "failing");
     assert_string_equal(tj_str(so, "passive"), "up");
     tj_free(doc);
