@@ -422,7 +422,10 @@ static const char admin_status_page[] =
     "  var rows = [];\n"
     "  s.upstreams.forEach(function (u) {\n"
     "    u.origins.forEach(function (o, i) {\n"
-    "      var h = el('td', o.up ? 'up' : 'down', o.up ? 'up' : 'down');\n"
+    "      var why = o.check === 'failing' ? ' (check failing)' : o.passive === 'probing' ? "
+    "' (probing)' : o.passive === 'down' ? ' (passive)' : '';\n"
+    "      var h = el('td', (o.up ? 'up' : 'down' + why) + ', ' + o.in_flight + ' in flight', "
+    "o.up ? 'up' : 'down');\n"
     "      h.id = 'health-' + u.name + '-' + o.origin;\n"
     "      rows.push(row([el('td', i ? '' : u.name), el('td', o.origin, 'mono'), h,\n"
     "                     el('td', i ? '' : u.pool_idle + ' (keepalive ' + u.keepalive + ' "
@@ -620,8 +623,16 @@ static void upstreams_json(struct evbuffer *out, const struct generation *gen,
         for (int o = 0; o < up->norigins; o++) {
             evbuffer_add_printf(out, "%s{\"origin\":", o ? "," : "");
             jstr(out, up->origins[o].text, false);
-            evbuffer_add_printf(out, ",\"up\":%s}",
-                                balancer_origin_down(gen->balancers[u], o) ? "false" : "true");
+            /* why an origin is out, and least_conn's figure: "up" alone told neither */
+            const struct balancer *b = gen->balancers[u];
+            evbuffer_add_printf(out, ",\"up\":%s,\"passive\":\"%s\",\"check\":",
+                                balancer_origin_down(b, o) ? "false" : "true",
+                                origin_state_name(balancer_origin_state(b, o)));
+            if (up->health.interval_ms)
+                evbuffer_add_printf(out, "\"%s\"", check_state_name(balancer_check_state(b, o)));
+            else
+                evbuffer_add(out, "null", 4);
+            evbuffer_add_printf(out, ",\"in_flight\":%u}", balancer_in_flight(b, o));
         }
         evbuffer_add(out, "],\"recent_failures\":[", 21);
         bool first = true;

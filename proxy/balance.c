@@ -12,6 +12,7 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "portico/config.h"
 #include "portico/log.h"
@@ -26,6 +27,7 @@ struct origin_slot {
     _Atomic uint64_t window_start_ms;  /* the first of them */
     _Atomic uint64_t down_until_ms;    /* DOWN: when the probe may go */
     _Atomic unsigned in_flight;        /* attempts picked and not done */
+    uint32_t same;                     /* the origins listed with its host:port, itself included */
 };
 
 struct balancer {
@@ -42,6 +44,12 @@ static const char *const origin_state_names[] = {
 #undef X
 };
 
+static const char *const check_state_names[] = {
+#define X(id, name) [id] = name,
+    CHECK_STATE_LIST(X)
+#undef X
+};
+
 static const char *const balance_result_names[] = {
 #define X(id, name) [id] = name,
     BALANCE_RESULT_LIST(X)
@@ -51,6 +59,11 @@ static const char *const balance_result_names[] = {
 const char *origin_state_name(enum origin_state s)
 {
     return (unsigned)s < ARRAY_LEN(origin_state_names) ? origin_state_names[s] : "unknown";
+}
+
+const char *check_state_name(enum check_state s)
+{
+    return (unsigned)s < ARRAY_LEN(check_state_names) ? check_state_names[s] : "unknown";
 }
 
 const char *balance_result_name(enum balance_result r)
@@ -97,6 +110,10 @@ struct balancer *balancer_new(const struct upstream_conf *up)
         return NULL;
     }
     build_cycle(b);
+    for (int o = 0; o < up->norigins; o++)
+        for (int f = 0; f < up->norigins; f++)
+            if (strcmp(up->origins[o].text, up->origins[f].text) == 0)
+                b->origins[o].same |= 1u << f;
     return b;
 }
 
@@ -229,6 +246,11 @@ int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t ex
      * turn comes, and so does the next request. Taking one put the next request back on the
      * origin that failed: with one refusing origin of two, every request tried it first. */
     int (*turn)(struct balancer *, uint64_t, uint32_t) = exclude ? turn_at : next_turn;
+    /* An origin tried is tried at every listing of its address: a retry on the second listing
+     * of a refusing origin (a weight by repetition) failed again while another answered. */
+    for (int o = 0; o < b->up->norigins; o++)
+        if (exclude & (1u << o))
+            exclude |= b->origins[o].same;
     /* A candidate another thread takes first (the probe of a DOWN origin) is left out and the
      * choice made again: at most once per origin. */
     for (int tries = 0; tries < b->up->norigins; tries++) {
@@ -362,10 +384,68 @@ void balancer_check(struct balancer *b, int origin, enum check_state cs, const c
                      up->name, up->origins[origin].text, why ? why : "no reason");
         return;
     }
+    /* Passive health is left alone: it judges requests, and a check passing between them
+     * started its count over (and ended its down_time), so an origin that answers /healthz
+     * while its requests time out was never marked down with checks more frequent than the
+     * failures. It takes requests once both agree. */
     if (was == CHECK_FAILING)
-        log_info("upstream %s: origin %s passed its health check; up", up->name,
-                 up->origins[origin].text);
-    answered(b, origin); /* a passing check is an answer: passive health agrees */
+        log_info("upstream %s: origin %s passed its health check; %s", up->name,
+                 up->origins[origin].text,
+                 state_of(s) == ORIGIN_UP ? "up" : "still down by passive health (down_time)");
+}
+
+/* Whether two upstreams ask their origins the same health question (a verdict of one stands
+ * for the other). */
+static bool same_check(const struct health_check_conf *a, const struct health_check_conf *c)
+{
+    return a->interval_ms && c->interval_ms && strcmp(a->method, c->method) == 0 &&
+           strcmp(a->path, c->path) == 0 && a->expect_lo == c->expect_lo &&
+           a->expect_hi == c->expect_hi;
+}
+
+/* The origin of from's upstream listed as origins[o] of b's, or -1. */
+static int same_origin(const struct balancer *b, const struct balancer *from, int o)
+{
+    const struct origin_conf *oc = &b->up->origins[o];
+    for (int f = 0; f < from->up->norigins; f++)
+        if (!oc->is_sim && strcmp(from->up->origins[f].text, oc->text) == 0)
+            return f;
+    return -1;
+}
+
+void balancer_inherit(struct balancer *b, const struct balancer *from, uint64_t now_ms)
+{
+    const struct upstream_conf *up = b->up;
+    bool check = same_check(&up->health, &from->up->health);
+    for (int o = 0; o < up->norigins; o++) {
+        int f = same_origin(b, from, o);
+        if (f < 0)
+            continue;
+        const struct origin_slot *old = &from->origins[f];
+        struct origin_slot *s = &b->origins[o];
+        if (check)
+            atomic_store_explicit(&s->check, atomic_load_explicit(&old->check,
+                                                                  memory_order_relaxed),
+                                  memory_order_relaxed);
+        if (up->max_fails == 0) /* passive health off: nothing would bring a DOWN origin back */
+            continue;
+        atomic_store_explicit(&s->fails, atomic_load_explicit(&old->fails, memory_order_relaxed),
+                              memory_order_relaxed);
+        atomic_store_explicit(&s->window_start_ms,
+                              atomic_load_explicit(&old->window_start_ms, memory_order_relaxed),
+                              memory_order_relaxed);
+        enum origin_state st = state_of(old);
+        if (st == ORIGIN_UP)
+            continue;
+        /* Down for what is left of its down_time (at most the new one); a probe in flight
+         * belongs to the old workers, so a probing origin is probed again by the new ones. */
+        uint64_t until = st == ORIGIN_PROBING
+                             ? now_ms
+                             : atomic_load_explicit(&old->down_until_ms, memory_order_relaxed);
+        atomic_store_explicit(&s->down_until_ms, MIN(until, now_ms + up->down_time_ms),
+                              memory_order_relaxed);
+        atomic_store_explicit(&s->state, ORIGIN_DOWN, memory_order_release);
+    }
 }
 
 bool balancer_origin_down(const struct balancer *b, int origin)
@@ -380,6 +460,14 @@ bool balancer_origin_down(const struct balancer *b, int origin)
 enum origin_state balancer_origin_state(const struct balancer *b, int origin)
 {
     return origin >= 0 && origin < b->up->norigins ? state_of(&b->origins[origin]) : ORIGIN_UP;
+}
+
+enum check_state balancer_check_state(const struct balancer *b, int origin)
+{
+    return origin >= 0 && origin < b->up->norigins
+               ? (enum check_state)atomic_load_explicit(&b->origins[origin].check,
+                                                        memory_order_relaxed)
+               : CHECK_PASSING;
 }
 
 unsigned balancer_in_flight(const struct balancer *b, int origin)

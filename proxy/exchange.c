@@ -127,13 +127,31 @@ static struct balancer *balancer_of(const struct exchange *ex)
 
 /* ---- origins: the pick, its end, retries ---- */
 
+/* Whether total_timeout ended the attempt while the origin alone was awaited (its name, its
+ * connect, its handshake, its first response byte): the origin's failure, as that phase's own
+ * timer would have made it. Taken for no verdict, a hung origin was never marked down when
+ * total_timeout was the shorter (first_byte_timeout is 60 s by default). In send the client's
+ * upload may be the slow side. */
+static bool origin_awaited(const struct exchange *ex)
+{
+    switch (ex->fail_phase) {
+    case PHASE_DNS:
+    case PHASE_CONNECT:
+    case PHASE_TLS:
+    case PHASE_FIRST_BYTE:
+        return !ex->response_byte;
+    default:
+        return false;
+    }
+}
+
 /* What an attempt that ended with failure f showed of its origin. */
 static enum balance_result attempt_result(const struct exchange *ex, enum failure_type f)
 {
     /* never judge an origin on a rehearsal, nor on a head a response_delay held too long */
     if (fault_exec_simulating(ex) || fault_exec_holding_head(ex))
         return BALANCE_NO_VERDICT;
-    if (failure_is_network(f))
+    if (failure_is_network(f) || (f == FAIL_TOTAL_TIMEOUT && origin_awaited(ex)))
         return BALANCE_FAILED;
     return ex->response_byte ? BALANCE_ANSWERED : BALANCE_NO_VERDICT;
 }

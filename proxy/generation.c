@@ -4,6 +4,7 @@
 #include "portico/generation.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "portico/balance.h"
 #include "portico/config.h"
@@ -53,4 +54,13 @@ struct generation *generation_new(struct config *cfg, unsigned number)
 fail:
     generation_free(g);
     return NULL;
+}
+
+void generation_inherit(struct generation *g, const struct generation *prev, uint64_t now_ms)
+{
+    const struct config *cfg = g->cfg, *old = prev->cfg;
+    for (int i = 0; i < cfg->nupstreams; i++)
+        for (int j = 0; j < old->nupstreams; j++)
+            if (strcmp(cfg->upstreams[i].name, old->upstreams[j].name) == 0)
+                balancer_inherit(g->balancers[i], prev->balancers[j], now_ms);
 }

@@ -51,7 +51,13 @@ struct probe {
     uint64_t started_us;               /* the running (or last) check began */
     bool shortage_said;                /* a check our shortage ended was logged: once until one
                                           ends with a verdict */
+    unsigned interim;                  /* 1xx heads the running check read */
 };
+
+/* 1xx heads a check reads before it fails: as many as an exchange relays. Parsing a stream of
+ * them until the timeout cost a flooding origin's check most of a core of worker 0 (4.4 CPU
+ * seconds for a 5 s check), and the verdict came only then. */
+#define CHECK_MAX_INTERIM 32
 
 struct health {
     struct loop *loop;                 /* borrowed */
@@ -121,7 +127,8 @@ static void fail_check(struct probe *p, const char *fmt, ...)
     verdict(p, CHECK_FAILING, why);
 }
 
-/* Response heads as they arrive: 1xx are skipped, the final status decides. */
+/* Response heads as they arrive: 1xx are skipped (up to CHECK_MAX_INTERIM), the final status
+ * decides. */
 static void read_status(struct probe *p, struct sock *s)
 {
     const struct health_check_conf *hc = check_of(p);
@@ -144,6 +151,10 @@ static void read_status(struct probe *p, struct sock *s)
                 verdict(p, CHECK_PASSING, NULL);
             else
                 fail_check(p, "%s %s answered %d", hc->method, hc->path, resp.status);
+            return;
+        }
+        if (++p->interim > CHECK_MAX_INTERIM) {
+            fail_check(p, "more than %d interim responses", CHECK_MAX_INTERIM);
             return;
         }
         evbuffer_drain(s->in, (size_t)rc);
@@ -182,14 +193,33 @@ static void on_phase(void *arg, enum phase phase)
     p->phase = phase; /* the check's deadline covers every phase; its message names this one */
 }
 
+/* The check's Host: the host its connection was made for. A TLS upstream's `sni` is that host
+ * (the certificate was checked against it): Host: 127.0.0.1:8443 on a connection made for
+ * api.example.com is one a name-based virtual host answers 404 or 421 (Misdirected Request),
+ * and every origin failed its check while the clients' own requests would have been answered.
+ * An IPv6 sni (which would need brackets) keeps the origin's text. */
+static void check_host(const struct probe *p, char *out, size_t size)
+{
+    const struct upstream_conf *up = &p->health->loop->cfg->upstreams[p->upstream];
+    const struct origin_conf *oc = &up->origins[p->origin];
+    if (oc->is_sim)
+        snprintf(out, size, "%s", upconn_addr(p->uc));
+    else if (up->tls && up->sni && !strchr(up->sni, ':') && oc->port == 443)
+        snprintf(out, size, "%s", up->sni);
+    else if (up->tls && up->sni && !strchr(up->sni, ':'))
+        snprintf(out, size, "%s:%u", up->sni, (unsigned)oc->port);
+    else
+        snprintf(out, size, "%s", oc->text);
+}
+
 /* Connected: the request goes out, the answer is read. */
 static void on_ready(void *arg)
 {
     struct probe *p = arg;
     const struct health_check_conf *hc = check_of(p);
-    const struct origin_conf *oc =
-        &p->health->loop->cfg->upstreams[p->upstream].origins[p->origin];
     struct sock *s = upconn_sock(p->uc);
+    char host[300];
+    check_host(p, host, sizeof(host));
     p->phase = PHASE_SEND;
     upconn_mark_used(p->uc);
     sock_set_cb(s, probe_sock_cb, p);
@@ -197,7 +227,7 @@ static void on_ready(void *arg)
     sock_read(s, true);
     evbuffer_add_printf(s->out, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: portico-health-check\r\n"
                                 "Connection: close\r\n\r\n",
-                        hc->method, hc->path, oc->is_sim ? upconn_addr(p->uc) : oc->text);
+                        hc->method, hc->path, host);
     sock_flush(s); /* a failure comes back as SOCK_ERROR */
 }
 
@@ -249,6 +279,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     p->state = PROBE_CHECKING;
+    p->interim = 0;
     p->phase = PHASE_CONNECT; /* until the start reports its first phase (dns for a name) */
     arm(p, hc->timeout_ms * 1000);
 }

@@ -236,6 +236,7 @@ static void reload(struct process *p)
         addr_locks_keep_only(p->locks, old);
         return;
     }
+    generation_inherit(next, p->gen, now_us() / 1000); /* known-down origins stay down */
     struct worker_group *started = workers_start(next, p->group);
     if (!started) {
         log_error("reload: cannot start workers for the new configuration; still serving the "

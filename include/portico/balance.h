@@ -12,8 +12,9 @@
  * Health. Passive: max_fails network failures within fail_window, with no response between
  * them, mark an origin DOWN for down_time; then a single attempt is let through (PROBING, the
  * half-open state): a response brings the origin UP, a failure makes it DOWN for down_time
- * again. Active (health.c): a failed check keeps the origin out until a check passes; a passing
- * check also brings a passively DOWN origin back UP.
+ * again. Active (health.c): a failed check keeps the origin out until a check passes. The two
+ * are independent (a passing check neither starts the failure count over nor ends a down_time:
+ * passive health judges requests); an origin takes attempts when both let it.
  *
  * One balancer per upstream and configuration generation, shared by the worker threads of that
  * generation with relaxed atomics (a slightly stale count only shifts one pick); the transitions
@@ -32,9 +33,10 @@ struct balancer;
 /* What one attempt showed of its origin, for balancer_done. */
 #define BALANCE_RESULT_LIST(X)                                                                     \
     X(BALANCE_ANSWERED, "answered")     /* the origin sent a response (any status) */              \
-    X(BALANCE_FAILED, "failed")         /* a network failure of the origin (failure_is_network) */ \
-    X(BALANCE_NO_VERDICT, "no verdict") /* ended before the origin showed either (client left,    \
-                                           local shortage, total_timeout) */
+    X(BALANCE_FAILED, "failed")         /* a network failure of the origin (failure_is_network,    \
+                                           or total_timeout while it alone was awaited) */         \
+    X(BALANCE_NO_VERDICT, "no verdict") /* ended before the origin showed either (client left,     \
+                                           local shortage, total_timeout while sending) */
 
 enum balance_result {
 #define X(id, name) id,
@@ -88,16 +90,27 @@ void balancer_done(struct balancer *b, int origin, enum balance_result r, uint64
 /* The verdict of an active health check of origin (why: for the log when it fails). */
 void balancer_check(struct balancer *b, int origin, enum check_state s, const char *why);
 
+/* A reload: b, of the new generation's upstream, takes over the verdicts of from, the same
+ * upstream of the running one, for each origin listed in both (the same host:port): a failing
+ * check when both ask the same check (method, path, expected status), and passive health
+ * (a DOWN origin for what is left of its down_time, a PROBING one due for a probe at once) when
+ * b's upstream has max_fails. Starting every origin up again sent requests to origins known to
+ * be down until the new checks ended. Call before b's workers start. */
+void balancer_inherit(struct balancer *b, const struct balancer *from, uint64_t now_ms);
+
 /* Whether origin takes no attempts now: passively down or probing, or failing its check
  * (portico_upstream_origin_up is its negation). */
 bool balancer_origin_down(const struct balancer *b, int origin);
 
-/* The origin's passive state and the attempts in flight on it (tests, metrics). */
+/* The origin's passive state, its last check's verdict and the attempts in flight on it
+ * (tests, /status). */
 enum origin_state balancer_origin_state(const struct balancer *b, int origin);
+enum check_state balancer_check_state(const struct balancer *b, int origin);
 unsigned balancer_in_flight(const struct balancer *b, int origin);
 
 /* Names for logs and tests. Never NULL. */
 const char *origin_state_name(enum origin_state s);
+const char *check_state_name(enum check_state s);
 const char *balance_result_name(enum balance_result r);
 
 #endif

@@ -3,11 +3,13 @@
  * per upstream (round robin, passive health), a learned-hints cache per route that learns, and
  * the fault rules with their state (enabled, overrides, counters, rules added at run time).
  * The configuration itself stays immutable; everything that changes while serving lives here,
- * and a reload starts a new generation (health, learned hints and fault rules start afresh with
- * it: the INI's rules come back).
+ * and a reload starts a new generation (learned hints and fault rules start afresh with it: the
+ * INI's rules come back; the origins' health is carried over, generation_inherit).
  */
 #ifndef PORTICO_GENERATION_H
 #define PORTICO_GENERATION_H
+
+#include <stdint.h>
 
 struct config;
 struct balancer;
@@ -24,6 +26,10 @@ struct generation {
 
 /* Takes cfg over and creates its runtime state. NULL when out of memory (cfg is then freed). */
 struct generation *generation_new(struct config *cfg, unsigned number);
+
+/* A reload: g's upstreams take over the origins' health from the same-named upstreams of prev,
+ * the generation still serving (balancer_inherit). Call before g's workers start. */
+void generation_inherit(struct generation *g, const struct generation *prev, uint64_t now_ms);
 
 /* Frees the state and the configuration. NULL is fine. */
 void generation_free(struct generation *g);

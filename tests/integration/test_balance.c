@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -34,6 +35,7 @@
 
 #include "../support/certs.h"
 #include "../support/fake_dns.h"
+#include "../support/json.h"
 #include "../support/scrape.h"
 #include "proxy_helpers.h"
 
@@ -63,6 +65,37 @@ static int status_of(struct harness *h, const char *path)
     int status = get(h, "GET", path, NULL, &r);
     raw_response_free(&r);
     return status;
+}
+
+/* GET path on the admin listener: the body, malloc'd. */
+static char *admin_body(struct harness *h, const char *path)
+{
+    char req[128];
+    struct raw_response r;
+    struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", path);
+    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    char *body = strdup(r.body);
+    raw_response_free(&r);
+    raw_close(c);
+    return body;
+}
+
+/* /status's object for origin o of the first upstream (freed with *doc). */
+static const struct tj *status_origin(struct harness *h, int o, struct tj **doc)
+{
+    char *text = admin_body(h, "/status"), err[128];
+    *doc = tj_parse(text, err, sizeof(err));
+    free(text);
+    if (!*doc)
+        fail_msg("/status is not JSON: %s", err);
+    const struct tj *ups = tj_get(*doc, "upstreams");
+    assert_true(ups && ups->n >= 1);
+    const struct tj *origins = tj_get(ups->items[0], "origins");
+    assert_true(origins && origins->n > (size_t)o);
+    return origins->items[o];
 }
 
 /* ---- round robin, weights, random_two ---- */
@@ -299,6 +332,70 @@ static void revivable_free(struct revivable *r)
 /* max_fails refused connects within fail_window: skipped; after down_time one request probes
  * it (and fails: down again); once it answers, it takes its share again. retries = 0, so that
  * each attempt is one request. */
+/* An origin that never answers and tells when Portico closed a connection to it (within
+ * PX_IO_MS). */
+static int closed_cb(int fd, void *arg)
+{
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    char buf[512];
+    short rev;
+    while (tu_poll_until(fd, POLLIN, deadline, &rev) > 0)
+        if (read(fd, buf, sizeof(buf)) <= 0) {
+            sem_post(arg);
+            break;
+        }
+    return 1;
+}
+
+/* /status shows each origin's requests in flight (what least_conn compares) with its passive
+ * state and check: clients that leave while their requests wait on the origin take theirs back
+ * (4 in flight, then 0). The old /status said "up" and nothing else: neither the count nor why
+ * an origin was out. */
+static void test_status_in_flight(void **state)
+{
+    (void)state;
+    sem_t closed;
+    assert_int_equal(sem_init(&closed, 0, 0), 0);
+    const struct fo_step hold_then_tell[] = {FO_CALL(closed_cb, &closed), FO_END()};
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = hold_then_tell};
+    struct fake_origin *slow = fake_origin_start(&opts);
+    assert_non_null(slow);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\nbalance = least_conn\n",
+                                 fake_origin_port(slow));
+    struct raw_conn *c[4];
+    for (int k = 0; k < 4; k++) {
+        c[k] = px_connect(h);
+        assert_int_equal(raw_send_str(c[k], "GET /wait HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    }
+    assert_int_equal(fake_origin_wait_requests(slow, 4, PX_IO_MS), 0);
+    struct tj *doc;
+    const struct tj *o = status_origin(h, 0, &doc);
+    double v;
+    assert_int_equal(tj_num(o, "in_flight", &v), 0);
+    assert_int_equal((int)v, 4);
+    assert_non_null(tj_str(o, "passive"));
+    assert_string_equal(tj_str(o, "passive"), "up");
+    assert_true(tj_is_null(o, "check"));
+    tj_free(doc);
+    for (int k = 0; k < 4; k++)
+        raw_close(c[k]);
+    /* Portico closed each origin connection after the attempt gave its origin back */
+    for (int k = 0; k < 4; k++) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += PX_IO_MS / 1000;
+        assert_int_equal(sem_timedwait(&closed, &until), 0);
+    }
+    o = status_origin(h, 0, &doc);
+    assert_int_equal(tj_num(o, "in_flight", &v), 0);
+    assert_int_equal((int)v, 0);
+    tj_free(doc);
+    px_stop(h);
+    fake_origin_stop(slow);
+    sem_destroy(&closed);
+}
+
 static void test_passive_health(void **state)
 {
     (void)state;
@@ -496,6 +593,12 @@ static void test_active_health(void **state)
         assert_int_equal(status_of(h, "/a"), 200);
     assert_int_equal(non_checks(sick), 0);
     assert_true(non_checks(well) >= 8);
+    struct tj *doc;
+    const struct tj *so = status_origin(h, 0, &doc);
+    assert_non_null(tj_str(so, "check"));
+    assert_string_equal(tj_str(so, "check"), "failing");
+    assert_string_equal(tj_str(so, "passive"), "up");
+    tj_free(doc);
     /* the check as the origin saw it */
     char *head = fake_origin_request_head(sick, 0);
     assert_non_null(head);
@@ -511,6 +614,179 @@ static void test_active_health(void **state)
     assert_true(scrape_metric(admin, series, PX_IO_MS) == 1);
     assert_true(scrape_metric(admin, "portico_health_checks_total", PX_IO_MS) >= 2);
     assert_true(scrape_metric(admin, "portico_health_checks_failed_total", PX_IO_MS) >= 1);
+    px_stop(h);
+    fake_origin_stop(sick);
+    fake_origin_stop(well);
+}
+
+/* A check of a TLS origin goes as requests do, SNI and certificate checked against `sni` (an
+ * origin whose certificate names another host fails it), and its Host names the host the
+ * connection was made for: the old binary sent Host: 127.0.0.1:PORT on a connection whose SNI
+ * was localhost, which a name-based virtual host answers 404 or 421 (Misdirected Request):
+ * every such origin failed its check, and clients got 503 no_healthy_origin while their own
+ * requests (their Host) would have been answered. */
+static void test_health_check_tls_host(void **state)
+{
+    (void)state;
+    const struct test_certs *certs = certs_get();
+    assert_non_null(certs);
+    struct fake_origin_opts good_opts = {.kind = FO_OK, .tls_cert = certs->server_cert,
+                                         .tls_key = certs->server_key};
+    struct fake_origin_opts wrong_opts = {.kind = FO_OK, .tls_cert = certs->wrong_name_cert,
+                                          .tls_key = certs->wrong_name_key};
+    struct fake_origin *good = fake_origin_start(&good_opts);
+    struct fake_origin *wrong = fake_origin_start(&wrong_opts);
+    assert_non_null(good);
+    assert_non_null(wrong);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "tls = on\nca_file = {{certs}}/ca.pem\nsni = localhost\n"
+                                 "health_check = GET /healthz every 1m expect 200\n",
+                                 fake_origin_port(good), fake_origin_port(wrong));
+    char line[200];
+    snprintf(line, sizeof(line), "origin 127.0.0.1:%u failed its health check (",
+             fake_origin_port(wrong));
+    assert_int_equal(harness_wait_log(h, line, PX_IO_MS), 0);
+    assert_true(harness_log_contains(h, "hostname mismatch"));
+    assert_int_equal(fake_origin_wait_requests(good, 1, PX_IO_MS), 0);
+    char sni[64];
+    fake_origin_last_sni(good, sni, sizeof(sni));
+    assert_string_equal(sni, "localhost");
+    char *head = fake_origin_request_head(good, 0);
+    assert_non_null(head);
+    char host[80];
+    snprintf(host, sizeof(host), "\r\nHost: localhost:%u\r\n", fake_origin_port(good));
+    assert_non_null(strstr(head, host));
+    free(head);
+    assert_false(harness_log_contains(h, "failed its health check (GET"));
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(status_of(h, "/tls"), 200);
+    px_stop(h);
+    fake_origin_stop(good);
+    fake_origin_stop(wrong);
+}
+
+static const struct fo_step hold[] = {FO_HOLD(), FO_END()};
+
+/* The gray origin: its checks pass, its requests are never answered. */
+static const struct fo_step *pick_check_only(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return strncmp(req->head, "GET /healthz ", 13) == 0 ? respond_ok : hold;
+}
+
+/* Passive health judges requests, the check judges checks: an origin that passes its check
+ * while its requests time out is marked down by max_fails and stays down for down_time. The old
+ * binary let each passing check start the failure count over (and end a down_time): with a check
+ * every 100 ms between failures, max_fails = 2 never marked it down, and every request sent
+ * there failed (5 of 10 here; by hand, a check every 1 s and max_fails = 3: 15 of 30 requests
+ * got 504, against 3 of 30 without the check). */
+static void test_check_keeps_passive_verdict(void **state)
+{
+    (void)state;
+    struct fake_origin_opts gray_opts = {.kind = FO_SCRIPT, .pick_script = pick_check_only};
+    struct fake_origin *gray = fake_origin_start(&gray_opts);
+    struct fake_origin *well = fake_origin_start_kind(FO_OK);
+    assert_non_null(gray);
+    assert_non_null(well);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "max_fails = 2\ndown_time = 1m\nfirst_byte_timeout = 200ms\n"
+                                 "health_check = GET /healthz every 100ms expect 200\n",
+                                 fake_origin_port(gray), fake_origin_port(well));
+    int failed = 0;
+    for (int round = 0; round < 5; round++) {
+        for (int k = 0; k < 2; k++)
+            failed += status_of(h, "/gray") != 200;
+        /* two more checks reached it: the first one's verdict is in */
+        unsigned seen = fake_origin_requests(gray);
+        assert_int_equal(fake_origin_wait_requests(gray, seen + 2, PX_IO_MS), 0);
+    }
+    print_message("  %d of 10 requests failed\n", failed);
+    assert_int_equal(failed, 2);
+    assert_true(harness_log_contains(h, "marked down for 60000 ms after 2 failures"));
+    px_stop(h);
+    fake_origin_stop(gray);
+    fake_origin_stop(well);
+}
+
+/* 1000 interim responses in one go, then nothing. */
+static char flood_1xx[1000 * 27 + 1];
+static const struct fo_step flood_then_hold[] = {FO_SEND(flood_1xx), FO_HOLD(), FO_END()};
+
+static const struct fo_step *pick_flood_check(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return strncmp(req->head, "GET /healthz ", 13) == 0 ? flood_then_hold : respond_ok;
+}
+
+/* A check answered by a stream of 1xx fails at once (a check has no use for more than an
+ * exchange relays), instead of parsing them until its timeout: the old binary spent 4.4 CPU
+ * seconds of the worker that also serves clients on a 5 s check of a flooding origin, and then
+ * said "no answer within 5000 ms". */
+static void test_health_check_1xx_flood(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 1000; i++)
+        memcpy(flood_1xx + i * 27, "HTTP/1.1 102 Processing\r\n\r\n", 27);
+    struct fake_origin_opts flood_opts = {.kind = FO_SCRIPT, .pick_script = pick_flood_check};
+    struct fake_origin *flood = fake_origin_start(&flood_opts);
+    assert_non_null(flood);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "health_check = GET /healthz every 1m expect 200\n",
+                                 fake_origin_port(flood));
+    assert_int_equal(harness_wait_log(h, "failed its health check (", PX_IO_MS), 0);
+    assert_true(harness_log_contains(h, "failed its health check (more than 32 interim "
+                                        "responses)"));
+    px_stop(h);
+    fake_origin_stop(flood);
+}
+
+/* The sick origin of the reload test: its first check answers 500, the later ones never
+ * answer (the new generation's first check is still out when the requests go); other requests
+ * get 200, so a request sent there shows in non_checks. */
+
+static const struct fo_step *pick_first_check_500(const struct fo_request_info *req, void *arg)
+{
+    _Atomic unsigned *checks = arg;
+    if (strncmp(req->head, "GET /healthz ", 13) != 0)
+        return respond_ok;
+    return atomic_fetch_add(checks, 1) == 0 ? healthz_500 : hold;
+}
+
+/* A reload keeps the verdicts of the origins it keeps: the old binary started every origin up
+ * again, and an origin known to fail its check took its share of the requests until the new
+ * generation's first check ended (4 of 8 here; a hung origin's requests waited for
+ * first_byte_timeout and got 504, for up to the check's timeout after every reload). */
+static void test_reload_keeps_verdicts(void **state)
+{
+    (void)state;
+    _Atomic unsigned checks = 0;
+    struct fake_origin_opts sick_opts = {
+        .kind = FO_SCRIPT, .pick_script = pick_first_check_500, .pick_arg = &checks};
+    struct fake_origin *sick = fake_origin_start(&sick_opts);
+    struct fake_origin *well = fake_origin_start_kind(FO_OK);
+    assert_non_null(sick);
+    assert_non_null(well);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "health_check = GET /healthz every 1m expect 2xx\n",
+                                 fake_origin_port(sick), fake_origin_port(well));
+    assert_int_equal(harness_wait_log(h, "failed its health check (GET /healthz answered 500)",
+                                      PX_IO_MS), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2", PX_IO_MS), 0);
+    for (int k = 0; k < 8; k++)
+        assert_int_equal(status_of(h, "/after-reload"), 200);
+    print_message("  after the reload: %u of 8 requests to the failing origin\n",
+                  non_checks(sick));
+    assert_int_equal(non_checks(sick), 0);
+    char series[160];
+    snprintf(series, sizeof(series),
+             "portico_upstream_origin_up{upstream=\"u\",origin=\"127.0.0.1:%u\"}",
+             fake_origin_port(sick));
+    assert_true(scrape_metric(harness_port(h, "admin"), series, PX_IO_MS) == 0);
     px_stop(h);
     fake_origin_stop(sick);
     fake_origin_stop(well);
@@ -649,6 +925,60 @@ static void test_retry_connect(void **state)
 /* When a failed attempt stands: retries = 0; after the request was sent (the origin closed
  * without answering) unless retry_sent = on, and then only for an idempotent request without a
  * body. The first origin fails, the second answers. */
+/* An origin listed twice (a weight by repetition) is one origin to a retry: a refused connect
+ * goes to an origin at another address. The old binary took the second listing for another
+ * origin and tried the same address again: with A A B and A refusing, 4 of 12 requests got 502
+ * while B answered. */
+static void test_retry_origin_listed_twice(void **state)
+{
+    (void)state;
+    struct fake_origin *refuse = fake_origin_start_kind(FO_REFUSE);
+    struct fake_origin *ok = fake_origin_start_kind(FO_OK);
+    assert_non_null(refuse);
+    assert_non_null(ok);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u\n",
+                                 fake_origin_port(refuse), fake_origin_port(refuse),
+                                 fake_origin_port(ok));
+    int failed = 0;
+    for (int k = 0; k < 12; k++)
+        failed += status_of(h, "/twice") != 200;
+    print_message("  %d of 12 requests failed\n", failed);
+    assert_int_equal(failed, 0);
+    assert_int_equal(fake_origin_requests(ok), 12);
+    px_stop(h);
+    fake_origin_stop(refuse);
+    fake_origin_stop(ok);
+}
+
+/* total_timeout spent waiting for an origin that never answers is that origin's failure: a hung
+ * origin is marked down by max_fails as it is with first_byte_timeout. The old binary took
+ * total_timeout for no verdict: with total_timeout shorter than first_byte_timeout (60 s by
+ * default), a hung origin was never marked down and got every other request (5 of 10 here, 10
+ * of 20 by hand, each a 504 after total_timeout). */
+static void test_total_timeout_marks_down(void **state)
+{
+    (void)state;
+    struct fake_origin *hung = fake_origin_start_kind(FO_SILENT);
+    struct fake_origin *ok = fake_origin_start_kind(FO_OK);
+    assert_non_null(hung);
+    assert_non_null(ok);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "max_fails = 2\ndown_time = 1m\ntotal_timeout = 200ms\n",
+                                 fake_origin_port(hung), fake_origin_port(ok));
+    int failed = 0;
+    for (int k = 0; k < 10; k++)
+        failed += status_of(h, "/hung") != 200;
+    print_message("  %d of 10 requests failed\n", failed);
+    assert_int_equal(failed, 2);
+    assert_true(harness_log_contains(h, "marked down for 60000 ms after 2 failures"));
+    px_stop(h);
+    fake_origin_stop(hung);
+    fake_origin_stop(ok);
+}
+
 static void test_retry_rules(void **state)
 {
     (void)state;
@@ -778,6 +1108,9 @@ static void test_all_down(void **state)
 int main(void)
 {
     tu_ignore_sigpipe();
+    /* TEST_FILTER=test_reload* runs the matching tests only */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_robin),
         cmocka_unit_test(test_weights),
@@ -785,12 +1118,19 @@ int main(void)
         cmocka_unit_test(test_down_origin_share),
         cmocka_unit_test(test_least_conn),
         cmocka_unit_test(test_least_conn_weights),
+        cmocka_unit_test(test_status_in_flight),
         cmocka_unit_test(test_passive_health),
         cmocka_unit_test(test_probe_answer_brings_back_up),
         cmocka_unit_test(test_active_health),
+        cmocka_unit_test(test_reload_keeps_verdicts),
+        cmocka_unit_test(test_health_check_tls_host),
+        cmocka_unit_test(test_check_keeps_passive_verdict),
+        cmocka_unit_test(test_health_check_1xx_flood),
         cmocka_unit_test(test_health_check_stuck_phase),
         cmocka_unit_test(test_health_check_dns_failure),
         cmocka_unit_test(test_retry_connect),
+        cmocka_unit_test(test_retry_origin_listed_twice),
+        cmocka_unit_test(test_total_timeout_marks_down),
         cmocka_unit_test(test_retry_rules),
         cmocka_unit_test(test_retry_tls_refused_body),
         cmocka_unit_test(test_all_down),

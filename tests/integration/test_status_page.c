@@ -102,7 +102,7 @@ static const struct dom_row dom_rows[] = {
     {"one 404 (no route)", "count-4xx", "1"},
     {"two refused connects", "count-5xx", "2"},
     {"by failure type", "failure-connect_refused", "2"},
-    {"the app's origin is healthy", "health-app-127.0.0.1:", "up"},
+    {"the app's origin is healthy, nothing in flight", "health-app-127.0.0.1:", "up, 0 in flight"},
 };
 
 static void test_page_in_chromium(void **state)

@@ -316,9 +316,12 @@ static const struct {
     {"a failing check keeps an up origin out until a check passes", 1, 0,
      {CHECK(0, CHECK_FAILING), PICK(0, -1), CHECK(0, CHECK_FAILING), PICK(1, -1),
       CHECK(0, CHECK_PASSING), PICK(2, 0)}},
-    {"a passing check brings a passively down origin back at once", 1, 1,
+    {"a passing check leaves a passively down origin down for down_time", 1, 1,
      {PICK(0, 0), DONE(0, 0, BALANCE_FAILED), PICK(1, -1), CHECK(0, CHECK_PASSING),
-      STATE(0, ORIGIN_UP), PICK(2, 0)}},
+      STATE(0, ORIGIN_DOWN), PICK(2, -1), PICK(5000, 0), STATE(0, ORIGIN_PROBING)}},
+    {"a passing check does not start the failure count over", 1, 2,
+     {PICK(0, 0), DONE(0, 0, BALANCE_FAILED), CHECK(0, CHECK_PASSING), PICK(10, 0),
+      DONE(10, 0, BALANCE_FAILED), STATE(0, ORIGIN_DOWN)}},
     {"a failing check wins over passive health", 1, 1,
      {CHECK(0, CHECK_FAILING), PICK(6000, -1), STATE(0, ORIGIN_UP), PICK(6001, -1)}},
     {"one origin down, the other takes every attempt; both down: none", 2, 1,
@@ -370,6 +373,50 @@ static void test_health(void **state)
 }
 
 /* Picks and ends balance out: nothing stays in flight, whatever the results. */
+/* A reload's balancer takes the verdicts over by origin text, wherever the origin is listed:
+ * a failing check when the check is the same, passive DOWN for what is left of its down_time
+ * (PROBING: due at once) when the new upstream has max_fails. */
+static void test_inherit(void **state)
+{
+    (void)state;
+    struct upstream_conf old, up;
+    make_upstream(&old, 3, NULL, BALANCE_ROUND_ROBIN, 1);
+    old.health = (struct health_check_conf){"GET", "/healthz", 1000, 1000, 200, 299};
+    struct balancer *from = balancer_new(&old);
+    assert_non_null(from);
+    balancer_check(from, 0, CHECK_FAILING, "test");
+    assert_int_equal(balancer_pick(from, 0, 0, 0), 1); /* o0 is skipped */
+    balancer_done(from, 1, BALANCE_FAILED, 100);       /* o1 down until 5100 */
+    /* the new file lists o1, o0 and a new o3, in that order */
+    make_upstream(&up, 3, NULL, BALANCE_ROUND_ROBIN, 1);
+    snprintf(up.origins[0].text, sizeof(up.origins[0].text), "o1");
+    snprintf(up.origins[1].text, sizeof(up.origins[1].text), "o0");
+    snprintf(up.origins[2].text, sizeof(up.origins[2].text), "o3");
+    up.health = old.health;
+    struct balancer *b = balancer_new(&up);
+    assert_non_null(b);
+    balancer_inherit(b, from, 2000);
+    assert_true(balancer_origin_down(b, 0));  /* o1: passively down */
+    assert_true(balancer_origin_down(b, 1));  /* o0: failing its check */
+    assert_false(balancer_origin_down(b, 2)); /* o3: new, up */
+    assert_int_equal(balancer_pick(b, 5099, 0, 0), 2);
+    balancer_done(b, 2, BALANCE_ANSWERED, 5099);
+    int o = balancer_pick(b, 5100, 0, 0); /* o1's down_time is over: probed */
+    assert_true(o == 0 || o == 2);
+    balancer_free(b);
+
+    /* another check, or passive health off: those verdicts start afresh */
+    up.health.path = "/other";
+    up.max_fails = 0;
+    b = balancer_new(&up);
+    assert_non_null(b);
+    balancer_inherit(b, from, 2000);
+    for (int k = 0; k < 3; k++)
+        assert_false(balancer_origin_down(b, k));
+    balancer_free(b);
+    balancer_free(from);
+}
+
 static void test_in_flight(void **state)
 {
     (void)state;
@@ -544,6 +591,7 @@ int main(void)
         cmocka_unit_test(test_least_conn),
         cmocka_unit_test(test_random_two),
         cmocka_unit_test(test_health),
+        cmocka_unit_test(test_inherit),
         cmocka_unit_test(test_in_flight),
         cmocka_unit_test(test_config_values),
         cmocka_unit_test(test_config_errors),
