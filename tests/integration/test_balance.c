@@ -73,7 +73,8 @@ static char *admin_body(struct harness *h, const char *path)
     char req[128];
     struct raw_response r;
     struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
-    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", path);
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+             path);
     assert_int_equal(raw_send_str(c, req), 0);
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
     assert_int_equal(r.status, 200);
