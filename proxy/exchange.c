@@ -447,8 +447,9 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
         .detail = ex->cfg->error_detail == ERROR_DETAIL_MINIMAL ? ERRPAGE_DETAIL_MINIMAL
                                                                 : ERRPAGE_DETAIL_FULL,
     };
-    /* The client connection survives only if its request was read to the end. */
-    ex->close_client |= ex->req_state != REQ_DONE || !ex->info.keep_alive;
+    /* The client connection survives only if its request was read to the end: a body the
+     * client already sent is read now (it went to no origin, or to a failed one). */
+    ex->close_client |= !relay_discard_body(ex) || !ex->info.keep_alive;
     send_own(ex, &e);
     ex_end(ex, OUTCOME_DONE);
 }
@@ -759,7 +760,7 @@ static void run(struct exchange *ex)
     ex->route = route_match(cfg, ex->host, ex->host_len, ex->route_path, ex->path_len);
     if (!ex->route) {
         ex_refuse(ex, HTTP_NOT_FOUND, "no route matches this host and path",
-                  ex->req_state != REQ_DONE);
+                  !relay_discard_body(ex));
         return;
     }
     ex->route_index = (int)(ex->route - cfg->routes);

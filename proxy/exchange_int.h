@@ -213,6 +213,10 @@ void relay_request_sent(struct exchange *ex);
 /* The downstream drained: resume the origin's response. */
 void relay_resume(struct exchange *ex);
 
+/* Portico answers before the request body was read (failure, no route): the part of it already
+ * buffered is read and dropped. true when that was all of it (the connection may go on). */
+bool relay_discard_body(struct exchange *ex);
+
 /* Drops the origin connection. */
 void relay_drop(struct exchange *ex);
 

@@ -205,6 +205,33 @@ void relay_request_body(struct exchange *ex)
     request_body_done(ex);
 }
 
+/* The exchange is answered by Portico before the request body was all read (the origin failed,
+ * no route): what the client already sent of it is read and dropped, so that the connection can
+ * serve the next request (nginx discards such a body too). Only what is buffered: a body still
+ * coming would be parsed as the next request, so the connection closes then. */
+bool relay_discard_body(struct exchange *ex)
+{
+    if (ex->req_state == REQ_DONE)
+        return true;
+    if (ex->req_splice) /* the rest is in the kernel, past our reads */
+        return false;
+    struct evbuffer *in = ex->ds.ops->request_input(ex->ds.ctx);
+    struct evbuffer *sink = evbuffer_new();
+    if (!sink)
+        return false;
+    size_t before = evbuffer_get_length(in);
+    int rc = body_move(&ex->req_body, in, sink, SIZE_MAX);
+    if (rc == 0 && !ex->req_body.done && ex->req_eof && evbuffer_get_length(in) == 0)
+        rc = body_eof(&ex->req_body, sink); /* HTTP/2: the stream's end is the body's */
+    evbuffer_free(sink);
+    if (evbuffer_get_length(in) != before)
+        ex->ds.ops->request_taken(ex->ds.ctx);
+    if (rc != 0 || !ex->req_body.done)
+        return false;
+    ex->req_state = REQ_DONE;
+    return true;
+}
+
 /* ---- sending the request ---- */
 
 static void send_request(struct exchange *ex)

@@ -1,0 +1,142 @@
+/*
+ * test_upload_failures.c — request bodies (POST, PUT) meeting origins that fail or close, on the
+ * real `portico`, with a raw client that sends a second request on the same connection:
+ *
+ *   1. a body read whole by Portico before the origin failed (refused connect, closed without
+ *      an answer) is answered with the gateway status and the connection stays open for the
+ *      next request (Content-Length and chunked); a body not all sent yet still closes it, as
+ *      its rest would be read as the next request
+ *
+ * Portico runs with two routes: /dead/ to the failing origin of the case, / to an origin that
+ * answers 200 and records what it got (the next request must arrive intact, not after a body).
+ * No sleeps: reads are bounded, the origins' counters are waited for.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../support/fake_origin.h"
+#include "../support/harness.h"
+#include "../support/raw_client.h"
+#include "../support/testutil.h"
+#include "proxy_helpers.h"
+
+#define IO_MS 5000 /* bound of reads that must succeed */
+
+static struct {
+    struct fake_origin *ok;
+    struct fake_origin *dead;
+    struct harness *h;
+    struct raw_conn *c;
+} fx;
+
+static int teardown(void **state)
+{
+    (void)state;
+    raw_close(fx.c);
+    harness_free(fx.h);
+    fake_origin_stop(fx.dead);
+    fake_origin_stop(fx.ok);
+    memset(&fx, 0, sizeof(fx));
+    return 0;
+}
+
+/* Portico with /dead/ to fx.dead (no retries: one failure is the answer) and / to fx.ok;
+ * upstream_extra goes to the dead upstream's section. */
+static void start(enum fo_kind dead, const char *upstream_extra)
+{
+    fx.ok = fake_origin_start_kind(FO_OK);
+    fx.dead = fake_origin_start_kind(dead);
+    assert_non_null(fx.ok);
+    assert_non_null(fx.dead);
+    fx.h = px_start(NULL,
+                    "[upstream dead]\norigin = 127.0.0.1:%u\nretries = 0\n%s"
+                    "[upstream ok]\norigin = 127.0.0.1:%u\n"
+                    "[route dead]\nprefix = /dead/\nupstream = dead\n"
+                    "[route ok]\nprefix = /\nupstream = ok\n",
+                    fake_origin_port(fx.dead), upstream_extra ? upstream_extra : "",
+                    fake_origin_port(fx.ok));
+    fx.c = raw_connect(harness_port(fx.h, "listen"), IO_MS);
+    assert_non_null(fx.c);
+}
+
+/* Sends request, reads its answer: status expected, and whether it says Connection: close. */
+static void expect_answer(const char *request, int status, bool closes)
+{
+    assert_int_equal(raw_send_str(fx.c, request), 0);
+    struct raw_response r = {0};
+    assert_int_equal(raw_read_response(fx.c, &r, IO_MS), 0);
+    assert_int_equal(r.status, status);
+    const char *conn = raw_header(&r, "Connection");
+    if (closes)
+        assert_true(conn && strcmp(conn, "close") == 0);
+    else
+        assert_true(!conn || strcmp(conn, "close") != 0);
+    raw_response_free(&r);
+}
+
+/* The connection serves a next request: 200 from fx.ok, which got it intact. */
+static void expect_next_served(void)
+{
+    expect_answer("GET /next HTTP/1.1\r\nHost: t\r\n\r\n", 200, false);
+    assert_int_equal(fake_origin_wait_requests(fx.ok, 1, IO_MS), 0);
+    char *head = fake_origin_request_head(fx.ok, 0);
+    assert_non_null(head);
+    assert_true(strncmp(head, "GET /next HTTP/1.1\r\n", 20) == 0);
+    free(head);
+}
+
+static const char post_length[] = "POST /dead/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n"
+                                   "0123456789";
+static const char post_chunked[] = "POST /dead/x HTTP/1.1\r\nHost: t\r\n"
+                                   "Transfer-Encoding: chunked\r\n\r\n"
+                                   "a\r\n0123456789\r\n0\r\n\r\n";
+
+/* 1. Refused connect: 502, and the connection goes on (the whole body had come with the head). */
+static void test_refused_keeps_connection(void **state)
+{
+    (void)state;
+    start(FO_REFUSE, NULL);
+    expect_answer(post_length, 502, false);
+    expect_answer(post_chunked, 502, false);
+    expect_next_served();
+}
+
+/* ... the same when the origin took the request and closed without a byte of answer. */
+static void test_closed_keeps_connection(void **state)
+{
+    (void)state;
+    start(FO_CLOSE_EMPTY, NULL);
+    expect_answer(post_length, 502, false);
+    expect_answer(post_chunked, 502, false);
+    expect_next_served();
+}
+
+/* ... but a body not all there when the answer goes (1 byte of 10 missing) closes: the missing
+ * byte, when it comes, would be read as the start of the next request. */
+static void test_partial_body_closes(void **state)
+{
+    (void)state;
+    start(FO_REFUSE, NULL);
+    expect_answer("POST /dead/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n012345678", 502,
+                  true);
+    assert_int_equal(raw_wait_closed(fx.c, IO_MS), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_refused_keeps_connection, teardown),
+        cmocka_unit_test_teardown(test_closed_keeps_connection, teardown),
+        cmocka_unit_test_teardown(test_partial_body_closes, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
