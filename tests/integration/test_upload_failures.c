@@ -3,7 +3,7 @@
  * real `portico`, with a raw client that sends a second request on the same connection:
  *
  *   1. a body read whole by Portico before the origin failed (refused connect, closed without
- *      an answer) is answered with the gateway status and the connection stays open for the
+ *      an answer, failed TLS handshake) is answered with the gateway status and the connection stays open for the
  *      next request (Content-Length and chunked); a body not all sent yet still closes it, as
  *      its rest would be read as the next request
  *
@@ -110,7 +110,18 @@ static void test_refused_keeps_connection(void **state)
     expect_next_served();
 }
 
-/* ... the same when the origin took the request and closed without a byte of answer. */
+/* ... and after a failed TLS handshake (the origin answers its ClientHello with garbage). */
+static void test_tls_failure_keeps_connection(void **state)
+{
+    (void)state;
+    start(FO_TLS_GARBAGE, "tls = on\n");
+    expect_answer(post_length, 502, false);
+    expect_answer(post_chunked, 502, false);
+    expect_next_served();
+}
+
+/* ... and when the origin took the request and closed without a byte of answer (the body had
+ * gone to it: this one held before the fix too). */
 static void test_closed_keeps_connection(void **state)
 {
     (void)state;
@@ -135,6 +146,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_refused_keeps_connection, teardown),
+        cmocka_unit_test_teardown(test_tls_failure_keeps_connection, teardown),
         cmocka_unit_test_teardown(test_closed_keeps_connection, teardown),
         cmocka_unit_test_teardown(test_partial_body_closes, teardown),
     };
