@@ -376,14 +376,20 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close)
 }
 
 /* Whether a failure may be retried on a fresh connection: a pooled connection the origin closed
- * while idle, before anything of this request that we could not send again reached it. */
+ * while idle, with no answer to this request, and
+ *   - the request may go twice: its method is idempotent, or the origin closed before any byte
+ *     of it arrived (upconn_request_unseen: an idle timeout that met the request; RFC 9110
+ *     9.2.2 lets a request known never to have been applied go again, as HTTP/2's
+ *     REFUSED_STREAM does), and
+ *   - we can send it again: no body byte was taken from the client yet, or all that was taken
+ *     is kept (replay, up to REPLAY_MAX). */
 static bool stale_pooled(const struct exchange *ex, enum phase phase, enum cause cause)
 {
+    bool body_again = (ex->req_body.bytes == 0 && !ex->req_body.trailers_started) || ex->replay;
     return ex->uc && upconn_requests(ex->uc) > 1 && !ex->retried && !ex->response_byte &&
-           request_idempotent(ex->req.method_id) && ex->req_body.bytes == 0 &&
-           !ex->req_body.trailers_started && ex->resp_state == RESP_HEAD &&
-           (phase == PHASE_SEND || phase == PHASE_FIRST_BYTE) &&
-           (cause == CAUSE_EOF || cause == CAUSE_RESET || cause == CAUSE_IO);
+           ex->resp_state == RESP_HEAD && (phase == PHASE_SEND || phase == PHASE_FIRST_BYTE) &&
+           (cause == CAUSE_EOF || cause == CAUSE_RESET || cause == CAUSE_IO) && body_again &&
+           (request_idempotent(ex->req.method_id) || upconn_request_unseen(ex->uc));
 }
 
 void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t limit_ms,
@@ -554,6 +560,8 @@ static void exchange_free(struct exchange *ex)
     release_origin(ex, attempt_result(ex, ex->failure));
     relay_drop(ex);
     fault_exec_end(ex);
+    if (ex->replay)
+        evbuffer_free(ex->replay);
     free(ex->hints);
     free(ex);
 }

@@ -23,6 +23,8 @@
 
 #define RELAY_HIGH (256 * 1024) /* stop moving bytes while their destination holds more */
 #define MAX_INTERIM 32          /* 1xx relayed per exchange; more are dropped and counted */
+#define REPLAY_MAX (64 * 1024)  /* request body bytes kept to send again after a stale pooled
+                                   connection; a larger body is not resent */
 
 struct loop;
 struct config;
@@ -104,6 +106,9 @@ struct exchange {
     struct phase_clock pc;
     uint64_t first_byte_deadline;      /* µs: interim responses may not restart it */
     bool retried;                      /* already resent once after a stale pooled connection */
+    struct evbuffer *replay;           /* owned: the request body as sent (framed) on a pooled
+                                          connection, all of it so far, for a resend; NULL when
+                                          none is kept (fresh connection, over REPLAY_MAX) */
     unsigned attempts;                 /* origin connections tried: pooled or new, each retry */
     bool reused;                       /* the (last) connection came from the pool */
     bool response_byte;                /* any response byte seen from the origin */
@@ -200,8 +205,8 @@ void relay_connect(struct exchange *ex);
 /* Whether relay_connect would take a pooled connection now (it stays pooled). */
 bool relay_pooled(struct exchange *ex);
 
-/* Whether the request may go again on a fresh connection when a pooled one proves stale: an
- * idempotent method without a body. */
+/* Whether the request may go again on a fresh connection when a pooled one proves stale, by its
+ * method alone: an idempotent one without a body. (ex_fail resends more: see stale_pooled.) */
 bool relay_resendable(const struct exchange *ex);
 
 /* Moves request body bytes from the downstream to the origin. */

@@ -137,6 +137,26 @@ static void request_body_done(struct exchange *ex)
         relay_request_sent(ex);
 }
 
+/* Body bytes (framed) were appended to out from offset `from`: the replay keeps a copy while it
+ * may still be sent again whole (stale_pooled), and lets go past REPLAY_MAX. */
+static void keep_replay(struct exchange *ex, struct evbuffer *out, size_t from)
+{
+    size_t n = evbuffer_get_length(out) - from, have = evbuffer_get_length(ex->replay);
+    struct evbuffer_iovec v;
+    struct evbuffer_ptr at;
+    if (n == 0)
+        return;
+    if (have + n > REPLAY_MAX || evbuffer_reserve_space(ex->replay, (ev_ssize_t)n, &v, 1) != 1 ||
+        evbuffer_ptr_set(out, &at, from, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_copyout_from(out, &at, v.iov_base, n) != (ev_ssize_t)n) {
+        evbuffer_free(ex->replay);
+        ex->replay = NULL;
+        return;
+    }
+    v.iov_len = n;
+    evbuffer_commit_space(ex->replay, &v, 1);
+}
+
 /* The rest of a request body goes from the client's socket to the origin's (sock_splice);
  * what came with the head was copied first. */
 static void splice_request_body(struct exchange *ex)
@@ -145,6 +165,10 @@ static void splice_request_body(struct exchange *ex)
     if (n < 0) {
         ex->req_splice = false; /* nothing was taken: the next bytes are read and copied */
         return;
+    }
+    if (n > 0 && ex->replay) { /* bytes that went past us cannot be sent again */
+        evbuffer_free(ex->replay);
+        ex->replay = NULL;
     }
     body_spliced(&ex->req_body, (uint64_t)n);
     metrics_add(ex->loop->metrics, M_SPLICED_BYTES, (uint64_t)n);
@@ -170,6 +194,8 @@ void relay_request_body(struct exchange *ex)
             request_body_refused(ex, HTTP_BAD_REQUEST, ex->req_body.error);
             return;
         }
+        if (ex->replay && ex->usock)
+            keep_replay(ex, out, before_out);
         /* body_size counts announced chunk sizes: the chunk that takes the body over the limit
          * is refused before any of it reaches the origin (the head too, when that is the first
          * one); earlier chunks went on, and the origin, closed on, never sees a last chunk */
@@ -264,10 +290,18 @@ static void send_request(struct exchange *ex)
     }
     ex_phase(ex, PHASE_SEND);
     hdr_write_request(ex->usock->out, &ex->req, &fwd);
-    /* Resent (stale pooled connection, retry_sent): an empty chunked body was consumed from the
-     * client already, its last chunk went to the failed connection; it goes again. */
-    if (ex->req_state == REQ_DONE && ex->req_body.done && ex->info.framing == H1_BODY_CHUNKED)
+    /* Resent after a stale pooled connection: the body taken so far goes again first (the rest
+     * follows from the client). Else (retry_sent, or no replay): an empty chunked body was
+     * consumed from the client already, its last chunk went to the failed connection; it goes
+     * again. */
+    if (ex->retried && ex->replay) {
+        evbuffer_add_buffer(ex->usock->out, ex->replay);
+        evbuffer_free(ex->replay);
+        ex->replay = NULL;
+    } else if (ex->req_state == REQ_DONE && ex->req_body.done &&
+               ex->info.framing == H1_BODY_CHUNKED) {
         evbuffer_add(ex->usock->out, "0\r\n\r\n", 5);
+    }
     upconn_mark_used(ex->uc);
     if (ex->req_state == REQ_GATED)
         ex_arm(&ex->continue_timer, ex->route->continue_timeout_ms);
@@ -722,6 +756,10 @@ static void take_connection(struct exchange *ex)
 {
     struct sock *s = upconn_sock(ex->uc);
     ex->usock = s;
+    /* A body sent on a pooled connection is kept while small: should the origin turn out to have
+     * closed it before the request arrived, the request goes again (stale_pooled). */
+    if (ex->reused && !ex->replay && h1_info_has_body(&ex->info))
+        ex->replay = evbuffer_new(); /* NULL when out of memory: then no resend */
     ex->head_scanned = 0; /* a resend's head is another */
     sock_set_cb(s, origin_cb, ex);
     sock_set_read_limit(s, up_read_high(ex));

@@ -82,6 +82,14 @@ const char *upconn_addr(const struct upconn *c);
 /* Requests sent on this connection so far, the current one included once upconn_mark_used was
  * called: above 1, the connection came from the pool. */
 unsigned upconn_requests(const struct upconn *c);
+
+/* A pooled connection taken for a request its method does not let go again (upconn_take_idle
+ * with resendable false), and closed by the origin: whether the origin's kernel had acknowledged
+ * none of the bytes written since. Its FIN acknowledges all it had received, so an origin that
+ * read any of the request (even a part, then closed on it) acknowledged it first: none acked,
+ * the origin closed before the request reached it (an idle timeout meeting the request), and
+ * the request may go again on a fresh connection, whatever its method. */
+bool upconn_request_unseen(const struct upconn *c);
 void upconn_mark_used(struct upconn *c);
 
 /* Idle pooled connections of a loop, for metrics. */
