@@ -137,6 +137,15 @@ static void request_body_done(struct exchange *ex)
         relay_request_sent(ex);
 }
 
+/* The request will not go again (or cannot): its body's copy goes. */
+static void drop_replay(struct exchange *ex)
+{
+    if (ex->replay) {
+        evbuffer_free(ex->replay);
+        ex->replay = NULL;
+    }
+}
+
 /* Body bytes (framed) were appended to out from offset `from`: the replay keeps a copy while it
  * may still be sent again whole (stale_pooled), and lets go past REPLAY_MAX. */
 static void keep_replay(struct exchange *ex, struct evbuffer *out, size_t from)
@@ -149,8 +158,7 @@ static void keep_replay(struct exchange *ex, struct evbuffer *out, size_t from)
     if (have + n > REPLAY_MAX || evbuffer_reserve_space(ex->replay, (ev_ssize_t)n, &v, 1) != 1 ||
         evbuffer_ptr_set(out, &at, from, EVBUFFER_PTR_SET) != 0 ||
         evbuffer_copyout_from(out, &at, v.iov_base, n) != (ev_ssize_t)n) {
-        evbuffer_free(ex->replay);
-        ex->replay = NULL;
+        drop_replay(ex);
         return;
     }
     v.iov_len = n;
@@ -166,10 +174,8 @@ static void splice_request_body(struct exchange *ex)
         ex->req_splice = false; /* nothing was taken: the next bytes are read and copied */
         return;
     }
-    if (n > 0 && ex->replay) { /* bytes that went past us cannot be sent again */
-        evbuffer_free(ex->replay);
-        ex->replay = NULL;
-    }
+    if (n > 0) /* bytes that went past us cannot be sent again */
+        drop_replay(ex);
     body_spliced(&ex->req_body, (uint64_t)n);
     metrics_add(ex->loop->metrics, M_SPLICED_BYTES, (uint64_t)n);
     if (ex->req_body.done)
@@ -296,8 +302,7 @@ static void send_request(struct exchange *ex)
      * again. */
     if (ex->retried && ex->replay) {
         evbuffer_add_buffer(ex->usock->out, ex->replay);
-        evbuffer_free(ex->replay);
-        ex->replay = NULL;
+        drop_replay(ex);
     } else if (ex->req_state == REQ_DONE && ex->req_body.done &&
                ex->info.framing == H1_BODY_CHUNKED) {
         evbuffer_add(ex->usock->out, "0\r\n\r\n", 5);
@@ -468,6 +473,7 @@ static void read_heads(struct exchange *ex)
             return; /* a fault's response_delay: the response comes in when it is over */
         if (ex->pc.current != PHASE_READ) {
             ex->response_byte = true;
+            drop_replay(ex); /* an answer began: the request will not go again */
             ex_phase(ex, PHASE_READ);
         }
         if (client_full(ex))
