@@ -440,7 +440,8 @@ static void answer(struct exchange *ex)
     struct ex_fault *f = ex->fault;
     f->answering = true;
     count(ex, FAULT_STATUS);
-    ex_refuse(ex, f->pick.status, "", ex->req_state != REQ_DONE);
+    /* as an origin's early answer: the connection goes on if the body had all come */
+    ex_refuse(ex, f->pick.status, "", !relay_discard_body(ex));
     /* "fault NAME answered 503", without printf: a name fits (FAULT_NAME_MAX) */
     struct fmt_buf b;
     fmt_init(&b, ex->detail, sizeof(ex->detail) - 1);

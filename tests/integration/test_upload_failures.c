@@ -6,9 +6,12 @@
  *      an answer, failed TLS handshake) is answered with the gateway status and the connection stays open for the
  *      next request (Content-Length and chunked); a body not all sent yet still closes it, as
  *      its rest would be read as the next request
+ *   2. the same for the answers Portico makes itself to such a request: 404 (no route), a fault
+ *      rule's status answer (a request it refuses as bad, 417 or 508, still closes: test_parsing)
  *
- * Portico runs with two routes: /dead/ to the failing origin of the case, / to an origin that
- * answers 200 and records what it got (the next request must arrive intact, not after a body).
+ * Portico runs with three routes: /dead/ to the failing origin of the case, /ok/ to an origin
+ * that answers 200 and records what it got (the next request must arrive intact, not after a
+ * body), /fault/ whose fault rule answers 503; anything else has no route.
  * No sleeps: reads are bounded, the origins' counters are waited for.
  */
 #include <errno.h>
@@ -61,7 +64,9 @@ static void start(enum fo_kind dead, const char *upstream_extra)
                     "[upstream dead]\norigin = 127.0.0.1:%u\nretries = 0\n%s"
                     "[upstream ok]\norigin = 127.0.0.1:%u\n"
                     "[route dead]\nprefix = /dead/\nupstream = dead\n"
-                    "[route ok]\nprefix = /\nupstream = ok\n",
+                    "[route ok]\nprefix = /ok/\nupstream = ok\n"
+                    "[route fault]\nprefix = /fault/\nupstream = ok\n"
+                    "[fault answer]\nprefix = /fault/\nstatus = 503\n",
                     fake_origin_port(fx.dead), upstream_extra ? upstream_extra : "",
                     fake_origin_port(fx.ok));
     fx.c = raw_connect(harness_port(fx.h, "listen"), IO_MS);
@@ -86,11 +91,11 @@ static void expect_answer(const char *request, int status, bool closes)
 /* The connection serves a next request: 200 from fx.ok, which got it intact. */
 static void expect_next_served(void)
 {
-    expect_answer("GET /next HTTP/1.1\r\nHost: t\r\n\r\n", 200, false);
+    expect_answer("GET /ok/next HTTP/1.1\r\nHost: t\r\n\r\n", 200, false);
     assert_int_equal(fake_origin_wait_requests(fx.ok, 1, IO_MS), 0);
     char *head = fake_origin_request_head(fx.ok, 0);
     assert_non_null(head);
-    assert_true(strncmp(head, "GET /next HTTP/1.1\r\n", 20) == 0);
+    assert_true(strncmp(head, "GET /ok/next HTTP/1.1\r\n", 23) == 0);
     free(head);
 }
 
@@ -142,6 +147,18 @@ static void test_partial_body_closes(void **state)
     assert_int_equal(raw_wait_closed(fx.c, IO_MS), 1);
 }
 
+/* 2. Portico's own answers: no route, a fault's status. */
+static void test_own_answers_keep_connection(void **state)
+{
+    (void)state;
+    start(FO_REFUSE, NULL);
+    expect_answer("POST /none HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789", 404,
+                  false);
+    expect_answer("POST /fault/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "a\r\n0123456789\r\n0\r\n\r\n", 503, false);
+    expect_next_served();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -149,6 +166,7 @@ int main(void)
         cmocka_unit_test_teardown(test_tls_failure_keeps_connection, teardown),
         cmocka_unit_test_teardown(test_closed_keeps_connection, teardown),
         cmocka_unit_test_teardown(test_partial_body_closes, teardown),
+        cmocka_unit_test_teardown(test_own_answers_keep_connection, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
