@@ -91,12 +91,21 @@
 #include "portico/recent.h"
 #include "portico/request.h"
 #include "portico/route.h"
+#include "portico/sock.h"
 #include "portico/upstream.h"
 #include "portico/status.h"
 #include "portico/util.h"
 
 
 /* ---- small helpers ---- */
+
+void ex_request_body_done(struct exchange *ex)
+{
+    if (ex->total_after_body) {
+        ex->total_after_body = false;
+        ex_arm(&ex->total_timer, ex->up->timers_ms[TIMER_TOTAL]);
+    }
+}
 
 void ex_arm(struct deadline *d, uint64_t ms)
 {
@@ -299,6 +308,14 @@ static void phase_timeout_cb(evutil_socket_t fd, short what, void *arg)
     ex_settle(ex);
 }
 
+/* The request body is still coming and none of it waits for the origin: the exchange waits on
+ * the client (whose silence client_body_timeout limits), not on the origin. */
+static bool waiting_on_client(const struct exchange *ex)
+{
+    return ex->req_state == REQ_BODY && (!ex->usock || sock_pending(ex->usock) == 0) &&
+           evbuffer_get_length(ex->ds.ops->request_input(ex->ds.ctx)) == 0;
+}
+
 static void total_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -307,7 +324,11 @@ static void total_timeout_cb(evutil_socket_t fd, short what, void *arg)
     if (!deadline_due(&ex->total_timer, ex->now))
         return; /* early, or cleared: nothing happened */
     uint64_t limit = ex->up->timers_ms[TIMER_TOTAL];
-    if (ex->resp_state == RESP_HEAD)
+    if (ex->resp_state == RESP_HEAD && waiting_on_client(ex)) {
+        /* A slow upload is not the origin's lateness: the origin gets its whole total_timeout
+         * once the body is in (ex_request_body_done), as Envoy's route timeout starts then. */
+        ex->total_after_body = true;
+    } else if (ex->resp_state == RESP_HEAD)
         ex_fail(ex, ex->pc.current, CAUSE_TOTAL_TIMEOUT, limit,
                 "no response head from %s within total_timeout %llu ms (in phase %s)",
                 ex->origin >= 0 ? ex->up->origins[ex->origin].text : ex->up->name,

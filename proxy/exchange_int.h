@@ -73,6 +73,8 @@ struct exchange {
     bool close_client;                 /* the client connection cannot serve another request */
     bool client_stalled;               /* its body stopped coming (408): logged in its phase */
     bool client_closes;                /* its request asked to close (Connection: close, 1.0) */
+    bool total_after_body;             /* total_timeout came while the client was still sending
+                                          the body: it runs anew once the body is in */
 
     /* request */
     char *head;                        /* copy of the request head, in this allocation */
@@ -173,6 +175,10 @@ void ex_phase_resume(struct exchange *ex, enum phase p);
 
 /* The current phase's timer expired: fails the exchange with that phase's timeout. */
 void ex_phase_timeout(struct exchange *ex);
+
+/* All of the request body is in: a total_timeout held back while the client was sending it
+ * starts again, whole. */
+void ex_request_body_done(struct exchange *ex);
 
 /* Sets a deadline ms from now (later ones cost no timer operation: deadline.h). */
 void ex_arm(struct deadline *d, uint64_t ms);

@@ -130,6 +130,7 @@ static bool splice_allowed(const struct exchange *ex, bool can_splice,
 static void request_body_done(struct exchange *ex)
 {
     ex->req_state = REQ_DONE;
+    ex_request_body_done(ex);
     ex->ds.ops->request_wait(ex->ds.ctx, 0); /* waiting for the response is fine */
     if (!ex->usock) /* read for a simulated failure (fault_exec.c) */
         fault_exec_request_read(ex);

@@ -8,6 +8,9 @@
  *      its rest would be read as the next request
  *   2. the same for the answers Portico makes itself to such a request: 404 (no route), a fault
  *      rule's status answer (a request it refuses as bad, 417 or 508, still closes: test_parsing)
+ *   3. a client that sends its body slowly does not make total_timeout blame the origin: the
+ *      timer does not expire while the exchange waits on the client's body, and runs anew once
+ *      the body is in (an origin silent after it still gets its 504)
  *
  * Portico runs with three routes: /dead/ to the failing origin of the case, /ok/ to an origin
  * that answers 200 and records what it got (the next request must arrive intact, not after a
@@ -54,13 +57,13 @@ static int teardown(void **state)
 
 /* Portico with /dead/ to fx.dead (no retries: one failure is the answer) and / to fx.ok;
  * upstream_extra goes to the dead upstream's section. */
-static void start(enum fo_kind dead, const char *upstream_extra)
+static void start_with(const char *proxy_extra, enum fo_kind dead, const char *upstream_extra)
 {
     fx.ok = fake_origin_start_kind(FO_OK);
     fx.dead = fake_origin_start_kind(dead);
     assert_non_null(fx.ok);
     assert_non_null(fx.dead);
-    fx.h = px_start(NULL,
+    fx.h = px_start(proxy_extra,
                     "[upstream dead]\norigin = 127.0.0.1:%u\nretries = 0\n%s"
                     "[upstream ok]\norigin = 127.0.0.1:%u\n"
                     "[route dead]\nprefix = /dead/\nupstream = dead\n"
@@ -71,6 +74,11 @@ static void start(enum fo_kind dead, const char *upstream_extra)
                     fake_origin_port(fx.ok));
     fx.c = raw_connect(harness_port(fx.h, "listen"), IO_MS);
     assert_non_null(fx.c);
+}
+
+static void start(enum fo_kind dead, const char *upstream_extra)
+{
+    start_with(NULL, dead, upstream_extra);
 }
 
 /* Sends request, reads its answer: status expected, and whether it says Connection: close. */
@@ -159,6 +167,40 @@ static void test_own_answers_keep_connection(void **state)
     expect_next_served();
 }
 
+/* 3. total_timeout = 300ms; the body takes ~600 ms to come (the client's own pauses). */
+#define TOTAL_MS 300
+
+static void send_trickled(const char *path)
+{
+    char head[128];
+    snprintf(head, sizeof(head), "POST %s HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n", path);
+    assert_int_equal(raw_send_str(fx.c, head), 0);
+    assert_int_equal(raw_send_slowly(fx.c, "0123", 4, 1, TOTAL_MS / 2), 0);
+}
+
+static void test_slow_upload_not_total_timeout(void **state)
+{
+    (void)state;
+    char extra[64];
+    snprintf(extra, sizeof(extra), "total_timeout = %dms", TOTAL_MS);
+    start_with(extra, FO_SILENT, NULL);
+    /* the origin answers once the body is in: 200, however long the client took */
+    send_trickled("/ok/up");
+    struct raw_response r = {0};
+    assert_int_equal(raw_read_response(fx.c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    /* an origin that never answers: total_timeout after the body, blamed on it */
+    int64_t t0 = tu_now_ms();
+    send_trickled("/dead/up");
+    int64_t body_end = raw_last_send_ms(fx.c);
+    assert_int_equal(raw_read_response(fx.c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 504);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "total_timeout");
+    assert_true(body_end - t0 >= TOTAL_MS); /* the client's pauses outlasted the timer */
+    raw_response_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +209,7 @@ int main(void)
         cmocka_unit_test_teardown(test_closed_keeps_connection, teardown),
         cmocka_unit_test_teardown(test_partial_body_closes, teardown),
         cmocka_unit_test_teardown(test_own_answers_keep_connection, teardown),
+        cmocka_unit_test_teardown(test_slow_upload_not_total_timeout, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
