@@ -614,19 +614,27 @@ void ex_settle(struct exchange *ex)
     static const enum exchange_end ends[] = {
         [OUTCOME_ABORTED] = END_ABORT, [OUTCOME_DROPPED] = END_DROP, [OUTCOME_RESET] = END_RESET,
     };
+    /* A body whose rest the downstream was to drop (discard_left) was not read to its end
+     * either, should the connection close: no quiet close, which unread bytes turn into a reset. */
     enum exchange_end end = ex->outcome != OUTCOME_DONE       ? ends[ex->outcome]
-                            : ex->req_state != REQ_DONE       ? END_CLOSE
+                            : ex->req_state != REQ_DONE ||
+                                      (ex->discard_left && ex->client_closes)
+                                                              ? END_CLOSE
                             : ex->client_closes               ? END_CLOSE_ASKED
                             : ex->close_client                ? END_CLOSE
                                                               : END_KEEP;
     struct downstream ds = ex->ds;
+    uint64_t discard = end == END_KEEP ? ex->discard_left : 0;
     char request_id[sizeof(ex->request_id)];
     memcpy(request_id, ex->request_id, sizeof(request_id));
     exchange_free(ex);
-    if (tunnel)
+    if (tunnel) {
         ds.ops->upgraded(ds.ctx, tunnel, tunnel_idle_ms, request_id);
-    else
-        ds.ops->done(ds.ctx, end);
+        return;
+    }
+    if (discard)
+        ds.ops->request_discard(ds.ctx, discard);
+    ds.ops->done(ds.ctx, end);
 }
 
 /* ---- start ---- */

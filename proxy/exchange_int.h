@@ -23,6 +23,8 @@
 
 #define RELAY_HIGH (256 * 1024) /* stop moving bytes while their destination holds more */
 #define MAX_INTERIM 32          /* 1xx relayed per exchange; more are dropped and counted */
+#define DISCARD_MAX (1024 * 1024) /* request body bytes still to come that the client connection
+                                     reads and drops after an error answer, rather than close */
 #define REPLAY_MAX (64 * 1024)  /* request body bytes kept to send again after a stale pooled
                                    connection; a larger body is not resent */
 
@@ -101,6 +103,7 @@ struct exchange {
     enum req_state req_state;
     struct body_relay req_body;
     bool req_eof;                      /* the downstream said the request body ended */
+    uint64_t discard_left;             /* body bytes the downstream drops after the answer */
 
     /* upstream */
     struct upconn *uc;                 /* owned while set */
@@ -225,7 +228,8 @@ void relay_request_sent(struct exchange *ex);
 void relay_resume(struct exchange *ex);
 
 /* Portico answers before the request body was read (failure, no route): the part of it already
- * buffered is read and dropped. true when that was all of it (the connection may go on). */
+ * buffered is read and dropped, and a Content-Length rest of up to DISCARD_MAX is left for the
+ * downstream to drop (request_discard). true when the connection may go on. */
 bool relay_discard_body(struct exchange *ex);
 
 /* Drops the origin connection. */

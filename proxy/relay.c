@@ -240,14 +240,15 @@ void relay_request_body(struct exchange *ex)
 
 /* The exchange is answered by Portico before the request body was all read (the origin failed,
  * no route): what the client already sent of it is read and dropped, so that the connection can
- * serve the next request (nginx discards such a body too). Only what is buffered: a body still
- * coming would be parsed as the next request, so the connection closes then. */
+ * serve the next request (nginx discards such a body too). A Content-Length rest still coming,
+ * up to DISCARD_MAX, is the downstream's to drop after the answer; any other rest would be parsed
+ * as the next request, so the connection closes then (a client waiting for 100 Continue too:
+ * it may never send it). */
 bool relay_discard_body(struct exchange *ex)
 {
     if (ex->req_state == REQ_DONE)
         return true;
-    if (ex->req_splice) /* the rest is in the kernel, past our reads */
-        return false;
+    /* (a body being spliced: its rest is read into the input again once the exchange ends) */
     struct evbuffer *in = ex->ds.ops->request_input(ex->ds.ctx);
     struct evbuffer *sink = evbuffer_new();
     if (!sink)
@@ -259,6 +260,13 @@ bool relay_discard_body(struct exchange *ex)
     evbuffer_free(sink);
     if (evbuffer_get_length(in) != before)
         ex->ds.ops->request_taken(ex->ds.ctx);
+    if (rc == 0 && !ex->req_body.done && ex->req_state == REQ_BODY &&
+        ex->req_body.in == H1_BODY_LENGTH &&
+        ex->req_body.left <= DISCARD_MAX && ex->ds.ops->request_discard) {
+        ex->discard_left = ex->req_body.left;
+        ex->req_state = REQ_DONE;
+        return true;
+    }
     if (rc != 0 || !ex->req_body.done)
         return false;
     ex->req_state = REQ_DONE;

@@ -3,9 +3,11 @@
  * real `portico`, with a raw client that sends a second request on the same connection:
  *
  *   1. a body read whole by Portico before the origin failed (refused connect, closed without
- *      an answer, failed TLS handshake) is answered with the gateway status and the connection stays open for the
- *      next request (Content-Length and chunked); a body not all sent yet still closes it, as
- *      its rest would be read as the next request
+ *      an answer, failed TLS handshake) is answered with the gateway status and the connection
+ *      stays open for the next request (Content-Length and chunked); the rest of a Content-Length
+ *      body still coming is read and dropped first (the connection closes when it does not come
+ *      within client_body_timeout); a chunked one not all sent yet still closes it, as its rest
+ *      would be read as the next request
  *   2. the same for the answers Portico makes itself to such a request: 404 (no route), a fault
  *      rule's status answer (a request it refuses as bad, 417 or 508, still closes: test_parsing)
  *   3. a client that sends its body slowly does not make total_timeout blame the origin: the
@@ -144,14 +146,34 @@ static void test_closed_keeps_connection(void **state)
     expect_next_served();
 }
 
-/* ... but a body not all there when the answer goes (1 byte of 10 missing) closes: the missing
- * byte, when it comes, would be read as the start of the next request. */
-static void test_partial_body_closes(void **state)
+/* ... and when the body was not all there when the answer went: a Content-Length rest is read
+ * and dropped when it comes, then the next request is served. */
+static void test_partial_body_discarded(void **state)
 {
     (void)state;
     start(FO_REFUSE, NULL);
     expect_answer("POST /dead/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n012345678", 502,
-                  true);
+                  false);
+    assert_int_equal(raw_send_str(fx.c, "9"), 0); /* the last byte of the body, after the answer */
+    expect_next_served();
+}
+
+/* ... a rest that never comes: closed after client_body_timeout. A chunked rest cannot be
+ * dropped without reading it as a body: closed at once. */
+static void test_partial_body_closes(void **state)
+{
+    (void)state;
+    start_with("client_body_timeout = 300ms", FO_REFUSE, NULL);
+    expect_answer("POST /dead/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n012345678", 502,
+                  false);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(raw_wait_closed(fx.c, IO_MS), 1);
+    assert_true(tu_now_ms() - t0 >= 250); /* client_body_timeout, not at once */
+    raw_close(fx.c);
+    fx.c = raw_connect(harness_port(fx.h, "listen"), IO_MS);
+    assert_non_null(fx.c);
+    expect_answer("POST /dead/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "a\r\n01234", 502, true);
     assert_int_equal(raw_wait_closed(fx.c, IO_MS), 1);
 }
 
@@ -207,6 +229,7 @@ int main(void)
         cmocka_unit_test_teardown(test_refused_keeps_connection, teardown),
         cmocka_unit_test_teardown(test_tls_failure_keeps_connection, teardown),
         cmocka_unit_test_teardown(test_closed_keeps_connection, teardown),
+        cmocka_unit_test_teardown(test_partial_body_discarded, teardown),
         cmocka_unit_test_teardown(test_partial_body_closes, teardown),
         cmocka_unit_test_teardown(test_own_answers_keep_connection, teardown),
         cmocka_unit_test_teardown(test_slow_upload_not_total_timeout, teardown),
