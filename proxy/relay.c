@@ -260,9 +260,11 @@ bool relay_discard_body(struct exchange *ex)
     evbuffer_free(sink);
     if (evbuffer_get_length(in) != before)
         ex->ds.ops->request_taken(ex->ds.ctx);
+    /* (the rest must be on its way: not from a client that asked 100-continue and got none,
+     * which may answer our answer by not sending it, and go on with its next request) */
     if (rc == 0 && !ex->req_body.done && ex->req_state == REQ_BODY &&
-        ex->req_body.in == H1_BODY_LENGTH &&
-        ex->req_body.left <= DISCARD_MAX && ex->ds.ops->request_discard) {
+        ex->req_body.in == H1_BODY_LENGTH && ex->req_body.left <= DISCARD_MAX &&
+        (!ex->info.expect_continue || ex->sent_100) && ex->ds.ops->request_discard) {
         ex->discard_left = ex->req_body.left;
         ex->req_state = REQ_DONE;
         return true;

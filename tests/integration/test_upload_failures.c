@@ -14,9 +14,10 @@
  *      timer does not expire while the exchange waits on the client's body, and runs anew once
  *      the body is in (an origin silent after it still gets its 504)
  *
- * Portico runs with three routes: /dead/ to the failing origin of the case, /ok/ to an origin
- * that answers 200 and records what it got (the next request must arrive intact, not after a
- * body), /fault/ whose fault rule answers 503; anything else has no route.
+ * Portico runs with these routes: /dead/ (and /dead-ignore/, expect = ignore) to the failing
+ * origin of the case, /ok/ to an origin that answers 200 and records what it got (the next
+ * request must arrive intact, not after a body), /fault/ whose fault rule answers 503; anything
+ * else has no route.
  * No sleeps: reads are bounded, the origins' counters are waited for.
  */
 #include <errno.h>
@@ -69,6 +70,8 @@ static void start_with(const char *proxy_extra, enum fo_kind dead, const char *u
                     "[upstream dead]\norigin = 127.0.0.1:%u\nretries = 0\n%s"
                     "[upstream ok]\norigin = 127.0.0.1:%u\n"
                     "[route dead]\nprefix = /dead/\nupstream = dead\n"
+                    "[route dead-ignore]\nprefix = /dead-ignore/\nupstream = dead\n"
+                    "expect = ignore\n"
                     "[route ok]\nprefix = /ok/\nupstream = ok\n"
                     "[route fault]\nprefix = /fault/\nupstream = ok\n"
                     "[fault answer]\nprefix = /fault/\nstatus = 503\n",
@@ -174,6 +177,14 @@ static void test_partial_body_closes(void **state)
     assert_non_null(fx.c);
     expect_answer("POST /dead/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                   "a\r\n01234", 502, true);
+    assert_int_equal(raw_wait_closed(fx.c, IO_MS), 1);
+    /* A client that asked for 100 Continue and got none (expect = ignore) may take the answer
+     * as the end of its request and send its next one: no body of it is awaited. */
+    raw_close(fx.c);
+    fx.c = raw_connect(harness_port(fx.h, "listen"), IO_MS);
+    assert_non_null(fx.c);
+    expect_answer("POST /dead-ignore/x HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                  "Content-Length: 10\r\n\r\n", 502, true);
     assert_int_equal(raw_wait_closed(fx.c, IO_MS), 1);
 }
 
