@@ -6,7 +6,9 @@
  * LINGER (write side shut, reading and discarding until EOF so that unread request bytes do not
  * turn our close into a reset that destroys the response in flight); or EXCHANGE → TUNNEL after
  * a 101 (tunnel.c owns the traffic until either side closes, then calls back); or, for a fault's
- * reset, EXCHANGE → RESETTING (nothing more is sent; closed with RST from the loop). The state's
+ * reset, EXCHANGE → RESETTING (nothing more is sent; closed with RST from the loop); or, after an
+ * error answer sent before the request body was all in, EXCHANGE → DISCARD (the rest of the
+ * body is read and dropped, within client_body_timeout) → IDLE. The state's
  * deadline is the sock's owner deadline (set_state is the only writer), on the sock's one timer
  * with its read and write deadlines: a connection has one timer. The sock's write deadline is
  * client_send_timeout throughout, its read deadline client_body_timeout while a request body is
@@ -69,7 +71,8 @@
     X(CS_QUIET_CLOSE, "quiet close") /* asked to close, all read: closed from the loop */       \
     X(CS_H2, "h2")                 /* ALPN h2 or h2c: h2.c has the sock's events */            \
     X(CS_TUNNEL, "tunnel")         /* after a 101: the tunnel owns the traffic until it ends */ \
-    X(CS_RESETTING, "resetting")   /* a fault's reset: closed with RST from the loop */
+    X(CS_RESETTING, "resetting")   /* a fault's reset: closed with RST from the loop */     \
+    X(CS_DISCARD, "discard")       /* dropping the rest of an answered request's body */
 
 enum client_state {
 #define X(id, name) id,
@@ -102,6 +105,7 @@ struct client {
     bool pipelined;                    /* the next head was buffered when the last answer ended */
     bool closes_quietly;               /* the client asked to close: no lingering (linger()) */
     uint64_t reset_from_us;            /* CS_RESETTING: since when (client_send_timeout) */
+    uint64_t discard_left;             /* request body bytes to drop before the next request */
 };
 
 static void client_cb(void *arg, enum sock_event ev);
@@ -113,7 +117,7 @@ static const enum conn_state gauge_state[] = {
     [CS_HANDSHAKE] = CONN_HANDSHAKE, [CS_IDLE] = CONN_IDLE,     [CS_HEAD] = CONN_ACTIVE,
     [CS_EXCHANGE] = CONN_ACTIVE,     [CS_CLOSING] = CONN_ACTIVE, [CS_LINGER] = CONN_ACTIVE,
     [CS_H2] = CONN_ACTIVE,           [CS_TUNNEL] = CONN_ACTIVE, [CS_RESETTING] = CONN_ACTIVE,
-    [CS_QUIET_CLOSE] = CONN_ACTIVE,
+    [CS_QUIET_CLOSE] = CONN_ACTIVE, [CS_DISCARD] = CONN_ACTIVE,
 };
 
 /* An HTTP/2 connection with no stream open: idle between requests, as a keep-alive one is. */
@@ -209,6 +213,9 @@ static void set_state(struct client *c, enum client_state s)
         break;
     case CS_LINGER:
         ms = LINGER_MS;
+        break;
+    case CS_DISCARD:
+        ms = (int64_t)cfg->client_body_timeout_ms; /* the whole rest, not each byte */
         break;
     case CS_RESETTING:
     case CS_QUIET_CLOSE:
@@ -508,6 +515,34 @@ static bool may_parse(const struct client *c)
     return sock_pending(&c->sock) <= OUTPUT_HIGH;
 }
 
+/* The answered request's body has `left` bytes still to come: done() drops them first. */
+static void ds_request_discard(void *ctx, uint64_t left)
+{
+    struct client *c = ctx;
+    c->discard_left = left;
+}
+
+/* Drops what came of the body being discarded; once all of it came, the connection is idle
+ * (a next request already buffered is parsed from the loop). */
+static void discard_input(struct client *c)
+{
+    size_t n = MIN(evbuffer_get_length(c->sock.in), c->discard_left);
+    evbuffer_drain(c->sock.in, n);
+    c->discard_left -= n;
+    if (n)
+        sock_consumed(&c->sock);
+    if (c->discard_left)
+        return;
+    c->pipelined = evbuffer_get_length(c->sock.in) > 0;
+    if (c->loop->state != LOOP_RUNNING && !c->pipelined) { /* a stop began meanwhile */
+        start_closing(c);
+        return;
+    }
+    set_state(c, CS_IDLE);
+    if (c->pipelined && may_parse(c))
+        sock_requeue(&c->sock);
+}
+
 /* A reset (a fault's, or a cut body that ends with the close): RST, which throws away what the
  * kernel still holds to send. What went before it (the answers to requests pipelined ahead of
  * a reset one, the part of a cut body that was forwarded) was answered and logged whole: it
@@ -564,6 +599,8 @@ static void ds_done(void *ctx, enum exchange_end end)
     /* END_DROP: what went (1xx at most) is flushed, then FIN, like any close. Draining, a
      * request already received is still answered: that answer's head says Connection: close. */
     bool next_buffered = evbuffer_get_length(c->sock.in) > 0;
+    uint64_t discard = c->discard_left; /* set by request_discard for this end only */
+    c->discard_left = 0;
     c->closes_quietly = end == END_CLOSE_ASKED && !c->sock.ssl;
     if (end != END_KEEP || c->close_after || (c->loop->state != LOOP_RUNNING && !next_buffered)) {
         start_closing(c);
@@ -571,6 +608,12 @@ static void ds_done(void *ctx, enum exchange_end end)
     }
     sock_flush(&c->sock); /* the last bytes go now, not a loop turn later */
     c->head_start_us = 0;
+    if (discard) { /* the rest of the answered request's body comes first */
+        c->discard_left = discard;
+        set_state(c, CS_DISCARD);
+        discard_input(c);
+        return;
+    }
     set_state(c, CS_IDLE);
     /* A pipelined request may already be buffered: parse it from the loop, not from inside
      * the exchange that just finished; if our output is full, once it drained. */
@@ -607,6 +650,7 @@ static const struct downstream_ops h1_ops = {
     .request_taken = ds_request_taken,
     .request_wait = ds_request_wait,
     .request_owed = ds_request_owed,
+    .request_discard = ds_request_discard,
     .done = ds_done,
     .upgraded = ds_upgraded,
 };
@@ -899,6 +943,8 @@ static void client_cb(void *arg, enum sock_event ev)
             parse_head(c);
         else if (c->state == CS_EXCHANGE)
             exchange_request_readable(c->ex);
+        else if (c->state == CS_DISCARD)
+            discard_input(c);
         else /* closing: what the client still sends is read and dropped */
             evbuffer_drain(c->sock.in, SIZE_MAX);
         return;
@@ -962,6 +1008,9 @@ static void state_expired(struct client *c)
     case CS_LINGER:
     case CS_QUIET_CLOSE:
         client_close(c, "closed");
+        break;
+    case CS_DISCARD: /* the body it owed did not all come: its rest cannot be told apart */
+        client_close(c, "request body to drop not complete within client_body_timeout");
         break;
     case CS_RESETTING:
         reset_when_sent(c);

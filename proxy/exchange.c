@@ -91,12 +91,21 @@
 #include "portico/recent.h"
 #include "portico/request.h"
 #include "portico/route.h"
+#include "portico/sock.h"
 #include "portico/upstream.h"
 #include "portico/status.h"
 #include "portico/util.h"
 
 
 /* ---- small helpers ---- */
+
+void ex_request_body_done(struct exchange *ex)
+{
+    if (ex->total_after_body) {
+        ex->total_after_body = false;
+        ex_arm(&ex->total_timer, ex->up->timers_ms[TIMER_TOTAL]);
+    }
+}
 
 void ex_arm(struct deadline *d, uint64_t ms)
 {
@@ -317,6 +326,14 @@ static void phase_timeout_cb(evutil_socket_t fd, short what, void *arg)
     ex_settle(ex);
 }
 
+/* The request body is still coming and none of it waits for the origin: the exchange waits on
+ * the client (whose silence client_body_timeout limits), not on the origin. */
+static bool waiting_on_client(const struct exchange *ex)
+{
+    return ex->req_state == REQ_BODY && (!ex->usock || sock_pending(ex->usock) == 0) &&
+           evbuffer_get_length(ex->ds.ops->request_input(ex->ds.ctx)) == 0;
+}
+
 static void total_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -325,7 +342,11 @@ static void total_timeout_cb(evutil_socket_t fd, short what, void *arg)
     if (!deadline_due(&ex->total_timer, ex->now))
         return; /* early, or cleared: nothing happened */
     uint64_t limit = ex->up->timers_ms[TIMER_TOTAL];
-    if (ex->resp_state == RESP_HEAD)
+    if (ex->resp_state == RESP_HEAD && waiting_on_client(ex)) {
+        /* A slow upload is not the origin's lateness: the origin gets its whole total_timeout
+         * once the body is in (ex_request_body_done), as Envoy's route timeout starts then. */
+        ex->total_after_body = true;
+    } else if (ex->resp_state == RESP_HEAD)
         ex_fail(ex, ex->pc.current, CAUSE_TOTAL_TIMEOUT, limit,
                 "no response head from %s within total_timeout %llu ms (in phase %s)",
                 ex->origin >= 0 ? ex->up->origins[ex->origin].text : ex->up->name,
@@ -393,14 +414,20 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close)
 }
 
 /* Whether a failure may be retried on a fresh connection: a pooled connection the origin closed
- * while idle, before anything of this request that we could not send again reached it. */
+ * while idle, with no answer to this request, and
+ *   - the request may go twice: its method is idempotent, or the origin closed before any byte
+ *     of it arrived (upconn_request_unseen: an idle timeout that met the request; RFC 9110
+ *     9.2.2 lets a request known never to have been applied go again, as HTTP/2's
+ *     REFUSED_STREAM does), and
+ *   - we can send it again: no body byte was taken from the client yet, or all that was taken
+ *     is kept (replay, up to REPLAY_MAX). */
 static bool stale_pooled(const struct exchange *ex, enum phase phase, enum cause cause)
 {
+    bool body_again = (ex->req_body.bytes == 0 && !ex->req_body.trailers_started) || ex->replay;
     return ex->uc && upconn_requests(ex->uc) > 1 && !ex->retried && !ex->response_byte &&
-           request_idempotent(ex->req.method_id) && ex->req_body.bytes == 0 &&
-           !ex->req_body.trailers_started && ex->resp_state == RESP_HEAD &&
-           (phase == PHASE_SEND || phase == PHASE_FIRST_BYTE) &&
-           (cause == CAUSE_EOF || cause == CAUSE_RESET || cause == CAUSE_IO);
+           ex->resp_state == RESP_HEAD && (phase == PHASE_SEND || phase == PHASE_FIRST_BYTE) &&
+           (cause == CAUSE_EOF || cause == CAUSE_RESET || cause == CAUSE_IO) && body_again &&
+           (request_idempotent(ex->req.method_id) || upconn_request_unseen(ex->uc));
 }
 
 void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t limit_ms,
@@ -464,8 +491,9 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
         .detail = ex->cfg->error_detail == ERROR_DETAIL_MINIMAL ? ERRPAGE_DETAIL_MINIMAL
                                                                 : ERRPAGE_DETAIL_FULL,
     };
-    /* The client connection survives only if its request was read to the end. */
-    ex->close_client |= ex->req_state != REQ_DONE || !ex->info.keep_alive;
+    /* The client connection survives only if its request was read to the end: a body the
+     * client already sent is read now (it went to no origin, or to a failed one). */
+    ex->close_client |= !relay_discard_body(ex) || !ex->info.keep_alive;
     send_own(ex, &e);
     ex_end(ex, OUTCOME_DONE);
 }
@@ -570,6 +598,8 @@ static void exchange_free(struct exchange *ex)
     release_origin(ex, attempt_result(ex, ex->failure));
     relay_drop(ex);
     fault_exec_end(ex);
+    if (ex->replay)
+        evbuffer_free(ex->replay);
     free(ex->hints);
     free(ex);
 }
@@ -601,19 +631,27 @@ void ex_settle(struct exchange *ex)
     static const enum exchange_end ends[] = {
         [OUTCOME_ABORTED] = END_ABORT, [OUTCOME_DROPPED] = END_DROP, [OUTCOME_RESET] = END_RESET,
     };
+    /* A body whose rest the downstream was to drop (discard_left) was not read to its end
+     * either, should the connection close: no quiet close, which unread bytes turn into a reset. */
     enum exchange_end end = ex->outcome != OUTCOME_DONE       ? ends[ex->outcome]
-                            : ex->req_state != REQ_DONE       ? END_CLOSE
+                            : ex->req_state != REQ_DONE ||
+                                      (ex->discard_left && ex->client_closes)
+                                                              ? END_CLOSE
                             : ex->client_closes               ? END_CLOSE_ASKED
                             : ex->close_client                ? END_CLOSE
                                                               : END_KEEP;
     struct downstream ds = ex->ds;
+    uint64_t discard = end == END_KEEP ? ex->discard_left : 0;
     char request_id[sizeof(ex->request_id)];
     memcpy(request_id, ex->request_id, sizeof(request_id));
     exchange_free(ex);
-    if (tunnel)
+    if (tunnel) {
         ds.ops->upgraded(ds.ctx, tunnel, tunnel_idle_ms, request_id);
-    else
-        ds.ops->done(ds.ctx, end);
+        return;
+    }
+    if (discard)
+        ds.ops->request_discard(ds.ctx, discard);
+    ds.ops->done(ds.ctx, end);
 }
 
 /* ---- start ---- */
@@ -776,7 +814,7 @@ static void run(struct exchange *ex)
     ex->route = route_match(cfg, ex->host, ex->host_len, ex->route_path, ex->path_len);
     if (!ex->route) {
         ex_refuse(ex, HTTP_NOT_FOUND, "no route matches this host and path",
-                  ex->req_state != REQ_DONE);
+                  !relay_discard_body(ex));
         return;
     }
     ex->route_index = (int)(ex->route - cfg->routes);

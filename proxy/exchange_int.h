@@ -23,6 +23,10 @@
 
 #define RELAY_HIGH (256 * 1024) /* stop moving bytes while their destination holds more */
 #define MAX_INTERIM 32          /* 1xx relayed per exchange; more are dropped and counted */
+#define DISCARD_MAX (1024 * 1024) /* request body bytes still to come that the client connection
+                                     reads and drops after an error answer, rather than close */
+#define REPLAY_MAX (64 * 1024)  /* request body bytes kept to send again after a stale pooled
+                                   connection; a larger body is not resent */
 
 struct loop;
 struct config;
@@ -71,6 +75,8 @@ struct exchange {
     bool close_client;                 /* the client connection cannot serve another request */
     bool client_stalled;               /* its body stopped coming (408): logged in its phase */
     bool client_closes;                /* its request asked to close (Connection: close, 1.0) */
+    bool total_after_body;             /* total_timeout came while the client was still sending
+                                          the body: it runs anew once the body is in */
 
     /* request */
     char *head;                        /* copy of the request head, in this allocation */
@@ -97,6 +103,7 @@ struct exchange {
     enum req_state req_state;
     struct body_relay req_body;
     bool req_eof;                      /* the downstream said the request body ended */
+    uint64_t discard_left;             /* body bytes the downstream drops after the answer */
 
     /* upstream */
     struct upconn *uc;                 /* owned while set */
@@ -104,6 +111,9 @@ struct exchange {
     struct phase_clock pc;
     uint64_t first_byte_deadline;      /* µs: interim responses may not restart it */
     bool retried;                      /* already resent once after a stale pooled connection */
+    struct evbuffer *replay;           /* owned: the request body as sent (framed) on a pooled
+                                          connection, all of it so far, for a resend; NULL when
+                                          none is kept (fresh connection, over REPLAY_MAX) */
     unsigned attempts;                 /* origin connections tried: pooled or new, each retry */
     bool reused;                       /* the (last) connection came from the pool */
     bool response_byte;                /* any response byte seen from the origin */
@@ -170,6 +180,10 @@ void ex_phase_resume(struct exchange *ex, enum phase p);
 /* The current phase's timer expired: fails the exchange with that phase's timeout. */
 void ex_phase_timeout(struct exchange *ex);
 
+/* All of the request body is in: a total_timeout held back while the client was sending it
+ * starts again, whole. */
+void ex_request_body_done(struct exchange *ex);
+
 /* Sets a deadline ms from now (later ones cost no timer operation: deadline.h). */
 void ex_arm(struct deadline *d, uint64_t ms);
 
@@ -201,8 +215,8 @@ void relay_connect(struct exchange *ex);
 /* Whether relay_connect would take a pooled connection now (it stays pooled). */
 bool relay_pooled(struct exchange *ex);
 
-/* Whether the request may go again on a fresh connection when a pooled one proves stale: an
- * idempotent method without a body. */
+/* Whether the request may go again on a fresh connection when a pooled one proves stale, by its
+ * method alone: an idempotent one without a body. (ex_fail resends more: see stale_pooled.) */
 bool relay_resendable(const struct exchange *ex);
 
 /* Moves request body bytes from the downstream to the origin. */
@@ -213,6 +227,11 @@ void relay_request_sent(struct exchange *ex);
 
 /* The downstream drained: resume the origin's response. */
 void relay_resume(struct exchange *ex);
+
+/* Portico answers before the request body was read (failure, no route): the part of it already
+ * buffered is read and dropped, and a Content-Length rest of up to DISCARD_MAX is left for the
+ * downstream to drop (request_discard). true when the connection may go on. */
+bool relay_discard_body(struct exchange *ex);
 
 /* Drops the origin connection. */
 void relay_drop(struct exchange *ex);

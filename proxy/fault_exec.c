@@ -51,6 +51,7 @@
 #include "portico/generation.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/request.h"
 #include "portico/sock.h"
 #include "portico/status.h"
 #include "portico/upstream.h"
@@ -331,13 +332,17 @@ static void walk_phases(struct exchange *ex, enum phase from, enum phase to, enu
 static void fail_in_phase(struct exchange *ex, enum failure_type type);
 
 /* Whether a real exchange would resend the request after this failure on a pooled connection
- * (stale_pooled in exchange.c): a close or reset before any answer, of a request that may go
- * twice and took no body. */
+ * (stale_pooled in exchange.c): a close or reset before any answer, after the origin took the
+ * request (a simulated origin saw it: its method decides), of a request that may go twice and
+ * took no body, or one its replay keeps (a Content-Length body under REPLAY_MAX; a chunked one
+ * of that size would be resent too, which this does not know beforehand). */
 static bool stale_retry(const struct exchange *ex, const struct sim_row *row)
 {
+    bool replayed = request_idempotent(ex->req.method_id) &&
+                    ex->info.framing == H1_BODY_LENGTH && ex->info.content_length < REPLAY_MAX;
     return (row->cause == CAUSE_EOF || row->cause == CAUSE_RESET) &&
            (row->phase == PHASE_SEND || row->phase == PHASE_FIRST_BYTE) &&
-           relay_resendable(ex);
+           (relay_resendable(ex) || replayed);
 }
 
 /* Walks the phases a real exchange would to the failing one, then fails there. */
@@ -435,7 +440,8 @@ static void answer(struct exchange *ex)
     struct ex_fault *f = ex->fault;
     f->answering = true;
     count(ex, FAULT_STATUS);
-    ex_refuse(ex, f->pick.status, "", ex->req_state != REQ_DONE);
+    /* as an origin's early answer: the connection goes on if the body had all come */
+    ex_refuse(ex, f->pick.status, "", !relay_discard_body(ex));
     /* "fault NAME answered 503", without printf: a name fits (FAULT_NAME_MAX) */
     struct fmt_buf b;
     fmt_init(&b, ex->detail, sizeof(ex->detail) - 1);

@@ -130,11 +130,40 @@ static bool splice_allowed(const struct exchange *ex, bool can_splice,
 static void request_body_done(struct exchange *ex)
 {
     ex->req_state = REQ_DONE;
+    ex_request_body_done(ex);
     ex->ds.ops->request_wait(ex->ds.ctx, 0); /* waiting for the response is fine */
     if (!ex->usock) /* read for a simulated failure (fault_exec.c) */
         fault_exec_request_read(ex);
     else
         relay_request_sent(ex);
+}
+
+/* The request will not go again (or cannot): its body's copy goes. */
+static void drop_replay(struct exchange *ex)
+{
+    if (ex->replay) {
+        evbuffer_free(ex->replay);
+        ex->replay = NULL;
+    }
+}
+
+/* Body bytes (framed) were appended to out from offset `from`: the replay keeps a copy while it
+ * may still be sent again whole (stale_pooled), and lets go past REPLAY_MAX. */
+static void keep_replay(struct exchange *ex, struct evbuffer *out, size_t from)
+{
+    size_t n = evbuffer_get_length(out) - from, have = evbuffer_get_length(ex->replay);
+    struct evbuffer_iovec v;
+    struct evbuffer_ptr at;
+    if (n == 0)
+        return;
+    if (have + n > REPLAY_MAX || evbuffer_reserve_space(ex->replay, (ev_ssize_t)n, &v, 1) != 1 ||
+        evbuffer_ptr_set(out, &at, from, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_copyout_from(out, &at, v.iov_base, n) != (ev_ssize_t)n) {
+        drop_replay(ex);
+        return;
+    }
+    v.iov_len = n;
+    evbuffer_commit_space(ex->replay, &v, 1);
 }
 
 /* The rest of a request body goes from the client's socket to the origin's (sock_splice);
@@ -146,6 +175,8 @@ static void splice_request_body(struct exchange *ex)
         ex->req_splice = false; /* nothing was taken: the next bytes are read and copied */
         return;
     }
+    if (n > 0) /* bytes that went past us cannot be sent again */
+        drop_replay(ex);
     body_spliced(&ex->req_body, (uint64_t)n);
     metrics_add(ex->loop->metrics, M_SPLICED_BYTES, (uint64_t)n);
     if (ex->req_body.done)
@@ -170,6 +201,8 @@ void relay_request_body(struct exchange *ex)
             request_body_refused(ex, HTTP_BAD_REQUEST, ex->req_body.error);
             return;
         }
+        if (ex->replay && ex->usock)
+            keep_replay(ex, out, before_out);
         /* body_size counts announced chunk sizes: the chunk that takes the body over the limit
          * is refused before any of it reaches the origin (the head too, when that is the first
          * one); earlier chunks went on, and the origin, closed on, never sees a last chunk */
@@ -210,6 +243,43 @@ void relay_request_body(struct exchange *ex)
     request_body_done(ex);
 }
 
+/* The exchange is answered by Portico before the request body was all read (the origin failed,
+ * no route): what the client already sent of it is read and dropped, so that the connection can
+ * serve the next request (nginx discards such a body too). A Content-Length rest still coming,
+ * up to DISCARD_MAX, is the downstream's to drop after the answer; any other rest would be parsed
+ * as the next request, so the connection closes then (a client waiting for 100 Continue too:
+ * it may never send it). */
+bool relay_discard_body(struct exchange *ex)
+{
+    if (ex->req_state == REQ_DONE)
+        return true;
+    /* (a body being spliced: its rest is read into the input again once the exchange ends) */
+    struct evbuffer *in = ex->ds.ops->request_input(ex->ds.ctx);
+    struct evbuffer *sink = evbuffer_new();
+    if (!sink)
+        return false;
+    size_t before = evbuffer_get_length(in);
+    int rc = body_move(&ex->req_body, in, sink, SIZE_MAX);
+    if (rc == 0 && !ex->req_body.done && ex->req_eof && evbuffer_get_length(in) == 0)
+        rc = body_eof(&ex->req_body, sink); /* HTTP/2: the stream's end is the body's */
+    evbuffer_free(sink);
+    if (evbuffer_get_length(in) != before)
+        ex->ds.ops->request_taken(ex->ds.ctx);
+    /* (the rest must be on its way: not from a client that asked 100-continue and got none,
+     * which may answer our answer by not sending it, and go on with its next request) */
+    if (rc == 0 && !ex->req_body.done && ex->req_state == REQ_BODY &&
+        ex->req_body.in == H1_BODY_LENGTH && ex->req_body.left <= DISCARD_MAX &&
+        (!ex->info.expect_continue || ex->sent_100) && ex->ds.ops->request_discard) {
+        ex->discard_left = ex->req_body.left;
+        ex->req_state = REQ_DONE;
+        return true;
+    }
+    if (rc != 0 || !ex->req_body.done)
+        return false;
+    ex->req_state = REQ_DONE;
+    return true;
+}
+
 /* ---- sending the request ---- */
 
 static void send_request(struct exchange *ex)
@@ -242,10 +312,17 @@ static void send_request(struct exchange *ex)
     }
     ex_phase(ex, PHASE_SEND);
     hdr_write_request(ex->usock->out, &ex->req, &fwd);
-    /* Resent (stale pooled connection, retry_sent): an empty chunked body was consumed from the
-     * client already, its last chunk went to the failed connection; it goes again. */
-    if (ex->req_state == REQ_DONE && ex->req_body.done && ex->info.framing == H1_BODY_CHUNKED)
+    /* Resent after a stale pooled connection: the body taken so far goes again first (the rest
+     * follows from the client). Else (retry_sent, or no replay): an empty chunked body was
+     * consumed from the client already, its last chunk went to the failed connection; it goes
+     * again. */
+    if (ex->retried && ex->replay) {
+        evbuffer_add_buffer(ex->usock->out, ex->replay);
+        drop_replay(ex);
+    } else if (ex->req_state == REQ_DONE && ex->req_body.done &&
+               ex->info.framing == H1_BODY_CHUNKED) {
         evbuffer_add(ex->usock->out, "0\r\n\r\n", 5);
+    }
     upconn_mark_used(ex->uc);
     if (ex->req_state == REQ_GATED)
         ex_arm(&ex->continue_timer, ex->route->continue_timeout_ms);
@@ -412,6 +489,7 @@ static void read_heads(struct exchange *ex)
             return; /* a fault's response_delay: the response comes in when it is over */
         if (ex->pc.current != PHASE_READ) {
             ex->response_byte = true;
+            drop_replay(ex); /* an answer began: the request will not go again */
             ex_phase(ex, PHASE_READ);
         }
         if (client_full(ex))
@@ -700,6 +778,10 @@ static void take_connection(struct exchange *ex)
 {
     struct sock *s = upconn_sock(ex->uc);
     ex->usock = s;
+    /* A body sent on a pooled connection is kept while small: should the origin turn out to have
+     * closed it before the request arrived, the request goes again (stale_pooled). */
+    if (ex->reused && !ex->replay && h1_info_has_body(&ex->info))
+        ex->replay = evbuffer_new(); /* NULL when out of memory: then no resend */
     ex->head_scanned = 0; /* a resend's head is another */
     sock_set_cb(s, origin_cb, ex);
     sock_set_read_limit(s, up_read_high(ex));

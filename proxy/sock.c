@@ -22,7 +22,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <linux/tcp.h> /* tcpi_bytes_acked, which glibc's netinet/tcp.h lacks */
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <openssl/err.h>
@@ -904,6 +908,17 @@ bool sock_input_arrived(const struct sock *s)
 {
     bool bytes = false;
     return sock_has_input(s) || (sock_peer_pending(s, &bytes) && bytes);
+}
+
+int64_t sock_bytes_acked(const struct sock *s)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(s->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+        len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
+        return -1;
+    return (int64_t)ti.tcpi_bytes_acked;
 }
 
 bool sock_at_eof(const struct sock *s)

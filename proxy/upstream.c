@@ -101,6 +101,9 @@ struct upconn {
     unsigned requests;
     uint64_t released_us;                  /* when it last entered the pool */
     uint64_t owner;                        /* client connection that released it */
+    int64_t acked_at_take;                 /* sock_bytes_acked when taken from the pool for a
+                                              request that cannot be resent by its method; -1:
+                                              not asked (upconn_request_unseen) */
 };
 
 TAILQ_HEAD(upconn_list, upconn);
@@ -289,9 +292,12 @@ static void idle_cb(void *arg, enum sock_event ev)
     upconn_free(c);
 }
 
-static struct upconn *take(struct upconn *c)
+/* ask_kernel: the request cannot be resent by its method, and whether its bytes reached the
+ * origin may decide (upconn_request_unseen): what the origin has acknowledged so far is noted. */
+static struct upconn *take(struct upconn *c, bool ask_kernel)
 {
     pool_remove(c);
+    c->acked_at_take = ask_kernel ? sock_bytes_acked(&c->sock) : -1;
     set_state(c, UC_ACTIVE);
     sock_set_deadline(&c->sock, 0);
     sock_set_timeouts(&c->sock, 0, 0);
@@ -353,10 +359,10 @@ struct upconn *upconn_take_idle(struct loop *l, int upstream, int origin, uint64
     /* The same client's next request takes its own connection back, settled or not: the most
      * recent one it released. */
     if (owner && (c = find_owned(pool, origin, owner, !resendable)))
-        return take(c);
+        return take(c, !resendable);
     /* Anyone else: the oldest that has settled, which had the longest to show stray bytes. */
     if ((c = find_settled(pool, origin, !resendable)))
-        return take(c);
+        return take(c, !resendable);
     return NULL;
 }
 
@@ -736,6 +742,7 @@ struct upconn *upconn_open(struct loop *l, int upstream, int origin,
     c->ev = ev;
     c->arg = arg;
     c->sock.state = SOCK_CLOSED;
+    c->acked_at_take = -1;
     str_copy(c->addr_text, sizeof(c->addr_text), c->oc->text);
     c->state = UC_OPENING;
     metrics_conn_add(l->metrics, CONN_UPSTREAM, gauge_state[c->state], 1);
@@ -785,6 +792,12 @@ const char *upconn_addr(const struct upconn *c)
 unsigned upconn_requests(const struct upconn *c)
 {
     return c->requests;
+}
+
+bool upconn_request_unseen(const struct upconn *c)
+{
+    return c->acked_at_take >= 0 && c->sock.state != SOCK_CLOSED &&
+           sock_bytes_acked(&c->sock) == c->acked_at_take;
 }
 
 void upconn_mark_used(struct upconn *c)

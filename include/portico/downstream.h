@@ -94,6 +94,10 @@ struct downstream_ops {
      * body written apart from the head): the downstream acknowledges it at once, not after the
      * kernel's delayed-ACK timer (40 ms). */
     void (*request_owed)(void *ds);
+    /* Optional (NULL: the connection closes instead): the exchange answered before `left` more
+     * bytes of the request body came; they are read and dropped before the next request is
+     * read (closing if they do not come within client_body_timeout). Called before done(). */
+    void (*request_discard)(void *ds, uint64_t left);
     /* The exchange is over, counted, logged and freed; the downstream sends what is still
      * queued (the last bytes of a response wait for this, so that a client that has the whole
      * response can count on the metrics and the log having it). */

@@ -159,6 +159,11 @@ bool sock_peer_pending(const struct sock *s, bool *bytes);
  * recv with MSG_PEEK: for rare decisions, such as which idle connection a drain may close). */
 bool sock_input_arrived(const struct sock *s);
 
+/* Bytes of ours the peer has acknowledged over the connection's life (TCP_INFO
+ * tcpi_bytes_acked; TLS records counted as bytes), or -1 when the kernel cannot say. It stays
+ * readable after the peer's reset. */
+int64_t sock_bytes_acked(const struct sock *s);
+
 /* Whether the peer's EOF was reported already. */
 bool sock_at_eof(const struct sock *s);
 

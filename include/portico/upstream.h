@@ -82,6 +82,16 @@ const char *upconn_addr(const struct upconn *c);
 /* Requests sent on this connection so far, the current one included once upconn_mark_used was
  * called: above 1, the connection came from the pool. */
 unsigned upconn_requests(const struct upconn *c);
+
+/* A pooled connection taken for a request its method does not let go again (upconn_take_idle
+ * with resendable false), and closed by the origin: whether the origin's kernel had acknowledged
+ * none of the bytes written since. An origin that read the request and closed acknowledged it
+ * with its FIN (sent only once all it received was read; a close with bytes unread is a reset).
+ * None acked: the origin closed before the request reached it, or with it unread in its buffer
+ * (an idle timeout meeting the request), and it may go again, whatever its method. The one
+ * case left: an origin that read a part of it while its kernel delayed the acknowledgement,
+ * then closed on the rest, a wager every browser and curl make on any reused connection. */
+bool upconn_request_unseen(const struct upconn *c);
 void upconn_mark_used(struct upconn *c);
 
 /* Idle pooled connections of a loop, for metrics. */

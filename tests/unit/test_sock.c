@@ -2,6 +2,7 @@
  * test_sock.c — the socket layer over a socketpair and a real event loop: bytes before the EOF,
  * writes that wait and drain, the read limit, the read, write and owner deadlines, a requeue,
  * splicing (order behind a waiting head, back-pressure, the end of raw mode, EOF, refusal),
+ * what a TCP peer acknowledged (sock_bytes_acked: a close before our bytes arrived, or after),
  * and who frees what when
  * sock_init fails (the double SSL_free bufferevent_openssl caused: libevent 2.1 freed the SSL
  * itself and so did we). evbuffer_new is wrapped (-Wl,--wrap) so that it can be made to fail.
@@ -14,6 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -563,6 +567,89 @@ static void test_splice_eof_and_refusal(void **state)
     SSL_CTX_free(ctx);
 }
 
+/* ---- sock_bytes_acked over a real TCP connection on loopback ---- */
+
+/* A connected TCP pair on 127.0.0.1: fds[0] ours (non-blocking), fds[1] the peer's. */
+static void tcp_pair(int fds[2])
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(l >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(l, 1), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &len), 0);
+    fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(fds[0], (struct sockaddr *)&a, sizeof(a)), 0);
+    fds[1] = accept(l, NULL, NULL);
+    assert_true(fds[1] >= 0);
+    close(l);
+    assert_int_equal(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
+}
+
+/* Waits (bounded) until fd reads its peer's end: a FIN (0) or a reset. */
+static void wait_peer_end(int fd)
+{
+    char b[64];
+    for (int i = 0; i < 200; i++) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        assert_true(poll(&p, 1, 10) >= 0);
+        ssize_t n = recv(fd, b, sizeof(b), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+            return;
+    }
+    fail_msg("the peer's end never came");
+}
+
+/* The peer closes before our request reaches it (an origin's idle timeout meeting a request):
+ * its FIN acknowledges none of it, and the reset that our bytes then draw moves nothing. */
+static void test_bytes_acked_close_first(void **state)
+{
+    (void)state;
+    int fds[2];
+    tcp_pair(fds);
+    struct sock s = {.fd = fds[0]};
+    int64_t before = sock_bytes_acked(&s);
+    assert_true(before >= 0);
+    close(fds[1]);
+    struct pollfd p = {.fd = fds[0], .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 2000), 1); /* the FIN is here, not read yet */
+    assert_int_equal(send(fds[0], "POST / HTTP/1.1\r\n\r\n", 19, MSG_NOSIGNAL), 19);
+    wait_peer_end(fds[0]);
+    assert_true(sock_bytes_acked(&s) == before);
+    close(fds[0]);
+}
+
+/* The peer reads the request, then closes: its FIN acknowledges every byte. */
+static void test_bytes_acked_read_then_close(void **state)
+{
+    (void)state;
+    int fds[2];
+    tcp_pair(fds);
+    struct sock s = {.fd = fds[0]};
+    int64_t before = sock_bytes_acked(&s);
+    assert_true(before >= 0);
+    assert_int_equal(send(fds[0], "POST / HTTP/1.1\r\n\r\n", 19, MSG_NOSIGNAL), 19);
+    char b[64];
+    size_t got = 0;
+    while (got < 19) {
+        ssize_t n = recv(fds[1], b, sizeof(b), 0);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    close(fds[1]);
+    wait_peer_end(fds[0]);
+    assert_true(sock_bytes_acked(&s) == before + 19);
+    /* not TCP: the kernel cannot say */
+    int un[2];
+    pair(un);
+    struct sock u = {.fd = un[0]};
+    assert_true(sock_bytes_acked(&u) == -1);
+    close(un[0]);
+    close(un[1]);
+    close(fds[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -576,6 +663,8 @@ int main(void)
         cmocka_unit_test(test_init_failure_frees_once),
         cmocka_unit_test(test_splice_order_and_back_pressure),
         cmocka_unit_test(test_splice_eof_and_refusal),
+        cmocka_unit_test(test_bytes_acked_close_first),
+        cmocka_unit_test(test_bytes_acked_read_then_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

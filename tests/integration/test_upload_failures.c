@@ -1,0 +1,249 @@
+/*
+ * test_upload_failures.c — request bodies (POST, PUT) meeting origins that fail or close, on the
+ * real `portico`, with a raw client that sends a second request on the same connection:
+ *
+ *   1. a body read whole by Portico before the origin failed (refused connect, closed without
+ *      an answer, failed TLS handshake) is answered with the gateway status and the connection
+ *      stays open for the next request (Content-Length and chunked); the rest of a Content-Length
+ *      body still coming is read and dropped first (the connection closes when it does not come
+ *      within client_body_timeout); a chunked one not all sent yet still closes it, as its rest
+ *      would be read as the next request
+ *   2. the same for the answers Portico makes itself to such a request: 404 (no route), a fault
+ *      rule's status answer (a request it refuses as bad, 417 or 508, still closes: test_parsing)
+ *   3. a client that sends its body slowly does not make total_timeout blame the origin: the
+ *      timer does not expire while the exchange waits on the client's body, and runs anew once
+ *      the body is in (an origin silent after it still gets its 504)
+ *
+ * Portico runs with these routes: /dead/ (and /dead-ignore/, expect = ignore) to the failing
+ * origin of the case, /ok/ to an origin that answers 200 and records what it got (the next
+ * request must arrive intact, not after a body), /fault/ whose fault rule answers 503; anything
+ * else has no route.
+ * No sleeps: reads are bounded, the origins' counters are waited for.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../support/fake_origin.h"
+#include "../support/harness.h"
+#include "../support/raw_client.h"
+#include "../support/testutil.h"
+#include "proxy_helpers.h"
+
+#define IO_MS 5000 /* bound of reads that must succeed */
+
+static struct {
+    struct fake_origin *ok;
+    struct fake_origin *dead;
+    struct harness *h;
+    struct raw_conn *c;
+} fx;
+
+static int teardown(void **state)
+{
+    (void)state;
+    raw_close(fx.c);
+    harness_free(fx.h);
+    fake_origin_stop(fx.dead);
+    fake_origin_stop(fx.ok);
+    memset(&fx, 0, sizeof(fx));
+    return 0;
+}
+
+/* Portico with /dead/ to fx.dead (no retries: one failure is the answer) and / to fx.ok;
+ * upstream_extra goes to the dead upstream's section. */
+static void start_with(const char *proxy_extra, enum fo_kind dead, const char *upstream_extra)
+{
+    fx.ok = fake_origin_start_kind(FO_OK);
+    fx.dead = fake_origin_start_kind(dead);
+    assert_non_null(fx.ok);
+    assert_non_null(fx.dead);
+    fx.h = px_start(proxy_extra,
+                    "[upstream dead]\norigin = 127.0.0.1:%u\nretries = 0\n%s"
+                    "[upstream ok]\norigin = 127.0.0.1:%u\n"
+                    "[route dead]\nprefix = /dead/\nupstream = dead\n"
+                    "[route dead-ignore]\nprefix = /dead-ignore/\nupstream = dead\n"
+                    "expect = ignore\n"
+                    "[route ok]\nprefix = /ok/\nupstream = ok\n"
+                    "[route fault]\nprefix = /fault/\nupstream = ok\n"
+                    "[fault answer]\nprefix = /fault/\nstatus = 503\n",
+                    fake_origin_port(fx.dead), upstream_extra ? upstream_extra : "",
+                    fake_origin_port(fx.ok));
+    fx.c = raw_connect(harness_port(fx.h, "listen"), IO_MS);
+    assert_non_null(fx.c);
+}
+
+static void start(enum fo_kind dead, const char *upstream_extra)
+{
+    start_with(NULL, dead, upstream_extra);
+}
+
+/* Sends request, reads its answer: status expected, and whether it says Connection: close. */
+static void expect_answer(const char *request, int status, bool closes)
+{
+    assert_int_equal(raw_send_str(fx.c, request), 0);
+    struct raw_response r = {0};
+    assert_int_equal(raw_read_response(fx.c, &r, IO_MS), 0);
+    assert_int_equal(r.status, status);
+    const char *conn = raw_header(&r, "Connection");
+    if (closes)
+        assert_true(conn && strcmp(conn, "close") == 0);
+    else
+        assert_true(!conn || strcmp(conn, "close") != 0);
+    raw_response_free(&r);
+}
+
+/* The connection serves a next request: 200 from fx.ok, which got it intact. */
+static void expect_next_served(void)
+{
+    expect_answer("GET /ok/next HTTP/1.1\r\nHost: t\r\n\r\n", 200, false);
+    assert_int_equal(fake_origin_wait_requests(fx.ok, 1, IO_MS), 0);
+    char *head = fake_origin_request_head(fx.ok, 0);
+    assert_non_null(head);
+    assert_true(strncmp(head, "GET /ok/next HTTP/1.1\r\n", 23) == 0);
+    free(head);
+}
+
+static const char post_length[] = "POST /dead/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n"
+                                   "0123456789";
+static const char post_chunked[] = "POST /dead/x HTTP/1.1\r\nHost: t\r\n"
+                                   "Transfer-Encoding: chunked\r\n\r\n"
+                                   "a\r\n0123456789\r\n0\r\n\r\n";
+
+/* 1. Refused connect: 502, and the connection goes on (the whole body had come with the head). */
+static void test_refused_keeps_connection(void **state)
+{
+    (void)state;
+    start(FO_REFUSE, NULL);
+    expect_answer(post_length, 502, false);
+    expect_answer(post_chunked, 502, false);
+    expect_next_served();
+}
+
+/* ... and after a failed TLS handshake (the origin answers its ClientHello with garbage). */
+static void test_tls_failure_keeps_connection(void **state)
+{
+    (void)state;
+    start(FO_TLS_GARBAGE, "tls = on\n");
+    expect_answer(post_length, 502, false);
+    expect_answer(post_chunked, 502, false);
+    expect_next_served();
+}
+
+/* ... and when the origin took the request and closed without a byte of answer (the body had
+ * gone to it: this one held before the fix too). */
+static void test_closed_keeps_connection(void **state)
+{
+    (void)state;
+    start(FO_CLOSE_EMPTY, NULL);
+    expect_answer(post_length, 502, false);
+    expect_answer(post_chunked, 502, false);
+    expect_next_served();
+}
+
+/* ... and when the body was not all there when the answer went: a Content-Length rest is read
+ * and dropped when it comes, then the next request is served. */
+static void test_partial_body_discarded(void **state)
+{
+    (void)state;
+    start(FO_REFUSE, NULL);
+    expect_answer("POST /dead/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n012345678", 502,
+                  false);
+    assert_int_equal(raw_send_str(fx.c, "9"), 0); /* the last byte of the body, after the answer */
+    expect_next_served();
+}
+
+/* ... a rest that never comes: closed after client_body_timeout. A chunked rest cannot be
+ * dropped without reading it as a body: closed at once. */
+static void test_partial_body_closes(void **state)
+{
+    (void)state;
+    start_with("client_body_timeout = 300ms", FO_REFUSE, NULL);
+    expect_answer("POST /dead/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n012345678", 502,
+                  false);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(raw_wait_closed(fx.c, IO_MS), 1);
+    assert_true(tu_now_ms() - t0 >= 250); /* client_body_timeout, not at once */
+    raw_close(fx.c);
+    fx.c = raw_connect(harness_port(fx.h, "listen"), IO_MS);
+    assert_non_null(fx.c);
+    expect_answer("POST /dead/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "a\r\n01234", 502, true);
+    assert_int_equal(raw_wait_closed(fx.c, IO_MS), 1);
+    /* A client that asked for 100 Continue and got none (expect = ignore) may take the answer
+     * as the end of its request and send its next one: no body of it is awaited. */
+    raw_close(fx.c);
+    fx.c = raw_connect(harness_port(fx.h, "listen"), IO_MS);
+    assert_non_null(fx.c);
+    expect_answer("POST /dead-ignore/x HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                  "Content-Length: 10\r\n\r\n", 502, true);
+    assert_int_equal(raw_wait_closed(fx.c, IO_MS), 1);
+}
+
+/* 2. Portico's own answers: no route, a fault's status. */
+static void test_own_answers_keep_connection(void **state)
+{
+    (void)state;
+    start(FO_REFUSE, NULL);
+    expect_answer("POST /none HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789", 404,
+                  false);
+    expect_answer("POST /fault/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "a\r\n0123456789\r\n0\r\n\r\n", 503, false);
+    expect_next_served();
+}
+
+/* 3. total_timeout = 300ms; the body takes ~600 ms to come (the client's own pauses). */
+#define TOTAL_MS 300
+
+static void send_trickled(const char *path)
+{
+    char head[128];
+    snprintf(head, sizeof(head), "POST %s HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n", path);
+    assert_int_equal(raw_send_str(fx.c, head), 0);
+    assert_int_equal(raw_send_slowly(fx.c, "0123", 4, 1, TOTAL_MS / 2), 0);
+}
+
+static void test_slow_upload_not_total_timeout(void **state)
+{
+    (void)state;
+    char extra[64];
+    snprintf(extra, sizeof(extra), "total_timeout = %dms", TOTAL_MS);
+    start_with(extra, FO_SILENT, NULL);
+    /* the origin answers once the body is in: 200, however long the client took */
+    send_trickled("/ok/up");
+    struct raw_response r = {0};
+    assert_int_equal(raw_read_response(fx.c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    /* an origin that never answers: total_timeout after the body, blamed on it */
+    int64_t t0 = tu_now_ms();
+    send_trickled("/dead/up");
+    int64_t body_end = raw_last_send_ms(fx.c);
+    assert_int_equal(raw_read_response(fx.c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 504);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "total_timeout");
+    assert_true(body_end - t0 >= TOTAL_MS); /* the client's pauses outlasted the timer */
+    raw_response_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_refused_keeps_connection, teardown),
+        cmocka_unit_test_teardown(test_tls_failure_keeps_connection, teardown),
+        cmocka_unit_test_teardown(test_closed_keeps_connection, teardown),
+        cmocka_unit_test_teardown(test_partial_body_discarded, teardown),
+        cmocka_unit_test_teardown(test_partial_body_closes, teardown),
+        cmocka_unit_test_teardown(test_own_answers_keep_connection, teardown),
+        cmocka_unit_test_teardown(test_slow_upload_not_total_timeout, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
