@@ -263,8 +263,10 @@ bool relay_discard_body(struct exchange *ex)
     if (rc == 0 && !ex->req_body.done && ex->req_eof && evbuffer_get_length(in) == 0)
         rc = body_eof(&ex->req_body, sink); /* HTTP/2: the stream's end is the body's */
     evbuffer_free(sink);
-    if (evbuffer_get_length(in) != before)
-        ex->ds.ops->request_taken(ex->ds.ctx);
+    if (evbuffer_get_length(in) != before) { /* dropped: none of it waits for an origin */
+        ex->req_queued = 0;
+        ex->ds.ops->request_taken(ex->ds.ctx, 0);
+    }
     /* (the rest must be on its way: not from a client that asked 100-continue and got none,
      * which may answer our answer by not sending it, and go on with its next request) */
     if (rc == 0 && !ex->req_body.done && ex->req_state == REQ_BODY &&
@@ -779,8 +781,10 @@ static void take_connection(struct exchange *ex)
     struct sock *s = upconn_sock(ex->uc);
     ex->usock = s;
     /* A body sent on a pooled connection is kept while small: should the origin turn out to have
-     * closed it before the request arrived, the request goes again (stale_pooled). */
-    if (ex->reused && !ex->replay && h1_info_has_body(&ex->info))
+     * closed it before the request arrived, the request goes again (stale_pooled). One announced
+     * longer is not copied at all (its first REPLAY_MAX bytes would only be dropped). */
+    bool too_long = ex->info.framing == H1_BODY_LENGTH && ex->info.content_length > REPLAY_MAX;
+    if (ex->reused && !ex->replay && h1_info_has_body(&ex->info) && !too_long)
         ex->replay = evbuffer_new(); /* NULL when out of memory: then no resend */
     ex->head_scanned = 0; /* a resend's head is another */
     sock_set_cb(s, origin_cb, ex);
