@@ -173,7 +173,8 @@ void h2_stream_free(struct h2_stream *s, const char *why);
 void h2_stream_start(struct h2_stream *s, bool end_stream);
 
 /* Opens the stream's window as far as its share of CONN_REQ_HELD_MAX allows, once what it
- * holds went down enough to be worth a WINDOW_UPDATE, and counts its grant. */
+ * holds went down enough to be worth a WINDOW_UPDATE, and counts its grant; once its body is
+ * whole (END_STREAM) the grant is what it still holds, and no window opens. */
 void h2_stream_grant(struct h2_stream *s);
 
 /* END_STREAM from the client: the request body is complete. */

@@ -232,6 +232,14 @@ static struct evbuffer *ds_request_input(void *ctx)
 void h2_stream_grant(struct h2_stream *s)
 {
     struct h2_conn *h = s->conn;
+    if (s->req_eof) {
+        /* END_STREAM: no DATA comes any more, so what window it had left is nobody's; only
+         * what it still holds counts (four finished uploads awaiting slow answers kept 1 MiB
+         * each, and the next upload got 16 KiB windows). */
+        h->req_granted = h->req_granted - s->req_grant + s->req_counted;
+        s->req_grant = s->req_counted;
+        return;
+    }
     if (!nghttp2_session_find_stream(h->session, s->id))
         return; /* nghttp2 closed it */
     /* What the client may still send: below 0 when the stream began under the default window
@@ -478,8 +486,10 @@ void h2_stream_eof(struct h2_stream *s)
 {
     s->req_eof = true;
     event_del(&s->body_timer);
-    if (s->ex)
+    if (s->ex) {
+        h2_stream_grant(s); /* the window it had left is given up (done() released it all) */
         exchange_request_eof(s->ex);
+    }
 }
 
 static void body_timer_cb(evutil_socket_t fd, short what, void *arg)

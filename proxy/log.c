@@ -640,7 +640,10 @@ int log_switch(const char *access_log, const char *error_log, enum log_level lev
         return -1;
     }
     int afd = access ? open_target(access_log, false) : -1;
-    if (access && (afd < 0 || same_file(afd, efd))) {
+    /* As at start (open_checked): one file under two paths is refused; stderr and stdout are
+     * the process's, and both logs may go there (the defaults), a regular file or not. */
+    bool files = access && (log_target_is_file(access_log) || log_target_is_file(error_log));
+    if (access && (afd < 0 || (files && same_file(afd, efd)))) {
         int err = afd < 0 ? errno : EINVAL;
         if (afd >= 0)
             close(afd);

@@ -34,6 +34,9 @@ count, so it always ends.
                                      and one of 4 MiB to /read/, sent as fast as the windows
                                      allow: the last must finish; then the worker's (PID) RSS
                                      once it stops growing
+  h2_frames.py PORT finished_uploads N  N small POSTs to /early/ (whole, END_STREAM; each awaited
+                                     until its origin, having read it, sends a 103), then one
+                                     of 4 MiB to /read/: the largest stream window it was given
   h2_frames.py PORT conn_errors      connection errors (RFC 9113 5.4.1), each on its own connection:
                                      the GOAWAY code each gets
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
@@ -591,6 +594,54 @@ def uploads(port, pid):
     print("rss_before=%d rss_after=%d" % (before, last))
     c.close()
 
+FINISHED_BODY, FINISHED_BIG = 100, 4 << 20
+
+
+def finished_uploads(port, n):
+    """Uploads whose bodies are whole and written to their origins (its 103 says it read them)
+    can receive no more DATA: whatever window they had left is nobody's to use. A next upload
+    on the connection reports the largest window it was given."""
+    c = Conn(port)
+    credit = {"conn": 65535}
+    big = 2 * n + 1
+    orig_handle = c.handle
+
+    def handle(ftype, flags, sid, payload):
+        if ftype == WINDOW_UPDATE:
+            inc = struct.unpack(">I", payload)[0] & 0x7FFFFFFF
+            credit["conn" if sid == 0 else sid] = credit.get("conn" if sid == 0 else sid, 0) + inc
+            if sid == big:
+                credit["max"] = max(credit["max"], credit[big])
+        orig_handle(ftype, flags, sid, payload)
+    c.handle = handle
+    for sid in range(1, big, 2):
+        fields = get("/early/%d" % sid, "POST") + [("content-length", str(FINISHED_BODY))]
+        c.send(c.request(sid, fields, False) +
+               frame(DATA, END_STREAM, sid, b"e" * FINISHED_BODY))
+    early = range(1, big, 2)
+    c.pump(lambda: all(103 in c.st(sid)["status"] for sid in early), time.monotonic() + IO_S)
+    print("early_103=%d" % sum(1 for sid in early if 103 in c.st(sid)["status"]))
+    credit[big] = credit["max"] = c.peer_settings.get(4, 65535)
+    c.send(c.request(big, get("/read/", "POST") + [("content-length", str(FINISHED_BIG))], False))
+    left, chunk = FINISHED_BIG, b"u" * 16384
+    st = c.st(big)
+    deadline = time.monotonic() + 20
+    while not st["end"] and st["rst"] is None and not c.closed and time.monotonic() < deadline:
+        out = []
+        while left and credit[big] > 0 and credit["conn"] > 0:
+            k = min(len(chunk), left, credit[big], credit["conn"])
+            left -= k
+            credit[big] -= k
+            credit["conn"] -= k
+            out.append(frame(DATA, END_STREAM if not left else 0, big, chunk[:k]))
+        if out:
+            c.send(b"".join(out))
+        c.pump(lambda: False, time.monotonic() + 0.01)
+    print("stream=%d status=%s end=%s sent=%d" % (big, st["status"][-1:], st["end"],
+                                               FINISHED_BIG - left))
+    print("max_window=%d" % credit["max"])
+    c.close()
+
 
 def conn_errors(port):
     for name, frames, code in CONN_ERRORS:
@@ -629,6 +680,8 @@ def main():
         conn_errors(port)
     elif sys.argv[2] == "drain_crossing":
         drain_crossing(port, sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[2] == "finished_uploads":
+        finished_uploads(port, int(sys.argv[3]))
     elif sys.argv[2] == "uploads":
         uploads(port, int(sys.argv[3]))
     elif sys.argv[2] == "reload_first":

@@ -982,6 +982,59 @@ static void test_upload_budget(void **state)
     fake_origin_stop(stall);
 }
 
+/* An upload whose body is whole (END_STREAM) and written to its origin receives no more DATA: it
+ * holds none of the connection's budget while it awaits its answer. Four 100-byte POSTs to an
+ * origin that read them and is slow to answer (a 103 says it has read them) each kept a 1 MiB
+ * grant it could never use, the budget (4 MiB) was spent, and a fifth upload on the connection
+ * was given 16 KiB windows: 256 round trips for 4 MiB where 5 would do. */
+#define FINISHED_UPLOADS 4
+#define FINISHED_WINDOW_MIN (512 * 1024)
+
+static void test_finished_uploads_hold_no_budget(void **state)
+{
+    (void)state;
+    static const struct fo_step early_script[] = {
+        FO_SEND("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"),
+        FO_HOLD(),
+        FO_END(),
+    };
+    struct fake_origin *early = fake_origin_start(
+        &(struct fake_origin_opts){.kind = FO_SCRIPT, .script = early_script});
+    struct fake_origin *reader = fake_origin_start_kind(FO_OK);
+    assert_non_null(early);
+    assert_non_null(reader);
+    struct harness *h = start(NULL,
+                              "[upstream early]\norigin = 127.0.0.1:%u\n"
+                              "[upstream read]\norigin = 127.0.0.1:%u\n"
+                              "[route early]\nprefix = /early/\nupstream = early\n"
+                              "[route read]\nprefix = /\nupstream = read\n",
+                              fake_origin_port(early), fake_origin_port(reader));
+    struct tu_cmd_result r = {0};
+    char port[16], n[8];
+    snprintf(n, sizeof(n), "%d", FINISHED_UPLOADS);
+    const char *const argv[] = {PY, FRAMES, port_arg(h, port, sizeof(port)), "finished_uploads",
+                                n, NULL};
+    int rc = tu_run_command(argv, 40000, &r);
+    if (rc != 0)
+        fail_msg("h2_frames.py finished_uploads exited %d:\n%s%s", rc, r.out, r.err);
+    static const char *const want[] = {"early_103=4",
+                                       "stream=9 status=[200] end=True sent=4194304"};
+    want_lines(&r, want, ARRAY_SIZE(want));
+    long window = -1;
+    const char *p = strstr(r.out, "max_window=");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "max_window=%ld", &window), 1);
+    tu_cmd_result_free(&r);
+    print_message("a 4 MiB upload beside %d finished ones: its largest window %ld bytes\n",
+                  FINISHED_UPLOADS, window);
+    if (window < FINISHED_WINDOW_MIN)
+        fail_msg("the upload's windows were at most %ld bytes (at least %d wanted): the finished "
+                 "uploads still held the connection's budget", window, FINISHED_WINDOW_MIN);
+    px_stop(h);
+    fake_origin_stop(reader);
+    fake_origin_stop(early);
+}
+
 /* A client that reads steadily but slowly, its windows (64 KiB) the bottleneck and reopened
  * every 100 ms, is not a window "kept shut": its 2 MB (about 3 s) arrive whole with
  * client_send_timeout = 1s. Before, every check after a flush found the window used up and
@@ -1508,6 +1561,7 @@ int main(void)
         cmocka_unit_test(test_connection_errors_counted),
         cmocka_unit_test(test_h2c_and_http2_off),
         cmocka_unit_test(test_upload_budget),
+        cmocka_unit_test(test_finished_uploads_hold_no_budget),
         cmocka_unit_test(test_client_reset_is_499),
         cmocka_unit_test(test_body_timeout),
         cmocka_unit_test(test_body_timeout_origin_held),

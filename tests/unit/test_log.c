@@ -1208,6 +1208,34 @@ static void test_switch_trades_files(void **state)
     log_close();
 }
 
+/* Both logs on stderr (the defaults) while stderr is a regular file (`portico 2>>portico.log`, the
+ * test harness): a reload takes them as they are. Both named one file, so the reload was refused
+ * ("access_log stderr: Invalid argument; keeping the previous logs" at every SIGHUP) and its
+ * log_level never applied; at start the same two were accepted, only paths being compared. */
+static void test_switch_both_stderr_file(void **state)
+{
+    struct dir *d = *state;
+    const char *file = in_dir(d, "stderr.log");
+    int saved = dup(STDERR_FILENO);
+    int fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    assert_true(saved >= 0 && fd >= 0);
+    assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+    close(fd);
+    assert_int_equal(log_open("stderr"), 0);
+    assert_int_equal(log_error_open("stderr", LOG_INFO), 0);
+    const char *failed = NULL;
+    int rc = log_switch("stderr", "stderr", LOG_DEBUG, &failed);
+    log_debug("a debug %s", "line");
+    log_close();
+    dup2(saved, STDERR_FILENO); /* cmocka's own output goes there again */
+    close(saved);
+    assert_int_equal(rc, 0);
+    size_t len;
+    char *text = slurp(file, &len);
+    assert_non_null(strstr(text, "[debug] a debug line"));
+    free(text);
+}
+
 /* Lines about one client's doings are rate-limited per thread: a flood of 200 bad connections
  * writes the burst (20 lines), not 200; the next line written once the bucket refills (10 a
  * second) says how many were left out. */
@@ -1287,6 +1315,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_log, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_client_lines_limited, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_switch_trades_files, dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_switch_both_stderr_file, dir_setup, dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
