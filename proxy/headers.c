@@ -360,11 +360,14 @@ void hdr_write_head(struct evbuffer *out, const struct resp_head *h, enum h1_fra
                     bool http10, bool keep_alive)
 {
     int code = h->status >= 100 && h->status <= 999 ? h->status : HTTP_BAD_GATEWAY;
-    /* an empty reason is legal but unhelpful: the writer uses the registry's */
-    if (h1out_status_line(out, code, h->reason, h->reason_len) != 0)
-        h1out_status_line(out, code, NULL, 0);
     struct head_buf b;
     hb_init(&b, out);
+    /* An empty reason is legal but unhelpful: the writer uses the registry's. The line goes into
+     * the head's buffer (one evbuffer add for the whole head); a reason too long for it takes
+     * the evbuffer path. */
+    b.len = h1out_status_text(b.buf, sizeof(b.buf), code, h->reason, h->reason_len);
+    if (b.len == 0 && h1out_status_line(out, code, h->reason, h->reason_len) != 0)
+        h1out_status_line(out, code, NULL, 0);
     for (size_t i = 0; i < h->nfields; i++)
         hb_field(&b, &h->fields[i]);
     if (code >= HTTP_OK) {

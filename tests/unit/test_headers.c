@@ -414,6 +414,51 @@ static void test_interim(void **state)
     }
 }
 
+/* The status line as hdr_write_head writes it: the origin's reason whatever its length (one
+ * longer than the head buffer takes the evbuffer path), the registry's when it is empty or
+ * unsafe, and the fields follow it either way. */
+static void test_status_line_reasons(void **state)
+{
+    (void)state;
+    static char long_reason[6000];
+    memset(long_reason, 'r', sizeof(long_reason));
+    static const struct h1_field x = {.name = "X", .name_len = 1, .value = "1", .value_len = 1};
+    const struct {
+        const char *why;
+        const char *reason;
+        size_t reason_len;
+        const char *want_line; /* NULL: "HTTP/1.1 200 " and the long reason */
+    } rows[] = {
+        {"the origin's reason", "Fine", 4, "HTTP/1.1 200 Fine\r\n"},
+        {"empty: the registry's", "", 0, "HTTP/1.1 200 OK\r\n"},
+        {"unsafe: the registry's", "a\rb", 3, "HTTP/1.1 200 OK\r\n"},
+        {"longer than the head buffer", long_reason, sizeof(long_reason), NULL},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        struct resp_head head = {.status = 200, .reason = rows[i].reason,
+                                 .reason_len = rows[i].reason_len, .fields = &x, .nfields = 1};
+        struct evbuffer *b = evbuffer_new();
+        assert_non_null(b);
+        hdr_write_head(b, &head, H1_BODY_LENGTH, false, true);
+        char *out = take(b);
+        evbuffer_free(b);
+        print_message("%s\n", rows[i].why);
+        const char *tail = "X: 1\r\nContent-Length: 0\r\n\r\n";
+        size_t line_len;
+        if (rows[i].want_line) {
+            line_len = strlen(rows[i].want_line);
+            assert_memory_equal(out, rows[i].want_line, line_len);
+        } else {
+            line_len = 13 + sizeof(long_reason) + 2;
+            assert_memory_equal(out, "HTTP/1.1 200 ", 13);
+            assert_memory_equal(out + 13, long_reason, sizeof(long_reason));
+            assert_memory_equal(out + 13 + sizeof(long_reason), "\r\n", 2);
+        }
+        assert_string_equal(out + line_len, tail);
+        free(out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -421,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_is_hop_by_hop),
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_interim),
+        cmocka_unit_test(test_status_line_reasons),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
