@@ -498,23 +498,26 @@ int h1_find_field(const struct h1_field *fields, size_t n, const char *lower_nam
 
 size_t h1_skip_to(const char *p, size_t len, char delim, bool angles)
 {
-    bool quoted = false, in_angles = false;
+    /* Outside quotes and angles each byte is three compares; a quoted-string or <...> is
+     * skipped by a loop of its own. An unclosed one runs to len. */
     size_t i = 0;
-    for (; i < len; i++) {
+    while (i < len) {
         char c = p[i];
-        if (quoted) {
-            if (c == '\\' && i + 1 < len)
+        if (c == '"') {
+            for (i++; i < len && p[i] != '"'; i++)
+                if (p[i] == '\\' && i + 1 < len)
+                    i++;
+            if (i < len)
                 i++;
-            else if (c == '"')
-                quoted = false;
-        } else if (in_angles) {
-            in_angles = c != '>';
-        } else if (c == '"') {
-            quoted = true;
         } else if (angles && c == '<') {
-            in_angles = true;
+            for (i++; i < len && p[i] != '>'; i++)
+                ;
+            if (i < len)
+                i++;
         } else if (c == delim) {
             break;
+        } else {
+            i++;
         }
     }
     return i;

@@ -873,6 +873,61 @@ static void test_skip_to(void **state)
                          rows[i].want);
 }
 
+/* The byte-at-a-time state machine h1_skip_to was before it skipped quoted-strings and <...>
+ * in loops of their own: the reference for the exhaustive comparison below. */
+static size_t skip_to_reference(const char *p, size_t len, char delim, bool angles)
+{
+    bool quoted = false, in_angles = false;
+    size_t i = 0;
+    for (; i < len; i++) {
+        char c = p[i];
+        if (quoted) {
+            if (c == '\\' && i + 1 < len)
+                i++;
+            else if (c == '"')
+                quoted = false;
+        } else if (in_angles) {
+            in_angles = c != '>';
+        } else if (c == '"') {
+            quoted = true;
+        } else if (angles && c == '<') {
+            in_angles = true;
+        } else if (c == delim) {
+            break;
+        }
+    }
+    return i;
+}
+
+/* Every string of up to 7 bytes over the bytes that matter, every delimiter (quote and angle
+ * included) and both modes: the same answer as the reference. */
+static void test_skip_to_exhaustive(void **state)
+{
+    (void)state;
+    static const char alphabet[] = {'"', '\\', '<', '>', ',', ';', 'a'};
+    static const char delims[] = {',', ';', '"', '<', '>', '\\'};
+    enum { K = sizeof(alphabet), MAXLEN = 7 };
+    char buf[MAXLEN];
+    for (size_t len = 0; len <= MAXLEN; len++) {
+        size_t total = 1;
+        for (size_t k = 0; k < len; k++)
+            total *= K;
+        for (size_t n = 0; n < total; n++) {
+            size_t x = n;
+            for (size_t k = 0; k < len; k++, x /= K)
+                buf[k] = alphabet[x % K];
+            for (size_t d = 0; d < sizeof(delims); d++)
+                for (int angles = 0; angles < 2; angles++) {
+                    size_t want = skip_to_reference(buf, len, delims[d], angles);
+                    size_t got = h1_skip_to(buf, len, delims[d], angles);
+                    if (got != want)
+                        fail_msg("\"%.*s\" delim %c angles %d: %zu, want %zu", (int)len, buf,
+                                 delims[d], angles, got, want);
+                }
+        }
+    }
+}
+
 /* A refused request says whether it was a HEAD, once its method is read: its answer then has
  * no body. */
 static void test_error_names_head(void **state)
@@ -912,6 +967,7 @@ int main(void)
         cmocka_unit_test(test_response_limits),
         cmocka_unit_test(test_list_next),
         cmocka_unit_test(test_skip_to),
+        cmocka_unit_test(test_skip_to_exhaustive),
         cmocka_unit_test(test_field_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
