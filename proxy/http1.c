@@ -86,6 +86,39 @@ static bool ieq(const char *s, size_t n, const char *low)
     return low[n] == '\0';
 }
 
+/* The eight bytes of x with 'A'..'Z' lowered, exactly (any other byte, 0x80-0xff included, is
+ * left alone): a byte is upper case when its low seven bits are >= 'A' and not > 'Z' and its
+ * high bit is clear. No carry crosses a byte: seven bits plus 0x3f stay below 0x100. */
+static uint64_t lower8(uint64_t x)
+{
+    uint64_t low7 = x & ~HIGHS;
+    uint64_t ge_a = low7 + ONES * (0x80 - 'A');
+    uint64_t gt_z = low7 + ONES * (0x80 - 'Z' - 1);
+    return x | (((ge_a & ~gt_z & ~x) & HIGHS) >> 2);
+}
+
+/* Case-insensitive match of s[0..n) with the lowercase low[0..n), both at least n bytes long:
+ * eight bytes at a time, the last word overlapping the one before. */
+static bool ieq_len(const char *s, const char *low, size_t n)
+{
+    if (n < 8) {
+        for (size_t i = 0; i < n; i++)
+            if (lower[(unsigned char)s[i]] != (unsigned char)low[i])
+                return false;
+        return true;
+    }
+    uint64_t x, y;
+    for (size_t i = 0; i + 8 < n; i += 8) {
+        memcpy(&x, s + i, sizeof x);
+        memcpy(&y, low + i, sizeof y);
+        if (lower8(x) != y)
+            return false;
+    }
+    memcpy(&x, s + n - 8, sizeof x);
+    memcpy(&y, low + n - 8, sizeof y);
+    return lower8(x) == y;
+}
+
 /* ---- methods ---- */
 
 static const char *const method_names[METHOD_COUNT] = {
@@ -475,8 +508,9 @@ enum h1_field_id h1_field_id_of(const char *name, size_t len)
     if (len == 0 || len >= FIELD_NAME_MAX)
         return H1_F_OTHER;
     unsigned id = field_slot[len][(unsigned char)name[0] & 31];
-    return id != H1_F_OTHER && ieq(name, len, field_names[id].name) ? (enum h1_field_id)id
-                                                                    : H1_F_OTHER;
+    /* the slot's name has this length: one compare of len bytes */
+    return id != H1_F_OTHER && ieq_len(name, field_names[id].name, len) ? (enum h1_field_id)id
+                                                                         : H1_F_OTHER;
 }
 
 int h1_find(const struct h1_field *fields, size_t n, enum h1_field_id id, size_t from)
@@ -770,25 +804,25 @@ static void scan_fields(struct scan *s, const struct h1_field *fields, size_t n,
         const struct h1_field *f = &fields[i];
         switch (f->name_len) {
         case 4:
-            if (request && ieq(f->name, 4, "host")) {
+            if (request && ieq_len(f->name, "host", 4)) {
                 if (s->nhost++ == 0)
                     s->host = f;
             }
             break;
         case 6:
-            if (request && ieq(f->name, 6, "expect"))
+            if (request && ieq_len(f->name, "expect", 6))
                 scan_expect(s, f);
             break;
         case 10:
-            if (ieq(f->name, 10, "connection"))
+            if (ieq_len(f->name, "connection", 10))
                 scan_connection(s, f);
             break;
         case 14:
-            if (ieq(f->name, 14, "content-length") && s->cl_error == NULL)
+            if (ieq_len(f->name, "content-length", 14) && s->cl_error == NULL)
                 scan_content_length(s, f);
             break;
         case 17:
-            if (ieq(f->name, 17, "transfer-encoding"))
+            if (ieq_len(f->name, "transfer-encoding", 17))
                 scan_transfer_encoding(s, f);
             break;
         default:

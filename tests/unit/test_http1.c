@@ -847,6 +847,35 @@ static void test_field_helpers(void **state)
     }
 }
 
+/* Field ids, every byte value at every position of every known name: found exactly when the
+ * byte is the name's letter in either ASCII case (no other byte, 0x80-0xff or CR included,
+ * passes for a letter or a dash). */
+static void test_field_id_each_byte(void **state)
+{
+    (void)state;
+    static const char *const names[H1_F_COUNT] = {
+#define X(id, name) [id] = name,
+        H1_FIELD_LIST(X)
+#undef X
+    };
+    for (int id = H1_F_OTHER + 1; id < H1_F_COUNT; id++) {
+        size_t len = strlen(names[id]);
+        char buf[32];
+        assert_true(len < sizeof(buf));
+        for (size_t pos = 0; pos < len; pos++) {
+            for (unsigned c = 0; c < 256; c++) {
+                memcpy(buf, names[id], len);
+                buf[pos] = (char)c;
+                bool same = c == (unsigned char)names[id][pos] ||
+                            (c >= 'A' && c <= 'Z' && c + 32 == (unsigned char)names[id][pos]);
+                int got = (int)h1_field_id_of(buf, len);
+                if (same ? got != id : got == id)
+                    fail_msg("%s with 0x%02x at %zu: id %d", names[id], c, pos, got);
+            }
+        }
+    }
+}
+
 /* The one scanner behind lists and parameters: delimiters inside quoted-strings (escapes
  * included) and, for Link values, inside <...> do not count. */
 static void test_skip_to(void **state)
@@ -966,6 +995,7 @@ int main(void)
         cmocka_unit_test(test_response_table),
         cmocka_unit_test(test_response_limits),
         cmocka_unit_test(test_list_next),
+        cmocka_unit_test(test_field_id_each_byte),
         cmocka_unit_test(test_skip_to),
         cmocka_unit_test(test_skip_to_exhaustive),
         cmocka_unit_test(test_field_helpers),
