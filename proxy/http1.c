@@ -218,6 +218,11 @@ static int parse_fields(const struct head *h, size_t i, struct h1_field *fields,
             return (int)(i + 2);
         }
         size_t name = i;
+        /* Four bytes a step while all four are tchars, then one at a time to the first that
+         * is not: every byte is still checked. */
+        while (i + 4 <= end && (h1_class[b[i]] & h1_class[b[i + 1]] & h1_class[b[i + 2]] &
+                                h1_class[b[i + 3]] & H1_TCHAR))
+            i += 4;
         while (i < end && (h1_class[b[i]] & H1_TCHAR))
             i++;
         if (i >= end)

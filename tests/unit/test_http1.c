@@ -847,6 +847,46 @@ static void test_field_helpers(void **state)
     }
 }
 
+/* Field names are read several bytes a step: every byte value at every position of names of 1
+ * to 9 bytes still ends or refuses the name exactly where a byte-by-byte reading would, and
+ * every prefix of a good head asks for more (copies of exact size: ASan sees any overread). */
+static void test_field_name_each_byte(void **state)
+{
+    (void)state;
+    struct h1_limits lim = {DEF_LINE, DEF_HEAD};
+    for (size_t len = 1; len <= 9; len++) {
+        for (size_t pos = 0; pos < len; pos++) {
+            for (unsigned c = 0; c < 256; c++) {
+                if (c == ':')
+                    continue; /* ends the name early: another head */
+                char head[64];
+                int n = snprintf(head, sizeof(head), "GET / HTTP/1.1\r\n%.*s: v\r\n\r\n",
+                                 (int)len, "aaaaaaaaa");
+                assert_true(n > 0 && (size_t)n < sizeof(head));
+                head[16 + pos] = (char)c;
+                struct h1_request req;
+                struct h1_error err = {0};
+                char *buf = dup_exact(head, (size_t)n);
+                int rc = h1_parse_request(buf, (size_t)n, &lim, &req, &err);
+                free(buf);
+                if (h1_is_tchar((unsigned char)c)) {
+                    if (rc != n || req.nfields != 1 || req.fields[0].name_len != len)
+                        fail_msg("len %zu, 0x%02x at %zu: %d", len, c, pos, rc);
+                    for (int k = 0; k < n; k++) {
+                        buf = dup_exact(head, (size_t)k);
+                        rc = h1_parse_request(buf, (size_t)k, &lim, &req, &err);
+                        free(buf);
+                        if (rc != -2)
+                            fail_msg("len %zu, 0x%02x at %zu, prefix %d: %d", len, c, pos, k, rc);
+                    }
+                } else if (rc != -1 || err.status != 400) {
+                    fail_msg("len %zu, 0x%02x at %zu: %d, want refused", len, c, pos, rc);
+                }
+            }
+        }
+    }
+}
+
 /* Field ids, every byte value at every position of every known name: found exactly when the
  * byte is the name's letter in either ASCII case (no other byte, 0x80-0xff or CR included,
  * passes for a letter or a dash). */
@@ -995,6 +1035,7 @@ int main(void)
         cmocka_unit_test(test_response_table),
         cmocka_unit_test(test_response_limits),
         cmocka_unit_test(test_list_next),
+        cmocka_unit_test(test_field_name_each_byte),
         cmocka_unit_test(test_field_id_each_byte),
         cmocka_unit_test(test_skip_to),
         cmocka_unit_test(test_skip_to_exhaustive),
