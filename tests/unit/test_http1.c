@@ -847,6 +847,52 @@ static void test_field_helpers(void **state)
     }
 }
 
+/* "HTTP/1.1" is matched whole first: every byte value at every position of it, in a request
+ * and in a response, is still judged where a byte-by-byte reading judges it (refused at its
+ * offset when the syntax breaks, 505 or refused for another version, taken for 1.0 and 1.1). */
+static void test_version_each_byte(void **state)
+{
+    (void)state;
+    struct h1_limits lim = {DEF_LINE, DEF_HEAD};
+    for (int resp = 0; resp < 2; resp++) {
+        const char *pre = resp ? "" : "GET / ";
+        const char *post = resp ? " 200 OK\r\n\r\n" : "\r\nHost: x\r\n\r\n";
+        size_t at = strlen(pre);
+        for (size_t pos = 0; pos < 8; pos++) {
+            for (unsigned c = 0; c < 256; c++) {
+                char v[9] = "HTTP/1.1";
+                v[pos] = (char)c;
+                char head[64];
+                int n = snprintf(head, sizeof(head), "%s%.8s%s", pre, v, post);
+                assert_true(n > 0 && (size_t)n < sizeof(head));
+                head[at + pos] = (char)c; /* a NUL too */
+                bool syntax = memcmp(v, "HTTP/", 5) == 0 && v[6] == '.' && v[5] >= '0' &&
+                              v[5] <= '9' && v[7] >= '0' && v[7] <= '9';
+                bool spoken = syntax && v[5] == '1' && (v[7] == '0' || v[7] == '1');
+                char *buf = dup_exact(head, (size_t)n);
+                struct h1_error err = {0};
+                int rc;
+                int minor = -1;
+                if (resp) {
+                    struct h1_response r;
+                    rc = h1_parse_response(buf, (size_t)n, DEF_HEAD, &r, &err);
+                    minor = rc > 0 ? r.minor : -1;
+                } else {
+                    struct h1_request r;
+                    rc = h1_parse_request(buf, (size_t)n, &lim, &r, &err);
+                    minor = rc > 0 ? r.minor : -1;
+                }
+                free(buf);
+                if (spoken ? rc != n || minor != v[7] - '0'
+                           : rc != -1 || (!syntax && err.offset != at + pos) ||
+                                 (!resp && err.status != (syntax ? 505 : 400)))
+                    fail_msg("%s, 0x%02x at %zu: %d (%d at %zu)", resp ? "response" : "request",
+                             c, pos, rc, err.status, err.offset);
+            }
+        }
+    }
+}
+
 /* Field names are read several bytes a step: every byte value at every position of names of 1
  * to 9 bytes still ends or refuses the name exactly where a byte-by-byte reading would, and
  * every prefix of a good head asks for more (copies of exact size: ASan sees any overread). */
@@ -1035,6 +1081,7 @@ int main(void)
         cmocka_unit_test(test_response_table),
         cmocka_unit_test(test_response_limits),
         cmocka_unit_test(test_list_next),
+        cmocka_unit_test(test_version_each_byte),
         cmocka_unit_test(test_field_name_each_byte),
         cmocka_unit_test(test_field_id_each_byte),
         cmocka_unit_test(test_skip_to),
