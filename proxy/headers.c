@@ -161,9 +161,22 @@ static void hb_u64(struct head_buf *b, uint64_t v)
 
 static void hb_field(struct head_buf *b, const struct h1_field *f)
 {
-    hb_put(b, f->name, f->name_len);
+    size_t n = f->name_len, v = f->value_len;
+    /* The usual case, the whole line fits: one room check and one length update for the four
+     * pieces. Otherwise piece by piece, flushing as needed. */
+    if (n <= sizeof(b->buf) - b->len && v + 4 <= sizeof(b->buf) - b->len - n) {
+        char *p = b->buf + b->len;
+        memcpy(p, f->name, n);
+        p += n;
+        memcpy(p, ": ", 2);
+        memcpy(p + 2, f->value, v);
+        memcpy(p + 2 + v, "\r\n", 2);
+        b->len += n + v + 4;
+        return;
+    }
+    hb_put(b, f->name, n);
     HB_LIT(b, ": ");
-    hb_put(b, f->value, f->value_len);
+    hb_put(b, f->value, v);
     HB_LIT(b, "\r\n");
 }
 

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -459,6 +460,52 @@ static void test_status_line_reasons(void **state)
     }
 }
 
+/* A head of many fields, larger than the 4 KiB head buffer, with its lines falling across the
+ * buffer's end at every offset (a leading field grows one byte at a time): the bytes written
+ * are the status line, each field as "name: value\r\n", then the framing, nothing lost. */
+static void test_head_across_buffer(void **state)
+{
+    (void)state;
+    enum { NF = 120 };
+    static char values[NF][200];
+    static struct h1_field fields[NF + 1];
+    static char lead[80];
+    static char want[64 * 1024];
+    memset(lead, 'l', sizeof(lead));
+    for (size_t i = 0; i < NF; i++) {
+        size_t len = (i * 37) % sizeof(values[i]);
+        memset(values[i], 'a' + (int)(i % 26), len);
+        fields[i + 1] = (struct h1_field){.name = "X-Fields", .name_len = 7 + i % 2,
+                                          .value = values[i], .value_len = len};
+    }
+    for (size_t shift = 0; shift < sizeof(lead); shift++) {
+        fields[0] = (struct h1_field){.name = "Lead", .name_len = 4, .value = lead,
+                                      .value_len = shift};
+        struct resp_head head = {.status = 200, .reason = "OK", .reason_len = 2,
+                                 .fields = fields, .nfields = NF + 1};
+        size_t n = (size_t)snprintf(want, sizeof(want), "HTTP/1.1 200 OK\r\n");
+        for (size_t i = 0; i <= NF; i++)
+            n += (size_t)snprintf(want + n, sizeof(want) - n, "%.*s: %.*s\r\n",
+                                  (int)fields[i].name_len, fields[i].name,
+                                  (int)fields[i].value_len, fields[i].value);
+        n += (size_t)snprintf(want + n, sizeof(want) - n, "Content-Length: 0\r\n\r\n");
+        assert_true(n > 3 * 4096 && n < sizeof(want));
+        struct evbuffer *b = evbuffer_new();
+        assert_non_null(b);
+        hdr_write_head(b, &head, H1_BODY_LENGTH, false, true);
+        char *out = take(b);
+        evbuffer_free(b);
+        if (strcmp(out, want) != 0) {
+            size_t at = 0;
+            while (out[at] == want[at])
+                at++;
+            fail_msg("shift %zu: the head differs at %zu of %zu: \"%.20s\", want \"%.20s\"",
+                     shift, at, n, out + at, want + at);
+        }
+        free(out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -467,6 +514,7 @@ int main(void)
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_interim),
         cmocka_unit_test(test_status_line_reasons),
+        cmocka_unit_test(test_head_across_buffer),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
