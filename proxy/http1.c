@@ -57,13 +57,30 @@ static bool is_ows(unsigned char c)
 #define ONES UINT64_C(0x0101010101010101)
 #define HIGHS UINT64_C(0x8080808080808080)
 
-static bool word_is_value(const unsigned char *p)
+static uint64_t word_not_value(const unsigned char *p)
 {
     uint64_t x;
     memcpy(&x, p, sizeof x);
     uint64_t ctl = (x - ONES * 0x20) & ~x & HIGHS;
     uint64_t del = ((x ^ (ONES * 0x7f)) - ONES) & ~(x ^ (ONES * 0x7f)) & HIGHS;
-    return (ctl | del) == 0;
+    return ctl | del;
+}
+
+/* Where the first CTL or DEL (HTAB included) of the eight bytes at p is, given their non-zero
+ * word_not_value mask. In the mask the lowest flagged byte is always a true one (a borrow only
+ * reaches bytes above it), and on a little-endian machine the lowest byte is the first. */
+static size_t first_not_value(const unsigned char *p, uint64_t mask)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    (void)p;
+    return (size_t)__builtin_ctzll(mask) / 8;
+#else
+    (void)mask;
+    size_t k = 0;
+    while ((h1_class[p[k]] & H1_VALUE) && p[k] != '\t')
+        k++;
+    return k;
+#endif
 }
 
 /* Same for request-target bytes: no CTL, SP, DEL or byte >= 0x80. */
@@ -247,14 +264,19 @@ static int parse_fields(const struct head *h, size_t i, struct h1_field *fields,
             i++;
         size_t value = i;
         for (;;) {
-            while (i + 8 <= end && word_is_value(b + i))
+            uint64_t mask = 0;
+            while (i + 8 <= end && (mask = word_not_value(b + i)) == 0)
                 i += 8;
-            /* The word test also stops on HTAB: check the next eight bytes one by one. */
-            size_t stop = end - i > 8 ? i + 8 : end;
-            while (i < stop && (h1_class[b[i]] & H1_VALUE))
-                i++;
-            if (i < stop || i >= end)
+            if (mask == 0) { /* under eight bytes left: one by one */
+                while (i < end && (h1_class[b[i]] & H1_VALUE))
+                    i++;
                 break;
+            }
+            /* The word test also stops on HTAB, a value byte: go on past it. */
+            i += first_not_value(b + i, mask);
+            if (b[i] != '\t')
+                break;
+            i++;
         }
         if (i >= end)
             return need_more(h, i);

@@ -893,6 +893,39 @@ static void test_version_each_byte(void **state)
     }
 }
 
+/* Field values are read eight bytes a step, the first CTL found from the word's mask: every
+ * byte value at every position of values of 1 to 20 bytes (so at each place in a word and in
+ * the tail) is taken exactly when it is a value byte (HTAB included), the value whole, and
+ * refused otherwise; copies of exact size. */
+static void test_field_value_each_byte(void **state)
+{
+    (void)state;
+    struct h1_limits lim = {DEF_LINE, DEF_HEAD};
+    for (size_t len = 1; len <= 20; len++) {
+        for (size_t pos = 0; pos < len; pos++) {
+            for (unsigned c = 0; c < 256; c++) {
+                char head[96];
+                int n = snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nX: %.*s\r\nHost: h\r\n\r\n",
+                                 (int)len, "vvvvvvvvvvvvvvvvvvvv");
+                assert_true(n > 0 && (size_t)n < sizeof(head));
+                size_t at = 19; /* "GET / HTTP/1.1\r\nX: " */
+                head[at + pos] = (char)c;
+                bool value_byte = (c >= 0x20 && c != 0x7f) || c == '\t';
+                bool edge_ows = (c == ' ' || c == '\t') && (pos == 0 || pos == len - 1);
+                struct h1_request req;
+                struct h1_error err = {0};
+                char *buf = dup_exact(head, (size_t)n);
+                int rc = h1_parse_request(buf, (size_t)n, &lim, &req, &err);
+                bool whole = rc == n && req.nfields == 2 && req.fields[0].value_len == len &&
+                             memcmp(req.fields[0].value, head + at, len) == 0;
+                free(buf);
+                if (value_byte ? rc != n || (!edge_ows && !whole) : rc != -1 || err.status != 400)
+                    fail_msg("len %zu, 0x%02x at %zu: %d", len, c, pos, rc);
+            }
+        }
+    }
+}
+
 /* Field names are read several bytes a step: every byte value at every position of names of 1
  * to 9 bytes still ends or refuses the name exactly where a byte-by-byte reading would, and
  * every prefix of a good head asks for more (copies of exact size: ASan sees any overread). */
@@ -1083,6 +1116,7 @@ int main(void)
         cmocka_unit_test(test_list_next),
         cmocka_unit_test(test_version_each_byte),
         cmocka_unit_test(test_field_name_each_byte),
+        cmocka_unit_test(test_field_value_each_byte),
         cmocka_unit_test(test_field_id_each_byte),
         cmocka_unit_test(test_skip_to),
         cmocka_unit_test(test_skip_to_exhaustive),
