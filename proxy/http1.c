@@ -548,7 +548,9 @@ enum h1_field_id h1_field_id_of(const char *name, size_t len)
 
 int h1_find(const struct h1_field *fields, size_t n, enum h1_field_id id, size_t from)
 {
-    for (size_t i = from; i < n && i <= (size_t)INT_MAX; i++)
+    /* indexes past INT_MAX cannot be returned: the bound is taken once, not per field */
+    size_t end = n <= (size_t)INT_MAX ? n : (size_t)INT_MAX + 1;
+    for (size_t i = from; i < end; i++)
         if (fields[i].id == id)
             return (int)i;
     return -1;
