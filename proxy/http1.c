@@ -790,7 +790,7 @@ static void scan_transfer_encoding(struct scan *s, const struct h1_field *f)
         any = true;
         if (s->te_chunked > 0)
             s->te_chunked_not_last = true;
-        if (ieq(e, elen, "chunked")) {
+        if (elen == 7 && ieq_len(e, "chunked", 7)) {
             s->te_chunked++;
             s->te_last_chunked = true;
             continue;
@@ -811,9 +811,10 @@ static void scan_connection(struct scan *s, const struct h1_field *f)
     const char *e;
 
     while (h1_list_next(f->value, f->value_len, &pos, &e, &elen)) {
-        if (ieq(e, elen, "close"))
+        /* by length first: then one word compare */
+        if (elen == 5 && ieq_len(e, "close", 5))
             s->conn_close = true;
-        else if (ieq(e, elen, "keep-alive"))
+        else if (elen == 10 && ieq_len(e, "keep-alive", 10))
             s->conn_keep_alive = true;
     }
 }
@@ -824,7 +825,7 @@ static void scan_expect(struct scan *s, const struct h1_field *f)
     const char *e;
 
     while (h1_list_next(f->value, f->value_len, &pos, &e, &elen)) {
-        if (ieq(e, elen, "100-continue"))
+        if (elen == 12 && ieq_len(e, "100-continue", 12))
             s->expect_continue = true;
         else
             s->expect_other = true;

@@ -926,6 +926,76 @@ static void test_field_value_each_byte(void **state)
     }
 }
 
+/* The list tokens the semantic pass knows (close, keep-alive, chunked, 100-continue) are told
+ * apart by length, then compared a word at a time: each tchar at each position of each, and
+ * each one byte short or long, is taken exactly when it spells the token in some case. */
+static void test_known_tokens_each_byte(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *line;  /* request line and field name */
+        const char *token;
+    } rows[] = {
+        {"GET / HTTP/1.1\r\nConnection: ", "close"},
+        {"GET / HTTP/1.0\r\nConnection: ", "keep-alive"},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: ", "chunked"},
+        {"POST / HTTP/1.1\r\nContent-Length: 0\r\nExpect: ", "100-continue"},
+    };
+    struct h1_limits lim = {DEF_LINE, DEF_HEAD};
+    for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+        size_t len = strlen(rows[r].token);
+        for (size_t variant = 0; variant < len * 256 + 2; variant++) {
+            char tok[32];
+            size_t tlen = len;
+            memcpy(tok, rows[r].token, len);
+            bool match;
+            if (variant < len * 256) {
+                size_t pos = variant / 256;
+                unsigned c = variant % 256;
+                if (!h1_is_tchar((unsigned char)c))
+                    continue;
+                tok[pos] = (char)c;
+                match = c == (unsigned char)rows[r].token[pos] ||
+                        (c >= 'A' && c <= 'Z' && c + 32 == (unsigned char)rows[r].token[pos]);
+            } else if (variant == len * 256) {
+                tlen = len - 1; /* one short */
+                match = false;
+            } else {
+                tok[len] = rows[r].token[len - 1]; /* one long */
+                tlen = len + 1;
+                match = false;
+            }
+            char head[160];
+            int n = snprintf(head, sizeof(head), "%s%.*s\r\nHost: h\r\n\r\n", rows[r].line,
+                             (int)tlen, tok);
+            assert_true(n > 0 && (size_t)n < sizeof(head));
+            struct h1_request req;
+            struct h1_info info;
+            struct h1_error err = {0};
+            assert_int_equal(h1_parse_request(head, (size_t)n, &lim, &req, &err), n);
+            int rc = h1_request_info(&req, &info, &err);
+            bool ok;
+            switch (r) {
+            case 0:
+                ok = rc == 0 && info.keep_alive == !match;
+                break;
+            case 1:
+                ok = rc == 0 && info.keep_alive == match;
+                break;
+            case 2:
+                ok = match ? rc == 0 && info.framing == H1_BODY_CHUNKED
+                           : rc == -1 && err.status == 501;
+                break;
+            default:
+                ok = rc == 0 && info.expect_continue == match && info.expect_other == !match;
+                break;
+            }
+            if (!ok)
+                fail_msg("%s\"%.*s\": rc %d", rows[r].line, (int)tlen, tok, rc);
+        }
+    }
+}
+
 /* Field names are read several bytes a step: every byte value at every position of names of 1
  * to 9 bytes still ends or refuses the name exactly where a byte-by-byte reading would, and
  * every prefix of a good head asks for more (copies of exact size: ASan sees any overread). */
@@ -1115,6 +1185,7 @@ int main(void)
         cmocka_unit_test(test_response_limits),
         cmocka_unit_test(test_list_next),
         cmocka_unit_test(test_version_each_byte),
+        cmocka_unit_test(test_known_tokens_each_byte),
         cmocka_unit_test(test_field_name_each_byte),
         cmocka_unit_test(test_field_value_each_byte),
         cmocka_unit_test(test_field_id_each_byte),
