@@ -810,6 +810,16 @@ static void scan_connection(struct scan *s, const struct h1_field *f)
     size_t pos = 0, elen;
     const char *e;
 
+    /* The usual values are one token alone (the parser trimmed the OWS around it): the walk
+     * would find just that element. */
+    if (f->value_len == 10 && ieq_len(f->value, "keep-alive", 10)) {
+        s->conn_keep_alive = true;
+        return;
+    }
+    if (f->value_len == 5 && ieq_len(f->value, "close", 5)) {
+        s->conn_close = true;
+        return;
+    }
     while (h1_list_next(f->value, f->value_len, &pos, &e, &elen)) {
         /* by length first: then one word compare */
         if (elen == 5 && ieq_len(e, "close", 5))
