@@ -415,6 +415,66 @@ static void test_interim(void **state)
     }
 }
 
+/* The names of the fields hdr_response_fields keeps from in, "|"-separated, into out. */
+static void kept_names(const char *in, char *out, size_t size)
+{
+    struct h1_response resp;
+    struct h1_error err;
+    if (h1_parse_response(in, strlen(in), 65536, &resp, &err) <= 0)
+        fail_msg("input refused: %s: %s", err.reason, in);
+    struct fwd_response fwd = {.framing = H1_BODY_LENGTH};
+    struct h1_field fields[HDR_MAX_FIELDS];
+    size_t n = hdr_response_fields(&resp, &fwd, fields, HDR_MAX_FIELDS);
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(out + len, size - len, "%s%.*s", i ? "|" : "",
+                                (int)fields[i].name_len, fields[i].name);
+}
+
+/* "Connection: keep-alive" alone is passed over without a list walk: any other value, one
+ * byte off included, still has the fields it names removed. */
+static void test_connection_keep_alive(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        const char *kept;
+    } rows[] = {
+        {"keep-alive", "Keep-Alivex|X-Hop|Via"},
+        {"KEEP-ALIVE", "Keep-Alivex|X-Hop|Via"},
+        {"close", "Keep-Alivex|X-Hop|Via"},
+        {"keep-alivex", "X-Hop|Via"},
+        {"keep-aliv", "Keep-Alivex|X-Hop|Via"},
+        {"keep-alive, x-hop", "Keep-Alivex|Via"},
+        {"x-hop,keep-alive", "Keep-Alivex|Via"},
+        {"x-hop", "Keep-Alivex|Via"},
+    };
+    char in[256], kept[256];
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        snprintf(in, sizeof(in),
+                 "HTTP/1.1 200 OK\r\nConnection: %s\r\nKeep-Alivex: 1\r\nX-Hop: 1\r\n\r\n",
+                 rows[i].value);
+        kept_names(in, kept, sizeof(kept));
+        if (strcmp(kept, rows[i].kept) != 0)
+            fail_msg("Connection: %s kept %s, want %s", rows[i].value, kept, rows[i].kept);
+    }
+    /* every tchar at every position of keep-alive: the field the value names goes */
+    for (size_t pos = 0; pos < 10; pos++) {
+        for (unsigned c = 0; c < 256; c++) {
+            if (!h1_is_tchar((unsigned char)c))
+                continue;
+            char v[11] = "keep-alive";
+            v[pos] = (char)c;
+            snprintf(in, sizeof(in), "HTTP/1.1 200 OK\r\nConnection: %s\r\n%s: 1\r\nX-Other: 1\r\n\r\n",
+                     v, v);
+            kept_names(in, kept, sizeof(kept));
+            if (strcmp(kept, "X-Other|Via") != 0)
+                fail_msg("Connection: %s kept %s", v, kept);
+        }
+    }
+}
+
 /* The status line as hdr_write_head writes it: the origin's reason whatever its length (one
  * longer than the head buffer takes the evbuffer path), the registry's when it is empty or
  * unsafe, and the fields follow it either way. */
@@ -514,6 +574,7 @@ int main(void)
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_interim),
         cmocka_unit_test(test_status_line_reasons),
+        cmocka_unit_test(test_connection_keep_alive),
         cmocka_unit_test(test_head_across_buffer),
     };
 
