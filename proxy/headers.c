@@ -341,8 +341,10 @@ size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_resp
         out[n++] = FIELD("Server-Timing", fwd->server_timing);
     /* 304 and HEAD responses keep the origin's Content-Length: it describes the representation,
      * not this message's body (RFC 9110 8.6); a 204 never has one. */
-    int cl = h1_find(resp->fields, resp->nfields, H1_F_CONTENT_LENGTH, 0);
-    if (fwd->framing == H1_BODY_NONE && resp->status != HTTP_NO_CONTENT && cl >= 0) {
+    int cl = fwd->framing == H1_BODY_NONE && resp->status != HTTP_NO_CONTENT
+                 ? h1_find(resp->fields, resp->nfields, H1_F_CONTENT_LENGTH, 0)
+                 : -1; /* looked for only when it may be kept */
+    if (cl >= 0) {
         /* "99, 99" (one value repeated, which h1_response_info tolerates) goes on as "99": a
          * list is no valid Content-Length and must not be forwarded (RFC 9110 8.6); strict
          * clients (Node's llhttp) refuse the whole response over it. */
