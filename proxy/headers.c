@@ -262,8 +262,10 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
         HB_LIT(&b, ", ");
     }
     hb_str(&b, fwd->client_ip);
-    hb_str(&b, fwd->client_tls ? "\r\nX-Forwarded-Proto: https\r\n"
-                               : "\r\nX-Forwarded-Proto: http\r\n");
+    if (fwd->client_tls) /* literals: their lengths are known here */
+        HB_LIT(&b, "\r\nX-Forwarded-Proto: https\r\n");
+    else
+        HB_LIT(&b, "\r\nX-Forwarded-Proto: http\r\n");
     if (fwd->client_host) {
         HB_LIT(&b, "X-Forwarded-Host: ");
         hb_put(&b, fwd->client_host, fwd->client_host_len);
