@@ -592,6 +592,61 @@ static void log_exchange(struct exchange *ex)
 
 /* ---- the one exit ---- */
 
+/* An exchange is ~1.7 KiB, past malloc's per-thread cache: each request paid a trip through
+ * the arena to allocate it and another to free it. The loop keeps the last one's allocation
+ * for the next (one per worker thread, never shared); a larger head still gets its own. Under
+ * ASan the kept block is poisoned, so a use after the exchange ended is still caught. */
+#define SPARE_EXCHANGE_MAX (16 * 1024)
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define SPARE_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define SPARE_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define SPARE_POISON(p, n) ((void)(p), (void)(n))
+#define SPARE_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+/* Room for size bytes: the loop's spare when it is large enough, else a new allocation.
+ * *got: the allocation's real size. */
+static struct exchange *exchange_alloc(struct loop *l, size_t size, size_t *got)
+{
+    struct exchange *ex = l->spare_exchange;
+    if (ex && l->spare_exchange_size >= size) {
+        *got = l->spare_exchange_size;
+        SPARE_UNPOISON(ex, *got);
+        l->spare_exchange = NULL;
+        l->spare_exchange_size = 0;
+        return ex;
+    }
+    *got = size;
+    return malloc(size);
+}
+
+void exchange_spare_free(struct loop *l)
+{
+    if (l->spare_exchange) {
+        SPARE_UNPOISON(l->spare_exchange, l->spare_exchange_size);
+        free(l->spare_exchange);
+    }
+    l->spare_exchange = NULL;
+    l->spare_exchange_size = 0;
+}
+
+/* Keeps ex's allocation as the loop's spare unless it is too large or the spare is larger. */
+static void exchange_release(struct loop *l, struct exchange *ex)
+{
+    size_t size = ex->alloc_size;
+    if (size > SPARE_EXCHANGE_MAX || (l->spare_exchange && l->spare_exchange_size >= size)) {
+        free(ex);
+        return;
+    }
+    exchange_spare_free(l);
+    SPARE_POISON(ex, size);
+    l->spare_exchange = ex;
+    l->spare_exchange_size = size;
+}
+
 static void exchange_free(struct exchange *ex)
 {
     stop_timers(ex);
@@ -601,7 +656,7 @@ static void exchange_free(struct exchange *ex)
     if (ex->replay)
         evbuffer_free(ex->replay);
     free(ex->hints);
-    free(ex);
+    exchange_release(ex->loop, ex);
 }
 
 void ex_settle(struct exchange *ex)
@@ -678,10 +733,12 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
      * the owner's buffer is drained; the parsed spans are rebased onto the copy). Only the part
      * before req is zeroed: the fields are copied over and the rest is the head. */
     size_t fields_end = offsetof(struct exchange, req.fields) + req->nfields * sizeof(req->fields[0]);
-    struct exchange *ex = malloc(fields_end + head_len);
+    size_t alloc_size;
+    struct exchange *ex = exchange_alloc(l, fields_end + head_len, &alloc_size);
     if (!ex)
         return NULL;
     memset(ex, 0, offsetof(struct exchange, req));
+    ex->alloc_size = alloc_size;
     ex->head = (char *)ex + fields_end;
     memcpy(ex->head, head, head_len);
     ex->head_len = head_len;

@@ -152,6 +152,7 @@ struct exchange {
     char detail[200];
 
     struct ex_fault *fault;            /* owned: the fault rule acting on it (fault_exec.c) */
+    size_t alloc_size;                 /* bytes of this allocation: the loop may keep it */
 
     /* Last: the allocation holds only the req.nfields fields the request has, then the head
      * bytes (exchange_start), so an exchange costs ~1.7 KiB instead of 5.7. Never copy req by

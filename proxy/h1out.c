@@ -120,6 +120,18 @@ int h1out_status_line(struct evbuffer *out, int status, const char *phrase, size
     return put_pieces(out, pieces, sizeof(pieces) / sizeof(pieces[0]));
 }
 
+size_t h1out_status_text(char *buf, size_t size, int status, const char *phrase, size_t len)
+{
+    char pre[STATUS_PREFIX_LEN];
+    if (status_parts(status, &phrase, &len, pre) < 0 || size < STATUS_PREFIX_LEN + 2 ||
+        len > size - STATUS_PREFIX_LEN - 2)
+        return 0;
+    memcpy(buf, pre, STATUS_PREFIX_LEN);
+    memcpy(buf + STATUS_PREFIX_LEN, phrase, len);
+    memcpy(buf + STATUS_PREFIX_LEN + len, "\r\n", 2);
+    return STATUS_PREFIX_LEN + len + 2;
+}
+
 /* The parts of a head after the fields, measured and then written with the same code. */
 struct head_tail {
     char text[160];    /* Content-Type, framing, Connection, empty line */

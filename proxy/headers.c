@@ -71,6 +71,10 @@ static void conn_names_init(struct conn_names *c, const struct h1_field *fields,
          i = h1_find(fields, n, H1_F_CONNECTION, (size_t)i + 1)) {
         size_t pos = 0, elen;
         const char *e;
+        /* "Connection: keep-alive", the usual value, is one token that names nothing more to
+         * remove: no list walk (the parser trimmed the OWS around it). */
+        if (h1_field_id_of(fields[i].value, fields[i].value_len) == H1_F_KEEP_ALIVE)
+            continue;
         while (h1_list_next(fields[i].value, fields[i].value_len, &pos, &e, &elen)) {
             enum h1_field_id id = h1_field_id_of(e, elen);
             if ((id != H1_F_OTHER && (hop_fields & H1_FIELD_BIT(id))) ||
@@ -161,9 +165,22 @@ static void hb_u64(struct head_buf *b, uint64_t v)
 
 static void hb_field(struct head_buf *b, const struct h1_field *f)
 {
-    hb_put(b, f->name, f->name_len);
+    size_t n = f->name_len, v = f->value_len;
+    /* The usual case, the whole line fits: one room check and one length update for the four
+     * pieces. Otherwise piece by piece, flushing as needed. */
+    if (n <= sizeof(b->buf) - b->len && v + 4 <= sizeof(b->buf) - b->len - n) {
+        char *p = b->buf + b->len;
+        memcpy(p, f->name, n);
+        p += n;
+        memcpy(p, ": ", 2);
+        memcpy(p + 2, f->value, v);
+        memcpy(p + 2 + v, "\r\n", 2);
+        b->len += n + v + 4;
+        return;
+    }
+    hb_put(b, f->name, n);
     HB_LIT(b, ": ");
-    hb_put(b, f->value, f->value_len);
+    hb_put(b, f->value, v);
     HB_LIT(b, "\r\n");
 }
 
@@ -245,8 +262,10 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
         HB_LIT(&b, ", ");
     }
     hb_str(&b, fwd->client_ip);
-    hb_str(&b, fwd->client_tls ? "\r\nX-Forwarded-Proto: https\r\n"
-                               : "\r\nX-Forwarded-Proto: http\r\n");
+    if (fwd->client_tls) /* literals: their lengths are known here */
+        HB_LIT(&b, "\r\nX-Forwarded-Proto: https\r\n");
+    else
+        HB_LIT(&b, "\r\nX-Forwarded-Proto: http\r\n");
     if (fwd->client_host) {
         HB_LIT(&b, "X-Forwarded-Host: ");
         hb_put(&b, fwd->client_host, fwd->client_host_len);
@@ -324,8 +343,10 @@ size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_resp
         out[n++] = FIELD("Server-Timing", fwd->server_timing);
     /* 304 and HEAD responses keep the origin's Content-Length: it describes the representation,
      * not this message's body (RFC 9110 8.6); a 204 never has one. */
-    int cl = h1_find(resp->fields, resp->nfields, H1_F_CONTENT_LENGTH, 0);
-    if (fwd->framing == H1_BODY_NONE && resp->status != HTTP_NO_CONTENT && cl >= 0) {
+    int cl = fwd->framing == H1_BODY_NONE && resp->status != HTTP_NO_CONTENT
+                 ? h1_find(resp->fields, resp->nfields, H1_F_CONTENT_LENGTH, 0)
+                 : -1; /* looked for only when it may be kept */
+    if (cl >= 0) {
         /* "99, 99" (one value repeated, which h1_response_info tolerates) goes on as "99": a
          * list is no valid Content-Length and must not be forwarded (RFC 9110 8.6); strict
          * clients (Node's llhttp) refuse the whole response over it. */
@@ -360,11 +381,14 @@ void hdr_write_head(struct evbuffer *out, const struct resp_head *h, enum h1_fra
                     bool http10, bool keep_alive)
 {
     int code = h->status >= 100 && h->status <= 999 ? h->status : HTTP_BAD_GATEWAY;
-    /* an empty reason is legal but unhelpful: the writer uses the registry's */
-    if (h1out_status_line(out, code, h->reason, h->reason_len) != 0)
-        h1out_status_line(out, code, NULL, 0);
     struct head_buf b;
     hb_init(&b, out);
+    /* An empty reason is legal but unhelpful: the writer uses the registry's. The line goes into
+     * the head's buffer (one evbuffer add for the whole head); a reason too long for it takes
+     * the evbuffer path. */
+    b.len = h1out_status_text(b.buf, sizeof(b.buf), code, h->reason, h->reason_len);
+    if (b.len == 0 && h1out_status_line(out, code, h->reason, h->reason_len) != 0)
+        h1out_status_line(out, code, NULL, 0);
     for (size_t i = 0; i < h->nfields; i++)
         hb_field(&b, &h->fields[i]);
     if (code >= HTTP_OK) {

@@ -57,13 +57,30 @@ static bool is_ows(unsigned char c)
 #define ONES UINT64_C(0x0101010101010101)
 #define HIGHS UINT64_C(0x8080808080808080)
 
-static bool word_is_value(const unsigned char *p)
+static uint64_t word_not_value(const unsigned char *p)
 {
     uint64_t x;
     memcpy(&x, p, sizeof x);
     uint64_t ctl = (x - ONES * 0x20) & ~x & HIGHS;
     uint64_t del = ((x ^ (ONES * 0x7f)) - ONES) & ~(x ^ (ONES * 0x7f)) & HIGHS;
-    return (ctl | del) == 0;
+    return ctl | del;
+}
+
+/* Where the first CTL or DEL (HTAB included) of the eight bytes at p is, given their non-zero
+ * word_not_value mask. In the mask the lowest flagged byte is always a true one (a borrow only
+ * reaches bytes above it), and on a little-endian machine the lowest byte is the first. */
+static size_t first_not_value(const unsigned char *p, uint64_t mask)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    (void)p;
+    return (size_t)__builtin_ctzll(mask) / 8;
+#else
+    (void)mask;
+    size_t k = 0;
+    while ((h1_class[p[k]] & H1_VALUE) && p[k] != '\t')
+        k++;
+    return k;
+#endif
 }
 
 /* Same for request-target bytes: no CTL, SP, DEL or byte >= 0x80. */
@@ -84,6 +101,39 @@ static bool ieq(const char *s, size_t n, const char *low)
             return false;
     }
     return low[n] == '\0';
+}
+
+/* The eight bytes of x with 'A'..'Z' lowered, exactly (any other byte, 0x80-0xff included, is
+ * left alone): a byte is upper case when its low seven bits are >= 'A' and not > 'Z' and its
+ * high bit is clear. No carry crosses a byte: seven bits plus 0x3f stay below 0x100. */
+static uint64_t lower8(uint64_t x)
+{
+    uint64_t low7 = x & ~HIGHS;
+    uint64_t ge_a = low7 + ONES * (0x80 - 'A');
+    uint64_t gt_z = low7 + ONES * (0x80 - 'Z' - 1);
+    return x | (((ge_a & ~gt_z & ~x) & HIGHS) >> 2);
+}
+
+/* Case-insensitive match of s[0..n) with the lowercase low[0..n), both at least n bytes long:
+ * eight bytes at a time, the last word overlapping the one before. */
+static bool ieq_len(const char *s, const char *low, size_t n)
+{
+    if (n < 8) {
+        for (size_t i = 0; i < n; i++)
+            if (lower[(unsigned char)s[i]] != (unsigned char)low[i])
+                return false;
+        return true;
+    }
+    uint64_t x, y;
+    for (size_t i = 0; i + 8 < n; i += 8) {
+        memcpy(&x, s + i, sizeof x);
+        memcpy(&y, low + i, sizeof y);
+        if (lower8(x) != y)
+            return false;
+    }
+    memcpy(&x, s + n - 8, sizeof x);
+    memcpy(&y, low + n - 8, sizeof y);
+    return lower8(x) == y;
 }
 
 /* ---- methods ---- */
@@ -185,6 +235,11 @@ static int parse_fields(const struct head *h, size_t i, struct h1_field *fields,
             return (int)(i + 2);
         }
         size_t name = i;
+        /* Four bytes a step while all four are tchars, then one at a time to the first that
+         * is not: every byte is still checked. */
+        while (i + 4 <= end && (h1_class[b[i]] & h1_class[b[i + 1]] & h1_class[b[i + 2]] &
+                                h1_class[b[i + 3]] & H1_TCHAR))
+            i += 4;
         while (i < end && (h1_class[b[i]] & H1_TCHAR))
             i++;
         if (i >= end)
@@ -209,14 +264,19 @@ static int parse_fields(const struct head *h, size_t i, struct h1_field *fields,
             i++;
         size_t value = i;
         for (;;) {
-            while (i + 8 <= end && word_is_value(b + i))
+            uint64_t mask = 0;
+            while (i + 8 <= end && (mask = word_not_value(b + i)) == 0)
                 i += 8;
-            /* The word test also stops on HTAB: check the next eight bytes one by one. */
-            size_t stop = end - i > 8 ? i + 8 : end;
-            while (i < stop && (h1_class[b[i]] & H1_VALUE))
-                i++;
-            if (i < stop || i >= end)
+            if (mask == 0) { /* under eight bytes left: one by one */
+                while (i < end && (h1_class[b[i]] & H1_VALUE))
+                    i++;
                 break;
+            }
+            /* The word test also stops on HTAB, a value byte: go on past it. */
+            i += first_not_value(b + i, mask);
+            if (b[i] != '\t')
+                break;
+            i++;
         }
         if (i >= end)
             return need_more(h, i);
@@ -257,6 +317,12 @@ static int parse_version(const struct head *h, size_t i, size_t stop, int *major
 {
     static const char proto[] = "HTTP/";
 
+    /* Nearly every message says HTTP/1.1: one eight-byte compare, the same answer. */
+    if (i + 8 <= stop && memcmp(h->b + i, "HTTP/1.1", 8) == 0) {
+        *major = 1;
+        *minor = 1;
+        return 0;
+    }
     for (size_t k = 0; k < 8; k++, i++) {
         if (i >= stop) {
             *bad_at = i;
@@ -475,13 +541,16 @@ enum h1_field_id h1_field_id_of(const char *name, size_t len)
     if (len == 0 || len >= FIELD_NAME_MAX)
         return H1_F_OTHER;
     unsigned id = field_slot[len][(unsigned char)name[0] & 31];
-    return id != H1_F_OTHER && ieq(name, len, field_names[id].name) ? (enum h1_field_id)id
-                                                                    : H1_F_OTHER;
+    /* the slot's name has this length: one compare of len bytes */
+    return id != H1_F_OTHER && ieq_len(name, field_names[id].name, len) ? (enum h1_field_id)id
+                                                                         : H1_F_OTHER;
 }
 
 int h1_find(const struct h1_field *fields, size_t n, enum h1_field_id id, size_t from)
 {
-    for (size_t i = from; i < n && i <= (size_t)INT_MAX; i++)
+    /* indexes past INT_MAX cannot be returned: the bound is taken once, not per field */
+    size_t end = n <= (size_t)INT_MAX ? n : (size_t)INT_MAX + 1;
+    for (size_t i = from; i < end; i++)
         if (fields[i].id == id)
             return (int)i;
     return -1;
@@ -498,23 +567,26 @@ int h1_find_field(const struct h1_field *fields, size_t n, const char *lower_nam
 
 size_t h1_skip_to(const char *p, size_t len, char delim, bool angles)
 {
-    bool quoted = false, in_angles = false;
+    /* Outside quotes and angles each byte is three compares; a quoted-string or <...> is
+     * skipped by a loop of its own. An unclosed one runs to len. */
     size_t i = 0;
-    for (; i < len; i++) {
+    while (i < len) {
         char c = p[i];
-        if (quoted) {
-            if (c == '\\' && i + 1 < len)
+        if (c == '"') {
+            for (i++; i < len && p[i] != '"'; i++)
+                if (p[i] == '\\' && i + 1 < len)
+                    i++;
+            if (i < len)
                 i++;
-            else if (c == '"')
-                quoted = false;
-        } else if (in_angles) {
-            in_angles = c != '>';
-        } else if (c == '"') {
-            quoted = true;
         } else if (angles && c == '<') {
-            in_angles = true;
+            for (i++; i < len && p[i] != '>'; i++)
+                ;
+            if (i < len)
+                i++;
         } else if (c == delim) {
             break;
+        } else {
+            i++;
         }
     }
     return i;
@@ -718,7 +790,7 @@ static void scan_transfer_encoding(struct scan *s, const struct h1_field *f)
         any = true;
         if (s->te_chunked > 0)
             s->te_chunked_not_last = true;
-        if (ieq(e, elen, "chunked")) {
+        if (elen == 7 && ieq_len(e, "chunked", 7)) {
             s->te_chunked++;
             s->te_last_chunked = true;
             continue;
@@ -738,10 +810,21 @@ static void scan_connection(struct scan *s, const struct h1_field *f)
     size_t pos = 0, elen;
     const char *e;
 
+    /* The usual values are one token alone (the parser trimmed the OWS around it): the walk
+     * would find just that element. */
+    if (f->value_len == 10 && ieq_len(f->value, "keep-alive", 10)) {
+        s->conn_keep_alive = true;
+        return;
+    }
+    if (f->value_len == 5 && ieq_len(f->value, "close", 5)) {
+        s->conn_close = true;
+        return;
+    }
     while (h1_list_next(f->value, f->value_len, &pos, &e, &elen)) {
-        if (ieq(e, elen, "close"))
+        /* by length first: then one word compare */
+        if (elen == 5 && ieq_len(e, "close", 5))
             s->conn_close = true;
-        else if (ieq(e, elen, "keep-alive"))
+        else if (elen == 10 && ieq_len(e, "keep-alive", 10))
             s->conn_keep_alive = true;
     }
 }
@@ -752,7 +835,7 @@ static void scan_expect(struct scan *s, const struct h1_field *f)
     const char *e;
 
     while (h1_list_next(f->value, f->value_len, &pos, &e, &elen)) {
-        if (ieq(e, elen, "100-continue"))
+        if (elen == 12 && ieq_len(e, "100-continue", 12))
             s->expect_continue = true;
         else
             s->expect_other = true;
@@ -767,25 +850,25 @@ static void scan_fields(struct scan *s, const struct h1_field *fields, size_t n,
         const struct h1_field *f = &fields[i];
         switch (f->name_len) {
         case 4:
-            if (request && ieq(f->name, 4, "host")) {
+            if (request && ieq_len(f->name, "host", 4)) {
                 if (s->nhost++ == 0)
                     s->host = f;
             }
             break;
         case 6:
-            if (request && ieq(f->name, 6, "expect"))
+            if (request && ieq_len(f->name, "expect", 6))
                 scan_expect(s, f);
             break;
         case 10:
-            if (ieq(f->name, 10, "connection"))
+            if (ieq_len(f->name, "connection", 10))
                 scan_connection(s, f);
             break;
         case 14:
-            if (ieq(f->name, 14, "content-length") && s->cl_error == NULL)
+            if (ieq_len(f->name, "content-length", 14) && s->cl_error == NULL)
                 scan_content_length(s, f);
             break;
         case 17:
-            if (ieq(f->name, 17, "transfer-encoding"))
+            if (ieq_len(f->name, "transfer-encoding", 17))
                 scan_transfer_encoding(s, f);
             break;
         default:

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "portico/config.h"
+#include "portico/fmt.h"
 #include "portico/util.h"
 
 static const char *const loop_state_names[] = {
@@ -24,15 +25,12 @@ const char *loop_state_name(enum loop_state s)
 /* 17 hex digits: salt (8), worker (2), counter (7). Formatted by hand: one per request. */
 void loop_request_id(struct loop *l, char *buf, size_t size)
 {
-    static const char hex[] = "0123456789abcdef";
     uint64_t hi = ((uint64_t)l->id_salt << 8) | ((unsigned)l->id & 0xff);
     /* 48 bits: at a million requests a second, a worker's counter comes round in 8.9 years */
     uint64_t lo = ++l->next_request & 0xffffffffffffull;
     char id[23];
-    for (int i = 9; i >= 0; i--, hi >>= 4)
-        id[i] = hex[hi & 15];
-    for (int i = 21; i >= 10; i--, lo >>= 4)
-        id[i] = hex[lo & 15];
+    fmt_hex(id, hi, 5);
+    fmt_hex(id + 10, lo, 6);
     id[22] = '\0';
     if (size) {
         size_t n = MIN(size - 1, sizeof(id) - 1);

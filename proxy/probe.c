@@ -595,6 +595,7 @@ static void loop_down(struct loop *l)
         event_base_free(l->base);
     metrics_shard_retire(l->metrics);
     recent_shard_retire(l->recent);
+    exchange_spare_free(l);
 }
 
 /* Runs the exchange for o's URL through l; fills p. 0, -1 (out of memory), or -2 when Portico

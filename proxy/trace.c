@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "portico/fmt.h"
+
 static const char *const source_names[TRACE_SOURCE_COUNT] = {
 #define X(id, nm) [id] = nm,
     TRACE_SOURCE_LIST(X)
@@ -75,20 +77,12 @@ uint64_t trace_rng_next(struct trace_rng *rng)
     return result;
 }
 
-static const char hexdigits[] = "0123456789abcdef";
-
-static void put_hex(char *out, uint64_t v)
-{
-    for (int i = 15; i >= 0; i--, v >>= 4)
-        out[i] = hexdigits[v & 15];
-}
-
 static void new_parent_id(struct trace_rng *rng, struct trace_context *tc)
 {
     uint64_t v;
     while ((v = trace_rng_next(rng)) == 0) /* all zero is invalid */
         ;
-    put_hex(tc->parent_id, v);
+    fmt_hex(tc->parent_id, v, 8);
     tc->parent_id[16] = '\0';
 }
 
@@ -99,8 +93,8 @@ void trace_start(struct trace_rng *rng, uint8_t flags, struct trace_context *out
         hi = trace_rng_next(rng);
         lo = trace_rng_next(rng);
     } while ((hi | lo) == 0);
-    put_hex(out->trace_id, hi);
-    put_hex(out->trace_id + 16, lo);
+    fmt_hex(out->trace_id, hi, 8);
+    fmt_hex(out->trace_id + 16, lo, 8);
     out->trace_id[32] = '\0';
     new_parent_id(rng, out);
     out->flags = flags;
@@ -185,8 +179,7 @@ size_t trace_format(const struct trace_context *tc, char *buf, size_t size)
     buf[35] = '-';
     memcpy(buf + 36, tc->parent_id, 16);
     buf[52] = '-';
-    buf[53] = hexdigits[tc->flags >> 4];
-    buf[54] = hexdigits[tc->flags & 15];
+    fmt_hex(buf + 53, tc->flags, 1);
     buf[55] = '\0';
     return TRACEPARENT_LEN;
 }

@@ -30,6 +30,7 @@
 #include "portico/client.h"
 #include "portico/config.h"
 #include "portico/deadline.h"
+#include "portico/exchange.h"
 #include "portico/fault_table.h"
 #include "portico/generation.h"
 #include "portico/health.h"
@@ -376,6 +377,7 @@ static void worker_free(struct worker *w)
     w->loop.metrics = NULL;
     recent_shard_retire(w->loop.recent);
     w->loop.recent = NULL;
+    exchange_spare_free(&w->loop); /* every exchange ended with its client */
 }
 
 static void group_free(struct worker_group *g)

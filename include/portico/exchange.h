@@ -52,4 +52,8 @@ void exchange_request_timeout(struct exchange *ex);
  * its DATA); its origin connection is closed, and it is freed. done() is not called. */
 void exchange_cancel(struct exchange *ex, enum http_status status, const char *why);
 
+/* Frees the allocation the loop keeps for its next exchange (loop.h), if any: when the loop is
+ * torn down, after its last exchange ended. */
+void exchange_spare_free(struct loop *l);
+
 #endif

@@ -48,6 +48,10 @@ struct h1out_head {
  * when phrase is NULL or len is 0. 0, or -1 with out unchanged. */
 int h1out_status_line(struct evbuffer *out, int status, const char *phrase, size_t len);
 
+/* The same status line written into buf[size] (no NUL), for a caller building the head in its
+ * own buffer: its length, or 0 when h1out_status_line would refuse it or it does not fit. */
+size_t h1out_status_text(char *buf, size_t size, int status, const char *phrase, size_t len);
+
 /* Appends a response head whose content follows separately: length is its Content-Length, or
  * H1OUT_CHUNKED (ignored for statuses without content). 0, or -1 with out unchanged. */
 int h1out_head(struct evbuffer *out, const struct h1out_head *h, int64_t length);

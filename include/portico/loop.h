@@ -64,6 +64,9 @@ struct loop {
     unsigned admin_conns;              /* of them, the admin listener's (max_connections) */
     void (*on_idle)(struct loop *l);   /* draining and the last connection closed */
     void (*on_conns)(struct loop *l);  /* conns changed (max_connections); NULL: no one asks */
+    void *spare_exchange;              /* owned: the last exchange's allocation, kept for the
+                                          next one (exchange.c); freed by exchange_spare_free */
+    size_t spare_exchange_size;
 };
 
 /* Writes a new request id ("5f1c9a2e0100000000002a": salt, worker, a 48-bit counter) into buf

@@ -196,6 +196,48 @@ static void test_keepalive_100_one_origin_connection(void **state)
     fake_origin_stop(o);
 }
 
+/* Heads of very different sizes in turn on one connection (an exchange's allocation is kept by
+ * the worker for the next one when it is large enough, and not past 16 KiB): each request
+ * reaches the origin whole, its field intact, and each response comes back. */
+static void test_keepalive_head_sizes(void **state)
+{
+    (void)state;
+    static const size_t pads[] = {10, 20000, 40, 9000, 9001, 100, 30000, 5, 16000, 0};
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), "max_header_size = 64k\n");
+    struct raw_conn *c = px_connect(h);
+    for (size_t i = 0; i < sizeof(pads) / sizeof(pads[0]); i++) {
+        char *pad = malloc(pads[i] + 1);
+        assert_non_null(pad);
+        for (size_t k = 0; k < pads[i]; k++)
+            pad[k] = (char)('a' + (i + k) % 26);
+        pad[pads[i]] = '\0';
+        size_t cap = pads[i] + 128;
+        char *req = malloc(cap);
+        assert_non_null(req);
+        snprintf(req, cap, "GET /size/%zu HTTP/1.1\r\nHost: t\r\nX-Pad: %s\r\n\r\n", i, pad);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "ok\n");
+        raw_response_free(&r);
+        assert_int_equal(fake_origin_wait_requests(o, (unsigned)i + 1, PX_IO_MS), 0);
+        char *got = fake_origin_request_header(o, (unsigned)i, "X-Pad");
+        if (pads[i] == 0)
+            assert_true(got == NULL || got[0] == '\0');
+        else
+            assert_string_equal(got, pad);
+        free(got);
+        free(req);
+        free(pad);
+    }
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 static const struct fo_step pipe_one[] = {
     FO_RESPOND(200, NULL, "one", FO_LENGTH), FO_END(),
 };
@@ -2174,6 +2216,7 @@ int main(void)
         cmocka_unit_test(test_curl_methods),
         cmocka_unit_test(test_curl_keepalive_100_urls),
         cmocka_unit_test(test_keepalive_100_one_origin_connection),
+        cmocka_unit_test(test_keepalive_head_sizes),
         cmocka_unit_test(test_pipelined_in_order),
         cmocka_unit_test(test_http10_clients),
         cmocka_unit_test(test_no_body_framing),

@@ -77,7 +77,26 @@ static void test_status_line(void **state)
                          0);
         assert_contents(out, status_rows[i].want);
         evbuffer_free(out);
+        /* the text form writes the same bytes into a buffer, and needs all of them */
+        char text[128];
+        size_t want_len = strlen(status_rows[i].want);
+        assert_int_equal(h1out_status_text(text, sizeof(text), status_rows[i].status,
+                                           status_rows[i].phrase, status_rows[i].len),
+                         want_len);
+        assert_memory_equal(text, status_rows[i].want, want_len);
+        assert_int_equal(h1out_status_text(text, want_len, status_rows[i].status,
+                                           status_rows[i].phrase, status_rows[i].len),
+                         want_len);
+        assert_int_equal(h1out_status_text(text, want_len - 1, status_rows[i].status,
+                                           status_rows[i].phrase, status_rows[i].len),
+                         0);
     }
+    /* what the evbuffer form refuses, the text form refuses too */
+    char text[128];
+    assert_int_equal(h1out_status_text(text, sizeof(text), 99, NULL, 0), 0);
+    assert_int_equal(h1out_status_text(text, sizeof(text), 1000, NULL, 0), 0);
+    assert_int_equal(h1out_status_text(text, sizeof(text), 200, "a\r\nX: y", 8), 0);
+    assert_int_equal(h1out_status_text(text, 0, 200, NULL, 0), 0);
 }
 
 /* ---- heads and complete responses ---- */

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -414,6 +415,157 @@ static void test_interim(void **state)
     }
 }
 
+/* The names of the fields hdr_response_fields keeps from in, "|"-separated, into out. */
+static void kept_names(const char *in, char *out, size_t size)
+{
+    struct h1_response resp;
+    struct h1_error err;
+    if (h1_parse_response(in, strlen(in), 65536, &resp, &err) <= 0)
+        fail_msg("input refused: %s: %s", err.reason, in);
+    struct fwd_response fwd = {.framing = H1_BODY_LENGTH};
+    struct h1_field fields[HDR_MAX_FIELDS];
+    size_t n = hdr_response_fields(&resp, &fwd, fields, HDR_MAX_FIELDS);
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(out + len, size - len, "%s%.*s", i ? "|" : "",
+                                (int)fields[i].name_len, fields[i].name);
+}
+
+/* "Connection: keep-alive" alone is passed over without a list walk: any other value, one
+ * byte off included, still has the fields it names removed. */
+static void test_connection_keep_alive(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        const char *kept;
+    } rows[] = {
+        {"keep-alive", "Keep-Alivex|X-Hop|Via"},
+        {"KEEP-ALIVE", "Keep-Alivex|X-Hop|Via"},
+        {"close", "Keep-Alivex|X-Hop|Via"},
+        {"keep-alivex", "X-Hop|Via"},
+        {"keep-aliv", "Keep-Alivex|X-Hop|Via"},
+        {"keep-alive, x-hop", "Keep-Alivex|Via"},
+        {"x-hop,keep-alive", "Keep-Alivex|Via"},
+        {"x-hop", "Keep-Alivex|Via"},
+    };
+    char in[256], kept[256];
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        snprintf(in, sizeof(in),
+                 "HTTP/1.1 200 OK\r\nConnection: %s\r\nKeep-Alivex: 1\r\nX-Hop: 1\r\n\r\n",
+                 rows[i].value);
+        kept_names(in, kept, sizeof(kept));
+        if (strcmp(kept, rows[i].kept) != 0)
+            fail_msg("Connection: %s kept %s, want %s", rows[i].value, kept, rows[i].kept);
+    }
+    /* every tchar at every position of keep-alive: the field the value names goes */
+    for (size_t pos = 0; pos < 10; pos++) {
+        for (unsigned c = 0; c < 256; c++) {
+            if (!h1_is_tchar((unsigned char)c))
+                continue;
+            char v[11] = "keep-alive";
+            v[pos] = (char)c;
+            snprintf(in, sizeof(in), "HTTP/1.1 200 OK\r\nConnection: %s\r\n%s: 1\r\nX-Other: 1\r\n\r\n",
+                     v, v);
+            kept_names(in, kept, sizeof(kept));
+            if (strcmp(kept, "X-Other|Via") != 0)
+                fail_msg("Connection: %s kept %s", v, kept);
+        }
+    }
+}
+
+/* The status line as hdr_write_head writes it: the origin's reason whatever its length (one
+ * longer than the head buffer takes the evbuffer path), the registry's when it is empty or
+ * unsafe, and the fields follow it either way. */
+static void test_status_line_reasons(void **state)
+{
+    (void)state;
+    static char long_reason[6000];
+    memset(long_reason, 'r', sizeof(long_reason));
+    static const struct h1_field x = {.name = "X", .name_len = 1, .value = "1", .value_len = 1};
+    const struct {
+        const char *why;
+        const char *reason;
+        size_t reason_len;
+        const char *want_line; /* NULL: "HTTP/1.1 200 " and the long reason */
+    } rows[] = {
+        {"the origin's reason", "Fine", 4, "HTTP/1.1 200 Fine\r\n"},
+        {"empty: the registry's", "", 0, "HTTP/1.1 200 OK\r\n"},
+        {"unsafe: the registry's", "a\rb", 3, "HTTP/1.1 200 OK\r\n"},
+        {"longer than the head buffer", long_reason, sizeof(long_reason), NULL},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        struct resp_head head = {.status = 200, .reason = rows[i].reason,
+                                 .reason_len = rows[i].reason_len, .fields = &x, .nfields = 1};
+        struct evbuffer *b = evbuffer_new();
+        assert_non_null(b);
+        hdr_write_head(b, &head, H1_BODY_LENGTH, false, true);
+        char *out = take(b);
+        evbuffer_free(b);
+        print_message("%s\n", rows[i].why);
+        const char *tail = "X: 1\r\nContent-Length: 0\r\n\r\n";
+        size_t line_len;
+        if (rows[i].want_line) {
+            line_len = strlen(rows[i].want_line);
+            assert_memory_equal(out, rows[i].want_line, line_len);
+        } else {
+            line_len = 13 + sizeof(long_reason) + 2;
+            assert_memory_equal(out, "HTTP/1.1 200 ", 13);
+            assert_memory_equal(out + 13, long_reason, sizeof(long_reason));
+            assert_memory_equal(out + 13 + sizeof(long_reason), "\r\n", 2);
+        }
+        assert_string_equal(out + line_len, tail);
+        free(out);
+    }
+}
+
+/* A head of many fields, larger than the 4 KiB head buffer, with its lines falling across the
+ * buffer's end at every offset (a leading field grows one byte at a time): the bytes written
+ * are the status line, each field as "name: value\r\n", then the framing, nothing lost. */
+static void test_head_across_buffer(void **state)
+{
+    (void)state;
+    enum { NF = 120 };
+    static char values[NF][200];
+    static struct h1_field fields[NF + 1];
+    static char lead[80];
+    static char want[64 * 1024];
+    memset(lead, 'l', sizeof(lead));
+    for (size_t i = 0; i < NF; i++) {
+        size_t len = (i * 37) % sizeof(values[i]);
+        memset(values[i], 'a' + (int)(i % 26), len);
+        fields[i + 1] = (struct h1_field){.name = "X-Fields", .name_len = 7 + i % 2,
+                                          .value = values[i], .value_len = len};
+    }
+    for (size_t shift = 0; shift < sizeof(lead); shift++) {
+        fields[0] = (struct h1_field){.name = "Lead", .name_len = 4, .value = lead,
+                                      .value_len = shift};
+        struct resp_head head = {.status = 200, .reason = "OK", .reason_len = 2,
+                                 .fields = fields, .nfields = NF + 1};
+        size_t n = (size_t)snprintf(want, sizeof(want), "HTTP/1.1 200 OK\r\n");
+        for (size_t i = 0; i <= NF; i++)
+            n += (size_t)snprintf(want + n, sizeof(want) - n, "%.*s: %.*s\r\n",
+                                  (int)fields[i].name_len, fields[i].name,
+                                  (int)fields[i].value_len, fields[i].value);
+        n += (size_t)snprintf(want + n, sizeof(want) - n, "Content-Length: 0\r\n\r\n");
+        assert_true(n > 3 * 4096 && n < sizeof(want));
+        struct evbuffer *b = evbuffer_new();
+        assert_non_null(b);
+        hdr_write_head(b, &head, H1_BODY_LENGTH, false, true);
+        char *out = take(b);
+        evbuffer_free(b);
+        if (strcmp(out, want) != 0) {
+            size_t at = 0;
+            while (out[at] == want[at])
+                at++;
+            fail_msg("shift %zu: the head differs at %zu of %zu: \"%.20s\", want \"%.20s\"",
+                     shift, at, n, out + at, want + at);
+        }
+        free(out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -421,6 +573,9 @@ int main(void)
         cmocka_unit_test(test_is_hop_by_hop),
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_interim),
+        cmocka_unit_test(test_status_line_reasons),
+        cmocka_unit_test(test_connection_keep_alive),
+        cmocka_unit_test(test_head_across_buffer),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -847,6 +847,224 @@ static void test_field_helpers(void **state)
     }
 }
 
+/* "HTTP/1.1" is matched whole first: every byte value at every position of it, in a request
+ * and in a response, is still judged where a byte-by-byte reading judges it (refused at its
+ * offset when the syntax breaks, 505 or refused for another version, taken for 1.0 and 1.1). */
+static void test_version_each_byte(void **state)
+{
+    (void)state;
+    struct h1_limits lim = {DEF_LINE, DEF_HEAD};
+    for (int resp = 0; resp < 2; resp++) {
+        const char *pre = resp ? "" : "GET / ";
+        const char *post = resp ? " 200 OK\r\n\r\n" : "\r\nHost: x\r\n\r\n";
+        size_t at = strlen(pre);
+        for (size_t pos = 0; pos < 8; pos++) {
+            for (unsigned c = 0; c < 256; c++) {
+                char v[9] = "HTTP/1.1";
+                v[pos] = (char)c;
+                char head[64];
+                int n = snprintf(head, sizeof(head), "%s%.8s%s", pre, v, post);
+                assert_true(n > 0 && (size_t)n < sizeof(head));
+                head[at + pos] = (char)c; /* a NUL too */
+                bool syntax = memcmp(v, "HTTP/", 5) == 0 && v[6] == '.' && v[5] >= '0' &&
+                              v[5] <= '9' && v[7] >= '0' && v[7] <= '9';
+                bool spoken = syntax && v[5] == '1' && (v[7] == '0' || v[7] == '1');
+                char *buf = dup_exact(head, (size_t)n);
+                struct h1_error err = {0};
+                int rc;
+                int minor = -1;
+                if (resp) {
+                    struct h1_response r;
+                    rc = h1_parse_response(buf, (size_t)n, DEF_HEAD, &r, &err);
+                    minor = rc > 0 ? r.minor : -1;
+                } else {
+                    struct h1_request r;
+                    rc = h1_parse_request(buf, (size_t)n, &lim, &r, &err);
+                    minor = rc > 0 ? r.minor : -1;
+                }
+                free(buf);
+                if (spoken ? rc != n || minor != v[7] - '0'
+                           : rc != -1 || (!syntax && err.offset != at + pos) ||
+                                 (!resp && err.status != (syntax ? 505 : 400)))
+                    fail_msg("%s, 0x%02x at %zu: %d (%d at %zu)", resp ? "response" : "request",
+                             c, pos, rc, err.status, err.offset);
+            }
+        }
+    }
+}
+
+/* Field values are read eight bytes a step, the first CTL found from the word's mask: every
+ * byte value at every position of values of 1 to 20 bytes (so at each place in a word and in
+ * the tail) is taken exactly when it is a value byte (HTAB included), the value whole, and
+ * refused otherwise; copies of exact size. */
+static void test_field_value_each_byte(void **state)
+{
+    (void)state;
+    struct h1_limits lim = {DEF_LINE, DEF_HEAD};
+    for (size_t len = 1; len <= 20; len++) {
+        for (size_t pos = 0; pos < len; pos++) {
+            for (unsigned c = 0; c < 256; c++) {
+                char head[96];
+                int n = snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nX: %.*s\r\nHost: h\r\n\r\n",
+                                 (int)len, "vvvvvvvvvvvvvvvvvvvv");
+                assert_true(n > 0 && (size_t)n < sizeof(head));
+                size_t at = 19; /* "GET / HTTP/1.1\r\nX: " */
+                head[at + pos] = (char)c;
+                bool value_byte = (c >= 0x20 && c != 0x7f) || c == '\t';
+                bool edge_ows = (c == ' ' || c == '\t') && (pos == 0 || pos == len - 1);
+                struct h1_request req;
+                struct h1_error err = {0};
+                char *buf = dup_exact(head, (size_t)n);
+                int rc = h1_parse_request(buf, (size_t)n, &lim, &req, &err);
+                bool whole = rc == n && req.nfields == 2 && req.fields[0].value_len == len &&
+                             memcmp(req.fields[0].value, head + at, len) == 0;
+                free(buf);
+                if (value_byte ? rc != n || (!edge_ows && !whole) : rc != -1 || err.status != 400)
+                    fail_msg("len %zu, 0x%02x at %zu: %d", len, c, pos, rc);
+            }
+        }
+    }
+}
+
+/* The list tokens the semantic pass knows (close, keep-alive, chunked, 100-continue) are told
+ * apart by length, then compared a word at a time: each tchar at each position of each, and
+ * each one byte short or long, is taken exactly when it spells the token in some case. */
+static void test_known_tokens_each_byte(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *line;  /* request line and field name */
+        const char *token;
+    } rows[] = {
+        {"GET / HTTP/1.1\r\nConnection: ", "close"},
+        {"GET / HTTP/1.0\r\nConnection: ", "keep-alive"},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: ", "chunked"},
+        {"POST / HTTP/1.1\r\nContent-Length: 0\r\nExpect: ", "100-continue"},
+    };
+    struct h1_limits lim = {DEF_LINE, DEF_HEAD};
+    for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+        size_t len = strlen(rows[r].token);
+        for (size_t variant = 0; variant < len * 256 + 2; variant++) {
+            char tok[32];
+            size_t tlen = len;
+            memcpy(tok, rows[r].token, len);
+            bool match;
+            if (variant < len * 256) {
+                size_t pos = variant / 256;
+                unsigned c = variant % 256;
+                if (!h1_is_tchar((unsigned char)c))
+                    continue;
+                tok[pos] = (char)c;
+                match = c == (unsigned char)rows[r].token[pos] ||
+                        (c >= 'A' && c <= 'Z' && c + 32 == (unsigned char)rows[r].token[pos]);
+            } else if (variant == len * 256) {
+                tlen = len - 1; /* one short */
+                match = false;
+            } else {
+                tok[len] = rows[r].token[len - 1]; /* one long */
+                tlen = len + 1;
+                match = false;
+            }
+            char head[160];
+            int n = snprintf(head, sizeof(head), "%s%.*s\r\nHost: h\r\n\r\n", rows[r].line,
+                             (int)tlen, tok);
+            assert_true(n > 0 && (size_t)n < sizeof(head));
+            struct h1_request req;
+            struct h1_info info;
+            struct h1_error err = {0};
+            assert_int_equal(h1_parse_request(head, (size_t)n, &lim, &req, &err), n);
+            int rc = h1_request_info(&req, &info, &err);
+            bool ok;
+            switch (r) {
+            case 0:
+                ok = rc == 0 && info.keep_alive == !match;
+                break;
+            case 1:
+                ok = rc == 0 && info.keep_alive == match;
+                break;
+            case 2:
+                ok = match ? rc == 0 && info.framing == H1_BODY_CHUNKED
+                           : rc == -1 && err.status == 501;
+                break;
+            default:
+                ok = rc == 0 && info.expect_continue == match && info.expect_other == !match;
+                break;
+            }
+            if (!ok)
+                fail_msg("%s\"%.*s\": rc %d", rows[r].line, (int)tlen, tok, rc);
+        }
+    }
+}
+
+/* Field names are read several bytes a step: every byte value at every position of names of 1
+ * to 9 bytes still ends or refuses the name exactly where a byte-by-byte reading would, and
+ * every prefix of a good head asks for more (copies of exact size: ASan sees any overread). */
+static void test_field_name_each_byte(void **state)
+{
+    (void)state;
+    struct h1_limits lim = {DEF_LINE, DEF_HEAD};
+    for (size_t len = 1; len <= 9; len++) {
+        for (size_t pos = 0; pos < len; pos++) {
+            for (unsigned c = 0; c < 256; c++) {
+                if (c == ':')
+                    continue; /* ends the name early: another head */
+                char head[64];
+                int n = snprintf(head, sizeof(head), "GET / HTTP/1.1\r\n%.*s: v\r\n\r\n",
+                                 (int)len, "aaaaaaaaa");
+                assert_true(n > 0 && (size_t)n < sizeof(head));
+                head[16 + pos] = (char)c;
+                struct h1_request req;
+                struct h1_error err = {0};
+                char *buf = dup_exact(head, (size_t)n);
+                int rc = h1_parse_request(buf, (size_t)n, &lim, &req, &err);
+                free(buf);
+                if (h1_is_tchar((unsigned char)c)) {
+                    if (rc != n || req.nfields != 1 || req.fields[0].name_len != len)
+                        fail_msg("len %zu, 0x%02x at %zu: %d", len, c, pos, rc);
+                    for (int k = 0; k < n; k++) {
+                        buf = dup_exact(head, (size_t)k);
+                        rc = h1_parse_request(buf, (size_t)k, &lim, &req, &err);
+                        free(buf);
+                        if (rc != -2)
+                            fail_msg("len %zu, 0x%02x at %zu, prefix %d: %d", len, c, pos, k, rc);
+                    }
+                } else if (rc != -1 || err.status != 400) {
+                    fail_msg("len %zu, 0x%02x at %zu: %d, want refused", len, c, pos, rc);
+                }
+            }
+        }
+    }
+}
+
+/* Field ids, every byte value at every position of every known name: found exactly when the
+ * byte is the name's letter in either ASCII case (no other byte, 0x80-0xff or CR included,
+ * passes for a letter or a dash). */
+static void test_field_id_each_byte(void **state)
+{
+    (void)state;
+    static const char *const names[H1_F_COUNT] = {
+#define X(id, name) [id] = name,
+        H1_FIELD_LIST(X)
+#undef X
+    };
+    for (int id = H1_F_OTHER + 1; id < H1_F_COUNT; id++) {
+        size_t len = strlen(names[id]);
+        char buf[32];
+        assert_true(len < sizeof(buf));
+        for (size_t pos = 0; pos < len; pos++) {
+            for (unsigned c = 0; c < 256; c++) {
+                memcpy(buf, names[id], len);
+                buf[pos] = (char)c;
+                bool same = c == (unsigned char)names[id][pos] ||
+                            (c >= 'A' && c <= 'Z' && c + 32 == (unsigned char)names[id][pos]);
+                int got = (int)h1_field_id_of(buf, len);
+                if (same ? got != id : got == id)
+                    fail_msg("%s with 0x%02x at %zu: id %d", names[id], c, pos, got);
+            }
+        }
+    }
+}
+
 /* The one scanner behind lists and parameters: delimiters inside quoted-strings (escapes
  * included) and, for Link values, inside <...> do not count. */
 static void test_skip_to(void **state)
@@ -871,6 +1089,61 @@ static void test_skip_to(void **state)
         assert_int_equal(h1_skip_to(rows[i].in, strlen(rows[i].in), rows[i].delim,
                                     rows[i].angles),
                          rows[i].want);
+}
+
+/* The byte-at-a-time state machine h1_skip_to was before it skipped quoted-strings and <...>
+ * in loops of their own: the reference for the exhaustive comparison below. */
+static size_t skip_to_reference(const char *p, size_t len, char delim, bool angles)
+{
+    bool quoted = false, in_angles = false;
+    size_t i = 0;
+    for (; i < len; i++) {
+        char c = p[i];
+        if (quoted) {
+            if (c == '\\' && i + 1 < len)
+                i++;
+            else if (c == '"')
+                quoted = false;
+        } else if (in_angles) {
+            in_angles = c != '>';
+        } else if (c == '"') {
+            quoted = true;
+        } else if (angles && c == '<') {
+            in_angles = true;
+        } else if (c == delim) {
+            break;
+        }
+    }
+    return i;
+}
+
+/* Every string of up to 7 bytes over the bytes that matter, every delimiter (quote and angle
+ * included) and both modes: the same answer as the reference. */
+static void test_skip_to_exhaustive(void **state)
+{
+    (void)state;
+    static const char alphabet[] = {'"', '\\', '<', '>', ',', ';', 'a'};
+    static const char delims[] = {',', ';', '"', '<', '>', '\\'};
+    enum { K = sizeof(alphabet), MAXLEN = 7 };
+    char buf[MAXLEN];
+    for (size_t len = 0; len <= MAXLEN; len++) {
+        size_t total = 1;
+        for (size_t k = 0; k < len; k++)
+            total *= K;
+        for (size_t n = 0; n < total; n++) {
+            size_t x = n;
+            for (size_t k = 0; k < len; k++, x /= K)
+                buf[k] = alphabet[x % K];
+            for (size_t d = 0; d < sizeof(delims); d++)
+                for (int angles = 0; angles < 2; angles++) {
+                    size_t want = skip_to_reference(buf, len, delims[d], angles);
+                    size_t got = h1_skip_to(buf, len, delims[d], angles);
+                    if (got != want)
+                        fail_msg("\"%.*s\" delim %c angles %d: %zu, want %zu", (int)len, buf,
+                                 delims[d], angles, got, want);
+                }
+        }
+    }
 }
 
 /* A refused request says whether it was a HEAD, once its method is read: its answer then has
@@ -911,7 +1184,13 @@ int main(void)
         cmocka_unit_test(test_response_table),
         cmocka_unit_test(test_response_limits),
         cmocka_unit_test(test_list_next),
+        cmocka_unit_test(test_version_each_byte),
+        cmocka_unit_test(test_known_tokens_each_byte),
+        cmocka_unit_test(test_field_name_each_byte),
+        cmocka_unit_test(test_field_value_each_byte),
+        cmocka_unit_test(test_field_id_each_byte),
         cmocka_unit_test(test_skip_to),
+        cmocka_unit_test(test_skip_to_exhaustive),
         cmocka_unit_test(test_field_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

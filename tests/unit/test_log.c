@@ -374,6 +374,32 @@ static void test_numbers_and_times(void **state)
     assert_int_equal(b.len, 0);
 }
 
+/* fmt_hex: each byte value against snprintf, widths 1..8, and nothing written past the digits. */
+static void test_hex(void **state)
+{
+    (void)state;
+    for (unsigned v = 0; v < 256; v++) {
+        char out[3] = {'x', 'x', 'x'}, want[3];
+        fmt_hex(out, v, 1);
+        snprintf(want, sizeof want, "%02x", v);
+        assert_memory_equal(out, want, 2);
+        assert_int_equal(out[2], 'x');
+    }
+    static const uint64_t vals[] = {0, 1, 0x0123456789abcdefull, 0xfedcba9876543210ull,
+                                    UINT64_MAX, 0x8000000000000001ull};
+    for (size_t i = 0; i < ARRAY_LEN(vals); i++) {
+        for (unsigned bytes = 1; bytes <= 8; bytes++) {
+            char out[18], want[17];
+            memset(out, 'x', sizeof out);
+            fmt_hex(out, vals[i], bytes);
+            uint64_t low = bytes == 8 ? vals[i] : vals[i] & ((1ull << (8 * bytes)) - 1);
+            snprintf(want, sizeof want, "%0*llx", (int)(2 * bytes), (unsigned long long)low);
+            assert_memory_equal(out, want, 2 * bytes);
+            assert_int_equal(out[2 * bytes], 'x');
+        }
+    }
+}
+
 /* ---- access lines ---- */
 
 #define T0 1764030530248ull /* 2025-11-25T00:28:50.248Z */
@@ -1302,6 +1328,7 @@ int main(void)
         cmocka_unit_test(test_quoted),
         cmocka_unit_test(test_json_escape_each_byte),
         cmocka_unit_test(test_numbers_and_times),
+        cmocka_unit_test(test_hex),
         cmocka_unit_test(test_json_lines),
         cmocka_unit_test(test_text_lines),
         cmocka_unit_test(test_hostile_record),
