@@ -1839,8 +1839,8 @@ static const char *const refused_trailers[] = {
     "Proxy-Connection: close", "Proxy-Authorization: Basic Zm9vOmJhcg==",
     "proxy-status: forged",
     /* what Portico writes or removes in a head */
-    "X-Forwarded-For: 6.6.6.6", "X-Forwarded-Proto: https", "X-Forwarded-Host: evil.example",
-    "Forwarded: for=6.6.6.6", "X-Real-IP: 6.6.6.6", "Via: 1.1 evil", "X-Request-Id: forged",
+    "X-Forwarded-For: 127.6.6.6", "X-Forwarded-Proto: https", "X-Forwarded-Host: evil.example",
+    "Forwarded: for=127.6.6.6", "X-Real-IP: 127.6.6.6", "Via: 1.1 evil", "X-Request-Id: forged",
     "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     "tracestate: evil=1", "Portico-Fault: status=503", "PORTICO-FAULT: failure=reset",
     /* authentication */

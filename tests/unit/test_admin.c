@@ -231,7 +231,7 @@ static const struct host_row host_rows[] = {
     {"a rebound name", "attacker.example:9901", false, false, true},
     {"IPv4", "127.0.0.1:9901", true, true, true},
     {"IPv4 without port", "127.0.0.1", true, true, true},
-    {"another IPv4 address", "10.1.2.3", true, true, true},   /* a name in DNS cannot be one */
+    {"another IPv4 address", "127.1.2.3", true, true, true},  /* a name in DNS cannot be one */
     {"IPv6 in brackets", "[::1]:9901", true, true, true},
     {"IPv4-mapped IPv6", "[::ffff:127.0.0.1]", true, true, true},
     {"brackets around a name", "[attacker.example]", false, false, true},

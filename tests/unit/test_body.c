@@ -77,7 +77,7 @@ static const struct body_row rows[] = {
      "X-Sum: 1\r\nX-Other: two\r\n", "5\r\nhello\r\n0\r\nX-Sum: 1\r\nX-Other: two\r\n\r\n", ""},
     {"refused trailer fields are dropped line by line, the others kept", H1_BODY_CHUNKED, 0,
      true,
-     "5\r\nhello\r\n0\r\nX-Digest: a\r\nhOsT: evil\r\nX-Forwarded-For: 6.6.6.6\r\n"
+     "5\r\nhello\r\n0\r\nX-Digest: a\r\nhOsT: evil\r\nX-Forwarded-For: 127.6.6.6\r\n"
      "Portico-Fault: status=503\r\nContent-Digest: sha-256=:x:\r\nTransfer-Encoding: x\r\n"
      "Proxy-Authorization-With-A-Very-Long-Name: y\r\nX-Name-Longer-Than-The-Thirty-Two-Held: z\r\n"
      "Te:\r\nServer-Timing: db;dur=1\r\n\r\n",
