@@ -177,10 +177,6 @@ static bool any_usable(const struct balancer *b, uint64_t now_ms, uint32_t exclu
     return false;
 }
 
-/* The origin of the next turn of the shared cycle that is usable and outside exclude, or -1.
- * Each turn looked at is taken from the shared position, the skipped ones too: a down origin's
- * turns then go round the others by weight. Walking the cycle from one taken turn instead gave
- * all of them to the origin after it (4 equal origins, one down: 5000 2500 2500 of 10,000). */
 /* The first usable origin outside exclude in the cycle from the current turn on, which it does
  * not take. */
 static int turn_at(struct balancer *b, uint64_t now_ms, uint32_t exclude)
@@ -194,6 +190,10 @@ static int turn_at(struct balancer *b, uint64_t now_ms, uint32_t exclude)
     return -1;
 }
 
+/* The origin of the next turn of the shared cycle that is usable and outside exclude, or -1.
+ * Each turn looked at is taken from the shared position, the skipped ones too: a down origin's
+ * turns then go round the others by weight. Walking the cycle from one taken turn instead gave
+ * all of them to the origin after it (4 equal origins, one down: 5000 2500 2500 of 10,000). */
 static int next_turn(struct balancer *b, uint64_t now_ms, uint32_t exclude)
 {
     for (unsigned i = 0; i < b->ncycle; i++) {

@@ -330,9 +330,6 @@ static void revivable_free(struct revivable *r)
  * on a slow sanitized host (with 400 ms and a 300 ms window, a host 5x slower could send none). */
 #define PASSIVE_DOWN_MS 800
 
-/* max_fails refused connects within fail_window: skipped; after down_time one request probes
- * it (and fails: down again); once it answers, it takes its share again. retries = 0, so that
- * each attempt is one request. */
 /* An origin that never answers and tells when Portico closed a connection to it (within
  * PX_IO_MS). */
 static int closed_cb(int fd, void *arg)
@@ -397,6 +394,9 @@ static void test_status_in_flight(void **state)
     sem_destroy(&closed);
 }
 
+/* max_fails refused connects within fail_window: skipped; after down_time one request probes
+ * it (and fails: down again); once it answers, it takes its share again. retries = 0, so that
+ * each attempt is one request. */
 static void test_passive_health(void **state)
 {
     (void)state;
@@ -923,9 +923,6 @@ static void test_retry_connect(void **state)
     fake_origin_stop(ok);
 }
 
-/* When a failed attempt stands: retries = 0; after the request was sent (the origin closed
- * without answering) unless retry_sent = on, and then only for an idempotent request without a
- * body. The first origin fails, the second answers. */
 /* An origin listed twice (a weight by repetition) is one origin to a retry: a refused connect
  * goes to an origin at another address. The old binary took the second listing for another
  * origin and tried the same address again: with A A B and A refusing, 4 of 12 requests got 502
@@ -980,6 +977,9 @@ static void test_total_timeout_marks_down(void **state)
     fake_origin_stop(ok);
 }
 
+/* When a failed attempt stands: retries = 0; after the request was sent (the origin closed
+ * without answering) unless retry_sent = on, and then only for an idempotent request without a
+ * body. The first origin fails, the second answers. */
 static void test_retry_rules(void **state)
 {
     (void)state;

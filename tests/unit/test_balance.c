@@ -372,7 +372,6 @@ static void test_health(void **state)
     }
 }
 
-/* Picks and ends balance out: nothing stays in flight, whatever the results. */
 /* A reload's balancer takes the verdicts over by origin text, wherever the origin is listed:
  * a failing check when the check is the same, passive DOWN for what is left of its down_time
  * (PROBING: due at once) when the new upstream has max_fails. */
@@ -417,6 +416,7 @@ static void test_inherit(void **state)
     balancer_free(from);
 }
 
+/* Picks and ends balance out: nothing stays in flight, whatever the results. */
 static void test_in_flight(void **state)
 {
     (void)state;
