@@ -793,8 +793,8 @@ static void validate_routes(struct cfg_loader *ld)
         struct route_conf *r = &cfg->routes[i];
         if (!r->prefix && !(r->prefix = cfg_copy(ld, "/")))
             return;
-        size_t plen = strlen(r->prefix);
-        r->prefix_plain = route_plain_len(r->prefix, plen) == plen; /* route_match's memcmp */
+        r->prefix_len = strlen(r->prefix);
+        r->prefix_plain = route_plain_len(r->prefix, r->prefix_len) == r->prefix_len;
         if (!r->upstream_name) {
             cfg_report(ld, r->line, "[route %s] has no upstream", r->name);
             continue;

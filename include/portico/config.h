@@ -128,6 +128,8 @@ struct route_conf {
     int line;
     char *host;                            /* NULL: any; "*.example.com" or exact, lowercase */
     char *prefix;                          /* path prefix, default "/" */
+    size_t prefix_len;                     /* strlen(prefix): every request is matched against
+                                              every route */
     bool prefix_plain;                     /* no escape, backslash or "//": it reads as itself */
     char *upstream_name;
     int upstream;                          /* index into cfg->upstreams, resolved */
