@@ -638,7 +638,7 @@ static void test_half_close_other_way_goes_on(void **state)
  * what comes to it: the other side gets its last bytes and a FIN, and is closed at most
  * TUNNEL_LINGER_MS (2 s) later however much it keeps sending. A half-closed tunnel whose other
  * side neither sends nor closes is idle: closed after tunnel_timeout, as an open one. */
-#define HALF_IDLE_MS 500
+#define HALF_IDLE_MS 200 /* a tenth of the 2 s linger it must be told apart from */
 
 static void test_half_closed_tunnel_ends(void **state)
 {
