@@ -334,11 +334,17 @@ static const struct downstream_ops h2_ops = {
 /* ---- requests ---- */
 
 /* The access line, count and last minutes (the status page's requests by class) of a request
- * answered or reset before any exchange existed, as client.c's count_refusal for HTTP/1.1. */
+ * answered or reset before any exchange existed, as client.c's count_refusal for HTTP/1.1. id:
+ * the one its answer carried, NULL for a new one (no answer went). */
 static void log_refused(struct h2_stream *s, const char *id, int status, const char *why,
                         uint64_t body_bytes)
 {
     struct h2_conn *h = s->conn;
+    char own_id[48];
+    if (!id) {
+        loop_request_id(h->loop, own_id, sizeof(own_id));
+        id = own_id;
+    }
     struct timings t = {0};
     timings_set(&t, TIMING_TOTAL, now_us() - s->t0);
     metrics_request_done(h->loop->metrics, &(struct metrics_sample){-1, -1, status, FAIL_NONE, &t});
@@ -398,11 +404,9 @@ void h2_stream_malformed(struct h2_stream *s, const char *why)
         return;
     s->malformed = why;
     metrics_add(h->loop->metrics, M_H2_MALFORMED, 1);
-    char id[48];
-    loop_request_id(h->loop, id, sizeof(id));
     char detail[160];
     snprintf(detail, sizeof(detail), "malformed HTTP/2 request: %s", why);
-    log_refused(s, id, HTTP_BAD_REQUEST, detail, 0);
+    log_refused(s, NULL, HTTP_BAD_REQUEST, detail, 0);
     h2_charge(h, FLOOD_RESET);
 }
 
@@ -410,9 +414,7 @@ void h2_stream_abandon_head(struct h2_stream *s)
 {
     struct h2_conn *h = s->conn;
     s->malformed = "request head far larger than max_header_size: stream reset";
-    char id[48];
-    loop_request_id(h->loop, id, sizeof(id));
-    log_refused(s, id, HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, s->malformed, 0);
+    log_refused(s, NULL, HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, s->malformed, 0);
     h2_charge(h, FLOOD_RESET);
 }
 
@@ -420,13 +422,10 @@ void h2_stream_head_unfinished(struct h2_stream *s, int status, const char *why)
 {
     if (s->state != ST_HEAD || s->malformed) /* a malformed head was logged when found */
         return;
-    struct loop *l = s->conn->loop;
     s->state = ST_ANSWERED;
     if (status == HTTP_CLIENT_CLOSED_REQUEST)
-        metrics_add(l->metrics, M_CLIENT_ABORTS, 1);
-    char id[48];
-    loop_request_id(l, id, sizeof(id));
-    log_refused(s, id, status, why, 0);
+        metrics_add(s->conn->loop->metrics, M_CLIENT_ABORTS, 1);
+    log_refused(s, NULL, status, why, 0);
 }
 
 /* ... and reset: a stream error of type PROTOCOL_ERROR. */
