@@ -711,9 +711,11 @@ static void origin_error(struct exchange *ex)
     /* An origin that answers before the request body is in (413, 401) and closes on the body
      * it did not read resets the connection: a write of the request meets the reset, but the
      * answer came before it and the kernel still holds it. It goes to the client as if the
-     * origin had closed after it. */
+     * origin had closed after it. Its end may have been read already, behind the answer's
+     * last bytes (a close_notify), and not yet reported when the write failed: it counts. */
+    bool end_read = sock_peer_closed(ex->usock);
     if (!request_sent(ex) && (sock_read_remains(ex->usock) > 0 ||
-                              evbuffer_get_length(ex->usock->in) > 0)) {
+                              evbuffer_get_length(ex->usock->in) > 0 || end_read)) {
         origin_eof(ex);
         return;
     }
