@@ -292,7 +292,7 @@ static void set_error_override(struct cfg_loader *ld, const char *name, const ch
         cfg_report(ld, ld->line, "[errors]: unknown failure type '%s'", name);
         return;
     }
-    if (parse_uint(value, 400, 599, &code) != 0) {
+    if (parse_status(value, 400, 599, &code) != 0) {
         cfg_report(ld, ld->line, "[errors] %s: '%s' is not a status code between 400 and 599", name,
                    value);
         return;

@@ -647,7 +647,7 @@ static int health_status(const char *s, int *lo, int *hi)
         *hi = *lo + 99;
         return 0;
     }
-    if (parse_uint(s, 100, 599, &v) != 0)
+    if (parse_status(s, 100, 599, &v) != 0)
         return -1;
     *lo = *hi = (int)v;
     return 0;

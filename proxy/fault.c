@@ -408,7 +408,7 @@ static int set_statuses(struct fault_rule *r, enum fault_key k, const char *v, c
         const char *ce = trim_end(b, colon ? colon : e);
         char code[8];
         uint64_t c;
-        if (!span_copy(b, ce, code, sizeof(code)) || parse_uint(code, 100, 599, &c) != 0)
+        if (!span_copy(b, ce, code, sizeof(code)) || parse_status(code, 100, 599, &c) != 0)
             return bad(why, size, k, "'%.*s' is not a status code (200-599)", (int)(ce - b), b);
         if (c < 200)
             return bad(why, size, k, "%llu is an interim status: use interim = %llu",
@@ -444,7 +444,7 @@ static int set_interim(struct fault_rule *r, enum fault_key k, const char *v, ch
     while (next_item(&p, end, &b, &e)) {
         char code[8];
         uint64_t c;
-        if (!span_copy(b, e, code, sizeof(code)) || parse_uint(code, 100, 199, &c) != 0 ||
+        if (!span_copy(b, e, code, sizeof(code)) || parse_status(code, 100, 199, &c) != 0 ||
             c == 101)
             return bad(why, size, k, "'%.*s' is not an interim status (100-199 but 101)",
                        (int)(e - b), b);

@@ -123,6 +123,11 @@ int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
+int parse_status(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    return strlen(s) == 3 ? parse_uint_span(s, 3, min, max, out) : -1;
+}
+
 int parse_duration_ms(const char *s, uint64_t *out_ms)
 {
     static const struct {

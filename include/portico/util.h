@@ -48,6 +48,10 @@ int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* Parses the decimal span s[0..len) in [min, max]: digits only, no overflow. 0 or -1. */
 int parse_uint_span(const char *s, size_t len, uint64_t min, uint64_t max, uint64_t *out);
 
+/* Parses a status code in [min, max] written as one: exactly three digits ("0599" is a typo,
+ * not 599). 0 or -1. */
+int parse_status(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
 /* The current time as an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") for Date fields,
  * formatted at most once per second per thread (the string is the thread's own). */
 const char *http_date_now(void);

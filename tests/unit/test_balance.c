@@ -557,6 +557,9 @@ static const struct {
     {"health_check: status out of range", U1 "health_check = GET /h every 5s expect 600\n",
      {"test.ini:3: health_check: expect '600' is not a status (200) or a class (2xx) between "
       "100 and 599"}},
+    {"health_check: status not three digits", U1 "health_check = GET /h every 5s expect 0200\n",
+     {"test.ini:3: health_check: expect '0200' is not a status (200) or a class (2xx) between "
+      "100 and 599"}},
     {"health_check: not a class", U1 "health_check = GET /h every 5s expect 2x\n",
      {"test.ini:3: health_check: expect '2x' is not a status (200) or a class (2xx) between "
       "100 and 599"}},

@@ -77,6 +77,7 @@ static const struct {
     {"status", "503:1e-1", "weight is not a number"}, /* no exponent */
     {"status", "503:0.5, 503:0.5", "listed twice"},
     {"status", "abc", "'abc' is not a status code"},  /* names the bad part */
+    {"status", "0503", "'0503' is not a status code"}, /* three digits, not a number */
     {"failure", "read_timeout", NULL},
     {"failure", "no_healthy_origin", NULL},
     {"failure", "internal_error", "not a failure type"}, /* not in the failure table */
@@ -109,6 +110,7 @@ static const struct {
     {"interim", "102,103", NULL},
     {"interim", "101", "not an interim status"},        /* switching protocols is not a hint */
     {"interim", "200", "not an interim status"},
+    {"interim", "0103", "not an interim status"},
     {"interim", "102,103,103,103,103,103,103,103,103", "at most 8"},
     {"interim_interval", "1s", NULL},
     {"probability", "0.25", NULL},
