@@ -394,6 +394,71 @@ static void test_status_in_flight(void **state)
     sem_destroy(&closed);
 }
 
+/* An origin's answer: 101 and the connection held open to an upgrade, 200 to anything else. */
+static const struct fo_step *switch_or_ok(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    static const struct fo_step switched[] = {
+        FO_SEND("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\n\r\n"),
+        FO_HOLD(), FO_END()};
+    static const struct fo_step ok[] = {FO_RESPOND_OK(), FO_END()};
+    return strcasestr(req->head, "\r\nUpgrade:") ? switched : ok;
+}
+
+/* The in-flight count /status shows for origin o. */
+static int in_flight_of(struct harness *h, int o)
+{
+    struct tj *doc;
+    double v;
+    assert_int_equal(tj_num(status_origin(h, o, &doc), "in_flight", &v), 0);
+    tj_free(doc);
+    return (int)v;
+}
+
+/* An open tunnel (a WebSocket after its 101) is a connection least_conn weighs, as in nginx and
+ * HAProxy: every request goes to the other origin while it lasts, and its place is given back
+ * when it closes. The old code gave the place back at the 101: the tunnel's origin took its
+ * turns as if idle (in flight 0, every other request). */
+static void test_least_conn_counts_tunnels(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = switch_or_ok};
+    struct fake_origin *o[2] = {fake_origin_start(&opts), fake_origin_start(&opts)};
+    assert_non_null(o[0]);
+    assert_non_null(o[1]);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\nbalance = least_conn\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u\n",
+                                 fake_origin_port(o[0]), fake_origin_port(o[1]));
+    struct raw_conn *ws = px_connect(h);
+    assert_int_equal(raw_send_str(ws, "GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+                                      "Upgrade: websocket\r\n\r\n"),
+                     0);
+    struct raw_head head;
+    assert_int_equal(raw_read_one_head(ws, &head, PX_IO_MS), 0);
+    assert_int_equal(head.status, 101);
+    raw_head_free(&head);
+    int t = fake_origin_requests(o[0]) == 1 ? 0 : 1; /* the tunnel's origin */
+    assert_int_equal(fake_origin_requests(o[t]), 1);
+    assert_int_equal(in_flight_of(h, t), 1);
+    for (int k = 0; k < 10; k++)
+        assert_int_equal(status_of(h, "/lc"), 200);
+    print_message("  tunnel on origin %d: requests %u and %u\n", t, fake_origin_requests(o[t]),
+                  fake_origin_requests(o[!t]));
+    assert_int_equal(fake_origin_requests(o[t]), 1);
+    assert_int_equal(fake_origin_requests(o[!t]), 10);
+    raw_close(ws);
+    /* the tunnel ends once Portico has read the client's close: bounded wait for its count */
+    int64_t until = tu_now_ms() + PX_IO_MS;
+    while (in_flight_of(h, t) != 0 && tu_now_ms() < until)
+        poll(NULL, 0, 10);
+    assert_int_equal(in_flight_of(h, t), 0);
+    px_stop(h);
+    fake_origin_stop(o[0]);
+    fake_origin_stop(o[1]);
+}
+
 /* max_fails refused connects within fail_window: skipped; after down_time one request probes
  * it (and fails: down again); once it answers, it takes its share again. retries = 0, so that
  * each attempt is one request. */
@@ -1120,6 +1185,7 @@ int main(void)
         cmocka_unit_test(test_least_conn),
         cmocka_unit_test(test_least_conn_weights),
         cmocka_unit_test(test_status_in_flight),
+        cmocka_unit_test(test_least_conn_counts_tunnels),
         cmocka_unit_test(test_passive_health),
         cmocka_unit_test(test_probe_answer_brings_back_up),
         cmocka_unit_test(test_active_health),
