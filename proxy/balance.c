@@ -371,6 +371,12 @@ void balancer_done(struct balancer *b, int origin, enum balance_result r, uint64
     }
 }
 
+void balancer_release(struct balancer *b, int origin)
+{
+    if (origin >= 0 && origin < b->up->norigins)
+        atomic_fetch_sub_explicit(&b->origins[origin].in_flight, 1, memory_order_relaxed);
+}
+
 void balancer_check(struct balancer *b, int origin, enum check_state cs, const char *why)
 {
     const struct upstream_conf *up = b->up;

@@ -628,13 +628,12 @@ static void tunnel_closed(void *arg, const char *why)
 }
 
 /* After a 101 the connection belongs to the tunnel (tunnel.h) until either side closes. */
-static void ds_upgraded(void *ctx, struct upconn *origin, uint64_t idle_ms,
-                        const char *request_id)
+static void ds_upgraded(void *ctx, const struct tunnel_origin *origin)
 {
     struct client *c = ctx;
     c->ex = NULL;
     set_state(c, CS_TUNNEL);
-    c->tunnel = tunnel_open(c->loop, &c->sock, origin, idle_ms, request_id, tunnel_closed, c);
+    c->tunnel = tunnel_open(c->loop, &c->sock, origin, tunnel_closed, c);
     if (!c->tunnel)
         start_closing(c); /* out of memory: the 101 went, nothing more can */
 }

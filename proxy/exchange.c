@@ -94,6 +94,7 @@
 #include "portico/sock.h"
 #include "portico/upstream.h"
 #include "portico/status.h"
+#include "portico/tunnel.h"
 #include "portico/util.h"
 
 
@@ -665,13 +666,20 @@ void ex_settle(struct exchange *ex)
         return;
     phase_close(&ex->pc, ex->now);
     stop_timers(ex);
-    /* 101 relayed: the origin connection goes to the downstream with the client's, as a tunnel */
+    /* 101 relayed: the origin connection goes to the downstream with the client's, as a tunnel,
+     * and the pick's in-flight place with it (its verdict was given at the 101's head) */
     struct upconn *tunnel = NULL;
-    uint64_t tunnel_idle_ms = ex->up ? ex->up->tunnel_timeout_ms : 0;
+    struct tunnel_origin to = {.index = -1};
     if (ex->resp_state == RESP_SWITCHED && ex->outcome == OUTCOME_DONE && ex->uc) {
         tunnel = ex->uc;
         ex->uc = NULL;
         ex->usock = NULL;
+        to = (struct tunnel_origin){.conn = tunnel, .idle_ms = ex->up->tunnel_timeout_ms};
+        if (ex->holds_origin) {
+            to.balancer = balancer_of(ex);
+            to.index = ex->origin;
+            ex->holds_origin = false;
+        }
         metrics_add(ex->loop->metrics, M_TUNNELS, 1);
     } else if (ex->uc && relay_reusable(ex)) {
         /* After a response with no body (HEAD, 204, 304), stray bytes are most likely: its
@@ -701,7 +709,8 @@ void ex_settle(struct exchange *ex)
     memcpy(request_id, ex->request_id, sizeof(request_id));
     exchange_free(ex);
     if (tunnel) {
-        ds.ops->upgraded(ds.ctx, tunnel, tunnel_idle_ms, request_id);
+        to.request_id = request_id;
+        ds.ops->upgraded(ds.ctx, &to);
         return;
     }
     if (discard)

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
+#include "portico/balance.h"
 #include "portico/config.h"
 #include "portico/log.h"
 #include "portico/loop.h"
@@ -64,6 +65,8 @@ struct tunnel_side {
 struct tunnel {
     struct tunnel_side side[2];        /* client, origin */
     struct upconn *origin;             /* owned */
+    struct balancer *balancer;         /* where the origin is counted in flight (NULL: nowhere) */
+    int origin_index;
     enum tunnel_state state;           /* changed by side_closed, settle, end_tunnel only */
     enum tunnel_end why;               /* why it is ending: the first side to close */
     struct event idle_timer;
@@ -300,23 +303,32 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
         settle(t);
 }
 
-struct tunnel *tunnel_open(struct loop *l, struct sock *client, struct upconn *origin,
-                           uint64_t idle_ms, const char *request_id, tunnel_closed_cb *closed,
-                           void *arg)
+/* The origin connection closed and its in-flight place given back: one of each per tunnel_origin. */
+static void origin_end(struct upconn *conn, struct balancer *b, int index)
+{
+    upconn_abort(conn);
+    if (b)
+        balancer_release(b, index);
+}
+
+struct tunnel *tunnel_open(struct loop *l, struct sock *client, const struct tunnel_origin *origin,
+                           tunnel_closed_cb *closed, void *arg)
 {
     struct tunnel *t = calloc(1, sizeof(*t));
     if (!t) {
-        upconn_abort(origin);
+        origin_end(origin->conn, origin->balancer, origin->index);
         return NULL;
     }
-    t->origin = origin;
+    t->origin = origin->conn;
+    t->balancer = origin->balancer;
+    t->origin_index = origin->index;
     t->closed = closed;
     t->arg = arg;
-    t->idle_us = idle_ms * 1000;
+    t->idle_us = origin->idle_ms * 1000;
     t->last_us = t->start_us = now_us();
     t->metrics = l->metrics;
-    snprintf(t->request_id, sizeof(t->request_id), "%s", request_id);
-    struct sock *socks[2] = {client, upconn_sock(origin)};
+    snprintf(t->request_id, sizeof(t->request_id), "%s", origin->request_id);
+    struct sock *socks[2] = {client, upconn_sock(origin->conn)};
     for (int i = 0; i < 2; i++) {
         t->side[i] = (struct tunnel_side){.t = t, .sock = socks[i]};
         sock_set_cb(socks[i], side_cb, &t->side[i]);
@@ -326,7 +338,7 @@ struct tunnel *tunnel_open(struct loop *l, struct sock *client, struct upconn *o
     }
     evtimer_assign(&t->idle_timer, l->base, idle_cb, t);
     event_assign(&t->start_ev, l->base, -1, 0, start_cb, t);
-    struct timeval tv = tv_from_ms(idle_ms);
+    struct timeval tv = tv_from_ms(origin->idle_ms);
     evtimer_add(&t->idle_timer, &tv);
     event_active(&t->start_ev, EV_TIMEOUT, 1);
     return t;
@@ -341,6 +353,6 @@ void tunnel_free(struct tunnel *t)
     event_del(&t->idle_timer);
     event_del(&t->start_ev);
     sock_set_cb(t->side[0].sock, NULL, NULL); /* the owner sets its own, or closes it */
-    upconn_abort(t->origin);
+    origin_end(t->origin, t->balancer, t->origin_index);
     free(t);
 }

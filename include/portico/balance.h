@@ -87,6 +87,10 @@ void balancer_answered(struct balancer *b, int origin);
 /* Ends the attempt a pick started on origin: no longer in flight, and r updates its health. */
 void balancer_done(struct balancer *b, int origin, enum balance_result r, uint64_t now_ms);
 
+/* Ends a pick whose verdict was given already (a tunnel after its 101, balancer_answered): no
+ * longer in flight, the health left as it is (the origin's state may have moved since). */
+void balancer_release(struct balancer *b, int origin);
+
 /* The verdict of an active health check of origin (why: for the log when it fails). */
 void balancer_check(struct balancer *b, int origin, enum check_state s, const char *why);
 

@@ -22,6 +22,7 @@ struct evbuffer;
 struct access_record;
 struct upconn;
 struct sock;
+struct tunnel_origin;
 
 /* What the exchange may know about the client. Borrowed for the exchange's lifetime. */
 struct peer {
@@ -107,11 +108,12 @@ struct downstream_ops {
      * exchange_cancel). For owners that report on the exchange, such as `portico probe`. */
     void (*report)(void *ds, const struct access_record *r);
     /* Instead of done(), after a 101 Switching Protocols went to the client: the exchange is
-     * over and freed, and the downstream relays bytes both ways between its client and origin
-     * (owned from now on, closed with upconn_abort) until either side closes or neither sends
-     * for idle_ms; request_id names the tunnel in the log. NULL for a downstream that cannot
-     * hand its connection over (an HTTP/2 stream): its requests offer no upgrade to the origin. */
-    void (*upgraded)(void *ds, struct upconn *origin, uint64_t idle_ms, const char *request_id);
+     * over and freed, and the downstream relays bytes both ways between its client and the
+     * origin (tunnel.h: the connection and its in-flight place are the downstream's from now
+     * on, both ended by tunnel_open or tunnel_free) until either side closes or neither sends
+     * for origin->idle_ms. NULL for a downstream that cannot hand its connection over (an
+     * HTTP/2 stream): its requests offer no upgrade to the origin. */
+    void (*upgraded)(void *ds, const struct tunnel_origin *origin);
 };
 
 /* An exchange's owner: the table and its argument, the peer and the protocol. */

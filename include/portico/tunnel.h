@@ -12,10 +12,22 @@
 
 #include <stdint.h>
 
+struct balancer;
 struct loop;
 struct sock;
 struct upconn;
 struct tunnel;
+
+/* What an exchange hands over after a 101. The tunnel keeps the origin's place in its
+ * balancer's in-flight count (NULL balancer: none, a rehearsed upgrade) until it closes: an open
+ * tunnel is a connection least_conn weighs, as nginx and HAProxy count it. */
+struct tunnel_origin {
+    struct upconn *conn;               /* owned by the tunnel */
+    struct balancer *balancer;         /* the loop generation's, which outlives its tunnels */
+    int index;                         /* the origin in balancer */
+    uint64_t idle_ms;                  /* tunnel_timeout */
+    const char *request_id;            /* of the switched request, for the log */
+};
 
 #define TUNNEL_HIGH (256 * 1024)
 
@@ -25,17 +37,17 @@ struct tunnel;
 typedef void tunnel_closed_cb(void *arg, const char *why);
 
 /* Starts relaying between client (borrowed: its owner keeps it and closes it after closed()) and
- * origin (owned: closed by tunnel_free). What either side sent before goes first, from the loop.
- * Bytes are counted as they move, and the end once (portico_tunnels_closed_total, a log line
- * naming request_id). NULL when out of memory: origin is closed then, the client sock left as
- * it was. */
-struct tunnel *tunnel_open(struct loop *l, struct sock *client, struct upconn *origin,
-                           uint64_t idle_ms, const char *request_id, tunnel_closed_cb *closed,
-                           void *arg);
+ * origin->conn (owned: closed by tunnel_free, which also gives back the in-flight place). What
+ * either side sent before goes first, from the loop. Bytes are counted as they move, and the end
+ * once (portico_tunnels_closed_total, a log line naming the request id). NULL when out of
+ * memory: the origin connection is closed and its place given back then, the client sock left
+ * as it was. */
+struct tunnel *tunnel_open(struct loop *l, struct sock *client, const struct tunnel_origin *origin,
+                           tunnel_closed_cb *closed, void *arg);
 
-/* Closes the origin connection and frees the tunnel (NULL is fine). The client sock is left to
- * its owner, without the tunnel's callback. A tunnel freed before it ended was cut by its owner
- * (Portico stopping) and is counted and logged as such. */
+/* Closes the origin connection, gives back its in-flight place and frees the tunnel (NULL is
+ * fine). The client sock is left to its owner, without the tunnel's callback. A tunnel freed
+ * before it ended was cut by its owner (Portico stopping) and is counted and logged as such. */
 void tunnel_free(struct tunnel *t);
 
 #endif
