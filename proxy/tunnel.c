@@ -8,7 +8,8 @@
  * way goes on (Docker's attach half-closes stdin and reads the output to its end); the tunnel
  * ends once both sides closed and all went out. A closed side that can no longer be written to
  * is gone: the other side gets its last bytes and a FIN, and has TUNNEL_LINGER_MS to close.
- * Any other error or write timeout ends it at once. Every end goes through end_tunnel, which
+ * So is a side whose reset came behind bytes not yet read (a write met it first). Any other
+ * error or write timeout ends it at once. Every end goes through end_tunnel, which
  * calls the owner back last.
  */
 #include "portico/tunnel.h"
@@ -225,6 +226,18 @@ static void side_cb(void *arg, enum sock_event ev)
         if (s->closed) {
             if (!s->gone)
                 side_gone(s); /* the other side still gets its last bytes */
+            return;
+        }
+        /* A write to s may meet its reset before what s sent ahead of the reset was read (a
+         * server that says its last and aborts, while the client sends): the kernel still
+         * holds those bytes. They go to the other side as s's last, as a direct connection
+         * would read them, and s is gone; the tunnel ends as s's error. */
+        if (sock_read_remains(s->sock) > 0) {
+            bool open = t->state == TUNNEL_OPEN;
+            side_closed(s);
+            if (open)
+                t->why = s == &t->side[0] ? TUNNEL_END_CLIENT_ERROR : TUNNEL_END_ORIGIN_ERROR;
+            side_gone(s);
             return;
         }
         end_tunnel(t, s == &t->side[0] ? TUNNEL_END_CLIENT_ERROR : TUNNEL_END_ORIGIN_ERROR);
