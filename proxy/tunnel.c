@@ -228,11 +228,12 @@ static void side_cb(void *arg, enum sock_event ev)
                 side_gone(s); /* the other side still gets its last bytes */
             return;
         }
-        /* A write to s may meet its reset before what s sent ahead of the reset was read (a
-         * server that says its last and aborts, while the client sends): the kernel still
-         * holds those bytes. They go to the other side as s's last, as a direct connection
-         * would read them, and s is gone; the tunnel ends as s's error. */
-        if (sock_read_remains(s->sock) > 0) {
+        /* What s sent ahead of its reset goes to the other side as s's last, as a direct
+         * connection would read it, and s is gone; the tunnel ends as s's error. A write to s
+         * may meet the reset before those bytes were read (a server that says its last and
+         * aborts, while the client sends): the kernel still holds them. Or they were read
+         * with the reset behind them, before the tunnel's first move (the 101's burst). */
+        if (sock_read_remains(s->sock) > 0 || evbuffer_get_length(s->sock->in) > 0) {
             bool open = t->state == TUNNEL_OPEN;
             side_closed(s);
             if (open)

@@ -660,6 +660,61 @@ static void test_last_bytes_before_reset(void **state)
     }
 }
 
+/* An origin that switches, sends its first bytes and resets at once, all read by Portico in one
+ * go: 16 KiB exactly, a first read that fills its space, so that the next read finds the reset
+ * behind them and leaves it to be reported on the next loop turn. The tunnel starts between the
+ * two and must pass those bytes on to the client. The reset was reported to the new tunnel
+ * before its first move: it ended with the bytes still in the origin's input. */
+#define SWITCH_BURST (16 * 1024) /* sock.c's first read */
+
+static void test_switch_then_reset(void **state)
+{
+    (void)state;
+    static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             "Connection: Upgrade\r\n\r\n";
+    static char burst[SWITCH_BURST];
+    memset(burst, 'p', sizeof(burst));
+    memcpy(burst, sw, strlen(sw));
+    const size_t payload = SWITCH_BURST - strlen(sw);
+    uint16_t oport;
+    int lfd = raw_origin_listen(&oport);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", oport);
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /burst HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                                     "Connection: Upgrade\r\n\r\n"),
+                     0);
+    int ofd = raw_origin_answer(lfd, 0, ""); /* reads the request head */
+    assert_int_equal(fcntl(ofd, F_SETFL, fcntl(ofd, F_GETFL) & ~O_NONBLOCK), 0); /* whole */
+    stop_portico(h);
+    assert_int_equal(write(ofd, burst, sizeof(burst)), (ssize_t)sizeof(burst));
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    assert_int_equal(setsockopt(ofd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    close(ofd); /* RST */
+    assert_int_equal(harness_signal(h, SIGCONT), 0);
+    /* everything the client gets until Portico closes: the 101, then the origin's bytes */
+    static char got[2 * SWITCH_BURST];
+    size_t n = 0;
+    short rev;
+    for (int64_t deadline = tu_now_ms() + PX_IO_MS; n < sizeof(got);) {
+        if (tu_poll_until(raw_fd(c), POLLIN, deadline, &rev) != 1)
+            break;
+        ssize_t r = read(raw_fd(c), got + n, sizeof(got) - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    const char *end = memmem(got, n, "\r\n\r\n", 4);
+    assert_non_null(end);
+    assert_int_equal(strncmp(got, "HTTP/1.1 101 ", 13), 0);
+    size_t after = n - (size_t)(end + 4 - got);
+    print_message("  the client got the 101 and %zu of the origin's %zu bytes behind it\n", after,
+                  payload);
+    assert_int_equal(after, payload);
+    raw_close(c);
+    close(lfd);
+    px_stop(h);
+}
+
 /* ---- half-close: the other way goes on ---- */
 
 /* A side that half-closes (shutdown SHUT_WR: "I am done sending") still reads: Docker's attach
@@ -978,6 +1033,7 @@ int main(void)
         cmocka_unit_test(test_upgrade_empty_length),
         cmocka_unit_test(test_last_bytes_before_close),
         cmocka_unit_test(test_last_bytes_before_reset),
+        cmocka_unit_test(test_switch_then_reset),
         cmocka_unit_test(test_half_close_other_way_goes_on),
         cmocka_unit_test(test_half_closed_tunnel_ends),
         cmocka_unit_test(test_slow_reader_not_idle),
