@@ -6,7 +6,8 @@
  * echoes stalls, Portico's memory does not grow, everything arrives once it reads); and the
  * requests that may not upgrade (a body, HTTP/1.0): their Upgrade never reaches the origin; the
  * last bytes of the side that closes first reach the other side whole, followed by a FIN (also
- * when it resets behind them and a write meets the reset first); a
+ * when it resets behind them and a write meets the reset first, however much of it Portico
+ * holds for a slow reader); a
  * close is a half-close (the other way goes on), and what ends a half-closed tunnel; a
  * slow reader that keeps taking bytes is not idle; no 1xx of Portico's own precedes the 101;
  * how each tunnel ended and the bytes it moved are counted and (but for a close) logged, a cut
@@ -28,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -715,6 +718,50 @@ static void test_switch_then_reset(void **state)
     px_stop(h);
 }
 
+/* An origin that streams to a client slower than it, then resets (a server aborting) while the
+ * client sends: what the origin sent before its reset, in Portico's output to the client and in
+ * Portico's kernel behind a paused read, still reaches the client, as a direct connection's
+ * client would read what its kernel took before the reset. Portico is stopped while the origin
+ * resets and the client sends, so that the client's bytes meet the reset first. */
+static void test_stream_then_reset(void **state)
+{
+    (void)state;
+    uint16_t oport;
+    int lfd = raw_origin_listen(&oport);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", oport);
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /stream HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                                     "Connection: Upgrade\r\n\r\n"),
+                     0);
+    int ofd = raw_origin_switch(lfd, 0);
+    struct raw_head head;
+    assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+    assert_int_equal(head.status, 101);
+    raw_head_free(&head);
+    /* the way to the client fills: Portico holds output for it and stops reading the origin */
+    size_t written = fill_until_stalled(ofd, 64u * 1024 * 1024);
+    stop_portico(h);
+    int cfd = raw_fd(c);
+    assert_int_equal(write(cfd, "x", 1), 1);
+    int unsent = 0; /* still in the origin's kernel: the reset throws it away */
+    assert_int_equal(ioctl(ofd, SIOCOUTQ, &unsent), 0);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    assert_int_equal(setsockopt(ofd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    close(ofd); /* RST */
+    assert_int_equal(harness_signal(h, SIGCONT), 0);
+    size_t got = 0;
+    bool reset = false;
+    assert_int_equal(fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK), 0);
+    assert_int_equal(read_until_closed(cfd, PX_IO_MS, &got, &reset), 1);
+    size_t took = written - (size_t)unsent; /* what reached Portico before the reset */
+    print_message("  the origin wrote %zu bytes, %zu of them before its reset; the client got "
+                  "%zu, then %s\n", written, took, got, reset ? "a reset" : "the FIN");
+    assert_true(got == took);
+    raw_close(c);
+    close(lfd);
+    px_stop(h);
+}
+
 /* ---- half-close: the other way goes on ---- */
 
 /* A side that half-closes (shutdown SHUT_WR: "I am done sending") still reads: Docker's attach
@@ -1034,6 +1081,7 @@ int main(void)
         cmocka_unit_test(test_last_bytes_before_close),
         cmocka_unit_test(test_last_bytes_before_reset),
         cmocka_unit_test(test_switch_then_reset),
+        cmocka_unit_test(test_stream_then_reset),
         cmocka_unit_test(test_half_close_other_way_goes_on),
         cmocka_unit_test(test_half_closed_tunnel_ends),
         cmocka_unit_test(test_slow_reader_not_idle),
