@@ -10,8 +10,8 @@
  * is gone: the other side gets its last bytes and a FIN, and has TUNNEL_LINGER_MS to close.
  * So is a side whose reset came behind bytes not yet read (a write met it first, or the
  * reset was read behind them): those bytes, in its input and its kernel, go to the other side
- * first, as that side takes them. Any other error or write timeout ends it at once. Every end goes through end_tunnel, which
- * calls the owner back last.
+ * first, as that side takes them. Any other error or write timeout ends it at once. Every end
+ * goes through end_tunnel, which calls the owner back last.
  */
 #include "portico/tunnel.h"
 
@@ -58,8 +58,8 @@ struct tunnel_side {
     bool paused;                       /* not read: the other side's output is full */
     bool closed;                       /* its EOF was seen: all it sent is in the other's output */
     bool shut;                         /* sent a FIN, behind all the other side sent */
-    bool gone;                         /* closed, and then failed (or stalled) for writing: what
-                                          goes to it is dropped */
+    bool gone;                         /* closed, and then failed (or stalled) for writing, or
+                                          reset: what goes to it is dropped */
     bool reset;                        /* failed with bytes of its own still to read (its reset
                                           behind them): read as the other side takes them */
     uint64_t acked;                    /* bytes its peer had acknowledged at the last look */
