@@ -8,8 +8,10 @@
  * way goes on (Docker's attach half-closes stdin and reads the output to its end); the tunnel
  * ends once both sides closed and all went out. A closed side that can no longer be written to
  * is gone: the other side gets its last bytes and a FIN, and has TUNNEL_LINGER_MS to close.
- * Any other error or write timeout ends it at once. Every end goes through end_tunnel, which
- * calls the owner back last.
+ * So is a side whose reset came behind bytes not yet read (a write met it first, or the
+ * reset was read behind them): those bytes, in its input and its kernel, go to the other side
+ * first, as that side takes them. Any other error or write timeout ends it at once. Every end
+ * goes through end_tunnel, which calls the owner back last.
  */
 #include "portico/tunnel.h"
 
@@ -57,8 +59,10 @@ struct tunnel_side {
     bool paused;                       /* not read: the other side's output is full */
     bool closed;                       /* its EOF was seen: all it sent is in the other's output */
     bool shut;                         /* sent a FIN, behind all the other side sent */
-    bool gone;                         /* closed, and then failed (or stalled) for writing: what
-                                          goes to it is dropped */
+    bool gone;                         /* closed, and then failed (or stalled) for writing, or
+                                          reset: what goes to it is dropped */
+    bool reset;                        /* failed with bytes of its own still to read (its reset
+                                          behind them): read as the other side takes them */
     uint64_t acked;                    /* bytes its peer had acknowledged at the last look */
 };
 
@@ -140,6 +144,24 @@ static void pump(struct tunnel_side *from)
     }
 }
 
+static void side_closed(struct tunnel_side *s);
+
+/* s failed (reset) with bytes it sent before that still to read: its input, and what its
+ * kernel holds (sock_read_remains), go to the other side as the other side takes them; once
+ * none are left, s is closed. Its caller settles. */
+static void pump_remains(struct tunnel_side *s)
+{
+    do {
+        pump(s);
+        if (s->paused)
+            return; /* the other side's DRAINED brings us back (resume) */
+    } while (sock_read_remains(s->sock) > 0);
+    bool open = s->t->state == TUNNEL_OPEN;
+    side_closed(s);
+    if (open) /* a reset, not a close: the tunnel ends as s's error */
+        s->t->why = s == &s->t->side[0] ? TUNNEL_END_CLIENT_ERROR : TUNNEL_END_ORIGIN_ERROR;
+}
+
 /* from's output drained (or is below the mark): the side that waited on it reads again. */
 static void resume(struct tunnel_side *drained)
 {
@@ -147,6 +169,10 @@ static void resume(struct tunnel_side *drained)
     if (!waiting->paused || sock_pending(drained->sock) > TUNNEL_HIGH)
         return;
     waiting->paused = false;
+    if (waiting->reset) {
+        pump_remains(waiting);
+        return;
+    }
     sock_read(waiting->sock, true);
     pump(waiting);
 }
@@ -230,6 +256,19 @@ static void side_cb(void *arg, enum sock_event ev)
                 side_gone(s); /* the other side still gets its last bytes */
             return;
         }
+        /* What s sent ahead of its reset goes to the other side, as a direct connection
+         * would read it, and s is gone; the tunnel ends as s's error. A write to s may meet
+         * the reset before those bytes were read (a server that says its last and aborts,
+         * while the client sends), however many its kernel holds behind a paused read. Or
+         * they were read with the reset behind them, before the tunnel's first move (the
+         * 101's burst). */
+        if (evbuffer_get_length(s->sock->in) > 0 || sock_read_remains(s->sock) > 0) {
+            s->reset = true;
+            side_gone(s);
+            pump_remains(s);
+            settle(t);
+            return;
+        }
         end_tunnel(t, s == &t->side[0] ? TUNNEL_END_CLIENT_ERROR : TUNNEL_END_ORIGIN_ERROR);
         return;
     case SOCK_WRITE_TIMEOUT:
@@ -292,7 +331,7 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct tunnel *t = arg;
     for (int i = 0; i < 2; i++) {
-        if (t->side[i].closed) /* its EOF came first, through side_cb */
+        if (t->side[i].closed || t->side[i].reset) /* its EOF or reset came first (side_cb) */
             continue;
         if (sock_at_eof(t->side[i].sock))
             side_closed(&t->side[i]);

@@ -5,7 +5,9 @@
  * closing an idle tunnel and not a busy one; back-pressure (a client that does not read its
  * echoes stalls, Portico's memory does not grow, everything arrives once it reads); and the
  * requests that may not upgrade (a body, HTTP/1.0): their Upgrade never reaches the origin; the
- * last bytes of the side that closes first reach the other side whole, followed by a FIN; a
+ * last bytes of the side that closes first reach the other side whole, followed by a FIN (also
+ * when it resets behind them and a write meets the reset first, however much of it Portico
+ * holds for a slow reader); a
  * close is a half-close (the other way goes on), and what ends a half-closed tunnel; a
  * slow reader that keeps taking bytes is not idle; no 1xx of Portico's own precedes the 101;
  * how each tunnel ended and the bytes it moved are counted and (but for a close) logged, a cut
@@ -27,7 +29,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -578,6 +583,185 @@ static void test_last_bytes_before_close(void **state)
     }
 }
 
+/* ---- a side's last bytes, then its reset ---- */
+
+/* SIGSTOP, returning once every thread of portico has stopped (waitid: no polling). */
+static void stop_portico(struct harness *h)
+{
+    assert_int_equal(harness_signal(h, SIGSTOP), 0);
+    siginfo_t si = {0}; /* WNOWAIT: the harness still reaps it; WEXITED: a crash ends it too */
+    assert_int_equal(waitid(P_PID, (id_t)harness_pid(h), &si, WSTOPPED | WEXITED | WNOWAIT), 0);
+    assert_int_equal(si.si_code, CLD_STOPPED);
+}
+
+/* One side says its last and resets (SO_LINGER 0: a server aborting, a client killed) while
+ * the other side sends. Portico is stopped while both act, the sender first, so that it finds
+ * the sender's bytes first on resuming: their write to the reset side meets the reset before the
+ * reset side's own bytes, still in the kernel ahead of it, are read. The other side must get
+ * them, as a direct connection would, then a FIN. They were never read: SOCK_ERROR came first
+ * and ended the tunnel, and the other side got its FIN without them. */
+static void test_last_bytes_before_reset(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(last_bytes_rows); i++) {
+        uint16_t oport;
+        int lfd = raw_origin_listen(&oport);
+        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", oport);
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(raw_send_str(c, "GET /reset HTTP/1.1\r\nHost: t\r\n"
+                                         "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+                         0);
+        int ofd = raw_origin_switch(lfd, 0);
+        struct raw_head head;
+        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+        assert_int_equal(head.status, 101);
+        raw_head_free(&head);
+        int cfd = raw_fd(c);
+        int closer = last_bytes_rows[i].client_closes ? cfd : ofd;
+        int other = closer == cfd ? ofd : cfd;
+        stop_portico(h);
+        assert_int_equal(write(other, "more", 4), 4); /* ready first in Portico's epoll */
+        assert_int_equal(write(closer, "bye", 3), 3);
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        assert_int_equal(setsockopt(closer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+        /* the reset must find Portico's socket after the bytes: a loopback write is in the
+         * peer's receive queue when it returns, and so is the reset after close */
+        if (closer == cfd) {
+            raw_close(c);
+            c = NULL;
+        } else {
+            close(ofd);
+            ofd = -1;
+        }
+        assert_int_equal(harness_signal(h, SIGCONT), 0);
+        char got[16];
+        size_t n = 0;
+        bool reset = false;
+        short rev;
+        for (int64_t deadline = tu_now_ms() + PX_IO_MS; n < sizeof(got);) {
+            if (tu_poll_until(other, POLLIN, deadline, &rev) != 1)
+                break;
+            ssize_t r = read(other, got + n, sizeof(got) - n);
+            if (r <= 0) {
+                reset = r < 0;
+                break;
+            }
+            n += (size_t)r;
+        }
+        print_message("  %s: the other side got \"%.*s\", then %s\n", last_bytes_rows[i].why,
+                      (int)n, got, reset ? "a reset" : "the close");
+        if (n != 3 || memcmp(got, "bye", 3) != 0)
+            fail_msg("%s: the other side got %zu bytes, not the closing side's \"bye\"",
+                     last_bytes_rows[i].why, n);
+        assert_false(reset);
+        if (c)
+            raw_close(c);
+        if (ofd >= 0)
+            close(ofd);
+        close(lfd);
+        px_stop(h);
+    }
+}
+
+/* An origin that switches, sends its first bytes and resets at once, all read by Portico in one
+ * go: 16 KiB exactly, a first read that fills its space, so that the next read finds the reset
+ * behind them and leaves it to be reported on the next loop turn. The tunnel starts between the
+ * two and must pass those bytes on to the client. The reset was reported to the new tunnel
+ * before its first move: it ended with the bytes still in the origin's input. */
+#define SWITCH_BURST (16 * 1024) /* sock.c's first read */
+
+static void test_switch_then_reset(void **state)
+{
+    (void)state;
+    static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             "Connection: Upgrade\r\n\r\n";
+    static char burst[SWITCH_BURST];
+    memset(burst, 'p', sizeof(burst));
+    memcpy(burst, sw, strlen(sw));
+    const size_t payload = SWITCH_BURST - strlen(sw);
+    uint16_t oport;
+    int lfd = raw_origin_listen(&oport);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", oport);
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /burst HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                                     "Connection: Upgrade\r\n\r\n"),
+                     0);
+    int ofd = raw_origin_answer(lfd, 0, ""); /* reads the request head */
+    assert_int_equal(fcntl(ofd, F_SETFL, fcntl(ofd, F_GETFL) & ~O_NONBLOCK), 0); /* whole */
+    stop_portico(h);
+    assert_int_equal(write(ofd, burst, sizeof(burst)), (ssize_t)sizeof(burst));
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    assert_int_equal(setsockopt(ofd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    close(ofd); /* RST */
+    assert_int_equal(harness_signal(h, SIGCONT), 0);
+    /* everything the client gets until Portico closes: the 101, then the origin's bytes */
+    static char got[2 * SWITCH_BURST];
+    size_t n = 0;
+    short rev;
+    for (int64_t deadline = tu_now_ms() + PX_IO_MS; n < sizeof(got);) {
+        if (tu_poll_until(raw_fd(c), POLLIN, deadline, &rev) != 1)
+            break;
+        ssize_t r = read(raw_fd(c), got + n, sizeof(got) - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    const char *end = memmem(got, n, "\r\n\r\n", 4);
+    assert_non_null(end);
+    assert_int_equal(strncmp(got, "HTTP/1.1 101 ", 13), 0);
+    size_t after = n - (size_t)(end + 4 - got);
+    print_message("  the client got the 101 and %zu of the origin's %zu bytes behind it\n", after,
+                  payload);
+    assert_int_equal(after, payload);
+    raw_close(c);
+    close(lfd);
+    px_stop(h);
+}
+
+/* An origin that streams to a client slower than it, then resets (a server aborting) while the
+ * client sends: what the origin sent before its reset, in Portico's output to the client and in
+ * Portico's kernel behind a paused read, still reaches the client, as a direct connection's
+ * client would read what its kernel took before the reset. Portico is stopped while the origin
+ * resets and the client sends, so that the client's bytes meet the reset first. */
+static void test_stream_then_reset(void **state)
+{
+    (void)state;
+    uint16_t oport;
+    int lfd = raw_origin_listen(&oport);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", oport);
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /stream HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                                     "Connection: Upgrade\r\n\r\n"),
+                     0);
+    int ofd = raw_origin_switch(lfd, 0);
+    struct raw_head head;
+    assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+    assert_int_equal(head.status, 101);
+    raw_head_free(&head);
+    /* the way to the client fills: Portico holds output for it and stops reading the origin */
+    size_t written = fill_until_stalled(ofd, 64u * 1024 * 1024);
+    stop_portico(h);
+    int cfd = raw_fd(c);
+    assert_int_equal(write(cfd, "x", 1), 1);
+    int unsent = 0; /* still in the origin's kernel: the reset throws it away */
+    assert_int_equal(ioctl(ofd, SIOCOUTQ, &unsent), 0);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    assert_int_equal(setsockopt(ofd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    close(ofd); /* RST */
+    assert_int_equal(harness_signal(h, SIGCONT), 0);
+    size_t got = 0;
+    bool reset = false;
+    assert_int_equal(fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK), 0);
+    assert_int_equal(read_until_closed(cfd, PX_IO_MS, &got, &reset), 1);
+    size_t took = written - (size_t)unsent; /* what reached Portico before the reset */
+    print_message("  the origin wrote %zu bytes, %zu of them before its reset; the client got "
+                  "%zu, then %s\n", written, took, got, reset ? "a reset" : "the FIN");
+    assert_true(got == took);
+    raw_close(c);
+    close(lfd);
+    px_stop(h);
+}
+
 /* ---- half-close: the other way goes on ---- */
 
 /* A side that half-closes (shutdown SHUT_WR: "I am done sending") still reads: Docker's attach
@@ -884,6 +1068,9 @@ static void test_switch_to_offered_only(void **state)
 int main(void)
 {
     tu_ignore_sigpipe();
+    /* TEST_FILTER=test_last* runs the matching tests only */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo),
         cmocka_unit_test(test_idle_timeout),
@@ -892,6 +1079,9 @@ int main(void)
         cmocka_unit_test(test_no_upgrade),
         cmocka_unit_test(test_upgrade_empty_length),
         cmocka_unit_test(test_last_bytes_before_close),
+        cmocka_unit_test(test_last_bytes_before_reset),
+        cmocka_unit_test(test_switch_then_reset),
+        cmocka_unit_test(test_stream_then_reset),
         cmocka_unit_test(test_half_close_other_way_goes_on),
         cmocka_unit_test(test_half_closed_tunnel_ends),
         cmocka_unit_test(test_slow_reader_not_idle),
