@@ -916,18 +916,20 @@ static void test_health_check_stuck_phase(void **state)
 
 /* A check whose name the resolver failed (SERVFAIL) says so when its time runs out while the
  * name is asked again for every family, as an exchange does (test_failures): the answer takes
- * 150 ms, so the second round's is due at 300 ms, after the check's 200 ms. The binary before
- * the fix logged "resolving servfail.portico.test exceeded 200 ms". */
+ * 400 ms, so the second round's is due at 800 ms, after the check's 600 ms; 200 ms either way
+ * (150 ms against 200 left 50, which valgrind's slower start of the check took). The binary
+ * before the fix logged "resolving servfail.portico.test exceeded 200 ms". */
 static void test_health_check_dns_failure(void **state)
 {
     (void)state;
-    struct fake_dns_opts dopts = {.mode = FAKE_DNS_SERVFAIL, .delay_ms = 150};
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_SERVFAIL, .delay_ms = 400};
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
     char proxy[64];
     snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u", fake_dns_port(d));
     struct harness *h = px_start(proxy, "[upstream u]\norigin = servfail.portico.test:1\n"
-                                        "health_check = GET /healthz every 200ms expect 200\n");
+                                        "health_check = GET /healthz every 1s expect 200 "
+                                        "timeout 600ms\n");
     const char *why = "failed its health check (resolving servfail.portico.test failed: no "
                       "address, or the resolver failed (SERVFAIL";
     if (harness_wait_log(h, why, PX_IO_MS) != 0) {
