@@ -668,13 +668,11 @@ void ex_settle(struct exchange *ex)
     stop_timers(ex);
     /* 101 relayed: the origin connection goes to the downstream with the client's, as a tunnel,
      * and the pick's in-flight place with it (its verdict was given at the 101's head) */
-    struct upconn *tunnel = NULL;
     struct tunnel_origin to = {.index = -1};
     if (ex->resp_state == RESP_SWITCHED && ex->outcome == OUTCOME_DONE && ex->uc) {
-        tunnel = ex->uc;
+        to = (struct tunnel_origin){.conn = ex->uc, .idle_ms = ex->up->tunnel_timeout_ms};
         ex->uc = NULL;
         ex->usock = NULL;
-        to = (struct tunnel_origin){.conn = tunnel, .idle_ms = ex->up->tunnel_timeout_ms};
         if (ex->holds_origin) {
             to.balancer = balancer_of(ex);
             to.index = ex->origin;
@@ -708,7 +706,7 @@ void ex_settle(struct exchange *ex)
     char request_id[sizeof(ex->request_id)];
     memcpy(request_id, ex->request_id, sizeof(request_id));
     exchange_free(ex);
-    if (tunnel) {
+    if (to.conn) {
         to.request_id = request_id;
         ds.ops->upgraded(ds.ctx, &to);
         return;

@@ -342,7 +342,7 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
         settle(t);
 }
 
-/* The origin connection closed and its in-flight place given back: one of each per tunnel_origin. */
+/* Closes the origin connection and gives back its in-flight place: once per tunnel_origin. */
 static void origin_end(struct upconn *conn, struct balancer *b, int index)
 {
     upconn_abort(conn);
