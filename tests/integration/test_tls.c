@@ -1087,6 +1087,89 @@ static void test_termination_header_timeout_from_accept(void **state)
     assert_true(tu_contains(resp, "HTTP/1.1 408 "));
 }
 
+/* The same wait for a client that chose HTTP/2 (ALPN h2): its first request, and its
+ * acknowledgement of our SETTINGS, are due client_header_timeout after the accept too. They were
+ * awaited that long from the end of the handshake, which let an h2 client hold the connection
+ * for twice the timeout (client_header_timeout = 3s: closed 5.52 s after the accept, against
+ * 3.01 s for an HTTP/1.1 client). Each row waits half the timeout before its handshake, then
+ * reads, for at most 0.7 of it: the GOAWAY and the close must come within that. */
+static const struct {
+    const char *why;
+    bool preface; /* the client sends its preface, SETTINGS and an ACK of ours */
+} h2_first_rows[] = {
+    {"nothing after the handshake", false},
+    {"preface and SETTINGS, no request", true},
+};
+
+static void test_termination_h2_first_request_from_accept(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:tls}} tls\n"
+                                             "tls_cert = {{certs}}/server.pem\n"
+                                             "tls_key = {{certs}}/server.key\n"
+                                             "client_header_timeout = %dms\n"
+                                             "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          SLOW_HEADER_MS, fake_origin_port(t.o[O_PLAIN])),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    int open_rows = 0;
+    for (size_t i = 0; i < sizeof(h2_first_rows) / sizeof(h2_first_rows[0]); i++) {
+        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct timeval tv = {3, 0}; /* every blocking call below is bounded */
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(harness_port(h, "tls")),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+        assert_non_null(ctx);
+        assert_true(fd >= 0);
+        assert_int_equal(SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2", 3), 0);
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        int64_t t0 = tu_now_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        assert_int_equal(poll(&p, 1, SLOW_HEADER_MS / 2), 0);
+        SSL *ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, fd);
+        assert_int_equal(SSL_connect(ssl), 1);
+        const unsigned char *proto = NULL;
+        unsigned proto_len = 0;
+        SSL_get0_alpn_selected(ssl, &proto, &proto_len);
+        assert_int_equal(proto_len, 2);
+        if (h2_first_rows[i].preface) {
+            static const char hello[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                                        "\0\0\0\x04\0\0\0\0\0"      /* SETTINGS */
+                                        "\0\0\0\x04\x01\0\0\0\0";   /* its ACK of ours */
+            assert_int_equal(SSL_write(ssl, hello, (int)sizeof(hello) - 1), (int)sizeof(hello) - 1);
+        }
+        /* until the close, for 0.7 of the timeout at most (session tickets, SETTINGS and the
+         * GOAWAY come before it) */
+        struct timeval wait = {0, SLOW_HEADER_MS * 7 / 10 * 1000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+        char buf[4096];
+        size_t got;
+        int rc;
+        while ((rc = SSL_read_ex(ssl, buf, sizeof(buf), &got)) == 1)
+            ;
+        bool closed = SSL_get_error(ssl, rc) != SSL_ERROR_WANT_READ; /* not the read's timeout */
+        int64_t after = tu_now_ms() - t0;
+        ERR_clear_error();
+        SSL_free(ssl);
+        close(fd);
+        SSL_CTX_free(ctx);
+        print_message("  %-34s %s %lld ms after the accept\n", h2_first_rows[i].why,
+                      closed ? "closed" : "still open", (long long)after);
+        open_rows += !closed;
+    }
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    if (open_rows)
+        fail_msg("%d of %zu h2 connections outlived client_header_timeout (%d ms) from the accept",
+                 open_rows, sizeof(h2_first_rows) / sizeof(h2_first_rows[0]), SLOW_HEADER_MS);
+}
+
 /* ---- encrypted keys ---- */
 
 /* Runs `portico -t -c config` on a terminal of its own (forkpty: a new session with the pty as
@@ -1250,6 +1333,7 @@ int main(void)
         cmocka_unit_test(test_termination_silent_close),
         cmocka_unit_test(test_termination_silent_connections_light),
         cmocka_unit_test(test_termination_header_timeout_from_accept),
+        cmocka_unit_test(test_termination_h2_first_request_from_accept),
         cmocka_unit_test(test_encrypted_key_refused),
         cmocka_unit_test(test_sni_checked),
     };
