@@ -599,6 +599,145 @@ static void test_upstream_early_answer_then_reset(void **state)
     }
 }
 
+/* ---- a tunnel's end ---- */
+
+/* A TLS origin for one upgraded connection: it answers 101 and a few bytes, then ends its side
+ * with a close_notify and a FIN, or with a FIN alone (cut: what anyone on the path can forge),
+ * and waits (bounded) for Portico to close. */
+struct tunnel_origin {
+    int lfd;
+    bool close_notify;
+    pthread_t thread;
+};
+
+static void *tunnel_origin_run(void *arg)
+{
+    struct tunnel_origin *o = arg;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    struct pollfd p = {.fd = o->lfd, .events = POLLIN};
+    int fd = -1;
+    SSL *ssl = NULL;
+
+    if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, t.certs->server_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, t.certs->server_key, SSL_FILETYPE_PEM) != 1 ||
+        poll(&p, 1, IO_MS) != 1 || (fd = accept(o->lfd, NULL, NULL)) < 0)
+        goto out;
+    struct timeval tv = {IO_MS / 1000, 0}; /* bounds every blocking call below */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) != 1)
+        goto out;
+    char req[4096];
+    size_t have = 0, got;
+    while (have < sizeof(req) - 1 && SSL_read_ex(ssl, req + have, sizeof(req) - 1 - have, &got)) {
+        have += got;
+        req[have] = '\0';
+        if (strstr(req, "\r\n\r\n"))
+            break;
+    }
+    static const char answer[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                                 "Upgrade: tcp\r\n\r\nlast bytes";
+    if (SSL_write(ssl, answer, (int)strlen(answer)) != (int)strlen(answer))
+        goto out;
+    if (o->close_notify)
+        SSL_shutdown(ssl);
+    shutdown(fd, SHUT_WR);
+    char b[256];
+    while (recv(fd, b, sizeof(b), 0) > 0) /* until Portico closes (or the timeout) */
+        ;
+out:
+    ERR_clear_error();
+    SSL_free(ssl);
+    if (fd >= 0)
+        close(fd);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* An upgraded connection (Upgrade: tcp) between a TLS client and a TLS origin: the origin's end
+ * goes to the client as it came. A close_notify from the origin is one to the client; a FIN
+ * without it is a cut, which a TLS client can tell only if it gets no close_notify either: the
+ * old binary sent one for both, making a truncation anyone on the origin's path could forge
+ * look like the origin's own end (as RFC 9112 9.8 says of a close-delimited body). */
+static const struct {
+    const char *why;
+    bool close_notify;   /* the origin's */
+} tunnel_end_rows[] = {
+    {"origin: close_notify, FIN", true},
+    {"origin: FIN alone", false},
+};
+
+static void test_tunnel_origin_cut(void **state)
+{
+    (void)state;
+    int cut_hidden = 0;
+    for (size_t i = 0; i < sizeof(tunnel_end_rows) / sizeof(tunnel_end_rows[0]); i++) {
+        struct tunnel_origin o = {.close_notify = tunnel_end_rows[i].close_notify};
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t alen = sizeof(a);
+        o.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(o.lfd >= 0);
+        assert_int_equal(bind(o.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(listen(o.lfd, 4), 0);
+        assert_int_equal(getsockname(o.lfd, (struct sockaddr *)&a, &alen), 0);
+        assert_int_equal(pthread_create(&o.thread, NULL, tunnel_origin_run, &o), 0);
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:tls}} tls\n"
+                                                 "tls_cert = {{certs}}/server.pem\n"
+                                                 "tls_key = {{certs}}/server.key\n"
+                                                 "workers = 1\n[upstream u]\n"
+                                                 "origin = 127.0.0.1:%u\ntls = on\n"
+                                                 "ca_file = {{certs}}/ca.pem\n",
+                                              ntohs(a.sin_port)),
+                         0);
+        assert_int_equal(harness_start(h), 0);
+        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct timeval tv = {IO_MS / 1000, 0}; /* every blocking call below is bounded */
+        struct sockaddr_in pa = {.sin_family = AF_INET, .sin_port = htons(harness_port(h, "tls")),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        assert_non_null(ctx);
+        assert_true(fd >= 0);
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        assert_int_equal(connect(fd, (struct sockaddr *)&pa, sizeof(pa)), 0);
+        SSL *ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, fd);
+        assert_int_equal(SSL_connect(ssl), 1);
+        static const char req[] = "GET /attach HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+                                  "Upgrade: tcp\r\n\r\n";
+        assert_int_equal(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
+        char resp[4096];
+        size_t have = 0, got;
+        int rc;
+        while ((rc = SSL_read_ex(ssl, resp + have, sizeof(resp) - 1 - have, &got)) == 1)
+            have += got;
+        resp[have] = '\0';
+        int end = SSL_get_error(ssl, rc); /* ZERO_RETURN: a close_notify */
+        ERR_clear_error();
+        SSL_free(ssl);
+        close(fd);
+        SSL_CTX_free(ctx);
+        pthread_join(o.thread, NULL);
+        close(o.lfd);
+        assert_int_equal(harness_stop(h), 0);
+        harness_free(h);
+        print_message("  %-26s client got %zu bytes, then %s\n", tunnel_end_rows[i].why, have,
+                      end == SSL_ERROR_ZERO_RETURN ? "a close_notify" : "an end without one");
+        assert_true(tu_contains(resp, "HTTP/1.1 101 "));
+        assert_true(tu_contains(resp, "\r\n\r\nlast bytes"));
+        if (tunnel_end_rows[i].close_notify)
+            assert_int_equal(end, SSL_ERROR_ZERO_RETURN);
+        else
+            cut_hidden += end == SSL_ERROR_ZERO_RETURN;
+    }
+    if (cut_hidden)
+        fail_msg("the origin's FIN without close_notify reached the client as a close_notify");
+}
+
 /* ---- TLS termination ---- */
 
 /* curl, a real client, with --cacert, asking for HTTP/1.1: the response over ALPN http/1.1
@@ -1323,6 +1462,7 @@ int main(void)
         cmocka_unit_test(test_upstream_tls_pooling),
         cmocka_unit_test(test_upstream_alert_after_tls12_handshake),
         cmocka_unit_test(test_upstream_early_answer_then_reset),
+        cmocka_unit_test(test_tunnel_origin_cut),
         cmocka_unit_test(test_termination_curl),
         cmocka_unit_test(test_termination_alpn),
         cmocka_unit_test(test_termination_versions),
