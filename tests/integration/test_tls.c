@@ -11,7 +11,10 @@
  * is http/1.1 (even when h2 is offered; nothing when only h2 is), TLS 1.1 and lower are refused
  * while 1.2 works, a request that arrives in one segment with the client's Finished is
  * answered, and a client that sends garbage instead of a ClientHello is logged, counted and
- * costs nothing else: the next client is served.
+ * costs nothing else: the next client is served. A TLS client's first request is due
+ * client_header_timeout after the accept, over HTTP/1.1 and HTTP/2 alike.
+ *
+ * Tunnels: a TLS origin's FIN without close_notify reaches the TLS client without one either.
  *
  * One Portico (workers = 1, so one pool) serves every test of this file.
  */
