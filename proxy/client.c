@@ -878,7 +878,7 @@ static int start_h2(struct client *c)
 {
     struct h2_owner owner = {
         .done = h2_done, .lost = h2_lost, .idle_changed = h2_idle_changed, .arg = c};
-    c->h2 = h2_start(c->loop, &c->sock, &c->peer, &owner);
+    c->h2 = h2_start(c->loop, &c->sock, &c->peer, &owner, c->accepted_us);
     if (!c->h2) {
         client_close(c, "out of memory");
         return -1;

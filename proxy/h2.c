@@ -680,7 +680,7 @@ static void conn_cb(void *arg, enum sock_event ev)
 /* ---- life ---- */
 
 struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer,
-                         const struct h2_owner *owner)
+                         const struct h2_owner *owner, uint64_t accepted_us)
 {
     struct h2_conn *h = calloc(1, sizeof(*h));
     if (!h)
@@ -697,7 +697,10 @@ struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer
         return NULL;
     }
     uint64_t now = now_us();
-    h->started = h->idle_since = now;
+    /* The first request is awaited from the accept, as over HTTP/1.1: after a TLS handshake
+     * that took most of client_header_timeout, not a whole one more. */
+    h->started = MIN(accepted_us, now);
+    h->idle_since = now;
     for (int k = 0; k < FLOOD_COUNT; k++)
         h->buckets[k] = (struct bucket){flood_rows[k].burst, now};
     /* The header list limit is the HTTP/1.1 one: the head we build must fit max_header_size. */

@@ -11,6 +11,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <openssl/err.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include "portico/metrics.h"
 #include "portico/phase.h"
 #include "portico/sock.h"
+#include "portico/tls.h"
 #include "portico/upstream.h"
 #include "portico/util.h"
 
@@ -162,6 +164,25 @@ static void read_status(struct probe *p, struct sock *s)
     }
 }
 
+/* The check's connection failed. Over TLS 1.3 an origin refusing our certificate (or its
+ * absence) says so with an alert after the handshake, once the check's request is out: the
+ * alert, read here when the reset behind it was met first, is why, not the reset or a bare
+ * "connection error" (an origin kept down by its check shows no request that could say it). */
+static void fail_connection(struct probe *p, struct sock *s)
+{
+    char why[160];
+    unsigned long e = s->ssl_err ? s->ssl_err : sock_tls_alert(s);
+    if (tls_alert_refuses_handshake(e)) {
+        ERR_error_string_n(e, why, sizeof(why));
+        fail_check(p, "refused the TLS handshake: %s", why);
+    } else if (s->ssl_err) {
+        ERR_error_string_n(s->ssl_err, why, sizeof(why));
+        fail_check(p, "TLS error: %s", why);
+    } else {
+        fail_check(p, "%s", s->err ? strerror(s->err) : "connection error");
+    }
+}
+
 static void probe_sock_cb(void *arg, enum sock_event ev)
 {
     struct probe *p = arg;
@@ -176,7 +197,7 @@ static void probe_sock_cb(void *arg, enum sock_event ev)
             fail_check(p, "closed the connection without a complete response");
         return;
     case SOCK_ERROR:
-        fail_check(p, "%s", s->err ? strerror(s->err) : "connection error");
+        fail_connection(p, s);
         return;
     case SOCK_WRITE_TIMEOUT:
     case SOCK_READ_TIMEOUT:

@@ -953,6 +953,12 @@ void sock_shutdown(struct sock *s)
     shutdown(s->fd, SHUT_WR);
 }
 
+void sock_shutdown_cut(struct sock *s)
+{
+    if (s->state != SOCK_CLOSED)
+        shutdown(s->fd, SHUT_WR); /* sock_close sends no close_notify either */
+}
+
 void sock_close(struct sock *s)
 {
     if (s->state == SOCK_CLOSED)

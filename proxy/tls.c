@@ -48,17 +48,25 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 /* Fills err for `file` (NULL: none in particular) with the thread's last OpenSSL error. A file
  * that should hold the PEM block pem names (NULL: none) and holds none (a key given as the
  * certificate, a DER file) says so: OpenSSL's last error is then "PEM lib", which says nothing,
- * and its first "no start line" or "unsupported". */
+ * and its first "no start line" or "unsupported". One whose block is damaged or cut short (a
+ * file being written when a reload read it) says what OpenSSL's first error found wrong. */
 static void ssl_failed(struct tls_error *err, const char *file, const char *pem)
 {
     err->file = file;
     unsigned long first = ERR_peek_error();
-    bool no_block = (ERR_GET_LIB(first) == ERR_LIB_PEM &&
-                     ERR_GET_REASON(first) == PEM_R_NO_START_LINE) ||
+    bool pem_error = ERR_GET_LIB(first) == ERR_LIB_PEM;
+    bool no_block = (pem_error && ERR_GET_REASON(first) == PEM_R_NO_START_LINE) ||
                     ERR_GET_LIB(first) == ERR_LIB_OSSL_DECODER;
     if (pem && no_block) {
         ERR_clear_error();
         snprintf(err->text, sizeof(err->text), "holds no %s in PEM form", pem);
+        return;
+    }
+    if (pem_error && !no_block) { /* a CA file's too */
+        const char *why = ERR_reason_error_string(first);
+        ERR_clear_error();
+        snprintf(err->text, sizeof(err->text), "holds a damaged or cut-short PEM block (%s)",
+                 why ? why : "unreadable");
         return;
     }
     tls_last_error(err->text, sizeof(err->text));

@@ -189,7 +189,12 @@ static void settle(struct tunnel *t)
         struct tunnel_side *s = &t->side[i], *peer = other(s);
         if (peer->closed && !s->shut && !s->gone && sock_flush(s->sock) == 0) {
             s->shut = true;
-            sock_shutdown(s->sock);
+            /* A TLS origin's FIN without close_notify can be anyone's: the client gets a FIN
+             * alone too, not a close_notify that would vouch for the end (RFC 9112 9.8). */
+            if (sock_tls_cut(peer->sock))
+                sock_shutdown_cut(s->sock);
+            else
+                sock_shutdown(s->sock);
         }
         done = done && s->closed && (s->shut || s->gone);
     }

@@ -36,9 +36,11 @@ struct h2_owner {
 
 /* Starts HTTP/2 on s (open: TLS done, or plain), whose input may already hold the client's
  * preface, with the limits of l's configuration. s and peer are borrowed for the connection's
- * life; the sock's events come here from now on. NULL when out of memory (s untouched). */
+ * life; the sock's events come here from now on. accepted_us: when the connection was accepted,
+ * from which its SETTINGS ACK and first request are due within client_header_timeout (a TLS
+ * handshake is part of that wait). NULL when out of memory (s untouched). */
 struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer,
-                         const struct h2_owner *owner);
+                         const struct h2_owner *owner, uint64_t accepted_us);
 
 /* Frees the connection: exchanges still running are cancelled (logged as 499 with why). The sock
  * is left to the owner. */

@@ -181,6 +181,10 @@ size_t sock_pending(const struct sock *s);
 /* Ends our direction: close_notify over TLS, then shutdown(SHUT_WR). Reading goes on. */
 void sock_shutdown(struct sock *s);
 
+/* Ends our direction with a FIN alone, even over TLS: the peer can tell the stream was cut, not
+ * ended (relaying the end of a TLS peer that closed without close_notify). Reading goes on. */
+void sock_shutdown_cut(struct sock *s);
+
 /* Closes the socket, frees the TLS session and both buffers, cancels every event. Safe to call
  * on a closed sock and from inside its callback. */
 void sock_close(struct sock *s);

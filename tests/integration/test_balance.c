@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/ssl.h>
 
 #include "../support/certs.h"
 #include "../support/fake_dns.h"
@@ -732,6 +733,59 @@ static void test_health_check_tls_host(void **state)
     fake_origin_stop(wrong);
 }
 
+/* An origin that requires a client certificate and gets none fails its check for that reason,
+ * as a request to it does (502 tls_handshake_failed, "certificate required"). Over TLS 1.3 the
+ * refusal is an alert after our Finished, which the check's request has followed: the old binary
+ * logged "failed its health check (connection error)" (or the reset its write met), and as the
+ * check kept the origin down, no request ever showed the reason. TLS 1.2, whose handshake
+ * itself fails, said it already (for comparison). */
+static const struct {
+    int version;
+    const char *why;     /* in the check's line */
+} tls_refused_rows[] = {
+    {TLS1_3_VERSION, "alert certificate required"},
+    {TLS1_2_VERSION, "alert handshake failure"},
+};
+
+static void test_health_check_tls_refused(void **state)
+{
+    (void)state;
+    const struct test_certs *certs = certs_get();
+    assert_non_null(certs);
+    for (size_t i = 0; i < ARRAY_SIZE(tls_refused_rows); i++) {
+        struct fake_origin_opts opts = {.kind = FO_OK, .tls_cert = certs->server_cert,
+                                        .tls_key = certs->server_key,
+                                        .tls_client_ca = certs->ca_cert,
+                                        .tls_max_version = tls_refused_rows[i].version};
+        struct fake_origin *o = fake_origin_start(&opts);
+        assert_non_null(o);
+        struct harness *h = px_start(NULL,
+                                     "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                     "tls = on\nca_file = {{certs}}/ca.pem\nsni = localhost\n"
+                                     "health_check = GET /healthz every 1m expect 200\n",
+                                     fake_origin_port(o));
+        char prefix[120];
+        snprintf(prefix, sizeof(prefix), "origin 127.0.0.1:%u failed its health check (",
+                 fake_origin_port(o));
+        assert_int_equal(harness_wait_log(h, prefix, PX_IO_MS), 0);
+        char *err = harness_stderr(h);
+        assert_non_null(err);
+        char *line = strstr(err, prefix);
+        char *end = strchr(line, '\n');
+        if (end)
+            *end = '\0';
+        print_message("  %s: %s\n", tls_refused_rows[i].version == TLS1_3_VERSION ? "TLS 1.3"
+                                                                                 : "TLS 1.2",
+                      line + strlen(prefix));
+        bool named = strstr(line, tls_refused_rows[i].why) != NULL;
+        free(err);
+        px_stop(h);
+        fake_origin_stop(o);
+        if (!named)
+            fail_msg("the check's failure does not say \"%s\"", tls_refused_rows[i].why);
+    }
+}
+
 static const struct fo_step hold[] = {FO_HOLD(), FO_END()};
 
 /* The gray origin: its checks pass, its requests are never answered. */
@@ -1193,6 +1247,7 @@ int main(void)
         cmocka_unit_test(test_active_health),
         cmocka_unit_test(test_reload_keeps_verdicts),
         cmocka_unit_test(test_health_check_tls_host),
+        cmocka_unit_test(test_health_check_tls_refused),
         cmocka_unit_test(test_check_keeps_passive_verdict),
         cmocka_unit_test(test_health_check_1xx_flood),
         cmocka_unit_test(test_health_check_stuck_phase),

@@ -11,7 +11,10 @@
  * is http/1.1 (even when h2 is offered; nothing when only h2 is), TLS 1.1 and lower are refused
  * while 1.2 works, a request that arrives in one segment with the client's Finished is
  * answered, and a client that sends garbage instead of a ClientHello is logged, counted and
- * costs nothing else: the next client is served.
+ * costs nothing else: the next client is served. A TLS client's first request is due
+ * client_header_timeout after the accept, over HTTP/1.1 and HTTP/2 alike.
+ *
+ * Tunnels: a TLS origin's FIN without close_notify reaches the TLS client without one either.
  *
  * One Portico (workers = 1, so one pool) serves every test of this file.
  */
@@ -599,6 +602,145 @@ static void test_upstream_early_answer_then_reset(void **state)
     }
 }
 
+/* ---- a tunnel's end ---- */
+
+/* A TLS origin for one upgraded connection: it answers 101 and a few bytes, then ends its side
+ * with a close_notify and a FIN, or with a FIN alone (cut: what anyone on the path can forge),
+ * and waits (bounded) for Portico to close. */
+struct tunnel_origin {
+    int lfd;
+    bool close_notify;
+    pthread_t thread;
+};
+
+static void *tunnel_origin_run(void *arg)
+{
+    struct tunnel_origin *o = arg;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    struct pollfd p = {.fd = o->lfd, .events = POLLIN};
+    int fd = -1;
+    SSL *ssl = NULL;
+
+    if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, t.certs->server_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, t.certs->server_key, SSL_FILETYPE_PEM) != 1 ||
+        poll(&p, 1, IO_MS) != 1 || (fd = accept(o->lfd, NULL, NULL)) < 0)
+        goto out;
+    struct timeval tv = {IO_MS / 1000, 0}; /* bounds every blocking call below */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) != 1)
+        goto out;
+    char req[4096];
+    size_t have = 0, got;
+    while (have < sizeof(req) - 1 && SSL_read_ex(ssl, req + have, sizeof(req) - 1 - have, &got)) {
+        have += got;
+        req[have] = '\0';
+        if (strstr(req, "\r\n\r\n"))
+            break;
+    }
+    static const char answer[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                                 "Upgrade: tcp\r\n\r\nlast bytes";
+    if (SSL_write(ssl, answer, (int)strlen(answer)) != (int)strlen(answer))
+        goto out;
+    if (o->close_notify)
+        SSL_shutdown(ssl);
+    shutdown(fd, SHUT_WR);
+    char b[256];
+    while (recv(fd, b, sizeof(b), 0) > 0) /* until Portico closes (or the timeout) */
+        ;
+out:
+    ERR_clear_error();
+    SSL_free(ssl);
+    if (fd >= 0)
+        close(fd);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* An upgraded connection (Upgrade: tcp) between a TLS client and a TLS origin: the origin's end
+ * goes to the client as it came. A close_notify from the origin is one to the client; a FIN
+ * without it is a cut, which a TLS client can tell only if it gets no close_notify either: the
+ * old binary sent one for both, making a truncation anyone on the origin's path could forge
+ * look like the origin's own end (as RFC 9112 9.8 says of a close-delimited body). */
+static const struct {
+    const char *why;
+    bool close_notify;   /* the origin's */
+} tunnel_end_rows[] = {
+    {"origin: close_notify, FIN", true},
+    {"origin: FIN alone", false},
+};
+
+static void test_tunnel_origin_cut(void **state)
+{
+    (void)state;
+    int cut_hidden = 0;
+    for (size_t i = 0; i < sizeof(tunnel_end_rows) / sizeof(tunnel_end_rows[0]); i++) {
+        struct tunnel_origin o = {.close_notify = tunnel_end_rows[i].close_notify};
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t alen = sizeof(a);
+        o.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(o.lfd >= 0);
+        assert_int_equal(bind(o.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(listen(o.lfd, 4), 0);
+        assert_int_equal(getsockname(o.lfd, (struct sockaddr *)&a, &alen), 0);
+        assert_int_equal(pthread_create(&o.thread, NULL, tunnel_origin_run, &o), 0);
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:tls}} tls\n"
+                                                 "tls_cert = {{certs}}/server.pem\n"
+                                                 "tls_key = {{certs}}/server.key\n"
+                                                 "workers = 1\n[upstream u]\n"
+                                                 "origin = 127.0.0.1:%u\ntls = on\n"
+                                                 "ca_file = {{certs}}/ca.pem\n",
+                                              ntohs(a.sin_port)),
+                         0);
+        assert_int_equal(harness_start(h), 0);
+        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct timeval tv = {IO_MS / 1000, 0}; /* every blocking call below is bounded */
+        struct sockaddr_in pa = {.sin_family = AF_INET, .sin_port = htons(harness_port(h, "tls")),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        assert_non_null(ctx);
+        assert_true(fd >= 0);
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        assert_int_equal(connect(fd, (struct sockaddr *)&pa, sizeof(pa)), 0);
+        SSL *ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, fd);
+        assert_int_equal(SSL_connect(ssl), 1);
+        static const char req[] = "GET /attach HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+                                  "Upgrade: tcp\r\n\r\n";
+        assert_int_equal(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
+        char resp[4096];
+        size_t have = 0, got;
+        int rc;
+        while ((rc = SSL_read_ex(ssl, resp + have, sizeof(resp) - 1 - have, &got)) == 1)
+            have += got;
+        resp[have] = '\0';
+        int end = SSL_get_error(ssl, rc); /* ZERO_RETURN: a close_notify */
+        ERR_clear_error();
+        SSL_free(ssl);
+        close(fd);
+        SSL_CTX_free(ctx);
+        pthread_join(o.thread, NULL);
+        close(o.lfd);
+        assert_int_equal(harness_stop(h), 0);
+        harness_free(h);
+        print_message("  %-26s client got %zu bytes, then %s\n", tunnel_end_rows[i].why, have,
+                      end == SSL_ERROR_ZERO_RETURN ? "a close_notify" : "an end without one");
+        assert_true(tu_contains(resp, "HTTP/1.1 101 "));
+        assert_true(tu_contains(resp, "\r\n\r\nlast bytes"));
+        if (tunnel_end_rows[i].close_notify)
+            assert_int_equal(end, SSL_ERROR_ZERO_RETURN);
+        else
+            cut_hidden += end == SSL_ERROR_ZERO_RETURN;
+    }
+    if (cut_hidden)
+        fail_msg("the origin's FIN without close_notify reached the client as a close_notify");
+}
+
 /* ---- TLS termination ---- */
 
 /* curl, a real client, with --cacert, asking for HTTP/1.1: the response over ALPN http/1.1
@@ -1087,6 +1229,89 @@ static void test_termination_header_timeout_from_accept(void **state)
     assert_true(tu_contains(resp, "HTTP/1.1 408 "));
 }
 
+/* The same wait for a client that chose HTTP/2 (ALPN h2): its first request, and its
+ * acknowledgement of our SETTINGS, are due client_header_timeout after the accept too. They were
+ * awaited that long from the end of the handshake, which let an h2 client hold the connection
+ * for twice the timeout (client_header_timeout = 3s: closed 5.52 s after the accept, against
+ * 3.01 s for an HTTP/1.1 client). Each row waits half the timeout before its handshake, then
+ * reads, for at most 0.7 of it: the GOAWAY and the close must come within that. */
+static const struct {
+    const char *why;
+    bool preface; /* the client sends its preface, SETTINGS and an ACK of ours */
+} h2_first_rows[] = {
+    {"nothing after the handshake", false},
+    {"preface and SETTINGS, no request", true},
+};
+
+static void test_termination_h2_first_request_from_accept(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:tls}} tls\n"
+                                             "tls_cert = {{certs}}/server.pem\n"
+                                             "tls_key = {{certs}}/server.key\n"
+                                             "client_header_timeout = %dms\n"
+                                             "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          SLOW_HEADER_MS, fake_origin_port(t.o[O_PLAIN])),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    int open_rows = 0;
+    for (size_t i = 0; i < sizeof(h2_first_rows) / sizeof(h2_first_rows[0]); i++) {
+        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct timeval tv = {3, 0}; /* every blocking call below is bounded */
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(harness_port(h, "tls")),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+        assert_non_null(ctx);
+        assert_true(fd >= 0);
+        assert_int_equal(SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2", 3), 0);
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        int64_t t0 = tu_now_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        assert_int_equal(poll(&p, 1, SLOW_HEADER_MS / 2), 0);
+        SSL *ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, fd);
+        assert_int_equal(SSL_connect(ssl), 1);
+        const unsigned char *proto = NULL;
+        unsigned proto_len = 0;
+        SSL_get0_alpn_selected(ssl, &proto, &proto_len);
+        assert_int_equal(proto_len, 2);
+        if (h2_first_rows[i].preface) {
+            static const char hello[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                                        "\0\0\0\x04\0\0\0\0\0"      /* SETTINGS */
+                                        "\0\0\0\x04\x01\0\0\0\0";   /* its ACK of ours */
+            assert_int_equal(SSL_write(ssl, hello, (int)sizeof(hello) - 1), (int)sizeof(hello) - 1);
+        }
+        /* until the close, for 0.7 of the timeout at most (session tickets, SETTINGS and the
+         * GOAWAY come before it) */
+        struct timeval wait = {0, SLOW_HEADER_MS * 7 / 10 * 1000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+        char buf[4096];
+        size_t got;
+        int rc;
+        while ((rc = SSL_read_ex(ssl, buf, sizeof(buf), &got)) == 1)
+            ;
+        bool closed = SSL_get_error(ssl, rc) != SSL_ERROR_WANT_READ; /* not the read's timeout */
+        int64_t after = tu_now_ms() - t0;
+        ERR_clear_error();
+        SSL_free(ssl);
+        close(fd);
+        SSL_CTX_free(ctx);
+        print_message("  %-34s %s %lld ms after the accept\n", h2_first_rows[i].why,
+                      closed ? "closed" : "still open", (long long)after);
+        open_rows += !closed;
+    }
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    if (open_rows)
+        fail_msg("%d of %zu h2 connections outlived client_header_timeout (%d ms) from the accept",
+                 open_rows, sizeof(h2_first_rows) / sizeof(h2_first_rows[0]), SLOW_HEADER_MS);
+}
+
 /* ---- encrypted keys ---- */
 
 /* Runs `portico -t -c config` on a terminal of its own (forkpty: a new session with the pty as
@@ -1240,6 +1465,7 @@ int main(void)
         cmocka_unit_test(test_upstream_tls_pooling),
         cmocka_unit_test(test_upstream_alert_after_tls12_handshake),
         cmocka_unit_test(test_upstream_early_answer_then_reset),
+        cmocka_unit_test(test_tunnel_origin_cut),
         cmocka_unit_test(test_termination_curl),
         cmocka_unit_test(test_termination_alpn),
         cmocka_unit_test(test_termination_versions),
@@ -1250,6 +1476,7 @@ int main(void)
         cmocka_unit_test(test_termination_silent_close),
         cmocka_unit_test(test_termination_silent_connections_light),
         cmocka_unit_test(test_termination_header_timeout_from_accept),
+        cmocka_unit_test(test_termination_h2_first_request_from_accept),
         cmocka_unit_test(test_encrypted_key_refused),
         cmocka_unit_test(test_sni_checked),
     };

@@ -26,7 +26,7 @@
 static char dir[64];
 
 static const char *const fixture_files[] = {"cert.pem", "key.pem", "key2.pem", "file",
-                                            "log.txt", "unreadable", "portico.ini"};
+                                            "cut.pem", "log.txt", "unreadable", "portico.ini"};
 static const char *const fixture_dirs[] = {"sub", "ro"};
 
 static void dir_path(char *buf, size_t size, const char *name)
@@ -53,6 +53,14 @@ static int group_setup(void **state)
     if (!mkdtemp(dir))
         return -1;
     write_test_certs(dir);
+    /* the certificate cut short, as a reload may find a file being written */
+    dir_path(path, sizeof(path), "cert.pem");
+    char pem[200];
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_int_equal(fread(pem, 1, sizeof(pem), f), sizeof(pem));
+    fclose(f);
+    write_file("cut.pem", pem, sizeof(pem), 0644);
     write_file("file", "not a certificate\n", 18, 0644);
     write_file("log.txt", "", 0, 0644);
     write_file("unreadable", "", 0, 0);
@@ -193,6 +201,9 @@ static const struct file_row file_rows[] = {
      TLS_LISTEN "tls_cert = file\ntls_key = key.pem\n" UP,
      {"test.ini:3: tls_cert: @/file: holds no certificate (-----BEGIN CERTIFICATE-----) in PEM "
       "form"}},
+    {"a certificate cut short: what is wrong with its PEM block, not OpenSSL's \"PEM lib\"",
+     TLS_LISTEN "tls_cert = cut.pem\ntls_key = key.pem\n" UP,
+     {"test.ini:3: tls_cert: @/cut.pem: holds a damaged or cut-short PEM block (bad end line)"}},
     {"the key given as the certificate",
      TLS_LISTEN "tls_cert = key.pem\ntls_key = key.pem\n" UP,
      {"test.ini:3: tls_cert: @/key.pem: holds no certificate (-----BEGIN CERTIFICATE-----) in "
@@ -211,6 +222,9 @@ static const struct file_row file_rows[] = {
     {"ca_file that does not exist",
      TLS_UP "ca_file = noca.pem\n",
      {"test.ini:4: ca_file: @/noca.pem: No such file or directory"}},
+    {"a CA file cut short",
+     TLS_UP "ca_file = cut.pem\n",
+     {"test.ini:4: ca_file: @/cut.pem: holds a damaged or cut-short PEM block (bad end line)"}},
     {"ca_file that holds no certificate",
      TLS_UP "ca_file = file\n",
      {"test.ini:4: ca_file: @/file: ..."}},
