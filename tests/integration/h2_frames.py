@@ -39,6 +39,9 @@ count, so it always ends.
                                      of 4 MiB to /read/: the largest stream window it was given
   h2_frames.py PORT conn_errors      connection errors (RFC 9113 5.4.1), each on its own connection:
                                      the GOAWAY code each gets
+  h2_frames.py PORT bombs PID         HPACK bombs the 431 abandon does not see: a head already
+                                     malformed, a head of invalid fields, trailers; each kind
+                                     10 blocks on its own connection, the worker's (PID) CPU
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
@@ -269,6 +272,51 @@ def hpack_bomb(sid):
     for i in range(8):
         frames.append(frame(CONTINUATION, END_HEADERS if i == 7 else 0, sid, b"\xbe" * 16384))
     return b"".join(frames)
+
+
+def cpu_ms(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 // os.sysconf("SC_CLK_TCK")
+
+
+# Each kind: the fields before the big one, the big one's value, and whether the bomb is a
+# request's trailers. The big field is valid, or invalid at its end (nghttp2 reads it all).
+BOMBS = [("malformed_head", get("/") + [("x-a", " padded")], "a" * 4000, False),
+         ("invalid_fields", get("/"), "a" * 3999 + "\x01", False),
+         ("trailers", [], "a" * 4000, True)]
+BOMB_BLOCKS = 10
+
+
+def bomb_block(c, sid, fields, big, flags):
+    """A header block of 9 frames on the connection's own encoder: fields, big indexed, then
+    ~147,000 references to it (dynamic entry 62, the newest)."""
+    block = c.block(fields) + c.block([("x-big", big)])
+    first = block + b"\xbe" * (16384 - len(block))
+    frames = [frame(HEADERS, flags, sid, first)]
+    for i in range(8):
+        frames.append(frame(CONTINUATION, END_HEADERS if i == 7 else 0, sid, b"\xbe" * 16384))
+    return b"".join(frames)
+
+
+def bombs(port, pid):
+    for kind, fields, big, trailers in BOMBS:
+        c = Conn(port)
+        before = cpu_ms(pid)
+        for i in range(BOMB_BLOCKS):
+            sid = 2 * i + 1
+            if trailers:
+                c.send(c.request(sid, get("/delay/5000", "POST"), end_stream=False))
+            c.send(bomb_block(c, sid, fields, big, END_STREAM))
+        # a GET behind them: answered once every block was decoded (a reset may go out as
+        # soon as a block's first frame is read)
+        after = c.st(2 * BOMB_BLOCKS + 1)
+        c.send(c.request(2 * BOMB_BLOCKS + 1, get("/status/200")))
+        c.pump(lambda: after["end"] or after["rst"] is not None, time.monotonic() + 60)
+        codes = sorted(set(c.st(2 * i + 1)["rst"] for i in range(BOMB_BLOCKS)), key=str)
+        print("kind=%s rst=%s goaway=%s after=%s cpu_ms=%d" % (kind, codes, c.goaway,
+                                                               after["status"], cpu_ms(pid) - before))
+        c.close()
 
 
 def flood(port, kind):
@@ -682,6 +730,8 @@ def main():
         drain_crossing(port, sys.argv[3], int(sys.argv[4]))
     elif sys.argv[2] == "finished_uploads":
         finished_uploads(port, int(sys.argv[3]))
+    elif sys.argv[2] == "bombs":
+        bombs(port, int(sys.argv[3]))
     elif sys.argv[2] == "uploads":
         uploads(port, int(sys.argv[3]))
     elif sys.argv[2] == "reload_first":

@@ -1273,6 +1273,45 @@ static void test_floods(void **state)
 }
 
 
+/* HPACK bombs that the 431 abandon (test_floods' hpack_bomb) did not see, each 10 blocks of ~147,000
+ * references to a 4,000-byte field: a head found malformed at its first field, a head of invalid
+ * fields, and trailers. nghttp2 checks every field it decodes until a callback fails or the
+ * stream is gone, and Portico let it go on: over TLS 10 blocks cost ~300 ms of worker CPU for
+ * each malformed kind (the reset goes out after the first record and closes the stream), over h2c
+ * (the block read at once) 1.2-1.7 s, and 1.7 s for trailers on either; a client at the reset
+ * bucket's 20 a second kept more than a core busy. Now the first malformed field, or trailers
+ * past max_header_size (as over HTTP/1.1), reset the stream and the rest of the block is skipped:
+ * 10-30 ms. Each stream gets one RST_STREAM, PROTOCOL_ERROR. */
+#define BOMB_CPU_MS_MAX 150
+
+static void test_hpack_bombs_skipped(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, "[upstream u]\norigin = sim\n");
+    char spid[16], port[16];
+    snprintf(spid, sizeof(spid), "%d", (int)harness_pid(h));
+    const char *const argv[] = {PY, FRAMES, port_arg(h, port, sizeof(port)), "bombs", spid, NULL};
+    struct tu_cmd_result r = {0};
+    int rc = tu_run_command(argv, 120000, &r);
+    print_message("%s", r.out);
+    if (rc != 0)
+        fail_msg("h2_frames.py bombs exited %d:\n%s%s", rc, r.out, r.err);
+    static const char *const kinds[] = {"malformed_head", "invalid_fields", "trailers"};
+    for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
+        char want[96];
+        snprintf(want, sizeof(want), "kind=%s rst=[1] goaway=None after=[200] cpu_ms=", kinds[i]);
+        const char *p = strstr(r.out, want);
+        if (!p)
+            fail_msg("%s: expected '%s':\n%s", kinds[i], want, r.out);
+        long ms = strtol(p + strlen(want), NULL, 10);
+        if (ms > BOMB_CPU_MS_MAX)
+            fail_msg("%s: 10 blocks cost %ld ms of CPU (at most %d)", kinds[i], ms,
+                     BOMB_CPU_MS_MAX);
+    }
+    tu_cmd_result_free(&r);
+    px_stop(h);
+}
+
 /* ---- negotiation settings ---- */
 
 /* listen = ... h2c: cleartext HTTP/2 with prior knowledge (nghttp's default for http://). With
@@ -1557,6 +1596,7 @@ int main(void)
         cmocka_unit_test(test_fault_drop_and_reset_end_the_stream),
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_floods),
+        cmocka_unit_test(test_hpack_bombs_skipped),
         cmocka_unit_test(test_unfinished_head_logged),
         cmocka_unit_test(test_connection_errors_counted),
         cmocka_unit_test(test_h2c_and_http2_off),
