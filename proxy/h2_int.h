@@ -117,6 +117,7 @@ struct h2_conn {
     uint64_t started;                  /* µs */
     uint64_t idle_since;               /* µs: the last stream closed (or the start) */
     uint64_t head_since;               /* µs: a header block is unfinished; 0 if none */
+    int32_t head_id;                   /* ... on this stream */
     struct bucket buckets[FLOOD_COUNT];
     const char *end_why;               /* set: the connection ends at the end of this callback */
 };

@@ -39,6 +39,9 @@ count, so it always ends.
                                      of 4 MiB to /read/: the largest stream window it was given
   h2_frames.py PORT conn_errors      connection errors (RFC 9113 5.4.1), each on its own connection:
                                      the GOAWAY code each gets
+  h2_frames.py PORT crossing_trailers  a GET of /delay/3000, then a POST answered 413 at once
+                                     whose trailers come after its stream closed (nghttp2 drops
+                                     the block): the GET must be answered, no GOAWAY
   h2_frames.py PORT bombs PID         HPACK bombs the 431 abandon does not see: a head already
                                      malformed, a head of invalid fields, trailers; each kind
                                      10 blocks on its own connection, the worker's (PID) CPU
@@ -272,6 +275,20 @@ def hpack_bomb(sid):
     for i in range(8):
         frames.append(frame(CONTINUATION, END_HEADERS if i == 7 else 0, sid, b"\xbe" * 16384))
     return b"".join(frames)
+
+
+def crossing_trailers(port):
+    c = Conn(port)
+    poll, upload = c.st(1), c.st(3)
+    c.send(c.request(1, get("/delay/3000")))
+    c.send(c.request(3, get("/status/200", "POST") + [("content-length", "100000000000")], False))
+    c.pump(lambda: upload["rst"] is not None, time.monotonic() + IO_S)  # 413, then NO_ERROR
+    c.send(frame(HEADERS, END_HEADERS | END_STREAM, 3, c.block([("x-checksum", "abc")])))
+    c.pump(lambda: poll["end"] or poll["rst"] is not None or c.goaway is not None,
+           time.monotonic() + IO_S)
+    print("upload=%s rst=%s poll=%s end=%s goaway=%s" % (upload["status"], upload["rst"],
+                                                       poll["status"], poll["end"], c.goaway))
+    c.close()
 
 
 def cpu_ms(pid):
@@ -730,6 +747,8 @@ def main():
         drain_crossing(port, sys.argv[3], int(sys.argv[4]))
     elif sys.argv[2] == "finished_uploads":
         finished_uploads(port, int(sys.argv[3]))
+    elif sys.argv[2] == "crossing_trailers":
+        crossing_trailers(port)
     elif sys.argv[2] == "bombs":
         bombs(port, int(sys.argv[3]))
     elif sys.argv[2] == "uploads":

@@ -1273,6 +1273,26 @@ static void test_floods(void **state)
 }
 
 
+/* Trailers that cross Portico's answer (a POST refused 413 at once: END_STREAM, then RST_STREAM
+ * NO_ERROR) reach a closed stream, and nghttp2 drops their block without a callback. Its
+ * unfinished-header-block deadline was never cleared: client_header_timeout later the connection
+ * got GOAWAY ENHANCE_YOUR_CALM as a CONTINUATION flood, and a GET in flight on it (/delay/3000)
+ * was never answered. */
+static void test_dropped_header_block_no_flood(void **state)
+{
+    (void)state;
+    struct harness *h = start("client_header_timeout = 1s", "[upstream u]\norigin = sim\n");
+    long long before = metric(h, "portico_http2_flood_continuation_total");
+    struct tu_cmd_result r = {0};
+    frames(h, "crossing_trailers", NULL, &r);
+    print_message("%s", r.out);
+    static const char *const want[] = {"upload=[413] rst=0 poll=[200] end=True goaway=None"};
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, "portico_http2_flood_continuation_total"), before);
+    px_stop(h);
+}
+
 /* HPACK bombs that the 431 abandon (test_floods' hpack_bomb) did not see, each 10 blocks of ~147,000
  * references to a 4,000-byte field: a head found malformed at its first field, a head of invalid
  * fields, and trailers. nghttp2 checks every field it decodes until a callback fails or the
@@ -1597,6 +1617,7 @@ int main(void)
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_floods),
         cmocka_unit_test(test_hpack_bombs_skipped),
+        cmocka_unit_test(test_dropped_header_block_no_flood),
         cmocka_unit_test(test_unfinished_head_logged),
         cmocka_unit_test(test_connection_errors_counted),
         cmocka_unit_test(test_h2c_and_http2_off),
