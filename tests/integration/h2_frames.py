@@ -46,6 +46,7 @@ count, so it always ends.
                                      malformed, a head of invalid fields, trailers; each kind
                                      10 blocks on its own connection, the worker's (PID) CPU
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
+                                     padded_empty_data,
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
                                      a second connection measures its own requests meanwhile
@@ -346,7 +347,7 @@ def flood(port, kind):
     sent, limit, sid = 0, 20000, 1
     deadline = start + 10
     done = lambda: c.goaway is not None
-    if kind == "empty_data":
+    if kind in ("empty_data", "padded_empty_data"):
         c.send(c.request(sid, get("/delay/5000", "POST"), end_stream=False))
     if kind in ("stall_head", "continuation"):
         c.send(frame(HEADERS, 0, sid, c.block(get("/"))))
@@ -374,6 +375,8 @@ def flood(port, kind):
                 batch.append(frame(PRIORITY, 0, 1001, struct.pack(">IB", 0, 15)))
             elif kind == "empty_data":
                 batch.append(frame(DATA, 0, 1, b""))
+            elif kind == "padded_empty_data":  # PADDED, pad length 0: no data, length 1
+                batch.append(frame(DATA, 0x8, 1, b"\0"))
             elif kind == "continuation":
                 batch.append(frame(CONTINUATION, 0, 1, b""))
             elif kind == "hpack_bomb":

@@ -1160,6 +1160,8 @@ static const struct flood_case flood_cases[] = {
     {"settings", "goaway=11 ", "portico_http2_flood_control_frames_total"},
     {"priority", "goaway=11 ", "portico_http2_flood_control_frames_total"},
     {"empty_data", "goaway=11 ", "portico_http2_flood_control_frames_total"},
+    /* the same with the PADDED flag: a frame of padding only carries no data either */
+    {"padded_empty_data", "goaway=11 ", "portico_http2_flood_control_frames_total"},
     /* CONTINUATION frames without end (CVE-2024-27316 family): nghttp2's limit */
     {"continuation", "goaway=11 ", "portico_http2_flood_continuation_total"},
     /* a header block left unfinished: client_header_timeout */
