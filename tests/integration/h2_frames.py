@@ -42,6 +42,9 @@ count, so it always ends.
   h2_frames.py PORT crossing_trailers  a GET of /delay/3000, then a POST answered 413 at once
                                      whose trailers come after its stream closed (nghttp2 drops
                                      the block): the GET must be answered, no GOAWAY
+  h2_frames.py PORT drain_dropped PID  a GET of /delay/3000, then a reload (SIGHUP to PID); a
+                                     GET sent after the GOAWAY naming the last stream (nghttp2
+                                     drops its block): the first must be answered, no flood
   h2_frames.py PORT bombs PID         HPACK bombs the 431 abandon does not see: a head already
                                      malformed, a head of invalid fields, trailers; each kind
                                      10 blocks on its own connection, the worker's (PID) CPU
@@ -289,6 +292,19 @@ def crossing_trailers(port):
            time.monotonic() + IO_S)
     print("upload=%s rst=%s poll=%s end=%s goaway=%s" % (upload["status"], upload["rst"],
                                                        poll["status"], poll["end"], c.goaway))
+    c.close()
+
+
+def drain_dropped(port, pid):
+    c = Conn(port)
+    poll = c.st(1)
+    c.send(c.request(1, get("/delay/3000")))
+    c.pump(lambda: False, time.monotonic() + 0.2)
+    os.kill(pid, signal.SIGHUP)
+    c.pump(lambda: any(g[0] != 0x7FFFFFFF for g in c.goaways), time.monotonic() + IO_S)
+    c.send(c.request(3, get("/status/200")))
+    c.pump(lambda: poll["end"] or poll["rst"] is not None or c.closed, time.monotonic() + IO_S)
+    print("poll=%s end=%s goaways=%s" % (poll["status"], poll["end"], c.goaways))
     c.close()
 
 
@@ -752,6 +768,8 @@ def main():
         finished_uploads(port, int(sys.argv[3]))
     elif sys.argv[2] == "crossing_trailers":
         crossing_trailers(port)
+    elif sys.argv[2] == "drain_dropped":
+        drain_dropped(port, int(sys.argv[3]))
     elif sys.argv[2] == "bombs":
         bombs(port, int(sys.argv[3]))
     elif sys.argv[2] == "uploads":

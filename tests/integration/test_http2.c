@@ -1276,10 +1276,11 @@ static void test_floods(void **state)
 
 
 /* Trailers that cross Portico's answer (a POST refused 413 at once: END_STREAM, then RST_STREAM
- * NO_ERROR) reach a closed stream, and nghttp2 drops their block without a callback. Its
- * unfinished-header-block deadline was never cleared: client_header_timeout later the connection
- * got GOAWAY ENHANCE_YOUR_CALM as a CONTINUATION flood, and a GET in flight on it (/delay/3000)
- * was never answered. */
+ * NO_ERROR) reach a closed stream, and nghttp2 drops their block without a callback; so does a
+ * request that crosses a draining worker's last GOAWAY. The unfinished-header-block deadline was
+ * never cleared: client_header_timeout later the connection got GOAWAY ENHANCE_YOUR_CALM as a
+ * CONTINUATION flood, and a GET in flight on it (/delay/3000) was never answered, a reload's
+ * graceful drain included. */
 static void test_dropped_header_block_no_flood(void **state)
 {
     (void)state;
@@ -1292,6 +1293,13 @@ static void test_dropped_header_block_no_flood(void **state)
     want_lines(&r, want, ARRAY_SIZE(want));
     tu_cmd_result_free(&r);
     assert_int_equal(metric(h, "portico_http2_flood_continuation_total"), before);
+    char spid[16];
+    snprintf(spid, sizeof(spid), "%d", (int)harness_pid(h));
+    frames(h, "drain_dropped", spid, &r);
+    print_message("%s", r.out);
+    static const char *const drained[] = {"poll=[200] end=True goaways=[(2147483647, 0), (1, 0)]"};
+    want_lines(&r, drained, ARRAY_SIZE(drained));
+    tu_cmd_result_free(&r);
     px_stop(h);
 }
 
