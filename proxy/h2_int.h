@@ -62,6 +62,7 @@ struct h2_stream {
     enum stream_state state;
     struct h2_request req;             /* the head being translated (ST_HEAD) */
     const char *malformed;             /* static: why the request was reset, NULL if not */
+    size_t trailer_size;               /* bytes of trailer fields decoded so far */
     struct exchange *ex;               /* while ST_EXCHANGE: ends itself, calls done() */
     uint64_t t0;                       /* µs: the HEADERS frame began */
     struct evbuffer *req_in;           /* request body from DATA, for the exchange */
@@ -116,6 +117,7 @@ struct h2_conn {
     uint64_t started;                  /* µs: the accept, whence the first request is due */
     uint64_t idle_since;               /* µs: the last stream closed (or the start) */
     uint64_t head_since;               /* µs: a header block is unfinished; 0 if none */
+    int32_t head_id;                   /* ... on this stream */
     struct bucket buckets[FLOOD_COUNT];
     const char *end_why;               /* set: the connection ends at the end of this callback */
 };
@@ -188,6 +190,11 @@ void h2_stream_reset_malformed(struct h2_stream *s, const char *why);
 /* A request head far over max_header_size (an HPACK bomb): logged as 431, charged like a reset;
  * the caller has nghttp2 reset the stream. */
 void h2_stream_abandon_head(struct h2_stream *s);
+
+/* Trailers larger than max_header_size (over HTTP/1.1, a trailer section too large): malformed,
+ * counted and charged like a malformed request; the exchange is cancelled as 400 when the stream
+ * closes. The caller has nghttp2 reset the stream. */
+void h2_stream_trailers_too_large(struct h2_stream *s);
 
 /* A stream whose header block never ended (the client left, or client_header_timeout): logged
  * with status (499 or 408) at client_header, as over HTTP/1.1; nothing more is taken on it. */

@@ -418,6 +418,14 @@ void h2_stream_abandon_head(struct h2_stream *s)
     h2_charge(h, FLOOD_RESET);
 }
 
+void h2_stream_trailers_too_large(struct h2_stream *s)
+{
+    struct h2_conn *h = s->conn;
+    s->malformed = "trailer section larger than max_header_size";
+    metrics_add(h->loop->metrics, M_H2_MALFORMED, 1);
+    h2_charge(h, FLOOD_RESET);
+}
+
 void h2_stream_head_unfinished(struct h2_stream *s, int status, const char *why)
 {
     if (s->state != ST_HEAD || s->malformed) /* a malformed head was logged when found */

@@ -39,7 +39,17 @@ count, so it always ends.
                                      of 4 MiB to /read/: the largest stream window it was given
   h2_frames.py PORT conn_errors      connection errors (RFC 9113 5.4.1), each on its own connection:
                                      the GOAWAY code each gets
+  h2_frames.py PORT crossing_trailers  a GET of /delay/3000, then a POST answered 413 at once
+                                     whose trailers come after its stream closed (nghttp2 drops
+                                     the block): the GET must be answered, no GOAWAY
+  h2_frames.py PORT drain_dropped PID  a GET of /delay/3000, then a reload (SIGHUP to PID); a
+                                     GET sent after the GOAWAY naming the last stream (nghttp2
+                                     drops its block): the first must be answered, no flood
+  h2_frames.py PORT bombs PID         HPACK bombs the 431 abandon does not see: a head already
+                                     malformed, a head of invalid fields, trailers; each kind
+                                     10 blocks on its own connection, the worker's (PID) CPU
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
+                                     padded_empty_data,
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
                                      a second connection measures its own requests meanwhile
@@ -271,6 +281,78 @@ def hpack_bomb(sid):
     return b"".join(frames)
 
 
+def crossing_trailers(port):
+    c = Conn(port)
+    poll, upload = c.st(1), c.st(3)
+    c.send(c.request(1, get("/delay/3000")))
+    c.send(c.request(3, get("/status/200", "POST") + [("content-length", "100000000000")], False))
+    c.pump(lambda: upload["rst"] is not None, time.monotonic() + IO_S)  # 413, then NO_ERROR
+    c.send(frame(HEADERS, END_HEADERS | END_STREAM, 3, c.block([("x-checksum", "abc")])))
+    c.pump(lambda: poll["end"] or poll["rst"] is not None or c.goaway is not None,
+           time.monotonic() + IO_S)
+    print("upload=%s rst=%s poll=%s end=%s goaway=%s" % (upload["status"], upload["rst"],
+                                                       poll["status"], poll["end"], c.goaway))
+    c.close()
+
+
+def drain_dropped(port, pid):
+    c = Conn(port)
+    poll = c.st(1)
+    c.send(c.request(1, get("/delay/3000")))
+    c.pump(lambda: False, time.monotonic() + 0.2)
+    os.kill(pid, signal.SIGHUP)
+    c.pump(lambda: any(g[0] != 0x7FFFFFFF for g in c.goaways), time.monotonic() + IO_S)
+    c.send(c.request(3, get("/status/200")))
+    c.pump(lambda: poll["end"] or poll["rst"] is not None or c.closed, time.monotonic() + IO_S)
+    print("poll=%s end=%s goaways=%s" % (poll["status"], poll["end"], c.goaways))
+    c.close()
+
+
+def cpu_ms(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 // os.sysconf("SC_CLK_TCK")
+
+
+# Each kind: the fields before the big one, the big one's value, and whether the bomb is a
+# request's trailers. The big field is valid, or invalid at its end (nghttp2 reads it all).
+BOMBS = [("malformed_head", get("/") + [("x-a", " padded")], "a" * 4000, False),
+         ("invalid_fields", get("/"), "a" * 3999 + "\x01", False),
+         ("trailers", [], "a" * 4000, True)]
+BOMB_BLOCKS = 10
+
+
+def bomb_block(c, sid, fields, big, flags):
+    """A header block of 9 frames on the connection's own encoder: fields, big indexed, then
+    ~147,000 references to it (dynamic entry 62, the newest)."""
+    block = c.block(fields) + c.block([("x-big", big)])
+    first = block + b"\xbe" * (16384 - len(block))
+    frames = [frame(HEADERS, flags, sid, first)]
+    for i in range(8):
+        frames.append(frame(CONTINUATION, END_HEADERS if i == 7 else 0, sid, b"\xbe" * 16384))
+    return b"".join(frames)
+
+
+def bombs(port, pid):
+    for kind, fields, big, trailers in BOMBS:
+        c = Conn(port)
+        before = cpu_ms(pid)
+        for i in range(BOMB_BLOCKS):
+            sid = 2 * i + 1
+            if trailers:
+                c.send(c.request(sid, get("/delay/5000", "POST"), end_stream=False))
+            c.send(bomb_block(c, sid, fields, big, END_STREAM))
+        # a GET behind them: answered once every block was decoded (a reset may go out as
+        # soon as a block's first frame is read)
+        after = c.st(2 * BOMB_BLOCKS + 1)
+        c.send(c.request(2 * BOMB_BLOCKS + 1, get("/status/200")))
+        c.pump(lambda: after["end"] or after["rst"] is not None, time.monotonic() + 60)
+        codes = sorted(set(c.st(2 * i + 1)["rst"] for i in range(BOMB_BLOCKS)), key=str)
+        print("kind=%s rst=%s goaway=%s after=%s cpu_ms=%d" % (kind, codes, c.goaway,
+                                                               after["status"], cpu_ms(pid) - before))
+        c.close()
+
+
 def flood(port, kind):
     stop, good = threading.Event(), {}
     helper = threading.Thread(target=good_client, args=(port, stop, good))
@@ -281,7 +363,7 @@ def flood(port, kind):
     sent, limit, sid = 0, 20000, 1
     deadline = start + 10
     done = lambda: c.goaway is not None
-    if kind == "empty_data":
+    if kind in ("empty_data", "padded_empty_data"):
         c.send(c.request(sid, get("/delay/5000", "POST"), end_stream=False))
     if kind in ("stall_head", "continuation"):
         c.send(frame(HEADERS, 0, sid, c.block(get("/"))))
@@ -309,6 +391,8 @@ def flood(port, kind):
                 batch.append(frame(PRIORITY, 0, 1001, struct.pack(">IB", 0, 15)))
             elif kind == "empty_data":
                 batch.append(frame(DATA, 0, 1, b""))
+            elif kind == "padded_empty_data":  # PADDED, pad length 0: no data, length 1
+                batch.append(frame(DATA, 0x8, 1, b"\0"))
             elif kind == "continuation":
                 batch.append(frame(CONTINUATION, 0, 1, b""))
             elif kind == "hpack_bomb":
@@ -682,6 +766,12 @@ def main():
         drain_crossing(port, sys.argv[3], int(sys.argv[4]))
     elif sys.argv[2] == "finished_uploads":
         finished_uploads(port, int(sys.argv[3]))
+    elif sys.argv[2] == "crossing_trailers":
+        crossing_trailers(port)
+    elif sys.argv[2] == "drain_dropped":
+        drain_dropped(port, int(sys.argv[3]))
+    elif sys.argv[2] == "bombs":
+        bombs(port, int(sys.argv[3]))
     elif sys.argv[2] == "uploads":
         uploads(port, int(sys.argv[3]))
     elif sys.argv[2] == "reload_first":

@@ -1160,6 +1160,8 @@ static const struct flood_case flood_cases[] = {
     {"settings", "goaway=11 ", "portico_http2_flood_control_frames_total"},
     {"priority", "goaway=11 ", "portico_http2_flood_control_frames_total"},
     {"empty_data", "goaway=11 ", "portico_http2_flood_control_frames_total"},
+    /* the same with the PADDED flag: a frame of padding only carries no data either */
+    {"padded_empty_data", "goaway=11 ", "portico_http2_flood_control_frames_total"},
     /* CONTINUATION frames without end (CVE-2024-27316 family): nghttp2's limit */
     {"continuation", "goaway=11 ", "portico_http2_flood_continuation_total"},
     /* a header block left unfinished: client_header_timeout */
@@ -1272,6 +1274,73 @@ static void test_floods(void **state)
     px_stop(h);
 }
 
+
+/* Trailers that cross Portico's answer (a POST refused 413 at once: END_STREAM, then RST_STREAM
+ * NO_ERROR) reach a closed stream, and nghttp2 drops their block without a callback; so does a
+ * request that crosses a draining worker's last GOAWAY. The unfinished-header-block deadline was
+ * never cleared: client_header_timeout later the connection got GOAWAY ENHANCE_YOUR_CALM as a
+ * CONTINUATION flood, and a GET in flight on it (/delay/3000) was never answered, a reload's
+ * graceful drain included. */
+static void test_dropped_header_block_no_flood(void **state)
+{
+    (void)state;
+    struct harness *h = start("client_header_timeout = 1s", "[upstream u]\norigin = sim\n");
+    long long before = metric(h, "portico_http2_flood_continuation_total");
+    struct tu_cmd_result r = {0};
+    frames(h, "crossing_trailers", NULL, &r);
+    print_message("%s", r.out);
+    static const char *const want[] = {"upload=[413] rst=0 poll=[200] end=True goaway=None"};
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, "portico_http2_flood_continuation_total"), before);
+    char spid[16];
+    snprintf(spid, sizeof(spid), "%d", (int)harness_pid(h));
+    frames(h, "drain_dropped", spid, &r);
+    print_message("%s", r.out);
+    static const char *const drained[] = {"poll=[200] end=True goaways=[(2147483647, 0), (1, 0)]"};
+    want_lines(&r, drained, ARRAY_SIZE(drained));
+    tu_cmd_result_free(&r);
+    px_stop(h);
+}
+
+/* HPACK bombs that the 431 abandon (test_floods' hpack_bomb) did not see, each 10 blocks of ~147,000
+ * references to a 4,000-byte field: a head found malformed at its first field, a head of invalid
+ * fields, and trailers. nghttp2 checks every field it decodes until a callback fails or the
+ * stream is gone, and Portico let it go on: over TLS 10 blocks cost ~300 ms of worker CPU for
+ * each malformed kind (the reset goes out after the first record and closes the stream), over h2c
+ * (the block read at once) 1.2-1.7 s, and 1.7 s for trailers on either; a client at the reset
+ * bucket's 20 a second kept more than a core busy. Now the first malformed field, or trailers
+ * past max_header_size (as over HTTP/1.1), reset the stream and the rest of the block is skipped:
+ * 10-30 ms. Each stream gets one RST_STREAM, PROTOCOL_ERROR. */
+#define BOMB_CPU_MS_MAX 150
+
+static void test_hpack_bombs_skipped(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, "[upstream u]\norigin = sim\n");
+    char spid[16], port[16];
+    snprintf(spid, sizeof(spid), "%d", (int)harness_pid(h));
+    const char *const argv[] = {PY, FRAMES, port_arg(h, port, sizeof(port)), "bombs", spid, NULL};
+    struct tu_cmd_result r = {0};
+    int rc = tu_run_command(argv, 120000, &r);
+    print_message("%s", r.out);
+    if (rc != 0)
+        fail_msg("h2_frames.py bombs exited %d:\n%s%s", rc, r.out, r.err);
+    static const char *const kinds[] = {"malformed_head", "invalid_fields", "trailers"};
+    for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
+        char want[96];
+        snprintf(want, sizeof(want), "kind=%s rst=[1] goaway=None after=[200] cpu_ms=", kinds[i]);
+        const char *p = strstr(r.out, want);
+        if (!p)
+            fail_msg("%s: expected '%s':\n%s", kinds[i], want, r.out);
+        long ms = strtol(p + strlen(want), NULL, 10);
+        if (ms > BOMB_CPU_MS_MAX)
+            fail_msg("%s: 10 blocks cost %ld ms of CPU (at most %d)", kinds[i], ms,
+                     BOMB_CPU_MS_MAX);
+    }
+    tu_cmd_result_free(&r);
+    px_stop(h);
+}
 
 /* ---- negotiation settings ---- */
 
@@ -1557,6 +1626,8 @@ int main(void)
         cmocka_unit_test(test_fault_drop_and_reset_end_the_stream),
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_floods),
+        cmocka_unit_test(test_hpack_bombs_skipped),
+        cmocka_unit_test(test_dropped_header_block_no_flood),
         cmocka_unit_test(test_unfinished_head_logged),
         cmocka_unit_test(test_connection_errors_counted),
         cmocka_unit_test(test_h2c_and_http2_off),
