@@ -1326,6 +1326,9 @@ static void test_user_switch(void **state)
     assert_int_equal(harness_write_config(h, fmt, 3, group, fake_origin_port(o)), 0);
     assert_int_equal(harness_start(h), 0);
     assert_int_equal(harness_wait_log(h, "running as user nobody", IO_MS), 0);
+    /* said before the workers are created (the switch is made first); "listening on" once
+     * every one of them is: the start's probe was accepted by one worker only */
+    assert_int_equal(harness_wait_log(h, "listening on", IO_MS), 0);
     assert_threads_run_as(harness_pid(h), uid, gid);
     assert_int_equal(get(harness_port(h, "listen"), "/before"), 200);
     assert_int_equal(pid_in(h, "run/portico.pid"), (long)harness_pid(h));
@@ -1582,6 +1585,9 @@ int main(void)
 {
     tu_ignore_sigpipe();
     gate.fds[0] = gate.fds[1] = -1;
+    /* TEST_FILTER=test_user* runs the matching tests only */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_graceful_stop),
         cmocka_unit_test(test_second_signal_stops_now),
