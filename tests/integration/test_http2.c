@@ -387,9 +387,6 @@ static void test_interim_synthesized(void **state)
     if (beats < 2 || !tu_contains(r.out, ":status: 200"))
         fail_msg("want two or more 102 before the 200:\n%s", r.out);
     tu_cmd_result_free(&r);
-    char *line = px_log_line(h, "\"path\":\"/slow\"");
-    assert_true(tu_contains(line, "\"interim\":[102,102"));
-    free(line);
 
     /* learned hints: none the first time, the origin's Link as a 103 the second */
     nghttp(h, "/learn/page", &r);
@@ -416,10 +413,14 @@ static void test_interim_synthesized(void **state)
         fail_msg("want 100 then 200:\n%s", r.err);
     tu_cmd_result_free(&r);
     assert_null(fake_origin_request_header(echo, 0, "expect"));
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    char *line = px_log_line(h, "\"path\":\"/slow\"");
+    assert_true(tu_contains(line, "\"interim\":[102,102"));
+    free(line);
     line = px_log_line(h, "\"path\":\"/synth\"");
     assert_true(tu_contains(line, "\"interim\":[100]"));
     free(line);
-    px_stop(h);
+    harness_free(h);
     fake_origin_stop(slow);
     fake_origin_stop(learn);
     fake_origin_stop(echo);
@@ -1120,11 +1121,12 @@ static void test_request_trailers(void **state)
         assert_false(tu_contains(raw, "x-checksum"));
         free(raw);
     }
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
     char *line = px_log_line(h, "\"status\":400");
     if (!tu_contains(line, "\"path\":\"/echo\"") || !tu_contains(line, "malformed after its head"))
         fail_msg("log line: %s", line);
     free(line);
-    px_stop(h);
+    harness_free(h);
     fake_origin_stop(o);
 }
 
@@ -1157,6 +1159,7 @@ static void test_malformed_requests(void **state)
         free(head);
     }
     assert_int_equal(metric(h, "portico_http2_malformed_requests_total"), 21);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
     /* The two whose DATA broke their content-length had started: logged as the client's
      * error (400), not as a client that left (499). */
     char *line = px_log_line(h, "\"path\":\"/echo\"");
@@ -1170,7 +1173,7 @@ static void test_malformed_requests(void **state)
         !tu_contains(line, "content-length announces a body") || tu_contains(line, "pseudo"))
         fail_msg("log line: %s", line);
     free(line);
-    px_stop(h);
+    harness_free(h);
     fake_origin_stop(o);
 }
 
