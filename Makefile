@@ -139,9 +139,10 @@ fuzz: fuzz-build
 	@./scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 
 # Part of `make test`: each target a few seconds from its seeds, so a target that stops
-# building, or crashes on its corpus or soon after, fails the tests.
+# building, or crashes on its corpus or soon after, fails the tests. As many at a time as there
+# are cores (JOBS): each target keeps its seconds and a core to itself, the run takes a JOBSth.
 fuzz-smoke: fuzz-build
-	@./scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_BINS)
+	@FUZZ_JOBS=$(JOBS) ./scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_BINS)
 
 # ---- valgrind ----
 # One broad integration test with every Portico it starts under memcheck: any invalid access or
