@@ -2,8 +2,9 @@
  * test_diag.c — issue 9's diagnostics end to end against the real binary: the JSON access log
  * (a success with every field, each failure type, a client that leaves: 499 with its phase),
  * timings that add up, trace context kept or started, /metrics line by line with exact increases
- * (and admin traffic counted nowhere), /status parsed, Server-Timing on proxied responses per
- * route, and error_detail = minimal.
+ * (and admin traffic counted nowhere), /status parsed (a failure a fault rule simulated named
+ * there as in the access log), Server-Timing on proxied responses per route, and
+ * error_detail = minimal.
  *
  * Every log line and /status is parsed by a strict JSON reader (tests/support/json.h) before a
  * field is looked at. The failure cases use the fake origins of tests/support (as
