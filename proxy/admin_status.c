@@ -468,6 +468,7 @@ static const char admin_status_page[] =
     "    expl.appendChild(el('div', MEANING[f.failure] || ''));\n"
     "    if (f.detail) expl.appendChild(el('div', f.detail, 'mono'));\n"
     "    if (f.limit_ms) expl.appendChild(el('div', 'limit ' + f.limit_ms + ' ms'));\n"
+    "    if (f.fault) expl.appendChild(el('div', 'injected by fault rule ' + f.fault));\n"
     "    var where = [f.route || '\\u2014', f.upstream || '\\u2014', f.origin || "
     "'\\u2014'].join(' / ');\n"
     "    rows.push(row([el('td', new Date(f.time_ms).toLocaleTimeString()), el('td', "
@@ -577,6 +578,9 @@ static void failure_json(struct evbuffer *out, const struct recent_failure *f, b
     jms(out, f->total_us);
     evbuffer_add(out, ",\"detail\":", 10);
     jstr(out, f->detail, true);
+    /* a simulated failure says so here too, as in the access log: a drill is not an outage */
+    evbuffer_add(out, ",\"fault\":", 9);
+    jstr(out, f->fault, true);
     evbuffer_add(out, "}", 1);
 }
 

@@ -546,7 +546,7 @@ static void log_exchange(struct exchange *ex)
                   &(struct recent_sample){wall, ex->status, ex->failure, ended_in(ex),
                                           t.us[TIMING_TOTAL], ex->limit_ms, ex->request_id,
                                           route, upstream, origin, detail,
-                                          ex->outcome == OUTCOME_ABORTED});
+                                          fault_exec_name(ex), ex->outcome == OUTCOME_ABORTED});
     if (!log_enabled() && !ex->ds.ops->report)
         return;
     const struct h1_field *ua = request_field(ex, H1_F_USER_AGENT);

@@ -146,6 +146,7 @@ static void keep_failure(struct recent *r, const struct recent_sample *s)
     copy_cut(f.upstream, sizeof(f.upstream), s->upstream);
     copy_cut(f.origin, sizeof(f.origin), s->origin);
     copy_cut(f.detail, sizeof(f.detail), s->detail);
+    copy_cut(f.fault, sizeof(f.fault), s->fault);
     uint64_t words[FAILURE_WORDS] = {0};
     memcpy(words, &f, sizeof(f));
 

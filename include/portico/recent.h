@@ -21,6 +21,7 @@
 
 #include "portico/config.h"
 #include "portico/failure.h"
+#include "portico/fault.h"
 
 #define RECENT_MINUTES 15            /* minutes of counts kept (the current one included) */
 #define RECENT_FAILURES 32           /* failures kept per worker */
@@ -43,6 +44,7 @@ struct recent_failure {
     char upstream[CFG_NAME_MAX];
     char origin[CFG_ORIGIN_TEXT_MAX];
     char detail[200];
+    char fault[FAULT_NAME_MAX];        /* the rule that simulated it, "" for a real failure */
 };
 
 /* One minute of counts. */
@@ -77,6 +79,8 @@ struct recent_sample {
     const char *upstream;
     const char *origin;
     const char *detail;
+    const char *fault;                 /* the fault rule that shaped the exchange (the access
+                                          log's fault), NULL when none */
     bool after_head;                   /* failed once the head had gone: the minute counts
                                           status, the failure keeps none (0) */
 };

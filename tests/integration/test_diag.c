@@ -2,8 +2,9 @@
  * test_diag.c — issue 9's diagnostics end to end against the real binary: the JSON access log
  * (a success with every field, each failure type, a client that leaves: 499 with its phase),
  * timings that add up, trace context kept or started, /metrics line by line with exact increases
- * (and admin traffic counted nowhere), /status parsed, Server-Timing on proxied responses per
- * route, and error_detail = minimal.
+ * (and admin traffic counted nowhere), /status parsed (a failure a fault rule simulated named
+ * there as in the access log), Server-Timing on proxied responses per route, and
+ * error_detail = minimal.
  *
  * Every log line and /status is parsed by a strict JSON reader (tests/support/json.h) before a
  * field is looked at. The failure cases use the fake origins of tests/support (as
@@ -947,6 +948,56 @@ static void test_failure_after_head_status_null(void **state)
     fake_origin_stop(o);
 }
 
+/* A failure a fault rule simulated is the real one on the wire, but the operator's views say it
+ * was injected: the access log's fault field, and /status's recent failures (and so the status
+ * page) too, by the same rule name; a real failure beside it has "fault": null. Before, the
+ * recent failures had no fault field: a drill's failures read there as the origin's. */
+static void test_recent_failure_names_fault(void **state)
+{
+    (void)state;
+    struct harness *h = px_start_origin(w.port[MB_REFUSE], "admin_listen = 127.0.0.1:"
+                                        "{{port:admin}}\n[faults]\nheader_control = on");
+    static const char *const reqs[] = {
+        "GET /x HTTP/1.1\r\nHost: a\r\nX-Request-Id: diag-inj-1\r\n"
+        "Portico-Fault: failure=connect_refused\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: a\r\nX-Request-Id: diag-real-1\r\n\r\n",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(raw_send_str(c, reqs[i]), 0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 502);
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    char *line = px_log_line_for_id(h, "diag-inj-1");
+    assert_non_null(strstr(line, " fault=header"));
+    free(line);
+    free(px_log_line_for_id(h, "diag-real-1")); /* both exchanges have ended */
+    char *text = admin_get(h, "/status", 200), err[128];
+    struct tj *s = tj_parse(text, err, sizeof(err));
+    if (!s)
+        fail_msg("/status is not JSON: %s", err);
+    const struct tj *recent = tj_get(s, "recent_failures");
+    assert_non_null(recent);
+    assert_int_equal(recent->n, 2);
+    for (size_t i = 0; i < recent->n; i++) {
+        const struct tj *f = recent->items[i];
+        assert_string_equal(tj_str(f, "failure"), "connect_refused");
+        bool injected = strcmp(tj_str(f, "request_id"), "diag-inj-1") == 0;
+        if (!tj_get(f, "fault"))
+            fail_msg("recent failure %s has no fault field", tj_str(f, "request_id"));
+        if (injected)
+            assert_string_equal(tj_str(f, "fault"), "header");
+        else
+            assert_true(tj_is_null(f, "fault"));
+    }
+    tj_free(s);
+    free(text);
+    px_stop(h);
+}
+
 /* ---- phase timings that add up: a 1xx read slowly, an attempt moved to another origin ---- */
 
 /* A 103 whose head takes 200 ms to arrive, then silence (first_byte_timeout), or a close. */
@@ -1316,6 +1367,7 @@ int main(void)
         cmocka_unit_test(test_minutes_count_refusals),
         cmocka_unit_test(test_minutes_count_h2_refusals),
         cmocka_unit_test(test_failure_after_head_status_null),
+        cmocka_unit_test(test_recent_failure_names_fault),
         cmocka_unit_test(test_origin_listed_twice),
         cmocka_unit_test(test_responses_sum_past_pair_cap),
         cmocka_unit_test(test_trace_context),
