@@ -455,6 +455,24 @@ static int raw_origin_switch(int lfd, int delay_ms)
                              "Connection: Upgrade\r\n\r\n");
 }
 
+/* A client asks h for an upgrade of path; the origin listening on lfd switches at once. The
+ * client's connection, its 101 read; the origin's side in *ofd. */
+static struct raw_conn *open_tunnel(struct harness *h, int lfd, const char *path, int *ofd)
+{
+    char req[160];
+    snprintf(req, sizeof(req),
+             "GET %s HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+             path);
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send_str(c, req), 0);
+    *ofd = raw_origin_switch(lfd, 0);
+    struct raw_head head;
+    assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+    assert_int_equal(head.status, 101);
+    raw_head_free(&head);
+    return c;
+}
+
 /* Writes to the non-blocking fd until it has taken nothing for 200 ms (the far side stopped
  * taking bytes: measured, there is no event for it). Returns the bytes written. */
 static size_t fill_until_stalled(int fd, size_t max)
@@ -541,15 +559,8 @@ static void test_last_bytes_before_close(void **state)
         uint16_t oport;
         int lfd = raw_origin_listen(&oport);
         struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", oport);
-        struct raw_conn *c = px_connect(h);
-        assert_int_equal(raw_send_str(c, "GET /last HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
-                                         "Connection: Upgrade\r\n\r\n"),
-                         0);
-        int ofd = raw_origin_switch(lfd, 0);
-        struct raw_head head;
-        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
-        assert_int_equal(head.status, 101);
-        raw_head_free(&head);
+        int ofd;
+        struct raw_conn *c = open_tunnel(h, lfd, "/last", &ofd);
         int cfd = raw_fd(c);
         assert_int_equal(fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK), 0);
         int closer = last_bytes_rows[i].client_closes ? cfd : ofd;
@@ -607,15 +618,8 @@ static void test_last_bytes_before_reset(void **state)
         uint16_t oport;
         int lfd = raw_origin_listen(&oport);
         struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", oport);
-        struct raw_conn *c = px_connect(h);
-        assert_int_equal(raw_send_str(c, "GET /reset HTTP/1.1\r\nHost: t\r\n"
-                                         "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
-                         0);
-        int ofd = raw_origin_switch(lfd, 0);
-        struct raw_head head;
-        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
-        assert_int_equal(head.status, 101);
-        raw_head_free(&head);
+        int ofd;
+        struct raw_conn *c = open_tunnel(h, lfd, "/reset", &ofd);
         int cfd = raw_fd(c);
         int closer = last_bytes_rows[i].client_closes ? cfd : ofd;
         int other = closer == cfd ? ofd : cfd;
@@ -729,15 +733,8 @@ static void test_stream_then_reset(void **state)
     uint16_t oport;
     int lfd = raw_origin_listen(&oport);
     struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", oport);
-    struct raw_conn *c = px_connect(h);
-    assert_int_equal(raw_send_str(c, "GET /stream HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
-                                     "Connection: Upgrade\r\n\r\n"),
-                     0);
-    int ofd = raw_origin_switch(lfd, 0);
-    struct raw_head head;
-    assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
-    assert_int_equal(head.status, 101);
-    raw_head_free(&head);
+    int ofd;
+    struct raw_conn *c = open_tunnel(h, lfd, "/stream", &ofd);
     /* the way to the client fills: Portico holds output for it and stops reading the origin */
     size_t written = fill_until_stalled(ofd, 64u * 1024 * 1024);
     stop_portico(h);
@@ -834,15 +831,8 @@ static void test_half_closed_tunnel_ends(void **state)
              HALF_IDLE_MS);
     struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}", conf, oport);
     for (int outright = 1; outright >= 0; outright--) {
-        struct raw_conn *c = px_connect(h);
-        assert_int_equal(raw_send_str(c, "GET /ends HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
-                                         "Connection: Upgrade\r\n\r\n"),
-                         0);
-        int ofd = raw_origin_switch(lfd, 0);
-        struct raw_head head;
-        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
-        assert_int_equal(head.status, 101);
-        raw_head_free(&head);
+        int ofd;
+        struct raw_conn *c = open_tunnel(h, lfd, "/ends", &ofd);
         assert_int_equal(write(raw_fd(c), "bye", 3), 3);
         int64_t t0 = tu_now_ms();
         if (outright) {
@@ -934,15 +924,8 @@ static void test_slow_reader_not_idle(void **state)
     int lfd = raw_origin_listen(&oport);
     struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\ntunnel_timeout = 1s\n",
                                  oport);
-    struct raw_conn *c = px_connect(h);
-    assert_int_equal(raw_send_str(c, "GET /slow HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
-                                     "Connection: Upgrade\r\n\r\n"),
-                     0);
-    int ofd = raw_origin_switch(lfd, 0);
-    struct raw_head head;
-    assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
-    assert_int_equal(head.status, 101);
-    raw_head_free(&head);
+    int ofd;
+    struct raw_conn *c = open_tunnel(h, lfd, "/slow", &ofd);
     int cfd = raw_fd(c);
     static char buf[SLOW_READ_PIECE];
     size_t sent = 0, got = 0;
