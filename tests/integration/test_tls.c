@@ -392,6 +392,56 @@ static void test_upstream_tls_pooling(void **state)
 /* A TLS 1.2 origin for one connection: it reads the request, then asks for a renegotiation
  * (as a server wanting a client certificate for that path does), which Portico refuses; the
  * origin then ends the connection with a fatal alert. */
+/* One connection of a TLS origin played by a test thread: accepted on lfd and handshaken with
+ * the test's server certificate (max_version: e.g. TLS1_2_VERSION, 0 for OpenSSL's highest),
+ * every blocking call bounded by IO_MS. tls_peer_close frees what was made, whether or not the
+ * accept succeeded. */
+struct tls_peer {
+    SSL_CTX *ctx;
+    SSL *ssl;
+    int fd;
+};
+
+static bool tls_peer_accept(struct tls_peer *p, int lfd, int max_version)
+{
+    *p = (struct tls_peer){.ctx = SSL_CTX_new(TLS_server_method()), .fd = -1};
+    struct pollfd pf = {.fd = lfd, .events = POLLIN};
+    if (!p->ctx || SSL_CTX_use_certificate_chain_file(p->ctx, t.certs->server_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(p->ctx, t.certs->server_key, SSL_FILETYPE_PEM) != 1 ||
+        poll(&pf, 1, IO_MS) != 1 || (p->fd = accept(lfd, NULL, NULL)) < 0)
+        return false;
+    struct timeval tv = {IO_MS / 1000, 0};
+    setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(p->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (max_version)
+        SSL_CTX_set_max_proto_version(p->ctx, max_version);
+    p->ssl = SSL_new(p->ctx);
+    return p->ssl && SSL_set_fd(p->ssl, p->fd) == 1 && SSL_accept(p->ssl) == 1;
+}
+
+/* Reads a request head (up to its blank line) into buf. Whether it came whole. */
+static bool tls_peer_read_head(struct tls_peer *p, char *buf, size_t size)
+{
+    size_t have = 0, got;
+    buf[0] = '\0';
+    while (have < size - 1 && SSL_read_ex(p->ssl, buf + have, size - 1 - have, &got)) {
+        have += got;
+        buf[have] = '\0';
+        if (strstr(buf, "\r\n\r\n"))
+            return true;
+    }
+    return false;
+}
+
+static void tls_peer_close(struct tls_peer *p)
+{
+    ERR_clear_error();
+    SSL_free(p->ssl);
+    if (p->fd >= 0)
+        close(p->fd);
+    SSL_CTX_free(p->ctx);
+}
+
 struct reneg_origin {
     int lfd;
     uint16_t port;
@@ -402,43 +452,17 @@ struct reneg_origin {
 static void *reneg_origin_run(void *arg)
 {
     struct reneg_origin *o = arg;
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    struct pollfd p = {.fd = o->lfd, .events = POLLIN};
-    int fd = -1;
-    SSL *ssl = NULL;
-
-    if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, t.certs->server_cert) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, t.certs->server_key, SSL_FILETYPE_PEM) != 1 ||
-        poll(&p, 1, IO_MS) != 1 || (fd = accept(o->lfd, NULL, NULL)) < 0)
-        goto out;
-    struct timeval tv = {IO_MS / 1000, 0}; /* bounds every blocking call below */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
-    ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
-    if (SSL_accept(ssl) != 1)
-        goto out;
+    struct tls_peer p;
     char req[4096];
-    size_t have = 0, got;
-    while (have < sizeof(req) - 1 && SSL_read_ex(ssl, req + have, sizeof(req) - 1 - have, &got)) {
-        have += got;
-        req[have] = '\0';
-        if (strstr(req, "\r\n\r\n")) {
-            o->got_request = true;
-            break;
-        }
+    size_t got;
+    if (tls_peer_accept(&p, o->lfd, TLS1_2_VERSION) && tls_peer_read_head(&p, req, sizeof(req))) {
+        o->got_request = true;
+        /* HelloRequest; the read takes Portico's no_renegotiation, which OpenSSL answers with
+         * a fatal handshake_failure alert */
+        if (SSL_renegotiate(p.ssl) == 1 && SSL_do_handshake(p.ssl) == 1)
+            SSL_read_ex(p.ssl, req, 1, &got);
     }
-    /* HelloRequest; the read takes Portico's no_renegotiation, which OpenSSL answers with a
-     * fatal handshake_failure alert */
-    if (o->got_request && SSL_renegotiate(ssl) == 1 && SSL_do_handshake(ssl) == 1)
-        SSL_read_ex(ssl, req, 1, &got);
-out:
-    ERR_clear_error();
-    SSL_free(ssl);
-    if (fd >= 0)
-        close(fd);
-    SSL_CTX_free(ctx);
+    tls_peer_close(&p);
     return NULL;
 }
 
@@ -607,7 +631,7 @@ static void test_upstream_early_answer_then_reset(void **state)
 /* A TLS origin for one upgraded connection: it answers 101 and a few bytes, then ends its side
  * with a close_notify and a FIN, or with a FIN alone (cut: what anyone on the path can forge),
  * and waits (bounded) for Portico to close. */
-struct tunnel_origin {
+struct cut_origin {
     int lfd;
     bool close_notify;
     pthread_t thread;
@@ -615,47 +639,21 @@ struct tunnel_origin {
 
 static void *tunnel_origin_run(void *arg)
 {
-    struct tunnel_origin *o = arg;
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    struct pollfd p = {.fd = o->lfd, .events = POLLIN};
-    int fd = -1;
-    SSL *ssl = NULL;
-
-    if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, t.certs->server_cert) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, t.certs->server_key, SSL_FILETYPE_PEM) != 1 ||
-        poll(&p, 1, IO_MS) != 1 || (fd = accept(o->lfd, NULL, NULL)) < 0)
-        goto out;
-    struct timeval tv = {IO_MS / 1000, 0}; /* bounds every blocking call below */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
-    if (SSL_accept(ssl) != 1)
-        goto out;
+    struct cut_origin *o = arg;
+    struct tls_peer p;
     char req[4096];
-    size_t have = 0, got;
-    while (have < sizeof(req) - 1 && SSL_read_ex(ssl, req + have, sizeof(req) - 1 - have, &got)) {
-        have += got;
-        req[have] = '\0';
-        if (strstr(req, "\r\n\r\n"))
-            break;
-    }
     static const char answer[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
                                  "Upgrade: tcp\r\n\r\nlast bytes";
-    if (SSL_write(ssl, answer, (int)strlen(answer)) != (int)strlen(answer))
-        goto out;
-    if (o->close_notify)
-        SSL_shutdown(ssl);
-    shutdown(fd, SHUT_WR);
-    char b[256];
-    while (recv(fd, b, sizeof(b), 0) > 0) /* until Portico closes (or the timeout) */
-        ;
-out:
-    ERR_clear_error();
-    SSL_free(ssl);
-    if (fd >= 0)
-        close(fd);
-    SSL_CTX_free(ctx);
+    if (tls_peer_accept(&p, o->lfd, 0) && tls_peer_read_head(&p, req, sizeof(req)) &&
+        SSL_write(p.ssl, answer, (int)strlen(answer)) == (int)strlen(answer)) {
+        if (o->close_notify)
+            SSL_shutdown(p.ssl);
+        shutdown(p.fd, SHUT_WR);
+        char b[256];
+        while (recv(p.fd, b, sizeof(b), 0) > 0) /* until Portico closes (or the timeout) */
+            ;
+    }
+    tls_peer_close(&p);
     return NULL;
 }
 
@@ -677,7 +675,7 @@ static void test_tunnel_origin_cut(void **state)
     (void)state;
     int cut_hidden = 0;
     for (size_t i = 0; i < sizeof(tunnel_end_rows) / sizeof(tunnel_end_rows[0]); i++) {
-        struct tunnel_origin o = {.close_notify = tunnel_end_rows[i].close_notify};
+        struct cut_origin o = {.close_notify = tunnel_end_rows[i].close_notify};
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         socklen_t alen = sizeof(a);
         o.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
