@@ -1288,6 +1288,12 @@ static void test_floods(void **state)
                               "[upstream u]\norigin = sim\n");
     for (size_t i = 0; i < ARRAY_SIZE(flood_cases); i++) {
         const struct flood_case *c = &flood_cases[i];
+        /* 9 frames of 147,000 references each take nghttp2 ~50 times longer under valgrind:
+         * the bucket does not fill within the flood's 10 s there */
+        if (strcmp(c->kind, "hpack_bomb") == 0 && px_under_valgrind(harness_pid(h))) {
+            print_message("%s: not run under valgrind\n", c->kind);
+            continue;
+        }
         long long before = c->metric ? metric(h, c->metric) : 0;
         struct tu_cmd_result r = {0};
         frames(h, "flood", c->kind, &r);
@@ -1369,7 +1375,8 @@ static void test_hpack_bombs_skipped(void **state)
         if (!p)
             fail_msg("%s: expected '%s':\n%s", kinds[i], want, r.out);
         long ms = strtol(p + strlen(want), NULL, 10);
-        if (ms > BOMB_CPU_MS_MAX)
+        /* valgrind runs the worker 20-50 times slower: the resets are checked, not the CPU */
+        if (ms > BOMB_CPU_MS_MAX && !px_under_valgrind(harness_pid(h)))
             fail_msg("%s: 10 blocks cost %ld ms of CPU (at most %d)", kinds[i], ms,
                      BOMB_CPU_MS_MAX);
     }
