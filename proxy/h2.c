@@ -156,7 +156,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         s->trailer_size += name_len + value_len;
         if (s->trailer_size <= s->conn->cfg->max_header_size)
             return 0;
-        h2_stream_trailers_too_large(s);
+        h2_stream_malformed_after_head(s, "trailer section larger than max_header_size");
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
@@ -339,9 +339,7 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
         return 0;
     uint32_t code = frame->rst_stream.error_code;
     if (code == NGHTTP2_PROTOCOL_ERROR) {
-        s->malformed = MALFORMED_AFTER_HEAD;
-        metrics_add(h->loop->metrics, M_H2_MALFORMED, 1);
-        h2_charge(h, FLOOD_RESET);
+        h2_stream_malformed_after_head(s, MALFORMED_AFTER_HEAD);
     } else if (code != NGHTTP2_NO_ERROR && s->state != ST_ANSWERED) {
         /* Any other stream error of nghttp2's (a WINDOW_UPDATE overflowing the stream's window:
          * FLOW_CONTROL_ERROR) cancels the running exchange just as the client's own reset

@@ -191,10 +191,11 @@ void h2_stream_reset_malformed(struct h2_stream *s, const char *why);
  * the caller has nghttp2 reset the stream. */
 void h2_stream_abandon_head(struct h2_stream *s);
 
-/* Trailers larger than max_header_size (over HTTP/1.1, a trailer section too large): malformed,
- * counted and charged like a malformed request; the exchange is cancelled as 400 when the stream
- * closes. The caller has nghttp2 reset the stream. */
-void h2_stream_trailers_too_large(struct h2_stream *s);
+/* A stream found malformed once its exchange had begun (its DATA broke its content-length, its
+ * trailers broke the rules or max_header_size): counted and charged like a malformed request;
+ * the exchange is cancelled as 400 (why: static, the detail) when the stream closes. The stream
+ * is reset by nghttp2, or by the caller. */
+void h2_stream_malformed_after_head(struct h2_stream *s, const char *why);
 
 /* A stream whose header block never ended (the client left, or client_header_timeout): logged
  * with status (499 or 408) at client_header, as over HTTP/1.1; nothing more is taken on it. */

@@ -418,10 +418,10 @@ void h2_stream_abandon_head(struct h2_stream *s)
     h2_charge(h, FLOOD_RESET);
 }
 
-void h2_stream_trailers_too_large(struct h2_stream *s)
+void h2_stream_malformed_after_head(struct h2_stream *s, const char *why)
 {
     struct h2_conn *h = s->conn;
-    s->malformed = "trailer section larger than max_header_size";
+    s->malformed = why;
     metrics_add(h->loop->metrics, M_H2_MALFORMED, 1);
     h2_charge(h, FLOOD_RESET);
 }
