@@ -1169,19 +1169,11 @@ static void test_termination_silent_connections_light(void **state)
  * it, 1.2 x the timeout in all, then sends its request: it must have its 408 by then. */
 #define SLOW_HEADER_MS 1000
 
-static void test_termination_header_timeout_from_accept(void **state)
+/* A TLS listener whose client_header_timeout is SLOW_HEADER_MS, started. */
+static struct harness *start_slow_header(void)
 {
-    (void)state;
     struct harness *h = harness_new();
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct timeval tv = {3, 0}; /* every blocking call below is bounded */
-    char resp[512] = "";
-    size_t have = 0, got;
-
     assert_non_null(h);
-    assert_non_null(ctx);
-    assert_true(fd >= 0);
     assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:tls}} tls\n"
                                              "tls_cert = {{certs}}/server.pem\n"
                                              "tls_key = {{certs}}/server.key\n"
@@ -1190,6 +1182,21 @@ static void test_termination_header_timeout_from_accept(void **state)
                                           SLOW_HEADER_MS, fake_origin_port(t.o[O_PLAIN])),
                      0);
     assert_int_equal(harness_start(h), 0);
+    return h;
+}
+
+static void test_termination_header_timeout_from_accept(void **state)
+{
+    (void)state;
+    struct harness *h = start_slow_header();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {3, 0}; /* every blocking call below is bounded */
+    char resp[512] = "";
+    size_t have = 0, got;
+
+    assert_non_null(ctx);
+    assert_true(fd >= 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(harness_port(h, "tls")),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 
@@ -1244,16 +1251,7 @@ static const struct {
 static void test_termination_h2_first_request_from_accept(void **state)
 {
     (void)state;
-    struct harness *h = harness_new();
-    assert_non_null(h);
-    assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:tls}} tls\n"
-                                             "tls_cert = {{certs}}/server.pem\n"
-                                             "tls_key = {{certs}}/server.key\n"
-                                             "client_header_timeout = %dms\n"
-                                             "[upstream u]\norigin = 127.0.0.1:%u\n",
-                                          SLOW_HEADER_MS, fake_origin_port(t.o[O_PLAIN])),
-                     0);
-    assert_int_equal(harness_start(h), 0);
+    struct harness *h = start_slow_header();
     int open_rows = 0;
     for (size_t i = 0; i < sizeof(h2_first_rows) / sizeof(h2_first_rows[0]); i++) {
         SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
