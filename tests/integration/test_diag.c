@@ -512,6 +512,17 @@ static char *admin_get(struct harness *h, const char *path, int want_status)
     return body;
 }
 
+/* /status as a JSON tree (the test fails when it is not JSON). */
+static struct tj *status_doc(struct harness *h)
+{
+    char *text = admin_get(h, "/status", 200), err[128];
+    struct tj *s = tj_parse(text, err, sizeof(err));
+    free(text);
+    if (!s)
+        fail_msg("/status is not JSON: %s", err);
+    return s;
+}
+
 /* The value of the sample line "series value" (series with its labels, as written), -1 when
  * absent. Every line must be a comment or a well-formed sample of a declared family. */
 static double sample(const char *text, const char *series)
@@ -740,10 +751,7 @@ static void test_long_names(void **state)
     raw_response_free(&r);
     raw_close(c);
 
-    char *text = admin_get(h, "/status", 200), err[128];
-    struct tj *s = tj_parse(text, err, sizeof(err));
-    if (!s)
-        fail_msg("/status is not JSON: %s", err);
+    struct tj *s = status_doc(h);
     const struct tj *ups = tj_get(s, "upstreams"), *recent = tj_get(s, "recent_failures");
     assert_true(ups && ups->n == 1 && recent && recent->n == 1);
     assert_string_equal(tj_str(recent->items[0], "upstream"), up);
@@ -754,7 +762,6 @@ static void test_long_names(void **state)
         fail_msg("upstream of %zu characters lists %zu recent failures, expected 1", strlen(up),
                  mine->n);
     tj_free(s);
-    free(text);
     assert_int_equal(harness_stop(h), 0); /* the log is complete once stopped */
     struct tj *j = log_entry(h, rid);
     assert_string_equal(tj_str(j, "route"), route);
@@ -767,10 +774,7 @@ static void test_long_names(void **state)
  * turned meanwhile: all of them are summed). */
 static void expect_minutes(struct harness *h, double want, double want_4xx)
 {
-    char *text = admin_get(h, "/status", 200), err[128];
-    struct tj *s = tj_parse(text, err, sizeof(err));
-    if (!s)
-        fail_msg("/status is not JSON: %s", err);
+    struct tj *s = status_doc(h);
     const struct tj *minutes = tj_get(s, "minutes");
     assert_non_null(minutes);
     double requests = 0, c4xx = 0, v;
@@ -784,7 +788,6 @@ static void expect_minutes(struct harness *h, double want, double want_4xx)
         fail_msg("minutes: %g requests, %g 4xx; %g requests were answered, %g with a 4xx",
                  requests, c4xx, want, want_4xx);
     tj_free(s);
-    free(text);
 }
 
 /* The last minutes of /status (the status page's tiles and bars) count every request answered,
@@ -927,10 +930,7 @@ static void test_failure_after_head_status_null(void **state)
     raw_response_free(&r);
     raw_close(c);
     free(px_log_line_for_id(h, "diag-cut-1")); /* the exchange has ended */
-    char *text = admin_get(h, "/status", 200), err[128];
-    struct tj *s = tj_parse(text, err, sizeof(err));
-    if (!s)
-        fail_msg("/status is not JSON: %s", err);
+    struct tj *s = status_doc(h);
     const struct tj *recent = tj_get(s, "recent_failures");
     assert_non_null(recent);
     assert_int_equal(recent->n, 1);
@@ -942,7 +942,6 @@ static void test_failure_after_head_status_null(void **state)
         fail_msg("a failure after the head has status %g in /status, not null", v);
     }
     tj_free(s);
-    free(text);
     expect_minutes(h, 1, 0);
     px_stop(h);
     fake_origin_stop(o);
@@ -975,10 +974,7 @@ static void test_recent_failure_names_fault(void **state)
     assert_non_null(strstr(line, " fault=header"));
     free(line);
     free(px_log_line_for_id(h, "diag-real-1")); /* both exchanges have ended */
-    char *text = admin_get(h, "/status", 200), err[128];
-    struct tj *s = tj_parse(text, err, sizeof(err));
-    if (!s)
-        fail_msg("/status is not JSON: %s", err);
+    struct tj *s = status_doc(h);
     const struct tj *recent = tj_get(s, "recent_failures");
     assert_non_null(recent);
     assert_int_equal(recent->n, 2);
@@ -994,7 +990,6 @@ static void test_recent_failure_names_fault(void **state)
             assert_true(tj_is_null(f, "fault"));
     }
     tj_free(s);
-    free(text);
     px_stop(h);
 }
 
