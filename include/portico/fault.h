@@ -250,7 +250,10 @@ struct fault_rng {
     _Atomic uint64_t state;
 };
 
+/* Starts g at seed: the same seed gives the same sequence of draws. */
 void fault_rng_init(struct fault_rng *g, uint64_t seed);
+
+/* The next 64 random bits of g. */
 uint64_t fault_rng_next(struct fault_rng *g);
 
 /* A uniform draw in [0, 1). */
