@@ -1120,6 +1120,50 @@ static void test_reload_keeps_verdicts(void **state)
     fake_origin_stop(well);
 }
 
+/* A reload that keeps the check keeps the run of failures toward fall: each reload's first check
+ * runs at once (the interval, 1m, brings no other), and the third failure in a row, two reloads
+ * on, marks the origin down. Counting afresh would say "1 of 3" after every reload, and an
+ * origin failing its checks would never go down if reloads came more often than fall checks. */
+static void test_reload_keeps_check_run(void **state)
+{
+    (void)state;
+    atomic_store(&healthz_failing, true);
+    struct fake_origin_opts sick_opts = {.kind = FO_SCRIPT, .pick_script = pick_healthz};
+    struct fake_origin *sick = fake_origin_start(&sick_opts);
+    struct fake_origin *well = fake_origin_start_kind(FO_OK);
+    assert_non_null(sick);
+    assert_non_null(well);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "health_check = GET /healthz every 1m expect 2xx fall 3\n",
+                                 fake_origin_port(sick), fake_origin_port(well));
+    assert_int_equal(harness_wait_log(h, "answered 500); 1 of 3 in a row, not marked down yet",
+                                      PX_IO_MS), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "answered 500); 2 of 3 in a row, not marked down yet",
+                                      PX_IO_MS), 0);
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(status_of(h, "/still-up"), 200);
+    assert_int_equal(non_checks(sick), 2);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "answered 500); 3 in a row, marked down", PX_IO_MS), 0);
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(status_of(h, "/down"), 200);
+    assert_int_equal(non_checks(sick), 2);
+    struct tj *doc;
+    const struct tj *so = status_origin(h, 0, &doc);
+    double failed = 0;
+    assert_int_equal(tj_num(so, "checks_failed_in_row", &failed), 0);
+    assert_int_equal((int)failed, 3);
+    tj_free(doc);
+    char *err = harness_stderr(h);
+    assert_int_equal(px_count(err, "1 of 3 in a row"), 1);
+    free(err);
+    px_stop(h);
+    fake_origin_stop(sick);
+    fake_origin_stop(well);
+}
+
 /* A check that runs out of time before its request went out says in which phase, as an
  * exchange's timeout does, naming the host for dns and the address otherwise: the binary before
  * the fix logged "no answer within 200 ms" for all three rows, and a resolver that never answered
@@ -1454,6 +1498,7 @@ int main(void)
         cmocka_unit_test(test_probe_answer_brings_back_up),
         cmocka_unit_test(test_active_health),
         cmocka_unit_test(test_reload_keeps_verdicts),
+        cmocka_unit_test(test_reload_keeps_check_run),
         cmocka_unit_test(test_health_check_tls_host),
         cmocka_unit_test(test_health_check_tls_refused),
         cmocka_unit_test(test_check_keeps_passive_verdict),
