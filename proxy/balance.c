@@ -396,7 +396,8 @@ void balancer_check(struct balancer *b, int origin, enum check_state cs, const c
         return;
     struct origin_slot *s = &b->origins[origin];
     const char *name = up->origins[origin].text;
-    /* One thread (the checks' worker) writes both: plain loads and stores. */
+    /* Only the worker running this generation's checks writes check and checks_in_row: a load
+     * and a store each, no read-modify-write. */
     int run = run_after(atomic_load_explicit(&s->checks_in_row, memory_order_relaxed), cs);
     atomic_store_explicit(&s->checks_in_row, run, memory_order_relaxed);
     unsigned in_row = (unsigned)(run < 0 ? -run : run);

@@ -100,11 +100,11 @@ void balancer_check(struct balancer *b, int origin, enum check_state s, const ch
 
 /* A reload: b, of the new generation's upstream, takes over the verdicts of from, the same
  * upstream of the running one, for each origin listed in both (the same host:port): the checks'
- * verdict and the run of checks toward rise or fall when both ask the same check (method, path,
- * expected status), and passive health
- * (a DOWN origin for what is left of its down_time, a PROBING one due for a probe at once) when
- * b's upstream has max_fails. Starting every origin up again sent requests to origins known to
- * be down until the new checks ended. Call before b's workers start. */
+ * verdict and their run toward rise or fall when both ask the same check (method, path,
+ * expected status; b's rise and fall apply from its next check), and passive health (a DOWN
+ * origin for what is left of its down_time, a PROBING one due for a probe at once) when b's
+ * upstream has max_fails. Starting every origin up again sent requests to origins known to be
+ * down until the new checks ended. Call before b's workers start. */
 void balancer_inherit(struct balancer *b, const struct balancer *from, uint64_t now_ms);
 
 /* Whether origin takes no attempts now: passively down or probing, or failing its check
