@@ -632,10 +632,18 @@ static void upstreams_json(struct evbuffer *out, const struct generation *gen,
             evbuffer_add_printf(out, ",\"up\":%s,\"passive\":\"%s\",\"check\":",
                                 balancer_origin_down(b, o) ? "false" : "true",
                                 origin_state_name(balancer_origin_state(b, o)));
+            /* the checks in a row since the last change of result: a passing origin with
+             * failures short of `fall` is about to go, a failing one with passes short of
+             * `rise` about to come back */
+            int run = balancer_checks_in_row(b, o);
             if (up->health.interval_ms)
-                evbuffer_add_printf(out, "\"%s\"", check_state_name(balancer_check_state(b, o)));
+                evbuffer_add_printf(out, "\"%s\",\"checks_passed_in_row\":%d,"
+                                         "\"checks_failed_in_row\":%d",
+                                    check_state_name(balancer_check_state(b, o)),
+                                    run > 0 ? run : 0, run < 0 ? -run : 0);
             else
-                evbuffer_add(out, "null", 4);
+                evbuffer_add_printf(out, "null,\"checks_passed_in_row\":null,"
+                                         "\"checks_failed_in_row\":null");
             evbuffer_add_printf(out, ",\"in_flight\":%u}", balancer_in_flight(b, o));
         }
         evbuffer_add(out, "],\"recent_failures\":[", 21);

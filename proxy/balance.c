@@ -10,6 +10,7 @@
  */
 #include "portico/balance.h"
 
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,9 @@ _Static_assert(CFG_MAX_ORIGINS <= 32, "exclude masks are 32 bits");
 
 struct origin_slot {
     _Atomic int state;                 /* enum origin_state; release/acquire with down_until */
-    _Atomic int check;                 /* enum check_state */
+    _Atomic int check;                 /* enum check_state: the checks' verdict */
+    _Atomic int checks_in_row;         /* the checks in a row that ended as the last one did:
+                                          > 0 passed, < 0 failed, 0 before the first */
     _Atomic unsigned fails;            /* network failures in a row within the window */
     _Atomic uint64_t window_start_ms;  /* the first of them */
     _Atomic uint64_t down_until_ms;    /* DOWN: when the probe may go */
@@ -377,27 +380,64 @@ void balancer_release(struct balancer *b, int origin)
         atomic_fetch_sub_explicit(&b->origins[origin].in_flight, 1, memory_order_relaxed);
 }
 
+/* The run of checks ending with one that ended as cs: one longer, or a new run of one. Capped
+ * (a check a millisecond would take 24 days to reach it). */
+static int run_after(int run, enum check_state cs)
+{
+    if (cs == CHECK_PASSING)
+        return run > 0 ? (run < INT_MAX ? run + 1 : run) : 1;
+    return run < 0 ? (run > -INT_MAX ? run - 1 : run) : -1;
+}
+
 void balancer_check(struct balancer *b, int origin, enum check_state cs, const char *why)
 {
     const struct upstream_conf *up = b->up;
     if (origin < 0 || origin >= up->norigins)
         return;
     struct origin_slot *s = &b->origins[origin];
-    int was = atomic_exchange_explicit(&s->check, cs, memory_order_relaxed);
+    const char *name = up->origins[origin].text;
+    /* Only the worker running this generation's checks writes check and checks_in_row: a load
+     * and a store each, no read-modify-write. */
+    int run = run_after(atomic_load_explicit(&s->checks_in_row, memory_order_relaxed), cs);
+    atomic_store_explicit(&s->checks_in_row, run, memory_order_relaxed);
+    unsigned in_row = (unsigned)(run < 0 ? -run : run);
+    unsigned fall = MAX(up->health.fall, 1u), rise = MAX(up->health.rise, 1u);
+    if (atomic_load_explicit(&s->check, memory_order_relaxed) == (int)cs)
+        return; /* the verdict stands; a failing origin's failures were said when it went down */
+    const char *reason = why ? why : "no reason";
     if (cs == CHECK_FAILING) {
-        if (was != CHECK_FAILING)
+        if (in_row < fall) { /* said, so that an origin about to go is seen going */
+            log_warn("upstream %s: origin %s failed its health check (%s); %u of %u in a row, "
+                     "not marked down yet", up->name, name, reason, in_row, fall);
+            return;
+        }
+        /* marked down before it is said: a client that read the line finds it down */
+        atomic_store_explicit(&s->check, CHECK_FAILING, memory_order_relaxed);
+        if (fall == 1)
             log_warn("upstream %s: origin %s failed its health check (%s); marked down",
-                     up->name, up->origins[origin].text, why ? why : "no reason");
+                     up->name, name, reason);
+        else
+            log_warn("upstream %s: origin %s failed its health check (%s); %u in a row, marked "
+                     "down", up->name, name, reason, in_row);
         return;
     }
+    if (in_row < rise) {
+        log_info("upstream %s: origin %s passed its health check; %u of %u in a row, still down",
+                 up->name, name, in_row, rise);
+        return;
+    }
+    atomic_store_explicit(&s->check, CHECK_PASSING, memory_order_relaxed);
     /* Passive health is left alone: it judges requests, and a check passing between them
      * started its count over (and ended its down_time), so an origin that answers /healthz
      * while its requests time out was never marked down with checks more frequent than the
      * failures. It takes requests once both agree. */
-    if (was == CHECK_FAILING)
-        log_info("upstream %s: origin %s passed its health check; %s", up->name,
-                 up->origins[origin].text,
-                 state_of(s) == ORIGIN_UP ? "up" : "still down by passive health (down_time)");
+    const char *state =
+        state_of(s) == ORIGIN_UP ? "up" : "still down by passive health (down_time)";
+    if (rise == 1)
+        log_info("upstream %s: origin %s passed its health check; %s", up->name, name, state);
+    else
+        log_info("upstream %s: origin %s passed its health check; %u in a row, %s", up->name,
+                 name, in_row, state);
 }
 
 /* Whether two upstreams ask their origins the same health question (a verdict of one stands
@@ -429,10 +469,14 @@ void balancer_inherit(struct balancer *b, const struct balancer *from, uint64_t 
             continue;
         const struct origin_slot *old = &from->origins[f];
         struct origin_slot *s = &b->origins[o];
-        if (check)
+        if (check) { /* the run too: the next check counts on toward the new rise or fall */
             atomic_store_explicit(&s->check, atomic_load_explicit(&old->check,
                                                                   memory_order_relaxed),
                                   memory_order_relaxed);
+            atomic_store_explicit(&s->checks_in_row,
+                                  atomic_load_explicit(&old->checks_in_row, memory_order_relaxed),
+                                  memory_order_relaxed);
+        }
         if (up->max_fails == 0) /* passive health off: nothing would bring a DOWN origin back */
             continue;
         atomic_store_explicit(&s->fails, atomic_load_explicit(&old->fails, memory_order_relaxed),
@@ -474,6 +518,13 @@ enum check_state balancer_check_state(const struct balancer *b, int origin)
                ? (enum check_state)atomic_load_explicit(&b->origins[origin].check,
                                                         memory_order_relaxed)
                : CHECK_PASSING;
+}
+
+int balancer_checks_in_row(const struct balancer *b, int origin)
+{
+    return origin >= 0 && origin < b->up->norigins
+               ? atomic_load_explicit(&b->origins[origin].checks_in_row, memory_order_relaxed)
+               : 0;
 }
 
 unsigned balancer_in_flight(const struct balancer *b, int origin)

@@ -636,7 +636,28 @@ static int set_fail_timeout(struct cfg_loader *ld, const struct cfg_key *k, void
     return 0;
 }
 
-#define HEALTH_SYNTAX "METHOD /path every DURATION expect STATUS [timeout DURATION]"
+#define HEALTH_SYNTAX                                                                              \
+    "METHOD /path every DURATION expect STATUS [timeout DURATION] [rise N] [fall N]"
+
+/* The optional words of health_check after `expect STATUS`, each followed by its value, in any
+ * order, each at most once. */
+#define HEALTH_OPTION_LIST(X)                                                                      \
+    X(HEALTH_OPT_TIMEOUT, "timeout") /* a check not answered within it fails (the interval) */     \
+    X(HEALTH_OPT_RISE, "rise")       /* passed checks in a row that bring an origin back (1) */    \
+    X(HEALTH_OPT_FALL, "fall")       /* failed checks in a row that mark an origin down (1) */
+
+enum health_option {
+#define X(id, name) id,
+    HEALTH_OPTION_LIST(X)
+#undef X
+    HEALTH_OPT_COUNT
+};
+
+static const char *const health_option_names[] = {
+#define X(id, name) [id] = name,
+    HEALTH_OPTION_LIST(X)
+#undef X
+};
 
 /* "200" (one status) or "2xx" (a class) into [lo, hi]. 0 or -1. */
 static int health_status(const char *s, int *lo, int *hi)
@@ -670,13 +691,37 @@ static int health_duration(struct cfg_loader *ld, const char *what, const char *
     return 0;
 }
 
-/* health_check = METHOD /path every DURATION expect STATUS [timeout DURATION], word by word. */
+/* One count word of health_check ("rise", "fall"). 0 or -1 after reporting. */
+static int health_count(struct cfg_loader *ld, const char *what, const char *s, unsigned *n)
+{
+    uint64_t v;
+    if (parse_uint(s, 1, CFG_MAX_HEALTH_COUNT, &v) != 0) {
+        cfg_report(ld, ld->line, "health_check: %s '%s' is not a whole number between 1 and %d",
+                   what, s, CFG_MAX_HEALTH_COUNT);
+        return -1;
+    }
+    *n = (unsigned)v;
+    return 0;
+}
+
+/* The optional word w (one of HEALTH_OPTION_LIST), or HEALTH_OPT_COUNT. */
+static enum health_option health_option(const char *w)
+{
+    for (int o = 0; o < HEALTH_OPT_COUNT; o++)
+        if (strcmp(w, health_option_names[o]) == 0)
+            return (enum health_option)o;
+    return HEALTH_OPT_COUNT;
+}
+
+/* health_check = METHOD /path every DURATION expect STATUS, then the optional words with their
+ * values (HEALTH_OPTION_LIST), word by word. */
 static int set_health_check(struct cfg_loader *ld, const struct cfg_key *k, void *base,
                             const char *value)
 {
     struct health_check_conf *hc = FIELD(k, base, struct health_check_conf);
     char buf[CFG_MAX_LINE + 1];
-    char *w[8];
+    char *w[6 + 2 * HEALTH_OPT_COUNT];
+    const char *opt[HEALTH_OPT_COUNT] = {NULL}; /* each optional word's value, as written */
     int n = 0;
     snprintf(buf, sizeof(buf), "%s", value);
     for (char *save = NULL, *t = strtok_r(buf, " \t", &save); t; t = strtok_r(NULL, " \t", &save))
@@ -684,8 +729,20 @@ static int set_health_check(struct cfg_loader *ld, const struct cfg_key *k, void
             w[n++] = t;
         else
             n++;
-    if ((n != 6 && n != 8) || strcmp(w[2], "every") != 0 || strcmp(w[4], "expect") != 0 ||
-        (n == 8 && strcmp(w[6], "timeout") != 0)) {
+    bool syntax = n >= 6 && n <= (int)ARRAY_LEN(w) && n % 2 == 0 && strcmp(w[2], "every") == 0 &&
+                  strcmp(w[4], "expect") == 0;
+    for (int i = 6; syntax && i < n; i += 2) {
+        enum health_option o = health_option(w[i]);
+        if (o == HEALTH_OPT_COUNT) {
+            syntax = false;
+        } else if (opt[o]) {
+            cfg_report(ld, ld->line, "health_check: %s set twice", w[i]);
+            return -1;
+        } else {
+            opt[o] = w[i + 1];
+        }
+    }
+    if (!syntax) {
         cfg_report(ld, ld->line, "health_check: '%s' is not '" HEALTH_SYNTAX "'", value);
         return -1;
     }
@@ -705,6 +762,7 @@ static int set_health_check(struct cfg_loader *ld, const struct cfg_key *k, void
     }
     uint64_t every, timeout;
     int lo, hi;
+    unsigned rise = 1, fall = 1; /* one check decides either way unless told */
     if (health_duration(ld, "every", w[3], &every) != 0)
         return -1;
     if (health_status(w[5], &lo, &hi) != 0) {
@@ -713,13 +771,17 @@ static int set_health_check(struct cfg_loader *ld, const struct cfg_key *k, void
         return -1;
     }
     timeout = every;
-    if (n == 8 && health_duration(ld, "timeout", w[7], &timeout) != 0)
+    if (opt[HEALTH_OPT_TIMEOUT] &&
+        health_duration(ld, "timeout", opt[HEALTH_OPT_TIMEOUT], &timeout) != 0)
         return -1;
     if (timeout > every) {
         cfg_report(ld, ld->line, "health_check: timeout %s is longer than the interval %s",
-                   w[7], w[3]);
+                   opt[HEALTH_OPT_TIMEOUT], w[3]);
         return -1;
     }
+    if ((opt[HEALTH_OPT_RISE] && health_count(ld, "rise", opt[HEALTH_OPT_RISE], &rise) != 0) ||
+        (opt[HEALTH_OPT_FALL] && health_count(ld, "fall", opt[HEALTH_OPT_FALL], &fall) != 0))
+        return -1;
     char *method = cfg_copy(ld, w[0]), *path = method ? cfg_copy(ld, w[1]) : NULL;
     if (!path) {
         free(method);
@@ -727,7 +789,7 @@ static int set_health_check(struct cfg_loader *ld, const struct cfg_key *k, void
     }
     free(hc->method);
     free(hc->path);
-    *hc = (struct health_check_conf){method, path, every, timeout, lo, hi};
+    *hc = (struct health_check_conf){method, path, every, timeout, lo, hi, rise, fall};
     return 0;
 }
 

@@ -4,7 +4,8 @@
  * One probe per (upstream, origin) with a check: WAITING for its timer, or CHECKING with an
  * origin connection and the same timer as the check's deadline. Every outcome goes through
  * end_check(), which closes the connection and arms the next check one interval after this one
- * started; verdict() then tells the balancer, unless our own shortage ended it (no_verdict).
+ * started; verdict() then gives the check's result to the balancer, which counts it toward
+ * rise or fall, unless our own shortage ended it (no_verdict: counted toward neither).
  */
 #include "portico/health.h"
 
@@ -91,7 +92,8 @@ static void end_check(struct probe *p)
     arm(p, spent < every ? every - spent : 0);
 }
 
-/* A check that showed the origin passing or failing: the balancer told. */
+/* A check that showed the origin passing or failing: the balancer told, which decides with the
+ * checks before it (rise, fall). */
 static void verdict(struct probe *p, enum check_state s, const char *why)
 {
     struct loop *l = p->health->loop;
@@ -105,8 +107,9 @@ static void verdict(struct probe *p, enum check_state s, const char *why)
 }
 
 /* A check our own shortage ended (out of descriptors or memory): it showed nothing of the
- * origin, whose last verdict stands, as passive health leaves it alone for a request. Marking it
- * down kept clients on 503 no_healthy_origin until the next check, descriptors long back. */
+ * origin, whose last verdict stands, as passive health leaves it alone for a request, and it
+ * neither breaks nor extends the run of checks toward rise or fall. Marking it down kept clients
+ * on 503 no_healthy_origin until the next check, descriptors long back. */
 static void no_verdict(struct probe *p, const char *why)
 {
     struct loop *l = p->health->loop;

@@ -12,7 +12,8 @@
  * Health. Passive: max_fails network failures within fail_window, with no response between
  * them, mark an origin DOWN for down_time; then a single attempt is let through (PROBING, the
  * half-open state): a response brings the origin UP, a failure makes it DOWN for down_time
- * again. Active (health.c): a failed check keeps the origin out until a check passes. The two
+ * again. Active (health.c): `fall` failed checks in a row keep the origin out until `rise`
+ * checks in a row pass (both 1 unless the health_check says otherwise). The two
  * are independent (a passing check neither starts the failure count over nor ends a down_time:
  * passive health judges requests); an origin takes attempts when both let it.
  *
@@ -56,7 +57,7 @@ enum origin_state {
 #undef X
 };
 
-/* The verdict of the last active health check. */
+/* What an active health check showed, and the verdict the checks in a row add up to. */
 #define CHECK_STATE_LIST(X)                                                                        \
     X(CHECK_PASSING, "passing")     /* also before the first check: origins start up */            \
     X(CHECK_FAILING, "failing")
@@ -91,15 +92,19 @@ void balancer_done(struct balancer *b, int origin, enum balance_result r, uint64
  * longer in flight, the health left as it is (the origin's state may have moved since). */
 void balancer_release(struct balancer *b, int origin);
 
-/* The verdict of an active health check of origin (why: for the log when it fails). */
+/* The result of an active health check of origin (why: for the log when it fails): the verdict
+ * turns failing at the `fall`th failed check in a row, passing at the `rise`th passed one, and
+ * each failure short of fall is logged, as each pass short of rise. Called by one thread per
+ * balancer (the worker that runs its generation's checks). */
 void balancer_check(struct balancer *b, int origin, enum check_state s, const char *why);
 
 /* A reload: b, of the new generation's upstream, takes over the verdicts of from, the same
- * upstream of the running one, for each origin listed in both (the same host:port): a failing
- * check when both ask the same check (method, path, expected status), and passive health
- * (a DOWN origin for what is left of its down_time, a PROBING one due for a probe at once) when
- * b's upstream has max_fails. Starting every origin up again sent requests to origins known to
- * be down until the new checks ended. Call before b's workers start. */
+ * upstream of the running one, for each origin listed in both (the same host:port): the checks'
+ * verdict and their run toward rise or fall when both ask the same check (method, path,
+ * expected status; b's rise and fall apply from its next check), and passive health (a DOWN
+ * origin for what is left of its down_time, a PROBING one due for a probe at once) when b's
+ * upstream has max_fails. Starting every origin up again sent requests to origins known to be
+ * down until the new checks ended. Call before b's workers start. */
 void balancer_inherit(struct balancer *b, const struct balancer *from, uint64_t now_ms);
 
 /* Whether origin takes no attempts now: passively down or probing, or failing its check
@@ -110,6 +115,9 @@ bool balancer_origin_down(const struct balancer *b, int origin);
  * (tests, /status). */
 enum origin_state balancer_origin_state(const struct balancer *b, int origin);
 enum check_state balancer_check_state(const struct balancer *b, int origin);
+/* The checks in a row that ended as the last one did: N > 0 passed, -N failed, 0 before the
+ * first (/status). */
+int balancer_checks_in_row(const struct balancer *b, int origin);
 unsigned balancer_in_flight(const struct balancer *b, int origin);
 
 /* Names for logs and tests. Never NULL. */

@@ -66,6 +66,7 @@ enum error_detail { ERROR_DETAIL_LIST(CFG_ENUM_ID) };
 enum balance_policy { BALANCE_LIST(CFG_ENUM_ID) };
 
 #define CFG_MAX_WEIGHT 100 /* `origin = ... weight=N` */
+#define CFG_MAX_HEALTH_COUNT 100 /* `health_check = ... rise N fall N` */
 
 struct listen_conf {
     struct sockaddr_storage addr; /* numeric address to bind */
@@ -86,13 +87,18 @@ struct origin_conf {
     char text[CFG_ORIGIN_TEXT_MAX]; /* "host:port" for logs and error pages */
 };
 
-/* `health_check = GET /healthz every 5s expect 200 [timeout 2s]`; interval_ms 0: none. */
+/* `health_check = GET /healthz every 5s expect 200 [timeout 2s] [rise 2] [fall 3]`;
+ * interval_ms 0: none. */
 struct health_check_conf {
     char *method;                          /* "GET" */
     char *path;                            /* "/healthz" */
     uint64_t interval_ms;                  /* from the start of one check to the next */
     uint64_t timeout_ms;                   /* a check not answered within it fails */
     int expect_lo, expect_hi;              /* the statuses that pass: 200-200, or 200-299 */
+    unsigned rise;                         /* passed checks in a row that bring a failing origin
+                                              back (1-CFG_MAX_HEALTH_COUNT; 0 counts as 1) */
+    unsigned fall;                         /* failed checks in a row that mark a passing origin
+                                              down (likewise) */
 };
 
 struct upstream_conf {

@@ -1,10 +1,12 @@
 /*
  * health.h — active health checks: `health_check = GET /healthz every 5s expect 200` asks each
  * origin of its upstream every interval, on a connection of its own opened with the upstream
- * connection code (DNS, connect, TLS as for requests), and gives the verdict to the
- * generation's balancer (balance.h): a check passes when a response head with an expected
- * status arrives within the check's timeout; anything else (refused, reset, timeout, another
- * status, not HTTP) fails it.
+ * connection code (DNS, connect, TLS as for requests), and gives each check's result to the
+ * generation's balancer (balance.h), which marks the origin down after `fall` failed checks in
+ * a row and back after `rise` passed ones (`... rise 2 fall 3`; 1 each unless given): a check
+ * passes when a response head with an expected status arrives within the check's timeout;
+ * anything else (refused, reset, timeout, another status, not HTTP) fails it. A check our own
+ * shortage ended (descriptors, memory) counts for neither.
  *
  * The checks of a generation run on one of its workers (worker 0): the balancer they feed is
  * shared by every worker, so one check per interval is the whole story, where a check per worker

@@ -863,6 +863,214 @@ static void test_health_check_1xx_flood(void **state)
     fake_origin_stop(flood);
 }
 
+/* ---- rise and fall: checks answered one at a time ---- */
+
+/* The origin of the rise/fall tests. Each check waits at a gate until the test lets it answer,
+ * with the result scripted for it (P: 200, F: 500); other requests get 200. A check that has
+ * arrived tells the test that Portico has the results of every check before it (one check at a
+ * time per origin), and it holds the next result back while the test sends its requests: no
+ * race with the interval, whose timeout (1 s) only bounds the test's requests. */
+static struct {
+    const char *results;     /* each check's answer, in order; P after the end */
+    _Atomic unsigned checks; /* checks arrived */
+    sem_t arrived;           /* posted by each check as it arrives */
+    sem_t answer;            /* posted by the test: the check held may answer */
+} gate;
+
+static int gate_check(int fd, void *arg)
+{
+    (void)fd, (void)arg;
+    sem_post(&gate.arrived);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += PX_IO_MS / 1000;
+    return sem_timedwait(&gate.answer, &until) == 0 ? 0 : -1;
+}
+
+static const struct fo_step gated_pass[] = {FO_CALL(gate_check, NULL), FO_RESPOND_OK(), FO_END()};
+static const struct fo_step gated_fail[] = {
+    FO_CALL(gate_check, NULL), FO_RESPOND(500, NULL, "sick\n", FO_LENGTH), FO_END()};
+
+static const struct fo_step *pick_gated(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    if (strncmp(req->head, "GET /healthz ", 13) != 0)
+        return respond_ok;
+    unsigned k = atomic_fetch_add(&gate.checks, 1);
+    return k < strlen(gate.results) && gate.results[k] == 'F' ? gated_fail : gated_pass;
+}
+
+struct gated {
+    struct harness *h;
+    struct fake_origin *sick; /* the gated origin (the first) */
+    struct fake_origin *well; /* always answers */
+    unsigned checks;          /* checks the test let answer */
+};
+
+/* Portico with the gated origin and a well one, `health_check = ... every 1s expect 200 OPTS`. */
+static void gated_start(struct gated *g, const char *results, const char *opts)
+{
+    gate.results = results;
+    atomic_store(&gate.checks, 0);
+    assert_int_equal(sem_init(&gate.arrived, 0, 0), 0);
+    assert_int_equal(sem_init(&gate.answer, 0, 0), 0);
+    struct fake_origin_opts sick_opts = {.kind = FO_SCRIPT, .pick_script = pick_gated};
+    g->checks = 0;
+    assert_non_null(g->sick = fake_origin_start(&sick_opts));
+    assert_non_null(g->well = fake_origin_start_kind(FO_OK));
+    g->h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                    "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                    "health_check = GET /healthz every 1s expect 200 %s\n",
+                    fake_origin_port(g->sick), fake_origin_port(g->well), opts);
+}
+
+/* Waits for the next check to arrive (Portico has the results of those before it). */
+static void gated_next(struct gated *g)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += PX_IO_MS / 1000;
+    if (sem_timedwait(&gate.arrived, &until) != 0)
+        fail_msg("check %u did not arrive", g->checks + 1);
+}
+
+/* Lets the check held answer as scripted. */
+static void gated_answer(struct gated *g)
+{
+    g->checks++;
+    sem_post(&gate.answer);
+}
+
+/* Of 4 requests (2 rounds of round robin), how many the gated origin took. */
+static unsigned gated_share(struct gated *g)
+{
+    unsigned before = non_checks(g->sick);
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(status_of(g->h, "/work"), 200);
+    return non_checks(g->sick) - before;
+}
+
+/* /status of the gated origin: its check verdict and the checks in a row. */
+static void gated_status(struct gated *g, const char *check, int passed, int failed)
+{
+    struct tj *doc;
+    const struct tj *o = status_origin(g->h, 0, &doc);
+    double p = -1, f = -1;
+    assert_int_equal(tj_num(o, "checks_passed_in_row", &p), 0);
+    assert_int_equal(tj_num(o, "checks_failed_in_row", &f), 0);
+    if (strcmp(tj_str(o, "check"), check) != 0 || (int)p != passed || (int)f != failed)
+        fail_msg("after check %u: check %s, %d passed and %d failed in a row; want %s, %d, %d",
+                 g->checks, tj_str(o, "check"), (int)p, (int)f, check, passed, failed);
+    tj_free(doc);
+}
+
+static void gated_stop(struct gated *g)
+{
+    assert_false(harness_log_contains(g->h, "no answer within")); /* no check outran the test */
+    px_stop(g->h);
+    sem_post(&gate.answer); /* the check held, if any, ends */
+    fake_origin_stop(g->sick);
+    fake_origin_stop(g->well);
+    sem_destroy(&gate.arrived);
+    sem_destroy(&gate.answer);
+}
+
+/* `fall 3`: an origin that fails two checks in a row still takes its share (each failure
+ * logged, with the count), the third marks it down. One check decided before: an origin whose
+ * /healthz failed once was out until a check passed. */
+static void test_health_check_fall(void **state)
+{
+    (void)state;
+    struct gated g;
+    gated_start(&g, "FFF", "fall 3");
+    for (unsigned k = 0; k < 3; k++) {
+        gated_next(&g);
+        if (k > 0) {
+            char line[160];
+            snprintf(line, sizeof(line), "failed its health check (GET /healthz answered 500); "
+                                         "%u of 3 in a row, not marked down yet", k);
+            assert_int_equal(harness_wait_log(g.h, line, PX_IO_MS), 0);
+        }
+        unsigned got = gated_share(&g);
+        print_message("  after %u failed check%s: %u of 4 requests to the origin\n", k,
+                      k == 1 ? "" : "s", got);
+        assert_int_equal(got, 2);
+        gated_status(&g, "passing", 0, (int)k);
+        gated_answer(&g);
+    }
+    gated_next(&g);
+    assert_int_equal(harness_wait_log(g.h, "failed its health check (GET /healthz answered 500); "
+                                           "3 in a row, marked down", PX_IO_MS), 0);
+    unsigned got = gated_share(&g);
+    print_message("  after 3 failed checks: %u of 4 requests to the origin\n", got);
+    assert_int_equal(got, 0);
+    gated_status(&g, "failing", 0, 3);
+    gated_stop(&g);
+}
+
+/* `rise 2`: an origin down by its check that passes one check still takes none (the pass
+ * logged, with the count); the second in a row brings it back. */
+static void test_health_check_rise(void **state)
+{
+    (void)state;
+    struct gated g;
+    gated_start(&g, "FPP", "rise 2");
+    gated_next(&g);
+    gated_answer(&g); /* F: marked down at once (fall 1) */
+    gated_next(&g);
+    assert_int_equal(harness_wait_log(g.h, "failed its health check (GET /healthz answered 500); "
+                                           "marked down", PX_IO_MS), 0);
+    assert_int_equal(gated_share(&g), 0);
+    gated_status(&g, "failing", 0, 1);
+    gated_answer(&g); /* P */
+    gated_next(&g);
+    assert_int_equal(harness_wait_log(g.h, "passed its health check; 1 of 2 in a row, still down",
+                                      PX_IO_MS), 0);
+    unsigned got = gated_share(&g);
+    print_message("  after 1 passed check: %u of 4 requests to the origin\n", got);
+    assert_int_equal(got, 0);
+    gated_status(&g, "failing", 1, 0);
+    gated_answer(&g); /* P */
+    gated_next(&g);
+    assert_int_equal(harness_wait_log(g.h, "passed its health check; 2 in a row, up", PX_IO_MS), 0);
+    got = gated_share(&g);
+    print_message("  after 2 passed checks: %u of 4 requests to the origin\n", got);
+    assert_int_equal(got, 2);
+    gated_status(&g, "passing", 2, 0);
+    gated_stop(&g);
+}
+
+/* `rise 2 fall 2` and an origin failing every other check: never two failures in a row, so it
+ * never goes down (with one check deciding, it was out after every failure). */
+static void test_health_check_alternating(void **state)
+{
+    (void)state;
+    struct gated g;
+    const char *results = "FPFPF";
+    gated_start(&g, results, "rise 2 fall 2");
+    unsigned total = 0;
+    for (unsigned k = 0; k <= strlen(results); k++) {
+        gated_next(&g);
+        if (k > 0 && results[k - 1] == 'F')
+            assert_int_equal(harness_wait_log(g.h, "1 of 2 in a row, not marked down yet",
+                                              PX_IO_MS), 0);
+        unsigned got = gated_share(&g);
+        total += got;
+        assert_int_equal(got, 2);
+        gated_status(&g, "passing", k > 0 && results[k - 1] == 'P',
+                     k > 0 && results[k - 1] == 'F');
+        if (k < strlen(results))
+            gated_answer(&g);
+    }
+    print_message("  %u checks, every other one failed: %u of %zu requests to the origin\n",
+                  (unsigned)strlen(results), total, 4 * (strlen(results) + 1));
+    char *err = harness_stderr(g.h);
+    assert_int_equal(px_count(err, "1 of 2 in a row, not marked down yet"), 3);
+    assert_null(strstr(err, "marked down\n"));
+    free(err);
+    gated_stop(&g);
+}
+
 /* The sick origin of the reload test: its first check answers 500, the later ones never
  * answer (the new generation's first check is still out when the requests go); other requests
  * get 200, so a request sent there shows in non_checks. */
@@ -907,6 +1115,50 @@ static void test_reload_keeps_verdicts(void **state)
              "portico_upstream_origin_up{upstream=\"u\",origin=\"127.0.0.1:%u\"}",
              fake_origin_port(sick));
     assert_true(scrape_metric(harness_port(h, "admin"), series, PX_IO_MS) == 0);
+    px_stop(h);
+    fake_origin_stop(sick);
+    fake_origin_stop(well);
+}
+
+/* A reload that keeps the check keeps the run of failures toward fall: each reload's first check
+ * runs at once (the interval, 1m, brings no other), and the third failure in a row, two reloads
+ * on, marks the origin down. Counting afresh would say "1 of 3" after every reload, and an
+ * origin failing its checks would never go down if reloads came more often than fall checks. */
+static void test_reload_keeps_check_run(void **state)
+{
+    (void)state;
+    atomic_store(&healthz_failing, true);
+    struct fake_origin_opts sick_opts = {.kind = FO_SCRIPT, .pick_script = pick_healthz};
+    struct fake_origin *sick = fake_origin_start(&sick_opts);
+    struct fake_origin *well = fake_origin_start_kind(FO_OK);
+    assert_non_null(sick);
+    assert_non_null(well);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "health_check = GET /healthz every 1m expect 2xx fall 3\n",
+                                 fake_origin_port(sick), fake_origin_port(well));
+    assert_int_equal(harness_wait_log(h, "answered 500); 1 of 3 in a row, not marked down yet",
+                                      PX_IO_MS), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "answered 500); 2 of 3 in a row, not marked down yet",
+                                      PX_IO_MS), 0);
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(status_of(h, "/still-up"), 200);
+    assert_int_equal(non_checks(sick), 2);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "answered 500); 3 in a row, marked down", PX_IO_MS), 0);
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(status_of(h, "/down"), 200);
+    assert_int_equal(non_checks(sick), 2);
+    struct tj *doc;
+    const struct tj *so = status_origin(h, 0, &doc);
+    double failed = 0;
+    assert_int_equal(tj_num(so, "checks_failed_in_row", &failed), 0);
+    assert_int_equal((int)failed, 3);
+    tj_free(doc);
+    char *err = harness_stderr(h);
+    assert_int_equal(px_count(err, "1 of 3 in a row"), 1);
+    free(err);
     px_stop(h);
     fake_origin_stop(sick);
     fake_origin_stop(well);
@@ -1246,12 +1498,16 @@ int main(void)
         cmocka_unit_test(test_probe_answer_brings_back_up),
         cmocka_unit_test(test_active_health),
         cmocka_unit_test(test_reload_keeps_verdicts),
+        cmocka_unit_test(test_reload_keeps_check_run),
         cmocka_unit_test(test_health_check_tls_host),
         cmocka_unit_test(test_health_check_tls_refused),
         cmocka_unit_test(test_check_keeps_passive_verdict),
         cmocka_unit_test(test_health_check_1xx_flood),
         cmocka_unit_test(test_health_check_stuck_phase),
         cmocka_unit_test(test_health_check_dns_failure),
+        cmocka_unit_test(test_health_check_fall),
+        cmocka_unit_test(test_health_check_rise),
+        cmocka_unit_test(test_health_check_alternating),
         cmocka_unit_test(test_retry_connect),
         cmocka_unit_test(test_retry_origin_listed_twice),
         cmocka_unit_test(test_total_timeout_marks_down),

@@ -22,7 +22,8 @@
  *  11. out of descriptors at a reload: refused with a message, where libevent used to exit the
  *      whole process when the new workers' event_base could not get its socketpair
  *  12. out of descriptors for an origin connection, or for a health check's: not the origin's
- *      failure (it was marked down: 503 no_healthy_origin once descriptors were back)
+ *      failure (it was marked down: 503 no_healthy_origin once descriptors were back); nor, with
+ *      health_check's `fall`, a pass that would start the failures over
  *  13. a response head trickling in is parsed again only once a line ends (a 600 KB head sent
  *      1 KiB at a time was parsed whole on every read: Portico's CPU grew with its square)
  *
@@ -1162,9 +1163,77 @@ static void test_local_failure_spares_checked_origin(void **state)
     fake_origin_stop(o);
 }
 
+static const struct fo_step healthz_500[] = {
+    FO_RESPOND(500, NULL, "sick\n", FO_LENGTH), FO_END()};
+
+static const struct fo_step *pick_sick_healthz(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return strncmp(req->head, "GET /healthz ", 13) == 0 ? healthz_500 : ok_step;
+}
+
+/* With `fall 2`, a check our shortage ended between two failed ones counts for neither: the
+ * origin is not marked down by it (a failure would have: 503 no_healthy_origin once descriptors
+ * were back), nor does it start the failures over (a pass would have: the next failure would be
+ * "1 of 2" again, and the origin still up). */
+static void test_local_failure_counts_for_neither(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_sick_healthz};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 0\n"
+                                 "health_check = GET /healthz every 2s expect 200 fall 2\n",
+                                 fake_origin_port(o));
+    pid_t pid = harness_pid(h);
+    if (px_under_valgrind(pid)) { /* valgrind keeps descriptors of its own past the limit */
+        px_stop(h);
+        fake_origin_stop(o);
+        skip();
+    }
+    /* the first check failed, its connection closed (logged after the close) */
+    assert_int_equal(harness_wait_log(h, "answered 500); 1 of 2 in a row, not marked down yet",
+                                      PX_IO_MS), 0);
+    struct rlimit old, tight;
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
+    tight = (struct rlimit){.rlim_cur = (rlim_t)lowest_free_fd(pid), .rlim_max = old.rlim_max};
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &tight, NULL), 0);
+    assert_int_equal(harness_wait_log(h, "(socket: Too many open files)", 4000), 0);
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+
+    /* descriptors back, long before the third check: the origin is still up */
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    send_ok(c, "GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    if (r.status != 200)
+        fail_msg("status %d (%s) right after the shortage", r.status,
+                 raw_header(&r, "Portico-Error") ? raw_header(&r, "Portico-Error") : "-");
+    raw_response_free(&r);
+    raw_close(c);
+
+    /* the third check is the second failure in a row */
+    assert_int_equal(harness_wait_log(h, "answered 500); 2 in a row, marked down", 4000), 0);
+    char *err = harness_stderr(h);
+    assert_int_equal(px_count(err, "1 of 2 in a row"), 1);
+    free(err);
+    c = px_connect(h);
+    send_ok(c, "GET /down HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 503);
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     memset(big_put, 'b', sizeof(big_put) - 1);
+    /* TEST_FILTER=test_local* runs the matching tests only */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunked_fill_keepalive),
         cmocka_unit_test(test_chunked_fill_close),
@@ -1182,6 +1251,7 @@ int main(void)
         cmocka_unit_test(test_reload_out_of_descriptors),
         cmocka_unit_test(test_local_failure_spares_origin),
         cmocka_unit_test(test_local_failure_spares_checked_origin),
+        cmocka_unit_test(test_local_failure_counts_for_neither),
         cmocka_unit_test(test_trickled_response_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

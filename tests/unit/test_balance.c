@@ -1,8 +1,9 @@
 /*
  * test_balance.c — the balancer (balance.h) without sockets or clocks: round-robin spread and
  * weights, least_conn, random_two, passive health (max_fails within fail_window, down_time,
- * the half-open probe), active check verdicts, in-flight counts; and the configuration keys of
- * balancing, health, retries, tunnels and limits with their FILE:LINE errors.
+ * the half-open probe), active check verdicts and their rise and fall counts, in-flight counts;
+ * and the configuration keys of balancing, health, retries, tunnels and limits with their
+ * FILE:LINE errors.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -372,6 +373,111 @@ static void test_health(void **state)
     }
 }
 
+/* ---- active health: rise and fall ---- */
+
+#define F10 "FFFFFFFFFF"
+#define P10 "PPPPPPPPPP"
+#define F100 F10 F10 F10 F10 F10 F10 F10 F10 F10 F10
+#define P99 P10 P10 P10 P10 P10 P10 P10 P10 P10 "PPPPPPPPP"
+
+static const struct {
+    const char *why;
+    unsigned rise, fall;  /* as the upstream has them (0: as not given) */
+    const char *checks;   /* each check's result: P passed, F failed */
+    const char *verdicts; /* the verdict after each: P passing (takes attempts), F failing */
+    int in_row;           /* balancer_checks_in_row at the end */
+} rise_fall_rows[] = {
+    {"not given: one check decides either way", 0, 0, "FPFFP", "FPFFP", 1},
+    {"rise 1 fall 1 as given: the same", 1, 1, "FPFFP", "FPFFP", 1},
+    {"fall 3: down at the third failure in a row", 1, 3, "FFFF", "PPFF", -4},
+    {"fall 3: a pass starts the failures over", 1, 3, "FFPFFPFFF", "PPPPPPPPF", -3},
+    {"rise 2: back at the second pass in a row", 2, 1, "FPPP", "FFPP", 3},
+    {"rise 2: a failure starts the passes over", 2, 1, "FPFPP", "FFFFP", 2},
+    {"rise 2 fall 2, alternating from up: never down", 2, 2, "FPFPFPFP", "PPPPPPPP", 1},
+    {"rise 2 fall 2, alternating once down: never back", 2, 2, "FFPFPFPF", "PFFFFFFF", -1},
+    {"fall 100 (the maximum)", 1, 100, F100, P99 "F", -100},
+};
+
+static void test_rise_fall(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(rise_fall_rows); i++) {
+        struct upstream_conf up;
+        make_upstream(&up, 1, NULL, BALANCE_ROUND_ROBIN, 0);
+        up.health = (struct health_check_conf){"GET", "/healthz", 1000, 1000, 200, 299,
+                                               rise_fall_rows[i].rise, rise_fall_rows[i].fall};
+        struct balancer *b = balancer_new(&up);
+        assert_non_null(b);
+        assert_int_equal(balancer_checks_in_row(b, 0), 0); /* none yet: up */
+        assert_false(balancer_origin_down(b, 0));
+        const char *c = rise_fall_rows[i].checks, *v = rise_fall_rows[i].verdicts;
+        for (size_t k = 0; c[k]; k++) {
+            balancer_check(b, 0, c[k] == 'P' ? CHECK_PASSING : CHECK_FAILING, "test");
+            bool down = balancer_origin_down(b, 0);
+            if (down != (v[k] == 'F'))
+                fail_msg("%s: after check %zu (%c) the origin is %s", rise_fall_rows[i].why,
+                         k + 1, c[k], down ? "down" : "up");
+            assert_int_equal(balancer_check_state(b, 0),
+                             v[k] == 'F' ? CHECK_FAILING : CHECK_PASSING);
+            assert_int_equal(balancer_pick(b, k, 0, 0), v[k] == 'F' ? -1 : 0);
+            if (v[k] == 'P')
+                balancer_done(b, 0, BALANCE_ANSWERED, k);
+        }
+        if (balancer_checks_in_row(b, 0) != rise_fall_rows[i].in_row)
+            fail_msg("%s: %d checks in row, want %d", rise_fall_rows[i].why,
+                     balancer_checks_in_row(b, 0), rise_fall_rows[i].in_row);
+        balancer_free(b);
+    }
+}
+
+/* A reload keeps the run of checks with the verdict (the same check): the new generation's
+ * next check counts on toward its rise or fall; another check starts both afresh. */
+static void test_inherit_run(void **state)
+{
+    (void)state;
+    struct upstream_conf old, up;
+    make_upstream(&old, 2, NULL, BALANCE_ROUND_ROBIN, 0);
+    old.health = (struct health_check_conf){"GET", "/healthz", 1000, 1000, 200, 299, 3, 3};
+    struct balancer *from = balancer_new(&old);
+    assert_non_null(from);
+    balancer_check(from, 0, CHECK_FAILING, "test"); /* o0: 2 of 3 failures, still up */
+    balancer_check(from, 0, CHECK_FAILING, "test");
+    for (int k = 0; k < 3; k++) /* o1: down, then 1 of 3 passes */
+        balancer_check(from, 1, CHECK_FAILING, "test");
+    balancer_check(from, 1, CHECK_PASSING, "test");
+    assert_false(balancer_origin_down(from, 0));
+    assert_true(balancer_origin_down(from, 1));
+
+    make_upstream(&up, 2, NULL, BALANCE_ROUND_ROBIN, 0);
+    up.health = old.health;
+    up.health.rise = up.health.fall = 2; /* counts differ, the check is the same */
+    struct balancer *b = balancer_new(&up);
+    assert_non_null(b);
+    balancer_inherit(b, from, 0);
+    assert_int_equal(balancer_checks_in_row(b, 0), -2);
+    assert_int_equal(balancer_checks_in_row(b, 1), 1);
+    assert_false(balancer_origin_down(b, 0));
+    assert_true(balancer_origin_down(b, 1));
+    balancer_check(b, 0, CHECK_FAILING, "test"); /* the third in a row: at least fall */
+    balancer_check(b, 1, CHECK_PASSING, "test"); /* the second in a row: rise */
+    assert_true(balancer_origin_down(b, 0));
+    assert_false(balancer_origin_down(b, 1));
+    balancer_free(b);
+
+    up.health.path = "/other"; /* another check: up, no run */
+    b = balancer_new(&up);
+    assert_non_null(b);
+    balancer_inherit(b, from, 0);
+    for (int o = 0; o < 2; o++) {
+        assert_int_equal(balancer_checks_in_row(b, o), 0);
+        assert_false(balancer_origin_down(b, o));
+    }
+    balancer_check(b, 0, CHECK_FAILING, "test");
+    assert_false(balancer_origin_down(b, 0)); /* 1 of 2 */
+    balancer_free(b);
+    balancer_free(from);
+}
+
 /* A reload's balancer takes the verdicts over by origin text, wherever the origin is listed:
  * a failing check when the check is the same, passive DOWN for what is left of its down_time
  * (PROBING: due at once) when the new upstream has max_fails. */
@@ -380,7 +486,7 @@ static void test_inherit(void **state)
     (void)state;
     struct upstream_conf old, up;
     make_upstream(&old, 3, NULL, BALANCE_ROUND_ROBIN, 1);
-    old.health = (struct health_check_conf){"GET", "/healthz", 1000, 1000, 200, 299};
+    old.health = (struct health_check_conf){"GET", "/healthz", 1000, 1000, 200, 299, 1, 1};
     struct balancer *from = balancer_new(&old);
     assert_non_null(from);
     balancer_check(from, 0, CHECK_FAILING, "test");
@@ -478,6 +584,8 @@ static void test_config_values(void **state)
     assert_int_equal(up->health.timeout_ms, 5000); /* the interval, when not given */
     assert_int_equal(up->health.expect_lo, 200);
     assert_int_equal(up->health.expect_hi, 200);
+    assert_int_equal(up->health.rise, 1); /* one check decides either way, as before */
+    assert_int_equal(up->health.fall, 1);
     assert_int_equal(up->tunnel_timeout_ms, 600000);
     cfg_free(cfg);
 
@@ -497,12 +605,50 @@ static void test_config_values(void **state)
     assert_int_equal(up->health.timeout_ms, 100);
     assert_int_equal(up->health.expect_lo, 200);
     assert_int_equal(up->health.expect_hi, 299);
+    assert_int_equal(up->health.rise, 1);
+    assert_int_equal(up->health.fall, 1);
     cfg_free(cfg);
 
     cfg = load_ok(U1);
     assert_int_equal(cfg->upstreams[0].health.interval_ms, 0); /* no active check */
     assert_null(cfg->upstreams[0].health.path);
     cfg_free(cfg);
+}
+
+/* rise and fall after `expect STATUS`, with timeout, in any order. */
+static const struct {
+    const char *options;
+    unsigned rise, fall;
+    uint64_t timeout_ms;
+} rise_fall_config_rows[] = {
+    {"", 1, 1, 5000},
+    {"rise 2 fall 3 timeout 2s", 2, 3, 2000},
+    {"timeout 2s rise 2 fall 3", 2, 3, 2000},
+    {"fall 3 timeout 2s rise 2", 2, 3, 2000},
+    {"fall 3", 1, 3, 5000},
+    {"rise 2", 2, 1, 5000},
+    {"rise\t100   fall 1", 100, 1, 5000},
+    {"fall 100 rise 1", 1, 100, 5000},
+    {"rise 007 fall 01", 7, 1, 5000},
+};
+
+static void test_config_rise_fall(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(rise_fall_config_rows); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), U1 "health_check = GET /healthz every 5s expect 200 %s\n",
+                 rise_fall_config_rows[i].options);
+        struct config *cfg = load_ok(text);
+        const struct health_check_conf *hc = &cfg->upstreams[0].health;
+        if (hc->rise != rise_fall_config_rows[i].rise || hc->fall != rise_fall_config_rows[i].fall ||
+            hc->timeout_ms != rise_fall_config_rows[i].timeout_ms)
+            fail_msg("'%s': rise %u fall %u timeout %llu ms", rise_fall_config_rows[i].options,
+                     hc->rise, hc->fall, (unsigned long long)hc->timeout_ms);
+        assert_int_equal(hc->interval_ms, 5000);
+        assert_int_equal(hc->expect_lo, 200);
+        cfg_free(cfg);
+    }
 }
 
 static const struct {
@@ -532,13 +678,13 @@ static const struct {
      {"test.ini:3: tunnel_timeout: must be at least 1ms"}},
     {"health_check: words missing", U1 "health_check = GET /healthz\n",
      {"test.ini:3: health_check: 'GET /healthz' is not 'METHOD /path every DURATION expect "
-      "STATUS [timeout DURATION]'"}},
+      "STATUS [timeout DURATION] [rise N] [fall N]'"}},
     {"health_check: a word misspelt", U1 "health_check = GET /h each 5s expect 200\n",
      {"test.ini:3: health_check: 'GET /h each 5s expect 200' is not 'METHOD /path every "
-      "DURATION expect STATUS [timeout DURATION]'"}},
+      "DURATION expect STATUS [timeout DURATION] [rise N] [fall N]'"}},
     {"health_check: a word too many", U1 "health_check = GET /h every 5s expect 200 timeout\n",
      {"test.ini:3: health_check: 'GET /h every 5s expect 200 timeout' is not 'METHOD /path "
-      "every DURATION expect STATUS [timeout DURATION]'"}},
+      "every DURATION expect STATUS [timeout DURATION] [rise N] [fall N]'"}},
     {"health_check: lowercase method", U1 "health_check = get /h every 5s expect 200\n",
      {"test.ini:3: health_check: method 'get' is not an uppercase method (GET, HEAD)"}},
     {"health_check: relative path", U1 "health_check = GET healthz every 5s expect 200\n",
@@ -549,7 +695,7 @@ static const struct {
       "only"}},
     {"health_check: bad interval", U1 "health_check = GET /h every 5 s expect 200\n",
      {"test.ini:3: health_check: 'GET /h every 5 s expect 200' is not 'METHOD /path every "
-      "DURATION expect STATUS [timeout DURATION]'"}},
+      "DURATION expect STATUS [timeout DURATION] [rise N] [fall N]'"}},
     {"health_check: zero interval", U1 "health_check = GET /h every 0 expect 200\n",
      {"test.ini:3: health_check: every '0' is not a duration above 0 (e.g. 5s)"}},
     {"health_check: interval too long", U1 "health_check = GET /h every 169h expect 200\n",
@@ -565,6 +711,49 @@ static const struct {
       "100 and 599"}},
     {"health_check: timeout longer than the interval",
      U1 "health_check = GET /h every 1s expect 200 timeout 2s\n",
+     {"test.ini:3: health_check: timeout 2s is longer than the interval 1s"}},
+    {"health_check: rise 0", U1 "health_check = GET /h every 1s expect 200 rise 0\n",
+     {"test.ini:3: health_check: rise '0' is not a whole number between 1 and 100"}},
+    {"health_check: fall above the maximum", U1 "health_check = GET /h every 1s expect 200 "
+                                                "fall 101\n",
+     {"test.ini:3: health_check: fall '101' is not a whole number between 1 and 100"}},
+    {"health_check: fall negative", U1 "health_check = GET /h every 1s expect 200 fall -1\n",
+     {"test.ini:3: health_check: fall '-1' is not a whole number between 1 and 100"}},
+    {"health_check: rise not a number", U1 "health_check = GET /h every 1s expect 200 rise 2x "
+                                           "fall 3\n",
+     {"test.ini:3: health_check: rise '2x' is not a whole number between 1 and 100"}},
+    {"health_check: rise huge", U1 "health_check = GET /h every 1s expect 200 "
+                                   "rise 99999999999999999999999\n",
+     {"test.ini:3: health_check: rise '99999999999999999999999' is not a whole number between 1 "
+      "and 100"}},
+    {"health_check: rise twice", U1 "health_check = GET /h every 1s expect 200 rise 2 rise 3\n",
+     {"test.ini:3: health_check: rise set twice"}},
+    {"health_check: fall twice, apart", U1 "health_check = GET /h every 1s expect 200 fall 2 "
+                                           "rise 2 fall 2\n",
+     {"test.ini:3: health_check: fall set twice"}},
+    {"health_check: timeout twice", U1 "health_check = GET /h every 1s expect 200 timeout 1s "
+                                       "timeout 1s\n",
+     {"test.ini:3: health_check: timeout set twice"}},
+    {"health_check: rise without its number", U1 "health_check = GET /h every 1s expect 200 "
+                                                 "fall 2 rise\n",
+     {"test.ini:3: health_check: 'GET /h every 1s expect 200 fall 2 rise' is not 'METHOD /path "
+      "every DURATION expect STATUS [timeout DURATION] [rise N] [fall N]'"}},
+    {"health_check: rise=2 (one word)", U1 "health_check = GET /h every 1s expect 200 rise=2\n",
+     {"test.ini:3: health_check: 'GET /h every 1s expect 200 rise=2' is not 'METHOD /path "
+      "every DURATION expect STATUS [timeout DURATION] [rise N] [fall N]'"}},
+    {"health_check: an unknown option", U1 "health_check = GET /h every 1s expect 200 passes 2\n",
+     {"test.ini:3: health_check: 'GET /h every 1s expect 200 passes 2' is not 'METHOD /path "
+      "every DURATION expect STATUS [timeout DURATION] [rise N] [fall N]'"}},
+    {"health_check: an option before expect", U1 "health_check = GET /h every 1s rise 2 "
+                                                 "expect 200\n",
+     {"test.ini:3: health_check: 'GET /h every 1s rise 2 expect 200' is not 'METHOD /path "
+      "every DURATION expect STATUS [timeout DURATION] [rise N] [fall N]'"}},
+    {"health_check: too many words", U1 "health_check = GET /h every 1s expect 200 rise 2 "
+                                        "fall 2 timeout 1s rise 2\n",
+     {"test.ini:3: health_check: 'GET /h every 1s expect 200 rise 2 fall 2 timeout 1s rise 2' "
+      "is not 'METHOD /path every DURATION expect STATUS [timeout DURATION] [rise N] [fall N]'"}},
+    {"health_check: timeout after rise still bounded by the interval",
+     U1 "health_check = GET /h every 1s expect 200 rise 2 timeout 2s\n",
      {"test.ini:3: health_check: timeout 2s is longer than the interval 1s"}},
     {"health_check set twice", U1 "health_check = GET /a every 1s expect 200\n"
                                   "health_check = GET /b every 1s expect 200\n",
@@ -595,8 +784,11 @@ int main(void)
         cmocka_unit_test(test_random_two),
         cmocka_unit_test(test_health),
         cmocka_unit_test(test_inherit),
+        cmocka_unit_test(test_rise_fall),
+        cmocka_unit_test(test_inherit_run),
         cmocka_unit_test(test_in_flight),
         cmocka_unit_test(test_config_values),
+        cmocka_unit_test(test_config_rise_fall),
         cmocka_unit_test(test_config_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
