@@ -32,7 +32,8 @@
  * (exchange.h) — reads the clock once, does its work, and ends with ex_settle(). Handlers never
  * free anything: they record the outcome with ex_end() (or ex_fail()/ex_refuse(), which write
  * the response first), and loops stop when the outcome is no longer OPEN. ex_settle() is the
- * only place an exchange is logged, its origin connection released, closed or handed over
+ * only place an exchange is logged (a switched one's line goes with its connections to the
+ * tunnel, which writes it when it ends), its origin connection released, closed or handed over
  * (upgraded()), the exchange freed, and its owner told (done()). A downstream that goes first
  * calls exchange_cancel().
  *
@@ -530,7 +531,10 @@ static enum phase ended_in(const struct exchange *ex)
     return ex->outcome == OUTCOME_OPEN || ex->client_stalled ? ex->pc.current : PHASE_DONE;
 }
 
-static void log_exchange(struct exchange *ex)
+/* Counts and logs the exchange. A switched one's access line is kept in to->record for its
+ * tunnel, which writes it when it ends (nginx writes a WebSocket's line when it closes), with
+ * the bytes that crossed it and its life; its counts and its place in /status are the 101's. */
+static void log_exchange(struct exchange *ex, struct tunnel_origin *to)
 {
     struct timings t;
     exchange_timings(ex, &t);
@@ -587,8 +591,11 @@ static void log_exchange(struct exchange *ex)
     };
     if (ex->ds.ops->report)
         ex->ds.ops->report(ex->ds.ctx, &r);
-    if (log_enabled())
-        log_buffer_append(ex->loop->log, &r);
+    if (!log_enabled())
+        return;
+    if (to->conn && (to->record = log_record_copy(&r)) != NULL)
+        return; /* the tunnel writes it */
+    log_buffer_append(ex->loop->log, &r); /* a switched one's too, when out of memory: as it is */
 }
 
 /* ---- the one exit ---- */
@@ -688,7 +695,7 @@ void ex_settle(struct exchange *ex)
         ex->usock = NULL;
     }
     relay_drop(ex); /* before the log line: once it is written, the origin side is settled */
-    log_exchange(ex);
+    log_exchange(ex, &to);
     static const enum exchange_end ends[] = {
         [OUTCOME_ABORTED] = END_ABORT, [OUTCOME_DROPPED] = END_DROP, [OUTCOME_RESET] = END_RESET,
     };
@@ -980,7 +987,7 @@ void exchange_cancel(struct exchange *ex, enum http_status status, const char *w
         phase_close(&ex->pc, ex->now);
         if (status == HTTP_CLIENT_CLOSED_REQUEST)
             metrics_add(ex->loop->metrics, M_CLIENT_ABORTS, 1);
-        log_exchange(ex);
+        log_exchange(ex, &(struct tunnel_origin){.index = -1}); /* no tunnel */
     }
     exchange_free(ex);
 }

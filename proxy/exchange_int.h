@@ -120,6 +120,9 @@ struct exchange {
     size_t head_scanned;               /* bytes of the pending response head parsed without
                                           success: parsed again once a new line ends */
     bool upstream_paused;              /* origin reads stopped: the client's output is full */
+    bool origin_reset;                 /* the origin reset the connection behind an answer not
+                                          all read: the rest, in the kernel, is read as the
+                                          client takes it (origin_eof) */
     bool req_splice;                   /* the request body goes socket to socket (sock_splice) */
     size_t req_queued;                 /* the origin's output, as last told to request_taken */
     bool resp_splice;                  /* so does the response body, all but its last byte */

@@ -190,9 +190,30 @@ static void timing_list(struct fmt_buf *b, const struct timings *t, unsigned mas
     }
 }
 
+/* The phases present but the total, then the tunnel's life after a 101, then, in JSON, the
+ * total (the text line has it as dur_ms). */
+static void timings_of(struct fmt_buf *b, const struct access_record *r, bool json)
+{
+    size_t mark = b->len;
+    timing_list(b, &r->timings, ~(1u << TIMING_TOTAL), json);
+    if (r->tunnel) {
+        if (b->len != mark)
+            fmt_char(b, ',');
+        if (json)
+            LIT(b, "\"tunnel\":");
+        else
+            LIT(b, "tunnel:");
+        fmt_ms3(b, r->tunnel_us);
+    }
+    if (json && timings_has(&r->timings, TIMING_TOTAL)) {
+        if (b->len != mark)
+            fmt_char(b, ',');
+        timing_list(b, &r->timings, 1u << TIMING_TOTAL, true);
+    }
+}
+
 static void format_json(struct fmt_buf *b, const struct access_record *r)
 {
-    const struct timings t = r->timings;
     LIT(b, "{\"time\":\"");
     fmt_time(b, r->time_ms ? r->time_ms : wall_ms());
     LIT(b, "\",\"request_id\":");
@@ -250,7 +271,7 @@ static void format_json(struct fmt_buf *b, const struct access_record *r)
     LIT(b, ",\"user_agent\":");
     json_span(b, r->user_agent, r->user_agent_len, CAP_AGENT);
     LIT(b, ",\"timing_ms\":{");
-    timing_list(b, &t, ~0u, true);
+    timings_of(b, r, true);
     LIT(b, "},\"limit_ms\":");
     if (r->limit_ms)
         fmt_u64(b, r->limit_ms);
@@ -377,9 +398,9 @@ static void format_text(struct fmt_buf *b, const struct access_record *r)
         LIT(b, " user_agent=");
         text_span(b, r->user_agent, r->user_agent_len, CAP_AGENT);
     }
-    if (t.present & ~(1u << TIMING_TOTAL)) {
+    if ((t.present & ~(1u << TIMING_TOTAL)) || r->tunnel) {
         LIT(b, " timing=");
-        timing_list(b, &t, ~(1u << TIMING_TOTAL), false); /* the total is dur_ms */
+        timings_of(b, r, false);
     }
 }
 
@@ -396,6 +417,55 @@ size_t log_format_access(const struct access_record *r, enum log_format format, 
         format_json(&b, r);
     buf[b.len++] = '\n';
     return b.len;
+}
+
+/* ---- a record kept for later ---- */
+
+/* Copies n bytes of s to *at (and a NUL when cstr), moving *at past them. NULL stays NULL. */
+static const char *keep(char **at, const char *s, size_t n, bool cstr)
+{
+    if (!s)
+        return NULL;
+    char *d = *at;
+    memcpy(d, s, n);
+    if (cstr)
+        d[n++] = '\0';
+    *at = d + n;
+    return d;
+}
+
+struct access_record *log_record_copy(const struct access_record *r)
+{
+    /* The strings Portico made (NUL-terminated), then the client's spans. */
+    const char *const *const strs[] = {&r->request_id, &r->trace_id, &r->client, &r->route,
+                                       &r->upstream, &r->origin, &r->fault, &r->detail};
+    size_t lens[ARRAY_LEN(strs)];
+    size_t codes = r->ninterim * sizeof(*r->interim_codes);
+    size_t size = sizeof(*r) + codes + r->method_len + r->host_len + r->target_len +
+                  r->user_agent_len;
+    for (size_t i = 0; i < ARRAY_LEN(strs); i++) {
+        lens[i] = *strs[i] ? strlen(*strs[i]) : 0;
+        size += lens[i] + 1;
+    }
+    struct access_record *c = malloc(size);
+    if (!c)
+        return NULL;
+    *c = *r;
+    char *at = (char *)(c + 1); /* the codes first: aligned as the record is */
+    if (r->interim_codes) {
+        memcpy(at, r->interim_codes, codes);
+        c->interim_codes = (const uint16_t *)(void *)at;
+        at += codes;
+    }
+    const char **const into[] = {&c->request_id, &c->trace_id, &c->client, &c->route,
+                                 &c->upstream, &c->origin, &c->fault, &c->detail};
+    for (size_t i = 0; i < ARRAY_LEN(strs); i++)
+        *into[i] = keep(&at, *strs[i], lens[i], true);
+    c->method = keep(&at, r->method, r->method_len, false);
+    c->host = keep(&at, r->host, r->host_len, false);
+    c->target = keep(&at, r->target, r->target_len, false);
+    c->user_agent = keep(&at, r->user_agent, r->user_agent_len, false);
+    return c;
 }
 
 /* ---- descriptors ---- */

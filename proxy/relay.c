@@ -666,15 +666,19 @@ static bool handshake_refused(struct exchange *ex, char *why, size_t size)
 }
 
 /* The origin closed. What arrived before it goes first; while the client's output is full that
- * waits, and relay_resume comes back here once it drained. */
+ * waits, and relay_resume comes back here once it drained. After a reset (origin_reset) what
+ * arrived may be more than the input holds: the kernel's is read, a limit's worth at a time,
+ * each time the input went, as the tunnel's pump_remains does. */
 static void origin_eof(struct exchange *ex)
 {
-    if (ex->resp_state == RESP_HEAD)
-        read_heads(ex); /* a complete head may have come with the EOF */
-    if (ex->resp_state == RESP_BODY && ex->outcome == OUTCOME_OPEN)
-        relay_body(ex);
-    if (ex->outcome != OUTCOME_OPEN || ex->upstream_paused)
-        return;
+    do {
+        if (ex->resp_state == RESP_HEAD)
+            read_heads(ex); /* a complete head may have come with the EOF */
+        if (ex->resp_state == RESP_BODY && ex->outcome == OUTCOME_OPEN)
+            relay_body(ex);
+        if (ex->outcome != OUTCOME_OPEN || ex->upstream_paused)
+            return;
+    } while (ex->origin_reset && sock_read_remains(ex->usock) > 0);
     const char *addr = upconn_addr(ex->uc);
     if (ex->resp_state == RESP_BODY) {
         /* Only a close_notify ends a close-delimited body over TLS: a bare FIN can be anyone's
@@ -716,6 +720,11 @@ static void origin_error(struct exchange *ex)
     bool end_read = sock_peer_closed(ex->usock);
     if (!request_sent(ex) && (sock_read_remains(ex->usock) > 0 ||
                               evbuffer_get_length(ex->usock->in) > 0 || end_read)) {
+        /* More of the answer than one read takes may wait in the kernel behind a client slow
+         * to read it: origin_eof reads it as the client takes it. A failed socket splices
+         * nothing: the rest is copied, behind what the pipe holds. */
+        ex->origin_reset = true;
+        ex->resp_splice = false;
         origin_eof(ex);
         return;
     }
@@ -789,6 +798,7 @@ static void take_connection(struct exchange *ex)
     if (ex->reused && !ex->replay && h1_info_has_body(&ex->info) && !too_long)
         ex->replay = evbuffer_new(); /* NULL when out of memory: then no resend */
     ex->head_scanned = 0; /* a resend's head is another */
+    ex->origin_reset = false;
     sock_set_cb(s, origin_cb, ex);
     sock_set_read_limit(s, up_read_high(ex));
     sock_set_timeouts(s, 0, phase_limit_ms(ex->up->timers_ms, PHASE_SEND));

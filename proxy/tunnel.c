@@ -11,7 +11,8 @@
  * So is a side whose reset came behind bytes not yet read (a write met it first, or the
  * reset was read behind them): those bytes, in its input and its kernel, go to the other side
  * first, as that side takes them. Any other error or write timeout ends it at once. Every end
- * goes through end_tunnel, which calls the owner back last.
+ * goes through end_tunnel, which calls the owner back last; it (or tunnel_free, for a cut) writes
+ * the switched exchange's access line, held until then so that it tells the tunnel's bytes.
  */
 #include "portico/tunnel.h"
 
@@ -79,6 +80,8 @@ struct tunnel {
     uint64_t last_us;                  /* a byte moved last (read, or taken by a peer) */
     uint64_t start_us;
     struct metrics *metrics;           /* the worker's shard */
+    struct loop *loop;                 /* for its access-log buffer */
+    struct access_record *record;      /* owned: the switched exchange's line, NULL: none */
     char request_id[48];               /* of the request that was switched, for the log */
     tunnel_closed_cb *closed;
     void *arg;
@@ -89,21 +92,46 @@ static struct tunnel_side *other(struct tunnel_side *s)
     return s == &s->t->side[0] ? &s->t->side[1] : &s->t->side[0];
 }
 
-/* Counts and logs how a tunnel ended. A close by either side is the normal end (debug); the
- * others (timeouts, errors, a cut) are what an operator looks for, rate-limited as client lines
- * are: a stop may cut thousands at once. */
+/* Writes the switched exchange's access line, now that the tunnel ended (nginx writes a
+ * WebSocket's when it closes): the bytes each way, counted as portico_tunnel_*_bytes_total
+ * count them, the tunnel's life, a total that runs to its end, and how it ended. */
+static void write_record(struct access_record *r, uint64_t lived_us, const uint64_t bytes[2],
+                         enum tunnel_end why, struct log_buffer *lb)
+{
+    char detail[320];
+    snprintf(detail, sizeof(detail), "%s%stunnel: %s", r->detail ? r->detail : "",
+             r->detail ? "; " : "", tunnel_end_words(why));
+    r->detail = detail;
+    r->time_ms = 0; /* now */
+    r->bytes_in += bytes[0];
+    r->bytes_out += bytes[1];
+    r->tunnel = true;
+    r->tunnel_us = lived_us;
+    timings_set(&r->timings, TIMING_TOTAL, r->timings.us[TIMING_TOTAL] + lived_us);
+    log_buffer_append(lb, r);
+}
+
+/* Counts and logs how a tunnel ended: the access line, and in the error log a close by either
+ * side is the normal end (debug); the others (timeouts, errors, a cut) are what an operator
+ * looks for, rate-limited as client lines are: a stop may cut thousands at once. */
 static void report_end(struct tunnel *t, enum tunnel_end why)
 {
     metrics_tunnel_end(t->metrics, why);
+    uint64_t lived_us = now_us() - t->start_us;
+    if (t->record) {
+        write_record(t->record, lived_us, (uint64_t[2]){t->side[0].bytes, t->side[1].bytes}, why,
+                     t->loop->log);
+        free(t->record);
+        t->record = NULL;
+    }
     bool closed = why == TUNNEL_END_CLIENT_CLOSED || why == TUNNEL_END_ORIGIN_CLOSED;
     if (closed && !log_level_enabled(LOG_DEBUG))
         return;
     void (*line)(const char *, ...) = closed ? log_debug : log_client;
     line("request %s: tunnel to %s ended after %.3f s: %s (%llu bytes from the client, %llu "
          "from the origin)",
-         t->request_id, upconn_addr(t->origin), (double)(now_us() - t->start_us) / 1e6,
-         tunnel_end_words(why), (unsigned long long)t->side[0].bytes,
-         (unsigned long long)t->side[1].bytes);
+         t->request_id, upconn_addr(t->origin), (double)lived_us / 1e6, tunnel_end_words(why),
+         (unsigned long long)t->side[0].bytes, (unsigned long long)t->side[1].bytes);
 }
 
 /* The one end: timers off, the owner told last. */
@@ -361,6 +389,9 @@ struct tunnel *tunnel_open(struct loop *l, struct sock *client, const struct tun
     struct tunnel *t = calloc(1, sizeof(*t));
     if (!t) {
         origin_end(origin->conn, origin->balancer, origin->index);
+        if (origin->record) /* the 101's line as it is: no tunnel will end it */
+            log_buffer_append(l->log, origin->record);
+        free(origin->record);
         return NULL;
     }
     t->origin = origin->conn;
@@ -371,6 +402,8 @@ struct tunnel *tunnel_open(struct loop *l, struct sock *client, const struct tun
     t->idle_us = origin->idle_ms * 1000;
     t->last_us = t->start_us = now_us();
     t->metrics = l->metrics;
+    t->loop = l;
+    t->record = origin->record;
     snprintf(t->request_id, sizeof(t->request_id), "%s", origin->request_id);
     struct sock *socks[2] = {client, upconn_sock(origin->conn)};
     for (int i = 0; i < 2; i++) {

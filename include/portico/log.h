@@ -87,14 +87,20 @@ struct access_record {
     const char *upstream;
     const char *origin;                /* the address used last */
     unsigned attempts;                 /* requests sent to origins (2 after a retry) */
-    uint64_t bytes_in;                 /* request body bytes received */
-    uint64_t bytes_out;                /* response body bytes sent to the client */
+    uint64_t bytes_in;                 /* request body bytes received (a tunnel's: and those
+                                          it took from the client) */
+    uint64_t bytes_out;                /* response body bytes sent to the client (a tunnel's:
+                                          and those it took from the origin) */
     const uint16_t *interim_codes;     /* the 1xx sent to the client, in order */
     unsigned ninterim;
     const char *fault;                 /* injected fault rule, NULL when none */
     const char *user_agent;            /* span */
     size_t user_agent_len;
-    struct timings timings;            /* phase durations; total is the whole exchange */
+    struct timings timings;            /* phase durations; total is the whole exchange (a
+                                          tunnel's included) */
+    bool tunnel;                       /* the exchange switched protocols (101): the line is
+                                          written when its tunnel ends */
+    uint64_t tunnel_us;                /* how long the tunnel lived, when there was one */
     uint64_t limit_ms;                 /* timer that expired, 0 if none */
     const char *detail;                /* one-line reason */
     bool aborted;                      /* failure after the response head was forwarded */
@@ -120,6 +126,11 @@ int log_level_from_name(const char *name, enum log_level *out);
  * Returns the length, or 0 when size < LOG_LINE_MAX. */
 size_t log_format_access(const struct access_record *r, enum log_format format, char *buf,
                          size_t size);
+
+/* A copy of r with everything it points to, in one allocation (free() frees it all): a line
+ * written later than its exchange ends, a tunnel's at the tunnel's end. NULL when out of
+ * memory. */
+struct access_record *log_record_copy(const struct access_record *r);
 
 /* ---- the access log ---- */
 

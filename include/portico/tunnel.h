@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 
+struct access_record;
 struct balancer;
 struct loop;
 struct sock;
@@ -27,6 +28,8 @@ struct tunnel_origin {
     int index;                         /* the origin in balancer */
     uint64_t idle_ms;                  /* tunnel_timeout */
     const char *request_id;            /* of the switched request, for the log */
+    struct access_record *record;      /* owned (log_record_copy): the exchange's access line,
+                                          written at the tunnel's end; NULL: none (log off) */
 };
 
 #define TUNNEL_HIGH (256 * 1024)
@@ -39,9 +42,11 @@ typedef void tunnel_closed_cb(void *arg, const char *why);
 /* Starts relaying between client (borrowed: its owner keeps it and closes it after closed()) and
  * origin->conn (owned: closed by tunnel_free, which also gives back the in-flight place). What
  * either side sent before goes first, from the loop. Bytes are counted as they move, and the end
- * once (portico_tunnels_closed_total, a log line naming the request id). NULL when out of
- * memory: the origin connection is closed and its place given back then, the client sock left
- * as it was. */
+ * once (portico_tunnels_closed_total, a log line naming the request id), when origin->record,
+ * the exchange's access line, is written with the bytes each way, the tunnel's life and how it
+ * ended, as nginx writes a WebSocket's line when it closes. NULL when out of memory: the origin
+ * connection is closed and its place given back then, the access line written as it was, the
+ * client sock left as it was. */
 struct tunnel *tunnel_open(struct loop *l, struct sock *client, const struct tunnel_origin *origin,
                            tunnel_closed_cb *closed, void *arg);
 

@@ -19,8 +19,11 @@
 #include <netinet/tcp.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1827,6 +1830,146 @@ static void test_early_answer_then_reset(void **state)
     }
 }
 
+/* The same with an answer far larger than what Portico reads at once (256 KiB): an origin that
+ * answers a large upload early with a large body and resets, while the client, slow to read,
+ * leaves the answer piled up in Portico's receive queue. Everything the origin's kernel handed
+ * over before the reset must reach the client, as a direct connection would read it: for a
+ * Content-Length body, every byte that came, then the close that tells it cut; for a
+ * close-delimited one, the whole answer. Portico read up to its limit once after the reset and
+ * let the rest, still in its kernel, go: the client got a body cut by megabytes. */
+#define BIG_ANSWER (32u * 1024 * 1024) /* more than every buffer on the way holds */
+
+static const struct {
+    const char *why;
+    const char *proxy_extra;
+    bool length;               /* Content-Length, else delimited by the close */
+    const char *version;       /* the client's: an HTTP/1.0 one gets a close-delimited body as
+                                  it came (an HTTP/1.1 one, chunked) */
+} big_early_rows[] = {
+    { "Content-Length, spliced", "splice = on", true, "1.1" },
+    { "Content-Length, copied", "splice = off", true, "1.1" },
+    { "close-delimited", NULL, false, "1.0" },
+};
+
+/* Writes up to len bytes (of `fill`) to the non-blocking fd until all went or it took nothing
+ * for 200 ms (the far side stopped taking: measured, there is no event for it). Returns the
+ * bytes written. */
+static size_t write_until_stalled(int fd, size_t len, char fill)
+{
+    static char chunk[65536];
+    memset(chunk, fill, sizeof(chunk));
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, chunk, len - done < sizeof(chunk) ? len - done : sizeof(chunk));
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        assert_true(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+        if (tu_poll_until(fd, POLLOUT, tu_now_ms() + 200, NULL) == 0)
+            break;
+    }
+    return done;
+}
+
+static void test_big_early_answer_then_reset(void **state)
+{
+    (void)state;
+    int cut = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(big_early_rows); i++) {
+        uint16_t port;
+        int lfd = listening_socket(&port);
+        struct harness *h = px_start_origin(port, big_early_rows[i].proxy_extra);
+        struct raw_conn *c = px_connect(h);
+        int cfd = raw_fd(c);
+        char req[128];
+        snprintf(req, sizeof(req), "POST /big HTTP/%s\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n",
+                 big_early_rows[i].version);
+        assert_int_equal(raw_send_str(c, req), 0);
+        int64_t deadline = tu_now_ms() + PX_IO_MS;
+        assert_int_equal(tu_poll_until(lfd, POLLIN, deadline, NULL), 1);
+        int afd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        assert_true(afd >= 0);
+        char head[1024];
+        size_t got = 0;
+        while (!memmem(head, got, "\r\n\r\n", 4)) { /* one by one: no body byte is read */
+            assert_true(got < sizeof(head));
+            assert_int_equal(tu_poll_until(afd, POLLIN, deadline, NULL), 1);
+            assert_int_equal(read(afd, head + got, 1), 1);
+            got++;
+        }
+        /* the upload fills every buffer up to the origin, which reads none of it: Portico's
+         * writes to the origin wait */
+        assert_int_equal(fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK), 0);
+        size_t uploaded = write_until_stalled(cfd, 100000000, 'u');
+        /* the early answer, as much as goes before it stalls on the client that reads none */
+        char ahead[128];
+        int alen = big_early_rows[i].length
+                       ? snprintf(ahead, sizeof(ahead),
+                                  "HTTP/1.1 200 OK\r\nContent-Length: %u\r\n\r\n", BIG_ANSWER)
+                       : snprintf(ahead, sizeof(ahead), "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        assert_int_equal(write(afd, ahead, (size_t)alen), alen);
+        assert_int_equal(fcntl(afd, F_SETFL, fcntl(afd, F_GETFL) | O_NONBLOCK), 0);
+        size_t written = write_until_stalled(afd, BIG_ANSWER, 'a');
+        /* What reached Portico before the reset: at least what it acknowledged, at most what
+         * was sent (a segment may be in its queue, its ACK not yet back); the rest, still in
+         * the origin's kernel, the reset throws away. */
+        int unacked = 0, unsent = 0;
+        assert_int_equal(ioctl(afd, SIOCOUTQ, &unacked), 0);
+        assert_int_equal(ioctl(afd, SIOCOUTQNSD, &unsent), 0);
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        assert_int_equal(setsockopt(afd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+        close(afd); /* RST */
+        size_t took = written - (size_t)unacked, sent = written - (size_t)unsent;
+        /* now the client reads: the head, then the body until the connection ends */
+        static char buf[65536];
+        size_t total = 0, body = 0;
+        bool reset = false, in_body = false;
+        char first[256];
+        size_t first_len = 0;
+        for (int64_t end = tu_now_ms() + 4 * PX_IO_MS;;) {
+            if (tu_poll_until(cfd, POLLIN, end, NULL) != 1)
+                fail_msg("%s: still open after %zu bytes", big_early_rows[i].why, total);
+            ssize_t n = read(cfd, buf, sizeof(buf));
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                continue;
+            if (n <= 0) {
+                reset = n < 0;
+                break;
+            }
+            total += (size_t)n;
+            if (in_body) {
+                body += (size_t)n;
+                continue;
+            }
+            size_t k = (size_t)n < sizeof(first) - first_len ? (size_t)n : sizeof(first) - first_len;
+            memcpy(first + first_len, buf, k);
+            first_len += k;
+            const char *e = memmem(first, first_len, "\r\n\r\n", 4);
+            if (e) {
+                in_body = true;
+                body = first_len - (size_t)(e + 4 - first) + ((size_t)n - k);
+            }
+        }
+        print_message("  %s: %zu B uploaded; the origin answered %zu B of body, %zu of them "
+                      "before its reset (%zu sent); the client got %zu, then %s\n",
+                      big_early_rows[i].why, uploaded, written, took, sent, body,
+                      reset ? "a reset" : "the FIN");
+        assert_true(in_body);
+        assert_int_equal(strncmp(first, "HTTP/1.1 200 ", 13), 0);
+        assert_null(memmem(first, first_len, "chunked", 7)); /* the body's bytes are the origin's */
+        if (body < took || body > sent) { /* every row is tried, then the test fails */
+            print_error("%s: the client got %zu of the %zu-%zu body bytes that reached Portico\n",
+                        big_early_rows[i].why, body, took, sent);
+            cut++;
+        }
+        raw_close(c);
+        px_stop(h);
+        close(lfd);
+    }
+    assert_int_equal(cut, 0);
+}
+
 /* ---- trailer fields: no way around the rules of the head (README, trailers.c) ---- */
 
 /* Each is sent alone, between two allowed trailer fields, as the trailer of a chunked request
@@ -2241,6 +2384,7 @@ int main(void)
         cmocka_unit_test(test_request_head_acked_when_body_owed),
         cmocka_unit_test(test_response_before_request_body),
         cmocka_unit_test(test_early_answer_then_reset),
+        cmocka_unit_test(test_big_early_answer_then_reset),
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_pooled_closed_while_idle),
         cmocka_unit_test(test_pool_settles_without_traffic),

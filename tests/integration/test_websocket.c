@@ -11,7 +11,8 @@
  * close is a half-close (the other way goes on), and what ends a half-closed tunnel; a
  * slow reader that keeps taking bytes is not idle; no 1xx of Portico's own precedes the 101;
  * how each tunnel ended and the bytes it moved are counted and (but for a close) logged, a cut
- * by a reload's drain deadline included.
+ * by a reload's drain deadline included; the access line of a switched exchange is written at
+ * the tunnel's end, with the bytes each way and the tunnel's life, in both formats.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +38,7 @@
 
 #include <cmocka.h>
 
+#include "../support/json.h"
 #include "../support/scrape.h"
 #include "../support/websocket.h"
 #include "proxy_helpers.h"
@@ -226,6 +228,12 @@ static void test_cut_by_drain_deadline(void **state)
     assert_int_equal(harness_wait_log(h, "previous workers have finished", PX_IO_MS), 0);
     assert_true(harness_log_contains(h, "[warn] stopping: cut 1 tunnel still open"));
     assert_true(harness_log_contains(h, ": cut: Portico stopped"));
+    /* its access line, written at the cut: the frames each way (see test_echo) */
+    char *line = px_log_line(h, "target=\"/long\"");
+    if (!strstr(line, " status=101 ") || !strstr(line, " bytes_out=18 bytes_in=26 ") ||
+        !strstr(line, " detail=\"tunnel: cut: Portico stopped"))
+        fail_msg("the cut tunnel's line: %s", line);
+    free(line);
     uint16_t admin = harness_port(h, "admin");
     assert_true(scrape_metric(admin, "portico_tunnels_closed_total{reason=\"cut\"}", PX_IO_MS) ==
                 1);
@@ -1048,6 +1056,153 @@ static void test_switch_to_offered_only(void **state)
     }
 }
 
+/* ---- the tunnel's access-log line ---- */
+
+/* The access line of an upgraded connection is written when its tunnel ends, as nginx writes
+ * it when the connection closes: bytes_in and bytes_out count what crossed the tunnel each way
+ * (as portico_tunnel_{client,origin}_bytes_total do), timing_ms.tunnel is how long it lived
+ * and total runs to its end, in both formats. The line was the 101's, written when the tunnel
+ * began: 0 bytes each way and the time to the 101, whatever the tunnel then carried. */
+#define LOGGED_UP 123457       /* client to origin: below the tunnel's 256 KiB mark */
+#define LOGGED_DOWN 1234567    /* origin to client: past it, back-pressure on the way */
+
+static const struct {
+    const char *format;
+} logged_rows[] = {
+    {"text"},
+    {"json"},
+};
+
+/* Moves len bytes from the non-blocking fd `from` to `to` through the tunnel, reading them as
+ * they come so that neither side's buffers bound len. Returns when the first of them arrived
+ * (tu_now_ms). */
+static int64_t cross(int from, int to, size_t len)
+{
+    int64_t first = -1;
+    static char chunk[65536];
+    memset(chunk, 'x', sizeof(chunk));
+    size_t sent = 0, got = 0;
+    int64_t deadline = tu_now_ms() + 2 * PX_IO_MS;
+    while (got < len) {
+        struct pollfd p[2] = {{.fd = to, .events = POLLIN},
+                              {.fd = from, .events = sent < len ? POLLOUT : 0}};
+        int left = (int)(deadline - tu_now_ms());
+        if (left <= 0 || poll(p, 2, left) <= 0)
+            fail_msg("%zu of %zu bytes sent, %zu arrived", sent, len, got);
+        if (p[1].revents & POLLOUT) {
+            ssize_t n = write(from, chunk, len - sent < sizeof(chunk) ? len - sent : sizeof(chunk));
+            assert_true(n > 0 || errno == EAGAIN);
+            sent += n > 0 ? (size_t)n : 0;
+        }
+        if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t n = read(to, chunk, sizeof(chunk));
+            if (n <= 0 && !(n < 0 && errno == EAGAIN))
+                fail_msg("the tunnel closed after %zu of %zu bytes", got, len);
+            got += n > 0 ? (size_t)n : 0;
+            if (n > 0 && first < 0)
+                first = tu_now_ms();
+        }
+    }
+    assert_int_equal(got, len);
+    return first;
+}
+
+static void test_tunnel_logged(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(logged_rows); i++) {
+        const char *format = logged_rows[i].format;
+        uint16_t oport;
+        int lfd = raw_origin_listen(&oport);
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                              "workers = 1\nadmin_listen = 127.0.0.1:{{port:admin}}\n"
+                                              "access_log = {{dir}}/access.log\n"
+                                              "access_log_format = %s\n"
+                                              "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                              format, oport),
+                         0);
+        if (harness_start(h) != 0)
+            fail_msg("portico did not start: %s", harness_error(h));
+        int64_t asked = tu_now_ms();
+        int ofd;
+        struct raw_conn *c = open_tunnel(h, lfd, "/logged", &ofd);
+        int cfd = raw_fd(c);
+        assert_int_equal(fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK), 0);
+        int64_t relayed = cross(cfd, ofd, LOGGED_UP); /* the tunnel was open before this */
+        cross(ofd, cfd, LOGGED_DOWN);
+        /* the client closes its half, the origin sees it and closes: the tunnel's end */
+        assert_int_equal(shutdown(cfd, SHUT_WR), 0);
+        int64_t closing = tu_now_ms(); /* the tunnel ends after this */
+        size_t extra = 0;
+        bool reset = false;
+        assert_int_equal(read_until_closed(ofd, PX_IO_MS, &extra, &reset), 1);
+        close(ofd);
+        assert_int_equal(read_until_closed(cfd, PX_IO_MS, &extra, &reset), 1);
+        assert_int_equal(extra, 0);
+        raw_close(c);
+        uint16_t admin = harness_port(h, "admin");
+        double from_client = scrape_metric(admin, "portico_tunnel_client_bytes_total", PX_IO_MS);
+        double from_origin = scrape_metric(admin, "portico_tunnel_origin_bytes_total", PX_IO_MS);
+        assert_true(from_client == LOGGED_UP && from_origin == LOGGED_DOWN);
+        /* the line, complete once Portico has stopped (lines go out once a second) */
+        assert_int_equal(harness_stop(h), 0);
+        int64_t stopped = tu_now_ms();
+        double bytes_in = -1, bytes_out = -1, tunnel_ms = -1, total_ms = -1;
+        int status = 0;
+        bool said_end = false; /* how the tunnel ended, in detail */
+        char *line = px_log_line(h, "/logged");
+        if (strcmp(format, "json") == 0) {
+            char err[128];
+            struct tj *j = tj_parse(line, err, sizeof(err));
+            if (!j)
+                fail_msg("not JSON (%s): %s", err, line);
+            double v = 0;
+            tj_num(j, "status", &v);
+            status = (int)v;
+            tj_num(j, "bytes_in", &bytes_in);
+            tj_num(j, "bytes_out", &bytes_out);
+            tj_num(j, "timing_ms.tunnel", &tunnel_ms);
+            tj_num(j, "timing_ms.total", &total_ms);
+            said_end = tj_str(j, "detail") && strcmp(tj_str(j, "detail"), "tunnel: client closed") == 0;
+            tj_free(j);
+        } else {
+            const char *p;
+            if ((p = strstr(line, " status=")))
+                status = atoi(p + 8);
+            if ((p = strstr(line, " bytes_in=")))
+                bytes_in = strtod(p + 10, NULL);
+            if ((p = strstr(line, " bytes_out=")))
+                bytes_out = strtod(p + 11, NULL);
+            if ((p = strstr(line, " dur_ms=")))
+                total_ms = strtod(p + 8, NULL);
+            if ((p = strstr(line, " timing=")) && (p = strstr(p, "tunnel:")))
+                tunnel_ms = strtod(p + 7, NULL);
+            said_end = strstr(line, " detail=\"tunnel: client closed\"") != NULL;
+        }
+        print_message("  %s\n", line);
+        print_message("  %s: %d B up, %d B down through a tunnel of %lld..%lld ms; the line says "
+                      "status %d, bytes_in %.0f, bytes_out %.0f, tunnel %.3f ms, total %.3f ms\n",
+                      format, LOGGED_UP, LOGGED_DOWN, (long long)(closing - relayed),
+                      (long long)(stopped - asked), status, bytes_in, bytes_out, tunnel_ms,
+                      total_ms);
+        if (bytes_in != LOGGED_UP || bytes_out != LOGGED_DOWN)
+            fail_msg("%s: the line says %.0f bytes in, %.0f out: %s", format, bytes_in, bytes_out,
+                     line);
+        assert_int_equal(status, 101);
+        assert_true(said_end);
+        /* it lived from before its first byte reached the origin until after the client's close
+         * (- 1: ms rounding), within what the test saw from its request to the stop */
+        assert_true(tunnel_ms >= (double)(closing - relayed) - 1);
+        assert_true(total_ms >= tunnel_ms && total_ms <= (double)(stopped - asked) + 1);
+        free(line);
+        harness_free(h);
+        close(lfd);
+    }
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -1070,6 +1225,7 @@ int main(void)
         cmocka_unit_test(test_slow_reader_not_idle),
         cmocka_unit_test(test_upgrade_no_interim),
         cmocka_unit_test(test_switch_to_offered_only),
+        cmocka_unit_test(test_tunnel_logged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -619,6 +619,99 @@ static void test_text_lines(void **state)
     }
 }
 
+/* A switched exchange's line, written when its tunnel ended: the tunnel's life among the
+ * phases, before the total (which includes it), in both formats; a text line with no other
+ * phase still has it. */
+static void test_tunnel_lines(void **state)
+{
+    (void)state;
+    struct access_record r = success_record();
+    r.status = r.upstream_status = 101;
+    r.ninterim = 0;
+    r.bytes_in = 123457;
+    r.bytes_out = 1234567;
+    r.tunnel = true;
+    r.tunnel_us = 61000123;
+    r.detail = "tunnel: client closed";
+    timings_set(&r.timings, TIMING_TOTAL, 61002723);
+    const char *got = line_of(&r, LOG_FORMAT_JSON);
+    assert_true(json_object_ok(got, strlen(got) - 1));
+    static const char json[] =
+        "\"bytes_in\":123457,\"bytes_out\":1234567,\"interim\":[],\"fault\":null,"
+        "\"user_agent\":\"curl/7.88.1\",\"timing_ms\":{\"connect\":0.120,\"send\":0.008,"
+        "\"first_byte\":2.345,\"body\":0.010,\"tunnel\":61000.123,\"total\":61002.723},"
+        "\"limit_ms\":null,\"detail\":\"tunnel: client closed\",";
+    if (!strstr(got, json))
+        fail_msg("got %s\nwant %s in it", got, json);
+    got = line_of(&r, LOG_FORMAT_TEXT);
+    static const char text[] =
+        " status=101 upstream_status=101 bytes_out=1234567 bytes_in=123457 dur_ms=61002.723 ";
+    static const char text_end[] = " detail=\"tunnel: client closed\" user_agent=\"curl/7.88.1\""
+                                   " timing=connect:0.120,send:0.008,first_byte:2.345,body:0.010,"
+                                   "tunnel:61000.123\n";
+    if (!strstr(got, text) || strcmp(got + strlen(got) - strlen(text_end), text_end) != 0)
+        fail_msg("got %s", got);
+    r.timings.present = 1u << TIMING_TOTAL; /* no phase but the total */
+    got = line_of(&r, LOG_FORMAT_TEXT);
+    if (!strstr(got, " timing=tunnel:61000.123\n"))
+        fail_msg("got %s", got);
+    got = line_of(&r, LOG_FORMAT_JSON);
+    if (!strstr(got, "\"timing_ms\":{\"tunnel\":61000.123,\"total\":61002.723}"))
+        fail_msg("got %s", got);
+}
+
+/* A record kept for a tunnel's end owns copies of all it points to: its line, once the
+ * originals are overwritten and freed, is the line the originals made. */
+static void test_record_copy(void **state)
+{
+    (void)state;
+    static uint16_t codes[] = {103, 100};
+    char *strs[9];
+    const char *const texts[] = {"rid-1", "4bf92f3577b34da6a3ce929d0e0e4736", "127.0.0.1:1",
+                                 "GET",   "h.example",                        "/p?q=1",
+                                 "api",   "app",                              "curl/8"};
+    for (size_t i = 0; i < ARRAY_LEN(strs); i++) {
+        strs[i] = strdup(texts[i]);
+        assert_non_null(strs[i]);
+    }
+    struct access_record r = success_record();
+    r.request_id = strs[0];
+    r.trace_id = strs[1];
+    r.client = strs[2];
+    r.method = strs[3];
+    r.host = strs[4];
+    r.host_len = strlen(strs[4]);
+    r.target = strs[5];
+    r.target_len = strlen(strs[5]);
+    r.route = strs[6];
+    r.upstream = strs[7];
+    r.user_agent = strs[8];
+    r.user_agent_len = strlen(strs[8]);
+    r.interim_codes = codes;
+    r.fault = NULL; /* NULL stays NULL */
+    r.detail = NULL;
+    for (int f = 0; f < LOG_FORMAT_COUNT; f++) {
+        char want[LOG_LINE_MAX + 1];
+        snprintf(want, sizeof(want), "%s", line_of(&r, (enum log_format)f));
+        struct access_record *c = log_record_copy(&r);
+        assert_non_null(c);
+        codes[0] = 199;
+        for (size_t i = 0; i < ARRAY_LEN(strs); i++)
+            memset(strs[i], '#', strlen(strs[i]));
+        const char *got = line_of(c, (enum log_format)f);
+        if (strcmp(got, want) != 0)
+            fail_msg("the copy's line:\n got %s\nwant %s", got, want);
+        assert_null(c->fault);
+        assert_null(c->detail);
+        free(c);
+        codes[0] = 103;
+        for (size_t i = 0; i < ARRAY_LEN(strs); i++)
+            memcpy(strs[i], texts[i], strlen(texts[i]));
+    }
+    for (size_t i = 0; i < ARRAY_LEN(strs); i++)
+        free(strs[i]);
+}
+
 /* Every string field far too long and full of hostile bytes: the line is still one valid JSON
  * object (or one text line), no longer than LOG_LINE_MAX, with nothing cut in the middle. */
 static void test_hostile_record(void **state)
@@ -645,7 +738,7 @@ static void test_hostile_record(void **state)
             .interim_codes = many, .ninterim = ARRAY_LEN(many),
             .fault = junk, .user_agent = junk, .user_agent_len = sizeof(junk) - 1,
             .limit_ms = UINT64_MAX, .detail = junk, .aborted = true, .reused = true,
-            .retried = true,
+            .retried = true, .tunnel = true, .tunnel_us = UINT64_MAX,
         };
         for (int p = 0; p < TIMING_COUNT; p++)
             timings_set(&r.timings, (enum timing_phase)p, UINT64_MAX);
@@ -1331,6 +1424,8 @@ int main(void)
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_json_lines),
         cmocka_unit_test(test_text_lines),
+        cmocka_unit_test(test_tunnel_lines),
+        cmocka_unit_test(test_record_copy),
         cmocka_unit_test(test_hostile_record),
         cmocka_unit_test(test_names),
         cmocka_unit_test_setup_teardown(test_buffer, dir_setup, dir_teardown),
