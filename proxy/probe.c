@@ -395,6 +395,16 @@ static int failed_slot(const struct probe_result *r)
     return r->failure == FAIL_NONE ? -1 : timing_of_phase(r->phase);
 }
 
+/* The status a client gets in profile pr: the failure's, or once the head went out (aborted),
+ * the origin's in every profile: a status sent cannot be taken back, the body is cut instead. */
+static int profile_status(const struct probe_result *r, const struct config *cfg, int pr)
+{
+    if (r->aborted)
+        return r->status;
+    return failure_status(r->failure, (enum error_profile)pr,
+                          pr == (int)cfg->profile ? cfg->error_overrides : NULL);
+}
+
 static void print_text(const struct probe_opts *o, const struct route_conf *route,
                        const struct config *cfg, const struct probe_ds *p, enum probe_end end)
 {
@@ -439,9 +449,13 @@ static void print_text(const struct probe_opts *o, const struct route_conf *rout
                    phase_name(r->phase), r->detail);
         return;
     }
-    printf("  %-11s failed: %s in phase %s\n", "outcome",
+    printf("  %-11s failed: %s in phase %s", "outcome",
            r->failure != FAIL_NONE ? failure_name(r->failure) : "no answer",
            phase_name(r->phase));
+    if (r->aborted)
+        printf(", after the head: %d %s and %llu body bytes had gone out", r->upstream_status,
+               status_phrase(r->upstream_status), (unsigned long long)r->bytes_out);
+    printf("\n");
     if (r->detail[0])
         printf("  %-11s %s\n", "detail", r->detail);
     if (r->failure == FAIL_NONE)
@@ -449,9 +463,9 @@ static void print_text(const struct probe_opts *o, const struct route_conf *rout
     printf("  %-11s", "status");
     for (int pr = 0; pr < PROFILE_COUNT; pr++)
         printf("%s %s %d", pr ? "," : "", profile_name((enum error_profile)pr),
-               failure_status(r->failure, (enum error_profile)pr,
-                              pr == (int)cfg->profile ? cfg->error_overrides : NULL));
-    printf("  (Portico sends %d %s here)\n", r->status, status_phrase(r->status));
+               profile_status(r, cfg, pr));
+    printf("  (Portico sends %d %s here%s)\n", r->status, status_phrase(r->status),
+           r->aborted ? ", then cuts the body short" : "");
 }
 
 /* s as a JSON string, whole (the URL echoes what was typed, its path up to 2 KiB); null for
@@ -527,15 +541,15 @@ static void print_json(const struct probe_opts *o, const struct route_conf *rout
     } else {
         for (int pr = 0; pr < PROFILE_COUNT; pr++)
             printf("%s\"%s\":%d", pr ? "," : "{", profile_name((enum error_profile)pr),
-                   failure_status(r->failure, (enum error_profile)pr,
-                                  pr == (int)cfg->profile ? cfg->error_overrides : NULL));
+                   profile_status(r, cfg, pr));
         printf("}");
     }
     printf(",\"interim\":[");
     for (unsigned i = 0; i < r->ninterim; i++)
         printf("%s%d", i ? "," : "", r->interim[i]);
-    printf("],\"body_bytes\":%llu,\"attempts\":%u,\"reused\":%s}\n",
-           (unsigned long long)r->bytes_out, r->attempts, r->reused ? "true" : "false");
+    printf("],\"body_bytes\":%llu,\"attempts\":%u,\"reused\":%s,\"aborted\":%s}\n",
+           (unsigned long long)r->bytes_out, r->attempts, r->reused ? "true" : "false",
+           r->aborted ? "true" : "false");
 }
 
 /* ---- running it ---- */
