@@ -24,6 +24,7 @@
 #include "portico/deadline.h"
 #include "portico/downstream.h"
 #include "portico/exchange.h"
+#include "portico/fault.h"
 #include "portico/fmt.h"
 #include "portico/generation.h"
 #include "portico/log.h"
@@ -78,6 +79,7 @@ struct probe_result {
     char origin[300];
     char detail[256];
     char request_id[48];
+    char fault[FAULT_NAME_MAX];        /* the fault rule that shaped the exchange, "" if none */
     uint16_t interim[PROBE_INTERIM_MAX]; /* the 1xx relayed, as the access log lists them */
     unsigned ninterim;
 };
@@ -181,6 +183,7 @@ static void ds_report(void *arg, const struct access_record *r)
     copy_str(res->origin, sizeof(res->origin), r->origin);
     copy_str(res->detail, sizeof(res->detail), r->detail);
     copy_str(res->request_id, sizeof(res->request_id), r->request_id);
+    copy_str(res->fault, sizeof(res->fault), r->fault);
     res->ninterim = MIN(r->ninterim, (unsigned)ARRAY_LEN(res->interim));
     for (unsigned i = 0; i < res->ninterim; i++) /* borrowed for the call: copied */
         res->interim[i] = r->interim_codes[i];
@@ -414,6 +417,8 @@ static void print_text(const struct probe_opts *o, const struct route_conf *rout
     printf("  %-11s route %s, upstream %s, origin %s, %s profile%s\n", "via", route->name,
            up->name, r->origin[0] ? r->origin : "(none chosen)", profile_name(cfg->profile),
            r->reused ? ", pooled connection" : "");
+    if (r->fault[0]) /* a simulated failure is the real one on the wire: only this tells */
+        printf("  %-11s %s (a fault rule shaped this exchange)\n", "fault", r->fault);
     int failed = failed_slot(r);
     if (r->failure != FAIL_NONE && r->phase == PHASE_ROUTE)
         printf("  %-11s %-12s <- %s\n", "route", "failed", failure_name(r->failure));
@@ -535,6 +540,8 @@ static void print_json(const struct probe_opts *o, const struct route_conf *rout
         printf("null");
     printf(",\"detail\":");
     json_string(r->detail[0] ? r->detail : NULL);
+    printf(",\"fault\":");
+    json_string(r->fault[0] ? r->fault : NULL);
     printf(",\"statuses\":");
     if (r->failure == FAIL_NONE) {
         printf("null");

@@ -117,6 +117,7 @@ static void test_json(void **state)
         struct tj *j = parse_json(&res);
         double v;
         assert_string_equal(tj_str(j, "phase"), r->phase);
+        assert_true(tj_is_null(j, "fault")); /* no fault rule here */
         assert_true(json_bool_is(j, "aborted", false));
         if (!r->failure) {
             assert_string_equal(tj_str(j, "outcome"), "answered");
@@ -338,6 +339,32 @@ static void test_after_head(void **state)
     fake_origin_stop(o);
 }
 
+/* A fault rule's failure is the real one on the wire, timer, detail and all: the probe names the
+ * rule, as the access log and /status do (it showed a connect_timeout of the origin's and nothing
+ * else, for an origin never contacted). */
+static void test_fault_named(void **state)
+{
+    (void)state;
+    assert_int_equal(harness_write_config(w.h, "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                                "[route r]\nupstream = u\n"
+                                                "[fault refuse-all]\nfailure = connect_refused\n",
+                                          w.mb.port[MB_OK]), 0);
+    const char *text[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/x", NULL};
+    struct tu_cmd_result res = {0};
+    assert_int_equal(probe(text, &res), 1);
+    if (!strstr(res.out, "failed: connect_refused") ||
+        !strstr(res.out, "  fault       refuse-all (a fault rule shaped this exchange)"))
+        fail_msg("fault rule: %s", res.out);
+    tu_cmd_result_free(&res);
+    const char *json[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/x", "--json",
+                          NULL};
+    assert_int_equal(probe(json, &res), 1);
+    struct tj *j = parse_json(&res);
+    assert_string_equal(tj_str(j, "fault"), "refuse-all");
+    tj_free(j);
+    tu_cmd_result_free(&res);
+}
+
 struct usage_row {
     const char *why;
     const char *args[6];
@@ -474,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_endless_head),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_after_head),
+        cmocka_unit_test(test_fault_named),
         cmocka_unit_test(test_usage),
         cmocka_unit_test(test_interim_all),
     };
