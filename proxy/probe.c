@@ -671,6 +671,15 @@ static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_
     return 0;
 }
 
+/* libevent's own messages. Its notices (evdns: "Nameserver ... has failed", "All nameservers
+ * have failed" after a SERVFAIL or a silent one) tell what the outcome and its detail already
+ * say, and came as raw "[msg]" lines on stderr; its warnings and errors are kept, named. */
+static void probe_libevent_log(int severity, const char *msg)
+{
+    if (severity >= EVENT_LOG_WARN)
+        fprintf(stderr, "portico probe: libevent: %s\n", msg);
+}
+
 int probe_main(int argc, char **argv)
 {
     struct probe_opts o;
@@ -687,6 +696,7 @@ int probe_main(int argc, char **argv)
         fprintf(stderr, "portico probe: libevent without thread support\n");
         return 1;
     }
+    event_set_log_callback(probe_libevent_log);
     struct config *cfg = o.config ? cfg_load(o.config, stderr, NULL) : synthetic_config(&u);
     if (!cfg)
         return 2;

@@ -273,6 +273,18 @@ static void test_config(void **state)
     tj_free(j);
     tu_cmd_result_free(&res);
 
+    /* a SERVFAIL is the outcome's dns_error and its detail, nothing else: libevent's own
+     * notices ("[msg] Nameserver ... has failed", "[msg] All nameservers have failed") came
+     * after it on stderr */
+    fake_dns_set_mode(w.mb.dns, FAKE_DNS_SERVFAIL);
+    assert_int_equal(probe(nx, &res), 1);
+    j = parse_json(&res);
+    assert_string_equal(tj_str(j, "failure"), "dns_error");
+    if (res.err[0])
+        fail_msg("SERVFAIL: stderr \"%s\"", res.err);
+    tj_free(j);
+    tu_cmd_result_free(&res);
+
     fake_dns_set_mode(w.mb.dns, FAKE_DNS_ANSWER); /* nx.portico.test is 127.0.0.1 now */
     assert_int_equal(probe(nx, &res), 0);
     j = parse_json(&res);
