@@ -247,13 +247,10 @@ int probe_parse_url(const char *url, struct probe_url *out, const char **why)
         }
     memcpy(out->authority, rest, alen);
     out->authority[alen] = '\0';
-    const char *path = rest + alen;
-    size_t plen = strcspn(path, "#");
-    if (plen + 2 > sizeof(out->path)) {
-        *why = "the path is too long";
-        return -1;
-    }
-    snprintf(out->path, sizeof(out->path), "%s%.*s", path[0] == '/' ? "" : "/", (int)plen, path);
+    /* no length of its own: a path is as long as the configuration's max_request_line lets it
+     * be, and the request's parser says when it is not (it was 2 KiB, a quarter of the default) */
+    out->path = rest + alen;
+    out->path_len = strcspn(out->path, "#");
     out->port = out->tls ? 443 : 80;
     char hostport[320];
     const char *colon = strrchr(out->authority, ':');
@@ -473,8 +470,8 @@ static void print_text(const struct probe_opts *o, const struct route_conf *rout
            r->aborted ? ", then cuts the body short" : "");
 }
 
-/* s as a JSON string, whole (the URL echoes what was typed, its path up to 2 KiB); null for
- * NULL. */
+/* s as a JSON string, whole (the URL echoes what was typed, its path up to max_request_line);
+ * null for NULL. */
 static void json_string(const char *s)
 {
     size_t n = s ? strlen(s) : 0, size = 6 * n + 2; /* each byte escaped at worst, the quotes */
@@ -619,30 +616,44 @@ static void loop_down(struct loop *l)
     exchange_spare_free(l);
 }
 
+/* "/" when the URL's path does not start with one (none, or a query only). */
+static const char *path_slash(const struct probe_url *u)
+{
+    return u->path_len && u->path[0] == '/' ? "" : "/";
+}
+
 /* Runs the exchange for o's URL through l; fills p. 0, -1 (out of memory), or -2 when Portico
  * would refuse the request itself (a path over the configuration's limits, dot segments): bad
  * usage. */
 static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_ds *p)
 {
     static const struct peer peer = {.conn_id = 1, .ip = "127.0.0.1"};
-    char head[4096];
-    int n = snprintf(head, sizeof(head),
-                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: portico-probe/%s\r\n"
-                     "Accept: */*\r\nConnection: close\r\n\r\n",
-                     u->path, u->authority, PORTICO_VERSION);
+    /* as long as the URL: the configuration's max_request_line is the limit, as for a client */
+    struct evbuffer *buf = evbuffer_new();
+    if (!buf || evbuffer_add_printf(buf, "GET %s%.*s HTTP/1.1\r\nHost: %s\r\n"
+                                         "User-Agent: portico-probe/%s\r\n"
+                                         "Accept: */*\r\nConnection: close\r\n\r\n",
+                                    path_slash(u), (int)u->path_len, u->path, u->authority,
+                                    PORTICO_VERSION) < 0) {
+        if (buf)
+            evbuffer_free(buf);
+        return -1;
+    }
+    size_t n = evbuffer_get_length(buf);
+    const char *head = (const char *)evbuffer_pullup(buf, -1);
     struct h1_request req;
     struct h1_error err;
     struct h1_limits lim = {l->cfg->max_request_line, l->cfg->max_header_size};
-    if (n < 0 || (size_t)n >= sizeof(head)) {
-        fprintf(stderr, "portico probe: the request for %s is too long\n", u->path);
-        return -2;
-    }
     /* What a client's request meets before routing: the parser, then the target's own checks
      * (dot segments, however spelled), which the exchange would answer with its refusal. */
     struct req_target target;
     const char *why = NULL;
     int refused = 0;
-    if (h1_parse_request(head, (size_t)n, &lim, &req, &err) != n) {
+    if (!head) {
+        evbuffer_free(buf);
+        return -1;
+    }
+    if (h1_parse_request(head, n, &lim, &req, &err) != (int)n) {
         refused = err.status;
         why = err.reason;
     } else {
@@ -651,10 +662,12 @@ static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_
     if (refused) {
         fprintf(stderr, "portico probe: Portico would refuse this request: %d %s (%s)\n", refused,
                 status_phrase(refused), why);
+        evbuffer_free(buf);
         return -2;
     }
     struct downstream ds = {.ops = &probe_ops, .ctx = p, .peer = &peer, .proto = PROTO_HTTP11};
-    struct exchange *ex = exchange_start(l, &ds, head, (size_t)n, &req, now_us());
+    struct exchange *ex = exchange_start(l, &ds, head, n, &req, now_us());
+    evbuffer_free(buf); /* the exchange has its copy of the head */
     if (!ex)
         return -1;
     if (p->head_ms) {
@@ -700,9 +713,12 @@ int probe_main(int argc, char **argv)
     struct config *cfg = o.config ? cfg_load(o.config, stderr, NULL) : synthetic_config(&u);
     if (!cfg)
         return 2;
-    const char *path_end = u.path + strcspn(u.path, "?");
+    /* routes match the path without its query (u.path runs on to the URL's '#', if any); a
+     * URL with none has "/" */
+    size_t path_len = strcspn(u.path, "?#");
+    const char *path = path_len ? u.path : "/";
     const struct route_conf *route =
-        route_match(cfg, u.authority, strlen(u.authority), u.path, (size_t)(path_end - u.path));
+        route_match(cfg, u.authority, strlen(u.authority), path, path_len ? path_len : 1);
     if (!route) {
         fprintf(stderr, "portico probe: no route of %s matches %s\n", o.config, o.url);
         cfg_free(cfg);

@@ -478,6 +478,25 @@ static void test_json_long_url(void **state)
     tu_cmd_result_free(&res);
 }
 
+/* A path as long as Portico takes from a client (under the default 8k max_request_line) is
+ * probed: it was "the path is too long" (exit 2) from 2 KiB on, so a URL with a long query,
+ * which every client could fetch, could not be probed. */
+static void test_long_path(void **state)
+{
+    (void)state;
+    static char url[8192];
+    int n = snprintf(url, sizeof(url), "http://127.0.0.1:%u/p?q=", w.mb.port[MB_OK]);
+    memset(url + n, 'q', 6000);
+    url[n + 6000] = '\0';
+    const char *args[] = {"probe", url, NULL};
+    struct tu_cmd_result res = {0};
+    int rc = probe(args, &res);
+    if (rc != 0 || !strstr(res.out, "answered: 200 OK"))
+        fail_msg("a 6 KB path: exit %d, stdout \"%.200s\", stderr \"%.200s\"", rc, res.out,
+                 res.err);
+    tu_cmd_result_free(&res);
+}
+
 /* The interim responses listed are every one Portico relays (the access log's list): the
  * simulator sends 24 x 102, Portico relays them all, the probe listed the first 16. */
 static void test_interim_all(void **state)
@@ -509,6 +528,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_json_long_url),
+        cmocka_unit_test(test_long_path),
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_endless_head),
         cmocka_unit_test(test_config),
