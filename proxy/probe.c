@@ -24,6 +24,7 @@
 #include "portico/deadline.h"
 #include "portico/downstream.h"
 #include "portico/exchange.h"
+#include "portico/fault.h"
 #include "portico/fmt.h"
 #include "portico/generation.h"
 #include "portico/log.h"
@@ -78,6 +79,7 @@ struct probe_result {
     char origin[300];
     char detail[256];
     char request_id[48];
+    char fault[FAULT_NAME_MAX];        /* the fault rule that shaped the exchange, "" if none */
     uint16_t interim[PROBE_INTERIM_MAX]; /* the 1xx relayed, as the access log lists them */
     unsigned ninterim;
 };
@@ -181,6 +183,7 @@ static void ds_report(void *arg, const struct access_record *r)
     copy_str(res->origin, sizeof(res->origin), r->origin);
     copy_str(res->detail, sizeof(res->detail), r->detail);
     copy_str(res->request_id, sizeof(res->request_id), r->request_id);
+    copy_str(res->fault, sizeof(res->fault), r->fault);
     res->ninterim = MIN(r->ninterim, (unsigned)ARRAY_LEN(res->interim));
     for (unsigned i = 0; i < res->ninterim; i++) /* borrowed for the call: copied */
         res->interim[i] = r->interim_codes[i];
@@ -244,13 +247,10 @@ int probe_parse_url(const char *url, struct probe_url *out, const char **why)
         }
     memcpy(out->authority, rest, alen);
     out->authority[alen] = '\0';
-    const char *path = rest + alen;
-    size_t plen = strcspn(path, "#");
-    if (plen + 2 > sizeof(out->path)) {
-        *why = "the path is too long";
-        return -1;
-    }
-    snprintf(out->path, sizeof(out->path), "%s%.*s", path[0] == '/' ? "" : "/", (int)plen, path);
+    /* no length of its own: a path is as long as the configuration's max_request_line lets it
+     * be, and the request's parser says when it is not (it was 2 KiB, a quarter of the default) */
+    out->path = rest + alen;
+    out->path_len = strcspn(out->path, "#");
     out->port = out->tls ? 443 : 80;
     char hostport[320];
     const char *colon = strrchr(out->authority, ':');
@@ -395,6 +395,16 @@ static int failed_slot(const struct probe_result *r)
     return r->failure == FAIL_NONE ? -1 : timing_of_phase(r->phase);
 }
 
+/* The status a client gets in profile pr: the failure's, or once the head went out (aborted),
+ * the origin's in every profile: a status sent cannot be taken back, the body is cut instead. */
+static int profile_status(const struct probe_result *r, const struct config *cfg, int pr)
+{
+    if (r->aborted)
+        return r->status;
+    return failure_status(r->failure, (enum error_profile)pr,
+                          pr == (int)cfg->profile ? cfg->error_overrides : NULL);
+}
+
 static void print_text(const struct probe_opts *o, const struct route_conf *route,
                        const struct config *cfg, const struct probe_ds *p, enum probe_end end)
 {
@@ -404,6 +414,8 @@ static void print_text(const struct probe_opts *o, const struct route_conf *rout
     printf("  %-11s route %s, upstream %s, origin %s, %s profile%s\n", "via", route->name,
            up->name, r->origin[0] ? r->origin : "(none chosen)", profile_name(cfg->profile),
            r->reused ? ", pooled connection" : "");
+    if (r->fault[0]) /* a simulated failure is the real one on the wire: only this tells */
+        printf("  %-11s %s (a fault rule shaped this exchange)\n", "fault", r->fault);
     int failed = failed_slot(r);
     if (r->failure != FAIL_NONE && r->phase == PHASE_ROUTE)
         printf("  %-11s %-12s <- %s\n", "route", "failed", failure_name(r->failure));
@@ -439,9 +451,13 @@ static void print_text(const struct probe_opts *o, const struct route_conf *rout
                    phase_name(r->phase), r->detail);
         return;
     }
-    printf("  %-11s failed: %s in phase %s\n", "outcome",
+    printf("  %-11s failed: %s in phase %s", "outcome",
            r->failure != FAIL_NONE ? failure_name(r->failure) : "no answer",
            phase_name(r->phase));
+    if (r->aborted)
+        printf(", after the head: %d %s and %llu body bytes had gone out", r->upstream_status,
+               status_phrase(r->upstream_status), (unsigned long long)r->bytes_out);
+    printf("\n");
     if (r->detail[0])
         printf("  %-11s %s\n", "detail", r->detail);
     if (r->failure == FAIL_NONE)
@@ -449,13 +465,13 @@ static void print_text(const struct probe_opts *o, const struct route_conf *rout
     printf("  %-11s", "status");
     for (int pr = 0; pr < PROFILE_COUNT; pr++)
         printf("%s %s %d", pr ? "," : "", profile_name((enum error_profile)pr),
-               failure_status(r->failure, (enum error_profile)pr,
-                              pr == (int)cfg->profile ? cfg->error_overrides : NULL));
-    printf("  (Portico sends %d %s here)\n", r->status, status_phrase(r->status));
+               profile_status(r, cfg, pr));
+    printf("  (Portico sends %d %s here%s)\n", r->status, status_phrase(r->status),
+           r->aborted ? ", then cuts the body short" : "");
 }
 
-/* s as a JSON string, whole (the URL echoes what was typed, its path up to 2 KiB); null for
- * NULL. */
+/* s as a JSON string, whole (the URL echoes what was typed, its path up to max_request_line);
+ * null for NULL. */
 static void json_string(const char *s)
 {
     size_t n = s ? strlen(s) : 0, size = 6 * n + 2; /* each byte escaped at worst, the quotes */
@@ -521,21 +537,23 @@ static void print_json(const struct probe_opts *o, const struct route_conf *rout
         printf("null");
     printf(",\"detail\":");
     json_string(r->detail[0] ? r->detail : NULL);
+    printf(",\"fault\":");
+    json_string(r->fault[0] ? r->fault : NULL);
     printf(",\"statuses\":");
     if (r->failure == FAIL_NONE) {
         printf("null");
     } else {
         for (int pr = 0; pr < PROFILE_COUNT; pr++)
             printf("%s\"%s\":%d", pr ? "," : "{", profile_name((enum error_profile)pr),
-                   failure_status(r->failure, (enum error_profile)pr,
-                                  pr == (int)cfg->profile ? cfg->error_overrides : NULL));
+                   profile_status(r, cfg, pr));
         printf("}");
     }
     printf(",\"interim\":[");
     for (unsigned i = 0; i < r->ninterim; i++)
         printf("%s%d", i ? "," : "", r->interim[i]);
-    printf("],\"body_bytes\":%llu,\"attempts\":%u,\"reused\":%s}\n",
-           (unsigned long long)r->bytes_out, r->attempts, r->reused ? "true" : "false");
+    printf("],\"body_bytes\":%llu,\"attempts\":%u,\"reused\":%s,\"aborted\":%s}\n",
+           (unsigned long long)r->bytes_out, r->attempts, r->reused ? "true" : "false",
+           r->aborted ? "true" : "false");
 }
 
 /* ---- running it ---- */
@@ -598,30 +616,44 @@ static void loop_down(struct loop *l)
     exchange_spare_free(l);
 }
 
+/* "/" when the URL's path does not start with one (none, or a query only). */
+static const char *path_slash(const struct probe_url *u)
+{
+    return u->path_len && u->path[0] == '/' ? "" : "/";
+}
+
 /* Runs the exchange for o's URL through l; fills p. 0, -1 (out of memory), or -2 when Portico
  * would refuse the request itself (a path over the configuration's limits, dot segments): bad
  * usage. */
 static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_ds *p)
 {
     static const struct peer peer = {.conn_id = 1, .ip = "127.0.0.1"};
-    char head[4096];
-    int n = snprintf(head, sizeof(head),
-                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: portico-probe/%s\r\n"
-                     "Accept: */*\r\nConnection: close\r\n\r\n",
-                     u->path, u->authority, PORTICO_VERSION);
+    /* as long as the URL: the configuration's max_request_line is the limit, as for a client */
+    struct evbuffer *buf = evbuffer_new();
+    if (!buf || evbuffer_add_printf(buf, "GET %s%.*s HTTP/1.1\r\nHost: %s\r\n"
+                                         "User-Agent: portico-probe/%s\r\n"
+                                         "Accept: */*\r\nConnection: close\r\n\r\n",
+                                    path_slash(u), (int)u->path_len, u->path, u->authority,
+                                    PORTICO_VERSION) < 0) {
+        if (buf)
+            evbuffer_free(buf);
+        return -1;
+    }
+    size_t n = evbuffer_get_length(buf);
+    const char *head = (const char *)evbuffer_pullup(buf, -1);
     struct h1_request req;
     struct h1_error err;
     struct h1_limits lim = {l->cfg->max_request_line, l->cfg->max_header_size};
-    if (n < 0 || (size_t)n >= sizeof(head)) {
-        fprintf(stderr, "portico probe: the request for %s is too long\n", u->path);
-        return -2;
-    }
     /* What a client's request meets before routing: the parser, then the target's own checks
      * (dot segments, however spelled), which the exchange would answer with its refusal. */
     struct req_target target;
     const char *why = NULL;
     int refused = 0;
-    if (h1_parse_request(head, (size_t)n, &lim, &req, &err) != n) {
+    if (!head) {
+        evbuffer_free(buf);
+        return -1;
+    }
+    if (h1_parse_request(head, n, &lim, &req, &err) != (int)n) {
         refused = err.status;
         why = err.reason;
     } else {
@@ -630,10 +662,12 @@ static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_
     if (refused) {
         fprintf(stderr, "portico probe: Portico would refuse this request: %d %s (%s)\n", refused,
                 status_phrase(refused), why);
+        evbuffer_free(buf);
         return -2;
     }
     struct downstream ds = {.ops = &probe_ops, .ctx = p, .peer = &peer, .proto = PROTO_HTTP11};
-    struct exchange *ex = exchange_start(l, &ds, head, (size_t)n, &req, now_us());
+    struct exchange *ex = exchange_start(l, &ds, head, n, &req, now_us());
+    evbuffer_free(buf); /* the exchange has its copy of the head */
     if (!ex)
         return -1;
     if (p->head_ms) {
@@ -648,6 +682,15 @@ static int run_exchange(struct loop *l, const struct probe_url *u, struct probe_
         exchange_cancel(ex, HTTP_CLIENT_CLOSED_REQUEST,
                         p->gave_up ? p->gave_up_why : "probe stopped reading");
     return 0;
+}
+
+/* libevent's own messages. Its notices (evdns: "Nameserver ... has failed", "All nameservers
+ * have failed" after a SERVFAIL or a silent one) tell what the outcome and its detail already
+ * say, and came as raw "[msg]" lines on stderr; its warnings and errors are kept, named. */
+static void probe_libevent_log(int severity, const char *msg)
+{
+    if (severity >= EVENT_LOG_WARN)
+        fprintf(stderr, "portico probe: libevent: %s\n", msg);
 }
 
 int probe_main(int argc, char **argv)
@@ -666,12 +709,16 @@ int probe_main(int argc, char **argv)
         fprintf(stderr, "portico probe: libevent without thread support\n");
         return 1;
     }
+    event_set_log_callback(probe_libevent_log);
     struct config *cfg = o.config ? cfg_load(o.config, stderr, NULL) : synthetic_config(&u);
     if (!cfg)
         return 2;
-    const char *path_end = u.path + strcspn(u.path, "?");
+    /* routes match the path without its query (u.path runs on to the URL's '#', if any); a
+     * URL with none has "/" */
+    size_t path_len = strcspn(u.path, "?#");
+    const char *path = path_len ? u.path : "/";
     const struct route_conf *route =
-        route_match(cfg, u.authority, strlen(u.authority), u.path, (size_t)(path_end - u.path));
+        route_match(cfg, u.authority, strlen(u.authority), path, path_len ? path_len : 1);
     if (!route) {
         fprintf(stderr, "portico probe: no route of %s matches %s\n", o.config, o.url);
         cfg_free(cfg);

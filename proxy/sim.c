@@ -47,6 +47,10 @@
 #define SIM_LINGER_MS 2000             /* how long a closing connection drains the client */
 #define SIM_DRIP_TICK_MS 10            /* a paced body (/drip) sends at most one piece a tick */
 #define SIM_ACCEPT_PAUSE_MS 100        /* accepts paused this long after accept() failed */
+/* Connections the kernel queues before accept, as on Portico's own listeners (listener.c):
+ * libevent's default (-1) is 128, and a burst past it had SYNs dropped, each retried by the
+ * kernel after 1 s, a second the simulator added to requests that asked for none. */
+#define SIM_BACKLOG 1024
 /* How long a connection still waits on its timer after the client's EOF. A FIN does not say
  * whether the client half-closed and still reads or has gone (Portico closes an origin
  * connection this way when its client leaves); only a write would tell, and a delayed answer
@@ -902,7 +906,7 @@ int sim_start(uint16_t *port)
     sim.listener = evconnlistener_new_bind(sim.base, on_accept, NULL,
                                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
                                                LEV_OPT_REUSEABLE,
-                                           -1, (struct sockaddr *)&sin, sizeof(sin));
+                                           SIM_BACKLOG, (struct sockaddr *)&sin, sizeof(sin));
     if (!sim.listener) {
         fprintf(stderr, "sim: listen on 127.0.0.1: %s\n", strerror(errno));
         goto fail;

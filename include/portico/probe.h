@@ -21,10 +21,15 @@ struct probe_url {
     char host[256];                    /* without brackets for IPv6 */
     uint16_t port;                     /* 80 / 443 when absent */
     char authority[300];               /* as written: the Host field */
-    char path[2048];                   /* "/" when absent; the fragment is dropped */
+    const char *path;                  /* borrowed from the URL: what follows the authority, up
+                                        * to a '#' (path_len bytes, no NUL); the request's path
+                                        * is "/" then that when it starts with no '/' (none, or
+                                        * a query only) */
+    size_t path_len;
 };
 
-/* Parses an absolute http(s) URL. 0, or -1 with a one-line reason in *why. */
+/* Parses an absolute http(s) URL; out->path points into url. 0, or -1 with a one-line reason in
+ * *why. */
 int probe_parse_url(const char *url, struct probe_url *out, const char **why);
 
 /* Runs the subcommand; argv[0] is "probe". Exit status: 0 when the origin answered, 1 on an

@@ -94,6 +94,13 @@ static struct tj *parse_json(const struct tu_cmd_result *res)
     return j;
 }
 
+/* Whether path is a JSON boolean of value want. */
+static bool json_bool_is(const struct tj *j, const char *path, bool want)
+{
+    const struct tj *v = tj_path(j, path);
+    return v && v->type == TJ_BOOL && v->boolean == want;
+}
+
 static void test_json(void **state)
 {
     (void)state;
@@ -110,6 +117,8 @@ static void test_json(void **state)
         struct tj *j = parse_json(&res);
         double v;
         assert_string_equal(tj_str(j, "phase"), r->phase);
+        assert_true(tj_is_null(j, "fault")); /* no fault rule here */
+        assert_true(json_bool_is(j, "aborted", false));
         if (!r->failure) {
             assert_string_equal(tj_str(j, "outcome"), "answered");
             assert_true(tj_is_null(j, "failure"));
@@ -264,6 +273,18 @@ static void test_config(void **state)
     tj_free(j);
     tu_cmd_result_free(&res);
 
+    /* a SERVFAIL is the outcome's dns_error and its detail, nothing else: libevent's own
+     * notices ("[msg] Nameserver ... has failed", "[msg] All nameservers have failed") came
+     * after it on stderr */
+    fake_dns_set_mode(w.mb.dns, FAKE_DNS_SERVFAIL);
+    assert_int_equal(probe(nx, &res), 1);
+    j = parse_json(&res);
+    assert_string_equal(tj_str(j, "failure"), "dns_error");
+    if (res.err[0])
+        fail_msg("SERVFAIL: stderr \"%s\"", res.err);
+    tj_free(j);
+    tu_cmd_result_free(&res);
+
     fake_dns_set_mode(w.mb.dns, FAKE_DNS_ANSWER); /* nx.portico.test is 127.0.0.1 now */
     assert_int_equal(probe(nx, &res), 0);
     j = parse_json(&res);
@@ -283,6 +304,75 @@ static void test_config(void **state)
     assert_int_equal((int)v, 150);
     assert_int_equal(tj_num(j, "status", &v), 0);
     assert_int_equal((int)v, 598); /* the configuration's proxy profile */
+    tj_free(j);
+    tu_cmd_result_free(&res);
+}
+
+/* A failure once the head went out cannot change the status: every profile sends the origin's
+ * 200 and cuts the body short. The probe listed the failure table's 502, 520, 502 as what each
+ * profile sends, under "Portico sends 200 OK here", and the text never said the head had come. */
+static void test_after_head(void **state)
+{
+    (void)state;
+    static const struct fo_step cut[] = {
+        FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nhello"), FO_WAIT(50), FO_RST(),
+        FO_END()};
+    struct fake_origin *o =
+        fake_origin_start(&(struct fake_origin_opts){.kind = FO_SCRIPT, .script = cut});
+    assert_non_null(o);
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/", fake_origin_port(o));
+    const char *text[] = {"probe", url, NULL};
+    struct tu_cmd_result res = {0};
+    assert_int_equal(probe(text, &res), 1);
+    if (!strstr(res.out, "failed: connection_reset in phase read, after the head: 200 OK and 5 "
+                         "body bytes had gone out") ||
+        !strstr(res.out, "standard 200, cloudflare 200, proxy 200  (Portico sends 200 OK here, "
+                         "then cuts the body short)"))
+        fail_msg("after the head: %s", res.out);
+    tu_cmd_result_free(&res);
+
+    const char *json[] = {"probe", url, "--json", NULL};
+    assert_int_equal(probe(json, &res), 1);
+    struct tj *j = parse_json(&res);
+    double v;
+    assert_string_equal(tj_str(j, "failure"), "connection_reset");
+    assert_true(json_bool_is(j, "aborted", true));
+    for (int p = 0; p < 3; p++) {
+        char key[64];
+        snprintf(key, sizeof(key), "statuses.%s", profiles[p]);
+        assert_int_equal(tj_num(j, key, &v), 0);
+        assert_int_equal((int)v, 200);
+    }
+    assert_int_equal(tj_num(j, "body_bytes", &v), 0);
+    assert_int_equal((int)v, 5);
+    tj_free(j);
+    tu_cmd_result_free(&res);
+    fake_origin_stop(o);
+}
+
+/* A fault rule's failure is the real one on the wire, timer, detail and all: the probe names the
+ * rule, as the access log and /status do (it showed a connect_timeout of the origin's and nothing
+ * else, for an origin never contacted). */
+static void test_fault_named(void **state)
+{
+    (void)state;
+    assert_int_equal(harness_write_config(w.h, "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                                "[route r]\nupstream = u\n"
+                                                "[fault refuse-all]\nfailure = connect_refused\n",
+                                          w.mb.port[MB_OK]), 0);
+    const char *text[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/x", NULL};
+    struct tu_cmd_result res = {0};
+    assert_int_equal(probe(text, &res), 1);
+    if (!strstr(res.out, "failed: connect_refused") ||
+        !strstr(res.out, "  fault       refuse-all (a fault rule shaped this exchange)"))
+        fail_msg("fault rule: %s", res.out);
+    tu_cmd_result_free(&res);
+    const char *json[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/x", "--json",
+                          NULL};
+    assert_int_equal(probe(json, &res), 1);
+    struct tj *j = parse_json(&res);
+    assert_string_equal(tj_str(j, "fault"), "refuse-all");
     tj_free(j);
     tu_cmd_result_free(&res);
 }
@@ -388,6 +478,25 @@ static void test_json_long_url(void **state)
     tu_cmd_result_free(&res);
 }
 
+/* A path as long as Portico takes from a client (under the default 8k max_request_line) is
+ * probed: it was "the path is too long" (exit 2) from 2 KiB on, so a URL with a long query,
+ * which every client could fetch, could not be probed. */
+static void test_long_path(void **state)
+{
+    (void)state;
+    static char url[8192];
+    int n = snprintf(url, sizeof(url), "http://127.0.0.1:%u/p?q=", w.mb.port[MB_OK]);
+    memset(url + n, 'q', 6000);
+    url[n + 6000] = '\0';
+    const char *args[] = {"probe", url, NULL};
+    struct tu_cmd_result res = {0};
+    int rc = probe(args, &res);
+    if (rc != 0 || !strstr(res.out, "answered: 200 OK"))
+        fail_msg("a 6 KB path: exit %d, stdout \"%.200s\", stderr \"%.200s\"", rc, res.out,
+                 res.err);
+    tu_cmd_result_free(&res);
+}
+
 /* The interim responses listed are every one Portico relays (the access log's list): the
  * simulator sends 24 x 102, Portico relays them all, the probe listed the first 16. */
 static void test_interim_all(void **state)
@@ -419,9 +528,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_json_long_url),
+        cmocka_unit_test(test_long_path),
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_endless_head),
         cmocka_unit_test(test_config),
+        cmocka_unit_test(test_after_head),
+        cmocka_unit_test(test_fault_named),
         cmocka_unit_test(test_usage),
         cmocka_unit_test(test_interim_all),
     };
