@@ -748,8 +748,13 @@ static void test_stream_then_reset(void **state)
     stop_portico(h);
     int cfd = raw_fd(c);
     assert_int_equal(write(cfd, "x", 1), 1);
-    int unsent = 0; /* still in the origin's kernel: the reset throws it away */
-    assert_int_equal(ioctl(ofd, SIOCOUTQ, &unsent), 0);
+    /* What reached Portico before the reset: at least what it acknowledged, at most what was
+     * sent (a segment may be in, its ACK not yet back); the rest, still in the origin's kernel,
+     * the reset throws away. Exactly "written - SIOCOUTQ" failed on such a segment (64 KiB
+     * short, in test_forwarding's twin 2 times in 20). */
+    int unacked = 0, unsent = 0;
+    assert_int_equal(ioctl(ofd, SIOCOUTQ, &unacked), 0);
+    assert_int_equal(ioctl(ofd, SIOCOUTQNSD, &unsent), 0);
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     assert_int_equal(setsockopt(ofd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
     close(ofd); /* RST */
@@ -758,10 +763,10 @@ static void test_stream_then_reset(void **state)
     bool reset = false;
     assert_int_equal(fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK), 0);
     assert_int_equal(read_until_closed(cfd, PX_IO_MS, &got, &reset), 1);
-    size_t took = written - (size_t)unsent; /* what reached Portico before the reset */
-    print_message("  the origin wrote %zu bytes, %zu of them before its reset; the client got "
-                  "%zu, then %s\n", written, took, got, reset ? "a reset" : "the FIN");
-    assert_true(got == took);
+    size_t took = written - (size_t)unacked, sent = written - (size_t)unsent;
+    print_message("  the origin wrote %zu bytes, %zu-%zu of them before its reset; the client "
+                  "got %zu, then %s\n", written, took, sent, got, reset ? "a reset" : "the FIN");
+    assert_true(got >= took && got <= sent);
     raw_close(c);
     close(lfd);
     px_stop(h);
