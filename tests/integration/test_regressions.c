@@ -1124,6 +1124,33 @@ static void test_local_failure_spares_origin(void **state)
     fake_origin_stop(o);
 }
 
+/* Holds pid to the descriptors it has open until its next health check fails to open a socket
+ * (within 4 s), then gives them back. */
+static void starve_next_check(struct harness *h, pid_t pid)
+{
+    struct rlimit old, tight;
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
+    tight = (struct rlimit){.rlim_cur = (rlim_t)lowest_free_fd(pid), .rlim_max = old.rlim_max};
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &tight, NULL), 0);
+    assert_int_equal(harness_wait_log(h, "(socket: Too many open files)", 4000), 0);
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+}
+
+/* GET path on a connection of its own: the status must be want (the failure type said if not). */
+static void expect_status(struct harness *h, const char *path, int want, const char *when)
+{
+    char req[128];
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
+    exchange(c, req, &r);
+    if (r.status != want)
+        fail_msg("status %d (%s) %s", r.status,
+                 raw_header(&r, "Portico-Error") ? raw_header(&r, "Portico-Error") : "-", when);
+    raw_response_free(&r);
+    raw_close(c);
+}
+
 /* The same shortage when an active health check opens its connection: Portico's failure, not
  * the origin's, so the origin's verdict stands. It was "failed its health check (socket: Too
  * many open files); marked down", and once descriptors were back every client got 503
@@ -1139,25 +1166,10 @@ static void test_local_failure_spares_checked_origin(void **state)
                                  fake_origin_port(o));
     /* the first check passed and its connection is closed (logged after the close) */
     assert_int_equal(harness_wait_log(h, ": passed", PX_IO_MS), 0);
-    pid_t pid = harness_pid(h);
-    struct rlimit old, tight;
-    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
-    tight = (struct rlimit){.rlim_cur = (rlim_t)lowest_free_fd(pid), .rlim_max = old.rlim_max};
-    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &tight, NULL), 0);
-    /* the next check, 2 s after the first */
-    assert_int_equal(harness_wait_log(h, "(socket: Too many open files)", 4000), 0);
-    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+    starve_next_check(h, harness_pid(h)); /* the next check, 2 s after the first */
 
     /* descriptors back, long before the next check: the origin takes the request */
-    struct raw_conn *c = px_connect(h);
-    struct raw_response r;
-    send_ok(c, "GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-    if (r.status != 200)
-        fail_msg("status %d (%s) right after the shortage", r.status,
-                 raw_header(&r, "Portico-Error") ? raw_header(&r, "Portico-Error") : "-");
-    raw_response_free(&r);
-    raw_close(c);
+    expect_status(h, "/after", 200, "right after the shortage");
     assert_false(harness_log_contains(h, "failed its health check"));
     px_stop(h);
     fake_origin_stop(o);
@@ -1195,35 +1207,17 @@ static void test_local_failure_counts_for_neither(void **state)
     /* the first check failed, its connection closed (logged after the close) */
     assert_int_equal(harness_wait_log(h, "answered 500); 1 of 2 in a row, not marked down yet",
                                       PX_IO_MS), 0);
-    struct rlimit old, tight;
-    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
-    tight = (struct rlimit){.rlim_cur = (rlim_t)lowest_free_fd(pid), .rlim_max = old.rlim_max};
-    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &tight, NULL), 0);
-    assert_int_equal(harness_wait_log(h, "(socket: Too many open files)", 4000), 0);
-    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+    starve_next_check(h, pid);
 
     /* descriptors back, long before the third check: the origin is still up */
-    struct raw_conn *c = px_connect(h);
-    struct raw_response r;
-    send_ok(c, "GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-    if (r.status != 200)
-        fail_msg("status %d (%s) right after the shortage", r.status,
-                 raw_header(&r, "Portico-Error") ? raw_header(&r, "Portico-Error") : "-");
-    raw_response_free(&r);
-    raw_close(c);
+    expect_status(h, "/after", 200, "right after the shortage");
 
     /* the third check is the second failure in a row */
     assert_int_equal(harness_wait_log(h, "answered 500); 2 in a row, marked down", 4000), 0);
     char *err = harness_stderr(h);
     assert_int_equal(px_count(err, "1 of 2 in a row"), 1);
     free(err);
-    c = px_connect(h);
-    send_ok(c, "GET /down HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-    assert_int_equal(r.status, 503);
-    raw_response_free(&r);
-    raw_close(c);
+    expect_status(h, "/down", 503, "once marked down");
     px_stop(h);
     fake_origin_stop(o);
 }
