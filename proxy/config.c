@@ -936,10 +936,17 @@ struct config *cfg_load(const char *path, FILE *errors, int *nerrors)
      * as it is then, blocking again: a pipe with a writer (-c <(...)) still gives its text. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     int flags = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
-    if (flags >= 0 && fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0)
+    /* A device (a config linked to /dev/zero) would be read without end, a reload with it. */
+    struct stat st;
+    bool device = flags >= 0 && fstat(fd, &st) == 0 &&
+                  (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode));
+    if (!device && flags >= 0 && fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0)
         ld.fp = fdopen(fd, "r");
     if (!ld.fp) {
-        cfg_report(&ld, 0, "cannot open: %s", strerror(errno));
+        if (device)
+            cfg_report(&ld, 0, "cannot read: a device, not a file or a pipe");
+        else
+            cfg_report(&ld, 0, "cannot open: %s", strerror(errno));
         if (fd >= 0)
             close(fd);
         if (nerrors)
