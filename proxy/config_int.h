@@ -17,6 +17,7 @@
 
 #define CFG_MAX_SECTION_KEYS 64 /* rows of the largest key table */
 #define CFG_MAX_ERRORS 100       /* messages of one load; the next one ends it */
+#define CFG_READ_SECONDS 10      /* a pipe's writer has this long to send the whole file */
 
 enum cfg_section {
     CFG_SEC_NONE,     /* before the first header */
@@ -44,6 +45,7 @@ struct cfg_loader {
     int line;                              /* the line read last; 0 in the validation pass */
     /* input: either a FILE or a string */
     FILE *fp;
+    uint64_t deadline_us;                  /* now_us: the whole file read by then (a pipe) */
     const char *text;
     size_t text_len;
     size_t text_pos;
