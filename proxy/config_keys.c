@@ -54,16 +54,21 @@ static __attribute__((format(printf, 3, 0))) void print_report(struct cfg_loader
         n = 0;
     vsnprintf(raw + n, sizeof(raw) - (size_t)n, fmt, ap);
     /* Names and values come from the file: a control byte is shown as \xNN, never sent raw to a
-     * terminal or a log. One line, one write: worker threads log to the same stderr while a
-     * reload loads. */
+     * terminal or a log; so are the C1 controls (U+0080-U+009F: U+009B is a terminal's CSI) and
+     * bytes that are no UTF-8. One line, one write: worker threads log to the same stderr while
+     * a reload loads. */
     char text[sizeof(raw) + 2];
     size_t len = 0;
-    for (const char *p = raw; *p && len + 5 < sizeof(text); p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c < 0x20 || c == 0x7f)
-            len += (size_t)snprintf(text + len, 5, "\\x%02x", c);
-        else
-            text[len++] = (char)c;
+    for (const unsigned char *p = (const unsigned char *)raw; *p && len + 5 < sizeof(text);) {
+        size_t seq = *p >= 0x80 ? utf8_seq_len(p) : 1;
+        bool c1 = seq == 2 && p[0] == 0xc2 && p[1] < 0xa0;
+        if (seq == 0 || c1 || *p < 0x20 || *p == 0x7f) {
+            len += (size_t)snprintf(text + len, 5, "\\x%02x", *p++);
+        } else {
+            memcpy(text + len, p, seq); /* seq <= 4 < the room left */
+            len += seq;
+            p += seq;
+        }
     }
     text[len++] = '\n';
     text[len] = '\0';

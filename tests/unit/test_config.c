@@ -805,6 +805,12 @@ static const struct {
     {"an escape sequence in a value",
      "[proxy]\nerror_profile = \x1b[31mred\n" UP,
      {"test.ini:2: error_profile: '\\x1b[31mred' is not one of standard, cloudflare, proxy"}},
+    {"a C1 control (U+009B, a terminal's CSI) in a key",
+     "[proxy]\nwork\xc2\x9b" "2Jers = 2\n" UP,
+     {"test.ini:2: unknown key 'work\\xc2\\x9b2Jers' in [proxy]"}},
+    {"bytes that are no UTF-8 are escaped, UTF-8 text is kept",
+     "[proxy]\nuser\xff\xc3\xa9 = x\n" UP,
+     {"test.ini:2: unknown key 'user\\xff\xc3\xa9' in [proxy]"}},
     {"DEL in a section name",
      "[bo\x7fgus]\n" UP,
      {"test.ini:1: unknown section [bo\\x7fgus] (expected proxy, upstream NAME, route NAME, "
