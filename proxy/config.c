@@ -441,7 +441,7 @@ static int next_byte(struct cfg_loader *ld)
 static char *reader(char *str, int num, void *stream)
 {
     struct cfg_loader *ld = stream;
-    size_t room = num > 2 ? (size_t)num - 2 : 0; /* the line, then '\n' and '\0' */
+    size_t room = num > 3 ? (size_t)num - 2 : 0; /* the line and its CR, then '\n' and '\0' */
     size_t n = 0;
     bool too_long = false, nul = false;
     int c;
@@ -456,6 +456,8 @@ static char *reader(char *str, int num, void *stream)
     }
     if ((c == EOF && n == 0) || ld->broken)
         return NULL;
+    /* The longest line is as long with CRLF line endings as with LF ones. */
+    too_long |= n == room && str[n - 1] != '\r';
     ld->line++;
     str[n] = '\0';
     const char *p = str;
@@ -471,7 +473,7 @@ static char *reader(char *str, int num, void *stream)
         return str;
     }
     if (too_long)
-        cfg_report(ld, ld->line, "line longer than %zu bytes", room);
+        cfg_report(ld, ld->line, "line longer than %zu bytes", room - 1);
     else if (nul)
         cfg_report(ld, ld->line, "NUL byte in line");
     else
@@ -929,9 +931,10 @@ static struct config *load(struct cfg_loader *ld, const char *dir, size_t dir_le
         cfg_out_of_memory(ld);
     else if ((cfg->path = cfg_copy(ld, ld->name)) && (cfg->dir = cfg_copy_span(ld, dir, dir_len)) &&
              set_defaults(ld) == 0) {
-        /* inih's line buffer on the heap, as long as the reader's lines: a line, '\n', '\0' */
+        /* inih's line buffer on the heap, as long as the reader's lines: a line, its CR, '\n',
+         * '\0' */
         ini_use_stack = false;
-        ini_initial_alloc = ini_max_line = CFG_MAX_LINE + 2;
+        ini_initial_alloc = ini_max_line = CFG_MAX_LINE + 3;
         ini_allow_realloc = false;
         ini_allow_multiline = false; /* a repeated key is a list, never a continuation */
         ini_stop_on_first_error = false;
