@@ -22,6 +22,7 @@
 #include <ini.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pwd.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -397,11 +398,37 @@ static bool line_is_valid(const char *p)
     return false;
 }
 
+/* Waits for a pipe to have more to read, until the load's deadline. 0, or -1 after reporting. */
+static int wait_readable(struct cfg_loader *ld)
+{
+    uint64_t now = now_us();
+    int ms = now < ld->deadline_us ? (int)((ld->deadline_us - now + 999) / 1000) : 0;
+    struct pollfd pfd = {.fd = fileno(ld->fp), .events = POLLIN};
+    int n;
+    while ((n = poll(&pfd, 1, ms)) < 0 && errno == EINTR)
+        ;
+    if (n > 0)
+        return 0;
+    if (n == 0)
+        cfg_report(ld, ld->line + 1, "cannot read: no end of file after %d s (a pipe whose writer "
+                                     "keeps it open)", CFG_READ_SECONDS);
+    else
+        cfg_report(ld, ld->line + 1, "cannot read: %s", strerror(errno));
+    ld->broken = true;
+    return -1;
+}
+
 static int next_byte(struct cfg_loader *ld)
 {
     if (!ld->fp)
         return ld->text_pos < ld->text_len ? (unsigned char)ld->text[ld->text_pos++] : EOF;
-    int c = getc_unlocked(ld->fp);
+    int c;
+    while ((c = getc_unlocked(ld->fp)) == EOF && ferror(ld->fp) && !ld->broken &&
+           (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        clearerr(ld->fp); /* a pipe with nothing to read yet: wait for it, within the deadline */
+        if (wait_readable(ld) != 0)
+            return EOF;
+    }
     if (c == EOF && ferror(ld->fp) && !ld->broken) {
         cfg_report(ld, 0, "cannot read: %s", strerror(errno));
         ld->broken = true;
@@ -414,7 +441,7 @@ static int next_byte(struct cfg_loader *ld)
 static char *reader(char *str, int num, void *stream)
 {
     struct cfg_loader *ld = stream;
-    size_t room = num > 2 ? (size_t)num - 2 : 0; /* the line, then '\n' and '\0' */
+    size_t room = num > 3 ? (size_t)num - 2 : 0; /* the line and its CR, then '\n' and '\0' */
     size_t n = 0;
     bool too_long = false, nul = false;
     int c;
@@ -429,6 +456,8 @@ static char *reader(char *str, int num, void *stream)
     }
     if ((c == EOF && n == 0) || ld->broken)
         return NULL;
+    /* The longest line is as long with CRLF line endings as with LF ones. */
+    too_long |= n == room && str[n - 1] != '\r';
     ld->line++;
     str[n] = '\0';
     const char *p = str;
@@ -444,7 +473,7 @@ static char *reader(char *str, int num, void *stream)
         return str;
     }
     if (too_long)
-        cfg_report(ld, ld->line, "line longer than %zu bytes", room);
+        cfg_report(ld, ld->line, "line longer than %zu bytes", room - 1);
     else if (nul)
         cfg_report(ld, ld->line, "NUL byte in line");
     else
@@ -902,9 +931,10 @@ static struct config *load(struct cfg_loader *ld, const char *dir, size_t dir_le
         cfg_out_of_memory(ld);
     else if ((cfg->path = cfg_copy(ld, ld->name)) && (cfg->dir = cfg_copy_span(ld, dir, dir_len)) &&
              set_defaults(ld) == 0) {
-        /* inih's line buffer on the heap, as long as the reader's lines: a line, '\n', '\0' */
+        /* inih's line buffer on the heap, as long as the reader's lines: a line, its CR, '\n',
+         * '\0' */
         ini_use_stack = false;
-        ini_initial_alloc = ini_max_line = CFG_MAX_LINE + 2;
+        ini_initial_alloc = ini_max_line = CFG_MAX_LINE + 3;
         ini_allow_realloc = false;
         ini_allow_multiline = false; /* a repeated key is a list, never a continuation */
         ini_stop_on_first_error = false;
@@ -931,15 +961,22 @@ static struct config *load(struct cfg_loader *ld, const char *dir, size_t dir_le
 struct config *cfg_load(const char *path, FILE *errors, int *nerrors)
 {
     struct cfg_loader ld = {.name = path, .errors = errors};
-    /* Opened without waiting: a FIFO with no writer would hold open(2) until one came, and a
-     * reload loads on the main thread, which takes the signals (SIGTERM included). It is read
-     * as it is then, blocking again: a pipe with a writer (-c <(...)) still gives its text. */
+    /* Opened and read without blocking: a reload loads on the main thread, which takes the
+     * signals (SIGTERM included). A FIFO with no writer would hold open(2) until one came; one
+     * whose writer keeps it open (-c /dev/stdin from a generator that stays) would hold read(2)
+     * for ever: a pipe (-c <(...)) gives its text within CFG_READ_SECONDS, or is an error. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    int flags = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
-    if (flags >= 0 && fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0)
+    /* A device (a config linked to /dev/zero) would be read without end, a reload with it. */
+    struct stat st;
+    bool device = fd >= 0 && fstat(fd, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode));
+    ld.deadline_us = now_us() + CFG_READ_SECONDS * UINT64_C(1000000);
+    if (fd >= 0 && !device)
         ld.fp = fdopen(fd, "r");
     if (!ld.fp) {
-        cfg_report(&ld, 0, "cannot open: %s", strerror(errno));
+        if (device)
+            cfg_report(&ld, 0, "cannot read: a device, not a file or a pipe");
+        else
+            cfg_report(&ld, 0, "cannot open: %s", strerror(errno));
         if (fd >= 0)
             close(fd);
         if (nerrors)

@@ -16,6 +16,8 @@
 #include "portico/config.h"
 
 #define CFG_MAX_SECTION_KEYS 64 /* rows of the largest key table */
+#define CFG_MAX_ERRORS 100       /* messages of one load; the next one ends it */
+#define CFG_READ_SECONDS 10      /* a pipe's writer has this long to send the whole file */
 
 enum cfg_section {
     CFG_SEC_NONE,     /* before the first header */
@@ -43,6 +45,7 @@ struct cfg_loader {
     int line;                              /* the line read last; 0 in the validation pass */
     /* input: either a FILE or a string */
     FILE *fp;
+    uint64_t deadline_us;                  /* now_us: the whole file read by then (a pipe) */
     const char *text;
     size_t text_len;
     size_t text_pos;
@@ -93,7 +96,8 @@ int cfg_key_line(const struct cfg_key_lines *lines, enum cfg_section sec, const 
 /* "proxy", "upstream", "route", "faults", "fault". */
 const char *cfg_section_name(enum cfg_section sec);
 
-/* Counts a problem and prints "NAME:LINE: message" in one write, control bytes as \xNN. */
+/* Counts a problem and prints "NAME:LINE: message" in one write, control bytes as \xNN; the
+ * problem after CFG_MAX_ERRORS is told as "more than ..." instead and ends the load (broken). */
 void cfg_report(struct cfg_loader *ld, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

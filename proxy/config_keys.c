@@ -42,34 +42,64 @@ static const char *const error_log_names[] = {"stderr", "stdout"};
 
 /* ---- helpers shared with the loader ---- */
 
-void cfg_report(struct cfg_loader *ld, int line, const char *fmt, ...)
+/* Prints "NAME:LINE: message" in one write (when messages are printed at all). */
+static __attribute__((format(printf, 3, 0))) void print_report(struct cfg_loader *ld, int line,
+                                                               const char *fmt, va_list ap)
 {
-    va_list ap;
-    ld->nerrors++;
     if (!ld->errors)
         return;
     char raw[PATH_MAX + 512];
     int n = snprintf(raw, sizeof(raw), "%s:%d: ", ld->name, line);
     if (n < 0 || (size_t)n >= sizeof(raw))
         n = 0;
-    va_start(ap, fmt);
     vsnprintf(raw + n, sizeof(raw) - (size_t)n, fmt, ap);
-    va_end(ap);
     /* Names and values come from the file: a control byte is shown as \xNN, never sent raw to a
-     * terminal or a log. One line, one write: worker threads log to the same stderr while a
-     * reload loads. */
+     * terminal or a log; so are the C1 controls (U+0080-U+009F: U+009B is a terminal's CSI) and
+     * bytes that are no UTF-8. One line, one write: worker threads log to the same stderr while
+     * a reload loads. */
     char text[sizeof(raw) + 2];
     size_t len = 0;
-    for (const char *p = raw; *p && len + 5 < sizeof(text); p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c < 0x20 || c == 0x7f)
-            len += (size_t)snprintf(text + len, 5, "\\x%02x", c);
-        else
-            text[len++] = (char)c;
+    for (const unsigned char *p = (const unsigned char *)raw; *p && len + 5 < sizeof(text);) {
+        size_t seq = *p >= 0x80 ? utf8_seq_len(p) : 1;
+        bool c1 = seq == 2 && p[0] == 0xc2 && p[1] < 0xa0;
+        if (seq == 0 || c1 || *p < 0x20 || *p == 0x7f) {
+            len += (size_t)snprintf(text + len, 5, "\\x%02x", *p++);
+        } else {
+            memcpy(text + len, p, seq); /* seq <= 4 < the room left */
+            len += seq;
+            p += seq;
+        }
     }
     text[len++] = '\n';
     text[len] = '\0';
     fputs(text, ld->errors);
+}
+
+static __attribute__((format(printf, 3, 4))) void print_line(struct cfg_loader *ld, int line,
+                                                             const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    print_report(ld, line, fmt, ap);
+    va_end(ap);
+}
+
+void cfg_report(struct cfg_loader *ld, int line, const char *fmt, ...)
+{
+    /* A file that is no INI at all (a binary or a log deployed by mistake, /dev/urandom) has an
+     * error on every line: millions of messages, which a reload holds in memory on their way
+     * to the error log. The problem after CFG_MAX_ERRORS ends the load instead. */
+    if (ld->nerrors > CFG_MAX_ERRORS)
+        return;
+    if (ld->nerrors++ == CFG_MAX_ERRORS) {
+        ld->broken = true;
+        print_line(ld, line, "more than %d errors; the rest is not checked", CFG_MAX_ERRORS);
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    print_report(ld, line, fmt, ap);
+    va_end(ap);
 }
 
 int cfg_out_of_memory(struct cfg_loader *ld)

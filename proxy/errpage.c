@@ -134,39 +134,6 @@ static void sink_ms(struct sink *s, double ms)
 
 /* ---- escapers ---- */
 
-/* Length of the well-formed UTF-8 sequence at p (lead byte >= 0x80), or 0 when ill-formed
- * (overlong, surrogate, above U+10FFFF, truncated). p is NUL-terminated, so the continuation
- * checks stop at the terminator. */
-static size_t utf8_seq_len(const unsigned char *p)
-{
-    unsigned char c = p[0];
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t n;
-
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        n = 3;
-    else if (c >= 0xF0 && c <= 0xF4)
-        n = 4;
-    else
-        return 0;
-    if (c == 0xE0)
-        lo = 0xA0;
-    else if (c == 0xED)
-        hi = 0x9F;
-    else if (c == 0xF0)
-        lo = 0x90;
-    else if (c == 0xF4)
-        hi = 0x8F;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    return n;
-}
-
 enum esc {
     ESC_TEXT, /* text/plain body: control bytes become spaces so a value stays on its line */
     ESC_HTML, /* & < > " ' as references, control bytes as spaces */

@@ -78,6 +78,11 @@ void ipv4_str(const void *addr, char *buf);
  * Returns buf. */
 const char *ip_port_str(const char *ip, unsigned port, char *buf, size_t bufsz);
 
+/* Length of the well-formed UTF-8 sequence at p (lead byte >= 0x80), or 0 when ill-formed
+ * (overlong, surrogate, above U+10FFFF, truncated). p is NUL-terminated, so the continuation
+ * checks stop at the terminator. */
+size_t utf8_seq_len(const unsigned char *p);
+
 /* Copies src into dst[size] cut to size - 1 bytes and NUL-terminated, as snprintf("%s") does
  * without parsing a format (per request on error paths). Returns the bytes copied. */
 size_t str_copy(char *dst, size_t size, const char *src);

@@ -428,6 +428,51 @@ static void test_unreadable_config(void **state)
     }
 }
 
+/* A config linked to a device: /dev/zero never ends a line, so its load (a reload's, on the
+ * thread that takes the signals) read on forever; the alarm ends this test if it does. */
+static void test_device_config(void **state)
+{
+    (void)state;
+    alarm(10);
+    int n;
+    char *errors;
+    assert_null(load_as(NULL, "/dev/zero", NULL, &n, &errors));
+    alarm(0);
+    assert_string_equal(errors, "/dev/zero:0: cannot read: a device, not a file or a pipe\n");
+    assert_int_equal(n, 1);
+    free(errors);
+}
+
+/* A file that is no INI has an error on every line: 100 messages, then one that says the rest
+ * is not checked. A reload held all of a 10 MB file's 400 MB of messages in memory. */
+static void test_error_cap(void **state)
+{
+    (void)state;
+    char path[128];
+    dir_path(path, sizeof(path), "portico.ini");
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 10000; i++)
+        fputs("not an ini line\n", f);
+    fclose(f);
+    int n;
+    char *errors;
+    assert_null(load_as(NULL, path, NULL, &n, &errors));
+    assert_int_equal(n, 101);
+    int lines = 0;
+    const char *last = errors;
+    for (const char *p = errors; *p; p++)
+        if (*p == '\n' && p[1]) {
+            lines++;
+            last = p + 1;
+        }
+    assert_int_equal(lines + 1, 101);
+    char want[256];
+    snprintf(want, sizeof(want), "%s:101: more than 100 errors; the rest is not checked\n", path);
+    assert_string_equal(last, want);
+    free(errors);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +482,8 @@ int main(void)
         cmocka_unit_test(test_permissions),
         cmocka_unit_test(test_nul_bytes),
         cmocka_unit_test(test_unreadable_config),
+        cmocka_unit_test(test_device_config),
+        cmocka_unit_test(test_error_cap),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
