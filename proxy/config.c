@@ -410,8 +410,10 @@ static int wait_readable(struct cfg_loader *ld)
     if (n > 0)
         return 0;
     if (n == 0)
-        cfg_report(ld, ld->line + 1, "cannot read: no end of file after %d s (a pipe whose writer "
-                                     "keeps it open)", CFG_READ_SECONDS);
+        cfg_report(ld, ld->line + 1, "cannot read: no end of file after %u %s (a pipe whose "
+                                     "writer keeps it open)",
+                   ld->read_ms % 1000 ? ld->read_ms : ld->read_ms / 1000,
+                   ld->read_ms % 1000 ? "ms" : "s");
     else
         cfg_report(ld, ld->line + 1, "cannot read: %s", strerror(errno));
     ld->broken = true;
@@ -960,16 +962,21 @@ static struct config *load(struct cfg_loader *ld, const char *dir, size_t dir_le
 
 struct config *cfg_load(const char *path, FILE *errors, int *nerrors)
 {
-    struct cfg_loader ld = {.name = path, .errors = errors};
+    return cfg_load_within(path, errors, nerrors, CFG_READ_MS);
+}
+
+struct config *cfg_load_within(const char *path, FILE *errors, int *nerrors, unsigned read_ms)
+{
+    struct cfg_loader ld = {.name = path, .errors = errors, .read_ms = read_ms};
     /* Opened and read without blocking: a reload loads on the main thread, which takes the
      * signals (SIGTERM included). A FIFO with no writer would hold open(2) until one came; one
      * whose writer keeps it open (-c /dev/stdin from a generator that stays) would hold read(2)
-     * for ever: a pipe (-c <(...)) gives its text within CFG_READ_SECONDS, or is an error. */
+     * for ever: a pipe (-c <(...)) gives its text within read_ms, or is an error. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     /* A device (a config linked to /dev/zero) would be read without end, a reload with it. */
     struct stat st;
     bool device = fd >= 0 && fstat(fd, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode));
-    ld.deadline_us = now_us() + CFG_READ_SECONDS * UINT64_C(1000000);
+    ld.deadline_us = now_us() + read_ms * UINT64_C(1000);
     if (fd >= 0 && !device)
         ld.fp = fdopen(fd, "r");
     if (!ld.fp) {

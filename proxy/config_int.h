@@ -17,7 +17,7 @@
 
 #define CFG_MAX_SECTION_KEYS 64 /* rows of the largest key table */
 #define CFG_MAX_ERRORS 100       /* messages of one load; the next one ends it */
-#define CFG_READ_SECONDS 10      /* a pipe's writer has this long to send the whole file */
+#define CFG_READ_MS 10000        /* a pipe's writer has this long to send the whole file */
 
 enum cfg_section {
     CFG_SEC_NONE,     /* before the first header */
@@ -45,6 +45,7 @@ struct cfg_loader {
     int line;                              /* the line read last; 0 in the validation pass */
     /* input: either a FILE or a string */
     FILE *fp;
+    unsigned read_ms;                      /* a pipe's writer has this long (cfg_load_within) */
     uint64_t deadline_us;                  /* now_us: the whole file read by then (a pipe) */
     const char *text;
     size_t text_len;
@@ -92,6 +93,10 @@ int *cfg_key_slot(struct cfg_key_lines *lines, enum cfg_section sec, const struc
 
 /* Line where `name` was set in a section of kind sec (0: not set). */
 int cfg_key_line(const struct cfg_key_lines *lines, enum cfg_section sec, const char *name);
+
+/* cfg_load with a pipe's writer given read_ms to send the whole file (cfg_load: CFG_READ_MS);
+ * tests wait less. */
+struct config *cfg_load_within(const char *path, FILE *errors, int *nerrors, unsigned read_ms);
 
 /* "proxy", "upstream", "route", "faults", "fault". */
 const char *cfg_section_name(enum cfg_section sec);

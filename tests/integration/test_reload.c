@@ -200,46 +200,6 @@ static void test_reload_config_fifo(void **state)
     fake_origin_stop(slow);
 }
 
-/* The configuration's path became a FIFO whose writer sends the file and keeps it open (-c
- * /dev/stdin from a generator that stays): the reload reads what comes within 10 s, then refuses
- * the file with a message at the line it waited for, and the previous configuration keeps
- * serving. The binary before the fix waited in read(2) on the main thread for as long as the
- * writer lived, SIGTERM included (this test timed out waiting for the message). */
-static void test_reload_config_fifo_writer_stays(void **state)
-{
-    (void)state;
-    struct fake_origin *slow = fake_origin_start_kind(FO_OK);
-    assert_non_null(slow);
-    struct harness *h = harness_new();
-    assert_non_null(h);
-    assert_int_equal(write_config(h, "cloudflare", fake_origin_port(slow), ""), 0);
-    assert_int_equal(harness_start(h), 0);
-    assert_int_equal(get_status(h, "/"), 521);
-
-    char kept[600];
-    snprintf(kept, sizeof(kept), "%s.kept", harness_config_path(h));
-    assert_int_equal(rename(harness_config_path(h), kept), 0);
-    assert_int_equal(mkfifo(harness_config_path(h), 0600), 0);
-    /* read and write: opening does not wait for a reader, and the pipe keeps what is written */
-    int w = open(harness_config_path(h), O_RDWR | O_CLOEXEC);
-    assert_true(w >= 0);
-    static const char text[] = "[proxy]\nworkers = 1\n"; /* a file that stops at line 3 */
-    assert_int_equal(write(w, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
-    assert_int_equal(harness_signal(h, SIGHUP), 0);
-    assert_int_equal(harness_wait_log(h, "still serving the previous configuration",
-                                      10000 + IO_MS), 0);
-    char needle[700];
-    snprintf(needle, sizeof(needle), "%s:3: cannot read: no end of file after 10 s",
-             harness_config_path(h));
-    assert_true(harness_log_contains(h, needle));
-    assert_int_equal(get_status(h, "/"), 521); /* still the cloudflare profile */
-
-    assert_int_equal(harness_stop(h), 0); /* SIGTERM works: exit 0 */
-    close(w);
-    harness_free(h);
-    fake_origin_stop(slow);
-}
-
 /* With error_log in a file, a daemon's stderr may lead nowhere: the file's problems must be in
  * the error log, FILE:LINE each, next to the line that says the reload was refused. */
 static void test_reload_reports_errors_in_error_log(void **state)
@@ -701,7 +661,6 @@ int main(void)
         cmocka_unit_test(test_reload_applies),
         cmocka_unit_test(test_reload_rejects_bad_file),
         cmocka_unit_test(test_reload_config_fifo),
-        cmocka_unit_test(test_reload_config_fifo_writer_stays),
         cmocka_unit_test(test_reload_reports_errors_in_error_log),
         cmocka_unit_test(test_reload_trades_log_files),
         cmocka_unit_test(test_reload_drains_in_flight),

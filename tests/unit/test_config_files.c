@@ -11,8 +11,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -20,6 +22,7 @@
 #include "portico/config.h"
 #include "portico/util.h"
 
+#include "../../proxy/config_int.h"
 #include "config_helpers.h"
 
 /* The temp directory of the group and what setup puts in it. */
@@ -443,6 +446,46 @@ static void test_device_config(void **state)
     free(errors);
 }
 
+/* A pipe whose writer keeps it open (-c /dev/stdin from a generator that stays) held the load,
+ * and a reload on the main thread with SIGTERM unheard, for as long as the writer lived: it has
+ * read_ms (10 s in cfg_load) to send the whole file. */
+static void test_pipe_writer_stays(void **state)
+{
+    (void)state;
+    char path[128];
+    dir_path(path, sizeof(path), "fifo.ini");
+    unlink(path);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    /* read and write: opening does not wait for a reader, and the pipe keeps what is written */
+    int w = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(w >= 0);
+    static const char text[] = "[proxy]\nworkers = 1\n"; /* a file that stops at line 3 */
+    assert_int_equal(write(w, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
+    alarm(10); /* the old code waited for the writer: killed here */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    int n = -1;
+    assert_null(cfg_load_within(path, f, &n, 300));
+    fclose(f);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    alarm(0);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    char want[256];
+    snprintf(want, sizeof(want),
+             "%s:3: cannot read: no end of file after 300 ms (a pipe whose writer keeps it open)\n",
+             path);
+    assert_string_equal(buf, want);
+    assert_int_equal(n, 1);
+    assert_true(ms >= 300 && ms < 3000);
+    free(buf);
+    close(w);
+    unlink(path);
+}
+
 /* A file that is no INI has an error on every line: 100 messages, then one that says the rest
  * is not checked. A reload held all of a 10 MB file's 400 MB of messages in memory. */
 static void test_error_cap(void **state)
@@ -483,6 +526,7 @@ int main(void)
         cmocka_unit_test(test_nul_bytes),
         cmocka_unit_test(test_unreadable_config),
         cmocka_unit_test(test_device_config),
+        cmocka_unit_test(test_pipe_writer_stays),
         cmocka_unit_test(test_error_cap),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
