@@ -30,7 +30,8 @@ struct hint_cache {
     pthread_mutex_t lock;
     size_t capacity;
     size_t size;
-    size_t nbuckets;
+    size_t nbuckets;             /* grows with size, to max_buckets */
+    size_t max_buckets;          /* two per entry of capacity, a power of two */
     struct hint_entry **buckets;
     struct hint_entry *head;     /* most recently used */
     struct hint_entry *tail;     /* evicted first */
@@ -53,9 +54,9 @@ struct hint_cache *hint_cache_new(size_t capacity)
     if (!c)
         return NULL;
     c->capacity = capacity ? capacity : 1;
-    c->nbuckets = 16;
-    while (c->nbuckets < c->capacity * 2)
-        c->nbuckets <<= 1;
+    c->nbuckets = c->max_buckets = 16;
+    while (c->max_buckets < c->capacity * 2)
+        c->max_buckets <<= 1;
     c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
     if (!c->buckets) {
         free(c);
@@ -130,6 +131,26 @@ static void remove_entry(struct hint_cache *c, struct hint_entry **pp)
     lru_unlink(c, e);
     c->size--;
     entry_free(e);
+}
+
+/* Doubles the table once there are more entries than buckets, up to max_buckets. The table is
+ * sized by what the cache holds, not by what it may: `early_hints_cache = 1000000` reserved
+ * 16 MB per route at start (16 GB for 1,024 routes, refused where overcommit is strict). */
+static void grow(struct hint_cache *c)
+{
+    if (c->size <= c->nbuckets || c->nbuckets >= c->max_buckets)
+        return;
+    size_t n = c->nbuckets * 2;
+    struct hint_entry **b = calloc(n, sizeof(*b));
+    if (!b)
+        return; /* out of memory: longer chains, the same answers */
+    for (struct hint_entry *e = c->head; e; e = e->next) {
+        e->hnext = b[e->hash & (n - 1)];
+        b[e->hash & (n - 1)] = e;
+    }
+    free(c->buckets);
+    c->buckets = b;
+    c->nbuckets = n;
 }
 
 size_t hint_cache_get(struct hint_cache *c, const char *host, size_t host_len, const char *path,
@@ -208,6 +229,7 @@ void hint_cache_put(struct hint_cache *c, const char *host, size_t host_len, con
             op = &(*op)->hnext;
         remove_entry(c, op);
     }
+    grow(c);
 out:
     pthread_mutex_unlock(&c->lock);
 }
