@@ -4,9 +4,10 @@
  * contacted), weighted statuses, first, delay and a delay distribution, response_delay, drop
  * (FIN, nothing sent) and reset (RST), truncate on Content-Length and chunked bodies (aborted
  * after the head, as a real mid-body failure), throttle (paced, the body whole), interim
- * responses; the access log's fault field and the metrics per rule and action. Then header
- * control: on, off, from a client outside header_control_clients (the ::1 / 127.0.0.1 split),
- * a malformed header (400 naming the bad part), the header never forwarded; fault_header = off.
+ * responses; an upgrade's 101 under a rule names it; the access log's fault field and the
+ * metrics per rule and action. Then header control: on, off, from a client outside
+ * header_control_clients (the ::1 / 127.0.0.1 split), a malformed header (400 naming the bad
+ * part), the header never forwarded; fault_header = off.
  *
  * One Portico serves the action tests (a group); timers are short (100-200 ms) and every bound
  * is a deadline, never a sleep.
@@ -42,10 +43,15 @@ static const struct fo_step length_script[] = {
 static const struct fo_step chunked_script[] = {
     FO_RESPOND(200, NULL, big_body, FO_CHUNKED), FO_END(),
 };
+static const struct fo_step switch_script[] = {
+    FO_SEND("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\n\r\n"),
+    FO_HOLD(), FO_END(),
+};
 
 static struct {
     struct harness *h;
-    struct fake_origin *ok, *length, *chunked;
+    struct fake_origin *ok, *length, *chunked, *ws;
 } g;
 
 static const char rules[] =
@@ -70,7 +76,9 @@ static const char rules[] =
     "[fault slow]\nprefix = /length/slow\nthrottle = 10k\n"
     "[fault trickle]\nprefix = /trickle\nthrottle = 5\n"
     "[fault slowcut]\nprefix = /length/pacedcut\ntruncate = 3000\nthrottle = 10k\n"
-    "[fault hints]\nprefix = /hints\ninterim = 102,103\ninterim_interval = 100ms\n";
+    "[fault hints]\nprefix = /hints\ninterim = 102,103\ninterim_interval = 100ms\n"
+    "[fault wsdelay]\nprefix = /ws/delay\ndelay = 100ms\n"
+    "[fault wsslow]\nprefix = /ws/slow\nthrottle = 10\n";
 
 static int group_up(void **state)
 {
@@ -78,11 +86,13 @@ static int group_up(void **state)
     memset(big_body, 'x', BODY_LEN);
     struct fake_origin_opts lo = {.kind = FO_SCRIPT, .script = length_script};
     struct fake_origin_opts co = {.kind = FO_SCRIPT, .script = chunked_script};
+    struct fake_origin_opts wo = {.kind = FO_SCRIPT, .script = switch_script};
     g.ok = fake_origin_start_kind(FO_OK);
     g.length = fake_origin_start(&lo);
     g.chunked = fake_origin_start(&co);
+    g.ws = fake_origin_start(&wo);
     g.h = harness_new();
-    if (!g.ok || !g.length || !g.chunked || !g.h)
+    if (!g.ok || !g.length || !g.chunked || !g.ws || !g.h)
         return -1;
     if (harness_write_config(g.h,
                              "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
@@ -91,11 +101,13 @@ static int group_up(void **state)
                              "[upstream ok]\norigin = 127.0.0.1:%u\n"
                              "[upstream length]\norigin = 127.0.0.1:%u\n"
                              "[upstream chunked]\norigin = 127.0.0.1:%u\n"
+                             "[upstream ws]\norigin = 127.0.0.1:%u\n"
                              "[route ok]\nupstream = ok\n"
                              "[route length]\nprefix = /length/\nupstream = length\n"
-                             "[route chunked]\nprefix = /chunked/\nupstream = chunked\n%s",
+                             "[route chunked]\nprefix = /chunked/\nupstream = chunked\n"
+                             "[route ws]\nprefix = /ws/\nupstream = ws\n%s",
                              fake_origin_port(g.ok), fake_origin_port(g.length),
-                             fake_origin_port(g.chunked), rules) != 0)
+                             fake_origin_port(g.chunked), fake_origin_port(g.ws), rules) != 0)
         return -1;
     return harness_start(g.h);
 }
@@ -108,6 +120,7 @@ static int group_down(void **state)
     fake_origin_stop(g.ok);
     fake_origin_stop(g.length);
     fake_origin_stop(g.chunked);
+    fake_origin_stop(g.ws);
     return rc;
 }
 
@@ -313,6 +326,40 @@ static void test_delays(void **state)
     assert_true(ms >= 200 && ms <= 200 + SLACK_MS);
     snprintf(late_id, sizeof(late_id), "%s", raw_header(&r, "X-Request-Id"));
     raw_response_free(&r);
+}
+
+/* An upgrade under a rule: the origin's 101 names the rule as every other response under one
+ * does (a delayed 101 is the rehearsal's as much as a delayed 200), and the tunnel a throttle
+ * rule cannot slow (no body) is named too, as its access line is. The 101 went out without
+ * Portico-Fault: a client could not tell its slow upgrade was rehearsed. */
+static void test_upgrade_named(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *path, *rule;
+        int64_t min_ms;
+    } rows[] = {{"/ws/delay", "wsdelay", 100}, {"/ws/slow", "wsslow", 0}};
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct raw_conn *c = px_connect_port(harness_port(g.h, "listen"));
+        char req[256];
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+                                   "Upgrade: websocket\r\n\r\n", rows[i].path);
+        int64_t t0 = tu_now_ms();
+        assert_int_equal(raw_send_str(c, req), 0);
+        struct raw_head head;
+        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+        int64_t ms = head.at_ms - t0;
+        const char *named = raw_head_field(&head, "Portico-Fault");
+        print_message("  %s: %d after %lld ms, Portico-Fault: %s\n", rows[i].path, head.status,
+                      (long long)ms, named ? named : "(none)");
+        assert_int_equal(head.status, 101);
+        assert_true(ms >= rows[i].min_ms);
+        assert_non_null(named);
+        assert_string_equal(named, rows[i].rule);
+        assert_int_equal(raw_head_field_count(&head, "Portico-Fault"), 1);
+        raw_head_free(&head);
+        raw_close(c);
+    }
 }
 
 /* ---- closes ---- */
@@ -795,6 +842,7 @@ int main(void)
         cmocka_unit_test(test_status_answer_repeated_header),
         cmocka_unit_test(test_weighted_and_first),
         cmocka_unit_test(test_delays),
+        cmocka_unit_test(test_upgrade_named),
         cmocka_unit_test(test_drop_and_reset),
         cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_throttle),
