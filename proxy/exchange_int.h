@@ -265,8 +265,9 @@ bool interim_relay(struct exchange *ex, const struct h1_response *resp);
 /* The request body may flow now (origin's 100, our own, or continue_timeout). */
 void interim_open_gate(struct exchange *ex);
 
-/* Sends a 1xx Portico makes (a fault's interim list): 100 at most once per exchange. */
-void interim_send(struct exchange *ex, int code);
+/* Sends a 1xx Portico makes (a fault's interim list): 100 at most once per exchange. Whether it
+ * went out (an HTTP/1.0 client gets none). */
+bool interim_send(struct exchange *ex, int code);
 
 /* libevent callbacks of the interim timers. */
 void interim_continue_cb(evutil_socket_t fd, short what, void *arg);

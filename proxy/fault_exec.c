@@ -80,6 +80,7 @@ struct ex_fault {
     struct fault_pick pick;
     enum fx_stage stage;
     int interim_next;                  /* index of the next interim response to send */
+    bool interim_counted;              /* one of them went out: the interim is counted */
     bool answering;                    /* the response going out is the rule's status answer */
     bool simulating;                   /* a simulated failure walks the phases */
     bool holding;                      /* response_delay: the final head waits for the timer */
@@ -483,9 +484,11 @@ static void advance(struct exchange *ex)
                 f->stage = FX_ACT;
                 break;
             }
-            if (f->interim_next == 0)
+            /* counted when one goes out: an HTTP/1.0 client gets none, as from an origin */
+            if (interim_send(ex, r->interim[f->interim_next++]) && !f->interim_counted) {
+                f->interim_counted = true;
                 count(ex, FAULT_INTERIM);
-            interim_send(ex, r->interim[f->interim_next++]);
+            }
             if (r->interim_interval_ms) {
                 ex_arm(&f->timer, r->interim_interval_ms);
                 return;
