@@ -7,7 +7,8 @@
  * responses; an upgrade's 101 under a rule names it; the access log's fault field and the
  * metrics per rule and action. Then header control: on, off, from a client outside
  * header_control_clients (the ::1 / 127.0.0.1 split), a malformed header (400 naming the bad
- * part), the header never forwarded; fault_header = off.
+ * part), the header never forwarded; fault_header = off; a simulated failure with every origin
+ * really down is the real one, unnamed and uncounted.
  *
  * One Portico serves the action tests (a group); timers are short (100-200 ms) and every bound
  * is a deadline, never a sleep.
@@ -572,6 +573,65 @@ static void test_access_log_lines(void **state)
 
 /* Portico with header control as `faults` says, listening on 127.0.0.1 and ::1, in front of
  * origin. */
+/* A simulated failure with every origin really down: the real failure goes out (503
+ * no_healthy_origin), and it is the real one, not the rehearsal's: no Portico-Fault on it, no
+ * fault in its access line, nothing counted as injected. It went out as `Portico-Fault: header`,
+ * `fault=header`, counted {fault="header",action="failure"}: a real outage passed for a rehearsal. */
+static void test_failure_with_origins_down_is_real(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_REFUSE);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "workers = 1\naccess_log = {{dir}}/access.log\n"
+                                          "access_log_format = text\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                          "max_fails = 1\nfail_timeout = 1m\n"
+                                          "[faults]\nheader_control = on\n",
+                                          fake_origin_port(o)),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    struct raw_response r;
+    struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+    /* a real refusal marks the only origin down */
+    assert_int_equal(raw_send_str(c, "GET /real HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 502);
+    raw_response_free(&r);
+    assert_int_equal(raw_send_str(c, "GET /asked HTTP/1.1\r\nHost: t\r\n"
+                                     "Portico-Fault: failure=read_timeout\r\n\r\n"),
+                     0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    const char *named = raw_header(&r, "Portico-Fault");
+    print_message("  failure=read_timeout, every origin down: %d, Portico-Fault: %s\n", r.status,
+                  named ? named : "(none)");
+    assert_int_equal(r.status, 503);
+    assert_null(named);
+    char id[48];
+    snprintf(id, sizeof(id), "%s", raw_header(&r, "X-Request-Id"));
+    raw_response_free(&r);
+    raw_close(c);
+    c = px_connect_port(harness_port(h, "admin"));
+    assert_int_equal(raw_send_str(c, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    if (tu_contains(r.body, "action=\"failure\""))
+        fail_msg("a real failure counted as injected");
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    char *line = px_log_line_for_id(h, id);
+    assert_true(tu_contains(line, " failure=no_healthy_origin "));
+    if (tu_contains(line, " fault="))
+        fail_msg("a real failure logged as a rehearsal's: %s", line);
+    free(line);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* A response_delay that outlasts first_byte_timeout fails the exchange as a late origin would
  * (504), but the origin had answered: passive health gives no verdict, so max_fails = 1 does
  * not mark a healthy origin down (the next request got 503 no_healthy_origin for down_time). */
@@ -856,6 +916,7 @@ int main(void)
     const struct CMUnitTest control[] = {
         cmocka_unit_test(test_header_control),
         cmocka_unit_test(test_held_head_spares_origin),
+        cmocka_unit_test(test_failure_with_origins_down_is_real),
         cmocka_unit_test(test_reset_after_pipelined_answer),
         cmocka_unit_test(test_truncate_whole_body),
     };
