@@ -324,7 +324,8 @@ void fault_exec_body_start(struct exchange *ex);
  * its next tick. True when the relay must stop here. */
 bool fault_exec_body_stop(struct exchange *ex);
 
-/* The rule's name for the access log, or NULL. */
+/* The rule's name for the access log, or NULL (none, or a simulated failure that met every
+ * origin really down: the real failure went out). */
 const char *fault_exec_name(const struct exchange *ex);
 
 /* The exchange ends: its place under max_active is given back, the fault freed. */
