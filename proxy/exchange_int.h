@@ -265,8 +265,9 @@ bool interim_relay(struct exchange *ex, const struct h1_response *resp);
 /* The request body may flow now (origin's 100, our own, or continue_timeout). */
 void interim_open_gate(struct exchange *ex);
 
-/* Sends a 1xx Portico makes (a fault's interim list): 100 at most once per exchange. */
-void interim_send(struct exchange *ex, int code);
+/* Sends a 1xx Portico makes (a fault's interim list): 100 at most once per exchange. Whether it
+ * went out (an HTTP/1.0 client gets none). */
+bool interim_send(struct exchange *ex, int code);
 
 /* libevent callbacks of the interim timers. */
 void interim_continue_cb(evutil_socket_t fd, short what, void *arg);
@@ -323,7 +324,8 @@ void fault_exec_body_start(struct exchange *ex);
  * its next tick. True when the relay must stop here. */
 bool fault_exec_body_stop(struct exchange *ex);
 
-/* The rule's name for the access log, or NULL. */
+/* The rule's name for the access log, or NULL (none, or a simulated failure that met every
+ * origin really down: the real failure went out). */
 const char *fault_exec_name(const struct exchange *ex);
 
 /* The exchange ends: its place under max_active is given back, the fault freed. */

@@ -80,8 +80,11 @@ struct ex_fault {
     struct fault_pick pick;
     enum fx_stage stage;
     int interim_next;                  /* index of the next interim response to send */
+    bool interim_counted;              /* one of them went out: the interim is counted */
     bool answering;                    /* the response going out is the rule's status answer */
     bool simulating;                   /* a simulated failure walks the phases */
+    bool stood_down;                   /* ... but every origin was really down: the real
+                                          failure went out, which is not the rule's */
     bool holding;                      /* response_delay: the final head waits for the timer */
     bool head_released;                /* ... and it has waited */
     bool throttled;                    /* the quota is spent until the next tick */
@@ -350,12 +353,18 @@ static void simulate(struct exchange *ex, enum failure_type type)
 {
     struct ex_fault *f = ex->fault;
     if (type == FAIL_NO_HEALTHY_ORIGIN) { /* no origin is chosen: it fails at routing */
+        count(ex, FAULT_FAILURE);
         f->simulating = true;
         ex_fail_no_origin(ex);
         return;
     }
-    if (!ex_pick_origin(ex)) /* really all down: the real failure goes out */
+    /* Really all down: the real failure goes out, and it is not the rehearsal's: not named
+     * (Portico-Fault, the log's fault) nor counted, or a real outage would pass for one. */
+    f->stood_down = true;
+    if (!ex_pick_origin(ex))
         return;
+    f->stood_down = false;
+    count(ex, FAULT_FAILURE);
     const struct sim_row *row = &sim_rows[type];
     const struct origin_conf *o = &ex->up->origins[ex->origin];
     if (o->numeric)
@@ -483,9 +492,11 @@ static void advance(struct exchange *ex)
                 f->stage = FX_ACT;
                 break;
             }
-            if (f->interim_next == 0)
+            /* counted when one goes out: an HTTP/1.0 client gets none, as from an origin */
+            if (interim_send(ex, r->interim[f->interim_next++]) && !f->interim_counted) {
+                f->interim_counted = true;
                 count(ex, FAULT_INTERIM);
-            interim_send(ex, r->interim[f->interim_next++]);
+            }
             if (r->interim_interval_ms) {
                 ex_arm(&f->timer, r->interim_interval_ms);
                 return;
@@ -496,8 +507,7 @@ static void advance(struct exchange *ex)
             if (f->pick.status) {
                 answer(ex);
             } else if (r->failure != FAIL_NONE) {
-                count(ex, FAULT_FAILURE);
-                simulate(ex, r->failure);
+                simulate(ex, r->failure); /* counted there: it may not be the rule's */
             } else if (r->drop || r->reset) {
                 close_without_response(ex, r->reset);
             } else {
@@ -676,14 +686,15 @@ bool fault_exec_simulating(const struct exchange *ex)
 
 const char *fault_exec_name(const struct exchange *ex)
 {
-    return ex->fault ? fault_text(ex->fault->rule, ex->fault->rule->name) : NULL;
+    return ex->fault && !ex->fault->stood_down ? fault_text(ex->fault->rule, ex->fault->rule->name)
+                                               : NULL;
 }
 
 size_t fault_exec_fields(const struct exchange *ex, struct h1_field *fields, size_t room)
 {
-    if (!ex->fault || !ex->cfg->faults.fault_header || room == 0)
-        return 0;
     const char *name = fault_exec_name(ex);
+    if (!name || !ex->cfg->faults.fault_header || room == 0)
+        return 0;
     fields[0] = (struct h1_field){.name = "Portico-Fault", .name_len = 13, .value = name,
                                   .value_len = strlen(name)};
     return 1;

@@ -127,19 +127,19 @@ void interim_learn(struct exchange *ex, const struct h1_response *resp)
         hint_cache_put(cache, host, host_len, ex->route_path, ex->path_len, links, n);
 }
 
-static void send_continue(struct exchange *ex)
+static bool send_continue(struct exchange *ex)
 {
     if (ex->sent_100 || !ex_client_http11(ex))
-        return;
+        return false;
     ex->sent_100 = send_interim(ex, HTTP_CONTINUE, NULL, 0, INTERIM_SYNTHESIZED);
+    return ex->sent_100;
 }
 
-void interim_send(struct exchange *ex, int code)
+bool interim_send(struct exchange *ex, int code)
 {
     if (code == HTTP_CONTINUE)
-        send_continue(ex);
-    else
-        send_interim(ex, code, NULL, 0, INTERIM_SYNTHESIZED);
+        return send_continue(ex);
+    return send_interim(ex, code, NULL, 0, INTERIM_SYNTHESIZED);
 }
 
 void interim_expect(struct exchange *ex)

@@ -430,7 +430,7 @@ static void switch_protocols(struct exchange *ex, const struct h1_response *resp
     deadline_clear(&ex->total_timer);
     deadline_clear(&ex->processing_timer);
     deadline_clear(&ex->continue_timer);
-    struct h1_field fields[HDR_MAX_FIELDS];
+    struct h1_field fields[HDR_MAX_FIELDS + 1];
     struct resp_head head = {
         .status = resp->status,
         .reason = resp->reason,
@@ -438,6 +438,8 @@ static void switch_protocols(struct exchange *ex, const struct h1_response *resp
         .fields = fields,
         .nfields = hdr_upgrade_fields(resp, fields, HDR_MAX_FIELDS),
     };
+    /* a 101 under a rule names it as any other response does (a delayed upgrade is shaped) */
+    head.nfields += fault_exec_fields(ex, fields + head.nfields, 1); /* Portico-Fault */
     ex->ds.ops->interim(ex->ds.ctx, &head);
     evbuffer_drain(ex->usock->in, head_len);
     ex->status = ex->upstream_status = resp->status;

@@ -4,9 +4,11 @@
  * contacted), weighted statuses, first, delay and a delay distribution, response_delay, drop
  * (FIN, nothing sent) and reset (RST), truncate on Content-Length and chunked bodies (aborted
  * after the head, as a real mid-body failure), throttle (paced, the body whole), interim
- * responses; the access log's fault field and the metrics per rule and action. Then header
- * control: on, off, from a client outside header_control_clients (the ::1 / 127.0.0.1 split),
- * a malformed header (400 naming the bad part), the header never forwarded; fault_header = off.
+ * responses; an upgrade's 101 under a rule names it; the access log's fault field and the
+ * metrics per rule and action. Then header control: on, off, from a client outside
+ * header_control_clients (the ::1 / 127.0.0.1 split), a malformed header (400 naming the bad
+ * part), the header never forwarded; fault_header = off; a simulated failure with every origin
+ * really down is the real one, unnamed and uncounted.
  *
  * One Portico serves the action tests (a group); timers are short (100-200 ms) and every bound
  * is a deadline, never a sleep.
@@ -42,10 +44,15 @@ static const struct fo_step length_script[] = {
 static const struct fo_step chunked_script[] = {
     FO_RESPOND(200, NULL, big_body, FO_CHUNKED), FO_END(),
 };
+static const struct fo_step switch_script[] = {
+    FO_SEND("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\n\r\n"),
+    FO_HOLD(), FO_END(),
+};
 
 static struct {
     struct harness *h;
-    struct fake_origin *ok, *length, *chunked;
+    struct fake_origin *ok, *length, *chunked, *ws;
 } g;
 
 static const char rules[] =
@@ -70,7 +77,9 @@ static const char rules[] =
     "[fault slow]\nprefix = /length/slow\nthrottle = 10k\n"
     "[fault trickle]\nprefix = /trickle\nthrottle = 5\n"
     "[fault slowcut]\nprefix = /length/pacedcut\ntruncate = 3000\nthrottle = 10k\n"
-    "[fault hints]\nprefix = /hints\ninterim = 102,103\ninterim_interval = 100ms\n";
+    "[fault hints]\nprefix = /hints\ninterim = 102,103\ninterim_interval = 100ms\n"
+    "[fault wsdelay]\nprefix = /ws/delay\ndelay = 100ms\n"
+    "[fault wsslow]\nprefix = /ws/slow\nthrottle = 10\n";
 
 static int group_up(void **state)
 {
@@ -78,11 +87,13 @@ static int group_up(void **state)
     memset(big_body, 'x', BODY_LEN);
     struct fake_origin_opts lo = {.kind = FO_SCRIPT, .script = length_script};
     struct fake_origin_opts co = {.kind = FO_SCRIPT, .script = chunked_script};
+    struct fake_origin_opts wo = {.kind = FO_SCRIPT, .script = switch_script};
     g.ok = fake_origin_start_kind(FO_OK);
     g.length = fake_origin_start(&lo);
     g.chunked = fake_origin_start(&co);
+    g.ws = fake_origin_start(&wo);
     g.h = harness_new();
-    if (!g.ok || !g.length || !g.chunked || !g.h)
+    if (!g.ok || !g.length || !g.chunked || !g.ws || !g.h)
         return -1;
     if (harness_write_config(g.h,
                              "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
@@ -91,11 +102,13 @@ static int group_up(void **state)
                              "[upstream ok]\norigin = 127.0.0.1:%u\n"
                              "[upstream length]\norigin = 127.0.0.1:%u\n"
                              "[upstream chunked]\norigin = 127.0.0.1:%u\n"
+                             "[upstream ws]\norigin = 127.0.0.1:%u\n"
                              "[route ok]\nupstream = ok\n"
                              "[route length]\nprefix = /length/\nupstream = length\n"
-                             "[route chunked]\nprefix = /chunked/\nupstream = chunked\n%s",
+                             "[route chunked]\nprefix = /chunked/\nupstream = chunked\n"
+                             "[route ws]\nprefix = /ws/\nupstream = ws\n%s",
                              fake_origin_port(g.ok), fake_origin_port(g.length),
-                             fake_origin_port(g.chunked), rules) != 0)
+                             fake_origin_port(g.chunked), fake_origin_port(g.ws), rules) != 0)
         return -1;
     return harness_start(g.h);
 }
@@ -108,6 +121,7 @@ static int group_down(void **state)
     fake_origin_stop(g.ok);
     fake_origin_stop(g.length);
     fake_origin_stop(g.chunked);
+    fake_origin_stop(g.ws);
     return rc;
 }
 
@@ -315,6 +329,40 @@ static void test_delays(void **state)
     raw_response_free(&r);
 }
 
+/* An upgrade under a rule: the origin's 101 names the rule as every other response under one
+ * does (a delayed 101 is the rehearsal's as much as a delayed 200), and the tunnel a throttle
+ * rule cannot slow (no body) is named too, as its access line is. The 101 went out without
+ * Portico-Fault: a client could not tell its slow upgrade was rehearsed. */
+static void test_upgrade_named(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *path, *rule;
+        int64_t min_ms;
+    } rows[] = {{"/ws/delay", "wsdelay", 100}, {"/ws/slow", "wsslow", 0}};
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct raw_conn *c = px_connect_port(harness_port(g.h, "listen"));
+        char req[256];
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+                                   "Upgrade: websocket\r\n\r\n", rows[i].path);
+        int64_t t0 = tu_now_ms();
+        assert_int_equal(raw_send_str(c, req), 0);
+        struct raw_head head;
+        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+        int64_t ms = head.at_ms - t0;
+        const char *named = raw_head_field(&head, "Portico-Fault");
+        print_message("  %s: %d after %lld ms, Portico-Fault: %s\n", rows[i].path, head.status,
+                      (long long)ms, named ? named : "(none)");
+        assert_int_equal(head.status, 101);
+        assert_true(ms >= rows[i].min_ms);
+        assert_non_null(named);
+        assert_string_equal(named, rows[i].rule);
+        assert_int_equal(raw_head_field_count(&head, "Portico-Fault"), 1);
+        raw_head_free(&head);
+        raw_close(c);
+    }
+}
+
 /* ---- closes ---- */
 
 static void test_drop_and_reset(void **state)
@@ -462,7 +510,8 @@ static void test_interim(void **state)
 }
 
 /* Every action is counted by rule and action, when it acts: a HEAD response, with no body to
- * cut or slow, is not counted. */
+ * cut or slow, is not counted, nor an interim list to an HTTP/1.0 client, which got no 1xx
+ * (test_interim: it was counted, 2 for the one request that got them). */
 static void test_metrics(void **state)
 {
     (void)state;
@@ -483,7 +532,7 @@ static void test_metrics(void **state)
         "{fault=\"delay\",action=\"delay\"} 1",     "{fault=\"uniform\",action=\"delay\"} 5",
         "{fault=\"late\",action=\"response_delay\"} 1", "{fault=\"drop\",action=\"drop\"} 1",
         "{fault=\"reset\",action=\"reset\"} 1",     "{fault=\"cut\",action=\"truncate\"} 1",
-        "{fault=\"slow\",action=\"throttle\"} 1",   "{fault=\"hints\",action=\"interim\"} 2",
+        "{fault=\"slow\",action=\"throttle\"} 1",   "{fault=\"hints\",action=\"interim\"} 1",
         "{fault=\"slowcut\",action=\"truncate\"} 1", "{fault=\"slowcut\",action=\"throttle\"} 1",
     };
     struct raw_conn *c = px_connect_port(harness_port(g.h, "admin"));
@@ -524,6 +573,65 @@ static void test_access_log_lines(void **state)
 
 /* Portico with header control as `faults` says, listening on 127.0.0.1 and ::1, in front of
  * origin. */
+/* A simulated failure with every origin really down: the real failure goes out (503
+ * no_healthy_origin), and it is the real one, not the rehearsal's: no Portico-Fault on it, no
+ * fault in its access line, nothing counted as injected. It went out as `Portico-Fault: header`,
+ * `fault=header`, counted {fault="header",action="failure"}: a real outage passed for a rehearsal. */
+static void test_failure_with_origins_down_is_real(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_REFUSE);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "workers = 1\naccess_log = {{dir}}/access.log\n"
+                                          "access_log_format = text\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                          "max_fails = 1\nfail_timeout = 1m\n"
+                                          "[faults]\nheader_control = on\n",
+                                          fake_origin_port(o)),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    struct raw_response r;
+    struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+    /* a real refusal marks the only origin down */
+    assert_int_equal(raw_send_str(c, "GET /real HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 502);
+    raw_response_free(&r);
+    assert_int_equal(raw_send_str(c, "GET /asked HTTP/1.1\r\nHost: t\r\n"
+                                     "Portico-Fault: failure=read_timeout\r\n\r\n"),
+                     0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    const char *named = raw_header(&r, "Portico-Fault");
+    print_message("  failure=read_timeout, every origin down: %d, Portico-Fault: %s\n", r.status,
+                  named ? named : "(none)");
+    assert_int_equal(r.status, 503);
+    assert_null(named);
+    char id[48];
+    snprintf(id, sizeof(id), "%s", raw_header(&r, "X-Request-Id"));
+    raw_response_free(&r);
+    raw_close(c);
+    c = px_connect_port(harness_port(h, "admin"));
+    assert_int_equal(raw_send_str(c, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    if (tu_contains(r.body, "action=\"failure\""))
+        fail_msg("a real failure counted as injected");
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    char *line = px_log_line_for_id(h, id);
+    assert_true(tu_contains(line, " failure=no_healthy_origin "));
+    if (tu_contains(line, " fault="))
+        fail_msg("a real failure logged as a rehearsal's: %s", line);
+    free(line);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* A response_delay that outlasts first_byte_timeout fails the exchange as a late origin would
  * (504), but the origin had answered: passive health gives no verdict, so max_fails = 1 does
  * not mark a healthy origin down (the next request got 503 no_healthy_origin for down_time). */
@@ -795,6 +903,7 @@ int main(void)
         cmocka_unit_test(test_status_answer_repeated_header),
         cmocka_unit_test(test_weighted_and_first),
         cmocka_unit_test(test_delays),
+        cmocka_unit_test(test_upgrade_named),
         cmocka_unit_test(test_drop_and_reset),
         cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_throttle),
@@ -807,6 +916,7 @@ int main(void)
     const struct CMUnitTest control[] = {
         cmocka_unit_test(test_header_control),
         cmocka_unit_test(test_held_head_spares_origin),
+        cmocka_unit_test(test_failure_with_origins_down_is_real),
         cmocka_unit_test(test_reset_after_pipelined_answer),
         cmocka_unit_test(test_truncate_whole_body),
     };
