@@ -107,6 +107,13 @@ struct downstream_ops {
      * timings — handed over once at its end, before done() (or before it is freed after
      * exchange_cancel). For owners that report on the exchange, such as `portico probe`. */
     void (*report)(void *ds, const struct access_record *r);
+    /* Optional (NULL: written at the exchange's end): the exchange's record, handed over
+     * instead of counted and written, before done() or on exchange_cancel, for a downstream that
+     * learns only later what reached its client (an HTTP/2 stream: the response's last DATA
+     * leaves after done(), or never, when the client resets the stream first). r is borrowed
+     * for the call (log_record_copy); the downstream sets status and bytes_out to what went,
+     * then calls exchange_log_record with route and upstream. */
+    void (*keep_log)(void *ds, const struct access_record *r, int route, int upstream);
     /* Instead of done(), after a 101 Switching Protocols went to the client: the exchange is
      * over and freed, and the downstream relays bytes both ways between its client and the
      * origin (tunnel.h: the connection and its in-flight place are the downstream's from now

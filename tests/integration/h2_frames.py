@@ -8,6 +8,8 @@ count, so it always ends.
 
   h2_frames.py PORT malformed        each malformed request on its own stream, then a valid one
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
+  h2_frames.py PORT reset_before_data PATH  a GET with stream windows of 0, reset (CANCEL) once
+                                     its head came, before any of its body could
   h2_frames.py PORT stall_body PATH  a POST that sends half its content-length, then nothing
   h2_frames.py PORT indexing PATH    two GETs: which response fields HPACK may not index
   h2_frames.py PORT concurrency PATH N  N+1 GETs at once, sent with the preface: the one past
@@ -434,6 +436,22 @@ def cancel(port, path):
     c.close()
 
 
+def reset_before_data(port, path):
+    """Stream windows of 0: the head of PATH's answer comes, none of its body may. The client
+    resets it (CANCEL), then asks for a 204 (no body: not held back by the window) on the same
+    connection: once that is answered, Portico has read the reset."""
+    c = Conn(port, pairs=[(4, 0)])  # SETTINGS_INITIAL_WINDOW_SIZE = 0
+    st = c.st(1)
+    c.send(c.request(1, get(path)))
+    c.pump(lambda: st["status"] or st["rst"] is not None, time.monotonic() + IO_S)
+    c.send(frame(RST_STREAM, 0, 1, struct.pack(">I", 8)))
+    st3 = c.st(3)
+    c.send(c.request(3, get("/status/204")))
+    c.pump(lambda: st3["end"] or st3["rst"] is not None, time.monotonic() + IO_S)
+    print("status=%s data=%d next=%s" % (st["status"][-1:], st["data"], st3["status"][-1:]))
+    c.close()
+
+
 def stall_body(port, path):
     c = Conn(port)
     st = c.st(1)
@@ -750,6 +768,8 @@ def main():
         malformed(port)
     elif sys.argv[2] == "cancel":
         cancel(port, sys.argv[3])
+    elif sys.argv[2] == "reset_before_data":
+        reset_before_data(port, sys.argv[3])
     elif sys.argv[2] == "stall_body":
         stall_body(port, sys.argv[3])
     elif sys.argv[2] == "unfinished_head":

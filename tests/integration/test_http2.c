@@ -1440,6 +1440,31 @@ static void test_client_reset_is_499(void **state)
     fake_origin_stop(o);
 }
 
+/* A client that resets a stream (CANCEL) after its head came and before any of its body could
+ * (windows of 0) got no body byte: logged with the status sent, as an HTTP/1.1 client that
+ * closes mid-body, bytes_out 0, counted as an abort. The old code logged the whole response as
+ * done when the exchange handed it to nghttp2: "bytes_out":100000, "phase":"done", no abort. */
+static void test_reset_before_data_logged_as_sent(void **state)
+{
+    (void)state;
+    struct harness *h = start("", "[upstream u]\norigin = sim\n");
+    long long aborts = metric(h, "portico_client_aborts_total");
+    struct tu_cmd_result r = {0};
+    frames(h, "reset_before_data", "/bytes/100000", &r);
+    if (!tu_contains(r.out, "status=[200] data=0 next=[204]"))
+        fail_msg("%s%s", r.out, r.err);
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, "portico_client_aborts_total"), aborts + 1);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    char *line = px_log_line(h, "\"path\":\"/bytes/100000\"");
+    if (!tu_contains(line, "\"status\":200,") || !tu_contains(line, "\"bytes_out\":0,") ||
+        !tu_contains(line, "\"phase\":\"read\"") ||
+        !tu_contains(line, "\"detail\":\"reset the stream (CANCEL)\""))
+        fail_msg("log line: %s", line);
+    free(line);
+    harness_free(h);
+}
+
 /* Values unique to each response (X-Request-Id, Server-Timing) and cookies go out as "never
  * indexed": they would only churn the client's and Portico's HPACK tables. Other fields may be
  * indexed. */
@@ -1676,6 +1701,7 @@ int main(void)
         cmocka_unit_test(test_upload_budget),
         cmocka_unit_test(test_finished_uploads_hold_no_budget),
         cmocka_unit_test(test_client_reset_is_499),
+        cmocka_unit_test(test_reset_before_data_logged_as_sent),
         cmocka_unit_test(test_body_timeout),
         cmocka_unit_test(test_body_timeout_origin_held),
         cmocka_unit_test(test_hpack_never_indexed),
