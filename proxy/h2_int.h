@@ -209,8 +209,9 @@ void h2_stream_eof(struct h2_stream *s);
 void h2_stream_malformed(struct h2_stream *s, const char *why);
 void h2_stream_reset_malformed(struct h2_stream *s, const char *why);
 
-/* A request head far over max_header_size (an HPACK bomb): logged as 431, charged like a reset;
- * the caller has nghttp2 reset the stream. */
+/* A request head far over max_header_size (an HPACK bomb): logged as 431 with a detail that
+ * says no response went, charged like a reset; the caller resets the stream
+ * (ENHANCE_YOUR_CALM). */
 void h2_stream_abandon_head(struct h2_stream *s);
 
 /* A stream found malformed once its exchange had begun (its DATA broke its content-length, its

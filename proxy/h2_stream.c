@@ -465,7 +465,8 @@ void h2_stream_malformed(struct h2_stream *s, const char *why)
 void h2_stream_abandon_head(struct h2_stream *s)
 {
     struct h2_conn *h = s->conn;
-    s->malformed = "request head far larger than max_header_size: stream reset";
+    s->malformed = "request head far larger than max_header_size: no response, stream reset "
+                   "(RST_STREAM ENHANCE_YOUR_CALM)";
     log_refused(s, NULL, HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, s->malformed, 0, false);
     h2_charge(h, FLOOD_RESET);
 }

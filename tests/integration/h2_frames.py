@@ -41,6 +41,8 @@ count, so it always ends.
                                      of 4 MiB to /read/: the largest stream window it was given
   h2_frames.py PORT conn_errors      connection errors (RFC 9113 5.4.1), each on its own connection:
                                      the GOAWAY code each gets
+  h2_frames.py PORT big_heads         request heads over max_header_size: an HPACK bomb, one
+                                     over 4 x of literals, one under, then a valid request
   h2_frames.py PORT crossing_trailers  a GET of /delay/3000, then a POST answered 413 at once
                                      whose trailers come after its stream closed (nghttp2 drops
                                      the block): the GET must be answered, no GOAWAY
@@ -281,6 +283,35 @@ def hpack_bomb(sid):
     for i in range(8):
         frames.append(frame(CONTINUATION, END_HEADERS if i == 7 else 0, sid, b"\xbe" * 16384))
     return b"".join(frames)
+
+
+def big_heads(port):
+    """Request heads over max_header_size, each on its own stream of one connection, with its
+    own HPACK encoder (a bomb leaves its entries in Portico's table): an HPACK bomb; four
+    literal 20,000-byte fields (over 4 x 16 KiB, no bomb); one of them (under 4 x); then a valid
+    request. What each stream got: its statuses, its RST_STREAM code, whether it ended."""
+    c = Conn(port)
+
+    def head(sid, fields):
+        block = hpack.Encoder().encode(fields)
+        chunks = [block[i:i + 16384] for i in range(0, len(block), 16384)]
+        out = [frame(HEADERS, END_STREAM | (END_HEADERS if len(chunks) == 1 else 0), sid,
+                     chunks[0])]
+        for i, chunk in enumerate(chunks[1:], 2):
+            out.append(frame(CONTINUATION, END_HEADERS if i == len(chunks) else 0, sid, chunk))
+        return b"".join(out)
+
+    big = [("x-big-%d" % i, "a" * 20000) for i in range(4)]
+    cases = [("bomb", 1, hpack_bomb(1)), ("literal_4x", 3, head(3, get("/literal") + big)),
+             ("literal_1x", 5, head(5, get("/literal1") + big[:1])),
+             ("valid", 7, head(7, get("/status/200")))]
+    for name, sid, data in cases:
+        st = c.st(sid)
+        c.send(data)
+        c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
+        print("case=%s status=%s rst=%s end=%s" % (name, st["status"], st["rst"], st["end"]))
+    print("goaway=%s" % (c.goaway,))
+    c.close()
 
 
 def crossing_trailers(port):
@@ -794,6 +825,8 @@ def main():
         drain_crossing(port, sys.argv[3], int(sys.argv[4]))
     elif sys.argv[2] == "finished_uploads":
         finished_uploads(port, int(sys.argv[3]))
+    elif sys.argv[2] == "big_heads":
+        big_heads(port)
     elif sys.argv[2] == "crossing_trailers":
         crossing_trailers(port)
     elif sys.argv[2] == "drain_dropped":

@@ -836,6 +836,42 @@ static void test_header_too_large(void **state)
     fake_origin_stop(o);
 }
 
+/* A head past 4 x max_header_size (an HPACK bomb, or literals) is given up at that field,
+ * where nghttp2 can only reset the stream: the client gets RST_STREAM ENHANCE_YOUR_CALM (11)
+ * and the access line, 431, says that no response went. One over max_header_size but under
+ * that gets a real 431, and the connection goes on. The old code logged 431 for the first two,
+ * while the client got INTERNAL_ERROR (2) from nghttp2. */
+static void test_head_far_too_large_reset_as_logged(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, "[upstream u]\norigin = sim\n");
+    struct tu_cmd_result r = {0};
+    frames(h, "big_heads", NULL, &r);
+    static const char *const want[] = {
+        "case=bomb status=[] rst=11 end=False",
+        "case=literal_4x status=[] rst=11 end=False",
+        "case=literal_1x status=[431] rst=None end=True",
+        "case=valid status=[200] rst=None end=True",
+        "goaway=None",
+    };
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    static const char *const paths[] = {"\"path\":\"/\"", "\"path\":\"/literal\""};
+    for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
+        char *line = px_log_line(h, paths[i]);
+        if (!tu_contains(line, "\"status\":431,") ||
+            !tu_contains(line, "no response, stream reset (RST_STREAM ENHANCE_YOUR_CALM)"))
+            fail_msg("log line: %s", line);
+        free(line);
+    }
+    char *line = px_log_line(h, "\"path\":\"/literal1\"");
+    if (!tu_contains(line, "\"status\":431,") || tu_contains(line, "\"bytes_out\":0,"))
+        fail_msg("log line: %s", line);
+    free(line);
+    harness_free(h);
+}
+
 /* http2_max_concurrent_streams = 4: four requests in flight to a slow origin are served, a fifth
  * opened meanwhile is refused (RST_STREAM REFUSED_STREAM, 7) without reaching the origin. */
 static void test_max_concurrent_streams(void **state)
@@ -1710,6 +1746,7 @@ int main(void)
         cmocka_unit_test(test_drain_takes_crossing_request),
         cmocka_unit_test(test_stop_goaway),
         cmocka_unit_test(test_header_too_large),
+        cmocka_unit_test(test_head_far_too_large_reset_as_logged),
         cmocka_unit_test(test_no_keepalive_serves_first_request),
         cmocka_unit_test(test_max_concurrent_streams),
         cmocka_unit_test(test_streams_independent),
