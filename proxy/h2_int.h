@@ -187,7 +187,8 @@ void h2_settle(struct h2_conn *h);
 /* A new request stream (HEADERS began); NULL when out of memory. */
 struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id);
 
-/* Frees a stream; an exchange still running is cancelled (logged as 499 with why). */
+/* Frees a stream; an exchange still running is cancelled (logged as 499 with why), and a record
+ * kept for a response that did not go whole is written as a client that left (why). */
 void h2_stream_free(struct h2_stream *s, const char *why);
 
 /* The response's END_STREAM was written: its access line is written, with the bytes that went. */

@@ -99,9 +99,10 @@ struct downstream_ops {
      * bytes of the request body came; they are read and dropped before the next request is
      * read (closing if they do not come within client_body_timeout). Called before done(). */
     void (*request_discard)(void *ds, uint64_t left);
-    /* The exchange is over, counted, logged and freed; the downstream sends what is still
-     * queued (the last bytes of a response wait for this, so that a client that has the whole
-     * response can count on the metrics and the log having it). */
+    /* The exchange is over, counted, logged (or its record handed to keep_log) and freed; the
+     * downstream sends what is still queued (the last bytes of a response wait for this, so
+     * that a client that has the whole response can count on the metrics and the log having
+     * it). */
     void (*done)(void *ds, enum exchange_end end);
     /* Optional (NULL: none): what the exchange logs of itself — outcome, failure, phase
      * timings — handed over once at its end, before done() (or before it is freed after
