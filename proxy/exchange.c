@@ -531,32 +531,37 @@ static enum phase ended_in(const struct exchange *ex)
     return ex->outcome == OUTCOME_OPEN || ex->client_stalled ? ex->pc.current : PHASE_DONE;
 }
 
+/* portico_requests_total, the phase histograms and the status page's last minutes. */
+static void count_record(struct loop *l, const struct access_record *r, int route, int upstream)
+{
+    metrics_request_done(l->metrics, &(struct metrics_sample){route, upstream, r->status,
+                                                              r->failure, &r->timings});
+    recent_record(l->recent,
+                  &(struct recent_sample){r->time_ms, r->status, r->failure, r->phase,
+                                          r->timings.us[TIMING_TOTAL], r->limit_ms, r->request_id,
+                                          r->route, r->upstream, r->origin, r->detail, r->fault,
+                                          r->aborted});
+}
+
+void exchange_log_record(struct loop *l, const struct access_record *r, int route, int upstream)
+{
+    count_record(l, r, route, upstream);
+    if (log_enabled())
+        log_buffer_append(l->log, r);
+}
+
 /* Counts and logs the exchange. A switched one's access line is kept in to->record for its
  * tunnel, which writes it when it ends (nginx writes a WebSocket's line when it closes), with
- * the bytes that crossed it and its life; its counts and its place in /status are the 101's. */
+ * the bytes that crossed it and its life; its counts and its place in /status are the 101's.
+ * A downstream with keep_log (an HTTP/2 stream) has the record instead, counts included. */
 static void log_exchange(struct exchange *ex, struct tunnel_origin *to)
 {
     struct timings t;
     exchange_timings(ex, &t);
-    metrics_request_done(ex->loop->metrics,
-                         &(struct metrics_sample){ex->route_index, ex->up ? ex->up_index : -1,
-                                                  ex->status, ex->failure, &t});
-    uint64_t wall = wall_ms();
-    const char *route = ex->route ? ex->route->name : NULL;
-    const char *upstream = ex->up ? ex->up->name : NULL;
-    const char *origin = ex->origin >= 0 && ex->up ? ex->up->origins[ex->origin].text : NULL;
-    const char *detail = ex->detail[0] ? ex->detail : NULL;
-    recent_record(ex->loop->recent,
-                  &(struct recent_sample){wall, ex->status, ex->failure, ended_in(ex),
-                                          t.us[TIMING_TOTAL], ex->limit_ms, ex->request_id,
-                                          route, upstream, origin, detail,
-                                          fault_exec_name(ex), ex->outcome == OUTCOME_ABORTED});
-    if (!log_enabled() && !ex->ds.ops->report)
-        return;
     const struct h1_field *ua = request_field(ex, H1_F_USER_AGENT);
     char client[PEER_ADDR_MAX];
     struct access_record r = {
-        .time_ms = wall,
+        .time_ms = wall_ms(),
         .request_id = ex->request_id,
         .trace_id = ex->trace.trace_id,
         .client = peer_addr(ex->ds.peer, client, sizeof(client)),
@@ -571,9 +576,9 @@ static void log_exchange(struct exchange *ex, struct tunnel_origin *to)
         .upstream_status = ex->upstream_status,
         .failure = ex->failure,
         .phase = ended_in(ex),
-        .route = route,
-        .upstream = upstream,
-        .origin = origin,
+        .route = ex->route ? ex->route->name : NULL,
+        .upstream = ex->up ? ex->up->name : NULL,
+        .origin = ex->origin >= 0 && ex->up ? ex->up->origins[ex->origin].text : NULL,
         .attempts = ex->attempts,
         .bytes_in = ex->req_body.bytes,
         .bytes_out = ex->resp_body.bytes + ex->error_body_bytes,
@@ -584,18 +589,24 @@ static void log_exchange(struct exchange *ex, struct tunnel_origin *to)
         .user_agent_len = ua ? ua->value_len : 0,
         .timings = t,
         .limit_ms = ex->limit_ms,
-        .detail = detail,
+        .detail = ex->detail[0] ? ex->detail : NULL,
         .aborted = ex->outcome == OUTCOME_ABORTED,
         .reused = ex->reused,
         .retried = ex->retried,
     };
     if (ex->ds.ops->report)
         ex->ds.ops->report(ex->ds.ctx, &r);
-    if (!log_enabled())
-        return;
-    if (to->conn && (to->record = log_record_copy(&r)) != NULL)
-        return; /* the tunnel writes it */
-    log_buffer_append(ex->loop->log, &r); /* a switched one's too, when out of memory: as it is */
+    int up = ex->up ? ex->up_index : -1;
+    if (to->conn) {
+        count_record(ex->loop, &r, ex->route_index, up);
+        if (log_enabled() && (to->record = log_record_copy(&r)) == NULL)
+            log_buffer_append(ex->loop->log, &r); /* out of memory: written as it is */
+        return; /* else the tunnel writes it */
+    }
+    if (ex->ds.ops->keep_log)
+        ex->ds.ops->keep_log(ex->ds.ctx, &r, ex->route_index, up);
+    else
+        exchange_log_record(ex->loop, &r, ex->route_index, up);
 }
 
 /* ---- the one exit ---- */

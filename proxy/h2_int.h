@@ -17,6 +17,7 @@
 #include "portico/h2_request.h"
 #include "portico/metrics.h"
 
+struct access_record;
 struct config;
 struct exchange;
 
@@ -55,6 +56,18 @@ enum stream_state {
 #undef X
 };
 
+/* What a kept access record (h2_stream.log) stands for, should the stream close before the
+ * response's END_STREAM was written: the client left while it was being sent, or the record
+ * already says how it ended. */
+enum kept_log {
+    KEPT_ANSWER,                       /* a whole response: the client left (499 if no head
+                                          went, else the status sent; counted as an abort) */
+    KEPT_ENDED,                        /* a response cut short, dropped or reset by a fault, or
+                                          a refusal: as the record says */
+    KEPT_CANCELLED,                    /* the client left while the exchange ran (exchange_cancel
+                                          counted it): 499 unless the head went */
+};
+
 struct h2_stream {
     TAILQ_ENTRY(h2_stream) link;
     struct h2_conn *conn;              /* borrowed */
@@ -81,6 +94,12 @@ struct h2_stream {
     bool deferred;                     /* the data provider waits for bytes */
     bool watched;                      /* pending() was asked: tell the exchange when it drains */
     uint64_t stalled_since;            /* µs: data waits behind a shut window; 0 if not */
+    bool head_sent;                    /* the final HEADERS was written to the connection */
+    uint64_t body_sent;                /* response body bytes written, as DATA payloads */
+    struct access_record *log;         /* the record of its answer, written once the response's
+                                          END_STREAM was written, or the stream closed */
+    int log_route, log_upstream;       /* ... its indexes, for exchange_log_record */
+    enum kept_log kept;                /* ... what a stream that closes first means for it */
 };
 
 TAILQ_HEAD(h2_stream_list, h2_stream);
@@ -168,8 +187,12 @@ void h2_settle(struct h2_conn *h);
 /* A new request stream (HEADERS began); NULL when out of memory. */
 struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id);
 
-/* Frees a stream; an exchange still running is cancelled (logged as 499 with why). */
+/* Frees a stream; an exchange still running is cancelled (logged as 499 with why), and a record
+ * kept for a response that did not go whole is written as a client that left (why). */
 void h2_stream_free(struct h2_stream *s, const char *why);
+
+/* The response's END_STREAM was written: its access line is written, with the bytes that went. */
+void h2_stream_delivered(struct h2_stream *s);
 
 /* The request's header block is complete: translate, check, start its exchange. */
 void h2_stream_start(struct h2_stream *s, bool end_stream);
@@ -187,8 +210,9 @@ void h2_stream_eof(struct h2_stream *s);
 void h2_stream_malformed(struct h2_stream *s, const char *why);
 void h2_stream_reset_malformed(struct h2_stream *s, const char *why);
 
-/* A request head far over max_header_size (an HPACK bomb): logged as 431, charged like a reset;
- * the caller has nghttp2 reset the stream. */
+/* A request head far over max_header_size (an HPACK bomb): logged as 431 with a detail that
+ * says no response went, charged like a reset; the caller resets the stream
+ * (ENHANCE_YOUR_CALM). */
 void h2_stream_abandon_head(struct h2_stream *s);
 
 /* A stream found malformed once its exchange had begun (its DATA broke its content-length, its

@@ -68,6 +68,36 @@ static void release_grant(struct h2_stream *s)
     s->req_grant = 0;
 }
 
+/* Writes the kept record: bytes_out is what went as DATA; a stream that closed before its
+ * END_STREAM went (why: the reason) is a client that left, logged as over HTTP/1.1: with the
+ * status sent when the head went, else 499 (or 400, found malformed). */
+static void write_kept(struct h2_stream *s, const char *why)
+{
+    struct access_record *r = s->log;
+    if (!r)
+        return;
+    s->log = NULL;
+    r->bytes_out = s->body_sent;
+    if (why && s->kept != KEPT_ENDED) {
+        if (!s->head_sent)
+            r->status = s->malformed ? HTTP_BAD_REQUEST : HTTP_CLIENT_CLOSED_REQUEST;
+        if (s->kept == KEPT_ANSWER) {
+            /* The exchange had ended, all of its response given to nghttp2 and counted done:
+             * it was still being sent, as when an HTTP/1.1 client closes mid-body. */
+            r->phase = PHASE_READ;
+            r->detail = r->detail ? r->detail : why;
+            metrics_add(s->conn->loop->metrics, M_CLIENT_ABORTS, 1);
+        }
+    }
+    exchange_log_record(s->conn->loop, r, s->log_route, s->log_upstream);
+    free(r);
+}
+
+void h2_stream_delivered(struct h2_stream *s)
+{
+    write_kept(s, NULL);
+}
+
 void h2_stream_free(struct h2_stream *s, const char *why)
 {
     struct h2_conn *h = s->conn;
@@ -77,7 +107,9 @@ void h2_stream_free(struct h2_stream *s, const char *why)
         /* A stream found malformed after its exchange began (its DATA broke its
          * content-length) is the client's error, not a client that left. */
         exchange_cancel(ex, s->malformed ? HTTP_BAD_REQUEST : HTTP_CLIENT_CLOSED_REQUEST, why);
+        s->kept = KEPT_CANCELLED; /* keep_log had its record */
     }
+    write_kept(s, why);
     event_del(&s->body_timer);
     release_grant(s);
     evbuffer_free(s->req_in);
@@ -293,10 +325,33 @@ static void ds_request_wait(void *ctx, uint64_t body_timeout_ms)
         arm_body_timer(s, s->data_at);
 }
 
+/* Keeps a record until the response's END_STREAM is written or the stream closes: bytes
+ * handed to nghttp2 are not bytes sent, and a whole response still in `body` may never go. */
+static void keep(struct h2_stream *s, const struct access_record *r, int route, int upstream,
+                 enum kept_log kept)
+{
+    write_kept(s, NULL); /* none: one record per stream */
+    s->log = log_record_copy(r);
+    if (!s->log) { /* out of memory: written now, as handed to nghttp2 */
+        exchange_log_record(s->conn->loop, r, route, upstream);
+        return;
+    }
+    s->log_route = route;
+    s->log_upstream = upstream;
+    s->kept = kept;
+}
+
+static void ds_keep_log(void *ctx, const struct access_record *r, int route, int upstream)
+{
+    keep(ctx, r, route, upstream, KEPT_ENDED); /* done() or h2_stream_free says more */
+}
+
 static void ds_done(void *ctx, enum exchange_end end)
 {
     struct h2_stream *s = ctx;
     s->ex = NULL;
+    if (end == END_KEEP || end == END_CLOSE || end == END_CLOSE_ASKED)
+        s->kept = KEPT_ANSWER;
     s->state = ST_ANSWERED;
     event_del(&s->body_timer);
     /* Nobody takes the rest of the body: it is not held any more (on_data_chunk lets what
@@ -329,15 +384,17 @@ static const struct downstream_ops h2_ops = {
     .request_taken = ds_request_taken,
     .request_wait = ds_request_wait,
     .done = ds_done,
+    .keep_log = ds_keep_log,
 };
 
 /* ---- requests ---- */
 
 /* The access line, count and last minutes (the status page's requests by class) of a request
  * answered or reset before any exchange existed, as client.c's count_refusal for HTTP/1.1. id:
- * the one its answer carried, NULL for a new one (no answer went). */
+ * the one its answer carried, NULL for a new one (no answer went); answered: an answer was
+ * submitted, and its line waits for what of it went. */
 static void log_refused(struct h2_stream *s, const char *id, int status, const char *why,
-                        uint64_t body_bytes)
+                        uint64_t body_bytes, bool answered)
 {
     struct h2_conn *h = s->conn;
     char own_id[48];
@@ -345,19 +402,11 @@ static void log_refused(struct h2_stream *s, const char *id, int status, const c
         loop_request_id(h->loop, own_id, sizeof(own_id));
         id = own_id;
     }
-    struct timings t = {0};
-    timings_set(&t, TIMING_TOTAL, now_us() - s->t0);
-    metrics_request_done(h->loop->metrics, &(struct metrics_sample){-1, -1, status, FAIL_NONE, &t});
-    recent_record(h->loop->recent,
-                  &(struct recent_sample){.time_ms = wall_ms(), .status = status,
-                                          .failure = FAIL_NONE, .phase = PHASE_CLIENT_HEADER,
-                                          .total_us = t.us[TIMING_TOTAL]});
-    if (!log_enabled())
-        return;
     struct trace_context trace;
     char addr[PEER_ADDR_MAX];
     trace_start(&h->loop->rng, 0, &trace);
     struct access_record r = {
+        .time_ms = wall_ms(),
         .request_id = id,
         .trace_id = trace.trace_id,
         .client = peer_addr(h->peer, addr, sizeof(addr)),
@@ -365,11 +414,14 @@ static void log_refused(struct h2_stream *s, const char *id, int status, const c
         .status = status,
         .phase = PHASE_CLIENT_HEADER,
         .bytes_out = body_bytes,
-        .timings = t,
         .detail = why,
     };
+    timings_set(&r.timings, TIMING_TOTAL, now_us() - s->t0);
     h2_request_line(&s->req, &r.method, &r.method_len, &r.target, &r.target_len);
-    log_buffer_append(h->loop->log, &r);
+    if (answered) /* written with what went, once it went or the stream closed */
+        keep(s, &r, -1, -1, KEPT_ENDED);
+    else
+        exchange_log_record(h->loop, &r, -1, -1);
 }
 
 /* A request refused before an exchange exists (head too large, not HTTP/1.1-valid): the
@@ -393,7 +445,7 @@ static void refuse(struct h2_stream *s, int status, const char *why)
     long body = errpage_body(&o, s->body);
     s->resp_done = true;
     resume(s);
-    log_refused(s, id, status, why, body > 0 ? (uint64_t)body : 0);
+    log_refused(s, id, status, why, body > 0 ? (uint64_t)body : 0, true);
 }
 
 /* A malformed request (RFC 9113 8.1.1): logged as 400, counted against the reset budget. */
@@ -406,15 +458,16 @@ void h2_stream_malformed(struct h2_stream *s, const char *why)
     metrics_add(h->loop->metrics, M_H2_MALFORMED, 1);
     char detail[160];
     snprintf(detail, sizeof(detail), "malformed HTTP/2 request: %s", why);
-    log_refused(s, NULL, HTTP_BAD_REQUEST, detail, 0);
+    log_refused(s, NULL, HTTP_BAD_REQUEST, detail, 0, false);
     h2_charge(h, FLOOD_RESET);
 }
 
 void h2_stream_abandon_head(struct h2_stream *s)
 {
     struct h2_conn *h = s->conn;
-    s->malformed = "request head far larger than max_header_size: stream reset";
-    log_refused(s, NULL, HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, s->malformed, 0);
+    s->malformed = "request head far larger than max_header_size: no response, stream reset "
+                   "(RST_STREAM ENHANCE_YOUR_CALM)";
+    log_refused(s, NULL, HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, s->malformed, 0, false);
     h2_charge(h, FLOOD_RESET);
 }
 
@@ -433,7 +486,7 @@ void h2_stream_head_unfinished(struct h2_stream *s, int status, const char *why)
     s->state = ST_ANSWERED;
     if (status == HTTP_CLIENT_CLOSED_REQUEST)
         metrics_add(s->conn->loop->metrics, M_CLIENT_ABORTS, 1);
-    log_refused(s, NULL, status, why, 0);
+    log_refused(s, NULL, status, why, 0, false);
 }
 
 /* ... and reset: a stream error of type PROTOCOL_ERROR. */

@@ -99,14 +99,22 @@ struct downstream_ops {
      * bytes of the request body came; they are read and dropped before the next request is
      * read (closing if they do not come within client_body_timeout). Called before done(). */
     void (*request_discard)(void *ds, uint64_t left);
-    /* The exchange is over, counted, logged and freed; the downstream sends what is still
-     * queued (the last bytes of a response wait for this, so that a client that has the whole
-     * response can count on the metrics and the log having it). */
+    /* The exchange is over, counted, logged (or its record handed to keep_log) and freed; the
+     * downstream sends what is still queued (the last bytes of a response wait for this, so
+     * that a client that has the whole response can count on the metrics and the log having
+     * it). */
     void (*done)(void *ds, enum exchange_end end);
     /* Optional (NULL: none): what the exchange logs of itself — outcome, failure, phase
      * timings — handed over once at its end, before done() (or before it is freed after
      * exchange_cancel). For owners that report on the exchange, such as `portico probe`. */
     void (*report)(void *ds, const struct access_record *r);
+    /* Optional (NULL: written at the exchange's end): the exchange's record, handed over
+     * instead of counted and written, before done() or on exchange_cancel, for a downstream that
+     * learns only later what reached its client (an HTTP/2 stream: the response's last DATA
+     * leaves after done(), or never, when the client resets the stream first). r is borrowed
+     * for the call (log_record_copy); the downstream sets status and bytes_out to what went,
+     * then calls exchange_log_record with route and upstream. */
+    void (*keep_log)(void *ds, const struct access_record *r, int route, int upstream);
     /* Instead of done(), after a 101 Switching Protocols went to the client: the exchange is
      * over and freed, and the downstream relays bytes both ways between its client and the
      * origin (tunnel.h: the connection and its in-flight place are the downstream's from now

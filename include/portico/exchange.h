@@ -18,6 +18,7 @@
 #include "portico/status.h"
 
 struct loop;
+struct access_record;
 struct exchange;
 
 /*
@@ -51,6 +52,11 @@ void exchange_request_timeout(struct exchange *ex);
  * for a request found malformed after it started: an HTTP/2 content-length that disagrees with
  * its DATA); its origin connection is closed, and it is freed. done() is not called. */
 void exchange_cancel(struct exchange *ex, enum http_status status, const char *why);
+
+/* Counts and writes one ended exchange: portico_requests_total and the phase histograms (route,
+ * upstream: configuration indexes, -1 for none), the status page's last minutes, the access
+ * line. For the record an exchange handed to its downstream's keep_log (downstream.h). */
+void exchange_log_record(struct loop *l, const struct access_record *r, int route, int upstream);
 
 /* Frees the allocation the loop keeps for its next exchange (loop.h), if any: when the loop is
  * torn down, after its last exchange ended. */

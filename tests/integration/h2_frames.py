@@ -8,6 +8,8 @@ count, so it always ends.
 
   h2_frames.py PORT malformed        each malformed request on its own stream, then a valid one
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
+  h2_frames.py PORT reset_before_data PATH  a GET with stream windows of 0, reset (CANCEL) once
+                                     its head came, before any of its body could
   h2_frames.py PORT stall_body PATH  a POST that sends half its content-length, then nothing
   h2_frames.py PORT indexing PATH    two GETs: which response fields HPACK may not index
   h2_frames.py PORT concurrency PATH N  N+1 GETs at once, sent with the preface: the one past
@@ -39,6 +41,8 @@ count, so it always ends.
                                      of 4 MiB to /read/: the largest stream window it was given
   h2_frames.py PORT conn_errors      connection errors (RFC 9113 5.4.1), each on its own connection:
                                      the GOAWAY code each gets
+  h2_frames.py PORT big_heads         request heads over max_header_size: an HPACK bomb, one
+                                     over 4 x of literals, one under, then a valid request
   h2_frames.py PORT crossing_trailers  a GET of /delay/3000, then a POST answered 413 at once
                                      whose trailers come after its stream closed (nghttp2 drops
                                      the block): the GET must be answered, no GOAWAY
@@ -281,6 +285,35 @@ def hpack_bomb(sid):
     return b"".join(frames)
 
 
+def big_heads(port):
+    """Request heads over max_header_size, each on its own stream of one connection, with its
+    own HPACK encoder (a bomb leaves its entries in Portico's table): an HPACK bomb; four
+    literal 20,000-byte fields (over 4 x 16 KiB, no bomb); one of them (under 4 x); then a valid
+    request. What each stream got: its statuses, its RST_STREAM code, whether it ended."""
+    c = Conn(port)
+
+    def head(sid, fields):
+        block = hpack.Encoder().encode(fields)
+        chunks = [block[i:i + 16384] for i in range(0, len(block), 16384)]
+        out = [frame(HEADERS, END_STREAM | (END_HEADERS if len(chunks) == 1 else 0), sid,
+                     chunks[0])]
+        for i, chunk in enumerate(chunks[1:], 2):
+            out.append(frame(CONTINUATION, END_HEADERS if i == len(chunks) else 0, sid, chunk))
+        return b"".join(out)
+
+    big = [("x-big-%d" % i, "a" * 20000) for i in range(4)]
+    cases = [("bomb", 1, hpack_bomb(1)), ("literal_4x", 3, head(3, get("/literal") + big)),
+             ("literal_1x", 5, head(5, get("/literal1") + big[:1])),
+             ("valid", 7, head(7, get("/status/200")))]
+    for name, sid, data in cases:
+        st = c.st(sid)
+        c.send(data)
+        c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
+        print("case=%s status=%s rst=%s end=%s" % (name, st["status"], st["rst"], st["end"]))
+    print("goaway=%s" % (c.goaway,))
+    c.close()
+
+
 def crossing_trailers(port):
     c = Conn(port)
     poll, upload = c.st(1), c.st(3)
@@ -431,6 +464,22 @@ def cancel(port, path):
     c.send(c.request(3, get("/status/200")))
     c.pump(lambda: st3["end"] or st3["rst"] is not None, time.monotonic() + IO_S)
     print("cancelled_status=%s next_status=%s" % (st["status"][-1:], st3["status"][-1:]))
+    c.close()
+
+
+def reset_before_data(port, path):
+    """Stream windows of 0: the head of PATH's answer comes, none of its body may. The client
+    resets it (CANCEL), then asks for a 204 (no body: not held back by the window) on the same
+    connection: once that is answered, Portico has read the reset."""
+    c = Conn(port, pairs=[(4, 0)])  # SETTINGS_INITIAL_WINDOW_SIZE = 0
+    st = c.st(1)
+    c.send(c.request(1, get(path)))
+    c.pump(lambda: st["status"] or st["rst"] is not None, time.monotonic() + IO_S)
+    c.send(frame(RST_STREAM, 0, 1, struct.pack(">I", 8)))
+    st3 = c.st(3)
+    c.send(c.request(3, get("/status/204")))
+    c.pump(lambda: st3["end"] or st3["rst"] is not None, time.monotonic() + IO_S)
+    print("status=%s data=%d next=%s" % (st["status"][-1:], st["data"], st3["status"][-1:]))
     c.close()
 
 
@@ -750,6 +799,8 @@ def main():
         malformed(port)
     elif sys.argv[2] == "cancel":
         cancel(port, sys.argv[3])
+    elif sys.argv[2] == "reset_before_data":
+        reset_before_data(port, sys.argv[3])
     elif sys.argv[2] == "stall_body":
         stall_body(port, sys.argv[3])
     elif sys.argv[2] == "unfinished_head":
@@ -774,6 +825,8 @@ def main():
         drain_crossing(port, sys.argv[3], int(sys.argv[4]))
     elif sys.argv[2] == "finished_uploads":
         finished_uploads(port, int(sys.argv[3]))
+    elif sys.argv[2] == "big_heads":
+        big_heads(port)
     elif sys.argv[2] == "crossing_trailers":
         crossing_trailers(port)
     elif sys.argv[2] == "drain_dropped":

@@ -836,6 +836,42 @@ static void test_header_too_large(void **state)
     fake_origin_stop(o);
 }
 
+/* A head past 4 x max_header_size (an HPACK bomb, or literals) is given up at that field,
+ * where nghttp2 can only reset the stream: the client gets RST_STREAM ENHANCE_YOUR_CALM (11)
+ * and the access line, 431, says that no response went. One over max_header_size but under
+ * that gets a real 431, and the connection goes on. The old code logged 431 for the first two,
+ * while the client got INTERNAL_ERROR (2) from nghttp2. */
+static void test_head_far_too_large_reset_as_logged(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, "[upstream u]\norigin = sim\n");
+    struct tu_cmd_result r = {0};
+    frames(h, "big_heads", NULL, &r);
+    static const char *const want[] = {
+        "case=bomb status=[] rst=11 end=False",
+        "case=literal_4x status=[] rst=11 end=False",
+        "case=literal_1x status=[431] rst=None end=True",
+        "case=valid status=[200] rst=None end=True",
+        "goaway=None",
+    };
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    static const char *const paths[] = {"\"path\":\"/\"", "\"path\":\"/literal\""};
+    for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
+        char *line = px_log_line(h, paths[i]);
+        if (!tu_contains(line, "\"status\":431,") ||
+            !tu_contains(line, "no response, stream reset (RST_STREAM ENHANCE_YOUR_CALM)"))
+            fail_msg("log line: %s", line);
+        free(line);
+    }
+    char *line = px_log_line(h, "\"path\":\"/literal1\"");
+    if (!tu_contains(line, "\"status\":431,") || tu_contains(line, "\"bytes_out\":0,"))
+        fail_msg("log line: %s", line);
+    free(line);
+    harness_free(h);
+}
+
 /* http2_max_concurrent_streams = 4: four requests in flight to a slow origin are served, a fifth
  * opened meanwhile is refused (RST_STREAM REFUSED_STREAM, 7) without reaching the origin. */
 static void test_max_concurrent_streams(void **state)
@@ -1440,6 +1476,31 @@ static void test_client_reset_is_499(void **state)
     fake_origin_stop(o);
 }
 
+/* A client that resets a stream (CANCEL) after its head came and before any of its body could
+ * (windows of 0) got no body byte: logged with the status sent, as an HTTP/1.1 client that
+ * closes mid-body, bytes_out 0, counted as an abort. The old code logged the whole response as
+ * done when the exchange handed it to nghttp2: "bytes_out":100000, "phase":"done", no abort. */
+static void test_reset_before_data_logged_as_sent(void **state)
+{
+    (void)state;
+    struct harness *h = start("", "[upstream u]\norigin = sim\n");
+    long long aborts = metric(h, "portico_client_aborts_total");
+    struct tu_cmd_result r = {0};
+    frames(h, "reset_before_data", "/bytes/100000", &r);
+    if (!tu_contains(r.out, "status=[200] data=0 next=[204]"))
+        fail_msg("%s%s", r.out, r.err);
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, "portico_client_aborts_total"), aborts + 1);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    char *line = px_log_line(h, "\"path\":\"/bytes/100000\"");
+    if (!tu_contains(line, "\"status\":200,") || !tu_contains(line, "\"bytes_out\":0,") ||
+        !tu_contains(line, "\"phase\":\"read\"") ||
+        !tu_contains(line, "\"detail\":\"reset the stream (CANCEL)\""))
+        fail_msg("log line: %s", line);
+    free(line);
+    harness_free(h);
+}
+
 /* Values unique to each response (X-Request-Id, Server-Timing) and cookies go out as "never
  * indexed": they would only churn the client's and Portico's HPACK tables. Other fields may be
  * indexed. */
@@ -1676,6 +1737,7 @@ int main(void)
         cmocka_unit_test(test_upload_budget),
         cmocka_unit_test(test_finished_uploads_hold_no_budget),
         cmocka_unit_test(test_client_reset_is_499),
+        cmocka_unit_test(test_reset_before_data_logged_as_sent),
         cmocka_unit_test(test_body_timeout),
         cmocka_unit_test(test_body_timeout_origin_held),
         cmocka_unit_test(test_hpack_never_indexed),
@@ -1684,6 +1746,7 @@ int main(void)
         cmocka_unit_test(test_drain_takes_crossing_request),
         cmocka_unit_test(test_stop_goaway),
         cmocka_unit_test(test_header_too_large),
+        cmocka_unit_test(test_head_far_too_large_reset_as_logged),
         cmocka_unit_test(test_no_keepalive_serves_first_request),
         cmocka_unit_test(test_max_concurrent_streams),
         cmocka_unit_test(test_streams_independent),
