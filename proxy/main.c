@@ -367,6 +367,13 @@ static int drop_privileges(struct worker_group *group, const struct config *cfg)
         return -1;
     log_info("running as user %s (uid %u, gid %u)", cfg->user, (unsigned)cfg->uid,
              (unsigned)cfg->gid);
+    /* Said now, not only when the stop fails to remove it: a script (logrotate's postrotate, an
+     * init script) that signals the pid of a file left behind hits whatever process has it. */
+    if (cfg->pid_file && !pidfile_removable(cfg->pid_file))
+        log_warn("pid_file %s: user %s cannot remove it from its directory, so it will stay "
+                 "after the stop, naming a gone process: put it in a directory of %s's (such as "
+                 "/run/portico, or systemd's RuntimeDirectory)",
+                 cfg->pid_file, cfg->user, cfg->user);
     return 0;
 }
 

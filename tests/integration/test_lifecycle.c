@@ -1399,7 +1399,8 @@ static void test_user_switch(void **state)
 /* The usual pid file outside systemd, in a directory of root's (/run/portico.pid): the start,
  * as root, writes it; a reload, run as the user, keeps it and writes nothing, and the next start
  * is root's again, so the reload takes the file. The binary before the fix checked the
- * directory as the user: every SIGHUP was refused ("pid_file: ...: Permission denied"). */
+ * directory as the user: every SIGHUP was refused ("pid_file: ...: Permission denied"). The
+ * user cannot remove the file from there at the stop: the start says so, with what to do. */
 static void test_user_reload_root_pid_dir(void **state)
 {
     (void)state;
@@ -1423,6 +1424,8 @@ static void test_user_reload_root_pid_dir(void **state)
     assert_int_equal(harness_start(h), 0);
     assert_int_equal(harness_wait_log(h, "running as user nobody", IO_MS), 0);
     assert_int_equal(pid_in(h, "portico.pid"), (long)harness_pid(h));
+    /* The user cannot remove the file there: said at the start, not first at the stop. */
+    int warned = harness_wait_log(h, "user nobody cannot remove it from its directory", IO_MS);
 
     assert_int_equal(harness_write_config(h, fmt, 2, fake_origin_port(o)), 0);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
@@ -1433,6 +1436,8 @@ static void test_user_reload_root_pid_dir(void **state)
     assert_int_equal(harness_stop(h), 0);
     if (live != 0)
         fail_msg("the reload was not applied:\n%s", err);
+    if (warned != 0)
+        fail_msg("no warning at the start that the pid file will stay:\n%s", err);
     free(err);
     assert_int_equal(status, 200);
     harness_free(h);
