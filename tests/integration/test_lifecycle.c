@@ -1444,6 +1444,92 @@ static void test_user_reload_root_pid_dir(void **state)
     fake_origin_stop(o);
 }
 
+/* The postrotate script of packaging/portico.logrotate, its pid file path replaced by
+ * pid_file; malloc'd. */
+static char *postrotate_script(const char *pid_file)
+{
+    char *text = tu_read_file("packaging/portico.logrotate", NULL);
+    assert_non_null(text);
+    char *start = strstr(text, "postrotate\n"), *end = start ? strstr(start, "endscript") : NULL;
+    assert_true(start && end);
+    start += strlen("postrotate\n");
+    static const char from[] = "/run/portico/portico.pid";
+    size_t cap = (size_t)(end - start) * 2 + 16 * strlen(pid_file) + 1, n = 0;
+    char *script = malloc(cap);
+    assert_non_null(script);
+    for (const char *q = start; q < end;) {
+        if (strncmp(q, from, strlen(from)) == 0) {
+            n += (size_t)snprintf(script + n, cap - n, "%s", pid_file);
+            q += strlen(from);
+        } else {
+            script[n++] = *q++;
+        }
+        assert_true(n + strlen(pid_file) < cap);
+    }
+    script[n] = '\0';
+    free(text);
+    return script;
+}
+
+static void run_postrotate(const char *script)
+{
+    const char *const argv[] = {"sh", "-c", script, NULL};
+    struct tu_cmd_result res;
+    int rc = tu_run_command(argv, 10000, &res);
+    if (rc != 0)
+        fail_msg("postrotate exited %d:\n%s%s", rc, res.out, res.err);
+    tu_cmd_result_free(&res);
+}
+
+/* Outside systemd, logrotate's postrotate signals the pid in the pid file: a running Portico
+ * reopens its logs, but a file left behind (a user that cannot remove it from a directory of
+ * root's) names a pid the system may have handed to another process, which SIGUSR1 would end:
+ * logrotate, running as root, killed it. */
+static void test_logrotate_postrotate(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "access_log = access.log\npid_file = portico.pid\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          fake_origin_port(o)),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    wait_pid_file(h, "portico.pid");
+    char pid_file[PATH_MAX];
+    snprintf(pid_file, sizeof(pid_file), "%s/portico.pid", harness_dir(h));
+    char *script = postrotate_script(pid_file);
+    run_postrotate(script);
+    assert_int_equal(harness_wait_log(h, "SIGUSR1: logs reopened", IO_MS), 0);
+
+    /* The same file naming a live process that is not a Portico: it must survive. */
+    pid_t other = fork();
+    assert_true(other >= 0);
+    if (other == 0) {
+        execlp("sleep", "sleep", "30", (char *)NULL);
+        _exit(127);
+    }
+    char text[32];
+    snprintf(text, sizeof(text), "%ld\n", (long)other);
+    assert_int_equal(harness_stop(h), 0); /* removes its pid file */
+    assert_int_equal(tu_write_file(pid_file, text, strlen(text)), 0);
+    run_postrotate(script);
+    kill(other, SIGTERM);
+    int status = 0;
+    assert_int_equal(waitpid(other, &status, 0), other);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGTERM)
+        fail_msg("the process the stale pid file names was ended by signal %d (%s), not by the "
+                 "test's SIGTERM", WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+                 WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "exited");
+    free(script);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* ---- install and packaging ---- */
 
 /* Runs `make TARGET VARS...` from the repository root with the binary under test (never
@@ -1660,6 +1746,7 @@ int main(void)
         cmocka_unit_test(test_user_reload_root_pid_dir),
         cmocka_unit_test(test_make_install),
         cmocka_unit_test(test_systemd_unit),
+        cmocka_unit_test(test_logrotate_postrotate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
