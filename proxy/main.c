@@ -60,10 +60,11 @@ static void usage(FILE *out)
             "usage: portico [-t] [-c FILE]   run (or, with -t, check) the configuration FILE\n"
             "       portico codes            list the HTTP status codes Portico knows\n"
             "       portico probe URL        one request the way Portico sends it, timed by phase\n"
-            "       portico --version        print the version\n"
-            "       portico --help           this text\n"
+            "       portico -v | --version   print the version\n"
+            "       portico -h | --help      this text\n"
             "\n"
-            "FILE defaults to conf/portico.ini. The configuration keys: portico(8), README.md.\n");
+            "-c is also --config=FILE, -t --test. FILE defaults to conf/portico.ini.\n"
+            "The configuration keys: portico(8), README.md.\n");
 }
 
 /* The configuration and its runtime state; NULL (cfg freed) when either cannot be set up. */
