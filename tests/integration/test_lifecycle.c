@@ -1705,6 +1705,14 @@ static void test_systemd_unit(void **state)
     for (size_t i = 0; i < ARRAY_SIZE(wanted); i++)
         if (!tu_contains(unit, wanted[i]))
             fail_msg("the unit lacks %s", wanted[i]);
+    /* `systemctl reload` reported success for a file Portico then refused (SIGHUP is
+     * asynchronous): the check runs first, and its failure fails the reload and skips the HUP. */
+    char check_then_hup[PATH_MAX];
+    snprintf(check_then_hup, sizeof(check_then_hup),
+             "ExecReload=%s/usr/sbin/portico -t -c %s/etc/portico/portico.ini\n"
+             "ExecReload=/bin/kill -HUP $MAINPID\n", root, root);
+    if (!tu_contains(unit, check_then_hup))
+        fail_msg("the unit's reload does not check the file before SIGHUP:\n%s", unit);
     free(unit);
     /* The configuration it starts with passes the check it runs first. */
     snprintf(path, sizeof(path), "%s/usr/sbin/portico", root);
