@@ -523,7 +523,9 @@ static int own_nonblocking(int fd)
     return own;
 }
 
-/* Opens a log target: "stderr", "stdout" or a path (appended to, created 0644). At start a FIFO
+/* Opens a log target: "stderr", "stdout" or a path (appended to, created 0640: client addresses
+ * and query strings are no one else's business, and logrotate's `create 0640` keeps the rotated
+ * files so: a new file readable by all left every first day's log open to any local user). At start a FIFO
  * waits for its reader (wait_reader); a reopen (SIGUSR1) or a reload runs on the main thread,
  * which takes the signals: a FIFO whose reader has gone fails there (ENXIO) and the previous log
  * stays, instead of a wait that no SIGTERM could end. */
@@ -535,7 +537,7 @@ static int open_target(const char *target, bool wait_reader)
     else if (strcmp(target, "stdout") == 0)
         fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
     else
-        fd = open(target, flags, 0644);
+        fd = open(target, flags, 0640);
     return fd < 0 ? fd : own_nonblocking(fd);
 }
 

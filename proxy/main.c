@@ -60,10 +60,11 @@ static void usage(FILE *out)
             "usage: portico [-t] [-c FILE]   run (or, with -t, check) the configuration FILE\n"
             "       portico codes            list the HTTP status codes Portico knows\n"
             "       portico probe URL        one request the way Portico sends it, timed by phase\n"
-            "       portico --version        print the version\n"
-            "       portico --help           this text\n"
+            "       portico -v | --version   print the version\n"
+            "       portico -h | --help      this text\n"
             "\n"
-            "FILE defaults to conf/portico.ini. The configuration keys: portico(8), README.md.\n");
+            "-c is also --config=FILE, -t --test. FILE defaults to conf/portico.ini.\n"
+            "The configuration keys: portico(8), README.md.\n");
 }
 
 /* The configuration and its runtime state; NULL (cfg freed) when either cannot be set up. */
@@ -367,6 +368,13 @@ static int drop_privileges(struct worker_group *group, const struct config *cfg)
         return -1;
     log_info("running as user %s (uid %u, gid %u)", cfg->user, (unsigned)cfg->uid,
              (unsigned)cfg->gid);
+    /* Said now, not only when the stop fails to remove it: a script (logrotate's postrotate, an
+     * init script) that signals the pid of a file left behind hits whatever process has it. */
+    if (cfg->pid_file && !pidfile_removable(cfg->pid_file))
+        log_warn("pid_file %s: user %s cannot remove it from its directory, so it will stay "
+                 "after the stop, naming a gone process: put it in a directory of %s's (such as "
+                 "/run/portico, or systemd's RuntimeDirectory)",
+                 cfg->pid_file, cfg->user, cfg->user);
     return 0;
 }
 

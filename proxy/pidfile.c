@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -124,4 +125,20 @@ int pidfile_remove(const char *path)
     if (read_pid(path) != getpid())
         return 0; /* not ours any more: another process wrote it */
     return unlink(path);
+}
+
+bool pidfile_removable(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return true;
+    const char *dir = dirname(copy); /* "." for a bare name: the working directory */
+    struct stat ds, fs;
+    bool ok = faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) == 0;
+    /* unlink(2) in a sticky directory also needs the file or the directory to be ours */
+    if (ok && stat(dir, &ds) == 0 && (ds.st_mode & S_ISVTX) && ds.st_uid != geteuid() &&
+        lstat(path, &fs) == 0 && fs.st_uid != geteuid())
+        ok = false;
+    free(copy);
+    return ok;
 }

@@ -5,6 +5,8 @@
 #ifndef PORTICO_PIDFILE_H
 #define PORTICO_PIDFILE_H
 
+#include <stdbool.h>
+
 /* Whether path may be written: 0 when it is absent or stale (no number, a process that is gone,
  * or a process that is not a Portico, after a crash and pid reuse); -1 after a message on stderr
  * when it names a live Portico (or cannot be read). */
@@ -17,5 +19,11 @@ int pidfile_write(const char *path);
 /* Removes path if it still holds our pid (another process may have written it since). 0, or -1
  * with errno when it cannot be removed (after dropping privileges, the directory may be root's). */
 int pidfile_remove(const char *path);
+
+/* Whether this process may remove path from its directory (write and search permission there,
+ * and in a sticky directory such as /tmp, ownership of the file or of the directory). Asked
+ * once privileges are dropped: a pid file the user cannot remove outlives the process, naming
+ * a pid the system will reuse. True when it cannot tell. */
+bool pidfile_removable(const char *path);
 
 #endif

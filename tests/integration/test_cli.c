@@ -269,6 +269,35 @@ static void test_version_and_help(void **state)
     /* an installed binary has its keys in the man page; README.md is in the source tree (or
      * under /usr/share/doc) */
     assert_true(tu_contains(res.out, "portico(8)"));
+    /* Every option main() accepts, short and long, is in --help and in portico(8)'s OPTIONS
+     * (-h and -v worked but neither named them; --help named neither --config nor --test). */
+    static const struct { const char *in_help[2], *in_man; } options[] = {
+        {{"-c FILE", "--config=FILE"}, ".BI \\-c \" file\" \"\\fR, \\fP\\-\\-config=\" file\n"},
+        {{"-t", "--test"}, ".BR \\-t \", \" \\-\\-test\n"},
+        {{"-v", "--version"}, ".BR \\-v \", \" \\-\\-version\n"},
+        {{"-h", "--help"}, ".BR \\-h \", \" \\-\\-help\n"},
+    };
+    char *man = tu_read_file("docs/portico.8", NULL);
+    assert_non_null(man);
+    char *section = strstr(man, ".SH OPTIONS\n"), *end = section ? strstr(section, ".SH ") : NULL;
+    end = end ? strstr(end + 1, ".SH ") : NULL;
+    assert_true(section && end);
+    *end = '\0';
+    for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+        for (size_t k = 0; k < 2; k++)
+            if (!tu_contains(res.out, options[i].in_help[k]))
+                fail_msg("--help does not name %s:\n%s", options[i].in_help[k], res.out);
+        if (!tu_contains(section, options[i].in_man))
+            fail_msg("portico(8) OPTIONS lacks %s", options[i].in_man);
+    }
+    free(man);
+    tu_cmd_result_free(&res);
+    const char *const short_help[] = { "-h", NULL }, *const short_version[] = { "-v", NULL };
+    assert_int_equal(harness_run(h, short_help, &res), 0);
+    assert_true(tu_contains(res.out, "usage: portico"));
+    tu_cmd_result_free(&res);
+    assert_int_equal(harness_run(h, short_version, &res), 0);
+    assert_true(strncmp(res.out, want, strlen(want)) == 0);
     tu_cmd_result_free(&res);
 
     /* an unknown option: usage on stderr and a non-zero exit */

@@ -1399,7 +1399,8 @@ static void test_user_switch(void **state)
 /* The usual pid file outside systemd, in a directory of root's (/run/portico.pid): the start,
  * as root, writes it; a reload, run as the user, keeps it and writes nothing, and the next start
  * is root's again, so the reload takes the file. The binary before the fix checked the
- * directory as the user: every SIGHUP was refused ("pid_file: ...: Permission denied"). */
+ * directory as the user: every SIGHUP was refused ("pid_file: ...: Permission denied"). The
+ * user cannot remove the file from there at the stop: the start says so, with what to do. */
 static void test_user_reload_root_pid_dir(void **state)
 {
     (void)state;
@@ -1423,6 +1424,8 @@ static void test_user_reload_root_pid_dir(void **state)
     assert_int_equal(harness_start(h), 0);
     assert_int_equal(harness_wait_log(h, "running as user nobody", IO_MS), 0);
     assert_int_equal(pid_in(h, "portico.pid"), (long)harness_pid(h));
+    /* The user cannot remove the file there: said at the start, not first at the stop. */
+    int warned = harness_wait_log(h, "user nobody cannot remove it from its directory", IO_MS);
 
     assert_int_equal(harness_write_config(h, fmt, 2, fake_origin_port(o)), 0);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
@@ -1433,8 +1436,96 @@ static void test_user_reload_root_pid_dir(void **state)
     assert_int_equal(harness_stop(h), 0);
     if (live != 0)
         fail_msg("the reload was not applied:\n%s", err);
+    if (warned != 0)
+        fail_msg("no warning at the start that the pid file will stay:\n%s", err);
     free(err);
     assert_int_equal(status, 200);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
+/* The postrotate script of packaging/portico.logrotate, its pid file path replaced by
+ * pid_file; malloc'd. */
+static char *postrotate_script(const char *pid_file)
+{
+    char *text = tu_read_file("packaging/portico.logrotate", NULL);
+    assert_non_null(text);
+    char *start = strstr(text, "postrotate\n"), *end = start ? strstr(start, "endscript") : NULL;
+    assert_true(start && end);
+    start += strlen("postrotate\n");
+    static const char from[] = "/run/portico/portico.pid";
+    size_t cap = (size_t)(end - start) * 2 + 16 * strlen(pid_file) + 1, n = 0;
+    char *script = malloc(cap);
+    assert_non_null(script);
+    for (const char *q = start; q < end;) {
+        if (strncmp(q, from, strlen(from)) == 0) {
+            n += (size_t)snprintf(script + n, cap - n, "%s", pid_file);
+            q += strlen(from);
+        } else {
+            script[n++] = *q++;
+        }
+        assert_true(n + strlen(pid_file) < cap);
+    }
+    script[n] = '\0';
+    free(text);
+    return script;
+}
+
+static void run_postrotate(const char *script)
+{
+    const char *const argv[] = {"sh", "-c", script, NULL};
+    struct tu_cmd_result res;
+    int rc = tu_run_command(argv, 10000, &res);
+    if (rc != 0)
+        fail_msg("postrotate exited %d:\n%s%s", rc, res.out, res.err);
+    tu_cmd_result_free(&res);
+}
+
+/* Outside systemd, logrotate's postrotate signals the pid in the pid file: a running Portico
+ * reopens its logs, but a file left behind (a user that cannot remove it from a directory of
+ * root's) names a pid the system may have handed to another process, which SIGUSR1 would end:
+ * logrotate, running as root, killed it. */
+static void test_logrotate_postrotate(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "access_log = access.log\npid_file = portico.pid\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          fake_origin_port(o)),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    wait_pid_file(h, "portico.pid");
+    char pid_file[PATH_MAX];
+    snprintf(pid_file, sizeof(pid_file), "%s/portico.pid", harness_dir(h));
+    char *script = postrotate_script(pid_file);
+    run_postrotate(script);
+    assert_int_equal(harness_wait_log(h, "SIGUSR1: logs reopened", IO_MS), 0);
+
+    /* The same file naming a live process that is not a Portico: it must survive. */
+    pid_t other = fork();
+    assert_true(other >= 0);
+    if (other == 0) {
+        execlp("sleep", "sleep", "30", (char *)NULL);
+        _exit(127);
+    }
+    char text[32];
+    snprintf(text, sizeof(text), "%ld\n", (long)other);
+    assert_int_equal(harness_stop(h), 0); /* removes its pid file */
+    assert_int_equal(tu_write_file(pid_file, text, strlen(text)), 0);
+    run_postrotate(script);
+    kill(other, SIGTERM);
+    int status = 0;
+    assert_int_equal(waitpid(other, &status, 0), other);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGTERM)
+        fail_msg("the process the stale pid file names was ended by signal %d (%s), not by the "
+                 "test's SIGTERM", WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+                 WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "exited");
+    free(script);
     harness_free(h);
     fake_origin_stop(o);
 }
@@ -1614,6 +1705,14 @@ static void test_systemd_unit(void **state)
     for (size_t i = 0; i < ARRAY_SIZE(wanted); i++)
         if (!tu_contains(unit, wanted[i]))
             fail_msg("the unit lacks %s", wanted[i]);
+    /* `systemctl reload` reported success for a file Portico then refused (SIGHUP is
+     * asynchronous): the check runs first, and its failure fails the reload and skips the HUP. */
+    char check_then_hup[PATH_MAX];
+    snprintf(check_then_hup, sizeof(check_then_hup),
+             "ExecReload=%s/usr/sbin/portico -t -c %s/etc/portico/portico.ini\n"
+             "ExecReload=/bin/kill -HUP $MAINPID\n", root, root);
+    if (!tu_contains(unit, check_then_hup))
+        fail_msg("the unit's reload does not check the file before SIGHUP:\n%s", unit);
     free(unit);
     /* The configuration it starts with passes the check it runs first. */
     snprintf(path, sizeof(path), "%s/usr/sbin/portico", root);
@@ -1655,6 +1754,7 @@ int main(void)
         cmocka_unit_test(test_user_reload_root_pid_dir),
         cmocka_unit_test(test_make_install),
         cmocka_unit_test(test_systemd_unit),
+        cmocka_unit_test(test_logrotate_postrotate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

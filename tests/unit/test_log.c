@@ -917,6 +917,7 @@ static void test_reopen_after_rename(void **state)
 {
     struct dir *d = *state;
     const char *path = in_dir(d, "access.log"), *rotated = in_dir(d, "access.log.1");
+    mode_t mask = umask(022); /* a service's usual umask: what the file mode becomes */
     assert_int_equal(log_open(path), 0);
     struct log_buffer *lb = log_buffer_new(LOG_FORMAT_JSON);
     append_id(lb, 0);
@@ -933,6 +934,11 @@ static void test_reopen_after_rename(void **state)
     char *cur = slurp(path, &len);
     assert_int_equal(check_lines(cur, len, NULL, 0), 2);
     free(cur);
+    /* created as logrotate's `create 0640` makes them: not readable by every local user */
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    if ((st.st_mode & 0777) != 0640)
+        fail_msg("a new log file has mode %o, want 640", (unsigned)(st.st_mode & 0777));
     /* a reload to another path; the old path is left alone from then on */
     const char *other = in_dir(d, "other.log");
     assert_int_equal(log_open(other), 0);
@@ -949,6 +955,7 @@ static void test_reopen_after_rename(void **state)
     assert_int_equal(log_open("/nonexistent-dir/x.log"), -1);
     assert_int_equal(errno, ENOENT);
     assert_true(log_enabled());
+    umask(mask);
 }
 
 #define WRITERS 4
