@@ -525,10 +525,10 @@ static int own_nonblocking(int fd)
 
 /* Opens a log target: "stderr", "stdout" or a path (appended to, created 0640: client addresses
  * and query strings are no one else's business, and logrotate's `create 0640` keeps the rotated
- * files so: a new file readable by all left every first day's log open to any local user). At start a FIFO
- * waits for its reader (wait_reader); a reopen (SIGUSR1) or a reload runs on the main thread,
- * which takes the signals: a FIFO whose reader has gone fails there (ENXIO) and the previous log
- * stays, instead of a wait that no SIGTERM could end. */
+ * files so: a new file readable by all left every first day's log open to any local user). At
+ * start a FIFO waits for its reader (wait_reader); a reopen (SIGUSR1) or a reload runs on the
+ * main thread, which takes the signals: a FIFO whose reader has gone fails there (ENXIO) and
+ * the previous log stays, instead of a wait that no SIGTERM could end. */
 static int open_target(const char *target, bool wait_reader)
 {
     int fd, flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | (wait_reader ? 0 : O_NONBLOCK);
