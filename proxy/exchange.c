@@ -558,13 +558,16 @@ static void log_exchange(struct exchange *ex, struct tunnel_origin *to)
 {
     struct timings t;
     exchange_timings(ex, &t);
-    const struct h1_field *ua = request_field(ex, H1_F_USER_AGENT);
+    /* What only a line shows is looked up for one: with the access log off (and no report)
+     * the record is counted, and formatting the client's address cost every request. */
+    bool line = log_enabled() || ex->ds.ops->report;
+    const struct h1_field *ua = line ? request_field(ex, H1_F_USER_AGENT) : NULL;
     char client[PEER_ADDR_MAX];
     struct access_record r = {
         .time_ms = wall_ms(),
         .request_id = ex->request_id,
         .trace_id = ex->trace.trace_id,
-        .client = peer_addr(ex->ds.peer, client, sizeof(client)),
+        .client = line ? peer_addr(ex->ds.peer, client, sizeof(client)) : NULL,
         .method = ex->req.method,
         .method_len = ex->req.method_len,
         .host = ex->host,
