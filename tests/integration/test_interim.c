@@ -530,26 +530,34 @@ static const struct late_row late_rows[] = {
     { "the 33rd 1xx (on)", "", late_after_32, 32 },
 };
 
+/* The rows side by side, each with its origin and Portico. */
 static void test_interim_after_deadline(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(late_rows) / sizeof(late_rows[0]); i++) {
-        const struct late_row *row = &late_rows[i];
-        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
-        struct raw_response r;
+    enum { ROWS = sizeof(late_rows) / sizeof(late_rows[0]) };
+    struct side_ex ex[ROWS];
+    assert_true(ROWS <= ROWS_MAX);
+    for (size_t i = 0; i < ROWS; i++) {
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = late_rows[i].script };
         char up[128];
+        snprintf(up, sizeof(up), "first_byte_timeout = 300ms\n%s", late_rows[i].up);
+        fx.row_o[i] = fake_origin_start(&opts);
+        assert_non_null(fx.row_o[i]);
+        portico_up_in(&fx.row_h[i], fake_origin_port(fx.row_o[i]), NULL, up, NULL);
+        ex[i] = (struct side_ex){ .port = harness_port(fx.row_h[i], "listen"),
+                                  .req = "GET /late HTTP/1.1\r\nHost: t\r\n\r\n" };
+    }
+    exchanges_side_by_side(ex, ROWS);
+    for (size_t i = 0; i < ROWS; i++) {
+        const struct late_row *row = &late_rows[i];
+        struct raw_response r = ex[i].r;
 
         print_message("  %s\n", row->name);
-        snprintf(up, sizeof(up), "first_byte_timeout = 300ms\n%s", row->up);
-        origin_up(&opts);
-        portico_up(fake_origin_port(fx.o), NULL, up, NULL);
-        int64_t t0 = exchange("GET /late HTTP/1.1\r\nHost: t\r\n\r\n", &r);
-        print_arrivals(&r, t0);
+        print_arrivals(&r, ex[i].t0);
         assert_int_equal(r.status, 504);
         assert_string_equal(raw_header(&r, "Portico-Error"), "first_byte_timeout");
         assert_int_equal(r.ninterim, row->relayed); /* the late 102 is not relayed */
         raw_response_free(&r);
-        release();
     }
 }
 
@@ -997,20 +1005,29 @@ static const struct dedup_row dedup_rows[] = {
     { "origin </b.css> twice", origin_b_twice, 2, "Link: </b.css>; rel=preload\r\n", 1 },
 };
 
+/* The rows side by side, each with its origin and Portico (its counter its own). */
 static void test_no_duplicate_hints(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(dedup_rows) / sizeof(dedup_rows[0]); i++) {
+    enum { ROWS = sizeof(dedup_rows) / sizeof(dedup_rows[0]) };
+    struct side_ex ex[ROWS];
+    assert_true(ROWS <= ROWS_MAX);
+    for (size_t i = 0; i < ROWS; i++) {
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = dedup_rows[i].script };
+        fx.row_o[i] = fake_origin_start(&opts);
+        assert_non_null(fx.row_o[i]);
+        portico_up_in(&fx.row_h[i], fake_origin_port(fx.row_o[i]), NULL, NULL,
+                      "early_hints = </a.css>; rel=preload\n");
+        ex[i] = (struct side_ex){ .port = harness_port(fx.row_h[i], "listen"),
+                                  .req = "GET /page HTTP/1.1\r\nHost: t\r\n\r\n" };
+    }
+    exchanges_side_by_side(ex, ROWS);
+    for (size_t i = 0; i < ROWS; i++) {
         const struct dedup_row *row = &dedup_rows[i];
-        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
-        struct raw_response r;
+        struct raw_response r = ex[i].r;
 
         print_message("  %s\n", row->name);
-        origin_up(&opts);
-        portico_up(fake_origin_port(fx.o), NULL, NULL,
-                   "early_hints = </a.css>; rel=preload\n");
-        int64_t t0 = exchange("GET /page HTTP/1.1\r\nHost: t\r\n\r\n", &r);
-        print_arrivals(&r, t0);
+        print_arrivals(&r, ex[i].t0);
         assert_int_equal(r.status, 200);
         assert_int_equal(r.ninterim, row->ninterim);
         for (size_t k = 0; k < r.ninterim; k++)
@@ -1022,8 +1039,7 @@ static void test_no_duplicate_hints(void **state)
             assert_int_equal(count_in_interims(&r, "</b.css>"), 1);
         }
         raw_response_free(&r);
-        assert_int_equal(metric("portico_interim_dropped_total"), row->dropped);
-        release();
+        assert_int_equal(metric_of(fx.row_h[i], "portico_interim_dropped_total"), row->dropped);
     }
 }
 
