@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <signal.h>
 
 #include <cmocka.h>
@@ -161,6 +162,26 @@ static struct tj *log_entry(struct harness *h, const char *rid)
         fail_msg("access-log line is not a JSON object (%s): %s", err, line);
     free(line);
     return j;
+}
+
+/* A pause between two looks at a figure the admin endpoint serves (polled: not a sync on time). */
+static void poll_pause(void)
+{
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* A counter once it has reached want (polled, at most PX_IO_MS), or its value then: the caller
+ * asserts it equals want, so a count past want fails as one that never came. */
+static double metric_reached(struct harness *h, const char *series, double want)
+{
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    double v = scrape_metric(harness_port(h, "admin"), series, PX_IO_MS);
+    while (v < want && tu_now_ms() < deadline) {
+        poll_pause();
+        v = scrape_metric(harness_port(h, "admin"), series, PX_IO_MS);
+    }
+    return v;
 }
 
 static void expect_type(const struct tj *j, const char *key, enum tj_type t, bool or_null)
@@ -393,6 +414,10 @@ static void test_access_log_client_leaves_mid_head(void **state)
             assert_int_equal(raw_send_str(c, sends[i]), 0);
         raw_close(c);
     }
+    /* counted once Portico has seen the client go: awaited, then exactly one; the line is
+     * read once Portico has stopped (complete then, without the worker's once-a-second write) */
+    assert_true(metric_reached(h, "portico_client_aborts_total", 1) == 1);
+    assert_int_equal(harness_stop(h), 0);
     char *line = px_log_line(h, "\"status\":499");
     char err[128];
     struct tj *j = tj_parse(line, err, sizeof(err));
@@ -403,9 +428,6 @@ static void test_access_log_client_leaves_mid_head(void **state)
     assert_string_equal(tj_str(j, "detail"), "client closed the connection");
     tj_free(j);
     free(line);
-    assert_true(scrape_metric(harness_port(h, "admin"), "portico_client_aborts_total",
-                              PX_IO_MS) == 1);
-    assert_int_equal(harness_stop(h), 0);
     char path[512];
     snprintf(path, sizeof(path), "%s/access.log", harness_dir(h));
     size_t len = 0;
@@ -441,11 +463,12 @@ static void test_body_stall_phase(void **state)
     assert_int_equal(r.status, 408);
     raw_response_free(&r);
     raw_close(c);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
     char *line = px_log_line_for_id(h, "diag-stall-send");
     if (!strstr(line, " phase=send "))
         fail_msg("the 408 of a body stalled while the origin waited is not in send: %s", line);
     free(line);
-    px_stop(h);
+    harness_free(h);
     fake_origin_stop(o);
 }
 
@@ -473,24 +496,26 @@ static void test_body_stall_after_head_counted(void **state)
     assert_true(r.peer_closed);
     raw_response_free(&r);
     raw_close(c);
-    char *line = px_log_line_for_id(h, "diag-stall-1"); /* the exchange has ended */
-    assert_non_null(strstr(line, "status=200"));
-    assert_non_null(strstr(line, "client_body_timeout"));
-    assert_non_null(strstr(line, " limit_ms=200 aborted=after_head "));
-    free(line);
-    assert_true(scrape_metric(harness_port(h, "admin"), "portico_responses_aborted_total",
-                              PX_IO_MS) == 1);
+    /* counted once the exchange has ended: awaited, then exactly one (the lines are read once
+     * Portico has stopped, complete then) */
+    assert_true(metric_reached(h, "portico_responses_aborted_total", 1) == 1);
     c = px_connect(h);
     assert_int_equal(raw_send_str(c, "GET /y HTTP/1.1\r\nHost: a\r\n"), 0);
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
     assert_int_equal(r.status, 408);
     raw_response_free(&r);
     raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    char *line = px_log_line_for_id(h, "diag-stall-1");
+    assert_non_null(strstr(line, "status=200"));
+    assert_non_null(strstr(line, "client_body_timeout"));
+    assert_non_null(strstr(line, " limit_ms=200 aborted=after_head "));
+    free(line);
     line = px_log_line(h, " status=408 ");
     if (!strstr(line, " limit_ms=300 "))
         fail_msg("the 408's log line lacks limit_ms=300: %s", line);
     free(line);
-    px_stop(h);
+    harness_free(h);
     fake_origin_stop(o);
 }
 
@@ -522,6 +547,23 @@ static struct tj *status_doc(struct harness *h)
         fail_msg("/status is not JSON: %s", err);
     return s;
 }
+
+/* /status once its recent failures number n or more (the exchanges have ended: each is recorded
+ * as its line is logged), or at PX_IO_MS; the caller checks what it holds. Awaiting the access-log
+ * line instead costs up to a second while Portico runs (the worker's once-a-second write). */
+static struct tj *status_with_failures(struct harness *h, size_t n)
+{
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    for (;;) {
+        struct tj *s = status_doc(h);
+        const struct tj *recent = tj_get(s, "recent_failures");
+        if ((recent && recent->n >= n) || tu_now_ms() >= deadline)
+            return s;
+        tj_free(s);
+        poll_pause();
+    }
+}
+
 
 /* The value of the sample line "series value" (series with its labels, as written), -1 when
  * absent. Every line must be a comment or a well-formed sample of a declared family. */
@@ -929,8 +971,7 @@ static void test_failure_after_head_status_null(void **state)
     assert_true(r.peer_closed);
     raw_response_free(&r);
     raw_close(c);
-    free(px_log_line_for_id(h, "diag-cut-1")); /* the exchange has ended */
-    struct tj *s = status_doc(h);
+    struct tj *s = status_with_failures(h, 1); /* the exchange has ended */
     const struct tj *recent = tj_get(s, "recent_failures");
     assert_non_null(recent);
     assert_int_equal(recent->n, 1);
@@ -970,11 +1011,7 @@ static void test_recent_failure_names_fault(void **state)
         raw_response_free(&r);
         raw_close(c);
     }
-    char *line = px_log_line_for_id(h, "diag-inj-1");
-    assert_non_null(strstr(line, " fault=header"));
-    free(line);
-    free(px_log_line_for_id(h, "diag-real-1")); /* both exchanges have ended */
-    struct tj *s = status_doc(h);
+    struct tj *s = status_with_failures(h, 2); /* both exchanges have ended */
     const struct tj *recent = tj_get(s, "recent_failures");
     assert_non_null(recent);
     assert_int_equal(recent->n, 2);
@@ -990,7 +1027,11 @@ static void test_recent_failure_names_fault(void **state)
             assert_true(tj_is_null(f, "fault"));
     }
     tj_free(s);
-    px_stop(h);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    char *line = px_log_line_for_id(h, "diag-inj-1");
+    assert_non_null(strstr(line, " fault=header"));
+    free(line);
+    harness_free(h);
 }
 
 /* ---- phase timings that add up: a 1xx read slowly, an attempt moved to another origin ---- */

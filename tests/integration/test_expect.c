@@ -8,6 +8,7 @@
  * relay continue_timeout, so a relay timer wrongly applied would show.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -32,10 +33,15 @@
 #define NO_100_MS 600       /* how long a 100 that must not come is waited for */
 #define BODY_LEN (16 * 1024)
 
+#define ROWS_MAX 8
+
 static struct {
     struct fake_origin *o;
     struct harness *h;
     struct raw_conn *c;
+    struct raw_conn *row_c[ROWS_MAX]; /* one connection per row, for rows side by side */
+    struct fake_origin *row_o[ROWS_MAX]; /* one origin and one Portico per row, likewise */
+    struct harness *row_h[ROWS_MAX];
 } fx;
 
 static char body[BODY_LEN];
@@ -43,6 +49,11 @@ static char body[BODY_LEN];
 static void release(void)
 {
     raw_close(fx.c);
+    for (size_t i = 0; i < ROWS_MAX; i++) {
+        raw_close(fx.row_c[i]);
+        harness_free(fx.row_h[i]);
+        fake_origin_stop(fx.row_o[i]);
+    }
     harness_free(fx.h);
     fake_origin_stop(fx.o);
     memset(&fx, 0, sizeof(fx));
@@ -69,7 +80,7 @@ static const char *const origin_names[] = {
     [O_SILENT] = "origin silent on Expect",
 };
 
-static void origin_up(enum origin_kind kind)
+static struct fake_origin *origin_up_in(struct fake_origin **slot, enum origin_kind kind)
 {
     struct fake_origin_opts opts = { .kind = FO_ECHO };
     if (kind == O_FINAL)
@@ -77,8 +88,14 @@ static void origin_up(enum origin_kind kind)
                                           .respond_before_body = true };
     else if (kind == O_SILENT)
         opts.expect = FO_EXPECT_IGNORE;
-    fx.o = fake_origin_start(&opts);
-    assert_non_null(fx.o);
+    *slot = fake_origin_start(&opts);
+    assert_non_null(*slot);
+    return *slot;
+}
+
+static void origin_up(enum origin_kind kind)
+{
+    origin_up_in(&fx.o, kind);
 }
 
 static void origin_up_opts(const struct fake_origin_opts *opts)
@@ -87,12 +104,12 @@ static void origin_up_opts(const struct fake_origin_opts *opts)
     assert_non_null(fx.o);
 }
 
-/* Portico with one route per Expect mode in front of fx.o. */
-static void portico_up(const char *upstream_extra)
+/* Portico with one route per Expect mode in front of origin o, into *slot. */
+static void portico_up_in(struct harness **slot, struct fake_origin *o, const char *upstream_extra)
 {
-    fx.h = harness_new();
-    assert_non_null(fx.h);
-    assert_int_equal(harness_write_config(fx.h,
+    *slot = harness_new();
+    assert_non_null(*slot);
+    assert_int_equal(harness_write_config(*slot,
                                           "[proxy]\n"
                                           "listen = 127.0.0.1:{{port:listen}}\n"
                                           "admin_listen = 127.0.0.1:{{port:admin}}\n"
@@ -118,11 +135,17 @@ static void portico_up(const char *upstream_extra)
                                           "upstream = u\n"
                                           "expect = ignore\n"
                                           "continue_timeout = %dms\n",
-                                          fake_origin_port(fx.o),
+                                          fake_origin_port(o),
                                           upstream_extra ? upstream_extra : "", CONTINUE_MS,
                                           CONTINUE_MS),
                      0);
-    assert_int_equal(harness_start(fx.h), 0);
+    assert_int_equal(harness_start(*slot), 0);
+}
+
+/* Portico with one route per Expect mode in front of fx.o. */
+static void portico_up(const char *upstream_extra)
+{
+    portico_up_in(&fx.h, fx.o, upstream_extra);
 }
 
 static void reconnect(void)
@@ -153,17 +176,24 @@ static long metric(const char *name)
     return v;
 }
 
-/* No head arrives within NO_100_MS and the connection stays open. */
-static void assert_no_head_yet(void)
+/* No head arrives on c until NO_100_MS after sent_ms and the connection stays open. */
+static void assert_no_head_on(struct raw_conn *c, int64_t sent_ms)
 {
     struct raw_head h;
-    int rc = raw_read_one_head(fx.c, &h, NO_100_MS);
+    int64_t left = sent_ms + NO_100_MS - tu_now_ms();
+    int rc = raw_read_one_head(c, &h, left > 0 ? (int)left : 0);
     if (rc == 0) {
         int st = h.status;
         raw_head_free(&h);
         fail_msg("got %d where no response was due yet", st);
     }
-    assert_false(raw_peer_closed(fx.c));
+    assert_false(raw_peer_closed(c));
+}
+
+/* No head arrives within NO_100_MS and the connection stays open. */
+static void assert_no_head_yet(void)
+{
+    assert_no_head_on(fx.c, tu_now_ms());
 }
 
 /* A second request on the same connection works: the first left it in a clean state. */
@@ -181,13 +211,14 @@ static void assert_connection_reusable(const char *mode)
 }
 
 /* Request `index` of the origin: its body length and whether Expect reached it. */
-static void assert_origin_saw(unsigned index, size_t body_len, bool expect_forwarded)
+static void assert_origin_in_saw(struct fake_origin *o, unsigned index, size_t body_len,
+                                 bool expect_forwarded)
 {
     size_t len = 0;
 
-    assert_int_equal(fake_origin_wait_requests(fx.o, index + 1, IO_MS), 0);
-    char *b = fake_origin_request_body(fx.o, index, &len);
-    char *e = fake_origin_request_header(fx.o, index, "Expect");
+    assert_int_equal(fake_origin_wait_requests(o, index + 1, IO_MS), 0);
+    char *b = fake_origin_request_body(o, index, &len);
+    char *e = fake_origin_request_header(o, index, "Expect");
     assert_non_null(b);
     assert_int_equal(len, body_len);
     if (body_len)
@@ -200,6 +231,12 @@ static void assert_origin_saw(unsigned index, size_t body_len, bool expect_forwa
     }
     free(b);
     free(e);
+}
+
+/* What fx.o received as request index. */
+static void assert_origin_saw(unsigned index, size_t body_len, bool expect_forwarded)
+{
+    assert_origin_in_saw(fx.o, index, body_len, expect_forwarded);
 }
 
 /* ---- the three modes against the three origins ---- */
@@ -584,25 +621,38 @@ static void test_continue_after_many_heartbeats(void **state)
     assert_true(harness_file_contains(fx.h, "access.log", want));
 }
 
+/* The rows' heads go first, each on its connection, and their NO_100_MS of waiting for a head
+ * that must not come run at the same time; then each row's body and answer in turn (the origin
+ * records a request once its body is in: in row order). */
 static void test_http10_expect_ignored(void **state)
 {
     (void)state;
+    enum { ROWS = sizeof(http10_rows) / sizeof(http10_rows[0]) };
+    int64_t sent[ROWS];
+    assert_true(ROWS <= ROWS_MAX);
     origin_up(O_SILENT);
     portico_up(NULL);
-    for (size_t i = 0; i < sizeof(http10_rows) / sizeof(http10_rows[0]); i++) {
+    for (size_t i = 0; i < ROWS; i++) {
+        const struct http10_row *row = &http10_rows[i];
+        char head[256];
+        snprintf(head, sizeof(head), "POST /%s/old HTTP/1.0\r\nHost: t\r\nContent-Length: %d\r\n"
+                 "Expect: %s\r\n\r\n", row->mode, BODY_LEN, row->expect);
+        fx.row_c[i] = raw_connect(harness_port(fx.h, "listen"), IO_MS);
+        if (fx.row_c[i] == NULL)
+            fail_msg("connect to portico: %s", raw_last_error());
+        sent[i] = tu_now_ms();
+        assert_int_equal(raw_send_str(fx.row_c[i], head), 0);
+    }
+    for (size_t i = 0; i < ROWS; i++)
+        assert_no_head_on(fx.row_c[i], sent[i]);
+    for (size_t i = 0; i < ROWS; i++) {
         const struct http10_row *row = &http10_rows[i];
         struct raw_response r;
-        char head[256];
         unsigned index = fake_origin_requests(fx.o);
 
         print_message("  %s\n", row->name);
-        snprintf(head, sizeof(head), "POST /%s/old HTTP/1.0\r\nHost: t\r\nContent-Length: %d\r\n"
-                 "Expect: %s\r\n\r\n", row->mode, BODY_LEN, row->expect);
-        reconnect();
-        assert_int_equal(raw_send_str(fx.c, head), 0);
-        assert_no_head_yet();
-        assert_int_equal(raw_send(fx.c, body, BODY_LEN), 0);
-        assert_int_equal(raw_read_response(fx.c, &r, IO_MS), 0);
+        assert_int_equal(raw_send(fx.row_c[i], body, BODY_LEN), 0);
+        assert_int_equal(raw_read_response(fx.row_c[i], &r, IO_MS), 0);
         assert_int_equal(r.ninterim, 0);
         assert_int_equal(r.status, 200);
         assert_int_equal(r.body_len, BODY_LEN);
@@ -634,30 +684,60 @@ static const struct curl_row curl_rows[] = {
     { "ignore", O_SILENT, "1", false, 200, 1000, 8000 },
 };
 
+/* One row's curl, on a thread of its own (no assertion there: the test thread checks). */
+struct curl_run {
+    const char *const *argv;
+    struct tu_cmd_result res;
+    int rc;
+    int64_t took;
+};
+
+static void *curl_main(void *arg)
+{
+    struct curl_run *c = arg;
+    int64_t t0 = tu_now_ms();
+    c->rc = tu_run_command(c->argv, 30000, &c->res);
+    c->took = tu_now_ms() - t0;
+    return NULL;
+}
+
+/* The rows side by side, each with its origin and Portico (what the origin saw its own). */
 static void test_curl(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(curl_rows) / sizeof(curl_rows[0]); i++) {
+    enum { ROWS = sizeof(curl_rows) / sizeof(curl_rows[0]) };
+    char url[ROWS][128], data[ROWS][600], out[ROWS][600];
+    const char *argv[ROWS][15];
+    struct curl_run run[ROWS];
+    pthread_t t[ROWS];
+    assert_true(ROWS <= ROWS_MAX);
+    for (size_t i = 0; i < ROWS; i++) {
         const struct curl_row *row = &curl_rows[i];
-        char url[128], data[600], out[600], code[8];
-        struct tu_cmd_result res;
+        origin_up_in(&fx.row_o[i], row->origin);
+        portico_up_in(&fx.row_h[i], fx.row_o[i], NULL);
+        snprintf(url[i], sizeof(url[i]), "http://127.0.0.1:%u/%s/curl",
+                 harness_port(fx.row_h[i], "listen"), row->mode);
+        snprintf(data[i], sizeof(data[i]), "@%s/body.bin", harness_dir(fx.row_h[i]));
+        snprintf(out[i], sizeof(out[i]), "%s/out.bin", harness_dir(fx.row_h[i]));
+        assert_int_equal(tu_write_file(data[i] + 1, body, BODY_LEN), 0);
+        const char *const a[] = { "curl", "-v", "-sS", "--max-time", "20",
+                                  "--expect100-timeout", row->expect_timeout,
+                                  "-H", "Expect: 100-continue", "--data-binary", data[i],
+                                  "-o", out[i], url[i], NULL };
+        memcpy(argv[i], a, sizeof(a));
+        run[i] = (struct curl_run){ .argv = argv[i] };
+    }
+    for (size_t i = 0; i < ROWS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, curl_main, &run[i]), 0);
+    for (size_t i = 0; i < ROWS; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    for (size_t i = 0; i < ROWS; i++) {
+        const struct curl_row *row = &curl_rows[i];
+        struct tu_cmd_result res = run[i].res;
+        int64_t took = run[i].took;
 
         print_message("  %s, %s\n", row->mode, origin_names[row->origin]);
-        origin_up(row->origin);
-        portico_up(NULL);
-        snprintf(url, sizeof(url), "http://127.0.0.1:%u/%s/curl", harness_port(fx.h, "listen"),
-                 row->mode);
-        snprintf(data, sizeof(data), "@%s/body.bin", harness_dir(fx.h));
-        snprintf(out, sizeof(out), "%s/out.bin", harness_dir(fx.h));
-        snprintf(code, sizeof(code), "%d", row->status);
-        assert_int_equal(tu_write_file(data + 1, body, BODY_LEN), 0);
-        const char *const argv[] = { "curl", "-v", "-sS", "--max-time", "20",
-                                     "--expect100-timeout", row->expect_timeout,
-                                     "-H", "Expect: 100-continue", "--data-binary", data,
-                                     "-o", out, url, NULL };
-        int64_t t0 = tu_now_ms();
-        assert_int_equal(tu_run_command(argv, 30000, &res), 0);
-        int64_t took = tu_now_ms() - t0;
+        assert_int_equal(run[i].rc, 0);
         print_message("    curl took %lld ms\n", (long long)took);
         assert_true(tu_contains(res.err, "> Expect: 100-continue"));
         assert_int_equal(tu_contains(res.err, "< HTTP/1.1 100 Continue"), row->want_100);
@@ -669,15 +749,15 @@ static void test_curl(void **state)
         assert_true(took <= row->max_ms);
         tu_cmd_result_free(&res);
         size_t len = 0;
-        char *got = tu_read_file(out, &len);
+        char *got = tu_read_file(out[i], &len);
         assert_non_null(got);
         if (row->status == 200) {
             assert_int_equal(len, BODY_LEN);
             assert_memory_equal(got, body, BODY_LEN);
         }
         free(got);
-        assert_origin_saw(0, row->status == 200 ? BODY_LEN : 0, !strcmp(row->mode, "relay"));
-        release();
+        assert_origin_in_saw(fx.row_o[i], 0, row->status == 200 ? BODY_LEN : 0,
+                             !strcmp(row->mode, "relay"));
     }
 }
 

@@ -13,6 +13,7 @@
  * taken before the request was sent; upper bounds are generous (ASan on two loaded cores).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,11 +32,15 @@
 
 #define IO_MS 5000 /* bound of reads that must succeed; only reached when something is broken */
 
+#define ROWS_MAX 8 /* rows of a table run side by side, each with its origin and Portico */
+
 /* What the running test holds; the teardown frees it even after a failed assertion. */
 static struct {
     struct fake_origin *o;
     struct harness *h;
     struct raw_conn *c;
+    struct fake_origin *row_o[ROWS_MAX];
+    struct harness *row_h[ROWS_MAX];
 } fx;
 
 static void release(void)
@@ -43,6 +48,10 @@ static void release(void)
     raw_close(fx.c);
     harness_free(fx.h);
     fake_origin_stop(fx.o);
+    for (size_t i = 0; i < ROWS_MAX; i++) {
+        harness_free(fx.row_h[i]);
+        fake_origin_stop(fx.row_o[i]);
+    }
     memset(&fx, 0, sizeof(fx));
 }
 
@@ -64,12 +73,12 @@ static struct fake_origin *origin_up(const struct fake_origin_opts *opts)
 
 /* Portico on a free port with an admin listener and an access log, one upstream `u` (the
  * origin) and one route `r` for everything; the extras are added to each section. */
-static struct harness *portico_up(uint16_t origin, const char *proxy, const char *up,
-                                  const char *route)
+static struct harness *portico_up_in(struct harness **slot, uint16_t origin, const char *proxy,
+                                     const char *up, const char *route)
 {
-    fx.h = harness_new();
-    assert_non_null(fx.h);
-    assert_int_equal(harness_write_config(fx.h,
+    *slot = harness_new();
+    assert_non_null(*slot);
+    assert_int_equal(harness_write_config(*slot,
                                           "[proxy]\n"
                                           "listen = 127.0.0.1:{{port:listen}}\n"
                                           "admin_listen = 127.0.0.1:{{port:admin}}\n"
@@ -86,8 +95,14 @@ static struct harness *portico_up(uint16_t origin, const char *proxy, const char
                                           proxy ? proxy : "", origin, up ? up : "",
                                           route ? route : ""),
                      0);
-    assert_int_equal(harness_start(fx.h), 0);
-    return fx.h;
+    assert_int_equal(harness_start(*slot), 0);
+    return *slot;
+}
+
+static struct harness *portico_up(uint16_t origin, const char *proxy, const char *up,
+                                  const char *route)
+{
+    return portico_up_in(&fx.h, origin, proxy, up, route);
 }
 
 /* Sends req on a fresh connection (kept in fx.c); *t0 is taken just before sending. */
@@ -114,10 +129,56 @@ static int64_t exchange(const char *req, struct raw_response *r)
     return t0;
 }
 
-/* A counter of the admin endpoint (plain name, no labels). */
-static long metric(const char *name)
+/* One exchange of a row that runs beside others, on a thread of its own: no assertion there,
+ * exchanges_side_by_side checks how it went. */
+struct side_ex {
+    uint16_t port;
+    const char *req;
+    struct raw_response r;
+    int64_t t0; /* just before the request was sent */
+    int rc;
+    char why[160];
+};
+
+static void *side_ex_main(void *arg)
 {
-    struct raw_conn *c = raw_connect(harness_port(fx.h, "admin"), IO_MS);
+    struct side_ex *x = arg;
+    struct raw_conn *c = raw_connect(x->port, IO_MS);
+    if (c == NULL) {
+        x->rc = -1;
+        snprintf(x->why, sizeof(x->why), "connect to portico: %s", raw_last_error());
+        return NULL;
+    }
+    x->t0 = tu_now_ms();
+    x->rc = raw_send_str(c, x->req);
+    if (x->rc == 0)
+        x->rc = strncmp(x->req, "HEAD ", 5) == 0 ? raw_read_head_response(c, &x->r, IO_MS)
+                                                 : raw_read_response(c, &x->r, IO_MS);
+    if (x->rc != 0)
+        snprintf(x->why, sizeof(x->why), "%s", x->r.error[0] ? x->r.error : "send failed");
+    raw_close(c);
+    return NULL;
+}
+
+/* The exchanges of n independent rows side by side (each waits out its origin's delays at the
+ * same time as the others); fails unless each got its whole response. */
+static void exchanges_side_by_side(struct side_ex *x, size_t n)
+{
+    pthread_t t[ROWS_MAX];
+    assert_true(n <= ROWS_MAX);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, side_ex_main, &x[i]), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    for (size_t i = 0; i < n; i++)
+        if (x[i].rc != 0)
+            fail_msg("reading the response to %.40s...: %s", x[i].req, x[i].why);
+}
+
+/* A counter of h's admin endpoint (plain name, no labels). */
+static long metric_of(struct harness *h, const char *name)
+{
+    struct raw_conn *c = raw_connect(harness_port(h, "admin"), IO_MS);
     struct raw_response r;
     char key[128];
 
@@ -134,6 +195,12 @@ static long metric(const char *name)
     raw_response_free(&r);
     raw_close(c);
     return v;
+}
+
+/* A counter of the test's Portico. */
+static long metric(const char *name)
+{
+    return metric_of(fx.h, name);
 }
 
 /* Occurrences of needle in every interim head of r (status lines and fields). */
@@ -227,19 +294,29 @@ static const struct relay_row relay_rows[] = {
     { "103 and 200 in one write", relay_with_final, { 103 }, 0, 0, "interim=103" },
 };
 
+/* The rows side by side, each with its origin and Portico (its counters and log its own). */
 static void test_relay(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(relay_rows) / sizeof(relay_rows[0]); i++) {
+    enum { ROWS = sizeof(relay_rows) / sizeof(relay_rows[0]) };
+    struct side_ex ex[ROWS];
+    assert_true(ROWS <= ROWS_MAX);
+    for (size_t i = 0; i < ROWS; i++) {
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = relay_rows[i].script };
+        fx.row_o[i] = fake_origin_start(&opts);
+        assert_non_null(fx.row_o[i]);
+        portico_up_in(&fx.row_h[i], fake_origin_port(fx.row_o[i]), NULL, NULL, NULL);
+        ex[i] = (struct side_ex){ .port = harness_port(fx.row_h[i], "listen"),
+                                  .req = "GET /r HTTP/1.1\r\nHost: t\r\n\r\n" };
+    }
+    exchanges_side_by_side(ex, ROWS);
+    for (size_t i = 0; i < ROWS; i++) {
         const struct relay_row *row = &relay_rows[i];
-        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
-        struct raw_response r;
+        struct raw_response r = ex[i].r;
+        int64_t t0 = ex[i].t0;
         size_t n = 0;
 
         print_message("  %s\n", row->name);
-        origin_up(&opts);
-        portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
-        int64_t t0 = exchange("GET /r HTTP/1.1\r\nHost: t\r\n\r\n", &r);
         print_arrivals(&r, t0);
         while (row->codes[n])
             n++;
@@ -268,13 +345,12 @@ static void test_relay(void **state)
             assert_true(r.head.at_ms - r.interim[n - 1].at_ms >= row->final_gap_ms / 2);
         assert_true(r.head.at_ms >= r.interim[n - 1].at_ms);
         raw_response_free(&r);
-        assert_int_equal(metric("portico_interim_relayed_total"), (long)n);
-        assert_int_equal(metric("portico_interim_dropped_total"), 0);
+        assert_int_equal(metric_of(fx.row_h[i], "portico_interim_relayed_total"), (long)n);
+        assert_int_equal(metric_of(fx.row_h[i], "portico_interim_dropped_total"), 0);
         /* complete once Portico has stopped; waiting for a worker's once-a-second write
          * while it runs would cost up to a second per row */
-        assert_int_equal(harness_stop(fx.h), 0);
-        assert_true(harness_file_contains(fx.h, "access.log", row->log));
-        release();
+        assert_int_equal(harness_stop(fx.row_h[i]), 0);
+        assert_true(harness_file_contains(fx.row_h[i], "access.log", row->log));
     }
 }
 
@@ -379,20 +455,30 @@ static const struct timer_row timer_rows[] = {
       200, 1000, 10000 },
 };
 
+/* The rows side by side, each with its origin and Portico. */
 static void test_interim_resets_timer(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(timer_rows) / sizeof(timer_rows[0]); i++) {
-        const struct timer_row *row = &timer_rows[i];
+    enum { ROWS = sizeof(timer_rows) / sizeof(timer_rows[0]) };
+    struct side_ex ex[ROWS];
+    assert_true(ROWS <= ROWS_MAX);
+    for (size_t i = 0; i < ROWS; i++) {
         struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = heartbeats_then_200 };
-        struct raw_response r;
         char up[128];
+        snprintf(up, sizeof(up), "first_byte_timeout = 400ms\n%s", timer_rows[i].up);
+        fx.row_o[i] = fake_origin_start(&opts);
+        assert_non_null(fx.row_o[i]);
+        portico_up_in(&fx.row_h[i], fake_origin_port(fx.row_o[i]), timer_rows[i].proxy, up, NULL);
+        ex[i] = (struct side_ex){ .port = harness_port(fx.row_h[i], "listen"),
+                                  .req = "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n" };
+    }
+    exchanges_side_by_side(ex, ROWS);
+    for (size_t i = 0; i < ROWS; i++) {
+        const struct timer_row *row = &timer_rows[i];
+        struct raw_response r = ex[i].r;
+        int64_t t0 = ex[i].t0;
 
         print_message("  %s\n", row->name);
-        snprintf(up, sizeof(up), "first_byte_timeout = 400ms\n%s", row->up);
-        origin_up(&opts);
-        portico_up(fake_origin_port(fx.o), row->proxy, up, NULL);
-        int64_t t0 = exchange("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n", &r);
         print_arrivals(&r, t0);
         assert_int_equal(r.status, row->status);
         assert_true(r.head.at_ms - t0 >= row->min_ms);
@@ -408,7 +494,6 @@ static void test_interim_resets_timer(void **state)
             assert_true(r.ninterim < 7); /* those before 400 ms (3, or 4 on a loaded box) */
         }
         raw_response_free(&r);
-        release();
     }
 }
 
@@ -445,26 +530,34 @@ static const struct late_row late_rows[] = {
     { "the 33rd 1xx (on)", "", late_after_32, 32 },
 };
 
+/* The rows side by side, each with its origin and Portico. */
 static void test_interim_after_deadline(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(late_rows) / sizeof(late_rows[0]); i++) {
-        const struct late_row *row = &late_rows[i];
-        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
-        struct raw_response r;
+    enum { ROWS = sizeof(late_rows) / sizeof(late_rows[0]) };
+    struct side_ex ex[ROWS];
+    assert_true(ROWS <= ROWS_MAX);
+    for (size_t i = 0; i < ROWS; i++) {
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = late_rows[i].script };
         char up[128];
+        snprintf(up, sizeof(up), "first_byte_timeout = 300ms\n%s", late_rows[i].up);
+        fx.row_o[i] = fake_origin_start(&opts);
+        assert_non_null(fx.row_o[i]);
+        portico_up_in(&fx.row_h[i], fake_origin_port(fx.row_o[i]), NULL, up, NULL);
+        ex[i] = (struct side_ex){ .port = harness_port(fx.row_h[i], "listen"),
+                                  .req = "GET /late HTTP/1.1\r\nHost: t\r\n\r\n" };
+    }
+    exchanges_side_by_side(ex, ROWS);
+    for (size_t i = 0; i < ROWS; i++) {
+        const struct late_row *row = &late_rows[i];
+        struct raw_response r = ex[i].r;
 
         print_message("  %s\n", row->name);
-        snprintf(up, sizeof(up), "first_byte_timeout = 300ms\n%s", row->up);
-        origin_up(&opts);
-        portico_up(fake_origin_port(fx.o), NULL, up, NULL);
-        int64_t t0 = exchange("GET /late HTTP/1.1\r\nHost: t\r\n\r\n", &r);
-        print_arrivals(&r, t0);
+        print_arrivals(&r, ex[i].t0);
         assert_int_equal(r.status, 504);
         assert_string_equal(raw_header(&r, "Portico-Error"), "first_byte_timeout");
         assert_int_equal(r.ninterim, row->relayed); /* the late 102 is not relayed */
         raw_response_free(&r);
-        release();
     }
 }
 
@@ -538,10 +631,9 @@ struct timing_row {
 };
 
 static const struct timing_row timing_rows[] = {
-    /* the final head never began: no read phase at all */
-    /* the final head never began: no read phase at all; the 1 s ran from the 103, which
+    /* the final head never began: no read phase at all; the 600 ms ran from the 103, which
      * restarted it (the binary before the fix said "no response ... within 1000 ms of the
-     * request", 1300 ms after it and a 103 later) */
+     * request", 1300 ms after it and a 103 later, with first_byte_timeout = 1s) */
     { "103 then silence", slow_103_then_silence, 504, "first_byte_timeout", NULL,
       "no final response from 127.0.0.1:" },
     /* the response began and its final head is incomplete: read names the cause, and lasted
@@ -557,18 +649,28 @@ static double ms_after(const char *s, const char *key)
     return p ? strtod(p + strlen(key), NULL) : -1;
 }
 
+/* The rows side by side, each with its origin and Portico (its log its own). */
 static void test_interim_not_body_timing(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(timing_rows) / sizeof(timing_rows[0]); i++) {
+    enum { ROWS = sizeof(timing_rows) / sizeof(timing_rows[0]) };
+    struct side_ex ex[ROWS];
+    assert_true(ROWS <= ROWS_MAX);
+    for (size_t i = 0; i < ROWS; i++) {
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = timing_rows[i].script };
+        fx.row_o[i] = fake_origin_start(&opts);
+        assert_non_null(fx.row_o[i]);
+        portico_up_in(&fx.row_h[i], fake_origin_port(fx.row_o[i]), NULL,
+                      "first_byte_timeout = 600ms\n", NULL);
+        ex[i] = (struct side_ex){ .port = harness_port(fx.row_h[i], "listen"),
+                                  .req = "GET /slow-103 HTTP/1.1\r\nHost: t\r\n\r\n" };
+    }
+    exchanges_side_by_side(ex, ROWS);
+    for (size_t i = 0; i < ROWS; i++) {
         const struct timing_row *row = &timing_rows[i];
-        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
-        struct raw_response r;
+        struct raw_response r = ex[i].r;
 
         print_message("  %s\n", row->name);
-        origin_up(&opts);
-        portico_up(fake_origin_port(fx.o), NULL, "first_byte_timeout = 1s\n", NULL);
-        exchange("GET /slow-103 HTTP/1.1\r\nHost: t\r\n\r\n", &r);
         assert_int_equal(r.status, row->status);
         assert_int_equal(r.ninterim, 1);
         assert_string_equal(raw_header(&r, "Portico-Error"), row->error);
@@ -583,12 +685,13 @@ static void test_interim_not_body_timing(void **state)
         const char *ps = raw_header(&r, "Proxy-Status");
         assert_non_null(ps);
         if (!tu_contains(ps, row->detail) ||
-            (row->status == 504 && !tu_contains(ps, " within 1000 ms after its last 1xx")))
+            (row->status == 504 && !tu_contains(ps, " within 600 ms after its last 1xx")))
             fail_msg("Proxy-Status: %s", ps);
         raw_response_free(&r);
 
-        assert_int_equal(harness_stop(fx.h), 0); /* the access log is complete (test_relay) */
-        char *line = harness_file_line(fx.h, "access.log", "target=\"/slow-103\"", IO_MS);
+        /* the access log is complete (test_relay) */
+        assert_int_equal(harness_stop(fx.row_h[i]), 0);
+        char *line = harness_file_line(fx.row_h[i], "access.log", "target=\"/slow-103\"", IO_MS);
         assert_non_null(line);
         double total = ms_after(line, " dur_ms="), first_byte = ms_after(line, "first_byte:");
         double body = ms_after(line, "body:");
@@ -598,7 +701,6 @@ static void test_interim_not_body_timing(void **state)
         if (!row->read_timing && body >= 0)
             fail_msg("a body phase for a response that never began:\n%s", line);
         free(line);
-        release();
     }
 }
 
@@ -733,26 +835,37 @@ static const struct hints_row hints_rows[] = {
     { "GET HTTP/1.0", "GET /page HTTP/1.0\r\nHost: t\r\n\r\n", false },
 };
 
+/* The rows side by side, each with its origin and Portico (its counter its own). */
 static void test_configured_hints(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = slow_page };
-
-    origin_up(&opts);
-    portico_up(fake_origin_port(fx.o), NULL, NULL, HINTS_CONF);
-    for (size_t i = 0; i < sizeof(hints_rows) / sizeof(hints_rows[0]); i++) {
+    enum { ROWS = sizeof(hints_rows) / sizeof(hints_rows[0]) };
+    struct side_ex ex[ROWS];
+    long before[ROWS];
+    assert_true(ROWS <= ROWS_MAX);
+    for (size_t i = 0; i < ROWS; i++) {
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = slow_page };
+        fx.row_o[i] = fake_origin_start(&opts);
+        assert_non_null(fx.row_o[i]);
+        portico_up_in(&fx.row_h[i], fake_origin_port(fx.row_o[i]), NULL, NULL, HINTS_CONF);
+        before[i] = metric_of(fx.row_h[i], "portico_early_hints_synthesized_total");
+        ex[i] = (struct side_ex){ .port = harness_port(fx.row_h[i], "listen"),
+                                  .req = hints_rows[i].request };
+    }
+    exchanges_side_by_side(ex, ROWS);
+    for (size_t i = 0; i < ROWS; i++) {
         const struct hints_row *row = &hints_rows[i];
-        struct raw_response r;
+        struct raw_response r = ex[i].r;
+        int64_t t0 = ex[i].t0;
+        long after = metric_of(fx.row_h[i], "portico_early_hints_synthesized_total");
 
         print_message("  %s\n", row->name);
-        long before = metric("portico_early_hints_synthesized_total");
-        int64_t t0 = exchange(row->request, &r);
         print_arrivals(&r, t0);
         assert_int_equal(r.status, 200);
         assert_true(r.head.at_ms - t0 >= 400);
         if (!row->hints) {
             assert_int_equal(r.ninterim, 0);
-            assert_int_equal(metric("portico_early_hints_synthesized_total"), before);
+            assert_int_equal(after, before[i]);
             raw_response_free(&r);
             continue;
         }
@@ -765,7 +878,7 @@ static void test_configured_hints(void **state)
         assert_only_link_fields(&r.interim[0]);
         /* the origin takes 400 ms: the hints came long before its answer */
         assert_true(r.head.at_ms - r.interim[0].at_ms >= 200);
-        assert_int_equal(metric("portico_early_hints_synthesized_total"), before + 1);
+        assert_int_equal(after, before[i] + 1);
         raw_response_free(&r);
     }
 }
@@ -892,20 +1005,29 @@ static const struct dedup_row dedup_rows[] = {
     { "origin </b.css> twice", origin_b_twice, 2, "Link: </b.css>; rel=preload\r\n", 1 },
 };
 
+/* The rows side by side, each with its origin and Portico (its counter its own). */
 static void test_no_duplicate_hints(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(dedup_rows) / sizeof(dedup_rows[0]); i++) {
+    enum { ROWS = sizeof(dedup_rows) / sizeof(dedup_rows[0]) };
+    struct side_ex ex[ROWS];
+    assert_true(ROWS <= ROWS_MAX);
+    for (size_t i = 0; i < ROWS; i++) {
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = dedup_rows[i].script };
+        fx.row_o[i] = fake_origin_start(&opts);
+        assert_non_null(fx.row_o[i]);
+        portico_up_in(&fx.row_h[i], fake_origin_port(fx.row_o[i]), NULL, NULL,
+                      "early_hints = </a.css>; rel=preload\n");
+        ex[i] = (struct side_ex){ .port = harness_port(fx.row_h[i], "listen"),
+                                  .req = "GET /page HTTP/1.1\r\nHost: t\r\n\r\n" };
+    }
+    exchanges_side_by_side(ex, ROWS);
+    for (size_t i = 0; i < ROWS; i++) {
         const struct dedup_row *row = &dedup_rows[i];
-        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = row->script };
-        struct raw_response r;
+        struct raw_response r = ex[i].r;
 
         print_message("  %s\n", row->name);
-        origin_up(&opts);
-        portico_up(fake_origin_port(fx.o), NULL, NULL,
-                   "early_hints = </a.css>; rel=preload\n");
-        int64_t t0 = exchange("GET /page HTTP/1.1\r\nHost: t\r\n\r\n", &r);
-        print_arrivals(&r, t0);
+        print_arrivals(&r, ex[i].t0);
         assert_int_equal(r.status, 200);
         assert_int_equal(r.ninterim, row->ninterim);
         for (size_t k = 0; k < r.ninterim; k++)
@@ -917,8 +1039,7 @@ static void test_no_duplicate_hints(void **state)
             assert_int_equal(count_in_interims(&r, "</b.css>"), 1);
         }
         raw_response_free(&r);
-        assert_int_equal(metric("portico_interim_dropped_total"), row->dropped);
-        release();
+        assert_int_equal(metric_of(fx.row_h[i], "portico_interim_dropped_total"), row->dropped);
     }
 }
 
