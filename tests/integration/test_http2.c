@@ -1397,7 +1397,7 @@ static void *flood_main(void *arg)
     char port[16];
     const char *const argv[] = {PY, FRAMES, port_arg(f->h, port, sizeof(port)), "flood",
                                 f->c->kind, NULL};
-    f->rc = tu_run_command(argv, 20000, &f->r);
+    f->rc = tu_run_command(argv, 30000, &f->r); /* the script's own deadline is 10-20 s */
     return NULL;
 }
 

@@ -752,7 +752,9 @@ static void test_processing_heartbeats(void **state)
         /* never early: the k-th heartbeat at (k+1) intervals at the soonest (less one jiffy:
          * libevent's coarse clock may fire a timer up to ~4 ms early, without accumulating) */
         assert_true(ih->at_ms - t0 >= (int64_t)(k + 1) * HEARTBEAT_MS - 5);
-        assert_true(gap >= HEARTBEAT_MS - 15); /* our own read of the previous one may lag */
+        /* never two at once (a catch-up burst would be ~0 apart); our own read of the previous
+         * one may lag (by 65 ms under ASan beside a CPU hog: a gap of 135 ms followed) */
+        assert_true(gap >= HEARTBEAT_MS / 2);
         assert_true(gap <= HEARTBEAT_MS + 600);
         min_gap = gap < min_gap ? gap : min_gap;
         max_gap = gap > max_gap ? gap : max_gap;
