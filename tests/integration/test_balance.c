@@ -869,7 +869,8 @@ static void test_health_check_1xx_flood(void **state)
  * with the result scripted for it (P: 200, F: 500); other requests get 200. A check that has
  * arrived tells the test that Portico has the results of every check before it (one check at a
  * time per origin), and it holds the next result back while the test sends its requests: no
- * race with the interval, whose timeout (1 s) only bounds the test's requests. */
+ * race with the interval, whose timeout (500 ms: the step between two checks, 4 requests and
+ * a look at /status, takes a few ms even under ASan) only bounds the test's requests. */
 static struct {
     const char *results;     /* each check's answer, in order; P after the end */
     _Atomic unsigned checks; /* checks arrived */
@@ -907,7 +908,8 @@ struct gated {
     unsigned checks;          /* checks the test let answer */
 };
 
-/* Portico with the gated origin and a well one, `health_check = ... every 1s expect 200 OPTS`. */
+/* Portico with the gated origin and a well one, `health_check = ... every 500ms expect 200 OPTS`.
+ */
 static void gated_start(struct gated *g, const char *results, const char *opts)
 {
     gate.results = results;
@@ -920,7 +922,7 @@ static void gated_start(struct gated *g, const char *results, const char *opts)
     assert_non_null(g->well = fake_origin_start_kind(FO_OK));
     g->h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
                     "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                    "health_check = GET /healthz every 1s expect 200 %s\n",
+                    "health_check = GET /healthz every 500ms expect 200 %s\n",
                     fake_origin_port(g->sick), fake_origin_port(g->well), opts);
 }
 

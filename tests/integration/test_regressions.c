@@ -1196,7 +1196,7 @@ static void test_local_failure_counts_for_neither(void **state)
     assert_non_null(o);
     struct harness *h = px_start(NULL,
                                  "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 0\n"
-                                 "health_check = GET /healthz every 2s expect 200 fall 2\n",
+                                 "health_check = GET /healthz every 1s expect 200 fall 2\n",
                                  fake_origin_port(o));
     pid_t pid = harness_pid(h);
     if (px_under_valgrind(pid)) { /* valgrind keeps descriptors of its own past the limit */
