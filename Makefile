@@ -119,7 +119,7 @@ FUZZ_CFLAGS   := -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-
                  $(filter-out -Werror,$(WARN)) -D_GNU_SOURCE -Iinclude -MMD -MP
 FUZZ_LIB_OBJS := $(filter-out $(FUZZ_DIR)/obj/proxy/main.o,$(SRCS:%.c=$(FUZZ_DIR)/obj/%.o))
 FUZZ_BINS     := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_DIR)/%)
-FUZZ_SMOKE_SECONDS ?= 5
+FUZZ_SMOKE_SECONDS ?= 3
 
 $(FUZZ_DIR)/obj/%.o: %.c
 	@mkdir -p $(@D)
