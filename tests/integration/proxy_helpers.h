@@ -9,10 +9,13 @@
 #ifndef PORTICO_PROXY_HELPERS_H
 #define PORTICO_PROXY_HELPERS_H
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "../support/fake_origin.h"
@@ -21,6 +24,21 @@
 #include "../support/testutil.h"
 
 #define PX_HELPER static __attribute__((unused))
+
+/* A socket listening on 127.0.0.1 at a port the kernel chose, its port in *port: an origin
+ * the test plays itself. */
+PX_HELPER int px_listen(uint16_t *port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
 
 /* Built with ASan: sizes shrink and RSS bounds are only printed (ASan keeps freed memory). */
 #if defined(__SANITIZE_ADDRESS__)

@@ -1770,16 +1770,6 @@ static const struct early_reset_row early_reset_rows[] = {
     { "copied body", "splice = off" },
 };
 
-/* A socket listening on 127.0.0.1, its port in *port. */
-static int listening_socket(uint16_t *port)
-{
-    struct sockaddr_in a;
-    int fd = refusing_socket(&a);
-    assert_int_equal(listen(fd, 4), 0);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
 static void test_early_answer_then_reset(void **state)
 {
     (void)state;
@@ -1790,7 +1780,7 @@ static void test_early_answer_then_reset(void **state)
     for (size_t i = 0; i < ARRAY_SIZE(early_reset_rows); i++) {
         const struct early_reset_row *row = &early_reset_rows[i];
         uint16_t port;
-        int lfd = listening_socket(&port);
+        int lfd = px_listen(&port);
         struct harness *h = px_start_origin(port, row->proxy_extra);
         struct raw_conn *c = px_connect(h);
         assert_int_equal(raw_send_str(c, "POST /early HTTP/1.1\r\nHost: t\r\n"
@@ -1878,7 +1868,7 @@ static void test_big_early_answer_then_reset(void **state)
     int cut = 0;
     for (size_t i = 0; i < ARRAY_SIZE(big_early_rows); i++) {
         uint16_t port;
-        int lfd = listening_socket(&port);
+        int lfd = px_listen(&port);
         struct harness *h = px_start_origin(port, big_early_rows[i].proxy_extra);
         struct raw_conn *c = px_connect(h);
         int cfd = raw_fd(c);

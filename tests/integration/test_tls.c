@@ -392,6 +392,25 @@ static void test_upstream_tls_pooling(void **state)
 /* A TLS 1.2 origin for one connection: it reads the request, then asks for a renegotiation
  * (as a server wanting a client certificate for that path does), which Portico refuses; the
  * origin then ends the connection with a fatal alert. */
+/* A TCP connection to 127.0.0.1:port whose every blocking call is bounded (IO_MS): fd or -1. */
+static int connect_bounded(uint16_t port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {IO_MS / 1000, 0};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* One connection of a TLS origin played by a test thread: accepted on lfd and handshaken with
  * the test's server certificate (max_version: e.g. TLS1_2_VERSION, 0 for OpenSSL's highest),
  * every blocking call bounded by IO_MS. tls_peer_close frees what was made, whether or not the
@@ -474,15 +493,8 @@ static void test_upstream_alert_after_tls12_handshake(void **state)
 {
     (void)state;
     struct reneg_origin o = {0};
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof(a);
 
-    o.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(o.lfd >= 0);
-    assert_int_equal(bind(o.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(o.lfd, 4), 0);
-    assert_int_equal(getsockname(o.lfd, (struct sockaddr *)&a, &alen), 0);
-    o.port = ntohs(a.sin_port);
+    o.lfd = px_listen(&o.port);
     assert_int_equal(pthread_create(&o.thread, NULL, reneg_origin_run, &o), 0);
     /* round_robin starts with the first origin; retries = 1 would go on to the second */
     struct harness *h = harness_new();
@@ -550,16 +562,11 @@ static void test_upstream_early_answer_then_reset(void **state)
     static char body[64 * 1024];
     memset(body, 'b', sizeof(body));
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        socklen_t alen = sizeof(a);
-        int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        uint16_t oport;
+        int lfd = px_listen(&oport);
 
-        assert_true(lfd >= 0);
-        assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-        assert_int_equal(listen(lfd, 4), 0);
-        assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
         struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\ntls = on\n"
-                                           "ca_file = {{certs}}/ca.pem\n", ntohs(a.sin_port));
+                                           "ca_file = {{certs}}/ca.pem\n", oport);
         SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 
         assert_non_null(ctx);
@@ -676,13 +683,8 @@ static void test_tunnel_origin_cut(void **state)
     int cut_hidden = 0;
     for (size_t i = 0; i < sizeof(tunnel_end_rows) / sizeof(tunnel_end_rows[0]); i++) {
         struct cut_origin o = {.close_notify = tunnel_end_rows[i].close_notify};
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        socklen_t alen = sizeof(a);
-        o.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(o.lfd >= 0);
-        assert_int_equal(bind(o.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-        assert_int_equal(listen(o.lfd, 4), 0);
-        assert_int_equal(getsockname(o.lfd, (struct sockaddr *)&a, &alen), 0);
+        uint16_t oport;
+        o.lfd = px_listen(&oport);
         assert_int_equal(pthread_create(&o.thread, NULL, tunnel_origin_run, &o), 0);
         struct harness *h = harness_new();
         assert_non_null(h);
@@ -692,19 +694,13 @@ static void test_tunnel_origin_cut(void **state)
                                                  "workers = 1\n[upstream u]\n"
                                                  "origin = 127.0.0.1:%u\ntls = on\n"
                                                  "ca_file = {{certs}}/ca.pem\n",
-                                              ntohs(a.sin_port)),
+                                              oport),
                          0);
         assert_int_equal(harness_start(h), 0);
         SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct timeval tv = {IO_MS / 1000, 0}; /* every blocking call below is bounded */
-        struct sockaddr_in pa = {.sin_family = AF_INET, .sin_port = htons(harness_port(h, "tls")),
-                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int fd = connect_bounded(harness_port(h, "tls"));
         assert_non_null(ctx);
         assert_true(fd >= 0);
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        assert_int_equal(connect(fd, (struct sockaddr *)&pa, sizeof(pa)), 0);
         SSL *ssl = SSL_new(ctx);
         SSL_set_fd(ssl, fd);
         assert_int_equal(SSL_connect(ssl), 1);
@@ -804,25 +800,6 @@ static void test_termination_alpn(void **state)
         assert_true(tu_contains(res.out, "Verify return code: 0 (ok)"));
         tu_cmd_result_free(&res);
     }
-}
-
-/* A TCP connection to 127.0.0.1:port whose every blocking call is bounded (3 s): fd or -1. */
-static int connect_bounded(uint16_t port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    struct timeval tv = {3, 0};
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
-        return -1;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
 }
 
 /* A TLS handshake with the versions [min, max]: 0, or -1 with OpenSSL's reason in why. */
@@ -1267,19 +1244,12 @@ static void test_termination_header_timeout_from_accept(void **state)
     (void)state;
     struct harness *h = start_slow_header();
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct timeval tv = {3, 0}; /* every blocking call below is bounded */
+    int fd = connect_bounded(harness_port(h, "tls"));
     char resp[512] = "";
     size_t have = 0, got;
 
     assert_non_null(ctx);
     assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(harness_port(h, "tls")),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     /* half the timeout without a byte: the handshake itself is still in time */
     struct pollfd p = {.fd = fd, .events = POLLIN};
     assert_int_equal(poll(&p, 1, SLOW_HEADER_MS / 2), 0);
@@ -1291,6 +1261,7 @@ static void test_termination_header_timeout_from_accept(void **state)
     struct timeval wait = {0, SLOW_HEADER_MS * 7 / 10 * 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
     bool answered = SSL_read_ex(ssl, resp, sizeof(resp) - 1, &have) == 1;
+    struct timeval tv = {IO_MS / 1000, 0}; /* bounded again as connect_bounded set it */
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     if (!answered) {
         static const char req[] = "GET /plain/late HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
@@ -1332,17 +1303,11 @@ static void test_termination_h2_first_request_from_accept(void **state)
     int open_rows = 0;
     for (size_t i = 0; i < sizeof(h2_first_rows) / sizeof(h2_first_rows[0]); i++) {
         SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct timeval tv = {3, 0}; /* every blocking call below is bounded */
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(harness_port(h, "tls")),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int fd = connect_bounded(harness_port(h, "tls"));
 
         assert_non_null(ctx);
         assert_true(fd >= 0);
         assert_int_equal(SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2", 3), 0);
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
         int64_t t0 = tu_now_ms();
         struct pollfd p = {.fd = fd, .events = POLLIN};
         assert_int_equal(poll(&p, 1, SLOW_HEADER_MS / 2), 0);
