@@ -418,7 +418,7 @@ static const char slow_request[] = "GET /slow HTTP/1.1\r\nHost: slowloris\r\n\r\
 
 struct trickle {
     int fd[SLOW_CLIENTS];
-    int64_t first_byte_ms[SLOW_CLIENTS];
+    int64_t connected_ms[SLOW_CLIENTS]; /* before its connect: Portico's timer starts after */
     _Atomic bool stop;
 };
 
@@ -429,9 +429,7 @@ static void *trickle_main(void *arg)
     for (size_t round = 0; round < sizeof(slow_request) - 1 && !atomic_load(&t->stop); round++) {
         int64_t start = tu_now_ms();
         for (int i = 0; i < SLOW_CLIENTS; i++) {
-            ssize_t n = send(t->fd[i], slow_request + round, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (round == 0 && n == 1)
-                t->first_byte_ms[i] = tu_now_ms();
+            (void)send(t->fd[i], slow_request + round, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
         }
         while (!atomic_load(&t->stop) && tu_now_ms() - start < 1000)
             poll(NULL, 0, 10); /* the trickle's own pace: one byte a second */
@@ -478,8 +476,10 @@ static void test_slowloris(void **state)
     pid_t pid = harness_pid(h);
     long cpu0 = px_cpu_ms(pid);
     int64_t armed = tu_now_ms(); /* no slow client's timer started before this */
-    for (int i = 0; i < SLOW_CLIENTS; i++)
+    for (int i = 0; i < SLOW_CLIENTS; i++) {
+        t->connected_ms[i] = tu_now_ms();
         t->fd[i] = connect_nb(px_port(h));
+    }
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, trickle_main, t), 0);
 
@@ -510,9 +510,10 @@ static void test_slowloris(void **state)
     /* measured while every slow client was waiting (the earliest 408 may come 50 ms early) */
     assert_true(tu_now_ms() - armed < HEADER_TIMEOUT_MS - 50);
     /* The slow clients cost Portico next to no work: CPU time, which another process's load
-     * barely moves (60-110 ms of 1.1-1.2 s here, plain and sanitized). The latency bound is
-     * loose: a p99 of 50 ms was missed once on a machine under other load (64 ms). */
-    if (!px_under_valgrind(pid) && cpu > spent / 4)
+     * barely moves (80-130 ms of 1.2 s here plain; 240-320 ms of 1.4-1.7 s under ASan, whose
+     * allocator page-faults on fresh memory). A busy loop would take it all. The latency bound
+     * is loose: a p99 of 50 ms was missed once on a machine under other load (64 ms). */
+    if (!px_under_valgrind(pid) && cpu > spent / (SANITIZED ? 2 : 4))
         fail_msg("Portico used %ld ms of CPU in %lld ms among %d slow clients", cpu,
                  (long long)spent, SLOW_CLIENTS);
     assert_true(p99 <= 250);
@@ -544,14 +545,14 @@ static void test_slowloris(void **state)
     pthread_join(th, NULL);
     int64_t early = INT64_MAX, late = 0;
     for (int i = 0; i < SLOW_CLIENTS; i++) {
-        if (!done_ms[i] || !t->first_byte_ms[i])
+        if (!done_ms[i])
             continue;
-        int64_t d = done_ms[i] - t->first_byte_ms[i];
+        int64_t d = done_ms[i] - t->connected_ms[i];
         early = d < early ? d : early;
         late = d > late ? d : late;
     }
     print_message("  %d of %d slow clients answered (%d with 408), %lld-%lld ms after their "
-                  "first byte (client_header_timeout %d ms)\n", SLOW_CLIENTS - left, SLOW_CLIENTS,
+                  "connect (client_header_timeout %d ms)\n", SLOW_CLIENTS - left, SLOW_CLIENTS,
                   got_408, (long long)early, (long long)late, HEADER_TIMEOUT_MS);
     assert_int_equal(left, 0);
     assert_int_equal(got_408, SLOW_CLIENTS);
