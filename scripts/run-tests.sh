@@ -17,6 +17,7 @@ export CMOCKA_MESSAGE_OUTPUT=stdout
 log_dir="$build/test-logs"
 mkdir -p "$log_dir"
 failed=""
+why=""
 count=0
 
 # The end of a failing binary's output. A sanitizer report at exit (LeakSanitizer lists what a
@@ -58,6 +59,10 @@ report() { # report KIND BINARY: the line run_one left; a failure's output, and 
     fi
     show_failure "$log_dir/$1-$name.log"
     failed="$failed $name"
+    # what failed, again at the very end: a reader shown only the run's last lines sees it
+    why="$why$(grep -a -o -E '^\[  FAILED  \] [a-z_0-9]+$|\[  ERROR   \] --- .*|^\[   LINE   \] --- .*|^ERROR: .*' \
+        "$log_dir/$1-$name.log" | awk '!seen[$0]++' | head -8 | sed "s/^/    $name: /")
+"
 }
 
 binaries() { # binaries DIR: the test binaries in it, one a line
@@ -87,6 +92,7 @@ done
 
 if [ -n "$failed" ]; then
     echo "== $build: FAILED:$failed"
+    printf '%s' "$why"
     exit 1
 fi
 echo "== $build: $count test binaries passed"
