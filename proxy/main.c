@@ -224,7 +224,8 @@ static void reload(struct process *p)
         log_warn("reload: pid_file, user and group keep their values until the next start");
     /* An address the new file adds must be free, as at start. */
     if (addr_locks_claim(p->locks, cfg) != 0) {
-        log_error("reload: a new listen address is in use; still serving the previous "
+        /* why (in use, permission) was said per address just above */
+        log_error("reload: a new listen address cannot be taken; still serving the previous "
                   "configuration");
         metrics_config_reload(RELOAD_FAILED);
         cfg_free(cfg);

@@ -771,7 +771,7 @@ static void test_reload_address_in_use(void **state)
                                           (unsigned)taken, fake_origin_port(o)),
                      0);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
-    assert_int_equal(harness_wait_file(h, "error.log", "a new listen address is in use", IO_MS),
+    assert_int_equal(harness_wait_file(h, "error.log", "a new listen address cannot be taken", IO_MS),
                      0);
     assert_true(harness_file_contains(h, "error.log", "address already in use by another process"));
     assert_true(harness_log_contains(h, "portico: cannot listen on 127.0.0.1:"));
