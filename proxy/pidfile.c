@@ -17,23 +17,31 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The pid written in path: > 0, 0 when the file is absent or holds no pid, -1 when unreadable. */
+/* What read_pid found when no pid is there */
+enum {
+    PID_NONE = 0,        /* no file, or an empty one */
+    PID_UNREADABLE = -1, /* errno says why */
+    PID_NOT_PID = -2,    /* something else: not ours to replace */
+};
+
+/* The pid written in path (> 0: a line of digits), or one of the PID_* values above. */
 static long read_pid(const char *path)
 {
     char buf[32];
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        return errno == ENOENT ? 0 : -1;
+        return errno == ENOENT ? PID_NONE : PID_UNREADABLE;
     ssize_t n = read(fd, buf, sizeof(buf) - 1);
     close(fd);
-    if (n < 0)
-        return -1;
+    if (n <= 0)
+        return n == 0 ? PID_NONE : PID_UNREADABLE;
     buf[n] = '\0';
     char *end;
     errno = 0;
     long pid = strtol(buf, &end, 10);
-    bool number = errno == 0 && end != buf && (*end == '\n' || *end == '\0');
-    return number && pid > 0 && pid <= 0x7fffffff ? pid : 0;
+    bool number = errno == 0 && end != buf && buf[0] >= '0' && buf[0] <= '9' &&
+                  (*end == '\0' || (*end == '\n' && end[1] == '\0'));
+    return number && pid > 0 && pid <= 0x7fffffff ? pid : PID_NOT_PID;
 }
 
 /* /proc/PID/comm (or "self") into buf; false when unreadable. */
@@ -66,8 +74,14 @@ static bool is_live_portico(long pid)
 int pidfile_check(const char *path)
 {
     long pid = read_pid(path);
-    if (pid < 0) {
+    if (pid == PID_UNREADABLE) {
         fprintf(stderr, "portico: pid_file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    /* A pid_file line naming the wrong file (the config, a log) would have it replaced. */
+    if (pid == PID_NOT_PID) {
+        fprintf(stderr, "portico: pid_file %s: holds something other than a pid; not "
+                        "replacing it\n", path);
         return -1;
     }
     if (pid > 0 && is_live_portico(pid)) {

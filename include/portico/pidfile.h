@@ -7,9 +7,10 @@
 
 #include <stdbool.h>
 
-/* Whether path may be written: 0 when it is absent or stale (no number, a process that is gone,
- * or a process that is not a Portico, after a crash and pid reuse); -1 after a message on stderr
- * when it names a live Portico (or cannot be read). */
+/* Whether path may be written: 0 when it is absent, empty or stale (a process that is gone, or a
+ * process that is not a Portico, after a crash and pid reuse); -1 after a message on stderr when
+ * it names a live Portico, holds anything but one line of digits (a pid_file naming the config
+ * or a log by mistake would destroy it), or cannot be read. */
 int pidfile_check(const char *path);
 
 /* Writes our pid and a newline into path: a new file in its directory, renamed over the old, so

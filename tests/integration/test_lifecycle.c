@@ -827,19 +827,19 @@ static pid_t dead_pid(void)
 
 struct pid_row {
     const char *name;
-    long before; /* pid written into the file before the start; 0: no file; -1: garbage */
+    long before; /* pid written into the file before the start; 0: no file; -1: empty */
 };
 
 static void test_pid_file(void **state)
 {
     (void)state;
     /* Written after start and removed at exit; a stale file (a process that is gone, or a live
-     * process that is not a Portico: the pid was reused) or garbage is overwritten. */
+     * process that is not a Portico: the pid was reused) or an empty one is overwritten. */
     const struct pid_row rows[] = {
         {"no file", 0},
         {"a dead process", (long)dead_pid()},
         {"a live process that is not a Portico", (long)getpid()},
-        {"garbage", -1},
+        {"an empty file", -1},
     };
     struct fake_origin *o = fake_origin_start_kind(FO_OK);
     assert_non_null(o);
@@ -849,8 +849,7 @@ static void test_pid_file(void **state)
         assert_non_null(h);
         char text[32];
         if (rows[i].before) {
-            snprintf(text, sizeof(text), rows[i].before > 0 ? "%ld\n" : "not a pid\n",
-                     rows[i].before);
+            snprintf(text, sizeof(text), rows[i].before > 0 ? "%ld\n" : "", rows[i].before);
             assert_int_equal(harness_write_file(h, "portico.pid", text), 0);
         }
         assert_int_equal(harness_write_config(h,
@@ -1183,6 +1182,35 @@ static void test_pid_file_of_live_portico(void **state)
     harness_free(h);
     px_stop(first);
     fake_origin_stop(o);
+}
+
+/* A pid_file naming a file that holds no pid, the configuration itself here, is refused at
+ * start and left as it was (nginx and HAProxy would write over it). */
+static void test_pid_file_not_a_pid(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{free_port:listen}}\n"
+                                          "pid_file = %s\n"
+                                          "[upstream u]\norigin = 127.0.0.1:9\n",
+                                          harness_config_path(h)),
+                     0);
+    char *before = tu_read_file(harness_config_path(h), NULL);
+    assert_non_null(before);
+    const char *const args[] = {"-c", harness_config_path(h), NULL};
+    struct tu_cmd_result res;
+    assert_int_equal(harness_run(h, args, &res), 1);
+    if (!strstr(res.err, "holds something other than a pid; not replacing it"))
+        fail_msg("message: %s", res.err);
+    tu_cmd_result_free(&res);
+    char *after = tu_read_file(harness_config_path(h), NULL);
+    assert_non_null(after);
+    assert_string_equal(after, before);
+    free(before);
+    free(after);
+    harness_free(h);
 }
 
 /* A stop releases the pid file with the addresses: a successor with the same file starts while
@@ -1744,6 +1772,7 @@ int main(void)
         cmocka_unit_test(test_reload_address_in_use),
         cmocka_unit_test(test_pid_file),
         cmocka_unit_test(test_pid_file_of_live_portico),
+        cmocka_unit_test(test_pid_file_not_a_pid),
         cmocka_unit_test(test_pid_file_successor_while_draining),
         cmocka_unit_test(test_descriptor_limit_raised),
         cmocka_unit_test(test_access_log_reader_stops),

@@ -81,7 +81,7 @@ static void end_child(pid_t pid, int release)
     waitpid(pid, NULL, 0);
 }
 
-enum holder { NOBODY, GARBAGE, DEAD, OTHER_PROGRAM, OURSELVES, SAME_BINARY };
+enum holder { NOBODY, EMPTY, GARBAGE, BIG, DEAD, OTHER_PROGRAM, OURSELVES, SAME_BINARY };
 
 struct check_row {
     const char *name;
@@ -91,7 +91,9 @@ struct check_row {
 
 static const struct check_row check_rows[] = {
     {"no file", NOBODY, 0},
-    {"no pid in it", GARBAGE, 0},
+    {"an empty file", EMPTY, 0},
+    {"text that is no pid: not a pid file, kept", GARBAGE, -1},
+    {"a pid and more: a file of something else, kept", BIG, -1},
     {"a process that is gone", DEAD, 0},
     {"a live process of another program (pid reused after a crash)", OTHER_PROGRAM, 0},
     {"our own pid (a container restarted with the same pid)", OURSELVES, 0},
@@ -111,8 +113,14 @@ static void test_check(void **state)
         switch (row->holder) {
         case NOBODY:
             break;
+        case EMPTY:
+            put("");
+            break;
         case GARBAGE:
             put("portico\n");
+            break;
+        case BIG:
+            put("1234\n[proxy]\nlisten = 127.0.0.1:8080\n");
             break;
         case DEAD:
             pid = fork();
