@@ -122,6 +122,7 @@ struct process {
     struct drain *drains;
     struct addr_locks *locks;              /* the listen and admin addresses we hold */
     char *pid_file;                        /* written at start; NULL: none */
+    int pid_claim;                         /* pidfile_claim's, while pid_file is ours; or -1 */
     enum run_state state;
 };
 
@@ -281,6 +282,9 @@ static void release_pid_file(struct process *p)
         log_warn("pid_file %s: cannot remove it: %s", p->pid_file, strerror(errno));
     free(p->pid_file);
     p->pid_file = NULL;
+    if (p->pid_claim >= 0)
+        close(p->pid_claim);
+    p->pid_claim = -1;
 }
 
 /* The first SIGTERM, SIGINT or SIGQUIT: every group stops accepting and drains within
@@ -461,7 +465,9 @@ static int start(struct process *p, struct config *cfg)
     block_stop_signals();
     if (!(p->locks = addr_locks_new()))
         fprintf(stderr, "portico: out of memory\n");
-    if (!p->locks || (cfg->pid_file && pidfile_check(cfg->pid_file) != 0) ||
+    if (!p->locks ||
+        (cfg->pid_file && (pidfile_check(cfg->pid_file) != 0 ||
+                           (p->pid_claim = pidfile_claim(cfg->pid_file)) < 0)) ||
         addr_locks_claim(p->locks, cfg) != 0) {
         cfg_free(cfg);
         return -1;
@@ -536,7 +542,7 @@ static int run(const char *path, struct config *cfg, const sigset_t *set)
     rlim_t raised_from = raise_descriptor_limit();
     signal(SIGPIPE, SIG_IGN);
 
-    struct process p = {.path = path, .state = RUN_SERVING};
+    struct process p = {.path = path, .pid_claim = -1, .state = RUN_SERVING};
     if (start(&p, cfg) != 0) {
         finish(&p);
         return 1;

@@ -3,18 +3,28 @@
  *
  * A live process counts as a Portico when its /proc/PID/comm is ours: the binary may have been
  * renamed, but both ends of the comparison are the same binary.
+ *
+ * Checking and writing are two steps: two Porticos starting at once could both find the file
+ * stale and both serve. The claim closes that window as addrlock.c does for addresses: an
+ * abstract unix socket named after the user and the file, bound atomically, gone with the
+ * process or at the stop.
  */
 #include "portico/pidfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 /* What read_pid found when no pid is there */
@@ -69,6 +79,50 @@ static bool is_live_portico(long pid)
     if (!comm_of(spid, theirs, sizeof(theirs)) || !comm_of("self", ours, sizeof(ours)))
         return true;
     return strcmp(theirs, ours) == 0;
+}
+
+/* path made absolute (its directory resolved) into out; false when it does not fit */
+static bool absolute_path(const char *path, char *out, size_t size)
+{
+    char *copy = strdup(path), *dir_real = NULL;
+    if (!copy)
+        return false;
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    dir_real = realpath(dirname(copy), NULL); /* "." for a bare name */
+    int n = dir_real ? snprintf(out, size, "%s/%s", dir_real, base)
+                     : snprintf(out, size, "%s", path); /* pidfile_write will say why */
+    free(dir_real);
+    free(copy);
+    return n > 0 && (size_t)n < size;
+}
+
+int pidfile_claim(const char *path)
+{
+    char abs[PATH_MAX + 256];
+    if (!absolute_path(path, abs, sizeof(abs))) {
+        fprintf(stderr, "portico: pid_file %s: path too long\n", path);
+        return -1;
+    }
+    uint64_t hash = 0xcbf29ce484222325ULL; /* FNV-1a: a path may not fit in sun_path */
+    for (const char *c = abs; *c; c++)
+        hash = (hash ^ (unsigned char)*c) * 0x100000001b3ULL;
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    /* sun_path[0] stays '\0': an abstract name, no file, gone with the last descriptor */
+    int len = snprintf(un.sun_path + 1, sizeof(un.sun_path) - 1, "portico-pid/%u/%016llx",
+                       (unsigned)geteuid(), (unsigned long long)hash);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len);
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&un, salen) == 0)
+        return fd;
+    int err = errno;
+    if (fd >= 0)
+        close(fd);
+    if (err == EADDRINUSE)
+        fprintf(stderr, "portico: pid_file %s: another Portico is starting or running with it\n",
+                path);
+    else
+        fprintf(stderr, "portico: pid_file %s: cannot claim it: %s\n", path, strerror(err));
+    return -1;
 }
 
 int pidfile_check(const char *path)

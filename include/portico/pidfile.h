@@ -7,6 +7,12 @@
 
 #include <stdbool.h>
 
+/* Claims path for this process: of two Porticos starting at once with the same pid_file, one
+ * gets it and the other fails here (both could find the file stale, then both write it). Held
+ * until the descriptor returned is closed, at the stop or by the process's end. The descriptor,
+ * or -1 after a message on stderr. */
+int pidfile_claim(const char *path);
+
 /* Whether path may be written: 0 when it is absent, empty or stale (a process that is gone, or a
  * process that is not a Portico, after a crash and pid reuse); -1 after a message on stderr when
  * it names a live Portico, holds anything but one line of digits (a pid_file naming the config

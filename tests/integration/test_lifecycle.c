@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1213,6 +1214,96 @@ static void test_pid_file_not_a_pid(void **state)
     harness_free(h);
 }
 
+/* Waits (inotify) until h's directory has name written with pid, as a start does once its
+ * sockets are bound. */
+static bool pid_file_written(struct harness *h, const char *name, pid_t pid)
+{
+    int in = inotify_init1(IN_CLOEXEC);
+    assert_true(in >= 0);
+    assert_true(inotify_add_watch(in, harness_dir(h), IN_MOVED_TO | IN_CLOSE_WRITE) >= 0);
+    int64_t end = tu_now_ms() + IO_MS;
+    bool written;
+    while (!(written = exists(h, name) && pid_in(h, name) == (long)pid) && tu_now_ms() < end) {
+        struct pollfd pf = {.fd = in, .events = POLLIN};
+        char events[4096];
+        if (poll(&pf, 1, tu_ms_left(end)) == 1 && read(in, events, sizeof(events)) < 0)
+            break;
+    }
+    close(in);
+    return written;
+}
+
+/* Runs PORTICO_BIN -c config in a child of its own, its output dropped; its pid. */
+static pid_t spawn_portico(const char *config)
+{
+    const char *bin = getenv("PORTICO_BIN") ? getenv("PORTICO_BIN") : "build/portico";
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        execl(bin, bin, "-c", config, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Two Porticos started at the same moment with one pid_file (and their own ports): one serves,
+ * the other exits 1. Checking the file and writing it are two steps, and both used to find it
+ * stale and both serve (4 of 5 tries). */
+static void test_pid_file_two_starts_at_once(void **state)
+{
+    (void)state;
+    enum { TRIES = 5 };
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    for (int try = 0; try < TRIES; try++) {
+        struct harness *h[2] = {harness_new(), harness_new()};
+        assert_true(h[0] && h[1]);
+        char pid_path[PATH_MAX];
+        snprintf(pid_path, sizeof(pid_path), "%s/portico.pid", harness_dir(h[0]));
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(harness_write_config(h[i],
+                                                  "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                                  "pid_file = %s\n"
+                                                  "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                                  pid_path, fake_origin_port(o)),
+                             0);
+        pid_t pid[2];
+        int pidfd[2];
+        for (int i = 0; i < 2; i++)
+            pid[i] = spawn_portico(harness_config_path(h[i]));
+        struct pollfd pf[2];
+        for (int i = 0; i < 2; i++) {
+            pidfd[i] = (int)syscall(SYS_pidfd_open, pid[i], 0);
+            assert_true(pidfd[i] >= 0);
+            pf[i] = (struct pollfd){.fd = pidfd[i], .events = POLLIN};
+        }
+        /* the loser exits as soon as it has read its configuration */
+        int exited = poll(pf, 2, IO_MS);
+        int status = 0, loser = pf[0].revents ? 0 : 1, winner = 1 - loser;
+        if (exited == 1)
+            assert_int_equal(waitpid(pid[loser], &status, 0), pid[loser]);
+        bool winner_serves = exited == 1 && pid_file_written(h[0], "portico.pid", pid[winner]) &&
+                             get(harness_port(h[winner], "listen"), "/x") == 200;
+        for (int i = 0; i < 2; i++) {
+            if (exited != 1 || i == winner) {
+                kill(pid[i], SIGTERM);
+                waitpid(pid[i], NULL, 0);
+            }
+            close(pidfd[i]);
+            harness_free(h[i]);
+        }
+        if (exited != 1)
+            fail_msg("try %d: %s", try + 1, exited == 0 ? "both served" : "both exited");
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+        assert_true(winner_serves);
+    }
+    print_message("  %d tries: one served, the other exited 1\n", TRIES);
+    fake_origin_stop(o);
+}
+
 /* A stop releases the pid file with the addresses: a successor with the same file starts while
  * the first Portico drains, and the first one's exit leaves the successor's file alone. */
 static void test_pid_file_successor_while_draining(void **state)
@@ -1773,6 +1864,7 @@ int main(void)
         cmocka_unit_test(test_pid_file),
         cmocka_unit_test(test_pid_file_of_live_portico),
         cmocka_unit_test(test_pid_file_not_a_pid),
+        cmocka_unit_test(test_pid_file_two_starts_at_once),
         cmocka_unit_test(test_pid_file_successor_while_draining),
         cmocka_unit_test(test_descriptor_limit_raised),
         cmocka_unit_test(test_access_log_reader_stops),

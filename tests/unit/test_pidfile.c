@@ -1,8 +1,8 @@
 /*
- * test_pidfile.c — the pid file (pidfile.h): which files a start may replace (absent, garbage,
+ * test_pidfile.c — the pid file (pidfile.h): which files a start may replace (absent, empty,
  * a process that is gone, a live process of another program, our own pid) and which it must not
- * (a live process of our binary); writing replaces the file whole; removal leaves a file that
- * another process wrote since.
+ * (a live process of our binary, a file of something else); writing replaces the file whole;
+ * removal leaves a file that another process wrote since; a claim is held by one process at once.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -168,6 +168,27 @@ static void test_write_and_remove(void **state)
     assert_int_equal(pidfile_write("/nonexistent-portico-dir/p.pid"), -1);
 }
 
+/* A claim is one holder's until it closes it, whichever way the same file is named. */
+static void test_claim(void **state)
+{
+    (void)state;
+    int first = pidfile_claim(path);
+    assert_true(first >= 0);
+    char other_name[128];
+    snprintf(other_name, sizeof(other_name), "%s/../%s/portico.pid", dir, strrchr(dir, '/') + 1);
+    assert_int_equal(pidfile_claim(other_name), -1);
+    assert_int_equal(chdir(dir), 0);
+    assert_int_equal(pidfile_claim("portico.pid"), -1); /* relative to the working directory */
+    int another = pidfile_claim("another.pid");
+    assert_true(another >= 0);
+    close(another);
+    close(first);
+    int again = pidfile_claim(path);
+    assert_true(again >= 0);
+    close(again);
+    assert_int_equal(chdir("/"), 0);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -189,6 +210,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_write_and_remove),
+        cmocka_unit_test(test_claim),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
