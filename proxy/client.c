@@ -253,6 +253,14 @@ static void client_close(struct client *c, const char *why)
     loop_conn_closed(l);
 }
 
+/* Whether a connection between requests is closed once a drain began: yes, unless
+ * idle_close_on_response keeps it for its next request (answered with Connection: close). An
+ * answer whose head promised keep-alive before the drain began is such a connection too. */
+static bool drain_closes_idle(const struct loop *l)
+{
+    return l->state != LOOP_RUNNING && !l->cfg->idle_close_on_response;
+}
+
 void clients_drain(struct loop *l)
 {
     struct client *c, *next;
@@ -263,10 +271,13 @@ void clients_drain(struct loop *l)
          * be served; so does an idle one whose next request has arrived, read or still in the
          * kernel (its answer says Connection: close; a close() over it would reset the
          * connection). HEAD and EXCHANGE finish their request (done() sees the loop draining);
-         * CLOSING and LINGER end by themselves. HTTP/2 connections likewise (h2_drain). */
+         * CLOSING and LINGER end by themselves. HTTP/2 connections likewise (h2_drain).
+         * idle_close_on_response keeps idle ones too, until their next request (answered with
+         * Connection: close), keepalive_timeout or the drain's end: a request sent as we close
+         * is otherwise lost, and a client that does not retry sees an error (RFC 9112 9.5). */
         if (c->state == CS_H2) {
             h2_drain(c->h2); /* GOAWAY: the streams in flight finish */
-        } else if (idle_listed(c) && !sock_input_arrived(&c->sock)) {
+        } else if (idle_listed(c) && !sock_input_arrived(&c->sock) && drain_closes_idle(l)) {
             if (sock_pending(&c->sock) > 0)
                 start_closing(c); /* the last answer is still going out: it ends first */
             else
@@ -534,7 +545,7 @@ static void discard_input(struct client *c)
     if (c->discard_left)
         return;
     c->pipelined = evbuffer_get_length(c->sock.in) > 0;
-    if (c->loop->state != LOOP_RUNNING && !c->pipelined) { /* a stop began meanwhile */
+    if (drain_closes_idle(c->loop) && !c->pipelined) { /* a stop began meanwhile */
         start_closing(c);
         return;
     }
@@ -602,7 +613,7 @@ static void ds_done(void *ctx, enum exchange_end end)
     uint64_t discard = c->discard_left; /* set by request_discard for this end only */
     c->discard_left = 0;
     c->closes_quietly = end == END_CLOSE_ASKED && !c->sock.ssl;
-    if (end != END_KEEP || c->close_after || (c->loop->state != LOOP_RUNNING && !next_buffered)) {
+    if (end != END_KEEP || c->close_after || (drain_closes_idle(c->loop) && !next_buffered)) {
         start_closing(c);
         return;
     }

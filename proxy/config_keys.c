@@ -967,6 +967,7 @@ static const struct cfg_key proxy_keys[] = {
     DURATION("client_body_timeout", CFG(client_body_timeout_ms), 1),
     DURATION("client_send_timeout", CFG(client_send_timeout_ms), 1),
     DURATION("keepalive_timeout", CFG(keepalive_timeout_ms), 0),
+    KEY("idle_close_on_response", set_bool, CFG(idle_close_on_response)),
     NUMBER("max_header_size", set_size, CFG(max_header_size), 1024, CFG_MAX_HEADER_SIZE),
     NUMBER("max_request_line", set_size, CFG(max_request_line), 256, CFG_MAX_HEADER_SIZE),
     NUMBER("max_body_size", set_size, CFG(max_body_size), 0, UINT64_C(1) << 40),

@@ -176,6 +176,7 @@ struct config {
     uint64_t client_body_timeout_ms;
     uint64_t client_send_timeout_ms;       /* client not reading our response */
     uint64_t keepalive_timeout_ms;         /* idle client connection */
+    bool idle_close_on_response;           /* a drain answers an idle one's next request */
     uint64_t max_header_size;
     uint64_t max_request_line;
     uint64_t max_body_size;
