@@ -1238,6 +1238,10 @@ static void test_request_trailers(void **state)
  * 16 KiB an HTTP/2 trailing HEADERS takes under any max_header_size. */
 static char huge_trailers[32 * 1024];
 
+/* 8,000 fields of 10 bytes: within max_header_size 1m, and well over the 64 KiB header block
+ * nghttp2 makes at most (it counts each field 12 bytes more than its name and value). */
+static char many_trailers[96 * 1024];
+
 /* The origin's answers, by path: chunked bodies with and without trailer fields. */
 static const struct {
     const char *path;
@@ -1264,6 +1268,7 @@ static const struct {
     {"/head", {FO_SEND(CHUNKED_HEAD "\r\n")}}, /* HEAD: no body */
     {"/204", {FO_SEND("HTTP/1.1 204 No Content\r\n\r\n")}},
     {"/huge", {FO_SEND(CHUNKED_HEAD "\r\n5\r\nhello\r\n0\r\n"), FO_SEND(huge_trailers)}},
+    {"/many", {FO_SEND(CHUNKED_HEAD "\r\n5\r\nhello\r\n0\r\n"), FO_SEND(many_trailers)}},
 };
 
 static const struct fo_step *pick_trailer_script(const struct fo_request_info *req, void *arg)
@@ -1293,6 +1298,10 @@ static void test_response_trailers(void **state)
         k += (size_t)snprintf(huge_trailers + k, sizeof(huge_trailers) - k, "x-f%d: %s\r\n", i,
                               "0123456789012345678901234567890123456789");
     snprintf(huge_trailers + k, sizeof(huge_trailers) - k, "\r\n");
+    k = 0;
+    for (int i = 0; i < 8000; i++)
+        k += (size_t)snprintf(many_trailers + k, sizeof(many_trailers) - k, "x%04d: v\r\n", i);
+    snprintf(many_trailers + k, sizeof(many_trailers) - k, "\r\n");
     struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_trailer_script};
     struct fake_origin *o = fake_origin_start(&opts);
     assert_non_null(o);
@@ -1342,12 +1351,13 @@ static void test_response_trailers(void **state)
     harness_free(h);
 
     /* Under max_header_size 1m the HTTP/2 bound holds: nghttp2 sends no header block over
-     * 64 KiB, and the stream would wait for ever for a trailing HEADERS it dropped. HTTP/1.1
-     * takes the section whole. */
+     * 64 KiB, and the stream would wait for ever for a trailing HEADERS it dropped (/many).
+     * HTTP/1.1 takes the section whole. */
     h = start_origin(fake_origin_port(o), "max_header_size = 1m");
-    frames(h, "resp_trailers", "/huge,/trail", &r);
+    frames(h, "resp_trailers", "/huge,/many,/trail", &r);
     static const char *const want_1m[] = {
         "path=/huge seq=HEADERS,DATA,RST trailers=[] data=5 rst=2",
+        "path=/many seq=HEADERS,DATA,RST trailers=[] data=5 rst=2",
         "path=/trail seq=HEADERS,DATA,HEADERS+END trailers=[grpc-status:0,x-checksum:abc] "
         "data=5 rst=None",
     };
