@@ -79,6 +79,8 @@ static int move_chunked(struct body_relay *r, struct evbuffer *in, struct evbuff
                     evbuffer_add(out, "0\r\n", 3);
                 r->trailers_started = true;
                 trailer_filter_run(&r->trailers, v.iov_base, used, out);
+            } else if (r->trailers_out) {
+                trailer_filter_run(&r->trailers, v.iov_base, used, r->trailers_out);
             }
             evbuffer_drain(in, used);
             break;

@@ -17,7 +17,9 @@
  *
  * BODIES. Response: the exchange's body relay appends to the stream's `body` buffer; a data
  * provider hands it to nghttp2 with NO_COPY, and send_data moves it into the socket's output
- * with evbuffer_remove_buffer (no copy). Frames are made only while the socket output holds
+ * with evbuffer_remove_buffer (no copy). A chunked response's trailer fields that may cross
+ * wait in the stream's `trailers` and go as a trailing HEADERS (END_STREAM) once the provider
+ * reaches the body's end. Frames are made only while the socket output holds
  * less than OUT_HIGH; pending() counts the stream's buffer and the shared output, so origins
  * pause while either is full. Request: DATA is copied into the stream's `req_in` (nghttp2 owns
  * its input); the connection window is opened at once, the stream window only as the bytes

@@ -89,6 +89,9 @@ struct h2_stream {
                                           the wait began */
     struct event body_timer;
     struct evbuffer *body;             /* response body for DATA frames */
+    struct evbuffer *trailers;         /* the response's trailer fields that may cross, as
+                                          HTTP/1.1 field lines (body.h); NULL until the head
+                                          of a body of unknown length went */
     bool resp_done;                    /* all of the body is in `body` */
     bool resp_cut;                     /* ... and then RST_STREAM, not END_STREAM: it broke off */
     bool deferred;                     /* the data provider waits for bytes */

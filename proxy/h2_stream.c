@@ -114,6 +114,8 @@ void h2_stream_free(struct h2_stream *s, const char *why)
     release_grant(s);
     evbuffer_free(s->req_in);
     evbuffer_free(s->body);
+    if (s->trailers)
+        evbuffer_free(s->trailers);
     h2_request_free(&s->req);
     TAILQ_REMOVE(&h->streams, s, link);
     h->nstreams--;
@@ -172,6 +174,62 @@ static size_t head_nv(const struct resp_head *head, bool with_length, nghttp2_nv
     return n;
 }
 
+/* The largest trailer section sent as HEADERS: nghttp2 makes no header block over 64 KiB (its
+ * max_send_header_block_length) and drops one that would be without a word, and the stream then
+ * waited for ever for its END_STREAM. nghttp2 counts a field at most 12 bytes more than its name
+ * and value (nghttp2_hd_deflate_bound) and a field line is at least 4 bytes ("a:" CRLF), so
+ * 16 KiB of field lines make at most 12 + 16 KiB + 4096 * 9 bytes, under 64 KiB (30,000 fields
+ * under max_header_size 1m were dropped so, and the stream never ended). A larger
+ * section cuts the response short as one over max_header_size does; 64 KiB of HEADERS and
+ * CONTINUATION frames is also as much as nghttp2's clients take (8 CONTINUATION frames). */
+#define H2_TRAILERS_MAX (16 * 1024)
+
+static bool is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Submits the response's trailer fields as a trailing HEADERS with END_STREAM. They are field
+ * lines as the chunked decoder checked them (a token name, a value without CR, LF or NUL) and
+ * the filter kept them (trailers.h: no framing, hop-by-hop or connection-specific field, so
+ * none that HTTP/2 forbids, RFC 9113 8.2.2); a colon never begins a token, so no pseudo-header.
+ * nghttp2 lowercases the names it copies; the values lose the whitespace around them (RFC 9113
+ * 8.2.1). Returns 0 once submitted; -1 when none is left (an empty trailer section sends no
+ * HEADERS) or out of memory: then the DATA ends the stream. */
+static int submit_trailers(struct h2_stream *s)
+{
+    size_t len = s->trailers ? evbuffer_get_length(s->trailers) : 0;
+    if (len == 0)
+        return -1;
+    /* Within max_header_size (the decoder's bound): copied into one span to cut at ':' and LF. */
+    const char *p = (const char *)evbuffer_pullup(s->trailers, -1);
+    size_t lines = 0;
+    for (const char *q = p; q && (q = memchr(q, '\n', len - (size_t)(q - p))) != NULL; q++)
+        lines++;
+    nghttp2_nv *nv = p ? malloc(lines * sizeof(*nv)) : NULL;
+    if (!nv)
+        return -1;
+    size_t n = 0;
+    for (const char *line = p, *end = p + len; line < end && n < lines;) {
+        const char *lf = memchr(line, '\n', (size_t)(end - line));
+        const char *colon = lf ? memchr(line, ':', (size_t)(lf - line)) : NULL;
+        if (!colon)
+            break; /* never: the section came whole (DONE), in whole field lines */
+        const char *v = colon + 1, *ve = lf;
+        while (v < ve && is_ows(*v))
+            v++;
+        while (ve > v && (ve[-1] == '\r' || is_ows(ve[-1])))
+            ve--;
+        nv[n++] = (nghttp2_nv){(uint8_t *)(uintptr_t)line, (uint8_t *)(uintptr_t)v,
+                               (size_t)(colon - line), (size_t)(ve - v), NGHTTP2_NV_FLAG_NONE};
+        line = lf + 1;
+    }
+    int rc = nghttp2_submit_trailer(s->conn->session, s->id, nv, n); /* copies every field */
+    free(nv);
+    evbuffer_drain(s->trailers, len);
+    return rc == 0 ? 0 : -1;
+}
+
 static ssize_t data_read(nghttp2_session *session, int32_t id, uint8_t *buf, size_t length,
                          uint32_t *flags, nghttp2_data_source *source, void *user)
 {
@@ -187,8 +245,13 @@ static ssize_t data_read(nghttp2_session *session, int32_t id, uint8_t *buf, siz
     size_t n = MIN(avail, length);
     if (n)
         *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (n == avail && s->resp_done && !s->resp_cut)
+    if (n == avail && s->resp_done && !s->resp_cut) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        /* The trailers end the stream: the HEADERS goes after this DATA (nghttp2 drops the
+         * DATA if it is empty), as HAProxy and Envoy forward an origin's chunked trailers. */
+        if (submit_trailers(s) == 0)
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
     return (ssize_t)n;
 }
 
@@ -224,7 +287,12 @@ static void ds_interim(void *ctx, const struct resp_head *head)
 static void ds_head(void *ctx, const struct resp_head *head, struct body_sink *sink)
 {
     struct h2_stream *s = ctx;
-    *sink = (struct body_sink){.out = s->body, .chunked = false};
+    /* Only a body of unknown length may end in trailers (a chunked one); without memory for
+     * them they are dropped, as they were before HTTP/2 forwarded them. */
+    if (head->framing == H1_BODY_CHUNKED && !s->trailers)
+        s->trailers = evbuffer_new();
+    *sink = (struct body_sink){.out = s->body, .chunked = false, .trailers = s->trailers,
+                               .trailers_max = H2_TRAILERS_MAX};
     submit_head(s, head, true);
 }
 

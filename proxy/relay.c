@@ -413,8 +413,11 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
     ex->status = ex->upstream_status = resp->status;
     if (resp->status == HTTP_OK)
         interim_learn(ex, resp);
-    body_init(&ex->resp_body, ri->framing, ri->content_length, ex->sink.chunked,
-              ex->cfg->max_header_size);
+    size_t max_trailers = (size_t)ex->cfg->max_header_size;
+    if (ex->sink.trailers_max && ex->sink.trailers_max < max_trailers)
+        max_trailers = ex->sink.trailers_max;
+    body_init(&ex->resp_body, ri->framing, ri->content_length, ex->sink.chunked, max_trailers);
+    ex->resp_body.trailers_out = ex->sink.trailers;
     fault_exec_body_start(ex); /* truncate, throttle */
     ex->resp_splice = splice_allowed(ex, ex->ds.ops->body_splice != NULL, &ex->resp_body);
     evbuffer_drain(ex->usock->in, head_len);

@@ -23,6 +23,8 @@ struct body_relay {
     struct chunked_decoder chunked; /* H1_BODY_CHUNKED decoder */
     struct trailer_filter trailers; /* the trailer fields that may cross (out_chunked) */
     bool trailers_started;       /* "0\r\n" already written before the trailer fields */
+    struct evbuffer *trailers_out; /* not out_chunked: where the trailer field lines that may
+                                    cross go (NULL: dropped); the owner sets it after body_init */
     uint64_t bytes;              /* body bytes moved so far (payload only) */
     uint64_t quota;              /* payload bytes that may still move (UINT64_MAX: no limit);
                                     the owner sets it to cut a body short or pace it */

@@ -46,7 +46,14 @@ static inline const char *peer_addr(const struct peer *p, char *buf, size_t size
  * body relay when chunked is set (HTTP/1.1 with an unknown length). */
 struct body_sink {
     struct evbuffer *out;              /* borrowed from the downstream */
-    bool chunked;
+    bool chunked;                      /* trailer fields go on in the chunked coding, in out */
+    struct evbuffer *trailers;         /* NULL, or (not chunked) where the trailer fields of a
+                                          chunked response that may cross (trailers.h) go, as
+                                          HTTP/1.1 field lines: an HTTP/2 stream sends them as
+                                          a trailing HEADERS; NULL drops them. Borrowed */
+    size_t trailers_max;               /* 0, or a bound under max_header_size on the trailer
+                                          section: a larger one cuts the response short as
+                                          invalid, as one over max_header_size does */
 };
 
 /* How an exchange ended, for done(). */

@@ -53,6 +53,10 @@ count, so it always ends.
   h2_frames.py PORT bombs PID         HPACK bombs the 431 abandon does not see: a head already
                                      malformed, a head of invalid fields, trailers; each kind
                                      10 blocks on its own connection, the worker's (PID) CPU
+  h2_frames.py PORT resp_trailers PATHS  GETs of each of the comma-separated PATHS (HEAD:PATH for
+                                     a HEAD) one after the other on one connection: the frames
+                                     of each response in order, and the fields of its trailing
+                                     HEADERS
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
                                      padded_empty_data,
                                      continuation, stall_head, stall_window, settings_timeout,
@@ -134,7 +138,18 @@ class Conn:
         return frame(HEADERS, flags, sid, self.block(fields))
 
     def st(self, sid):
-        return self.streams.setdefault(sid, {"status": [], "rst": None, "data": 0, "end": False})
+        return self.streams.setdefault(sid, {"status": [], "rst": None, "data": 0, "end": False,
+                                             "seq": [], "blocks": []})
+
+    def seq(self, sid, kind, flags):
+        """Notes a frame of the stream: HEADERS, DATA (a run of them as one) or RST, +END with
+        END_STREAM."""
+        seq = self.st(sid)["seq"]
+        token = kind + ("+END" if flags & END_STREAM else "")
+        if kind == "DATA" and seq and seq[-1] == "DATA":
+            seq[-1] = token
+        else:
+            seq.append(token)
 
     def handle(self, ftype, flags, sid, payload):
         if ftype == SETTINGS and not flags & ACK:
@@ -150,7 +165,10 @@ class Conn:
                 block = block[1:len(block) - block[0]]
             if flags & 0x20:  # PRIORITY
                 block = block[5:]
-            for field in self.dec.decode(block):
+            fields = self.dec.decode(block)
+            self.st(sid)["blocks"].append(fields)
+            self.seq(sid, "HEADERS", flags)
+            for field in fields:
                 name, value = field
                 if name == ":status":
                     self.st(sid)["status"].append(int(value))
@@ -158,6 +176,7 @@ class Conn:
                     self.st(sid).setdefault("never", []).append(name)
             self.st(sid)["end"] |= bool(flags & END_STREAM)
         elif ftype == DATA:
+            self.seq(sid, "DATA", flags)
             self.st(sid)["data"] += len(payload)
             self.st(sid)["end"] |= bool(flags & END_STREAM)
             if payload and self.paced:
@@ -166,6 +185,7 @@ class Conn:
                 inc = struct.pack(">I", len(payload))
                 self.send(frame(WINDOW_UPDATE, 0, 0, inc) + frame(WINDOW_UPDATE, 0, sid, inc))
         elif ftype == RST_STREAM:
+            self.seq(sid, "RST", 0)
             self.st(sid)["rst"] = struct.unpack(">I", payload)[0]
         elif ftype == GOAWAY:
             self.goaway = struct.unpack(">II", payload[:8])
@@ -311,6 +331,26 @@ def big_heads(port):
         c.send(data)
         c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
         print("case=%s status=%s rst=%s end=%s" % (name, st["status"], st["rst"], st["end"]))
+    print("goaway=%s" % (c.goaway,))
+    c.close()
+
+
+def resp_trailers(port, paths):
+    """Each response's frames and its trailer fields (the HEADERS after the final head's)."""
+    c = Conn(port)
+    sid = 1
+    for path in paths.split(","):
+        method, _, path = path.rpartition(":")
+        st = c.st(sid)
+        c.send(c.request(sid, get(path, method or "GET")))
+        c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
+        final = next((i for i, b in enumerate(st["blocks"])
+                      if any(n == ":status" and not v.startswith("1") for n, v in b)), None)
+        trailers = [] if final is None else [f for b in st["blocks"][final + 1:] for f in b]
+        print("path=%s seq=%s trailers=[%s] data=%d rst=%s" % (
+            path, ",".join(st["seq"]), ",".join("%s:%s" % f for f in trailers), st["data"],
+            st["rst"]))
+        sid += 2
     print("goaway=%s" % (c.goaway,))
     c.close()
 
@@ -832,6 +872,8 @@ def main():
         finished_uploads(port, int(sys.argv[3]))
     elif sys.argv[2] == "big_heads":
         big_heads(port)
+    elif sys.argv[2] == "resp_trailers":
+        resp_trailers(port, sys.argv[3])
     elif sys.argv[2] == "crossing_trailers":
         crossing_trailers(port)
     elif sys.argv[2] == "drain_dropped":

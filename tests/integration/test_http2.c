@@ -1230,6 +1230,147 @@ static void test_request_trailers(void **state)
     fake_origin_stop(o);
 }
 
+/* ---- response trailers ---- */
+
+#define CHUNKED_HEAD "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+
+/* A trailer section of 20,000 bytes: over max_header_size's default 16 KiB, and over the
+ * 16 KiB an HTTP/2 trailing HEADERS takes under any max_header_size. */
+static char huge_trailers[32 * 1024];
+
+/* 8,000 fields of 10 bytes: within max_header_size 1m, and well over the 64 KiB header block
+ * nghttp2 makes at most (it counts each field 12 bytes more than its name and value). */
+static char many_trailers[96 * 1024];
+
+/* The origin's answers, by path: chunked bodies with and without trailer fields. */
+static const struct {
+    const char *path;
+    struct fo_step steps[6];
+} trailer_scripts[] = {
+    {"/trail", {FO_SEND(CHUNKED_HEAD "Trailer: grpc-status, x-checksum\r\n\r\n"
+                        "5\r\nhello\r\n0\r\ngrpc-status: 0\r\nx-checksum: abc\r\n\r\n")}},
+    /* names in any case, every kind of refused field (trailers.c), whitespace around values,
+     * an empty value */
+    {"/filtered", {FO_SEND(CHUNKED_HEAD "\r\n5\r\nhello\r\n0\r\n"
+                           "Grpc-Status: 0\r\nConnection: close\r\nKeep-Alive: timeout=5\r\n"
+                           "Transfer-Encoding: chunked\r\nContent-Length: 9\r\nTrailer: x\r\n"
+                           "TE: trailers\r\nUpgrade: h2c\r\nProxy-Connection: close\r\n"
+                           "Host: evil.example\r\nSet-Cookie: a=b\r\nContent-Type: text/x\r\n"
+                           "X-Checksum: \t abc \t\r\nX-Empty:\r\n\r\n")}},
+    {"/none", {FO_SEND(CHUNKED_HEAD "\r\n5\r\nhello\r\n0\r\n\r\n")}},
+    {"/dropped", {FO_SEND(CHUNKED_HEAD "\r\n5\r\nhello\r\n0\r\nSet-Cookie: a=b\r\n\r\n")}},
+    {"/only", {FO_SEND(CHUNKED_HEAD "\r\n0\r\ngrpc-status: 7\r\n\r\n")}},
+    /* the body went before its trailers came, in two reads */
+    {"/late", {FO_SEND(CHUNKED_HEAD "\r\n5\r\nhello\r\n"), FO_WAIT(100),
+               FO_SEND("0\r\ngrpc-status: 0\r\n"), FO_WAIT(100),
+               FO_SEND("grpc-message: late\r\n\r\n")}},
+    {"/length", {FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")}},
+    {"/head", {FO_SEND(CHUNKED_HEAD "\r\n")}}, /* HEAD: no body */
+    {"/204", {FO_SEND("HTTP/1.1 204 No Content\r\n\r\n")}},
+    {"/huge", {FO_SEND(CHUNKED_HEAD "\r\n5\r\nhello\r\n0\r\n"), FO_SEND(huge_trailers)}},
+    {"/many", {FO_SEND(CHUNKED_HEAD "\r\n5\r\nhello\r\n0\r\n"), FO_SEND(many_trailers)}},
+};
+
+static const struct fo_step *pick_trailer_script(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    const char *path = strchr(req->head, ' ');
+    for (size_t i = 0; path && i < ARRAY_SIZE(trailer_scripts); i++) {
+        size_t n = strlen(trailer_scripts[i].path);
+        if (strncmp(path + 1, trailer_scripts[i].path, n) == 0 && path[1 + n] == ' ')
+            return trailer_scripts[i].steps;
+    }
+    return NULL; /* the default answer */
+}
+
+/* An origin's chunked trailer fields reach an HTTP/2 client as a trailing HEADERS with
+ * END_STREAM, after the DATA (HAProxy and Envoy forward them so; gRPC's status is there),
+ * filtered as over HTTP/1.1 and with the values trimmed (RFC 9113 8.2.1); no trailer fields
+ * left, no HEADERS: the DATA ends the stream. A trailer section over 16 KiB is cut short as one
+ * over max_header_size (RST_STREAM INTERNAL_ERROR after the DATA, logged invalid_response), also
+ * under a larger max_header_size. The old code dropped every trailer field: the DATA ended the
+ * stream. */
+static void test_response_trailers(void **state)
+{
+    (void)state;
+    size_t k = 0;
+    for (int i = 0; k + 32 < 20000; i++)
+        k += (size_t)snprintf(huge_trailers + k, sizeof(huge_trailers) - k, "x-f%d: %s\r\n", i,
+                              "0123456789012345678901234567890123456789");
+    snprintf(huge_trailers + k, sizeof(huge_trailers) - k, "\r\n");
+    k = 0;
+    for (int i = 0; i < 8000; i++)
+        k += (size_t)snprintf(many_trailers + k, sizeof(many_trailers) - k, "x%04d: v\r\n", i);
+    snprintf(many_trailers + k, sizeof(many_trailers) - k, "\r\n");
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_trailer_script};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = start_origin(fake_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    frames(h, "resp_trailers",
+           "/trail,/filtered,/none,/dropped,/only,/late,/length,HEAD:/head,/204,/huge,/trail", &r);
+    static const char *const want[] = {
+        "path=/trail seq=HEADERS,DATA,HEADERS+END trailers=[grpc-status:0,x-checksum:abc] "
+        "data=5 rst=None",
+        "path=/filtered seq=HEADERS,DATA,HEADERS+END trailers=[grpc-status:0,x-checksum:abc,"
+        "x-empty:] data=5 rst=None",
+        "path=/none seq=HEADERS,DATA+END trailers=[] data=5 rst=None",
+        "path=/dropped seq=HEADERS,DATA+END trailers=[] data=5 rst=None",
+        "path=/only seq=HEADERS,HEADERS+END trailers=[grpc-status:7] data=0 rst=None",
+        "path=/late seq=HEADERS,DATA,HEADERS+END trailers=[grpc-status:0,grpc-message:late] "
+        "data=5 rst=None",
+        "path=/length seq=HEADERS,DATA+END trailers=[] data=5 rst=None",
+        "path=/head seq=HEADERS+END trailers=[] data=0 rst=None",
+        "path=/204 seq=HEADERS+END trailers=[] data=0 rst=None",
+        "path=/huge seq=HEADERS,DATA,RST trailers=[] data=5 rst=2",
+        "goaway=None",
+    };
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    /* nghttp, a client from Debian: the fields after the DATA, on a HEADERS with END_STREAM */
+    char u[256];
+    const char *const argv[] = {"nghttp", "-nv", "--timeout=10", url(h, "/trail", u, sizeof(u)),
+                                NULL};
+    px_run_ok(argv, &r);
+    const char *data = strstr(r.out, "recv DATA frame <length=5, flags=0x00");
+    const char *field = data ? strstr(data, "recv (stream_id=13) grpc-status: 0") : NULL;
+    if (!field || !strstr(field, "recv HEADERS frame <length=25, flags=0x05"))
+        fail_msg("want DATA, then grpc-status on HEADERS with END_STREAM:\n%s", r.out);
+    tu_cmd_result_free(&r);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    char *line = px_log_line(h, "\"path\":\"/trail\"");
+    if (!tu_contains(line, "\"status\":200,") || !tu_contains(line, "\"failure\":null,") ||
+        !tu_contains(line, "\"bytes_out\":5,") || !tu_contains(line, "\"aborted\":false"))
+        fail_msg("log line: %s", line);
+    free(line);
+    line = px_log_line(h, "\"path\":\"/huge\"");
+    if (!tu_contains(line, "\"failure\":\"invalid_response\",") ||
+        !tu_contains(line, "trailer section too large") || !tu_contains(line, "\"aborted\":true"))
+        fail_msg("log line: %s", line);
+    free(line);
+    harness_free(h);
+
+    /* Under max_header_size 1m the HTTP/2 bound holds: nghttp2 sends no header block over
+     * 64 KiB, and the stream would wait for ever for a trailing HEADERS it dropped (/many).
+     * HTTP/1.1 takes the section whole. */
+    h = start_origin(fake_origin_port(o), "max_header_size = 1m");
+    frames(h, "resp_trailers", "/huge,/many,/trail", &r);
+    static const char *const want_1m[] = {
+        "path=/huge seq=HEADERS,DATA,RST trailers=[] data=5 rst=2",
+        "path=/many seq=HEADERS,DATA,RST trailers=[] data=5 rst=2",
+        "path=/trail seq=HEADERS,DATA,HEADERS+END trailers=[grpc-status:0,x-checksum:abc] "
+        "data=5 rst=None",
+    };
+    want_lines(&r, want_1m, ARRAY_SIZE(want_1m));
+    tu_cmd_result_free(&r);
+    assert_int_equal(curl(h, "--http1.1", "/huge", (const char *const[]){"--raw", NULL}, &r), 0);
+    if (!tu_contains(r.out, "x-f0: ") || !tu_contains(r.out, "x-f300: "))
+        fail_msg("HTTP/1.1: want the trailer section whole:\n%.2000s", r.out);
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* Every malformed request is a stream error (PROTOCOL_ERROR) that reaches no origin, and the
  * connection keeps serving. */
 static void test_malformed_requests(void **state)
@@ -1871,6 +2012,7 @@ int main(void)
         cmocka_unit_test(test_shut_windows_bounded_memory),
         cmocka_unit_test(test_slow_reader_not_stalled),
         cmocka_unit_test(test_request_trailers),
+        cmocka_unit_test(test_response_trailers),
         cmocka_unit_test(test_interim_synthesized),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -145,6 +145,20 @@ static const struct body_row rows[] = {
     {"close-delimited and empty", H1_BODY_CLOSE, 0, true, "", EOF_OK, "", "", "0\r\n\r\n", ""},
 };
 
+/* Dechunked with the trailer lines kept apart, as for an HTTP/2 stream (body_sink.trailers):
+ * `trailers` is what must be kept, filtered as when re-encoding. */
+static const struct body_row apart_rows[] = {
+    {"trailers kept apart, refused ones dropped", H1_BODY_CHUNKED, 0, false,
+     "5\r\nhello\r\n0\r\nX-Sum: 1\r\nHost: evil\r\nTE: trailers\r\nX-Other:  two \r\n\r\nNEXT",
+     DONE, "hello", "X-Sum: 1\r\nX-Other:  two \r\n", "hello", "NEXT"},
+    {"no trailers to keep apart", H1_BODY_CHUNKED, 0, false, "5\r\nhello\r\n0\r\n\r\n", DONE,
+     "hello", "", "hello", ""},
+    {"refused trailers only: none kept apart", H1_BODY_CHUNKED, 0, false,
+     "0\r\nConnection: close\r\n\r\n", DONE, "", "", "", ""},
+    {"a trailer section over max_trailers kept apart too", H1_BODY_CHUNKED, 0, false,
+     "0\r\nX-Long: " X64 X64 X64 X64 X64 X64 X64 X64 "\r\n\r\n", INVALID, NULL, NULL, NULL, NULL},
+};
+
 /* ---- a strict decoder of canonical chunked output, independent of the code under test ---- */
 
 /* Decodes out into payload and trailers; fails unless every chunk size is lowercase hex without
@@ -203,6 +217,9 @@ struct result {
     size_t out_len;
     char *rest;    /* malloc'd bytes left in the input buffer */
     size_t rest_len;
+    bool apart;     /* the trailer lines were to be kept apart (trailers_out) */
+    char *trailers; /* malloc'd trailer lines kept apart */
+    size_t trailers_len;
     uint64_t bytes;
 };
 
@@ -219,13 +236,16 @@ static char *drain_all(struct evbuffer *b, size_t *len)
 /* Feeds input cut at cuts[0..ncuts) (sorted offsets). FEED_EACH moves after every piece;
  * FEED_QUEUED queues every piece as its own chain, then moves once. */
 static struct result run(const struct body_row *row, const size_t *cuts, size_t ncuts,
-                         enum feed_mode mode)
+                         enum feed_mode mode, bool apart)
 {
     struct body_relay r;
     struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
     struct result res = {0};
     size_t len = strlen(row->input), prev = 0;
     body_init(&r, row->in, row->content_length, row->out_chunked, MAX_TRAILERS);
+    struct evbuffer *trailers = evbuffer_new();
+    r.trailers_out = apart ? trailers : NULL; /* HTTP/2's sink */
+    res.apart = apart;
     for (size_t i = 0; i <= ncuts && res.move_rc == 0; i++) {
         size_t end = i < ncuts ? cuts[i] : len;
         if (end > prev) {
@@ -246,6 +266,8 @@ static struct result run(const struct body_row *row, const size_t *cuts, size_t 
     res.bytes = r.bytes;
     res.out = drain_all(out, &res.out_len);
     res.rest = drain_all(in, &res.rest_len);
+    res.trailers = drain_all(trailers, &res.trailers_len);
+    evbuffer_free(trailers);
     evbuffer_free(in);
     evbuffer_free(out);
     return res;
@@ -297,16 +319,23 @@ static void check(const struct body_row *row, struct result *res, bool whole, co
             memcmp(res->out, row->payload, res->out_len) != 0)
             fail_msg("%s (%s): output '%s', want '%s'", row->why, how, res->out, row->payload);
     }
+    if (res->apart && (res->trailers_len != strlen(row->trailers) ||
+                              memcmp(res->trailers, row->trailers, res->trailers_len) != 0))
+        fail_msg("%s (%s): trailers '%s', want '%s'", row->why, how, res->trailers,
+                 row->trailers);
+    if (!res->apart && res->trailers_len != 0)
+        fail_msg("%s (%s): trailers kept without a place for them", row->why, how);
 out:
     free(res->out);
     free(res->rest);
+    free(res->trailers);
 }
 
 static void test_whole(void **state)
 {
     (void)state;
     for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
-        struct result res = run(&rows[i], NULL, 0, FEED_EACH);
+        struct result res = run(&rows[i], NULL, 0, FEED_EACH, false);
         check(&rows[i], &res, true, "whole");
     }
 }
@@ -321,7 +350,7 @@ static void test_byte_by_byte(void **state)
         for (size_t c = 0; c + 1 < len; c++)
             cuts[c] = c + 1;
         for (int mode = FEED_EACH; mode <= FEED_QUEUED; mode++) {
-            struct result res = run(&rows[i], cuts, len ? len - 1 : 0, mode);
+            struct result res = run(&rows[i], cuts, len ? len - 1 : 0, mode, false);
             check(&rows[i], &res, false, mode == FEED_EACH ? "1 byte at a time" : "1-byte chains");
         }
     }
@@ -335,8 +364,25 @@ static void test_every_split(void **state)
         size_t len = strlen(rows[i].input);
         for (size_t cut = 0; cut <= len; cut++) {
             for (int mode = FEED_EACH; mode <= FEED_QUEUED; mode++) {
-                struct result res = run(&rows[i], &cut, 1, mode);
+                struct result res = run(&rows[i], &cut, 1, mode, false);
                 check(&rows[i], &res, false, mode == FEED_EACH ? "split" : "split chains");
+            }
+        }
+    }
+}
+
+/* Trailer lines kept apart (HTTP/2), the input whole and cut at every split point. */
+static void test_trailers_apart(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(apart_rows); i++) {
+        struct result res = run(&apart_rows[i], NULL, 0, FEED_EACH, true);
+        check(&apart_rows[i], &res, true, "apart, whole");
+        size_t len = strlen(apart_rows[i].input);
+        for (size_t cut = 0; cut <= len; cut++) {
+            for (int mode = FEED_EACH; mode <= FEED_QUEUED; mode++) {
+                res = run(&apart_rows[i], &cut, 1, mode, true);
+                check(&apart_rows[i], &res, false, "apart, split");
             }
         }
     }
@@ -362,7 +408,8 @@ static void test_random_splits(void **state)
             size_t n = 0;
             for (size_t at = 1 + next_rand(&seed) % 7; at < len; at += 1 + next_rand(&seed) % 7)
                 cuts[n++] = at;
-            struct result res = run(&rows[i], cuts, n, round % 2 ? FEED_QUEUED : FEED_EACH);
+            enum feed_mode mode = round % 2 ? FEED_QUEUED : FEED_EACH;
+            struct result res = run(&rows[i], cuts, n, mode, false);
             check(&rows[i], &res, false, "random");
         }
     }
@@ -521,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_whole),
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_every_split),
+        cmocka_unit_test(test_trailers_apart),
         cmocka_unit_test(test_random_splits),
         cmocka_unit_test(test_error_reasons),
         cmocka_unit_test(test_done_is_final),
