@@ -64,14 +64,25 @@ static bool header_matches(const char *m, const struct fault_request *q)
     return false;
 }
 
+/* As routes read the path (route_prefix_matches), at memcmp's cost where the prefix and the
+ * path read as themselves over the prefix's length: reading a normalised character at a time
+ * cost 750 instructions for "/fault/" against "/fault/x", most of an injected fault's matching. */
+static bool prefix_holds(const char *prefix, const struct fault_request *q)
+{
+    size_t n = strlen(prefix);
+    if (n <= q->path_plain && route_plain_len(prefix, n) == n)
+        return memcmp(prefix, q->path, n) == 0;
+    return route_prefix_matches(q->path, q->path_len, prefix);
+}
+
 bool fault_match(const struct fault_rule *r, const struct fault_request *q)
 {
     if (r->route && (!q->route || strcmp(q->route, fault_text(r, r->route)) != 0))
         return false;
     if (r->host && !host_matches(fault_text(r, r->host), q->host, q->host_len))
         return false;
-    if (r->prefix && !route_prefix_matches(q->path, q->path_len, fault_text(r, r->prefix)))
-        return false; /* as routes read the path */
+    if (r->prefix && !prefix_holds(fault_text(r, r->prefix), q))
+        return false;
     if (r->nmethods) {
         bool any = false;
         for (int i = 0; i < r->nmethods && !any; i++)

@@ -52,6 +52,7 @@
 #include "portico/loop.h"
 #include "portico/metrics.h"
 #include "portico/request.h"
+#include "portico/route.h"
 #include "portico/sock.h"
 #include "portico/status.h"
 #include "portico/upstream.h"
@@ -192,6 +193,7 @@ static void from_rules(struct exchange *ex)
         .host_len = ex->host_len,
         .path = ex->route_path,
         .path_len = ex->path_len,
+        .path_plain = route_plain_len(ex->route_path, ex->path_len),
         .method = ex->req.method_id,
         .fields = ex->req.fields,
         .nfields = ex->req.nfields,

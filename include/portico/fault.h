@@ -233,6 +233,8 @@ struct fault_request {
     size_t host_len;
     const char *path;                  /* the path the routes match on */
     size_t path_len;
+    size_t path_plain;                 /* route_plain_len of path (0: not known): a prefix
+                                          that reads as itself is compared with memcmp there */
     enum http_method method;
     const struct h1_field *fields;     /* the request's header fields */
     size_t nfields;

@@ -20,6 +20,7 @@
 
 #include "portico/config.h"
 #include "portico/fault.h"
+#include "portico/route.h"
 
 #include "config_helpers.h"
 
@@ -418,6 +419,10 @@ static const struct {
     {"prefix=/checkout", NULL, NULL, "/check", "GET", NULL, false},
     {"prefix=/checkout", NULL, NULL, "//checkout", "GET", NULL, true},  /* as routes read it */
     {"prefix=/checkout", NULL, NULL, "/%63heckout", "GET", NULL, true},
+    {"prefix=/check%6Fut", NULL, NULL, "/checkout/pay", "GET", NULL, true}, /* prefix escaped */
+    {"prefix=/checkout/", NULL, NULL, "/checkout//pay", "GET", NULL, true},
+    {"prefix=/checkout/p", NULL, NULL, "/checkout//pay", "GET", NULL, true},
+    {"prefix=/checkout", NULL, NULL, "/checkou", "GET", NULL, false},     /* shorter path */
     {"host=shop.example", NULL, "SHOP.example:8080", "/", "GET", NULL, true}, /* like routes */
     {"host=*.example", NULL, "a.b.example", "/", "GET", NULL, true},
     {"host=*.example", NULL, "example", "/", "GET", NULL, false},
@@ -469,6 +474,10 @@ static void test_match(void **state)
         };
         if (fault_match(r, &q) != match_rows[i].match)
             fail_msg("row %zu (%s): want %d", i, match_rows[i].spec, match_rows[i].match);
+        q.path_plain = route_plain_len(q.path, q.path_len); /* memcmp where it may: the same */
+        if (fault_match(r, &q) != match_rows[i].match)
+            fail_msg("row %zu (%s), path_plain %zu: want %d", i, match_rows[i].spec,
+                     q.path_plain, match_rows[i].match);
     }
 }
 
