@@ -335,6 +335,9 @@ static void count_refusal(struct client *c, const struct errpage *e, long body)
     uint64_t limit_ms = e->limit_ms;
     struct timings t = {0};
     timings_set(&t, TIMING_TOTAL, c->head_start_us ? event_now_us() - c->head_start_us : 0);
+    /* Started as it ends: portico_requests_started_total - portico_requests_total is what is
+     * in flight, never below 0 (a refused head counted only as ended made it negative). */
+    metrics_add(c->loop->metrics, M_REQUESTS, 1);
     metrics_request_done(c->loop->metrics,
                          &(struct metrics_sample){-1, -1, status, FAIL_NONE, &t});
     recent_record(c->loop->recent,

@@ -486,6 +486,7 @@ static void log_refused(struct h2_stream *s, const char *id, int status, const c
     };
     timings_set(&r.timings, TIMING_TOTAL, now_us() - s->t0);
     h2_request_line(&s->req, &r.method, &r.method_len, &r.target, &r.target_len);
+    metrics_add(h->loop->metrics, M_REQUESTS, 1); /* started, as client.c's count_refusal */
     if (answered) /* written with what went, once it went or the stream closed */
         keep(s, &r, -1, -1, KEPT_ENDED);
     else

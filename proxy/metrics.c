@@ -298,24 +298,27 @@ static const char *row_name(struct totals *t, const char *name)
 static void add_req(struct totals *t, const char *route, int code, int failure, uint64_t n)
 {
     struct req_row *rows = reserve(t->req, &t->capreq, t->nreq, sizeof(*rows));
-    const char *name = rows ? row_name(t, route) : NULL;
-    if (!name) {
+    if (!rows) {
         t->oom = true;
         return;
     }
-    t->req = rows;
-    rows[t->nreq++] = (struct req_row){name, code, failure, n};
+    t->req = rows; /* at once: a grown array freed the old one, whatever comes next */
+    const char *name = row_name(t, route);
+    if (name)
+        rows[t->nreq++] = (struct req_row){name, code, failure, n};
 }
 
 static struct hist_row *add_hist(struct totals *t, const char *upstream, int phase)
 {
     struct hist_row *rows = reserve(t->hist, &t->caphist, t->nhist, sizeof(*rows));
-    const char *name = rows ? row_name(t, upstream) : NULL;
-    if (!name) {
+    if (!rows) {
         t->oom = true;
         return NULL;
     }
-    t->hist = rows;
+    t->hist = rows; /* at once: a grown array freed the old one */
+    const char *name = row_name(t, upstream);
+    if (!name)
+        return NULL;
     struct hist_row *h = &rows[t->nhist];
     memset(h, 0, sizeof(*h));
     h->upstream = name;
@@ -327,13 +330,14 @@ static struct hist_row *add_hist(struct totals *t, const char *upstream, int pha
 static void add_fault(struct totals *t, const char *fault, int action, uint64_t n)
 {
     struct fault_row *rows = reserve(t->faults, &t->capfaults, t->nfaults, sizeof(*rows));
-    const char *name = rows ? row_name(t, fault) : NULL;
-    if (!name) {
+    if (!rows) {
         t->oom = true;
         return;
     }
-    t->faults = rows;
-    rows[t->nfaults++] = (struct fault_row){name, action, n};
+    t->faults = rows; /* at once: a grown array freed the old one */
+    const char *name = row_name(t, fault);
+    if (name)
+        rows[t->nfaults++] = (struct fault_row){name, action, n};
 }
 
 static const char *route_label(const struct shard *s, int route)
@@ -496,6 +500,7 @@ static int totals_borrow(struct totals *dst, const struct totals *src)
 {
     *dst = *src;
     dst->owns = false;
+    dst->oom = false; /* rows the retired totals lost are lost: no reason to fail every scrape */
     dst->req = NULL, dst->hist = NULL, dst->faults = NULL;
     dst->nreq = dst->nhist = dst->nfaults = 0;
     dst->capreq = dst->caphist = dst->capfaults = 0;

@@ -950,6 +950,61 @@ static void test_responses_sum_past_pair_cap(void **state)
     px_stop(h);
 }
 
+/* portico_requests_started_total - portico_requests_total is what is in flight: a request
+ * Portico refuses before an exchange (a bad head: 400; a client that leaves mid-head: 499; an
+ * HTTP/2 head over max_header_size: 431) counts in both. It counted only as ended, so the
+ * difference went below 0 for good, by one per refusal. */
+static void test_started_counts_refusals(void **state)
+{
+    (void)state;
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                 "listen = 127.0.0.1:{{port:h2c}} h2c\nmax_header_size = 1k",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n", w.port[MB_OK]);
+    enum { REFUSED = 3 };
+    char *text = admin_get(h, "/metrics", 200);
+    double started0 = sample(text, "portico_requests_started_total");
+    double ended0 = family_sum(text, "portico_requests_total");
+    free(text);
+
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /x HTTP/1.1\r\nHost: a\r\nBad Name: y\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 400);
+    raw_response_free(&r);
+    raw_close(c);
+    c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /x HTTP/1.1\r\nHost: a\r\n"), 0); /* then leaves */
+    raw_close(c);
+    char url[64], big[2100] = "X-Big: ";
+    memset(big + 7, 'a', sizeof(big) - 8);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/x", harness_port(h, "h2c"));
+    const char *const argv[] = {"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                                "--http2-prior-knowledge", "--max-time", "5", "-H", big, url,
+                                NULL};
+    struct tu_cmd_result res;
+    assert_int_equal(tu_run_command(argv, 10000, &res), 0);
+    assert_string_equal(res.out, "431");
+    tu_cmd_result_free(&res);
+
+    /* the 499 is counted once Portico sees the client gone: polled */
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    double started, ended;
+    for (;;) {
+        text = admin_get(h, "/metrics", 200);
+        started = sample(text, "portico_requests_started_total") - started0;
+        ended = family_sum(text, "portico_requests_total") - ended0;
+        free(text);
+        if (ended >= REFUSED || tu_now_ms() >= deadline)
+            break;
+        poll_pause();
+    }
+    if (started != REFUSED || ended != REFUSED)
+        fail_msg("%d refused requests: portico_requests_started_total moved by %g, "
+                 "portico_requests_total by %g", REFUSED, started, ended);
+    px_stop(h);
+}
+
 /* An upstream failure after the response head went to the client (the origin stalls mid-body:
  * read_timeout): its entry in /status's recent failures has status null, as the README says,
  * since the client got the origin's 200 and then a cut, no status of Portico's; it showed 200.
@@ -1406,6 +1461,7 @@ int main(void)
         cmocka_unit_test(test_recent_failure_names_fault),
         cmocka_unit_test(test_origin_listed_twice),
         cmocka_unit_test(test_responses_sum_past_pair_cap),
+        cmocka_unit_test(test_started_counts_refusals),
         cmocka_unit_test(test_trace_context),
         cmocka_unit_test(test_connections_interim_reload),
         cmocka_unit_test(test_minimal_detail),
