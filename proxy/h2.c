@@ -312,6 +312,12 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     return 0;
 }
 
+/* Whether a HEADERS of ours is a 1xx: its :status (first in nv: head_nv) begins with 1. */
+static bool status_is_interim(const nghttp2_headers *hd)
+{
+    return hd->nvlen > 0 && hd->nva[0].valuelen > 0 && hd->nva[0].value[0] == '1';
+}
+
 /* After our END_STREAM: a request body still coming is not wanted (RFC 9113 8.1). */
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
@@ -336,10 +342,9 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
                    (const char *)frame->goaway.opaque_data);
         h->end_why = "HTTP/2 protocol error";
     }
-    /* What went is what the access line says: the final head (a status other than 1xx: ours
-     * come first in nv), then the end of the response, when its line is written. */
-    if (s && frame->hd.type == NGHTTP2_HEADERS && frame->headers.nvlen > 0 &&
-        frame->headers.nva[0].valuelen > 0 && frame->headers.nva[0].value[0] != '1')
+    /* What went is what the access line says: the final head, then the end of the response,
+     * when its line is written. */
+    if (s && frame->hd.type == NGHTTP2_HEADERS && !status_is_interim(&frame->headers))
         s->head_sent = true;
     if (s && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
         (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS)) {
@@ -362,6 +367,21 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
          * INTERNAL_ERROR resets come after done(), ST_ANSWERED. */
         h2_charge(h, FLOOD_RESET);
     }
+    return 0;
+}
+
+/* A frame nghttp2 would not make: a header block of ours over H2_HEADER_BLOCK_MAX (the origin's
+ * heads are checked before they go: head_fits, H2_TRAILERS_MAX), or a HEADERS on a stream that
+ * can take none any more. nghttp2 drops it and goes on: the stream would wait for ever for its
+ * head or its END_STREAM, so it is reset; a 1xx lost so is only said (the final head follows).
+ * Not for a stream nghttp2 closed already. */
+static int on_frame_not_send(nghttp2_session *session, const nghttp2_frame *frame, int error,
+                             void *user)
+{
+    (void)session;
+    struct h2_stream *s = stream_of(user, frame->hd.stream_id);
+    if (s && frame->hd.type == NGHTTP2_HEADERS)
+        h2_stream_unsent(s, error, status_is_interim(&frame->headers));
     return 0;
 }
 
@@ -403,7 +423,7 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, 
     if (s->state == ST_HEAD && code == NGHTTP2_PROTOCOL_ERROR)
         h2_stream_malformed(s, "refused by the HTTP/2 framing layer");
     nghttp2_session_set_stream_user_data(session, id, NULL);
-    h2_stream_free(s, s->malformed ? s->malformed : close_reason(code));
+    h2_stream_free(s, s->malformed ? s->malformed : s->unsent ? s->unsent : close_reason(code));
     return 0;
 }
 
@@ -425,12 +445,14 @@ static nghttp2_session *session_new(struct h2_conn *h)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+    nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_send);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
     nghttp2_session_callbacks_set_send_data_callback(cbs, send_data);
     /* Windows open as the exchange takes request bytes, not as nghttp2 reads them. */
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_no_closed_streams(opt, 1);
     nghttp2_option_set_max_continuations(opt, 8);
+    nghttp2_option_set_max_send_header_block_length(opt, H2_HEADER_BLOCK_MAX);
     if (nghttp2_session_server_new2(&session, cbs, h, opt) != 0)
         session = NULL;
 out:

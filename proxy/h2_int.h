@@ -98,6 +98,8 @@ struct h2_stream {
     bool watched;                      /* pending() was asked: tell the exchange when it drains */
     uint64_t stalled_since;            /* µs: data waits behind a shut window; 0 if not */
     bool head_sent;                    /* the final HEADERS was written to the connection */
+    const char *unsent;                /* static: a HEADERS of ours that nghttp2 would not
+                                          send (the stream reset), NULL if none */
     uint64_t body_sent;                /* response body bytes written, as DATA payloads */
     struct access_record *log;         /* the record of its answer, written once the response's
                                           END_STREAM was written, or the stream closed */
@@ -166,6 +168,13 @@ struct h2_conn {
  * as fast with 256 KiB as with 4 MiB, ~600-750 MiB/s on loopback). */
 #define STREAM_REQ_MAX (1024 * 1024)
 
+/* The largest header block (HEADERS and its CONTINUATION frames) a session makes, set on each
+ * (nghttp2's default too; its clients take no more than 8 CONTINUATION frames). nghttp2 counts
+ * a block as nghttp2_hd_deflate_bound does, at its worst (h2_stream.c's block_bound), and drops
+ * a larger one without a word (NGHTTP2_ERR_FRAME_SIZE_ERROR to on_frame_not_send): a response's
+ * head, a 1xx or trailers that never went, and a stream that waited for ever. */
+#define H2_HEADER_BLOCK_MAX (64 * 1024)
+
 /* ---- h2.c ---- */
 
 /* How many response bytes each stream may hold now: its share of CONN_HELD_MAX. */
@@ -223,6 +232,12 @@ void h2_stream_abandon_head(struct h2_stream *s);
  * the exchange is cancelled as 400 (why: static, the detail) when the stream closes. The stream
  * is reset by nghttp2, or by the caller. */
 void h2_stream_malformed_after_head(struct h2_stream *s, const char *why);
+
+/* A HEADERS frame of ours on the stream was not sent (nghttp2's error), said in the error log.
+ * A final head or trailers: the stream is reset (INTERNAL_ERROR), never left waiting for a head
+ * or an END_STREAM that will not come, and its access line says 502 (or the status that went)
+ * with that detail. A 1xx (interim): nothing more, the final head still goes. */
+void h2_stream_unsent(struct h2_stream *s, int error, bool interim);
 
 /* A stream whose header block never ended (the client left, or client_header_timeout): logged
  * with status (499 or 408) at client_header, as over HTTP/1.1; nothing more is taken on it. */

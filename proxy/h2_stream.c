@@ -68,9 +68,18 @@ static void release_grant(struct h2_stream *s)
     s->req_grant = 0;
 }
 
+/* The status of a stream that closed before its response went whole, when no head went:
+ * found malformed, a HEADERS of ours nghttp2 would not send, or else a client that left. */
+static int closed_status(const struct h2_stream *s)
+{
+    return s->malformed ? HTTP_BAD_REQUEST
+           : s->unsent  ? HTTP_BAD_GATEWAY
+                        : HTTP_CLIENT_CLOSED_REQUEST;
+}
+
 /* Writes the kept record: bytes_out is what went as DATA; a stream that closed before its
  * END_STREAM went (why: the reason) is a client that left, logged as over HTTP/1.1: with the
- * status sent when the head went, else 499 (or 400, found malformed). */
+ * status sent when the head went, else 499 (or 400, found malformed; 502, a HEADERS unsent). */
 static void write_kept(struct h2_stream *s, const char *why)
 {
     struct access_record *r = s->log;
@@ -80,13 +89,16 @@ static void write_kept(struct h2_stream *s, const char *why)
     r->bytes_out = s->body_sent;
     if (why && s->kept != KEPT_ENDED) {
         if (!s->head_sent)
-            r->status = s->malformed ? HTTP_BAD_REQUEST : HTTP_CLIENT_CLOSED_REQUEST;
+            r->status = closed_status(s);
         if (s->kept == KEPT_ANSWER) {
             /* The exchange had ended, all of its response given to nghttp2 and counted done:
              * it was still being sent, as when an HTTP/1.1 client closes mid-body. */
             r->phase = PHASE_READ;
             r->detail = r->detail ? r->detail : why;
-            metrics_add(s->conn->loop->metrics, M_CLIENT_ABORTS, 1);
+            if (s->unsent) /* not the client: trailers unsent, after the head */
+                r->aborted = s->head_sent;
+            else
+                metrics_add(s->conn->loop->metrics, M_CLIENT_ABORTS, 1);
         }
     }
     exchange_log_record(s->conn->loop, r, s->log_route, s->log_upstream);
@@ -106,7 +118,7 @@ void h2_stream_free(struct h2_stream *s, const char *why)
         s->ex = NULL;
         /* A stream found malformed after its exchange began (its DATA broke its
          * content-length) is the client's error, not a client that left. */
-        exchange_cancel(ex, s->malformed ? HTTP_BAD_REQUEST : HTTP_CLIENT_CLOSED_REQUEST, why);
+        exchange_cancel(ex, closed_status(s), why);
         s->kept = KEPT_CANCELLED; /* keep_log had its record */
     }
     write_kept(s, why);
@@ -174,14 +186,24 @@ static size_t head_nv(const struct resp_head *head, bool with_length, nghttp2_nv
     return n;
 }
 
-/* The largest trailer section sent as HEADERS: nghttp2 makes no header block over 64 KiB (its
- * max_send_header_block_length) and drops one that would be without a word, and the stream then
- * waited for ever for its END_STREAM. nghttp2 counts a field at most 12 bytes more than its name
- * and value (nghttp2_hd_deflate_bound) and a field line is at least 4 bytes ("a:" CRLF), so
- * 16 KiB of field lines make at most 12 + 16 KiB + 4096 * 9 bytes, under 64 KiB (30,000 fields
- * under max_header_size 1m were dropped so, and the stream never ended). A larger
- * section cuts the response short as one over max_header_size does; 64 KiB of HEADERS and
- * CONTINUATION frames is also as much as nghttp2's clients take (8 CONTINUATION frames). */
+/* What nghttp2 counts a header block of these fields as, against H2_HEADER_BLOCK_MAX: its
+ * nghttp2_hd_deflate_bound (12 bytes, and each field 12 more than its name and value: HPACK's
+ * longest literal, lengths of up to 2^31), plus 5 for a priority (nghttp2's
+ * session_estimate_headers_payload). */
+static size_t block_bound(const nghttp2_nv *nv, size_t n)
+{
+    size_t len = 12 + 5;
+    for (size_t i = 0; i < n; i++)
+        len += 12 + nv[i].namelen + nv[i].valuelen;
+    return len;
+}
+
+/* The largest trailer section sent as HEADERS: nghttp2 makes no header block over
+ * H2_HEADER_BLOCK_MAX and drops one that would be without a word, and the stream then waited
+ * for ever for its END_STREAM. A field line is at least 4 bytes ("a:" CRLF), so 16 KiB of field
+ * lines make at most 17 + 16 KiB + 4096 * 9 bytes (block_bound), under 64 KiB (30,000 fields
+ * under max_header_size 1m were dropped so, and the stream never ended). A larger section cuts
+ * the response short as one over max_header_size does. */
 #define H2_TRAILERS_MAX (16 * 1024)
 
 static bool is_ows(char c)
@@ -255,14 +277,25 @@ static ssize_t data_read(nghttp2_session *session, int32_t id, uint8_t *buf, siz
     return (ssize_t)n;
 }
 
+/* Whether a final head is followed by a body (DATA), and a content-length sent with it. */
+static bool head_has_body(const struct resp_head *head, bool final)
+{
+    return final && head->framing != H1_BODY_NONE;
+}
+
+static bool head_with_length(const struct resp_head *head, bool final)
+{
+    return head_has_body(head, final) && head->framing == H1_BODY_LENGTH;
+}
+
 /* Submits a response head; a body follows through data_read unless framing is NONE. */
 static void submit_head(struct h2_stream *s, const struct resp_head *head, bool final)
 {
     struct h2_conn *h = s->conn;
     nghttp2_nv nv[HDR_MAX_FIELDS + 2];
     struct head_digits digits;
-    bool body = final && head->framing != H1_BODY_NONE;
-    size_t n = head_nv(head, body && head->framing == H1_BODY_LENGTH, nv, ARRAY_LEN(nv), &digits);
+    bool body = head_has_body(head, final);
+    size_t n = head_nv(head, head_with_length(head, final), nv, ARRAY_LEN(nv), &digits);
     int rc;
     if (!final) {
         rc = nghttp2_submit_headers(h->session, NGHTTP2_FLAG_NONE, s->id, NULL, nv, n, NULL);
@@ -278,6 +311,23 @@ static void submit_head(struct h2_stream *s, const struct resp_head *head, bool 
 }
 
 /* ---- the downstream interface ---- */
+
+/* An origin's head as submit_head would make it, within the header block nghttp2 sends (it
+ * drops a larger one: the client waited for ever for a response). */
+static bool ds_head_fits(void *ctx, const struct resp_head *head, bool final, char *why,
+                         size_t size)
+{
+    (void)ctx;
+    nghttp2_nv nv[HDR_MAX_FIELDS + 2];
+    struct head_digits digits;
+    size_t n = head_nv(head, head_with_length(head, final), nv, ARRAY_LEN(nv), &digits);
+    size_t len = block_bound(nv, n);
+    if (len <= H2_HEADER_BLOCK_MAX)
+        return true;
+    snprintf(why, size, "response head too large for HTTP/2 (%zu bytes of fields, limit %d KiB)",
+             len, H2_HEADER_BLOCK_MAX / 1024);
+    return false;
+}
 
 static void ds_interim(void *ctx, const struct resp_head *head)
 {
@@ -446,6 +496,7 @@ static void ds_done(void *ctx, enum exchange_end end)
 static const struct downstream_ops h2_ops = {
     .interim = ds_interim,
     .head = ds_head,
+    .head_fits = ds_head_fits,
     .body = ds_body,
     .pending = ds_pending,
     .request_input = ds_request_input,
@@ -515,6 +566,23 @@ static void refuse(struct h2_stream *s, int status, const char *why)
     s->resp_done = true;
     resume(s);
     log_refused(s, id, status, why, body > 0 ? (uint64_t)body : 0, true);
+}
+
+void h2_stream_unsent(struct h2_stream *s, int error, bool interim)
+{
+    if (s->unsent)
+        return;
+    char addr[PEER_ADDR_MAX];
+    log_warn("HTTP/2 client %s, stream %d: %s HEADERS not sent (%s)%s",
+             peer_addr(s->conn->peer, addr, sizeof(addr)), (int)s->id,
+             interim ? "1xx" : "response", nghttp2_strerror(error),
+             interim ? "" : ": RST_STREAM INTERNAL_ERROR");
+    if (interim)
+        return;
+    s->unsent = "response HEADERS not sent (nghttp2 refused the frame): stream reset";
+    nghttp2_submit_rst_stream(s->conn->session, NGHTTP2_FLAG_NONE, s->id,
+                              NGHTTP2_INTERNAL_ERROR);
+    h2_want_flush(s->conn);
 }
 
 /* A malformed request (RFC 9113 8.1.1): logged as 400, counted against the reset budget. */

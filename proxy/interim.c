@@ -15,6 +15,7 @@
 #include "portico/generation.h"
 #include "portico/headers.h"
 #include "portico/hints.h"
+#include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
 #include "portico/status.h"
@@ -28,7 +29,10 @@ static bool continue_owed(const struct exchange *ex, int code)
 
 /* Sends one 1xx to the client (dir: relayed from the origin, or synthesized by us), or counts
  * it dropped when the client cannot take it or already got MAX_INTERIM. The 100 a client waits
- * for goes past that cap (once: sent_100): dropped, the client would never send its body. */
+ * for goes past that cap (once: sent_100): dropped, the client would never send its body. A 1xx
+ * larger than the client's protocol carries (an HTTP/2 header block over its bound: a 103 of
+ * 64 KiB of Link fields) is dropped too, and said so in the error log: nghttp2 dropped it
+ * without a word, and the final response, which carries what matters, still goes. */
 static bool send_interim(struct exchange *ex, int code, const struct h1_field *fields, size_t n,
                          enum interim_direction dir)
 {
@@ -38,6 +42,13 @@ static bool send_interim(struct exchange *ex, int code, const struct h1_field *f
         return false;
     }
     struct resp_head head = {.status = code, .fields = fields, .nfields = n};
+    char why[160];
+    if (ex->ds.ops->head_fits &&
+        !ex->ds.ops->head_fits(ex->ds.ctx, &head, false, why, sizeof(why))) {
+        log_warn("request %s: %d not relayed: %s", ex->request_id, code, why);
+        metrics_interim(ex->loop->metrics, code, INTERIM_DROPPED);
+        return false;
+    }
     ex->ds.ops->interim(ex->ds.ctx, &head);
     ex_note_interim(ex, code);
     metrics_interim(ex->loop->metrics, code, dir);

@@ -372,11 +372,6 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
                 upconn_addr(ex->uc), "transfer coding other than chunked");
         return;
     }
-    deadline_clear(&ex->total_timer);
-    deadline_clear(&ex->processing_timer);
-    deadline_clear(&ex->continue_timer);
-    ex_origin_answered(ex);
-
     const struct h1_info *ri = &ex->resp_info;
     /* A body of unknown length is streamed: chunked to HTTP/1.1 clients, to the close for 1.0. */
     enum h1_framing out = ri->framing == H1_BODY_CLOSE ? H1_BODY_CHUNKED : ri->framing;
@@ -409,6 +404,19 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
         .close = ex->close_client,
     };
     head.nfields += fault_exec_fields(ex, fields + head.nfields, 1); /* Portico-Fault */
+    char why[160];
+    if (ex->ds.ops->head_fits &&
+        !ex->ds.ops->head_fits(ex->ds.ctx, &head, true, why, sizeof(why))) {
+        /* Valid HTTP/1.1 that this client's protocol cannot carry (an HTTP/2 header block
+         * over its bound): nothing of it went, so the client gets a 502 that says why. */
+        ex_fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "invalid response from %s: %s",
+                upconn_addr(ex->uc), why);
+        return;
+    }
+    deadline_clear(&ex->total_timer);
+    deadline_clear(&ex->processing_timer);
+    deadline_clear(&ex->continue_timer);
+    ex_origin_answered(ex);
     ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
     ex->status = ex->upstream_status = resp->status;
     if (resp->status == HTTP_OK)

@@ -77,6 +77,13 @@ struct downstream_ops {
     void (*interim)(void *ds, const struct resp_head *head);
     /* The final response head; fills *sink with where the body goes. */
     void (*head)(void *ds, const struct resp_head *head, struct body_sink *sink);
+    /* Optional (NULL: every head goes): whether the client's protocol can carry an origin's
+     * head as interim() (final: false) or head() would send it. false, with why written (size
+     * bytes), when it cannot: an HTTP/2 stream's header block is bounded (nghttp2 drops a larger
+     * one without a word, and the stream waited for ever). The exchange then fails a final head
+     * as an invalid response (502 before anything of it went) and drops a 1xx, counted. */
+    bool (*head_fits)(void *ds, const struct resp_head *head, bool final, char *why,
+                      size_t size);
     /* Body bytes were appended to the sink: send what can be sent now. */
     void (*body)(void *ds);
     /* Response bytes queued and not yet taken by the client (back-pressure). */

@@ -44,6 +44,10 @@ count, so it always ends.
                                      the GOAWAY code each gets
   h2_frames.py PORT big_heads         request heads over max_header_size: an HPACK bomb, one
                                      over 4 x of literals, one under, then a valid request
+  h2_frames.py PORT heads PATHS       GETs of each of the comma-separated PATHS, all at once on
+                                     one connection: each response's statuses (1xx included), its
+                                     frames in order, and its Portico-Error and Proxy-Status
+                                     details, if any
   h2_frames.py PORT crossing_trailers  a GET of /delay/1500, then a POST answered 413 at once
                                      whose trailers come after its stream closed (nghttp2 drops
                                      the block): the GET must be answered, no GOAWAY
@@ -113,6 +117,7 @@ class Conn:
         self.unwritable = False     # a send failed (reset): what arrived before is still read
         self.streams = {}           # id -> {"status": [...], "rst": code, "data": n, "end": bool}
         self.settings_seen = False
+        self.partial = None         # (flags, block) of a HEADERS awaiting its CONTINUATION
         self.peer_settings = {}     # Portico's SETTINGS, by identifier
         self.paced = False          # DATA is acknowledged by the caller (owed), not at once
         self.owed = 0
@@ -159,12 +164,19 @@ class Conn:
                 self.peer_settings[k] = v
             if self.ack_settings:
                 self.send(frame(SETTINGS, ACK, 0))
-        elif ftype == HEADERS:
+        elif ftype == HEADERS or ftype == CONTINUATION:
             block = payload
-            if flags & 0x8:  # PADDED
+            if ftype == HEADERS and flags & 0x8:  # PADDED
                 block = block[1:len(block) - block[0]]
-            if flags & 0x20:  # PRIORITY
+            if ftype == HEADERS and flags & 0x20:  # PRIORITY
                 block = block[5:]
+            if ftype == CONTINUATION:  # the rest of the block, END_STREAM on its HEADERS
+                flags = (self.partial[0] & END_STREAM) | (flags & END_HEADERS)
+                block = self.partial[1] + block
+            self.partial = None
+            if not flags & END_HEADERS:  # a block larger than a frame: its CONTINUATION next
+                self.partial = (flags, block)
+                return
             fields = self.dec.decode(block)
             self.st(sid)["blocks"].append(fields)
             self.seq(sid, "HEADERS", flags)
@@ -351,6 +363,26 @@ def resp_trailers(port, paths):
             path, ",".join(st["seq"]), ",".join("%s:%s" % f for f in trailers), st["data"],
             st["rst"]))
         sid += 2
+    print("goaway=%s" % (c.goaway,))
+    c.close()
+
+
+def heads(port, paths):
+    """Every response's statuses, frames, and what a 502 of Portico's says failed."""
+    c = Conn(port)
+    c.dec.max_header_list_size = 1 << 20  # a head at nghttp2's bound is over hpack's 64 KiB
+    paths = paths.split(",")
+    sts = [c.st(1 + 2 * i) for i in range(len(paths))]
+    c.send(b"".join(c.request(1 + 2 * i, get(p)) for i, p in enumerate(paths)))
+    c.pump(lambda: all(st["end"] or st["rst"] is not None for st in sts),
+           time.monotonic() + IO_S)
+    for path, st in zip(paths, sts):
+        fields = dict(f for b in st["blocks"] for f in b if not f[0].startswith(":"))
+        ps = fields.get("proxy-status", "")
+        details = ps.split('details="', 1)[1].split('"', 1)[0] if 'details="' in ps else None
+        print("path=%s status=%s seq=%s rst=%s error=%s details=%s data=%d" % (
+            path, st["status"], ",".join(st["seq"]), st["rst"], fields.get("portico-error"),
+            details, st["data"]))
     print("goaway=%s" % (c.goaway,))
     c.close()
 
@@ -874,6 +906,8 @@ def main():
         big_heads(port)
     elif sys.argv[2] == "resp_trailers":
         resp_trailers(port, sys.argv[3])
+    elif sys.argv[2] == "heads":
+        heads(port, sys.argv[3])
     elif sys.argv[2] == "crossing_trailers":
         crossing_trailers(port)
     elif sys.argv[2] == "drain_dropped":

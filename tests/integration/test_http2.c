@@ -1242,11 +1242,32 @@ static char huge_trailers[32 * 1024];
  * nghttp2 makes at most (it counts each field 12 bytes more than its name and value). */
 static char many_trailers[96 * 1024];
 
-/* The origin's answers, by path: chunked bodies with and without trailer fields. */
-static const struct {
+/* An origin's answer to a path (FO_SCRIPT's pick_script, pick_by_path). */
+struct path_script {
     const char *path;
     struct fo_step steps[6];
-} trailer_scripts[] = {
+};
+
+struct path_scripts {
+    const struct path_script *rows;
+    size_t n;
+};
+
+/* The script of the request's path (arg: a struct path_scripts), else the default answer. */
+static const struct fo_step *pick_by_path(const struct fo_request_info *req, void *arg)
+{
+    const struct path_scripts *set = arg;
+    const char *path = strchr(req->head, ' ');
+    for (size_t i = 0; path && i < set->n; i++) {
+        size_t n = strlen(set->rows[i].path);
+        if (strncmp(path + 1, set->rows[i].path, n) == 0 && path[1 + n] == ' ')
+            return set->rows[i].steps;
+    }
+    return NULL;
+}
+
+/* The origin's answers, by path: chunked bodies with and without trailer fields. */
+static const struct path_script trailer_scripts[] = {
     {"/trail", {FO_SEND(CHUNKED_HEAD "Trailer: grpc-status, x-checksum\r\n\r\n"
                         "5\r\nhello\r\n0\r\ngrpc-status: 0\r\nx-checksum: abc\r\n\r\n")}},
     /* names in any case, every kind of refused field (trailers.c), whitespace around values,
@@ -1271,18 +1292,6 @@ static const struct {
     {"/many", {FO_SEND(CHUNKED_HEAD "\r\n5\r\nhello\r\n0\r\n"), FO_SEND(many_trailers)}},
 };
 
-static const struct fo_step *pick_trailer_script(const struct fo_request_info *req, void *arg)
-{
-    (void)arg;
-    const char *path = strchr(req->head, ' ');
-    for (size_t i = 0; path && i < ARRAY_SIZE(trailer_scripts); i++) {
-        size_t n = strlen(trailer_scripts[i].path);
-        if (strncmp(path + 1, trailer_scripts[i].path, n) == 0 && path[1 + n] == ' ')
-            return trailer_scripts[i].steps;
-    }
-    return NULL; /* the default answer */
-}
-
 /* An origin's chunked trailer fields reach an HTTP/2 client as a trailing HEADERS with
  * END_STREAM, after the DATA (HAProxy and Envoy forward them so; gRPC's status is there),
  * filtered as over HTTP/1.1 and with the values trimmed (RFC 9113 8.2.1); no trailer fields
@@ -1302,7 +1311,9 @@ static void test_response_trailers(void **state)
     for (int i = 0; i < 8000; i++)
         k += (size_t)snprintf(many_trailers + k, sizeof(many_trailers) - k, "x%04d: v\r\n", i);
     snprintf(many_trailers + k, sizeof(many_trailers) - k, "\r\n");
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_trailer_script};
+    static const struct path_scripts set = {trailer_scripts, ARRAY_SIZE(trailer_scripts)};
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_by_path,
+                                    .pick_arg = (void *)(uintptr_t)&set};
     struct fake_origin *o = fake_origin_start(&opts);
     assert_non_null(o);
     struct harness *h = start_origin(fake_origin_port(o), NULL);
@@ -1368,6 +1379,128 @@ static void test_response_trailers(void **state)
         fail_msg("HTTP/1.1: want the trailer section whole:\n%.2000s", r.out);
     tu_cmd_result_free(&r);
     px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* ---- response heads over the HTTP/2 header block ---- */
+
+#define BIG_FIELD 100000 /* bytes of X-Big's value in /big */
+
+/* One field of BIG_FIELD bytes; 60 fields of 2,000; a 103 of 60 Link fields of 2,000 bytes
+ * before a 200; a field sized by the test (/edge). Within max_header_size 1m, each over the
+ * 64 KiB header block nghttp2 makes (but /edge). */
+static char big_field_reply[BIG_FIELD + 128];
+static char many_fields_reply[160 * 1024];
+static char big_hint_reply[160 * 1024];
+static char edge_reply[BIG_FIELD + 128];
+
+static const struct path_script head_scripts[] = {
+    {"/big", {FO_SEND(big_field_reply)}},
+    {"/many", {FO_SEND(many_fields_reply)}},
+    {"/hint", {FO_SEND(big_hint_reply)}},
+    {"/slow", {FO_WAIT(300), FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")}},
+    {"/edge", {FO_SEND(edge_reply)}},
+};
+
+/* A 200 with one field X-Big of len bytes, as /big and /edge send it. */
+static void big_field_head(char *buf, size_t size, size_t len)
+{
+    int n = snprintf(buf, size, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Big: ");
+    memset(buf + n, 'a', len);
+    snprintf(buf + n + len, size - (size_t)n - len, "\r\n\r\nok");
+}
+
+/* A response head that HTTP/1.1 carries but an HTTP/2 header block cannot (nghttp2 makes none
+ * over 64 KiB, counting each field 12 bytes more than its name and value, and drops a larger
+ * one without a word): the HTTP/2 client gets a 502 invalid_response that says so, logged and
+ * counted, and the connection's other streams, one of them in flight meanwhile (/slow), are
+ * served; a 103 that large is dropped (counted, in the error log) and its 200 goes; a block of
+ * exactly 64 KiB still goes, one byte more is refused. HTTP/1.1 gets the head whole. The old
+ * code submitted them: nothing came, no HEADERS, no RST_STREAM, and the client waited for ever
+ * (nghttp: "[ERROR] Timeout"; here the script's 5 s deadline). */
+static void test_response_head_too_large(void **state)
+{
+    (void)state;
+    big_field_head(big_field_reply, sizeof(big_field_reply), BIG_FIELD);
+    size_t k = (size_t)snprintf(many_fields_reply, sizeof(many_fields_reply),
+                                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
+    for (int i = 0; i < 60; i++)
+        k += (size_t)snprintf(many_fields_reply + k, sizeof(many_fields_reply) - k,
+                              "X-F%02d: %02000d\r\n", i, i);
+    snprintf(many_fields_reply + k, sizeof(many_fields_reply) - k, "\r\nok");
+    k = (size_t)snprintf(big_hint_reply, sizeof(big_hint_reply), "HTTP/1.1 103 Early Hints\r\n");
+    for (int i = 0; i < 60; i++)
+        k += (size_t)snprintf(big_hint_reply + k, sizeof(big_hint_reply) - k,
+                              "Link: </s%02d-%01960d.css>; rel=preload; as=style\r\n", i, i);
+    snprintf(big_hint_reply + k, sizeof(big_hint_reply) - k,
+             "\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    static const struct path_scripts set = {head_scripts, ARRAY_SIZE(head_scripts)};
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_by_path,
+                                    .pick_arg = (void *)(uintptr_t)&set};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = start_origin(fake_origin_port(o), "max_header_size = 1m");
+    struct tu_cmd_result r = {0};
+    frames(h, "heads", "/big,/slow,/many,/hint,/ok", &r);
+    char big[256], many[256];
+    static const char too_large[] = "response head too large for HTTP/2 (";
+    snprintf(big, sizeof(big),
+             "path=/big status=[502] seq=HEADERS,DATA+END rst=None error=invalid_response "
+             "details=invalid response from 127.0.0.1:%u: %s",
+             fake_origin_port(o), too_large);
+    snprintf(many, sizeof(many), "path=/many status=[502] seq=HEADERS,DATA+END rst=None "
+             "error=invalid_response details=invalid response from 127.0.0.1:%u: %s",
+             fake_origin_port(o), too_large);
+    const char *const want[] = {
+        big,
+        many,
+        "path=/slow status=[200] seq=HEADERS,DATA+END rst=None error=None details=None data=4",
+        /* the 103 dropped, its 200 whole */
+        "path=/hint status=[200] seq=HEADERS,DATA+END rst=None error=None details=None data=2",
+        "path=/ok status=[200] seq=HEADERS,DATA+END rst=None error=None details=None",
+        "goaway=None",
+    };
+    want_lines(&r, want, ARRAY_SIZE(want));
+    /* The bound as nghttp2 counts it: X-Big sized to make a block of exactly 64 KiB goes, one
+     * byte more gets the 502. */
+    const char *at = strstr(strstr(r.out, "path=/big"), too_large);
+    size_t counted = at ? strtoul(at + strlen(too_large), NULL, 10) : 0;
+    assert_true(counted > 64 * 1024 && counted < BIG_FIELD + 1024);
+    tu_cmd_result_free(&r);
+    size_t fits = BIG_FIELD - (counted - 64 * 1024);
+    big_field_head(edge_reply, sizeof(edge_reply), fits);
+    frames(h, "heads", "/edge", &r);
+    want_lines(&r, (const char *const[]){"path=/edge status=[200] seq=HEADERS,DATA+END rst=None"},
+               1);
+    tu_cmd_result_free(&r);
+    big_field_head(edge_reply, sizeof(edge_reply), fits + 1);
+    frames(h, "heads", "/edge", &r);
+    want_lines(&r, (const char *const[]){"(65537 bytes of fields, limit 64 KiB)"}, 1);
+    tu_cmd_result_free(&r);
+    /* HTTP/1.1 carries the head whole */
+    const char *const dump[] = {"-D", "-", "-o", "/dev/null", NULL};
+    assert_int_equal(curl(h, "--http1.1", "/big", dump, &r), 0);
+    if (!tu_contains(r.out, "HTTP/1.1 200") || !tu_contains(r.out, "X-Big: aaaa") ||
+        r.out_len < BIG_FIELD)
+        fail_msg("HTTP/1.1: want the head whole:\n%.300s", r.out);
+    tu_cmd_result_free(&r);
+    /* counted as any invalid response: /big, /many, the /edge one byte over */
+    assert_int_equal(metric(h, "portico_upstream_failures_total{failure=\"invalid_response\"}"),
+                     3);
+    assert_int_equal(metric(h, "portico_interim_dropped_total"), 1);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    assert_true(harness_log_contains(h, "103 not relayed: response head too large for HTTP/2"));
+    char *line = px_log_line(h, "\"path\":\"/big\"");
+    if (!tu_contains(line, "\"proto\":\"HTTP/2.0\",\"status\":502,") ||
+        !tu_contains(line, "\"failure\":\"invalid_response\",") ||
+        !tu_contains(line, too_large) || !tu_contains(line, "\"aborted\":false"))
+        fail_msg("log line: %s", line);
+    free(line);
+    line = px_log_line(h, "\"path\":\"/hint\"");
+    if (!tu_contains(line, "\"status\":200,") || !tu_contains(line, "\"interim\":[],"))
+        fail_msg("log line: %s", line);
+    free(line);
+    harness_free(h);
     fake_origin_stop(o);
 }
 
@@ -2013,6 +2146,7 @@ int main(void)
         cmocka_unit_test(test_slow_reader_not_stalled),
         cmocka_unit_test(test_request_trailers),
         cmocka_unit_test(test_response_trailers),
+        cmocka_unit_test(test_response_head_too_large),
         cmocka_unit_test(test_interim_synthesized),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
