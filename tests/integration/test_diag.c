@@ -854,6 +854,21 @@ static void test_minutes_count_refusals(void **state)
     px_stop(h);
 }
 
+/* A request over h's h2c listener (max_header_size = 1k) with a 2 KiB head: curl gets 431. */
+static void h2_head_refused(struct harness *h)
+{
+    char url[64], big[2100] = "X-Big: ";
+    memset(big + 7, 'a', sizeof(big) - 8);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/x", harness_port(h, "h2c"));
+    const char *const argv[] = {"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                                "--http2-prior-knowledge", "--max-time", "5", "-H", big, url,
+                                NULL};
+    struct tu_cmd_result res;
+    assert_int_equal(tu_run_command(argv, 10000, &res), 0);
+    assert_string_equal(res.out, "431");
+    tu_cmd_result_free(&res);
+}
+
 /* The same for a request Portico refuses on an HTTP/2 stream (a head over max_header_size:
  * 431): counted in portico_requests_total and the access log, it was left out of the minutes,
  * as HTTP/1.1's were before. */
@@ -864,18 +879,8 @@ static void test_minutes_count_h2_refusals(void **state)
                                  "listen = 127.0.0.1:{{port:h2c}} h2c\nmax_header_size = 1k",
                                  "[upstream u]\norigin = 127.0.0.1:%u\n", w.port[MB_OK]);
     enum { REFUSED = 2 };
-    char url[64], big[2100] = "X-Big: ";
-    memset(big + 7, 'a', sizeof(big) - 8);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u/x", harness_port(h, "h2c"));
-    for (int i = 0; i < REFUSED; i++) {
-        const char *const argv[] = {"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
-                                    "--http2-prior-knowledge", "--max-time", "5", "-H", big,
-                                    url, NULL};
-        struct tu_cmd_result res;
-        assert_int_equal(tu_run_command(argv, 10000, &res), 0);
-        assert_string_equal(res.out, "431");
-        tu_cmd_result_free(&res);
-    }
+    for (int i = 0; i < REFUSED; i++)
+        h2_head_refused(h);
     char *text = admin_get(h, "/metrics", 200);
     assert_non_null(strstr(text, "portico_requests_total{route=\"\",code=\"431\",failure=\"\"} 2\n"));
     free(text);
@@ -976,16 +981,7 @@ static void test_started_counts_refusals(void **state)
     c = px_connect(h);
     assert_int_equal(raw_send_str(c, "GET /x HTTP/1.1\r\nHost: a\r\n"), 0); /* then leaves */
     raw_close(c);
-    char url[64], big[2100] = "X-Big: ";
-    memset(big + 7, 'a', sizeof(big) - 8);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u/x", harness_port(h, "h2c"));
-    const char *const argv[] = {"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
-                                "--http2-prior-knowledge", "--max-time", "5", "-H", big, url,
-                                NULL};
-    struct tu_cmd_result res;
-    assert_int_equal(tu_run_command(argv, 10000, &res), 0);
-    assert_string_equal(res.out, "431");
-    tu_cmd_result_free(&res);
+    h2_head_refused(h);
 
     /* the 499 is counted once Portico sees the client gone: polled */
     int64_t deadline = tu_now_ms() + PX_IO_MS;
