@@ -24,8 +24,9 @@
  *                    first_byte_timeout and total_timeout still run (and expire as they would).
  *   truncate         the body's quota (body.h) stops it after N bytes; then the exchange fails
  *                    as when the origin closes mid-body (aborted after the head).
- *   throttle         the quota is refilled every THROTTLE_TICK_MS; while it is spent the origin
- *                    is not read (back-pressure), so nothing is buffered beyond the read limit.
+ *   throttle         the quota is refilled every THROTTLE_TICK_MS on a fixed schedule from the
+ *                    body's start; while it is spent the origin is not read (back-pressure), so
+ *                    nothing is buffered beyond the read limit.
  *
  * The only visible difference is the Portico-Fault response header naming the rule (none with
  * fault_header = off), and the access log's fault field.
@@ -59,6 +60,8 @@
 #include "portico/util.h"
 
 #define THROTTLE_TICK_MS 100 /* a throttled body moves in steps this far apart */
+#define THROTTLE_TICKS_S (1000 / THROTTLE_TICK_MS) /* ticks a second */
+#define THROTTLE_BURST_TICKS 2 /* steps a late reader may take at once; older ones are forgiven */
 
 /* Where a fault is in what it does before the origin is contacted. */
 #define FX_STAGE_LIST(X)                                                                           \
@@ -90,7 +93,9 @@ struct ex_fault {
     bool head_released;                /* ... and it has waited */
     bool throttled;                    /* the quota is spent until the next tick */
     bool throttle_counted;             /* ... which it was once: the throttle is counted */
-    uint64_t throttle_carry;           /* byte-milliseconds a tick could not pay in whole bytes */
+    uint64_t throttle_start;           /* µs: the body's start, the throttle schedule's origin */
+    uint64_t throttle_forgiven;        /* bytes of the schedule a late reader did not take in
+                                          time, that do not come as a burst */
     struct deadline timer;             /* delay, interim, response_delay, throttle ticks */
     char addr[64];                     /* what a simulated failure calls the origin */
     enum failure_type waiting;         /* a simulated failure after the request was sent: it
@@ -554,14 +559,42 @@ bool fault_exec_holding_head(const struct exchange *ex)
     return ex->fault && ex->fault->holding && !ex->fault->head_released;
 }
 
-/* The body bytes one tick lets through: the rate's share of THROTTLE_TICK_MS. What a slow rate
- * cannot pay in whole bytes is carried to the next tick, so 1 byte/s is a byte every tenth tick,
- * not one every tick. */
-static uint64_t throttle_quota(struct ex_fault *f)
+/* The body bytes the schedule allows by the end of tick n (n >= 1; the first tick begins with
+ * the body): the rate's share of n ticks, rounded down on the whole (no overflow: a rate is at
+ * most 2^40). Whole bytes of a slow rate come out as they fall due: 1 byte/s is a byte every
+ * tenth tick, not one every tick. */
+static uint64_t throttle_allowed(uint64_t rate, uint64_t n)
 {
-    uint64_t owed = f->throttle_carry + f->rule->throttle * THROTTLE_TICK_MS;
-    f->throttle_carry = owed % 1000;
-    return owed / 1000;
+    return rate / THROTTLE_TICKS_S * n + rate % THROTTLE_TICKS_S * n / THROTTLE_TICKS_S;
+}
+
+/* What the throttle lets move now: what the schedule allowed by now less what moved. The
+ * schedule runs from the body's start, not from when the last step went out, so the time a
+ * step takes to leave (at 256 MiB/s a 25.6 MiB step takes 50 ms on loopback) and the timer's
+ * lateness are not lost on every tick. A reader that fell behind (its output full) gets at
+ * most THROTTLE_BURST_TICKS steps at once: the rest is forgiven, as a slow link does not
+ * deliver in a burst what it could not carry meanwhile. */
+static uint64_t throttle_quota(struct exchange *ex, struct ex_fault *f, uint64_t now)
+{
+    uint64_t rate = f->rule->throttle;
+    uint64_t n = (now - f->throttle_start) / (THROTTLE_TICK_MS * 1000) + 1;
+    uint64_t owed = throttle_allowed(rate, n) - f->throttle_forgiven - ex->resp_body.bytes;
+    uint64_t burst = MAX(throttle_allowed(rate, THROTTLE_BURST_TICKS), 1);
+    if (owed > burst) {
+        f->throttle_forgiven += owed - burst;
+        owed = burst;
+    }
+    return owed;
+}
+
+/* When the throttle's next byte falls due: the start of the first tick whose allowance goes
+ * past what moved (at or before now when one is due already). */
+static uint64_t throttle_due(const struct exchange *ex, const struct ex_fault *f)
+{
+    uint64_t rate = f->rule->throttle;
+    uint64_t want = (ex->resp_body.bytes + f->throttle_forgiven + 1) * THROTTLE_TICKS_S;
+    uint64_t n = (want + rate - 1) / rate; /* allowed(n) >= bytes + forgiven + 1 */
+    return f->throttle_start + (n - 1) * THROTTLE_TICK_MS * 1000;
 }
 
 static bool truncates(const struct fault_rule *r)
@@ -569,12 +602,12 @@ static bool truncates(const struct fault_rule *r)
     return r->set & (1u << FK_TRUNCATE);
 }
 
-/* What the body may move now: a throttle's share of a tick (0 below 10 bytes/s: the tick
- * waits), never past a truncate's cut, so that both act together (slow, then cut). */
-static uint64_t body_quota(struct exchange *ex, struct ex_fault *f)
+/* What the body may move now: a throttle's quota (throttle_q; UINT64_MAX without one), never
+ * past a truncate's cut, so that both act together (slow, then cut). */
+static uint64_t body_quota(const struct exchange *ex, const struct ex_fault *f, uint64_t throttle_q)
 {
     const struct fault_rule *r = f->rule;
-    uint64_t q = r->throttle ? throttle_quota(f) : UINT64_MAX;
+    uint64_t q = throttle_q;
     if (truncates(r))
         q = MIN(q, r->truncate > ex->resp_body.bytes ? r->truncate - ex->resp_body.bytes : 0);
     return q;
@@ -587,8 +620,12 @@ void fault_exec_body_start(struct exchange *ex)
         return;
     /* Counted when they bite (fault_exec_body_stop): a body shorter than the cut, or sent
      * within one tick's quota, had nothing done to it. */
+    if (f->rule->throttle)
+        f->throttle_start = event_now_us();
     if (truncates(f->rule) || f->rule->throttle)
-        ex->resp_body.quota = body_quota(ex, f);
+        ex->resp_body.quota =
+            body_quota(ex, f, f->rule->throttle ? throttle_quota(ex, f, f->throttle_start)
+                                                : UINT64_MAX);
 }
 
 /* The body stops after its quota as when the origin breaks off: FIN for a body whose end the
@@ -638,12 +675,12 @@ bool fault_exec_body_stop(struct exchange *ex)
         f->throttle_counted = true;
         count(ex, FAULT_THROTTLE);
     }
-    /* throttled: the origin waits (back-pressure) until the next tick refills the quota */
+    /* throttled: the origin waits (back-pressure) until the tick that refills the quota (a
+     * time of the schedule: a drain of the client's output meanwhile does not push it back) */
     ex->upstream_paused = true;
     sock_read(ex->usock, false);
     deadline_clear(&ex->phase_timer);
-    if (!f->throttled) /* a drain of the client's output meanwhile does not push the tick back */
-        ex_arm(&f->timer, THROTTLE_TICK_MS);
+    deadline_set(&f->timer, throttle_due(ex, f), event_now_us());
     f->throttled = true;
     return true;
 }
@@ -657,12 +694,13 @@ static void fault_timer_cb(evutil_socket_t fd, short what, void *arg)
     if (!deadline_due(&f->timer, ex->now))
         return;
     if (f->throttled) {
-        ex->resp_body.quota = body_quota(ex, f);
-        if (ex->resp_body.quota) {
+        uint64_t q = throttle_quota(ex, f, ex->now);
+        if (q) {
+            ex->resp_body.quota = body_quota(ex, f, q);
             f->throttled = false;
             relay_resume(ex);
-        } else { /* a rate below a byte a tick: this tick paid none */
-            ex_arm(&f->timer, THROTTLE_TICK_MS);
+        } else { /* not due yet after all (the clock's rounding): wait for it */
+            deadline_set(&f->timer, throttle_due(ex, f), ex->now);
         }
     } else if (f->holding) {
         f->holding = false;
