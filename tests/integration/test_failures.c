@@ -58,7 +58,13 @@
  * 4 MiB), Portico's receive buffer (tcp_rmem autotunes up to 32 MiB on Debian 12), the splice
  * pipe or relay buffers (1 MiB), Portico's send buffer and the origin's receive buffer. */
 #define BIG_BODY (64 * 1024 * 1024)
-#define SLACK_MS 50                /* timer rows: elapsed <= timer * 1.1 + SLACK_MS */
+/* Timer rows: Portico's own elapsed_ms at most 10 % + SLACK_MS past the timer; under ASan beside
+ * a CPU hog (load 6-8 on 2 cores) it was at most 31 ms past. What the client sees adds both
+ * processes' wake-ups, CLIENT_SLACK_MS: there it was up to 157 ms past (first_byte_timeout 400 ms:
+ * 557 ms, Portico's own 430) and 126 ms (an after-head read_timeout of 250 ms cut at 376), which
+ * failed 3 of 7 such runs at 50 ms. A timer armed twice over still fails one or the other. */
+#define SLACK_MS 50
+#define CLIENT_SLACK_MS (SANITIZED ? 200 : 50)
 
 
 enum profile { P_STANDARD, P_CLOUDFLARE, P_PROXY, P_COUNT };
@@ -513,8 +519,13 @@ static void check_failure(enum profile p, const struct fcase *c, const struct ra
         assert_int_equal(tu_json_get_number(r->body, "limit_ms", &num), 0);
         assert_int_equal((int)num, c->timer_ms);
         assert_true(portico_elapsed >= c->timer_ms);
-        /* the client's view: never early, at most 10 % + 50 ms late */
-        if (elapsed < c->timer_ms || late > c->timer_ms * 11 / 10 + SLACK_MS)
+        /* not the send timer's: it starts at the origin's last byte, Portico's clock at the
+         * head, and the body's way until then is in elapsed_ms */
+        if (c->origin != MB_NO_READ && portico_elapsed > c->timer_ms * 11 / 10 + SLACK_MS)
+            fail_msg("%s: elapsed_ms %.1f for a %d ms timer", c->name, portico_elapsed,
+                     c->timer_ms);
+        /* the client's view: never early, at most 10 % + CLIENT_SLACK_MS late */
+        if (elapsed < c->timer_ms || late > c->timer_ms * 11 / 10 + CLIENT_SLACK_MS)
             fail_msg("%s: %lld ms elapsed (%lld since the timer's latest start) for a %d ms "
                      "timer", c->name, (long long)elapsed, (long long)late, c->timer_ms);
     } else {
@@ -783,9 +794,10 @@ static void test_after_head(void **state)
             assert_true(r.peer_closed);
         /* Never early: the timer starts after the origin's bytes, so after t0 (the head's
          * arrival here can lag behind its forwarding when this process waits for a CPU). At
-         * most 10 % + SLACK_MS late, from the head's arrival, which is after the timer's start. */
+         * most 10 % + CLIENT_SLACK_MS late, from the head's arrival, which is after the timer's
+         * start. */
         if (row->timer_ms != 0 &&
-            (end - t0 < row->timer_ms || cut > row->timer_ms * 11 / 10 + SLACK_MS))
+            (end - t0 < row->timer_ms || cut > row->timer_ms * 11 / 10 + CLIENT_SLACK_MS))
             fail_msg("%s: aborted %lld ms after the head (%lld after the request), read_timeout "
                      "%d ms", row->name, (long long)cut, (long long)(end - t0), row->timer_ms);
 

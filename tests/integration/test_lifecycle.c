@@ -1224,7 +1224,8 @@ static void test_descriptor_limit_raised(void **state)
     assert_int_equal(hard, (unsigned long)mine.rlim_max);
     char said[96];
     snprintf(said, sizeof(said), "(ulimit -n) raised from %d to its hard limit", LOW);
-    assert_true(harness_log_contains(h, said));
+    /* said once the listeners are open, which is all px_start waited for */
+    assert_int_equal(harness_wait_log(h, said, IO_MS), 0);
 
     static struct raw_conn *held[CLIENTS];
     for (int i = 0; i < CLIENTS; i++) {
