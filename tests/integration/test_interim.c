@@ -329,8 +329,11 @@ static void test_relay(void **state)
             assert_int_equal(ih->minor, 1);
             if (k > 0)
                 assert_true(ih->at_ms >= r.interim[k - 1].at_ms);
+            /* Relayed as they come, not in a burst (~0 ms apart); a quarter of the origin's
+             * wait, as our own read of the previous one may lag (42-65 ms seen under ASan
+             * beside a CPU hog, for 100 ms apart) */
             if (k > 0 && row->spacing_ms)
-                assert_true(ih->at_ms - r.interim[k - 1].at_ms >= row->spacing_ms / 2);
+                assert_true(ih->at_ms - r.interim[k - 1].at_ms >= row->spacing_ms / 4);
             if (ih->status == 103 && row->script == relay_103) {
                 assert_int_equal(raw_head_field_count(ih, "Link"), 2);
                 assert_int_equal(count_in_interims(&r, "Link: </style.css>; rel=preload; "
@@ -1287,7 +1290,7 @@ static void test_simulator_raw(void **state)
                 assert_string_equal(raw_head_field(&r.interim[k], "Link"),
                                     "</sim/app.css>; rel=preload; as=style");
             int64_t prev = k > 0 ? r.interim[k - 1].at_ms : t0;
-            assert_true(r.interim[k].at_ms - prev >= row->spacing_ms / 2);
+            assert_true(r.interim[k].at_ms - prev >= row->spacing_ms / 4); /* as test_relay */
         }
         if (n)
             assert_true(r.head.at_ms - r.interim[n - 1].at_ms >= row->final_gap_ms / 2);
