@@ -17,9 +17,11 @@
 BUILD    ?= build
 SAN      ?=
 PKGS     := libevent libevent_openssl libevent_pthreads openssl inih libnghttp2
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lpthread -lm
-TEST_LIBS  = $(shell pkg-config --libs cmocka)
+# Each asks pkg-config once, where a recipe first needs it (after deps installed the packages),
+# then keeps the answer: a plain `=` asked it again for every compile and link (~200 a build).
+PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $$(PKGS)))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $$(PKGS)) -lpthread -lm)$(PKG_LIBS)
+TEST_LIBS  = $(eval TEST_LIBS := $$(shell pkg-config --libs cmocka))$(TEST_LIBS)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wcast-qual -Wformat=2 -Wno-format-nonliteral
