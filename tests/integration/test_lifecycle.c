@@ -590,9 +590,8 @@ static void reopen_logs(int sig, const char *says)
         snprintf(path, sizeof(path), "/c%d", i);
         assert_int_equal(get(port, path), 200);
     }
-    char *line = harness_file_line(h, "access.log", "target=\"/c4\"", IO_MS);
-    assert_non_null(line);
-    free(line);
+    /* the stop writes out what the workers hold: the c lines are read then, not waited for
+     * (a worker writes its lines once a second while it runs) */
     assert_int_equal(harness_stop(h), 0);
 
     char *cur = read_log(h, "access.log"), *old = read_log(h, "access.log.1");
