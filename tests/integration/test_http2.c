@@ -1073,45 +1073,74 @@ static void test_shut_windows_bounded_memory(void **state)
  * the stalled ones do not keep its window shut. */
 #define UPLOAD_GROWTH_KB (16 * 1024)
 
-static void test_upload_budget(void **state)
+/* `stalled` uploads to an origin of `kind` that takes nothing (reads nothing, or never accepts)
+ * beside one to an origin that reads, on one connection of Portico with `proxy_extra`: the one
+ * finishes, and Portico's RSS grows by at most growth_kb; the figures are printed. */
+static void upload_budget(const char *proxy_extra, enum fo_kind kind, int stalled, long growth_kb)
 {
-    (void)state;
-    struct fake_origin *stall = fake_origin_start_kind(FO_NO_READ);
+    struct fake_origin *stall = fake_origin_start_kind(kind);
     struct fake_origin *reader = fake_origin_start_kind(FO_OK);
-    struct harness *h = start(NULL,
-                              "[upstream stall]\norigin = 127.0.0.1:%u\n"
+    assert_non_null(stall);
+    assert_non_null(reader);
+    struct harness *h = start(proxy_extra,
+                              "[upstream stall]\norigin = 127.0.0.1:%u\nconnect_timeout = 30s\n"
                               "[upstream read]\norigin = 127.0.0.1:%u\n"
                               "[route stall]\nprefix = /stall/\nupstream = stall\n"
                               "[route read]\nprefix = /\nupstream = read\n",
                               fake_origin_port(stall), fake_origin_port(reader));
     pid_t pid = harness_pid(h);
     bool own = px_rss_is_portico(pid);
-    char spid[16];
+    char spid[16], n[16];
     snprintf(spid, sizeof(spid), "%d", (int)pid);
+    snprintf(n, sizeof(n), "%d", stalled);
     struct tu_cmd_result r = {0};
     char port[16];
     const char *const argv[] = {PY,   FRAMES, port_arg(h, port, sizeof(port)), "uploads", spid,
-                                own ? NULL : "norss", NULL};
+                                own ? "rss" : "norss", n, NULL};
     /* its own deadlines end it within 30 s: the old code kept it sending for ~14 s */
     int rc = tu_run_command(argv, 40000, &r);
     if (rc != 0)
         fail_msg("h2_frames.py uploads exited %d:\n%s%s", rc, r.out, r.err);
-    static const char *const want[] = {"stream=199 status=[200] end=True rst=None sent=4194304",
-                                       "resets=0 goaway=None"};
+    char want_read[96];
+    snprintf(want_read, sizeof(want_read), "stream=%d status=[200] end=True rst=None sent=4194304",
+             2 * stalled + 1);
+    const char *const want[] = {want_read, "resets=0 goaway=None"};
     want_lines(&r, want, ARRAY_SIZE(want));
     long before = -1, after = -1;
     const char *p = strstr(r.out, "rss_before=");
     assert_non_null(p);
     assert_int_equal(sscanf(p, "rss_before=%ld rss_after=%ld", &before, &after), 2);
+    p = strstr(r.out, "stalled_sent=");
+    print_message("%d stalled uploads: portico RSS %ld kB -> %ld kB%s; %.*s\n", stalled, before,
+                  after, own ? "" : " (not asserted under ASan or valgrind)",
+                  p ? (int)strcspn(p, " ") : 0, p ? p : "");
     tu_cmd_result_free(&r);
-    print_message("99 stalled uploads: portico RSS %ld kB -> %ld kB%s\n", before, after,
-                  own ? "" : " (not asserted under ASan or valgrind)");
-    if (own && after - before > UPLOAD_GROWTH_KB)
-        fail_msg("RSS grew by %ld kB with 99 stalled uploads (at most %d kB)", after - before,
-                 UPLOAD_GROWTH_KB);
+    if (own && after - before > growth_kb)
+        fail_msg("RSS grew by %ld kB with %d stalled uploads (at most %ld kB)", after - before,
+                 stalled, growth_kb);
     px_stop(h);
     fake_origin_stop(reader);
     fake_origin_stop(stall);
+}
+
+static void test_upload_budget(void **state)
+{
+    (void)state;
+    upload_budget(NULL, FO_NO_READ, 99, UPLOAD_GROWTH_KB);
+}
+
+/* The budget holds whatever http2_max_concurrent_streams allows: every stream used to begin with
+ * a 16 KiB window (SETTINGS_INITIAL_WINDOW_SIZE) whatever the budget, so 999 uploads to an
+ * origin that never accepts (nothing leaves for a kernel buffer) held 16 MiB, four times the
+ * budget. */
+#define MANY_UPLOADS 999
+#define MANY_GROWTH_KB (16 * 1024)
+
+static void test_upload_budget_many_streams(void **state)
+{
+    (void)state;
+    upload_budget("http2_max_concurrent_streams = 1000", FO_BLACKHOLE, MANY_UPLOADS,
+                  MANY_GROWTH_KB);
 }
 
 /* An upload whose body is whole (END_STREAM) and written to its origin receives no more DATA: it
@@ -2127,6 +2156,7 @@ int main(void)
         cmocka_unit_test(test_connection_errors_counted),
         cmocka_unit_test(test_h2c_and_http2_off),
         cmocka_unit_test(test_upload_budget),
+        cmocka_unit_test(test_upload_budget_many_streams),
         cmocka_unit_test(test_finished_uploads_hold_no_budget),
         cmocka_unit_test(test_client_reset_is_499),
         cmocka_unit_test(test_reset_before_data_logged_as_sent),
