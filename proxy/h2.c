@@ -27,7 +27,7 @@
  * no further than the stream's share of CONN_REQ_HELD_MAX (h2_stream_grant: our own
  * WINDOW_UPDATEs, nghttp2's automatic ones are off). So a connection holds a bounded amount
  * of request bodies whatever its number of streams, and a slow origin stalls its stream,
- * never the others: each may always hold STREAM_REQ_MIN.
+ * never the others: each may always hold its floor (h2_int.h).
  *
  * FLOODS. Debian 12's libnghttp2 (1.52 with backports) limits CONTINUATION frames, pending
  * acknowledgements and RST_STREAM rates (its own bucket: 1000, then 33/s), and has no counter of
@@ -281,7 +281,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     case NGHTTP2_SETTINGS:
         if (frame->hd.flags & NGHTTP2_FLAG_ACK) {
             h->settings_acked = true;
-            /* Streams begun under the default window (65,535) now have STREAM_REQ_MIN less
+            /* Streams begun under the default window (65,535) now have the floor less
              * their DATA: below 0 for one that sent more, and no byte of it may leave to
              * bring us back. Their grants are made again. */
             struct h2_stream *t;
@@ -465,12 +465,12 @@ out:
 
 size_t h2_stream_share(const struct h2_conn *h)
 {
-    return MAX(STREAM_HELD_MIN, CONN_HELD_MAX / MAX(h->nstreams, 1));
+    return MAX(h->held_floor, CONN_HELD_MAX / MAX(h->nstreams, 1));
 }
 
 size_t h2_stream_req_share(const struct h2_conn *h)
 {
-    return MAX(STREAM_REQ_MIN, MIN(STREAM_REQ_MAX, CONN_REQ_HELD_MAX / MAX(h->nstreams, 1)));
+    return MAX(h->req_floor, MIN(STREAM_REQ_MAX, CONN_REQ_HELD_MAX / MAX(h->nstreams, 1)));
 }
 
 /* Tells paused exchanges that their stream drained, and notes streams whose data waits behind
@@ -758,11 +758,16 @@ struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer
     h->idle_since = now;
     for (int k = 0; k < FLOOD_COUNT; k++)
         h->buckets[k] = (struct bucket){flood_rows[k].burst, now};
+    /* The budgets hold whatever number of streams the client may open (h2_int.h). */
+    size_t max_streams = (size_t)MAX(h->cfg->http2_max_concurrent_streams, 1);
+    h->req_floor = MIN(STREAM_REQ_MIN, CONN_REQ_HELD_MAX / 2 / max_streams);
+    h->req_pool = CONN_REQ_HELD_MAX - h->req_floor * max_streams;
+    h->held_floor = MIN(STREAM_HELD_MIN, CONN_HELD_MAX / max_streams);
     /* The header list limit is the HTTP/1.1 one: the head we build must fit max_header_size. */
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
          (uint32_t)MIN(h->cfg->http2_max_concurrent_streams, UINT32_MAX)},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_REQ_MIN},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)h->req_floor},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)MIN(h->cfg->max_header_size, UINT32_MAX)},
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
     };
