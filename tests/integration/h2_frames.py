@@ -8,6 +8,8 @@ count, so it always ends.
 
   h2_frames.py PORT malformed        each malformed request on its own stream, then a valid one
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
+  h2_frames.py PORT cancel_races N  N GETs answered, then each reset (CANCEL) and sent a
+                                     WINDOW_UPDATE, one trailers: a next GET must be answered
   h2_frames.py PORT reset_before_data PATH  a GET with stream windows of 0, reset (CANCEL) once
                                      its head came, before any of its body could
   h2_frames.py PORT stall_body PATH  a POST that sends half its content-length, then nothing
@@ -62,7 +64,8 @@ count, so it always ends.
                                      of each response in order, and the fields of its trailing
                                      HEADERS
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
-                                     padded_empty_data,
+                                     padded_empty_data, closed_reset, closed_window_update,
+                                     closed_headers (on a stream answered and closed),
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
                                      a second connection measures its own requests meanwhile
@@ -477,6 +480,9 @@ def flood(port, kind):
         c.send(frame(HEADERS, 0, sid, c.block(get("/"))))
     if kind == "stall_window":
         c.send(c.request(sid, get("/bytes/1000000")))
+    if kind.startswith("closed_"):  # frames on a stream answered and closed
+        c.send(c.request(sid, get("/status/200")))
+        c.pump(lambda: c.st(1)["end"], time.monotonic() + IO_S)
     while kind not in ("stall_head", "stall_window", "settings_timeout", "idle") and sent < limit and \
             not done() and not c.closed and not c.unwritable and time.monotonic() < deadline:
         batch, first = [], sid
@@ -503,6 +509,12 @@ def flood(port, kind):
                 batch.append(frame(DATA, 0x8, 1, b"\0"))
             elif kind == "continuation":
                 batch.append(frame(CONTINUATION, 0, 1, b""))
+            elif kind == "closed_reset":
+                batch.append(frame(RST_STREAM, 0, 1, struct.pack(">I", 8)))  # CANCEL
+            elif kind == "closed_window_update":
+                batch.append(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 1)))
+            elif kind == "closed_headers":  # trailers, as if they crossed our END_STREAM
+                batch.append(frame(HEADERS, END_HEADERS | END_STREAM, 1, c.block([("x-t", "1")])))
             elif kind == "hpack_bomb":
                 if len(batch) < 4:  # ~600 KB per batch
                     batch.append(hpack_bomb(sid))
@@ -539,6 +551,29 @@ def cancel(port, path):
     c.send(c.request(3, get("/status/200")))
     c.pump(lambda: st3["end"] or st3["rst"] is not None, time.monotonic() + IO_S)
     print("cancelled_status=%s next_status=%s" % (st["status"][-1:], st3["status"][-1:]))
+    c.close()
+
+
+def cancel_races(port, n):
+    """What a browser's cancels that cross their answers look like: n GETs answered and closed,
+    each then reset (CANCEL), sent a WINDOW_UPDATE, and one trailers; then a GET on the same
+    connection must be answered, with no GOAWAY."""
+    c = Conn(port)
+    sids = list(range(1, 2 * n, 2))
+    c.send(b"".join(c.request(sid, get("/status/200")) for sid in sids))
+    c.pump(lambda: all(c.st(sid)["end"] for sid in sids), time.monotonic() + IO_S)
+    out = []
+    for sid in sids:
+        out.append(frame(RST_STREAM, 0, sid, struct.pack(">I", 8)))
+        out.append(frame(WINDOW_UPDATE, 0, sid, struct.pack(">I", 1024)))
+    out.append(frame(HEADERS, END_HEADERS | END_STREAM, sids[0], c.block([("x-t", "1")])))
+    c.send(b"".join(out))
+    last = 2 * n + 1
+    st = c.st(last)
+    c.send(c.request(last, get("/status/200")))
+    c.pump(lambda: st["end"] or c.goaway is not None, time.monotonic() + IO_S)
+    print("answered=%d next_status=%s goaway=%s" % (sum(1 for sid in sids if c.st(sid)["end"]),
+                                                     st["status"][-1:], c.goaway))
     c.close()
 
 
@@ -876,6 +911,8 @@ def main():
         malformed(port)
     elif sys.argv[2] == "cancel":
         cancel(port, sys.argv[3])
+    elif sys.argv[2] == "cancel_races":
+        cancel_races(port, int(sys.argv[3]))
     elif sys.argv[2] == "reset_before_data":
         reset_before_data(port, sys.argv[3])
     elif sys.argv[2] == "stall_body":

@@ -1600,6 +1600,12 @@ static const struct flood_case flood_cases[] = {
     {"empty_data", "goaway=11 ", "portico_http2_flood_control_frames_total", false},
     /* the same with the PADDED flag: a frame of padding only carries no data either */
     {"padded_empty_data", "goaway=11 ", "portico_http2_flood_control_frames_total", false},
+    /* resets, WINDOW_UPDATEs and trailers on a stream answered and closed: nghttp2 ignores
+     * them, but for its own limit on every RST_STREAM, which ended the first with its GOAWAY
+     * INTERNAL_ERROR (counted as a protocol error) and let the others run for ever */
+    {"closed_reset", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
+    {"closed_window_update", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
+    {"closed_headers", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     /* CONTINUATION frames without end (CVE-2024-27316 family): nghttp2's limit */
     {"continuation", "goaway=11 ", "portico_http2_flood_continuation_total", false},
     /* a header block left unfinished: client_header_timeout */
@@ -1897,6 +1903,24 @@ static void test_client_reset_is_499(void **state)
     fake_origin_stop(o);
 }
 
+/* Cancels that cross their answers, as browsers send them: 50 streams answered and closed, then
+ * each reset and given a WINDOW_UPDATE, one sent trailers. That is no flood: the connection goes
+ * on, nothing is counted. */
+static void test_cancel_races_not_a_flood(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, "[upstream u]\norigin = sim\n");
+    struct tu_cmd_result r = {0};
+    frames(h, "cancel_races", "50", &r);
+    static const char *const want[] = {"answered=50 next_status=[200] goaway=None"};
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, "portico_http2_flood_closed_streams_total"), 0);
+    assert_int_equal(metric(h, "portico_http2_flood_rapid_reset_total"), 0);
+    assert_int_equal(metric(h, "portico_http2_protocol_errors_total"), 0);
+    px_stop(h);
+}
+
 /* A client that resets a stream (CANCEL) after its head came and before any of its body could
  * (windows of 0) got no body byte: logged with the status sent, as an HTTP/1.1 client that
  * closes mid-body, bytes_out 0, counted as an abort. The old code logged the whole response as
@@ -2159,6 +2183,7 @@ int main(void)
         cmocka_unit_test(test_upload_budget_many_streams),
         cmocka_unit_test(test_finished_uploads_hold_no_budget),
         cmocka_unit_test(test_client_reset_is_499),
+        cmocka_unit_test(test_cancel_races_not_a_flood),
         cmocka_unit_test(test_reset_before_data_logged_as_sent),
         cmocka_unit_test(test_body_timeout),
         cmocka_unit_test(test_body_timeout_origin_held),
