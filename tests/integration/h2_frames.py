@@ -8,8 +8,9 @@ count, so it always ends.
 
   h2_frames.py PORT malformed        each malformed request on its own stream, then a valid one
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
-  h2_frames.py PORT cancel_races N  N GETs answered, then each reset (CANCEL) and sent a
-                                     WINDOW_UPDATE, one trailers: a next GET must be answered
+  h2_frames.py PORT cancel_races N R  R rounds of N GETs answered (a WINDOW_UPDATE for
+                                     each one's last DATA), then each reset (CANCEL), one a round
+                                     sent trailers: a next GET must be answered
   h2_frames.py PORT reset_before_data PATH  a GET with stream windows of 0, reset (CANCEL) once
                                      its head came, before any of its body could
   h2_frames.py PORT stall_body PATH  a POST that sends half its content-length, then nothing
@@ -554,26 +555,28 @@ def cancel(port, path):
     c.close()
 
 
-def cancel_races(port, n):
-    """What a browser's cancels that cross their answers look like: n GETs answered and closed,
-    each then reset (CANCEL), sent a WINDOW_UPDATE, and one trailers; then a GET on the same
-    connection must be answered, with no GOAWAY."""
+def cancel_races(port, n, rounds):
+    """What a browser's cancels that cross their answers look like, at a high request rate:
+    rounds of n GETs answered and closed (each one's last DATA answered with a WINDOW_UPDATE,
+    as every DATA is: handle()), each then reset (CANCEL), the first of each round sent
+    trailers too; then a GET on the same connection must be answered, with no GOAWAY."""
     c = Conn(port)
-    sids = list(range(1, 2 * n, 2))
-    c.send(b"".join(c.request(sid, get("/status/200")) for sid in sids))
-    c.pump(lambda: all(c.st(sid)["end"] for sid in sids), time.monotonic() + IO_S)
-    out = []
-    for sid in sids:
-        out.append(frame(RST_STREAM, 0, sid, struct.pack(">I", 8)))
-        out.append(frame(WINDOW_UPDATE, 0, sid, struct.pack(">I", 1024)))
-    out.append(frame(HEADERS, END_HEADERS | END_STREAM, sids[0], c.block([("x-t", "1")])))
-    c.send(b"".join(out))
-    last = 2 * n + 1
-    st = c.st(last)
-    c.send(c.request(last, get("/status/200")))
+    answered, sid = 0, 1
+    for _ in range(rounds):
+        sids = list(range(sid, sid + 2 * n, 2))
+        sid += 2 * n
+        c.send(b"".join(c.request(s, get("/status/200")) for s in sids))
+        c.pump(lambda: all(c.st(s)["end"] for s in sids) or c.goaway is not None,
+               time.monotonic() + IO_S)
+        answered += sum(1 for s in sids if c.st(s)["end"])
+        out = [frame(HEADERS, END_HEADERS | END_STREAM, sids[0], c.block([("x-t", "1")]))]
+        for s in sids:
+            out.append(frame(RST_STREAM, 0, s, struct.pack(">I", 8)))
+        c.send(b"".join(out))
+    st = c.st(sid)
+    c.send(c.request(sid, get("/status/200")))
     c.pump(lambda: st["end"] or c.goaway is not None, time.monotonic() + IO_S)
-    print("answered=%d next_status=%s goaway=%s" % (sum(1 for sid in sids if c.st(sid)["end"]),
-                                                     st["status"][-1:], c.goaway))
+    print("answered=%d next_status=%s goaway=%s" % (answered, st["status"][-1:], c.goaway))
     c.close()
 
 
@@ -912,7 +915,7 @@ def main():
     elif sys.argv[2] == "cancel":
         cancel(port, sys.argv[3])
     elif sys.argv[2] == "cancel_races":
-        cancel_races(port, int(sys.argv[3]))
+        cancel_races(port, int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[2] == "reset_before_data":
         reset_before_data(port, sys.argv[3])
     elif sys.argv[2] == "stall_body":
