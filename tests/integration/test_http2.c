@@ -978,6 +978,7 @@ static void test_streams_independent(void **state)
  * about 20 MB, the in-process simulator's own buffers included. */
 #define SHUT_CONNS 2
 #define SHUT_STREAMS 100 /* http2_max_concurrent_streams */
+#define SHUT_STREAMS_MAX 1000
 #define SHUT_GROWTH_KB (SHUT_CONNS * 20 * 1024)
 
 /* Portico's RSS once it stops growing (no growth past 256 kB for a second), in kB. */
@@ -1007,11 +1008,15 @@ static size_t frame_head(uint8_t *p, size_t len, uint8_t type, uint8_t flags, ui
     return sizeof(hd);
 }
 
-static void test_shut_windows_bounded_memory(void **state)
+/* `conns` h2c connections of `streams` GETs of 8 MB each, SETTINGS_INITIAL_WINDOW_SIZE 0, to
+ * Portico with `proxy_extra`: its RSS grows by at most growth_kb; the figures are printed. */
+static void shut_windows(const char *proxy_extra, int conns, int streams, long growth_kb)
 {
-    (void)state;
-    struct harness *h = start("listen = 127.0.0.1:{{port:h2c}} h2c\nclient_header_timeout = 60s",
-                              "[upstream u]\norigin = sim\n");
+    char extra[256];
+    snprintf(extra, sizeof(extra),
+             "listen = 127.0.0.1:{{port:h2c}} h2c\nclient_header_timeout = 60s\n%s",
+             proxy_extra ? proxy_extra : "");
+    struct harness *h = start(extra, "[upstream u]\norigin = sim\n");
     pid_t pid = harness_pid(h);
     bool own = px_rss_is_portico(pid);
     /* RSS that is not Portico's own is shown, not awaited (under ASan it never settles) */
@@ -1019,8 +1024,9 @@ static void test_shut_windows_bounded_memory(void **state)
     static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     static const char path[] = "/bytes/8000000", authority[] = "localhost";
     struct raw_conn *c[SHUT_CONNS];
-    for (size_t i = 0; i < SHUT_CONNS; i++) {
-        static uint8_t out[64 + SHUT_STREAMS * 64];
+    assert_true(conns <= SHUT_CONNS && streams <= SHUT_STREAMS_MAX);
+    for (int i = 0; i < conns; i++) {
+        static uint8_t out[64 + SHUT_STREAMS_MAX * 64];
         size_t n = 0;
         memcpy(out, preface, sizeof(preface) - 1);
         n += sizeof(preface) - 1;
@@ -1041,7 +1047,7 @@ static void test_shut_windows_bounded_memory(void **state)
         block[b++] = sizeof(authority) - 1;
         memcpy(block + b, authority, sizeof(authority) - 1);
         b += sizeof(authority) - 1;
-        for (uint32_t s = 0; s < SHUT_STREAMS; s++) {
+        for (uint32_t s = 0; s < (uint32_t)streams; s++) {
             n += frame_head(out + n, b, 0x1, 0x5, 2 * s + 1); /* END_STREAM | END_HEADERS */
             memcpy(out + n, block, b);
             n += b;
@@ -1051,19 +1057,38 @@ static void test_shut_windows_bounded_memory(void **state)
         assert_int_equal(raw_send(c[i], out, n), 0);
     }
     /* every stream taken (awaited where the RSS is not), then exactly that many */
-    assert_int_equal(metric_reached(h, "portico_http2_streams_total", SHUT_CONNS * SHUT_STREAMS),
-                     SHUT_CONNS * SHUT_STREAMS);
+    assert_int_equal(metric_reached(h, "portico_http2_streams_total", conns * streams),
+                     conns * streams);
     long after = own ? rss_settled(pid) : px_proc_kb(pid, "VmRSS");
-    print_message("%d connections x %d shut streams: portico RSS %ld kB -> %ld kB%s\n",
-                  SHUT_CONNS, SHUT_STREAMS, before, after,
-                  own ? "" : " (not asserted under ASan or valgrind)");
-    assert_int_equal(metric(h, "portico_http2_streams_total"), SHUT_CONNS * SHUT_STREAMS);
-    if (own && after - before > SHUT_GROWTH_KB)
-        fail_msg("RSS grew by %ld kB with %d connections of shut streams (at most %d kB)",
-                 after - before, SHUT_CONNS, SHUT_GROWTH_KB);
-    for (size_t i = 0; i < SHUT_CONNS; i++)
+    print_message("%d connections x %d shut streams: portico RSS %ld kB -> %ld kB%s\n", conns,
+                  streams, before, after, own ? "" : " (not asserted under ASan or valgrind)");
+    assert_int_equal(metric(h, "portico_http2_streams_total"), conns * streams);
+    if (own && after - before > growth_kb)
+        fail_msg("RSS grew by %ld kB with %d connections of %d shut streams (at most %ld kB)",
+                 after - before, conns, streams, growth_kb);
+    for (int i = 0; i < conns; i++)
         raw_close(c[i]);
     px_stop(h);
+}
+
+static void test_shut_windows_bounded_memory(void **state)
+{
+    (void)state;
+    shut_windows(NULL, SHUT_CONNS, SHUT_STREAMS, SHUT_GROWTH_KB);
+}
+
+/* The same at http2_max_concurrent_streams = 1000: each stream's share of CONN_HELD_MAX was at
+ * least 16 KiB whatever their number (16 MiB for 999 streams): RSS +56 MB; with 4 KiB (4 MiB /
+ * 1000), +42 MB. Most of the rest is each stream's first read from its origin, up to its share
+ * when it began (4 MiB / the streams begun so far, 256 KiB at most: ~20 MiB summed over 999
+ * streams begun one after the other), and the in-process simulator's buffers. */
+#define SHUT_MANY 999
+#define SHUT_MANY_GROWTH_KB (48 * 1024)
+
+static void test_shut_windows_many_streams(void **state)
+{
+    (void)state;
+    shut_windows("http2_max_concurrent_streams = 1000", 1, SHUT_MANY, SHUT_MANY_GROWTH_KB);
 }
 
 /* Request bodies have a connection budget too (CONN_REQ_HELD_MAX, 4 MiB): 99 uploads of 8 MB
@@ -2200,6 +2225,7 @@ int main(void)
         cmocka_unit_test(test_max_concurrent_streams),
         cmocka_unit_test(test_streams_independent),
         cmocka_unit_test(test_shut_windows_bounded_memory),
+        cmocka_unit_test(test_shut_windows_many_streams),
         cmocka_unit_test(test_slow_reader_not_stalled),
         cmocka_unit_test(test_request_trailers),
         cmocka_unit_test(test_response_trailers),
