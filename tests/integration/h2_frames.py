@@ -40,6 +40,9 @@ count, so it always ends.
                                      windows allow: the last must finish; then the worker's (PID)
                                      RSS once it stops growing (norss, where RSS is not Portico's:
                                      the windows used for a second more, the RSS not followed)
+  h2_frames.py PORT unacked_uploads PID norss|rss N  N POSTs to /stall/ with the preface,
+                                     Portico's SETTINGS never acknowledged: the bytes their
+                                     default windows let go, and the worker's (PID) RSS
   h2_frames.py PORT finished_uploads N  N small POSTs to /early/ (whole, END_STREAM; each awaited
                                      until its origin, having read it, sends a 103), then one
                                      of 4 MiB to /read/: the largest stream window it was given
@@ -850,6 +853,51 @@ def uploads(port, pid, follow_rss=True, stalled=UPLOAD_STALLED):
     print("rss_before=%d rss_after=%d" % (before, last))
     c.close()
 
+def unacked_uploads(port, pid, n, follow_rss=True):
+    """n POSTs to /stall/ (an origin that never takes them) sent with the preface, Portico's
+    SETTINGS never acknowledged: each stream's window stays the default 65,535 (RFC 9113 6.5.3),
+    and the client sends what the windows allow (each WINDOW_UPDATE of the connection's counted)
+    until nothing more goes for half a second, 3 s at most; then what went and the worker's
+    (PID) RSS."""
+    before = rss_kb(pid)
+    sids = list(range(1, 2 * n, 2))
+    c = Conn(port, ack_settings=False, early=lambda c: b"".join(
+        c.request(sid, get("/stall/%d" % sid, "POST") + [("content-length", "8000000")], False)
+        for sid in sids))
+    window = {"conn": 65535}
+    orig_handle = c.handle
+
+    def handle(ftype, flags, sid, payload):
+        if ftype == WINDOW_UPDATE and sid == 0:
+            window["conn"] += struct.unpack(">I", payload)[0] & 0x7FFFFFFF
+        orig_handle(ftype, flags, sid, payload)
+    c.handle = handle
+    left, chunk = dict.fromkeys(sids, 65535), b"p" * 16384
+    sent, since, deadline = 0, time.monotonic(), time.monotonic() + 3
+    while time.monotonic() - since < 0.5 and time.monotonic() < deadline and not c.closed:
+        out = []
+        for sid in sids:
+            while left[sid] and window["conn"] > 0:
+                k = min(len(chunk), left[sid], window["conn"])
+                left[sid] -= k
+                window["conn"] -= k
+                sent += k
+                out.append(frame(DATA, 0, sid, chunk[:k]))
+        if out:
+            c.send(b"".join(out))
+            since = time.monotonic()
+        c.pump(lambda: False, time.monotonic() + 0.05)
+    last, since = rss_kb(pid), time.monotonic()
+    while follow_rss and time.monotonic() - since < 1 and time.monotonic() < deadline + 5:
+        c.pump(lambda: False, time.monotonic() + 0.05)
+        now = rss_kb(pid)
+        if now > last + 256:
+            last, since = now, time.monotonic()
+    print("unacked_sent=%d goaway=%s" % (sent, c.goaway))
+    print("rss_before=%d rss_after=%d" % (before, last))
+    c.close()
+
+
 FINISHED_BODY, FINISHED_BIG = 100, 4 << 20
 
 
@@ -954,6 +1002,8 @@ def main():
         drain_dropped(port, int(sys.argv[3]))
     elif sys.argv[2] == "bombs":
         bombs(port, int(sys.argv[3]))
+    elif sys.argv[2] == "unacked_uploads":
+        unacked_uploads(port, int(sys.argv[3]), int(sys.argv[5]), sys.argv[4] != "norss")
     elif sys.argv[2] == "uploads":
         uploads(port, int(sys.argv[3]), sys.argv[4:5] != ["norss"],
                 int(sys.argv[5]) if len(sys.argv) > 5 else UPLOAD_STALLED)

@@ -1168,6 +1168,50 @@ static void test_upload_budget_many_streams(void **state)
                   MANY_GROWTH_KB);
 }
 
+/* Before the client acknowledges our SETTINGS, each stream's window is the default 65,535 (RFC
+ * 9113 6.5.3), not the floor: 999 uploads sent with the preface to an origin that never accepts,
+ * the acknowledgement never sent, let 65 MB in (40 MB in the script's 3 s, RSS +50 MB). The
+ * connection's window, given back then only once the acknowledgement comes, bounds them: 1 MiB
+ * and the 65,535 it began with. */
+#define UNACKED_SENT_MAX (1024 * 1024 + 65535)
+
+static void test_upload_budget_before_settings_ack(void **state)
+{
+    (void)state;
+    struct fake_origin *stall = fake_origin_start_kind(FO_BLACKHOLE);
+    assert_non_null(stall);
+    struct harness *h = start("http2_max_concurrent_streams = 1000",
+                              "[upstream stall]\norigin = 127.0.0.1:%u\nconnect_timeout = 30s\n"
+                              "[route stall]\nprefix = /stall/\nupstream = stall\n",
+                              fake_origin_port(stall));
+    pid_t pid = harness_pid(h);
+    bool own = px_rss_is_portico(pid);
+    char spid[16], port[16];
+    snprintf(spid, sizeof(spid), "%d", (int)pid);
+    struct tu_cmd_result r = {0};
+    const char *const argv[] = {PY,   FRAMES, port_arg(h, port, sizeof(port)), "unacked_uploads",
+                                spid, own ? "rss" : "norss", "999", NULL};
+    int rc = tu_run_command(argv, 40000, &r);
+    if (rc != 0)
+        fail_msg("h2_frames.py unacked_uploads exited %d:\n%s%s", rc, r.out, r.err);
+    long sent = -1, before = -1, after = -1;
+    const char *p = strstr(r.out, "unacked_sent=");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "unacked_sent=%ld", &sent), 1);
+    p = strstr(r.out, "rss_before=");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "rss_before=%ld rss_after=%ld", &before, &after), 2);
+    print_message("999 uploads, SETTINGS unacknowledged: %ld bytes let in, portico RSS %ld kB -> "
+                  "%ld kB%s\n", sent, before, after,
+                  own ? "" : " (not asserted under ASan or valgrind)");
+    tu_cmd_result_free(&r);
+    if (sent > UNACKED_SENT_MAX)
+        fail_msg("%ld bytes of request bodies let in before the SETTINGS acknowledgement (at most "
+                 "%d)", sent, UNACKED_SENT_MAX);
+    px_stop(h);
+    fake_origin_stop(stall);
+}
+
 /* An upload whose body is whole (END_STREAM) and written to its origin receives no more DATA: it
  * holds none of the connection's budget while it awaits its answer. Four 100-byte POSTs to an
  * origin that read them and is slow to answer (a 103 says it has read them) each kept a 1 MiB
@@ -2208,6 +2252,7 @@ int main(void)
         cmocka_unit_test(test_h2c_and_http2_off),
         cmocka_unit_test(test_upload_budget),
         cmocka_unit_test(test_upload_budget_many_streams),
+        cmocka_unit_test(test_upload_budget_before_settings_ack),
         cmocka_unit_test(test_finished_uploads_hold_no_budget),
         cmocka_unit_test(test_client_reset_is_499),
         cmocka_unit_test(test_cancel_races_not_a_flood),
