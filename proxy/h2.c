@@ -261,13 +261,20 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
 {
     (void)flags;
     struct h2_conn *h = user;
-    nghttp2_session_consume_connection(session, len);
     struct h2_stream *s = stream_of(h, id);
     if (!s || !s->ex) {
-        /* Nobody reads it any more (answered, or refused): let it through the window. */
+        /* Nobody reads it any more (answered, or refused): let it through the windows. */
+        nghttp2_session_consume_connection(session, len);
         nghttp2_session_consume_stream(session, id, len);
         return 0;
     }
+    /* Until our SETTINGS are acknowledged, a stream's window is the default 65,535, not our
+     * floor: the connection's window bounds what streams hold then (999 streams held 64 MB
+     * before an acknowledgement that never came), and opens once it comes. */
+    if (h->settings_acked)
+        nghttp2_session_consume_connection(session, len);
+    else
+        h->conn_owed += len;
     /* Copy before nghttp2 moves on: data points into the input being parsed. */
     evbuffer_add(s->req_in, data, len);
     s->req_counted += len;
@@ -301,6 +308,8 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     case NGHTTP2_SETTINGS:
         if (frame->hd.flags & NGHTTP2_FLAG_ACK) {
             h->settings_acked = true;
+            nghttp2_session_consume_connection(session, h->conn_owed);
+            h->conn_owed = 0;
             /* Streams begun under the default window (65,535) now have the floor less
              * their DATA: below 0 for one that sent more, and no byte of it may leave to
              * bring us back. Their grants are made again. */

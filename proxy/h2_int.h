@@ -143,6 +143,8 @@ struct h2_conn {
     bool flushing;
     bool again;                        /* a flush was asked for during one */
     bool settings_acked;
+    size_t conn_owed;                  /* request bytes held before settings_acked, not yet
+                                          given back to the connection's window */
     bool idle;                         /* h2_idle(), as last told to the owner (h2_settle) */
     enum drain_step drain;             /* how far the graceful GOAWAY went (h2_drain) */
     uint64_t notice_at;                /* µs: the shutdown notice went (DRAIN_NOTICE) */
