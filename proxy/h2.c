@@ -37,8 +37,9 @@
  * and requests reset as malformed), control frames (SETTINGS, PING, PRIORITY, empty DATA), and
  * closed-stream frames (resets of streams answered or closed, WINDOW_UPDATE and HEADERS on
  * closed streams); nghttp2's reset limit is set above the sum of ours, a backstop. An empty
- * bucket ends the connection with GOAWAY ENHANCE_YOUR_CALM, counted by kind. A window kept shut while data waits, or a header block
- * left unfinished, for as long as the client timeouts allow, ends it the same way.
+ * bucket ends the connection with GOAWAY ENHANCE_YOUR_CALM, counted by kind. A window kept
+ * shut while data waits, or a header block left unfinished, for as long as the client
+ * timeouts allow, ends it the same way.
  */
 #include "h2_int.h"
 
