@@ -27,16 +27,19 @@
  * no further than the stream's share of CONN_REQ_HELD_MAX (h2_stream_grant: our own
  * WINDOW_UPDATEs, nghttp2's automatic ones are off). So a connection holds a bounded amount
  * of request bodies whatever its number of streams, and a slow origin stalls its stream,
- * never the others: each may always hold STREAM_REQ_MIN.
+ * never the others: each may always hold its floor (h2_int.h).
  *
  * FLOODS. Debian 12's libnghttp2 (1.52 with backports) limits CONTINUATION frames, pending
- * acknowledgements and RST_STREAM rates (its own bucket: 1000, then 33/s), and has no counter of
- * cheap frames. Portico keeps its own token buckets per connection: resets (streams the client
+ * acknowledgements and RST_STREAM rates (its own bucket, every RST_STREAM: 1000, then 33/s, and
+ * then its GOAWAY INTERNAL_ERROR, which said nothing of a flood), and has no counter of cheap
+ * frames. Portico keeps its own token buckets per connection: resets (streams the client
  * reset while they were running, streams nghttp2 reset for a stream error the client provoked,
- * and requests reset as malformed) and control frames (SETTINGS,
- * PING, PRIORITY, empty DATA); an empty bucket ends the connection with GOAWAY
- * ENHANCE_YOUR_CALM, counted by kind. A window kept shut while data waits, or a header block
- * left unfinished, for as long as the client timeouts allow, ends it the same way.
+ * and requests reset as malformed), control frames (SETTINGS, PING, PRIORITY, empty DATA), and
+ * closed-stream frames (resets of streams answered or closed, WINDOW_UPDATE and HEADERS on
+ * closed streams); nghttp2's reset limit is set above the sum of ours, a backstop. An empty
+ * bucket ends the connection with GOAWAY ENHANCE_YOUR_CALM, counted by kind. A window kept
+ * shut while data waits, or a header block left unfinished, for as long as the client
+ * timeouts allow, ends it the same way.
  */
 #include "h2_int.h"
 
@@ -64,6 +67,10 @@ static const uint8_t notice_ping[8] = "portico";
 #define NOTICE_LAST_STREAM ((1u << 31) - 1) /* the notice's last stream id: any (RFC 9113 6.8) */
 
 static void goaway_last(struct h2_conn *h);
+
+/* Frames on its closed stream (FLOOD_CLOSED) each stream's end gives back: a reset and a
+ * WINDOW_UPDATE that crossed it. */
+#define CLOSED_PER_STREAM 2
 
 static const struct {
     const char *name;
@@ -98,13 +105,20 @@ static void flood(struct h2_conn *h, enum flood kind)
     conn_end(h, NGHTTP2_ENHANCE_YOUR_CALM, flood_rows[kind].name);
 }
 
-void h2_charge(struct h2_conn *h, enum flood kind)
+/* Refills kind's bucket for the time since its last refill, plus `extra` tokens. */
+static struct bucket *refill(struct h2_conn *h, enum flood kind, double extra)
 {
     struct bucket *b = &h->buckets[kind];
     uint64_t now = now_us();
     b->tokens = MIN(flood_rows[kind].burst,
-                    b->tokens + (double)(now - b->at) / 1e6 * flood_rows[kind].rate);
+                    b->tokens + extra + (double)(now - b->at) / 1e6 * flood_rows[kind].rate);
     b->at = now;
+    return b;
+}
+
+void h2_charge(struct h2_conn *h, enum flood kind)
+{
+    struct bucket *b = refill(h, kind, 0);
     if (b->tokens < 1) {
         flood(h, kind);
         return;
@@ -226,8 +240,15 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
  * any other frame beginning means the block is over. An unfinished one has a deadline. */
 static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user)
 {
-    (void)session;
     struct h2_conn *h = user;
+    /* A frame on a stream nghttp2 has closed (no_closed_streams: it remembers none) is ignored
+     * without a callback, and costs its parsing: a header block its HPACK decoding. One that
+     * crossed our reset or END_STREAM is normal; a stream of them is a flood. (DATA on a closed
+     * stream is dropped before this callback, unseen.) */
+    if (hd->stream_id > 0 && hd->stream_id <= nghttp2_session_get_last_proc_stream_id(session) &&
+        !nghttp2_session_find_stream(session, hd->stream_id) &&
+        (hd->type == NGHTTP2_HEADERS || hd->type == NGHTTP2_WINDOW_UPDATE))
+        h2_charge(h, FLOOD_CLOSED);
     if (hd->type == NGHTTP2_HEADERS) {
         h->head_since = now_us();
         h->head_id = hd->stream_id;
@@ -241,13 +262,20 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
 {
     (void)flags;
     struct h2_conn *h = user;
-    nghttp2_session_consume_connection(session, len);
     struct h2_stream *s = stream_of(h, id);
     if (!s || !s->ex) {
-        /* Nobody reads it any more (answered, or refused): let it through the window. */
+        /* Nobody reads it any more (answered, or refused): let it through the windows. */
+        nghttp2_session_consume_connection(session, len);
         nghttp2_session_consume_stream(session, id, len);
         return 0;
     }
+    /* Until our SETTINGS are acknowledged, a stream's window is the default 65,535, not our
+     * floor: the connection's window bounds what streams hold then (999 streams held 64 MB
+     * before an acknowledgement that never came), and opens once it comes. */
+    if (h->settings_acked)
+        nghttp2_session_consume_connection(session, len);
+    else
+        h->conn_owed += len;
     /* Copy before nghttp2 moves on: data points into the input being parsed. */
     evbuffer_add(s->req_in, data, len);
     s->req_counted += len;
@@ -281,7 +309,9 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     case NGHTTP2_SETTINGS:
         if (frame->hd.flags & NGHTTP2_FLAG_ACK) {
             h->settings_acked = true;
-            /* Streams begun under the default window (65,535) now have STREAM_REQ_MIN less
+            nghttp2_session_consume_connection(session, h->conn_owed);
+            h->conn_owed = 0;
+            /* Streams begun under the default window (65,535) now have the floor less
              * their DATA: below 0 for one that sent more, and no byte of it may leave to
              * bring us back. Their grants are made again. */
             struct h2_stream *t;
@@ -302,9 +332,10 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         h2_charge(h, FLOOD_CONTROL);
         break;
     case NGHTTP2_RST_STREAM:
-        /* A stream reset while Portico was still working on it: the rapid-reset pattern. */
-        if (s && s->state != ST_ANSWERED)
-            h2_charge(h, FLOOD_RESET);
+        /* A stream reset while Portico was still working on it: the rapid-reset pattern. Any
+         * other (answered, or closed: nghttp2 calls us for those too) is charged as well:
+         * nghttp2 counts every RST_STREAM against its own limit (session_new). */
+        h2_charge(h, s && s->state != ST_ANSWERED ? FLOOD_RESET : FLOOD_CLOSED);
         break;
     default:
         break;
@@ -417,7 +448,12 @@ static const char *close_reason(uint32_t code)
 static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, void *user)
 {
     (void)session;
-    struct h2_stream *s = stream_of(user, id);
+    struct h2_conn *h = user;
+    /* A client may race each stream's end with a reset (a cancel) and a WINDOW_UPDATE (for the
+     * DATA it read last): those are its due, whatever its request rate (a client of 1,000
+     * requests a second, each answered by a WINDOW_UPDATE, was ended as a flood in 1.1 s). */
+    refill(h, FLOOD_CLOSED, CLOSED_PER_STREAM);
+    struct h2_stream *s = stream_of(h, id);
     if (!s)
         return 0;
     if (s->state == ST_HEAD && code == NGHTTP2_PROTOCOL_ERROR)
@@ -453,6 +489,13 @@ static nghttp2_session *session_new(struct h2_conn *h)
     nghttp2_option_set_no_closed_streams(opt, 1);
     nghttp2_option_set_max_continuations(opt, 8);
     nghttp2_option_set_max_send_header_block_length(opt, H2_HEADER_BLOCK_MAX);
+    /* nghttp2 limits the RST_STREAM frames it receives, every one (1000, then 33 per second):
+     * past it, its GOAWAY INTERNAL_ERROR, counted as a protocol error of the client. Each is
+     * charged to one of our buckets too (on_frame_recv), so ours, which say what the flood was,
+     * are always emptied first: nghttp2's is left at twice their sum, a backstop. */
+    nghttp2_option_set_stream_reset_rate_limit(
+        opt, 2 * (uint64_t)(flood_rows[FLOOD_RESET].burst + flood_rows[FLOOD_CLOSED].burst),
+        2 * (uint64_t)(flood_rows[FLOOD_RESET].rate + flood_rows[FLOOD_CLOSED].rate));
     if (nghttp2_session_server_new2(&session, cbs, h, opt) != 0)
         session = NULL;
 out:
@@ -465,12 +508,12 @@ out:
 
 size_t h2_stream_share(const struct h2_conn *h)
 {
-    return MAX(STREAM_HELD_MIN, CONN_HELD_MAX / MAX(h->nstreams, 1));
+    return MAX(h->held_floor, CONN_HELD_MAX / MAX(h->nstreams, 1));
 }
 
 size_t h2_stream_req_share(const struct h2_conn *h)
 {
-    return MAX(STREAM_REQ_MIN, MIN(STREAM_REQ_MAX, CONN_REQ_HELD_MAX / MAX(h->nstreams, 1)));
+    return MAX(h->req_floor, MIN(STREAM_REQ_MAX, CONN_REQ_HELD_MAX / MAX(h->nstreams, 1)));
 }
 
 /* Tells paused exchanges that their stream drained, and notes streams whose data waits behind
@@ -758,11 +801,16 @@ struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer
     h->idle_since = now;
     for (int k = 0; k < FLOOD_COUNT; k++)
         h->buckets[k] = (struct bucket){flood_rows[k].burst, now};
+    /* The budgets hold whatever number of streams the client may open (h2_int.h). */
+    size_t max_streams = (size_t)MAX(h->cfg->http2_max_concurrent_streams, 1);
+    h->req_floor = MIN(STREAM_REQ_MIN, CONN_REQ_HELD_MAX / 2 / max_streams);
+    h->req_pool = CONN_REQ_HELD_MAX - h->req_floor * max_streams;
+    h->held_floor = MIN(STREAM_HELD_MIN, CONN_HELD_MAX / max_streams);
     /* The header list limit is the HTTP/1.1 one: the head we build must fit max_header_size. */
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
          (uint32_t)MIN(h->cfg->http2_max_concurrent_streams, UINT32_MAX)},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_REQ_MIN},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)h->req_floor},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)MIN(h->cfg->max_header_size, UINT32_MAX)},
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
     };

@@ -21,12 +21,15 @@ struct access_record;
 struct config;
 struct exchange;
 
-/* The kinds of abuse that end a connection, each with its counter. The first two are Portico's
- * token buckets (burst, then tokens per second); the others have no bucket (0, 0): nghttp2's
- * limits or a deadline find them. */
+/* The kinds of abuse that end a connection, each with its counter. The first three are
+ * Portico's token buckets (burst, then tokens per second); the others have no bucket (0, 0):
+ * nghttp2's limits or a deadline find them. FLOOD_CLOSED is what rapid reset leaves out: resets
+ * of streams already answered or closed (a browser's cancel that crossed the answer is one),
+ * and frames that do nothing on closed streams; each stream's end gives some back (h2.c). */
 #define FLOOD_LIST(X)                                                                              \
     X(FLOOD_RESET, "rapid reset", M_H2_FLOOD_RESET, 200, 20)                                      \
     X(FLOOD_CONTROL, "control-frame flood", M_H2_FLOOD_CONTROL, 1000, 100)                        \
+    X(FLOOD_CLOSED, "closed-stream flood", M_H2_FLOOD_CLOSED, 1000, 100)                          \
     X(FLOOD_CONTINUATION, "CONTINUATION flood", M_H2_FLOOD_CONTINUATION, 0, 0)                    \
     X(FLOOD_ACKS, "acknowledgement flood", M_H2_FLOOD_ACKS, 0, 0)                                 \
     X(FLOOD_STALLED, "flow-control window kept shut", M_H2_STALLED, 0, 0)
@@ -81,8 +84,9 @@ struct h2_stream {
     struct evbuffer *req_in;           /* request body from DATA, for the exchange */
     size_t req_counted;                /* request bytes not yet given back to the window: in
                                           req_in or in the output to the origin */
-    size_t req_grant;                  /* its part of CONN_REQ_HELD_MAX: req_counted plus the
-                                          window the client still has, as of the last grant */
+    size_t req_grant;                  /* its part of the connection's pool (h2_conn's req_pool):
+                                          req_counted plus the window the client still has, as
+                                          of the last grant, beyond the floor (req_floor) */
     bool req_eof;                      /* END_STREAM received */
     uint64_t body_timeout_us;          /* client_body_timeout while the exchange waits */
     uint64_t data_at;                  /* µs: the last DATA, the origin took all of req_in, or
@@ -129,12 +133,18 @@ struct h2_conn {
     size_t nstreams;                   /* in `streams`: they share CONN_HELD_MAX and
                                           CONN_REQ_HELD_MAX */
     size_t req_granted;                /* the sum of the streams' req_grant */
+    size_t req_floor;                  /* every stream's initial window: see STREAM_REQ_MIN */
+    size_t req_pool;                   /* CONN_REQ_HELD_MAX less a floor for every stream
+                                          http2_max_concurrent_streams allows */
+    size_t held_floor;                 /* the least share of CONN_HELD_MAX: STREAM_HELD_MIN */
     struct event later;                /* deferred flush and end, from the loop */
     struct event timer;                /* the earliest connection deadline */
     int depth;                         /* inside one of our callbacks: flush at its end */
     bool flushing;
     bool again;                        /* a flush was asked for during one */
     bool settings_acked;
+    size_t conn_owed;                  /* request bytes held before settings_acked, not yet
+                                          given back to the connection's window */
     bool idle;                         /* h2_idle(), as last told to the owner (h2_settle) */
     enum drain_step drain;             /* how far the graceful GOAWAY went (h2_drain) */
     uint64_t notice_at;                /* µs: the shutdown notice went (DRAIN_NOTICE) */
@@ -150,7 +160,9 @@ struct h2_conn {
 /* Response bytes one connection holds for all its streams (what came from their origins and
  * waits for the client), shared out equally: 100 streams whose windows the client keeps shut
  * hold 4 MiB, not 100 times the 256 KiB of an HTTP/1.1 exchange. A stream's share is at least
- * STREAM_HELD_MIN; one read from its origin, at most its share when it began, may pass it. */
+ * STREAM_HELD_MIN, or CONN_HELD_MAX / http2_max_concurrent_streams if less (1000 streams at
+ * 16 KiB each held 16 MiB); one read from its origin, at most its share when it began, may
+ * pass it. */
 #define CONN_HELD_MAX (4 * 1024 * 1024)
 #define STREAM_HELD_MIN (16 * 1024)
 
@@ -158,10 +170,13 @@ struct h2_conn {
  * yet written to their origins), bounded by the streams' flow-control windows: a stream's
  * window is given back only as its bytes leave for its origin, and opened only as far as its
  * share of CONN_REQ_HELD_MAX allows (what it holds plus what the client may still send), so
- * 100 uploads to origins that read nothing hold about 4 MiB, not 100 times a stream's window.
- * A share is at least STREAM_REQ_MIN, the window every stream starts with
+ * 100 uploads to origins that read nothing hold at most 4 MiB, not 100 times a stream's window.
+ * A share is at least the floor, the window every stream starts with
  * (SETTINGS_INITIAL_WINDOW_SIZE): a stream whose origin reads always goes on, whatever the
- * others hold. */
+ * others hold. The floor is STREAM_REQ_MIN, or less where http2_max_concurrent_streams of them
+ * would take more than half of CONN_REQ_HELD_MAX (999 uploads held 16 MiB at 16 KiB each):
+ * those floors are set aside, and the rest (the pool, at least half) is shared out beyond them,
+ * so a lone upload still gets STREAM_REQ_MAX. */
 #define CONN_REQ_HELD_MAX (4 * 1024 * 1024)
 #define STREAM_REQ_MIN (16 * 1024)
 /* A stream alone gets no more: the uploads that come after it find room (a single upload was

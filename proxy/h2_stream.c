@@ -382,33 +382,36 @@ static struct evbuffer *ds_request_input(void *ctx)
 void h2_stream_grant(struct h2_stream *s)
 {
     struct h2_conn *h = s->conn;
+    int64_t floor = (int64_t)h->req_floor;
     if (s->req_eof) {
         /* END_STREAM: no DATA comes any more, so what window it had left is nobody's; only
          * what it still holds counts (four finished uploads awaiting slow answers kept 1 MiB
          * each, and the next upload got 16 KiB windows). */
-        h->req_granted = h->req_granted - s->req_grant + s->req_counted;
-        s->req_grant = s->req_counted;
+        size_t mine = (size_t)MAX((int64_t)s->req_counted - floor, 0);
+        h->req_granted = h->req_granted - s->req_grant + mine;
+        s->req_grant = mine;
         return;
     }
     if (!nghttp2_session_find_stream(h->session, s->id))
         return; /* nghttp2 closed it */
     /* What the client may still send: below 0 when the stream began under the default window
-     * (65,535) and our SETTINGS took it down to STREAM_REQ_MIN (nghttp2's
+     * (65,535) and our SETTINGS took it down to the floor (nghttp2's
      * get_stream_local_window_size says 0 then, and a WINDOW_UPDATE that size reopens nothing). */
     int64_t window = (int64_t)nghttp2_session_get_stream_effective_local_window_size(h->session,
                                                                                      s->id) -
                      nghttp2_session_get_stream_effective_recv_data_length(h->session, s->id);
     int64_t has = (int64_t)s->req_counted + window;
+    /* The floor is every stream's, set aside: only what it has beyond comes from the pool. */
     size_t others = h->req_granted - s->req_grant;
-    size_t room = others < CONN_REQ_HELD_MAX ? CONN_REQ_HELD_MAX - others : 0;
-    int64_t want = (int64_t)MAX(STREAM_REQ_MIN, MIN(h2_stream_req_share(h), room));
+    size_t room = others < h->req_pool ? h->req_pool - others : 0;
+    int64_t want = floor + (int64_t)MIN(h2_stream_req_share(h) - h->req_floor, room);
     /* Half a share at a time, as nghttp2 would: not a WINDOW_UPDATE per DATA frame. */
     if (has <= want / 2) {
         nghttp2_submit_window_update(h->session, NGHTTP2_FLAG_NONE, s->id, (int32_t)(want - has));
         has = want;
         h2_want_flush(h);
     }
-    s->req_grant = (size_t)MAX(has, (int64_t)s->req_counted);
+    s->req_grant = (size_t)MAX(MAX(has, (int64_t)s->req_counted) - floor, 0);
     h->req_granted = others + s->req_grant;
 }
 

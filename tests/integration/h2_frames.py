@@ -8,6 +8,9 @@ count, so it always ends.
 
   h2_frames.py PORT malformed        each malformed request on its own stream, then a valid one
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
+  h2_frames.py PORT cancel_races N R  R rounds of N GETs answered (a WINDOW_UPDATE for
+                                     each one's last DATA), then each reset (CANCEL), one a round
+                                     sent trailers: a next GET must be answered
   h2_frames.py PORT reset_before_data PATH  a GET with stream windows of 0, reset (CANCEL) once
                                      its head came, before any of its body could
   h2_frames.py PORT stall_body PATH  a POST that sends half its content-length, then nothing
@@ -32,11 +35,14 @@ count, so it always ends.
                                      before it is read (it crosses the GOAWAY): it must be answered
   h2_frames.py PORT unfinished_head PATH leave|wait  a header block without its end: the
                                      client leaves at once, or waits for Portico's GOAWAY
-  h2_frames.py PORT uploads PID [norss]  99 POSTs of 8 MB to /stall/ (an origin that reads
-                                     nothing) and one of 4 MiB to /read/, sent as fast as the
+  h2_frames.py PORT uploads PID [norss|rss] [N]  N (99) POSTs of 8 MB to /stall/ (an origin
+                                     that reads nothing) and one of 4 MiB to /read/, sent as fast as the
                                      windows allow: the last must finish; then the worker's (PID)
                                      RSS once it stops growing (norss, where RSS is not Portico's:
                                      the windows used for a second more, the RSS not followed)
+  h2_frames.py PORT unacked_uploads PID norss|rss N  N POSTs to /stall/ with the preface,
+                                     Portico's SETTINGS never acknowledged: the bytes their
+                                     default windows let go, and the worker's (PID) RSS
   h2_frames.py PORT finished_uploads N  N small POSTs to /early/ (whole, END_STREAM; each awaited
                                      until its origin, having read it, sends a 103), then one
                                      of 4 MiB to /read/: the largest stream window it was given
@@ -62,7 +68,8 @@ count, so it always ends.
                                      of each response in order, and the fields of its trailing
                                      HEADERS
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
-                                     padded_empty_data,
+                                     padded_empty_data, closed_reset, closed_window_update,
+                                     closed_headers (on a stream answered and closed),
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
                                      a second connection measures its own requests meanwhile
@@ -477,6 +484,9 @@ def flood(port, kind):
         c.send(frame(HEADERS, 0, sid, c.block(get("/"))))
     if kind == "stall_window":
         c.send(c.request(sid, get("/bytes/1000000")))
+    if kind.startswith("closed_"):  # frames on a stream answered and closed
+        c.send(c.request(sid, get("/status/200")))
+        c.pump(lambda: c.st(1)["end"], time.monotonic() + IO_S)
     while kind not in ("stall_head", "stall_window", "settings_timeout", "idle") and sent < limit and \
             not done() and not c.closed and not c.unwritable and time.monotonic() < deadline:
         batch, first = [], sid
@@ -503,6 +513,12 @@ def flood(port, kind):
                 batch.append(frame(DATA, 0x8, 1, b"\0"))
             elif kind == "continuation":
                 batch.append(frame(CONTINUATION, 0, 1, b""))
+            elif kind == "closed_reset":
+                batch.append(frame(RST_STREAM, 0, 1, struct.pack(">I", 8)))  # CANCEL
+            elif kind == "closed_window_update":
+                batch.append(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 1)))
+            elif kind == "closed_headers":  # trailers, as if they crossed our END_STREAM
+                batch.append(frame(HEADERS, END_HEADERS | END_STREAM, 1, c.block([("x-t", "1")])))
             elif kind == "hpack_bomb":
                 if len(batch) < 4:  # ~600 KB per batch
                     batch.append(hpack_bomb(sid))
@@ -539,6 +555,31 @@ def cancel(port, path):
     c.send(c.request(3, get("/status/200")))
     c.pump(lambda: st3["end"] or st3["rst"] is not None, time.monotonic() + IO_S)
     print("cancelled_status=%s next_status=%s" % (st["status"][-1:], st3["status"][-1:]))
+    c.close()
+
+
+def cancel_races(port, n, rounds):
+    """What a browser's cancels that cross their answers look like, at a high request rate:
+    rounds of n GETs answered and closed (each one's last DATA answered with a WINDOW_UPDATE,
+    as every DATA is: handle()), each then reset (CANCEL), the first of each round sent
+    trailers too; then a GET on the same connection must be answered, with no GOAWAY."""
+    c = Conn(port)
+    answered, sid = 0, 1
+    for _ in range(rounds):
+        sids = list(range(sid, sid + 2 * n, 2))
+        sid += 2 * n
+        c.send(b"".join(c.request(s, get("/status/200")) for s in sids))
+        c.pump(lambda: all(c.st(s)["end"] for s in sids) or c.goaway is not None,
+               time.monotonic() + IO_S)
+        answered += sum(1 for s in sids if c.st(s)["end"])
+        out = [frame(HEADERS, END_HEADERS | END_STREAM, sids[0], c.block([("x-t", "1")]))]
+        for s in sids:
+            out.append(frame(RST_STREAM, 0, s, struct.pack(">I", 8)))
+        c.send(b"".join(out))
+    st = c.st(sid)
+    c.send(c.request(sid, get("/status/200")))
+    c.pump(lambda: st["end"] or c.goaway is not None, time.monotonic() + IO_S)
+    print("answered=%d next_status=%s goaway=%s" % (answered, st["status"][-1:], c.goaway))
     c.close()
 
 
@@ -743,7 +784,7 @@ def rss_kb(pid):
 UPLOAD_STALLED, UPLOAD_SIZE, UPLOAD_READ = 99, 8000000, 4 << 20
 
 
-def uploads(port, pid, follow_rss=True):
+def uploads(port, pid, follow_rss=True, stalled=UPLOAD_STALLED):
     """The client sends whatever its windows allow (RFC 9113 6.9), on every stream in turn, the
     one whose origin reads first: what Portico holds is what its windows let in."""
     before = rss_kb(pid)
@@ -762,7 +803,7 @@ def uploads(port, pid, follow_rss=True):
                 credit[sid] += inc
         orig_handle(ftype, flags, sid, payload)
     c.handle = handle
-    read = 1 + 2 * UPLOAD_STALLED
+    read = 1 + 2 * stalled
     sids = [read] + list(range(1, read, 2))
     for sid in sorted(sids):  # stream ids only go up (RFC 9113 5.1.1)
         path = "/read/%d" % sid if sid == read else "/stall/%d" % sid
@@ -811,6 +852,51 @@ def uploads(port, pid, follow_rss=True):
     print("stalled_sent=%d resets=%d goaway=%s" % (stalled, resets, c.goaway))
     print("rss_before=%d rss_after=%d" % (before, last))
     c.close()
+
+def unacked_uploads(port, pid, n, follow_rss=True):
+    """n POSTs to /stall/ (an origin that never takes them) sent with the preface, Portico's
+    SETTINGS never acknowledged: each stream's window stays the default 65,535 (RFC 9113 6.5.3),
+    and the client sends what the windows allow (each WINDOW_UPDATE of the connection's counted)
+    until nothing more goes for half a second, 3 s at most; then what went and the worker's
+    (PID) RSS."""
+    before = rss_kb(pid)
+    sids = list(range(1, 2 * n, 2))
+    c = Conn(port, ack_settings=False, early=lambda c: b"".join(
+        c.request(sid, get("/stall/%d" % sid, "POST") + [("content-length", "8000000")], False)
+        for sid in sids))
+    window = {"conn": 65535}
+    orig_handle = c.handle
+
+    def handle(ftype, flags, sid, payload):
+        if ftype == WINDOW_UPDATE and sid == 0:
+            window["conn"] += struct.unpack(">I", payload)[0] & 0x7FFFFFFF
+        orig_handle(ftype, flags, sid, payload)
+    c.handle = handle
+    left, chunk = dict.fromkeys(sids, 65535), b"p" * 16384
+    sent, since, deadline = 0, time.monotonic(), time.monotonic() + 3
+    while time.monotonic() - since < 0.5 and time.monotonic() < deadline and not c.closed:
+        out = []
+        for sid in sids:
+            while left[sid] and window["conn"] > 0:
+                k = min(len(chunk), left[sid], window["conn"])
+                left[sid] -= k
+                window["conn"] -= k
+                sent += k
+                out.append(frame(DATA, 0, sid, chunk[:k]))
+        if out:
+            c.send(b"".join(out))
+            since = time.monotonic()
+        c.pump(lambda: False, time.monotonic() + 0.05)
+    last, since = rss_kb(pid), time.monotonic()
+    while follow_rss and time.monotonic() - since < 1 and time.monotonic() < deadline + 5:
+        c.pump(lambda: False, time.monotonic() + 0.05)
+        now = rss_kb(pid)
+        if now > last + 256:
+            last, since = now, time.monotonic()
+    print("unacked_sent=%d goaway=%s" % (sent, c.goaway))
+    print("rss_before=%d rss_after=%d" % (before, last))
+    c.close()
+
 
 FINISHED_BODY, FINISHED_BIG = 100, 4 << 20
 
@@ -876,6 +962,8 @@ def main():
         malformed(port)
     elif sys.argv[2] == "cancel":
         cancel(port, sys.argv[3])
+    elif sys.argv[2] == "cancel_races":
+        cancel_races(port, int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[2] == "reset_before_data":
         reset_before_data(port, sys.argv[3])
     elif sys.argv[2] == "stall_body":
@@ -914,8 +1002,11 @@ def main():
         drain_dropped(port, int(sys.argv[3]))
     elif sys.argv[2] == "bombs":
         bombs(port, int(sys.argv[3]))
+    elif sys.argv[2] == "unacked_uploads":
+        unacked_uploads(port, int(sys.argv[3]), int(sys.argv[5]), sys.argv[4] != "norss")
     elif sys.argv[2] == "uploads":
-        uploads(port, int(sys.argv[3]), sys.argv[4:5] != ["norss"])
+        uploads(port, int(sys.argv[3]), sys.argv[4:5] != ["norss"],
+                int(sys.argv[5]) if len(sys.argv) > 5 else UPLOAD_STALLED)
     elif sys.argv[2] == "reload_first":
         reload_first(port, sys.argv[3], int(sys.argv[4]), sys.argv[5])
     else:

@@ -978,6 +978,7 @@ static void test_streams_independent(void **state)
  * about 20 MB, the in-process simulator's own buffers included. */
 #define SHUT_CONNS 2
 #define SHUT_STREAMS 100 /* http2_max_concurrent_streams */
+#define SHUT_STREAMS_MAX 1000
 #define SHUT_GROWTH_KB (SHUT_CONNS * 20 * 1024)
 
 /* Portico's RSS once it stops growing (no growth past 256 kB for a second), in kB. */
@@ -1007,11 +1008,15 @@ static size_t frame_head(uint8_t *p, size_t len, uint8_t type, uint8_t flags, ui
     return sizeof(hd);
 }
 
-static void test_shut_windows_bounded_memory(void **state)
+/* `conns` h2c connections of `streams` GETs of 8 MB each, SETTINGS_INITIAL_WINDOW_SIZE 0, to
+ * Portico with `proxy_extra`: its RSS grows by at most growth_kb; the figures are printed. */
+static void shut_windows(const char *proxy_extra, int conns, int streams, long growth_kb)
 {
-    (void)state;
-    struct harness *h = start("listen = 127.0.0.1:{{port:h2c}} h2c\nclient_header_timeout = 60s",
-                              "[upstream u]\norigin = sim\n");
+    char extra[256];
+    snprintf(extra, sizeof(extra),
+             "listen = 127.0.0.1:{{port:h2c}} h2c\nclient_header_timeout = 60s\n%s",
+             proxy_extra ? proxy_extra : "");
+    struct harness *h = start(extra, "[upstream u]\norigin = sim\n");
     pid_t pid = harness_pid(h);
     bool own = px_rss_is_portico(pid);
     /* RSS that is not Portico's own is shown, not awaited (under ASan it never settles) */
@@ -1019,8 +1024,9 @@ static void test_shut_windows_bounded_memory(void **state)
     static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     static const char path[] = "/bytes/8000000", authority[] = "localhost";
     struct raw_conn *c[SHUT_CONNS];
-    for (size_t i = 0; i < SHUT_CONNS; i++) {
-        static uint8_t out[64 + SHUT_STREAMS * 64];
+    assert_true(conns <= SHUT_CONNS && streams <= SHUT_STREAMS_MAX);
+    for (int i = 0; i < conns; i++) {
+        static uint8_t out[64 + SHUT_STREAMS_MAX * 64];
         size_t n = 0;
         memcpy(out, preface, sizeof(preface) - 1);
         n += sizeof(preface) - 1;
@@ -1041,7 +1047,7 @@ static void test_shut_windows_bounded_memory(void **state)
         block[b++] = sizeof(authority) - 1;
         memcpy(block + b, authority, sizeof(authority) - 1);
         b += sizeof(authority) - 1;
-        for (uint32_t s = 0; s < SHUT_STREAMS; s++) {
+        for (uint32_t s = 0; s < (uint32_t)streams; s++) {
             n += frame_head(out + n, b, 0x1, 0x5, 2 * s + 1); /* END_STREAM | END_HEADERS */
             memcpy(out + n, block, b);
             n += b;
@@ -1051,19 +1057,38 @@ static void test_shut_windows_bounded_memory(void **state)
         assert_int_equal(raw_send(c[i], out, n), 0);
     }
     /* every stream taken (awaited where the RSS is not), then exactly that many */
-    assert_int_equal(metric_reached(h, "portico_http2_streams_total", SHUT_CONNS * SHUT_STREAMS),
-                     SHUT_CONNS * SHUT_STREAMS);
+    assert_int_equal(metric_reached(h, "portico_http2_streams_total", conns * streams),
+                     conns * streams);
     long after = own ? rss_settled(pid) : px_proc_kb(pid, "VmRSS");
-    print_message("%d connections x %d shut streams: portico RSS %ld kB -> %ld kB%s\n",
-                  SHUT_CONNS, SHUT_STREAMS, before, after,
-                  own ? "" : " (not asserted under ASan or valgrind)");
-    assert_int_equal(metric(h, "portico_http2_streams_total"), SHUT_CONNS * SHUT_STREAMS);
-    if (own && after - before > SHUT_GROWTH_KB)
-        fail_msg("RSS grew by %ld kB with %d connections of shut streams (at most %d kB)",
-                 after - before, SHUT_CONNS, SHUT_GROWTH_KB);
-    for (size_t i = 0; i < SHUT_CONNS; i++)
+    print_message("%d connections x %d shut streams: portico RSS %ld kB -> %ld kB%s\n", conns,
+                  streams, before, after, own ? "" : " (not asserted under ASan or valgrind)");
+    assert_int_equal(metric(h, "portico_http2_streams_total"), conns * streams);
+    if (own && after - before > growth_kb)
+        fail_msg("RSS grew by %ld kB with %d connections of %d shut streams (at most %ld kB)",
+                 after - before, conns, streams, growth_kb);
+    for (int i = 0; i < conns; i++)
         raw_close(c[i]);
     px_stop(h);
+}
+
+static void test_shut_windows_bounded_memory(void **state)
+{
+    (void)state;
+    shut_windows(NULL, SHUT_CONNS, SHUT_STREAMS, SHUT_GROWTH_KB);
+}
+
+/* The same at http2_max_concurrent_streams = 1000: each stream's share of CONN_HELD_MAX was at
+ * least 16 KiB whatever their number (16 MiB for 999 streams): RSS +56 MB; with 4 KiB (4 MiB /
+ * 1000), +42 MB. Most of the rest is each stream's first read from its origin, up to its share
+ * when it began (4 MiB / the streams begun so far, 256 KiB at most: ~20 MiB summed over 999
+ * streams begun one after the other), and the in-process simulator's buffers. */
+#define SHUT_MANY 999
+#define SHUT_MANY_GROWTH_KB (48 * 1024)
+
+static void test_shut_windows_many_streams(void **state)
+{
+    (void)state;
+    shut_windows("http2_max_concurrent_streams = 1000", 1, SHUT_MANY, SHUT_MANY_GROWTH_KB);
 }
 
 /* Request bodies have a connection budget too (CONN_REQ_HELD_MAX, 4 MiB): 99 uploads of 8 MB
@@ -1073,44 +1098,117 @@ static void test_shut_windows_bounded_memory(void **state)
  * the stalled ones do not keep its window shut. */
 #define UPLOAD_GROWTH_KB (16 * 1024)
 
-static void test_upload_budget(void **state)
+/* `stalled` uploads to an origin of `kind` that takes nothing (reads nothing, or never accepts)
+ * beside one to an origin that reads, on one connection of Portico with `proxy_extra`: the one
+ * finishes, and Portico's RSS grows by at most growth_kb; the figures are printed. */
+static void upload_budget(const char *proxy_extra, enum fo_kind kind, int stalled, long growth_kb)
 {
-    (void)state;
-    struct fake_origin *stall = fake_origin_start_kind(FO_NO_READ);
+    struct fake_origin *stall = fake_origin_start_kind(kind);
     struct fake_origin *reader = fake_origin_start_kind(FO_OK);
-    struct harness *h = start(NULL,
-                              "[upstream stall]\norigin = 127.0.0.1:%u\n"
+    assert_non_null(stall);
+    assert_non_null(reader);
+    struct harness *h = start(proxy_extra,
+                              "[upstream stall]\norigin = 127.0.0.1:%u\nconnect_timeout = 30s\n"
                               "[upstream read]\norigin = 127.0.0.1:%u\n"
                               "[route stall]\nprefix = /stall/\nupstream = stall\n"
                               "[route read]\nprefix = /\nupstream = read\n",
                               fake_origin_port(stall), fake_origin_port(reader));
     pid_t pid = harness_pid(h);
     bool own = px_rss_is_portico(pid);
-    char spid[16];
+    char spid[16], n[16];
     snprintf(spid, sizeof(spid), "%d", (int)pid);
+    snprintf(n, sizeof(n), "%d", stalled);
     struct tu_cmd_result r = {0};
     char port[16];
     const char *const argv[] = {PY,   FRAMES, port_arg(h, port, sizeof(port)), "uploads", spid,
-                                own ? NULL : "norss", NULL};
+                                own ? "rss" : "norss", n, NULL};
     /* its own deadlines end it within 30 s: the old code kept it sending for ~14 s */
     int rc = tu_run_command(argv, 40000, &r);
     if (rc != 0)
         fail_msg("h2_frames.py uploads exited %d:\n%s%s", rc, r.out, r.err);
-    static const char *const want[] = {"stream=199 status=[200] end=True rst=None sent=4194304",
-                                       "resets=0 goaway=None"};
+    char want_read[96];
+    snprintf(want_read, sizeof(want_read), "stream=%d status=[200] end=True rst=None sent=4194304",
+             2 * stalled + 1);
+    const char *const want[] = {want_read, "resets=0 goaway=None"};
     want_lines(&r, want, ARRAY_SIZE(want));
     long before = -1, after = -1;
     const char *p = strstr(r.out, "rss_before=");
     assert_non_null(p);
     assert_int_equal(sscanf(p, "rss_before=%ld rss_after=%ld", &before, &after), 2);
+    p = strstr(r.out, "stalled_sent=");
+    print_message("%d stalled uploads: portico RSS %ld kB -> %ld kB%s; %.*s\n", stalled, before,
+                  after, own ? "" : " (not asserted under ASan or valgrind)",
+                  p ? (int)strcspn(p, " ") : 0, p ? p : "");
     tu_cmd_result_free(&r);
-    print_message("99 stalled uploads: portico RSS %ld kB -> %ld kB%s\n", before, after,
-                  own ? "" : " (not asserted under ASan or valgrind)");
-    if (own && after - before > UPLOAD_GROWTH_KB)
-        fail_msg("RSS grew by %ld kB with 99 stalled uploads (at most %d kB)", after - before,
-                 UPLOAD_GROWTH_KB);
+    if (own && after - before > growth_kb)
+        fail_msg("RSS grew by %ld kB with %d stalled uploads (at most %ld kB)", after - before,
+                 stalled, growth_kb);
     px_stop(h);
     fake_origin_stop(reader);
+    fake_origin_stop(stall);
+}
+
+static void test_upload_budget(void **state)
+{
+    (void)state;
+    upload_budget(NULL, FO_NO_READ, 99, UPLOAD_GROWTH_KB);
+}
+
+/* The budget holds whatever http2_max_concurrent_streams allows: every stream used to begin with
+ * a 16 KiB window (SETTINGS_INITIAL_WINDOW_SIZE) whatever the budget, so 999 uploads to an
+ * origin that never accepts (nothing leaves for a kernel buffer) held 16 MiB, four times the
+ * budget. */
+#define MANY_UPLOADS 999
+#define MANY_GROWTH_KB (16 * 1024)
+
+static void test_upload_budget_many_streams(void **state)
+{
+    (void)state;
+    upload_budget("http2_max_concurrent_streams = 1000", FO_BLACKHOLE, MANY_UPLOADS,
+                  MANY_GROWTH_KB);
+}
+
+/* Before the client acknowledges our SETTINGS, each stream's window is the default 65,535 (RFC
+ * 9113 6.5.3), not the floor: 999 uploads sent with the preface to an origin that never accepts,
+ * the acknowledgement never sent, let 65 MB in (40 MB in the script's 3 s, RSS +50 MB). The
+ * connection's window, given back then only once the acknowledgement comes, bounds them: 1 MiB
+ * and the 65,535 it began with. */
+#define UNACKED_SENT_MAX (1024 * 1024 + 65535)
+
+static void test_upload_budget_before_settings_ack(void **state)
+{
+    (void)state;
+    struct fake_origin *stall = fake_origin_start_kind(FO_BLACKHOLE);
+    assert_non_null(stall);
+    struct harness *h = start("http2_max_concurrent_streams = 1000",
+                              "[upstream stall]\norigin = 127.0.0.1:%u\nconnect_timeout = 30s\n"
+                              "[route stall]\nprefix = /stall/\nupstream = stall\n",
+                              fake_origin_port(stall));
+    pid_t pid = harness_pid(h);
+    bool own = px_rss_is_portico(pid);
+    char spid[16], port[16];
+    snprintf(spid, sizeof(spid), "%d", (int)pid);
+    struct tu_cmd_result r = {0};
+    const char *const argv[] = {PY,   FRAMES, port_arg(h, port, sizeof(port)), "unacked_uploads",
+                                spid, own ? "rss" : "norss", "999", NULL};
+    int rc = tu_run_command(argv, 40000, &r);
+    if (rc != 0)
+        fail_msg("h2_frames.py unacked_uploads exited %d:\n%s%s", rc, r.out, r.err);
+    long sent = -1, before = -1, after = -1;
+    const char *p = strstr(r.out, "unacked_sent=");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "unacked_sent=%ld", &sent), 1);
+    p = strstr(r.out, "rss_before=");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "rss_before=%ld rss_after=%ld", &before, &after), 2);
+    print_message("999 uploads, SETTINGS unacknowledged: %ld bytes let in, portico RSS %ld kB -> "
+                  "%ld kB%s\n", sent, before, after,
+                  own ? "" : " (not asserted under ASan or valgrind)");
+    tu_cmd_result_free(&r);
+    if (sent > UNACKED_SENT_MAX)
+        fail_msg("%ld bytes of request bodies let in before the SETTINGS acknowledgement (at most "
+                 "%d)", sent, UNACKED_SENT_MAX);
+    px_stop(h);
     fake_origin_stop(stall);
 }
 
@@ -1571,6 +1669,12 @@ static const struct flood_case flood_cases[] = {
     {"empty_data", "goaway=11 ", "portico_http2_flood_control_frames_total", false},
     /* the same with the PADDED flag: a frame of padding only carries no data either */
     {"padded_empty_data", "goaway=11 ", "portico_http2_flood_control_frames_total", false},
+    /* resets, WINDOW_UPDATEs and trailers on a stream answered and closed: nghttp2 ignores
+     * them, but for its own limit on every RST_STREAM, which ended the first with its GOAWAY
+     * INTERNAL_ERROR (counted as a protocol error) and let the others run for ever */
+    {"closed_reset", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
+    {"closed_window_update", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
+    {"closed_headers", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     /* CONTINUATION frames without end (CVE-2024-27316 family): nghttp2's limit */
     {"continuation", "goaway=11 ", "portico_http2_flood_continuation_total", false},
     /* a header block left unfinished: client_header_timeout */
@@ -1878,6 +1982,26 @@ static void test_client_reset_is_499(void **state)
     fake_origin_stop(o);
 }
 
+/* Cancels that cross their answers, as browsers send them, at a high request rate: 20 rounds of
+ * 50 streams answered and closed (each one's last DATA answered with a WINDOW_UPDATE), then each
+ * reset, one a round sent trailers (2,020 frames on closed streams in a second or two). That is
+ * no flood: the connection goes on, nothing is counted. Charged without each stream's end
+ * giving back its due, it was ended as a closed-stream flood. */
+static void test_cancel_races_not_a_flood(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, "[upstream u]\norigin = sim\n");
+    struct tu_cmd_result r = {0};
+    frames2(h, "cancel_races", "50", "20", &r);
+    static const char *const want[] = {"answered=1000 next_status=[200] goaway=None"};
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, "portico_http2_flood_closed_streams_total"), 0);
+    assert_int_equal(metric(h, "portico_http2_flood_rapid_reset_total"), 0);
+    assert_int_equal(metric(h, "portico_http2_protocol_errors_total"), 0);
+    px_stop(h);
+}
+
 /* A client that resets a stream (CANCEL) after its head came and before any of its body could
  * (windows of 0) got no body byte: logged with the status sent, as an HTTP/1.1 client that
  * closes mid-body, bytes_out 0, counted as an abort. The old code logged the whole response as
@@ -2137,8 +2261,11 @@ int main(void)
         cmocka_unit_test(test_connection_errors_counted),
         cmocka_unit_test(test_h2c_and_http2_off),
         cmocka_unit_test(test_upload_budget),
+        cmocka_unit_test(test_upload_budget_many_streams),
+        cmocka_unit_test(test_upload_budget_before_settings_ack),
         cmocka_unit_test(test_finished_uploads_hold_no_budget),
         cmocka_unit_test(test_client_reset_is_499),
+        cmocka_unit_test(test_cancel_races_not_a_flood),
         cmocka_unit_test(test_reset_before_data_logged_as_sent),
         cmocka_unit_test(test_body_timeout),
         cmocka_unit_test(test_body_timeout_origin_held),
@@ -2153,6 +2280,7 @@ int main(void)
         cmocka_unit_test(test_max_concurrent_streams),
         cmocka_unit_test(test_streams_independent),
         cmocka_unit_test(test_shut_windows_bounded_memory),
+        cmocka_unit_test(test_shut_windows_many_streams),
         cmocka_unit_test(test_slow_reader_not_stalled),
         cmocka_unit_test(test_request_trailers),
         cmocka_unit_test(test_response_trailers),
