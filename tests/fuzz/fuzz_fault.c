@@ -52,6 +52,8 @@ static int parse(const char *p, size_t n, int mode, struct fault_rule *r, char *
     return rc != 0 ? rc : fault_rule_check(r, why, size);
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
