@@ -848,6 +848,21 @@ static void test_truncate_whole_body(void **state)
     }
 }
 
+/* A reader of c's bytes, past the head of a 200 OK (its lines read, checked, dropped). Free it. */
+static struct so_reader *read_ok_head(struct raw_conn *c)
+{
+    struct so_reader *d = calloc(1, sizeof(*d));
+    assert_non_null(d);
+    d->fd = raw_fd(c);
+    char line[256];
+    assert_int_equal(so_read_line(d, line, sizeof(line)), 0);
+    assert_string_equal(line, "HTTP/1.1 200 OK");
+    do
+        assert_int_equal(so_read_line(d, line, sizeof(line)), 0);
+    while (line[0] != '\0');
+    return d;
+}
+
 /* A reset throws away what the kernel still holds to send, and it threw away our own buffer too:
  * the answer to a request pipelined ahead of a reset one, logged 200 with all its bytes, reached
  * the client cut (32 KiB of 1 MiB). What went before the reset leaves first. */
@@ -878,15 +893,7 @@ static void test_reset_after_pipelined_answer(void **state)
     /* the reset's exchange has ended (its line is written): the first answer is all queued, and
      * what our receive buffer did not take waits in Portico's (we have not read) */
     assert_int_equal(harness_wait_file(h, "access.log", " fault=rst ", PX_IO_MS), 0);
-    struct so_reader *d = calloc(1, sizeof(*d));
-    assert_non_null(d);
-    d->fd = raw_fd(c);
-    char line[256];
-    assert_int_equal(so_read_line(d, line, sizeof(line)), 0);
-    assert_string_equal(line, "HTTP/1.1 200 OK");
-    do
-        assert_int_equal(so_read_line(d, line, sizeof(line)), 0);
-    while (line[0] != '\0');
+    struct so_reader *d = read_ok_head(c);
     uint64_t off = 0;
     int rc = so_read_body(d, &off, PIPELINED_BODY, false);
     print_message("  the answer before the reset: %llu of %d bytes\n", (unsigned long long)off,
@@ -941,15 +948,7 @@ static void test_throttle_fast_rate(void **state)
              (unsigned long long)FAST_BODY);
     int64_t t0 = tu_now_ms(); /* before the body's start, so before its schedule's */
     assert_int_equal(raw_send_str(c, req), 0);
-    struct so_reader *d = calloc(1, sizeof(*d));
-    assert_non_null(d);
-    d->fd = raw_fd(c);
-    char line[256];
-    assert_int_equal(so_read_line(d, line, sizeof(line)), 0);
-    assert_string_equal(line, "HTTP/1.1 200 OK");
-    do
-        assert_int_equal(so_read_line(d, line, sizeof(line)), 0);
-    while (line[0] != '\0');
+    struct so_reader *d = read_ok_head(c);
     int64_t t_head = tu_now_ms(); /* the first step comes with the head */
     uint64_t got = d->len - d->pos, k = 1; /* k: the next step, from byte k * FAST_STEP */
     int64_t ended = got == FAST_STEP ? t_head : -1, excess = 0;
