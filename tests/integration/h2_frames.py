@@ -35,8 +35,8 @@ count, so it always ends.
                                      before it is read (it crosses the GOAWAY): it must be answered
   h2_frames.py PORT unfinished_head PATH leave|wait  a header block without its end: the
                                      client leaves at once, or waits for Portico's GOAWAY
-  h2_frames.py PORT uploads PID [norss|rss] [N]  N (99) POSTs of 8 MB to /stall/ (an origin
-                                     that reads nothing) and one of 4 MiB to /read/, sent as fast as the
+  h2_frames.py PORT uploads PID [norss|rss] [N [SIZE]]  N (99) POSTs of 8 MB to /stall/ (an
+                                     origin that reads nothing) and one of SIZE (4 MiB) to /read/, sent as fast as the
                                      windows allow: the last must finish; then the worker's (PID)
                                      RSS once it stops growing (norss, where RSS is not Portico's:
                                      the windows used for a second more, the RSS not followed)
@@ -784,7 +784,7 @@ def rss_kb(pid):
 UPLOAD_STALLED, UPLOAD_SIZE, UPLOAD_READ = 99, 8000000, 4 << 20
 
 
-def uploads(port, pid, follow_rss=True, stalled=UPLOAD_STALLED):
+def uploads(port, pid, follow_rss=True, stalled=UPLOAD_STALLED, read_size=UPLOAD_READ):
     """The client sends whatever its windows allow (RFC 9113 6.9), on every stream in turn, the
     one whose origin reads first: what Portico holds is what its windows let in."""
     before = rss_kb(pid)
@@ -807,7 +807,7 @@ def uploads(port, pid, follow_rss=True, stalled=UPLOAD_STALLED):
     sids = [read] + list(range(1, read, 2))
     for sid in sorted(sids):  # stream ids only go up (RFC 9113 5.1.1)
         path = "/read/%d" % sid if sid == read else "/stall/%d" % sid
-        size = UPLOAD_READ if sid == read else UPLOAD_SIZE
+        size = read_size if sid == read else UPLOAD_SIZE
         c.send(c.request(sid, get(path, "POST") + [("content-length", str(size))], False))
         credit[sid] = window["initial"]
         left[sid] = size
@@ -1006,7 +1006,8 @@ def main():
         unacked_uploads(port, int(sys.argv[3]), int(sys.argv[5]), sys.argv[4] != "norss")
     elif sys.argv[2] == "uploads":
         uploads(port, int(sys.argv[3]), sys.argv[4:5] != ["norss"],
-                int(sys.argv[5]) if len(sys.argv) > 5 else UPLOAD_STALLED)
+                int(sys.argv[5]) if len(sys.argv) > 5 else UPLOAD_STALLED,
+                int(sys.argv[6]) if len(sys.argv) > 6 else UPLOAD_READ)
     elif sys.argv[2] == "reload_first":
         reload_first(port, sys.argv[3], int(sys.argv[4]), sys.argv[5])
     else:

@@ -1101,7 +1101,8 @@ static void test_shut_windows_many_streams(void **state)
 /* `stalled` uploads to an origin of `kind` that takes nothing (reads nothing, or never accepts)
  * beside one to an origin that reads, on one connection of Portico with `proxy_extra`: the one
  * finishes, and Portico's RSS grows by at most growth_kb; the figures are printed. */
-static void upload_budget(const char *proxy_extra, enum fo_kind kind, int stalled, long growth_kb)
+static void upload_budget(const char *proxy_extra, enum fo_kind kind, int stalled, long growth_kb,
+                          long read_size)
 {
     struct fake_origin *stall = fake_origin_start_kind(kind);
     struct fake_origin *reader = fake_origin_start_kind(FO_OK);
@@ -1115,20 +1116,21 @@ static void upload_budget(const char *proxy_extra, enum fo_kind kind, int stalle
                               fake_origin_port(stall), fake_origin_port(reader));
     pid_t pid = harness_pid(h);
     bool own = px_rss_is_portico(pid);
-    char spid[16], n[16];
+    char spid[16], n[16], size[24];
     snprintf(spid, sizeof(spid), "%d", (int)pid);
     snprintf(n, sizeof(n), "%d", stalled);
+    snprintf(size, sizeof(size), "%ld", read_size);
     struct tu_cmd_result r = {0};
     char port[16];
     const char *const argv[] = {PY,   FRAMES, port_arg(h, port, sizeof(port)), "uploads", spid,
-                                own ? "rss" : "norss", n, NULL};
+                                own ? "rss" : "norss", n, size, NULL};
     /* its own deadlines end it within 30 s: the old code kept it sending for ~14 s */
     int rc = tu_run_command(argv, 40000, &r);
     if (rc != 0)
         fail_msg("h2_frames.py uploads exited %d:\n%s%s", rc, r.out, r.err);
     char want_read[96];
-    snprintf(want_read, sizeof(want_read), "stream=%d status=[200] end=True rst=None sent=4194304",
-             2 * stalled + 1);
+    snprintf(want_read, sizeof(want_read), "stream=%d status=[200] end=True rst=None sent=%ld",
+             2 * stalled + 1, read_size);
     const char *const want[] = {want_read, "resets=0 goaway=None"};
     want_lines(&r, want, ARRAY_SIZE(want));
     long before = -1, after = -1;
@@ -1151,7 +1153,7 @@ static void upload_budget(const char *proxy_extra, enum fo_kind kind, int stalle
 static void test_upload_budget(void **state)
 {
     (void)state;
-    upload_budget(NULL, FO_NO_READ, 99, UPLOAD_GROWTH_KB);
+    upload_budget(NULL, FO_NO_READ, 99, UPLOAD_GROWTH_KB, 4 << 20);
 }
 
 /* The budget holds whatever http2_max_concurrent_streams allows: every stream used to begin with
@@ -1160,12 +1162,15 @@ static void test_upload_budget(void **state)
  * budget. */
 #define MANY_UPLOADS 999
 #define MANY_GROWTH_KB (16 * 1024)
+/* The upload beside them that flows: in windows of 4 KiB there (the pool's share among 1,000
+ * streams), a round trip each; 4 MiB took 13 s, 256 KiB shows it as well */
+#define MANY_READ_SIZE (256 * 1024)
 
 static void test_upload_budget_many_streams(void **state)
 {
     (void)state;
     upload_budget("http2_max_concurrent_streams = 1000", FO_BLACKHOLE, MANY_UPLOADS,
-                  MANY_GROWTH_KB);
+                  MANY_GROWTH_KB, MANY_READ_SIZE);
 }
 
 /* Before the client acknowledges our SETTINGS, each stream's window is the default 65,535 (RFC
