@@ -24,12 +24,10 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "portico/config.h"
@@ -88,23 +86,10 @@ static int wanted_of(const struct config *cfg, struct wanted *out)
 /* Step 1: the lock. Its fd, or -1 with errno (EADDRINUSE: another Portico holds it). */
 static int take_lock(const struct sockaddr_storage *a)
 {
-    char text[INET6_ADDRSTRLEN + 16];
-    struct sockaddr_un un = {.sun_family = AF_UNIX};
-    /* sun_path[0] stays '\0': an abstract name, no file, gone with the last descriptor */
-    int len = snprintf(un.sun_path + 1, sizeof(un.sun_path) - 1, "portico/%u/%s",
-                       (unsigned)geteuid(), sockaddr_str((const struct sockaddr *)a, text,
-                                                         sizeof(text)));
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len);
-    if (bind(fd, (struct sockaddr *)&un, salen) != 0) {
-        int err = errno;
-        close(fd);
-        errno = err;
-        return -1;
-    }
-    return fd;
+    char text[INET6_ADDRSTRLEN + 16], name[INET6_ADDRSTRLEN + 48];
+    snprintf(name, sizeof(name), "portico/%u/%s", (unsigned)geteuid(),
+             sockaddr_str((const struct sockaddr *)a, text, sizeof(text)));
+    return abstract_lock(name);
 }
 
 /* Step 2: the probe. 0, or -1 with errno (EADDRINUSE: another process's socket is there). */

@@ -22,10 +22,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
+
+#include "portico/util.h"
 
 /* What read_pid found when no pid is there */
 enum {
@@ -106,17 +106,13 @@ int pidfile_claim(const char *path)
     uint64_t hash = 0xcbf29ce484222325ULL; /* FNV-1a: a path may not fit in sun_path */
     for (const char *c = abs; *c; c++)
         hash = (hash ^ (unsigned char)*c) * 0x100000001b3ULL;
-    struct sockaddr_un un = {.sun_family = AF_UNIX};
-    /* sun_path[0] stays '\0': an abstract name, no file, gone with the last descriptor */
-    int len = snprintf(un.sun_path + 1, sizeof(un.sun_path) - 1, "portico-pid/%u/%016llx",
-                       (unsigned)geteuid(), (unsigned long long)hash);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len);
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&un, salen) == 0)
+    char name[64];
+    snprintf(name, sizeof(name), "portico-pid/%u/%016llx", (unsigned)geteuid(),
+             (unsigned long long)hash);
+    int fd = abstract_lock(name);
+    if (fd >= 0)
         return fd;
     int err = errno;
-    if (fd >= 0)
-        close(fd);
     if (err == EADDRINUSE)
         fprintf(stderr, "portico: pid_file %s: another Portico is starting or running with it\n",
                 path);

@@ -4,14 +4,19 @@
 #include "portico/util.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <ctype.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 uint64_t now_us(void)
 {
@@ -450,4 +455,26 @@ struct timeval tv_from_us(uint64_t us)
 {
     struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
     return tv;
+}
+
+int abstract_lock(const char *name)
+{
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    size_t len = strlen(name);
+    if (len > sizeof(un.sun_path) - 1) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(un.sun_path + 1, name, len); /* sun_path[0] stays '\0': an abstract name */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
+    if (bind(fd, (struct sockaddr *)&un, salen) != 0) {
+        int err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    return fd;
 }

@@ -94,6 +94,11 @@ const char *name_without_root_dot(const char *name, char *buf, size_t size);
 /* Formats an address as "127.0.0.1:3000" or "[::1]:3000" into buf. Returns buf. */
 char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz);
 
+/* A lock that dies with the process: an abstract unix socket bound to name (no file; the kernel
+ * lets one socket per network namespace have it), held until its descriptor closes. Its fd, or
+ * -1 with errno (EADDRINUSE: another process holds it). */
+int abstract_lock(const char *name);
+
 /* A Host value as a lookup key: lowercase, without port or trailing dot ("App.Example.:8080" →
  * "app.example"; "[::1]:80" → "[::1]"), NUL-terminated into buf. Returns its length, 0 when
  * empty or too long for buf. */
