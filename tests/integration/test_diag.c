@@ -854,6 +854,14 @@ static void test_minutes_count_refusals(void **state)
     px_stop(h);
 }
 
+/* A Portico with an h2c listener and max_header_size = 1k, its admin address, the OK origin. */
+static struct harness *start_h2c_1k(void)
+{
+    return px_start("admin_listen = 127.0.0.1:{{port:admin}}\n"
+                    "listen = 127.0.0.1:{{port:h2c}} h2c\nmax_header_size = 1k",
+                    "[upstream u]\norigin = 127.0.0.1:%u\n", w.port[MB_OK]);
+}
+
 /* A request over h's h2c listener (max_header_size = 1k) with a 2 KiB head: curl gets 431. */
 static void h2_head_refused(struct harness *h)
 {
@@ -875,9 +883,7 @@ static void h2_head_refused(struct harness *h)
 static void test_minutes_count_h2_refusals(void **state)
 {
     (void)state;
-    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n"
-                                 "listen = 127.0.0.1:{{port:h2c}} h2c\nmax_header_size = 1k",
-                                 "[upstream u]\norigin = 127.0.0.1:%u\n", w.port[MB_OK]);
+    struct harness *h = start_h2c_1k();
     enum { REFUSED = 2 };
     for (int i = 0; i < REFUSED; i++)
         h2_head_refused(h);
@@ -962,9 +968,7 @@ static void test_responses_sum_past_pair_cap(void **state)
 static void test_started_counts_refusals(void **state)
 {
     (void)state;
-    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n"
-                                 "listen = 127.0.0.1:{{port:h2c}} h2c\nmax_header_size = 1k",
-                                 "[upstream u]\norigin = 127.0.0.1:%u\n", w.port[MB_OK]);
+    struct harness *h = start_h2c_1k();
     enum { REFUSED = 3 };
     char *text = admin_get(h, "/metrics", 200);
     double started0 = sample(text, "portico_requests_started_total");
