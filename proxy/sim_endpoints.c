@@ -245,8 +245,11 @@ static int tick_slow(struct conn *c)
         return -1;
     if (c->req.minor == 1)
         c->req.sent++;
-    uint64_t left = c->req.arg - done;
-    sim_arm(c, left < c->req.query[0] ? left : c->req.query[0]);
+    /* the next beat on the schedule from t0, not an interval from this late wake: re-armed from
+     * each wake, a loaded host's delays added up and put an extra 102 just before the answer */
+    uint64_t interval = c->req.query[0];
+    uint64_t next = ((done + 1) / interval + 1) * interval;
+    sim_arm(c, (next < c->req.arg ? next : c->req.arg) - done);
     return 0;
 }
 
