@@ -1128,11 +1128,52 @@ static int fake_listen(uint16_t port)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
 
+    if (fd < 0) {
+        return -1;
+    }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 16) < 0) {
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 16) < 0) {
+        close(fd);
         return -1;
     }
     return fd;
+}
+
+/* PORTICO_TEST_PORTS (run-tests.sh's side-by-side builds): every port from the range, none given
+ * out twice, and a port some socket holds is passed over. The range is one of 64 ports below the
+ * kernel's ephemeral ones (and below run-tests.sh's), whose first port this test holds. */
+static void test_free_port_range(void **state)
+{
+    (void)state;
+    const char *saved = getenv("PORTICO_TEST_PORTS");
+    char *keep = saved != NULL ? strdup(saved) : NULL;
+    bool seen[64] = { false };
+    uint16_t low = 14000;
+    int held = -1;
+    char range[32];
+
+    for (; held < 0 && low < 15000; low += 64) {
+        held = fake_listen(low);
+    }
+    assert_true(held >= 0);
+    low -= 64;
+    snprintf(range, sizeof(range), "%u-%u", low, low + 63);
+    assert_int_equal(setenv("PORTICO_TEST_PORTS", range, 1), 0);
+    for (int i = 0; i < 63; i++) {
+        uint16_t p;
+
+        assert_int_equal(tu_free_port(&p), 0);
+        assert_in_range(p, low + 1, low + 63);
+        assert_false(seen[p - low]);
+        seen[p - low] = true;
+    }
+    close(held);
+    if (keep != NULL) {
+        setenv("PORTICO_TEST_PORTS", keep, 1);
+    } else {
+        unsetenv("PORTICO_TEST_PORTS");
+    }
+    free(keep);
 }
 
 /* Accepts what waits on listener fd: closed at once, or kept (up to 8, then closed) with
@@ -1312,6 +1353,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tls_client_cert),
         cmocka_unit_test(test_dns),
         cmocka_unit_test(test_dns_mode_switch),
+        cmocka_unit_test(test_free_port_range),
         cmocka_unit_test(test_harness_lifecycle),
         cmocka_unit_test(test_harness_wait_split_needle),
         cmocka_unit_test(test_harness_exits),

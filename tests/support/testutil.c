@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,9 +173,12 @@ int tu_remove_tree(const char *dir)
     return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : -1;
 }
 
-int tu_free_port(uint16_t *port)
+/* Binds a TCP socket to 127.0.0.1:want (0: the kernel's choice) without SO_REUSEADDR, so a port
+ * any socket still holds (TIME_WAIT included) is refused; puts the port in *port and closes. */
+static int bind_and_close(uint16_t want, uint16_t *port)
 {
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(want),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t alen = sizeof(a);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -189,6 +193,30 @@ int tu_free_port(uint16_t *port)
     *port = ntohs(a.sin_port);
     close(fd);
     return 0;
+}
+
+int tu_free_port(uint16_t *port)
+{
+    /* this process's next pick in the range: ports in turn, so none is given out twice */
+    static atomic_uint next;
+    const char *range = getenv("PORTICO_TEST_PORTS");
+    unsigned low, high;
+
+    if (range == NULL || sscanf(range, "%u-%u", &low, &high) != 2 || low == 0 || low > high
+        || high > 65535) {
+        return bind_and_close(0, port);
+    }
+    unsigned span = high - low + 1;
+    unsigned start = (unsigned)getpid() * 2654435761u; /* another place for the next binary */
+
+    for (unsigned tries = 0; tries < span; tries++) {
+        unsigned pick = low + (start + atomic_fetch_add(&next, 1)) % span;
+
+        if (bind_and_close((uint16_t)pick, port) == 0) {
+            return 0;
+        }
+    }
+    return -1;
 }
 
 /* Growable capture buffer for one pipe. */

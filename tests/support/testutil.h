@@ -39,8 +39,11 @@ int tu_make_temp_dir(const char *prefix, char *buf, size_t size);
 /* Removes a directory tree (does not follow symlinks). 0 or -1. */
 int tu_remove_tree(const char *dir);
 
-/* Finds a free TCP port on 127.0.0.1 (bind port 0, read it back, close). Racy by nature: another
- * process may take it before the user binds it; the kernel's random choice makes that rare. */
+/* Finds a free TCP port on 127.0.0.1 (bind, read it back, close). Racy by nature: another process
+ * may take it before the user binds it. By default the kernel chooses (bind port 0), at random in
+ * its ephemeral range, which makes that rare. With PORTICO_TEST_PORTS=LOW-HIGH (run-tests.sh gives
+ * each build's integration tests, run side by side, their own range below the ephemeral one) the
+ * port comes from that range: no outgoing connection and no other build's test can take it. */
 int tu_free_port(uint16_t *port);
 
 /* Result of tu_run_command; release with tu_cmd_result_free. */
