@@ -75,14 +75,16 @@ run: deps
 
 # Plain build first, then the sanitizer build of everything, each running every test. Each
 # next build (the sanitizer one, then the fuzz targets) runs beside the unit tests before it,
-# which leave the cores mostly idle: never beside integration tests, which run alone. (Named
-# through variables: a line that says $(MAKE) itself runs under make -n.)
+# which leave the cores mostly idle; never beside integration tests. The two builds' integration
+# tests then run side by side, each build's one binary at a time (run-tests.sh). (Named through
+# variables: a line that says $(MAKE) itself runs under make -n.)
 ASAN_BUILD := $(MAKE) --no-print-directory -j$(JOBS) tests BUILD=build/asan SAN=1
 FUZZ_BUILD := $(MAKE) --no-print-directory -j$(JOBS) fuzz-bins
 test: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) tests
-	@./scripts/run-tests.sh --beside '$(ASAN_BUILD)' build
-	@./scripts/run-tests.sh --beside '$(FUZZ_BUILD)' build/asan
+	@./scripts/run-tests.sh --only unit --beside '$(ASAN_BUILD)' build
+	@./scripts/run-tests.sh --only unit --beside '$(FUZZ_BUILD)' build/asan
+	@./scripts/run-tests.sh --only integration build build/asan
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@echo "make test: all tests passed (plain, ASan+UBSan, fuzz smoke)"
 
