@@ -982,9 +982,9 @@ static void test_trickled_response_head(void **state)
     assert_true(len >= 2 && memcmp(all + len - 2, "ok", 2) == 0);
     free(all);
     raw_close(c);
-    /* Mostly the reads of some 6,000 pieces: 70-90 ms here, plain or sanitized. The whole
-     * head parsed on each read took 360-380 ms (plain). */
-    if (!px_under_valgrind(pid) && cpu >= 250)
+    /* Mostly the reads of some 6,000 pieces: 70-90 ms here, plain or sanitized; 260 ms under
+     * ASan on a host at load 7. The whole head parsed on each read took 360-380 ms (plain). */
+    if (!px_under_valgrind(pid) && cpu >= (SANITIZED ? 500 : 250))
         fail_msg("Portico used %ld ms of CPU for one trickled head", cpu);
     px_stop(h);
     pthread_join(t.thread, NULL);
