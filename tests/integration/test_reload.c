@@ -670,5 +670,8 @@ int main(void)
         cmocka_unit_test(test_reload_resized_loses_no_connection),
         cmocka_unit_test(test_reload_changes_listeners),
     };
+    /* TEST_FILTER=test_reload_resized* runs the matching tests only */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
