@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,8 @@ struct harness {
     int stop_timeout_ms;
     pid_t pid;                 /* 0 before start */
     int pidfd;                 /* readable once the child exited; -1 when none */
+    int watch;                 /* inotify on dir for the waits, kept (wait_files); -1: none yet */
+    atomic_bool watching;      /* a wait is using watch */
     bool running;
     bool reaped;
     struct harness_exit exit;
@@ -88,6 +91,7 @@ struct harness *harness_new(void)
     }
     tu_ignore_sigpipe();
     h->pidfd = -1;
+    h->watch = -1;
     h->start_timeout_ms = HARNESS_START_TIMEOUT_MS;
     h->stop_timeout_ms = HARNESS_STOP_TIMEOUT_MS;
     /* A slower Portico (valgrind's, scripts/valgrind.sh) gets longer to start and stop. */
@@ -658,6 +662,9 @@ void harness_free(struct harness *h)
     if (h->pidfd >= 0) {
         close(h->pidfd);
     }
+    if (h->watch >= 0) {
+        close(h->watch);
+    }
     if (getenv("PORTICO_TEST_KEEP") != NULL) {
         fprintf(stderr, "harness: keeping %s\n", h->dir);
     } else {
@@ -744,23 +751,57 @@ static bool scan_new_bytes(struct harness *h, const char *name, const char *need
     return found;
 }
 
+/* An inotify descriptor watching the temp dir's files; -1 (errno set) when there is none. */
+static int watch_open(const struct harness *h)
+{
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+
+    if (fd >= 0 && inotify_add_watch(fd, h->dir, IN_MODIFY | IN_CREATE | IN_CLOSE_WRITE) < 0) {
+        int err = errno;
+
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    return fd;
+}
+
+/* Reads what the watch has queued: it tells of writes the next look at the files sees. */
+static void watch_drain(int fd)
+{
+    char events[4096];
+
+    while (read(fd, events, sizeof(events)) > 0) {
+    }
+}
+
 /* Waits until one of names (NULL-terminated, at most 2) contains needle. The inotify watch is
- * set before each look at the files, so a write in between still wakes us. */
+ * set, and what it queued read, before each look at the files, so a write in between still
+ * wakes us. It is the harness's, set at its first wait and kept until harness_free: closing an
+ * inotify descriptor with a watch waits in the kernel for an SRCU grace period
+ * (fsnotify_destroy_group), 25 ms on average on a busy 2-core machine and up to 300 ms, which
+ * test_reload's churn tests paid at each of their 100 reloads (3 to 5 s of their 4 to 6). A
+ * wait on another thread meanwhile takes a watch of its own, as every wait once did, rather
+ * than read the first one's events. */
 static int wait_files(struct harness *h, const char *const names[], const char *needle,
                       int timeout_ms)
 {
     int64_t deadline = tu_now_ms() + timeout_ms;
-    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    bool shared = !atomic_exchange(&h->watching, true);
     off_t scanned[2] = { 0, 0 };
     int rc = -1;
 
-    if (fd < 0 || inotify_add_watch(fd, h->dir, IN_MODIFY | IN_CREATE | IN_CLOSE_WRITE) < 0) {
+    if (shared && h->watch < 0) {
+        h->watch = watch_open(h);
+    }
+    int fd = shared ? h->watch : watch_open(h);
+
+    if (fd < 0) {
         set_error(h, "inotify: %s", strerror(errno));
         goto done;
     }
+    watch_drain(fd); /* an earlier wait's leftovers */
     for (;;) {
-        char events[4096];
-
         for (size_t i = 0; i < 2 && names[i] != NULL; i++) {
             if (scan_new_bytes(h, names[i], needle, &scanned[i])) {
                 rc = 0;
@@ -773,11 +814,12 @@ static int wait_files(struct harness *h, const char *const names[], const char *
             set_error(h, "\"%s\" not logged within %d ms", needle, timeout_ms);
             goto done;
         }
-        while (read(fd, events, sizeof(events)) > 0) {
-        }
+        watch_drain(fd);
     }
 done:
-    if (fd >= 0) {
+    if (shared) {
+        atomic_store(&h->watching, false);
+    } else if (fd >= 0) {
         close(fd);
     }
     return rc;
