@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "portico/addrlock.h"
@@ -350,6 +351,21 @@ static void chown_log(const char *target, uid_t uid, gid_t gid)
         log_warn("cannot give %s to uid %u: %s", target, (unsigned)uid, strerror(errno));
 }
 
+/* A log file in a directory the user cannot add files to: once logrotate has renamed it,
+ * SIGUSR1 and reloads cannot create the new one and go on writing to the renamed file. Said at
+ * the start, as the pid file's directory is. A FIFO or device is opened, never created. */
+static void warn_log_dir(const char *key, const char *target, const char *user)
+{
+    struct stat st;
+    if (!log_target_is_file(target) || (stat(target, &st) == 0 && !S_ISREG(st.st_mode)) ||
+        dir_takes_files(target))
+        return;
+    log_warn("%s %s: user %s cannot create files in its directory, so once logrotate has renamed "
+             "it, SIGUSR1 and reloads go on writing to the renamed file: give the directory to %s "
+             "(such as /var/log/portico), or rotate with copytruncate",
+             key, target, user, user);
+}
+
 /* Started as root with `user`: the sockets are bound and the files open, the workers not yet
  * running; switch now. 0, or -1 after a message. */
 static int drop_privileges(struct worker_group *group, const struct config *cfg)
@@ -380,6 +396,8 @@ static int drop_privileges(struct worker_group *group, const struct config *cfg)
                  "after the stop, naming a gone process: put it in a directory of %s's (such as "
                  "/run/portico, or systemd's RuntimeDirectory)",
                  cfg->pid_file, cfg->user, cfg->user);
+    warn_log_dir("access_log", cfg->access_log, cfg->user);
+    warn_log_dir("error_log", cfg->error_log, cfg->user);
     return 0;
 }
 

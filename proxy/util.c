@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ctype.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -455,6 +457,16 @@ struct timeval tv_from_us(uint64_t us)
 {
     struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
     return tv;
+}
+
+bool dir_takes_files(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return true;
+    bool ok = faccessat(AT_FDCWD, dirname(copy), W_OK | X_OK, AT_EACCESS) == 0;
+    free(copy);
+    return ok;
 }
 
 int abstract_lock(const char *name)

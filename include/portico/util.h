@@ -99,6 +99,10 @@ char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz);
  * -1 with errno (EADDRINUSE: another process holds it). */
 int abstract_lock(const char *name);
 
+/* Whether this process (its effective ids) can create and remove files in the directory of path
+ * ("." for a bare name); true when that cannot be told (out of memory). */
+bool dir_takes_files(const char *path);
+
 /* A Host value as a lookup key: lowercase, without port or trailing dot ("App.Example.:8080" →
  * "app.example"; "[::1]:80" → "[::1]"), NUL-terminated into buf. Returns its length, 0 when
  * empty or too long for buf. */

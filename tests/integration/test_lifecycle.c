@@ -1581,6 +1581,9 @@ static void test_user_switch(void **state)
     assert_int_equal(harness_write_config(h, fmt, 3, group, fake_origin_port(o)), 0);
     assert_int_equal(harness_start(h), 0);
     assert_int_equal(harness_wait_log(h, "running as user nobody", IO_MS), 0);
+    /* access.log is in root's directory: once renamed, SIGUSR1 could not create a new one */
+    assert_int_equal(harness_wait_log(h, "/access.log: user nobody cannot create files in its "
+                                         "directory", IO_MS), 0);
     /* said before the workers are created (the switch is made first); "listening on" once
      * every one of them is: the start's probe was accepted by one worker only */
     assert_int_equal(harness_wait_log(h, "listening on", IO_MS), 0);
@@ -1649,6 +1652,8 @@ static void test_user_reload_root_pid_dir(void **state)
         fail_msg("the reload was not applied:\n%s", err);
     if (warned != 0)
         fail_msg("no warning at the start that the pid file will stay:\n%s", err);
+    if (strstr(err, "cannot create files")) /* access_log = off, error_log = stderr */
+        fail_msg("a warning about a log that is no file:\n%s", err);
     free(err);
     assert_int_equal(status, 200);
     harness_free(h);
