@@ -1141,14 +1141,18 @@ static void test_reload_keeps_check_run(void **state)
                                  fake_origin_port(sick), fake_origin_port(well));
     assert_int_equal(harness_wait_log(h, "answered 500); 1 of 3 in a row, not marked down yet",
                                       PX_IO_MS), 0);
+    /* The requests go once the new workers alone accept: the check's line can come first, and
+     * a request to the old generation's round robin made it 3 to the sick origin of 4 */
     assert_int_equal(harness_signal(h, SIGHUP), 0);
     assert_int_equal(harness_wait_log(h, "answered 500); 2 of 3 in a row, not marked down yet",
                                       PX_IO_MS), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2", PX_IO_MS), 0);
     for (int k = 0; k < 4; k++)
         assert_int_equal(status_of(h, "/still-up"), 200);
     assert_int_equal(non_checks(sick), 2);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
     assert_int_equal(harness_wait_log(h, "answered 500); 3 in a row, marked down", PX_IO_MS), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 3", PX_IO_MS), 0);
     for (int k = 0; k < 4; k++)
         assert_int_equal(status_of(h, "/down"), 200);
     assert_int_equal(non_checks(sick), 2);
