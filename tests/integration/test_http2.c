@@ -1091,6 +1091,51 @@ static void test_shut_windows_many_streams(void **state)
     shut_windows("http2_max_concurrent_streams = 1000", 1, SHUT_MANY, SHUT_MANY_GROWTH_KB);
 }
 
+/* The budget holds whatever the order in which streams open: a stream's first read from its
+ * origin took its share as of its start (4 MiB / the streams open then, 256 KiB at most), never
+ * lowered, and what it held counted against its own share only. 99 GETs of 8 MB with shut
+ * windows, each sent once the one before had its head, grew Portico's RSS by ~12 MB (the
+ * connection held ~11 MB of response bodies); now the connection counts what all its streams
+ * hold. A 100th GET, whose window the client keeps open, still finishes beside them. */
+#define SHUT_SEQ 99
+#define SHUT_SEQ_GROWTH_KB (8 * 1024)
+
+static void test_shut_windows_one_after_another(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, "[upstream u]\norigin = sim\n");
+    pid_t pid = harness_pid(h);
+    bool own = px_rss_is_portico(pid);
+    char spid[16], port[16], n[16];
+    snprintf(spid, sizeof(spid), "%d", (int)pid);
+    snprintf(n, sizeof(n), "%d", SHUT_SEQ);
+    struct tu_cmd_result r = {0};
+    const char *const argv[] = {PY,   FRAMES, port_arg(h, port, sizeof(port)), "shut_downloads",
+                                spid, own ? "rss" : "norss", n, NULL};
+    int rc = tu_run_command(argv, 40000, &r);
+    if (rc != 0)
+        fail_msg("h2_frames.py shut_downloads exited %d:\n%s%s", rc, r.out, r.err);
+    long heads = -1, before = -1, after = -1;
+    const char *p = strstr(r.out, "heads=");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "heads=%ld", &heads), 1);
+    assert_int_equal(heads, SHUT_SEQ);
+    char want[64]; /* the open stream had all of its body */
+    snprintf(want, sizeof(want), "data=%d end=True rst=None", 4 << 20);
+    if (!strstr(r.out, want))
+        fail_msg("the stream with an open window did not finish: %s", r.out);
+    p = strstr(r.out, "rss_before=");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "rss_before=%ld rss_after=%ld", &before, &after), 2);
+    print_message("%d shut streams opened one after another: portico RSS %ld kB -> %ld kB%s\n",
+                  SHUT_SEQ, before, after, own ? "" : " (not asserted under ASan or valgrind)");
+    tu_cmd_result_free(&r);
+    if (own && after - before > SHUT_SEQ_GROWTH_KB)
+        fail_msg("RSS grew by %ld kB with %d shut streams opened one after another (at most %d "
+                 "kB)", after - before, SHUT_SEQ, SHUT_SEQ_GROWTH_KB);
+    px_stop(h);
+}
+
 /* Request bodies have a connection budget too (CONN_REQ_HELD_MAX, 4 MiB): 99 uploads of 8 MB
  * to an origin that reads nothing, sent as fast as the windows allow, grew Portico's RSS by
  * 52 MB (each stream's 128 KiB window reopened as its bytes moved into a 256 KiB output to
@@ -2286,6 +2331,7 @@ int main(void)
         cmocka_unit_test(test_streams_independent),
         cmocka_unit_test(test_shut_windows_bounded_memory),
         cmocka_unit_test(test_shut_windows_many_streams),
+        cmocka_unit_test(test_shut_windows_one_after_another),
         cmocka_unit_test(test_slow_reader_not_stalled),
         cmocka_unit_test(test_request_trailers),
         cmocka_unit_test(test_response_trailers),
