@@ -165,16 +165,17 @@ struct h2_conn {
  * waits for the client): 100 streams whose windows the client keeps shut hold 4 MiB, not 100
  * times the 256 KiB of an HTTP/1.1 exchange. Counted for the whole connection (h2_conn's
  * `held`), whenever the streams began: a share fixed when a stream began (4 MiB / the streams
- * open then) let streams opened one after the other hold ~10 times the budget. As for request
+ * open then) let 99 streams opened one after the other hold several times the budget. As for request
  * bodies, every stream may hold a floor whatever the others hold (a stream whose client reads
  * always goes on): STREAM_HELD_MIN, or less where http2_max_concurrent_streams of them would take
  * more than half of CONN_HELD_MAX; the rest (the pool) is shared out beyond the floors, a
  * stream's share being its floor plus the pool over the streams open now (h2_stream_share),
- * and no stream takes more from the origin while the pool is used up. A stream reads at most
- * its share at once (its read limit follows the number of streams, h2_stream.c), so what one
- * read brings past the bound is at most a share per stream: the connection holds at most
- * CONN_HELD_MAX, plus a floor per stream and one read of at most 256 KiB (RELAY_HIGH) that
- * crosses the pool's end, ~2.3 MiB at worst. */
+ * and no stream takes more beyond its floor while the pool is used up. Each read from an origin
+ * is limited to what its stream may still take (h2_stream_room, as of the stream's last move and
+ * whenever streams open or close), so the connection holds CONN_HELD_MAX, passed only by reads
+ * of streams that each found room before the others' reads landed in the same loop turn: twice
+ * CONN_HELD_MAX at the very worst (measured: 99 or 999 shut streams, however opened, hold
+ * 4 MiB). */
 #define CONN_HELD_MAX (4 * 1024 * 1024)
 #define STREAM_HELD_MIN (16 * 1024)
 

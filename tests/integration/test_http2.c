@@ -974,12 +974,14 @@ static void test_streams_independent(void **state)
 /* Streams whose windows the client keeps shut hold what their origins sent, but a connection
  * holds a bounded share in all (CONN_HELD_MAX, 4 MiB, split among its streams), not 100 times
  * an HTTP/1.1 exchange's 256 KiB: two h2c connections, each with 100 GETs of 8 MB and
- * SETTINGS_INITIAL_WINDOW_SIZE 0, grew Portico's RSS by 90 MB (45 MB a connection); now by
- * about 20 MB, the in-process simulator's own buffers included. */
+ * SETTINGS_INITIAL_WINDOW_SIZE 0, grew Portico's RSS by 90 MB (45 MB a connection); then by
+ * ~22 MB, each stream's first read taking its share as of its start (4 MiB / the streams begun
+ * so far); now, the connection counting what all its streams hold, by ~11.5 MB, the exchanges,
+ * origin connections and the in-process simulator's own buffers included. */
 #define SHUT_CONNS 2
 #define SHUT_STREAMS 100 /* http2_max_concurrent_streams */
 #define SHUT_STREAMS_MAX 1000
-#define SHUT_GROWTH_KB (SHUT_CONNS * 20 * 1024)
+#define SHUT_GROWTH_KB (SHUT_CONNS * 8 * 1024)
 
 /* Portico's RSS once it stops growing (no growth past 256 kB for a second), in kB. */
 static long rss_settled(pid_t pid)
@@ -1079,11 +1081,12 @@ static void test_shut_windows_bounded_memory(void **state)
 
 /* The same at http2_max_concurrent_streams = 1000: each stream's share of CONN_HELD_MAX was at
  * least 16 KiB whatever their number (16 MiB for 999 streams): RSS +56 MB; with 4 KiB (4 MiB /
- * 1000), +42 MB. Most of the rest is each stream's first read from its origin, up to its share
- * when it began (4 MiB / the streams begun so far, 256 KiB at most: ~20 MiB summed over 999
- * streams begun one after the other), and the in-process simulator's buffers. */
+ * 1000), +42 MB, most of it each stream's first read from its origin, up to its share when it
+ * began (4 MiB / the streams begun so far, 256 KiB at most: ~20 MiB summed over 999 streams
+ * begun one after the other). Now +19 MB: the streams hold 4 MiB in all, in buffers of twice
+ * their ~4 KiB reads, beside 999 exchanges, origin connections and simulator connections. */
 #define SHUT_MANY 999
-#define SHUT_MANY_GROWTH_KB (48 * 1024)
+#define SHUT_MANY_GROWTH_KB (28 * 1024)
 
 static void test_shut_windows_many_streams(void **state)
 {
