@@ -873,11 +873,12 @@ def shut_downloads(port, pid, n, follow_rss=True):
             heads += st["status"][-1:] == [200]
     sid = 1 + 2 * n
     st = c.st(sid)
+    t0 = time.monotonic()
     c.send(c.request(sid, get("/bytes/%d" % (4 << 20))))
     c.send(frame(WINDOW_UPDATE, 0, sid, struct.pack(">I", 1 << 20)))  # handle() keeps it open
     c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + 10)
-    print("heads=%d open=%d data=%d end=%s rst=%s" % (heads, sid, st["data"], st["end"],
-                                                      st["rst"]))
+    print("heads=%d open=%d data=%d end=%s rst=%s open_ms=%d" % (
+        heads, sid, st["data"], st["end"], st["rst"], (time.monotonic() - t0) * 1000))
     last, since, deadline = rss_kb(pid), time.monotonic(), time.monotonic() + 10
     while follow_rss and time.monotonic() - since < 1 and time.monotonic() < deadline:
         c.pump(lambda: False, time.monotonic() + 0.05)
