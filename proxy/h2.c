@@ -21,7 +21,9 @@
  * wait in the stream's `trailers` and go as a trailing HEADERS (END_STREAM) once the provider
  * reaches the body's end. Frames are made only while the socket output holds
  * less than OUT_HIGH; pending() counts the stream's buffer and the shared output, so origins
- * pause while either is full. Request: DATA is copied into the stream's `req_in` (nghttp2 owns
+ * pause while either is full, or while the stream may hold no more of the connection's budget
+ * for responses, counted for all its streams (h2_int.h: h2_stream_room, which also limits each
+ * read from the origin). Request: DATA is copied into the stream's `req_in` (nghttp2 owns
  * its input); the connection window is opened at once, the stream window only as the bytes
  * are written to the origin (request_taken says what still waits in the origin's output), and
  * no further than the stream's share of CONN_REQ_HELD_MAX (h2_stream_grant: our own
