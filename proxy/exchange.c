@@ -977,6 +977,12 @@ void exchange_drained(struct exchange *ex)
     ex_settle(ex);
 }
 
+void exchange_read_max(struct exchange *ex, size_t max)
+{
+    ex->ds.resp_read_max = max;
+    relay_read_limit(ex);
+}
+
 void exchange_request_timeout(struct exchange *ex)
 {
     ex->now = event_now_us();

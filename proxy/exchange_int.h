@@ -119,6 +119,8 @@ struct exchange {
     bool response_byte;                /* any response byte seen from the origin */
     size_t head_scanned;               /* bytes of the pending response head parsed without
                                           success: parsed again once a new line ends */
+    bool head_grown;                   /* a head did not fit in resp_read_max: the input takes
+                                          max_header_size (up_read_high) */
     bool upstream_paused;              /* origin reads stopped: the client's output is full */
     bool origin_reset;                 /* the origin reset the connection behind an answer not
                                           all read: the rest, in the kernel, is read as the
@@ -231,6 +233,9 @@ void relay_request_sent(struct exchange *ex);
 
 /* The downstream drained: resume the origin's response. */
 void relay_resume(struct exchange *ex);
+
+/* The origin's read limit, as the response's state and the downstream's resp_read_max say. */
+void relay_read_limit(struct exchange *ex);
 
 /* Portico answers before the request body was read (failure, no route): the part of it already
  * buffered is read and dropped, and a Content-Length rest of up to DISCARD_MAX is left for the

@@ -21,7 +21,9 @@
  * wait in the stream's `trailers` and go as a trailing HEADERS (END_STREAM) once the provider
  * reaches the body's end. Frames are made only while the socket output holds
  * less than OUT_HIGH; pending() counts the stream's buffer and the shared output, so origins
- * pause while either is full. Request: DATA is copied into the stream's `req_in` (nghttp2 owns
+ * pause while either is full, or while the stream may hold no more of the connection's budget
+ * for responses, counted for all its streams (h2_int.h: h2_stream_room, which also limits each
+ * read from the origin). Request: DATA is copied into the stream's `req_in` (nghttp2 owns
  * its input); the connection window is opened at once, the stream window only as the bytes
  * are written to the origin (request_taken says what still waits in the origin's output), and
  * no further than the stream's share of CONN_REQ_HELD_MAX (h2_stream_grant: our own
@@ -508,7 +510,17 @@ out:
 
 size_t h2_stream_share(const struct h2_conn *h)
 {
-    return MAX(h->held_floor, CONN_HELD_MAX / MAX(h->nstreams, 1));
+    return h->held_floor + h->held_pool / MAX(h->nstreams, 1);
+}
+
+size_t h2_stream_room(const struct h2_stream *s)
+{
+    const struct h2_conn *h = s->conn;
+    size_t held = evbuffer_get_length(s->body), share = h2_stream_share(h);
+    size_t room = held < h->held_floor ? h->held_floor - held : 0;
+    if (h->held < h->held_pool && held < share)
+        room = MAX(room, share - held);
+    return room;
 }
 
 size_t h2_stream_req_share(const struct h2_conn *h)
@@ -531,7 +543,8 @@ static void check_streams(struct h2_conn *h, uint64_t now)
             s->stalled_since = 0;
         else if (!s->stalled_since)
             s->stalled_since = now;
-        if (s->ex && s->watched && held + sock_pending(h->sock) < resume_below) {
+        if (s->ex && s->watched && held + sock_pending(h->sock) < resume_below &&
+            h2_stream_room(s) > 0) {
             s->watched = false;
             exchange_drained(s->ex); /* may end it: done() only submits */
         }
@@ -805,7 +818,8 @@ struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer
     size_t max_streams = (size_t)MAX(h->cfg->http2_max_concurrent_streams, 1);
     h->req_floor = MIN(STREAM_REQ_MIN, CONN_REQ_HELD_MAX / 2 / max_streams);
     h->req_pool = CONN_REQ_HELD_MAX - h->req_floor * max_streams;
-    h->held_floor = MIN(STREAM_HELD_MIN, CONN_HELD_MAX / max_streams);
+    h->held_floor = MIN(STREAM_HELD_MIN, CONN_HELD_MAX / 2 / max_streams);
+    h->held_pool = CONN_HELD_MAX - h->held_floor * max_streams;
     /* The header list limit is the HTTP/1.1 one: the head we build must fit max_header_size. */
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,

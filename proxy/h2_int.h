@@ -136,7 +136,11 @@ struct h2_conn {
     size_t req_floor;                  /* every stream's initial window: see STREAM_REQ_MIN */
     size_t req_pool;                   /* CONN_REQ_HELD_MAX less a floor for every stream
                                           http2_max_concurrent_streams allows */
-    size_t held_floor;                 /* the least share of CONN_HELD_MAX: STREAM_HELD_MIN */
+    size_t held;                       /* response bytes in the streams' `body` buffers */
+    size_t held_floor;                 /* what every stream may hold whatever the others do:
+                                          see STREAM_HELD_MIN */
+    size_t held_pool;                  /* CONN_HELD_MAX less a floor for every stream
+                                          http2_max_concurrent_streams allows */
     struct event later;                /* deferred flush and end, from the loop */
     struct event timer;                /* the earliest connection deadline */
     int depth;                         /* inside one of our callbacks: flush at its end */
@@ -158,11 +162,20 @@ struct h2_conn {
 
 
 /* Response bytes one connection holds for all its streams (what came from their origins and
- * waits for the client), shared out equally: 100 streams whose windows the client keeps shut
- * hold 4 MiB, not 100 times the 256 KiB of an HTTP/1.1 exchange. A stream's share is at least
- * STREAM_HELD_MIN, or CONN_HELD_MAX / http2_max_concurrent_streams if less (1000 streams at
- * 16 KiB each held 16 MiB); one read from its origin, at most its share when it began, may
- * pass it. */
+ * waits for the client): 100 streams whose windows the client keeps shut hold 4 MiB, not 100
+ * times the 256 KiB of an HTTP/1.1 exchange. Counted for the whole connection (h2_conn's
+ * `held`), whenever the streams began: a share fixed when a stream began (4 MiB / the streams
+ * open then) let 99 streams opened one after the other hold several times the budget. As for request
+ * bodies, every stream may hold a floor whatever the others hold (a stream whose client reads
+ * always goes on): STREAM_HELD_MIN, or less where http2_max_concurrent_streams of them would take
+ * more than half of CONN_HELD_MAX; the rest (the pool) is shared out beyond the floors, a
+ * stream's share being its floor plus the pool over the streams open now (h2_stream_share),
+ * and no stream takes more beyond its floor while the pool is used up. Each read from an origin
+ * is limited to what its stream may still take (h2_stream_room, as of the stream's last move and
+ * whenever streams open or close), so the connection holds CONN_HELD_MAX, passed only by reads
+ * of streams that each found room before the others' reads landed in the same loop turn: twice
+ * CONN_HELD_MAX at the very worst (measured: 99 or 999 shut streams, however opened, hold
+ * 4 MiB). */
 #define CONN_HELD_MAX (4 * 1024 * 1024)
 #define STREAM_HELD_MIN (16 * 1024)
 
@@ -194,6 +207,10 @@ struct h2_conn {
 
 /* How many response bytes each stream may hold now: its share of CONN_HELD_MAX. */
 size_t h2_stream_share(const struct h2_conn *h);
+
+/* How many more response bytes stream s may take from its origin now: up to its floor, or up to
+ * its share while the connection's pool is not used up (CONN_HELD_MAX); 0: it waits. */
+size_t h2_stream_room(const struct h2_stream *s);
 
 /* How many request bytes each stream may hold now: its share of CONN_REQ_HELD_MAX. */
 size_t h2_stream_req_share(const struct h2_conn *h);

@@ -33,6 +33,32 @@ static void body_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 /* ---- streams ---- */
 
+/* Counts what the stream's body buffer gains and loses in the connection's `held`: bytes come
+ * from the exchange's relay (and its error pages), and leave as DATA (send_data). */
+static void body_changed(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)b;
+    struct h2_conn *h = arg;
+    h->held = h->held + info->n_added - info->n_deleted;
+}
+
+/* What the stream's origin may read at once: what the stream may still take (never 0, which
+ * would be no limit: a stream with no room is paused by pending()). */
+static size_t read_max(const struct h2_stream *s)
+{
+    return MAX(h2_stream_room(s), 1);
+}
+
+/* Every stream's room shrinks as streams open (a stream that began alone read 256 KiB at once
+ * when 99 others had joined it) and grows as they close: their origins' reads follow. */
+static void rooms_changed(struct h2_conn *h)
+{
+    struct h2_stream *s;
+    TAILQ_FOREACH(s, &h->streams, link)
+        if (s->ex)
+            exchange_read_max(s->ex, read_max(s));
+}
+
 struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
 {
     struct h2_stream *s = calloc(1, sizeof(*s));
@@ -48,6 +74,12 @@ struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
         free(s);
         return NULL;
     }
+    if (!evbuffer_add_cb(s->body, body_changed, h)) {
+        evbuffer_free(s->req_in);
+        evbuffer_free(s->body);
+        free(s);
+        return NULL;
+    }
     s->conn = h;
     s->id = id;
     /* The event's clock, which the exchange's phases read too: a later now_us() made an answer
@@ -57,6 +89,7 @@ struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
     evtimer_assign(&s->body_timer, h->loop->base, body_timer_cb, s);
     TAILQ_INSERT_TAIL(&h->streams, s, link);
     h->nstreams++;
+    rooms_changed(h);
     metrics_add(h->loop->metrics, M_H2_STREAMS, 1);
     return s;
 }
@@ -125,12 +158,14 @@ void h2_stream_free(struct h2_stream *s, const char *why)
     event_del(&s->body_timer);
     release_grant(s);
     evbuffer_free(s->req_in);
+    h->held -= evbuffer_get_length(s->body);
     evbuffer_free(s->body);
     if (s->trailers)
         evbuffer_free(s->trailers);
     h2_request_free(&s->req);
     TAILQ_REMOVE(&h->streams, s, link);
     h->nstreams--;
+    rooms_changed(h);
     if (TAILQ_EMPTY(&h->streams))
         h->idle_since = now_us();
     free(s);
@@ -367,8 +402,11 @@ static size_t ds_pending(void *ctx)
     struct h2_stream *s = ctx;
     size_t held = evbuffer_get_length(s->body);
     /* The connection's output is every stream's: while it is full, all of them wait. A stream
-     * past its share of the connection's budget waits as if its own output were full. */
-    size_t n = held > h2_stream_share(s->conn) ? SIZE_MAX : held + sock_pending(s->conn->sock);
+     * that may hold no more of the connection's budget waits as if its own output were full. */
+    size_t room = h2_stream_room(s);
+    size_t n = !room ? SIZE_MAX : held + sock_pending(s->conn->sock);
+    if (room && s->ex) /* its next read takes no more than it may hold */
+        exchange_read_max(s->ex, room);
     s->watched |= n > 0;
     return n;
 }
@@ -679,7 +717,7 @@ void h2_stream_start(struct h2_stream *s, bool end_stream)
         return;
     }
     struct downstream ds = {.ops = &h2_ops, .ctx = s, .peer = h->peer, .proto = PROTO_HTTP2,
-                            .body_until_eof = !end_stream, .resp_read_max = h2_stream_share(h)};
+                            .body_until_eof = !end_stream, .resp_read_max = read_max(s)};
     s->ex = exchange_start(h->loop, &ds, head, len, &req, s->t0);
     free(head);
     if (!s->ex) {

@@ -27,12 +27,23 @@
 #include "portico/tls.h"
 #include "portico/util.h"
 
-/* The origin's input holds at most this much: a whole response head, or RELAY_HIGH of body (or
- * less when the downstream asks: each read can land in its buffer past its mark). */
+/* The origin's input holds at most this much: a whole response head, or RELAY_HIGH of body.
+ * A downstream that asks for less (resp_read_max: each read can land in its buffer past its
+ * mark) has heads read in that much too, and the body bytes behind them: max_header_size
+ * only for a head that did not fit (1,000 HTTP/2 streams each read 16 KiB with their head). */
 static size_t up_read_high(const struct exchange *ex)
 {
-    size_t body = ex->ds.resp_read_max ? MIN(ex->ds.resp_read_max, RELAY_HIGH) : RELAY_HIGH;
-    return MAX(body, (size_t)ex->cfg->max_header_size + 1);
+    size_t head = (size_t)ex->cfg->max_header_size + 1;
+    if (!ex->ds.resp_read_max)
+        return MAX(RELAY_HIGH, head);
+    size_t body = MIN(ex->ds.resp_read_max, RELAY_HIGH);
+    return ex->resp_state == RESP_HEAD && ex->head_grown ? MAX(body, head) : body;
+}
+
+void relay_read_limit(struct exchange *ex)
+{
+    if (ex->usock)
+        sock_set_read_limit(ex->usock, up_read_high(ex));
 }
 
 void relay_drop(struct exchange *ex)
@@ -430,6 +441,7 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
     ex->resp_splice = splice_allowed(ex, ex->ds.ops->body_splice != NULL, &ex->resp_body);
     evbuffer_drain(ex->usock->in, head_len);
     ex->resp_state = RESP_BODY;
+    relay_read_limit(ex); /* a head's room is not the body's */
 }
 
 /* The origin took the client's Upgrade: the 101 goes to the client, and the exchange ends with
@@ -522,6 +534,10 @@ static void read_heads(struct exchange *ex)
         int rc = line_ended ? h1_parse_response(p, n, ex->cfg->max_header_size, &resp, &err) : -2;
         if (rc == -2) {
             ex->head_scanned = n;
+            if (!ex->head_grown && len >= ex->usock->read_limit) {
+                ex->head_grown = true; /* the rest of the head gets room */
+                relay_read_limit(ex);
+            }
             ex_arm(&ex->phase_timer, phase_limit_ms(ex->up->timers_ms, PHASE_READ));
             return; /* silence is measured anew */
         }
@@ -811,6 +827,7 @@ static void take_connection(struct exchange *ex)
     if (ex->reused && !ex->replay && h1_info_has_body(&ex->info) && !too_long)
         ex->replay = evbuffer_new(); /* NULL when out of memory: then no resend */
     ex->head_scanned = 0; /* a resend's head is another */
+    ex->head_grown = false;
     ex->origin_reset = false;
     sock_set_cb(s, origin_cb, ex);
     sock_set_read_limit(s, up_read_high(ex));

@@ -154,7 +154,8 @@ struct downstream {
     size_t resp_read_max;              /* response body bytes read from the origin at once, if
                                           fewer than the exchange's own (0: no wish). An HTTP/2
                                           stream asks for less: its connection's budget is
-                                          shared by all its streams */
+                                          shared by all its streams, and what it may take
+                                          changes as they come and go (exchange_read_max) */
 };
 
 #endif

@@ -43,6 +43,11 @@ void exchange_request_eof(struct exchange *ex);
 /* The downstream's output drained: response bytes may flow again. */
 void exchange_drained(struct exchange *ex);
 
+/* The downstream's resp_read_max (downstream.h) is max from now on: the origin's next reads
+ * take no more (an HTTP/2 stream's share of its connection's budget, which falls as streams
+ * open). Only sets a limit: never reads, never ends the exchange. */
+void exchange_read_max(struct exchange *ex, size_t max);
+
 /* The client sent no request body byte for client_body_timeout: 408, or an abort when the
  * response has started. */
 void exchange_request_timeout(struct exchange *ex);

@@ -40,6 +40,10 @@ count, so it always ends.
                                      windows allow: the last must finish; then the worker's (PID)
                                      RSS once it stops growing (norss, where RSS is not Portico's:
                                      the windows used for a second more, the RSS not followed)
+  h2_frames.py PORT shut_downloads PID norss|rss N [PATH]  N GETs of 8 MB with shut windows,
+                                     each sent once the one before had its head, then one of
+                                     4 MiB whose window is open, which must finish, then one of
+                                     PATH; then the worker's (PID) RSS, as for uploads
   h2_frames.py PORT unacked_uploads PID norss|rss N  N POSTs to /stall/ with the preface,
                                      Portico's SETTINGS never acknowledged: the bytes their
                                      default windows let go, and the worker's (PID) RSS
@@ -853,6 +857,47 @@ def uploads(port, pid, follow_rss=True, stalled=UPLOAD_STALLED, read_size=UPLOAD
     print("rss_before=%d rss_after=%d" % (before, last))
     c.close()
 
+def shut_downloads(port, pid, n, follow_rss=True, last=None):
+    """n GETs of 8 MB from the simulator, SETTINGS_INITIAL_WINDOW_SIZE 0, their windows never
+    opened, each sent once the one before had its head (each stream begins with the others'
+    reads under way); then a GET of 4 MiB whose window is kept open, which must finish; then a
+    GET of `last` (if given), its window open too; then the worker's (PID) RSS once it stops
+    growing (as uploads())."""
+    before = rss_kb(pid)
+    c = Conn(port, [(4, 0)])  # SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may send DATA yet
+    heads = 0
+    for i in range(n):
+        sid = 1 + 2 * i
+        c.send(c.request(sid, get("/bytes/8000000")))
+        st = c.st(sid)
+        if c.pump(lambda: st["status"] or st["rst"] is not None, time.monotonic() + IO_S):
+            heads += st["status"][-1:] == [200]
+    sid = 1 + 2 * n
+    st = c.st(sid)
+    t0 = time.monotonic()
+    c.send(c.request(sid, get("/bytes/%d" % (4 << 20))))
+    c.send(frame(WINDOW_UPDATE, 0, sid, struct.pack(">I", 1 << 20)))  # handle() keeps it open
+    c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + 10)
+    print("heads=%d open=%d data=%d end=%s rst=%s open_ms=%d" % (
+        heads, sid, st["data"], st["end"], st["rst"], (time.monotonic() - t0) * 1000))
+    if last:
+        sid += 2
+        st = c.st(sid)
+        c.send(c.request(sid, get(last)))
+        c.send(frame(WINDOW_UPDATE, 0, sid, struct.pack(">I", 1 << 20)))
+        c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
+        print("last status=%s data=%d end=%s rst=%s" % (st["status"][-1:], st["data"], st["end"],
+                                                       st["rst"]))
+    last, since, deadline = rss_kb(pid), time.monotonic(), time.monotonic() + 10
+    while follow_rss and time.monotonic() - since < 1 and time.monotonic() < deadline:
+        c.pump(lambda: False, time.monotonic() + 0.05)
+        now = rss_kb(pid)
+        if now > last + 256:
+            last, since = now, time.monotonic()
+    print("rss_before=%d rss_after=%d" % (before, last))
+    c.close()
+
+
 def unacked_uploads(port, pid, n, follow_rss=True):
     """n POSTs to /stall/ (an origin that never takes them) sent with the preface, Portico's
     SETTINGS never acknowledged: each stream's window stays the default 65,535 (RFC 9113 6.5.3),
@@ -1002,6 +1047,9 @@ def main():
         drain_dropped(port, int(sys.argv[3]))
     elif sys.argv[2] == "bombs":
         bombs(port, int(sys.argv[3]))
+    elif sys.argv[2] == "shut_downloads":
+        shut_downloads(port, int(sys.argv[3]), int(sys.argv[5]), sys.argv[4] != "norss",
+                       sys.argv[6] if len(sys.argv) > 6 else None)
     elif sys.argv[2] == "unacked_uploads":
         unacked_uploads(port, int(sys.argv[3]), int(sys.argv[5]), sys.argv[4] != "norss")
     elif sys.argv[2] == "uploads":
