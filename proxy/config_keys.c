@@ -17,6 +17,7 @@
 
 #include "portico/failure.h"
 #include "portico/fault.h"
+#include "portico/hints.h"
 #include "portico/util.h"
 
 /* Name tables of the closed sets; a setter stores the index of the name it finds. */
@@ -837,7 +838,16 @@ static int set_hint(struct cfg_loader *ld, const struct cfg_key *k, void *base, 
             return -1;
         }
     }
-    if (value[0] != '<') {
+    /* every link-value well-formed, as a 103 sends only those (hint_filter): one that is not
+     * would load and never go out */
+    size_t pos = 0, len = strlen(value), elen, ulen, nlinks = 0;
+    const char *el, *uri;
+    bool valid = true;
+    while (valid && h1_link_next(value, len, &pos, &el, &elen)) {
+        valid = link_uri(el, elen, &uri, &ulen);
+        nlinks++;
+    }
+    if (!valid || !nlinks) {
         cfg_report(ld, ld->line, "early_hints: '%s' is not a Link value (</path>; rel=preload)",
                    value);
         return -1;

@@ -10,6 +10,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -345,22 +346,49 @@ static void submit_head(struct h2_stream *s, const struct resp_head *head, bool 
     h2_want_flush(h);
 }
 
+/* The size of a field section as SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113 6.5.2):
+ * each field's name and value, and 32 more. */
+static size_t list_size(const nghttp2_nv *nv, size_t n)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += nv[i].namelen + nv[i].valuelen + 32;
+    return len;
+}
+
 /* ---- the downstream interface ---- */
 
 /* An origin's head as submit_head would make it, within the header block nghttp2 sends (it
- * drops a larger one: the client waited for ever for a response). */
+ * drops a larger one: the client waited for ever for a response), and within the field section
+ * the client said it takes. That setting is advisory (RFC 9113 6.5.2; nginx, Envoy and nghttp2
+ * send past it), but a client that announced it refuses the head: python-h2 ends the whole
+ * connection (ENHANCE_YOUR_CALM), every other stream of it lost, where a 502 that says why
+ * costs one stream (RFC 9114 4.2.2: "SHOULD NOT send" past it). The client's limit is its own:
+ * a small one fails only its own responses. */
 static bool ds_head_fits(void *ctx, const struct resp_head *head, bool final, char *why,
                          size_t size)
 {
-    (void)ctx;
+    struct h2_stream *s = ctx;
     nghttp2_nv nv[HDR_MAX_FIELDS + 2];
     struct head_digits digits;
     size_t n = head_nv(head, head_with_length(head, final), nv, ARRAY_LEN(nv), &digits);
     size_t len = block_bound(nv, n);
-    if (len <= H2_HEADER_BLOCK_MAX)
+    if (len > H2_HEADER_BLOCK_MAX) {
+        snprintf(why, size,
+                 "response head too large for HTTP/2 (%zu bytes of fields, limit %d KiB)", len,
+                 H2_HEADER_BLOCK_MAX / 1024);
+        return false;
+    }
+    /* UINT32_MAX (unlimited) when the client sent none */
+    uint32_t max = nghttp2_session_get_remote_settings(s->conn->session,
+                                                       NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE);
+    len = list_size(nv, n);
+    if (len <= max)
         return true;
-    snprintf(why, size, "response head too large for HTTP/2 (%zu bytes of fields, limit %d KiB)",
-             len, H2_HEADER_BLOCK_MAX / 1024);
+    snprintf(why, size,
+             "response head too large for HTTP/2 (%zu bytes of fields, limit %" PRIu32
+             " bytes: the client's SETTINGS_MAX_HEADER_LIST_SIZE)",
+             len, max);
     return false;
 }
 

@@ -242,67 +242,173 @@ size_t hint_cache_size(struct hint_cache *c)
     return n;
 }
 
-bool link_uri(const char *elem, size_t len, const char **uri, size_t *uri_len)
+/* ---- link-values (RFC 8288 3) ----
+ *
+ *   link-value = "<" URI-Reference ">" *( OWS ";" OWS link-param )
+ *   link-param = token BWS [ "=" BWS ( token / quoted-string ) ]
+ *
+ * A link-value that is not of this form is malformed and skipped whole: learning anything of
+ * it kept an entry no 103 ever replayed (hint_filter skips it), and a guess at what a stray '>'
+ * or a URI without brackets meant is a guess a browser may not share. */
+
+static bool is_ows(char c)
 {
-    if (len < 2 || elem[0] != '<')
-        return false;
-    const char *end = memchr(elem, '>', len);
+    return c == ' ' || c == '\t';
+}
+
+static size_t skip_ows(const char *v, size_t len, size_t i)
+{
+    while (i < len && is_ows(v[i]))
+        i++;
+    return i;
+}
+
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
+
+/* The bytes a URI-reference is made of (RFC 3986 2.2, 2.3), '%' aside: unreserved and
+ * reserved characters. No blank, control, '<', '>', '"', '\', '^', '`', '{', '|', '}' nor
+ * non-ASCII byte. */
+static bool is_uri_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("-._~:/?#[]@!$&'()*+,;=", c) != NULL);
+}
+
+/* A byte of a quoted-string's text, or the one after its backslash (RFC 9110 5.6.4): HTAB, SP,
+ * VCHAR and obs-text. */
+static bool is_quoted_char(char c)
+{
+    unsigned char u = (unsigned char)c;
+    return u == '\t' || (u >= 0x20 && u != 0x7f);
+}
+
+/* The offset of the '>' that ends the "<" URI-Reference ">" at the start of v, 0 when there is
+ * none. */
+static size_t target_end(const char *v, size_t len)
+{
+    if (len < 2 || v[0] != '<')
+        return 0;
+    size_t i = 1;
+    while (i < len && v[i] != '>') {
+        if (v[i] == '%') { /* pct-encoded */
+            if (len - i < 3 || !is_hex(v[i + 1]) || !is_hex(v[i + 2]))
+                return 0;
+            i += 3;
+        } else if (is_uri_char(v[i])) {
+            i++;
+        } else {
+            return 0;
+        }
+    }
+    return i < len ? i : 0;
+}
+
+/* One link-param: its name and value (a quoted-string's without the quotes, escapes kept;
+ * value_len 0 and quoted false when it has none). */
+struct link_param {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+
+enum link_step { LINK_END, LINK_PARAM, LINK_MALFORMED };
+
+/* The next `OWS ";" OWS link-param` of v from *pos (just past the '>' at first). */
+static enum link_step param_next(const char *v, size_t len, size_t *pos, struct link_param *p)
+{
+    size_t i = skip_ows(v, len, *pos);
+    if (i == len)
+        return LINK_END;
+    if (v[i] != ';')
+        return LINK_MALFORMED;
+    i = skip_ows(v, len, i + 1);
+    size_t name = i;
+    while (i < len && h1_is_tchar((unsigned char)v[i]))
+        i++;
+    if (i == name)
+        return LINK_MALFORMED; /* ";" with no parameter, or a name that is not a token */
+    *p = (struct link_param){v + name, i - name, NULL, 0};
+    size_t eq = skip_ows(v, len, i); /* BWS */
+    if (eq < len && v[eq] == '=') {
+        i = skip_ows(v, len, eq + 1);
+        size_t start = i;
+        if (i < len && v[i] == '"') {
+            for (start = ++i; i < len && v[i] != '"'; i++) {
+                if (v[i] == '\\' && ++i == len)
+                    return LINK_MALFORMED;
+                if (!is_quoted_char(v[i]))
+                    return LINK_MALFORMED;
+            }
+            if (i == len)
+                return LINK_MALFORMED; /* unterminated */
+            p->value = v + start;
+            p->value_len = i++ - start;
+        } else {
+            while (i < len && h1_is_tchar((unsigned char)v[i]))
+                i++;
+            if (i == start)
+                return LINK_MALFORMED; /* "=" with no value */
+            p->value = v + start;
+            p->value_len = i - start;
+        }
+    }
+    *pos = i;
+    return LINK_PARAM;
+}
+
+/* Is v one well-formed link-value? *params: where its parameters start (just past '>'). */
+static bool link_valid(const char *v, size_t len, size_t *params)
+{
+    size_t end = target_end(v, len);
     if (!end)
         return false;
+    size_t pos = end + 1;
+    struct link_param p;
+    enum link_step step;
+    while ((step = param_next(v, len, &pos, &p)) == LINK_PARAM)
+        ;
+    *params = end + 1;
+    return step == LINK_END;
+}
+
+bool link_uri(const char *elem, size_t len, const char **uri, size_t *uri_len)
+{
+    size_t params;
+    if (!link_valid(elem, len, &params))
+        return false;
     *uri = elem + 1;
-    *uri_len = (size_t)(end - elem - 1);
+    *uri_len = params - 2;
     return true;
 }
 
-/* Does the parameter list contain rel="... preload ..." or rel=preconnect? rel may hold several
- * space-separated relation types (RFC 8288 3.3). */
+/* Does a relation type of rel="... preload ..." or rel=preconnect make a hint? rel may hold
+ * several space-separated relation types (RFC 8288 3.3); only the first rel of a link-value
+ * counts ("occurrences after the first MUST be ignored by parsers"). A relation type written
+ * with quoted-pair escapes is not matched: a hint missed, never one made up. */
 bool link_is_hint(const char *value, size_t len)
 {
-    const char *end = memchr(value, '>', len);
-    if (!end)
+    size_t pos;
+    if (!link_valid(value, len, &pos))
         return false;
-    size_t i = (size_t)(end - value) + 1;
-    while (i < len) {
-        while (i < len && (value[i] == ';' || value[i] == ' ' || value[i] == '\t'))
-            i++;
-        size_t name = i;
-        while (i < len && value[i] != '=' && value[i] != ';')
-            i++;
-        size_t name_len = i;
-        while (name_len > name && (value[name_len - 1] == ' ' || value[name_len - 1] == '\t'))
-            name_len--;
-        bool is_rel = span_ieq(value + name, name_len - name, "rel");
-        if (i >= len || value[i] == ';')
+    struct link_param p;
+    while (param_next(value, len, &pos, &p) == LINK_PARAM) {
+        if (!span_ieq(p.name, p.name_len, "rel"))
             continue;
-        i++; /* '=' */
-        while (i < len && (value[i] == ' ' || value[i] == '\t'))
-            i++;
-        size_t vstart = i, vend;
-        if (i < len && value[i] == '"') {
-            vstart = ++i;
-            while (i < len && value[i] != '"')
-                i++;
-            vend = i;
-            if (i < len)
-                i++;
-        } else {
-            while (i < len && value[i] != ';')
-                i++;
-            vend = i;
-        }
-        if (!is_rel)
-            continue;
-        /* split the relation types */
-        size_t j = vstart;
-        while (j < vend) {
-            while (j < vend && (value[j] == ' ' || value[j] == '\t'))
+        for (size_t j = 0; j < p.value_len;) {
+            while (j < p.value_len && is_ows(p.value[j]))
                 j++;
             size_t t = j;
-            while (j < vend && value[j] != ' ' && value[j] != '\t')
+            while (j < p.value_len && !is_ows(p.value[j]))
                 j++;
-            if (span_ieq(value + t, j - t, "preload") || span_ieq(value + t, j - t, "preconnect"))
+            if (span_ieq(p.value + t, j - t, "preload") ||
+                span_ieq(p.value + t, j - t, "preconnect"))
                 return true;
         }
+        return false;
     }
     return false;
 }

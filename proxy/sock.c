@@ -35,6 +35,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "portico/tls.h"
 #include "portico/util.h"
 
 #define FIRST_READ (16 * 1024)   /* first read of an event */
@@ -175,6 +176,8 @@ static int tls_failure(struct sock *s, int rc, unsigned wants_write_flag, unsign
         return -1;
     case SSL_ERROR_ZERO_RETURN:
         ERR_clear_error();
+        if (tls_end_cut(s->ssl))
+            s->flags |= SF_TLS_CUT; /* a client's bare FIN, reported as a close_notify */
         return -2;
     case SSL_ERROR_SYSCALL:
         s->err = errno;
@@ -875,7 +878,8 @@ long sock_read_remains(struct sock *s)
             if (n < 0 && !s->ssl_err && ERR_GET_LIB(e) == ERR_LIB_SSL &&
                 ERR_GET_REASON(e) >= SSL_AD_REASON_OFFSET)
                 s->ssl_err = e;
-            if (n < 0 && SSL_get_error(s->ssl, rc) != SSL_ERROR_ZERO_RETURN)
+            if (n < 0 && (SSL_get_error(s->ssl, rc) != SSL_ERROR_ZERO_RETURN ||
+                          tls_end_cut(s->ssl)))
                 s->flags |= SF_TLS_CUT;
             ERR_clear_error();
         } else {

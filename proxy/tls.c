@@ -124,6 +124,26 @@ done:
     return rc;
 }
 
+/* The app data of a client's connection once it read a close_notify alert. */
+static const char close_notify_read;
+
+/* Under SSL_OP_IGNORE_UNEXPECTED_EOF OpenSSL reports a bare FIN as it reports a close_notify
+ * (SSL_ERROR_ZERO_RETURN, RECEIVED_SHUTDOWN): only this callback of an alert read tells the
+ * two apart (tls_end_cut). It runs for handshake steps and alerts, never per record. Both bits
+ * of SSL_CB_READ_ALERT: one alone is also our own close_notify going out (SSL_CB_WRITE_ALERT),
+ * as a tunnel sends it when the origin ended first. */
+static void note_close_notify(const SSL *ssl, int where, int ret)
+{
+    if ((where & SSL_CB_READ_ALERT) == SSL_CB_READ_ALERT && (ret & 0xff) == SSL_AD_CLOSE_NOTIFY)
+        SSL_set_app_data((SSL *)(uintptr_t)ssl, (void *)(uintptr_t)&close_notify_read);
+}
+
+bool tls_end_cut(const SSL *ssl)
+{
+    return (SSL_get_options(ssl) & SSL_OP_IGNORE_UNEXPECTED_EOF) &&
+           SSL_get_app_data(ssl) != &close_notify_read;
+}
+
 void *tls_server_ctx(const char *cert_file, const char *key_file, struct tls_error *err)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -133,9 +153,12 @@ void *tls_server_ctx(const char *cert_file, const char *key_file, struct tls_err
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     /* A peer closing without close_notify is an EOF, not a TLS error (OpenSSL 3 would say
-     * "unexpected eof"): HTTP framing tells us whether anything was lost. */
+     * "unexpected eof", and answer a fatal alert, after which nothing more goes out): HTTP
+     * framing tells us whether anything was lost. A tunnel still tells it apart from a
+     * close_notify (tls_end_cut), to pass it on as it came. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_info_callback(ctx, note_close_notify);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     /* Resumption by session tickets only, as nginx's default: OpenSSL's internal cache kept
      * every TLS 1.2 session (~1.1 KB each, up to 20,480, behind a lock all workers share) for

@@ -217,8 +217,9 @@ static void settle(struct tunnel *t)
         struct tunnel_side *s = &t->side[i], *peer = other(s);
         if (peer->closed && !s->shut && !s->gone && sock_flush(s->sock) == 0) {
             s->shut = true;
-            /* A TLS origin's FIN without close_notify can be anyone's: the client gets a FIN
-             * alone too, not a close_notify that would vouch for the end (RFC 9112 9.8). */
+            /* A TLS peer's FIN without close_notify can be anyone's: the other side gets a FIN
+             * alone too, not a close_notify that would vouch for the end (RFC 9112 9.8). Either
+             * way: a client's is told apart too (tls_end_cut). */
             if (sock_tls_cut(peer->sock))
                 sock_shutdown_cut(s->sock);
             else

@@ -34,8 +34,9 @@ void hint_cache_put(struct hint_cache *c, const char *host, size_t host_len, con
 /* Number of entries (for tests). */
 size_t hint_cache_size(struct hint_cache *c);
 
-/* True when a link-value (one element of a Link field) has a rel of preload or preconnect, the
- * only ones worth hinting (RFC 8297; other relations and every other field are never replayed). */
+/* True when a link-value (one element of a Link field) is well-formed (link_uri) and its rel
+ * holds preload or preconnect, the only ones worth hinting (RFC 8297; other relations and every
+ * other field are never replayed). */
 bool link_is_hint(const char *value, size_t len);
 
 #define HINT_SET_SLOTS 512 /* a hint_set holds at most half as many links */
@@ -53,10 +54,13 @@ struct hint_set {
 size_t hint_filter(struct hint_set *s, const char *value, size_t len, char *out, size_t size);
 
 /* Collects the preload/preconnect link-values of a response's Link fields, '\n'-joined, into
- * buf (no trailing separator). Returns the length. */
+ * buf (no trailing separator); malformed ones are skipped, the others of the field still taken.
+ * Returns the length. */
 size_t hint_collect(const struct h1_field *fields, size_t n, char *buf, size_t size);
 
-/* The URI-reference between < and > of a link-value. false when malformed. */
+/* The URI-reference between < and > of a link-value. false when the link-value is malformed:
+ * anything but "<" URI-Reference ">" *( OWS ";" OWS link-param ) of RFC 8288 3, with the
+ * characters of RFC 3986 in the URI and a token or quoted-string for each parameter's value. */
 bool link_uri(const char *elem, size_t len, const char **uri, size_t *uri_len);
 
 #endif

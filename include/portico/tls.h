@@ -49,6 +49,11 @@ bool tls_peer_silent(struct ssl_st *ssl);
  * request already sent, and then it still means the request never reached the application. */
 bool tls_alert_refuses_handshake(unsigned long err);
 
+/* Whether the end SSL_read reported as a close_notify (SSL_ERROR_ZERO_RETURN) was a FIN alone:
+ * on a client's connection (tls_server_ctx, which takes a bare FIN for an end) when no
+ * close_notify was read; false on an origin's, where OpenSSL reports a cut otherwise. */
+bool tls_end_cut(const struct ssl_st *ssl);
+
 #define TLS_RECORD_HEAD 5 /* bytes of a TLS record header */
 
 /* Keeps the first record header the peer sends into head (zeroed by the caller), until called

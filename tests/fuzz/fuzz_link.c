@@ -7,9 +7,10 @@
  * into Link field values, each an exact-size heap copy, so ASan sees any over-read.
  * Checked: every element lies inside its value, is non-empty and trimmed; what is learned is
  * '\n'-joined elements that are hints, in their order, within the buffer, and reads back the
- * same from the cache; each learned line re-splits into itself; a 103 with the room interim.c
- * gives it (twice the Link bytes) keeps every link of a URI not seen before, in order, each
- * once, as they came, up to the hint_set's bound; a second pass with the same set keeps none.
+ * same from the cache; each learned line re-splits into itself and has a URI a 103 sends
+ * (link_uri); a 103 with the room interim.c gives it (twice the Link bytes) keeps every link
+ * of a URI not seen before, in order, each once, as they came, up to the hint_set's bound; a
+ * second pass with the same set keeps none.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -151,6 +152,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t el;
         CHECK(split(p, l, &e, &el, 1) == 1 && e == p && el == l);
         CHECK(link_is_hint(p, l));
+        const char *u;
+        size_t ul;
+        CHECK(link_uri(p, l, &u, &ul)); /* what is learned is what a 103 can send */
         p += l + 1;
     }
 

@@ -54,10 +54,11 @@ count, so it always ends.
                                      the GOAWAY code each gets
   h2_frames.py PORT big_heads         request heads over max_header_size: an HPACK bomb, one
                                      over 4 x of literals, one under, then a valid request
-  h2_frames.py PORT heads PATHS       GETs of each of the comma-separated PATHS, all at once on
-                                     one connection: each response's statuses (1xx included), its
-                                     frames in order, and its Portico-Error and Proxy-Status
-                                     details, if any
+  h2_frames.py PORT heads PATHS [MAX]  GETs of each of the comma-separated PATHS, all at once on
+                                     one connection (whose SETTINGS_MAX_HEADER_LIST_SIZE is MAX,
+                                     if given: heads past it are still read): each response's
+                                     statuses (1xx included), its frames in order, and its
+                                     Portico-Error and Proxy-Status details, if any
   h2_frames.py PORT crossing_trailers  a GET of /delay/1500, then a POST answered 413 at once
                                      whose trailers come after its stream closed (nghttp2 drops
                                      the block): the GET must be answered, no GOAWAY
@@ -93,6 +94,7 @@ import hpack
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
     0, 1, 2, 3, 4, 6, 7, 8, 9)
 END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
+MAX_HEADER_LIST_SIZE = 0x6  # a SETTINGS identifier
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 IO_S = 5.0
 
@@ -378,9 +380,9 @@ def resp_trailers(port, paths):
     c.close()
 
 
-def heads(port, paths):
+def heads(port, paths, max_list=None):
     """Every response's statuses, frames, and what a 502 of Portico's says failed."""
-    c = Conn(port)
+    c = Conn(port, () if max_list is None else ((MAX_HEADER_LIST_SIZE, max_list),))
     c.dec.max_header_list_size = 1 << 20  # a head at nghttp2's bound is over hpack's 64 KiB
     paths = paths.split(",")
     sts = [c.st(1 + 2 * i) for i in range(len(paths))]
@@ -1040,7 +1042,7 @@ def main():
     elif sys.argv[2] == "resp_trailers":
         resp_trailers(port, sys.argv[3])
     elif sys.argv[2] == "heads":
-        heads(port, sys.argv[3])
+        heads(port, sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else None)
     elif sys.argv[2] == "crossing_trailers":
         crossing_trailers(port)
     elif sys.argv[2] == "drain_dropped":

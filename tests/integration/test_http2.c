@@ -1491,6 +1491,7 @@ static void test_response_trailers(void **state)
 /* ---- response heads over the HTTP/2 header block ---- */
 
 #define BIG_FIELD 100000 /* bytes of X-Big's value in /big */
+#define CLIENT_LIST_MAX 8192 /* a client's SETTINGS_MAX_HEADER_LIST_SIZE */
 
 /* One field of BIG_FIELD bytes; 60 fields of 2,000; a 103 of 60 Link fields of 2,000 bytes
  * before a 200; a field sized by the test (/edge). Within max_header_size 1m, each over the
@@ -1499,6 +1500,8 @@ static char big_field_reply[BIG_FIELD + 128];
 static char many_fields_reply[160 * 1024];
 static char big_hint_reply[160 * 1024];
 static char edge_reply[BIG_FIELD + 128];
+static char edge2_reply[CLIENT_LIST_MAX * 2];
+static char client_hint_reply[CLIENT_LIST_MAX * 2];
 
 static const struct path_script head_scripts[] = {
     {"/big", {FO_SEND(big_field_reply)}},
@@ -1506,6 +1509,8 @@ static const struct path_script head_scripts[] = {
     {"/hint", {FO_SEND(big_hint_reply)}},
     {"/slow", {FO_WAIT(300), FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")}},
     {"/edge", {FO_SEND(edge_reply)}},
+    {"/edge2", {FO_SEND(edge2_reply)}},
+    {"/client_hint", {FO_SEND(client_hint_reply)}},
 };
 
 /* A 200 with one field X-Big of len bytes, as /big and /edge send it. */
@@ -1590,12 +1595,54 @@ static void test_response_head_too_large(void **state)
         r.out_len < BIG_FIELD)
         fail_msg("HTTP/1.1: want the head whole:\n%.300s", r.out);
     tu_cmd_result_free(&r);
-    /* counted as any invalid response: /big, /many, the /edge one byte over */
+    /* A client that announced a smaller field section (SETTINGS_MAX_HEADER_LIST_SIZE) gets the
+     * same 502 for a head past it, its limit named, the size counted as RFC 9113 6.5.2 does
+     * (name, value and 32 per field); a head of exactly its size still goes; a 103 past it is
+     * dropped and its 200 goes; a small head goes. The old code sent those heads: python-h2,
+     * which announces 64 KiB, ended the whole connection (GOAWAY ENHANCE_YOUR_CALM). */
+    char max_arg[16];
+    snprintf(max_arg, sizeof(max_arg), "%d", CLIENT_LIST_MAX);
+    static const char client_max[] = " bytes: the client's SETTINGS_MAX_HEADER_LIST_SIZE)";
+    big_field_head(edge_reply, sizeof(edge_reply), CLIENT_LIST_MAX);
+    k = (size_t)snprintf(client_hint_reply, sizeof(client_hint_reply),
+                         "HTTP/1.1 103 Early Hints\r\nLink: </%0*d.css>; rel=preload\r\n\r\n"
+                         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", CLIENT_LIST_MAX, 0);
+    assert_true(k < sizeof(client_hint_reply));
+    frames2(h, "heads", "/edge,/client_hint,/ok", max_arg, &r);
+    char edge[256];
+    snprintf(edge, sizeof(edge), "path=/edge status=[502] seq=HEADERS,DATA+END rst=None "
+             "error=invalid_response details=invalid response from 127.0.0.1:%u: %s",
+             fake_origin_port(o), too_large);
+    const char *const want_client[] = {
+        edge,
+        "path=/client_hint status=[200] seq=HEADERS,DATA+END rst=None error=None details=None",
+        "path=/ok status=[200] seq=HEADERS,DATA+END rst=None error=None details=None",
+        "goaway=None",
+    };
+    want_lines(&r, want_client, ARRAY_SIZE(want_client));
+    at = strstr(strstr(r.out, "path=/edge"), too_large);
+    counted = at ? strtoul(at + strlen(too_large), NULL, 10) : 0;
+    if (counted <= CLIENT_LIST_MAX || counted > CLIENT_LIST_MAX + 1024 ||
+        !tu_contains(r.out, client_max))
+        fail_msg("want the client's limit named:\n%s", r.out);
+    tu_cmd_result_free(&r);
+    fits = CLIENT_LIST_MAX - (counted - CLIENT_LIST_MAX);
+    big_field_head(edge_reply, sizeof(edge_reply), fits);
+    big_field_head(edge2_reply, sizeof(edge2_reply), fits + 1);
+    frames2(h, "heads", "/edge,/edge2", max_arg, &r);
+    want_lines(&r, (const char *const[]){"path=/edge status=[200] seq=HEADERS,DATA+END rst=None",
+                                         "path=/edge2 status=[502]",
+                                         "(8193 bytes of fields, limit 8192 bytes: the client's"},
+               3);
+    tu_cmd_result_free(&r);
+    /* counted as any invalid response: /big, /many, the /edge one byte over, the /edge over the
+     * client's limit and the /edge2 one byte over it */
     assert_int_equal(metric(h, "portico_upstream_failures_total{failure=\"invalid_response\"}"),
-                     3);
-    assert_int_equal(metric(h, "portico_interim_dropped_total"), 1);
+                     5);
+    assert_int_equal(metric(h, "portico_interim_dropped_total"), 2); /* /hint, /client_hint */
     assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
     assert_true(harness_log_contains(h, "103 not relayed: response head too large for HTTP/2"));
+    assert_true(harness_log_contains(h, "limit 8192 bytes: the client's SETTINGS_MAX_HEADER_LIST"));
     char *line = px_log_line(h, "\"path\":\"/big\"");
     if (!tu_contains(line, "\"proto\":\"HTTP/2.0\",\"status\":502,") ||
         !tu_contains(line, "\"failure\":\"invalid_response\",") ||

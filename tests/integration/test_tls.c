@@ -18,6 +18,7 @@
  *
  * One Portico (workers = 1, so one pool) serves every test of this file.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -635,26 +636,96 @@ static void test_upstream_early_answer_then_reset(void **state)
 
 /* ---- a tunnel's end ---- */
 
-/* A TLS origin for one upgraded connection: it answers 101 and a few bytes, then ends its side
- * with a close_notify and a FIN, or with a FIN alone (cut: what anyone on the path can forge),
- * and waits (bounded) for Portico to close. */
-struct cut_origin {
-    int lfd;
-    bool close_notify;
-    pthread_t thread;
+/* Who ends an upgraded connection (Upgrade: tcp) between a TLS client and a TLS origin. */
+enum tunnel_ender {
+    ENDS_ORIGIN,        /* the origin, after a few bytes with its 101 */
+    ENDS_CLIENT,        /* the client, after a few bytes; the origin answers after it, and ends */
+    ENDS_ORIGIN_FIRST,  /* the origin ends with a close_notify and a FIN, then the client sends a
+                           few bytes and ends */
 };
 
-static void *tunnel_origin_run(void *arg)
+static const struct {
+    const char *why;
+    enum tunnel_ender ender;
+    bool close_notify;   /* the last ending side's, before its FIN */
+} tunnel_end_rows[] = {
+    {"origin: close_notify, FIN", ENDS_ORIGIN, true},
+    {"origin: FIN alone", ENDS_ORIGIN, false},
+    {"client: close_notify, FIN", ENDS_CLIENT, true},
+    {"client: FIN alone", ENDS_CLIENT, false},
+    {"origin ends, then client: FIN alone", ENDS_ORIGIN_FIRST, false},
+};
+
+#define CLIENT_LAST "client's last bytes"
+#define ORIGIN_AFTER "origin's bytes after the client's end"
+
+/* The origin of one row's connection: it answers 101, then plays its part of the row (a FIN
+ * alone is a cut: what anyone on the path can forge), noting what the client sent and whether
+ * a close_notify came before the client's end; then it waits (bounded) for Portico to close. */
+struct end_origin {
+    int lfd;
+    size_t row;
+    pthread_t thread;
+    char got[256];       /* what came from the client after the head */
+    bool ended;          /* the client's end was read */
+    bool notified;       /* a close_notify was read */
+};
+
+/* OpenSSL reports a bare FIN as a close_notify under SSL_OP_IGNORE_UNEXPECTED_EOF: only the
+ * alert's own callback tells them apart (both bits: one alone is also an alert we send). The
+ * app data is the bool it sets. */
+static void note_close_notify(const SSL *ssl, int where, int ret)
 {
-    struct cut_origin *o = arg;
+    bool *notified = SSL_get_app_data(ssl);
+    if ((where & SSL_CB_READ_ALERT) == SSL_CB_READ_ALERT && (ret & 0xff) == SSL_AD_CLOSE_NOTIFY)
+        *notified = true;
+}
+
+/* Makes ssl read to the end of its peer, an end without close_notify included (without the
+ * option OpenSSL 3 answers that with a fatal alert and writes nothing more), noting in
+ * *notified whether a close_notify came. */
+static void take_any_end(SSL *ssl, bool *notified)
+{
+    SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_set_app_data(ssl, notified);
+    SSL_set_info_callback(ssl, note_close_notify);
+}
+
+static void *end_origin_run(void *arg)
+{
+    struct end_origin *o = arg;
+    enum tunnel_ender ender = tunnel_end_rows[o->row].ender;
     struct tls_peer p;
     char req[4096];
-    static const char answer[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
-                                 "Upgrade: tcp\r\n\r\nlast bytes";
+    const char *answer = ender == ENDS_ORIGIN
+                             ? "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                               "Upgrade: tcp\r\n\r\nlast bytes"
+                             : "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                               "Upgrade: tcp\r\n\r\n";
     if (tls_peer_accept(&p, o->lfd, 0) && tls_peer_read_head(&p, req, sizeof(req)) &&
         SSL_write(p.ssl, answer, (int)strlen(answer)) == (int)strlen(answer)) {
-        if (o->close_notify)
-            SSL_shutdown(p.ssl);
+        if (ender == ENDS_ORIGIN) {
+            if (tunnel_end_rows[o->row].close_notify)
+                SSL_shutdown(p.ssl);
+        } else {
+            take_any_end(p.ssl, &o->notified); /* and the answer goes after a cut too */
+            if (ender == ENDS_ORIGIN_FIRST) {
+                SSL_shutdown(p.ssl);
+                shutdown(p.fd, SHUT_WR);
+            }
+            const char *body = strstr(req, "\r\n\r\n") + 4; /* read with the head */
+            size_t have = strlen(body), got;
+            memcpy(o->got, body, have);
+            int rc;
+            while ((rc = SSL_read_ex(p.ssl, o->got + have, sizeof(o->got) - 1 - have, &got)) == 1)
+                have += got;
+            o->got[have] = '\0';
+            o->ended = SSL_get_error(p.ssl, rc) == SSL_ERROR_ZERO_RETURN;
+            if (ender == ENDS_CLIENT) {
+                SSL_write(p.ssl, ORIGIN_AFTER, (int)strlen(ORIGIN_AFTER));
+                SSL_shutdown(p.ssl);
+            }
+        }
         shutdown(p.fd, SHUT_WR);
         char b[256];
         while (recv(p.fd, b, sizeof(b), 0) > 0) /* until Portico closes (or the timeout) */
@@ -664,75 +735,149 @@ static void *tunnel_origin_run(void *arg)
     return NULL;
 }
 
-/* An upgraded connection (Upgrade: tcp) between a TLS client and a TLS origin: the origin's end
- * goes to the client as it came. A close_notify from the origin is one to the client; a FIN
- * without it is a cut, which a TLS client can tell only if it gets no close_notify either: the
- * old binary sent one for both, making a truncation anyone on the origin's path could forge
- * look like the origin's own end (as RFC 9112 9.8 says of a close-delimited body). */
-static const struct {
-    const char *why;
-    bool close_notify;   /* the origin's */
-} tunnel_end_rows[] = {
-    {"origin: close_notify, FIN", true},
-    {"origin: FIN alone", false},
-};
+/* Portico's descriptors. */
+static int count_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
 
-static void test_tunnel_origin_cut(void **state)
+/* Waits (bounded) until Portico holds base descriptors again: a tunnel's connections are closed
+ * a moment after the client saw its end. Sampling /proc, as nothing else tells when a close
+ * happened. */
+static int wait_fds(pid_t pid, int base)
+{
+    int64_t deadline = tu_now_ms() + IO_MS;
+    int now = count_fds(pid);
+    while (now != base && tu_now_ms() < deadline) {
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        now = count_fds(pid);
+    }
+    return now;
+}
+
+/* A tunnel between a TLS client and a TLS origin: each side's end reaches the other as it came,
+ * behind all that side sent. A close_notify from one side is one to the other; a FIN without
+ * it is a cut, which the other side can tell only if it gets no close_notify either: Portico
+ * sending one would make a truncation anyone on the path could forge look like the peer's own
+ * end (as RFC 9112 9.8 says of a close-delimited body). The old binaries sent one for an
+ * origin's cut, and, since, for a client's: OpenSSL, told to take a client's bare FIN for an
+ * end (SSL_OP_IGNORE_UNEXPECTED_EOF), reports it as it reports a close_notify. After a
+ * client's end the other way goes on (the origin's answer after it reaches the client); the
+ * tunnel ends once both ended, with no descriptor left behind, and its line says who ended it
+ * first and the bytes each way. */
+static void test_tunnel_tls_ends(void **state)
 {
     (void)state;
-    int cut_hidden = 0;
+    int wrong = 0;
+    uint16_t oport;
+    int lfd = px_listen(&oport);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:tls}} tls\n"
+                                             "tls_cert = {{certs}}/server.pem\n"
+                                             "tls_key = {{certs}}/server.key\n"
+                                             "access_log = {{dir}}/access.log\n"
+                                             "workers = 1\n[upstream u]\n"
+                                             "origin = 127.0.0.1:%u\ntls = on\n"
+                                             "ca_file = {{certs}}/ca.pem\n",
+                                          oport),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(ctx);
+    int base = count_fds(harness_pid(h));
     for (size_t i = 0; i < sizeof(tunnel_end_rows) / sizeof(tunnel_end_rows[0]); i++) {
-        struct cut_origin o = {.close_notify = tunnel_end_rows[i].close_notify};
-        uint16_t oport;
-        o.lfd = px_listen(&oport);
-        assert_int_equal(pthread_create(&o.thread, NULL, tunnel_origin_run, &o), 0);
-        struct harness *h = harness_new();
-        assert_non_null(h);
-        assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:tls}} tls\n"
-                                                 "tls_cert = {{certs}}/server.pem\n"
-                                                 "tls_key = {{certs}}/server.key\n"
-                                                 "workers = 1\n[upstream u]\n"
-                                                 "origin = 127.0.0.1:%u\ntls = on\n"
-                                                 "ca_file = {{certs}}/ca.pem\n",
-                                              oport),
-                         0);
-        assert_int_equal(harness_start(h), 0);
-        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        enum tunnel_ender ender = tunnel_end_rows[i].ender;
+        struct end_origin o = {.lfd = lfd, .row = i};
+        assert_int_equal(pthread_create(&o.thread, NULL, end_origin_run, &o), 0);
         int fd = connect_bounded(harness_port(h, "tls"));
-        assert_non_null(ctx);
         assert_true(fd >= 0);
         SSL *ssl = SSL_new(ctx);
+        bool client_notified = false;
+        take_any_end(ssl, &client_notified);
         SSL_set_fd(ssl, fd);
         assert_int_equal(SSL_connect(ssl), 1);
-        static const char req[] = "GET /attach HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
-                                  "Upgrade: tcp\r\n\r\n";
+        char req[128];
+        snprintf(req, sizeof(req), "GET /attach/%zu HTTP/1.1\r\nHost: t\r\n"
+                 "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n", i);
         assert_int_equal(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
         char resp[4096];
         size_t have = 0, got;
         int rc;
+        if (ender != ENDS_ORIGIN) {
+            /* the 101; with the origin's end first, up to that end */
+            while ((ender == ENDS_ORIGIN_FIRST || !memmem(resp, have, "\r\n\r\n", 4)) &&
+                   SSL_read_ex(ssl, resp + have, sizeof(resp) - 1 - have, &got) == 1)
+                have += got;
+            assert_int_equal(SSL_write(ssl, CLIENT_LAST, (int)strlen(CLIENT_LAST)),
+                             (int)strlen(CLIENT_LAST));
+            if (tunnel_end_rows[i].close_notify)
+                SSL_shutdown(ssl); /* reading goes on (TLS 1.3 half-close) */
+            assert_int_equal(shutdown(fd, SHUT_WR), 0);
+        }
         while ((rc = SSL_read_ex(ssl, resp + have, sizeof(resp) - 1 - have, &got)) == 1)
             have += got;
         resp[have] = '\0';
-        int end = SSL_get_error(ssl, rc); /* ZERO_RETURN: a close_notify */
+        assert_int_equal(SSL_get_error(ssl, rc), SSL_ERROR_ZERO_RETURN); /* an end, not an error */
         ERR_clear_error();
         SSL_free(ssl);
         close(fd);
-        SSL_CTX_free(ctx);
         pthread_join(o.thread, NULL);
-        close(o.lfd);
-        assert_int_equal(harness_stop(h), 0);
-        harness_free(h);
-        print_message("  %-26s client got %zu bytes, then %s\n", tunnel_end_rows[i].why, have,
-                      end == SSL_ERROR_ZERO_RETURN ? "a close_notify" : "an end without one");
+        int fds = wait_fds(harness_pid(h), base);
+        bool notified = ender == ENDS_ORIGIN ? client_notified : o.notified;
+        print_message("  %-36s %s got %s, then %s; portico holds %d descriptors (%d before)\n",
+                      tunnel_end_rows[i].why, ender == ENDS_ORIGIN ? "client" : "origin",
+                      ender == ENDS_ORIGIN ? "its bytes" : o.got,
+                      notified ? "a close_notify" : "an end without one", fds, base);
         assert_true(tu_contains(resp, "HTTP/1.1 101 "));
-        assert_true(tu_contains(resp, "\r\n\r\nlast bytes"));
-        if (tunnel_end_rows[i].close_notify)
-            assert_int_equal(end, SSL_ERROR_ZERO_RETURN);
-        else
-            cut_hidden += end == SSL_ERROR_ZERO_RETURN;
+        if (ender == ENDS_ORIGIN) {
+            assert_true(tu_contains(resp, "\r\n\r\nlast bytes"));
+        } else {
+            assert_string_equal(o.got, CLIENT_LAST);
+            assert_true(o.ended);
+            assert_true(client_notified); /* the origin's close_notify */
+            if (ender == ENDS_CLIENT)
+                assert_true(tu_contains(resp, "\r\n\r\n" ORIGIN_AFTER));
+        }
+        assert_int_equal(fds, base);
+        if (notified != tunnel_end_rows[i].close_notify) {
+            print_message("  %s: the other side got %s\n", tunnel_end_rows[i].why,
+                          notified ? "a close_notify" : "none");
+            wrong++;
+        }
     }
-    if (cut_hidden)
-        fail_msg("the origin's FIN without close_notify reached the client as a close_notify");
+    SSL_CTX_free(ctx);
+    close(lfd);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    for (size_t i = 0; i < sizeof(tunnel_end_rows) / sizeof(tunnel_end_rows[0]); i++) {
+        enum tunnel_ender ender = tunnel_end_rows[i].ender;
+        char path[32], bytes[64];
+        snprintf(path, sizeof(path), "/attach/%zu", i);
+        char *line = px_log_line(h, path);
+        snprintf(bytes, sizeof(bytes), "\"bytes_in\":%zu,\"bytes_out\":%zu,",
+                 ender == ENDS_ORIGIN ? 0 : strlen(CLIENT_LAST),
+                 ender == ENDS_ORIGIN ? strlen("last bytes")
+                                      : ender == ENDS_CLIENT ? strlen(ORIGIN_AFTER) : 0);
+        if (!tu_contains(line, "\"status\":101,") || !tu_contains(line, bytes) ||
+            !tu_contains(line, "\"failure\":null,") ||
+            !tu_contains(line, ender == ENDS_CLIENT ? "\"detail\":\"tunnel: client closed\""
+                                                    : "\"detail\":\"tunnel: origin closed\""))
+            fail_msg("%s: want status 101, %s and who ended first: %s", tunnel_end_rows[i].why,
+                     bytes, line);
+        free(line);
+    }
+    harness_free(h);
+    if (wrong)
+        fail_msg("%d of the ends reached the other side otherwise than they came", wrong);
 }
 
 /* ---- TLS termination ---- */
@@ -1513,6 +1658,9 @@ static void test_sni_checked(void **state)
 
 int main(void)
 {
+    /* TEST_FILTER=test_tunnel* runs the matching tests only */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_upstream_tls),
         cmocka_unit_test(test_upstream_absolute_name),
@@ -1520,7 +1668,7 @@ int main(void)
         cmocka_unit_test(test_upstream_tls_pooling),
         cmocka_unit_test(test_upstream_alert_after_tls12_handshake),
         cmocka_unit_test(test_upstream_early_answer_then_reset),
-        cmocka_unit_test(test_tunnel_origin_cut),
+        cmocka_unit_test(test_tunnel_tls_ends),
         cmocka_unit_test(test_termination_curl),
         cmocka_unit_test(test_termination_alpn),
         cmocka_unit_test(test_termination_versions),

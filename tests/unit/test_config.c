@@ -736,6 +736,15 @@ static const struct {
     {"early_hints that is not a Link value",
      UP "[route r]\nupstream = app\nearly_hints = /app.css\n",
      {"test.ini:5: early_hints: '/app.css' is not a Link value (</path>; rel=preload)"}},
+    /* a 103 sends only well-formed link-values (hint_filter): this one would never go out */
+    {"early_hints with a malformed link-value after a good one",
+     UP "[route r]\nupstream = app\nearly_hints = </a.css>; rel=preload, </b.js>>; rel=preload\n",
+     {"test.ini:5: early_hints: '</a.css>; rel=preload, </b.js>>; rel=preload' is not a Link "
+      "value (</path>; rel=preload)"}},
+    {"early_hints with text after the URI",
+     UP "[route r]\nupstream = app\nearly_hints = </a.css> x; rel=preload\n",
+     {"test.ini:5: early_hints: '</a.css> x; rel=preload' is not a Link value (</path>; "
+      "rel=preload)"}},
     {"resolver by name",
      "[proxy]\nresolver = dns.google:53\n" UP,
      {"test.ini:2: resolver: 'dns.google:53' must be a numeric address and port"}},

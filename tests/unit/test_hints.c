@@ -345,8 +345,32 @@ static const struct {
     {"</app.css>; rel=preload", true, "/app.css"},   /* the usual form */
     {"<https://cdn.test/x?a=1>", true, "https://cdn.test/x?a=1"}, /* absolute URI */
     {"<>", true, ""},                                 /* empty reference is still well-formed */
-    {"</a>>", true, "/a"},                            /* the first > ends it */
+    {"</a%2Fb>", true, "/a%2Fb"},                     /* pct-encoded */
+    {"</a>\t;\tas=style ; rel=\"x y\"", true, "/a"},   /* OWS around ';' */
+    {"</a>; t=\"q\\\"; x\"", true, "/a"},            /* an escaped quote in a quoted-string */
+    {"</a>; crossorigin", true, "/a"},                /* a parameter without value */
     {"/app.css; rel=preload", false, NULL},           /* no brackets */
+    {"a>; rel=preload", false, NULL},                 /* a stray >, no < */
+    {"</a>>", false, NULL},                           /* a stray > after the URI */
+    {"</a>>; rel=preload", false, NULL},              /* the same, with parameters */
+    {"<</a>; rel=preload", false, NULL},              /* a < inside the URI */
+    {"</a b>; rel=preload", false, NULL},             /* a blank inside the URI */
+    {"</a\"b>", false, NULL},                         /* a quote inside the URI */
+    {"</\xc3\xa9>", false, NULL},                     /* a non-ASCII byte: not a URI */
+    {"</a%2>", false, NULL},                          /* '%' without two hex digits */
+    {"</a%zz>", false, NULL},                         /* '%' without two hex digits */
+    {"</a> x; rel=preload", false, NULL},             /* text between > and ; */
+    {"</a>rel=preload", false, NULL},                 /* no ; before the parameter */
+    {"</a>;", false, NULL},                           /* ; with no parameter */
+    {"</a>;; rel=preload", false, NULL},              /* an empty parameter */
+    {"</a>; =x", false, NULL},                        /* a parameter without name */
+    {"</a>; r@l=x", false, NULL},                     /* a name that is not a token */
+    {"</a>; rel=", false, NULL},                      /* = with no value */
+    {"</a>; rel=preload x", false, NULL},             /* text after a parameter's value */
+    {"</a>; rel=pre\"load\"", false, NULL},           /* a token then a quoted-string */
+    {"</a>; rel=\"preload", false, NULL},             /* unterminated quoted-string */
+    {"</a>; t=\"x\\", false, NULL},                   /* a backslash at the end */
+    {"</a>; t=\"\x01\"", false, NULL},                 /* a control byte in a quoted-string */
     {"<", false, NULL},                               /* too short */
     {"</app.css", false, NULL},                       /* no closing bracket */
     {" </a>", false, NULL},                           /* elements come trimmed */
@@ -401,6 +425,16 @@ static const struct {
     {"</a>; rel=\"\"", false, "empty rel"},
     {"</a>; rel=", false, "rel without value"},
     {"</a>; rel", false, "rel without ="},
+    {"a>; rel=preload", false, "a stray > with no <: not a link-value"},
+    {"</a>>; rel=preload", false, "a stray > after the URI"},
+    {"</a> x; rel=preload", false, "text between the URI and the parameters"},
+    {"</a b>; rel=preload", false, "a blank inside the URI"},
+    {"</a>; rel=preload x", false, "text after the rel"},
+    {"</a>;; rel=preload", false, "an empty parameter before rel"},
+    {"</a>; rel=\"preload", false, "unterminated quoted-string"},
+    {"</a>; title=\"a\\\"; rel=preload\"", false, "an escaped quote does not end the value"},
+    {"</a>; rel=preload; rel=stylesheet", true, "the first rel counts"},
+    {"</a>; rel=stylesheet; rel=preload", false, "a second rel is ignored (RFC 8288 3.3)"},
 };
 
 static void test_link_is_hint(void **state)
@@ -412,6 +446,58 @@ static void test_link_is_hint(void **state)
                      !hint_rows[i].hint);
     /* the length bounds the parse: "preload" past it does not count */
     assert_false(link_is_hint("</a>; rel=preload", 14));
+}
+
+/* What a route learns of a response's Link fields: the hint link-values, malformed ones skipped
+ * and the good ones beside them in the same field still taken. */
+static const struct {
+    const char *why;
+    const char *fields[3]; /* Link field values, NULL-terminated */
+    const char *learned;   /* '\n'-joined */
+} collect_rows[] = {
+    {"a stray > with no <, then a good link", {"a>; rel=preload, </ok.css>; rel=preload"},
+     "</ok.css>; rel=preload"},
+    {"a malformed link between good ones",
+     {"</a.css>; rel=preload, </b.css>>; rel=preload, </c.js>; rel=preload; as=script"},
+     "</a.css>; rel=preload\n</c.js>; rel=preload; as=script"},
+    {"a field of malformed links only, then a good field",
+     {"</a> x; rel=preload, </b>; rel=preload junk", "</c>; rel=preconnect"},
+     "</c>; rel=preconnect"},
+    {"malformed links only: nothing learned", {"a>; rel=preload", "</a b>; rel=preload"}, ""},
+    {"a good link that is no hint stays out", {"</a>; rel=stylesheet, </b>; rel=preload"},
+     "</b>; rel=preload"},
+};
+
+static void test_hint_collect(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(collect_rows); i++) {
+        struct h1_field f[ARRAY_LEN(collect_rows[i].fields)];
+        size_t nf = 0;
+        for (; nf < ARRAY_LEN(f) && collect_rows[i].fields[nf]; nf++) {
+            const char *v = collect_rows[i].fields[nf];
+            f[nf] = (struct h1_field){"Link", 4, v, strlen(v), H1_F_LINK};
+        }
+        char buf[HINT_MAX_BYTES];
+        size_t n = hint_collect(f, nf, buf, sizeof(buf));
+        if (n != strlen(collect_rows[i].learned) || memcmp(buf, collect_rows[i].learned, n))
+            fail_msg("%s: learned '%.*s'", collect_rows[i].why, (int)n, buf);
+        /* what is learned is what a 103 sends: no entry for nothing to replay */
+        struct hint_cache *c = hint_cache_new(4);
+        assert_non_null(c);
+        hint_cache_put(c, "h", 1, "/p", 2, buf, n);
+        assert_int_equal(hint_cache_size(c), n ? 1 : 0);
+        struct hint_set set = {0};
+        char out[HINT_MAX_BYTES * 2];
+        for (const char *p = buf, *end = buf + n; p < end;) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+            if (hint_filter(&set, p, len, out, sizeof(out)) != len)
+                fail_msg("%s: '%.*s' learned, not replayed", collect_rows[i].why, (int)len, p);
+            p += len + 1;
+        }
+        hint_cache_free(c);
+    }
 }
 
 int main(void)
@@ -427,6 +513,7 @@ int main(void)
         cmocka_unit_test(test_link_next),
         cmocka_unit_test(test_link_uri),
         cmocka_unit_test(test_link_is_hint),
+        cmocka_unit_test(test_hint_collect),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
