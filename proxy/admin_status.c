@@ -150,48 +150,82 @@ static bool sample_json(struct evbuffer *out, const char *p, const char *end, bo
     return true;
 }
 
-int admin_metrics_json(struct evbuffer *out, const char *text, size_t len)
+/* The conversion of an exposition into JSON, fed whole lines a slice at a time. */
+struct metrics_json {
+    char help[JSON_STR_MAX];           /* the last HELP's text, for the TYPE line after it */
+    size_t help_len;
+    bool has_help;
+    bool open, first_family, first_sample;
+};
+
+static int metrics_json_start(struct metrics_json *j, struct evbuffer *out)
 {
-    const char *help = NULL, *end = text + len;
-    size_t help_len = 0;
-    bool open = false, first_family = true, first_sample = true;
-    evbuffer_add(out, "[", 1);
+    memset(j, 0, sizeof(*j));
+    j->first_family = j->first_sample = true;
+    return evbuffer_add(out, "[", 1);
+}
+
+/* Converts the lines of text[len] (the last may lack its line feed). */
+static void metrics_json_lines(struct metrics_json *j, struct evbuffer *out, const char *text,
+                               size_t len)
+{
+    const char *end = text + len;
     for (const char *p = text; p < end;) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;
         if (le - p > 7 && memcmp(p, "# HELP ", 7) == 0) {
             const char *sp = memchr(p + 7, ' ', (size_t)(le - p - 7));
-            help = sp ? sp + 1 : le;
-            help_len = (size_t)(le - help);
+            const char *help = sp ? sp + 1 : le;
+            size_t help_len = (size_t)(le - help);
             if (help_len && help[help_len - 1] == '.')
                 help_len--; /* the exposition's sentence, a label's text here */
+            /* cut where jstr_n would cut it anyway */
+            j->help_len = MIN(help_len, sizeof(j->help));
+            memcpy(j->help, help, j->help_len);
+            j->has_help = true;
         } else if (le - p > 7 && memcmp(p, "# TYPE ", 7) == 0) {
             const char *name = p + 7;
             const char *sp = memchr(name, ' ', (size_t)(le - name));
             if (!sp)
                 goto next;
-            if (open)
+            if (j->open)
                 evbuffer_add(out, "]}", 2);
-            evbuffer_add_printf(out, "%s{\"name\":", first_family ? "" : ",");
+            evbuffer_add_printf(out, "%s{\"name\":", j->first_family ? "" : ",");
             jstr_n(out, name, (size_t)(sp - name));
             evbuffer_add(out, ",\"type\":", 8);
             jstr_n(out, sp + 1, (size_t)(le - sp - 1));
             evbuffer_add(out, ",\"help\":", 8);
-            jstr_n(out, help ? help : "", help ? help_len : 0);
+            jstr_n(out, j->help, j->has_help ? j->help_len : 0);
             evbuffer_add(out, ",\"samples\":[", 12);
-            open = true;
-            first_family = false;
-            first_sample = true;
-            help = NULL;
-        } else if (open && le > p && *p != '#' && sample_json(out, p, le, first_sample)) {
-            first_sample = false;
+            j->open = true;
+            j->first_family = false;
+            j->first_sample = true;
+            j->has_help = false;
+        } else if (j->open && le > p && *p != '#' && sample_json(out, p, le, j->first_sample)) {
+            j->first_sample = false;
         }
     next:
         p = nl ? nl + 1 : end;
     }
-    if (open)
+}
+
+static int metrics_json_end(struct metrics_json *j, struct evbuffer *out)
+{
+    if (j->open)
         evbuffer_add(out, "]}", 2);
     return evbuffer_add(out, "]", 1);
+}
+
+int admin_metrics_json(struct evbuffer *out, const char *text, size_t len)
+{
+    struct metrics_json *j = malloc(sizeof(*j));
+    if (!j)
+        return -1;
+    metrics_json_start(j, out);
+    metrics_json_lines(j, out, text, len);
+    int rc = metrics_json_end(j, out);
+    free(j);
+    return rc;
 }
 
 /* ---- / ---- */
@@ -616,54 +650,51 @@ static void minutes_json(struct evbuffer *out, const struct recent_view *v)
     evbuffer_add(out, "]", 1);
 }
 
-static void upstreams_json(struct evbuffer *out, const struct generation *gen,
-                           const struct recent_view *v)
+/* Upstream u of gen's configuration, with the origins' health now and its recent failures. */
+static void upstream_json(struct evbuffer *out, const struct generation *gen,
+                          const struct recent_view *v, int u)
 {
-    const struct config *cfg = gen->cfg;
-    evbuffer_add(out, ",\"upstreams\":[", 14);
-    for (int u = 0; u < cfg->nupstreams; u++) {
-        const struct upstream_conf *up = &cfg->upstreams[u];
-        evbuffer_add_printf(out, "%s{\"name\":", u ? "," : "");
-        jstr(out, up->name, false);
-        evbuffer_add_printf(out, ",\"keepalive\":%llu,\"pool_idle\":%llu,\"origins\":[",
-                            (unsigned long long)up->keepalive,
-                            (unsigned long long)v->pool_idle[u]);
-        for (int o = 0; o < up->norigins; o++) {
-            evbuffer_add_printf(out, "%s{\"origin\":", o ? "," : "");
-            jstr(out, up->origins[o].text, false);
-            /* why an origin is out, and least_conn's figure: "up" alone told neither */
-            const struct balancer *b = gen->balancers[u];
-            evbuffer_add_printf(out, ",\"up\":%s,\"passive\":\"%s\",\"check\":",
-                                balancer_origin_down(b, o) ? "false" : "true",
-                                origin_state_name(balancer_origin_state(b, o)));
-            /* the checks in a row since the last change of result: a passing origin with
-             * failures short of `fall` is about to go, a failing one with passes short of
-             * `rise` about to come back */
-            int run = balancer_checks_in_row(b, o);
-            if (up->health.interval_ms)
-                evbuffer_add_printf(out, "\"%s\",\"checks_passed_in_row\":%d,"
-                                         "\"checks_failed_in_row\":%d",
-                                    check_state_name(balancer_check_state(b, o)),
-                                    run > 0 ? run : 0, run < 0 ? -run : 0);
-            else
-                evbuffer_add_printf(out, "null,\"checks_passed_in_row\":null,"
-                                         "\"checks_failed_in_row\":null");
-            evbuffer_add_printf(out, ",\"in_flight\":%u}", balancer_in_flight(b, o));
-        }
-        evbuffer_add(out, "],\"recent_failures\":[", 21);
-        bool first = true;
-        for (size_t i = 0; i < v->nfailures; i++) {
-            if (strcmp(v->failures[i].upstream, up->name) != 0)
-                continue;
-            failure_json(out, &v->failures[i], first);
-            first = false;
-        }
-        evbuffer_add(out, "]}", 2);
+    const struct upstream_conf *up = &gen->cfg->upstreams[u];
+    evbuffer_add_printf(out, "%s{\"name\":", u ? "," : "");
+    jstr(out, up->name, false);
+    evbuffer_add_printf(out, ",\"keepalive\":%llu,\"pool_idle\":%llu,\"origins\":[",
+                        (unsigned long long)up->keepalive, (unsigned long long)v->pool_idle[u]);
+    for (int o = 0; o < up->norigins; o++) {
+        evbuffer_add_printf(out, "%s{\"origin\":", o ? "," : "");
+        jstr(out, up->origins[o].text, false);
+        /* why an origin is out, and least_conn's figure: "up" alone told neither */
+        const struct balancer *b = gen->balancers[u];
+        evbuffer_add_printf(out, ",\"up\":%s,\"passive\":\"%s\",\"check\":",
+                            balancer_origin_down(b, o) ? "false" : "true",
+                            origin_state_name(balancer_origin_state(b, o)));
+        /* the checks in a row since the last change of result: a passing origin with
+         * failures short of `fall` is about to go, a failing one with passes short of
+         * `rise` about to come back */
+        int run = balancer_checks_in_row(b, o);
+        if (up->health.interval_ms)
+            evbuffer_add_printf(out, "\"%s\",\"checks_passed_in_row\":%d,"
+                                     "\"checks_failed_in_row\":%d",
+                                check_state_name(balancer_check_state(b, o)),
+                                run > 0 ? run : 0, run < 0 ? -run : 0);
+        else
+            evbuffer_add_printf(out, "null,\"checks_passed_in_row\":null,"
+                                     "\"checks_failed_in_row\":null");
+        evbuffer_add_printf(out, ",\"in_flight\":%u}", balancer_in_flight(b, o));
     }
-    evbuffer_add(out, "]", 1);
+    evbuffer_add(out, "],\"recent_failures\":[", 21);
+    bool first = true;
+    for (size_t i = 0; i < v->nfailures; i++) {
+        if (strcmp(v->failures[i].upstream, up->name) != 0)
+            continue;
+        failure_json(out, &v->failures[i], first);
+        first = false;
+    }
+    evbuffer_add(out, "]}", 2);
 }
 
-int admin_metrics_text(struct evbuffer *text, const struct generation *gen)
+/* The scrape of gen: its origins' health now (one row per distinct origin of an upstream),
+ * the rows of every shard. NULL when out of memory. */
+static struct metrics_cursor *metrics_scrape_of(const struct generation *gen)
 {
     const struct config *cfg = gen->cfg;
     size_t n = 0;
@@ -671,7 +702,7 @@ int admin_metrics_text(struct evbuffer *text, const struct generation *gen)
         n += (size_t)cfg->upstreams[u].norigins;
     struct metrics_origin *rows = calloc(n ? n : 1, sizeof(*rows));
     if (!rows)
-        return -1;
+        return NULL;
     size_t k = 0;
     for (int u = 0; u < cfg->nupstreams; u++) {
         size_t first = k; /* this upstream's rows */
@@ -690,56 +721,148 @@ int admin_metrics_text(struct evbuffer *text, const struct generation *gen)
         }
     }
     struct metrics_scrape s = {rows, k, log_dropped_lines()};
-    int rc = metrics_render(text, &s);
+    struct metrics_cursor *c = metrics_cursor_new(&s); /* copies what it needs of rows */
     free(rows);
-    return rc;
+    return c;
 }
 
-int admin_status_json(struct evbuffer *out, const struct generation *gen, uint64_t now_ms)
+/* ---- pages written a slice at a time ---- */
+
+/* The parts of /status, in order. */
+enum page_part {
+    PART_METRICS_TEXT, /* /metrics: the exposition */
+    PART_HEAD,         /* /status: version, generation, time, profile */
+    PART_METRICS_JSON, /* the exposition as JSON */
+    PART_UPSTREAMS,    /* each upstream, from `upstream` on */
+    PART_TAIL,         /* the last minutes and the recent failures */
+    PART_DONE,
+};
+
+struct admin_page {
+    enum page_part part;
+    struct metrics_cursor *metrics;    /* owned: the rows, copied when the scrape began */
+    const struct generation *gen;      /* borrowed: the generation of the connection's loop,
+                                          which outlives it (freed once its workers are joined) */
+    /* /status only */
+    uint64_t now_ms;
+    struct evbuffer *text;             /* owned: a slice of the exposition, to convert */
+    struct metrics_json json;
+    struct recent_view *view;          /* owned: the last minutes as the scrape began */
+    int upstream;                      /* the next upstream of PART_UPSTREAMS */
+};
+
+void admin_page_free(struct admin_page *p)
+{
+    if (!p)
+        return;
+    metrics_cursor_free(p->metrics);
+    if (p->text)
+        evbuffer_free(p->text);
+    if (p->view)
+        free(p->view->pool_idle);
+    free(p->view);
+    free(p);
+}
+
+struct admin_page *admin_page_metrics(const struct generation *gen)
+{
+    struct admin_page *p = calloc(1, sizeof(*p));
+    if (!p || !(p->metrics = metrics_scrape_of(gen))) {
+        admin_page_free(p);
+        return NULL;
+    }
+    p->gen = gen;
+    p->part = PART_METRICS_TEXT;
+    return p;
+}
+
+struct admin_page *admin_page_status(const struct generation *gen, uint64_t now_ms)
 {
     const struct config *cfg = gen->cfg;
-    struct evbuffer *text = evbuffer_new();
-    uint64_t *pools = calloc((size_t)cfg->nupstreams + 1, sizeof(*pools));
-    struct recent_view *v = calloc(1, sizeof(*v));
-    int rc = -1;
-    if (!text || !pools || !v || admin_metrics_text(text, gen) != 0)
-        goto done;
-    v->pool_idle = pools;
-    v->npools = cfg->nupstreams;
-    recent_snapshot(v, now_ms, gen->number);
-
-    evbuffer_add_printf(out, "{\"version\":\"%s\",\"generation\":%u,\"time\":", PORTICO_VERSION,
-                        gen->number);
-    jtime(out, now_ms);
-    evbuffer_add_printf(out, ",\"now_ms\":%llu,\"profile\":\"%s\",\"metrics\":",
-                        (unsigned long long)now_ms, profile_name(cfg->profile));
-    size_t len = evbuffer_get_length(text);
-    const char *t = (const char *)evbuffer_pullup(text, (ev_ssize_t)len);
-    if (len && !t)
-        goto done;
-    admin_metrics_json(out, t ? t : "", len);
-    upstreams_json(out, gen, v);
-    minutes_json(out, v);
-    evbuffer_add(out, ",\"recent_failures\":[", 20);
-    for (size_t i = 0; i < v->nfailures; i++)
-        failure_json(out, &v->failures[i], i == 0);
-    rc = evbuffer_add(out, "]}\n", 3);
-done:
-    if (text)
-        evbuffer_free(text);
-    free(pools);
-    free(v);
-    return rc;
+    struct admin_page *p = calloc(1, sizeof(*p));
+    if (!p || !(p->text = evbuffer_new()) || !(p->view = calloc(1, sizeof(*p->view))) ||
+        !(p->view->pool_idle = calloc((size_t)cfg->nupstreams + 1, sizeof(uint64_t))) ||
+        !(p->metrics = metrics_scrape_of(gen))) {
+        admin_page_free(p);
+        return NULL;
+    }
+    p->gen = gen;
+    p->now_ms = now_ms;
+    p->view->npools = cfg->nupstreams;
+    recent_snapshot(p->view, now_ms, gen->number);
+    p->part = PART_HEAD;
+    return p;
 }
 
-int admin_status_render(const char *path, size_t len, const struct generation *gen,
-                        struct evbuffer *body, const char **content_type, const char **fields)
+/* Writes part p->part, or as much of it as budget allows: 0 when the part is done, 1 when it
+ * stopped short, -1 out of memory. */
+static int page_part(struct admin_page *p, struct evbuffer *out, size_t budget)
+{
+    const struct config *cfg = p->gen->cfg;
+    switch (p->part) {
+    case PART_METRICS_TEXT:
+        return metrics_cursor_next(p->metrics, out, budget);
+    case PART_HEAD:
+        evbuffer_add_printf(out, "{\"version\":\"%s\",\"generation\":%u,\"time\":",
+                            PORTICO_VERSION, p->gen->number);
+        jtime(out, p->now_ms);
+        evbuffer_add_printf(out, ",\"now_ms\":%llu,\"profile\":\"%s\",\"metrics\":",
+                            (unsigned long long)p->now_ms, profile_name(cfg->profile));
+        return metrics_json_start(&p->json, out) == 0 ? 0 : -1;
+    case PART_METRICS_JSON: {
+        /* whole lines of the exposition, converted at once: the slice of text stays small */
+        int rc = metrics_cursor_next(p->metrics, p->text, budget);
+        size_t len = evbuffer_get_length(p->text);
+        const char *t = (const char *)evbuffer_pullup(p->text, (ev_ssize_t)len);
+        if (rc < 0 || (len && !t))
+            return -1;
+        metrics_json_lines(&p->json, out, t, len);
+        evbuffer_drain(p->text, len);
+        if (rc > 0)
+            return 1;
+        if (metrics_json_end(&p->json, out) != 0)
+            return -1;
+        return evbuffer_add(out, ",\"upstreams\":[", 14) == 0 ? 0 : -1;
+    }
+    case PART_UPSTREAMS:
+        while (p->upstream < cfg->nupstreams) {
+            upstream_json(out, p->gen, p->view, p->upstream++);
+            if (p->upstream < cfg->nupstreams && evbuffer_get_length(out) >= budget)
+                return 1;
+        }
+        return evbuffer_add(out, "]", 1) == 0 ? 0 : -1;
+    case PART_TAIL:
+        minutes_json(out, p->view);
+        evbuffer_add(out, ",\"recent_failures\":[", 20);
+        for (size_t i = 0; i < p->view->nfailures; i++)
+            failure_json(out, &p->view->failures[i], i == 0);
+        return evbuffer_add(out, "]}\n", 3) == 0 ? 0 : -1;
+    case PART_DONE:
+        break;
+    }
+    return 0;
+}
+
+int admin_page_next(struct admin_page *p, struct evbuffer *out, size_t budget)
+{
+    size_t start = evbuffer_get_length(out);
+    /* out may hold more than this slice: the budget counts from here */
+    size_t limit = budget > SIZE_MAX - start ? SIZE_MAX : start + budget;
+    while (p->part != PART_DONE) {
+        int rc = page_part(p, out, p->part == PART_UPSTREAMS ? limit : budget);
+        if (rc != 0)
+            return rc;
+        p->part = p->part == PART_METRICS_TEXT ? PART_DONE : p->part + 1;
+        if (p->part != PART_DONE && evbuffer_get_length(out) >= limit)
+            return 1;
+    }
+    return 0;
+}
+
+int admin_status_render(const char *path, size_t len, struct evbuffer *body,
+                        const char **content_type, const char **fields)
 {
     *fields = "";
-    if (span_ieq(path, len, "/status")) {
-        *content_type = "application/json";
-        return admin_status_json(body, gen, wall_ms()) == 0 ? 1 : -1;
-    }
     if (len == 1 && path[0] == '/') {
         *content_type = "text/html; charset=utf-8";
         pthread_once(&page_policy_once, page_policy_init);

@@ -8,7 +8,9 @@
  * a 101 (tunnel.c owns the traffic until either side closes, then calls back); or, for a fault's
  * reset, EXCHANGE → RESETTING (nothing more is sent; closed with RST from the loop); or, after an
  * error answer sent before the request body was all in, EXCHANGE → DISCARD (the rest of the
- * body is read and dropped, within client_body_timeout) → IDLE. The state's
+ * body is read and dropped, within client_body_timeout) → IDLE; or, on the admin listener,
+ * HEAD → STREAM (a page too large for one turn of the loop, admin.h, written a slice per turn
+ * once the previous one went out) → IDLE or CLOSING. The state's
  * deadline is the sock's owner deadline (set_state is the only writer), on the sock's one timer
  * with its read and write deadlines: a connection has one timer. The sock's write deadline is
  * client_send_timeout throughout, its read deadline client_body_timeout while a request body is
@@ -72,7 +74,8 @@
     X(CS_H2, "h2")                 /* ALPN h2 or h2c: h2.c has the sock's events */            \
     X(CS_TUNNEL, "tunnel")         /* after a 101: the tunnel owns the traffic until it ends */ \
     X(CS_RESETTING, "resetting")   /* a fault's reset: closed with RST from the loop */     \
-    X(CS_DISCARD, "discard")       /* dropping the rest of an answered request's body */
+    X(CS_DISCARD, "discard")       /* dropping the rest of an answered request's body */ \
+    X(CS_STREAM, "stream")         /* writing the rest of an admin page (admin_stream) */
 
 enum client_state {
 #define X(id, name) id,
@@ -106,6 +109,9 @@ struct client {
     bool closes_quietly;               /* the client asked to close: no lingering (linger()) */
     uint64_t reset_from_us;            /* CS_RESETTING: since when (client_send_timeout) */
     uint64_t discard_left;             /* request body bytes to drop before the next request */
+    struct admin_stream *stream;       /* CS_STREAM: the rest of the admin page */
+    struct event *stream_next;         /* CS_STREAM: the next slice, on the loop's next turn */
+    bool stream_close;                 /* CS_STREAM: the connection closes after the page */
 };
 
 static void client_cb(void *arg, enum sock_event ev);
@@ -117,7 +123,7 @@ static const enum conn_state gauge_state[] = {
     [CS_HANDSHAKE] = CONN_HANDSHAKE, [CS_IDLE] = CONN_IDLE,     [CS_HEAD] = CONN_ACTIVE,
     [CS_EXCHANGE] = CONN_ACTIVE,     [CS_CLOSING] = CONN_ACTIVE, [CS_LINGER] = CONN_ACTIVE,
     [CS_H2] = CONN_ACTIVE,           [CS_TUNNEL] = CONN_ACTIVE, [CS_RESETTING] = CONN_ACTIVE,
-    [CS_QUIET_CLOSE] = CONN_ACTIVE, [CS_DISCARD] = CONN_ACTIVE,
+    [CS_QUIET_CLOSE] = CONN_ACTIVE, [CS_DISCARD] = CONN_ACTIVE, [CS_STREAM] = CONN_ACTIVE,
 };
 
 /* An HTTP/2 connection with no stream open: idle between requests, as a keep-alive one is. */
@@ -207,6 +213,7 @@ static void set_state(struct client *c, enum client_state s)
     case CS_EXCHANGE:
     case CS_H2: /* h2.c keeps its own deadlines */
     case CS_TUNNEL: /* the tunnel keeps its own deadlines */
+    case CS_STREAM: /* client_send_timeout, the sock's: a slice waits only for the client */
         break;
     case CS_CLOSING:
         ms = (int64_t)cfg->client_send_timeout_ms;
@@ -228,6 +235,16 @@ static void set_state(struct client *c, enum client_state s)
 
 static void count_left_in_head(struct client *c, const char *why);
 
+/* The admin page being written (CS_STREAM) is over: written, cut short, or its client gone. */
+static void stream_end(struct client *c)
+{
+    admin_stream_free(c->stream);
+    c->stream = NULL;
+    if (c->stream_next)
+        event_free(c->stream_next);
+    c->stream_next = NULL;
+}
+
 /* The one teardown: the exchange (if any) is cancelled and logged, everything freed. */
 static void client_close(struct client *c, const char *why)
 {
@@ -245,6 +262,7 @@ static void client_close(struct client *c, const char *why)
         h2_free(c->h2, why);
     tunnel_free(c->tunnel); /* closes the origin side */
     c->tunnel = NULL;
+    stream_end(c);
     sock_close(&c->sock);
     TAILQ_REMOVE(&l->clients, c, link);
     if (c->kind == CLIENT_ADMIN)
@@ -670,6 +688,55 @@ static const struct downstream_ops h1_ops = {
 
 /* ---- reading requests ---- */
 
+/* An admin answer is all in the output: the connection closes, or waits for the next request. */
+static void admin_answered(struct client *c, bool close)
+{
+    if (close) {
+        start_closing(c);
+        return;
+    }
+    sock_flush(&c->sock);
+    set_state(c, CS_IDLE);
+    if (evbuffer_get_length(c->sock.in) > 0 && may_parse(c))
+        sock_requeue(&c->sock);
+}
+
+static void stream_more(struct client *c);
+
+/* The next slice of the page is due: the loop turned once since the last went out. */
+static void stream_due(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    stream_more(arg);
+}
+
+/* Writes the next slice of the admin page once the last one went out (SOCK_DRAINED, or at
+ * once when the socket took it whole): one slice per turn of the loop, so that the requests
+ * worker 0 serves wait for a slice at most, never for the page, and no more of the page is
+ * held than a slice. The next turn is a timer of 0: a timer runs after the loop polled its
+ * sockets, where an active event would run before. */
+static void stream_more(struct client *c)
+{
+    if (sock_pending(&c->sock) == 0) { /* else the head and first slice, not flushed yet */
+        int rc = admin_stream_write(c->stream, c->sock.out);
+        if (rc <= 0) {
+            stream_end(c);
+            /* cut short (out of memory): the close tells the client the answer is not whole */
+            admin_answered(c, rc < 0 || c->stream_close);
+            return;
+        }
+    }
+    if (sock_flush(&c->sock) != 0)
+        return; /* SOCK_DRAINED when it went, or SOCK_ERROR */
+    static const struct timeval now = {0, 0};
+    if (!c->stream_next)
+        c->stream_next = event_new(c->loop->base, -1, 0, stream_due, c);
+    if (!c->stream_next || event_add(c->stream_next, &now) != 0) {
+        stream_end(c);
+        admin_answered(c, true); /* out of memory: cut short */
+    }
+}
+
 static void admin_request(struct client *c, struct h1_request *req, size_t head_len)
 {
     struct h1_info info;
@@ -735,18 +802,20 @@ static void admin_request(struct client *c, struct h1_request *req, size_t head_
     bool close = !info.keep_alive || has_body || !keeps_alive(c);
     c->requests++;
     /* out of memory: it closes */
-    admin_respond(c->sock.out, req, body_len ? body : NULL, body_len, &close, c->loop->gen);
+    struct admin_stream *more = NULL;
+    admin_respond_stream(c->sock.out, req, body_len ? body : NULL, body_len, &close,
+                         c->loop->gen, &more);
     evbuffer_drain(c->sock.in, head_len + body_len); /* not client traffic: no metric */
     sock_consumed(&c->sock);
     c->head_start_us = 0;
-    if (close) {
-        start_closing(c);
+    if (more) {
+        c->stream = more;
+        c->stream_close = close;
+        set_state(c, CS_STREAM);
+        stream_more(c);
         return;
     }
-    sock_flush(&c->sock);
-    set_state(c, CS_IDLE);
-    if (evbuffer_get_length(c->sock.in) > 0 && may_parse(c))
-        sock_requeue(&c->sock);
+    admin_answered(c, close);
 }
 
 static void parse_head(struct client *c)
@@ -958,6 +1027,8 @@ static void client_cb(void *arg, enum sock_event ev)
             exchange_request_readable(c->ex);
         else if (c->state == CS_DISCARD)
             discard_input(c);
+        else if (c->state == CS_STREAM)
+            return; /* the next request waits for the page (read_limit bounds it) */
         else /* closing: what the client still sends is read and dropped */
             evbuffer_drain(c->sock.in, SIZE_MAX);
         return;
@@ -966,6 +1037,8 @@ static void client_cb(void *arg, enum sock_event ev)
             exchange_drained(c->ex);
         else if (c->state == CS_CLOSING)
             linger(c);
+        else if (c->state == CS_STREAM)
+            stream_more(c);
         else if (c->state == CS_IDLE || c->state == CS_HEAD) {
             if (c->state == CS_IDLE)
                 set_state(c, CS_IDLE); /* the last answer went: the idle wait starts now */
@@ -1016,6 +1089,7 @@ static void state_expired(struct client *c)
     case CS_EXCHANGE:
     case CS_H2:
     case CS_TUNNEL:
+    case CS_STREAM:
         break;
     case CS_CLOSING:
     case CS_LINGER:

@@ -154,6 +154,8 @@ static int head_tail(const struct h1out_head *h, int64_t length, struct head_tai
     if (h1out_status_has_content(h->status)) {
         if (length == H1OUT_CHUNKED)
             snprintf(framing, sizeof(framing), "Transfer-Encoding: chunked\r\n");
+        else if (length == H1OUT_UNTIL_CLOSE)
+            framing[0] = '\0'; /* the close ends it */
         else if (length >= 0)
             snprintf(framing, sizeof(framing), "Content-Length: %" PRId64 "\r\n", length);
         else

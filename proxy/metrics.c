@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -657,29 +658,204 @@ void metrics_config_reload(enum reload_result result)
         atomic_fetch_add_explicit(&reloads[result], 1, memory_order_relaxed);
 }
 
+/* ---- snapshots ---- */
+
+/*
+ * A scrape in progress. Its rows are taken under the registry lock at once and their names
+ * copied into one block it owns: a scrape written out over many turns of its worker's loop
+ * reads nothing that a retiring worker (metrics_shard_retire) or a reload can free meanwhile,
+ * and holds the lock for no longer than the copy. Every series is in the rows once, so a page
+ * written in slices has each series exactly once.
+ */
+struct metrics_cursor {
+    struct totals t;                   /* names point into `names` */
+    char *names;                       /* owned: every distinct name of the rows and origins */
+    struct metrics_origin *origins;    /* owned copy of the scrape's origin rows */
+    size_t norigins;
+    uint64_t log_dropped_lines;
+    unsigned stage;                    /* the part of the page written next (stages[]) */
+    size_t row;                        /* its next row */
+};
+
+/* Bytes of the names of n rows of `size` bytes whose name is at `off`, sorted by name (equal
+ * names, which are adjacent, count once); with `into`, copies them there and points the rows at
+ * the copies. */
+static size_t names_own(void *rows, size_t n, size_t size, size_t off, char **into)
+{
+    size_t total = 0;
+    const char *prev = NULL, *prev_copy = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char **name = (const char **)(void *)((char *)rows + i * size + off);
+        const char *orig = *name;
+        if (prev && strcmp(prev, orig) == 0) {
+            if (into)
+                *name = prev_copy;
+            continue;
+        }
+        size_t len = strlen(orig) + 1;
+        total += len;
+        prev = orig;
+        if (into) {
+            memcpy(*into, orig, len);
+            prev_copy = *name = *into;
+            *into += len;
+        }
+    }
+    return total;
+}
+
+/* Copies the rows' names (borrowed from the shards and the retired totals) and the origins'
+ * into c->names. 0, or -1 when out of memory. */
+static int cursor_own(struct metrics_cursor *c, const struct metrics_scrape *sc)
+{
+    struct totals *t = &c->t;
+    size_t n = names_own(t->req, t->nreq, sizeof(*t->req), offsetof(struct req_row, route), NULL) +
+               names_own(t->hist, t->nhist, sizeof(*t->hist),
+                         offsetof(struct hist_row, upstream), NULL) +
+               names_own(t->faults, t->nfaults, sizeof(*t->faults),
+                         offsetof(struct fault_row, fault), NULL);
+    size_t norigins = sc ? sc->norigins : 0;
+    for (size_t i = 0; i < norigins; i++)
+        n += strlen(sc->origins[i].upstream ? sc->origins[i].upstream : "") +
+             strlen(sc->origins[i].origin ? sc->origins[i].origin : "") + 2;
+    c->names = malloc(n ? n : 1);
+    c->origins = calloc(norigins ? norigins : 1, sizeof(*c->origins));
+    if (!c->names || !c->origins)
+        return -1;
+    char *p = c->names;
+    names_own(t->req, t->nreq, sizeof(*t->req), offsetof(struct req_row, route), &p);
+    names_own(t->hist, t->nhist, sizeof(*t->hist), offsetof(struct hist_row, upstream), &p);
+    names_own(t->faults, t->nfaults, sizeof(*t->faults), offsetof(struct fault_row, fault), &p);
+    for (size_t i = 0; i < norigins; i++) {
+        const char *texts[2] = {sc->origins[i].upstream ? sc->origins[i].upstream : "",
+                                sc->origins[i].origin ? sc->origins[i].origin : ""};
+        const char *copies[2];
+        for (int k = 0; k < 2; k++) {
+            size_t len = strlen(texts[k]) + 1;
+            memcpy(p, texts[k], len);
+            copies[k] = p;
+            p += len;
+        }
+        c->origins[i] = (struct metrics_origin){copies[0], copies[1], sc->origins[i].up};
+    }
+    c->norigins = norigins;
+    c->log_dropped_lines = sc ? sc->log_dropped_lines : 0;
+    return 0;
+}
+
+struct metrics_cursor *metrics_cursor_new(const struct metrics_scrape *sc)
+{
+    struct metrics_cursor *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    pthread_mutex_lock(&registry_lock);
+    int rc = totals_borrow(&c->t, &retired);
+    for (size_t i = 0; i < nshards; i++)
+        totals_add_shard(&c->t, shards[i], true);
+    totals_merge(&c->t);
+    if (c->t.oom || cursor_own(c, sc) != 0)
+        rc = -1;
+    pthread_mutex_unlock(&registry_lock); /* the rows borrowed names from the shards until here */
+    if (rc != 0) {
+        metrics_cursor_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void metrics_cursor_free(struct metrics_cursor *c)
+{
+    if (!c)
+        return;
+    totals_free(&c->t); /* not `owns`: the arrays only */
+    free(c->names);
+    free(c->origins);
+    free(c);
+}
+
 /* ---- exposition ---- */
 
-/* The text goes into an evbuffer whose appends can fail: the first failure is remembered, so
- * that a scrape answers an error instead of a silently truncated page. */
+#define RENDER_TEXT 16384 /* text gathered before it goes into the evbuffer in one append */
+
+/* The text is gathered in a buffer of its own and goes into the evbuffer a block at a time (an
+ * append per piece cost more than the formatting). Appends can fail: the first failure is
+ * remembered, so that a scrape answers an error instead of a silently truncated page. */
 struct render {
     struct evbuffer *buf;
     bool failed;
+    size_t len;                        /* bytes in text */
+    size_t sent;                       /* bytes moved into buf by this render */
+    char text[RENDER_TEXT];
 };
 
-static void put(struct render *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct render *r, const char *fmt, ...)
+static void flush(struct render *r)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    if (evbuffer_add_vprintf(r->buf, fmt, ap) < 0)
+    if (r->len && evbuffer_add(r->buf, r->text, r->len) != 0)
         r->failed = true;
-    va_end(ap);
+    r->sent += r->len;
+    r->len = 0;
 }
 
 static void put_raw(struct render *r, const void *p, size_t n)
 {
-    if (evbuffer_add(r->buf, p, n) != 0)
+    if (n > RENDER_TEXT - r->len) {
+        flush(r);
+        if (n > RENDER_TEXT) {
+            if (evbuffer_add(r->buf, p, n) != 0)
+                r->failed = true;
+            r->sent += n;
+            return;
+        }
+    }
+    memcpy(r->text + r->len, p, n);
+    r->len += n;
+}
+
+#define PUT_LIT(r, s) put_raw((r), (s), sizeof(s) - 1)
+
+static void put(struct render *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct render *r, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n < 0) {
         r->failed = true;
+        return;
+    }
+    if ((size_t)n < sizeof(line)) {
+        put_raw(r, line, (size_t)n);
+        return;
+    }
+    flush(r); /* longer than any line of ours: formatted straight into the evbuffer */
+    va_start(ap, fmt);
+    if (evbuffer_add_vprintf(r->buf, fmt, ap) < 0)
+        r->failed = true;
+    va_end(ap);
+    r->sent += (size_t)n;
+}
+
+static void put_str(struct render *r, const char *s)
+{
+    put_raw(r, s, strlen(s));
+}
+
+static void put_u64(struct render *r, uint64_t v)
+{
+    char d[20];
+    size_t i = sizeof(d);
+    do
+        d[--i] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    put_raw(r, d + i, sizeof(d) - i);
+}
+
+/* Bytes written by this render so far. */
+static size_t written(const struct render *r)
+{
+    return r->sent + r->len;
 }
 
 static void family(struct render *out, const char *name, const char *type, const char *help)
@@ -687,26 +863,35 @@ static void family(struct render *out, const char *name, const char *type, const
     put(out, "# HELP %s %s.\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* A label value, escaped per the exposition format: backslash, double quote, line feed. */
-static void label(struct render *out, const char *name, const char *value, bool first)
+/* value escaped per the exposition format (backslash, double quote, line feed). */
+static void escaped(struct render *out, const char *value)
 {
-    put(out, "%s%s=\"", first ? "{" : ",", name);
-    const char *run = value;
-    for (const char *p = value;; p++) {
-        if (*p != '\\' && *p != '"' && *p != '\n' && *p)
-            continue;
-        put_raw(out, run, (size_t)(p - run));
+    for (const char *p = value;;) {
+        size_t run = strcspn(p, "\\\"\n");
+        put_raw(out, p, run);
+        p += run;
         if (!*p)
             break;
         put_raw(out, *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : "\\n", 2);
-        run = p + 1;
+        p++;
     }
-    put_raw(out, "\"", 1);
+}
+
+/* A label: {name="value" for the first, ,name="value" for the next. */
+static void label(struct render *out, const char *name, const char *value, bool first)
+{
+    put_raw(out, first ? "{" : ",", 1);
+    put_str(out, name);
+    PUT_LIT(out, "=\"");
+    escaped(out, value);
+    PUT_LIT(out, "\"");
 }
 
 static void value_u64(struct render *out, uint64_t v)
 {
-    put(out, "} %llu\n", (unsigned long long)v);
+    PUT_LIT(out, "} ");
+    put_u64(out, v);
+    PUT_LIT(out, "\n");
 }
 
 static void simple(struct render *out, const char *name, const char *type, const char *help,
@@ -716,23 +901,54 @@ static void simple(struct render *out, const char *name, const char *type, const
     put(out, "%s %llu\n", name, (unsigned long long)v);
 }
 
-static void render_requests(struct render *out, const struct totals *t)
+/* A stage writes one part of the page: rows from c->row on, until its rows are done (true) or
+ * budget bytes were written by this render (false; c->row says where it stopped). At least one
+ * row is written per call. */
+typedef bool stage_fn(struct metrics_cursor *c, struct render *out, size_t budget);
+
+/* Whether a stage with rows left stops here: the slice is full. */
+static bool slice_full(const struct metrics_cursor *c, size_t nrows, const struct render *out,
+                       size_t budget)
 {
-    family(out, "portico_requests_total", "counter",
-           "Requests answered (or given up by the client, 499), by route, status code sent and "
-           "failure type");
-    for (size_t i = 0; i < t->nreq; i++) {
-        const struct req_row *r = &t->req[i];
+    return c->row < nrows && written(out) >= budget;
+}
+
+static bool stage_counters(struct metrics_cursor *c, struct render *out, size_t budget)
+{
+    (void)budget;
+    for (int id = 0; id < METRIC_COUNT; id++)
+        simple(out, metric_rows[id].name, "counter", metric_rows[id].help, c->t.counters[id]);
+    return true;
+}
+
+static bool stage_requests(struct metrics_cursor *c, struct render *out, size_t budget)
+{
+    const struct totals *t = &c->t;
+    if (c->row == 0)
+        family(out, "portico_requests_total", "counter",
+               "Requests answered (or given up by the client, 499), by route, status code sent "
+               "and failure type");
+    while (c->row < t->nreq) {
+        const struct req_row *r = &t->req[c->row++];
         char code[8];
         snprintf(code, sizeof(code), "%d", r->code);
-        put(out, "portico_requests_total");
+        PUT_LIT(out, "portico_requests_total");
         label(out, "route", r->route, true);
         label(out, "code", r->code == CODE_OTHER ? "other" : code, false);
         label(out, "failure", r->failure ? failure_name((enum failure_type)r->failure) : "",
               false);
         value_u64(out, r->n);
+        if (slice_full(c, t->nreq, out, budget))
+            return false;
     }
-    /* today's two families, now sums of the one above */
+    return true;
+}
+
+/* today's two families, now sums of portico_requests_total */
+static bool stage_request_sums(struct metrics_cursor *c, struct render *out, size_t budget)
+{
+    (void)budget;
+    const struct totals *t = &c->t;
     family(out, "portico_responses_total", "counter", "Responses sent to clients by status code");
     uint64_t by_code[NCODES] = {0}, other = 0;
     for (size_t i = 0; i < t->nreq; i++) {
@@ -741,10 +957,10 @@ static void render_requests(struct render *out, const struct totals *t)
         else
             other += t->req[i].n;
     }
-    for (int c = 0; c < NCODES; c++)
-        if (by_code[c])
-            put(out, "portico_responses_total{code=\"%d\",class=\"%dxx\"} %llu\n", c + CODE_MIN,
-                (c + CODE_MIN) / 100, (unsigned long long)by_code[c]);
+    for (int code = 0; code < NCODES; code++)
+        if (by_code[code])
+            put(out, "portico_responses_total{code=\"%d\",class=\"%dxx\"} %llu\n",
+                code + CODE_MIN, (code + CODE_MIN) / 100, (unsigned long long)by_code[code]);
     /* the overflow rows too: the family sums to portico_requests_total, as documented */
     if (other)
         put(out, "portico_responses_total{code=\"other\",class=\"other\"} %llu\n",
@@ -757,47 +973,107 @@ static void render_requests(struct render *out, const struct totals *t)
     for (int f = FAIL_NONE + 1; f < FAILURE_COUNT; f++)
         put(out, "portico_upstream_failures_total{failure=\"%s\"} %llu\n",
             failure_name((enum failure_type)f), (unsigned long long)by_failure[f]);
+    return true;
 }
 
-static void render_histograms(struct render *out, const struct totals *t)
+/* An upstream name escaped for a label: at most twice its length, and the rest of the labels
+ * of a histogram line. */
+#define HIST_LABELS (2 * 256 + 64)
+
+/* The labels common to a histogram row's 18 lines, {upstream="...",phase="...", escaped once
+ * into buf[HIST_LABELS]: their length, or 0 when a name is too long for buf (then each line
+ * escapes them itself). */
+static size_t hist_labels(char *buf, const struct hist_row *h)
 {
-    family(out, "portico_phase_duration_seconds", "histogram",
-           "Duration of each phase of the exchanges, by upstream (total: the whole exchange)");
-    for (size_t i = 0; i < t->nhist; i++) {
-        const struct hist_row *h = &t->hist[i];
-        const char *phase = timing_name((enum timing_phase)h->phase);
-        uint64_t cumulative = 0;
-        for (int b = 0; b < NBUCKETS; b++) {
-            cumulative += h->buckets[b];
-            put(out, "portico_phase_duration_seconds_bucket");
-            label(out, "upstream", h->upstream, true);
-            label(out, "phase", phase, false);
-            label(out, "le", bucket_le[b], false);
-            value_u64(out, cumulative);
+    const char *phase = timing_name((enum timing_phase)h->phase);
+    if (2 * (strlen(h->upstream) + strlen(phase)) + 32 > HIST_LABELS)
+        return 0;
+    size_t n = 0;
+    const char *const parts[] = {"{upstream=\"", h->upstream, "\",phase=\"", phase, "\""};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+        for (const char *p = parts[i]; *p; p++) {
+            bool value = i % 2 == 1; /* the names are escaped, the text around them is not */
+            if (value && (*p == '\\' || *p == '"' || *p == '\n')) {
+                buf[n++] = '\\';
+                buf[n++] = *p == '\n' ? 'n' : *p;
+            } else {
+                buf[n++] = *p;
+            }
         }
-        put(out, "portico_phase_duration_seconds_sum");
-        label(out, "upstream", h->upstream, true);
-        label(out, "phase", phase, false);
-        put(out, "} %llu.%06llu\n", (unsigned long long)(h->sum_us / 1000000),
-            (unsigned long long)(h->sum_us % 1000000));
-        put(out, "portico_phase_duration_seconds_count");
-        label(out, "upstream", h->upstream, true);
-        label(out, "phase", phase, false);
+    return n;
+}
+
+static void put_hist_labels(struct render *out, const struct hist_row *h, const char *text,
+                            size_t len)
+{
+    if (len) {
+        put_raw(out, text, len);
+        return;
+    }
+    label(out, "upstream", h->upstream, true);
+    label(out, "phase", timing_name((enum timing_phase)h->phase), false);
+}
+
+/* One histogram row: its 16 buckets, _sum and _count. */
+static void histogram(struct render *out, const struct hist_row *h)
+{
+    char labels[HIST_LABELS];
+    size_t len = hist_labels(labels, h);
+    uint64_t cumulative = 0;
+    for (int b = 0; b < NBUCKETS; b++) {
+        cumulative += h->buckets[b];
+        PUT_LIT(out, "portico_phase_duration_seconds_bucket");
+        put_hist_labels(out, h, labels, len);
+        PUT_LIT(out, ",le=\"");
+        put_str(out, bucket_le[b]);
+        PUT_LIT(out, "\"");
         value_u64(out, cumulative);
     }
+    PUT_LIT(out, "portico_phase_duration_seconds_sum");
+    put_hist_labels(out, h, labels, len);
+    put(out, "} %llu.%06llu\n", (unsigned long long)(h->sum_us / 1000000),
+        (unsigned long long)(h->sum_us % 1000000));
+    PUT_LIT(out, "portico_phase_duration_seconds_count");
+    put_hist_labels(out, h, labels, len);
+    value_u64(out, cumulative);
 }
 
-static void render_gauges(struct render *out, const struct totals *t,
-                          const struct metrics_scrape *sc)
+static bool stage_histograms(struct metrics_cursor *c, struct render *out, size_t budget)
 {
-    family(out, "portico_upstream_origin_up", "gauge",
-           "1 when the origin takes requests (not down by passive or active health), else 0");
-    for (size_t i = 0; sc && i < sc->norigins; i++) {
-        put(out, "portico_upstream_origin_up");
-        label(out, "upstream", sc->origins[i].upstream ? sc->origins[i].upstream : "", true);
-        label(out, "origin", sc->origins[i].origin ? sc->origins[i].origin : "", false);
-        value_u64(out, sc->origins[i].up ? 1 : 0);
+    const struct totals *t = &c->t;
+    if (c->row == 0)
+        family(out, "portico_phase_duration_seconds", "histogram",
+               "Duration of each phase of the exchanges, by upstream (total: the whole "
+               "exchange)");
+    while (c->row < t->nhist) {
+        histogram(out, &t->hist[c->row++]);
+        if (slice_full(c, t->nhist, out, budget))
+            return false;
     }
+    return true;
+}
+
+static bool stage_origins(struct metrics_cursor *c, struct render *out, size_t budget)
+{
+    if (c->row == 0)
+        family(out, "portico_upstream_origin_up", "gauge",
+               "1 when the origin takes requests (not down by passive or active health), else 0");
+    while (c->row < c->norigins) {
+        const struct metrics_origin *o = &c->origins[c->row++];
+        PUT_LIT(out, "portico_upstream_origin_up");
+        label(out, "upstream", o->upstream, true);
+        label(out, "origin", o->origin, false);
+        value_u64(out, o->up ? 1 : 0);
+        if (slice_full(c, c->norigins, out, budget))
+            return false;
+    }
+    return true;
+}
+
+static bool stage_gauges(struct metrics_cursor *c, struct render *out, size_t budget)
+{
+    (void)budget;
+    const struct totals *t = &c->t;
     family(out, "portico_connections", "gauge", "Open connections by side and state");
     for (int side = 0; side < CONN_SIDE_COUNT; side++)
         for (int st = 0; st < CONN_STATE_COUNT; st++)
@@ -808,20 +1084,23 @@ static void render_gauges(struct render *out, const struct totals *t,
         clients += t->conns[CONN_CLIENT][st];
     family(out, "portico_client_connections_active", "gauge", "Open client connections");
     put(out, "portico_client_connections_active %lld\n", (long long)clients);
+    return true;
 }
 
-static void render_interim(struct render *out, const struct totals *t)
+static bool stage_interim(struct metrics_cursor *c, struct render *out, size_t budget)
 {
+    (void)budget;
+    const struct totals *t = &c->t;
     family(out, "portico_interim_responses_total", "counter",
            "Interim (1xx) responses by code and direction: relayed from the origin, synthesized "
            "by Portico, or dropped");
     uint64_t dir_sum[INTERIM_DIR_COUNT] = {0};
-    for (int c = 0; c < NINTERIM; c++)
+    for (int code = 0; code < NINTERIM; code++)
         for (int d = 0; d < INTERIM_DIR_COUNT; d++) {
-            dir_sum[d] += t->interim[c][d];
-            if (t->interim[c][d])
+            dir_sum[d] += t->interim[code][d];
+            if (t->interim[code][d])
                 put(out, "portico_interim_responses_total{code=\"%d\",direction=\"%s\"} %llu\n",
-                    c + 100, interim_dir_names[d], (unsigned long long)t->interim[c][d]);
+                    code + 100, interim_dir_names[d], (unsigned long long)t->interim[code][d]);
         }
     /* today's families, now sums of the one above */
     simple(out, "portico_interim_relayed_total", "counter", "1xx responses relayed from origins",
@@ -836,30 +1115,37 @@ static void render_interim(struct render *out, const struct totals *t)
     simple(out, "portico_early_hints_synthesized_total", "counter",
            "103 Early Hints sent by Portico (configured or learned)",
            t->interim[3][INTERIM_SYNTHESIZED]);
-}
-
-static void render_tunnels(struct render *out, const struct totals *t)
-{
     family(out, "portico_tunnels_closed_total", "counter",
            "Tunnels (after 101 Switching Protocols) ended, by why");
     for (int e = 0; e < TUNNEL_END_COUNT; e++)
         put(out, "portico_tunnels_closed_total{reason=\"%s\"} %llu\n", tunnel_end_labels[e],
             (unsigned long long)t->tunnel_ends[e]);
+    return true;
 }
 
-static void render_process(struct render *out, const struct totals *t,
-                           const struct metrics_scrape *sc)
+static bool stage_faults(struct metrics_cursor *c, struct render *out, size_t budget)
 {
-    family(out, "portico_faults_injected_total", "counter",
-           "Faults injected by fault rules, by rule and action");
-    for (size_t i = 0; i < t->nfaults; i++) {
-        put(out, "portico_faults_injected_total");
-        label(out, "fault", t->faults[i].fault, true);
-        label(out, "action", fault_action_names[t->faults[i].action], false);
-        value_u64(out, t->faults[i].n);
+    const struct totals *t = &c->t;
+    if (c->row == 0)
+        family(out, "portico_faults_injected_total", "counter",
+               "Faults injected by fault rules, by rule and action");
+    while (c->row < t->nfaults) {
+        const struct fault_row *f = &t->faults[c->row++];
+        PUT_LIT(out, "portico_faults_injected_total");
+        label(out, "fault", f->fault, true);
+        label(out, "action", fault_action_names[f->action], false);
+        value_u64(out, f->n);
+        if (slice_full(c, t->nfaults, out, budget))
+            return false;
     }
+    return true;
+}
+
+static bool stage_process(struct metrics_cursor *c, struct render *out, size_t budget)
+{
+    (void)budget;
     simple(out, "portico_access_log_dropped_lines_total", "counter",
-           "Access-log lines lost because a write failed", sc ? sc->log_dropped_lines : 0);
+           "Access-log lines lost because a write failed", c->log_dropped_lines);
     simple(out, "portico_config_generation", "gauge",
            "Configuration generation serving (1 at start, one more per successful reload)",
            atomic_load_explicit(&config_generation, memory_order_relaxed));
@@ -868,31 +1154,40 @@ static void render_process(struct render *out, const struct totals *t,
         put(out, "portico_config_reloads_total{result=\"%s\"} %llu\n", reload_result_names[r],
             (unsigned long long)atomic_load_explicit(&reloads[r], memory_order_relaxed));
     family(out, "portico_build_info", "gauge", "Always 1; the version of the running binary");
-    put(out, "portico_build_info");
+    PUT_LIT(out, "portico_build_info");
     label(out, "version", PORTICO_VERSION, true);
     value_u64(out, 1);
+    return true;
+}
+
+/* The page, part by part, in order. */
+static stage_fn *const stages[] = {
+    stage_counters, stage_requests, stage_request_sums, stage_histograms, stage_origins,
+    stage_gauges,   stage_interim,  stage_faults,       stage_process,
+};
+#define NSTAGES (sizeof(stages) / sizeof(stages[0]))
+
+int metrics_cursor_next(struct metrics_cursor *c, struct evbuffer *out, size_t budget)
+{
+    struct render rend = {.buf = out}, *r = &rend;
+    while (c->stage < NSTAGES && written(r) < budget) {
+        if (!stages[c->stage](c, r, budget))
+            break;
+        c->stage++;
+        c->row = 0;
+    }
+    flush(r);
+    return r->failed ? -1 : c->stage < NSTAGES ? 1 : 0;
 }
 
 int metrics_render(struct evbuffer *buf, const struct metrics_scrape *sc)
 {
-    struct render r = {.buf = buf}, *out = &r;
-    struct totals t;
-    pthread_mutex_lock(&registry_lock);
-    int rc = totals_borrow(&t, &retired);
-    for (size_t i = 0; i < nshards; i++)
-        totals_add_shard(&t, shards[i], true);
-    totals_merge(&t);
-    if (t.oom)
-        rc = -1;
-    for (int id = 0; id < METRIC_COUNT; id++)
-        simple(out, metric_rows[id].name, "counter", metric_rows[id].help, t.counters[id]);
-    render_requests(out, &t);
-    render_histograms(out, &t);
-    render_gauges(out, &t, sc);
-    render_interim(out, &t);
-    render_tunnels(out, &t);
-    render_process(out, &t, sc);
-    pthread_mutex_unlock(&registry_lock); /* the rows borrow names from the shards */
-    totals_free(&t);
-    return r.failed ? -1 : rc;
+    struct metrics_cursor *c = metrics_cursor_new(sc);
+    if (!c)
+        return -1;
+    int rc;
+    while ((rc = metrics_cursor_next(c, buf, SIZE_MAX)) > 0)
+        continue;
+    metrics_cursor_free(c);
+    return rc;
 }

@@ -33,6 +33,28 @@ bool admin_host_allowed(const struct config *cfg, const char *host, size_t len);
 int admin_respond(struct evbuffer *out, const struct h1_request *req, const char *body,
                   size_t body_len, bool *close, const struct generation *gen);
 
+/* A page (/metrics, /status) too large for one turn of the loop, whose head and first slice
+ * went out: the rest, written a slice at a time. */
+struct admin_stream;
+
+/* admin_respond, for a caller that can write a large page over several turns of its loop: when
+ * *more is set on return (never with *close and 503), the head and the first slice were
+ * appended, and the caller calls admin_stream_write each time out has gone, until it returns
+ * 0, then admin_stream_free; *close then still says whether the connection closes after it
+ * (always for an HTTP/1.0 client, whose answer ends with the close). admin_respond is this with
+ * more NULL: the whole page at once. */
+int admin_respond_stream(struct evbuffer *out, const struct h1_request *req, const char *body,
+                         size_t body_len, bool *close, const struct generation *gen,
+                         struct admin_stream **more);
+
+/* Appends the next slice of s, framed (a chunk, or bytes until the close), to out; after the
+ * last, the end of the content. 1: more to come, 0: complete, -1: out of memory (the answer is
+ * cut short: close the connection). */
+int admin_stream_write(struct admin_stream *s, struct evbuffer *out);
+
+/* Frees s, written out or not. NULL is fine. */
+void admin_stream_free(struct admin_stream *s);
+
 /* The fields of every admin answer, its refusals included (a Date, RFC 9110 6.6.1; never cached;
  * nosniff), then extra (NULL: none), into buf as header lines. Their length, or -1 when buf is
  * too small. */

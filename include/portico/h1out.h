@@ -17,7 +17,9 @@
 
 struct evbuffer;
 
-#define H1OUT_CHUNKED (-1) /* as a length: Transfer-Encoding: chunked */
+#define H1OUT_CHUNKED (-1)     /* as a length: Transfer-Encoding: chunked */
+#define H1OUT_UNTIL_CLOSE (-2) /* as a length: no framing field, the content ends with the
+                                  connection (for an HTTP/1.0 client; with Connection: close) */
 
 /* What the head says about the connection. */
 enum h1out_connection {
@@ -53,7 +55,7 @@ int h1out_status_line(struct evbuffer *out, int status, const char *phrase, size
 size_t h1out_status_text(char *buf, size_t size, int status, const char *phrase, size_t len);
 
 /* Appends a response head whose content follows separately: length is its Content-Length, or
- * H1OUT_CHUNKED (ignored for statuses without content). 0, or -1 with out unchanged. */
+ * H1OUT_CHUNKED or H1OUT_UNTIL_CLOSE (ignored for statuses without content). 0, or -1 with out unchanged. */
 int h1out_head(struct evbuffer *out, const struct h1out_head *h, int64_t length);
 
 /* Appends a complete response with the len bytes of body as content (Content-Length: len).

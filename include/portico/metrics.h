@@ -275,6 +275,22 @@ void metrics_config_reload(enum reload_result result);
  * 0, or -1 when out of memory (out then holds a partial exposition: answer 500). */
 int metrics_render(struct evbuffer *out, const struct metrics_scrape *s);
 
+/* A scrape written a slice at a time (admin.c streams a large page so that its worker's loop
+ * is never held for the whole of it). metrics_cursor_new takes the rows of every shard and of
+ * the retired totals at once, with copies of their names and of s's origins: what it holds
+ * stays valid whatever retires or reloads meanwhile, and each series is written exactly once
+ * (counters as they were at the snapshot, the process-wide gauges as they are when their line
+ * is written). NULL when out of memory. */
+struct metrics_cursor *metrics_cursor_new(const struct metrics_scrape *s);
+
+/* Appends the next lines of the exposition to out, whole lines only, stopping at the first row
+ * boundary past budget bytes (at least one row is written). 1: more to come, 0: the page is
+ * complete, -1: out of memory (a partial slice appended). */
+int metrics_cursor_next(struct metrics_cursor *c, struct evbuffer *out, size_t budget);
+
+/* Frees a cursor, finished or not. NULL is fine. */
+void metrics_cursor_free(struct metrics_cursor *c);
+
 /* Names of the label values ("relayed", "client", "idle", "status", "ok"). Never NULL. */
 const char *interim_direction_name(enum interim_direction d);
 const char *conn_side_name(enum conn_side s);

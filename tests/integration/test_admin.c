@@ -3,8 +3,10 @@
  * HEAD, 404 and 405 (with Allow), and the connection rules of HTTP/1.1: Connection: close, HTTP/1.0, and a
  * request with a body (answered, then the connection closed rather than the body parsed as the
  * next request); requests it refuses are not client traffic either; without admin_token, only
- * a Host of this machine or of admin_hosts (DNS rebinding), with SIGHUP applying a new list.
+ * a Host of this machine or of admin_hosts (DNS rebinding), with SIGHUP applying a new list;
+ * pages of megabytes (/metrics, /status) written a slice at a time while the proxy answers.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -15,10 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
 #include "../support/harness.h"
+#include "../support/json.h"
 #include "../support/raw_client.h"
 #include "../support/scrape.h"
 #include "../support/testutil.h"
@@ -420,6 +424,215 @@ static void test_admin_hosts_reload(void **state)
     px_stop(h);
 }
 
+/* ---- pages of megabytes ---- */
+
+#define BIG_UPSTREAMS 256 /* the most a configuration takes */
+#define BIG_NAME 240      /* bytes of each upstream's name */
+#define BIG_SCRAPES 3
+/* The longest a proxied request may wait while the pages are written. Written whole, each page
+ * held worker 0's loop for 150-300 ms (ASan: about 1 s); a slice takes about a millisecond. */
+#define BIG_WAIT_MS (SANITIZED ? 250 : 80)
+
+/* Portico with BIG_UPSTREAMS upstreams of long names, each with its route, and a request
+ * through each: /metrics has a histogram of several phases per upstream (about 5 MB), /status
+ * the same as JSON and every upstream. */
+static struct harness *start_big(void)
+{
+    size_t size = (size_t)BIG_UPSTREAMS * (2 * BIG_NAME + 128) + 512;
+    char *cfg = malloc(size), name[BIG_NAME + 1];
+    assert_non_null(cfg);
+    size_t n = (size_t)snprintf(cfg, size, "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                           "workers = 1\nadmin_listen = 127.0.0.1:{{port:admin}}\n");
+    for (int u = 0; u < BIG_UPSTREAMS; u++) {
+        int k = snprintf(name, sizeof(name), "u%d-", u); /* then zeros up to BIG_NAME */
+        memset(name + k, '0', (size_t)(BIG_NAME - k));
+        name[BIG_NAME] = '\0';
+        n += (size_t)snprintf(cfg + n, size - n,
+                              "[upstream %s]\norigin = sim\n[route r%d]\nprefix = /r%d/\n"
+                              "upstream = %s\n",
+                              name, u, u, name);
+    }
+    assert_true(n < size);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, "%s", cfg), 0);
+    free(cfg);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    struct raw_conn *c = px_connect(h);
+    char req[96];
+    for (int u = 0; u < BIG_UPSTREAMS; u++) {
+        struct raw_response r;
+        snprintf(req, sizeof(req), "GET /r%d/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", u);
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        raw_response_free(&r);
+    }
+    raw_close(c);
+    return h;
+}
+
+/* A scrape read only between the proxied requests: what has come is taken, never waited for. */
+struct big_scrape {
+    struct raw_conn *c;
+    char *text;
+    size_t len, cap;
+    bool done;                         /* the connection closed: the answer is whole */
+};
+
+#define BIG_READ (256 * 1024) /* the most taken of a scrape at a time */
+
+static void big_read(struct big_scrape *s)
+{
+    for (size_t taken = 0; !s->done && taken < BIG_READ;) {
+        if (s->cap - s->len < 65536) {
+            s->cap = s->cap ? s->cap * 2 : 1 << 20;
+            s->text = realloc(s->text, s->cap + 1);
+            assert_non_null(s->text);
+        }
+        size_t room = s->cap - s->len < BIG_READ - taken ? s->cap - s->len : BIG_READ - taken;
+        ssize_t n = recv(raw_fd(s->c), s->text + s->len, room, MSG_DONTWAIT);
+        if (n > 0) {
+            s->len += (size_t)n;
+            taken += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            s->done = true;
+        else if (errno != EAGAIN && errno != EWOULDBLOCK)
+            fail_msg("scrape: %s", strerror(errno));
+        break;
+    }
+    s->text[s->len] = '\0';
+}
+
+/* The content of a whole answer, in place: after its head, dechunked when chunked. */
+static char *big_body(struct big_scrape *s)
+{
+    char *body = strstr(s->text, "\r\n\r\n");
+    assert_non_null(body);
+    body += 4;
+    if (!tu_contains(s->text, "Transfer-Encoding: chunked"))
+        return body;
+    char *in = body, *out = body;
+    for (;;) {
+        char *end;
+        unsigned long n = strtoul(in, &end, 16);
+        assert_true(end != in && end[0] == '\r' && end[1] == '\n');
+        if (n == 0)
+            break;
+        memmove(out, end + 2, n);
+        out += n;
+        in = end + 2 + n;
+        assert_true(in[0] == '\r' && in[1] == '\n');
+        in += 2;
+    }
+    *out = '\0';
+    return body;
+}
+
+static int cmp_line(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* An exposition: complete (it ends with portico_build_info), each series once, a histogram
+ * count for every upstream. */
+static void check_exposition(char *text)
+{
+    assert_non_null(strstr(text, "\nportico_build_info{version="));
+    size_t cap = 1 << 16, n = 0, counts = 0;
+    char **lines = malloc(cap * sizeof(*lines));
+    assert_non_null(lines);
+    for (char *p = text, *nl; *p; p = nl + 1) {
+        nl = strchr(p, '\n');
+        assert_non_null(nl); /* every line whole */
+        *nl = '\0';
+        if (*p == '#')
+            continue;
+        char *value = strrchr(p, ' ');
+        assert_non_null(value);
+        *value = '\0'; /* the series, its value cut off */
+        counts += strncmp(p, "portico_phase_duration_seconds_count{", 37) == 0 &&
+                  tu_contains(p, "phase=\"total\"");
+        if (n == cap) {
+            lines = realloc(lines, (cap *= 2) * sizeof(*lines));
+            assert_non_null(lines);
+        }
+        lines[n++] = p;
+    }
+    qsort(lines, n, sizeof(*lines), cmp_line);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(lines[i - 1], lines[i]) == 0)
+            fail_msg("series twice: %.120s", lines[i]);
+    assert_int_equal(counts, BIG_UPSTREAMS);
+    free(lines);
+}
+
+/* Scrapes of megabytes, read only now and then, do not hold the proxied requests of their
+ * worker: each waits for a slice at most, where it waited for a whole page (150-300 ms each).
+ * The pages come whole all the same, each series once. */
+static void test_admin_big_pages_stream(void **state)
+{
+    (void)state;
+    int64_t began = tu_now_ms();
+    struct harness *h = start_big();
+    static const char *const paths[BIG_SCRAPES] = {"/status", "/metrics", "/status"};
+    struct big_scrape scrapes[BIG_SCRAPES] = {0};
+    char req[96];
+    for (int i = 0; i < BIG_SCRAPES; i++) {
+        scrapes[i].c = px_connect_port(harness_port(h, "admin"));
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                 paths[i]);
+        assert_int_equal(raw_send_str(scrapes[i].c, req), 0);
+    }
+    struct raw_conn *c = px_connect(h);
+    int64_t worst = 0, start = tu_now_ms();
+    unsigned requests = 0;
+    for (bool all = false; !all;) {
+        struct raw_response r;
+        int64_t t0 = tu_now_ms();
+        assert_int_equal(raw_send_str(c, "GET /r0/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        raw_response_free(&r);
+        int64_t took = tu_now_ms() - t0;
+        worst = took > worst ? took : worst;
+        requests++;
+        all = true;
+        for (int i = 0; i < BIG_SCRAPES; i++) {
+            big_read(&scrapes[i]);
+            all = all && scrapes[i].done;
+        }
+        if (tu_now_ms() - start > 10 * PX_IO_MS)
+            fail_msg("the scrapes did not end");
+    }
+    print_message("%u proxied requests during the scrapes (%zu, %zu, %zu bytes), the slowest "
+                  "%lld ms\n",
+                  requests, scrapes[0].len, scrapes[1].len, scrapes[2].len, (long long)worst);
+    if (!px_under_valgrind(harness_pid(h)) && worst > BIG_WAIT_MS)
+        fail_msg("a proxied request waited %lld ms for the admin pages (at most %d)",
+                 (long long)worst, BIG_WAIT_MS);
+    for (int i = 0; i < BIG_SCRAPES; i++) {
+        assert_true(strncmp(scrapes[i].text, "HTTP/1.1 200 ", 13) == 0);
+        char *body = big_body(&scrapes[i]);
+        if (strcmp(paths[i], "/metrics") == 0) {
+            check_exposition(body);
+        } else {
+            char err[128] = "";
+            struct tj *doc = tj_parse(body, err, sizeof(err));
+            if (!doc)
+                fail_msg("/status is not JSON: %s", err);
+            assert_non_null(tj_path(doc, "upstreams"));
+            tj_free(doc);
+        }
+        free(scrapes[i].text);
+        raw_close(scrapes[i].c);
+    }
+    raw_close(c);
+    px_stop(h);
+    print_message("the whole test: %lld ms\n", (long long)(tu_now_ms() - began));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,6 +642,7 @@ int main(void)
         cmocka_unit_test(test_admin_refuses_web_pages),
         cmocka_unit_test(test_admin_host_allowlist),
         cmocka_unit_test(test_admin_hosts_reload),
+        cmocka_unit_test(test_admin_big_pages_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,12 +46,17 @@ static struct tj *node(enum tj_type t)
     return v;
 }
 
+/* The items array grows by doubling (room for 4, 8, 16...: full whenever n is 0 or a power of 2
+ * from 4): an array of thousands (a /status of megabytes) is not copied once per item. */
 static int add_item(struct tj *parent, struct tj *child)
 {
-    struct tj **grown = realloc(parent->items, (parent->n + 1) * sizeof(*grown));
-    if (!grown)
-        return -1;
-    parent->items = grown;
+    size_t n = parent->n;
+    if (n == 0 || (n >= 4 && (n & (n - 1)) == 0)) {
+        struct tj **grown = realloc(parent->items, (n ? 2 * n : 4) * sizeof(*grown));
+        if (!grown)
+            return -1;
+        parent->items = grown;
+    }
     parent->items[parent->n++] = child;
     return 0;
 }
