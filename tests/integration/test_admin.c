@@ -569,14 +569,11 @@ static void check_exposition(char *text)
     free(lines);
 }
 
-/* Scrapes of megabytes, read only now and then, do not hold the proxied requests of their
- * worker: each waits for a slice at most, where it waited for a whole page (150-300 ms each).
- * The pages come whole all the same, each series once. */
-static void test_admin_big_pages_stream(void **state)
+/* Three scrapes of megabytes, read only now and then, beside proxied requests on their worker,
+ * each read of a scrape after one of them; the pages are checked whole, each series once. The
+ * longest a proxied request waited. */
+static int64_t big_round(struct harness *h)
 {
-    (void)state;
-    int64_t began = tu_now_ms();
-    struct harness *h = start_big();
     static const char *const paths[BIG_SCRAPES] = {"/status", "/metrics", "/status"};
     struct big_scrape scrapes[BIG_SCRAPES] = {0};
     char req[96];
@@ -609,9 +606,6 @@ static void test_admin_big_pages_stream(void **state)
     print_message("%u proxied requests during the scrapes (%zu, %zu, %zu bytes), the slowest "
                   "%lld ms\n",
                   requests, scrapes[0].len, scrapes[1].len, scrapes[2].len, (long long)worst);
-    if (!px_under_valgrind(harness_pid(h)) && worst > BIG_WAIT_MS)
-        fail_msg("a proxied request waited %lld ms for the admin pages (at most %d)",
-                 (long long)worst, BIG_WAIT_MS);
     for (int i = 0; i < BIG_SCRAPES; i++) {
         assert_true(strncmp(scrapes[i].text, "HTTP/1.1 200 ", 13) == 0);
         char *body = big_body(&scrapes[i]);
@@ -629,6 +623,25 @@ static void test_admin_big_pages_stream(void **state)
         raw_close(scrapes[i].c);
     }
     raw_close(c);
+    return worst;
+}
+
+/* Scrapes of megabytes do not hold the proxied requests of their worker: each waits for a
+ * slice at most, where it waited for a whole page (150-300 ms each). A stall of a loaded host
+ * can make one round slow (once over 80 ms beside a build); the pages written whole made every
+ * round slow, so a round is tried up to three times. */
+static void test_admin_big_pages_stream(void **state)
+{
+    (void)state;
+    int64_t began = tu_now_ms();
+    struct harness *h = start_big();
+    bool timed = !px_under_valgrind(harness_pid(h));
+    int64_t worst = big_round(h);
+    for (int tries = 1; timed && worst > BIG_WAIT_MS && tries < 3; tries++)
+        worst = big_round(h);
+    if (timed && worst > BIG_WAIT_MS)
+        fail_msg("a proxied request waited %lld ms for the admin pages (at most %d), in each "
+                 "of 3 rounds", (long long)worst, BIG_WAIT_MS);
     px_stop(h);
     print_message("the whole test: %lld ms\n", (long long)(tu_now_ms() - began));
 }
