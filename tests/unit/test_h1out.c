@@ -146,6 +146,10 @@ static const struct resp_row resp_rows[] = {
     { "interim with a field: no framing even if a length is given",
       { .status = 103, .fields = "Link: </a.css>; rel=preload\r\n" }, NULL, 5,
       H1OUT_PAYLOAD_SEND, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" },
+    { "head of a body that ends with the close (HTTP/1.0)",
+      { .status = 200, .content_type = "text/plain", .connection = H1OUT_CONN_CLOSE }, NULL,
+      H1OUT_UNTIL_CLOSE, H1OUT_PAYLOAD_SEND,
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n" },
     { "100 Continue", { .status = 100 }, NULL, 0, H1OUT_PAYLOAD_SEND,
       "HTTP/1.1 100 Continue\r\n\r\n" },
     { "interim: a chunked length is not an error", { .status = 102 }, NULL, H1OUT_CHUNKED,
@@ -217,7 +221,7 @@ static const struct {
     { "fields with a bare CR", { .status = 200, .fields = "A: 1\rB: 2\r\n" }, 0 },
     { "connection value out of range",
       { .status = 200, .connection = (enum h1out_connection)7 }, 0 },
-    { "negative length that is not chunked", { .status = 200 }, -2 },
+    { "negative length that is neither chunked nor until the close", { .status = 200 }, -3 },
 };
 
 static void test_refusals(void **state)
