@@ -247,9 +247,11 @@ size_t hint_cache_size(struct hint_cache *c)
  *   link-value = "<" URI-Reference ">" *( OWS ";" OWS link-param )
  *   link-param = token BWS [ "=" BWS ( token / quoted-string ) ]
  *
- * A link-value that is not of this form is malformed and skipped whole: learning anything of
- * it kept an entry no 103 ever replayed (hint_filter skips it), and a guess at what a stray '>'
- * or a URI without brackets meant is a guess a browser may not share. */
+ * with two allowances browsers make too, neither open to two readings: an empty parameter
+ * (param_next) and the UTF-8 of an IRI in the URI (is_uri_char). A link-value that is not of
+ * this form is malformed and skipped whole: learning anything of it kept an entry no 103 ever
+ * replayed (hint_filter skips it), and a guess at what a stray '>' or a URI without brackets
+ * meant is a guess a browser may not share. */
 
 static bool is_ows(char c)
 {
@@ -269,11 +271,13 @@ static bool is_hex(char c)
 }
 
 /* The bytes a URI-reference is made of (RFC 3986 2.2, 2.3), '%' aside: unreserved and
- * reserved characters. No blank, control, '<', '>', '"', '\', '^', '`', '{', '|', '}' nor
- * non-ASCII byte. */
+ * reserved characters, and the non-ASCII bytes of an IRI's UTF-8 (RFC 3987 ucschar: origins
+ * send `</caf\xc3\xa9.woff2>`, browsers act on it, percent-encoding it, and no byte of it can
+ * be taken for a delimiter). No blank, control, '<', '>', '"', '\', '^', '`', '{', '|', '}'. */
 static bool is_uri_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (unsigned char)c >= 0x80 ||
            (c != '\0' && strchr("-._~:/?#[]@!$&'()*+,;=", c) != NULL);
 }
 
@@ -317,7 +321,10 @@ struct link_param {
 
 enum link_step { LINK_END, LINK_PARAM, LINK_MALFORMED };
 
-/* The next `OWS ";" OWS link-param` of v from *pos (just past the '>' at first). */
+/* The next `OWS ";" OWS [ link-param ]` of v from *pos (just past the '>' at first). A ';'
+ * with no parameter is an empty one, name_len 0, as HTTP's parameters allow (RFC 9110 5.6.6:
+ * `*( OWS ";" OWS [ parameter ] )`): origins end links with "; as=style;" and browsers take
+ * them (Chromium skips empty parameters), so a 103 of such a link was dropped whole. */
 static enum link_step param_next(const char *v, size_t len, size_t *pos, struct link_param *p)
 {
     size_t i = skip_ows(v, len, *pos);
@@ -326,11 +333,16 @@ static enum link_step param_next(const char *v, size_t len, size_t *pos, struct 
     if (v[i] != ';')
         return LINK_MALFORMED;
     i = skip_ows(v, len, i + 1);
+    if (i == len || v[i] == ';') {
+        *p = (struct link_param){v + i, 0, NULL, 0};
+        *pos = i;
+        return LINK_PARAM;
+    }
     size_t name = i;
     while (i < len && h1_is_tchar((unsigned char)v[i]))
         i++;
     if (i == name)
-        return LINK_MALFORMED; /* ";" with no parameter, or a name that is not a token */
+        return LINK_MALFORMED; /* a name that is not a token */
     *p = (struct link_param){v + name, i - name, NULL, 0};
     size_t eq = skip_ows(v, len, i); /* BWS */
     if (eq < len && v[eq] == '=') {

@@ -59,8 +59,9 @@ size_t hint_filter(struct hint_set *s, const char *value, size_t len, char *out,
 size_t hint_collect(const struct h1_field *fields, size_t n, char *buf, size_t size);
 
 /* The URI-reference between < and > of a link-value. false when the link-value is malformed:
- * anything but "<" URI-Reference ">" *( OWS ";" OWS link-param ) of RFC 8288 3, with the
- * characters of RFC 3986 in the URI and a token or quoted-string for each parameter's value. */
+ * anything but "<" URI-Reference ">" *( OWS ";" OWS [ link-param ] ) of RFC 8288 3 (an empty
+ * parameter allowed, as RFC 9110 5.6.6 does), with the characters of RFC 3986 in the URI (and
+ * non-ASCII bytes: an IRI's UTF-8) and a token or quoted-string for each parameter's value. */
 bool link_uri(const char *elem, size_t len, const char **uri, size_t *uri_len);
 
 #endif

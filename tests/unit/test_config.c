@@ -313,10 +313,13 @@ static void test_repeatable_keys(void **state)
                                  "[route r]\n"
                                  "upstream = app\n"
                                  "early_hints = </a.css>; rel=preload; as=style\n"
-                                 "early_hints = </b.js>; rel=preload; as=script\n");
+                                 "early_hints = </b.js>; rel=preload; as=script\n"
+                                 /* a trailing ';' and an IRI's UTF-8, as browsers take them */
+                                 "early_hints = </c.css>; rel=preload; as=style;\n"
+                                 "early_hints = </caf\xc3\xa9.woff2>; rel=preload; as=font\n");
     assert_int_equal(cfg->nlisten, 2);
     assert_int_equal(cfg->upstreams[0].norigins, 2);
-    assert_int_equal(cfg->routes[0].nhints, 2);
+    assert_int_equal(cfg->routes[0].nhints, 4);
     assert_string_equal(cfg->routes[0].early_hints[0], "</a.css>; rel=preload; as=style");
     assert_string_equal(cfg->routes[0].early_hints[1], "</b.js>; rel=preload; as=script");
     cfg_free(cfg);

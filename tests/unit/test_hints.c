@@ -356,13 +356,14 @@ static const struct {
     {"<</a>; rel=preload", false, NULL},              /* a < inside the URI */
     {"</a b>; rel=preload", false, NULL},             /* a blank inside the URI */
     {"</a\"b>", false, NULL},                         /* a quote inside the URI */
-    {"</\xc3\xa9>", false, NULL},                     /* a non-ASCII byte: not a URI */
+    {"</caf\xc3\xa9.woff2>", true, "/caf\xc3\xa9.woff2"}, /* an IRI's UTF-8, as browsers take */
     {"</a%2>", false, NULL},                          /* '%' without two hex digits */
     {"</a%zz>", false, NULL},                         /* '%' without two hex digits */
     {"</a> x; rel=preload", false, NULL},             /* text between > and ; */
     {"</a>rel=preload", false, NULL},                 /* no ; before the parameter */
-    {"</a>;", false, NULL},                           /* ; with no parameter */
-    {"</a>;; rel=preload", false, NULL},              /* an empty parameter */
+    {"</a>;", true, "/a"},                            /* an empty parameter (RFC 9110 5.6.6) */
+    {"</a>;; rel=preload", true, "/a"},               /* the same, between ';'s */
+    {"</a>; rel=preload; as=style; ", true, "/a"},    /* a trailing ';', as origins send */
     {"</a>; =x", false, NULL},                        /* a parameter without name */
     {"</a>; r@l=x", false, NULL},                     /* a name that is not a token */
     {"</a>; rel=", false, NULL},                      /* = with no value */
@@ -430,7 +431,10 @@ static const struct {
     {"</a> x; rel=preload", false, "text between the URI and the parameters"},
     {"</a b>; rel=preload", false, "a blank inside the URI"},
     {"</a>; rel=preload x", false, "text after the rel"},
-    {"</a>;; rel=preload", false, "an empty parameter before rel"},
+    {"</a>;; rel=preload", true, "an empty parameter before rel (RFC 9110 5.6.6)"},
+    {"</a>; rel=preload; as=style;", true, "a trailing ';', which browsers take"},
+    {"</caf\xc3\xa9.woff2>; rel=preload", true, "an IRI's UTF-8 in the URI"},
+    {"</a>; ; rel=stylesheet", false, "an empty parameter is no rel"},
     {"</a>; rel=\"preload", false, "unterminated quoted-string"},
     {"</a>; title=\"a\\\"; rel=preload\"", false, "an escaped quote does not end the value"},
     {"</a>; rel=preload; rel=stylesheet", true, "the first rel counts"},
