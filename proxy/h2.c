@@ -563,6 +563,8 @@ static void flush(struct h2_conn *h)
     h->depth++;
     do {
         h->again = false;
+        if (h->rooms_stale) /* before any origin of theirs reads again */
+            h2_stream_rooms(h);
         for (;;) {
             ssize_t n = 0;
             const uint8_t *data;

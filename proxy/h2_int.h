@@ -141,6 +141,8 @@ struct h2_conn {
                                           see STREAM_HELD_MIN */
     size_t held_pool;                  /* CONN_HELD_MAX less a floor for every stream
                                           http2_max_concurrent_streams allows */
+    bool rooms_stale;                  /* streams opened or closed since the read limits were
+                                          last set (h2_stream_rooms) */
     struct event later;                /* deferred flush and end, from the loop */
     struct event timer;                /* the earliest connection deadline */
     int depth;                         /* inside one of our callbacks: flush at its end */
@@ -240,6 +242,10 @@ void h2_stream_delivered(struct h2_stream *s);
 
 /* The request's header block is complete: translate, check, start its exchange. */
 void h2_stream_start(struct h2_stream *s, bool end_stream);
+
+/* Sets the read limit of every stream's origin to what the stream may still take now: streams
+ * opened or closed since (rooms_stale) changed every share. Once per callback, from flush. */
+void h2_stream_rooms(struct h2_conn *h);
 
 /* Opens the stream's window as far as its share of CONN_REQ_HELD_MAX allows, once what it
  * holds went down enough to be worth a WINDOW_UPDATE, and counts its grant; once its body is
