@@ -256,26 +256,26 @@ static bool is_ows(char c)
     return c == ' ' || c == '\t';
 }
 
-/* Submits the response's trailer fields as a trailing HEADERS with END_STREAM. They are field
- * lines as the chunked decoder checked them (a token name, a value without CR, LF or NUL) and
- * the filter kept them (trailers.h: no framing, hop-by-hop or connection-specific field, so
- * none that HTTP/2 forbids, RFC 9113 8.2.2); a colon never begins a token, so no pseudo-header.
- * nghttp2 lowercases the names it copies; the values lose the whitespace around them (RFC 9113
- * 8.2.1). Returns 0 once submitted; -1 when none is left (an empty trailer section sends no
- * HEADERS) or out of memory: then the DATA ends the stream. */
-static int submit_trailers(struct h2_stream *s)
+/* The response's trailer fields as a trailing HEADERS carries them (*count of them, malloc'd,
+ * pointing into s->trailers until it changes): field lines as the chunked decoder checked them
+ * (a token name, a value without CR, LF or NUL) and the filter kept them (trailers.h: no
+ * framing, hop-by-hop or connection-specific field, so none that HTTP/2 forbids, RFC 9113
+ * 8.2.2); a colon never begins a token, so no pseudo-header. nghttp2 lowercases the names it
+ * copies; the values lose the whitespace around them (RFC 9113 8.2.1). NULL when none is left
+ * or out of memory. */
+static nghttp2_nv *trailer_nv(struct h2_stream *s, size_t *count)
 {
     size_t len = s->trailers ? evbuffer_get_length(s->trailers) : 0;
     if (len == 0)
-        return -1;
+        return NULL;
     /* Within max_header_size (the decoder's bound): copied into one span to cut at ':' and LF. */
     const char *p = (const char *)evbuffer_pullup(s->trailers, -1);
     size_t lines = 0;
     for (const char *q = p; q && (q = memchr(q, '\n', len - (size_t)(q - p))) != NULL; q++)
         lines++;
-    nghttp2_nv *nv = p ? malloc(lines * sizeof(*nv)) : NULL;
+    nghttp2_nv *nv = p && lines ? malloc(lines * sizeof(*nv)) : NULL;
     if (!nv)
-        return -1;
+        return NULL;
     size_t n = 0;
     for (const char *line = p, *end = p + len; line < end && n < lines;) {
         const char *lf = memchr(line, '\n', (size_t)(end - line));
@@ -291,9 +291,22 @@ static int submit_trailers(struct h2_stream *s)
                                (size_t)(colon - line), (size_t)(ve - v), NGHTTP2_NV_FLAG_NONE};
         line = lf + 1;
     }
+    *count = n;
+    return nv;
+}
+
+/* Submits the response's trailer fields (trailer_nv) as a trailing HEADERS with END_STREAM.
+ * Returns 0 once submitted; -1 when none is left (an empty trailer section sends no HEADERS)
+ * or out of memory: then the DATA ends the stream. */
+static int submit_trailers(struct h2_stream *s)
+{
+    size_t n = 0;
+    nghttp2_nv *nv = trailer_nv(s, &n);
+    if (!nv)
+        return -1;
     int rc = nghttp2_submit_trailer(s->conn->session, s->id, nv, n); /* copies every field */
     free(nv);
-    evbuffer_drain(s->trailers, len);
+    evbuffer_drain(s->trailers, evbuffer_get_length(s->trailers));
     return rc == 0 ? 0 : -1;
 }
 
@@ -396,6 +409,29 @@ static bool ds_head_fits(void *ctx, const struct resp_head *head, bool final, ch
         return true;
     snprintf(why, size,
              "response head too large for HTTP/2 (%zu bytes of fields, limit %" PRIu32
+             " bytes: the client's SETTINGS_MAX_HEADER_LIST_SIZE)",
+             len, max);
+    return false;
+}
+
+/* The trailer section within the field section the client said it takes, as a head is
+ * (ds_head_fits): one past it would be refused as a head would (python-h2 ends the whole
+ * connection), so the response is cut instead (RST_STREAM), as one over H2_TRAILERS_MAX is. */
+static bool ds_trailers_fit(void *ctx, char *why, size_t size)
+{
+    struct h2_stream *s = ctx;
+    size_t n = 0;
+    nghttp2_nv *nv = trailer_nv(s, &n);
+    if (!nv)
+        return true; /* none (no HEADERS goes), or no memory to send them (dropped) */
+    size_t len = list_size(nv, n);
+    free(nv);
+    uint32_t max = nghttp2_session_get_remote_settings(s->conn->session,
+                                                       NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE);
+    if (len <= max)
+        return true;
+    snprintf(why, size,
+             "trailer section too large for HTTP/2 (%zu bytes of fields, limit %" PRIu32
              " bytes: the client's SETTINGS_MAX_HEADER_LIST_SIZE)",
              len, max);
     return false;
@@ -575,6 +611,7 @@ static const struct downstream_ops h2_ops = {
     .interim = ds_interim,
     .head = ds_head,
     .head_fits = ds_head_fits,
+    .trailers_fit = ds_trailers_fit,
     .body = ds_body,
     .pending = ds_pending,
     .request_input = ds_request_input,

@@ -637,6 +637,13 @@ static void relay_body(struct exchange *ex)
         }
         if (evbuffer_get_length(in) != before_in)
             sock_consumed(ex->usock);
+        char why[160];
+        if (ex->resp_body.done && ex->ds.ops->trailers_fit &&
+            !ex->ds.ops->trailers_fit(ex->ds.ctx, why, sizeof(why))) {
+            ex_fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "invalid response body from %s: %s",
+                    upconn_addr(ex->uc), why);
+            return;
+        }
         if (ex->resp_body.done) { /* the last bytes go with done(), once it is counted */
             ex->resp_state = RESP_DONE;
             ex_end(ex, OUTCOME_DONE);

@@ -84,6 +84,11 @@ struct downstream_ops {
      * as an invalid response (502 before anything of it went) and drops a 1xx, counted. */
     bool (*head_fits)(void *ds, const struct resp_head *head, bool final, char *why,
                       size_t size);
+    /* Optional (NULL: every trailer section goes): whether the client takes the trailer fields
+     * that came to the sink's `trailers`, the body complete. false, with why written (size
+     * bytes), when it would refuse them (HTTP/2: over its SETTINGS_MAX_HEADER_LIST_SIZE): the
+     * exchange then fails as an invalid response, cut short after the body that went. */
+    bool (*trailers_fit)(void *ds, char *why, size_t size);
     /* Body bytes were appended to the sink: send what can be sent now. */
     void (*body)(void *ds);
     /* Response bytes queued and not yet taken by the client (back-pressure). */

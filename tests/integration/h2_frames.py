@@ -68,10 +68,12 @@ count, so it always ends.
   h2_frames.py PORT bombs PID         HPACK bombs the 431 abandon does not see: a head already
                                      malformed, a head of invalid fields, trailers; each kind
                                      10 blocks on its own connection, the worker's (PID) CPU
-  h2_frames.py PORT resp_trailers PATHS  GETs of each of the comma-separated PATHS (HEAD:PATH for
-                                     a HEAD) one after the other on one connection: the frames
-                                     of each response in order, and the fields of its trailing
-                                     HEADERS
+  h2_frames.py PORT resp_trailers PATHS[;PATHS...] [MAX,...]  GETs of each of the
+                                     comma-separated PATHS (HEAD:PATH for a HEAD) one after the
+                                     other on one connection for each ;-separated group (whose
+                                     SETTINGS_MAX_HEADER_LIST_SIZE is the group's MAX, if given,
+                                     as for heads): the frames of each response in order, and
+                                     the fields of its trailing HEADERS
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
                                      padded_empty_data, closed_reset, closed_window_update,
                                      closed_headers (on a stream answered and closed),
@@ -360,30 +362,42 @@ def big_heads(port):
     c.close()
 
 
-def resp_trailers(port, paths):
-    """Each response's frames and its trailer fields (the HEADERS after the final head's)."""
-    c = Conn(port)
-    sid = 1
-    for path in paths.split(","):
-        method, _, path = path.rpartition(":")
-        st = c.st(sid)
-        c.send(c.request(sid, get(path, method or "GET")))
-        c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
-        final = next((i for i, b in enumerate(st["blocks"])
-                      if any(n == ":status" and not v.startswith("1") for n, v in b)), None)
-        trailers = [] if final is None else [f for b in st["blocks"][final + 1:] for f in b]
-        print("path=%s seq=%s trailers=[%s] data=%d rst=%s" % (
-            path, ",".join(st["seq"]), ",".join("%s:%s" % f for f in trailers), st["data"],
-            st["rst"]))
-        sid += 2
-    print("goaway=%s" % (c.goaway,))
-    c.close()
+def limited(port, max_list):
+    """A connection whose SETTINGS_MAX_HEADER_LIST_SIZE is max_list (None: not sent); field
+    sections past it are still read."""
+    c = Conn(port, () if max_list is None else ((MAX_HEADER_LIST_SIZE, max_list),))
+    c.dec.max_header_list_size = 1 << 20  # a head at nghttp2's bound is over hpack's 64 KiB
+    return c
+
+
+def resp_trailers(port, groups, limits=None):
+    """Each response's frames and its trailer fields (the HEADERS after the final head's), a
+    connection for each ;-separated group of paths, whose SETTINGS_MAX_HEADER_LIST_SIZE is the
+    group's of the comma-separated limits (none: not sent)."""
+    groups = groups.split(";")
+    limits = [int(m) for m in limits.split(",")] if limits else [None] * len(groups)
+    for paths, max_list in zip(groups, limits):
+        c = limited(port, max_list)
+        sid = 1
+        for path in paths.split(","):
+            method, _, path = path.rpartition(":")
+            st = c.st(sid)
+            c.send(c.request(sid, get(path, method or "GET")))
+            c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
+            final = next((i for i, b in enumerate(st["blocks"])
+                          if any(n == ":status" and not v.startswith("1") for n, v in b)), None)
+            trailers = [] if final is None else [f for b in st["blocks"][final + 1:] for f in b]
+            print("path=%s seq=%s trailers=[%s] data=%d rst=%s" % (
+                path, ",".join(st["seq"]), ",".join("%s:%s" % f for f in trailers), st["data"],
+                st["rst"]))
+            sid += 2
+        print("goaway=%s" % (c.goaway,))
+        c.close()
 
 
 def heads(port, paths, max_list=None):
     """Every response's statuses, frames, and what a 502 of Portico's says failed."""
-    c = Conn(port, () if max_list is None else ((MAX_HEADER_LIST_SIZE, max_list),))
-    c.dec.max_header_list_size = 1 << 20  # a head at nghttp2's bound is over hpack's 64 KiB
+    c = limited(port, max_list)
     paths = paths.split(",")
     sts = [c.st(1 + 2 * i) for i in range(len(paths))]
     c.send(b"".join(c.request(1 + 2 * i, get(p)) for i, p in enumerate(paths)))
@@ -1040,7 +1054,7 @@ def main():
     elif sys.argv[2] == "big_heads":
         big_heads(port)
     elif sys.argv[2] == "resp_trailers":
-        resp_trailers(port, sys.argv[3])
+        resp_trailers(port, sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
     elif sys.argv[2] == "heads":
         heads(port, sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else None)
     elif sys.argv[2] == "crossing_trailers":

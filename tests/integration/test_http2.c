@@ -1372,6 +1372,11 @@ static const struct fo_step *pick_by_path(const struct fo_request_info *req, voi
     return NULL;
 }
 
+/* A trailer section of one field, x-t, of TRAILER_VALUE bytes: 1035 bytes as
+ * SETTINGS_MAX_HEADER_LIST_SIZE counts it (name, value and 32), more than its head. */
+#define TRAILER_VALUE 1000
+static char client_max_reply[TRAILER_VALUE + 128];
+
 /* The origin's answers, by path: chunked bodies with and without trailer fields. */
 static const struct path_script trailer_scripts[] = {
     {"/trail", {FO_SEND(CHUNKED_HEAD "Trailer: grpc-status, x-checksum\r\n\r\n"
@@ -1396,6 +1401,8 @@ static const struct path_script trailer_scripts[] = {
     {"/204", {FO_SEND("HTTP/1.1 204 No Content\r\n\r\n")}},
     {"/huge", {FO_SEND(CHUNKED_HEAD "\r\n5\r\nhello\r\n0\r\n"), FO_SEND(huge_trailers)}},
     {"/many", {FO_SEND(CHUNKED_HEAD "\r\n5\r\nhello\r\n0\r\n"), FO_SEND(many_trailers)}},
+    {"/client_max", {FO_SEND(client_max_reply)}},
+    {"/client_fits", {FO_SEND(client_max_reply)}},
 };
 
 /* An origin's chunked trailer fields reach an HTTP/2 client as a trailing HEADERS with
@@ -1404,7 +1411,9 @@ static const struct path_script trailer_scripts[] = {
  * left, no HEADERS: the DATA ends the stream. A trailer section over 16 KiB is cut short as one
  * over max_header_size (RST_STREAM INTERNAL_ERROR after the DATA, logged invalid_response), also
  * under a larger max_header_size. The old code dropped every trailer field: the DATA ended the
- * stream. */
+ * stream. A trailer section over the client's SETTINGS_MAX_HEADER_LIST_SIZE is cut so too (the
+ * client would refuse it: python-h2 ends the whole connection), logged with the client's limit;
+ * the connection's other streams go on. The old code sent it (HEADERS+END). */
 static void test_response_trailers(void **state)
 {
     (void)state;
@@ -1417,6 +1426,10 @@ static void test_response_trailers(void **state)
     for (int i = 0; i < 8000; i++)
         k += (size_t)snprintf(many_trailers + k, sizeof(many_trailers) - k, "x%04d: v\r\n", i);
     snprintf(many_trailers + k, sizeof(many_trailers) - k, "\r\n");
+    int n = snprintf(client_max_reply, sizeof(client_max_reply),
+                     CHUNKED_HEAD "\r\n5\r\nhello\r\n0\r\nx-t: ");
+    memset(client_max_reply + n, 'a', TRAILER_VALUE);
+    strcpy(client_max_reply + n + TRAILER_VALUE, "\r\n\r\n");
     static const struct path_scripts set = {trailer_scripts, ARRAY_SIZE(trailer_scripts)};
     struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_by_path,
                                     .pick_arg = (void *)(uintptr_t)&set};
@@ -1444,6 +1457,24 @@ static void test_response_trailers(void **state)
     };
     want_lines(&r, want, ARRAY_SIZE(want));
     tu_cmd_result_free(&r);
+    /* A client's limit one byte under the section: cut, and /trail goes on on the same
+     * connection; at the limit, on another connection: the section goes. */
+    frames2(h, "resp_trailers", "/client_max,/trail;/client_fits", "1034,1035", &r);
+    char fits[TRAILER_VALUE + 128];
+    n = snprintf(fits, sizeof(fits), "path=/client_fits seq=HEADERS,DATA,HEADERS+END "
+                                     "trailers=[x-t:%.*s] data=5 rst=None\ngoaway=None\n",
+                 TRAILER_VALUE, client_max_reply + strlen(client_max_reply) - 4 - TRAILER_VALUE);
+    const char *const want_max[] = {
+        "path=/client_max seq=HEADERS,DATA,RST trailers=[] data=5 rst=2\n"
+        "path=/trail seq=HEADERS,DATA,HEADERS+END trailers=[grpc-status:0,x-checksum:abc] "
+        "data=5 rst=None\ngoaway=None\npath=/client_fits",
+        fits,
+    };
+    want_lines(&r, want_max, ARRAY_SIZE(want_max));
+    tu_cmd_result_free(&r);
+    /* /huge and /client_max */
+    assert_int_equal(metric(h, "portico_upstream_failures_total{failure=\"invalid_response\"}"),
+                     2);
     /* nghttp, a client from Debian: the fields after the DATA, on a HEADERS with END_STREAM */
     char u[256];
     const char *const argv[] = {"nghttp", "-nv", "--timeout=10", url(h, "/trail", u, sizeof(u)),
@@ -1463,6 +1494,13 @@ static void test_response_trailers(void **state)
     line = px_log_line(h, "\"path\":\"/huge\"");
     if (!tu_contains(line, "\"failure\":\"invalid_response\",") ||
         !tu_contains(line, "trailer section too large") || !tu_contains(line, "\"aborted\":true"))
+        fail_msg("log line: %s", line);
+    free(line);
+    line = px_log_line(h, "\"path\":\"/client_max\"");
+    if (!tu_contains(line, "\"failure\":\"invalid_response\",") ||
+        !tu_contains(line, "(1035 bytes of fields, limit 1034 bytes: the client's "
+                           "SETTINGS_MAX_HEADER_LIST_SIZE)") ||
+        !tu_contains(line, "\"aborted\":true"))
         fail_msg("log line: %s", line);
     free(line);
     harness_free(h);
