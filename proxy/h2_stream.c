@@ -378,6 +378,24 @@ static size_t list_size(const nghttp2_nv *nv, size_t n)
     return len;
 }
 
+/* Whether the n fields fit the field section the client said it takes (its
+ * SETTINGS_MAX_HEADER_LIST_SIZE, UINT32_MAX when it sent none); if not, why says so, naming
+ * what ("response head", "trailer section"). */
+static bool within_client_list(const struct h2_stream *s, const nghttp2_nv *nv, size_t n,
+                               const char *what, char *why, size_t size)
+{
+    uint32_t max = nghttp2_session_get_remote_settings(s->conn->session,
+                                                       NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE);
+    size_t len = list_size(nv, n);
+    if (len <= max)
+        return true;
+    snprintf(why, size,
+             "%s too large for HTTP/2 (%zu bytes of fields, limit %" PRIu32
+             " bytes: the client's SETTINGS_MAX_HEADER_LIST_SIZE)",
+             what, len, max);
+    return false;
+}
+
 /* ---- the downstream interface ---- */
 
 /* An origin's head as submit_head would make it, within the header block nghttp2 sends (it
@@ -401,17 +419,7 @@ static bool ds_head_fits(void *ctx, const struct resp_head *head, bool final, ch
                  H2_HEADER_BLOCK_MAX / 1024);
         return false;
     }
-    /* UINT32_MAX (unlimited) when the client sent none */
-    uint32_t max = nghttp2_session_get_remote_settings(s->conn->session,
-                                                       NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE);
-    len = list_size(nv, n);
-    if (len <= max)
-        return true;
-    snprintf(why, size,
-             "response head too large for HTTP/2 (%zu bytes of fields, limit %" PRIu32
-             " bytes: the client's SETTINGS_MAX_HEADER_LIST_SIZE)",
-             len, max);
-    return false;
+    return within_client_list(s, nv, n, "response head", why, size);
 }
 
 /* The trailer section within the field section the client said it takes, as a head is
@@ -424,17 +432,9 @@ static bool ds_trailers_fit(void *ctx, char *why, size_t size)
     nghttp2_nv *nv = trailer_nv(s, &n);
     if (!nv)
         return true; /* none (no HEADERS goes), or no memory to send them (dropped) */
-    size_t len = list_size(nv, n);
+    bool fits = within_client_list(s, nv, n, "trailer section", why, size);
     free(nv);
-    uint32_t max = nghttp2_session_get_remote_settings(s->conn->session,
-                                                       NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE);
-    if (len <= max)
-        return true;
-    snprintf(why, size,
-             "trailer section too large for HTTP/2 (%zu bytes of fields, limit %" PRIu32
-             " bytes: the client's SETTINGS_MAX_HEADER_LIST_SIZE)",
-             len, max);
-    return false;
+    return fits;
 }
 
 static void ds_interim(void *ctx, const struct resp_head *head)
