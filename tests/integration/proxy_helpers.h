@@ -10,12 +10,14 @@
 #define PORTICO_PROXY_HELPERS_H
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../support/fake_origin.h"
@@ -55,6 +57,50 @@ PX_HELPER int px_listen(uint16_t *port)
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #endif
 #define PX_IO_MS 5000 /* bound of a read that must succeed; reached only when something broke */
+
+/* A process's descriptors: all of them, and its pipes (each splice has one while it runs). */
+struct px_fds {
+    int all;
+    int pipes;
+};
+
+PX_HELPER struct px_fds px_count_fds(pid_t pid)
+{
+    char path[64], link[128];
+    struct px_fds n = {0, 0};
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        char fd_path[320];
+        snprintf(fd_path, sizeof(fd_path), "%s/%s", path, e->d_name);
+        ssize_t len = readlink(fd_path, link, sizeof(link) - 1);
+        if (len < 0)
+            continue; /* closed meanwhile */
+        link[len] = '\0';
+        n.all++;
+        n.pipes += strncmp(link, "pipe:", 5) == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Waits (bounded) until the process holds exactly the descriptors of base again, and returns
+ * what it holds: connections that ended are closed from Portico's loop, a moment after the
+ * client saw the end. Sampling /proc, as nothing else tells when a close happened. */
+PX_HELPER struct px_fds px_wait_fds(pid_t pid, struct px_fds base)
+{
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    struct px_fds now = px_count_fds(pid);
+    while ((now.all != base.all || now.pipes != base.pipes) && tu_now_ms() < deadline) {
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        now = px_count_fds(pid);
+    }
+    return now;
+}
 
 /* Starts Portico with one worker, an access log in the temp dir, `proxy_extra` lines appended
  * to [proxy] and `rest` (upstreams and routes, printf-formatted) after it. Fails the test when

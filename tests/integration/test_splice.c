@@ -112,47 +112,10 @@ static uint64_t check_spliced(struct harness *h, uint64_t before, uint64_t n, bo
     return now;
 }
 
-/* Portico's descriptors: all of them, and its pipes (each splice has one while it runs). */
-struct fds {
-    int all;
-    int pipes;
-};
-
-static struct fds count_fds(pid_t pid)
+/* Waits (bounded) until Portico holds exactly the descriptors of `base` again (px_wait_fds). */
+static void wait_fds(struct harness *h, struct px_fds base, const char *what)
 {
-    char path[64], link[128];
-    struct fds n = {0, 0};
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    assert_non_null(d);
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        if (e->d_name[0] == '.')
-            continue;
-        char fd_path[320];
-        snprintf(fd_path, sizeof(fd_path), "%s/%s", path, e->d_name);
-        ssize_t len = readlink(fd_path, link, sizeof(link) - 1);
-        if (len < 0)
-            continue; /* closed meanwhile */
-        link[len] = '\0';
-        n.all++;
-        n.pipes += strncmp(link, "pipe:", 5) == 0;
-    }
-    closedir(d);
-    return n;
-}
-
-/* Waits (bounded) until Portico holds exactly the descriptors of `base` again: the connections
- * of an exchange that ended are closed from the loop, a moment after the client saw the end.
- * Sampling /proc, as nothing else tells when a close happened. */
-static void wait_fds(struct harness *h, struct fds base, const char *what)
-{
-    int64_t deadline = tu_now_ms() + PX_IO_MS;
-    struct fds now = count_fds(harness_pid(h));
-    while ((now.all != base.all || now.pipes != base.pipes) && tu_now_ms() < deadline) {
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        now = count_fds(harness_pid(h));
-    }
+    struct px_fds now = px_wait_fds(harness_pid(h), base);
     if (now.all != base.all || now.pipes != base.pipes)
         fail_msg("%s: portico holds %d descriptors (%d pipes), %d (%d pipes) before", what,
                  now.all, now.pipes, base.all, base.pipes);
@@ -161,9 +124,9 @@ static void wait_fds(struct harness *h, struct fds base, const char *what)
 /* A splice's pipe goes as soon as its last byte went out, which is before the receiver could
  * answer or hold the whole response: once an exchange is over, Portico has its pipes of
  * before. */
-static void check_no_pipe(struct harness *h, struct fds base, const char *what)
+static void check_no_pipe(struct harness *h, struct px_fds base, const char *what)
 {
-    struct fds now = count_fds(harness_pid(h));
+    struct px_fds now = px_count_fds(harness_pid(h));
     if (now.pipes != base.pipes)
         fail_msg("%s: portico holds %d pipes, %d before", what, now.pipes, base.pipes);
 }
@@ -315,7 +278,7 @@ static void test_large_bodies(void **state)
         struct stream_origin *o = so_start();
         assert_non_null(o);
         struct harness *h = start(o, row->proxy, NULL, NULL);
-        struct fds fds = count_fds(harness_pid(h));
+        struct px_fds fds = px_count_fds(harness_pid(h));
         char what[96];
         uint64_t base = spliced(h);
         if (!row->spliced)
@@ -351,7 +314,7 @@ static void pipelined(const struct on_off_row *row)
     /* settle_time = 0: pipelined requests (waiting when a response ends) may take the origin
      * connection at once; by default they wait until it settled (upstream.c) */
     struct harness *h = start(o, row->proxy, "settle_time = 0\n", NULL);
-    struct fds fds = count_fds(harness_pid(h));
+    struct px_fds fds = px_count_fds(harness_pid(h));
     uint64_t base = spliced(h);
     struct raw_conn *c = px_connect(h);
     raw_set_send_timeout(c, TRANSFER_MS);
@@ -462,7 +425,7 @@ static void test_spliced_exactly(void **state)
     struct stream_origin *o = so_start();
     assert_non_null(o);
     struct harness *h = start(o, NULL, NULL, NULL);
-    struct fds fds = count_fds(harness_pid(h));
+    struct px_fds fds = px_count_fds(harness_pid(h));
     for (size_t i = 0; i < ARRAY_SIZE(exact_rows); i++) {
         const struct exact_row *row = &exact_rows[i];
         uint64_t before = spliced(h);
@@ -491,7 +454,7 @@ static void test_stale_pooled_retry(void **state)
     struct stream_origin *o = so_start();
     assert_non_null(o);
     struct harness *h = start(o, NULL, NULL, NULL);
-    struct fds fds = count_fds(harness_pid(h));
+    struct px_fds fds = px_count_fds(harness_pid(h));
     struct raw_conn *c = px_connect(h);
     raw_set_send_timeout(c, TRANSFER_MS);
     struct raw_response r;
@@ -657,7 +620,7 @@ static void cut_mid_splice(const struct on_off_row *mode)
     struct stream_origin *o = so_start();
     assert_non_null(o);
     struct harness *h = start(o, mode->proxy, "keepalive = 0\n", NULL);
-    struct fds base = count_fds(harness_pid(h));
+    struct px_fds base = px_count_fds(harness_pid(h));
     print_message("%s: portico holds %d descriptors (%d pipes) at the start\n", mode->why,
                   base.all, base.pipes);
 
@@ -722,7 +685,7 @@ static void test_slow_client(void **state)
     assert_non_null(o);
     struct harness *h = start(o, NULL, NULL, NULL);
     pid_t pid = harness_pid(h);
-    struct fds fds = count_fds(pid);
+    struct px_fds fds = px_count_fds(pid);
     uint64_t base = spliced(h);
     struct raw_conn *c = px_connect(h);
     uint64_t sent0 = atomic_load(&o->sent);
@@ -875,7 +838,7 @@ static void test_copied(void **state)
                               "listen = 127.0.0.1:{{port:tls}} tls\n"
                               "tls_cert = {{certs}}/server.pem\ntls_key = {{certs}}/server.key\n",
                               NULL, copy_faults);
-    struct fds fds = count_fds(harness_pid(h));
+    struct px_fds fds = px_count_fds(harness_pid(h));
     struct raw_tls_opts tls = {.ca_file = certs->ca_cert, .host = "localhost",
                                .require_valid = true};
     for (size_t i = 0; i < ARRAY_SIZE(copy_rows); i++) {

@@ -735,35 +735,6 @@ static void *end_origin_run(void *arg)
     return NULL;
 }
 
-/* Portico's descriptors. */
-static int count_fds(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    assert_non_null(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-/* Waits (bounded) until Portico holds base descriptors again: a tunnel's connections are closed
- * a moment after the client saw its end. Sampling /proc, as nothing else tells when a close
- * happened. */
-static int wait_fds(pid_t pid, int base)
-{
-    int64_t deadline = tu_now_ms() + IO_MS;
-    int now = count_fds(pid);
-    while (now != base && tu_now_ms() < deadline) {
-        struct timespec ts = {0, 2 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        now = count_fds(pid);
-    }
-    return now;
-}
-
 /* A tunnel between a TLS client and a TLS origin: each side's end reaches the other as it came,
  * behind all that side sent. A close_notify from one side is one to the other; a FIN without
  * it is a cut, which the other side can tell only if it gets no close_notify either: Portico
@@ -794,7 +765,7 @@ static void test_tunnel_tls_ends(void **state)
     assert_int_equal(harness_start(h), 0);
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     assert_non_null(ctx);
-    int base = count_fds(harness_pid(h));
+    struct px_fds base = px_count_fds(harness_pid(h));
     for (size_t i = 0; i < sizeof(tunnel_end_rows) / sizeof(tunnel_end_rows[0]); i++) {
         enum tunnel_ender ender = tunnel_end_rows[i].ender;
         struct end_origin o = {.lfd = lfd, .row = i};
@@ -832,12 +803,12 @@ static void test_tunnel_tls_ends(void **state)
         SSL_free(ssl);
         close(fd);
         pthread_join(o.thread, NULL);
-        int fds = wait_fds(harness_pid(h), base);
+        int fds = px_wait_fds(harness_pid(h), base).all;
         bool notified = ender == ENDS_ORIGIN ? client_notified : o.notified;
         print_message("  %-36s %s got %s, then %s; portico holds %d descriptors (%d before)\n",
                       tunnel_end_rows[i].why, ender == ENDS_ORIGIN ? "client" : "origin",
                       ender == ENDS_ORIGIN ? "its bytes" : o.got,
-                      notified ? "a close_notify" : "an end without one", fds, base);
+                      notified ? "a close_notify" : "an end without one", fds, base.all);
         assert_true(tu_contains(resp, "HTTP/1.1 101 "));
         if (ender == ENDS_ORIGIN) {
             assert_true(tu_contains(resp, "\r\n\r\nlast bytes"));
@@ -848,7 +819,7 @@ static void test_tunnel_tls_ends(void **state)
             if (ender == ENDS_CLIENT)
                 assert_true(tu_contains(resp, "\r\n\r\n" ORIGIN_AFTER));
         }
-        assert_int_equal(fds, base);
+        assert_int_equal(fds, base.all);
         if (notified != tunnel_end_rows[i].close_notify) {
             print_message("  %s: the other side got %s\n", tunnel_end_rows[i].why,
                           notified ? "a close_notify" : "none");
