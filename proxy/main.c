@@ -18,7 +18,8 @@
  * Start-up: the configuration is loaded, the soft descriptor limit raised to the hard one, the
  * listen addresses claimed (addrlock.h: no other process may hold them), the sockets bound and
  * the files opened, the pid file written, then root's privileges dropped, and only then do the
- * workers run.
+ * workers run. Under systemd (NOTIFY_SOCKET) the start, each reload and the stop are told to it
+ * (notify.h).
  */
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -43,6 +44,7 @@
 #include "portico/generation.h"
 #include "portico/log.h"
 #include "portico/metrics.h"
+#include "portico/notify.h"
 #include "portico/pidfile.h"
 #include "portico/privileges.h"
 #include "portico/probe.h"
@@ -79,6 +81,7 @@ static struct generation *prepare(struct config *cfg, unsigned number)
 }
 
 #define UNLISTEN_MS 5000 /* how long a reload or stop waits for workers to stop accepting */
+#define STOP_SLACK_MS 5000 /* asked of systemd beyond that and shutdown_timeout: the joins */
 
 /* The process: serving; stopping gracefully (SIGTERM, SIGINT, SIGQUIT: nothing accepted,
  * exchanges in flight finish within shutdown_timeout); stopping now (a second SIGTERM/SIGINT). */
@@ -276,6 +279,22 @@ static void reload(struct process *p)
                  next->number, c->workers, c->workers > 1 ? "s" : "", profile_name(c->profile));
 }
 
+/* A reload as systemd sees it: reloading until the new configuration is live or refused, with
+ * the generation serving afterwards in `systemctl status`. */
+static void reload_notified(struct process *p)
+{
+    unsigned before = p->gen->number;
+    notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+                (unsigned long long)now_us(), p->path);
+    reload(p);
+    if (p->gen->number == before)
+        notify_send("READY=1\nSTATUS=reload of %s refused (see the error log); serving "
+                    "generation %u",
+                    p->path, before);
+    else
+        notify_send("READY=1\nSTATUS=serving %s (generation %u)", p->path, p->gen->number);
+}
+
 /* Removes the pid file written at start, unless another process wrote its own since. */
 static void release_pid_file(struct process *p)
 {
@@ -294,6 +313,11 @@ static void release_pid_file(struct process *p)
 static void begin_stop(struct process *p, int sig)
 {
     uint64_t ms = p->gen->cfg->shutdown_timeout_ms;
+    /* systemd kills at TimeoutStopSec: a longer shutdown_timeout is asked for, not assumed */
+    notify_send("STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu\nSTATUS=stopping: exchanges in flight "
+                "have %llu ms to finish",
+                (unsigned long long)(ms + UNLISTEN_MS + STOP_SLACK_MS) * 1000,
+                (unsigned long long)ms);
     for (struct drain *d = p->drains; d; d = d->next)
         workers_signal_stop(d->group, ms); /* a reload's drain ends by then too */
     bool closed = start_drain(p, p->group, p->gen, ms, NULL);
@@ -315,6 +339,7 @@ static void begin_stop(struct process *p, int sig)
 static void hurry(struct process *p, int sig)
 {
     log_info("SIG%s again: stopping now, closing every connection", sigabbrev_np(sig));
+    notify_send("STATUS=stopping now: closing every connection");
     for (struct drain *d = p->drains; d; d = d->next)
         workers_signal_stop(d->group, 0);
     p->state = RUN_HURRYING;
@@ -332,7 +357,7 @@ static void on_signal(struct process *p, int sig)
     } else if (p->state == RUN_SERVING) {
         if (sig == SIGHUP) {
             reap_drains(p, false);
-            reload(p);
+            reload_notified(p);
         } else {
             begin_stop(p, sig);
         }
@@ -581,6 +606,8 @@ static int run(const char *path, struct config *cfg, const sigset_t *set)
         log_info("simulator origin on 127.0.0.1:%u (origin = sim)", sim_port());
     if (c->admin_listen_text)
         log_info("admin endpoint on %s (/metrics, /healthz)", c->admin_listen_text);
+    if (notify_open() == 0)
+        notify_send("READY=1\nSTATUS=serving %s (generation 1)", path);
 
     /* Serving, then stopping until the last group has drained. */
     while (p.state == RUN_SERVING || p.drains) {
@@ -589,6 +616,7 @@ static int run(const char *path, struct config *cfg, const sigset_t *set)
             on_signal(&p, sig);
     }
     finish(&p);
+    notify_close();
     log_info("stopped");
     log_close();
     return 0;

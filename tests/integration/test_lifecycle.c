@@ -7,7 +7,8 @@
  * exclusive listen and admin addresses (another Portico, a plain socket, a reload adding a taken
  * address), the pid file, `-t` on pid_file/user/group and the files the start opens, the switch
  * to `user` when started as
- * root, and `make install` with the systemd unit that `systemd-analyze verify` accepts.
+ * root, systemd's notifications (NOTIFY_SOCKET: ready, reloading, stopping with the time a
+ * drain needs), and `make install` with the systemd unit that `systemd-analyze verify` accepts.
  *
  * The origin of the exchanges in flight is held by a gate the test opens: nothing waits on a
  * sleep. Paths are relative to the repository root, the directory the tests run from.
@@ -33,6 +34,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -495,6 +497,106 @@ static void test_shutdown_timeout(void **state)
     raw_close(busy);
     harness_free(h);
     gated_origin_stop(o);
+}
+
+/* ---- systemd's notifications (Type=notify) ---- */
+
+/* A datagram socket at name (a path, or "@name": abstract), as systemd's notify socket is. */
+static int notify_listen(const char *name)
+{
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    size_t len = strlen(name);
+    assert_true(len < sizeof(a.sun_path));
+    memcpy(a.sun_path, name, len);
+    if (name[0] == '@')
+        a.sun_path[0] = '\0';
+    socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
+                                 (name[0] == '@' ? 0 : 1));
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, alen), 0);
+    return fd;
+}
+
+/* The next message on fd, within IO_MS (a message never sent fails the test). */
+static void notify_next(int fd, char *msg, size_t size)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, IO_MS) != 1)
+        fail_msg("no notification within %d ms", IO_MS);
+    ssize_t n = recv(fd, msg, size - 1, 0);
+    assert_true(n > 0);
+    msg[n] = '\0';
+}
+
+static void assert_notified(int fd, const char *const lines[], size_t nlines)
+{
+    char msg[1024];
+    notify_next(fd, msg, sizeof(msg));
+    for (size_t i = 0; i < nlines; i++)
+        if (!tu_contains(msg, lines[i]))
+            fail_msg("the notification lacks \"%s\":\n%s", lines[i], msg);
+}
+
+/* Starts Portico in front of origin_port with NOTIFY_SOCKET=name in its environment. */
+static struct harness *start_notifying(uint16_t origin_port, const char *name, const char *extra)
+{
+    assert_int_equal(setenv("NOTIFY_SOCKET", name, 1), 0);
+    struct harness *h = start(origin_port, extra);
+    unsetenv("NOTIFY_SOCKET");
+    return h;
+}
+
+/* With NOTIFY_SOCKET set (a Type=notify unit), systemd hears READY=1 once the listener accepts,
+ * RELOADING=1 then READY=1 around a reload (accepted or refused, with the generation serving),
+ * and STOPPING=1 with EXTEND_TIMEOUT_USEC covering shutdown_timeout: a shutdown_timeout longer
+ * than the unit's TimeoutStopSec is then waited for, not cut by SIGKILL. */
+static void test_systemd_notify(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start(&(struct fake_origin_opts){.kind = FO_OK});
+    assert_non_null(o);
+    char name[PATH_MAX];
+    snprintf(name, sizeof(name), "%s/notify-%d.sock", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    unlink(name);
+    int fd = notify_listen(name);
+    struct harness *h = start_notifying(fake_origin_port(o), name, "shutdown_timeout = 120s\n");
+    assert_notified(fd, (const char *const[]){"READY=1\n", "STATUS=serving "}, 2);
+    assert_int_equal(get(harness_port(h, "listen"), "/"), 200);
+
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_notified(fd, (const char *const[]){"RELOADING=1\n", "MONOTONIC_USEC="}, 2);
+    assert_notified(fd, (const char *const[]){"READY=1\n", "(generation 2)"}, 2);
+
+    assert_int_equal(harness_write_config(h, "[proxy]\nnot a key line\n"), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_notified(fd, (const char *const[]){"RELOADING=1\n"}, 1);
+    assert_notified(fd, (const char *const[]){"READY=1\n", "refused", "serving generation 2"}, 3);
+
+    assert_int_equal(harness_signal(h, SIGTERM), 0);
+    /* 120 s, and the 5 s that the listeners may take to close and 5 s for the last joins */
+    assert_notified(fd, (const char *const[]){"STOPPING=1\n", "EXTEND_TIMEOUT_USEC=130000000\n"},
+                    2);
+    assert_exits_0(h, IO_MS);
+    harness_free(h);
+    close(fd);
+    unlink(name);
+
+    /* The abstract namespace ("@name"), as systemd may pass it. */
+    snprintf(name, sizeof(name), "@portico-test-notify-%d", (int)getpid());
+    fd = notify_listen(name);
+    h = start_notifying(fake_origin_port(o), name, NULL);
+    assert_notified(fd, (const char *const[]){"READY=1\n"}, 1);
+    harness_free(h);
+    close(fd);
+
+    /* A value that names no socket is said and does not stop the start. */
+    h = start_notifying(fake_origin_port(o), "notify.sock", NULL);
+    assert_int_equal(harness_wait_log(h, "NOTIFY_SOCKET notify.sock: not a socket path", IO_MS), 0);
+    assert_int_equal(get(harness_port(h, "listen"), "/"), 200);
+    harness_free(h);
+    fake_origin_stop(o);
 }
 
 /* A stop during a reload's drain: the reload gave the old workers the 60 s of its file, the
@@ -1917,7 +2019,8 @@ static void test_systemd_unit(void **state)
     char *unit = tu_read_file(path, NULL);
     assert_non_null(unit);
     static const char *const wanted[] = {"KillSignal=SIGTERM\n", "ExecReload=/bin/kill -HUP $MAINPID\n",
-                                         "Restart=on-failure\n", "ExecStartPre=", " -t -c "};
+                                         "Restart=on-failure\n", "ExecStartPre=", " -t -c ",
+                                         "Type=notify\n", "NotifyAccess=main\n"};
     for (size_t i = 0; i < ARRAY_SIZE(wanted); i++)
         if (!tu_contains(unit, wanted[i]))
             fail_msg("the unit lacks %s", wanted[i]);
@@ -1953,6 +2056,7 @@ int main(void)
         cmocka_unit_test(test_drain_answers_pipelined),
         cmocka_unit_test(test_drain_idle_close_on_response),
         cmocka_unit_test(test_shutdown_timeout),
+        cmocka_unit_test(test_systemd_notify),
         cmocka_unit_test(test_stop_shortens_reload_drain),
         cmocka_unit_test(test_signals_reopen_logs),
         cmocka_unit_test(test_signal_during_load),
