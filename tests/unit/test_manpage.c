@@ -922,22 +922,23 @@ static void test_failure_statuses_documented(void **state)
  * loaded after: the upstream and route the fragments name. Its line numbers move by 4. */
 #define FRAGMENT_HEAD "[upstream shop]\norigin = sim\n[route shop]\nupstream = shop\n"
 
-/* Loads one example as `name`; prints its errors (FILE:LINE: message) and returns how many. */
-static int example_errors(const char *text, const char *name)
+/* Loads one example as `name`; prints its errors (FILE:LINE: message) to `errors` (NULL: none)
+ * and returns how many. */
+static int example_errors(const char *text, const char *name, FILE *errors)
 {
-    size_t n = strlen(FRAGMENT_HEAD) + strlen(text) + 1;
-    char *full = malloc(n);
+    size_t size = strlen(FRAGMENT_HEAD) + strlen(text) + 1;
+    char *full = malloc(size);
     assert_non_null(full);
-    snprintf(full, n, "%s%s", strstr(text, "[upstream ") ? "" : FRAGMENT_HEAD, text);
-    int errors = -1;
-    struct config *cfg = cfg_load_string(full, name, "/tmp", stderr, &errors);
+    snprintf(full, size, "%s%s", strstr(text, "[upstream ") ? "" : FRAGMENT_HEAD, text);
+    int n = -1;
+    struct config *cfg = cfg_load_string(full, name, "/tmp", errors, &n);
     cfg_free(cfg);
     free(full);
-    return cfg ? errors : (errors > 0 ? errors : 1);
+    return cfg ? n : (n > 0 ? n : 1);
 }
 
 /* The README's ```ini blocks; returns how many failed, and counts them in *blocks. */
-static int readme_examples(const char *readme, int *blocks)
+static int readme_examples(const char *readme, int *blocks, FILE *errors)
 {
     static const char open[] = "\n```ini\n";
     int failed = 0;
@@ -948,7 +949,7 @@ static int readme_examples(const char *readme, int *blocks)
         char name[64];
         assert_non_null(text);
         snprintf(name, sizeof(name), "%s ```ini block %d", README, ++*blocks);
-        failed += example_errors(text, name) != 0;
+        failed += example_errors(text, name, errors) != 0;
         free(text);
     }
     return failed;
@@ -956,7 +957,7 @@ static int readme_examples(const char *readme, int *blocks)
 
 /* The INI of DEPLOYING.md's ConfigMap: the lines under "portico.ini: |" without their
  * indentation, up to the first line indented less (blank lines belong to the block). */
-static int deploying_example(const char *doc)
+static int deploying_example(const char *doc, FILE *errors)
 {
     static const char key[] = "portico.ini: |\n";
     const char *p = strstr(doc, key);
@@ -979,18 +980,18 @@ static int deploying_example(const char *doc)
         assert_int_equal(evbuffer_add(ini, "\n", 1), 0);
     }
     assert_int_equal(evbuffer_add(ini, "", 1), 0);
-    int errors = example_errors((const char *)evbuffer_pullup(ini, -1), DEPLOYING " ConfigMap");
+    int n = example_errors((const char *)evbuffer_pullup(ini, -1), DEPLOYING " ConfigMap", errors);
     evbuffer_free(ini);
-    return errors;
+    return n;
 }
 
 static void test_examples_load(void **state)
 {
     (void)state;
     char *readme = slurp(README), *deploying = slurp(DEPLOYING);
-    int blocks = 0, failed = readme_examples(readme, &blocks);
+    int blocks = 0, failed = readme_examples(readme, &blocks, stderr);
     assert_true(blocks >= 3); /* the parse still finds them ([proxy], balancing, faults) */
-    failed += deploying_example(deploying) != 0;
+    failed += deploying_example(deploying, stderr) != 0;
     glob_t g;
     assert_int_equal(glob("conf/*.ini", 0, NULL, &g), 0);
     assert_int_equal(glob("conf/examples/*.ini", GLOB_APPEND, NULL, &g), 0);
@@ -1044,14 +1045,15 @@ static void test_checks_can_fail(void **state)
     json_keys("{\"a\":1,\"b\":{\"c\":\"\\\"\"},\"d\":[\"e\"]}", keys, sizeof(keys));
     assert_string_equal(keys, "`a` `b` `d` ");
     /* an example with a mistake is counted, a fragment gets the upstream and route it names */
-    assert_int_equal(example_errors("[upstream a]\norigin = sim\nbogus = 1\n", "bad"), 1);
-    assert_int_equal(example_errors("[fault f]\nroute = shop\nstatus = 503\n", "fragment"), 0);
-    assert_int_equal(example_errors("[fault f]\nroute = nope\nstatus = 503\n", "fragment"), 1);
+    assert_int_equal(example_errors("[upstream a]\norigin = sim\nbogus = 1\n", "bad", NULL), 1);
+    assert_int_equal(example_errors("[fault f]\nroute = shop\nstatus = 503\n", "frag", NULL), 0);
+    assert_int_equal(example_errors("[fault f]\nroute = nope\nstatus = 503\n", "frag", NULL), 1);
     int blocks = 0;
-    assert_int_equal(readme_examples("x\n```ini\n[upstream a]\nbogus = 1\n```\n", &blocks), 1);
+    assert_int_equal(readme_examples("x\n```ini\n[upstream a]\nbogus = 1\n```\n", &blocks, NULL),
+                     1);
     assert_int_equal(blocks, 1);
     assert_int_equal(deploying_example("  portico.ini: |\n    [upstream a]\n    origin = sim\n\n"
-                                       "    retries = 99\n---\n"), 1);
+                                       "    retries = 99\n---\n", NULL), 1);
 }
 
 int main(void)
