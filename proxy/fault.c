@@ -410,6 +410,8 @@ static int set_statuses(struct fault_rule *r, enum fault_key k, const char *v, c
         uint64_t c;
         if (!span_copy(b, ce, code, sizeof(code)) || parse_status(code, 100, 599, &c) != 0)
             return bad(why, size, k, "'%.*s' is not a status code (200-599)", (int)(ce - b), b);
+        if (c == 101) /* not an interim either: pointing at interim = 101 sent them in a loop */
+            return bad(why, size, k, "101 switches protocols, which a rule cannot simulate");
         if (c < 200)
             return bad(why, size, k, "%llu is an interim status: use interim = %llu",
                        (unsigned long long)c, (unsigned long long)c);

@@ -605,7 +605,8 @@ static int run(const char *path, struct config *cfg, const sigset_t *set)
     if (sim_port())
         log_info("simulator origin on 127.0.0.1:%u (origin = sim)", sim_port());
     if (c->admin_listen_text)
-        log_info("admin endpoint on %s (/metrics, /healthz)", c->admin_listen_text);
+        log_info("admin endpoint on %s (/, /status, /metrics, /healthz, /faults)",
+                 c->admin_listen_text);
     if (notify_open() == 0)
         notify_send("READY=1\nSTATUS=serving %s (generation 1)", path);
 

@@ -760,6 +760,8 @@ static void test_default_config_teapot(void **state)
     assert_int_equal(harness_stop(h), 0);
     assert_true(harness_log_contains(h, "\"status\":418")); /* JSON */
     assert_true(harness_log_contains(h, "\"upstream\":\"sim\""));
+    /* the start line names every admin endpoint, not only /metrics and /healthz */
+    assert_true(harness_log_contains(h, "(/, /status, /metrics, /healthz, /faults)"));
     harness_free(h);
 }
 

@@ -70,6 +70,7 @@ static const struct {
     {"status", "599", NULL},
     {"status", "600", "not a status code"},           /* out of range */
     {"status", "103", "interim status: use interim"}, /* a 1xx is not an answer */
+    {"status", "101", "101 switches protocols"},      /* not "use interim = 101": refused too */
     {"status", "503:0.5, 500", "give every status a weight"}, /* mixed forms */
     {"status", "503:0.7, 500:0.6", "more than 1"},    /* weights over 1 */
     {"status", "503:0", "weight is not a number"},    /* a weight of 0 means nothing */

@@ -13,6 +13,9 @@
  * family that exists; the access-log table lists exactly the fields of a JSON line; the
  * statuses of each failure type per profile, in both documents, are failure.c's.
  *
+ * And the examples: every ```ini block of the README, the configuration in DEPLOYING.md's
+ * ConfigMap and every file of conf/ and conf/examples/ load without an error.
+ *
  * Paths are relative to the repository root, the directory the tests run from.
  */
 #include <setjmp.h>
@@ -26,6 +29,7 @@
 
 #include <cmocka.h>
 #include <event2/buffer.h>
+#include <glob.h>
 
 #include "../../proxy/config_int.h"
 #include "portico/failure.h"
@@ -37,6 +41,7 @@
 #define MANPAGE "docs/portico.8"
 #define README "README.md"
 #define MAIN_C "proxy/main.c"
+#define DEPLOYING "docs/DEPLOYING.md"
 
 static char *slurp(const char *path)
 {
@@ -911,6 +916,101 @@ static void test_failure_statuses_documented(void **state)
     free(readme);
 }
 
+/* ---- examples: the configurations the documents show load ---- */
+
+/* What a fragment (a block without an [upstream], such as the README's [faults] example) is
+ * loaded after: the upstream and route the fragments name. Its line numbers move by 4. */
+#define FRAGMENT_HEAD "[upstream shop]\norigin = sim\n[route shop]\nupstream = shop\n"
+
+/* Loads one example as `name`; prints its errors (FILE:LINE: message) to `errors` (NULL: none)
+ * and returns how many. */
+static int example_errors(const char *text, const char *name, FILE *errors)
+{
+    size_t size = strlen(FRAGMENT_HEAD) + strlen(text) + 1;
+    char *full = malloc(size);
+    assert_non_null(full);
+    snprintf(full, size, "%s%s", strstr(text, "[upstream ") ? "" : FRAGMENT_HEAD, text);
+    int n = -1;
+    struct config *cfg = cfg_load_string(full, name, "/tmp", errors, &n);
+    cfg_free(cfg);
+    free(full);
+    return cfg ? n : (n > 0 ? n : 1);
+}
+
+/* The README's ```ini blocks; returns how many failed, and counts them in *blocks. */
+static int readme_examples(const char *readme, int *blocks, FILE *errors)
+{
+    static const char open[] = "\n```ini\n";
+    int failed = 0;
+    for (const char *p = strstr(readme, open); p; p = strstr(p + 1, open)) {
+        const char *b = p + strlen(open), *e = strstr(b, "\n```");
+        assert_non_null(e);
+        char *text = strndup(b, (size_t)(e - b + 1));
+        char name[64];
+        assert_non_null(text);
+        snprintf(name, sizeof(name), "%s ```ini block %d", README, ++*blocks);
+        failed += example_errors(text, name, errors) != 0;
+        free(text);
+    }
+    return failed;
+}
+
+/* The INI of DEPLOYING.md's ConfigMap: the lines under "portico.ini: |" without their
+ * indentation, up to the first line indented less (blank lines belong to the block). */
+static int deploying_example(const char *doc, FILE *errors)
+{
+    static const char key[] = "portico.ini: |\n";
+    const char *p = strstr(doc, key);
+    if (!p)
+        fail_msg("%s: no ConfigMap key 'portico.ini: |'", DEPLOYING);
+    p += strlen(key);
+    size_t indent = strspn(p, " ");
+    assert_true(indent > 0);
+    struct evbuffer *ini = evbuffer_new();
+    assert_non_null(ini);
+    for (const char *line = p; *line; line = next_line(line)) {
+        size_t len = strcspn(line, "\n");
+        if (len == 0 || strspn(line, " ") == len) {
+            assert_int_equal(evbuffer_add(ini, "\n", 1), 0);
+            continue;
+        }
+        if (strspn(line, " ") < indent)
+            break;
+        assert_int_equal(evbuffer_add(ini, line + indent, len - indent), 0);
+        assert_int_equal(evbuffer_add(ini, "\n", 1), 0);
+    }
+    assert_int_equal(evbuffer_add(ini, "", 1), 0);
+    int n = example_errors((const char *)evbuffer_pullup(ini, -1), DEPLOYING " ConfigMap", errors);
+    evbuffer_free(ini);
+    return n;
+}
+
+static void test_examples_load(void **state)
+{
+    (void)state;
+    char *readme = slurp(README), *deploying = slurp(DEPLOYING);
+    int blocks = 0, failed = readme_examples(readme, &blocks, stderr);
+    assert_true(blocks >= 3); /* the parse still finds them ([proxy], balancing, faults) */
+    failed += deploying_example(deploying, stderr) != 0;
+    glob_t g;
+    assert_int_equal(glob("conf/*.ini", 0, NULL, &g), 0);
+    assert_int_equal(glob("conf/examples/*.ini", GLOB_APPEND, NULL, &g), 0);
+    assert_true(g.gl_pathc >= 2); /* portico.ini, examples/staging.ini */
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        int errors = -1;
+        struct config *cfg = cfg_load(g.gl_pathv[i], stderr, &errors);
+        failed += !cfg || errors != 0;
+        cfg_free(cfg);
+    }
+    print_message("checked: %d README blocks, the DEPLOYING ConfigMap, %zu files of conf/\n",
+                  blocks, g.gl_pathc);
+    globfree(&g);
+    if (failed)
+        fail_msg("%d example configurations have errors (above)", failed);
+    free(readme);
+    free(deploying);
+}
+
 /* The checks themselves: a key missing from a section is seen, one present is not flagged. */
 static void test_checks_can_fail(void **state)
 {
@@ -944,6 +1044,16 @@ static void test_checks_can_fail(void **state)
     assert_false(sample_of("portico_xy", 10, "portico_x", "counter"));
     json_keys("{\"a\":1,\"b\":{\"c\":\"\\\"\"},\"d\":[\"e\"]}", keys, sizeof(keys));
     assert_string_equal(keys, "`a` `b` `d` ");
+    /* an example with a mistake is counted, a fragment gets the upstream and route it names */
+    assert_int_equal(example_errors("[upstream a]\norigin = sim\nbogus = 1\n", "bad", NULL), 1);
+    assert_int_equal(example_errors("[fault f]\nroute = shop\nstatus = 503\n", "frag", NULL), 0);
+    assert_int_equal(example_errors("[fault f]\nroute = nope\nstatus = 503\n", "frag", NULL), 1);
+    int blocks = 0;
+    assert_int_equal(readme_examples("x\n```ini\n[upstream a]\nbogus = 1\n```\n", &blocks, NULL),
+                     1);
+    assert_int_equal(blocks, 1);
+    assert_int_equal(deploying_example("  portico.ini: |\n    [upstream a]\n    origin = sim\n\n"
+                                       "    retries = 99\n---\n", NULL), 1);
 }
 
 int main(void)
@@ -959,6 +1069,7 @@ int main(void)
         cmocka_unit_test(test_metric_types_and_labels),
         cmocka_unit_test(test_access_log_fields_documented),
         cmocka_unit_test(test_failure_statuses_documented),
+        cmocka_unit_test(test_examples_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
