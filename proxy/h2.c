@@ -531,6 +531,29 @@ size_t h2_stream_room(const struct h2_stream *s)
     return room;
 }
 
+size_t h2_stream_express(struct h2_stream *s, size_t room)
+{
+    struct h2_conn *h = s->conn;
+    struct h2_stream *x = h->express;
+    if (x && x != s) {
+        if (evbuffer_get_length(x->body) > h->held_floor)
+            return 0; /* what it read beyond its room has not all left */
+        h->express = NULL;
+        if (x->ex) /* its last limit may still count the express */
+            exchange_read_max(x->ex, MAX(h2_stream_room(x), 1));
+    }
+    size_t held = evbuffer_get_length(s->body);
+    int32_t window = MIN(nghttp2_session_get_stream_remote_window_size(h->session, s->id),
+                         nghttp2_session_get_remote_window_size(h->session));
+    if (window <= 0 || (size_t)window <= held + room) {
+        if (held <= h->held_floor)
+            h->express = NULL; /* the express was not s's, or all its bytes left */
+        return 0;
+    }
+    h->express = s;
+    return MIN((size_t)window - held - room, STREAM_EXPRESS);
+}
+
 size_t h2_stream_req_share(const struct h2_conn *h)
 {
     return MAX(h->req_floor, MIN(STREAM_REQ_MAX, CONN_REQ_HELD_MAX / MAX(h->nstreams, 1)));
@@ -886,7 +909,7 @@ struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer
     h->req_floor = MIN(STREAM_REQ_MIN, CONN_REQ_HELD_MAX / 2 / max_streams);
     h->req_pool = CONN_REQ_HELD_MAX - h->req_floor * max_streams;
     h->held_floor = MIN(STREAM_HELD_MIN, CONN_HELD_MAX / 2 / max_streams);
-    h->held_pool = CONN_HELD_MAX - h->held_floor * max_streams;
+    h->held_pool = CONN_HELD_MAX - h->held_floor * max_streams - STREAM_EXPRESS;
     /* The header list limit is the HTTP/1.1 one: the head we build must fit max_header_size. */
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,

@@ -172,6 +172,8 @@ void h2_stream_free(struct h2_stream *s, const char *why)
     h->held -= evbuffer_get_length(s->body);
     evbuffer_free(s->body);
     h2_stream_uncheck(s);
+    if (h->express == s)
+        h->express = NULL;
     if (s->trailers)
         evbuffer_free(s->trailers);
     h2_request_free(&s->req);
@@ -481,8 +483,8 @@ static size_t ds_pending(void *ctx)
      * that may hold no more of the connection's budget waits as if its own output were full. */
     size_t room = h2_stream_room(s);
     size_t n = !room ? SIZE_MAX : held + sock_pending(s->conn->sock);
-    if (room && s->ex) /* its next read takes no more than it may hold */
-        exchange_read_max(s->ex, room);
+    if (room && s->ex) /* its next read takes no more than it may hold, or than goes at once */
+        exchange_read_max(s->ex, room + h2_stream_express(s, room));
     s->watched |= n > 0;
     if (s->watched)
         h2_stream_check(s);
