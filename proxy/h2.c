@@ -69,6 +69,7 @@ static const uint8_t notice_ping[8] = "portico";
 #define NOTICE_LAST_STREAM ((1u << 31) - 1) /* the notice's last stream id: any (RFC 9113 6.8) */
 
 static void goaway_last(struct h2_conn *h);
+static void stream_stalled(struct h2_stream *s, bool shut, uint64_t now);
 
 /* Frames on its closed stream (FLOOD_CLOSED) each stream's end gives back: a reset and a
  * WINDOW_UPDATE that crossed it. */
@@ -320,8 +321,14 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             TAILQ_FOREACH(t, &h->streams, link)
                 if (t->ex && !t->req_eof)
                     h2_stream_grant(t);
-        } else
+        } else {
             h2_charge(h, FLOOD_CONTROL);
+            h->check_all = true; /* SETTINGS_INITIAL_WINDOW_SIZE moves every window */
+        }
+        break;
+    case NGHTTP2_WINDOW_UPDATE:
+        if (s)
+            h2_stream_check(s);
         break;
     case NGHTTP2_PING:
         if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
@@ -429,7 +436,8 @@ static int send_data(nghttp2_session *session, nghttp2_frame *frame, const uint8
     s->body_sent += length;
     /* The windows let bytes through: a window that the client keeps reopening is not kept shut,
      * even when every check after a flush finds it used up again (check_streams). */
-    s->stalled_since = 0;
+    stream_stalled(s, false, 0);
+    h->conn_stalled_since = 0;
     return 0;
 }
 
@@ -523,30 +531,106 @@ size_t h2_stream_room(const struct h2_stream *s)
     return room;
 }
 
+size_t h2_stream_express(struct h2_stream *s, size_t room)
+{
+    struct h2_conn *h = s->conn;
+    struct h2_stream *x = h->express;
+    if (x && x != s) {
+        if (evbuffer_get_length(x->body) > h->held_floor)
+            return 0; /* what it read beyond its room has not all left */
+        h->express = NULL;
+        if (x->ex) /* its last limit may still count the express */
+            exchange_read_max(x->ex, MAX(h2_stream_room(x), 1));
+    }
+    size_t held = evbuffer_get_length(s->body);
+    int32_t window = MIN(nghttp2_session_get_stream_remote_window_size(h->session, s->id),
+                         nghttp2_session_get_remote_window_size(h->session));
+    if (window <= 0 || (size_t)window <= held + room) {
+        if (held <= h->held_floor)
+            h->express = NULL; /* the express was not s's, or all its bytes left */
+        return 0;
+    }
+    h->express = s;
+    return MIN((size_t)window - held - room, STREAM_EXPRESS);
+}
+
 size_t h2_stream_req_share(const struct h2_conn *h)
 {
     return MAX(h->req_floor, MIN(STREAM_REQ_MAX, CONN_REQ_HELD_MAX / MAX(h->nstreams, 1)));
 }
 
-/* Tells paused exchanges that their stream drained, and notes streams whose data waits behind
- * a shut flow-control window (the stall deadline). */
+void h2_stream_check(struct h2_stream *s)
+{
+    if (s->checking)
+        return;
+    s->checking = true;
+    TAILQ_INSERT_TAIL(&s->conn->checks, s, check_link);
+    s->conn->nchecks++;
+}
+
+/* Notes whether stream s's data waits behind its own shut window (now: since when), keeping
+ * the connection's `stalled` in the order of stalled_since: the earliest deadline is the
+ * first's. */
+static void stream_stalled(struct h2_stream *s, bool shut, uint64_t now)
+{
+    struct h2_conn *h = s->conn;
+    if (!shut && s->stalled_since) {
+        TAILQ_REMOVE(&h->stalled, s, stall_link);
+        s->stalled_since = 0;
+    } else if (shut && !s->stalled_since) {
+        s->stalled_since = now;
+        TAILQ_INSERT_TAIL(&h->stalled, s, stall_link);
+    }
+}
+
+static void unchecked(struct h2_stream *s)
+{
+    TAILQ_REMOVE(&s->conn->checks, s, check_link);
+    s->conn->nchecks--;
+    s->checking = false;
+}
+
+void h2_stream_uncheck(struct h2_stream *s)
+{
+    if (s->checking)
+        unchecked(s);
+    stream_stalled(s, false, 0);
+}
+
+/* Tells paused exchanges that their stream drained, and notes data that waits behind a shut
+ * flow-control window (the stall deadline): the connection's at each flush, a stream's own when
+ * something of it changed (h2_stream_check). A stream left watched and holding less than
+ * resume_below is looked at again at the next flush: the connection's output or its budget is
+ * what it waits for. One holding more waits for its own bytes to leave (its own change), or a
+ * larger share (a stream closed: check_all). */
 static void check_streams(struct h2_conn *h, uint64_t now)
 {
-    bool conn_shut = nghttp2_session_get_remote_window_size(h->session) <= 0;
-    size_t resume_below = MIN(RESUME_BELOW, h2_stream_share(h) / 2);
+    bool conn_shut = h->held && nghttp2_session_get_remote_window_size(h->session) <= 0;
+    if (!conn_shut)
+        h->conn_stalled_since = 0;
+    else if (!h->conn_stalled_since)
+        h->conn_stalled_since = now;
     struct h2_stream *s;
-    TAILQ_FOREACH(s, &h->streams, link) {
+    if (h->check_all) {
+        h->check_all = false;
+        TAILQ_FOREACH(s, &h->streams, link)
+            h2_stream_check(s);
+    }
+    size_t resume_below = MIN(RESUME_BELOW, h2_stream_share(h) / 2);
+    /* Those in the list now: the ones put back (or changed again) are for the next flush. */
+    for (size_t n = h->nchecks; n > 0 && (s = TAILQ_FIRST(&h->checks)) != NULL; n--) {
+        unchecked(s);
         size_t held = evbuffer_get_length(s->body);
-        bool shut = held && (conn_shut ||
-                             nghttp2_session_get_stream_remote_window_size(h->session, s->id) <= 0);
-        if (!shut)
-            s->stalled_since = 0;
-        else if (!s->stalled_since)
-            s->stalled_since = now;
-        if (s->ex && s->watched && held + sock_pending(h->sock) < resume_below &&
-            h2_stream_room(s) > 0) {
+        stream_stalled(s, held && nghttp2_session_get_stream_remote_window_size(h->session,
+                                                                                s->id) <= 0,
+                       now);
+        if (!s->ex || !s->watched)
+            continue;
+        if (held + sock_pending(h->sock) < resume_below && h2_stream_room(s) > 0) {
             s->watched = false;
             exchange_drained(s->ex); /* may end it: done() only submits */
+        } else if (held < resume_below) {
+            h2_stream_check(s);
         }
     }
 }
@@ -689,11 +773,13 @@ static uint64_t next_deadline(const struct h2_conn *h, uint32_t *code, const cha
     if (h->drain == DRAIN_NOTICE) /* timer_cb sends the GOAWAY: it does not end the connection */
         CANDIDATE(h->notice_at + NOTICE_WAIT_US, NGHTTP2_NO_ERROR, "shutdown notice unanswered",
                   FLOOD_COUNT);
-    const struct h2_stream *s;
-    TAILQ_FOREACH(s, &h->streams, link)
-        if (s->stalled_since)
-            CANDIDATE(s->stalled_since + cfg->client_send_timeout_ms * 1000,
-                      NGHTTP2_ENHANCE_YOUR_CALM, "flow-control window kept shut", FLOOD_STALLED);
+    /* A window kept shut: the connection's, or the stream's whose stall began first. */
+    if (h->conn_stalled_since)
+        CANDIDATE(h->conn_stalled_since + cfg->client_send_timeout_ms * 1000,
+                  NGHTTP2_ENHANCE_YOUR_CALM, "flow-control window kept shut", FLOOD_STALLED);
+    if (!TAILQ_EMPTY(&h->stalled))
+        CANDIDATE(TAILQ_FIRST(&h->stalled)->stalled_since + cfg->client_send_timeout_ms * 1000,
+                  NGHTTP2_ENHANCE_YOUR_CALM, "flow-control window kept shut", FLOOD_STALLED);
 #undef CANDIDATE
     return best;
 }
@@ -804,6 +890,8 @@ struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer
     h->peer = peer;
     h->owner = *owner;
     TAILQ_INIT(&h->streams);
+    TAILQ_INIT(&h->checks);
+    TAILQ_INIT(&h->stalled);
     h->session = session_new(h);
     if (!h->session) {
         free(h);
@@ -821,7 +909,7 @@ struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer
     h->req_floor = MIN(STREAM_REQ_MIN, CONN_REQ_HELD_MAX / 2 / max_streams);
     h->req_pool = CONN_REQ_HELD_MAX - h->req_floor * max_streams;
     h->held_floor = MIN(STREAM_HELD_MIN, CONN_HELD_MAX / 2 / max_streams);
-    h->held_pool = CONN_HELD_MAX - h->held_floor * max_streams;
+    h->held_pool = CONN_HELD_MAX - h->held_floor * max_streams - STREAM_EXPRESS;
     /* The header list limit is the HTTP/1.1 one: the head we build must fit max_header_size. */
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,

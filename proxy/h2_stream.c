@@ -39,8 +39,9 @@ static void body_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void body_changed(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
 {
     (void)b;
-    struct h2_conn *h = arg;
-    h->held = h->held + info->n_added - info->n_deleted;
+    struct h2_stream *s = arg;
+    s->conn->held = s->conn->held + info->n_added - info->n_deleted;
+    h2_stream_check(s);
 }
 
 /* What the stream's origin may read at once: what the stream may still take (never 0, which
@@ -84,7 +85,7 @@ struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
         free(s);
         return NULL;
     }
-    if (!evbuffer_add_cb(s->body, body_changed, h)) {
+    if (!evbuffer_add_cb(s->body, body_changed, s)) {
         evbuffer_free(s->req_in);
         evbuffer_free(s->body);
         free(s);
@@ -170,12 +171,16 @@ void h2_stream_free(struct h2_stream *s, const char *why)
     evbuffer_free(s->req_in);
     h->held -= evbuffer_get_length(s->body);
     evbuffer_free(s->body);
+    h2_stream_uncheck(s);
+    if (h->express == s)
+        h->express = NULL;
     if (s->trailers)
         evbuffer_free(s->trailers);
     h2_request_free(&s->req);
     TAILQ_REMOVE(&h->streams, s, link);
     h->nstreams--;
     rooms_changed(h);
+    h->check_all = true; /* every share grew: a paused exchange may go on */
     if (TAILQ_EMPTY(&h->streams))
         h->idle_since = now_us();
     free(s);
@@ -478,9 +483,11 @@ static size_t ds_pending(void *ctx)
      * that may hold no more of the connection's budget waits as if its own output were full. */
     size_t room = h2_stream_room(s);
     size_t n = !room ? SIZE_MAX : held + sock_pending(s->conn->sock);
-    if (room && s->ex) /* its next read takes no more than it may hold */
-        exchange_read_max(s->ex, room);
+    if (room && s->ex) /* its next read takes no more than it may hold, or than goes at once */
+        exchange_read_max(s->ex, room + h2_stream_express(s, room));
     s->watched |= n > 0;
+    if (s->watched)
+        h2_stream_check(s);
     return n;
 }
 
