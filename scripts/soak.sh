@@ -35,12 +35,19 @@ for v in SECONDS_TOTAL RATE RELOAD SEED; do
 done
 [ "$SECONDS_TOTAL" -ge 10 ] || die "SOAK_SECONDS must be at least 10"
 [ -x "$PORTICO" ] || die "$PORTICO not built (run: make soak)"
-command -v python3 >/dev/null || die "python3 is missing (Debian: apt-get install python3)"
+# The HTTP/2 clients need python3-h2: Debian's python3 has it where another python3 (a venv,
+# pyenv) may come first in PATH.
+PYTHON=
+for p in python3 /usr/bin/python3; do
+    if command -v "$p" >/dev/null && "$p" -c 'import h2' 2>/dev/null; then PYTHON=$p; break; fi
+done
+[ -n "$PYTHON" ] || die "python3 with the h2 module is missing (Debian: apt-get install python3-h2)"
+command -v openssl >/dev/null || die "openssl is missing (Debian: apt-get install openssl)"
 
 mkdir -p "$OUT/history"
 RUN=$(mktemp -d "$OUT/run.XXXXXX")
 status=0
-python3 -B "$ROOT/scripts/soak/soak.py" --portico "$PORTICO" --dir "$RUN" \
+"$PYTHON" -B "$ROOT/scripts/soak/soak.py" --portico "$PORTICO" --dir "$RUN" \
     --seconds "$SECONDS_TOTAL" --rate "$RATE" --reload "$RELOAD" --seed "$SEED" || status=$?
 
 if [ -f "$RUN/summary.txt" ]; then
