@@ -2,11 +2,17 @@
 # soak.sh — `make soak`: Portico under ten minutes of mixed, misbehaving traffic on loopback,
 # then a check that it ends as it began. Not part of `make test`.
 #
+#   portico   listening in cleartext HTTP/1.1, with TLS (ALPN h2 and http/1.1; a self-signed
+#             certificate made with openssl at run time) and h2c; fault rules [fault soak-*]
 #   origins   the built-in simulator (healthy, slow, 1xx-heavy, closing, resetting, garbage,
-#             half-answering, silent) and a loopback port nothing listens on (refused)
+#             half-answering, silent), a loopback port nothing listens on (refused) and a
+#             WebSocket echo origin in the soak's process (scripts/soak/tunnel.py)
 #   clients   scripts/soak/load.py: keep-alive, connection-per-request, pipelining, 1xx-heavy,
-#             slow, vanishing and hostile clients, HEAD, the admin listener; at most
-#             SOAK_RATE requests a second from 17 threads
+#             slow, vanishing and hostile clients, HEAD, HTTP/1.1 over TLS, fault-shaped
+#             requests (rules and the Portico-Fault header), WebSocket tunnels, the admin
+#             listener and its fault API; HTTP/2 streams and misbehaving HTTP/2 clients
+#             (scripts/soak/h2roles.py, python3-h2); at most SOAK_RATE requests a second from
+#             29 threads
 #   reloads   a SIGHUP every SOAK_RELOAD seconds, alternating two valid configurations
 #   checks    every request answered or accounted for in the access log, nothing unexpected in
 #             the error log, RSS at the end at most 10% above RSS after the first minute, the
@@ -15,7 +21,8 @@
 #
 # Environment: SOAK_SECONDS (default 600), SOAK_RATE (requests/s, default 200), SOAK_RELOAD
 # (seconds between reloads, default 30), SOAK_SEED (default 1), PORTICO (default
-# build/portico), SOAK_KEEP=1 (keep the run directory even when the soak passes).
+# build/portico), SOAK_KEEP=1 (keep the run directory even when the soak passes),
+# SOAK_PORT_BASE (take the loopback ports from there up, not the kernel's choice).
 # Output: the summary on stdout and in build/soak/summary.txt (+ a timestamped copy); the run
 # directory build/soak/run.* (configurations, logs, records.tsv) is kept when the soak fails.
 set -euo pipefail

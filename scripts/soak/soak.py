@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """soak.py — runs Portico under mixed traffic for a while and checks that it ends as it began.
 
-  portico   build/portico (--portico) on 127.0.0.1, a configuration with the simulator origin
-            (healthy, closing, resetting, garbage, half-answering, silent: sim's endpoints) and
-            an origin on a loopback port nothing listens on (refused, then marked down)
+  portico   build/portico (--portico) on 127.0.0.1 (plain HTTP/1.1, TLS with a certificate
+            made for the run, h2c), a configuration with the simulator origin (healthy,
+            closing, resetting, garbage, half-answering, silent: sim's endpoints), an origin on
+            a loopback port nothing listens on (refused, then marked down), a WebSocket origin
+            (tunnel.py) and fault rules [fault soak-*] (header_control on)
   load      load.py: keep-alive, connection-per-request, pipelining, 1xx-heavy, slow, vanishing
-            and hostile clients, the admin listener; bounded in threads and in rate
+            and hostile clients, HTTP/1.1 over TLS, fault-shaped requests, WebSocket tunnels,
+            the admin listener; h2roles.py: HTTP/2 streams and misbehaving HTTP/2 clients;
+            bounded in threads and in rate
   reloads   every --reload seconds a SIGHUP, alternating between two valid configurations
             (profile, pool size, Server-Timing, 102 heartbeats, early hints); each one is
             checked: "is live" in the error log, then a new connection sees the new settings
@@ -13,7 +17,9 @@
 Checks at the end (any failure: exit 1):
   - no failed request (wrong status or body, timeout, unexpected close, wrong X-Request-Id)
   - every request accounted for in the access log: by its X-Request-Id, or for requests refused
-    before their id was read, by client port and status; no line the load did not cause
+    before their id was read, by client port and status; no line the load did not cause; each
+    line with the protocol the request used and the fault rule that shaped it (or none); a
+    tunnel's with how it ended and the bytes it carried each way
   - the error log holds only the kinds of line the traffic causes (EXPECTED_ERRORS)
   - VmRSS at the end of the load at most 10% above VmRSS after the first minute (not checked
     for an ASan build, nor for a run shorter than RSS_MIN_SECONDS)
