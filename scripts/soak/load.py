@@ -23,11 +23,14 @@ soak.py can account for every request in Portico's access log. Outcomes:
   failed     anything else: a wrong status, a wrong body, a timeout, an unexpected close. A soak
              with any failed record fails.
 """
+import fcntl
 import itertools
 import random
 import select
 import socket
 import ssl
+import struct
+import termios
 import threading
 import time
 
@@ -796,19 +799,41 @@ class Load:
                     rec = self.new("vanish", "GET", "/bytes/50000000", conn.port)
                     conn.send(request_bytes("GET", rec.path, rec.rid))
                     status, _, _ = conn.head()
+                    while 100 <= status < 200:  # B's early hint
+                        status, _, _ = conn.head()
                     rec.status = status
-                    time.sleep(4.5)  # past client_send_timeout (3 s)
+                    queued = self.pause(conn, 4.5)  # past client_send_timeout (3 s)
                     conn.chunk = 1 << 20
                     try:
                         while conn.rx < 50000000:
                             conn._fill()
                             conn.buf.clear()
-                        rec.outcome, rec.note = FAILED, "not dropped after client_send_timeout"
+                        rec.outcome, rec.note = FAILED, (
+                            "not dropped after client_send_timeout; bytes waiting in our "
+                            "socket during the pause (s: bytes): %s"
+                            % ", ".join("%.2f: %d" % q for q in queued))
                     except Closed:
                         rec.outcome = STALLED
             except (OSError, Proto, Closed) as e:
                 self.failed(rec, e)
             conn.close()
+
+    @staticmethod
+    def pause(conn, seconds):
+        """Reads nothing for seconds; returns how many bytes waited in the socket's receive
+        queue (FIONREAD), at each change: bytes that reach it meanwhile are bytes Portico's
+        writes handed over, which restart its client_send_timeout."""
+        queued, last, t0 = [], None, time.monotonic()
+        while True:
+            t = time.monotonic() - t0
+            n = struct.unpack("i", fcntl.ioctl(conn.s.fileno(), termios.FIONREAD,
+                                               b"\0\0\0\0"))[0]
+            if n != last:
+                queued.append((t, n))
+                last = n
+            if t >= seconds:
+                return queued
+            time.sleep(min(0.25, seconds - t))
 
     def hostile(self, rng):
         """Requests Portico refuses, each on its own connection, plus a head never finished
