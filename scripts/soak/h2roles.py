@@ -33,6 +33,7 @@ PROTO = "HTTP/2.0"
 GOAWAY, RST_STREAM = 0x7, 0x3
 CANCEL, INTERNAL_ERROR, PROTOCOL_ERROR = 0x8, 0x2, 0x1
 HEAD_WAIT = 3.0     # a misbehaving client's wait for a head it needs before acting
+WAIT_MAX = 30.0     # longest wait for a batch of streams, frames coming or not
 
 
 class Stream:
@@ -193,13 +194,18 @@ class H2Conn:
         self.flush()
 
     def wait(self, until, seconds=L.IO_TIMEOUT):
-        """Pumps until until() holds, the connection ends, or no byte came for seconds."""
-        last, frames = time.monotonic(), self.frames
+        """Pumps until until() holds, the connection ends, no frame came for seconds, or
+        WAIT_MAX passed (frames that keep coming and never end a stream)."""
+        start = last = time.monotonic()
+        frames = self.frames
         while not until() and not self.closed:
             self.pump(0.2)
+            now = time.monotonic()
             if self.frames != frames:
-                last, frames = time.monotonic(), self.frames
-            elif time.monotonic() - last > seconds:
+                last, frames = now, self.frames
+            elif now - last > seconds:
+                return False
+            if now - start > WAIT_MAX:
                 return False
         return until()
 
