@@ -30,6 +30,7 @@ Checks at the end (any failure: exit 1):
 """
 import argparse
 import collections
+import datetime
 import json
 import os
 import re
@@ -610,7 +611,7 @@ class Soak:
                     missing.append("%s (%s: %s) was logged" % (r.rid, r.outcome, r.note))
                 continue
             if not found and r.status is not None and anon.get((r.port, r.status)):
-                found = [anon[(r.port, r.status)].pop()]
+                found = [self.claim(anon[(r.port, r.status)], r)]
             if not found:
                 if r.outcome != load.FAILED:
                     missing.append("%s %s %s (%s %s): no log line"
@@ -659,6 +660,25 @@ class Soak:
         if len(missing) > 30:
             self.problem("access log: %d more" % (len(missing) - 30))
         return collections.Counter(e.get("status") for e in lines), len(lines)
+
+    @staticmethod
+    def claim(group, r):
+        """Takes r's line out of the lines of its client port and status that carry no id the
+        load sent: over a long soak a port comes back many times (a hostile HTTP/1.1 request
+        and a malformed HTTP/2 stream, both 400), so the line of r's protocol (none for a head
+        that did not parse) written nearest to r's time."""
+        def distance(e):
+            proto_ok = e.get("proto") == r.proto or (e.get("proto") is None and
+                                                     r.role == "hostile")
+            try:
+                t = datetime.datetime.strptime(e.get("time", ""), "%Y-%m-%dT%H:%M:%S.%fZ")
+                t = t.replace(tzinfo=datetime.timezone.utc).timestamp()
+            except ValueError:
+                t = 0.0
+            return (not proto_ok, abs(t - r.time))
+        best = min(group, key=distance)
+        group.remove(best)
+        return best
 
     def rss_unchecked(self):
         """Why VmRSS is not checked, or None when it is."""
