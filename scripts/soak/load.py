@@ -491,7 +491,9 @@ class Load:
             if conn is None:
                 time.sleep(0.1)
                 continue
-            if role == "keepalive" and rng.random() < 0.002:
+            if role == "keepalive" and conn.uses and rng.random() < 0.002:
+                # Idle after an answer (keepalive_timeout): a connection that has carried no
+                # request yet gets 408 after client_header_timeout instead.
                 conn = self.idle_past_timeout(conn)
                 continue
             n = size(rng)
