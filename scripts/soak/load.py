@@ -2,7 +2,8 @@
 connections (one socket per thread at a time) and in rate (one shared token bucket), each loop
 ending by itself at the deadline.
 
-Every request carries X-Request-Id: soak-N. What the client saw is kept as a Record, so that
+Every request carries X-Request-Id: soak-N, and its Record the protocol and the fault rule (or
+none) its access line must name. What the client saw is kept as a Record, so that
 soak.py can account for every request in Portico's access log. Outcomes:
 
   answered   a complete response arrived; the log must show the same status
@@ -11,24 +12,36 @@ soak.py can account for every request in Portico's access log. Outcomes:
   cut        Portico cut the body short after the head (read_timeout after head); the log must
              show the same status and aborted=true
   stalled    the client stopped reading until Portico dropped it (client_send_timeout)
+  dropped    a fault rule (or the Portico-Fault header) dropped or reset the connection, over
+             HTTP/2 the stream (RST_STREAM INTERNAL_ERROR), before any byte; the log says 444
+  tunneled   a 101 and the bytes of a tunnel both ways (tunnel.py); the log says 101, how the
+             tunnel ended and the bytes it carried each way
   discarded  never answered because an earlier response closed the connection; never logged
   raced      sent on a reused, idle connection that Portico closed meanwhile (a reload's
-             drain), no byte back: the keep-alive race; never logged
+             drain), no byte back: the keep-alive race; over HTTP/2 a stream above the last
+             stream id of Portico's GOAWAY; never logged
   failed     anything else: a wrong status, a wrong body, a timeout, an unexpected close. A soak
              with any failed record fails.
 """
+import fcntl
 import itertools
 import random
+import select
 import socket
+import ssl
+import struct
+import termios
 import threading
 import time
 
-ANSWERED, VANISHED, CUT, STALLED, DISCARDED, RACED, FAILED = (
-    "answered", "vanished", "cut", "stalled", "discarded", "raced", "failed")
+ANSWERED, VANISHED, CUT, STALLED, DROPPED, TUNNELED, DISCARDED, RACED, FAILED = (
+    "answered", "vanished", "cut", "stalled", "dropped", "tunneled", "discarded", "raced",
+    "failed")
 
 MAX_INTERIM = 32        # Portico relays at most this many 1xx per exchange
 IO_TIMEOUT = 8.0        # longest wait for any byte; above every Portico timeout of soak.py
 MAX_HEAD = 65536        # longest response head we accept
+TLS_NAME = "soak.test"  # the name in the certificate soak.py makes for the TLS listener
 
 
 class Proto(Exception):
@@ -41,12 +54,22 @@ class Closed(Exception):
 
 class Record:
     __slots__ = ("rid", "role", "method", "path", "port", "outcome", "status", "note",
-                 "interim", "time")
+                 "interim", "time", "proto", "fault", "tunnel", "left")
 
-    def __init__(self, rid, role, method, path, port):
+    def __init__(self, rid, role, method, path, port, proto="HTTP/1.1"):
         self.rid, self.role, self.method, self.path, self.port = rid, role, method, path, port
         self.outcome, self.status, self.note, self.interim = None, None, "", 0
         self.time = time.time()
+        self.proto = proto  # the access line's proto
+        self.fault = None   # the access line's fault: a name, or {status: name or None}
+        self.tunnel = None  # (end words, bytes from the client, bytes from the origin)
+        self.left = "client"  # how the detail of a vanished or stalled request begins
+
+    def fault_for(self, status):
+        """The fault the access line must name for this status."""
+        if isinstance(self.fault, dict):
+            return self.fault.get(status)
+        return self.fault
 
 
 class Response:
@@ -57,16 +80,19 @@ class Conn:
     """One client connection with its own read buffer. pace: seconds slept after each read (a
     slow reader); rcvbuf: a small receive buffer, so that a slow reader pushes back at once."""
 
-    def __init__(self, addr, pace=0.0, rcvbuf=None, chunk=65536):
+    def __init__(self, addr, pace=0.0, rcvbuf=None, chunk=65536, tls=None):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         s.settimeout(IO_TIMEOUT)
         try:
             s.connect(addr)
-        except OSError:
+            if tls:     # an ssl.SSLContext: the handshake, its certificate checked
+                s = tls.wrap_socket(s, server_hostname=TLS_NAME)
+        except (OSError, ssl.SSLError):
             s.close()
             raise
+        self.tls = bool(tls)
         self.s, self.buf, self.pace, self.chunk = s, bytearray(), pace, chunk
         self.port = s.getsockname()[1]
         self.rx = 0         # bytes received so far
@@ -77,6 +103,22 @@ class Conn:
         """False once Portico closed (or wrote unasked on) this idle connection."""
         if self.buf:
             return False
+        if self.tls:
+            # No MSG_PEEK through TLS: a record that is there is read; one that holds only
+            # handshake messages (a TLS 1.3 session ticket) leaves the connection open.
+            if not self.s.pending() and not select.select([self.s], [], [], 0)[0]:
+                return True
+            self.s.settimeout(0)
+            try:
+                data = self.s.recv(1)
+                self.buf += data
+                return False    # EOF (b""), or bytes nobody asked for
+            except ssl.SSLWantReadError:
+                return True
+            except OSError:
+                return False
+            finally:
+                self.s.settimeout(IO_TIMEOUT)
         self.s.settimeout(0)    # with a timeout, recv would wait for a byte first
         try:
             self.s.recv(1, socket.MSG_PEEK)
@@ -99,6 +141,10 @@ class Conn:
             data = self.s.recv(self.chunk)
         except ConnectionResetError as e:
             raise Closed("reset") from e
+        except ssl.SSLEOFError as e:    # a FIN without close_notify
+            raise Closed("EOF") from e
+        except ssl.SSLError as e:
+            raise Closed("TLS: %s" % e) from e
         except socket.timeout as e:
             raise Closed("no byte for %.0f s" % IO_TIMEOUT) from e
         if not data:
@@ -236,8 +282,16 @@ class Bucket:
         return True
 
 
-def request_bytes(method, path, rid, extra=(), body=b"", length=None, close=False):
-    lines = ["%s %s HTTP/1.1" % (method, path), "Host: soak.test", "X-Request-Id: " + rid,
+def tls_context(cafile, alpn):
+    """A client context that checks Portico's certificate (made by soak.py) and offers alpn."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+def request_bytes(method, path, rid, extra=(), body=b"", length=None, close=False,
+                  host="soak.test"):
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: " + host, "X-Request-Id: " + rid,
              "User-Agent: portico-soak"]
     lines += list(extra)
     if body or length is not None:
@@ -328,12 +382,55 @@ HOSTILE = [
      {400}, False),                                                      # userinfo authority
 ]
 
+# The host of soak.py's [route faults]: the simulator without early hints or 102 heartbeats, so
+# that a fault's interim responses are the only ones.
+FAULT_HOST = "faults.soak.test"
+
+# Fault rules (soak.py's [fault soak-*] sections, each matching X-Soak-Fault: its word) and the
+# Portico-Fault header: (request field, method, path, statuses, the access line's fault (a dict
+# when it depends on the status), what the client sees, body length, interim codes or None).
+# What the client sees: "answer", "cut" (the head, then the body broken off: logged with its
+# status and aborted), "drop" (nothing: logged 444).
+FAULTS = [
+    ("X-Soak-Fault: status", "GET", "/status/200", {503}, "soak-status", "answer", None, None),
+    ("X-Soak-Fault: failure", "GET", "/status/200", RESET, "soak-failure", "answer", None,
+     None),
+    ("X-Soak-Fault: timeout", "GET", "/status/200", HANG, "soak-timeout", "answer", None, None),
+    ("X-Soak-Fault: delay", "GET", "/bytes/1000", HEALTHY, "soak-delay", "answer", 1000,
+     [102, 103]),
+    ("X-Soak-Fault: slow", "GET", "/status/200", HEALTHY, "soak-slow", "answer", None, None),
+    ("X-Soak-Fault: throttle", "GET", "/bytes/70000", HEALTHY, "soak-throttle", "answer", 70000,
+     None),
+    ("X-Soak-Fault: truncate", "GET", "/bytes/70000", HEALTHY, "soak-truncate", "cut", None,
+     None),
+    ("X-Soak-Fault: drop", "GET", "/status/200", {444}, "soak-drop", "drop", None, None),
+    ("X-Soak-Fault: reset", "GET", "/delay/10", {444}, "soak-reset", "drop", None, None),
+    ("X-Soak-Fault: weighted", "GET", "/status/200", {200, 503},
+     {200: None, 503: "soak-weighted"}, "answer", None, None),
+    ("X-Soak-Fault: never", "GET", "/bytes/1000", HEALTHY, None, "answer", 1000, None),
+    ("Portico-Fault: status=429; headers=Retry-After: 5", "GET", "/status/200", {429}, "header",
+     "answer", None, None),
+    ("Portico-Fault: delay=20ms; status=503", "HEAD", "/status/200", {503}, "header", "answer",
+     0, None),
+    ("Portico-Fault: failure=empty_response", "GET", "/status/200", CLOSE, "header", "answer",
+     None, None),
+    ("Portico-Fault: interim=103", "GET", "/status/204", STATUS(204), "header", "answer", 0,
+     [103]),
+    ("Portico-Fault: truncate=100", "GET", "/bytes/1000", HEALTHY, "header", "cut", None, None),
+    ("Portico-Fault: drop=on", "GET", "/status/200", {444}, "header", "drop", None, None),
+    ("Portico-Fault: status=4o4", "GET", "/status/200", {400}, None, "answer", None, None),
+]
+
 
 class Load:
     """The generator: run() starts the threads of every role and returns once all ended."""
 
-    def __init__(self, addr, admin, rate, deadline, seed):
+    def __init__(self, addr, admin, rate, deadline, seed, tls_addr=None, h2c_addr=None,
+                 cafile=None, ws_port=None):
         self.addr, self.admin, self.deadline = addr, admin, deadline
+        self.tls_addr, self.h2c_addr, self.ws_port = tls_addr, h2c_addr, ws_port
+        self.tls_h1 = tls_context(cafile, ["http/1.1"]) if cafile else None
+        self.tls_h2 = tls_context(cafile, ["h2"]) if cafile else None
         self.bucket = Bucket(rate, deadline)
         self.records = []
         self.lock = threading.Lock()
@@ -346,8 +443,8 @@ class Load:
 
     # ---- bookkeeping ----
 
-    def new(self, role, method, path, port):
-        rec = Record("soak-%d" % next(self.ids), role, method, path, port)
+    def new(self, role, method, path, port, proto="HTTP/1.1"):
+        rec = Record("soak-%d" % next(self.ids), role, method, path, port, proto)
         with self.lock:
             self.records.append(rec)
         return rec
@@ -379,16 +476,24 @@ class Load:
 
     # ---- roles ----
 
-    def keepalive_role(self, rng, role, pick, size):
+    def connect(self, tls=False, **kw):
+        """A connection to the plain listener, or through TLS (ALPN http/1.1) to the TLS one."""
+        if tls:
+            return Conn(self.tls_addr, tls=self.tls_h1, **kw)
+        return Conn(self.addr, **kw)
+
+    def keepalive_role(self, rng, role, pick, size, tls=False):
         """The keep-alive roles: batches of size(rng) requests from pick(rng) written at once,
         answers read in order, on a connection kept as long as Portico keeps it."""
         conn = None
         while self.running():
-            conn = self.reusable(conn)
+            conn = self.reusable(conn, tls)
             if conn is None:
                 time.sleep(0.1)
                 continue
-            if role == "keepalive" and rng.random() < 0.002:
+            if role == "keepalive" and conn.uses and rng.random() < 0.002:
+                # Idle after an answer (keepalive_timeout): a connection that has carried no
+                # request yet gets 408 after client_header_timeout instead.
                 conn = self.idle_past_timeout(conn)
                 continue
             n = size(rng)
@@ -406,7 +511,7 @@ class Load:
         if conn:
             conn.close()
 
-    def reusable(self, conn):
+    def reusable(self, conn, tls=False):
         """The connection for the next request: conn while Portico keeps it open (a client
         looks before reusing one), else a new one; None when none can be made."""
         if conn is not None:
@@ -416,7 +521,7 @@ class Load:
             with self.lock:
                 self.server_closes += 1
         try:
-            return Conn(self.addr)
+            return self.connect(tls)
         except OSError:
             return None
 
@@ -501,6 +606,63 @@ class Load:
         """1xx-heavy answers: lists of 1xx, and 102 every 10 ms for longer than 32 of them."""
         self.keepalive_role(rng, "interim", self.pick_interim, lambda r: 1)
 
+    def tls_keepalive(self, rng):
+        """HTTP/1.1 over TLS (ALPN http/1.1): keep-alive requests, pipelined batches now and
+        then, good and broken."""
+        self.keepalive_role(rng, "tls_keepalive", self.pick_keepalive,
+                            lambda r: 1 if r.random() < 0.8 else r.randint(2, 5), tls=True)
+
+    def fault(self, rng):
+        """Requests a fault rule or the Portico-Fault header shapes, on keep-alive connections,
+        plain and TLS: the answer, a body broken off, a dropped connection; the access line
+        must name the rule."""
+        conn, tls = None, False
+        while self.running():
+            if conn is None:
+                tls = rng.random() < 0.3
+            conn = self.reusable(conn, tls)
+            if conn is None:
+                time.sleep(0.1)
+                continue
+            if not self.bucket.take():
+                break
+            field, method, path, expect, fault, sees, length, interim = rng.choice(FAULTS)
+            if sees == "drop" and conn.uses:
+                # A fresh connection: on a reused one, a drop looks like the keep-alive race.
+                conn.close()
+                conn = self.reusable(None, tls)
+                if conn is None:
+                    continue
+            rec = self.new("fault", method, path, conn.port)
+            rec.fault = fault
+            rx0, conn.status = conn.rx, None
+            try:
+                conn.send(request_bytes(method, path, rec.rid, extra=[field], host=FAULT_HOST))
+                r = conn.response(method)
+                self.check(rec, r, expect, length)
+                conn.uses += 1
+                if sees != "answer" and rec.outcome == ANSWERED:
+                    rec.outcome, rec.note = FAILED, "answered whole, expected %s" % sees
+                elif interim is not None and rec.outcome == ANSWERED and r.interim != interim:
+                    rec.outcome, rec.note = FAILED, "interim %s, expected %s" % (r.interim,
+                                                                               interim)
+                if r.close or rec.outcome != ANSWERED:
+                    conn.close()
+                    conn = None
+            except (OSError, Proto, Closed) as e:
+                if sees == "cut" and isinstance(e, Closed) and conn.status in expect and \
+                        conn.rx > rx0:
+                    rec.outcome, rec.status = CUT, conn.status
+                elif sees == "drop" and isinstance(e, (Closed, ConnectionError)) and \
+                        conn.rx == rx0:
+                    rec.outcome, rec.status = DROPPED, 444
+                else:
+                    self.lost(rec, e, conn, rx0, 0)
+                conn.close()
+                conn = None
+        if conn:
+            conn.close()
+
     def idle_past_timeout(self, conn):
         """keepalive_timeout (3 s in both configurations) closes an idle client connection."""
         time.sleep(3.5)
@@ -533,7 +695,7 @@ class Load:
             else:
                 method, path, expect, length = "GET", STALLING, HEALTHY, None
             try:
-                conn = Conn(self.addr)
+                conn = self.connect(tls=rng.random() < 0.25)
             except OSError as e:
                 rec = self.new("per_request", method, path, 0)
                 self.failed(rec, e)
@@ -639,19 +801,41 @@ class Load:
                     rec = self.new("vanish", "GET", "/bytes/50000000", conn.port)
                     conn.send(request_bytes("GET", rec.path, rec.rid))
                     status, _, _ = conn.head()
+                    while 100 <= status < 200:  # B's early hint
+                        status, _, _ = conn.head()
                     rec.status = status
-                    time.sleep(4.5)  # past client_send_timeout (3 s)
+                    queued = self.pause(conn, 4.5)  # past client_send_timeout (3 s)
                     conn.chunk = 1 << 20
                     try:
                         while conn.rx < 50000000:
                             conn._fill()
                             conn.buf.clear()
-                        rec.outcome, rec.note = FAILED, "not dropped after client_send_timeout"
+                        rec.outcome, rec.note = FAILED, (
+                            "not dropped after client_send_timeout; bytes waiting in our "
+                            "socket during the pause (s: bytes): %s"
+                            % ", ".join("%.2f: %d" % q for q in queued))
                     except Closed:
                         rec.outcome = STALLED
             except (OSError, Proto, Closed) as e:
                 self.failed(rec, e)
             conn.close()
+
+    @staticmethod
+    def pause(conn, seconds):
+        """Reads nothing for seconds; returns how many bytes waited in the socket's receive
+        queue (FIONREAD), at each change: bytes that reach it meanwhile are bytes Portico's
+        writes handed over, which restart its client_send_timeout."""
+        queued, last, t0 = [], None, time.monotonic()
+        while True:
+            t = time.monotonic() - t0
+            n = struct.unpack("i", fcntl.ioctl(conn.s.fileno(), termios.FIONREAD,
+                                               b"\0\0\0\0"))[0]
+            if n != last:
+                queued.append((t, n))
+                last = n
+            if t >= seconds:
+                return queued
+            time.sleep(min(0.25, seconds - t))
 
     def hostile(self, rng):
         """Requests Portico refuses, each on its own connection, plus a head never finished
@@ -684,8 +868,9 @@ class Load:
             conn.close()
 
     def admin_role(self, rng):
-        """The admin listener: /metrics and /healthz, sometimes 20 pipelined /metrics. Not in
-        the access log: failures go to self.problems."""
+        """The admin listener: /metrics, /healthz and /faults, sometimes 20 pipelined, and now and
+        then a rule enabled for a second through the fault API (one no request matches). Not
+        in the access log: failures go to self.problems."""
         while self.running():
             time.sleep(rng.uniform(0.5, 2.0))
             n = 20 if rng.random() < 0.2 else 1
@@ -696,9 +881,16 @@ class Load:
                 self.problems.append("admin: %s: %s" % (type(e).__name__, e))
                 continue
             try:
-                paths = [rng.choice(("/metrics", "/healthz")) for _ in range(n)]
-                conn.send(b"".join(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % p).encode()
-                                   for p in paths))
+                paths = [rng.choice(("/metrics", "/healthz", "/faults")) for _ in range(n)]
+                data = b"".join(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % p).encode()
+                                for p in paths)
+                if rng.random() < 0.2:
+                    # The fault API: a rule no request matches, enabled for a second.
+                    paths.append("POST /faults/soak-idle")
+                    data += (b"POST /faults/soak-idle HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             b"Content-Type: application/x-www-form-urlencoded\r\n"
+                             b"Content-Length: 16\r\n\r\nenabled=1&for=1s")
+                conn.send(data)
                 for p in paths:
                     r = conn.response("GET")
                     answered += 1
@@ -714,8 +906,24 @@ class Load:
             self.admin_requests += answered
             conn.close()
 
+    def h2(self, rng):
+        """HTTP/2 streams, h2c and TLS (h2roles.py)."""
+        import h2roles
+        h2roles.streams(self, rng)
+
+    def h2_misbehave(self, rng):
+        """HTTP/2 clients that reset, shut windows, say GOAWAY, vanish (h2roles.py)."""
+        import h2roles
+        h2roles.h2_misbehave(self, rng)
+
+    def tunnel(self, rng):
+        """WebSocket upgrades and their tunnels (tunnel.py)."""
+        import tunnel
+        tunnel.tunnel(self, rng)
+
     ROLES = {"keepalive": 4, "per_request": 3, "pipeline": 2, "interim": 2, "slow": 2,
-             "vanish": 2, "hostile": 1, "admin_role": 1}
+             "vanish": 2, "hostile": 1, "admin_role": 1, "tls_keepalive": 2, "fault": 2,
+             "h2": 4, "h2_misbehave": 2, "tunnel": 2}
 
     def run(self):
         threads = []

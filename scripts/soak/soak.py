@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """soak.py — runs Portico under mixed traffic for a while and checks that it ends as it began.
 
-  portico   build/portico (--portico) on 127.0.0.1, a configuration with the simulator origin
-            (healthy, closing, resetting, garbage, half-answering, silent: sim's endpoints) and
-            an origin on a loopback port nothing listens on (refused, then marked down)
+  portico   build/portico (--portico) on 127.0.0.1 (plain HTTP/1.1, TLS with a certificate
+            made for the run, h2c), a configuration with the simulator origin (healthy,
+            closing, resetting, garbage, half-answering, silent: sim's endpoints), an origin on
+            a loopback port nothing listens on (refused, then marked down), a WebSocket origin
+            (tunnel.py) and fault rules [fault soak-*] (header_control on)
   load      load.py: keep-alive, connection-per-request, pipelining, 1xx-heavy, slow, vanishing
-            and hostile clients, the admin listener; bounded in threads and in rate
+            and hostile clients, HTTP/1.1 over TLS, fault-shaped requests, WebSocket tunnels,
+            the admin listener; h2roles.py: HTTP/2 streams and misbehaving HTTP/2 clients;
+            bounded in threads and in rate
   reloads   every --reload seconds a SIGHUP, alternating between two valid configurations
             (profile, pool size, Server-Timing, 102 heartbeats, early hints); each one is
             checked: "is live" in the error log, then a new connection sees the new settings
@@ -13,7 +17,9 @@
 Checks at the end (any failure: exit 1):
   - no failed request (wrong status or body, timeout, unexpected close, wrong X-Request-Id)
   - every request accounted for in the access log: by its X-Request-Id, or for requests refused
-    before their id was read, by client port and status; no line the load did not cause
+    before their id was read, by client port and status; no line the load did not cause; each
+    line with the protocol the request used and the fault rule that shaped it (or none); a
+    tunnel's with how it ended and the bytes it carried each way
   - the error log holds only the kinds of line the traffic causes (EXPECTED_ERRORS)
   - VmRSS at the end of the load at most 10% above VmRSS after the first minute (not checked
     for an ASan build, nor for a run shorter than RSS_MIN_SECONDS)
@@ -24,6 +30,7 @@ Checks at the end (any failure: exit 1):
 """
 import argparse
 import collections
+import datetime
 import json
 import os
 import re
@@ -38,6 +45,7 @@ import urllib.request
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import load  # noqa: E402
+import tunnel  # noqa: E402
 
 SAMPLE_EVERY = 5.0      # seconds between RSS/descriptor samples
 RSS_TOLERANCE = 0.10    # end of load vs after the first minute
@@ -47,6 +55,8 @@ LIVE_WAIT = 15.0        # longest wait for "is live" after a SIGHUP
 RACE_BEFORE = 0.5       # a request sent on an idle connection as Portico closed it (load.RACED)
 RACE_AFTER = 5.0        # is only expected from a reload's drain: from this long before a
                         # SIGHUP (sent, not yet read when the drain began) to this long after
+
+LEFT_OUT = r"( \(\d+ more such lines left out before this one\))?"
 
 # Error-log lines the traffic causes; anything else is reported. (name, level, message regex)
 EXPECTED_ERRORS = [
@@ -63,12 +73,23 @@ EXPECTED_ERRORS = [
                             r"after \d+ failures within \d+ ms"),
     ("probe failed", "warn", r"upstream refused: origin 127\.0\.0\.1:\d+ failed its probe after "
                              r"down_time; down for another \d+ ms"),
+    # tunnel.py's quiet clients (tunnel_timeout) and h2roles.py's shut windows; lines about one
+    # client are rate-limited (the next one says how many were left out)
+    ("tunnel idle", "info", r"request soak-\d+: tunnel to 127\.0\.0\.1:\d+ ended after [\d.]+ s: "
+                            r"idle for tunnel_timeout \(\d+ bytes from the client, \d+ from the "
+                            r"origin\)" + LEFT_OUT),
+    ("h2 window shut", "info", r"client 127\.0\.0\.1:\d+: HTTP/2 flow-control window kept shut: "
+                               r"GOAWAY" + LEFT_OUT),
 ]
 
 CONFIG = """\
 ; soak configuration {name} (written by scripts/soak/soak.py)
 [proxy]
 listen = 127.0.0.1:{port}
+listen = 127.0.0.1:{tls} tls
+listen = 127.0.0.1:{h2c} h2c
+tls_cert = {dir}/cert.pem
+tls_key = {dir}/key.pem
 workers = 2
 admin_listen = 127.0.0.1:{admin}
 access_log = {dir}/access.log
@@ -101,26 +122,122 @@ down_time = 2s
 prefix = /refused/
 upstream = refused
 
+[upstream ws]
+origin = 127.0.0.1:{ws}
+keepalive = 0
+tunnel_timeout = {tunnel_timeout}
+
+[route ws]
+prefix = /ws/
+upstream = ws
+
+[route faults]
+host = faults.soak.test
+prefix = /
+upstream = sim
+
 [route sim]
 prefix = /
 upstream = sim
 server_timing = {server_timing}
 processing_interval = {processing}
-{hints}"""
+{hints}
+[faults]
+header_control = on
+seed = {seed}
+
+[fault soak-status]
+route = faults
+header = X-Soak-Fault=status
+status = 503
+body = soak: fault rule soak-status
+headers = Retry-After: 1
+
+[fault soak-failure]
+route = faults
+header = X-Soak-Fault=failure
+failure = connection_reset
+
+[fault soak-timeout]
+route = faults
+header = X-Soak-Fault=timeout
+failure = first_byte_timeout
+
+[fault soak-delay]
+route = faults
+header = X-Soak-Fault=delay
+delay = uniform(5ms,100ms)
+interim = 102,103
+interim_interval = 5ms
+
+[fault soak-slow]
+route = faults
+header = X-Soak-Fault=slow
+response_delay = uniform(10ms,300ms)
+
+[fault soak-throttle]
+route = faults
+header = X-Soak-Fault=throttle
+throttle = 256k
+
+[fault soak-truncate]
+route = faults
+header = X-Soak-Fault=truncate
+truncate = 5000
+
+[fault soak-drop]
+route = faults
+header = X-Soak-Fault=drop
+drop = on
+
+[fault soak-reset]
+route = faults
+header = X-Soak-Fault=reset
+reset = on
+
+[fault soak-weighted]
+route = faults
+header = X-Soak-Fault=weighted
+status = 200:0.5, 503:0.5
+
+[fault soak-never]
+route = faults
+header = X-Soak-Fault=never
+enabled = off
+status = 500
+
+[fault soak-idle]
+header = X-Soak-Fault=idle
+enabled = off
+status = 500
+"""
 
 VARIANTS = [
     dict(name="A", profile="standard", proxy_status="off", first_byte="1s", pool=16,
-         pool_timeout="5s", server_timing="off", processing="0", hints=""),
+         pool_timeout="5s", server_timing="off", processing="0", hints="",
+         tunnel_timeout="1s"),
     dict(name="B", profile="cloudflare", proxy_status="on", first_byte="1500ms", pool=4,
          pool_timeout="2s", server_timing="on", processing="300ms",
-         hints="early_hints = </soak.css>; rel=preload; as=style\n"),
+         hints="early_hints = </soak.css>; rel=preload; as=style\n", tunnel_timeout="1500ms"),
 ]
 
 
+_next_port = [int(os.environ.get("SOAK_PORT_BASE", "0") or 0)]
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port: the kernel's choice, or with SOAK_PORT_BASE the next free one from
+    there (for a machine where the ports a run may take are assigned)."""
+    while True:
+        with socket.socket() as s:
+            port = _next_port[0]
+            if port:
+                _next_port[0] += 1
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
 
 
 def status_of(pid, key):
@@ -209,7 +326,8 @@ class Soak:
     def __init__(self, args):
         self.args = args
         self.dir = os.path.abspath(args.dir)
-        self.ports = dict(port=free_port(), admin=free_port(), refused=free_port())
+        self.ports = dict(port=free_port(), admin=free_port(), refused=free_port(),
+                          tls=free_port(), h2c=free_port(), ws=free_port())
         self.ini = os.path.join(self.dir, "portico.ini")
         self.proc = None
         self.problems = []
@@ -225,7 +343,19 @@ class Soak:
         self.problems.append(text)
 
     def config(self, variant):
-        return CONFIG.format(dir=self.dir, **self.ports, **variant)
+        return CONFIG.format(dir=self.dir, seed=self.args.seed, **self.ports, **variant)
+
+    def make_cert(self):
+        """A self-signed certificate for the TLS listener, made for this run."""
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                            "/CN=" + load.TLS_NAME, "-addext",
+                            "subjectAltName=DNS:%s,IP:127.0.0.1" % load.TLS_NAME,
+                            "-keyout", os.path.join(self.dir, "key.pem"),
+                            "-out", os.path.join(self.dir, "cert.pem")],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit("soak: openssl could not make the certificate:\n%s" % r.stderr)
 
     def write_config(self, variant):
         tmp = self.ini + ".tmp"
@@ -345,20 +475,26 @@ class Soak:
     def run(self):
         a = self.args
         os.makedirs(self.dir, exist_ok=True)
+        self.make_cert()
         self.check_configs()
+        self.ws = tunnel.Origin(self.ports["ws"])
         self.start()
         time.sleep(0.5)
         pid = self.proc.pid
         fd0, threads0, rss0 = fds_of(pid), status_of(pid, "Threads"), status_of(pid, "VmRSS")
         spare0 = unlisted_sockets(pid)
         table0 = fd_table(pid)
-        print("[soak] portico pid %d on 127.0.0.1:%d (admin %d, refused origin %d), %d s at "
-              "%d req/s, reload every %d s; run directory %s"
-              % (pid, self.ports["port"], self.ports["admin"], self.ports["refused"], a.seconds,
+        print("[soak] portico pid %d on 127.0.0.1:%d (TLS %d, h2c %d, admin %d, refused origin "
+              "%d, WebSocket origin %d), %d s at %d req/s, reload every %d s; run directory %s"
+              % (pid, self.ports["port"], self.ports["tls"], self.ports["h2c"],
+                 self.ports["admin"], self.ports["refused"], self.ports["ws"], a.seconds,
                  a.rate, a.reload, self.dir), flush=True)
         self.t0 = time.monotonic()
         self.load = load.Load(("127.0.0.1", self.ports["port"]), ("127.0.0.1", self.ports["admin"]),
-                              a.rate, self.t0 + a.seconds, a.seed)
+                              a.rate, self.t0 + a.seconds, a.seed,
+                              tls_addr=("127.0.0.1", self.ports["tls"]),
+                              h2c_addr=("127.0.0.1", self.ports["h2c"]),
+                              cafile=os.path.join(self.dir, "cert.pem"), ws_port=self.ports["ws"])
         helpers = [threading.Thread(target=self.monitor, daemon=True),
                    threading.Thread(target=self.reloader, daemon=True)]
         for t in helpers:
@@ -475,7 +611,7 @@ class Soak:
                     missing.append("%s (%s: %s) was logged" % (r.rid, r.outcome, r.note))
                 continue
             if not found and r.status is not None and anon.get((r.port, r.status)):
-                found = [anon[(r.port, r.status)].pop()]
+                found = [self.claim(anon[(r.port, r.status)], r)]
             if not found:
                 if r.outcome != load.FAILED:
                     missing.append("%s %s %s (%s %s): no log line"
@@ -485,15 +621,36 @@ class Soak:
             detail = e.get("detail") or ""
             if r.outcome == load.FAILED:
                 r.note += " [log: %s %s]" % (e.get("status"), detail)
+                continue
+            # Every line names the protocol the request came in (none for a head that did not
+            # parse: only hostile requests) and the fault rule that shaped it, or none.
+            if e.get("proto") != r.proto and not (e.get("proto") is None and r.role == "hostile"):
+                missing.append("%s %s %s: sent as %s, logged as %s"
+                               % (r.rid, r.role, r.path, r.proto, e.get("proto")))
+            if e.get("fault") != r.fault_for(e.get("status")):
+                missing.append("%s %s %s: logged status %s with fault %s, expected %s"
+                               % (r.rid, r.role, r.path, e.get("status"), e.get("fault"),
+                                  r.fault_for(e.get("status"))))
             elif r.outcome == load.ANSWERED and e.get("status") != r.status:
                 missing.append("%s %s: answered %s, logged %s" % (r.rid, r.path, r.status,
                                                                   e.get("status")))
             elif r.outcome == load.CUT and (e.get("status") != r.status or not e.get("aborted")):
                 missing.append("%s %s: cut off after the head, logged %s aborted=%s"
                                % (r.rid, r.path, e.get("status"), e.get("aborted")))
-            elif r.outcome in (load.VANISHED, load.STALLED) and not detail.startswith("client"):
+            elif r.outcome in (load.VANISHED, load.STALLED) and not detail.startswith(r.left):
                 missing.append("%s %s: %s, logged %s %r" % (r.rid, r.path, r.outcome,
                                                             e.get("status"), detail))
+            elif r.outcome == load.DROPPED and e.get("status") != 444:
+                missing.append("%s %s: dropped by its fault, logged %s %r"
+                               % (r.rid, r.path, e.get("status"), detail))
+            elif r.outcome == load.TUNNELED:
+                words, sent, got = r.tunnel
+                if (e.get("status") != 101 or "tunnel: " + words not in detail
+                        or e.get("bytes_in") != sent or e.get("bytes_out") != got):
+                    missing.append("%s %s: tunnel ended by %s, %d bytes each way; logged %s "
+                                   "%r, bytes_in %s, bytes_out %s"
+                                   % (r.rid, r.path, words, sent, e.get("status"), detail,
+                                      e.get("bytes_in"), e.get("bytes_out")))
         leftover = [e for group in anon.values() for e in group]
         for e in leftover[:10]:
             missing.append("log line the load did not cause: %s %s %s %s" % (
@@ -503,6 +660,25 @@ class Soak:
         if len(missing) > 30:
             self.problem("access log: %d more" % (len(missing) - 30))
         return collections.Counter(e.get("status") for e in lines), len(lines)
+
+    @staticmethod
+    def claim(group, r):
+        """Takes r's line out of the lines of its client port and status that carry no id the
+        load sent: over a long soak a port comes back many times (a hostile HTTP/1.1 request
+        and a malformed HTTP/2 stream, both 400), so the line of r's protocol (none for a head
+        that did not parse) written nearest to r's time."""
+        def distance(e):
+            proto_ok = e.get("proto") == r.proto or (e.get("proto") is None and
+                                                     r.role == "hostile")
+            try:
+                t = datetime.datetime.strptime(e.get("time", ""), "%Y-%m-%dT%H:%M:%S.%fZ")
+                t = t.replace(tzinfo=datetime.timezone.utc).timestamp()
+            except ValueError:
+                t = 0.0
+            return (not proto_ok, abs(t - r.time))
+        best = min(group, key=distance)
+        group.remove(best)
+        return best
 
     def rss_unchecked(self):
         """Why VmRSS is not checked, or None when it is."""
@@ -525,6 +701,8 @@ class Soak:
                     r.time, r.rid, r.role, r.method, r.path, r.port, r.outcome, r.status,
                     r.interim, r.note))
         for r in records:
+            if r.outcome is None:
+                r.outcome, r.note = load.FAILED, "never settled (the client's own error)"
             if r.outcome == load.RACED and not self.near_reload(r.time):
                 r.outcome, r.note = load.FAILED, "unanswered far from a reload (%s)" % r.note
         failed = [r for r in records if r.outcome == load.FAILED]
@@ -547,6 +725,9 @@ class Soak:
         out.append("requests     %d sent, %d access-log lines; %s"
                    % (len(records), nlines, counts(outcomes)))
         out.append("by role      %s" % counts(roles))
+        out.append("by protocol  %s" % counts(collections.Counter(r.proto for r in records)))
+        out.append("faults       %s" % counts(collections.Counter(
+            r.fault_for(r.status) for r in records if r.fault_for(r.status))))
         out.append("statuses     %s" % counts(statuses, ": "))
         out.append("connections  closed by Portico between requests: %d (%d of them idle past "
                    "keepalive_timeout); admin requests: %d"
