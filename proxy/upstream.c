@@ -730,7 +730,7 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
 struct upconn *upconn_open(struct loop *l, int upstream, int origin,
                            const struct upconn_events *ev, void *arg)
 {
-    struct upconn *c = calloc(1, sizeof(*c));
+    struct upconn *c = zalloc(sizeof(*c));
     if (!c)
         return NULL;
     c->loop = l;
