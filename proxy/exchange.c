@@ -314,7 +314,7 @@ void ex_phase_timeout(struct exchange *ex)
         first_byte_detail(ex, phase_subject_text(ex, p), limit, detail, sizeof(detail));
     else
         phase_timeout_detail(p, phase_subject_text(ex, p), limit, detail, sizeof(detail));
-    ex_fail(ex, p, CAUSE_TIMEOUT, limit, "%s", detail);
+    ex_fail_text(ex, p, CAUSE_TIMEOUT, limit, detail);
 }
 
 static void phase_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -432,16 +432,10 @@ static bool stale_pooled(const struct exchange *ex, enum phase phase, enum cause
            (request_idempotent(ex->req.method_id) || upconn_request_unseen(ex->uc));
 }
 
-void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t limit_ms,
-             const char *fmt, ...)
+/* ex_fail once ex->detail is written. */
+static void fail_detailed(struct exchange *ex, enum phase phase, enum cause cause,
+                          uint64_t limit_ms)
 {
-    if (ex->outcome != OUTCOME_OPEN)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ex->detail, sizeof(ex->detail), fmt, ap);
-    va_end(ap);
-
     if (stale_pooled(ex, phase, cause)) {
         ex->retried = true;
         metrics_add(ex->loop->metrics, M_UPSTREAM_RETRIES, 1);
@@ -498,6 +492,27 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
     ex->close_client |= !relay_discard_body(ex) || !ex->info.keep_alive;
     send_own(ex, &e);
     ex_end(ex, OUTCOME_DONE);
+}
+
+void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t limit_ms,
+             const char *fmt, ...)
+{
+    if (ex->outcome != OUTCOME_OPEN)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ex->detail, sizeof(ex->detail), fmt, ap);
+    va_end(ap);
+    fail_detailed(ex, phase, cause, limit_ms);
+}
+
+void ex_fail_text(struct exchange *ex, enum phase phase, enum cause cause, uint64_t limit_ms,
+                  const char *detail)
+{
+    if (ex->outcome != OUTCOME_OPEN)
+        return;
+    str_copy(ex->detail, sizeof(ex->detail), detail);
+    fail_detailed(ex, phase, cause, limit_ms);
 }
 
 /* ---- the access log and the metrics ---- */
