@@ -1148,7 +1148,7 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
                           enum client_kind kind)
 {
     const struct config *cfg = l->cfg;
-    struct client *c = calloc(1, sizeof(*c));
+    struct client *c = zalloc(sizeof(*c));
     SSL *ssl = tls && c ? SSL_new(cfg->server_ssl_ctx) : NULL;
     if (!c || (tls && !ssl)) {
         free(c);

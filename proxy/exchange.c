@@ -314,7 +314,7 @@ void ex_phase_timeout(struct exchange *ex)
         first_byte_detail(ex, phase_subject_text(ex, p), limit, detail, sizeof(detail));
     else
         phase_timeout_detail(p, phase_subject_text(ex, p), limit, detail, sizeof(detail));
-    ex_fail(ex, p, CAUSE_TIMEOUT, limit, "%s", detail);
+    ex_fail_text(ex, p, CAUSE_TIMEOUT, limit, detail);
 }
 
 static void phase_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -432,16 +432,10 @@ static bool stale_pooled(const struct exchange *ex, enum phase phase, enum cause
            (request_idempotent(ex->req.method_id) || upconn_request_unseen(ex->uc));
 }
 
-void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t limit_ms,
-             const char *fmt, ...)
+/* ex_fail once ex->detail is written. */
+static void fail_detailed(struct exchange *ex, enum phase phase, enum cause cause,
+                          uint64_t limit_ms)
 {
-    if (ex->outcome != OUTCOME_OPEN)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ex->detail, sizeof(ex->detail), fmt, ap);
-    va_end(ap);
-
     if (stale_pooled(ex, phase, cause)) {
         ex->retried = true;
         metrics_add(ex->loop->metrics, M_UPSTREAM_RETRIES, 1);
@@ -498,6 +492,27 @@ void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t l
     ex->close_client |= !relay_discard_body(ex) || !ex->info.keep_alive;
     send_own(ex, &e);
     ex_end(ex, OUTCOME_DONE);
+}
+
+void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t limit_ms,
+             const char *fmt, ...)
+{
+    if (ex->outcome != OUTCOME_OPEN)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ex->detail, sizeof(ex->detail), fmt, ap);
+    va_end(ap);
+    fail_detailed(ex, phase, cause, limit_ms);
+}
+
+void ex_fail_text(struct exchange *ex, enum phase phase, enum cause cause, uint64_t limit_ms,
+                  const char *detail)
+{
+    if (ex->outcome != OUTCOME_OPEN)
+        return;
+    str_copy(ex->detail, sizeof(ex->detail), detail);
+    fail_detailed(ex, phase, cause, limit_ms);
 }
 
 /* ---- the access log and the metrics ---- */
@@ -615,9 +630,10 @@ static void log_exchange(struct exchange *ex, struct tunnel_origin *to)
 /* ---- the one exit ---- */
 
 /* An exchange is ~1.7 KiB, past malloc's per-thread cache: each request paid a trip through
- * the arena to allocate it and another to free it. The loop keeps the last one's allocation
- * for the next (one per worker thread, never shared); a larger head still gets its own. Under
- * ASan the kept block is poisoned, so a use after the exchange ended is still caught. */
+ * the arena to allocate it and another to free it. The loop keeps ended exchanges' allocations
+ * for the next ones (up to LOOP_SPARE_EXCHANGES per worker thread, never shared: one was not
+ * enough once several connections had a request in flight); a larger head still gets its own.
+ * Under ASan a kept block is poisoned, so a use after the exchange ended is still caught. */
 #define SPARE_EXCHANGE_MAX (16 * 1024)
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -629,17 +645,18 @@ static void log_exchange(struct exchange *ex, struct tunnel_origin *to)
 #define SPARE_UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-/* Room for size bytes: the loop's spare when it is large enough, else a new allocation.
+/* Room for size bytes: the latest kept allocation large enough, else a new one.
  * *got: the allocation's real size. */
 static struct exchange *exchange_alloc(struct loop *l, size_t size, size_t *got)
 {
-    struct exchange *ex = l->spare_exchange;
-    if (ex && l->spare_exchange_size >= size) {
-        *got = l->spare_exchange_size;
-        SPARE_UNPOISON(ex, *got);
-        l->spare_exchange = NULL;
-        l->spare_exchange_size = 0;
-        return ex;
+    for (unsigned i = l->spare_exchanges; i-- > 0;) {
+        if (l->spare_exchange[i].size >= size) {
+            struct exchange *ex = l->spare_exchange[i].p;
+            *got = l->spare_exchange[i].size;
+            l->spare_exchange[i] = l->spare_exchange[--l->spare_exchanges];
+            SPARE_UNPOISON(ex, *got);
+            return ex;
+        }
     }
     *got = size;
     return malloc(size);
@@ -647,26 +664,25 @@ static struct exchange *exchange_alloc(struct loop *l, size_t size, size_t *got)
 
 void exchange_spare_free(struct loop *l)
 {
-    if (l->spare_exchange) {
-        SPARE_UNPOISON(l->spare_exchange, l->spare_exchange_size);
-        free(l->spare_exchange);
+    while (l->spare_exchanges > 0) {
+        unsigned i = --l->spare_exchanges;
+        SPARE_UNPOISON(l->spare_exchange[i].p, l->spare_exchange[i].size);
+        free(l->spare_exchange[i].p);
     }
-    l->spare_exchange = NULL;
-    l->spare_exchange_size = 0;
 }
 
-/* Keeps ex's allocation as the loop's spare unless it is too large or the spare is larger. */
+/* Keeps ex's allocation for a next exchange unless it is too large or the loop keeps enough. */
 static void exchange_release(struct loop *l, struct exchange *ex)
 {
     size_t size = ex->alloc_size;
-    if (size > SPARE_EXCHANGE_MAX || (l->spare_exchange && l->spare_exchange_size >= size)) {
+    if (size > SPARE_EXCHANGE_MAX || l->spare_exchanges == LOOP_SPARE_EXCHANGES) {
         free(ex);
         return;
     }
-    exchange_spare_free(l);
     SPARE_POISON(ex, size);
-    l->spare_exchange = ex;
-    l->spare_exchange_size = size;
+    l->spare_exchange[l->spare_exchanges].p = ex;
+    l->spare_exchange[l->spare_exchanges].size = size;
+    l->spare_exchanges++;
 }
 
 static void exchange_free(struct exchange *ex)

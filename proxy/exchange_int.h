@@ -175,6 +175,10 @@ void ex_end(struct exchange *ex, enum outcome o);
 void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t limit_ms,
              const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* ex_fail with a detail already written: copied as it is (no printf per failed request). */
+void ex_fail_text(struct exchange *ex, enum phase phase, enum cause cause, uint64_t limit_ms,
+                  const char *detail);
+
 /* A request Portico refuses itself (400, 408, 413 ...). close: no further request on the
  * connection. */
 void ex_refuse(struct exchange *ex, int status, const char *reason, bool close);

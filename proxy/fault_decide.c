@@ -65,14 +65,14 @@ static bool header_matches(const char *m, const struct fault_request *q)
 }
 
 /* As routes read the path (route_prefix_matches), at memcmp's cost where the prefix and the
- * path read as themselves over the prefix's length: reading a normalised character at a time
- * cost 750 instructions for "/fault/" against "/fault/x", most of an injected fault's matching. */
+ * path read as themselves: reading a normalised character at a time cost 750 instructions for
+ * "/fault/" against "/fault/x", most of an injected fault's matching, and 250 for it against
+ * "/small", a request the rule does not take. */
 static bool prefix_holds(const char *prefix, const struct fault_request *q)
 {
     size_t n = strlen(prefix);
-    if (n <= q->path_plain && route_plain_len(prefix, n) == n)
-        return memcmp(prefix, q->path, n) == 0;
-    return route_prefix_matches(q->path, q->path_len, prefix);
+    return route_prefix_holds(q->path, q->path_len, q->path_plain, prefix, n,
+                              route_plain_len(prefix, n) == n);
 }
 
 bool fault_match(const struct fault_rule *r, const struct fault_request *q)

@@ -119,7 +119,7 @@ static void count(struct exchange *ex, enum fault_action a)
 
 static struct ex_fault *fault_new(struct exchange *ex)
 {
-    struct ex_fault *f = calloc(1, sizeof(*f));
+    struct ex_fault *f = zalloc(sizeof(*f));
     if (!f)
         return NULL;
     f->ex = ex;

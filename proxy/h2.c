@@ -881,7 +881,7 @@ static void conn_cb(void *arg, enum sock_event ev)
 struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer,
                          const struct h2_owner *owner, uint64_t accepted_us)
 {
-    struct h2_conn *h = calloc(1, sizeof(*h));
+    struct h2_conn *h = zalloc(sizeof(*h));
     if (!h)
         return NULL;
     h->loop = l;

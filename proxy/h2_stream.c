@@ -72,7 +72,7 @@ static void rooms_changed(struct h2_conn *h)
 
 struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
 {
-    struct h2_stream *s = calloc(1, sizeof(*s));
+    struct h2_stream *s = zalloc(sizeof(*s));
     if (!s)
         return NULL;
     s->req_in = evbuffer_new();

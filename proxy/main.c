@@ -41,6 +41,7 @@
 #include "portico/addrlock.h"
 #include "portico/codes.h"
 #include "portico/config.h"
+#include "portico/evmem.h"
 #include "portico/generation.h"
 #include "portico/log.h"
 #include "portico/metrics.h"
@@ -669,6 +670,7 @@ int main(int argc, char **argv)
                OPENSSL_VERSION_TEXT);
         return 0;
     }
+    evmem_init(); /* before libevent allocates anything */
     if (evthread_use_pthreads() != 0) {
         fprintf(stderr, "portico: libevent without thread support\n");
         return 1;
@@ -690,5 +692,7 @@ int main(int argc, char **argv)
         cfg_free(cfg);
         return 0;
     }
-    return run(path, cfg, &set);
+    int rc = run(path, cfg, &set);
+    evmem_flush(); /* the read buffers the main thread kept */
+    return rc;
 }

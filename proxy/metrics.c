@@ -172,7 +172,7 @@ static inline uint64_t get(const _Atomic uint64_t *c)
 }
 
 /* Zeroed memory on its own cache lines: shards of different workers never share a line. */
-static void *zalloc(size_t size)
+static void *zalloc_lines(size_t size)
 {
     size = ((size ? size : 1) + 63) & ~(size_t)63; /* aligned_alloc wants a multiple */
     void *p = aligned_alloc(64, size);
@@ -205,7 +205,7 @@ static int copy_names(char **dst, const char *const *src, int n)
 
 static struct shard *shard_alloc(const struct metrics_labels *l)
 {
-    struct shard *s = zalloc(sizeof(*s));
+    struct shard *s = zalloc_lines(sizeof(*s));
     if (!s)
         return NULL;
     if (l) {
@@ -215,9 +215,9 @@ static struct shard *shard_alloc(const struct metrics_labels *l)
     }
     int nnames = s->nroutes + s->nupstreams + s->nfaults;
     s->names = calloc((size_t)nnames + 1, sizeof(*s->names));
-    s->requests = zalloc((size_t)(s->nroutes + 1) * NSLOTS * sizeof(*s->requests));
-    s->hist = zalloc((size_t)s->nupstreams * TIMING_COUNT * sizeof(*s->hist));
-    s->faults = zalloc((size_t)s->nfaults * FAULT_ACTION_COUNT * sizeof(*s->faults));
+    s->requests = zalloc_lines((size_t)(s->nroutes + 1) * NSLOTS * sizeof(*s->requests));
+    s->hist = zalloc_lines((size_t)s->nupstreams * TIMING_COUNT * sizeof(*s->hist));
+    s->faults = zalloc_lines((size_t)s->nfaults * FAULT_ACTION_COUNT * sizeof(*s->faults));
     if (!s->names || !s->requests || !s->hist || !s->faults ||
         (l && (copy_names(s->names, l->routes, s->nroutes) != 0 ||
                copy_names(s->names + s->nroutes, l->upstreams, s->nupstreams) != 0 ||

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,12 +108,14 @@ struct recent *recent_shard_create(unsigned generation, int nupstreams)
 
 /* ---- the writer ---- */
 
-static void copy_cut(char *dst, size_t size, const char *src)
+/* Copies src (cut to size - 1 bytes, NULL as "") into dst; returns the bytes before its NUL. */
+static size_t copy_cut(char *dst, size_t size, const char *src)
 {
     size_t n = src ? strnlen(src, size - 1) : 0;
     if (n)
         memcpy(dst, src, n);
     dst[n] = '\0';
+    return n;
 }
 
 /* The minute's slot, started anew (zeroed under its seqlock) when it held an older minute. */
@@ -131,32 +134,56 @@ static struct minute_slot *minute_of(struct recent *r, uint64_t minute)
     return m;
 }
 
+/* copy_cut into a field of rec; returns the offset past the copy's NUL in rec. */
+static size_t copy_cut_at(const struct recent_failure *rec, char *dst, size_t size,
+                          const char *src)
+{
+    return (size_t)(dst - (const char *)rec) + copy_cut(dst, size, src) + 1;
+}
+
+/* The words of slot holding bytes [from, to) of rec. */
+static void store_span(struct failure_slot *slot, const uint64_t *rec, size_t from, size_t to)
+{
+    for (size_t i = from / 8; i < (to + 7) / 8; i++)
+        atomic_store_explicit(&slot->words[i], rec[i], memory_order_relaxed);
+}
+
+/* Only the words that hold the numbers and each string up to its NUL are stored: a failure's
+ * strings fill a fraction of their fields (1,160 bytes), and storing every word cost ~900
+ * instructions per failed request. What lies past a NUL in a field is an older failure's, never
+ * read. */
 static void keep_failure(struct recent *r, const struct recent_sample *s)
 {
-    struct recent_failure f = {
-        .time_ms = s->time_ms,
-        .total_us = s->total_us,
-        .limit_ms = s->limit_ms,
-        .status = s->after_head ? 0 : s->status, /* the client got the origin's, then a cut */
-        .failure = s->failure,
-        .phase = s->phase,
+    union {
+        struct recent_failure f;
+        uint64_t words[FAILURE_WORDS];
+    } u = {.f = {
+               .time_ms = s->time_ms,
+               .total_us = s->total_us,
+               .limit_ms = s->limit_ms,
+               .status = s->after_head ? 0 : s->status, /* the client got the origin's, then a cut */
+               .failure = s->failure,
+               .phase = s->phase,
+           }};
+    struct recent_failure *f = &u.f;
+    size_t ends[] = {
+        copy_cut_at(f, f->request_id, sizeof(f->request_id), s->request_id),
+        copy_cut_at(f, f->route, sizeof(f->route), s->route),
+        copy_cut_at(f, f->upstream, sizeof(f->upstream), s->upstream),
+        copy_cut_at(f, f->origin, sizeof(f->origin), s->origin),
+        copy_cut_at(f, f->detail, sizeof(f->detail), s->detail),
+        copy_cut_at(f, f->fault, sizeof(f->fault), s->fault),
     };
-    copy_cut(f.request_id, sizeof(f.request_id), s->request_id);
-    copy_cut(f.route, sizeof(f.route), s->route);
-    copy_cut(f.upstream, sizeof(f.upstream), s->upstream);
-    copy_cut(f.origin, sizeof(f.origin), s->origin);
-    copy_cut(f.detail, sizeof(f.detail), s->detail);
-    copy_cut(f.fault, sizeof(f.fault), s->fault);
-    uint64_t words[FAILURE_WORDS] = {0};
-    memcpy(words, &f, sizeof(f));
+    const char *starts[] = {f->request_id, f->route, f->upstream, f->origin, f->detail, f->fault};
 
     struct failure_slot *slot = &r->failures[r->next_failure];
     r->next_failure = (r->next_failure + 1) % RECENT_FAILURES;
     unsigned seq = atomic_load_explicit(&slot->seq, memory_order_relaxed);
     atomic_store_explicit(&slot->seq, seq + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
-    for (size_t i = 0; i < FAILURE_WORDS; i++)
-        atomic_store_explicit(&slot->words[i], words[i], memory_order_relaxed);
+    store_span(slot, u.words, 0, offsetof(struct recent_failure, request_id));
+    for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++)
+        store_span(slot, u.words, (size_t)(starts[i] - (const char *)f), ends[i]);
     atomic_store_explicit(&slot->seq, seq + 2, memory_order_release);
 }
 

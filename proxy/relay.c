@@ -803,7 +803,7 @@ static void origin_cb(void *arg, enum sock_event ev)
         uint64_t limit = phase_limit_ms(ex->up->timers_ms, PHASE_SEND);
         char detail[200];
         phase_timeout_detail(PHASE_SEND, upconn_addr(ex->uc), limit, detail, sizeof(detail));
-        ex_fail(ex, PHASE_SEND, CAUSE_TIMEOUT, limit, "%s", detail);
+        ex_fail_text(ex, PHASE_SEND, CAUSE_TIMEOUT, limit, detail);
         break;
     }
     case SOCK_EOF:
@@ -863,7 +863,7 @@ static void on_upconn_error(void *arg, enum cause cause, const char *detail)
 {
     struct exchange *ex = arg;
     ex->now = event_now_us();
-    ex_fail(ex, ex->pc.current, cause, 0, "%s", detail);
+    ex_fail_text(ex, ex->pc.current, cause, 0, detail);
     ex_settle(ex);
 }
 

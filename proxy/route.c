@@ -84,6 +84,14 @@ size_t route_plain_len(const char *p, size_t n)
     return n;
 }
 
+bool route_prefix_holds(const char *path, size_t path_len, size_t plain, const char *prefix,
+                        size_t prefix_len, bool prefix_plain)
+{
+    if (prefix_plain && (prefix_len <= plain || plain == path_len))
+        return prefix_len <= path_len && memcmp(prefix, path, prefix_len) == 0;
+    return route_prefix_matches(path, path_len, prefix);
+}
+
 const struct route_conf *route_match(const struct config *cfg, const char *host, size_t host_len,
                                      const char *path, size_t path_len)
 {
@@ -99,13 +107,10 @@ const struct route_conf *route_match(const struct config *cfg, const char *host,
         if (rank == HOST_NO_MATCH)
             continue;
         size_t plen = r->prefix_len;
-        /* Where both read as themselves over the prefix's length, memcmp says it at once: every
-         * request is matched against every route (up to 1024), and reading a normalised
-         * character at a time cost 1024 routes sharing "/api/v1/" 4 times the CPU */
-        bool match = r->prefix_plain && plen <= plain
-                         ? memcmp(r->prefix, path, plen) == 0
-                         : route_prefix_matches(path, path_len, r->prefix);
-        if (!match)
+        /* Where both read as themselves, memcmp says it at once: every request is matched
+         * against every route (up to 1024), and reading a normalised character at a time cost
+         * 1024 routes sharing "/api/v1/" 4 times the CPU */
+        if (!route_prefix_holds(path, path_len, plain, r->prefix, plen, r->prefix_plain))
             continue;
         if (!best || plen > best_len || (plen == best_len && rank > best_rank)) {
             best = r;

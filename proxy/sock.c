@@ -38,7 +38,7 @@
 #include "portico/tls.h"
 #include "portico/util.h"
 
-#define FIRST_READ (16 * 1024)   /* first read of an event */
+#define FIRST_READ (16 * 1024)   /* first read of an event (its chain: EVMEM_BLOCK, evmem.h) */
 #define NEXT_READ (64 * 1024)    /* after a read that filled its space */
 #define EVENT_READ_MAX (256 * 1024)
 #define WRITE_MAX (1024 * 1024)  /* one send or sendmsg */

@@ -387,7 +387,7 @@ static void origin_end(struct upconn *conn, struct balancer *b, int index)
 struct tunnel *tunnel_open(struct loop *l, struct sock *client, const struct tunnel_origin *origin,
                            tunnel_closed_cb *closed, void *arg)
 {
-    struct tunnel *t = calloc(1, sizeof(*t));
+    struct tunnel *t = zalloc(sizeof(*t));
     if (!t) {
         origin_end(origin->conn, origin->balancer, origin->index);
         if (origin->record) /* the 101's line as it is: no tunnel will end it */

@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "portico/config.h"
+#include "portico/fmt.h"
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
@@ -563,11 +564,29 @@ static evutil_socket_t spare_take(struct upconn *c)
 }
 
 /* The connect phase failed with err, found at once or once the socket became writable. */
+/* strerror's text as the C locale Portico keeps (it never calls setlocale) has it, without its
+ * look-up in the message catalogues. */
+static const char *errno_text(int err)
+{
+    const char *s = strerrordesc_np(err);
+    return s ? s : strerror(err); /* "Unknown error N" */
+}
+
+/* Once per request to a refused origin: the detail in pieces, without vsnprintf and strerror
+ * (~1,600 instructions of a 502's ~20,000). Nothing is cut: the address and the error's text
+ * fit with room to spare. */
 static void connect_failed(struct upconn *c, int err)
 {
     spare_keep(c);
-    report_error(c, cause_from_errno(err), "connect to %s failed: %s", c->addr_text,
-                 strerror(err));
+    char detail[200];
+    struct fmt_buf b;
+    fmt_init(&b, detail, sizeof(detail) - 1);
+    fmt_str(&b, "connect to ");
+    fmt_str(&b, c->addr_text);
+    fmt_str(&b, " failed: ");
+    fmt_str(&b, errno_text(err));
+    detail[b.len] = '\0';
+    c->ev->on_error(c->arg, cause_from_errno(err), detail);
 }
 
 static void connect_cb(evutil_socket_t fd, short what, void *arg)
@@ -730,7 +749,7 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
 struct upconn *upconn_open(struct loop *l, int upstream, int origin,
                            const struct upconn_events *ev, void *arg)
 {
-    struct upconn *c = calloc(1, sizeof(*c));
+    struct upconn *c = zalloc(sizeof(*c));
     if (!c)
         return NULL;
     c->loop = l;

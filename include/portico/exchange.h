@@ -63,8 +63,8 @@ void exchange_cancel(struct exchange *ex, enum http_status status, const char *w
  * line. For the record an exchange handed to its downstream's keep_log (downstream.h). */
 void exchange_log_record(struct loop *l, const struct access_record *r, int route, int upstream);
 
-/* Frees the allocation the loop keeps for its next exchange (loop.h), if any: when the loop is
- * torn down, after its last exchange ended. */
+/* Frees the allocations the loop keeps for its next exchanges (loop.h), if any: when the loop
+ * is torn down, after its last exchange ended. */
 void exchange_spare_free(struct loop *l);
 
 #endif

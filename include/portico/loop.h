@@ -28,6 +28,10 @@ struct client;
 
 TAILQ_HEAD(client_list, client);
 
+/* Ended exchanges' allocations a loop keeps for the next ones: about as many as it has requests
+ * in flight at once, so a burst over several connections reuses them too (exchange.c). */
+#define LOOP_SPARE_EXCHANGES 16
+
 /* The worker's lifecycle: serving; finishing what is in flight (accepting nothing, keep-alive
  * off, pooled connections closed); tearing everything down. */
 #define LOOP_STATE_LIST(X)                                                                         \
@@ -64,9 +68,11 @@ struct loop {
     unsigned admin_conns;              /* of them, the admin listener's (max_connections) */
     void (*on_idle)(struct loop *l);   /* draining and the last connection closed */
     void (*on_conns)(struct loop *l);  /* conns changed (max_connections); NULL: no one asks */
-    void *spare_exchange;              /* owned: the last exchange's allocation, kept for the
-                                          next one (exchange.c); freed by exchange_spare_free */
-    size_t spare_exchange_size;
+    struct {                           /* owned: ended exchanges' allocations, kept for the */
+        void *p;                       /* next ones (exchange.c); freed by exchange_spare_free */
+        size_t size;
+    } spare_exchange[LOOP_SPARE_EXCHANGES];
+    unsigned spare_exchanges;          /* how many are kept */
 };
 
 /* Writes a new request id ("5f1c9a2e0100000000002a": salt, worker, a 48-bit counter) into buf

@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -115,5 +117,20 @@ size_t buf_appendf(char *buf, size_t size, size_t len, const char *fmt, ...)
 /* A duration as a struct timeval for libevent timers. */
 struct timeval tv_from_ms(uint64_t ms);
 struct timeval tv_from_us(uint64_t us);
+
+/* calloc(1, size), for the small objects made per request, stream or connection: glibc's calloc
+ * does not use the per-thread cache (tcache) that malloc and free share, so each one went to the
+ * arena while its free went to the cache (~300 instructions a pair for a fault's 240 bytes).
+ * NULL when out of memory. */
+static inline void *zalloc(size_t size)
+{
+    void *p = malloc(size);
+    /* GCC turns malloc and a memset of zeros into calloc, the call this avoids: the empty asm
+     * hides where p came from. */
+    __asm__("" : "+r"(p));
+    if (p)
+        memset(p, 0, size);
+    return p;
+}
 
 #endif

@@ -892,6 +892,64 @@ static void test_escaping(void **state)
     resp_free(&r);
 }
 
+/* The escapers step over plain bytes eight at a time: each byte they must act on is still
+ * found at every offset of a word, in every format and in Proxy-Status's sf-string. */
+static void test_escaping_every_offset(void **state)
+{
+    static const struct {
+        unsigned char c;
+        const char *plain, *json, *html, *sf; /* what the byte becomes ("" in sf: left out) */
+    } rows[] = {
+        {0x01, " ", "\\u0001", " ", ""},
+        {0x1F, " ", "\\u001f", " ", ""},
+        {0x7F, " ", "\\u007f", " ", ""},
+        {0x80, "\xEF\xBF\xBD", "\\ufffd", "\xEF\xBF\xBD", ""},
+        {'"', "\"", "\\\"", "&quot;", "\\\""},
+        {'\\', "\\", "\\\\", "\\", "\\\\"},
+        {'&', "&", "&", "&amp;", "&"},
+        {'<', "<", "<", "&lt;", "<"},
+        {'>', ">", ">", "&gt;", ">"},
+        {'\'', "'", "'", "&#39;", "'"},
+    };
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        for (int k = 0; k < 20; k++) {
+            char reason[25], a[32], b[32], want[128];
+            memset(reason, 'a', 24);
+            reason[24] = '\0';
+            reason[k] = (char)rows[i].c;
+            snprintf(a, sizeof(a), "%.*s", k, reason);
+            snprintf(b, sizeof(b), "%s", reason + k + 1);
+            struct errpage e = connect_timeout(502, "text/plain");
+            e.reason = reason;
+            struct resp r;
+
+            run(&e, &r);
+            snprintf(want, sizeof(want), "\ndetail: %s%s%s\n", a, rows[i].plain, b);
+            if (!strstr(r.body, want))
+                fail_msg("byte %#x at %d, plain: no \"%s\" in %s", rows[i].c, k, want, r.body);
+            snprintf(want, sizeof(want), "details=\"%s%s%s\"", a, rows[i].sf, b);
+            if (!strstr(hdr(&r, "Proxy-Status"), want))
+                fail_msg("byte %#x at %d: Proxy-Status %s", rows[i].c, k, hdr(&r, "Proxy-Status"));
+            resp_free(&r);
+
+            set_accept(&e, "application/json");
+            run(&e, &r);
+            snprintf(want, sizeof(want), "\"detail\":\"%s%s%s\"", a, rows[i].json, b);
+            if (!strstr(r.body, want))
+                fail_msg("byte %#x at %d, JSON: no %s in %s", rows[i].c, k, want, r.body);
+            resp_free(&r);
+
+            set_accept(&e, browser_accept);
+            run(&e, &r);
+            snprintf(want, sizeof(want), "<td>%s%s%s</td>", a, rows[i].html, b);
+            if (!strstr(r.body, want))
+                fail_msg("byte %#x at %d, HTML: no %s", rows[i].c, k, want);
+            resp_free(&r);
+        }
+    }
+}
+
 /* Bodies say charset=utf-8: well-formed UTF-8 passes, ill-formed bytes become U+FFFD. */
 static void test_utf8(void **state)
 {
@@ -1112,6 +1170,7 @@ int main(void)
         cmocka_unit_test(test_html_page),
         cmocka_unit_test(test_plain_page),
         cmocka_unit_test(test_escaping),
+        cmocka_unit_test(test_escaping_every_offset),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_page_dir),
         cmocka_unit_test(test_client_errors),

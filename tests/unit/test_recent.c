@@ -129,6 +129,41 @@ static void test_ring(void **state)
     assert_int_equal(strlen(v.failures[0].origin), sizeof(v.failures[0].origin) - 1);
 }
 
+/* Only the words a failure's strings use are stored: a short failure in the slot of a long one
+ * reads as itself, never with the older one's bytes behind it, and an absent string as "". */
+static void test_shorter_over_longer(void **state)
+{
+    (void)state;
+    struct recent *r = recent_shard_create(1, 0);
+    char longest[1000];
+    memset(longest, 'x', sizeof(longest) - 1);
+    longest[sizeof(longest) - 1] = '\0';
+    recent_record(r, &(struct recent_sample){.time_ms = T0, .status = 502,
+                                             .failure = FAIL_EMPTY_RESPONSE,
+                                             .request_id = longest, .route = longest,
+                                             .upstream = longest, .origin = longest,
+                                             .detail = longest, .fault = longest});
+    for (int i = 1; i <= RECENT_FAILURES; i++) /* the last one takes the long one's slot */
+        recent_record(r, &(struct recent_sample){.time_ms = T0 + (uint64_t)i, .status = 504,
+                                                 .failure = FAIL_TOTAL_TIMEOUT,
+                                                 .request_id = "r1", .route = "ab",
+                                                 .upstream = "up", .origin = "o:1",
+                                                 .detail = i % 2 ? "d" : NULL});
+    struct recent_view v = {0};
+    recent_snapshot(&v, T0 + 100, 1);
+    assert_int_equal(v.nfailures, RECENT_FAILURES);
+    for (size_t i = 0; i < v.nfailures; i++) {
+        const struct recent_failure *f = &v.failures[i];
+        assert_int_equal(f->status, 504);
+        assert_string_equal(f->request_id, "r1");
+        assert_string_equal(f->route, "ab");
+        assert_string_equal(f->upstream, "up");
+        assert_string_equal(f->origin, "o:1");
+        assert_string_equal(f->detail, (f->time_ms - T0) % 2 ? "d" : "");
+        assert_string_equal(f->fault, "");
+    }
+}
+
 /* Two workers: the view merges both; a retired one's counts and failures stay; pools count
  * only for the generation asked about. */
 static void test_shards_and_retire(void **state)
@@ -217,6 +252,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_minutes, teardown),
         cmocka_unit_test_teardown(test_ring, teardown),
+        cmocka_unit_test_teardown(test_shorter_over_longer, teardown),
         cmocka_unit_test_teardown(test_shards_and_retire, teardown),
         cmocka_unit_test_teardown(test_torn_reads, teardown),
     };

@@ -493,6 +493,25 @@ static void test_span_ieq(void **state)
     assert_true(span_ieq("", 0, ""));                                /* empty equals empty */
 }
 
+/* zalloc: zeroed like calloc, also when malloc hands back a block just freed with data in it
+ * (the per-thread cache's, which zalloc takes and calloc does not). */
+static void test_zalloc(void **state)
+{
+    (void)state;
+    for (size_t size = 1; size <= 1024; size = size * 2 + 7) {
+        unsigned char *dirty = malloc(size);
+        assert_non_null(dirty);
+        memset(dirty, 0xa5, size);
+        free(dirty);
+        unsigned char *p = zalloc(size);
+        assert_non_null(p);
+        for (size_t i = 0; i < size; i++)
+            if (p[i] != 0)
+                fail_msg("size %zu: byte %zu is %#x", size, i, p[i]);
+        free(p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -512,6 +531,7 @@ int main(void)
         cmocka_unit_test(test_buf_appendf),
         cmocka_unit_test(test_str_copy),
         cmocka_unit_test(test_span_ieq),
+        cmocka_unit_test(test_zalloc),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

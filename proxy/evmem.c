@@ -1,0 +1,93 @@
+/*
+ * evmem.c — libevent's allocator with per-thread read buffers kept for reuse. See evmem.h.
+ */
+#include "portico/evmem.h"
+
+#include <malloc.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include <event2/event.h>
+
+/* Under ASan a kept block is poisoned, so a use after libevent freed it is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define KEPT_POISON(p) ASAN_POISON_MEMORY_REGION((p), EVMEM_BLOCK)
+#define KEPT_UNPOISON(p) ASAN_UNPOISON_MEMORY_REGION((p), EVMEM_BLOCK)
+#else
+#define KEPT_POISON(p) ((void)(p))
+#define KEPT_UNPOISON(p) ((void)(p))
+#endif
+
+/* free() is not told a block's size: a block is kept when malloc_usable_size says it is as
+ * large as an EVMEM_BLOCK allocation (0 before evmem_init: nothing is kept). */
+static size_t block_usable;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static pthread_key_t thread_end_key; /* its destructor frees an ending thread's blocks */
+static bool have_key;
+
+static __thread struct {
+    void *block[EVMEM_KEEP];
+    unsigned n;
+    bool registered; /* thread_end_key set, so the thread's end flushes */
+} kept;
+
+static void thread_end(void *unused)
+{
+    (void)unused;
+    evmem_flush();
+}
+
+static void setup(void)
+{
+    void *p = malloc(EVMEM_BLOCK);
+    if (p)
+        block_usable = malloc_usable_size(p);
+    free(p);
+    have_key = pthread_key_create(&thread_end_key, thread_end) == 0;
+    if (!have_key)
+        block_usable = 0; /* no way to free an ending thread's blocks: keep none */
+}
+
+void evmem_init(void)
+{
+    pthread_once(&once, setup);
+    event_set_mem_functions(evmem_malloc, realloc, evmem_free);
+}
+
+void *evmem_malloc(size_t size)
+{
+    if (size == EVMEM_BLOCK && kept.n > 0) {
+        void *p = kept.block[--kept.n];
+        KEPT_UNPOISON(p);
+        return p;
+    }
+    return malloc(size);
+}
+
+void evmem_free(void *p)
+{
+    if (p && kept.n < EVMEM_KEEP && malloc_usable_size(p) == block_usable) {
+        if (!kept.registered) {
+            if (pthread_setspecific(thread_end_key, &kept) != 0) {
+                free(p);
+                return;
+            }
+            kept.registered = true;
+        }
+        KEPT_POISON(p);
+        kept.block[kept.n++] = p;
+        return;
+    }
+    free(p);
+}
+
+void evmem_flush(void)
+{
+    while (kept.n > 0) {
+        void *p = kept.block[--kept.n];
+        KEPT_UNPOISON(p);
+        free(p);
+    }
+}
