@@ -563,7 +563,6 @@ static evutil_socket_t spare_take(struct upconn *c)
     return fd >= 0 ? fd : socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 }
 
-/* The connect phase failed with err, found at once or once the socket became writable. */
 /* strerror's text as the C locale Portico keeps (it never calls setlocale) has it, without its
  * look-up in the message catalogues. */
 static const char *errno_text(int err)
@@ -572,7 +571,8 @@ static const char *errno_text(int err)
     return s ? s : strerror(err); /* "Unknown error N" */
 }
 
-/* Once per request to a refused origin: the detail in pieces, without vsnprintf and strerror
+/* The connect phase failed with err, found at once or once the socket became writable. Once per
+ * request to a refused origin: the detail in pieces, without vsnprintf and strerror
  * (~1,600 instructions of a 502's ~20,000). Nothing is cut: the address and the error's text
  * fit with room to spare. */
 static void connect_failed(struct upconn *c, int err)
