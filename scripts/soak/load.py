@@ -11,7 +11,9 @@ soak.py can account for every request in Portico's access log. Outcomes:
              (status 499, or the status whose head had already been sent)
   cut        Portico cut the body short after the head (read_timeout after head); the log must
              show the same status and aborted=true
-  stalled    the client stopped reading until Portico dropped it (client_send_timeout)
+  stalled    the client stopped reading until Portico dropped it (client_send_timeout); one
+             that Portico's socket still took bytes for late in the pause (its send buffer
+             filling: the timeout counts from there) and that read the rest is answered
   dropped    a fault rule (or the Portico-Fault header) dropped or reset the connection, over
              HTTP/2 the stream (RST_STREAM INTERNAL_ERROR), before any byte; the log says 444
   tunneled   a 101 and the bytes of a tunnel both ways (tunnel.py); the log says 101, how the
@@ -42,6 +44,9 @@ MAX_INTERIM = 32        # Portico relays at most this many 1xx per exchange
 IO_TIMEOUT = 8.0        # longest wait for any byte; above every Portico timeout of soak.py
 MAX_HEAD = 65536        # longest response head we accept
 TLS_NAME = "soak.test"  # the name in the certificate soak.py makes for the TLS listener
+PAUSE = 4.5             # a stalled reader's pause: past client_send_timeout
+SEND_TIMEOUT = 3.0      # client_send_timeout in soak.py's configurations
+SEND_SLACK = 0.5        # Portico's drop may come this late (ASan, a loaded machine)
 
 
 class Proto(Exception):
@@ -70,6 +75,20 @@ class Record:
         if isinstance(self.fault, dict):
             return self.fault.get(status)
         return self.fault
+
+
+def peer_send_queue(s):
+    """Bytes in the send queue of the loopback peer's socket of TCP socket s (Portico's side:
+    written, not yet acknowledged), from /proc/net/tcp; -1 if it is not listed."""
+    mine, peer = s.getsockname(), s.getpeername()
+    want = ("%08X:%04X" % (struct.unpack("<I", socket.inet_aton(peer[0]))[0], peer[1]),
+            "%08X:%04X" % (struct.unpack("<I", socket.inet_aton(mine[0]))[0], mine[1]))
+    with open("/proc/net/tcp") as f:
+        for line in f:
+            c = line.split()
+            if (c[1], c[2]) == want:
+                return int(c[4].split(":")[0], 16)
+    return -1
 
 
 class Response:
@@ -804,16 +823,13 @@ class Load:
                     while 100 <= status < 200:  # B's early hint
                         status, _, _ = conn.head()
                     rec.status = status
-                    queued = self.pause(conn, 4.5)  # past client_send_timeout (3 s)
+                    queued = self.pause(conn, PAUSE)
                     conn.chunk = 1 << 20
                     try:
                         while conn.rx < 50000000:
                             conn._fill()
                             conn.buf.clear()
-                        rec.outcome, rec.note = FAILED, (
-                            "not dropped after client_send_timeout; bytes waiting in our "
-                            "socket during the pause (s: bytes): %s"
-                            % ", ".join("%.2f: %d" % q for q in queued))
+                        rec.outcome, rec.note = self.not_dropped(queued)
                     except Closed:
                         rec.outcome = STALLED
             except (OSError, Proto, Closed) as e:
@@ -822,20 +838,36 @@ class Load:
 
     @staticmethod
     def pause(conn, seconds):
-        """Reads nothing for seconds; returns how many bytes waited in the socket's receive
-        queue (FIONREAD), at each change: bytes that reach it meanwhile are bytes Portico's
-        writes handed over, which restart its client_send_timeout."""
+        """Reads nothing for seconds; returns, at each change, how many bytes waited in the
+        socket's receive queue (FIONREAD) and in Portico's socket's send queue (/proc/net/tcp):
+        (s, ours, Portico's). Portico's queue grows at every write its socket takes, and each
+        restarts client_send_timeout: while Portico fills that buffer (megabytes on loopback),
+        late when it was slow to relay (ASan on a loaded machine), ours does not move."""
         queued, last, t0 = [], None, time.monotonic()
         while True:
             t = time.monotonic() - t0
             n = struct.unpack("i", fcntl.ioctl(conn.s.fileno(), termios.FIONREAD,
                                                b"\0\0\0\0"))[0]
-            if n != last:
-                queued.append((t, n))
-                last = n
+            now = (n, peer_send_queue(conn.s))
+            if now != last:
+                queued.append((t,) + now)
+                last = now
             if t >= seconds:
                 return queued
             time.sleep(min(0.25, seconds - t))
+
+    @staticmethod
+    def not_dropped(queued):
+        """The outcome of a stalled reader that read the whole body after its pause: answered
+        if Portico's socket took bytes too late in the pause for client_send_timeout (counted
+        from its last write) to end within it, else failed: a timer that did not run."""
+        grew = [t for (t, _, q), (_, _, was) in zip(queued[1:], queued) if q > was >= 0]
+        timeline = ", ".join("%.2f: %d/%d" % q for q in queued)
+        if grew and grew[-1] + SEND_TIMEOUT + SEND_SLACK > PAUSE:
+            return ANSWERED, ("not dropped: Portico's socket took bytes until %.2f s into the "
+                              "pause (s: ours/Portico's queued bytes: %s)" % (grew[-1], timeline))
+        return FAILED, ("not dropped after client_send_timeout; s: bytes queued in our socket/"
+                        "in Portico's (-1: not found): %s" % timeline)
 
     def hostile(self, rng):
         """Requests Portico refuses, each on its own connection, plus a head never finished
