@@ -435,9 +435,15 @@ static int send_data(nghttp2_session *session, nghttp2_frame *frame, const uint8
     evbuffer_remove_buffer(s->body, h->sock->out, length);
     s->body_sent += length;
     /* The windows let bytes through: a window that the client keeps reopening is not kept shut,
-     * even when every check after a flush finds it used up again (check_streams). */
+     * even when every check after a flush finds it used up again (check_streams). This
+     * stream's bytes only: a byte of the connection's window now and then let one stream's
+     * DATA go, and restarted the connection's clock for all, whose bytes waited for ever. */
     stream_stalled(s, false, 0);
-    h->conn_stalled_since = 0;
+    if (s->moved_at) { /* still holds bytes: the last in the order of their wait */
+        TAILQ_REMOVE(&h->holding, s, hold_link);
+        s->moved_at = now_us();
+        TAILQ_INSERT_TAIL(&h->holding, s, hold_link);
+    }
     return 0;
 }
 
@@ -583,6 +589,19 @@ static void stream_stalled(struct h2_stream *s, bool shut, uint64_t now)
     }
 }
 
+void h2_stream_holds(struct h2_stream *s)
+{
+    struct h2_conn *h = s->conn;
+    bool holds = evbuffer_get_length(s->body) > 0;
+    if (!holds && s->moved_at) {
+        TAILQ_REMOVE(&h->holding, s, hold_link);
+        s->moved_at = 0;
+    } else if (holds && !s->moved_at) {
+        s->moved_at = now_us();
+        TAILQ_INSERT_TAIL(&h->holding, s, hold_link);
+    }
+}
+
 static void unchecked(struct h2_stream *s)
 {
     TAILQ_REMOVE(&s->conn->checks, s, check_link);
@@ -595,6 +614,10 @@ void h2_stream_uncheck(struct h2_stream *s)
     if (s->checking)
         unchecked(s);
     stream_stalled(s, false, 0);
+    if (s->moved_at) {
+        TAILQ_REMOVE(&s->conn->holding, s, hold_link);
+        s->moved_at = 0;
+    }
 }
 
 /* Tells paused exchanges that their stream drained, and notes data that waits behind a shut
@@ -773,9 +796,11 @@ static uint64_t next_deadline(const struct h2_conn *h, uint32_t *code, const cha
     if (h->drain == DRAIN_NOTICE) /* timer_cb sends the GOAWAY: it does not end the connection */
         CANDIDATE(h->notice_at + NOTICE_WAIT_US, NGHTTP2_NO_ERROR, "shutdown notice unanswered",
                   FLOOD_COUNT);
-    /* A window kept shut: the connection's, or the stream's whose stall began first. */
-    if (h->conn_stalled_since)
-        CANDIDATE(h->conn_stalled_since + cfg->client_send_timeout_ms * 1000,
+    /* A window kept shut: the connection's, for the stream whose bytes moved least recently
+     * (its wait began once both had), or the stream's own whose stall began first. */
+    if (h->conn_stalled_since && !TAILQ_EMPTY(&h->holding))
+        CANDIDATE(MAX(h->conn_stalled_since, TAILQ_FIRST(&h->holding)->moved_at) +
+                      cfg->client_send_timeout_ms * 1000,
                   NGHTTP2_ENHANCE_YOUR_CALM, "flow-control window kept shut", FLOOD_STALLED);
     if (!TAILQ_EMPTY(&h->stalled))
         CANDIDATE(TAILQ_FIRST(&h->stalled)->stalled_since + cfg->client_send_timeout_ms * 1000,
@@ -892,6 +917,7 @@ struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer
     TAILQ_INIT(&h->streams);
     TAILQ_INIT(&h->checks);
     TAILQ_INIT(&h->stalled);
+    TAILQ_INIT(&h->holding);
     h->session = session_new(h);
     if (!h->session) {
         free(h);

@@ -103,6 +103,10 @@ struct h2_stream {
     uint64_t stalled_since;            /* µs: data waits behind its own shut window; 0 if not
                                           (then it is in the connection's `stalled`) */
     TAILQ_ENTRY(h2_stream) stall_link;
+    uint64_t moved_at;                 /* µs: its last byte left as DATA, or it began to
+                                          hold bytes; 0 if it holds none (then it is not in
+                                          the connection's `holding`) */
+    TAILQ_ENTRY(h2_stream) hold_link;
     bool checking;                     /* in the connection's `checks` */
     TAILQ_ENTRY(h2_stream) check_link;
     bool head_sent;                    /* the final HEADERS was written to the connection */
@@ -155,8 +159,10 @@ struct h2_conn {
     bool check_all;                    /* ... and every stream: a stream closed (every share
                                           grew) or SETTINGS changed every window */
     struct h2_stream_list stalled;     /* streams whose stalled_since is set, earliest first */
-    uint64_t conn_stalled_since;       /* µs: data waits behind the connection's shut window;
-                                          0 if not */
+    struct h2_stream_list holding;     /* streams that hold bytes, by moved_at, earliest
+                                          first */
+    uint64_t conn_stalled_since;       /* µs: data waits behind the connection's shut window,
+                                          found shut by every flush since; 0 if not */
     struct event later;                /* deferred flush and end, from the loop */
     struct event timer;                /* the earliest connection deadline */
     int depth;                         /* inside one of our callbacks: flush at its end */
@@ -252,6 +258,10 @@ size_t h2_stream_req_share(const struct h2_conn *h);
  * pass over all of them after every flush cost each of the loop's turns O(streams) (996 shut
  * streams beside one that reads: 2,000 turns of ~2 KiB each, 215-387 ms for its 4 MiB). */
 void h2_stream_check(struct h2_stream *s);
+
+/* What stream s holds changed (body_changed): it joins the connection's `holding` when it
+ * begins to hold bytes, and leaves it when it holds none. */
+void h2_stream_holds(struct h2_stream *s);
 
 /* Takes a stream that is being freed out of the connection's lists of checks. */
 void h2_stream_uncheck(struct h2_stream *s);

@@ -41,6 +41,7 @@ static void body_changed(struct evbuffer *b, const struct evbuffer_cb_info *info
     (void)b;
     struct h2_stream *s = arg;
     s->conn->held = s->conn->held + info->n_added - info->n_deleted;
+    h2_stream_holds(s);
     h2_stream_check(s);
 }
 

@@ -24,6 +24,9 @@ count, so it always ends.
                                      field (RFC 9113 8.2, 8.3), then a valid one again
   h2_frames.py PORT paced PATH       a GET read at a steady pace: its windows (64 KiB) reopen
                                      every 100 ms, never kept shut
+  h2_frames.py PORT trickle PATH N   N GETs whose stream windows are open wide, the connection's
+                                     window (65,535) used up and then reopened 1 byte every 100 ms
+                                     for at most 5 s: a window kept shut all the same
   h2_frames.py PORT reload_first PATH PID LOG  a connection (handshake, SETTINGS both ways) made
                                      before a reload (SIGHUP to PID, "is live" awaited in LOG),
                                      its first GET sent after it: it must be answered
@@ -721,6 +724,21 @@ def paced(port, path):
     c.close()
 
 
+def trickle(port, path, n):
+    c = Conn(port, [(4, 0x7FFFFFFF)])  # SETTINGS_INITIAL_WINDOW_SIZE: no stream window shuts
+    c.paced = True  # no WINDOW_UPDATE for what comes
+    sids = list(range(1, 2 * n, 2))
+    c.send(b"".join(c.request(sid, get(path)) for sid in sids))
+    start = time.monotonic()
+    while c.goaway is None and not c.closed and time.monotonic() < start + 5:
+        c.pump(lambda: c.goaway is not None, time.monotonic() + 0.1)
+        if c.owed >= 65535:  # the connection's window is used up: 1 byte at a time from now
+            c.send(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1)))
+    print("goaway=%s after_ms=%d data=%d" % (c.goaway, (time.monotonic() - start) * 1000,
+                                              sum(c.st(sid)["data"] for sid in sids)))
+    c.close()
+
+
 def reload_first(port, path, pid, log):
     c = Conn(port)
     with open(log, "rb") as f:
@@ -1043,6 +1061,8 @@ def main():
         trailers(port, sys.argv[3])
     elif sys.argv[2] == "paced":
         paced(port, sys.argv[3])
+    elif sys.argv[2] == "trickle":
+        trickle(port, sys.argv[3], int(sys.argv[4]))
     elif sys.argv[2] == "reload_next":
         reload_next(port, sys.argv[3], sys.argv[4])
     elif sys.argv[2] == "conn_errors":

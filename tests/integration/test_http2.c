@@ -1378,6 +1378,29 @@ static void test_slow_reader_not_stalled(void **state)
     px_stop(h);
 }
 
+/* A client that keeps the connection's window shut but for 1 byte every 100 ms, the windows of
+ * its 10 streams open wide: what each stream holds waits behind that window, and no stream's
+ * bytes move within client_send_timeout (500 ms) but the one that takes the byte. Ended as a
+ * window kept shut, GOAWAY ENHANCE_YOUR_CALM, as before the stall lists, which counted each
+ * stream's wait; then a DATA frame of any stream restarted the connection's clock, and the 10
+ * exchanges with their 4 MiB were held for ever (the script's 5 s here). */
+static void test_connection_window_trickle_stalled(void **state)
+{
+    (void)state;
+    struct harness *h = start("client_send_timeout = 500ms", "[upstream u]\norigin = sim\n");
+    struct tu_cmd_result r = {0};
+    frames2(h, "trickle", "/bytes/1000000", "10", &r);
+    print_message("%s", r.out);
+    if (!tu_contains(r.out, "goaway=(19, 11)"))
+        fail_msg("no GOAWAY ENHANCE_YOUR_CALM: %s", r.out);
+    const char *ms = strstr(r.out, "after_ms=");
+    if (!ms || strtol(ms + 9, NULL, 10) > 2000)
+        fail_msg("ended late: %s", r.out);
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, "portico_http2_stalled_windows_total"), 1);
+    px_stop(h);
+}
+
 /* Request trailers: valid ones are read and dropped (not forwarded: README), the request is
  * answered; a trailer field that would be malformed in a head is malformed in trailers too (RFC
  * 9113 8.1.1, 8.2): the stream is reset (PROTOCOL_ERROR) and logged as 400, and the connection
@@ -2537,6 +2560,7 @@ int main(void)
         cmocka_unit_test(test_shut_windows_many_streams),
         cmocka_unit_test(test_shut_windows_one_after_another),
         cmocka_unit_test(test_slow_reader_not_stalled),
+        cmocka_unit_test(test_connection_window_trickle_stalled),
         cmocka_unit_test(test_request_trailers),
         cmocka_unit_test(test_response_trailers),
         cmocka_unit_test(test_response_head_too_large),
