@@ -6,6 +6,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <event2/event.h>
@@ -15,9 +16,11 @@
 #include <sanitizer/asan_interface.h>
 #define KEPT_POISON(p) ASAN_POISON_MEMORY_REGION((p), EVMEM_BLOCK)
 #define KEPT_UNPOISON(p) ASAN_UNPOISON_MEMORY_REGION((p), EVMEM_BLOCK)
+#define KEPT_ANYWHERE(p) __asan_address_is_poisoned(p) /* every thread's kept blocks */
 #else
 #define KEPT_POISON(p) ((void)(p))
 #define KEPT_UNPOISON(p) ((void)(p))
+#define KEPT_ANYWHERE(p) ((void)(p), false)
 #endif
 
 /* free() is not told a block's size: a block is kept when malloc_usable_size says it is as
@@ -66,9 +69,31 @@ void *evmem_malloc(size_t size)
     return malloc(size);
 }
 
+/* Whether p is a block kept already (this thread's; under ASan any thread's). */
+static bool kept_already(const void *p)
+{
+    if (KEPT_ANYWHERE(p))
+        return true;
+    for (unsigned i = 0; i < kept.n; i++)
+        if (kept.block[i] == p)
+            return true;
+    return false;
+}
+
 void evmem_free(void *p)
 {
-    if (p && kept.n < EVMEM_KEEP && malloc_usable_size(p) == block_usable) {
+    if (!p || malloc_usable_size(p) != block_usable) {
+        free(p);
+        return;
+    }
+    /* Freed twice: malloc (and ASan) would have stopped there, but a kept block is still
+     * allocated to malloc; kept twice, it would go to two owners, and freed while kept, to one
+     * after its free. So the same stop as malloc's, with or without room to keep it. */
+    if (kept_already(p)) {
+        fprintf(stderr, "portico: evmem: double free of %p\n", p);
+        abort();
+    }
+    if (kept.n < EVMEM_KEEP) {
         if (!kept.registered) {
             if (pthread_setspecific(thread_end_key, &kept) != 0) {
                 free(p);

@@ -25,7 +25,8 @@ void evmem_init(void);
 void *evmem_malloc(size_t size);
 
 /* free(p), or, when p is a block of EVMEM_BLOCK's size and this thread keeps fewer than
- * EVMEM_KEEP, keeps it. Blocks from evmem_init's caller on are recognised. */
+ * EVMEM_KEEP, keeps it. Blocks from evmem_init's caller on are recognised. A block freed again
+ * while kept (this thread's; under ASan any thread's) aborts, as malloc's double free check. */
 void evmem_free(void *p);
 
 /* Frees the blocks the calling thread keeps. A thread's end does it by itself; the main thread

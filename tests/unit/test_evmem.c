@@ -1,14 +1,19 @@
 /*
  * test_evmem.c — libevent's allocator (evmem.c): a 16 KiB read's chain, freed when drained, is
  * kept for the thread's next read instead of going back to malloc; a thread's end frees what it
- * kept (a leak would fail the ASan and valgrind runs).
+ * kept (a leak would fail the ASan and valgrind runs); a block freed twice stops the process.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -84,6 +89,44 @@ static void test_thread_end_frees(void **state)
     assert_int_equal(pthread_join(t, NULL), 0);
 }
 
+/* A child frees a block twice, after `before` other blocks were kept (EVMEM_KEEP: no room left
+ * to keep it again); returns how the child ended. */
+static int double_free_in_child(int before)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit none = {0, 0};
+        setrlimit(RLIMIT_CORE, &none);
+        int null = open("/dev/null", O_WRONLY); /* the abort's message is expected */
+        if (null >= 0)
+            dup2(null, STDERR_FILENO);
+        void *p = malloc(EVMEM_BLOCK);
+        evmem_free(p);
+        for (int i = 0; i < before; i++)
+            evmem_free(malloc(EVMEM_BLOCK));
+        evmem_free(p);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+/* A block freed twice stops the process as malloc's own check does. Kept silently, it went to
+ * the next two reads at once (or, freed while kept, to one after its free). */
+static void test_double_free_stops(void **state)
+{
+    (void)state;
+    evmem_flush();
+    static const int before[] = {0, EVMEM_KEEP - 1};
+    for (size_t i = 0; i < sizeof(before) / sizeof(before[0]); i++) {
+        int status = double_free_in_child(before[i]);
+        assert_true(WIFSIGNALED(status));
+        assert_int_equal(WTERMSIG(status), SIGABRT);
+    }
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -104,6 +147,7 @@ int main(void)
         cmocka_unit_test(test_read_chain_kept),
         cmocka_unit_test(test_only_blocks_kept),
         cmocka_unit_test(test_thread_end_frees),
+        cmocka_unit_test(test_double_free_stops),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
