@@ -301,7 +301,9 @@ static void put_header_value(struct sink *s, const char *str, bool sf_string)
     size_t kept = 0;
 
     for (;;) {
-        const unsigned char *past = skip_words(p, MIN(end, p + (HDR_VALUE_MAX - kept)), mode);
+        /* the bound taken as a length: p + (HDR_VALUE_MAX - kept) may lie past the string */
+        const unsigned char *past =
+            skip_words(p, p + MIN((size_t)(end - p), HDR_VALUE_MAX - kept), mode);
         kept += (size_t)(past - p);
         p = past;
         while (!(esc_class[*p] & mask) && kept < HDR_VALUE_MAX)
