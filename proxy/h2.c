@@ -441,7 +441,7 @@ static int send_data(nghttp2_session *session, nghttp2_frame *frame, const uint8
     stream_stalled(s, false, 0);
     if (s->moved_at) { /* still holds bytes: the last in the order of their wait */
         TAILQ_REMOVE(&h->holding, s, hold_link);
-        s->moved_at = now_us();
+        s->moved_at = event_now_us(); /* the event's clock: one read per event, not per frame */
         TAILQ_INSERT_TAIL(&h->holding, s, hold_link);
     }
     return 0;
@@ -597,7 +597,7 @@ void h2_stream_holds(struct h2_stream *s)
         TAILQ_REMOVE(&h->holding, s, hold_link);
         s->moved_at = 0;
     } else if (holds && !s->moved_at) {
-        s->moved_at = now_us();
+        s->moved_at = event_now_us(); /* the same clock as send_data's, keeping `holding` in order */
         TAILQ_INSERT_TAIL(&h->holding, s, hold_link);
     }
 }

@@ -1394,7 +1394,7 @@ static void test_connection_window_trickle_stalled(void **state)
     if (!tu_contains(r.out, "goaway=(19, 11)"))
         fail_msg("no GOAWAY ENHANCE_YOUR_CALM: %s", r.out);
     const char *ms = strstr(r.out, "after_ms=");
-    if (!ms || strtol(ms + 9, NULL, 10) > 2000)
+    if (!ms || strtol(ms + 9, NULL, 10) > 4000) /* ~510 ms; 4 s leaves room for a loaded ASan run */
         fail_msg("ended late: %s", r.out);
     tu_cmd_result_free(&r);
     assert_int_equal(metric(h, "portico_http2_stalled_windows_total"), 1);
