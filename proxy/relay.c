@@ -867,10 +867,21 @@ static void on_upconn_error(void *arg, enum cause cause, const char *detail)
     ex_settle(ex);
 }
 
+/* The connect phase goes on to the name's next address, with its own connect_timeout (as nginx
+ * gives each peer its own); total_timeout still bounds them all. */
+static void on_upconn_next_address(void *arg)
+{
+    struct exchange *ex = arg;
+    ex->now = event_now_us();
+    ex_arm(&ex->phase_timer, phase_limit_ms(ex->up->timers_ms, PHASE_CONNECT));
+    ex_settle(ex);
+}
+
 static const struct upconn_events upconn_cbs = {
     .on_phase = on_upconn_phase,
     .on_ready = on_upconn_ready,
     .on_error = on_upconn_error,
+    .on_next_address = on_upconn_next_address,
 };
 
 /* Whose pooled connection the request may take: its own client connection's first (none when
