@@ -50,6 +50,7 @@
 #include "../support/harness.h"
 #include "../support/misbehave.h"
 #include "../support/raw_client.h"
+#include "../support/scrape.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
 
@@ -926,6 +927,125 @@ static void test_dns_ipv6_only(void **state)
     close(ls);
 }
 
+/* ---- a name with several addresses ---- */
+
+/* Two origins on one port P: one on 127.0.0.1:P (kind4), one on [::1]:P (kind6, IPV6_V6ONLY).
+ * The kernel chooses P for the first; the second may find it taken on ::1 by someone else, then
+ * another P is tried. */
+static void start_pair(enum fo_kind kind4, enum fo_kind kind6, struct fake_origin **o4,
+                       struct fake_origin **o6)
+{
+    for (int i = 0; i < 5; i++) {
+        *o4 = fake_origin_start_kind(kind4);
+        assert_non_null(*o4);
+        struct fake_origin_opts v6 = { .kind = kind6, .ipv6 = true,
+                                       .port = fake_origin_port(*o4) };
+        if ((*o6 = fake_origin_start(&v6)) != NULL)
+            return;
+        fake_origin_stop(*o4);
+    }
+    fail_msg("no port free on both 127.0.0.1 and ::1");
+}
+
+struct every_address_row {
+    const char *path;
+    int status;
+    const char *error;  /* Portico-Error; NULL: none (answered) */
+    const char *detail; /* printf format of the JSON detail, with the port; NULL: not checked */
+    int min_ms;         /* the client waited at least this (a connect_timeout ran out) */
+};
+
+/* The fake DNS server answers every name with A 127.0.0.1 and AAAA ::1. README (origin): a
+ * connect that fails moves to the name's next address, IPv4 ones first, each with its own
+ * connect_timeout, and the attempt fails only when every address did, with the last one's
+ * failure; passive health counts that once. On this machine AI_ADDRCONFIG asks for A records
+ * only (its IPv6 addresses are unique local ones), so ::1 is learnt by asking the name again for
+ * every family once 127.0.0.1 failed; on a host with a global IPv6 address both come at once.
+ * The binary before the fix connected to 127.0.0.1 alone: /a got 502 connect_refused, /b 504
+ * connect_timeout, /c's detail named one address. */
+static void test_dns_every_address(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .aaaa = true };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *a4, *a6, *b4, *b6, *c4, *c6;
+    start_pair(FO_REFUSE, FO_OK, &a4, &a6);    /* nothing listens on 127.0.0.1 */
+    start_pair(FO_BLACKHOLE, FO_OK, &b4, &b6); /* 127.0.0.1's SYNs are dropped */
+    start_pair(FO_REFUSE, FO_REFUSE, &c4, &c6);
+    uint16_t pa = fake_origin_port(a4), pb = fake_origin_port(b4), pc = fake_origin_port(c4);
+    char proxy[160];
+    snprintf(proxy, sizeof(proxy),
+             "resolver = 127.0.0.1:%u\nadmin_listen = 127.0.0.1:{{port:admin}}\n",
+             fake_dns_port(d));
+    struct harness *h = px_start(
+        proxy,
+        "[upstream a]\norigin = two-a.test:%u\nretries = 0\n"
+        "[route a]\nprefix = /a/\nupstream = a\n"
+        "[upstream b]\norigin = two-b.test:%u\nretries = 0\nconnect_timeout = 200ms\n"
+        "[route b]\nprefix = /b/\nupstream = b\n"
+        "[upstream c]\norigin = two-c.test:%u\nretries = 0\nmax_fails = 2\ndown_time = 1h\n"
+        "[route c]\nprefix = /c/\nupstream = c\n"
+        "[upstream d]\norigin = 127.0.0.1:%u\nretries = 0\n"
+        "[route d]\nprefix = /d/\nupstream = d\n",
+        pa, pb, pc, pa);
+    const struct every_address_row rows[] = {
+        {"/a/", 200, NULL, NULL, 0},
+        {"/b/", 200, NULL, NULL, 200},
+        /* both refuse: the last address's failure, counted once by passive health (max_fails
+         * 2: the second request still connects, the third finds the origin down) */
+        {"/c/", 502, "connect_refused",
+         "connect to [::1]:%u failed: Connection refused; 2 of 2 addresses of two-c.test tried",
+         0},
+        {"/c/", 502, "connect_refused", NULL, 0},
+        {"/c/", 503, "no_healthy_origin", NULL, 0},
+        /* a numeric origin has one address, as before */
+        {"/d/", 502, "connect_refused", "connect to 127.0.0.1:%u failed: Connection refused", 0},
+    };
+    const uint16_t ports[] = {pa, pb, pc, pc, pc, pa};
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const struct every_address_row *row = &rows[i];
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        char req[160];
+        snprintf(req, sizeof(req),
+                 "GET %s HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
+                 "Connection: close\r\n\r\n", row->path);
+        int64_t t0 = tu_now_ms();
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        int64_t ms = tu_now_ms() - t0;
+        const char *err = raw_header(&r, "Portico-Error");
+        print_message("  %s: %d %s in %lld ms %s\n", row->path, r.status, err ? err : "-",
+                      (long long)ms, r.status == 200 ? "" : r.body);
+        if (r.status != row->status || (row->error && (!err || strcmp(err, row->error) != 0)))
+            fail_msg("%s: %d %s, expected %d %s", row->path, r.status, err ? err : "-",
+                     row->status, row->error ? row->error : "-");
+        if (row->detail) {
+            char want[200];
+            snprintf(want, sizeof(want), row->detail, ports[i]);
+            if (!strstr(r.body, want))
+                fail_msg("%s: no \"%s\" in %s", row->path, want, r.body);
+        }
+        if (ms < row->min_ms)
+            fail_msg("%s answered in %lld ms, before connect_timeout %d ms", row->path,
+                     (long long)ms, row->min_ms);
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    /* one move to ::1 each for /a/, /b/ and the two /c/ that connected */
+    assert_true(scrape_metric(harness_port(h, "admin"), "portico_upstream_address_fallbacks_total",
+                              IO_MS) == 4);
+    px_stop(h);
+    fake_origin_stop(a4);
+    fake_origin_stop(a6);
+    fake_origin_stop(b4);
+    fake_origin_stop(b6);
+    fake_origin_stop(c4);
+    fake_origin_stop(c6);
+    fake_dns_stop(d);
+}
+
 /* ---- names the resolver answers, while it does not answer others ---- */
 
 #define SILENT_LOOKUPS 100 /* beyond libevent's default of 64 queries in flight */
@@ -1408,6 +1528,7 @@ int main(void)
         cmocka_unit_test(test_proxy),
         cmocka_unit_test(test_after_head),
         cmocka_unit_test(test_dns_ipv6_only),
+        cmocka_unit_test(test_dns_every_address),
         cmocka_unit_test(test_dns_not_queued_behind_silent),
         cmocka_unit_test(test_resolver_messages_in_error_log),
         cmocka_unit_test(test_dns_nxdomain_not_waited_again),
@@ -1421,5 +1542,8 @@ int main(void)
     };
 
     tu_ignore_sigpipe();
+    /* TEST_FILTER=test_dns_every* runs the matching tests only */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     return cmocka_run_group_tests(tests, world_up, world_down);
 }
