@@ -697,14 +697,16 @@ static bool next_address(struct upconn *c, enum cause cause, const char *detail)
     }
     as->cause = cause;
     str_copy(as->detail, sizeof(as->detail), detail);
+    /* The question asked again is limited by a fresh connect_timeout too, but announced as a
+     * move only once it found another address (most names have one family). */
+    if (c->ev->on_next_address)
+        c->ev->on_next_address(c->arg, as->next < as->n ? detail : NULL);
     if (as->next < as->n) {
         connect_next(c);
         return true;
     }
     as->refilling = true;
     set_state(c, UC_RESOLVING);
-    if (c->ev->on_next_address) /* the question counts within a fresh connect_timeout */
-        c->ev->on_next_address(c->arg);
     resolve(c, 0); /* c may be gone when it returns */
     return true;
 }
@@ -719,10 +721,13 @@ static void refilled(struct upconn *c, int result, struct evutil_addrinfo *res)
     if (as->expired)
         return; /* connect_timeout ended the wait; next_cb reports it */
     as->refilling = false;
-    if (added)
-        connect_next(c);
-    else
+    if (!added) {
         connect_failure(c, as->cause, as->detail);
+        return;
+    }
+    if (c->ev->on_next_address)
+        c->ev->on_next_address(c->arg, as->detail);
+    connect_next(c);
 }
 
 /* After connect_timeout of an address, from the loop: the next one, or the failure. */
@@ -744,7 +749,8 @@ bool upconn_connect_next(struct upconn *c)
         as->expired = true; /* the last address's failure stands; the lookup is cancelled by
                              * the abort that follows it */
     } else if (c->state == UC_CONNECTING && (as->next < as->n || may_ask_again(c))) {
-        event_del(&c->io_ev);
+        if (event_initialized(&c->io_ev))
+            event_del(&c->io_ev);
         evutil_closesocket(c->fd);
         c->fd = -1;
         as->cause = CAUSE_TIMEOUT;
@@ -813,10 +819,8 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
 static void start_connect(struct upconn *c)
 {
     set_state(c, UC_CONNECTING);
-    if (!c->addrs || c->addrs->next <= 1)
+    if (!c->addrs || c->addrs->next <= 1) /* a next address was announced by next_address */
         c->ev->on_phase(c->arg, PHASE_CONNECT);
-    else if (c->ev->on_next_address)
-        c->ev->on_next_address(c->arg);
     sockaddr_str((struct sockaddr *)&c->addr, c->addr_text, sizeof(c->addr_text));
     c->fd = spare_take(c);
     if (c->fd < 0) {

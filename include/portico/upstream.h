@@ -25,9 +25,12 @@ struct upconn_events {
     void (*on_phase)(void *arg, enum phase phase);                  /* entering dns/connect/tls */
     void (*on_ready)(void *arg);                                    /* connected (+ handshake) */
     void (*on_error)(void *arg, enum cause cause, const char *detail); /* the phase failed */
-    /* The connect moved on to the next address of the origin's name (the last one failed): the
-     * connect phase goes on, with a fresh connect_timeout. NULL: nothing to do. */
-    void (*on_next_address)(void *arg);
+    /* The connect moves on to another address of the origin's name, the last one having failed
+     * (why: how, "connect to 127.0.0.1:3000 failed: Connection refused"): the connect phase goes
+     * on, with a fresh connect_timeout. why NULL: the name is being asked again for its other
+     * addresses, within a fresh connect_timeout too; a move is announced if it finds one. The
+     * member may be NULL: nothing to do. */
+    void (*on_next_address)(void *arg, const char *why);
 };
 
 /* Creates the pools of a loop (one per upstream of its config). 0 or -1. */

@@ -1033,9 +1033,13 @@ static void test_dns_every_address(void **state)
         raw_response_free(&r);
         raw_close(c);
     }
-    /* one move to ::1 each for /a/, /b/ and the two /c/ that connected */
+    /* one move to ::1 each for /a/, /b/ and the two /c/ that connected, each an error-log line */
     assert_true(scrape_metric(harness_port(h, "admin"), "portico_upstream_address_fallbacks_total",
                               IO_MS) == 4);
+    char line[160];
+    snprintf(line, sizeof(line),
+             "connect to 127.0.0.1:%u exceeded 200 ms; trying another address of two-b.test", pb);
+    assert_int_equal(harness_wait_log(h, line, IO_MS), 0);
     px_stop(h);
     fake_origin_stop(a4);
     fake_origin_stop(a6);
