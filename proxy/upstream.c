@@ -2,7 +2,9 @@
  * upstream.c — origin connections: DNS, connect, TLS handshake, keep-alive pool.
  *
  * A connection walks OPENING → RESOLVING → CONNECTING → HANDSHAKE → ACTIVE, and between
- * requests IDLE in its loop's pool; every state change goes through set_state. The caller (the
+ * requests IDLE in its loop's pool; every state change goes through set_state. A failed connect
+ * to a name's address goes CONNECTING again to its next one, or RESOLVING again once to ask for
+ * the name's other families (THE ADDRESSES OF A NAME, below). The caller (the
  * exchange) owns the phase timers; this module only reports where it is and what went wrong,
  * with a cause the failure table understands. upconn_open only schedules the start, so every
  * report reaches the caller from the loop and never from inside its own call. Connect is done
@@ -79,9 +81,12 @@ enum upconn_state {
 /* Addresses of a name tried in one attempt, at most: a connect that is never answered costs a
  * whole connect_timeout (5 s by default), so 8 such bound the attempt to 40 s before
  * total_timeout does; 8 is also as many as DNS load balancing commonly hands out at once (Route
- * 53's multivalue answers, a headless service's pods as one client sees them), and a 512-byte
- * answer holds some 30. 224 bytes, allocated for names only. */
+ * 53's multivalue answers), and a 512-byte answer holds some 30. The list (under 500 bytes) is
+ * allocated for names only, and freed once connected. */
 #define UPCONN_ADDRS_MAX 8
+
+/* Address families seen in a name's answers (upconn_addrs.families). */
+enum { FAMILY_IPV4 = 1, FAMILY_IPV6 = 2 };
 
 union upconn_sa {
     struct sockaddr sa;
@@ -102,7 +107,7 @@ union upconn_sa {
 struct upconn_addrs {
     unsigned n;                            /* known */
     unsigned next;                         /* the next to try; also how many were tried */
-    unsigned families;                     /* seen in answers: bit 0 IPv4, bit 1 IPv6 */
+    unsigned families;                     /* FAMILY_ bits seen in the answers */
     bool refilling;                        /* asking again for every family */
     bool expired;                          /* connect_timeout ended that question */
     enum cause cause;                      /* the failure of the last address tried */
@@ -613,10 +618,6 @@ static const char *errno_text(int err)
     return s ? s : strerror(err); /* "Unknown error N" */
 }
 
-/* The connect phase failed with err, found at once or once the socket became writable. Once per
- * request to a refused origin: the detail in pieces, without vsnprintf and strerror
- * (~1,600 instructions of a 502's ~20,000). Nothing is cut: the address and the error's text
- * fit with room to spare. */
 /* ---- the addresses of a name (see THE ADDRESSES OF A NAME) ---- */
 
 static bool same_addr(const union upconn_sa *x, const union upconn_sa *y)
@@ -635,22 +636,25 @@ static bool same_addr(const union upconn_sa *x, const union upconn_sa *y)
 static unsigned addrs_add(struct upconn_addrs *as, const struct evutil_addrinfo *res,
                           uint16_t port)
 {
-    static const int order[] = {AF_INET, AF_INET6};
+    static const struct {
+        int family;
+        unsigned bit;
+    } order[] = {{AF_INET, FAMILY_IPV4}, {AF_INET6, FAMILY_IPV6}};
     unsigned added = 0;
     for (unsigned f = 0; f < ARRAY_LEN(order); f++) {
         for (const struct evutil_addrinfo *a = res; a && as->n < UPCONN_ADDRS_MAX;
              a = a->ai_next) {
             union upconn_sa sa;
-            size_t len = order[f] == AF_INET ? sizeof(sa.v4) : sizeof(sa.v6);
-            if (a->ai_family != order[f] || a->ai_addrlen < len)
+            size_t len = order[f].family == AF_INET ? sizeof(sa.v4) : sizeof(sa.v6);
+            if (a->ai_family != order[f].family || a->ai_addrlen < len)
                 continue;
             memset(&sa, 0, sizeof(sa));
             memcpy(&sa, a->ai_addr, len);
-            if (order[f] == AF_INET)
+            if (order[f].family == AF_INET)
                 sa.v4.sin_port = htons(port);
             else
                 sa.v6.sin6_port = htons(port);
-            as->families |= 1u << f;
+            as->families |= order[f].bit;
             bool known = false;
             for (unsigned i = 0; i < as->n && !known; i++)
                 known = same_addr(&as->a[i], &sa);
@@ -669,7 +673,8 @@ static unsigned addrs_add(struct upconn_addrs *as, const struct evutil_addrinfo 
 static bool may_ask_again(const struct upconn *c)
 {
     const struct upconn_addrs *as = c->addrs;
-    return !c->every_family && as->n < UPCONN_ADDRS_MAX && as->families != 3;
+    return !c->every_family && as->n < UPCONN_ADDRS_MAX &&
+           as->families != (FAMILY_IPV4 | FAMILY_IPV6);
 }
 
 /* The connect failure of the attempt, with cause and detail of the last address tried; after
@@ -696,7 +701,8 @@ static bool next_address(struct upconn *c, enum cause cause, const char *detail)
         c->fd = -1;
     }
     as->cause = cause;
-    str_copy(as->detail, sizeof(as->detail), detail);
+    if (detail != as->detail) /* next_cb's own */
+        str_copy(as->detail, sizeof(as->detail), detail);
     /* The question asked again is limited by a fresh connect_timeout too, but announced as a
      * move only once it found another address (most names have one family). */
     if (c->ev->on_next_address)
@@ -785,6 +791,10 @@ size_t upconn_tried_note(const struct upconn *c, char *buf, size_t size, size_t 
     return len + b.len;
 }
 
+/* The connect phase failed with err, found at once or once the socket became writable. Once per
+ * request to a refused origin: the detail in pieces, without vsnprintf and strerror
+ * (~1,600 instructions of a 502's ~20,000). Nothing is cut: the address and the error's text
+ * fit with room to spare. */
 static void connect_failed(struct upconn *c, int err)
 {
     spare_keep(c);
@@ -825,7 +835,11 @@ static void start_connect(struct upconn *c)
     c->fd = spare_take(c);
     if (c->fd < 0) {
         int err = errno;
-        report_error(c, cause_from_errno(err), "socket: %s", strerror(err));
+        char detail[200];
+        snprintf(detail, sizeof(detail), "socket: %s", strerror(err));
+        /* not our shortage, an address the host cannot use (IPv6 turned off): the next one */
+        if (!next_address(c, cause_from_errno(err), detail))
+            connect_failure(c, cause_from_errno(err), detail);
         return;
     }
     int rc = connect(c->fd, (struct sockaddr *)&c->addr, c->addrlen);
