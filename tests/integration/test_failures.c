@@ -969,11 +969,13 @@ static void test_dns_every_address(void **state)
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .aaaa = true };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
-    struct fake_origin *a4, *a6, *b4, *b6, *c4, *c6;
+    struct fake_origin *a4, *a6, *b4, *b6, *c4, *c6, *e4, *e6;
     start_pair(FO_REFUSE, FO_OK, &a4, &a6);    /* nothing listens on 127.0.0.1 */
     start_pair(FO_BLACKHOLE, FO_OK, &b4, &b6); /* 127.0.0.1's SYNs are dropped */
     start_pair(FO_REFUSE, FO_REFUSE, &c4, &c6);
-    uint16_t pa = fake_origin_port(a4), pb = fake_origin_port(b4), pc = fake_origin_port(c4);
+    start_pair(FO_BLACKHOLE, FO_BLACKHOLE, &e4, &e6);
+    uint16_t pa = fake_origin_port(a4), pb = fake_origin_port(b4), pc = fake_origin_port(c4),
+             pe = fake_origin_port(e4);
     char proxy[160];
     snprintf(proxy, sizeof(proxy),
              "resolver = 127.0.0.1:%u\nadmin_listen = 127.0.0.1:{{port:admin}}\n",
@@ -987,8 +989,13 @@ static void test_dns_every_address(void **state)
         "[upstream c]\norigin = two-c.test:%u\nretries = 0\nmax_fails = 2\ndown_time = 1h\n"
         "[route c]\nprefix = /c/\nupstream = c\n"
         "[upstream d]\norigin = 127.0.0.1:%u\nretries = 0\n"
-        "[route d]\nprefix = /d/\nupstream = d\n",
-        pa, pb, pc, pa);
+        "[route d]\nprefix = /d/\nupstream = d\n"
+        "[upstream e]\norigin = two-e.test:%u\nretries = 0\nconnect_timeout = 100ms\n"
+        "[route e]\nprefix = /e/\nupstream = e\n"
+        "[upstream f]\norigin = two-e.test:%u\nretries = 0\nconnect_timeout = 100ms\n"
+        "total_timeout = 150ms\n"
+        "[route f]\nprefix = /f/\nupstream = f\n",
+        pa, pb, pc, pa, pe, pe);
     const struct every_address_row rows[] = {
         {"/a/", 200, NULL, NULL, 0},
         {"/b/", 200, NULL, NULL, 200},
@@ -1001,8 +1008,14 @@ static void test_dns_every_address(void **state)
         {"/c/", 503, "no_healthy_origin", NULL, 0},
         /* a numeric origin has one address, as before */
         {"/d/", 502, "connect_refused", "connect to 127.0.0.1:%u failed: Connection refused", 0},
+        /* neither answers: each its own connect_timeout, and total_timeout bounds them all */
+        {"/e/", 504, "connect_timeout",
+         "connect to [::1]:%u exceeded 100 ms; 2 of 2 addresses of two-e.test tried", 200},
+        {"/f/", 504, "total_timeout",
+         "no response head from two-e.test:%u within total_timeout 150 ms (in phase connect)",
+         150},
     };
-    const uint16_t ports[] = {pa, pb, pc, pc, pc, pa};
+    const uint16_t ports[] = {pa, pb, pc, pc, pc, pa, pe, pe};
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         const struct every_address_row *row = &rows[i];
         struct raw_conn *c = px_connect(h);
@@ -1033,9 +1046,10 @@ static void test_dns_every_address(void **state)
         raw_response_free(&r);
         raw_close(c);
     }
-    /* one move to ::1 each for /a/, /b/ and the two /c/ that connected, each an error-log line */
+    /* one move to ::1 each for /a/, /b/, the two /c/ that connected, /e/ and /f/, each an
+     * error-log line */
     assert_true(scrape_metric(harness_port(h, "admin"), "portico_upstream_address_fallbacks_total",
-                              IO_MS) == 4);
+                              IO_MS) == 6);
     char line[160];
     snprintf(line, sizeof(line),
              "connect to 127.0.0.1:%u exceeded 200 ms; trying another address of two-b.test", pb);
@@ -1047,6 +1061,54 @@ static void test_dns_every_address(void **state)
     fake_origin_stop(b6);
     fake_origin_stop(c4);
     fake_origin_stop(c6);
+    fake_origin_stop(e4);
+    fake_origin_stop(e6);
+    fake_dns_stop(d);
+}
+
+/* A name with one IPv4 address that refuses is asked again for every family (its answer held
+ * one family); here each answer takes 150 ms, longer than connect_timeout (100 ms), so that
+ * question is still out when the timer ends it. The failure is the refusal the address gave,
+ * not a connect_timeout, and with one address its detail is as before; the late answer to the
+ * abandoned question harms nothing (the second request gets the same). */
+static void test_dns_second_question_slow(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .delay_ms = 150 };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *o = fake_origin_start_kind(FO_REFUSE);
+    assert_non_null(o);
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
+    struct harness *h = px_start(proxy,
+                                 "[upstream u]\norigin = one.test:%u\nretries = 0\n"
+                                 "connect_timeout = 100ms\n",
+                                 fake_origin_port(o));
+    char want[96];
+    snprintf(want, sizeof(want), "connect to 127.0.0.1:%u failed: Connection refused\"",
+             fake_origin_port(o));
+    for (int i = 0; i < 2; i++) {
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        int64_t t0 = tu_now_ms();
+        assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n"
+                                         "Accept: application/json\r\nConnection: close\r\n\r\n"),
+                         0);
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        int64_t ms = tu_now_ms() - t0;
+        const char *err = raw_header(&r, "Portico-Error");
+        print_message("  %d %s in %lld ms: %s\n", r.status, err ? err : "-", (long long)ms, r.body);
+        assert_int_equal(r.status, 502);
+        assert_non_null(err);
+        assert_string_equal(err, "connect_refused");
+        if (!strstr(r.body, want))
+            fail_msg("no %s in %s", want, r.body);
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    px_stop(h);
+    fake_origin_stop(o);
     fake_dns_stop(d);
 }
 
@@ -1533,6 +1595,7 @@ int main(void)
         cmocka_unit_test(test_after_head),
         cmocka_unit_test(test_dns_ipv6_only),
         cmocka_unit_test(test_dns_every_address),
+        cmocka_unit_test(test_dns_second_question_slow),
         cmocka_unit_test(test_dns_not_queued_behind_silent),
         cmocka_unit_test(test_resolver_messages_in_error_log),
         cmocka_unit_test(test_dns_nxdomain_not_waited_again),
