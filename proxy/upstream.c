@@ -88,6 +88,12 @@ enum upconn_state {
 /* Address families seen in a name's answers (upconn_addrs.families). */
 enum { FAMILY_IPV4 = 1, FAMILY_IPV6 = 2 };
 
+enum addrs_step {
+    ADDRS_TRYING,   /* connecting to one of them */
+    ADDRS_ASKING,   /* asking the name again for every family (state UC_RESOLVING) */
+    ADDRS_GIVEN_UP, /* connect_timeout ended that question: the last failure is on its way */
+};
+
 union upconn_sa {
     struct sockaddr sa;
     struct sockaddr_in v4;
@@ -108,8 +114,7 @@ struct upconn_addrs {
     unsigned n;                            /* known */
     unsigned next;                         /* the next to try; also how many were tried */
     unsigned families;                     /* FAMILY_ bits seen in the answers */
-    bool refilling;                        /* asking again for every family */
-    bool expired;                          /* connect_timeout ended that question */
+    enum addrs_step step;                  /* what is under way */
     enum cause cause;                      /* the failure of the last address tried */
     char detail[200];                      /* and its words */
     union upconn_sa a[UPCONN_ADDRS_MAX];
@@ -681,6 +686,10 @@ static bool may_ask_again(const struct upconn *c)
  * more than one address, the detail says how many were tried. */
 static void connect_failure(struct upconn *c, enum cause cause, const char *detail)
 {
+    if (!c->addrs || c->addrs->n < 2) { /* one address: no note, no copy */
+        c->ev->on_error(c->arg, cause, detail);
+        return;
+    }
     char full[200];
     size_t len = str_copy(full, sizeof(full), detail);
     upconn_tried_note(c, full, sizeof(full), len);
@@ -711,7 +720,7 @@ static bool next_address(struct upconn *c, enum cause cause, const char *detail)
         connect_next(c);
         return true;
     }
-    as->refilling = true;
+    as->step = ADDRS_ASKING;
     set_state(c, UC_RESOLVING);
     resolve(c, 0); /* c may be gone when it returns */
     return true;
@@ -721,12 +730,13 @@ static bool next_address(struct upconn *c, enum cause cause, const char *detail)
 static void refilled(struct upconn *c, int result, struct evutil_addrinfo *res)
 {
     struct upconn_addrs *as = c->addrs;
-    unsigned added = result == 0 && res && !as->expired ? addrs_add(as, res, c->oc->port) : 0;
+    bool asking = as->step == ADDRS_ASKING;
+    unsigned added = result == 0 && res && asking ? addrs_add(as, res, c->oc->port) : 0;
     if (res)
         evutil_freeaddrinfo(res);
-    if (as->expired)
+    if (!asking)
         return; /* connect_timeout ended the wait; next_cb reports it */
-    as->refilling = false;
+    as->step = ADDRS_TRYING;
     if (!added) {
         connect_failure(c, as->cause, as->detail);
         return;
@@ -742,7 +752,7 @@ static void next_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct upconn *c = arg;
     struct upconn_addrs *as = c->addrs;
-    if (as->expired || !next_address(c, as->cause, as->detail))
+    if (as->step == ADDRS_GIVEN_UP || !next_address(c, as->cause, as->detail))
         connect_failure(c, as->cause, as->detail);
 }
 
@@ -751,9 +761,9 @@ bool upconn_connect_next(struct upconn *c)
     struct upconn_addrs *as = c->addrs;
     if (!as)
         return false;
-    if (c->state == UC_RESOLVING && as->refilling) {
-        as->expired = true; /* the last address's failure stands; the lookup is cancelled by
-                             * the abort that follows it */
+    if (as->step == ADDRS_ASKING) {
+        as->step = ADDRS_GIVEN_UP; /* the last address's failure stands; the lookup is
+                                    * cancelled by the abort that follows it */
     } else if (c->state == UC_CONNECTING && (as->next < as->n || may_ask_again(c))) {
         if (event_initialized(&c->io_ev))
             event_del(&c->io_ev);
@@ -908,7 +918,7 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
             upconn_free(c);
         return;
     }
-    if (c->addrs && c->addrs->refilling) {
+    if (c->addrs && c->addrs->step != ADDRS_TRYING) {
         refilled(c, result, res);
         return;
     }
