@@ -310,10 +310,17 @@ void ex_phase_timeout(struct exchange *ex)
                 dns_failure);
         return;
     }
-    if (p == PHASE_FIRST_BYTE && ex->interim_seen)
+    /* An origin name's next address gets its own connect_timeout. */
+    if (p == PHASE_CONNECT && ex->uc && upconn_connect_next(ex->uc))
+        return;
+    if (p == PHASE_FIRST_BYTE && ex->interim_seen) {
         first_byte_detail(ex, phase_subject_text(ex, p), limit, detail, sizeof(detail));
-    else
-        phase_timeout_detail(p, phase_subject_text(ex, p), limit, detail, sizeof(detail));
+    } else {
+        size_t len = phase_timeout_detail(p, phase_subject_text(ex, p), limit, detail,
+                                          sizeof(detail));
+        if (p == PHASE_CONNECT && ex->uc)
+            upconn_tried_note(ex->uc, detail, sizeof(detail), len);
+    }
     ex_fail_text(ex, p, CAUSE_TIMEOUT, limit, detail);
 }
 

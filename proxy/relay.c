@@ -18,6 +18,7 @@
 
 #include "portico/config.h"
 #include "portico/headers.h"
+#include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
 #include "portico/request.h"
@@ -867,10 +868,26 @@ static void on_upconn_error(void *arg, enum cause cause, const char *detail)
     ex_settle(ex);
 }
 
+/* The connect phase goes on to another address of the origin's name, with its own
+ * connect_timeout (as nginx gives each peer its own); total_timeout still bounds them all. One
+ * error-log line per address given up, as per origin given up (retry_elsewhere): the client
+ * may be answered, but an address of the origin is failing. */
+static void on_upconn_next_address(void *arg, const char *why)
+{
+    struct exchange *ex = arg;
+    ex->now = event_now_us();
+    if (why)
+        log_warn("request %s: %s; trying another address of %s", ex->request_id, why,
+                 ex->up->origins[ex->origin].host);
+    ex_arm(&ex->phase_timer, phase_limit_ms(ex->up->timers_ms, PHASE_CONNECT));
+    ex_settle(ex);
+}
+
 static const struct upconn_events upconn_cbs = {
     .on_phase = on_upconn_phase,
     .on_ready = on_upconn_ready,
     .on_error = on_upconn_error,
+    .on_next_address = on_upconn_next_address,
 };
 
 /* Whose pooled connection the request may take: its own client connection's first (none when

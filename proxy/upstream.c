@@ -2,7 +2,9 @@
  * upstream.c — origin connections: DNS, connect, TLS handshake, keep-alive pool.
  *
  * A connection walks OPENING → RESOLVING → CONNECTING → HANDSHAKE → ACTIVE, and between
- * requests IDLE in its loop's pool; every state change goes through set_state. The caller (the
+ * requests IDLE in its loop's pool; every state change goes through set_state. A failed connect
+ * to a name's address goes CONNECTING again to its next one, or RESOLVING again once to ask for
+ * the name's other families (THE ADDRESSES OF A NAME, below). The caller (the
  * exchange) owns the phase timers; this module only reports where it is and what went wrong,
  * with a cause the failure table understands. upconn_open only schedules the start, so every
  * report reaches the caller from the loop and never from inside its own call. Connect is done
@@ -53,6 +55,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/phase.h"
 #include "portico/sock.h"
 #include "portico/tls.h"
 #include "portico/util.h"
@@ -75,6 +78,48 @@ enum upconn_state {
 #undef X
 };
 
+/* Addresses of a name tried in one attempt, at most: a connect that is never answered costs a
+ * whole connect_timeout (5 s by default), so 8 such bound the attempt to 40 s before
+ * total_timeout does; 8 is also as many as DNS load balancing commonly hands out at once (Route
+ * 53's multivalue answers), and a 512-byte answer holds some 30. The list (under 500 bytes) is
+ * allocated for names only, and freed once connected. */
+#define UPCONN_ADDRS_MAX 8
+
+/* Address families seen in a name's answers (upconn_addrs.families). */
+enum { FAMILY_IPV4 = 1, FAMILY_IPV6 = 2 };
+
+enum addrs_step {
+    ADDRS_TRYING,   /* connecting to one of them */
+    ADDRS_ASKING,   /* asking the name again for every family (state UC_RESOLVING) */
+    ADDRS_GIVEN_UP, /* connect_timeout ended that question: the last failure is on its way */
+};
+
+union upconn_sa {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+};
+
+/* THE ADDRESSES OF A NAME. Every address of the answer is kept, IPv4 ones first in answer order,
+ * then IPv6 ones (README: origin), and a connect that fails for the network's reasons (refused,
+ * unreachable, reset, connect_timeout; not our own shortages) moves to the next, each with its
+ * own connect_timeout, as nginx moves to a name's next peer and curl to its next address. Only
+ * when all failed does the attempt fail, with the last one's failure. The first answer was asked
+ * with AI_ADDRCONFIG, which on a host without a global IPv6 address (loopback, link-local and
+ * unique local ones do not count: containers, Kubernetes pods) asks for A records only: once
+ * those all failed, and the answer held one family only, the name is asked again for every
+ * family and its other addresses are tried too (a name with A 127.0.0.1 and AAAA ::1 whose
+ * origin listens on ::1 only). */
+struct upconn_addrs {
+    unsigned n;                            /* known */
+    unsigned next;                         /* the next to try; also how many were tried */
+    unsigned families;                     /* FAMILY_ bits seen in the answers */
+    enum addrs_step step;                  /* what is under way */
+    enum cause cause;                      /* the failure of the last address tried */
+    char detail[200];                      /* and its words */
+    union upconn_sa a[UPCONN_ADDRS_MAX];
+};
+
 struct upconn {
     TAILQ_ENTRY(upconn) link;              /* settling or idle list of the pool */
     LIST_ENTRY(upconn) owner_link;         /* its owner's chain of the pool, when owner != 0 */
@@ -93,6 +138,8 @@ struct upconn {
     int first_failure;                     /* the first round's EAI error while the second
                                               round runs; 0: none */
     uint64_t asked_us;                     /* when the current lookup was asked (now_us) */
+    struct upconn_addrs *addrs;            /* a name's addresses until connected; NULL: a
+                                              numeric origin */
     struct sock sock;                      /* once connected */
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -136,6 +183,8 @@ struct upstream_pools {
 };
 
 static void start_connect(struct upconn *c);
+static void connect_next(struct upconn *c);
+static bool resolve(struct upconn *c, int flags);
 static void upconn_free(struct upconn *c);
 static void pool_remove(struct upconn *c);
 
@@ -427,6 +476,7 @@ static void upconn_free(struct upconn *c)
         sock_close(&c->sock);
     else if (c->fd >= 0)
         evutil_closesocket(c->fd);
+    free(c->addrs);
     free(c);
 }
 
@@ -496,6 +546,8 @@ static void connected(struct upconn *c)
 {
     struct loop *l = c->loop;
     metrics_add(l->metrics, M_UPSTREAM_CONNECTS, 1);
+    free(c->addrs); /* the name's other addresses are for a failed connect only */
+    c->addrs = NULL;
     /* Set once connected, before any byte is sent: a refused connect makes no calls for them. */
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -571,6 +623,184 @@ static const char *errno_text(int err)
     return s ? s : strerror(err); /* "Unknown error N" */
 }
 
+/* ---- the addresses of a name (see THE ADDRESSES OF A NAME) ---- */
+
+static bool same_addr(const union upconn_sa *x, const union upconn_sa *y)
+{
+    if (x->sa.sa_family != y->sa.sa_family)
+        return false;
+    if (x->sa.sa_family == AF_INET)
+        return x->v4.sin_addr.s_addr == y->v4.sin_addr.s_addr;
+    return IN6_ARE_ADDR_EQUAL(&x->v6.sin6_addr, &y->v6.sin6_addr) &&
+           x->v6.sin6_scope_id == y->v6.sin6_scope_id;
+}
+
+/* Adds the addresses of res not known yet (an address twice in an answer, or again in the
+ * second answer, is tried once), IPv4 ones first in answer order, then IPv6 ones, up to
+ * UPCONN_ADDRS_MAX, each with the origin's port. How many were added. */
+static unsigned addrs_add(struct upconn_addrs *as, const struct evutil_addrinfo *res,
+                          uint16_t port)
+{
+    static const struct {
+        int family;
+        unsigned bit;
+    } order[] = {{AF_INET, FAMILY_IPV4}, {AF_INET6, FAMILY_IPV6}};
+    unsigned added = 0;
+    for (unsigned f = 0; f < ARRAY_LEN(order); f++) {
+        for (const struct evutil_addrinfo *a = res; a && as->n < UPCONN_ADDRS_MAX;
+             a = a->ai_next) {
+            union upconn_sa sa;
+            size_t len = order[f].family == AF_INET ? sizeof(sa.v4) : sizeof(sa.v6);
+            if (a->ai_family != order[f].family || a->ai_addrlen < len)
+                continue;
+            memset(&sa, 0, sizeof(sa));
+            memcpy(&sa, a->ai_addr, len);
+            if (order[f].family == AF_INET)
+                sa.v4.sin_port = htons(port);
+            else
+                sa.v6.sin6_port = htons(port);
+            as->families |= order[f].bit;
+            bool known = false;
+            for (unsigned i = 0; i < as->n && !known; i++)
+                known = same_addr(&as->a[i], &sa);
+            if (!known) {
+                as->a[as->n++] = sa;
+                added++;
+            }
+        }
+    }
+    return added;
+}
+
+/* Whether the name may be asked again for every family once its known addresses all failed:
+ * the answer was asked with AI_ADDRCONFIG and held one family only (the other may not have
+ * been asked), and there is room for more. */
+static bool may_ask_again(const struct upconn *c)
+{
+    const struct upconn_addrs *as = c->addrs;
+    return !c->every_family && as->n < UPCONN_ADDRS_MAX &&
+           as->families != (FAMILY_IPV4 | FAMILY_IPV6);
+}
+
+/* The connect failure of the attempt, with cause and detail of the last address tried; after
+ * more than one address, the detail says how many were tried. */
+static void connect_failure(struct upconn *c, enum cause cause, const char *detail)
+{
+    if (!c->addrs || c->addrs->n < 2) { /* one address: no note, no copy */
+        c->ev->on_error(c->arg, cause, detail);
+        return;
+    }
+    char full[200];
+    size_t len = str_copy(full, sizeof(full), detail);
+    upconn_tried_note(c, full, sizeof(full), len);
+    c->ev->on_error(c->arg, cause, full);
+}
+
+/* A connect to one of a name's addresses failed with cause (detail: its words): the name's next
+ * address is tried, or, once all failed, the name may be asked again for every family
+ * (may_ask_again). Our own shortages never move on: another address would meet them too. false:
+ * nothing is left to try, the failure stands. true: c may be gone. */
+static bool next_address(struct upconn *c, enum cause cause, const char *detail)
+{
+    struct upconn_addrs *as = c->addrs;
+    if (!as || cause == CAUSE_LOCAL || (as->next >= as->n && !may_ask_again(c)))
+        return false;
+    if (c->fd >= 0) { /* not kept as a spare */
+        evutil_closesocket(c->fd);
+        c->fd = -1;
+    }
+    as->cause = cause;
+    if (detail != as->detail) /* next_cb's own */
+        str_copy(as->detail, sizeof(as->detail), detail);
+    /* The question asked again is limited by a fresh connect_timeout too, but announced as a
+     * move only once it found another address (most names have one family). */
+    if (c->ev->on_next_address)
+        c->ev->on_next_address(c->arg, as->next < as->n ? detail : NULL);
+    if (as->next < as->n) {
+        connect_next(c);
+        return true;
+    }
+    as->step = ADDRS_ASKING;
+    set_state(c, UC_RESOLVING);
+    resolve(c, 0); /* c may be gone when it returns */
+    return true;
+}
+
+/* The answer to the question asked again for every family. */
+static void refilled(struct upconn *c, int result, struct evutil_addrinfo *res)
+{
+    struct upconn_addrs *as = c->addrs;
+    bool asking = as->step == ADDRS_ASKING;
+    unsigned added = result == 0 && res && asking ? addrs_add(as, res, c->oc->port) : 0;
+    if (res)
+        evutil_freeaddrinfo(res);
+    if (!asking)
+        return; /* connect_timeout ended the wait; next_cb reports it */
+    as->step = ADDRS_TRYING;
+    if (!added) {
+        connect_failure(c, as->cause, as->detail);
+        return;
+    }
+    if (c->ev->on_next_address)
+        c->ev->on_next_address(c->arg, as->detail);
+    connect_next(c);
+}
+
+/* After connect_timeout of an address, from the loop: the next one, or the failure. */
+static void next_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct upconn *c = arg;
+    struct upconn_addrs *as = c->addrs;
+    if (as->step == ADDRS_GIVEN_UP || !next_address(c, as->cause, as->detail))
+        connect_failure(c, as->cause, as->detail);
+}
+
+bool upconn_connect_next(struct upconn *c)
+{
+    struct upconn_addrs *as = c->addrs;
+    if (!as)
+        return false;
+    if (as->step == ADDRS_ASKING) {
+        as->step = ADDRS_GIVEN_UP; /* the last address's failure stands; the lookup is
+                                    * cancelled by the abort that follows it */
+    } else if (c->state == UC_CONNECTING && (as->next < as->n || may_ask_again(c))) {
+        if (event_initialized(&c->io_ev))
+            event_del(&c->io_ev);
+        evutil_closesocket(c->fd);
+        c->fd = -1;
+        as->cause = CAUSE_TIMEOUT;
+        phase_timeout_detail(PHASE_CONNECT, c->addr_text,
+                             phase_limit_ms(c->up->timers_ms, PHASE_CONNECT), as->detail,
+                             sizeof(as->detail));
+    } else {
+        return false;
+    }
+    event_assign(&c->defer_ev, c->loop->base, -1, 0, next_cb, c);
+    event_active(&c->defer_ev, EV_TIMEOUT, 1);
+    return true;
+}
+
+size_t upconn_tried_note(const struct upconn *c, char *buf, size_t size, size_t len)
+{
+    const struct upconn_addrs *as = c->addrs;
+    if (!as || as->n < 2 || len + 1 >= size)
+        return len;
+    struct fmt_buf b;
+    fmt_init(&b, buf + len, size - len - 1);
+    fmt_str(&b, "; ");
+    fmt_u64(&b, as->next);
+    fmt_str(&b, " of ");
+    fmt_u64(&b, as->n);
+    fmt_str(&b, " addresses of ");
+    fmt_str(&b, c->oc->host);
+    fmt_str(&b, " tried");
+    if (b.overflow) /* all or nothing: a note without its end would mislead */
+        b.len = 0;
+    buf[len + b.len] = '\0';
+    return len + b.len;
+}
+
 /* The connect phase failed with err, found at once or once the socket became writable. Once per
  * request to a refused origin: the detail in pieces, without vsnprintf and strerror
  * (~1,600 instructions of a 502's ~20,000). Nothing is cut: the address and the error's text
@@ -586,7 +816,9 @@ static void connect_failed(struct upconn *c, int err)
     fmt_str(&b, " failed: ");
     fmt_str(&b, errno_text(err));
     detail[b.len] = '\0';
-    c->ev->on_error(c->arg, cause_from_errno(err), detail);
+    enum cause cause = cause_from_errno(err);
+    if (!next_address(c, cause, detail))
+        connect_failure(c, cause, detail);
 }
 
 static void connect_cb(evutil_socket_t fd, short what, void *arg)
@@ -607,12 +839,17 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
 static void start_connect(struct upconn *c)
 {
     set_state(c, UC_CONNECTING);
-    c->ev->on_phase(c->arg, PHASE_CONNECT);
+    if (!c->addrs || c->addrs->next <= 1) /* a next address was announced by next_address */
+        c->ev->on_phase(c->arg, PHASE_CONNECT);
     sockaddr_str((struct sockaddr *)&c->addr, c->addr_text, sizeof(c->addr_text));
     c->fd = spare_take(c);
     if (c->fd < 0) {
         int err = errno;
-        report_error(c, cause_from_errno(err), "socket: %s", strerror(err));
+        char detail[200];
+        snprintf(detail, sizeof(detail), "socket: %s", strerror(err));
+        /* not our shortage, an address the host cannot use (IPv6 turned off): the next one */
+        if (!next_address(c, cause_from_errno(err), detail))
+            connect_failure(c, cause_from_errno(err), detail);
         return;
     }
     int rc = connect(c->fd, (struct sockaddr *)&c->addr, c->addrlen);
@@ -634,6 +871,17 @@ static void start_connect(struct upconn *c)
     }
     event_assign(&c->io_ev, c->loop->base, c->fd, EV_WRITE, connect_cb, c);
     event_add(&c->io_ev, NULL);
+}
+
+/* Connects to the name's next address (the first one too). */
+static void connect_next(struct upconn *c)
+{
+    const union upconn_sa *sa = &c->addrs->a[c->addrs->next++];
+    c->addrlen = sa->sa.sa_family == AF_INET ? sizeof(sa->v4) : sizeof(sa->v6);
+    memcpy(&c->addr, sa, c->addrlen);
+    if (c->addrs->next > 1)
+        metrics_add(c->loop->metrics, M_UPSTREAM_ADDRESS_FALLBACKS, 1);
+    start_connect(c);
 }
 
 static void dns_cb(int result, struct evutil_addrinfo *res, void *arg);
@@ -668,6 +916,10 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
             evutil_freeaddrinfo(res);
         if (c->state == UC_CANCELLED)
             upconn_free(c);
+        return;
+    }
+    if (c->addrs && c->addrs->step != ADDRS_TRYING) {
+        refilled(c, result, res);
         return;
     }
     /* evdns gives up on an unanswered lookup after l->dns_attempt_us (a tenth of slack: its
@@ -712,21 +964,15 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
         return;
     }
     /* IPv4 first: "localhost" maps to both, and origins more often listen on 127.0.0.1. */
-    const struct evutil_addrinfo *pick = res;
-    for (const struct evutil_addrinfo *a = res; a; a = a->ai_next) {
-        if (a->ai_family == AF_INET) {
-            pick = a;
-            break;
-        }
+    c->addrs = zalloc(sizeof(*c->addrs));
+    if (!c->addrs || !addrs_add(c->addrs, res, c->oc->port)) {
+        evutil_freeaddrinfo(res);
+        report_error(c, c->addrs ? CAUSE_DNS_FAIL : CAUSE_LOCAL, "resolving %s failed: %s",
+                     c->oc->host, c->addrs ? "no IPv4 or IPv6 address" : "out of memory");
+        return;
     }
-    memcpy(&c->addr, pick->ai_addr, pick->ai_addrlen);
-    c->addrlen = (socklen_t)pick->ai_addrlen;
-    if (c->addr.ss_family == AF_INET)
-        ((struct sockaddr_in *)&c->addr)->sin_port = htons(c->oc->port);
-    else
-        ((struct sockaddr_in6 *)&c->addr)->sin6_port = htons(c->oc->port);
     evutil_freeaddrinfo(res);
-    start_connect(c);
+    connect_next(c);
 }
 
 /* The start, from the loop: resolve, or connect to a literal address at once. */

@@ -49,6 +49,8 @@ struct evbuffer;
       "Responses cut short after their head was forwarded")                                        \
     X(M_UPSTREAM_NEXT_ORIGIN, "portico_upstream_next_origin_total",                                \
       "Attempts moved to another origin after a failed one (retries)")                             \
+    X(M_UPSTREAM_ADDRESS_FALLBACKS, "portico_upstream_address_fallbacks_total",                    \
+      "Connects moved to the next address of an origin's name after one failed")                   \
     X(M_HEALTH_CHECKS, "portico_health_checks_total", "Active health checks run")                 \
     X(M_HEALTH_CHECKS_FAILED, "portico_health_checks_failed_total",                                \
       "Active health checks that failed (no answer in time, or an unexpected status)")             \

@@ -25,6 +25,12 @@ struct upconn_events {
     void (*on_phase)(void *arg, enum phase phase);                  /* entering dns/connect/tls */
     void (*on_ready)(void *arg);                                    /* connected (+ handshake) */
     void (*on_error)(void *arg, enum cause cause, const char *detail); /* the phase failed */
+    /* The connect moves on to another address of the origin's name, the last one having failed
+     * (why: how, "connect to 127.0.0.1:3000 failed: Connection refused"): the connect phase goes
+     * on, with a fresh connect_timeout. why NULL: the name is being asked again for its other
+     * addresses, within a fresh connect_timeout too; a move is announced if it finds one. The
+     * member may be NULL: nothing to do. */
+    void (*on_next_address)(void *arg, const char *why);
 };
 
 /* Creates the pools of a loop (one per upstream of its config). 0 or -1. */
@@ -63,6 +69,18 @@ void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us);
 
 /* Closes and frees the connection in whatever phase it is (pending DNS is cancelled). */
 void upconn_abort(struct upconn *c);
+
+/* connect_timeout ended the connect to one address of the origin's name: true when the name's
+ * next address is tried (on_next_address, then the usual events, from the loop), or, while the
+ * name was being asked again for its other addresses, the last address's own failure is
+ * reported (on_error); the caller waits for that. false: no other address is left, the timeout
+ * is the attempt's failure. */
+bool upconn_connect_next(struct upconn *c);
+
+/* Appends "; 2 of 3 addresses of NAME tried" to the detail buf[len] (size in all) of a connect
+ * failure, when the origin's name had more than one address; nothing when it does not fit.
+ * The new length. */
+size_t upconn_tried_note(const struct upconn *c, char *buf, size_t size, size_t len);
 
 /* The words for a failed lookup of host's getaddrinfo error (0: an answer without addresses),
  * the same for a real failure and a simulated one: "no such name (NXDOMAIN)", "no address" ...;

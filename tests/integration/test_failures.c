@@ -50,6 +50,7 @@
 #include "../support/harness.h"
 #include "../support/misbehave.h"
 #include "../support/raw_client.h"
+#include "../support/scrape.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
 
@@ -926,6 +927,191 @@ static void test_dns_ipv6_only(void **state)
     close(ls);
 }
 
+/* ---- a name with several addresses ---- */
+
+/* Two origins on one port P: one on 127.0.0.1:P (kind4), one on [::1]:P (kind6, IPV6_V6ONLY).
+ * The kernel chooses P for the first; the second may find it taken on ::1 by someone else, then
+ * another P is tried. */
+static void start_pair(enum fo_kind kind4, enum fo_kind kind6, struct fake_origin **o4,
+                       struct fake_origin **o6)
+{
+    for (int i = 0; i < 5; i++) {
+        *o4 = fake_origin_start_kind(kind4);
+        assert_non_null(*o4);
+        struct fake_origin_opts v6 = { .kind = kind6, .ipv6 = true,
+                                       .port = fake_origin_port(*o4) };
+        if ((*o6 = fake_origin_start(&v6)) != NULL)
+            return;
+        fake_origin_stop(*o4);
+    }
+    fail_msg("no port free on both 127.0.0.1 and ::1");
+}
+
+struct every_address_row {
+    const char *path;
+    int status;
+    const char *error;  /* Portico-Error; NULL: none (answered) */
+    const char *detail; /* printf format of the JSON detail, with the port; NULL: not checked */
+    int min_ms;         /* the client waited at least this (a connect_timeout ran out) */
+};
+
+/* The fake DNS server answers every name with A 127.0.0.1 and AAAA ::1. README (origin): a
+ * connect that fails moves to the name's next address, IPv4 ones first, each with its own
+ * connect_timeout, and the attempt fails only when every address did, with the last one's
+ * failure; passive health counts that once. On this machine AI_ADDRCONFIG asks for A records
+ * only (its IPv6 addresses are unique local ones), so ::1 is learnt by asking the name again for
+ * every family once 127.0.0.1 failed; on a host with a global IPv6 address both come at once.
+ * The binary before the fix connected to 127.0.0.1 alone: /a got 502 connect_refused, /b 504
+ * connect_timeout, /c's detail named one address. */
+static void test_dns_every_address(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .aaaa = true };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *a4, *a6, *b4, *b6, *c4, *c6, *e4, *e6;
+    start_pair(FO_REFUSE, FO_OK, &a4, &a6);    /* nothing listens on 127.0.0.1 */
+    start_pair(FO_BLACKHOLE, FO_OK, &b4, &b6); /* 127.0.0.1's SYNs are dropped */
+    start_pair(FO_REFUSE, FO_REFUSE, &c4, &c6);
+    start_pair(FO_BLACKHOLE, FO_BLACKHOLE, &e4, &e6);
+    uint16_t pa = fake_origin_port(a4), pb = fake_origin_port(b4), pc = fake_origin_port(c4),
+             pe = fake_origin_port(e4);
+    char proxy[160];
+    snprintf(proxy, sizeof(proxy),
+             "resolver = 127.0.0.1:%u\nadmin_listen = 127.0.0.1:{{port:admin}}\n",
+             fake_dns_port(d));
+    struct harness *h = px_start(
+        proxy,
+        "[upstream a]\norigin = two-a.test:%u\nretries = 0\n"
+        "[route a]\nprefix = /a/\nupstream = a\n"
+        "[upstream b]\norigin = two-b.test:%u\nretries = 0\nconnect_timeout = 200ms\n"
+        "[route b]\nprefix = /b/\nupstream = b\n"
+        "[upstream c]\norigin = two-c.test:%u\nretries = 0\nmax_fails = 2\ndown_time = 1h\n"
+        "[route c]\nprefix = /c/\nupstream = c\n"
+        "[upstream d]\norigin = 127.0.0.1:%u\nretries = 0\n"
+        "[route d]\nprefix = /d/\nupstream = d\n"
+        "[upstream e]\norigin = two-e.test:%u\nretries = 0\nconnect_timeout = 100ms\n"
+        "[route e]\nprefix = /e/\nupstream = e\n"
+        "[upstream f]\norigin = two-e.test:%u\nretries = 0\nconnect_timeout = 100ms\n"
+        "total_timeout = 150ms\n"
+        "[route f]\nprefix = /f/\nupstream = f\n",
+        pa, pb, pc, pa, pe, pe);
+    const struct every_address_row rows[] = {
+        {"/a/", 200, NULL, NULL, 0},
+        {"/b/", 200, NULL, NULL, 200},
+        /* both refuse: the last address's failure, counted once by passive health (max_fails
+         * 2: the second request still connects, the third finds the origin down) */
+        {"/c/", 502, "connect_refused",
+         "connect to [::1]:%u failed: Connection refused; 2 of 2 addresses of two-c.test tried",
+         0},
+        {"/c/", 502, "connect_refused", NULL, 0},
+        {"/c/", 503, "no_healthy_origin", NULL, 0},
+        /* a numeric origin has one address, as before */
+        {"/d/", 502, "connect_refused", "connect to 127.0.0.1:%u failed: Connection refused", 0},
+        /* neither answers: each its own connect_timeout, and total_timeout bounds them all */
+        {"/e/", 504, "connect_timeout",
+         "connect to [::1]:%u exceeded 100 ms; 2 of 2 addresses of two-e.test tried", 200},
+        {"/f/", 504, "total_timeout",
+         "no response head from two-e.test:%u within total_timeout 150 ms (in phase connect)",
+         150},
+    };
+    const uint16_t ports[] = {pa, pb, pc, pc, pc, pa, pe, pe};
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const struct every_address_row *row = &rows[i];
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        char req[160];
+        snprintf(req, sizeof(req),
+                 "GET %s HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
+                 "Connection: close\r\n\r\n", row->path);
+        int64_t t0 = tu_now_ms();
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        int64_t ms = tu_now_ms() - t0;
+        const char *err = raw_header(&r, "Portico-Error");
+        print_message("  %s: %d %s in %lld ms %s\n", row->path, r.status, err ? err : "-",
+                      (long long)ms, r.status == 200 ? "" : r.body);
+        if (r.status != row->status || (row->error && (!err || strcmp(err, row->error) != 0)))
+            fail_msg("%s: %d %s, expected %d %s", row->path, r.status, err ? err : "-",
+                     row->status, row->error ? row->error : "-");
+        if (row->detail) {
+            char want[200];
+            snprintf(want, sizeof(want), row->detail, ports[i]);
+            if (!strstr(r.body, want))
+                fail_msg("%s: no \"%s\" in %s", row->path, want, r.body);
+        }
+        if (ms < row->min_ms)
+            fail_msg("%s answered in %lld ms, before connect_timeout %d ms", row->path,
+                     (long long)ms, row->min_ms);
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    /* one move to ::1 each for /a/, /b/, the two /c/ that connected, /e/ and /f/, each an
+     * error-log line */
+    assert_true(scrape_metric(harness_port(h, "admin"), "portico_upstream_address_fallbacks_total",
+                              IO_MS) == 6);
+    char line[160];
+    snprintf(line, sizeof(line),
+             "connect to 127.0.0.1:%u exceeded 200 ms; trying another address of two-b.test", pb);
+    assert_int_equal(harness_wait_log(h, line, IO_MS), 0);
+    px_stop(h);
+    fake_origin_stop(a4);
+    fake_origin_stop(a6);
+    fake_origin_stop(b4);
+    fake_origin_stop(b6);
+    fake_origin_stop(c4);
+    fake_origin_stop(c6);
+    fake_origin_stop(e4);
+    fake_origin_stop(e6);
+    fake_dns_stop(d);
+}
+
+/* A name with one IPv4 address that refuses is asked again for every family (its answer held
+ * one family); here each answer takes 150 ms, longer than connect_timeout (100 ms), so that
+ * question is still out when the timer ends it. The failure is the refusal the address gave,
+ * not a connect_timeout, and with one address its detail is as before; the late answer to the
+ * abandoned question harms nothing (the second request gets the same). */
+static void test_dns_second_question_slow(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .delay_ms = 150 };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *o = fake_origin_start_kind(FO_REFUSE);
+    assert_non_null(o);
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
+    struct harness *h = px_start(proxy,
+                                 "[upstream u]\norigin = one.test:%u\nretries = 0\n"
+                                 "connect_timeout = 100ms\n",
+                                 fake_origin_port(o));
+    char want[96];
+    snprintf(want, sizeof(want), "connect to 127.0.0.1:%u failed: Connection refused\"",
+             fake_origin_port(o));
+    for (int i = 0; i < 2; i++) {
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        int64_t t0 = tu_now_ms();
+        assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n"
+                                         "Accept: application/json\r\nConnection: close\r\n\r\n"),
+                         0);
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        int64_t ms = tu_now_ms() - t0;
+        const char *err = raw_header(&r, "Portico-Error");
+        print_message("  %d %s in %lld ms: %s\n", r.status, err ? err : "-", (long long)ms, r.body);
+        assert_int_equal(r.status, 502);
+        assert_non_null(err);
+        assert_string_equal(err, "connect_refused");
+        if (!strstr(r.body, want))
+            fail_msg("no %s in %s", want, r.body);
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
+}
+
 /* ---- names the resolver answers, while it does not answer others ---- */
 
 #define SILENT_LOOKUPS 100 /* beyond libevent's default of 64 queries in flight */
@@ -1408,6 +1594,8 @@ int main(void)
         cmocka_unit_test(test_proxy),
         cmocka_unit_test(test_after_head),
         cmocka_unit_test(test_dns_ipv6_only),
+        cmocka_unit_test(test_dns_every_address),
+        cmocka_unit_test(test_dns_second_question_slow),
         cmocka_unit_test(test_dns_not_queued_behind_silent),
         cmocka_unit_test(test_resolver_messages_in_error_log),
         cmocka_unit_test(test_dns_nxdomain_not_waited_again),
@@ -1421,5 +1609,8 @@ int main(void)
     };
 
     tu_ignore_sigpipe();
+    /* TEST_FILTER=test_dns_every* runs the matching tests only */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     return cmocka_run_group_tests(tests, world_up, world_down);
 }

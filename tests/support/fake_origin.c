@@ -994,21 +994,41 @@ static void *accept_thread(void *arg)
 
 /* ---- start / stop ---- */
 
+/* The origin's address, 127.0.0.1:port or [::1]:port (port 0: any); its length. */
+static socklen_t origin_addr(bool ipv6, uint16_t port, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (ipv6) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)out;
+
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(port);
+        a6->sin6_addr = in6addr_loopback;
+        return sizeof(*a6);
+    }
+    struct sockaddr_in *a4 = (struct sockaddr_in *)out;
+
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(port);
+    a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return sizeof(*a4);
+}
+
 /* Connects to the blackhole until a connect stays pending: the accept queue is then full and the
  * kernel drops further SYNs. The pending socket is kept as proof (its retries are dropped too). */
 static int fill_backlog(struct fake_origin *o)
 {
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(o->port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct sockaddr_storage a;
+    socklen_t alen = origin_addr(o->opts.ipv6, o->port, &a);
 
     while (o->nfillers < FO_MAX_FILLERS) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int fd = socket(a.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
         if (fd < 0) {
             return -1;
         }
         o->fillers[o->nfillers++] = fd;
-        if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+        if (connect(fd, (struct sockaddr *)&a, alen) == 0) {
             continue;
         }
         if (errno != EINPROGRESS) {
@@ -1090,8 +1110,8 @@ static void set_builtin_script(struct fake_origin *o)
 
 struct fake_origin *fake_origin_start(const struct fake_origin_opts *opts)
 {
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t alen = sizeof(a);
+    struct sockaddr_storage a;
+    socklen_t alen = origin_addr(opts->ipv6, opts->port, &a);
     struct fake_origin *o = calloc(1, sizeof(*o));
     pthread_condattr_t ca;
 
@@ -1114,9 +1134,14 @@ struct fake_origin *fake_origin_start(const struct fake_origin_opts *opts)
             goto fail;
         }
     }
-    o->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    o->listen_fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (o->listen_fd < 0) {
         goto fail;
+    }
+    if (opts->ipv6) { /* [::1] only: 127.0.0.1 on the same port may be another origin's */
+        int one = 1;
+
+        setsockopt(o->listen_fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     }
     if (opts->kind == FO_NO_READ) {
         /* Before listen(): accepted sockets inherit it, and the window is set from it. */
@@ -1124,11 +1149,12 @@ struct fake_origin *fake_origin_start(const struct fake_origin_opts *opts)
 
         setsockopt(o->listen_fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     }
-    if (bind(o->listen_fd, (struct sockaddr *)&a, sizeof(a)) < 0
+    if (bind(o->listen_fd, (struct sockaddr *)&a, alen) < 0
         || getsockname(o->listen_fd, (struct sockaddr *)&a, &alen) < 0) {
         goto fail;
     }
-    o->port = ntohs(a.sin_port);
+    o->port = ntohs(a.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&a)->sin6_port
+                                            : ((struct sockaddr_in *)&a)->sin_port);
     if (opts->kind == FO_REFUSE) {
         return o; /* bound, never listening: the port stays ours and connects get RST */
     }

@@ -116,6 +116,9 @@ struct fake_origin_opts {
     const char *tls_key;
     const char *tls_client_ca;        /* also require a client cert signed by this CA */
     int tls_max_version;              /* e.g. TLS1_2_VERSION; 0: OpenSSL's highest */
+    bool ipv6;                        /* on [::1] (IPV6_V6ONLY) instead of 127.0.0.1 */
+    uint16_t port;                    /* this port (e.g. another origin's on the other
+                                       * address); 0: one the kernel chooses */
 };
 
 struct fake_origin;
@@ -129,7 +132,7 @@ const char *fake_origin_kind_name(enum fo_kind kind);
 /* Shorthand for fake_origin_start with only a kind. */
 struct fake_origin *fake_origin_start_kind(enum fo_kind kind);
 
-/* The origin's port on 127.0.0.1. */
+/* The origin's port on 127.0.0.1 (on ::1 with opts.ipv6). */
 uint16_t fake_origin_port(const struct fake_origin *o);
 
 /* FO_NO_READ: when bytes last arrived, unread, on one of its connections (tu_now_ms clock; 0
