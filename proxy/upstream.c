@@ -109,7 +109,10 @@ union upconn_sa {
  * unique local ones do not count: containers, Kubernetes pods) asks for A records only: once
  * those all failed, and the answer held one family only, the name is asked again for every
  * family and its other addresses are tried too (a name with A 127.0.0.1 and AAAA ::1 whose
- * origin listens on ::1 only). */
+ * origin listens on ::1 only). An address that failed is remembered in the loop's pool for the
+ * upstream's down_time (ADDR_FAILURES_MAX of them, per upstream): later connections try it after
+ * the name's others, so one that never answers costs one connect_timeout per down_time, not one
+ * per connection; one that connects is forgotten. */
 struct upconn_addrs {
     unsigned n;                            /* known */
     unsigned next;                         /* the next to try; also how many were tried */
@@ -163,7 +166,24 @@ LIST_HEAD(owner_chain, upconn);
  * SETTLING_MAX_FACTOR) connections, one chain each up to this. */
 #define OWNER_CHAINS_MAX 4096
 
+/* Addresses of an upstream's origin names remembered as failed, per loop. */
+#define ADDR_FAILURES_MAX 8
+_Static_assert(CFG_MAX_ORIGINS <= 64, "upstream_pool.every_family has a bit per origin");
+
+/* An address of an origin's name that failed to connect: until `until_us`, later connections
+ * try the name's other addresses first (see THE ADDRESSES OF A NAME). */
+struct addr_failure {
+    union upconn_sa a;
+    int origin;                            /* its index in the upstream */
+    uint64_t until_us;                     /* 0: a free slot */
+};
+
 struct upstream_pool {
+    struct addr_failure failed[ADDR_FAILURES_MAX];
+    /* Origins whose name gave more addresses asked for every family than for the host's own
+     * families: they are asked for every family from then on, so that the failed addresses
+     * remembered can be tried after the others (bit i: origin i). */
+    uint64_t every_family;
     struct upconn_list settling;           /* oldest release first */
     struct upconn_list idle;               /* settled; oldest release first */
     unsigned nsettling;
@@ -185,6 +205,7 @@ struct upstream_pools {
 static void start_connect(struct upconn *c);
 static void connect_next(struct upconn *c);
 static bool resolve(struct upconn *c, int flags);
+static struct addr_failure *failure_of(const struct upconn *c, const union upconn_sa *a);
 static void upconn_free(struct upconn *c);
 static void pool_remove(struct upconn *c);
 
@@ -546,6 +567,9 @@ static void connected(struct upconn *c)
 {
     struct loop *l = c->loop;
     metrics_add(l->metrics, M_UPSTREAM_CONNECTS, 1);
+    struct addr_failure *f = c->addrs ? failure_of(c, (const union upconn_sa *)&c->addr) : NULL;
+    if (f) /* it answers again */
+        f->until_us = 0;
     free(c->addrs); /* the name's other addresses are for a failed connect only */
     c->addrs = NULL;
     /* Set once connected, before any byte is sent: a refused connect makes no calls for them. */
@@ -682,6 +706,53 @@ static bool may_ask_again(const struct upconn *c)
            as->families != (FAMILY_IPV4 | FAMILY_IPV6);
 }
 
+/* The failure remembered for address a of c's origin name, or NULL. */
+static struct addr_failure *failure_of(const struct upconn *c, const union upconn_sa *a)
+{
+    struct addr_failure *f = c->loop->pools->pool[c->upstream].failed;
+    for (unsigned i = 0; i < ADDR_FAILURES_MAX; i++)
+        if (f[i].until_us && f[i].origin == c->origin && same_addr(&f[i].a, a))
+            return &f[i];
+    return NULL;
+}
+
+/* Remembers that the address c just tried failed: its slot, or the one that ends first. */
+static void address_failed(struct upconn *c)
+{
+    if (!c->addrs)
+        return; /* an origin listed by address: nothing to choose between */
+    const union upconn_sa *a = (const union upconn_sa *)&c->addr;
+    struct addr_failure *f = failure_of(c, a);
+    if (!f) {
+        struct addr_failure *slots = c->loop->pools->pool[c->upstream].failed;
+        f = &slots[0];
+        for (unsigned i = 1; i < ADDR_FAILURES_MAX; i++)
+            if (slots[i].until_us < f->until_us)
+                f = &slots[i];
+        f->a = *a;
+        f->origin = c->origin;
+    }
+    f->until_us = event_now_us() + c->up->down_time_ms * 1000 + 1;
+}
+
+/* The addresses from index `from` on, those not remembered as failed (or whose time is over)
+ * first, each group in its order. */
+static void addrs_order(struct upconn *c, unsigned from)
+{
+    struct upconn_addrs *as = c->addrs;
+    union upconn_sa failed[UPCONN_ADDRS_MAX];
+    unsigned nfailed = 0, kept = from;
+    uint64_t now = event_now_us();
+    for (unsigned i = from; i < as->n; i++) {
+        const struct addr_failure *f = failure_of(c, &as->a[i]);
+        if (f && f->until_us > now)
+            failed[nfailed++] = as->a[i];
+        else
+            as->a[kept++] = as->a[i];
+    }
+    memcpy(&as->a[kept], failed, nfailed * sizeof(failed[0]));
+}
+
 /* The connect failure of the attempt, with cause and detail of the last address tried; after
  * more than one address, the detail says how many were tried. */
 static void connect_failure(struct upconn *c, enum cause cause, const char *detail)
@@ -703,7 +774,10 @@ static void connect_failure(struct upconn *c, enum cause cause, const char *deta
 static bool next_address(struct upconn *c, enum cause cause, const char *detail)
 {
     struct upconn_addrs *as = c->addrs;
-    if (!as || cause == CAUSE_LOCAL || (as->next >= as->n && !may_ask_again(c)))
+    if (!as || cause == CAUSE_LOCAL)
+        return false;
+    address_failed(c);
+    if (as->next >= as->n && !may_ask_again(c))
         return false;
     if (c->fd >= 0) { /* not kept as a spare */
         evutil_closesocket(c->fd);
@@ -732,6 +806,10 @@ static void refilled(struct upconn *c, int result, struct evutil_addrinfo *res)
     struct upconn_addrs *as = c->addrs;
     bool asking = as->step == ADDRS_ASKING;
     unsigned added = result == 0 && res && asking ? addrs_add(as, res, c->oc->port) : 0;
+    if (added) {
+        c->loop->pools->pool[c->upstream].every_family |= UINT64_C(1) << c->origin;
+        addrs_order(c, as->n - added);
+    }
     if (res)
         evutil_freeaddrinfo(res);
     if (!asking)
@@ -761,6 +839,8 @@ bool upconn_connect_next(struct upconn *c)
     struct upconn_addrs *as = c->addrs;
     if (!as)
         return false;
+    if (c->state == UC_CONNECTING)
+        address_failed(c);
     if (as->step == ADDRS_ASKING) {
         as->step = ADDRS_GIVEN_UP; /* the last address's failure stands; the lookup is
                                     * cancelled by the abort that follows it */
@@ -971,6 +1051,7 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
                      c->oc->host, c->addrs ? "no IPv4 or IPv6 address" : "out of memory");
         return;
     }
+    addrs_order(c, 0);
     evutil_freeaddrinfo(res);
     connect_next(c);
 }
@@ -988,8 +1069,10 @@ static void start_cb(evutil_socket_t fd, short what, void *arg)
     }
     set_state(c, UC_RESOLVING);
     c->ev->on_phase(c->arg, PHASE_DNS);
-    /* Only the address families this host can reach, first: no AAAA query on an IPv4 host. */
-    resolve(c, EVUTIL_AI_ADDRCONFIG);
+    /* Only the address families this host can reach, first: no AAAA query on an IPv4 host;
+     * every family for a name that had addresses of the other family to fall back on. */
+    bool every = c->loop->pools->pool[c->upstream].every_family >> c->origin & 1;
+    resolve(c, every ? 0 : EVUTIL_AI_ADDRCONFIG);
 }
 
 struct upconn *upconn_open(struct loop *l, int upstream, int origin,
