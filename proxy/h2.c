@@ -524,7 +524,7 @@ out:
 
 size_t h2_stream_share(const struct h2_conn *h)
 {
-    return h->held_floor + h->held_pool / MAX(h->nstreams, 1);
+    return h->held_floor + h->held_pool / MAX(h->shares_for, 1);
 }
 
 size_t h2_stream_room(const struct h2_stream *s)

@@ -140,6 +140,8 @@ struct h2_conn {
     struct h2_stream_list streams;
     size_t nstreams;                   /* in `streams`: they share CONN_HELD_MAX and
                                           CONN_REQ_HELD_MAX */
+    size_t shares_for;                 /* the streams CONN_HELD_MAX's shares are cut for (at
+                                          least nstreams): see h2_stream_share */
     size_t req_granted;                /* the sum of the streams' req_grant */
     size_t req_floor;                  /* every stream's initial window: see STREAM_REQ_MIN */
     size_t req_pool;                   /* CONN_REQ_HELD_MAX less a floor for every stream
@@ -152,12 +154,12 @@ struct h2_conn {
                                           STREAM_EXPRESS */
     struct h2_stream *express;         /* the stream whose reads may pass its room, NULL if
                                           none (h2_stream_express) */
-    bool rooms_stale;                  /* streams opened or closed since the read limits were
+    bool rooms_stale;                  /* the shares were cut anew since the read limits were
                                           last set (h2_stream_rooms) */
     struct h2_stream_list checks;      /* what the next flush looks at (h2_stream_check) */
     size_t nchecks;                    /* in `checks` */
-    bool check_all;                    /* ... and every stream: a stream closed (every share
-                                          grew) or SETTINGS changed every window */
+    bool check_all;                    /* ... and every stream: every share grew (streams
+                                          closed) or SETTINGS changed every window */
     struct h2_stream_list stalled;     /* streams whose stalled_since is set, earliest first */
     struct h2_stream_list holding;     /* streams that hold bytes, by moved_at, earliest
                                           first */
@@ -192,12 +194,12 @@ struct h2_conn {
  * always goes on): STREAM_HELD_MIN, or less where http2_max_concurrent_streams of them would take
  * more than half of CONN_HELD_MAX; the rest (the pool, less STREAM_EXPRESS) is shared out
  * beyond the floors, a stream's share being its floor plus the pool over the streams open now
- * (h2_stream_share), and no stream takes more beyond its floor while the pool is used up. Each
- * read from an origin is limited to what its stream may still take (h2_stream_room, as of the
- * stream's last move and whenever streams open or close), so the connection holds CONN_HELD_MAX,
- * passed only by reads of streams that each found room before the others' reads landed in the
- * same loop turn: twice CONN_HELD_MAX at the very worst (measured: 99 or 999 shut streams,
- * however opened, hold 4 MiB). */
+ * or a few more (h2_stream_share), and no stream takes more beyond its floor while the pool is
+ * used up. Each read from an origin is limited to what its stream may still take
+ * (h2_stream_room, as of the stream's last move and whenever the shares are cut anew), so the
+ * connection holds CONN_HELD_MAX, passed only by reads of streams that each found room before
+ * the others' reads landed in the same loop turn: twice CONN_HELD_MAX at the very worst
+ * (measured: 99 or 999 shut streams, however opened, hold 4 MiB). */
 #define CONN_HELD_MAX (4 * 1024 * 1024)
 #define STREAM_HELD_MIN (16 * 1024)
 /* Of CONN_HELD_MAX, set aside from the pool for one stream at a time whose client reads: beyond
@@ -235,7 +237,13 @@ struct h2_conn {
 
 /* ---- h2.c ---- */
 
-/* How many response bytes each stream may hold now: its share of CONN_HELD_MAX. */
+/* How many response bytes each stream may hold now: its share of CONN_HELD_MAX, the floor
+ * plus the pool over shares_for streams. shares_for is never below the streams open, so every
+ * read limit set from a share keeps the connection within CONN_HELD_MAX; but it is cut for a
+ * quarter more than are open (h2_stream_new), and cut anew only once more than that open or
+ * far fewer remain (h2_stream_free): telling every stream its smaller share at each open cost
+ * a pass over all of them, n^2 / 2 stream visits for n streams opened one per callback, and as
+ * much again as they closed one by one (10,000 streams: seconds of a worker's CPU). */
 size_t h2_stream_share(const struct h2_conn *h);
 
 /* How many more response bytes stream s may take from its origin now: up to its floor, or up to
@@ -292,8 +300,8 @@ void h2_stream_delivered(struct h2_stream *s);
 /* The request's header block is complete: translate, check, start its exchange. */
 void h2_stream_start(struct h2_stream *s, bool end_stream);
 
-/* Sets the read limit of every stream's origin to what the stream may still take now: streams
- * opened or closed since (rooms_stale) changed every share. Once per callback, from flush. */
+/* Sets the read limit of every stream's origin to what the stream may still take now: the
+ * shares were cut anew (rooms_stale). Once per callback, from flush. */
 void h2_stream_rooms(struct h2_conn *h);
 
 /* Opens the stream's window as far as its share of CONN_REQ_HELD_MAX allows, once what it

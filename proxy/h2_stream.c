@@ -61,7 +61,7 @@ void h2_stream_rooms(struct h2_conn *h)
             exchange_read_max(s->ex, read_max(s));
 }
 
-/* Streams opened or closed: every stream's room changed. Set once at the end of the callback
+/* The shares were cut anew: every stream's room changed. Set once at the end of the callback
  * (flush), not at each stream: a pass at each over all the others cost the loop n^2 / 2 of
  * them when n streams opened, and again when their connection ended (6,000 streams: 0.9 s of
  * CPU each way; 10,000, the most http2_max_concurrent_streams allows, ~2.5 s). */
@@ -69,6 +69,27 @@ static void rooms_changed(struct h2_conn *h)
 {
     h->rooms_stale = true;
     h2_want_flush(h);
+}
+
+/* The streams to cut the shares for when n are open: a quarter more (none more below 4), so
+ * that the next n / 4 streams open without a cut, within http2_max_concurrent_streams (a
+ * stream past it is refused), never fewer than n. */
+static size_t shares_for(const struct h2_conn *h, size_t n)
+{
+    size_t max = (size_t)MAX(h->cfg->http2_max_concurrent_streams, 1);
+    return MAX(n, MIN(n + n / 4, max));
+}
+
+/* Cuts the shares for the streams open now (h2_stream_share): every stream's read limit is set
+ * anew at the flush, before any origin of theirs reads again, and each pass over them comes
+ * after a quarter of their number opened or closed, O(1) visits a stream amortized. */
+static void recut(struct h2_conn *h)
+{
+    size_t before = h->shares_for;
+    h->shares_for = shares_for(h, h->nstreams);
+    rooms_changed(h);
+    if (h->shares_for < before)
+        h->check_all = true; /* every share grew: a paused exchange may go on */
 }
 
 struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
@@ -101,7 +122,10 @@ struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
     evtimer_assign(&s->body_timer, h->loop->base, body_timer_cb, s);
     TAILQ_INSERT_TAIL(&h->streams, s, link);
     h->nstreams++;
-    rooms_changed(h);
+    /* Past the streams the shares were cut for, every share shrinks: the limits set from the
+     * old ones could take more than CONN_HELD_MAX between them. Within it, nothing changed. */
+    if (h->nstreams > h->shares_for)
+        recut(h);
     metrics_add(h->loop->metrics, M_H2_STREAMS, 1);
     return s;
 }
@@ -180,8 +204,11 @@ void h2_stream_free(struct h2_stream *s, const char *why)
     h2_request_free(&s->req);
     TAILQ_REMOVE(&h->streams, s, link);
     h->nstreams--;
-    rooms_changed(h);
-    h->check_all = true; /* every share grew: a paused exchange may go on */
+    /* The shares stay as they were (smaller than they could be: the bound holds) until a third
+     * of the streams they were cut for are gone: then every share grows. A paused exchange
+     * waits for its own bytes to leave meanwhile, or for the pool (check_streams). */
+    if (h->nstreams + h->nstreams / 2 < h->shares_for)
+        recut(h);
     if (TAILQ_EMPTY(&h->streams))
         h->idle_since = now_us();
     free(s);
