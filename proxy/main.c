@@ -25,7 +25,6 @@
 #include <event2/thread.h>
 #include <errno.h>
 #include <getopt.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <openssl/opensslv.h>
 #include <signal.h>
@@ -43,6 +42,7 @@
 #include "portico/config.h"
 #include "portico/evmem.h"
 #include "portico/generation.h"
+#include "portico/heap.h"
 #include "portico/log.h"
 #include "portico/metrics.h"
 #include "portico/notify.h"
@@ -555,17 +555,6 @@ static void finish(struct process *p)
     recent_free_all();
 }
 
-/* glibc hands freed memory back to the kernel once 128 KiB lies free at the top of an arena,
- * and serves blocks from 128 KiB up with mmap until a free raises that bar. A large body read
- * in 64 KiB buffers then costs an madvise and ~23 page faults per request (1 MiB uploads took
- * 20% more CPU). Fixed bars keep up to 4 MiB of freed heap per worker for the next request, as
- * nginx's and HAProxy's own buffer pools do; blocks of 1 MiB and more are still mapped. */
-static void tune_malloc(void)
-{
-    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
-    mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
-}
-
 /* Each client and origin connection holds a descriptor, and a shell's soft limit is often
  * 1024: the hard limit is the operator's real bound, so the soft one is raised to it, as HAProxy
  * does (nothing here uses select(), which needs descriptors below 1024). Returns the old soft
@@ -582,7 +571,7 @@ static rlim_t raise_descriptor_limit(void)
 
 static int run(const char *path, struct config *cfg, const sigset_t *set)
 {
-    tune_malloc();
+    heap_tune();
     rlim_t raised_from = raise_descriptor_limit();
     signal(SIGPIPE, SIG_IGN);
 

@@ -30,10 +30,12 @@
 #include "portico/client.h"
 #include "portico/config.h"
 #include "portico/deadline.h"
+#include "portico/evmem.h"
 #include "portico/exchange.h"
 #include "portico/fault_table.h"
 #include "portico/generation.h"
 #include "portico/health.h"
+#include "portico/heap.h"
 #include "portico/listener.h"
 #include "portico/log.h"
 #include "portico/loop.h"
@@ -223,6 +225,11 @@ static void *worker_main(void *arg)
     /* Cancelled DNS lookups report back through the loop: let them land before freeing. */
     for (int i = 0; i < 50 && event_base_loop(w->loop.base, EVLOOP_NONBLOCK) == 0; i++)
         ;
+    /* The thread's arena outlives it, with whatever was freed there (heap.h): what the thread
+     * keeps for its next requests is freed first, then the free memory goes back. */
+    exchange_spare_free(&w->loop);
+    evmem_flush();
+    heap_release_thread();
     return NULL;
 }
 

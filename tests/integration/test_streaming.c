@@ -325,7 +325,7 @@ static void test_back_pressure(void **state)
 }
 
 /* A body's buffers serve the next request: freed memory is not handed back to the kernel after
- * each body and faulted in again (main.c, tune_malloc). After a warm-up, 32 uploads and 32
+ * each body and faulted in again (heap.c, heap_tune). After a warm-up, 32 uploads and 32
  * downloads of 1 MiB, copied (splice = off: every byte passes through the buffers), cost
  * Portico less than a page fault each; with glibc's default thresholds a download took ~23. */
 static void test_buffers_reused(void **state)
