@@ -27,6 +27,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,6 +39,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1116,6 +1118,94 @@ static void test_dns_second_question_slow(void **state)
     fake_dns_stop(d);
 }
 
+/* The same question asked again, still out when connect_timeout ends it, and total_timeout due
+ * in the same pass of the loop's timers (the worker was late: here it is stopped across both).
+ * The connect_timeout schedules the report of the last address's failure (next_cb on defer_ev);
+ * total_timeout then fails the exchange and aborts the connection, whose lookup is cancelled
+ * (freed later, from evdns). The report must not come after that: the binary before the fix ran
+ * it on the ended exchange, which was logged twice (a second access-log line) and freed twice
+ * (glibc: "double free or corruption", the worker's every client cut). Stopping Portico is the
+ * only way to make both timers come due together, hence the one wait on the clock. */
+static void test_dns_second_question_then_total_timeout(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .delay_ms = 100 };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *o = fake_origin_start_kind(FO_REFUSE);
+    assert_non_null(o);
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
+    /* answer at 100 ms, refused, asked again; connect_timeout at 150, total_timeout at 170,
+     * the second answer at 200 */
+    struct harness *h = px_start(proxy,
+                                 "[upstream u]\norigin = one.test:%u\nretries = 0\n"
+                                 "connect_timeout = 50ms\ntotal_timeout = 170ms\n",
+                                 fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
+                                     "Connection: close\r\n\r\n"),
+                     0);
+    /* the first question (A only: AI_ADDRCONFIG) and the one asked again (A and AAAA) */
+    if (fake_dns_wait_queries(d, 3, IO_MS) != 0) {
+        print_message("  skipped: the first question asked for every family (global IPv6)\n");
+        raw_close(c);
+        px_stop(h);
+        fake_origin_stop(o);
+        fake_dns_stop(d);
+        skip();
+    }
+    assert_int_equal(harness_signal(h, SIGSTOP), 0);
+    siginfo_t si = { 0 };
+    /* every thread stopped (WNOWAIT: the harness reaps the child itself) */
+    assert_int_equal(waitid(P_PID, (id_t)harness_pid(h), &si, WSTOPPED | WEXITED | WNOWAIT), 0);
+    assert_int_equal(si.si_code, CLD_STOPPED);
+    while (tu_now_ms() < t0 + 190) /* past both timers, before the second answer */
+        poll(NULL, 0, (int)(t0 + 190 - tu_now_ms()));
+    assert_int_equal(harness_signal(h, SIGCONT), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    const char *err = raw_header(&r, "Portico-Error");
+    print_message("  %d %s: %s\n", r.status, err ? err : "-", r.body);
+    assert_int_equal(r.status, 504);
+    assert_non_null(err);
+    assert_string_equal(err, "total_timeout");
+    const char *rid = raw_header(&r, "X-Request-Id");
+    assert_non_null(rid);
+    char needle[96];
+    snprintf(needle, sizeof(needle), " id=%.80s ", rid);
+    free(px_log_line_for_id(h, rid));
+    raw_response_free(&r);
+    raw_close(c);
+    /* a request after it is answered (the worker lives), and logged after the first one's
+     * lines: then the first has one line */
+    c = px_connect(h);
+    fake_dns_set_mode(d, FAKE_DNS_NXDOMAIN);
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 502);
+    const char *rid2 = raw_header(&r, "X-Request-Id");
+    assert_non_null(rid2);
+    free(px_log_line_for_id(h, rid2));
+    raw_response_free(&r);
+    raw_close(c);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/access.log", harness_dir(h));
+    char *log = tu_read_file(path, NULL);
+    assert_non_null(log);
+    int lines = 0;
+    for (const char *p = log; (p = strstr(p, needle)) != NULL; p++)
+        lines++;
+    free(log);
+    if (lines != 1)
+        fail_msg("%d access-log lines for request %s", lines, needle);
+    assert_true(harness_running(h));
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
+}
+
 /* ---- names the resolver answers, while it does not answer others ---- */
 
 #define SILENT_LOOKUPS 100 /* beyond libevent's default of 64 queries in flight */
@@ -1600,6 +1690,7 @@ int main(void)
         cmocka_unit_test(test_dns_ipv6_only),
         cmocka_unit_test(test_dns_every_address),
         cmocka_unit_test(test_dns_second_question_slow),
+        cmocka_unit_test(test_dns_second_question_then_total_timeout),
         cmocka_unit_test(test_dns_not_queued_behind_silent),
         cmocka_unit_test(test_resolver_messages_in_error_log),
         cmocka_unit_test(test_dns_nxdomain_not_waited_again),
