@@ -1072,6 +1072,34 @@ static void test_dns_every_address(void **state)
     fake_dns_stop(d);
 }
 
+/* An active health check of a name whose IPv4 address never answers and whose IPv6 one does:
+ * the check moves to the next address when its timeout ends the connect, as a request does
+ * when connect_timeout does, and passes. The binary before the fix failed every check on
+ * 127.0.0.1 ("connect to 127.0.0.1:P exceeded 100 ms") and never asked [::1], so the origin
+ * clients reach was marked down (503 no_healthy_origin). */
+static void test_dns_every_address_health_check(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .aaaa = true };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *o4, *o6;
+    start_pair(FO_BLACKHOLE, FO_OK, &o4, &o6);
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
+    struct harness *h = px_start(proxy,
+                                 "[upstream u]\norigin = two-h.test:%u\n"
+                                 "health_check = GET / every 10s expect 200 timeout 100ms\n",
+                                 fake_origin_port(o4));
+    if (fake_origin_wait_requests(o6, 1, IO_MS) != 0)
+        fail_msg("no health check reached [::1]:%u", fake_origin_port(o6));
+    assert_false(harness_log_contains(h, "failed its health check"));
+    px_stop(h);
+    fake_origin_stop(o4);
+    fake_origin_stop(o6);
+    fake_dns_stop(d);
+}
+
 /* A name with one IPv4 address that refuses is asked again for every family (its answer held
  * one family); here each answer takes 150 ms, longer than connect_timeout (100 ms), so that
  * question is still out when the timer ends it. The failure is the refusal the address gave,
@@ -1689,6 +1717,7 @@ int main(void)
         cmocka_unit_test(test_after_head),
         cmocka_unit_test(test_dns_ipv6_only),
         cmocka_unit_test(test_dns_every_address),
+        cmocka_unit_test(test_dns_every_address_health_check),
         cmocka_unit_test(test_dns_second_question_slow),
         cmocka_unit_test(test_dns_second_question_then_total_timeout),
         cmocka_unit_test(test_dns_not_queued_behind_silent),
