@@ -279,6 +279,13 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
          * "no answer" for a resolver that never answered sent operators to the origin's HTTP. */
         const struct origin_conf *oc =
             &p->health->loop->cfg->upstreams[p->upstream].origins[p->origin];
+        /* An origin name's next address, with a fresh timeout, as a request's connect_timeout
+         * moves on (README: origin): an IPv4 address that never answers otherwise failed every
+         * check of a name whose IPv6 one serves the requests, and marked the origin down. */
+        if (p->phase == PHASE_CONNECT && upconn_connect_next(p->uc)) {
+            arm(p, hc->timeout_ms * 1000);
+            return;
+        }
         char why[200];
         const char *dns_failure = p->phase == PHASE_DNS ? upconn_dns_failure(p->uc) : NULL;
         if (p->phase == PHASE_SEND)
@@ -286,6 +293,10 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
                      (unsigned long long)hc->timeout_ms);
         else if (dns_failure) /* the resolver's answer, as ex_phase_timeout gives it */
             snprintf(why, sizeof(why), "resolving %s failed: %s", oc->host, dns_failure);
+        else if (p->phase == PHASE_CONNECT) /* how many of the name's addresses were tried */
+            upconn_tried_note(p->uc, why, sizeof(why),
+                              phase_timeout_detail(p->phase, upconn_addr(p->uc), hc->timeout_ms,
+                                                   why, sizeof(why)));
         else
             phase_timeout_detail(p->phase,
                                  phase_subject(p->phase) == SUBJECT_HOST ? oc->host

@@ -508,7 +508,12 @@ void upconn_abort(struct upconn *c)
     if (c->state == UC_IDLE || c->state == UC_SETTLING)
         pool_remove(c);
     if (c->dns_req) {
-        /* The cancel runs our callback (now or later) with EAI_CANCEL; it frees us there. */
+        /* The cancel runs our callback (now or later) with EAI_CANCEL; it frees us there.
+         * Nothing else may run for the owner meanwhile: next_cb, scheduled when
+         * connect_timeout ended the question asked again (ADDRS_GIVEN_UP), would report to an
+         * exchange that has ended. */
+        if (event_initialized(&c->defer_ev))
+            event_del(&c->defer_ev);
         set_state(c, UC_CANCELLED);
         struct evdns_getaddrinfo_request *req = c->dns_req;
         c->dns_req = NULL;

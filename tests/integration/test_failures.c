@@ -27,6 +27,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,6 +39,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1070,6 +1072,34 @@ static void test_dns_every_address(void **state)
     fake_dns_stop(d);
 }
 
+/* An active health check of a name whose IPv4 address never answers and whose IPv6 one does:
+ * the check moves to the next address when its timeout ends the connect, as a request does
+ * when connect_timeout does, and passes. The binary before the fix failed every check on
+ * 127.0.0.1 ("connect to 127.0.0.1:P exceeded 100 ms") and never asked [::1], so the origin
+ * clients reach was marked down (503 no_healthy_origin). */
+static void test_dns_every_address_health_check(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .aaaa = true };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *o4, *o6;
+    start_pair(FO_BLACKHOLE, FO_OK, &o4, &o6);
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
+    struct harness *h = px_start(proxy,
+                                 "[upstream u]\norigin = two-h.test:%u\n"
+                                 "health_check = GET / every 10s expect 200 timeout 100ms\n",
+                                 fake_origin_port(o4));
+    if (fake_origin_wait_requests(o6, 1, IO_MS) != 0)
+        fail_msg("no health check reached [::1]:%u", fake_origin_port(o6));
+    assert_false(harness_log_contains(h, "failed its health check"));
+    px_stop(h);
+    fake_origin_stop(o4);
+    fake_origin_stop(o6);
+    fake_dns_stop(d);
+}
+
 /* A name with one IPv4 address that refuses is asked again for every family (its answer held
  * one family); here each answer takes 150 ms, longer than connect_timeout (100 ms), so that
  * question is still out when the timer ends it. The failure is the refusal the address gave,
@@ -1111,6 +1141,74 @@ static void test_dns_second_question_slow(void **state)
         raw_response_free(&r);
         raw_close(c);
     }
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
+}
+
+/* The same question asked again, still out when connect_timeout ends it, and total_timeout due
+ * in the same pass of the loop's timers (the worker was late: here it is stopped across both).
+ * The connect_timeout schedules the report of the last address's failure (next_cb on defer_ev);
+ * total_timeout then fails the exchange and aborts the connection, whose lookup is cancelled
+ * (freed later, from evdns). The report must not come after that: the binary before the fix ran
+ * it on the ended exchange, which was counted and logged twice and freed twice (glibc: "double
+ * free or corruption", the worker's every client cut). Stopping Portico is the
+ * only way to make both timers come due together, hence the one wait on the clock. */
+static void test_dns_second_question_then_total_timeout(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .delay_ms = 100 };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *o = fake_origin_start_kind(FO_REFUSE);
+    assert_non_null(o);
+    char proxy[128];
+    snprintf(proxy, sizeof(proxy),
+             "resolver = 127.0.0.1:%u\nadmin_listen = 127.0.0.1:{{port:admin}}\n",
+             fake_dns_port(d));
+    /* answer at 100 ms, refused, asked again; connect_timeout at 150, total_timeout at 170,
+     * the second answer at 200 */
+    struct harness *h = px_start(proxy,
+                                 "[upstream u]\norigin = one.test:%u\nretries = 0\n"
+                                 "connect_timeout = 50ms\ntotal_timeout = 170ms\n",
+                                 fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
+                                     "Connection: close\r\n\r\n"),
+                     0);
+    /* the first question (A only: AI_ADDRCONFIG) and the one asked again (A and AAAA) */
+    if (fake_dns_wait_queries(d, 3, IO_MS) != 0) {
+        print_message("  skipped: the first question asked for every family (global IPv6)\n");
+        raw_close(c);
+        px_stop(h);
+        fake_origin_stop(o);
+        fake_dns_stop(d);
+        skip();
+    }
+    assert_int_equal(harness_signal(h, SIGSTOP), 0);
+    siginfo_t si = { 0 };
+    /* every thread stopped (WNOWAIT: the harness reaps the child itself) */
+    assert_int_equal(waitid(P_PID, (id_t)harness_pid(h), &si, WSTOPPED | WEXITED | WNOWAIT), 0);
+    assert_int_equal(si.si_code, CLD_STOPPED);
+    while (tu_now_ms() < t0 + 190) /* past both timers, before the second answer */
+        poll(NULL, 0, (int)(t0 + 190 - tu_now_ms()));
+    assert_int_equal(harness_signal(h, SIGCONT), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    const char *err = raw_header(&r, "Portico-Error");
+    print_message("  %d %s: %s\n", r.status, err ? err : "-", r.body);
+    assert_int_equal(r.status, 504);
+    assert_non_null(err);
+    assert_string_equal(err, "total_timeout");
+    raw_response_free(&r);
+    raw_close(c);
+    /* counted once (the second report was counted again, in the same turn of the loop) */
+    double n = scrape_metric(harness_port(h, "admin"),
+                             "portico_upstream_failures_total{failure=\"total_timeout\"}", IO_MS);
+    if (n != 1)
+        fail_msg("%g total_timeout failures counted for one request", n);
+    assert_true(harness_running(h));
     px_stop(h);
     fake_origin_stop(o);
     fake_dns_stop(d);
@@ -1599,7 +1697,9 @@ int main(void)
         cmocka_unit_test(test_after_head),
         cmocka_unit_test(test_dns_ipv6_only),
         cmocka_unit_test(test_dns_every_address),
+        cmocka_unit_test(test_dns_every_address_health_check),
         cmocka_unit_test(test_dns_second_question_slow),
+        cmocka_unit_test(test_dns_second_question_then_total_timeout),
         cmocka_unit_test(test_dns_not_queued_behind_silent),
         cmocka_unit_test(test_resolver_messages_in_error_log),
         cmocka_unit_test(test_dns_nxdomain_not_waited_again),
