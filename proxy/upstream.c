@@ -184,6 +184,11 @@ struct upstream_pool {
      * families: they are asked for every family from then on, so that the failed addresses
      * remembered can be tried after the others (bit i: origin i). */
     uint64_t every_family;
+    /* When each origin's name may be asked again for every family (µs; 0: now): a question
+     * that found no other address, or none in time, is not asked again for down_time, so a
+     * resolver that never answers AAAA costs a connect_timeout once per down_time, not on every
+     * failed connect of an IPv4-only name. */
+    uint64_t ask_again_at[CFG_MAX_ORIGINS];
     struct upconn_list settling;           /* oldest release first */
     struct upconn_list idle;               /* settled; oldest release first */
     unsigned nsettling;
@@ -708,7 +713,15 @@ static bool may_ask_again(const struct upconn *c)
 {
     const struct upconn_addrs *as = c->addrs;
     return !c->every_family && as->n < UPCONN_ADDRS_MAX &&
-           as->families != (FAMILY_IPV4 | FAMILY_IPV6);
+           as->families != (FAMILY_IPV4 | FAMILY_IPV6) &&
+           event_now_us() >= c->loop->pools->pool[c->upstream].ask_again_at[c->origin];
+}
+
+/* The question asked again found nothing new, or no answer in time: not again for down_time. */
+static void asked_in_vain(struct upconn *c)
+{
+    c->loop->pools->pool[c->upstream].ask_again_at[c->origin] =
+        event_now_us() + c->up->down_time_ms * 1000;
 }
 
 /* The failure remembered for address a of c's origin name, or NULL. */
@@ -821,6 +834,7 @@ static void refilled(struct upconn *c, int result, struct evutil_addrinfo *res)
         return; /* connect_timeout ended the wait; next_cb reports it */
     as->step = ADDRS_TRYING;
     if (!added) {
+        asked_in_vain(c);
         connect_failure(c, as->cause, as->detail);
         return;
     }
@@ -847,6 +861,7 @@ bool upconn_connect_next(struct upconn *c)
     if (c->state == UC_CONNECTING)
         address_failed(c);
     if (as->step == ADDRS_ASKING) {
+        asked_in_vain(c);
         as->step = ADDRS_GIVEN_UP; /* the last address's failure stands; the lookup is
                                     * cancelled by the abort that follows it */
     } else if (c->state == UC_CONNECTING && (as->next < as->n || may_ask_again(c))) {
