@@ -112,7 +112,9 @@ union upconn_sa {
  * origin listens on ::1 only). An address that failed is remembered in the loop's pool for the
  * upstream's down_time (ADDR_FAILURES_MAX of them, per upstream): later connections try it after
  * the name's others, so one that never answers costs one connect_timeout per down_time, not one
- * per connection; one that connects is forgotten. */
+ * per connection; one that connects is forgotten. A name whose question asked again gave more
+ * addresses is asked for every family from then on (every_family); one whose question found
+ * nothing new, or no answer in time, is not asked again for down_time (ask_again_at). */
 struct upconn_addrs {
     unsigned n;                            /* known */
     unsigned next;                         /* the next to try; also how many were tried */
