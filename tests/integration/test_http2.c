@@ -1013,6 +1013,25 @@ static size_t frame_head(uint8_t *p, size_t len, uint8_t type, uint8_t flags, ui
     return sizeof(hd);
 }
 
+/* A HEADERS frame of a GET of path (under 128 bytes) on stream id, END_STREAM | END_HEADERS:
+ * HPACK :method GET and :scheme http indexed, :path and :authority literal. Its length. */
+static size_t get_frame(uint8_t *p, uint32_t id, const char *path)
+{
+    static const char authority[] = "localhost";
+    size_t plen = strlen(path);
+    size_t n = frame_head(p, 6 + plen + sizeof(authority) - 1, 0x1, 0x5, id);
+    p[n++] = 0x82;
+    p[n++] = 0x86;
+    p[n++] = 0x04;
+    p[n++] = (uint8_t)plen;
+    memcpy(p + n, path, plen);
+    n += plen;
+    p[n++] = 0x01;
+    p[n++] = sizeof(authority) - 1;
+    memcpy(p + n, authority, sizeof(authority) - 1);
+    return n + sizeof(authority) - 1;
+}
+
 /* A GET of OPEN_BYTES on stream `id` of c beside its shut streams, its windows (the stream's
  * and the connection's) opened at once for all of it: the DATA frames that carried it, awaited
  * until its END_STREAM (every other frame skipped); -1 if it did not end within 20 s. */
@@ -1020,20 +1039,8 @@ static size_t frame_head(uint8_t *p, size_t len, uint8_t type, uint8_t flags, ui
 
 static long open_download(struct raw_conn *c, uint32_t id, int64_t *ms)
 {
-    static const char path[] = "/bytes/262144", authority[] = "localhost";
     uint8_t out[128];
-    /* END_STREAM | END_HEADERS; HPACK as shut_windows' requests */
-    size_t n = frame_head(out, 6 + sizeof(path) - 1 + sizeof(authority) - 1, 0x1, 0x5, id);
-    out[n++] = 0x82;
-    out[n++] = 0x86;
-    out[n++] = 0x04;
-    out[n++] = sizeof(path) - 1;
-    memcpy(out + n, path, sizeof(path) - 1);
-    n += sizeof(path) - 1;
-    out[n++] = 0x01;
-    out[n++] = sizeof(authority) - 1;
-    memcpy(out + n, authority, sizeof(authority) - 1);
-    n += sizeof(authority) - 1;
+    size_t n = get_frame(out, id, "/bytes/262144");
     static const uint8_t inc[4] = {0x00, 0x08, 0x00, 0x00}; /* 512 KiB: all of it at once */
     n += frame_head(out + n, 4, 0x8, 0, 0);
     memcpy(out + n, inc, 4);
@@ -1093,7 +1100,6 @@ static void shut_windows(const char *proxy_extra, int conns, int streams, long g
     /* RSS that is not Portico's own is shown, not awaited (under ASan it never settles) */
     long before = own ? rss_settled(pid) : px_proc_kb(pid, "VmRSS");
     static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    static const char path[] = "/bytes/8000000", authority[] = "localhost";
     struct raw_conn *c[SHUT_CONNS];
     assert_true(conns <= SHUT_CONNS && streams <= SHUT_STREAMS_MAX);
     for (int i = 0; i < conns; i++) {
@@ -1105,24 +1111,8 @@ static void shut_windows(const char *proxy_extra, int conns, int streams, long g
         n += frame_head(out + n, 6, 0x4, 0, 0);
         memcpy(out + n, "\x00\x04\x00\x00\x00\x00", 6);
         n += 6;
-        /* HPACK: :method GET and :scheme http indexed, :path and :authority literal */
-        uint8_t block[64];
-        size_t b = 0;
-        block[b++] = 0x82;
-        block[b++] = 0x86;
-        block[b++] = 0x04;
-        block[b++] = sizeof(path) - 1;
-        memcpy(block + b, path, sizeof(path) - 1);
-        b += sizeof(path) - 1;
-        block[b++] = 0x01;
-        block[b++] = sizeof(authority) - 1;
-        memcpy(block + b, authority, sizeof(authority) - 1);
-        b += sizeof(authority) - 1;
-        for (uint32_t s = 0; s < (uint32_t)streams; s++) {
-            n += frame_head(out + n, b, 0x1, 0x5, 2 * s + 1); /* END_STREAM | END_HEADERS */
-            memcpy(out + n, block, b);
-            n += b;
-        }
+        for (uint32_t s = 0; s < (uint32_t)streams; s++)
+            n += get_frame(out + n, 2 * s + 1, "/bytes/8000000");
         c[i] = raw_connect(harness_port(h, "h2c"), 3000);
         assert_non_null(c[i]);
         assert_int_equal(raw_send(c[i], out, n), 0);
@@ -1940,24 +1930,6 @@ static int read_frame(struct raw_conn *c, struct rframe *f, int64_t deadline)
     }
 }
 
-/* A GET of path on stream id, END_STREAM (HPACK as shut_windows' requests). */
-static size_t churn_get(uint8_t *p, uint32_t id, const char *path)
-{
-    static const char authority[] = "localhost";
-    size_t plen = strlen(path);
-    size_t n = frame_head(p, 6 + plen + sizeof(authority) - 1, 0x1, 0x5, id);
-    p[n++] = 0x82;
-    p[n++] = 0x86;
-    p[n++] = 0x04;
-    p[n++] = (uint8_t)plen;
-    memcpy(p + n, path, plen);
-    n += plen;
-    p[n++] = 0x01;
-    p[n++] = sizeof(authority) - 1;
-    memcpy(p + n, authority, sizeof(authority) - 1);
-    return n + sizeof(authority) - 1;
-}
-
 /* The CPU time pid's threads have used, in ms, to the nanosecond their schedstat counts
  * (px_cpu_ms counts 10 ms ticks, a third of what 1,000 requests take); px_cpu_ms's where the
  * kernel has none. */
@@ -1989,7 +1961,7 @@ static double quick_requests(struct raw_conn *c, struct rframe *f, uint32_t firs
     double cpu0 = cpu_fine_ms(pid);
     for (uint32_t id = first; id < first + 2 * CHURN_QUICK; id += 2) {
         uint8_t get[64];
-        assert_int_equal(raw_send(c, get, churn_get(get, id, "/quick")), 0);
+        assert_int_equal(raw_send(c, get, get_frame(get, id, "/quick")), 0);
         do {
             if (read_frame(c, f, deadline) != 0)
                 fail_msg("quick stream %u not answered", id);
@@ -2025,7 +1997,7 @@ static void test_streams_one_per_callback(void **state)
     double alone = quick_requests(c, &f, 1, pid);
     n = 0;
     for (uint32_t i = 0; i < CHURN_HELD; i++)
-        n += churn_get(out + n, 2 * (CHURN_QUICK + i) + 1, "/hold");
+        n += get_frame(out + n, 2 * (CHURN_QUICK + i) + 1, "/hold");
     n += frame_head(out + n, 8, 0x6, 0, 0); /* a PING: its ACK comes once all are taken */
     memset(out + n, 0, 8);
     n += 8;
