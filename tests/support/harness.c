@@ -718,21 +718,21 @@ bool harness_log_contains(struct harness *h, const char *needle)
 /* Looks for needle in what the file `name` gained since *scanned (plus the needle's length
  * minus one before it, for a needle split across two looks), and moves *scanned to its end.
  * A log that grows by one line per request is then read once, not once per wake-up. */
-static bool scan_new_bytes(struct harness *h, const char *name, const char *needle,
-                           off_t *scanned)
+static unsigned scan_new_bytes(struct harness *h, const char *name, const char *needle,
+                               off_t *scanned)
 {
     char path[HARNESS_PATH];
     struct stat st;
     size_t nlen = strlen(needle);
-    bool found = false;
+    unsigned found = 0;
 
     if (dir_path(h, name, path, sizeof(path)) < 0) {
-        return false;
+        return 0;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
     if (fd < 0) {
-        return false;
+        return 0;
     }
     off_t from = *scanned > (off_t)nlen ? *scanned - (off_t)nlen + 1 : 0;
 
@@ -742,7 +742,10 @@ static bool scan_new_bytes(struct harness *h, const char *name, const char *need
         ssize_t got = buf ? pread(fd, buf, len, from) : -1;
 
         if (got > 0) {
-            found = memmem(buf, (size_t)got, needle, nlen) != NULL;
+            /* each occurrence counted has a byte not scanned before: none is counted twice */
+            for (const char *at = buf, *end = buf + got;
+                 (at = memmem(at, (size_t)(end - at), needle, nlen)) != NULL; at++)
+                found++;
             *scanned = from + got;
         }
         free(buf);
@@ -784,11 +787,12 @@ static void watch_drain(int fd)
  * wait on another thread meanwhile takes a watch of its own, as every wait once did, rather
  * than read the first one's events. */
 static int wait_files(struct harness *h, const char *const names[], const char *needle,
-                      int timeout_ms)
+                      unsigned want, int timeout_ms)
 {
     int64_t deadline = tu_now_ms() + timeout_ms;
     bool shared = !atomic_exchange(&h->watching, true);
     off_t scanned[2] = { 0, 0 };
+    unsigned seen = 0;
     int rc = -1;
 
     if (shared && h->watch < 0) {
@@ -803,7 +807,8 @@ static int wait_files(struct harness *h, const char *const names[], const char *
     watch_drain(fd); /* an earlier wait's leftovers */
     for (;;) {
         for (size_t i = 0; i < 2 && names[i] != NULL; i++) {
-            if (scan_new_bytes(h, names[i], needle, &scanned[i])) {
+            seen += scan_new_bytes(h, names[i], needle, &scanned[i]);
+            if (seen >= want) {
                 rc = 0;
                 goto done;
             }
@@ -811,7 +816,8 @@ static int wait_files(struct harness *h, const char *const names[], const char *
         short rev;
 
         if (tu_poll_until(fd, POLLIN, deadline, &rev) != 1) {
-            set_error(h, "\"%s\" not logged within %d ms", needle, timeout_ms);
+            set_error(h, "\"%s\" logged %u of %u times within %d ms", needle, seen, want,
+                  timeout_ms);
             goto done;
         }
         watch_drain(fd);
@@ -829,14 +835,21 @@ int harness_wait_log(struct harness *h, const char *needle, int timeout_ms)
 {
     const char *const names[] = { "stdout.log", "stderr.log", NULL };
 
-    return wait_files(h, names, needle, timeout_ms);
+    return wait_files(h, names, needle, 1, timeout_ms);
+}
+
+int harness_wait_log_count(struct harness *h, const char *needle, unsigned n, int timeout_ms)
+{
+    const char *const names[] = { "stdout.log", "stderr.log", NULL };
+
+    return wait_files(h, names, needle, n, timeout_ms);
 }
 
 int harness_wait_file(struct harness *h, const char *name, const char *needle, int timeout_ms)
 {
     const char *const names[] = { name, NULL };
 
-    return wait_files(h, names, needle, timeout_ms);
+    return wait_files(h, names, needle, 1, timeout_ms);
 }
 
 /* ---- one-shot runs ---- */

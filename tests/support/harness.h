@@ -114,6 +114,10 @@ bool harness_log_contains(struct harness *h, const char *needle);
 /* Waits until needle occurs in stdout or stderr (inotify, no polling). 0 or -1 (timeout). */
 int harness_wait_log(struct harness *h, const char *needle, int timeout_ms);
 
+/* Waits until needle has occurred n times in stdout and stderr together (inotify, no polling):
+ * a line a second reload logs like the first. 0 or -1 (timeout). */
+int harness_wait_log_count(struct harness *h, const char *needle, unsigned n, int timeout_ms);
+
 /* Same for any file of the temp dir (e.g. an access log configured as {{dir}}/access.log). */
 bool harness_file_contains(struct harness *h, const char *name, const char *needle);
 int harness_wait_file(struct harness *h, const char *name, const char *needle, int timeout_ms);
