@@ -2232,7 +2232,8 @@ static void test_systemd_unit(void **state)
     assert_non_null(unit);
     static const char *const wanted[] = {"KillSignal=SIGTERM\n", "ExecReload=/bin/kill -HUP $MAINPID\n",
                                          "Restart=on-failure\n", "ExecStartPre=", " -t -c ",
-                                         "Type=notify\n", "NotifyAccess=main\n"};
+                                         "Type=notify\n", "NotifyAccess=main\n",
+                                         "WatchdogSec=30s\n"};
     for (size_t i = 0; i < ARRAY_SIZE(wanted); i++)
         if (!tu_contains(unit, wanted[i]))
             fail_msg("the unit lacks %s", wanted[i]);
