@@ -17,6 +17,7 @@
 #define BEATS_PER_INTERVAL 8
 #define CHECKS_PER_INTERVAL 4
 #define STALE_PER_INTERVAL 2
+#define MIN_PERIOD_US 1000 /* a WatchdogSec= of microseconds must not spin the loops */
 
 static struct {
     uint64_t interval_us; /* WATCHDOG_USEC; 0: off */
@@ -47,7 +48,8 @@ void watchdog_init(void)
 
 uint64_t watchdog_beat_us(void)
 {
-    return watchdog.interval_us ? MAX(watchdog.interval_us / BEATS_PER_INTERVAL, 1) : 0;
+    return watchdog.interval_us ? MAX(watchdog.interval_us / BEATS_PER_INTERVAL, MIN_PERIOD_US)
+                                : 0;
 }
 
 uint64_t watchdog_stale_us(void)
@@ -62,5 +64,5 @@ uint64_t watchdog_due_us(void)
 
 void watchdog_checked(uint64_t now)
 {
-    watchdog.due_us = now + MAX(watchdog.interval_us / CHECKS_PER_INTERVAL, 1);
+    watchdog.due_us = now + MAX(watchdog.interval_us / CHECKS_PER_INTERVAL, MIN_PERIOD_US);
 }

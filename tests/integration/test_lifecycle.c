@@ -804,6 +804,13 @@ static void test_systemd_watchdog_stalled_worker(void **state)
     assert_notified(fd, (const char *const[]){"WATCHDOG=1\n", "STATUS=serving "}, 2);
     assert_int_equal(harness_wait_log(h, "watchdog: worker 1 (generation 1) turns its event loop "
                                          "again", IO_MS), 0);
+    /* one line for the stall, not one per check while it stood */
+    char *err = harness_stderr(h);
+    int lines = 0;
+    for (const char *at = err; (at = strstr(at, "has not turned its event loop")); at++)
+        lines++;
+    free(err);
+    assert_int_equal(lines, 1);
     assert_pings(fd, 2);
     assert_int_equal(get(harness_port(h, "listen"), "/"), 200);
     harness_free(h);
