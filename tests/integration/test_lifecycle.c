@@ -608,8 +608,10 @@ static void test_systemd_notify(void **state)
 
 /* ---- systemd's watchdog (WatchdogSec=: WATCHDOG_USEC, WATCHDOG_PID) ---- */
 
-#define WATCHDOG_USEC "200000"
-#define WATCHDOG_MS 200
+/* 400 ms: a stall is a stamp older than 200 ms, so a worker may be scheduled up to 150 ms late
+ * on a loaded host (146 ms was seen with 16 tests at once) before the rows see a false stall. */
+#define WATCHDOG_USEC "400000"
+#define WATCHDOG_MS 400
 #define PING_MS (WATCHDOG_MS / 2) /* systemd asks for one every half interval at least */
 
 /* The next message on fd that is not a bare WATCHDOG=1, into msg; the WATCHDOG=1 before it
@@ -688,7 +690,7 @@ static void test_systemd_watchdog(void **state)
     int fd = notify_listen(name);
     struct harness *h = start_watched(fake_origin_port(o), name, "$$");
     assert_notified(fd, (const char *const[]){"READY=1\n"}, 1);
-    assert_pings(fd, 5);
+    assert_pings(fd, 3);
     assert_int_equal(get(harness_port(h, "listen"), "/"), 200);
     struct raw_conn *busy = send_slow(h, o, 2);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
@@ -697,7 +699,7 @@ static void test_systemd_watchdog(void **state)
     assert_true(tu_contains(msg, "RELOADING=1\n"));
     notify_next_other(fd, msg, sizeof(msg), &pings);
     assert_true(tu_contains(msg, "READY=1\n") && tu_contains(msg, "(generation 2)"));
-    assert_pings(fd, 5); /* more than the interval with /slow's worker draining */
+    assert_pings(fd, 3); /* longer than a stamp may age, with /slow's worker draining */
     assert_false(harness_log_contains(h, "reload: the previous workers have finished"));
     gate_open();
     struct raw_response r;
