@@ -19,7 +19,8 @@
  * listen addresses claimed (addrlock.h: no other process may hold them), the sockets bound and
  * the files opened, the pid file written, then root's privileges dropped, and only then do the
  * workers run. Under systemd (NOTIFY_SOCKET) the start, each reload and the stop are told to it
- * (notify.h).
+ * (notify.h), and with WatchdogSec= the signal wait times out to tell its watchdog that every
+ * loop turns (watchdog.h).
  */
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -52,6 +53,7 @@
 #include "portico/recent.h"
 #include "portico/sim.h"
 #include "portico/util.h"
+#include "portico/watchdog.h"
 #include "portico/worker.h"
 
 #ifndef PORTICO_VERSION
@@ -129,6 +131,7 @@ struct process {
     char *pid_file;                        /* written at start; NULL: none */
     int pid_claim;                         /* pidfile_claim's, while pid_file is ours; or -1 */
     enum run_state state;
+    bool stalled;                          /* a worker's loop stands: no WATCHDOG=1 (watchdog.h) */
 };
 
 static void *drain_main(void *arg)
@@ -294,6 +297,42 @@ static void reload_notified(struct process *p)
                     p->path, before);
     else
         notify_send("READY=1\nSTATUS=serving %s (generation %u)", p->path, p->gen->number);
+}
+
+/* systemd's watchdog (watchdog.h): WATCHDOG=1 only when every worker still running, of the
+ * serving generation or draining, has turned its loop lately. A draining worker counts: its
+ * shutdown_timeout is a timer on its own loop, so a stuck one would never end, holding its
+ * clients and, at the stop, the whole process. The main thread's own turning is this call. */
+static void watchdog_check(struct process *p)
+{
+    char why[256] = "";
+    uint64_t now = now_us(), stale = watchdog_stale_us();
+    bool turning = !p->group || workers_turning(p->group, now, stale, why, sizeof(why));
+    for (struct drain *d = p->drains; d; d = d->next) /* each stall is logged: no short cut */
+        turning = workers_turning(d->group, now, stale, turning ? why : NULL, sizeof(why)) &&
+                  turning;
+    if (!turning && !p->stalled)
+        notify_send("STATUS=%s", why);
+    else if (turning && p->stalled && p->gen)
+        notify_send("WATCHDOG=1\nSTATUS=serving %s (generation %u)", p->path, p->gen->number);
+    else if (turning)
+        notify_send("WATCHDOG=1");
+    p->stalled = !turning;
+    watchdog_checked(now);
+}
+
+/* The next signal; 0 when the watchdog's check came due first (or a wait was interrupted). */
+static int next_signal(const sigset_t *set)
+{
+    uint64_t due = watchdog_due_us();
+    int sig = 0;
+    if (due == UINT64_MAX)
+        return sigwait(set, &sig) == 0 ? sig : 0;
+    uint64_t now = now_us(), wait = due > now ? due - now : 0;
+    struct timespec ts = {.tv_sec = (time_t)(wait / 1000000),
+                          .tv_nsec = (long)(wait % 1000000) * 1000};
+    sig = sigtimedwait(set, NULL, &ts);
+    return sig > 0 ? sig : 0;
 }
 
 /* Removes the pid file written at start, unless another process wrote its own since. */
@@ -576,6 +615,7 @@ static int run(const char *path, struct config *cfg, const sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 
     struct process p = {.path = path, .pid_claim = -1, .state = RUN_SERVING};
+    watchdog_init(); /* before the workers: their loops beat for it */
     if (start(&p, cfg) != 0) {
         finish(&p);
         return 1;
@@ -600,11 +640,14 @@ static int run(const char *path, struct config *cfg, const sigset_t *set)
     if (notify_open() == 0)
         notify_send("READY=1\nSTATUS=serving %s (generation 1)", path);
 
-    /* Serving, then stopping until the last group has drained. */
+    /* Serving, then stopping until the last group has drained. A storm of signals does not
+     * hold the watchdog's check back. */
     while (p.state == RUN_SERVING || p.drains) {
-        int sig = 0;
-        if (sigwait(set, &sig) == 0)
+        int sig = next_signal(set);
+        if (sig > 0)
             on_signal(&p, sig);
+        if (watchdog_due_us() <= now_us())
+            watchdog_check(&p);
     }
     finish(&p);
     notify_close();

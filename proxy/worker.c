@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <openssl/rand.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,7 @@
 #include "portico/recent.h"
 #include "portico/upstream.h"
 #include "portico/util.h"
+#include "portico/watchdog.h"
 
 struct worker {
     struct loop loop;                      /* what the request path sees of us */
@@ -57,6 +59,9 @@ struct worker {
     struct event *log_timer;               /* writes the access-log buffer out every second */
     struct health *health;                 /* worker 0: the generation's active health checks */
     bool accept_held;                      /* max_connections reached: listeners held */
+    struct event *beat_timer;              /* systemd's watchdog: stamps beat_us; NULL when off */
+    _Atomic uint64_t beat_us;              /* when the loop last turned for it; 0: not watched */
+    uint64_t stall_beat_us;                /* main thread: the stale stamp said; 0: no stall */
 };
 
 struct worker_group {
@@ -192,6 +197,14 @@ static void log_flush_cb(evutil_socket_t fd, short what, void *arg)
         recent_set_pool(w->loop.recent, u, upstream_pool_idle(&w->loop, u));
 }
 
+/* The watchdog's beat: the loop turns (watchdog.h). */
+static void beat_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct worker *w = arg;
+    atomic_store_explicit(&w->beat_us, now_us(), memory_order_relaxed);
+}
+
 /* A shard labelled with the names of the worker's configuration. */
 static struct metrics *shard_for(const struct config *cfg)
 {
@@ -221,7 +234,12 @@ static struct metrics *shard_for(const struct config *cfg)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    char name[16]; /* the kernel's limit: "worker 255" in ps -L, top -H, gdb */
+    snprintf(name, sizeof(name), "worker %d", w->loop.id);
+    pthread_setname_np(pthread_self(), name);
     event_base_dispatch(w->loop.base);
+    /* The loop is over: the watchdog stops counting on it (its group may drain on for long). */
+    atomic_store_explicit(&w->beat_us, 0, memory_order_relaxed);
     /* Cancelled DNS lookups report back through the loop: let them land before freeing. */
     for (int i = 0; i < 50 && event_base_loop(w->loop.base, EVLOOP_NONBLOCK) == 0; i++)
         ;
@@ -345,6 +363,15 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
         return -1;
     if (pipe2(w->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         return -1;
+    /* Only under systemd's watchdog: nothing is added to a loop that nobody watches. */
+    atomic_init(&w->beat_us, 0);
+    if (watchdog_beat_us()) {
+        struct timeval beat = tv_from_us(watchdog_beat_us());
+        w->beat_timer = event_new(w->loop.base, -1, EV_PERSIST, beat_cb, w);
+        if (!w->beat_timer || event_add(w->beat_timer, &beat) != 0)
+            return -1;
+        atomic_store(&w->beat_us, now_us()); /* a new worker starts fresh */
+    }
     /* persistent: a drain can be followed by a stop without delay (shutdown during a reload) */
     w->stop_ev = event_new(w->loop.base, w->stop_pipe[0], EV_READ | EV_PERSIST, stop_cb, w);
     if (!w->stop_ev || event_add(w->stop_ev, NULL) != 0)
@@ -369,6 +396,8 @@ static void worker_free(struct worker *w)
         event_free(w->drain_timer);
     if (w->log_timer)
         event_free(w->log_timer);
+    if (w->beat_timer)
+        event_free(w->beat_timer);
     log_buffer_free(w->loop.log); /* writes what it holds */
     w->loop.log = NULL;
     if (w->stop_ev)
@@ -544,6 +573,38 @@ int workers_wait_unlistened(struct worker_group *g, int timeout_ms)
     int done = g->unlistened == g->n;
     pthread_mutex_unlock(&g->lock);
     return done ? 0 : -1;
+}
+
+bool workers_turning(struct worker_group *g, uint64_t now, uint64_t stale_us, char *why,
+                     size_t size)
+{
+    bool turning = true;
+    for (int i = 0; i < g->n; i++) {
+        struct worker *w = &g->workers[i];
+        uint64_t beat = atomic_load_explicit(&w->beat_us, memory_order_relaxed);
+        unsigned gen = w->loop.gen->number;
+        if (beat && now > beat && now - beat > stale_us) {
+            if (turning && why && size) {
+                snprintf(why, size, "worker %d (generation %u) has not turned its event loop "
+                         "for %llu ms: systemd's watchdog is not told",
+                         i, gen, (unsigned long long)(now - beat) / 1000);
+                why = NULL; /* the first one is named */
+            }
+            turning = false;
+            if (w->stall_beat_us == beat) /* said already */
+                continue;
+            w->stall_beat_us = beat;
+            log_error("watchdog: worker %d (generation %u) has not turned its event loop for "
+                      "%llu ms: not telling systemd WATCHDOG=1 while it stands",
+                      i, gen, (unsigned long long)(now - beat) / 1000);
+        } else if (w->stall_beat_us) {
+            log_info("watchdog: worker %d (generation %u) turns its event loop again, after "
+                     "standing about %llu ms: telling systemd WATCHDOG=1 again",
+                     i, gen, (unsigned long long)((beat ? beat : now) - w->stall_beat_us) / 1000);
+            w->stall_beat_us = 0;
+        }
+    }
+    return turning;
 }
 
 void workers_join(struct worker_group *g)

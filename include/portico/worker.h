@@ -7,6 +7,8 @@
 #ifndef PORTICO_WORKER_H
 #define PORTICO_WORKER_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -48,6 +50,14 @@ void workers_signal_stop(struct worker_group *g, uint64_t drain_ms);
 /* Waits (at most timeout_ms) until every worker of a group asked to stop has closed its
  * listeners, so that new connections reach only the other group. 0, or -1 on timeout. */
 int workers_wait_unlistened(struct worker_group *g, int timeout_ms);
+
+/* systemd's watchdog (watchdog.h), main thread only: whether every worker of g still running
+ * (serving or draining) has turned its loop within stale_us of now. A worker found stuck is
+ * logged once per stall, with how long its loop has stood, and once more when it turns again;
+ * the first one stuck is described in why[size] for systemd's STATUS= (why untouched when all
+ * turn). Always true while the watchdog is off. */
+bool workers_turning(struct worker_group *g, uint64_t now, uint64_t stale_us, char *why,
+                     size_t size);
 
 /* Waits for the threads of a group that was asked to stop; then workers_free frees it. The
  * two halves of workers_stop, for a drain that runs in its own thread. */

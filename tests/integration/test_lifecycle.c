@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -113,10 +114,8 @@ static void gated_origin_stop(struct fake_origin *o)
 
 /* Starts Portico (2 workers, admin endpoint, text access log in the temp dir) in front of
  * origin_port, with extra [proxy] lines. */
-static struct harness *start(uint16_t origin_port, const char *extra)
+static struct harness *start_on(struct harness *h, uint16_t origin_port, const char *extra)
 {
-    struct harness *h = harness_new();
-    assert_non_null(h);
     assert_int_equal(harness_write_config(h,
                                           "[proxy]\n"
                                           "listen = 127.0.0.1:{{port:listen}}\n"
@@ -132,6 +131,14 @@ static struct harness *start(uint16_t origin_port, const char *extra)
     if (harness_start(h) != 0)
         fail_msg("portico did not start: %s", harness_error(h));
     return h;
+}
+
+/* start_on a new harness. */
+static struct harness *start(uint16_t origin_port, const char *extra)
+{
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    return start_on(h, origin_port, extra);
 }
 
 /* Sends GET path on c (keep-alive) and reads the response status; -1 if none came. */
@@ -596,6 +603,220 @@ static void test_systemd_notify(void **state)
     assert_int_equal(harness_wait_log(h, "NOTIFY_SOCKET notify.sock: not a socket path", IO_MS), 0);
     assert_int_equal(get(harness_port(h, "listen"), "/"), 200);
     harness_free(h);
+    fake_origin_stop(o);
+}
+
+/* ---- systemd's watchdog (WatchdogSec=: WATCHDOG_USEC, WATCHDOG_PID) ---- */
+
+/* 400 ms: a stall is a stamp older than 200 ms, so a worker may be scheduled up to 150 ms late
+ * on a loaded host (146 ms was seen with 16 tests at once) before the rows see a false stall. */
+#define WATCHDOG_USEC "400000"
+#define WATCHDOG_MS 400
+#define PING_MS (WATCHDOG_MS / 2) /* systemd asks for one every half interval at least */
+
+/* The next message on fd that is not a bare WATCHDOG=1, into msg; the WATCHDOG=1 before it
+ * counted in *pings. */
+static void notify_next_other(int fd, char *msg, size_t size, int *pings)
+{
+    for (;;) {
+        notify_next(fd, msg, size);
+        if (strcmp(msg, "WATCHDOG=1") != 0)
+            return;
+        (*pings)++;
+    }
+}
+
+/* n WATCHDOG=1 in a row on fd, each within PING_MS of the one before (the first of the one
+ * before them); another message fails the test. */
+static void assert_pings(int fd, int n)
+{
+    char msg[1024];
+    int64_t last = tu_now_ms();
+    for (int i = 0; i < n; i++) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int64_t limit = i ? PING_MS : IO_MS; /* the first one: whatever came before it waited */
+        if (poll(&p, 1, (int)limit) != 1)
+            fail_msg("no WATCHDOG=1 within %lld ms (ping %d of %d)", (long long)limit, i + 1, n);
+        notify_next(fd, msg, sizeof(msg));
+        if (!tu_contains(msg, "WATCHDOG=1"))
+            fail_msg("a notification other than WATCHDOG=1 (ping %d of %d):\n%s", i + 1, n, msg);
+        int64_t now = tu_now_ms();
+        if (i && now - last > PING_MS)
+            fail_msg("WATCHDOG=1 %lld ms after the one before (at most %d)",
+                     (long long)(now - last), PING_MS);
+        last = now;
+    }
+}
+
+/* Starts Portico with NOTIFY_SOCKET=name and WATCHDOG_USEC, as systemd starts a unit with
+ * WatchdogSec=; WATCHDOG_PID = pid_value when not NULL ("$$": the process's own, set by a
+ * shell that then execs Portico, as systemd sets it after its fork). */
+static struct harness *start_watched(uint16_t origin_port, const char *name,
+                                     const char *pid_value)
+{
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    static char wrapper[PATH_MAX];
+    if (pid_value) {
+        const char *bin = getenv("PORTICO_BIN") && *getenv("PORTICO_BIN") ? getenv("PORTICO_BIN")
+                                                                            : "build/portico";
+        char text[PATH_MAX + 64];
+        snprintf(text, sizeof(text), "#!/bin/sh\nWATCHDOG_PID=%s exec %s \"$@\"\n", pid_value,
+                 bin);
+        assert_int_equal(harness_write_file(h, "watched.sh", text), 0);
+        snprintf(wrapper, sizeof(wrapper), "%s/watched.sh", harness_dir(h));
+        assert_int_equal(chmod(wrapper, 0755), 0);
+        harness_set_bin(h, wrapper);
+    }
+    assert_int_equal(setenv("NOTIFY_SOCKET", name, 1), 0);
+    assert_int_equal(setenv("WATCHDOG_USEC", WATCHDOG_USEC, 1), 0);
+    start_on(h, origin_port, NULL);
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    return h;
+}
+
+/* With WatchdogSec= (WATCHDOG_USEC, WATCHDOG_PID its own pid), systemd hears WATCHDOG=1 at least
+ * every half interval while Portico serves, a reload included: its new workers start fresh, and
+ * of the old ones, one ends at once while the other drains an exchange in flight for longer than
+ * the interval: neither is a stall. With WATCHDOG_PID another process's, the watchdog is not
+ * Portico's: READY=1 and the reload's notifications come, no WATCHDOG=1 among them. */
+static void test_systemd_watchdog(void **state)
+{
+    (void)state;
+    struct fake_origin *o = gated_origin();
+    char name[PATH_MAX], msg[1024];
+    snprintf(name, sizeof(name), "@portico-test-watchdog-%d", (int)getpid());
+    int fd = notify_listen(name);
+    struct harness *h = start_watched(fake_origin_port(o), name, "$$");
+    assert_notified(fd, (const char *const[]){"READY=1\n"}, 1);
+    assert_pings(fd, 3);
+    assert_int_equal(get(harness_port(h, "listen"), "/"), 200);
+    struct raw_conn *busy = send_slow(h, o, 2);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    int pings = 0;
+    notify_next_other(fd, msg, sizeof(msg), &pings);
+    assert_true(tu_contains(msg, "RELOADING=1\n"));
+    notify_next_other(fd, msg, sizeof(msg), &pings);
+    assert_true(tu_contains(msg, "READY=1\n") && tu_contains(msg, "(generation 2)"));
+    assert_pings(fd, 3); /* longer than a stamp may age, with /slow's worker draining */
+    assert_false(harness_log_contains(h, "reload: the previous workers have finished"));
+    gate_open();
+    struct raw_response r;
+    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
+    assert_int_equal(r.status, 201);
+    raw_response_free(&r);
+    raw_close(busy);
+    assert_int_equal(harness_wait_log(h, "reload: the previous workers have finished", IO_MS), 0);
+    assert_pings(fd, 2);
+    assert_false(harness_log_contains(h, "watchdog:"));
+    harness_free(h);
+
+    /* Another process's watchdog: the signals are taken in turn with the checks, so a ping that
+     * was due would come between READY=1 and the reload's, or right after the reload. */
+    h = start_watched(fake_origin_port(o), name, "1");
+    notify_next(fd, msg, sizeof(msg));
+    assert_true(tu_contains(msg, "READY=1\n"));
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    pings = 0;
+    notify_next_other(fd, msg, sizeof(msg), &pings);
+    assert_true(tu_contains(msg, "RELOADING=1\n"));
+    notify_next_other(fd, msg, sizeof(msg), &pings);
+    assert_true(tu_contains(msg, "READY=1\n"));
+    assert_int_equal(harness_signal(h, SIGTERM), 0);
+    notify_next_other(fd, msg, sizeof(msg), &pings);
+    assert_true(tu_contains(msg, "STOPPING=1\n"));
+    assert_int_equal(pings, 0);
+    assert_exits_0(h, IO_MS);
+    harness_free(h);
+    close(fd);
+    gated_origin_stop(o);
+}
+
+/* The thread of pid whose name (comm) is name; 0 when none is. */
+static pid_t thread_named(pid_t pid, const char *name)
+{
+    char path[320];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    pid_t tid = 0;
+    for (struct dirent *e; d && !tid && (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+        char *comm = tu_read_file(path, NULL);
+        if (comm && strcmp(comm, name) == 0)
+            tid = (pid_t)atoi(e->d_name);
+        free(comm);
+    }
+    if (d)
+        closedir(d);
+    return tid;
+}
+
+/* A worker whose loop stands (its thread stopped by ptrace, that thread only: the process and
+ * its other worker go on) stops the pings: an error line names it and how long its loop has
+ * not turned, STATUS= says it, and no WATCHDOG=1 comes for longer than the interval, so systemd
+ * would kill and restart Portico. Let go, it turns again: pings resume, a line says so. */
+static void test_systemd_watchdog_stalled_worker(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start(&(struct fake_origin_opts){.kind = FO_OK});
+    assert_non_null(o);
+    char name[PATH_MAX], msg[1024];
+    snprintf(name, sizeof(name), "@portico-test-watchdog-stall-%d", (int)getpid());
+    int fd = notify_listen(name);
+    struct harness *h = start_watched(fake_origin_port(o), name, NULL); /* WATCHDOG_PID unset */
+    assert_notified(fd, (const char *const[]){"READY=1\n"}, 1);
+    assert_pings(fd, 2);
+    pid_t pid = harness_pid(h);
+    pid_t wtid = thread_named(pid, "worker 1\n");
+    if (!wtid)
+        fail_msg("no thread of portico is named \"worker 1\"");
+    if (px_under_valgrind(pid) || ptrace(PTRACE_SEIZE, wtid, NULL, NULL) != 0) {
+        print_message("  cannot trace a thread here (Yama, no CAP_SYS_PTRACE, valgrind)\n");
+        harness_free(h);
+        close(fd);
+        fake_origin_stop(o);
+        skip();
+    }
+    assert_int_equal(ptrace(PTRACE_INTERRUPT, wtid, NULL, NULL), 0);
+    int st = 0;
+    assert_int_equal(waitpid(wtid, &st, __WALL), wtid);
+    assert_true(WIFSTOPPED(st));
+    int64_t stopped = tu_now_ms();
+
+    assert_int_equal(harness_wait_log(h, "watchdog: worker 1 (generation 1) has not turned its "
+                                         "event loop for ", IO_MS), 0);
+    int pings = 0;
+    notify_next_other(fd, msg, sizeof(msg), &pings);
+    if (!tu_contains(msg, "STATUS=worker 1 (generation 1) has not turned its event loop"))
+        fail_msg("the stall is not in STATUS=:\n%s", msg);
+    int64_t said = tu_now_ms();
+    /* Nothing for longer than the interval: systemd's deadline passes. */
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, WATCHDOG_MS + WATCHDOG_MS / 4) != 0) {
+        notify_next(fd, msg, sizeof(msg));
+        fail_msg("a notification while worker 1 stands:\n%s", msg);
+    }
+    print_message("  stall seen %lld ms after the stop, pings before it: %d\n",
+                  (long long)(said - stopped), pings);
+
+    assert_int_equal(ptrace(PTRACE_DETACH, wtid, NULL, NULL), 0);
+    assert_notified(fd, (const char *const[]){"WATCHDOG=1\n", "STATUS=serving "}, 2);
+    assert_int_equal(harness_wait_log(h, "watchdog: worker 1 (generation 1) turns its event loop "
+                                         "again", IO_MS), 0);
+    /* one line for the stall, not one per check while it stood */
+    char *err = harness_stderr(h);
+    int lines = 0;
+    for (const char *at = err; (at = strstr(at, "has not turned its event loop")); at++)
+        lines++;
+    free(err);
+    assert_int_equal(lines, 1);
+    assert_pings(fd, 2);
+    assert_int_equal(get(harness_port(h, "listen"), "/"), 200);
+    harness_free(h);
+    close(fd);
     fake_origin_stop(o);
 }
 
@@ -2020,7 +2241,8 @@ static void test_systemd_unit(void **state)
     assert_non_null(unit);
     static const char *const wanted[] = {"KillSignal=SIGTERM\n", "ExecReload=/bin/kill -HUP $MAINPID\n",
                                          "Restart=on-failure\n", "ExecStartPre=", " -t -c ",
-                                         "Type=notify\n", "NotifyAccess=main\n"};
+                                         "Type=notify\n", "NotifyAccess=main\n",
+                                         "WatchdogSec=30s\n"};
     for (size_t i = 0; i < ARRAY_SIZE(wanted); i++)
         if (!tu_contains(unit, wanted[i]))
             fail_msg("the unit lacks %s", wanted[i]);
@@ -2057,6 +2279,8 @@ int main(void)
         cmocka_unit_test(test_drain_idle_close_on_response),
         cmocka_unit_test(test_shutdown_timeout),
         cmocka_unit_test(test_systemd_notify),
+        cmocka_unit_test(test_systemd_watchdog),
+        cmocka_unit_test(test_systemd_watchdog_stalled_worker),
         cmocka_unit_test(test_stop_shortens_reload_drain),
         cmocka_unit_test(test_signals_reopen_logs),
         cmocka_unit_test(test_signal_during_load),
