@@ -982,6 +982,7 @@ static void test_streams_independent(void **state)
  * so far); now, the connection counting what all its streams hold, by ~11.5 MB, the exchanges,
  * origin connections and the in-process simulator's own buffers included. */
 #define SHUT_CONNS 2
+#define SHUT_BODY "262144" /* each shut stream's response (see shut_windows) */
 #define SHUT_STREAMS 100 /* http2_max_concurrent_streams */
 #define SHUT_STREAMS_MAX 1000
 #define SHUT_GROWTH_KB (SHUT_CONNS * 8 * 1024)
@@ -1088,8 +1089,12 @@ static long open_download(struct raw_conn *c, uint32_t id, int64_t *ms)
     return -1;
 }
 
-/* `conns` h2c connections of `streams` GETs of 8 MB each, SETTINGS_INITIAL_WINDOW_SIZE 0, to
- * Portico with `proxy_extra`: its RSS grows by at most growth_kb; the figures are printed. With
+/* `conns` h2c connections of `streams` GETs of SHUT_BODY bytes each, SETTINGS_INITIAL_WINDOW_SIZE
+ * 0, to Portico with `proxy_extra`: its RSS grows by at most growth_kb; the figures are printed.
+ * SHUT_BODY is far above a stream's share of the connection's 4 MiB (the 999 bodies make 250 MB)
+ * and small enough that the simulator's unread bytes stay in its sockets: 8 MB bodies filled the
+ * kernel's send buffers to the host's TCP memory pressure (tcp_mem, ~1.5 GB here), slowing every
+ * other test running beside this one, and held the simulator writing for seconds. With
  * open_frames, one more GET on the first connection whose windows are open comes whole in at
  * most that many DATA frames. */
 static void shut_windows(const char *proxy_extra, int conns, int streams, long growth_kb,
@@ -1126,7 +1131,7 @@ static void shut_windows(const char *proxy_extra, int conns, int streams, long g
         memcpy(out + n, "\x00\x04\x00\x00\x00\x00", 6);
         n += 6;
         for (uint32_t s = 0; s < (uint32_t)streams; s++)
-            n += get_frame(out + n, 2 * s + 1, "/bytes/8000000");
+            n += get_frame(out + n, 2 * s + 1, "/bytes/" SHUT_BODY);
         c[i] = raw_connect(harness_port(h, "h2c"), 3000);
         assert_non_null(c[i]);
         assert_int_equal(raw_send(c[i], out, n), 0);
