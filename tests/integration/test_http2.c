@@ -982,6 +982,7 @@ static void test_streams_independent(void **state)
  * so far); now, the connection counting what all its streams hold, by ~11.5 MB, the exchanges,
  * origin connections and the in-process simulator's own buffers included. */
 #define SHUT_CONNS 2
+#define SHUT_BODY "262144" /* each shut stream's response (see shut_windows) */
 #define SHUT_STREAMS 100 /* http2_max_concurrent_streams */
 #define SHUT_STREAMS_MAX 1000
 #define SHUT_GROWTH_KB (SHUT_CONNS * 8 * 1024)
@@ -1034,13 +1035,18 @@ static size_t get_frame(uint8_t *p, uint32_t id, const char *path)
 
 /* A GET of OPEN_BYTES on stream `id` of c beside its shut streams, its windows (the stream's
  * and the connection's) opened at once for all of it: the DATA frames that carried it, awaited
- * until its END_STREAM (every other frame skipped); -1 if it did not end within 20 s. */
+ * until its END_STREAM (every other frame skipped); -1 if it did not end within 20 s. Its
+ * origin is a stream_origin of the test's (route /down-): the simulator's one thread went on
+ * writing the shut streams' bodies into their sockets' kernel buffers for 2-3 s after they
+ * began (64 KiB a socket a pass over all 999, until the kernel's TCP memory pressure stopped
+ * it at ~1.5 GB), and a GET it got meanwhile waited behind those passes to be accepted, read
+ * and answered: 0.07-1.9 s in ~1 run in 10, the time of the simulator, not of Portico. */
 #define OPEN_BYTES (256 << 10)
 
 static long open_download(struct raw_conn *c, uint32_t id, int64_t *ms)
 {
     uint8_t out[128];
-    size_t n = get_frame(out, id, "/bytes/262144");
+    size_t n = get_frame(out, id, "/down-length/262144");
     static const uint8_t inc[4] = {0x00, 0x08, 0x00, 0x00}; /* 512 KiB: all of it at once */
     n += frame_head(out + n, 4, 0x8, 0, 0);
     memcpy(out + n, inc, 4);
@@ -1083,8 +1089,12 @@ static long open_download(struct raw_conn *c, uint32_t id, int64_t *ms)
     return -1;
 }
 
-/* `conns` h2c connections of `streams` GETs of 8 MB each, SETTINGS_INITIAL_WINDOW_SIZE 0, to
- * Portico with `proxy_extra`: its RSS grows by at most growth_kb; the figures are printed. With
+/* `conns` h2c connections of `streams` GETs of SHUT_BODY bytes each, SETTINGS_INITIAL_WINDOW_SIZE
+ * 0, to Portico with `proxy_extra`: its RSS grows by at most growth_kb; the figures are printed.
+ * SHUT_BODY is far above a stream's share of the connection's 4 MiB (the 999 bodies make 250 MB)
+ * and small enough that the simulator's unread bytes stay in its sockets: 8 MB bodies filled the
+ * kernel's send buffers to the host's TCP memory pressure (tcp_mem, ~1.5 GB here), slowing every
+ * other test running beside this one, and held the simulator writing for seconds. With
  * open_frames, one more GET on the first connection whose windows are open comes whole in at
  * most that many DATA frames. */
 static void shut_windows(const char *proxy_extra, int conns, int streams, long growth_kb,
@@ -1094,7 +1104,16 @@ static void shut_windows(const char *proxy_extra, int conns, int streams, long g
     snprintf(extra, sizeof(extra),
              "listen = 127.0.0.1:{{port:h2c}} h2c\nclient_header_timeout = 60s\n%s",
              proxy_extra ? proxy_extra : "");
-    struct harness *h = start(extra, "[upstream u]\norigin = sim\n");
+    char rest[256] = "[upstream u]\norigin = sim\n";
+    struct stream_origin *down = open_frames ? so_start() : NULL; /* open_download's origin */
+    assert_true(!open_frames || down);
+    if (down)
+        snprintf(rest + strlen(rest), sizeof(rest) - strlen(rest),
+                 "[upstream down]\norigin = 127.0.0.1:%u\n"
+                 "[route down]\nprefix = /down-\nupstream = down\n"
+                 "[route sim]\nprefix = /\nupstream = u\n",
+                 down->port);
+    struct harness *h = start(extra, "%s", rest);
     pid_t pid = harness_pid(h);
     bool own = px_rss_is_portico(pid);
     /* RSS that is not Portico's own is shown, not awaited (under ASan it never settles) */
@@ -1112,7 +1131,7 @@ static void shut_windows(const char *proxy_extra, int conns, int streams, long g
         memcpy(out + n, "\x00\x04\x00\x00\x00\x00", 6);
         n += 6;
         for (uint32_t s = 0; s < (uint32_t)streams; s++)
-            n += get_frame(out + n, 2 * s + 1, "/bytes/8000000");
+            n += get_frame(out + n, 2 * s + 1, "/bytes/" SHUT_BODY);
         c[i] = raw_connect(harness_port(h, "h2c"), 3000);
         assert_non_null(c[i]);
         assert_int_equal(raw_send(c[i], out, n), 0);
@@ -1139,6 +1158,8 @@ static void shut_windows(const char *proxy_extra, int conns, int streams, long g
     for (int i = 0; i < conns; i++)
         raw_close(c[i]);
     px_stop(h);
+    if (down)
+        so_stop(down);
 }
 
 static void test_shut_windows_bounded_memory(void **state)
