@@ -158,10 +158,19 @@ static inline void gauge_move(const struct client *c, enum conn_state was)
 
 /* Idle between requests, so on the loop's idle list: it may give way to a new client at
  * max_connections. Requests are counted only while a head is read, never in CS_IDLE, so
- * set_state sees every change of this; h2.c tells its own (h2_idle_changed). */
+ * set_state sees every change of this; h2.c tells its own (h2_idle_changed). An admin
+ * connection never gives way: it takes no client's place, so none is made for a client with it
+ * (a scraper's kept connection was closed under it). */
 static bool idle_listed(const struct client *c)
 {
-    return (c->state == CS_IDLE && c->requests > 0) || h2_between_requests(c);
+    return c->kind != CLIENT_ADMIN &&
+           ((c->state == CS_IDLE && c->requests > 0) || h2_between_requests(c));
+}
+
+/* The connections max_connections bounds: the proxy listeners', the admin listener's aside. */
+static unsigned proxy_conns(const struct loop *l)
+{
+    return l->conns - l->admin_conns;
 }
 
 /* Puts c on the idle list or takes it off, as idle_listed() changed from was_idle. */
@@ -175,10 +184,9 @@ static inline void relist(struct client *c, bool was_idle)
         TAILQ_INSERT_TAIL(&l->idle, c, idle_link);
     else
         TAILQ_REMOVE(&l->idle, c, idle_link);
-    /* At max_connections, whether one may give way decides whether to accept (worker.c);
-     * admin connections may have taken the worker past it */
+    /* At max_connections, whether one may give way decides whether to accept (worker.c) */
     const struct config *cfg = l->cfg;
-    if (l->on_conns && cfg->max_connections && l->conns >= cfg->max_connections)
+    if (l->on_conns && cfg->max_connections && proxy_conns(l) >= cfg->max_connections)
         l->on_conns(l);
 }
 
@@ -1172,7 +1180,7 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
                             .tls = tls};
     /* An h2c listener's client takes a place as an HTTP/1 one does: it makes room too (it took
      * one more, and the listener was then held while a connection sat idle). */
-    if (kind != CLIENT_ADMIN && cfg->max_connections && l->conns >= cfg->max_connections &&
+    if (kind != CLIENT_ADMIN && cfg->max_connections && proxy_conns(l) >= cfg->max_connections &&
         l->state == LOOP_RUNNING)
         make_room(l);
     TAILQ_INSERT_TAIL(&l->clients, c, link);

@@ -122,12 +122,12 @@ static void conns_changed(struct loop *l)
 {
     struct worker *w = (struct worker *)l; /* loop is the first member */
     unsigned max = l->cfg->max_connections;
-    /* The admin listener always accepts, and its connections count: with one open (a scraper
-     * keeping its connection) the worker is past the limit, and an idle connection must still
-     * give way, else the next client waited for its keepalive_timeout. A failed attempt to make
+    /* The admin listener always accepts, and its connections take no client's place: they
+     * count neither toward the limit (one in the middle of a scrape held the listener with a
+     * place free) nor among the idle ones that give way (client.c). A failed attempt to make
      * room takes one place more: the proxy listeners' connections are bounded at max + 1. */
-    bool full = max && (l->conns - l->admin_conns > max ||
-                        (l->conns >= max && TAILQ_EMPTY(&l->idle)));
+    unsigned conns = l->conns - l->admin_conns;
+    bool full = max && (conns > max || (conns >= max && TAILQ_EMPTY(&l->idle)));
     if (full == w->accept_held || l->state != LOOP_RUNNING)
         return;
     w->accept_held = full;

@@ -62,6 +62,18 @@ static double metric_reaches(uint16_t admin, const char *series, double want)
     return v;
 }
 
+/* The value of a gauge once it has come down to want, polled (bounded). */
+static double metric_reaches_down(uint16_t admin, const char *series, double want)
+{
+    double v = -1;
+    for (int64_t end = tu_now_ms() + PX_IO_MS; tu_now_ms() < end;) {
+        if ((v = scrape_metric(admin, series, PX_IO_MS)) <= want && v >= 0)
+            break;
+        poll(NULL, 0, 5);
+    }
+    return v;
+}
+
 /* At the limit an idle keep-alive connection gives way to a new client (the longest idle
  * first); with none idle, new clients wait in the backlog until a connection closes or goes
  * idle. */
@@ -251,7 +263,10 @@ static void test_max_connections_h2_idle(void **state)
 /* A scraper keeps its admin connection open while the proxy connection is idle: the next
  * client is served at once (the idle one gives way). The admin connection put the worker over
  * the limit, and the listener was held while a connection sat idle: the next client waited in
- * the backlog for that one's keepalive_timeout (5 s measured with 5 s). */
+ * the backlog for that one's keepalive_timeout (5 s measured with 5 s). Admin connections take
+ * no client's place either way: the scraper's, idle longest, is not the one that gives way (it
+ * was closed for the next client), and one that has not sent its request holds no listener
+ * (the next client waited in the backlog for its client_header_timeout). */
 static void test_max_connections_admin_open(void **state)
 {
     (void)state;
@@ -268,9 +283,34 @@ static void test_max_connections_admin_open(void **state)
     int status = exchange_ok(c, "/c"); /* -1 after PX_IO_MS without an answer */
     print_message("  the new client's answer came after %lld ms\n", (long long)(tu_now_ms() - t0));
     assert_int_equal(status, 200);
+    assert_int_equal(raw_wait_closed(b, PX_IO_MS), 1);
+
+    /* idle: the scraper longest, then c; a new client takes c's place, not the scraper's */
+    struct raw_conn *e = px_connect(h);
+    assert_int_equal(exchange_ok(e, "/e"), 200);
+    assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+    assert_int_equal(exchange_ok(scraper, "/healthz"), 200);
+
+    /* no client left, no idle connection, an admin connection that has sent nothing yet: the
+     * next client is accepted (the scrapes come after those closes and that connection on the
+     * admin listener's worker: Portico has seen them by the scrape that reads 0) */
+    raw_close(e);
+    raw_close(scraper);
+    scraper = NULL;
+    uint16_t admin = harness_port(h, "admin");
+    struct raw_conn *quiet = raw_connect(admin, PX_IO_MS);
+    assert_non_null(quiet);
+    assert_true(metric_reaches_down(admin, "portico_client_connections_active", 0) == 0);
+    struct raw_conn *f = px_connect(h);
+    t0 = tu_now_ms();
+    status = exchange_ok(f, "/f");
+    print_message("  beside a quiet admin connection: answered after %lld ms\n",
+                  (long long)(tu_now_ms() - t0));
+    assert_int_equal(status, 200);
     raw_close(b);
     raw_close(c);
-    raw_close(scraper);
+    raw_close(f);
+    raw_close(quiet);
     px_stop(h);
     fake_origin_stop(o);
 }
