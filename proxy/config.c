@@ -64,7 +64,7 @@ const char *timer_name(enum timer_kind t)
 static void upstream_defaults(struct upstream_conf *up)
 {
     up->keepalive = 256; /* settled idle connections; connection-per-request traffic needs rate x
-                            settle_time of them (upstream.c) */
+                            settle_time of them (upstream_pool.c) */
     up->keepalive_timeout_ms = 60000;
     up->settle_ms = 10;
     up->verify = true;

@@ -725,7 +725,7 @@ void ex_settle(struct exchange *ex)
         metrics_add(ex->loop->metrics, M_TUNNELS, 1);
     } else if (ex->uc && relay_reusable(ex)) {
         /* After a response with no body (HEAD, 204, 304), stray bytes are most likely: its
-         * connection settles even for the same client's next request (upstream.c). */
+         * connection settles even for the same client's next request (upstream_pool.c). */
         bool bodiless = ex->resp_info.framing == H1_BODY_NONE;
         upconn_release(ex->uc, bodiless ? 0 : ex->ds.peer->conn_id, ex->now);
         ex->uc = NULL;

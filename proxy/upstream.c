@@ -1,5 +1,7 @@
 /*
- * upstream.c — origin connections: DNS, connect, TLS handshake, keep-alive pool.
+ * upstream.c — opening origin connections: DNS, connect, TLS handshake; the connection's
+ * accessors and its end. The loop's pool of idle ones is upstream_pool.c; both share
+ * upstream_int.h.
  *
  * A connection walks OPENING → RESOLVING → CONNECTING → HANDSHAKE → ACTIVE, and between
  * requests IDLE in its loop's pool; every state change goes through set_state. A failed connect
@@ -10,29 +12,10 @@
  * report reaches the caller from the loop and never from inside its own call. Connect is done
  * by hand (non-blocking connect + EV_WRITE) so that the TCP and TLS phases are distinct and the
  * TLS session starts on a connected socket.
- *
- * THE POOL AND STRAY BYTES. An origin that sends more than its framing says (a body after a
- * response to HEAD, bytes after a 204 or 304 or past Content-Length) often sends it a few
- * milliseconds after the response. Bytes that arrive while a connection is idle get it closed
- * (and counted); the danger is a connection taken again before they arrive: they would then be
- * read as the response to the next request, maybe another client's. So a released connection
- * first settles (settle_time, default 10 ms) before another client connection may take it, and
- * requests take the oldest settled connection. One exception costs nothing and keeps keep-alive
- * traffic on warm connections: the client connection that released it takes it back at once,
- * for a request that was not already waiting (pipelined) when the response ended, i.e. the
- * user's next request sent after reading the answer; bytes that come later still only reach
- * that same client. Not after a response with no body (HEAD, 204, 304: where a body wrongly
- * sent is the classic stray): the exchange releases those with no owner, and they settle for
- * everyone (a client that sends HEAD, then GET within 5 ms, read the stray bytes). A settling
- * connection is not one of the `keepalive` idle ones yet: the pool holds up to `keepalive`
- * settled connections plus those settling (at most SETTLING_MAX_FACTOR times keepalive), so that
- * connection-per-request traffic finds settled connections instead of opening new ones; it costs
- * rate x settle_time more origin connections (120 at 12k req/s). Settling ends on its own timer.
  */
-#include "portico/upstream.h"
+#include "upstream_int.h"
 
 #include <errno.h>
-#include <event2/buffer.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -46,13 +29,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "portico/config.h"
 #include "portico/fmt.h"
-#include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
 #include "portico/phase.h"
@@ -61,22 +42,6 @@
 #include "portico/util.h"
 
 #define UPSTREAM_NOTSENT_LOWAT (1024 * 1024) /* unsent bytes the kernel queues for an origin */
-
-#define UPCONN_STATE_LIST(X)                                                                       \
-    X(UC_OPENING, "opening")       /* created; the start runs from the loop */                    \
-    X(UC_RESOLVING, "resolving")                                                                   \
-    X(UC_CONNECTING, "connecting")                                                                 \
-    X(UC_HANDSHAKE, "handshake")                                                                   \
-    X(UC_ACTIVE, "active")         /* owned by an exchange */                                     \
-    X(UC_SETTLING, "settling")     /* in the pool, released less than settle_time ago */         \
-    X(UC_IDLE, "idle")             /* in the pool, settled */                                     \
-    X(UC_CANCELLED, "cancelled")   /* aborted while the resolver still owes its callback */
-
-enum upconn_state {
-#define X(id, name) id,
-    UPCONN_STATE_LIST(X)
-#undef X
-};
 
 /* Addresses of a name tried in one attempt, at most: a connect that is never answered costs a
  * whole connect_timeout (5 s by default), so 8 such bound the attempt to 40 s before
@@ -92,12 +57,6 @@ enum addrs_step {
     ADDRS_TRYING,   /* connecting to one of them */
     ADDRS_ASKING,   /* asking the name again for every family (state UC_RESOLVING) */
     ADDRS_GIVEN_UP, /* connect_timeout ended that question: the last failure is on its way */
-};
-
-union upconn_sa {
-    struct sockaddr sa;
-    struct sockaddr_in v4;
-    struct sockaddr_in6 v6;
 };
 
 /* THE ADDRESSES OF A NAME. Every address of the answer is kept, IPv4 ones first in answer order,
@@ -125,375 +84,14 @@ struct upconn_addrs {
     union upconn_sa a[UPCONN_ADDRS_MAX];
 };
 
-struct upconn {
-    TAILQ_ENTRY(upconn) link;              /* settling or idle list of the pool */
-    LIST_ENTRY(upconn) owner_link;         /* its owner's chain of the pool, when owner != 0 */
-    struct loop *loop;                     /* borrowed */
-    int upstream;
-    int origin;
-    const struct upstream_conf *up;        /* borrowed from the config */
-    const struct origin_conf *oc;          /* borrowed from the config */
-    enum upconn_state state;               /* changed by set_state only */
-    evutil_socket_t fd;                    /* while connecting; then owned by sock */
-    struct event io_ev;                    /* EV_WRITE while connecting */
-    struct event defer_ev;                 /* the start, and results that must not be
-                                              delivered inside a caller's call */
-    struct evdns_getaddrinfo_request *dns_req;
-    bool every_family;                     /* resolving again, without AI_ADDRCONFIG */
-    int first_failure;                     /* the first round's EAI error while the second
-                                              round runs; 0: none */
-    uint64_t asked_us;                     /* when the current lookup was asked (now_us) */
-    struct upconn_addrs *addrs;            /* a name's addresses until connected; NULL: a
-                                              numeric origin */
-    struct sock sock;                      /* once connected */
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-    char addr_text[64];
-    const struct upconn_events *ev;        /* borrowed */
-    void *arg;
-    unsigned requests;
-    uint64_t released_us;                  /* when it last entered the pool */
-    uint64_t owner;                        /* client connection that released it */
-    int64_t acked_at_take;                 /* sock_bytes_acked when taken from the pool for a
-                                              request that cannot be resent by its method; -1:
-                                              not asked (upconn_request_unseen) */
-};
-
-TAILQ_HEAD(upconn_list, upconn);
-LIST_HEAD(owner_chain, upconn);
-
-/* Connections settling at once, in multiples of keepalive (see THE POOL AND STRAY BYTES). */
-#define SETTLING_MAX_FACTOR 4
-/* Most chains of pooled connections by owner: a pool holds up to keepalive x (1 +
- * SETTLING_MAX_FACTOR) connections, one chain each up to this. */
-#define OWNER_CHAINS_MAX 4096
-
-/* Addresses of an upstream's origin names remembered as failed, per loop. */
-#define ADDR_FAILURES_MAX 8
-_Static_assert(CFG_MAX_ORIGINS <= 64, "upstream_pool.every_family has a bit per origin");
-
-/* An address of an origin's name that failed to connect: until `until_us`, later connections
- * try the name's other addresses first (see THE ADDRESSES OF A NAME). */
-struct addr_failure {
-    union upconn_sa a;
-    int origin;                            /* its index in the upstream */
-    uint64_t until_us;                     /* 0: a free slot */
-};
-
-struct upstream_pool {
-    struct addr_failure failed[ADDR_FAILURES_MAX];
-    /* Origins whose name gave more addresses asked for every family than for the host's own
-     * families: they are asked for every family from then on, so that the failed addresses
-     * remembered can be tried after the others (bit i: origin i). */
-    uint64_t every_family;
-    /* When each origin's name may be asked again for every family (µs; 0: now): a question
-     * that found no other address, or none in time, is not asked again for down_time, so a
-     * resolver that never answers AAAA costs a connect_timeout once per down_time, not on every
-     * failed connect of an IPv4-only name. */
-    uint64_t ask_again_at[CFG_MAX_ORIGINS];
-    struct upconn_list settling;           /* oldest release first */
-    struct upconn_list idle;               /* settled; oldest release first */
-    unsigned nsettling;
-    unsigned nidle;
-    /* Settling and idle connections by the client connection that released them (its
-     * conn_id, sequential in a loop: the low bits spread them), newest release first: the same
-     * client's next request finds its own connection without walking the pool (256 clients: 6%
-     * of the CPU per request). */
-    struct owner_chain *by_owner;
-    uint64_t owner_mask;
-};
-
-struct upstream_pools {
-    evutil_socket_t spare[2];              /* kept from failed connects: IPv4, IPv6; -1: none */
-    int n;
-    struct upstream_pool pool[];
-};
-
 static void start_connect(struct upconn *c);
 static void connect_next(struct upconn *c);
 static bool resolve(struct upconn *c, int flags);
 static struct addr_failure *failure_of(const struct upconn *c, const union upconn_sa *a);
-static void upconn_free(struct upconn *c);
-static void pool_remove(struct upconn *c);
-
-/* What the connections gauge calls each state. */
-static const enum conn_state gauge_state[] = {
-    [UC_OPENING] = CONN_HANDSHAKE, [UC_RESOLVING] = CONN_HANDSHAKE,
-    [UC_CONNECTING] = CONN_HANDSHAKE, [UC_HANDSHAKE] = CONN_HANDSHAKE,
-    [UC_ACTIVE] = CONN_ACTIVE, [UC_SETTLING] = CONN_IDLE, [UC_IDLE] = CONN_IDLE,
-    [UC_CANCELLED] = CONN_HANDSHAKE,
-};
-
-/* The single setter, which keeps the gauge in step. */
-static void set_state(struct upconn *c, enum upconn_state s)
-{
-    if (gauge_state[c->state] != gauge_state[s]) {
-        metrics_conn_add(c->loop->metrics, CONN_UPSTREAM, gauge_state[c->state], -1);
-        metrics_conn_add(c->loop->metrics, CONN_UPSTREAM, gauge_state[s], 1);
-    }
-    c->state = s;
-}
-
-/* ---- pools ---- */
-
-int upstream_pools_init(struct loop *l)
-{
-    int n = l->cfg->nupstreams;
-    struct upstream_pools *p = calloc(1, sizeof(*p) + (size_t)n * sizeof(p->pool[0]));
-    if (!p)
-        return -1;
-    p->n = n;
-    p->spare[0] = p->spare[1] = -1;
-    l->pools = p;
-    for (int i = 0; i < n; i++) {
-        struct upstream_pool *pool = &p->pool[i];
-        TAILQ_INIT(&pool->settling);
-        TAILQ_INIT(&pool->idle);
-        uint64_t most = l->cfg->upstreams[i].keepalive * (1 + SETTLING_MAX_FACTOR), chains = 1;
-        while (chains < most && chains < OWNER_CHAINS_MAX)
-            chains *= 2;
-        pool->owner_mask = chains - 1;
-        pool->by_owner = calloc(chains, sizeof(*pool->by_owner)); /* all-zero: empty chains */
-        if (!pool->by_owner) {
-            upstream_pools_free(l);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-void upstream_pools_close_idle(struct loop *l)
-{
-    struct upstream_pools *p = l->pools;
-    for (int i = 0; p && i < p->n; i++) {
-        struct upconn *c;
-        while ((c = TAILQ_FIRST(&p->pool[i].settling)) != NULL ||
-               (c = TAILQ_FIRST(&p->pool[i].idle)) != NULL) {
-            pool_remove(c);
-            upconn_free(c);
-        }
-    }
-    for (size_t i = 0; p && i < sizeof(p->spare) / sizeof(p->spare[0]); i++) {
-        if (p->spare[i] >= 0)
-            evutil_closesocket(p->spare[i]);
-        p->spare[i] = -1;
-    }
-}
-
-void upstream_pools_free(struct loop *l)
-{
-    upstream_pools_close_idle(l);
-    for (int i = 0; l->pools && i < l->pools->n; i++)
-        free(l->pools->pool[i].by_owner);
-    free(l->pools);
-    l->pools = NULL;
-}
-
-size_t upstream_pools_idle(const struct loop *l)
-{
-    size_t n = 0;
-    for (int i = 0; l->pools && i < l->pools->n; i++)
-        n += l->pools->pool[i].nsettling + l->pools->pool[i].nidle;
-    return n;
-}
-
-size_t upstream_pool_idle(const struct loop *l, int upstream)
-{
-    if (!l->pools || upstream < 0 || upstream >= l->pools->n)
-        return 0;
-    return l->pools->pool[upstream].nsettling + l->pools->pool[upstream].nidle;
-}
-
-static void pool_remove(struct upconn *c)
-{
-    struct upstream_pool *pool = &c->loop->pools->pool[c->upstream];
-    if (c->owner)
-        LIST_REMOVE(c, owner_link);
-    if (c->state == UC_SETTLING) {
-        TAILQ_REMOVE(&pool->settling, c, link);
-        pool->nsettling--;
-    } else {
-        TAILQ_REMOVE(&pool->idle, c, link);
-        pool->nidle--;
-    }
-}
-
-/* Connections released settle_time ago or more join the idle ones; beyond keepalive of those,
- * the oldest go. */
-static void pool_settle(struct upstream_pool *pool, const struct upstream_conf *up, uint64_t now)
-{
-    struct upconn *c;
-    while ((c = TAILQ_FIRST(&pool->settling)) != NULL &&
-           c->released_us + up->settle_ms * 1000 <= now) {
-        TAILQ_REMOVE(&pool->settling, c, link);
-        pool->nsettling--;
-        set_state(c, UC_IDLE);
-        TAILQ_INSERT_TAIL(&pool->idle, c, link);
-        pool->nidle++;
-    }
-    while (pool->nidle > up->keepalive && (c = TAILQ_FIRST(&pool->idle)) != NULL) {
-        pool_remove(c);
-        upconn_free(c);
-    }
-}
-
-/* Counts and logs bytes from the origin that no request asked for, found `when`: past the end
- * of a response, or on an idle connection. The caller closes the connection. */
-static void report_unsolicited(struct upconn *c, const char *when)
-{
-    metrics_add(c->loop->metrics, M_UPSTREAM_UNSOLICITED, 1);
-    size_t n = evbuffer_get_length(c->sock.in);
-    if (n) {
-        log_info("upstream %s: %s sent %zu bytes %s, which no request asked for; closed",
-                 c->up->name, c->addr_text, n, when);
-    } else if (c->sock.ssl) { /* OpenSSL holds the start of a record, nothing decrypted yet */
-        log_info("upstream %s: %s sent part of a TLS record %s, which no request asked for; "
-                 "closed", c->up->name, c->addr_text, when);
-    } else { /* still in the kernel (spoiled) */
-        log_info("upstream %s: %s sent bytes %s, which no request asked for; closed",
-                 c->up->name, c->addr_text, when);
-    }
-}
-
-/* An idle connection that speaks, closes, fails or outstays keepalive_timeout goes: an origin
- * has nothing valid to say between requests. */
-static void idle_cb(void *arg, enum sock_event ev)
-{
-    struct upconn *c = arg;
-    if (ev == SOCK_DEADLINE) { /* its settle_time is over: it joins the idle ones, or goes */
-        pool_settle(&c->loop->pools->pool[c->upstream], c->up, event_now_us());
-        return;
-    }
-    if (ev == SOCK_READABLE)
-        report_unsolicited(c, "on an idle connection");
-    pool_remove(c);
-    upconn_free(c);
-}
-
-/* ask_kernel: the request cannot be resent by its method, and whether its bytes reached the
- * origin may decide (upconn_request_unseen): what the origin has acknowledged so far is noted. */
-static struct upconn *take(struct upconn *c, bool ask_kernel)
-{
-    pool_remove(c);
-    c->acked_at_take = ask_kernel ? sock_bytes_acked(&c->sock) : -1;
-    set_state(c, UC_ACTIVE);
-    sock_set_deadline(&c->sock, 0);
-    sock_set_timeouts(&c->sock, 0, 0);
-    return c;
-}
-
-/* Bytes or a close that arrived before idle_cb could run (in this very loop turn, or while the
- * loop was busy): not safe to reuse. With ask_kernel, the kernel is asked too (one recv with
- * MSG_PEEK): an origin's close that is already there but not yet read would otherwise meet a
- * request that cannot be resent (a POST), which would fail although the origin never saw it.
- * A resendable request skips that call, as nginx and HAProxy do for all: a stale connection
- * costs it a resend (stale_pooled in exchange.c), not a failure. */
-static bool spoiled(struct upconn *c, bool ask_kernel)
-{
-    bool input = sock_has_input(&c->sock), bytes = false;
-    if (!input && c->sock.state == SOCK_OPEN &&
-        (!ask_kernel || !sock_peer_pending(&c->sock, &bytes)))
-        return false;
-    /* Over TLS a waiting record may be the origin's close_notify: only plain bytes are
-     * known to be unasked for. */
-    if (input || (bytes && !c->sock.ssl))
-        report_unsolicited(c, "on an idle connection");
-    pool_remove(c);
-    upconn_free(c);
-    return true;
-}
-
-/* The most recent connection to origin that owner released, still usable, or NULL. */
-static struct upconn *find_owned(struct upstream_pool *pool, int origin, uint64_t owner,
-                                 bool ask_kernel)
-{
-    struct upconn *c = LIST_FIRST(&pool->by_owner[owner & pool->owner_mask]), *next;
-    for (; c; c = next) {
-        next = LIST_NEXT(c, owner_link);
-        if (c->owner == owner && c->origin == origin && !spoiled(c, ask_kernel))
-            return c;
-    }
-    return NULL;
-}
-
-/* The oldest settled connection to origin, still usable, or NULL. */
-static struct upconn *find_settled(struct upstream_pool *pool, int origin, bool ask_kernel)
-{
-    struct upconn *c = TAILQ_FIRST(&pool->idle), *next;
-    for (; c; c = next) {
-        next = TAILQ_NEXT(c, link);
-        if (c->origin == origin && !spoiled(c, ask_kernel))
-            return c;
-    }
-    return NULL;
-}
-
-struct upconn *upconn_take_idle(struct loop *l, int upstream, int origin, uint64_t owner,
-                                bool resendable, uint64_t now_us_)
-{
-    struct upstream_pool *pool = &l->pools->pool[upstream];
-    struct upconn *c = NULL;
-    pool_settle(pool, &l->cfg->upstreams[upstream], now_us_);
-    /* The same client's next request takes its own connection back, settled or not: the most
-     * recent one it released. */
-    if (owner && (c = find_owned(pool, origin, owner, !resendable)))
-        return take(c, !resendable);
-    /* Anyone else: the oldest that has settled, which had the longest to show stray bytes. */
-    if ((c = find_settled(pool, origin, !resendable)))
-        return take(c, !resendable);
-    return NULL;
-}
-
-bool upconn_idle_ready(struct loop *l, int upstream, int origin, uint64_t owner, bool resendable,
-                       uint64_t now_us_)
-{
-    struct upstream_pool *pool = &l->pools->pool[upstream];
-    pool_settle(pool, &l->cfg->upstreams[upstream], now_us_);
-    return (owner && find_owned(pool, origin, owner, !resendable)) ||
-           find_settled(pool, origin, !resendable);
-}
-
-void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us_)
-{
-    struct upstream_pool *pool = &c->loop->pools->pool[c->upstream];
-    const struct upstream_conf *up = c->up;
-    if (sock_has_input(&c->sock)) { /* read with the response's end, or OpenSSL read ahead */
-        report_unsolicited(c, "past the end of its response");
-        upconn_free(c);
-        return;
-    }
-    /* An end read with the response (a close_notify read ahead behind its last record) is
-     * reported a loop turn later: pooled meanwhile, the connection could take a request of
-     * this turn, which would then fail on it (a POST is not sent twice). */
-    if (up->keepalive == 0 || pool->nsettling >= up->keepalive * SETTLING_MAX_FACTOR ||
-        c->state != UC_ACTIVE || c->sock.state != SOCK_OPEN || sock_peer_closed(&c->sock) ||
-        c->loop->state != LOOP_RUNNING) {
-        upconn_free(c);
-        return;
-    }
-    c->released_us = now_us_;
-    c->owner = owner;
-    if (owner)
-        LIST_INSERT_HEAD(&pool->by_owner[owner & pool->owner_mask], c, owner_link);
-    sock_set_cb(&c->sock, idle_cb, c);
-    sock_set_read_limit(&c->sock, 0);
-    sock_read(&c->sock, true);
-    /* Settling ends on its own clock too, not only when the pool is next used: a pool whose
-     * traffic stopped would keep up to SETTLING_MAX_FACTOR x keepalive connections beyond
-     * keepalive until keepalive_timeout. Set before the later keepalive deadline: one timer
-     * operation. */
-    if (up->settle_ms)
-        sock_set_deadline(&c->sock, now_us_ + up->settle_ms * 1000);
-    sock_set_timeouts(&c->sock, up->keepalive_timeout_ms, 0);
-    set_state(c, UC_SETTLING);
-    TAILQ_INSERT_TAIL(&pool->settling, c, link);
-    pool->nsettling++;
-    pool_settle(pool, up, now_us_); /* settle_time 0: idle at once */
-}
 
 /* ---- opening ---- */
 
-static void upconn_free(struct upconn *c)
+void upconn_free(struct upconn *c)
 {
     metrics_conn_add(c->loop->metrics, CONN_UPSTREAM, gauge_state[c->state], -1);
     if (event_initialized(&c->io_ev))
@@ -513,7 +111,7 @@ void upconn_abort(struct upconn *c)
     if (!c)
         return;
     if (c->state == UC_IDLE || c->state == UC_SETTLING)
-        pool_remove(c);
+        upstream_pool_remove(c);
     if (c->dns_req) {
         /* The cancel runs our callback (now or later) with EAI_CANCEL; it frees us there.
          * Nothing else may run for the owner meanwhile: next_cb, scheduled when

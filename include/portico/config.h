@@ -109,7 +109,7 @@ struct upstream_conf {
     uint64_t keepalive;                    /* idle pooled connections kept per worker */
     uint64_t keepalive_timeout_ms;
     uint64_t settle_ms;                    /* a released connection waits this long before
-                                              another client may take it (upstream.c) */
+                                              another client may take it (upstream_pool.c) */
     uint64_t timers_ms[TIMER_COUNT];       /* resolved: [proxy] default unless overridden */
     bool interim_resets_timer;             /* resolved like the timers */
     uint64_t max_fails;                    /* passive health: failures before marked down; 0 off */

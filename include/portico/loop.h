@@ -56,7 +56,7 @@ struct loop {
     struct log_buffer *log;            /* this thread's access-log buffer, owned by the worker */
     struct recent *recent;             /* this thread's last minutes (recent.h), owned likewise */
     struct trace_rng rng;              /* trace and span ids */
-    struct upstream_pools *pools;      /* idle origin connections (upstream.c) */
+    struct upstream_pools *pools;      /* idle origin connections (upstream_pool.c) */
     enum loop_state state;             /* changed by the worker only */
     int id;                            /* worker index, part of request ids */
     uint32_t id_salt;                  /* random per worker group: ids differ across restarts */

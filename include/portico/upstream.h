@@ -1,6 +1,6 @@
 /*
- * upstream.h — connections to origins: DNS (evdns), TCP connect, TLS handshake, and the
- * per-worker keep-alive pool.
+ * upstream.h — connections to origins: DNS (evdns), TCP connect, TLS handshake (upstream.c), and
+ * the per-worker keep-alive pool (upstream_pool.c).
  *
  * Opening a connection walks dns → connect → tls and reports each phase to the caller, who owns
  * the timers (the exchange arms one timer per phase and calls upconn_abort on expiry). Every
@@ -45,7 +45,7 @@ void upstream_pools_close_idle(struct loop *l);
 
 /* An idle pooled connection to (upstream, origin), or NULL: the one the client connection owner
  * released (owner 0: none, for a request that was pipelined), else the oldest that has settled
- * (see upstream.c on stray bytes). resendable: the request may be sent again on a fresh
+ * (see upstream_pool.c on stray bytes). resendable: the request may be sent again on a fresh
  * connection if this one proves stale; if not, the kernel is asked whether the origin closed it.
  * now_us: the monotonic clock. The caller sets the callback. */
 struct upconn *upconn_take_idle(struct loop *l, int upstream, int origin, uint64_t owner,

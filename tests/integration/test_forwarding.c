@@ -2187,7 +2187,7 @@ static const struct fo_step ok_idle_close[] = {
 };
 
 /* Each client connection gets its own origin connection back, found by its id in the pool's
- * chains by owner (upstream.c). keepalive = 2 makes 16 chains: the 1st and 17th of 17 client
+ * chains by owner (upstream_pool.c). keepalive = 2 makes 16 chains: the 1st and 17th of 17 client
  * connections, accepted in order, share one, and the later release sits first in it. A long
  * settle_time keeps anyone else from taking a released connection. */
 static void test_pooled_connection_back_to_its_owner(void **state)

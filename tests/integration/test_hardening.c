@@ -150,7 +150,7 @@ static const char *const stray_next_names[] = {
 /* One Portico per case, so that the log line about the stray bytes is this case's. The settle
  * time is 100 ms rather than the default 10 so that a loaded machine, stretching the origin's
  * 5 ms gap, does not make the test flaky: the mechanism is the same. The same client's next
- * request gets its connection back at once after a response with a body (upstream.c): there,
+ * request gets its connection back at once after a response with a body (upstream_pool.c): there,
  * bytes past Content-Length would reach that client's next request, so that row runs for the
  * responses with no body only. */
 static void run_stray(enum stray_next next, int warm, bool tls)

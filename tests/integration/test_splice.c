@@ -312,7 +312,7 @@ static void pipelined(const struct on_off_row *row)
     struct stream_origin *o = so_start();
     assert_non_null(o);
     /* settle_time = 0: pipelined requests (waiting when a response ends) may take the origin
-     * connection at once; by default they wait until it settled (upstream.c) */
+     * connection at once; by default they wait until it settled (upstream_pool.c) */
     struct harness *h = start(o, row->proxy, "settle_time = 0\n", NULL);
     struct px_fds fds = px_count_fds(harness_pid(h));
     uint64_t base = spliced(h);
