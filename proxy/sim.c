@@ -44,6 +44,14 @@
 #define SIM_OUT_LOW 16384              /* refill / resume reading once output drains to this */
 #define SIM_OUT_HIGH 65536             /* stop producing once output is above this */
 #define SIM_IN_HIGH 65536              /* libevent stops reading the socket above this */
+/* Bytes the kernel may hold unsent for a connection before it stops being writable
+ * (TCP_NOTSENT_LOWAT). Without it a client that stops reading left its socket writable until
+ * the send buffer had autotuned towards tcp_wmem's max (4 MiB; 2.7 MB an unread download on
+ * loopback): 999 of them took the host's TCP memory past its pressure threshold (1.6 GB) while
+ * the one thread wrote 64 KiB to each a pass, and for 2 s every other request waited 0.3-0.5 s
+ * behind those passes to be accepted and answered. Bytes in flight are not counted, so
+ * autotuning still serves a fast reader: a 1 GiB download keeps its throughput. */
+#define SIM_NOTSENT_LOWAT 65536
 #define SIM_LINGER_MS 2000             /* how long a closing connection drains the client */
 #define SIM_DRIP_TICK_MS 10            /* a paced body (/drip) sends at most one piece a tick */
 #define SIM_ACCEPT_PAUSE_MS 100        /* accepts paused this long after accept() failed */
@@ -817,6 +825,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     /* interim responses are small writes that must leave at once */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* what a client leaves unread costs it, not the simulator's other connections */
+    setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &(int){SIM_NOTSENT_LOWAT}, sizeof(int));
     c->state = CONN_HEAD;
     c->why = "closed";
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);

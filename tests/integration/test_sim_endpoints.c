@@ -18,6 +18,10 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "../support/harness.h"
 #include "../support/raw_client.h"
 #include "../support/testutil.h"
@@ -339,6 +343,107 @@ static void test_sim_no_keepalive(void **state)
     px_stop(h);
 }
 
+/* Downloads whose clients never read, straight to the simulator, beside which fresh GETs go
+ * through Portico. The fresh GETs clock the simulator's one loop: each is at least a turn of
+ * it, and before, every turn wrote 64 KiB more into each unread download's socket, whose send
+ * buffer autotuned up to tcp_wmem's max (4 MiB on loopback). */
+#define UNREAD_CONNS 100
+#define UNREAD_BODY "8000000"
+#define FRESH_GETS 20
+/* What the kernel may hold unsent for an unread download: SIM_NOTSENT_LOWAT (64 KiB) and one
+ * write of up to 64 KiB after it, with room to spare; before, 1-4 MB. */
+#define UNREAD_QUEUED_MAX (256 << 10)
+/* A fresh GET's first byte beside them, generous for ASan and a busy machine (a few ms plain).
+ * With 999 unread downloads of 8 MB, the old code made one wait 0.07-1.9 s while it filled
+ * their sockets to the host's TCP memory pressure (1.5 GB), a load this test does not put on a
+ * shared machine: it measures the cause instead, the bytes queued, which the old code let grow
+ * by 64 KiB a connection at every turn of its loop. */
+#define FRESH_FIRST_BYTE_MS 250
+
+/* The local port of c's socket. */
+static unsigned local_port(const struct raw_conn *c)
+{
+    struct sockaddr_in sin;
+    socklen_t len = sizeof(sin);
+    assert_int_equal(getsockname(raw_fd(c), (struct sockaddr *)&sin, &len), 0);
+    return ntohs(sin.sin_port);
+}
+
+/* Bytes the simulator's sockets (local port sim) hold unsent or unacknowledged towards the
+ * clients at the local ports `peers`, summed: tx_queue of /proc/net/tcp. */
+static long sim_queued(unsigned sim, const unsigned *peers, size_t npeers)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    assert_non_null(f);
+    char line[256];
+    long sum = 0;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned lport, rport, st;
+        unsigned long tx;
+        if (sscanf(line, " %*u: %*x:%x %*x:%x %x %lx:%*x", &lport, &rport, &st, &tx) != 4 ||
+            lport != sim)
+            continue;
+        for (size_t i = 0; i < npeers; i++)
+            if (peers[i] == rport)
+                sum += (long)tx;
+    }
+    fclose(f);
+    return sum;
+}
+
+/* A client that stops reading costs its own connection, not the simulator's others: beside
+ * UNREAD_CONNS downloads of 8 MB that are never read, the simulator holds a bounded amount for
+ * each (before: until its kernel send buffer, autotuning, reached 4 MiB), and FRESH_GETS
+ * through Portico each get their first byte in time. */
+static void test_sim_unread_downloads(void **state)
+{
+    (void)state;
+    uint16_t sim = sim_port_of(portico);
+    int64_t start = tu_now_ms();
+    static struct raw_conn *unread[UNREAD_CONNS];
+    static unsigned ports[UNREAD_CONNS];
+    for (int i = 0; i < UNREAD_CONNS; i++) {
+        unread[i] = px_connect_port(sim);
+        ports[i] = local_port(unread[i]);
+        assert_int_equal(raw_send_str(unread[i], "GET /bytes/" UNREAD_BODY " HTTP/1.1\r\n"
+                                                 "Host: sim\r\n\r\n"),
+                         0);
+    }
+    /* each download has begun (its head came, with what the read took of its body) */
+    for (int i = 0; i < UNREAD_CONNS; i++) {
+        struct raw_head hd;
+        assert_int_equal(raw_read_one_head(unread[i], &hd, PX_IO_MS), 0);
+        assert_int_equal(hd.status, 200);
+        raw_head_free(&hd);
+    }
+    struct raw_conn *c = px_connect(portico);
+    int64_t worst = 0;
+    for (int i = 0; i < FRESH_GETS; i++) {
+        struct raw_response r;
+        int64_t t0 = tu_now_ms();
+        assert_int_equal(raw_send_str(c, "GET /status/200 HTTP/1.1\r\nHost: sim\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        if (r.first_byte_ms - t0 > worst)
+            worst = r.first_byte_ms - t0;
+        raw_response_free(&r);
+    }
+    raw_close(c);
+    long queued = sim_queued(sim, ports, UNREAD_CONNS);
+    print_message("%d unread downloads: the simulator holds %ld kB for them (%ld kB each); "
+                  "%d fresh GETs, slowest first byte %lld ms (%lld ms in all)\n",
+                  UNREAD_CONNS, queued / 1000, queued / 1000 / UNREAD_CONNS, FRESH_GETS,
+                  (long long)worst, (long long)(tu_now_ms() - start));
+    for (int i = 0; i < UNREAD_CONNS; i++)
+        raw_abort(unread[i]);
+    if (queued > (long)UNREAD_CONNS * UNREAD_QUEUED_MAX)
+        fail_msg("the simulator queued %ld bytes for %d unread downloads (at most %d each)",
+                 queued, UNREAD_CONNS, UNREAD_QUEUED_MAX);
+    if (worst > FRESH_FIRST_BYTE_MS)
+        fail_msg("a fresh GET beside %d unread downloads: first byte after %lld ms (at most %d)",
+                 UNREAD_CONNS, (long long)worst, FRESH_FIRST_BYTE_MS);
+}
+
 /* Last: stops Portico (the group teardown only frees it) and reads every case's line. */
 static void test_access_log_lines(void **state)
 {
@@ -355,7 +460,7 @@ static void test_access_log_lines(void **state)
 int main(void)
 {
     /* one test per endpoint, named by its path */
-    struct CMUnitTest tests[ARRAY_SIZE(cases) + 6];
+    struct CMUnitTest tests[ARRAY_SIZE(cases) + 7];
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         tests[i] = (struct CMUnitTest)cmocka_unit_test_prestate(run_case, &cases[i]);
         tests[i].name = cases[i].path;
@@ -365,6 +470,7 @@ int main(void)
     tests[ARRAY_SIZE(cases) + 2] = (struct CMUnitTest)cmocka_unit_test(test_fields_portico_accepts);
     tests[ARRAY_SIZE(cases) + 3] = (struct CMUnitTest)cmocka_unit_test(test_sim_client_timeouts);
     tests[ARRAY_SIZE(cases) + 4] = (struct CMUnitTest)cmocka_unit_test(test_sim_no_keepalive);
-    tests[ARRAY_SIZE(cases) + 5] = (struct CMUnitTest)cmocka_unit_test(test_access_log_lines);
+    tests[ARRAY_SIZE(cases) + 5] = (struct CMUnitTest)cmocka_unit_test(test_sim_unread_downloads);
+    tests[ARRAY_SIZE(cases) + 6] = (struct CMUnitTest)cmocka_unit_test(test_access_log_lines);
     return cmocka_run_group_tests(tests, start_portico, stop_portico);
 }
