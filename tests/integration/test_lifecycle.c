@@ -757,7 +757,8 @@ static pid_t thread_named(pid_t pid, const char *name)
 /* A worker whose loop stands (its thread stopped by ptrace, that thread only: the process and
  * its other worker go on) stops the pings: an error line names it and how long its loop has
  * not turned, STATUS= says it, and no WATCHDOG=1 comes for longer than the interval, so systemd
- * would kill and restart Portico. Let go, it turns again: pings resume, a line says so. */
+ * would kill and restart Portico. Let go, it turns again: pings resume, a line says so, and
+ * STATUS= is again what it was before the stall: here a refused reload's, not "serving". */
 static void test_systemd_watchdog_stalled_worker(void **state)
 {
     (void)state;
@@ -769,6 +770,13 @@ static void test_systemd_watchdog_stalled_worker(void **state)
     struct harness *h = start_watched(fake_origin_port(o), name, NULL); /* WATCHDOG_PID unset */
     assert_notified(fd, (const char *const[]){"READY=1\n"}, 1);
     assert_pings(fd, 2);
+    assert_int_equal(harness_write_config(h, "[proxy]\nnot a key line\n"), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    int pings = 0;
+    notify_next_other(fd, msg, sizeof(msg), &pings);
+    assert_true(tu_contains(msg, "RELOADING=1\n"));
+    notify_next_other(fd, msg, sizeof(msg), &pings);
+    assert_true(tu_contains(msg, "READY=1\n") && tu_contains(msg, "refused"));
     pid_t pid = harness_pid(h);
     pid_t wtid = thread_named(pid, "worker 1\n");
     if (!wtid)
@@ -788,7 +796,7 @@ static void test_systemd_watchdog_stalled_worker(void **state)
 
     assert_int_equal(harness_wait_log(h, "watchdog: worker 1 (generation 1) has not turned its "
                                          "event loop for ", IO_MS), 0);
-    int pings = 0;
+    pings = 0;
     notify_next_other(fd, msg, sizeof(msg), &pings);
     if (!tu_contains(msg, "STATUS=worker 1 (generation 1) has not turned its event loop"))
         fail_msg("the stall is not in STATUS=:\n%s", msg);
@@ -803,7 +811,10 @@ static void test_systemd_watchdog_stalled_worker(void **state)
                   (long long)(said - stopped), pings);
 
     assert_int_equal(ptrace(PTRACE_DETACH, wtid, NULL, NULL), 0);
-    assert_notified(fd, (const char *const[]){"WATCHDOG=1\n", "STATUS=serving "}, 2);
+    assert_notified(fd,
+                    (const char *const[]){"WATCHDOG=1\n", "STATUS=reload of ", "refused",
+                                          "serving generation 1"},
+                    4);
     assert_int_equal(harness_wait_log(h, "watchdog: worker 1 (generation 1) turns its event loop "
                                          "again", IO_MS), 0);
     /* one line for the stall, not one per check while it stood */
