@@ -257,6 +257,14 @@ static void test_graceful_stop(void **state)
 
         struct raw_conn *idle = px_connect_port(port);
         assert_int_equal(exchange(idle, "/fast"), 200); /* now idle, kept alive */
+        struct raw_conn *scraper = raw_connect(admin, IO_MS); /* a kept admin connection */
+        assert_non_null(scraper);
+        assert_int_equal(raw_send_str(scraper, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+                         0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(scraper, &r, IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        raw_response_free(&r);
         struct raw_conn *busy = send_slow(h, o, 2);
 
         int64_t t0 = tu_now_ms();
@@ -267,12 +275,13 @@ static void test_graceful_stop(void **state)
         assert_null(late);
         assert_int_equal(errno, ECONNREFUSED);
         assert_null(raw_connect(admin, IO_MS));
-        /* The idle keep-alive connection is closed; the exchange in flight goes on. */
+        /* The idle keep-alive connections are closed, the admin listener's too (it does not
+         * hold the stop for its keepalive_timeout); the exchange in flight goes on. */
         assert_int_equal(raw_wait_closed(idle, IO_MS), 1);
+        assert_int_equal(raw_wait_closed(scraper, IO_MS), 1);
         assert_true(harness_running(h));
 
         gate_open();
-        struct raw_response r;
         assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
         assert_int_equal(r.status, 201);
         assert_string_equal(r.body, "created after the gate\n");
@@ -287,6 +296,7 @@ static void test_graceful_stop(void **state)
 
         assert_logged_status(h, "/slow", 201); /* its real status, not a client that left */
         raw_close(idle);
+        raw_close(scraper);
         raw_close(busy);
         harness_free(h);
         gated_origin_stop(o);
