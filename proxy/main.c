@@ -312,6 +312,7 @@ static void reload_notified(struct process *p)
     else
         set_status(p, "serving %s (generation %u)", p->path, p->gen->number);
     notify_send("READY=1\nSTATUS=%s", p->status);
+    p->stalled = false; /* a stall that goes on (a draining worker's) is said again, not hidden */
 }
 
 /* systemd's watchdog (watchdog.h): WATCHDOG=1 only when every worker still running, of the

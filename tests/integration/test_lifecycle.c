@@ -912,7 +912,8 @@ static int hold_at_epoll_wait(pid_t tid)
  * wait for events past a beat (as a busy turn would), and its stop message comes meanwhile; it
  * takes the message first (I/O before timers), has no connection, ends its loop, and then ran
  * the beat, stamping a loop that was over. Once that stamp had aged, the ended worker was reported as standing for as long as its
- * group drained, and the pings stopped: systemd would kill a Portico that serves. */
+ * group drained, and the pings stopped: systemd would kill a Portico that serves. Then the
+ * draining worker stands, and a reload's READY=1 does not hide it: the stall is said again. */
 static void test_systemd_watchdog_worker_ends(void **state)
 {
     (void)state;
@@ -940,8 +941,9 @@ static void test_systemd_watchdog_worker_ends(void **state)
     assert_int_equal(fake_origin_wait_requests(o, requests + 1, IO_MS), 0);
     pid_t pid = harness_pid(h);
     pid_t wtid = thread_named(pid, "worker 1\n"); /* of generation 1: the only one yet */
-    if (!wtid)
-        fail_msg("no thread of portico is named \"worker 1\"");
+    pid_t draining = thread_named(pid, "worker 0\n");
+    if (!wtid || !draining)
+        fail_msg("no thread of portico is named \"worker 1\" or \"worker 0\"");
     if (px_under_valgrind(pid) ||
         ptrace(PTRACE_SEIZE, wtid, NULL, (void *)PTRACE_O_TRACESYSGOOD) != 0) {
         print_message("  cannot trace a thread here (Yama, no CAP_SYS_PTRACE, valgrind)\n");
@@ -970,11 +972,32 @@ static void test_systemd_watchdog_worker_ends(void **state)
         notify_next_other(fd, msg, sizeof(msg), &pings);
     while (!tu_contains(msg, "READY=1\n"));
     assert_true(tu_contains(msg, "(generation 2)"));
-    notify_next_other(fd, msg, sizeof(msg), &pings); /* the stall is over */
-    assert_true(tu_contains(msg, "WATCHDOG=1\n") && tu_contains(msg, "(generation 2)"));
     /* longer than a stamp may age, with worker 0 of generation 1 draining /slow */
     assert_pings(fd, 4);
     assert_false(harness_log_contains(h, "reload: the previous workers have finished"));
+
+    /* That draining worker stands: a reload meanwhile says READY=1 and which generation serves,
+     * and then the stall again (it said "serving" until the stall ended, with no ping) */
+    assert_int_equal(ptrace(PTRACE_SEIZE, draining, NULL, NULL), 0);
+    assert_int_equal(ptrace(PTRACE_INTERRUPT, draining, NULL, NULL), 0);
+    assert_int_equal(waitpid(draining, &st, __WALL), draining);
+    assert_int_equal(harness_wait_log(h, "watchdog: worker 0 (generation 1) has not turned its "
+                                         "event loop for ", IO_MS), 0);
+    notify_next_other(fd, msg, sizeof(msg), &pings);
+    assert_true(tu_contains(msg, "STATUS=worker 0 (generation 1) has not turned"));
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    notify_next_other(fd, msg, sizeof(msg), &pings);
+    assert_true(tu_contains(msg, "RELOADING=1\n"));
+    notify_next_other(fd, msg, sizeof(msg), &pings);
+    assert_true(tu_contains(msg, "READY=1\n") && tu_contains(msg, "(generation 3)"));
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, WATCHDOG_MS) != 1)
+        fail_msg("the stall is not said again after the reload's READY=1 (%d ms)", WATCHDOG_MS);
+    notify_next(fd, msg, sizeof(msg));
+    if (!tu_contains(msg, "STATUS=worker 0 (generation 1) has not turned"))
+        fail_msg("after the reload, not the stall:\n%s", msg);
+    assert_int_equal(ptrace(PTRACE_DETACH, draining, NULL, NULL), 0);
+    assert_notified(fd, (const char *const[]){"WATCHDOG=1\n", "(generation 3)"}, 2);
     gate_open();
     struct raw_response r;
     assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
