@@ -156,15 +156,20 @@ static inline void gauge_move(const struct client *c, enum conn_state was)
     }
 }
 
-/* Idle between requests, so on the loop's idle list: it may give way to a new client at
- * max_connections. Requests are counted only while a head is read, never in CS_IDLE, so
- * set_state sees every change of this; h2.c tells its own (h2_idle_changed). An admin
- * connection never gives way: it takes no client's place, so none is made for a client with it
- * (a scraper's kept connection was closed under it). */
+/* Idle between requests: a drain closes it (clients_drain). Requests are counted only while a
+ * head is read, never in CS_IDLE, so set_state sees every change of this; h2.c tells its own
+ * (h2_idle_changed). */
+static bool between_requests(const struct client *c)
+{
+    return (c->state == CS_IDLE && c->requests > 0) || h2_between_requests(c);
+}
+
+/* Between requests, so on the loop's idle list: it may give way to a new client at
+ * max_connections. An admin connection never gives way: it takes no client's place, so none is
+ * made for a client with it (a scraper's kept connection was closed under it). */
 static bool idle_listed(const struct client *c)
 {
-    return c->kind != CLIENT_ADMIN &&
-           ((c->state == CS_IDLE && c->requests > 0) || h2_between_requests(c));
+    return c->kind != CLIENT_ADMIN && between_requests(c);
 }
 
 /* The connections max_connections bounds: the proxy listeners', the admin listener's aside. */
@@ -303,7 +308,8 @@ void clients_drain(struct loop *l)
          * is otherwise lost, and a client that does not retry sees an error (RFC 9112 9.5). */
         if (c->state == CS_H2) {
             h2_drain(c->h2); /* GOAWAY: the streams in flight finish */
-        } else if (idle_listed(c) && !sock_input_arrived(&c->sock) && drain_closes_idle(l)) {
+        } else if (between_requests(c) && !sock_input_arrived(&c->sock) &&
+                   drain_closes_idle(l)) { /* an admin connection too: it gives no way, but goes */
             if (sock_pending(&c->sock) > 0)
                 start_closing(c); /* the last answer is still going out: it ends first */
             else

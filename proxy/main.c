@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <openssl/opensslv.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -132,6 +133,7 @@ struct process {
     int pid_claim;                         /* pidfile_claim's, while pid_file is ours; or -1 */
     enum run_state state;
     bool stalled;                          /* a worker's loop stands: no WATCHDOG=1 (watchdog.h) */
+    char status[512];                      /* the last STATUS= but a stall's: said again after it */
 };
 
 static void *drain_main(void *arg)
@@ -283,20 +285,34 @@ static void reload(struct process *p)
                  next->number, c->workers, c->workers > 1 ? "s" : "", profile_name(c->profile));
 }
 
+/* What `systemctl status` shows, kept for watchdog_check: once a stall is over, the state it
+ * hid (a refused reload, a stop) is said again, not a plain "serving". */
+static void set_status(struct process *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void set_status(struct process *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->status, sizeof(p->status), fmt, ap);
+    va_end(ap);
+}
+
 /* A reload as systemd sees it: reloading until the new configuration is live or refused, with
  * the generation serving afterwards in `systemctl status`. */
 static void reload_notified(struct process *p)
 {
     unsigned before = p->gen->number;
-    notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
-                (unsigned long long)now_us(), p->path);
+    set_status(p, "reloading %s", p->path);
+    notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=%s", (unsigned long long)now_us(),
+                p->status);
     reload(p);
     if (p->gen->number == before)
-        notify_send("READY=1\nSTATUS=reload of %s refused (see the error log); serving "
-                    "generation %u",
-                    p->path, before);
+        set_status(p, "reload of %s refused (see the error log); serving generation %u", p->path,
+                   before);
     else
-        notify_send("READY=1\nSTATUS=serving %s (generation %u)", p->path, p->gen->number);
+        set_status(p, "serving %s (generation %u)", p->path, p->gen->number);
+    notify_send("READY=1\nSTATUS=%s", p->status);
+    p->stalled = false; /* a stall that goes on (a draining worker's) is said again, not hidden */
 }
 
 /* systemd's watchdog (watchdog.h): WATCHDOG=1 only when every worker still running, of the
@@ -313,8 +329,8 @@ static void watchdog_check(struct process *p)
                   turning;
     if (!turning && !p->stalled)
         notify_send("STATUS=%s", why);
-    else if (turning && p->stalled && p->gen)
-        notify_send("WATCHDOG=1\nSTATUS=serving %s (generation %u)", p->path, p->gen->number);
+    else if (turning && p->stalled)
+        notify_send("WATCHDOG=1\nSTATUS=%s", p->status);
     else if (turning)
         notify_send("WATCHDOG=1");
     p->stalled = !turning;
@@ -354,10 +370,9 @@ static void begin_stop(struct process *p, int sig)
 {
     uint64_t ms = p->gen->cfg->shutdown_timeout_ms;
     /* systemd kills at TimeoutStopSec: a longer shutdown_timeout is asked for, not assumed */
-    notify_send("STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu\nSTATUS=stopping: exchanges in flight "
-                "have %llu ms to finish",
-                (unsigned long long)(ms + UNLISTEN_MS + STOP_SLACK_MS) * 1000,
-                (unsigned long long)ms);
+    set_status(p, "stopping: exchanges in flight have %llu ms to finish", (unsigned long long)ms);
+    notify_send("STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu\nSTATUS=%s",
+                (unsigned long long)(ms + UNLISTEN_MS + STOP_SLACK_MS) * 1000, p->status);
     for (struct drain *d = p->drains; d; d = d->next)
         workers_signal_stop(d->group, ms); /* a reload's drain ends by then too */
     bool closed = start_drain(p, p->group, p->gen, ms, NULL);
@@ -379,7 +394,8 @@ static void begin_stop(struct process *p, int sig)
 static void hurry(struct process *p, int sig)
 {
     log_info("SIG%s again: stopping now, closing every connection", sigabbrev_np(sig));
-    notify_send("STATUS=stopping now: closing every connection");
+    set_status(p, "stopping now: closing every connection");
+    notify_send("STATUS=%s", p->status);
     for (struct drain *d = p->drains; d; d = d->next)
         workers_signal_stop(d->group, 0);
     p->state = RUN_HURRYING;
@@ -637,8 +653,9 @@ static int run(const char *path, struct config *cfg, const sigset_t *set)
     if (c->admin_listen_text)
         log_info("admin endpoint on %s (/, /status, /metrics, /healthz, /faults)",
                  c->admin_listen_text);
+    set_status(&p, "serving %s (generation 1)", path);
     if (notify_open() == 0)
-        notify_send("READY=1\nSTATUS=serving %s (generation 1)", path);
+        notify_send("READY=1\nSTATUS=%s", p.status);
 
     /* Serving, then stopping until the last group has drained. A storm of signals does not
      * hold the watchdog's check back. */

@@ -11,9 +11,10 @@
 #include "portico/util.h"
 
 /* The interval's parts: the workers stamp 8 times per interval, the main thread checks and pings
- * 4 times (systemd asks for at least 2), and a stamp older than half the interval means a stuck
- * loop: a loop that turns is at most a beat late by then, with 3/8 of the interval to spare for
- * a busy machine. */
+ * 4 times (systemd asks for at least 2), and a stamp older than half the interval (4 beats) means
+ * a stuck loop: a loop that turns is at most a beat late by then, with 3/8 of the interval to
+ * spare for a busy machine. Counted in beats, so that under 8 ms, where a beat is the 1 ms floor,
+ * a turning loop's stamp is not stale at once (2 ms flapped stuck and turning, a line a check). */
 #define BEATS_PER_INTERVAL 8
 #define CHECKS_PER_INTERVAL 4
 #define STALE_PER_INTERVAL 2
@@ -54,7 +55,7 @@ uint64_t watchdog_beat_us(void)
 
 uint64_t watchdog_stale_us(void)
 {
-    return watchdog.interval_us / STALE_PER_INTERVAL;
+    return watchdog_beat_us() * (BEATS_PER_INTERVAL / STALE_PER_INTERVAL);
 }
 
 uint64_t watchdog_due_us(void)

@@ -238,7 +238,11 @@ static void *worker_main(void *arg)
     snprintf(name, sizeof(name), "worker %d", w->loop.id);
     pthread_setname_np(pthread_self(), name);
     event_base_dispatch(w->loop.base);
-    /* The loop is over: the watchdog stops counting on it (its group may drain on for long). */
+    /* The loop is over: the watchdog stops counting on it (its group may drain on for long). The
+     * beat goes first: when it came due in the turn that ended the loop, it would run in the turns
+     * below and stamp the ended loop again, and that stamp, aging, would read as a stall. */
+    if (w->beat_timer)
+        event_del(w->beat_timer);
     atomic_store_explicit(&w->beat_us, 0, memory_order_relaxed);
     /* Cancelled DNS lookups report back through the loop: let them land before freeing. */
     for (int i = 0; i < 50 && event_base_loop(w->loop.base, EVLOOP_NONBLOCK) == 0; i++)

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -256,6 +257,14 @@ static void test_graceful_stop(void **state)
 
         struct raw_conn *idle = px_connect_port(port);
         assert_int_equal(exchange(idle, "/fast"), 200); /* now idle, kept alive */
+        struct raw_conn *scraper = raw_connect(admin, IO_MS); /* a kept admin connection */
+        assert_non_null(scraper);
+        assert_int_equal(raw_send_str(scraper, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+                         0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(scraper, &r, IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        raw_response_free(&r);
         struct raw_conn *busy = send_slow(h, o, 2);
 
         int64_t t0 = tu_now_ms();
@@ -266,12 +275,13 @@ static void test_graceful_stop(void **state)
         assert_null(late);
         assert_int_equal(errno, ECONNREFUSED);
         assert_null(raw_connect(admin, IO_MS));
-        /* The idle keep-alive connection is closed; the exchange in flight goes on. */
+        /* The idle keep-alive connections are closed, the admin listener's too (it does not
+         * hold the stop for its keepalive_timeout); the exchange in flight goes on. */
         assert_int_equal(raw_wait_closed(idle, IO_MS), 1);
+        assert_int_equal(raw_wait_closed(scraper, IO_MS), 1);
         assert_true(harness_running(h));
 
         gate_open();
-        struct raw_response r;
         assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
         assert_int_equal(r.status, 201);
         assert_string_equal(r.body, "created after the gate\n");
@@ -286,6 +296,7 @@ static void test_graceful_stop(void **state)
 
         assert_logged_status(h, "/slow", 201); /* its real status, not a client that left */
         raw_close(idle);
+        raw_close(scraper);
         raw_close(busy);
         harness_free(h);
         gated_origin_stop(o);
@@ -757,7 +768,8 @@ static pid_t thread_named(pid_t pid, const char *name)
 /* A worker whose loop stands (its thread stopped by ptrace, that thread only: the process and
  * its other worker go on) stops the pings: an error line names it and how long its loop has
  * not turned, STATUS= says it, and no WATCHDOG=1 comes for longer than the interval, so systemd
- * would kill and restart Portico. Let go, it turns again: pings resume, a line says so. */
+ * would kill and restart Portico. Let go, it turns again: pings resume, a line says so, and
+ * STATUS= is again what it was before the stall: here a refused reload's, not "serving". */
 static void test_systemd_watchdog_stalled_worker(void **state)
 {
     (void)state;
@@ -769,6 +781,13 @@ static void test_systemd_watchdog_stalled_worker(void **state)
     struct harness *h = start_watched(fake_origin_port(o), name, NULL); /* WATCHDOG_PID unset */
     assert_notified(fd, (const char *const[]){"READY=1\n"}, 1);
     assert_pings(fd, 2);
+    assert_int_equal(harness_write_config(h, "[proxy]\nnot a key line\n"), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    int pings = 0;
+    notify_next_other(fd, msg, sizeof(msg), &pings);
+    assert_true(tu_contains(msg, "RELOADING=1\n"));
+    notify_next_other(fd, msg, sizeof(msg), &pings);
+    assert_true(tu_contains(msg, "READY=1\n") && tu_contains(msg, "refused"));
     pid_t pid = harness_pid(h);
     pid_t wtid = thread_named(pid, "worker 1\n");
     if (!wtid)
@@ -788,7 +807,7 @@ static void test_systemd_watchdog_stalled_worker(void **state)
 
     assert_int_equal(harness_wait_log(h, "watchdog: worker 1 (generation 1) has not turned its "
                                          "event loop for ", IO_MS), 0);
-    int pings = 0;
+    pings = 0;
     notify_next_other(fd, msg, sizeof(msg), &pings);
     if (!tu_contains(msg, "STATUS=worker 1 (generation 1) has not turned its event loop"))
         fail_msg("the stall is not in STATUS=:\n%s", msg);
@@ -803,7 +822,10 @@ static void test_systemd_watchdog_stalled_worker(void **state)
                   (long long)(said - stopped), pings);
 
     assert_int_equal(ptrace(PTRACE_DETACH, wtid, NULL, NULL), 0);
-    assert_notified(fd, (const char *const[]){"WATCHDOG=1\n", "STATUS=serving "}, 2);
+    assert_notified(fd,
+                    (const char *const[]){"WATCHDOG=1\n", "STATUS=reload of ", "refused",
+                                          "serving generation 1"},
+                    4);
     assert_int_equal(harness_wait_log(h, "watchdog: worker 1 (generation 1) turns its event loop "
                                          "again", IO_MS), 0);
     /* one line for the stall, not one per check while it stood */
@@ -818,6 +840,174 @@ static void test_systemd_watchdog_stalled_worker(void **state)
     harness_free(h);
     close(fd);
     fake_origin_stop(o);
+}
+
+/* The worker that answered /fast on c: the X-Request-Id's digits 9-10 (loop_request_id); -1
+ * when no response came. */
+static int worker_of(struct raw_conn *c)
+{
+    struct raw_response r;
+    int worker = -1;
+    if (raw_send_str(c, "GET /fast HTTP/1.1\r\nHost: t\r\n\r\n") == 0 &&
+        raw_read_response(c, &r, IO_MS) == 0) {
+        const char *id = raw_header(&r, "X-Request-Id");
+        char digits[3] = {0};
+        if (id && strlen(id) > 10)
+            memcpy(digits, id + 8, 2);
+        worker = id ? (int)strtol(digits, NULL, 16) : -1;
+    }
+    raw_response_free(&r);
+    return worker;
+}
+
+/* Whether a pipe of pid holds bytes nobody has read: a stopped worker's stop message. */
+static bool pipe_unread(pid_t pid)
+{
+    char path[320], link[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    bool found = false;
+    for (struct dirent *e; d && !found && (e = readdir(d)) != NULL;) {
+        snprintf(path, sizeof(path), "/proc/%d/fd/%s", (int)pid, e->d_name);
+        ssize_t n = readlink(path, link, sizeof(link) - 1);
+        if (n <= 0 || strncmp(link, "pipe:", 5) != 0)
+            continue;
+        int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* the same pipe, our end */
+        int unread = 0;
+        found = fd >= 0 && ioctl(fd, FIONREAD, &unread) == 0 && unread > 0;
+        if (fd >= 0)
+            close(fd);
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* Lets the traced thread tid (stopped, seized with PTRACE_O_TRACESYSGOOD) run on to its next wait for events and stops it as it
+ * enters that call, before it looks at its descriptors: whatever becomes ready and whatever timer
+ * comes due meanwhile is then found in one turn. 0, or -1 when it did not get there. */
+static int hold_at_epoll_wait(pid_t tid)
+{
+    for (int i = 0; i < 64; i++) {
+        int st = 0;
+        if (ptrace(PTRACE_SYSCALL, tid, NULL, NULL) != 0 || waitpid(tid, &st, __WALL) != tid ||
+            !WIFSTOPPED(st))
+            return -1;
+        struct __ptrace_syscall_info info;
+        if (ptrace(PTRACE_GET_SYSCALL_INFO, tid, (void *)sizeof(info), &info) <= 0)
+            continue;
+        if (info.op == PTRACE_SYSCALL_INFO_ENTRY &&
+            (info.entry.nr == SYS_epoll_wait || info.entry.nr == SYS_epoll_pwait
+#ifdef SYS_epoll_pwait2
+             || info.entry.nr == SYS_epoll_pwait2
+#endif
+             ))
+            return 0;
+    }
+    return -1;
+}
+
+/* A reload's previous worker that ends while another of its group drains on no longer counts,
+ * even when the turn that ended its loop had its beat due too: worker 1 is held where it would
+ * wait for events past a beat (as a busy turn would), and its stop message comes meanwhile; it
+ * takes the message first (I/O before timers), has no connection, ends its loop, and then ran
+ * the beat, stamping a loop that was over. Once that stamp had aged, the ended worker was reported as standing for as long as its
+ * group drained, and the pings stopped: systemd would kill a Portico that serves. Then the
+ * draining worker stands, and a reload's READY=1 does not hide it: the stall is said again. */
+static void test_systemd_watchdog_worker_ends(void **state)
+{
+    (void)state;
+    struct fake_origin *o = gated_origin();
+    char name[PATH_MAX], msg[1024];
+    snprintf(name, sizeof(name), "@portico-test-watchdog-end-%d", (int)getpid());
+    int fd = notify_listen(name);
+    struct harness *h = start_watched(fake_origin_port(o), name, NULL);
+    assert_notified(fd, (const char *const[]){"READY=1\n"}, 1);
+    /* a connection on worker 0 waiting for /slow, none on worker 1 */
+    struct raw_conn *busy = NULL;
+    unsigned requests = 0;
+    for (int i = 0; i < 32 && !busy; i++) {
+        struct raw_conn *c = px_connect(h);
+        int w = worker_of(c);
+        requests++;
+        assert_true(w == 0 || w == 1);
+        if (w == 0)
+            busy = c;
+        else
+            raw_close(c);
+    }
+    assert_non_null(busy);
+    assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(fake_origin_wait_requests(o, requests + 1, IO_MS), 0);
+    pid_t pid = harness_pid(h);
+    pid_t wtid = thread_named(pid, "worker 1\n"); /* of generation 1: the only one yet */
+    pid_t draining = thread_named(pid, "worker 0\n");
+    if (!wtid || !draining)
+        fail_msg("no thread of portico is named \"worker 1\" or \"worker 0\"");
+    if (px_under_valgrind(pid) ||
+        ptrace(PTRACE_SEIZE, wtid, NULL, (void *)PTRACE_O_TRACESYSGOOD) != 0) {
+        print_message("  cannot trace a thread here (Yama, no CAP_SYS_PTRACE, valgrind)\n");
+        raw_close(busy);
+        harness_free(h);
+        close(fd);
+        gated_origin_stop(o);
+        skip();
+    }
+    assert_int_equal(ptrace(PTRACE_INTERRUPT, wtid, NULL, NULL), 0);
+    int st = 0;
+    assert_int_equal(waitpid(wtid, &st, __WALL), wtid);
+    assert_true(WIFSTOPPED(st));
+    assert_int_equal(hold_at_epoll_wait(wtid), 0);
+    /* stood past a beat: its beat is due when it turns again */
+    assert_int_equal(harness_wait_log(h, "watchdog: worker 1 (generation 1) has not turned its "
+                                         "event loop for ", IO_MS), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    int64_t deadline = tu_now_ms() + IO_MS;
+    while (!pipe_unread(pid) && tu_now_ms() < deadline) /* the reload's stop message to it */
+        poll(NULL, 0, 1);
+    assert_true(pipe_unread(pid));
+    assert_int_equal(ptrace(PTRACE_DETACH, wtid, NULL, NULL), 0);
+    int pings = 0;
+    do
+        notify_next_other(fd, msg, sizeof(msg), &pings);
+    while (!tu_contains(msg, "READY=1\n"));
+    assert_true(tu_contains(msg, "(generation 2)"));
+    /* longer than a stamp may age, with worker 0 of generation 1 draining /slow */
+    assert_pings(fd, 4);
+    assert_false(harness_log_contains(h, "reload: the previous workers have finished"));
+
+    /* That draining worker stands: a reload meanwhile says READY=1 and which generation serves,
+     * and then the stall again (it said "serving" until the stall ended, with no ping) */
+    assert_int_equal(ptrace(PTRACE_SEIZE, draining, NULL, NULL), 0);
+    assert_int_equal(ptrace(PTRACE_INTERRUPT, draining, NULL, NULL), 0);
+    assert_int_equal(waitpid(draining, &st, __WALL), draining);
+    assert_int_equal(harness_wait_log(h, "watchdog: worker 0 (generation 1) has not turned its "
+                                         "event loop for ", IO_MS), 0);
+    notify_next_other(fd, msg, sizeof(msg), &pings);
+    assert_true(tu_contains(msg, "STATUS=worker 0 (generation 1) has not turned"));
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    notify_next_other(fd, msg, sizeof(msg), &pings);
+    assert_true(tu_contains(msg, "RELOADING=1\n"));
+    notify_next_other(fd, msg, sizeof(msg), &pings);
+    assert_true(tu_contains(msg, "READY=1\n") && tu_contains(msg, "(generation 3)"));
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, WATCHDOG_MS) != 1)
+        fail_msg("the stall is not said again after the reload's READY=1 (%d ms)", WATCHDOG_MS);
+    notify_next(fd, msg, sizeof(msg));
+    if (!tu_contains(msg, "STATUS=worker 0 (generation 1) has not turned"))
+        fail_msg("after the reload, not the stall:\n%s", msg);
+    assert_int_equal(ptrace(PTRACE_DETACH, draining, NULL, NULL), 0);
+    assert_notified(fd, (const char *const[]){"WATCHDOG=1\n", "(generation 3)"}, 2);
+    gate_open();
+    struct raw_response r;
+    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
+    assert_int_equal(r.status, 201);
+    raw_response_free(&r);
+    raw_close(busy);
+    assert_int_equal(harness_wait_log(h, "reload: the previous workers have finished", IO_MS), 0);
+    harness_free(h);
+    close(fd);
+    gated_origin_stop(o);
 }
 
 /* A stop during a reload's drain: the reload gave the old workers the 60 s of its file, the
@@ -2281,6 +2471,7 @@ int main(void)
         cmocka_unit_test(test_systemd_notify),
         cmocka_unit_test(test_systemd_watchdog),
         cmocka_unit_test(test_systemd_watchdog_stalled_worker),
+        cmocka_unit_test(test_systemd_watchdog_worker_ends),
         cmocka_unit_test(test_stop_shortens_reload_drain),
         cmocka_unit_test(test_signals_reopen_logs),
         cmocka_unit_test(test_signal_during_load),
