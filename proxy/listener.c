@@ -30,7 +30,7 @@ struct listener {
     struct listener *inherited;            /* the previous group's listener sharing our socket */
     atomic_bool owns_fd;                   /* closes it; passes to a newer group that shares it */
     bool accept_failing;                   /* accept() failed since it last worked: said once */
-    bool held;                             /* max_connections reached: not accepting */
+    bool held;                             /* at its limit (listener_hold): not accepting */
     struct event *resume;                  /* re-enables the listener after a failed accept */
 };
 
@@ -101,13 +101,18 @@ int listener_chown(struct listener *lis, uid_t uid, gid_t gid)
 
 void listener_hold(struct listener *lis, bool hold)
 {
-    if (lis->kind == CLIENT_ADMIN || lis->held == hold)
+    if (lis->held == hold)
         return;
     lis->held = hold;
     if (hold)
         evconnlistener_disable(lis->lis);
     else if (!lis->resume || !evtimer_pending(lis->resume, NULL)) /* an accept pause runs out */
         evconnlistener_enable(lis->lis);
+}
+
+enum client_kind listener_kind(const struct listener *lis)
+{
+    return lis->kind;
 }
 
 bool listener_is_on(const struct listener *lis, const struct sockaddr *sa, socklen_t salen)

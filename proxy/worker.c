@@ -59,6 +59,7 @@ struct worker {
     struct event *log_timer;               /* writes the access-log buffer out every second */
     struct health *health;                 /* worker 0: the generation's active health checks */
     bool accept_held;                      /* max_connections reached: listeners held */
+    bool admin_held;                       /* ADMIN_CONNS_MAX reached: admin listener held */
     struct event *beat_timer;              /* systemd's watchdog: stamps beat_us; NULL when off */
     _Atomic uint64_t beat_us;              /* when the loop last turned for it; 0: not watched */
     uint64_t stall_beat_us;                /* main thread: the stale stamp said; 0: no stall */
@@ -114,27 +115,38 @@ static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
     stop_now(arg);
 }
 
+/* Admin connections a worker keeps open at once: they take no client's place, but neither may
+ * they take every descriptor from the clients (a scraper gone wrong, or a flood where
+ * admin_listen is reachable: 4,000 were accepted in 1.2 s, each one a descriptor the proxy
+ * listeners then lacked). Past it the admin listener stops accepting until one closes, as
+ * HAProxy's stats socket does at its maxconn (10); scrapes and probes need a few. */
+#define ADMIN_CONNS_MAX 64
+
 /* The loop's on_conns, max_connections: at the limit the proxy listeners stop accepting (new
  * clients wait in the kernel's backlog instead of being accepted and failed); below it they
  * accept again. While a connection is idle between requests they go on accepting: the one idle
- * longest gives way to the newcomer (client_new), as in nginx. */
+ * longest gives way to the newcomer (client_new), as in nginx. The admin listener has its own
+ * bound, ADMIN_CONNS_MAX. */
 static void conns_changed(struct loop *l)
 {
     struct worker *w = (struct worker *)l; /* loop is the first member */
     unsigned max = l->cfg->max_connections;
-    /* The admin listener always accepts, and its connections take no client's place: they
-     * count neither toward the limit (one in the middle of a scrape held the listener with a
-     * place free) nor among the idle ones that give way (client.c). A failed attempt to make
-     * room takes one place more: the proxy listeners' connections are bounded at max + 1. */
+    /* Admin connections take no client's place: they count neither toward the limit (one in
+     * the middle of a scrape held the listener with a place free) nor among the idle ones that
+     * give way (client.c). A failed attempt to make room takes one place more: the proxy
+     * listeners' connections are bounded at max + 1. */
     unsigned conns = l->conns - l->admin_conns;
     bool full = max && (conns > max || (conns >= max && TAILQ_EMPTY(&l->idle)));
-    if (full == w->accept_held || l->state != LOOP_RUNNING)
+    bool admin_full = l->admin_conns >= ADMIN_CONNS_MAX;
+    if ((full == w->accept_held && admin_full == w->admin_held) || l->state != LOOP_RUNNING)
         return;
-    w->accept_held = full;
-    if (full)
+    if (full && !w->accept_held)
         metrics_add(l->metrics, M_ACCEPT_PAUSES, 1);
+    w->accept_held = full;
+    w->admin_held = admin_full;
     for (int i = 0; i < w->nlisteners; i++)
-        listener_hold(w->listeners[i], full);
+        listener_hold(w->listeners[i], listener_kind(w->listeners[i]) == CLIENT_ADMIN ? admin_full
+                                                                                       : full);
 }
 
 /* The loop's on_idle: a draining worker ends with its last connection. */

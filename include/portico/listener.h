@@ -32,9 +32,12 @@ void listener_accept_queued(struct listener *lis);
 /* Gives the socket to uid/gid (fchown), so that sockets bound later by that user may join its
  * SO_REUSEPORT group. 0, or -1 (errno). */
 int listener_chown(struct listener *lis, uid_t uid, gid_t gid);
-/* max_connections: hold (stop accepting, new clients wait in the kernel's backlog) or accept
- * again. Admin listeners are never held. */
+/* At a limit (max_connections; the admin listener's own): hold (stop accepting, new clients
+ * wait in the kernel's backlog) or accept again. */
 void listener_hold(struct listener *lis, bool hold);
+
+/* What the listener's connections are: proxy, h2c or admin. */
+enum client_kind listener_kind(const struct listener *lis);
 
 /* Whether the listener is bound to sa. */
 bool listener_is_on(const struct listener *lis, const struct sockaddr *sa, socklen_t salen);

@@ -260,13 +260,18 @@ static void test_max_connections_h2_idle(void **state)
     fake_origin_stop(o);
 }
 
+#define ADMIN_MAX 64      /* worker.c's ADMIN_CONNS_MAX: admin connections a worker keeps */
+#define ADMIN_HELD_MS 300 /* how long the one past them is seen unanswered */
+
 /* A scraper keeps its admin connection open while the proxy connection is idle: the next
  * client is served at once (the idle one gives way). The admin connection put the worker over
  * the limit, and the listener was held while a connection sat idle: the next client waited in
  * the backlog for that one's keepalive_timeout (5 s measured with 5 s). Admin connections take
  * no client's place either way: the scraper's, idle longest, is not the one that gives way (it
  * was closed for the next client), and one that has not sent its request holds no listener
- * (the next client waited in the backlog for its client_header_timeout). */
+ * (the next client waited in the backlog for its client_header_timeout). The admin listener has
+ * a bound of its own: past ADMIN_MAX connections it waits for one to close (4,000 were accepted,
+ * each one a descriptor the proxy listeners then lacked). */
 static void test_max_connections_admin_open(void **state)
 {
     (void)state;
@@ -307,10 +312,35 @@ static void test_max_connections_admin_open(void **state)
     print_message("  beside a quiet admin connection: answered after %lld ms\n",
                   (long long)(tu_now_ms() - t0));
     assert_int_equal(status, 200);
+    raw_close(quiet);
+
+    /* the admin listener's own bound: ADMIN_MAX kept connections, and the next one waits in the
+     * backlog (no answer while they stay: an old Portico answered it at once) until one closes;
+     * the proxy listener goes on meanwhile */
+    struct raw_conn *kept[ADMIN_MAX];
+    for (int i = 0; i < ADMIN_MAX; i++) {
+        kept[i] = raw_connect(admin, PX_IO_MS);
+        assert_non_null(kept[i]);
+        assert_int_equal(exchange_ok(kept[i], "/healthz"), 200); /* accepted and kept */
+    }
+    struct raw_conn *next = raw_connect(admin, PX_IO_MS); /* the kernel's backlog takes it */
+    assert_non_null(next);
+    assert_int_equal(raw_send_str(next, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"), 0);
+    struct raw_response r;
+    assert_int_not_equal(raw_read_response(next, &r, ADMIN_HELD_MS), 0);
+    raw_response_free(&r);
+    assert_int_equal(exchange_ok(f, "/g"), 200);
+    raw_close(kept[0]);
+    assert_int_equal(raw_read_response(next, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    print_message("  %d admin connections kept, the next one waited for a close\n", ADMIN_MAX);
+    for (int i = 1; i < ADMIN_MAX; i++)
+        raw_close(kept[i]);
+    raw_close(next);
     raw_close(b);
     raw_close(c);
     raw_close(f);
-    raw_close(quiet);
     px_stop(h);
     fake_origin_stop(o);
 }
