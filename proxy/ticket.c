@@ -37,7 +37,7 @@ struct held {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct held ring[TICKET_SLOTS];
-static int current = -1;                  /* the newest key, NULL-like -1 when none */
+static int current = -1;                  /* the slot of the newest key, -1: none */
 
 uint64_t ticket_lifetime_ms(uint64_t rotation_ms)
 {

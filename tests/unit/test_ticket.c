@@ -4,6 +4,7 @@
  * ticket they made has expired (two periods after the last), then they are gone and wiped;
  * never more than three keys; a period shortened by a reload applies at once.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -118,6 +119,43 @@ static void test_period_changes(void **state)
     assert_int_equal(ticket_find(k[1].name, 52000, 10000, &got), TICKET_RENEW);
 }
 
+/* Workers make and read tickets at once: each key a lookup finds is the key that was handed
+ * out under its name, whole (no torn copy), and no more keys are held than the ring has. A
+ * shared clock that moves on by 1 ms a call makes a new key every 50 calls. */
+static uint64_t shared_clock;
+
+static void *hammer(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20000; i++) {
+        uint64_t now = __atomic_add_fetch(&shared_clock, 1, __ATOMIC_RELAXED);
+        struct ticket_key made, found;
+        if (ticket_current(now, 50, &made) != 0)
+            return "no key";
+        now = __atomic_load_n(&shared_clock, __ATOMIC_RELAXED);
+        if (ticket_find(made.name, now, 50, &found) != TICKET_UNKNOWN &&
+            memcmp(&made, &found, sizeof(made)) != 0)
+            return "a key found under its name is not the key made";
+        if (ticket_count() > 4)
+            return "more keys than the ring holds";
+    }
+    return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+    (void)state;
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, hammer, NULL), 0);
+    for (int i = 0; i < 4; i++) {
+        void *why;
+        assert_int_equal(pthread_join(th[i], &why), 0);
+        if (why)
+            fail_msg("%s", (const char *)why);
+    }
+}
+
 /* Wiping drops every key: nothing decrypts after it. */
 static void test_wipe(void **state)
 {
@@ -135,6 +173,7 @@ int main(void)
         cmocka_unit_test_setup(test_lifecycle, reset),
         cmocka_unit_test_setup(test_rotation, reset),
         cmocka_unit_test_setup(test_period_changes, reset),
+        cmocka_unit_test_setup(test_concurrent, reset),
         cmocka_unit_test_setup(test_wipe, reset),
     };
     return cmocka_run_group_tests(tests, NULL, reset);
