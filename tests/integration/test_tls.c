@@ -12,7 +12,8 @@
  * while 1.2 works, a request that arrives in one segment with the client's Finished is
  * answered, and a client that sends garbage instead of a ClientHello is logged, counted and
  * costs nothing else: the next client is served. A TLS client's first request is due
- * client_header_timeout after the accept, over HTTP/1.1 and HTTP/2 alike.
+ * client_header_timeout after the accept, over HTTP/1.1 and HTTP/2 alike. Session tickets
+ * resume across a reload, and across key rotations until they expire (tls_ticket_rotation).
  *
  * Tunnels: a TLS origin's FIN without close_notify reaches the TLS client without one either.
  *
