@@ -34,6 +34,7 @@
 #include "portico/privileges.h"
 #include "portico/route.h"
 #include "portico/status.h"
+#include "portico/ticket.h"
 #include "portico/tls.h"
 #include "portico/util.h"
 
@@ -512,6 +513,7 @@ static int set_defaults(struct cfg_loader *ld)
     cfg->faults.nheader_clients = fault_cidr_list("127.0.0.0/8, ::1", cfg->faults.header_clients,
                                                   FAULT_MAX_LIST, why, sizeof(why));
     cfg->shutdown_timeout_ms = 30000;
+    cfg->tls_ticket_rotation_ms = TICKET_DEFAULT_ROTATION_MS;
     cfg->http2 = true;
     cfg->http2_max_concurrent_streams = 100;
     if (!(cfg->access_log = cfg_copy(ld, "stderr")) || !(cfg->error_log = cfg_copy(ld, "stderr")))
@@ -732,8 +734,10 @@ static void validate_proxy(struct cfg_loader *ld)
         if (files_readable(ld, files, ARRAY_LEN(files)) &&
             !(cfg->server_ssl_ctx = tls_server_ctx(cfg->tls_cert, cfg->tls_key, &e)))
             report_tls_error(ld, &e, files, ARRAY_LEN(files), files[0].line, "tls_cert/tls_key");
-        if (cfg->server_ssl_ctx)
+        if (cfg->server_ssl_ctx) {
             tls_server_http2(cfg->server_ssl_ctx, cfg->http2);
+            ticket_use(cfg->server_ssl_ctx, cfg->tls_ticket_rotation_ms);
+        }
     }
     if (ld->h2c_listen_line && !cfg->http2)
         cfg_report(ld, ld->h2c_listen_line, "a 'listen ... h2c' needs http2 = on");

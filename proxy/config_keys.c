@@ -989,6 +989,9 @@ static const struct cfg_key proxy_keys[] = {
     KEY("resolver", set_host_port, CFG(resolver)),
     KEY("tls_cert", set_path, CFG(tls_cert)),
     KEY("tls_key", set_path, CFG(tls_key)),
+    /* below 100ms no ticket outlives a page load; above a day a stolen key reads days of them */
+    {"tls_ticket_rotation", set_duration, CFG(tls_ticket_rotation_ms), 100, 24 * 3600 * 1000,
+     NULL, 0, false},
     KEY("proxy_status", set_bool, CFG(proxy_status)),
     KEY("splice", set_bool, CFG(splice)),
     KEY("error_page_dir", set_path, CFG(error_page_dir)),

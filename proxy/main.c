@@ -53,6 +53,7 @@
 #include "portico/probe.h"
 #include "portico/recent.h"
 #include "portico/sim.h"
+#include "portico/ticket.h"
 #include "portico/util.h"
 #include "portico/watchdog.h"
 #include "portico/worker.h"
@@ -603,6 +604,7 @@ static void finish(struct process *p)
     }
     generation_free(p->gen);
     p->gen = NULL;
+    ticket_wipe_all(); /* the contexts that used the keys are gone */
     sim_stop();
     release_pid_file(p);
     addr_locks_free(p->locks);

@@ -163,7 +163,8 @@ void *tls_server_ctx(const char *cert_file, const char *key_file, struct tls_err
     /* Resumption by session tickets only, as nginx's default: OpenSSL's internal cache kept
      * every TLS 1.2 session (~1.1 KB each, up to 20,480, behind a lock all workers share) for
      * a resumption by session ID that ticketless clients alone need. The server still says
-     * sessions may be resumed, which some clients need to hear. */
+     * sessions may be resumed, which some clients need to hear. The ticket keys are the
+     * process's (ticket.c, set by ticket_use), not this context's: they outlive a reload. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL_STORE |
                                             SSL_SESS_CACHE_NO_AUTO_CLEAR);
     if (use_cert_and_key(ctx, cert_file, key_file, err) != 0)

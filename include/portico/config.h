@@ -189,6 +189,7 @@ struct config {
     char *tls_cert;
     char *tls_key;
     void *server_ssl_ctx;                  /* SSL_CTX * for `listen ... tls` */
+    uint64_t tls_ticket_rotation_ms;       /* a new session ticket key this often (ticket.h) */
     bool proxy_status;                     /* Proxy-Status on proxied responses too */
     bool splice;                           /* large plain-TCP bodies go through splice(2) */
     char *error_page_dir;

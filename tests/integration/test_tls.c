@@ -12,7 +12,8 @@
  * while 1.2 works, a request that arrives in one segment with the client's Finished is
  * answered, and a client that sends garbage instead of a ClientHello is logged, counted and
  * costs nothing else: the next client is served. A TLS client's first request is due
- * client_header_timeout after the accept, over HTTP/1.1 and HTTP/2 alike.
+ * client_header_timeout after the accept, over HTTP/1.1 and HTTP/2 alike. Session tickets
+ * resume across a reload, and across key rotations until they expire (tls_ticket_rotation).
  *
  * Tunnels: a TLS origin's FIN without close_notify reaches the TLS client without one either.
  *
@@ -1117,6 +1118,152 @@ static void test_termination_resumption_by_ticket_only(void **state)
     }
 }
 
+/* A client context for one TLS version. */
+static SSL_CTX *client_ctx(int version)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+    assert_non_null(ctx);
+    SSL_CTX_set_min_proto_version(ctx, version);
+    SSL_CTX_set_max_proto_version(ctx, version);
+    return ctx;
+}
+
+/* Whether two sessions' tickets were made with the same key (the name that opens a ticket). */
+static bool same_ticket_key(const SSL_SESSION *a, const SSL_SESSION *b)
+{
+    const unsigned char *ta, *tb;
+    size_t la, lb;
+
+    SSL_SESSION_get0_ticket(a, &ta, &la);
+    SSL_SESSION_get0_ticket(b, &tb, &lb);
+    assert_true(la >= 16 && lb >= 16);
+    return memcmp(ta, tb, 16) == 0;
+}
+
+/* A reload keeps every client's ticket good, TLS 1.2 and 1.3: the ticket keys are the
+ * process's, not a configuration generation's. The old code's keys were OpenSSL's own per
+ * SSL_CTX, made anew with each generation: every returning client had a full handshake after
+ * each reload (both rows 0). One reload for both rows. */
+static void test_termination_resumption_across_reload(void **state)
+{
+    (void)state;
+    static const int versions[] = {TLS1_2_VERSION, TLS1_3_VERSION};
+    uint16_t port = harness_port(t.h, "tls");
+    SSL_CTX *ctx[2];
+    SSL_SESSION *sess[2] = {NULL, NULL};
+
+    for (size_t i = 0; i < 2; i++) {
+        ctx[i] = client_ctx(versions[i]);
+        assert_int_equal(resumed_request(ctx[i], port, &sess[i]), 0);
+        assert_non_null(sess[i]);
+    }
+    assert_int_equal(harness_signal(t.h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(t.h, "is live (generation 2", IO_MS), 0);
+    for (size_t i = 0; i < 2; i++) {
+        int reused = resumed_request(ctx[i], port, &sess[i]);
+
+        print_message("  %s after a reload: %s\n", i == 0 ? "TLSv1.2" : "TLSv1.3",
+                      reused == 1 ? "resumed" : "full handshake");
+        assert_int_equal(reused, 1);
+        SSL_SESSION_free(sess[i]);
+        SSL_CTX_free(ctx[i]);
+    }
+}
+
+/* tls_ticket_rotation of the rotation test (tickets valid twice that): 250 ms, or 1 s for a
+ * Portico under valgrind (scripts/valgrind.sh sets PORTICO_TEST_START_MS), whose handshakes
+ * take ~250 ms each: the first four must be done within three periods. */
+static int rotation_ms(void)
+{
+    return getenv("PORTICO_TEST_START_MS") ? 1000 : 250;
+}
+
+/* Waits until tu_now_ms() reaches `at`. The rotation is the server's clock: the passing of a
+ * period is the event waited for, and nothing else tells it. */
+static void wait_until(int64_t at)
+{
+    while (tu_now_ms() < at)
+        poll(NULL, 0, tu_ms_left(at));
+}
+
+/* Ticket keys rotate (tls_ticket_rotation = 250ms, valid 500 ms): a ticket of the previous key
+ * still resumes, and its client gets a new ticket of a new key (TLS 1.2 as 1.3); once every
+ * ticket of a key has expired (three periods after its birth) the key is gone: its tickets
+ * get a full handshake, while a ticket of the next key, tried at the same moment, resumes. Two workers:
+ * the keys are shared. The old code has no such key (portico -t refuses it); with the key
+ * ignored, OpenSSL's one key would renew no TLS 1.2 ticket (the new ticket's key would be the
+ * same) and refuse the old ticket only after 2 hours. The expired rows come ~0.8 s after the
+ * full handshakes, before OpenSSL's own lifetime check (whole seconds: 1 s) would refuse them: a
+ * key kept a period longer resumed them. ~0.85 s: three periods of the clock. */
+static void test_termination_ticket_rotation(void **state)
+{
+    (void)state;
+    static const int versions[] = {TLS1_2_VERSION, TLS1_3_VERSION};
+    const int period = rotation_ms();
+    struct harness *h = harness_new();
+
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:tls}} tls\n"
+                                             "tls_cert = {{certs}}/server.pem\n"
+                                             "tls_key = {{certs}}/server.key\n"
+                                             "tls_ticket_rotation = %dms\nworkers = 2\n"
+                                             "access_log = off\n"
+                                             "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                             period, fake_origin_port(t.o[O_PLAIN])), 0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    uint16_t port = harness_port(h, "tls");
+    SSL_CTX *ctx[2];
+    SSL_SESSION *first[2], *renewed[2];
+    int64_t t0 = tu_now_ms(); /* the first key is born after this */
+
+    for (size_t i = 0; i < 2; i++) {
+        ctx[i] = client_ctx(versions[i]);
+        first[i] = NULL;
+        assert_int_equal(resumed_request(ctx[i], port, &first[i]), 0);
+        renewed[i] = first[i];
+        SSL_SESSION_up_ref(renewed[i]);
+    }
+    int64_t made = tu_now_ms(); /* ... and before this */
+
+    /* one period on, the key is no longer the current one */
+    wait_until(made + period + 20);
+    for (size_t i = 0; i < 2; i++) {
+        int reused = resumed_request(ctx[i], port, &renewed[i]);
+
+        print_message("  %s, previous key: %s, %s ticket key\n", i == 0 ? "TLSv1.2" : "TLSv1.3",
+                      reused == 1 ? "resumed" : "full handshake",
+                      same_ticket_key(first[i], renewed[i]) ? "the same" : "a new");
+        assert_int_equal(reused, 1);
+        assert_false(same_ticket_key(first[i], renewed[i]));
+    }
+    if (tu_now_ms() >= t0 + 3 * period)
+        fail_msg("the resumptions took until %lld ms: the first key may be gone already",
+                 (long long)(tu_now_ms() - t0));
+    /* three periods after the first key's birth it is gone, the next one (born a period later)
+     * kept: TLS 1.3's renewed ticket resumes (first: its session is as old as that ticket and
+     * valid for two periods; a TLS 1.2 session keeps the time of its full handshake through
+     * renewals, and has expired as the first one has) */
+    wait_until(made + 3 * period + 20);
+    int newer = resumed_request(ctx[1], port, &renewed[1]);
+
+    print_message("  TLSv1.3, next key: %s\n", newer == 1 ? "resumed" : "full handshake");
+    assert_int_equal(newer, 1);
+    for (size_t i = 0; i < 2; i++) {
+        int old = resumed_request(ctx[i], port, &first[i]);
+
+        print_message("  %s, expired key: %s\n", i == 0 ? "TLSv1.2" : "TLSv1.3",
+                      old == 1 ? "resumed" : "full handshake");
+        assert_int_equal(old, 0);
+        SSL_SESSION_free(first[i]);
+        SSL_SESSION_free(renewed[i]);
+        SSL_CTX_free(ctx[i]);
+    }
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+}
+
 /* Garbage instead of a ClientHello: the connection is closed, the failure logged and counted,
  * and nothing else changes: the next TLS client is served. */
 static void test_termination_garbage(void **state)
@@ -1654,6 +1801,9 @@ int main(void)
         cmocka_unit_test(test_termination_h2_first_request_from_accept),
         cmocka_unit_test(test_encrypted_key_refused),
         cmocka_unit_test(test_sni_checked),
+        cmocka_unit_test(test_termination_ticket_rotation),
+        /* last: it reloads the Portico the others share */
+        cmocka_unit_test(test_termination_resumption_across_reload),
     };
 
     tu_ignore_sigpipe();

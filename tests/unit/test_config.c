@@ -59,6 +59,7 @@ static void test_defaults(void **state)
     assert_null(cfg->tls_cert);
     assert_null(cfg->tls_key);
     assert_null(cfg->server_ssl_ctx);
+    assert_int_equal(cfg->tls_ticket_rotation_ms, 3600000); /* 1h: tickets valid 2h */
     assert_false(cfg->proxy_status);
     assert_null(cfg->error_page_dir);
     assert_string_equal(cfg->access_log, "stderr");
@@ -189,6 +190,10 @@ static const struct {
     {"tls_cert = certs/c.pem", CFGF(tls_cert), V_STR, 0, "/etc/portico/certs/c.pem"}, /* rel */
     {"tls_key = k.pem", CFGF(tls_key), V_STR, 0, "/etc/portico/k.pem"},        /* relative */
     {"proxy_status = on", CFGF(proxy_status), V_BOOL, 1, NULL}, /* default off */
+    /* session ticket keys (default 1h): a day at most, 100ms at least */
+    {"tls_ticket_rotation = 15m", CFGF(tls_ticket_rotation_ms), V_U64, 900000, NULL},
+    {"tls_ticket_rotation = 24h", CFGF(tls_ticket_rotation_ms), V_U64, 86400000, NULL},
+    {"tls_ticket_rotation = 100ms", CFGF(tls_ticket_rotation_ms), V_U64, 100, NULL},
     /* HTTP/2 (issue 11) */
     {"http2 = off", CFGF(http2), V_BOOL, 0, NULL},                            /* default on */
     {"http2_max_concurrent_streams = 1", CFGF(http2_max_concurrent_streams), V_U64, 1, NULL},
@@ -501,6 +506,12 @@ static const struct {
     {"duration below its minimum",
      "[proxy]\nclient_body_timeout = 0\n" UP,
      {"test.ini:2: client_body_timeout: must be at least 1ms"}},
+    {"tls_ticket_rotation below its minimum",
+     "[proxy]\ntls_ticket_rotation = 50ms\n" UP,
+     {"test.ini:2: tls_ticket_rotation: must be at least 100ms"}},
+    {"tls_ticket_rotation above its maximum: a key that reads days of sessions",
+     "[proxy]\ntls_ticket_rotation = 25h\n" UP,
+     {"test.ini:2: tls_ticket_rotation: must be at most 24h"}},
     {"fail_timeout below its minimum",
      UP "fail_timeout = 0\n",
      {"test.ini:3: fail_timeout: must be at least 1ms"}},
