@@ -765,6 +765,33 @@ static pid_t thread_named(pid_t pid, const char *name)
     return tid;
 }
 
+/* Stops thread tid of pid by ptrace, that thread only: the process and its other threads go
+ * on. opts are PTRACE_SEIZE's. False when no thread can be traced here (Yama, no
+ * CAP_SYS_PTRACE, valgrind): the caller skips. */
+static bool stop_thread(pid_t pid, pid_t tid, long opts)
+{
+    if (px_under_valgrind(pid) || ptrace(PTRACE_SEIZE, tid, NULL, (void *)opts) != 0) {
+        print_message("  cannot trace a thread here (Yama, no CAP_SYS_PTRACE, valgrind)\n");
+        return false;
+    }
+    assert_int_equal(ptrace(PTRACE_INTERRUPT, tid, NULL, NULL), 0);
+    int st = 0;
+    assert_int_equal(waitpid(tid, &st, __WALL), tid);
+    assert_true(WIFSTOPPED(st));
+    return true;
+}
+
+/* The thread of pid named "worker N" (N = id); the test fails without one. */
+static pid_t worker_thread(pid_t pid, int id)
+{
+    char name[32];
+    snprintf(name, sizeof(name), "worker %d\n", id);
+    pid_t tid = thread_named(pid, name);
+    if (!tid)
+        fail_msg("no thread of portico is named \"worker %d\"", id);
+    return tid;
+}
+
 /* A worker whose loop stands (its thread stopped by ptrace, that thread only: the process and
  * its other worker go on) stops the pings: an error line names it and how long its loop has
  * not turned, STATUS= says it, and no WATCHDOG=1 comes for longer than the interval, so systemd
@@ -788,21 +815,13 @@ static void test_systemd_watchdog_stalled_worker(void **state)
     assert_true(tu_contains(msg, "RELOADING=1\n"));
     notify_next_other(fd, msg, sizeof(msg), &pings);
     assert_true(tu_contains(msg, "READY=1\n") && tu_contains(msg, "refused"));
-    pid_t pid = harness_pid(h);
-    pid_t wtid = thread_named(pid, "worker 1\n");
-    if (!wtid)
-        fail_msg("no thread of portico is named \"worker 1\"");
-    if (px_under_valgrind(pid) || ptrace(PTRACE_SEIZE, wtid, NULL, NULL) != 0) {
-        print_message("  cannot trace a thread here (Yama, no CAP_SYS_PTRACE, valgrind)\n");
+    pid_t wtid = worker_thread(harness_pid(h), 1);
+    if (!stop_thread(harness_pid(h), wtid, 0)) {
         harness_free(h);
         close(fd);
         fake_origin_stop(o);
         skip();
     }
-    assert_int_equal(ptrace(PTRACE_INTERRUPT, wtid, NULL, NULL), 0);
-    int st = 0;
-    assert_int_equal(waitpid(wtid, &st, __WALL), wtid);
-    assert_true(WIFSTOPPED(st));
     int64_t stopped = tu_now_ms();
 
     assert_int_equal(harness_wait_log(h, "watchdog: worker 1 (generation 1) has not turned its "
@@ -940,23 +959,14 @@ static void test_systemd_watchdog_worker_ends(void **state)
     assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
     assert_int_equal(fake_origin_wait_requests(o, requests + 1, IO_MS), 0);
     pid_t pid = harness_pid(h);
-    pid_t wtid = thread_named(pid, "worker 1\n"); /* of generation 1: the only one yet */
-    pid_t draining = thread_named(pid, "worker 0\n");
-    if (!wtid || !draining)
-        fail_msg("no thread of portico is named \"worker 1\" or \"worker 0\"");
-    if (px_under_valgrind(pid) ||
-        ptrace(PTRACE_SEIZE, wtid, NULL, (void *)PTRACE_O_TRACESYSGOOD) != 0) {
-        print_message("  cannot trace a thread here (Yama, no CAP_SYS_PTRACE, valgrind)\n");
+    pid_t draining = worker_thread(pid, 0), wtid = worker_thread(pid, 1); /* generation 1's */
+    if (!stop_thread(pid, wtid, PTRACE_O_TRACESYSGOOD)) {
         raw_close(busy);
         harness_free(h);
         close(fd);
         gated_origin_stop(o);
         skip();
     }
-    assert_int_equal(ptrace(PTRACE_INTERRUPT, wtid, NULL, NULL), 0);
-    int st = 0;
-    assert_int_equal(waitpid(wtid, &st, __WALL), wtid);
-    assert_true(WIFSTOPPED(st));
     assert_int_equal(hold_at_epoll_wait(wtid), 0);
     /* stood past a beat: its beat is due when it turns again */
     assert_int_equal(harness_wait_log(h, "watchdog: worker 1 (generation 1) has not turned its "
@@ -978,9 +988,7 @@ static void test_systemd_watchdog_worker_ends(void **state)
 
     /* That draining worker stands: a reload meanwhile says READY=1 and which generation serves,
      * and then the stall again (it said "serving" until the stall ended, with no ping) */
-    assert_int_equal(ptrace(PTRACE_SEIZE, draining, NULL, NULL), 0);
-    assert_int_equal(ptrace(PTRACE_INTERRUPT, draining, NULL, NULL), 0);
-    assert_int_equal(waitpid(draining, &st, __WALL), draining);
+    assert_true(stop_thread(pid, draining, 0));
     assert_int_equal(harness_wait_log(h, "watchdog: worker 0 (generation 1) has not turned its "
                                          "event loop for ", IO_MS), 0);
     notify_next_other(fd, msg, sizeof(msg), &pings);
