@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# tsan-stress.sh — the ThreadSanitizer build's threads all busy at once, for a bounded time:
+# load through the workers (wrk, or a curl loop), /metrics and /status scraped, fault rules
+# added, changed and deleted through the admin API, and SIGHUP reloads, all together. Not part
+# of `make test`; see README's Tests.
+#
+#   make -j2 BUILD=build/tsan SAN=thread build/tsan/portico
+#   scripts/tsan-stress.sh [build/tsan/portico]
+#
+# Environment: STRESS_SECONDS (default 20), STRESS_WORKERS (default 3), STRESS_PORT (the proxy's
+# port; the admin's is the next, default 18700), TMPDIR. The origin is the built-in simulator
+# (its own thread, on a port of the kernel's on 127.0.0.1). TSan's reports go to
+# $DIR/tsan.PID (TSAN_OPTIONS log_path, with tests/tsan.supp); the script prints their
+# summaries and exits 1 when there is one.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PORTICO=${1:-$ROOT/build/tsan/portico}
+SECS=${STRESS_SECONDS:-20}
+WORKERS=${STRESS_WORKERS:-3}
+PORT=${STRESS_PORT:-18700}
+ADMIN=$((PORT + 1))
+[ -x "$PORTICO" ] || { echo "tsan-stress: $PORTICO not built" >&2; exit 2; }
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/tsan-stress.XXXXXX")
+URL=http://127.0.0.1:$PORT
+AURL=http://127.0.0.1:$ADMIN
+
+# Two configurations a reload alternates between: worker count and a rule differ.
+write_conf() { # write_conf FILE WORKERS PROBABILITY
+    cat >"$1" <<EOF
+[proxy]
+listen = 127.0.0.1:$PORT
+workers = $2
+admin_listen = 127.0.0.1:$ADMIN
+access_log = $DIR/access.log
+error_log = $DIR/error.log
+shutdown_timeout = 2s
+[upstream sim]
+origin = sim
+[route sim]
+prefix = /
+upstream = sim
+[faults]
+header_control = on
+[fault ini-flaky]
+prefix = /status/200
+probability = $3
+status = 503
+EOF
+}
+write_conf "$DIR/a.ini" "$WORKERS" 0.1
+write_conf "$DIR/b.ini" $((WORKERS > 2 ? WORKERS - 1 : WORKERS + 1)) 0.3
+cp "$DIR/a.ini" "$DIR/portico.ini"
+
+export TSAN_OPTIONS="log_path=$DIR/tsan suppressions=$ROOT/tests/tsan.supp history_size=4 ${TSAN_OPTIONS:-}"
+"$PORTICO" -c "$DIR/portico.ini" >"$DIR/stdout.log" 2>"$DIR/stderr.log" &
+PID=$!
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    kill "$PID" 2>/dev/null || true
+}
+trap cleanup EXIT
+for _ in $(seq 100); do # up to 10 s: TSan's start is slow
+    curl -s -o /dev/null -m 1 "$AURL/healthz" && break
+    sleep 0.1
+done
+curl -sf -o /dev/null -m 2 "$AURL/healthz" || { echo "tsan-stress: Portico did not start" >&2;
+                                                cat "$DIR/stderr.log" >&2; exit 2; }
+END=$(($(date +%s) + SECS))
+alive() { [ "$(date +%s)" -lt "$END" ]; }
+
+# Load: wrk when installed, else curl; bounded by the clock and a count.
+if command -v wrk >/dev/null; then
+    wrk -t2 -c16 -d"${SECS}s" "$URL/status/200" >"$DIR/wrk.log" 2>&1 &
+    PIDS+=($!)
+fi
+# Each loop's stdout is dropped (curl's -o names the first URL's output only) and its count of
+# rounds is left in a file, for the summary.
+(n=0; while alive && [ $n -lt 5000 ]; do
+     curl -s -m 5 "$URL/status/200" "$URL/bytes/20000" "$URL/reset" "$URL/close" \
+          -H 'Portico-Fault: probability=0.5; status=429' || true
+     n=$((n + 4)); echo $n >"$DIR/n.curl"; done) >/dev/null &
+PIDS+=($!)
+# Scrapes of /metrics and /status.
+(n=0; while alive && [ $n -lt 2000 ]; do
+     curl -s -m 5 "$AURL/metrics" "$AURL/status" "$AURL/faults" || true
+     n=$((n + 1)); echo $n >"$DIR/n.scrapes"; done) >/dev/null &
+PIDS+=($!)
+# Fault rules: added, changed, deleted.
+(n=0; while alive && [ $n -lt 2000 ]; do
+     curl -s -o /dev/null -m 5 -d name=rt$((n % 3)) -d prefix=/bytes -d status=502 \
+          -d probability=0.5 "$AURL/faults" || true
+     curl -s -o /dev/null -m 5 -d enabled=$((n % 2)) -d probability=0.$((n % 10)) \
+          "$AURL/faults/ini-flaky" || true
+     curl -s -o /dev/null -m 5 -d enabled=1 -d for=1s "$AURL/faults/rt$((n % 3))" || true
+     curl -s -o /dev/null -m 5 -X DELETE "$AURL/faults/rt$(((n + 1) % 3))" || true
+     n=$((n + 1)); echo $n >"$DIR/n.faults"; done) >/dev/null &
+PIDS+=($!)
+# Reloads: a SIGHUP every 1.5 s, alternating the two files.
+reloads=0
+while alive; do
+    sleep 1.5
+    if [ $((reloads % 2)) -eq 0 ]; then cp "$DIR/b.ini" "$DIR/portico.ini"
+    else cp "$DIR/a.ini" "$DIR/portico.ini"; fi
+    kill -HUP "$PID"
+    reloads=$((reloads + 1))
+done
+for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+PIDS=()
+kill -TERM "$PID"
+rc=0
+wait "$PID" || rc=$?
+trap - EXIT
+
+requests=$(wc -l <"$DIR/access.log")
+echo "tsan-stress: $reloads reloads, $requests requests logged, $(cat "$DIR/n.scrapes" 2>/dev/null \
+     || echo 0) scrapes of /metrics+/status+/faults, $(cat "$DIR/n.faults" 2>/dev/null || echo 0) \
+rounds of 4 fault-rule changes, exit $rc; run in $DIR"
+[ -f "$DIR/wrk.log" ] && grep -E 'requests in|Non-2xx' "$DIR/wrk.log" | sed 's/^/  wrk: /'
+if ls "$DIR"/tsan.* >/dev/null 2>&1; then
+    grep -h '^SUMMARY' "$DIR"/tsan.* | sort | uniq -c | sort -rn
+    echo "tsan-stress: ThreadSanitizer reports in $DIR/tsan.*"
+    exit 1
+fi
+echo "tsan-stress: no ThreadSanitizer report"
