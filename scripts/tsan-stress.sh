@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tsan-stress.sh — the ThreadSanitizer build's threads all busy at once, for a bounded time:
 # load through the workers (wrk, or a curl loop), /metrics and /status scraped, fault rules
-# added, changed and deleted through the admin API, and SIGHUP reloads, all together. Not part
-# of `make test`; see README's Tests.
+# added, changed and deleted through the admin API, SIGHUP reloads and SIGUSR1 log reopens, and
+# systemd's watchdog on (a notify socket of the script's), all together. Not part of
+# `make test`; see README's Tests.
 #
 #   make -j2 BUILD=build/tsan SAN=thread build/tsan/portico
 #   scripts/tsan-stress.sh [build/tsan/portico]
@@ -52,10 +53,29 @@ write_conf "$DIR/a.ini" "$WORKERS" 0.1
 write_conf "$DIR/b.ini" $((WORKERS > 2 ? WORKERS - 1 : WORKERS + 1)) 0.3
 cp "$DIR/a.ini" "$DIR/portico.ini"
 
+# systemd's watchdog, so that the workers stamp their beats and the main thread reads them
+# (watchdog.h): a notify socket that counts the WATCHDOG=1 it gets, for a bounded time.
+python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(0.5)
+end, n = time.time() + float(sys.argv[2]), 0
+while time.time() < end:
+    try:
+        n += s.recv(4096).count(b"WATCHDOG=1")
+    except socket.timeout:
+        pass
+    open(sys.argv[3], "w").write(str(n))
+' "$DIR/notify" $((SECS + 30)) "$DIR/n.watchdog" &
+NOTIFY=$!
+for _ in $(seq 50); do [ -S "$DIR/notify" ] && break; sleep 0.1; done
+
 export TSAN_OPTIONS="log_path=$DIR/tsan suppressions=$ROOT/tests/tsan.supp history_size=4 ${TSAN_OPTIONS:-}"
-"$PORTICO" -c "$DIR/portico.ini" >"$DIR/stdout.log" 2>"$DIR/stderr.log" &
+NOTIFY_SOCKET=$DIR/notify WATCHDOG_USEC=1000000 \
+    "$PORTICO" -c "$DIR/portico.ini" >"$DIR/stdout.log" 2>"$DIR/stderr.log" &
 PID=$!
-PIDS=()
+PIDS=($NOTIFY)
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     kill "$PID" 2>/dev/null || true
@@ -97,26 +117,30 @@ PIDS+=($!)
      curl -s -o /dev/null -m 5 -X DELETE "$AURL/faults/rt$(((n + 1) % 3))" || true
      n=$((n + 1)); echo $n >"$DIR/n.faults"; done) >/dev/null &
 PIDS+=($!)
-# Reloads: a SIGHUP every 1.5 s, alternating the two files.
+# Reloads: a SIGHUP every 1.5 s, alternating the two files, a SIGUSR1 (logs reopened) between.
 reloads=0
 while alive; do
-    sleep 1.5
+    sleep 0.75
+    kill -USR1 "$PID"
+    sleep 0.75
     if [ $((reloads % 2)) -eq 0 ]; then cp "$DIR/b.ini" "$DIR/portico.ini"
     else cp "$DIR/a.ini" "$DIR/portico.ini"; fi
     kill -HUP "$PID"
     reloads=$((reloads + 1))
 done
-for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-PIDS=()
+for p in "${PIDS[@]:1}"; do wait "$p" 2>/dev/null || true; done
 kill -TERM "$PID"
 rc=0
 wait "$PID" || rc=$?
+kill "$NOTIFY" 2>/dev/null || true
+PIDS=()
 trap - EXIT
 
 requests=$(wc -l <"$DIR/access.log")
 echo "tsan-stress: $reloads reloads, $requests requests logged, $(cat "$DIR/n.scrapes" 2>/dev/null \
      || echo 0) scrapes of /metrics+/status+/faults, $(cat "$DIR/n.faults" 2>/dev/null || echo 0) \
-rounds of 4 fault-rule changes, exit $rc; run in $DIR"
+rounds of 4 fault-rule changes, $(cat "$DIR/n.watchdog" 2>/dev/null || echo 0) WATCHDOG=1, exit $rc; \
+run in $DIR"
 [ -f "$DIR/wrk.log" ] && grep -E 'requests in|Non-2xx' "$DIR/wrk.log" | sed 's/^/  wrk: /'
 if ls "$DIR"/tsan.* >/dev/null 2>&1; then
     grep -h '^SUMMARY' "$DIR"/tsan.* | sort | uniq -c | sort -rn
