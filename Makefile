@@ -5,6 +5,8 @@
 #                   tests again under ASan+UBSan, then every fuzz target for a few seconds
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 60) each
 #   make valgrind   one integration test (VALGRIND_TEST) with Portico under valgrind memcheck
+#   make tsan       the ThreadSanitizer build (SAN=thread, build/tsan), then the tests that run
+#                   Portico's threads together and scripts/tsan-stress.sh; not part of make test
 #   make bench      benchmark against nginx and HAProxy on loopback (see scripts/bench.sh)
 #   make soak       10 minutes of mixed, misbehaving traffic and reloads, then leak and log
 #                   checks (SOAK_SECONDS to change; see scripts/soak.sh); not part of make test
@@ -13,8 +15,7 @@
 #   make uninstall  remove what install put there (the configuration in SYSCONFDIR stays)
 #
 # Variables: BUILD (output dir, default build), SAN=1 (ASan+UBSan build), SAN=thread
-# (ThreadSanitizer build, by hand, not part of make test: `make tests BUILD=build/tsan SAN=thread`,
-# run with TSAN_OPTIONS=suppressions=tests/tsan.supp, see README's Tests), CC.
+# (ThreadSanitizer build, as make tsan does: BUILD=build/tsan SAN=thread), CC.
 
 BUILD    ?= build
 SAN      ?=
@@ -73,7 +74,7 @@ SYSCONFDIR  ?= /etc
 INSTALL     ?= install
 
 .PHONY: all run test check check-unit check-integration deps fuzz fuzz-build fuzz-bins fuzz-smoke \
-        valgrind bench soak clean tests install uninstall
+        valgrind tsan bench soak clean tests install uninstall
 all: $(BUILD)/portico
 
 deps:
@@ -176,6 +177,16 @@ valgrind: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BUILD)/portico \
 	    $(BUILD)/tests/integration/$(VALGRIND_TEST)
 	@./scripts/valgrind.sh $(BUILD) $(BUILD)/tests/integration/$(VALGRIND_TEST)
+
+# ---- ThreadSanitizer ----
+# By hand, not part of make test (5-15x slower): the unit and integration tests that run
+# Portico's threads together (TSAN_UNIT, TSAN_TESTS in scripts/tsan.sh pick others), one at a
+# time, then 20 s of load, scrapes, fault-rule changes, reloads and log reopens at once
+# (scripts/tsan-stress.sh). Any report fails it; tests/tsan.supp says why each suppression is
+# not a race in Portico.
+tsan: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) tests BUILD=build/tsan SAN=thread
+	@./scripts/tsan.sh build/tsan
 
 bench:
 	@./scripts/deps.sh bench
