@@ -71,7 +71,8 @@ while time.time() < end:
 NOTIFY=$!
 for _ in $(seq 50); do [ -S "$DIR/notify" ] && break; sleep 0.1; done
 
-export TSAN_OPTIONS="log_path=$DIR/tsan suppressions=$ROOT/tests/tsan.supp history_size=4 ${TSAN_OPTIONS:-}"
+supp=$ROOT/tests/tsan.supp
+export TSAN_OPTIONS="log_path=$DIR/tsan suppressions=$supp history_size=4 ${TSAN_OPTIONS:-}"
 NOTIFY_SOCKET=$DIR/notify WATCHDOG_USEC=1000000 \
     "$PORTICO" -c "$DIR/portico.ini" >"$DIR/stdout.log" 2>"$DIR/stderr.log" &
 PID=$!
@@ -137,10 +138,10 @@ PIDS=()
 trap - EXIT
 
 requests=$(wc -l <"$DIR/access.log")
-echo "tsan-stress: $reloads reloads, $requests requests logged, $(cat "$DIR/n.scrapes" 2>/dev/null \
-     || echo 0) scrapes of /metrics+/status+/faults, $(cat "$DIR/n.faults" 2>/dev/null || echo 0) \
-rounds of 4 fault-rule changes, $(cat "$DIR/n.watchdog" 2>/dev/null || echo 0) WATCHDOG=1, exit $rc; \
-run in $DIR"
+count() { cat "$DIR/n.$1" 2>/dev/null || echo 0; }
+echo "tsan-stress: $reloads reloads, $requests requests logged, $(count scrapes) scrapes of" \
+     "/metrics+/status+/faults, $(count faults) rounds of 4 fault-rule changes," \
+     "$(count watchdog) WATCHDOG=1, exit $rc; run in $DIR"
 [ -f "$DIR/wrk.log" ] && grep -E 'requests in|Non-2xx' "$DIR/wrk.log" | sed 's/^/  wrk: /'
 if ls "$DIR"/tsan.* >/dev/null 2>&1; then
     grep -h '^SUMMARY' "$DIR"/tsan.* | sort | uniq -c | sort -rn
