@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # tsan-stress.sh — the ThreadSanitizer build's threads all busy at once, for a bounded time:
 # load through the workers (wrk, or a curl loop), /metrics and /status scraped, fault rules
-# added, changed and deleted through the admin API, SIGHUP reloads and SIGUSR1 log reopens, and
-# systemd's watchdog on (a notify socket of the script's), all together. Not part of
-# `make test`; see README's Tests.
+# added, changed and deleted through the admin API, TLS connections resuming sessions
+# (tickets), SIGHUP reloads and SIGUSR1 log reopens, and systemd's watchdog on (a notify socket
+# of the script's), all together. Not part of `make test`; see README's Tests (`make tsan`).
 #
 #   make -j2 BUILD=build/tsan SAN=thread build/tsan/portico
 #   scripts/tsan-stress.sh [build/tsan/portico]
 #
 # Environment: STRESS_SECONDS (default 20), STRESS_WORKERS (default 3), STRESS_PORT (the proxy's
-# port; the admin's is the next, default 18700), TMPDIR. The origin is the built-in simulator
-# (its own thread, on a port of the kernel's on 127.0.0.1). TSan's reports go to
-# $DIR/tsan.PID (TSAN_OPTIONS log_path, with tests/tsan.supp); the script prints their
+# port; the admin's is the next, TLS's the one after; default 18700), TMPDIR. The origin is the
+# built-in simulator (its own thread, on a port of the kernel's on 127.0.0.1). TSan's reports go
+# to $DIR/tsan.PID (TSAN_OPTIONS log_path, with tests/tsan.supp); the script prints their
 # summaries and exits 1 when there is one.
 set -euo pipefail
 
@@ -21,16 +21,25 @@ SECS=${STRESS_SECONDS:-20}
 WORKERS=${STRESS_WORKERS:-3}
 PORT=${STRESS_PORT:-18700}
 ADMIN=$((PORT + 1))
+TLS=$((PORT + 2))
 [ -x "$PORTICO" ] || { echo "tsan-stress: $PORTICO not built" >&2; exit 2; }
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/tsan-stress.XXXXXX")
 URL=http://127.0.0.1:$PORT
 AURL=http://127.0.0.1:$ADMIN
+
+# A self-signed certificate for the TLS listener: its session tickets (one key ring for every
+# generation and worker) are made and read by the workers at once, across the reloads.
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -keyout "$DIR/key.pem" \
+    -out "$DIR/cert.pem" >/dev/null 2>&1 || { echo "tsan-stress: openssl req failed" >&2; exit 2; }
 
 # Two configurations a reload alternates between: worker count and a rule differ.
 write_conf() { # write_conf FILE WORKERS PROBABILITY
     cat >"$1" <<EOF
 [proxy]
 listen = 127.0.0.1:$PORT
+listen = 127.0.0.1:$TLS tls
+tls_cert = $DIR/cert.pem
+tls_key = $DIR/key.pem
 workers = $2
 admin_listen = 127.0.0.1:$ADMIN
 access_log = $DIR/access.log
@@ -103,6 +112,14 @@ fi
           -H 'Portico-Fault: probability=0.5; status=429' || true
      n=$((n + 4)); echo $n >"$DIR/n.curl"; done) >/dev/null &
 PIDS+=($!)
+# TLS: four connections an invocation, the last three resuming the first one's session (its
+# ticket), whichever worker and generation made it.
+(n=0; while alive && [ $n -lt 2000 ]; do
+     curl -sk -m 5 --no-keepalive "https://127.0.0.1:$TLS/status/200" \
+          "https://127.0.0.1:$TLS/bytes/100" "https://127.0.0.1:$TLS/status/204" \
+          "https://127.0.0.1:$TLS/status/200" || true
+     n=$((n + 4)); echo $n >"$DIR/n.tls"; done) >/dev/null &
+PIDS+=($!)
 # Scrapes of /metrics and /status.
 (n=0; while alive && [ $n -lt 2000 ]; do
      curl -s -m 5 "$AURL/metrics" "$AURL/status" "$AURL/faults" || true
@@ -140,7 +157,8 @@ trap - EXIT
 requests=$(wc -l <"$DIR/access.log")
 count() { cat "$DIR/n.$1" 2>/dev/null || echo 0; }
 echo "tsan-stress: $reloads reloads, $requests requests logged, $(count scrapes) scrapes of" \
-     "/metrics+/status+/faults, $(count faults) rounds of 4 fault-rule changes," \
+     "/metrics+/status+/faults, $(count tls) TLS requests, $(count faults) rounds of 4" \
+     "fault-rule changes," \
      "$(count watchdog) WATCHDOG=1, exit $rc; run in $DIR"
 [ -f "$DIR/wrk.log" ] && grep -E 'requests in|Non-2xx' "$DIR/wrk.log" | sed 's/^/  wrk: /'
 if ls "$DIR"/tsan.* >/dev/null 2>&1; then
