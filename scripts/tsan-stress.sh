@@ -112,13 +112,20 @@ fi
           -H 'Portico-Fault: probability=0.5; status=429' || true
      n=$((n + 4)); echo $n >"$DIR/n.curl"; done) >/dev/null &
 PIDS+=($!)
-# TLS: four connections an invocation, the last three resuming the first one's session (its
-# ticket), whichever worker and generation made it.
+# TLS: four connections an invocation (HTTP/1.1, each closed: over h2 curl would multiplex them
+# on one), the last three resuming the session before them by its ticket (curl -v: "SSL
+# re-using session ID"), whichever worker and generation made it; TLS 1.2 and 1.3 in turn.
 (n=0; while alive && [ $n -lt 2000 ]; do
-     curl -sk -m 5 --no-keepalive "https://127.0.0.1:$TLS/status/200" \
-          "https://127.0.0.1:$TLS/bytes/100" "https://127.0.0.1:$TLS/status/204" \
-          "https://127.0.0.1:$TLS/status/200" || true
+     curl -sk -m 5 --http1.1 --tls-max 1.$((2 + n / 4 % 2)) -H 'Connection: close' \
+          "https://127.0.0.1:$TLS/status/200" "https://127.0.0.1:$TLS/bytes/100" \
+          "https://127.0.0.1:$TLS/status/204" "https://127.0.0.1:$TLS/status/200" || true
      n=$((n + 4)); echo $n >"$DIR/n.tls"; done) >/dev/null &
+PIDS+=($!)
+# And HTTP/2 over TLS: the streams of one connection.
+(n=0; while alive && [ $n -lt 2000 ]; do
+     curl -sk -m 5 "https://127.0.0.1:$TLS/status/200" "https://127.0.0.1:$TLS/bytes/30000" \
+          "https://127.0.0.1:$TLS/reset" || true
+     n=$((n + 3)); done) >/dev/null &
 PIDS+=($!)
 # Scrapes of /metrics and /status.
 (n=0; while alive && [ $n -lt 2000 ]; do
