@@ -419,8 +419,9 @@ static long thread_syscall(pid_t pid, const char *tid)
     return nr;
 }
 
-/* The one thread of pid that is not its main thread (a Portico with workers = 1: the worker);
- * 0 if there is not exactly one. */
+/* The one thread of pid named "worker 0" (a Portico with workers = 1: the worker); 0 if there
+ * is not exactly one. By name: a sanitizer may add threads of its own (ThreadSanitizer's
+ * background thread), and counting threads took that one for the worker. */
 static pid_t the_worker(pid_t pid)
 {
     char dir[64];
@@ -428,9 +429,16 @@ static pid_t the_worker(pid_t pid)
     DIR *d = opendir(dir);
     pid_t tid = 0;
     int found = 0;
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
-        if (e->d_name[0] != '.' && atoi(e->d_name) != (int)pid && found++ == 0)
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300]; /* d_name is up to 255 bytes */
+        snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+        char *comm = tu_read_file(path, NULL);
+        if (comm && strcmp(comm, "worker 0\n") == 0 && found++ == 0)
             tid = (pid_t)atoi(e->d_name);
+        free(comm);
+    }
     if (d)
         closedir(d);
     return found == 1 ? tid : 0;
