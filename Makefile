@@ -182,8 +182,8 @@ valgrind: deps
 # By hand, not part of make test (5-15x slower): the unit and integration tests that run
 # Portico's threads together (TSAN_UNIT, TSAN_TESTS in scripts/tsan.sh pick others), one at a
 # time, then 20 s of load, TLS sessions resumed, scrapes, fault-rule changes, reloads, log
-# reopens and systemd's watchdog at once (scripts/tsan-stress.sh). Any report fails it; tests/tsan.supp says why each suppression is
-# not a race in Portico.
+# reopens and systemd's watchdog at once (scripts/tsan-stress.sh). Any report fails it;
+# tests/tsan.supp says why each suppression is not a race in Portico.
 tsan: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) tests BUILD=build/tsan SAN=thread
 	@./scripts/tsan.sh build/tsan

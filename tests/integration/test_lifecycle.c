@@ -904,9 +904,10 @@ static bool pipe_unread(pid_t pid)
     return found;
 }
 
-/* Lets the traced thread tid (stopped, seized with PTRACE_O_TRACESYSGOOD) run on to its next wait for events and stops it as it
- * enters that call, before it looks at its descriptors: whatever becomes ready and whatever timer
- * comes due meanwhile is then found in one turn. 0, or -1 when it did not get there. */
+/* Lets the traced thread tid (stopped, seized with PTRACE_O_TRACESYSGOOD) run on to its next wait
+ * for events and stops it as it enters that call, before it looks at its descriptors: whatever
+ * becomes ready and whatever timer comes due meanwhile is then found in one turn. 0, or -1 when it
+ * did not get there. */
 static int hold_at_epoll_wait(pid_t tid)
 {
     for (int i = 0; i < 64; i++) {
@@ -928,13 +929,14 @@ static int hold_at_epoll_wait(pid_t tid)
     return -1;
 }
 
-/* A reload's previous worker that ends while another of its group drains on no longer counts,
- * even when the turn that ended its loop had its beat due too: worker 1 is held where it would
- * wait for events past a beat (as a busy turn would), and its stop message comes meanwhile; it
- * takes the message first (I/O before timers), has no connection, ends its loop, and then ran
- * the beat, stamping a loop that was over. Once that stamp had aged, the ended worker was reported as standing for as long as its
- * group drained, and the pings stopped: systemd would kill a Portico that serves. Then the
- * draining worker stands, and a reload's READY=1 does not hide it: the stall is said again. */
+/* A reload's previous worker that ends while another of its group drains on no longer counts, even
+ * when the turn that ended its loop had its beat due too: worker 1 is held where it would wait for
+ * events past a beat (as a busy turn would), and its stop message comes meanwhile; it takes the
+ * message first (I/O before timers), has no connection, ends its loop, and then ran the beat,
+ * stamping a loop that was over. Once that stamp had aged, the ended worker was reported as
+ * standing for as long as its group drained, and the pings stopped: systemd would kill a Portico
+ * that serves. Then the draining worker stands, and a reload's READY=1 does not hide it: the stall
+ * is said again. */
 static void test_systemd_watchdog_worker_ends(void **state)
 {
     (void)state;

@@ -1272,17 +1272,17 @@ done:
 }
 
 /* Ticket keys rotate (tls_ticket_rotation = 250ms, valid 500 ms): a ticket of the previous key
- * still resumes, and its client gets a new ticket of a new key (TLS 1.2 as 1.3); once every
- * ticket of a key has expired (three periods after its birth) the key is gone: its tickets
- * get a full handshake, while a ticket of the next key, tried at the same moment, resumes. Two workers:
- * the keys are shared. The old code has no such key (portico -t refuses it); with the key
- * ignored, OpenSSL's one key would renew no TLS 1.2 ticket (the new ticket's key would be the
- * same) and refuse the old ticket only after 2 hours. The expired rows come ~0.8 s after the
- * full handshakes, before OpenSSL's own lifetime check (whole seconds: 1 s) would refuse them: a
- * key kept a period longer resumed them. ~0.85 s: three periods of the clock. A host too slow
- * for the period (8 of 8 ASan runs at once on 2 cores: the first four handshakes took 830 to
- * 1030 ms, the first key gone before its ticket was renewed) gets a round at twice the period,
- * twice at most; a round cut short says nothing either way. */
+ * still resumes, and its client gets a new ticket of a new key (TLS 1.2 as 1.3); once every ticket
+ * of a key has expired (three periods after its birth) the key is gone: its tickets get a full
+ * handshake, while a ticket of the next key, tried at the same moment, resumes. Two workers: the
+ * keys are shared. The old code has no such key (portico -t refuses it); with the key ignored,
+ * OpenSSL's one key would renew no TLS 1.2 ticket (the new ticket's key would be the same) and
+ * refuse the old ticket only after 2 hours. The expired rows come ~0.8 s after the full handshakes,
+ * before OpenSSL's own lifetime check (whole seconds: 1 s) would refuse them: a key kept a period
+ * longer resumed them. ~0.85 s: three periods of the clock. A host too slow for the period (8 of 8
+ * ASan runs at once on 2 cores: the first four handshakes took 830 to 1030 ms, the first key gone
+ * before its ticket was renewed) gets a round at twice the period, twice at most; a round cut short
+ * says nothing either way. */
 static void test_termination_ticket_rotation(void **state)
 {
     (void)state;
