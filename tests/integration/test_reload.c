@@ -82,16 +82,24 @@ static int get_status(struct harness *h, const char *path)
     return port_status(harness_port(h, "listen"), path);
 }
 
+/* Starts Portico with write_config's file (profile, extra) in front of a new origin, put in *o. */
+static struct harness *start_profile(const char *profile, const char *extra, struct fake_origin **o)
+{
+    *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(*o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(write_config(h, profile, fake_origin_port(*o), extra), 0);
+    assert_int_equal(harness_start(h), 0);
+    return h;
+}
+
 /* A valid new file takes effect: the refused origin's status follows the new profile. */
 static void test_reload_applies(void **state)
 {
     (void)state;
-    struct fake_origin *slow = fake_origin_start_kind(FO_OK);
-    assert_non_null(slow);
-    struct harness *h = harness_new();
-    assert_non_null(h);
-    assert_int_equal(write_config(h, "standard", fake_origin_port(slow), ""), 0);
-    assert_int_equal(harness_start(h), 0);
+    struct fake_origin *slow;
+    struct harness *h = start_profile("standard", "", &slow);
     assert_int_equal(get_status(h, "/"), 502);
 
     assert_int_equal(write_config(h, "cloudflare", fake_origin_port(slow), ""), 0);
@@ -132,12 +140,8 @@ static bool wait_rss_above(pid_t pid, long kb)
 static void test_reload_hands_back_worker_memory(void **state)
 {
     (void)state;
-    struct fake_origin *slow = fake_origin_start_kind(FO_OK);
-    assert_non_null(slow);
-    struct harness *h = harness_new();
-    assert_non_null(h);
-    assert_int_equal(write_config(h, "standard", fake_origin_port(slow), ""), 0);
-    assert_int_equal(harness_start(h), 0);
+    struct fake_origin *slow;
+    struct harness *h = start_profile("standard", "", &slow);
     pid_t pid = harness_pid(h);
     bool own = px_rss_is_portico(pid);
     assert_int_equal(get_status(h, "/"), 502);
@@ -219,12 +223,8 @@ static void *churn_main(void *arg)
 static void test_reload_rejects_bad_file(void **state)
 {
     (void)state;
-    struct fake_origin *slow = fake_origin_start_kind(FO_OK);
-    assert_non_null(slow);
-    struct harness *h = harness_new();
-    assert_non_null(h);
-    assert_int_equal(write_config(h, "cloudflare", fake_origin_port(slow), ""), 0);
-    assert_int_equal(harness_start(h), 0);
+    struct fake_origin *slow;
+    struct harness *h = start_profile("cloudflare", "", &slow);
     assert_int_equal(get_status(h, "/"), 521);
 
     /* clients keep the workers writing access-log lines to the same stderr (the default) */
@@ -257,12 +257,8 @@ static void test_reload_rejects_bad_file(void **state)
 static void test_reload_config_fifo(void **state)
 {
     (void)state;
-    struct fake_origin *slow = fake_origin_start_kind(FO_OK);
-    assert_non_null(slow);
-    struct harness *h = harness_new();
-    assert_non_null(h);
-    assert_int_equal(write_config(h, "cloudflare", fake_origin_port(slow), ""), 0);
-    assert_int_equal(harness_start(h), 0);
+    struct fake_origin *slow;
+    struct harness *h = start_profile("cloudflare", "", &slow);
     assert_int_equal(get_status(h, "/"), 521);
 
     char kept[600];
@@ -286,13 +282,8 @@ static void test_reload_config_fifo(void **state)
 static void test_reload_reports_errors_in_error_log(void **state)
 {
     (void)state;
-    struct fake_origin *slow = fake_origin_start_kind(FO_OK);
-    assert_non_null(slow);
-    struct harness *h = harness_new();
-    assert_non_null(h);
-    assert_int_equal(write_config(h, "cloudflare", fake_origin_port(slow),
-                                  "error_log = {{dir}}/error.log"), 0);
-    assert_int_equal(harness_start(h), 0);
+    struct fake_origin *slow;
+    struct harness *h = start_profile("cloudflare", "error_log = {{dir}}/error.log", &slow);
 
     /* line 6 is the second extra line: an unknown key */
     assert_int_equal(write_config(h, "standard", fake_origin_port(slow),
