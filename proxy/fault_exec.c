@@ -26,7 +26,8 @@
  *                    as when the origin closes mid-body (aborted after the head).
  *   throttle         the quota is refilled every THROTTLE_TICK_MS on a fixed schedule from the
  *                    body's start; while it is spent the origin is not read (back-pressure), so
- *                    nothing is buffered beyond the read limit.
+ *                    nothing is buffered beyond the read limit. read_timeout runs on meanwhile
+ *                    for a rate slower than a byte per read_timeout, as for an origin that slow.
  *
  * The only visible difference is the Portico-Fault response header naming the rule (none with
  * fault_header = off), and the access log's fault field.
@@ -679,7 +680,15 @@ bool fault_exec_body_stop(struct exchange *ex)
      * time of the schedule: a drain of the client's output meanwhile does not push it back) */
     ex->upstream_paused = true;
     sock_read(ex->usock, false);
-    deadline_clear(&ex->phase_timer);
+    /* An origin this slow, a byte less often than read_timeout, is cut by read_timeout: the
+     * wait for the next step runs it, from the last bytes that went, as a real one's silence
+     * would. A faster rate is not cut, however far apart its 100 ms steps: a real origin at
+     * that rate is never silent that long. */
+    uint64_t read_ms = phase_limit_ms(ex->up->timers_ms, PHASE_READ);
+    if (read_ms && f->rule->throttle < 1000 && f->rule->throttle * read_ms < 1000)
+        ex_arm(&ex->phase_timer, read_ms);
+    else
+        deadline_clear(&ex->phase_timer);
     deadline_set(&f->timer, throttle_due(ex, f), event_now_us());
     f->throttled = true;
     return true;

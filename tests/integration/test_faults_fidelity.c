@@ -23,6 +23,7 @@
  *
  * Then a request with a body on a keep-alive connection, real and simulated: the same answer,
  * the connection kept for the next request (with and without Expect: 100-continue).
+ * And a throttle as slow as an origin that read_timeout cuts: cut by it too.
  *
  * Debugging: FIDELITY_ONLY=<case name> runs one case (no /metrics check), FIDELITY_VERBOSE=1
  * prints both responses.
@@ -782,6 +783,95 @@ static void test_pooled_connection(void **state)
     fake_origin_stop(o);
 }
 
+/* ---- a throttle as slow as a stalling origin ---- */
+
+/* An origin whose body comes a byte every 200 ms is cut by a read_timeout of 150 ms: a failure
+ * after the head (failure=read_timeout aborted=after_head). A throttle of 5 bytes a second, the
+ * same pace, went on to the body's end, its read timer stopped while it held the body back: the
+ * rehearsal of a slow origin never met the timer that ends the real one. A rate a real origin
+ * keeps within read_timeout (10 bytes a second: a byte per 100 ms) is not cut, though its steps
+ * are as far apart. Each row: the request, whether it is cut, then (cut) the log line's fields
+ * that must be the real one's. */
+static const struct fo_step drip_slow[] = {
+    FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"), FO_WAIT(200), FO_SEND("x"),
+    FO_HOLD(), FO_END(),
+};
+static const struct fo_step drip_whole[] = {FO_RESPOND(200, NULL, "xyz", FO_LENGTH), FO_END()};
+
+static const struct fo_step *drip_pick(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return strstr(req->head, "/slow ") ? drip_slow : drip_whole;
+}
+
+static void test_throttle_read_timeout(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *path;
+        bool cut;
+    } rows[] = {{"/d/slow", true}, {"/sim-d/x", true}, {"/fast-d/x", false}};
+    struct fake_origin_opts oo = {.kind = FO_SCRIPT, .pick_script = drip_pick};
+    struct fake_origin *o = fake_origin_start(&oo);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+        "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+        "access_log = {{dir}}/access.log\naccess_log_format = text\n"
+        "[upstream d]\norigin = 127.0.0.1:%u\nread_timeout = 150ms\n"
+        "[route d]\nprefix = /d/\nupstream = d\n"
+        "[route sim-d]\nprefix = /sim-d/\nupstream = d\n"
+        "[route fast-d]\nprefix = /fast-d/\nupstream = d\n"
+        "[fault sim-d]\nroute = sim-d\nthrottle = 5\n"
+        "[fault fast-d]\nroute = fast-d\nthrottle = 10\n",
+        fake_origin_port(o)), 0);
+    assert_int_equal(harness_start(h), 0);
+    char ids[ARRAY_SIZE(rows)][48];
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+        struct raw_response r;
+        char req[128];
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nX-Request-Id: drip-%zu\r\n\r\n",
+                 rows[i].path, i);
+        snprintf(ids[i], sizeof(ids[i]), "drip-%zu", i);
+        int64_t t0 = tu_now_ms();
+        assert_int_equal(raw_send_str(c, req), 0);
+        /* the whole body takes 500 ms at 5 bytes/s: a deadline short of it */
+        int rc = raw_read_response(c, &r, 450);
+        int64_t ms = tu_now_ms() - t0;
+        print_message("  %-10s read_timeout = 150ms: %zu of 3 body bytes, %s after %lld ms\n",
+                      rows[i].path, r.body_len, rc == 0 ? "whole" : r.peer_closed ? "cut" : r.error,
+                      (long long)ms);
+        assert_int_equal(r.status, 200);
+        if (rows[i].cut) {
+            assert_int_equal(rc, -1);
+            assert_true(r.truncated);
+            assert_true(r.peer_closed);
+        } else {
+            assert_int_equal(rc, 0);
+            assert_string_equal(r.body, "xyz");
+        }
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    assert_int_equal(harness_stop(h), 0);
+    static const char *const same[] = {"status", "failure", "phase", "limit_ms", "aborted",
+                                       "detail"};
+    char *real = px_log_line_for_id(h, ids[0]);
+    char *sim = px_log_line_for_id(h, ids[1]);
+    char a[256], b[256];
+    assert_string_equal(log_field(real, "failure", a, sizeof(a)), "read_timeout");
+    for (size_t k = 0; k < ARRAY_SIZE(same); k++)
+        if (strcmp(log_field(real, same[k], a, sizeof(a)), log_field(sim, same[k], b, sizeof(b))))
+            fail_msg("throttle: log %s=%s (real) vs %s (simulated)\n%s\n%s", same[k], a, b, real,
+                     sim);
+    free(real);
+    free(sim);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -790,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_request_body_kept_alive),
         cmocka_unit_test(test_http2_elapsed),
         cmocka_unit_test(test_pooled_connection),
+        cmocka_unit_test(test_throttle_read_timeout),
     };
     tu_ignore_sigpipe();
     return cmocka_run_group_tests(tests, world_up, world_down);
