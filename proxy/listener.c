@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "portico/config.h"
 #include "portico/log.h"
 #include "portico/loop.h"
 
@@ -31,6 +32,8 @@ struct listener {
     atomic_bool owns_fd;                   /* closes it; passes to a newer group that shares it */
     bool accept_failing;                   /* accept() failed since it last worked: said once */
     bool held;                             /* at its limit (listener_hold): not accepting */
+    int sndbuf;                            /* SO_SNDBUF set on the socket (by us or a previous
+                                              group), 0: never set, the kernel's autotuning */
     struct event *resume;                  /* re-enables the listener after a failed accept */
 };
 
@@ -129,6 +132,29 @@ void listener_take_over(struct listener *lis)
     lis->inherited = NULL; /* the old group may go: no pointer into it is kept */
 }
 
+/* client_sndbuf, set once on the listening socket: Linux copies SO_SNDBUF (the size and the lock
+ * that stops autotuning) to every socket it accepts, so a connection costs no syscall for it,
+ * TLS and HTTP/2 ones alike, and with 0 nothing is set at all. A socket taken over on a reload
+ * gets the new value; but SO_SNDBUF cannot be undone, so one that had a cap keeps it when the
+ * new value is 0, until a restart opens new sockets (said once per address, by worker 0). */
+static void set_sndbuf(struct listener *lis, const struct listener *from, const struct loop *l,
+                       const char *text)
+{
+    int want = lis->kind == CLIENT_ADMIN ? 0 : (int)l->cfg->client_sndbuf; /* <= 64m */
+    lis->sndbuf = from ? from->sndbuf : 0;
+    if (want == lis->sndbuf)
+        return;
+    if (want == 0) {
+        if (l->id == 0)
+            log_warn("client_sndbuf = 0 takes a restart: the listening socket of %s kept "
+                     "across the reload keeps its cap of %d bytes (SO_SNDBUF cannot be undone)",
+                     text, lis->sndbuf);
+        return;
+    }
+    if (setsockopt(lis->fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want)) == 0)
+        lis->sndbuf = want;
+}
+
 /* The same descriptor as from, not a dup: the old worker's epoll applies its event_del a loop
  * turn late (changelist); on a dup already closed by then, the registration would outlive it. */
 struct listener *listener_open(struct loop *l, struct listener *from, bool tls,
@@ -166,6 +192,7 @@ struct listener *listener_open(struct loop *l, struct listener *from, bool tls,
      * per connection. The kernel still ACKs every second full segment of a large upload. */
     int zero = 0;
     setsockopt(lis->fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero));
+    set_sndbuf(lis, from, l, text);
     memcpy(&lis->addr, sa, salen);
     lis->addrlen = salen;
     return lis;
