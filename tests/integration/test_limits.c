@@ -11,6 +11,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -31,6 +32,7 @@
 
 #include <cmocka.h>
 
+#include "../support/certs.h"
 #include "../support/scrape.h"
 #include "../support/stream_origin.h"
 #include "proxy_helpers.h"
@@ -624,6 +626,114 @@ static void test_slowloris(void **state)
     fake_origin_stop(o);
 }
 
+/* ---- client_sndbuf ---- */
+
+#define SNDBUF_CAP (64 * 1024)
+#define SNDBUF_PLAIN 20            /* HTTP/1.1 clients that never read */
+#define SNDBUF_TLS 2               /* and over TLS, another listener */
+#define SNDBUF_BODY (8 << 20)      /* past the 4 MiB an autotuned send buffer grows to */
+/* The kernel doubles SO_SNDBUF for its bookkeeping, and a write that starts under the limit
+ * may end one 64 KiB loopback segment past it. Autotuned, each queue passes 4 MiB. */
+#define SNDBUF_BOUND (2 * SNDBUF_CAP + 64 * 1024)
+
+/* The send queues of the established TCP sockets whose local port is one of ports: Portico's
+ * side of its client connections, bytes it wrote that the client has not acknowledged (what
+ * the kernel holds for it). From /proc/net/tcp, the tx_queue column. Returns how many. */
+static int send_queues(const uint16_t *ports, int nports, long *q, int max)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    assert_non_null(f);
+    char line[512];
+    int n = 0;
+    if (!fgets(line, sizeof(line), f)) /* the column names */
+        line[0] = '\0';
+    while (fgets(line, sizeof(line), f)) {
+        unsigned lport, state;
+        unsigned long tx;
+        if (sscanf(line, " %*d: %*x:%x %*x:%*x %x %lx:%*x", &lport, &state, &tx) != 3 ||
+            state != 1) /* TCP_ESTABLISHED */
+            continue;
+        for (int i = 0; i < nports; i++)
+            if (lport == ports[i] && n < max)
+                q[n++] = (long)tx;
+    }
+    fclose(f);
+    return n;
+}
+
+/* client_sndbuf caps what each client that stops reading holds in the kernel: 22 clients (20
+ * plain, 2 over TLS) ask for 8 MiB each and read nothing; once their queues stop growing (the
+ * same three reads in a row, bounded), each is over half the cap (they did stall Portico) and
+ * under twice it plus a segment (before, with no such key, each grew to 4 MiB). A client
+ * that reads gets the whole body, byte for byte. */
+static void test_client_sndbuf(void **state)
+{
+    (void)state;
+    char extra[256];
+    snprintf(extra, sizeof(extra),
+             "client_sndbuf = %dk\nlisten = 127.0.0.1:{{port:tls}} tls\n"
+             "tls_cert = {{certs}}/server.pem\ntls_key = {{certs}}/server.key",
+             SNDBUF_CAP / 1024);
+    struct harness *h = px_start(extra, "[upstream u]\norigin = sim\n");
+    uint16_t ports[] = {px_port(h), harness_port(h, "tls")};
+    char req[128];
+    snprintf(req, sizeof(req), "GET /bytes/%d HTTP/1.1\r\nHost: t\r\n\r\n", SNDBUF_BODY);
+    struct raw_conn *c[SNDBUF_PLAIN + SNDBUF_TLS];
+    const struct test_certs *certs = certs_get();
+    assert_non_null(certs);
+    struct raw_tls_opts tls = {.ca_file = certs->ca_cert, .require_valid = true};
+    for (int i = 0; i < SNDBUF_PLAIN + SNDBUF_TLS; i++) {
+        c[i] = i < SNDBUF_PLAIN ? px_connect(h) : raw_connect_tls(ports[1], &tls, PX_IO_MS);
+        assert_non_null(c[i]);
+        assert_int_equal(raw_send_str(c[i], req), 0);
+    }
+
+    enum { N = SNDBUF_PLAIN + SNDBUF_TLS };
+    int64_t t0 = tu_now_ms();
+    long q[N + 1], prev[N + 1] = {0};
+    int n = 0, same = 0;
+    long most = 0, least = 0;
+    for (int64_t end = tu_now_ms() + PX_IO_MS; tu_now_ms() < end && same < 3;) {
+        n = send_queues(ports, 2, q, N + 1);
+        most = 0, least = LONG_MAX;
+        for (int i = 0; i < n; i++) {
+            most = q[i] > most ? q[i] : most;
+            least = q[i] < least ? q[i] : least;
+        }
+        if (most > SNDBUF_BOUND)
+            break; /* past the cap already: no need to wait for the rest */
+        bool settled = n == N && least > 0 && memcmp(q, prev, sizeof(q[0]) * (size_t)n) == 0;
+        same = settled ? same + 1 : 0;
+        memcpy(prev, q, sizeof(q));
+        poll(NULL, 0, 5);
+    }
+    print_message("  %d client sockets, send queues %ld-%ld bytes (cap %d: at most %d), "
+                  "settled in %lld ms\n", n, least, most, SNDBUF_CAP, SNDBUF_BOUND,
+                  (long long)(tu_now_ms() - t0));
+    assert_true(most <= SNDBUF_BOUND);
+    assert_int_equal(n, N);
+    assert_true(least >= SNDBUF_CAP / 2);
+
+    /* a client that reads gets every byte: the sim's 64-byte line, over and over */
+    struct raw_conn *r = px_connect(h);
+    struct raw_response resp;
+    snprintf(req, sizeof(req), "GET /bytes/%d HTTP/1.1\r\nHost: t\r\n\r\n", 1 << 20);
+    assert_int_equal(raw_send_str(r, req), 0);
+    assert_int_equal(raw_read_response(r, &resp, PX_IO_MS), 0);
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(resp.body_len, 1 << 20);
+    static const char line[] = "portico-sim /bytes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH\n";
+    size_t bad = 0;
+    for (size_t i = 0; i < resp.body_len; i++)
+        bad += resp.body[i] != line[i % 64];
+    assert_int_equal(bad, 0);
+    raw_response_free(&resp);
+    raw_close(r);
+    for (int i = 0; i < N; i++)
+        raw_abort(c[i]);
+    px_stop(h);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -635,6 +745,7 @@ int main(void)
         cmocka_unit_test(test_answer_end_not_cut_when_idle),
         cmocka_unit_test(test_keepalive_off),
         cmocka_unit_test(test_slowloris),
+        cmocka_unit_test(test_client_sndbuf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
