@@ -11,7 +11,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <limits.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -637,31 +636,6 @@ static void test_slowloris(void **state)
  * each queue passes 3.5 MiB. */
 #define SNDBUF_BOUND (2 * SNDBUF_CAP + 128 * 1024)
 
-/* The send queues of the established TCP sockets whose local port is one of ports: Portico's
- * side of its client connections, bytes it wrote that the client has not acknowledged (what
- * the kernel holds for it). From /proc/net/tcp, the tx_queue column. Returns how many. */
-static int send_queues(const uint16_t *ports, int nports, long *q, int max)
-{
-    FILE *f = fopen("/proc/net/tcp", "r");
-    assert_non_null(f);
-    char line[512];
-    int n = 0;
-    if (!fgets(line, sizeof(line), f)) /* the column names */
-        line[0] = '\0';
-    while (fgets(line, sizeof(line), f)) {
-        unsigned lport, state;
-        unsigned long tx;
-        if (sscanf(line, " %*d: %*x:%x %*x:%*x %x %lx:%*x", &lport, &state, &tx) != 3 ||
-            state != 1) /* TCP_ESTABLISHED */
-            continue;
-        for (int i = 0; i < nports; i++)
-            if (lport == ports[i] && n < max)
-                q[n++] = (long)tx;
-    }
-    fclose(f);
-    return n;
-}
-
 /* client_sndbuf caps what each client that stops reading holds in the kernel: 22 clients (20
  * plain, 2 over TLS) ask for 8 MiB each and read nothing; once their queues stop growing (the
  * same three reads in a row, bounded), each is over half the cap (they did stall Portico) and
@@ -691,23 +665,8 @@ static void test_client_sndbuf(void **state)
 
     enum { N = SNDBUF_PLAIN + SNDBUF_TLS };
     int64_t t0 = tu_now_ms();
-    long q[N + 1], prev[N + 1] = {0};
-    int n = 0, same = 0;
-    long most = 0, least = 0;
-    for (int64_t end = tu_now_ms() + PX_IO_MS; tu_now_ms() < end && same < 3;) {
-        n = send_queues(ports, 2, q, N + 1);
-        most = 0, least = LONG_MAX;
-        for (int i = 0; i < n; i++) {
-            most = q[i] > most ? q[i] : most;
-            least = q[i] < least ? q[i] : least;
-        }
-        if (most > SNDBUF_BOUND)
-            break; /* past the cap already: no need to wait for the rest */
-        bool settled = n == N && least > 0 && memcmp(q, prev, sizeof(q[0]) * (size_t)n) == 0;
-        same = settled ? same + 1 : 0;
-        memcpy(prev, q, sizeof(q));
-        poll(NULL, 0, 5);
-    }
+    int n;
+    long least, most = px_send_queues_settle(ports, 2, N, SNDBUF_BOUND, &least, &n);
     print_message("  %d client sockets, send queues %ld-%ld bytes (cap %d: at most %d), "
                   "settled in %lld ms\n", n, least, most, SNDBUF_CAP, SNDBUF_BOUND,
                   (long long)(tu_now_ms() - t0));
