@@ -151,8 +151,17 @@ static void set_sndbuf(struct listener *lis, const struct listener *from, const 
                      text, lis->sndbuf);
         return;
     }
-    if (setsockopt(lis->fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want)) == 0)
-        lis->sndbuf = want;
+    if (setsockopt(lis->fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want)) != 0)
+        return;
+    lis->sndbuf = want;
+    /* The kernel takes no more than net.core.wmem_max (212992 bytes by default), silently:
+     * read back (doubled) what it took. */
+    int got = 0;
+    socklen_t len = sizeof(got);
+    if (l->id == 0 && getsockopt(lis->fd, SOL_SOCKET, SO_SNDBUF, &got, &len) == 0 &&
+        got / 2 < want)
+        log_warn("client_sndbuf = %d on %s: the kernel takes %d bytes at most "
+                 "(sysctl net.core.wmem_max)", want, text, got / 2);
 }
 
 /* The same descriptor as from, not a dup: the old worker's epoll applies its event_del a loop

@@ -700,6 +700,26 @@ static void test_client_sndbuf(void **state)
     px_stop(h);
 }
 
+/* A client_sndbuf above net.core.wmem_max, which the kernel cuts down to it without a word, is
+ * said in the error log (on a host whose wmem_max leaves room under the key's 64m). */
+static void test_client_sndbuf_over_wmem_max(void **state)
+{
+    (void)state;
+    char *text = tu_read_file("/proc/sys/net/core/wmem_max", NULL);
+    assert_non_null(text);
+    long max = strtol(text, NULL, 10);
+    free(text);
+    if (max <= 0 || max >= 64L << 20) {
+        print_message("  net.core.wmem_max is %ld: nothing above it to ask for\n", max);
+        skip();
+    }
+    char extra[64];
+    snprintf(extra, sizeof(extra), "client_sndbuf = %ld", max + 4096);
+    struct harness *h = px_start(extra, "[upstream u]\norigin = sim\n");
+    assert_int_equal(harness_wait_log(h, "(sysctl net.core.wmem_max)", PX_IO_MS), 0);
+    px_stop(h);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -712,6 +732,7 @@ int main(void)
         cmocka_unit_test(test_keepalive_off),
         cmocka_unit_test(test_slowloris),
         cmocka_unit_test(test_client_sndbuf),
+        cmocka_unit_test(test_client_sndbuf_over_wmem_max),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
