@@ -254,16 +254,41 @@ static int set_timer(struct cfg_loader *ld, const struct cfg_key *k, void *base,
     return 0;
 }
 
-static int set_size(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+static int size_value(struct cfg_loader *ld, const struct cfg_key *k, const char *value,
+                      uint64_t *v)
 {
-    uint64_t v;
-    if (parse_size(value, &v) != 0) {
+    if (parse_size(value, v) != 0) {
         cfg_report(ld, ld->line, "%s: '%s' is not a size (e.g. 512, 16k, 8m, 1g)", k->name, value);
         return -1;
     }
+    return 0;
+}
+
+static int set_size(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+{
+    uint64_t v;
+    if (size_value(ld, k, value, &v) != 0)
+        return -1;
     if (v < k->min || v > k->max) {
         cfg_report(ld, ld->line, "%s: must be between %llu and %llu bytes", k->name,
                    (unsigned long long)k->min, (unsigned long long)k->max);
+        return -1;
+    }
+    *FIELD(k, base, uint64_t) = v;
+    return 0;
+}
+
+/* A size within the key's bounds, or 0, which leaves it to the kernel (client_sndbuf: below its
+ * minimum the kernel would raise the buffer to a floor of its own, unsaid). */
+static int set_kernel_size(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                           const char *value)
+{
+    uint64_t v;
+    if (size_value(ld, k, value, &v) != 0)
+        return -1;
+    if (v != 0 && (v < k->min || v > k->max)) {
+        cfg_report(ld, ld->line, "%s: must be 0 (the kernel's) or between %llu and %llu bytes",
+                   k->name, (unsigned long long)k->min, (unsigned long long)k->max);
         return -1;
     }
     *FIELD(k, base, uint64_t) = v;
@@ -983,6 +1008,8 @@ static const struct cfg_key proxy_keys[] = {
     NUMBER("max_body_size", set_size, CFG(max_body_size), 0, UINT64_C(1) << 40),
     /* limits (issue 10) */
     NUMBER("max_connections", set_uint, CFG(max_connections), 0, 1000000),
+    /* what a client that does not read can hold of the kernel's memory (listener.c) */
+    NUMBER("client_sndbuf", set_kernel_size, CFG(client_sndbuf), 4096, CFG_MAX_SNDBUF),
     TIMER_LIST(PROXY_TIMER)
     KEY("interim_resets_timer", set_bool, CFG(interim_resets_timer)),
     NAMED("error_profile", set_enum, CFG(profile), profile_names),

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "portico/config.h"
 #include "portico/log.h"
 #include "portico/loop.h"
 
@@ -31,6 +32,10 @@ struct listener {
     atomic_bool owns_fd;                   /* closes it; passes to a newer group that shares it */
     bool accept_failing;                   /* accept() failed since it last worked: said once */
     bool held;                             /* at its limit (listener_hold): not accepting */
+    int sndbuf;                            /* SO_SNDBUF set on the socket (by us or a previous
+                                              group), 0: never set, the kernel's autotuning */
+    const char *text;                      /* the address as configured, for messages (the
+                                              config's: it outlives us) */
     struct event *resume;                  /* re-enables the listener after a failed accept */
 };
 
@@ -120,13 +125,48 @@ bool listener_is_on(const struct listener *lis, const struct sockaddr *sa, sockl
     return lis->addrlen == salen && memcmp(&lis->addr, sa, salen) == 0;
 }
 
+/* client_sndbuf, set once on the listening socket: Linux copies SO_SNDBUF (the size and the lock
+ * that stops autotuning) to every socket it accepts, so a connection costs no syscall for it,
+ * TLS and HTTP/2 ones alike, and with 0 nothing is set at all. A socket kept across a reload
+ * gets the new value once the new group has started (a reload that fails leaves the old
+ * group's sockets as they were); but SO_SNDBUF cannot be undone, so one that had a cap keeps it
+ * when the new value is 0, until a restart opens new sockets (said once per address, by worker
+ * 0). */
+static void set_sndbuf(struct listener *lis)
+{
+    const struct loop *l = lis->loop;
+    int want = lis->kind == CLIENT_ADMIN ? 0 : (int)l->cfg->client_sndbuf; /* <= 64m */
+    if (want == lis->sndbuf)
+        return;
+    if (want == 0) {
+        if (l->id == 0)
+            log_warn("client_sndbuf = 0 takes a restart: the listening socket of %s kept "
+                     "across the reload keeps its cap of %d bytes (SO_SNDBUF cannot be undone)",
+                     lis->text, lis->sndbuf);
+        return;
+    }
+    if (setsockopt(lis->fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want)) != 0)
+        return;
+    lis->sndbuf = want;
+    /* The kernel takes no more than net.core.wmem_max (212992 bytes by default), silently:
+     * read back (doubled) what it took. */
+    int got = 0;
+    socklen_t len = sizeof(got);
+    if (l->id == 0 && getsockopt(lis->fd, SOL_SOCKET, SO_SNDBUF, &got, &len) == 0 &&
+        got / 2 < want)
+        log_warn("client_sndbuf = %d on %s: the kernel takes %d bytes at most "
+                 "(sysctl net.core.wmem_max)", want, lis->text, got / 2);
+}
+
 void listener_take_over(struct listener *lis)
 {
     if (!lis->inherited)
         return;
     atomic_store(&lis->inherited->owns_fd, false);
     atomic_store(&lis->owns_fd, true);
+    lis->sndbuf = lis->inherited->sndbuf;
     lis->inherited = NULL; /* the old group may go: no pointer into it is kept */
+    set_sndbuf(lis);
 }
 
 /* The same descriptor as from, not a dup: the old worker's epoll applies its event_del a loop
@@ -166,6 +206,9 @@ struct listener *listener_open(struct loop *l, struct listener *from, bool tls,
      * per connection. The kernel still ACKs every second full segment of a large upload. */
     int zero = 0;
     setsockopt(lis->fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero));
+    lis->text = text;
+    if (!from) /* a kept socket takes its client_sndbuf when the group starts */
+        set_sndbuf(lis);
     memcpy(&lis->addr, sa, salen);
     lis->addrlen = salen;
     return lis;

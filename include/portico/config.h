@@ -31,6 +31,7 @@
 #define CFG_NAME_MAX 256  /* bytes of a section header's text, so of an [upstream]/[route] name,
                            * NUL included */
 #define CFG_ORIGIN_TEXT_MAX 300 /* bytes of an origin's "host:port", NUL included */
+#define CFG_MAX_SNDBUF (UINT64_C(64) << 20) /* client_sndbuf: 64m (the kernel takes up to 1g) */
 #define CFG_MAX_DURATION_MS (UINT64_C(7) * 24 * 3600 * 1000) /* every duration: 7 days at most */
 #define CFG_MAX_FAULTS 256 /* [fault NAME] sections */
 
@@ -181,6 +182,8 @@ struct config {
     uint64_t max_request_line;
     uint64_t max_body_size;
     uint64_t max_connections;              /* client connections per worker; 0: no limit */
+    uint64_t client_sndbuf;                /* SO_SNDBUF of client sockets; 0: the kernel's
+                                              autotuning (listener.c) */
     uint64_t timers_ms[TIMER_COUNT];       /* defaults for upstreams */
     bool interim_resets_timer;
     enum error_profile profile;

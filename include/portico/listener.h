@@ -16,8 +16,9 @@ struct loop;
 struct listener;
 
 /* Listens on sa for loop l: on from's socket when from is given (a reload takes it over), else
- * on a new SO_REUSEPORT socket. tls and kind say what its connections are. NULL after a message
- * on stderr when it cannot listen. */
+ * on a new SO_REUSEPORT socket, with l's client_sndbuf (proxy and h2c listeners). tls and kind
+ * say what its connections are; text is the address as configured (borrowed from l's config,
+ * for messages). NULL after a message on stderr when it cannot listen. */
 struct listener *listener_open(struct loop *l, struct listener *from, bool tls,
                                enum client_kind kind, const struct sockaddr *sa, socklen_t salen,
                                const char *text);
@@ -43,7 +44,9 @@ enum client_kind listener_kind(const struct listener *lis);
 bool listener_is_on(const struct listener *lis, const struct sockaddr *sa, socklen_t salen);
 
 /* A started group takes over the sockets it shares with the previous one: from now on this
- * listener closes the socket, the one it inherited it from does not. */
+ * listener closes the socket, the one it inherited it from does not, and the socket takes this
+ * group's client_sndbuf (a group that does not start leaves the old one's sockets as they
+ * were). */
 void listener_take_over(struct listener *lis);
 
 #endif

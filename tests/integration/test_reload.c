@@ -592,9 +592,35 @@ static void test_reload_answers_h2_stream_in_kernel(void **state)
     fake_origin_stop(o);
 }
 
-/* Reloads that add a listen address and a worker, then remove both: the kept address serves
- * throughout with the configuration of the moment, the added one serves while configured and is
- * closed (refused) once it is not. */
+#define RELOAD_SNDBUF_CLIENTS 6
+#define RELOAD_SNDBUF_BOUND (2 * 64 * 1024 + 128 * 1024) /* 64k doubled, two segments' slack */
+
+/* Clients of port that ask for 8 MiB and never read: each one's send queue in Portico stays
+ * within the 64k of client_sndbuf (test_limits.c has the figures). */
+static void sndbuf_capped(uint16_t port)
+{
+    struct raw_conn *c[RELOAD_SNDBUF_CLIENTS];
+    for (int i = 0; i < RELOAD_SNDBUF_CLIENTS; i++) {
+        c[i] = raw_connect(port, IO_MS);
+        assert_non_null(c[i]);
+        assert_int_equal(raw_send_str(c[i], "GET /bytes/8388608 HTTP/1.1\r\nHost: t\r\n\r\n"),
+                         0);
+    }
+    int n;
+    long least, most = px_send_queues_settle(&port, 1, RELOAD_SNDBUF_CLIENTS,
+                                             RELOAD_SNDBUF_BOUND, &least, &n);
+    print_message("  %d clients of the kept address: send queues %ld-%ld bytes\n", n, least, most);
+    assert_true(most <= RELOAD_SNDBUF_BOUND);
+    assert_int_equal(n, RELOAD_SNDBUF_CLIENTS);
+    for (int i = 0; i < RELOAD_SNDBUF_CLIENTS; i++)
+        raw_abort(c[i]);
+}
+
+/* Reloads that add a listen address, a worker and client_sndbuf, then remove all three: the
+ * kept address serves throughout with the configuration of the moment, the added one serves
+ * while configured and is closed (refused) once it is not. The kept sockets take the new
+ * client_sndbuf (as the new ones do); back to 0, they keep it (SO_SNDBUF cannot be undone), and
+ * the reload says so. */
 static void test_reload_changes_listeners(void **state)
 {
     (void)state;
@@ -605,8 +631,16 @@ static void test_reload_changes_listeners(void **state)
                                     "error_profile = %s\n"
                                     "access_log = off\n"
                                     "[upstream refused]\n"
-                                    "origin = 127.0.0.1:{{free_port:nothing}}\n";
-    static const char second[] = "listen = 127.0.0.1:{{free_port:second}}\n";
+                                    "origin = 127.0.0.1:{{free_port:nothing}}\n"
+                                    "[upstream sim]\n"
+                                    "origin = sim\n"
+                                    "[route bytes]\n"
+                                    "prefix = /bytes/\n"
+                                    "upstream = sim\n"
+                                    "[route rest]\n"
+                                    "prefix = /\n"
+                                    "upstream = refused\n";
+    static const char second[] = "listen = 127.0.0.1:{{free_port:second}}\nclient_sndbuf = 64k\n";
     struct harness *h = harness_new();
     assert_non_null(h);
     assert_int_equal(harness_write_config(h, conf, "", 2, "standard"), 0);
@@ -622,9 +656,11 @@ static void test_reload_changes_listeners(void **state)
         assert_int_equal(port_status(kept, "/"), 521);
         assert_int_equal(port_status(added, "/"), 521);
     }
+    sndbuf_capped(kept);
 
     assert_int_equal(harness_write_config(h, conf, "", 1, "standard"), 0);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "client_sndbuf = 0 takes a restart", IO_MS), 0);
     assert_int_equal(harness_wait_log(h, "is live (generation 3,", IO_MS), 0);
     for (int i = 0; i < 6; i++)
         assert_int_equal(port_status(kept, "/"), 502);

@@ -44,6 +44,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->max_header_size, 16 * 1024);
     assert_int_equal(cfg->max_request_line, 8 * 1024);
     assert_int_equal(cfg->max_body_size, UINT64_C(1) << 30);
+    assert_int_equal(cfg->client_sndbuf, 0); /* the kernel autotunes client send buffers */
     assert_int_equal(cfg->timers_ms[TIMER_DNS], 5000);
     assert_int_equal(cfg->timers_ms[TIMER_CONNECT], 5000);
     assert_int_equal(cfg->timers_ms[TIMER_TLS], 5000);
@@ -166,6 +167,9 @@ static const struct {
     {"max_body_size = 8m", CFGF(max_body_size), V_U64, 8 << 20, NULL},         /* m = 1024² */
     {"max_body_size = 2g", CFGF(max_body_size), V_U64, UINT64_C(2) << 30, NULL}, /* g */
     {"max_body_size = 0", CFGF(max_body_size), V_U64, 0, NULL},                /* no bodies */
+    {"client_sndbuf = 256k", CFGF(client_sndbuf), V_U64, 256 << 10, NULL},      /* a cap */
+    {"client_sndbuf = 0", CFGF(client_sndbuf), V_U64, 0, NULL},      /* the kernel's autotuning */
+    {"client_sndbuf = 4k", CFGF(client_sndbuf), V_U64, 4096, NULL},            /* lower bound */
     /* [proxy] default of the upstream timer */
     {"dns_timeout = 1s", CFGF(timers_ms[TIMER_DNS]), V_U64, 1000, NULL},
     /* upstream default, in ms */
@@ -1054,6 +1058,15 @@ static const struct {
      "max_body_size: must be between 0 and 1099511627776 bytes"},
     {"max_body_size = 99999999999999999999999t", 0, 0,               /* beyond 64 bits */
      "max_body_size: must be between 0 and 1099511627776 bytes"},
+    /* 0 leaves the send buffer to the kernel; 1 to 4095 would be its floor, unsaid */
+    {"client_sndbuf = 64m", offsetof(struct config, client_sndbuf), 64 << 20, NULL}, /* max */
+    {"client_sndbuf = 67108865", 0, 0,                               /* one byte more */
+     "client_sndbuf: must be 0 (the kernel's) or between 4096 and 67108864 bytes"},
+    {"client_sndbuf = 4095", 0, 0,                                   /* one byte less */
+     "client_sndbuf: must be 0 (the kernel's) or between 4096 and 67108864 bytes"},
+    {"client_sndbuf = 1", 0, 0,
+     "client_sndbuf: must be 0 (the kernel's) or between 4096 and 67108864 bytes"},
+    {"client_sndbuf = 64 KiB", 0, 0, "client_sndbuf: '64 KiB' is not a size (e.g. 512, 16k, 8m, 1g)"},
 };
 
 static void test_size_limits(void **state)
