@@ -80,6 +80,7 @@ count, so it always ends.
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
                                      padded_empty_data, closed_reset, closed_window_update,
                                      closed_headers (on a stream answered and closed),
+                                     refused (streams past the limit, SETTINGS unacknowledged),
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
                                      a second connection measures its own requests meanwhile
@@ -494,7 +495,8 @@ def flood(port, kind):
     helper = threading.Thread(target=good_client, args=(port, stop, good))
     helper.start()
     pairs = [(4, 0)] if kind == "stall_window" else ()  # SETTINGS_INITIAL_WINDOW_SIZE = 0
-    c = Conn(port, pairs, ack_settings=kind != "settings_timeout")
+    # refused: our SETTINGS never acknowledged, streams past the 100 allowed are refused
+    c = Conn(port, pairs, ack_settings=kind not in ("settings_timeout", "refused"))
     start = time.monotonic()
     sent, limit, sid = 0, 20000, 1
     # A bomb costs the worker ~30 times a frame's CPU: under ASan on a loaded machine the reset
@@ -517,6 +519,9 @@ def flood(port, kind):
             if kind == "rapid_reset":
                 batch.append(c.request(sid, get("/delay/1000")))
                 batch.append(frame(RST_STREAM, 0, sid, struct.pack(">I", 8)))  # CANCEL
+                sid += 2
+            elif kind == "refused":  # the first 100 open, the others are refused
+                batch.append(c.request(sid, get("/delay/5000")))
                 sid += 2
             elif kind == "window_reset":
                 # no RST_STREAM of ours: a WINDOW_UPDATE that overflows the stream's window

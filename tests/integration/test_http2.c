@@ -2129,6 +2129,10 @@ static const struct flood_case flood_cases[] = {
     /* HPACK bombs: a big field indexed once, referred to ~147,000 times per block; each is
      * abandoned at the cost of decoding, charged as ten resets */
     {"hpack_bomb", "goaway=11 ", "portico_http2_flood_rapid_reset_total", false},
+    /* streams past http2_max_concurrent_streams while our SETTINGS are unacknowledged, each
+     * refused by nghttp2 (REFUSED_STREAM) and its block decoded: uncharged, their resets piled
+     * up in nghttp2 unbounded until the SETTINGS deadline (GOAWAY SETTINGS_TIMEOUT) */
+    {"refused", "goaway=11 ", "portico_http2_flood_rapid_reset_total", false},
     /* our SETTINGS never acknowledged */
     {"settings_timeout", "goaway=4 ", NULL, true},
     /* not a flood: an idle connection ends after keepalive_timeout, with NO_ERROR */
