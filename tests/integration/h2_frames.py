@@ -79,7 +79,8 @@ count, so it always ends.
                                      the fields of its trailing HEADERS
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
                                      padded_empty_data, closed_reset, closed_window_update,
-                                     closed_headers (on a stream answered and closed),
+                                     closed_headers, closed_continuation (on a stream
+                                     answered and closed),
                                      refused (streams past the limit, SETTINGS unacknowledged),
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
@@ -490,6 +491,11 @@ def bombs(port, pid):
         c.close()
 
 
+# closed_continuation: header blocks of 7 frames each in a batch of 100 (nghttp2 takes 8
+# CONTINUATION frames, and counts one whose frame header a read split twice).
+CLOSED_BLOCKS_PER_BATCH = 14
+
+
 def flood(port, kind):
     stop, good = threading.Event(), {}
     helper = threading.Thread(target=good_client, args=(port, stop, good))
@@ -547,6 +553,10 @@ def flood(port, kind):
                 batch.append(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 1)))
             elif kind == "closed_headers":  # trailers, as if they crossed our END_STREAM
                 batch.append(frame(HEADERS, END_HEADERS | END_STREAM, 1, c.block([("x-t", "1")])))
+            elif kind == "closed_continuation":  # blocks of 7 frames (an HPACK bomb's shape)
+                if len(batch) < CLOSED_BLOCKS_PER_BATCH:
+                    batch.append(frame(HEADERS, END_STREAM, 1) + b"".join(
+                        frame(CONTINUATION, END_HEADERS if i == 5 else 0, 1) for i in range(6)))
             elif kind == "hpack_bomb":
                 if len(batch) < 4:  # ~600 KB per batch
                     batch.append(hpack_bomb(sid))
