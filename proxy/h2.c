@@ -200,6 +200,19 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     }
 }
 
+/* Charges a header block nghttp2 ignores (no stream of ours: closed, or refused) from its
+ * HEADERS, whose flags are given. Its CONTINUATION frames reach no callback and are decoded all
+ * the same: an HPACK bomb of one HEADERS and 7 CONTINUATION frames (~130 KB referring ~130,000
+ * times to a 4,000-byte field, ~1.9 ms of CPU) was charged once, and 1,281 of them on an
+ * answered stream took 2.1 s of a worker's CPU before the GOAWAY (~205 refused ones, 0.7 s). A
+ * block that goes on is charged for as many as nghttp2 takes. */
+static void charge_ignored_block(struct h2_conn *h, enum flood kind, uint8_t flags)
+{
+    int n = flags & NGHTTP2_FLAG_END_HEADERS ? 1 : 1 + MAX_CONTINUATIONS;
+    for (int i = 0; i < n && !h->end_why; i++)
+        h2_charge(h, kind);
+}
+
 /* Why a stream that had begun its exchange turned out malformed (its DATA broke its
  * content-length, or its trailers broke the rules): logged as 400 with this detail. */
 #define MALFORMED_AFTER_HEAD "malformed after its head (content-length or trailers, RFC 9113 8.1.1)"
@@ -237,7 +250,7 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
      * resets queued in nghttp2 (58 MB of RSS to 682 MB, 4.5 s of CPU) until the SETTINGS
      * deadline. A stream error the client provoked: charged as one. */
     if (!s && error == NGHTTP2_ERR_REFUSED_STREAM)
-        h2_charge(h, FLOOD_RESET);
+        charge_ignored_block(h, FLOOD_RESET, frame->hd.flags);
     if (!s)
         return 0;
     if (s->state == ST_HEAD)
@@ -261,15 +274,10 @@ static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, 
     if (hd->stream_id > 0 && hd->stream_id <= nghttp2_session_get_last_proc_stream_id(session) &&
         !nghttp2_session_find_stream(session, hd->stream_id) &&
         (hd->type == NGHTTP2_HEADERS || hd->type == NGHTTP2_WINDOW_UPDATE)) {
-        h2_charge(h, FLOOD_CLOSED);
-        /* An ignored block's CONTINUATION frames reach no callback, this one included, and are
-         * decoded all the same: an HPACK bomb of one HEADERS and 7 CONTINUATION frames (~130 KB
-         * referring ~130,000 times to a 4,000-byte field, ~1.9 ms of CPU) was charged once, and
-         * 1,281 of them took 2.1 s of a worker's CPU before the GOAWAY. A block that goes on is
-         * charged for as many as nghttp2 takes. */
-        if (hd->type == NGHTTP2_HEADERS && !(hd->flags & NGHTTP2_FLAG_END_HEADERS))
-            for (int i = 0; i < MAX_CONTINUATIONS && !h->end_why; i++)
-                h2_charge(h, FLOOD_CLOSED);
+        if (hd->type == NGHTTP2_HEADERS)
+            charge_ignored_block(h, FLOOD_CLOSED, hd->flags);
+        else
+            h2_charge(h, FLOOD_CLOSED);
     }
     if (hd->type == NGHTTP2_HEADERS) {
         h->head_since = now_us();

@@ -81,7 +81,8 @@ count, so it always ends.
                                      padded_empty_data, closed_reset, closed_window_update,
                                      closed_headers, closed_continuation (on a stream
                                      answered and closed),
-                                     refused (streams past the limit, SETTINGS unacknowledged),
+                                     refused, refused_continuation (streams past the limit,
+                                     SETTINGS unacknowledged),
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
                                      a second connection measures its own requests meanwhile
@@ -491,7 +492,8 @@ def bombs(port, pid):
         c.close()
 
 
-# closed_continuation: header blocks of 7 frames each in a batch of 100 (nghttp2 takes 8
+# closed_continuation, refused_continuation: header blocks of 7 frames each in a batch of 100
+# (after refused_continuation's first, the 100 streams allowed; nghttp2 takes 8
 # CONTINUATION frames, and counts one whose frame header a read split twice).
 CLOSED_BLOCKS_PER_BATCH = 14
 
@@ -502,7 +504,8 @@ def flood(port, kind):
     helper.start()
     pairs = [(4, 0)] if kind == "stall_window" else ()  # SETTINGS_INITIAL_WINDOW_SIZE = 0
     # refused: our SETTINGS never acknowledged, streams past the 100 allowed are refused
-    c = Conn(port, pairs, ack_settings=kind not in ("settings_timeout", "refused"))
+    c = Conn(port, pairs, ack_settings=kind not in ("settings_timeout", "refused",
+                                                    "refused_continuation"))
     start = time.monotonic()
     sent, limit, sid = 0, 20000, 1
     # A bomb costs the worker ~30 times a frame's CPU: under ASan on a loaded machine the reset
@@ -529,6 +532,14 @@ def flood(port, kind):
             elif kind == "refused":  # the first 100 open, the others are refused
                 batch.append(c.request(sid, get("/delay/5000")))
                 sid += 2
+            elif kind == "refused_continuation":  # the same, refused blocks of 7 frames
+                if sid <= 199:  # the 100 allowed, opened in the first batch
+                    batch.append(c.request(sid, get("/delay/5000")))
+                    sid += 2
+                elif len(batch) < CLOSED_BLOCKS_PER_BATCH:
+                    batch.append(frame(HEADERS, END_STREAM, sid) + b"".join(
+                        frame(CONTINUATION, END_HEADERS if i == 5 else 0, sid) for i in range(6)))
+                    sid += 2
             elif kind == "window_reset":
                 # no RST_STREAM of ours: a WINDOW_UPDATE that overflows the stream's window
                 # makes Portico's nghttp2 reset it (FLOW_CONTROL_ERROR, CVE-2025-8671)
