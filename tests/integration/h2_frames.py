@@ -68,6 +68,9 @@ count, so it always ends.
   h2_frames.py PORT drain_dropped PID  a GET of /delay/1500, then a reload (SIGHUP to PID); a
                                      GET sent after the GOAWAY naming the last stream (nghttp2
                                      drops its block): the first must be answered, no flood
+  h2_frames.py PORT drain_flood PID  a GET of /delay/1500, then a reload (SIGHUP to PID); once
+                                     the GOAWAY naming the last stream came, empty header blocks
+                                     on new streams (nghttp2 ignores them): its GOAWAYs
   h2_frames.py PORT bombs PID         HPACK bombs the 431 abandon does not see: a head already
                                      malformed, a head of invalid fields, trailers; each kind
                                      10 blocks on its own connection, the worker's (PID) CPU
@@ -142,6 +145,7 @@ class Conn:
         self.peer_settings = {}     # Portico's SETTINGS, by identifier
         self.paced = False          # DATA is acknowledged by the caller (owed), not at once
         self.owed = 0
+        self.ping_acks = 0          # PING ACKs: Portico has read what came before the PING
         # early(self): frames sent with the preface, before Portico's SETTINGS are acknowledged
         self.send(PREFACE + settings(pairs) + (early(self) if early else b""))
         if ack_settings:  # acknowledged before anything else: never inside a header block
@@ -223,6 +227,8 @@ class Conn:
         elif ftype == GOAWAY:
             self.goaway = struct.unpack(">II", payload[:8])
             self.goaways.append(self.goaway)
+        elif ftype == PING and flags & ACK:
+            self.ping_acks += 1
         elif ftype == PING and not flags & ACK:  # as every client does
             self.send(frame(PING, ACK, 0, payload))
 
@@ -444,6 +450,25 @@ def drain_dropped(port, pid):
     c.send(c.request(3, get("/status/200")))
     c.pump(lambda: poll["end"] or poll["rst"] is not None or c.closed, time.monotonic() + IO_S)
     print("poll=%s end=%s goaways=%s" % (poll["status"], poll["end"], c.goaways))
+    c.close()
+
+
+def drain_flood(port, pid):
+    """A GET of /delay/1500 taken (a PING behind it acknowledged), then a reload (SIGHUP to
+    PID); once the GOAWAY naming the last stream came, header blocks on new streams, which
+    nghttp2 ignores but decodes, 100 a batch: a flood like those on closed streams."""
+    c = Conn(port)
+    c.send(c.request(1, get("/delay/1500")) + frame(PING, 0, 0, b"taken???"))
+    c.pump(lambda: c.ping_acks > 0, time.monotonic() + IO_S)
+    os.kill(pid, signal.SIGHUP)
+    c.pump(lambda: any(g[0] != 0x7FFFFFFF for g in c.goaways), time.monotonic() + IO_S)
+    sid, deadline = 3, time.monotonic() + IO_S
+    while sid < 6000 and not c.closed and len(c.goaways) < 3 and time.monotonic() < deadline:
+        c.send(b"".join(frame(HEADERS, END_HEADERS | END_STREAM, s) for s in range(sid, sid + 200, 2)))
+        sid += 200
+        c.pump(lambda: len(c.goaways) > 2, time.monotonic() + 0.001)
+    c.pump(lambda: c.closed, time.monotonic() + IO_S)
+    print("blocks=%d goaways=%s" % ((sid - 3) // 2, c.goaways))
     c.close()
 
 
@@ -1107,6 +1132,8 @@ def main():
         crossing_trailers(port)
     elif sys.argv[2] == "drain_dropped":
         drain_dropped(port, int(sys.argv[3]))
+    elif sys.argv[2] == "drain_flood":
+        drain_flood(port, int(sys.argv[3]))
     elif sys.argv[2] == "bombs":
         bombs(port, int(sys.argv[3]))
     elif sys.argv[2] == "shut_downloads":
