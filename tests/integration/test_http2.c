@@ -2267,8 +2267,9 @@ static void flood_check(struct flood_run *f)
     if (strcmp(c->kind, "closed_continuation") == 0 && (blocks < 0 || blocks > 300))
         fail_msg("%s: %ld header blocks before the GOAWAY: %s", c->kind, blocks, r->out);
     /* after a first batch of the 100 streams allowed: 9 tokens a block empty the reset bucket
-     * (200) after ~22 blocks; charged once, ~200 went */
-    if (strcmp(c->kind, "refused_continuation") == 0 && (blocks < 0 || blocks - 14 > 60))
+     * (200) after ~22 blocks (28-42 seen, the GOAWAY read a batch or two late); charged once,
+     * ~210 went */
+    if (strcmp(c->kind, "refused_continuation") == 0 && (blocks < 0 || blocks - 14 > 120))
         fail_msg("%s: %ld header blocks refused before the GOAWAY: %s", c->kind, blocks - 14,
                  r->out);
     tu_cmd_result_free(r);
