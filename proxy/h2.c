@@ -147,6 +147,36 @@ void h2_want_flush(struct h2_conn *h)
 
 /* ---- nghttp2 callbacks ---- */
 
+/* Charges the CONTINUATION frames that may follow a frame of a header block (its flags given)
+ * once nghttp2 ignores the block: they reach no callback and are decoded all the same. An HPACK
+ * bomb of one HEADERS and 7 CONTINUATION frames (~130 KB referring ~130,000 times to a
+ * 4,000-byte field) costs ~1.9 ms of CPU, and charged once 1,281 of them on an answered stream
+ * took 2.1 s of a worker's CPU before the GOAWAY (~205 refused ones 0.7 s, ~220 malformed ones
+ * 0.4 s). A block that goes on is charged for as many as nghttp2 takes. */
+static void charge_continuations(struct h2_conn *h, enum flood kind, uint8_t flags)
+{
+    if (flags & NGHTTP2_FLAG_END_HEADERS)
+        return;
+    for (int i = 0; i < MAX_CONTINUATIONS && !h->end_why; i++)
+        h2_charge(h, kind);
+}
+
+/* Charges a header block nghttp2 ignores (no stream of ours: closed, refused, or past our
+ * GOAWAY) from its HEADERS, whose flags are given. */
+static void charge_ignored_block(struct h2_conn *h, enum flood kind, uint8_t flags)
+{
+    h2_charge(h, kind);
+    charge_continuations(h, kind, flags);
+}
+
+/* Has nghttp2 ignore the rest of a request stream's header block (the stream is reset), which
+ * it decodes all the same: charged as resets for what may follow. */
+static int skip_block(struct h2_conn *h, const nghttp2_frame *frame)
+{
+    charge_continuations(h, FLOOD_RESET, frame->hd.flags);
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+}
+
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
     struct h2_conn *h = user;
@@ -171,7 +201,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
      * bomb (a 4,000-byte field referred to 147,000 times) cost ~100 ms of CPU per block on a
      * head already found malformed, and as much in trailers. */
     if (s->malformed)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* reset already: the rest is ignored */
+        return skip_block(s->conn, frame); /* reset already: the rest is ignored */
     /* Trailers of a request are not forwarded (the body goes to the origin as it comes), but
      * bounded as over HTTP/1.1 (a trailer section within max_header_size). */
     if (s->state != ST_HEAD || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
@@ -180,7 +210,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
             return 0;
         h2_stream_malformed_after_head(s, "trailer section larger than max_header_size");
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        return skip_block(s->conn, frame);
     }
     switch (h2_request_field(&s->req, (const char *)name, name_len, (const char *)value,
                              value_len)) {
@@ -193,24 +223,11 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
          * (nghttp2 queues no second one): the access line says the same. */
         h2_stream_abandon_head(s);
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_ENHANCE_YOUR_CALM);
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        return skip_block(s->conn, frame);
     default:
         h2_stream_reset_malformed(s, s->req.error);
         return 0;
     }
-}
-
-/* Charges a header block nghttp2 ignores (no stream of ours: closed, refused, or past our
- * GOAWAY) from its HEADERS, whose flags are given. Its CONTINUATION frames reach no callback
- * and are decoded all the same: an HPACK bomb of one HEADERS and 7 CONTINUATION frames (~130 KB
- * referring ~130,000 times to a 4,000-byte field, ~1.9 ms of CPU) was charged once, and 1,281
- * of them on an answered stream took 2.1 s of a worker's CPU before the GOAWAY (~205 refused
- * ones, 0.7 s). A block that goes on is charged for as many as nghttp2 takes. */
-static void charge_ignored_block(struct h2_conn *h, enum flood kind, uint8_t flags)
-{
-    int n = flags & NGHTTP2_FLAG_END_HEADERS ? 1 : 1 + MAX_CONTINUATIONS;
-    for (int i = 0; i < n && !h->end_why; i++)
-        h2_charge(h, kind);
 }
 
 /* Why a stream that had begun its exchange turned out malformed (its DATA broke its
@@ -232,7 +249,7 @@ static int on_invalid_header(nghttp2_session *session, const nghttp2_frame *fram
      * of invalid fields cost ~110 ms of CPU per block). on_frame_send counts trailers. */
     if (s->state == ST_HEAD)
         h2_stream_malformed(s, "invalid field name");
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return skip_block(s->conn, frame);
 }
 
 /* nghttp2's own checks failed (its HTTP messaging rules): it resets the stream itself. */
@@ -253,6 +270,9 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
         charge_ignored_block(h, FLOOD_RESET, frame->hd.flags);
     if (!s)
         return 0;
+    /* A bad field: nghttp2 ignores the rest of the block, and decodes it. */
+    if (frame->hd.type == NGHTTP2_HEADERS)
+        charge_continuations(h, FLOOD_RESET, frame->hd.flags);
     if (s->state == ST_HEAD)
         h2_stream_malformed(s, error == NGHTTP2_ERR_HTTP_HEADER
                               ? "invalid field or pseudo-header field (RFC 9113 8.2, 8.3)"

@@ -85,7 +85,7 @@ count, so it always ends.
                                      closed_headers, closed_continuation (on a stream
                                      answered and closed),
                                      refused, refused_continuation (streams past the limit,
-                                     SETTINGS unacknowledged),
+                                     SETTINGS unacknowledged), malformed_continuation,
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
                                      a second connection measures its own requests meanwhile
@@ -517,7 +517,8 @@ def bombs(port, pid):
         c.close()
 
 
-# closed_continuation, refused_continuation: header blocks of 7 frames each in a batch of 100
+# closed_continuation, refused_continuation, malformed_continuation: header blocks of 7 frames
+# each in a batch of 100
 # (after refused_continuation's first, the 100 streams allowed; nghttp2 takes 8
 # CONTINUATION frames, and counts one whose frame header a read split twice).
 CLOSED_BLOCKS_PER_BATCH = 14
@@ -563,6 +564,12 @@ def flood(port, kind):
                     sid += 2
                 elif len(batch) < CLOSED_BLOCKS_PER_BATCH:
                     batch.append(frame(HEADERS, END_STREAM, sid) + b"".join(
+                        frame(CONTINUATION, END_HEADERS if i == 5 else 0, sid) for i in range(6)))
+                    sid += 2
+            elif kind == "malformed_continuation":  # a head malformed at its first field,
+                if len(batch) < CLOSED_BLOCKS_PER_BATCH:  # in a block of 7 frames
+                    batch.append(frame(HEADERS, END_STREAM, sid,
+                                       c.block(get("/") + [("X-Upper", "1")])) + b"".join(
                         frame(CONTINUATION, END_HEADERS if i == 5 else 0, sid) for i in range(6)))
                     sid += 2
             elif kind == "window_reset":
