@@ -35,11 +35,13 @@
  * acknowledgements and RST_STREAM rates (its own bucket, every RST_STREAM: 1000, then 33/s, and
  * then its GOAWAY INTERNAL_ERROR, which said nothing of a flood), and has no counter of cheap
  * frames. Portico keeps its own token buckets per connection: resets (streams the client
- * reset while they were running, streams nghttp2 reset for a stream error the client provoked,
- * and requests reset as malformed), control frames (SETTINGS, PING, PRIORITY, empty DATA), and
- * closed-stream frames (resets of streams answered or closed, WINDOW_UPDATE and HEADERS on
- * closed streams); nghttp2's reset limit is set above the sum of ours, a backstop. An empty
- * bucket ends the connection with GOAWAY ENHANCE_YOUR_CALM, counted by kind. A window kept
+ * reset while they were running, streams nghttp2 reset for a stream error the client provoked
+ * or refused, and requests reset as malformed), control frames (SETTINGS, PING, PRIORITY, empty
+ * DATA), and closed-stream frames (resets of streams answered or closed, WINDOW_UPDATE and
+ * HEADERS on closed streams, HEADERS past our last GOAWAY). A header block nghttp2 ignores is
+ * decoded all the same, its CONTINUATION frames unseen: charged for as many as it takes
+ * (charge_continuations). nghttp2's reset limit is set above the sum of ours, a backstop. An
+ * empty bucket ends the connection with GOAWAY ENHANCE_YOUR_CALM, counted by kind. A window kept
  * shut while data waits, or a header block left unfinished, for as long as the client
  * timeouts allow, ends it the same way.
  */

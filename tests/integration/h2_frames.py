@@ -464,7 +464,8 @@ def drain_flood(port, pid):
     c.pump(lambda: any(g[0] != 0x7FFFFFFF for g in c.goaways), time.monotonic() + IO_S)
     sid, deadline = 3, time.monotonic() + IO_S
     while sid < 6000 and not c.closed and len(c.goaways) < 3 and time.monotonic() < deadline:
-        c.send(b"".join(frame(HEADERS, END_HEADERS | END_STREAM, s) for s in range(sid, sid + 200, 2)))
+        c.send(b"".join(frame(HEADERS, END_HEADERS | END_STREAM, s)
+                        for s in range(sid, sid + 200, 2)))
         sid += 200
         c.pump(lambda: len(c.goaways) > 2, time.monotonic() + 0.001)
     c.pump(lambda: c.closed, time.monotonic() + IO_S)
