@@ -35,11 +35,13 @@
  * acknowledgements and RST_STREAM rates (its own bucket, every RST_STREAM: 1000, then 33/s, and
  * then its GOAWAY INTERNAL_ERROR, which said nothing of a flood), and has no counter of cheap
  * frames. Portico keeps its own token buckets per connection: resets (streams the client
- * reset while they were running, streams nghttp2 reset for a stream error the client provoked,
- * and requests reset as malformed), control frames (SETTINGS, PING, PRIORITY, empty DATA), and
- * closed-stream frames (resets of streams answered or closed, WINDOW_UPDATE and HEADERS on
- * closed streams); nghttp2's reset limit is set above the sum of ours, a backstop. An empty
- * bucket ends the connection with GOAWAY ENHANCE_YOUR_CALM, counted by kind. A window kept
+ * reset while they were running, streams nghttp2 reset for a stream error the client provoked
+ * or refused, and requests reset as malformed), control frames (SETTINGS, PING, PRIORITY, empty
+ * DATA), and closed-stream frames (resets of streams answered or closed, WINDOW_UPDATE and
+ * HEADERS on closed streams, HEADERS past our last GOAWAY). A header block nghttp2 ignores is
+ * decoded all the same, its CONTINUATION frames unseen: charged for as many as it takes
+ * (charge_continuations). nghttp2's reset limit is set above the sum of ours, a backstop. An
+ * empty bucket ends the connection with GOAWAY ENHANCE_YOUR_CALM, counted by kind. A window kept
  * shut while data waits, or a header block left unfinished, for as long as the client
  * timeouts allow, ends it the same way.
  */
@@ -70,6 +72,9 @@ static const uint8_t notice_ping[8] = "portico";
 
 static void goaway_last(struct h2_conn *h);
 static void stream_stalled(struct h2_stream *s, bool shut, uint64_t now);
+
+/* CONTINUATION frames nghttp2 takes after a HEADERS (its clients send no more). */
+#define MAX_CONTINUATIONS 8
 
 /* Frames on its closed stream (FLOOD_CLOSED) each stream's end gives back: a reset and a
  * WINDOW_UPDATE that crossed it. */
@@ -144,6 +149,36 @@ void h2_want_flush(struct h2_conn *h)
 
 /* ---- nghttp2 callbacks ---- */
 
+/* Charges the CONTINUATION frames that may follow a frame of a header block (its flags given)
+ * once nghttp2 ignores the block: they reach no callback and are decoded all the same. An HPACK
+ * bomb of one HEADERS and 7 CONTINUATION frames (~130 KB referring ~130,000 times to a
+ * 4,000-byte field) costs ~1.9 ms of CPU, and charged once 1,281 of them on an answered stream
+ * took 2.1 s of a worker's CPU before the GOAWAY (~205 refused ones 0.7 s, ~220 malformed ones
+ * 0.4 s). A block that goes on is charged for as many as nghttp2 takes. */
+static void charge_continuations(struct h2_conn *h, enum flood kind, uint8_t flags)
+{
+    if (flags & NGHTTP2_FLAG_END_HEADERS)
+        return;
+    for (int i = 0; i < MAX_CONTINUATIONS && !h->end_why; i++)
+        h2_charge(h, kind);
+}
+
+/* Charges a header block nghttp2 ignores (no stream of ours: closed, refused, or past our
+ * GOAWAY) from its HEADERS, whose flags are given. */
+static void charge_ignored_block(struct h2_conn *h, enum flood kind, uint8_t flags)
+{
+    h2_charge(h, kind);
+    charge_continuations(h, kind, flags);
+}
+
+/* Has nghttp2 ignore the rest of a request stream's header block (the stream is reset), which
+ * it decodes all the same: charged as resets for what may follow. */
+static int skip_block(struct h2_conn *h, const nghttp2_frame *frame)
+{
+    charge_continuations(h, FLOOD_RESET, frame->hd.flags);
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+}
+
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
     struct h2_conn *h = user;
@@ -168,7 +203,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
      * bomb (a 4,000-byte field referred to 147,000 times) cost ~100 ms of CPU per block on a
      * head already found malformed, and as much in trailers. */
     if (s->malformed)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* reset already: the rest is ignored */
+        return skip_block(s->conn, frame); /* reset already: the rest is ignored */
     /* Trailers of a request are not forwarded (the body goes to the origin as it comes), but
      * bounded as over HTTP/1.1 (a trailer section within max_header_size). */
     if (s->state != ST_HEAD || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
@@ -177,7 +212,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
             return 0;
         h2_stream_malformed_after_head(s, "trailer section larger than max_header_size");
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        return skip_block(s->conn, frame);
     }
     switch (h2_request_field(&s->req, (const char *)name, name_len, (const char *)value,
                              value_len)) {
@@ -190,7 +225,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
          * (nghttp2 queues no second one): the access line says the same. */
         h2_stream_abandon_head(s);
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_ENHANCE_YOUR_CALM);
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        return skip_block(s->conn, frame);
     default:
         h2_stream_reset_malformed(s, s->req.error);
         return 0;
@@ -216,7 +251,7 @@ static int on_invalid_header(nghttp2_session *session, const nghttp2_frame *fram
      * of invalid fields cost ~110 ms of CPU per block). on_frame_send counts trailers. */
     if (s->state == ST_HEAD)
         h2_stream_malformed(s, "invalid field name");
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return skip_block(s->conn, frame);
 }
 
 /* nghttp2's own checks failed (its HTTP messaging rules): it resets the stream itself. */
@@ -228,8 +263,18 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
     struct h2_stream *s = stream_of(h, frame->hd.stream_id);
     if (frame->hd.type == NGHTTP2_HEADERS)
         h->head_since = 0; /* the block ended, to be ignored */
+    /* A stream past http2_max_concurrent_streams before the client acknowledged it: nghttp2
+     * refuses it (RST_STREAM REFUSED_STREAM) with no stream of ours, and decodes its block.
+     * Uncharged, a client that neither acknowledged nor read took 4.6 million in 4 s, their
+     * resets queued in nghttp2 (58 MB of RSS to 682 MB, 4.5 s of CPU) until the SETTINGS
+     * deadline. A stream error the client provoked: charged as one. */
+    if (!s && error == NGHTTP2_ERR_REFUSED_STREAM)
+        charge_ignored_block(h, FLOOD_RESET, frame->hd.flags);
     if (!s)
         return 0;
+    /* A bad field: nghttp2 ignores the rest of the block, and decodes it. */
+    if (frame->hd.type == NGHTTP2_HEADERS)
+        charge_continuations(h, FLOOD_RESET, frame->hd.flags);
     if (s->state == ST_HEAD)
         h2_stream_malformed(s, error == NGHTTP2_ERR_HTTP_HEADER
                               ? "invalid field or pseudo-header field (RFC 9113 8.2, 8.3)"
@@ -247,10 +292,16 @@ static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, 
     /* A frame on a stream nghttp2 has closed (no_closed_streams: it remembers none) is ignored
      * without a callback, and costs its parsing: a header block its HPACK decoding. One that
      * crossed our reset or END_STREAM is normal; a stream of them is a flood. (DATA on a closed
-     * stream is dropped before this callback, unseen.) */
-    if (hd->stream_id > 0 && hd->stream_id <= nghttp2_session_get_last_proc_stream_id(session) &&
-        !nghttp2_session_find_stream(session, hd->stream_id) &&
-        (hd->type == NGHTTP2_HEADERS || hd->type == NGHTTP2_WINDOW_UPDATE))
+     * stream is dropped before this callback, unseen.) So is a stream begun past our GOAWAY
+     * naming the last stream taken: while a stream was in flight, 1,010 HPACK bombs on new
+     * streams took 2.9 s of a draining worker's CPU in 4 s, uncharged. */
+    int32_t last = nghttp2_session_get_last_proc_stream_id(session);
+    bool closed = hd->stream_id > 0 && hd->stream_id <= last &&
+                  !nghttp2_session_find_stream(session, hd->stream_id);
+    bool past_goaway = hd->stream_id > last && h->drain == DRAIN_GOAWAY;
+    if (hd->type == NGHTTP2_HEADERS && (closed || past_goaway))
+        charge_ignored_block(h, FLOOD_CLOSED, hd->flags);
+    else if (hd->type == NGHTTP2_WINDOW_UPDATE && closed)
         h2_charge(h, FLOOD_CLOSED);
     if (hd->type == NGHTTP2_HEADERS) {
         h->head_since = now_us();
@@ -503,7 +554,7 @@ static nghttp2_session *session_new(struct h2_conn *h)
     /* Windows open as the exchange takes request bytes, not as nghttp2 reads them. */
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_no_closed_streams(opt, 1);
-    nghttp2_option_set_max_continuations(opt, 8);
+    nghttp2_option_set_max_continuations(opt, MAX_CONTINUATIONS);
     nghttp2_option_set_max_send_header_block_length(opt, H2_HEADER_BLOCK_MAX);
     /* nghttp2 limits the RST_STREAM frames it receives, every one (1000, then 33 per second):
      * past it, its GOAWAY INTERNAL_ERROR, counted as a protocol error of the client. Each is

@@ -68,6 +68,9 @@ count, so it always ends.
   h2_frames.py PORT drain_dropped PID  a GET of /delay/1500, then a reload (SIGHUP to PID); a
                                      GET sent after the GOAWAY naming the last stream (nghttp2
                                      drops its block): the first must be answered, no flood
+  h2_frames.py PORT drain_flood PID  a GET of /delay/1500, then a reload (SIGHUP to PID); once
+                                     the GOAWAY naming the last stream came, empty header blocks
+                                     on new streams (nghttp2 ignores them): its GOAWAYs
   h2_frames.py PORT bombs PID         HPACK bombs the 431 abandon does not see: a head already
                                      malformed, a head of invalid fields, trailers; each kind
                                      10 blocks on its own connection, the worker's (PID) CPU
@@ -79,7 +82,10 @@ count, so it always ends.
                                      the fields of its trailing HEADERS
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
                                      padded_empty_data, closed_reset, closed_window_update,
-                                     closed_headers (on a stream answered and closed),
+                                     closed_headers, closed_continuation (on a stream
+                                     answered and closed),
+                                     refused, refused_continuation (streams past the limit,
+                                     SETTINGS unacknowledged), malformed_continuation,
                                      continuation, stall_head, stall_window, settings_timeout,
                                      hpack_bomb, idle (no flood: keepalive_timeout);
                                      a second connection measures its own requests meanwhile
@@ -139,6 +145,7 @@ class Conn:
         self.peer_settings = {}     # Portico's SETTINGS, by identifier
         self.paced = False          # DATA is acknowledged by the caller (owed), not at once
         self.owed = 0
+        self.ping_acks = 0          # PING ACKs: Portico has read what came before the PING
         # early(self): frames sent with the preface, before Portico's SETTINGS are acknowledged
         self.send(PREFACE + settings(pairs) + (early(self) if early else b""))
         if ack_settings:  # acknowledged before anything else: never inside a header block
@@ -220,6 +227,8 @@ class Conn:
         elif ftype == GOAWAY:
             self.goaway = struct.unpack(">II", payload[:8])
             self.goaways.append(self.goaway)
+        elif ftype == PING and flags & ACK:
+            self.ping_acks += 1
         elif ftype == PING and not flags & ACK:  # as every client does
             self.send(frame(PING, ACK, 0, payload))
 
@@ -444,6 +453,26 @@ def drain_dropped(port, pid):
     c.close()
 
 
+def drain_flood(port, pid):
+    """A GET of /delay/1500 taken (a PING behind it acknowledged), then a reload (SIGHUP to
+    PID); once the GOAWAY naming the last stream came, header blocks on new streams, which
+    nghttp2 ignores but decodes, 100 a batch: a flood like those on closed streams."""
+    c = Conn(port)
+    c.send(c.request(1, get("/delay/1500")) + frame(PING, 0, 0, b"taken???"))
+    c.pump(lambda: c.ping_acks > 0, time.monotonic() + IO_S)
+    os.kill(pid, signal.SIGHUP)
+    c.pump(lambda: any(g[0] != 0x7FFFFFFF for g in c.goaways), time.monotonic() + IO_S)
+    sid, deadline = 3, time.monotonic() + IO_S
+    while sid < 6000 and not c.closed and len(c.goaways) < 3 and time.monotonic() < deadline:
+        c.send(b"".join(frame(HEADERS, END_HEADERS | END_STREAM, s)
+                        for s in range(sid, sid + 200, 2)))
+        sid += 200
+        c.pump(lambda: len(c.goaways) > 2, time.monotonic() + 0.001)
+    c.pump(lambda: c.closed, time.monotonic() + IO_S)
+    print("blocks=%d goaways=%s" % ((sid - 3) // 2, c.goaways))
+    c.close()
+
+
 def cpu_ms(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -489,12 +518,21 @@ def bombs(port, pid):
         c.close()
 
 
+# closed_continuation, refused_continuation, malformed_continuation: header blocks of 7 frames
+# each in a batch of 100
+# (after refused_continuation's first, the 100 streams allowed; nghttp2 takes 8
+# CONTINUATION frames, and counts one whose frame header a read split twice).
+CLOSED_BLOCKS_PER_BATCH = 14
+
+
 def flood(port, kind):
     stop, good = threading.Event(), {}
     helper = threading.Thread(target=good_client, args=(port, stop, good))
     helper.start()
     pairs = [(4, 0)] if kind == "stall_window" else ()  # SETTINGS_INITIAL_WINDOW_SIZE = 0
-    c = Conn(port, pairs, ack_settings=kind != "settings_timeout")
+    # refused: our SETTINGS never acknowledged, streams past the 100 allowed are refused
+    c = Conn(port, pairs, ack_settings=kind not in ("settings_timeout", "refused",
+                                                    "refused_continuation"))
     start = time.monotonic()
     sent, limit, sid = 0, 20000, 1
     # A bomb costs the worker ~30 times a frame's CPU: under ASan on a loaded machine the reset
@@ -518,6 +556,23 @@ def flood(port, kind):
                 batch.append(c.request(sid, get("/delay/1000")))
                 batch.append(frame(RST_STREAM, 0, sid, struct.pack(">I", 8)))  # CANCEL
                 sid += 2
+            elif kind == "refused":  # the first 100 open, the others are refused
+                batch.append(c.request(sid, get("/delay/5000")))
+                sid += 2
+            elif kind == "refused_continuation":  # the same, refused blocks of 7 frames
+                if sid <= 199:  # the 100 allowed, opened in the first batch
+                    batch.append(c.request(sid, get("/delay/5000")))
+                    sid += 2
+                elif len(batch) < CLOSED_BLOCKS_PER_BATCH:
+                    batch.append(frame(HEADERS, END_STREAM, sid) + b"".join(
+                        frame(CONTINUATION, END_HEADERS if i == 5 else 0, sid) for i in range(6)))
+                    sid += 2
+            elif kind == "malformed_continuation":  # a head malformed at its first field,
+                if len(batch) < CLOSED_BLOCKS_PER_BATCH:  # in a block of 7 frames
+                    batch.append(frame(HEADERS, END_STREAM, sid,
+                                       c.block(get("/") + [("X-Upper", "1")])) + b"".join(
+                        frame(CONTINUATION, END_HEADERS if i == 5 else 0, sid) for i in range(6)))
+                    sid += 2
             elif kind == "window_reset":
                 # no RST_STREAM of ours: a WINDOW_UPDATE that overflows the stream's window
                 # makes Portico's nghttp2 reset it (FLOW_CONTROL_ERROR, CVE-2025-8671)
@@ -542,6 +597,10 @@ def flood(port, kind):
                 batch.append(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 1)))
             elif kind == "closed_headers":  # trailers, as if they crossed our END_STREAM
                 batch.append(frame(HEADERS, END_HEADERS | END_STREAM, 1, c.block([("x-t", "1")])))
+            elif kind == "closed_continuation":  # blocks of 7 frames (an HPACK bomb's shape)
+                if len(batch) < CLOSED_BLOCKS_PER_BATCH:
+                    batch.append(frame(HEADERS, END_STREAM, 1) + b"".join(
+                        frame(CONTINUATION, END_HEADERS if i == 5 else 0, 1) for i in range(6)))
             elif kind == "hpack_bomb":
                 if len(batch) < 4:  # ~600 KB per batch
                     batch.append(hpack_bomb(sid))
@@ -1081,6 +1140,8 @@ def main():
         crossing_trailers(port)
     elif sys.argv[2] == "drain_dropped":
         drain_dropped(port, int(sys.argv[3]))
+    elif sys.argv[2] == "drain_flood":
+        drain_flood(port, int(sys.argv[3]))
     elif sys.argv[2] == "bombs":
         bombs(port, int(sys.argv[3]))
     elif sys.argv[2] == "shut_downloads":
