@@ -15,7 +15,9 @@
  * "at most N" of every key that takes several values is the number of values the parser takes.
  *
  * And the examples: every ```ini block of the README, the configuration in DEPLOYING.md's
- * ConfigMap and every file of conf/ and conf/examples/ load without an error.
+ * ConfigMap, the man page's EXAMPLES (but for what the test's machine may lack: a log or pid
+ * file directory, a system user) and every file of conf/ and conf/examples/ load without an
+ * error.
  *
  * Paths are relative to the repository root, the directory the tests run from.
  */
@@ -1079,6 +1081,71 @@ static int readme_examples(const char *readme, int *blocks, FILE *errors)
     return failed;
 }
 
+/* Keys whose values name what the machine running the tests may lack (a directory of
+ * /var/log or /run, a system user): an example may fail there and nowhere else. */
+static const char *const host_keys[] = {"access_log", "error_log", "pid_file", "user", "group"};
+
+/* Whether line n (from 1) of text sets one of host_keys in [proxy]. */
+static bool sets_host_key(const char *text, int n)
+{
+    const char *line = text;
+    bool in_proxy = false;
+    for (int i = 1; i < n && line; i++) {
+        if (line[0] == '[')
+            in_proxy = strncmp(line, "[proxy]", 7) == 0;
+        if ((line = strchr(line, '\n')))
+            line++;
+    }
+    if (!line || !in_proxy)
+        return false;
+    for (size_t i = 0; i < sizeof(host_keys) / sizeof(host_keys[0]); i++) {
+        size_t len = strlen(host_keys[i]);
+        if (strncmp(line, host_keys[i], len) == 0 && strchr(" =", line[len]))
+            return true;
+    }
+    return false;
+}
+
+/* The man page's EXAMPLES (its .EX block, "\-" as the reader sees it) loads, but for the lines of
+ * host_keys: each FILE:LINE message names another line. Returns how many do. */
+static int manpage_example(const char *man, FILE *errors)
+{
+    const char *b = strstr(man, "\n.SH EXAMPLES\n.EX\n"), *e = b ? strstr(b, "\n.EE\n") : NULL;
+    if (!b || !e)
+        fail_msg("%s: no EXAMPLES section with an .EX block", MANPAGE);
+    b += strlen("\n.SH EXAMPLES\n.EX\n");
+    char *text = malloc((size_t)(e - b) + 2);
+    assert_non_null(text);
+    size_t n = 0;
+    for (const char *p = b; p <= e; p++) /* e's '\n' ends the last line */
+        if (!(p[0] == '\\' && p[1] == '-'))
+            text[n++] = *p;
+    text[n] = '\0';
+    char *msgs = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&msgs, &len);
+    assert_non_null(out);
+    int count = -1;
+    struct config *cfg = cfg_load_string(text, "man.ini", "/tmp", out, &count);
+    cfg_free(cfg);
+    fclose(out);
+    int failed = 0;
+    for (char *m = msgs; m && *m;) {
+        char *nl = strchr(m, '\n');
+        int line = 0;
+        if (sscanf(m, "man.ini:%d:", &line) != 1 || !sets_host_key(text, line)) {
+            if (errors)
+                fprintf(errors, "%s EXAMPLES: %.*s\n", MANPAGE,
+                        nl ? (int)(nl - m) : (int)strlen(m), m);
+            failed++;
+        }
+        m = nl ? nl + 1 : m + strlen(m);
+    }
+    free(msgs);
+    free(text);
+    return failed;
+}
+
 /* The INI of DEPLOYING.md's ConfigMap: the lines under "portico.ini: |" without their
  * indentation, up to the first line indented less (blank lines belong to the block). */
 static int deploying_example(const char *doc, FILE *errors)
@@ -1116,6 +1183,9 @@ static void test_examples_load(void **state)
     int blocks = 0, failed = readme_examples(readme, &blocks, stderr);
     assert_true(blocks >= 3); /* the parse still finds them ([proxy], balancing, faults) */
     failed += deploying_example(deploying, stderr) != 0;
+    char *man = slurp(MANPAGE);
+    failed += manpage_example(man, stderr) != 0;
+    free(man);
     glob_t g;
     assert_int_equal(glob("conf/*.ini", 0, NULL, &g), 0);
     assert_int_equal(glob("conf/examples/*.ini", GLOB_APPEND, NULL, &g), 0);
@@ -1126,7 +1196,8 @@ static void test_examples_load(void **state)
         failed += !cfg || errors != 0;
         cfg_free(cfg);
     }
-    print_message("checked: %d README blocks, the DEPLOYING ConfigMap, %zu files of conf/\n",
+    print_message("checked: %d README blocks, the DEPLOYING ConfigMap, the man page's EXAMPLES, "
+                  "%zu files of conf/\n",
                   blocks, g.gl_pathc);
     globfree(&g);
     if (failed)
@@ -1176,6 +1247,12 @@ static void test_checks_can_fail(void **state)
     assert_int_equal(readme_examples("x\n```ini\n[upstream a]\nbogus = 1\n```\n", &blocks, NULL),
                      1);
     assert_int_equal(blocks, 1);
+    assert_int_equal(manpage_example("x\n.SH EXAMPLES\n.EX\n[upstream a]\norigin = sim\n"
+                                     "user = nosuchuser\n.EE\n", NULL), 1); /* not [proxy]'s */
+    assert_int_equal(manpage_example("x\n.SH EXAMPLES\n.EX\n[proxy]\nuser = nosuchuser\n"
+                                     "[upstream a]\norigin = sim\n.EE\n", NULL), 0);
+    assert_int_equal(manpage_example("x\n.SH EXAMPLES\n.EX\n[proxy]\nworkers = 0\n"
+                                     "[upstream a]\norigin = sim\n.EE\n", NULL), 1);
     assert_int_equal(stated_bound("repeatable (at most 16, each once)"), 16);
     assert_int_equal(stated_bound("each at most once; at most 8 blocks"), 8);
     assert_int_equal(stated_bound("CIDR list"), -1);
