@@ -11,10 +11,13 @@
  * README's key tables, are what the parser takes and what a file without the key gets; each
  * metric of the README's table has the type and labels the exposition gives it, and names a
  * family that exists; the access-log table lists exactly the fields of a JSON line; the
- * statuses of each failure type per profile, in both documents, are failure.c's.
+ * statuses of each failure type per profile, in both documents, are failure.c's; and the
+ * "at most N" of every key that takes several values is the number of values the parser takes.
  *
  * And the examples: every ```ini block of the README, the configuration in DEPLOYING.md's
- * ConfigMap and every file of conf/ and conf/examples/ load without an error.
+ * ConfigMap, the man page's EXAMPLES (but for what the test's machine may lack: a log or pid
+ * file directory, a system user) and every file of conf/ and conf/examples/ load without an
+ * error.
  *
  * Paths are relative to the repository root, the directory the tests run from.
  */
@@ -916,6 +919,129 @@ static void test_failure_statuses_documented(void **state)
     free(readme);
 }
 
+/* ---- bounds: the "at most N" of keys that take several values ---- */
+
+/* One row per key that takes several values, on lines of their own (repeatable) or as a list
+ * in one value: the file around its values, and the i-th value, '#' in tmpl standing for
+ * base + i (values differ, and each is valid alone). */
+static const struct bound_row {
+    enum cfg_section sec;
+    const char *key;
+    bool list;          /* "a, b, c" in one line; else one line each */
+    const char *before; /* the file up to the key's lines */
+    const char *after;  /* and after them */
+    const char *tmpl;
+    int base;
+} bound_rows[] = {
+    {CFG_SEC_PROXY, "listen", false, "[proxy]\n", "[upstream a]\norigin = sim\n", "127.0.0.1:#",
+     18000},
+    {CFG_SEC_UPSTREAM, "origin", false, "[upstream a]\n", "", "127.0.0.1:#", 18000},
+    {CFG_SEC_ROUTE, "early_hints", false, "[upstream a]\norigin = sim\n[route r]\nupstream = a\n",
+     "", "</#.css>; rel=preload", 0},
+    {CFG_SEC_FAULTS, "header_control_clients", true, "[faults]\n", "[upstream a]\norigin = sim\n",
+     "10.#.0.0/16", 0},
+    {CFG_SEC_FAULT, "method", true, "[upstream a]\norigin = sim\n[fault f]\nstatus = 503\n", "",
+     "GET", 0},
+    {CFG_SEC_FAULT, "header", false, "[upstream a]\norigin = sim\n[fault f]\nstatus = 503\n", "",
+     "X-#", 0},
+    {CFG_SEC_FAULT, "client", true, "[upstream a]\norigin = sim\n[fault f]\nstatus = 503\n", "",
+     "10.#.0.0/16", 0},
+    {CFG_SEC_FAULT, "status", true, "[upstream a]\norigin = sim\n[fault f]\n", "", "#:0.01", 500},
+    {CFG_SEC_FAULT, "headers", false, "[upstream a]\norigin = sim\n[fault f]\nstatus = 503\n", "",
+     "X-#: v", 0},
+    {CFG_SEC_FAULT, "interim", true, "[upstream a]\norigin = sim\n[fault f]\n", "", "#", 101},
+};
+
+/* The N of the first "at most N" of a man page entry; -1 when it states none. */
+static int stated_bound(const char *entry)
+{
+    for (const char *p = strstr(entry, "at most "); p; p = strstr(p + 1, "at most ")) {
+        int n;
+        if (sscanf(p + strlen("at most "), "%d", &n) == 1)
+            return n;
+    }
+    return -1;
+}
+
+/* How many errors a file with n values of row's key has (the loader's count). */
+static int errors_with(const struct bound_row *row, int n)
+{
+    char text[8192];
+    size_t len = (size_t)snprintf(text, sizeof(text), "%s%s = ", row->before, row->key);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1 && row->list)
+            len = buf_appendf(text, sizeof(text), len, ", ");
+        else if (i > 1)
+            len = buf_appendf(text, sizeof(text), len, "\n%s = ", row->key);
+        for (const char *t = row->tmpl; *t; t++)
+            len = *t == '#' ? buf_appendf(text, sizeof(text), len, "%d", row->base + i)
+                            : buf_appendf(text, sizeof(text), len, "%c", *t);
+    }
+    len = buf_appendf(text, sizeof(text), len, "\n%s", row->after);
+    assert_true(len < sizeof(text) - 1);
+    int errors = -1;
+    struct config *cfg = cfg_load_string(text, "bound.ini", "/tmp", NULL, &errors);
+    cfg_free(cfg);
+    return cfg ? errors : (errors > 0 ? errors : 1);
+}
+
+/* Whether an entry says its key takes several values: "repeatable", or a list. */
+static bool takes_several(const char *entry)
+{
+    return strstr(entry, "repeatable") || strncmp(entry, "list", 4) == 0 ||
+           strncmp(entry, "CIDR list", 9) == 0;
+}
+
+/* Each key that takes several values states its bound, and the parser takes that many values
+ * and refuses one more; a key the page calls repeatable or a list has its row above. */
+static void test_bounds_documented(void **state)
+{
+    (void)state;
+    char *man = slurp(MANPAGE);
+    size_t checked = 0;
+    problems = 0;
+    for (size_t s = 0; s < sizeof(sections) / sizeof(sections[0]); s++) {
+        char *m = span(man, sections[s].man, ".S");
+        size_t n;
+        const struct cfg_key *keys = cfg_keys(sections[s].sec, &n);
+        for (size_t i = 0; i < n; i++) {
+            char *entry = entry_of(m, keys[i].name);
+            const struct bound_row *row = NULL;
+            for (size_t r = 0; r < sizeof(bound_rows) / sizeof(bound_rows[0]); r++)
+                if (bound_rows[r].sec == sections[s].sec &&
+                    strcmp(bound_rows[r].key, keys[i].name) == 0)
+                    row = &bound_rows[r];
+            if (!entry || !row) {
+                if (entry && takes_several(entry))
+                    problem("[%s] %s takes several values: add its bound_rows row",
+                           cfg_section_name(sections[s].sec), keys[i].name);
+                free(entry);
+                continue;
+            }
+            int bound = stated_bound(entry);
+            if (bound < 1) {
+                problem("%s: [%s] %s states no \"at most N\"", MANPAGE,
+                       cfg_section_name(sections[s].sec), keys[i].name);
+            } else if (errors_with(row, bound) != 0) {
+                problem("%s: [%s] %s: at most %d, but %d values are refused", MANPAGE,
+                       cfg_section_name(sections[s].sec), keys[i].name, bound, bound);
+            } else if (errors_with(row, bound + 1) == 0) {
+                problem("%s: [%s] %s: at most %d, but %d values load", MANPAGE,
+                       cfg_section_name(sections[s].sec), keys[i].name, bound, bound + 1);
+            }
+            checked++;
+            free(entry);
+        }
+        free(m);
+    }
+    print_message("checked: %zu bounds\n", checked);
+    if (checked != sizeof(bound_rows) / sizeof(bound_rows[0]))
+        fail_msg("a row of bound_rows names a key the man page does not document");
+    free(man);
+    if (problems)
+        fail_msg("%zu bounds disagree with the parser (above)", problems);
+}
+
 /* ---- examples: the configurations the documents show load ---- */
 
 /* What a fragment (a block without an [upstream], such as the README's [faults] example) is
@@ -952,6 +1078,71 @@ static int readme_examples(const char *readme, int *blocks, FILE *errors)
         failed += example_errors(text, name, errors) != 0;
         free(text);
     }
+    return failed;
+}
+
+/* Keys whose values name what the machine running the tests may lack (a directory of
+ * /var/log or /run, a system user): an example may fail there and nowhere else. */
+static const char *const host_keys[] = {"access_log", "error_log", "pid_file", "user", "group"};
+
+/* Whether line n (from 1) of text sets one of host_keys in [proxy]. */
+static bool sets_host_key(const char *text, int n)
+{
+    const char *line = text;
+    bool in_proxy = false;
+    for (int i = 1; i < n && line; i++) {
+        if (line[0] == '[')
+            in_proxy = strncmp(line, "[proxy]", 7) == 0;
+        if ((line = strchr(line, '\n')))
+            line++;
+    }
+    if (!line || !in_proxy)
+        return false;
+    for (size_t i = 0; i < sizeof(host_keys) / sizeof(host_keys[0]); i++) {
+        size_t len = strlen(host_keys[i]);
+        if (strncmp(line, host_keys[i], len) == 0 && strchr(" =", line[len]))
+            return true;
+    }
+    return false;
+}
+
+/* The man page's EXAMPLES (its .EX block, "\-" as the reader sees it) loads, but for the lines of
+ * host_keys: each FILE:LINE message names another line. Returns how many do. */
+static int manpage_example(const char *man, FILE *errors)
+{
+    const char *b = strstr(man, "\n.SH EXAMPLES\n.EX\n"), *e = b ? strstr(b, "\n.EE\n") : NULL;
+    if (!b || !e)
+        fail_msg("%s: no EXAMPLES section with an .EX block", MANPAGE);
+    b += strlen("\n.SH EXAMPLES\n.EX\n");
+    char *text = malloc((size_t)(e - b) + 2);
+    assert_non_null(text);
+    size_t n = 0;
+    for (const char *p = b; p <= e; p++) /* e's '\n' ends the last line */
+        if (!(p[0] == '\\' && p[1] == '-'))
+            text[n++] = *p;
+    text[n] = '\0';
+    char *msgs = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&msgs, &len);
+    assert_non_null(out);
+    int count = -1;
+    struct config *cfg = cfg_load_string(text, "man.ini", "/tmp", out, &count);
+    cfg_free(cfg);
+    fclose(out);
+    int failed = 0;
+    for (char *m = msgs; m && *m;) {
+        char *nl = strchr(m, '\n');
+        int line = 0;
+        if (sscanf(m, "man.ini:%d:", &line) != 1 || !sets_host_key(text, line)) {
+            if (errors)
+                fprintf(errors, "%s EXAMPLES: %.*s\n", MANPAGE,
+                        nl ? (int)(nl - m) : (int)strlen(m), m);
+            failed++;
+        }
+        m = nl ? nl + 1 : m + strlen(m);
+    }
+    free(msgs);
+    free(text);
     return failed;
 }
 
@@ -992,6 +1183,9 @@ static void test_examples_load(void **state)
     int blocks = 0, failed = readme_examples(readme, &blocks, stderr);
     assert_true(blocks >= 3); /* the parse still finds them ([proxy], balancing, faults) */
     failed += deploying_example(deploying, stderr) != 0;
+    char *man = slurp(MANPAGE);
+    failed += manpage_example(man, stderr) != 0;
+    free(man);
     glob_t g;
     assert_int_equal(glob("conf/*.ini", 0, NULL, &g), 0);
     assert_int_equal(glob("conf/examples/*.ini", GLOB_APPEND, NULL, &g), 0);
@@ -1002,7 +1196,8 @@ static void test_examples_load(void **state)
         failed += !cfg || errors != 0;
         cfg_free(cfg);
     }
-    print_message("checked: %d README blocks, the DEPLOYING ConfigMap, %zu files of conf/\n",
+    print_message("checked: %d README blocks, the DEPLOYING ConfigMap, the man page's EXAMPLES, "
+                  "%zu files of conf/\n",
                   blocks, g.gl_pathc);
     globfree(&g);
     if (failed)
@@ -1052,6 +1247,20 @@ static void test_checks_can_fail(void **state)
     assert_int_equal(readme_examples("x\n```ini\n[upstream a]\nbogus = 1\n```\n", &blocks, NULL),
                      1);
     assert_int_equal(blocks, 1);
+    assert_int_equal(manpage_example("x\n.SH EXAMPLES\n.EX\n[upstream a]\norigin = sim\n"
+                                     "user = nosuchuser\n.EE\n", NULL), 1); /* not [proxy]'s */
+    assert_int_equal(manpage_example("x\n.SH EXAMPLES\n.EX\n[proxy]\nuser = nosuchuser\n"
+                                     "[upstream a]\norigin = sim\n.EE\n", NULL), 0);
+    assert_int_equal(manpage_example("x\n.SH EXAMPLES\n.EX\n[proxy]\nworkers = 0\n"
+                                     "[upstream a]\norigin = sim\n.EE\n", NULL), 1);
+    assert_int_equal(stated_bound("repeatable (at most 16, each once)"), 16);
+    assert_int_equal(stated_bound("each at most once; at most 8 blocks"), 8);
+    assert_int_equal(stated_bound("CIDR list"), -1);
+    assert_true(takes_several("CIDR list, at most 8 blocks"));
+    assert_true(takes_several("a Link value; repeatable"));
+    assert_false(takes_several("path; default none"));
+    assert_int_equal(errors_with(&bound_rows[0], 2), 0);
+    assert_true(errors_with(&bound_rows[0], 100) > 0);
     assert_int_equal(deploying_example("  portico.ini: |\n    [upstream a]\n    origin = sim\n\n"
                                        "    retries = 99\n---\n", NULL), 1);
 }
@@ -1069,6 +1278,7 @@ int main(void)
         cmocka_unit_test(test_metric_types_and_labels),
         cmocka_unit_test(test_access_log_fields_documented),
         cmocka_unit_test(test_failure_statuses_documented),
+        cmocka_unit_test(test_bounds_documented),
         cmocka_unit_test(test_examples_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
