@@ -197,13 +197,23 @@ PX_HELPER long px_proc_kb(pid_t pid, const char *field)
     return kb;
 }
 
-/* The send queues of the established TCP/IPv4 sockets whose local port is one of ports:
- * Portico's side of its client connections, bytes it wrote that the client has not
- * acknowledged (what the kernel holds for it; `ss -t`'s Send-Q, /proc/net/tcp's tx_queue).
- * Asked of the kernel's sock_diag over netlink, which picks the established sockets itself:
- * /proc/net/tcp lists the TIME_WAIT ones too, 50,000 on a host after the churn tests, 55 ms
- * per read. Returns how many (at most max). */
-PX_HELPER int px_send_queues(const uint16_t *ports, int nports, long *q, int max)
+/* Which queue of which sockets px_queues reads. */
+enum px_queue {
+    /* The send queues of the sockets whose local port is one of ports: Portico's side of its
+     * client connections, bytes it wrote that the client has not acknowledged (what the kernel
+     * holds for it; `ss -t`'s Send-Q, /proc/net/tcp's tx_queue). */
+    PX_SEND_Q,
+    /* The receive queues of the sockets whose remote port is one of ports: Portico's side of
+     * its connections to an origin listening there, bytes the origin sent that Portico has not
+     * read (`ss -t`'s Recv-Q). */
+    PX_RECV_Q,
+};
+
+/* The queues (which) of the established TCP/IPv4 sockets of ports. Asked of the kernel's
+ * sock_diag over netlink, which picks the established sockets itself: /proc/net/tcp lists the
+ * TIME_WAIT ones too, 50,000 on a host after the churn tests, 55 ms per read. Returns how many
+ * (at most max). */
+PX_HELPER int px_queues(enum px_queue which, const uint16_t *ports, int nports, long *q, int max)
 {
     int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     assert_true(fd >= 0);
@@ -228,9 +238,10 @@ PX_HELPER int px_send_queues(const uint16_t *ports, int nports, long *q, int max
             if ((done = h->nlmsg_type == NLMSG_DONE))
                 break;
             const struct inet_diag_msg *m = NLMSG_DATA(h);
+            uint16_t port = ntohs(which == PX_SEND_Q ? m->id.idiag_sport : m->id.idiag_dport);
             for (int i = 0; i < nports; i++)
-                if (ntohs(m->id.idiag_sport) == ports[i] && n < max)
-                    q[n++] = (long)m->idiag_wqueue;
+                if (port == ports[i] && n < max)
+                    q[n++] = (long)(which == PX_SEND_Q ? m->idiag_wqueue : m->idiag_rqueue);
         }
     }
     close(fd);
@@ -239,20 +250,20 @@ PX_HELPER int px_send_queues(const uint16_t *ports, int nports, long *q, int max
 
 #define PX_MAX_QUEUES 64
 
-/* Waits (bounded) until the send queues on ports (px_send_queues) are n, none empty, and the
- * same three reads in a row 5 ms apart (their clients read nothing and Portico wrote all the
- * kernel takes), or until one passes bound. Nothing tells when the kernel stopped taking
- * bytes but the figures themselves. Returns the largest; the smallest in *least, how many were
- * seen in *count. */
-PX_HELPER long px_send_queues_settle(const uint16_t *ports, int nports, int n, long bound,
-                                     long *least, int *count)
+/* Waits (bounded) until the queues of ports (px_queues) are n, none empty, and the same three
+ * reads in a row 5 ms apart (their clients read nothing and the senders put in all the kernel
+ * takes), or until one passes bound. Nothing tells when the kernel stopped taking bytes but
+ * the figures themselves. Returns the largest; the smallest in *least, how many were seen in
+ * *count. */
+PX_HELPER long px_queues_settle(enum px_queue which, const uint16_t *ports, int nports, int n,
+                                long bound, long *least, int *count)
 {
     long q[PX_MAX_QUEUES], prev[PX_MAX_QUEUES] = {0}, most = 0;
     assert_true(n < PX_MAX_QUEUES);
     int same = 0, got = 0;
     *least = 0;
     for (int64_t end = tu_now_ms() + PX_IO_MS; tu_now_ms() < end && same < 3;) {
-        got = px_send_queues(ports, nports, q, PX_MAX_QUEUES);
+        got = px_queues(which, ports, nports, q, PX_MAX_QUEUES);
         most = 0, *least = got ? q[0] : 0;
         for (int i = 0; i < got; i++) {
             most = q[i] > most ? q[i] : most;
