@@ -7,7 +7,9 @@
  * second cost Portico little CPU and leave a normal client's requests fast, and each gets its
  * 408 when client_header_timeout expires),
  * answers whose end still waits in Portico's output are not cut by keepalive_timeout or a graceful
- * stop, and keepalive_timeout = 0 answers with Connection: close.
+ * stop, and keepalive_timeout = 0 answers with Connection: close; client_sndbuf and
+ * origin_rcvbuf cap the kernel memory a client that stops reading holds on either side of
+ * Portico.
  */
 #include <arpa/inet.h>
 #include <errno.h>
