@@ -13,8 +13,10 @@
 #include <dirent.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -197,7 +199,7 @@ PX_HELPER long px_proc_kb(pid_t pid, const char *field)
     return kb;
 }
 
-/* Which queue of which sockets px_queues reads. */
+/* Which figure (a queue, mostly) of which sockets px_queues reads. */
 enum px_queue {
     /* The send queues of the sockets whose local port is one of ports: Portico's side of its
      * client connections, bytes it wrote that the client has not acknowledged (what the kernel
@@ -207,9 +209,13 @@ enum px_queue {
      * its connections to an origin listening there, bytes the origin sent that Portico has not
      * read (`ss -t`'s Recv-Q). */
     PX_RECV_Q,
+    /* Not a queue, of the same sockets: the receive window scale their SYN offered
+     * (tcp_info's tcpi_rcv_wscale), which the kernel chooses from the receive buffer the socket
+     * had at connect(): 1 for a 64 KiB SO_RCVBUF on loopback, 7-10 autotuned. */
+    PX_RCV_WSCALE,
 };
 
-/* The queues (which) of the established TCP/IPv4 sockets of ports. Asked of the kernel's
+/* The figures (which) of the established TCP/IPv4 sockets of ports. Asked of the kernel's
  * sock_diag over netlink, which picks the established sockets itself: /proc/net/tcp lists the
  * TIME_WAIT ones too, 50,000 on a host after the churn tests, 55 ms per read. Returns how many
  * (at most max). */
@@ -224,6 +230,7 @@ PX_HELPER int px_queues(enum px_queue which, const uint16_t *ports, int nports, 
         .nlh = {.nlmsg_len = sizeof(ask), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
                 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
         .req = {.sdiag_family = AF_INET, .sdiag_protocol = IPPROTO_TCP,
+                .idiag_ext = which == PX_RCV_WSCALE ? 1 << (INET_DIAG_INFO - 1) : 0,
                 .idiag_states = 1 << 1 /* TCP_ESTABLISHED */},
     };
     assert_true(send(fd, &ask, sizeof(ask), 0) == (ssize_t)sizeof(ask));
@@ -237,11 +244,17 @@ PX_HELPER int px_queues(enum px_queue which, const uint16_t *ports, int nports, 
             assert_true(h->nlmsg_type != NLMSG_ERROR);
             if ((done = h->nlmsg_type == NLMSG_DONE))
                 break;
-            const struct inet_diag_msg *m = NLMSG_DATA(h);
+            struct inet_diag_msg *m = NLMSG_DATA(h);
             uint16_t port = ntohs(which == PX_SEND_Q ? m->id.idiag_sport : m->id.idiag_dport);
+            long v = which == PX_SEND_Q ? (long)m->idiag_wqueue : (long)m->idiag_rqueue;
+            int alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+            for (struct rtattr *a = (struct rtattr *)(m + 1);
+                 which == PX_RCV_WSCALE && RTA_OK(a, alen); a = RTA_NEXT(a, alen))
+                if (a->rta_type == INET_DIAG_INFO && RTA_PAYLOAD(a) >= 8)
+                    v = ((const struct tcp_info *)RTA_DATA(a))->tcpi_rcv_wscale;
             for (int i = 0; i < nports; i++)
                 if (port == ports[i] && n < max)
-                    q[n++] = (long)(which == PX_SEND_Q ? m->idiag_wqueue : m->idiag_rqueue);
+                    q[n++] = v;
         }
     }
     close(fd);

@@ -662,8 +662,9 @@ static void test_socket_buffers(void **state)
     (void)state;
     const struct test_certs *certs = certs_get();
     assert_non_null(certs);
-    struct stream_origin *so = so_start();
+    struct stream_origin *so = so_start(), *free_so = so_start();
     assert_non_null(so);
+    assert_non_null(free_so);
     static char tls_body[RCVBUF_READ + 1];
     for (size_t i = 0; i < RCVBUF_READ; i++)
         tls_body[i] = sim_line[i % 64];
@@ -682,10 +683,15 @@ static void test_socket_buffers(void **state)
                                  "[upstream so]\norigin = 127.0.0.1:%u\n"
                                  "[upstream tls]\norigin = 127.0.0.1:%u\ntls = on\n"
                                  "ca_file = {{certs}}/ca.pem\n"
+                                 "[upstream refused]\norigin = 127.0.0.1:{{free_port:refused}}\n"
+                                 "[upstream free]\norigin = 127.0.0.1:%u\norigin_rcvbuf = 0\n"
                                  "[route so]\nprefix = /down-\nupstream = so\n"
+                                 "[route refused]\nhost = refused.test\nupstream = refused\n"
+                                 "[route free]\nhost = free.test\nprefix = /down-\n"
+                                 "upstream = free\n"
                                  "[route tls]\nprefix = /tls\nupstream = tls\n"
                                  "[route sim]\nprefix = /\nupstream = u\n",
-                                 so->port, fake_origin_port(to));
+                                 so->port, fake_origin_port(to), free_so->port);
     uint16_t ports[] = {px_port(h), harness_port(h, "tls")};
     enum { N = SNDBUF_PLAIN + SNDBUF_TLS + RCVBUF_STALLED };
     char req[128], so_req[128];
@@ -719,6 +725,38 @@ static void test_socket_buffers(void **state)
     assert_int_equal(n, RCVBUF_STALLED);
     assert_true(least >= RCVBUF_CAP / 2);
 
+    /* The cap was set before connect(): the window scale their SYNs offered is the cap's (set
+     * after, it would be the autotuned one's, and the window the origin was told could grow
+     * would not). An upstream's own 0 is the kernel's autotuning, also on the socket a capped
+     * upstream's refused connect left as a spare (a cap cannot be undone): its SYN offers a
+     * larger scale. */
+    long wscale[RCVBUF_STALLED], capped = 0, autotuned = 0;
+    assert_int_equal(px_queues(PX_RCV_WSCALE, &so->port, 1, wscale, RCVBUF_STALLED),
+                     RCVBUF_STALLED);
+    for (int i = 0; i < RCVBUF_STALLED; i++)
+        capped = wscale[i] > capped ? wscale[i] : capped;
+    struct raw_conn *refused = px_connect(h), *free_c = px_connect(h);
+    struct raw_response resp;
+    assert_int_equal(raw_send_str(refused, "GET / HTTP/1.1\r\nHost: refused.test\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(refused, &resp, PX_IO_MS), 0);
+    assert_int_equal(resp.status, 502);
+    raw_response_free(&resp);
+    snprintf(req, sizeof(req), "GET /down-length/%d HTTP/1.1\r\nHost: free.test\r\n\r\n",
+             SNDBUF_BODY);
+    assert_int_equal(raw_send_str(free_c, req), 0);
+    n = 0;
+    for (int64_t end = tu_now_ms() + PX_IO_MS; tu_now_ms() < end && !n;) { /* its connect */
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+        n = px_queues(PX_RCV_WSCALE, &free_so->port, 1, &autotuned, 1);
+    }
+    print_message("  window scale offered: %ld with origin_rcvbuf = 64k, %ld with 0\n", capped,
+                  autotuned);
+    assert_int_equal(n, 1);
+    assert_true(capped < autotuned);
+    raw_abort(free_c);
+    raw_close(refused);
+
     /* a client that reads gets every byte: plain and over TLS (whose writes the small buffer
      * cuts short more often: OpenSSL takes a write again only as it was) from the sim, from
      * our origin (its pattern), and from an origin over TLS (the sim's line) */
@@ -731,7 +769,6 @@ static void test_socket_buffers(void **state)
     for (size_t t = 0; t < ARRAY_SIZE(readers); t++) {
         struct raw_conn *r = readers[t].over_tls ? raw_connect_tls(ports[1], &tls, PX_IO_MS)
                                                  : px_connect(h);
-        struct raw_response resp;
         assert_non_null(r);
         snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", readers[t].path);
         assert_int_equal(raw_send_str(r, req), 0);
@@ -751,6 +788,7 @@ static void test_socket_buffers(void **state)
         raw_abort(c[i]);
     px_stop(h);
     fake_origin_stop(to);
+    so_stop(free_so);
     so_stop(so);
 }
 
