@@ -778,6 +778,8 @@ static void validate_upstream(struct cfg_loader *ld, int i)
             up->timers_ms[t] = cfg->timers_ms[t];
     if (!cfg_key_line(lines, CFG_SEC_UPSTREAM, "interim_resets_timer"))
         up->interim_resets_timer = cfg->interim_resets_timer;
+    if (!cfg_key_line(lines, CFG_SEC_UPSTREAM, "origin_rcvbuf"))
+        up->origin_rcvbuf = cfg->origin_rcvbuf;
     int fail_timeout = cfg_key_line(lines, CFG_SEC_UPSTREAM, "fail_timeout");
     if (fail_timeout && (cfg_key_line(lines, CFG_SEC_UPSTREAM, "fail_window") ||
                          cfg_key_line(lines, CFG_SEC_UPSTREAM, "down_time")))

@@ -278,8 +278,9 @@ static int set_size(struct cfg_loader *ld, const struct cfg_key *k, void *base, 
     return 0;
 }
 
-/* A size within the key's bounds, or 0, which leaves it to the kernel (client_sndbuf: below its
- * minimum the kernel would raise the buffer to a floor of its own, unsaid). */
+/* A size within the key's bounds, or 0, which leaves it to the kernel (client_sndbuf,
+ * origin_rcvbuf: below its minimum the kernel would raise the buffer to a floor of its own,
+ * unsaid). */
 static int set_kernel_size(struct cfg_loader *ld, const struct cfg_key *k, void *base,
                            const char *value)
 {
@@ -1009,7 +1010,9 @@ static const struct cfg_key proxy_keys[] = {
     /* limits (issue 10) */
     NUMBER("max_connections", set_uint, CFG(max_connections), 0, 1000000),
     /* what a client that does not read can hold of the kernel's memory (listener.c) */
-    NUMBER("client_sndbuf", set_kernel_size, CFG(client_sndbuf), 4096, CFG_MAX_SNDBUF),
+    NUMBER("client_sndbuf", set_kernel_size, CFG(client_sndbuf), 4096, CFG_MAX_SOCKBUF),
+    /* and what a stalled response holds of it on the origin side (upstream.c) */
+    NUMBER("origin_rcvbuf", set_kernel_size, CFG(origin_rcvbuf), 4096, CFG_MAX_SOCKBUF),
     TIMER_LIST(PROXY_TIMER)
     KEY("interim_resets_timer", set_bool, CFG(interim_resets_timer)),
     NAMED("error_profile", set_enum, CFG(profile), profile_names),
@@ -1050,6 +1053,7 @@ static const struct cfg_key upstream_keys[] = {
     DURATION("settle_time", UPS(settle_ms), 0),
     TIMER_LIST(UPSTREAM_TIMER)
     KEY("interim_resets_timer", set_bool, UPS(interim_resets_timer)),
+    NUMBER("origin_rcvbuf", set_kernel_size, UPS(origin_rcvbuf), 4096, CFG_MAX_SOCKBUF),
     /* balancing, health, retries and tunnels (issue 10) */
     NAMED("balance", set_enum, UPS(balance), balance_names),
     NUMBER("max_fails", set_uint, UPS(max_fails), 0, 1000000),

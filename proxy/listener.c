@@ -17,6 +17,7 @@
 #include "portico/config.h"
 #include "portico/log.h"
 #include "portico/loop.h"
+#include "portico/sock.h"
 
 #define ACCEPT_PAUSE_MS 100
 
@@ -145,17 +146,15 @@ static void set_sndbuf(struct listener *lis)
                      lis->text, lis->sndbuf);
         return;
     }
-    if (setsockopt(lis->fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want)) != 0)
+    /* The kernel takes no more than net.core.wmem_max (212992 bytes by default), silently:
+     * what it took is read back. */
+    int got = sock_set_buffer(lis->fd, SO_SNDBUF, want);
+    if (got < 0)
         return;
     lis->sndbuf = want;
-    /* The kernel takes no more than net.core.wmem_max (212992 bytes by default), silently:
-     * read back (doubled) what it took. */
-    int got = 0;
-    socklen_t len = sizeof(got);
-    if (l->id == 0 && getsockopt(lis->fd, SOL_SOCKET, SO_SNDBUF, &got, &len) == 0 &&
-        got / 2 < want)
+    if (l->id == 0 && got < want)
         log_warn("client_sndbuf = %d on %s: the kernel takes %d bytes at most "
-                 "(sysctl net.core.wmem_max)", want, lis->text, got / 2);
+                 "(sysctl net.core.wmem_max)", want, lis->text, got);
 }
 
 void listener_take_over(struct listener *lis)

@@ -985,6 +985,15 @@ void sock_close(struct sock *s)
     *s = (struct sock){.fd = -1, .state = SOCK_CLOSED};
 }
 
+int sock_set_buffer(evutil_socket_t fd, int opt, int want)
+{
+    if (setsockopt(fd, SOL_SOCKET, opt, &want, sizeof(want)) != 0)
+        return -1;
+    int got = 0;
+    socklen_t len = sizeof(got);
+    return getsockopt(fd, SOL_SOCKET, opt, &got, &len) == 0 ? got / 2 : want;
+}
+
 unsigned long sock_tls_alert(struct sock *s)
 {
     if (!s->ssl)

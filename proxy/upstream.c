@@ -34,6 +34,7 @@
 
 #include "portico/config.h"
 #include "portico/fmt.h"
+#include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
 #include "portico/phase.h"
@@ -215,13 +216,15 @@ static void connected(struct upconn *c)
 }
 
 /* A failed connect leaves a socket that never carried a byte and sets no option before it
- * connects. Dissolving the attempt (connect to AF_UNSPEC, see connect(2)) makes it as good as a
- * new one, and this loop's next connect to that family takes it: an origin that refuses then
- * costs no socket() and close(), about 4.3 of 12 µs of kernel time per attempt
- * (docs/BENCHMARKS.md). One spare per family; a second failure meanwhile closes its own. */
-static evutil_socket_t *spare_slot(struct upconn *c)
+ * connects but origin_rcvbuf. Dissolving the attempt (connect to AF_UNSPEC, see connect(2))
+ * makes it as good as a new one, and this loop's next connect to that family with the same
+ * origin_rcvbuf takes it (a cap cannot be taken back from a socket, nor autotuning given back
+ * once capped): an origin that refuses then costs no socket() and close(), about 4.3 of 12 µs
+ * of kernel time per attempt (docs/BENCHMARKS.md). One spare per family; a second failure
+ * meanwhile closes its own. */
+static int spare_index(const struct upconn *c)
 {
-    return &c->loop->pools->spare[c->addr.ss_family == AF_INET6];
+    return c->addr.ss_family == AF_INET6;
 }
 
 /* Not after an attempt on an IPv4-mapped address (::ffff:a.b.c.d): Linux leaves that IPv6
@@ -234,19 +237,52 @@ static bool spare_fits(const struct upconn *c)
 
 static void spare_keep(struct upconn *c)
 {
-    evutil_socket_t *slot = spare_slot(c);
+    struct upstream_pools *p = c->loop->pools;
+    int i = spare_index(c);
     const struct sockaddr unspec = {.sa_family = AF_UNSPEC};
-    if (*slot < 0 && spare_fits(c) && connect(c->fd, &unspec, sizeof(unspec)) == 0) {
-        *slot = c->fd;
+    if (p->spare[i] < 0 && spare_fits(c) && connect(c->fd, &unspec, sizeof(unspec)) == 0) {
+        p->spare[i] = c->fd;
+        p->spare_rcvbuf[i] = (int)c->up->origin_rcvbuf;
         c->fd = -1;
     }
 }
 
+/* The spare, or a new socket with the upstream's origin_rcvbuf: set before connect(), as the
+ * window scale our SYN offers is chosen from the receive buffer then (a cap set later would
+ * shrink a window the origin was told could grow), and no call at all with 0. The cap also
+ * stops the kernel's autotuning, which grows the buffer of a connection whose client stopped
+ * reading toward net.ipv4.tcp_rmem's maximum: Portico then stops reading the origin, and what
+ * the origin sends meanwhile waits there. */
 static evutil_socket_t spare_take(struct upconn *c)
 {
-    evutil_socket_t *slot = spare_slot(c), fd = *slot;
-    *slot = -1;
-    return fd >= 0 ? fd : socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct upstream_pools *p = c->loop->pools;
+    int i = spare_index(c), rcvbuf = (int)c->up->origin_rcvbuf; /* <= 64m */
+    evutil_socket_t fd = p->spare[i];
+    if (fd >= 0 && p->spare_rcvbuf[i] == rcvbuf) {
+        p->spare[i] = -1;
+        return fd;
+    }
+    fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && rcvbuf)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    return fd;
+}
+
+void upconn_rcvbuf_check(const struct loop *l)
+{
+    for (int u = 0; u < l->cfg->nupstreams; u++) {
+        const struct upstream_conf *up = &l->cfg->upstreams[u];
+        int want = (int)up->origin_rcvbuf;
+        if (!want)
+            continue;
+        evutil_socket_t fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int got = fd >= 0 ? sock_set_buffer(fd, SO_RCVBUF, want) : -1;
+        if (got >= 0 && got < want)
+            log_warn("upstream %s: origin_rcvbuf = %d: the kernel takes %d bytes at most "
+                     "(sysctl net.core.rmem_max)", up->name, want, got);
+        if (fd >= 0)
+            evutil_closesocket(fd);
+    }
 }
 
 /* strerror's text as the C locale Portico keeps (it never calls setlocale) has it, without its

@@ -119,6 +119,7 @@ struct upstream_pool {
 
 struct upstream_pools {
     evutil_socket_t spare[2];              /* kept from failed connects: IPv4, IPv6; -1: none */
+    int spare_rcvbuf[2];                   /* the origin_rcvbuf each was set with */
     int n;
     struct upstream_pool pool[];
 };
@@ -146,5 +147,11 @@ void upconn_free(struct upconn *c);
 
 /* Takes c (UC_SETTLING or UC_IDLE) out of its pool's lists. */
 void upstream_pool_remove(struct upconn *c);
+
+/* Says in the error log which upstreams' origin_rcvbuf the kernel cuts down (net.core.rmem_max,
+ * silently): read back once from a socket of its own, which costs each upstream with a cap
+ * three system calls per start or reload, and no origin connection any. Every socket of the
+ * host is cut alike. */
+void upconn_rcvbuf_check(const struct loop *l);
 
 #endif

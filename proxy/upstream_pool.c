@@ -46,6 +46,8 @@ int upstream_pools_init(struct loop *l)
     p->n = n;
     p->spare[0] = p->spare[1] = -1;
     l->pools = p;
+    if (l->id == 0) /* said once, by the first worker (or the probe) */
+        upconn_rcvbuf_check(l);
     for (int i = 0; i < n; i++) {
         struct upstream_pool *pool = &p->pool[i];
         TAILQ_INIT(&pool->settling);

@@ -31,7 +31,8 @@
 #define CFG_NAME_MAX 256  /* bytes of a section header's text, so of an [upstream]/[route] name,
                            * NUL included */
 #define CFG_ORIGIN_TEXT_MAX 300 /* bytes of an origin's "host:port", NUL included */
-#define CFG_MAX_SNDBUF (UINT64_C(64) << 20) /* client_sndbuf: 64m (the kernel takes up to 1g) */
+#define CFG_MAX_SOCKBUF (UINT64_C(64) << 20) /* client_sndbuf, origin_rcvbuf: 64m (the kernel
+                                               * takes up to 1g) */
 #define CFG_MAX_DURATION_MS (UINT64_C(7) * 24 * 3600 * 1000) /* every duration: 7 days at most */
 #define CFG_MAX_FAULTS 256 /* [fault NAME] sections */
 
@@ -113,6 +114,8 @@ struct upstream_conf {
                                               another client may take it (upstream_pool.c) */
     uint64_t timers_ms[TIMER_COUNT];       /* resolved: [proxy] default unless overridden */
     bool interim_resets_timer;             /* resolved like the timers */
+    uint64_t origin_rcvbuf;                /* SO_RCVBUF of origin sockets, resolved like the
+                                              timers; 0: the kernel's autotuning (upstream.c) */
     uint64_t max_fails;                    /* passive health: failures before marked down; 0 off */
     uint64_t fail_window_ms;               /* ... counted within this window */
     uint64_t down_time_ms;                 /* how long a marked-down origin is skipped */
@@ -184,6 +187,7 @@ struct config {
     uint64_t max_connections;              /* client connections per worker; 0: no limit */
     uint64_t client_sndbuf;                /* SO_SNDBUF of client sockets; 0: the kernel's
                                               autotuning (listener.c) */
+    uint64_t origin_rcvbuf;                /* default for upstreams */
     uint64_t timers_ms[TIMER_COUNT];       /* defaults for upstreams */
     bool interim_resets_timer;
     enum error_profile profile;

@@ -193,6 +193,13 @@ void sock_close(struct sock *s);
  * arrived behind our own failed write) and returns its OpenSSL error, 0 if none. */
 unsigned long sock_tls_alert(struct sock *s);
 
+/* Sets fd's SO_SNDBUF or SO_RCVBUF (opt) to want bytes and returns what the kernel took, read
+ * back: want, or less when net.core.wmem_max or rmem_max cut it down, which the kernel does
+ * without a word (it reports twice the value, for its bookkeeping: halved here). -1 when
+ * setsockopt refused. For a read-back that is said once (client_sndbuf, origin_rcvbuf): a
+ * socket that only needs the value set makes the one setsockopt. */
+int sock_set_buffer(evutil_socket_t fd, int opt, int want);
+
 /* Name of an event or state, for logs. */
 const char *sock_event_name(enum sock_event ev);
 

@@ -13,8 +13,10 @@
 #include <dirent.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -197,13 +199,27 @@ PX_HELPER long px_proc_kb(pid_t pid, const char *field)
     return kb;
 }
 
-/* The send queues of the established TCP/IPv4 sockets whose local port is one of ports:
- * Portico's side of its client connections, bytes it wrote that the client has not
- * acknowledged (what the kernel holds for it; `ss -t`'s Send-Q, /proc/net/tcp's tx_queue).
- * Asked of the kernel's sock_diag over netlink, which picks the established sockets itself:
- * /proc/net/tcp lists the TIME_WAIT ones too, 50,000 on a host after the churn tests, 55 ms
- * per read. Returns how many (at most max). */
-PX_HELPER int px_send_queues(const uint16_t *ports, int nports, long *q, int max)
+/* Which figure (a queue, mostly) of which sockets px_queues reads. */
+enum px_queue {
+    /* The send queues of the sockets whose local port is one of ports: Portico's side of its
+     * client connections, bytes it wrote that the client has not acknowledged (what the kernel
+     * holds for it; `ss -t`'s Send-Q, /proc/net/tcp's tx_queue). */
+    PX_SEND_Q,
+    /* The receive queues of the sockets whose remote port is one of ports: Portico's side of
+     * its connections to an origin listening there, bytes the origin sent that Portico has not
+     * read (`ss -t`'s Recv-Q). */
+    PX_RECV_Q,
+    /* Not a queue, of the same sockets: the receive window scale their SYN offered
+     * (tcp_info's tcpi_rcv_wscale), which the kernel chooses from the receive buffer the socket
+     * had at connect(): 1 for a 64 KiB SO_RCVBUF on loopback, 7-10 autotuned. */
+    PX_RCV_WSCALE,
+};
+
+/* The figures (which) of the established TCP/IPv4 sockets of ports. Asked of the kernel's
+ * sock_diag over netlink, which picks the established sockets itself: /proc/net/tcp lists the
+ * TIME_WAIT ones too, 50,000 on a host after the churn tests, 55 ms per read. Returns how many
+ * (at most max). */
+PX_HELPER int px_queues(enum px_queue which, const uint16_t *ports, int nports, long *q, int max)
 {
     int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     assert_true(fd >= 0);
@@ -214,6 +230,7 @@ PX_HELPER int px_send_queues(const uint16_t *ports, int nports, long *q, int max
         .nlh = {.nlmsg_len = sizeof(ask), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
                 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
         .req = {.sdiag_family = AF_INET, .sdiag_protocol = IPPROTO_TCP,
+                .idiag_ext = which == PX_RCV_WSCALE ? 1 << (INET_DIAG_INFO - 1) : 0,
                 .idiag_states = 1 << 1 /* TCP_ESTABLISHED */},
     };
     assert_true(send(fd, &ask, sizeof(ask), 0) == (ssize_t)sizeof(ask));
@@ -227,10 +244,17 @@ PX_HELPER int px_send_queues(const uint16_t *ports, int nports, long *q, int max
             assert_true(h->nlmsg_type != NLMSG_ERROR);
             if ((done = h->nlmsg_type == NLMSG_DONE))
                 break;
-            const struct inet_diag_msg *m = NLMSG_DATA(h);
+            struct inet_diag_msg *m = NLMSG_DATA(h);
+            uint16_t port = ntohs(which == PX_SEND_Q ? m->id.idiag_sport : m->id.idiag_dport);
+            long v = which == PX_SEND_Q ? (long)m->idiag_wqueue : (long)m->idiag_rqueue;
+            int alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+            for (struct rtattr *a = (struct rtattr *)(m + 1);
+                 which == PX_RCV_WSCALE && RTA_OK(a, alen); a = RTA_NEXT(a, alen))
+                if (a->rta_type == INET_DIAG_INFO && RTA_PAYLOAD(a) >= 8)
+                    v = ((const struct tcp_info *)RTA_DATA(a))->tcpi_rcv_wscale;
             for (int i = 0; i < nports; i++)
-                if (ntohs(m->id.idiag_sport) == ports[i] && n < max)
-                    q[n++] = (long)m->idiag_wqueue;
+                if (port == ports[i] && n < max)
+                    q[n++] = v;
         }
     }
     close(fd);
@@ -239,20 +263,20 @@ PX_HELPER int px_send_queues(const uint16_t *ports, int nports, long *q, int max
 
 #define PX_MAX_QUEUES 64
 
-/* Waits (bounded) until the send queues on ports (px_send_queues) are n, none empty, and the
- * same three reads in a row 5 ms apart (their clients read nothing and Portico wrote all the
- * kernel takes), or until one passes bound. Nothing tells when the kernel stopped taking
- * bytes but the figures themselves. Returns the largest; the smallest in *least, how many were
- * seen in *count. */
-PX_HELPER long px_send_queues_settle(const uint16_t *ports, int nports, int n, long bound,
-                                     long *least, int *count)
+/* Waits (bounded) until the queues of ports (px_queues) are n, none empty, and the same three
+ * reads in a row 5 ms apart (their clients read nothing and the senders put in all the kernel
+ * takes), or until one passes bound. Nothing tells when the kernel stopped taking bytes but
+ * the figures themselves. Returns the largest; the smallest in *least, how many were seen in
+ * *count. */
+PX_HELPER long px_queues_settle(enum px_queue which, const uint16_t *ports, int nports, int n,
+                                long bound, long *least, int *count)
 {
     long q[PX_MAX_QUEUES], prev[PX_MAX_QUEUES] = {0}, most = 0;
     assert_true(n < PX_MAX_QUEUES);
     int same = 0, got = 0;
     *least = 0;
     for (int64_t end = tu_now_ms() + PX_IO_MS; tu_now_ms() < end && same < 3;) {
-        got = px_send_queues(ports, nports, q, PX_MAX_QUEUES);
+        got = px_queues(which, ports, nports, q, PX_MAX_QUEUES);
         most = 0, *least = got ? q[0] : 0;
         for (int i = 0; i < got; i++) {
             most = q[i] > most ? q[i] : most;

@@ -7,7 +7,9 @@
  * second cost Portico little CPU and leave a normal client's requests fast, and each gets its
  * 408 when client_header_timeout expires),
  * answers whose end still waits in Portico's output are not cut by keepalive_timeout or a graceful
- * stop, and keepalive_timeout = 0 answers with Connection: close.
+ * stop, and keepalive_timeout = 0 answers with Connection: close; client_sndbuf and
+ * origin_rcvbuf cap the kernel memory a client that stops reading holds on either side of
+ * Portico.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -625,7 +627,7 @@ static void test_slowloris(void **state)
     fake_origin_stop(o);
 }
 
-/* ---- client_sndbuf ---- */
+/* ---- client_sndbuf and origin_rcvbuf ---- */
 
 #define SNDBUF_CAP (64 * 1024)
 #define SNDBUF_PLAIN 20            /* HTTP/1.1 clients that never read */
@@ -635,62 +637,149 @@ static void test_slowloris(void **state)
  * may end a 64 KiB loopback segment past it (measured: 140-160 KiB); twice that slack. Autotuned,
  * each queue passes 3.5 MiB. */
 #define SNDBUF_BOUND (2 * SNDBUF_CAP + 128 * 1024)
+#define RCVBUF_CAP (64 * 1024)
+#define RCVBUF_STALLED 8           /* clients that never read, of an origin of our own */
+/* What a receive buffer of RCVBUF_CAP lets the origin send Portico unread (doubled too, and
+ * the window is part of it: measured 70-120 KiB); twice the cap and a segment of slack.
+ * Autotuned, queues were at 0.4-6.2 MB when first read. */
+#define RCVBUF_BOUND (2 * RCVBUF_CAP + 64 * 1024)
+#define RCVBUF_READ (1 << 20)      /* what the clients that read ask for */
 
-/* client_sndbuf caps what each client that stops reading holds in the kernel: 22 clients (20
- * plain, 2 over TLS) ask for 8 MiB each and read nothing; once their queues stop growing (the
- * same three reads in a row, bounded), each is over half the cap (they did stall Portico) and
- * under twice it plus two segments (before, with no such key, each grew to 3.5-4 MiB). Clients
- * that read (plain, TLS) get the whole body, byte for byte. */
-static void test_client_sndbuf(void **state)
+/* The 64-byte line of the sim's /bytes bodies, over and over. */
+static const char sim_line[] = "portico-sim /bytes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH\n";
+
+/* client_sndbuf and origin_rcvbuf cap what each client that stops reading holds in the kernel,
+ * on either side of Portico: 22 clients of the sim (20 plain, 2 over TLS) and 8 of an origin
+ * of our own ask for 8 MiB each and read nothing. Once their queues stop growing (the same
+ * three reads in a row, bounded), each client's send queue is over half the cap (they did
+ * stall Portico) and under twice it plus two segments (with no such key, each grew to 3.5-4
+ * MiB); and so is each receive queue of Portico's connections to our origin, the rest of the
+ * response, which Portico no longer reads while its client does not (origin_rcvbuf, from
+ * [proxy]; with no such key, up to 6.2 MB each). Clients that read (plain and TLS, from the sim,
+ * our origin and an origin over TLS) get the whole body, byte for byte. */
+static void test_socket_buffers(void **state)
 {
     (void)state;
-    char extra[256];
-    snprintf(extra, sizeof(extra),
-             "client_sndbuf = %dk\nlisten = 127.0.0.1:{{port:tls}} tls\n"
-             "tls_cert = {{certs}}/server.pem\ntls_key = {{certs}}/server.key",
-             SNDBUF_CAP / 1024);
-    struct harness *h = px_start(extra, "[upstream u]\norigin = sim\n");
-    uint16_t ports[] = {px_port(h), harness_port(h, "tls")};
-    char req[128];
-    snprintf(req, sizeof(req), "GET /bytes/%d HTTP/1.1\r\nHost: t\r\n\r\n", SNDBUF_BODY);
-    struct raw_conn *c[SNDBUF_PLAIN + SNDBUF_TLS];
     const struct test_certs *certs = certs_get();
     assert_non_null(certs);
+    struct stream_origin *so = so_start(), *free_so = so_start();
+    assert_non_null(so);
+    assert_non_null(free_so);
+    static char tls_body[RCVBUF_READ + 1];
+    for (size_t i = 0; i < RCVBUF_READ; i++)
+        tls_body[i] = sim_line[i % 64];
+    struct fake_origin_opts opts = {.kind = FO_OK, .body = tls_body,
+                                    .tls_cert = certs->server_cert,
+                                    .tls_key = certs->server_key};
+    struct fake_origin *to = fake_origin_start(&opts);
+    assert_non_null(to);
+    char extra[256];
+    snprintf(extra, sizeof(extra),
+             "client_sndbuf = %dk\norigin_rcvbuf = %dk\nlisten = 127.0.0.1:{{port:tls}} tls\n"
+             "tls_cert = {{certs}}/server.pem\ntls_key = {{certs}}/server.key",
+             SNDBUF_CAP / 1024, RCVBUF_CAP / 1024);
+    struct harness *h = px_start(extra,
+                                 "[upstream u]\norigin = sim\n"
+                                 "[upstream so]\norigin = 127.0.0.1:%u\n"
+                                 "[upstream tls]\norigin = 127.0.0.1:%u\ntls = on\n"
+                                 "ca_file = {{certs}}/ca.pem\n"
+                                 "[upstream refused]\norigin = 127.0.0.1:{{free_port:refused}}\n"
+                                 "[upstream free]\norigin = 127.0.0.1:%u\norigin_rcvbuf = 0\n"
+                                 "[route so]\nprefix = /down-\nupstream = so\n"
+                                 "[route refused]\nhost = refused.test\nupstream = refused\n"
+                                 "[route free]\nhost = free.test\nprefix = /down-\n"
+                                 "upstream = free\n"
+                                 "[route tls]\nprefix = /tls\nupstream = tls\n"
+                                 "[route sim]\nprefix = /\nupstream = u\n",
+                                 so->port, fake_origin_port(to), free_so->port);
+    uint16_t ports[] = {px_port(h), harness_port(h, "tls")};
+    enum { N = SNDBUF_PLAIN + SNDBUF_TLS + RCVBUF_STALLED };
+    char req[128], so_req[128];
+    snprintf(req, sizeof(req), "GET /bytes/%d HTTP/1.1\r\nHost: t\r\n\r\n", SNDBUF_BODY);
+    snprintf(so_req, sizeof(so_req), "GET /down-length/%d HTTP/1.1\r\nHost: t\r\n\r\n",
+             SNDBUF_BODY);
+    struct raw_conn *c[N];
     struct raw_tls_opts tls = {.ca_file = certs->ca_cert, .require_valid = true};
-    for (int i = 0; i < SNDBUF_PLAIN + SNDBUF_TLS; i++) {
-        c[i] = i < SNDBUF_PLAIN ? px_connect(h) : raw_connect_tls(ports[1], &tls, PX_IO_MS);
+    for (int i = 0; i < N; i++) {
+        bool over_tls = i >= SNDBUF_PLAIN && i < SNDBUF_PLAIN + SNDBUF_TLS;
+        c[i] = over_tls ? raw_connect_tls(ports[1], &tls, PX_IO_MS) : px_connect(h);
         assert_non_null(c[i]);
-        assert_int_equal(raw_send_str(c[i], req), 0);
+        assert_int_equal(raw_send_str(c[i], i < SNDBUF_PLAIN + SNDBUF_TLS ? req : so_req), 0);
     }
 
-    enum { N = SNDBUF_PLAIN + SNDBUF_TLS };
     int64_t t0 = tu_now_ms();
     int n;
-    long least, most = px_send_queues_settle(ports, 2, N, SNDBUF_BOUND, &least, &n);
+    long least, most = px_queues_settle(PX_SEND_Q, ports, 2, N, SNDBUF_BOUND, &least, &n);
     print_message("  %d client sockets, send queues %ld-%ld bytes (cap %d: at most %d), "
                   "settled in %lld ms\n", n, least, most, SNDBUF_CAP, SNDBUF_BOUND,
                   (long long)(tu_now_ms() - t0));
     assert_true(most <= SNDBUF_BOUND);
     assert_int_equal(n, N);
     assert_true(least >= SNDBUF_CAP / 2);
+    t0 = tu_now_ms();
+    most = px_queues_settle(PX_RECV_Q, &so->port, 1, RCVBUF_STALLED, RCVBUF_BOUND, &least, &n);
+    print_message("  %d origin sockets, receive queues %ld-%ld bytes (cap %d: at most %d), "
+                  "settled in %lld ms\n", n, least, most, RCVBUF_CAP, RCVBUF_BOUND,
+                  (long long)(tu_now_ms() - t0));
+    assert_true(most <= RCVBUF_BOUND);
+    assert_int_equal(n, RCVBUF_STALLED);
+    assert_true(least >= RCVBUF_CAP / 2);
 
-    /* a client that reads gets every byte, plain and over TLS (whose writes the small buffer
-     * cuts short more often: OpenSSL takes a write again only as it was): the sim's 64-byte
-     * line, over and over */
-    snprintf(req, sizeof(req), "GET /bytes/%d HTTP/1.1\r\nHost: t\r\n\r\n", 1 << 20);
-    for (int t = 0; t < 2; t++) {
-        struct raw_conn *r = t ? raw_connect_tls(ports[1], &tls, PX_IO_MS) : px_connect(h);
-        struct raw_response resp;
+    /* The cap was set before connect(): the window scale their SYNs offered is the cap's (set
+     * after, it would be the autotuned one's, and the window the origin was told could grow
+     * would not). An upstream's own 0 is the kernel's autotuning, also on the socket a capped
+     * upstream's refused connect left as a spare (a cap cannot be undone): its SYN offers a
+     * larger scale. */
+    long wscale[RCVBUF_STALLED], capped = 0, autotuned = 0;
+    assert_int_equal(px_queues(PX_RCV_WSCALE, &so->port, 1, wscale, RCVBUF_STALLED),
+                     RCVBUF_STALLED);
+    for (int i = 0; i < RCVBUF_STALLED; i++)
+        capped = wscale[i] > capped ? wscale[i] : capped;
+    struct raw_conn *refused = px_connect(h), *free_c = px_connect(h);
+    struct raw_response resp;
+    assert_int_equal(raw_send_str(refused, "GET / HTTP/1.1\r\nHost: refused.test\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(refused, &resp, PX_IO_MS), 0);
+    assert_int_equal(resp.status, 502);
+    raw_response_free(&resp);
+    snprintf(req, sizeof(req), "GET /down-length/%d HTTP/1.1\r\nHost: free.test\r\n\r\n",
+             SNDBUF_BODY);
+    assert_int_equal(raw_send_str(free_c, req), 0);
+    n = 0;
+    for (int64_t end = tu_now_ms() + PX_IO_MS; tu_now_ms() < end && !n;) { /* its connect */
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+        n = px_queues(PX_RCV_WSCALE, &free_so->port, 1, &autotuned, 1);
+    }
+    print_message("  window scale offered: %ld with origin_rcvbuf = 64k, %ld with 0\n", capped,
+                  autotuned);
+    assert_int_equal(n, 1);
+    assert_true(capped < autotuned);
+    raw_abort(free_c);
+    raw_close(refused);
+
+    /* a client that reads gets every byte: plain and over TLS (whose writes the small buffer
+     * cuts short more often: OpenSSL takes a write again only as it was) from the sim, from
+     * our origin (its pattern), and from an origin over TLS (the sim's line) */
+    static const struct {
+        const char *path;
+        bool over_tls;
+        bool pattern;              /* stream_origin's; else the sim's line */
+    } readers[] = {{"/bytes/1048576", false, false}, {"/bytes/1048576", true, false},
+                   {"/down-length/1048576", false, true}, {"/tls", false, false}};
+    for (size_t t = 0; t < ARRAY_SIZE(readers); t++) {
+        struct raw_conn *r = readers[t].over_tls ? raw_connect_tls(ports[1], &tls, PX_IO_MS)
+                                                 : px_connect(h);
         assert_non_null(r);
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", readers[t].path);
         assert_int_equal(raw_send_str(r, req), 0);
         assert_int_equal(raw_read_response(r, &resp, PX_IO_MS), 0);
         assert_int_equal(resp.status, 200);
-        assert_int_equal(resp.body_len, 1 << 20);
-        static const char line[] =
-            "portico-sim /bytes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH\n";
+        assert_int_equal(resp.body_len, RCVBUF_READ);
         size_t bad = 0;
-        for (size_t i = 0; i < resp.body_len; i++)
-            bad += resp.body[i] != line[i % 64];
+        if (readers[t].pattern)
+            bad = so_pattern_check((const unsigned char *)resp.body, 0, resp.body_len) != -1;
+        for (size_t i = 0; !readers[t].pattern && i < resp.body_len; i++)
+            bad += resp.body[i] != sim_line[i % 64];
         assert_int_equal(bad, 0);
         raw_response_free(&resp);
         raw_close(r);
@@ -698,25 +787,47 @@ static void test_client_sndbuf(void **state)
     for (int i = 0; i < N; i++)
         raw_abort(c[i]);
     px_stop(h);
+    fake_origin_stop(to);
+    so_stop(free_so);
+    so_stop(so);
 }
 
-/* A client_sndbuf above net.core.wmem_max, which the kernel cuts down to it without a word, is
- * said in the error log (on a host whose wmem_max leaves room under the key's 64m). */
-static void test_client_sndbuf_over_wmem_max(void **state)
+/* net.core.wmem_max or rmem_max, read from /proc; 0 when there is nothing above it to ask
+ * for under the keys' 64m. */
+static long kernel_max(const char *path)
 {
-    (void)state;
-    char *text = tu_read_file("/proc/sys/net/core/wmem_max", NULL);
+    char *text = tu_read_file(path, NULL);
     assert_non_null(text);
     long max = strtol(text, NULL, 10);
     free(text);
     if (max <= 0 || max >= 64L << 20) {
-        print_message("  net.core.wmem_max is %ld: nothing above it to ask for\n", max);
-        skip();
+        print_message("  %s is %ld: nothing above it to ask for\n", path, max);
+        return 0;
     }
-    char extra[64];
-    snprintf(extra, sizeof(extra), "client_sndbuf = %ld", max + 4096);
+    return max;
+}
+
+/* A client_sndbuf above net.core.wmem_max and an origin_rcvbuf above net.core.rmem_max, which
+ * the kernel cuts down without a word, are said in the error log (on a host whose maxima leave
+ * room under the keys' 64m). */
+static void test_buffers_over_kernel_max(void **state)
+{
+    (void)state;
+    long wmem = kernel_max("/proc/sys/net/core/wmem_max");
+    long rmem = kernel_max("/proc/sys/net/core/rmem_max");
+    if (!wmem && !rmem)
+        skip();
+    char extra[128];
+    snprintf(extra, sizeof(extra), "client_sndbuf = %ld\norigin_rcvbuf = %ld",
+             wmem ? wmem + 4096 : 0, rmem ? rmem + 4096 : 0);
     struct harness *h = px_start(extra, "[upstream u]\norigin = sim\n");
-    assert_int_equal(harness_wait_log(h, "(sysctl net.core.wmem_max)", PX_IO_MS), 0);
+    if (wmem)
+        assert_int_equal(harness_wait_log(h, "(sysctl net.core.wmem_max)", PX_IO_MS), 0);
+    char said[160];
+    snprintf(said, sizeof(said), "upstream u: origin_rcvbuf = %ld: the kernel takes %ld bytes at "
+             "most (sysctl net.core.rmem_max)", rmem + 4096, rmem);
+    if (rmem)
+        assert_int_equal(harness_wait_log(h, said, PX_IO_MS), 0);
     px_stop(h);
 }
 
@@ -731,8 +842,8 @@ int main(void)
         cmocka_unit_test(test_answer_end_not_cut_when_idle),
         cmocka_unit_test(test_keepalive_off),
         cmocka_unit_test(test_slowloris),
-        cmocka_unit_test(test_client_sndbuf),
-        cmocka_unit_test(test_client_sndbuf_over_wmem_max),
+        cmocka_unit_test(test_socket_buffers),
+        cmocka_unit_test(test_buffers_over_kernel_max),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

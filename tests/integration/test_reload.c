@@ -607,8 +607,8 @@ static void sndbuf_capped(uint16_t port)
                          0);
     }
     int n;
-    long least, most = px_send_queues_settle(&port, 1, RELOAD_SNDBUF_CLIENTS,
-                                             RELOAD_SNDBUF_BOUND, &least, &n);
+    long least, most = px_queues_settle(PX_SEND_Q, &port, 1, RELOAD_SNDBUF_CLIENTS,
+                                        RELOAD_SNDBUF_BOUND, &least, &n);
     print_message("  %d clients of the kept address: send queues %ld-%ld bytes\n", n, least, most);
     assert_true(most <= RELOAD_SNDBUF_BOUND);
     assert_int_equal(n, RELOAD_SNDBUF_CLIENTS);

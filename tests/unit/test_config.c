@@ -45,6 +45,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->max_request_line, 8 * 1024);
     assert_int_equal(cfg->max_body_size, UINT64_C(1) << 30);
     assert_int_equal(cfg->client_sndbuf, 0); /* the kernel autotunes client send buffers */
+    assert_int_equal(cfg->origin_rcvbuf, 0); /* and origin receive buffers */
     assert_int_equal(cfg->timers_ms[TIMER_DNS], 5000);
     assert_int_equal(cfg->timers_ms[TIMER_CONNECT], 5000);
     assert_int_equal(cfg->timers_ms[TIMER_TLS], 5000);
@@ -83,6 +84,7 @@ static void test_defaults(void **state)
     for (int t = 0; t < TIMER_COUNT; t++)
         assert_int_equal(up->timers_ms[t], cfg->timers_ms[t]); /* [proxy] */
     assert_true(up->interim_resets_timer);
+    assert_int_equal(up->origin_rcvbuf, 0); /* [proxy]'s: the kernel's autotuning */
     assert_int_equal(up->max_fails, 0);
     assert_int_equal(up->fail_window_ms, 10000);
     assert_int_equal(up->down_time_ms, 10000);
@@ -170,6 +172,8 @@ static const struct {
     {"client_sndbuf = 256k", CFGF(client_sndbuf), V_U64, 256 << 10, NULL},      /* a cap */
     {"client_sndbuf = 0", CFGF(client_sndbuf), V_U64, 0, NULL},      /* the kernel's autotuning */
     {"client_sndbuf = 4k", CFGF(client_sndbuf), V_U64, 4096, NULL},            /* lower bound */
+    {"origin_rcvbuf = 64k", CFGF(origin_rcvbuf), V_U64, 64 << 10, NULL},      /* upstreams' */
+    {"origin_rcvbuf = 0", CFGF(origin_rcvbuf), V_U64, 0, NULL},      /* the kernel's autotuning */
     /* [proxy] default of the upstream timer */
     {"dns_timeout = 1s", CFGF(timers_ms[TIMER_DNS]), V_U64, 1000, NULL},
     /* upstream default, in ms */
@@ -232,6 +236,8 @@ static const struct {
     {"read_timeout = 1m", UPF(timers_ms[TIMER_READ]), V_U64, 60000, NULL}, /* own timer */
     {"total_timeout = 10s", UPF(timers_ms[TIMER_TOTAL]), V_U64, 10000, NULL}, /* own timer */
     {"interim_resets_timer = off", UPF(interim_resets_timer), V_BOOL, 0, NULL}, /* own value */
+    {"origin_rcvbuf = 256k", UPF(origin_rcvbuf), V_U64, 256 << 10, NULL},       /* own value */
+    {"origin_rcvbuf = 4k", UPF(origin_rcvbuf), V_U64, 4096, NULL},              /* lower bound */
     {"max_fails = 3", UPF(max_fails), V_U64, 3, NULL}, /* passive health on */
     {"fail_timeout = 30s", UPF(fail_window_ms), V_U64, 30000, NULL}, /* window (and down_time) */
     {"verify = off", UPF(verify), V_BOOL, 0, NULL}, /* default on */
@@ -534,6 +540,9 @@ static const struct {
     {"bad boolean in an upstream's interim_resets_timer",
      UP "interim_resets_timer = sometimes\n",
      {"test.ini:3: interim_resets_timer: 'sometimes' is not on/off"}},
+    {"an upstream's origin_rcvbuf under the kernel's floor",
+     UP "origin_rcvbuf = 1k\n",
+     {"test.ini:3: origin_rcvbuf: must be 0 (the kernel's) or between 4096 and 67108864 bytes"}},
     {"bad number",
      "[proxy]\nworkers = two\n" UP,
      {"test.ini:2: workers: 'two' is not a whole number between 1 and 256"}},
@@ -1067,6 +1076,13 @@ static const struct {
     {"client_sndbuf = 1", 0, 0,
      "client_sndbuf: must be 0 (the kernel's) or between 4096 and 67108864 bytes"},
     {"client_sndbuf = 64 KiB", 0, 0, "client_sndbuf: '64 KiB' is not a size (e.g. 512, 16k, 8m, 1g)"},
+    /* the same bounds on the origin side */
+    {"origin_rcvbuf = 64m", offsetof(struct config, origin_rcvbuf), 64 << 20, NULL}, /* max */
+    {"origin_rcvbuf = 67108865", 0, 0,                               /* one byte more */
+     "origin_rcvbuf: must be 0 (the kernel's) or between 4096 and 67108864 bytes"},
+    {"origin_rcvbuf = 4095", 0, 0,                                   /* one byte less */
+     "origin_rcvbuf: must be 0 (the kernel's) or between 4096 and 67108864 bytes"},
+    {"origin_rcvbuf = -1", 0, 0, "origin_rcvbuf: '-1' is not a size (e.g. 512, 16k, 8m, 1g)"},
 };
 
 static void test_size_limits(void **state)
@@ -1167,8 +1183,8 @@ static void test_long_lines(void **state)
 
 /* ---- inheritance ---- */
 
-/* Upstream timers and interim_resets_timer take [proxy]'s value unless set in the section,
- * whichever order the sections come in. */
+/* Upstream timers, interim_resets_timer and origin_rcvbuf take [proxy]'s value unless set in
+ * the section, whichever order the sections come in. */
 static void test_timer_inheritance(void **state)
 {
     (void)state;
@@ -1177,18 +1193,21 @@ static void test_timer_inheritance(void **state)
                                  "connect_timeout = 100ms\n"
                                  "total_timeout = 0\n"
                                  "interim_resets_timer = on\n"
+                                 "origin_rcvbuf = 0\n"
                                  "[upstream unset]\n"
                                  "origin = sim\n"
                                  "[upstream off]\n"
                                  "origin = sim\n"
                                  "interim_resets_timer = off\n"
+                                 "origin_rcvbuf = 256k\n"
                                  "[route r]\n"
                                  "upstream = set\n"
                                  "[proxy]\n" /* after the upstreams on purpose */
                                  "connect_timeout = 2s\n"
                                  "first_byte_timeout = 7s\n"
                                  "total_timeout = 30s\n"
-                                 "interim_resets_timer = off\n");
+                                 "interim_resets_timer = off\n"
+                                 "origin_rcvbuf = 64k\n");
     const struct upstream_conf *set = &cfg->upstreams[0], *unset = &cfg->upstreams[1],
                                *off = &cfg->upstreams[2];
     assert_int_equal(set->timers_ms[TIMER_CONNECT], 100);        /* own value */
@@ -1201,6 +1220,9 @@ static void test_timer_inheritance(void **state)
     assert_int_equal(unset->timers_ms[TIMER_READ], 60000);       /* built-in default */
     assert_false(unset->interim_resets_timer);                   /* [proxy] off */
     assert_false(off->interim_resets_timer);                     /* own off */
+    assert_int_equal(set->origin_rcvbuf, 0);          /* own 0 (autotuning) beats [proxy] */
+    assert_int_equal(unset->origin_rcvbuf, 64 << 10);            /* [proxy] */
+    assert_int_equal(off->origin_rcvbuf, 256 << 10);             /* own value */
     cfg_free(cfg);
 
     /* [proxy] on (default) and an upstream off */

@@ -3,7 +3,7 @@
  * writes that wait and drain, the read limit, the read, write and owner deadlines, a requeue,
  * splicing (order behind a waiting head, back-pressure, the end of raw mode, EOF, refusal),
  * what a TCP peer acknowledged (sock_bytes_acked: a close before our bytes arrived, or after),
- * and who frees what when
+ * what the kernel took of a buffer size (sock_set_buffer), and who frees what when
  * sock_init fails (the double SSL_free bufferevent_openssl caused: libevent 2.1 freed the SSL
  * itself and so did we). evbuffer_new is wrapped (-Wl,--wrap) so that it can be made to fail.
  */
@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -650,6 +651,35 @@ static void test_bytes_acked_read_then_close(void **state)
     close(fds[0]);
 }
 
+/* sock_set_buffer reads back what the kernel took: the value asked, or net.core.rmem_max (and
+ * wmem_max) when it asked for more, which the kernel cuts down without a word; -1 when the
+ * call is refused. */
+static void test_set_buffer(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(sock_set_buffer(fd, SO_RCVBUF, 65536), 65536);
+    assert_int_equal(sock_set_buffer(fd, SO_SNDBUF, 65536), 65536);
+    static const struct {
+        const char *path;
+        int opt;
+    } maxima[] = {{"/proc/sys/net/core/rmem_max", SO_RCVBUF},
+                  {"/proc/sys/net/core/wmem_max", SO_SNDBUF}};
+    for (size_t i = 0; i < ARRAY_LEN(maxima); i++) {
+        char text[32] = "";
+        int mfd = open(maxima[i].path, O_RDONLY | O_CLOEXEC);
+        assert_true(mfd >= 0);
+        assert_true(read(mfd, text, sizeof(text) - 1) > 0);
+        close(mfd);
+        int max = atoi(text);
+        if (max > 0 && max < (1 << 29)) /* the kernel doubles the value in an int */
+            assert_int_equal(sock_set_buffer(fd, maxima[i].opt, max + 4096), max);
+    }
+    close(fd);
+    assert_int_equal(sock_set_buffer(fd, SO_RCVBUF, 65536), -1); /* EBADF */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -665,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_splice_eof_and_refusal),
         cmocka_unit_test(test_bytes_acked_close_first),
         cmocka_unit_test(test_bytes_acked_read_then_close),
+        cmocka_unit_test(test_set_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
