@@ -26,6 +26,27 @@ static bool static_hop(const struct h1_field *f)
     return (hop_fields & H1_FIELD_BIT(h1_field_id(f))) != 0;
 }
 
+/* What Portico removes from a request or writes in it itself. */
+static const unsigned portico_fields =
+    hop_fields | H1_FIELD_BIT(H1_F_X_FORWARDED_FOR) | H1_FIELD_BIT(H1_F_X_FORWARDED_PROTO) |
+    H1_FIELD_BIT(H1_F_X_FORWARDED_HOST) | H1_FIELD_BIT(H1_F_X_REQUEST_ID) |
+    H1_FIELD_BIT(H1_F_PORTICO_FAULT);
+
+/* Whether f is one of portico_fields spelt with '_' for '-' ("X_Forwarded_Proto"). CGI, WSGI
+ * and Rack servers read both spellings as one variable (HTTP_X_FORWARDED_PROTO): the client's
+ * value came first ("https,http"), and the first is what an application may take (Django's
+ * SECURE_PROXY_SSL_HEADER). nginx drops every name with '_' for this; only these twins go. */
+static bool underscore_twin(const struct h1_field *f)
+{
+    char name[32]; /* longer than every known name */
+    if (f->name_len >= sizeof(name) || !memchr(f->name, '_', f->name_len))
+        return false;
+    for (size_t i = 0; i < f->name_len; i++)
+        name[i] = f->name[i] == '_' ? '-' : f->name[i];
+    enum h1_field_id id = h1_field_id_of(name, f->name_len);
+    return id != H1_F_OTHER && (portico_fields & H1_FIELD_BIT(id));
+}
+
 static bool named_by_connection(const struct h1_field *f, const struct h1_field *fields, size_t n)
 {
     for (int i = h1_find(fields, n, H1_F_CONNECTION, 0); i >= 0;
@@ -245,6 +266,10 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
             break;
         case H1_F_PORTICO_FAULT:
             continue; /* a fault for Portico (issue 8), honoured or not: never the origin's */
+        case H1_F_OTHER:
+            if (underscore_twin(f))
+                continue;
+            break;
         default:
             break;
         }

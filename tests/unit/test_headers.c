@@ -102,6 +102,15 @@ static const struct {
      {BASE, .client_tls = false, CLIENT_HOST("a.test")},
      "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\n"
      "X-Forwarded-Host: a.test\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
+    {"a field Portico sets or removes, spelt with '_' for '-', is dropped: CGI-style servers read "
+     "X_Forwarded_Proto as X-Forwarded-Proto, the client's value first",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nX_Forwarded_Proto: https\r\nx_forwarded_host: evil\r\n"
+     "X_Request_Id: theirs\r\nX-Forwarded_For: 127.0.6.6\r\nTransfer_Encoding: chunked\r\n"
+     "Content_Length: 5\r\nPortico_Fault: x\r\nX_Custom_Id: 7\r\n_: u\r\n\r\n",
+     {BASE, CLIENT_HOST("a.test")},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX_Custom_Id: 7\r\n_: u\r\nX-Forwarded-For: 127.0.0.21\r\n"
+     "X-Forwarded-Proto: http\r\nX-Forwarded-Host: a.test\r\nX-Request-Id: rid1\r\n"
+     "Via: 1.1 portico\r\n\r\n"},
     {"a TLS client is https",
      "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
      {BASE, .client_tls = true},
