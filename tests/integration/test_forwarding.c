@@ -1792,7 +1792,8 @@ static void test_early_answer_connection_not_reused(void **state)
     assert_true(afd >= 0);
     char buf[4096];
     origin_read(afd, buf, sizeof(buf), 0, deadline);
-    static const char start[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nearly\r\n";
+    static const char start[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                "5\r\nearly\r\n";
     assert_int_equal(write(afd, start, sizeof(start) - 1), (ssize_t)(sizeof(start) - 1));
     struct raw_head head;
     assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0); /* the answer began */
