@@ -71,16 +71,67 @@ bool hdr_is_hop_by_hop(const struct h1_field *f, const struct h1_field *fields, 
  * anyway (keep-alive, upgrade) or name no field (close) are left out: the common
  * "Connection: keep-alive" leaves nothing to compare. */
 #define CONN_NAMES_MAX 16
+#define CONN_MARK_MAX HDR_MAX_FIELDS /* fields of a message whose names a long list marks */
 struct conn_names {
     const struct h1_field *fields; /* the message, for the slow path */
     size_t nfields;
     unsigned n;
-    bool overflow; /* more names than fit: fall back to named_by_connection */
+    bool overflow; /* more names than fit: named[] (conn_names_mark) says */
     struct {
         const char *name;
         size_t len;
     } tok[CONN_NAMES_MAX];
+    bool named[CONN_MARK_MAX]; /* with overflow: field i is named by a Connection field */
 };
+
+/* Names ordered by length, then case-insensitively: most compares are on the length alone. */
+static int name_order(const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (alen != blen)
+        return alen < blen ? -1 : 1;
+    return strncasecmp(a, b, alen);
+}
+
+/* More names than tok[] holds: which fields they name, from one walk over the Connection
+ * fields and a binary search of each name among the fields sorted by name. A walk over the
+ * whole list for each field (named_by_connection) made a list of 400,000 names (a head of 900
+ * KB with max_header_size = 1m) cost a worker 200 ms per request. */
+static void conn_names_mark(struct conn_names *c)
+{
+    const struct h1_field *f = c->fields;
+    size_t n = c->nfields;
+    uint8_t order[CONN_MARK_MAX];
+    _Static_assert(CONN_MARK_MAX <= UINT8_MAX, "a field index fits order[]");
+    for (size_t i = 0; i < n; i++) { /* insertion sort: a hundred fields at most */
+        size_t k = i;
+        for (; k > 0 && name_order(f[order[k - 1]].name, f[order[k - 1]].name_len, f[i].name,
+                                   f[i].name_len) > 0;
+             k--)
+            order[k] = order[k - 1];
+        order[k] = (uint8_t)i;
+        c->named[i] = false;
+    }
+    for (int i = h1_find(f, n, H1_F_CONNECTION, 0); i >= 0;
+         i = h1_find(f, n, H1_F_CONNECTION, (size_t)i + 1)) {
+        size_t pos = 0, elen;
+        const char *e;
+        while (h1_list_next(f[i].value, f[i].value_len, &pos, &e, &elen)) {
+            size_t lo = 0, hi = n;
+            while (lo < hi) { /* the first field not ordered before e */
+                size_t mid = lo + (hi - lo) / 2;
+                if (name_order(f[order[mid]].name, f[order[mid]].name_len, e, elen) < 0)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            /* the fields of that name, unless an earlier token marked them all already */
+            for (; lo < n && !c->named[order[lo]] &&
+                   name_order(f[order[lo]].name, f[order[lo]].name_len, e, elen) == 0;
+                 lo++)
+                c->named[order[lo]] = true;
+        }
+    }
+}
 
 static void conn_names_init(struct conn_names *c, const struct h1_field *fields, size_t n)
 {
@@ -103,6 +154,8 @@ static void conn_names_init(struct conn_names *c, const struct h1_field *fields,
                 continue;
             if (c->n == CONN_NAMES_MAX) {
                 c->overflow = true;
+                if (n <= CONN_MARK_MAX)
+                    conn_names_mark(c);
                 return;
             }
             c->tok[c->n].name = e;
@@ -114,8 +167,9 @@ static void conn_names_init(struct conn_names *c, const struct h1_field *fields,
 /* Whether the message's Connection fields name f (f not hop-by-hop itself). */
 static bool conn_names_has(const struct conn_names *c, const struct h1_field *f)
 {
-    if (c->overflow)
-        return named_by_connection(f, c->fields, c->nfields);
+    if (c->overflow) /* f is one of c->fields */
+        return c->nfields <= CONN_MARK_MAX ? c->named[f - c->fields]
+                                           : named_by_connection(f, c->fields, c->nfields);
     for (unsigned i = 0; i < c->n; i++)
         if (c->tok[i].len == f->name_len && strncasecmp(c->tok[i].name, f->name, f->name_len) == 0)
             return true;
