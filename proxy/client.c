@@ -102,6 +102,8 @@ struct client {
     uint64_t head_start_us;            /* first byte of the current request head */
     size_t head_scanned;               /* bytes of the pending head already parsed without
                                           success: re-parse only when a new line arrives */
+    size_t head_skipped;               /* empty lines before it, dropped as they came; they
+                                          count against max_header_size */
     enum proto proto;                  /* of the current request */
     bool close_after;                  /* the response in flight ends with the connection */
     bool close_delimited;              /* ... and its body ends with the close (HTTP/1.0) */
@@ -843,17 +845,36 @@ static void parse_head(struct client *c)
         c->head_start_us = event_now_us();
         set_state(c, CS_HEAD);
     }
-    size_t n = MIN(len, (size_t)cfg->max_header_size);
+    size_t max = (size_t)cfg->max_header_size;
+    size_t n = MIN(len, max - c->head_skipped);
     const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    /* Empty lines before the request line are ignored (RFC 9112 2.2), but each ends a line: sent
+     * one at a time, each had the whole head so far parsed again (900 KB of them, then one every
+     * 0.1 ms, kept a worker busy: 2.5 s of CPU in 3 s, max_header_size = 1m). They go as they
+     * come, and still count against max_header_size (head_skipped). */
+    size_t skip = 0;
+    while (skip + 1 < n && p[skip] == '\r' && p[skip + 1] == '\n')
+        skip += 2;
+    if (skip) {
+        evbuffer_drain(in, skip);
+        sock_consumed(&c->sock);
+        c->head_skipped += skip;
+        c->head_scanned = 0;
+        len -= skip;
+        n = MIN(len, max - c->head_skipped);
+        p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+        if (len == 0 && c->head_skipped < max)
+            return;
+    }
     /* A head trickling in byte by byte must not cost a full parse per byte: nothing can change
      * until a line ends, or the limit is reached. */
-    if (c->head_scanned && n < cfg->max_header_size && n > c->head_scanned &&
+    if (c->head_scanned && n < max - c->head_skipped && n > c->head_scanned &&
         !memchr(p + c->head_scanned, '\n', n - c->head_scanned)) {
         c->head_scanned = n;
         return;
     }
     struct h1_limits lim = {.max_request_line = cfg->max_request_line,
-                            .max_head = cfg->max_header_size};
+                            .max_head = max - c->head_skipped};
     struct h1_request req;
     struct h1_error err;
     int rc = h1_parse_request(p, n, &lim, &req, &err);
@@ -862,6 +883,7 @@ static void parse_head(struct client *c)
         return;
     }
     c->head_scanned = 0;
+    c->head_skipped = 0;
     if (rc < 0) {
         refuse_head(c, err.status, err.reason, 0, err.head_method);
         return;

@@ -128,6 +128,9 @@ struct exchange {
     bool req_splice;                   /* the request body goes socket to socket (sock_splice) */
     size_t req_queued;                 /* the origin's output, as last told to request_taken */
     bool resp_splice;                  /* so does the response body, all but its last byte */
+    bool answered_early;               /* the final head came before the request was all sent:
+                                          whether the origin read the rest is unknown, so its
+                                          connection is not reused (relay_reusable) */
     struct deadline phase_timer;
     struct deadline total_timer;
     struct deadline continue_timer;    /* Expect relay: send our own 100 after continue_timeout */

@@ -26,6 +26,27 @@ static bool static_hop(const struct h1_field *f)
     return (hop_fields & H1_FIELD_BIT(h1_field_id(f))) != 0;
 }
 
+/* What Portico removes from a request or writes in it itself. */
+static const unsigned portico_fields =
+    hop_fields | H1_FIELD_BIT(H1_F_X_FORWARDED_FOR) | H1_FIELD_BIT(H1_F_X_FORWARDED_PROTO) |
+    H1_FIELD_BIT(H1_F_X_FORWARDED_HOST) | H1_FIELD_BIT(H1_F_X_REQUEST_ID) |
+    H1_FIELD_BIT(H1_F_PORTICO_FAULT);
+
+/* Whether f is one of portico_fields spelt with '_' for '-' ("X_Forwarded_Proto"). CGI, WSGI
+ * and Rack servers read both spellings as one variable (HTTP_X_FORWARDED_PROTO): the client's
+ * value came first ("https,http"), and the first is what an application may take (Django's
+ * SECURE_PROXY_SSL_HEADER). nginx drops every name with '_' for this; only these twins go. */
+static bool underscore_twin(const struct h1_field *f)
+{
+    char name[32]; /* longer than every known name */
+    if (f->name_len >= sizeof(name) || !memchr(f->name, '_', f->name_len))
+        return false;
+    for (size_t i = 0; i < f->name_len; i++)
+        name[i] = f->name[i] == '_' ? '-' : f->name[i];
+    enum h1_field_id id = h1_field_id_of(name, f->name_len);
+    return id != H1_F_OTHER && (portico_fields & H1_FIELD_BIT(id));
+}
+
 static bool named_by_connection(const struct h1_field *f, const struct h1_field *fields, size_t n)
 {
     for (int i = h1_find(fields, n, H1_F_CONNECTION, 0); i >= 0;
@@ -50,16 +71,67 @@ bool hdr_is_hop_by_hop(const struct h1_field *f, const struct h1_field *fields, 
  * anyway (keep-alive, upgrade) or name no field (close) are left out: the common
  * "Connection: keep-alive" leaves nothing to compare. */
 #define CONN_NAMES_MAX 16
+#define CONN_MARK_MAX HDR_MAX_FIELDS /* fields of a message whose names a long list marks */
 struct conn_names {
     const struct h1_field *fields; /* the message, for the slow path */
     size_t nfields;
     unsigned n;
-    bool overflow; /* more names than fit: fall back to named_by_connection */
+    bool overflow; /* more names than fit: named[] (conn_names_mark) says */
     struct {
         const char *name;
         size_t len;
     } tok[CONN_NAMES_MAX];
+    bool named[CONN_MARK_MAX]; /* with overflow: field i is named by a Connection field */
 };
+
+/* Names ordered by length, then case-insensitively: most compares are on the length alone. */
+static int name_order(const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (alen != blen)
+        return alen < blen ? -1 : 1;
+    return strncasecmp(a, b, alen);
+}
+
+/* More names than tok[] holds: which fields they name, from one walk over the Connection
+ * fields and a binary search of each name among the fields sorted by name. A walk over the
+ * whole list for each field (named_by_connection) made a list of 400,000 names (a head of 900
+ * KB with max_header_size = 1m) cost a worker 200 ms per request. */
+static void conn_names_mark(struct conn_names *c)
+{
+    const struct h1_field *f = c->fields;
+    size_t n = c->nfields;
+    uint8_t order[CONN_MARK_MAX];
+    _Static_assert(CONN_MARK_MAX <= UINT8_MAX, "a field index fits order[]");
+    for (size_t i = 0; i < n; i++) { /* insertion sort: a hundred fields at most */
+        size_t k = i;
+        for (; k > 0 && name_order(f[order[k - 1]].name, f[order[k - 1]].name_len, f[i].name,
+                                   f[i].name_len) > 0;
+             k--)
+            order[k] = order[k - 1];
+        order[k] = (uint8_t)i;
+        c->named[i] = false;
+    }
+    for (int i = h1_find(f, n, H1_F_CONNECTION, 0); i >= 0;
+         i = h1_find(f, n, H1_F_CONNECTION, (size_t)i + 1)) {
+        size_t pos = 0, elen;
+        const char *e;
+        while (h1_list_next(f[i].value, f[i].value_len, &pos, &e, &elen)) {
+            size_t lo = 0, hi = n;
+            while (lo < hi) { /* the first field not ordered before e */
+                size_t mid = lo + (hi - lo) / 2;
+                if (name_order(f[order[mid]].name, f[order[mid]].name_len, e, elen) < 0)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            /* the fields of that name, unless an earlier token marked them all already */
+            for (; lo < n && !c->named[order[lo]] &&
+                   name_order(f[order[lo]].name, f[order[lo]].name_len, e, elen) == 0;
+                 lo++)
+                c->named[order[lo]] = true;
+        }
+    }
+}
 
 static void conn_names_init(struct conn_names *c, const struct h1_field *fields, size_t n)
 {
@@ -82,6 +154,8 @@ static void conn_names_init(struct conn_names *c, const struct h1_field *fields,
                 continue;
             if (c->n == CONN_NAMES_MAX) {
                 c->overflow = true;
+                if (n <= CONN_MARK_MAX)
+                    conn_names_mark(c);
                 return;
             }
             c->tok[c->n].name = e;
@@ -93,8 +167,9 @@ static void conn_names_init(struct conn_names *c, const struct h1_field *fields,
 /* Whether the message's Connection fields name f (f not hop-by-hop itself). */
 static bool conn_names_has(const struct conn_names *c, const struct h1_field *f)
 {
-    if (c->overflow)
-        return named_by_connection(f, c->fields, c->nfields);
+    if (c->overflow) /* f is one of c->fields */
+        return c->nfields <= CONN_MARK_MAX ? c->named[f - c->fields]
+                                           : named_by_connection(f, c->fields, c->nfields);
     for (unsigned i = 0; i < c->n; i++)
         if (c->tok[i].len == f->name_len && strncasecmp(c->tok[i].name, f->name, f->name_len) == 0)
             return true;
@@ -245,6 +320,10 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
             break;
         case H1_F_PORTICO_FAULT:
             continue; /* a fault for Portico (issue 8), honoured or not: never the origin's */
+        case H1_F_OTHER:
+            if (underscore_twin(f))
+                continue;
+            break;
         default:
             break;
         }

@@ -60,7 +60,8 @@ bool relay_reusable(const struct exchange *ex)
 {
     return ex->outcome == OUTCOME_DONE && ex->failure == FAIL_NONE && ex->usock &&
            ex->resp_state == RESP_DONE && ex->resp_body.done && ex->resp_info.keep_alive &&
-           ex->req_state == REQ_DONE && ex->req_body.done && sock_pending(ex->usock) == 0;
+           ex->req_state == REQ_DONE && ex->req_body.done && sock_pending(ex->usock) == 0 &&
+           !ex->answered_early;
 }
 
 /* The request is entirely in the kernel: head, whole body, nothing left in our output. */
@@ -389,6 +390,11 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
     enum h1_framing out = ri->framing == H1_BODY_CLOSE ? H1_BODY_CHUNKED : ri->framing;
     ex->close_client |= !ex->info.keep_alive || ex->loop->state != LOOP_RUNNING ||
                         ex->req_state != REQ_DONE; /* answered before the whole body */
+    /* An origin that answers before it has the whole request may never read the rest (one that
+     * takes no body on this path: "CL.0"). The body sent after its answer would wait in its
+     * input and be read as its next request, whose response the next user of the pooled
+     * connection (another client) would get: the connection goes once the response ends. */
+    ex->answered_early = !request_sent(ex);
 
     char ps[64];
     if (ex->cfg->proxy_status)

@@ -1753,6 +1753,86 @@ static void test_response_before_request_body(void **state)
     fake_origin_stop(o);
 }
 
+/* Reads from fd until buf holds `want` bytes or ends with a head (want 0), by the deadline. */
+static size_t origin_read(int fd, char *buf, size_t size, size_t want, int64_t deadline)
+{
+    size_t got = 0;
+    while (want ? got < want : !memmem(buf, got, "\r\n\r\n", 4)) {
+        assert_true(got < size);
+        assert_int_equal(tu_poll_until(fd, POLLIN, deadline, NULL), 1);
+        ssize_t n = read(fd, buf + got, want ? want - got : 1); /* a head: not a byte past it */
+        if (n <= 0)
+            fail_msg("the origin connection closed after %zu bytes", got);
+        got += (size_t)n;
+    }
+    return got;
+}
+
+/* An origin that answers before it has the request body (one that takes none on that path, the
+ * "CL.0" desync) may never read it: the body Portico forwards after the answer began then waits
+ * in its input as its next request. The origin's connection must not be pooled when the response
+ * ends, even once the whole body went: another client's request sent on it got the answer to
+ * the request smuggled in the body. Here the body ends before the response does; settle_time 0
+ * lets any request take a pooled connection at once. */
+static void test_early_answer_connection_not_reused(void **state)
+{
+    (void)state;
+    static const char smuggled[] = "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
+    uint16_t port;
+    int lfd = px_listen(&port);
+    struct harness *h = px_start_origin_pooled(port, NULL);
+    struct raw_conn *c = px_connect(h);
+    char req[128];
+    snprintf(req, sizeof(req), "POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+             sizeof(smuggled) - 1);
+    assert_int_equal(raw_send_str(c, req), 0);
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    assert_int_equal(tu_poll_until(lfd, POLLIN, deadline, NULL), 1);
+    int afd = accept(lfd, NULL, NULL);
+    assert_true(afd >= 0);
+    char buf[4096];
+    origin_read(afd, buf, sizeof(buf), 0, deadline);
+    static const char start[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                "5\r\nearly\r\n";
+    assert_int_equal(write(afd, start, sizeof(start) - 1), (ssize_t)(sizeof(start) - 1));
+    struct raw_head head;
+    assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0); /* the answer began */
+    assert_int_equal(head.status, 200);
+    assert_string_equal(raw_head_field(&head, "Connection"), "close");
+    raw_head_free(&head);
+    assert_int_equal(raw_send_str(c, smuggled), 0);
+    /* the body reached the origin, which (had it not read it) would take it for a request */
+    origin_read(afd, buf, sizeof(buf), sizeof(smuggled) - 1, deadline);
+    assert_int_equal(write(afd, "0\r\n\r\n", 5), 5);
+    assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1); /* the response ended */
+    raw_close(c);
+
+    /* Another client's request goes on a new origin connection; the old one is closed. */
+    c = px_connect(h);
+    assert_int_equal(raw_send_str(c, "GET /next HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(tu_poll_until(afd, POLLIN, deadline, NULL), 1);
+    ssize_t n = read(afd, buf, sizeof(buf) - 1);
+    if (n > 0)
+        fail_msg("the next request went on the connection of the early answer:\n%.*s", (int)n,
+                 buf);
+    close(afd);
+    assert_int_equal(tu_poll_until(lfd, POLLIN, deadline, NULL), 1);
+    afd = accept(lfd, NULL, NULL);
+    assert_true(afd >= 0);
+    origin_read(afd, buf, sizeof(buf), 0, deadline);
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+    assert_int_equal(write(afd, ok, sizeof(ok) - 1), (ssize_t)(sizeof(ok) - 1));
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok\n");
+    raw_response_free(&r);
+    raw_close(c);
+    close(afd);
+    px_stop(h);
+    close(lfd);
+}
+
 /* An origin that answers before the request body is in and closes at once, its unread input
  * turning the close into a reset (a 413 from a server that will not read a body that large): the
  * answer is in Portico's receive queue ahead of the reset, and it is what the client must get,
@@ -2373,6 +2453,7 @@ int main(void)
         cmocka_unit_test(test_client_request_ack_delayed),
         cmocka_unit_test(test_request_head_acked_when_body_owed),
         cmocka_unit_test(test_response_before_request_body),
+        cmocka_unit_test(test_early_answer_connection_not_reused),
         cmocka_unit_test(test_early_answer_then_reset),
         cmocka_unit_test(test_big_early_answer_then_reset),
         cmocka_unit_test(test_byte_by_byte),

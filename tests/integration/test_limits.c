@@ -9,7 +9,8 @@
  * answers whose end still waits in Portico's output are not cut by keepalive_timeout or a graceful
  * stop, and keepalive_timeout = 0 answers with Connection: close; client_sndbuf and
  * origin_rcvbuf cap the kernel memory a client that stops reading holds on either side of
- * Portico.
+ * Portico; empty lines before a request line, sent one at a time, cost what as many bytes of a
+ * field value cost.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -831,6 +833,84 @@ static void test_buffers_over_kernel_max(void **state)
     px_stop(h);
 }
 
+/* Bytes of the connection from client port `client` to Portico's port `listen` that wait in
+ * Portico's receive queue (/proc/net/tcp rx_queue), -1 when it is not listed. */
+static long rx_queue(uint16_t listen, uint16_t client)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    assert_non_null(f);
+    char line[512];
+    long q = -1;
+    while (q < 0 && fgets(line, sizeof(line), f)) {
+        unsigned lport, rport;
+        unsigned long tx, rx;
+        if (sscanf(line, " %*d: %*8[0-9A-Fa-f]:%x %*8[0-9A-Fa-f]:%x %*x %lx:%lx", &lport, &rport,
+                   &tx, &rx) == 4 && lport == listen && rport == client)
+            q = (long)rx;
+    }
+    fclose(f);
+    return q;
+}
+
+/* Sends bytes and returns once Portico has read them: a read for each call, without waiting
+ * for an answer (there is none to a head not complete). Loopback queues them within send(). */
+static void send_read(struct harness *h, struct raw_conn *c, const void *p, size_t n)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    assert_int_equal(getsockname(raw_fd(c), (struct sockaddr *)&a, &alen), 0);
+    assert_int_equal(raw_send(c, p, n), 0);
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    while (rx_queue(px_port(h), ntohs(a.sin_port)) != 0) {
+        assert_true(tu_now_ms() < deadline);
+        sched_yield(); /* Portico's turn, on a loaded host */
+    }
+}
+
+/* The CPU (ms) Portico spends reading `reads` pieces of two bytes, one read each, after `lead`. */
+static long cpu_of_pieces(struct harness *h, const char *lead, size_t lead_len, const char *piece,
+                          int reads)
+{
+    pid_t pid = harness_pid(h);
+    struct raw_conn *c = px_connect(h);
+    send_read(h, c, lead, lead_len);
+    long cpu0 = px_cpu_ms(pid);
+    for (int i = 0; i < reads; i++)
+        send_read(h, c, piece, 2);
+    long cpu = px_cpu_ms(pid) - cpu0;
+    raw_close(c);
+    return cpu;
+}
+
+/* Empty lines before a request line are ignored (RFC 9112 2.2), and each ends a line: the head
+ * so far was parsed again at each one (its other lines, or a long one trickling in, are parsed
+ * once a line ends), so 900 KB of them (max_header_size = 1m) and then one at a time kept a
+ * worker busy (2.5 s of CPU in 3 s, from 10 KB/s). They are dropped as they come: each costs what
+ * two more bytes of a long field value cost. */
+static void test_empty_lines_before_request(void **state)
+{
+    (void)state;
+    enum { LEAD = 900 * 1024, READS = 300 };
+    struct harness *h = px_start("max_header_size = 1m", "[upstream u]\norigin = 127.0.0.1:9\n");
+    char *lead = malloc(LEAD);
+    assert_non_null(lead);
+    for (size_t i = 0; i < LEAD; i += 2)
+        memcpy(lead + i, "\r\n", 2);
+    long empty = cpu_of_pieces(h, lead, LEAD, "\r\n", READS);
+    /* the same reads into a field value: no line ends, no parse */
+    static const char start[] = "GET / HTTP/1.1\r\nHost: t\r\nX-Long: ";
+    memcpy(lead, start, sizeof(start) - 1);
+    memset(lead + sizeof(start) - 1, 'v', LEAD - (sizeof(start) - 1));
+    long value = cpu_of_pieces(h, lead, LEAD, "vv", READS);
+    print_message("  %d reads: %ld ms of CPU after empty lines, %ld ms in a field value\n", READS,
+                  empty, value);
+    if (!px_under_valgrind(harness_pid(h)) && empty > 3 * value + 60)
+        fail_msg("%d reads of an empty line took %ld ms of CPU, of a field value %ld", READS,
+                 empty, value);
+    free(lead);
+    px_stop(h);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -844,6 +924,7 @@ int main(void)
         cmocka_unit_test(test_slowloris),
         cmocka_unit_test(test_socket_buffers),
         cmocka_unit_test(test_buffers_over_kernel_max),
+        cmocka_unit_test(test_empty_lines_before_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
