@@ -833,35 +833,21 @@ static void test_buffers_over_kernel_max(void **state)
     px_stop(h);
 }
 
-/* Bytes of the connection from client port `client` to Portico's port `listen` that wait in
- * Portico's receive queue (/proc/net/tcp rx_queue), -1 when it is not listed. */
-static long rx_queue(uint16_t listen, uint16_t client)
-{
-    FILE *f = fopen("/proc/net/tcp", "r");
-    assert_non_null(f);
-    char line[512];
-    long q = -1;
-    while (q < 0 && fgets(line, sizeof(line), f)) {
-        unsigned lport, rport;
-        unsigned long tx, rx;
-        if (sscanf(line, " %*d: %*8[0-9A-Fa-f]:%x %*8[0-9A-Fa-f]:%x %*x %lx:%lx", &lport, &rport,
-                   &tx, &rx) == 4 && lport == listen && rport == client)
-            q = (long)rx;
-    }
-    fclose(f);
-    return q;
-}
-
 /* Sends bytes and returns once Portico has read them: a read for each call, without waiting
  * for an answer (there is none to a head not complete). Loopback queues them within send(). */
-static void send_read(struct harness *h, struct raw_conn *c, const void *p, size_t n)
+static void send_read(struct raw_conn *c, const void *p, size_t n)
 {
     struct sockaddr_in a;
     socklen_t alen = sizeof(a);
     assert_int_equal(getsockname(raw_fd(c), (struct sockaddr *)&a, &alen), 0);
     assert_int_equal(raw_send(c, p, n), 0);
+    /* Portico's side of the connection: the socket whose remote port is the client's (over
+     * sock_diag: /proc/net/tcp lists every TIME_WAIT socket of the host, tens of ms a read
+     * after the churn tests, 600 reads here) */
+    uint16_t client = ntohs(a.sin_port);
+    long q = -1;
     int64_t deadline = tu_now_ms() + PX_IO_MS;
-    while (rx_queue(px_port(h), ntohs(a.sin_port)) != 0) {
+    while (px_queues(PX_RECV_Q, &client, 1, &q, 1) != 1 || q != 0) {
         assert_true(tu_now_ms() < deadline);
         sched_yield(); /* Portico's turn, on a loaded host */
     }
@@ -873,10 +859,10 @@ static long cpu_of_pieces(struct harness *h, const char *lead, size_t lead_len, 
 {
     pid_t pid = harness_pid(h);
     struct raw_conn *c = px_connect(h);
-    send_read(h, c, lead, lead_len);
+    send_read(c, lead, lead_len);
     long cpu0 = px_cpu_ms(pid);
     for (int i = 0; i < reads; i++)
-        send_read(h, c, piece, 2);
+        send_read(c, piece, 2);
     long cpu = px_cpu_ms(pid) - cpu0;
     raw_close(c);
     return cpu;
