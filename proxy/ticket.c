@@ -151,7 +151,10 @@ static int set_hmac(EVP_MAC_CTX *hctx, struct ticket_key *k)
 /* OpenSSL's ticket callback (TLS 1.2 tickets and TLS 1.3 stateless PSKs alike). enc: fill in
  * the current key for a new ticket (1), or 0 to issue none; else find the ticket's key: 1,
  * 2 (an older key: OpenSSL sends a new ticket), 0 (unknown: full handshake), -1 error. The
- * rotation period is the context's (its generation's configuration). */
+ * rotation period is the context's (its generation's configuration). OpenSSL calls the callback
+ * of the context the SSL was made from (client.c: its generation's server_ssl_ctx), and
+ * SSL_get_SSL_CTX is that one while nothing switches it: a context chosen by SNI
+ * (SSL_set_SSL_CTX, which Portico does not do) would need ticket_use too, or its period is 0. */
 static int ticket_cb(SSL *ssl, unsigned char name[TICKET_NAME_LEN],
                      unsigned char iv[EVP_MAX_IV_LENGTH], EVP_CIPHER_CTX *cctx,
                      EVP_MAC_CTX *hctx, int enc)

@@ -1047,9 +1047,12 @@ static void test_termination_versions(void **state)
     }
 }
 
+/* Why resumed_request last returned -1. */
+static char request_failure[256];
+
 /* One request over TLS version `version` of ctx, offering *sess (NULL: none) for resumption;
  * *sess becomes the session to offer next (read to the end, so TLS 1.3 tickets are in).
- * 1 resumed, 0 full handshake, -1 failed. */
+ * 1 resumed, 0 full handshake, -1 failed (why in request_failure; *sess left as it was). */
 static int resumed_request(SSL_CTX *ctx, uint16_t port, SSL_SESSION **sess)
 {
     static const char req[] = "GET /plain/hello HTTP/1.1\r\nHost: localhost\r\n"
@@ -1059,13 +1062,27 @@ static int resumed_request(SSL_CTX *ctx, uint16_t port, SSL_SESSION **sess)
     int rc = -1;
     char buf[4096];
 
-    if (ssl == NULL)
+    if (ssl == NULL) {
+        snprintf(request_failure, sizeof(request_failure), "connect: %s", strerror(errno));
         goto done;
+    }
     SSL_set_fd(ssl, fd);
     if (*sess != NULL)
         SSL_set_session(ssl, *sess);
-    if (SSL_connect(ssl) != 1 || SSL_write(ssl, req, (int)sizeof(req) - 1) <= 0)
+    int step = SSL_connect(ssl);
+
+    if (step == 1)
+        step = SSL_write(ssl, req, (int)sizeof(req) - 1);
+    if (step <= 0) {
+        int e = errno;
+        char why[128];
+
+        ERR_error_string_n(ERR_peek_error(), why, sizeof(why));
+        snprintf(request_failure, sizeof(request_failure), "%s: SSL error %d, %s, errno %s",
+                 SSL_is_init_finished(ssl) ? "request" : "handshake", SSL_get_error(ssl, step),
+                 why, strerror(e));
         goto done;
+    }
     while (SSL_read(ssl, buf, sizeof(buf)) > 0)
         ;
     SSL_shutdown(ssl); /* a session not shut down is not resumable (OpenSSL) */
@@ -1078,6 +1095,12 @@ done:
     if (fd >= 0)
         close(fd);
     return rc;
+}
+
+/* What resumed_request's answer says. */
+static const char *resumption_name(int reused)
+{
+    return reused == 1 ? "resumed" : reused == 0 ? "full handshake" : "no answer";
 }
 
 /* Sessions resume by ticket (TLS 1.2 and 1.3), never by TLS 1.2 session ID: Portico keeps no
@@ -1171,6 +1194,14 @@ static void test_termination_resumption_across_reload(void **state)
     }
 }
 
+/* Fails when resumed_request got no answer (rc -1): why, and whether Portico h still runs. */
+static void answered(int rc, struct harness *h, const char *what)
+{
+    if (rc < 0)
+        fail_msg("%s: no answer (%s; portico %s)", what, request_failure,
+                 harness_running(h) ? "still running" : "gone");
+}
+
 /* tls_ticket_rotation of the rotation test's first round (tickets valid twice that): 250 ms, or
  * 1 s for a Portico under valgrind (scripts/valgrind.sh sets PORTICO_TEST_START_MS), whose
  * handshakes take ~250 ms each: the first four must be done within three periods. */
@@ -1207,13 +1238,16 @@ static int ticket_rotation_round(int period)
         fail_msg("portico did not start: %s", harness_error(h));
     uint16_t port = harness_port(h, "tls");
     SSL_CTX *ctx[2];
-    SSL_SESSION *first[2], *renewed[2];
+    SSL_SESSION *first[2], *renewed[2], *newer = NULL;
     int64_t t0 = tu_now_ms(); /* the first key is born after this */
 
     for (size_t i = 0; i < 2; i++) {
         ctx[i] = client_ctx(versions[i]);
         first[i] = NULL;
-        assert_int_equal(resumed_request(ctx[i], port, &first[i]), 0);
+        int full = resumed_request(ctx[i], port, &first[i]);
+
+        answered(full, h, i == 0 ? "TLSv1.2, first handshake" : "TLSv1.3, first handshake");
+        assert_int_equal(full, 0);
         renewed[i] = first[i];
         SSL_SESSION_up_ref(renewed[i]);
     }
@@ -1232,32 +1266,60 @@ static int ticket_rotation_round(int period)
         goto done;
     }
     for (size_t i = 0; i < 2; i++) {
-        print_message("  %s, previous key: %s, %s ticket key\n", i == 0 ? "TLSv1.2" : "TLSv1.3",
-                      reused[i] == 1 ? "resumed" : "full handshake",
-                      same_ticket_key(first[i], renewed[i]) ? "the same" : "a new");
-        assert_int_equal(reused[i], 1);
-        assert_false(same_ticket_key(first[i], renewed[i]));
-    }
-    /* three periods after the first key's birth it is gone, the next one (born a period later)
-     * kept: TLS 1.3's renewed ticket resumes (first: its session is as old as that ticket and
-     * valid for two periods; a TLS 1.2 session keeps the time of its full handshake through
-     * renewals, and has expired as the first one has) */
-    wait_until(made + 3 * period + 20);
-    int newer = resumed_request(ctx[1], port, &renewed[1]);
+        /* a request without an answer left renewed[i] the first session itself (the same
+         * object): its key would be "the same", which says nothing of the keys */
+        answered(reused[i], h, i == 0 ? "TLSv1.2, previous key" : "TLSv1.3, previous key");
+        bool same = same_ticket_key(first[i], renewed[i]);
 
-    if (newer != 1 && tu_now_ms() >= renewing + 3 * period) {
-        print_message("  the next key's ticket came %lld ms after its birth (it lives %d): again, "
-                      "slower\n", (long long)(tu_now_ms() - renewing), 3 * period);
+        print_message("  %s, previous key: %s, %s ticket key\n", i == 0 ? "TLSv1.2" : "TLSv1.3",
+                      resumption_name(reused[i]), same ? "the same" : "a new");
+        assert_int_equal(reused[i], 1);
+        assert_false(same);
+    }
+    /* half a period on, the next key still encrypts: a new client's TLS 1.3 ticket is of that
+     * key, and as young as a ticket of it gets (a resumption gets no new ticket while its key
+     * is the current one; a TLS 1.2 session keeps the time of its full handshake through
+     * renewals, and expires as the first one does) */
+    wait_until(renewing + period / 2);
+    int64_t refreshing = tu_now_ms(); /* the newer ticket is made after this */
+    int full = resumed_request(ctx[1], port, &newer);
+
+    if (tu_now_ms() >= renewing + period) {
+        print_message("  the new client's ticket came %lld ms after the next key's birth (it "
+                      "encrypts for %d): again, slower\n", (long long)(tu_now_ms() - renewing),
+                      period);
         rc = 1;
         goto done;
     }
-    print_message("  TLSv1.3, next key: %s\n", newer == 1 ? "resumed" : "full handshake");
-    assert_int_equal(newer, 1);
+    answered(full, h, "TLSv1.3, new client half a period on");
+    print_message("  TLSv1.3, new client half a period on: %s, %s ticket key\n",
+                  resumption_name(full),
+                  same_ticket_key(renewed[1], newer) ? "the next" : "not the next");
+    assert_int_equal(full, 0);
+    assert_true(same_ticket_key(renewed[1], newer));
+    /* three periods after the first key's birth it is gone, the next one (born a period later)
+     * kept: the newer ticket resumes, 1.5 periods old of its 2. (The renewed ticket tried here
+     * was 2 periods old, at the end of its life: when 2 periods are a whole number of seconds,
+     * as in the slower rounds, OpenSSL's lifetime in seconds ends with it, and a try a little
+     * late got a full handshake.) */
+    wait_until(made + 3 * period + 20);
+    int kept = resumed_request(ctx[1], port, &newer);
+
+    if (kept != 1 && tu_now_ms() >= refreshing + 2 * period) {
+        print_message("  the newer ticket came %lld ms after it was made (valid %d): again, "
+                      "slower\n", (long long)(tu_now_ms() - refreshing), 2 * period);
+        rc = 1;
+        goto done;
+    }
+    answered(kept, h, "TLSv1.3, next key");
+    print_message("  TLSv1.3, next key: %s\n", resumption_name(kept));
+    assert_int_equal(kept, 1);
     for (size_t i = 0; i < 2; i++) {
         int old = resumed_request(ctx[i], port, &first[i]);
 
+        answered(old, h, i == 0 ? "TLSv1.2, expired key" : "TLSv1.3, expired key");
         print_message("  %s, expired key: %s\n", i == 0 ? "TLSv1.2" : "TLSv1.3",
-                      old == 1 ? "resumed" : "full handshake");
+                      resumption_name(old));
         assert_int_equal(old, 0);
     }
 done:
@@ -1266,6 +1328,7 @@ done:
         SSL_SESSION_free(renewed[i]);
         SSL_CTX_free(ctx[i]);
     }
+    SSL_SESSION_free(newer);
     assert_int_equal(harness_stop(h), 0);
     harness_free(h);
     return rc;
@@ -1274,15 +1337,15 @@ done:
 /* Ticket keys rotate (tls_ticket_rotation = 250ms, valid 500 ms): a ticket of the previous key
  * still resumes, and its client gets a new ticket of a new key (TLS 1.2 as 1.3); once every ticket
  * of a key has expired (three periods after its birth) the key is gone: its tickets get a full
- * handshake, while a ticket of the next key, tried at the same moment, resumes. Two workers: the
- * keys are shared. The old code has no such key (portico -t refuses it); with the key ignored,
- * OpenSSL's one key would renew no TLS 1.2 ticket (the new ticket's key would be the same) and
- * refuse the old ticket only after 2 hours. The expired rows come ~0.8 s after the full handshakes,
- * before OpenSSL's own lifetime check (whole seconds: 1 s) would refuse them: a key kept a period
- * longer resumed them. ~0.85 s: three periods of the clock. A host too slow for the period (8 of 8
- * ASan runs at once on 2 cores: the first four handshakes took 830 to 1030 ms, the first key gone
- * before its ticket was renewed) gets a round at twice the period, twice at most; a round cut short
- * says nothing either way. */
+ * handshake, while a ticket of the next key (a new client's, half a period after that key's birth),
+ * tried at the same moment, resumes. Two workers: the keys are shared. The old code has no such key
+ * (portico -t refuses it); with the key ignored, OpenSSL's one key would renew no TLS 1.2 ticket
+ * (the new ticket's key would be the same) and refuse the old ticket only after 2 hours. The
+ * expired rows come ~0.8 s after the full handshakes, before OpenSSL's own lifetime check (whole
+ * seconds: 1 s) would refuse them: a key kept a period longer resumed them. ~0.85 s: three periods
+ * of the clock. A host too slow for the period (8 of 8 ASan runs at once on 2 cores: the first four
+ * handshakes took 830 to 1030 ms, the first key gone before its ticket was renewed) gets a round at
+ * twice the period, twice at most; a round cut short says nothing either way. */
 static void test_termination_ticket_rotation(void **state)
 {
     (void)state;
