@@ -21,8 +21,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 
-#include "portico/util.h"
 
 /* Three live keys at most (one encrypting, two whose tickets may still be valid); one more slot
  * for a reload that shortens the period, after which more keys may be young enough for a
@@ -31,7 +31,7 @@
 
 struct held {
     struct ticket_key key;
-    uint64_t born_ms;                     /* monotonic */
+    uint64_t born_ms;                     /* CLOCK_BOOTTIME (ring_now_ms) */
     bool used;
 };
 
@@ -155,12 +155,22 @@ static int set_hmac(EVP_MAC_CTX *hctx, struct ticket_key *k)
  * of the context the SSL was made from (client.c: its generation's server_ssl_ctx), and
  * SSL_get_SSL_CTX is that one while nothing switches it: a context chosen by SNI
  * (SSL_set_SSL_CTX, which Portico does not do) would need ticket_use too, or its period is 0. */
+/* The ring's clock: CLOCK_BOOTTIME, which goes on through a suspend (CLOCK_MONOTONIC stops):
+ * a key's life is promised in real time (README: a key read now decrypts no ticket more than
+ * three periods old), and after a resume the first handshake wipes what aged meanwhile. */
+static uint64_t ring_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static int ticket_cb(SSL *ssl, unsigned char name[TICKET_NAME_LEN],
                      unsigned char iv[EVP_MAX_IV_LENGTH], EVP_CIPHER_CTX *cctx,
                      EVP_MAC_CTX *hctx, int enc)
 {
     uint64_t rotation_ms = (uint64_t)(uintptr_t)SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-    uint64_t now_ms = now_us() / 1000;
+    uint64_t now_ms = ring_now_ms();
     struct ticket_key k;
     int rc;
     if (enc) {

@@ -31,8 +31,9 @@ enum ticket_found {
  * rounded up). A key encrypts for one period and is kept for this after: three from its birth. */
 uint64_t ticket_lifetime_ms(uint64_t rotation_ms);
 
-/* The key for a new ticket at now_ms (monotonic), into *out (the caller wipes it): a new key
- * once the current one is rotation_ms old. 0, or -1 when no random key could be made. */
+/* The key for a new ticket at now_ms (a clock that only goes forward; ticket.c's counts a
+ * suspend), into *out (the caller wipes it): a new key once the current one is rotation_ms old.
+ * 0, or -1 when no random key could be made. */
 int ticket_current(uint64_t now_ms, uint64_t rotation_ms, struct ticket_key *out);
 
 /* The key named name at now_ms into *out (filled unless TICKET_UNKNOWN; the caller wipes it). */
