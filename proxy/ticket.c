@@ -23,7 +23,6 @@
 #include <string.h>
 #include <time.h>
 
-
 /* Three live keys at most (one encrypting, two whose tickets may still be valid); one more slot
  * for a reload that shortens the period, after which more keys may be young enough for a
  * while: the oldest goes first. */
@@ -148,13 +147,6 @@ static int set_hmac(EVP_MAC_CTX *hctx, struct ticket_key *k)
     return EVP_MAC_CTX_set_params(hctx, params) == 1 ? 0 : -1;
 }
 
-/* OpenSSL's ticket callback (TLS 1.2 tickets and TLS 1.3 stateless PSKs alike). enc: fill in
- * the current key for a new ticket (1), or 0 to issue none; else find the ticket's key: 1,
- * 2 (an older key: OpenSSL sends a new ticket), 0 (unknown: full handshake), -1 error. The
- * rotation period is the context's (its generation's configuration). OpenSSL calls the callback
- * of the context the SSL was made from (client.c: its generation's server_ssl_ctx), and
- * SSL_get_SSL_CTX is that one while nothing switches it: a context chosen by SNI
- * (SSL_set_SSL_CTX, which Portico does not do) would need ticket_use too, or its period is 0. */
 /* The ring's clock: CLOCK_BOOTTIME, which goes on through a suspend (CLOCK_MONOTONIC stops):
  * a key's life is promised in real time (README: a key read now decrypts no ticket more than
  * three periods old), and after a resume the first handshake wipes what aged meanwhile. */
@@ -165,6 +157,13 @@ static uint64_t ring_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* OpenSSL's ticket callback (TLS 1.2 tickets and TLS 1.3 stateless PSKs alike). enc: fill in
+ * the current key for a new ticket (1), or 0 to issue none; else find the ticket's key: 1,
+ * 2 (an older key: OpenSSL sends a new ticket), 0 (unknown: full handshake), -1 error. The
+ * rotation period is the context's (its generation's configuration). OpenSSL calls the callback
+ * of the context the SSL was made from (client.c: its generation's server_ssl_ctx), and
+ * SSL_get_SSL_CTX is that one while nothing switches it: a context chosen by SNI
+ * (SSL_set_SSL_CTX, which Portico does not do) would need ticket_use too, or its period is 0. */
 static int ticket_cb(SSL *ssl, unsigned char name[TICKET_NAME_LEN],
                      unsigned char iv[EVP_MAX_IV_LENGTH], EVP_CIPHER_CTX *cctx,
                      EVP_MAC_CTX *hctx, int enc)
