@@ -163,8 +163,8 @@ static void charge_continuations(struct h2_conn *h, enum flood kind, uint8_t fla
         h2_charge(h, kind);
 }
 
-/* Charges a header block nghttp2 ignores (no stream of ours: closed, refused, or past our
- * GOAWAY) from its HEADERS, whose flags are given. */
+/* Charges a header block nghttp2 ignores (no stream of ours: closed, or past our GOAWAY) from
+ * its HEADERS, whose flags are given. */
 static void charge_ignored_block(struct h2_conn *h, enum flood kind, uint8_t flags)
 {
     h2_charge(h, kind);
@@ -267,9 +267,15 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
      * refuses it (RST_STREAM REFUSED_STREAM) with no stream of ours, and decodes its block.
      * Uncharged, a client that neither acknowledged nor read took 4.6 million in 4 s, their
      * resets queued in nghttp2 (58 MB of RSS to 682 MB, 4.5 s of CPU) until the SETTINGS
-     * deadline. A stream error the client provoked: charged as one. */
-    if (!s && error == NGHTTP2_ERR_REFUSED_STREAM)
-        charge_ignored_block(h, FLOOD_RESET, frame->hd.flags);
+     * deadline. A stream error the client provoked: charged as one. Its CONTINUATION frames
+     * go to the closed-stream bucket, as a closed stream's do: a browser's first flight, sent
+     * before our SETTINGS, may well have its streams past a lowered limit refused, with heads
+     * over a frame (large cookies): 22 of them emptied the reset bucket (GOAWAY
+     * ENHANCE_YOUR_CALM, 31-56 streams lost), now ~125 HPACK bombs do, as on closed streams. */
+    if (!s && error == NGHTTP2_ERR_REFUSED_STREAM) {
+        h2_charge(h, FLOOD_RESET);
+        charge_continuations(h, FLOOD_CLOSED, frame->hd.flags);
+    }
     if (!s)
         return 0;
     /* A bad field: nghttp2 ignores the rest of the block, and decodes it. */

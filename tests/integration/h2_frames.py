@@ -18,6 +18,9 @@ count, so it always ends.
   h2_frames.py PORT concurrency PATH N  N+1 GETs at once, sent with the preface: the one past
                                      N must be refused
   h2_frames.py PORT concurrency_acked PATH N  the same after our SETTINGS ACK
+  h2_frames.py PORT refused_big_heads PATH N SIZE LIMIT  N GETs with the preface, each with a
+                                     cookie of SIZE bytes (HEADERS + CONTINUATION): how many
+                                     past LIMIT were refused, and any GOAWAY their blocks brought
   h2_frames.py PORT windows PATH     two GETs with SETTINGS_INITIAL_WINDOW_SIZE=0: stream 1's
                                      window is never opened, stream 3's is; 3 must finish
   h2_frames.py PORT trailers PATH    POSTs with valid trailers, then one per malformed trailer
@@ -736,6 +739,33 @@ def concurrency(port, path, n, acked):
     c.close()
 
 
+def refused_big_heads(port, path, n, size, limit):
+    """n GETs of path sent with the preface (Portico's limit still unacknowledged, as browsers
+    send their first requests), each with a cookie of size bytes: heads of HEADERS and
+    CONTINUATION frames of 16 KB. Those past the limit (limit) are refused; then a PING, whose ACK
+    follows whatever GOAWAY their blocks brought."""
+    sids = list(range(1, 2 * n, 2))
+
+    def requests(conn):
+        # One block for all (encoding 20 KB in Python took 1.5 s for 40): the cookie, larger
+        # than the dynamic table, empties it (RFC 7541 4.4), so each block starts as the first.
+        block = conn.block(get(path) + [("cookie", "c=" + "x" * size)])
+        parts = [block[i:i + 16384] for i in range(0, len(block), 16384)]
+        out = b""
+        for sid in sids:
+            for k, part in enumerate(parts):
+                flags = (END_HEADERS if k == len(parts) - 1 else 0) | (END_STREAM if k == 0 else 0)
+                out += frame(HEADERS if k == 0 else CONTINUATION, flags, sid, part)
+        return out
+    c = Conn(port, early=requests)
+    refused = lambda: sum(1 for sid in sids if c.st(sid)["rst"] == 7)  # REFUSED_STREAM
+    c.pump(lambda: c.goaway is not None or refused() >= n - limit, time.monotonic() + IO_S)
+    c.send(frame(PING, 0, 0, struct.pack(">Q", 1)))
+    c.pump(lambda: c.goaway is not None or c.ping_acks > 0, time.monotonic() + IO_S)
+    print("refused=%d goaway=%s" % (refused(), c.goaway))
+    c.close()
+
+
 def windows(port, path):
     c = Conn(port, [(4, 0)])  # SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may send DATA yet
     s1, s3 = c.st(1), c.st(3)
@@ -1121,6 +1151,8 @@ def main():
         concurrency(port, sys.argv[3], int(sys.argv[4]), False)
     elif sys.argv[2] == "concurrency_acked":
         concurrency(port, sys.argv[3], int(sys.argv[4]), True)
+    elif sys.argv[2] == "refused_big_heads":
+        refused_big_heads(port, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     elif sys.argv[2] == "windows":
         windows(port, sys.argv[3])
     elif sys.argv[2] == "trailers":
