@@ -176,6 +176,7 @@ struct h2_conn {
     bool idle;                         /* h2_idle(), as last told to the owner (h2_settle) */
     enum drain_step drain;             /* how far the graceful GOAWAY went (h2_drain) */
     uint64_t notice_at;                /* µs: the shutdown notice went (DRAIN_NOTICE) */
+    int32_t goaway_id;                 /* the last stream our GOAWAY names (DRAIN_GOAWAY) */
     uint64_t started;                  /* µs: the accept, whence the first request is due */
     uint64_t idle_since;               /* µs: the last stream closed (or the start) */
     uint64_t head_since;               /* µs: a header block is unfinished; 0 if none */

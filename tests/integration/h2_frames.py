@@ -71,6 +71,9 @@ count, so it always ends.
   h2_frames.py PORT drain_dropped PID  a GET of /delay/1500, then a reload (SIGHUP to PID); a
                                      GET sent after the GOAWAY naming the last stream (nghttp2
                                      drops its block): the first must be answered, no flood
+  h2_frames.py PORT drain_raced PID  a GET of /delay/1500, then a reload (SIGHUP to PID); the
+                                     drain's PING acknowledged in one write with a new GET: the
+                                     GOAWAY naming the last stream, and what the new GET got
   h2_frames.py PORT drain_flood PID  a GET of /delay/1500, then a reload (SIGHUP to PID); once
                                      the GOAWAY naming the last stream came, empty header blocks
                                      on new streams (nghttp2 ignores them): its GOAWAYs
@@ -149,6 +152,7 @@ class Conn:
         self.paced = False          # DATA is acknowledged by the caller (owed), not at once
         self.owed = 0
         self.ping_acks = 0          # PING ACKs: Portico has read what came before the PING
+        self.after_ack = b""        # frames sent with the next PING ACK, in the same write
         # early(self): frames sent with the preface, before Portico's SETTINGS are acknowledged
         self.send(PREFACE + settings(pairs) + (early(self) if early else b""))
         if ack_settings:  # acknowledged before anything else: never inside a header block
@@ -233,7 +237,8 @@ class Conn:
         elif ftype == PING and flags & ACK:
             self.ping_acks += 1
         elif ftype == PING and not flags & ACK:  # as every client does
-            self.send(frame(PING, ACK, 0, payload))
+            self.send(frame(PING, ACK, 0, payload) + self.after_ack)
+            self.after_ack = b""
 
     def pump(self, until, deadline):
         """Reads frames until until() holds, the connection closes, or the deadline passes."""
@@ -453,6 +458,22 @@ def drain_dropped(port, pid):
     c.send(c.request(3, get("/status/200")))
     c.pump(lambda: poll["end"] or poll["rst"] is not None or c.closed, time.monotonic() + IO_S)
     print("poll=%s end=%s goaways=%s" % (poll["status"], poll["end"], c.goaways))
+    c.close()
+
+
+def drain_raced(port, pid):
+    """A GET of /delay/1500 taken, then a reload (SIGHUP to PID); the acknowledgement of the
+    drain's PING goes in one write with a new stream's GET of /status/200?raced: Portico's
+    GOAWAY naming the last stream is made on the ACK, and goes after the GET was read."""
+    c = Conn(port)
+    c.send(c.request(1, get("/delay/1500")) + frame(PING, 0, 0, b"taken???"))
+    c.pump(lambda: c.ping_acks > 0, time.monotonic() + IO_S)
+    c.after_ack = c.request(3, get("/status/200?raced"))
+    os.kill(pid, signal.SIGHUP)
+    c.pump(lambda: any(g[0] != 0x7FFFFFFF for g in c.goaways), time.monotonic() + IO_S)
+    c.pump(lambda: c.closed, time.monotonic() + IO_S)
+    raced = c.st(3)
+    print("raced_status=%s raced_rst=%s goaways=%s" % (raced["status"], raced["rst"], c.goaways))
     c.close()
 
 
@@ -1179,6 +1200,8 @@ def main():
         crossing_trailers(port)
     elif sys.argv[2] == "drain_dropped":
         drain_dropped(port, int(sys.argv[3]))
+    elif sys.argv[2] == "drain_raced":
+        drain_raced(port, int(sys.argv[3]))
     elif sys.argv[2] == "drain_flood":
         drain_flood(port, int(sys.argv[3]))
     elif sys.argv[2] == "bombs":
