@@ -650,6 +650,21 @@ static void test_slowloris(void **state)
 /* The 64-byte line of the sim's /bytes bodies, over and over. */
 static const char sim_line[] = "portico-sim /bytes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH\n";
 
+/* Waits for the n queues (which) of ports to settle and checks each is filled to at least half
+ * the cap and holds no more than bound. */
+static void queues_capped(const char *what, enum px_queue which, const uint16_t *ports,
+                          int nports, int n, long cap, long bound)
+{
+    int64_t t0 = tu_now_ms();
+    int got;
+    long least, most = px_queues_settle(which, ports, nports, n, bound, &least, &got);
+    print_message("  %d %s queues %ld-%ld bytes (cap %ld: at most %ld), settled in %lld ms\n",
+                  got, what, least, most, cap, bound, (long long)(tu_now_ms() - t0));
+    assert_true(most <= bound);
+    assert_int_equal(got, n);
+    assert_true(least >= cap / 2);
+}
+
 /* client_sndbuf and origin_rcvbuf cap what each client that stops reading holds in the kernel,
  * on either side of Portico: 22 clients of the sim (20 plain, 2 over TLS) and 8 of an origin
  * of our own ask for 8 MiB each and read nothing. Once their queues stop growing (the same
@@ -709,23 +724,10 @@ static void test_socket_buffers(void **state)
         assert_int_equal(raw_send_str(c[i], i < SNDBUF_PLAIN + SNDBUF_TLS ? req : so_req), 0);
     }
 
-    int64_t t0 = tu_now_ms();
+    queues_capped("client sockets, send", PX_SEND_Q, ports, 2, N, SNDBUF_CAP, SNDBUF_BOUND);
+    queues_capped("origin sockets, receive", PX_RECV_Q, &so->port, 1, RCVBUF_STALLED, RCVBUF_CAP,
+                  RCVBUF_BOUND);
     int n;
-    long least, most = px_queues_settle(PX_SEND_Q, ports, 2, N, SNDBUF_BOUND, &least, &n);
-    print_message("  %d client sockets, send queues %ld-%ld bytes (cap %d: at most %d), "
-                  "settled in %lld ms\n", n, least, most, SNDBUF_CAP, SNDBUF_BOUND,
-                  (long long)(tu_now_ms() - t0));
-    assert_true(most <= SNDBUF_BOUND);
-    assert_int_equal(n, N);
-    assert_true(least >= SNDBUF_CAP / 2);
-    t0 = tu_now_ms();
-    most = px_queues_settle(PX_RECV_Q, &so->port, 1, RCVBUF_STALLED, RCVBUF_BOUND, &least, &n);
-    print_message("  %d origin sockets, receive queues %ld-%ld bytes (cap %d: at most %d), "
-                  "settled in %lld ms\n", n, least, most, RCVBUF_CAP, RCVBUF_BOUND,
-                  (long long)(tu_now_ms() - t0));
-    assert_true(most <= RCVBUF_BOUND);
-    assert_int_equal(n, RCVBUF_STALLED);
-    assert_true(least >= RCVBUF_CAP / 2);
 
     /* The cap was set before connect(): the window scale their SYNs offered is the cap's (set
      * after, it would be the autotuned one's, and the window the origin was told could grow
@@ -746,12 +748,8 @@ static void test_socket_buffers(void **state)
     snprintf(req, sizeof(req), "GET /down-length/%d HTTP/1.1\r\nHost: free.test\r\n\r\n",
              SNDBUF_BODY);
     assert_int_equal(raw_send_str(free_c, req), 0);
-    n = 0;
-    for (int64_t end = tu_now_ms() + PX_IO_MS; tu_now_ms() < end && !n;) { /* its connect */
-        struct timespec ts = {0, 1000 * 1000};
-        nanosleep(&ts, NULL);
-        n = px_queues(PX_RCV_WSCALE, &free_so->port, 1, &autotuned, 1);
-    }
+    assert_int_equal(so_wait_count(free_so, &free_so->heads, 1, PX_IO_MS), 0); /* connected */
+    n = px_queues(PX_RCV_WSCALE, &free_so->port, 1, &autotuned, 1);
     print_message("  window scale offered: %ld with origin_rcvbuf = 64k, %ld with 0\n", capped,
                   autotuned);
     assert_int_equal(n, 1);
