@@ -842,13 +842,29 @@ static int parse_target(struct exchange *ex, const char **why)
     return 0;
 }
 
-/* Whether an Upgrade field of the request names HTTP/2: h2c (deprecated by RFC 9113 3.1) or h2
- * (never valid there). HTTP/2 is per hop: passed on, an origin taking it would talk HTTP/2 to
+/* Whether an Upgrade field of the request names HTTP/2, with or without a version: h2c
+ * (deprecated by RFC 9113 3.1), h2 (never valid there) or HTTP/2.0. HTTP/2 is per hop: passed on, an origin taking it would talk HTTP/2 to
  * the client through a tunnel, past Portico's routes and limits (h2c smuggling). */
 static bool upgrade_to_http2(const struct h1_request *req)
 {
-    return h1_list_has(req->fields, req->nfields, "upgrade", "h2c") ||
-           h1_list_has(req->fields, req->nfields, "upgrade", "h2");
+    for (size_t i = 0; i < req->nfields; i++) {
+        if (req->fields[i].id != H1_F_UPGRADE)
+            continue;
+        size_t pos = 0, len;
+        const char *p;
+        while (h1_list_next(req->fields[i].value, req->fields[i].value_len, &pos, &p, &len)) {
+            /* a protocol is a name and an optional "/version" (RFC 9110 7.8): h2c/1 is h2c */
+            const char *slash = memchr(p, '/', len);
+            size_t name = slash ? (size_t)(slash - p) : len;
+            const char *version = slash ? slash + 1 : "";
+            size_t vlen = slash ? len - name - 1 : 0;
+            if (span_ieq(p, name, "h2c") || span_ieq(p, name, "h2") ||
+                (span_ieq(p, name, "http") &&
+                 (span_ieq(version, vlen, "2") || span_ieq(version, vlen, "2.0"))))
+                return true;
+        }
+    }
+    return false;
 }
 
 /* The checks before routing. false when the request was refused. */

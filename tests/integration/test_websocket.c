@@ -345,6 +345,14 @@ static const struct {
     {"Upgrade: websocket, H2C",
      "GET /up HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket, H2C\r\n"
      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"},
+    /* a protocol is its name and an optional version (RFC 9110 7.8): h2c/1 is h2c, and HTTP/2.0
+     * is HTTP/2 too; they went to the origin, whose 101 opened the tunnel */
+    {"Upgrade: h2c/1",
+     "GET /up HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c/1\r\n"
+     "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"},
+    {"Upgrade: websocket, HTTP/2.0",
+     "GET /up HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket, HTTP/2.0\r\n"
+     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"},
 };
 
 static void test_no_upgrade(void **state)
