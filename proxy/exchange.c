@@ -843,8 +843,9 @@ static int parse_target(struct exchange *ex, const char **why)
 }
 
 /* Whether an Upgrade field of the request names HTTP/2, with or without a version: h2c
- * (deprecated by RFC 9113 3.1), h2 (never valid there) or HTTP/2.0. HTTP/2 is per hop: passed on, an origin taking it would talk HTTP/2 to
- * the client through a tunnel, past Portico's routes and limits (h2c smuggling). */
+ * (deprecated by RFC 9113 3.1), h2 (never valid there) or HTTP/2.0. HTTP/2 is per hop: passed
+ * on, an origin taking it would talk HTTP/2 to the client through a tunnel, past Portico's
+ * routes and limits (h2c smuggling). */
 static bool upgrade_to_http2(const struct h1_request *req)
 {
     for (size_t i = 0; i < req->nfields; i++) {
