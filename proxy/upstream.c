@@ -650,8 +650,7 @@ static void connect_next(struct upconn *c)
 }
 
 static void dns_cb(int result, struct evutil_addrinfo *res, void *arg);
-static bool may_be_truncated(const struct upconn *c, int result,
-                             const struct evutil_addrinfo *res);
+static bool may_be_truncated(int result);
 static bool ask_over_tcp(struct upconn *c, int udp_failure);
 static void addrs_given(struct upconn *c, struct evutil_addrinfo *res,
                         const struct dns_tcp_result *r);
@@ -701,11 +700,6 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
         resolve(c, c->every_family ? 0 : EVUTIL_AI_ADDRCONFIG); /* c may be gone */
         return;
     }
-    if (may_be_truncated(c, result, res) && ask_over_tcp(c, result)) {
-        if (res)
-            evutil_freeaddrinfo(res);
-        return;
-    }
     if (result == EVUTIL_EAI_NONAME && !c->every_family) {
         /* NXDOMAIN: the name has no DNS record in any family (RFC 8020). Only the hosts file,
          * read for the families AI_ADDRCONFIG chose, may still hold an IPv6 address of it, and
@@ -729,6 +723,11 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
         return;
     }
     if (result != 0 || !res) {
+        if (may_be_truncated(result) && ask_over_tcp(c, result)) {
+            if (res)
+                evutil_freeaddrinfo(res);
+            return;
+        }
         enum cause cause = result == EVUTIL_EAI_NONAME ? CAUSE_NXDOMAIN
                            : result == EVUTIL_EAI_MEMORY ? CAUSE_LOCAL
                                                          : CAUSE_DNS_FAIL;
@@ -744,21 +743,20 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 
 /* ASKED OVER TCP. libevent 2.1's resolver has no TCP: an answer with TC set (a name with more
  * addresses than fit 512 bytes, some 28 IPv4 ones) ends its lookup with DNS_ERR_TRUNCATED, which
- * evdns_getaddrinfo maps to EAI_FAIL like SERVFAIL, REFUSED, FORMERR and an unreadable answer
- * (evdns_err_to_getaddrinfo_err); with A and AAAA asked at once, a failure of one merged with
- * the other's empty answer becomes EAI_NODATA (getaddrinfo_merge_err). Truncation cannot be told
- * apart through the API, so a lookup that may have been truncated is asked once more over TCP,
- * as glibc and nginx ask a truncated one: an EAI_FAIL that came before evdns's own timeout (its
- * timeout means no answer, which TCP would not cure), or an answer without addresses to the
- * question for every family. The cost is one TCP exchange with the nameserver on those failures
- * only; a resolver that failed over UDP says why over TCP, in the detail. Both families are asked
- * over TCP, so the name is treated as asked for every family from then on. Not covered: a
- * truncated A answer merged with an AAAA answer that had addresses (evdns gives those alone). */
-static bool may_be_truncated(const struct upconn *c, int result, const struct evutil_addrinfo *res)
+ * evdns_getaddrinfo maps to EAI_FAIL (evdns_err_to_getaddrinfo_err) as it maps an empty answer
+ * (DNS_ERR_NODATA), SERVFAIL, REFUSED, FORMERR and an unreadable answer; with A and AAAA asked
+ * at once, one family's failure merged with the other's is EAI_FAIL or EAI_NODATA
+ * (getaddrinfo_merge_err). Truncation cannot be told apart through the API, so a lookup that
+ * may have been truncated is asked once more over TCP, as glibc and nginx ask a truncated one:
+ * the final failure of the question for every family (after the AI_ADDRCONFIG one, so that a
+ * name with IPv6 addresses only, whose A answer is empty, costs no TCP), other than NXDOMAIN
+ * and evdns's own timeout (which the attempt-timeout branch above asks again over UDP). The cost
+ * is one TCP exchange with the nameserver on those failures only, where the nameserver then
+ * says what it meant (SERVFAIL, no address) in the detail. Not covered: a truncated answer of
+ * one family merged with the other family's addresses (evdns gives those alone). */
+static bool may_be_truncated(int result)
 {
-    if (result == EVUTIL_EAI_FAIL)
-        return true;
-    return c->every_family && (result == EVUTIL_EAI_NODATA || (result == 0 && !res));
+    return result == EVUTIL_EAI_FAIL || result == EVUTIL_EAI_NODATA || result == 0;
 }
 
 static void tcp_cb(void *arg, const struct dns_tcp_result *r)
@@ -771,12 +769,15 @@ static void tcp_cb(void *arg, const struct dns_tcp_result *r)
         report_error(c, cause, "resolving %s failed over TCP: %s", c->oc->host, r->detail);
         return;
     }
-    if (r->eai) { /* no answer over TCP: what UDP gave, short (the detail holds 200 bytes) */
-        report_error(c, CAUSE_DNS_FAIL, "resolving %s failed: %s over UDP; over TCP: %s",
-                     c->oc->host,
-                     c->udp_failure == EVUTIL_EAI_FAIL ? "a failure or a truncated answer"
-                                                       : "no address",
-                     r->detail);
+    if (r->eai) { /* no answer over TCP: the UDP answer's words, and why when they fit */
+        char detail[200];
+        int n = snprintf(detail, sizeof(detail), "resolving %s failed: %s", c->oc->host,
+                         upconn_dns_error_text(c->udp_failure, c->oc->host));
+        size_t len = n < 0 ? 0 : MIN((size_t)n, sizeof(detail) - 1);
+        n = snprintf(detail + len, sizeof(detail) - len, "; over TCP: %s", r->detail);
+        if (n < 0 || (size_t)n >= sizeof(detail) - len) /* all or nothing */
+            detail[len] = '\0';
+        c->ev->on_error(c->arg, CAUSE_DNS_FAIL, detail);
         return;
     }
     addrs_given(c, NULL, r);

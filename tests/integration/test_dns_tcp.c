@@ -43,7 +43,7 @@ static const struct tcp_row tcp_rows[] = {
       "exceeded 300 ms over TCP (no answer from 127.0.0.1:" },
     /* nothing listens on TCP: the UDP answer's words, then why TCP gave nothing */
     { "TCP refused", FAKE_DNS_TCP_OFF, 502, "dns_error",
-      "failed: a failure or a truncated answer over UDP; over TCP: connect to 127.0.0.1:" },
+      "truncated or unreadable answer); over TCP: connect to 127.0.0.1:" },
     { "TCP closed", FAKE_DNS_TCP_CLOSE, 502, "dns_error",
       "closed the connection before answering" },
     /* an answer whose first record's name is a pointer to itself */
