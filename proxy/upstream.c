@@ -762,8 +762,7 @@ static bool may_be_truncated(int result)
 static void tcp_cb(void *arg, const struct dns_tcp_result *r)
 {
     struct upconn *c = arg;
-    c->dns_tcp = NULL;
-    c->every_family = true;
+    c->dns_tcp = NULL; /* the question for every family failed first: every_family is set */
     if (r->eai && r->answered) {
         enum cause cause = r->eai == EVUTIL_EAI_NONAME ? CAUSE_NXDOMAIN : CAUSE_DNS_FAIL;
         report_error(c, cause, "resolving %s failed over TCP: %s", c->oc->host, r->detail);
