@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -288,6 +289,9 @@ static void tcp_accept(struct fake_dns *d)
     if (fd < 0) {
         return;
     }
+    int one = 1;
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* pieces go as sent */
     for (unsigned i = 0; i < FAKE_DNS_MAX_TCP; i++) {
         if (d->conns[i].fd < 0) {
             d->conns[i].fd = fd;
@@ -329,9 +333,22 @@ static bool tcp_answer(struct fake_dns *d, struct dns_tcp_conn *c, const uint8_t
         put16(r + 2 + first, (uint16_t)(0xC000 | first)); /* a pointer to itself */
     }
     put16(r, (uint16_t)rlen);
-    if (send(c->fd, r, rlen + 2, MSG_NOSIGNAL) != (ssize_t)(rlen + 2)) {
-        tcp_close(d, c);
-        return false;
+    /* where each send ends: all at once, or in pieces that arrive as separate reads */
+    size_t ends[3] = { rlen + 2, rlen + 2, rlen + 2 }, sent = 0;
+
+    if (d->tcp == FAKE_DNS_TCP_PIECES) {
+        ends[0] = 1;
+        ends[1] = 2 + rlen / 2;
+    }
+    for (int i = 0; i < 3 && sent < rlen + 2; i++) {
+        if (i > 0 && d->tcp == FAKE_DNS_TCP_PIECES) {
+            usleep(5000);
+        }
+        if (send(c->fd, r + sent, ends[i] - sent, MSG_NOSIGNAL) != (ssize_t)(ends[i] - sent)) {
+            tcp_close(d, c);
+            return false;
+        }
+        sent = ends[i];
     }
     return true;
 }

@@ -27,6 +27,8 @@ enum fake_dns_tcp {
     FAKE_DNS_TCP_SILENT,    /* reads queries, never answers, keeps the connection */
     FAKE_DNS_TCP_MALFORMED, /* answers with the first record's name a compression pointer to
                              * itself (a loop); an answer without records as TCP_ANSWER */
+    FAKE_DNS_TCP_PIECES,    /* as TCP_ANSWER, each answer in three sends 5 ms apart: one byte of
+                             * its length, then up to its middle, then the rest */
 };
 
 struct fake_dns_opts {
