@@ -711,6 +711,7 @@ int fake_dns_query(uint16_t port, const char *name, uint16_t qtype, int timeout_
     reply->id = get16(r);
     reply->rcode = r[3] & 0x0F;
     reply->aa = (r[2] & 0x04) != 0;
+    reply->tc = (r[2] & 0x02) != 0;
     reply->ancount = get16(r + 6);
 
     int off = skip_name(r, (size_t)len, DNS_HEADER);

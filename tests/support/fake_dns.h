@@ -46,8 +46,8 @@ struct fake_dns_opts {
                        * borrowed until fake_dns_stop */
     bool ipv6;    /* listen on [::1] instead of 127.0.0.1 (resolver = [::1]:port) */
     unsigned a_records; /* FAKE_DNS_ANSWER: A records (all 127.0.0.1) in an A answer; 0 means 1.
-                         * Over UDP an answer above 512 bytes (more than 28 of them for a short
-                         * name) goes with TC set and the question only, as nameservers do */
+                         * Over UDP an answer above 512 bytes (30 of them for a name of 20
+                         * bytes) goes with TC set and the question only, as nameservers do */
     enum fake_dns_tcp tcp; /* the TCP side (default: refused) */
 };
 
@@ -97,6 +97,7 @@ struct fake_dns_reply {
     uint16_t id;     /* id of the reply, equal to the query's */
     unsigned ancount; /* answer records */
     bool aa;         /* authoritative flag */
+    bool tc;         /* truncated: the answer did not fit UDP */
     char addr[64];   /* first A/AAAA answer as text ("127.0.0.1", "::1"), "" if none */
 };
 
