@@ -35,7 +35,8 @@ static void put16(uint8_t *p, uint16_t v)
     p[1] = (uint8_t)v;
 }
 
-static void say(char *detail, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(char *detail, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void say(char *detail, size_t size, const char *fmt, ...)
 {
@@ -97,7 +98,7 @@ static int read_name(const uint8_t *msg, size_t len, size_t off, uint8_t *name, 
             }
             size_t to = (size_t)(get16(msg + off) & 0x3fff);
             if (to >= off) { /* forward, or to itself: the only way a loop could form */
-                *why = "a compression pointer points forward";
+                *why = "a compression pointer that does not point back";
                 return -1;
             }
             if (++hops > POINTER_HOPS) {

@@ -53,7 +53,7 @@ static const struct tcp_row tcp_rows[] = {
       "closed the connection before answering" },
     /* an answer whose first record's name is a pointer to itself */
     { "TCP malformed", FAKE_DNS_TCP_MALFORMED, false, 502, "dns_error",
-      "failed over TCP: answer record 1 of 40: a compression pointer points forward from "
+      "failed over TCP: answer record 1 of 40: a compression pointer that does not point back from "
       "127.0.0.1:" },
 };
 

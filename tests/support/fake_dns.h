@@ -1,8 +1,8 @@
 /*
  * fake_dns.h — a UDP DNS server on 127.0.0.1 (port chosen by the kernel) for resolver tests, with
- * its own thread; on the same port over TCP too (RFC 7766), for answers too long for UDP. Answers in proper wire format (question copied, QR/AA/RA set, RD and the id
- * echoed) so libevent's evdns accepts it. Also a tiny client for checking it without the system
- * resolver.
+ * its own thread; on the same port over TCP too (RFC 7766), for answers too long for UDP.
+ * Answers in proper wire format (question copied, QR/AA/RA set, RD and the id echoed) so
+ * libevent's evdns accepts it. Also a tiny client for checking it without the system resolver.
  */
 #ifndef PORTICO_FAKE_DNS_H
 #define PORTICO_FAKE_DNS_H
