@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "portico/config.h"
+#include "portico/dns_tcp.h"
 #include "portico/fmt.h"
 #include "portico/log.h"
 #include "portico/loop.h"
@@ -50,6 +51,7 @@
  * 53's multivalue answers), and a 512-byte answer holds some 30. The list (under 500 bytes) is
  * allocated for names only, and freed once connected. */
 #define UPCONN_ADDRS_MAX 8
+_Static_assert(DNS_WIRE_ADDRS_MAX == UPCONN_ADDRS_MAX, "an answer over TCP keeps as many");
 
 /* Address families seen in a name's answers (upconn_addrs.families). */
 enum { FAMILY_IPV4 = 1, FAMILY_IPV6 = 2 };
@@ -99,6 +101,7 @@ void upconn_free(struct upconn *c)
         event_del(&c->io_ev);
     if (event_initialized(&c->defer_ev))
         event_del(&c->defer_ev);
+    dns_tcp_cancel(c->dns_tcp); /* the owner left during a lookup over TCP: no callback */
     if (c->sock.state != SOCK_CLOSED)
         sock_close(&c->sock);
     else if (c->fd >= 0)
@@ -305,6 +308,25 @@ static bool same_addr(const union upconn_sa *x, const union upconn_sa *y)
            x->v6.sin6_scope_id == y->v6.sin6_scope_id;
 }
 
+/* Adds sa (family and address set; bit: its FAMILY_ bit) with the origin's port, unless it is
+ * known or the list is full. How many were added: 0 or 1. */
+static unsigned addrs_add_one(struct upconn_addrs *as, union upconn_sa *sa, unsigned bit,
+                              uint16_t port)
+{
+    if (as->n >= UPCONN_ADDRS_MAX)
+        return 0;
+    if (sa->sa.sa_family == AF_INET)
+        sa->v4.sin_port = htons(port);
+    else
+        sa->v6.sin6_port = htons(port);
+    as->families |= bit;
+    for (unsigned i = 0; i < as->n; i++)
+        if (same_addr(&as->a[i], sa))
+            return 0;
+    as->a[as->n++] = *sa;
+    return 1;
+}
+
 /* Adds the addresses of res not known yet (an address twice in an answer, or again in the
  * second answer, is tried once), IPv4 ones first in answer order, then IPv6 ones, up to
  * UPCONN_ADDRS_MAX, each with the origin's port. How many were added. */
@@ -325,19 +347,26 @@ static unsigned addrs_add(struct upconn_addrs *as, const struct evutil_addrinfo 
                 continue;
             memset(&sa, 0, sizeof(sa));
             memcpy(&sa, a->ai_addr, len);
-            if (order[f].family == AF_INET)
-                sa.v4.sin_port = htons(port);
-            else
-                sa.v6.sin6_port = htons(port);
-            as->families |= order[f].bit;
-            bool known = false;
-            for (unsigned i = 0; i < as->n && !known; i++)
-                known = same_addr(&as->a[i], &sa);
-            if (!known) {
-                as->a[as->n++] = sa;
-                added++;
-            }
+            added += addrs_add_one(as, &sa, order[f].bit, port);
         }
+    }
+    return added;
+}
+
+/* The same for the A and AAAA answers of a lookup over TCP: IPv4 ones first, in answer order. */
+static unsigned addrs_add_tcp(struct upconn_addrs *as, const struct dns_tcp_result *r,
+                              uint16_t port)
+{
+    unsigned added = 0;
+    for (unsigned i = 0; i < r->v4.n; i++) {
+        union upconn_sa sa = {.v4 = {.sin_family = AF_INET}};
+        memcpy(&sa.v4.sin_addr, r->v4.a[i], 4);
+        added += addrs_add_one(as, &sa, FAMILY_IPV4, port);
+    }
+    for (unsigned i = 0; i < r->v6.n; i++) {
+        union upconn_sa sa = {.v6 = {.sin6_family = AF_INET6}};
+        memcpy(&sa.v6.sin6_addr, r->v6.a[i], 16);
+        added += addrs_add_one(as, &sa, FAMILY_IPV6, port);
     }
     return added;
 }
@@ -621,6 +650,10 @@ static void connect_next(struct upconn *c)
 }
 
 static void dns_cb(int result, struct evutil_addrinfo *res, void *arg);
+static bool may_be_truncated(int result);
+static bool ask_over_tcp(struct upconn *c, int udp_failure);
+static void addrs_given(struct upconn *c, struct evutil_addrinfo *res,
+                        const struct dns_tcp_result *r);
 
 /* Asks the resolver for the origin's name, with hints flags; every_family once without
  * AI_ADDRCONFIG. The callback may run before evdns_getaddrinfo returns (hosts file), which then
@@ -690,6 +723,11 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
         return;
     }
     if (result != 0 || !res) {
+        if (may_be_truncated(result) && ask_over_tcp(c, result)) {
+            if (res)
+                evutil_freeaddrinfo(res);
+            return;
+        }
         enum cause cause = result == EVUTIL_EAI_NONAME ? CAUSE_NXDOMAIN
                            : result == EVUTIL_EAI_MEMORY ? CAUSE_LOCAL
                                                          : CAUSE_DNS_FAIL;
@@ -700,15 +738,80 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
         return;
     }
     /* IPv4 first: "localhost" maps to both, and origins more often listen on 127.0.0.1. */
+    addrs_given(c, res, NULL);
+}
+
+/* ASKED OVER TCP. libevent 2.1's resolver has no TCP: an answer with TC set (a name with more
+ * addresses than fit 512 bytes, some 28 IPv4 ones) ends its lookup with DNS_ERR_TRUNCATED, which
+ * evdns_getaddrinfo maps to EAI_FAIL (evdns_err_to_getaddrinfo_err) as it maps an empty answer
+ * (DNS_ERR_NODATA), SERVFAIL, REFUSED, FORMERR and an unreadable answer; with A and AAAA asked
+ * at once, one family's failure merged with the other's is EAI_FAIL or EAI_NODATA
+ * (getaddrinfo_merge_err). Truncation cannot be told apart through the API, so a lookup that
+ * may have been truncated is asked once more over TCP, as glibc and nginx ask a truncated one:
+ * the final failure of the question for every family (after the AI_ADDRCONFIG one, so that a
+ * name with IPv6 addresses only, whose A answer is empty, costs no TCP), other than NXDOMAIN
+ * and evdns's own timeout (which the attempt-timeout branch above asks again over UDP). The cost
+ * is one TCP exchange with the nameserver on those failures only, where the nameserver then
+ * says what it meant (SERVFAIL, no address) in the detail. Not covered: a truncated answer of
+ * one family merged with the other family's addresses (evdns gives those alone). */
+static bool may_be_truncated(int result)
+{
+    return result == EVUTIL_EAI_FAIL || result == EVUTIL_EAI_NODATA || result == 0;
+}
+
+static void tcp_cb(void *arg, const struct dns_tcp_result *r)
+{
+    struct upconn *c = arg;
+    c->dns_tcp = NULL; /* the question for every family failed first: every_family is set */
+    if (r->eai && r->answered) {
+        enum cause cause = r->eai == EVUTIL_EAI_NONAME ? CAUSE_NXDOMAIN : CAUSE_DNS_FAIL;
+        report_error(c, cause, "resolving %s failed over TCP: %s", c->oc->host, r->detail);
+        return;
+    }
+    if (r->eai) { /* no answer over TCP: the UDP answer's words, and why when they fit */
+        char detail[200];
+        int n = snprintf(detail, sizeof(detail), "resolving %s failed: %s", c->oc->host,
+                         upconn_dns_error_text(c->udp_failure, c->oc->host));
+        size_t len = n < 0 ? 0 : MIN((size_t)n, sizeof(detail) - 1);
+        n = snprintf(detail + len, sizeof(detail) - len, "; over TCP: %s", r->detail);
+        if (n < 0 || (size_t)n >= sizeof(detail) - len) /* all or nothing */
+            detail[len] = '\0';
+        c->ev->on_error(c->arg, CAUSE_DNS_FAIL, detail);
+        return;
+    }
+    addrs_given(c, NULL, r);
+}
+
+/* Asks the name over TCP (ASKED OVER TCP); false: it cannot be (no nameserver, out of memory),
+ * the UDP answer stands. */
+static bool ask_over_tcp(struct upconn *c, int udp_failure)
+{
+    c->udp_failure = udp_failure;
+    char buf[256], why[100];
+    const char *name = name_without_root_dot(c->oc->host, buf, sizeof(buf));
+    c->dns_tcp = dns_tcp_start(c->loop->base, c->loop->dns, name ? name : c->oc->host, tcp_cb, c,
+                               why, sizeof(why));
+    if (!c->dns_tcp)
+        log_debug("resolving %s: not asked over TCP: %s", c->oc->host, why);
+    return c->dns_tcp != NULL;
+}
+
+/* The first answer's addresses (res from evdns, or r from TCP) start the walk. */
+static void addrs_given(struct upconn *c, struct evutil_addrinfo *res,
+                        const struct dns_tcp_result *r)
+{
     c->addrs = zalloc(sizeof(*c->addrs));
-    if (!c->addrs || !addrs_add(c->addrs, res, c->oc->port)) {
+    unsigned added = !c->addrs ? 0
+                     : res     ? addrs_add(c->addrs, res, c->oc->port)
+                               : addrs_add_tcp(c->addrs, r, c->oc->port);
+    if (res)
         evutil_freeaddrinfo(res);
+    if (!added) {
         report_error(c, c->addrs ? CAUSE_DNS_FAIL : CAUSE_LOCAL, "resolving %s failed: %s",
                      c->oc->host, c->addrs ? "no IPv4 or IPv6 address" : "out of memory");
         return;
     }
     addrs_order(c, 0);
-    evutil_freeaddrinfo(res);
     connect_next(c);
 }
 
@@ -776,10 +879,23 @@ const char *upconn_dns_error_text(int eai, const char *host)
     }
 }
 
+size_t upconn_dns_note(const struct upconn *c, char *buf, size_t size, size_t len)
+{
+    if (c->state != UC_RESOLVING || !c->dns_tcp || len + 1 >= size)
+        return len;
+    int n = snprintf(buf + len, size - len, " over TCP (no answer from %s; the UDP answer failed "
+                     "or was truncated)", dns_tcp_server(c->dns_tcp));
+    if (n < 0 || (size_t)n >= size - len) { /* all or nothing */
+        buf[len] = '\0';
+        return len;
+    }
+    return len + (size_t)n;
+}
+
 const char *upconn_dns_failure(const struct upconn *c)
 {
-    if (c->state != UC_RESOLVING || !c->every_family || !c->first_failure)
-        return NULL;
+    if (c->state != UC_RESOLVING || !c->every_family || !c->first_failure || c->dns_tcp)
+        return NULL; /* over TCP, it is the TCP answer that is late */
     return upconn_dns_error_text(c->first_failure, c->oc->host);
 }
 

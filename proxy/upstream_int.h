@@ -22,6 +22,7 @@
 #include "portico/upstream.h"
 
 struct upconn_addrs; /* upstream.c */
+struct dns_tcp;      /* dns_tcp.h */
 
 #define UPCONN_STATE_LIST(X)                                                                       \
     X(UC_OPENING, "opening")       /* created; the start runs from the loop */                    \
@@ -59,6 +60,9 @@ struct upconn {
     struct event defer_ev;                 /* the start, and results that must not be
                                               delivered inside a caller's call */
     struct evdns_getaddrinfo_request *dns_req;
+    struct dns_tcp *dns_tcp;               /* the name asked over TCP (upstream.c: ASKED OVER
+                                              TCP); cancelled by upconn_free */
+    int udp_failure;                       /* the EAI error of the lookup asked over TCP */
     bool every_family;                     /* resolving again, without AI_ADDRCONFIG */
     int first_failure;                     /* the first round's EAI error while the second
                                               round runs; 0: none */

@@ -891,6 +891,63 @@ static void test_dns(void **state)
     }
 }
 
+/* Long answers: over UDP, 29 A records for origin.portico.test fit 512 bytes (501) and 30 do
+ * not (517: TC, the question only); over TCP the 30 come whole, after their length; with the
+ * TCP side off, a connect is refused. */
+static void test_dns_truncated(void **state)
+{
+    (void)state;
+    struct fake_dns_reply reply;
+    struct fake_dns_opts fits = { .a_records = 29 };
+    struct fake_dns *d = fake_dns_start(&fits);
+    assert_non_null(d);
+    assert_int_equal(fake_dns_query(fake_dns_port(d), "origin.portico.test", 1, IO_MS, &reply), 0);
+    assert_false(reply.tc);
+    assert_int_equal(reply.ancount, 29);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                             .sin_port = htons(fake_dns_port(d)) };
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), -1);
+    assert_int_equal(errno, ECONNREFUSED);
+    close(fd);
+    fake_dns_stop(d);
+
+    struct fake_dns_opts over = { .a_records = 30, .tcp = FAKE_DNS_TCP_ANSWER };
+    d = fake_dns_start(&over);
+    assert_non_null(d);
+    assert_int_equal(fake_dns_query(fake_dns_port(d), "origin.portico.test", 1, IO_MS, &reply), 0);
+    assert_true(reply.tc);
+    assert_int_equal(reply.ancount, 0);
+    assert_int_equal(reply.rcode, 0);
+    /* the same question over TCP: its length, id 7, RD, one question */
+    static const uint8_t query[] = { 0, 37, 0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+                                     6, 'o', 'r', 'i', 'g', 'i', 'n', 7, 'p', 'o', 'r', 't', 'i',
+                                     'c', 'o', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1 };
+    a.sin_port = htons(fake_dns_port(d));
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(write(fd, query, sizeof(query)), (ssize_t)sizeof(query));
+    uint8_t answer[2 + 517];
+    size_t got = 0;
+    while (got < sizeof(answer)) {
+        short rev;
+        assert_int_equal(tu_poll_until(fd, POLLIN, tu_now_ms() + IO_MS, &rev), 1);
+        ssize_t n = read(fd, answer + got, sizeof(answer) - got);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    assert_int_equal(answer[0] << 8 | answer[1], 517);
+    assert_int_equal(answer[2 + 1], 7);                       /* the id */
+    assert_int_equal(answer[2 + 2] & 0x02, 0);                /* not truncated */
+    assert_int_equal(answer[2 + 6] << 8 | answer[2 + 7], 30); /* ancount */
+    assert_int_equal(fake_dns_wait_tcp_queries(d, 1, IO_MS), 0);
+    close(fd);
+    assert_int_equal(fake_dns_wait_tcp_closed(d, IO_MS), 0);
+    fake_dns_stop(d);
+}
+
 static void test_dns_mode_switch(void **state)
 {
     (void)state;
@@ -1395,6 +1452,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tls_bad_certs),
         cmocka_unit_test(test_tls_client_cert),
         cmocka_unit_test(test_dns),
+        cmocka_unit_test(test_dns_truncated),
         cmocka_unit_test(test_dns_mode_switch),
         cmocka_unit_test(test_free_port_range),
         cmocka_unit_test(test_harness_lifecycle),

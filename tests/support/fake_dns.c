@@ -1,6 +1,7 @@
 /*
- * fake_dns.c — UDP DNS responder on loopback, one thread with poll() on the socket and a stop
- * pipe. Plain sockets, no libevent, so it stays independent of the resolver under test.
+ * fake_dns.c — UDP DNS responder on loopback, one thread with poll() on the socket, a stop pipe,
+ * and the TCP side of the same port (its listener and up to FAKE_DNS_MAX_TCP connections). Plain
+ * sockets, no libevent, so it stays independent of the resolver under test.
  */
 #include "fake_dns.h"
 
@@ -10,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -21,7 +23,9 @@
 #include <unistd.h>
 
 #define DNS_HEADER 12
-#define DNS_MAX 512
+#define DNS_MAX 512 /* a UDP message; longer answers go truncated (TC) */
+#define DNS_TCP_MAX (DNS_HEADER + 260 + 4 + FAKE_DNS_MAX_A * 16) /* our longest answer */
+#define FLAG_TC 0x0200
 #define QTYPE_A 1
 #define QTYPE_AAAA 28
 
@@ -34,8 +38,19 @@ struct dns_pending {
     uint8_t r[DNS_MAX + 64];
 };
 
+/* A TCP connection from the resolver: queries, each after its 2-byte length. */
+struct dns_tcp_conn {
+    int fd;                  /* -1: a free slot */
+    size_t len;
+    uint8_t in[2 + DNS_MAX];
+};
+
 struct fake_dns {
     int fd;                  /* UDP socket bound to 127.0.0.1 */
+    int tcp_fd;              /* TCP socket bound to the same port; listening unless TCP_OFF */
+    enum fake_dns_tcp tcp;
+    unsigned a_records;
+    struct dns_tcp_conn conns[FAKE_DNS_MAX_TCP];
     uint16_t port;
     int delay_ms;
     struct dns_pending pending[FAKE_DNS_MAX_PENDING]; /* the thread's own, unordered */
@@ -50,6 +65,8 @@ struct fake_dns {
     pthread_cond_t cond;     /* signalled on every query */
     enum fake_dns_mode mode;
     unsigned queries;
+    unsigned tcp_queries;
+    unsigned tcp_open;       /* accepted TCP connections not closed yet */
     char last_name[256];
     uint16_t last_client_port;
 };
@@ -106,14 +123,14 @@ static bool in_zone(const char *name, const char *zone)
 
 /* Builds the reply to query q in r; returns its length, or 0 when the query is unusable. */
 static size_t build_reply(struct fake_dns *d, enum fake_dns_mode mode, const uint8_t *q,
-                          size_t len, uint8_t *r, char *name, size_t name_size)
+                          size_t len, uint8_t *r, size_t rsize, char *name, size_t name_size)
 {
     if (len < DNS_HEADER || get16(q + 4) < 1) {
         return 0;
     }
     int end = parse_name(q, len, DNS_HEADER, name, name_size);
 
-    if (end < 0 || (size_t)end + 4 > len) {
+    if (end < 0 || (size_t)end + 4 > len || (size_t)end + 4 > rsize) {
         return 0;
     }
     size_t qend = (size_t)end + 4; /* the question: name, qtype, qclass */
@@ -132,9 +149,12 @@ static size_t build_reply(struct fake_dns *d, enum fake_dns_mode mode, const uin
     put16(r + 2, flags);
     put16(r + 4, 1);
     memcpy(r + DNS_HEADER, q + DNS_HEADER, qend - DNS_HEADER);
-    if (rcode == 0 && ((qtype == QTYPE_A && !d->no_a) || (qtype == QTYPE_AAAA && d->aaaa))) {
-        size_t alen = qtype == QTYPE_A ? 4 : 16;
+    unsigned want = 0;
 
+    if (rcode == 0 && ((qtype == QTYPE_A && !d->no_a) || (qtype == QTYPE_AAAA && d->aaaa))) {
+        want = qtype == QTYPE_A ? d->a_records : 1;
+    }
+    for (size_t alen = qtype == QTYPE_A ? 4 : 16; ancount < want && n + 12 + alen <= rsize;) {
         put16(r + n, 0xC000 | DNS_HEADER); /* pointer to the question's name */
         put16(r + n + 2, qtype);
         put16(r + n + 4, get16(q + end + 2)); /* class as asked (IN) */
@@ -148,7 +168,7 @@ static size_t build_reply(struct fake_dns *d, enum fake_dns_mode mode, const uin
             inet_pton(AF_INET6, "::1", r + n);
         }
         n += alen;
-        ancount = 1;
+        ancount++;
     }
     put16(r + 6, (uint16_t)ancount);
     put16(r + 8, 0);
@@ -177,16 +197,208 @@ static int send_due(struct fake_dns *d)
     return (int)next;
 }
 
+static int skip_name(const uint8_t *r, size_t len, size_t off);
+
+/* An answer too long for UDP: TC set, the question only (RFC 2181 9). Its new length. */
+static size_t truncate_reply(uint8_t *r, size_t len)
+{
+    int end = skip_name(r, len, DNS_HEADER);
+
+    put16(r + 2, get16(r + 2) | FLAG_TC);
+    put16(r + 6, 0);
+    return end < 0 ? DNS_HEADER : (size_t)end + 4;
+}
+
+/* Counts a query (over TCP or not) under the lock and wakes the waiters. */
+static void count_query(struct fake_dns *d, const char *name, const struct sockaddr_storage *from,
+                        bool tcp)
+{
+    pthread_mutex_lock(&d->lock);
+    if (tcp) {
+        d->tcp_queries++;
+    } else {
+        d->queries++;
+    }
+    snprintf(d->last_name, sizeof(d->last_name), "%s", name);
+    d->last_client_port = ntohs(from->ss_family == AF_INET6
+                                    ? ((const struct sockaddr_in6 *)from)->sin6_port
+                                    : ((const struct sockaddr_in *)from)->sin_port);
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+static enum fake_dns_mode current_mode(struct fake_dns *d)
+{
+    pthread_mutex_lock(&d->lock);
+    enum fake_dns_mode mode = d->mode;
+    pthread_mutex_unlock(&d->lock);
+    return mode;
+}
+
+/* One datagram on the UDP socket. */
+static void serve_udp(struct fake_dns *d)
+{
+    uint8_t q[DNS_MAX], r[DNS_TCP_MAX];
+    struct sockaddr_storage from;
+    socklen_t flen = sizeof(from);
+    ssize_t len = recvfrom(d->fd, q, sizeof(q), 0, (struct sockaddr *)&from, &flen);
+
+    if (len < 0) {
+        return;
+    }
+    char name[256] = "";
+    enum fake_dns_mode mode = current_mode(d);
+    size_t rlen = build_reply(d, mode, q, (size_t)len, r, sizeof(r), name, sizeof(name));
+
+    if (rlen > DNS_MAX) {
+        rlen = truncate_reply(r, rlen);
+    }
+    /* Count only after the reply is built but before it is sent, so a test that saw the
+     * reply also sees the count. */
+    count_query(d, name, &from, false);
+    if (rlen == 0 || mode == FAKE_DNS_SILENT) {
+        return;
+    }
+    if (d->delay_ms > 0 && d->npending < FAKE_DNS_MAX_PENDING) {
+        struct dns_pending *h = &d->pending[d->npending++];
+
+        h->due = tu_now_ms() + d->delay_ms;
+        h->to = from;
+        h->tolen = flen;
+        h->len = rlen;
+        memcpy(h->r, r, rlen);
+        return;
+    }
+    sendto(d->fd, r, rlen, 0, (struct sockaddr *)&from, flen);
+}
+
+static void tcp_close(struct fake_dns *d, struct dns_tcp_conn *c)
+{
+    close(c->fd);
+    c->fd = -1;
+    pthread_mutex_lock(&d->lock);
+    d->tcp_open--;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+static void tcp_accept(struct fake_dns *d)
+{
+    int fd = accept4(d->tcp_fd, NULL, NULL, SOCK_CLOEXEC);
+
+    if (fd < 0) {
+        return;
+    }
+    int one = 1;
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* pieces go as sent */
+    for (unsigned i = 0; i < FAKE_DNS_MAX_TCP; i++) {
+        if (d->conns[i].fd < 0) {
+            d->conns[i].fd = fd;
+            d->conns[i].len = 0;
+            pthread_mutex_lock(&d->lock);
+            d->tcp_open++;
+            pthread_mutex_unlock(&d->lock);
+            return;
+        }
+    }
+    close(fd); /* every slot taken */
+}
+
+/* Answers one query that came over TCP, as the tcp mode says. false: the connection is closed. */
+static bool tcp_answer(struct fake_dns *d, struct dns_tcp_conn *c, const uint8_t *q, size_t len)
+{
+    uint8_t r[2 + DNS_TCP_MAX];
+    char name[256] = "";
+    struct sockaddr_storage from;
+    socklen_t flen = sizeof(from);
+
+    if (getpeername(c->fd, (struct sockaddr *)&from, &flen) != 0) {
+        memset(&from, 0, sizeof(from));
+    }
+    enum fake_dns_mode mode = current_mode(d);
+    size_t rlen = build_reply(d, mode, q, len, r + 2, sizeof(r) - 2, name, sizeof(name));
+
+    count_query(d, name, &from, true);
+    if (d->tcp == FAKE_DNS_TCP_CLOSE) {
+        tcp_close(d, c);
+        return false;
+    }
+    if (rlen == 0 || d->tcp == FAKE_DNS_TCP_SILENT || mode == FAKE_DNS_SILENT) {
+        return true;
+    }
+    size_t first = (size_t)skip_name(r + 2, rlen, DNS_HEADER) + 4; /* the first record */
+
+    if (d->tcp == FAKE_DNS_TCP_MALFORMED && get16(r + 2 + 6) > 0) {
+        put16(r + 2 + first, (uint16_t)(0xC000 | first)); /* a pointer to itself */
+    }
+    put16(r, (uint16_t)rlen);
+    /* where each send ends: all at once, or in pieces that arrive as separate reads */
+    size_t ends[3] = { rlen + 2, rlen + 2, rlen + 2 }, sent = 0;
+
+    if (d->tcp == FAKE_DNS_TCP_PIECES) {
+        ends[0] = 1;
+        ends[1] = 2 + rlen / 2;
+    }
+    for (int i = 0; i < 3 && sent < rlen + 2; i++) {
+        if (i > 0 && d->tcp == FAKE_DNS_TCP_PIECES) {
+            usleep(5000);
+        }
+        if (send(c->fd, r + sent, ends[i] - sent, MSG_NOSIGNAL) != (ssize_t)(ends[i] - sent)) {
+            tcp_close(d, c);
+            return false;
+        }
+        sent = ends[i];
+    }
+    return true;
+}
+
+/* Reads from a TCP connection; answers every whole query. */
+static void serve_tcp(struct fake_dns *d, struct dns_tcp_conn *c)
+{
+    ssize_t n = recv(c->fd, c->in + c->len, sizeof(c->in) - c->len, 0);
+
+    if (n <= 0) {
+        tcp_close(d, c); /* the peer closed (or reset), or a query longer than we take */
+        return;
+    }
+    c->len += (size_t)n;
+    while (c->len >= 2) {
+        size_t qlen = get16(c->in);
+
+        if (c->len < 2 + qlen) {
+            if (2 + qlen > sizeof(c->in)) {
+                tcp_close(d, c);
+            }
+            return;
+        }
+        uint8_t q[DNS_MAX];
+
+        memcpy(q, c->in + 2, qlen);
+        memmove(c->in, c->in + 2 + qlen, c->len - 2 - qlen);
+        c->len -= 2 + qlen;
+        if (!tcp_answer(d, c, q, qlen)) {
+            return;
+        }
+    }
+}
+
 static void *dns_thread(void *arg)
 {
     struct fake_dns *d = arg;
-    uint8_t q[DNS_MAX], r[DNS_MAX + 64];
 
     for (;;) {
-        struct pollfd p[2] = { { .fd = d->fd, .events = POLLIN },
-                               { .fd = d->stop_pipe[0], .events = POLLIN } };
+        struct pollfd p[3 + FAKE_DNS_MAX_TCP] = {
+            { .fd = d->fd, .events = POLLIN },
+            { .fd = d->stop_pipe[0], .events = POLLIN },
+            { .fd = d->tcp == FAKE_DNS_TCP_OFF ? -1 : d->tcp_fd, .events = POLLIN },
+        };
 
-        if (poll(p, 2, send_due(d)) < 0) {
+        for (unsigned i = 0; i < FAKE_DNS_MAX_TCP; i++) {
+            p[3 + i].fd = d->conns[i].fd;
+            p[3 + i].events = POLLIN;
+        }
+        if (poll(p, 3 + FAKE_DNS_MAX_TCP, send_due(d)) < 0) {
             if (errno == EINTR) {
                 continue;
             }
@@ -195,48 +407,17 @@ static void *dns_thread(void *arg)
         if (p[1].revents != 0) {
             break;
         }
-        if (p[0].revents == 0) {
-            continue; /* a held reply is due */
+        if (p[0].revents != 0) {
+            serve_udp(d);
         }
-        struct sockaddr_storage from;
-        socklen_t flen = sizeof(from);
-        ssize_t len = recvfrom(d->fd, q, sizeof(q), 0, (struct sockaddr *)&from, &flen);
-
-        if (len < 0) {
-            continue;
+        if (p[2].revents != 0) {
+            tcp_accept(d);
         }
-        char name[256] = "";
-
-        pthread_mutex_lock(&d->lock);
-        enum fake_dns_mode mode = d->mode;
-        pthread_mutex_unlock(&d->lock);
-
-        size_t rlen = build_reply(d, mode, q, (size_t)len, r, name, sizeof(name));
-
-        /* Count only after the reply is built but before it is sent, so a test that saw the
-         * reply also sees the count. */
-        pthread_mutex_lock(&d->lock);
-        d->queries++;
-        snprintf(d->last_name, sizeof(d->last_name), "%s", name);
-        d->last_client_port = ntohs(from.ss_family == AF_INET6
-                                        ? ((struct sockaddr_in6 *)&from)->sin6_port
-                                        : ((struct sockaddr_in *)&from)->sin_port);
-        pthread_cond_broadcast(&d->cond);
-        pthread_mutex_unlock(&d->lock);
-        if (rlen == 0 || mode == FAKE_DNS_SILENT) {
-            continue;
+        for (unsigned i = 0; i < FAKE_DNS_MAX_TCP; i++) {
+            if (p[3 + i].revents != 0 && d->conns[i].fd == p[3 + i].fd) {
+                serve_tcp(d, &d->conns[i]);
+            }
         }
-        if (d->delay_ms > 0 && d->npending < FAKE_DNS_MAX_PENDING) {
-            struct dns_pending *h = &d->pending[d->npending++];
-
-            h->due = tu_now_ms() + d->delay_ms;
-            h->to = from;
-            h->tolen = flen;
-            h->len = rlen;
-            memcpy(h->r, r, rlen);
-            continue;
-        }
-        sendto(d->fd, r, rlen, 0, (struct sockaddr *)&from, flen);
     }
     return NULL;
 }
@@ -257,7 +438,15 @@ struct fake_dns *fake_dns_start(const struct fake_dns_opts *opts)
     if (opts == NULL) {
         opts = &defaults;
     }
-    d->fd = -1;
+    d->fd = d->tcp_fd = -1;
+    for (unsigned i = 0; i < FAKE_DNS_MAX_TCP; i++) {
+        d->conns[i].fd = -1;
+    }
+    d->tcp = opts->tcp;
+    d->a_records = opts->a_records == 0 ? 1 : opts->a_records;
+    if (d->a_records > FAKE_DNS_MAX_A) {
+        d->a_records = FAKE_DNS_MAX_A;
+    }
     d->stop_pipe[0] = d->stop_pipe[1] = -1;
     d->mode = opts->mode;
     d->aaaa = opts->aaaa;
@@ -270,11 +459,29 @@ struct fake_dns *fake_dns_start(const struct fake_dns_opts *opts)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&d->cond, &ca);
     pthread_condattr_destroy(&ca);
-    alen = opts->ipv6 ? sizeof(a6) : sizeof(a4);
-    memcpy(&a, opts->ipv6 ? (void *)&a6 : (void *)&a4, alen);
-    d->fd = socket(opts->ipv6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (d->fd < 0 || bind(d->fd, (struct sockaddr *)&a, alen) < 0
-        || getsockname(d->fd, (struct sockaddr *)&a, &alen) < 0) {
+    /* The UDP port the kernel picks, then TCP on the same number: another socket may hold
+     * that TCP port already, and then another UDP port is tried. */
+    for (int tries = 0; tries < 50 && d->tcp_fd < 0; tries++) {
+        if (d->fd >= 0) {
+            close(d->fd);
+        }
+        alen = opts->ipv6 ? sizeof(a6) : sizeof(a4);
+        memcpy(&a, opts->ipv6 ? (void *)&a6 : (void *)&a4, alen);
+        d->fd = socket(opts->ipv6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (d->fd < 0 || bind(d->fd, (struct sockaddr *)&a, alen) < 0
+            || getsockname(d->fd, (struct sockaddr *)&a, &alen) < 0) {
+            goto fail;
+        }
+        d->tcp_fd = socket(opts->ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (d->tcp_fd < 0) {
+            goto fail;
+        }
+        if (bind(d->tcp_fd, (struct sockaddr *)&a, alen) < 0) {
+            close(d->tcp_fd);
+            d->tcp_fd = -1;
+        }
+    }
+    if (d->tcp_fd < 0 || (d->tcp != FAKE_DNS_TCP_OFF && listen(d->tcp_fd, 8) < 0)) {
         goto fail;
     }
     d->port = ntohs(opts->ipv6 ? ((struct sockaddr_in6 *)&a)->sin6_port
@@ -290,6 +497,9 @@ fail:
     perror("fake_dns_start");
     if (d->fd >= 0) {
         close(d->fd);
+    }
+    if (d->tcp_fd >= 0) {
+        close(d->tcp_fd);
     }
     if (d->stop_pipe[0] >= 0) {
         close(d->stop_pipe[0]);
@@ -350,6 +560,42 @@ int fake_dns_wait_queries(struct fake_dns *d, unsigned n, int timeout_ms)
     return ok ? 0 : -1;
 }
 
+unsigned fake_dns_tcp_queries(struct fake_dns *d)
+{
+    pthread_mutex_lock(&d->lock);
+    unsigned n = d->tcp_queries;
+    pthread_mutex_unlock(&d->lock);
+    return n;
+}
+
+int fake_dns_wait_tcp_queries(struct fake_dns *d, unsigned n, int timeout_ms)
+{
+    struct timespec ts = deadline_ts(timeout_ms);
+    int rc = 0;
+
+    pthread_mutex_lock(&d->lock);
+    while (d->tcp_queries < n && rc == 0) {
+        rc = pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+    }
+    int ok = d->tcp_queries >= n;
+    pthread_mutex_unlock(&d->lock);
+    return ok ? 0 : -1;
+}
+
+int fake_dns_wait_tcp_closed(struct fake_dns *d, int timeout_ms)
+{
+    struct timespec ts = deadline_ts(timeout_ms);
+    int rc = 0;
+
+    pthread_mutex_lock(&d->lock);
+    while (d->tcp_open > 0 && rc == 0) {
+        rc = pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+    }
+    int ok = d->tcp_open == 0;
+    pthread_mutex_unlock(&d->lock);
+    return ok ? 0 : -1;
+}
+
 int fake_dns_last_name(struct fake_dns *d, char *buf, size_t size)
 {
     pthread_mutex_lock(&d->lock);
@@ -376,6 +622,12 @@ void fake_dns_stop(struct fake_dns *d)
     pthread_join(d->thread, NULL);
     close(d->stop_pipe[0]);
     close(d->fd);
+    close(d->tcp_fd);
+    for (unsigned i = 0; i < FAKE_DNS_MAX_TCP; i++) {
+        if (d->conns[i].fd >= 0) {
+            close(d->conns[i].fd);
+        }
+    }
     pthread_cond_destroy(&d->cond);
     pthread_mutex_destroy(&d->lock);
     free(d);
@@ -459,6 +711,7 @@ int fake_dns_query(uint16_t port, const char *name, uint16_t qtype, int timeout_
     reply->id = get16(r);
     reply->rcode = r[3] & 0x0F;
     reply->aa = (r[2] & 0x04) != 0;
+    reply->tc = (r[2] & 0x02) != 0;
     reply->ancount = get16(r + 6);
 
     int off = skip_name(r, (size_t)len, DNS_HEADER);

@@ -1,8 +1,8 @@
 /*
  * fake_dns.h — a UDP DNS server on 127.0.0.1 (port chosen by the kernel) for resolver tests, with
- * its own thread. Answers in proper wire format (question copied, QR/AA/RA set, RD and the id
- * echoed) so libevent's evdns accepts it. Also a tiny client for checking it without the system
- * resolver.
+ * its own thread; on the same port over TCP too (RFC 7766), for answers too long for UDP.
+ * Answers in proper wire format (question copied, QR/AA/RA set, RD and the id echoed) so
+ * libevent's evdns accepts it. Also a tiny client for checking it without the system resolver.
  */
 #ifndef PORTICO_FAKE_DNS_H
 #define PORTICO_FAKE_DNS_H
@@ -19,6 +19,18 @@ enum fake_dns_mode {
     FAKE_DNS_SILENT,   /* reads and counts queries, never answers */
 };
 
+/* What the TCP side of the port does (RFC 7766: each message after a 2-byte length). */
+enum fake_dns_tcp {
+    FAKE_DNS_TCP_OFF,       /* the port is bound, never listening: a connect is refused (RST) */
+    FAKE_DNS_TCP_ANSWER,    /* answers each query as UDP would, never truncated */
+    FAKE_DNS_TCP_CLOSE,     /* reads a query, closes without answering */
+    FAKE_DNS_TCP_SILENT,    /* reads queries, never answers, keeps the connection */
+    FAKE_DNS_TCP_MALFORMED, /* answers with the first record's name a compression pointer to
+                             * itself (a loop); an answer without records as TCP_ANSWER */
+    FAKE_DNS_TCP_PIECES,    /* as TCP_ANSWER, each answer in three sends 5 ms apart: one byte of
+                             * its length, then up to its middle, then the rest */
+};
+
 struct fake_dns_opts {
     enum fake_dns_mode mode;
     bool aaaa;    /* FAKE_DNS_ANSWER: answer AAAA queries with ::1 (else empty NOERROR) */
@@ -33,9 +45,15 @@ struct fake_dns_opts {
                        * FAKE_DNS_SILENT stays silent for all);
                        * borrowed until fake_dns_stop */
     bool ipv6;    /* listen on [::1] instead of 127.0.0.1 (resolver = [::1]:port) */
+    unsigned a_records; /* FAKE_DNS_ANSWER: A records (all 127.0.0.1) in an A answer; 0 means 1.
+                         * Over UDP an answer above 512 bytes (30 of them for a name of 20
+                         * bytes) goes with TC set and the question only, as nameservers do */
+    enum fake_dns_tcp tcp; /* the TCP side (default: refused) */
 };
 
 #define FAKE_DNS_MAX_PENDING 32
+#define FAKE_DNS_MAX_A 200 /* opts.a_records at most (a 3.2 KB answer) */
+#define FAKE_DNS_MAX_TCP 8 /* TCP connections served at once; more wait in the backlog */
 
 struct fake_dns;
 
@@ -54,6 +72,16 @@ unsigned fake_dns_queries(struct fake_dns *d);
 /* Waits until at least n queries were received or timeout_ms passed. 0 or -1 (timeout). */
 int fake_dns_wait_queries(struct fake_dns *d, unsigned n, int timeout_ms);
 
+/* Queries received over TCP so far (thread-safe). */
+unsigned fake_dns_tcp_queries(struct fake_dns *d);
+
+/* Waits until at least n queries came over TCP. 0 or -1 (timeout). */
+int fake_dns_wait_tcp_queries(struct fake_dns *d, unsigned n, int timeout_ms);
+
+/* Waits until every TCP connection accepted so far was closed by its peer (the resolver under
+ * test let go of it). 0 or -1 (timeout). */
+int fake_dns_wait_tcp_closed(struct fake_dns *d, int timeout_ms);
+
 /* Copies the name of the last query ("a.example", no trailing dot) into buf. 0, or -1 if none. */
 int fake_dns_last_name(struct fake_dns *d, char *buf, size_t size);
 
@@ -69,6 +97,7 @@ struct fake_dns_reply {
     uint16_t id;     /* id of the reply, equal to the query's */
     unsigned ancount; /* answer records */
     bool aa;         /* authoritative flag */
+    bool tc;         /* truncated: the answer did not fit UDP */
     char addr[64];   /* first A/AAAA answer as text ("127.0.0.1", "::1"), "" if none */
 };
 

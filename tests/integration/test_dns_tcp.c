@@ -1,0 +1,188 @@
+/*
+ * test_dns_tcp.c — origin names whose UDP answer is truncated (TC) are asked again over TCP
+ * (README: `resolver`; upstream.c: ASKED OVER TCP). The fake DNS answers A queries with 40
+ * records (all 127.0.0.1), which a 512-byte UDP reply cannot hold: it sends TC with the question
+ * only, and serves the whole answer, or a misbehaviour, over TCP on the same port. The binary
+ * before the change answered every row 502 dns_error ("no address, or the resolver failed
+ * (SERVFAIL, REFUSED, a truncated or unreadable answer)") and never connected over TCP.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../support/fake_dns.h"
+#include "../support/fake_origin.h"
+#include "../support/harness.h"
+#include "../support/raw_client.h"
+#include "../support/testutil.h"
+
+#define IO_MS 3000           /* bound of reads that must succeed */
+#define A_RECORDS 40         /* 12 + 22 + 40 * 16 = 674 bytes: over UDP's 512 */
+#define DNS_TIMEOUT_MS 300
+
+struct tcp_row {
+    const char *why;
+    enum fake_dns_tcp tcp;
+    bool ipv6;               /* the nameserver on [::1] */
+    int status;
+    const char *failure;     /* in Portico-Error; NULL: the origin's answer */
+    const char *detail;      /* in the error body */
+};
+
+static const struct tcp_row tcp_rows[] = {
+    /* the whole answer over TCP: the name resolves, the origin answers */
+    { "answered over TCP", FAKE_DNS_TCP_ANSWER, false, 200, NULL, NULL },
+    /* each answer in three reads, the first one byte of its length */
+    { "answered in pieces", FAKE_DNS_TCP_PIECES, false, 200, NULL, NULL },
+    /* the same nameserver address as evdns asked, IPv6 included */
+    { "nameserver on ::1", FAKE_DNS_TCP_ANSWER, true, 200, NULL, NULL },
+    /* connected, never answered: the owner's dns_timeout ends it, and says what was late */
+    { "TCP silent", FAKE_DNS_TCP_SILENT, false, 504, "dns_timeout",
+      "exceeded 300 ms over TCP (no answer from 127.0.0.1:" },
+    /* nothing listens on TCP: the UDP answer's words, then why TCP gave nothing */
+    { "TCP refused", FAKE_DNS_TCP_OFF, false, 502, "dns_error",
+      "truncated or unreadable answer); over TCP: connect to 127.0.0.1:" },
+    { "TCP closed", FAKE_DNS_TCP_CLOSE, false, 502, "dns_error",
+      "closed the connection before answering" },
+    /* an answer whose first record's name is a pointer to itself */
+    { "TCP malformed", FAKE_DNS_TCP_MALFORMED, false, 502, "dns_error",
+      "failed over TCP: answer record 1 of 40: a compression pointer that does not point back from "
+      "127.0.0.1:" },
+};
+
+static struct fake_dns *dns_start(enum fake_dns_tcp tcp, bool ipv6)
+{
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .a_records = A_RECORDS, .tcp = tcp,
+                                   .ipv6 = ipv6 };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    return d;
+}
+
+static struct harness *px_start(const struct fake_dns *d, bool ipv6, uint16_t origin_port,
+                                unsigned dns_timeout_ms, const char *upstream_extra)
+{
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "resolver = %s:%u\n"
+                                          "dns_timeout = %ums\n"
+                                          "[upstream u]\n"
+                                          "origin = many.portico.test:%u\n"
+                                          "retries = 0\n"
+                                          "%s"
+                                          "[route r]\nprefix = /\nupstream = u\n",
+                                          ipv6 ? "[::1]" : "127.0.0.1", fake_dns_port(d),
+                                          dns_timeout_ms, origin_port, upstream_extra),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    return h;
+}
+
+static void test_truncated_rows(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    for (size_t i = 0; i < sizeof(tcp_rows) / sizeof(tcp_rows[0]); i++) {
+        const struct tcp_row *row = &tcp_rows[i];
+        struct fake_dns *d = dns_start(row->tcp, row->ipv6);
+        struct harness *h = px_start(d, row->ipv6, fake_origin_port(o), DNS_TIMEOUT_MS, "");
+        struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+        assert_non_null(c);
+        int64_t t0 = tu_now_ms();
+        assert_int_equal(raw_send_str(c, "GET /many HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        int64_t took = tu_now_ms() - t0;
+        const char *err = raw_header(&r, "Portico-Error");
+        print_message("  %s: %d %s after %lld ms, %u UDP and %u TCP queries; %.*s\n", row->why,
+                      r.status, err ? err : "-", (long long)took, fake_dns_queries(d),
+                      fake_dns_tcp_queries(d), r.body ? (int)r.body_len : 0,
+                      r.body ? r.body : "");
+        assert_int_equal(r.status, row->status);
+        if (row->failure) {
+            assert_non_null(err);
+            assert_non_null(strstr(err, row->failure));
+            assert_non_null(r.body);
+            assert_non_null(strstr(r.body, "resolving many.portico.test "));
+            assert_non_null(strstr(r.body, row->detail));
+        } else {
+            assert_null(err);
+        }
+        if (row->tcp != FAKE_DNS_TCP_OFF) /* A and AAAA, on one connection */
+            assert_int_equal(fake_dns_wait_tcp_queries(d, row->tcp == FAKE_DNS_TCP_CLOSE ? 1 : 2,
+                                                       IO_MS),
+                             0);
+        if (row->status == 504) /* the owner's timer ended it, no sooner */
+            assert_true(took >= DNS_TIMEOUT_MS);
+        raw_response_free(&r);
+        raw_close(c);
+        assert_int_equal(harness_stop(h), 0);
+        harness_free(h);
+        fake_dns_stop(d);
+    }
+    fake_origin_stop(o);
+}
+
+/* The client leaves while the name is asked over TCP: the lookup is cancelled with the
+ * exchange (its connection to the nameserver closed, nothing leaked: ASan's leak check runs at
+ * Portico's exit, which harness_stop requires to be 0). */
+static void test_cancel_mid_tcp(void **state)
+{
+    (void)state;
+    struct fake_dns *d = dns_start(FAKE_DNS_TCP_SILENT, false);
+    struct harness *h = px_start(d, false, 1, 5000, "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(raw_send_str(c, "GET /gone HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(fake_dns_wait_tcp_queries(d, 2, IO_MS), 0);
+    raw_close(c);
+    assert_int_equal(fake_dns_wait_tcp_closed(d, IO_MS), 0);
+    assert_int_equal(harness_stop(h), 0);
+    assert_true(harness_file_contains(h, "access.log", "\"path\":\"/gone\""));
+    assert_true(harness_file_contains(h, "access.log", "\"status\":499"));
+    harness_free(h);
+    fake_dns_stop(d);
+}
+
+/* A health check of the name meets the same: its failure says the TCP answer was late (and the
+ * lookup is cancelled with the check). */
+static void test_health_check_over_tcp(void **state)
+{
+    (void)state;
+    struct fake_dns *d = dns_start(FAKE_DNS_TCP_SILENT, false);
+    struct harness *h = px_start(d, false, 1, 5000,
+                                 "health_check = GET /healthz every 1s expect 200 timeout 200ms\n");
+    const char *why = "failed its health check (resolving many.portico.test exceeded 200 ms over "
+                      "TCP (no answer from 127.0.0.1:";
+    if (harness_wait_log(h, why, IO_MS) != 0) {
+        char *err = harness_stderr(h);
+        fail_msg("no \"%s\" in:\n%s", why, err ? err : "");
+    }
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_dns_stop(d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_truncated_rows),
+        cmocka_unit_test(test_cancel_mid_tcp),
+        cmocka_unit_test(test_health_check_over_tcp),
+    };
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
