@@ -24,6 +24,13 @@
 #include "portico/util.h"
 
 #define DNS_TCP_MSG_MAX 65535 /* the 2-byte length's largest */
+/* Lookups over TCP under way at once on one loop (each holds a connection to the nameserver and
+ * 66 KiB): a flood of requests for a name that fails (SERVFAIL) would otherwise open one per
+ * request. Beyond it, the UDP answer's failure stands. */
+#define DNS_TCP_INFLIGHT_MAX 16
+
+/* Lookups under way on this thread's loop (each loop runs on a thread of its own). */
+static _Thread_local unsigned inflight;
 
 enum dns_tcp_step { STEP_CONNECTING, STEP_WRITING, STEP_READING };
 
@@ -40,6 +47,7 @@ struct dns_tcp {
     evutil_socket_t fd;
     struct event ev;                       /* EV_WRITE, then EV_READ (persistent) */
     enum dns_tcp_step step;
+    bool counted;                          /* one of inflight */
     int connect_err;                       /* an error connect() gave at once */
     dns_tcp_done done;
     void *arg;
@@ -60,6 +68,8 @@ static void free_lookup(struct dns_tcp *t)
         event_del(&t->ev);
     if (t->fd >= 0)
         evutil_closesocket(t->fd);
+    if (t->counted)
+        inflight--;
     free(t);
 }
 
@@ -235,12 +245,18 @@ struct dns_tcp *dns_tcp_start(struct event_base *base, struct evdns_base *dns, c
         snprintf(why, size, "no nameserver to ask over TCP");
         goto fail;
     }
+    if (inflight >= DNS_TCP_INFLIGHT_MAX) {
+        snprintf(why, size, "%d lookups over TCP under way already", DNS_TCP_INFLIGHT_MAX);
+        goto fail;
+    }
     t = zalloc(sizeof(*t));
     if (!t) {
         snprintf(why, size, "out of memory");
         goto fail;
     }
     t->fd = -1;
+    t->counted = true;
+    inflight++;
     t->done = done;
     t->arg = arg;
     sockaddr_str((struct sockaddr *)&ns, t->server, sizeof(t->server));

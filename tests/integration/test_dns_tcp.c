@@ -74,6 +74,7 @@ static struct harness *px_start(const struct fake_dns *d, bool ipv6, uint16_t or
     assert_int_equal(harness_write_config(h,
                                           "[proxy]\n"
                                           "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\n"
                                           "access_log = {{dir}}/access.log\n"
                                           "resolver = %s:%u\n"
                                           "dns_timeout = %ums\n"
@@ -175,12 +176,51 @@ static void test_health_check_over_tcp(void **state)
     fake_dns_stop(d);
 }
 
+#define FLOOD_CLIENTS 40 /* at once, each to a name the nameserver never answers over TCP */
+#define TCP_INFLIGHT_MAX 16 /* dns_tcp.c's DNS_TCP_INFLIGHT_MAX (one worker) */
+
+/* Lookups over TCP at once are bounded per worker: a flood of requests for a name that fails
+ * does not open a connection to the nameserver for each. Past the bound the UDP answer's
+ * failure stands at once (502 dns_error); the others wait for dns_timeout (504). The binary
+ * before opened 40 connections and answered 40 x 504. */
+static void test_tcp_lookups_bounded(void **state)
+{
+    (void)state;
+    struct fake_dns *d = dns_start(FAKE_DNS_TCP_SILENT, false);
+    struct harness *h = px_start(d, false, 1, DNS_TIMEOUT_MS, "");
+    struct raw_conn *c[FLOOD_CLIENTS];
+    for (int i = 0; i < FLOOD_CLIENTS; i++) {
+        c[i] = raw_connect(harness_port(h, "listen"), IO_MS);
+        assert_non_null(c[i]);
+        assert_int_equal(raw_send_str(c[i], "GET /many HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    }
+    unsigned timeouts = 0, errors = 0;
+    for (int i = 0; i < FLOOD_CLIENTS; i++) {
+        struct raw_response r;
+        assert_int_equal(raw_read_response(c[i], &r, IO_MS), 0);
+        timeouts += r.status == 504;
+        errors += r.status == 502;
+        raw_response_free(&r);
+        raw_close(c[i]);
+    }
+    print_message("  %u x 504, %u x 502, %u TCP queries\n", timeouts, errors,
+                  fake_dns_tcp_queries(d));
+    assert_int_equal(timeouts + errors, FLOOD_CLIENTS);
+    if (timeouts > TCP_INFLIGHT_MAX || fake_dns_tcp_queries(d) > 2 * TCP_INFLIGHT_MAX)
+        fail_msg("%u lookups waited over TCP (%u queries); at most %u at once", timeouts,
+                 fake_dns_tcp_queries(d), TCP_INFLIGHT_MAX);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_dns_stop(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_truncated_rows),
         cmocka_unit_test(test_cancel_mid_tcp),
         cmocka_unit_test(test_health_check_over_tcp),
+        cmocka_unit_test(test_tcp_lookups_bounded),
     };
     if (getenv("TEST_FILTER"))
         cmocka_set_test_filter(getenv("TEST_FILTER"));

@@ -53,7 +53,7 @@ struct fake_dns_opts {
 
 #define FAKE_DNS_MAX_PENDING 32
 #define FAKE_DNS_MAX_A 200 /* opts.a_records at most (a 3.2 KB answer) */
-#define FAKE_DNS_MAX_TCP 8 /* TCP connections served at once; more wait in the backlog */
+#define FAKE_DNS_MAX_TCP 64 /* TCP connections served at once; more are closed at once */
 
 struct fake_dns;
 
