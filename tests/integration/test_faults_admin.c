@@ -410,6 +410,40 @@ static void test_reload_restores(void **state)
     fake_origin_stop(o);
 }
 
+/* A change whose request began before a reload and whose body came after it reaches the rules
+ * the reload replaced: it got 201 or 200 and acted on no request (the rule added was in no
+ * GET /faults). It is told to send it again (503), and that reaches the new rules. */
+static void test_reload_during_change(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start(o);
+    static const char body[] = "name=late&prefix=/late&status=503";
+    char head[512];
+    snprintf(head, sizeof(head), "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\n" AUTH
+             "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n\r\n"
+             "name=",
+             sizeof(body) - 1);
+    struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
+    px_send_read(c, head, strlen(head)); /* in the worker the reload replaces */
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2,", PX_IO_MS), 0);
+    assert_int_equal(raw_send_str(c, body + 5), 0);
+    struct raw_response r;
+    if (raw_read_response(c, &r, PX_IO_MS) != 0)
+        fail_msg("no answer: %s", r.error);
+    expect(r.status, 503, &r);
+    assert_true(tu_contains(r.body, "reload replaced these rules (generation 1)"));
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(proxied(h, "/late"), 200);
+    expect(post_form(h, "/faults", body, &r), 201, &r); /* sent again */
+    raw_response_free(&r);
+    assert_int_equal(proxied(h, "/late"), 503);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- the example ---- */
 
 static void test_staging_example(void **state)
@@ -610,9 +644,13 @@ int main(void)
         cmocka_unit_test(test_add_and_delete),
         cmocka_unit_test(test_bodies),
         cmocka_unit_test(test_reload_restores),
+        cmocka_unit_test(test_reload_during_change),
         cmocka_unit_test(test_staging_example),
         cmocka_unit_test(test_staging_example_runs),
     };
     tu_ignore_sigpipe();
+    /* TEST_FILTER=test_reload* runs the matching tests only */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
