@@ -135,6 +135,38 @@ static void test_token(void **state)
     fake_origin_stop(o);
 }
 
+/* A change without the token is refused before its body: it got 100 Continue, and its body was
+ * awaited (for client_header_timeout when it never came) and read, 16 KiB of it, before the 401;
+ * one over 16 KiB got 413, telling a client without the token what the API would take. */
+static void test_token_before_body(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start(o);
+    static const char *const asks[] = {
+        "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+        "Content-Length: 100\r\n\r\n",
+        "POST /faults/teapot HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer wrong\r\n"
+        "Content-Length: 100\r\n\r\nenabled=0",
+        "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 20000\r\n\r\n",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(asks); i++) {
+        struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
+        assert_int_equal(raw_send_str(c, asks[i]), 0);
+        struct raw_response r;
+        if (raw_read_response(c, &r, PX_IO_MS) != 0)
+            fail_msg("request %zu: no answer: %s", i, r.error);
+        expect(r.status, 401, &r);
+        assert_int_equal(r.ninterim, 0); /* no 100 Continue for a body that is not read */
+        raw_response_free(&r);
+        assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+        raw_close(c);
+    }
+    assert_int_equal(proxied(h, "/tea"), 418);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- list, change, revert ---- */
 
 /* for= of the revert check. The POST's answer and a proxied request must both come within it
@@ -640,6 +672,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_token),
+        cmocka_unit_test(test_token_before_body),
         cmocka_unit_test(test_list_and_change),
         cmocka_unit_test(test_add_and_delete),
         cmocka_unit_test(test_bodies),
