@@ -786,10 +786,11 @@ static void admin_request(struct client *c, struct h1_request *req, size_t head_
     req->target_len = target.path_len;
     bool has_body = h1_info_has_body(&info);
     /* The fault API reads small bodies whole (POST /faults); no other endpoint takes one:
-     * rather than read it, answer and close. */
+     * rather than read it, answer and close. Nor is the body of a request without the token
+     * awaited (with a 100 Continue) and read: it gets its 401 at once. */
     char body[ADMIN_BODY_MAX];
     size_t body_len = 0;
-    if (has_body && admin_faults_takes_body(req)) {
+    if (has_body && admin_faults_takes_body(req) && admin_authorized(req, c->loop->cfg)) {
         if (info.framing != H1_BODY_LENGTH) {
             admin_refuse(c, HTTP_LENGTH_REQUIRED, "send the body with a Content-Length", false);
             return;
