@@ -339,9 +339,28 @@ static const struct {
     {"novalue\n", false, NULL},
 };
 
+/* A NUL byte sent as it is (not %00): the value was cut there and the rest of its line dropped
+ * unseen, status=503 taken from "status=503\0garbage". Refused, as %00 is. */
+static const struct {
+    const char *text;
+    size_t len;
+} nul_rows[] = {
+    {"status=503\0garbage\n", 19},
+    {"name=a\0b", 8},
+    {"x=1\n\0", 5},
+};
+
 static void test_pairs(void **state)
 {
     (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(nul_rows); i++) {
+        struct collected c = {.len = 0};
+        char why[160] = "";
+        if (fault_pairs(nul_rows[i].text, nul_rows[i].len, false, collect, &c, why,
+                        sizeof(why)) == 0)
+            fail_msg("row %zu with a NUL byte accepted: %s", i, c.text);
+        assert_true(why[0] != '\0');
+    }
     for (size_t i = 0; i < ARRAY_LEN(pair_rows); i++) {
         struct collected c = {.len = 0};
         char why[160] = "";
