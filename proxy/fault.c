@@ -793,6 +793,12 @@ int fault_pairs(const char *text, size_t len, bool url_encoded,
         p = stop < end ? stop + 1 : end;
         if (b == e || *b == ';' || *b == '#')
             continue;
+        /* a NUL sent as it is would end the copy: the rest of the line dropped unseen (%00 is
+         * refused by url_decode likewise) */
+        if (memchr(b, '\0', (size_t)(e - b))) {
+            snprintf(why, size, "'%.*s': a NUL byte in the line", (int)MIN(e - b, 80), b);
+            return one_line(why, size);
+        }
         const char *eq = memchr(b, '=', (size_t)(e - b));
         char key[64], val[FAULT_TEXT_MAX];
         bool ok = eq != NULL;
