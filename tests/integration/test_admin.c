@@ -4,7 +4,8 @@
  * request with a body (answered, then the connection closed rather than the body parsed as the
  * next request); requests it refuses are not client traffic either; without admin_token, only
  * a Host of this machine or of admin_hosts (DNS rebinding), with SIGHUP applying a new list;
- * pages of megabytes (/metrics, /status) written a slice at a time while the proxy answers.
+ * pages of megabytes (/metrics, /status) written a slice at a time while the proxy answers; a
+ * fault API body trickling in after a long head, its head not parsed again at each piece.
  */
 #include <errno.h>
 #include <setjmp.h>
