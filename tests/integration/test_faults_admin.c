@@ -1,12 +1,11 @@
 /*
  * test_faults_admin.c — the fault rules' runtime API on the admin listener (issue 8) against the
- * real `portico`: admin_token (401 without it or with a wrong one, on every admin endpoint,
- * before a body is awaited),
- * GET /faults with hit counts, POST /faults/NAME enabled= and probability= acting at once,
- * for= reverting by itself, POST /faults adding a rule (form-encoded and INI lines), refusals
- * (400 naming the bad part, 404, 405, 409, 411, 413), DELETE; a SIGHUP reload bringing the INI's
- * rules back, and a change whose body came after the reload told to send it again (503); and
- * conf/examples/staging.ini, which `portico -t` must accept.
+ * real `portico`: admin_token (401 without it or with a wrong one, on every admin endpoint, before
+ * a body is awaited), GET /faults with hit counts, POST /faults/NAME enabled= and probability=
+ * acting at once, for= reverting by itself, POST /faults adding a rule (form-encoded and INI
+ * lines), refusals (400 naming the bad part, 404, 405, 409, 411, 413), DELETE; a SIGHUP reload
+ * bringing the INI's rules back, and a change whose body came after the reload told to send it
+ * again (503); and conf/examples/staging.ini, which `portico -t` must accept.
  */
 #include <poll.h>
 #include <pthread.h>
