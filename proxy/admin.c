@@ -40,10 +40,9 @@
 #define ADMIN_FIELDS \
     "Server: portico\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
 
-/* The request carries `Authorization: Bearer <admin_token>` (or no token is configured). Both
- * tokens are hashed and the digests compared in constant time: nothing about the token leaks
- * through how long the comparison takes, its length included. */
-static bool authorized(const struct h1_request *req, const struct config *cfg)
+/* Both tokens are hashed and the digests compared in constant time: nothing about the token
+ * leaks through how long the comparison takes, its length included. */
+bool admin_authorized(const struct h1_request *req, const struct config *cfg)
 {
     if (!cfg->admin_token)
         return true;
@@ -65,7 +64,7 @@ static bool authorized(const struct h1_request *req, const struct config *cfg)
  * needs no CORS preflight; a page rebound to it by DNS is refused on its Host before this,
  * admin_host_allowed). Without admin_token, a page the operator merely opens could turn on
  * faults for every client; curl and scripts send no Origin. With the token, the page cannot
- * send it, and authorized() refuses. */
+ * send it, and admin_authorized() refuses. */
 static bool from_web_page(const struct h1_request *req, const struct config *cfg, bool get)
 {
     return !cfg->admin_token && !get &&
@@ -98,8 +97,8 @@ static bool localhost_name(const char *key, size_t n)
 bool admin_host_allowed(const struct config *cfg, const char *host, size_t len)
 {
     /* With the token there is nothing to guard: a page can make the browser send a request
-     * with any Host, but never the token, and authorized() refuses the request without it. An
-     * HTTP/1.0 request without Host comes from no browser. */
+     * with any Host, but never the token, and admin_authorized() refuses the request without
+     * it. An HTTP/1.0 request without Host comes from no browser. */
     if (cfg->admin_token || !host)
         return true;
     char key[256];
@@ -248,7 +247,7 @@ int admin_respond_stream(struct evbuffer *out, const struct h1_request *req, con
     }
     if (!(body = evbuffer_new()))
         goto fail;
-    if (!authorized(req, gen->cfg)) {
+    if (!admin_authorized(req, gen->cfg)) {
         h.status = HTTP_UNAUTHORIZED;
         extra = "WWW-Authenticate: Bearer realm=\"portico\"\r\n";
         rc = evbuffer_add_printf(body, "401 Unauthorized: this admin listener needs "

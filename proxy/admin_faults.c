@@ -288,6 +288,14 @@ int admin_faults_respond(const struct admin_call *call, struct admin_reply *repl
     bool get = req->method_id == METHOD_GET || req->method_id == METHOD_HEAD;
     bool post = req->method_id == METHOD_POST;
     bool del = req->method_id == METHOD_DELETE;
+    /* A request begun before a reload and ended after it (its body was still coming) reaches
+     * the rules the reload replaced: a change there acts on no new request, and the 201 or 200
+     * it got said otherwise. Told to send it again, it reaches the new rules. */
+    if ((post || del) && atomic_load(&call->gen->retired))
+        return text(reply, HTTP_SERVICE_UNAVAILABLE,
+                    "a reload replaced these rules (generation %u) while the request came: "
+                    "nothing changed; send it again",
+                    call->gen->number);
     if (all && get) {
         reply->status = HTTP_OK;
         reply->content_type = JSON;

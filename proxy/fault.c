@@ -753,10 +753,13 @@ static int hex_value(char c)
                                   : -1;
 }
 
-/* Decodes %XX and '+' of [b, e) into buf. false when too long or a '%' is not followed by two
- * hex digits. */
-static bool url_decode(const char *b, const char *e, char *buf, size_t size)
+/* One side of a key=value pair, [b, e), into buf: as it is, or with %XX and '+' decoded when
+ * url. 0; -1 when a '%' is not followed by two hex digits or decodes to NUL; -2 when it does not
+ * fit in buf. */
+static int pair_part(const char *b, const char *e, bool url, char *buf, size_t size)
 {
+    if (!url)
+        return span_copy(b, e, buf, size) ? 0 : -2;
     size_t n = 0;
     for (const char *p = b; p < e; p++) {
         char c = *p;
@@ -766,16 +769,18 @@ static bool url_decode(const char *b, const char *e, char *buf, size_t size)
             int hi = e - p >= 3 ? hex_value(p[1]) : -1;
             int lo = e - p >= 3 ? hex_value(p[2]) : -1;
             if (hi < 0 || lo < 0)
-                return false;
+                return -1;
             c = (char)(hi * 16 + lo);
             p += 2;
         }
-        if (n + 1 >= size || c == '\0')
-            return false;
+        if (c == '\0')
+            return -1;
+        if (n + 1 >= size)
+            return -2;
         buf[n++] = c;
     }
     buf[n] = '\0';
-    return true;
+    return 0;
 }
 
 int fault_pairs(const char *text, size_t len, bool url_encoded,
@@ -793,16 +798,22 @@ int fault_pairs(const char *text, size_t len, bool url_encoded,
         p = stop < end ? stop + 1 : end;
         if (b == e || *b == ';' || *b == '#')
             continue;
+        /* a NUL sent as it is would end the copy: the rest of the line dropped unseen (%00 is
+         * refused by pair_part likewise) */
+        if (memchr(b, '\0', (size_t)(e - b))) {
+            snprintf(why, size, "'%.*s': a NUL byte in the line", (int)MIN(e - b, 80), b);
+            return one_line(why, size);
+        }
         const char *eq = memchr(b, '=', (size_t)(e - b));
         char key[64], val[FAULT_TEXT_MAX];
-        bool ok = eq != NULL;
-        if (ok && url_encoded)
-            ok = url_decode(b, trim_end(b, eq), key, sizeof(key)) &&
-                 url_decode(skip_blanks(eq + 1, e), e, val, sizeof(val));
-        else if (ok)
-            ok = span_copy(b, trim_end(b, eq), key, sizeof(key)) &&
-                 span_copy(skip_blanks(eq + 1, e), e, val, sizeof(val));
-        if (!ok) {
+        int krc = eq ? pair_part(b, trim_end(b, eq), url_encoded, key, sizeof(key)) : -1;
+        int vrc = krc ? 0 : pair_part(skip_blanks(eq + 1, e), e, url_encoded, val, sizeof(val));
+        if (krc == -2 || vrc == -2) { /* said as such: a value of 5,000 bytes is key=value */
+            snprintf(why, size, "'%.*s': the %s is longer than %zu bytes", (int)MIN(e - b, 80), b,
+                     krc ? "key" : "value", (krc ? sizeof(key) : sizeof(val)) - 1);
+            return one_line(why, size);
+        }
+        if (krc || vrc) {
             snprintf(why, size, "'%.*s': expected key=value", (int)MIN(e - b, 80), b);
             return one_line(why, size);
         }

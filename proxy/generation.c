@@ -37,6 +37,7 @@ struct generation *generation_new(struct config *cfg, unsigned number)
     }
     g->cfg = cfg;
     g->number = number;
+    atomic_init(&g->retired, false);
     g->balancers = calloc((size_t)cfg->nupstreams, sizeof(*g->balancers));
     g->hints = calloc((size_t)cfg->nroutes + 1, sizeof(*g->hints));
     g->faults = fault_table_new(cfg, now_us() / 1000);

@@ -260,6 +260,7 @@ static void reload(struct process *p)
         generation_free(next);
         return;
     }
+    atomic_store(&p->gen->retired, true); /* the new workers take every new request */
     metrics_config_reload(RELOAD_OK);
     metrics_config_generation(next->number);
     const char *failed = NULL;

@@ -23,6 +23,10 @@ struct generation;
  * With the token, any. */
 bool admin_host_allowed(const struct config *cfg, const char *host, size_t len);
 
+/* Whether the request carries `Authorization: Bearer <admin_token>`, or no token is
+ * configured. */
+bool admin_authorized(const struct h1_request *req, const struct config *cfg);
+
 /* Appends the complete response to an admin request about the generation gen serves: GET
  * /metrics, GET /healthz, GET /status, GET /, /faults..., else 404, or 405 with Allow; 401
  * without the admin token; with `Connection: close` when *close is set. body[body_len]: the

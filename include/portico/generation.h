@@ -9,6 +9,8 @@
 #ifndef PORTICO_GENERATION_H
 #define PORTICO_GENERATION_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct config;
@@ -22,6 +24,8 @@ struct generation {
     struct balancer **balancers;       /* one per upstream */
     struct hint_cache **hints;         /* one per route; NULL where the route does not learn */
     struct fault_table *faults;        /* the fault rules and their shared state */
+    _Atomic bool retired;              /* a reload replaced it (its workers drain): a change to
+                                          its fault rules would act on no new request */
 };
 
 /* Takes cfg over and creates its runtime state. NULL when out of memory (cfg is then freed). */

@@ -17,6 +17,7 @@
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -356,6 +357,86 @@ PX_HELPER struct raw_conn *px_connect_port(uint16_t port)
 PX_HELPER struct raw_conn *px_connect(struct harness *h)
 {
     return px_connect_port(px_port(h));
+}
+
+/* Of Portico's side of c (IPv4): the bytes its TCP received from c, and in *queued those not
+ * read yet. Asked of sock_diag for that one socket by its addresses and ports, which the kernel
+ * looks up in its hash: a dump walks every socket of the host (~5 ms a read with 26,000 in
+ * TIME_WAIT beside other tests). */
+PX_HELPER uint64_t px_peer_received(struct raw_conn *c, long *queued)
+{
+    struct sockaddr_in me, peer;
+    socklen_t mlen = sizeof(me), plen = sizeof(peer);
+    assert_int_equal(getsockname(raw_fd(c), (struct sockaddr *)&me, &mlen), 0);
+    assert_int_equal(getpeername(raw_fd(c), (struct sockaddr *)&peer, &plen), 0);
+    int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    assert_true(fd >= 0);
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 req;
+    } ask = {
+        .nlh = {.nlmsg_len = sizeof(ask), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+                .nlmsg_flags = NLM_F_REQUEST},
+        .req = {.sdiag_family = AF_INET, .sdiag_protocol = IPPROTO_TCP,
+                .idiag_ext = 1 << (INET_DIAG_INFO - 1),
+                .idiag_states = 1 << 1 /* TCP_ESTABLISHED */,
+                .id = {.idiag_sport = peer.sin_port, .idiag_dport = me.sin_port,
+                       .idiag_src = {peer.sin_addr.s_addr}, .idiag_dst = {me.sin_addr.s_addr},
+                       .idiag_cookie = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE}}},
+    };
+    assert_true(send(fd, &ask, sizeof(ask), 0) == (ssize_t)sizeof(ask));
+    static char buf[2048];
+    ssize_t len = recv(fd, buf, sizeof(buf), 0);
+    close(fd);
+    struct nlmsghdr *h = (struct nlmsghdr *)buf;
+    assert_true(len > 0 && NLMSG_OK(h, (size_t)len) && h->nlmsg_type == SOCK_DIAG_BY_FAMILY);
+    struct inet_diag_msg *m = NLMSG_DATA(h);
+    *queued = (long)m->idiag_rqueue;
+    /* tcpi_bytes_received of the kernel's struct tcp_info (linux/tcp.h, which clashes with
+     * glibc's netinet/tcp.h, whose copy stops before it): after 8 one-byte fields, 24 __u32
+     * and 3 __u64 */
+    enum { BYTES_RECEIVED_AT = 8 + 24 * 4 + 3 * 8 };
+    int alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+    for (struct rtattr *a = (struct rtattr *)(m + 1); RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
+        if (a->rta_type == INET_DIAG_INFO && RTA_PAYLOAD(a) >= BYTES_RECEIVED_AT + 8) {
+            uint64_t got;
+            memcpy(&got, (const char *)RTA_DATA(a) + BYTES_RECEIVED_AT, sizeof(got));
+            return got;
+        }
+    }
+    fail_msg("no tcp_info for Portico's side of the connection");
+    return 0;
+}
+
+/* Sends bytes and returns once Portico has read them: a read for each call, without waiting
+ * for an answer (there is none to a head not complete). Every earlier byte on c must have been
+ * sent by this too. A send() on loopback may return before the bytes reach Portico's socket
+ * (a loaded host runs the softirq in ksoftirqd): "nothing queued" alone is not "read". */
+PX_HELPER void px_send_read(struct raw_conn *c, const void *p, size_t n)
+{
+    long queued;
+    uint64_t before = px_peer_received(c, &queued);
+    assert_int_equal(raw_send(c, p, n), 0);
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    while (px_peer_received(c, &queued) < before + n || queued != 0) {
+        assert_true(tu_now_ms() < deadline);
+        sched_yield(); /* Portico's turn, on a loaded host */
+    }
+}
+
+/* The CPU (ms) Portico (pid) spends reading `reads` pieces of two bytes, one read each, after
+ * `lead`, on a connection to port. */
+PX_HELPER long px_cpu_of_pieces(uint16_t port, pid_t pid, const char *lead, size_t lead_len,
+                                const char *piece, int reads)
+{
+    struct raw_conn *c = px_connect_port(port);
+    px_send_read(c, lead, lead_len);
+    long cpu0 = px_cpu_ms(pid);
+    for (int i = 0; i < reads; i++)
+        px_send_read(c, piece, 2);
+    long cpu = px_cpu_ms(pid) - cpu0;
+    raw_close(c);
+    return cpu;
 }
 
 /* "http://127.0.0.1:PORT" + path into buf. */

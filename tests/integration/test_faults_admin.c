@@ -1,10 +1,11 @@
 /*
  * test_faults_admin.c — the fault rules' runtime API on the admin listener (issue 8) against the
- * real `portico`: admin_token (401 without it or with a wrong one, on every admin endpoint),
- * GET /faults with hit counts, POST /faults/NAME enabled= and probability= acting at once,
- * for= reverting by itself, POST /faults adding a rule (form-encoded and INI lines), refusals
- * (400 naming the bad part, 404, 405, 409, 411, 413), DELETE; a SIGHUP reload bringing the INI's
- * rules back; and conf/examples/staging.ini, which `portico -t` must accept.
+ * real `portico`: admin_token (401 without it or with a wrong one, on every admin endpoint, before
+ * a body is awaited), GET /faults with hit counts, POST /faults/NAME enabled= and probability=
+ * acting at once, for= reverting by itself, POST /faults adding a rule (form-encoded and INI
+ * lines), refusals (400 naming the bad part, 404, 405, 409, 411, 413), DELETE; a SIGHUP reload
+ * bringing the INI's rules back, and a change whose body came after the reload told to send it
+ * again (503); and conf/examples/staging.ini, which `portico -t` must accept.
  */
 #include <poll.h>
 #include <pthread.h>
@@ -131,6 +132,38 @@ static void test_token(void **state)
     expect(admin(h, "POST", "/faults/teapot", "", "enabled=1", &r), 401, &r);
     raw_response_free(&r);
     assert_int_equal(proxied(h, "/tea"), 200);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* A change without the token is refused before its body: it got 100 Continue, and its body was
+ * awaited (for client_header_timeout when it never came) and read, 16 KiB of it, before the 401;
+ * one over 16 KiB got 413, telling a client without the token what the API would take. */
+static void test_token_before_body(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start(o);
+    static const char *const asks[] = {
+        "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+        "Content-Length: 100\r\n\r\n",
+        "POST /faults/teapot HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer wrong\r\n"
+        "Content-Length: 100\r\n\r\nenabled=0",
+        "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 20000\r\n\r\n",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(asks); i++) {
+        struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
+        assert_int_equal(raw_send_str(c, asks[i]), 0);
+        struct raw_response r;
+        if (raw_read_response(c, &r, PX_IO_MS) != 0)
+            fail_msg("request %zu: no answer: %s", i, r.error);
+        expect(r.status, 401, &r);
+        assert_int_equal(r.ninterim, 0); /* no 100 Continue for a body that is not read */
+        raw_response_free(&r);
+        assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+        raw_close(c);
+    }
+    assert_int_equal(proxied(h, "/tea"), 418);
     px_stop(h);
     fake_origin_stop(o);
 }
@@ -410,6 +443,40 @@ static void test_reload_restores(void **state)
     fake_origin_stop(o);
 }
 
+/* A change whose request began before a reload and whose body came after it reaches the rules
+ * the reload replaced: it got 201 or 200 and acted on no request (the rule added was in no
+ * GET /faults). It is told to send it again (503), and that reaches the new rules. */
+static void test_reload_during_change(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start(o);
+    static const char body[] = "name=late&prefix=/late&status=503";
+    char head[512];
+    snprintf(head, sizeof(head), "POST /faults HTTP/1.1\r\nHost: 127.0.0.1\r\n" AUTH
+             "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n\r\n"
+             "name=",
+             sizeof(body) - 1);
+    struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
+    px_send_read(c, head, strlen(head)); /* in the worker the reload replaces */
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2,", PX_IO_MS), 0);
+    assert_int_equal(raw_send_str(c, body + 5), 0);
+    struct raw_response r;
+    if (raw_read_response(c, &r, PX_IO_MS) != 0)
+        fail_msg("no answer: %s", r.error);
+    expect(r.status, 503, &r);
+    assert_true(tu_contains(r.body, "reload replaced these rules (generation 1)"));
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(proxied(h, "/late"), 200);
+    expect(post_form(h, "/faults", body, &r), 201, &r); /* sent again */
+    raw_response_free(&r);
+    assert_int_equal(proxied(h, "/late"), 503);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- the example ---- */
 
 static void test_staging_example(void **state)
@@ -606,13 +673,18 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_token),
+        cmocka_unit_test(test_token_before_body),
         cmocka_unit_test(test_list_and_change),
         cmocka_unit_test(test_add_and_delete),
         cmocka_unit_test(test_bodies),
         cmocka_unit_test(test_reload_restores),
+        cmocka_unit_test(test_reload_during_change),
         cmocka_unit_test(test_staging_example),
         cmocka_unit_test(test_staging_example_runs),
     };
     tu_ignore_sigpipe();
+    /* TEST_FILTER=test_reload* runs the matching tests only */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -831,41 +831,6 @@ static void test_buffers_over_kernel_max(void **state)
     px_stop(h);
 }
 
-/* Sends bytes and returns once Portico has read them: a read for each call, without waiting
- * for an answer (there is none to a head not complete). Loopback queues them within send(). */
-static void send_read(struct raw_conn *c, const void *p, size_t n)
-{
-    struct sockaddr_in a;
-    socklen_t alen = sizeof(a);
-    assert_int_equal(getsockname(raw_fd(c), (struct sockaddr *)&a, &alen), 0);
-    assert_int_equal(raw_send(c, p, n), 0);
-    /* Portico's side of the connection: the socket whose remote port is the client's (over
-     * sock_diag: /proc/net/tcp lists every TIME_WAIT socket of the host, tens of ms a read
-     * after the churn tests, 600 reads here) */
-    uint16_t client = ntohs(a.sin_port);
-    long q = -1;
-    int64_t deadline = tu_now_ms() + PX_IO_MS;
-    while (px_queues(PX_RECV_Q, &client, 1, &q, 1) != 1 || q != 0) {
-        assert_true(tu_now_ms() < deadline);
-        sched_yield(); /* Portico's turn, on a loaded host */
-    }
-}
-
-/* The CPU (ms) Portico spends reading `reads` pieces of two bytes, one read each, after `lead`. */
-static long cpu_of_pieces(struct harness *h, const char *lead, size_t lead_len, const char *piece,
-                          int reads)
-{
-    pid_t pid = harness_pid(h);
-    struct raw_conn *c = px_connect(h);
-    send_read(c, lead, lead_len);
-    long cpu0 = px_cpu_ms(pid);
-    for (int i = 0; i < reads; i++)
-        send_read(c, piece, 2);
-    long cpu = px_cpu_ms(pid) - cpu0;
-    raw_close(c);
-    return cpu;
-}
-
 /* Empty lines before a request line are ignored (RFC 9112 2.2), and each ends a line: the head
  * so far was parsed again at each one (its other lines, or a long one trickling in, are parsed
  * once a line ends), so 900 KB of them (max_header_size = 1m) and then one at a time kept a
@@ -880,12 +845,12 @@ static void test_empty_lines_before_request(void **state)
     assert_non_null(lead);
     for (size_t i = 0; i < LEAD; i += 2)
         memcpy(lead + i, "\r\n", 2);
-    long empty = cpu_of_pieces(h, lead, LEAD, "\r\n", READS);
+    long empty = px_cpu_of_pieces(px_port(h), harness_pid(h), lead, LEAD, "\r\n", READS);
     /* the same reads into a field value: no line ends, no parse */
     static const char start[] = "GET / HTTP/1.1\r\nHost: t\r\nX-Long: ";
     memcpy(lead, start, sizeof(start) - 1);
     memset(lead + sizeof(start) - 1, 'v', LEAD - (sizeof(start) - 1));
-    long value = cpu_of_pieces(h, lead, LEAD, "vv", READS);
+    long value = px_cpu_of_pieces(px_port(h), harness_pid(h), lead, LEAD, "vv", READS);
     print_message("  %d reads: %ld ms of CPU after empty lines, %ld ms in a field value\n", READS,
                   empty, value);
     if (!px_under_valgrind(harness_pid(h)) && empty > 3 * value + 60)

@@ -339,9 +339,63 @@ static const struct {
     {"novalue\n", false, NULL},
 };
 
+/* A NUL byte sent as it is (not %00): the value was cut there and the rest of its line dropped
+ * unseen, status=503 taken from "status=503\0garbage". Refused, as %00 is. */
+static const struct {
+    const char *text;
+    size_t len;
+} nul_rows[] = {
+    {"status=503\0garbage\n", 19},
+    {"name=a\0b", 8},
+    {"x=1\n\0", 5},
+};
+
+/* Refusals that name their cause: a key or value too long was "expected key=value", which it
+ * is. */
+static const struct {
+    const char *text;
+    bool url;
+    const char *why;
+} pair_refusals[] = {
+    {"novalue", false, "'novalue': expected key=value"},
+    {"body=%zz", true, "'body=%zz': expected key=value"},
+    {"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk=1", false,
+     "the key is longer than 63 bytes"},
+    {"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk=1", true,
+     "the key is longer than 63 bytes"},
+    {"body=<4096 bytes>", false, "the value is longer than 4095 bytes"},
+    {"body=<4096 bytes>", true, "the value is longer than 4095 bytes"},
+};
+
+static void test_pair_refusals(void **state)
+{
+    (void)state;
+    static char long_value[5 + 4096 + 1] = "body=";
+    memset(long_value + 5, 'x', 4096);
+    for (size_t i = 0; i < ARRAY_LEN(pair_refusals); i++) {
+        const char *text = strstr(pair_refusals[i].text, "<4096 bytes>") ? long_value
+                                                                          : pair_refusals[i].text;
+        struct collected c = {.len = 0};
+        char why[160] = "";
+        assert_int_not_equal(fault_pairs(text, strlen(text), pair_refusals[i].url, collect, &c,
+                                         why, sizeof(why)),
+                             0);
+        if (!strstr(why, pair_refusals[i].why))
+            fail_msg("row %zu: '%s', want '%s'", i, why, pair_refusals[i].why);
+    }
+}
+
 static void test_pairs(void **state)
 {
     (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(nul_rows); i++) {
+        struct collected c = {.len = 0};
+        char why[160] = "";
+        if (fault_pairs(nul_rows[i].text, nul_rows[i].len, false, collect, &c, why,
+                        sizeof(why)) == 0)
+            fail_msg("row %zu with a NUL byte accepted: %s", i, c.text);
+        assert_true(why[0] != '\0');
+    }
     for (size_t i = 0; i < ARRAY_LEN(pair_rows); i++) {
         struct collected c = {.len = 0};
         char why[160] = "";
@@ -889,6 +943,7 @@ int main(void)
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_header),
         cmocka_unit_test(test_pairs),
+        cmocka_unit_test(test_pair_refusals),
         cmocka_unit_test(test_cidr),
         cmocka_unit_test(test_match),
         cmocka_unit_test(test_probability_seeded),
