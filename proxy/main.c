@@ -14,6 +14,7 @@
  *   SIGTERM, SIGINT, SIGQUIT stop: accept nothing more, close idle connections, let exchanges in
  *                            flight finish within shutdown_timeout, exit 0
  *   SIGTERM or SIGINT again  stop now: close every connection, exit 0
+ *   SIGUSR2                  ignored, with a warning (HAProxy's reload, nginx's binary upgrade)
  *
  * Start-up: the configuration is loaded, the soft descriptor limit raised to the hard one, the
  * listen addresses claimed (addrlock.h: no other process may hold them), the sockets bound and
@@ -407,6 +408,11 @@ static void on_signal(struct process *p, int sig)
 {
     if (sig == WAKE_SIGNAL) {
         reap_drains(p, false);
+    } else if (sig == SIGUSR2) {
+        /* An operator's habit from HAProxy or nginx: its default action ended the process at
+         * once, every connection dropped and the pid file left behind. */
+        log_warn("SIGUSR2 ignored: Portico reloads on SIGHUP (HAProxy reloads on SIGUSR2) and "
+                 "has no binary upgrade (nginx's SIGUSR2): restart it for a new binary");
     } else if (sig == SIGUSR1) { /* logrotate's postrotate: the files were renamed */
         if (log_reopen() != 0)
             log_error("SIGUSR1: cannot reopen the logs: %s", strerror(errno));
@@ -521,18 +527,19 @@ static void stop_signals(sigset_t *set)
     sigaddset(set, SIGTERM);
 }
 
-/* Blocks SIGHUP, SIGUSR1, SIGQUIT and the wake signal, and puts every signal the main thread
- * takes with sigwait into set. Done before the configuration loads: a SIGHUP or SIGUSR1 sent
- * meanwhile (a reload right after the service started, a log rotation) then waits for the signal
- * loop instead of ending the process by its default action (SIGQUIT's dumps core). SIGTERM and
- * SIGINT keep theirs until start() has opened the logs (block_stop_signals): a FIFO log waits
- * there for its reader, and SIGTERM or Ctrl-C must still end that wait. */
+/* Blocks SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT and the wake signal, and puts every signal the main
+ * thread takes with sigwait into set. Done before the configuration loads: a SIGHUP or SIGUSR1
+ * sent meanwhile (a reload right after the service started, a log rotation) then waits for the
+ * signal loop instead of ending the process by its default action (SIGQUIT's dumps core).
+ * SIGTERM and SIGINT keep theirs until start() has opened the logs (block_stop_signals): a FIFO
+ * log waits there for its reader, and SIGTERM or Ctrl-C must still end that wait. */
 static void block_signals(sigset_t *set)
 {
     sigset_t early;
     sigemptyset(&early);
     sigaddset(&early, SIGHUP);
     sigaddset(&early, SIGUSR1);
+    sigaddset(&early, SIGUSR2);
     sigaddset(&early, SIGQUIT);
     sigaddset(&early, WAKE_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &early, NULL);

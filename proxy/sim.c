@@ -9,6 +9,7 @@
 #include "portico/sim.h"
 
 #include "portico/config.h"
+#include "portico/evbase.h"
 #include "portico/h1out.h"
 #include "portico/http1.h"
 #include "portico/sim_conn.h"
@@ -908,7 +909,7 @@ int sim_start(uint16_t *port)
     pthread_once(&sim_block_once, sim_block_fill);
     sim.debug = getenv("PORTICO_SIM_DEBUG") != NULL;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sim.base = event_base_new();
+    sim.base = evbase_new(0); /* a reload that adds the first sim origin must not end us */
     if (!sim.base) {
         fprintf(stderr, "sim: event_base_new failed\n");
         goto fail;

@@ -31,6 +31,7 @@
 #include "portico/client.h"
 #include "portico/config.h"
 #include "portico/deadline.h"
+#include "portico/evbase.h"
 #include "portico/evmem.h"
 #include "portico/exchange.h"
 #include "portico/fault_table.h"
@@ -360,12 +361,7 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
      * race on the number; tests/tsan.supp says why not). No precise timers: they cost a
      * timerfd_settime per loop turn (0.3 per small request), and the deadline clock checks the
      * real time when woken, so a coarse wake-up up to a tick (4 ms) early only re-arms it. */
-    struct event_config *ec = event_config_new();
-    if (!ec)
-        return -1;
-    event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-    w->loop.base = event_base_new_with_config(ec);
-    event_config_free(ec);
+    w->loop.base = evbase_new(EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
     w->loop.clock = w->loop.base ? deadline_clock_new(w->loop.base) : NULL;
     w->loop.metrics = shard_for(cfg);
     w->loop.log = log_buffer_new(cfg->access_log_format);
@@ -464,9 +460,10 @@ static int bind_all(const struct worker_group *prev, struct worker *w, const str
  * clients take before the group is up. */
 #define FDS_PER_WORKER 12
 
-/* Whether `need` more descriptors fit under RLIMIT_NOFILE: libevent exits the whole process
- * when a new event_base cannot get its own (evsig_init_), so a reload must not start one
- * without. Counted, not probed: opening them would take them from the live workers. */
+/* Whether `need` more descriptors fit under RLIMIT_NOFILE, so that a reload at the limit is
+ * refused with a message saying why rather than by whichever call runs short (evbase.h: the
+ * old workers may still take the last ones meanwhile). Counted, not probed: opening them would
+ * take them from the live workers. */
 static bool descriptors_available(int need)
 {
     struct rlimit lim;

@@ -227,7 +227,8 @@ static void test_every_failure_type_documented(void **state)
 static void test_every_signal_documented(void **state)
 {
     (void)state;
-    static const char *const signals[] = {"SIGHUP", "SIGUSR1", "SIGTERM", "SIGINT", "SIGQUIT"};
+    static const char *const signals[] = {"SIGHUP",  "SIGUSR1", "SIGUSR2",
+                                          "SIGTERM", "SIGINT",  "SIGQUIT"};
     char *man = slurp(MANPAGE), *readme = slurp(README);
     char *m = span(man, ".SH SIGNALS", ".SH");
     char *r = span(readme, "## Signals", "## ");
