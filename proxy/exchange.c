@@ -22,8 +22,10 @@
  * protocol-neutral response head (status, fields, framing) and body bytes to its owner through
  * a table of operations — interim, head, body, pending, request_input, request_taken,
  * request_wait, done, upgraded instead of done after a 101 (the client's connection and the
- * origin's become a tunnel, tunnel.c), and an optional report of the outcome — and reads the
- * peer's facts from struct peer. client.c implements it for HTTP/1.1, an HTTP/2 stream the same
+ * origin's become a tunnel, tunnel.c), an optional report of the outcome, and an optional gone
+ * (a half-closed client that reset since its FIN, found as its answer is about to go: the
+ * exchange then ends as a cancelled one, ex_client_gone) — and reads the peer's facts from
+ * struct peer. client.c implements it for HTTP/1.1, an HTTP/2 stream the same
  * table, and `portico probe` (probe.c) a recorder of one exchange. The origin side reports to
  * the exchange the same way, through upconn_events (upstream.h).
  *

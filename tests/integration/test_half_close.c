@@ -34,6 +34,10 @@
 
 #define IO_MS PX_IO_MS
 #define BIG_LEN (256 * 1024) /* the gated answer's body: more than one read of it */
+#define HUGE_LEN (4 * 1024 * 1024) /* more than a client that does not read takes in */
+#define SEND_TIMEOUT_MS 200
+#define MID_LEN (192 * 1024) /* more than a client that does not read takes in, less than
+                                Portico holds for it (256 KiB): the exchange ends meanwhile */
 #define TOLD "half-closed"   /* Portico's debug line when it takes a FIN for a half-close */
 
 /* ---- the gate: the origin's answer waits for the test ---- */
@@ -70,9 +74,13 @@ static int gate_wait(int fd, void *arg)
 /* ---- the origin: one script per path ---- */
 
 static char big[BIG_LEN + 1];
+static char huge[HUGE_LEN + 1];
+static char mid[MID_LEN + 1];
 
 static const struct fo_step gated_big[] = {
     FO_CALL(gate_wait, NULL), FO_RESPOND(200, NULL, big, FO_LENGTH), FO_END()};
+static const struct fo_step huge_answer[] = {FO_RESPOND(200, NULL, huge, FO_LENGTH), FO_END()};
+static const struct fo_step mid_answer[] = {FO_RESPOND(200, NULL, mid, FO_LENGTH), FO_END()};
 static const struct fo_step gated_reset[] = {FO_CALL(gate_wait, NULL), FO_RST(), FO_END()};
 static const struct fo_step second[] = {FO_RESPOND(200, NULL, "second\n", FO_LENGTH), FO_END()};
 static const struct fo_step third[] = {FO_RESPOND(200, NULL, "third\n", FO_LENGTH), FO_END()};
@@ -86,6 +94,10 @@ static const struct fo_step *pick(const struct fo_request_info *req, void *arg)
         return second;
     if (strstr(req->head, " /third "))
         return third;
+    if (strstr(req->head, " /huge "))
+        return huge_answer;
+    if (strstr(req->head, " /mid "))
+        return mid_answer;
     return gated_big;
 }
 
@@ -110,22 +122,39 @@ static void start_origin(void)
 {
     memset(big, 'b', BIG_LEN);
     big[BIG_LEN - 1] = '\n';
+    memset(huge, 'h', HUGE_LEN);
+    memset(mid, 'm', MID_LEN);
     struct fake_origin_opts o = {.kind = FO_SCRIPT, .pick_script = pick};
     fx.o = fake_origin_start(&o);
     assert_non_null(fx.o);
 }
 
-/* Portico in front of the origin, with `proxy_extra` in [proxy] (debug lines on stderr);
+/* The configuration: px_start's, `proxy_extra` in [proxy], debug lines on stderr, and
  * keepalive = 0: every request on a fresh origin connection, none resent after a reset. */
+static void write_conf(struct harness *h, const char *proxy_extra, bool tls)
+{
+    assert_int_equal(
+        harness_write_config(h,
+                             "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\nworkers = 1\n"
+                             "access_log = {{dir}}/access.log\naccess_log_format = text\n"
+                             "log_level = debug\n%s%s"
+                             "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 0\n",
+                             proxy_extra,
+                             tls ? "listen = 127.0.0.1:{{port:tls}} tls\n"
+                                   "tls_cert = {{certs}}/server.pem\ntls_key = {{certs}}/server.key\n"
+                                 : "",
+                             fake_origin_port(fx.o)),
+        0);
+}
+
 static struct harness *start(const char *proxy_extra, bool tls)
 {
-    char extra[512];
-    snprintf(extra, sizeof(extra), "log_level = debug\n%s%s", proxy_extra,
-             tls ? "listen = 127.0.0.1:{{port:tls}} tls\ntls_cert = {{certs}}/server.pem\n"
-                   "tls_key = {{certs}}/server.key\n"
-                 : "");
-    return px_start(extra, "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 0\n",
-                    fake_origin_port(fx.o));
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    write_conf(h, proxy_extra, tls);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    return h;
 }
 
 /* ---- rows ---- */
@@ -172,6 +201,9 @@ static const struct row answer_rows[] = {
      false, {0}, {NULL}, {"hc-cut-body"}, {" status=499 "}, NULL},
     {"head cut, FIN", "GET /one HTTP/1.1\r\nHost: a\r\n", false, false, {0}, {NULL}, {NULL},
      {NULL}, NULL},
+    /* an HTTP/1.0 tool's request */
+    {"HTTP/1.0 GET, FIN", "GET /one HTTP/1.0\r\nX-Request-Id: hc-http10\r\n\r\n", true, false,
+     {200}, {NULL}, {"hc-http10"}, {" status=200 "}, NULL},
 };
 
 /* client_half_close left out (abort): the FIN ends the exchange, no answer (today's 499) */
@@ -265,10 +297,9 @@ static void run_row(struct harness *h, const struct row *r, struct raw_conn *c, 
                   i == 1 ? "" : "s", (long long)(tu_now_ms() - t0));
 }
 
-/* The access lines of the rows, once Portico stopped (complete then). */
-static void check_logged(struct harness *h, const struct row *rows, size_t n)
+/* The access lines of the rows, Portico stopped already. */
+static void check_logged_stopped(struct harness *h, const struct row *rows, size_t n)
 {
-    assert_int_equal(harness_stop(h), 0);
     for (size_t i = 0; i < n; i++) {
         for (size_t k = 0; k < MAX_ANSWERS && rows[i].ids[k]; k++) {
             char *line = px_log_line_for_id(h, rows[i].ids[k]);
@@ -277,6 +308,13 @@ static void check_logged(struct harness *h, const struct row *rows, size_t n)
             free(line);
         }
     }
+}
+
+/* The access lines of the rows, once Portico stopped (complete then). */
+static void check_logged(struct harness *h, const struct row *rows, size_t n)
+{
+    assert_int_equal(harness_stop(h), 0);
+    check_logged_stopped(h, rows, n);
 }
 
 static void run_rows(struct harness *h, const struct row *rows, size_t n)
@@ -402,6 +440,86 @@ static void test_answer_tls(void **state)
     fx.h = NULL;
 }
 
+/* A reload's value applies to the exchanges that start after it. */
+static void test_reload(void **state)
+{
+    (void)state;
+    static const struct row before = {"abort, before the reload", GET("/one", "hc-reload-1"),
+                                      false, false, {0}, {NULL}, {"hc-reload-1"},
+                                      {" status=499 "}, NULL};
+    static const struct row after = {"answer, after it", GET("/one", "hc-reload-2"), true, false,
+                                     {200}, {NULL}, {"hc-reload-2"}, {" status=200 "}, NULL};
+    start_origin();
+    fx.h = start("client_half_close = abort\n", false);
+    run_rows(fx.h, &before, 1);
+    write_conf(fx.h, "client_half_close = answer\n", false);
+    assert_int_equal(harness_signal(fx.h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(fx.h, "is live", IO_MS), 0);
+    run_rows(fx.h, &after, 1);
+    check_logged(fx.h, &before, 1);
+    check_logged_stopped(fx.h, &after, 1);
+}
+
+/* A half-closed client that does not read its answer is still dropped after
+ * client_send_timeout (its socket's buffer capped: client_sndbuf), the exchange logged with the
+ * status that went and the timer's reason. */
+static void test_send_timeout(void **state)
+{
+    (void)state;
+    char extra[160];
+    snprintf(extra, sizeof(extra),
+             "client_half_close = answer\nclient_send_timeout = %dms\nclient_sndbuf = 4k\n",
+             SEND_TIMEOUT_MS);
+    start_origin();
+    fx.h = start(extra, false);
+    struct raw_conn *c = px_connect(fx.h);
+    char needle[96];
+    told_needle(c, needle, sizeof(needle));
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(raw_send_str(c, GET("/huge", "hc-no-read")), 0);
+    assert_int_equal(raw_shutdown_write(c), 0);
+    /* the line is the event: the exchange ended (the client reads nothing) */
+    char *line = px_log_line_for_id(fx.h, "hc-no-read");
+    print_message("  after %lld ms: %s\n", (long long)(tu_now_ms() - t0), line);
+    assert_true(harness_log_contains(fx.h, needle));
+    assert_non_null(strstr(line, "client stopped reading for client_send_timeout"));
+    assert_true(tu_now_ms() - t0 >= SEND_TIMEOUT_MS);
+    free(line);
+    raw_close(c);
+    px_stop(fx.h);
+    fx.h = NULL;
+}
+
+/* A FIN that comes once the exchange ended, its answer still going out (the client read none of
+ * it yet): the answer goes out whole, then Portico closes. It was cut where the client's kernel
+ * had stopped taking it. */
+static void test_fin_while_answer_goes_out(void **state)
+{
+    (void)state;
+    start_origin();
+    /* (spliced, a body moves only as the client takes it: copied, Portico holds the rest) */
+    fx.h = start("client_half_close = answer\nclient_sndbuf = 4k\nsplice = off\n", false);
+    struct raw_conn *c = px_connect(fx.h);
+    char needle[96];
+    told_needle(c, needle, sizeof(needle));
+    assert_int_equal(raw_send_str(c, GET("/mid", "hc-late-fin")), 0);
+    char *line = px_log_line_for_id(fx.h, "hc-late-fin"); /* the exchange ended */
+    assert_non_null(strstr(line, " status=200 "));
+    free(line);
+    assert_int_equal(raw_shutdown_write(c), 0);
+    assert_int_equal(harness_wait_log(fx.h, needle, IO_MS), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, MID_LEN);
+    raw_response_free(&r);
+    assert_int_equal(raw_wait_closed(c, IO_MS), 1);
+    assert_int_equal(raw_last_errno(c), 0);
+    raw_close(c);
+    px_stop(fx.h);
+    fx.h = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -410,6 +528,9 @@ int main(void)
         cmocka_unit_test_teardown(test_answer_then_reset, teardown),
         cmocka_unit_test_teardown(test_answer_connect_refused, teardown),
         cmocka_unit_test_teardown(test_answer_tls, teardown),
+        cmocka_unit_test_teardown(test_reload, teardown),
+        cmocka_unit_test_teardown(test_send_timeout, teardown),
+        cmocka_unit_test_teardown(test_fin_while_answer_goes_out, teardown),
     };
     /* TEST_FILTER=test_answer_tls runs the matching tests only */
     if (getenv("TEST_FILTER"))
