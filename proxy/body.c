@@ -145,6 +145,63 @@ void body_spliced(struct body_relay *r, uint64_t n)
     r->done = r->left == 0;
 }
 
+#define REST_SPANS 16 /* evbuffer chains looked at per peek when scanning a chunked rest */
+
+/* Whether the chunked framing of in's bytes, read with a copy of r's decoder, reaches the
+ * body's end. */
+static bool chunked_rest_in(const struct body_relay *r, struct evbuffer *in)
+{
+    struct chunked_decoder d = r->chunked; /* plain data: the original is not moved on */
+    size_t total = evbuffer_get_length(in), off = 0;
+    struct evbuffer_iovec v[REST_SPANS];
+    while (off < total) {
+        struct evbuffer_ptr at;
+        if (evbuffer_ptr_set(in, &at, off, EVBUFFER_PTR_SET) != 0)
+            return false;
+        /* (a length, not -1: with -1 the count stops at the vectors given) */
+        int n = evbuffer_peek(in, (ev_ssize_t)(total - off), &at, v, REST_SPANS);
+        if (n <= 0)
+            return false;
+        for (int i = 0; i < MIN(n, REST_SPANS); i++) {
+            const char *p = v[i].iov_base;
+            size_t len = MIN(v[i].iov_len, total - off);
+            off += len;
+            while (len) {
+                if (d.data_left) {
+                    size_t skip = (size_t)MIN(d.data_left, (uint64_t)len);
+                    chunked_data_taken(&d, skip);
+                    p += skip, len -= skip;
+                    continue;
+                }
+                size_t used = 0;
+                enum chunked_rc rc = chunked_parse(&d, p, len, &used);
+                if (rc == CHUNKED_DONE)
+                    return true;
+                if (rc == CHUNKED_ERROR || used == 0) /* (no progress: never loop on it) */
+                    return false;
+                p += used, len -= used;
+            }
+        }
+    }
+    return false;
+}
+
+bool body_rest_in(const struct body_relay *r, struct evbuffer *in)
+{
+    if (r->done)
+        return true;
+    switch (r->in) {
+    case H1_BODY_LENGTH:
+        return evbuffer_get_length(in) >= r->left;
+    case H1_BODY_CHUNKED:
+        return chunked_rest_in(r, in);
+    case H1_BODY_NONE:
+    case H1_BODY_CLOSE:
+        break;
+    }
+    return false;
+}
+
 int body_eof(struct body_relay *r, struct evbuffer *out)
 {
     if (r->done)

@@ -16,6 +16,11 @@
  * client_send_timeout throughout, its read deadline client_body_timeout while a request body is
  * owed.
  *
+ * A client's FIN (over TLS a close_notify, or a bare FIN: both SOCK_EOF) ends the connection,
+ * its exchange logged 499, unless client_half_close = answer and it came after a whole request:
+ * then the connection is half-closed (half_closed), and what the client sent whole is answered,
+ * in order, before it closes (half_close, half_closed_settle).
+ *
  * Teardown is client_close, called from this file's own event handlers only, never from inside
  * the exchange: the exchange ends itself and calls done(), which only changes our state.
  */
@@ -83,6 +88,12 @@ enum client_state {
 #undef X
 };
 
+static const char *const client_state_names[] = {
+#define X(id, name) [id] = name,
+    CLIENT_STATE_LIST(X)
+#undef X
+};
+
 struct client {
     TAILQ_ENTRY(client) link;          /* the loop's list */
     TAILQ_ENTRY(client) idle_link;     /* the loop's idle list, while idle_listed() */
@@ -111,6 +122,9 @@ struct client {
     bool close_delimited;              /* ... and its body ends with the close (HTTP/1.0) */
     bool pipelined;                    /* the next head was buffered when the last answer ended */
     bool closes_quietly;               /* the client asked to close: no lingering (linger()) */
+    bool half_closed;                  /* its FIN came, after a whole request, and is answered
+                                          (client_half_close = answer): nothing more is read,
+                                          what was read is answered, then it closes */
     uint64_t reset_from_us;            /* CS_RESETTING: since when (client_send_timeout) */
     uint64_t discard_left;             /* request body bytes to drop before the next request */
     struct admin_stream *stream;       /* CS_STREAM: the rest of the admin page */
@@ -336,6 +350,16 @@ void clients_close_all(struct loop *l)
 
 static void linger(struct client *c)
 {
+    /* A half-closed client sent all it will (its FIN was read): no unread byte can turn the
+     * close into a reset, and none will come to wait for. Over TLS our close_notify tells it
+     * the last response ended there, rather than was cut. */
+    if (c->half_closed) {
+        evbuffer_drain(c->sock.in, SIZE_MAX);
+        if (c->sock.ssl)
+            sock_shutdown(&c->sock);
+        set_state(c, CS_QUIET_CLOSE);
+        return;
+    }
     /* A client that asked to close, whose request was read to its end and who sent nothing
      * more, gets a plain close() (FIN): no reset can come of unread bytes, and the shutdown,
      * the read of its FIN and a failed epoll_ctl are 3 system calls of 11.5 per
@@ -485,6 +509,19 @@ static bool keeps_alive(const struct client *c)
 
 /* ---- the downstream interface ---- */
 
+/* What a client's end (or failure) is called in the access log's detail. */
+static const char *gone_reason(enum sock_event ev)
+{
+    switch (ev) {
+    case SOCK_EOF:
+        return "client closed the connection";
+    case SOCK_WRITE_TIMEOUT:
+        return "client stopped reading for client_send_timeout";
+    default:
+        return "client connection failed";
+    }
+}
+
 static void ds_interim(void *ctx, const struct resp_head *head)
 {
     struct client *c = ctx;
@@ -499,10 +536,25 @@ static void ds_head(void *ctx, const struct resp_head *head, struct body_sink *s
     /* A body of unknown length: chunked to HTTP/1.1, until the close for HTTP/1.0. */
     if (wire == H1_BODY_CHUNKED && c->proto == PROTO_HTTP10)
         wire = H1_BODY_CLOSE;
-    c->close_after = head->close || wire == H1_BODY_CLOSE || !keeps_alive(c);
+    c->close_after = head->close || wire == H1_BODY_CLOSE || !keeps_alive(c) ||
+                     (c->half_closed && evbuffer_get_length(c->sock.in) == 0); /* the last */
     c->close_delimited = wire == H1_BODY_CLOSE;
     hdr_write_head(c->sock.out, head, wire, c->proto == PROTO_HTTP10, !c->close_after);
     *sink = (struct body_sink){.out = c->sock.out, .chunked = wire == H1_BODY_CHUNKED};
+}
+
+/* A half-closed client is no longer read (its FIN was): a reset since is seen only in the
+ * socket's pending error, looked at as its answer is about to go. */
+static bool ds_gone(void *ctx, char *why, size_t size)
+{
+    struct client *c = ctx;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (!c->half_closed || getsockopt(c->sock.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 ||
+        err == 0)
+        return false;
+    snprintf(why, size, "%s", gone_reason(SOCK_ERROR));
+    return true;
 }
 
 static void ds_body(void *ctx)
@@ -652,7 +704,8 @@ static void ds_done(void *ctx, enum exchange_end end)
     uint64_t discard = c->discard_left; /* set by request_discard for this end only */
     c->discard_left = 0;
     c->closes_quietly = end == END_CLOSE_ASKED && !c->sock.ssl;
-    if (end != END_KEEP || c->close_after || (drain_closes_idle(c->loop) && !next_buffered)) {
+    if (end != END_KEEP || c->close_after ||
+        ((drain_closes_idle(c->loop) || c->half_closed) && !next_buffered)) {
         start_closing(c);
         return;
     }
@@ -691,6 +744,7 @@ static void ds_upgraded(void *ctx, const struct tunnel_origin *origin)
 static const struct downstream_ops h1_ops = {
     .interim = ds_interim,
     .head = ds_head,
+    .gone = ds_gone,
     .body = ds_body,
     .pending = ds_pending,
     .body_splice = ds_body_splice,
@@ -922,16 +976,74 @@ static void parse_head(struct client *c)
 
 /* ---- events ---- */
 
-static const char *gone_reason(enum sock_event ev)
+/* A half-closed connection whose last head was parsed, or that had none to parse: nothing more
+ * will come. A request that needs more than the client sent (a body cut by the FIN, an upgrade)
+ * ends as it would have without client_half_close (499); a head cut by the FIN is logged 499 at
+ * client_header, as one that leaves mid-head is; what is queued for the client goes, then the
+ * connection closes. */
+static void half_closed_settle(struct client *c)
 {
-    switch (ev) {
-    case SOCK_EOF:
-        return "client closed the connection";
-    case SOCK_WRITE_TIMEOUT:
-        return "client stopped reading for client_send_timeout";
+    switch (c->state) {
+    case CS_EXCHANGE:
+        if (!exchange_answers_half_close(c->ex))
+            client_close(c, gone_reason(SOCK_EOF));
+        return;
+    case CS_IDLE:
+    case CS_HEAD:
+        break;
     default:
-        return "client connection failed";
+        return; /* closing already, or answered and closing */
     }
+    if (!may_parse(c) || (c->state == CS_IDLE && evbuffer_get_length(c->sock.in) > 0))
+        return; /* a head still to parse: from the loop, or once our output drained */
+    if (c->state == CS_HEAD)
+        count_left_in_head(c, gone_reason(SOCK_EOF));
+    start_closing(c);
+}
+
+/* The client's FIN is taken for a half-close: said at debug level (the event a test waits on
+ * before letting the origin answer). */
+static void mark_half_closed(struct client *c)
+{
+    c->half_closed = true;
+    if (log_level_enabled(LOG_DEBUG)) {
+        char addr[PEER_ADDR_MAX];
+        log_debug("client %s: half-closed (state %s): answering what it sent, then closing",
+                  peer_addr(&c->peer, addr, sizeof(addr)), client_state_names[c->state]);
+    }
+}
+
+/* The client's FIN (SOCK_EOF). With client_half_close = answer, one that sent whole requests and
+ * then shut its sending side (nc -N, a script's shutdown(SHUT_WR), HTTP/1.0 tools) still reads:
+ * its exchange goes on, the requests it sent before the FIN are answered in order, then the
+ * connection closes. true when the connection goes on; false: it ends as with abort (a request
+ * cut short, an upgrade, nothing left to answer or to send). */
+static bool half_close(struct client *c)
+{
+    switch (c->state) {
+    case CS_EXCHANGE:
+        if (!exchange_answers_half_close(c->ex)) /* its own configuration's value */
+            return false;
+        mark_half_closed(c);
+        return true;
+    case CS_IDLE:
+    case CS_HEAD:
+    case CS_CLOSING:
+        break;
+    default:
+        return false;
+    }
+    if (c->kind == CLIENT_ADMIN || c->loop->cfg->client_half_close != HALF_CLOSE_ANSWER)
+        return false;
+    /* Input not parsed yet: a requeue is due (between requests) or our output drains first. A
+     * head parsed and found short was cut by the FIN. */
+    bool unparsed = evbuffer_get_length(c->sock.in) > 0 && (c->state == CS_IDLE || !may_parse(c));
+    if (c->state != CS_CLOSING && !unparsed && sock_pending(&c->sock) == 0)
+        return false; /* nothing to answer, nothing still going out */
+    mark_half_closed(c);
+    if (c->state != CS_CLOSING && !unparsed)
+        half_closed_settle(c);
+    return true;
 }
 
 static void handshake_failed(struct client *c, const char *why)
@@ -1066,9 +1178,11 @@ static void client_cb(void *arg, enum sock_event ev)
     }
     switch (ev) {
     case SOCK_READABLE:
-        if (c->state == CS_IDLE || c->state == CS_HEAD)
+        if (c->state == CS_IDLE || c->state == CS_HEAD) {
             parse_head(c);
-        else if (c->state == CS_EXCHANGE)
+            if (c->half_closed) /* no more will come: what was read was all of it */
+                half_closed_settle(c);
+        } else if (c->state == CS_EXCHANGE)
             exchange_request_readable(c->ex);
         else if (c->state == CS_DISCARD)
             discard_input(c);
@@ -1088,6 +1202,8 @@ static void client_cb(void *arg, enum sock_event ev)
             if (c->state == CS_IDLE)
                 set_state(c, CS_IDLE); /* the last answer went: the idle wait starts now */
             parse_head(c); /* a pipelined head waited for our output to drain */
+            if (c->half_closed)
+                half_closed_settle(c);
         }
         return;
     case SOCK_READ_TIMEOUT:
@@ -1100,6 +1216,9 @@ static void client_cb(void *arg, enum sock_event ev)
     case SOCK_DEADLINE: /* above */
         return;
     case SOCK_EOF:
+        if (half_close(c))
+            return;
+        break;
     case SOCK_ERROR:
     case SOCK_WRITE_TIMEOUT:
         break;

@@ -508,6 +508,7 @@ static int set_defaults(struct cfg_loader *ld)
     cfg->access_log_format = LOG_FORMAT_JSON;
     cfg->log_level = LOG_INFO;
     cfg->error_detail = ERROR_DETAIL_FULL;
+    cfg->client_half_close = HALF_CLOSE_ABORT;
     cfg->faults.fault_header = true;
     char why[64];
     cfg->faults.nheader_clients = fault_cidr_list("127.0.0.0/8, ::1", cfg->faults.header_clients,

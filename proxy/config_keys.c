@@ -27,6 +27,7 @@ static const char *const profile_names[] = {PROFILE_LIST(CFG_ENUM_NAME)};
 static const char *const log_format_names[] = {LOG_FORMAT_LIST(CFG_ENUM_NAME)};
 static const char *const log_level_names[] = {LOG_LEVEL_LIST(CFG_ENUM_NAME)};
 static const char *const error_detail_names[] = {ERROR_DETAIL_LIST(CFG_ENUM_NAME)};
+static const char *const half_close_names[] = {HALF_CLOSE_LIST(CFG_ENUM_NAME)};
 static const char *const balance_names[] = {BALANCE_LIST(CFG_ENUM_NAME)};
 #undef CFG_ENUM_NAME
 _Static_assert(sizeof(enum expect_mode) == sizeof(int) &&
@@ -34,7 +35,8 @@ _Static_assert(sizeof(enum expect_mode) == sizeof(int) &&
                    sizeof(enum error_profile) == sizeof(int) &&
                    sizeof(enum log_format) == sizeof(int) &&
                    sizeof(enum log_level) == sizeof(int) &&
-                   sizeof(enum error_detail) == sizeof(int),
+                   sizeof(enum error_detail) == sizeof(int) &&
+                   sizeof(enum half_close_mode) == sizeof(int),
                "set_enum stores an int");
 
 /* Log targets that are not file paths (error messages cannot be switched off). */
@@ -1004,6 +1006,7 @@ static const struct cfg_key proxy_keys[] = {
     DURATION("client_send_timeout", CFG(client_send_timeout_ms), 1),
     DURATION("keepalive_timeout", CFG(keepalive_timeout_ms), 0),
     KEY("idle_close_on_response", set_bool, CFG(idle_close_on_response)),
+    NAMED("client_half_close", set_enum, CFG(client_half_close), half_close_names),
     NUMBER("max_header_size", set_size, CFG(max_header_size), 1024, CFG_MAX_HEADER_SIZE),
     NUMBER("max_request_line", set_size, CFG(max_request_line), 256, CFG_MAX_HEADER_SIZE),
     NUMBER("max_body_size", set_size, CFG(max_body_size), 0, UINT64_C(1) << 40),

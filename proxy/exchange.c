@@ -22,8 +22,10 @@
  * protocol-neutral response head (status, fields, framing) and body bytes to its owner through
  * a table of operations — interim, head, body, pending, request_input, request_taken,
  * request_wait, done, upgraded instead of done after a 101 (the client's connection and the
- * origin's become a tunnel, tunnel.c), and an optional report of the outcome — and reads the
- * peer's facts from struct peer. client.c implements it for HTTP/1.1, an HTTP/2 stream the same
+ * origin's become a tunnel, tunnel.c), an optional report of the outcome, and an optional gone
+ * (a half-closed client that reset since its FIN, found as its answer is about to go: the
+ * exchange then ends as a cancelled one, ex_client_gone) — and reads the peer's facts from
+ * struct peer. client.c implements it for HTTP/1.1, an HTTP/2 stream the same
  * table, and `portico probe` (probe.c) a recorder of one exchange. The origin side reports to
  * the exchange the same way, through upconn_events (upstream.h).
  *
@@ -248,6 +250,18 @@ void ex_end(struct exchange *ex, enum outcome o)
         ex->outcome = o;
 }
 
+bool ex_client_gone(struct exchange *ex)
+{
+    char why[sizeof(ex->detail)];
+    if (!ex->ds.ops->gone || !ex->ds.ops->gone(ex->ds.ctx, why, sizeof(why)))
+        return false;
+    str_copy(ex->detail, sizeof(ex->detail), why);
+    ex->status = HTTP_CLIENT_CLOSED_REQUEST;
+    metrics_add(ex->loop->metrics, M_CLIENT_ABORTS, 1);
+    ex_end(ex, OUTCOME_LEFT);
+    return true;
+}
+
 /* ---- phases and their timers ---- */
 
 void ex_phase(struct exchange *ex, enum phase p)
@@ -394,6 +408,8 @@ static void send_own(struct exchange *ex, struct errpage *e)
     errpage_prepare(e, &o);
     struct h1_field fields[ARRAY_LEN(o.fields) + FAULT_MAX_LIST + 1];
     fault_exec_own_head(ex, &o, fields, ARRAY_LEN(fields)); /* Portico-Fault, a fault's answer */
+    if (ex_client_gone(ex))
+        return;
     ex->ds.ops->head(ex->ds.ctx, &o.head, &ex->sink);
     long body = fault_exec_own_body(ex, &o, ex->sink.out);
     ex->error_body_bytes = body > 0 ? (uint64_t)body : 0;
@@ -552,7 +568,9 @@ static enum phase ended_in(const struct exchange *ex)
 {
     if (ex->failure != FAIL_NONE)
         return ex->fail_phase;
-    return ex->outcome == OUTCOME_OPEN || ex->client_stalled ? ex->pc.current : PHASE_DONE;
+    return ex->outcome == OUTCOME_OPEN || ex->outcome == OUTCOME_LEFT || ex->client_stalled
+               ? ex->pc.current
+               : PHASE_DONE;
 }
 
 /* portico_requests_total, the phase histograms and the status page's last minutes. */
@@ -737,6 +755,7 @@ void ex_settle(struct exchange *ex)
     log_exchange(ex, &to);
     static const enum exchange_end ends[] = {
         [OUTCOME_ABORTED] = END_ABORT, [OUTCOME_DROPPED] = END_DROP, [OUTCOME_RESET] = END_RESET,
+        [OUTCOME_LEFT] = END_DROP, /* nothing went: the connection just closes */
     };
     /* A body whose rest the downstream was to drop (discard_left) was not read to its end
      * either, should the connection close: no quiet close, which unread bytes turn into a reset. */
@@ -1010,6 +1029,14 @@ void exchange_request_eof(struct exchange *ex)
     ex->req_eof = true;
     relay_request_body(ex);
     ex_settle(ex);
+}
+
+bool exchange_answers_half_close(struct exchange *ex)
+{
+    if (ex->cfg->client_half_close != HALF_CLOSE_ANSWER || ex->upgrade || ex->discard_left)
+        return false;
+    return ex->req_state == REQ_DONE ||
+           body_rest_in(&ex->req_body, ex->ds.ops->request_input(ex->ds.ctx));
 }
 
 void exchange_drained(struct exchange *ex)

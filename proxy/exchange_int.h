@@ -57,7 +57,8 @@ enum resp_state {
     X(OUTCOME_DONE, "done")         /* a complete response went out (proxied or our own) */       \
     X(OUTCOME_ABORTED, "aborted")   /* the response was cut short after its head */              \
     X(OUTCOME_DROPPED, "dropped")   /* a fault's drop: closed without a response (FIN) */         \
-    X(OUTCOME_RESET, "reset")       /* a fault's reset: closed with RST, nothing sent */
+    X(OUTCOME_RESET, "reset")       /* a fault's reset: closed with RST, nothing sent */         \
+    X(OUTCOME_LEFT, "left")         /* the client was found gone as its answer was to go: 499 */
 
 enum outcome {
 #define X(id, name) id,
@@ -185,6 +186,11 @@ void ex_fail_text(struct exchange *ex, enum phase phase, enum cause cause, uint6
 /* A request Portico refuses itself (400, 408, 413 ...). close: no further request on the
  * connection. */
 void ex_refuse(struct exchange *ex, int status, const char *reason, bool close);
+
+/* Whether the downstream says its client is gone (downstream_ops.gone) as its answer is about
+ * to go: then the exchange ends as exchange_cancel ends one (499, the client's reason), nothing
+ * is sent, and true is returned. */
+bool ex_client_gone(struct exchange *ex);
 
 /* Enters / resumes a phase and arms its timer. */
 void ex_phase(struct exchange *ex, enum phase p);

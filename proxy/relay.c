@@ -435,6 +435,8 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
     deadline_clear(&ex->processing_timer);
     deadline_clear(&ex->continue_timer);
     ex_origin_answered(ex);
+    if (ex_client_gone(ex)) /* (the origin answered: its verdict stands) */
+        return;
     ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
     ex->status = ex->upstream_status = resp->status;
     if (resp->status == HTTP_OK)

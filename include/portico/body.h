@@ -54,6 +54,12 @@ bool body_spliceable(const struct body_relay *r);
 /* n payload bytes were moved outside body_move (spliced, at most r->left). */
 void body_spliced(struct body_relay *r, uint64_t n);
 
+/* Whether `in` holds all that is left of the body (r itself is left as it is): a done body,
+ * the rest of a Content-Length one, or a chunked one up to the end of its last chunk and
+ * trailer section (a copy of the decoder reads its framing; chunk data is skipped). Never a
+ * close-delimited body, nor chunked framing found invalid: neither is whole before its end. */
+bool body_rest_in(const struct body_relay *r, struct evbuffer *in);
+
 /* The input hit EOF. For a close-delimited body this completes it (writing the last chunk when
  * re-encoding) and returns 0; for any other framing the body is truncated: -1. */
 int body_eof(struct body_relay *r, struct evbuffer *out);

@@ -50,6 +50,11 @@ const char *timer_name(enum timer_kind t);
     X(ERROR_DETAIL_FULL, "full")                                                                   \
     X(ERROR_DETAIL_MINIMAL, "minimal")
 
+/* `client_half_close`: what an HTTP/1.1 client's FIN after a whole request means. */
+#define HALF_CLOSE_LIST(X)                                                                         \
+    X(HALF_CLOSE_ABORT, "abort")   /* it left: the exchange ends, logged 499 (nginx) */            \
+    X(HALF_CLOSE_ANSWER, "answer") /* it is done sending: answered, then closed (HAProxy) */
+
 /* `balance`: how an upstream spreads requests over its origins (balance.h). */
 #define BALANCE_LIST(X)                                                                            \
     X(BALANCE_ROUND_ROBIN, "round_robin")  /* smooth weighted round robin */                       \
@@ -63,6 +68,9 @@ enum expect_mode { EXPECT_LIST(CFG_ENUM_ID) };
 
 /* `error_detail`: what error responses tell the client about the upstream side. */
 enum error_detail { ERROR_DETAIL_LIST(CFG_ENUM_ID) };
+
+/* `client_half_close` of [proxy]. */
+enum half_close_mode { HALF_CLOSE_LIST(CFG_ENUM_ID) };
 
 /* `balance` of an [upstream]. */
 enum balance_policy { BALANCE_LIST(CFG_ENUM_ID) };
@@ -181,6 +189,7 @@ struct config {
     uint64_t client_send_timeout_ms;       /* client not reading our response */
     uint64_t keepalive_timeout_ms;         /* idle client connection */
     bool idle_close_on_response;           /* a drain answers an idle one's next request */
+    enum half_close_mode client_half_close; /* a FIN after a whole request: 499, or answered */
     uint64_t max_header_size;
     uint64_t max_request_line;
     uint64_t max_body_size;

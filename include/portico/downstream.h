@@ -89,6 +89,11 @@ struct downstream_ops {
      * bytes), when it would refuse them (HTTP/2: over its SETTINGS_MAX_HEADER_LIST_SIZE): the
      * exchange then fails as an invalid response, cut short after the body that went. */
     bool (*trailers_fit)(void *ds, char *why, size_t size);
+    /* Optional (NULL: never): whether the client is known to be gone, asked as a final head is
+     * about to go (writing why, size bytes). A half-closed HTTP/1.1 client is not read any
+     * more, so a reset since is found only here (or when the answer is written): the exchange
+     * then ends as exchange_cancel ends it, logged 499, and done() closes the connection. */
+    bool (*gone)(void *ds, char *why, size_t size);
     /* Body bytes were appended to the sink: send what can be sent now. */
     void (*body)(void *ds);
     /* Response bytes queued and not yet taken by the client (back-pressure). */

@@ -10,6 +10,7 @@
 #ifndef PORTICO_EXCHANGE_H
 #define PORTICO_EXCHANGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,12 @@ void exchange_request_readable(struct exchange *ex);
 /* The request body ended (HTTP/2 END_STREAM): what is in the request input is all of it. A body
  * of a known length that ends short is refused (400). */
 void exchange_request_eof(struct exchange *ex);
+
+/* Whether the exchange goes on to its end after its client's FIN (an HTTP/1.1 half-close): its
+ * configuration says client_half_close = answer, and it needs nothing more from the client — its
+ * request is whole (the body all read, or all waiting in the request input), no body rest is
+ * owed to be dropped, and no upgrade is offered (a tunnel would need the client's side). */
+bool exchange_answers_half_close(struct exchange *ex);
 
 /* The downstream's output drained: response bytes may flow again. */
 void exchange_drained(struct exchange *ex);

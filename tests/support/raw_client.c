@@ -331,6 +331,17 @@ int raw_shutdown_write(struct raw_conn *c)
     return shutdown(c->fd, SHUT_WR) == 0 ? 0 : -1;
 }
 
+int raw_tls_close_notify(struct raw_conn *c)
+{
+    if (c->ssl == NULL) {
+        return -1;
+    }
+    ERR_clear_error();
+    int rc = SSL_shutdown(c->ssl); /* 0: ours went, the peer's is not read yet */
+    ERR_clear_error();
+    return rc >= 0 ? 0 : -1;
+}
+
 /* ---- receive ---- */
 
 /* Reads more input: >0 count, 0 EOF, -1 error (c->last_errno), -2 deadline passed. */

@@ -61,6 +61,10 @@ int64_t raw_last_send_ms(const struct raw_conn *c);
 /* Half-closes: sends FIN, keeps reading possible. */
 int raw_shutdown_write(struct raw_conn *c);
 
+/* TLS: sends a close_notify (SSL_shutdown once, no wait for the peer's), without a FIN; reading
+ * goes on (a TLS 1.3 half-close). -1 on a plain connection or a failed write. */
+int raw_tls_close_notify(struct raw_conn *c);
+
 /* One header field. */
 struct raw_field {
     char *name;

@@ -372,6 +372,50 @@ static void test_every_split(void **state)
 }
 
 /* Trailer lines kept apart (HTTP/2), the input whole and cut at every split point. */
+/* body_rest_in, asked of a relay that already moved the input's first `cut` bytes (every cut),
+ * over every prefix of what follows, queued whole or one chain per byte (more chains than one
+ * peek takes): true exactly from the prefix where the body ends (never for a body that is cut,
+ * invalid or close-delimited), and the relay left as it was. */
+static void test_rest_in(void **state)
+{
+    (void)state;
+    size_t checked = 0;
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        const struct body_row *row = &rows[i];
+        size_t len = strlen(row->input);
+        size_t end = row->outcome == DONE ? len - strlen(row->rest) : SIZE_MAX;
+        for (size_t cut = 0; cut <= len; cut++) {
+            struct body_relay r;
+            body_init(&r, row->in, row->content_length, row->out_chunked, MAX_TRAILERS);
+            struct evbuffer *first = evbuffer_new(), *out = evbuffer_new();
+            evbuffer_add(first, row->input, cut);
+            int rc = body_move(&r, first, out, SIZE_MAX);
+            evbuffer_free(first);
+            evbuffer_free(out);
+            if (rc != 0)
+                continue; /* invalid before the cut: nothing left to ask */
+            for (size_t e = cut; e <= len; e++) {
+                struct evbuffer *in = evbuffer_new();
+                if ((cut + e) % 2) {
+                    for (size_t k = cut; k < e; k++) /* a reference is a chain of its own */
+                        evbuffer_add_reference(in, row->input + k, 1, NULL, NULL);
+                } else {
+                    evbuffer_add(in, row->input + cut, e - cut);
+                }
+                struct body_relay before = r;
+                bool want = r.done || e >= end;
+                if (body_rest_in(&r, in) != want)
+                    fail_msg("%s: moved %zu, then %zu more: %s", row->why, cut, e - cut,
+                             want ? "the rest is there" : "the rest is not all there");
+                assert_memory_equal(&before, &r, sizeof(r));
+                evbuffer_free(in);
+                checked++;
+            }
+        }
+    }
+    print_message("checked %zu (moved, buffered) pairs\n", checked);
+}
+
 static void test_trailers_apart(void **state)
 {
     (void)state;
@@ -569,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_every_split),
         cmocka_unit_test(test_trailers_apart),
+        cmocka_unit_test(test_rest_in),
         cmocka_unit_test(test_random_splits),
         cmocka_unit_test(test_error_reasons),
         cmocka_unit_test(test_done_is_final),

@@ -69,6 +69,7 @@ static void test_defaults(void **state)
     assert_string_equal(cfg->error_log, "stderr");
     assert_int_equal(cfg->log_level, LOG_INFO);
     assert_int_equal(cfg->error_detail, ERROR_DETAIL_FULL);
+    assert_int_equal(cfg->client_half_close, HALF_CLOSE_ABORT); /* nginx's 499 */
     assert_null(cfg->admin_listen_text);
     assert_int_equal(cfg->nadmin_hosts, 0); /* IP addresses and localhost only */
     assert_true(cfg->http2);
@@ -222,6 +223,9 @@ static const struct {
     {"log_level = debug", CFGF(log_level), V_ENUM, LOG_DEBUG, NULL},     /* level by name */
     {"error_detail = minimal", CFGF(error_detail), V_ENUM, ERROR_DETAIL_MINIMAL, NULL}, /* public */
     {"error_detail = full", CFGF(error_detail), V_ENUM, ERROR_DETAIL_FULL, NULL}, /* the default */
+    /* a FIN after a whole request: answered (HAProxy), or a client that left (the default) */
+    {"client_half_close = answer", CFGF(client_half_close), V_ENUM, HALF_CLOSE_ANSWER, NULL},
+    {"client_half_close = abort", CFGF(client_half_close), V_ENUM, HALF_CLOSE_ABORT, NULL},
     /* numeric */
     {"admin_listen = 127.0.0.1:9901", CFGF(admin_listen_text), V_STR, 0, "127.0.0.1:9901"},
     /* [upstream] */
@@ -819,6 +823,9 @@ static const struct {
     {"unknown error detail",
      "[proxy]\nerror_detail = none\n" UP,
      {"test.ini:2: error_detail: 'none' is not one of full, minimal"}},
+    {"client_half_close takes its two words only", /* not a bool: "on" would not say which */
+     "[proxy]\nclient_half_close = on\n" UP,
+     {"test.ini:2: client_half_close: 'on' is not one of abort, answer"}},
     {"error messages cannot be switched off (not a file named off either)",
      "[proxy]\nerror_log = off\n" UP,
      {"test.ini:2: error_log: cannot be off (stderr, stdout or a file path)"}},
