@@ -240,9 +240,11 @@ static void set_state(struct client *c, enum client_state s)
         ms = (int64_t)cfg->client_body_timeout_ms; /* the whole rest, not each byte */
         break;
     case CS_RESETTING:
-    case CS_QUIET_CLOSE:
-        ms = 0; /* the close comes from the loop, never from inside the exchange */
+        ms = 0; /* the reset comes from the loop, never from inside the exchange */
         break;
+    case CS_QUIET_CLOSE: /* the close comes from the loop, never from inside the exchange */
+        sock_owner_due_now(&c->sock);
+        return;
     }
     /* Most requests move the deadline later (idle, head, idle again...): no timer operation. */
     sock_set_deadline(&c->sock, ms < 0 ? 0 : from + (uint64_t)ms * 1000);

@@ -68,6 +68,7 @@ enum sock_flag {
     SF_FAIL_PENDING = 1u << 10,   /* fail_later: SOCK_ERROR is reported from the loop via rev */
     SF_RAW = 1u << 11,            /* spliced from: readability is reported, nothing is read */
     SF_TLS_CUT = 1u << 12,        /* TLS: the peer closed without a close_notify */
+    SF_OWNER_DUE = 1u << 13,      /* sock_owner_due_now: SOCK_DEADLINE from the loop via rev */
 };
 
 static const char *const sock_event_names[] = {
@@ -525,6 +526,12 @@ static void do_write(struct sock *s)
 
 static void rev_event(struct sock *s)
 {
+    if (s->flags & SF_OWNER_DUE) {
+        s->flags &= ~SF_OWNER_DUE;
+        read_buffered(s); /* what epoll cannot report waits for the next activation */
+        s->cb(s->arg, SOCK_DEADLINE);
+        return;
+    }
     if (s->state == SOCK_HANDSHAKE) {
         handshake_step(s);
         return;
@@ -722,6 +729,13 @@ void sock_set_deadline(struct sock *s, uint64_t at)
     s->owner_at = at;
     if (s->state != SOCK_CLOSED)
         arm_timer(s, event_now_us());
+}
+
+void sock_owner_due_now(struct sock *s)
+{
+    s->owner_at = 0; /* lazily: the timer, if armed for it, comes up to find nothing due */
+    s->flags |= SF_OWNER_DUE;
+    event_active(&s->rev, EV_READ, 1);
 }
 
 void sock_requeue(struct sock *s)
