@@ -35,6 +35,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "portico/evmem.h"
 #include "portico/tls.h"
 #include "portico/util.h"
 
@@ -646,13 +647,11 @@ int sock_init(struct sock *s, struct deadline_clock *clock, evutil_socket_t fd, 
               void *arg)
 {
     *s = (struct sock){.fd = fd, .ssl = ssl, .cb = cb, .arg = arg};
-    s->in = evbuffer_new();
-    s->out = evbuffer_new();
+    s->in = evmem_buffer_new(); /* a closed connection's, when the thread kept one */
+    s->out = evmem_buffer_new();
     if (!s->in || !s->out) {
-        if (s->in)
-            evbuffer_free(s->in);
-        if (s->out)
-            evbuffer_free(s->out);
+        evmem_buffer_free(s->in);
+        evmem_buffer_free(s->out);
         SSL_free(ssl); /* the one owner of both, also on failure */
         evutil_closesocket(fd);
         *s = (struct sock){.fd = -1, .state = SOCK_CLOSED};
@@ -992,8 +991,8 @@ void sock_close(struct sock *s)
         SSL_free(s->ssl);
     }
     evutil_closesocket(s->fd);
-    evbuffer_free(s->in);
-    evbuffer_free(s->out);
+    evmem_buffer_free(s->in); /* kept, emptied, for the thread's next connection */
+    evmem_buffer_free(s->out);
     if (s->pipe)
         pipe_close(s);
     *s = (struct sock){.fd = -1, .state = SOCK_CLOSED};
