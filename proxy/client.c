@@ -355,12 +355,15 @@ static void linger(struct client *c)
     set_state(c, CS_LINGER);
 }
 
-/* Flush what is queued, then close. */
+/* Flush what is queued, then close. Most answers leave at once: then the connection goes
+ * straight on (linger), without CS_CLOSING and a client_send_timeout deadline set for nothing
+ * (sock_flush calls nobody back: its outcome comes from the loop). */
 static void start_closing(struct client *c)
 {
-    set_state(c, CS_CLOSING);
     if (sock_flush(&c->sock) == 0)
         linger(c);
+    else
+        set_state(c, CS_CLOSING);
 }
 
 /* The metrics, the last minutes (the status page's requests by class) and the access-log line
