@@ -2,9 +2,10 @@
  * client.c — HTTP/1.1 client connections, and the downstream interface for their exchanges.
  *
  * States: HANDSHAKE (TLS) → IDLE (keep-alive wait) → HEAD (bytes of a head arrived) →
- * EXCHANGE (an exchange owns the traffic) → IDLE ... → CLOSING (flushing the last response) →
- * LINGER (write side shut, reading and discarding until EOF so that unread request bytes do not
- * turn our close into a reset that destroys the response in flight); or EXCHANGE → TUNNEL after
+ * EXCHANGE (an exchange owns the traffic) → IDLE ... → CLOSING (the last response still going
+ * out; skipped when it left at once) → LINGER (write side shut, reading and discarding until
+ * EOF so that unread request bytes do not turn our close into a reset that destroys the
+ * response in flight), or QUIET_CLOSE when the client asked to close; or EXCHANGE → TUNNEL after
  * a 101 (tunnel.c owns the traffic until either side closes, then calls back); or, for a fault's
  * reset, EXCHANGE → RESETTING (nothing more is sent; closed with RST from the loop); or, after an
  * error answer sent before the request body was all in, EXCHANGE → DISCARD (the rest of the
