@@ -20,7 +20,7 @@
 
 #define EVMEM_BLOCK (32 * 1024) /* the size kept: libevent's chain for a 16 KiB read */
 #define EVMEM_KEEP 8            /* blocks kept per thread (256 KiB at most) */
-#define EVMEM_BUFFERS 32        /* emptied evbuffers kept per thread (~4 KiB at most) */
+#define EVMEM_BUFFERS 32        /* emptied evbuffers kept per thread (136 bytes each) */
 
 struct evbuffer;
 
