@@ -2,9 +2,10 @@
  * client.c — HTTP/1.1 client connections, and the downstream interface for their exchanges.
  *
  * States: HANDSHAKE (TLS) → IDLE (keep-alive wait) → HEAD (bytes of a head arrived) →
- * EXCHANGE (an exchange owns the traffic) → IDLE ... → CLOSING (flushing the last response) →
- * LINGER (write side shut, reading and discarding until EOF so that unread request bytes do not
- * turn our close into a reset that destroys the response in flight); or EXCHANGE → TUNNEL after
+ * EXCHANGE (an exchange owns the traffic) → IDLE ... → CLOSING (the last response still going
+ * out; skipped when it left at once) → LINGER (write side shut, reading and discarding until
+ * EOF so that unread request bytes do not turn our close into a reset that destroys the
+ * response in flight), or QUIET_CLOSE when the client asked to close; or EXCHANGE → TUNNEL after
  * a 101 (tunnel.c owns the traffic until either side closes, then calls back); or, for a fault's
  * reset, EXCHANGE → RESETTING (nothing more is sent; closed with RST from the loop); or, after an
  * error answer sent before the request body was all in, EXCHANGE → DISCARD (the rest of the
@@ -256,9 +257,11 @@ static void set_state(struct client *c, enum client_state s)
         ms = (int64_t)cfg->client_body_timeout_ms; /* the whole rest, not each byte */
         break;
     case CS_RESETTING:
-    case CS_QUIET_CLOSE:
-        ms = 0; /* the close comes from the loop, never from inside the exchange */
+        ms = 0; /* the reset comes from the loop, never from inside the exchange */
         break;
+    case CS_QUIET_CLOSE: /* the close comes from the loop, never from inside the exchange */
+        sock_owner_due_now(&c->sock);
+        return;
     }
     /* Most requests move the deadline later (idle, head, idle again...): no timer operation. */
     sock_set_deadline(&c->sock, ms < 0 ? 0 : from + (uint64_t)ms * 1000);
@@ -379,12 +382,15 @@ static void linger(struct client *c)
     set_state(c, CS_LINGER);
 }
 
-/* Flush what is queued, then close. */
+/* Flush what is queued, then close. Most answers leave at once: then the connection goes
+ * straight on (linger), without CS_CLOSING and a client_send_timeout deadline set for nothing
+ * (sock_flush calls nobody back: its outcome comes from the loop). */
 static void start_closing(struct client *c)
 {
-    set_state(c, CS_CLOSING);
     if (sock_flush(&c->sock) == 0)
         linger(c);
+    else
+        set_state(c, CS_CLOSING);
 }
 
 /* The metrics, the last minutes (the status page's requests by class) and the access-log line

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 
 /* Under ASan a kept block is poisoned, so a use after libevent freed it is still caught. */
@@ -17,10 +18,14 @@
 #define KEPT_POISON(p) ASAN_POISON_MEMORY_REGION((p), EVMEM_BLOCK)
 #define KEPT_UNPOISON(p) ASAN_UNPOISON_MEMORY_REGION((p), EVMEM_BLOCK)
 #define KEPT_ANYWHERE(p) __asan_address_is_poisoned(p) /* every thread's kept blocks */
+#define BUF_POISON(b) ASAN_POISON_MEMORY_REGION((b), malloc_usable_size(b))
+#define BUF_UNPOISON(b) ASAN_UNPOISON_MEMORY_REGION((b), malloc_usable_size(b))
 #else
 #define KEPT_POISON(p) ((void)(p))
 #define KEPT_UNPOISON(p) ((void)(p))
 #define KEPT_ANYWHERE(p) ((void)(p), false)
+#define BUF_POISON(b) ((void)(b))
+#define BUF_UNPOISON(b) ((void)(b))
 #endif
 
 /* free() is not told a block's size: a block is kept when malloc_usable_size says it is as
@@ -33,6 +38,8 @@ static bool have_key;
 static __thread struct {
     void *block[EVMEM_KEEP];
     unsigned n;
+    struct evbuffer *buf[EVMEM_BUFFERS]; /* emptied, poisoned under ASan */
+    unsigned nbuf;
     bool registered; /* thread_end_key set, so the thread's end flushes */
 } kept;
 
@@ -80,6 +87,14 @@ static bool kept_already(const void *p)
     return false;
 }
 
+/* Whether the thread's end will flush what it keeps (set up on its first keep). */
+static bool registered(void)
+{
+    if (!kept.registered && have_key && pthread_setspecific(thread_end_key, &kept) == 0)
+        kept.registered = true;
+    return kept.registered;
+}
+
 void evmem_free(void *p)
 {
     if (!p || malloc_usable_size(p) != block_usable) {
@@ -93,14 +108,7 @@ void evmem_free(void *p)
         fprintf(stderr, "portico: evmem: double free of %p\n", p);
         abort();
     }
-    if (kept.n < EVMEM_KEEP) {
-        if (!kept.registered) {
-            if (pthread_setspecific(thread_end_key, &kept) != 0) {
-                free(p);
-                return;
-            }
-            kept.registered = true;
-        }
+    if (kept.n < EVMEM_KEEP && registered()) {
         KEPT_POISON(p);
         kept.block[kept.n++] = p;
         return;
@@ -108,8 +116,38 @@ void evmem_free(void *p)
     free(p);
 }
 
+struct evbuffer *evmem_buffer_new(void)
+{
+    if (kept.nbuf > 0) {
+        struct evbuffer *b = kept.buf[--kept.nbuf];
+        BUF_UNPOISON(b);
+        return b;
+    }
+    return evbuffer_new();
+}
+
+void evmem_buffer_free(struct evbuffer *b)
+{
+    if (!b)
+        return;
+    size_t left = evbuffer_get_length(b);
+    if (left) /* frees its chains, as evbuffer_free would */
+        evbuffer_drain(b, left);
+    if (kept.nbuf < EVMEM_BUFFERS && (!left || evbuffer_get_length(b) == 0) && registered()) {
+        BUF_POISON(b);
+        kept.buf[kept.nbuf++] = b;
+        return;
+    }
+    evbuffer_free(b);
+}
+
 void evmem_flush(void)
 {
+    while (kept.nbuf > 0) { /* first: their frees may keep blocks */
+        struct evbuffer *b = kept.buf[--kept.nbuf];
+        BUF_UNPOISON(b);
+        evbuffer_free(b);
+    }
     while (kept.n > 0) {
         void *p = kept.block[--kept.n];
         KEPT_UNPOISON(p);

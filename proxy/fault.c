@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "portico/route.h"
 #include "portico/util.h"
 
 #define FAULT_MAX_TRUNCATE (UINT64_C(1) << 40)  /* sizes: at most 1t, like max_body_size */
@@ -525,7 +526,11 @@ static int set_value(struct fault_rule *r, enum fault_key k, const char *v, char
             return bad(why, size, k, "'%s' must start with '/'", v);
         if (!is_field_text(v, v + strlen(v)))
             return bad(why, size, k, "'%s': control character in the value", v);
-        return set_string(r, k, v, &r->prefix, why, size);
+        if (set_string(r, k, v, &r->prefix, why, size) != 0)
+            return -1;
+        r->prefix_len = (uint16_t)strlen(v); /* set_string took it: it fits the rule's text */
+        r->prefix_plain = route_plain_len(v, r->prefix_len) == r->prefix_len;
+        return 0;
     case FK_METHOD:
         return set_methods(r, k, v, why, size);
     case FK_HEADER:

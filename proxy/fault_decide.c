@@ -68,11 +68,10 @@ static bool header_matches(const char *m, const struct fault_request *q)
  * path read as themselves: reading a normalised character at a time cost 750 instructions for
  * "/fault/" against "/fault/x", most of an injected fault's matching, and 250 for it against
  * "/small", a request the rule does not take. */
-static bool prefix_holds(const char *prefix, const struct fault_request *q)
+static bool prefix_holds(const struct fault_rule *r, const struct fault_request *q)
 {
-    size_t n = strlen(prefix);
-    return route_prefix_holds(q->path, q->path_len, q->path_plain, prefix, n,
-                              route_plain_len(prefix, n) == n);
+    return route_prefix_holds(q->path, q->path_len, q->path_plain, fault_text(r, r->prefix),
+                              r->prefix_len, r->prefix_plain);
 }
 
 bool fault_match(const struct fault_rule *r, const struct fault_request *q)
@@ -81,7 +80,7 @@ bool fault_match(const struct fault_rule *r, const struct fault_request *q)
         return false;
     if (r->host && !host_matches(fault_text(r, r->host), q->host, q->host_len))
         return false;
-    if (r->prefix && !prefix_holds(fault_text(r, r->prefix), q))
+    if (r->prefix && !prefix_holds(r, q))
         return false;
     if (r->nmethods) {
         bool any = false;

@@ -28,7 +28,19 @@ static const char fallback_text[] = "HTTP/1.1 503 Service Unavailable\r\n"
  * phrases); obs-text (0x80-0xff) passes, as the parser lets it through from origins. */
 static bool safe_text(const char *s, size_t len)
 {
-    for (size_t i = 0; i < len; i++) {
+    /* Eight bytes a step while no byte of a word is below 0x20 or DEL (tests exact for "some
+     * byte is"): an error page's registry phrase ("Service Unavailable") took ~250
+     * instructions byte by byte. A word with one goes byte by byte (HTAB passes). */
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+    size_t i = 0;
+    for (; len - i >= 8; i += 8) {
+        uint64_t w, del;
+        memcpy(&w, s + i, sizeof(w));
+        del = w ^ (ones * 0x7f);
+        if ((((w - ones * 0x20) & ~w) | ((del - ones) & ~del)) & highs)
+            break;
+    }
+    for (; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if ((c < 0x20 && c != '\t') || c == 0x7f)
             return false;
@@ -68,12 +80,12 @@ static int status_parts(int status, const char **phrase, size_t *len, char pre[S
 {
     if (status < 100 || status > 999)
         return -1;
-    if (*phrase == NULL || *len == 0) {
+    if (*phrase == NULL || *len == 0) { /* the registry's phrases are ours: no check */
         *phrase = status_phrase(status);
         *len = strlen(*phrase);
-    }
-    if (!safe_text(*phrase, *len))
+    } else if (!safe_text(*phrase, *len)) {
         return -1;
+    }
     memcpy(pre, "HTTP/1.1 ", 9);
     pre[9] = (char)('0' + status / 100);
     pre[10] = (char)('0' + status / 10 % 10);

@@ -143,9 +143,11 @@ static void conn_names_init(struct conn_names *c, const struct h1_field *fields,
          i = h1_find(fields, n, H1_F_CONNECTION, (size_t)i + 1)) {
         size_t pos = 0, elen;
         const char *e;
-        /* "Connection: keep-alive", the usual value, is one token that names nothing more to
-         * remove: no list walk (the parser trimmed the OWS around it). */
-        if (h1_field_id_of(fields[i].value, fields[i].value_len) == H1_F_KEEP_ALIVE)
+        /* "Connection: keep-alive" and "Connection: close", the usual values, are one token
+         * that names nothing more to remove: no list walk (the parser trimmed the OWS around
+         * it). */
+        if (h1_field_id_of(fields[i].value, fields[i].value_len) == H1_F_KEEP_ALIVE ||
+            (fields[i].value_len == 5 && strncasecmp(fields[i].value, "close", 5) == 0))
             continue;
         while (h1_list_next(fields[i].value, fields[i].value_len, &pos, &e, &elen)) {
             enum h1_field_id id = h1_field_id_of(e, elen);

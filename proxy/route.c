@@ -76,9 +76,32 @@ bool route_prefix_matches(const char *path, size_t path_len, const char *prefix)
     return true;
 }
 
+/* A byte's high bit set where the byte of x is zero, and nowhere else (no borrow runs into the
+ * next byte, as in the shorter test that says only whether one is). */
+static inline uint64_t zero_bytes(uint64_t x)
+{
+    const uint64_t lows = UINT64_C(0x7f7f7f7f7f7f7f7f);
+    return ~(((x & lows) + lows) | x | lows);
+}
+
 size_t route_plain_len(const char *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    /* Eight bytes a step while a word holds no '%', no '\\' and no "//" (also across into the
+     * next word): byte by byte, the bounds and the look-ahead cost ~12 instructions a byte, and
+     * every request's path is read once for the routes and once for the fault rules. The word
+     * that holds one ends the scan byte by byte. */
+    const uint64_t ones = UINT64_C(0x0101010101010101);
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, sizeof(w));
+        uint64_t slash = zero_bytes(w ^ (ones * '/'));
+        uint64_t stop = zero_bytes(w ^ (ones * '%')) | zero_bytes(w ^ (ones * '\\')) |
+                        (slash & (slash >> 8)); /* a '/' whose next byte is one too */
+        if (stop || ((slash >> 63) && i + 8 < n && p[i + 8] == '/'))
+            break;
+    }
+    for (; i < n; i++)
         if (p[i] == '%' || p[i] == '\\' || (p[i] == '/' && i + 1 < n && p[i + 1] == '/'))
             return i;
     return n;

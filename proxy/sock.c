@@ -35,6 +35,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "portico/evmem.h"
 #include "portico/tls.h"
 #include "portico/util.h"
 
@@ -68,6 +69,7 @@ enum sock_flag {
     SF_FAIL_PENDING = 1u << 10,   /* fail_later: SOCK_ERROR is reported from the loop via rev */
     SF_RAW = 1u << 11,            /* spliced from: readability is reported, nothing is read */
     SF_TLS_CUT = 1u << 12,        /* TLS: the peer closed without a close_notify */
+    SF_OWNER_DUE = 1u << 13,      /* sock_owner_due_now: SOCK_DEADLINE from the loop via rev */
 };
 
 static const char *const sock_event_names[] = {
@@ -525,6 +527,12 @@ static void do_write(struct sock *s)
 
 static void rev_event(struct sock *s)
 {
+    if (s->flags & SF_OWNER_DUE) {
+        s->flags &= ~SF_OWNER_DUE;
+        read_buffered(s); /* what epoll cannot report waits for the next activation */
+        s->cb(s->arg, SOCK_DEADLINE);
+        return;
+    }
     if (s->state == SOCK_HANDSHAKE) {
         handshake_step(s);
         return;
@@ -639,13 +647,11 @@ int sock_init(struct sock *s, struct deadline_clock *clock, evutil_socket_t fd, 
               void *arg)
 {
     *s = (struct sock){.fd = fd, .ssl = ssl, .cb = cb, .arg = arg};
-    s->in = evbuffer_new();
-    s->out = evbuffer_new();
+    s->in = evmem_buffer_new(); /* a closed connection's, when the thread kept one */
+    s->out = evmem_buffer_new();
     if (!s->in || !s->out) {
-        if (s->in)
-            evbuffer_free(s->in);
-        if (s->out)
-            evbuffer_free(s->out);
+        evmem_buffer_free(s->in);
+        evmem_buffer_free(s->out);
         SSL_free(ssl); /* the one owner of both, also on failure */
         evutil_closesocket(fd);
         *s = (struct sock){.fd = -1, .state = SOCK_CLOSED};
@@ -722,6 +728,13 @@ void sock_set_deadline(struct sock *s, uint64_t at)
     s->owner_at = at;
     if (s->state != SOCK_CLOSED)
         arm_timer(s, event_now_us());
+}
+
+void sock_owner_due_now(struct sock *s)
+{
+    s->owner_at = 0; /* lazily: the timer, if armed for it, comes up to find nothing due */
+    s->flags |= SF_OWNER_DUE;
+    event_active(&s->rev, EV_READ, 1);
 }
 
 void sock_requeue(struct sock *s)
@@ -978,8 +991,8 @@ void sock_close(struct sock *s)
         SSL_free(s->ssl);
     }
     evutil_closesocket(s->fd);
-    evbuffer_free(s->in);
-    evbuffer_free(s->out);
+    evmem_buffer_free(s->in); /* kept, emptied, for the thread's next connection */
+    evmem_buffer_free(s->out);
     if (s->pipe)
         pipe_close(s);
     *s = (struct sock){.fd = -1, .state = SOCK_CLOSED};

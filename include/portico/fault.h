@@ -121,6 +121,9 @@ struct fault_rule {
     uint16_t route;                    /* route name */
     uint16_t host;                     /* exact or "*.example.com", lowercase */
     uint16_t prefix;                   /* path prefix */
+    uint16_t prefix_len;               /* its length ... */
+    bool prefix_plain;                 /* ... and whether it reads as itself (route_plain_len):
+                                          known once, not worked out per request */
     enum http_method methods[FAULT_MAX_LIST]; /* known methods (http1.h) */
     int nmethods;
     uint16_t match_headers[FAULT_MAX_LIST]; /* "name" or "name=value" */

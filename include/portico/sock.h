@@ -102,6 +102,12 @@ void sock_set_cb(struct sock *s, sock_cb *cb, void *arg);
  * later costs no timer operation. */
 void sock_set_deadline(struct sock *s, uint64_t at);
 
+/* The owner's deadline is due now: SOCK_DEADLINE comes from the loop in this turn, after the
+ * events already active, without the timer (a deadline set to now went into the clock's heap
+ * and out again: ~800 instructions per connection closed after its answer). Clears the owner's
+ * deadline. */
+void sock_owner_due_now(struct sock *s);
+
 /* Calls the owner back from the loop with SOCK_READABLE for input already buffered (a pipelined
  * request left when the previous one ended), not from inside the current callback. */
 void sock_requeue(struct sock *s);

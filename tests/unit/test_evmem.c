@@ -1,6 +1,7 @@
 /*
  * test_evmem.c — libevent's allocator (evmem.c): a 16 KiB read's chain, freed when drained, is
- * kept for the thread's next read instead of going back to malloc; a thread's end frees what it
+ * kept for the thread's next read instead of going back to malloc; so are a closed connection's
+ * emptied evbuffers, for the next connection; a thread's end frees what it
  * kept (a leak would fail the ASan and valgrind runs); a block freed twice stops the process.
  */
 #include <fcntl.h>
@@ -72,15 +73,51 @@ static void test_only_blocks_kept(void **state)
     evmem_free(NULL);
 }
 
+/* A closed connection's buffers serve the next one's, emptied (their bytes and chains gone) and
+ * usable; no more than EVMEM_BUFFERS are kept, newest first. */
+static void test_buffers_kept(void **state)
+{
+    (void)state;
+    evmem_flush();
+    struct evbuffer *b = evmem_buffer_new();
+    assert_non_null(b);
+    reserve_read(b);
+    assert_int_equal(evbuffer_add(b, "left unread", 11), 0);
+    evmem_buffer_free(b);
+    struct evbuffer *again = evmem_buffer_new();
+    assert_ptr_equal(again, b);
+    assert_int_equal(evbuffer_get_length(again), 0);
+    assert_int_equal(evbuffer_add(again, "next", 4), 0);
+    char got[4];
+    assert_int_equal(evbuffer_remove(again, got, sizeof(got)), 4);
+    assert_memory_equal(got, "next", 4);
+    evmem_buffer_free(again);
+    evmem_flush();
+
+    struct evbuffer *many[EVMEM_BUFFERS + 1];
+    for (int i = 0; i <= EVMEM_BUFFERS; i++)
+        assert_non_null(many[i] = evmem_buffer_new());
+    for (int i = 0; i <= EVMEM_BUFFERS; i++)
+        evmem_buffer_free(many[i]);
+    for (int i = EVMEM_BUFFERS - 1; i >= 0; i--) {
+        struct evbuffer *k = evmem_buffer_new();
+        assert_ptr_equal(k, many[i]);
+        evbuffer_free(k);
+    }
+    evmem_buffer_free(NULL);
+}
+
 static void *thread_keeps(void *arg)
 {
     (void)arg;
     for (int i = 0; i < 3; i++)
         evmem_free(malloc(EVMEM_BLOCK));
+    for (int i = 0; i < 3; i++)
+        evmem_buffer_free(evbuffer_new());
     return NULL;
 }
 
-/* A thread ends with blocks kept: they are freed (else a leak for LeakSanitizer and valgrind). */
+/* A thread ends with blocks and buffers kept: they are freed (else a leak for LeakSanitizer and valgrind). */
 static void test_thread_end_frees(void **state)
 {
     (void)state;
@@ -146,6 +183,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_chain_kept),
         cmocka_unit_test(test_only_blocks_kept),
+        cmocka_unit_test(test_buffers_kept),
         cmocka_unit_test(test_thread_end_frees),
         cmocka_unit_test(test_double_free_stops),
     };

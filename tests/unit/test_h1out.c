@@ -21,6 +21,7 @@
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_ALLOCS 64 /* no write here makes more allocations than this */
+#define STATUS_LINE_MIN 15 /* "HTTP/1.1 NNN X\r\n": a phrase of at least one byte */
 
 /* The whole buffer as a NUL-terminated string (copied; the caller frees). */
 static char *contents(struct evbuffer *b)
@@ -97,6 +98,33 @@ static void test_status_line(void **state)
     assert_int_equal(h1out_status_text(text, sizeof(text), 1000, NULL, 0), 0);
     assert_int_equal(h1out_status_text(text, sizeof(text), 200, "a\r\nX: y", 8), 0);
     assert_int_equal(h1out_status_text(text, 0, 200, NULL, 0), 0);
+}
+
+/* Every byte value at every offset of a 20-byte phrase (two words and a tail of the scan that
+ * goes eight bytes a step): a control byte or DEL is refused wherever it is; HTAB, printable
+ * bytes and obs-text pass. */
+static void test_status_phrase_every_byte(void **state)
+{
+    (void)state;
+    char phrase[20], text[64];
+    for (size_t at = 0; at < sizeof(phrase); at++) {
+        for (unsigned c = 0; c < 256; c++) {
+            memset(phrase, 'a', sizeof(phrase));
+            phrase[at] = (char)c;
+            bool ok = c == '\t' || (c >= 0x20 && c != 0x7f);
+            size_t got = h1out_status_text(text, sizeof(text), 503, phrase, sizeof(phrase));
+            if ((got != 0) != ok)
+                fail_msg("byte 0x%02x at %zu: %s", c, at, ok ? "refused" : "let through");
+        }
+    }
+    /* the registry's phrases go unchecked: each is header-safe text */
+    for (int status = 100; status <= 999; status++) {
+        size_t n = h1out_status_text(text, sizeof(text), status, NULL, 0);
+        assert_true(n > STATUS_LINE_MIN);
+        for (size_t i = 0; i < n - 2; i++)
+            if ((unsigned char)text[i] < 0x20 || text[i] == 0x7f)
+                fail_msg("status %d: byte 0x%02x at %zu", status, (unsigned char)text[i], i);
+    }
 }
 
 /* ---- heads and complete responses ---- */
@@ -394,6 +422,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_line),
+        cmocka_unit_test(test_status_phrase_every_byte),
         cmocka_unit_test(test_responses),
         cmocka_unit_test(test_simple_buf),
         cmocka_unit_test(test_refusals),

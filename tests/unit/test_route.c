@@ -140,12 +140,56 @@ static void test_implicit_route(void **state)
     cfg_free(cfg);
 }
 
+/* route_plain_len byte by byte, as it was: the reference for the word-at-a-time scan. */
+static size_t plain_len_ref(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == '%' || p[i] == '\\' || (p[i] == '/' && i + 1 < n && p[i + 1] == '/'))
+            return i;
+    return n;
+}
+
+/* Every path of up to 9 bytes over "a/%\\." (every place of every stop, "//" across a word's
+ * end included, and "/." which a borrowing zero test would take for "//"), alone and behind 7
+ * bytes of "a" (its stops in the second word, at an odd offset of the buffer): the same length
+ * as byte by byte. */
+static void test_plain_len(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "a/%\\.";
+    char buf[32];
+    for (size_t lead = 0; lead <= 7; lead += 7) {
+        memset(buf, 'a', lead);
+        for (size_t n = 0; n <= 9; n++) {
+            size_t combos = 1;
+            for (size_t i = 0; i < n; i++)
+                combos *= 5;
+            for (size_t c = 0; c < combos; c++) {
+                size_t x = c;
+                for (size_t i = 0; i < n; i++, x /= 5)
+                    buf[lead + i] = alphabet[x % 5];
+                size_t len = lead + n;
+                if (route_plain_len(buf, len) != plain_len_ref(buf, len))
+                    fail_msg("'%.*s': %zu, byte by byte %zu", (int)len, buf,
+                             route_plain_len(buf, len), plain_len_ref(buf, len));
+            }
+        }
+    }
+    /* past two words, a stop in the third, and none */
+    const char *longer[] = {"/api/v1/users/12345/orders", "/api/v1/users//12345", "/api/v1/%75sers",
+                            "/api/v1//", "/api/v1/", "/api/v1\\users/x/y/z/w"};
+    for (size_t i = 0; i < sizeof(longer) / sizeof(longer[0]); i++)
+        assert_int_equal(route_plain_len(longer[i], strlen(longer[i])),
+                         plain_len_ref(longer[i], strlen(longer[i])));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_route),
         cmocka_unit_test(test_route_no_match),
         cmocka_unit_test(test_implicit_route),
+        cmocka_unit_test(test_plain_len),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

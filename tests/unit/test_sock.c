@@ -294,6 +294,30 @@ static void test_owner_deadline(void **state)
     teardown_recorder(&r);
 }
 
+/* sock_owner_due_now: SOCK_DEADLINE from the loop, never from inside the caller, once, in the
+ * loop's next pass without waiting for a timer; the owner's deadline set before is gone. */
+static void test_owner_due_now(void **state)
+{
+    (void)state;
+    int fds[2];
+    pair(fds);
+    struct recorder r;
+    setup_recorder(&r, fds[0]);
+    sock_set_deadline(&r.s, now_us() + 30000);
+    sock_owner_due_now(&r.s);
+    assert_int_equal(r.n, 0); /* not from inside */
+    assert_int_equal(event_base_loop(r.base, EVLOOP_NONBLOCK), 0);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.events[0], SOCK_DEADLINE);
+    run_for(r.base, 80);
+    assert_int_equal(r.n, 1); /* the deadline before it is gone: no second SOCK_DEADLINE */
+    assert_int_equal(write(fds[1], "x", 1), 1); /* and the sock reads as before */
+    run_until(&r, SOCK_READABLE);
+    assert_int_equal(r.len, 1);
+    close(fds[1]);
+    teardown_recorder(&r);
+}
+
 /* sock_requeue reports input already buffered from the loop, never from inside the caller,
  * and only once. */
 static void test_requeue(void **state)
@@ -689,6 +713,7 @@ int main(void)
         cmocka_unit_test(test_read_limit),
         cmocka_unit_test(test_deadlines),
         cmocka_unit_test(test_owner_deadline),
+        cmocka_unit_test(test_owner_due_now),
         cmocka_unit_test(test_requeue),
         cmocka_unit_test(test_init_failure_frees_once),
         cmocka_unit_test(test_splice_order_and_back_pressure),
