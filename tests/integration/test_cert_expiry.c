@@ -261,7 +261,8 @@ static void test_start_and_reload_warn_and_serve(void **state)
     fake_origin_stop(o);
 }
 
-/* A start with a certificate far from its end logs no warning; the gauge is still there. */
+/* A start with a certificate far from its end logs no warning; the gauge is still there, in
+ * /metrics and in /status. */
 static void test_no_warning_far_from_expiry(void **state)
 {
     (void)state;
@@ -277,6 +278,23 @@ static void test_no_warning_far_from_expiry(void **state)
                 (double)dated->expires_in_100_days.not_after);
     assert_false(harness_log_contains(h, "[warn]"));
     assert_false(harness_log_contains(h, "warning:"));
+    /* /status carries the family with the others (its metrics are the exposition's) */
+    struct raw_conn *c = px_connect_port(harness_port(h, "admin"));
+    struct raw_response r;
+    char want[700];
+
+    assert_int_equal(raw_send_str(c, "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                     "Connection: close\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    snprintf(want, sizeof(want), "\"name\":\"portico_tls_certificate_expiry_seconds\"");
+    assert_true(tu_contains(r.body, want));
+    snprintf(want, sizeof(want), "{\"file\":\"%s\"},\"value\":%lld}",
+             dated->expires_in_100_days.cert, dated->expires_in_100_days.not_after);
+    if (!tu_contains(r.body, want))
+        fail_msg("/status has no %s", want);
+    raw_response_free(&r);
+    raw_close(c);
     px_stop(h);
     fake_origin_stop(o);
 }
