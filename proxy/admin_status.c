@@ -693,7 +693,7 @@ static void upstream_json(struct evbuffer *out, const struct generation *gen,
 }
 
 /* The scrape of gen: its origins' health now (one row per distinct origin of an upstream),
- * the rows of every shard. NULL when out of memory. */
+ * its certificates' expiry, the rows of every shard. NULL when out of memory. */
 static struct metrics_cursor *metrics_scrape_of(const struct generation *gen)
 {
     const struct config *cfg = gen->cfg;
@@ -720,9 +720,17 @@ static struct metrics_cursor *metrics_scrape_of(const struct generation *gen)
                 rows[k++] = (struct metrics_origin){cfg->upstreams[u].name, origin, up};
         }
     }
-    struct metrics_scrape s = {rows, k, log_dropped_lines()};
+    struct metrics_cert *certs = calloc(cfg->ncerts ? (size_t)cfg->ncerts : 1, sizeof(*certs));
+    if (!certs) {
+        free(rows);
+        return NULL;
+    }
+    for (int i = 0; i < cfg->ncerts; i++)
+        certs[i] = (struct metrics_cert){cfg->certs[i].file, cfg->certs[i].not_after};
+    struct metrics_scrape s = {rows, k, log_dropped_lines(), certs, (size_t)cfg->ncerts};
     struct metrics_cursor *c = metrics_cursor_new(&s); /* copies what it needs of rows */
     free(rows);
+    free(certs);
     return c;
 }
 

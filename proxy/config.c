@@ -28,8 +28,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "portico/certexpiry.h"
 #include "portico/log.h"
 #include "portico/privileges.h"
 #include "portico/route.h"
@@ -41,6 +43,7 @@
 #define MAX_UPSTREAMS 256
 #define MAX_HEADER (CFG_NAME_MAX - 1) /* bytes between a section header's brackets */
 #define MAX_ROUTES 1024
+#define MAX_CA_WARNINGS 3 /* CA certificates of one ca_file named in warnings; then a count */
 
 /* Names of the fault labels the metrics give the Portico-Fault header and rules added through
  * the admin API: no [fault] section may take them. */
@@ -649,6 +652,43 @@ static void report_tls_error(struct cfg_loader *ld, const struct tls_error *e,
     cfg_report(ld, line, "%s: %s", what, e->text);
 }
 
+/* ---- certificate dates ---- */
+
+/* Where a certificate's warnings go: the key's line, the key and the file. */
+struct cert_origin {
+    struct cfg_loader *ld;
+    int line;
+    const char *key;
+    const char *path;
+};
+
+static void warn_cert(void *arg, const char *text)
+{
+    const struct cert_origin *o = arg;
+    cfg_warn(o->ld, o->line, "%s: %s: %s", o->key, o->path, text);
+}
+
+/* A served or presented certificate (tls_cert, client_cert) of a context just built: its dates
+ * warned about, and its notAfter kept for the metric, once per file. */
+static void check_own_cert(struct cfg_loader *ld, void *ctx, const struct named_file *f)
+{
+    struct config *cfg = ld->cfg;
+    struct cert_origin o = {ld, f->line, f->key, f->path};
+    int64_t not_after;
+    if (certexpiry_check_own(ctx, (int64_t)time(NULL), &not_after, warn_cert, &o) != 0)
+        return;
+    for (int i = 0; i < cfg->ncerts; i++)
+        if (strcmp(cfg->certs[i].file, f->path) == 0) /* the same file for two upstreams */
+            return;
+    struct cfg_cert *c = realloc(cfg->certs, (size_t)(cfg->ncerts + 1) * sizeof(*c));
+    if (!c) {
+        cfg_out_of_memory(ld);
+        return;
+    }
+    cfg->certs = c;
+    cfg->certs[cfg->ncerts++] = (struct cfg_cert){f->path, not_after};
+}
+
 /* pid_file is written as a new file renamed over the old one: its directory must take files.
  * Once the start has switched to `user`, a reload writes no pid file and the next start is root's
  * again: a directory the user may not write to (/run) is fine then, or no reload could pass. */
@@ -736,6 +776,7 @@ static void validate_proxy(struct cfg_loader *ld)
             !(cfg->server_ssl_ctx = tls_server_ctx(cfg->tls_cert, cfg->tls_key, &e)))
             report_tls_error(ld, &e, files, ARRAY_LEN(files), files[0].line, "tls_cert/tls_key");
         if (cfg->server_ssl_ctx) {
+            check_own_cert(ld, cfg->server_ssl_ctx, &files[0]);
             tls_server_http2(cfg->server_ssl_ctx, cfg->http2);
             ticket_use(cfg->server_ssl_ctx, cfg->tls_ticket_rotation_ms);
         }
@@ -812,6 +853,13 @@ static void validate_upstream(struct cfg_loader *ld, int i)
             !(up->ssl_ctx =
                   tls_client_ctx(up->verify, up->ca_file, up->client_cert, up->client_key, &e)))
             report_tls_error(ld, &e, files, ARRAY_LEN(files), up->line, what);
+        if (up->ssl_ctx && up->client_cert)
+            check_own_cert(ld, up->ssl_ctx, &files[1]);
+        if (up->ssl_ctx && files[0].path) {
+            struct cert_origin o = {ld, files[0].line, files[0].key, files[0].path};
+            certexpiry_check_trusted(up->ssl_ctx, (int64_t)time(NULL), MAX_CA_WARNINGS, warn_cert,
+                                     &o);
+        }
     }
 }
 
@@ -961,6 +1009,10 @@ static struct config *load(struct cfg_loader *ld, const char *dir, size_t dir_le
     if (nerrors)
         *nerrors = ld->nerrors;
     if (ld->nerrors) {
+        /* after the errors: `portico -t` on a bad file still tells every problem (not after
+         * out of memory or 100 errors, whose rest is noise) */
+        for (int i = 0; cfg && ld->errors && !ld->broken && i < cfg->nwarnings; i++)
+            fprintf(ld->errors, "%s\n", cfg->warnings[i]);
         cfg_free(cfg);
         return NULL;
     }
@@ -1063,5 +1115,9 @@ void cfg_free(struct config *cfg)
     free(cfg->pid_file);
     free(cfg->user);
     free(cfg->group);
+    free(cfg->certs);
+    for (int i = 0; i < cfg->nwarnings; i++)
+        free(cfg->warnings[i]);
+    free(cfg->warnings);
     free(cfg);
 }

@@ -106,6 +106,12 @@ const char *cfg_section_name(enum cfg_section sec);
 void cfg_report(struct cfg_loader *ld, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Keeps a warning, "NAME:LINE: warning: message" (escaped as cfg_report escapes), in
+ * cfg->warnings: something that works today but will not for long (a certificate that expires
+ * soon); it fails nothing. */
+void cfg_warn(struct cfg_loader *ld, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Reports an allocation failure (once) and stops the load. Returns -1. */
 int cfg_out_of_memory(struct cfg_loader *ld);
 

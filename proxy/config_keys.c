@@ -45,14 +45,15 @@ static const char *const error_log_names[] = {"stderr", "stdout"};
 
 /* ---- helpers shared with the loader ---- */
 
-/* Prints "NAME:LINE: message" in one write (when messages are printed at all). */
-static __attribute__((format(printf, 3, 0))) void print_report(struct cfg_loader *ld, int line,
-                                                               const char *fmt, va_list ap)
+/* The text of a message's line, "NAME:LINE: KIND" then the message and a newline, into
+ * text[CFG_MESSAGE_MAX]. */
+#define CFG_MESSAGE_MAX (PATH_MAX + 514)
+static __attribute__((format(printf, 4, 0))) void format_report(struct cfg_loader *ld, int line,
+                                                                const char *kind, const char *fmt,
+                                                                va_list ap, char *text)
 {
-    if (!ld->errors)
-        return;
     char raw[PATH_MAX + 512];
-    int n = snprintf(raw, sizeof(raw), "%s:%d: ", ld->name, line);
+    int n = snprintf(raw, sizeof(raw), "%s:%d: %s", ld->name, line, kind);
     if (n < 0 || (size_t)n >= sizeof(raw))
         n = 0;
     vsnprintf(raw + n, sizeof(raw) - (size_t)n, fmt, ap);
@@ -60,9 +61,8 @@ static __attribute__((format(printf, 3, 0))) void print_report(struct cfg_loader
      * terminal or a log; so are the C1 controls (U+0080-U+009F: U+009B is a terminal's CSI) and
      * bytes that are no UTF-8. One line, one write: worker threads log to the same stderr while
      * a reload loads. */
-    char text[sizeof(raw) + 2];
     size_t len = 0;
-    for (const unsigned char *p = (const unsigned char *)raw; *p && len + 5 < sizeof(text);) {
+    for (const unsigned char *p = (const unsigned char *)raw; *p && len + 5 < CFG_MESSAGE_MAX;) {
         size_t seq = *p >= 0x80 ? utf8_seq_len(p) : 1;
         bool c1 = seq == 2 && p[0] == 0xc2 && p[1] < 0xa0;
         if (seq == 0 || c1 || *p < 0x20 || *p == 0x7f) {
@@ -75,6 +75,16 @@ static __attribute__((format(printf, 3, 0))) void print_report(struct cfg_loader
     }
     text[len++] = '\n';
     text[len] = '\0';
+}
+
+/* Prints "NAME:LINE: message" in one write (when messages are printed at all). */
+static __attribute__((format(printf, 3, 0))) void print_report(struct cfg_loader *ld, int line,
+                                                               const char *fmt, va_list ap)
+{
+    if (!ld->errors)
+        return;
+    char text[CFG_MESSAGE_MAX];
+    format_report(ld, line, "", fmt, ap, text);
     fputs(text, ld->errors);
 }
 
@@ -103,6 +113,25 @@ void cfg_report(struct cfg_loader *ld, int line, const char *fmt, ...)
     va_start(ap, fmt);
     print_report(ld, line, fmt, ap);
     va_end(ap);
+}
+
+void cfg_warn(struct cfg_loader *ld, int line, const char *fmt, ...)
+{
+    struct config *cfg = ld->cfg;
+    char text[CFG_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    format_report(ld, line, "warning: ", fmt, ap, text);
+    va_end(ap);
+    text[strcspn(text, "\n")] = '\0'; /* kept as a line; whoever says it ends it */
+    char **w = realloc(cfg->warnings, (size_t)(cfg->nwarnings + 1) * sizeof(*w));
+    if (!w) {
+        cfg_out_of_memory(ld);
+        return;
+    }
+    cfg->warnings = w;
+    if ((w[cfg->nwarnings] = cfg_copy(ld, text)))
+        cfg->nwarnings++;
 }
 
 int cfg_out_of_memory(struct cfg_loader *ld)

@@ -218,6 +218,14 @@ static struct config *reload_load(const char *path, int *nerrors)
     return cfg;
 }
 
+/* Says the warnings of a loaded configuration (certificates that expired or soon will) in the
+ * error log, at a start and at each reload, so they are heard until someone acts. */
+static void log_warnings(const struct config *cfg)
+{
+    for (int i = 0; i < cfg->nwarnings; i++)
+        log_warn("%s", cfg->warnings[i]);
+}
+
 /* SIGHUP: load the file again; only a configuration that loads, prepares and binds replaces the
  * running one, which otherwise keeps serving untouched. */
 static void reload(struct process *p)
@@ -232,6 +240,7 @@ static void reload(struct process *p)
         metrics_config_reload(RELOAD_INVALID);
         return;
     }
+    log_warnings(cfg);
     if (!same_text(cfg->pid_file, old->pid_file) || !same_text(cfg->user, old->user) ||
         !same_text(cfg->group, old->group))
         log_warn("reload: pid_file, user and group keep their values until the next start");
@@ -570,6 +579,7 @@ static int start(struct process *p, struct config *cfg)
         cfg_free(cfg);
         return -1;
     }
+    log_warnings(cfg);
     block_stop_signals();
     if (!(p->locks = addr_locks_new()))
         fprintf(stderr, "portico: out of memory\n");
@@ -745,6 +755,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (test_only) {
+        for (int i = 0; i < cfg->nwarnings; i++) /* they fail nothing: the exit stays 0 */
+            fprintf(stderr, "%s\n", cfg->warnings[i]);
         printf("portico: %s: configuration ok (%d upstream%s, %d route%s)\n", path,
                cfg->nupstreams, cfg->nupstreams == 1 ? "" : "s", cfg->nroutes,
                cfg->nroutes == 1 ? "" : "s");

@@ -672,6 +672,8 @@ struct metrics_cursor {
     char *names;                       /* owned: every distinct name of the rows and origins */
     struct metrics_origin *origins;    /* owned copy of the scrape's origin rows */
     size_t norigins;
+    struct metrics_cert *certs;        /* owned copy of the scrape's certificate rows */
+    size_t ncerts;
     uint64_t log_dropped_lines;
     unsigned stage;                    /* the part of the page written next (stages[]) */
     size_t row;                        /* its next row */
@@ -718,9 +720,13 @@ static int cursor_own(struct metrics_cursor *c, const struct metrics_scrape *sc)
     for (size_t i = 0; i < norigins; i++)
         n += strlen(sc->origins[i].upstream ? sc->origins[i].upstream : "") +
              strlen(sc->origins[i].origin ? sc->origins[i].origin : "") + 2;
+    size_t ncerts = sc ? sc->ncerts : 0;
+    for (size_t i = 0; i < ncerts; i++)
+        n += strlen(sc->certs[i].file ? sc->certs[i].file : "") + 1;
     c->names = malloc(n ? n : 1);
     c->origins = calloc(norigins ? norigins : 1, sizeof(*c->origins));
-    if (!c->names || !c->origins)
+    c->certs = calloc(ncerts ? ncerts : 1, sizeof(*c->certs));
+    if (!c->names || !c->origins || !c->certs)
         return -1;
     char *p = c->names;
     names_own(t->req, t->nreq, sizeof(*t->req), offsetof(struct req_row, route), &p);
@@ -739,6 +745,14 @@ static int cursor_own(struct metrics_cursor *c, const struct metrics_scrape *sc)
         c->origins[i] = (struct metrics_origin){copies[0], copies[1], sc->origins[i].up};
     }
     c->norigins = norigins;
+    for (size_t i = 0; i < ncerts; i++) {
+        const char *file = sc->certs[i].file ? sc->certs[i].file : "";
+        size_t len = strlen(file) + 1;
+        memcpy(p, file, len);
+        c->certs[i] = (struct metrics_cert){p, sc->certs[i].not_after};
+        p += len;
+    }
+    c->ncerts = ncerts;
     c->log_dropped_lines = sc ? sc->log_dropped_lines : 0;
     return 0;
 }
@@ -770,6 +784,7 @@ void metrics_cursor_free(struct metrics_cursor *c)
     totals_free(&c->t); /* not `owns`: the arrays only */
     free(c->names);
     free(c->origins);
+    free(c->certs);
     free(c);
 }
 
@@ -1070,6 +1085,20 @@ static bool stage_origins(struct metrics_cursor *c, struct render *out, size_t b
     return true;
 }
 
+static bool stage_certs(struct metrics_cursor *c, struct render *out, size_t budget)
+{
+    (void)budget; /* a few rows: one per certificate file */
+    family(out, "portico_tls_certificate_expiry_seconds", "gauge",
+           "When a certificate Portico serves (tls_cert) or presents to origins (client_cert) "
+           "expires: its notAfter, Unix time");
+    for (size_t i = 0; i < c->ncerts; i++) {
+        PUT_LIT(out, "portico_tls_certificate_expiry_seconds");
+        label(out, "file", c->certs[i].file, true);
+        put(out, "} %lld\n", (long long)c->certs[i].not_after);
+    }
+    return true;
+}
+
 static bool stage_gauges(struct metrics_cursor *c, struct render *out, size_t budget)
 {
     (void)budget;
@@ -1163,7 +1192,7 @@ static bool stage_process(struct metrics_cursor *c, struct render *out, size_t b
 /* The page, part by part, in order. */
 static stage_fn *const stages[] = {
     stage_counters, stage_requests, stage_request_sums, stage_histograms, stage_origins,
-    stage_gauges,   stage_interim,  stage_faults,       stage_process,
+    stage_certs,    stage_gauges,   stage_interim,      stage_faults,     stage_process,
 };
 #define NSTAGES (sizeof(stages) / sizeof(stages[0]))
 

@@ -178,6 +178,13 @@ struct fault_conf {
     struct fault_rule rule;
 };
 
+/* A certificate Portico serves (tls_cert) or presents to origins (client_cert), for
+ * portico_tls_certificate_expiry_seconds: each file once. */
+struct cfg_cert {
+    const char *file;                      /* borrowed: the config's tls_cert or client_cert */
+    int64_t not_after;                     /* the leaf's notAfter, Unix time */
+};
+
 struct config {
     char *path;                            /* the INI file */
     char *dir;                             /* its directory: relative paths resolve here */
@@ -239,13 +246,21 @@ struct config {
     int nupstreams;
     struct route_conf *routes;
     int nroutes;
+
+    struct cfg_cert *certs;                /* owned: served and presented certificates */
+    int ncerts;
+    char **warnings;                       /* owned: "FILE:LINE: warning: message" lines
+                                              (no newline) of problems that fail nothing, such
+                                              as a certificate that expired or soon will */
+    int nwarnings;
 };
 
 /*
  * Loads and validates `path`. Returns the config, or NULL after printing every problem as
- * "FILE:LINE: message" to `errors` (control bytes escaped as \xNN); an allocation failure is
- * reported as "FILE:LINE: out of memory" and frees everything. *nerrors (if not NULL) receives
- * the count.
+ * "FILE:LINE: message" to `errors` (control bytes escaped as \xNN), then its warnings; an
+ * allocation failure is reported as "FILE:LINE: out of memory" and frees everything. *nerrors
+ * (if not NULL) receives the count. A loaded config's warnings are not printed: they are in
+ * cfg->warnings, for the caller to say (`portico -t` on stderr, a start or reload in the log).
  */
 struct config *cfg_load(const char *path, FILE *errors, int *nerrors);
 

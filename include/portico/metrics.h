@@ -212,11 +212,19 @@ struct metrics_origin {
                                                   health (balance.h) */
 };
 
+/* A certificate Portico serves or presents, one row per file. */
+struct metrics_cert {
+    const char *file;                          /* as configured (tls_cert, client_cert) */
+    int64_t not_after;                         /* its leaf's notAfter, Unix time */
+};
+
 /* What the caller of metrics_render knows that the shards do not. */
 struct metrics_scrape {
     const struct metrics_origin *origins;      /* portico_upstream_origin_up */
     size_t norigins;
     uint64_t log_dropped_lines;                /* log_dropped_lines() */
+    const struct metrics_cert *certs;          /* portico_tls_certificate_expiry_seconds */
+    size_t ncerts;
 };
 
 /* ---- shards (worker start and end) ---- */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CERT_PATH_MAX 512
 
@@ -201,4 +202,73 @@ const struct test_certs *certs_get(void)
 {
     pthread_once(&certs_once, certs_generate);
     return certs_result;
+}
+
+/* ---- certificates with dates relative to now ---- */
+
+#define DAY (24LL * 3600)
+
+/* One dated certificate to make: its file stem and its dates in seconds from now. */
+static const struct {
+    const char *stem;
+    long long start, end;
+} dated_rows[] = {
+    {"expired-yesterday", -30 * DAY, -DAY},
+    {"valid-tomorrow", DAY, 365 * DAY},
+    {"expires-3d", -DAY, 3 * DAY},
+    {"expires-100d", -DAY, 100 * DAY},
+};
+
+static struct {
+    char paths[8][CERT_PATH_MAX];
+} dated_store;
+static struct test_dated_certs dated;
+static const struct test_dated_certs *dated_result;
+static pthread_once_t dated_once = PTHREAD_ONCE_INIT;
+
+/* t as `openssl ca` takes a date: YYYYMMDDHHMMSSZ (UTC). */
+static void ca_date(long long t, char *buf, size_t size)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+
+    gmtime_r(&tt, &tm);
+    strftime(buf, size, "%Y%m%d%H%M%SZ", &tm);
+}
+
+static void dated_generate(void)
+{
+    const struct test_certs *c = certs_get();
+    char conf[CERT_PATH_MAX];
+    struct test_dated_cert *out[] = {&dated.expired_yesterday, &dated.valid_tomorrow,
+                                     &dated.expires_in_3_days, &dated.expires_in_100_days};
+    long long now = (long long)time(NULL);
+
+    if (c == NULL || store_path(conf, sizeof(conf), "ca", ".cnf") < 0) {
+        return;
+    }
+    for (size_t i = 0; i < sizeof(dated_rows) / sizeof(dated_rows[0]); i++) {
+        char start[32], end[32];
+        long long nb = now + dated_rows[i].start, na = now + dated_rows[i].end;
+
+        ca_date(nb, start, sizeof(start));
+        ca_date(na, end, sizeof(end));
+        const struct cert_row row = { dated_rows[i].stem, "/CN=localhost", "server_ext", 0,
+                                      start, end };
+        char *pem = dated_store.paths[2 * i], *key = dated_store.paths[2 * i + 1];
+
+        if (store_path(pem, CERT_PATH_MAX, row.stem, ".pem") < 0
+            || store_path(key, CERT_PATH_MAX, row.stem, ".key") < 0
+            || make_row(&row, conf, c->ca_cert, c->ca_key) < 0) {
+            return;
+        }
+        *out[i] = (struct test_dated_cert){ pem, key, nb, na };
+    }
+    dated_result = &dated;
+}
+
+const struct test_dated_certs *certs_get_dated(void)
+{
+    pthread_once(&dated_once, dated_generate);
+    return dated_result;
 }

@@ -26,4 +26,26 @@ struct test_certs {
  * on stderr with openssl's output) if generation failed. */
 const struct test_certs *certs_get(void);
 
+/* One certificate with dates around the time it was made (like server_cert otherwise: CN/SAN
+ * localhost, 127.0.0.1, ::1, signed by the CA), and those dates as Unix time. */
+struct test_dated_cert {
+    const char *cert;
+    const char *key;
+    long long not_before;
+    long long not_after;          /* exactly: openssl ca writes the date it is given */
+};
+
+/* Certificates whose dates are relative to now, for expiry warnings. */
+struct test_dated_certs {
+    struct test_dated_cert expired_yesterday; /* valid from 30 days ago until 1 day ago */
+    struct test_dated_cert valid_tomorrow;    /* valid from 1 day on, for a year */
+    struct test_dated_cert expires_in_3_days; /* valid from 1 day ago until 3 days on */
+    struct test_dated_cert expires_in_100_days; /* from 1 day ago until 100 days on */
+};
+
+/* The dated certificates of this process (certs_get's CA signs them, in its directory:
+ * expired-yesterday.pem, valid-tomorrow.pem, expires-3d.pem, expires-100d.pem and their .key),
+ * generated on first call (thread-safe; four more `openssl` pairs, ~80 ms). NULL if it failed. */
+const struct test_dated_certs *certs_get_dated(void);
+
 #endif

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "portico/config.h"
 
@@ -101,6 +102,35 @@ CFG_HELPER EVP_PKEY *write_test_key(const char *dir, const char *name)
     return key;
 }
 
+/* In dir: NAME.pem, a self-signed certificate for localhost valid from `from` to `to` seconds
+ * from now, and its key NAME.key. Returns its notAfter (Unix time). */
+CFG_HELPER long long write_dated_cert(const char *dir, const char *name, long from, long to)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s.key", name);
+    EVP_PKEY *key = write_test_key(dir, path);
+    X509 *x = X509_new();
+    assert_non_null(x);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    time_t now = time(NULL);
+    X509_time_adj_ex(X509_getm_notBefore(x), 0, from, &now);
+    X509_time_adj_ex(X509_getm_notAfter(x), 0, to, &now);
+    X509_set_pubkey(x, key);
+    X509_NAME *subject = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, (const unsigned char *)"localhost",
+                               -1, -1, 0);
+    X509_set_issuer_name(x, subject);
+    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    snprintf(path, sizeof(path), "%s/%s.pem", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509(f, x), 1);
+    fclose(f);
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return (long long)now + to;
+}
+
 /* In dir: cert.pem, a self-signed certificate for localhost with its key key.pem, and key2.pem,
  * a key of no certificate. */
 CFG_HELPER void write_test_certs(const char *dir)
@@ -112,7 +142,7 @@ CFG_HELPER void write_test_certs(const char *dir)
     assert_non_null(x);
     ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
     X509_gmtime_adj(X509_getm_notBefore(x), 0);
-    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 100 * 86400L); /* far from expiring: no warning */
     X509_set_pubkey(x, key);
     X509_NAME *name = X509_get_subject_name(x);
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,

@@ -29,7 +29,8 @@
 static char dir[64];
 
 static const char *const fixture_files[] = {"cert.pem", "key.pem", "key2.pem", "file",
-                                            "cut.pem", "log.txt", "unreadable", "portico.ini"};
+                                            "cut.pem", "log.txt", "unreadable", "portico.ini",
+                                            "soon.pem", "soon.key"};
 static const char *const fixture_dirs[] = {"sub", "ro"};
 
 static void dir_path(char *buf, size_t size, const char *name)
@@ -516,6 +517,59 @@ static void test_error_cap(void **state)
     free(errors);
 }
 
+/* A certificate that expires in 3 days is a warning, never an error: kept in cfg->warnings at
+ * each key's line (not printed by a load that succeeds: the caller says them), and its notAfter
+ * kept once for the metric although two keys name the file. A load that fails prints them after
+ * its errors. */
+static void test_certificate_warnings(void **state)
+{
+    (void)state;
+    long long not_after = write_dated_cert(dir, "soon", -86400, 3 * 86400);
+    char ini[1024], want[512];
+    snprintf(ini, sizeof(ini),
+             "[proxy]\n"                                               /* 1 */
+             "listen = 127.0.0.1:8443 tls\n"                           /* 2 */
+             "tls_cert = %s/soon.pem\n"                                /* 3 */
+             "tls_key = %s/soon.key\n"                                 /* 4 */
+             "[upstream app]\n"                                        /* 5 */
+             "origin = 127.0.0.1:9\n"                                  /* 6 */
+             "tls = on\n"                                              /* 7 */
+             "verify = off\n"                                          /* 8 */
+             "client_cert = %s/soon.pem\n"                             /* 9 */
+             "client_key = %s/soon.key\n",                             /* 10 */
+             dir, dir, dir, dir);
+    int n;
+    char *errors;
+    struct config *cfg = load(ini, dir, &n, &errors);
+    assert_non_null(cfg);
+    assert_int_equal(n, 0);
+    assert_string_equal(errors, "");
+    free(errors);
+    assert_int_equal(cfg->nwarnings, 2);
+    snprintf(want, sizeof(want), "test.ini:3: warning: tls_cert: %s/soon.pem: the certificate "
+                                 "expires in ", dir);
+    assert_true(strncmp(cfg->warnings[0], want, strlen(want)) == 0);
+    snprintf(want, sizeof(want), "test.ini:9: warning: client_cert: %s/soon.pem: the "
+                                 "certificate expires in ", dir);
+    assert_true(strncmp(cfg->warnings[1], want, strlen(want)) == 0);
+    assert_null(strchr(cfg->warnings[0], '\n'));
+    assert_int_equal(cfg->ncerts, 1); /* one file, one series */
+    snprintf(want, sizeof(want), "%s/soon.pem", dir);
+    assert_string_equal(cfg->certs[0].file, want);
+    assert_true(cfg->certs[0].not_after == not_after);
+    cfg_free(cfg);
+
+    /* with an error: refused, the error first, then the warnings */
+    strcat(ini, "bogus = 1\n");
+    assert_null(load(ini, dir, &n, &errors));
+    assert_int_equal(n, 1);
+    assert_true(strncmp(errors, "test.ini:11: unknown key 'bogus'", 32) == 0);
+    char *second = strchr(errors, '\n') + 1;
+    assert_true(strncmp(second, "test.ini:3: warning: tls_cert: ", 31) == 0);
+    assert_non_null(strstr(second, "\ntest.ini:9: warning: client_cert: "));
+    free(errors);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -528,6 +582,7 @@ int main(void)
         cmocka_unit_test(test_device_config),
         cmocka_unit_test(test_pipe_writer_stays),
         cmocka_unit_test(test_error_cap),
+        cmocka_unit_test(test_certificate_warnings),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -457,7 +457,10 @@ static void test_exact_lines(void **state)
     metrics_config_reload(RELOAD_INVALID);
     struct metrics_origin origins[] = {{"app", "127.0.0.1:3000", true},
                                        {"app", "127.0.0.1:3001", false}};
-    struct metrics_scrape sc = {origins, 2, 5};
+    /* one past 2038 and one before 1970: the value is a signed Unix time, never wrapped */
+    struct metrics_cert certs[] = {{"/etc/portico/cert.pem", INT64_C(4102444800)},
+                                   {"/etc/portico/client.pem", -86400}};
+    struct metrics_scrape sc = {origins, 2, 5, certs, 2};
     char *text = render(&sc);
     validate(text);
     assert_family(text, "portico_requests_total",
@@ -501,6 +504,11 @@ static void test_exact_lines(void **state)
     assert_family(text, "portico_upstream_origin_up",
                   "portico_upstream_origin_up{upstream=\"app\",origin=\"127.0.0.1:3000\"} 1\n"
                   "portico_upstream_origin_up{upstream=\"app\",origin=\"127.0.0.1:3001\"} 0\n");
+    assert_family(text, "portico_tls_certificate_expiry_seconds",
+                  "portico_tls_certificate_expiry_seconds{file=\"/etc/portico/cert.pem\"} "
+                  "4102444800\n"
+                  "portico_tls_certificate_expiry_seconds{file=\"/etc/portico/client.pem\"} "
+                  "-86400\n");
     assert_family(text, "portico_connections",
                   "portico_connections{side=\"client\",state=\"handshake\"} 0\n"
                   "portico_connections{side=\"client\",state=\"active\"} 1\n"
@@ -637,9 +645,11 @@ static void test_escaping(void **state)
         request(m, i, 0, 200, FAIL_NONE, &t);
     metrics_fault(m, 0, FAULT_RESET);
     struct metrics_origin o = {"u\"1", "[::1]:80\n", true};
-    struct metrics_scrape sc = {&o, 1, 0};
+    struct metrics_cert cert = {"/etc/a\"b\\c\nd.pem", 1};
+    struct metrics_scrape sc = {&o, 1, 0, &cert, 1};
     char *text = render(&sc);
     validate(text);
+    assert_true(strstr(text, "{file=\"/etc/a\\\"b\\\\c\\nd.pem\"} 1\n"));
     assert_true(strstr(text, "{route=\"a\\\"b\",code=\"200\",failure=\"\"} 1\n"));
     assert_true(strstr(text, "{route=\"back\\\\slash\",code=\"200\",failure=\"\"} 1\n"));
     assert_true(strstr(text, "{route=\"new\\nline\",code=\"200\",failure=\"\"} 1\n"));
