@@ -528,6 +528,53 @@ static void test_passive_health(void **state)
     fake_origin_stop(good);
 }
 
+/* An origin that accepts every connection and drops it without a byte of answer: its process
+ * gone behind a port still open (docker-proxy's, a crashing worker). README: a network failure
+ * of the origin counts toward max_fails; nginx counts these too. Before, empty_response and
+ * connection_reset never counted: the origin kept half of the requests, each a 502, for ever
+ * (5 of 10 here; now the 2 that mark it down). */
+static void test_passive_health_dropped(void **state)
+{
+    (void)state;
+    static const struct {
+        enum fo_kind kind;
+        const char *failure; /* the 502s' Portico-Error */
+    } rows[] = {
+        {FO_CLOSE_EMPTY, "empty_response"}, /* reads the request, closes without a byte */
+        {FO_RESET, "connection_reset"},     /* reads the request, resets */
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct fake_origin *bad = fake_origin_start_kind(rows[i].kind);
+        struct fake_origin *good = fake_origin_start_kind(FO_OK);
+        assert_non_null(bad);
+        assert_non_null(good);
+        struct harness *h = px_start(NULL,
+                                     "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                     "retries = 0\nmax_fails = 2\ndown_time = 1m\n",
+                                     fake_origin_port(bad), fake_origin_port(good));
+        int failed = 0;
+        for (int k = 0; k < 10; k++) {
+            struct raw_response r;
+            int st = get(h, "GET", "/drop", NULL, &r);
+            if (st == 502) {
+                const char *err = raw_header(&r, "Portico-Error");
+                assert_string_equal(err ? err : "", rows[i].failure);
+                failed++;
+            } else {
+                assert_int_equal(st, 200);
+            }
+            raw_response_free(&r);
+        }
+        print_message("  %s: %d of 10 requests got 502\n", rows[i].failure, failed);
+        assert_int_equal(failed, 2);
+        assert_int_equal(harness_wait_log(h, "marked down for 60000 ms after 2 failures",
+                                          PX_IO_MS), 0);
+        px_stop(h);
+        fake_origin_stop(bad);
+        fake_origin_stop(good);
+    }
+}
+
 /* ---- a probe that is answered, with a long body ---- */
 
 static sem_t probe_body_cue; /* the test: the probe's body may end now */
@@ -1501,6 +1548,7 @@ int main(void)
         cmocka_unit_test(test_status_in_flight),
         cmocka_unit_test(test_least_conn_counts_tunnels),
         cmocka_unit_test(test_passive_health),
+        cmocka_unit_test(test_passive_health_dropped),
         cmocka_unit_test(test_probe_answer_brings_back_up),
         cmocka_unit_test(test_active_health),
         cmocka_unit_test(test_reload_keeps_verdicts),
