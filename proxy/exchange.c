@@ -156,13 +156,24 @@ static bool origin_awaited(const struct exchange *ex)
     }
 }
 
+/* Whether the origin closed or reset a connection of its own making, before any byte of an
+ * answer: an origin that accepts and drops every connection (its process gone behind a port
+ * still open, e.g. docker-proxy's) fails this way, as nginx counts it. A pooled connection's
+ * close may be the keep-alive race instead, which says nothing of the origin. */
+static bool dropped_fresh(const struct exchange *ex, enum failure_type f)
+{
+    return (f == FAIL_EMPTY_RESPONSE || f == FAIL_CONNECTION_RESET) && !ex->response_byte &&
+           !ex->reused;
+}
+
 /* What an attempt that ended with failure f showed of its origin. */
 static enum balance_result attempt_result(const struct exchange *ex, enum failure_type f)
 {
     /* never judge an origin on a rehearsal, nor on a head a response_delay held too long */
     if (fault_exec_simulating(ex) || fault_exec_holding_head(ex))
         return BALANCE_NO_VERDICT;
-    if (failure_is_network(f) || (f == FAIL_TOTAL_TIMEOUT && origin_awaited(ex)))
+    if (failure_is_network(f) || (f == FAIL_TOTAL_TIMEOUT && origin_awaited(ex)) ||
+        dropped_fresh(ex, f))
         return BALANCE_FAILED;
     return ex->response_byte ? BALANCE_ANSWERED : BALANCE_NO_VERDICT;
 }

@@ -35,7 +35,8 @@ struct balancer;
 #define BALANCE_RESULT_LIST(X)                                                                     \
     X(BALANCE_ANSWERED, "answered")     /* the origin sent a response (any status) */              \
     X(BALANCE_FAILED, "failed")         /* a network failure of the origin (failure_is_network,    \
-                                           or total_timeout while it alone was awaited) */         \
+                                           total_timeout while it alone was awaited, or a fresh    \
+                                           connection dropped before any response byte) */         \
     X(BALANCE_NO_VERDICT, "no verdict") /* ended before the origin showed either (client left,     \
                                            local shortage, total_timeout while sending) */
 
