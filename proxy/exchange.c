@@ -184,14 +184,14 @@ static void release_origin(struct exchange *ex, enum balance_result r)
     if (!ex->holds_origin)
         return;
     ex->holds_origin = false;
-    balancer_done(balancer_of(ex), ex->origin, r, now_ms_of(ex));
+    balancer_done(balancer_of(ex), ex->origin, ex->probe, r, now_ms_of(ex));
 }
 
 /* Picks the origin of the next attempt among those not tried yet. false when none is usable. */
 static bool pick_origin(struct exchange *ex)
 {
     int o = balancer_pick(balancer_of(ex), now_ms_of(ex), trace_rng_next(&ex->loop->rng),
-                          ex->tried);
+                          ex->tried, &ex->probe);
     if (o < 0)
         return false;
     ex->origin = o;
@@ -975,8 +975,10 @@ static void run(struct exchange *ex)
 
 void ex_origin_answered(struct exchange *ex)
 {
-    if (ex->holds_origin && !fault_exec_simulating(ex)) /* never judge an origin on a rehearsal */
+    if (ex->holds_origin && !fault_exec_simulating(ex)) { /* never judge a rehearsal's origin */
         balancer_answered(balancer_of(ex), ex->origin);
+        ex->probe = false; /* its job is done: its end may come after another probe began */
+    }
 }
 
 void ex_fail_no_origin(struct exchange *ex)
