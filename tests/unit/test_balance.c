@@ -5,8 +5,10 @@
  * and the configuration keys of balancing, health, retries, tunnels and limits with their
  * FILE:LINE errors.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +19,7 @@
 
 #include "portico/balance.h"
 #include "portico/config.h"
+#include "portico/log.h"
 #include "portico/util.h"
 
 #include "config_helpers.h"
@@ -261,6 +264,62 @@ static void test_random_two(void **state)
     assert_true(heavy > 850 && heavy < 950);
     assert_int_equal(balancer_pick(b, 0, lcg(&x), 3, NULL), -1); /* both excluded */
     balancer_free(b);
+}
+
+/* A policy's picks while another thread takes an origin in and out (its checks failing and
+ * passing) find one of the two origins that stay up. random_two's draw counted the origin in
+ * its total and then found it out, walked past the end, and the pick gave -1: a 503
+ * no_healthy_origin with two origins up. */
+struct flipper {
+    struct balancer *b;
+    atomic_bool stop;
+};
+
+static void *flip_checks(void *arg)
+{
+    struct flipper *f = arg;
+    while (!atomic_load(&f->stop)) {
+        balancer_check(f->b, 2, CHECK_FAILING, "test");
+        balancer_check(f->b, 2, CHECK_PASSING, NULL);
+    }
+    return NULL;
+}
+
+static void test_picks_racing_checks(void **state)
+{
+    (void)state;
+    static const enum balance_policy policies[] = {BALANCE_RANDOM_TWO, BALANCE_ROUND_ROBIN,
+                                                   BALANCE_LEAST_CONN};
+    static const char *const names[] = {"random_two", "round_robin", "least_conn"};
+    const char *failed;
+    assert_int_equal(log_switch("off", "stderr", LOG_ERROR, &failed), 0); /* the flips' lines */
+    for (size_t i = 0; i < ARRAY_LEN(policies); i++) {
+        struct upstream_conf up;
+        make_upstream(&up, 3, NULL, policies[i], 0);
+        struct flipper f = {.b = balancer_new(&up)};
+        atomic_init(&f.stop, false);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, flip_checks, &f), 0);
+        /* for 300 ms (both threads need a core at once: on a busy host the first -1 can take
+         * a while), or until a pick finds none */
+        uint64_t x = 7, picks = 0, end = now_us() + 300000;
+        int none = 0;
+        while (!none && (picks % 4096 || now_us() < end)) {
+            int o = balancer_pick(f.b, 0, lcg(&x), 0, NULL);
+            picks++;
+            if (o < 0)
+                none++;
+            else
+                balancer_done(f.b, o, false, BALANCE_ANSWERED, 0);
+        }
+        atomic_store(&f.stop, true);
+        pthread_join(t, NULL);
+        print_message("  %s: %llu picks, origin 2 flipping: %d found none\n", names[i],
+                      (unsigned long long)picks, none);
+        assert_int_equal(none, 0);
+        balancer_free(f.b);
+    }
+    assert_int_equal(log_switch("off", "stderr", LOG_INFO, &failed), 0);
 }
 
 /* ---- health: scripts of (time, action, expectation) ---- */
@@ -808,6 +867,7 @@ int main(void)
         cmocka_unit_test(test_retry_takes_no_turn),
         cmocka_unit_test(test_least_conn),
         cmocka_unit_test(test_random_two),
+        cmocka_unit_test(test_picks_racing_checks),
         cmocka_unit_test(test_health),
         cmocka_unit_test(test_inherit),
         cmocka_unit_test(test_rise_fall),
