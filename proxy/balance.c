@@ -223,25 +223,32 @@ static int least_busy(struct balancer *b, uint64_t now_ms, uint32_t exclude, uns
     return best;
 }
 
-/* One origin of the usable ones outside exclude, drawn with probability weight / total. */
+/* One origin of the usable ones outside exclude, drawn with probability weight / total. The
+ * usable ones are read once: read again for the walk, an origin another thread took out
+ * meanwhile (its probe taken, marked down, its check failing) left the walk short of the draw,
+ * and the pick found none, 503 no_healthy_origin beside origins up. take() has the last word. */
 static int draw(struct balancer *b, uint64_t now_ms, uint32_t exclude, uint32_t r)
 {
     int n = b->up->norigins;
     uint64_t total = 0;
-    for (int o = 0; o < n; o++)
-        if (!(exclude & (1u << o)) && usable(b, o, now_ms))
+    uint32_t in = 0;
+    for (int o = 0; o < n; o++) {
+        if (!(exclude & (1u << o)) && usable(b, o, now_ms)) {
+            in |= 1u << o;
             total += weight_of(b, o);
+        }
+    }
     if (total == 0)
         return -1;
     uint64_t at = r % total;
     for (int o = 0; o < n; o++) {
-        if ((exclude & (1u << o)) || !usable(b, o, now_ms))
+        if (!(in & (1u << o)))
             continue;
         if (at < weight_of(b, o))
             return o;
         at -= weight_of(b, o);
     }
-    return -1; /* the set changed under us: the caller tries again */
+    return -1; /* not reached: the weights of `in` add up to total */
 }
 
 int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude,
