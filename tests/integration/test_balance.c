@@ -3,7 +3,8 @@
  * origins on loopback: round-robin counts within 1 over three origins, weights, random_two
  * spreading over all three, a down origin's turns spread over the others, least_conn
  * steering around a busy origin and keeping the weights when origins are idle, passive health (a refusing origin skipped after max_fails,
- * probed after down_time, back once it answers), the active health check (an origin failing
+ * probed after down_time by one request alone, back once it answers; one that accepts and drops
+ * every connection marked down too), the active health check (an origin failing
  * /healthz gets no requests until it passes; the gauge follows), retries (a refused connect
  * goes to the next origin for any method and the log shows both attempts; after the request
  * was sent only with retry_sent and only for idempotent requests; never once a body byte went,
