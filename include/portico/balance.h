@@ -13,9 +13,9 @@
  * them, mark an origin DOWN for down_time; then a single attempt is let through (PROBING, the
  * half-open state; balancer_pick says which attempt is the probe): a response brings the origin
  * UP, the probe's failure makes it DOWN for down_time again, and attempts picked before it went
- * down leave the verdict to the probe unless they are answered. Active (health.c): `fall` failed checks in a row keep the origin out until `rise`
- * checks in a row pass (both 1 unless the health_check says otherwise). The two
- * are independent (a passing check neither starts the failure count over nor ends a down_time:
+ * down leave the verdict to the probe unless they are answered. Active (health.c): `fall`
+ * failed checks in a row keep the origin out until `rise` checks in a row pass (both 1 unless
+ * the health_check says otherwise). The two are independent (a passing check neither starts the failure count over nor ends a down_time:
  * passive health judges requests); an origin takes attempts when both let it.
  *
  * One balancer per upstream and configuration generation, shared by the worker threads of that

@@ -200,7 +200,7 @@ static void test_least_conn(void **state)
     balancer_done(b, 1, false, BALANCE_ANSWERED, 0);        /* 2 0 1 */
     assert_int_equal(balancer_in_flight(b, 1), 0);
     assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 1);  /* the idle one */
-    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 2);  /* 2 1 1: the tie of 1 and 2 starts at 2 */
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 2);  /* 2 1 1: the tie of 1, 2 starts at 2 */
     assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 1);  /* 2 1 2 */
     for (int o = 0; o < 3; o++)
         assert_int_equal(balancer_in_flight(b, o), 2);
