@@ -15,8 +15,9 @@
  * UP, the probe's failure makes it DOWN for down_time again, and attempts picked before it went
  * down leave the verdict to the probe unless they are answered. Active (health.c): `fall`
  * failed checks in a row keep the origin out until `rise` checks in a row pass (both 1 unless
- * the health_check says otherwise). The two are independent (a passing check neither starts the failure count over nor ends a down_time:
- * passive health judges requests); an origin takes attempts when both let it.
+ * the health_check says otherwise). The two are independent (a passing check neither starts
+ * the failure count over nor ends a down_time: passive health judges requests); an origin takes
+ * attempts when both let it.
  *
  * One balancer per upstream and configuration generation, shared by the worker threads of that
  * generation with relaxed atomics (a slightly stale count only shifts one pick); the transitions
