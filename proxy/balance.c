@@ -148,14 +148,15 @@ static bool usable(const struct balancer *b, int o, uint64_t now_ms)
 }
 
 /* Takes origin o for an attempt: counted in flight. A DOWN origin is taken by one attempt only,
- * the one that turns it PROBING. */
-static bool take(struct balancer *b, int o, uint64_t now_ms)
+ * the one that turns it PROBING (*probe). */
+static bool take(struct balancer *b, int o, uint64_t now_ms, bool *probe)
 {
     struct origin_slot *s = &b->origins[o];
     if (!usable(b, o, now_ms))
         return false;
     int down = ORIGIN_DOWN;
-    if (state_of(s) == ORIGIN_DOWN &&
+    *probe = state_of(s) == ORIGIN_DOWN;
+    if (*probe &&
         !atomic_compare_exchange_strong_explicit(&s->state, &down, ORIGIN_PROBING,
                                                  memory_order_acq_rel, memory_order_relaxed))
         return false;
@@ -222,29 +223,41 @@ static int least_busy(struct balancer *b, uint64_t now_ms, uint32_t exclude, uns
     return best;
 }
 
-/* One origin of the usable ones outside exclude, drawn with probability weight / total. */
+/* One origin of the usable ones outside exclude, drawn with probability weight / total. The
+ * usable ones are read once: read again for the walk, an origin another thread took out
+ * meanwhile (its probe taken, marked down, its check failing) left the walk short of the draw,
+ * and the pick found none, 503 no_healthy_origin beside origins up. take() has the last word. */
 static int draw(struct balancer *b, uint64_t now_ms, uint32_t exclude, uint32_t r)
 {
     int n = b->up->norigins;
     uint64_t total = 0;
-    for (int o = 0; o < n; o++)
-        if (!(exclude & (1u << o)) && usable(b, o, now_ms))
+    uint32_t in = 0;
+    for (int o = 0; o < n; o++) {
+        if (!(exclude & (1u << o)) && usable(b, o, now_ms)) {
+            in |= 1u << o;
             total += weight_of(b, o);
+        }
+    }
     if (total == 0)
         return -1;
     uint64_t at = r % total;
     for (int o = 0; o < n; o++) {
-        if ((exclude & (1u << o)) || !usable(b, o, now_ms))
+        if (!(in & (1u << o)))
             continue;
         if (at < weight_of(b, o))
             return o;
         at -= weight_of(b, o);
     }
-    return -1; /* the set changed under us: the caller tries again */
+    return -1; /* not reached: the weights of `in` add up to total */
 }
 
-int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude)
+int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude,
+                  bool *probe)
 {
+    bool probe_unwanted;
+    if (!probe)
+        probe = &probe_unwanted;
+    *probe = false;
     /* A retry (origins already tried) takes no turn of the cycle: it goes to the origin whose
      * turn comes, and so does the next request. Taking one put the next request back on the
      * origin that failed: with one refusing origin of two, every request tried it first. */
@@ -274,7 +287,7 @@ int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t ex
         }
         if (o < 0)
             return -1;
-        if (take(b, o, now_ms))
+        if (take(b, o, now_ms, probe))
             return o;
         exclude |= 1u << o;
     }
@@ -302,8 +315,10 @@ static void mark_down(struct balancer *b, int o, uint64_t now_ms, enum origin_st
                  fails, fails == 1 ? "" : "s", (unsigned long long)up->fail_window_ms);
 }
 
-/* A network failure: counted within fail_window; a failed probe is down again at once. */
-static void count_failure(struct balancer *b, int o, uint64_t now_ms)
+/* A network failure: counted within fail_window; a failed probe is down again at once. Another
+ * attempt's failure while the probe is out is left to the probe: marking the origin down again
+ * let the next request past down_time probe it beside the first. */
+static void count_failure(struct balancer *b, int o, bool probe, uint64_t now_ms)
 {
     const struct upstream_conf *up = b->up;
     struct origin_slot *s = &b->origins[o];
@@ -311,7 +326,8 @@ static void count_failure(struct balancer *b, int o, uint64_t now_ms)
     if (up->max_fails == 0 || st == ORIGIN_DOWN)
         return;
     if (st == ORIGIN_PROBING) {
-        mark_down(b, o, now_ms, ORIGIN_PROBING, 0);
+        if (probe)
+            mark_down(b, o, now_ms, ORIGIN_PROBING, 0);
         return;
     }
     unsigned fails;
@@ -351,7 +367,8 @@ void balancer_answered(struct balancer *b, int origin)
         answered(b, origin);
 }
 
-void balancer_done(struct balancer *b, int origin, enum balance_result r, uint64_t now_ms)
+void balancer_done(struct balancer *b, int origin, bool probe, enum balance_result r,
+                   uint64_t now_ms)
 {
     if (origin < 0 || origin >= b->up->norigins)
         return;
@@ -362,13 +379,16 @@ void balancer_done(struct balancer *b, int origin, enum balance_result r, uint64
         answered(b, origin);
         break;
     case BALANCE_FAILED:
-        count_failure(b, origin, now_ms);
+        count_failure(b, origin, probe, now_ms);
         break;
     case BALANCE_NO_VERDICT: {
-        /* A probe that showed nothing gives its turn to the next attempt (down_time is over). */
+        /* A probe that showed nothing gives its turn to the next attempt (down_time is over).
+         * Only the probe: each client that left an attempt picked before the origin went down
+         * let one more request probe it, all of them at once (8 beside the probe here). */
         int probing = ORIGIN_PROBING;
-        atomic_compare_exchange_strong_explicit(&s->state, &probing, ORIGIN_DOWN,
-                                                memory_order_acq_rel, memory_order_relaxed);
+        if (probe)
+            atomic_compare_exchange_strong_explicit(&s->state, &probing, ORIGIN_DOWN,
+                                                    memory_order_acq_rel, memory_order_relaxed);
         break;
     }
     }

@@ -158,13 +158,24 @@ static bool origin_awaited(const struct exchange *ex)
     }
 }
 
+/* Whether the origin closed or reset a connection of its own making, before any byte of an
+ * answer: an origin that accepts and drops every connection (its process gone behind a port
+ * still open, e.g. docker-proxy's) fails this way, as nginx counts it. A pooled connection's
+ * close may be the keep-alive race instead, which says nothing of the origin. */
+static bool dropped_fresh(const struct exchange *ex, enum failure_type f)
+{
+    return (f == FAIL_EMPTY_RESPONSE || f == FAIL_CONNECTION_RESET) && !ex->response_byte &&
+           !ex->reused;
+}
+
 /* What an attempt that ended with failure f showed of its origin. */
 static enum balance_result attempt_result(const struct exchange *ex, enum failure_type f)
 {
     /* never judge an origin on a rehearsal, nor on a head a response_delay held too long */
     if (fault_exec_simulating(ex) || fault_exec_holding_head(ex))
         return BALANCE_NO_VERDICT;
-    if (failure_is_network(f) || (f == FAIL_TOTAL_TIMEOUT && origin_awaited(ex)))
+    if (failure_is_network(f) || (f == FAIL_TOTAL_TIMEOUT && origin_awaited(ex)) ||
+        dropped_fresh(ex, f))
         return BALANCE_FAILED;
     return ex->response_byte ? BALANCE_ANSWERED : BALANCE_NO_VERDICT;
 }
@@ -175,14 +186,14 @@ static void release_origin(struct exchange *ex, enum balance_result r)
     if (!ex->holds_origin)
         return;
     ex->holds_origin = false;
-    balancer_done(balancer_of(ex), ex->origin, r, now_ms_of(ex));
+    balancer_done(balancer_of(ex), ex->origin, ex->probe, r, now_ms_of(ex));
 }
 
 /* Picks the origin of the next attempt among those not tried yet. false when none is usable. */
 static bool pick_origin(struct exchange *ex)
 {
     int o = balancer_pick(balancer_of(ex), now_ms_of(ex), trace_rng_next(&ex->loop->rng),
-                          ex->tried);
+                          ex->tried, &ex->probe);
     if (o < 0)
         return false;
     ex->origin = o;
@@ -984,8 +995,10 @@ static void run(struct exchange *ex)
 
 void ex_origin_answered(struct exchange *ex)
 {
-    if (ex->holds_origin && !fault_exec_simulating(ex)) /* never judge an origin on a rehearsal */
+    if (ex->holds_origin && !fault_exec_simulating(ex)) { /* never judge a rehearsal's origin */
         balancer_answered(balancer_of(ex), ex->origin);
+        ex->probe = false; /* its job is done: its end may come after another probe began */
+    }
 }
 
 void ex_fail_no_origin(struct exchange *ex)

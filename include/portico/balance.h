@@ -11,11 +11,13 @@
  *
  * Health. Passive: max_fails network failures within fail_window, with no response between
  * them, mark an origin DOWN for down_time; then a single attempt is let through (PROBING, the
- * half-open state): a response brings the origin UP, a failure makes it DOWN for down_time
- * again. Active (health.c): `fall` failed checks in a row keep the origin out until `rise`
- * checks in a row pass (both 1 unless the health_check says otherwise). The two
- * are independent (a passing check neither starts the failure count over nor ends a down_time:
- * passive health judges requests); an origin takes attempts when both let it.
+ * half-open state; balancer_pick says which attempt is the probe): a response brings the origin
+ * UP, the probe's failure makes it DOWN for down_time again, and attempts picked before it went
+ * down leave the verdict to the probe unless they are answered. Active (health.c): `fall`
+ * failed checks in a row keep the origin out until `rise` checks in a row pass (both 1 unless
+ * the health_check says otherwise). The two are independent (a passing check neither starts
+ * the failure count over nor ends a down_time: passive health judges requests); an origin takes
+ * attempts when both let it.
  *
  * One balancer per upstream and configuration generation, shared by the worker threads of that
  * generation with relaxed atomics (a slightly stale count only shifts one pick); the transitions
@@ -35,7 +37,8 @@ struct balancer;
 #define BALANCE_RESULT_LIST(X)                                                                     \
     X(BALANCE_ANSWERED, "answered")     /* the origin sent a response (any status) */              \
     X(BALANCE_FAILED, "failed")         /* a network failure of the origin (failure_is_network,    \
-                                           or total_timeout while it alone was awaited) */         \
+                                           total_timeout while it alone was awaited, or a fresh    \
+                                           connection dropped before any response byte) */         \
     X(BALANCE_NO_VERDICT, "no verdict") /* ended before the origin showed either (client left,     \
                                            local shortage, total_timeout while sending) */
 
@@ -78,15 +81,21 @@ void balancer_free(struct balancer *b);
  * origins that are up (or due for their probe) and not in exclude (bit i: origin i, the ones an
  * exchange tried already); rnd is a random number (random_two). A retry (exclude not 0) takes
  * no turn of round_robin's cycle. Returns the origin, counted in flight until balancer_done, or
- * -1 when none is left (no_healthy_origin). */
-int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude);
+ * -1 when none is left (no_healthy_origin). *probe (NULL: not wanted) says whether the attempt is
+ * the origin's probe after its down_time, for balancer_done. */
+int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude,
+                  bool *probe);
 
 /* The response head of an attempt still in flight came from origin: its failure count starts
  * over, and a probed origin is up at once, not when the attempt ends (a long body). */
 void balancer_answered(struct balancer *b, int origin);
 
-/* Ends the attempt a pick started on origin: no longer in flight, and r updates its health. */
-void balancer_done(struct balancer *b, int origin, enum balance_result r, uint64_t now_ms);
+/* Ends the attempt a pick started on origin: no longer in flight, and r updates its health.
+ * probe: the pick said it was the probe. While the probe is out, only an answer of another
+ * attempt (picked before the origin went down) speaks for the origin: its failure is the old
+ * news that took the origin down, and its end without a verdict is not the probe's. */
+void balancer_done(struct balancer *b, int origin, bool probe, enum balance_result r,
+                   uint64_t now_ms);
 
 /* Ends a pick whose verdict was given already (a tunnel after its 101, balancer_answered): no
  * longer in flight, the health left as it is (the origin's state may have moved since). */

@@ -3,7 +3,8 @@
  * origins on loopback: round-robin counts within 1 over three origins, weights, random_two
  * spreading over all three, a down origin's turns spread over the others, least_conn
  * steering around a busy origin and keeping the weights when origins are idle, passive health (a refusing origin skipped after max_fails,
- * probed after down_time, back once it answers), the active health check (an origin failing
+ * probed after down_time by one request alone, back once it answers; one that accepts and drops
+ * every connection marked down too), the active health check (an origin failing
  * /healthz gets no requests until it passes; the gauge follows), retries (a refused connect
  * goes to the next origin for any method and the log shows both attempts; after the request
  * was sent only with retry_sent and only for idempotent requests; never once a body byte went,
@@ -528,6 +529,53 @@ static void test_passive_health(void **state)
     fake_origin_stop(good);
 }
 
+/* An origin that accepts every connection and drops it without a byte of answer: its process
+ * gone behind a port still open (docker-proxy's, a crashing worker). README: a network failure
+ * of the origin counts toward max_fails; nginx counts these too. Before, empty_response and
+ * connection_reset never counted: the origin kept half of the requests, each a 502, for ever
+ * (5 of 10 here; now the 2 that mark it down). */
+static void test_passive_health_dropped(void **state)
+{
+    (void)state;
+    static const struct {
+        enum fo_kind kind;
+        const char *failure; /* the 502s' Portico-Error */
+    } rows[] = {
+        {FO_CLOSE_EMPTY, "empty_response"}, /* reads the request, closes without a byte */
+        {FO_RESET, "connection_reset"},     /* reads the request, resets */
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct fake_origin *bad = fake_origin_start_kind(rows[i].kind);
+        struct fake_origin *good = fake_origin_start_kind(FO_OK);
+        assert_non_null(bad);
+        assert_non_null(good);
+        struct harness *h = px_start(NULL,
+                                     "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                     "retries = 0\nmax_fails = 2\ndown_time = 1m\n",
+                                     fake_origin_port(bad), fake_origin_port(good));
+        int failed = 0;
+        for (int k = 0; k < 10; k++) {
+            struct raw_response r;
+            int st = get(h, "GET", "/drop", NULL, &r);
+            if (st == 502) {
+                const char *err = raw_header(&r, "Portico-Error");
+                assert_string_equal(err ? err : "", rows[i].failure);
+                failed++;
+            } else {
+                assert_int_equal(st, 200);
+            }
+            raw_response_free(&r);
+        }
+        print_message("  %s: %d of 10 requests got 502\n", rows[i].failure, failed);
+        assert_int_equal(failed, 2);
+        assert_int_equal(harness_wait_log(h, "marked down for 60000 ms after 2 failures",
+                                          PX_IO_MS), 0);
+        px_stop(h);
+        fake_origin_stop(bad);
+        fake_origin_stop(good);
+    }
+}
+
 /* ---- a probe that is answered, with a long body ---- */
 
 static sem_t probe_body_cue; /* the test: the probe's body may end now */
@@ -608,6 +656,108 @@ static void test_probe_answer_brings_back_up(void **state)
     px_stop(h);
     fake_origin_stop(o);
     sem_destroy(&probe_body_cue);
+}
+
+/* ---- the probe goes alone ---- */
+
+/* Which of the client connection c (Portico answered) and the listener l (Portico connected to
+ * the origin) is readable first: 'c', 'l', or 0 when neither within timeout_ms. */
+static int first_readable(struct raw_conn *c, int l, int timeout_ms)
+{
+    struct pollfd pf[2] = {{.fd = raw_fd(c), .events = POLLIN}, {.fd = l, .events = POLLIN}};
+    if (poll(pf, 2, timeout_ms) <= 0)
+        return 0;
+    return pf[1].revents ? 'l' : 'c';
+}
+
+/* A listener on 127.0.0.1 (port in *port) that can listen again on that port after a shutdown
+ * while a connection it accepted is open: bound to the port by number (a socket bound to port 0
+ * gives its port up at the shutdown), with SO_REUSEADDR (else EADDRINUSE). */
+static int listen_again_able(uint16_t *port)
+{
+    int one = 1, fd = px_listen(port); /* a free port, learnt */
+    close(fd);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons(*port)};
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    return fd;
+}
+
+/* README: after down_time "the next request that would go to it is let through alone". An
+ * attempt picked before the origin went down, whose client leaves while the probe is out, ends
+ * without a verdict: that gave the probe's turn back, and the next request probed the origin
+ * beside the probe still out (by hand, 10 such clients let 8 requests at once into an origin
+ * that hung). The test plays the origin: a listener it accepts from, or shuts to refuse. */
+static void test_probe_goes_alone(void **state)
+{
+    (void)state;
+    uint16_t port;
+    int l = listen_again_able(&port);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\nretries = 0\n"
+                                 "max_fails = 1\ndown_time = 200ms\nkeepalive = 0\n",
+                                 port);
+    /* an attempt on the origin, unanswered, from before it goes down */
+    struct raw_conn *older = px_connect(h);
+    assert_int_equal(raw_send_str(older, "GET /older HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(first_readable(older, l, PX_IO_MS), 'l');
+    int older_fd = accept(l, NULL, NULL);
+    assert_true(older_fd >= 0);
+    /* the origin refuses (Linux: a listener shut down stops listening): marked down */
+    assert_int_equal(shutdown(l, SHUT_RDWR), 0);
+    assert_int_equal(status_of(h, "/refused"), 502);
+    assert_int_equal(harness_wait_log(h, "marked down for 200 ms", PX_IO_MS), 0);
+    assert_int_equal(listen(l, 16), 0);
+    /* after down_time one request is the probe: Portico connects, and it gets no answer */
+    struct raw_conn *probe = NULL;
+    for (int64_t end = tu_now_ms() + 5000; !probe && tu_now_ms() < end;) {
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(raw_send_str(c, "GET /probe HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        int first = first_readable(c, l, PX_IO_MS);
+        if (first == 'l') {
+            probe = c;
+            break;
+        }
+        assert_int_equal(first, 'c');
+        struct raw_head head;
+        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+        assert_int_equal(head.status, 503);
+        raw_head_free(&head);
+        raw_close(c);
+        poll(NULL, 0, 20); /* requests spread over time: down_time is time */
+    }
+    assert_non_null(probe);
+    int probe_fd = accept(l, NULL, NULL);
+    assert_true(probe_fd >= 0);
+    /* the older attempt's client leaves: Portico closes its origin connection */
+    raw_close(older);
+    char buf[512];
+    bool closed = false;
+    struct pollfd pf = {.fd = older_fd, .events = POLLIN};
+    for (int64_t end = tu_now_ms() + PX_IO_MS; !closed && tu_now_ms() < end;)
+        closed = poll(&pf, 1, 100) == 1 && read(older_fd, buf, sizeof(buf)) <= 0;
+    assert_true(closed);
+    /* the probe is still out: the next request is not let through */
+    struct raw_conn *next = px_connect(h);
+    assert_int_equal(raw_send_str(next, "GET /next HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    int first = first_readable(next, l, PX_IO_MS);
+    if (first == 'l')
+        fail_msg("a second probe went to the origin while the first was out");
+    assert_int_equal(first, 'c');
+    struct raw_head head;
+    assert_int_equal(raw_read_one_head(next, &head, PX_IO_MS), 0);
+    assert_int_equal(head.status, 503);
+    raw_head_free(&head);
+    raw_close(next);
+    raw_close(probe);
+    px_stop(h);
+    close(older_fd);
+    close(probe_fd);
+    close(l);
 }
 
 /* ---- active health check ---- */
@@ -1501,7 +1651,9 @@ int main(void)
         cmocka_unit_test(test_status_in_flight),
         cmocka_unit_test(test_least_conn_counts_tunnels),
         cmocka_unit_test(test_passive_health),
+        cmocka_unit_test(test_passive_health_dropped),
         cmocka_unit_test(test_probe_answer_brings_back_up),
+        cmocka_unit_test(test_probe_goes_alone),
         cmocka_unit_test(test_active_health),
         cmocka_unit_test(test_reload_keeps_verdicts),
         cmocka_unit_test(test_reload_keeps_check_run),

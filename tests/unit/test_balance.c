@@ -5,8 +5,10 @@
  * and the configuration keys of balancing, health, retries, tunnels and limits with their
  * FILE:LINE errors.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +19,7 @@
 
 #include "portico/balance.h"
 #include "portico/config.h"
+#include "portico/log.h"
 #include "portico/util.h"
 
 #include "config_helpers.h"
@@ -43,9 +46,9 @@ static void make_upstream(struct upstream_conf *up, int n, const unsigned *weigh
 /* A picked attempt that ends at once with an answer. */
 static int pick_answer(struct balancer *b, uint64_t rnd)
 {
-    int o = balancer_pick(b, 0, rnd, 0);
+    int o = balancer_pick(b, 0, rnd, 0, NULL);
     if (o >= 0)
-        balancer_done(b, o, BALANCE_ANSWERED, 0);
+        balancer_done(b, o, false, BALANCE_ANSWERED, 0);
     return o;
 }
 
@@ -115,9 +118,9 @@ static void test_round_robin_skips(void **state)
         struct upstream_conf up;
         make_upstream(&up, 3, NULL, policies[p], 1);
         struct balancer *b = balancer_new(&up);
-        int o = balancer_pick(b, 0, 0, 0);
+        int o = balancer_pick(b, 0, 0, 0, NULL);
         assert_int_equal(o, 0);
-        balancer_done(b, o, BALANCE_FAILED, 0); /* max_fails = 1: down */
+        balancer_done(b, o, false, BALANCE_FAILED, 0); /* max_fails = 1: down */
         int counts[3] = {0};
         for (int k = 0; k < 40; k++)
             counts[pick_answer(b, 0)]++;
@@ -127,11 +130,11 @@ static void test_round_robin_skips(void **state)
         assert_int_equal(counts[1], 20);
         assert_int_equal(counts[2], 20);
         for (int k = 0; k < 6; k++) { /* a retry leaves out what it tried */
-            o = balancer_pick(b, 0, 0, 1u << 1);
+            o = balancer_pick(b, 0, 0, 1u << 1, NULL);
             assert_int_equal(o, 2);
-            balancer_done(b, o, BALANCE_ANSWERED, 0);
+            balancer_done(b, o, false, BALANCE_ANSWERED, 0);
         }
-        assert_int_equal(balancer_pick(b, 0, 0, (1u << 1) | (1u << 2)), -1);
+        assert_int_equal(balancer_pick(b, 0, 0, (1u << 1) | (1u << 2), NULL), -1);
         balancer_free(b);
     }
 
@@ -139,7 +142,7 @@ static void test_round_robin_skips(void **state)
     struct upstream_conf up;
     make_upstream(&up, 3, (const unsigned[]){5, 1, 1}, BALANCE_ROUND_ROBIN, 1);
     struct balancer *b = balancer_new(&up);
-    balancer_done(b, balancer_pick(b, 0, 0, 0), BALANCE_FAILED, 0);
+    balancer_done(b, balancer_pick(b, 0, 0, 0, NULL), false, BALANCE_FAILED, 0);
     int counts[3] = {0};
     for (int k = 0; k < 70; k++)
         counts[pick_answer(b, 0)]++;
@@ -162,16 +165,16 @@ static void test_retry_takes_no_turn(void **state)
         struct balancer *b = balancer_new(&up);
         int failed_first = 0;
         for (int k = 0; k < 10; k++) {
-            int o = balancer_pick(b, 0, 0, 0);
+            int o = balancer_pick(b, 0, 0, 0, NULL);
             if (o == 1) {
-                balancer_done(b, o, BALANCE_ANSWERED, 0);
+                balancer_done(b, o, false, BALANCE_ANSWERED, 0);
                 continue;
             }
             failed_first++;
-            balancer_done(b, o, BALANCE_FAILED, 0);
-            o = balancer_pick(b, 0, 0, 1u << 0);
+            balancer_done(b, o, false, BALANCE_FAILED, 0);
+            o = balancer_pick(b, 0, 0, 1u << 0, NULL);
             assert_int_equal(o, 1);
-            balancer_done(b, o, BALANCE_ANSWERED, 0);
+            balancer_done(b, o, false, BALANCE_ANSWERED, 0);
         }
         print_message("  policy %zu: %d of 10 requests tried the refusing origin first\n", p,
                       failed_first);
@@ -190,15 +193,15 @@ static void test_least_conn(void **state)
     make_upstream(&up, 3, NULL, BALANCE_LEAST_CONN, 0);
     struct balancer *b = balancer_new(&up);
     /* equal and idle: ties go round robin */
-    assert_int_equal(balancer_pick(b, 0, 0, 0), 0);
-    assert_int_equal(balancer_pick(b, 0, 0, 0), 1);
-    assert_int_equal(balancer_pick(b, 0, 0, 0), 2);
-    assert_int_equal(balancer_pick(b, 0, 0, 0), 0); /* 1 1 1: the tie starts at 0 again */
-    balancer_done(b, 1, BALANCE_ANSWERED, 0);        /* 2 0 1 */
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 0);
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 1);
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 2);
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 0); /* 1 1 1: the tie starts at 0 again */
+    balancer_done(b, 1, false, BALANCE_ANSWERED, 0);        /* 2 0 1 */
     assert_int_equal(balancer_in_flight(b, 1), 0);
-    assert_int_equal(balancer_pick(b, 0, 0, 0), 1);  /* the idle one */
-    assert_int_equal(balancer_pick(b, 0, 0, 0), 2);  /* 2 1 1: the tie of 1 and 2 starts at 2 */
-    assert_int_equal(balancer_pick(b, 0, 0, 0), 1);  /* 2 1 2 */
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 1);  /* the idle one */
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 2);  /* 2 1 1: the tie of 1, 2 starts at 2 */
+    assert_int_equal(balancer_pick(b, 0, 0, 0, NULL), 1);  /* 2 1 2 */
     for (int o = 0; o < 3; o++)
         assert_int_equal(balancer_in_flight(b, o), 2);
     balancer_free(b);
@@ -207,7 +210,7 @@ static void test_least_conn(void **state)
     make_upstream(&up, 2, (const unsigned[]){1, 3}, BALANCE_LEAST_CONN, 0);
     b = balancer_new(&up);
     for (int k = 0; k < 40; k++)
-        assert_true(balancer_pick(b, 0, 0, 0) >= 0);
+        assert_true(balancer_pick(b, 0, 0, 0, NULL) >= 0);
     unsigned light = balancer_in_flight(b, 0), heavy = balancer_in_flight(b, 1);
     print_message("  weights 1:3, 40 held: %u %u\n", light, heavy);
     assert_int_equal(light + heavy, 40);
@@ -243,7 +246,7 @@ static void test_random_two(void **state)
     struct balancer *b = balancer_new(&up);
     uint64_t x = 42;
     for (int k = 0; k < 5; k++) /* load origin 0: the others excluded */
-        assert_int_equal(balancer_pick(b, 0, lcg(&x), 6), 0);
+        assert_int_equal(balancer_pick(b, 0, lcg(&x), 6, NULL), 0);
     int counts[3] = {0};
     for (int k = 0; k < 300; k++)
         counts[pick_answer(b, lcg(&x))]++;
@@ -259,8 +262,64 @@ static void test_random_two(void **state)
         heavy += pick_answer(b, lcg(&x)) == 1;
     print_message("  weights 1:9: %d of 1000 to the heavy one\n", heavy);
     assert_true(heavy > 850 && heavy < 950);
-    assert_int_equal(balancer_pick(b, 0, lcg(&x), 3), -1); /* both excluded */
+    assert_int_equal(balancer_pick(b, 0, lcg(&x), 3, NULL), -1); /* both excluded */
     balancer_free(b);
+}
+
+/* A policy's picks while another thread takes an origin in and out (its checks failing and
+ * passing) find one of the two origins that stay up. random_two's draw counted the origin in
+ * its total and then found it out, walked past the end, and the pick gave -1: a 503
+ * no_healthy_origin with two origins up. */
+struct flipper {
+    struct balancer *b;
+    atomic_bool stop;
+};
+
+static void *flip_checks(void *arg)
+{
+    struct flipper *f = arg;
+    while (!atomic_load(&f->stop)) {
+        balancer_check(f->b, 2, CHECK_FAILING, "test");
+        balancer_check(f->b, 2, CHECK_PASSING, NULL);
+    }
+    return NULL;
+}
+
+static void test_picks_racing_checks(void **state)
+{
+    (void)state;
+    static const enum balance_policy policies[] = {BALANCE_RANDOM_TWO, BALANCE_ROUND_ROBIN,
+                                                   BALANCE_LEAST_CONN};
+    static const char *const names[] = {"random_two", "round_robin", "least_conn"};
+    const char *failed;
+    assert_int_equal(log_switch("off", "stderr", LOG_ERROR, &failed), 0); /* the flips' lines */
+    for (size_t i = 0; i < ARRAY_LEN(policies); i++) {
+        struct upstream_conf up;
+        make_upstream(&up, 3, NULL, policies[i], 0);
+        struct flipper f = {.b = balancer_new(&up)};
+        atomic_init(&f.stop, false);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, flip_checks, &f), 0);
+        /* for 300 ms (both threads need a core at once: on a busy host the first -1 can take
+         * a while), or until a pick finds none */
+        uint64_t x = 7, picks = 0, end = now_us() + 300000;
+        int none = 0;
+        while (!none && (picks % 4096 || now_us() < end)) {
+            int o = balancer_pick(f.b, 0, lcg(&x), 0, NULL);
+            picks++;
+            if (o < 0)
+                none++;
+            else
+                balancer_done(f.b, o, false, BALANCE_ANSWERED, 0);
+        }
+        atomic_store(&f.stop, true);
+        pthread_join(t, NULL);
+        print_message("  %s: %llu picks, origin 2 flipping: %d found none\n", names[i],
+                      (unsigned long long)picks, none);
+        assert_int_equal(none, 0);
+        balancer_free(f.b);
+    }
+    assert_int_equal(log_switch("off", "stderr", LOG_INFO, &failed), 0);
 }
 
 /* ---- health: scripts of (time, action, expectation) ---- */
@@ -268,7 +327,8 @@ static void test_random_two(void **state)
 enum step_op {
     OP_END,
     OP_PICK,    /* pick at t: expect `origin` (-1: none) */
-    OP_DONE,    /* end an attempt on `origin` at t with `result` */
+    OP_DONE,    /* end the last attempt picked on `origin` at t with `result` */
+    OP_ODONE,   /* end an older attempt on `origin` (not its probe) at t with `result` */
     OP_CHECK,   /* an active check verdict for `origin` */
     OP_STATE,   /* expect origin's passive state */
 };
@@ -282,6 +342,7 @@ struct step {
 
 #define PICK(t, o) {OP_PICK, t, o, 0}
 #define DONE(t, o, r) {OP_DONE, t, o, r}
+#define ODONE(t, o, r) {OP_ODONE, t, o, r}
 #define CHECK(o, s) {OP_CHECK, 0, o, s}
 #define STATE(o, s) {OP_STATE, 0, o, s}
 
@@ -331,6 +392,22 @@ static const struct {
     {"an attempt picked before the origin went down still ends well", 2, 1,
      {PICK(0, 0), PICK(0, 1), PICK(0, 0), DONE(1, 0, BALANCE_FAILED), STATE(0, ORIGIN_DOWN),
       DONE(2, 0, BALANCE_ANSWERED), STATE(0, ORIGIN_UP)}},
+    /* Each client that left an older attempt let one more request probe the origin, all of
+     * them at once beside the probe. */
+    {"an older attempt ending without a verdict leaves the probe alone", 1, 1,
+     {PICK(0, 0), PICK(0, 0), DONE(1, 0, BALANCE_FAILED), PICK(5001, 0),
+      STATE(0, ORIGIN_PROBING), ODONE(5002, 0, BALANCE_NO_VERDICT), STATE(0, ORIGIN_PROBING),
+      PICK(5003, -1), DONE(5004, 0, BALANCE_NO_VERDICT), STATE(0, ORIGIN_DOWN),
+      PICK(5005, 0)}},
+    /* It marked the origin down again, and the request after that down_time probed it beside
+     * the probe still out. */
+    {"an older attempt's failure leaves the verdict to the probe", 1, 1,
+     {PICK(0, 0), PICK(0, 0), DONE(1, 0, BALANCE_FAILED), PICK(5001, 0),
+      ODONE(5002, 0, BALANCE_FAILED), STATE(0, ORIGIN_PROBING), PICK(10002, -1),
+      DONE(10003, 0, BALANCE_FAILED), STATE(0, ORIGIN_DOWN), PICK(15002, -1), PICK(15003, 0)}},
+    {"an older attempt's answer brings the origin up while the probe is out", 1, 1,
+     {PICK(0, 0), PICK(0, 0), DONE(1, 0, BALANCE_FAILED), PICK(5001, 0),
+      ODONE(5002, 0, BALANCE_ANSWERED), STATE(0, ORIGIN_UP), PICK(5003, 0)}},
 };
 
 static void test_health(void **state)
@@ -342,18 +419,26 @@ static void test_health(void **state)
                       health_rows[i].max_fails);
         struct balancer *b = balancer_new(&up);
         assert_non_null(b);
+        bool probe[MAXO] = {false}; /* the last pick of each origin was its probe */
         for (const struct step *s = health_rows[i].steps; s->op != OP_END; s++) {
             int got;
+            bool p;
             switch (s->op) {
             case OP_PICK:
-                got = balancer_pick(b, s->t, 0, 0);
+                got = balancer_pick(b, s->t, 0, 0, &p);
+                if (got >= 0)
+                    probe[got] = p;
                 if (got != s->origin)
                     fail_msg("%s: step %td: pick at %llu gave %d, want %d", health_rows[i].why,
                              s - health_rows[i].steps, (unsigned long long)s->t, got,
                              s->origin);
                 break;
             case OP_DONE:
-                balancer_done(b, s->origin, (enum balance_result)s->arg, s->t);
+                balancer_done(b, s->origin, probe[s->origin], (enum balance_result)s->arg, s->t);
+                probe[s->origin] = false;
+                break;
+            case OP_ODONE:
+                balancer_done(b, s->origin, false, (enum balance_result)s->arg, s->t);
                 break;
             case OP_CHECK:
                 balancer_check(b, s->origin, (enum check_state)s->arg, "test");
@@ -419,9 +504,9 @@ static void test_rise_fall(void **state)
                          k + 1, c[k], down ? "down" : "up");
             assert_int_equal(balancer_check_state(b, 0),
                              v[k] == 'F' ? CHECK_FAILING : CHECK_PASSING);
-            assert_int_equal(balancer_pick(b, k, 0, 0), v[k] == 'F' ? -1 : 0);
+            assert_int_equal(balancer_pick(b, k, 0, 0, NULL), v[k] == 'F' ? -1 : 0);
             if (v[k] == 'P')
-                balancer_done(b, 0, BALANCE_ANSWERED, k);
+                balancer_done(b, 0, false, BALANCE_ANSWERED, k);
         }
         if (balancer_checks_in_row(b, 0) != rise_fall_rows[i].in_row)
             fail_msg("%s: %d checks in row, want %d", rise_fall_rows[i].why,
@@ -490,8 +575,8 @@ static void test_inherit(void **state)
     struct balancer *from = balancer_new(&old);
     assert_non_null(from);
     balancer_check(from, 0, CHECK_FAILING, "test");
-    assert_int_equal(balancer_pick(from, 0, 0, 0), 1); /* o0 is skipped */
-    balancer_done(from, 1, BALANCE_FAILED, 100);       /* o1 down until 5100 */
+    assert_int_equal(balancer_pick(from, 0, 0, 0, NULL), 1); /* o0 is skipped */
+    balancer_done(from, 1, false, BALANCE_FAILED, 100);       /* o1 down until 5100 */
     /* the new file lists o1, o0 and a new o3, in that order */
     make_upstream(&up, 3, NULL, BALANCE_ROUND_ROBIN, 1);
     snprintf(up.origins[0].text, sizeof(up.origins[0].text), "o1");
@@ -504,9 +589,9 @@ static void test_inherit(void **state)
     assert_true(balancer_origin_down(b, 0));  /* o1: passively down */
     assert_true(balancer_origin_down(b, 1));  /* o0: failing its check */
     assert_false(balancer_origin_down(b, 2)); /* o3: new, up */
-    assert_int_equal(balancer_pick(b, 5099, 0, 0), 2);
-    balancer_done(b, 2, BALANCE_ANSWERED, 5099);
-    int o = balancer_pick(b, 5100, 0, 0); /* o1's down_time is over: probed */
+    assert_int_equal(balancer_pick(b, 5099, 0, 0, NULL), 2);
+    balancer_done(b, 2, false, BALANCE_ANSWERED, 5099);
+    int o = balancer_pick(b, 5100, 0, 0, NULL); /* o1's down_time is over: probed */
     assert_true(o == 0 || o == 2);
     balancer_free(b);
 
@@ -531,12 +616,12 @@ static void test_in_flight(void **state)
     struct balancer *b = balancer_new(&up);
     int held[6];
     for (int k = 0; k < 6; k++)
-        held[k] = balancer_pick(b, 0, 0, 0);
+        held[k] = balancer_pick(b, 0, 0, 0, NULL);
     assert_int_equal(balancer_in_flight(b, 0) + balancer_in_flight(b, 1), 6);
     static const enum balance_result results[] = {BALANCE_ANSWERED, BALANCE_FAILED,
                                                   BALANCE_NO_VERDICT};
     for (int k = 0; k < 6; k++)
-        balancer_done(b, held[k], results[k % 3], 0);
+        balancer_done(b, held[k], false, results[k % 3], 0);
     assert_int_equal(balancer_in_flight(b, 0), 0);
     assert_int_equal(balancer_in_flight(b, 1), 0);
     assert_false(balancer_origin_down(b, 0));
@@ -782,6 +867,7 @@ int main(void)
         cmocka_unit_test(test_retry_takes_no_turn),
         cmocka_unit_test(test_least_conn),
         cmocka_unit_test(test_random_two),
+        cmocka_unit_test(test_picks_racing_checks),
         cmocka_unit_test(test_health),
         cmocka_unit_test(test_inherit),
         cmocka_unit_test(test_rise_fall),
