@@ -22,7 +22,7 @@ failed=""
 run() { # run KIND NAME
     bin=$dir/tests/$1/$2
     start=$(date +%s)
-    TSAN_OPTIONS="log_path=$PWD/$logs/$2 suppressions=$ROOT/tests/tsan.supp ${TSAN_OPTIONS:-}" \
+    TSAN_OPTIONS="log_path=$PWD/$logs/$2 suppressions=$ROOT/tests/tsan.supp history_size=4 ${TSAN_OPTIONS:-}" \
         timeout -k 5 600 "$bin" >"$logs/$2.log" 2>&1
     rc=$?
     n=$(cat "$logs/$2".[0-9]* 2>/dev/null | grep -c '^WARNING: ThreadSanitizer')
