@@ -101,7 +101,10 @@ void upconn_free(struct upconn *c)
         event_del(&c->io_ev);
     if (event_initialized(&c->defer_ev))
         event_del(&c->defer_ev);
-    dns_tcp_cancel(c->dns_tcp); /* the owner left during a lookup over TCP: no callback */
+    if (c->dns_tcp) { /* the owner left during a lookup over TCP: no callback */
+        metrics_dns_tcp(c->loop->metrics, DNS_TCP_CANCELLED);
+        dns_tcp_cancel(c->dns_tcp);
+    }
     if (c->sock.state != SOCK_CLOSED)
         sock_close(&c->sock);
     else if (c->fd >= 0)
@@ -784,6 +787,7 @@ static void tcp_cb(void *arg, const struct dns_tcp_result *r)
 {
     struct upconn *c = arg;
     c->dns_tcp = NULL; /* the question for every family failed first: every_family is set */
+    metrics_dns_tcp(c->loop->metrics, r->answered ? DNS_TCP_ANSWERED : DNS_TCP_FAILED);
     if (r->eai)
         tcp_in_vain(c);
     if (r->eai && r->answered) {
@@ -805,6 +809,7 @@ static bool ask_over_tcp(struct upconn *c, int udp_failure)
 {
     c->udp_failure = udp_failure;
     if (event_now_us() < c->loop->pools->pool[c->upstream].tcp_again_at[c->origin]) {
+        metrics_dns_tcp(c->loop->metrics, DNS_TCP_SKIPPED);
         udp_failure_stands(c, "asked in vain within down_time, not again");
         return true;
     }
@@ -812,8 +817,10 @@ static bool ask_over_tcp(struct upconn *c, int udp_failure)
     const char *name = name_without_root_dot(c->oc->host, buf, sizeof(buf));
     c->dns_tcp = dns_tcp_start(c->loop->base, c->loop->dns, name ? name : c->oc->host, tcp_cb, c,
                                why, sizeof(why));
-    if (!c->dns_tcp)
+    if (!c->dns_tcp) {
+        metrics_dns_tcp(c->loop->metrics, DNS_TCP_SKIPPED);
         log_debug("resolving %s: not asked over TCP: %s", c->oc->host, why);
+    }
     return c->dns_tcp != NULL;
 }
 
@@ -913,6 +920,7 @@ size_t upconn_dns_timeout(struct upconn *c, char *buf, size_t size, size_t len)
             len += (size_t)n;
     }
     tcp_in_vain(c);
+    metrics_dns_tcp(c->loop->metrics, DNS_TCP_TIMEOUT);
     dns_tcp_cancel(c->dns_tcp);
     c->dns_tcp = NULL;
     return len;

@@ -22,6 +22,7 @@
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
 #include "../support/raw_client.h"
+#include "../support/scrape.h"
 #include "../support/testutil.h"
 
 #define IO_MS 3000           /* bound of reads that must succeed */
@@ -147,13 +148,16 @@ static void test_cancel_mid_tcp(void **state)
 {
     (void)state;
     struct fake_dns *d = dns_start(FAKE_DNS_TCP_SILENT, false);
-    struct harness *h = px_start(d, false, 1, 5000, "", "");
+    struct harness *h = px_start(d, false, 1, 5000, "",
+                                 "admin_listen = 127.0.0.1:{{port:admin}}\n");
     struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
     assert_non_null(c);
     assert_int_equal(raw_send_str(c, "GET /gone HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
     assert_int_equal(fake_dns_wait_tcp_queries(d, 2, IO_MS), 0);
     raw_close(c);
     assert_int_equal(fake_dns_wait_tcp_closed(d, IO_MS), 0);
+    assert_true(scrape_metric(harness_port(h, "admin"),
+                              "portico_dns_tcp_lookups_total{result=\"cancelled\"}", IO_MS) == 1);
     assert_int_equal(harness_stop(h), 0);
     assert_true(harness_file_contains(h, "access.log", "\"path\":\"/gone\""));
     assert_true(harness_file_contains(h, "access.log", "\"status\":499"));
@@ -221,16 +225,19 @@ struct vain_row {
     enum fake_dns_tcp tcp;
     int first_status;            /* the first request's, which asks over TCP */
     const char *first_detail;
+    const char *first_result;    /* its portico_dns_tcp_lookups_total{result} */
 };
 
 static const struct vain_row vain_rows[] = {
     /* a name that fails (its authoritative servers down): SERVFAIL over TCP too */
     { "SERVFAIL over TCP too", FAKE_DNS_SERVFAIL, FAKE_DNS_TCP_ANSWER, 502,
-      "failed over TCP: the resolver answered SERVFAIL from 127.0.0.1:" },
+      "failed over TCP: the resolver answered SERVFAIL from 127.0.0.1:", "answered" },
     /* a nameserver without TCP */
-    { "TCP refused", FAKE_DNS_ANSWER, FAKE_DNS_TCP_OFF, 502, "over TCP: connect to 127.0.0.1:" },
+    { "TCP refused", FAKE_DNS_ANSWER, FAKE_DNS_TCP_OFF, 502, "over TCP: connect to 127.0.0.1:",
+      "failed" },
     /* a nameserver whose TCP port drops everything: the first request waits dns_timeout */
-    { "TCP silent", FAKE_DNS_ANSWER, FAKE_DNS_TCP_SILENT, 504, "over TCP (no answer from " },
+    { "TCP silent", FAKE_DNS_ANSWER, FAKE_DNS_TCP_SILENT, 504, "over TCP (no answer from ",
+      "timeout" },
 };
 
 #define VAIN_REQUESTS 4
@@ -249,7 +256,8 @@ static void test_tcp_in_vain_not_asked_again(void **state)
                                        .tcp = row->tcp };
         struct fake_dns *d = fake_dns_start(&dopts);
         assert_non_null(d);
-        struct harness *h = px_start(d, false, 1, DNS_TIMEOUT_MS, "down_time = 1h\n", "");
+        struct harness *h = px_start(d, false, 1, DNS_TIMEOUT_MS, "down_time = 1h\n",
+                                     "admin_listen = 127.0.0.1:{{port:admin}}\n");
         struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
         assert_non_null(c);
         for (int n = 0; n < VAIN_REQUESTS; n++) {
@@ -273,6 +281,14 @@ static void test_tcp_in_vain_not_asked_again(void **state)
         }
         /* one lookup over TCP: its A and AAAA queries (the one refused: none) */
         assert_int_equal(fake_dns_tcp_queries(d), row->tcp == FAKE_DNS_TCP_OFF ? 0 : 2);
+        /* counted: the first as it ended, the others skipped */
+        char series[100];
+        snprintf(series, sizeof(series), "portico_dns_tcp_lookups_total{result=\"%s\"}",
+                 row->first_result);
+        assert_true(scrape_metric(harness_port(h, "admin"), series, IO_MS) == 1);
+        assert_true(scrape_metric(harness_port(h, "admin"),
+                                  "portico_dns_tcp_lookups_total{result=\"skipped\"}",
+                                  IO_MS) == VAIN_REQUESTS - 1);
         raw_close(c);
         assert_int_equal(harness_stop(h), 0);
         harness_free(h);
