@@ -84,7 +84,6 @@ static struct harness *px_start(const struct fake_dns *d, bool ipv6, uint16_t or
                                           "%s"
                                           "[upstream u]\n"
                                           "origin = many.portico.test:%u\n"
-                                          "retries = 0\n"
                                           "%s"
                                           "[route r]\nprefix = /\nupstream = u\n",
                                           ipv6 ? "[::1]" : "127.0.0.1", fake_dns_port(d),
@@ -296,6 +295,37 @@ static void test_tcp_in_vain_not_asked_again(void **state)
     }
 }
 
+/* A name whose lookup over TCP fails (refused: dns_error; silent: dns_timeout) is a failure
+ * before anything reached the origin: retries tries the next origin, which answers. */
+static void test_retry_after_tcp_failure(void **state)
+{
+    (void)state;
+    static const enum fake_dns_tcp modes[] = { FAKE_DNS_TCP_OFF, FAKE_DNS_TCP_SILENT };
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        struct fake_dns *d = dns_start(modes[i], false);
+        char extra[100];
+        snprintf(extra, sizeof(extra), "origin = 127.0.0.1:%u\nretries = 1\n",
+                 fake_origin_port(o));
+        struct harness *h = px_start(d, false, 1, DNS_TIMEOUT_MS, extra, "");
+        struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+        assert_non_null(c);
+        assert_int_equal(raw_send_str(c, "GET /retry HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        raw_response_free(&r);
+        raw_close(c);
+        assert_int_equal(harness_stop(h), 0);
+        assert_true(harness_file_contains(h, "access.log", "\"status\":200"));
+        assert_true(harness_file_contains(h, "access.log", "\"attempts\":2"));
+        harness_free(h);
+        fake_dns_stop(d);
+    }
+    fake_origin_stop(o);
+}
+
 #define FLOOD_CLIENTS 40 /* at once, each to a name the nameserver never answers over TCP */
 #define TCP_INFLIGHT_MAX 16 /* dns_tcp.c's DNS_TCP_INFLIGHT_MAX (one worker) */
 
@@ -343,6 +373,7 @@ int main(void)
         cmocka_unit_test(test_tcp_lookups_bounded),
         cmocka_unit_test(test_stop_and_reload_mid_tcp),
         cmocka_unit_test(test_tcp_in_vain_not_asked_again),
+        cmocka_unit_test(test_retry_after_tcp_failure),
     };
     if (getenv("TEST_FILTER"))
         cmocka_set_test_filter(getenv("TEST_FILTER"));
