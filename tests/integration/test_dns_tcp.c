@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -326,6 +329,95 @@ static void test_retry_after_tcp_failure(void **state)
     fake_origin_stop(o);
 }
 
+/* Runs Portico with /etc/resolv.conf replaced, in a mount namespace of its own, by the file
+ * resolv.conf of h's directory (the nameservers a test lists). false: this host cannot (not
+ * root, no unshare). */
+static bool own_resolv_conf(struct harness *h, const char *bin)
+{
+    if (geteuid() != 0 || system("unshare -m --propagation private true 2>/dev/null") != 0)
+        return false;
+    char script[PATH_MAX + 600];
+    snprintf(script, sizeof(script),
+             "#!/bin/sh\nexec unshare -m --propagation private sh -c "
+             "'mount --bind %s/resolv.conf /etc/resolv.conf && exec \"$0\" \"$@\"' %s \"$@\"\n",
+             harness_dir(h), bin);
+    assert_int_equal(harness_write_file(h, "portico.sh", script), 0);
+    static char path[PATH_MAX]; /* harness_set_bin borrows it */
+    snprintf(path, sizeof(path), "%s/portico.sh", harness_dir(h));
+    assert_int_equal(chmod(path, 0755), 0);
+    harness_set_bin(h, path);
+    return true;
+}
+
+/* Of two nameservers in resolv.conf, the first dead (it answers neither UDP nor TCP) and the
+ * second giving the name's 40 addresses over TCP: the name is asked over TCP of the nameserver
+ * evdns asked last (the one that answered), not of the head of its ring, which is the one after
+ * it: the dead one. The first request loses 9/10 of dns_timeout to the dead one's silence over
+ * UDP (evdns then marks it failed and skips it); the others, each resolving anew (keepalive 0),
+ * must be answered. The binary before asked the dead one over TCP every time: 3 x 504
+ * dns_timeout. down_time 1ms: a first request late over TCP does not keep the others off TCP. */
+static void test_tcp_asks_the_nameserver_that_answered(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dead_opts = { .mode = FAKE_DNS_SILENT, .tcp = FAKE_DNS_TCP_SILENT };
+    struct fake_dns *dead = fake_dns_start(&dead_opts);
+    struct fake_dns *live = dns_start(FAKE_DNS_TCP_ANSWER, false);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(dead);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    const char *bin = getenv("PORTICO_BIN") ? getenv("PORTICO_BIN") : "build/portico";
+    char abs_bin[PATH_MAX];
+    assert_non_null(realpath(bin, abs_bin));
+    if (!own_resolv_conf(h, abs_bin)) {
+        print_message("  skipped: no mount namespace here (needs root and unshare)\n");
+        harness_free(h);
+        fake_origin_stop(o);
+        fake_dns_stop(live);
+        fake_dns_stop(dead);
+        skip();
+    }
+    char conf[200];
+    snprintf(conf, sizeof(conf), "nameserver 127.0.0.1:%u\nnameserver 127.0.0.1:%u\n",
+             fake_dns_port(dead), fake_dns_port(live));
+    assert_int_equal(harness_write_file(h, "resolv.conf", conf), 0);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\n"
+                                          "dns_timeout = 400ms\n"
+                                          "[upstream u]\n"
+                                          "origin = many.portico.test:%u\n"
+                                          "keepalive = 0\n"
+                                          "down_time = 1ms\n"
+                                          "[route r]\nprefix = /\nupstream = u\n",
+                                          fake_origin_port(o)),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    for (int n = 0; n < 3; n++) {
+        assert_int_equal(raw_send_str(c, "GET /two HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        const char *err = raw_header(&r, "Portico-Error");
+        print_message("  request %d: %d %s; %u TCP queries to the dead one, %u to the live one\n",
+                      n + 1, r.status, err ? err : "-", fake_dns_tcp_queries(dead),
+                      fake_dns_tcp_queries(live));
+        if (n > 0)
+            assert_int_equal(r.status, 200);
+        raw_response_free(&r);
+    }
+    assert_int_equal(fake_dns_tcp_queries(dead), 0);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o);
+    fake_dns_stop(live);
+    fake_dns_stop(dead);
+}
+
 #define FLOOD_CLIENTS 40 /* at once, each to a name the nameserver never answers over TCP */
 #define TCP_INFLIGHT_MAX 16 /* dns_tcp.c's DNS_TCP_INFLIGHT_MAX (one worker) */
 
@@ -374,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_stop_and_reload_mid_tcp),
         cmocka_unit_test(test_tcp_in_vain_not_asked_again),
         cmocka_unit_test(test_retry_after_tcp_failure),
+        cmocka_unit_test(test_tcp_asks_the_nameserver_that_answered),
     };
     if (getenv("TEST_FILTER"))
         cmocka_set_test_filter(getenv("TEST_FILTER"));
