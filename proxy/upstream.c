@@ -907,7 +907,7 @@ const char *upconn_dns_error_text(int eai, const char *host)
     }
 }
 
-size_t upconn_dns_timeout(struct upconn *c, char *buf, size_t size, size_t len)
+size_t upconn_dns_timeout(struct upconn *c, bool in_vain, char *buf, size_t size, size_t len)
 {
     if (c->state != UC_RESOLVING || !c->dns_tcp)
         return len;
@@ -919,7 +919,8 @@ size_t upconn_dns_timeout(struct upconn *c, char *buf, size_t size, size_t len)
         else
             len += (size_t)n;
     }
-    tcp_in_vain(c);
+    if (in_vain)
+        tcp_in_vain(c);
     metrics_dns_tcp(c->loop->metrics, DNS_TCP_TIMEOUT);
     dns_tcp_cancel(c->dns_tcp);
     c->dns_tcp = NULL;
