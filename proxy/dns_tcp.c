@@ -1,5 +1,5 @@
 /*
- * dns_tcp.c — A and AAAA asked over TCP of the resolver's first nameserver. See dns_tcp.h.
+ * dns_tcp.c — A and AAAA asked over TCP of the nameserver the resolver asked last. See dns_tcp.h.
  *
  * One connection, both queries written at once (RFC 7766 6.2.1.1: a server may answer them in
  * any order, so answers are matched by id), one event whose meaning follows the step:
@@ -238,9 +238,14 @@ struct dns_tcp *dns_tcp_start(struct event_base *base, struct evdns_base *dns, c
 {
     struct sockaddr_storage ns;
     struct dns_tcp *t = NULL;
-    /* The first nameserver: evdns does not say which one it asked (it takes them in turn, and
-     * skips one that stopped answering), and every one listed should give the same answer. */
-    int nslen = evdns_base_get_nameserver_addr(dns, 0, (struct sockaddr *)&ns, sizeof(ns));
+    /* The nameserver evdns asked last: it does not say which, but nameserver_pick moves the
+     * head of its ring just past the one it picks (and past those it marked failed), so the
+     * head (index 0) is the next to ask, with two nameservers the other one, dead or alive, and
+     * the one before it (the last index) the one just asked, alive then. */
+    int count = evdns_base_count_nameservers(dns);
+    int nslen = count > 0 ? evdns_base_get_nameserver_addr(dns, count - 1, (struct sockaddr *)&ns,
+                                                           sizeof(ns))
+                          : -1;
     if (nslen <= 0 || (size_t)nslen > sizeof(ns)) {
         snprintf(why, size, "no nameserver to ask over TCP");
         goto fail;

@@ -3,8 +3,9 @@
  *
  * The answer comes from a nameserver, over a connection anyone on the path could write to: every
  * read is checked against the message's length, a name is decoded into a buffer of the largest
- * legal name, and a compression pointer must point before itself (so no loop can form), with a
- * hop limit besides. Names are compared in wire form, lowercased.
+ * legal name, a compression pointer must point before itself, and a name's pointers are at most
+ * POINTER_HOPS: a pointer back into its own name's labels still loops, and the hop limit (or the
+ * 255-byte limit) ends it. Names are compared in wire form, lowercased.
  */
 #include "portico/dns_wire.h"
 
@@ -97,7 +98,7 @@ static int read_name(const uint8_t *msg, size_t len, size_t off, uint8_t *name, 
                 return -1;
             }
             size_t to = (size_t)(get16(msg + off) & 0x3fff);
-            if (to >= off) { /* forward, or to itself: the only way a loop could form */
+            if (to >= off) { /* forward, or to itself */
                 *why = "a compression pointer that does not point back";
                 return -1;
             }

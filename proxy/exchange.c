@@ -346,7 +346,7 @@ void ex_phase_timeout(struct exchange *ex)
         if (p == PHASE_CONNECT && ex->uc)
             upconn_tried_note(ex->uc, detail, sizeof(detail), len);
         else if (p == PHASE_DNS && ex->uc)
-            upconn_dns_note(ex->uc, detail, sizeof(detail), len);
+            upconn_dns_timeout(ex->uc, true, detail, sizeof(detail), len);
     }
     ex_fail_text(ex, p, CAUSE_TIMEOUT, limit, detail);
 }

@@ -298,9 +298,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
                               phase_timeout_detail(p->phase, upconn_addr(p->uc), hc->timeout_ms,
                                                    why, sizeof(why)));
         else if (p->phase == PHASE_DNS) /* and whether it was asked over TCP */
-            upconn_dns_note(p->uc, why, sizeof(why),
-                            phase_timeout_detail(p->phase, oc->host, hc->timeout_ms, why,
-                                                 sizeof(why)));
+            upconn_dns_timeout(p->uc, false, why, sizeof(why),
+                               phase_timeout_detail(p->phase, oc->host, hc->timeout_ms, why,
+                                                    sizeof(why)));
         else
             phase_timeout_detail(p->phase,
                                  phase_subject(p->phase) == SUBJECT_HOST ? oc->host

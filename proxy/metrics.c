@@ -84,6 +84,12 @@ static const char *const reload_result_names[RELOAD_RESULT_COUNT] = {
 #undef X
 };
 
+static const char *const dns_tcp_outcome_names[DNS_TCP_OUTCOME_COUNT] = {
+#define X(id, nm) [id] = nm,
+    DNS_TCP_OUTCOME_LIST(X)
+#undef X
+};
+
 static const char *const tunnel_end_labels[TUNNEL_END_COUNT] = {
 #define X(id, label, words) [id] = label,
     TUNNEL_END_LIST(X)
@@ -140,6 +146,7 @@ struct shard {
     _Atomic int64_t conns[CONN_SIDE_COUNT][CONN_STATE_COUNT];
     _Atomic uint64_t interim[NINTERIM][INTERIM_DIR_COUNT];
     _Atomic uint64_t tunnel_ends[TUNNEL_END_COUNT];
+    _Atomic uint64_t dns_tcp[DNS_TCP_OUTCOME_COUNT];
 
     /* portico_requests_total */
     uint8_t pair_of[NCODES][FAILURE_COUNT]; /* writer only: slot + 1 of a pair, 0 none yet */
@@ -258,6 +265,7 @@ struct totals {
     uint64_t counters[METRIC_COUNT];
     uint64_t interim[NINTERIM][INTERIM_DIR_COUNT];
     uint64_t tunnel_ends[TUNNEL_END_COUNT];
+    uint64_t dns_tcp[DNS_TCP_OUTCOME_COUNT];
     int64_t conns[CONN_SIDE_COUNT][CONN_STATE_COUNT];
     struct req_row *req;
     size_t nreq, capreq;
@@ -356,6 +364,8 @@ static void totals_add_shard(struct totals *t, struct shard *s, bool live)
             t->interim[c][d] += get(&s->interim[c][d]);
     for (int e = 0; e < TUNNEL_END_COUNT; e++)
         t->tunnel_ends[e] += get(&s->tunnel_ends[e]);
+    for (int o = 0; o < DNS_TCP_OUTCOME_COUNT; o++)
+        t->dns_tcp[o] += get(&s->dns_tcp[o]);
     if (live) {
         for (int side = 0; side < CONN_SIDE_COUNT; side++)
             for (int st = 0; st < CONN_STATE_COUNT; st++)
@@ -621,6 +631,12 @@ void metrics_tunnel_end(struct metrics *m, enum tunnel_end end)
 {
     if ((unsigned)end < TUNNEL_END_COUNT)
         bump(&shard_of(m)->tunnel_ends[end], 1);
+}
+
+void metrics_dns_tcp(struct metrics *m, enum dns_tcp_outcome outcome)
+{
+    if ((unsigned)outcome < DNS_TCP_OUTCOME_COUNT)
+        bump(&shard_of(m)->dns_tcp[outcome], 1);
 }
 
 void metrics_interim(struct metrics *m, int code, enum interim_direction dir)
@@ -1149,6 +1165,12 @@ static bool stage_interim(struct metrics_cursor *c, struct render *out, size_t b
     for (int e = 0; e < TUNNEL_END_COUNT; e++)
         put(out, "portico_tunnels_closed_total{reason=\"%s\"} %llu\n", tunnel_end_labels[e],
             (unsigned long long)t->tunnel_ends[e]);
+    family(out, "portico_dns_tcp_lookups_total", "counter",
+           "Origin names asked over TCP after a UDP answer that may have been truncated, by how "
+           "it ended");
+    for (int o = 0; o < DNS_TCP_OUTCOME_COUNT; o++)
+        put(out, "portico_dns_tcp_lookups_total{result=\"%s\"} %llu\n",
+            dns_tcp_outcome_names[o], (unsigned long long)t->dns_tcp[o]);
     return true;
 }
 

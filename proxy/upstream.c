@@ -101,7 +101,10 @@ void upconn_free(struct upconn *c)
         event_del(&c->io_ev);
     if (event_initialized(&c->defer_ev))
         event_del(&c->defer_ev);
-    dns_tcp_cancel(c->dns_tcp); /* the owner left during a lookup over TCP: no callback */
+    if (c->dns_tcp) { /* the owner left during a lookup over TCP: no callback */
+        metrics_dns_tcp(c->loop->metrics, DNS_TCP_CANCELLED);
+        dns_tcp_cancel(c->dns_tcp);
+    }
     if (c->sock.state != SOCK_CLOSED)
         sock_close(&c->sock);
     else if (c->fd >= 0)
@@ -723,16 +726,13 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
         return;
     }
     if (result != 0 || !res) {
-        if (may_be_truncated(result) && ask_over_tcp(c, result)) {
-            if (res)
-                evutil_freeaddrinfo(res);
-            return;
-        }
+        if (res)
+            evutil_freeaddrinfo(res);
+        if (may_be_truncated(result) && ask_over_tcp(c, result))
+            return; /* asked, or the failure reported: c may be gone */
         enum cause cause = result == EVUTIL_EAI_NONAME ? CAUSE_NXDOMAIN
                            : result == EVUTIL_EAI_MEMORY ? CAUSE_LOCAL
                                                          : CAUSE_DNS_FAIL;
-        if (res)
-            evutil_freeaddrinfo(res);
         report_error(c, cause, "resolving %s failed: %s", c->oc->host,
                      upconn_dns_error_text(result, c->oc->host));
         return;
@@ -752,47 +752,75 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
  * name with IPv6 addresses only, whose A answer is empty, costs no TCP), other than NXDOMAIN
  * and evdns's own timeout (which the attempt-timeout branch above asks again over UDP). The cost
  * is one TCP exchange with the nameserver on those failures only, where the nameserver then
- * says what it meant (SERVFAIL, no address) in the detail. Not covered: a truncated answer of
- * one family merged with the other family's addresses (evdns gives those alone). */
+ * says what it meant (SERVFAIL, no address) in the detail. A lookup over TCP that gave nothing
+ * better (the nameserver's own failure, no answer, none within the owner's timer) is not asked
+ * again for the origin's down_time (tcp_again_at): a name that SERVFAILs cost every request
+ * 28 system calls against 16, and a nameserver that drops TCP a whole dns_timeout each. Not
+ * covered: a truncated answer of one family merged with the other family's addresses (evdns
+ * gives those alone). */
 static bool may_be_truncated(int result)
 {
     return result == EVUTIL_EAI_FAIL || result == EVUTIL_EAI_NODATA || result == 0;
+}
+
+/* The UDP failure (udp_failure's words), and after them why TCP gave nothing when it fits. */
+static void udp_failure_stands(struct upconn *c, const char *tcp_why)
+{
+    char detail[200];
+    int n = snprintf(detail, sizeof(detail), "resolving %s failed: %s", c->oc->host,
+                     upconn_dns_error_text(c->udp_failure, c->oc->host));
+    size_t len = n < 0 ? 0 : MIN((size_t)n, sizeof(detail) - 1);
+    n = snprintf(detail + len, sizeof(detail) - len, "; over TCP: %s", tcp_why);
+    if (n < 0 || (size_t)n >= sizeof(detail) - len) /* all or nothing */
+        detail[len] = '\0';
+    c->ev->on_error(c->arg, CAUSE_DNS_FAIL, detail);
+}
+
+/* The lookup over TCP gave nothing the UDP answer had not: not asked again for down_time. */
+static void tcp_in_vain(struct upconn *c)
+{
+    c->loop->pools->pool[c->upstream].tcp_again_at[c->origin] =
+        event_now_us() + c->up->down_time_ms * 1000;
 }
 
 static void tcp_cb(void *arg, const struct dns_tcp_result *r)
 {
     struct upconn *c = arg;
     c->dns_tcp = NULL; /* the question for every family failed first: every_family is set */
+    metrics_dns_tcp(c->loop->metrics, r->answered ? DNS_TCP_ANSWERED : DNS_TCP_FAILED);
+    if (r->eai)
+        tcp_in_vain(c);
     if (r->eai && r->answered) {
         enum cause cause = r->eai == EVUTIL_EAI_NONAME ? CAUSE_NXDOMAIN : CAUSE_DNS_FAIL;
         report_error(c, cause, "resolving %s failed over TCP: %s", c->oc->host, r->detail);
         return;
     }
     if (r->eai) { /* no answer over TCP: the UDP answer's words, and why when they fit */
-        char detail[200];
-        int n = snprintf(detail, sizeof(detail), "resolving %s failed: %s", c->oc->host,
-                         upconn_dns_error_text(c->udp_failure, c->oc->host));
-        size_t len = n < 0 ? 0 : MIN((size_t)n, sizeof(detail) - 1);
-        n = snprintf(detail + len, sizeof(detail) - len, "; over TCP: %s", r->detail);
-        if (n < 0 || (size_t)n >= sizeof(detail) - len) /* all or nothing */
-            detail[len] = '\0';
-        c->ev->on_error(c->arg, CAUSE_DNS_FAIL, detail);
+        udp_failure_stands(c, r->detail);
         return;
     }
     addrs_given(c, NULL, r);
 }
 
-/* Asks the name over TCP (ASKED OVER TCP); false: it cannot be (no nameserver, out of memory),
- * the UDP answer stands. */
+/* Asks the name over TCP (ASKED OVER TCP); false: the UDP answer stands, reported by the caller
+ * (no nameserver, too many lookups under way, out of memory). true also when the name was
+ * asked in vain within down_time: its failure was reported, c may be gone. */
 static bool ask_over_tcp(struct upconn *c, int udp_failure)
 {
     c->udp_failure = udp_failure;
+    if (event_now_us() < c->loop->pools->pool[c->upstream].tcp_again_at[c->origin]) {
+        metrics_dns_tcp(c->loop->metrics, DNS_TCP_SKIPPED);
+        udp_failure_stands(c, "asked in vain within down_time, not again");
+        return true;
+    }
     char buf[256], why[100];
     const char *name = name_without_root_dot(c->oc->host, buf, sizeof(buf));
     c->dns_tcp = dns_tcp_start(c->loop->base, c->loop->dns, name ? name : c->oc->host, tcp_cb, c,
                                why, sizeof(why));
-    if (!c->dns_tcp)
+    if (!c->dns_tcp) {
+        metrics_dns_tcp(c->loop->metrics, DNS_TCP_SKIPPED);
         log_debug("resolving %s: not asked over TCP: %s", c->oc->host, why);
+    }
     return c->dns_tcp != NULL;
 }
 
@@ -879,17 +907,24 @@ const char *upconn_dns_error_text(int eai, const char *host)
     }
 }
 
-size_t upconn_dns_note(const struct upconn *c, char *buf, size_t size, size_t len)
+size_t upconn_dns_timeout(struct upconn *c, bool in_vain, char *buf, size_t size, size_t len)
 {
-    if (c->state != UC_RESOLVING || !c->dns_tcp || len + 1 >= size)
+    if (c->state != UC_RESOLVING || !c->dns_tcp)
         return len;
-    int n = snprintf(buf + len, size - len, " over TCP (no answer from %s; the UDP answer failed "
-                     "or was truncated)", dns_tcp_server(c->dns_tcp));
-    if (n < 0 || (size_t)n >= size - len) { /* all or nothing */
-        buf[len] = '\0';
-        return len;
+    if (len + 1 < size) {
+        int n = snprintf(buf + len, size - len, " over TCP (no answer from %s; the UDP answer "
+                         "failed or was truncated)", dns_tcp_server(c->dns_tcp));
+        if (n < 0 || (size_t)n >= size - len) /* all or nothing */
+            buf[len] = '\0';
+        else
+            len += (size_t)n;
     }
-    return len + (size_t)n;
+    if (in_vain)
+        tcp_in_vain(c);
+    metrics_dns_tcp(c->loop->metrics, DNS_TCP_TIMEOUT);
+    dns_tcp_cancel(c->dns_tcp);
+    c->dns_tcp = NULL;
+    return len;
 }
 
 const char *upconn_dns_failure(const struct upconn *c)

@@ -109,6 +109,12 @@ struct upstream_pool {
      * resolver that never answers AAAA costs a connect_timeout once per down_time, not on every
      * failed connect of an IPv4-only name. */
     uint64_t ask_again_at[CFG_MAX_ORIGINS];
+    /* When each origin's name may be asked over TCP again (µs; 0: now): a lookup over TCP that
+     * gave nothing better than the UDP failure (the nameserver failed there too, has no TCP, or
+     * no answer came within a request's dns_timeout) is not repeated for down_time, so a name
+     * that SERVFAILs costs a TCP exchange once per down_time, not per request, and a nameserver
+     * that drops TCP a dns_timeout once, not on every request (upstream.c: ASKED OVER TCP). */
+    uint64_t tcp_again_at[CFG_MAX_ORIGINS];
     struct upconn_list settling;           /* oldest release first */
     struct upconn_list idle;               /* settled; oldest release first */
     unsigned nsettling;

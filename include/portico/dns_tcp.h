@@ -1,6 +1,6 @@
 /*
  * dns_tcp.h — a name's A and AAAA records asked over TCP (RFC 7766; RFC 1035 4.2.2: each message
- * after a 2-byte length), of the resolver's first nameserver, on a worker's event loop: what
+ * after a 2-byte length), of the nameserver the resolver asked last, on a worker's event loop: what
  * upstream.c asks when evdns's UDP lookup failed in a way that may be a truncated answer
  * (libevent 2.1's resolver has no TCP). Non-blocking; no timer of its own: the owner's
  * dns_timeout ends it with dns_tcp_cancel.
@@ -32,9 +32,10 @@ struct dns_tcp_result {
  * by then. Never called after dns_tcp_cancel. */
 typedef void (*dns_tcp_done)(void *arg, const struct dns_tcp_result *r);
 
-/* Starts asking name's A and AAAA records (both queries in one connection) of dns's first
- * nameserver. done runs from the loop, never inside this call. NULL when it cannot start (no
- * nameserver, a name that is not one, out of memory): why (size bytes) says which. */
+/* Starts asking name's A and AAAA records (both queries in one connection) of the nameserver
+ * dns asked last (of several, the one that answered the UDP question). done runs from the loop,
+ * never inside this call. NULL when it cannot start (no nameserver, a name that is not one, out
+ * of memory): why (size bytes) says which. */
 struct dns_tcp *dns_tcp_start(struct event_base *base, struct evdns_base *dns, const char *name,
                               dns_tcp_done done, void *arg, char *why, size_t size);
 

@@ -166,6 +166,22 @@ enum tunnel_end {
     TUNNEL_END_COUNT
 };
 
+/* How a lookup over TCP of an origin name ended, for portico_dns_tcp_lookups_total{result}
+ * (upstream.c: ASKED OVER TCP). */
+#define DNS_TCP_OUTCOME_LIST(X)                                                                    \
+    X(DNS_TCP_ANSWERED, "answered")   /* the nameserver answered: addresses, or its failure */     \
+    X(DNS_TCP_FAILED, "failed")       /* no answer: refused, closed, a send or read error */       \
+    X(DNS_TCP_TIMEOUT, "timeout")     /* none within the owner's timer (dns_timeout) */            \
+    X(DNS_TCP_CANCELLED, "cancelled") /* the owner left first (the client, a stop) */              \
+    X(DNS_TCP_SKIPPED, "skipped")     /* not asked: 16 under way, in vain within down_time ... */
+
+enum dns_tcp_outcome {
+#define X(id, name) id,
+    DNS_TCP_OUTCOME_LIST(X)
+#undef X
+    DNS_TCP_OUTCOME_COUNT
+};
+
 /* Results of portico_config_reloads_total. */
 #define RELOAD_RESULT_LIST(X)                                                                      \
     X(RELOAD_OK, "ok")              /* the new configuration serves */                             \
@@ -254,6 +270,9 @@ void metrics_interim(struct metrics *m, int code, enum interim_direction dir);
 
 /* Counts one ended tunnel in portico_tunnels_closed_total{reason}. */
 void metrics_tunnel_end(struct metrics *m, enum tunnel_end end);
+
+/* Counts one lookup over TCP in portico_dns_tcp_lookups_total{result}. */
+void metrics_dns_tcp(struct metrics *m, enum dns_tcp_outcome outcome);
 
 /* Counts one injected fault of rule `fault` (index in labels->faults). */
 void metrics_fault(struct metrics *m, int fault, enum fault_action action);

@@ -91,11 +91,13 @@ const char *upconn_dns_error_text(int eai, const char *host);
  * (upconn_dns_error_text's words), which a timeout of that second round reports; else NULL. */
 const char *upconn_dns_failure(const struct upconn *c);
 
-/* Appends to the detail buf[len] (size in all) of a dns_timeout what was under way when it
- * ended: " over TCP (no answer from 127.0.0.1:53; ...)" while the name is asked over TCP after
- * a UDP answer that may have been truncated; nothing otherwise, or when it does not fit. The new
- * length. */
-size_t upconn_dns_note(const struct upconn *c, char *buf, size_t size, size_t len);
+/* The owner's timer ended the lookup. While the name is asked over TCP after a UDP answer that
+ * may have been truncated: appends to the detail buf[len] (size in all) " over TCP (no answer
+ * from 127.0.0.1:53; ...)" (nothing when it does not fit) and ends that lookup; with in_vain (the
+ * timer was a request's dns_timeout, not a health check's timeout, which may be shorter than
+ * the nameserver takes) the name is not asked over TCP again for down_time. Nothing otherwise.
+ * The new length. */
+size_t upconn_dns_timeout(struct upconn *c, bool in_vain, char *buf, size_t size, size_t len);
 
 /* The connection's sock (valid once ready). */
 struct sock *upconn_sock(struct upconn *c);

@@ -202,6 +202,64 @@ static void test_cname_limits(void **state)
     free(m);
 }
 
+/* A record of type with rdlength len, its owner written out. */
+static void rr_named(struct msg *m, const char *owner, unsigned type, unsigned len,
+                     const uint8_t *data)
+{
+    put_name(m, owner);
+    put16(m, type), put16(m, DNS_CLASS_IN), put16(m, 0), put16(m, 60), put16(m, len);
+    memcpy(m->b + m->n, data, len), m->n += len;
+}
+
+static const uint8_t planted[4] = {10, 6, 6, 6};
+
+/* Cache-poisoning shapes: addresses an answer offers for the name asked outside the answer
+ * section, or for names off its CNAME chain, are never kept; the name's own records are found
+ * whatever their case (0x20). */
+static void test_poisoning(void **state)
+{
+    (void)state;
+    struct msg *m = calloc(1, sizeof(*m));
+    struct dns_wire_addrs a;
+    char why[160];
+    /* the answer: other.test A; the additional section: h.test A (arcount 1) */
+    header(m, ID, 0x8180, 1, "h.test", DNS_TYPE_A);
+    m->b[11] = 1;
+    rr_named(m, "other.test", DNS_TYPE_A, 4, planted);
+    rr_named(m, "h.test", DNS_TYPE_A, 4, planted);
+    assert_int_equal(answer(m, "h.test", DNS_TYPE_A, &a, why, sizeof(why)), DNS_WIRE_OK);
+    assert_int_equal(a.found, 0);
+    /* the same in the authority section (nscount 1) */
+    m->b[11] = 0, m->b[9] = 1;
+    assert_int_equal(answer(m, "h.test", DNS_TYPE_A, &a, why, sizeof(why)), DNS_WIRE_OK);
+    assert_int_equal(a.found, 0);
+    /* h CNAME x, x CNAME h: out and back, with an A of a name that is not on the chain */
+    header(m, ID, 0x8180, 3, "h.test", DNS_TYPE_A);
+    rr_ptr(m, 0, DNS_TYPE_CNAME, 8, NULL);
+    size_t x_at = m->n;
+    put_name(m, "x.test");
+    rr_ptr(m, (unsigned)x_at, DNS_TYPE_CNAME, 2, NULL);
+    put16(m, 0xc000 | DNS_WIRE_HEADER);
+    rr_named(m, "y.test", DNS_TYPE_A, 4, planted);
+    assert_int_equal(answer(m, "h.test", DNS_TYPE_A, &a, why, sizeof(why)), DNS_WIRE_BAD);
+    assert_string_equal(why, "a CNAME chain longer than 8");
+    assert_int_equal(a.found, 0);
+    /* an A of the name in another case, before it a CNAME of another name: the A is kept */
+    header(m, ID, 0x8180, 2, "H.tEsT", DNS_TYPE_A);
+    rr_named(m, "z.test", DNS_TYPE_CNAME, 8, (const uint8_t *)"\1h\4test");
+    rr_named(m, "h.TEST", DNS_TYPE_A, 4, v4);
+    assert_int_equal(answer(m, "h.test", DNS_TYPE_A, &a, why, sizeof(why)), DNS_WIRE_OK);
+    assert_int_equal(a.n, 1);
+    assert_memory_equal(a.a[0], v4, 4);
+    /* an A of class CH (3) for the name: not an address */
+    header(m, ID, 0x8180, 1, "h.test", DNS_TYPE_A);
+    rr_named(m, "h.test", DNS_TYPE_A, 4, planted);
+    m->b[m->n - 11] = 3; /* the class's low byte: CH */
+    assert_int_equal(answer(m, "h.test", DNS_TYPE_A, &a, why, sizeof(why)), DNS_WIRE_OK);
+    assert_int_equal(a.found, 0);
+    free(m);
+}
+
 /* rcodes: NXDOMAIN, and the others named. */
 static void test_rcodes(void **state)
 {
@@ -340,6 +398,17 @@ static void count_lies(struct msg *m)
         rr_ptr(m, 0, DNS_TYPE_A, 4, v4);
 }
 
+/* A pointer back into its own name's labels ("x", then a pointer to the "x"): it points back,
+ * yet loops; the hop limit ends it. */
+static void pointer_back_loop(struct msg *m)
+{
+    header(m, ID, 0x8180, 1, "h.test", DNS_TYPE_A);
+    size_t x_at = m->n;
+    put8(m, 1), put8(m, 'x'), put16(m, 0xc000 | (unsigned)x_at);
+    put16(m, DNS_TYPE_A), put16(m, 1), put16(m, 0), put16(m, 60), put16(m, 4);
+    memcpy(m->b + m->n, v4, 4), m->n += 4;
+}
+
 static void long_name(struct msg *m)
 {
     header(m, ID, 0x8180, 1, "h.test", DNS_TYPE_A);
@@ -374,6 +443,8 @@ static const struct hostile_row hostile_rows[] = {
      "answer record 1 of 1: a CNAME record's length does not match its name"},
     {"ancount 1000, 3 records", count_lies, "answer record 4 of 1000: a name runs past the end"},
     {"name of 260 bytes", long_name, "answer record 1 of 1: a name longer than 255 bytes"},
+    {"pointer back into its own labels", pointer_back_loop,
+     "answer record 1 of 1: too many compression pointers in a name"},
 };
 
 static void test_hostile(void **state)
@@ -411,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_many_records),
         cmocka_unit_test(test_cname_chain),
         cmocka_unit_test(test_cname_limits),
+        cmocka_unit_test(test_poisoning),
         cmocka_unit_test(test_rcodes),
         cmocka_unit_test(test_hostile),
     };

@@ -696,13 +696,38 @@ static void test_older_families(void **state)
     free(text);
 }
 
+/* Lookups over TCP by how they ended, every result listed (0 included), a retired worker's
+ * counts folded in. */
+static void test_dns_tcp_lookups(void **state)
+{
+    (void)state;
+    struct metrics *a = metrics_shard_create(NULL), *b = metrics_shard_create(NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    metrics_dns_tcp(a, DNS_TCP_ANSWERED);
+    metrics_dns_tcp(a, DNS_TCP_SKIPPED);
+    metrics_dns_tcp(b, DNS_TCP_SKIPPED);
+    metrics_dns_tcp(b, DNS_TCP_TIMEOUT);
+    metrics_dns_tcp(b, DNS_TCP_OUTCOME_COUNT); /* not a result: ignored */
+    metrics_shard_retire(b);
+    char *text = render(NULL);
+    validate(text);
+    assert_family(text, "portico_dns_tcp_lookups_total",
+                  "portico_dns_tcp_lookups_total{result=\"answered\"} 1\n"
+                  "portico_dns_tcp_lookups_total{result=\"failed\"} 0\n"
+                  "portico_dns_tcp_lookups_total{result=\"timeout\"} 1\n"
+                  "portico_dns_tcp_lookups_total{result=\"cancelled\"} 0\n"
+                  "portico_dns_tcp_lookups_total{result=\"skipped\"} 2\n");
+    free(text);
+}
+
 /* An empty process still renders a valid file with every family described. */
 static void test_empty(void **state)
 {
     (void)state;
     char *text = render(NULL);
     assert_int_equal(validate(text), METRIC_COUNT + FAILURE_COUNT - 1 + 6 + 1 + 5 + 1 + 1 + 3 + 1 +
-                                         TUNNEL_END_COUNT);
+                                         TUNNEL_END_COUNT + DNS_TCP_OUTCOME_COUNT);
     assert_true(sample(text, "portico_tunnels_closed_total{reason=\"cut\"}") == 0);
     assert_true(strstr(text, "# TYPE portico_requests_total counter\n"));
     assert_true(strstr(text, "# TYPE portico_upstream_origin_up gauge\n"));
@@ -813,6 +838,7 @@ int main(void)
         cmocka_unit_test_teardown(test_pair_overflow, teardown),
         cmocka_unit_test_teardown(test_escaping, teardown),
         cmocka_unit_test_teardown(test_older_families, teardown),
+        cmocka_unit_test_teardown(test_dns_tcp_lookups, teardown),
         cmocka_unit_test_teardown(test_empty, teardown),
         cmocka_unit_test(test_validator_refuses),
         cmocka_unit_test_teardown(test_scrape_while_writing, teardown),
