@@ -29,9 +29,6 @@
  * request. Beyond it, the UDP answer's failure stands. */
 #define DNS_TCP_INFLIGHT_MAX 16
 
-/* Lookups under way on this thread's loop (each loop runs on a thread of its own). */
-static _Thread_local unsigned inflight;
-
 enum dns_tcp_step { STEP_CONNECTING, STEP_WRITING, STEP_READING };
 
 /* One of the two questions. */
@@ -47,7 +44,7 @@ struct dns_tcp {
     evutil_socket_t fd;
     struct event ev;                       /* EV_WRITE, then EV_READ (persistent) */
     enum dns_tcp_step step;
-    bool counted;                          /* one of inflight */
+    unsigned *inflight;                    /* the owner loop's count, which holds this one */
     int connect_err;                       /* an error connect() gave at once */
     dns_tcp_done done;
     void *arg;
@@ -68,8 +65,8 @@ static void free_lookup(struct dns_tcp *t)
         event_del(&t->ev);
     if (t->fd >= 0)
         evutil_closesocket(t->fd);
-    if (t->counted)
-        inflight--;
+    if (t->inflight)
+        (*t->inflight)--;
     free(t);
 }
 
@@ -233,8 +230,9 @@ static int make_queries(struct dns_tcp *t, const char *name)
     return 0;
 }
 
-struct dns_tcp *dns_tcp_start(struct event_base *base, struct evdns_base *dns, const char *name,
-                              dns_tcp_done done, void *arg, char *why, size_t size)
+struct dns_tcp *dns_tcp_start(struct event_base *base, struct evdns_base *dns, unsigned *inflight,
+                              const char *name, dns_tcp_done done, void *arg, char *why,
+                              size_t size)
 {
     struct sockaddr_storage ns;
     struct dns_tcp *t = NULL;
@@ -250,7 +248,7 @@ struct dns_tcp *dns_tcp_start(struct event_base *base, struct evdns_base *dns, c
         snprintf(why, size, "no nameserver to ask over TCP");
         goto fail;
     }
-    if (inflight >= DNS_TCP_INFLIGHT_MAX) {
+    if (*inflight >= DNS_TCP_INFLIGHT_MAX) {
         snprintf(why, size, "%d lookups over TCP under way already", DNS_TCP_INFLIGHT_MAX);
         goto fail;
     }
@@ -260,8 +258,8 @@ struct dns_tcp *dns_tcp_start(struct event_base *base, struct evdns_base *dns, c
         goto fail;
     }
     t->fd = -1;
-    t->counted = true;
-    inflight++;
+    t->inflight = inflight;
+    (*inflight)++;
     t->done = done;
     t->arg = arg;
     sockaddr_str((struct sockaddr *)&ns, t->server, sizeof(t->server));

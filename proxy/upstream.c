@@ -815,7 +815,8 @@ static bool ask_over_tcp(struct upconn *c, int udp_failure)
     }
     char buf[256], why[100];
     const char *name = name_without_root_dot(c->oc->host, buf, sizeof(buf));
-    c->dns_tcp = dns_tcp_start(c->loop->base, c->loop->dns, name ? name : c->oc->host, tcp_cb, c,
+    c->dns_tcp = dns_tcp_start(c->loop->base, c->loop->dns, &c->loop->dns_tcp_inflight,
+                               name ? name : c->oc->host, tcp_cb, c,
                                why, sizeof(why));
     if (!c->dns_tcp) {
         metrics_dns_tcp(c->loop->metrics, DNS_TCP_SKIPPED);

@@ -33,11 +33,14 @@ struct dns_tcp_result {
 typedef void (*dns_tcp_done)(void *arg, const struct dns_tcp_result *r);
 
 /* Starts asking name's A and AAAA records (both queries in one connection) of the nameserver
- * dns asked last (of several, the one that answered the UDP question). done runs from the loop,
- * never inside this call. NULL when it cannot start (no nameserver, a name that is not one, out
- * of memory): why (size bytes) says which. */
-struct dns_tcp *dns_tcp_start(struct event_base *base, struct evdns_base *dns, const char *name,
-                              dns_tcp_done done, void *arg, char *why, size_t size);
+ * dns asked last (of several, the one that answered the UDP question). *inflight is the loop's
+ * count of lookups under way, which the lookup is one of until it is freed (on any thread); at
+ * DNS_TCP_INFLIGHT_MAX (16) none starts. done runs from the loop, never inside this call. NULL
+ * when it cannot start (no nameserver, 16 under way, a name that is not one, out of memory):
+ * why (size bytes) says which. */
+struct dns_tcp *dns_tcp_start(struct event_base *base, struct evdns_base *dns, unsigned *inflight,
+                              const char *name, dns_tcp_done done, void *arg, char *why,
+                              size_t size);
 
 /* "127.0.0.1:53": the nameserver asked. */
 const char *dns_tcp_server(const struct dns_tcp *t);

@@ -49,6 +49,7 @@ struct loop {
     struct event_base *base;           /* owned by the worker */
     struct evdns_base *dns;            /* owned by the worker */
     uint64_t dns_attempt_us;           /* how long evdns waits for a lookup's answer */
+    unsigned dns_tcp_inflight;         /* names asked over TCP under way (dns_tcp.h) */
     struct deadline_clock *clock;      /* owned by the worker: every deadline on this loop */
     const struct config *cfg;          /* borrowed: gen's configuration */
     struct generation *gen;            /* borrowed: outlives the worker */
