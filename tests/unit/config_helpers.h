@@ -102,13 +102,10 @@ CFG_HELPER EVP_PKEY *write_test_key(const char *dir, const char *name)
     return key;
 }
 
-/* In dir: NAME.pem, a self-signed certificate for localhost valid from `from` to `to` seconds
- * from now, and its key NAME.key. Returns its notAfter (Unix time). */
-CFG_HELPER long long write_dated_cert(const char *dir, const char *name, long from, long to)
+/* At path, a self-signed certificate for localhost with key, valid from `from` to `to` seconds
+ * from now. Returns its notAfter (Unix time). */
+CFG_HELPER long long write_self_signed(const char *path, EVP_PKEY *key, long from, long to)
 {
-    char path[256];
-    snprintf(path, sizeof(path), "%s.key", name);
-    EVP_PKEY *key = write_test_key(dir, path);
     X509 *x = X509_new();
     assert_non_null(x);
     ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
@@ -121,14 +118,25 @@ CFG_HELPER long long write_dated_cert(const char *dir, const char *name, long fr
                                -1, -1, 0);
     X509_set_issuer_name(x, subject);
     assert_true(X509_sign(x, key, EVP_sha256()) > 0);
-    snprintf(path, sizeof(path), "%s/%s.pem", dir, name);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     assert_int_equal(PEM_write_X509(f, x), 1);
     fclose(f);
     X509_free(x);
-    EVP_PKEY_free(key);
     return (long long)now + to;
+}
+
+/* In dir: NAME.pem, a self-signed certificate for localhost valid from `from` to `to` seconds
+ * from now, and its key NAME.key. Returns its notAfter (Unix time). */
+CFG_HELPER long long write_dated_cert(const char *dir, const char *name, long from, long to)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s.key", name);
+    EVP_PKEY *key = write_test_key(dir, path);
+    snprintf(path, sizeof(path), "%s/%s.pem", dir, name);
+    long long not_after = write_self_signed(path, key, from, to);
+    EVP_PKEY_free(key);
+    return not_after;
 }
 
 /* In dir: cert.pem, a self-signed certificate for localhost with its key key.pem, and key2.pem,
@@ -138,23 +146,8 @@ CFG_HELPER void write_test_certs(const char *dir)
     char path[256];
     EVP_PKEY *key = write_test_key(dir, "key.pem");
     EVP_PKEY_free(write_test_key(dir, "key2.pem"));
-    X509 *x = X509_new();
-    assert_non_null(x);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), 0);
-    X509_gmtime_adj(X509_getm_notAfter(x), 100 * 86400L); /* far from expiring: no warning */
-    X509_set_pubkey(x, key);
-    X509_NAME *name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
-                               -1, 0);
-    X509_set_issuer_name(x, name);
-    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
     snprintf(path, sizeof(path), "%s/cert.pem", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(PEM_write_X509(f, x), 1);
-    fclose(f);
-    X509_free(x);
+    write_self_signed(path, key, 0, 100 * 86400L); /* far from expiring: no warning */
     EVP_PKEY_free(key);
 }
 
