@@ -539,6 +539,19 @@ static void conn_reading(struct conn *c, bool on)
         bufferevent_disable(c->bev, EV_READ);
 }
 
+/* Reading is on unless /echo waits on its client to read, or the input is at its high watermark
+ * and the step that waits takes none of it until its event comes (requests pipelined behind a
+ * /delay, a download, or answers the client does not read). libevent's watermark only suspends
+ * reading, and while reading is enabled it runs the read callback again at once, for as long
+ * as the input stays that full (bufferevent_inbuf_wm_check): 117 KB of requests pipelined
+ * behind a /delay/5000 kept the sim thread at 97% of a core for the 5 s. */
+static void conn_hold_input(struct conn *c)
+{
+    size_t high = c->long_head ? SIM_PULL_MAX : SIM_IN_HIGH;
+    bool echo_blocked = c->state == CONN_ECHO && evbuffer_get_length(sim_out(c)) > SIM_OUT_HIGH;
+    conn_reading(c, !echo_blocked && evbuffer_get_length(bufferevent_get_input(c->bev)) < high);
+}
+
 static int step_echo(struct conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -696,7 +709,7 @@ static int conn_advance(struct conn *c)
         switch (c->state) {
         case CONN_HEAD: rc = step_head(c); break;
         case CONN_BODY: rc = step_body(c); break;
-        case CONN_WAIT: return 0; /* conn->timer drives it */
+        case CONN_WAIT: rc = -2; break; /* conn->timer drives it */
         case CONN_BYTES: rc = step_bytes(c); break;
         case CONN_ECHO: rc = step_echo(c); break;
         case CONN_HANG: rc = step_hang(c); break;
@@ -704,8 +717,10 @@ static int conn_advance(struct conn *c)
         case CONN_LINGER: rc = step_linger(c); break;
         default: rc = -1; c->why = "bad state"; break;
         }
-        if (rc == -2)
+        if (rc == -2) {
+            conn_hold_input(c);
             return 0;
+        }
         if (rc < 0)
             return -1;
     }
