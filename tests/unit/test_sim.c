@@ -7,6 +7,7 @@
 #include "portico/sim_conn.h"
 
 #include <errno.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <setjmp.h> /* cmocka.h needs these first */
 #include <cmocka.h>
@@ -411,6 +413,84 @@ static void test_pipelined(void **state)
             assert_int_equal(r.body_len, want[i].body_len);
         resp_free(&r);
     }
+    cl_close(c);
+}
+
+/* CPU time of this process (the test thread and the sim thread) in ms. */
+static uint64_t cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Requests pipelined behind a wait fill the input to its high watermark and stay there until the
+ * wait ends: the sim thread must sleep meanwhile (libevent ran the read callback again and again
+ * while reading stayed enabled: 97% of a core), and every request is answered after it. */
+static void test_pipelined_behind_wait(void **state)
+{
+    enum { N = 3000, WAIT_MS = 400 };
+    static const char next[] = "GET /status/201 HTTP/1.1\r\nHost: sim\r\n\r\n";
+    static const char first[] = "GET /delay/400 HTTP/1.1\r\nHost: sim\r\n\r\n";
+    const size_t len = sizeof(next) - 1;
+    char *reqs = malloc(sizeof(first) - 1 + N * len);
+    struct client *c = cl_open();
+    struct resp r;
+    (void)state;
+    assert_non_null(reqs);
+    memcpy(reqs, first, sizeof(first) - 1);
+    for (size_t i = 0; i < N; i++)
+        memcpy(reqs + sizeof(first) - 1 + i * len, next, len);
+    uint64_t t0 = cpu_ms();
+    cl_send(c, reqs, sizeof(first) - 1 + N * len); /* 117 KB: the kernel holds what is unread */
+    cl_response(c, &r, false); /* this thread sleeps in recv for the 400 ms */
+    uint64_t used = cpu_ms() - t0;
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    print_message("[ info     ] %d requests behind /delay/%d: %llu ms of CPU while it waited\n",
+                  N, WAIT_MS, (unsigned long long)used);
+    assert_true(used < WAIT_MS / 4);
+    for (size_t i = 0; i < N; i++) {
+        cl_response(c, &r, false);
+        assert_int_equal(r.status, 201);
+        resp_free(&r);
+    }
+    free(reqs);
+    cl_close(c);
+}
+
+/* A long head arriving in small pieces costs its reading, not a parse of all of it at every
+ * read: 1.4 MB of a field at once, then 400 pieces of 100 bytes, then the end. The pieces are
+ * paced (0.2 ms) only so that each is a read of its own; nothing waits on the pacing. */
+static void test_head_trickled(void **state)
+{
+    enum { BULK = 1400000, PIECES = 400, PIECE = 100 };
+    static const char start[] = "GET /status/200 HTTP/1.1\r\nHost: sim\r\nX-Long: ";
+    char *bulk = malloc(BULK);
+    char piece[PIECE];
+    struct client *c = cl_open();
+    struct resp r;
+    (void)state;
+    assert_non_null(bulk);
+    memset(bulk, 'a', BULK);
+    memset(piece, 'b', sizeof(piece));
+    assert_int_equal(setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int)), 0);
+    cl_sends(c, start);
+    cl_send(c, bulk, BULK);
+    uint64_t t0 = cpu_ms();
+    for (int i = 0; i < PIECES; i++) {
+        cl_send(c, piece, sizeof(piece));
+        nanosleep(&(struct timespec){ .tv_nsec = 200000 }, NULL);
+    }
+    cl_sends(c, "\r\n\r\n");
+    cl_response(c, &r, false);
+    uint64_t used = cpu_ms() - t0;
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    print_message("[ info     ] %d pieces after a 1.4 MB field: %llu ms of CPU\n", PIECES,
+                  (unsigned long long)used);
+    assert_true(used < 40);
+    free(bulk);
     cl_close(c);
 }
 
@@ -1119,6 +1199,8 @@ int main(void)
         cmocka_unit_test(test_echo_chunked),
         cmocka_unit_test(test_echo_large),
         cmocka_unit_test(test_pipelined),
+        cmocka_unit_test(test_pipelined_behind_wait),
+        cmocka_unit_test(test_head_trickled),
         cmocka_unit_test(test_interim),
         cmocka_unit_test(test_slow),
         cmocka_unit_test(test_delay),
