@@ -416,26 +416,29 @@ static void skip_empty_lines(struct conn *c, struct evbuffer *in)
             skip += 2;
         evbuffer_drain(in, skip);
         c->head_skipped += skip;
-        if (skip > 0)
-            c->head_scanned = 0; /* counted from the bytes left */
+        if (skip > 0) /* counted from the bytes left */
+            c->head_scanned = c->head_parsed = 0;
         if (skip + 1 < n) /* a line that is not empty starts here */
             return;
     }
 }
 
 /* Whether parsing again can tell more than the last parse, which found the head incomplete in
- * head_scanned bytes: an empty line may have ended it since, or it has doubled (a bad byte, a
- * line or a head too long is found then, all the parses of a head together costing at most
- * twice the last one). Parsed again at every read, a 2 MB head trickled in 300-byte pieces
- * straight to the simulator had its thread parse for 1.8 s of the 4 s it took. */
-static bool head_worth_parsing(const struct conn *c, struct evbuffer *in, size_t avail)
+ * head_parsed bytes: an empty line may have ended it since (the bytes after head_scanned are
+ * searched), it has doubled (a bad byte, a line or a head too long is found then, all the parses
+ * of a head together costing at most twice the last one), or it reached its bound (431).
+ * Parsed again at every read, a 2 MB head trickled in 300-byte pieces straight to the simulator
+ * had its thread parse for 1.8 s of the 4 s it took. */
+static bool head_worth_parsing(struct conn *c, struct evbuffer *in, size_t avail, size_t max)
 {
     struct evbuffer_ptr from;
     size_t back = c->head_scanned < 3 ? c->head_scanned : 3; /* an end split across reads */
-    if (c->head_scanned == 0 || avail / 2 >= c->head_scanned ||
+    if (c->head_parsed == 0 || avail / 2 >= c->head_parsed || avail >= max ||
         evbuffer_ptr_set(in, &from, c->head_scanned - back, EVBUFFER_PTR_SET) < 0)
         return true;
-    return evbuffer_search(in, "\r\n\r\n", 4, &from).pos >= 0;
+    bool ended = evbuffer_search(in, "\r\n\r\n", 4, &from).pos >= 0;
+    c->head_scanned = avail;
+    return ended;
 }
 
 /* The head is not whole yet: wait for more (client_header_timeout from its first byte), or
@@ -484,10 +487,8 @@ static int step_head(struct conn *c)
         sim_set_state(c, CONN_FLUSH);
         return 0;
     }
-    if (!head_worth_parsing(c, in, avail)) {
-        c->head_scanned = avail;
+    if (!head_worth_parsing(c, in, avail, SIM_MAX_HEAD - c->head_skipped))
         return head_more(c, avail);
-    }
     const struct h1_limits lim = { SIM_MAX_REQUEST_LINE, SIM_MAX_HEAD - c->head_skipped };
     size_t want = avail < 4096 ? avail : 4096;
     /* linearize only as much as the head needs: usually the first segment, no copy */
@@ -502,10 +503,10 @@ static int step_head(struct conn *c)
     if (n == -2) {
         if (want >= SIM_PULL_MAX)
             return send_error(c, HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large");
-        c->head_scanned = want;
+        c->head_scanned = c->head_parsed = want;
         return head_more(c, avail);
     }
-    c->head_scanned = 0;
+    c->head_scanned = c->head_parsed = 0;
     c->head_skipped = 0;
     if (c->long_head) { /* the head is whole: bodies are read within the usual bound again */
         c->long_head = false;

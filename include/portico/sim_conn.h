@@ -119,8 +119,9 @@ struct conn {
     uint64_t armed_ms;         /* ... and for how long */
     bool read_paused;          /* echo back-pressure: reading off until the output drains */
     bool long_head;            /* a head beyond SIM_IN_HIGH: the read watermark let up to it */
-    size_t head_scanned;       /* bytes of the pending head a parse found incomplete: parsed
+    size_t head_parsed;        /* bytes of the pending head a parse found incomplete: parsed
                                   again only once it may have ended or has doubled */
+    size_t head_scanned;       /* bytes of it searched for its end since */
     size_t head_skipped;       /* empty lines before it, dropped as they came; they count
                                   against SIM_MAX_HEAD */
     enum head_wait head_wait;  /* CONN_HEAD: what conn->timer waits for */

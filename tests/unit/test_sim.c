@@ -631,7 +631,7 @@ static void test_malformed_table(void **state)
 {
     (void)state;
     enum { LONG_PATH = SIM_MAX_REQUEST_LINE + 1 };
-    static char long_line[LONG_PATH + 64], long_head[17000];
+    static char long_line[LONG_PATH + 64], long_head[17000], endless[SIM_MAX_HEAD + 65536];
     static const struct {
         const char *req;
         int status;
@@ -648,6 +648,7 @@ static void test_malformed_table(void **state)
           400 },
         { long_line, 414 },
         { long_head, 431 },
+        { endless, 431 }, /* no end: refused at the bound, not held until the header timeout */
     };
     /* a request line over SIM_MAX_REQUEST_LINE (1 MiB: the longest Portico forwards); more than
      * 100 fields */
@@ -658,6 +659,8 @@ static void test_malformed_table(void **state)
     for (int i = 0; i < 200; i++)
         n += snprintf(long_head + n, sizeof(long_head) - (size_t)n, "X-Pad-%03d: %070d\r\n", i, 0);
     strcpy(long_head + n, "\r\n");
+    n = snprintf(endless, sizeof(endless), "GET / HTTP/1.1\r\nHost: sim\r\nX-Pad: ");
+    memset(endless + n, 'p', sizeof(endless) - 1 - (size_t)n);
 
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         struct client *c = cl_open();
