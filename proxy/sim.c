@@ -39,7 +39,10 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
-#define SIM_PULL_MAX (2 * SIM_MAX_HEAD) /* never linearize more than this looking for a head */
+/* Bytes a forwarded head may have beyond twice the client's (max_header_size): the fields
+ * Portico adds that copy nothing of the client's (X-Forwarded-Proto, traceparent, Via, the
+ * address it appends to X-Forwarded-For, a Host for HTTP/1.0), a few hundred bytes. */
+#define SIM_HEAD_ADDED 4096
 #define SIM_BLOCK 16384                /* body pattern block; a multiple of the 64-byte line */
 #define SIM_PIECE (SIM_BLOCK - 64)     /* most body bytes added at once: fits from any phase */
 #define SIM_OUT_LOW 16384              /* refill / resume reading once output drains to this */
@@ -95,6 +98,7 @@ static struct {
     uint16_t port;                   /* 0 when not running */
     bool debug;                      /* PORTICO_SIM_DEBUG set: log state changes and closes */
     struct sim_timeouts limits;      /* written by any thread (sim_set_timeouts), fields atomic */
+    size_t head_max;                 /* atomic; 0: no configuration seen (sim_head_max) */
 } sim = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     /* the [proxy] defaults (config.c), until a configuration says otherwise */
@@ -109,6 +113,36 @@ static void sim_set_timeouts(const struct sim_timeouts *t)
     __atomic_store_n(&sim.limits.body_ms, t->body_ms, __ATOMIC_RELAXED);
     __atomic_store_n(&sim.limits.send_ms, t->send_ms, __ATOMIC_RELAXED);
     __atomic_store_n(&sim.limits.keepalive_ms, t->keepalive_ms, __ATOMIC_RELAXED);
+}
+
+/* The longest request head taken (longer: 431): what Portico forwards of a head within
+ * max_header_size (its Host copied into X-Forwarded-Host, SIM_HEAD_ADDED besides), for the
+ * largest max_header_size of the configurations seen, as a draining generation still forwards
+ * heads under its own; SIM_MAX_HEAD before any (the tests). A client straight to the port could
+ * hold 2 MiB of head for client_header_timeout whatever the configuration: 200 such clients took
+ * Portico's RSS from 22 MB to 260 MB (180 MB still held once they had gone). */
+static size_t sim_head_max(void)
+{
+    size_t max = __atomic_load_n(&sim.head_max, __ATOMIC_RELAXED);
+    return max ? max : SIM_MAX_HEAD;
+}
+
+/* Raises the head bound to what cfg's max_header_size needs (never lowers it). */
+static void sim_take_head_max(const struct config *cfg)
+{
+    size_t want = 2 * (size_t)cfg->max_header_size + SIM_HEAD_ADDED;
+    size_t had = __atomic_load_n(&sim.head_max, __ATOMIC_RELAXED);
+    if (want > SIM_MAX_HEAD)
+        want = SIM_MAX_HEAD;
+    while (want > had && !__atomic_compare_exchange_n(&sim.head_max, &had, want, false,
+                                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+/* The most of a request head read before it is parsed: never linearize more than this. */
+static size_t sim_pull_max(void)
+{
+    return 2 * sim_head_max();
 }
 
 /* One of the timeouts, as the newest configuration has it. */
@@ -405,7 +439,7 @@ static int head_expired(struct conn *c)
  * before it parsed again. */
 static void skip_empty_lines(struct conn *c, struct evbuffer *in)
 {
-    while (c->head_skipped < SIM_MAX_HEAD) {
+    while (c->head_skipped < sim_head_max()) {
         size_t avail = evbuffer_get_length(in);
         size_t n = avail < 4096 ? avail : 4096;
         if (n < 2)
@@ -453,7 +487,7 @@ static int head_more(struct conn *c, size_t avail)
     /* libevent stops reading at SIM_IN_HIGH: a longer head would never complete */
     if (avail >= SIM_IN_HIGH && !c->long_head) {
         c->long_head = true;
-        bufferevent_setwatermark(c->bev, EV_READ, 0, SIM_PULL_MAX);
+        bufferevent_setwatermark(c->bev, EV_READ, 0, sim_pull_max());
     }
     return -2;
 }
@@ -472,7 +506,8 @@ static int step_head(struct conn *c)
     if (evbuffer_get_length(out) > SIM_OUT_HIGH)
         return -2;
     skip_empty_lines(c, in);
-    if (c->head_skipped >= SIM_MAX_HEAD) {
+    size_t head_max = sim_head_max(), pull_max = sim_pull_max();
+    if (c->head_skipped >= head_max) {
         c->head_skipped = 0;
         return send_error(c, HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large");
     }
@@ -487,21 +522,21 @@ static int step_head(struct conn *c)
         sim_set_state(c, CONN_FLUSH);
         return 0;
     }
-    if (!head_worth_parsing(c, in, avail, SIM_MAX_HEAD - c->head_skipped))
+    if (!head_worth_parsing(c, in, avail, head_max - c->head_skipped))
         return head_more(c, avail);
-    const struct h1_limits lim = { SIM_MAX_REQUEST_LINE, SIM_MAX_HEAD - c->head_skipped };
+    const struct h1_limits lim = { SIM_MAX_REQUEST_LINE, head_max - c->head_skipped };
     size_t want = avail < 4096 ? avail : 4096;
     /* linearize only as much as the head needs: usually the first segment, no copy */
     for (;;) {
         buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)want);
         n = h1_parse_forwarded_request(buf, want, &lim, &hr, &err);
-        if (n != -2 || want == avail || want >= SIM_PULL_MAX)
+        if (n != -2 || want == avail || want >= pull_max)
             break;
-        want = want * 4 < SIM_PULL_MAX ? want * 4 : SIM_PULL_MAX;
+        want = want * 4 < pull_max ? want * 4 : pull_max;
         want = want < avail ? want : avail;
     }
     if (n == -2) {
-        if (want >= SIM_PULL_MAX)
+        if (want >= pull_max)
             return send_error(c, HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large");
         c->head_scanned = c->head_parsed = want;
         return head_more(c, avail);
@@ -607,7 +642,8 @@ static void conn_reading(struct conn *c, bool on)
  * behind a /delay/5000 kept the sim thread at 97% of a core for the 5 s. */
 static void conn_hold_input(struct conn *c)
 {
-    size_t high = c->long_head ? SIM_PULL_MAX : SIM_IN_HIGH;
+    size_t high = SIM_IN_HIGH;
+    bufferevent_getwatermark(c->bev, EV_READ, NULL, &high); /* raised for a long head */
     bool echo_blocked = c->state == CONN_ECHO && evbuffer_get_length(sim_out(c)) > SIM_OUT_HIGH;
     conn_reading(c, !echo_blocked && evbuffer_get_length(bufferevent_get_input(c->bev)) < high);
 }
@@ -1048,6 +1084,7 @@ int sim_resolve(struct config *cfg)
         .send_ms = cfg->client_send_timeout_ms,
         .keepalive_ms = cfg->keepalive_timeout_ms,
     });
+    sim_take_head_max(cfg);
     for (int u = 0; u < cfg->nupstreams; u++) {
         for (int o = 0; o < cfg->upstreams[u].norigins; o++) {
             struct origin_conf *oc = &cfg->upstreams[u].origins[o];
