@@ -26,7 +26,7 @@ struct evbuffer;
 /* The simulator takes every head Portico forwards: one under the largest max_header_size, plus
  * the fields Portico adds (X-Forwarded-Host repeats Host, X-Request-Id, traceparent, Via ...).
  * At 16 KiB, a client head under the default max_header_size got the simulator's 431. */
-#define SIM_MAX_HEAD (2 * CFG_MAX_HEADER_SIZE) /* longer request head: 431 */
+#define SIM_MAX_HEAD (2 * CFG_MAX_HEADER_SIZE) /* longest request head bound (sim.c) */
 #define SIM_MAX_REQUEST_LINE CFG_MAX_HEADER_SIZE /* longer request line: 414 */
 #define SIM_MAX_INTERIM 32         /* codes accepted by /interim */
 #define SIM_MAX_PARAMS 2           /* query parameters of one endpoint */
@@ -119,6 +119,11 @@ struct conn {
     uint64_t armed_ms;         /* ... and for how long */
     bool read_paused;          /* echo back-pressure: reading off until the output drains */
     bool long_head;            /* a head beyond SIM_IN_HIGH: the read watermark let up to it */
+    size_t head_parsed;        /* bytes of the pending head a parse found incomplete: parsed
+                                  again only once it may have ended or has doubled */
+    size_t head_scanned;       /* bytes of it searched for its end since */
+    size_t head_skipped;       /* empty lines before it, dropped as they came; they count
+                                  against the head's bound */
     enum head_wait head_wait;  /* CONN_HEAD: what conn->timer waits for */
     const char *why;           /* static reason given to the teardown when a step returns -1 */
     struct sim_request req;

@@ -215,6 +215,42 @@ static uint16_t sim_port_of(struct harness *h)
     return (uint16_t)port;
 }
 
+/* A head of `bytes` bytes straight to the simulator's port; the status it answers. */
+static int sim_head_status(uint16_t port, size_t bytes)
+{
+    static const char start[] = "GET /status/200 HTTP/1.1\r\nHost: sim\r\nX-Pad: ";
+    char *req = malloc(bytes + 1);
+    assert_non_null(req);
+    size_t pad = bytes - (sizeof(start) - 1) - 4;
+    memcpy(req, start, sizeof(start) - 1);
+    memset(req + sizeof(start) - 1, 'p', pad);
+    memcpy(req + sizeof(start) - 1 + pad, "\r\n\r\n", 5);
+    struct raw_conn *c = px_connect_port(port);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_string_equal(raw_header(&r, "Server"), "portico-sim");
+    int status = r.status;
+    raw_response_free(&r);
+    raw_close(c);
+    free(req);
+    return status;
+}
+
+/* The simulator takes a head as long as what Portico forwards under its max_header_size (16k:
+ * twice that, the Host copied into X-Forwarded-Host, and 4 KiB for the fields it adds), no
+ * longer: before, a client straight to its port could have it hold 2 MiB per connection
+ * whatever the configuration (200 of them: 240 MB of Portico's RSS). */
+static void test_sim_head_bound(void **state)
+{
+    (void)state;
+    enum { BOUND = 2 * 16384 + 4096 };
+    uint16_t port = sim_port_of(portico);
+    assert_int_equal(sim_head_status(port, BOUND), 200);
+    assert_int_equal(sim_head_status(port, BOUND + 1), 431);
+    assert_int_equal(sim_head_status(port, 1000000), 431);
+}
+
 /* Waits for the simulator to close c; the milliseconds from since to the close. Fails the test
  * when c is still open after PX_IO_MS (the simulator kept it). */
 static int64_t closed_after(struct raw_conn *c, int64_t since, const char *what)
@@ -460,7 +496,7 @@ static void test_access_log_lines(void **state)
 int main(void)
 {
     /* one test per endpoint, named by its path */
-    struct CMUnitTest tests[ARRAY_SIZE(cases) + 7];
+    struct CMUnitTest tests[ARRAY_SIZE(cases) + 8];
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         tests[i] = (struct CMUnitTest)cmocka_unit_test_prestate(run_case, &cases[i]);
         tests[i].name = cases[i].path;
@@ -471,6 +507,7 @@ int main(void)
     tests[ARRAY_SIZE(cases) + 3] = (struct CMUnitTest)cmocka_unit_test(test_sim_client_timeouts);
     tests[ARRAY_SIZE(cases) + 4] = (struct CMUnitTest)cmocka_unit_test(test_sim_no_keepalive);
     tests[ARRAY_SIZE(cases) + 5] = (struct CMUnitTest)cmocka_unit_test(test_sim_unread_downloads);
-    tests[ARRAY_SIZE(cases) + 6] = (struct CMUnitTest)cmocka_unit_test(test_access_log_lines);
+    tests[ARRAY_SIZE(cases) + 6] = (struct CMUnitTest)cmocka_unit_test(test_sim_head_bound);
+    tests[ARRAY_SIZE(cases) + 7] = (struct CMUnitTest)cmocka_unit_test(test_access_log_lines);
     return cmocka_run_group_tests(tests, start_portico, stop_portico);
 }
