@@ -107,6 +107,33 @@ static void test_buffers_kept(void **state)
     evmem_buffer_free(NULL);
 }
 
+/* A buffer whose last read met the end or EAGAIN (sock.c's read_in: 16 KiB reserved, nothing
+ * committed) is empty but holds that read's chain, which a drain of its 0 bytes leaves: kept
+ * with the buffer, 32 KiB each were held outside EVMEM_KEEP (up to 1 MiB a thread) and unpoisoned
+ * under ASan. The chain goes as evbuffer_free would let it: its block is the next one kept. */
+static void test_buffer_read_chain_freed(void **state)
+{
+    (void)state;
+    evmem_flush();
+    struct evbuffer *b = evmem_buffer_new();
+    assert_non_null(b);
+    struct evbuffer_iovec v;
+    assert_int_equal(evbuffer_reserve_space(b, 16 * 1024, &v, 1), 1);
+    assert_int_equal(evbuffer_commit_space(b, &v, 0), 0);
+    assert_int_equal(evbuffer_get_length(b), 0);
+    evmem_buffer_free(b);
+    char *block = evmem_malloc(EVMEM_BLOCK);
+    assert_non_null(block);
+    assert_true((char *)v.iov_base > block && (char *)v.iov_base < block + EVMEM_BLOCK);
+    free(block);
+    struct evbuffer *again = evmem_buffer_new(); /* still usable */
+    assert_ptr_equal(again, b);
+    assert_int_equal(evbuffer_add(again, "next", 4), 0);
+    assert_int_equal(evbuffer_get_length(again), 4);
+    evmem_buffer_free(again);
+    evmem_flush();
+}
+
 static void *thread_keeps(void *arg)
 {
     (void)arg;
@@ -184,6 +211,7 @@ int main(void)
         cmocka_unit_test(test_read_chain_kept),
         cmocka_unit_test(test_only_blocks_kept),
         cmocka_unit_test(test_buffers_kept),
+        cmocka_unit_test(test_buffer_read_chain_freed),
         cmocka_unit_test(test_thread_end_frees),
         cmocka_unit_test(test_double_free_stops),
     };
