@@ -130,8 +130,13 @@ void evmem_buffer_free(struct evbuffer *b)
 {
     if (!b)
         return;
+    /* Its chains go as evbuffer_free would let them: a drain frees them all, but does nothing
+     * to an empty buffer, which may hold the chain its last read reserved and left empty (an
+     * end or EAGAIN: 32 KiB, sock.c): a byte added into that chain's room lets it. */
     size_t left = evbuffer_get_length(b);
-    if (left) /* frees its chains, as evbuffer_free would */
+    if (!left && evbuffer_peek(b, 1, NULL, NULL, 0) > 0 && evbuffer_add(b, "", 1) == 0)
+        left = 1;
+    if (left)
         evbuffer_drain(b, left);
     if (kept.nbuf < EVMEM_BUFFERS && (!left || evbuffer_get_length(b) == 0) && registered()) {
         BUF_POISON(b);

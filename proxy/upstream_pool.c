@@ -39,8 +39,10 @@
 #define SETTLING_MAX_FACTOR 4
 /* How long a settled connection beyond keepalive stays, in multiples of settle_time. */
 #define SURPLUS_HOLD_FACTOR 10
-/* Most chains of pooled connections by owner: a pool holds up to keepalive x (1 +
- * SETTLING_MAX_FACTOR) connections, one chain each up to this. */
+/* Most chains of pooled connections by owner: a pool holds about keepalive x (1 +
+ * SETTLING_MAX_FACTOR) connections, one chain each up to this. Right after a burst it may hold
+ * more for SURPLUS_HOLD_FACTOR settle_times: SETTLING_MAX_FACTOR x keepalive may be pooled per
+ * settle_time, so up to keepalive x (1 + SETTLING_MAX_FACTOR x (1 + SURPLUS_HOLD_FACTOR)). */
 #define OWNER_CHAINS_MAX 4096
 
 int upstream_pools_init(struct loop *l)

@@ -13,14 +13,18 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
+#include "portico/deadline.h"
 #include "portico/evmem.h"
+#include "portico/sock.h"
 
 /* Where a 16 KiB reservation in an empty buffer lands (sock.c's FIRST_READ). */
 static void *reserve_read(struct evbuffer *b)
@@ -107,6 +111,68 @@ static void test_buffers_kept(void **state)
     evmem_buffer_free(NULL);
 }
 
+/* A buffer whose last read met the end or EAGAIN (sock.c's read_in: 16 KiB reserved, nothing
+ * committed) is empty but holds that read's chain, which a drain of its 0 bytes leaves: kept
+ * with the buffer, 32 KiB each were held outside EVMEM_KEEP (up to 1 MiB a thread) and unpoisoned
+ * under ASan. The chain goes as evbuffer_free would let it: its block is the next one kept. */
+static void test_buffer_read_chain_freed(void **state)
+{
+    (void)state;
+    evmem_flush();
+    struct evbuffer *b = evmem_buffer_new();
+    assert_non_null(b);
+    struct evbuffer_iovec v;
+    assert_int_equal(evbuffer_reserve_space(b, 16 * 1024, &v, 1), 1);
+    assert_int_equal(evbuffer_commit_space(b, &v, 0), 0);
+    assert_int_equal(evbuffer_get_length(b), 0);
+    evmem_buffer_free(b);
+    char *block = evmem_malloc(EVMEM_BLOCK);
+    assert_non_null(block);
+    assert_true((char *)v.iov_base > block && (char *)v.iov_base < block + EVMEM_BLOCK);
+    free(block);
+    struct evbuffer *again = evmem_buffer_new(); /* still usable */
+    assert_ptr_equal(again, b);
+    assert_int_equal(evbuffer_add(again, "next", 4), 0);
+    assert_int_equal(evbuffer_get_length(again), 4);
+    evmem_buffer_free(again);
+    evmem_flush();
+}
+
+static void note_event(void *arg, enum sock_event ev)
+{
+    *(enum sock_event *)arg = ev;
+}
+
+/* The same through a sock: a connection whose peer closed (its last read met the end) leaves no
+ * chain in the buffers the next connection gets. */
+static void test_closed_sock_buffers_hold_no_chain(void **state)
+{
+    (void)state;
+    evmem_flush();
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+    struct event_base *base = event_base_new();
+    assert_non_null(base);
+    struct deadline_clock *clock = deadline_clock_new(base);
+    assert_non_null(clock);
+    struct sock s;
+    enum sock_event last = SOCK_CONNECTED;
+    assert_int_equal(sock_init(&s, clock, fds[0], NULL, note_event, &last), 0);
+    close(fds[1]);
+    for (int i = 0; i < 100 && last != SOCK_EOF; i++)
+        event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(last, SOCK_EOF);
+    sock_close(&s);
+    for (int i = 0; i < 2; i++) { /* its output, then its input */
+        struct evbuffer *b = evmem_buffer_new();
+        assert_non_null(b);
+        assert_int_equal(evbuffer_peek(b, 1, NULL, NULL, 0), 0); /* no chain, empty or not */
+        evbuffer_free(b);
+    }
+    deadline_clock_free(clock);
+    event_base_free(base);
+}
+
 static void *thread_keeps(void *arg)
 {
     (void)arg;
@@ -184,6 +250,8 @@ int main(void)
         cmocka_unit_test(test_read_chain_kept),
         cmocka_unit_test(test_only_blocks_kept),
         cmocka_unit_test(test_buffers_kept),
+        cmocka_unit_test(test_buffer_read_chain_freed),
+        cmocka_unit_test(test_closed_sock_buffers_hold_no_chain),
         cmocka_unit_test(test_thread_end_frees),
         cmocka_unit_test(test_double_free_stops),
     };
