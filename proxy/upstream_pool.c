@@ -276,7 +276,10 @@ void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us_)
     }
     /* An end read with the response (a close_notify read ahead behind its last record) is
      * reported a loop turn later: pooled meanwhile, the connection could take a request of
-     * this turn, which would then fail on it (a POST is not sent twice). */
+     * this turn, which would then fail on it (a POST is not sent twice). Those settled since
+     * the pool was last used are moved first: settling is seen lazily, and they are not
+     * settling any more for the bound. */
+    pool_settle(pool, up, now_us_);
     if (up->keepalive == 0 || pool->nsettling >= up->keepalive * SETTLING_MAX_FACTOR ||
         c->state != UC_ACTIVE || c->sock.state != SOCK_OPEN || sock_peer_closed(&c->sock) ||
         c->loop->state != LOOP_RUNNING) {
