@@ -162,7 +162,7 @@ render() { # template out name port [buffering]
         -e "s|@H2_LISTEN@|$h2listen|g" "$HERE/$1" >"$RUN/$2"
 }
 # The certificate the TLS listeners of scenario 7 present (HAProxy wants it with its key).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=localhost \
     -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$RUN/bench.key" \
     -out "$RUN/bench.crt" 2>/dev/null || die "openssl cannot make the bench certificate"
 cat "$RUN/bench.crt" "$RUN/bench.key" >"$RUN/bench.pem"

@@ -348,7 +348,7 @@ class Soak:
     def make_cert(self):
         """A self-signed certificate for the TLS listener, made for this run."""
         r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30", "-subj",
                             "/CN=" + load.TLS_NAME, "-addext",
                             "subjectAltName=DNS:%s,IP:127.0.0.1" % load.TLS_NAME,
                             "-keyout", os.path.join(self.dir, "key.pem"),
