@@ -21,8 +21,16 @@
 
 _Static_assert(CFG_MAX_ORIGINS <= 32, "exclude masks are 32 bits");
 
+/* An origin's state word: enum origin_state in its low bits, and above them the number of the
+ * last probe taken (take), which a probe's end must name to decide: an attempt that was the
+ * probe of an earlier down_time is an older attempt once another probe is out. */
+#define STATE_BITS 2
+#define STATE_MASK ((UINT64_C(1) << STATE_BITS) - 1)
+_Static_assert(ORIGIN_STATE_COUNT <= STATE_MASK + 1, "origin states fit in STATE_BITS");
+
 struct origin_slot {
-    _Atomic int state;                 /* enum origin_state; release/acquire with down_until */
+    _Atomic uint64_t state;            /* state word (STATE_MASK); release/acquire with
+                                          down_until */
     _Atomic int check;                 /* enum check_state: the checks' verdict */
     _Atomic int checks_in_row;         /* the checks in a row that ended as the last one did:
                                           > 0 passed, < 0 failed, 0 before the first */
@@ -132,7 +140,12 @@ void balancer_free(struct balancer *b)
 
 static enum origin_state state_of(const struct origin_slot *s)
 {
-    return (enum origin_state)atomic_load_explicit(&s->state, memory_order_acquire);
+    return (enum origin_state)(atomic_load_explicit(&s->state, memory_order_acquire) & STATE_MASK);
+}
+
+static uint64_t state_word(enum origin_state st, uint64_t probe)
+{
+    return probe << STATE_BITS | (uint64_t)st;
 }
 
 /* May origin o take an attempt at now: up, or down with its down_time over (the probe). */
@@ -148,18 +161,22 @@ static bool usable(const struct balancer *b, int o, uint64_t now_ms)
 }
 
 /* Takes origin o for an attempt: counted in flight. A DOWN origin is taken by one attempt only,
- * the one that turns it PROBING (*probe). */
-static bool take(struct balancer *b, int o, uint64_t now_ms, bool *probe)
+ * the one that turns it PROBING, with the next probe number (*probe; 0 for any other). */
+static bool take(struct balancer *b, int o, uint64_t now_ms, uint64_t *probe)
 {
     struct origin_slot *s = &b->origins[o];
     if (!usable(b, o, now_ms))
         return false;
-    int down = ORIGIN_DOWN;
-    *probe = state_of(s) == ORIGIN_DOWN;
-    if (*probe &&
-        !atomic_compare_exchange_strong_explicit(&s->state, &down, ORIGIN_PROBING,
-                                                 memory_order_acq_rel, memory_order_relaxed))
-        return false;
+    uint64_t word = atomic_load_explicit(&s->state, memory_order_acquire);
+    *probe = 0;
+    if ((word & STATE_MASK) == ORIGIN_DOWN) {
+        uint64_t number = (word >> STATE_BITS) + 1; /* 62 bits: never back to 0 */
+        if (!atomic_compare_exchange_strong_explicit(&s->state, &word,
+                                                     state_word(ORIGIN_PROBING, number),
+                                                     memory_order_acq_rel, memory_order_relaxed))
+            return false;
+        *probe = number;
+    }
     atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
     return true;
 }
@@ -252,12 +269,12 @@ static int draw(struct balancer *b, uint64_t now_ms, uint32_t exclude, uint32_t 
 }
 
 int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude,
-                  bool *probe)
+                  uint64_t *probe)
 {
-    bool probe_unwanted;
+    uint64_t probe_unwanted;
     if (!probe)
         probe = &probe_unwanted;
-    *probe = false;
+    *probe = 0;
     /* A retry (origins already tried) takes no turn of the cycle: it goes to the origin whose
      * turn comes, and so does the next request. Taking one put the next request back on the
      * origin that failed: with one refusing origin of two, every request tried it first. */
@@ -296,17 +313,18 @@ int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t ex
 
 /* ---- health ---- */
 
-static void mark_down(struct balancer *b, int o, uint64_t now_ms, enum origin_state from,
-                      unsigned fails)
+/* Marks origin o down from the state word `from` (UP, or PROBING by the probe that failed). */
+static void mark_down(struct balancer *b, int o, uint64_t now_ms, uint64_t from, unsigned fails)
 {
     const struct upstream_conf *up = b->up;
     struct origin_slot *s = &b->origins[o];
-    int expected = from;
+    uint64_t expected = from;
     atomic_store_explicit(&s->down_until_ms, now_ms + up->down_time_ms, memory_order_relaxed);
-    if (!atomic_compare_exchange_strong_explicit(&s->state, &expected, ORIGIN_DOWN,
+    if (!atomic_compare_exchange_strong_explicit(&s->state, &expected,
+                                                 state_word(ORIGIN_DOWN, from >> STATE_BITS),
                                                  memory_order_acq_rel, memory_order_relaxed))
         return; /* another thread got there first, and said so */
-    if (from == ORIGIN_PROBING)
+    if ((from & STATE_MASK) == ORIGIN_PROBING)
         log_warn("upstream %s: origin %s failed its probe after down_time; down for another "
                  "%llu ms", up->name, up->origins[o].text, (unsigned long long)up->down_time_ms);
     else
@@ -317,17 +335,19 @@ static void mark_down(struct balancer *b, int o, uint64_t now_ms, enum origin_st
 
 /* A network failure: counted within fail_window; a failed probe is down again at once. Another
  * attempt's failure while the probe is out is left to the probe: marking the origin down again
- * let the next request past down_time probe it beside the first. */
-static void count_failure(struct balancer *b, int o, bool probe, uint64_t now_ms)
+ * let the next request past down_time probe it beside the first. So is the failure of a probe
+ * of an earlier down_time (probe names it, not the one out). */
+static void count_failure(struct balancer *b, int o, uint64_t probe, uint64_t now_ms)
 {
     const struct upstream_conf *up = b->up;
     struct origin_slot *s = &b->origins[o];
-    enum origin_state st = state_of(s);
+    uint64_t word = atomic_load_explicit(&s->state, memory_order_acquire);
+    enum origin_state st = (enum origin_state)(word & STATE_MASK);
     if (up->max_fails == 0 || st == ORIGIN_DOWN)
         return;
     if (st == ORIGIN_PROBING) {
-        if (probe)
-            mark_down(b, o, now_ms, ORIGIN_PROBING, 0);
+        if (word == state_word(ORIGIN_PROBING, probe))
+            mark_down(b, o, now_ms, word, 0);
         return;
     }
     unsigned fails;
@@ -343,7 +363,7 @@ static void count_failure(struct balancer *b, int o, bool probe, uint64_t now_ms
     }
     if (fails >= up->max_fails) {
         atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
-        mark_down(b, o, now_ms, ORIGIN_UP, fails);
+        mark_down(b, o, now_ms, word, fails);
     }
 }
 
@@ -355,8 +375,10 @@ static void answered(struct balancer *b, int o)
         atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
     if (state_of(s) == ORIGIN_UP)
         return;
-    int was = atomic_exchange_explicit(&s->state, ORIGIN_UP, memory_order_acq_rel);
-    if (was != ORIGIN_UP)
+    /* up, the probe number kept: a probe still out is an older attempt from now on */
+    _Static_assert(ORIGIN_UP == 0, "clearing the state bits makes the word UP");
+    uint64_t was = atomic_fetch_and_explicit(&s->state, ~STATE_MASK, memory_order_acq_rel);
+    if ((was & STATE_MASK) != ORIGIN_UP)
         log_info("upstream %s: origin %s answered; back up", b->up->name,
                  b->up->origins[o].text);
 }
@@ -367,7 +389,7 @@ void balancer_answered(struct balancer *b, int origin)
         answered(b, origin);
 }
 
-void balancer_done(struct balancer *b, int origin, bool probe, enum balance_result r,
+void balancer_done(struct balancer *b, int origin, uint64_t probe, enum balance_result r,
                    uint64_t now_ms)
 {
     if (origin < 0 || origin >= b->up->norigins)
@@ -385,9 +407,10 @@ void balancer_done(struct balancer *b, int origin, bool probe, enum balance_resu
         /* A probe that showed nothing gives its turn to the next attempt (down_time is over).
          * Only the probe: each client that left an attempt picked before the origin went down
          * let one more request probe it, all of them at once (8 beside the probe here). */
-        int probing = ORIGIN_PROBING;
+        uint64_t probing = state_word(ORIGIN_PROBING, probe);
         if (probe)
-            atomic_compare_exchange_strong_explicit(&s->state, &probing, ORIGIN_DOWN,
+            atomic_compare_exchange_strong_explicit(&s->state, &probing,
+                                                    state_word(ORIGIN_DOWN, probe),
                                                     memory_order_acq_rel, memory_order_relaxed);
         break;
     }
@@ -514,7 +537,7 @@ void balancer_inherit(struct balancer *b, const struct balancer *from, uint64_t 
                              : atomic_load_explicit(&old->down_until_ms, memory_order_relaxed);
         atomic_store_explicit(&s->down_until_ms, MIN(until, now_ms + up->down_time_ms),
                               memory_order_relaxed);
-        atomic_store_explicit(&s->state, ORIGIN_DOWN, memory_order_release);
+        atomic_store_explicit(&s->state, state_word(ORIGIN_DOWN, 0), memory_order_release);
     }
 }
 

@@ -616,6 +616,13 @@ static void ds_request_owed(void *ctx)
     setsockopt(c->sock.fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 }
 
+/* The input a client connection holds at most: pipelined requests, a body ahead, or a head of
+ * max_header_size (and its last byte, to tell it is too long). */
+static size_t input_bound(const struct config *cfg)
+{
+    return MAX(READ_HIGH, (size_t)cfg->max_header_size + 1);
+}
+
 /* Whether the next request head may be parsed: not while the last answer still waits in our
  * memory (a client pipelining without reading must not make us buffer its answers). */
 static bool may_parse(const struct client *c)
@@ -869,6 +876,11 @@ static void admin_request(struct client *c, struct h1_request *req, size_t head_
                 h1out_head(c->sock.out, &(struct h1out_head){.status = HTTP_CONTINUE}, 0) == 0)
                 sock_flush(&c->sock);
             c->admin_due = head_len + (size_t)info.content_length;
+            /* All of it is held before it is answered: a head near max_header_size and its
+             * body passed the input's bound, reading stopped short of the body, and the
+             * request got 408 at client_header_timeout. */
+            if (c->admin_due > c->sock.read_limit)
+                sock_set_read_limit(&c->sock, c->admin_due);
             return; /* the head is parsed again once the rest is in, still under its timer */
         }
         body_len = (size_t)info.content_length;
@@ -909,6 +921,8 @@ static void parse_head(struct client *c)
      * time after a head of 900 KB (max_header_size = 1m) took 2.4 s of worker 0's CPU. */
     if (len < c->admin_due)
         return;
+    if (c->admin_due && c->sock.read_limit != input_bound(cfg))
+        sock_set_read_limit(&c->sock, input_bound(cfg)); /* back once it is all in */
     c->admin_due = 0;
     if (c->state == CS_IDLE) {
         c->head_start_us = event_now_us();
@@ -1353,7 +1367,7 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     gauge_add(c, gauge_of(c), 1);
     if (kind != CLIENT_ADMIN)
         metrics_add(l->metrics, M_CONNECTIONS, 1);
-    sock_set_read_limit(&c->sock, MAX(READ_HIGH, cfg->max_header_size + 1));
+    sock_set_read_limit(&c->sock, input_bound(cfg));
     sock_set_timeouts(&c->sock, 0, cfg->client_send_timeout_ms);
     if (tls) {
         set_state(c, CS_HANDSHAKE);

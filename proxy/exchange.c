@@ -997,7 +997,7 @@ void ex_origin_answered(struct exchange *ex)
 {
     if (ex->holds_origin && !fault_exec_simulating(ex)) { /* never judge a rehearsal's origin */
         balancer_answered(balancer_of(ex), ex->origin);
-        ex->probe = false; /* its job is done: its end may come after another probe began */
+        ex->probe = 0; /* its job is done: its end may come after another probe began */
     }
 }
 

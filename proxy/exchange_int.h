@@ -99,8 +99,9 @@ struct exchange {
     int origin;                        /* index in up->origins, -1 before the pick */
     uint32_t tried;                    /* origins picked so far (bit i: origin i) */
     bool holds_origin;                 /* the pick of origin awaits its balancer_done */
-    bool probe;                        /* that pick is the origin's probe (balance.h), until
-                                          its answer has spoken for the origin */
+    uint64_t probe;                    /* that pick is the origin's probe: its number
+                                          (balance.h), until its answer has spoken for the
+                                          origin; 0 for any other */
     unsigned retries;                  /* attempts moved to another origin (`retries`) */
     bool upgrade;                      /* the request offers an Upgrade the origin may take */
     enum req_state req_state;

@@ -58,6 +58,7 @@ enum origin_state {
 #define X(id, name) id,
     ORIGIN_STATE_LIST(X)
 #undef X
+    ORIGIN_STATE_COUNT
 };
 
 /* What an active health check showed, and the verdict the checks in a row add up to. */
@@ -81,20 +82,22 @@ void balancer_free(struct balancer *b);
  * origins that are up (or due for their probe) and not in exclude (bit i: origin i, the ones an
  * exchange tried already); rnd is a random number (random_two). A retry (exclude not 0) takes
  * no turn of round_robin's cycle. Returns the origin, counted in flight until balancer_done, or
- * -1 when none is left (no_healthy_origin). *probe (NULL: not wanted) says whether the attempt is
- * the origin's probe after its down_time, for balancer_done. */
+ * -1 when none is left (no_healthy_origin). *probe (NULL: not wanted), for balancer_done: the
+ * number of the origin's probe after its down_time when the attempt is that probe, else 0. */
 int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t exclude,
-                  bool *probe);
+                  uint64_t *probe);
 
 /* The response head of an attempt still in flight came from origin: its failure count starts
  * over, and a probed origin is up at once, not when the attempt ends (a long body). */
 void balancer_answered(struct balancer *b, int origin);
 
 /* Ends the attempt a pick started on origin: no longer in flight, and r updates its health.
- * probe: the pick said it was the probe. While the probe is out, only an answer of another
+ * probe: what the pick gave in *probe. While the probe is out, only an answer of another
  * attempt (picked before the origin went down) speaks for the origin: its failure is the old
- * news that took the origin down, and its end without a verdict is not the probe's. */
-void balancer_done(struct balancer *b, int origin, bool probe, enum balance_result r,
+ * news that took the origin down, and its end without a verdict is not the probe's. That holds
+ * for the probe of an earlier down_time too, still out after the origin came back up and a
+ * later probe began. */
+void balancer_done(struct balancer *b, int origin, uint64_t probe, enum balance_result r,
                    uint64_t now_ms);
 
 /* Ends a pick whose verdict was given already (a tunnel after its 101, balancer_answered): no

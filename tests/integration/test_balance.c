@@ -687,6 +687,55 @@ static int listen_again_able(uint16_t *port)
     return fd;
 }
 
+/* Requests until one is let through to the origin behind listener l after its down_time (the
+ * others get 503): the probe, left unanswered (its client connection). */
+static struct raw_conn *probe_out(struct harness *h, int l)
+{
+    for (int64_t end = tu_now_ms() + 5000; tu_now_ms() < end;) {
+        struct raw_conn *c = px_connect(h);
+        assert_int_equal(raw_send_str(c, "GET /probe HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        int first = first_readable(c, l, PX_IO_MS);
+        if (first == 'l')
+            return c;
+        assert_int_equal(first, 'c');
+        struct raw_head head;
+        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
+        assert_int_equal(head.status, 503);
+        raw_head_free(&head);
+        raw_close(c);
+        poll(NULL, 0, 20); /* requests spread over time: down_time is time */
+    }
+    fail_msg("no probe went to the origin within 5 s");
+    return NULL;
+}
+
+/* Waits until Portico closed its side of the origin connection fd. */
+static void wait_closed(int fd)
+{
+    char buf[512];
+    bool closed = false;
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    for (int64_t end = tu_now_ms() + PX_IO_MS; !closed && tu_now_ms() < end;)
+        closed = poll(&pf, 1, 100) == 1 && read(fd, buf, sizeof(buf)) <= 0;
+    assert_true(closed);
+}
+
+/* A probe is out: the next request gets its 503 without reaching the origin behind l. */
+static void expect_not_let_through(struct harness *h, int l)
+{
+    struct raw_conn *next = px_connect(h);
+    assert_int_equal(raw_send_str(next, "GET /next HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    int first = first_readable(next, l, PX_IO_MS);
+    if (first == 'l')
+        fail_msg("a second probe went to the origin while the first was out");
+    assert_int_equal(first, 'c');
+    struct raw_head head;
+    assert_int_equal(raw_read_one_head(next, &head, PX_IO_MS), 0);
+    assert_int_equal(head.status, 503);
+    raw_head_free(&head);
+    raw_close(next);
+}
+
 /* README: after down_time "the next request that would go to it is let through alone". An
  * attempt picked before the origin went down, whose client leaves while the probe is out, ends
  * without a verdict: that gave the probe's turn back, and the next request probed the origin
@@ -713,49 +762,73 @@ static void test_probe_goes_alone(void **state)
     assert_int_equal(harness_wait_log(h, "marked down for 200 ms", PX_IO_MS), 0);
     assert_int_equal(listen(l, 16), 0);
     /* after down_time one request is the probe: Portico connects, and it gets no answer */
-    struct raw_conn *probe = NULL;
-    for (int64_t end = tu_now_ms() + 5000; !probe && tu_now_ms() < end;) {
-        struct raw_conn *c = px_connect(h);
-        assert_int_equal(raw_send_str(c, "GET /probe HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
-        int first = first_readable(c, l, PX_IO_MS);
-        if (first == 'l') {
-            probe = c;
-            break;
-        }
-        assert_int_equal(first, 'c');
-        struct raw_head head;
-        assert_int_equal(raw_read_one_head(c, &head, PX_IO_MS), 0);
-        assert_int_equal(head.status, 503);
-        raw_head_free(&head);
-        raw_close(c);
-        poll(NULL, 0, 20); /* requests spread over time: down_time is time */
-    }
-    assert_non_null(probe);
+    struct raw_conn *probe = probe_out(h, l);
     int probe_fd = accept(l, NULL, NULL);
     assert_true(probe_fd >= 0);
     /* the older attempt's client leaves: Portico closes its origin connection */
     raw_close(older);
-    char buf[512];
-    bool closed = false;
-    struct pollfd pf = {.fd = older_fd, .events = POLLIN};
-    for (int64_t end = tu_now_ms() + PX_IO_MS; !closed && tu_now_ms() < end;)
-        closed = poll(&pf, 1, 100) == 1 && read(older_fd, buf, sizeof(buf)) <= 0;
-    assert_true(closed);
+    wait_closed(older_fd);
     /* the probe is still out: the next request is not let through */
-    struct raw_conn *next = px_connect(h);
-    assert_int_equal(raw_send_str(next, "GET /next HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
-    int first = first_readable(next, l, PX_IO_MS);
-    if (first == 'l')
-        fail_msg("a second probe went to the origin while the first was out");
-    assert_int_equal(first, 'c');
-    struct raw_head head;
-    assert_int_equal(raw_read_one_head(next, &head, PX_IO_MS), 0);
-    assert_int_equal(head.status, 503);
-    raw_head_free(&head);
-    raw_close(next);
+    expect_not_let_through(h, l);
     raw_close(probe);
     px_stop(h);
     close(older_fd);
+    close(probe_fd);
+    close(l);
+}
+
+/* A probe outlives its turn: an attempt picked before the origin went down is answered (back
+ * up), the origin goes down again and the request after that down_time probes it. The first
+ * probe, still out, is then one of the older attempts: its client leaving gave the turn of the
+ * probe now out to the next request, which went to the origin beside it (its failure would
+ * have marked the origin down again under the probe). first_byte_timeout (60 s) outlasts
+ * down_time (10 s) by default: a probe to an origin that hangs now and then does. */
+static void test_stale_probe_leaves_the_next_alone(void **state)
+{
+    (void)state;
+    uint16_t port;
+    int l = listen_again_able(&port);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\nretries = 0\n"
+                                 "max_fails = 1\ndown_time = 200ms\nkeepalive = 0\n",
+                                 port);
+    struct raw_conn *older = px_connect(h);
+    assert_int_equal(raw_send_str(older, "GET /older HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(first_readable(older, l, PX_IO_MS), 'l');
+    int older_fd = accept(l, NULL, NULL);
+    assert_true(older_fd >= 0);
+    assert_int_equal(shutdown(l, SHUT_RDWR), 0);
+    assert_int_equal(status_of(h, "/refused"), 502);
+    assert_int_equal(harness_wait_log(h, "marked down for 200 ms", PX_IO_MS), 0);
+    assert_int_equal(listen(l, 16), 0);
+    struct raw_conn *first_probe = probe_out(h, l);
+    int first_probe_fd = accept(l, NULL, NULL);
+    assert_true(first_probe_fd >= 0);
+    /* the older attempt is answered: the origin is back up, the first probe still out */
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    assert_int_equal(write(older_fd, ok, sizeof(ok) - 1), (ssize_t)sizeof(ok) - 1);
+    struct raw_head head;
+    assert_int_equal(raw_read_one_head(older, &head, PX_IO_MS), 0);
+    assert_int_equal(head.status, 200);
+    raw_head_free(&head);
+    assert_int_equal(harness_wait_log(h, "answered; back up", PX_IO_MS), 0);
+    /* down again, and probed again */
+    assert_int_equal(shutdown(l, SHUT_RDWR), 0);
+    assert_int_equal(status_of(h, "/refused-again"), 502);
+    assert_int_equal(harness_wait_log_count(h, "marked down for 200 ms", 2, PX_IO_MS), 0);
+    assert_int_equal(listen(l, 16), 0);
+    struct raw_conn *probe = probe_out(h, l);
+    int probe_fd = accept(l, NULL, NULL);
+    assert_true(probe_fd >= 0);
+    /* the first probe's client leaves */
+    raw_close(first_probe);
+    wait_closed(first_probe_fd);
+    expect_not_let_through(h, l);
+    raw_close(probe);
+    raw_close(older);
+    px_stop(h);
+    close(older_fd);
+    close(first_probe_fd);
     close(probe_fd);
     close(l);
 }
@@ -1654,6 +1727,7 @@ int main(void)
         cmocka_unit_test(test_passive_health_dropped),
         cmocka_unit_test(test_probe_answer_brings_back_up),
         cmocka_unit_test(test_probe_goes_alone),
+        cmocka_unit_test(test_stale_probe_leaves_the_next_alone),
         cmocka_unit_test(test_active_health),
         cmocka_unit_test(test_reload_keeps_verdicts),
         cmocka_unit_test(test_reload_keeps_check_run),

@@ -189,6 +189,46 @@ static void test_check_warns(void **state)
     }
 }
 
+/* `portico probe -c FILE` says FILE's warnings on stderr as `portico -t` does, and probes all
+ * the same: an expired client_cert is what an origin's refused handshake may come from. It
+ * loaded FILE and said nothing of them. */
+static void test_probe_warns(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = harness_new();
+    struct tu_cmd_result res;
+    char url[64], want[700];
+
+    assert_non_null(o);
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{free_port:l}} tls\n"
+                                          "tls_cert = %s\n"
+                                          "tls_key = %s\n"
+                                          "[upstream u]\n"
+                                          "origin = 127.0.0.1:%u\n",
+                                          dated->expired_yesterday.cert,
+                                          dated->expired_yesterday.key, fake_origin_port(o)),
+                     0);
+    snprintf(url, sizeof(url), "http://127.0.0.1/x");
+    const char *const args[] = {"probe", "-c", harness_config_path(h), url, NULL};
+    int rc = harness_run(h, args, &res);
+    snprintf(want, sizeof(want), "portico.ini:3: warning: tls_cert: %s: the certificate expired",
+             dated->expired_yesterday.cert);
+    bool warned = tu_contains(res.err, want);
+    bool probed = tu_contains(res.out, "outcome");
+    print_message("  rc %d, stderr: %s", rc, res.err);
+    tu_cmd_result_free(&res);
+    harness_free(h);
+    fake_origin_stop(o);
+    assert_int_equal(rc, 0);
+    assert_true(probed);
+    if (!warned)
+        fail_msg("no line starting \"%s\" on stderr", want);
+}
+
 /* ---- start, reload and the metric ---- */
 
 static double expiry_metric(struct harness *h, const char *file)
@@ -305,6 +345,7 @@ int main(void)
         cmocka_set_test_filter(getenv("TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_warns),
+        cmocka_unit_test(test_probe_warns),
         cmocka_unit_test(test_start_and_reload_warn_and_serve),
         cmocka_unit_test(test_no_warning_far_from_expiry),
     };

@@ -329,6 +329,8 @@ enum step_op {
     OP_PICK,    /* pick at t: expect `origin` (-1: none) */
     OP_DONE,    /* end the last attempt picked on `origin` at t with `result` */
     OP_ODONE,   /* end an older attempt on `origin` (not its probe) at t with `result` */
+    OP_KEEP,    /* the attempt last picked on `origin` stays out, set aside (its probe number) */
+    OP_KDONE,   /* end the attempt set aside on `origin` at t with `result` */
     OP_CHECK,   /* an active check verdict for `origin` */
     OP_STATE,   /* expect origin's passive state */
 };
@@ -343,6 +345,8 @@ struct step {
 #define PICK(t, o) {OP_PICK, t, o, 0}
 #define DONE(t, o, r) {OP_DONE, t, o, r}
 #define ODONE(t, o, r) {OP_ODONE, t, o, r}
+#define KEEP(o) {OP_KEEP, 0, o, 0}
+#define KDONE(t, o, r) {OP_KDONE, t, o, r}
 #define CHECK(o, s) {OP_CHECK, 0, o, s}
 #define STATE(o, s) {OP_STATE, 0, o, s}
 
@@ -350,7 +354,7 @@ static const struct {
     const char *why;
     int norigins;
     uint64_t max_fails; /* fail_window 1000 ms, down_time 5000 ms */
-    struct step steps[16];
+    struct step steps[20];
 } health_rows[] = {
     {"max_fails within the window mark it down; the probe after down_time brings it back", 1, 2,
      {PICK(0, 0), DONE(0, 0, BALANCE_FAILED), STATE(0, ORIGIN_UP),
@@ -408,6 +412,21 @@ static const struct {
     {"an older attempt's answer brings the origin up while the probe is out", 1, 1,
      {PICK(0, 0), PICK(0, 0), DONE(1, 0, BALANCE_FAILED), PICK(5001, 0),
       ODONE(5002, 0, BALANCE_ANSWERED), STATE(0, ORIGIN_UP), PICK(5003, 0)}},
+    /* The probe of an earlier down_time, still out once the origin came back up (an older
+     * attempt's answer), went down again and was probed again, is an older attempt too: its
+     * end without a verdict let the next request probe beside the probe out, its failure
+     * marked the origin down under it. */
+    {"a probe of an earlier down_time leaves the probe out alone", 1, 1,
+     {PICK(0, 0), PICK(0, 0), DONE(1, 0, BALANCE_FAILED), PICK(5001, 0), KEEP(0),
+      ODONE(5002, 0, BALANCE_ANSWERED), PICK(5003, 0), DONE(5004, 0, BALANCE_FAILED),
+      PICK(10004, 0), STATE(0, ORIGIN_PROBING), KDONE(10005, 0, BALANCE_NO_VERDICT),
+      STATE(0, ORIGIN_PROBING), PICK(10006, -1), KDONE(10007, 0, BALANCE_FAILED),
+      STATE(0, ORIGIN_PROBING), DONE(10008, 0, BALANCE_ANSWERED), STATE(0, ORIGIN_UP)}},
+    {"a probe of an earlier down_time fails as an older attempt", 1, 2,
+     {PICK(0, 0), PICK(0, 0), DONE(1, 0, BALANCE_FAILED), PICK(2, 0), DONE(2, 0, BALANCE_FAILED),
+      PICK(5002, 0), KEEP(0), ODONE(5003, 0, BALANCE_ANSWERED), STATE(0, ORIGIN_UP),
+      KDONE(5004, 0, BALANCE_FAILED), STATE(0, ORIGIN_UP), PICK(5005, 0),
+      DONE(5005, 0, BALANCE_FAILED), STATE(0, ORIGIN_DOWN)}},
 };
 
 static void test_health(void **state)
@@ -419,10 +438,11 @@ static void test_health(void **state)
                       health_rows[i].max_fails);
         struct balancer *b = balancer_new(&up);
         assert_non_null(b);
-        bool probe[MAXO] = {false}; /* the last pick of each origin was its probe */
+        uint64_t probe[MAXO] = {0}; /* the last pick of each origin was its probe (number) */
+        uint64_t kept[MAXO] = {0};  /* KEEP: the attempt set aside was a probe (number) */
         for (const struct step *s = health_rows[i].steps; s->op != OP_END; s++) {
             int got;
-            bool p;
+            uint64_t p;
             switch (s->op) {
             case OP_PICK:
                 got = balancer_pick(b, s->t, 0, 0, &p);
@@ -435,10 +455,17 @@ static void test_health(void **state)
                 break;
             case OP_DONE:
                 balancer_done(b, s->origin, probe[s->origin], (enum balance_result)s->arg, s->t);
-                probe[s->origin] = false;
+                probe[s->origin] = 0;
                 break;
             case OP_ODONE:
-                balancer_done(b, s->origin, false, (enum balance_result)s->arg, s->t);
+                balancer_done(b, s->origin, 0, (enum balance_result)s->arg, s->t);
+                break;
+            case OP_KEEP:
+                kept[s->origin] = probe[s->origin];
+                probe[s->origin] = 0;
+                break;
+            case OP_KDONE:
+                balancer_done(b, s->origin, kept[s->origin], (enum balance_result)s->arg, s->t);
                 break;
             case OP_CHECK:
                 balancer_check(b, s->origin, (enum check_state)s->arg, "test");
