@@ -1011,8 +1011,8 @@ static struct config *load(struct cfg_loader *ld, const char *dir, size_t dir_le
     if (ld->nerrors) {
         /* after the errors: `portico -t` on a bad file still tells every problem (not after
          * out of memory or 100 errors, whose rest is noise) */
-        for (int i = 0; cfg && ld->errors && !ld->broken && i < cfg->nwarnings; i++)
-            fprintf(ld->errors, "%s\n", cfg->warnings[i]);
+        if (cfg && ld->errors && !ld->broken)
+            cfg_print_warnings(cfg, ld->errors);
         cfg_free(cfg);
         return NULL;
     }
@@ -1067,6 +1067,12 @@ struct config *cfg_load_string(const char *text, const char *name, const char *d
     if (!dir)
         dir = ".";
     return load(&ld, dir, strlen(dir), nerrors);
+}
+
+void cfg_print_warnings(const struct config *cfg, FILE *out)
+{
+    for (int i = 0; i < cfg->nwarnings; i++)
+        fprintf(out, "%s\n", cfg->warnings[i]);
 }
 
 void cfg_free(struct config *cfg)

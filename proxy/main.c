@@ -755,8 +755,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (test_only) {
-        for (int i = 0; i < cfg->nwarnings; i++) /* they fail nothing: the exit stays 0 */
-            fprintf(stderr, "%s\n", cfg->warnings[i]);
+        cfg_print_warnings(cfg, stderr); /* they fail nothing: the exit stays 0 */
         printf("portico: %s: configuration ok (%d upstream%s, %d route%s)\n", path,
                cfg->nupstreams, cfg->nupstreams == 1 ? "" : "s", cfg->nroutes,
                cfg->nroutes == 1 ? "" : "s");

@@ -717,8 +717,7 @@ int probe_main(int argc, char **argv)
     if (!cfg)
         return 2;
     /* as `portico -t` says them: an expired client_cert is what a refused handshake may be */
-    for (int i = 0; i < cfg->nwarnings; i++)
-        fprintf(stderr, "%s\n", cfg->warnings[i]);
+    cfg_print_warnings(cfg, stderr);
     /* routes match the path without its query (u.path runs on to the URL's '#', if any); a
      * URL with none has "/" */
     size_t path_len = strcspn(u.path, "?#");

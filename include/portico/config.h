@@ -264,6 +264,9 @@ struct config {
  */
 struct config *cfg_load(const char *path, FILE *errors, int *nerrors);
 
+/* Prints cfg's warnings to out, one line each (`portico -t`, `portico probe -c`). */
+void cfg_print_warnings(const struct config *cfg, FILE *out);
+
 /* Same as cfg_load for an INI text in memory; `name` stands for the file name in messages and
  * `dir` for the directory relative paths resolve against. */
 struct config *cfg_load_string(const char *text, const char *name, const char *dir, FILE *errors,
