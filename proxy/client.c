@@ -1033,6 +1033,23 @@ static void mark_half_closed(struct client *c)
     }
 }
 
+/* client_half_close = abort, the FIN between exchanges: the requests not begun are not answered
+ * (a head it cut is logged 499, as client_close logs it), but answers whose exchanges ended
+ * still go out whole, then the connection closes. They were cut where the client's kernel had
+ * stopped taking them, and logged whole (a 192 KiB answer: 64 KiB reached the client). true
+ * when some are still going out. */
+static bool finish_answers(struct client *c)
+{
+    if (sock_pending(&c->sock) == 0)
+        return false;
+    count_left_in_head(c, gone_reason(SOCK_EOF));
+    evbuffer_drain(c->sock.in, SIZE_MAX);
+    mark_half_closed(c);
+    if (c->state != CS_CLOSING)
+        start_closing(c);
+    return true;
+}
+
 /* The client's FIN (SOCK_EOF). With client_half_close = answer, one that sent whole requests and
  * then shut its sending side (nc -N, a script's shutdown(SHUT_WR), HTTP/1.0 tools) still reads:
  * its exchange goes on, the requests it sent before the FIN are answered in order, then the
@@ -1053,8 +1070,10 @@ static bool half_close(struct client *c)
     default:
         return false;
     }
-    if (c->kind == CLIENT_ADMIN || c->loop->cfg->client_half_close != HALF_CLOSE_ANSWER)
+    if (c->kind == CLIENT_ADMIN)
         return false;
+    if (c->loop->cfg->client_half_close != HALF_CLOSE_ANSWER)
+        return finish_answers(c);
     /* Input not parsed yet: a requeue is due (between requests) or our output drains first. A
      * head parsed and found short was cut by the FIN. */
     bool unparsed = evbuffer_get_length(c->sock.in) > 0 && (c->state == CS_IDLE || !may_parse(c));
