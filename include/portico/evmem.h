@@ -44,8 +44,8 @@ struct evbuffer *evmem_buffer_new(void);
  * EVMEM_BUFFERS are kept already. */
 void evmem_buffer_free(struct evbuffer *b);
 
-/* Frees the blocks and buffers the calling thread keeps. A thread's end does it by itself; the main thread
- * calls it before it exits. */
+/* Frees the blocks and buffers the calling thread keeps. A thread's end does it by itself; the
+ * main thread calls it before it exits. */
 void evmem_flush(void);
 
 #endif
