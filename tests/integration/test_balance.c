@@ -736,6 +736,36 @@ static void expect_not_let_through(struct harness *h, int l)
     raw_close(next);
 }
 
+/* The scene of the probe rows: an origin the test plays (a listener it accepts from, or shuts to
+ * refuse), max_fails = 1, down_time 200 ms; an attempt on it, unanswered (*older, the origin's
+ * side *older_fd), from before it went down; then the probe after down_time (*probe, *probe_fd),
+ * unanswered too. Returns the Portico; *l is the listener. */
+static struct harness *probe_scene(int *l, struct raw_conn **older, int *older_fd,
+                                   struct raw_conn **probe, int *probe_fd)
+{
+    uint16_t port;
+    *l = listen_again_able(&port);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\nretries = 0\n"
+                                 "max_fails = 1\ndown_time = 200ms\nkeepalive = 0\n",
+                                 port);
+    *older = px_connect(h);
+    assert_int_equal(raw_send_str(*older, "GET /older HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(first_readable(*older, *l, PX_IO_MS), 'l');
+    *older_fd = accept(*l, NULL, NULL);
+    assert_true(*older_fd >= 0);
+    /* the origin refuses (Linux: a listener shut down stops listening): marked down */
+    assert_int_equal(shutdown(*l, SHUT_RDWR), 0);
+    assert_int_equal(status_of(h, "/refused"), 502);
+    assert_int_equal(harness_wait_log(h, "marked down for 200 ms", PX_IO_MS), 0);
+    assert_int_equal(listen(*l, 16), 0);
+    /* after down_time one request is the probe: Portico connects, and it gets no answer */
+    *probe = probe_out(h, *l);
+    *probe_fd = accept(*l, NULL, NULL);
+    assert_true(*probe_fd >= 0);
+    return h;
+}
+
 /* README: after down_time "the next request that would go to it is let through alone". An
  * attempt picked before the origin went down, whose client leaves while the probe is out, ends
  * without a verdict: that gave the probe's turn back, and the next request probed the origin
@@ -744,27 +774,9 @@ static void expect_not_let_through(struct harness *h, int l)
 static void test_probe_goes_alone(void **state)
 {
     (void)state;
-    uint16_t port;
-    int l = listen_again_able(&port);
-    struct harness *h = px_start(NULL,
-                                 "[upstream u]\norigin = 127.0.0.1:%u\nretries = 0\n"
-                                 "max_fails = 1\ndown_time = 200ms\nkeepalive = 0\n",
-                                 port);
-    /* an attempt on the origin, unanswered, from before it goes down */
-    struct raw_conn *older = px_connect(h);
-    assert_int_equal(raw_send_str(older, "GET /older HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
-    assert_int_equal(first_readable(older, l, PX_IO_MS), 'l');
-    int older_fd = accept(l, NULL, NULL);
-    assert_true(older_fd >= 0);
-    /* the origin refuses (Linux: a listener shut down stops listening): marked down */
-    assert_int_equal(shutdown(l, SHUT_RDWR), 0);
-    assert_int_equal(status_of(h, "/refused"), 502);
-    assert_int_equal(harness_wait_log(h, "marked down for 200 ms", PX_IO_MS), 0);
-    assert_int_equal(listen(l, 16), 0);
-    /* after down_time one request is the probe: Portico connects, and it gets no answer */
-    struct raw_conn *probe = probe_out(h, l);
-    int probe_fd = accept(l, NULL, NULL);
-    assert_true(probe_fd >= 0);
+    int l, older_fd, probe_fd;
+    struct raw_conn *older, *probe;
+    struct harness *h = probe_scene(&l, &older, &older_fd, &probe, &probe_fd);
     /* the older attempt's client leaves: Portico closes its origin connection */
     raw_close(older);
     wait_closed(older_fd);
@@ -786,24 +798,9 @@ static void test_probe_goes_alone(void **state)
 static void test_stale_probe_leaves_the_next_alone(void **state)
 {
     (void)state;
-    uint16_t port;
-    int l = listen_again_able(&port);
-    struct harness *h = px_start(NULL,
-                                 "[upstream u]\norigin = 127.0.0.1:%u\nretries = 0\n"
-                                 "max_fails = 1\ndown_time = 200ms\nkeepalive = 0\n",
-                                 port);
-    struct raw_conn *older = px_connect(h);
-    assert_int_equal(raw_send_str(older, "GET /older HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
-    assert_int_equal(first_readable(older, l, PX_IO_MS), 'l');
-    int older_fd = accept(l, NULL, NULL);
-    assert_true(older_fd >= 0);
-    assert_int_equal(shutdown(l, SHUT_RDWR), 0);
-    assert_int_equal(status_of(h, "/refused"), 502);
-    assert_int_equal(harness_wait_log(h, "marked down for 200 ms", PX_IO_MS), 0);
-    assert_int_equal(listen(l, 16), 0);
-    struct raw_conn *first_probe = probe_out(h, l);
-    int first_probe_fd = accept(l, NULL, NULL);
-    assert_true(first_probe_fd >= 0);
+    int l, older_fd, first_probe_fd;
+    struct raw_conn *older, *first_probe;
+    struct harness *h = probe_scene(&l, &older, &older_fd, &first_probe, &first_probe_fd);
     /* the older attempt is answered: the origin is back up, the first probe still out */
     static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
     assert_int_equal(write(older_fd, ok, sizeof(ok) - 1), (ssize_t)sizeof(ok) - 1);
