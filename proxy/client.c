@@ -20,7 +20,8 @@
  * A client's FIN (over TLS a close_notify, or a bare FIN: both SOCK_EOF) ends the connection,
  * its exchange logged 499, unless client_half_close = answer and it came after a whole request:
  * then the connection is half-closed (half_closed), and what the client sent whole is answered,
- * in order, before it closes (half_close, half_closed_settle).
+ * in order, before it closes (half_close, half_closed_settle). Answers already made and still
+ * going out go whole in either mode (finish_answers).
  *
  * Teardown is client_close, called from this file's own event handlers only, never from inside
  * the exchange: the exchange ends itself and calls done(), which only changes our state.
@@ -123,9 +124,10 @@ struct client {
     bool close_delimited;              /* ... and its body ends with the close (HTTP/1.0) */
     bool pipelined;                    /* the next head was buffered when the last answer ended */
     bool closes_quietly;               /* the client asked to close: no lingering (linger()) */
-    bool half_closed;                  /* its FIN came, after a whole request, and is answered
-                                          (client_half_close = answer): nothing more is read,
-                                          what was read is answered, then it closes */
+    bool half_closed;                  /* its FIN came and was taken for a half-close: nothing
+                                          more is read; what was read is answered (answer, after
+                                          a whole request) or only the answers made go (abort,
+                                          finish_answers); then it closes */
     uint64_t reset_from_us;            /* CS_RESETTING: since when (client_send_timeout) */
     uint64_t discard_left;             /* request body bytes to drop before the next request */
     struct admin_stream *stream;       /* CS_STREAM: the rest of the admin page */
