@@ -220,21 +220,34 @@ enum px_queue {
  * sock_diag over netlink, which picks the established sockets itself: /proc/net/tcp lists the
  * TIME_WAIT ones too, 50,000 on a host after the churn tests, 55 ms per read. Returns how many
  * (at most max). */
-PX_HELPER int px_queues(enum px_queue which, const uint16_t *ports, int nports, long *q, int max)
+/* A netlink socket that has asked sock_diag about established TCP/IPv4 sockets: req (its
+ * family, protocol and states are filled in here), with flags (NLM_F_DUMP for every socket). The
+ * caller reads the answer and closes it. */
+PX_HELPER int px_diag_ask(struct inet_diag_req_v2 req, uint16_t flags)
 {
     int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     assert_true(fd >= 0);
+    req.sdiag_family = AF_INET;
+    req.sdiag_protocol = IPPROTO_TCP;
+    req.idiag_states = 1 << 1; /* TCP_ESTABLISHED */
     struct {
         struct nlmsghdr nlh;
         struct inet_diag_req_v2 req;
     } ask = {
         .nlh = {.nlmsg_len = sizeof(ask), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-                .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
-        .req = {.sdiag_family = AF_INET, .sdiag_protocol = IPPROTO_TCP,
-                .idiag_ext = which == PX_RCV_WSCALE ? 1 << (INET_DIAG_INFO - 1) : 0,
-                .idiag_states = 1 << 1 /* TCP_ESTABLISHED */},
+                .nlmsg_flags = NLM_F_REQUEST | flags},
+        .req = req,
     };
     assert_true(send(fd, &ask, sizeof(ask), 0) == (ssize_t)sizeof(ask));
+    return fd;
+}
+
+PX_HELPER int px_queues(enum px_queue which, const uint16_t *ports, int nports, long *q, int max)
+{
+    int fd = px_diag_ask(
+        (struct inet_diag_req_v2){
+            .idiag_ext = which == PX_RCV_WSCALE ? 1 << (INET_DIAG_INFO - 1) : 0},
+        NLM_F_DUMP);
     int n = 0;
     for (bool done = false; !done;) {
         static char buf[32768];
@@ -369,22 +382,13 @@ PX_HELPER uint64_t px_peer_received(struct raw_conn *c, long *queued)
     socklen_t mlen = sizeof(me), plen = sizeof(peer);
     assert_int_equal(getsockname(raw_fd(c), (struct sockaddr *)&me, &mlen), 0);
     assert_int_equal(getpeername(raw_fd(c), (struct sockaddr *)&peer, &plen), 0);
-    int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-    assert_true(fd >= 0);
-    struct {
-        struct nlmsghdr nlh;
-        struct inet_diag_req_v2 req;
-    } ask = {
-        .nlh = {.nlmsg_len = sizeof(ask), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-                .nlmsg_flags = NLM_F_REQUEST},
-        .req = {.sdiag_family = AF_INET, .sdiag_protocol = IPPROTO_TCP,
-                .idiag_ext = 1 << (INET_DIAG_INFO - 1),
-                .idiag_states = 1 << 1 /* TCP_ESTABLISHED */,
-                .id = {.idiag_sport = peer.sin_port, .idiag_dport = me.sin_port,
-                       .idiag_src = {peer.sin_addr.s_addr}, .idiag_dst = {me.sin_addr.s_addr},
-                       .idiag_cookie = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE}}},
-    };
-    assert_true(send(fd, &ask, sizeof(ask), 0) == (ssize_t)sizeof(ask));
+    int fd = px_diag_ask(
+        (struct inet_diag_req_v2){
+            .idiag_ext = 1 << (INET_DIAG_INFO - 1),
+            .id = {.idiag_sport = peer.sin_port, .idiag_dport = me.sin_port,
+                   .idiag_src = {peer.sin_addr.s_addr}, .idiag_dst = {me.sin_addr.s_addr},
+                   .idiag_cookie = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE}}},
+        0);
     static char buf[2048];
     ssize_t len = recv(fd, buf, sizeof(buf), 0);
     close(fd);

@@ -150,18 +150,25 @@ static void test_drip_too_slow(void **state)
  * simulator with Portico's own fields added (X-Forwarded-*, X-Request-Id, traceparent, Via:
  * ~250 bytes more), and the simulator answers it: before, it refused every head over 16 KiB, so a
  * client head of 16,300 bytes got the simulator's 431 through `origin = sim`. */
+/* A GET /status/200 head of exactly `bytes` bytes, padded by one field (malloc'd). */
+static char *padded_head(size_t bytes)
+{
+    static const char start[] = "GET /status/200 HTTP/1.1\r\nHost: sim\r\nX-Pad: ";
+    char *req = malloc(bytes + 1);
+    assert_non_null(req);
+    size_t pad = bytes - (sizeof(start) - 1) - 4;
+    memcpy(req, start, sizeof(start) - 1);
+    memset(req + sizeof(start) - 1, 'p', pad);
+    memcpy(req + sizeof(start) - 1 + pad, "\r\n\r\n", 5);
+    assert_int_equal(strlen(req), bytes);
+    return req;
+}
+
 static void test_head_portico_accepts(void **state)
 {
     (void)state;
     enum { HEAD_BYTES = 16300 }; /* below max_header_size = 16k (16,384) */
-    static const char start[] = "GET /status/200 HTTP/1.1\r\nHost: sim\r\nX-Pad: ";
-    char *req = malloc(HEAD_BYTES + 1);
-    assert_non_null(req);
-    size_t pad = HEAD_BYTES - (sizeof(start) - 1) - 4;
-    memcpy(req, start, sizeof(start) - 1);
-    memset(req + sizeof(start) - 1, 'p', pad);
-    memcpy(req + sizeof(start) - 1 + pad, "\r\n\r\n", 5);
-    assert_int_equal(strlen(req), HEAD_BYTES);
+    char *req = padded_head(HEAD_BYTES);
 
     struct raw_conn *c = px_connect(portico);
     struct raw_response r;
@@ -218,13 +225,7 @@ static uint16_t sim_port_of(struct harness *h)
 /* A head of `bytes` bytes straight to the simulator's port; the status it answers. */
 static int sim_head_status(uint16_t port, size_t bytes)
 {
-    static const char start[] = "GET /status/200 HTTP/1.1\r\nHost: sim\r\nX-Pad: ";
-    char *req = malloc(bytes + 1);
-    assert_non_null(req);
-    size_t pad = bytes - (sizeof(start) - 1) - 4;
-    memcpy(req, start, sizeof(start) - 1);
-    memset(req + sizeof(start) - 1, 'p', pad);
-    memcpy(req + sizeof(start) - 1 + pad, "\r\n\r\n", 5);
+    char *req = padded_head(bytes);
     struct raw_conn *c = px_connect_port(port);
     struct raw_response r;
     assert_int_equal(raw_send_str(c, req), 0);
