@@ -743,6 +743,26 @@ static const struct hop_row hop_rows[] = {
       "traceparent: TRACE\r\n"
       "Via: 1.1 portico\r\n"
       "\r\n" },
+    /* the client's Forwarded and X-Real-IP go: origins read them before X-Forwarded-* (Rack 3
+     * takes Forwarded's proto= and host=, nginx's realip X-Real-IP), so they would undo ours */
+    { "client's Forwarded and X-Real-IP",
+      "GET /fwd HTTP/1.1\r\n"
+      "Host: fwd.test\r\n"
+      "Forwarded: for=127.6.6.6;proto=https;host=evil.example\r\n"
+      "X-Real-IP: 127.6.6.6\r\n"
+      "forwarded: for=\"[::6]:66\"\r\n"
+      "X_Real_IP: 127.6.6.6\r\n"
+      "X-Request-Id: hop-test-fwd\r\n"
+      "\r\n",
+      "GET /fwd HTTP/1.1\r\n"
+      "Host: fwd.test\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: fwd.test\r\n"
+      "X-Request-Id: hop-test-fwd\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
     /* X-Forwarded-For fields make one chain (an empty one adds no empty element); a chunked
      * body is re-framed by Portico */
     { "POST chunked, two X-Forwarded-For",
