@@ -2076,6 +2076,10 @@ static const char *const refused_trailers[] = {
     "Forwarded: for=127.6.6.6", "X-Real-IP: 127.6.6.6", "Via: 1.1 evil", "X-Request-Id: forged",
     "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     "tracestate: evil=1", "Portico-Fault: status=503", "PORTICO-FAULT: failure=reset",
+    /* ... and their '_' twins, one variable to CGI, WSGI and Rack (HTTP_X_FORWARDED_PROTO) */
+    "X_Forwarded_For: 127.6.6.6", "x_forwarded_proto: https", "X-Forwarded_Host: evil.example",
+    "X_Real_IP: 127.6.6.6", "X_Request_Id: forged", "Portico_Fault: status=503",
+    "Proxy_Authorization: Basic Zm9vOmJhcg==", "Content_Type: text/html",
     /* authentication */
     "Authorization: Bearer forged", "Cookie: session=forged", "Set-Cookie: session=forged",
     "WWW-Authenticate: Basic", "Authentication-Info: forged",
