@@ -1310,23 +1310,6 @@ static void state_expired(struct client *c)
     }
 }
 
-/* The peer's ip text and port; the "ip:port" text is made only when a log line needs it. */
-static uint16_t split_peer(struct client *c, const struct sockaddr *sa)
-{
-    memcpy(c->ip, "?", 2);
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
-        ipv4_str(&v4->sin_addr, c->ip);
-        return ntohs(v4->sin_port);
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &v6->sin6_addr, c->ip, sizeof(c->ip));
-        return ntohs(v6->sin6_port);
-    }
-    return 0;
-}
-
 /* A new client at max_connections: the connection idle longest between requests gives way
  * (not one whose last answer is still going out, nor one whose next request has come), as in
  * nginx: its client opens another when it has a request, rather than the new one waiting in the
@@ -1373,8 +1356,8 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     c->loop = l;
     c->kind = kind;
     c->accepted_us = event_now_us();
-    c->peer = (struct peer){.conn_id = ++l->next_conn, .ip = c->ip, .port = split_peer(c, sa),
-                            .tls = tls};
+    c->peer = (struct peer){.conn_id = ++l->next_conn, .ip = c->ip,
+                            .port = peer_ip_str(sa, c->ip), .tls = tls};
     /* An h2c listener's client takes a place as an HTTP/1 one does: it makes room too (it took
      * one more, and the listener was then held while a connection sat idle). */
     if (kind != CLIENT_ADMIN && cfg->max_connections && proxy_conns(l) >= cfg->max_connections &&

@@ -29,7 +29,8 @@ static bool static_hop(const struct h1_field *f)
 /* What Portico removes from a request or writes in it itself. */
 static const unsigned portico_fields =
     hop_fields | H1_FIELD_BIT(H1_F_X_FORWARDED_FOR) | H1_FIELD_BIT(H1_F_X_FORWARDED_PROTO) |
-    H1_FIELD_BIT(H1_F_X_FORWARDED_HOST) | H1_FIELD_BIT(H1_F_X_REQUEST_ID) |
+    H1_FIELD_BIT(H1_F_X_FORWARDED_HOST) | H1_FIELD_BIT(H1_F_FORWARDED) |
+    H1_FIELD_BIT(H1_F_X_REAL_IP) | H1_FIELD_BIT(H1_F_X_REQUEST_ID) |
     H1_FIELD_BIT(H1_F_PORTICO_FAULT);
 
 /* Whether f is one of portico_fields spelt with '_' for '-' ("X_Forwarded_Proto"). CGI, WSGI
@@ -308,6 +309,12 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
         case H1_F_X_FORWARDED_HOST:
         case H1_F_X_REQUEST_ID:
             continue; /* set by us below */
+        case H1_F_FORWARDED:
+        case H1_F_X_REAL_IP:
+            /* The client's word on its address, scheme and host, which origins read before
+             * ours: Rack 3 takes Forwarded's proto= and host= over X-Forwarded-Proto and -Host,
+             * Spring's ForwardedHeaderFilter its first element, nginx's realip X-Real-IP. */
+            continue;
         case H1_F_TRACEPARENT:
             if (fwd->traceparent)
                 continue;

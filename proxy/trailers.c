@@ -8,7 +8,6 @@
 
 #include <event2/buffer.h>
 #include <string.h>
-#include <strings.h>
 
 #include "portico/util.h"
 
@@ -42,15 +41,28 @@ static const char *const refused[] = {
 
 #define PROXY_PREFIX "proxy-" /* Proxy-Authorization, -Authenticate, -Connection, -Status ... */
 
+/* Whether name[len] is the lowercase `lower`, in any case and with '_' for '-': CGI, WSGI and
+ * Rack servers read X_Forwarded_Proto as X-Forwarded-Proto (HTTP_X_FORWARDED_PROTO), which is
+ * why a head loses those twins too (headers.c). */
+static bool name_is(const char *name, size_t len, const char *lower)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i] >= 'A' && name[i] <= 'Z' ? (char)(name[i] + 32) : name[i];
+        if ((c == '_' ? '-' : c) != lower[i])
+            return false;
+    }
+    return true;
+}
+
 bool trailer_field_allowed(const char *name, size_t len)
 {
     size_t plen = sizeof(PROXY_PREFIX) - 1;
-    if (len >= plen && strncasecmp(name, PROXY_PREFIX, plen) == 0)
+    if (len >= plen && name_is(name, plen, PROXY_PREFIX))
         return false;
     if (len >= TRAILER_NAME_HOLD) /* perhaps a prefix only: longer than every refused name */
         return true;
     for (size_t i = 0; i < ARRAY_LEN(refused); i++)
-        if (strlen(refused[i]) == len && strncasecmp(refused[i], name, len) == 0)
+        if (strlen(refused[i]) == len && name_is(name, len, refused[i]))
             return false;
     return true;
 }

@@ -388,6 +388,25 @@ const char *name_without_root_dot(const char *name, char *buf, size_t size)
     return buf;
 }
 
+uint16_t peer_ip_str(const struct sockaddr *sa, char *buf)
+{
+    memcpy(buf, "?", 2);
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
+        ipv4_str(&v4->sin_addr, buf);
+        return ntohs(v4->sin_port);
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+        if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr))
+            ipv4_str(&v6->sin6_addr.s6_addr[12], buf);
+        else
+            inet_ntop(AF_INET6, &v6->sin6_addr, buf, INET6_ADDRSTRLEN);
+        return ntohs(v6->sin6_port);
+    }
+    return 0;
+}
+
 char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t bufsz)
 {
     /* By hand: once per origin connection, and once per request when the origin refuses, where

@@ -51,6 +51,8 @@ extern const unsigned char h1_class[256];
     X(H1_F_X_FORWARDED_FOR, "x-forwarded-for")                                                     \
     X(H1_F_X_FORWARDED_PROTO, "x-forwarded-proto")                                                 \
     X(H1_F_X_FORWARDED_HOST, "x-forwarded-host")                                                   \
+    X(H1_F_FORWARDED, "forwarded")                                                                 \
+    X(H1_F_X_REAL_IP, "x-real-ip")                                                                 \
     X(H1_F_VIA, "via")                                                                             \
     X(H1_F_TRACEPARENT, "traceparent")                                                             \
     X(H1_F_TRACESTATE, "tracestate")                                                               \

@@ -76,6 +76,12 @@ int numeric_sockaddr(const char *host, uint16_t port, struct sockaddr_storage *s
  * inet_ntop writes it, without its sprintf (~1,600 instructions, 6% of a connection). */
 void ipv4_str(const void *addr, char *buf);
 
+/* A client's address as its ip text into buf (at least 46 bytes: INET6_ADDRSTRLEN), "?" for
+ * another family; returns its port. An IPv4 client of a dual-stack listener ("[::]", which
+ * takes IPv4 too unless net.ipv6.bindv6only is set) comes as "::ffff:10.0.0.9" and is written
+ * "10.0.0.9": the address X-Forwarded-For, the access log and CIDR rules mean. */
+uint16_t peer_ip_str(const struct sockaddr *sa, char *buf);
+
 /* "127.0.0.1:3000" or "[::1]:3000" from an ip text and a port (0: the ip alone) into buf.
  * Returns buf. */
 const char *ip_port_str(const char *ip, unsigned port, char *buf, size_t bufsz);

@@ -73,9 +73,47 @@ static bool offers_upgrade(const struct h1_request *req, const struct h1_info *i
            !h1_list_has(req->fields, req->nfields, "upgrade", "h2");
 }
 
+/* The field names Portico owns in a request (README "Removed", "Replaced", "Appended"). */
+static bool owned(enum h1_field_id id)
+{
+    switch (id) {
+    case H1_F_CONNECTION:
+    case H1_F_KEEP_ALIVE:
+    case H1_F_PROXY_CONNECTION:
+    case H1_F_TE:
+    case H1_F_TRAILER:
+    case H1_F_TRANSFER_ENCODING:
+    case H1_F_UPGRADE:
+    case H1_F_CONTENT_LENGTH:
+    case H1_F_X_FORWARDED_FOR:
+    case H1_F_X_FORWARDED_PROTO:
+    case H1_F_X_FORWARDED_HOST:
+    case H1_F_FORWARDED:
+    case H1_F_X_REAL_IP:
+    case H1_F_X_REQUEST_ID:
+    case H1_F_PORTICO_FAULT:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Whether f is an owned name spelt with '_' for '-' ("X_Forwarded_Proto"): dropped too. */
+static bool underscore_twin(const struct h1_field *f)
+{
+    char name[64];
+    if (f->name_len >= sizeof(name) || !memchr(f->name, '_', f->name_len))
+        return false;
+    for (size_t i = 0; i < f->name_len; i++)
+        name[i] = f->name[i] == '_' ? '-' : f->name[i];
+    return owned(h1_field_id_of(name, f->name_len));
+}
+
 /* The fields of in that go to the origin unchanged, as README "What the origin receives" says. */
 static bool kept(const struct h1_request *in, const struct h1_field *f, const struct fwd_request *fwd)
 {
+    if (underscore_twin(f))
+        return false;
     switch (h1_field_id(f)) {
     case H1_F_HOST:
         return fwd->host == NULL;
@@ -84,6 +122,8 @@ static bool kept(const struct h1_request *in, const struct h1_field *f, const st
     case H1_F_X_FORWARDED_FOR:
     case H1_F_X_FORWARDED_PROTO:
     case H1_F_X_FORWARDED_HOST:
+    case H1_F_FORWARDED:
+    case H1_F_X_REAL_IP:
     case H1_F_X_REQUEST_ID:
     case H1_F_TRACEPARENT:
     case H1_F_TRACESTATE: /* dropped: fwd.drop_tracestate is set below */
@@ -191,6 +231,8 @@ static void fuzz_request(const char *in, size_t n, uint8_t mode)
     CHECK(count(fw.fields, fw.nfields, H1_F_X_REQUEST_ID) == 1);
     CHECK(count(fw.fields, fw.nfields, H1_F_TRACEPARENT) == 1);
     CHECK(count(fw.fields, fw.nfields, H1_F_TRACESTATE) == 0);
+    CHECK(count(fw.fields, fw.nfields, H1_F_FORWARDED) == 0);
+    CHECK(count(fw.fields, fw.nfields, H1_F_X_REAL_IP) == 0);
     CHECK(count(fw.fields, fw.nfields, H1_F_CONTENT_LENGTH) ==
           (info.framing == H1_BODY_LENGTH ? 1 : 0));
     CHECK(count(fw.fields, fw.nfields, H1_F_TRANSFER_ENCODING) ==

@@ -743,6 +743,26 @@ static const struct hop_row hop_rows[] = {
       "traceparent: TRACE\r\n"
       "Via: 1.1 portico\r\n"
       "\r\n" },
+    /* the client's Forwarded and X-Real-IP go: origins read them before X-Forwarded-* (Rack 3
+     * takes Forwarded's proto= and host=, nginx's realip X-Real-IP), so they would undo ours */
+    { "client's Forwarded and X-Real-IP",
+      "GET /fwd HTTP/1.1\r\n"
+      "Host: fwd.test\r\n"
+      "Forwarded: for=127.6.6.6;proto=https;host=evil.example\r\n"
+      "X-Real-IP: 127.6.6.6\r\n"
+      "forwarded: for=\"[::6]:66\"\r\n"
+      "X_Real_IP: 127.6.6.6\r\n"
+      "X-Request-Id: hop-test-fwd\r\n"
+      "\r\n",
+      "GET /fwd HTTP/1.1\r\n"
+      "Host: fwd.test\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: fwd.test\r\n"
+      "X-Request-Id: hop-test-fwd\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
     /* X-Forwarded-For fields make one chain (an empty one adds no empty element); a chunked
      * body is re-framed by Portico */
     { "POST chunked, two X-Forwarded-For",
@@ -1727,6 +1747,53 @@ static void test_ipv6_listener(void **state)
     fake_origin_stop(o);
 }
 
+/* An IPv4 client of a dual-stack listener arrives v4-mapped (::ffff:127.0.0.1): the origin
+ * and the access log get the IPv4 address it is, which IP rules and X-Forwarded-For parsers
+ * match, not "::ffff:127.0.0.1" (what they got before). [::ffff:127.0.0.1] is the one
+ * dual-stack bind that stays on loopback; [::] takes IPv4 the same way. */
+static void test_v4_mapped_listener(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    /* bound first, so it is up once the listener the harness waits on is */
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = [::ffff:127.0.0.1]:{{free_port:mapped}}\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "access_log_format = text\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          fake_origin_port(o)),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    uint16_t port = harness_port(h, "mapped");
+    struct raw_conn *c = raw_connect_ip("127.0.0.1", port, PX_IO_MS);
+    if (!c)
+        fail_msg("connect 127.0.0.1:%u: %s", port, raw_last_error());
+    assert_int_equal(raw_send_str(c, "GET /mapped HTTP/1.1\r\nHost: m\r\n"
+                                     "X-Request-Id: v4-mapped-1\r\n\r\n"), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    char *xff = fake_origin_request_header(o, 0, "X-Forwarded-For");
+    assert_non_null(xff);
+    assert_string_equal(xff, "127.0.0.1");
+    free(xff);
+    char *line = px_log_line_for_id(h, "v4-mapped-1");
+    if (!strstr(line, " client=127.0.0.1:"))
+        fail_msg("the access log shows the client as: %s", line);
+    free(line);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* The origin answers before it has read the body: the response is relayed whole, with
  * Connection: close since the rest of the request cannot be skipped, and the connection closes. */
 static void test_response_before_request_body(void **state)
@@ -2056,6 +2123,10 @@ static const char *const refused_trailers[] = {
     "Forwarded: for=127.6.6.6", "X-Real-IP: 127.6.6.6", "Via: 1.1 evil", "X-Request-Id: forged",
     "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     "tracestate: evil=1", "Portico-Fault: status=503", "PORTICO-FAULT: failure=reset",
+    /* ... and their '_' twins, one variable to CGI, WSGI and Rack (HTTP_X_FORWARDED_PROTO) */
+    "X_Forwarded_For: 127.6.6.6", "x_forwarded_proto: https", "X-Forwarded_Host: evil.example",
+    "X_Real_IP: 127.6.6.6", "X_Request_Id: forged", "Portico_Fault: status=503",
+    "Proxy_Authorization: Basic Zm9vOmJhcg==", "Content_Type: text/html",
     /* authentication */
     "Authorization: Bearer forged", "Cookie: session=forged", "Set-Cookie: session=forged",
     "WWW-Authenticate: Basic", "Authentication-Info: forged",
@@ -2509,6 +2580,7 @@ int main(void)
         cmocka_unit_test(test_origin_reuse_rules),
         cmocka_unit_test(test_keepalive_timeouts),
         cmocka_unit_test(test_ipv6_listener),
+        cmocka_unit_test(test_v4_mapped_listener),
         cmocka_unit_test(test_client_socket_nodelay),
         cmocka_unit_test(test_refused_connect_socket_reused),
         cmocka_unit_test(test_refused_mapped_socket_not_kept),

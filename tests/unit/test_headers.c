@@ -119,6 +119,15 @@ static const struct {
      "GET /x HTTP/1.1\r\nHost: a.test\r\nX_Custom_Id: 7\r\n_: u\r\nX-Forwarded-For: 127.0.0.21\r\n"
      "X-Forwarded-Proto: http\r\nX-Forwarded-Host: a.test\r\nX-Request-Id: rid1\r\n"
      "Via: 1.1 portico\r\n\r\n"},
+    {"the client's Forwarded and X-Real-IP are dropped (any case, '_' twins too): origins read "
+     "them before X-Forwarded-* (Rack 3: Forwarded's proto= and host=; nginx realip: X-Real-IP)",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nForwarded: for=127.6.6.6;proto=https;host=evil\r\n"
+     "X-Real-IP: 127.6.6.6\r\nforwarded: for=\"[::6]:66\"\r\nX_Real_Ip: 127.6.6.6\r\n"
+     "X-Forwarded: for=127.6.6.6\r\n\r\n",
+     {BASE, CLIENT_HOST("a.test")},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded: for=127.6.6.6\r\n"
+     "X-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: a.test\r\n"
+     "X-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
     {"a TLS client is https",
      "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
      {BASE, .client_tls = true},

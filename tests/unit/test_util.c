@@ -399,6 +399,52 @@ static void test_ipv4_str(void **state)
     }
 }
 
+/* A client's ip text: IPv4 and IPv6 as inet_ntop writes them, and an IPv4 client of a
+ * dual-stack listener (v4-mapped, ::ffff:a.b.c.d) as the IPv4 address it is, not as IPv6:
+ * X-Forwarded-For, the access log and header_control_clients (127.0.0.0/8) read it. */
+static void test_peer_ip_str(void **state)
+{
+    (void)state;
+    static const struct {
+        int family;
+        const char *addr;
+        unsigned port;
+        const char *want;
+    } rows[] = {
+        {AF_INET, "127.0.0.1", 50312, "127.0.0.1"},
+        {AF_INET6, "::1", 443, "::1"},
+        {AF_INET6, "::ffff:127.0.0.1", 50312, "127.0.0.1"},
+        {AF_INET6, "::ffff:10.9.99.12", 1, "10.9.99.12"},
+        {AF_INET6, "::ffff:0.0.0.0", 2, "0.0.0.0"},
+        {AF_INET6, "::127.0.0.1", 3, "::127.0.0.1"},         /* v4-compatible: not mapped */
+        {AF_INET6, "64:ff9b::7f00:1", 4, "64:ff9b::7f00:1"}, /* NAT64: an IPv6 peer */
+        {AF_INET6, "::fffe:7f00:1", 5, "::fffe:7f00:1"},
+        {AF_INET6, "fe80::ffff:7f00:1", 6, "fe80::ffff:7f00:1"},
+        {AF_INET6, "2001:db8::1", 65535, "2001:db8::1"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct sockaddr_storage ss = {0};
+        if (rows[i].family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            a->sin_family = AF_INET;
+            a->sin_port = htons((uint16_t)rows[i].port);
+            assert_int_equal(inet_pton(AF_INET, rows[i].addr, &a->sin_addr), 1);
+        } else {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            a->sin6_family = AF_INET6;
+            a->sin6_port = htons((uint16_t)rows[i].port);
+            assert_int_equal(inet_pton(AF_INET6, rows[i].addr, &a->sin6_addr), 1);
+        }
+        char ip[INET6_ADDRSTRLEN];
+        assert_int_equal(peer_ip_str((struct sockaddr *)&ss, ip), rows[i].port);
+        assert_string_equal(ip, rows[i].want);
+    }
+    struct sockaddr_storage other = {.ss_family = AF_UNIX};
+    char ip[INET6_ADDRSTRLEN];
+    assert_int_equal(peer_ip_str((struct sockaddr *)&other, ip), 0);
+    assert_string_equal(ip, "?");
+}
+
 /* The peer as logs show it: brackets around IPv6 with a port, the ip alone without one, and a
  * buffer too small for the port gets the ip cut to fit rather than an overrun. */
 static void test_ip_port_str(void **state)
@@ -527,6 +573,7 @@ int main(void)
         cmocka_unit_test(test_numeric_sockaddr),
         cmocka_unit_test(test_sockaddr_str_edges),
         cmocka_unit_test(test_ipv4_str),
+        cmocka_unit_test(test_peer_ip_str),
         cmocka_unit_test(test_ip_port_str),
         cmocka_unit_test(test_buf_appendf),
         cmocka_unit_test(test_str_copy),
