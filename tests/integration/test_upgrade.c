@@ -28,6 +28,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -502,6 +503,152 @@ static int teardown(void **state)
     return 0;
 }
 
+/* A stop while the new process is still starting (the script waiting on its FIFO) cancels the
+ * upgrade: the new process is told SIGTERM, the old one says so and exits 0 with its drain, and
+ * its pid file goes as at any stop. */
+static void test_upgrade_cancelled_by_stop(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_start();
+    char dir[PATH_MAX], bin[PATH_MAX + 16], fifo[PATH_MAX + 16], real[PATH_MAX];
+    assert_int_equal(tu_make_temp_dir("portico-upgrade-bin", dir, sizeof(dir)), 0);
+    snprintf(bin, sizeof(bin), "%s/portico", dir);
+    snprintf(fifo, sizeof(fifo), "%s/go", dir);
+    assert_non_null(realpath(portico_bin(), real));
+    install(real, bin);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    struct harness *h = start(fake_origin_port(o), bin);
+    char script[3 * PATH_MAX];
+    snprintf(script, sizeof(script), "#!/bin/sh\nread go < '%s'\nexec '%s' \"$@\"\n", fifo,
+             real);
+    install_text(script, bin);
+    assert_int_equal(harness_signal(h, SIGUSR2), 0);
+    assert_int_equal(harness_wait_log(h, "SIGUSR2: upgrading", IO_MS), 0);
+    assert_int_equal(harness_signal(h, SIGTERM), 0);
+    assert_int_equal(harness_wait_log(h, "upgrade: cancelled by the stop: the new process (pid ",
+                                      IO_MS), 0);
+    assert_true(harness_log_contains(h, ") was killed by SIGTERM"));
+    assert_exits_0(h, IO_MS);
+    assert_int_equal(pid_file(h), 0);
+    assert_int_equal(get(px_port(h), "/"), -1); /* nothing serves: the new one never did */
+    harness_free(h);
+    tu_remove_tree(dir);
+    origin_stop(o);
+}
+
+/* ---- systemd ---- */
+
+#define WATCHDOG_MS 400
+
+/* A datagram socket at path with SO_PASSCRED, as systemd's notify socket: each message comes
+ * with its sender's pid. */
+static int notify_listen(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0), one = 1;
+    assert_true(fd >= 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)), 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    assert_true(strlen(path) < sizeof(a.sun_path));
+    memcpy(a.sun_path, path, strlen(path));
+    unlink(path);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+/* The next message within IO_MS into msg, its sender's pid returned. */
+static long notify_next(int fd, char *msg, size_t size)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, IO_MS) != 1)
+        fail_msg("no notification within %d ms", IO_MS);
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(struct ucred))];
+    } control;
+    struct iovec iov = {.iov_base = msg, .iov_len = size - 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                       .msg_controllen = sizeof(control)};
+    ssize_t n = recvmsg(fd, &m, 0);
+    assert_true(n > 0);
+    msg[n] = '\0';
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    assert_non_null(c);
+    assert_int_equal(c->cmsg_type, SCM_CREDENTIALS);
+    struct ucred cred;
+    memcpy(&cred, CMSG_DATA(c), sizeof(cred));
+    return (long)cred.pid;
+}
+
+/* Under systemd (NOTIFY_SOCKET, WatchdogSec=: WATCHDOG_USEC with WATCHDOG_PID its own, as a
+ * shell that execs it sets it): the old process, the main pid, tells systemd MAINPID=<new pid>
+ * and then nothing more (no STOPPING=1: the service goes on); the new process says no READY=1
+ * of its own, and its watchdog pings come (WATCHDOG_PID named it anew) once the old is gone. */
+static void test_upgrade_tells_systemd(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_start();
+    char sock[PATH_MAX];
+    snprintf(sock, sizeof(sock), "%s/notify-upgrade-%d.sock",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+    int fd = notify_listen(sock);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char real[PATH_MAX], text[PATH_MAX + 64], wrapper[PATH_MAX + 16];
+    assert_non_null(realpath(portico_bin(), real));
+    snprintf(text, sizeof(text), "#!/bin/sh\nWATCHDOG_PID=$$ exec '%s' \"$@\"\n", real);
+    assert_int_equal(harness_write_file(h, "watched.sh", text), 0);
+    snprintf(wrapper, sizeof(wrapper), "%s/watched.sh", harness_dir(h));
+    assert_int_equal(chmod(wrapper, 0755), 0);
+    harness_set_bin(h, wrapper);
+    assert_int_equal(write_config(h, fake_origin_port(o), ""), 0);
+    char usec[32];
+    snprintf(usec, sizeof(usec), "%d", WATCHDOG_MS * 1000);
+    assert_int_equal(setenv("NOTIFY_SOCKET", sock, 1), 0);
+    assert_int_equal(setenv("WATCHDOG_USEC", usec, 1), 0);
+    int started = harness_start(h);
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    assert_int_equal(started, 0);
+    long old = harness_pid(h);
+
+    char msg[1024];
+    long from;
+    do /* the old one's READY=1, maybe after a WATCHDOG=1 */
+        from = notify_next(fd, msg, sizeof(msg));
+    while (!tu_contains(msg, "READY=1"));
+    assert_int_equal(from, old);
+
+    assert_int_equal(harness_signal(h, SIGUSR2), 0);
+    bool mainpid = false;
+    long pid = 0;
+    while (!mainpid) { /* the old one's STATUS=upgrading, its pings, and the new one's pings */
+        from = notify_next(fd, msg, sizeof(msg));
+        assert_false(tu_contains(msg, "READY=1"));
+        assert_false(tu_contains(msg, "STOPPING=1"));
+        if (from != old) {
+            assert_string_equal(msg, "WATCHDOG=1");
+            continue;
+        }
+        if ((mainpid = tu_contains(msg, "MAINPID=")))
+            pid = strtol(strstr(msg, "MAINPID=") + strlen("MAINPID="), NULL, 10);
+    }
+    assert_true(tu_contains(msg, "(upgraded: pid "));
+    assert_int_equal(pid, new_pid_logged(h));
+    assert_exits_0(h, IO_MS);
+    /* from now on only the new process speaks: pings */
+    for (int pings = 0; pings < 3;) {
+        from = notify_next(fd, msg, sizeof(msg));
+        assert_int_equal(from, pid);
+        assert_string_equal(msg, "WATCHDOG=1");
+        pings++;
+    }
+    assert_int_equal(stop_new(pid), 0);
+    close(fd);
+    unlink(sock);
+    harness_free(h);
+    origin_stop(o);
+}
+
 int main(void)
 {
     /* the new process outlives its parent, the harness's child: it becomes ours to reap */
@@ -516,6 +663,8 @@ int main(void)
         cmocka_unit_test_teardown(test_upgrade_bad_config, teardown),
         cmocka_unit_test_teardown(test_upgrade_runs_the_path, teardown),
         cmocka_unit_test_teardown(test_upgrade_one_at_a_time, teardown),
+        cmocka_unit_test_teardown(test_upgrade_cancelled_by_stop, teardown),
+        cmocka_unit_test_teardown(test_upgrade_tells_systemd, teardown),
     };
     if (getenv("TEST_FILTER"))
         cmocka_set_test_filter(getenv("TEST_FILTER"));
