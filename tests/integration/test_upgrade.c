@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <setjmp.h>
@@ -536,6 +537,97 @@ static void test_upgrade_cancelled_by_stop(void **state)
     origin_stop(o);
 }
 
+/* ---- privileges ---- */
+
+/* Whether every thread of pid runs as uid (real, effective, saved, filesystem). */
+static bool runs_as(long pid, uid_t uid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+    char *status = tu_read_file(path, NULL);
+    assert_non_null(status);
+    char want[96];
+    snprintf(want, sizeof(want), "Uid:\t%u\t%u\t%u\t%u\n", uid, uid, uid, uid);
+    bool ok = strstr(status, want) != NULL;
+    free(status);
+    return ok;
+}
+
+/* Started as root with `user = nobody`: the upgrade runs as nobody, takes the sockets root bound
+ * and the claims root's uid names, writes the pid file in nobody's directory; the next upgrade,
+ * from nobody to nobody, binds a new unprivileged address (admin_listen) as usual. */
+static void test_upgrade_after_dropping_privileges(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("  not root: the switch needs a root start\n");
+        skip();
+    }
+    struct passwd *pw = getpwnam("nobody");
+    assert_non_null(pw);
+    struct fake_origin *o = origin_start();
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char run[PATH_MAX];
+    snprintf(run, sizeof(run), "%s/run", harness_dir(h));
+    assert_int_equal(chmod(harness_dir(h), 0755), 0); /* nobody reads the file at the upgrade */
+    assert_int_equal(mkdir(run, 0755), 0);
+    assert_int_equal(chown(run, pw->pw_uid, pw->pw_gid), 0);
+    const char *fmt = "[proxy]\n"
+                      "listen = 127.0.0.1:{{port:listen}}\n"
+                      "%s"
+                      "workers = 2\n"
+                      "access_log = off\n"
+                      "pid_file = run/portico.pid\n"
+                      "user = nobody\n"
+                      "[upstream u]\norigin = 127.0.0.1:%u\n";
+    assert_int_equal(harness_write_config(h, fmt, "", fake_origin_port(o)), 0);
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(harness_wait_log(h, "running as user nobody", IO_MS), 0);
+    char pid_path[PATH_MAX + 32];
+    snprintf(pid_path, sizeof(pid_path), "%s/portico.pid", run);
+
+    assert_int_equal(harness_signal(h, SIGUSR2), 0);
+    if (harness_wait_log(h, "upgrade: stopping: listeners closed", UPGRADE_MS) != 0)
+        fail_msg("no hand-over:\n%s", harness_stderr(h));
+    long pid = new_pid_logged(h);
+    char *text = tu_read_file(pid_path, NULL);
+    assert_non_null(text);
+    assert_int_equal(strtol(text, NULL, 10), pid);
+    free(text);
+    assert_true(runs_as(pid, pw->pw_uid));
+    assert_exits_0(h, IO_MS);
+    assert_int_equal(get(px_port(h), "/"), 200);
+
+    /* the new process's own upgrade: the claims still name root's uid; one address more */
+    assert_int_equal(harness_write_config(h, fmt, "admin_listen = 127.0.0.1:{{port:admin}}\n",
+                                          fake_origin_port(o)),
+                     0);
+    int log_lines = 0;
+    char *err = harness_stderr(h);
+    for (const char *at = err; (at = strstr(at, "upgrade: stopping: listeners closed")); at++)
+        log_lines++;
+    free(err);
+    assert_int_equal(kill((pid_t)pid, SIGUSR2), 0);
+    if (harness_wait_log_count(h, "upgrade: stopping: listeners closed", (unsigned)log_lines + 1,
+                               UPGRADE_MS) != 0)
+        fail_msg("no second hand-over:\n%s", harness_stderr(h));
+    text = tu_read_file(pid_path, NULL);
+    assert_non_null(text);
+    long next = strtol(text, NULL, 10);
+    free(text);
+    assert_true(next > 0 && next != pid);
+    new_pid_live = next; /* teardown's, should the check below fail */
+    assert_int_equal(stop_new(pid), 0); /* stopping by itself already: SIGTERM ends its drain */
+    new_pid_live = next;
+    assert_true(runs_as(next, pw->pw_uid));
+    assert_int_equal(get(px_port(h), "/"), 200);
+    assert_true(get(harness_port(h, "admin"), "/healthz") > 0); /* bound by nobody */
+    assert_int_equal(stop_new(next), 0);
+    harness_free(h);
+    origin_stop(o);
+}
+
 /* ---- systemd ---- */
 
 #define WATCHDOG_MS 400
@@ -632,8 +724,10 @@ static void test_upgrade_tells_systemd(void **state)
         if ((mainpid = tu_contains(msg, "MAINPID=")))
             pid = strtol(strstr(msg, "MAINPID=") + strlen("MAINPID="), NULL, 10);
     }
+    new_pid_live = pid; /* teardown's, should a check below fail */
     assert_true(tu_contains(msg, "(upgraded: pid "));
-    assert_int_equal(pid, new_pid_logged(h));
+    assert_int_equal(harness_wait_log(h, "upgrade: stopping: listeners closed", IO_MS), 0);
+    assert_int_equal(pid, new_pid_logged(h)); /* said after MAINPID= */
     assert_exits_0(h, IO_MS);
     /* from now on only the new process speaks: pings */
     for (int pings = 0; pings < 3;) {
@@ -665,6 +759,7 @@ int main(void)
         cmocka_unit_test_teardown(test_upgrade_one_at_a_time, teardown),
         cmocka_unit_test_teardown(test_upgrade_cancelled_by_stop, teardown),
         cmocka_unit_test_teardown(test_upgrade_tells_systemd, teardown),
+        cmocka_unit_test_teardown(test_upgrade_after_dropping_privileges, teardown),
     };
     if (getenv("TEST_FILTER"))
         cmocka_set_test_filter(getenv("TEST_FILTER"));
