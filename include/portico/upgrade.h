@@ -36,16 +36,11 @@ int upgrade_init(const char *argv0, char *const *argv);
 const char *upgrade_binary(void);
 
 /* Where an upgrade stands, as the old process sees it. */
-#define UPGRADE_STATE_LIST(X)                                                                      \
-    X(UPGRADE_IDLE, "idle")                                                                        \
-    X(UPGRADE_PENDING, "under way")                                                                \
-    X(UPGRADE_READY, "ready")                                                                      \
-    X(UPGRADE_FAILED, "failed")
-
 enum upgrade_state {
-#define X(id, name) id,
-    UPGRADE_STATE_LIST(X)
-#undef X
+    UPGRADE_IDLE,                          /* none, or the last one ended (upgrade_end) */
+    UPGRADE_PENDING,                       /* the new process starts: nothing decided */
+    UPGRADE_READY,                         /* it serves: the old one stops */
+    UPGRADE_FAILED,                        /* it failed: the old one serves on */
 };
 
 /* Starts the binary with the same arguments, handing it fds[0..nfds) (each must be open), the

@@ -180,7 +180,8 @@ static void test_claim(void **state)
     snprintf(other_name, sizeof(other_name), "%s/../%s/portico.pid", dir, strrchr(dir, '/') + 1);
     assert_int_equal(pidfile_claim(other_name, &handed), -1);
     assert_int_equal(chdir(dir), 0);
-    assert_int_equal(pidfile_claim("portico.pid", &handed), -1); /* relative to the working directory */
+    /* relative to the working directory */
+    assert_int_equal(pidfile_claim("portico.pid", &handed), -1);
     int another = pidfile_claim("another.pid", &handed);
     assert_true(another >= 0);
     close(another);
