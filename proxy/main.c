@@ -461,6 +461,12 @@ static void settle_upgrade(struct process *p)
         return;
     pid_t child = upgrade_child();
     if (s == UPGRADE_FAILED) {
+        /* the new process's FILE:LINE lines, as a reload says them */
+        for (const char *line = upgrade_messages(), *end; *line; line = end + 1) {
+            if (!(end = strchr(line, '\n'))) /* cfg_report ends every message with one */
+                break;
+            log_problem("%.*s", (int)(end - line), line);
+        }
         if (p->state != RUN_SERVING)
             log_info("upgrade: cancelled by the stop: %s", why);
         else
@@ -755,7 +761,7 @@ static int run(const char *path, struct config *cfg, const sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 
     struct process p = {.path = path, .pid_claim = -1, .state = RUN_SERVING};
-    bool upgraded = upgrade_inherit(); /* before anything is claimed or bound: it is handed */
+    bool upgraded = upgrade_inherited();
     watchdog_init(); /* before the workers: their loops beat for it */
     if (start(&p, cfg) != 0) {
         finish(&p);
@@ -803,6 +809,22 @@ static int run(const char *path, struct config *cfg, const sigset_t *set)
     log_info("stopped");
     log_close();
     return 0;
+}
+
+/* The file loaded by a process an upgrade started: its FILE:LINE messages, when it has errors,
+ * go to the old process, which says them in its error log as well as on stderr (log_problem,
+ * as for a reload's); only when they cannot, to stderr from here. */
+static struct config *upgrade_load(const char *path, int *nerrors)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *messages = open_memstream(&text, &len);
+    struct config *cfg = cfg_load(path, messages ? messages : stderr, nerrors);
+    if (messages && fclose(messages) == 0 && text && *text &&
+        (cfg || upgrade_tell_failure(text) != 0))
+        fputs(text, stderr);
+    free(text);
+    return cfg;
 }
 
 int main(int argc, char **argv)
@@ -861,7 +883,9 @@ int main(int argc, char **argv)
     if (!test_only)
         block_signals(&set);
     int nerrors = 0;
-    struct config *cfg = cfg_load(path, stderr, &nerrors);
+    /* Started by an upgrade: what it hands over is taken before anything is claimed or bound */
+    bool upgraded = !test_only && upgrade_inherit();
+    struct config *cfg = upgraded ? upgrade_load(path, &nerrors) : cfg_load(path, stderr, &nerrors);
     if (!cfg) {
         fprintf(stderr, "portico: %s: %d error%s\n", path, nerrors, nerrors == 1 ? "" : "s");
         return 1;

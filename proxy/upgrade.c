@@ -41,6 +41,7 @@ static struct {
     pthread_t wake;
     int wake_sig;
     char why[PATH_MAX + 128];              /* written by the thread before the outcome */
+    char messages[UPGRADE_MESSAGE_MAX + 1]; /* the failed new process's, "" when none */
 } old = {.ready_rd = -1};
 
 int upgrade_init(const char *argv0, char *const *argv)
@@ -149,7 +150,7 @@ static void *wait_ready(void *arg)
             continue;
         if (rc <= 0)
             break;
-        unsigned char msg[1 + sizeof(int)];
+        unsigned char msg[1 + UPGRADE_MESSAGE_MAX];
         ssize_t n = read(old.ready_rd, msg, sizeof(msg));
         if (n < 0 && errno == EINTR)
             continue;
@@ -157,7 +158,13 @@ static void *wait_ready(void *arg)
             settle(UPGRADE_READY);
             return NULL;
         }
-        if (n == (ssize_t)sizeof(msg) && msg[0] == 'E') {
+        if (n > 0 && msg[0] == 'F') { /* its messages; its exit follows (EOF) */
+            size_t len = MIN((size_t)n - 1, sizeof(old.messages) - 1);
+            memcpy(old.messages, msg + 1, len);
+            old.messages[len] = '\0';
+            continue;
+        }
+        if (n == 1 + (ssize_t)sizeof(int) && msg[0] == 'E') {
             int err;
             memcpy(&err, msg + 1, sizeof(err));
             snprintf(old.why, sizeof(old.why), "cannot execute %s: %s; ", old.binary,
@@ -245,6 +252,7 @@ int upgrade_begin(const int *fds, int nfds, pthread_t wake, int wake_sig, char *
     old.wake = wake;
     old.wake_sig = wake_sig;
     old.why[0] = '\0';
+    old.messages[0] = '\0';
     atomic_store(&old.state, (int)UPGRADE_PENDING);
     int err = pthread_create(&old.thread, NULL, wait_ready, NULL);
     if (err != 0) { /* nobody to wait for it: it must not serve beside us unawaited */
@@ -274,6 +282,11 @@ enum upgrade_state upgrade_state(const char **why)
     if (why)
         *why = s == UPGRADE_FAILED ? old.why : "";
     return s;
+}
+
+const char *upgrade_messages(void)
+{
+    return upgrade_state(NULL) == UPGRADE_FAILED ? old.messages : "";
 }
 
 pid_t upgrade_child(void)
@@ -467,6 +480,25 @@ void upgrade_drop_unused(void)
             close(heir.fds[i].fd);
             heir.fds[i].taken = true;
         }
+}
+
+int upgrade_tell_failure(const char *text)
+{
+    if (heir.ready_fd < 0)
+        return -1;
+    char msg[1 + UPGRADE_MESSAGE_MAX];
+    size_t len = strlen(text);
+    if (len > UPGRADE_MESSAGE_MAX) { /* whole lines only */
+        len = UPGRADE_MESSAGE_MAX;
+        while (len > 0 && text[len - 1] != '\n')
+            len--;
+    }
+    msg[0] = 'F';
+    memcpy(msg + 1, text, len);
+    ssize_t n = write(heir.ready_fd, msg, 1 + len); /* <= PIPE_BUF: whole or nothing */
+    close(heir.ready_fd);
+    heir.ready_fd = -1;
+    return n == (ssize_t)(1 + len) && len == strlen(text) ? 0 : -1;
 }
 
 void upgrade_tell_ready(void)

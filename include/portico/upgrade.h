@@ -23,6 +23,7 @@
 #define UPGRADE_ENV "PORTICO_UPGRADE"
 #define UPGRADE_READY_MS 30000 /* how long the new process has to say it serves */
 #define UPGRADE_MAX_FDS 512    /* sockets and claims handed over at most */
+#define UPGRADE_MESSAGE_MAX 3072 /* a failed new process's messages: one atomic pipe write */
 
 /* ---- the old process ---- */
 
@@ -53,6 +54,10 @@ int upgrade_begin(const int *fds, int nfds, pthread_t wake, int wake_sig, char *
 /* The state of the upgrade begun; on UPGRADE_FAILED, why says the reason (borrowed, valid
  * until upgrade_end). Main thread only. */
 enum upgrade_state upgrade_state(const char **why);
+
+/* The messages a failed new process sent (upgrade_tell_failure), one per line; "" when none.
+ * Borrowed, valid until upgrade_end. */
+const char *upgrade_messages(void);
 
 /* The child's pid while an upgrade is under way or once it is ready; 0 otherwise. */
 pid_t upgrade_child(void);
@@ -88,6 +93,11 @@ int upgrade_take_claim(const char *prefix, const char *key);
 
 /* Closes every inherited descriptor not taken: addresses the new configuration dropped. */
 void upgrade_drop_unused(void);
+
+/* Tells the old process this one cannot start, with its messages (FILE:LINE lines, at most
+ * UPGRADE_MESSAGE_MAX bytes, longer text cut at a line), for it to say them in its error log;
+ * closes the pipe. 0, or -1 when nothing could be told (say them yourself). */
+int upgrade_tell_failure(const char *text);
 
 /* Tells the old process this one serves (listeners armed, pid file written), and closes the
  * pipe. Nothing when no upgrade started this process. */

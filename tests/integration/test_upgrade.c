@@ -119,17 +119,23 @@ static int write_config(struct harness *h, uint16_t origin_port, const char *ext
                                 extra, (unsigned)origin_port);
 }
 
-/* Starts Portico (bin: a binary of the test's own, or NULL for $PORTICO_BIN). */
-static struct harness *start(uint16_t origin_port, const char *bin)
+/* Starts Portico (bin: a binary of the test's own, or NULL for $PORTICO_BIN; extra as for
+ * write_config). */
+static struct harness *start_with(uint16_t origin_port, const char *bin, const char *extra)
 {
     struct harness *h = harness_new();
     assert_non_null(h);
     if (bin)
         harness_set_bin(h, bin);
-    assert_int_equal(write_config(h, origin_port, ""), 0);
+    assert_int_equal(write_config(h, origin_port, extra), 0);
     if (harness_start(h) != 0)
         fail_msg("portico did not start: %s", harness_error(h));
     return h;
+}
+
+static struct harness *start(uint16_t origin_port, const char *bin)
+{
+    return start_with(origin_port, bin, "");
 }
 
 /* The pid in the pid file, 0 when none. */
@@ -339,34 +345,84 @@ static void test_upgrade_finishes_in_flight(void **state)
 
 /* ---- (3) a configuration with errors ---- */
 
-/* The file has an error when SIGUSR2 comes: the new process says FILE:LINE on stderr and exits
- * 1; the old one says why the upgrade failed and serves on, the pid file still naming it; a
- * later upgrade with the file fixed goes through. */
-static void test_upgrade_bad_config(void **state)
+/* How often needle occurs in the captured stderr. */
+static int stderr_count(struct harness *h, const char *needle)
 {
-    (void)state;
+    char *err = harness_stderr(h);
+    int n = 0;
+    for (const char *at = err; (at = strstr(at, needle)); at++)
+        n++;
+    free(err);
+    return n;
+}
+
+/* error_log on stderr or in a file: where the FILE:LINE lines of a file with errors go. */
+struct bad_config_row {
+    const char *name;
+    const char *error_log;                 /* the extra line before the bad one */
+    const char *bad;                       /* the line of that file with its error */
+    const char *error_file;                /* the error log file in the temp dir, or NULL */
+};
+
+static const struct bad_config_row bad_config_rows[] = {
+    {"error_log on stderr", "", "8: unknown key 'no_such_key'", NULL},
+    /* a daemon's stderr may lead nowhere: the lines must be in the file too, as a reload's */
+    {"error_log in a file", "error_log = {{dir}}/error.log\n", "9: unknown key 'no_such_key'",
+     "error.log"},
+};
+
+/* The file has an error when SIGUSR2 comes: the new process exits 1 and its FILE:LINE lines
+ * are said once on stderr and, with error_log in a file, there too (the old process says them
+ * for it, as for a reload's); the old one says why the upgrade failed and serves on, the pid
+ * file still naming it; a later upgrade with the file fixed goes through. */
+static void bad_config(const struct bad_config_row *row)
+{
     struct fake_origin *o = origin_start();
-    struct harness *h = start(fake_origin_port(o), NULL);
+    struct harness *h = start_with(fake_origin_port(o), NULL, row->error_log);
     long old = harness_pid(h);
-    /* line 8 is the extra line: an unknown key */
-    assert_int_equal(write_config(h, fake_origin_port(o), "no_such_key = 1"), 0);
+    char extra[256];
+    snprintf(extra, sizeof(extra), "%sno_such_key = 1", row->error_log);
+    assert_int_equal(write_config(h, fake_origin_port(o), extra), 0);
     assert_int_equal(harness_signal(h, SIGUSR2), 0);
-    assert_int_equal(harness_wait_log(h, "upgrade failed: ", UPGRADE_MS), 0);
+    const char *failed = ") exited with status 1; still serving";
+    if (row->error_file)
+        assert_int_equal(harness_wait_file(h, row->error_file, failed, UPGRADE_MS), 0);
+    else
+        assert_int_equal(harness_wait_log(h, failed, UPGRADE_MS), 0);
     char needle[PATH_MAX + 64];
-    snprintf(needle, sizeof(needle), "%s:8: unknown key 'no_such_key'", harness_config_path(h));
-    assert_true(harness_log_contains(h, needle));
-    assert_true(harness_log_contains(h, ") exited with status 1; still serving"));
+    snprintf(needle, sizeof(needle), "%s:%s", harness_config_path(h), row->bad);
+    assert_int_equal(stderr_count(h, needle), 1);
+    if (row->error_file)
+        assert_true(harness_file_contains(h, row->error_file, needle));
     assert_true(harness_running(h));
     assert_int_equal(pid_file(h), old);
     assert_int_equal(get(px_port(h), "/"), 200);
 
-    assert_int_equal(write_config(h, fake_origin_port(o), ""), 0);
-    long pid = upgrade(h);
+    assert_int_equal(write_config(h, fake_origin_port(o), row->error_log), 0);
+    long pid = row->error_file ? 0 : upgrade(h);
+    if (row->error_file) { /* the lines are in the file: read the new pid there */
+        assert_int_equal(harness_signal(h, SIGUSR2), 0);
+        assert_int_equal(harness_wait_file(h, row->error_file,
+                                           "upgrade: stopping: listeners closed", UPGRADE_MS),
+                         0);
+        pid = pid_file(h);
+        assert_true(pid > 0 && pid != old);
+        new_pid_live = pid;
+    }
     assert_exits_0(h, IO_MS);
     assert_int_equal(get(px_port(h), "/"), 200);
     assert_int_equal(stop_new(pid), 0);
     harness_free(h);
     origin_stop(o);
+}
+
+static void test_upgrade_bad_config(void **state)
+{
+    (void)state;
+    for (size_t r = 0; r < ARRAY_SIZE(bad_config_rows); r++) {
+        print_message("  %s\n", bad_config_rows[r].name);
+        bad_config(&bad_config_rows[r]);
+    }
 }
 
 /* ---- (4) the path is what runs ---- */
