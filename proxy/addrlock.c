@@ -17,7 +17,7 @@
  * SO_REUSEADDR lets a second one bind beside it, so two Porticos starting together could both
  * pass. Addresses the set already holds are not probed again: our own workers listen there, and
  * a reload hands their sockets over (worker.c); an address a reload adds is claimed like at
- * start.
+ * start. A binary upgrade hands the locks to the new process with the sockets (upgrade.h).
  */
 #include "portico/addrlock.h"
 
@@ -31,7 +31,10 @@
 #include <unistd.h>
 
 #include "portico/config.h"
+#include "portico/upgrade.h"
 #include "portico/util.h"
+
+#define LOCK_PREFIX "portico" /* the lock's name: LOCK_PREFIX/uid/address */
 
 /* Listen addresses and the admin one, twice: a reload holds the old and the new set at once. */
 #define MAX_HELD (2 * (CFG_MAX_LISTEN + 1))
@@ -87,7 +90,7 @@ static int wanted_of(const struct config *cfg, struct wanted *out)
 static int take_lock(const struct sockaddr_storage *a)
 {
     char text[INET6_ADDRSTRLEN + 16], name[INET6_ADDRSTRLEN + 48];
-    snprintf(name, sizeof(name), "portico/%u/%s", (unsigned)geteuid(),
+    snprintf(name, sizeof(name), LOCK_PREFIX "/%u/%s", (unsigned)geteuid(),
              sockaddr_str((const struct sockaddr *)a, text, sizeof(text)));
     return abstract_lock(name);
 }
@@ -113,7 +116,12 @@ static int claim_one(struct addr_locks *set, const struct wanted *w)
 {
     char text[INET6_ADDRSTRLEN + 16];
     sockaddr_str((const struct sockaddr *)w->addr, text, sizeof(text));
-    int fd = take_lock(w->addr);
+    /* Handed over by the Portico this one upgrades (upgrade.h): its sockets are there, ours
+     * now, so the probe would find them; the name's uid is the old process's, maybe root. */
+    int fd = upgrade_take_claim(LOCK_PREFIX, text);
+    if (fd >= 0)
+        goto hold;
+    fd = take_lock(w->addr);
     if (fd < 0) {
         if (errno == EADDRINUSE)
             log_problem("cannot listen on %s (%s): address already in use by another "
@@ -133,6 +141,7 @@ static int claim_one(struct addr_locks *set, const struct wanted *w)
                         strerror(err));
         return -1;
     }
+hold:;
     struct held *h = &set->held[set->n++];
     memcpy(&h->addr, w->addr, w->addrlen);
     h->addrlen = w->addrlen;
@@ -178,6 +187,15 @@ void addr_locks_keep_only(struct addr_locks *set, const struct config *cfg)
         if (!named)
             release(set, i);
     }
+}
+
+int addr_locks_fds(const struct addr_locks *set, int *out, int max)
+{
+    if (set->n > max)
+        return -1;
+    for (int i = 0; i < set->n; i++)
+        out[i] = set->held[i].lock;
+    return set->n;
 }
 
 void addr_locks_free(struct addr_locks *set)

@@ -169,10 +169,11 @@ void listener_take_over(struct listener *lis)
 }
 
 /* The same descriptor as from, not a dup: the old worker's epoll applies its event_del a loop
- * turn late (changelist); on a dup already closed by then, the registration would outlive it. */
-struct listener *listener_open(struct loop *l, struct listener *from, bool tls,
-                               enum client_kind kind, const struct sockaddr *sa, socklen_t salen,
-                               const char *text)
+ * turn late (changelist); on a dup already closed by then, the registration would outlive it.
+ * handed: a socket an upgrade handed over (upgrade.h), ours from now on. */
+static struct listener *open_on(struct loop *l, struct listener *from, int handed, bool tls,
+                                enum client_kind kind, const struct sockaddr *sa,
+                                socklen_t salen, const char *text)
 {
     struct listener *lis = calloc(1, sizeof(*lis));
     if (!lis)
@@ -184,6 +185,9 @@ struct listener *listener_open(struct loop *l, struct listener *from, bool tls,
     if (from) {
         lis->lis = evconnlistener_new(l->base, accept_cb, lis, flags, 0, from->fd);
         lis->inherited = from;
+    } else if (handed >= 0) { /* listening already, its queue with it: no backlog to set */
+        lis->lis = evconnlistener_new(l->base, accept_cb, lis, flags, 0, handed);
+        atomic_store(&lis->owns_fd, true);
     } else {
         flags |= LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT;
         lis->lis = evconnlistener_new_bind(l->base, accept_cb, lis, flags, 1024, sa, (int)salen);
@@ -211,4 +215,30 @@ struct listener *listener_open(struct loop *l, struct listener *from, bool tls,
     memcpy(&lis->addr, sa, salen);
     lis->addrlen = salen;
     return lis;
+}
+
+struct listener *listener_open(struct loop *l, struct listener *from, bool tls,
+                               enum client_kind kind, const struct sockaddr *sa, socklen_t salen,
+                               const char *text)
+{
+    return open_on(l, from, -1, tls, kind, sa, salen, text);
+}
+
+struct listener *listener_adopt(struct loop *l, int fd, bool tls, enum client_kind kind,
+                                const struct sockaddr *sa, socklen_t salen, const char *text)
+{
+    struct listener *lis = open_on(l, NULL, fd, tls, kind, sa, salen, text);
+    if (!lis)
+        close(fd); /* ours either way */
+    return lis;
+}
+
+int listener_fd(const struct listener *lis)
+{
+    return lis->fd;
+}
+
+void listener_disown(struct listener *lis)
+{
+    atomic_store(&lis->owns_fd, false);
 }

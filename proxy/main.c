@@ -14,7 +14,9 @@
  *   SIGTERM, SIGINT, SIGQUIT stop: accept nothing more, close idle connections, let exchanges in
  *                            flight finish within shutdown_timeout, exit 0
  *   SIGTERM or SIGINT again  stop now: close every connection, exit 0
- *   SIGUSR2                  ignored, with a warning (HAProxy's reload, nginx's binary upgrade)
+ *   SIGUSR2                  binary upgrade: start the binary again (the path it was started
+ *                            from), hand it every listening socket and address claim, and
+ *                            once it serves, stop as on SIGTERM (upgrade.h)
  *
  * Start-up: the configuration is loaded, the soft descriptor limit raised to the hard one, the
  * listen addresses claimed (addrlock.h: no other process may hold them), the sockets bound and
@@ -27,6 +29,7 @@
 #include <event2/thread.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <openssl/opensslv.h>
 #include <signal.h>
@@ -55,6 +58,7 @@
 #include "portico/recent.h"
 #include "portico/sim.h"
 #include "portico/ticket.h"
+#include "portico/upgrade.h"
 #include "portico/util.h"
 #include "portico/watchdog.h"
 #include "portico/worker.h"
@@ -134,6 +138,10 @@ struct process {
     char *pid_file;                        /* written at start; NULL: none */
     int pid_claim;                         /* pidfile_claim's, while pid_file is ours; or -1 */
     enum run_state state;
+    int handed[UPGRADE_MAX_FDS];           /* an upgrade's descriptors: the listening sockets */
+    int nhanded_sockets;                   /* first, then the claims */
+    int nhanded;
+    bool handed_over;                      /* the new process serves: our sockets are its */
     bool stalled;                          /* a worker's loop stands: no WATCHDOG=1 (watchdog.h) */
     char status[512];                      /* the last STATUS= but a stall's: said again after it */
 };
@@ -375,10 +383,11 @@ static void release_pid_file(struct process *p)
     p->pid_claim = -1;
 }
 
-/* The first SIGTERM, SIGINT or SIGQUIT: every group stops accepting and drains within
- * shutdown_timeout; the addresses and the pid file are released at once, so a successor can
- * start meanwhile (the pid file names the Portico that serves: the successor writes its own). */
-static void begin_stop(struct process *p, int sig)
+/* The first SIGTERM, SIGINT or SIGQUIT, or an upgrade's new process serving (cause
+ * "upgrade"): every group stops accepting and drains within shutdown_timeout; the addresses and
+ * the pid file are released at once, so a successor can start meanwhile (the pid file names the
+ * Portico that serves: the successor writes its own). */
+static void begin_stop(struct process *p, const char *cause)
 {
     uint64_t ms = p->gen->cfg->shutdown_timeout_ms;
     /* systemd kills at TimeoutStopSec: a longer shutdown_timeout is asked for, not assumed */
@@ -387,6 +396,10 @@ static void begin_stop(struct process *p, int sig)
                 (unsigned long long)(ms + UNLISTEN_MS + STOP_SLACK_MS) * 1000, p->status);
     for (struct drain *d = p->drains; d; d = d->next)
         workers_signal_stop(d->group, ms); /* a reload's drain ends by then too */
+    if (p->handed_over)
+        workers_disown(p->group); /* the sockets and their queues are the new process's */
+    else
+        upgrade_cancel(); /* a new process still starting would serve beside nobody */
     bool closed = start_drain(p, p->group, p->gen, ms, NULL);
     p->group = NULL;
     p->gen = NULL;
@@ -394,12 +407,96 @@ static void begin_stop(struct process *p, int sig)
     addr_locks_keep_only(p->locks, NULL);
     release_pid_file(p);
     if (!closed)
-        log_error("SIG%s: stopping, but some workers still accept connections after %d ms",
-                  sigabbrev_np(sig), UNLISTEN_MS);
+        log_error("%s: stopping, but some workers still accept connections after %d ms", cause,
+                  UNLISTEN_MS);
     else
-        log_info("SIG%s: stopping: listeners closed, exchanges in flight have %llu ms to finish "
+        log_info("%s: stopping: listeners closed, exchanges in flight have %llu ms to finish "
                  "(SIGTERM or SIGINT again: stop now)",
-                 sigabbrev_np(sig), (unsigned long long)ms);
+                 cause, (unsigned long long)ms);
+}
+
+/* SIGUSR2: the binary again, by the path it was started from, with every listening socket and
+ * claim; until it says it serves (or fails) this process serves on, and refuses a reload or a
+ * second upgrade. */
+static void begin_upgrade(struct process *p)
+{
+    if (upgrade_state(NULL) != UPGRADE_IDLE) {
+        log_warn("SIGUSR2 ignored: an upgrade is under way (new process pid %ld)",
+                 (long)upgrade_child());
+        return;
+    }
+    int n = workers_listen_fds(p->group, p->handed, UPGRADE_MAX_FDS);
+    int nclaims = n < 0 ? -1 : addr_locks_fds(p->locks, p->handed + n, UPGRADE_MAX_FDS - n);
+    if (n < 0 || nclaims < 0 || (p->pid_claim >= 0 && n + nclaims == UPGRADE_MAX_FDS)) {
+        log_error("upgrade failed: more than %d listening sockets and claims to hand over; "
+                  "still serving", UPGRADE_MAX_FDS);
+        return;
+    }
+    p->nhanded_sockets = n;
+    p->nhanded = n + nclaims;
+    if (p->pid_claim >= 0)
+        p->handed[p->nhanded++] = p->pid_claim;
+    char why[PATH_MAX + 128];
+    log_info("SIGUSR2: upgrading: starting %s with %d listening socket%s", upgrade_binary(), n,
+             n == 1 ? "" : "s");
+    if (upgrade_begin(p->handed, p->nhanded, pthread_self(), WAKE_SIGNAL, why, sizeof(why)) !=
+        0) {
+        log_error("upgrade failed: %s; still serving", why);
+        p->nhanded = p->nhanded_sockets = 0;
+        return;
+    }
+    set_status(p, "upgrading: new process pid %ld is starting; serving meanwhile",
+               (long)upgrade_child());
+    notify_send("STATUS=%s", p->status);
+}
+
+/* The upgrade's outcome, once its thread woke us. Ready: systemd is told the new main pid, and
+ * this process stops as on SIGTERM, its sockets left to the new one. Failed: it serves on as
+ * if nothing happened (a pid file the new process wrote names us again). */
+static void settle_upgrade(struct process *p)
+{
+    const char *why;
+    enum upgrade_state s = upgrade_state(&why);
+    if (s != UPGRADE_READY && s != UPGRADE_FAILED)
+        return;
+    pid_t child = upgrade_child();
+    if (s == UPGRADE_FAILED) {
+        /* the new process's FILE:LINE lines, as a reload says them */
+        for (const char *line = upgrade_messages(), *end; *line; line = end + 1) {
+            if (!(end = strchr(line, '\n'))) /* cfg_report ends every message with one */
+                break;
+            log_problem("%.*s", (int)(end - line), line);
+        }
+        if (p->state != RUN_SERVING)
+            log_info("upgrade: cancelled by the stop: %s", why);
+        else
+            log_error("upgrade failed: %s; still serving", why);
+        if (p->state == RUN_SERVING && p->pid_file && !pidfile_names_us(p->pid_file) &&
+            pidfile_write(p->pid_file) != 0)
+            log_warn("pid_file %s: cannot name this process again", p->pid_file);
+        upgrade_end();
+        p->nhanded = p->nhanded_sockets = 0;
+        if (p->state == RUN_SERVING) {
+            set_status(p, "upgrade failed (see the error log); serving %s (generation %u)",
+                       p->path, p->gen->number);
+            notify_send("STATUS=%s", p->status);
+        }
+        return;
+    }
+    upgrade_end();
+    if (p->state != RUN_SERVING) { /* told to stop meanwhile: it was told too */
+        log_info("upgrade: the new process (pid %ld) serves, but this one was stopping "
+                 "already and told it to stop", (long)child);
+        return;
+    }
+    /* NotifyAccess=main: only the main pid may name the next one; from then on systemd hears
+     * the new process, and nothing of ours. */
+    notify_send("MAINPID=%ld\nSTATUS=serving %s (upgraded: pid %ld)", (long)child, p->path,
+                (long)child);
+    notify_close();
+    p->handed_over = true;
+    log_info("upgrade: the new process (pid %ld) serves; stopping", (long)child);
+    begin_stop(p, "upgrade");
 }
 
 /* A second SIGTERM or SIGINT: every connection is closed now. */
@@ -417,22 +514,26 @@ static void on_signal(struct process *p, int sig)
 {
     if (sig == WAKE_SIGNAL) {
         reap_drains(p, false);
-    } else if (sig == SIGUSR2) {
-        /* An operator's habit from HAProxy or nginx: its default action ended the process at
-         * once, every connection dropped and the pid file left behind. */
-        log_warn("SIGUSR2 ignored: Portico reloads on SIGHUP (HAProxy reloads on SIGUSR2) and "
-                 "has no binary upgrade (nginx's SIGUSR2): restart it for a new binary");
+        settle_upgrade(p);
     } else if (sig == SIGUSR1) { /* logrotate's postrotate: the files were renamed */
         if (log_reopen() != 0)
             log_error("SIGUSR1: cannot reopen the logs: %s", strerror(errno));
         else
             log_info("SIGUSR1: logs reopened");
     } else if (p->state == RUN_SERVING) {
-        if (sig == SIGHUP) {
+        if (sig == SIGUSR2) {
+            begin_upgrade(p);
+        } else if (sig == SIGHUP && upgrade_state(NULL) != UPGRADE_IDLE) {
+            /* the sockets named to the new process must stay what they are */
+            log_warn("SIGHUP ignored: an upgrade is under way (new process pid %ld); the new "
+                     "process reads the file as it starts", (long)upgrade_child());
+        } else if (sig == SIGHUP) {
             reap_drains(p, false);
             reload_notified(p);
         } else {
-            begin_stop(p, sig);
+            char cause[16];
+            snprintf(cause, sizeof(cause), "SIG%s", sigabbrev_np(sig));
+            begin_stop(p, cause);
         }
     } else if (p->state == RUN_STOPPING && (sig == SIGTERM || sig == SIGINT)) {
         hurry(p, sig);
@@ -583,9 +684,14 @@ static int start(struct process *p, struct config *cfg)
     block_stop_signals();
     if (!(p->locks = addr_locks_new()))
         fprintf(stderr, "portico: out of memory\n");
+    /* The file names the Portico this one upgrades, when it handed its claim over: checked
+     * only otherwise. A start checks first, to name the running Portico in its message. */
+    bool upgraded = upgrade_inherited(), handed = false;
     if (!p->locks ||
-        (cfg->pid_file && (pidfile_check(cfg->pid_file) != 0 ||
-                           (p->pid_claim = pidfile_claim(cfg->pid_file)) < 0)) ||
+        (cfg->pid_file &&
+         ((!upgraded && pidfile_check(cfg->pid_file) != 0) ||
+          (p->pid_claim = pidfile_claim(cfg->pid_file, &handed)) < 0 ||
+          (upgraded && !handed && pidfile_check(cfg->pid_file) != 0))) ||
         addr_locks_claim(p->locks, cfg) != 0) {
         cfg_free(cfg);
         return -1;
@@ -620,6 +726,10 @@ static void finish(struct process *p)
         workers_stop(p->group, 0);
         p->group = NULL;
     }
+    /* Left open by the disowned listeners until their loops were gone (listener.h). */
+    for (int i = 0; p->handed_over && i < p->nhanded_sockets; i++)
+        close(p->handed[i]);
+    p->nhanded_sockets = p->nhanded = 0;
     generation_free(p->gen);
     p->gen = NULL;
     ticket_wipe_all(); /* the contexts that used the keys are gone */
@@ -651,6 +761,7 @@ static int run(const char *path, struct config *cfg, const sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 
     struct process p = {.path = path, .pid_claim = -1, .state = RUN_SERVING};
+    bool upgraded = upgrade_inherited();
     watchdog_init(); /* before the workers: their loops beat for it */
     if (start(&p, cfg) != 0) {
         finish(&p);
@@ -674,12 +785,19 @@ static int run(const char *path, struct config *cfg, const sigset_t *set)
         log_info("admin endpoint on %s (/, /status, /metrics, /healthz, /faults)",
                  c->admin_listen_text);
     set_status(&p, "serving %s (generation 1)", path);
-    if (notify_open() == 0)
+    upgrade_drop_unused(); /* addresses the file no longer names: the old process closes them */
+    /* Started by an upgrade, systemd hears us once the old process names us its main pid
+     * (NotifyAccess=main): it was ready already, and is told the new STATUS by the old. */
+    if (notify_open() == 0 && !upgraded)
         notify_send("READY=1\nSTATUS=%s", p.status);
+    if (upgraded) {
+        log_info("upgrade: serving in place of pid %ld", (long)getppid());
+        upgrade_tell_ready();
+    }
 
     /* Serving, then stopping until the last group has drained. A storm of signals does not
      * hold the watchdog's check back. */
-    while (p.state == RUN_SERVING || p.drains) {
+    while (p.state == RUN_SERVING || p.drains || upgrade_state(NULL) != UPGRADE_IDLE) {
         int sig = next_signal(set);
         if (sig > 0)
             on_signal(&p, sig);
@@ -691,6 +809,22 @@ static int run(const char *path, struct config *cfg, const sigset_t *set)
     log_info("stopped");
     log_close();
     return 0;
+}
+
+/* The file loaded by a process an upgrade started: its FILE:LINE messages, when it has errors,
+ * go to the old process, which says them in its error log as well as on stderr (log_problem,
+ * as for a reload's); only when they cannot, to stderr from here. */
+static struct config *upgrade_load(const char *path, int *nerrors)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *messages = open_memstream(&text, &len);
+    struct config *cfg = cfg_load(path, messages ? messages : stderr, nerrors);
+    if (messages && fclose(messages) == 0 && text && *text &&
+        (cfg || upgrade_tell_failure(text) != 0))
+        fputs(text, stderr);
+    free(text);
+    return cfg;
 }
 
 int main(int argc, char **argv)
@@ -749,7 +883,9 @@ int main(int argc, char **argv)
     if (!test_only)
         block_signals(&set);
     int nerrors = 0;
-    struct config *cfg = cfg_load(path, stderr, &nerrors);
+    /* Started by an upgrade: what it hands over is taken before anything is claimed or bound */
+    bool upgraded = !test_only && upgrade_inherit();
+    struct config *cfg = upgraded ? upgrade_load(path, &nerrors) : cfg_load(path, stderr, &nerrors);
     if (!cfg) {
         fprintf(stderr, "portico: %s: %d error%s\n", path, nerrors, nerrors == 1 ? "" : "s");
         return 1;
@@ -762,6 +898,9 @@ int main(int argc, char **argv)
         cfg_free(cfg);
         return 0;
     }
+    if (upgrade_init(argv[0], argv) != 0) /* now: an upgrade may replace the file later */
+        fprintf(stderr, "portico: the path of this binary cannot be resolved; SIGUSR2 (binary "
+                        "upgrade) will be refused\n");
     int rc = run(path, cfg, &set);
     evmem_flush(); /* the read buffers the main thread kept */
     return rc;

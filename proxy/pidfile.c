@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "portico/upgrade.h"
 #include "portico/util.h"
 
 /* What read_pid found when no pid is there */
@@ -96,7 +97,7 @@ static bool absolute_path(const char *path, char *out, size_t size)
     return n > 0 && (size_t)n < size;
 }
 
-int pidfile_claim(const char *path)
+int pidfile_claim(const char *path, bool *handed)
 {
     char abs[PATH_MAX + 256];
     if (!absolute_path(path, abs, sizeof(abs))) {
@@ -106,10 +107,18 @@ int pidfile_claim(const char *path)
     uint64_t hash = 0xcbf29ce484222325ULL; /* FNV-1a: a path may not fit in sun_path */
     for (const char *c = abs; *c; c++)
         hash = (hash ^ (unsigned char)*c) * 0x100000001b3ULL;
-    char name[64];
-    snprintf(name, sizeof(name), "portico-pid/%u/%016llx", (unsigned)geteuid(),
-             (unsigned long long)hash);
-    int fd = abstract_lock(name);
+    char name[64], key[24];
+    snprintf(key, sizeof(key), "%016llx", (unsigned long long)hash);
+    /* Handed over by the Portico this one upgrades (upgrade.h): the file names it, and it
+     * goes once we serve. */
+    int fd = upgrade_take_claim("portico-pid", key);
+    if (fd >= 0) {
+        *handed = true;
+        return fd;
+    }
+    *handed = false;
+    snprintf(name, sizeof(name), "portico-pid/%u/%s", (unsigned)geteuid(), key);
+    fd = abstract_lock(name);
     if (fd >= 0)
         return fd;
     int err = errno;
@@ -182,6 +191,11 @@ int pidfile_write(const char *path)
         fprintf(stderr, "portico: pid_file %s: %s\n", path, strerror(err));
     free(tmp);
     return err ? -1 : 0;
+}
+
+bool pidfile_names_us(const char *path)
+{
+    return read_pid(path) == getpid();
 }
 
 int pidfile_remove(const char *path)

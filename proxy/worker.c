@@ -43,6 +43,7 @@
 #include "portico/loop.h"
 #include "portico/metrics.h"
 #include "portico/recent.h"
+#include "portico/upgrade.h"
 #include "portico/upstream.h"
 #include "portico/util.h"
 #include "portico/watchdog.h"
@@ -328,6 +329,23 @@ static int listen_address(struct worker *w, const struct worker_group *prev, int
 {
     struct listener *from[CFG_MAX_WORKERS]; /* a group never has more sockets per address */
     int n = inheritable(prev, w->loop.id, targets, sa, salen, from, CFG_MAX_WORKERS);
+    if (n == 0 && !prev) { /* the first group of a process an upgrade started (upgrade.h) */
+        int handed[UPGRADE_MAX_FDS];
+        int nh = upgrade_take_sockets(sa, salen, w->loop.id, targets, handed, UPGRADE_MAX_FDS);
+        for (int i = 0; i < nh; i++) {
+            struct listener *lis = listener_adopt(&w->loop, handed[i], tls, kind, sa, salen,
+                                                  text);
+            if (!lis || add_listener(w, lis) != 0) {
+                if (lis)
+                    listener_close(lis);
+                while (++i < nh)
+                    close(handed[i]);
+                return -1;
+            }
+        }
+        if (nh > 0)
+            return 0;
+    }
     if (n == 0)
         return listen_one(w, NULL, tls, kind, sa, salen, text);
     for (int i = 0; i < n; i++)
@@ -552,6 +570,25 @@ struct worker_group *workers_start(struct generation *gen, struct worker_group *
 {
     struct worker_group *g = workers_bind(gen, prev);
     return g && workers_run(g) == 0 ? g : NULL;
+}
+
+int workers_listen_fds(const struct worker_group *g, int *out, int max)
+{
+    int n = 0;
+    for (int i = 0; i < g->n; i++)
+        for (int l = 0; l < g->workers[i].nlisteners; l++) {
+            if (n == max)
+                return -1;
+            out[n++] = listener_fd(g->workers[i].listeners[l]);
+        }
+    return n;
+}
+
+void workers_disown(struct worker_group *g)
+{
+    for (int i = 0; i < g->n; i++)
+        for (int l = 0; l < g->workers[i].nlisteners; l++)
+            listener_disown(g->workers[i].listeners[l]);
 }
 
 int workers_chown(struct worker_group *g, uid_t uid, gid_t gid)

@@ -27,6 +27,11 @@ int addr_locks_claim(struct addr_locks *set, const struct config *cfg);
  * one, or once a stop closed the listeners, so that another process may take them. */
 void addr_locks_keep_only(struct addr_locks *set, const struct config *cfg);
 
+/* The locks' descriptors, for a binary upgrade to hand over (upgrade.h; the new process takes
+ * them in addr_locks_claim instead of claiming anew): their count, stored in out, or -1 when
+ * there are more than max. */
+int addr_locks_fds(const struct addr_locks *set, int *out, int max);
+
 /* Releases everything and frees the set. NULL is fine. */
 void addr_locks_free(struct addr_locks *set);
 

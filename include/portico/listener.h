@@ -23,6 +23,20 @@ struct listener *listener_open(struct loop *l, struct listener *from, bool tls,
                                enum client_kind kind, const struct sockaddr *sa, socklen_t salen,
                                const char *text);
 
+/* Listens on fd, a socket an upgrade handed over (upgrade.h) already listening on sa, its
+ * queue included; the rest as listener_open. fd is the listener's (closed on failure too). */
+struct listener *listener_adopt(struct loop *l, int fd, bool tls, enum client_kind kind,
+                                const struct sockaddr *sa, socklen_t salen, const char *text);
+
+/* The listening socket (an upgrade hands it to the new process). */
+int listener_fd(const struct listener *lis);
+
+/* The old process of an upgrade: the new process serves the socket's queue, and the socket
+ * is closed only once this worker's loop is gone (upgrade_begin's caller closes it), so that no
+ * registration of it outlives the descriptor in an epoll set: another process still holds the
+ * socket open, and epoll drops a registration only when the socket itself closes. */
+void listener_disown(struct listener *lis);
+
 /* Stops accepting and frees the listener; its socket is closed unless a newer group owns it. */
 void listener_close(struct listener *lis);
 

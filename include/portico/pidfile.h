@@ -9,9 +9,11 @@
 
 /* Claims path for this process: of two Porticos starting at once with the same pid_file, one
  * gets it and the other fails here (both could find the file stale, then both write it). Held
- * until the descriptor returned is closed, at the stop or by the process's end. The descriptor,
- * or -1 after a message on stderr. */
-int pidfile_claim(const char *path);
+ * until the descriptor returned is closed, at the stop or by the process's end. A process
+ * started by a binary upgrade takes the claim its predecessor handed over (upgrade.h), with
+ * *handed set: the file then names the predecessor, which goes once this one serves, so
+ * pidfile_check is not asked. The descriptor, or -1 after a message on stderr. */
+int pidfile_claim(const char *path, bool *handed);
 
 /* Whether path may be written: 0 when it is absent, empty or stale (a process that is gone, or a
  * process that is not a Portico, after a crash and pid reuse); -1 after a message on stderr when
@@ -22,6 +24,9 @@ int pidfile_check(const char *path);
 /* Writes our pid and a newline into path: a new file in its directory, renamed over the old, so
  * that a reader never sees it half written. 0, or -1 after a message on stderr. */
 int pidfile_write(const char *path);
+
+/* Whether path holds our pid (a failed upgrade's new process may have written its own). */
+bool pidfile_names_us(const char *path);
 
 /* Removes path if it still holds our pid (another process may have written it since). 0, or -1
  * with errno when it cannot be removed (after dropping privileges, the directory may be root's). */

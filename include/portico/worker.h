@@ -37,6 +37,16 @@ int workers_run(struct worker_group *g);
  * allows only to the owner of the sockets already there. 0, or -1 (errno). */
 int workers_chown(struct worker_group *g, uid_t uid, gid_t gid);
 
+/* The listening sockets of a running group (every SO_REUSEPORT socket of every worker, the
+ * admin one included), for an upgrade to hand over: their count, stored in out, or -1 when
+ * there are more than max. Called by the main thread while the group serves (the workers
+ * change their listeners only when they stop). */
+int workers_listen_fds(const struct worker_group *g, int *out, int max);
+
+/* The old process of an upgrade, before the group drains: its listeners leave their sockets
+ * (and queues) to the new process and do not close them (listener_disown). */
+void workers_disown(struct worker_group *g);
+
 /* Stops a group and frees it. drain_ms = 0: close every connection now. Otherwise stop
  * accepting, close idle connections, let exchanges in flight finish (their connections close
  * afterwards) for at most drain_ms, then close what is left. Blocks until the threads ended. */

@@ -1154,34 +1154,6 @@ static void test_signals_reopen_logs(void **state)
     }
 }
 
-/* SIGUSR2 is HAProxy's reload and nginx's binary upgrade: an operator's habit, or a script
- * written for either, sends it. Its default action ended Portico at once (exit by signal 12),
- * the exchange in flight cut without an answer and the pid file left behind; it is ignored with
- * a line that says what to send instead, and the exchange in flight is answered. */
-static void test_sigusr2_ignored(void **state)
-{
-    (void)state;
-    struct fake_origin *o = gated_origin();
-    struct harness *h = start(fake_origin_port(o), NULL);
-    struct raw_conn *busy = send_slow(h, o, 1);
-    assert_int_equal(harness_signal(h, SIGUSR2), 0);
-    if (harness_wait_log(h, "SIGUSR2 ignored: Portico reloads on SIGHUP", IO_MS) != 0)
-        fail_msg("no line about SIGUSR2; portico %s", harness_wait_exit(h, 0) == 0
-                                                           ? "has exited"
-                                                           : "still runs");
-    gate_open();
-    struct raw_response r;
-    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
-    assert_int_equal(r.status, 201); /* the gated /slow's */
-    raw_response_free(&r);
-    raw_close(busy);
-    assert_int_equal(get(px_port(h), "/after"), 200);
-    assert_int_equal(harness_signal(h, SIGTERM), 0);
-    assert_exits_0(h, IO_MS);
-    harness_free(h);
-    gated_origin_stop(o);
-}
-
 /* Whether process pid holds path open (the configuration while it loads). */
 static bool holds_open(pid_t pid, const char *path)
 {
@@ -2514,7 +2486,6 @@ int main(void)
         cmocka_unit_test(test_systemd_watchdog_worker_ends),
         cmocka_unit_test(test_stop_shortens_reload_drain),
         cmocka_unit_test(test_signals_reopen_logs),
-        cmocka_unit_test(test_sigusr2_ignored),
         cmocka_unit_test(test_signal_during_load),
         cmocka_unit_test(test_address_in_use),
         cmocka_unit_test(test_reload_address_in_use),

@@ -172,18 +172,21 @@ static void test_write_and_remove(void **state)
 static void test_claim(void **state)
 {
     (void)state;
-    int first = pidfile_claim(path);
+    bool handed = true;
+    int first = pidfile_claim(path, &handed);
+    assert_false(handed); /* no upgrade started this test */
     assert_true(first >= 0);
     char other_name[128];
     snprintf(other_name, sizeof(other_name), "%s/../%s/portico.pid", dir, strrchr(dir, '/') + 1);
-    assert_int_equal(pidfile_claim(other_name), -1);
+    assert_int_equal(pidfile_claim(other_name, &handed), -1);
     assert_int_equal(chdir(dir), 0);
-    assert_int_equal(pidfile_claim("portico.pid"), -1); /* relative to the working directory */
-    int another = pidfile_claim("another.pid");
+    /* relative to the working directory */
+    assert_int_equal(pidfile_claim("portico.pid", &handed), -1);
+    int another = pidfile_claim("another.pid", &handed);
     assert_true(another >= 0);
     close(another);
     close(first);
-    int again = pidfile_claim(path);
+    int again = pidfile_claim(path, &handed);
     assert_true(again >= 0);
     close(again);
     assert_int_equal(chdir("/"), 0);
