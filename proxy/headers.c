@@ -275,7 +275,7 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
 {
     struct conn_names conn;
     conn_names_init(&conn, req->fields, req->nfields);
-    bool has_xff = false;
+    bool has_xff = false, max_forwards_done = false;
     struct head_buf b;
     hb_init(&b, out);
 
@@ -327,6 +327,17 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
             if (!fwd->keep_expect)
                 continue;
             break;
+        case H1_F_MAX_FORWARDS:
+            if (fwd->set_max_forwards) { /* one value, decremented (a singleton field) */
+                if (!max_forwards_done) {
+                    HB_LIT(&b, "Max-Forwards: ");
+                    hb_u64(&b, (uint64_t)fwd->max_forwards);
+                    HB_LIT(&b, "\r\n");
+                }
+                max_forwards_done = true;
+                continue;
+            }
+            break;
         case H1_F_PORTICO_FAULT:
             continue; /* a fault for Portico (issue 8), honoured or not: never the origin's */
         case H1_F_OTHER:
@@ -362,7 +373,10 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     hb_line(&b, "X-Request-Id: ", fwd->request_id);
     if (fwd->traceparent)
         hb_line(&b, "traceparent: ", fwd->traceparent);
-    HB_LIT(&b, "Via: " VIA_VALUE "\r\n");
+    if (fwd->via) /* the version the request came in (RFC 9110 7.6.3) */
+        hb_line(&b, "Via: ", fwd->via);
+    else
+        HB_LIT(&b, "Via: " VIA_VALUE "\r\n");
     if (fwd->upgrade)
         HB_LIT(&b, "Connection: upgrade\r\n");
     if (fwd->framing == H1_BODY_LENGTH) {
@@ -376,11 +390,49 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     hb_flush(&b);
 }
 
+/* Fields a TRACE echo leaves out: an echo a script could read would hand it the credentials
+ * the browser keeps from it (cross-site tracing). */
+static const char *const echo_withheld[] = {"authorization", "proxy-authorization", "cookie"};
+
+size_t hdr_write_echo(struct evbuffer *out, const struct h1_request *req, enum proto proto)
+{
+    size_t before = evbuffer_get_length(out);
+    struct head_buf b;
+    hb_init(&b, out);
+    hb_put(&b, req->method, req->method_len);
+    HB_LIT(&b, " ");
+    hb_put(&b, req->target, req->target_len);
+    HB_LIT(&b, " ");
+    hb_str(&b, proto_name(proto));
+    HB_LIT(&b, "\r\n");
+    for (size_t i = 0; i < req->nfields; i++) {
+        bool withheld = false;
+        for (size_t k = 0; k < ARRAY_LEN(echo_withheld) && !withheld; k++)
+            withheld = h1_name_is(&req->fields[i], echo_withheld[k]);
+        if (!withheld)
+            hb_field(&b, &req->fields[i]);
+    }
+    HB_LIT(&b, "\r\n");
+    hb_flush(&b);
+    return evbuffer_get_length(out) - before;
+}
+
 static const char *const proto_names[] = {
 #define X(id, name) [id] = name,
     PROTO_LIST(X)
 #undef X
 };
+
+static const char *const via_values[] = {
+    [PROTO_HTTP10] = "1.0 portico",
+    [PROTO_HTTP11] = VIA_VALUE,
+    [PROTO_HTTP2] = "2 portico", /* HTTP/2 has no minor version (RFC 9113 3) */
+};
+
+const char *hdr_via(enum proto p)
+{
+    return (unsigned)p < ARRAY_LEN(via_values) ? via_values[p] : VIA_VALUE;
+}
 
 const char *proto_name(enum proto p)
 {
@@ -418,7 +470,8 @@ size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_resp
 {
     struct e2e_seen seen = {0};
     size_t n = end_to_end(resp, out, max > 6 ? max - 6 : 0, &seen);
-    out[n++] = FIELD("Via", VIA_VALUE);
+    /* the version the response came in (RFC 9110 7.6.3): an HTTP/1.0 origin's is 1.0 */
+    out[n++] = resp->minor == 0 ? FIELD("Via", "1.0 portico") : FIELD("Via", VIA_VALUE);
     /* A proxy with a clock adds the Date an origin left out (RFC 9110 6.6.1: a MUST); caches
      * downstream compute ages from it. */
     if (!seen.date && fwd->date)

@@ -310,13 +310,18 @@ static void send_request(struct exchange *ex)
         .request_id = ex->request_id,
         .client_host = ex->host,
         .client_host_len = ex->host_len,
+        /* without a body there is nothing to wait for: an origin that took Expect at its word
+         * would wait for a body that never comes before answering (nginx never sends it) */
         .keep_expect = ex->info.expect_continue && ex->route->expect == EXPECT_RELAY &&
-                       ex_client_http11(ex),
+                       ex_client_http11(ex) && h1_info_has_body(info),
+        .set_max_forwards = ex->max_forwards > 0,
+        .max_forwards = ex->max_forwards - 1,
         .framing = info->framing,
         .content_length = info->content_length,
         .traceparent = traceparent,
         .drop_tracestate = ex->trace_source == TRACE_STARTED,
         .upgrade = ex->upgrade,
+        .via = hdr_via(ex->ds.proto),
     };
     if (ex->host && ex->host != (ex->info.host ? ex->info.host->value : NULL)) {
         fwd.host = ex->host; /* absolute-form: its authority replaces Host (RFC 9112 3.2.2) */

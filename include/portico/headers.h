@@ -27,12 +27,17 @@ struct fwd_request {
     const char *client_host;     /* the host the client addressed (X-Forwarded-Host), or NULL */
     size_t client_host_len;
     bool keep_expect;            /* forward Expect: 100-continue (relay mode) */
+    bool set_max_forwards;       /* send max_forwards in place of the first Max-Forwards field,
+                                    and drop the others (OPTIONS and TRACE, RFC 9110 7.6.2) */
+    long max_forwards;           /* the client's value less one */
     const char *traceparent;     /* our traceparent (the client's is replaced), or NULL */
     bool drop_tracestate;        /* a new trace was started: the client's tracestate goes */
     bool upgrade;                /* offer the client's Upgrade: its Upgrade fields go on, with
                                     Connection: upgrade */
     enum h1_framing framing;     /* body framing on the upstream side: NONE, LENGTH or CHUNKED */
     uint64_t content_length;
+    const char *via;             /* Via entry to add (hdr_via: the client's protocol); NULL:
+                                    "1.1 portico" */
 };
 
 /* Appends the request head for the origin to out. */
@@ -53,6 +58,16 @@ enum proto {
 
 /* Name of a protocol as the access log writes it ("HTTP/1.1"). */
 const char *proto_name(enum proto p);
+
+/* Portico's Via entry for a message received over p (RFC 9110 7.6.3: the received protocol's
+ * version): "1.0 portico", "1.1 portico" or "2 portico". */
+const char *hdr_via(enum proto p);
+
+/* Appends the request as Portico received it, as message/http content (the answer to a TRACE
+ * that ends here, RFC 9110 9.3.8): the request line with proto's version, then the fields in
+ * order, less those that carry credentials (Authorization, Proxy-Authorization, Cookie), which
+ * the final recipient SHOULD leave out. Returns the bytes appended. */
+size_t hdr_write_echo(struct evbuffer *out, const struct h1_request *req, enum proto proto);
 
 /* A response head as the exchange decided it, before any protocol's syntax: an HTTP/1.1
  * connection serializes it with hdr_write_head, an HTTP/2 stream as HEADERS. */

@@ -165,6 +165,23 @@ static const struct {
      "POST /x HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nX-Forwarded-For: 127.0.0.21\r\n"
      "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\nContent-Length: 1\r\n"
      "\r\n"},
+    {"Max-Forwards: the value given in place of the first, the others dropped",
+     "OPTIONS / HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 5\r\nAccept: */*\r\n"
+     "max-forwards: 9\r\n\r\n",
+     {BASE, .set_max_forwards = true, .max_forwards = 4},
+     "OPTIONS /x HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 4\r\nAccept: */*\r\n"
+     "X-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\n"
+     "Via: 1.1 portico\r\n\r\n"},
+    {"Max-Forwards passes as it is unless set",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 0\r\n\r\n",
+     {BASE},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 0\r\nX-Forwarded-For: 127.0.0.21\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
+    {"Via names the client's protocol",
+     "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+     {BASE, .via = "2 portico"},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.0.21\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 2 portico\r\n\r\n"},
     {"end-to-end fields pass unchanged, in order, duplicates included",
      "GET / HTTP/1.1\r\nHost: a.test\r\nCookie: a=1\r\nAccept: text/html\r\nCookie: b=2\r\n"
      "Authorization: Bearer x\r\n\r\n",
@@ -327,7 +344,8 @@ static const struct {
     {"close-delimited to a 1.0 client: no framing field and Connection: close",
      "HTTP/1.0 200 OK\r\nServer: old\r\n\r\n",
      {.client_minor = 0, .framing = H1_BODY_CLOSE, .keep_alive = false},
-     "HTTP/1.1 200 OK\r\nServer: old\r\nVia: 1.1 portico\r\nConnection: close\r\n\r\n"},
+     /* the origin spoke 1.0: Via says the version received (RFC 9110 7.6.3) */
+     "HTTP/1.1 200 OK\r\nServer: old\r\nVia: 1.0 portico\r\nConnection: close\r\n\r\n"},
     {"keep-alive with a 1.0 client is said explicitly",
      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
      {.client_minor = 0, .framing = H1_BODY_LENGTH, .content_length = 2, .keep_alive = true},
