@@ -1020,7 +1020,10 @@ static void run(struct exchange *ex)
     ex->route_index = (int)(ex->route - cfg->routes);
     ex->up_index = ex->route->upstream;
     ex->up = &cfg->upstreams[ex->up_index];
-    ex->max_forwards = request_max_forwards(&ex->req);
+    /* (the method compare here: request_max_forwards is no call for other methods) */
+    ex->max_forwards = ex->req.method_id == METHOD_OPTIONS || ex->req.method_id == METHOD_TRACE
+                           ? request_max_forwards(&ex->req)
+                           : -1;
     if (ex->max_forwards == 0) { /* for a host and path Portico serves: others get 404 */
         answer_final_recipient(ex);
         return;

@@ -4,6 +4,7 @@
 #include "portico/headers.h"
 
 #include <event2/buffer.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -270,6 +271,14 @@ static void hb_line(struct head_buf *b, const char *name_colon_sp, const char *v
     HB_LIT(b, "\r\n");
 }
 
+/* "Max-Forwards: N\r\n", on OPTIONS and TRACE only: formatted apart, off the common path. */
+static void max_forwards_line(struct head_buf *b, uint32_t n)
+{
+    char line[32];
+    int len = snprintf(line, sizeof(line), "Max-Forwards: %u\r\n", (unsigned)n);
+    hb_put(b, line, (size_t)len);
+}
+
 void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                        const struct fwd_request *fwd)
 {
@@ -328,12 +337,9 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                 continue;
             break;
         case H1_F_MAX_FORWARDS:
-            if (fwd->set_max_forwards) { /* one value, decremented (a singleton field) */
-                if (!max_forwards_done) {
-                    HB_LIT(&b, "Max-Forwards: ");
-                    hb_u64(&b, (uint64_t)fwd->max_forwards);
-                    HB_LIT(&b, "\r\n");
-                }
+            if (fwd->max_forwards) { /* one value, decremented (a singleton field) */
+                if (!max_forwards_done)
+                    max_forwards_line(&b, fwd->max_forwards - 1);
                 max_forwards_done = true;
                 continue;
             }
@@ -373,10 +379,12 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     hb_line(&b, "X-Request-Id: ", fwd->request_id);
     if (fwd->traceparent)
         hb_line(&b, "traceparent: ", fwd->traceparent);
-    if (fwd->via) /* the version the request came in (RFC 9110 7.6.3) */
-        hb_line(&b, "Via: ", fwd->via);
-    else
+    if (fwd->via == HDR_VIA_1_1) /* the version the request came in (RFC 9110 7.6.3) */
         HB_LIT(&b, "Via: " VIA_VALUE "\r\n");
+    else if (fwd->via == HDR_VIA_1_0)
+        HB_LIT(&b, "Via: 1.0 portico\r\n");
+    else
+        HB_LIT(&b, "Via: 2 portico\r\n");
     if (fwd->upgrade)
         HB_LIT(&b, "Connection: upgrade\r\n");
     if (fwd->framing == H1_BODY_LENGTH) {
@@ -423,16 +431,6 @@ static const char *const proto_names[] = {
 #undef X
 };
 
-static const char *const via_values[] = {
-    [PROTO_HTTP10] = "1.0 portico",
-    [PROTO_HTTP11] = VIA_VALUE,
-    [PROTO_HTTP2] = "2 portico", /* HTTP/2 has no minor version (RFC 9113 3) */
-};
-
-const char *hdr_via(enum proto p)
-{
-    return (unsigned)p < ARRAY_LEN(via_values) ? via_values[p] : VIA_VALUE;
-}
 
 const char *proto_name(enum proto p)
 {

@@ -314,14 +314,14 @@ static void send_request(struct exchange *ex)
          * would wait for a body that never comes before answering (nginx never sends it) */
         .keep_expect = ex->info.expect_continue && ex->route->expect == EXPECT_RELAY &&
                        ex_client_http11(ex) && h1_info_has_body(info),
-        .set_max_forwards = ex->max_forwards > 0,
-        .max_forwards = ex->max_forwards - 1,
         .framing = info->framing,
         .content_length = info->content_length,
         .traceparent = traceparent,
         .drop_tracestate = ex->trace_source == TRACE_STARTED,
         .upgrade = ex->upgrade,
-        .via = hdr_via(ex->ds.proto),
+        .via = hdr_via_of(ex->ds.proto),
+        /* OPTIONS, TRACE: one hop less (0 was answered, exchange.c), as N + 1 (headers.h) */
+        .max_forwards = ex->max_forwards > 0 ? (uint32_t)ex->max_forwards : 0,
     };
     if (ex->host && ex->host != (ex->info.host ? ex->info.host->value : NULL)) {
         fwd.host = ex->host; /* absolute-form: its authority replaces Host (RFC 9112 3.2.2) */

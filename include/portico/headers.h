@@ -15,11 +15,22 @@
 struct evbuffer;
 
 /* How the request goes to the origin. */
+/* The version in Portico's Via entry: the one the message came in (RFC 9110 7.6.3). Zero is
+ * 1.1, what a message that says nothing else was. */
+enum hdr_via {
+    HDR_VIA_1_1 = 0,
+    HDR_VIA_1_0,
+    HDR_VIA_2,   /* HTTP/2 has no minor version (RFC 9113 3) */
+};
+
 struct fwd_request {
     const char *target;          /* origin-form target to send */
     size_t target_len;
     const char *client_ip;       /* appended to X-Forwarded-For */
     bool client_tls;             /* X-Forwarded-Proto: https */
+    uint32_t max_forwards;       /* 0: Max-Forwards as received; N + 1: N sent in place of the
+                                    first, the others dropped (OPTIONS and TRACE: the client's
+                                    less one, RFC 9110 7.6.2); in the padding after client_tls */
     const char *request_id;      /* X-Request-Id */
     const char *host;            /* Host to send instead of the client's (absolute-form target,
                                     or an HTTP/1.0 request without Host); NULL: pass through */
@@ -27,17 +38,13 @@ struct fwd_request {
     const char *client_host;     /* the host the client addressed (X-Forwarded-Host), or NULL */
     size_t client_host_len;
     bool keep_expect;            /* forward Expect: 100-continue (relay mode) */
-    bool set_max_forwards;       /* send max_forwards in place of the first Max-Forwards field,
-                                    and drop the others (OPTIONS and TRACE, RFC 9110 7.6.2) */
-    long max_forwards;           /* the client's value less one */
     const char *traceparent;     /* our traceparent (the client's is replaced), or NULL */
     bool drop_tracestate;        /* a new trace was started: the client's tracestate goes */
     bool upgrade;                /* offer the client's Upgrade: its Upgrade fields go on, with
                                     Connection: upgrade */
     enum h1_framing framing;     /* body framing on the upstream side: NONE, LENGTH or CHUNKED */
+    enum hdr_via via;            /* the version the client's request came in (Via) */
     uint64_t content_length;
-    const char *via;             /* Via entry to add (hdr_via: the client's protocol); NULL:
-                                    "1.1 portico" */
 };
 
 /* Appends the request head for the origin to out. */
@@ -59,9 +66,11 @@ enum proto {
 /* Name of a protocol as the access log writes it ("HTTP/1.1"). */
 const char *proto_name(enum proto p);
 
-/* Portico's Via entry for a message received over p (RFC 9110 7.6.3: the received protocol's
- * version): "1.0 portico", "1.1 portico" or "2 portico". */
-const char *hdr_via(enum proto p);
+/* The Via version of a message received over p. */
+static inline enum hdr_via hdr_via_of(enum proto p)
+{
+    return p == PROTO_HTTP11 ? HDR_VIA_1_1 : p == PROTO_HTTP10 ? HDR_VIA_1_0 : HDR_VIA_2;
+}
 
 /* Appends the request as Portico received it, as message/http content (the answer to a TRACE
  * that ends here, RFC 9110 9.3.8): the request line with proto's version, then the fields in
