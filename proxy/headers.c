@@ -463,13 +463,19 @@ static size_t end_to_end(const struct h1_response *resp, struct h1_field *out, s
 #define FIELD(lit, v)                                                                              \
     ((struct h1_field){.name = lit, .name_len = sizeof(lit) - 1, .value = (v), .value_len = strlen(v)})
 
+/* Portico's Via entry on a response, with the version it came in (RFC 9110 7.6.3: a proxy
+ * sends one in each message it forwards): an HTTP/1.0 origin's is 1.0. */
+static struct h1_field via_field(const struct h1_response *resp)
+{
+    return resp->minor == 0 ? FIELD("Via", "1.0 portico") : FIELD("Via", VIA_VALUE);
+}
+
 size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_response *fwd,
                            struct h1_field *out, size_t max)
 {
     struct e2e_seen seen = {0};
     size_t n = end_to_end(resp, out, max > 6 ? max - 6 : 0, &seen);
-    /* the version the response came in (RFC 9110 7.6.3): an HTTP/1.0 origin's is 1.0 */
-    out[n++] = resp->minor == 0 ? FIELD("Via", "1.0 portico") : FIELD("Via", VIA_VALUE);
+    out[n++] = via_field(resp);
     /* A proxy with a clock adds the Date an origin left out (RFC 9110 6.6.1: a MUST); caches
      * downstream compute ages from it. */
     if (!seen.date && fwd->date)
@@ -501,16 +507,22 @@ size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_resp
 size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, size_t max)
 {
     struct e2e_seen seen = {0};
-    return end_to_end(resp, out, max, &seen);
+    if (max == 0)
+        return 0;
+    size_t n = end_to_end(resp, out, max - 1, &seen);
+    out[n++] = via_field(resp);
+    return n;
 }
 
 size_t hdr_upgrade_fields(const struct h1_response *resp, struct h1_field *out, size_t max)
 {
     struct e2e_seen seen = {0};
-    size_t n = max > 1 ? end_to_end(resp, out, max - 1, &seen) : 0;
-    for (size_t i = 0; i < resp->nfields && n + 1 < max; i++)
+    size_t n = max > 2 ? end_to_end(resp, out, max - 2, &seen) : 0;
+    for (size_t i = 0; i < resp->nfields && n + 2 < max; i++)
         if (resp->fields[i].id == H1_F_UPGRADE)
             out[n++] = resp->fields[i];
+    if (n + 1 < max)
+        out[n++] = via_field(resp);
     if (n < max)
         out[n++] = FIELD("Connection", "upgrade");
     return n;

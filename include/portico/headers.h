@@ -112,11 +112,11 @@ struct fwd_response {
 size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_response *fwd,
                            struct h1_field *out, size_t max);
 
-/* The end-to-end fields of an interim (1xx) response, in order. Returns how many. */
+/* The end-to-end fields of an interim (1xx) response, in order, then Via. Returns how many. */
 size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, size_t max);
 
 /* The fields of a 101 Switching Protocols to forward: the end-to-end ones, the origin's Upgrade
- * fields and Connection: upgrade. Returns how many (at most max). */
+ * fields, Via and Connection: upgrade. Returns how many (at most max). */
 size_t hdr_upgrade_fields(const struct h1_response *resp, struct h1_field *out, size_t max);
 
 /* Writes a response head for an HTTP/1.x client: status line (always HTTP/1.1), the fields, the

@@ -478,14 +478,15 @@ static const struct {
      "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nConnection: X-Hop\r\n"
      "X-Hop: 1\r\nLink: </b.js>; rel=preload\r\n\r\n",
      "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nLink: </b.js>; rel=preload\r\n"
-     "\r\n"},
+     "Via: 1.1 portico\r\n\r\n"},
     {"an empty reason gets the registry's phrase",
-     "HTTP/1.1 102 \r\n\r\n", "HTTP/1.1 102 Processing\r\n\r\n"},
+     "HTTP/1.1 102 \r\n\r\n", "HTTP/1.1 102 Processing\r\nVia: 1.1 portico\r\n\r\n"},
+    /* Via says the version received (RFC 9110 7.6.3: each message a proxy forwards) */
     {"an HTTP/1.0 status line goes out as 1.1 (only 1.1 clients get interims)",
-     "HTTP/1.0 100 Continue\r\n\r\n", "HTTP/1.1 100 Continue\r\n\r\n"},
+     "HTTP/1.0 100 Continue\r\n\r\n", "HTTP/1.1 100 Continue\r\nVia: 1.0 portico\r\n\r\n"},
     {"no framing and no Connection field on a 1xx, whatever the origin said",
      "HTTP/1.1 103 Early Hints\r\nContent-Length: 0\r\nKeep-Alive: 5\r\nX-Other: 1\r\n\r\n",
-     "HTTP/1.1 103 Early Hints\r\nX-Other: 1\r\n\r\n"},
+     "HTTP/1.1 103 Early Hints\r\nX-Other: 1\r\nVia: 1.1 portico\r\n\r\n"},
 };
 
 static void test_interim(void **state)
