@@ -284,7 +284,7 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
 {
     struct conn_names conn;
     conn_names_init(&conn, req->fields, req->nfields);
-    bool has_xff = false, max_forwards_done = false;
+    bool has_xff = false;
     struct head_buf b;
     hb_init(&b, out);
 
@@ -337,12 +337,8 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                 continue;
             break;
         case H1_F_MAX_FORWARDS:
-            if (fwd->max_forwards) { /* one value, decremented (a singleton field) */
-                if (!max_forwards_done)
-                    max_forwards_line(&b, fwd->max_forwards - 1);
-                max_forwards_done = true;
+            if (fwd->max_forwards) /* replaced below by one value, decremented */
                 continue;
-            }
             break;
         case H1_F_PORTICO_FAULT:
             continue; /* a fault for Portico (issue 8), honoured or not: never the origin's */
@@ -357,6 +353,8 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
             continue;
         hb_field(&b, f);
     }
+    if (fwd->max_forwards) /* a singleton field: once, after the client's (RFC 9110 7.6.2) */
+        max_forwards_line(&b, fwd->max_forwards - 1);
     /* X-Forwarded-For keeps the chain the client brought and appends the address we saw. */
     HB_LIT(&b, "X-Forwarded-For: ");
     for (int i = h1_find(req->fields, req->nfields, H1_F_X_FORWARDED_FOR, 0); has_xff && i >= 0;
@@ -464,10 +462,13 @@ static size_t end_to_end(const struct h1_response *resp, struct h1_field *out, s
     ((struct h1_field){.name = lit, .name_len = sizeof(lit) - 1, .value = (v), .value_len = strlen(v)})
 
 /* Portico's Via entry on a response, with the version it came in (RFC 9110 7.6.3: a proxy
- * sends one in each message it forwards): an HTTP/1.0 origin's is 1.0. */
-static struct h1_field via_field(const struct h1_response *resp)
+ * sends one in each message it forwards): an HTTP/1.0 origin's is 1.0, of the same length. */
+static void put_via(struct h1_field *f, const struct h1_response *resp)
 {
-    return resp->minor == 0 ? FIELD("Via", "1.0 portico") : FIELD("Via", VIA_VALUE);
+    _Static_assert(sizeof(VIA_VALUE) == sizeof("1.0 portico"), "one length for both");
+    *f = FIELD("Via", VIA_VALUE);
+    if (resp->minor == 0)
+        f->value = "1.0 portico";
 }
 
 size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_response *fwd,
@@ -475,7 +476,7 @@ size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_resp
 {
     struct e2e_seen seen = {0};
     size_t n = end_to_end(resp, out, max > 6 ? max - 6 : 0, &seen);
-    out[n++] = via_field(resp);
+    put_via(&out[n++], resp);
     /* A proxy with a clock adds the Date an origin left out (RFC 9110 6.6.1: a MUST); caches
      * downstream compute ages from it. */
     if (!seen.date && fwd->date)
@@ -510,7 +511,7 @@ size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, 
     if (max == 0)
         return 0;
     size_t n = end_to_end(resp, out, max - 1, &seen);
-    out[n++] = via_field(resp);
+    put_via(&out[n++], resp);
     return n;
 }
 
@@ -522,7 +523,7 @@ size_t hdr_upgrade_fields(const struct h1_response *resp, struct h1_field *out, 
         if (resp->fields[i].id == H1_F_UPGRADE)
             out[n++] = resp->fields[i];
     if (n + 1 < max)
-        out[n++] = via_field(resp);
+        put_via(&out[n++], resp);
     if (n < max)
         out[n++] = FIELD("Connection", "upgrade");
     return n;

@@ -28,9 +28,10 @@ struct fwd_request {
     size_t target_len;
     const char *client_ip;       /* appended to X-Forwarded-For */
     bool client_tls;             /* X-Forwarded-Proto: https */
-    uint32_t max_forwards;       /* 0: Max-Forwards as received; N + 1: N sent in place of the
-                                    first, the others dropped (OPTIONS and TRACE: the client's
-                                    less one, RFC 9110 7.6.2); in the padding after client_tls */
+    uint32_t max_forwards;       /* 0: Max-Forwards as received; N + 1: N sent once, after the
+                                    client's fields, whose own are dropped (OPTIONS and TRACE:
+                                    the client's less one, RFC 9110 7.6.2); in the padding
+                                    after client_tls */
     const char *request_id;      /* X-Request-Id */
     const char *host;            /* Host to send instead of the client's (absolute-form target,
                                     or an HTTP/1.0 request without Host); NULL: pass through */
@@ -66,10 +67,12 @@ enum proto {
 /* Name of a protocol as the access log writes it ("HTTP/1.1"). */
 const char *proto_name(enum proto p);
 
-/* The Via version of a message received over p. */
+/* The Via version of a message received over p: one load. */
 static inline enum hdr_via hdr_via_of(enum proto p)
 {
-    return p == PROTO_HTTP11 ? HDR_VIA_1_1 : p == PROTO_HTTP10 ? HDR_VIA_1_0 : HDR_VIA_2;
+    static const unsigned char via_of[] = {
+        [PROTO_HTTP10] = HDR_VIA_1_0, [PROTO_HTTP11] = HDR_VIA_1_1, [PROTO_HTTP2] = HDR_VIA_2};
+    return (enum hdr_via)via_of[p];
 }
 
 /* Appends the request as Portico received it, as message/http content (the answer to a TRACE

@@ -812,8 +812,8 @@ static const struct hop_row hop_rows[] = {
       "traceparent: TRACE\r\n"
       "Via: 1.1 portico\r\n"
       "\r\n" },
-    /* OPTIONS and TRACE: Max-Forwards goes on less one (RFC 9110 7.6.2), in its place, a
-     * repeated one dropped; on other methods it is the origin's business */
+    /* OPTIONS and TRACE: Max-Forwards goes on less one (RFC 9110 7.6.2), once, after the
+     * client's fields; on other methods it is the origin's business */
     { "OPTIONS, Max-Forwards decremented",
       "OPTIONS /o HTTP/1.1\r\nHost: t\r\nMax-Forwards: 10\r\nX-Request-Id: hop-test-mf1\r\n"
       "Max-Forwards: 3\r\n\r\n",

@@ -165,11 +165,11 @@ static const struct {
      "POST /x HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nX-Forwarded-For: 127.0.0.21\r\n"
      "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\nContent-Length: 1\r\n"
      "\r\n"},
-    {"Max-Forwards: the value given in place of the first, the others dropped",
+    {"Max-Forwards: the value given once after the client's fields, the client's dropped",
      "OPTIONS / HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 5\r\nAccept: */*\r\n"
      "max-forwards: 9\r\n\r\n",
      {BASE, .max_forwards = 4 + 1},
-     "OPTIONS /x HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 4\r\nAccept: */*\r\n"
+     "OPTIONS /x HTTP/1.1\r\nHost: a.test\r\nAccept: */*\r\nMax-Forwards: 4\r\n"
      "X-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\n"
      "Via: 1.1 portico\r\n\r\n"},
     {"Max-Forwards passes as it is unless set",
