@@ -428,6 +428,48 @@ static void send_own(struct exchange *ex, struct errpage *e)
     ex->resp_state = RESP_DONE;
 }
 
+/* OPTIONS or TRACE with Max-Forwards: 0 (RFC 9110 7.6.2): Portico is the final recipient and
+ * answers 200 itself: OPTIONS with the methods it forwards in Allow (9.3.7), TRACE with the
+ * request it received as message/http (9.3.8). Its own answer, as an error page is: no Via. */
+static void answer_final_recipient(struct exchange *ex)
+{
+    /* CONNECT is never forwarded; any other method token is, these are the ones it knows */
+    static const char allow[] = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH";
+    static const char message_http[] = "message/http";
+    str_copy(ex->detail, sizeof(ex->detail), "Max-Forwards: 0: answered by Portico");
+    ex->close_client |= !relay_discard_body(ex) || !ex->info.keep_alive;
+    struct evbuffer *content = evbuffer_new();
+    if (!content) {
+        ex_refuse(ex, HTTP_INTERNAL_SERVER_ERROR, "out of memory", true);
+        return;
+    }
+    const char *date = http_date_now();
+    struct h1_field fields[] = {
+        {"Date", 4, date, strlen(date), H1_F_OTHER},
+        {"Server", 6, "portico", 7, H1_F_OTHER},
+        {"X-Request-Id", 12, ex->request_id, strlen(ex->request_id), H1_F_OTHER},
+        {"Allow", 5, allow, sizeof(allow) - 1, H1_F_OTHER},
+    };
+    if (ex->req.method_id == METHOD_TRACE) {
+        fields[3] = (struct h1_field){"Content-Type", 12, message_http, sizeof(message_http) - 1,
+                                      H1_F_OTHER};
+        hdr_write_echo(content, &ex->req, ex->ds.proto);
+    }
+    struct resp_head head = {.status = HTTP_OK, .fields = fields, .nfields = ARRAY_LEN(fields),
+                             .framing = H1_BODY_LENGTH,
+                             .content_length = evbuffer_get_length(content),
+                             .close = ex->close_client};
+    if (!ex_client_gone(ex)) {
+        ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
+        ex->error_body_bytes = evbuffer_get_length(content);
+        evbuffer_add_buffer(ex->sink.out, content);
+        ex->status = HTTP_OK;
+        ex->resp_state = RESP_DONE;
+        ex_end(ex, OUTCOME_DONE);
+    }
+    evbuffer_free(content);
+}
+
 void ex_refuse(struct exchange *ex, int status, const char *reason, bool close)
 {
     if (ex->outcome != OUTCOME_OPEN)
@@ -978,6 +1020,14 @@ static void run(struct exchange *ex)
     ex->route_index = (int)(ex->route - cfg->routes);
     ex->up_index = ex->route->upstream;
     ex->up = &cfg->upstreams[ex->up_index];
+    /* (the method compare here: request_max_forwards is no call for other methods) */
+    ex->max_forwards = ex->req.method_id == METHOD_OPTIONS || ex->req.method_id == METHOD_TRACE
+                           ? request_max_forwards(&ex->req)
+                           : -1;
+    if (ex->max_forwards == 0) { /* for a host and path Portico serves: others get 404 */
+        answer_final_recipient(ex);
+        return;
+    }
 
     if (!fault_exec_decide(ex)) /* a malformed Portico-Fault header was refused */
         return;

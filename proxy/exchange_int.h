@@ -74,6 +74,7 @@ struct exchange {
     uint64_t now;                      /* µs: when the event being handled began */
     enum outcome outcome;              /* changed by end() only */
     bool close_client;                 /* the client connection cannot serve another request */
+    long max_forwards;                 /* OPTIONS, TRACE: the client's Max-Forwards, else -1 */
     bool client_stalled;               /* its body stopped coming (408): logged in its phase */
     bool client_closes;                /* its request asked to close (Connection: close, 1.0) */
     bool total_after_body;             /* total_timeout came while the client was still sending

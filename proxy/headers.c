@@ -4,6 +4,7 @@
 #include "portico/headers.h"
 
 #include <event2/buffer.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -270,6 +271,14 @@ static void hb_line(struct head_buf *b, const char *name_colon_sp, const char *v
     HB_LIT(b, "\r\n");
 }
 
+/* "Max-Forwards: N\r\n", on OPTIONS and TRACE only: formatted apart, off the common path. */
+static void max_forwards_line(struct head_buf *b, uint32_t n)
+{
+    char line[32];
+    int len = snprintf(line, sizeof(line), "Max-Forwards: %u\r\n", (unsigned)n);
+    hb_put(b, line, (size_t)len);
+}
+
 void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                        const struct fwd_request *fwd)
 {
@@ -327,6 +336,10 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
             if (!fwd->keep_expect)
                 continue;
             break;
+        case H1_F_MAX_FORWARDS:
+            if (fwd->max_forwards) /* replaced below by one value, decremented */
+                continue;
+            break;
         case H1_F_PORTICO_FAULT:
             continue; /* a fault for Portico (issue 8), honoured or not: never the origin's */
         case H1_F_OTHER:
@@ -340,6 +353,8 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
             continue;
         hb_field(&b, f);
     }
+    if (fwd->max_forwards) /* a singleton field: once, after the client's (RFC 9110 7.6.2) */
+        max_forwards_line(&b, fwd->max_forwards - 1);
     /* X-Forwarded-For keeps the chain the client brought and appends the address we saw. */
     HB_LIT(&b, "X-Forwarded-For: ");
     for (int i = h1_find(req->fields, req->nfields, H1_F_X_FORWARDED_FOR, 0); has_xff && i >= 0;
@@ -362,7 +377,12 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     hb_line(&b, "X-Request-Id: ", fwd->request_id);
     if (fwd->traceparent)
         hb_line(&b, "traceparent: ", fwd->traceparent);
-    HB_LIT(&b, "Via: " VIA_VALUE "\r\n");
+    if (fwd->via == HDR_VIA_1_1) /* the version the request came in (RFC 9110 7.6.3) */
+        HB_LIT(&b, "Via: " VIA_VALUE "\r\n");
+    else if (fwd->via == HDR_VIA_1_0)
+        HB_LIT(&b, "Via: 1.0 portico\r\n");
+    else
+        HB_LIT(&b, "Via: 2 portico\r\n");
     if (fwd->upgrade)
         HB_LIT(&b, "Connection: upgrade\r\n");
     if (fwd->framing == H1_BODY_LENGTH) {
@@ -376,11 +396,39 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     hb_flush(&b);
 }
 
+/* Fields a TRACE echo leaves out: an echo a script could read would hand it the credentials
+ * the browser keeps from it (cross-site tracing). */
+static const char *const echo_withheld[] = {"authorization", "proxy-authorization", "cookie"};
+
+size_t hdr_write_echo(struct evbuffer *out, const struct h1_request *req, enum proto proto)
+{
+    size_t before = evbuffer_get_length(out);
+    struct head_buf b;
+    hb_init(&b, out);
+    hb_put(&b, req->method, req->method_len);
+    HB_LIT(&b, " ");
+    hb_put(&b, req->target, req->target_len);
+    HB_LIT(&b, " ");
+    hb_str(&b, proto_name(proto));
+    HB_LIT(&b, "\r\n");
+    for (size_t i = 0; i < req->nfields; i++) {
+        bool withheld = false;
+        for (size_t k = 0; k < ARRAY_LEN(echo_withheld) && !withheld; k++)
+            withheld = h1_name_is(&req->fields[i], echo_withheld[k]);
+        if (!withheld)
+            hb_field(&b, &req->fields[i]);
+    }
+    HB_LIT(&b, "\r\n");
+    hb_flush(&b);
+    return evbuffer_get_length(out) - before;
+}
+
 static const char *const proto_names[] = {
 #define X(id, name) [id] = name,
     PROTO_LIST(X)
 #undef X
 };
+
 
 const char *proto_name(enum proto p)
 {
@@ -413,12 +461,22 @@ static size_t end_to_end(const struct h1_response *resp, struct h1_field *out, s
 #define FIELD(lit, v)                                                                              \
     ((struct h1_field){.name = lit, .name_len = sizeof(lit) - 1, .value = (v), .value_len = strlen(v)})
 
+/* Portico's Via entry on a response, with the version it came in (RFC 9110 7.6.3: a proxy
+ * sends one in each message it forwards): an HTTP/1.0 origin's is 1.0, of the same length. */
+static void put_via(struct h1_field *f, const struct h1_response *resp)
+{
+    _Static_assert(sizeof(VIA_VALUE) == sizeof("1.0 portico"), "one length for both");
+    *f = FIELD("Via", VIA_VALUE);
+    if (resp->minor == 0)
+        f->value = "1.0 portico";
+}
+
 size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_response *fwd,
                            struct h1_field *out, size_t max)
 {
     struct e2e_seen seen = {0};
     size_t n = end_to_end(resp, out, max > 6 ? max - 6 : 0, &seen);
-    out[n++] = FIELD("Via", VIA_VALUE);
+    put_via(&out[n++], resp);
     /* A proxy with a clock adds the Date an origin left out (RFC 9110 6.6.1: a MUST); caches
      * downstream compute ages from it. */
     if (!seen.date && fwd->date)
@@ -450,16 +508,22 @@ size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_resp
 size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, size_t max)
 {
     struct e2e_seen seen = {0};
-    return end_to_end(resp, out, max, &seen);
+    if (max == 0)
+        return 0;
+    size_t n = end_to_end(resp, out, max - 1, &seen);
+    put_via(&out[n++], resp);
+    return n;
 }
 
 size_t hdr_upgrade_fields(const struct h1_response *resp, struct h1_field *out, size_t max)
 {
     struct e2e_seen seen = {0};
-    size_t n = max > 1 ? end_to_end(resp, out, max - 1, &seen) : 0;
-    for (size_t i = 0; i < resp->nfields && n + 1 < max; i++)
+    size_t n = max > 2 ? end_to_end(resp, out, max - 2, &seen) : 0;
+    for (size_t i = 0; i < resp->nfields && n + 2 < max; i++)
         if (resp->fields[i].id == H1_F_UPGRADE)
             out[n++] = resp->fields[i];
+    if (n + 1 < max)
+        put_via(&out[n++], resp);
     if (n < max)
         out[n++] = FIELD("Connection", "upgrade");
     return n;

@@ -310,13 +310,18 @@ static void send_request(struct exchange *ex)
         .request_id = ex->request_id,
         .client_host = ex->host,
         .client_host_len = ex->host_len,
+        /* without a body there is nothing to wait for: an origin that took Expect at its word
+         * would wait for a body that never comes before answering (nginx never sends it) */
         .keep_expect = ex->info.expect_continue && ex->route->expect == EXPECT_RELAY &&
-                       ex_client_http11(ex),
+                       ex_client_http11(ex) && h1_info_has_body(info),
         .framing = info->framing,
         .content_length = info->content_length,
         .traceparent = traceparent,
         .drop_tracestate = ex->trace_source == TRACE_STARTED,
         .upgrade = ex->upgrade,
+        .via = hdr_via_of(ex->ds.proto),
+        /* OPTIONS, TRACE: one hop less (0 was answered, exchange.c), as N + 1 (headers.h) */
+        .max_forwards = ex->max_forwards > 0 ? (uint32_t)ex->max_forwards : 0,
     };
     if (ex->host && ex->host != (ex->info.host ? ex->info.host->value : NULL)) {
         fwd.host = ex->host; /* absolute-form: its authority replaces Host (RFC 9112 3.2.2) */

@@ -154,6 +154,25 @@ int request_portico_hops(const struct h1_request *req)
     return hops;
 }
 
+long request_max_forwards(const struct h1_request *req)
+{
+    if (req->method_id != METHOD_OPTIONS && req->method_id != METHOD_TRACE)
+        return -1;
+    int i = h1_find(req->fields, req->nfields, H1_F_MAX_FORWARDS, 0);
+    if (i < 0 || req->fields[i].value_len == 0)
+        return -1;
+    long v = 0;
+    for (size_t k = 0; k < req->fields[i].value_len; k++) {
+        char c = req->fields[i].value[k];
+        if (c < '0' || c > '9')
+            return -1;
+        v = v * 10 + (c - '0');
+        if (v > REQUEST_MAX_FORWARDS_CAP)
+            v = REQUEST_MAX_FORWARDS_CAP; /* "99999999999999999999" is as good as unbounded */
+    }
+    return v;
+}
+
 bool request_id_valid(const char *v, size_t n)
 {
     if (n == 0 || n > 40)

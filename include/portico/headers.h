@@ -15,11 +15,23 @@
 struct evbuffer;
 
 /* How the request goes to the origin. */
+/* The version in Portico's Via entry: the one the message came in (RFC 9110 7.6.3). Zero is
+ * 1.1, what a message that says nothing else was. */
+enum hdr_via {
+    HDR_VIA_1_1 = 0,
+    HDR_VIA_1_0,
+    HDR_VIA_2,   /* HTTP/2 has no minor version (RFC 9113 3) */
+};
+
 struct fwd_request {
     const char *target;          /* origin-form target to send */
     size_t target_len;
     const char *client_ip;       /* appended to X-Forwarded-For */
     bool client_tls;             /* X-Forwarded-Proto: https */
+    uint32_t max_forwards;       /* 0: Max-Forwards as received; N + 1: N sent once, after the
+                                    client's fields, whose own are dropped (OPTIONS and TRACE:
+                                    the client's less one, RFC 9110 7.6.2); in the padding
+                                    after client_tls */
     const char *request_id;      /* X-Request-Id */
     const char *host;            /* Host to send instead of the client's (absolute-form target,
                                     or an HTTP/1.0 request without Host); NULL: pass through */
@@ -32,6 +44,7 @@ struct fwd_request {
     bool upgrade;                /* offer the client's Upgrade: its Upgrade fields go on, with
                                     Connection: upgrade */
     enum h1_framing framing;     /* body framing on the upstream side: NONE, LENGTH or CHUNKED */
+    enum hdr_via via;            /* the version the client's request came in (Via) */
     uint64_t content_length;
 };
 
@@ -53,6 +66,20 @@ enum proto {
 
 /* Name of a protocol as the access log writes it ("HTTP/1.1"). */
 const char *proto_name(enum proto p);
+
+/* The Via version of a message received over p: one load. */
+static inline enum hdr_via hdr_via_of(enum proto p)
+{
+    static const unsigned char via_of[] = {
+        [PROTO_HTTP10] = HDR_VIA_1_0, [PROTO_HTTP11] = HDR_VIA_1_1, [PROTO_HTTP2] = HDR_VIA_2};
+    return (enum hdr_via)via_of[p];
+}
+
+/* Appends the request as Portico received it, as message/http content (the answer to a TRACE
+ * that ends here, RFC 9110 9.3.8): the request line with proto's version, then the fields in
+ * order, less those that carry credentials (Authorization, Proxy-Authorization, Cookie), which
+ * the final recipient SHOULD leave out. Returns the bytes appended. */
+size_t hdr_write_echo(struct evbuffer *out, const struct h1_request *req, enum proto proto);
 
 /* A response head as the exchange decided it, before any protocol's syntax: an HTTP/1.1
  * connection serializes it with hdr_write_head, an HTTP/2 stream as HEADERS. */
@@ -88,11 +115,11 @@ struct fwd_response {
 size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_response *fwd,
                            struct h1_field *out, size_t max);
 
-/* The end-to-end fields of an interim (1xx) response, in order. Returns how many. */
+/* The end-to-end fields of an interim (1xx) response, in order, then Via. Returns how many. */
 size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, size_t max);
 
 /* The fields of a 101 Switching Protocols to forward: the end-to-end ones, the origin's Upgrade
- * fields and Connection: upgrade. Returns how many (at most max). */
+ * fields, Via and Connection: upgrade. Returns how many (at most max). */
 size_t hdr_upgrade_fields(const struct h1_response *resp, struct h1_field *out, size_t max);
 
 /* Writes a response head for an HTTP/1.x client: status line (always HTTP/1.1), the fields, the

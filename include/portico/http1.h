@@ -42,6 +42,7 @@ extern const unsigned char h1_class[256];
     X(H1_F_CONTENT_LENGTH, "content-length")                                                       \
     X(H1_F_TRANSFER_ENCODING, "transfer-encoding")                                                 \
     X(H1_F_EXPECT, "expect")                                                                       \
+    X(H1_F_MAX_FORWARDS, "max-forwards")                                                           \
     X(H1_F_TE, "te")                                                                               \
     X(H1_F_TRAILER, "trailer")                                                                     \
     X(H1_F_UPGRADE, "upgrade")                                                                     \

@@ -50,6 +50,14 @@ int request_refusal(const struct h1_request *req, const struct h1_info *info, ui
  * loop. */
 int request_portico_hops(const struct h1_request *req);
 
+/* Max-Forwards of an OPTIONS or TRACE request (RFC 9110 7.6.2: a proxy checks and decrements
+ * it on those two methods only, and answers itself at 0): its first field's value, saturated at
+ * REQUEST_MAX_FORWARDS_CAP; -1 for any other method, no such field, or a value that is not
+ * 1*DIGIT (a list included), which then goes on untouched as on any other method. */
+long request_max_forwards(const struct h1_request *req);
+
+#define REQUEST_MAX_FORWARDS_CAP 2147483647L
+
 /* True when an X-Request-Id value may be reused as ours: 1-40 of [A-Za-z0-9._:-]. */
 bool request_id_valid(const char *v, size_t n);
 

@@ -786,7 +786,8 @@ static const struct hop_row hop_rows[] = {
       "Via: 1.1 portico\r\n"
       "Transfer-Encoding: chunked\r\n"
       "\r\n" },
-    /* HTTP/1.0 without Host: the origin still gets HTTP/1.1 with a Host */
+    /* HTTP/1.0 without Host: the origin still gets HTTP/1.1 with a Host; Via says the version
+     * Portico received (RFC 9110 7.6.3) */
     { "HTTP/1.0 without Host",
       "GET / HTTP/1.0\r\nX-Request-Id: hop-test-3\r\nContent-Length: 2\r\n\r\nhi",
       "GET / HTTP/1.1\r\n"
@@ -795,7 +796,7 @@ static const struct hop_row hop_rows[] = {
       "X-Forwarded-Proto: http\r\n"
       "X-Request-Id: hop-test-3\r\n"
       "traceparent: TRACE\r\n"
-      "Via: 1.1 portico\r\n"
+      "Via: 1.0 portico\r\n"
       "Content-Length: 2\r\n"
       "\r\n" },
     /* absolute-form: the authority becomes Host, the target is origin-form */
@@ -810,6 +811,71 @@ static const struct hop_row hop_rows[] = {
       "X-Request-Id: hop-test-4\r\n"
       "traceparent: TRACE\r\n"
       "Via: 1.1 portico\r\n"
+      "\r\n" },
+    /* OPTIONS and TRACE: Max-Forwards goes on less one (RFC 9110 7.6.2), once, after the
+     * client's fields; on other methods it is the origin's business */
+    { "OPTIONS, Max-Forwards decremented",
+      "OPTIONS /o HTTP/1.1\r\nHost: t\r\nMax-Forwards: 10\r\nX-Request-Id: hop-test-mf1\r\n"
+      "Max-Forwards: 3\r\n\r\n",
+      "OPTIONS /o HTTP/1.1\r\n"
+      "Host: t\r\n"
+      "Max-Forwards: 9\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: t\r\n"
+      "X-Request-Id: hop-test-mf1\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
+    { "TRACE, Max-Forwards 1 goes on as 0",
+      "TRACE /t HTTP/1.1\r\nHost: t\r\nX-Request-Id: hop-test-mf2\r\nMax-Forwards: 1\r\n\r\n",
+      "TRACE /t HTTP/1.1\r\n"
+      "Host: t\r\n"
+      "Max-Forwards: 0\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: t\r\n"
+      "X-Request-Id: hop-test-mf2\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
+    { "GET, Max-Forwards untouched",
+      "GET /g HTTP/1.1\r\nHost: t\r\nMax-Forwards: 0\r\nX-Request-Id: hop-test-mf3\r\n\r\n",
+      "GET /g HTTP/1.1\r\n"
+      "Host: t\r\n"
+      "Max-Forwards: 0\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: t\r\n"
+      "X-Request-Id: hop-test-mf3\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
+    /* Expect: 100-continue with no body to hold back (none, or Content-Length: 0) does not go
+     * on, even on a route that relays it: an origin would wait for a body that is not coming */
+    { "GET with Expect, no body",
+      "GET /e HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nX-Request-Id: hop-test-ex1\r\n\r\n",
+      "GET /e HTTP/1.1\r\n"
+      "Host: t\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: t\r\n"
+      "X-Request-Id: hop-test-ex1\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
+    { "POST with Expect, Content-Length: 0",
+      "POST /e HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 0\r\n"
+      "X-Request-Id: hop-test-ex2\r\n\r\n",
+      "POST /e HTTP/1.1\r\n"
+      "Host: t\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: t\r\n"
+      "X-Request-Id: hop-test-ex2\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "Content-Length: 0\r\n"
       "\r\n" },
     /* W3C trace context: a valid traceparent is joined (its trace id kept, our own parent id),
      * its tracestate kept */
@@ -1225,6 +1291,86 @@ static void test_single_upstream_forwards_everything(void **state)
     fake_origin_stop(o);
 }
 
+
+/* ---- Max-Forwards: 0, Portico the final recipient ---- */
+
+struct final_row {
+    const char *why;
+    const char *request;
+    const char *allow;        /* Allow wanted, or NULL: none */
+    const char *type;         /* Content-Type wanted, or NULL: none */
+    const char *body;         /* the whole content */
+    const char *connection;   /* Connection wanted (keep-alive is said to HTTP/1.0), or NULL */
+};
+
+static const struct final_row final_rows[] = {
+    /* OPTIONS: what Portico forwards (RFC 9110 9.3.7), Content-Length: 0 */
+    { "OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: t\r\nMax-Forwards: 0\r\n\r\n",
+      "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH", NULL, "", NULL },
+    /* its body is read and dropped: the connection goes on */
+    { "OPTIONS with a body", "OPTIONS /o HTTP/1.1\r\nHost: t\r\nMax-Forwards: 0\r\n"
+      "Content-Length: 3\r\n\r\nabc",
+      "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH", NULL, "", NULL },
+    /* TRACE: the request as received (RFC 9110 9.3.8), less its credentials */
+    { "TRACE", "TRACE /t?q HTTP/1.1\r\nHost: t\r\nCookie: s=1\r\nMax-Forwards: 0\r\n"
+      "Authorization: Basic eDp5\r\nX-Keep:  a b \r\nproxy-authorization: x\r\n\r\n",
+      NULL, "message/http",
+      "TRACE /t?q HTTP/1.1\r\nHost: t\r\nMax-Forwards: 0\r\nX-Keep: a b\r\n\r\n", NULL },
+    { "TRACE from HTTP/1.0", "TRACE /t HTTP/1.0\r\nMax-Forwards: 00\r\n"
+      "Connection: keep-alive\r\n\r\n", NULL, "message/http",
+      "TRACE /t HTTP/1.0\r\nMax-Forwards: 00\r\nConnection: keep-alive\r\n\r\n",
+      "keep-alive" },
+};
+
+/* OPTIONS and TRACE with Max-Forwards: 0 are answered by Portico (RFC 9110 7.6.2): 200, never
+ * forwarded, the connection kept; the next request goes to the origin. */
+static void test_max_forwards_zero(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    for (size_t i = 0; i < ARRAY_SIZE(final_rows); i++) {
+        const struct final_row *row = &final_rows[i];
+        print_message("%s\n", row->why);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, row->request), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        if (r.status != 200 || strcmp(r.body, row->body) != 0)
+            fail_msg("%s: got\n%s%s", row->why, r.head.text, r.body);
+        const char *allow = raw_header(&r, "Allow"), *type = raw_header(&r, "Content-Type");
+        if (row->allow)
+            assert_string_equal(allow, row->allow);
+        else
+            assert_null(allow);
+        if (row->type)
+            assert_string_equal(type, row->type);
+        else
+            assert_null(type);
+        assert_int_equal(r.body_len, strlen(row->body));
+        assert_null(raw_header(&r, "Via")); /* Portico's own answer */
+        const char *conn = raw_header(&r, "Connection");
+        if (row->connection)
+            assert_string_equal(conn, row->connection);
+        else
+            assert_null(conn);
+        raw_response_free(&r);
+    }
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /after HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok\n");
+    raw_response_free(&r);
+    assert_int_equal(fake_origin_requests(o), 1);
+    char *head = fake_origin_request_head(o, 0);
+    assert_true(px_starts(head, "GET /after HTTP/1.1\r\n"));
+    free(head);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
 
 /* ---- origin connection reuse rules ---- */
 
@@ -2577,6 +2723,7 @@ int main(void)
         cmocka_unit_test(test_routing),
         cmocka_unit_test(test_many_routes_cost),
         cmocka_unit_test(test_single_upstream_forwards_everything),
+        cmocka_unit_test(test_max_forwards_zero),
         cmocka_unit_test(test_origin_reuse_rules),
         cmocka_unit_test(test_keepalive_timeouts),
         cmocka_unit_test(test_ipv6_listener),

@@ -175,10 +175,16 @@ static void test_alpn_both_protocols(void **state)
     assert_string_equal(r.out, "ok\n");
     tu_cmd_result_free(&r);
 
-    /* The origin saw HTTP/1.1 with Host from :authority. */
+    /* The origin saw HTTP/1.1 with Host from :authority, and a Via that names the protocol
+     * Portico received each request in (RFC 9110 7.6.3). */
     char *head = fake_origin_request_head(o, 0);
     assert_non_null(head);
     assert_true(tu_contains(head, "GET /two HTTP/1.1\r\nHost: localhost:"));
+    assert_true(tu_contains(head, "\r\nVia: 2 portico\r\n"));
+    free(head);
+    head = fake_origin_request_head(o, 1);
+    assert_non_null(head);
+    assert_true(tu_contains(head, "\r\nVia: 1.1 portico\r\n"));
     free(head);
     assert_int_equal(metric(h, "portico_http2_connections_total"), 1);
     assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
@@ -188,6 +194,36 @@ static void test_alpn_both_protocols(void **state)
     line = px_log_line(h, "\"path\":\"/one\"");
     assert_true(tu_contains(line, "\"proto\":\"HTTP/1.1\",\"status\":200,"));
     free(line);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
+/* OPTIONS and TRACE with max-forwards: 0 over HTTP/2 end at Portico (RFC 9110 7.6.2): a TRACE
+ * gets the request as Portico received it, version 2.0, without its cookie crumbs. */
+static void test_max_forwards_zero(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start_origin(fake_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    const char *const trace[] = {"-X", "TRACE", "-H", "Max-Forwards: 0", "-H", "Cookie: a=1",
+                                 "-H", "Cookie: b=2", "-H", "X-Keep: yes", NULL};
+    assert_int_equal(curl(h, "--http2", "/t?q", trace, &r), 0);
+    assert_true(tu_contains(r.err, "< HTTP/2 200"));
+    assert_true(tu_contains(r.err, "< content-type: message/http"));
+    assert_true(px_starts(r.out, "TRACE /t?q HTTP/2.0\r\n"));
+    assert_true(tu_contains(r.out, "\r\nmax-forwards: 0\r\n"));
+    assert_true(tu_contains(r.out, "\r\nx-keep: yes\r\n"));
+    assert_false(tu_contains(r.out, "a=1"));
+    tu_cmd_result_free(&r);
+    const char *const options[] = {"-X", "OPTIONS", "-H", "Max-Forwards: 0", NULL};
+    assert_int_equal(curl(h, "--http2", "/o", options, &r), 0);
+    assert_true(tu_contains(r.err, "< HTTP/2 200"));
+    assert_true(tu_contains(r.err, "< allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"));
+    assert_string_equal(r.out, "");
+    tu_cmd_result_free(&r);
+    assert_int_equal(fake_origin_requests(o), 0);
+    assert_int_equal(harness_stop(h), 0);
     harness_free(h);
     fake_origin_stop(o);
 }
@@ -2759,6 +2795,7 @@ int main(void)
         cmocka_set_test_filter(getenv("TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alpn_both_protocols),
+        cmocka_unit_test(test_max_forwards_zero),
         cmocka_unit_test(test_interim_headers_in_order),
         cmocka_unit_test(test_many_streams_and_h2load),
         cmocka_unit_test(test_uploads),

@@ -341,6 +341,10 @@ static void test_relay(void **state)
             const struct raw_head *ih = &r.interim[k];
             assert_int_equal(ih->status, row->codes[k]);
             assert_int_equal(ih->minor, 1);
+            /* a relayed 1xx is a message Portico forwards: it carries Via (RFC 9110 7.6.3) */
+            const char *via = raw_head_field(ih, "Via");
+            assert_non_null(via);
+            assert_string_equal(via, "1.1 portico");
             if (ih->status == 103 && row->script == relay_103) {
                 assert_int_equal(raw_head_field_count(ih, "Link"), 2);
                 assert_int_equal(count_in_interims(&r, "Link: </style.css>; rel=preload; "

@@ -90,9 +90,11 @@ static void test_echo(void **state)
     assert_non_null(c);
     char *head = NULL;
     assert_int_equal(ws_client_handshake(c, "/chat", &head, PX_IO_MS), 101);
-    /* the 101 as the client sees it: the origin's Upgrade and accept, Connection: upgrade */
+    /* the 101 as the client sees it: the origin's Upgrade and accept, Via (a message Portico
+     * forwards, RFC 9110 7.6.3), Connection: upgrade */
     assert_true(ws_client_accept_ok(c, head));
     assert_true(strcasestr(head, "\r\nUpgrade: websocket\r\n") != NULL);
+    assert_true(strcasestr(head, "\r\nVia: 1.1 portico\r\n") != NULL);
     assert_true(strcasestr(head, "\r\nConnection: upgrade\r\n") != NULL);
     assert_null(strcasestr(head, "Content-Length"));
     free(head);

@@ -165,6 +165,23 @@ static const struct {
      "POST /x HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nX-Forwarded-For: 127.0.0.21\r\n"
      "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\nContent-Length: 1\r\n"
      "\r\n"},
+    {"Max-Forwards: the value given once after the client's fields, the client's dropped",
+     "OPTIONS / HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 5\r\nAccept: */*\r\n"
+     "max-forwards: 9\r\n\r\n",
+     {BASE, .max_forwards = 4 + 1},
+     "OPTIONS /x HTTP/1.1\r\nHost: a.test\r\nAccept: */*\r\nMax-Forwards: 4\r\n"
+     "X-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\n"
+     "Via: 1.1 portico\r\n\r\n"},
+    {"Max-Forwards passes as it is unless set",
+     "GET / HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 0\r\n\r\n",
+     {BASE},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 0\r\nX-Forwarded-For: 127.0.0.21\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
+    {"Via names the client's protocol",
+     "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+     {BASE, .via = HDR_VIA_2},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.0.21\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 2 portico\r\n\r\n"},
     {"end-to-end fields pass unchanged, in order, duplicates included",
      "GET / HTTP/1.1\r\nHost: a.test\r\nCookie: a=1\r\nAccept: text/html\r\nCookie: b=2\r\n"
      "Authorization: Bearer x\r\n\r\n",
@@ -327,7 +344,8 @@ static const struct {
     {"close-delimited to a 1.0 client: no framing field and Connection: close",
      "HTTP/1.0 200 OK\r\nServer: old\r\n\r\n",
      {.client_minor = 0, .framing = H1_BODY_CLOSE, .keep_alive = false},
-     "HTTP/1.1 200 OK\r\nServer: old\r\nVia: 1.1 portico\r\nConnection: close\r\n\r\n"},
+     /* the origin spoke 1.0: Via says the version received (RFC 9110 7.6.3) */
+     "HTTP/1.1 200 OK\r\nServer: old\r\nVia: 1.0 portico\r\nConnection: close\r\n\r\n"},
     {"keep-alive with a 1.0 client is said explicitly",
      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
      {.client_minor = 0, .framing = H1_BODY_LENGTH, .content_length = 2, .keep_alive = true},
@@ -460,14 +478,15 @@ static const struct {
      "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nConnection: X-Hop\r\n"
      "X-Hop: 1\r\nLink: </b.js>; rel=preload\r\n\r\n",
      "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nLink: </b.js>; rel=preload\r\n"
-     "\r\n"},
+     "Via: 1.1 portico\r\n\r\n"},
     {"an empty reason gets the registry's phrase",
-     "HTTP/1.1 102 \r\n\r\n", "HTTP/1.1 102 Processing\r\n\r\n"},
+     "HTTP/1.1 102 \r\n\r\n", "HTTP/1.1 102 Processing\r\nVia: 1.1 portico\r\n\r\n"},
+    /* Via says the version received (RFC 9110 7.6.3: each message a proxy forwards) */
     {"an HTTP/1.0 status line goes out as 1.1 (only 1.1 clients get interims)",
-     "HTTP/1.0 100 Continue\r\n\r\n", "HTTP/1.1 100 Continue\r\n\r\n"},
+     "HTTP/1.0 100 Continue\r\n\r\n", "HTTP/1.1 100 Continue\r\nVia: 1.0 portico\r\n\r\n"},
     {"no framing and no Connection field on a 1xx, whatever the origin said",
      "HTTP/1.1 103 Early Hints\r\nContent-Length: 0\r\nKeep-Alive: 5\r\nX-Other: 1\r\n\r\n",
-     "HTTP/1.1 103 Early Hints\r\nX-Other: 1\r\n\r\n"},
+     "HTTP/1.1 103 Early Hints\r\nX-Other: 1\r\nVia: 1.1 portico\r\n\r\n"},
 };
 
 static void test_interim(void **state)

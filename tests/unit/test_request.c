@@ -224,6 +224,36 @@ static void test_portico_hops(void **state)
 }
 
 /* The refusals before routing, each for its reason, and nothing for a request that is fine. */
+/* Max-Forwards counts on OPTIONS and TRACE only; a value that is not 1*DIGIT counts as none. */
+static void test_max_forwards(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *head;
+        long want;
+    } rows[] = {
+        {"OPTIONS * HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n", 0},
+        {"TRACE / HTTP/1.1\r\nHost: h\r\nmax-forwards: 007\r\n\r\n", 7},
+        {"TRACE / HTTP/1.1\r\nHost: h\r\nMax-Forwards: 3\r\nMax-Forwards: 0\r\n\r\n", 3},
+        {"OPTIONS / HTTP/1.1\r\nHost: h\r\nMax-Forwards: 99999999999999999999999\r\n\r\n",
+         REQUEST_MAX_FORWARDS_CAP},
+        {"OPTIONS / HTTP/1.1\r\nHost: h\r\n\r\n", -1},
+        {"OPTIONS / HTTP/1.1\r\nHost: h\r\nMax-Forwards:\r\n\r\n", -1},
+        {"OPTIONS / HTTP/1.1\r\nHost: h\r\nMax-Forwards: 1, 2\r\n\r\n", -1},
+        {"OPTIONS / HTTP/1.1\r\nHost: h\r\nMax-Forwards: -1\r\n\r\n", -1},
+        {"OPTIONS / HTTP/1.1\r\nHost: h\r\nMax-Forwards: +1\r\n\r\n", -1},
+        {"GET / HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n", -1},
+        {"options / HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n", -1}, /* not OPTIONS */
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct h1_request req;
+        parse(rows[i].head, &req);
+        if (request_max_forwards(&req) != rows[i].want)
+            fail_msg("%s: %ld, want %ld", rows[i].head, request_max_forwards(&req),
+                     rows[i].want);
+    }
+}
+
 static void test_refusals(void **state)
 {
     (void)state;
@@ -312,6 +342,7 @@ int main(void)
         cmocka_unit_test(test_targets),
         cmocka_unit_test(test_authority_like_host),
         cmocka_unit_test(test_portico_hops),
+        cmocka_unit_test(test_max_forwards),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_request_ids),
         cmocka_unit_test(test_idempotent),
