@@ -429,7 +429,6 @@ static const char *const proto_names[] = {
 #undef X
 };
 
-
 const char *proto_name(enum proto p)
 {
     return (unsigned)p < ARRAY_LEN(proto_names) ? proto_names[p] : "HTTP/1.1";

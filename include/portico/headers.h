@@ -14,7 +14,6 @@
 
 struct evbuffer;
 
-/* How the request goes to the origin. */
 /* The version in Portico's Via entry: the one the message came in (RFC 9110 7.6.3). Zero is
  * 1.1, what a message that says nothing else was. */
 enum hdr_via {
@@ -23,6 +22,7 @@ enum hdr_via {
     HDR_VIA_2,   /* HTTP/2 has no minor version (RFC 9113 3) */
 };
 
+/* How the request goes to the origin. */
 struct fwd_request {
     const char *target;          /* origin-form target to send */
     size_t target_len;

@@ -133,6 +133,10 @@ static bool kept(const struct h1_request *in, const struct h1_field *f, const st
         if (!fwd->keep_expect)
             return false;
         break;
+    case H1_F_MAX_FORWARDS: /* OPTIONS, TRACE: replaced by one, decremented */
+        if (fwd->max_forwards)
+            return false;
+        break;
     default:
         break;
     }
@@ -163,13 +167,19 @@ static void fuzz_request(const char *in, size_t n, uint8_t mode)
         .request_id = REQUEST_ID,
         .client_host = host,
         .client_host_len = host_len,
-        .keep_expect = info.expect_continue && (mode & MODE_KEEP_EXPECT) && req.minor == 1,
+        .keep_expect = info.expect_continue && (mode & MODE_KEEP_EXPECT) && req.minor == 1 &&
+                       h1_info_has_body(&info),
         .framing = info.framing,
         .content_length = info.content_length,
         .traceparent = TRACEPARENT,
         .drop_tracestate = true,
         .upgrade = offers_upgrade(&req, &info),
+        .via = req.minor == 0 ? HDR_VIA_1_0 : HDR_VIA_1_1,
     };
+    long max_forwards = request_max_forwards(&req);
+    if (max_forwards == 0)
+        return; /* answered by Portico, not forwarded (exchange.c) */
+    fwd.max_forwards = max_forwards > 0 ? (uint32_t)max_forwards : 0;
     if (t.host) {
         fwd.host = t.host;
         fwd.host_len = t.host_len;
@@ -233,6 +243,17 @@ static void fuzz_request(const char *in, size_t n, uint8_t mode)
     CHECK(count(fw.fields, fw.nfields, H1_F_TRACESTATE) == 0);
     CHECK(count(fw.fields, fw.nfields, H1_F_FORWARDED) == 0);
     CHECK(count(fw.fields, fw.nfields, H1_F_X_REAL_IP) == 0);
+    if (fwd.max_forwards) /* once, one hop less */
+        CHECK(count(fw.fields, fw.nfields, H1_F_MAX_FORWARDS) == 1 &&
+              request_max_forwards(&fw) == max_forwards - 1);
+    /* Portico's Via entry comes last, with the version the request came in */
+    const struct h1_field *via = NULL;
+    for (size_t i = 0; i < fw.nfields; i++)
+        if (h1_field_id(&fw.fields[i]) == H1_F_VIA)
+            via = &fw.fields[i];
+    const char *via_value = req.minor == 0 ? "1.0 portico" : "1.1 portico";
+    CHECK(via && via->value_len == strlen(via_value) &&
+          memcmp(via->value, via_value, via->value_len) == 0);
     CHECK(count(fw.fields, fw.nfields, H1_F_CONTENT_LENGTH) ==
           (info.framing == H1_BODY_LENGTH ? 1 : 0));
     CHECK(count(fw.fields, fw.nfields, H1_F_TRANSFER_ENCODING) ==
