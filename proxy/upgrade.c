@@ -42,6 +42,8 @@ static struct {
     int wake_sig;
     char why[PATH_MAX + 128];              /* written by the thread before the outcome */
     char messages[UPGRADE_MESSAGE_MAX + 1]; /* the failed new process's, "" when none */
+    int taken[UPGRADE_MAX_FDS];            /* the sockets the new process listens on, once ready */
+    int ntaken;                            /* -1: it did not say (every socket is its) */
 } old = {.ready_rd = -1};
 
 int upgrade_init(const char *argv0, char *const *argv)
@@ -136,6 +138,26 @@ static void reap(const char *prefix)
                                                                  : "?");
 }
 
+_Static_assert(1 + (UPGRADE_MAX_FDS + 1) * sizeof(int) <= 1 + UPGRADE_MESSAGE_MAX &&
+                   1 + (UPGRADE_MAX_FDS + 1) * sizeof(int) <= PIPE_BUF,
+               "the ready word with its sockets is read in one piece");
+
+/* The ready word's rest, "COUNT FD...": the sockets the new process listens on (one write of
+ * at most 1 + (UPGRADE_MAX_FDS + 1) * sizeof(int) bytes, within PIPE_BUF: read whole). Without
+ * it (a Portico of the first version with an upgrade), every socket handed over is taken. */
+static void took(const unsigned char *rest, size_t len)
+{
+    int count = -1;
+    if (len >= sizeof(int))
+        memcpy(&count, rest, sizeof(int));
+    if (count < 0 || count > UPGRADE_MAX_FDS || len != (size_t)(count + 1) * sizeof(int)) {
+        old.ntaken = -1;
+        return;
+    }
+    memcpy(old.taken, rest + sizeof(int), (size_t)count * sizeof(int));
+    old.ntaken = count;
+}
+
 static void *wait_ready(void *arg)
 {
     (void)arg;
@@ -155,6 +177,7 @@ static void *wait_ready(void *arg)
         if (n < 0 && errno == EINTR)
             continue;
         if (n > 0 && msg[0] == 'R') {
+            took(msg + 1, (size_t)n - 1);
             settle(UPGRADE_READY);
             return NULL;
         }
@@ -253,6 +276,7 @@ int upgrade_begin(const int *fds, int nfds, pthread_t wake, int wake_sig, char *
     old.wake_sig = wake_sig;
     old.why[0] = '\0';
     old.messages[0] = '\0';
+    old.ntaken = -1;
     atomic_store(&old.state, (int)UPGRADE_PENDING);
     int err = pthread_create(&old.thread, NULL, wait_ready, NULL);
     if (err != 0) { /* nobody to wait for it: it must not serve beside us unawaited */
@@ -287,6 +311,16 @@ enum upgrade_state upgrade_state(const char **why)
 const char *upgrade_messages(void)
 {
     return upgrade_state(NULL) == UPGRADE_FAILED ? old.messages : "";
+}
+
+bool upgrade_taken(int fd)
+{
+    if (upgrade_state(NULL) != UPGRADE_READY || old.ntaken < 0)
+        return true;
+    for (int i = 0; i < old.ntaken; i++)
+        if (old.taken[i] == fd)
+            return true;
+    return false;
 }
 
 pid_t upgrade_child(void)
@@ -476,9 +510,9 @@ int upgrade_take_claim(const char *prefix, const char *key)
 void upgrade_drop_unused(void)
 {
     for (int i = 0; i < heir.n; i++)
-        if (!heir.fds[i].taken) {
+        if (!heir.fds[i].taken && heir.fds[i].fd >= 0) {
             close(heir.fds[i].fd);
-            heir.fds[i].taken = true;
+            heir.fds[i].fd = -1;
         }
 }
 
@@ -505,8 +539,18 @@ void upgrade_tell_ready(void)
 {
     if (heir.ready_fd < 0)
         return;
-    ssize_t n = write(heir.ready_fd, "R", 1);
-    if (n != 1)
+    /* 'R', then how many sockets we listen on and which (the descriptor numbers are the old
+     * process's too): it closes the others as a reload closes a dropped address's, after
+     * taking their queues, instead of leaving them listening with nobody to accept. */
+    unsigned char msg[1 + (UPGRADE_MAX_FDS + 1) * sizeof(int)] = {'R'};
+    int count = 0;
+    for (int i = 0; i < heir.n; i++)
+        if (heir.fds[i].kind == INH_SOCKET && heir.fds[i].taken)
+            memcpy(msg + 1 + (size_t)(1 + count++) * sizeof(int), &heir.fds[i].fd, sizeof(int));
+    memcpy(msg + 1, &count, sizeof(int));
+    size_t len = 1 + (size_t)(1 + count) * sizeof(int);
+    ssize_t n = write(heir.ready_fd, msg, len); /* <= PIPE_BUF: whole or nothing */
+    if (n != (ssize_t)len)
         log_warn("upgrade: cannot tell the old process that this one serves: %s",
                  n < 0 ? strerror(errno) : "short write");
     close(heir.ready_fd);

@@ -584,11 +584,13 @@ int workers_listen_fds(const struct worker_group *g, int *out, int max)
     return n;
 }
 
-void workers_disown(struct worker_group *g)
+void workers_disown(struct worker_group *g, const int *fds, int n)
 {
     for (int i = 0; i < g->n; i++)
         for (int l = 0; l < g->workers[i].nlisteners; l++)
-            listener_disown(g->workers[i].listeners[l]);
+            for (int k = 0; k < n; k++)
+                if (fds[k] == listener_fd(g->workers[i].listeners[l]))
+                    listener_disown(g->workers[i].listeners[l]);
 }
 
 int workers_chown(struct worker_group *g, uid_t uid, gid_t gid)

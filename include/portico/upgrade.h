@@ -59,6 +59,12 @@ enum upgrade_state upgrade_state(const char **why);
  * Borrowed, valid until upgrade_end. */
 const char *upgrade_messages(void);
 
+/* Whether the new process, once ready, listens on fd, one of the sockets handed over: those of
+ * addresses its file no longer names it closed, and this process then takes their queues and
+ * closes them as a reload does. True for every fd when the new process did not say (an older
+ * version), and before it is ready. Main thread; valid until upgrade_end. */
+bool upgrade_taken(int fd);
+
 /* The child's pid while an upgrade is under way or once it is ready; 0 otherwise. */
 pid_t upgrade_child(void);
 
@@ -91,7 +97,8 @@ int upgrade_take_sockets(const struct sockaddr *sa, socklen_t salen, int index, 
  * fd (the caller's), or -1 when none was handed over. */
 int upgrade_take_claim(const char *prefix, const char *key);
 
-/* Closes every inherited descriptor not taken: addresses the new configuration dropped. */
+/* Closes every inherited descriptor not taken: addresses the new configuration dropped (the
+ * old process, told which sockets were taken, closes its own after taking their queues). */
 void upgrade_drop_unused(void);
 
 /* Tells the old process this one cannot start, with its messages (FILE:LINE lines, at most
@@ -99,8 +106,9 @@ void upgrade_drop_unused(void);
  * closes the pipe. 0, or -1 when nothing could be told (say them yourself). */
 int upgrade_tell_failure(const char *text);
 
-/* Tells the old process this one serves (listeners armed, pid file written), and closes the
- * pipe. Nothing when no upgrade started this process. */
+/* Tells the old process this one serves (listeners armed, pid file written) and which of the
+ * sockets handed over it listens on, and closes the pipe. Nothing when no upgrade started this
+ * process. */
 void upgrade_tell_ready(void);
 
 #endif

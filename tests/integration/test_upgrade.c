@@ -1,7 +1,8 @@
 /*
  * test_upgrade.c — the binary upgrade (SIGUSR2, upgrade.h) with the real binary: clients making
  * new connections throughout see none refused or reset and every request answered; an exchange
- * in flight on the old process finishes after the hand-over; a configuration with errors, a
+ * in flight on the old process finishes after the hand-over; an address the new file drops is
+ * closed by the old process after taking its queue; a configuration with errors, a
  * binary that exits or cannot be executed leave the old process serving with its pid file; the
  * path the binary was started from is what runs, not /proc/self/exe; a second SIGUSR2 (and a
  * SIGHUP) while an upgrade is under way are refused.
@@ -333,6 +334,80 @@ static void test_upgrade_finishes_in_flight(void **state)
     assert_int_equal(get(px_port(h), "/after"), 200); /* the new process answers */
     gate_open();
     struct raw_response r;
+    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
+    assert_int_equal(r.status, 201);
+    raw_response_free(&r);
+    raw_close(busy);
+    assert_exits_0(h, IO_MS);
+    assert_int_equal(stop_new(pid), 0);
+    harness_free(h);
+    origin_stop(o);
+}
+
+/* ---- (2b) addresses the new file drops ---- */
+
+/* The configuration of the dropped-address row: one worker that holds its listeners at one
+ * connection (max_connections), the kept listen address, and `extra` ("" or more lines). */
+static int write_dropping_config(struct harness *h, uint16_t origin_port, const char *extra)
+{
+    return harness_write_config(h,
+                                "[proxy]\n"
+                                "listen = 127.0.0.1:{{port:listen}}\n"
+                                "%s"
+                                "workers = 1\n"
+                                "max_connections = 1\n"
+                                "pid_file = {{dir}}/portico.pid\n"
+                                "access_log = off\n"
+                                "[upstream u]\n"
+                                "origin = 127.0.0.1:%u\n",
+                                extra, (unsigned)origin_port);
+}
+
+/* The new file drops a listen address and moves admin_listen: the old process takes what is
+ * queued on the dropped sockets (a request waiting there while its worker held its listeners is
+ * answered) and closes them at once, as a reload does, so a connection to a dropped address is
+ * refused, while the old one still drains. They stayed listening with nobody to accept until
+ * the old process exited (5.2 s of a 6 s exchange in flight), then reset what had queued. */
+static void test_upgrade_dropped_address(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_start();
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(write_dropping_config(h, fake_origin_port(o),
+                                           "listen = 127.0.0.1:{{port:gone}}\n"
+                                           "admin_listen = 127.0.0.1:{{port:admin}}\n"),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    uint16_t gone = harness_port(h, "gone"), admin = harness_port(h, "admin");
+    /* the one place taken: the worker holds both proxy listeners, so the next one queues */
+    struct raw_conn *busy = px_connect(h);
+    assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(fake_origin_wait_requests(o, 1, IO_MS), 0);
+    struct raw_conn *queued = px_connect_port(gone);
+    assert_int_equal(raw_send_str(queued, "GET /q HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+
+    assert_int_equal(write_dropping_config(h, fake_origin_port(o),
+                                           "admin_listen = 127.0.0.1:{{port:admin2}}\n"),
+                     0);
+    long pid = upgrade(h);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(queued, &r, IO_MS), 0); /* the old process took it */
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(queued);
+    assert_true(harness_running(h)); /* draining: the exchange holds it */
+    struct raw_conn *refused = raw_connect(gone, IO_MS);
+    if (refused) {
+        raw_close(refused);
+        fail_msg("a connection to the dropped address was accepted into a queue nobody serves");
+    }
+    assert_null(raw_connect(admin, IO_MS)); /* the admin address moved */
+    assert_true(get(harness_port(h, "admin2"), "/healthz") > 0);
+    assert_int_equal(get(px_port(h), "/after"), 200); /* the kept one: the new process */
+
+    gate_open();
     assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
     assert_int_equal(r.status, 201);
     raw_response_free(&r);
@@ -810,6 +885,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_upgrade_refuses_nothing, teardown),
         cmocka_unit_test_teardown(test_upgrade_finishes_in_flight, teardown),
+        cmocka_unit_test_teardown(test_upgrade_dropped_address, teardown),
         cmocka_unit_test_teardown(test_upgrade_bad_config, teardown),
         cmocka_unit_test_teardown(test_upgrade_runs_the_path, teardown),
         cmocka_unit_test_teardown(test_upgrade_one_at_a_time, teardown),

@@ -3,7 +3,8 @@
  * once and unset; each descriptor told by what it is (a listening socket by its address, a claim
  * by its name, anything else ignored with a warning) and marked close-on-exec again; sockets of
  * one address spread over the workers as a reload spreads them; a claim matched whatever uid
- * its name carries; the ready pipe written once. Also the old process's path resolution.
+ * its name carries; the ready pipe written once, with the sockets taken. Also the old
+ * process's path resolution.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -97,10 +98,17 @@ static void test_inherit(void **state)
     assert_true(fcntl(s0, F_GETFD) >= 0 && fcntl(claim, F_GETFD) >= 0);
     assert_true(fcntl(unrelated[0], F_GETFD) >= 0); /* not ours: left alone */
 
+    /* 'R', then the sockets taken (count, descriptors): the old process closes the others */
     upgrade_tell_ready();
+    unsigned char word[64];
+    int said[3];
+    assert_int_equal(read(pipefd[0], word, sizeof(word)), 1 + sizeof(said));
+    assert_int_equal(word[0], 'R');
+    memcpy(said, word + 1, sizeof(said));
+    assert_int_equal(said[0], 2);
+    assert_int_equal(said[1], s0);
+    assert_int_equal(said[2], s1);
     char byte = 0;
-    assert_int_equal(read(pipefd[0], &byte, 1), 1);
-    assert_int_equal(byte, 'R');
     assert_int_equal(read(pipefd[0], &byte, 1), 0); /* the write end closed */
     upgrade_tell_ready(); /* once only: nothing more */
 
