@@ -242,6 +242,13 @@ int upgrade_begin(const int *fds, int nfds, pthread_t wake, int wake_sig, char *
         snprintf(why, size, "the path of the binary could not be resolved at start");
         return -1;
     }
+    /* A container's first process: the kernel kills the whole namespace when it exits, so the
+     * new process would die with the old one's stop, and nothing would serve. */
+    if (getpid() == 1) {
+        snprintf(why, size, "this process is PID 1 of its PID namespace (a container's), whose "
+                 "exit kills every process in it, the new one too: replace the container instead");
+        return -1;
+    }
     size_t cap = 64 + (size_t)nfds * 12;
     char *upgrade = malloc(cap);
     char watchdog[13 + 24] = "WATCHDOG_PID=";

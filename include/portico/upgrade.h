@@ -48,7 +48,7 @@ enum upgrade_state {
  * environment with PORTICO_UPGRADE (and WATCHDOG_PID naming the child, which systemd's
  * watchdog then accepts from it). A thread waits for its word, at most UPGRADE_READY_MS (then
  * the child is killed), and then sends `wake` signal `wake_sig`. 0, or -1 with the reason in
- * why[size]. */
+ * why[size]; refused as PID 1 of a PID namespace (its exit would kill the new process). */
 int upgrade_begin(const int *fds, int nfds, pthread_t wake, int wake_sig, char *why, size_t size);
 
 /* The state of the upgrade begun; on UPGRADE_FAILED, why says the reason (borrowed, valid

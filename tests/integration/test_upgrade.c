@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -668,6 +669,77 @@ static void test_upgrade_cancelled_by_stop(void **state)
     origin_stop(o);
 }
 
+/* ---- PID 1 of a container ---- */
+
+/* Whether this process may make a PID namespace (root, or CAP_SYS_ADMIN), tried in a child. */
+static bool can_unshare_pid(void)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(unshare(CLONE_NEWPID) == 0 ? 0 : 1);
+    int status = 0;
+    return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+           WEXITSTATUS(status) == 0;
+}
+
+/* The one child of pid (read from /proc), 0 when none yet. */
+static long only_child(long pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/task/%ld/children", pid, pid);
+    char *text = tu_read_file(path, NULL);
+    long child = text ? strtol(text, NULL, 10) : 0;
+    free(text);
+    return child;
+}
+
+/* Portico as PID 1 of a PID namespace, as in a container (unshare --pid --fork, the way a
+ * container runtime starts its first process): SIGUSR2 is refused, saying why, and it serves
+ * on. The upgrade went through before, and the old process's exit, ending the namespace, took
+ * the new process with it: nothing served and the pid file named a process gone. */
+static void test_upgrade_refused_as_pid_1(void **state)
+{
+    (void)state;
+    char children[64];
+    snprintf(children, sizeof(children), "/proc/%d/task/%d/children", (int)getpid(),
+             (int)getpid());
+    if (!can_unshare_pid() || access(children, R_OK) != 0) {
+        print_message("  cannot make a PID namespace here (needs CAP_SYS_ADMIN), or no "
+                      "/proc/PID/task/TID/children to find Portico in it\n");
+        skip();
+    }
+    struct fake_origin *o = origin_start();
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char real[PATH_MAX], text[PATH_MAX + 128], wrapper[PATH_MAX + 16];
+    assert_non_null(realpath(portico_bin(), real));
+    snprintf(text, sizeof(text), "#!/bin/sh\nexec unshare --pid --fork --kill-child '%s' \"$@\"\n",
+             real);
+    assert_int_equal(harness_write_file(h, "pid1.sh", text), 0);
+    snprintf(wrapper, sizeof(wrapper), "%s/pid1.sh", harness_dir(h));
+    assert_int_equal(chmod(wrapper, 0755), 0);
+    harness_set_bin(h, wrapper);
+    assert_int_equal(write_config(h, fake_origin_port(o), ""), 0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    assert_int_equal(pid_file(h), 1); /* its pid in its namespace */
+    long inner = only_child(harness_pid(h)); /* unshare's child: Portico, in our pid numbers */
+    assert_true(inner > 0);
+
+    assert_int_equal(kill((pid_t)inner, SIGUSR2), 0);
+    if (harness_wait_log(h, "upgrade failed: this process is PID 1 of its PID namespace",
+                         UPGRADE_MS) != 0)
+        fail_msg("SIGUSR2 not refused:\n%s", harness_stderr(h));
+    assert_false(harness_log_contains(h, "upgrade: serving in place of pid"));
+    assert_int_equal(get(px_port(h), "/"), 200);
+    assert_int_equal(pid_file(h), 1);
+    assert_int_equal(only_child(harness_pid(h)), inner);
+    assert_int_equal(kill((pid_t)inner, SIGTERM), 0); /* unshare passes no signal on */
+    assert_exits_0(h, IO_MS);
+    harness_free(h);
+    origin_stop(o);
+}
+
 /* ---- privileges ---- */
 
 /* Whether every thread of pid runs as uid (real, effective, saved, filesystem). */
@@ -890,6 +962,7 @@ int main(void)
         cmocka_unit_test_teardown(test_upgrade_runs_the_path, teardown),
         cmocka_unit_test_teardown(test_upgrade_one_at_a_time, teardown),
         cmocka_unit_test_teardown(test_upgrade_cancelled_by_stop, teardown),
+        cmocka_unit_test_teardown(test_upgrade_refused_as_pid_1, teardown),
         cmocka_unit_test_teardown(test_upgrade_tells_systemd, teardown),
         cmocka_unit_test_teardown(test_upgrade_after_dropping_privileges, teardown),
     };
