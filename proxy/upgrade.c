@@ -338,7 +338,10 @@ pid_t upgrade_child(void)
 
 void upgrade_cancel(void)
 {
-    if (upgrade_state(NULL) == UPGRADE_PENDING)
+    /* READY too: the new process may have said it serves while the stop was being taken, its
+     * word not yet settled (the stop's signal comes first); it would serve on, unasked. */
+    enum upgrade_state s = upgrade_state(NULL);
+    if (s == UPGRADE_PENDING || s == UPGRADE_READY)
         kill(old.child, SIGTERM);
 }
 

@@ -68,7 +68,9 @@ bool upgrade_taken(int fd);
 /* The child's pid while an upgrade is under way or once it is ready; 0 otherwise. */
 pid_t upgrade_child(void);
 
-/* A stop during an upgrade: the child is told SIGTERM (its start is cancelled). */
+/* A stop during an upgrade, before the caller handed its sockets over: the child is told
+ * SIGTERM (its start is cancelled), also when it said it serves and the caller has not yet
+ * settled that (upgrade_end). */
 void upgrade_cancel(void);
 
 /* Joins the waiting thread once the state is READY or FAILED, and forgets the upgrade: IDLE
