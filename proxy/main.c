@@ -488,7 +488,7 @@ static void settle_upgrade(struct process *p)
      * queues, as a reload does: the new process closed its copies. */
     int kept = 0;
     for (int i = 0; i < p->nhanded_sockets; i++)
-        if (upgrade_taken(p->handed[i]))
+        if (upgrade_taken(i))
             p->handed[kept++] = p->handed[i];
     p->nhanded_sockets = kept;
     upgrade_end();

@@ -42,8 +42,8 @@ static struct {
     int wake_sig;
     char why[PATH_MAX + 128];              /* written by the thread before the outcome */
     char messages[UPGRADE_MESSAGE_MAX + 1]; /* the failed new process's, "" when none */
-    int taken[UPGRADE_MAX_FDS];            /* the sockets the new process listens on, once ready */
-    int ntaken;                            /* -1: it did not say (every socket is its) */
+    unsigned char taken[UPGRADE_TAKEN_BYTES]; /* bit i: it listens on the i-th handed over */
+    bool said;                             /* false: it did not say (every socket is its) */
 } old = {.ready_rd = -1};
 
 int upgrade_init(const char *argv0, char *const *argv)
@@ -138,24 +138,18 @@ static void reap(const char *prefix)
                                                                  : "?");
 }
 
-_Static_assert(1 + (UPGRADE_MAX_FDS + 1) * sizeof(int) <= 1 + UPGRADE_MESSAGE_MAX &&
-                   1 + (UPGRADE_MAX_FDS + 1) * sizeof(int) <= PIPE_BUF,
+_Static_assert(1 + UPGRADE_TAKEN_BYTES <= 1 + UPGRADE_MESSAGE_MAX &&
+                   1 + UPGRADE_TAKEN_BYTES <= PIPE_BUF,
                "the ready word with its sockets is read in one piece");
 
-/* The ready word's rest, "COUNT FD...": the sockets the new process listens on (one write of
- * at most 1 + (UPGRADE_MAX_FDS + 1) * sizeof(int) bytes, within PIPE_BUF: read whole). Without
- * it (a Portico of the first version with an upgrade), every socket handed over is taken. */
+/* The ready word's rest: a bit per descriptor handed over, in the order of the list, set for
+ * the sockets the new process listens on (one write within PIPE_BUF: read whole). Without it (a
+ * Portico of the first version with an upgrade), every socket handed over is taken. */
 static void took(const unsigned char *rest, size_t len)
 {
-    int count = -1;
-    if (len >= sizeof(int))
-        memcpy(&count, rest, sizeof(int));
-    if (count < 0 || count > UPGRADE_MAX_FDS || len != (size_t)(count + 1) * sizeof(int)) {
-        old.ntaken = -1;
-        return;
-    }
-    memcpy(old.taken, rest + sizeof(int), (size_t)count * sizeof(int));
-    old.ntaken = count;
+    memset(old.taken, 0, sizeof(old.taken));
+    memcpy(old.taken, rest, MIN(len, sizeof(old.taken)));
+    old.said = len > 0;
 }
 
 static void *wait_ready(void *arg)
@@ -283,7 +277,7 @@ int upgrade_begin(const int *fds, int nfds, pthread_t wake, int wake_sig, char *
     old.wake_sig = wake_sig;
     old.why[0] = '\0';
     old.messages[0] = '\0';
-    old.ntaken = -1;
+    old.said = false;
     atomic_store(&old.state, (int)UPGRADE_PENDING);
     int err = pthread_create(&old.thread, NULL, wait_ready, NULL);
     if (err != 0) { /* nobody to wait for it: it must not serve beside us unawaited */
@@ -320,14 +314,11 @@ const char *upgrade_messages(void)
     return upgrade_state(NULL) == UPGRADE_FAILED ? old.messages : "";
 }
 
-bool upgrade_taken(int fd)
+bool upgrade_taken(int index)
 {
-    if (upgrade_state(NULL) != UPGRADE_READY || old.ntaken < 0)
+    if (upgrade_state(NULL) != UPGRADE_READY || !old.said)
         return true;
-    for (int i = 0; i < old.ntaken; i++)
-        if (old.taken[i] == fd)
-            return true;
-    return false;
+    return index >= 0 && index < UPGRADE_MAX_FDS && (old.taken[index / 8] >> (index % 8)) & 1;
 }
 
 pid_t upgrade_child(void)
@@ -363,6 +354,7 @@ enum inherited_kind { INH_SOCKET, INH_CLAIM };
 
 struct inherited {
     int fd;
+    int index;                             /* its place in the list of the variable */
     enum inherited_kind kind;
     bool taken;
     struct sockaddr_storage addr;          /* INH_SOCKET: where it listens */
@@ -440,7 +432,7 @@ bool upgrade_inherit(void)
         ok = (ready = parse_fd(&p)) >= 0 && strncmp(p, " fds=", 5) == 0;
         p += ok ? 5 : 0;
     }
-    while (ok && *p && heir.n < UPGRADE_MAX_FDS) {
+    for (int index = 0; ok && *p && heir.n < UPGRADE_MAX_FDS; index++) {
         int fd = parse_fd(&p);
         if (fd < 0 || (*p != ',' && *p != '\0')) {
             ok = false;
@@ -448,7 +440,7 @@ bool upgrade_inherit(void)
         }
         p += *p == ',';
         if (classify(fd, &heir.fds[heir.n]) == 0)
-            heir.n++;
+            heir.fds[heir.n++].index = index;
     }
     if (!ok || *p)
         log_warn("upgrade: " UPGRADE_ENV " \"%s\" is not \"ready=FD fds=FD,...\" (from a "
@@ -549,16 +541,19 @@ void upgrade_tell_ready(void)
 {
     if (heir.ready_fd < 0)
         return;
-    /* 'R', then how many sockets we listen on and which (the descriptor numbers are the old
-     * process's too): it closes the others as a reload closes a dropped address's, after
-     * taking their queues, instead of leaving them listening with nobody to accept. */
-    unsigned char msg[1 + (UPGRADE_MAX_FDS + 1) * sizeof(int)] = {'R'};
-    int count = 0;
-    for (int i = 0; i < heir.n; i++)
-        if (heir.fds[i].kind == INH_SOCKET && heir.fds[i].taken)
-            memcpy(msg + 1 + (size_t)(1 + count++) * sizeof(int), &heir.fds[i].fd, sizeof(int));
-    memcpy(msg + 1, &count, sizeof(int));
-    size_t len = 1 + (size_t)(1 + count) * sizeof(int);
+    /* 'R', then a bit per descriptor of the list for the sockets we listen on: the old process
+     * closes the others as a reload closes a dropped address's, after taking their queues,
+     * instead of leaving them listening with nobody to accept. */
+    unsigned char msg[1 + UPGRADE_TAKEN_BYTES] = {'R'};
+    size_t len = 1;
+    for (int i = 0; i < heir.n; i++) {
+        int at = heir.fds[i].index;
+        if (heir.fds[i].kind == INH_SOCKET && heir.fds[i].taken) {
+            msg[1 + at / 8] |= (unsigned char)(1u << (at % 8));
+            len = MAX(len, 1 + (size_t)at / 8 + 1);
+        }
+    }
+    len = MAX(len, 2); /* a byte at least: none taken is not the bare 'R' of "all" */
     ssize_t n = write(heir.ready_fd, msg, len); /* <= PIPE_BUF: whole or nothing */
     if (n != (ssize_t)len)
         log_warn("upgrade: cannot tell the old process that this one serves: %s",

@@ -20,9 +20,15 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "portico/config.h"
+
 #define UPGRADE_ENV "PORTICO_UPGRADE"
 #define UPGRADE_READY_MS 30000 /* how long the new process has to say it serves */
-#define UPGRADE_MAX_FDS 512    /* sockets and claims handed over at most */
+/* Sockets and claims handed over at most: every worker's socket of every listen address, the
+ * admin one, a claim per address and the pid file's (64 workers and 8 addresses, 513 sockets,
+ * were more than the 512 of the first version: SIGUSR2 was refused). */
+#define UPGRADE_MAX_FDS (CFG_MAX_LISTEN * CFG_MAX_WORKERS + 1 + CFG_MAX_LISTEN + 1 + 1)
+#define UPGRADE_TAKEN_BYTES ((UPGRADE_MAX_FDS + 7) / 8) /* the ready word's bits, upgrade.c */
 #define UPGRADE_MESSAGE_MAX 3072 /* a failed new process's messages: one atomic pipe write */
 
 /* ---- the old process ---- */
@@ -59,11 +65,11 @@ enum upgrade_state upgrade_state(const char **why);
  * Borrowed, valid until upgrade_end. */
 const char *upgrade_messages(void);
 
-/* Whether the new process, once ready, listens on fd, one of the sockets handed over: those of
- * addresses its file no longer names it closed, and this process then takes their queues and
- * closes them as a reload does. True for every fd when the new process did not say (an older
+/* Whether the new process, once ready, listens on fds[index] of upgrade_begin's: the sockets
+ * of addresses its file no longer names it closed, and this process then takes their queues and
+ * closes them as a reload does. True for all when the new process did not say (an older
  * version), and before it is ready. Main thread; valid until upgrade_end. */
-bool upgrade_taken(int fd);
+bool upgrade_taken(int index);
 
 /* The child's pid while an upgrade is under way or once it is ready; 0 otherwise. */
 pid_t upgrade_child(void);

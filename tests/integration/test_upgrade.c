@@ -419,6 +419,52 @@ static void test_upgrade_dropped_address(void **state)
     origin_stop(o);
 }
 
+/* ---- (2c) many sockets ---- */
+
+/* 35 workers on 15 listen addresses (the harness's 16 ports with the admin one): 525 sockets,
+ * the admin one and the claims are handed over, every address answers from the new process.
+ * The first version handed 512 descriptors at most and refused SIGUSR2 past them (64 workers,
+ * the default on 64 cores, on 8 addresses did). */
+static void test_upgrade_many_sockets(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_start();
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char listens[15 * 48] = "listen = 127.0.0.1:{{port:listen}}\n";
+    for (int i = 1; i < 15; i++)
+        snprintf(listens + strlen(listens), sizeof(listens) - strlen(listens),
+                 "listen = 127.0.0.1:{{port:l%d}}\n", i);
+    char extra[sizeof(listens) + 64];
+    snprintf(extra, sizeof(extra), "workers = 35\n%s", listens);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "%s"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "pid_file = {{dir}}/portico.pid\n"
+                                          "access_log = off\n"
+                                          "[upstream u]\n"
+                                          "origin = 127.0.0.1:%u\n",
+                                          extra, (unsigned)fake_origin_port(o)),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    long pid = upgrade(h);
+    assert_true(harness_log_contains(h, "starting ") &&
+                harness_log_contains(h, " with 526 listening sockets"));
+    assert_exits_0(h, IO_MS);
+    assert_int_equal(get(px_port(h), "/"), 200);
+    for (int i = 1; i < 15; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "l%d", i);
+        assert_int_equal(get(harness_port(h, name), "/"), 200);
+    }
+    assert_true(get(harness_port(h, "admin"), "/healthz") > 0);
+    assert_int_equal(stop_new(pid), 0);
+    harness_free(h);
+    origin_stop(o);
+}
+
 /* ---- (3) a configuration with errors ---- */
 
 /* How often needle occurs in the captured stderr. */
@@ -958,6 +1004,7 @@ int main(void)
         cmocka_unit_test_teardown(test_upgrade_refuses_nothing, teardown),
         cmocka_unit_test_teardown(test_upgrade_finishes_in_flight, teardown),
         cmocka_unit_test_teardown(test_upgrade_dropped_address, teardown),
+        cmocka_unit_test_teardown(test_upgrade_many_sockets, teardown),
         cmocka_unit_test_teardown(test_upgrade_bad_config, teardown),
         cmocka_unit_test_teardown(test_upgrade_runs_the_path, teardown),
         cmocka_unit_test_teardown(test_upgrade_one_at_a_time, teardown),
