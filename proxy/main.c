@@ -734,10 +734,7 @@ static void finish(struct process *p)
         workers_stop(p->group, 0);
         p->group = NULL;
     }
-    /* Left open by the disowned listeners until their loops were gone (listener.h). */
-    for (int i = 0; p->handed_over && i < p->nhanded_sockets; i++)
-        close(p->handed[i]);
-    p->nhanded_sockets = p->nhanded = 0;
+    p->nhanded_sockets = p->nhanded = 0; /* the workers closed those they gave (worker.c) */
     generation_free(p->gen);
     p->gen = NULL;
     ticket_wipe_all(); /* the contexts that used the keys are gone */

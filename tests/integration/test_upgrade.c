@@ -345,6 +345,49 @@ static void test_upgrade_finishes_in_flight(void **state)
     origin_stop(o);
 }
 
+/* The new process stopped while the old one still drains (an exchange holds it): the sockets
+ * close with the new process's listeners, so a connection is refused at once, as after any
+ * stop. The old process held them open until its own exit: connections queued with nobody to
+ * accept, then were reset, and a new start could not bind there meanwhile. */
+static void test_upgrade_old_lets_go(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_start();
+    struct harness *h = start(fake_origin_port(o), NULL);
+    struct raw_conn *busy = px_connect(h);
+    assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(fake_origin_wait_requests(o, 1, IO_MS), 0);
+    long pid = upgrade(h);
+    assert_int_equal(get(px_port(h), "/after"), 200); /* the new process answers */
+    /* stopped; the old process's child until it exits, so waited for by its pidfd */
+    int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+    assert_true(pidfd >= 0);
+    assert_int_equal(kill((pid_t)pid, SIGTERM), 0);
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, SANITIZED ? 4 * IO_MS : IO_MS), 1);
+    close(pidfd);
+    assert_true(harness_running(h)); /* draining: the exchange holds it */
+    struct raw_conn *late = raw_connect(px_port(h), IO_MS);
+    if (late) {
+        raw_close(late);
+        fail_msg("a connection was accepted into a queue nobody serves");
+    }
+    assert_null(raw_connect(harness_port(h, "admin"), IO_MS));
+    gate_open();
+    struct raw_response r;
+    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
+    assert_int_equal(r.status, 201);
+    raw_response_free(&r);
+    raw_close(busy);
+    assert_exits_0(h, IO_MS);
+    int status = 0; /* ours now, to reap (a subreaper) */
+    assert_int_equal(waitpid((pid_t)pid, &status, 0), (pid_t)pid);
+    new_pid_live = 0;
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    harness_free(h);
+    origin_stop(o);
+}
+
 /* ---- (2b) addresses the new file drops ---- */
 
 /* The configuration of the dropped-address row: one worker that holds its listeners at one
@@ -1003,6 +1046,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_upgrade_refuses_nothing, teardown),
         cmocka_unit_test_teardown(test_upgrade_finishes_in_flight, teardown),
+        cmocka_unit_test_teardown(test_upgrade_old_lets_go, teardown),
         cmocka_unit_test_teardown(test_upgrade_dropped_address, teardown),
         cmocka_unit_test_teardown(test_upgrade_many_sockets, teardown),
         cmocka_unit_test_teardown(test_upgrade_bad_config, teardown),
