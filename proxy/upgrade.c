@@ -118,13 +118,16 @@ static void settle(enum upgrade_state state)
     pthread_kill(old.wake, old.wake_sig);
 }
 
-/* Reaps the child that ended (or was killed) and says how into old.why. */
+/* Reaps the child that ended (or was killed) and says how into old.why after prefix (NULL:
+ * nothing said). */
 static void reap(const char *prefix)
 {
     int status = 0;
     pid_t r;
     while ((r = waitpid(old.child, &status, 0)) < 0 && errno == EINTR)
         ;
+    if (!prefix)
+        return;
     size_t n = strlen(old.why);
     if (r < 0)
         snprintf(old.why + n, sizeof(old.why) - n, "%s(pid %ld): %s", prefix, (long)old.child,
@@ -194,10 +197,10 @@ static void *wait_ready(void *arg)
         settle(UPGRADE_FAILED);
         return NULL;
     }
-    snprintf(old.why, sizeof(old.why), "the new process did not say it serves within %d ms; "
-             "killed: ", UPGRADE_READY_MS);
+    snprintf(old.why, sizeof(old.why), "the new process (pid %ld) did not say it serves within "
+             "%d ms, so it was killed", (long)old.child, UPGRADE_READY_MS);
     kill(old.child, SIGKILL);
-    reap("");
+    reap(NULL);
     settle(UPGRADE_FAILED);
     return NULL;
 }
