@@ -388,6 +388,64 @@ static void test_upgrade_old_lets_go(void **state)
     origin_stop(o);
 }
 
+/* The new process dies (SIGKILL) after saying it serves, while the old one drains: a new start
+ * with the same file serves at once, its pid file naming a process that is gone (a zombie: the
+ * old process is its parent and reaps nothing, so `kill -0` still finds it). The start was
+ * refused, "Portico is already running as pid N", until the old process exited. */
+static void test_upgrade_restart_after_crash(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_start();
+    struct harness *h = start(fake_origin_port(o), NULL);
+    struct raw_conn *busy = px_connect(h);
+    assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(fake_origin_wait_requests(o, 1, IO_MS), 0);
+    long pid = upgrade(h);
+    int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+    assert_true(pidfd >= 0);
+    assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, IO_MS), 1); /* gone, unreaped */
+    close(pidfd);
+    assert_int_equal(pid_file(h), pid);
+
+    struct harness *again = harness_new();
+    assert_non_null(again);
+    assert_int_equal(harness_write_config(again,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:%u\n"
+                                          "admin_listen = 127.0.0.1:%u\n"
+                                          "pid_file = %s/portico.pid\n"
+                                          "access_log = off\n"
+                                          "[upstream u]\n"
+                                          "origin = 127.0.0.1:%u\n",
+                                          (unsigned)px_port(h), (unsigned)harness_port(h, "admin"),
+                                          harness_dir(h), (unsigned)fake_origin_port(o)),
+                     0);
+    assert_int_equal(harness_start(again), 0);
+    if (harness_wait_log(again, "listening on", IO_MS) != 0)
+        fail_msg("no start while the old process drains:\n%s", harness_stderr(again));
+    assert_int_equal(harness_wait_port(again, px_port(h), IO_MS), 0);
+    assert_int_equal(get(px_port(h), "/after"), 200);
+    assert_int_equal(pid_file(h), harness_pid(again));
+
+    gate_open();
+    struct raw_response r;
+    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
+    assert_int_equal(r.status, 201);
+    raw_response_free(&r);
+    raw_close(busy);
+    assert_exits_0(h, IO_MS);
+    int status = 0; /* ours now (a subreaper) */
+    assert_int_equal(waitpid((pid_t)pid, &status, 0), (pid_t)pid);
+    new_pid_live = 0;
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_int_equal(harness_stop(again), 0);
+    harness_free(again);
+    harness_free(h);
+    origin_stop(o);
+}
+
 /* ---- (2b) addresses the new file drops ---- */
 
 /* The configuration of the dropped-address row: one worker that holds its listeners at one
@@ -1047,6 +1105,7 @@ int main(void)
         cmocka_unit_test_teardown(test_upgrade_refuses_nothing, teardown),
         cmocka_unit_test_teardown(test_upgrade_finishes_in_flight, teardown),
         cmocka_unit_test_teardown(test_upgrade_old_lets_go, teardown),
+        cmocka_unit_test_teardown(test_upgrade_restart_after_crash, teardown),
         cmocka_unit_test_teardown(test_upgrade_dropped_address, teardown),
         cmocka_unit_test_teardown(test_upgrade_many_sockets, teardown),
         cmocka_unit_test_teardown(test_upgrade_bad_config, teardown),
