@@ -1,11 +1,13 @@
 /*
  * test_upgrade.c — the binary upgrade (SIGUSR2, upgrade.h) with the real binary: clients making
  * new connections throughout see none refused or reset and every request answered; an exchange
- * in flight on the old process finishes after the hand-over; an address the new file drops is
- * closed by the old process after taking its queue; a configuration with errors, a
- * binary that exits or cannot be executed leave the old process serving with its pid file; the
- * path the binary was started from is what runs, not /proc/self/exe; a second SIGUSR2 (and a
- * SIGHUP) while an upgrade is under way are refused.
+ * in flight on the old process finishes after the hand-over; the new process's stop or death
+ * during the old one's drain leaves nothing listening (refused, and a new start serves at once);
+ * an address the new file drops is closed by the old process after taking its queue; 526
+ * sockets go over; a configuration with errors, a binary that exits or cannot be executed leave
+ * the old process serving with its pid file; the path the binary was started from is what
+ * runs, not /proc/self/exe; a second SIGUSR2 (and a SIGHUP) while an upgrade is under way are
+ * refused, and SIGUSR2 to PID 1 of a PID namespace.
  *
  * The new process is the old one's child: this test process is a child subreaper
  * (PR_SET_CHILD_SUBREAPER), so once the old one exits the new one is ours to stop and reap.
