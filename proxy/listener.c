@@ -31,6 +31,7 @@ struct listener {
     socklen_t addrlen;
     struct listener *inherited;            /* the previous group's listener sharing our socket */
     atomic_bool owns_fd;                   /* closes it; passes to a newer group that shares it */
+    atomic_bool given;                     /* given to an upgrade's new process (listener_disown) */
     bool accept_failing;                   /* accept() failed since it last worked: said once */
     bool held;                             /* at its limit (listener_hold): not accepting */
     int sndbuf;                            /* SO_SNDBUF set on the socket (by us or a previous
@@ -241,4 +242,10 @@ int listener_fd(const struct listener *lis)
 void listener_disown(struct listener *lis)
 {
     atomic_store(&lis->owns_fd, false);
+    atomic_store(&lis->given, true);
+}
+
+bool listener_given(const struct listener *lis)
+{
+    return atomic_load(&lis->given);
 }

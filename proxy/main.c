@@ -139,7 +139,8 @@ struct process {
     int pid_claim;                         /* pidfile_claim's, while pid_file is ours; or -1 */
     enum run_state state;
     int handed[UPGRADE_MAX_FDS];           /* an upgrade's descriptors: the listening sockets */
-    int nhanded_sockets;                   /* first, then the claims */
+    int nhanded_sockets;                   /* first (once ready: those the new one took), then
+                                              the claims */
     int nhanded;
     bool handed_over;                      /* the new process serves: our sockets are its */
     bool stalled;                          /* a worker's loop stands: no WATCHDOG=1 (watchdog.h) */
@@ -396,8 +397,8 @@ static void begin_stop(struct process *p, const char *cause)
                 (unsigned long long)(ms + UNLISTEN_MS + STOP_SLACK_MS) * 1000, p->status);
     for (struct drain *d = p->drains; d; d = d->next)
         workers_signal_stop(d->group, ms); /* a reload's drain ends by then too */
-    if (p->handed_over)
-        workers_disown(p->group); /* the sockets and their queues are the new process's */
+    if (p->handed_over) /* the sockets it took and their queues are the new process's */
+        workers_disown(p->group, p->handed, p->nhanded_sockets);
     else
         upgrade_cancel(); /* a new process still starting would serve beside nobody */
     bool closed = start_drain(p, p->group, p->gen, ms, NULL);
@@ -483,6 +484,13 @@ static void settle_upgrade(struct process *p)
         }
         return;
     }
+    /* Those of addresses its file dropped stay ours, to close at the stop after taking their
+     * queues, as a reload does: the new process closed its copies. */
+    int kept = 0;
+    for (int i = 0; i < p->nhanded_sockets; i++)
+        if (upgrade_taken(i))
+            p->handed[kept++] = p->handed[i];
+    p->nhanded_sockets = kept;
     upgrade_end();
     if (p->state != RUN_SERVING) { /* told to stop meanwhile: it was told too */
         log_info("upgrade: the new process (pid %ld) serves, but this one was stopping "
@@ -726,10 +734,7 @@ static void finish(struct process *p)
         workers_stop(p->group, 0);
         p->group = NULL;
     }
-    /* Left open by the disowned listeners until their loops were gone (listener.h). */
-    for (int i = 0; p->handed_over && i < p->nhanded_sockets; i++)
-        close(p->handed[i]);
-    p->nhanded_sockets = p->nhanded = 0;
+    p->nhanded_sockets = p->nhanded = 0; /* the workers closed those they gave (worker.c) */
     generation_free(p->gen);
     p->gen = NULL;
     ticket_wipe_all(); /* the contexts that used the keys are gone */

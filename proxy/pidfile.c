@@ -68,12 +68,28 @@ static bool comm_of(const char *pid, char *buf, size_t size)
     return ok;
 }
 
+/* Whether pid has ended but is not reaped yet (a zombie): kill(pid, 0) still finds it. An
+ * upgrade's new process that died after saying it serves stays one while the old process, its
+ * parent, drains; its pid file must not hold a new start back meanwhile. */
+static bool is_zombie(long pid)
+{
+    char path[64], stat[512];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    bool ok = fgets(stat, sizeof(stat), f) != NULL;
+    fclose(f);
+    const char *end = ok ? strrchr(stat, ')') : NULL; /* after the name, which may hold one */
+    return end && end[1] == ' ' && (end[2] == 'Z' || end[2] == 'X');
+}
+
 /* A live process running our binary. Without /proc, a live process is assumed to be one. */
 static bool is_live_portico(long pid)
 {
     if (pid == getpid()) /* a container restarted with our pid: the file is its predecessor's */
         return false;
-    if (kill((pid_t)pid, 0) != 0 && errno != EPERM)
+    if ((kill((pid_t)pid, 0) != 0 && errno != EPERM) || is_zombie(pid))
         return false;
     char spid[24], theirs[64], ours[64];
     snprintf(spid, sizeof(spid), "%ld", pid);

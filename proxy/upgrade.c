@@ -42,6 +42,8 @@ static struct {
     int wake_sig;
     char why[PATH_MAX + 128];              /* written by the thread before the outcome */
     char messages[UPGRADE_MESSAGE_MAX + 1]; /* the failed new process's, "" when none */
+    unsigned char taken[UPGRADE_TAKEN_BYTES]; /* bit i: it listens on the i-th handed over */
+    bool said;                             /* false: it did not say (every socket is its) */
 } old = {.ready_rd = -1};
 
 int upgrade_init(const char *argv0, char *const *argv)
@@ -116,13 +118,16 @@ static void settle(enum upgrade_state state)
     pthread_kill(old.wake, old.wake_sig);
 }
 
-/* Reaps the child that ended (or was killed) and says how into old.why. */
+/* Reaps the child that ended (or was killed) and says how into old.why after prefix (NULL:
+ * nothing said). */
 static void reap(const char *prefix)
 {
     int status = 0;
     pid_t r;
     while ((r = waitpid(old.child, &status, 0)) < 0 && errno == EINTR)
         ;
+    if (!prefix)
+        return;
     size_t n = strlen(old.why);
     if (r < 0)
         snprintf(old.why + n, sizeof(old.why) - n, "%s(pid %ld): %s", prefix, (long)old.child,
@@ -134,6 +139,20 @@ static void reap(const char *prefix)
         snprintf(old.why + n, sizeof(old.why) - n, "%s(pid %ld) was killed by SIG%s", prefix,
                  (long)old.child, sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status))
                                                                  : "?");
+}
+
+_Static_assert(1 + UPGRADE_TAKEN_BYTES <= 1 + UPGRADE_MESSAGE_MAX &&
+                   1 + UPGRADE_TAKEN_BYTES <= PIPE_BUF,
+               "the ready word with its sockets is read in one piece");
+
+/* The ready word's rest: a bit per descriptor handed over, in the order of the list, set for
+ * the sockets the new process listens on (one write within PIPE_BUF: read whole). Without it (a
+ * Portico of the first version with an upgrade), every socket handed over is taken. */
+static void took(const unsigned char *rest, size_t len)
+{
+    memset(old.taken, 0, sizeof(old.taken));
+    memcpy(old.taken, rest, MIN(len, sizeof(old.taken)));
+    old.said = len > 0;
 }
 
 static void *wait_ready(void *arg)
@@ -155,6 +174,7 @@ static void *wait_ready(void *arg)
         if (n < 0 && errno == EINTR)
             continue;
         if (n > 0 && msg[0] == 'R') {
+            took(msg + 1, (size_t)n - 1);
             settle(UPGRADE_READY);
             return NULL;
         }
@@ -177,10 +197,10 @@ static void *wait_ready(void *arg)
         settle(UPGRADE_FAILED);
         return NULL;
     }
-    snprintf(old.why, sizeof(old.why), "the new process did not say it serves within %d ms; "
-             "killed: ", UPGRADE_READY_MS);
+    snprintf(old.why, sizeof(old.why), "the new process (pid %ld) did not say it serves within "
+             "%d ms, so it was killed", (long)old.child, UPGRADE_READY_MS);
     kill(old.child, SIGKILL);
-    reap("");
+    reap(NULL);
     settle(UPGRADE_FAILED);
     return NULL;
 }
@@ -219,6 +239,13 @@ int upgrade_begin(const int *fds, int nfds, pthread_t wake, int wake_sig, char *
         snprintf(why, size, "the path of the binary could not be resolved at start");
         return -1;
     }
+    /* A container's first process: the kernel kills the whole namespace when it exits, so the
+     * new process would die with the old one's stop, and nothing would serve. */
+    if (getpid() == 1) {
+        snprintf(why, size, "this process is PID 1 of its PID namespace (a container's), whose "
+                 "exit kills every process in it, the new one too: replace the container instead");
+        return -1;
+    }
     size_t cap = 64 + (size_t)nfds * 12;
     char *upgrade = malloc(cap);
     char watchdog[13 + 24] = "WATCHDOG_PID=";
@@ -253,6 +280,7 @@ int upgrade_begin(const int *fds, int nfds, pthread_t wake, int wake_sig, char *
     old.wake_sig = wake_sig;
     old.why[0] = '\0';
     old.messages[0] = '\0';
+    old.said = false;
     atomic_store(&old.state, (int)UPGRADE_PENDING);
     int err = pthread_create(&old.thread, NULL, wait_ready, NULL);
     if (err != 0) { /* nobody to wait for it: it must not serve beside us unawaited */
@@ -289,6 +317,13 @@ const char *upgrade_messages(void)
     return upgrade_state(NULL) == UPGRADE_FAILED ? old.messages : "";
 }
 
+bool upgrade_taken(int index)
+{
+    if (upgrade_state(NULL) != UPGRADE_READY || !old.said)
+        return true;
+    return index >= 0 && index < UPGRADE_MAX_FDS && (old.taken[index / 8] >> (index % 8)) & 1;
+}
+
 pid_t upgrade_child(void)
 {
     enum upgrade_state s = upgrade_state(NULL);
@@ -297,7 +332,10 @@ pid_t upgrade_child(void)
 
 void upgrade_cancel(void)
 {
-    if (upgrade_state(NULL) == UPGRADE_PENDING)
+    /* READY too: the new process may have said it serves while the stop was being taken, its
+     * word not yet settled (the stop's signal comes first); it would serve on, unasked. */
+    enum upgrade_state s = upgrade_state(NULL);
+    if (s == UPGRADE_PENDING || s == UPGRADE_READY)
         kill(old.child, SIGTERM);
 }
 
@@ -319,6 +357,7 @@ enum inherited_kind { INH_SOCKET, INH_CLAIM };
 
 struct inherited {
     int fd;
+    int index;                             /* its place in the list of the variable */
     enum inherited_kind kind;
     bool taken;
     struct sockaddr_storage addr;          /* INH_SOCKET: where it listens */
@@ -396,7 +435,7 @@ bool upgrade_inherit(void)
         ok = (ready = parse_fd(&p)) >= 0 && strncmp(p, " fds=", 5) == 0;
         p += ok ? 5 : 0;
     }
-    while (ok && *p && heir.n < UPGRADE_MAX_FDS) {
+    for (int index = 0; ok && *p && heir.n < UPGRADE_MAX_FDS; index++) {
         int fd = parse_fd(&p);
         if (fd < 0 || (*p != ',' && *p != '\0')) {
             ok = false;
@@ -404,7 +443,7 @@ bool upgrade_inherit(void)
         }
         p += *p == ',';
         if (classify(fd, &heir.fds[heir.n]) == 0)
-            heir.n++;
+            heir.fds[heir.n++].index = index;
     }
     if (!ok || *p)
         log_warn("upgrade: " UPGRADE_ENV " \"%s\" is not \"ready=FD fds=FD,...\" (from a "
@@ -476,9 +515,9 @@ int upgrade_take_claim(const char *prefix, const char *key)
 void upgrade_drop_unused(void)
 {
     for (int i = 0; i < heir.n; i++)
-        if (!heir.fds[i].taken) {
+        if (!heir.fds[i].taken && heir.fds[i].fd >= 0) {
             close(heir.fds[i].fd);
-            heir.fds[i].taken = true;
+            heir.fds[i].fd = -1;
         }
 }
 
@@ -505,8 +544,21 @@ void upgrade_tell_ready(void)
 {
     if (heir.ready_fd < 0)
         return;
-    ssize_t n = write(heir.ready_fd, "R", 1);
-    if (n != 1)
+    /* 'R', then a bit per descriptor of the list for the sockets we listen on: the old process
+     * closes the others as a reload closes a dropped address's, after taking their queues,
+     * instead of leaving them listening with nobody to accept. */
+    unsigned char msg[1 + UPGRADE_TAKEN_BYTES] = {'R'};
+    size_t len = 1;
+    for (int i = 0; i < heir.n; i++) {
+        int at = heir.fds[i].index;
+        if (heir.fds[i].kind == INH_SOCKET && heir.fds[i].taken) {
+            msg[1 + at / 8] |= (unsigned char)(1u << (at % 8));
+            len = MAX(len, 1 + (size_t)at / 8 + 1);
+        }
+    }
+    len = MAX(len, 2); /* a byte at least: none taken is not the bare 'R' of "all" */
+    ssize_t n = write(heir.ready_fd, msg, len); /* <= PIPE_BUF: whole or nothing */
+    if (n != (ssize_t)len)
         log_warn("upgrade: cannot tell the old process that this one serves: %s",
                  n < 0 ? strerror(errno) : "short write");
     close(heir.ready_fd);

@@ -62,6 +62,8 @@ struct worker {
     struct health *health;                 /* worker 0: the generation's active health checks */
     bool accept_held;                      /* max_connections reached: listeners held */
     bool admin_held;                       /* ADMIN_CONNS_MAX reached: admin listener held */
+    int *given;                            /* sockets given to an upgrade's new process, closed */
+    int ngiven;                            /* a loop turn after their listeners (close_given) */
     struct event *beat_timer;              /* systemd's watchdog: stamps beat_us; NULL when off */
     _Atomic uint64_t beat_us;              /* when the loop last turned for it; 0: not watched */
     uint64_t stall_beat_us;                /* main thread: the stale stamp said; 0: no stall */
@@ -75,10 +77,38 @@ struct worker_group {
     int unlistened;                        /* workers whose listeners are closed */
 };
 
+static void close_given(struct worker *w)
+{
+    for (int i = 0; i < w->ngiven; i++)
+        close(w->given[i]);
+    w->ngiven = 0;
+}
+
+static void close_given_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    close_given(arg);
+}
+
+/* Closes the listeners. The sockets given to an upgrade's new process are closed a loop turn
+ * later: by then the epoll changelist has dropped their registration, which would otherwise
+ * outlive them (the new process holds them open), and closing them then, not when the drain
+ * ends, lets the new process's own stop, or its reload's dropped address, refuse connections
+ * (they queued with nobody to accept until this process exited, then were reset), and a new
+ * start bind them. */
 static void close_listeners(struct worker *w)
 {
-    for (int i = 0; i < w->nlisteners; i++)
-        listener_close(w->listeners[i]);
+    for (int i = 0; i < w->nlisteners && !w->given; i++)
+        if (listener_given(w->listeners[i])) /* once: a worker leaves RUNNING once */
+            w->given = malloc((size_t)w->nlisteners * sizeof(*w->given));
+    for (int i = 0; i < w->nlisteners; i++) {
+        if (w->given && listener_given(w->listeners[i]))
+            w->given[w->ngiven++] = listener_fd(w->listeners[i]);
+        listener_close(w->listeners[i]); /* out of memory: given ones stay open till the exit */
+    }
+    struct timeval now = {0, 0};
+    if (w->ngiven && event_base_once(w->loop.base, -1, EV_TIMEOUT, close_given_cb, w, &now) != 0)
+        log_warn("worker %d: the sockets handed over stay open until it ends", w->loop.id);
     free(w->listeners);
     w->listeners = NULL;
     w->nlisteners = w->caplisteners = 0;
@@ -430,6 +460,8 @@ static void worker_free(struct worker *w)
         event_free(w->log_timer);
     if (w->beat_timer)
         event_free(w->beat_timer);
+    close_given(w); /* the loop is gone: no registration of theirs is left */
+    free(w->given);
     log_buffer_free(w->loop.log); /* writes what it holds */
     w->loop.log = NULL;
     if (w->stop_ev)
@@ -584,11 +616,13 @@ int workers_listen_fds(const struct worker_group *g, int *out, int max)
     return n;
 }
 
-void workers_disown(struct worker_group *g)
+void workers_disown(struct worker_group *g, const int *fds, int n)
 {
     for (int i = 0; i < g->n; i++)
         for (int l = 0; l < g->workers[i].nlisteners; l++)
-            listener_disown(g->workers[i].listeners[l]);
+            for (int k = 0; k < n; k++)
+                if (fds[k] == listener_fd(g->workers[i].listeners[l]))
+                    listener_disown(g->workers[i].listeners[l]);
 }
 
 int workers_chown(struct worker_group *g, uid_t uid, gid_t gid)

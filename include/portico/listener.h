@@ -31,11 +31,14 @@ struct listener *listener_adopt(struct loop *l, int fd, bool tls, enum client_ki
 /* The listening socket (an upgrade hands it to the new process). */
 int listener_fd(const struct listener *lis);
 
-/* The old process of an upgrade: the new process serves the socket's queue, and the socket
- * is closed only once this worker's loop is gone (upgrade_begin's caller closes it), so that no
- * registration of it outlives the descriptor in an epoll set: another process still holds the
- * socket open, and epoll drops a registration only when the socket itself closes. */
+/* The old process of an upgrade: the new process serves the socket's queue, and listener_close
+ * leaves the socket open for its worker to close a loop turn later (listener_given), once the
+ * epoll changelist has dropped its registration: another process still holds the socket open,
+ * and epoll drops a registration by itself only when the socket itself closes. */
 void listener_disown(struct listener *lis);
+
+/* Whether listener_disown gave the socket away. */
+bool listener_given(const struct listener *lis);
 
 /* Stops accepting and frees the listener; its socket is closed unless a newer group owns it. */
 void listener_close(struct listener *lis);

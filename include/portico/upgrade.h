@@ -20,9 +20,15 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "portico/config.h"
+
 #define UPGRADE_ENV "PORTICO_UPGRADE"
 #define UPGRADE_READY_MS 30000 /* how long the new process has to say it serves */
-#define UPGRADE_MAX_FDS 512    /* sockets and claims handed over at most */
+/* Sockets and claims handed over at most: every worker's socket of every listen address, the
+ * admin one, a claim per address and the pid file's (64 workers and 8 addresses, 513 sockets,
+ * were more than the 512 of the first version: SIGUSR2 was refused). */
+#define UPGRADE_MAX_FDS (CFG_MAX_LISTEN * CFG_MAX_WORKERS + 1 + CFG_MAX_LISTEN + 1 + 1)
+#define UPGRADE_TAKEN_BYTES ((UPGRADE_MAX_FDS + 7) / 8) /* the ready word's bits, upgrade.c */
 #define UPGRADE_MESSAGE_MAX 3072 /* a failed new process's messages: one atomic pipe write */
 
 /* ---- the old process ---- */
@@ -48,7 +54,7 @@ enum upgrade_state {
  * environment with PORTICO_UPGRADE (and WATCHDOG_PID naming the child, which systemd's
  * watchdog then accepts from it). A thread waits for its word, at most UPGRADE_READY_MS (then
  * the child is killed), and then sends `wake` signal `wake_sig`. 0, or -1 with the reason in
- * why[size]. */
+ * why[size]; refused as PID 1 of a PID namespace (its exit would kill the new process). */
 int upgrade_begin(const int *fds, int nfds, pthread_t wake, int wake_sig, char *why, size_t size);
 
 /* The state of the upgrade begun; on UPGRADE_FAILED, why says the reason (borrowed, valid
@@ -59,10 +65,18 @@ enum upgrade_state upgrade_state(const char **why);
  * Borrowed, valid until upgrade_end. */
 const char *upgrade_messages(void);
 
+/* Whether the new process, once ready, listens on fds[index] of upgrade_begin's: the sockets
+ * of addresses its file no longer names it closed, and this process then takes their queues and
+ * closes them as a reload does. True for all when the new process did not say (an older
+ * version), and before it is ready. Main thread; valid until upgrade_end. */
+bool upgrade_taken(int index);
+
 /* The child's pid while an upgrade is under way or once it is ready; 0 otherwise. */
 pid_t upgrade_child(void);
 
-/* A stop during an upgrade: the child is told SIGTERM (its start is cancelled). */
+/* A stop during an upgrade, before the caller handed its sockets over: the child is told
+ * SIGTERM (its start is cancelled), also when it said it serves and the caller has not yet
+ * settled that (upgrade_end). */
 void upgrade_cancel(void);
 
 /* Joins the waiting thread once the state is READY or FAILED, and forgets the upgrade: IDLE
@@ -91,7 +105,8 @@ int upgrade_take_sockets(const struct sockaddr *sa, socklen_t salen, int index, 
  * fd (the caller's), or -1 when none was handed over. */
 int upgrade_take_claim(const char *prefix, const char *key);
 
-/* Closes every inherited descriptor not taken: addresses the new configuration dropped. */
+/* Closes every inherited descriptor not taken: addresses the new configuration dropped (the
+ * old process, told which sockets were taken, closes its own after taking their queues). */
 void upgrade_drop_unused(void);
 
 /* Tells the old process this one cannot start, with its messages (FILE:LINE lines, at most
@@ -99,8 +114,9 @@ void upgrade_drop_unused(void);
  * closes the pipe. 0, or -1 when nothing could be told (say them yourself). */
 int upgrade_tell_failure(const char *text);
 
-/* Tells the old process this one serves (listeners armed, pid file written), and closes the
- * pipe. Nothing when no upgrade started this process. */
+/* Tells the old process this one serves (listeners armed, pid file written) and which of the
+ * sockets handed over it listens on, and closes the pipe. Nothing when no upgrade started this
+ * process. */
 void upgrade_tell_ready(void);
 
 #endif

@@ -43,9 +43,10 @@ int workers_chown(struct worker_group *g, uid_t uid, gid_t gid);
  * change their listeners only when they stop). */
 int workers_listen_fds(const struct worker_group *g, int *out, int max);
 
-/* The old process of an upgrade, before the group drains: its listeners leave their sockets
- * (and queues) to the new process and do not close them (listener_disown). */
-void workers_disown(struct worker_group *g);
+/* The old process of an upgrade, before the group drains: its listeners on fds[0..n) leave
+ * their sockets (and queues) to the new process and do not close them (listener_disown); the
+ * others (addresses the new process dropped) take their queues and close as at a stop. */
+void workers_disown(struct worker_group *g, const int *fds, int n);
 
 /* Stops a group and frees it. drain_ms = 0: close every connection now. Otherwise stop
  * accepting, close idle connections, let exchanges in flight finish (their connections close

@@ -1,10 +1,13 @@
 /*
  * test_upgrade.c — the binary upgrade (SIGUSR2, upgrade.h) with the real binary: clients making
  * new connections throughout see none refused or reset and every request answered; an exchange
- * in flight on the old process finishes after the hand-over; a configuration with errors, a
- * binary that exits or cannot be executed leave the old process serving with its pid file; the
- * path the binary was started from is what runs, not /proc/self/exe; a second SIGUSR2 (and a
- * SIGHUP) while an upgrade is under way are refused.
+ * in flight on the old process finishes after the hand-over; the new process's stop or death
+ * during the old one's drain leaves nothing listening (refused, and a new start serves at once);
+ * an address the new file drops is closed by the old process after taking its queue; 526
+ * sockets go over; a configuration with errors, a binary that exits or cannot be executed leave
+ * the old process serving with its pid file; the path the binary was started from is what
+ * runs, not /proc/self/exe; a second SIGUSR2 (and a SIGHUP) while an upgrade is under way are
+ * refused, and SIGUSR2 to PID 1 of a PID namespace.
  *
  * The new process is the old one's child: this test process is a child subreaper
  * (PR_SET_CHILD_SUBREAPER), so once the old one exits the new one is ours to stop and reap.
@@ -16,6 +19,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -343,6 +347,227 @@ static void test_upgrade_finishes_in_flight(void **state)
     origin_stop(o);
 }
 
+/* The new process stopped while the old one still drains (an exchange holds it): the sockets
+ * close with the new process's listeners, so a connection is refused at once, as after any
+ * stop. The old process held them open until its own exit: connections queued with nobody to
+ * accept, then were reset, and a new start could not bind there meanwhile. */
+static void test_upgrade_old_lets_go(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_start();
+    struct harness *h = start(fake_origin_port(o), NULL);
+    struct raw_conn *busy = px_connect(h);
+    assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(fake_origin_wait_requests(o, 1, IO_MS), 0);
+    long pid = upgrade(h);
+    assert_int_equal(get(px_port(h), "/after"), 200); /* the new process answers */
+    /* stopped; the old process's child until it exits, so waited for by its pidfd */
+    int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+    assert_true(pidfd >= 0);
+    assert_int_equal(kill((pid_t)pid, SIGTERM), 0);
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, SANITIZED ? 4 * IO_MS : IO_MS), 1);
+    close(pidfd);
+    assert_true(harness_running(h)); /* draining: the exchange holds it */
+    struct raw_conn *late = raw_connect(px_port(h), IO_MS);
+    if (late) {
+        raw_close(late);
+        fail_msg("a connection was accepted into a queue nobody serves");
+    }
+    assert_null(raw_connect(harness_port(h, "admin"), IO_MS));
+    gate_open();
+    struct raw_response r;
+    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
+    assert_int_equal(r.status, 201);
+    raw_response_free(&r);
+    raw_close(busy);
+    assert_exits_0(h, IO_MS);
+    int status = 0; /* ours now, to reap (a subreaper) */
+    assert_int_equal(waitpid((pid_t)pid, &status, 0), (pid_t)pid);
+    new_pid_live = 0;
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    harness_free(h);
+    origin_stop(o);
+}
+
+/* The new process dies (SIGKILL) after saying it serves, while the old one drains: a new start
+ * with the same file serves at once, its pid file naming a process that is gone (a zombie: the
+ * old process is its parent and reaps nothing, so `kill -0` still finds it). The start was
+ * refused, "Portico is already running as pid N", until the old process exited. */
+static void test_upgrade_restart_after_crash(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_start();
+    struct harness *h = start(fake_origin_port(o), NULL);
+    struct raw_conn *busy = px_connect(h);
+    assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(fake_origin_wait_requests(o, 1, IO_MS), 0);
+    long pid = upgrade(h);
+    int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+    assert_true(pidfd >= 0);
+    assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, IO_MS), 1); /* gone, unreaped */
+    close(pidfd);
+    assert_int_equal(pid_file(h), pid);
+
+    struct harness *again = harness_new();
+    assert_non_null(again);
+    assert_int_equal(harness_write_config(again,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:%u\n"
+                                          "admin_listen = 127.0.0.1:%u\n"
+                                          "pid_file = %s/portico.pid\n"
+                                          "access_log = off\n"
+                                          "[upstream u]\n"
+                                          "origin = 127.0.0.1:%u\n",
+                                          (unsigned)px_port(h), (unsigned)harness_port(h, "admin"),
+                                          harness_dir(h), (unsigned)fake_origin_port(o)),
+                     0);
+    assert_int_equal(harness_start(again), 0);
+    if (harness_wait_log(again, "listening on", IO_MS) != 0)
+        fail_msg("no start while the old process drains:\n%s", harness_stderr(again));
+    assert_int_equal(harness_wait_port(again, px_port(h), IO_MS), 0);
+    assert_int_equal(get(px_port(h), "/after"), 200);
+    assert_int_equal(pid_file(h), harness_pid(again));
+
+    gate_open();
+    struct raw_response r;
+    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
+    assert_int_equal(r.status, 201);
+    raw_response_free(&r);
+    raw_close(busy);
+    assert_exits_0(h, IO_MS);
+    int status = 0; /* ours now (a subreaper) */
+    assert_int_equal(waitpid((pid_t)pid, &status, 0), (pid_t)pid);
+    new_pid_live = 0;
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_int_equal(harness_stop(again), 0);
+    harness_free(again);
+    harness_free(h);
+    origin_stop(o);
+}
+
+/* ---- (2b) addresses the new file drops ---- */
+
+/* The configuration of the dropped-address row: one worker that holds its listeners at one
+ * connection (max_connections), the kept listen address, and `extra` ("" or more lines). */
+static int write_dropping_config(struct harness *h, uint16_t origin_port, const char *extra)
+{
+    return harness_write_config(h,
+                                "[proxy]\n"
+                                "listen = 127.0.0.1:{{port:listen}}\n"
+                                "%s"
+                                "workers = 1\n"
+                                "max_connections = 1\n"
+                                "pid_file = {{dir}}/portico.pid\n"
+                                "access_log = off\n"
+                                "[upstream u]\n"
+                                "origin = 127.0.0.1:%u\n",
+                                extra, (unsigned)origin_port);
+}
+
+/* The new file drops a listen address and moves admin_listen: the old process takes what is
+ * queued on the dropped sockets (a request waiting there while its worker held its listeners is
+ * answered) and closes them at once, as a reload does, so a connection to a dropped address is
+ * refused, while the old one still drains. They stayed listening with nobody to accept until
+ * the old process exited (5.2 s of a 6 s exchange in flight), then reset what had queued. */
+static void test_upgrade_dropped_address(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_start();
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(write_dropping_config(h, fake_origin_port(o),
+                                           "listen = 127.0.0.1:{{port:gone}}\n"
+                                           "admin_listen = 127.0.0.1:{{port:admin}}\n"),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    uint16_t gone = harness_port(h, "gone"), admin = harness_port(h, "admin");
+    /* the one place taken: the worker holds both proxy listeners, so the next one queues */
+    struct raw_conn *busy = px_connect(h);
+    assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(fake_origin_wait_requests(o, 1, IO_MS), 0);
+    struct raw_conn *queued = px_connect_port(gone);
+    assert_int_equal(raw_send_str(queued, "GET /q HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+
+    assert_int_equal(write_dropping_config(h, fake_origin_port(o),
+                                           "admin_listen = 127.0.0.1:{{port:admin2}}\n"),
+                     0);
+    long pid = upgrade(h);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(queued, &r, IO_MS), 0); /* the old process took it */
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(queued);
+    assert_true(harness_running(h)); /* draining: the exchange holds it */
+    struct raw_conn *refused = raw_connect(gone, IO_MS);
+    if (refused) {
+        raw_close(refused);
+        fail_msg("a connection to the dropped address was accepted into a queue nobody serves");
+    }
+    assert_null(raw_connect(admin, IO_MS)); /* the admin address moved */
+    assert_true(get(harness_port(h, "admin2"), "/healthz") > 0);
+    assert_int_equal(get(px_port(h), "/after"), 200); /* the kept one: the new process */
+
+    gate_open();
+    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
+    assert_int_equal(r.status, 201);
+    raw_response_free(&r);
+    raw_close(busy);
+    assert_exits_0(h, IO_MS);
+    assert_int_equal(stop_new(pid), 0);
+    harness_free(h);
+    origin_stop(o);
+}
+
+/* ---- (2c) many sockets ---- */
+
+/* 35 workers on 15 listen addresses (the harness's 16 ports with the admin one): 525 sockets,
+ * the admin one and the claims are handed over, every address answers from the new process.
+ * The first version handed 512 descriptors at most and refused SIGUSR2 past them (64 workers,
+ * the default on 64 cores, on 8 addresses did). */
+static void test_upgrade_many_sockets(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_start();
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char listens[15 * 48] = "listen = 127.0.0.1:{{port:listen}}\n";
+    for (int i = 1; i < 15; i++)
+        snprintf(listens + strlen(listens), sizeof(listens) - strlen(listens),
+                 "listen = 127.0.0.1:{{port:l%d}}\n", i);
+    char extra[sizeof(listens) + 64];
+    snprintf(extra, sizeof(extra), "workers = 35\n%s", listens);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "%s"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "pid_file = {{dir}}/portico.pid\n"
+                                          "access_log = off\n"
+                                          "[upstream u]\n"
+                                          "origin = 127.0.0.1:%u\n",
+                                          extra, (unsigned)fake_origin_port(o)),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    long pid = upgrade(h);
+    assert_true(harness_log_contains(h, "starting ") &&
+                harness_log_contains(h, " with 526 listening sockets"));
+    assert_exits_0(h, IO_MS);
+    assert_int_equal(get(px_port(h), "/"), 200);
+    for (int i = 1; i < 15; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "l%d", i);
+        assert_int_equal(get(harness_port(h, name), "/"), 200);
+    }
+    assert_true(get(harness_port(h, "admin"), "/healthz") > 0);
+    assert_int_equal(stop_new(pid), 0);
+    harness_free(h);
+    origin_stop(o);
+}
+
 /* ---- (3) a configuration with errors ---- */
 
 /* How often needle occurs in the captured stderr. */
@@ -593,6 +818,77 @@ static void test_upgrade_cancelled_by_stop(void **state)
     origin_stop(o);
 }
 
+/* ---- PID 1 of a container ---- */
+
+/* Whether this process may make a PID namespace (root, or CAP_SYS_ADMIN), tried in a child. */
+static bool can_unshare_pid(void)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(unshare(CLONE_NEWPID) == 0 ? 0 : 1);
+    int status = 0;
+    return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+           WEXITSTATUS(status) == 0;
+}
+
+/* The one child of pid (read from /proc), 0 when none yet. */
+static long only_child(long pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/task/%ld/children", pid, pid);
+    char *text = tu_read_file(path, NULL);
+    long child = text ? strtol(text, NULL, 10) : 0;
+    free(text);
+    return child;
+}
+
+/* Portico as PID 1 of a PID namespace, as in a container (unshare --pid --fork, the way a
+ * container runtime starts its first process): SIGUSR2 is refused, saying why, and it serves
+ * on. The upgrade went through before, and the old process's exit, ending the namespace, took
+ * the new process with it: nothing served and the pid file named a process gone. */
+static void test_upgrade_refused_as_pid_1(void **state)
+{
+    (void)state;
+    char children[64];
+    snprintf(children, sizeof(children), "/proc/%d/task/%d/children", (int)getpid(),
+             (int)getpid());
+    if (!can_unshare_pid() || access(children, R_OK) != 0) {
+        print_message("  cannot make a PID namespace here (needs CAP_SYS_ADMIN), or no "
+                      "/proc/PID/task/TID/children to find Portico in it\n");
+        skip();
+    }
+    struct fake_origin *o = origin_start();
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char real[PATH_MAX], text[PATH_MAX + 128], wrapper[PATH_MAX + 16];
+    assert_non_null(realpath(portico_bin(), real));
+    snprintf(text, sizeof(text), "#!/bin/sh\nexec unshare --pid --fork --kill-child '%s' \"$@\"\n",
+             real);
+    assert_int_equal(harness_write_file(h, "pid1.sh", text), 0);
+    snprintf(wrapper, sizeof(wrapper), "%s/pid1.sh", harness_dir(h));
+    assert_int_equal(chmod(wrapper, 0755), 0);
+    harness_set_bin(h, wrapper);
+    assert_int_equal(write_config(h, fake_origin_port(o), ""), 0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    assert_int_equal(pid_file(h), 1); /* its pid in its namespace */
+    long inner = only_child(harness_pid(h)); /* unshare's child: Portico, in our pid numbers */
+    assert_true(inner > 0);
+
+    assert_int_equal(kill((pid_t)inner, SIGUSR2), 0);
+    if (harness_wait_log(h, "upgrade failed: this process is PID 1 of its PID namespace",
+                         UPGRADE_MS) != 0)
+        fail_msg("SIGUSR2 not refused:\n%s", harness_stderr(h));
+    assert_false(harness_log_contains(h, "upgrade: serving in place of pid"));
+    assert_int_equal(get(px_port(h), "/"), 200);
+    assert_int_equal(pid_file(h), 1);
+    assert_int_equal(only_child(harness_pid(h)), inner);
+    assert_int_equal(kill((pid_t)inner, SIGTERM), 0); /* unshare passes no signal on */
+    assert_exits_0(h, IO_MS);
+    harness_free(h);
+    origin_stop(o);
+}
+
 /* ---- privileges ---- */
 
 /* Whether every thread of pid runs as uid (real, effective, saved, filesystem). */
@@ -810,10 +1106,15 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_upgrade_refuses_nothing, teardown),
         cmocka_unit_test_teardown(test_upgrade_finishes_in_flight, teardown),
+        cmocka_unit_test_teardown(test_upgrade_old_lets_go, teardown),
+        cmocka_unit_test_teardown(test_upgrade_restart_after_crash, teardown),
+        cmocka_unit_test_teardown(test_upgrade_dropped_address, teardown),
+        cmocka_unit_test_teardown(test_upgrade_many_sockets, teardown),
         cmocka_unit_test_teardown(test_upgrade_bad_config, teardown),
         cmocka_unit_test_teardown(test_upgrade_runs_the_path, teardown),
         cmocka_unit_test_teardown(test_upgrade_one_at_a_time, teardown),
         cmocka_unit_test_teardown(test_upgrade_cancelled_by_stop, teardown),
+        cmocka_unit_test_teardown(test_upgrade_refused_as_pid_1, teardown),
         cmocka_unit_test_teardown(test_upgrade_tells_systemd, teardown),
         cmocka_unit_test_teardown(test_upgrade_after_dropping_privileges, teardown),
     };

@@ -81,7 +81,7 @@ static void end_child(pid_t pid, int release)
     waitpid(pid, NULL, 0);
 }
 
-enum holder { NOBODY, EMPTY, GARBAGE, BIG, DEAD, OTHER_PROGRAM, OURSELVES, SAME_BINARY };
+enum holder { NOBODY, EMPTY, GARBAGE, BIG, DEAD, ZOMBIE, OTHER_PROGRAM, OURSELVES, SAME_BINARY };
 
 struct check_row {
     const char *name;
@@ -95,6 +95,8 @@ static const struct check_row check_rows[] = {
     {"text that is no pid: not a pid file, kept", GARBAGE, -1},
     {"a pid and more: a file of something else, kept", BIG, -1},
     {"a process that is gone", DEAD, 0},
+    /* an upgrade's new process that died while the old one, its parent, drains */
+    {"a process of our binary that is gone but not reaped (a zombie)", ZOMBIE, 0},
     {"a live process of another program (pid reused after a crash)", OTHER_PROGRAM, 0},
     {"our own pid (a container restarted with the same pid)", OURSELVES, 0},
     {"a live process of our binary: another Portico", SAME_BINARY, -1},
@@ -132,6 +134,17 @@ static void test_check(void **state)
             put(text);
             pid = 0;
             break;
+        case ZOMBIE: { /* ended, left unreaped (WNOWAIT): end_child reaps it */
+            pid = fork();
+            assert_true(pid >= 0);
+            if (pid == 0)
+                _exit(0);
+            siginfo_t info;
+            assert_int_equal(waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT), 0);
+            snprintf(text, sizeof(text), "%d\n", (int)pid);
+            put(text);
+            break;
+        }
         case OTHER_PROGRAM:
         case SAME_BINARY:
             pid = live_child(&release, row->holder == OTHER_PROGRAM);

@@ -3,10 +3,14 @@
  * once and unset; each descriptor told by what it is (a listening socket by its address, a claim
  * by its name, anything else ignored with a warning) and marked close-on-exec again; sockets of
  * one address spread over the workers as a reload spreads them; a claim matched whatever uid
- * its name carries; the ready pipe written once. Also the old process's path resolution.
+ * its name carries; the ready pipe written once, with the sockets taken. Also the old
+ * process's path resolution, and a stop's cancel once the new process said it serves.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -18,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -97,10 +103,14 @@ static void test_inherit(void **state)
     assert_true(fcntl(s0, F_GETFD) >= 0 && fcntl(claim, F_GETFD) >= 0);
     assert_true(fcntl(unrelated[0], F_GETFD) >= 0); /* not ours: left alone */
 
+    /* 'R', then a bit per descriptor of the list for the sockets taken (s0 and s1, the first
+     * two): the old process closes the others */
     upgrade_tell_ready();
+    unsigned char word[64];
+    assert_int_equal(read(pipefd[0], word, sizeof(word)), 2);
+    assert_int_equal(word[0], 'R');
+    assert_int_equal(word[1], 0x03);
     char byte = 0;
-    assert_int_equal(read(pipefd[0], &byte, 1), 1);
-    assert_int_equal(byte, 'R');
     assert_int_equal(read(pipefd[0], &byte, 1), 0); /* the write end closed */
     upgrade_tell_ready(); /* once only: nothing more */
 
@@ -135,11 +145,52 @@ static void test_binary_path(void **state)
     assert_int_equal(upgrade_child(), 0);
 }
 
+/* A stop taken while the new process's ready word is unsettled (its SIGTERM came first, a
+ * lower signal than the wake): the new process is told to stop too, and does not serve on
+ * unasked. A shell stands for it: it says 'R' on the ready pipe named in PORTICO_UPGRADE, then
+ * sleeps. */
+static void test_cancel_after_ready(void **state)
+{
+    (void)state;
+    char *const argv[] = {"sh", "-c",
+                          "fd=${" UPGRADE_ENV "#ready=}; fd=${fd%% *}; eval \"printf R >&$fd\"; "
+                          "exec sleep 5",
+                          NULL};
+    assert_int_equal(upgrade_init("/bin/sh", argv), 0);
+    sigset_t wake;
+    sigemptyset(&wake);
+    sigaddset(&wake, SIGUSR1);
+    assert_int_equal(pthread_sigmask(SIG_BLOCK, &wake, NULL), 0);
+    char why[256];
+    assert_int_equal(upgrade_begin(NULL, 0, pthread_self(), SIGUSR1, why, sizeof(why)), 0);
+    pid_t child = upgrade_child();
+    assert_true(child > 0);
+    int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+    assert_true(pidfd >= 0);
+    int sig = 0;
+    assert_int_equal(sigwait(&wake, &sig), 0);
+    assert_int_equal(upgrade_state(NULL), UPGRADE_READY);
+
+    upgrade_cancel(); /* the stop, before the caller settled the word */
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    bool ended = poll(&p, 1, 2000) == 1; /* sleep 5 lasts longer */
+    if (!ended)
+        kill(child, SIGKILL);
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    close(pidfd);
+    upgrade_end();
+    assert_true(ended);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+    assert_int_equal(upgrade_state(NULL), UPGRADE_IDLE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inherit),
         cmocka_unit_test(test_binary_path),
+        cmocka_unit_test(test_cancel_after_ready),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
