@@ -78,6 +78,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1021,8 +1022,9 @@ static void run(struct exchange *ex)
     ex->up_index = ex->route->upstream;
     ex->up = &cfg->upstreams[ex->up_index];
     /* (the method compare here: request_max_forwards is no call for other methods) */
+    _Static_assert(REQUEST_MAX_FORWARDS_CAP <= INT_MAX, "max_forwards is an int");
     ex->max_forwards = ex->req.method_id == METHOD_OPTIONS || ex->req.method_id == METHOD_TRACE
-                           ? request_max_forwards(&ex->req)
+                           ? (int)request_max_forwards(&ex->req)
                            : -1;
     if (ex->max_forwards == 0) { /* for a host and path Portico serves: others get 404 */
         answer_final_recipient(ex);

@@ -74,7 +74,6 @@ struct exchange {
     uint64_t now;                      /* µs: when the event being handled began */
     enum outcome outcome;              /* changed by end() only */
     bool close_client;                 /* the client connection cannot serve another request */
-    long max_forwards;                 /* OPTIONS, TRACE: the client's Max-Forwards, else -1 */
     bool client_stalled;               /* its body stopped coming (408): logged in its phase */
     bool client_closes;                /* its request asked to close (Connection: close, 1.0) */
     bool total_after_body;             /* total_timeout came while the client was still sending
@@ -95,6 +94,9 @@ struct exchange {
     enum trace_source trace_source;
     const struct route_conf *route;    /* borrowed from cfg */
     int route_index;
+    int max_forwards;                  /* OPTIONS, TRACE: the client's Max-Forwards, else -1 (an
+                                          int in route_index's padding: the exchange keeps its
+                                          size; REQUEST_MAX_FORWARDS_CAP fits) */
     const struct upstream_conf *up;    /* borrowed from cfg */
     int up_index;
     int origin;                        /* index in up->origins, -1 before the pick */

@@ -159,7 +159,10 @@ long request_max_forwards(const struct h1_request *req)
     if (req->method_id != METHOD_OPTIONS && req->method_id != METHOD_TRACE)
         return -1;
     int i = h1_find(req->fields, req->nfields, H1_F_MAX_FORWARDS, 0);
-    if (i < 0 || req->fields[i].value_len == 0)
+    /* a second field makes the value a list ("5" and "0" are "5, 0", RFC 9110 5.3), as a
+     * proxy before us may have joined them: not a number either way */
+    if (i < 0 || req->fields[i].value_len == 0 ||
+        h1_find(req->fields, req->nfields, H1_F_MAX_FORWARDS, (size_t)i + 1) >= 0)
         return -1;
     long v = 0;
     for (size_t k = 0; k < req->fields[i].value_len; k++) {

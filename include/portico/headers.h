@@ -115,7 +115,8 @@ struct fwd_response {
 size_t hdr_response_fields(const struct h1_response *resp, const struct fwd_response *fwd,
                            struct h1_field *out, size_t max);
 
-/* The end-to-end fields of an interim (1xx) response, in order, then Via. Returns how many. */
+/* The end-to-end fields of an interim (1xx) response, in order, then Via: out has room for
+ * H1_MAX_FIELDS + 1, or the last of them gives way to it. Returns how many (at most max). */
 size_t hdr_interim_fields(const struct h1_response *resp, struct h1_field *out, size_t max);
 
 /* The fields of a 101 Switching Protocols to forward: the end-to-end ones, the origin's Upgrade

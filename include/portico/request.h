@@ -51,9 +51,10 @@ int request_refusal(const struct h1_request *req, const struct h1_info *info, ui
 int request_portico_hops(const struct h1_request *req);
 
 /* Max-Forwards of an OPTIONS or TRACE request (RFC 9110 7.6.2: a proxy checks and decrements
- * it on those two methods only, and answers itself at 0): its first field's value, saturated at
+ * it on those two methods only, and answers itself at 0): its value, saturated at
  * REQUEST_MAX_FORWARDS_CAP; -1 for any other method, no such field, or a value that is not
- * 1*DIGIT (a list included), which then goes on untouched as on any other method. */
+ * 1*DIGIT (a list included, and so two fields), which then goes on untouched as on any other
+ * method. */
 long request_max_forwards(const struct h1_request *req);
 
 #define REQUEST_MAX_FORWARDS_CAP 2147483647L

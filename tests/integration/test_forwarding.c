@@ -816,9 +816,10 @@ static const struct hop_row hop_rows[] = {
      * client's fields; on other methods it is the origin's business */
     { "OPTIONS, Max-Forwards decremented",
       "OPTIONS /o HTTP/1.1\r\nHost: t\r\nMax-Forwards: 10\r\nX-Request-Id: hop-test-mf1\r\n"
-      "Max-Forwards: 3\r\n\r\n",
+      "Accept: */*\r\n\r\n",
       "OPTIONS /o HTTP/1.1\r\n"
       "Host: t\r\n"
+      "Accept: */*\r\n"
       "Max-Forwards: 9\r\n"
       "X-Forwarded-For: 127.0.0.1\r\n"
       "X-Forwarded-Proto: http\r\n"
@@ -836,6 +837,22 @@ static const struct hop_row hop_rows[] = {
       "X-Forwarded-Proto: http\r\n"
       "X-Forwarded-Host: t\r\n"
       "X-Request-Id: hop-test-mf2\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
+    /* two fields are the list "0, 5" (RFC 9110 5.3), as a proxy before Portico may have
+     * joined them: no number, so they go on as they came (the first was answered as 0) */
+    { "TRACE, two Max-Forwards go on as they came",
+      "TRACE /t HTTP/1.1\r\nHost: t\r\nMax-Forwards: 0\r\nX-Request-Id: hop-test-mf4\r\n"
+      "Max-Forwards: 5\r\n\r\n",
+      "TRACE /t HTTP/1.1\r\n"
+      "Host: t\r\n"
+      "Max-Forwards: 0\r\n"
+      "Max-Forwards: 5\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: t\r\n"
+      "X-Request-Id: hop-test-mf4\r\n"
       "traceparent: TRACE\r\n"
       "Via: 1.1 portico\r\n"
       "\r\n" },

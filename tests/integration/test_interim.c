@@ -271,6 +271,13 @@ static const struct fo_step relay_several[] = {
     FO_INTERIM(199, "X-Interim: yes\r\n"), FO_WAIT(300),
     FO_RESPOND(200, NULL, "final", FO_CHUNKED), FO_END(),
 };
+/* A 102 with as many fields as a head may have (H1_MAX_FIELDS), filled in by test_relay: Via
+ * comes on top of them all, none gives way to it. */
+static char full_102_fields[100 * 16];
+static const struct fo_step relay_full_102[] = {
+    FO_INTERIM(102, full_102_fields), FO_WAIT(300), FO_RESPOND(200, NULL, "final", FO_LENGTH),
+    FO_END(),
+};
 /* Several heads in one segment: the parser must loop over what is buffered. */
 static const struct fo_step relay_one_write[] = {
     FO_SEND("HTTP/1.1 102 Processing\r\n\r\n"
@@ -306,6 +313,7 @@ static const struct relay_row relay_rows[] = {
     { "102,103,102 in one write", relay_one_write, { 102, 103, 102 }, 0, 300,
       "interim=102,103,102" },
     { "103 and 200 in one write", relay_with_final, { 103 }, 0, 0, "interim=103" },
+    { "102 with 100 fields", relay_full_102, { 102 }, 0, 300, "interim=102" },
 };
 
 /* The rows side by side, each with its origin and Portico (its counters and log its own). */
@@ -315,6 +323,10 @@ static void test_relay(void **state)
     enum { ROWS = sizeof(relay_rows) / sizeof(relay_rows[0]) };
     struct side_ex ex[ROWS];
     assert_true(ROWS <= ROWS_MAX);
+    size_t used = 0;
+    for (int k = 0; k < 100; k++)
+        used += (size_t)snprintf(full_102_fields + used, sizeof(full_102_fields) - used,
+                                 "X-F%d: %d\r\n", k, k);
     for (size_t i = 0; i < ROWS; i++) {
         struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = relay_rows[i].script };
         fx.row_o[i] = fake_origin_start(&opts);
@@ -353,6 +365,10 @@ static void test_relay(void **state)
             }
             if (ih->status == 199)
                 assert_string_equal(raw_head_field(ih, "X-Interim"), "yes");
+            if (row->script == relay_full_102) { /* all 100 of the origin's, then Via */
+                assert_int_equal(ih->nfields, 101);
+                assert_string_equal(raw_head_field(ih, "X-F99"), "99");
+            }
         }
         assert_spread(&r, n, row->spacing_ms);
         /* Flushed at once: the client has each 1xx while the origin still waits. */
@@ -477,6 +493,10 @@ static void test_interim_resets_timer(void **state)
     enum { ROWS = sizeof(timer_rows) / sizeof(timer_rows[0]) };
     struct side_ex ex[ROWS];
     assert_true(ROWS <= ROWS_MAX);
+    size_t used = 0;
+    for (int k = 0; k < 100; k++)
+        used += (size_t)snprintf(full_102_fields + used, sizeof(full_102_fields) - used,
+                                 "X-F%d: %d\r\n", k, k);
     for (size_t i = 0; i < ROWS; i++) {
         struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = heartbeats_then_200 };
         char up[128];
@@ -552,6 +572,10 @@ static void test_interim_after_deadline(void **state)
     enum { ROWS = sizeof(late_rows) / sizeof(late_rows[0]) };
     struct side_ex ex[ROWS];
     assert_true(ROWS <= ROWS_MAX);
+    size_t used = 0;
+    for (int k = 0; k < 100; k++)
+        used += (size_t)snprintf(full_102_fields + used, sizeof(full_102_fields) - used,
+                                 "X-F%d: %d\r\n", k, k);
     for (size_t i = 0; i < ROWS; i++) {
         struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = late_rows[i].script };
         char up[128];
@@ -671,6 +695,10 @@ static void test_interim_not_body_timing(void **state)
     enum { ROWS = sizeof(timing_rows) / sizeof(timing_rows[0]) };
     struct side_ex ex[ROWS];
     assert_true(ROWS <= ROWS_MAX);
+    size_t used = 0;
+    for (int k = 0; k < 100; k++)
+        used += (size_t)snprintf(full_102_fields + used, sizeof(full_102_fields) - used,
+                                 "X-F%d: %d\r\n", k, k);
     for (size_t i = 0; i < ROWS; i++) {
         struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = timing_rows[i].script };
         fx.row_o[i] = fake_origin_start(&opts);
@@ -860,6 +888,10 @@ static void test_configured_hints(void **state)
     struct side_ex ex[ROWS];
     long before[ROWS];
     assert_true(ROWS <= ROWS_MAX);
+    size_t used = 0;
+    for (int k = 0; k < 100; k++)
+        used += (size_t)snprintf(full_102_fields + used, sizeof(full_102_fields) - used,
+                                 "X-F%d: %d\r\n", k, k);
     for (size_t i = 0; i < ROWS; i++) {
         struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = slow_page };
         fx.row_o[i] = fake_origin_start(&opts);
@@ -1029,6 +1061,10 @@ static void test_no_duplicate_hints(void **state)
     enum { ROWS = sizeof(dedup_rows) / sizeof(dedup_rows[0]) };
     struct side_ex ex[ROWS];
     assert_true(ROWS <= ROWS_MAX);
+    size_t used = 0;
+    for (int k = 0; k < 100; k++)
+        used += (size_t)snprintf(full_102_fields + used, sizeof(full_102_fields) - used,
+                                 "X-F%d: %d\r\n", k, k);
     for (size_t i = 0; i < ROWS; i++) {
         struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = dedup_rows[i].script };
         fx.row_o[i] = fake_origin_start(&opts);
@@ -1314,6 +1350,9 @@ static void test_simulator_raw(void **state)
 int main(void)
 {
     tu_ignore_sigpipe();
+    /* TEST_FILTER=test_relay runs the matching tests only */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_relay, teardown),
         cmocka_unit_test_teardown(test_http10_gets_no_interim, teardown),
