@@ -430,45 +430,42 @@ static void send_own(struct exchange *ex, struct errpage *e)
 }
 
 /* OPTIONS or TRACE with Max-Forwards: 0 (RFC 9110 7.6.2): Portico is the final recipient and
- * answers 200 itself: OPTIONS with the methods it forwards in Allow (9.3.7), TRACE with the
- * request it received as message/http (9.3.8). Its own answer, as an error page is: no Via. */
+ * answers itself: OPTIONS 200 with the methods it forwards in Allow (9.3.7); TRACE 405 (its
+ * support is optional, 9.3.8): an echo would hand any client what the hops before Portico
+ * added to the request (an origin-verify token, an internal key), the cross-site tracing that
+ * nginx's 405 to every TRACE avoids. Its own answer, as an error page is: no Via. */
 static void answer_final_recipient(struct exchange *ex)
 {
     /* CONNECT is never forwarded; any other method token is, these are the ones it knows */
-    static const char allow[] = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH";
-    static const char message_http[] = "message/http";
-    str_copy(ex->detail, sizeof(ex->detail), "Max-Forwards: 0: answered by Portico");
+    static const char allow_all[] = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH";
+    static const char allow_no_trace[] = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
+    static const char why_not[] = "TRACE ends here (Max-Forwards: 0): Portico echoes no request\n";
+    bool trace = ex->req.method_id == METHOD_TRACE;
+    str_copy(ex->detail, sizeof(ex->detail),
+             trace ? "Max-Forwards: 0: TRACE not echoed" : "Max-Forwards: 0: answered by Portico");
     ex->close_client |= !relay_discard_body(ex) || !ex->info.keep_alive;
-    struct evbuffer *content = evbuffer_new();
-    if (!content) {
-        ex_refuse(ex, HTTP_INTERNAL_SERVER_ERROR, "out of memory", true);
-        return;
-    }
     const char *date = http_date_now();
     struct h1_field fields[] = {
         {"Date", 4, date, strlen(date), H1_F_OTHER},
         {"Server", 6, "portico", 7, H1_F_OTHER},
         {"X-Request-Id", 12, ex->request_id, strlen(ex->request_id), H1_F_OTHER},
-        {"Allow", 5, allow, sizeof(allow) - 1, H1_F_OTHER},
+        {"Allow", 5, trace ? allow_no_trace : allow_all,
+         trace ? sizeof(allow_no_trace) - 1 : sizeof(allow_all) - 1, H1_F_OTHER},
+        {"Content-Type", 12, "text/plain; charset=utf-8", 25, H1_F_OTHER},
     };
-    if (ex->req.method_id == METHOD_TRACE) {
-        fields[3] = (struct h1_field){"Content-Type", 12, message_http, sizeof(message_http) - 1,
-                                      H1_F_OTHER};
-        hdr_write_echo(content, &ex->req, ex->ds.proto);
-    }
-    struct resp_head head = {.status = HTTP_OK, .fields = fields, .nfields = ARRAY_LEN(fields),
-                             .framing = H1_BODY_LENGTH,
-                             .content_length = evbuffer_get_length(content),
+    size_t body = trace ? sizeof(why_not) - 1 : 0;
+    struct resp_head head = {.status = trace ? HTTP_METHOD_NOT_ALLOWED : HTTP_OK,
+                             .fields = fields, .nfields = ARRAY_LEN(fields) - !trace,
+                             .framing = H1_BODY_LENGTH, .content_length = body,
                              .close = ex->close_client};
-    if (!ex_client_gone(ex)) {
-        ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
-        ex->error_body_bytes = evbuffer_get_length(content);
-        evbuffer_add_buffer(ex->sink.out, content);
-        ex->status = HTTP_OK;
-        ex->resp_state = RESP_DONE;
-        ex_end(ex, OUTCOME_DONE);
-    }
-    evbuffer_free(content);
+    if (ex_client_gone(ex))
+        return;
+    ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
+    evbuffer_add(ex->sink.out, why_not, body);
+    ex->error_body_bytes = body;
+    ex->status = head.status;
+    ex->resp_state = RESP_DONE;
+    ex_end(ex, OUTCOME_DONE);
 }
 
 void ex_refuse(struct exchange *ex, int status, const char *reason, bool close)

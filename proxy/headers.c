@@ -396,33 +396,6 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     hb_flush(&b);
 }
 
-/* Fields a TRACE echo leaves out: an echo a script could read would hand it the credentials
- * the browser keeps from it (cross-site tracing). */
-static const char *const echo_withheld[] = {"authorization", "proxy-authorization", "cookie"};
-
-size_t hdr_write_echo(struct evbuffer *out, const struct h1_request *req, enum proto proto)
-{
-    size_t before = evbuffer_get_length(out);
-    struct head_buf b;
-    hb_init(&b, out);
-    hb_put(&b, req->method, req->method_len);
-    HB_LIT(&b, " ");
-    hb_put(&b, req->target, req->target_len);
-    HB_LIT(&b, " ");
-    hb_str(&b, proto_name(proto));
-    HB_LIT(&b, "\r\n");
-    for (size_t i = 0; i < req->nfields; i++) {
-        bool withheld = false;
-        for (size_t k = 0; k < ARRAY_LEN(echo_withheld) && !withheld; k++)
-            withheld = h1_name_is(&req->fields[i], echo_withheld[k]);
-        if (!withheld)
-            hb_field(&b, &req->fields[i]);
-    }
-    HB_LIT(&b, "\r\n");
-    hb_flush(&b);
-    return evbuffer_get_length(out) - before;
-}
-
 static const char *const proto_names[] = {
 #define X(id, name) [id] = name,
     PROTO_LIST(X)

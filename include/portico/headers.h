@@ -75,12 +75,6 @@ static inline enum hdr_via hdr_via_of(enum proto p)
     return (enum hdr_via)via_of[p];
 }
 
-/* Appends the request as Portico received it, as message/http content (the answer to a TRACE
- * that ends here, RFC 9110 9.3.8): the request line with proto's version, then the fields in
- * order, less those that carry credentials (Authorization, Proxy-Authorization, Cookie), which
- * the final recipient SHOULD leave out. Returns the bytes appended. */
-size_t hdr_write_echo(struct evbuffer *out, const struct h1_request *req, enum proto proto);
-
 /* A response head as the exchange decided it, before any protocol's syntax: an HTTP/1.1
  * connection serializes it with hdr_write_head, an HTTP/2 stream as HEADERS. */
 struct resp_head {
