@@ -1333,7 +1333,7 @@ static void make_room(struct loop *l)
 }
 
 struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, bool tls,
-                          enum client_kind kind)
+                          enum client_kind kind, bool deferred)
 {
     const struct config *cfg = l->cfg;
     struct client *c = zalloc(sizeof(*c));
@@ -1382,5 +1382,12 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     } else {
         set_state(c, CS_IDLE);
     }
+    /* Read at once, as HAProxy does: no loop turn waiting for epoll. The registration sock_init
+     * made is applied at the next dispatch, so a client answered and closed in this turn (an
+     * injected fault, an error) costs no epoll_ctl at all. Not without defer_accept: most
+     * connections accepted in a batch have not sent yet (BENCHMARKS.md, a first read at
+     * accept). */
+    if (deferred)
+        sock_read_now(&c->sock);
     return c;
 }

@@ -1043,6 +1043,8 @@ static const struct cfg_key proxy_keys[] = {
     NUMBER("max_connections", set_uint, CFG(max_connections), 0, 1000000),
     /* what a client that does not read can hold of the kernel's memory (listener.c) */
     NUMBER("client_sndbuf", set_kernel_size, CFG(client_sndbuf), 4096, CFG_MAX_SOCKBUF),
+    /* a connection is accepted once its first bytes came (listener.c) */
+    KEY("defer_accept", set_bool, CFG(defer_accept)),
     /* and what a stalled response holds of it on the origin side (upstream.c) */
     NUMBER("origin_rcvbuf", set_kernel_size, CFG(origin_rcvbuf), 4096, CFG_MAX_SOCKBUF),
     TIMER_LIST(PROXY_TIMER)

@@ -36,6 +36,8 @@ struct listener {
     bool held;                             /* at its limit (listener_hold): not accepting */
     int sndbuf;                            /* SO_SNDBUF set on the socket (by us or a previous
                                               group), 0: never set, the kernel's autotuning */
+    bool deferred;                         /* TCP_DEFER_ACCEPT is set on the socket (by us or a
+                                              previous group): accepts come with their bytes */
     const char *text;                      /* the address as configured, for messages (the
                                               config's: it outlives us) */
     struct event *resume;                  /* re-enables the listener after a failed accept */
@@ -47,7 +49,7 @@ static void accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sock
     (void)el, (void)salen;
     struct listener *lis = arg;
     lis->accept_failing = false;
-    client_new(lis->loop, fd, sa, lis->tls, lis->kind);
+    client_new(lis->loop, fd, sa, lis->tls, lis->kind, lis->deferred);
 }
 
 static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -158,6 +160,29 @@ static void set_sndbuf(struct listener *lis)
                  "(sysctl net.core.wmem_max)", want, lis->text, got);
 }
 
+/* defer_accept: TCP_DEFER_ACCEPT makes Linux queue a connection for accept only once its first
+ * bytes came (every protocol we listen for has the client speak first), so a read straight after
+ * accept finds them (client_new). 1 second, as nginx's `deferred` and HAProxy's `defer-accept`:
+ * a client that sends nothing is accepted after that anyway (the kernel sends the SYN-ACK again,
+ * and the client's ACK of it completes the accept). Not on the admin listener: its few
+ * connections gain nothing. known: whether the socket's setting is known (a handed socket's is
+ * whatever the process before us set). */
+static void set_deferred(struct listener *lis, bool known)
+{
+    bool want = lis->kind != CLIENT_ADMIN && lis->loop->cfg->defer_accept;
+    if (known && want == lis->deferred)
+        return;
+    int secs = want ? 1 : 0;
+    if (setsockopt(lis->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs)) != 0) {
+        if (lis->loop->id == 0)
+            log_warn("defer_accept on %s: %s", lis->text, strerror(errno));
+        if (known)
+            return; /* as it was */
+        want = true; /* unknown: a read at accept is right either way, and cheap if in vain */
+    }
+    lis->deferred = want;
+}
+
 void listener_take_over(struct listener *lis)
 {
     if (!lis->inherited)
@@ -165,8 +190,10 @@ void listener_take_over(struct listener *lis)
     atomic_store(&lis->inherited->owns_fd, false);
     atomic_store(&lis->owns_fd, true);
     lis->sndbuf = lis->inherited->sndbuf;
+    lis->deferred = lis->inherited->deferred;
     lis->inherited = NULL; /* the old group may go: no pointer into it is kept */
     set_sndbuf(lis);
+    set_deferred(lis, true);
 }
 
 /* The same descriptor as from, not a dup: the old worker's epoll applies its event_del a loop
@@ -211,8 +238,12 @@ static struct listener *open_on(struct loop *l, struct listener *from, int hande
     int zero = 0;
     setsockopt(lis->fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero));
     lis->text = text;
-    if (!from) /* a kept socket takes its client_sndbuf when the group starts */
+    if (from) { /* a kept socket takes client_sndbuf and defer_accept when the group starts */
+        lis->deferred = from->deferred; /* the socket's, until then */
+    } else {
         set_sndbuf(lis);
+        set_deferred(lis, handed < 0); /* a new socket defers nothing; a handed one, unknown */
+    }
     memcpy(&lis->addr, sa, salen);
     lis->addrlen = salen;
     return lis;

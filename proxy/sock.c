@@ -693,6 +693,12 @@ void sock_handshake(struct sock *s)
         event_active(&s->rev, EV_READ, 1);
 }
 
+void sock_read_now(struct sock *s)
+{
+    if (s->state == SOCK_OPEN || s->state == SOCK_HANDSHAKE)
+        event_active(&s->rev, EV_READ, 1);
+}
+
 void sock_read(struct sock *s, bool on)
 {
     if (s->state == SOCK_CLOSED)

@@ -21,9 +21,11 @@ enum client_kind {
 };
 
 /* Takes ownership of an accepted socket (closed here on failure). tls: terminate TLS with the
- * configuration's server context. NULL when out of memory. */
+ * configuration's server context. deferred: the listener defers accepts (defer_accept), so the
+ * client's first bytes are most likely there already: they are read in this loop turn, not
+ * after epoll says so. NULL when out of memory. */
 struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, bool tls,
-                          enum client_kind kind);
+                          enum client_kind kind, bool deferred);
 
 /* The loop is draining: close its connections that are between requests now; the others
  * close after their current exchange. */

@@ -203,6 +203,7 @@ struct config {
     uint64_t max_connections;              /* client connections per worker; 0: no limit */
     uint64_t client_sndbuf;                /* SO_SNDBUF of client sockets; 0: the kernel's
                                               autotuning (listener.c) */
+    bool defer_accept;                     /* TCP_DEFER_ACCEPT on the proxy listeners */
     uint64_t origin_rcvbuf;                /* default for upstreams */
     uint64_t timers_ms[TIMER_COUNT];       /* defaults for upstreams */
     bool interim_resets_timer;

@@ -115,6 +115,11 @@ void sock_requeue(struct sock *s);
 /* Starts the TLS handshake; SOCK_CONNECTED or SOCK_ERROR/SOCK_EOF follows from the loop. */
 void sock_handshake(struct sock *s);
 
+/* Reads from the loop in this turn, as if epoll had said the socket is readable (a socket
+ * accepted with its first bytes, defer_accept): a TLS handshake takes its step, a plain one
+ * reads. Finding nothing costs a read that would block; the sock then waits for epoll. */
+void sock_read_now(struct sock *s);
+
 /* Turns reading on or off. While on, SOCK_READABLE arrives whenever bytes were read. */
 void sock_read(struct sock *s, bool on);
 

@@ -860,9 +860,110 @@ static void test_empty_lines_before_request(void **state)
     px_stop(h);
 }
 
+/* ---- defer_accept ---- */
+
+/* [proxy] of the defer_accept tests: a TLS and an h2c listener beside the HTTP/1.1 one. */
+static int defer_config(struct harness *h, const char *defer, uint16_t origin)
+{
+    return harness_write_config(h,
+                                "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                "listen = 127.0.0.1:{{port:tls}} tls\n"
+                                "listen = 127.0.0.1:{{port:h2c}} h2c\n"
+                                "tls_cert = {{certs}}/server.pem\ntls_key = {{certs}}/server.key\n"
+                                "workers = 1\naccess_log = off\nclient_header_timeout = 100ms\n"
+                                "defer_accept = %s\n[upstream u]\norigin = 127.0.0.1:%u\n",
+                                defer, origin);
+}
+
+/* How long (ms) a client that connects to port and sends nothing waits for its 408; fails the
+ * test when another answer, or none, comes. */
+static int64_t silent_client_408_ms(uint16_t port)
+{
+    int64_t t0 = tu_now_ms();
+    struct raw_conn *c = raw_connect(port, PX_IO_MS);
+    assert_non_null(c);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    int64_t ms = tu_now_ms() - t0;
+    assert_int_equal(r.status, 408);
+    raw_response_free(&r);
+    raw_close(c);
+    return ms;
+}
+
+/* defer_accept = on: the kernel hands over a connection once its first bytes came, which Portico
+ * reads at the accept. HTTP/1.1, TLS (the ClientHello) and h2c (the preface) are served. */
+static void test_defer_accept_serves(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(defer_config(h, "on", fake_origin_port(o)), 0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(exchange_ok(c, "/plain"), 200);
+    assert_int_equal(exchange_ok(c, "/again"), 200); /* and the connection reads on */
+    raw_close(c);
+    struct raw_tls_opts tls = {.ca_file = certs_get()->ca_cert, .host = "localhost",
+                               .require_valid = true};
+    c = raw_connect_tls(harness_port(h, "tls"), &tls, PX_IO_MS);
+    if (!c)
+        fail_msg("TLS connect: %s", raw_last_error());
+    assert_int_equal(exchange_ok(c, "/tls"), 200);
+    raw_close(c);
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/h2c", harness_port(h, "h2c"));
+    const char *const argv[] = {"nghttp", "-v", "--timeout=10", url, NULL};
+    struct tu_cmd_result r = {0};
+    px_run_ok(argv, &r);
+    assert_true(tu_contains(r.out, ":status: 200"));
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* A client that connects and sends nothing. Without defer_accept it is accepted at once and gets
+ * its 408 after client_header_timeout (100 ms). With it the kernel holds the connection unseen
+ * (SYN-RECV), sends its SYN-ACK again after 1 s, accepts it on the client's ACK, and the timeout
+ * counts from there: the 408 after about 1.1 s. A reload turns it on for the listening sockets it
+ * keeps (TLS and h2c alike: a silent TLS client is closed without a 408, not asserted here). */
+static void test_defer_accept_silent_client(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(defer_config(h, "off", fake_origin_port(o)), 0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    int64_t off = silent_client_408_ms(px_port(h));
+    assert_int_equal(defer_config(h, "on", fake_origin_port(o)), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live", PX_IO_MS), 0);
+    int64_t on = silent_client_408_ms(px_port(h));
+    print_message("  a silent client's 408: after %lld ms, %lld ms with defer_accept\n",
+                  (long long)off, (long long)on);
+    if (off >= 900 || on < 1000)
+        fail_msg("a silent client's 408 came after %lld ms without defer_accept (want < 900), "
+                 "%lld ms with it (want >= 1000: 1 s held by the kernel + 100 ms)",
+                 (long long)off, (long long)on);
+    struct raw_conn *c = px_connect(h); /* one that speaks is served at once */
+    assert_int_equal(exchange_ok(c, "/after"), 200);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
+    /* TEST_FILTER=test_defer* runs the matching tests only */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_max_connections),
         cmocka_unit_test(test_max_connections_h2c),
@@ -874,6 +975,8 @@ int main(void)
         cmocka_unit_test(test_socket_buffers),
         cmocka_unit_test(test_buffers_over_kernel_max),
         cmocka_unit_test(test_empty_lines_before_request),
+        cmocka_unit_test(test_defer_accept_serves),
+        cmocka_unit_test(test_defer_accept_silent_client),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -729,6 +729,37 @@ static void test_upgrade_runs_the_path(void **state)
 
 /* ---- (5) one upgrade at a time ---- */
 
+/* defer_accept survives the hand-over: the new process serves the handed sockets with
+ * TCP_DEFER_ACCEPT set, reading each connection's first bytes at its accept, and a client that
+ * connects and sends nothing is still held by the kernel for a second before its
+ * client_header_timeout (100 ms) starts. */
+static void test_upgrade_keeps_defer_accept(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_start();
+    struct harness *h = start_with(fake_origin_port(o), NULL,
+                                   "defer_accept = on\nclient_header_timeout = 100ms");
+    long pid = upgrade(h);
+    assert_exits_0(h, IO_MS);
+    assert_int_equal(get(px_port(h), "/"), 200);
+    int64_t t0 = tu_now_ms();
+    struct raw_conn *c = raw_connect(px_port(h), IO_MS);
+    assert_non_null(c);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    int64_t ms = tu_now_ms() - t0;
+    assert_int_equal(r.status, 408);
+    raw_response_free(&r);
+    raw_close(c);
+    print_message("  a silent client's 408 after the upgrade: %lld ms\n", (long long)ms);
+    if (ms < 1000)
+        fail_msg("a silent client's 408 came after %lld ms: the socket no longer defers",
+                 (long long)ms);
+    assert_int_equal(stop_new(pid), 0);
+    harness_free(h);
+    origin_stop(o);
+}
+
 /* The binary's path holds a script that waits on a FIFO, then execs the real binary: while it
  * waits, a second SIGUSR2 and a SIGHUP are refused with a warning and the old process serves;
  * once the FIFO is written, the upgrade goes through. */
@@ -1117,6 +1148,7 @@ int main(void)
         cmocka_unit_test_teardown(test_upgrade_refused_as_pid_1, teardown),
         cmocka_unit_test_teardown(test_upgrade_tells_systemd, teardown),
         cmocka_unit_test_teardown(test_upgrade_after_dropping_privileges, teardown),
+        cmocka_unit_test_teardown(test_upgrade_keeps_defer_accept, teardown),
     };
     if (getenv("TEST_FILTER"))
         cmocka_set_test_filter(getenv("TEST_FILTER"));

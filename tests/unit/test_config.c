@@ -45,6 +45,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->max_request_line, 8 * 1024);
     assert_int_equal(cfg->max_body_size, UINT64_C(1) << 30);
     assert_int_equal(cfg->client_sndbuf, 0); /* the kernel autotunes client send buffers */
+    assert_false(cfg->defer_accept); /* accepted at the handshake, as nginx and HAProxy */
     assert_int_equal(cfg->origin_rcvbuf, 0); /* and origin receive buffers */
     assert_int_equal(cfg->timers_ms[TIMER_DNS], 5000);
     assert_int_equal(cfg->timers_ms[TIMER_CONNECT], 5000);
@@ -173,6 +174,8 @@ static const struct {
     {"client_sndbuf = 256k", CFGF(client_sndbuf), V_U64, 256 << 10, NULL},      /* a cap */
     {"client_sndbuf = 0", CFGF(client_sndbuf), V_U64, 0, NULL},      /* the kernel's autotuning */
     {"client_sndbuf = 4k", CFGF(client_sndbuf), V_U64, 4096, NULL},            /* lower bound */
+    {"defer_accept = on", CFGF(defer_accept), V_BOOL, 1, NULL},                 /* default off */
+    {"defer_accept = off", CFGF(defer_accept), V_BOOL, 0, NULL},
     {"origin_rcvbuf = 64k", CFGF(origin_rcvbuf), V_U64, 64 << 10, NULL},      /* upstreams' */
     {"origin_rcvbuf = 0", CFGF(origin_rcvbuf), V_U64, 0, NULL},      /* the kernel's autotuning */
     /* [proxy] default of the upstream timer */
@@ -541,6 +544,9 @@ static const struct {
     {"bad boolean",
      "[proxy]\nproxy_status = maybe\n" UP,
      {"test.ini:2: proxy_status: 'maybe' is not on/off"}},
+    {"defer_accept takes on/off, not nginx's seconds",
+     "[proxy]\ndefer_accept = 1s\n" UP,
+     {"test.ini:2: defer_accept: '1s' is not on/off"}},
     {"bad boolean in an upstream's interim_resets_timer",
      UP "interim_resets_timer = sometimes\n",
      {"test.ini:3: interim_resets_timer: 'sometimes' is not on/off"}},
