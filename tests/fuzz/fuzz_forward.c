@@ -114,20 +114,14 @@ static bool kept(const struct h1_request *in, const struct h1_field *f, const st
 {
     if (underscore_twin(f))
         return false;
-    switch (h1_field_id(f)) {
+    enum h1_field_id id = h1_field_id(f);
+    switch (id) {
     case H1_F_HOST:
         return fwd->host == NULL;
     case H1_F_UPGRADE:
         return fwd->upgrade;
-    case H1_F_X_FORWARDED_FOR:
-    case H1_F_X_FORWARDED_PROTO:
-    case H1_F_X_FORWARDED_HOST:
-    case H1_F_FORWARDED:
-    case H1_F_X_REAL_IP:
-    case H1_F_X_REQUEST_ID:
     case H1_F_TRACEPARENT:
     case H1_F_TRACESTATE: /* dropped: fwd.drop_tracestate is set below */
-    case H1_F_PORTICO_FAULT:
         return false;
     case H1_F_EXPECT:
         if (!fwd->keep_expect)
@@ -138,6 +132,8 @@ static bool kept(const struct h1_request *in, const struct h1_field *f, const st
             return false;
         break;
     default:
+        if (owned(id))
+            return false;
         break;
     }
     return !hdr_is_hop_by_hop(f, in->fields, in->nfields);

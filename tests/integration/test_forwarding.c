@@ -1868,36 +1868,50 @@ static void test_request_head_acked_when_body_owed(void **state)
     close(sig[1]);
 }
 
-static void test_ipv6_listener(void **state)
+/* Portico with a second listen address (`listen`, a template naming its port; bound before the
+ * 127.0.0.1 listener the harness waits on, so up with it) and `extra` [proxy] lines. */
+static struct harness *start_beside(const char *listen, const char *extra, unsigned origin_port)
 {
-    (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
-    /* [::1] is bound first, so it is up once the 127.0.0.1 listener the harness waits on is */
     struct harness *h = harness_new();
     assert_non_null(h);
     assert_int_equal(harness_write_config(h,
                                           "[proxy]\n"
-                                          "listen = [::1]:{{free_port:v6}}\n"
+                                          "listen = %s\n"
                                           "listen = 127.0.0.1:{{port:listen}}\n"
                                           "workers = 1\n"
+                                          "%s"
                                           "[upstream u]\norigin = 127.0.0.1:%u\n",
-                                          fake_origin_port(o)),
+                                          listen, extra, origin_port),
                      0);
     if (harness_start(h) != 0)
         fail_msg("portico did not start: %s", harness_error(h));
-    uint16_t port = harness_port(h, "v6");
-    struct raw_conn *c = raw_connect_ip("::1", port, PX_IO_MS);
+    return h;
+}
+
+/* request from ip to port, answered 200. */
+static void get_ok_from(const char *ip, uint16_t port, const char *request)
+{
+    struct raw_conn *c = raw_connect_ip(ip, port, PX_IO_MS);
     if (!c)
-        fail_msg("connect [::1]:%u: %s", port, raw_last_error());
-    char req[128];
-    snprintf(req, sizeof(req), "GET /v6 HTTP/1.1\r\nHost: [::1]:%u\r\n\r\n", port);
-    assert_int_equal(raw_send_str(c, req), 0);
+        fail_msg("connect %s port %u: %s", ip, port, raw_last_error());
+    assert_int_equal(raw_send_str(c, request), 0);
     struct raw_response r;
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
     assert_int_equal(r.status, 200);
     raw_response_free(&r);
     raw_close(c);
+}
+
+static void test_ipv6_listener(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start_beside("[::1]:{{free_port:v6}}", "", fake_origin_port(o));
+    uint16_t port = harness_port(h, "v6");
+    char req[128];
+    snprintf(req, sizeof(req), "GET /v6 HTTP/1.1\r\nHost: [::1]:%u\r\n\r\n", port);
+    get_ok_from("::1", port, req);
     char *xff = fake_origin_request_header(o, 0, "X-Forwarded-For");
     char *host = fake_origin_request_header(o, 0, "Host");
     char want[64];
@@ -1919,32 +1933,12 @@ static void test_v4_mapped_listener(void **state)
     (void)state;
     struct fake_origin *o = fake_origin_start_kind(FO_OK);
     assert_non_null(o);
-    /* bound first, so it is up once the listener the harness waits on is */
-    struct harness *h = harness_new();
-    assert_non_null(h);
-    assert_int_equal(harness_write_config(h,
-                                          "[proxy]\n"
-                                          "listen = [::ffff:127.0.0.1]:{{free_port:mapped}}\n"
-                                          "listen = 127.0.0.1:{{port:listen}}\n"
-                                          "workers = 1\n"
-                                          "access_log = {{dir}}/access.log\n"
-                                          "access_log_format = text\n"
-                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
-                                          fake_origin_port(o)),
-                     0);
-    if (harness_start(h) != 0)
-        fail_msg("portico did not start: %s", harness_error(h));
-    uint16_t port = harness_port(h, "mapped");
-    struct raw_conn *c = raw_connect_ip("127.0.0.1", port, PX_IO_MS);
-    if (!c)
-        fail_msg("connect 127.0.0.1:%u: %s", port, raw_last_error());
-    assert_int_equal(raw_send_str(c, "GET /mapped HTTP/1.1\r\nHost: m\r\n"
-                                     "X-Request-Id: v4-mapped-1\r\n\r\n"), 0);
-    struct raw_response r;
-    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-    assert_int_equal(r.status, 200);
-    raw_response_free(&r);
-    raw_close(c);
+    struct harness *h = start_beside("[::ffff:127.0.0.1]:{{free_port:mapped}}",
+                                     "access_log = {{dir}}/access.log\n"
+                                     "access_log_format = text\n",
+                                     fake_origin_port(o));
+    get_ok_from("127.0.0.1", harness_port(h, "mapped"),
+                "GET /mapped HTTP/1.1\r\nHost: m\r\nX-Request-Id: v4-mapped-1\r\n\r\n");
     char *xff = fake_origin_request_header(o, 0, "X-Forwarded-For");
     assert_non_null(xff);
     assert_string_equal(xff, "127.0.0.1");
