@@ -476,6 +476,16 @@ static bool same_address(const struct sockaddr_storage *a, const struct sockaddr
     return false;
 }
 
+int upgrade_sockets_on(const struct sockaddr *sa, socklen_t salen)
+{
+    int n = 0;
+    for (int i = 0; i < heir.n; i++) {
+        const struct inherited *h = &heir.fds[i];
+        n += h->kind == INH_SOCKET && !h->taken && same_address(&h->addr, sa, salen);
+    }
+    return n;
+}
+
 int upgrade_take_sockets(const struct sockaddr *sa, socklen_t salen, int index, int targets,
                          int *out, int max)
 {

@@ -530,10 +530,25 @@ static bool descriptors_available(int need)
     return open + need <= (long)lim.rlim_cur;
 }
 
+/* Descriptors a new group opens: FDS_PER_WORKER a worker, the admin listener, and a socket per
+ * worker and address, less those an upgrade handed over, which the first group takes as they are
+ * (already open, so already counted: 35 workers on 15 addresses asked for 946 more on top of the
+ * 526 handed over, and a new process refused under the 1,024 a fresh start fits in). */
+static int descriptors_needed(const struct config *cfg, const struct worker_group *prev)
+{
+    int need = cfg->workers * FDS_PER_WORKER + 1;
+    for (int l = 0; l < cfg->nlisten; l++) {
+        const struct listen_conf *lc = &cfg->listens[l];
+        int held = prev ? 0 : upgrade_sockets_on((const struct sockaddr *)&lc->addr, lc->addrlen);
+        need += cfg->workers > held ? cfg->workers - held : 0;
+    }
+    return need;
+}
+
 struct worker_group *workers_bind(struct generation *gen, struct worker_group *prev)
 {
     const struct config *cfg = gen->cfg;
-    int need = cfg->workers * (FDS_PER_WORKER + cfg->nlisten) + 1;
+    int need = descriptors_needed(cfg, prev);
     if (!descriptors_available(need)) {
         log_problem("%d worker%s about %d free file descriptors, which the "
                     "limit (ulimit -n) does not leave",

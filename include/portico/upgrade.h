@@ -94,6 +94,10 @@ bool upgrade_inherit(void);
 /* Whether this process was started by an upgrade (upgrade_inherit found the variable). */
 bool upgrade_inherited(void);
 
+/* How many inherited listening sockets bound to sa are not taken yet: descriptors already open
+ * that the first group takes over instead of opening its own (worker.c counts what it needs). */
+int upgrade_sockets_on(const struct sockaddr *sa, socklen_t salen);
+
 /* Takes the inherited listening sockets bound to sa, for worker `index` of `targets`: socket
  * k of that address goes to worker k % targets, as a reload spreads them (worker.c). Returns
  * how many were stored in out (at most max); each becomes the caller's. */

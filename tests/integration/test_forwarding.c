@@ -1943,11 +1943,13 @@ static void test_v4_mapped_listener(void **state)
     assert_non_null(xff);
     assert_string_equal(xff, "127.0.0.1");
     free(xff);
+    /* the stop flushes the access log: the line is not waited for (a flush a second, 1 s) */
+    assert_int_equal(harness_stop(h), 0);
     char *line = px_log_line_for_id(h, "v4-mapped-1");
     if (!strstr(line, " client=127.0.0.1:"))
         fail_msg("the access log shows the client as: %s", line);
     free(line);
-    px_stop(h);
+    harness_free(h);
     fake_origin_stop(o);
 }
 

@@ -1375,5 +1375,8 @@ int main(void)
         cmocka_unit_test_teardown(test_simulator_curl, teardown),
         cmocka_unit_test_teardown(test_simulator_raw, teardown),
     };
+    /* TEST_FILTER=test_relay runs the matching tests only */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -79,13 +79,18 @@ static void test_inherit(void **state)
     assert_true(cloexec(s0) && cloexec(s1) && cloexec(other) && cloexec(claim));
     assert_true(cloexec(pipefd[1]));
 
-    /* two sockets of one address over two workers: one each, in order; none left over */
+    /* two sockets of one address over two workers: one each, in order; none left over. Those
+     * not taken yet are counted per address (worker.c needs that many fewer descriptors) */
+    assert_int_equal(upgrade_sockets_on((struct sockaddr *)&a, sizeof(a)), 2);
+    assert_int_equal(upgrade_sockets_on((struct sockaddr *)&b, sizeof(b)), 1);
     int got[4];
     assert_int_equal(upgrade_take_sockets((struct sockaddr *)&a, sizeof(a), 1, 2, got, 4), 1);
     assert_int_equal(got[0], s1);
+    assert_int_equal(upgrade_sockets_on((struct sockaddr *)&a, sizeof(a)), 1);
     assert_int_equal(upgrade_take_sockets((struct sockaddr *)&a, sizeof(a), 0, 2, got, 4), 1);
     assert_int_equal(got[0], s0);
     assert_int_equal(upgrade_take_sockets((struct sockaddr *)&a, sizeof(a), 0, 1, got, 4), 0);
+    assert_int_equal(upgrade_sockets_on((struct sockaddr *)&a, sizeof(a)), 0);
     /* the claim, whatever uid its name says; once */
     char prefix[64];
     snprintf(prefix, sizeof(prefix), "portico-test-upgrade");
