@@ -212,21 +212,51 @@ static void assert_exits_0(struct harness *h, int ms)
     }
 }
 
+/* Tells the process pid (ours or the old process's child) sig and waits up to ms for it to end,
+ * not reaping it (its pidfd says so). 0, or -1 when it still runs. */
+static int signal_and_wait(long pid, int sig, int ms)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+    assert_true(pidfd >= 0);
+    assert_int_equal(kill((pid_t)pid, sig), 0);
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    int rc = poll(&p, 1, ms) == 1 ? 0 : -1;
+    close(pidfd);
+    return rc;
+}
+
 /* Stops the new process (ours once the old one exited: we are a subreaper) and returns its
  * exit code; 128 + signal when it died of one (SIGKILL after IO_MS). */
 static int stop_new(long pid)
 {
-    int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
-    assert_true(pidfd >= 0);
-    kill((pid_t)pid, SIGTERM);
-    struct pollfd p = {.fd = pidfd, .events = POLLIN};
-    if (poll(&p, 1, SANITIZED ? 4 * IO_MS : IO_MS) != 1)
+    if (signal_and_wait(pid, SIGTERM, SANITIZED ? 4 * IO_MS : IO_MS) != 0)
         kill((pid_t)pid, SIGKILL);
-    close(pidfd);
     int status = 0;
     assert_int_equal(waitpid((pid_t)pid, &status, 0), (pid_t)pid);
     new_pid_live = 0;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* A connection whose GET /slow the gated origin holds (gate_open answers it 201): the
+ * exchange in flight that keeps an old process draining. */
+static struct raw_conn *hold_slow(struct harness *h, struct fake_origin *o)
+{
+    struct raw_conn *busy = px_connect(h);
+    assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(fake_origin_wait_requests(o, 1, IO_MS), 0);
+    return busy;
+}
+
+/* The held exchange answered (201) once the gate opens, and the old process then exits 0. */
+static void finish_slow(struct harness *h, struct raw_conn *busy)
+{
+    gate_open();
+    struct raw_response r;
+    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
+    assert_int_equal(r.status, 201);
+    raw_response_free(&r);
+    raw_close(busy);
+    assert_exits_0(h, IO_MS);
 }
 
 /* ---- (1) clients making new connections see none refused or reset ---- */
@@ -328,20 +358,12 @@ static void test_upgrade_finishes_in_flight(void **state)
     (void)state;
     struct fake_origin *o = origin_start();
     struct harness *h = start(fake_origin_port(o), NULL);
-    struct raw_conn *busy = px_connect(h);
-    assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
-    assert_int_equal(fake_origin_wait_requests(o, 1, IO_MS), 0);
+    struct raw_conn *busy = hold_slow(h, o);
 
     long pid = upgrade(h);
     assert_true(harness_running(h)); /* draining: the exchange holds it */
     assert_int_equal(get(px_port(h), "/after"), 200); /* the new process answers */
-    gate_open();
-    struct raw_response r;
-    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
-    assert_int_equal(r.status, 201);
-    raw_response_free(&r);
-    raw_close(busy);
-    assert_exits_0(h, IO_MS);
+    finish_slow(h, busy);
     assert_int_equal(stop_new(pid), 0);
     harness_free(h);
     origin_stop(o);
@@ -356,18 +378,11 @@ static void test_upgrade_old_lets_go(void **state)
     (void)state;
     struct fake_origin *o = origin_start();
     struct harness *h = start(fake_origin_port(o), NULL);
-    struct raw_conn *busy = px_connect(h);
-    assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
-    assert_int_equal(fake_origin_wait_requests(o, 1, IO_MS), 0);
+    struct raw_conn *busy = hold_slow(h, o);
     long pid = upgrade(h);
     assert_int_equal(get(px_port(h), "/after"), 200); /* the new process answers */
     /* stopped; the old process's child until it exits, so waited for by its pidfd */
-    int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
-    assert_true(pidfd >= 0);
-    assert_int_equal(kill((pid_t)pid, SIGTERM), 0);
-    struct pollfd p = {.fd = pidfd, .events = POLLIN};
-    assert_int_equal(poll(&p, 1, SANITIZED ? 4 * IO_MS : IO_MS), 1);
-    close(pidfd);
+    assert_int_equal(signal_and_wait(pid, SIGTERM, SANITIZED ? 4 * IO_MS : IO_MS), 0);
     assert_true(harness_running(h)); /* draining: the exchange holds it */
     struct raw_conn *late = raw_connect(px_port(h), IO_MS);
     if (late) {
@@ -375,13 +390,7 @@ static void test_upgrade_old_lets_go(void **state)
         fail_msg("a connection was accepted into a queue nobody serves");
     }
     assert_null(raw_connect(harness_port(h, "admin"), IO_MS));
-    gate_open();
-    struct raw_response r;
-    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
-    assert_int_equal(r.status, 201);
-    raw_response_free(&r);
-    raw_close(busy);
-    assert_exits_0(h, IO_MS);
+    finish_slow(h, busy);
     int status = 0; /* ours now, to reap (a subreaper) */
     assert_int_equal(waitpid((pid_t)pid, &status, 0), (pid_t)pid);
     new_pid_live = 0;
@@ -399,16 +408,9 @@ static void test_upgrade_restart_after_crash(void **state)
     (void)state;
     struct fake_origin *o = origin_start();
     struct harness *h = start(fake_origin_port(o), NULL);
-    struct raw_conn *busy = px_connect(h);
-    assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
-    assert_int_equal(fake_origin_wait_requests(o, 1, IO_MS), 0);
+    struct raw_conn *busy = hold_slow(h, o);
     long pid = upgrade(h);
-    int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
-    assert_true(pidfd >= 0);
-    assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
-    struct pollfd p = {.fd = pidfd, .events = POLLIN};
-    assert_int_equal(poll(&p, 1, IO_MS), 1); /* gone, unreaped */
-    close(pidfd);
+    assert_int_equal(signal_and_wait(pid, SIGKILL, IO_MS), 0); /* gone, unreaped */
     assert_int_equal(pid_file(h), pid);
 
     struct harness *again = harness_new();
@@ -431,13 +433,7 @@ static void test_upgrade_restart_after_crash(void **state)
     assert_int_equal(get(px_port(h), "/after"), 200);
     assert_int_equal(pid_file(h), harness_pid(again));
 
-    gate_open();
-    struct raw_response r;
-    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
-    assert_int_equal(r.status, 201);
-    raw_response_free(&r);
-    raw_close(busy);
-    assert_exits_0(h, IO_MS);
+    finish_slow(h, busy);
     int status = 0; /* ours now (a subreaper) */
     assert_int_equal(waitpid((pid_t)pid, &status, 0), (pid_t)pid);
     new_pid_live = 0;
@@ -486,9 +482,7 @@ static void test_upgrade_dropped_address(void **state)
         fail_msg("portico did not start: %s", harness_error(h));
     uint16_t gone = harness_port(h, "gone"), admin = harness_port(h, "admin");
     /* the one place taken: the worker holds both proxy listeners, so the next one queues */
-    struct raw_conn *busy = px_connect(h);
-    assert_int_equal(raw_send_str(busy, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
-    assert_int_equal(fake_origin_wait_requests(o, 1, IO_MS), 0);
+    struct raw_conn *busy = hold_slow(h, o);
     struct raw_conn *queued = px_connect_port(gone);
     assert_int_equal(raw_send_str(queued, "GET /q HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
 
@@ -511,12 +505,7 @@ static void test_upgrade_dropped_address(void **state)
     assert_true(get(harness_port(h, "admin2"), "/healthz") > 0);
     assert_int_equal(get(px_port(h), "/after"), 200); /* the kept one: the new process */
 
-    gate_open();
-    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
-    assert_int_equal(r.status, 201);
-    raw_response_free(&r);
-    raw_close(busy);
-    assert_exits_0(h, IO_MS);
+    finish_slow(h, busy);
     assert_int_equal(stop_new(pid), 0);
     harness_free(h);
     origin_stop(o);
@@ -766,6 +755,40 @@ static void test_upgrade_keeps_defer_accept(void **state)
     origin_stop(o);
 }
 
+/* A binary that holds an upgrade back: started from a copy of the real one in a directory of
+ * its own, whose path then holds a script that waits on a FIFO (release_held) before it execs
+ * the real binary. */
+struct held_binary {
+    char dir[PATH_MAX];
+    char fifo[PATH_MAX + 16];
+};
+
+static struct harness *start_held(unsigned origin_port, struct held_binary *b)
+{
+    char bin[PATH_MAX + 16], real[PATH_MAX];
+    assert_int_equal(tu_make_temp_dir("portico-upgrade-bin", b->dir, sizeof(b->dir)), 0);
+    snprintf(bin, sizeof(bin), "%s/portico", b->dir);
+    snprintf(b->fifo, sizeof(b->fifo), "%s/go", b->dir);
+    assert_non_null(realpath(portico_bin(), real));
+    install(real, bin);
+    assert_int_equal(mkfifo(b->fifo, 0600), 0);
+    struct harness *h = start(origin_port, bin);
+    char script[3 * PATH_MAX];
+    snprintf(script, sizeof(script), "#!/bin/sh\nread go < '%s'\nexec '%s' \"$@\"\n", b->fifo,
+             real);
+    install_text(script, bin);
+    return h;
+}
+
+/* Lets the held upgrade go on. */
+static void release_held(const struct held_binary *b)
+{
+    int w = open(b->fifo, O_WRONLY | O_CLOEXEC); /* the script has it open for reading */
+    assert_true(w >= 0);
+    assert_int_equal(write(w, "go\n", 3), 3);
+    close(w);
+}
+
 /* The binary's path holds a script that waits on a FIFO, then execs the real binary: while it
  * waits, a second SIGUSR2 and a SIGHUP are refused with a warning and the old process serves;
  * once the FIFO is written, the upgrade goes through. */
@@ -773,19 +796,8 @@ static void test_upgrade_one_at_a_time(void **state)
 {
     (void)state;
     struct fake_origin *o = origin_start();
-    char dir[PATH_MAX], bin[PATH_MAX + 16], fifo[PATH_MAX + 16], real[PATH_MAX];
-    assert_int_equal(tu_make_temp_dir("portico-upgrade-bin", dir, sizeof(dir)), 0);
-    snprintf(bin, sizeof(bin), "%s/portico", dir);
-    snprintf(fifo, sizeof(fifo), "%s/go", dir);
-    assert_non_null(realpath(portico_bin(), real));
-    install(real, bin);
-    assert_int_equal(mkfifo(fifo, 0600), 0);
-    struct harness *h = start(fake_origin_port(o), bin);
-
-    char script[3 * PATH_MAX];
-    snprintf(script, sizeof(script), "#!/bin/sh\nread go < '%s'\nexec '%s' \"$@\"\n", fifo,
-             real);
-    install_text(script, bin);
+    struct held_binary b;
+    struct harness *h = start_held(fake_origin_port(o), &b);
     assert_int_equal(harness_signal(h, SIGUSR2), 0);
     assert_int_equal(harness_wait_log(h, "SIGUSR2: upgrading", IO_MS), 0);
     assert_int_equal(harness_signal(h, SIGUSR2), 0);
@@ -795,10 +807,7 @@ static void test_upgrade_one_at_a_time(void **state)
     assert_int_equal(get(px_port(h), "/"), 200);
     assert_int_equal(pid_file(h), harness_pid(h));
 
-    int w = open(fifo, O_WRONLY | O_CLOEXEC); /* the script has it open for reading */
-    assert_true(w >= 0);
-    assert_int_equal(write(w, "go\n", 3), 3);
-    close(w);
+    release_held(&b);
     assert_int_equal(harness_wait_log(h, "upgrade: stopping: listeners closed", UPGRADE_MS), 0);
     long pid = new_pid_logged(h);
     assert_int_equal(pid_file(h), pid);
@@ -807,7 +816,7 @@ static void test_upgrade_one_at_a_time(void **state)
     assert_int_equal(harness_wait_log_count(h, "SIGUSR2: upgrading", 1, 0), 0);
     assert_int_equal(stop_new(pid), 0);
     harness_free(h);
-    tu_remove_tree(dir);
+    tu_remove_tree(b.dir);
     origin_stop(o);
 }
 
@@ -829,18 +838,8 @@ static void test_upgrade_cancelled_by_stop(void **state)
 {
     (void)state;
     struct fake_origin *o = origin_start();
-    char dir[PATH_MAX], bin[PATH_MAX + 16], fifo[PATH_MAX + 16], real[PATH_MAX];
-    assert_int_equal(tu_make_temp_dir("portico-upgrade-bin", dir, sizeof(dir)), 0);
-    snprintf(bin, sizeof(bin), "%s/portico", dir);
-    snprintf(fifo, sizeof(fifo), "%s/go", dir);
-    assert_non_null(realpath(portico_bin(), real));
-    install(real, bin);
-    assert_int_equal(mkfifo(fifo, 0600), 0);
-    struct harness *h = start(fake_origin_port(o), bin);
-    char script[3 * PATH_MAX];
-    snprintf(script, sizeof(script), "#!/bin/sh\nread go < '%s'\nexec '%s' \"$@\"\n", fifo,
-             real);
-    install_text(script, bin);
+    struct held_binary b;
+    struct harness *h = start_held(fake_origin_port(o), &b);
     assert_int_equal(harness_signal(h, SIGUSR2), 0);
     assert_int_equal(harness_wait_log(h, "SIGUSR2: upgrading", IO_MS), 0);
     assert_int_equal(harness_signal(h, SIGTERM), 0);
@@ -851,7 +850,7 @@ static void test_upgrade_cancelled_by_stop(void **state)
     assert_int_equal(pid_file(h), 0);
     assert_int_equal(get(px_port(h), "/"), -1); /* nothing serves: the new one never did */
     harness_free(h);
-    tu_remove_tree(dir);
+    tu_remove_tree(b.dir);
     origin_stop(o);
 }
 
@@ -1164,7 +1163,6 @@ int main(void)
         cmocka_unit_test_teardown(test_upgrade_after_dropping_privileges, teardown),
         cmocka_unit_test_teardown(test_upgrade_keeps_defer_accept, teardown),
     };
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
