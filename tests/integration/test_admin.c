@@ -728,7 +728,6 @@ int main(void)
         cmocka_unit_test(test_admin_body_after_long_head),
     };
     /* TEST_FILTER=test_admin_body* runs the matching tests only */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1709,8 +1709,7 @@ int main(void)
 {
     tu_ignore_sigpipe();
     /* TEST_FILTER=test_reload* runs the matching tests only */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_robin),
         cmocka_unit_test(test_weights),

@@ -341,8 +341,7 @@ static void test_no_warning_far_from_expiry(void **state)
 
 int main(void)
 {
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_warns),
         cmocka_unit_test(test_probe_warns),

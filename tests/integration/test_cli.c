@@ -904,6 +904,7 @@ static void test_relative_paths(void **state)
 
 int main(void)
 {
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_default_config),
         cmocka_unit_test(test_check_bad_config),

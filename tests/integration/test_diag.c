@@ -1443,8 +1443,7 @@ static void test_json_reader(void **state)
 int main(void)
 {
     /* TEST_FILTER=test_timings* runs the matching tests only */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_reader),
         cmocka_unit_test(test_access_log_success),

@@ -468,7 +468,6 @@ int main(void)
         cmocka_unit_test(test_retry_after_tcp_failure),
         cmocka_unit_test(test_tcp_asks_the_nameserver_that_answered),
     };
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

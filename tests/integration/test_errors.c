@@ -556,6 +556,7 @@ static void test_access_log_lines(void **state)
 
 int main(void)
 {
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_overrides_config),

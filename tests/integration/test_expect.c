@@ -763,6 +763,7 @@ static void test_curl(void **state)
 
 int main(void)
 {
+    tu_test_filter();
     tu_ignore_sigpipe();
     for (size_t i = 0; i < sizeof(body); i++)
         body[i] = (char)('a' + i % 26);

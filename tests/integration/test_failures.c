@@ -1724,7 +1724,6 @@ int main(void)
 
     tu_ignore_sigpipe();
     /* TEST_FILTER=test_dns_every* runs the matching tests only */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     return cmocka_run_group_tests(tests, world_up, world_down);
 }

@@ -1014,8 +1014,7 @@ int main(void)
     };
     tu_ignore_sigpipe();
     /* TEST_FILTER=test_throttle* runs the matching tests only */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     int failed = cmocka_run_group_tests_name("actions", actions, group_up, group_down);
     return failed + cmocka_run_group_tests_name("header control", control, NULL, NULL);
 }

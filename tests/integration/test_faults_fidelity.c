@@ -874,6 +874,7 @@ static void test_throttle_read_timeout(void **state)
 
 int main(void)
 {
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_type_has_a_case),
         cmocka_unit_test(test_fidelity),

@@ -2715,8 +2715,7 @@ static void test_client_leaves_mid_response(void **state)
 int main(void)
 {
     /* TEST_FILTER=test_many* runs the matching tests only */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_curl_methods),
         cmocka_unit_test(test_curl_keepalive_100_urls),

@@ -545,7 +545,6 @@ int main(void)
         cmocka_unit_test_teardown(test_fin_while_answer_goes_out, teardown),
     };
     /* TEST_FILTER=test_answer_tls runs the matching tests only */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -395,6 +395,7 @@ static void test_pipelining_flood(void **state)
 
 int main(void)
 {
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stray_pipelined),
         cmocka_unit_test(test_stray_same_client),

@@ -2788,8 +2788,7 @@ int main(void)
 {
     tu_ignore_sigpipe();
     /* TEST_FILTER=test_stop* runs the matching tests only (the gigabyte download is long) */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alpn_both_protocols),
         cmocka_unit_test(test_max_forwards_zero),

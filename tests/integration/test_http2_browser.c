@@ -318,6 +318,7 @@ static void test_browser_uses_early_hints_over_h2_only(void **state)
 
 int main(void)
 {
+    tu_test_filter();
     tu_ignore_sigpipe();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_browser_uses_early_hints_over_h2_only),

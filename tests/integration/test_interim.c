@@ -1350,9 +1350,7 @@ static void test_simulator_raw(void **state)
 int main(void)
 {
     tu_ignore_sigpipe();
-    /* TEST_FILTER=test_relay runs the matching tests only */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_relay, teardown),
         cmocka_unit_test_teardown(test_http10_gets_no_interim, teardown),
@@ -1375,8 +1373,5 @@ int main(void)
         cmocka_unit_test_teardown(test_simulator_curl, teardown),
         cmocka_unit_test_teardown(test_simulator_raw, teardown),
     };
-    /* TEST_FILTER=test_relay runs the matching tests only */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2472,8 +2472,7 @@ int main(void)
     tu_ignore_sigpipe();
     gate.fds[0] = gate.fds[1] = -1;
     /* TEST_FILTER=test_user* runs the matching tests only */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_graceful_stop),
         cmocka_unit_test(test_second_signal_stops_now),

@@ -961,9 +961,7 @@ static void test_defer_accept_silent_client(void **state)
 int main(void)
 {
     tu_ignore_sigpipe();
-    /* TEST_FILTER=test_defer* runs the matching tests only */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_max_connections),
         cmocka_unit_test(test_max_connections_h2c),

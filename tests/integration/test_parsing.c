@@ -769,6 +769,7 @@ static void test_bad_response_body_http10(void **state)
 
 int main(void)
 {
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_size_limits),

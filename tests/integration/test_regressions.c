@@ -1226,8 +1226,7 @@ int main(void)
 {
     memset(big_put, 'b', sizeof(big_put) - 1);
     /* TEST_FILTER=test_local* runs the matching tests only */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunked_fill_keepalive),
         cmocka_unit_test(test_chunked_fill_close),

@@ -790,7 +790,6 @@ int main(void)
         cmocka_unit_test(test_reload_changes_listeners),
     };
     /* TEST_FILTER=test_reload_resized* runs the matching tests only */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

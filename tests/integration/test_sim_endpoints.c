@@ -496,6 +496,7 @@ static void test_access_log_lines(void **state)
 
 int main(void)
 {
+    tu_test_filter();
     /* one test per endpoint, named by its path */
     struct CMUnitTest tests[ARRAY_SIZE(cases) + 8];
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {

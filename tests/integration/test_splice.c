@@ -933,6 +933,7 @@ static void test_no_pipe(void **state)
 
 int main(void)
 {
+    tu_test_filter();
     tu_ignore_sigpipe();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_large_bodies),

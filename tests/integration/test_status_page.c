@@ -201,6 +201,7 @@ static void test_page_in_chromium(void **state)
 
 int main(void)
 {
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_page_in_chromium),
     };

@@ -416,6 +416,7 @@ static void test_curl_large_bodies(void **state)
 
 int main(void)
 {
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_big_upload_and_download),
         cmocka_unit_test(test_streamed_framings),

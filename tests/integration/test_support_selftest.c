@@ -1440,6 +1440,7 @@ int main(int argc, char **argv)
     if (getenv(FAKE_ENV) != NULL) {
         return fake_portico(argc, argv);
     }
+    tu_test_filter();
     ssize_t n = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
 
     if (n <= 0) {

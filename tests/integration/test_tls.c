@@ -1871,8 +1871,7 @@ static void test_sni_checked(void **state)
 int main(void)
 {
     /* TEST_FILTER=test_tunnel* runs the matching tests only */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_upstream_tls),
         cmocka_unit_test(test_upstream_absolute_name),

@@ -498,6 +498,7 @@ static void test_close_notify_with_keepalive_response(void **state)
 
 int main(void)
 {
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_close_notify_no_fin),
         cmocka_unit_test(test_pipelined_then_close_notify),

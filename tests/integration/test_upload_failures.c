@@ -238,6 +238,7 @@ static void test_slow_upload_not_total_timeout(void **state)
 
 int main(void)
 {
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_refused_keeps_connection, teardown),
         cmocka_unit_test_teardown(test_tls_failure_keeps_connection, teardown),

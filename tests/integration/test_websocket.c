@@ -1223,8 +1223,7 @@ int main(void)
 {
     tu_ignore_sigpipe();
     /* TEST_FILTER=test_last* runs the matching tests only */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo),
         cmocka_unit_test(test_idle_timeout),

@@ -11,7 +11,9 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <setjmp.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 extern char **environ;
 
@@ -488,4 +492,11 @@ int tu_json_get_number(const char *json, const char *key, double *out)
 bool tu_contains(const char *hay, const char *needle)
 {
     return hay != NULL && strstr(hay, needle) != NULL;
+}
+
+void tu_test_filter(void)
+{
+    const char *glob = getenv("TEST_FILTER");
+    if (glob)
+        cmocka_set_test_filter(glob);
 }

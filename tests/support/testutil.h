@@ -23,6 +23,10 @@ int tu_ms_left(int64_t deadline);
  * 0 on timeout, -1 on error. */
 int tu_poll_until(int fd, short events, int64_t deadline, short *revents);
 
+/* Runs only the rows whose names match the glob in TEST_FILTER, when it is set (cmocka's
+ * filter): every test binary takes it, so that one row can be run alone. */
+void tu_test_filter(void);
+
 /* Ignores SIGPIPE once per process (sockets and SSL would otherwise kill the test). */
 void tu_ignore_sigpipe(void);
 
