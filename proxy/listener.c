@@ -36,7 +36,7 @@ struct listener {
     bool held;                             /* at its limit (listener_hold): not accepting */
     int sndbuf;                            /* SO_SNDBUF set on the socket (by us or a previous
                                               group), 0: never set, the kernel's autotuning */
-    bool deferred;                         /* TCP_DEFER_ACCEPT is set on the socket (by us or a
+    atomic_bool deferred;                  /* TCP_DEFER_ACCEPT is set on the socket (by us or a
                                               previous group): accepts come with their bytes */
     const char *text;                      /* the address as configured, for messages (the
                                               config's: it outlives us) */
@@ -49,7 +49,9 @@ static void accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sock
     (void)el, (void)salen;
     struct listener *lis = arg;
     lis->accept_failing = false;
-    client_new(lis->loop, fd, sa, lis->tls, lis->kind, lis->deferred);
+    /* set by the main thread when a reload's group takes the socket over, while we accept */
+    client_new(lis->loop, fd, sa, lis->tls, lis->kind,
+               atomic_load_explicit(&lis->deferred, memory_order_relaxed));
 }
 
 static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -170,7 +172,7 @@ static void set_sndbuf(struct listener *lis)
 static void set_deferred(struct listener *lis, bool known)
 {
     bool want = lis->kind != CLIENT_ADMIN && lis->loop->cfg->defer_accept;
-    if (known && want == lis->deferred)
+    if (known && want == atomic_load(&lis->deferred))
         return;
     int secs = want ? 1 : 0;
     if (setsockopt(lis->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs)) != 0) {
@@ -180,7 +182,7 @@ static void set_deferred(struct listener *lis, bool known)
             return; /* as it was */
         want = true; /* unknown: a read at accept is right either way, and cheap if in vain */
     }
-    lis->deferred = want;
+    atomic_store(&lis->deferred, want);
 }
 
 void listener_take_over(struct listener *lis)
@@ -190,7 +192,7 @@ void listener_take_over(struct listener *lis)
     atomic_store(&lis->inherited->owns_fd, false);
     atomic_store(&lis->owns_fd, true);
     lis->sndbuf = lis->inherited->sndbuf;
-    lis->deferred = lis->inherited->deferred;
+    atomic_store(&lis->deferred, atomic_load(&lis->inherited->deferred));
     lis->inherited = NULL; /* the old group may go: no pointer into it is kept */
     set_sndbuf(lis);
     set_deferred(lis, true);
@@ -239,7 +241,7 @@ static struct listener *open_on(struct loop *l, struct listener *from, int hande
     setsockopt(lis->fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero));
     lis->text = text;
     if (from) { /* a kept socket takes client_sndbuf and defer_accept when the group starts */
-        lis->deferred = from->deferred; /* the socket's, until then */
+        atomic_store(&lis->deferred, atomic_load(&from->deferred)); /* the socket's, till then */
     } else {
         set_sndbuf(lis);
         set_deferred(lis, handed < 0); /* a new socket defers nothing; a handed one, unknown */
