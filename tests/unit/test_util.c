@@ -414,7 +414,7 @@ static void test_peer_ip_str(void **state)
         {AF_INET, "127.0.0.1", 50312, "127.0.0.1"},
         {AF_INET6, "::1", 443, "::1"},
         {AF_INET6, "::ffff:127.0.0.1", 50312, "127.0.0.1"},
-        {AF_INET6, "::ffff:10.9.99.12", 1, "10.9.99.12"},
+        {AF_INET6, "::ffff:127.9.99.12", 1, "127.9.99.12"},
         {AF_INET6, "::ffff:0.0.0.0", 2, "0.0.0.0"},
         {AF_INET6, "::127.0.0.1", 3, "::127.0.0.1"},         /* v4-compatible: not mapped */
         {AF_INET6, "64:ff9b::7f00:1", 4, "64:ff9b::7f00:1"}, /* NAT64: an IPv6 peer */
