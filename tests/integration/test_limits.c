@@ -929,7 +929,8 @@ static void test_defer_accept_serves(void **state)
  * its 408 after client_header_timeout (100 ms). With it the kernel holds the connection unseen
  * (SYN-RECV), sends its SYN-ACK again after 1 s, accepts it on the client's ACK, and the timeout
  * counts from there: the 408 after about 1.1 s. A reload turns it on for the listening sockets it
- * keeps (TLS and h2c alike: a silent TLS client is closed without a 408, not asserted here). */
+ * keeps (TLS and h2c alike: a silent TLS client is closed without a 408, not asserted here), and
+ * a second one off again. */
 static void test_defer_accept_silent_client(void **state)
 {
     (void)state;
@@ -954,6 +955,14 @@ static void test_defer_accept_silent_client(void **state)
     struct raw_conn *c = px_connect(h); /* one that speaks is served at once */
     assert_int_equal(exchange_ok(c, "/after"), 200);
     raw_close(c);
+    /* and a reload back to off clears it from the socket it keeps */
+    assert_int_equal(defer_config(h, "off", fake_origin_port(o)), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log_count(h, "is live", 2, PX_IO_MS), 0);
+    int64_t again = silent_client_408_ms(px_port(h));
+    if (again >= 900)
+        fail_msg("after a reload to off, a silent client's 408 came after %lld ms (want < 900)",
+                 (long long)again);
     px_stop(h);
     fake_origin_stop(o);
 }
