@@ -117,7 +117,8 @@ void sock_handshake(struct sock *s);
 
 /* Reads from the loop in this turn, as if epoll had said the socket is readable (a socket
  * accepted with its first bytes, defer_accept): a TLS handshake takes its step, a plain one
- * reads. Finding nothing costs a read that would block; the sock then waits for epoll. */
+ * reads. Finding nothing costs a read that would block; the sock then waits for epoll. A TLS
+ * handshake peeks first, and waits for epoll when there is nothing (OpenSSL's buffers). */
 void sock_read_now(struct sock *s);
 
 /* Turns reading on or off. While on, SOCK_READABLE arrives whenever bytes were read. */
