@@ -454,6 +454,7 @@ static void answer_final_recipient(struct exchange *ex)
         {"Content-Type", 12, "text/plain; charset=utf-8", 25, H1_F_OTHER},
     };
     size_t body = trace ? sizeof(why_not) - 1 : 0;
+    /* OPTIONS has no content, so no Content-Type: the last field is left out */
     struct resp_head head = {.status = trace ? HTTP_METHOD_NOT_ALLOWED : HTTP_OK,
                              .fields = fields, .nfields = ARRAY_LEN(fields) - !trace,
                              .framing = H1_BODY_LENGTH, .content_length = body,

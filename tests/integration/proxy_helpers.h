@@ -124,6 +124,22 @@ PX_HELPER struct px_fds px_wait_fds(pid_t pid, struct px_fds base)
     return now;
 }
 
+/* How long (ms) a client that connects to port and sends nothing waits for its 408 (a
+ * deferred accept holds it a second first); fails the test when another answer, or none, comes. */
+PX_HELPER int64_t px_silent_client_408_ms(uint16_t port)
+{
+    int64_t t0 = tu_now_ms();
+    struct raw_conn *c = raw_connect(port, PX_IO_MS);
+    assert_non_null(c);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    int64_t ms = tu_now_ms() - t0;
+    assert_int_equal(r.status, 408);
+    raw_response_free(&r);
+    raw_close(c);
+    return ms;
+}
+
 /* Starts Portico with one worker, an access log in the temp dir, `proxy_extra` lines appended
  * to [proxy] and `rest` (upstreams and routes, printf-formatted) after it. Fails the test when
  * it does not start. */

@@ -875,22 +875,6 @@ static int defer_config(struct harness *h, const char *defer, uint16_t origin)
                                 defer, origin);
 }
 
-/* How long (ms) a client that connects to port and sends nothing waits for its 408; fails the
- * test when another answer, or none, comes. */
-static int64_t silent_client_408_ms(uint16_t port)
-{
-    int64_t t0 = tu_now_ms();
-    struct raw_conn *c = raw_connect(port, PX_IO_MS);
-    assert_non_null(c);
-    struct raw_response r;
-    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-    int64_t ms = tu_now_ms() - t0;
-    assert_int_equal(r.status, 408);
-    raw_response_free(&r);
-    raw_close(c);
-    return ms;
-}
-
 /* defer_accept = on: the kernel hands over a connection once its first bytes came, which Portico
  * reads at the accept. HTTP/1.1, TLS (the ClientHello) and h2c (the preface) are served. */
 static void test_defer_accept_serves(void **state)
@@ -941,11 +925,11 @@ static void test_defer_accept_silent_client(void **state)
     assert_int_equal(defer_config(h, "off", fake_origin_port(o)), 0);
     if (harness_start(h) != 0)
         fail_msg("portico did not start: %s", harness_error(h));
-    int64_t off = silent_client_408_ms(px_port(h));
+    int64_t off = px_silent_client_408_ms(px_port(h));
     assert_int_equal(defer_config(h, "on", fake_origin_port(o)), 0);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
     assert_int_equal(harness_wait_log(h, "is live", PX_IO_MS), 0);
-    int64_t on = silent_client_408_ms(px_port(h));
+    int64_t on = px_silent_client_408_ms(px_port(h));
     print_message("  a silent client's 408: after %lld ms, %lld ms with defer_accept\n",
                   (long long)off, (long long)on);
     if (off >= 900 || on < 1000)
@@ -959,7 +943,7 @@ static void test_defer_accept_silent_client(void **state)
     assert_int_equal(defer_config(h, "off", fake_origin_port(o)), 0);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
     assert_int_equal(harness_wait_log_count(h, "is live", 2, PX_IO_MS), 0);
-    int64_t again = silent_client_408_ms(px_port(h));
+    int64_t again = px_silent_client_408_ms(px_port(h));
     if (again >= 900)
         fail_msg("after a reload to off, a silent client's 408 came after %lld ms (want < 900)",
                  (long long)again);
