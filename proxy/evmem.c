@@ -126,19 +126,25 @@ struct evbuffer *evmem_buffer_new(void)
     return evbuffer_new();
 }
 
+size_t evmem_drop_empty(struct evbuffer *b)
+{
+    /* A drain frees every chain it empties, but does nothing to an empty buffer: a byte added
+     * into the empty chain's room lets it. */
+    size_t had = evbuffer_get_length(b);
+    if (!had && evbuffer_peek(b, 1, NULL, NULL, 0) > 0 && evbuffer_add(b, "", 1) == 0)
+        evbuffer_drain(b, 1);
+    return had;
+}
+
 void evmem_buffer_free(struct evbuffer *b)
 {
     if (!b)
         return;
-    /* Its chains go as evbuffer_free would let them: a drain frees them all, but does nothing
-     * to an empty buffer, which may hold the chain its last read reserved and left empty (an
-     * end or EAGAIN: 32 KiB, sock.c): a byte added into that chain's room lets it. */
-    size_t left = evbuffer_get_length(b);
-    if (!left && evbuffer_peek(b, 1, NULL, NULL, 0) > 0 && evbuffer_add(b, "", 1) == 0)
-        left = 1;
+    /* Its chains go as evbuffer_free would let them (the empty one of a last read included). */
+    size_t left = evmem_drop_empty(b);
     if (left)
         evbuffer_drain(b, left);
-    if (kept.nbuf < EVMEM_BUFFERS && (!left || evbuffer_get_length(b) == 0) && registered()) {
+    if (kept.nbuf < EVMEM_BUFFERS && evbuffer_get_length(b) == 0 && registered()) {
         BUF_POISON(b);
         kept.buf[kept.nbuf++] = b;
         return;

@@ -302,6 +302,8 @@ static long read_in(struct sock *s)
     }
     if (total)
         s->read_since = event_now_us();
+    else /* a silent socket (a first read at accept) holds no 16 KiB it found nothing for */
+        evmem_drop_empty(s->in);
     if (s->flags & SF_READ_PAUSED)
         update_rev(s);
     return (long)total;

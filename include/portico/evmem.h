@@ -40,6 +40,11 @@ void evmem_free(void *p);
  * out of memory. Only for buffers that never get callbacks or flags (sock.c's). */
 struct evbuffer *evmem_buffer_new(void);
 
+/* Frees the chain an empty b may still hold: the room a read reserved and found nothing for (an
+ * EAGAIN or an end, sock.c), which libevent keeps until the buffer is freed. Returns what b
+ * held before (0 when it was empty). */
+size_t evmem_drop_empty(struct evbuffer *b);
+
 /* Drains b (NULL is fine) and keeps it for this thread's next evmem_buffer_new, or frees it when
  * EVMEM_BUFFERS are kept already. */
 void evmem_buffer_free(struct evbuffer *b);
