@@ -31,22 +31,29 @@ static bool static_hop(const struct h1_field *f)
 static const unsigned portico_fields =
     hop_fields | H1_FIELD_BIT(H1_F_X_FORWARDED_FOR) | H1_FIELD_BIT(H1_F_X_FORWARDED_PROTO) |
     H1_FIELD_BIT(H1_F_X_FORWARDED_HOST) | H1_FIELD_BIT(H1_F_FORWARDED) |
-    H1_FIELD_BIT(H1_F_X_REAL_IP) | H1_FIELD_BIT(H1_F_X_REQUEST_ID) |
-    H1_FIELD_BIT(H1_F_PORTICO_FAULT);
+    H1_FIELD_BIT(H1_F_X_REAL_IP) | H1_FIELD_BIT(H1_F_PROXY_CLAIM) |
+    H1_FIELD_BIT(H1_F_X_REQUEST_ID) | H1_FIELD_BIT(H1_F_PORTICO_FAULT);
 
-/* Whether f is one of portico_fields spelt with '_' for '-' ("X_Forwarded_Proto"). CGI, WSGI
- * and Rack servers read both spellings as one variable (HTTP_X_FORWARDED_PROTO): the client's
+/* Whose '_' twins go: those, and Max-Forwards, which Portico rewrites on OPTIONS and TRACE and
+ * which means nothing on other methods (HTTP_MAX_FORWARDS would hold the client's number too). */
+static const unsigned twin_fields = portico_fields | H1_FIELD_BIT(H1_F_MAX_FORWARDS);
+
+/* Whether f is one of twin_fields spelt with '_' for '-' ("X_Forwarded_Proto"). CGI, WSGI and
+ * Rack servers read both spellings as one variable (HTTP_X_FORWARDED_PROTO): the client's
  * value came first ("https,http"), and the first is what an application may take (Django's
  * SECURE_PROXY_SSL_HEADER). nginx drops every name with '_' for this; only these twins go. */
 static bool underscore_twin(const struct h1_field *f)
 {
-    char name[32]; /* longer than every known name */
-    if (f->name_len >= sizeof(name) || !memchr(f->name, '_', f->name_len))
+    if (!memchr(f->name, '_', f->name_len))
         return false;
-    for (size_t i = 0; i < f->name_len; i++)
+    /* Longer than every known name: only an X-Forwarded-* name can match, and its first
+     * bytes say so (h1_field_id_of gives a name that long its prefix's id). */
+    char name[32];
+    size_t n = MIN(f->name_len, sizeof(name));
+    for (size_t i = 0; i < n; i++)
         name[i] = f->name[i] == '_' ? '-' : f->name[i];
-    enum h1_field_id id = h1_field_id_of(name, f->name_len);
-    return id != H1_F_OTHER && (portico_fields & H1_FIELD_BIT(id));
+    enum h1_field_id id = h1_field_id_of(name, n);
+    return id != H1_F_OTHER && (twin_fields & H1_FIELD_BIT(id));
 }
 
 static bool named_by_connection(const struct h1_field *f, const struct h1_field *fields, size_t n)
@@ -320,9 +327,12 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
             continue; /* set by us below */
         case H1_F_FORWARDED:
         case H1_F_X_REAL_IP:
-            /* The client's word on its address, scheme and host, which origins read before
-             * ours: Rack 3 takes Forwarded's proto= and host= over X-Forwarded-Proto and -Host,
-             * Spring's ForwardedHeaderFilter its first element, nginx's realip X-Real-IP. */
+        case H1_F_PROXY_CLAIM:
+            /* The client's word on its address, scheme, host, port or path, which origins read
+             * before or beside ours: Rack 3 takes Forwarded's proto= and host= over
+             * X-Forwarded-Proto and -Host, Spring's ForwardedHeaderFilter its first element,
+             * nginx's realip X-Real-IP; Rack's scheme X-Forwarded-Ssl before -Proto, Werkzeug's
+             * ProxyFix X-Forwarded-Port and -Prefix, Rails' RemoteIp Client-IP (README). */
             continue;
         case H1_F_TRACEPARENT:
             if (fwd->traceparent)

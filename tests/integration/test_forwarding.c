@@ -763,6 +763,50 @@ static const struct hop_row hop_rows[] = {
       "traceparent: TRACE\r\n"
       "Via: 1.1 portico\r\n"
       "\r\n" },
+    /* the client's other words on its connection go, in any spelling: X-Forwarded-* but -For,
+     * -Proto and -Host (Rack's scheme takes X-Forwarded-Ssl before -Proto, Werkzeug's ProxyFix
+     * -Port and -Prefix), the client-address fields (Rails' RemoteIp reads Client-IP), the path
+     * overrides Symfony dropped (CVE-2018-14773), the scheme ones; their near names stay */
+    { "client's proxy claims",
+      "GET /claims HTTP/1.1\r\n"
+      "Host: claims.test\r\n"
+      "X-Forwarded-Port: 443\r\n"
+      "X-Forwarded-Ssl: on\r\n"
+      "X-Forwarded-Scheme: https\r\n"
+      "X-Forwarded-Protocol: ssl\r\n"
+      "x-forwarded-prefix: /evil\r\n"
+      "X-Forwarded-Server: evil.example\r\n"
+      "X-Forwarded-Client-Cert-Chain-Of-The-Client: forged\r\n"
+      "X-Forwarded: kept\r\n"
+      "Client-IP: 127.6.6.6\r\n"
+      "X-Client-IP: 127.6.6.6\r\n"
+      "True-Client-IP: 127.6.6.6\r\n"
+      "X-Cluster-Client-IP: 127.6.6.6\r\n"
+      "CF-Connecting-IP: 127.6.6.6\r\n"
+      "Fastly-Client-IP: 127.6.6.6\r\n"
+      "X-Client-IPs: kept\r\n"
+      "Front-End-Https: on\r\n"
+      "X-Url-Scheme: https\r\n"
+      "X-Original-URL: /admin\r\n"
+      "X-Rewrite-URL: /admin\r\n"
+      "X_Forwarded_Port: 443\r\n"
+      "x_forwarded_prefix_of_a_name_longer_than_32: /evil\r\n"
+      "Client_IP: 127.6.6.6\r\n"
+      "True_Client_IP: 127.6.6.6\r\n"
+      "X_Original_URL: /admin\r\n"
+      "X-Request-Id: hop-test-claims\r\n"
+      "\r\n",
+      "GET /claims HTTP/1.1\r\n"
+      "Host: claims.test\r\n"
+      "X-Forwarded: kept\r\n"
+      "X-Client-IPs: kept\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: claims.test\r\n"
+      "X-Request-Id: hop-test-claims\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
     /* X-Forwarded-For fields make one chain (an empty one adds no empty element); a chunked
      * body is re-framed by Portico */
     { "POST chunked, two X-Forwarded-For",
@@ -865,6 +909,32 @@ static const struct hop_row hop_rows[] = {
       "X-Forwarded-Proto: http\r\n"
       "X-Forwarded-Host: t\r\n"
       "X-Request-Id: hop-test-mf3\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
+    /* Max_Forwards is HTTP_MAX_FORWARDS to CGI, WSGI and Rack, as Max-Forwards is: it goes,
+     * whatever the method, as the other '_' twins of fields Portico rewrites do */
+    { "TRACE, Max_Forwards goes",
+      "TRACE /t HTTP/1.1\r\nHost: t\r\nMax_Forwards: 5\r\nX-Request-Id: hop-test-mf5\r\n"
+      "Max-Forwards: 1\r\n\r\n",
+      "TRACE /t HTTP/1.1\r\n"
+      "Host: t\r\n"
+      "Max-Forwards: 0\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: t\r\n"
+      "X-Request-Id: hop-test-mf5\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
+    { "GET, Max_Forwards goes",
+      "GET /g HTTP/1.1\r\nHost: t\r\nmax_forwards: 0\r\nX-Request-Id: hop-test-mf6\r\n\r\n",
+      "GET /g HTTP/1.1\r\n"
+      "Host: t\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: t\r\n"
+      "X-Request-Id: hop-test-mf6\r\n"
       "traceparent: TRACE\r\n"
       "Via: 1.1 portico\r\n"
       "\r\n" },
@@ -2286,6 +2356,13 @@ static const char *const refused_trailers[] = {
     "X_Forwarded_For: 127.6.6.6", "x_forwarded_proto: https", "X-Forwarded_Host: evil.example",
     "X_Real_IP: 127.6.6.6", "X_Request_Id: forged", "Portico_Fault: status=503",
     "Proxy_Authorization: Basic Zm9vOmJhcg==", "Content_Type: text/html",
+    /* the client's other words on its connection (README), any spelling and length */
+    "X-Forwarded-Port: 443", "x-forwarded-ssl: on", "X-Forwarded-Prefix: /evil",
+    "X-Forwarded-Name-Longer-Than-Thirty-Two-Bytes: 1", "X_Forwarded_Scheme: https",
+    "Client-IP: 127.6.6.6", "X-Client-IP: 127.6.6.6", "True-Client-IP: 127.6.6.6",
+    "X-Cluster-Client-IP: 127.6.6.6", "CF-Connecting-IP: 127.6.6.6",
+    "Fastly-Client-IP: 127.6.6.6", "Front-End-Https: on", "X-Url-Scheme: https",
+    "X-Original-URL: /admin", "X-Rewrite-URL: /admin", "client_ip: 127.6.6.6",
     /* authentication */
     "Authorization: Bearer forged", "Cookie: session=forged", "Set-Cookie: session=forged",
     "WWW-Authenticate: Basic", "Authentication-Info: forged",

@@ -225,6 +225,50 @@ static void test_max_forwards_zero(void **state)
     fake_origin_stop(o);
 }
 
+/* An HTTP/2 request is forwarded under the head rules of HTTP/1.1 (README "What the origin
+ * receives"): the client's proxy claims go in any spelling, Max_Forwards goes. The old code
+ * passed them all. */
+static void test_forwarded_head_rules(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start_origin(fake_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    static const char *const claims[] = {
+        "x-forwarded-port", "x-forwarded-ssl", "x-forwarded-prefix", "client-ip",
+        "true-client-ip", "cf-connecting-ip", "x-original-url", "x_forwarded_port",
+        "x_client_ip", "max_forwards"};
+    /* curl() takes 20 arguments of ours: the fields go in two requests */
+    const char *const get[] = {
+        "-H", "X-Forwarded-Port: 8443", "-H", "X-Forwarded-Ssl: on", "-H",
+        "X-Forwarded-Prefix: /evil", "-H", "Client-IP: 127.6.6.6", "-H",
+        "True-Client-IP: 127.6.6.6", "-H", "CF-Connecting-IP: 127.6.6.6", "-H",
+        "X-Original-URL: /admin", "-H", "X_Forwarded_Port: 443", "-H", "X-Keep: yes", NULL};
+    const char *const more[] = {"-H", "X_Client_IP: 127.6.6.6", "-H", "X-Keep: yes", NULL};
+    const char *const options[] = {"-X", "OPTIONS", "-H", "Max-Forwards: 3", "-H",
+                                   "Max_Forwards: 9", NULL};
+    const char *const *const args[] = {get, more, options};
+    static const char *const paths[] = {"/claims", "/trace", "/mf"};
+    for (size_t i = 0; i < ARRAY_SIZE(args); i++) {
+        assert_int_equal(curl(h, "--http2", paths[i], args[i], &r), 0);
+        assert_true(tu_contains(r.err, "< HTTP/2 200"));
+        tu_cmd_result_free(&r);
+        char *head = fake_origin_request_head(o, (unsigned)i);
+        assert_non_null(head);
+        for (size_t k = 0; k < ARRAY_SIZE(claims); k++)
+            if (tu_contains(head, claims[k]))
+                fail_msg("the origin received %s:\n%s", claims[k], head);
+        if (i < 2 && !tu_contains(head, "\r\nx-keep: yes\r\n"))
+            fail_msg("the origin lost x-keep:\n%s", head);
+        if (i == 2 && !tu_contains(head, "\r\nMax-Forwards: 2\r\n"))
+            fail_msg("the origin's Max-Forwards is not 2:\n%s", head);
+        free(head);
+    }
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* Interim responses reach an HTTP/2 client as non-final HEADERS, in order: the configured 103,
  * the origin's 103 (its new link only), 102, then the final response. */
 static const struct fo_step interim_script[] = {
@@ -2792,6 +2836,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alpn_both_protocols),
         cmocka_unit_test(test_max_forwards_zero),
+        cmocka_unit_test(test_forwarded_head_rules),
         cmocka_unit_test(test_interim_headers_in_order),
         cmocka_unit_test(test_many_streams_and_h2load),
         cmocka_unit_test(test_uploads),
