@@ -286,12 +286,92 @@ static void max_forwards_line(struct head_buf *b, uint32_t n)
     hb_put(b, line, (size_t)len);
 }
 
+/* A joined trace's tracestate (W3C Trace Context, "tracestate Header Field Values" and
+ * "tracestate Limits"): a list holds at most 32 list-members, a vendor passes at least 512
+ * characters of it, and one that cuts it removes whole entries, those over 128 characters
+ * first, then from the end. Within both bounds the client's fields go on as they came; else
+ * one field of what the cut leaves (none when nothing is left). */
+#define TRACESTATE_MEMBERS_MAX 32
+#define TRACESTATE_LEN_MAX 512
+#define TRACESTATE_MEMBER_LONG 128
+
+/* The next list-member of v[*pos..len), OWS trimmed, empty ones skipped: split at ',' alone,
+ * not as h1_list_next does (a tracestate value may hold '"' and is no quoted-string). */
+static bool tracestate_next(const char *v, size_t len, size_t *pos, const char **m, size_t *mlen)
+{
+    while (*pos < len) {
+        size_t start = *pos;
+        const char *comma = memchr(v + start, ',', len - start);
+        size_t end = comma ? (size_t)(comma - v) : len;
+        *pos = comma ? end + 1 : len;
+        while (start < end && (v[start] == ' ' || v[start] == '\t'))
+            start++;
+        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+            end--;
+        if (end > start) {
+            *m = v + start;
+            *mlen = end - start;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether the request's tracestate fields, joined by ',', are within both bounds. */
+static bool tracestate_within(const struct h1_request *req)
+{
+    size_t len = 0, members = 0;
+    for (int i = h1_find(req->fields, req->nfields, H1_F_TRACESTATE, 0); i >= 0;
+         i = h1_find(req->fields, req->nfields, H1_F_TRACESTATE, (size_t)i + 1)) {
+        const struct h1_field *f = &req->fields[i];
+        len += (len ? 1 : 0) + f->value_len;
+        size_t pos = 0, mlen;
+        const char *m;
+        while (tracestate_next(f->value, f->value_len, &pos, &m, &mlen))
+            members++;
+        if (len > TRACESTATE_LEN_MAX || members > TRACESTATE_MEMBERS_MAX)
+            return false;
+    }
+    return true;
+}
+
+/* "tracestate: ..." of what the cut leaves of the request's list, if anything. */
+static void tracestate_cut(struct head_buf *b, const struct h1_request *req)
+{
+    char list[TRACESTATE_LEN_MAX];
+    size_t len = 0, members = 0;
+    for (int i = h1_find(req->fields, req->nfields, H1_F_TRACESTATE, 0); i >= 0;
+         i = h1_find(req->fields, req->nfields, H1_F_TRACESTATE, (size_t)i + 1)) {
+        const struct h1_field *f = &req->fields[i];
+        size_t pos = 0, mlen;
+        const char *m;
+        while (tracestate_next(f->value, f->value_len, &pos, &m, &mlen)) {
+            if (mlen > TRACESTATE_MEMBER_LONG) /* the long ones go first */
+                continue;
+            if (members == TRACESTATE_MEMBERS_MAX || len + (len ? 1 : 0) + mlen > sizeof(list))
+                goto cut; /* then the rest, from the end */
+            if (len)
+                list[len++] = ',';
+            memcpy(list + len, m, mlen);
+            len += mlen;
+            members++;
+        }
+    }
+cut:
+    if (len == 0) /* "Vendors ... SHOULD avoid sending" an empty one */
+        return;
+    HB_LIT(b, "tracestate: ");
+    hb_put(b, list, len);
+    HB_LIT(b, "\r\n");
+}
+
 void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                        const struct fwd_request *fwd)
 {
     struct conn_names conn;
     conn_names_init(&conn, req->fields, req->nfields);
     bool has_xff = false;
+    enum { TS_UNSEEN, TS_WHOLE, TS_CUT } tracestate = TS_UNSEEN;
     struct head_buf b;
     hb_init(&b, out);
 
@@ -340,6 +420,13 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
             break;
         case H1_F_TRACESTATE:
             if (fwd->drop_tracestate)
+                continue;
+            if (tracestate == TS_UNSEEN) { /* the whole list is judged at its first field */
+                tracestate = tracestate_within(req) ? TS_WHOLE : TS_CUT;
+                if (tracestate == TS_CUT && !conn_names_has(&conn, f))
+                    tracestate_cut(&b, req);
+            }
+            if (tracestate == TS_CUT)
                 continue;
             break;
         case H1_F_EXPECT:
