@@ -365,13 +365,27 @@ cut:
     HB_LIT(b, "\r\n");
 }
 
+/* Whether the tracestate field req->fields[i] goes on as it came; if not, the cut list is
+ * written at the first one (unless Connection names them). The whole list is judged at each of
+ * its fields: no state carried through the head's loop for a field most requests lack, and the
+ * judgement stops past 512 bytes. Out of line, for the same reason. */
+__attribute__((noinline)) static bool tracestate_whole(struct head_buf *b,
+                                                       const struct h1_request *req, size_t i,
+                                                       const struct conn_names *conn)
+{
+    if (tracestate_within(req))
+        return true;
+    if (h1_find(req->fields, i, H1_F_TRACESTATE, 0) < 0 && !conn_names_has(conn, &req->fields[i]))
+        tracestate_cut(b, req);
+    return false;
+}
+
 void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                        const struct fwd_request *fwd)
 {
     struct conn_names conn;
     conn_names_init(&conn, req->fields, req->nfields);
     bool has_xff = false;
-    enum { TS_UNSEEN, TS_WHOLE, TS_CUT } tracestate = TS_UNSEEN;
     struct head_buf b;
     hb_init(&b, out);
 
@@ -421,14 +435,9 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
         case H1_F_TRACESTATE:
             if (fwd->drop_tracestate)
                 continue;
-            if (tracestate == TS_UNSEEN) { /* the whole list is judged at its first field */
-                tracestate = tracestate_within(req) ? TS_WHOLE : TS_CUT;
-                if (tracestate == TS_CUT && !conn_names_has(&conn, f))
-                    tracestate_cut(&b, req);
-            }
-            if (tracestate == TS_CUT)
-                continue;
-            break;
+            if (tracestate_whole(&b, req, i, &conn))
+                break;
+            continue;
         case H1_F_EXPECT:
             if (!fwd->keep_expect)
                 continue;
