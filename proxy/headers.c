@@ -325,11 +325,13 @@ static bool tracestate_within(const struct h1_request *req)
          i = h1_find(req->fields, req->nfields, H1_F_TRACESTATE, (size_t)i + 1)) {
         const struct h1_field *f = &req->fields[i];
         len += (len ? 1 : 0) + f->value_len;
+        if (len > TRACESTATE_LEN_MAX) /* before the walk: at most 512 bytes walked a call */
+            return false;
         size_t pos = 0, mlen;
         const char *m;
         while (tracestate_next(f->value, f->value_len, &pos, &m, &mlen))
             members++;
-        if (len > TRACESTATE_LEN_MAX || members > TRACESTATE_MEMBERS_MAX)
+        if (members > TRACESTATE_MEMBERS_MAX)
             return false;
     }
     return true;
