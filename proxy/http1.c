@@ -556,8 +556,9 @@ __attribute__((constructor)) static void field_slots_fill(void)
 
 #define CLAIM_PREFIX_LEN (sizeof(H1_PROXY_CLAIM_PREFIX) - 1)
 
-/* X-Forwarded-Port, -Ssl, -Prefix ...: a class, not a list (README). Out of line: the common
- * look-up keeps its registers (inlined, the second compare cost every field ~15 instructions). */
+/* X-Forwarded-Port, -Ssl, -Prefix ...: a class, not a list (README). Out of line: inlined,
+ * this second compare made every look-up save five registers (callgrind: +17 instructions a
+ * look-up, +170 a small request, where +4 are left). */
 __attribute__((noinline)) static enum h1_field_id claim_by_prefix(const char *name)
 {
     return ieq_len(name, H1_PROXY_CLAIM_PREFIX, CLAIM_PREFIX_LEN) ? H1_F_PROXY_CLAIM : H1_F_OTHER;
