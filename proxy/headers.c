@@ -31,22 +31,29 @@ static bool static_hop(const struct h1_field *f)
 static const unsigned portico_fields =
     hop_fields | H1_FIELD_BIT(H1_F_X_FORWARDED_FOR) | H1_FIELD_BIT(H1_F_X_FORWARDED_PROTO) |
     H1_FIELD_BIT(H1_F_X_FORWARDED_HOST) | H1_FIELD_BIT(H1_F_FORWARDED) |
-    H1_FIELD_BIT(H1_F_X_REAL_IP) | H1_FIELD_BIT(H1_F_X_REQUEST_ID) |
-    H1_FIELD_BIT(H1_F_PORTICO_FAULT);
+    H1_FIELD_BIT(H1_F_X_REAL_IP) | H1_FIELD_BIT(H1_F_PROXY_CLAIM) |
+    H1_FIELD_BIT(H1_F_X_REQUEST_ID) | H1_FIELD_BIT(H1_F_PORTICO_FAULT);
 
-/* Whether f is one of portico_fields spelt with '_' for '-' ("X_Forwarded_Proto"). CGI, WSGI
- * and Rack servers read both spellings as one variable (HTTP_X_FORWARDED_PROTO): the client's
+/* Whose '_' twins go: those, and Max-Forwards, which Portico rewrites on OPTIONS and TRACE and
+ * which means nothing on other methods (HTTP_MAX_FORWARDS would hold the client's number too). */
+static const unsigned twin_fields = portico_fields | H1_FIELD_BIT(H1_F_MAX_FORWARDS);
+
+/* Whether f is one of twin_fields spelt with '_' for '-' ("X_Forwarded_Proto"). CGI, WSGI and
+ * Rack servers read both spellings as one variable (HTTP_X_FORWARDED_PROTO): the client's
  * value came first ("https,http"), and the first is what an application may take (Django's
  * SECURE_PROXY_SSL_HEADER). nginx drops every name with '_' for this; only these twins go. */
 static bool underscore_twin(const struct h1_field *f)
 {
-    char name[32]; /* longer than every known name */
-    if (f->name_len >= sizeof(name) || !memchr(f->name, '_', f->name_len))
+    if (!memchr(f->name, '_', f->name_len))
         return false;
-    for (size_t i = 0; i < f->name_len; i++)
+    /* Longer than every known name: only an X-Forwarded-* name can match, and its first
+     * bytes say so (h1_field_id_of gives a name that long its prefix's id). */
+    char name[32];
+    size_t n = MIN(f->name_len, sizeof(name));
+    for (size_t i = 0; i < n; i++)
         name[i] = f->name[i] == '_' ? '-' : f->name[i];
-    enum h1_field_id id = h1_field_id_of(name, f->name_len);
-    return id != H1_F_OTHER && (portico_fields & H1_FIELD_BIT(id));
+    enum h1_field_id id = h1_field_id_of(name, n);
+    return id != H1_F_OTHER && (twin_fields & H1_FIELD_BIT(id));
 }
 
 static bool named_by_connection(const struct h1_field *f, const struct h1_field *fields, size_t n)
@@ -279,6 +286,102 @@ static void max_forwards_line(struct head_buf *b, uint32_t n)
     hb_put(b, line, (size_t)len);
 }
 
+/* A joined trace's tracestate (W3C Trace Context, "tracestate Header Field Values" and
+ * "tracestate Limits"): a list holds at most 32 list-members, a vendor passes at least 512
+ * characters of it, and one that cuts it removes whole entries, those over 128 characters
+ * first, then from the end. Within both bounds the client's fields go on as they came; else
+ * one field of what the cut leaves (none when nothing is left). */
+#define TRACESTATE_MEMBERS_MAX 32
+#define TRACESTATE_LEN_MAX 512
+#define TRACESTATE_MEMBER_LONG 128
+
+/* The next list-member of v[*pos..len), OWS trimmed, empty ones skipped: split at ',' alone,
+ * not as h1_list_next does (a tracestate value may hold '"' and is no quoted-string). */
+static bool tracestate_next(const char *v, size_t len, size_t *pos, const char **m, size_t *mlen)
+{
+    while (*pos < len) {
+        size_t start = *pos;
+        const char *comma = memchr(v + start, ',', len - start);
+        size_t end = comma ? (size_t)(comma - v) : len;
+        *pos = comma ? end + 1 : len;
+        while (start < end && (v[start] == ' ' || v[start] == '\t'))
+            start++;
+        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+            end--;
+        if (end > start) {
+            *m = v + start;
+            *mlen = end - start;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether the request's tracestate fields, joined by ',', are within both bounds. */
+static bool tracestate_within(const struct h1_request *req)
+{
+    size_t len = 0, members = 0;
+    for (int i = h1_find(req->fields, req->nfields, H1_F_TRACESTATE, 0); i >= 0;
+         i = h1_find(req->fields, req->nfields, H1_F_TRACESTATE, (size_t)i + 1)) {
+        const struct h1_field *f = &req->fields[i];
+        len += (len ? 1 : 0) + f->value_len;
+        if (len > TRACESTATE_LEN_MAX) /* before the walk: at most 512 bytes walked a call */
+            return false;
+        size_t pos = 0, mlen;
+        const char *m;
+        while (tracestate_next(f->value, f->value_len, &pos, &m, &mlen))
+            members++;
+        if (members > TRACESTATE_MEMBERS_MAX)
+            return false;
+    }
+    return true;
+}
+
+/* "tracestate: ..." of what the cut leaves of the request's list, if anything. */
+static void tracestate_cut(struct head_buf *b, const struct h1_request *req)
+{
+    char list[TRACESTATE_LEN_MAX];
+    size_t len = 0, members = 0;
+    for (int i = h1_find(req->fields, req->nfields, H1_F_TRACESTATE, 0); i >= 0;
+         i = h1_find(req->fields, req->nfields, H1_F_TRACESTATE, (size_t)i + 1)) {
+        const struct h1_field *f = &req->fields[i];
+        size_t pos = 0, mlen;
+        const char *m;
+        while (tracestate_next(f->value, f->value_len, &pos, &m, &mlen)) {
+            if (mlen > TRACESTATE_MEMBER_LONG) /* the long ones go first */
+                continue;
+            if (members == TRACESTATE_MEMBERS_MAX || len + (len ? 1 : 0) + mlen > sizeof(list))
+                goto cut; /* then the rest, from the end */
+            if (len)
+                list[len++] = ',';
+            memcpy(list + len, m, mlen);
+            len += mlen;
+            members++;
+        }
+    }
+cut:
+    if (len == 0) /* "Vendors ... SHOULD avoid sending" an empty one */
+        return;
+    HB_LIT(b, "tracestate: ");
+    hb_put(b, list, len);
+    HB_LIT(b, "\r\n");
+}
+
+/* Whether the tracestate field req->fields[i] goes on as it came; if not, the cut list is
+ * written at the first one (unless Connection names them). The whole list is judged at each of
+ * its fields: no state carried through the head's loop for a field most requests lack, and the
+ * judgement stops past 512 bytes. Out of line, for the same reason. */
+__attribute__((noinline)) static bool tracestate_whole(struct head_buf *b,
+                                                       const struct h1_request *req, size_t i,
+                                                       const struct conn_names *conn)
+{
+    if (tracestate_within(req))
+        return true;
+    if (h1_find(req->fields, i, H1_F_TRACESTATE, 0) < 0 && !conn_names_has(conn, &req->fields[i]))
+        tracestate_cut(b, req);
+    return false;
+}
+
 void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                        const struct fwd_request *fwd)
 {
@@ -320,9 +423,12 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
             continue; /* set by us below */
         case H1_F_FORWARDED:
         case H1_F_X_REAL_IP:
-            /* The client's word on its address, scheme and host, which origins read before
-             * ours: Rack 3 takes Forwarded's proto= and host= over X-Forwarded-Proto and -Host,
-             * Spring's ForwardedHeaderFilter its first element, nginx's realip X-Real-IP. */
+        case H1_F_PROXY_CLAIM:
+            /* The client's word on its address, scheme, host, port or path, which origins read
+             * before or beside ours: Rack 3 takes Forwarded's proto= and host= over
+             * X-Forwarded-Proto and -Host, Spring's ForwardedHeaderFilter its first element,
+             * nginx's realip X-Real-IP; Rack's scheme X-Forwarded-Ssl before -Proto, Werkzeug's
+             * ProxyFix X-Forwarded-Port and -Prefix, Rails' RemoteIp Client-IP (README). */
             continue;
         case H1_F_TRACEPARENT:
             if (fwd->traceparent)
@@ -331,7 +437,9 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
         case H1_F_TRACESTATE:
             if (fwd->drop_tracestate)
                 continue;
-            break;
+            if (tracestate_whole(&b, req, i, &conn))
+                break;
+            continue;
         case H1_F_EXPECT:
             if (!fwd->keep_expect)
                 continue;

@@ -9,6 +9,7 @@
 #include <event2/buffer.h>
 #include <string.h>
 
+#include "portico/http1.h"
 #include "portico/util.h"
 
 /* Fields a trailer section must not carry through Portico, lowercase. A name here is never
@@ -22,7 +23,8 @@ static const char *const refused[] = {
     /* hop-by-hop (RFC 9110 7.6.1), as in a head; "proxy-..." is refused by prefix below */
     "connection", "keep-alive", "te", "upgrade",
     /* what Portico writes or removes in a request head, so that an origin believes it: the
-     * client address chain, the request id, the trace, Via, and its fault-injection field */
+     * client address chain, the request id, the trace, Via, and its fault-injection field (and
+     * the H1_F_PROXY_CLAIM names, by id below) */
     "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "via",
     "x-request-id", "traceparent", "tracestate", "portico-fault",
     /* authentication and its state (RFC 9110 11, RFC 6265) */
@@ -54,10 +56,23 @@ static bool name_is(const char *name, size_t len, const char *lower)
     return true;
 }
 
+/* Whether name[len] (perhaps the first TRAILER_NAME_HOLD bytes of a longer one) is one of the
+ * parser's H1_F_PROXY_CLAIM names, '_' read as '-': X-Forwarded-Port, Client-IP ... */
+static bool proxy_claim(const char *name, size_t len)
+{
+    char dashed[TRAILER_NAME_HOLD] = {0}; /* a 0-byte name reads nothing: GCC cannot tell */
+    size_t n = MIN(len, sizeof(dashed)); /* longer: only the X-Forwarded- prefix can match */
+    for (size_t i = 0; i < n; i++)
+        dashed[i] = name[i] == '_' ? '-' : name[i];
+    return h1_field_id_of(dashed, n) == H1_F_PROXY_CLAIM;
+}
+
 bool trailer_field_allowed(const char *name, size_t len)
 {
     size_t plen = sizeof(PROXY_PREFIX) - 1;
     if (len >= plen && name_is(name, plen, PROXY_PREFIX))
+        return false;
+    if (proxy_claim(name, len))
         return false;
     if (len >= TRAILER_NAME_HOLD) /* perhaps a prefix only: longer than every refused name */
         return true;

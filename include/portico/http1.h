@@ -62,7 +62,25 @@ extern const unsigned char h1_class[256];
     X(H1_F_LINK, "link")                                                                           \
     X(H1_F_PORTICO_FAULT, "portico-fault")                                                         \
     X(H1_F_SERVER_TIMING, "server-timing")                                                         \
-    X(H1_F_SET_COOKIE, "set-cookie")
+    X(H1_F_SET_COOKIE, "set-cookie")                                                               \
+    X(H1_F_PROXY_CLAIM, "") /* no one name: H1_PROXY_CLAIM_LIST and H1_PROXY_CLAIM_PREFIX */
+
+/* Fields in which a proxy in front tells the origin about the client's connection (address,
+ * scheme, port, path) and that Portico neither writes nor lets a client send: each name is
+ * H1_F_PROXY_CLAIM, as is every name starting "X-Forwarded-" that is not X-Forwarded-For,
+ * -Proto or -Host (README "What the origin receives" says who reads which). */
+#define H1_PROXY_CLAIM_PREFIX "x-forwarded-"
+#define H1_PROXY_CLAIM_LIST(X)                                                                     \
+    X("client-ip")                                                                                 \
+    X("x-client-ip")                                                                               \
+    X("true-client-ip")                                                                            \
+    X("x-cluster-client-ip")                                                                       \
+    X("cf-connecting-ip")                                                                          \
+    X("fastly-client-ip")                                                                          \
+    X("front-end-https")                                                                           \
+    X("x-url-scheme")                                                                              \
+    X("x-original-url")                                                                            \
+    X("x-rewrite-url")
 
 enum h1_field_id {
 #define X(id, name) id,
@@ -223,7 +241,8 @@ bool h1_name_is(const struct h1_field *f, const char *lower_name);
 /* First field named lower_name (case-insensitive) at index >= from, or -1. */
 int h1_find_field(const struct h1_field *fields, size_t n, const char *lower_name, size_t from);
 
-/* The id of a field name (any case), H1_F_OTHER when Portico has no use for it. */
+/* The id of a field name (any case), H1_F_OTHER when Portico has no use for it. A name
+ * starting H1_PROXY_CLAIM_PREFIX is H1_F_PROXY_CLAIM at any length unless it is a known one. */
 enum h1_field_id h1_field_id_of(const char *name, size_t len);
 
 /* Sets of field ids as 32-bit masks. */

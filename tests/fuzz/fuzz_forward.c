@@ -30,6 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MODE_RESPONSE 0x01    /* a response head, else a request head */
 #define MODE_TLS 0x02         /* request: the client came over TLS */
 #define MODE_KEEP_EXPECT 0x04 /* request: the route relays Expect */
+#define MODE_JOIN_TRACE 0x08  /* request: the client's trace is joined, its tracestate kept */
 #define MODE_HTTP10 0x02      /* response: the client speaks HTTP/1.0 */
 #define MODE_CLOSE 0x04       /* response: the client connection closes after it */
 #define MODE_METHOD_SHIFT 3   /* response: bits 3-4 pick the request method */
@@ -90,6 +91,7 @@ static bool owned(enum h1_field_id id)
     case H1_F_X_FORWARDED_HOST:
     case H1_F_FORWARDED:
     case H1_F_X_REAL_IP:
+    case H1_F_PROXY_CLAIM: /* X-Forwarded-Port, Client-IP ... (README "Removed") */
     case H1_F_X_REQUEST_ID:
     case H1_F_PORTICO_FAULT:
         return true;
@@ -98,15 +100,84 @@ static bool owned(enum h1_field_id id)
     }
 }
 
-/* Whether f is an owned name spelt with '_' for '-' ("X_Forwarded_Proto"): dropped too. */
+/* Whether f is an owned name, or Max-Forwards, spelt with '_' for '-' ("X_Forwarded_Proto",
+ * "Max_Forwards"): dropped too, at any length. */
 static bool underscore_twin(const struct h1_field *f)
 {
-    char name[64];
-    if (f->name_len >= sizeof(name) || !memchr(f->name, '_', f->name_len))
+    static char name[16384]; /* a name of the head (max_head below) */
+    if (f->name_len > sizeof(name) || !memchr(f->name, '_', f->name_len))
         return false;
     for (size_t i = 0; i < f->name_len; i++)
         name[i] = f->name[i] == '_' ? '-' : f->name[i];
-    return owned(h1_field_id_of(name, f->name_len));
+    enum h1_field_id id = h1_field_id_of(name, f->name_len);
+    return owned(id) || id == H1_F_MAX_FORWARDS;
+}
+
+/* The next tracestate list-member of v[*pos..len): split at ',', SP and HTAB trimmed, empty
+ * ones skipped (W3C Trace Context "list"). */
+static bool ts_member(const char *v, size_t len, size_t *pos, const char **m, size_t *mlen)
+{
+    while (*pos < len) {
+        size_t a = *pos, e = a;
+        while (e < len && v[e] != ',')
+            e++;
+        *pos = e < len ? e + 1 : len;
+        while (a < e && (v[a] == ' ' || v[a] == '\t'))
+            a++;
+        while (e > a && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e > a) {
+            *m = v + a;
+            *mlen = e - a;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether a joined trace's tracestate fields go on as they came (README "Replaced"): at most
+ * 32 list-members in at most 512 characters, the fields joined by ','. */
+static bool tracestate_kept(const struct h1_request *req)
+{
+    size_t len = 0, members = 0, fields = 0;
+    for (size_t i = 0; i < req->nfields; i++) {
+        if (req->fields[i].id != H1_F_TRACESTATE)
+            continue;
+        len += req->fields[i].value_len + (fields++ ? 1 : 0);
+        size_t pos = 0, mlen;
+        const char *m;
+        while (ts_member(req->fields[i].value, req->fields[i].value_len, &pos, &m, &mlen))
+            members++;
+    }
+    return len <= 512 && members <= 32;
+}
+
+/* A cut tracestate (README "Replaced"): one field or none; within the bounds; no member over
+ * 128 characters; its members a run of the client's from the first not over 128. */
+static void check_tracestate_cut(const struct h1_request *req, const struct h1_request *fw)
+{
+    CHECK(count(fw->fields, fw->nfields, H1_F_TRACESTATE) <= 1);
+    int t = h1_find(fw->fields, fw->nfields, H1_F_TRACESTATE, 0);
+    if (t < 0)
+        return;
+    const struct h1_field *out = &fw->fields[t];
+    CHECK(out->value_len > 0 && out->value_len <= 512);
+    size_t opos = 0, olen, members = 0;
+    const char *o;
+    for (size_t i = 0; i < req->nfields; i++) {
+        if (req->fields[i].id != H1_F_TRACESTATE)
+            continue;
+        size_t pos = 0, mlen;
+        const char *m;
+        while (ts_member(req->fields[i].value, req->fields[i].value_len, &pos, &m, &mlen)) {
+            if (mlen > 128)
+                continue;
+            if (!ts_member(out->value, out->value_len, &opos, &o, &olen))
+                return; /* the rest was cut from the end */
+            CHECK(olen == mlen && memcmp(o, m, mlen) == 0 && ++members <= 32);
+        }
+    }
+    CHECK(!ts_member(out->value, out->value_len, &opos, &o, &olen)); /* nothing of its own */
 }
 
 /* The fields of in that go to the origin unchanged, as README "What the origin receives" says. */
@@ -121,8 +192,11 @@ static bool kept(const struct h1_request *in, const struct h1_field *f, const st
     case H1_F_UPGRADE:
         return fwd->upgrade;
     case H1_F_TRACEPARENT:
-    case H1_F_TRACESTATE: /* dropped: fwd.drop_tracestate is set below */
         return false;
+    case H1_F_TRACESTATE: /* with a new trace, or cut (checked apart) */
+        if (fwd->drop_tracestate || !tracestate_kept(in))
+            return false;
+        break;
     case H1_F_EXPECT:
         if (!fwd->keep_expect)
             return false;
@@ -168,7 +242,7 @@ static void fuzz_request(const char *in, size_t n, uint8_t mode)
         .framing = info.framing,
         .content_length = info.content_length,
         .traceparent = TRACEPARENT,
-        .drop_tracestate = true,
+        .drop_tracestate = (mode & MODE_JOIN_TRACE) == 0,
         .upgrade = offers_upgrade(&req, &info),
         .via = req.minor == 0 ? HDR_VIA_1_0 : HDR_VIA_1_1,
     };
@@ -236,7 +310,11 @@ static void fuzz_request(const char *in, size_t n, uint8_t mode)
     CHECK(count(fw.fields, fw.nfields, H1_F_X_FORWARDED_HOST) == (host ? 1 : 0));
     CHECK(count(fw.fields, fw.nfields, H1_F_X_REQUEST_ID) == 1);
     CHECK(count(fw.fields, fw.nfields, H1_F_TRACEPARENT) == 1);
-    CHECK(count(fw.fields, fw.nfields, H1_F_TRACESTATE) == 0);
+    if (fwd.drop_tracestate)
+        CHECK(count(fw.fields, fw.nfields, H1_F_TRACESTATE) == 0);
+    else if (!tracestate_kept(&req))
+        check_tracestate_cut(&req, &fw);
+    CHECK(count(fw.fields, fw.nfields, H1_F_PROXY_CLAIM) == 0);
     CHECK(count(fw.fields, fw.nfields, H1_F_FORWARDED) == 0);
     CHECK(count(fw.fields, fw.nfields, H1_F_X_REAL_IP) == 0);
     if (fwd.max_forwards) /* once, one hop less */

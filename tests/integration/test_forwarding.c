@@ -763,6 +763,50 @@ static const struct hop_row hop_rows[] = {
       "traceparent: TRACE\r\n"
       "Via: 1.1 portico\r\n"
       "\r\n" },
+    /* the client's other words on its connection go, in any spelling: X-Forwarded-* but -For,
+     * -Proto and -Host (Rack's scheme takes X-Forwarded-Ssl before -Proto, Werkzeug's ProxyFix
+     * -Port and -Prefix), the client-address fields (Rails' RemoteIp reads Client-IP), the path
+     * overrides Symfony dropped (CVE-2018-14773), the scheme ones; their near names stay */
+    { "client's proxy claims",
+      "GET /claims HTTP/1.1\r\n"
+      "Host: claims.test\r\n"
+      "X-Forwarded-Port: 443\r\n"
+      "X-Forwarded-Ssl: on\r\n"
+      "X-Forwarded-Scheme: https\r\n"
+      "X-Forwarded-Protocol: ssl\r\n"
+      "x-forwarded-prefix: /evil\r\n"
+      "X-Forwarded-Server: evil.example\r\n"
+      "X-Forwarded-Client-Cert-Chain-Of-The-Client: forged\r\n"
+      "X-Forwarded: kept\r\n"
+      "Client-IP: 127.6.6.6\r\n"
+      "X-Client-IP: 127.6.6.6\r\n"
+      "True-Client-IP: 127.6.6.6\r\n"
+      "X-Cluster-Client-IP: 127.6.6.6\r\n"
+      "CF-Connecting-IP: 127.6.6.6\r\n"
+      "Fastly-Client-IP: 127.6.6.6\r\n"
+      "X-Client-IPs: kept\r\n"
+      "Front-End-Https: on\r\n"
+      "X-Url-Scheme: https\r\n"
+      "X-Original-URL: /admin\r\n"
+      "X-Rewrite-URL: /admin\r\n"
+      "X_Forwarded_Port: 443\r\n"
+      "x_forwarded_prefix_of_a_name_longer_than_32: /evil\r\n"
+      "Client_IP: 127.6.6.6\r\n"
+      "True_Client_IP: 127.6.6.6\r\n"
+      "X_Original_URL: /admin\r\n"
+      "X-Request-Id: hop-test-claims\r\n"
+      "\r\n",
+      "GET /claims HTTP/1.1\r\n"
+      "Host: claims.test\r\n"
+      "X-Forwarded: kept\r\n"
+      "X-Client-IPs: kept\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: claims.test\r\n"
+      "X-Request-Id: hop-test-claims\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
     /* X-Forwarded-For fields make one chain (an empty one adds no empty element); a chunked
      * body is re-framed by Portico */
     { "POST chunked, two X-Forwarded-For",
@@ -868,6 +912,32 @@ static const struct hop_row hop_rows[] = {
       "traceparent: TRACE\r\n"
       "Via: 1.1 portico\r\n"
       "\r\n" },
+    /* Max_Forwards is HTTP_MAX_FORWARDS to CGI, WSGI and Rack, as Max-Forwards is: it goes,
+     * whatever the method, as the other '_' twins of fields Portico rewrites do */
+    { "TRACE, Max_Forwards goes",
+      "TRACE /t HTTP/1.1\r\nHost: t\r\nMax_Forwards: 5\r\nX-Request-Id: hop-test-mf5\r\n"
+      "Max-Forwards: 1\r\n\r\n",
+      "TRACE /t HTTP/1.1\r\n"
+      "Host: t\r\n"
+      "Max-Forwards: 0\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: t\r\n"
+      "X-Request-Id: hop-test-mf5\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
+    { "GET, Max_Forwards goes",
+      "GET /g HTTP/1.1\r\nHost: t\r\nmax_forwards: 0\r\nX-Request-Id: hop-test-mf6\r\n\r\n",
+      "GET /g HTTP/1.1\r\n"
+      "Host: t\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: t\r\n"
+      "X-Request-Id: hop-test-mf6\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
     /* Expect: 100-continue with no body to hold back (none, or Content-Length: 0) does not go
      * on, even on a route that relays it: an origin would wait for a body that is not coming */
     { "GET with Expect, no body",
@@ -907,6 +977,105 @@ static const struct hop_row hop_rows[] = {
       "X-Forwarded-Proto: http\r\n"
       "X-Forwarded-Host: t\r\n"
       "X-Request-Id: hop-test-5\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
+    /* W3C Trace Context: at most 32 list-members; a cut removes whole entries, those over
+     * 128 characters first, then from the end; within the bounds the fields go on as they came */
+    { "tracestate of 33 members: the last goes",
+      "GET /t HTTP/1.1\r\nHost: t\r\nX-Request-Id: hop-test-ts1\r\n"
+      "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+      "tracestate: "
+      "k0=v,k1=v,k2=v,k3=v,k4=v,k5=v,k6=v,k7=v,k8=v,k9=v,k10=v,k11=v,k12=v,k13=v,k14=v,"
+      "k15=v,k16=v,k17=v,k18=v,k19=v,k20=v,k21=v,k22=v,k23=v,k24=v,k25=v,k26=v,k27=v,k2"
+      "8=v,k29=v,k30=v,k31=v,k32=v" "\r\n"
+      "\r\n",
+      "GET /t HTTP/1.1\r\n"
+      "Host: t\r\n"
+      "tracestate: "
+      "k0=v,k1=v,k2=v,k3=v,k4=v,k5=v,k6=v,k7=v,k8=v,k9=v,k10=v,k11=v,k12=v,k13=v,k14=v,"
+      "k15=v,k16=v,k17=v,k18=v,k19=v,k20=v,k21=v,k22=v,k23=v,k24=v,k25=v,k26=v,k27=v,k2"
+      "8=v,k29=v,k30=v,k31=v" "\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: t\r\n"
+      "X-Request-Id: hop-test-ts1\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
+    { "tracestate over 512 characters: its long entries go first",
+      "GET /t HTTP/1.1\r\nHost: t\r\nX-Request-Id: hop-test-ts2\r\n"
+      "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+      "tracestate: "
+      "a=1,long1=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" "\r\n"
+      "tracestate: "
+      "long2=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxx, b=2" "\r\n"
+      "\r\n",
+      "GET /t HTTP/1.1\r\n"
+      "Host: t\r\n"
+      "tracestate: "
+      "a=1,b=2" "\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: t\r\n"
+      "X-Request-Id: hop-test-ts2\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
+    { "tracestate over 512 characters: cut from the end",
+      "GET /t HTTP/1.1\r\nHost: t\r\nX-Request-Id: hop-test-ts3\r\n"
+      "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+      "tracestate: "
+      "m0=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,m1=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "x,m2=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,m3=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxx,m4=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" "\r\n"
+      "\r\n",
+      "GET /t HTTP/1.1\r\n"
+      "Host: t\r\n"
+      "tracestate: "
+      "m0=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,m1=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "x,m2=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,m3=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxx" "\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: t\r\n"
+      "X-Request-Id: hop-test-ts3\r\n"
+      "traceparent: TRACE\r\n"
+      "Via: 1.1 portico\r\n"
+      "\r\n" },
+    { "two tracestate fields within the bounds go on as they came",
+      "GET /t HTTP/1.1\r\nHost: t\r\nX-Request-Id: hop-test-ts4\r\n"
+      "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+      "tracestate: "
+      "a=1 , b=2" "\r\n"
+      "tracestate: "
+      "c=3" "\r\n"
+      "\r\n",
+      "GET /t HTTP/1.1\r\n"
+      "Host: t\r\n"
+      "tracestate: "
+      "a=1 , b=2" "\r\n"
+      "tracestate: "
+      "c=3" "\r\n"
+      "X-Forwarded-For: 127.0.0.1\r\n"
+      "X-Forwarded-Proto: http\r\n"
+      "X-Forwarded-Host: t\r\n"
+      "X-Request-Id: hop-test-ts4\r\n"
       "traceparent: TRACE\r\n"
       "Via: 1.1 portico\r\n"
       "\r\n" },
@@ -2286,6 +2455,13 @@ static const char *const refused_trailers[] = {
     "X_Forwarded_For: 127.6.6.6", "x_forwarded_proto: https", "X-Forwarded_Host: evil.example",
     "X_Real_IP: 127.6.6.6", "X_Request_Id: forged", "Portico_Fault: status=503",
     "Proxy_Authorization: Basic Zm9vOmJhcg==", "Content_Type: text/html",
+    /* the client's other words on its connection (README), any spelling and length */
+    "X-Forwarded-Port: 443", "x-forwarded-ssl: on", "X-Forwarded-Prefix: /evil",
+    "X-Forwarded-Name-Longer-Than-Thirty-Two-Bytes: 1", "X_Forwarded_Scheme: https",
+    "Client-IP: 127.6.6.6", "X-Client-IP: 127.6.6.6", "True-Client-IP: 127.6.6.6",
+    "X-Cluster-Client-IP: 127.6.6.6", "CF-Connecting-IP: 127.6.6.6",
+    "Fastly-Client-IP: 127.6.6.6", "Front-End-Https: on", "X-Url-Scheme: https",
+    "X-Original-URL: /admin", "X-Rewrite-URL: /admin", "client_ip: 127.6.6.6",
     /* authentication */
     "Authorization: Bearer forged", "Cookie: session=forged", "Set-Cookie: session=forged",
     "WWW-Authenticate: Basic", "Authentication-Info: forged",

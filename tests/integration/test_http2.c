@@ -225,6 +225,65 @@ static void test_max_forwards_zero(void **state)
     fake_origin_stop(o);
 }
 
+/* A tracestate of 33 list-members, and its first 32 */
+#define TS33 \
+    "k0=v,k1=v,k2=v,k3=v,k4=v,k5=v,k6=v,k7=v,k8=v,k9=v,k10=v,k11=v,k12=v,k13=v,k14=v,k15=" \
+    "v,k16=v,k17=v,k18=v,k19=v,k20=v,k21=v,k22=v,k23=v,k24=v,k25=v,k26=v,k27=v,k28=v,k29=" \
+    "v,k30=v,k31=v,k32=v"
+#define TS32 \
+    "k0=v,k1=v,k2=v,k3=v,k4=v,k5=v,k6=v,k7=v,k8=v,k9=v,k10=v,k11=v,k12=v,k13=v,k14=v,k15=" \
+    "v,k16=v,k17=v,k18=v,k19=v,k20=v,k21=v,k22=v,k23=v,k24=v,k25=v,k26=v,k27=v,k28=v,k29=" \
+    "v,k30=v,k31=v"
+
+/* An HTTP/2 request is forwarded under the head rules of HTTP/1.1 (README "What the origin
+ * receives"): the client's proxy claims go in any spelling, Max_Forwards goes, a joined
+ * tracestate of 33 members loses its last. The old code passed them all. */
+static void test_forwarded_head_rules(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start_origin(fake_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    static const char *const claims[] = {
+        "x-forwarded-port", "x-forwarded-ssl", "x-forwarded-prefix", "client-ip",
+        "true-client-ip", "cf-connecting-ip", "x-original-url", "x_forwarded_port",
+        "x_client_ip", "max_forwards", "k32=v"};
+    /* curl() takes 20 arguments of ours: the fields go in two requests */
+    const char *const get[] = {
+        "-H", "X-Forwarded-Port: 8443", "-H", "X-Forwarded-Ssl: on", "-H",
+        "X-Forwarded-Prefix: /evil", "-H", "Client-IP: 127.6.6.6", "-H",
+        "True-Client-IP: 127.6.6.6", "-H", "CF-Connecting-IP: 127.6.6.6", "-H",
+        "X-Original-URL: /admin", "-H", "X_Forwarded_Port: 443", "-H", "X-Keep: yes", NULL};
+    const char *const trace[] = {
+        "-H", "X_Client_IP: 127.6.6.6", "-H", "X-Keep: yes", "-H",
+        "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "-H",
+        "tracestate: " TS33, NULL};
+    const char *const options[] = {"-X", "OPTIONS", "-H", "Max-Forwards: 3", "-H",
+                                   "Max_Forwards: 9", NULL};
+    const char *const *const args[] = {get, trace, options};
+    static const char *const paths[] = {"/claims", "/trace", "/mf"};
+    for (size_t i = 0; i < ARRAY_SIZE(args); i++) {
+        assert_int_equal(curl(h, "--http2", paths[i], args[i], &r), 0);
+        assert_true(tu_contains(r.err, "< HTTP/2 200"));
+        tu_cmd_result_free(&r);
+        char *head = fake_origin_request_head(o, (unsigned)i);
+        assert_non_null(head);
+        for (size_t k = 0; k < ARRAY_SIZE(claims); k++)
+            if (tu_contains(head, claims[k]))
+                fail_msg("the origin received %s:\n%s", claims[k], head);
+        if (i < 2 && !tu_contains(head, "\r\nx-keep: yes\r\n"))
+            fail_msg("the origin lost x-keep:\n%s", head);
+        if (i == 1 && !tu_contains(head, "\r\ntracestate: " TS32 "\r\n"))
+            fail_msg("the origin's tracestate is not the first 32 members:\n%s", head);
+        if (i == 2 && !tu_contains(head, "\r\nMax-Forwards: 2\r\n"))
+            fail_msg("the origin's Max-Forwards is not 2:\n%s", head);
+        free(head);
+    }
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* Interim responses reach an HTTP/2 client as non-final HEADERS, in order: the configured 103,
  * the origin's 103 (its new link only), 102, then the final response. */
 static const struct fo_step interim_script[] = {
@@ -2792,6 +2851,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alpn_both_protocols),
         cmocka_unit_test(test_max_forwards_zero),
+        cmocka_unit_test(test_forwarded_head_rules),
         cmocka_unit_test(test_interim_headers_in_order),
         cmocka_unit_test(test_many_streams_and_h2load),
         cmocka_unit_test(test_uploads),

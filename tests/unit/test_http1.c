@@ -821,7 +821,29 @@ static void test_field_helpers(void **state)
 #undef X
     };
     for (int id = H1_F_OTHER + 1; id < H1_F_COUNT; id++) /* every name is found: no slot shared */
-        assert_int_equal(h1_field_id_of(names[id], strlen(names[id])), id);
+        if (names[id][0])
+            assert_int_equal(h1_field_id_of(names[id], strlen(names[id])), id);
+    static const char *const claims[] = {
+#define X(name) name,
+        H1_PROXY_CLAIM_LIST(X)
+#undef X
+    };
+    for (size_t i = 0; i < sizeof(claims) / sizeof(claims[0]); i++)
+        assert_int_equal(h1_field_id_of(claims[i], strlen(claims[i])), H1_F_PROXY_CLAIM);
+    /* X-Forwarded-* but -For, -Proto and -Host, at any length; the bare prefix too */
+    assert_int_equal(h1_field_id_of("X-Forwarded-Port", 16), H1_F_PROXY_CLAIM);
+    assert_int_equal(h1_field_id_of("x-forwarded-ssl", 15), H1_F_PROXY_CLAIM);
+    assert_int_equal(h1_field_id_of("X-FORWARDED-PREFIX", 18), H1_F_PROXY_CLAIM);
+    assert_int_equal(h1_field_id_of("X-Forwarded-", 12), H1_F_PROXY_CLAIM);
+    assert_int_equal(h1_field_id_of("X-Forwarded-A-Name-Longer-Than-Any-Known", 40),
+                     H1_F_PROXY_CLAIM);
+    assert_int_equal(h1_field_id_of("X-Forwarded-Proto", 17), H1_F_X_FORWARDED_PROTO);
+    assert_int_equal(h1_field_id_of("X-Forwarded", 11), H1_F_OTHER);
+    assert_int_equal(h1_field_id_of("X-Forwardee-Port", 16), H1_F_OTHER);
+    assert_int_equal(h1_field_id_of("Y-Forwarded-Port", 16), H1_F_OTHER);
+    assert_int_equal(h1_field_id_of("X-Client-IPs", 12), H1_F_OTHER);
+    assert_int_equal(h1_field_id_of("X-URL-SCHEME", 12), H1_F_PROXY_CLAIM);
+    assert_int_equal(h1_field_id_of("X-Request-ID", 12), H1_F_X_REQUEST_ID);
     struct h1_field g[5];
     for (size_t i = 0; i < 5; i++) {
         g[i] = f[i];
