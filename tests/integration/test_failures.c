@@ -877,6 +877,7 @@ static void test_every_row_covered(void **state)
 static void test_dns_ipv6_only(void **state)
 {
     (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .aaaa = true, .no_a = true };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
@@ -968,6 +969,7 @@ struct every_address_row {
 static void test_dns_every_address(void **state)
 {
     (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .aaaa = true };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
@@ -1080,6 +1082,7 @@ static void test_dns_every_address(void **state)
 static void test_dns_every_address_health_check(void **state)
 {
     (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .aaaa = true };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
@@ -1578,6 +1581,7 @@ static void test_dns_absolute_name_in_hosts(void **state)
 static void test_dns_stray_datagrams_rate_limited(void **state)
 {
     (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .ipv6 = true };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
