@@ -877,7 +877,13 @@ static void on_upconn_error(void *arg, enum cause cause, const char *detail)
 {
     struct exchange *ex = arg;
     ex->now = event_now_us();
-    ex_fail_text(ex, ex->pc.current, cause, 0, detail);
+    /* a connect_timeout reported here (an earlier address's, which stands once the later ones
+     * failed otherwise) names its limit as one the phase timer reports does */
+    enum phase p = ex->pc.current;
+    uint64_t limit = cause == CAUSE_TIMEOUT && p == PHASE_CONNECT
+                         ? phase_limit_ms(ex->up->timers_ms, PHASE_CONNECT)
+                         : 0;
+    ex_fail_text(ex, p, cause, limit, detail);
     ex_settle(ex);
 }
 

@@ -66,7 +66,8 @@ enum addrs_step {
  * then IPv6 ones (README: origin), and a connect that fails for the network's reasons (refused,
  * unreachable, reset, connect_timeout; not our own shortages) moves to the next, each with its
  * own connect_timeout, as nginx moves to a name's next peer and curl to its next address. Only
- * when all failed does the attempt fail, with the last one's failure. The first answer was asked
+ * when all failed does the attempt fail, with the last one's failure (an earlier one's when the
+ * host had no use for the last: earlier_failure_stands). The first answer was asked
  * with AI_ADDRCONFIG, which on a host without a global IPv6 address (loopback, link-local and
  * unique local ones do not count: containers, Kubernetes pods) asks for A records only: once
  * those all failed, and the answer held one family only, the name is asked again for every
@@ -82,8 +83,9 @@ struct upconn_addrs {
     unsigned next;                         /* the next to try; also how many were tried */
     unsigned families;                     /* FAMILY_ bits seen in the answers */
     enum addrs_step step;                  /* what is under way */
-    enum cause cause;                      /* the failure of the last address tried */
+    enum cause cause;                      /* the attempt's failure so far (next_address) */
     char detail[200];                      /* and its words */
+    bool host_only;                        /* of an address this host had no use for */
     union upconn_sa a[UPCONN_ADDRS_MAX];
 };
 
@@ -453,11 +455,31 @@ static void connect_failure(struct upconn *c, enum cause cause, const char *deta
     c->ev->on_error(c->arg, cause, full);
 }
 
-/* A connect to one of a name's addresses failed with cause (detail: its words): the name's next
- * address is tried, or, once all failed, the name may be asked again for every family
- * (may_ask_again). Our own shortages never move on: another address would meet them too. false:
- * nothing is left to try, the failure stands. true: c may be gone. */
-static bool next_address(struct upconn *c, enum cause cause, const char *detail)
+/* Whether err, from socket() or connect() at once, says that this host has no use for the
+ * address's family: IPv6 turned off (EAFNOSUPPORT; EADDRNOTAVAIL: no ::1 to send from, as in
+ * Docker without --ipv6) or no route to it (ENETUNREACH). No packet left: nothing of the origin.
+ */
+static bool host_has_no_use(int err)
+{
+    return err == EAFNOSUPPORT || err == EADDRNOTAVAIL || err == ENETUNREACH;
+}
+
+/* Whether an earlier address's failure, one that says something of the origin, stands for the
+ * attempt instead of this address's, which the host had no use for (host_only): on a host
+ * without IPv6, "localhost" (A 127.0.0.1, AAAA ::1) whose origin is down reads as refused, not
+ * as ::1's "Cannot assign requested address" (connect_unreachable; cloudflare 523, not 521). */
+static bool earlier_failure_stands(const struct upconn *c, bool host_only)
+{
+    const struct upconn_addrs *as = c->addrs;
+    return host_only && as && as->next > 1 && !as->host_only; /* as->cause: the earlier one */
+}
+
+/* A connect to one of a name's addresses failed with cause (detail: its words; host_only: see
+ * host_has_no_use): the name's next address is tried, or, once all failed, the name may be asked
+ * again for every family (may_ask_again). Our own shortages never move on: another address
+ * would meet them too. false: nothing is left to try, the failure stands (attempt_failed).
+ * true: c may be gone. */
+static bool next_address(struct upconn *c, enum cause cause, const char *detail, bool host_only)
 {
     struct upconn_addrs *as = c->addrs;
     if (!as || cause == CAUSE_LOCAL)
@@ -469,9 +491,12 @@ static bool next_address(struct upconn *c, enum cause cause, const char *detail)
         evutil_closesocket(c->fd);
         c->fd = -1;
     }
-    as->cause = cause;
-    if (detail != as->detail) /* next_cb's own */
-        str_copy(as->detail, sizeof(as->detail), detail);
+    if (!earlier_failure_stands(c, host_only)) {
+        as->cause = cause;
+        as->host_only = host_only;
+        if (detail != as->detail) /* next_cb's own */
+            str_copy(as->detail, sizeof(as->detail), detail);
+    }
     /* The question asked again is limited by a fresh connect_timeout too, but announced as a
      * move only once it found another address (most names have one family). */
     if (c->ev->on_next_address)
@@ -517,7 +542,7 @@ static void next_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct upconn *c = arg;
     struct upconn_addrs *as = c->addrs;
-    if (as->step == ADDRS_GIVEN_UP || !next_address(c, as->cause, as->detail))
+    if (as->step == ADDRS_GIVEN_UP || !next_address(c, as->cause, as->detail, as->host_only))
         connect_failure(c, as->cause, as->detail);
 }
 
@@ -538,6 +563,7 @@ bool upconn_connect_next(struct upconn *c)
         evutil_closesocket(c->fd);
         c->fd = -1;
         as->cause = CAUSE_TIMEOUT;
+        as->host_only = false;
         phase_timeout_detail(PHASE_CONNECT, c->addr_text,
                              phase_limit_ms(c->up->timers_ms, PHASE_CONNECT), as->detail,
                              sizeof(as->detail));
@@ -569,11 +595,21 @@ size_t upconn_tried_note(const struct upconn *c, char *buf, size_t size, size_t 
     return len + b.len;
 }
 
-/* The connect phase failed with err, found at once or once the socket became writable. Once per
- * request to a refused origin: the detail in pieces, without vsnprintf and strerror
- * (~1,600 instructions of a 502's ~20,000). Nothing is cut: the address and the error's text
- * fit with room to spare. */
-static void connect_failed(struct upconn *c, int err)
+/* Nothing is left to try: the attempt fails with this address's failure, or with the earlier
+ * one that stands (earlier_failure_stands). */
+static void attempt_failed(struct upconn *c, enum cause cause, const char *detail, bool host_only)
+{
+    if (earlier_failure_stands(c, host_only))
+        connect_failure(c, c->addrs->cause, c->addrs->detail);
+    else
+        connect_failure(c, cause, detail);
+}
+
+/* The connect phase failed with err, found at once (before a SYN left: at_once) or once the
+ * socket became writable. Once per request to a refused origin: the detail in pieces, without
+ * vsnprintf and strerror (~1,600 instructions of a 502's ~20,000). Nothing is cut: the address
+ * and the error's text fit with room to spare. */
+static void connect_failed(struct upconn *c, int err, bool at_once)
 {
     spare_keep(c);
     char detail[200];
@@ -585,8 +621,9 @@ static void connect_failed(struct upconn *c, int err)
     fmt_str(&b, errno_text(err));
     detail[b.len] = '\0';
     enum cause cause = cause_from_errno(err);
-    if (!next_address(c, cause, detail))
-        connect_failure(c, cause, detail);
+    bool host_only = at_once && host_has_no_use(err);
+    if (!next_address(c, cause, detail, host_only))
+        attempt_failed(c, cause, detail, host_only);
 }
 
 static void connect_cb(evutil_socket_t fd, short what, void *arg)
@@ -598,7 +635,7 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
     if (err) {
-        connect_failed(c, err);
+        connect_failed(c, err, false);
         return;
     }
     connected(c);
@@ -616,11 +653,13 @@ static void start_connect(struct upconn *c)
         char detail[200];
         snprintf(detail, sizeof(detail), "socket: %s", strerror(err));
         /* not our shortage, an address the host cannot use (IPv6 turned off): the next one */
-        if (!next_address(c, cause_from_errno(err), detail))
-            connect_failure(c, cause_from_errno(err), detail);
+        bool host_only = host_has_no_use(err);
+        if (!next_address(c, cause_from_errno(err), detail, host_only))
+            attempt_failed(c, cause_from_errno(err), detail, host_only);
         return;
     }
     int rc = connect(c->fd, (struct sockaddr *)&c->addr, c->addrlen);
+    bool sent = rc == 0 || errno == EINPROGRESS; /* a SYN left: what follows is the network's */
     /* An origin on this host answers the SYN within connect(): its SYN-ACK or RST is in by now.
      * Asking connect() again tells which in one call (0, the refusal's errno, or EALREADY while
      * the SYN is out), as HAProxy does: no poll, no SO_ERROR read, and none of the loop turn and
@@ -634,7 +673,7 @@ static void start_connect(struct upconn *c)
         return;
     }
     if (errno != EALREADY) {
-        connect_failed(c, errno);
+        connect_failed(c, errno, !sent);
         return;
     }
     event_assign(&c->io_ev, c->loop->base, c->fd, EV_WRITE, connect_cb, c);

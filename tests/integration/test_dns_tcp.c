@@ -104,6 +104,10 @@ static void test_truncated_rows(void **state)
     assert_non_null(o);
     for (size_t i = 0; i < sizeof(tcp_rows) / sizeof(tcp_rows[0]); i++) {
         const struct tcp_row *row = &tcp_rows[i];
+        if (row->ipv6 && !tu_ipv6_loopback()) { /* the others still run */
+            print_message("  %s: skipped: no IPv6 loopback (::1)\n", row->why);
+            continue;
+        }
         struct fake_dns *d = dns_start(row->tcp, row->ipv6);
         struct harness *h = px_start(d, row->ipv6, fake_origin_port(o), DNS_TIMEOUT_MS, "", "");
         struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);

@@ -877,6 +877,7 @@ static void test_every_row_covered(void **state)
 static void test_dns_ipv6_only(void **state)
 {
     (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .aaaa = true, .no_a = true };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
@@ -968,6 +969,7 @@ struct every_address_row {
 static void test_dns_every_address(void **state)
 {
     (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .aaaa = true };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
@@ -1080,6 +1082,7 @@ static void test_dns_every_address(void **state)
 static void test_dns_every_address_health_check(void **state)
 {
     (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .aaaa = true };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
@@ -1097,6 +1100,81 @@ static void test_dns_every_address_health_check(void **state)
     px_stop(h);
     fake_origin_stop(o4);
     fake_origin_stop(o6);
+    fake_dns_stop(d);
+}
+
+/* The fake DNS answers A 127.0.0.1 and AAAA ::1, and the origin is down on 127.0.0.1: /c/
+ * refuses, /e/ never answers (connect_timeout 100 ms). On a host with ::1 the origin is down
+ * there too; on one without (Docker without --ipv6), ::1 cannot be connected to at all. Either
+ * way the attempt reads as the origin being down: 502 connect_refused, 504 connect_timeout, after
+ * trying both addresses. The binary before the fix, without ::1, reported ::1's own failure for
+ * both: 502 connect_unreachable "connect to [::1]:P failed: Cannot assign requested address"
+ * (cloudflare 523 "unreachable" for an origin that refused, 521). */
+static void test_dns_every_address_down(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .aaaa = true };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *c4, *c6 = NULL, *e4, *e6 = NULL;
+    if (tu_ipv6_loopback()) {
+        start_pair(FO_REFUSE, FO_REFUSE, &c4, &c6);
+        start_pair(FO_BLACKHOLE, FO_BLACKHOLE, &e4, &e6);
+    } else {
+        c4 = fake_origin_start_kind(FO_REFUSE);
+        e4 = fake_origin_start_kind(FO_BLACKHOLE);
+        assert_true(c4 && e4);
+    }
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
+    struct harness *h = px_start(proxy,
+                                 "[upstream c]\norigin = down-c.test:%u\nretries = 0\n"
+                                 "[route c]\nprefix = /c/\nupstream = c\n"
+                                 "[upstream e]\norigin = down-e.test:%u\nretries = 0\n"
+                                 "connect_timeout = 100ms\n"
+                                 "[route e]\nprefix = /e/\nupstream = e\n",
+                                 fake_origin_port(c4), fake_origin_port(e4));
+    static const struct {
+        const char *path;
+        int status;
+        const char *error;
+        const char *detail; /* the end of the JSON detail */
+        const char *limit;  /* the JSON limit_ms */
+    } rows[] = {
+        {"/c/", 502, "connect_refused",
+         "failed: Connection refused; 2 of 2 addresses of down-c.test tried", "null"},
+        {"/e/", 504, "connect_timeout", "exceeded 100 ms; 2 of 2 addresses of down-e.test tried",
+         "100"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct raw_conn *c = px_connect(h);
+        struct raw_response r;
+        char req[160];
+        snprintf(req, sizeof(req),
+                 "GET %s HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n"
+                 "Connection: close\r\n\r\n", rows[i].path);
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        const char *err = raw_header(&r, "Portico-Error");
+        print_message("  %s (%s ::1): %d %s %s\n", rows[i].path,
+                      tu_ipv6_loopback() ? "with" : "without", r.status, err ? err : "-", r.body);
+        if (r.status != rows[i].status || !err || strcmp(err, rows[i].error) != 0)
+            fail_msg("%s: %d %s, expected %d %s", rows[i].path, r.status, err ? err : "-",
+                     rows[i].status, rows[i].error);
+        if (!tu_contains(r.body, rows[i].detail))
+            fail_msg("%s: no \"%s\" in %s", rows[i].path, rows[i].detail, r.body);
+        char limit[32];
+        snprintf(limit, sizeof(limit), "\"limit_ms\":%s,", rows[i].limit);
+        if (!tu_contains(r.body, limit))
+            fail_msg("%s: no %s in %s", rows[i].path, limit, r.body);
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    px_stop(h);
+    fake_origin_stop(c4);
+    fake_origin_stop(e4);
+    fake_origin_stop(c6); /* NULL without ::1 */
+    fake_origin_stop(e6);
     fake_dns_stop(d);
 }
 
@@ -1578,6 +1656,7 @@ static void test_dns_absolute_name_in_hosts(void **state)
 static void test_dns_stray_datagrams_rate_limited(void **state)
 {
     (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .ipv6 = true };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
@@ -1708,6 +1787,7 @@ int main(void)
         cmocka_unit_test(test_dns_ipv6_only),
         cmocka_unit_test(test_dns_every_address),
         cmocka_unit_test(test_dns_every_address_health_check),
+        cmocka_unit_test(test_dns_every_address_down),
         cmocka_unit_test(test_dns_second_question_slow),
         cmocka_unit_test(test_dns_second_question_then_total_timeout),
         cmocka_unit_test(test_dns_not_queued_behind_silent),

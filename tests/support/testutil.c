@@ -223,6 +223,23 @@ int tu_free_port(uint16_t *port)
     return -1;
 }
 
+bool tu_ipv6_loopback(void)
+{
+    static atomic_int known; /* 0: not asked yet, 1: has ::1, 2: has not */
+
+    if (atomic_load(&known) == 0) {
+        struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+        int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool bound = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+        if (fd >= 0) {
+            close(fd);
+        }
+        atomic_store(&known, bound ? 1 : 2);
+    }
+    return atomic_load(&known) == 1;
+}
+
 /* Growable capture buffer for one pipe. */
 struct capture {
     char *buf;   /* NUL-terminated */

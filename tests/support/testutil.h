@@ -50,6 +50,20 @@ int tu_remove_tree(const char *dir);
  * port comes from that range: no outgoing connection and no other build's test can take it. */
 int tu_free_port(uint16_t *port);
 
+/* Whether this host has the IPv6 loopback: a TCP socket binds [::1]:0. Docker without --ipv6
+ * turns IPv6 off (no ::1), and a kernel may have no IPv6 at all. Asked once, then cached. */
+bool tu_ipv6_loopback(void);
+
+/* In a cmocka row that needs ::1: skips it, with a line saying why, on a host without
+ * (tu_ipv6_loopback). First thing in the row, before it starts anything. */
+#define TU_SKIP_WITHOUT_IPV6_LOOPBACK()                                                            \
+    do {                                                                                           \
+        if (!tu_ipv6_loopback()) {                                                                 \
+            print_message("  skipped: no IPv6 loopback (::1)\n");                                  \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
 /* Result of tu_run_command; release with tu_cmd_result_free. */
 struct tu_cmd_result {
     int exit_code;  /* exit status 0..255, or 128+signal when killed, -1 when it could not run */
