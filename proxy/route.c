@@ -119,13 +119,18 @@ const struct route_conf *route_match(const struct config *cfg, const char *host,
                                      const char *path, size_t path_len)
 {
     char h[256];
-    size_t hlen = host ? host_key(host, host_len, h, sizeof(h)) : 0;
+    size_t hlen = 0;
+    bool keyed = false; /* h is made for the first route that names a host: most name none */
     const struct route_conf *best = NULL;
     size_t best_len = 0;
     enum host_rank best_rank = HOST_NO_MATCH;
     size_t plain = route_plain_len(path, path_len); /* once for every route */
     for (int i = 0; i < cfg->nroutes; i++) {
         const struct route_conf *r = &cfg->routes[i];
+        if (r->host && !keyed) {
+            hlen = host ? host_key(host, host_len, h, sizeof(h)) : 0;
+            keyed = true;
+        }
         enum host_rank rank = host_rank(r->host, h, hlen);
         if (rank == HOST_NO_MATCH)
             continue;
