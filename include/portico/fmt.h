@@ -64,7 +64,8 @@ extern const char fmt_hex_pairs[256][2];
 /* Writes the low `bytes` bytes of v (at most 8) as 2 * bytes lowercase hex digits, most
  * significant first, at out (no NUL, no bounds: the caller's field has the room). Per request
  * for trace and request ids, so one table read per byte instead of one per digit; inline, as
- * every caller's count is a constant: the loop is unrolled there (~4 instructions a byte, not 8). */
+ * every caller's count is a constant: the loop is unrolled there (~4 instructions a byte,
+ * not 8). */
 static inline void fmt_hex(char *out, uint64_t v, unsigned bytes)
 {
 #pragma GCC unroll 8
