@@ -1,5 +1,5 @@
 /*
- * evmem.c — libevent's allocator with per-thread read buffers kept for reuse. See evmem.h.
+ * evmem.c — libevent's allocator with per-thread chain blocks kept for reuse. See evmem.h.
  */
 #include "portico/evmem.h"
 
@@ -15,29 +15,38 @@
 /* Under ASan a kept block is poisoned, so a use after libevent freed it is still caught. */
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
-#define KEPT_POISON(p) ASAN_POISON_MEMORY_REGION((p), EVMEM_BLOCK)
-#define KEPT_UNPOISON(p) ASAN_UNPOISON_MEMORY_REGION((p), EVMEM_BLOCK)
+#define KEPT_POISON(p, size) ASAN_POISON_MEMORY_REGION((p), (size))
+#define KEPT_UNPOISON(p, size) ASAN_UNPOISON_MEMORY_REGION((p), (size))
 #define KEPT_ANYWHERE(p) __asan_address_is_poisoned(p) /* every thread's kept blocks */
 #define BUF_POISON(b) ASAN_POISON_MEMORY_REGION((b), malloc_usable_size(b))
 #define BUF_UNPOISON(b) ASAN_UNPOISON_MEMORY_REGION((b), malloc_usable_size(b))
 #else
-#define KEPT_POISON(p) ((void)(p))
-#define KEPT_UNPOISON(p) ((void)(p))
+#define KEPT_POISON(p, size) ((void)(p), (void)(size))
+#define KEPT_UNPOISON(p, size) ((void)(p), (void)(size))
 #define KEPT_ANYWHERE(p) ((void)(p), false)
 #define BUF_POISON(b) ((void)(b))
 #define BUF_UNPOISON(b) ((void)(b))
 #endif
 
+/* The sizes kept and how many of each a thread keeps (evmem.h). */
+enum block_size { BLOCK_READ, BLOCK_SMALL, BLOCK_SIZES };
+static const size_t block_bytes[BLOCK_SIZES] = {[BLOCK_READ] = EVMEM_BLOCK,
+                                                [BLOCK_SMALL] = EVMEM_SMALL_BLOCK};
+static const unsigned block_keep[BLOCK_SIZES] = {[BLOCK_READ] = EVMEM_KEEP,
+                                                 [BLOCK_SMALL] = EVMEM_SMALL_KEEP};
+
 /* free() is not told a block's size: a block is kept when malloc_usable_size says it is as
- * large as an EVMEM_BLOCK allocation (0 before evmem_init: nothing is kept). */
-static size_t block_usable;
+ * large as an allocation of one of block_bytes (0 before evmem_init: nothing is kept). */
+static size_t block_usable[BLOCK_SIZES];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static pthread_key_t thread_end_key; /* its destructor frees an ending thread's blocks */
 static bool have_key;
 
 static __thread struct {
-    void *block[EVMEM_KEEP];
-    unsigned n;
+    struct {
+        void *block[EVMEM_SMALL_KEEP > EVMEM_KEEP ? EVMEM_SMALL_KEEP : EVMEM_KEEP];
+        unsigned n;
+    } size[BLOCK_SIZES];
     struct evbuffer *buf[EVMEM_BUFFERS]; /* emptied, poisoned under ASan */
     unsigned nbuf;
     bool registered; /* thread_end_key set, so the thread's end flushes */
@@ -51,13 +60,15 @@ static void thread_end(void *unused)
 
 static void setup(void)
 {
-    void *p = malloc(EVMEM_BLOCK);
-    if (p)
-        block_usable = malloc_usable_size(p);
-    free(p);
     have_key = pthread_key_create(&thread_end_key, thread_end) == 0;
     if (!have_key)
-        block_usable = 0; /* no way to free an ending thread's blocks: keep none */
+        return; /* no way to free an ending thread's blocks: keep none */
+    for (int k = 0; k < BLOCK_SIZES; k++) {
+        void *p = malloc(block_bytes[k]);
+        if (p)
+            block_usable[k] = malloc_usable_size(p);
+        free(p);
+    }
 }
 
 void evmem_init(void)
@@ -68,21 +79,23 @@ void evmem_init(void)
 
 void *evmem_malloc(size_t size)
 {
-    if (size == EVMEM_BLOCK && kept.n > 0) {
-        void *p = kept.block[--kept.n];
-        KEPT_UNPOISON(p);
-        return p;
+    for (int k = 0; k < BLOCK_SIZES; k++) {
+        if (size == block_bytes[k] && kept.size[k].n > 0) {
+            void *p = kept.size[k].block[--kept.size[k].n];
+            KEPT_UNPOISON(p, size);
+            return p;
+        }
     }
     return malloc(size);
 }
 
-/* Whether p is a block kept already (this thread's; under ASan any thread's). */
-static bool kept_already(const void *p)
+/* Whether p, of size k, is a block kept already (this thread's; under ASan any thread's). */
+static bool kept_already(const void *p, int k)
 {
     if (KEPT_ANYWHERE(p))
         return true;
-    for (unsigned i = 0; i < kept.n; i++)
-        if (kept.block[i] == p)
+    for (unsigned i = 0; i < kept.size[k].n; i++)
+        if (kept.size[k].block[i] == p)
             return true;
     return false;
 }
@@ -95,22 +108,33 @@ static bool registered(void)
     return kept.registered;
 }
 
+/* The size p is kept as, or BLOCK_SIZES when none. */
+static int size_of(void *p)
+{
+    size_t usable = malloc_usable_size(p);
+    for (int k = 0; k < BLOCK_SIZES; k++)
+        if (usable == block_usable[k])
+            return k;
+    return BLOCK_SIZES;
+}
+
 void evmem_free(void *p)
 {
-    if (!p || malloc_usable_size(p) != block_usable) {
+    int k = p ? size_of(p) : BLOCK_SIZES;
+    if (k == BLOCK_SIZES) {
         free(p);
         return;
     }
     /* Freed twice: malloc (and ASan) would have stopped there, but a kept block is still
      * allocated to malloc; kept twice, it would go to two owners, and freed while kept, to one
      * after its free. So the same stop as malloc's, with or without room to keep it. */
-    if (kept_already(p)) {
+    if (kept_already(p, k)) {
         fprintf(stderr, "portico: evmem: double free of %p\n", p);
         abort();
     }
-    if (kept.n < EVMEM_KEEP && registered()) {
-        KEPT_POISON(p);
-        kept.block[kept.n++] = p;
+    if (kept.size[k].n < block_keep[k] && registered()) {
+        KEPT_POISON(p, block_bytes[k]);
+        kept.size[k].block[kept.size[k].n++] = p;
         return;
     }
     free(p);
@@ -159,9 +183,11 @@ void evmem_flush(void)
         BUF_UNPOISON(b);
         evbuffer_free(b);
     }
-    while (kept.n > 0) {
-        void *p = kept.block[--kept.n];
-        KEPT_UNPOISON(p);
-        free(p);
+    for (int k = 0; k < BLOCK_SIZES; k++) {
+        while (kept.size[k].n > 0) {
+            void *p = kept.size[k].block[--kept.size[k].n];
+            KEPT_UNPOISON(p, block_bytes[k]);
+            free(p);
+        }
     }
 }

@@ -1010,7 +1010,9 @@ static void run(struct exchange *ex)
     if (ex->ds.ops->request_owed && request_body_owed(ex))
         ex->ds.ops->request_owed(ex->ds.ctx);
     const struct config *cfg = ex->cfg;
-    ex->route = route_match(cfg, ex->host, ex->host_len, ex->route_path, ex->path_len);
+    ex->path_plain = route_plain_len(ex->route_path, ex->path_len);
+    ex->route = route_match_plain(cfg, ex->host, ex->host_len, ex->route_path, ex->path_len,
+                                  ex->path_plain);
     if (!ex->route) {
         ex_refuse(ex, HTTP_NOT_FOUND, "no route matches this host and path",
                   !relay_discard_body(ex));

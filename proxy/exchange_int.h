@@ -87,6 +87,7 @@ struct exchange {
     size_t target_len;
     const char *route_path;            /* what routes and learned hints key on (request.h) */
     size_t path_len;
+    size_t path_plain;                 /* route_plain_len of route_path: for routes and faults */
     const char *host;                  /* Host (or absolute-form authority), may be NULL */
     size_t host_len;
     char request_id[48];

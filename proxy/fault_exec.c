@@ -199,7 +199,7 @@ static void from_rules(struct exchange *ex)
         .host_len = ex->host_len,
         .path = ex->route_path,
         .path_len = ex->path_len,
-        .path_plain = route_plain_len(ex->route_path, ex->path_len),
+        .path_plain = ex->path_plain,
         .method = ex->req.method_id,
         .fields = ex->req.fields,
         .nfields = ex->req.nfields,

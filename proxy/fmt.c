@@ -41,13 +41,7 @@ void fmt_u64(struct fmt_buf *b, uint64_t v)
 #define HEX2x16(b) HEX2x4(b), HEX2x4((b) + 4), HEX2x4((b) + 8), HEX2x4((b) + 12)
 #define HEX2x64(b) HEX2x16(b), HEX2x16((b) + 16), HEX2x16((b) + 32), HEX2x16((b) + 48)
 
-static const char hex_pairs[256][2] = {HEX2x64(0), HEX2x64(64), HEX2x64(128), HEX2x64(192)};
-
-void fmt_hex(char *out, uint64_t v, unsigned bytes)
-{
-    for (unsigned i = bytes; i-- > 0; v >>= 8)
-        memcpy(out + 2 * i, hex_pairs[v & 0xff], 2);
-}
+const char fmt_hex_pairs[256][2] = {HEX2x64(0), HEX2x64(64), HEX2x64(128), HEX2x64(192)};
 
 void fmt_ms3(struct fmt_buf *b, uint64_t us)
 {

@@ -88,7 +88,7 @@ size_t route_plain_len(const char *p, size_t n)
 {
     /* Eight bytes a step while a word holds no '%', no '\\' and no "//" (also across into the
      * next word): byte by byte, the bounds and the look-ahead cost ~12 instructions a byte, and
-     * every request's path is read once for the routes and once for the fault rules. The word
+     * every request's path is read (once, for the routes and the fault rules). The word
      * that holds one ends the scan byte by byte. */
     const uint64_t ones = UINT64_C(0x0101010101010101);
     size_t i = 0;
@@ -118,14 +118,25 @@ bool route_prefix_holds(const char *path, size_t path_len, size_t plain, const c
 const struct route_conf *route_match(const struct config *cfg, const char *host, size_t host_len,
                                      const char *path, size_t path_len)
 {
+    return route_match_plain(cfg, host, host_len, path, path_len, route_plain_len(path, path_len));
+}
+
+const struct route_conf *route_match_plain(const struct config *cfg, const char *host,
+                                           size_t host_len, const char *path, size_t path_len,
+                                           size_t plain)
+{
     char h[256];
-    size_t hlen = host ? host_key(host, host_len, h, sizeof(h)) : 0;
+    size_t hlen = 0;
+    bool keyed = false; /* h is made for the first route that names a host: most name none */
     const struct route_conf *best = NULL;
     size_t best_len = 0;
     enum host_rank best_rank = HOST_NO_MATCH;
-    size_t plain = route_plain_len(path, path_len); /* once for every route */
     for (int i = 0; i < cfg->nroutes; i++) {
         const struct route_conf *r = &cfg->routes[i];
+        if (r->host && !keyed) {
+            hlen = host ? host_key(host, host_len, h, sizeof(h)) : 0;
+            keyed = true;
+        }
         enum host_rank rank = host_rank(r->host, h, hlen);
         if (rank == HOST_NO_MATCH)
             continue;

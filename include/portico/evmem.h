@@ -1,13 +1,16 @@
 /*
- * evmem.h — libevent's allocator: malloc, except that each thread keeps a few freed read
- * buffers for its next reads.
+ * evmem.h — libevent's allocator: malloc, except that each thread keeps a few freed chain
+ * blocks (read buffers and small write buffers) for its next reads and writes.
  *
  * A read into an empty evbuffer (sock.c reserves its FIRST_READ, 16 KiB) makes libevent
  * allocate a chain of 32 KiB (the 16 KiB plus the chain's header, rounded up to a power of two),
  * freed as soon as its bytes are drained: a client's read and an origin's read per proxied
  * request. Blocks that large are past malloc's per-thread cache, so each one went through the
  * arena, both ways (~1,000 instructions per small request). Blocks of that size are kept, up to
- * EVMEM_KEEP per thread; every other allocation goes to malloc and free as before.
+ * EVMEM_KEEP per thread. So are, up to EVMEM_SMALL_KEEP, libevent's smallest chains (1 KiB: a
+ * forwarded request head, a response head with its small body), one allocated and freed for each
+ * write that leaves at once, two per proxied request (~130 instructions each in malloc and free).
+ * Every other allocation goes to malloc and free as before.
  *
  * Each thread also keeps up to EVMEM_BUFFERS emptied evbuffers (the input and output of a
  * closed connection, sock.c) for the next connection's: evbuffer_new and evbuffer_free cost
@@ -18,8 +21,10 @@
 
 #include <stddef.h>
 
-#define EVMEM_BLOCK (32 * 1024) /* the size kept: libevent's chain for a 16 KiB read */
+#define EVMEM_BLOCK (32 * 1024) /* libevent's chain for a 16 KiB read */
 #define EVMEM_KEEP 8            /* blocks kept per thread (256 KiB at most) */
+#define EVMEM_SMALL_BLOCK 1024  /* libevent's smallest chain (MIN_BUFFER_SIZE, buffer.c) */
+#define EVMEM_SMALL_KEEP 16     /* small blocks kept per thread (16 KiB at most) */
 #define EVMEM_BUFFERS 32        /* emptied evbuffers kept per thread (136 bytes each) */
 
 struct evbuffer;
@@ -28,12 +33,13 @@ struct evbuffer;
  * any other libevent function (main). */
 void evmem_init(void);
 
-/* malloc(size), or for EVMEM_BLOCK bytes a block this thread kept. */
+/* malloc(size), or for EVMEM_BLOCK or EVMEM_SMALL_BLOCK bytes a block this thread kept. */
 void *evmem_malloc(size_t size);
 
 /* free(p), or, when p is a block of EVMEM_BLOCK's size and this thread keeps fewer than
- * EVMEM_KEEP, keeps it. Blocks from evmem_init's caller on are recognised. A block freed again
- * while kept (this thread's; under ASan any thread's) aborts, as malloc's double free check. */
+ * EVMEM_KEEP of them (of EVMEM_SMALL_BLOCK's, EVMEM_SMALL_KEEP), keeps it. Blocks from
+ * evmem_init's caller on are recognised. A block freed again while kept (this thread's; under
+ * ASan any thread's) aborts, as malloc's double free check. */
 void evmem_free(void *p);
 
 /* An empty evbuffer: one this thread kept (evmem_buffer_free), else evbuffer_new's. NULL when

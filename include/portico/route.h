@@ -38,4 +38,10 @@ bool route_prefix_holds(const char *path, size_t path_len, size_t plain, const c
 const struct route_conf *route_match(const struct config *cfg, const char *host, size_t host_len,
                                      const char *path, size_t path_len);
 
+/* route_match for a path whose route_plain_len the caller has already (the exchange reads it
+ * once for the routes and the fault rules). */
+const struct route_conf *route_match_plain(const struct config *cfg, const char *host,
+                                           size_t host_len, const char *path, size_t path_len,
+                                           size_t plain);
+
 #endif

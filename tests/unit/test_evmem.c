@@ -1,8 +1,9 @@
 /*
  * test_evmem.c — libevent's allocator (evmem.c): a 16 KiB read's chain, freed when drained, is
- * kept for the thread's next read instead of going back to malloc; so are a closed connection's
- * emptied evbuffers, for the next connection; a thread's end frees what it
- * kept (a leak would fail the ASan and valgrind runs); a block freed twice stops the process.
+ * kept for the thread's next read instead of going back to malloc, and a small write's for the
+ * next write; so are a closed connection's emptied evbuffers, for the next connection; a
+ * thread's end frees what it kept (a leak would fail the ASan and valgrind runs); a block freed
+ * twice stops the process.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -56,7 +57,51 @@ static void test_read_chain_kept(void **state)
     evbuffer_free(b);
 }
 
-/* Blocks of other sizes are not kept; of EVMEM_BLOCK, no more than EVMEM_KEEP, newest first. */
+/* Where a small write into an empty buffer lands (a forwarded head: libevent's smallest chain). */
+static void *add_head(struct evbuffer *b)
+{
+    static const char head[300] = "GET / HTTP/1.1\r\n";
+    assert_int_equal(evbuffer_add(b, head, sizeof(head)), 0);
+    struct evbuffer_iovec v;
+    assert_int_equal(evbuffer_peek(b, -1, NULL, &v, 1), 1);
+    return v.iov_base;
+}
+
+/* A small write's chain, drained once sent, serves the next write, even when something else
+ * asked malloc for a block of that size in between. */
+static void test_small_chain_kept(void **state)
+{
+    (void)state;
+    evmem_flush();
+    struct evbuffer *b = evbuffer_new();
+    assert_non_null(b);
+    void *first = add_head(b);
+    evbuffer_drain(b, 300);
+    void *other = malloc(EVMEM_SMALL_BLOCK);
+    assert_non_null(other);
+    void *second = add_head(b);
+    assert_ptr_equal(first, second);
+    free(other);
+    evbuffer_free(b);
+}
+
+/* Of a size kept, no more than `keep` blocks are, newest first. */
+static void check_kept_up_to(size_t size, int keep)
+{
+    void *block[EVMEM_SMALL_KEEP > EVMEM_KEEP ? EVMEM_SMALL_KEEP + 1 : EVMEM_KEEP + 1];
+    for (int i = 0; i <= keep; i++)
+        assert_non_null(block[i] = evmem_malloc(size));
+    for (int i = 0; i <= keep; i++)
+        evmem_free(block[i]);
+    for (int i = keep - 1; i >= 0; i--) {
+        void *p = evmem_malloc(size);
+        assert_ptr_equal(p, block[i]);
+        free(p);
+    }
+}
+
+/* Blocks of other sizes are not kept; of EVMEM_BLOCK, no more than EVMEM_KEEP, of
+ * EVMEM_SMALL_BLOCK, no more than EVMEM_SMALL_KEEP. */
 static void test_only_blocks_kept(void **state)
 {
     (void)state;
@@ -64,16 +109,8 @@ static void test_only_blocks_kept(void **state)
     void *small = evmem_malloc(100);
     assert_non_null(small);
     evmem_free(small);
-    void *block[EVMEM_KEEP + 1];
-    for (int i = 0; i <= EVMEM_KEEP; i++)
-        assert_non_null(block[i] = evmem_malloc(EVMEM_BLOCK));
-    for (int i = 0; i <= EVMEM_KEEP; i++)
-        evmem_free(block[i]);
-    for (int i = EVMEM_KEEP - 1; i >= 0; i--) {
-        void *p = evmem_malloc(EVMEM_BLOCK);
-        assert_ptr_equal(p, block[i]);
-        free(p);
-    }
+    check_kept_up_to(EVMEM_BLOCK, EVMEM_KEEP);
+    check_kept_up_to(EVMEM_SMALL_BLOCK, EVMEM_SMALL_KEEP);
     evmem_free(NULL);
 }
 
@@ -176,8 +213,10 @@ static void test_closed_sock_buffers_hold_no_chain(void **state)
 static void *thread_keeps(void *arg)
 {
     (void)arg;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         evmem_free(malloc(EVMEM_BLOCK));
+        evmem_free(malloc(EVMEM_SMALL_BLOCK));
+    }
     for (int i = 0; i < 3; i++)
         evmem_buffer_free(evbuffer_new());
     return NULL;
@@ -192,9 +231,9 @@ static void test_thread_end_frees(void **state)
     assert_int_equal(pthread_join(t, NULL), 0);
 }
 
-/* A child frees a block twice, after `before` other blocks were kept (EVMEM_KEEP: no room left
- * to keep it again); returns how the child ended. */
-static int double_free_in_child(int before)
+/* A child frees a block of `size` twice, after `before` other blocks were kept (EVMEM_KEEP: no
+ * room left to keep it again); returns how the child ended. */
+static int double_free_in_child(size_t size, int before)
 {
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -204,10 +243,10 @@ static int double_free_in_child(int before)
         int null = open("/dev/null", O_WRONLY); /* the abort's message is expected */
         if (null >= 0)
             dup2(null, STDERR_FILENO);
-        void *p = malloc(EVMEM_BLOCK);
+        void *p = malloc(size);
         evmem_free(p);
         for (int i = 0; i < before; i++)
-            evmem_free(malloc(EVMEM_BLOCK));
+            evmem_free(malloc(size));
         evmem_free(p);
         _exit(0);
     }
@@ -222,9 +261,13 @@ static void test_double_free_stops(void **state)
 {
     (void)state;
     evmem_flush();
-    static const int before[] = {0, EVMEM_KEEP - 1};
-    for (size_t i = 0; i < sizeof(before) / sizeof(before[0]); i++) {
-        int status = double_free_in_child(before[i]);
+    static const struct {
+        size_t size;
+        int before;
+    } cases[] = {{EVMEM_BLOCK, 0}, {EVMEM_BLOCK, EVMEM_KEEP - 1}, {EVMEM_SMALL_BLOCK, 0},
+                 {EVMEM_SMALL_BLOCK, EVMEM_SMALL_KEEP - 1}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int status = double_free_in_child(cases[i].size, cases[i].before);
         assert_true(WIFSIGNALED(status));
         assert_int_equal(WTERMSIG(status), SIGABRT);
     }
@@ -248,6 +291,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_chain_kept),
+        cmocka_unit_test(test_small_chain_kept),
         cmocka_unit_test(test_only_blocks_kept),
         cmocka_unit_test(test_buffers_kept),
         cmocka_unit_test(test_buffer_read_chain_freed),
