@@ -820,6 +820,33 @@ static void test_timeout_detail_past_cap(void **state)
     raw_response_free(&r);
 }
 
+/* The 32nd 1xx is the last that restarts first_byte_timeout (300 ms): it comes 250 ms after
+ * the 31st, so the timeout is 550 ms after the request at the soonest, not 300. */
+#define LAST_RESTART_WAIT_MS 250
+static const struct fo_step last_restart[] = {
+    FO_SEND(P102x8 P102x8 P102x8 P102 P102 P102 P102 P102 P102 P102), FO_WAIT(LAST_RESTART_WAIT_MS),
+    FO_SEND(P102), FO_HOLD(), FO_END(),
+};
+
+static void test_32nd_interim_restarts_timer(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = last_restart };
+    struct raw_response r;
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL, "first_byte_timeout = 300ms\n", NULL);
+    int64_t t0 = exchange("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    print_arrivals(&r, t0);
+    assert_int_equal(r.status, 504);
+    assert_int_equal(r.ninterim, MAX_INTERIM_SENT);
+    assert_true(r.head.at_ms - t0 >= LAST_RESTART_WAIT_MS + 300);
+    const char *ps = raw_header(&r, "Proxy-Status");
+    if (!tu_contains(ps, " within 300 ms after its last 1xx"))
+        fail_msg("Proxy-Status: %s", ps ? ps : "(none)");
+    raw_response_free(&r);
+}
+
 /* The origin answers after 1 s: heartbeats at 200, 400, 600, 800 (and maybe 1000) ms. */
 static void test_processing_heartbeats(void **state)
 {
@@ -1435,6 +1462,7 @@ int main(void)
         cmocka_unit_test_teardown(test_processing_stops_at_cap, teardown),
         cmocka_unit_test_teardown(test_relay_stops_at_cap, teardown),
         cmocka_unit_test_teardown(test_timeout_detail_past_cap, teardown),
+        cmocka_unit_test_teardown(test_32nd_interim_restarts_timer, teardown),
         cmocka_unit_test_teardown(test_processing_not_to_http10, teardown),
         cmocka_unit_test_teardown(test_processing_keeps_origin_timers, teardown),
         cmocka_unit_test_teardown(test_configured_hints, teardown),
