@@ -847,6 +847,36 @@ static void test_32nd_interim_restarts_timer(void **state)
     raw_response_free(&r);
 }
 
+/* A 1xx while the request body still comes (an origin that answers 102 before reading it)
+ * leaves the exchange in send: first_byte_timeout starts once the request is sent, whatever
+ * interim_resets_timer says. Checked against a first_byte deadline, the second 102, 400 ms
+ * after the first (first_byte_timeout = 300ms, off), cut the upload with 504. */
+static const struct fo_step early_102s[] = {
+    FO_INTERIM(102, NULL), FO_WAIT(400), FO_INTERIM(102, NULL), FO_WAIT(400),
+    FO_RESPOND(200, NULL, "final", FO_LENGTH), FO_END(),
+};
+
+static void test_interim_during_upload(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = early_102s,
+                                     .respond_before_body = true };
+    struct raw_response r;
+    int64_t t0;
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL,
+               "first_byte_timeout = 300ms\ninterim_resets_timer = off\n", NULL);
+    send_request("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n", &t0);
+    int sent = raw_send_slowly(fx.c, "0123", 4, 1, 250); /* the last byte at 750 ms or later */
+    assert_int_equal(raw_read_response(fx.c, &r, IO_MS), 0);
+    print_arrivals(&r, t0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(sent, 0);
+    assert_int_equal(r.ninterim, 2);
+    raw_response_free(&r);
+}
+
 /* The origin answers after 1 s: heartbeats at 200, 400, 600, 800 (and maybe 1000) ms. */
 static void test_processing_heartbeats(void **state)
 {
@@ -1463,6 +1493,7 @@ int main(void)
         cmocka_unit_test_teardown(test_relay_stops_at_cap, teardown),
         cmocka_unit_test_teardown(test_timeout_detail_past_cap, teardown),
         cmocka_unit_test_teardown(test_32nd_interim_restarts_timer, teardown),
+        cmocka_unit_test_teardown(test_interim_during_upload, teardown),
         cmocka_unit_test_teardown(test_processing_not_to_http10, teardown),
         cmocka_unit_test_teardown(test_processing_keeps_origin_timers, teardown),
         cmocka_unit_test_teardown(test_configured_hints, teardown),
