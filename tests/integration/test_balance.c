@@ -1578,7 +1578,7 @@ static void test_total_timeout_marks_down(void **state)
 
 /* When a failed attempt stands: retries = 0; after the request was sent (the origin closed
  * without answering) unless retry_sent = on, and then only for an idempotent request without a
- * body. The first origin fails, the second answers. */
+ * body; total_timeout, whatever retry_sent says. The first origin fails, the second answers. */
 static void test_retry_rules(void **state)
 {
     (void)state;
@@ -1599,8 +1599,13 @@ static void test_retry_rules(void **state)
          NULL, 200, NULL},
         {"retry_sent on, POST: not idempotent", FO_CLOSE_EMPTY, "retry_sent = on", "POST", "x",
          502, "empty_response"},
+        {"retry_sent on, POST without a body: still not idempotent", FO_CLOSE_EMPTY,
+         "retry_sent = on", "POST", NULL, 502, "empty_response"},
         {"retry_sent on, PUT with a body: its bytes went", FO_CLOSE_EMPTY, "retry_sent = on",
          "PUT", "x", 502, "empty_response"},
+        /* total_timeout is the request's, not the origin's: no other origin would beat it */
+        {"retry_sent on, GET, total_timeout: the timeout stands", FO_SILENT,
+         "retry_sent = on\ntotal_timeout = 200ms", "GET", NULL, 504, "total_timeout"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
         struct fake_origin *first = fake_origin_start_kind(rows[i].first);
@@ -1669,6 +1674,52 @@ static void test_retry_tls_refused_body(void **state)
     assert_int_equal(fake_origin_requests(ok), posted + 2);
     px_stop(h);
     fake_origin_stop(refusing);
+    fake_origin_stop(ok);
+}
+
+/* A record the origin's TLS layer could not have sent (its MAC does not check), written under
+ * the session on the TCP socket once the request is in. */
+static int send_bad_record(int fd, void *arg)
+{
+    static const char rec[] = "\x17\x03\x03\x00\x20" "0123456789abcdef0123456789abcdef";
+    (void)arg;
+    return write(fd, rec, sizeof(rec) - 1) == (ssize_t)(sizeof(rec) - 1) ? 0 : -1;
+}
+
+static const struct fo_step bad_record_steps[] = {FO_CALL(send_bad_record, NULL), FO_HOLD(),
+                                                  FO_END()};
+
+/* README, retries: retry_sent retries send_timeout, send_error, first_byte_timeout,
+ * empty_response and connection_reset, not an invalid response: a TLS record error in the
+ * answer (invalid_response) stands, even for a GET with retry_sent = on. */
+static void test_retry_tls_record_error(void **state)
+{
+    (void)state;
+    const struct test_certs *certs = certs_get();
+    assert_non_null(certs);
+    struct fake_origin_opts bad = {.kind = FO_SCRIPT, .script = bad_record_steps,
+                                   .tls_cert = certs->server_cert, .tls_key = certs->server_key};
+    struct fake_origin_opts plain = {.kind = FO_OK, .tls_cert = certs->server_cert,
+                                     .tls_key = certs->server_key};
+    struct fake_origin *broken = fake_origin_start(&bad);
+    struct fake_origin *ok = fake_origin_start(&plain);
+    assert_non_null(broken);
+    assert_non_null(ok);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "tls = on\nca_file = {{certs}}/ca.pem\nretry_sent = on\n",
+                                 fake_origin_port(broken), fake_origin_port(ok));
+    struct raw_response r;
+    int status = get(h, "GET", "/tls/record", NULL, &r); /* round robin: the broken one */
+    const char *err = raw_header(&r, "Portico-Error");
+    print_message("  GET: %d %s\n", status, err ? err : "-");
+    assert_int_equal(status, 502);
+    assert_string_equal(err ? err : "(none)", "invalid_response");
+    raw_response_free(&r);
+    assert_int_equal(fake_origin_requests(broken), 1);
+    assert_int_equal(fake_origin_requests(ok), 0);
+    px_stop(h);
+    fake_origin_stop(broken);
     fake_origin_stop(ok);
 }
 
@@ -1741,6 +1792,7 @@ int main(void)
         cmocka_unit_test(test_total_timeout_marks_down),
         cmocka_unit_test(test_retry_rules),
         cmocka_unit_test(test_retry_tls_refused_body),
+        cmocka_unit_test(test_retry_tls_record_error),
         cmocka_unit_test(test_all_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -772,6 +772,111 @@ static void test_processing_stops_at_cap(void **state)
     assert_int_equal(metric("portico_interim_dropped_total"), 0);
 }
 
+/* An origin's 1xx past the cap are dropped and counted: of 40 relayed 102, the client gets 32
+ * and portico_interim_dropped_total says 8. */
+static const struct fo_step flood_40[] = {
+    FO_SEND(P102x8 P102x8 P102x8 P102x8 P102x8), FO_RESPOND(200, NULL, "final", FO_LENGTH),
+    FO_END(),
+};
+
+static void test_relay_stops_at_cap(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = flood_40 };
+    struct raw_response r;
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+    exchange("GET /flood HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "final");
+    assert_int_equal(r.ninterim, MAX_INTERIM_SENT);
+    raw_response_free(&r);
+    assert_int_equal(metric("portico_interim_relayed_total"), MAX_INTERIM_SENT);
+    assert_int_equal(metric("portico_interim_dropped_total"), 40 - MAX_INTERIM_SENT);
+}
+
+/* 33 1xx, then silence: the first 32 restarted first_byte_timeout, the 33rd did not, and the
+ * timeout's detail names the one the limit ran from, not "its last 1xx". */
+static const struct fo_step flood_33_then_silence[] = {
+    FO_SEND(P102x8 P102x8 P102x8 P102x8 P102), FO_HOLD(), FO_END(),
+};
+
+static void test_timeout_detail_past_cap(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = flood_33_then_silence };
+    struct raw_response r;
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL, "first_byte_timeout = 300ms\n", NULL);
+    exchange("GET /flood HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.status, 504);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "first_byte_timeout");
+    assert_int_equal(r.ninterim, MAX_INTERIM_SENT);
+    const char *ps = raw_header(&r, "Proxy-Status");
+    if (!tu_contains(ps, " within 300 ms after its 1xx number 32"))
+        fail_msg("Proxy-Status: %s", ps ? ps : "(none)");
+    raw_response_free(&r);
+}
+
+/* The 32nd 1xx is the last that restarts first_byte_timeout (300 ms): it comes 250 ms after
+ * the 31st, so the timeout is 550 ms after the request at the soonest, not 300. */
+#define LAST_RESTART_WAIT_MS 250
+static const struct fo_step last_restart[] = {
+    FO_SEND(P102x8 P102x8 P102x8 P102 P102 P102 P102 P102 P102 P102), FO_WAIT(LAST_RESTART_WAIT_MS),
+    FO_SEND(P102), FO_HOLD(), FO_END(),
+};
+
+static void test_32nd_interim_restarts_timer(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = last_restart };
+    struct raw_response r;
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL, "first_byte_timeout = 300ms\n", NULL);
+    int64_t t0 = exchange("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    print_arrivals(&r, t0);
+    assert_int_equal(r.status, 504);
+    assert_int_equal(r.ninterim, MAX_INTERIM_SENT);
+    assert_true(r.head.at_ms - t0 >= LAST_RESTART_WAIT_MS + 300);
+    const char *ps = raw_header(&r, "Proxy-Status");
+    if (!tu_contains(ps, " within 300 ms after its last 1xx"))
+        fail_msg("Proxy-Status: %s", ps ? ps : "(none)");
+    raw_response_free(&r);
+}
+
+/* A 1xx while the request body still comes (an origin that answers 102 before reading it)
+ * leaves the exchange in send: first_byte_timeout starts once the request is sent, whatever
+ * interim_resets_timer says. Checked against a first_byte deadline, the second 102, 400 ms
+ * after the first (first_byte_timeout = 300ms, off), cut the upload with 504. */
+static const struct fo_step early_102s[] = {
+    FO_INTERIM(102, NULL), FO_WAIT(400), FO_INTERIM(102, NULL), FO_WAIT(400),
+    FO_RESPOND(200, NULL, "final", FO_LENGTH), FO_END(),
+};
+
+static void test_interim_during_upload(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = early_102s,
+                                     .respond_before_body = true };
+    struct raw_response r;
+    int64_t t0;
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL,
+               "first_byte_timeout = 300ms\ninterim_resets_timer = off\n", NULL);
+    send_request("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n", &t0);
+    int sent = raw_send_slowly(fx.c, "0123", 4, 1, 250); /* the last byte at 750 ms or later */
+    assert_int_equal(raw_read_response(fx.c, &r, IO_MS), 0);
+    print_arrivals(&r, t0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(sent, 0);
+    assert_int_equal(r.ninterim, 2);
+    raw_response_free(&r);
+}
+
 /* The origin answers after 1 s: heartbeats at 200, 400, 600, 800 (and maybe 1000) ms. */
 static void test_processing_heartbeats(void **state)
 {
@@ -1210,6 +1315,30 @@ static void test_many_hints_relayed(void **state)
     }
 }
 
+/* Links an origin separates by a bare ',' go on separated by ", ": a byte more each, and the
+ * last link must still find room. */
+static const struct fo_step comma_103[] = {
+    FO_INTERIM(103, "Link: </a.css>;rel=preload,</b.css>;rel=preload,</c.css>;rel=preload\r\n"),
+    FO_RESPOND(200, NULL, "page", FO_LENGTH), FO_END(),
+};
+
+static void test_hints_tight_commas(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = comma_103 };
+    struct raw_response r;
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+    exchange("GET /page HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.ninterim, 1);
+    assert_int_equal(count_in_interims(&r, "</a.css>"), 1);
+    assert_int_equal(count_in_interims(&r, "</b.css>"), 1);
+    assert_int_equal(count_in_interims(&r, "</c.css>"), 1);
+    raw_response_free(&r);
+}
+
 /* "Once per exchange": two requests on one keep-alive client connection (and one pooled origin
  * connection) each get the configured hint and the origin's new one. */
 static void test_hints_per_exchange(void **state)
@@ -1361,6 +1490,10 @@ int main(void)
         cmocka_unit_test_teardown(test_interim_not_body_timing, teardown),
         cmocka_unit_test_teardown(test_processing_heartbeats, teardown),
         cmocka_unit_test_teardown(test_processing_stops_at_cap, teardown),
+        cmocka_unit_test_teardown(test_relay_stops_at_cap, teardown),
+        cmocka_unit_test_teardown(test_timeout_detail_past_cap, teardown),
+        cmocka_unit_test_teardown(test_32nd_interim_restarts_timer, teardown),
+        cmocka_unit_test_teardown(test_interim_during_upload, teardown),
         cmocka_unit_test_teardown(test_processing_not_to_http10, teardown),
         cmocka_unit_test_teardown(test_processing_keeps_origin_timers, teardown),
         cmocka_unit_test_teardown(test_configured_hints, teardown),
@@ -1369,6 +1502,7 @@ int main(void)
         cmocka_unit_test_teardown(test_no_duplicate_hints, teardown),
         cmocka_unit_test_teardown(test_no_duplicate_hints_past_memory, teardown),
         cmocka_unit_test_teardown(test_many_hints_relayed, teardown),
+        cmocka_unit_test_teardown(test_hints_tight_commas, teardown),
         cmocka_unit_test_teardown(test_hints_per_exchange, teardown),
         cmocka_unit_test_teardown(test_simulator_curl, teardown),
         cmocka_unit_test_teardown(test_simulator_raw, teardown),

@@ -361,13 +361,18 @@ struct behind_case {
     const char *name;
     const char *extra;           /* [proxy] lines */
     bool stop;                   /* SIGTERM during the clients' pause: a graceful stop */
+    bool close;                  /* the requests say Connection: close */
 };
 
 static const struct behind_case behind_cases[] = {
     /* keepalive_timeout passes during the pause */
-    {"keepalive_timeout", "keepalive_timeout = 200ms", false},
+    {"keepalive_timeout", "keepalive_timeout = 200ms", false, false},
     /* a graceful stop closes idle connections at once: not one whose answer is still going */
-    {"graceful stop", "keepalive_timeout = 75s", true},
+    {"graceful stop", "keepalive_timeout = 75s", true, false},
+    /* a connection closing after its answer waits for that answer under client_send_timeout,
+     * not keepalive_timeout (a mutant giving closing connections keepalive_timeout's limit
+     * passed every test) */
+    {"keepalive_timeout, Connection: close", "keepalive_timeout = 200ms", false, true},
 };
 
 /* Clients that do not read while their answer ends: answers of sizes around what the kernel
@@ -392,7 +397,8 @@ static void run_behind_case(const struct behind_case *bc)
     int n = 0;
     for (size_t len = from; len <= to && n < MAX_CLIENTS; len += BEHIND_STEP, n++) {
         char req[96];
-        snprintf(req, sizeof(req), "GET /down-length/%zu HTTP/1.1\r\nHost: t\r\n\r\n", len);
+        snprintf(req, sizeof(req), "GET /down-length/%zu HTTP/1.1\r\nHost: t\r\n%s\r\n", len,
+                 bc->close ? "Connection: close\r\n" : "");
         c[n] = px_connect(h);
         size[n] = len;
         assert_int_equal(raw_send_str(c[n], req), 0);

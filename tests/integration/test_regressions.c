@@ -440,6 +440,61 @@ static void test_stale_non_idempotent(void **state)
     }
 }
 
+/* A pooled connection the origin closed on a request it took (a POST: not resent) is the
+ * keep-alive race, not a dead origin: README's passive health counts empty_response only on a
+ * connection opened for the request. Counted, at max_fails = 1 it marked the only origin down
+ * and the next request got 503 no_healthy_origin. */
+static void test_pooled_close_spares_origin(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_stale };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\nmax_fails = 1\n"
+                                 "down_time = 1m\n", fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    exchange(c, "GET /warm HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    exchange(c, "POST /stale/charge HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", &r);
+    assert_int_equal(r.status, 502);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "empty_response");
+    raw_response_free(&r);
+    raw_close(c);
+    c = px_connect(h);
+    exchange(c, "GET /after HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_false(harness_log_contains(h, "marked down"));
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* Only a pooled connection's close may be the keep-alive race that earns a resend: a connection
+ * opened for the request and closed on it is the origin's answer, and a GET is sent once
+ * (retries = 0, one origin). Resending it as stale too gave the origin every such GET twice. */
+static void test_fresh_close_not_resent(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_CLOSE_EMPTY);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\nretries = 0\n",
+                                 fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    exchange(c, "GET /fresh HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.status, 502);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "empty_response");
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(fake_origin_requests(o), 1); /* the response is out: a resend came before */
+    assert_log(h, "/fresh", " reused=no", "retried=");
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* The log says whether the connection came from the pool, also for one that failed (the
  * failure drops it before the line is written: the binary before the fix said reused=no), and
  * whether the request was resent (it did not say). */
@@ -1232,6 +1287,8 @@ int main(void)
         cmocka_unit_test(test_chunked_fill_close),
         cmocka_unit_test(test_chunked_upload_before_connect),
         cmocka_unit_test(test_stale_non_idempotent),
+        cmocka_unit_test(test_pooled_close_spares_origin),
+        cmocka_unit_test(test_fresh_close_not_resent),
         cmocka_unit_test(test_passive_health_in_a_row),
         cmocka_unit_test(test_tls_origin_no_close_notify),
         cmocka_unit_test(test_verify_off_handshake_failure),

@@ -12,7 +12,8 @@
  *      rule's status answer (a request it refuses as bad, 417 or 508, still closes: test_parsing)
  *   3. a client that sends its body slowly does not make total_timeout blame the origin: the
  *      timer does not expire while the exchange waits on the client's body, and runs anew once
- *      the body is in (an origin silent after it still gets its 504)
+ *      the body is in (an origin silent after it still gets its 504); nor does send_timeout,
+ *      which limits the origin's silence, not the whole upload
  *
  * Portico runs with these routes: /dead/ (and /dead-ignore/, expect = ignore) to the failing
  * origin of the case, /ok/ to an origin that answers 200 and records what it got (the next
@@ -236,6 +237,25 @@ static void test_slow_upload_not_total_timeout(void **state)
     raw_response_free(&r);
 }
 
+/* send_timeout limits how long the origin takes no request bytes, not the whole send: a body
+ * the client trickles over twice send_timeout, each byte taken at once, is no send_timeout.
+ * Armed as the send phase's timer, it cut the upload short with 504 send_timeout. */
+static void test_slow_upload_not_send_timeout(void **state)
+{
+    (void)state;
+    char extra[64];
+    snprintf(extra, sizeof(extra), "send_timeout = %dms", TOTAL_MS);
+    start_with(extra, FO_SILENT, NULL);
+    int64_t t0 = tu_now_ms();
+    send_trickled("/ok/up");
+    int64_t body_end = raw_last_send_ms(fx.c);
+    struct raw_response r = {0};
+    assert_int_equal(raw_read_response(fx.c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(body_end - t0 >= TOTAL_MS); /* the upload outlasted send_timeout */
+    raw_response_free(&r);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -247,6 +267,7 @@ int main(void)
         cmocka_unit_test_teardown(test_partial_body_closes, teardown),
         cmocka_unit_test_teardown(test_own_answers_keep_connection, teardown),
         cmocka_unit_test_teardown(test_slow_upload_not_total_timeout, teardown),
+        cmocka_unit_test_teardown(test_slow_upload_not_send_timeout, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -365,6 +365,10 @@ static const struct {
     {"failures further apart than fail_window do not add up", 1, 2,
      {PICK(0, 0), DONE(0, 0, BALANCE_FAILED), PICK(1500, 0), DONE(1500, 0, BALANCE_FAILED),
       STATE(0, ORIGIN_UP), PICK(1600, 0), DONE(1600, 0, BALANCE_FAILED), STATE(0, ORIGIN_DOWN)}},
+    {"a failure fail_window after the first opens a new window: the window is [first, "
+     "first + fail_window)", 1, 2,
+     {PICK(0, 0), DONE(0, 0, BALANCE_FAILED), PICK(1000, 0), DONE(1000, 0, BALANCE_FAILED),
+      STATE(0, ORIGIN_UP), PICK(1999, 0), DONE(1999, 0, BALANCE_FAILED), STATE(0, ORIGIN_DOWN)}},
     {"an answer between failures starts the count over", 1, 2,
      {PICK(0, 0), DONE(0, 0, BALANCE_FAILED), PICK(10, 0), DONE(10, 0, BALANCE_ANSWERED),
       PICK(20, 0), DONE(20, 0, BALANCE_FAILED), STATE(0, ORIGIN_UP)}},
@@ -620,6 +624,16 @@ static void test_inherit(void **state)
     balancer_done(b, 2, false, BALANCE_ANSWERED, 5099);
     int o = balancer_pick(b, 5100, 0, 0, NULL); /* o1's down_time is over: probed */
     assert_true(o == 0 || o == 2);
+    balancer_free(b);
+
+    /* a new down_time shorter than what is left of the old one caps it: o1 (o3 left out, o0
+     * failing its check) is probed at 2000 + 1000, not at 5100 */
+    up.down_time_ms = 1000;
+    b = balancer_new(&up);
+    assert_non_null(b);
+    balancer_inherit(b, from, 2000);
+    assert_int_equal(balancer_pick(b, 2999, 0, 1u << 2, NULL), -1);
+    assert_int_equal(balancer_pick(b, 3000, 0, 1u << 2, NULL), 0);
     balancer_free(b);
 
     /* another check, or passive health off: those verdicts start afresh */

@@ -235,7 +235,9 @@ static void test_phase_and_cause_names(void **state)
     assert_string_equal(cause_name((enum cause)CAUSE_COUNT), "unknown");
 }
 
-/* Passive health counts failures of the origin's network, not of one response. */
+/* Passive health counts failures of the origin's network, not of one response: README,
+ * "Passive health", lists dns_*, connect_*, tls_*, send_timeout, send_error and
+ * first_byte_timeout. Every type has its row, so that no flag of FAILURE_LIST goes unchecked. */
 static void test_network_failures(void **state)
 {
     static const struct {
@@ -243,9 +245,19 @@ static void test_network_failures(void **state)
         bool network;
     } rows[] = {
         {FAIL_DNS_ERROR, true},           /* the origin name does not resolve */
+        {FAIL_DNS_TIMEOUT, true},         /* nor within dns_timeout */
         {FAIL_CONNECT_REFUSED, true},     /* nothing listens */
         {FAIL_CONNECT_TIMEOUT, true},     /* host down or filtered */
+        {FAIL_CONNECT_UNREACHABLE, true}, /* no route to it */
         {FAIL_TLS_HANDSHAKE_FAILED, true}, /* origin cannot speak TLS with us */
+        {FAIL_TLS_HANDSHAKE_TIMEOUT, true},
+        {FAIL_TLS_CERTIFICATE_INVALID, true},
+        {FAIL_SEND_TIMEOUT, true},        /* it takes no request bytes */
+        {FAIL_SEND_ERROR, true},          /* it resets or closes while the request goes */
+        {FAIL_FIRST_BYTE_TIMEOUT, true},  /* it took the request and never answers */
+        {FAIL_READ_TIMEOUT, false},       /* it answered: one response stalled */
+        {FAIL_EMPTY_RESPONSE, false},     /* counted by the exchange on fresh connections only */
+        {FAIL_CONNECTION_RESET, false},   /* likewise */
         {FAIL_INVALID_RESPONSE, false},   /* one bad response, the origin is up */
         {FAIL_TOTAL_TIMEOUT, false},      /* a slow response, not a dead origin */
         {FAIL_NO_HEALTHY_ORIGIN, false},  /* a consequence of marking down, not a cause */
@@ -253,6 +265,7 @@ static void test_network_failures(void **state)
         {FAIL_NONE, false},               /* nothing failed */
     };
     (void)state;
+    assert_int_equal(ARRAY_LEN(rows), FAILURE_COUNT);
     for (size_t i = 0; i < ARRAY_LEN(rows); i++)
         if (failure_is_network(rows[i].t) != rows[i].network)
             fail_msg("%s: network %d", failure_name(rows[i].t), !rows[i].network);

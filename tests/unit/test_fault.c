@@ -481,6 +481,7 @@ static const struct {
     {"host=shop.example", NULL, "SHOP.example:8080", "/", "GET", NULL, true}, /* like routes */
     {"host=*.example", NULL, "a.b.example", "/", "GET", NULL, true},
     {"host=*.example", NULL, "example", "/", "GET", NULL, false},
+    {"host=*.example", NULL, ".example", "/", "GET", NULL, false},        /* a label, then it */
     {"host=*.example", NULL, NULL, "/", "GET", NULL, false},               /* no Host */
     {"method=POST", NULL, NULL, "/", "POST", NULL, true},
     {"method=POST", NULL, NULL, "/", "PURGE", NULL, false},                /* METHOD_OTHER */
@@ -802,6 +803,27 @@ static void test_state_changes(void **state)
     assert_int_equal(fault_state_phase(r, &s, 500000), FAULT_DELETED);
 }
 
+/* after and for: a window [since + after, since + after + for), the phase the admin API shows
+ * and the decision agreeing at both ends. */
+static void test_window_ends(void **state)
+{
+    (void)state;
+    struct fault_rule *r = must_build("after = 1s\nfor = 2s\nstatus = 503\n");
+    struct fault_state s;
+    struct fault_rng g;
+    struct fault_pick p;
+    fault_state_init(&s, r, 0);
+    fault_rng_init(&g, SEED);
+    assert_int_equal(fault_state_phase(r, &s, 999), FAULT_WAITING);
+    assert_false(fault_decide(r, &s, 999, &g, &p));
+    assert_int_equal(fault_state_phase(r, &s, 1000), FAULT_ARMED);
+    assert_true(fault_decide(r, &s, 1000, &g, &p));
+    assert_int_equal(fault_state_phase(r, &s, 2999), FAULT_ARMED);
+    assert_true(fault_decide(r, &s, 2999, &g, &p));
+    assert_int_equal(fault_state_phase(r, &s, 3000), FAULT_EXPIRED);
+    assert_false(fault_decide(r, &s, 3000, &g, &p));
+}
+
 static void test_rule_text(void **state)
 {
     (void)state;
@@ -952,6 +974,7 @@ int main(void)
         cmocka_unit_test(test_weighted_statuses),
         cmocka_unit_test(test_distributions),
         cmocka_unit_test(test_state_changes),
+        cmocka_unit_test(test_window_ends),
         cmocka_unit_test(test_rule_text),
         cmocka_unit_test(test_config_faults),
         cmocka_unit_test(test_config_errors),

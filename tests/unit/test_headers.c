@@ -258,6 +258,16 @@ static const struct {
      "GET /x HTTP/1.1\r\nHost: a.test\r\n"
      "X-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\n"
      "Via: 1.1 portico\r\n\r\n"},
+    {"an HTTP/1.0 client's Upgrade is not offered: only an HTTP/1.1 one may switch",
+     "GET / HTTP/1.0\r\nHost: a.test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+     {BASE, .via = HDR_VIA_1_0},
+     "GET /x HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.0.21\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.0 portico\r\n\r\n"},
+    {"a target of a query alone, empty (\"http://h?\"), still gets its path: \"/?\"",
+     "GET http://a.test? HTTP/1.1\r\nHost: a.test\r\n\r\n",
+     {TARGET("?"), .client_ip = "127.0.0.21", .request_id = "rid1"},
+     "GET /? HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 127.0.0.21\r\n"
+     "X-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\nVia: 1.1 portico\r\n\r\n"},
     {"Via names the client's protocol",
      "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
      {BASE, .via = HDR_VIA_2},
@@ -431,6 +441,11 @@ static const struct {
      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
      {.client_minor = 0, .framing = H1_BODY_LENGTH, .content_length = 2, .keep_alive = true},
      "HTTP/1.1 200 OK\r\nVia: 1.1 portico\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n"},
+    {"keep-alive with a 1.0 client is said on a response without a body too (304)",
+     "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+     {.client_minor = 0, .framing = H1_BODY_NONE, .keep_alive = true},
+     "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nVia: 1.1 portico\r\nConnection: keep-alive\r\n"
+     "\r\n"},
     {"the origin's Connection: close is not the client's",
      "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n",
      {.client_minor = 1, .framing = H1_BODY_LENGTH, .content_length = 2, .keep_alive = true},

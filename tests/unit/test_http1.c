@@ -209,6 +209,9 @@ static const struct req_case req_cases[] = {
     SEM("CL.TE: both Content-Length and Transfer-Encoding",
         POST11 CL_ "6\r\n" TE_ "chunked\r\n\r\n", 400),
     SEM("TE.CL: the same, other order", POST11 TE_ "chunked\r\n" CL_ "6\r\n\r\n", 400),
+    /* a Content-Length of 0 beside chunked is no harmless exception: a hop that frames by it
+     * sees an empty body and the chunks as the next request */
+    SEM("CL.TE with Content-Length: 0", POST11 CL_ "0\r\n" TE_ "chunked\r\n\r\n", 400),
     SEM("TE.TE: xchunked is an unknown coding", POST11 TE_ "xchunked\r\n\r\n", 501),
     SEM("TE.TE: chunked followed by identity", POST11 TE_ "chunked, identity\r\n\r\n", 400),
     SEM("TE.TE: duplicate Transfer-Encoding fields", POST11 TE_ "chunked\r\n" TE_ "chunked\r\n\r\n",
