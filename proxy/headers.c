@@ -317,11 +317,12 @@ static bool tracestate_next(const char *v, size_t len, size_t *pos, const char *
     return false;
 }
 
-/* Whether the request's tracestate fields, joined by ',', are within both bounds. */
-static bool tracestate_within(const struct h1_request *req)
+/* Whether the request's tracestate fields (the first at index first), joined by ',', are
+ * within both bounds. */
+static bool tracestate_within(const struct h1_request *req, size_t first)
 {
     size_t len = 0, members = 0;
-    for (int i = h1_find(req->fields, req->nfields, H1_F_TRACESTATE, 0); i >= 0;
+    for (int i = (int)first; i >= 0;
          i = h1_find(req->fields, req->nfields, H1_F_TRACESTATE, (size_t)i + 1)) {
         const struct h1_field *f = &req->fields[i];
         len += (len ? 1 : 0) + f->value_len;
@@ -338,11 +339,11 @@ static bool tracestate_within(const struct h1_request *req)
 }
 
 /* "tracestate: ..." of what the cut leaves of the request's list, if anything. */
-static void tracestate_cut(struct head_buf *b, const struct h1_request *req)
+static void tracestate_cut(struct head_buf *b, const struct h1_request *req, size_t first)
 {
     char list[TRACESTATE_LEN_MAX];
     size_t len = 0, members = 0;
-    for (int i = h1_find(req->fields, req->nfields, H1_F_TRACESTATE, 0); i >= 0;
+    for (int i = (int)first; i >= 0;
          i = h1_find(req->fields, req->nfields, H1_F_TRACESTATE, (size_t)i + 1)) {
         const struct h1_field *f = &req->fields[i];
         size_t pos = 0, mlen;
@@ -367,19 +368,26 @@ cut:
     HB_LIT(b, "\r\n");
 }
 
-/* Whether the tracestate field req->fields[i] goes on as it came; if not, the cut list is
- * written at the first one (unless Connection names them). The whole list is judged at each of
- * its fields: no state carried through the head's loop for a field most requests lack, and the
- * judgement stops past 512 bytes. Out of line, for the same reason. */
-__attribute__((noinline)) static bool tracestate_whole(struct head_buf *b,
-                                                       const struct h1_request *req, size_t i,
-                                                       const struct conn_names *conn)
+/* What becomes of a request's tracestate fields, judged once at the first of them. */
+enum tracestate_verdict {
+    TS_UNJUDGED = 0, /* no tracestate field met yet */
+    TS_WHOLE,        /* within both bounds: each field goes on as it came */
+    TS_CUT,          /* the cut list went at the first field (unless Connection names them) */
+};
+
+/* The verdict on the list whose first field is req->fields[first], the cut list written there
+ * when it is not whole. Once a head: judged at each field, 95 fields of "tracestate: ,,,,,"
+ * walked the list 95 times (2.1 million instructions a request by callgrind, 36 times one
+ * without them). Out of line: most requests have no tracestate. */
+__attribute__((noinline)) static enum tracestate_verdict
+tracestate_judge(struct head_buf *b, const struct h1_request *req, size_t first,
+                 const struct conn_names *conn)
 {
-    if (tracestate_within(req))
-        return true;
-    if (h1_find(req->fields, i, H1_F_TRACESTATE, 0) < 0 && !conn_names_has(conn, &req->fields[i]))
-        tracestate_cut(b, req);
-    return false;
+    if (tracestate_within(req, first))
+        return TS_WHOLE;
+    if (!conn_names_has(conn, &req->fields[first]))
+        tracestate_cut(b, req, first);
+    return TS_CUT;
 }
 
 void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
@@ -388,6 +396,7 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     struct conn_names conn;
     conn_names_init(&conn, req->fields, req->nfields);
     bool has_xff = false;
+    enum tracestate_verdict ts = TS_UNJUDGED;
     struct head_buf b;
     hb_init(&b, out);
 
@@ -437,7 +446,9 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
         case H1_F_TRACESTATE:
             if (fwd->drop_tracestate)
                 continue;
-            if (tracestate_whole(&b, req, i, &conn))
+            if (ts == TS_UNJUDGED)
+                ts = tracestate_judge(&b, req, i, &conn);
+            if (ts == TS_WHOLE)
                 break;
             continue;
         case H1_F_EXPECT:
