@@ -295,26 +295,39 @@ static void max_forwards_line(struct head_buf *b, uint32_t n)
 #define TRACESTATE_LEN_MAX 512
 #define TRACESTATE_MEMBER_LONG 128
 
+/* Whether each byte of the 8 in w is ',', SP or HTAB: a run of empty list-members. */
+static inline bool tracestate_gap8(uint64_t w)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+#define ZERO_BYTES(x) (~((((x) & ~highs) + ~highs) | (x)) & highs) /* exact, byte by byte */
+    uint64_t comma = w ^ (ones * ','), sp = w ^ (ones * ' '), tab = w ^ (ones * '\t');
+    return (ZERO_BYTES(comma) | ZERO_BYTES(sp) | ZERO_BYTES(tab)) == highs;
+#undef ZERO_BYTES
+}
+
 /* The next list-member of v[*pos..len), OWS trimmed, empty ones skipped: split at ',' alone,
- * not as h1_list_next does (a tracestate value may hold '"' and is no quoted-string). */
+ * not as h1_list_next does (a tracestate value may hold '"' and is no quoted-string). The ','
+ * and OWS before a member are stepped over eight bytes at a time: a memchr for each empty
+ * member made a 60 KB value of ',' cost the cut 65 times its parse (470 us a request). */
 static bool tracestate_next(const char *v, size_t len, size_t *pos, const char **m, size_t *mlen)
 {
-    while (*pos < len) {
-        size_t start = *pos;
-        const char *comma = memchr(v + start, ',', len - start);
-        size_t end = comma ? (size_t)(comma - v) : len;
-        *pos = comma ? end + 1 : len;
-        while (start < end && (v[start] == ' ' || v[start] == '\t'))
-            start++;
-        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
-            end--;
-        if (end > start) {
-            *m = v + start;
-            *mlen = end - start;
-            return true;
-        }
+    size_t start = *pos;
+    for (uint64_t w; start + 8 <= len && (memcpy(&w, v + start, 8), tracestate_gap8(w));)
+        start += 8;
+    while (start < len && (v[start] == ',' || v[start] == ' ' || v[start] == '\t'))
+        start++;
+    if (start == len) {
+        *pos = len;
+        return false;
     }
-    return false;
+    const char *comma = memchr(v + start, ',', len - start);
+    size_t end = comma ? (size_t)(comma - v) : len;
+    *pos = comma ? end + 1 : len;
+    while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+        end--;
+    *m = v + start; /* not empty: v[start] is neither ',' nor OWS */
+    *mlen = end - start;
+    return true;
 }
 
 /* Whether the request's tracestate fields (the first at index first), joined by ',', are

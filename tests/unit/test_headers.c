@@ -421,6 +421,48 @@ static void test_many_tracestate_fields(void **state)
     }
 }
 
+/* A tracestate of 60 KB of ',' (max_header_size takes up to 1m) is over 512 characters and
+ * holds no member: nothing goes, found at a few times what reading that head costs. With a
+ * memchr for each empty member the cut took 65 times the parse (94 ms against 1.4 for 200
+ * heads), 470 us of a worker per request. */
+static void test_tracestate_of_commas(void **state)
+{
+    (void)state;
+    enum { COMMAS = 60000, ROUNDS = 200 };
+    static const struct h1_limits big = {8192, 65536};
+    size_t cap = COMMAS + 128;
+    char *in = malloc(cap);
+    assert_non_null(in);
+    size_t n = (size_t)snprintf(in, cap, "GET / HTTP/1.1\r\nHost: a.test\r\ntracestate: ");
+    memset(in + n, ',', COMMAS);
+    n += COMMAS;
+    n += (size_t)snprintf(in + n, cap - n, "\r\n\r\n");
+    struct h1_request req;
+    struct h1_error err;
+    uint64_t t0 = thread_cpu_us();
+    for (int r = 0; r < ROUNDS; r++)
+        assert_int_equal(h1_parse_request(in, n, &big, &req, &err), (int)n);
+    uint64_t parse_us = thread_cpu_us() - t0;
+    struct evbuffer *b = evbuffer_new();
+    t0 = thread_cpu_us();
+    for (int r = 0; r < ROUNDS; r++) {
+        hdr_write_request(b, &req, &(struct fwd_request){BASE});
+        if (r < ROUNDS - 1)
+            evbuffer_drain(b, evbuffer_get_length(b));
+    }
+    uint64_t write_us = thread_cpu_us() - t0;
+    char *out = take(b);
+    evbuffer_free(b);
+    print_message("%d ',' in a tracestate, %d times: read %llu us, write %llu us\n", COMMAS,
+                  ROUNDS, (unsigned long long)parse_us, (unsigned long long)write_us);
+    assert_null(strstr(out, "tracestate"));
+    if (write_us > 10 * parse_us + 5000)
+        fail_msg("writing the head took %llu us of CPU, reading it %llu",
+                 (unsigned long long)write_us, (unsigned long long)parse_us);
+    free(out);
+    free(in);
+}
+
 /* hdr_is_hop_by_hop, field by field. */
 static void test_is_hop_by_hop(void **state)
 {
@@ -829,6 +871,7 @@ int main(void)
         cmocka_unit_test(test_head_across_buffer),
         cmocka_unit_test(test_long_connection_list),
         cmocka_unit_test(test_many_tracestate_fields),
+        cmocka_unit_test(test_tracestate_of_commas),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
