@@ -636,7 +636,8 @@ static void test_last_bytes_before_reset(void **state)
     for (size_t i = 0; i < ARRAY_SIZE(last_bytes_rows); i++) {
         uint16_t oport;
         int lfd = raw_origin_listen(&oport);
-        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", oport);
+        struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                     "[upstream u]\norigin = 127.0.0.1:%u\n", oport);
         int ofd;
         struct raw_conn *c = open_tunnel(h, lfd, "/reset", &ofd);
         int cfd = raw_fd(c);
@@ -681,6 +682,14 @@ static void test_last_bytes_before_reset(void **state)
             raw_close(c);
         if (ofd >= 0)
             close(ofd);
+        /* the tunnel ended by the reset side's error, once its bytes went: that side's error,
+         * counted before its access-log line is written */
+        free(px_log_line(h, "/reset"));
+        const char *series = last_bytes_rows[i].client_closes
+                                 ? "portico_tunnels_closed_total{reason=\"client_error\"}"
+                                 : "portico_tunnels_closed_total{reason=\"origin_error\"}";
+        if (scrape_metric(harness_port(h, "admin"), series, PX_IO_MS) != 1)
+            fail_msg("%s: %s is not 1", last_bytes_rows[i].why, series);
         close(lfd);
         px_stop(h);
     }
