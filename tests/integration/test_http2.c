@@ -1563,6 +1563,25 @@ static void test_request_trailers(void **state)
     fake_origin_stop(o);
 }
 
+/* Request trailers are bounded as a head is: a section of exactly max_header_size bytes (names
+ * and values) is read, one byte more resets the stream. */
+static void test_request_trailer_limit(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_ECHO);
+    struct harness *h = start_origin(fake_origin_port(o), "max_header_size = 1024");
+    struct tu_cmd_result r = {0};
+    frames2(h, "trailer_limit", "/echo", "1024", &r);
+    static const char *const want[] = {
+        "case=at_limit status=[200] rst=None",
+        "case=over_limit status=[] rst=1",
+    };
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- response trailers ---- */
 
 #define CHUNKED_HEAD "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
@@ -2894,6 +2913,7 @@ int main(void)
         cmocka_unit_test(test_slow_reader_not_stalled),
         cmocka_unit_test(test_connection_window_trickle_stalled),
         cmocka_unit_test(test_request_trailers),
+        cmocka_unit_test(test_request_trailer_limit),
         cmocka_unit_test(test_response_trailers),
         cmocka_unit_test(test_response_head_too_large),
         cmocka_unit_test(test_interim_synthesized),
