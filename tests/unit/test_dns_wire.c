@@ -200,7 +200,7 @@ static void test_cname_limits(void **state)
     for (unsigned hops = DNS_WIRE_CNAME_HOPS; hops <= DNS_WIRE_CNAME_HOPS + 1; hops++) {
         header(m, ID, 0x8180, hops + 1, "c0.test", DNS_TYPE_A);
         for (unsigned i = 0; i < hops; i++) {
-            char owner[16], target[16];
+            char owner[24], target[24];
             snprintf(owner, sizeof(owner), "c%u.test", i);
             snprintf(target, sizeof(target), "c%u.test", i + 1);
             put_name(m, owner);
@@ -208,7 +208,7 @@ static void test_cname_limits(void **state)
             put16(m, (unsigned)strlen(target) + 2);
             put_name(m, target);
         }
-        char last[16];
+        char last[24];
         snprintf(last, sizeof(last), "c%u.test", hops);
         put_name(m, last);
         put16(m, DNS_TYPE_A), put16(m, DNS_CLASS_IN), put16(m, 0), put16(m, 60), put16(m, 4);
