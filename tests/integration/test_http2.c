@@ -2581,6 +2581,30 @@ static void test_h2c_and_http2_off(void **state)
     px_stop(h);
 }
 
+/* The SETTINGS Portico announces: the configured stream limit and max_header_size as the header
+ * list limit (the head built for HTTP/1.1 must fit it), push off. */
+static void test_announced_settings(void **state)
+{
+    (void)state;
+    struct harness *h = start("listen = 127.0.0.1:{{port:h2c}} h2c\nmax_header_size = 2k\n"
+                              "http2_max_concurrent_streams = 7",
+                              "[upstream u]\norigin = sim\n");
+    char u[128];
+    snprintf(u, sizeof(u), "http://127.0.0.1:%u/status/200", harness_port(h, "h2c"));
+    const char *const argv[] = {"nghttp", "-v", "--timeout=10", u, NULL};
+    struct tu_cmd_result r = {0};
+    px_run_ok(argv, &r);
+    static const char *const want[] = {
+        "[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7]",
+        "[SETTINGS_MAX_HEADER_LIST_SIZE(0x06):2048]",
+        "[SETTINGS_ENABLE_PUSH(0x02):0]",
+        ":status: 200",
+    };
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    px_stop(h);
+}
+
 /* ---- the client leaves, the worker drains ---- */
 
 /* A client's RST_STREAM (CANCEL) ends that exchange, logged as 499 with its phase; the
@@ -2887,6 +2911,7 @@ int main(void)
         cmocka_unit_test(test_unfinished_head_logged),
         cmocka_unit_test(test_connection_errors_counted),
         cmocka_unit_test(test_h2c_and_http2_off),
+        cmocka_unit_test(test_announced_settings),
         cmocka_unit_test(test_upload_budget),
         cmocka_unit_test(test_upload_budget_many_streams),
         cmocka_unit_test(test_upload_budget_before_settings_ack),
