@@ -2605,6 +2605,33 @@ static void test_announced_settings(void **state)
     px_stop(h);
 }
 
+/* An origin's three-digit status past 599 goes to an HTTP/2 client as it goes to an HTTP/1.1
+ * one: the same answer whatever the client's protocol (:status holds any three digits), not a
+ * 502 on one of them only. */
+static const struct fo_step status_799[] = {
+    FO_SEND("HTTP/1.1 799 Custom\r\nContent-Length: 2\r\n\r\nhi"), FO_END(),
+};
+
+static void test_unknown_status_relayed(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = status_799};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = start_origin(fake_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    assert_int_equal(curl(h, "--http2", "/", NULL, &r), 0);
+    if (!tu_contains(r.err, "< HTTP/2 799") || strcmp(r.out, "hi") != 0)
+        fail_msg("stderr:\n%s\nbody: %s", r.err, r.out);
+    tu_cmd_result_free(&r);
+    assert_int_equal(curl(h, "--http1.1", "/", NULL, &r), 0);
+    if (!tu_contains(r.err, "< HTTP/1.1 799") || strcmp(r.out, "hi") != 0)
+        fail_msg("stderr:\n%s\nbody: %s", r.err, r.out);
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- the client leaves, the worker drains ---- */
 
 /* A client's RST_STREAM (CANCEL) ends that exchange, logged as 499 with its phase; the
@@ -2912,6 +2939,7 @@ int main(void)
         cmocka_unit_test(test_connection_errors_counted),
         cmocka_unit_test(test_h2c_and_http2_off),
         cmocka_unit_test(test_announced_settings),
+        cmocka_unit_test(test_unknown_status_relayed),
         cmocka_unit_test(test_upload_budget),
         cmocka_unit_test(test_upload_budget_many_streams),
         cmocka_unit_test(test_upload_budget_before_settings_ack),
