@@ -301,6 +301,17 @@ static void test_add_and_delete(void **state)
     expect(post_form(h, "/faults", "name=admin&status=503", &r), 400, &r); /* the API's label */
     assert_true(tu_contains(r.body, "name: 'admin' is not a rule name"));
     raw_response_free(&r);
+    /* a name of FAULT_NAME_MAX - 1 bytes (63) is taken, one of 64 is not */
+    char form[160], name64[65];
+    memset(name64, 'n', 64);
+    name64[64] = '\0';
+    snprintf(form, sizeof(form), "name=%.63s&prefix=/longname&status=503", name64);
+    expect(post_form(h, "/faults", form, &r), 201, &r);
+    raw_response_free(&r);
+    snprintf(form, sizeof(form), "name=%s&prefix=/longname&status=503", name64);
+    expect(post_form(h, "/faults", form, &r), 400, &r);
+    assert_true(tu_contains(r.body, "is not a rule name"));
+    raw_response_free(&r);
     expect(post_form(h, "/faults", "name=one&name=two&status=503", &r), 400, &r);
     assert_string_equal(r.body, "400 Bad Request: name given twice\n");
     raw_response_free(&r);
