@@ -146,6 +146,8 @@ static const struct row rows[] = {
     {"a space in :path would split the request line",
      {{":method", "GET", 0}, {":scheme", "https", 0}, {":path", "/a b", 0}}, -1,
      "space, control or non-ASCII byte in :path"},
+    {"CONNECT without :authority", {{":method", "CONNECT", 0}}, -1,
+     "CONNECT takes :authority and neither :scheme nor :path"},
     {"CONNECT with a :path", {{":method", "CONNECT", 0}, {":path", "/", 0}, AUTH}, -1,
      "CONNECT takes :authority and neither :scheme nor :path"},
     {"an empty :authority", {GET_ROOT, {":authority", "", 0}}, -1, "empty :authority"},
