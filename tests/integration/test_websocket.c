@@ -613,6 +613,32 @@ static void test_last_bytes_before_close(void **state)
     }
 }
 
+/* A client that stops reading while the origin streams to it: Portico's writes to it wait, and
+ * client_send_timeout ends the tunnel (client_stalled) long before tunnel_timeout would. */
+static void test_stalled_client_ends_tunnel(void **state)
+{
+    (void)state;
+    uint16_t oport;
+    int lfd = raw_origin_listen(&oport);
+    struct harness *h =
+        px_start("admin_listen = 127.0.0.1:{{port:admin}}\nclient_send_timeout = 500ms",
+                 "[upstream u]\norigin = 127.0.0.1:%u\ntunnel_timeout = 60s\n", oport);
+    int ofd;
+    struct raw_conn *c = open_tunnel(h, lfd, "/stall", &ofd);
+    assert_true(fill_until_stalled(ofd, 64u * 1024 * 1024) > 0); /* the client reads nothing */
+    size_t drained = 0;
+    bool reset = false;
+    assert_int_equal(read_until_closed(ofd, PX_IO_MS, &drained, &reset), 1);
+    free(px_log_line(h, "/stall"));
+    assert_true(scrape_metric(harness_port(h, "admin"),
+                              "portico_tunnels_closed_total{reason=\"client_stalled\"}",
+                              PX_IO_MS) == 1);
+    raw_close(c);
+    close(ofd);
+    close(lfd);
+    px_stop(h);
+}
+
 /* ---- a side's last bytes, then its reset ---- */
 
 /* SIGSTOP, returning once every thread of portico has stopped (waitid: no polling). */
@@ -1241,6 +1267,7 @@ int main(void)
         cmocka_unit_test(test_no_upgrade),
         cmocka_unit_test(test_upgrade_empty_length),
         cmocka_unit_test(test_last_bytes_before_close),
+        cmocka_unit_test(test_stalled_client_ends_tunnel),
         cmocka_unit_test(test_last_bytes_before_reset),
         cmocka_unit_test(test_switch_then_reset),
         cmocka_unit_test(test_stream_then_reset),
