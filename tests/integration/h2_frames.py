@@ -23,6 +23,8 @@ count, so it always ends.
                                      past LIMIT were refused, and any GOAWAY their blocks brought
   h2_frames.py PORT windows PATH     two GETs with SETTINGS_INITIAL_WINDOW_SIZE=0: stream 1's
                                      window is never opened, stream 3's is; 3 must finish
+  h2_frames.py PORT trailer_limit PATH N  POSTs with a trailer section of N bytes (names and
+                                     values), then N + 1: the first answered, the second reset
   h2_frames.py PORT trailers PATH    POSTs with valid trailers, then one per malformed trailer
                                      field (RFC 9113 8.2, 8.3), then a valid one again
   h2_frames.py PORT paced PATH       a GET read at a steady pace: its windows (64 KiB) reopen
@@ -823,6 +825,21 @@ def trailers(port, path):
     c.close()
 
 
+def trailer_limit(port, path, limit):
+    """POSTs whose trailer section (names and values) is limit bytes, then limit + 1."""
+    c = Conn(port)
+    for i, (name, size) in enumerate([("at_limit", limit), ("over_limit", limit + 1)]):
+        sid = 2 * i + 1
+        st = c.st(sid)
+        c.send(c.request(sid, get(path, "POST") + [("te", "trailers")], end_stream=False))
+        c.send(frame(DATA, 0, sid, b"hello"))
+        fields = [("x-t", "v" * (size - 3))]
+        c.send(frame(HEADERS, END_HEADERS | END_STREAM, sid, c.block(fields)))
+        c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
+        print("case=%s status=%s rst=%s" % (name, st["status"][-1:], st["rst"]))
+    c.close()
+
+
 def paced(port, path):
     c = Conn(port)
     c.paced = True
@@ -1176,6 +1193,8 @@ def main():
         refused_big_heads(port, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     elif sys.argv[2] == "windows":
         windows(port, sys.argv[3])
+    elif sys.argv[2] == "trailer_limit":
+        trailer_limit(port, sys.argv[3], int(sys.argv[4]))
     elif sys.argv[2] == "trailers":
         trailers(port, sys.argv[3])
     elif sys.argv[2] == "paced":

@@ -245,6 +245,9 @@ static void test_list_and_change(void **state)
     expect(post_form(h, "/faults/teapot", "for=1s", &r), 400, &r);
     assert_true(tu_contains(r.body, "nothing to change"));
     raw_response_free(&r);
+    expect(post_form(h, "/faults/teapot", "enabled=0&for=0", &r), 400, &r); /* for= is > 0 */
+    assert_true(tu_contains(r.body, "for=0: expected enabled=0|1"));
+    raw_response_free(&r);
     expect(post_form(h, "/faults/nope", "enabled=1", &r), 404, &r);
     assert_string_equal(r.body, "404 Not Found: nope: no such rule\n");
     raw_response_free(&r);
@@ -294,6 +297,26 @@ static void test_add_and_delete(void **state)
     assert_true(tu_contains(r.body, "no [route nope]"));
     raw_response_free(&r);
     expect(post_form(h, "/faults", "name=header&status=503", &r), 400, &r);
+    raw_response_free(&r);
+    expect(post_form(h, "/faults", "name=admin&status=503", &r), 400, &r); /* the API's label */
+    assert_true(tu_contains(r.body, "name: 'admin' is not a rule name"));
+    raw_response_free(&r);
+    /* a name of FAULT_NAME_MAX - 1 bytes (63) is taken, one of 64 is not */
+    char form[160], name64[65];
+    memset(name64, 'n', 64);
+    name64[64] = '\0';
+    snprintf(form, sizeof(form), "name=%.63s&prefix=/longname&status=503", name64);
+    expect(post_form(h, "/faults", form, &r), 201, &r);
+    raw_response_free(&r);
+    snprintf(form, sizeof(form), "name=%s&prefix=/longname&status=503", name64);
+    expect(post_form(h, "/faults", form, &r), 400, &r);
+    assert_true(tu_contains(r.body, "is not a rule name"));
+    raw_response_free(&r);
+    expect(post_form(h, "/faults", "name=one&name=two&status=503", &r), 400, &r);
+    assert_string_equal(r.body, "400 Bad Request: name given twice\n");
+    raw_response_free(&r);
+    /* /faults and /faults/NAME only: a longer word is another path */
+    expect(post_form(h, "/faultsx", "name=x&status=503", &r), 405, &r); /* not a fault API path */
     raw_response_free(&r);
     expect(post_form(h, "/faults", "name=teapot&status=503", &r), 409, &r);
     raw_response_free(&r);

@@ -1563,6 +1563,25 @@ static void test_request_trailers(void **state)
     fake_origin_stop(o);
 }
 
+/* Request trailers are bounded as a head is: a section of exactly max_header_size bytes (names
+ * and values) is read, one byte more resets the stream. */
+static void test_request_trailer_limit(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_ECHO);
+    struct harness *h = start_origin(fake_origin_port(o), "max_header_size = 1024");
+    struct tu_cmd_result r = {0};
+    frames2(h, "trailer_limit", "/echo", "1024", &r);
+    static const char *const want[] = {
+        "case=at_limit status=[200] rst=None",
+        "case=over_limit status=[] rst=1",
+    };
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- response trailers ---- */
 
 #define CHUNKED_HEAD "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
@@ -2562,6 +2581,57 @@ static void test_h2c_and_http2_off(void **state)
     px_stop(h);
 }
 
+/* The SETTINGS Portico announces: the configured stream limit and max_header_size as the header
+ * list limit (the head built for HTTP/1.1 must fit it), push off. */
+static void test_announced_settings(void **state)
+{
+    (void)state;
+    struct harness *h = start("listen = 127.0.0.1:{{port:h2c}} h2c\nmax_header_size = 2k\n"
+                              "http2_max_concurrent_streams = 7",
+                              "[upstream u]\norigin = sim\n");
+    char u[128];
+    snprintf(u, sizeof(u), "http://127.0.0.1:%u/status/200", harness_port(h, "h2c"));
+    const char *const argv[] = {"nghttp", "-v", "--timeout=10", u, NULL};
+    struct tu_cmd_result r = {0};
+    px_run_ok(argv, &r);
+    static const char *const want[] = {
+        "[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7]",
+        "[SETTINGS_MAX_HEADER_LIST_SIZE(0x06):2048]",
+        "[SETTINGS_ENABLE_PUSH(0x02):0]",
+        ":status: 200",
+    };
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    px_stop(h);
+}
+
+/* An origin's three-digit status past 599 goes to an HTTP/2 client as it goes to an HTTP/1.1
+ * one: the same answer whatever the client's protocol (:status holds any three digits), not a
+ * 502 on one of them only. */
+static const struct fo_step status_799[] = {
+    FO_SEND("HTTP/1.1 799 Custom\r\nContent-Length: 2\r\n\r\nhi"), FO_END(),
+};
+
+static void test_unknown_status_relayed(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = status_799};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = start_origin(fake_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    assert_int_equal(curl(h, "--http2", "/", NULL, &r), 0);
+    if (!tu_contains(r.err, "< HTTP/2 799") || strcmp(r.out, "hi") != 0)
+        fail_msg("stderr:\n%s\nbody: %s", r.err, r.out);
+    tu_cmd_result_free(&r);
+    assert_int_equal(curl(h, "--http1.1", "/", NULL, &r), 0);
+    if (!tu_contains(r.err, "< HTTP/1.1 799") || strcmp(r.out, "hi") != 0)
+        fail_msg("stderr:\n%s\nbody: %s", r.err, r.out);
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- the client leaves, the worker drains ---- */
 
 /* A client's RST_STREAM (CANCEL) ends that exchange, logged as 499 with its phase; the
@@ -2868,6 +2938,8 @@ int main(void)
         cmocka_unit_test(test_unfinished_head_logged),
         cmocka_unit_test(test_connection_errors_counted),
         cmocka_unit_test(test_h2c_and_http2_off),
+        cmocka_unit_test(test_announced_settings),
+        cmocka_unit_test(test_unknown_status_relayed),
         cmocka_unit_test(test_upload_budget),
         cmocka_unit_test(test_upload_budget_many_streams),
         cmocka_unit_test(test_upload_budget_before_settings_ack),
@@ -2894,6 +2966,7 @@ int main(void)
         cmocka_unit_test(test_slow_reader_not_stalled),
         cmocka_unit_test(test_connection_window_trickle_stalled),
         cmocka_unit_test(test_request_trailers),
+        cmocka_unit_test(test_request_trailer_limit),
         cmocka_unit_test(test_response_trailers),
         cmocka_unit_test(test_response_head_too_large),
         cmocka_unit_test(test_interim_synthesized),

@@ -613,6 +613,32 @@ static void test_last_bytes_before_close(void **state)
     }
 }
 
+/* A client that stops reading while the origin streams to it: Portico's writes to it wait, and
+ * client_send_timeout ends the tunnel (client_stalled) long before tunnel_timeout would. */
+static void test_stalled_client_ends_tunnel(void **state)
+{
+    (void)state;
+    uint16_t oport;
+    int lfd = raw_origin_listen(&oport);
+    struct harness *h =
+        px_start("admin_listen = 127.0.0.1:{{port:admin}}\nclient_send_timeout = 500ms",
+                 "[upstream u]\norigin = 127.0.0.1:%u\ntunnel_timeout = 60s\n", oport);
+    int ofd;
+    struct raw_conn *c = open_tunnel(h, lfd, "/stall", &ofd);
+    assert_true(fill_until_stalled(ofd, 64u * 1024 * 1024) > 0); /* the client reads nothing */
+    size_t drained = 0;
+    bool reset = false;
+    assert_int_equal(read_until_closed(ofd, PX_IO_MS, &drained, &reset), 1);
+    free(px_log_line(h, "/stall"));
+    assert_true(scrape_metric(harness_port(h, "admin"),
+                              "portico_tunnels_closed_total{reason=\"client_stalled\"}",
+                              PX_IO_MS) == 1);
+    raw_close(c);
+    close(ofd);
+    close(lfd);
+    px_stop(h);
+}
+
 /* ---- a side's last bytes, then its reset ---- */
 
 /* SIGSTOP, returning once every thread of portico has stopped (waitid: no polling). */
@@ -636,7 +662,8 @@ static void test_last_bytes_before_reset(void **state)
     for (size_t i = 0; i < ARRAY_SIZE(last_bytes_rows); i++) {
         uint16_t oport;
         int lfd = raw_origin_listen(&oport);
-        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", oport);
+        struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                     "[upstream u]\norigin = 127.0.0.1:%u\n", oport);
         int ofd;
         struct raw_conn *c = open_tunnel(h, lfd, "/reset", &ofd);
         int cfd = raw_fd(c);
@@ -681,6 +708,14 @@ static void test_last_bytes_before_reset(void **state)
             raw_close(c);
         if (ofd >= 0)
             close(ofd);
+        /* the tunnel ended by the reset side's error, once its bytes went: that side's error,
+         * counted before its access-log line is written */
+        free(px_log_line(h, "/reset"));
+        const char *series = last_bytes_rows[i].client_closes
+                                 ? "portico_tunnels_closed_total{reason=\"client_error\"}"
+                                 : "portico_tunnels_closed_total{reason=\"origin_error\"}";
+        if (scrape_metric(harness_port(h, "admin"), series, PX_IO_MS) != 1)
+            fail_msg("%s: %s is not 1", last_bytes_rows[i].why, series);
         close(lfd);
         px_stop(h);
     }
@@ -1232,6 +1267,7 @@ int main(void)
         cmocka_unit_test(test_no_upgrade),
         cmocka_unit_test(test_upgrade_empty_length),
         cmocka_unit_test(test_last_bytes_before_close),
+        cmocka_unit_test(test_stalled_client_ends_tunnel),
         cmocka_unit_test(test_last_bytes_before_reset),
         cmocka_unit_test(test_switch_then_reset),
         cmocka_unit_test(test_stream_then_reset),

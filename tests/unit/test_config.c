@@ -246,6 +246,7 @@ static const struct {
     {"origin_rcvbuf = 256k", UPF(origin_rcvbuf), V_U64, 256 << 10, NULL},       /* own value */
     {"origin_rcvbuf = 4k", UPF(origin_rcvbuf), V_U64, 4096, NULL},              /* lower bound */
     {"max_fails = 3", UPF(max_fails), V_U64, 3, NULL}, /* passive health on */
+    {"retries = 31", UPF(retries), V_U64, 31, NULL}, /* upper bound: every other origin */
     {"fail_timeout = 30s", UPF(fail_window_ms), V_U64, 30000, NULL}, /* window (and down_time) */
     {"verify = off", UPF(verify), V_BOOL, 0, NULL}, /* default on */
     /* [route] */
@@ -532,6 +533,15 @@ static const struct {
     {"fail_timeout below its minimum",
      UP "fail_timeout = 0\n",
      {"test.ini:3: fail_timeout: must be at least 1ms"}},
+    {"fail_timeout beside fail_window: one would silently win",
+     UP "fail_timeout = 5s\nfail_window = 2s\n",
+     {"test.ini:3: fail_timeout: it sets both fail_window and down_time; use either it or them"}},
+    {"[upstream] keepalive_timeout of 0: pooled connections would never expire",
+     UP "keepalive_timeout = 0\n",
+     {"test.ini:3: keepalive_timeout: must be at least 1ms"}},
+    {"retries of as many origins as an upstream may have: one would be tried twice",
+     UP "retries = 32\n",
+     {"test.ini:3: retries: '32' is not a whole number between 0 and 31"}},
     {"bad size: two-letter unit",
      "[proxy]\nmax_header_size = 16kb\n" UP,
      {"test.ini:2: max_header_size: '16kb' is not a size (e.g. 512, 16k, 8m, 1g)"}},

@@ -196,6 +196,52 @@ static void test_cname_limits(void **state)
     put_name(m, "b.test");
     assert_int_equal(answer(m, "a.test", DNS_TYPE_A, &a, why, sizeof(why)), DNS_WIRE_OK);
     assert_int_equal(a.n, 0);
+    /* c0 -> c1 -> ... -> cN, then cN A: DNS_WIRE_CNAME_HOPS CNAMEs are followed, one more is not */
+    for (unsigned hops = DNS_WIRE_CNAME_HOPS; hops <= DNS_WIRE_CNAME_HOPS + 1; hops++) {
+        header(m, ID, 0x8180, hops + 1, "c0.test", DNS_TYPE_A);
+        for (unsigned i = 0; i < hops; i++) {
+            char owner[24], target[24];
+            snprintf(owner, sizeof(owner), "c%u.test", i);
+            snprintf(target, sizeof(target), "c%u.test", i + 1);
+            put_name(m, owner);
+            put16(m, DNS_TYPE_CNAME), put16(m, DNS_CLASS_IN), put16(m, 0), put16(m, 60);
+            put16(m, (unsigned)strlen(target) + 2);
+            put_name(m, target);
+        }
+        char last[24];
+        snprintf(last, sizeof(last), "c%u.test", hops);
+        put_name(m, last);
+        put16(m, DNS_TYPE_A), put16(m, DNS_CLASS_IN), put16(m, 0), put16(m, 60), put16(m, 4);
+        memcpy(m->b + m->n, v4, 4), m->n += 4;
+        enum dns_wire_result res = answer(m, "c0.test", DNS_TYPE_A, &a, why, sizeof(why));
+        if (hops == DNS_WIRE_CNAME_HOPS) {
+            assert_int_equal(res, DNS_WIRE_OK);
+            assert_int_equal(a.n, 1);
+        } else {
+            assert_int_equal(res, DNS_WIRE_BAD);
+            assert_non_null(strstr(why, "CNAME chain longer than 8"));
+        }
+    }
+    free(m);
+}
+
+/* A name of 255 bytes, the most RFC 1035 allows (its root label included), is read. */
+static void test_longest_name(void **state)
+{
+    (void)state;
+    struct msg *m = calloc(1, sizeof(*m));
+    struct dns_wire_addrs a;
+    char why[160] = "";
+    header(m, ID, 0x8180, 2, "h.test", DNS_TYPE_A);
+    for (int i = 0; i < 127; i++) /* 127 labels of 1: 254 bytes, and the root's */
+        put8(m, 1), put8(m, 'x');
+    put8(m, 0);
+    put16(m, DNS_TYPE_A), put16(m, DNS_CLASS_IN), put16(m, 0), put16(m, 60), put16(m, 4);
+    memcpy(m->b + m->n, "\x0a\x06\x06\x06", 4), m->n += 4;
+    rr_ptr(m, 0, DNS_TYPE_A, 4, v4);
+    assert_int_equal(answer(m, "h.test", DNS_TYPE_A, &a, why, sizeof(why)), DNS_WIRE_OK);
+    assert_int_equal(a.n, 1); /* h.test's: the long name's record is another name's */
+    assert_memory_equal(a.a[0], v4, 4);
     free(m);
 }
 
@@ -311,6 +357,11 @@ static void not_an_answer(struct msg *m)
     header(m, ID, 0x0100, 0, "h.test", DNS_TYPE_A); /* QR clear: a query */
 }
 
+static void inverse_query(struct msg *m)
+{
+    header(m, ID, 0x8980, 0, "h.test", DNS_TYPE_A); /* QR set, opcode 1 (IQUERY) */
+}
+
 static void truncated_flag(struct msg *m)
 {
     header(m, ID, 0x8380, 0, "h.test", DNS_TYPE_A);
@@ -422,6 +473,7 @@ static const struct hostile_row hostile_rows[] = {
     {"wrong type", wrong_type, "an answer to another question than the one asked"},
     {"two questions", two_questions, "an answer with 2 questions, not the one asked"},
     {"QR clear", not_an_answer, "not an answer to a standard query (flags 0x0100)"},
+    {"opcode IQUERY", inverse_query, "not an answer to a standard query (flags 0x8980)"},
     {"TC over TCP", truncated_flag, "an answer truncated over TCP too"},
     {"11 bytes", short_header, "an answer of 11 bytes, shorter than a header"},
     {"question cut", question_cut, "an unreadable question: it runs past the end"},
@@ -479,6 +531,7 @@ int main(void)
         cmocka_unit_test(test_many_records),
         cmocka_unit_test(test_cname_chain),
         cmocka_unit_test(test_cname_limits),
+        cmocka_unit_test(test_longest_name),
         cmocka_unit_test(test_poisoning),
         cmocka_unit_test(test_rcodes),
         cmocka_unit_test(test_hostile),

@@ -640,6 +640,7 @@ static const struct nego_row nego_rows[] = {
     {"APPLICATION/JSON", "application/json", "types are case-insensitive"},
     {"  application/json ; q=1.000 ", "application/json", "OWS and q=1.000"},
     {"application/json;q=2, text/html", "text/html", "invalid q: range ignored"},
+    {"application/json;q=1.001, text/html;q=0.1", "text/html", "just past 1: invalid"},
     {"application/json;q=0.9999, text/html;q=0.1", "text/html", "four decimals: invalid"},
     {"application/json;charset=\"a,b;q=0\";q=0.8, text/html;q=0.5", "application/json",
      "quoted parameter with comma and semicolon"},

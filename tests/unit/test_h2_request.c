@@ -146,6 +146,8 @@ static const struct row rows[] = {
     {"a space in :path would split the request line",
      {{":method", "GET", 0}, {":scheme", "https", 0}, {":path", "/a b", 0}}, -1,
      "space, control or non-ASCII byte in :path"},
+    {"CONNECT without :authority", {{":method", "CONNECT", 0}}, -1,
+     "CONNECT takes :authority and neither :scheme nor :path"},
     {"CONNECT with a :path", {{":method", "CONNECT", 0}, {":path", "/", 0}, AUTH}, -1,
      "CONNECT takes :authority and neither :scheme nor :path"},
     {"an empty :authority", {GET_ROOT, {":authority", "", 0}}, -1, "empty :authority"},
@@ -153,6 +155,18 @@ static const struct row rows[] = {
      "userinfo in :authority"},
     {"Host naming another site than :authority", {GET_ROOT, AUTH, {"host", "evil.example", 0}},
      -1, "host differs from :authority"},
+    {"Host a prefix of :authority is another site",
+     {GET_ROOT, AUTH, {"host", "a.examp", 0}}, -1, "host differs from :authority"},
+    {"OPTIONS * is a request line", {{":method", "OPTIONS", 0}, {":scheme", "https", 0},
+                                     {":path", "*", 0}, AUTH},
+     0, "OPTIONS * HTTP/1.1\r\nHost: a.example\r\n\r\n"},
+    {"'*' is a :path only alone", {{":method", "OPTIONS", 0}, {":scheme", "https", 0},
+                                   {":path", "*x", 0}, AUTH},
+     -1, ":path is neither absolute nor *"},
+    {"a tab before a value", {GET_ROOT, AUTH, {"x-a", "\tv", 0}}, -1,
+     "whitespace at the start or end of a field value"},
+    {"a tab after a value", {GET_ROOT, AUTH, {"x-a", "v\t", 0}}, -1,
+     "whitespace at the start or end of a field value"},
 };
 
 static void build(const struct row *r, struct h2_request *req, size_t limit, int *field_rc)
@@ -230,11 +244,63 @@ static void test_too_large(void **state)
     h2_request_free(&req); /* twice is fine */
 }
 
+/* The limit is on what the head keeps: a head of exactly the limit is whole, one byte more 431. */
+static void test_limit_boundary(void **state)
+{
+    (void)state;
+    /* values: GET https / a.example (18 bytes); the line "x-big: V\r\n" 9 more than V */
+    static char big[1024];
+    for (size_t extra = 0; extra < 2; extra++) {
+        struct h2_request req;
+        h2_request_init(&req, 1024);
+        size_t vlen = 1024 - 18 - 9 + extra;
+        memset(big, 'v', vlen);
+        assert_int_equal(h2_request_field(&req, ":method", 7, "GET", 3), 0);
+        assert_int_equal(h2_request_field(&req, ":scheme", 7, "https", 5), 0);
+        assert_int_equal(h2_request_field(&req, ":path", 5, "/", 1), 0);
+        assert_int_equal(h2_request_field(&req, ":authority", 10, "a.example", 9), 0);
+        assert_int_equal(h2_request_field(&req, "x-big", 5, big, vlen), 0);
+        char *head = NULL;
+        size_t len = 0;
+        assert_int_equal(h2_request_finish(&req, &head, &len), extra ? 431 : 0);
+        free(head);
+        h2_request_free(&req);
+    }
+}
+
+/* Why nghttp2 refused a head: a content-length that announces a body on a stream ended with its
+ * head says so; "0" announces none. */
+static void test_messaging_error(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *length;
+        bool announces;
+    } lengths[] = {{"0", false}, {"00", false}, {"10", true}, {"01", true}};
+    for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
+        struct h2_request req;
+        h2_request_init(&req, 16384);
+        assert_int_equal(h2_request_field(&req, ":method", 7, "POST", 4), 0);
+        assert_int_equal(h2_request_field(&req, ":scheme", 7, "https", 5), 0);
+        assert_int_equal(h2_request_field(&req, ":path", 5, "/", 1), 0);
+        assert_int_equal(h2_request_field(&req, ":authority", 10, "a.example", 9), 0);
+        assert_int_equal(h2_request_field(&req, "content-length", 14, lengths[i].length,
+                                          strlen(lengths[i].length)),
+                         0);
+        const char *why = h2_request_messaging_error(&req, true);
+        if ((strstr(why, "content-length announces a body") != NULL) != lengths[i].announces)
+            fail_msg("content-length: %s: %s", lengths[i].length, why);
+        h2_request_free(&req);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_too_large),
+        cmocka_unit_test(test_limit_boundary),
+        cmocka_unit_test(test_messaging_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -605,13 +605,23 @@ static void test_text_lines(void **state)
          " bytes_out=0 bytes_in=0 phase=read aborted=after_head detail=\"request body stalled\"\n",
          "a response cut short by a refusal of the client's body says so, with no failure type, "
          "and the phase it stalled in"},
+        {5,
+         "2025-11-25T00:28:50.248Z id=r3 client=127.0.0.1:1 method=\"GET\" target=\"/slow\""
+         " proto=HTTP/1.1 status=499 bytes_out=0 bytes_in=0 route=r upstream=u origin=127.0.0.1:1"
+         " reused=no attempts=1 phase=done fault=slowcheckout\n",
+         "a 499 names its phase even when it is done; a raw field loses its spaces and DEL (no "
+         "key=value can be forged into the line)"},
     };
     struct access_record refused = empty_record;
     refused.status = 200;
     refused.aborted = true;
     refused.detail = "request body stalled";
     refused.phase = PHASE_READ;
-    const struct access_record *recs[] = {&ok, &failed, &empty_record, &client_gone, &refused};
+    struct access_record gone_done = client_gone;
+    gone_done.phase = PHASE_DONE;
+    gone_done.fault = "slow check\x7fout";
+    const struct access_record *recs[] = {&ok,          &failed,  &empty_record,
+                                          &client_gone, &refused, &gone_done};
     for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
         const char *got = line_of(recs[rows[i].which], LOG_FORMAT_TEXT);
         if (strcmp(got, rows[i].want) != 0)

@@ -441,7 +441,9 @@ static void test_exact_lines(void **state)
     metrics_interim(m, 103, INTERIM_SYNTHESIZED);
     metrics_interim(m, 103, INTERIM_RELAYED);
     metrics_interim(m, 100, INTERIM_DROPPED);
+    metrics_interim(m, 199, INTERIM_RELAYED);   /* the last interim code: counted */
     metrics_interim(m, 200, INTERIM_RELAYED);   /* not an interim code: ignored */
+    metrics_interim(m, 99, INTERIM_RELAYED);    /* nor this */
     metrics_fault(m, 0, FAULT_DELAY);
     metrics_fault(m, 0, FAULT_DELAY);
     metrics_fault(m, 1, FAULT_DELAY);           /* no such rule: ignored */
@@ -519,7 +521,8 @@ static void test_exact_lines(void **state)
     assert_family(text, "portico_interim_responses_total",
                   "portico_interim_responses_total{code=\"100\",direction=\"dropped\"} 1\n"
                   "portico_interim_responses_total{code=\"103\",direction=\"relayed\"} 1\n"
-                  "portico_interim_responses_total{code=\"103\",direction=\"synthesized\"} 1\n");
+                  "portico_interim_responses_total{code=\"103\",direction=\"synthesized\"} 1\n"
+                  "portico_interim_responses_total{code=\"199\",direction=\"relayed\"} 1\n");
     assert_family(text, "portico_faults_injected_total",
                   "portico_faults_injected_total{fault=\"slow-checkout\",action=\"delay\"} 2\n");
     assert_family(text, "portico_config_generation", "portico_config_generation 3\n");
@@ -533,7 +536,7 @@ static void test_exact_lines(void **state)
     assert_family(text, "portico_access_log_dropped_lines_total",
                   "portico_access_log_dropped_lines_total 5\n");
     /* today's interim families are sums of the new one */
-    assert_family(text, "portico_interim_relayed_total", "portico_interim_relayed_total 1\n");
+    assert_family(text, "portico_interim_relayed_total", "portico_interim_relayed_total 2\n");
     assert_family(text, "portico_interim_dropped_total", "portico_interim_dropped_total 1\n");
     assert_family(text, "portico_early_hints_synthesized_total",
                   "portico_early_hints_synthesized_total 1\n");

@@ -59,6 +59,8 @@ struct recorder {
     size_t len;
     bool stop_on_event;
     bool close_on_eof;
+    bool hold_input;      /* READABLE consumes nothing: the read limit pauses the sock */
+    bool peer_closed_at_read; /* sock_peer_closed at the first READABLE */
 };
 
 static void record(void *arg, enum sock_event ev)
@@ -66,7 +68,9 @@ static void record(void *arg, enum sock_event ev)
     struct recorder *r = arg;
     if (r->n < (int)(sizeof(r->events) / sizeof(r->events[0])))
         r->events[r->n++] = ev;
-    if (ev == SOCK_READABLE) {
+    if (ev == SOCK_READABLE && r->len == 0)
+        r->peer_closed_at_read = sock_peer_closed(&r->s);
+    if (ev == SOCK_READABLE && !r->hold_input) {
         size_t n = evbuffer_get_length(r->s.in);
         if (r->len + n <= sizeof(r->data))
             evbuffer_remove(r->s.in, r->data + r->len, n);
@@ -85,6 +89,14 @@ static bool saw(const struct recorder *r, enum sock_event ev)
         if (r->events[i] == ev)
             return true;
     return false;
+}
+
+static int count_of(const struct recorder *r, enum sock_event ev)
+{
+    int n = 0;
+    for (int i = 0; i < r->n; i++)
+        n += r->events[i] == ev;
+    return n;
 }
 
 static int index_of(const struct recorder *r, enum sock_event ev)
@@ -157,6 +169,28 @@ static void test_data_then_eof(void **state)
         eofs += r.events[i] == SOCK_EOF;
     assert_int_equal(eofs, 1);
     assert_true(sock_at_eof(&r.s));
+    teardown_recorder(&r);
+}
+
+/* An end read behind a read that filled its space (16 KiB, FIRST_READ) is reported on the next
+ * turn, but known at once: sock_peer_closed says so with the data (the pool must not keep an
+ * origin connection whose close came with the end of its response). */
+static void test_end_behind_data(void **state)
+{
+    (void)state;
+    int fds[2];
+    pair(fds);
+    struct recorder r;
+    setup_recorder(&r, fds[0]);
+    static char first[16 * 1024];
+    memset(first, 'z', sizeof(first));
+    assert_int_equal(write(fds[1], first, sizeof(first)), (ssize_t)sizeof(first));
+    close(fds[1]);
+    run_until(&r, SOCK_EOF);
+    assert_int_equal(r.len, sizeof(first));
+    assert_int_equal(r.events[0], SOCK_READABLE);
+    assert_true(r.peer_closed_at_read);
+    assert_int_equal(count_of(&r, SOCK_EOF), 1);
     teardown_recorder(&r);
 }
 
@@ -240,7 +274,7 @@ static void test_read_limit(void **state)
 }
 
 /* The read deadline counts silence while reading; the write deadline, a peer that takes
- * nothing. Both fire once each, near their limit. */
+ * nothing. Each fires near its limit; the read one again after another whole silence. */
 static void test_deadlines(void **state)
 {
     (void)state;
@@ -254,6 +288,13 @@ static void test_deadlines(void **state)
     uint64_t took = (now_us() - t0) / 1000;
     assert_true(saw(&r, SOCK_READ_TIMEOUT));
     assert_true(took >= 50 && took < 500);
+    /* the next one after another whole silence, counted from the first */
+    r.n = 0;
+    t0 = now_us();
+    run_until(&r, SOCK_READ_TIMEOUT);
+    took = (now_us() - t0) / 1000;
+    assert_true(saw(&r, SOCK_READ_TIMEOUT));
+    assert_true(took >= 50 && took < 500);
 
     static char big[4 << 20];
     evbuffer_add(r.s.out, big, sizeof(big));
@@ -264,6 +305,56 @@ static void test_deadlines(void **state)
     took = (now_us() - t0) / 1000;
     assert_true(saw(&r, SOCK_WRITE_TIMEOUT));
     assert_true(took >= 60 && took < 500);
+    close(fds[1]);
+    teardown_recorder(&r);
+}
+
+/* Each deadline counts only what it watches: a read paused at its limit (waiting on the owner,
+ * not the peer) gets no read timeout while a write one is due; with nothing to write no write
+ * timeout comes when the shared timer fires early for a moved owner deadline. */
+static void test_deadlines_watch_their_side(void **state)
+{
+    (void)state;
+    int fds[2];
+    pair(fds);
+    struct recorder r;
+    setup_recorder(&r, fds[0]);
+    /* nothing to write, a write timeout of 20 ms; the owner's deadline moved from 40 to 80 ms */
+    uint64_t t0 = now_us();
+    sock_set_timeouts(&r.s, 0, 20);
+    sock_set_deadline(&r.s, t0 + 40000);
+    sock_set_deadline(&r.s, t0 + 80000);
+    run_until(&r, SOCK_DEADLINE);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.events[0], SOCK_DEADLINE);
+
+    /* the shared timer fires for a read deadline moved by a byte read meanwhile: with nothing
+     * to write, the read timeout is what comes, later */
+    r.n = 0;
+    sock_set_timeouts(&r.s, 40, 20);
+    run_for(r.base, 15);
+    assert_int_equal(write(fds[1], "b", 1), 1);
+    run_until(&r, SOCK_READ_TIMEOUT);
+    assert_true(saw(&r, SOCK_READ_TIMEOUT));
+    assert_false(saw(&r, SOCK_WRITE_TIMEOUT));
+    sock_set_timeouts(&r.s, 0, 0);
+
+    /* paused at the read limit, then a write the peer never takes */
+    r.n = 0;
+    r.hold_input = true;
+    sock_set_read_limit(&r.s, 1000);
+    char buf[5000];
+    memset(buf, 'y', sizeof(buf));
+    assert_int_equal(write(fds[1], buf, sizeof(buf)), (ssize_t)sizeof(buf));
+    run_until(&r, SOCK_READABLE);
+    assert_int_equal(evbuffer_get_length(r.s.in), 1000);
+    static char big[4 << 20];
+    evbuffer_add(r.s.out, big, sizeof(big));
+    sock_set_timeouts(&r.s, 20, 60);
+    assert_int_equal(sock_flush(&r.s), 1);
+    run_until(&r, SOCK_WRITE_TIMEOUT);
+    assert_true(saw(&r, SOCK_WRITE_TIMEOUT));
+    assert_false(saw(&r, SOCK_READ_TIMEOUT));
     close(fds[1]);
     teardown_recorder(&r);
 }
@@ -708,10 +799,12 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_data_then_eof),
+        cmocka_unit_test(test_end_behind_data),
         cmocka_unit_test(test_close_inside_callback),
         cmocka_unit_test(test_write_waits_then_drains),
         cmocka_unit_test(test_read_limit),
         cmocka_unit_test(test_deadlines),
+        cmocka_unit_test(test_deadlines_watch_their_side),
         cmocka_unit_test(test_owner_deadline),
         cmocka_unit_test(test_owner_due_now),
         cmocka_unit_test(test_requeue),
