@@ -1578,7 +1578,7 @@ static void test_dns_no_search_domain(void **state)
  * The first lookup is asked again in the last tenth of dns_timeout (900 to 1000 ms), which a
  * loaded host can take whole from the worker: beside CPU hogs its first turn after the query came
  * 832 ms late, where libevent gave up on the silent nameserver and dns_timeout ran out alike, and
- * the answer was a right 504 (1 run in 200, and 1 in 200 under ASan). That turn is told by
+ * the answer was a right 504 (1 run in 200, and 2 in 200 under ASan). That turn is told by
  * events, not times: the silent nameserver marked failed (its error-log line) and no second
  * question for the first lookup (the answering nameserver's count, read after the other lookups,
  * whose queries queued behind any second question). Only then is the row run again, at most
