@@ -53,6 +53,8 @@ struct fake_dns {
     struct dns_tcp_conn conns[FAKE_DNS_MAX_TCP];
     uint16_t port;
     int delay_ms;
+    unsigned answer_first;   /* opts.answer_first */
+    unsigned udp_seen;       /* the thread's own count of UDP queries, for answer_first */
     struct dns_pending pending[FAKE_DNS_MAX_PENDING]; /* the thread's own, unordered */
     unsigned npending;
     int stop_pipe[2];        /* closing [1] wakes the thread */
@@ -256,7 +258,9 @@ static void serve_udp(struct fake_dns *d)
     /* Count only after the reply is built but before it is sent, so a test that saw the
      * reply also sees the count. */
     count_query(d, name, &from, false);
-    if (rlen == 0 || mode == FAKE_DNS_SILENT) {
+    d->udp_seen++;
+    if (rlen == 0 || mode == FAKE_DNS_SILENT ||
+        (d->answer_first != 0 && d->udp_seen > d->answer_first)) {
         return;
     }
     if (d->delay_ms > 0 && d->npending < FAKE_DNS_MAX_PENDING) {
@@ -453,6 +457,7 @@ struct fake_dns *fake_dns_start(const struct fake_dns_opts *opts)
     d->no_a = opts->no_a;
     d->ttl = opts->ttl != 0 ? opts->ttl : 60;
     d->delay_ms = opts->delay_ms;
+    d->answer_first = opts->answer_first;
     d->zone = opts->zone;
     pthread_mutex_init(&d->lock, NULL);
     pthread_condattr_init(&ca);

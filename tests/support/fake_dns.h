@@ -49,6 +49,9 @@ struct fake_dns_opts {
                          * Over UDP an answer above 512 bytes (30 of them for a name of 20
                          * bytes) goes with TC set and the question only, as nameservers do */
     enum fake_dns_tcp tcp; /* the TCP side (default: refused) */
+    unsigned answer_first; /* set: only the first this many UDP queries are answered (as the
+                            * mode says); later ones are read and counted, never answered: a
+                            * second round that dns_timeout ends, with no clock in the test */
 };
 
 #define FAKE_DNS_MAX_PENDING 32
