@@ -709,6 +709,12 @@ struct hop_row {
     const char *origin_head; /* the exact head the origin must receive */
 };
 
+/* Five tracestate members of 120 bytes (m0..m4, 604 characters with their commas): over 512,
+ * so the last goes (the row "cut from the end"). */
+#define TS_X44 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+#define TS_X117 TS_X44 TS_X44 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+#define TS_M0_TO_M3 "m0=" TS_X117 ",m1=" TS_X117 ",m2=" TS_X117 ",m3=" TS_X117
+
 static const struct hop_row hop_rows[] = {
     /* every hop-by-hop field goes, and the ones Connection names; X-Forwarded-For is appended
      * to; X-Forwarded-Proto and -Host are ours, not the client's; Host is passed through */
@@ -1032,25 +1038,12 @@ static const struct hop_row hop_rows[] = {
       "GET /t HTTP/1.1\r\nHost: t\r\nX-Request-Id: hop-test-ts3\r\n"
       "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
       "tracestate: "
-      "m0=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,m1=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-      "x,m2=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,m3=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-      "xxx,m4=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" "\r\n"
+      TS_M0_TO_M3 ",m4=" TS_X117 "\r\n"
       "\r\n",
       "GET /t HTTP/1.1\r\n"
       "Host: t\r\n"
       "tracestate: "
-      "m0=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,m1=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-      "x,m2=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx,m3=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-      "xxx" "\r\n"
+      TS_M0_TO_M3 "\r\n"
       "X-Forwarded-For: 127.0.0.1\r\n"
       "X-Forwarded-Proto: http\r\n"
       "X-Forwarded-Host: t\r\n"
