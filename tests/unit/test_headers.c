@@ -39,6 +39,16 @@ static char *take(struct evbuffer *b)
 
 /* ---- requests ---- */
 
+
+/* tracestate values of the rows below: 32 members, and one member of 512 characters (with
+ * its "a="), the limits of W3C Trace Context. */
+#define TS_K0_TO_K31                                                                               \
+    "k0=v,k1=v,k2=v,k3=v,k4=v,k5=v,k6=v,k7=v,k8=v,k9=v,k10=v,k11=v,k12=v,k13=v,k14=v,k15=v,"      \
+    "k16=v,k17=v,k18=v,k19=v,k20=v,k21=v,k22=v,k23=v,k24=v,k25=v,k26=v,k27=v,k28=v,k29=v,k30=v,"  \
+    "k31=v"
+#define TS_X51 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+#define TS_A512 "a=" TS_X51 TS_X51 TS_X51 TS_X51 TS_X51 TS_X51 TS_X51 TS_X51 TS_X51 TS_X51
+
 static const struct {
     const char *why;
     const char *in;
@@ -180,51 +190,29 @@ static const struct {
     {"a tracestate of 32 members goes on as it came",
      "GET / HTTP/1.1\r\nHost: a.test\r\n"
      "tracestate: "
-     "k0=v,k1=v,k2=v,k3=v,k4=v,k5=v,k6=v,k7=v,k8=v,k9=v,k10=v,k11=v,k12=v,k13=v,k14=v,k15="
-     "v,k16=v,k17=v,k18=v,k19=v,k20=v,k21=v,k22=v,k23=v,k24=v,k25=v,k26=v,k27=v,k28=v,k29="
-     "v,k30=v,k31=v" "\r\n"
+     TS_K0_TO_K31 "\r\n"
      "\r\n",
      {BASE},
      "GET /x HTTP/1.1\r\nHost: a.test\r\n"
      "tracestate: "
-     "k0=v,k1=v,k2=v,k3=v,k4=v,k5=v,k6=v,k7=v,k8=v,k9=v,k10=v,k11=v,k12=v,k13=v,k14=v,k15="
-     "v,k16=v,k17=v,k18=v,k19=v,k20=v,k21=v,k22=v,k23=v,k24=v,k25=v,k26=v,k27=v,k28=v,k29="
-     "v,k30=v,k31=v" "\r\n"
+     TS_K0_TO_K31 "\r\n"
      "X-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\n"
      "Via: 1.1 portico\r\n\r\n"},
     {"one of 512 characters too, a member over 128 among them",
      "GET / HTTP/1.1\r\nHost: a.test\r\n"
      "tracestate: "
-     "a=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxx" "\r\n"
+     TS_A512 "\r\n"
      "\r\n",
      {BASE},
      "GET /x HTTP/1.1\r\nHost: a.test\r\n"
      "tracestate: "
-     "a=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxx" "\r\n"
+     TS_A512 "\r\n"
      "X-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\n"
      "Via: 1.1 portico\r\n\r\n"},
     {"one of 513 of a single member over 128: nothing left, no field",
      "GET / HTTP/1.1\r\nHost: a.test\r\n"
      "tracestate: "
-     "a=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxx" "\r\n"
+     TS_A512 "x\r\n"
      "\r\n",
      {BASE},
      "GET /x HTTP/1.1\r\nHost: a.test\r\n"
@@ -242,9 +230,7 @@ static const struct {
      {BASE},
      "GET /x HTTP/1.1\r\nHost: a.test\r\n"
      "tracestate: "
-     "k0=v,k1=v,k2=v,k3=v,k4=v,k5=v,k6=v,k7=v,k8=v,k9=v,k10=v,k11=v,k12=v,k13=v,k14=v,k15="
-     "v,k16=v,k17=v,k18=v,k19=v,k20=v,k21=v,k22=v,k23=v,k24=v,k25=v,k26=v,k27=v,k28=v,k29="
-     "v,k30=v,k31=v" "\r\n"
+     TS_K0_TO_K31 "\r\n"
      "X-Forwarded-For: 127.0.0.21\r\nX-Forwarded-Proto: http\r\nX-Request-Id: rid1\r\n"
      "Via: 1.1 portico\r\n\r\n"},
     {"a cut list that Connection names is not written",
