@@ -81,6 +81,8 @@ struct sock {
     uint64_t read_since;               /* µs: reading (re)started or bytes arrived */
     uint64_t write_since;              /* µs: a write began waiting or made progress */
     uint64_t owner_at;                 /* µs: the owner's deadline, 0 = none */
+    uint64_t watch_at;                 /* µs: the read event is registered then (while
+                                          sock_watch_later holds it back) */
     int err;                           /* errno of the failure, 0 if none */
     unsigned long ssl_err;             /* OpenSSL error of the failure, 0 if none */
 };
@@ -115,13 +117,33 @@ void sock_requeue(struct sock *s);
 /* Starts the TLS handshake; SOCK_CONNECTED or SOCK_ERROR/SOCK_EOF follows from the loop. */
 void sock_handshake(struct sock *s);
 
-/* Reads from the loop in this turn, as if epoll had said the socket is readable (a socket
- * accepted with its first bytes, defer_accept): a TLS handshake takes its step, a plain one
- * reads. Finding nothing costs a read that would block; the sock then waits for epoll. A TLS
- * handshake peeks first, and waits for epoll when there is nothing (OpenSSL's buffers). */
+/* Reads from the loop in this turn, as if epoll had said the socket is readable (a socket just
+ * accepted: HAProxy's speculative read; with defer_accept its first bytes are certainly there):
+ * a TLS handshake takes its step, a plain one reads. Finding nothing costs a read that would
+ * block; the sock then waits for epoll. A TLS handshake peeks first, and waits for epoll when
+ * there is nothing (OpenSSL's buffers). Called in sock_init's turn, it lets the owner's
+ * callback for that read hold the registration back (sock_watch_later). */
 void sock_read_now(struct sock *s);
 
-/* Turns reading on or off. While on, SOCK_READABLE arrives whenever bytes were read. */
+/* Whether the owner's callback runs for the read sock_read_now scheduled, in the same turn of
+ * the loop, on a plain socket: the registration sock_init made is still in libevent's
+ * changelist, not yet in epoll, so sock_watch_later may withdraw it for nothing. */
+bool sock_may_watch_later(const struct sock *s);
+
+/* Holds the read event back until `at` (µs on the now_us clock): the peer is not watched
+ * meanwhile, so that a connection answered and closed before then costs no epoll_ctl at all
+ * (the registration and its withdrawal cancel out in libevent's changelist). At `at`, or at
+ * sock_watch_now or sock_read, it is registered, and what the peer did meanwhile (bytes, its
+ * FIN, a reset) is reported as usual. Only when sock_may_watch_later says so, and for a peer
+ * from whom nothing is awaited before then: no read deadline runs meanwhile. false, and nothing
+ * changes, otherwise (or when a report is already due from the loop: an end behind the bytes). */
+bool sock_watch_later(struct sock *s, uint64_t at);
+
+/* Ends sock_watch_later's wait at once: the read event is registered (next loop turn). */
+void sock_watch_now(struct sock *s);
+
+/* Turns reading on or off. While on, SOCK_READABLE arrives whenever bytes were read. Either
+ * ends a wait of sock_watch_later: reading off then costs no epoll_ctl either. */
 void sock_read(struct sock *s, bool on);
 
 /* Reading pauses while the input holds limit bytes or more (0: no limit). After consuming input
