@@ -247,7 +247,7 @@ static void set_state(struct client *c, enum client_state s)
         if (c->requests == 0)
             from = c->accepted_us;
         break;
-    case CS_EXCHANGE:
+    case CS_EXCHANGE: /* none; watch_later sets one */
     case CS_H2: /* h2.c keeps its own deadlines */
     case CS_TUNNEL: /* the tunnel keeps its own deadlines */
     case CS_STREAM: /* client_send_timeout, the sock's: a slice waits only for the client */
@@ -926,8 +926,10 @@ static void admin_request(struct client *c, struct h1_request *req, size_t head_
  * an upgrade (the tunnel reads), bytes behind the head (pipelined, or a body not yet taken). */
 static void watch_later(struct client *c)
 {
-    if (evbuffer_get_length(c->sock.in) == 0 && exchange_request_whole(c->ex))
-        sock_watch_later(&c->sock, event_now_us() + WATCH_LATER_MS * 1000);
+    /* CS_EXCHANGE has no deadline of its own: the bound is it (state_expired) */
+    if (evbuffer_get_length(c->sock.in) == 0 && exchange_request_whole(c->ex) &&
+        sock_watch_later(&c->sock))
+        sock_set_deadline(&c->sock, event_now_us() + WATCH_LATER_MS * 1000);
 }
 
 static void parse_head(struct client *c)
@@ -1312,7 +1314,9 @@ static void state_expired(struct client *c)
                     "request head not complete within client_header_timeout",
                     c->loop->cfg->client_header_timeout_ms, false);
         break;
-    case CS_EXCHANGE:
+    case CS_EXCHANGE: /* still running WATCH_LATER_MS after a read at the accept */
+        sock_watch_now(&c->sock);
+        break;
     case CS_H2:
     case CS_TUNNEL:
     case CS_STREAM:

@@ -73,7 +73,7 @@ enum sock_flag {
     SF_READ_NOW = 1u << 14,       /* sock_read_now: rev was activated by hand, not yet run */
     SF_FRESH = 1u << 15,          /* rev runs for SF_READ_NOW in sock_init's turn: no dispatch
                                      applied its registration yet (sock_may_watch_later) */
-    SF_WATCH_LATER = 1u << 16,    /* rev held back until watch_at (sock_watch_later) */
+    SF_WATCH_LATER = 1u << 16,    /* rev held back until sock_watch_now (sock_watch_later) */
 };
 
 static const char *const sock_event_names[] = {
@@ -120,8 +120,6 @@ static void arm_timer(struct sock *s, uint64_t now)
         deadline = MIN(deadline, s->write_since + s->write_timeout_us);
     if (s->owner_at)
         deadline = MIN(deadline, s->owner_at);
-    if (s->flags & SF_WATCH_LATER)
-        deadline = MIN(deadline, s->watch_at);
     if (deadline == UINT64_MAX)
         deadline_clear(&s->timer);
     else
@@ -606,8 +604,6 @@ static void timer_event(struct sock *s)
     s->flags &= ~SF_FRESH;
     if (!deadline_due(&s->timer, now))
         return;
-    if ((s->flags & SF_WATCH_LATER) && now >= s->watch_at)
-        sock_watch_now(s); /* no report of its own: the owner hears what epoll finds */
     if (s->owner_at && now >= s->owner_at) {
         s->owner_at = 0;
         arm_timer(s, now);
@@ -728,7 +724,7 @@ bool sock_may_watch_later(const struct sock *s)
     return (s->flags & SF_FRESH) != 0;
 }
 
-bool sock_watch_later(struct sock *s, uint64_t at)
+bool sock_watch_later(struct sock *s)
 {
     /* Not over TLS (OpenSSL's read-ahead is no epoll matter); not while a report rides on rev's
      * activation, which withdrawing it would cancel (an end or a failure behind the bytes, a
@@ -739,9 +735,7 @@ bool sock_watch_later(struct sock *s, uint64_t at)
         !(s->flags & SF_REV_ADDED))
         return false;
     s->flags = (s->flags & ~SF_FRESH) | SF_WATCH_LATER;
-    s->watch_at = at;
     update_rev(s); /* event_del: it cancels sock_init's event_add in the changelist */
-    arm_timer(s, event_now_us());
     return true;
 }
 

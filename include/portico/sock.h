@@ -81,8 +81,6 @@ struct sock {
     uint64_t read_since;               /* µs: reading (re)started or bytes arrived */
     uint64_t write_since;              /* µs: a write began waiting or made progress */
     uint64_t owner_at;                 /* µs: the owner's deadline, 0 = none */
-    uint64_t watch_at;                 /* µs: the read event is registered then (while
-                                          sock_watch_later holds it back) */
     int err;                           /* errno of the failure, 0 if none */
     unsigned long ssl_err;             /* OpenSSL error of the failure, 0 if none */
 };
@@ -130,16 +128,18 @@ void sock_read_now(struct sock *s);
  * changelist, not yet in epoll, so sock_watch_later may withdraw it for nothing. */
 bool sock_may_watch_later(const struct sock *s);
 
-/* Holds the read event back until `at` (µs on the now_us clock): the peer is not watched
- * meanwhile, so that a connection answered and closed before then costs no epoll_ctl at all
- * (the registration and its withdrawal cancel out in libevent's changelist). At `at`, or at
- * sock_watch_now or sock_read, it is registered, and what the peer did meanwhile (bytes, its
- * FIN, a reset) is reported as usual. Only when sock_may_watch_later says so, and for a peer
- * from whom nothing is awaited before then: no read deadline runs meanwhile. false, and nothing
- * changes, otherwise (or when a report is already due from the loop: an end behind the bytes). */
-bool sock_watch_later(struct sock *s, uint64_t at);
+/* Holds the read event back: the peer is not watched until the owner calls sock_watch_now (at
+ * its own deadline, sock_set_deadline: the sock keeps no time for it) or sock_read, so that a
+ * connection answered and closed before then costs no epoll_ctl at all (the registration and
+ * its withdrawal cancel out in libevent's changelist). Then it is registered, and what the peer
+ * did meanwhile (bytes, its FIN, a reset) is reported as usual. Only when sock_may_watch_later
+ * says so, and for a peer from whom nothing is awaited meanwhile: no read deadline runs. false,
+ * and nothing changes, otherwise (or when a report is already due from the loop through the
+ * read event: an end behind the bytes, a requeue, the owner's deadline due now). */
+bool sock_watch_later(struct sock *s);
 
-/* Ends sock_watch_later's wait at once: the read event is registered (next loop turn). */
+/* Ends sock_watch_later's wait: the read event is registered (at the next dispatch). Nothing
+ * when none was held back. */
 void sock_watch_now(struct sock *s);
 
 /* Turns reading on or off. While on, SOCK_READABLE arrives whenever bytes were read. Either

@@ -351,9 +351,7 @@ static void test_pipelined_in_the_first_read(void **state)
         GET("/held", "cw-pipe-1") GET("/second", "cw-pipe-2"), false);
     assert_int_equal(harness_signal(fx.h, SIGCONT), 0);
     assert_int_equal(fake_origin_wait_requests(fx.o, 1, IO_MS), 0);
-    long queued;
-    /* the request went to the origin after a loop turn (a new connection): past the dispatch */
-    assert_true(epoll_watches(harness_pid(fx.h), portico_side(c, &queued)));
+    wait_watched(c, true, tu_now_ms()); /* while the first is held */
     open_gate();
     read_pair(c);
     raw_close(c);
