@@ -5,7 +5,8 @@
  * SSL_read) straight into reserved buffer space — no FIONREAD ioctl before it, no 4 KiB cap —
  * a write is attempted at once (no loop turn waiting for writability), and the read event stays
  * registered while the connection lives, so a keep-alive request costs its reads and writes and
- * no epoll changes. libevent is used only through its public API (event, evbuffer).
+ * no epoll changes (a connection read at its accept may be registered only later, or never:
+ * sock_watch_later). libevent is used only through its public API (event, evbuffer).
  *
  * Each timeout is a deadline kept with one timer that is not re-armed on every byte: progress
  * only records its time, and the timer, when it fires early, moves itself to the real deadline
