@@ -1197,6 +1197,12 @@ static int netns_with_ipv6(void **state)
     return enter_netns(true);
 }
 
+static int netns_without_ipv6(void **state)
+{
+    (void)state;
+    return enter_netns(false);
+}
+
 static int netns_leave(void **state)
 {
     (void)state;
@@ -1358,6 +1364,81 @@ static void test_no_free_local_port(void **state)
     fake_origin_stop(o6);
     fake_origin_stop(n4);
     fake_origin_stop(n6);
+    fake_dns_stop(d);
+}
+
+/* `resolver = [::1]:P` where the host has no ::1 (IPv6 turned off, in a namespace of its own):
+ * libevent's resolver took it, failed to send each query, and let every lookup wait for
+ * dns_timeout (504). README (resolver): the configuration is refused, FILE:LINE: by `portico -t`
+ * and by a reload, after which the previous configuration keeps serving (its resolver on
+ * 127.0.0.1 still answers). The binary before the fix passed `-t` (exit 0), and took the reload:
+ * /name/ then waited for dns_timeout and got 504 dns_timeout. */
+static void test_resolver_host_cannot_reach(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_NETNS();
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_ANSWER};
+    struct fake_dns *d = fake_dns_start(&dopts);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_true(d && o);
+    static const char up[] = "[upstream n]\norigin = ok.test:%u\ndns_timeout = 300ms\n";
+    char text[300];
+    snprintf(text, sizeof(text), "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                 "resolver = [::1]:%u\n%s", fake_dns_port(d), up);
+    struct harness *t = harness_new();
+    assert_non_null(t);
+    assert_int_equal(harness_write_config(t, text, fake_origin_port(o)), 0);
+    struct tu_cmd_result res;
+    int rc = harness_check_config(t, &res);
+    print_message("  -t: %d %s", rc, res.err);
+    char want[600];
+    snprintf(want, sizeof(want), "%s:3: resolver: '[::1]:%u': this host cannot send to it "
+             "(Cannot assign requested address): every lookup would wait for dns_timeout",
+             harness_config_path(t), fake_dns_port(d));
+    if (rc != 1 || !tu_contains(res.err, want))
+        fail_msg("portico -t: exit %d, no \"%s\" in: %s", rc, want, res.err);
+    tu_cmd_result_free(&res);
+    harness_free(t);
+
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u", fake_dns_port(d));
+    struct harness *h = px_start(proxy, up, fake_origin_port(o));
+    get_expect(h, "/", 200, NULL, NULL);
+    snprintf(text, sizeof(text), "[proxy]\nlisten = 127.0.0.1:%u\nresolver = [::1]:%u\n%s",
+             harness_port(h, "listen"), fake_dns_port(d), up);
+    assert_int_equal(harness_write_config(h, text, fake_origin_port(o)), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "still serving the previous configuration", IO_MS), 0);
+    snprintf(want, sizeof(want), "%s:3: resolver: '[::1]:%u': this host cannot send to it",
+             harness_config_path(h), fake_dns_port(d));
+    assert_true(harness_log_contains(h, want));
+    get_expect(h, "/", 200, NULL, NULL);
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
+}
+
+/* The same configuration where ::1 exists (a namespace of its own with IPv6 on): `-t` takes it,
+ * and a name is resolved through [::1]:P. */
+static void test_resolver_on_ipv6_loopback(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_NETNS();
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_ANSWER, .ipv6 = true};
+    struct fake_dns *d = fake_dns_start(&dopts);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_true(d && o);
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = [::1]:%u", fake_dns_port(d));
+    struct harness *h = px_start(proxy, "[upstream n]\norigin = ok.test:%u\n",
+                                 fake_origin_port(o));
+    struct tu_cmd_result res;
+    assert_int_equal(harness_check_config(h, &res), 0);
+    tu_cmd_result_free(&res);
+    get_expect(h, "/", 200, NULL, NULL);
+    assert_true(fake_dns_queries(d) >= 1);
+    px_stop(h);
+    fake_origin_stop(o);
     fake_dns_stop(d);
 }
 
@@ -2020,6 +2101,10 @@ int main(void)
         cmocka_unit_test(test_dns_every_address_health_check),
         cmocka_unit_test(test_dns_every_address_down),
         cmocka_unit_test_setup_teardown(test_no_free_local_port, netns_with_ipv6, netns_leave),
+        cmocka_unit_test_setup_teardown(test_resolver_host_cannot_reach, netns_without_ipv6,
+                                        netns_leave),
+        cmocka_unit_test_setup_teardown(test_resolver_on_ipv6_loopback, netns_with_ipv6,
+                                        netns_leave),
         cmocka_unit_test(test_dns_second_question_slow),
         cmocka_unit_test(test_dns_second_question_then_total_timeout),
         cmocka_unit_test(test_dns_not_queued_behind_silent),
