@@ -223,6 +223,13 @@ static void connected(struct upconn *c)
     sock_handshake(&c->sock);
 }
 
+/* How a connect's failure was learnt, which decides whether the attempt is still to dissolve. */
+enum connect_end {
+    END_AT_ONCE,   /* the first connect() failed: no SYN left */
+    END_ASKED,     /* connect() asked again said it: the kernel dissolved the attempt itself */
+    END_POLLED,    /* SO_ERROR once the socket became writable: the attempt is still there */
+};
+
 /* A failed connect leaves a socket that never carried a byte and sets no option before it
  * connects but origin_rcvbuf. Dissolving the attempt (connect to AF_UNSPEC, see connect(2))
  * makes it as good as a new one, and this loop's next connect to that family with the same
@@ -243,12 +250,18 @@ static bool spare_fits(const struct upconn *c)
     return c->addr.ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr);
 }
 
-static void spare_keep(struct upconn *c)
+/* A connect() that reports the failure of an attempt under way (END_ASKED) has done what
+ * AF_UNSPEC does: Linux ends a connection "closed by RST, timeout, ICMP error" there with the
+ * protocol's disconnect and the socket unconnected (__inet_stream_connect's sock_error), the two
+ * steps of connect(AF_UNSPEC). Asking again would cost a refused origin a third connect() per
+ * request, 1 of its 6 system calls (docs/BENCHMARKS.md, fastconnect). */
+static void spare_keep(struct upconn *c, enum connect_end end)
 {
     struct upstream_pools *p = c->loop->pools;
     int i = spare_index(c);
     const struct sockaddr unspec = {.sa_family = AF_UNSPEC};
-    if (p->spare[i] < 0 && spare_fits(c) && connect(c->fd, &unspec, sizeof(unspec)) == 0) {
+    if (p->spare[i] < 0 && spare_fits(c) &&
+        (end == END_ASKED || connect(c->fd, &unspec, sizeof(unspec)) == 0)) {
         p->spare[i] = c->fd;
         p->spare_rcvbuf[i] = (int)c->up->origin_rcvbuf;
         c->fd = -1;
@@ -612,15 +625,16 @@ static void attempt_failed(struct upconn *c, enum cause cause, const char *detai
         connect_failure(c, cause, detail);
 }
 
-/* The connect phase failed with err, found at once (before a SYN left: at_once) or once the
- * socket became writable. Once per request to a refused origin: the detail in pieces, without
- * vsnprintf and strerror (~1,600 instructions of a 502's ~20,000). Nothing is cut: the address
- * and the error's text fit with room to spare. No free local port is our shortage (CAUSE_LOCAL:
- * internal_error, not the origin's health, not moved on nor retried), said as such and
- * counted; an address the host has no use for leaves an earlier one's failure standing. */
-static void connect_failed(struct upconn *c, int err, bool at_once)
+/* The connect phase failed with err, learnt as `end` says. Once per request to a refused origin:
+ * the detail in pieces, without vsnprintf and strerror (~1,600 instructions of a 502's ~20,000).
+ * Nothing is cut: the address and the error's text fit with room to spare. No free local port is
+ * our shortage (CAUSE_LOCAL: internal_error, not the origin's health, not moved on nor retried),
+ * said as such and counted; an address the host has no use for leaves an earlier one's failure
+ * standing. */
+static void connect_failed(struct upconn *c, int err, enum connect_end end)
 {
-    spare_keep(c);
+    bool at_once = end == END_AT_ONCE; /* before a SYN left */
+    spare_keep(c, end);
     bool no_port = at_once && err == EADDRNOTAVAIL && no_free_port(c);
     char detail[200];
     struct fmt_buf b;
@@ -648,7 +662,7 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
     if (err) {
-        connect_failed(c, err, false);
+        connect_failed(c, err, END_POLLED);
         return;
     }
     connected(c);
@@ -686,7 +700,7 @@ static void start_connect(struct upconn *c)
         return;
     }
     if (errno != EALREADY) {
-        connect_failed(c, errno, !sent);
+        connect_failed(c, errno, sent ? END_ASKED : END_AT_ONCE);
         return;
     }
     event_assign(&c->io_ev, c->loop->base, c->fd, EV_WRITE, connect_cb, c);
