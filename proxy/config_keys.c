@@ -18,6 +18,7 @@
 #include "portico/failure.h"
 #include "portico/fault.h"
 #include "portico/hints.h"
+#include "portico/sock.h"
 #include "portico/util.h"
 
 /* Name tables of the closed sets; a setter stores the index of the name it finds. */
@@ -475,13 +476,23 @@ static int numeric_host_port(struct cfg_loader *ld, const struct cfg_key *k, con
     return 0;
 }
 
-static int set_host_port(struct cfg_loader *ld, const struct cfg_key *k, void *base,
-                         const char *value)
+/* The nameserver: a numeric host:port this host can send to. One it cannot (IPv6 turned off, as
+ * in Docker without --ipv6, and [::1]:53; no route) is refused here, by `portico -t` and by a
+ * reload (the old configuration keeps serving): libevent's resolver would take it, fail to send
+ * each query, and leave every lookup to wait for dns_timeout before a 504. */
+static int set_resolver(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                        const char *value)
 {
     struct sockaddr_storage sa;
     socklen_t salen;
     if (numeric_host_port(ld, k, value, &sa, &salen) != 0)
         return -1;
+    int err = sock_route_error((const struct sockaddr *)&sa, salen);
+    if (sock_no_route(err)) {
+        cfg_report(ld, ld->line, "%s: '%s': this host cannot send to it (%s): every lookup "
+                                 "would wait for dns_timeout", k->name, value, strerror(err));
+        return -1;
+    }
     return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
 }
 
@@ -1050,7 +1061,7 @@ static const struct cfg_key proxy_keys[] = {
     TIMER_LIST(PROXY_TIMER)
     KEY("interim_resets_timer", set_bool, CFG(interim_resets_timer)),
     NAMED("error_profile", set_enum, CFG(profile), profile_names),
-    KEY("resolver", set_host_port, CFG(resolver)),
+    KEY("resolver", set_resolver, CFG(resolver)),
     KEY("tls_cert", set_path, CFG(tls_cert)),
     KEY("tls_key", set_path, CFG(tls_key)),
     /* below 100ms no ticket outlives a page load; above a day a stolen key reads days of them */

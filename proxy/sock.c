@@ -1062,6 +1062,20 @@ int sock_set_buffer(evutil_socket_t fd, int opt, int want)
     return getsockopt(fd, SOL_SOCKET, opt, &got, &len) == 0 ? got / 2 : want;
 }
 
+int sock_route_error(const struct sockaddr *sa, socklen_t len)
+{
+    int fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int err = fd < 0 || connect(fd, sa, len) != 0 ? errno : 0;
+    if (fd >= 0)
+        close(fd);
+    return err;
+}
+
+bool sock_no_route(int err)
+{
+    return err == EAFNOSUPPORT || err == EADDRNOTAVAIL || err == ENETUNREACH;
+}
+
 unsigned long sock_tls_alert(struct sock *s)
 {
     if (!s->ssl)

@@ -223,6 +223,13 @@ static void connected(struct upconn *c)
     sock_handshake(&c->sock);
 }
 
+/* How a connect's failure was learnt, which decides whether the attempt is still to dissolve. */
+enum connect_end {
+    END_AT_ONCE,   /* the first connect() failed: no SYN left */
+    END_ASKED,     /* connect() asked again said it: the kernel dissolved the attempt itself */
+    END_POLLED,    /* SO_ERROR once the socket became writable: the attempt is still there */
+};
+
 /* A failed connect leaves a socket that never carried a byte and sets no option before it
  * connects but origin_rcvbuf. Dissolving the attempt (connect to AF_UNSPEC, see connect(2))
  * makes it as good as a new one, and this loop's next connect to that family with the same
@@ -243,12 +250,18 @@ static bool spare_fits(const struct upconn *c)
     return c->addr.ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr);
 }
 
-static void spare_keep(struct upconn *c)
+/* A connect() that reports the failure of an attempt under way (END_ASKED) has done what
+ * AF_UNSPEC does: Linux ends a connection "closed by RST, timeout, ICMP error" there with the
+ * protocol's disconnect and the socket unconnected (__inet_stream_connect's sock_error), the two
+ * steps of connect(AF_UNSPEC). Asking again would cost a refused origin a third connect() per
+ * request, 1 of its 6 system calls (docs/BENCHMARKS.md, fastconnect). */
+static void spare_keep(struct upconn *c, enum connect_end end)
 {
     struct upstream_pools *p = c->loop->pools;
     int i = spare_index(c);
     const struct sockaddr unspec = {.sa_family = AF_UNSPEC};
-    if (p->spare[i] < 0 && spare_fits(c) && connect(c->fd, &unspec, sizeof(unspec)) == 0) {
+    if (p->spare[i] < 0 && spare_fits(c) &&
+        (end == END_ASKED || connect(c->fd, &unspec, sizeof(unspec)) == 0)) {
         p->spare[i] = c->fd;
         p->spare_rcvbuf[i] = (int)c->up->origin_rcvbuf;
         c->fd = -1;
@@ -455,13 +468,19 @@ static void connect_failure(struct upconn *c, enum cause cause, const char *deta
     c->ev->on_error(c->arg, cause, full);
 }
 
-/* Whether err, from socket() or connect() at once, says that this host has no use for the
- * address's family: IPv6 turned off (EAFNOSUPPORT; EADDRNOTAVAIL: no ::1 to send from, as in
- * Docker without --ipv6) or no route to it (ENETUNREACH). No packet left: nothing of the origin.
- */
-static bool host_has_no_use(int err)
+/* Whether connect()'s EADDRNOTAVAIL at once says that this host has no free local port toward c's
+ * address: every port of net.ipv4.ip_local_port_range (IPv6 takes its ports from it too) is in
+ * use toward that address and port, a shortage of ours the operator must see, not an address
+ * the host has no use for (sock_no_route). An IPv4 address, mapped into IPv6 too, gives it for
+ * no other reason (Portico binds no source address); a native IPv6 one gives it also when the
+ * host has no source address of the family (IPv6 turned off): a UDP socket tells which, on this
+ * failure's path only (sock_route_error). */
+static bool no_free_port(const struct upconn *c)
 {
-    return err == EAFNOSUPPORT || err == EADDRNOTAVAIL || err == ENETUNREACH;
+    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&c->addr;
+    if (c->addr.ss_family != AF_INET6 || IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
+        return true;
+    return sock_route_error((const struct sockaddr *)&c->addr, c->addrlen) == 0;
 }
 
 /* Whether an earlier address's failure, one that says something of the origin, stands for the
@@ -474,11 +493,12 @@ static bool earlier_failure_stands(const struct upconn *c, bool host_only)
     return host_only && as && as->next > 1 && !as->host_only; /* as->cause: the earlier one */
 }
 
-/* A connect to one of a name's addresses failed with cause (detail: its words; host_only: see
- * host_has_no_use): the name's next address is tried, or, once all failed, the name may be asked
- * again for every family (may_ask_again). Our own shortages never move on: another address
- * would meet them too. false: nothing is left to try, the failure stands (attempt_failed).
- * true: c may be gone. */
+/* A connect to one of a name's addresses failed with cause (detail: its words; host_only: the
+ * host has no use for the address, sock_no_route): the name's next address is tried, or, once
+ * all failed, the name may be asked again for every family (may_ask_again). Our own shortages
+ * never move on: another address would meet most of them too, and a move would leave no free
+ * local port (no_free_port) a log line where the operator must see it. false: nothing is left
+ * to try, the failure stands (attempt_failed). true: c may be gone. */
 static bool next_address(struct upconn *c, enum cause cause, const char *detail, bool host_only)
 {
     struct upconn_addrs *as = c->addrs;
@@ -605,23 +625,30 @@ static void attempt_failed(struct upconn *c, enum cause cause, const char *detai
         connect_failure(c, cause, detail);
 }
 
-/* The connect phase failed with err, found at once (before a SYN left: at_once) or once the
- * socket became writable. Once per request to a refused origin: the detail in pieces, without
- * vsnprintf and strerror (~1,600 instructions of a 502's ~20,000). Nothing is cut: the address
- * and the error's text fit with room to spare. */
-static void connect_failed(struct upconn *c, int err, bool at_once)
+/* The connect phase failed with err, learnt as `end` says. Once per request to a refused origin:
+ * the detail in pieces, without vsnprintf and strerror (~1,600 instructions of a 502's ~20,000).
+ * Nothing is cut: the address and the error's text fit with room to spare. No free local port is
+ * our shortage (CAUSE_LOCAL: internal_error, not the origin's health, not moved on nor retried),
+ * said as such and counted; an address the host has no use for leaves an earlier one's failure
+ * standing. */
+static void connect_failed(struct upconn *c, int err, enum connect_end end)
 {
-    spare_keep(c);
+    bool at_once = end == END_AT_ONCE; /* before a SYN left */
+    spare_keep(c, end);
+    bool no_port = at_once && err == EADDRNOTAVAIL && no_free_port(c);
     char detail[200];
     struct fmt_buf b;
     fmt_init(&b, detail, sizeof(detail) - 1);
     fmt_str(&b, "connect to ");
     fmt_str(&b, c->addr_text);
     fmt_str(&b, " failed: ");
-    fmt_str(&b, errno_text(err));
+    fmt_str(&b, no_port ? "no free local port (net.ipv4.ip_local_port_range used up toward it)"
+                        : errno_text(err));
     detail[b.len] = '\0';
-    enum cause cause = cause_from_errno(err);
-    bool host_only = at_once && host_has_no_use(err);
+    enum cause cause = no_port ? CAUSE_LOCAL : cause_from_errno(err);
+    bool host_only = at_once && !no_port && sock_no_route(err);
+    if (no_port)
+        metrics_add(c->loop->metrics, M_UPSTREAM_NO_LOCAL_PORT, 1);
     if (!next_address(c, cause, detail, host_only))
         attempt_failed(c, cause, detail, host_only);
 }
@@ -635,7 +662,7 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
     if (err) {
-        connect_failed(c, err, false);
+        connect_failed(c, err, END_POLLED);
         return;
     }
     connected(c);
@@ -653,7 +680,7 @@ static void start_connect(struct upconn *c)
         char detail[200];
         snprintf(detail, sizeof(detail), "socket: %s", strerror(err));
         /* not our shortage, an address the host cannot use (IPv6 turned off): the next one */
-        bool host_only = host_has_no_use(err);
+        bool host_only = sock_no_route(err);
         if (!next_address(c, cause_from_errno(err), detail, host_only))
             attempt_failed(c, cause_from_errno(err), detail, host_only);
         return;
@@ -673,7 +700,7 @@ static void start_connect(struct upconn *c)
         return;
     }
     if (errno != EALREADY) {
-        connect_failed(c, errno, !sent);
+        connect_failed(c, errno, sent ? END_ASKED : END_AT_ONCE);
         return;
     }
     event_assign(&c->io_ev, c->loop->base, c->fd, EV_WRITE, connect_cb, c);

@@ -51,6 +51,8 @@ struct evbuffer;
       "Attempts moved to another origin after a failed one (retries)")                             \
     X(M_UPSTREAM_ADDRESS_FALLBACKS, "portico_upstream_address_fallbacks_total",                    \
       "Connects moved to the next address of an origin's name after one failed")                   \
+    X(M_UPSTREAM_NO_LOCAL_PORT, "portico_upstream_no_local_port_total",                            \
+      "Connects to origins that found no free local port (net.ipv4.ip_local_port_range used up)") \
     X(M_HEALTH_CHECKS, "portico_health_checks_total", "Active health checks run")                 \
     X(M_HEALTH_CHECKS_FAILED, "portico_health_checks_failed_total",                                \
       "Active health checks that failed (no answer in time, or an unexpected status)")             \

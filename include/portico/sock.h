@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "portico/deadline.h"
 
@@ -234,6 +235,18 @@ unsigned long sock_tls_alert(struct sock *s);
  * setsockopt refused. For a read-back that is said once (client_sndbuf, origin_rcvbuf): a
  * socket that only needs the value set makes the one setsockopt. */
 int sock_set_buffer(evutil_socket_t fd, int opt, int want);
+
+/* 0 when this host can send to sa, else why not: a UDP socket of sa's family connect()s to it,
+ * which picks a route and a source address and sends nothing (three system calls; it takes a
+ * UDP port, whose use is apart from TCP's). EAFNOSUPPORT: no such family in the kernel;
+ * EADDRNOTAVAIL: no source address of it (IPv6 turned off, as in Docker without --ipv6);
+ * ENETUNREACH: no route. Another errno (out of descriptors, EAGAIN: no UDP port free) says
+ * nothing of sa. */
+int sock_route_error(const struct sockaddr *sa, socklen_t len);
+
+/* Whether err, from sock_route_error or a connect() that sent nothing, says this host has no use
+ * for the address: EAFNOSUPPORT, EADDRNOTAVAIL or ENETUNREACH (see sock_route_error). */
+bool sock_no_route(int err);
 
 /* Name of an event or state, for logs. */
 const char *sock_event_name(enum sock_event ev);

@@ -1178,6 +1178,270 @@ static void test_dns_every_address_down(void **state)
     fake_dns_stop(d);
 }
 
+/* ---- rows in a network namespace of their own (tu_netns_enter) ---- */
+
+/* The namespace a row entered (its setup), left by its teardown even when the row failed; -1:
+ * none, the row skips. */
+static int netns_old = -1;
+static const char *netns_why;
+
+static int enter_netns(bool ipv6)
+{
+    netns_old = tu_netns_enter(ipv6, &netns_why);
+    return 0;
+}
+
+static int netns_with_ipv6(void **state)
+{
+    (void)state;
+    return enter_netns(true);
+}
+
+static int netns_without_ipv6(void **state)
+{
+    (void)state;
+    return enter_netns(false);
+}
+
+static int netns_leave(void **state)
+{
+    (void)state;
+    int rc = netns_old >= 0 ? tu_netns_leave(netns_old) : 0;
+    netns_old = -1;
+    return rc;
+}
+
+#define SKIP_WITHOUT_NETNS()                                                                       \
+    do {                                                                                           \
+        if (netns_old < 0) {                                                                       \
+            print_message("  skipped: %s\n", netns_why);                                           \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* A TCP connection from this thread to ip:port (the origin's accept takes it), held until
+ * let_go: it takes a local port toward that address. */
+static int hold_connection(const char *ip, uint16_t port)
+{
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } a = {0};
+    socklen_t len;
+    if (strchr(ip, ':')) {
+        a.v6 = (struct sockaddr_in6){.sin6_family = AF_INET6, .sin6_port = htons(port)};
+        assert_int_equal(inet_pton(AF_INET6, ip, &a.v6.sin6_addr), 1);
+        len = sizeof(a.v6);
+    } else {
+        a.v4 = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(port)};
+        assert_int_equal(inet_pton(AF_INET, ip, &a.v4.sin_addr), 1);
+        len = sizeof(a.v4);
+    }
+    int fd = socket(a.sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    if (connect(fd, &a.sa, len) != 0)
+        fail_msg("holding a connection to %s:%u: %s", ip, port, strerror(errno));
+    return fd;
+}
+
+/* Makes fd's close a reset: no TIME_WAIT keeps its local port toward that address and port,
+ * which a connect from the one port of the range (test_no_free_local_port) would need again. */
+static void no_time_wait(int fd)
+{
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+}
+
+/* Closes a held connection (no_time_wait). */
+static void let_go(int fd)
+{
+    no_time_wait(fd);
+    close(fd);
+}
+
+/* One GET path through h with Accept: application/json: its status, Portico-Error and body
+ * checked against the row's; detail: the end of the JSON detail, NULL for none. */
+static void get_expect(struct harness *h, const char *path, int status, const char *error,
+                       const char *detail)
+{
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    char req[160];
+    snprintf(req, sizeof(req),
+             "GET %s HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+             path);
+    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    const char *err = raw_header(&r, "Portico-Error");
+    print_message("  %s: %d %s %s\n", path, r.status, err ? err : "-", r.body ? r.body : "");
+    if (r.status != status || (error ? !err || strcmp(err, error) != 0 : err != NULL))
+        fail_msg("%s: %d %s, expected %d %s", path, r.status, err ? err : "-", status,
+                 error ? error : "-");
+    if (detail && !tu_contains(r.body, detail))
+        fail_msg("%s: no \"%s\" in %s", path, detail, r.body);
+    raw_response_free(&r);
+    /* a client that closes first keeps its port toward Portico in TIME_WAIT: the next request,
+     * from the same one port, found none free ("Cannot assign requested address") */
+    no_time_wait(raw_fd(c));
+    raw_close(c);
+}
+
+/* No free local port: in a namespace of its own, net.ipv4.ip_local_port_range is one port, and
+ * the test holds a connection from it to each origin address below. Portico's connect() there
+ * finds no local port (EADDRNOTAVAIL before a SYN leaves) while other destinations still take
+ * that port (the client's connections to Portico). README (Failures): our shortage, 500
+ * internal_error "no free local port", counted in portico_upstream_no_local_port_total, never
+ * the origin's health (/v4/'s max_fails = 1 would mark it down for an hour). /v4/ and /v6/ name
+ * one address each; /name/ has A 127.0.0.1, which refuses, and AAAA ::1, which listens and has
+ * no port left. Once the held connections are reset, the same requests are answered. The binary
+ * before the fix gave 502 connect_unreachable ("Cannot assign requested address") to /v4/ and
+ * /v6/, and 502 connect_refused to /name/ (the ::1 failure taken for IPv6 turned off, 127.0.0.1's
+ * refusal standing). */
+static void test_no_free_local_port(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_NETNS();
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_ANSWER, .aaaa = true};
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *o4 = fake_origin_start_kind(FO_OK), *n4, *n6;
+    struct fake_origin_opts v6 = {.kind = FO_OK, .ipv6 = true};
+    struct fake_origin *o6 = fake_origin_start(&v6);
+    assert_true(o4 && o6);
+    start_pair(FO_REFUSE, FO_OK, &n4, &n6);
+    uint16_t p4 = fake_origin_port(o4), p6 = fake_origin_port(o6), pn = fake_origin_port(n6);
+    char proxy[160];
+    snprintf(proxy, sizeof(proxy),
+             "resolver = 127.0.0.1:%u\nadmin_listen = 127.0.0.1:{{port:admin}}\n",
+             fake_dns_port(d));
+    struct harness *h = px_start(proxy,
+                                 "[upstream v4]\norigin = 127.0.0.1:%u\nretries = 0\n"
+                                 "max_fails = 1\ndown_time = 1h\n"
+                                 "[route v4]\nprefix = /v4/\nupstream = v4\n"
+                                 "[upstream v6]\norigin = [::1]:%u\nretries = 0\n"
+                                 "[route v6]\nprefix = /v6/\nupstream = v6\n"
+                                 "[upstream n]\norigin = pair.test:%u\nretries = 0\n"
+                                 "[route n]\nprefix = /name/\nupstream = n\n"
+                                 "[upstream w]\norigin = warm.test:%u\n"
+                                 "[route w]\nprefix = /warm/\nupstream = w\n",
+                                 p4, p6, pn, p4);
+    /* The resolver's socket takes its UDP port now, of the usual range: the one port left below
+     * is free for the UDP socket that tells an IPv6 address the host cannot use from one without
+     * a port (sock_route_error), as on a host whose TCP ports alone are used up. */
+    get_expect(h, "/warm/", 200, NULL, NULL);
+    /* Portico is up (the harness's own connections took ports of the usual range): one port */
+    uint16_t port;
+    assert_int_equal(tu_free_port(&port), 0);
+    char range[32];
+    snprintf(range, sizeof(range), "%u %u", port, port);
+    assert_int_equal(tu_sysctl_write("/proc/sys/net/ipv4/ip_local_port_range", range), 0);
+    int held[] = {hold_connection("127.0.0.1", p4), hold_connection("::1", p6),
+                  hold_connection("::1", pn)};
+    static const char no_port[] = "failed: no free local port "
+                                  "(net.ipv4.ip_local_port_range used up toward it)";
+    char detail[3][200];
+    snprintf(detail[0], sizeof(detail[0]), "connect to 127.0.0.1:%u %s\"", p4, no_port);
+    snprintf(detail[1], sizeof(detail[1]), "connect to [::1]:%u %s\"", p6, no_port);
+    snprintf(detail[2], sizeof(detail[2]),
+             "connect to [::1]:%u %s; 2 of 2 addresses of pair.test tried\"", pn, no_port);
+    get_expect(h, "/v4/", 500, "internal_error", detail[0]);
+    get_expect(h, "/v6/", 500, "internal_error", detail[1]);
+    get_expect(h, "/name/", 500, "internal_error", detail[2]);
+    uint16_t admin = harness_port(h, "admin");
+    assert_true(scrape_metric(admin, "portico_upstream_no_local_port_total", IO_MS) == 3);
+    char line[300]; /* the access log's detail= */
+    snprintf(line, sizeof(line), "phase=connect detail=\"connect to 127.0.0.1:%u %s\"", p4,
+             no_port);
+    assert_int_equal(harness_wait_file(h, "access.log", line, IO_MS), 0);
+    for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
+        let_go(held[i]);
+    get_expect(h, "/v4/", 200, NULL, NULL);
+    get_expect(h, "/v6/", 200, NULL, NULL);
+    get_expect(h, "/name/", 200, NULL, NULL);
+    px_stop(h);
+    fake_origin_stop(o4);
+    fake_origin_stop(o6);
+    fake_origin_stop(n4);
+    fake_origin_stop(n6);
+    fake_dns_stop(d);
+}
+
+/* `resolver = [::1]:P` where the host has no ::1 (IPv6 turned off, in a namespace of its own):
+ * libevent's resolver took it, failed to send each query, and let every lookup wait for
+ * dns_timeout (504). README (resolver): the configuration is refused, FILE:LINE: by `portico -t`
+ * and by a reload, after which the previous configuration keeps serving (its resolver on
+ * 127.0.0.1 still answers). The binary before the fix passed `-t` (exit 0), and took the reload:
+ * /name/ then waited for dns_timeout and got 504 dns_timeout. */
+static void test_resolver_host_cannot_reach(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_NETNS();
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_ANSWER};
+    struct fake_dns *d = fake_dns_start(&dopts);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_true(d && o);
+    static const char up[] = "[upstream n]\norigin = ok.test:%u\ndns_timeout = 300ms\n";
+    char text[300];
+    snprintf(text, sizeof(text), "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                 "resolver = [::1]:%u\n%s", fake_dns_port(d), up);
+    struct harness *t = harness_new();
+    assert_non_null(t);
+    assert_int_equal(harness_write_config(t, text, fake_origin_port(o)), 0);
+    struct tu_cmd_result res;
+    int rc = harness_check_config(t, &res);
+    print_message("  -t: %d %s", rc, res.err);
+    char want[600];
+    snprintf(want, sizeof(want), "%s:3: resolver: '[::1]:%u': this host cannot send to it "
+             "(Cannot assign requested address): every lookup would wait for dns_timeout",
+             harness_config_path(t), fake_dns_port(d));
+    if (rc != 1 || !tu_contains(res.err, want))
+        fail_msg("portico -t: exit %d, no \"%s\" in: %s", rc, want, res.err);
+    tu_cmd_result_free(&res);
+    harness_free(t);
+
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u", fake_dns_port(d));
+    struct harness *h = px_start(proxy, up, fake_origin_port(o));
+    get_expect(h, "/", 200, NULL, NULL);
+    snprintf(text, sizeof(text), "[proxy]\nlisten = 127.0.0.1:%u\nresolver = [::1]:%u\n%s",
+             harness_port(h, "listen"), fake_dns_port(d), up);
+    assert_int_equal(harness_write_config(h, text, fake_origin_port(o)), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "still serving the previous configuration", IO_MS), 0);
+    snprintf(want, sizeof(want), "%s:3: resolver: '[::1]:%u': this host cannot send to it",
+             harness_config_path(h), fake_dns_port(d));
+    assert_true(harness_log_contains(h, want));
+    get_expect(h, "/", 200, NULL, NULL);
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
+}
+
+/* The same configuration where ::1 exists (a namespace of its own with IPv6 on): `-t` takes it,
+ * and a name is resolved through [::1]:P. */
+static void test_resolver_on_ipv6_loopback(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_NETNS();
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_ANSWER, .ipv6 = true};
+    struct fake_dns *d = fake_dns_start(&dopts);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_true(d && o);
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = [::1]:%u", fake_dns_port(d));
+    struct harness *h = px_start(proxy, "[upstream n]\norigin = ok.test:%u\n",
+                                 fake_origin_port(o));
+    struct tu_cmd_result res;
+    assert_int_equal(harness_check_config(h, &res), 0);
+    tu_cmd_result_free(&res);
+    get_expect(h, "/", 200, NULL, NULL);
+    assert_true(fake_dns_queries(d) >= 1);
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
+}
+
 /* A name with one IPv4 address that refuses is asked again for every family (its answer held
  * one family); here each answer takes 150 ms, longer than connect_timeout (100 ms), so that
  * question is still out when the timer ends it. The failure is the refusal the address gave,
@@ -1836,6 +2100,11 @@ int main(void)
         cmocka_unit_test(test_dns_every_address),
         cmocka_unit_test(test_dns_every_address_health_check),
         cmocka_unit_test(test_dns_every_address_down),
+        cmocka_unit_test_setup_teardown(test_no_free_local_port, netns_with_ipv6, netns_leave),
+        cmocka_unit_test_setup_teardown(test_resolver_host_cannot_reach, netns_without_ipv6,
+                                        netns_leave),
+        cmocka_unit_test_setup_teardown(test_resolver_on_ipv6_loopback, netns_with_ipv6,
+                                        netns_leave),
         cmocka_unit_test(test_dns_second_question_slow),
         cmocka_unit_test(test_dns_second_question_then_total_timeout),
         cmocka_unit_test(test_dns_not_queued_behind_silent),

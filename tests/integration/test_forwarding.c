@@ -1790,7 +1790,9 @@ static void answer_ok(int afd, const char *start, int64_t deadline)
  * connect is kept (one per address family) and the next connect takes it (+20% requests/s
  * against a refusing origin, docs/BENCHMARKS.md). Seen from outside: after three refusals
  * Portico holds exactly one unconnected TCP socket; once the origin listens, the connection it
- * gets is that very socket (same inode), and it carries the exchange both ways. */
+ * gets is that very socket (same inode), and it carries the exchange both ways. Each refusal is
+ * learnt by connect() asked again, which dissolves the attempt itself (no AF_UNSPEC): all three
+ * read the same (Proxy-Status names the error and its words). */
 static void test_refused_connect_socket_reused(void **state)
 {
     (void)state;
@@ -1799,11 +1801,19 @@ static void test_refused_connect_socket_reused(void **state)
     struct harness *h = px_start_origin(ntohs(oa.sin_port), NULL);
     struct raw_conn *c = px_connect(h);
     struct raw_response r;
+    char first[256] = "";
     for (int i = 0; i < 3; i++) {
         assert_int_equal(raw_send_str(c, "GET /r HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
         assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
         assert_int_equal(r.status, 502);
         assert_string_equal(raw_header(&r, "Portico-Error"), "connect_refused");
+        const char *ps = raw_header(&r, "Proxy-Status");
+        assert_non_null(ps);
+        assert_non_null(strstr(ps, "error=connection_refused; details=\"connect to 127.0.0.1:"));
+        if (i == 0)
+            snprintf(first, sizeof(first), "%s", ps);
+        else
+            assert_string_equal(ps, first);
         raw_response_free(&r);
     }
     struct unconnected spare = unconnected_sockets(h);

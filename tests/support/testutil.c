@@ -8,7 +8,9 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <net/if.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <setjmp.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -223,21 +226,85 @@ int tu_free_port(uint16_t *port)
     return -1;
 }
 
+/* Whether a TCP socket binds [::1]:0 in the calling thread's network namespace. */
+static bool has_ipv6_loopback(void)
+{
+    struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool bound = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+    if (fd >= 0) {
+        close(fd);
+    }
+    return bound;
+}
+
 bool tu_ipv6_loopback(void)
 {
     static atomic_int known; /* 0: not asked yet, 1: has ::1, 2: has not */
 
     if (atomic_load(&known) == 0) {
-        struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-        int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        bool bound = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-
-        if (fd >= 0) {
-            close(fd);
-        }
-        atomic_store(&known, bound ? 1 : 2);
+        atomic_store(&known, has_ipv6_loopback() ? 1 : 2);
     }
     return atomic_load(&known) == 1;
+}
+
+int tu_sysctl_write(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    size_t len = strlen(text);
+    bool ok = fd >= 0 && write(fd, text, len) == (ssize_t)len;
+
+    if (fd >= 0) {
+        close(fd);
+    }
+    return ok ? 0 : -1;
+}
+
+int tu_netns_enter(bool ipv6, const char **why)
+{
+    int old = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+
+    if (old < 0 || unshare(CLONE_NEWNET) != 0) {
+        *why = "no network namespace here (unshare -n needs root: CAP_SYS_ADMIN)";
+        if (old >= 0) {
+            close(old);
+        }
+        return -1;
+    }
+    /* lo starts down in a new namespace: up, it has 127.0.0.1 and ::1 */
+    struct ifreq ifr = { .ifr_name = "lo" };
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    bool up = fd >= 0 && ioctl(fd, SIOCGIFFLAGS, &ifr) == 0
+              && (ifr.ifr_flags |= IFF_UP, ioctl(fd, SIOCSIFFLAGS, &ifr) == 0);
+
+    if (fd >= 0) {
+        close(fd);
+    }
+    /* a kernel without IPv6 has none to turn off */
+    if (up && !ipv6 && tu_sysctl_write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1") != 0
+        && access("/proc/sys/net/ipv6", F_OK) == 0) {
+        up = false;
+    }
+    if (!up) {
+        *why = "cannot set up loopback in a network namespace";
+        tu_netns_leave(old);
+        return -1;
+    }
+    if (ipv6 && !has_ipv6_loopback()) {
+        *why = "no IPv6 loopback (::1) in a new network namespace";
+        tu_netns_leave(old);
+        return -1;
+    }
+    return old;
+}
+
+int tu_netns_leave(int old)
+{
+    int rc = setns(old, CLONE_NEWNET);
+
+    close(old);
+    return rc;
 }
 
 /* Growable capture buffer for one pipe. */

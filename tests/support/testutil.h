@@ -64,6 +64,22 @@ bool tu_ipv6_loopback(void);
         }                                                                                          \
     } while (0)
 
+/* Moves the calling thread into a network namespace of its own, where what it starts from now on
+ * (processes, threads, sockets) lives too: loopback up, with 127.0.0.1, and with ::1 unless ipv6
+ * is false (IPv6 turned off there, as in Docker without --ipv6). Its sysctls are its own:
+ * net.ipv4.ip_local_port_range set there touches nothing outside. Returns a descriptor of the
+ * namespace left, for tu_netns_leave; -1 when it cannot (needs root: CAP_SYS_ADMIN), with
+ * *why saying so in a line. */
+int tu_netns_enter(bool ipv6, const char **why);
+
+/* Back to the namespace old (from tu_netns_enter), which it closes; the one left ends with the
+ * last socket and process in it. 0, or -1. */
+int tu_netns_leave(int old);
+
+/* Writes text to the sysctl file path (under /proc/sys) of the calling thread's namespace; 0 or
+ * -1. */
+int tu_sysctl_write(const char *path, const char *text);
+
 /* Result of tu_run_command; release with tu_cmd_result_free. */
 struct tu_cmd_result {
     int exit_code;  /* exit status 0..255, or 128+signal when killed, -1 when it could not run */
