@@ -69,6 +69,9 @@
 #define READ_HIGH (256 * 1024)   /* input held at most (pipelined requests, body ahead) */
 #define OUTPUT_HIGH (256 * 1024) /* no next request is parsed while more waits to go out */
 #define RESET_TICK_MS 10         /* a reset waiting for earlier answers to leave looks this often */
+#define WATCH_LATER_MS 5         /* a request read whole at the accept: its client is watched
+                                    (for a hang-up) only once its exchange ran this long
+                                    (watch_later) */
 
 #define CLIENT_STATE_LIST(X)                                                                       \
     X(CS_HANDSHAKE, "handshake")                                                                   \
@@ -244,7 +247,7 @@ static void set_state(struct client *c, enum client_state s)
         if (c->requests == 0)
             from = c->accepted_us;
         break;
-    case CS_EXCHANGE:
+    case CS_EXCHANGE: /* none; watch_later sets one */
     case CS_H2: /* h2.c keeps its own deadlines */
     case CS_TUNNEL: /* the tunnel keeps its own deadlines */
     case CS_STREAM: /* client_send_timeout, the sock's: a slice waits only for the client */
@@ -725,6 +728,7 @@ static void ds_done(void *ctx, enum exchange_end end)
         return;
     }
     sock_flush(&c->sock); /* the last bytes go now, not a loop turn later */
+    sock_watch_now(&c->sock); /* the next request is awaited (watch_later) */
     c->head_start_us = 0;
     if (discard) { /* the rest of the answered request's body comes first */
         c->discard_left = discard;
@@ -911,6 +915,23 @@ static void admin_request(struct client *c, struct h1_request *req, size_t head_
     admin_answered(c, close);
 }
 
+/* A request read whole at the accept (sock_read_now), its exchange waiting on the origin: the
+ * client is not watched for WATCH_LATER_MS, so that an answer that comes by then, and the close
+ * after it, cost no epoll_ctl (the client's registration never reaches epoll: 2 of ~10 system
+ * calls of a connection per request). HAProxy does not watch its client while the origin works
+ * at all; a client that leaves is seen here within WATCH_LATER_MS and a loop turn, its
+ * exchange cancelled (499) as before. 5 ms: more than an answer from a near origin takes,
+ * loaded (a connection per request, 50 clients: BENCHMARKS.md, lazywatch), and nothing to a
+ * client that hung up on a slow one. Not when anything is still to be read: a body on its way,
+ * an upgrade (the tunnel reads), bytes behind the head (pipelined, or a body not yet taken). */
+static void watch_later(struct client *c)
+{
+    /* CS_EXCHANGE has no deadline of its own: the bound is it (state_expired) */
+    if (evbuffer_get_length(c->sock.in) == 0 && exchange_request_whole(c->ex) &&
+        sock_watch_later(&c->sock))
+        sock_set_deadline(&c->sock, event_now_us() + WATCH_LATER_MS * 1000);
+}
+
 static void parse_head(struct client *c)
 {
     const struct config *cfg = c->loop->cfg;
@@ -994,6 +1015,8 @@ static void parse_head(struct client *c)
     evbuffer_drain(in, (size_t)rc);
     sock_consumed(&c->sock);
     exchange_run(ex); /* may end it: done() then changed our state */
+    if (c->state == CS_EXCHANGE && sock_may_watch_later(&c->sock))
+        watch_later(c);
 }
 
 /* ---- events ---- */
@@ -1291,7 +1314,9 @@ static void state_expired(struct client *c)
                     "request head not complete within client_header_timeout",
                     c->loop->cfg->client_header_timeout_ms, false);
         break;
-    case CS_EXCHANGE:
+    case CS_EXCHANGE: /* still running WATCH_LATER_MS after a read at the accept */
+        sock_watch_now(&c->sock);
+        break;
     case CS_H2:
     case CS_TUNNEL:
     case CS_STREAM:
@@ -1384,10 +1409,11 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     }
     /* Read at once, as HAProxy does: no loop turn waiting for epoll. The registration sock_init
      * made is applied at the next dispatch, so a client answered and closed in this turn (an
-     * injected fault, an error) costs no epoll_ctl at all. Not without defer_accept: most
-     * connections accepted in a batch have not sent yet (BENCHMARKS.md, a first read at
-     * accept). */
-    if (deferred)
+     * injected fault, an error) costs no epoll_ctl at all, nor does one answered soon after
+     * (watch_later). A plain client whose request is not there yet costs a read that would
+     * block, then waits for epoll as before. Over TLS only with defer_accept: a silent client
+     * costs a peek there, and its handshake nothing is saved by (it needs epoll anyway). */
+    if (deferred || !tls)
         sock_read_now(&c->sock);
     return c;
 }

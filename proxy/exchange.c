@@ -1097,12 +1097,17 @@ void exchange_request_eof(struct exchange *ex)
     ex_settle(ex);
 }
 
-bool exchange_answers_half_close(struct exchange *ex)
+bool exchange_request_whole(struct exchange *ex)
 {
-    if (ex->cfg->client_half_close != HALF_CLOSE_ANSWER || ex->upgrade || ex->discard_left)
+    if (ex->upgrade || ex->discard_left)
         return false;
     return ex->req_state == REQ_DONE ||
            body_rest_in(&ex->req_body, ex->ds.ops->request_input(ex->ds.ctx));
+}
+
+bool exchange_answers_half_close(struct exchange *ex)
+{
+    return ex->cfg->client_half_close == HALF_CLOSE_ANSWER && exchange_request_whole(ex);
 }
 
 void exchange_drained(struct exchange *ex)

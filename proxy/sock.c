@@ -70,6 +70,10 @@ enum sock_flag {
     SF_RAW = 1u << 11,            /* spliced from: readability is reported, nothing is read */
     SF_TLS_CUT = 1u << 12,        /* TLS: the peer closed without a close_notify */
     SF_OWNER_DUE = 1u << 13,      /* sock_owner_due_now: SOCK_DEADLINE from the loop via rev */
+    SF_READ_NOW = 1u << 14,       /* sock_read_now: rev was activated by hand, not yet run */
+    SF_FRESH = 1u << 15,          /* rev runs for SF_READ_NOW in sock_init's turn: no dispatch
+                                     applied its registration yet (sock_may_watch_later) */
+    SF_WATCH_LATER = 1u << 16,    /* rev held back until sock_watch_now (sock_watch_later) */
 };
 
 static const char *const sock_event_names[] = {
@@ -97,7 +101,7 @@ static bool want_rev(const struct sock *s)
         return false;
     if (s->flags & SF_WRITE_NEEDS_READ)
         return true;
-    return (s->flags & SF_READING) && !(s->flags & (SF_READ_PAUSED | SF_EOF));
+    return (s->flags & SF_READING) && !(s->flags & (SF_READ_PAUSED | SF_EOF | SF_WATCH_LATER));
 }
 
 /* Reading for real: the read deadline only runs while we wait on the socket for the peer. */
@@ -529,6 +533,10 @@ static void do_write(struct sock *s)
 
 static void rev_event(struct sock *s)
 {
+    /* Fresh only while this runs for sock_read_now's activation: it runs in the same pass of
+     * the loop as the accept (libevent runs what is activated during a pass in that pass), and
+     * any later event of this sock may come after a dispatch. */
+    s->flags = (s->flags & ~(SF_READ_NOW | SF_FRESH)) | ((s->flags & SF_READ_NOW) ? SF_FRESH : 0);
     if (s->flags & SF_OWNER_DUE) {
         s->flags &= ~SF_OWNER_DUE;
         read_buffered(s); /* what epoll cannot report waits for the next activation */
@@ -567,6 +575,7 @@ static void rev_event(struct sock *s)
 
 static void wev_event(struct sock *s)
 {
+    s->flags &= ~SF_FRESH;
     switch (s->state) {
     case SOCK_HANDSHAKE:
         handshake_step(s);
@@ -592,6 +601,7 @@ static void wev_event(struct sock *s)
 static void timer_event(struct sock *s)
 {
     uint64_t now = event_now_us();
+    s->flags &= ~SF_FRESH;
     if (!deadline_due(&s->timer, now))
         return;
     if (s->owner_at && now >= s->owner_at) {
@@ -703,14 +713,45 @@ void sock_read_now(struct sock *s)
     bool bytes;
     if (s->state == SOCK_HANDSHAKE && !sock_peer_pending(s, &bytes))
         return; /* nothing yet: epoll says when */
-    if (s->state == SOCK_OPEN || s->state == SOCK_HANDSHAKE)
+    if (s->state == SOCK_OPEN || s->state == SOCK_HANDSHAKE) {
+        s->flags |= SF_READ_NOW;
         event_active(&s->rev, EV_READ, 1);
+    }
+}
+
+bool sock_may_watch_later(const struct sock *s)
+{
+    return (s->flags & SF_FRESH) != 0;
+}
+
+bool sock_watch_later(struct sock *s)
+{
+    /* Not over TLS (OpenSSL's read-ahead is no epoll matter); not while a report rides on rev's
+     * activation, which withdrawing it would cancel (an end or a failure behind the bytes, a
+     * requeue, the owner's deadline due now); not when rev was never added (paused, at its
+     * end): there is nothing to hold back. */
+    const unsigned riding = SF_EOF_PENDING | SF_FAIL_PENDING | SF_REQUEUED | SF_OWNER_DUE;
+    if (!(s->flags & SF_FRESH) || s->ssl || s->state != SOCK_OPEN || (s->flags & riding) ||
+        !(s->flags & SF_REV_ADDED))
+        return false;
+    s->flags = (s->flags & ~SF_FRESH) | SF_WATCH_LATER;
+    update_rev(s); /* event_del: it cancels sock_init's event_add in the changelist */
+    return true;
+}
+
+void sock_watch_now(struct sock *s)
+{
+    if (!(s->flags & SF_WATCH_LATER))
+        return;
+    s->flags &= ~SF_WATCH_LATER;
+    update_rev(s);
 }
 
 void sock_read(struct sock *s, bool on)
 {
     if (s->state == SOCK_CLOSED)
         return;
+    s->flags &= ~SF_WATCH_LATER; /* the owner decides now */
     if (on)
         s->flags |= SF_READING;
     else

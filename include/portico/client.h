@@ -21,9 +21,10 @@ enum client_kind {
 };
 
 /* Takes ownership of an accepted socket (closed here on failure). tls: terminate TLS with the
- * configuration's server context. deferred: the listener defers accepts (defer_accept), so the
- * client's first bytes are most likely there already: they are read in this loop turn, not
- * after epoll says so. NULL when out of memory. */
+ * configuration's server context. A plain client's first bytes are read in this loop turn, not
+ * after epoll says so (most clients send at once); a TLS one's only when deferred: the listener
+ * defers accepts (defer_accept), so they are most likely there already. NULL when out of
+ * memory. */
 struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, bool tls,
                           enum client_kind kind, bool deferred);
 

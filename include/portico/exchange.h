@@ -41,10 +41,14 @@ void exchange_request_readable(struct exchange *ex);
  * of a known length that ends short is refused (400). */
 void exchange_request_eof(struct exchange *ex);
 
+/* Whether the exchange needs nothing more from its client's connection: its request is whole
+ * (the body all read, or all waiting in the request input), no body rest is owed to be dropped,
+ * and no upgrade is offered (a tunnel would need the client's side). */
+bool exchange_request_whole(struct exchange *ex);
+
 /* Whether the exchange goes on to its end after its client's FIN (an HTTP/1.1 half-close): its
- * configuration says client_half_close = answer, and it needs nothing more from the client — its
- * request is whole (the body all read, or all waiting in the request input), no body rest is
- * owed to be dropped, and no upgrade is offered (a tunnel would need the client's side). */
+ * configuration says client_half_close = answer, and its request is whole
+ * (exchange_request_whole). */
 bool exchange_answers_half_close(struct exchange *ex);
 
 /* The downstream's output drained: response bytes may flow again. */

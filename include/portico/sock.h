@@ -5,7 +5,8 @@
  * SSL_read) straight into reserved buffer space — no FIONREAD ioctl before it, no 4 KiB cap —
  * a write is attempted at once (no loop turn waiting for writability), and the read event stays
  * registered while the connection lives, so a keep-alive request costs its reads and writes and
- * no epoll changes. libevent is used only through its public API (event, evbuffer).
+ * no epoll changes (a connection read at its accept may be registered only later, or never:
+ * sock_watch_later). libevent is used only through its public API (event, evbuffer).
  *
  * Each timeout is a deadline kept with one timer that is not re-armed on every byte: progress
  * only records its time, and the timer, when it fires early, moves itself to the real deadline
@@ -116,13 +117,35 @@ void sock_requeue(struct sock *s);
 /* Starts the TLS handshake; SOCK_CONNECTED or SOCK_ERROR/SOCK_EOF follows from the loop. */
 void sock_handshake(struct sock *s);
 
-/* Reads from the loop in this turn, as if epoll had said the socket is readable (a socket
- * accepted with its first bytes, defer_accept): a TLS handshake takes its step, a plain one
- * reads. Finding nothing costs a read that would block; the sock then waits for epoll. A TLS
- * handshake peeks first, and waits for epoll when there is nothing (OpenSSL's buffers). */
+/* Reads from the loop in this turn, as if epoll had said the socket is readable (a socket just
+ * accepted: HAProxy's speculative read; with defer_accept its first bytes are certainly there):
+ * a TLS handshake takes its step, a plain one reads. Finding nothing costs a read that would
+ * block; the sock then waits for epoll. A TLS handshake peeks first, and waits for epoll when
+ * there is nothing (OpenSSL's buffers). Called in sock_init's turn, it lets the owner's
+ * callback for that read hold the registration back (sock_watch_later). */
 void sock_read_now(struct sock *s);
 
-/* Turns reading on or off. While on, SOCK_READABLE arrives whenever bytes were read. */
+/* Whether the owner's callback runs for the read sock_read_now scheduled, in the same turn of
+ * the loop, on a plain socket: the registration sock_init made is still in libevent's
+ * changelist, not yet in epoll, so sock_watch_later may withdraw it for nothing. */
+bool sock_may_watch_later(const struct sock *s);
+
+/* Holds the read event back: the peer is not watched until the owner calls sock_watch_now (at
+ * its own deadline, sock_set_deadline: the sock keeps no time for it) or sock_read, so that a
+ * connection answered and closed before then costs no epoll_ctl at all (the registration and
+ * its withdrawal cancel out in libevent's changelist). Then it is registered, and what the peer
+ * did meanwhile (bytes, its FIN, a reset) is reported as usual. Only when sock_may_watch_later
+ * says so, and for a peer from whom nothing is awaited meanwhile: no read deadline runs. false,
+ * and nothing changes, otherwise (or when a report is already due from the loop through the
+ * read event: an end behind the bytes, a requeue, the owner's deadline due now). */
+bool sock_watch_later(struct sock *s);
+
+/* Ends sock_watch_later's wait: the read event is registered (at the next dispatch). Nothing
+ * when none was held back. */
+void sock_watch_now(struct sock *s);
+
+/* Turns reading on or off. While on, SOCK_READABLE arrives whenever bytes were read. Either
+ * ends a wait of sock_watch_later: reading off then costs no epoll_ctl either. */
 void sock_read(struct sock *s, bool on);
 
 /* Reading pauses while the input holds limit bytes or more (0: no limit). After consuming input

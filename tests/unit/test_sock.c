@@ -19,7 +19,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <dirent.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -61,6 +64,9 @@ struct recorder {
     bool close_on_eof;
     bool hold_input;      /* READABLE consumes nothing: the read limit pauses the sock */
     bool peer_closed_at_read; /* sock_peer_closed at the first READABLE */
+    bool watch_later;     /* at the next READABLE: sock_watch_later, then false */
+    bool may_watch_later; /* what sock_may_watch_later said then */
+    bool held;            /* what sock_watch_later returned then */
 };
 
 static void record(void *arg, enum sock_event ev)
@@ -70,6 +76,11 @@ static void record(void *arg, enum sock_event ev)
         r->events[r->n++] = ev;
     if (ev == SOCK_READABLE && r->len == 0)
         r->peer_closed_at_read = sock_peer_closed(&r->s);
+    if (ev == SOCK_READABLE && r->watch_later) {
+        r->may_watch_later = sock_may_watch_later(&r->s);
+        r->held = sock_watch_later(&r->s);
+        r->watch_later = false;
+    }
     if (ev == SOCK_READABLE && !r->hold_input) {
         size_t n = evbuffer_get_length(r->s.in);
         if (r->len + n <= sizeof(r->data))
@@ -432,6 +443,165 @@ static void test_requeue(void **state)
     sock_requeue(&r.s); /* nothing buffered now: no call */
     run_for(r.base, 50);
     assert_int_equal(r.n, 1);
+    close(fds[1]);
+    teardown_recorder(&r);
+}
+
+/* ---- sock_watch_later: a read at accept that holds the registration back ---- */
+
+/* Whether an epoll descriptor of this process watches fd: its fdinfo lists each target as
+ * "tfd: N events: E data: D pos:P ino:I sdev:S", I in hex. */
+static bool epoll_watches(int fd)
+{
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    char needle[32];
+    snprintf(needle, sizeof(needle), " ino:%lx ", (unsigned long)st.st_ino);
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d)) != NULL;) {
+        char path[300], link[64], line[256];
+        snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(path, link, sizeof(link) - 1);
+        if (n < 0)
+            continue;
+        link[n] = '\0';
+        if (strcmp(link, "anon_inode:[eventpoll]") != 0)
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/fdinfo/%s", e->d_name);
+        FILE *f = fopen(path, "r");
+        while (f && !found && fgets(line, sizeof(line), f))
+            found = strncmp(line, "tfd:", 4) == 0 && strstr(line, needle);
+        if (f)
+            fclose(f);
+    }
+    closedir(d);
+    return found;
+}
+
+struct accepting {
+    struct recorder *r;
+    int fd;
+};
+
+/* The listener's accept, as the worker runs it: inside a pass of the loop, the sock made and
+ * read at once (its registration left in the changelist). */
+static void accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct accepting *a = arg;
+    assert_int_equal(sock_init(&a->r->s, a->r->clock, a->fd, NULL, record, a->r), 0);
+    sock_read_now(&a->r->s);
+}
+
+/* A recorder whose sock is made and read inside a loop pass, on a base that applies its
+ * registrations at the next dispatch (the worker's: EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST); the
+ * first READABLE asks sock_watch_later. Runs that pass. */
+static void accept_recorder(struct recorder *r, int fd)
+{
+    memset(r, 0, sizeof(*r));
+    struct event_config *ec = event_config_new();
+    assert_non_null(ec);
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    r->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    assert_non_null(r->base);
+    r->clock = deadline_clock_new(r->base);
+    assert_non_null(r->clock);
+    r->watch_later = true;
+    struct accepting a = {r, fd};
+    struct event *ev = event_new(r->base, -1, 0, accept_cb, &a);
+    assert_non_null(ev);
+    event_active(ev, 0, 1);
+    assert_true(event_base_loop(r->base, EVLOOP_NONBLOCK) >= 0); /* 1: nothing left to watch */
+    event_free(ev);
+}
+
+/* The request is there at the accept: read in the accept's pass, where the owner holds the
+ * registration back. epoll never hears of the socket (its FIN unseen) until sock_watch_now; then
+ * it is watched, and the FIN is reported. */
+static void test_watch_later(void **state)
+{
+    (void)state;
+    int fds[2];
+    pair(fds);
+    assert_int_equal(write(fds[1], "GET / HTTP/1.1\r\n\r\n", 18), 18);
+    struct recorder r;
+    accept_recorder(&r, fds[0]);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.len, 18);
+    assert_true(r.may_watch_later && r.held);
+    assert_false(sock_may_watch_later(&r.s)); /* once, in that callback */
+    assert_false(sock_watch_later(&r.s));
+    assert_false(epoll_watches(fds[0]));
+    assert_int_equal(shutdown(fds[1], SHUT_WR), 0);
+    sock_consumed(&r.s); /* as the owner's parse does: it registers nothing */
+    run_for(r.base, 30);
+    assert_int_equal(r.n, 1);
+    assert_false(epoll_watches(fds[0]));
+    uint64_t t0 = now_us();
+    sock_watch_now(&r.s); /* registered at the next dispatch, which finds the FIN */
+    assert_true(ms_until(&r, SOCK_EOF, t0) < 1000);
+    assert_int_equal(r.n, 2);
+    close(fds[1]);
+    teardown_recorder(&r);
+}
+
+/* sock_read ends the wait too: on, registered as sock_watch_now does; off, without any
+ * registration. */
+static void test_watch_later_ended_by_read(void **state)
+{
+    (void)state;
+    int fds[2];
+    struct recorder r;
+    for (int on = 0; on < 2; on++) {
+        pair(fds);
+        assert_int_equal(write(fds[1], "GET / HTTP/1.1\r\n\r\n", 18), 18);
+        accept_recorder(&r, fds[0]);
+        assert_true(r.held);
+        sock_read(&r.s, on);
+        run_for(r.base, 10);
+        assert_int_equal(epoll_watches(fds[0]), on);
+        sock_watch_now(&r.s); /* nothing held back any more: no change */
+        run_for(r.base, 10);
+        assert_int_equal(epoll_watches(fds[0]), on);
+        assert_int_equal(r.n, 1);
+        close(fds[1]);
+        teardown_recorder(&r);
+    }
+}
+
+/* Not held back: a read that came from epoll (its registration was applied); at the accept, a
+ * read that found its end behind 16 KiB of bytes (reported from the loop through the read
+ * event, which withdrawing it would cancel). Both stay watched, and the end is reported. */
+static void test_watch_later_refused(void **state)
+{
+    (void)state;
+    int fds[2];
+    pair(fds);
+    struct recorder r;
+    setup_recorder(&r, fds[0]);
+    r.watch_later = true;
+    assert_int_equal(write(fds[1], "x", 1), 1);
+    run_until(&r, SOCK_READABLE);
+    assert_false(r.may_watch_later);
+    assert_false(r.held);
+    assert_int_equal(shutdown(fds[1], SHUT_WR), 0);
+    assert_true(ms_until(&r, SOCK_EOF, now_us()) < 1000);
+    close(fds[1]);
+    teardown_recorder(&r);
+
+    pair(fds);
+    static char first[16 * 1024];
+    memset(first, 'z', sizeof(first));
+    assert_int_equal(write(fds[1], first, sizeof(first)), (ssize_t)sizeof(first));
+    assert_int_equal(shutdown(fds[1], SHUT_WR), 0);
+    uint64_t t0 = now_us();
+    accept_recorder(&r, fds[0]);
+    assert_true(r.may_watch_later);
+    assert_false(r.held);
+    assert_true(ms_until(&r, SOCK_EOF, t0) < 1000);
     close(fds[1]);
     teardown_recorder(&r);
 }
@@ -808,6 +978,9 @@ int main(void)
         cmocka_unit_test(test_owner_deadline),
         cmocka_unit_test(test_owner_due_now),
         cmocka_unit_test(test_requeue),
+        cmocka_unit_test(test_watch_later),
+        cmocka_unit_test(test_watch_later_ended_by_read),
+        cmocka_unit_test(test_watch_later_refused),
         cmocka_unit_test(test_init_failure_frees_once),
         cmocka_unit_test(test_splice_order_and_back_pressure),
         cmocka_unit_test(test_splice_eof_and_refusal),

@@ -1,0 +1,432 @@
+/*
+ * test_client_watch.c — when Portico watches a plain HTTP/1.1 client: it reads at the accept,
+ * and a request read whole there leaves its client unwatched (not in any epoll set of Portico)
+ * for 5 ms of its exchange (client.c, watch_later), so that a quick answer and the close cost no
+ * epoll_ctl. What must hold all the same: a client that leaves while the origin is silent is
+ * seen, its origin connection closed and the exchange logged 499, whether its request was read
+ * at the accept (the hit) or the read there found nothing (the miss: then it is watched at
+ * once); a second request pipelined behind the first, in the same read or later, is answered;
+ * a POST whose body comes after the accept gets it through.
+ *
+ * The hit is made certain by stopping Portico (SIGSTOP) while the client connects and sends:
+ * the accept then finds the bytes. Whether Portico watches the client is read from /proc: the
+ * inode of Portico's side of the connection (sock_diag) among the targets that the fdinfo of
+ * each of its epoll descriptors lists. The origin holds each request until the test opens its
+ * gate, or until Portico closes the origin connection (the exchange cancelled), which it notes.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <linux/sockios.h>
+
+#include <cmocka.h>
+
+#include "proxy_helpers.h"
+
+#define IO_MS PX_IO_MS
+#define WATCH_LATER_MS 5 /* client.c: a request read whole at the accept, unwatched this long */
+
+#define GET(path, id) "GET " path " HTTP/1.1\r\nHost: a\r\nX-Request-Id: " id "\r\n\r\n"
+
+/* ---- the origin: holds a request until the gate opens or Portico closes its connection ---- */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int gate[2];       /* a byte in it opens the gate, for every request held */
+    unsigned gone;     /* origin connections Portico closed while a request was held */
+} org = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {-1, -1}, 0};
+
+/* FO_CALL: waits (bounded) for the gate (0: answer) or for Portico's close (-1: the exchange
+ * was cancelled; counted). */
+static int hold(int fd, void *arg)
+{
+    (void)arg;
+    struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = org.gate[0], .events = POLLIN}};
+    if (poll(p, 2, IO_MS) <= 0 || (p[1].revents & POLLIN))
+        return 0;
+    char b;
+    if (recv(fd, &b, 1, MSG_DONTWAIT) > 0)
+        return 0; /* bytes, not an end: nothing this test sends */
+    pthread_mutex_lock(&org.mu);
+    org.gone++;
+    pthread_cond_broadcast(&org.cv);
+    pthread_mutex_unlock(&org.mu);
+    return -1;
+}
+
+/* Waits (bounded) until Portico closed n held origin connections. */
+static int wait_gone(unsigned n)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += IO_MS / 1000;
+    pthread_mutex_lock(&org.mu);
+    int rc = 0;
+    while (org.gone < n && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&org.cv, &org.mu, &until);
+    unsigned gone = org.gone;
+    pthread_mutex_unlock(&org.mu);
+    return gone >= n ? 0 : -1;
+}
+
+static void open_gate(void)
+{
+    assert_int_equal(write(org.gate[1], "g", 1), 1);
+}
+
+static const struct fo_step held[] = {FO_CALL(hold, NULL), FO_RESPOND(200, NULL, "held\n",
+                                                                       FO_LENGTH), FO_END()};
+static const struct fo_step at_once[] = {FO_RESPOND(200, NULL, "second\n", FO_LENGTH), FO_END()};
+
+static const struct fo_step *pick(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return strstr(req->head, " /second ") ? at_once : held;
+}
+
+static struct {
+    struct fake_origin *o;
+    struct harness *h;
+} fx;
+
+/* Portico (one worker, keepalive = 0: a fresh origin connection per request, so the request
+ * reaches the origin only after a loop turn) before the holding origin. */
+static void start(void)
+{
+    assert_int_equal(pipe(org.gate), 0);
+    org.gone = 0;
+    struct fake_origin_opts o = {.kind = FO_SCRIPT, .pick_script = pick};
+    fx.o = fake_origin_start(&o);
+    assert_non_null(fx.o);
+    fx.h = px_start("", "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 0\n",
+                    fake_origin_port(fx.o));
+}
+
+/* Each test ends so: Portico stops cleanly (under ASan or valgrind, no leak or bad access). */
+static void stop(void)
+{
+    px_stop(fx.h);
+    fx.h = NULL;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (fx.h)
+        harness_signal(fx.h, SIGCONT); /* a failed row may have left it stopped */
+    harness_free(fx.h);
+    if (org.gate[1] >= 0)
+        open_gate(); /* nothing stays held */
+    fake_origin_stop(fx.o);
+    for (int i = 0; i < 2; i++) {
+        if (org.gate[i] >= 0)
+            close(org.gate[i]);
+        org.gate[i] = -1;
+    }
+    memset(&fx, 0, sizeof(fx));
+    return 0;
+}
+
+/* ---- Portico's side of a connection ---- */
+
+/* SIGSTOP, returning once every thread of portico has stopped (waitid: no polling). */
+static void stop_portico(struct harness *h)
+{
+    siginfo_t si;
+    assert_int_equal(harness_signal(h, SIGSTOP), 0);
+    memset(&si, 0, sizeof(si));
+    /* WNOWAIT: the harness still reaps the child itself; WEXITED: a crash ends the wait too */
+    assert_int_equal(waitid(P_PID, (id_t)harness_pid(h), &si, WSTOPPED | WEXITED | WNOWAIT), 0);
+    assert_int_equal(si.si_code, CLD_STOPPED);
+}
+
+/* Waits (bounded) until the client's bytes are acknowledged: in Portico's socket, whatever
+ * Portico does (it may be stopped). */
+static void wait_acked(struct raw_conn *c)
+{
+    int queued = -1;
+    for (int i = 0; i < IO_MS && ioctl(raw_fd(c), SIOCOUTQ, &queued) == 0 && queued > 0; i++)
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    assert_int_equal(queued, 0);
+}
+
+/* Of Portico's side of c: its inode (0 while it waits in the accept queue) and the bytes it
+ * received and has not read, in *queued. */
+static unsigned long portico_side(struct raw_conn *c, long *queued)
+{
+    struct sockaddr_in me, peer;
+    socklen_t mlen = sizeof(me), plen = sizeof(peer);
+    assert_int_equal(getsockname(raw_fd(c), (struct sockaddr *)&me, &mlen), 0);
+    assert_int_equal(getpeername(raw_fd(c), (struct sockaddr *)&peer, &plen), 0);
+    int fd = px_diag_ask(
+        (struct inet_diag_req_v2){
+            .id = {.idiag_sport = peer.sin_port, .idiag_dport = me.sin_port,
+                   .idiag_src = {peer.sin_addr.s_addr}, .idiag_dst = {me.sin_addr.s_addr},
+                   .idiag_cookie = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE}}},
+        0);
+    static char buf[2048];
+    ssize_t len = recv(fd, buf, sizeof(buf), 0);
+    close(fd);
+    struct nlmsghdr *h = (struct nlmsghdr *)buf;
+    assert_true(len > 0 && NLMSG_OK(h, (size_t)len) && h->nlmsg_type == SOCK_DIAG_BY_FAMILY);
+    struct inet_diag_msg *m = NLMSG_DATA(h);
+    *queued = (long)m->idiag_rqueue;
+    return m->idiag_inode;
+}
+
+/* Whether any epoll descriptor of pid watches the socket of inode ino: its fdinfo lists each
+ * target as "tfd: N events: E data: D pos:P ino:I sdev:S", I in hex. */
+static bool epoll_watches(pid_t pid, unsigned long ino)
+{
+    char path[64], needle[32];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    snprintf(needle, sizeof(needle), " ino:%lx ", ino);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d)) != NULL;) {
+        char fd_path[320], link[64];
+        snprintf(fd_path, sizeof(fd_path), "%s/%s", path, e->d_name);
+        ssize_t n = readlink(fd_path, link, sizeof(link) - 1);
+        if (n < 0)
+            continue;
+        link[n] = '\0';
+        if (strcmp(link, "anon_inode:[eventpoll]") != 0)
+            continue;
+        char info[320], line[256];
+        snprintf(info, sizeof(info), "/proc/%d/fdinfo/%s", (int)pid, e->d_name);
+        FILE *f = fopen(info, "r");
+        while (f && !found && fgets(line, sizeof(line), f))
+            found = strncmp(line, "tfd:", 4) == 0 && strstr(line, needle);
+        if (f)
+            fclose(f);
+    }
+    closedir(d);
+    return found;
+}
+
+/* Waits (bounded) until Portico watches (or, with want false, no longer watches) c; returns ms
+ * after t0 it was first seen so. */
+static int64_t wait_watched(struct raw_conn *c, bool want, int64_t t0)
+{
+    long queued;
+    for (int64_t end = tu_now_ms() + IO_MS; tu_now_ms() < end;) {
+        unsigned long ino = portico_side(c, &queued);
+        if (ino && epoll_watches(harness_pid(fx.h), ino) == want)
+            return tu_now_ms() - t0;
+        sched_yield();
+    }
+    fail_msg("Portico %s the client within %d ms", want ? "never watched" : "still watches",
+             IO_MS);
+    return -1;
+}
+
+/* The access line of rid: its status is `status`; returns its dur_ms. */
+static double logged(const char *rid, int status)
+{
+    char *line = px_log_line_for_id(fx.h, rid);
+    char want[32];
+    snprintf(want, sizeof(want), " status=%d ", status);
+    if (!strstr(line, want))
+        fail_msg("%s: not%s: %s", rid, want, line);
+    const char *dur = strstr(line, " dur_ms=");
+    assert_non_null(dur);
+    double ms = strtod(dur + 8, NULL);
+    print_message("  %s\n", line);
+    free(line);
+    return ms;
+}
+
+/* A client connected and its bytes sent while Portico is stopped: the accept finds them. */
+static struct raw_conn *sent_before_the_accept(const char *bytes, bool fin)
+{
+    stop_portico(fx.h);
+    struct raw_conn *c = px_connect(fx.h);
+    assert_int_equal(raw_send_str(c, bytes), 0);
+    if (fin)
+        assert_int_equal(raw_shutdown_write(c), 0);
+    wait_acked(c);
+    return c;
+}
+
+/* ---- tests ---- */
+
+/* The hit, and the client's FIN came with its request: the read at the accept takes the
+ * request, not the FIN (a short read ends it), and the client is first watched 5 ms on. The FIN
+ * is seen then: the origin connection closed, 499 after 5 ms at least. Before (a client
+ * watched from the accept, as the code before this one did), the FIN was seen in the next loop
+ * turn, well within 5 ms. */
+static void test_abort_read_at_accept(void **state)
+{
+    (void)state;
+    start();
+    struct raw_conn *c = sent_before_the_accept(GET("/held", "cw-hit-fin"), true);
+    assert_int_equal(harness_signal(fx.h, SIGCONT), 0);
+    assert_int_equal(wait_gone(1), 0);
+    double ms = logged("cw-hit-fin", 499);
+    if (ms < WATCH_LATER_MS)
+        fail_msg("the FIN was seen after %.3f ms: the client was watched from the accept", ms);
+    assert_int_equal(raw_wait_closed(c, IO_MS), 1);
+    raw_close(c);
+    stop();
+}
+
+/* The hit, and the client stays: Portico does not watch it while the origin holds the request
+ * (when the test looks within those 5 ms: on a loaded host it may be too late to look), watches
+ * it from 5 ms after the read, and sees it leave at once from then: 499, the origin connection
+ * closed. */
+static void test_watched_after_5_ms(void **state)
+{
+    (void)state;
+    start();
+    struct raw_conn *c = sent_before_the_accept(GET("/held", "cw-hit"), false);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(harness_signal(fx.h, SIGCONT), 0);
+    long queued = 1;
+    unsigned long ino = 0;
+    for (int64_t end = t0 + IO_MS; (!ino || queued) && tu_now_ms() < end;)
+        ino = portico_side(c, &queued); /* accepted, and the request read */
+    assert_true(ino && !queued);
+    bool watched = epoll_watches(harness_pid(fx.h), ino);
+    int64_t looked = tu_now_ms() - t0;
+    if (looked < WATCH_LATER_MS - 1 && watched)
+        fail_msg("the client read at the accept was watched %lld ms after it", (long long)looked);
+    int64_t at = wait_watched(c, true, t0);
+    print_message("  request read %s; watched %lld ms after the accept's turn began\n",
+                  looked < WATCH_LATER_MS - 1 ? "(looked in time: not watched)"
+                                              : "(too late to look)",
+                  (long long)at);
+    assert_true(at >= WATCH_LATER_MS);
+    assert_int_equal(fake_origin_wait_requests(fx.o, 1, IO_MS), 0);
+    raw_close(c);
+    assert_int_equal(wait_gone(1), 0);
+    logged("cw-hit", 499);
+    stop();
+}
+
+/* The miss: the read at the accept found nothing, the client is watched as before (from the
+ * loop's next turn), and its FIN is seen at once: 499, the origin connection closed. */
+static void test_abort_after_a_read_that_found_nothing(void **state)
+{
+    (void)state;
+    start();
+    struct raw_conn *c = px_connect(fx.h);
+    wait_watched(c, true, tu_now_ms()); /* accepted, read (nothing), registered */
+    assert_int_equal(raw_send_str(c, GET("/held", "cw-miss")), 0);
+    assert_int_equal(fake_origin_wait_requests(fx.o, 1, IO_MS), 0);
+    long queued;
+    assert_true(epoll_watches(harness_pid(fx.h), portico_side(c, &queued))); /* throughout */
+    assert_int_equal(raw_shutdown_write(c), 0);
+    assert_int_equal(wait_gone(1), 0);
+    logged("cw-miss", 499);
+    assert_int_equal(raw_wait_closed(c, IO_MS), 1);
+    raw_close(c);
+    stop();
+}
+
+/* Reads the two answers of a pipelined pair, in order. */
+static void read_pair(struct raw_conn *c)
+{
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "held\n");
+    raw_response_free(&r);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "second\n");
+    raw_response_free(&r);
+}
+
+/* A second request in the same read as the first: the client is watched at once (bytes behind
+ * the head), and both are answered in order. */
+static void test_pipelined_in_the_first_read(void **state)
+{
+    (void)state;
+    start();
+    struct raw_conn *c = sent_before_the_accept(
+        GET("/held", "cw-pipe-1") GET("/second", "cw-pipe-2"), false);
+    assert_int_equal(harness_signal(fx.h, SIGCONT), 0);
+    assert_int_equal(fake_origin_wait_requests(fx.o, 1, IO_MS), 0);
+    wait_watched(c, true, tu_now_ms()); /* while the first is held */
+    open_gate();
+    read_pair(c);
+    raw_close(c);
+    stop();
+}
+
+/* A second request sent while the first, read at the accept, waits on the origin (its client
+ * perhaps not watched yet): it is read once the first is answered, and answered in turn. */
+static void test_pipelined_after_the_first_read(void **state)
+{
+    (void)state;
+    start();
+    struct raw_conn *c = sent_before_the_accept(GET("/held", "cw-later-1"), false);
+    assert_int_equal(harness_signal(fx.h, SIGCONT), 0);
+    assert_int_equal(fake_origin_wait_requests(fx.o, 1, IO_MS), 0);
+    assert_int_equal(raw_send_str(c, GET("/second", "cw-later-2")), 0);
+    wait_acked(c);
+    open_gate();
+    read_pair(c);
+    raw_close(c);
+    logged("cw-later-2", 200);
+    stop();
+}
+
+/* A POST whose head is read at the accept and whose body comes after: the client is watched
+ * at once (a body is owed), the body reaches the origin whole. */
+static void test_body_after_the_accept(void **state)
+{
+    (void)state;
+    start();
+    static const char head[] = "POST /post HTTP/1.1\r\nHost: a\r\nX-Request-Id: cw-post\r\n"
+                               "Content-Length: 11\r\n\r\n";
+    struct raw_conn *c = sent_before_the_accept(head, false);
+    int64_t t0 = tu_now_ms();
+    assert_int_equal(harness_signal(fx.h, SIGCONT), 0);
+    wait_watched(c, true, t0);
+    long queued;
+    assert_true(portico_side(c, &queued) && queued == 0); /* the head was read */
+    assert_int_equal(raw_send_str(c, "hello world"), 0);
+    assert_int_equal(fake_origin_wait_requests(fx.o, 1, IO_MS), 0);
+    size_t len = 0;
+    char *body = fake_origin_request_body(fx.o, 0, &len);
+    assert_int_equal(len, 11);
+    assert_memory_equal(body, "hello world", 11);
+    free(body);
+    open_gate();
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    logged("cw-post", 200);
+    stop();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_abort_read_at_accept, teardown),
+        cmocka_unit_test_teardown(test_watched_after_5_ms, teardown),
+        cmocka_unit_test_teardown(test_abort_after_a_read_that_found_nothing, teardown),
+        cmocka_unit_test_teardown(test_pipelined_in_the_first_read, teardown),
+        cmocka_unit_test_teardown(test_pipelined_after_the_first_read, teardown),
+        cmocka_unit_test_teardown(test_body_after_the_accept, teardown),
+    };
+    tu_test_filter(); /* TEST_FILTER=test_watched_after_5_ms runs the matching tests only */
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
