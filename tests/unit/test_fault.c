@@ -770,6 +770,8 @@ static void test_state_changes(void **state)
     assert_false(fault_decide(r, &s, 105000, &g, &p)); /* after = 10s from the enable */
     assert_true(fault_decide(r, &s, 110000, &g, &p));
     assert_true(fault_decide(r, &s, 110001, &g, &p));
+    /* it took its two: spent already, before a third request comes */
+    assert_int_equal(fault_state_phase(r, &s, 110001), FAULT_SPENT);
     assert_false(fault_decide(r, &s, 110002, &g, &p)); /* first = 2 */
     assert_int_equal(fault_state_phase(r, &s, 110003), FAULT_SPENT);
     /* at 160 s the change reverts: disabled again */
