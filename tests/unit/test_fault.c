@@ -71,6 +71,8 @@ static const struct {
     {"status", "600", "not a status code"},           /* out of range */
     {"status", "103", "interim status: use interim"}, /* a 1xx is not an answer */
     {"status", "101", "101 switches protocols"},      /* not "use interim = 101": refused too */
+    {"status", "199", "interim status: use interim"}, /* the last 1xx */
+    {"status", "200", NULL},                          /* the first final status */
     {"status", "503:0.5, 500", "give every status a weight"}, /* mixed forms */
     {"status", "503:0.7, 500:0.6", "more than 1"},    /* weights over 1 */
     {"status", "503:0", "weight is not a number"},    /* a weight of 0 means nothing */
@@ -153,6 +155,8 @@ static const struct {
     {"headers", "Retry-After 120", "expected 'Name: value'"},
     {"headers", "Content-Length: 5", "set by Portico"}, /* framing is Portico's */
     {"headers", "Connection: close", "set by Portico"},
+    {"headers", "Trailer: X-Checksum", "set by Portico"}, /* a trailer section is framing */
+    {"headers", "TE: trailers", "set by Portico"},
     {"reason", "Down for maintenance", NULL},
     {"body", "down for maintenance", NULL},
     {"enabled", "off", NULL},
