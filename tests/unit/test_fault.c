@@ -92,6 +92,7 @@ static const struct {
     {"delay", "lognormal(median=200ms,p99=3s)", NULL},
     {"delay", "lognormal(p99=3s, median=200ms)", NULL}, /* either order */
     {"delay", "uniform(2s,1s)", "min is above max"},
+    {"delay", "uniform(1s,1s)", NULL},                  /* min at max: a fixed delay */
     {"delay", "lognormal(median=2s,p99=1s)", "p99 at least the median"},
     {"delay", "lognormal(median=2s)", "needs both"},
     {"delay", "lognormal(mean=2s,p99=3s)", "expected median=DURATION"},
