@@ -755,6 +755,11 @@ static void test_header_control(void **state)
     assert_int_equal(r.status, 400);
     assert_true(tu_contains(r.body, "'first' belongs in a [fault] rule"));
     raw_response_free(&r);
+    /* a total_timeout to simulate needs one to wait for: [upstream u] has none */
+    ask_with_header(h, "127.0.0.1", "failure=total_timeout", &r);
+    assert_int_equal(r.status, 400);
+    assert_true(tu_contains(r.body, "[upstream u] has no total_timeout to wait for"));
+    raw_response_free(&r);
     /* from ::1, not allowed: ignored (even malformed), and not forwarded either */
     unsigned before = fake_origin_requests(o);
     ask_with_header(h, "::1", "status=503", &r);
