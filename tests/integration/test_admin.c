@@ -609,6 +609,8 @@ static int64_t big_round(struct harness *h)
                   requests, scrapes[0].len, scrapes[1].len, scrapes[2].len, (long long)worst);
     for (int i = 0; i < BIG_SCRAPES; i++) {
         assert_true(strncmp(scrapes[i].text, "HTTP/1.1 200 ", 13) == 0);
+        /* a page past its first slice goes chunked to HTTP/1.1: its end is told, not the close */
+        assert_true(tu_contains(scrapes[i].text, "Transfer-Encoding: chunked"));
         char *body = big_body(&scrapes[i]);
         if (strcmp(paths[i], "/metrics") == 0) {
             check_exposition(body);
