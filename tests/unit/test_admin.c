@@ -19,6 +19,7 @@
 
 #include "alloc_fail.h"
 #include "portico/admin.h"
+#include "portico/admin_status.h"
 #include "portico/config.h"
 #include "portico/generation.h"
 #include "portico/http1.h"
@@ -287,6 +288,26 @@ static void test_host_allowed(void **state)
     cfg_free(any);
 }
 
+/* /status reads the exposition back: a HELP's sentence becomes the family's help without its
+ * final stop, and a label value's escapes (\n, \", \\) are undone before JSON escapes them
+ * again (a line feed as \u000a). */
+static void test_metrics_json(void **state)
+{
+    (void)state;
+    static const char text[] = "# HELP portico_x Things counted.\n"
+                               "# TYPE portico_x counter\n"
+                               "portico_x{route=\"a\\nb\",path=\"q\\\"x\\\\y\"} 3\n";
+    struct evbuffer *out = evbuffer_new();
+    assert_non_null(out);
+    assert_int_equal(admin_metrics_json(out, text, sizeof(text) - 1), 0);
+    evbuffer_add(out, "", 1);
+    const char *json = (const char *)evbuffer_pullup(out, -1);
+    assert_string_equal(json, "[{\"name\":\"portico_x\",\"type\":\"counter\",\"help\":\"Things "
+                              "counted\",\"samples\":[{\"name\":\"portico_x\",\"labels\":{"
+                              "\"route\":\"a\\u000ab\",\"path\":\"q\\\"x\\\\y\"},\"value\":3}]}]");
+    evbuffer_free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -295,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_body_buffer_fails),
         cmocka_unit_test(test_nothing_allocates),
         cmocka_unit_test(test_host_allowed),
+        cmocka_unit_test(test_metrics_json),
     };
 
     alloc_fail_install(); /* before libevent allocates anything */
