@@ -308,6 +308,25 @@ static void test_metrics_json(void **state)
     evbuffer_free(out);
 }
 
+/* A minute of /status lists the failure types it saw, not the 17 it did not: with no traffic,
+ * every minute's failures are an empty object. */
+static void test_status_minutes_no_zeros(void **state)
+{
+    (void)state;
+    struct admin_page *p = admin_page_status(gen, 1764720000000);
+    assert_non_null(p);
+    struct evbuffer *out = evbuffer_new();
+    assert_non_null(out);
+    assert_int_equal(admin_page_next(p, out, SIZE_MAX), 0);
+    admin_page_free(p);
+    evbuffer_add(out, "", 1);
+    const char *json = (const char *)evbuffer_pullup(out, -1);
+    assert_non_null(strstr(json, "\"requests\":0,"));
+    assert_non_null(strstr(json, "\"failures\":{}}"));
+    assert_null(strstr(json, "\"connect_refused\":"));
+    evbuffer_free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -317,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_nothing_allocates),
         cmocka_unit_test(test_host_allowed),
         cmocka_unit_test(test_metrics_json),
+        cmocka_unit_test(test_status_minutes_no_zeros),
     };
 
     alloc_fail_install(); /* before libevent allocates anything */
