@@ -705,6 +705,7 @@ static void test_http10(void **state)
     cl_sends(c, "GET /slow/30?interval_ms=10 HTTP/1.0\r\n\r\n");
     cl_response(c, &r, false);
     assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, " 0 x 102 Processing sent")); /* none went to 1.0 */
     assert_true(hdr(&r, "connection", v, sizeof(v)));
     assert_string_equal(v, "close");
     assert_true(cl_eof(c));
