@@ -308,11 +308,12 @@ static void test_config(void **state)
     tu_cmd_result_free(&res);
 
     /* an IPv6 literal names its host with or without a port (the route, not the URL, picks the
-     * origin here), and --total-timeout 0 is total_timeout off, as in the configuration */
+     * origin here), a URL with a query and no path asks for "/?..." and --total-timeout 0 is
+     * total_timeout off, as in the configuration */
     assert_int_equal(harness_write_config(w.h, "[upstream a]\norigin = 127.0.0.1:%u\n"
                                                "[route a]\nupstream = a\n",
                                           w.mb.port[MB_OK]), 0);
-    static const char *const v6[] = {"http://[::1]/x", "http://[::1]:8080/x"};
+    static const char *const v6[] = {"http://[::1]/x", "http://[::1]:8080/x", "http://[::1]?q=1"};
     for (size_t i = 0; i < ARRAY_SIZE(v6); i++) {
         const char *args[] = {"probe", "-c", harness_config_path(w.h), v6[i], "--total-timeout",
                               "0", NULL};
