@@ -241,6 +241,9 @@ static const struct web_row web_rows[] = {
      "Origin: http://evil.test\r\n\r\n", 403},
     {"the rule curl added is still there", "GET /faults/mine HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
      200},
+    /* reading changes nothing: a GET with Origin (a page's fetch) is answered */
+    {"a page reads it", "GET /faults/mine HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+     "Origin: http://evil.test\r\n\r\n", 200},
     {"the page's rule was never added", "GET /faults/csrf HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
      404},
 };
