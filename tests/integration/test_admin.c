@@ -241,6 +241,9 @@ static const struct web_row web_rows[] = {
      "Origin: http://evil.test\r\n\r\n", 403},
     {"the rule curl added is still there", "GET /faults/mine HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
      200},
+    /* reading changes nothing: a GET with Origin (a page's fetch) is answered */
+    {"a page reads it", "GET /faults/mine HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+     "Origin: http://evil.test\r\n\r\n", 200},
     {"the page's rule was never added", "GET /faults/csrf HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
      404},
 };
@@ -609,6 +612,8 @@ static int64_t big_round(struct harness *h)
                   requests, scrapes[0].len, scrapes[1].len, scrapes[2].len, (long long)worst);
     for (int i = 0; i < BIG_SCRAPES; i++) {
         assert_true(strncmp(scrapes[i].text, "HTTP/1.1 200 ", 13) == 0);
+        /* a page past its first slice goes chunked to HTTP/1.1: its end is told, not the close */
+        assert_true(tu_contains(scrapes[i].text, "Transfer-Encoding: chunked"));
         char *body = big_body(&scrapes[i]);
         if (strcmp(paths[i], "/metrics") == 0) {
             check_exposition(body);

@@ -1549,6 +1549,33 @@ static void test_retry_origin_listed_twice(void **state)
     fake_origin_stop(ok);
 }
 
+/* An origin listed twice is one series of portico_upstream_origin_up, up only while every
+ * listing of it is: once the first listing is marked down (round robin starts there), the
+ * series says 0, though the second listing has not failed yet. */
+static void test_origin_listed_twice_down(void **state)
+{
+    (void)state;
+    struct fake_origin *refuse = fake_origin_start_kind(FO_REFUSE);
+    struct fake_origin *ok = fake_origin_start_kind(FO_OK);
+    assert_non_null(refuse);
+    assert_non_null(ok);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u\nretries = 0\nmax_fails = 1\n",
+                                 fake_origin_port(refuse), fake_origin_port(refuse),
+                                 fake_origin_port(ok));
+    assert_int_equal(status_of(h, "/first"), 502);
+    assert_int_equal(harness_wait_log(h, "after 1 failure", PX_IO_MS), 0);
+    char series[160];
+    snprintf(series, sizeof(series),
+             "portico_upstream_origin_up{upstream=\"u\",origin=\"127.0.0.1:%u\"}",
+             fake_origin_port(refuse));
+    assert_true(scrape_metric(harness_port(h, "admin"), series, PX_IO_MS) == 0);
+    px_stop(h);
+    fake_origin_stop(refuse);
+    fake_origin_stop(ok);
+}
+
 /* total_timeout spent waiting for an origin that never answers is that origin's failure: a hung
  * origin is marked down by max_fails as it is with first_byte_timeout. The old binary took
  * total_timeout for no verdict: with total_timeout shorter than first_byte_timeout (60 s by
@@ -1789,6 +1816,7 @@ int main(void)
         cmocka_unit_test(test_health_check_alternating),
         cmocka_unit_test(test_retry_connect),
         cmocka_unit_test(test_retry_origin_listed_twice),
+        cmocka_unit_test(test_origin_listed_twice_down),
         cmocka_unit_test(test_total_timeout_marks_down),
         cmocka_unit_test(test_retry_rules),
         cmocka_unit_test(test_retry_tls_refused_body),

@@ -63,8 +63,10 @@ static const char rules[] =
     "[fault nocontent]\nprefix = /nocontent\nstatus = 204\n"
     "[fault notmodified]\nprefix = /notmodified\nstatus = 304\n"
     "[fault typed304]\nprefix = /typed304\nstatus = 304\nheaders = Content-Type: text/css\n"
+    "[fault told304]\nprefix = /told304\nstatus = 304\nreason = Unchanged\n"
     "[fault cookies]\nprefix = /cookies\nstatus = 503\nheaders = Set-Cookie: a=1\n"
     "headers = Set-Cookie: b=2\nheaders = Cache-Control: max-age=5\n"
+    "headers = Cache-Control: private\n"
     "[fault closing]\nprefix = /closing\nstatus = 503\n"
     "[fault weighted]\nprefix = /weighted\nstatus = 200:0.5, 503:0.5\n"
     "[fault first]\nprefix = /first\nfirst = 2\nstatus = 503\n"
@@ -214,11 +216,24 @@ static void test_status_answer(void **state)
     assert_int_equal(r.status, 304);
     assert_string_equal(raw_header(&r, "Content-Type"), "text/css");
     raw_response_free(&r);
+    /* a 304 with the rule's reason: the reason in the status line, and no body line after
+     * it, which the next answer on the connection would follow */
+    get("/told304", NULL, &r, &c);
+    assert_int_equal(r.status, 304);
+    assert_string_equal(r.head.reason, "Unchanged");
+    assert_null(raw_header(&r, "Content-Length"));
+    raw_response_free(&r);
+    assert_int_equal(raw_send_str(c, "GET /nocontent HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 204);
+    raw_response_free(&r);
+    raw_close(c);
     assert_int_equal(fake_origin_requests(g.ok), before); /* never contacted */
 }
 
 /* headers is repeatable: a name given twice (Set-Cookie, Link) is sent twice, and replaces
- * Portico's field of that name once. The second replaced the first: one Set-Cookie went. */
+ * Portico's field of that name once. The second replaced the first: one Set-Cookie went. Of
+ * Portico's own Cache-Control given twice, the first takes its place and the second follows. */
 static void test_status_answer_repeated_header(void **state)
 {
     (void)state;
@@ -236,7 +251,7 @@ static void test_status_answer_repeated_header(void **state)
     assert_int_equal(ncookies, 2);
     assert_string_equal(cookies[0], "a=1");
     assert_string_equal(cookies[1], "b=2");
-    assert_int_equal(ncache, 1); /* Portico's no-store is replaced */
+    assert_int_equal(ncache, 2); /* Portico's no-store is replaced, once */
     assert_string_equal(raw_header(&r, "Cache-Control"), "max-age=5");
     raw_response_free(&r);
 }
@@ -754,6 +769,11 @@ static void test_header_control(void **state)
     ask_with_header(h, "127.0.0.1", "first=2; status=503", &r);
     assert_int_equal(r.status, 400);
     assert_true(tu_contains(r.body, "'first' belongs in a [fault] rule"));
+    raw_response_free(&r);
+    /* a total_timeout to simulate needs one to wait for: [upstream u] has none */
+    ask_with_header(h, "127.0.0.1", "failure=total_timeout", &r);
+    assert_int_equal(r.status, 400);
+    assert_true(tu_contains(r.body, "[upstream u] has no total_timeout to wait for"));
     raw_response_free(&r);
     /* from ::1, not allowed: ignored (even malformed), and not forwarded either */
     unsigned before = fake_origin_requests(o);

@@ -125,6 +125,9 @@ static void test_token(void **state)
         expect(admin(h, "GET", paths[i], "authorization: bearer " TOKEN "\r\n", NULL, &r), 200,
                &r); /* the scheme and the field name are case-insensitive */
         raw_response_free(&r);
+        expect(admin(h, "GET", paths[i], "Authorization: Bearer   " TOKEN "\r\n", NULL, &r), 200,
+               &r); /* 1*SP between the scheme and the token (RFC 9110 11.4) */
+        raw_response_free(&r);
     }
     /* a change without the token changes nothing */
     expect(post_form(h, "/faults/teapot", "enabled=0", &r), 200, &r);

@@ -750,7 +750,8 @@ static void test_pooled_connection(void **state)
         "[route p]\nprefix = /p/\nupstream = p\n"
         "[route sim-p]\nprefix = /sim-p/\nupstream = p\n"
         "[fault sim-hold]\nprefix = /sim-p/hold\nfailure = first_byte_timeout\n"
-        "[fault sim-rst]\nprefix = /sim-p/rst\nfailure = connection_reset\n",
+        "[fault sim-rst]\nprefix = /sim-p/rst\nfailure = connection_reset\n"
+        "[fault sim-send]\nprefix = /sim-p/send\nfailure = send_error\n",
         fake_origin_port(o)), 0);
     assert_int_equal(harness_start(h), 0);
     struct pool_reply real[ARRAY_SIZE(pool_cases)], sim[ARRAY_SIZE(pool_cases)];
@@ -766,6 +767,14 @@ static void test_pooled_connection(void **state)
         assert_true(sim[i].retries == real[i].retries);
         assert_true(sim[i].connects == real[i].connects);
     }
+    /* a send failure too comes on the pooled connection, which then passes for stale: the
+     * request goes again on a fresh one (no real origin fails a send on cue) */
+    struct pool_reply send;
+    pool_request(h, "/sim-p", "/sim-p/send", &send);
+    print_message("  send_error pooled: simulated \"%s\" reused +%.0f retries +%.0f\n",
+                  send.timing, send.reused, send.retries);
+    assert_true(send.reused == 1);
+    assert_true(send.retries == 1);
     assert_int_equal(harness_stop(h), 0);
     static const char *const same[] = {"status", "failure", "phase", "reused", "retried",
                                        "attempts", "detail"};

@@ -1723,6 +1723,78 @@ static void test_client_socket_nodelay(void **state)
     fake_origin_stop(o);
 }
 
+static bool listens_on(int fd, void *arg)
+{
+    const uint16_t *port = arg;
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int listening = 0;
+    socklen_t llen = sizeof(listening);
+    return getsockname(fd, (struct sockaddr *)&sa, &len) == 0 && sa.sin_family == AF_INET &&
+           ntohs(sa.sin_port) == *port &&
+           getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &llen) == 0 && listening;
+}
+
+/* SO_SNDBUF of Portico's end of a connection to port (one request answered on it). */
+static int served_sndbuf(struct harness *h, uint16_t port, const char *request)
+{
+    struct raw_conn *c = px_connect_port(port);
+    assert_int_equal(raw_send_str(c, request), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    struct sockaddr_in me;
+    socklen_t len = sizeof(me);
+    assert_int_equal(getsockname(raw_fd(c), (struct sockaddr *)&me, &len), 0);
+    int fd = portico_socket_of(harness_pid(h), &me);
+    if (fd < 0)
+        fail_msg("Portico's end of the connection not found (pidfd_getfd: %s)", strerror(errno));
+    int sndbuf = 0;
+    len = sizeof(sndbuf);
+    assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len), 0);
+    close(fd);
+    raw_close(c);
+    return sndbuf;
+}
+
+/* TCP_DEFER_ACCEPT of Portico's socket listening on port. */
+static int listener_defer(struct harness *h, uint16_t port)
+{
+    int fd = portico_fd_where(harness_pid(h), listens_on, &port);
+    if (fd < 0)
+        fail_msg("Portico's socket listening on %u not found (pidfd_getfd: %s)", port,
+                 strerror(errno));
+    int secs = -1;
+    socklen_t len = sizeof(secs);
+    assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, &len), 0);
+    close(fd);
+    return secs;
+}
+
+/* client_sndbuf and defer_accept are the proxy listeners': the admin listener's connections keep
+ * the kernel's own send buffer, and its socket defers no accept. The proxy's connection has the
+ * 4k cap (the kernel reports it doubled) and its socket TCP_DEFER_ACCEPT, so the check of the
+ * admin's is not vacuous. */
+static void test_admin_listener_own_options(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o),
+                                        "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                        "client_sndbuf = 4k\ndefer_accept = on\n");
+    uint16_t admin = harness_port(h, "admin");
+    assert_int_equal(served_sndbuf(h, px_port(h), "GET /n HTTP/1.1\r\nHost: t\r\n\r\n"),
+                     2 * 4096);
+    assert_true(listener_defer(h, px_port(h)) > 0);
+    const char *healthz = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    assert_int_not_equal(served_sndbuf(h, admin, healthz), 2 * 4096);
+    assert_int_equal(listener_defer(h, admin), 0);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* Portico's IPv4 TCP sockets that are neither connected nor listening (counted), and the inode of
  * the last one seen. */
 struct unconnected {
@@ -2922,6 +2994,7 @@ int main(void)
         cmocka_unit_test(test_ipv6_listener),
         cmocka_unit_test(test_v4_mapped_listener),
         cmocka_unit_test(test_client_socket_nodelay),
+        cmocka_unit_test(test_admin_listener_own_options),
         cmocka_unit_test(test_refused_connect_socket_reused),
         cmocka_unit_test(test_refused_mapped_socket_not_kept),
         cmocka_unit_test(test_client_request_ack_delayed),

@@ -306,6 +306,22 @@ static void test_config(void **state)
     assert_int_equal((int)v, 598); /* the configuration's proxy profile */
     tj_free(j);
     tu_cmd_result_free(&res);
+
+    /* an IPv6 literal names its host with or without a port (the route, not the URL, picks the
+     * origin here), a URL with a query and no path asks for "/?..." and --total-timeout 0 is
+     * total_timeout off, as in the configuration */
+    assert_int_equal(harness_write_config(w.h, "[upstream a]\norigin = 127.0.0.1:%u\n"
+                                               "[route a]\nupstream = a\n",
+                                          w.mb.port[MB_OK]), 0);
+    static const char *const v6[] = {"http://[::1]/x", "http://[::1]:8080/x", "http://[::1]?q=1"};
+    for (size_t i = 0; i < ARRAY_SIZE(v6); i++) {
+        const char *args[] = {"probe", "-c", harness_config_path(w.h), v6[i], "--total-timeout",
+                              "0", NULL};
+        int rc = probe(args, &res);
+        if (rc != 0)
+            fail_msg("%s: exit %d, stderr \"%s\"", v6[i], rc, res.err);
+        tu_cmd_result_free(&res);
+    }
 }
 
 /* A failure once the head went out cannot change the status: every profile sends the origin's
@@ -404,6 +420,8 @@ static const struct usage_row usage_rows[] = {
     {"value for a flag", {"probe", "--json=yes", "http://127.0.0.1/", NULL},
      "unknown option --json=yes"},
     {"missing value", {"probe", "http://127.0.0.1/", "--connect-timeout", NULL}, "needs a value"},
+    {"a space in the URL", {"probe", "http://127.0.0.1/a b", NULL}, "spaces or control"},
+    {"user information", {"probe", "http://user@127.0.0.1/", NULL}, "user information"},
     {"missing config", {"probe", "-c", "/nonexistent/portico.ini", "http://127.0.0.1/", NULL},
      "/nonexistent/portico.ini"},
 };

@@ -511,6 +511,54 @@ static void test_upgrade_dropped_address(void **state)
     origin_stop(o);
 }
 
+/* The new file moves the one listen address: the new process takes none of the sockets handed
+ * over, and says so (a byte of no bits, not the bare word of a Portico that tells nothing,
+ * which means all of them): the old process takes the request queued on the old address and
+ * closes it, so a connection there is refused, while the new address serves. */
+static void test_upgrade_takes_no_socket(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_start();
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(write_dropping_config(h, fake_origin_port(o), ""), 0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    uint16_t old_port = px_port(h);
+    struct raw_conn *busy = hold_slow(h, o);
+    struct raw_conn *queued = px_connect_port(old_port);
+    assert_int_equal(raw_send_str(queued, "GET /q HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:moved}}\n"
+                                          "workers = 1\n"
+                                          "pid_file = {{dir}}/portico.pid\n"
+                                          "access_log = off\n"
+                                          "[upstream u]\n"
+                                          "origin = 127.0.0.1:%u\n",
+                                          (unsigned)fake_origin_port(o)),
+                     0);
+    long pid = upgrade(h);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(queued, &r, IO_MS), 0); /* the old process took it */
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(queued);
+    assert_true(harness_running(h)); /* draining: the exchange holds it */
+    struct raw_conn *refused = raw_connect(old_port, IO_MS);
+    if (refused) {
+        raw_close(refused);
+        fail_msg("a connection to the moved address was accepted into a queue nobody serves");
+    }
+    assert_int_equal(get(harness_port(h, "moved"), "/after"), 200);
+
+    finish_slow(h, busy);
+    assert_int_equal(stop_new(pid), 0);
+    harness_free(h);
+    origin_stop(o);
+}
+
 /* ---- (2c) many sockets ---- */
 
 /* 35 workers on 15 listen addresses (the harness's 16 ports with the admin one): 525 sockets,
@@ -1144,6 +1192,7 @@ int main(void)
         cmocka_unit_test_teardown(test_upgrade_finishes_in_flight, teardown),
         cmocka_unit_test_teardown(test_upgrade_old_lets_go, teardown),
         cmocka_unit_test_teardown(test_upgrade_restart_after_crash, teardown),
+        cmocka_unit_test_teardown(test_upgrade_takes_no_socket, teardown),
         cmocka_unit_test_teardown(test_upgrade_dropped_address, teardown),
         cmocka_unit_test_teardown(test_upgrade_many_sockets, teardown),
         cmocka_unit_test_teardown(test_upgrade_bad_config, teardown),

@@ -19,6 +19,7 @@
 
 #include "alloc_fail.h"
 #include "portico/admin.h"
+#include "portico/admin_status.h"
 #include "portico/config.h"
 #include "portico/generation.h"
 #include "portico/http1.h"
@@ -287,6 +288,45 @@ static void test_host_allowed(void **state)
     cfg_free(any);
 }
 
+/* /status reads the exposition back: a HELP's sentence becomes the family's help without its
+ * final stop, and a label value's escapes (\n, \", \\) are undone before JSON escapes them
+ * again (a line feed as \u000a). */
+static void test_metrics_json(void **state)
+{
+    (void)state;
+    static const char text[] = "# HELP portico_x Things counted.\n"
+                               "# TYPE portico_x counter\n"
+                               "portico_x{route=\"a\\nb\",path=\"q\\\"x\\\\y\"} 3\n";
+    struct evbuffer *out = evbuffer_new();
+    assert_non_null(out);
+    assert_int_equal(admin_metrics_json(out, text, sizeof(text) - 1), 0);
+    evbuffer_add(out, "", 1);
+    const char *json = (const char *)evbuffer_pullup(out, -1);
+    assert_string_equal(json, "[{\"name\":\"portico_x\",\"type\":\"counter\",\"help\":\"Things "
+                              "counted\",\"samples\":[{\"name\":\"portico_x\",\"labels\":{"
+                              "\"route\":\"a\\u000ab\",\"path\":\"q\\\"x\\\\y\"},\"value\":3}]}]");
+    evbuffer_free(out);
+}
+
+/* A minute of /status lists the failure types it saw, not the 17 it did not: with no traffic,
+ * every minute's failures are an empty object. */
+static void test_status_minutes_no_zeros(void **state)
+{
+    (void)state;
+    struct admin_page *p = admin_page_status(gen, 1764720000000);
+    assert_non_null(p);
+    struct evbuffer *out = evbuffer_new();
+    assert_non_null(out);
+    assert_int_equal(admin_page_next(p, out, SIZE_MAX), 0);
+    admin_page_free(p);
+    evbuffer_add(out, "", 1);
+    const char *json = (const char *)evbuffer_pullup(out, -1);
+    assert_non_null(strstr(json, "\"requests\":0,"));
+    assert_non_null(strstr(json, "\"failures\":{}}"));
+    assert_null(strstr(json, "\"connect_refused\":"));
+    evbuffer_free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -295,6 +335,8 @@ int main(void)
         cmocka_unit_test(test_body_buffer_fails),
         cmocka_unit_test(test_nothing_allocates),
         cmocka_unit_test(test_host_allowed),
+        cmocka_unit_test(test_metrics_json),
+        cmocka_unit_test(test_status_minutes_no_zeros),
     };
 
     alloc_fail_install(); /* before libevent allocates anything */

@@ -71,6 +71,8 @@ static const struct {
     {"status", "600", "not a status code"},           /* out of range */
     {"status", "103", "interim status: use interim"}, /* a 1xx is not an answer */
     {"status", "101", "101 switches protocols"},      /* not "use interim = 101": refused too */
+    {"status", "199", "interim status: use interim"}, /* the last 1xx */
+    {"status", "200", NULL},                          /* the first final status */
     {"status", "503:0.5, 500", "give every status a weight"}, /* mixed forms */
     {"status", "503:0.7, 500:0.6", "more than 1"},    /* weights over 1 */
     {"status", "503:0", "weight is not a number"},    /* a weight of 0 means nothing */
@@ -90,6 +92,7 @@ static const struct {
     {"delay", "lognormal(median=200ms,p99=3s)", NULL},
     {"delay", "lognormal(p99=3s, median=200ms)", NULL}, /* either order */
     {"delay", "uniform(2s,1s)", "min is above max"},
+    {"delay", "uniform(1s,1s)", NULL},                  /* min at max: a fixed delay */
     {"delay", "lognormal(median=2s,p99=1s)", "p99 at least the median"},
     {"delay", "lognormal(median=2s)", "needs both"},
     {"delay", "lognormal(mean=2s,p99=3s)", "expected median=DURATION"},
@@ -153,6 +156,8 @@ static const struct {
     {"headers", "Retry-After 120", "expected 'Name: value'"},
     {"headers", "Content-Length: 5", "set by Portico"}, /* framing is Portico's */
     {"headers", "Connection: close", "set by Portico"},
+    {"headers", "Trailer: X-Checksum", "set by Portico"}, /* a trailer section is framing */
+    {"headers", "TE: trailers", "set by Portico"},
     {"reason", "Down for maintenance", NULL},
     {"body", "down for maintenance", NULL},
     {"enabled", "off", NULL},
@@ -770,6 +775,8 @@ static void test_state_changes(void **state)
     assert_false(fault_decide(r, &s, 105000, &g, &p)); /* after = 10s from the enable */
     assert_true(fault_decide(r, &s, 110000, &g, &p));
     assert_true(fault_decide(r, &s, 110001, &g, &p));
+    /* it took its two: spent already, before a third request comes */
+    assert_int_equal(fault_state_phase(r, &s, 110001), FAULT_SPENT);
     assert_false(fault_decide(r, &s, 110002, &g, &p)); /* first = 2 */
     assert_int_equal(fault_state_phase(r, &s, 110003), FAULT_SPENT);
     /* at 160 s the change reverts: disabled again */

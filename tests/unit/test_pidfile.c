@@ -81,7 +81,9 @@ static void end_child(pid_t pid, int release)
     waitpid(pid, NULL, 0);
 }
 
-enum holder { NOBODY, EMPTY, GARBAGE, BIG, DEAD, ZOMBIE, OTHER_PROGRAM, OURSELVES, SAME_BINARY };
+enum holder {
+    NOBODY, EMPTY, GARBAGE, ZERO, BIG, DEAD, ZOMBIE, OTHER_PROGRAM, OURSELVES, SAME_BINARY
+};
 
 struct check_row {
     const char *name;
@@ -93,6 +95,7 @@ static const struct check_row check_rows[] = {
     {"no file", NOBODY, 0},
     {"an empty file", EMPTY, 0},
     {"text that is no pid: not a pid file, kept", GARBAGE, -1},
+    {"0, which no process has: not a pid file, kept", ZERO, -1},
     {"a pid and more: a file of something else, kept", BIG, -1},
     {"a process that is gone", DEAD, 0},
     /* an upgrade's new process that died while the old one, its parent, drains */
@@ -120,6 +123,9 @@ static void test_check(void **state)
             break;
         case GARBAGE:
             put("portico\n");
+            break;
+        case ZERO:
+            put("0\n");
             break;
         case BIG:
             put("1234\n[proxy]\nlisten = 127.0.0.1:8080\n");

@@ -196,6 +196,43 @@ static void test_shards_and_retire(void **state)
     recent_shard_retire(NULL);
 }
 
+/* Retired shards fold in by age: a minute older than the one a retired slot holds, or a failure
+ * older than every one of the RECENT_FAILURES retired already, is out of the window and does
+ * not push the newer one out. */
+static void test_retire_keeps_newest(void **state)
+{
+    (void)state;
+    const uint64_t later = T0 + RECENT_MINUTES * MIN_MS; /* the slot of T0's minute, reused */
+    struct recent *a = recent_shard_create(1, 0), *b = recent_shard_create(1, 0);
+    assert_non_null(a);
+    assert_non_null(b);
+    for (int i = 0; i < RECENT_FAILURES; i++)
+        recent_record(a, &(struct recent_sample){.time_ms = later + (uint64_t)i, .status = 502,
+                                                 .failure = FAIL_CONNECT_REFUSED});
+    recent_record(b, &(struct recent_sample){.time_ms = T0, .status = 504,
+                                             .failure = FAIL_FIRST_BYTE_TIMEOUT});
+    recent_shard_retire(a);
+    recent_shard_retire(b);
+    struct recent_view v = {0};
+    recent_snapshot(&v, later, 1);
+    assert_int_equal(v.minutes[RECENT_MINUTES - 1].requests, RECENT_FAILURES);
+    assert_int_equal(v.minutes[RECENT_MINUTES - 1].failures[FAIL_CONNECT_REFUSED],
+                     RECENT_FAILURES);
+    assert_int_equal(v.nfailures, RECENT_FAILURES);
+    assert_int_equal(v.failures[RECENT_FAILURES - 1].time_ms, later);
+    assert_int_equal(v.failures[RECENT_FAILURES - 1].failure, FAIL_CONNECT_REFUSED);
+}
+
+/* A status is counted in its class up to 599, the last code there is; past it, "other". */
+static void test_class_bounds(void **state)
+{
+    (void)state;
+    assert_int_equal(recent_class_of(100), 0);
+    assert_int_equal(recent_class_of(599), 4);
+    assert_int_equal(recent_class_of(600), RECENT_CLASSES - 1);
+    assert_int_equal(recent_class_of(99), RECENT_CLASSES - 1);
+}
+
 /* The writer rewrites failure slots as fast as it can while the reader snapshots: every failure
  * read must be whole (its detail is derived from its time). */
 struct stress {
@@ -254,6 +291,8 @@ int main(void)
         cmocka_unit_test_teardown(test_ring, teardown),
         cmocka_unit_test_teardown(test_shorter_over_longer, teardown),
         cmocka_unit_test_teardown(test_shards_and_retire, teardown),
+        cmocka_unit_test_teardown(test_retire_keeps_newest, teardown),
+        cmocka_unit_test_teardown(test_class_bounds, teardown),
         cmocka_unit_test_teardown(test_torn_reads, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

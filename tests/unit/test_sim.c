@@ -320,6 +320,27 @@ static void test_echo_chunked(void **state)
     cl_close(c);
 }
 
+/* A bad chunk in an echoed body: the 200 and what was echoed are out, so the connection closes
+ * to say the body broke off (no last chunk), and nothing more is answered on it. */
+static void test_echo_bad_chunk(void **state)
+{
+    (void)state;
+    struct client *c = cl_open();
+    cl_sends(c, "POST /echo HTTP/1.1\r\nHost: sim\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "5\r\nhello\r\nzz\r\n");
+    char all[4096];
+    size_t n = 0;
+    while (n < sizeof(all) - 1 && cl_read(c, all + n, 1) == 0) /* to the close */
+        n++;
+    all[n] = '\0';
+    assert_true(strncmp(all, "HTTP/1.1 200 ", 13) == 0);
+    assert_non_null(strstr(all, "hello"));
+    assert_null(strstr(all + 13, "HTTP/1.1 ")); /* no second answer */
+    assert_null(strstr(all, "\r\n0\r\n\r\n"));   /* no last chunk */
+    assert_true(cl_eof(c));
+    cl_close(c);
+}
+
 /* Echo of a body much larger than every watermark: a sender thread pushes while the main thread
  * reads, so both directions of back-pressure are exercised and the bytes must survive intact. */
 struct sender {
@@ -705,6 +726,7 @@ static void test_http10(void **state)
     cl_sends(c, "GET /slow/30?interval_ms=10 HTTP/1.0\r\n\r\n");
     cl_response(c, &r, false);
     assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, " 0 x 102 Processing sent")); /* none went to 1.0 */
     assert_true(hdr(&r, "connection", v, sizeof(v)));
     assert_string_equal(v, "close");
     assert_true(cl_eof(c));
@@ -1210,6 +1232,7 @@ int main(void)
         cmocka_unit_test(test_head),
         cmocka_unit_test(test_echo_length),
         cmocka_unit_test(test_echo_chunked),
+        cmocka_unit_test(test_echo_bad_chunk),
         cmocka_unit_test(test_echo_large),
         cmocka_unit_test(test_pipelined),
         cmocka_unit_test(test_pipelined_behind_wait),

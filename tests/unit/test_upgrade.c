@@ -153,7 +153,7 @@ static void test_binary_path(void **state)
 /* A stop taken while the new process's ready word is unsettled (its SIGTERM came first, a
  * lower signal than the wake): the new process is told to stop too, and does not serve on
  * unasked. A shell stands for it: it says 'R' on the ready pipe named in PORTICO_UPGRADE, then
- * sleeps. */
+ * sleeps; the bare 'R' says nothing of the sockets, so all count as taken. */
 static void test_cancel_after_ready(void **state)
 {
     (void)state;
@@ -175,6 +175,10 @@ static void test_cancel_after_ready(void **state)
     int sig = 0;
     assert_int_equal(sigwait(&wake, &sig), 0);
     assert_int_equal(upgrade_state(NULL), UPGRADE_READY);
+    /* the bare 'R' of a Portico that tells nothing of its sockets (the first version with an
+     * upgrade): every socket handed over counts as taken, none is closed under it */
+    assert_true(upgrade_taken(0));
+    assert_true(upgrade_taken(9));
 
     upgrade_cancel(); /* the stop, before the caller settled the word */
     struct pollfd p = {.fd = pidfd, .events = POLLIN};
