@@ -310,19 +310,21 @@ def scenario_tables(o, runs):
         o.append("## " + title)
         o.append("")
         o.append("| server | %s | p50 ms | p99 ms | proxy CPU %% | CPU µs/req | CPU 1 %% "
-                 "| others %% | errors |" % HEAD[key])
-        o.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "| CPU 1 µs/req | others %% | errors |" % HEAD[key])
+        o.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for t in targets:
             cpu = runs.values(sid, t, "proxy_cpu")
             c1 = [a + b for a, b in zip(runs.values(sid, t, "origin_cpu"),
                                         runs.values(sid, t, "wrk_cpu"))]
+            # the load side's CPU per request: what this server made the origin and wrk spend
+            c1_us = [c / 100 / r * 1e6 for c, r in zip(c1, runs.values(sid, t, "rps")) if r]
             proxy = t not in ("origin", "sink")
-            o.append("| %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
+            o.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
                 NAMES.get(t, t), spread(runs.values(sid, t, key), f0 if key == "rps" else f1),
                 f2(med(runs.values(sid, t, "p50"))), f2(med(runs.values(sid, t, "p99"))),
                 f0(med(cpu)) if proxy else "—",
                 f1(med(runs.values(sid, t, "cpu_us"))) if proxy else "—",
-                f0(med(c1)), f0(med(runs.values(sid, t, "other_cpu"))),
+                f0(med(c1)), f1(med(c1_us)), f0(med(runs.values(sid, t, "other_cpu"))),
                 runs.errors(sid, t)))
         o.append("")
         lines = []
@@ -511,6 +513,8 @@ def main():
              "*proxy CPU %*: CPU time of the proxy process over the run (100 = its core "
              "saturated); *CPU µs/req*: that time per request; *CPU 1 %*: origin (or sink) + load "
              "generator, which share the other core (near 100: the load side was the limit); "
+             "*CPU 1 µs/req*: that time per request, what serving through this server cost the "
+             "load side; "
              "*others %*: CPU used by unrelated processes (should be ~0); *errors*: socket "
              "errors and unexpected statuses, summed over the rounds.")
     o.append("")
