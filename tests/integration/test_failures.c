@@ -1367,6 +1367,80 @@ static void test_no_free_local_port(void **state)
     fake_dns_stop(d);
 }
 
+/* No free local port toward one destination only: ports are taken per destination address and
+ * port, so another origin, or another address of the name, still has its own. In a namespace of
+ * its own, net.ipv4.ip_local_port_range is one port and the test holds a connection from it to
+ * 127.0.0.1:A, the first origin of /two/ (127.0.0.1:B second, round robin, retries = 1,
+ * max_fails = 1; settle_time = 0: B's one connection is taken again at once, as a new one would
+ * find no port either), and to 127.0.0.1:P, the first address of pair.test (A 127.0.0.1, AAAA ::1,
+ * both listening on P). README (Failures): the request moves to the next origin or address,
+ * which answers; no verdict on the first origin (it takes requests again once the port is let
+ * go), each no-port connect counted in portico_upstream_no_local_port_total. The binary before
+ * the fix answered both with 500 internal_error: the other origin and ::1 were never tried. */
+static void test_no_free_local_port_elsewhere(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_NETNS();
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_ANSWER, .aaaa = true};
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *oa = fake_origin_start_kind(FO_OK), *ob = fake_origin_start_kind(FO_OK);
+    struct fake_origin *n4, *n6;
+    assert_true(oa && ob);
+    start_pair(FO_OK, FO_OK, &n4, &n6);
+    uint16_t pa = fake_origin_port(oa), pb = fake_origin_port(ob), pn = fake_origin_port(n6);
+    char proxy[160];
+    snprintf(proxy, sizeof(proxy),
+             "resolver = 127.0.0.1:%u\nadmin_listen = 127.0.0.1:{{port:admin}}\n",
+             fake_dns_port(d));
+    struct harness *h = px_start(proxy,
+                                 "[upstream two]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "balance = round_robin\nretries = 1\nmax_fails = 1\n"
+                                 "down_time = 1h\nsettle_time = 0\n"
+                                 "[route two]\nprefix = /two/\nupstream = two\n"
+                                 "[upstream n]\norigin = pair.test:%u\nretries = 0\n"
+                                 "[route n]\nprefix = /name/\nupstream = n\n"
+                                 "[upstream w]\norigin = warm.test:%u\n"
+                                 "[route w]\nprefix = /warm/\nupstream = w\n",
+                                 pa, pb, pn, pa);
+    get_expect(h, "/warm/", 200, NULL, NULL); /* the resolver's UDP port, as above */
+    uint16_t port;
+    assert_int_equal(tu_free_port(&port), 0);
+    char range[32];
+    snprintf(range, sizeof(range), "%u %u", port, port);
+    assert_int_equal(tu_sysctl_write("/proc/sys/net/ipv4/ip_local_port_range", range), 0);
+    int held[] = {hold_connection("127.0.0.1", pa), hold_connection("127.0.0.1", pn)};
+    for (int i = 0; i < 4; i++) /* round robin: two start on 127.0.0.1:A */
+        get_expect(h, "/two/", 200, NULL, NULL);
+    get_expect(h, "/name/", 200, NULL, NULL);
+    char line[300];
+    snprintf(line, sizeof(line), "(internal_error: connect to 127.0.0.1:%u failed: no free local "
+             "port (net.ipv4.ip_local_port_range used up toward it)); retrying on 127.0.0.1:%u",
+             pa, pb);
+    /* two of the four started on A; the error log, not a second scrape (its connection could
+     * find the one port still held toward the admin port by the first's close) */
+    assert_int_equal(harness_wait_log_count(h, line, 2, IO_MS), 0);
+    snprintf(line, sizeof(line), "connect to 127.0.0.1:%u failed: no free local port "
+             "(net.ipv4.ip_local_port_range used up toward it); trying another address of "
+             "pair.test", pn);
+    assert_int_equal(harness_wait_log(h, line, IO_MS), 0);
+    uint16_t admin = harness_port(h, "admin");
+    assert_true(scrape_metric(admin, "portico_upstream_no_local_port_total", IO_MS) == 3);
+    for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
+        let_go(held[i]);
+    /* not marked down (max_fails = 1, down_time = 1h): 127.0.0.1:A takes one of the next two
+     * (its first was /warm/'s) */
+    for (int i = 0; i < 2; i++)
+        get_expect(h, "/two/", 200, NULL, NULL);
+    assert_int_equal(fake_origin_requests(oa), 2);
+    px_stop(h);
+    fake_origin_stop(oa);
+    fake_origin_stop(ob);
+    fake_origin_stop(n4);
+    fake_origin_stop(n6);
+    fake_dns_stop(d);
+}
+
 /* `resolver = [::1]:P` where the host has no ::1 (IPv6 turned off, in a namespace of its own):
  * libevent's resolver took it, failed to send each query, and let every lookup wait for
  * dns_timeout (504). README (resolver): the configuration is refused, FILE:LINE: by `portico -t`
@@ -2101,6 +2175,8 @@ int main(void)
         cmocka_unit_test(test_dns_every_address_health_check),
         cmocka_unit_test(test_dns_every_address_down),
         cmocka_unit_test_setup_teardown(test_no_free_local_port, netns_with_ipv6, netns_leave),
+        cmocka_unit_test_setup_teardown(test_no_free_local_port_elsewhere, netns_with_ipv6,
+                                        netns_leave),
         cmocka_unit_test_setup_teardown(test_resolver_host_cannot_reach, netns_without_ipv6,
                                         netns_leave),
         cmocka_unit_test_setup_teardown(test_resolver_on_ipv6_loopback, netns_with_ipv6,
