@@ -474,13 +474,15 @@ static void connect_failure(struct upconn *c, enum cause cause, const char *deta
  * the host has no use for (sock_no_route). An IPv4 address, mapped into IPv6 too, gives it for
  * no other reason (Portico binds no source address); a native IPv6 one gives it also when the
  * host has no source address of the family (IPv6 turned off): a UDP socket tells which, on this
- * failure's path only (sock_route_error). */
+ * failure's path only (sock_route_error). Only its own answer of no route says the host has no
+ * use for the address: a UDP socket that fails for want of a UDP port (EAGAIN) or of a
+ * descriptor says nothing of it, and the TCP port is still not there. */
 static bool no_free_port(const struct upconn *c)
 {
     const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&c->addr;
     if (c->addr.ss_family != AF_INET6 || IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
         return true;
-    return sock_route_error((const struct sockaddr *)&c->addr, c->addrlen) == 0;
+    return !sock_no_route(sock_route_error((const struct sockaddr *)&c->addr, c->addrlen));
 }
 
 /* Whether an earlier address's failure, one that says something of the origin, stands for the

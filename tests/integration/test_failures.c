@@ -1441,6 +1441,50 @@ static void test_no_free_local_port_elsewhere(void **state)
     fake_dns_stop(d);
 }
 
+/* No free local port toward [::1]:P while the UDP socket that tells it from IPv6 turned off
+ * (sock_route_error) cannot have a port either: net.ipv4.ip_local_port_range is one port, held
+ * by a TCP connection to [::1]:P and by a UDP socket bound to it. README (Failures): only the UDP
+ * socket's own "no route" says the host has no use for the address; its EAGAIN (no UDP port)
+ * says nothing, and the answer stays 500 internal_error "no free local port", not counted
+ * against the origin (max_fails = 1). The binary before the fix took EAGAIN for IPv6 turned off:
+ * 502 connect_unreachable "Cannot assign requested address", counted against the origin. */
+static void test_no_free_local_port_nor_udp_port(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_NETNS();
+    struct fake_origin_opts v6 = {.kind = FO_OK, .ipv6 = true};
+    struct fake_origin *o6 = fake_origin_start(&v6);
+    assert_non_null(o6);
+    uint16_t p6 = fake_origin_port(o6);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n",
+                                 "[upstream v6]\norigin = [::1]:%u\nretries = 0\n"
+                                 "max_fails = 1\ndown_time = 1h\n"
+                                 "[route v6]\nprefix = /v6/\nupstream = v6\n",
+                                 p6);
+    uint16_t port;
+    assert_int_equal(tu_free_port(&port), 0);
+    char range[32];
+    snprintf(range, sizeof(range), "%u %u", port, port);
+    assert_int_equal(tu_sysctl_write("/proc/sys/net/ipv4/ip_local_port_range", range), 0);
+    int held = hold_connection("::1", p6);
+    int udp = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in6 any = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+    assert_true(udp >= 0);
+    if (bind(udp, (struct sockaddr *)&any, sizeof(any)) != 0)
+        fail_msg("binding a UDP socket to [::]:%u: %s", port, strerror(errno));
+    char detail[200];
+    snprintf(detail, sizeof(detail), "connect to [::1]:%u failed: no free local port "
+             "(net.ipv4.ip_local_port_range used up toward it)\"", p6);
+    get_expect(h, "/v6/", 500, "internal_error", detail);
+    assert_true(scrape_metric(harness_port(h, "admin"), "portico_upstream_no_local_port_total",
+                              IO_MS) == 1);
+    close(udp);
+    let_go(held);
+    get_expect(h, "/v6/", 200, NULL, NULL); /* not marked down */
+    px_stop(h);
+    fake_origin_stop(o6);
+}
+
 /* `resolver = [::1]:P` where the host has no ::1 (IPv6 turned off, in a namespace of its own):
  * libevent's resolver took it, failed to send each query, and let every lookup wait for
  * dns_timeout (504). README (resolver): the configuration is refused, FILE:LINE: by `portico -t`
@@ -2176,6 +2220,8 @@ int main(void)
         cmocka_unit_test(test_dns_every_address_down),
         cmocka_unit_test_setup_teardown(test_no_free_local_port, netns_with_ipv6, netns_leave),
         cmocka_unit_test_setup_teardown(test_no_free_local_port_elsewhere, netns_with_ipv6,
+                                        netns_leave),
+        cmocka_unit_test_setup_teardown(test_no_free_local_port_nor_udp_port, netns_with_ipv6,
                                         netns_leave),
         cmocka_unit_test_setup_teardown(test_resolver_host_cannot_reach, netns_without_ipv6,
                                         netns_leave),
