@@ -1536,6 +1536,63 @@ static void test_resolver_host_cannot_reach(void **state)
     fake_dns_stop(d);
 }
 
+/* `resolver = [::1]:P` where ::1 is there but has no route yet (its local route deleted, in a
+ * namespace of its own), as at boot before the network is up. README (resolver): a warning,
+ * FILE:LINE, from `portico -t` (exit 0) and in the error log at start; Portico starts, and once
+ * the route is back a name is resolved through [::1]:P. The binary before the fix refused the
+ * configuration ("this host cannot send to it (Network is unreachable)"): `-t` exited 1 and
+ * Portico did not start. */
+static void test_resolver_no_route_yet(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_NETNS();
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_ANSWER, .ipv6 = true};
+    struct fake_dns *d = fake_dns_start(&dopts);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_true(d && o);
+    static const char *const del[] = {"ip", "-6", "route", "del", "local", "::1", "table",
+                                      "local", NULL};
+    static const char *const add[] = {"ip", "-6", "route", "add", "local", "::1", "dev", "lo",
+                                      "table", "local", NULL};
+    struct tu_cmd_result res;
+    int rc = tu_run_command(del, IO_MS, &res);
+    tu_cmd_result_free(&res);
+    if (rc != 0) {
+        print_message("  skipped: cannot delete ::1's route here (no ip(8)?)\n");
+        fake_origin_stop(o);
+        fake_dns_stop(d);
+        skip();
+    }
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = [::1]:%u", fake_dns_port(d));
+    static const char up[] = "[upstream n]\norigin = ok.test:%u\n";
+    char text[300];
+    snprintf(text, sizeof(text), "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n%s\n%s", proxy,
+             up);
+    struct harness *t = harness_new();
+    assert_non_null(t);
+    assert_int_equal(harness_write_config(t, text, fake_origin_port(o)), 0);
+    rc = harness_check_config(t, &res);
+    print_message("  -t: %d %s", rc, res.err);
+    char want[300];
+    snprintf(want, sizeof(want), "%s:3: warning: resolver: '[::1]:%u': no route to it yet "
+             "(Network is unreachable)", harness_config_path(t), fake_dns_port(d));
+    if (rc != 0 || !tu_contains(res.err, want))
+        fail_msg("portico -t: exit %d, no \"%s\" in: %s", rc, want, res.err);
+    tu_cmd_result_free(&res);
+    harness_free(t);
+
+    struct harness *h = px_start(proxy, up, fake_origin_port(o));
+    assert_int_equal(harness_wait_log(h, "no route to it yet", IO_MS), 0);
+    assert_int_equal(tu_run_command(add, IO_MS, &res), 0);
+    tu_cmd_result_free(&res);
+    get_expect(h, "/", 200, NULL, NULL);
+    assert_true(fake_dns_queries(d) >= 1);
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
+}
+
 /* The same configuration where ::1 exists (a namespace of its own with IPv6 on): `-t` takes it,
  * and a name is resolved through [::1]:P. */
 static void test_resolver_on_ipv6_loopback(void **state)
@@ -2227,6 +2284,7 @@ int main(void)
                                         netns_leave),
         cmocka_unit_test_setup_teardown(test_resolver_on_ipv6_loopback, netns_with_ipv6,
                                         netns_leave),
+        cmocka_unit_test_setup_teardown(test_resolver_no_route_yet, netns_with_ipv6, netns_leave),
         cmocka_unit_test(test_dns_second_question_slow),
         cmocka_unit_test(test_dns_second_question_then_total_timeout),
         cmocka_unit_test(test_dns_not_queued_behind_silent),
