@@ -1260,6 +1260,18 @@ static void let_go(int fd)
     close(fd);
 }
 
+/* Makes net.ipv4.ip_local_port_range of the row's namespace one port, free now, and returns it:
+ * once Portico is up, whose own connections took ports of the usual range. */
+static uint16_t one_local_port(void)
+{
+    uint16_t port;
+    assert_int_equal(tu_free_port(&port), 0);
+    char range[32];
+    snprintf(range, sizeof(range), "%u %u", port, port);
+    assert_int_equal(tu_sysctl_write("/proc/sys/net/ipv4/ip_local_port_range", range), 0);
+    return port;
+}
+
 /* One GET path through h with Accept: application/json: its status, Portico-Error and body
  * checked against the row's; detail: the end of the JSON detail, NULL for none. */
 static void get_expect(struct harness *h, const char *path, int status, const char *error,
@@ -1330,12 +1342,7 @@ static void test_no_free_local_port(void **state)
      * is free for the UDP socket that tells an IPv6 address the host cannot use from one without
      * a port (sock_route_error), as on a host whose TCP ports alone are used up. */
     get_expect(h, "/warm/", 200, NULL, NULL);
-    /* Portico is up (the harness's own connections took ports of the usual range): one port */
-    uint16_t port;
-    assert_int_equal(tu_free_port(&port), 0);
-    char range[32];
-    snprintf(range, sizeof(range), "%u %u", port, port);
-    assert_int_equal(tu_sysctl_write("/proc/sys/net/ipv4/ip_local_port_range", range), 0);
+    one_local_port();
     int held[] = {hold_connection("127.0.0.1", p4), hold_connection("::1", p6),
                   hold_connection("::1", pn)};
     static const char no_port[] = "failed: no free local port "
@@ -1404,11 +1411,7 @@ static void test_no_free_local_port_elsewhere(void **state)
                                  "[route w]\nprefix = /warm/\nupstream = w\n",
                                  pa, pb, pn, pa);
     get_expect(h, "/warm/", 200, NULL, NULL); /* the resolver's UDP port, as above */
-    uint16_t port;
-    assert_int_equal(tu_free_port(&port), 0);
-    char range[32];
-    snprintf(range, sizeof(range), "%u %u", port, port);
-    assert_int_equal(tu_sysctl_write("/proc/sys/net/ipv4/ip_local_port_range", range), 0);
+    one_local_port();
     int held[] = {hold_connection("127.0.0.1", pa), hold_connection("127.0.0.1", pn)};
     for (int i = 0; i < 4; i++) /* round robin: two start on 127.0.0.1:A */
         get_expect(h, "/two/", 200, NULL, NULL);
@@ -1461,11 +1464,7 @@ static void test_no_free_local_port_nor_udp_port(void **state)
                                  "max_fails = 1\ndown_time = 1h\n"
                                  "[route v6]\nprefix = /v6/\nupstream = v6\n",
                                  p6);
-    uint16_t port;
-    assert_int_equal(tu_free_port(&port), 0);
-    char range[32];
-    snprintf(range, sizeof(range), "%u %u", port, port);
-    assert_int_equal(tu_sysctl_write("/proc/sys/net/ipv4/ip_local_port_range", range), 0);
+    uint16_t port = one_local_port();
     int held = hold_connection("::1", p6);
     int udp = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in6 any = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
