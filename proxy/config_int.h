@@ -108,7 +108,7 @@ void cfg_report(struct cfg_loader *ld, int line, const char *fmt, ...)
 
 /* Keeps a warning, "NAME:LINE: warning: message" (escaped as cfg_report escapes), in
  * cfg->warnings: something that works today but will not for long (a certificate that expires
- * soon); it fails nothing. */
+ * soon), or not yet (a resolver without a route); it fails nothing. */
 void cfg_warn(struct cfg_loader *ld, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

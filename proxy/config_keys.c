@@ -476,10 +476,12 @@ static int numeric_host_port(struct cfg_loader *ld, const struct cfg_key *k, con
     return 0;
 }
 
-/* The nameserver: a numeric host:port this host can send to. One it cannot (IPv6 turned off, as
- * in Docker without --ipv6, and [::1]:53; no route) is refused here, by `portico -t` and by a
- * reload (the old configuration keeps serving): libevent's resolver would take it, fail to send
- * each query, and leave every lookup to wait for dns_timeout before a 504. */
+/* The nameserver: a numeric host:port this host can send to. One of a family it has no use for
+ * (IPv6 turned off, as in Docker without --ipv6, and [::1]:53) is refused here, by `portico -t`
+ * and by a reload (the old configuration keeps serving): libevent's resolver would take it, fail
+ * to send each query, and leave every lookup to wait for dns_timeout before a 504. One without a
+ * route yet is a warning only: at boot the network may come up after Portico (nginx, unbound
+ * and systemd-resolved start then too), and lookups work from the moment the route exists. */
 static int set_resolver(struct cfg_loader *ld, const struct cfg_key *k, void *base,
                         const char *value)
 {
@@ -488,7 +490,10 @@ static int set_resolver(struct cfg_loader *ld, const struct cfg_key *k, void *ba
     if (numeric_host_port(ld, k, value, &sa, &salen) != 0)
         return -1;
     int err = sock_route_error((const struct sockaddr *)&sa, salen);
-    if (sock_no_route(err)) {
+    if (err == ENETUNREACH) {
+        cfg_warn(ld, ld->line, "%s: '%s': no route to it yet (%s): lookups wait for "
+                               "dns_timeout until there is one", k->name, value, strerror(err));
+    } else if (sock_no_route(err)) {
         cfg_report(ld, ld->line, "%s: '%s': this host cannot send to it (%s): every lookup "
                                  "would wait for dns_timeout", k->name, value, strerror(err));
         return -1;

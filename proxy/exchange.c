@@ -208,7 +208,9 @@ static bool pick_origin(struct exchange *ex)
  * idempotent, and no answer had begun. Either way no body byte may have been taken from the
  * client: it went to the failed connection and cannot be sent again. That also holds in the TLS
  * phase, which an origin refusing a TLS 1.3 client certificate ends after the request went out.
- * Our own shortages and total_timeout are not the origin's: no other origin would do better. */
+ * Our own shortages and total_timeout are not the origin's: no other origin would do better,
+ * but for no free local port, which is per destination address and port: another origin has
+ * ports of its own (its attempt counts no verdict against the first, attempt_result). */
 static bool may_retry(const struct exchange *ex, enum phase phase, enum cause cause)
 {
     if (ex->retries >= ex->up->retries || ex->response_byte || ex->resp_state != RESP_HEAD ||

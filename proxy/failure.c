@@ -73,7 +73,7 @@ enum failure_type failure_classify(enum phase phase, enum cause cause)
         return FAIL_TOTAL_TIMEOUT;
     if (cause == CAUSE_NO_ORIGIN)
         return FAIL_NO_HEALTHY_ORIGIN;
-    if (cause == CAUSE_LOCAL)
+    if (cause == CAUSE_LOCAL || cause == CAUSE_NO_LOCAL_PORT)
         return FAIL_INTERNAL_ERROR;
     if ((unsigned)phase >= PHASE_COUNT)
         return FAIL_INVALID_RESPONSE;

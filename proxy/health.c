@@ -257,7 +257,7 @@ static void on_ready(void *arg)
 
 static void on_error(void *arg, enum cause cause, const char *detail)
 {
-    if (cause == CAUSE_LOCAL)
+    if (cause == CAUSE_LOCAL || cause == CAUSE_NO_LOCAL_PORT)
         no_verdict(arg, detail);
     else
         fail_check(arg, "%s", detail);

@@ -474,13 +474,15 @@ static void connect_failure(struct upconn *c, enum cause cause, const char *deta
  * the host has no use for (sock_no_route). An IPv4 address, mapped into IPv6 too, gives it for
  * no other reason (Portico binds no source address); a native IPv6 one gives it also when the
  * host has no source address of the family (IPv6 turned off): a UDP socket tells which, on this
- * failure's path only (sock_route_error). */
+ * failure's path only (sock_route_error). Only its own answer of no route says the host has no
+ * use for the address: a UDP socket that fails for want of a UDP port (EAGAIN) or of a
+ * descriptor says nothing of it, and the TCP port is still not there. */
 static bool no_free_port(const struct upconn *c)
 {
     const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&c->addr;
     if (c->addr.ss_family != AF_INET6 || IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
         return true;
-    return sock_route_error((const struct sockaddr *)&c->addr, c->addrlen) == 0;
+    return !sock_no_route(sock_route_error((const struct sockaddr *)&c->addr, c->addrlen));
 }
 
 /* Whether an earlier address's failure, one that says something of the origin, stands for the
@@ -496,15 +498,17 @@ static bool earlier_failure_stands(const struct upconn *c, bool host_only)
 /* A connect to one of a name's addresses failed with cause (detail: its words; host_only: the
  * host has no use for the address, sock_no_route): the name's next address is tried, or, once
  * all failed, the name may be asked again for every family (may_ask_again). Our own shortages
- * never move on: another address would meet most of them too, and a move would leave no free
- * local port (no_free_port) a log line where the operator must see it. false: nothing is left
- * to try, the failure stands (attempt_failed). true: c may be gone. */
+ * (memory, descriptors) never move on: another address would meet them too. No free local port
+ * does: ports are taken per destination address and port, and the next address has its own;
+ * it is not remembered as the address's failure (address_failed), which it is not. false:
+ * nothing is left to try, the failure stands (attempt_failed). true: c may be gone. */
 static bool next_address(struct upconn *c, enum cause cause, const char *detail, bool host_only)
 {
     struct upconn_addrs *as = c->addrs;
     if (!as || cause == CAUSE_LOCAL)
         return false;
-    address_failed(c);
+    if (cause != CAUSE_NO_LOCAL_PORT)
+        address_failed(c);
     if (as->next >= as->n && !may_ask_again(c))
         return false;
     if (c->fd >= 0) { /* not kept as a spare */
@@ -628,9 +632,9 @@ static void attempt_failed(struct upconn *c, enum cause cause, const char *detai
 /* The connect phase failed with err, learnt as `end` says. Once per request to a refused origin:
  * the detail in pieces, without vsnprintf and strerror (~1,600 instructions of a 502's ~20,000).
  * Nothing is cut: the address and the error's text fit with room to spare. No free local port is
- * our shortage (CAUSE_LOCAL: internal_error, not the origin's health, not moved on nor retried),
- * said as such and counted; an address the host has no use for leaves an earlier one's failure
- * standing. */
+ * our shortage toward this address (internal_error, not the origin's health; the next address
+ * or origin may have ports), said as such and counted; an address the host has no use for
+ * leaves an earlier one's failure standing. */
 static void connect_failed(struct upconn *c, int err, enum connect_end end)
 {
     bool at_once = end == END_AT_ONCE; /* before a SYN left */
@@ -645,7 +649,7 @@ static void connect_failed(struct upconn *c, int err, enum connect_end end)
     fmt_str(&b, no_port ? "no free local port (net.ipv4.ip_local_port_range used up toward it)"
                         : errno_text(err));
     detail[b.len] = '\0';
-    enum cause cause = no_port ? CAUSE_LOCAL : cause_from_errno(err);
+    enum cause cause = no_port ? CAUSE_NO_LOCAL_PORT : cause_from_errno(err);
     bool host_only = at_once && !no_port && sock_no_route(err);
     if (no_port)
         metrics_add(c->loop->metrics, M_UPSTREAM_NO_LOCAL_PORT, 1);

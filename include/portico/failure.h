@@ -77,7 +77,8 @@ enum phase {
     X(CAUSE_NXDOMAIN, "no such name")                                                              \
     X(CAUSE_DNS_FAIL, "resolver failure")                                                          \
     X(CAUSE_NO_ORIGIN, "no healthy origin")                                                        \
-    X(CAUSE_LOCAL, "local resource failure")
+    X(CAUSE_LOCAL, "local resource failure")                                                      \
+    X(CAUSE_NO_LOCAL_PORT, "no free local port")
 
 enum cause {
 #define X(id, name) id,

@@ -1260,6 +1260,18 @@ static void let_go(int fd)
     close(fd);
 }
 
+/* Makes net.ipv4.ip_local_port_range of the row's namespace one port, free now, and returns it:
+ * once Portico is up, whose own connections took ports of the usual range. */
+static uint16_t one_local_port(void)
+{
+    uint16_t port;
+    assert_int_equal(tu_free_port(&port), 0);
+    char range[32];
+    snprintf(range, sizeof(range), "%u %u", port, port);
+    assert_int_equal(tu_sysctl_write("/proc/sys/net/ipv4/ip_local_port_range", range), 0);
+    return port;
+}
+
 /* One GET path through h with Accept: application/json: its status, Portico-Error and body
  * checked against the row's; detail: the end of the JSON detail, NULL for none. */
 static void get_expect(struct harness *h, const char *path, int status, const char *error,
@@ -1330,12 +1342,7 @@ static void test_no_free_local_port(void **state)
      * is free for the UDP socket that tells an IPv6 address the host cannot use from one without
      * a port (sock_route_error), as on a host whose TCP ports alone are used up. */
     get_expect(h, "/warm/", 200, NULL, NULL);
-    /* Portico is up (the harness's own connections took ports of the usual range): one port */
-    uint16_t port;
-    assert_int_equal(tu_free_port(&port), 0);
-    char range[32];
-    snprintf(range, sizeof(range), "%u %u", port, port);
-    assert_int_equal(tu_sysctl_write("/proc/sys/net/ipv4/ip_local_port_range", range), 0);
+    one_local_port();
     int held[] = {hold_connection("127.0.0.1", p4), hold_connection("::1", p6),
                   hold_connection("::1", pn)};
     static const char no_port[] = "failed: no free local port "
@@ -1365,6 +1372,116 @@ static void test_no_free_local_port(void **state)
     fake_origin_stop(n4);
     fake_origin_stop(n6);
     fake_dns_stop(d);
+}
+
+/* No free local port toward one destination only: ports are taken per destination address and
+ * port, so another origin, or another address of the name, still has its own. In a namespace of
+ * its own, net.ipv4.ip_local_port_range is one port and the test holds a connection from it to
+ * 127.0.0.1:A, the first origin of /two/ (127.0.0.1:B second, round robin, retries = 1,
+ * max_fails = 1; settle_time = 0: B's one connection is taken again at once, as a new one would
+ * find no port either), and to 127.0.0.1:P, the first address of pair.test (A 127.0.0.1, AAAA ::1,
+ * both listening on P). README (Failures): the request moves to the next origin or address,
+ * which answers; no verdict on the first origin (it takes requests again once the port is let
+ * go), each no-port connect counted in portico_upstream_no_local_port_total. The binary before
+ * the fix answered both with 500 internal_error: the other origin and ::1 were never tried. */
+static void test_no_free_local_port_elsewhere(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_NETNS();
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_ANSWER, .aaaa = true};
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *oa = fake_origin_start_kind(FO_OK), *ob = fake_origin_start_kind(FO_OK);
+    struct fake_origin *n4, *n6;
+    assert_true(oa && ob);
+    start_pair(FO_OK, FO_OK, &n4, &n6);
+    uint16_t pa = fake_origin_port(oa), pb = fake_origin_port(ob), pn = fake_origin_port(n6);
+    char proxy[160];
+    snprintf(proxy, sizeof(proxy),
+             "resolver = 127.0.0.1:%u\nadmin_listen = 127.0.0.1:{{port:admin}}\n",
+             fake_dns_port(d));
+    struct harness *h = px_start(proxy,
+                                 "[upstream two]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "balance = round_robin\nretries = 1\nmax_fails = 1\n"
+                                 "down_time = 1h\nsettle_time = 0\n"
+                                 "[route two]\nprefix = /two/\nupstream = two\n"
+                                 "[upstream n]\norigin = pair.test:%u\nretries = 0\n"
+                                 "[route n]\nprefix = /name/\nupstream = n\n"
+                                 "[upstream w]\norigin = warm.test:%u\n"
+                                 "[route w]\nprefix = /warm/\nupstream = w\n",
+                                 pa, pb, pn, pa);
+    get_expect(h, "/warm/", 200, NULL, NULL); /* the resolver's UDP port, as above */
+    one_local_port();
+    int held[] = {hold_connection("127.0.0.1", pa), hold_connection("127.0.0.1", pn)};
+    for (int i = 0; i < 4; i++) /* round robin: two start on 127.0.0.1:A */
+        get_expect(h, "/two/", 200, NULL, NULL);
+    get_expect(h, "/name/", 200, NULL, NULL);
+    char line[300];
+    snprintf(line, sizeof(line), "(internal_error: connect to 127.0.0.1:%u failed: no free local "
+             "port (net.ipv4.ip_local_port_range used up toward it)); retrying on 127.0.0.1:%u",
+             pa, pb);
+    /* two of the four started on A; the error log, not a second scrape (its connection could
+     * find the one port still held toward the admin port by the first's close) */
+    assert_int_equal(harness_wait_log_count(h, line, 2, IO_MS), 0);
+    snprintf(line, sizeof(line), "connect to 127.0.0.1:%u failed: no free local port "
+             "(net.ipv4.ip_local_port_range used up toward it); trying another address of "
+             "pair.test", pn);
+    assert_int_equal(harness_wait_log(h, line, IO_MS), 0);
+    uint16_t admin = harness_port(h, "admin");
+    assert_true(scrape_metric(admin, "portico_upstream_no_local_port_total", IO_MS) == 3);
+    for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
+        let_go(held[i]);
+    /* not marked down (max_fails = 1, down_time = 1h): 127.0.0.1:A takes one of the next two
+     * (its first was /warm/'s) */
+    for (int i = 0; i < 2; i++)
+        get_expect(h, "/two/", 200, NULL, NULL);
+    assert_int_equal(fake_origin_requests(oa), 2);
+    px_stop(h);
+    fake_origin_stop(oa);
+    fake_origin_stop(ob);
+    fake_origin_stop(n4);
+    fake_origin_stop(n6);
+    fake_dns_stop(d);
+}
+
+/* No free local port toward [::1]:P while the UDP socket that tells it from IPv6 turned off
+ * (sock_route_error) cannot have a port either: net.ipv4.ip_local_port_range is one port, held
+ * by a TCP connection to [::1]:P and by a UDP socket bound to it. README (Failures): only the UDP
+ * socket's own "no route" says the host has no use for the address; its EAGAIN (no UDP port)
+ * says nothing, and the answer stays 500 internal_error "no free local port", not counted
+ * against the origin (max_fails = 1). The binary before the fix took EAGAIN for IPv6 turned off:
+ * 502 connect_unreachable "Cannot assign requested address", counted against the origin. */
+static void test_no_free_local_port_nor_udp_port(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_NETNS();
+    struct fake_origin_opts v6 = {.kind = FO_OK, .ipv6 = true};
+    struct fake_origin *o6 = fake_origin_start(&v6);
+    assert_non_null(o6);
+    uint16_t p6 = fake_origin_port(o6);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n",
+                                 "[upstream v6]\norigin = [::1]:%u\nretries = 0\n"
+                                 "max_fails = 1\ndown_time = 1h\n"
+                                 "[route v6]\nprefix = /v6/\nupstream = v6\n",
+                                 p6);
+    uint16_t port = one_local_port();
+    int held = hold_connection("::1", p6);
+    int udp = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in6 any = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+    assert_true(udp >= 0);
+    if (bind(udp, (struct sockaddr *)&any, sizeof(any)) != 0)
+        fail_msg("binding a UDP socket to [::]:%u: %s", port, strerror(errno));
+    char detail[200];
+    snprintf(detail, sizeof(detail), "connect to [::1]:%u failed: no free local port "
+             "(net.ipv4.ip_local_port_range used up toward it)\"", p6);
+    get_expect(h, "/v6/", 500, "internal_error", detail);
+    assert_true(scrape_metric(harness_port(h, "admin"), "portico_upstream_no_local_port_total",
+                              IO_MS) == 1);
+    close(udp);
+    let_go(held);
+    get_expect(h, "/v6/", 200, NULL, NULL); /* not marked down */
+    px_stop(h);
+    fake_origin_stop(o6);
 }
 
 /* `resolver = [::1]:P` where the host has no ::1 (IPv6 turned off, in a namespace of its own):
@@ -1413,6 +1530,63 @@ static void test_resolver_host_cannot_reach(void **state)
              harness_config_path(h), fake_dns_port(d));
     assert_true(harness_log_contains(h, want));
     get_expect(h, "/", 200, NULL, NULL);
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
+}
+
+/* `resolver = [::1]:P` where ::1 is there but has no route yet (its local route deleted, in a
+ * namespace of its own), as at boot before the network is up. README (resolver): a warning,
+ * FILE:LINE, from `portico -t` (exit 0) and in the error log at start; Portico starts, and once
+ * the route is back a name is resolved through [::1]:P. The binary before the fix refused the
+ * configuration ("this host cannot send to it (Network is unreachable)"): `-t` exited 1 and
+ * Portico did not start. */
+static void test_resolver_no_route_yet(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_NETNS();
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_ANSWER, .ipv6 = true};
+    struct fake_dns *d = fake_dns_start(&dopts);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_true(d && o);
+    static const char *const del[] = {"ip", "-6", "route", "del", "local", "::1", "table",
+                                      "local", NULL};
+    static const char *const add[] = {"ip", "-6", "route", "add", "local", "::1", "dev", "lo",
+                                      "table", "local", NULL};
+    struct tu_cmd_result res;
+    int rc = tu_run_command(del, IO_MS, &res);
+    tu_cmd_result_free(&res);
+    if (rc != 0) {
+        print_message("  skipped: cannot delete ::1's route here (no ip(8)?)\n");
+        fake_origin_stop(o);
+        fake_dns_stop(d);
+        skip();
+    }
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = [::1]:%u", fake_dns_port(d));
+    static const char up[] = "[upstream n]\norigin = ok.test:%u\n";
+    char text[300];
+    snprintf(text, sizeof(text), "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n%s\n%s", proxy,
+             up);
+    struct harness *t = harness_new();
+    assert_non_null(t);
+    assert_int_equal(harness_write_config(t, text, fake_origin_port(o)), 0);
+    rc = harness_check_config(t, &res);
+    print_message("  -t: %d %s", rc, res.err);
+    char want[300];
+    snprintf(want, sizeof(want), "%s:3: warning: resolver: '[::1]:%u': no route to it yet "
+             "(Network is unreachable)", harness_config_path(t), fake_dns_port(d));
+    if (rc != 0 || !tu_contains(res.err, want))
+        fail_msg("portico -t: exit %d, no \"%s\" in: %s", rc, want, res.err);
+    tu_cmd_result_free(&res);
+    harness_free(t);
+
+    struct harness *h = px_start(proxy, up, fake_origin_port(o));
+    assert_int_equal(harness_wait_log(h, "no route to it yet", IO_MS), 0);
+    assert_int_equal(tu_run_command(add, IO_MS, &res), 0);
+    tu_cmd_result_free(&res);
+    get_expect(h, "/", 200, NULL, NULL);
+    assert_true(fake_dns_queries(d) >= 1);
     px_stop(h);
     fake_origin_stop(o);
     fake_dns_stop(d);
@@ -2101,10 +2275,15 @@ int main(void)
         cmocka_unit_test(test_dns_every_address_health_check),
         cmocka_unit_test(test_dns_every_address_down),
         cmocka_unit_test_setup_teardown(test_no_free_local_port, netns_with_ipv6, netns_leave),
+        cmocka_unit_test_setup_teardown(test_no_free_local_port_elsewhere, netns_with_ipv6,
+                                        netns_leave),
+        cmocka_unit_test_setup_teardown(test_no_free_local_port_nor_udp_port, netns_with_ipv6,
+                                        netns_leave),
         cmocka_unit_test_setup_teardown(test_resolver_host_cannot_reach, netns_without_ipv6,
                                         netns_leave),
         cmocka_unit_test_setup_teardown(test_resolver_on_ipv6_loopback, netns_with_ipv6,
                                         netns_leave),
+        cmocka_unit_test_setup_teardown(test_resolver_no_route_yet, netns_with_ipv6, netns_leave),
         cmocka_unit_test(test_dns_second_question_slow),
         cmocka_unit_test(test_dns_second_question_then_total_timeout),
         cmocka_unit_test(test_dns_not_queued_behind_silent),

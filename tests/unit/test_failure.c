@@ -25,43 +25,47 @@
 #define LOCAL FAIL_INTERNAL_ERROR
 
 /* Columns, in enum cause order: none, timeout, total timeout, refused, unreachable, reset, eof,
- * i/o, protocol, tls, cert, nxdomain, resolver failure, no origin, local. A local shortage
- * (memory, descriptors) is Portico's own failure in every phase, never the origin's. */
+ * i/o, protocol, tls, cert, nxdomain, resolver failure, no origin, local, no local port. A local
+ * shortage (memory, descriptors, local ports) is Portico's own failure in every phase, never the
+ * origin's. */
 static const int classify_table[PHASE_COUNT][CAUSE_COUNT] = {
     /* No upstream exists while the client head is read: nothing there is an upstream failure. */
     [PHASE_CLIENT_HEADER] = {NONE, NONE, ANY, NONE, NONE, NONE, NONE, NONE, NONE, NONE, NONE, NONE,
-                             NONE, ANY, LOCAL},
+                             NONE, ANY, LOCAL, LOCAL},
     /* Choosing an origin can only fail by every origin being down; the total timer still runs. */
-    [PHASE_ROUTE] = {NONE, ANY, TOTAL, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, NOORIG, LOCAL},
+    [PHASE_ROUTE] = {NONE, ANY, TOTAL, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, ANY, NOORIG,
+                     LOCAL, LOCAL},
     /* Resolver: its timer is dns_timeout, every other resolver problem is dns_error. */
     [PHASE_DNS] = {NONE, FAIL_DNS_TIMEOUT, TOTAL, FAIL_DNS_ERROR, FAIL_DNS_ERROR, FAIL_DNS_ERROR,
                    FAIL_DNS_ERROR, FAIL_DNS_ERROR, FAIL_DNS_ERROR, ANY, ANY, FAIL_DNS_ERROR,
-                   FAIL_DNS_ERROR, NOORIG, LOCAL},
+                   FAIL_DNS_ERROR, NOORIG, LOCAL, LOCAL},
     /* TCP connect: RST to SYN is refused (as ECONNREFUSED or a reset), EHOSTUNREACH & co and any
      * other connect error are unreachable. */
     [PHASE_CONNECT] = {NONE, FAIL_CONNECT_TIMEOUT, TOTAL, FAIL_CONNECT_REFUSED,
                        FAIL_CONNECT_UNREACHABLE, FAIL_CONNECT_REFUSED, ANY,
-                       FAIL_CONNECT_UNREACHABLE, ANY, ANY, ANY, ANY, ANY, NOORIG, LOCAL},
+                       FAIL_CONNECT_UNREACHABLE, ANY, ANY, ANY, ANY, ANY, NOORIG, LOCAL, LOCAL},
     /* TLS handshake: a bad certificate is its own type; alerts, garbage, closes and resets are
      * handshake failures. */
     [PHASE_TLS] = {NONE, FAIL_TLS_HANDSHAKE_TIMEOUT, TOTAL, ANY, ANY, FAIL_TLS_HANDSHAKE_FAILED,
                    FAIL_TLS_HANDSHAKE_FAILED, FAIL_TLS_HANDSHAKE_FAILED, FAIL_TLS_HANDSHAKE_FAILED,
-                   FAIL_TLS_HANDSHAKE_FAILED, FAIL_TLS_CERTIFICATE_INVALID, ANY, ANY, NOORIG, LOCAL},
+                   FAIL_TLS_HANDSHAKE_FAILED, FAIL_TLS_CERTIFICATE_INVALID, ANY, ANY, NOORIG, LOCAL,
+                   LOCAL},
     /* Sending the request: stalls are send_timeout, resets and closes are send_error. */
     [PHASE_SEND] = {NONE, FAIL_SEND_TIMEOUT, TOTAL, ANY, FAIL_SEND_ERROR, FAIL_SEND_ERROR,
-                    FAIL_SEND_ERROR, FAIL_SEND_ERROR, ANY, ANY, ANY, ANY, ANY, NOORIG, LOCAL},
+                    FAIL_SEND_ERROR, FAIL_SEND_ERROR, ANY, ANY, ANY, ANY, ANY, NOORIG, LOCAL,
+                    LOCAL},
     /* Waiting for the first byte: a close without a byte is empty_response, a reset is
      * connection_reset, garbage is invalid_response. */
     [PHASE_FIRST_BYTE] = {NONE, FAIL_FIRST_BYTE_TIMEOUT, TOTAL, ANY, ANY, FAIL_CONNECTION_RESET,
                           FAIL_EMPTY_RESPONSE, FAIL_CONNECTION_RESET, FAIL_INVALID_RESPONSE, ANY,
-                          ANY, ANY, ANY, NOORIG, LOCAL},
+                          ANY, ANY, ANY, NOORIG, LOCAL, LOCAL},
     /* Reading the response: the same EOF now means the head (or body) broke off. */
     [PHASE_READ] = {NONE, FAIL_READ_TIMEOUT, TOTAL, ANY, ANY, FAIL_CONNECTION_RESET,
                     FAIL_CONNECTION_RESET, FAIL_CONNECTION_RESET, FAIL_INVALID_RESPONSE, ANY, ANY,
-                    ANY, ANY, NOORIG, LOCAL},
+                    ANY, ANY, NOORIG, LOCAL, LOCAL},
     /* After the exchange nothing is an upstream failure any more. */
     [PHASE_DONE] = {NONE, NONE, ANY, NONE, NONE, NONE, NONE, NONE, NONE, NONE, NONE, NONE, NONE,
-                    ANY, ANY},
+                    ANY, ANY, ANY},
 };
 
 static void test_classify_every_pair(void **state)
