@@ -27,7 +27,8 @@ static const char route_ini[] = UP
     "[route exact_root]\nupstream = app\nhost = api.example.com\n"
     "[route wild_root]\nupstream = app\nhost = *.example.com\n"
     "[route org]\nupstream = app\nhost = WWW.Example.ORG.\nprefix = /www/\n"
-    "[route esc]\nupstream = app\nprefix = /e%73c//x/\n";
+    "[route esc]\nupstream = app\nprefix = /e%73c//x/\n"
+    "[route tilde]\nupstream = app\nprefix = /~user/\n";
 
 static const struct {
     const char *host; /* NULL: no Host */
@@ -41,6 +42,7 @@ static const struct {
     {"a.b.example.com", "/api/x", "wild_api"},        /* wildcard covers deeper names */
     {"example.com", "/api/x", "any_api"},             /* *.example.com is not example.com */
     {"xexample.com", "/api/x", "any_api"},            /* nor a name merely ending the same */
+    {".example.com", "/api/x", "any_api"},            /* nor the bare suffix: no label before it */
     {"unknown.test", "/api/x", "any_api"},            /* no host route: host-less */
     {"api.example.com", "/api/v1/x", "v1"},           /* longer prefix beats a better host */
     {"api.example.com", "/", "exact_root"},           /* exact host at "/" */
@@ -62,6 +64,7 @@ static const struct {
     {NULL, "/api//x", "any_api"},
     {NULL, "/%61pi/x", "any_api"},                    /* %61 is 'a', unreserved */
     {NULL, "/%41pi/x", "any_root"},                   /* %41 is 'A': paths are case-sensitive */
+    {NULL, "/%7Euser/x", "tilde"},                    /* %7E is '~', unreserved too */
     {NULL, "/api%2Fx", "any_api"},                    /* encoded slash */
     {NULL, "/api%5cx", "any_api"},                    /* backslash, encoded or not */
     {NULL, "/\\api\\x", "any_api"},
