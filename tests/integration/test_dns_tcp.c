@@ -460,6 +460,37 @@ static void test_tcp_lookups_bounded(void **state)
     fake_dns_stop(d);
 }
 
+#define GIVEN_BACK_LOOKUPS (TCP_INFLIGHT_MAX + 2)
+
+/* Each lookup over TCP gives its place back when it ends: one after another, more of them than
+ * may run at once are each asked over TCP and answered (no pooling: every request resolves). */
+static void test_tcp_lookups_given_back(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct fake_dns *d = dns_start(FAKE_DNS_TCP_ANSWER, false);
+    struct harness *h = px_start(d, false, fake_origin_port(o), DNS_TIMEOUT_MS, "keepalive = 0\n",
+                                 "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    for (int i = 0; i < GIVEN_BACK_LOOKUPS; i++) {
+        assert_int_equal(raw_send_str(c, "GET /many HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        if (r.status != 200)
+            fail_msg("lookup %d: %d %.*s", i + 1, r.status, r.body ? (int)r.body_len : 0,
+                     r.body ? r.body : "");
+        raw_response_free(&r);
+    }
+    assert_int_equal(fake_dns_tcp_queries(d), 2 * GIVEN_BACK_LOOKUPS);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_dns_stop(d);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -467,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_cancel_mid_tcp),
         cmocka_unit_test(test_health_check_over_tcp),
         cmocka_unit_test(test_tcp_lookups_bounded),
+        cmocka_unit_test(test_tcp_lookups_given_back),
         cmocka_unit_test(test_stop_and_reload_mid_tcp),
         cmocka_unit_test(test_tcp_in_vain_not_asked_again),
         cmocka_unit_test(test_retry_after_tcp_failure),
