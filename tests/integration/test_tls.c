@@ -87,6 +87,9 @@ static const struct {
     {"sni_mismatch", O_VALID, "tls = on\nca_file = {{certs}}/ca.pem\nsni = wrong.example\n"},
     /* ... and the wrong-name certificate does */
     {"sni_match", O_WRONG, "tls = on\nca_file = {{certs}}/ca.pem\nsni = wrong.example\n"},
+    /* ... whose partial wildcard ap*.partial.test matches no name, api.partial.test included */
+    {"partial_wildcard", O_WRONG,
+     "tls = on\nca_file = {{certs}}/ca.pem\nsni = api.partial.test\n"},
     /* verify = off: a self-signed certificate is accepted */
     {"verify_off", O_SELF, "tls = on\nverify = off\n"},
     /* verify = on (the default) refuses it */
@@ -220,6 +223,7 @@ static const struct up_row up_rows[] = {
     {"sni", 200, NULL, NULL, "localhost", NULL},
     {"sni_mismatch", 502, "tls_certificate_invalid", "hostname mismatch", NULL, NULL},
     {"sni_match", 200, NULL, NULL, "wrong.example", NULL},
+    {"partial_wildcard", 502, "tls_certificate_invalid", "hostname mismatch", NULL, NULL},
     {"verify_off", 200, NULL, NULL, NULL, NULL},
     {"verify_on", 502, "tls_certificate_invalid", "self-signed", NULL, NULL},
     /* the client certificate reaches the origin */
