@@ -1252,6 +1252,9 @@ static int ticket_rotation_round(int period)
 
         answered(full, h, i == 0 ? "TLSv1.2, first handshake" : "TLSv1.3, first handshake");
         assert_int_equal(full, 0);
+        /* the lifetime told is the tickets' two periods in whole seconds, rounded up */
+        assert_int_equal(SSL_SESSION_get_ticket_lifetime_hint(first[i]),
+                         (2 * period + 999) / 1000);
         renewed[i] = first[i];
         SSL_SESSION_up_ref(renewed[i]);
     }
