@@ -130,6 +130,34 @@ static void test_route_no_match(void **state)
     cfg_free(cfg);
 }
 
+/* "Longest" is the length a prefix reads as: "/%61pi/" reads as "/api/" (5), shorter than
+ * "/api/v" (6), which it outran by its 7 bytes; "/api//" reads as "/api/" too. */
+static void test_route_read_length(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(UP "[route escaped]\nupstream = app\nprefix = /%61pi/\n"
+                                    "[route slashes]\nupstream = app\nprefix = /api//\n"
+                                    "[route longer]\nupstream = app\nprefix = /api/v\n");
+    static const struct {
+        const char *path;
+        const char *route;
+    } rows[] = {
+        {"/api/v1", "longer"},
+        {"/api/x", "escaped"}, /* equal as read: the first in the file */
+        {"/%61pi/%76", "longer"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const struct route_conf *r = route_match(cfg, NULL, 0, rows[i].path, strlen(rows[i].path));
+        if (!r || strcmp(r->name, rows[i].route) != 0)
+            fail_msg("path '%s': %s, want %s", rows[i].path, r ? r->name : "(none)",
+                     rows[i].route);
+    }
+    assert_int_equal(route_prefix_read_len("/%61pi/"), 5);
+    assert_int_equal(route_prefix_read_len("/a%2Fb"), 4); /* an encoded slash is one */
+    assert_int_equal(route_prefix_read_len("/%2x"), 4);   /* a broken escape is itself */
+    cfg_free(cfg);
+}
+
 /* One upstream and no route: the implicit route takes every host and path. */
 static void test_implicit_route(void **state)
 {
@@ -191,6 +219,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_route),
         cmocka_unit_test(test_route_no_match),
+        cmocka_unit_test(test_route_read_length),
         cmocka_unit_test(test_implicit_route),
         cmocka_unit_test(test_plain_len),
     };
