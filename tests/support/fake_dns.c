@@ -342,7 +342,7 @@ static bool tcp_answer(struct fake_dns *d, struct dns_tcp_conn *c, const uint8_t
 
     if (d->tcp == FAKE_DNS_TCP_PIECES) {
         ends[0] = 1;
-        ends[1] = 2 + rlen / 2;
+        ends[1] = rlen; /* all but the last two bytes: the length counts them too */
     }
     for (int i = 0; i < 3 && sent < rlen + 2; i++) {
         if (i > 0 && d->tcp == FAKE_DNS_TCP_PIECES) {

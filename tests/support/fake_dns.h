@@ -28,7 +28,7 @@ enum fake_dns_tcp {
     FAKE_DNS_TCP_MALFORMED, /* answers with the first record's name a compression pointer to
                              * itself (a loop); an answer without records as TCP_ANSWER */
     FAKE_DNS_TCP_PIECES,    /* as TCP_ANSWER, each answer in three sends 5 ms apart: one byte of
-                             * its length, then up to its middle, then the rest */
+                             * its length, then all but its last two bytes, then those */
 };
 
 struct fake_dns_opts {
