@@ -60,6 +60,13 @@ static const struct tcp_row tcp_rows[] = {
     { "TCP malformed", FAKE_DNS_TCP_MALFORMED, false, 502, "dns_error",
       "failed over TCP: answer record 1 of 40: a compression pointer that does not point back from "
       "127.0.0.1:" },
+    /* ... or its last record's: the 39 addresses before it are not used either */
+    { "TCP malformed last record", FAKE_DNS_TCP_MALFORMED_LAST, false, 502, "dns_error",
+      "failed over TCP: answer record 40 of 40: a compression pointer that does not point back "
+      "from 127.0.0.1:" },
+    /* the same answer twice: the second answers no query left */
+    { "TCP answer twice", FAKE_DNS_TCP_TWICE, false, 502, "dns_error",
+      "to no query asked from 127.0.0.1:" },
 };
 
 static struct fake_dns *dns_start(enum fake_dns_tcp tcp, bool ipv6)
