@@ -67,6 +67,9 @@ static const struct tcp_row tcp_rows[] = {
     /* the same answer twice: the second answers no query left */
     { "TCP answer twice", FAKE_DNS_TCP_TWICE, false, 502, "dns_error",
       "to no query asked from 127.0.0.1:" },
+    /* NXDOMAIN to one question, no address to the other: the name does not exist */
+    { "TCP NXDOMAIN to A only", FAKE_DNS_TCP_NXDOMAIN_A, false, 502, "dns_error",
+      "no such name (NXDOMAIN) from 127.0.0.1:" },
 };
 
 static struct fake_dns *dns_start(enum fake_dns_tcp tcp, bool ipv6)

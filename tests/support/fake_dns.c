@@ -336,6 +336,11 @@ static bool tcp_answer(struct fake_dns *d, struct dns_tcp_conn *c, const uint8_t
     if (d->tcp == FAKE_DNS_TCP_MALFORMED && get16(r + 2 + 6) > 0) {
         put16(r + 2 + first, (uint16_t)(0xC000 | first)); /* a pointer to itself */
     }
+    if (d->tcp == FAKE_DNS_TCP_NXDOMAIN_A && get16(r + 2 + first - 4) == QTYPE_A) {
+        put16(r + 2 + 2, (uint16_t)((get16(r + 2 + 2) & 0xFFF0) | 3)); /* rcode NXDOMAIN */
+        put16(r + 2 + 6, 0);
+        rlen = first; /* the question only */
+    }
     if (d->tcp == FAKE_DNS_TCP_MALFORMED_LAST && get16(r + 2 + 6) > 0) {
         put16(r + 2 + rlen - 16, (uint16_t)(0xC000 | (rlen - 16)));
     }
