@@ -1462,6 +1462,38 @@ static void test_termination_plain_http(void **state)
     assert_int_equal(metric("portico_client_tls_handshake_failures_total"), failures0);
 }
 
+/* A client whose first record is a ClientHello and whose next bytes read as a plain HTTP request
+ * spoke TLS: its handshake failed, and no plain-HTTP 400 goes out in the clear on it (the first
+ * record header tells plain HTTP, not the last one read). */
+static void test_termination_hello_then_plain(void **state)
+{
+    (void)state;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(ctx);
+    SSL *ssl = SSL_new(ctx);
+    assert_non_null(ssl);
+    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+    assert_true(rb && wb);
+    SSL_set_bio(ssl, rb, wb);
+    SSL_set_connect_state(ssl);
+    assert_int_equal(SSL_do_handshake(ssl), -1); /* the ClientHello written, an answer wanted */
+    char *hello = NULL;
+    long n = BIO_get_mem_data(wb, &hello);
+    assert_true(n > 0);
+    struct raw_conn *c = px_connect_port(harness_port(t.h, "tls"));
+    assert_int_equal(raw_send(c, hello, (size_t)n), 0);
+    assert_int_equal(raw_send_str(c, "DELETE /plain/x HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    size_t len = 0;
+    char *got = raw_read_all(c, IO_MS, &len);
+    assert_non_null(got);
+    print_message("  %zu bytes back, then the close\n", len);
+    assert_null(memmem(got, len, "HTTP/1.1 400", 12));
+    free(got);
+    raw_close(c);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+}
+
 /* A connection that closes before its first byte (a load balancer's TCP health check, a port
  * scan, harness_start's own probe) never began a TLS handshake: like on a plain listener, it is
  * neither an error-log line nor a handshake failure, whose counter is then worth alerting on.
@@ -1894,6 +1926,7 @@ int main(void)
         cmocka_unit_test(test_termination_resumption_by_ticket_only),
         cmocka_unit_test(test_termination_garbage),
         cmocka_unit_test(test_termination_plain_http),
+        cmocka_unit_test(test_termination_hello_then_plain),
         cmocka_unit_test(test_termination_failures_flood),
         cmocka_unit_test(test_termination_silent_close),
         cmocka_unit_test(test_termination_silent_connections_light),
