@@ -881,6 +881,7 @@ static void validate_routes(struct cfg_loader *ld)
             return;
         r->prefix_len = strlen(r->prefix);
         r->prefix_plain = route_plain_len(r->prefix, r->prefix_len) == r->prefix_len;
+        r->prefix_read_len = route_prefix_read_len(r->prefix);
         if (!r->upstream_name) {
             cfg_report(ld, r->line, "[route %s] has no upstream", r->name);
             continue;

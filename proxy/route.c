@@ -76,6 +76,15 @@ bool route_prefix_matches(const char *path, size_t path_len, const char *prefix)
     return true;
 }
 
+size_t route_prefix_read_len(const char *prefix)
+{
+    struct path_reader r = {prefix, strlen(prefix), 0};
+    size_t n = 0;
+    while (path_next(&r) >= 0)
+        n++;
+    return n;
+}
+
 /* A byte's high bit set where the byte of x is zero, and nowhere else (no borrow runs into the
  * next byte, as in the shorter test that says only whether one is). */
 static inline uint64_t zero_bytes(uint64_t x)
@@ -140,12 +149,13 @@ const struct route_conf *route_match_plain(const struct config *cfg, const char 
         enum host_rank rank = host_rank(r->host, h, hlen);
         if (rank == HOST_NO_MATCH)
             continue;
-        size_t plen = r->prefix_len;
         /* Where both read as themselves, memcmp says it at once: every request is matched
          * against every route (up to 1024), and reading a normalised character at a time cost
          * 1024 routes sharing "/api/v1/" 4 times the CPU */
-        if (!route_prefix_holds(path, path_len, plain, r->prefix, plen, r->prefix_plain))
+        if (!route_prefix_holds(path, path_len, plain, r->prefix, r->prefix_len,
+                                r->prefix_plain))
             continue;
+        size_t plen = r->prefix_read_len; /* "/%61pi/" is no longer than "/api/" */
         if (!best || plen > best_len || (plen == best_len && rank > best_rank)) {
             best = r;
             best_len = plen;

@@ -149,6 +149,7 @@ struct route_conf {
     size_t prefix_len;                     /* strlen(prefix): every request is matched against
                                               every route */
     bool prefix_plain;                     /* no escape, backslash or "//": it reads as itself */
+    size_t prefix_read_len;                /* its length as it reads (route_prefix_read_len) */
     char *upstream_name;
     int upstream;                          /* index into cfg->upstreams, resolved */
     enum expect_mode expect;

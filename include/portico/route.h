@@ -22,6 +22,10 @@ bool route_prefix_matches(const char *path, size_t path_len, const char *prefix)
  * with memcmp over a path that does so as far. */
 size_t route_plain_len(const char *p, size_t n);
 
+/* How many characters prefix reads as, normalised as route_prefix_matches reads it: what
+ * "longest" compares ("/%61pi/" is 5 long, as "/api/" is). */
+size_t route_prefix_read_len(const char *prefix);
+
 /* route_prefix_matches, at memcmp's cost where it may: plain is route_plain_len(path) (0 when
  * not known), prefix_plain whether the prefix (prefix_len bytes) reads as itself whole. Both read
  * as themselves over the prefix's length, or the path reads so whole (a prefix longer than it
@@ -30,7 +34,8 @@ bool route_prefix_holds(const char *path, size_t path_len, size_t plain, const c
                         size_t prefix_len, bool prefix_plain);
 
 /*
- * The route for a request: longest matching prefix (route_prefix_matches) among routes whose
+ * The route for a request: longest matching prefix (route_prefix_matches, its length as it
+ * reads: route_prefix_read_len) among routes whose
  * host matches (exact hosts before wildcards before host-less routes at equal prefix length).
  * host is the Host field value (port stripped by the function), may be NULL. Returns the route,
  * or NULL for no match.

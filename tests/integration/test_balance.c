@@ -1083,6 +1083,59 @@ static void test_health_check_1xx_flood(void **state)
     fake_origin_stop(flood);
 }
 
+/* The answers of test_health_check_answer_edges' checks: 32 interim responses (as many as a
+ * check reads) then the final 200; an interim status alone. */
+static char interim_32[32 * 27 + 40];
+static const struct fo_step interim_32_then_ok[] = {FO_SEND(interim_32), FO_HOLD(), FO_END()};
+static const struct fo_step processing_only[] = {FO_SEND("HTTP/1.1 102 Processing\r\n\r\n"),
+                                                 FO_HOLD(), FO_END()};
+
+static const struct {
+    const char *why;
+    const struct fo_step *check_answer;
+    const char *expect;
+} answer_rows[] = {
+    {"32 x 102, then 200 (the count starts over each check)", interim_32_then_ok, "200"},
+    {"102, the status expected", processing_only, "102"},
+};
+
+static const struct fo_step *pick_answer_row(const struct fo_request_info *req, void *arg)
+{
+    if (strncmp(req->head, "GET /healthz ", 13) != 0)
+        return respond_ok;
+    return answer_rows[(uintptr_t)arg].check_answer;
+}
+
+/* Checks that pass at the edges of reading an answer: the 32nd interim response is one a
+ * check reads, and a check that expects an interim status passes on it (it is final to the
+ * check). Each origin's first two checks pass, which the third one's arrival tells (a check is
+ * armed by the end of the one before). */
+static void test_health_check_answer_edges(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 32; i++)
+        memcpy(interim_32 + i * 27, "HTTP/1.1 102 Processing\r\n\r\n", 27);
+    strcpy(interim_32 + 32 * 27, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    for (size_t i = 0; i < sizeof(answer_rows) / sizeof(answer_rows[0]); i++) {
+        struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_answer_row,
+                                        .pick_arg = (void *)(uintptr_t)i};
+        struct fake_origin *o = fake_origin_start(&opts);
+        assert_non_null(o);
+        struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}",
+                                     "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                     "health_check = GET /healthz every 500ms expect %s\n",
+                                     fake_origin_port(o), answer_rows[i].expect);
+        assert_int_equal(fake_origin_wait_requests(o, 3, PX_IO_MS), 0);
+        double failed = scrape_metric(harness_port(h, "admin"),
+                                      "portico_health_checks_failed_total", PX_IO_MS);
+        print_message("  %s: %.0f failed\n", answer_rows[i].why, failed);
+        if (failed != 0)
+            fail_msg("%s: a check failed", answer_rows[i].why);
+        px_stop(h);
+        fake_origin_stop(o);
+    }
+}
+
 /* ---- rise and fall: checks answered one at a time ---- */
 
 /* The origin of the rise/fall tests. Each check waits at a gate until the test lets it answer,
@@ -1809,6 +1862,7 @@ int main(void)
         cmocka_unit_test(test_health_check_tls_refused),
         cmocka_unit_test(test_check_keeps_passive_verdict),
         cmocka_unit_test(test_health_check_1xx_flood),
+        cmocka_unit_test(test_health_check_answer_edges),
         cmocka_unit_test(test_health_check_stuck_phase),
         cmocka_unit_test(test_health_check_dns_failure),
         cmocka_unit_test(test_health_check_fall),

@@ -60,6 +60,16 @@ static const struct tcp_row tcp_rows[] = {
     { "TCP malformed", FAKE_DNS_TCP_MALFORMED, false, 502, "dns_error",
       "failed over TCP: answer record 1 of 40: a compression pointer that does not point back from "
       "127.0.0.1:" },
+    /* ... or its last record's: the 39 addresses before it are not used either */
+    { "TCP malformed last record", FAKE_DNS_TCP_MALFORMED_LAST, false, 502, "dns_error",
+      "failed over TCP: answer record 40 of 40: a compression pointer that does not point back "
+      "from 127.0.0.1:" },
+    /* the same answer twice: the second answers no query left */
+    { "TCP answer twice", FAKE_DNS_TCP_TWICE, false, 502, "dns_error",
+      "to no query asked from 127.0.0.1:" },
+    /* NXDOMAIN to one question, no address to the other: the name does not exist */
+    { "TCP NXDOMAIN to A only", FAKE_DNS_TCP_NXDOMAIN_A, false, 502, "dns_error",
+      "no such name (NXDOMAIN) from 127.0.0.1:" },
 };
 
 static struct fake_dns *dns_start(enum fake_dns_tcp tcp, bool ipv6)
@@ -460,6 +470,37 @@ static void test_tcp_lookups_bounded(void **state)
     fake_dns_stop(d);
 }
 
+#define GIVEN_BACK_LOOKUPS (TCP_INFLIGHT_MAX + 2)
+
+/* Each lookup over TCP gives its place back when it ends: one after another, more of them than
+ * may run at once are each asked over TCP and answered (no pooling: every request resolves). */
+static void test_tcp_lookups_given_back(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct fake_dns *d = dns_start(FAKE_DNS_TCP_ANSWER, false);
+    struct harness *h = px_start(d, false, fake_origin_port(o), DNS_TIMEOUT_MS, "keepalive = 0\n",
+                                 "");
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    for (int i = 0; i < GIVEN_BACK_LOOKUPS; i++) {
+        assert_int_equal(raw_send_str(c, "GET /many HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+        if (r.status != 200)
+            fail_msg("lookup %d: %d %.*s", i + 1, r.status, r.body ? (int)r.body_len : 0,
+                     r.body ? r.body : "");
+        raw_response_free(&r);
+    }
+    assert_int_equal(fake_dns_tcp_queries(d), 2 * GIVEN_BACK_LOOKUPS);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_dns_stop(d);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -467,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_cancel_mid_tcp),
         cmocka_unit_test(test_health_check_over_tcp),
         cmocka_unit_test(test_tcp_lookups_bounded),
+        cmocka_unit_test(test_tcp_lookups_given_back),
         cmocka_unit_test(test_stop_and_reload_mid_tcp),
         cmocka_unit_test(test_tcp_in_vain_not_asked_again),
         cmocka_unit_test(test_retry_after_tcp_failure),

@@ -87,6 +87,9 @@ static const struct {
     {"sni_mismatch", O_VALID, "tls = on\nca_file = {{certs}}/ca.pem\nsni = wrong.example\n"},
     /* ... and the wrong-name certificate does */
     {"sni_match", O_WRONG, "tls = on\nca_file = {{certs}}/ca.pem\nsni = wrong.example\n"},
+    /* ... whose partial wildcard ap*.partial.test matches no name, api.partial.test included */
+    {"partial_wildcard", O_WRONG,
+     "tls = on\nca_file = {{certs}}/ca.pem\nsni = api.partial.test\n"},
     /* verify = off: a self-signed certificate is accepted */
     {"verify_off", O_SELF, "tls = on\nverify = off\n"},
     /* verify = on (the default) refuses it */
@@ -220,6 +223,7 @@ static const struct up_row up_rows[] = {
     {"sni", 200, NULL, NULL, "localhost", NULL},
     {"sni_mismatch", 502, "tls_certificate_invalid", "hostname mismatch", NULL, NULL},
     {"sni_match", 200, NULL, NULL, "wrong.example", NULL},
+    {"partial_wildcard", 502, "tls_certificate_invalid", "hostname mismatch", NULL, NULL},
     {"verify_off", 200, NULL, NULL, NULL, NULL},
     {"verify_on", 502, "tls_certificate_invalid", "self-signed", NULL, NULL},
     /* the client certificate reaches the origin */
@@ -1248,6 +1252,9 @@ static int ticket_rotation_round(int period)
 
         answered(full, h, i == 0 ? "TLSv1.2, first handshake" : "TLSv1.3, first handshake");
         assert_int_equal(full, 0);
+        /* the lifetime told is the tickets' two periods in whole seconds, rounded up */
+        assert_int_equal(SSL_SESSION_get_ticket_lifetime_hint(first[i]),
+                         (2 * period + 999) / 1000);
         renewed[i] = first[i];
         SSL_SESSION_up_ref(renewed[i]);
     }
@@ -1453,6 +1460,38 @@ static void test_termination_plain_http(void **state)
     assert_true(tu_contains(line, " status=400 "));
     free(line);
     assert_int_equal(metric("portico_client_tls_handshake_failures_total"), failures0);
+}
+
+/* A client whose first record is a ClientHello and whose next bytes read as a plain HTTP request
+ * spoke TLS: its handshake failed, and no plain-HTTP 400 goes out in the clear on it (the first
+ * record header tells plain HTTP, not the last one read). */
+static void test_termination_hello_then_plain(void **state)
+{
+    (void)state;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(ctx);
+    SSL *ssl = SSL_new(ctx);
+    assert_non_null(ssl);
+    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+    assert_true(rb && wb);
+    SSL_set_bio(ssl, rb, wb);
+    SSL_set_connect_state(ssl);
+    assert_int_equal(SSL_do_handshake(ssl), -1); /* the ClientHello written, an answer wanted */
+    char *hello = NULL;
+    long n = BIO_get_mem_data(wb, &hello);
+    assert_true(n > 0);
+    struct raw_conn *c = px_connect_port(harness_port(t.h, "tls"));
+    assert_int_equal(raw_send(c, hello, (size_t)n), 0);
+    assert_int_equal(raw_send_str(c, "DELETE /plain/x HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    size_t len = 0;
+    char *got = raw_read_all(c, IO_MS, &len);
+    assert_non_null(got);
+    print_message("  %zu bytes back, then the close\n", len);
+    assert_null(memmem(got, len, "HTTP/1.1 400", 12));
+    free(got);
+    raw_close(c);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
 }
 
 /* A connection that closes before its first byte (a load balancer's TCP health check, a port
@@ -1887,6 +1926,7 @@ int main(void)
         cmocka_unit_test(test_termination_resumption_by_ticket_only),
         cmocka_unit_test(test_termination_garbage),
         cmocka_unit_test(test_termination_plain_http),
+        cmocka_unit_test(test_termination_hello_then_plain),
         cmocka_unit_test(test_termination_failures_flood),
         cmocka_unit_test(test_termination_silent_close),
         cmocka_unit_test(test_termination_silent_connections_light),

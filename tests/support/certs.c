@@ -58,7 +58,7 @@ static const char ca_conf_fmt[] =
     "basicConstraints = critical,CA:FALSE\n"
     "keyUsage = critical,digitalSignature\n"
     "extendedKeyUsage = serverAuth\n"
-    "subjectAltName = DNS:wrong.example\n"
+    "subjectAltName = DNS:wrong.example,DNS:ap*.partial.test\n"
     "[client_ext]\n"
     "basicConstraints = critical,CA:FALSE\n"
     "keyUsage = critical,digitalSignature\n"

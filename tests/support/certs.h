@@ -16,7 +16,9 @@ struct test_certs {
     const char *self_signed_key;
     const char *expired_cert;     /* like server_cert, but valid only 2020-01-01..2020-01-02 */
     const char *expired_key;
-    const char *wrong_name_cert;  /* CN/SAN wrong.example only; signed by the CA; valid */
+    const char *wrong_name_cert;  /* CN/SAN wrong.example, and ap*.partial.test (a partial
+                                   * wildcard, which Portico takes for no name); signed by the CA;
+                                   * valid */
     const char *wrong_name_key;
     const char *client_cert;      /* CN "portico-test-client", clientAuth; signed by the CA */
     const char *client_key;

@@ -336,13 +336,21 @@ static bool tcp_answer(struct fake_dns *d, struct dns_tcp_conn *c, const uint8_t
     if (d->tcp == FAKE_DNS_TCP_MALFORMED && get16(r + 2 + 6) > 0) {
         put16(r + 2 + first, (uint16_t)(0xC000 | first)); /* a pointer to itself */
     }
+    if (d->tcp == FAKE_DNS_TCP_NXDOMAIN_A && get16(r + 2 + first - 4) == QTYPE_A) {
+        put16(r + 2 + 2, (uint16_t)((get16(r + 2 + 2) & 0xFFF0) | 3)); /* rcode NXDOMAIN */
+        put16(r + 2 + 6, 0);
+        rlen = first; /* the question only */
+    }
+    if (d->tcp == FAKE_DNS_TCP_MALFORMED_LAST && get16(r + 2 + 6) > 0) {
+        put16(r + 2 + rlen - 16, (uint16_t)(0xC000 | (rlen - 16)));
+    }
     put16(r, (uint16_t)rlen);
     /* where each send ends: all at once, or in pieces that arrive as separate reads */
     size_t ends[3] = { rlen + 2, rlen + 2, rlen + 2 }, sent = 0;
 
     if (d->tcp == FAKE_DNS_TCP_PIECES) {
         ends[0] = 1;
-        ends[1] = 2 + rlen / 2;
+        ends[1] = rlen; /* all but the last two bytes: the length counts them too */
     }
     for (int i = 0; i < 3 && sent < rlen + 2; i++) {
         if (i > 0 && d->tcp == FAKE_DNS_TCP_PIECES) {
@@ -353,6 +361,11 @@ static bool tcp_answer(struct fake_dns *d, struct dns_tcp_conn *c, const uint8_t
             return false;
         }
         sent = ends[i];
+    }
+    if (d->tcp == FAKE_DNS_TCP_TWICE &&
+        send(c->fd, r, rlen + 2, MSG_NOSIGNAL) != (ssize_t)(rlen + 2)) {
+        tcp_close(d, c);
+        return false;
     }
     return true;
 }

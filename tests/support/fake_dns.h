@@ -28,7 +28,12 @@ enum fake_dns_tcp {
     FAKE_DNS_TCP_MALFORMED, /* answers with the first record's name a compression pointer to
                              * itself (a loop); an answer without records as TCP_ANSWER */
     FAKE_DNS_TCP_PIECES,    /* as TCP_ANSWER, each answer in three sends 5 ms apart: one byte of
-                             * its length, then up to its middle, then the rest */
+                             * its length, then all but its last two bytes, then those */
+    FAKE_DNS_TCP_TWICE,     /* as TCP_ANSWER, each answer sent twice */
+    FAKE_DNS_TCP_NXDOMAIN_A, /* as TCP_ANSWER, but the A answer is NXDOMAIN (no records) while
+                             * the AAAA one is not */
+    FAKE_DNS_TCP_MALFORMED_LAST, /* as TCP_MALFORMED, but the last record (of 16 bytes, as
+                             * every A record of this server is) is the one pointing to itself */
 };
 
 struct fake_dns_opts {

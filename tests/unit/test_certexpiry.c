@@ -162,6 +162,21 @@ static void test_leaf_and_chain(void **state)
         for (int k = 0; k < s.n; k++)
             assert_string_equal(s.lines[k], rows[i].want[k]);
     }
+    /* a chain certificate that ends with the leaf, to the second, ends no earlier: only the
+     * leaf's own warning */
+    X509 *twin = make_cert(key, "twin", t - DAY, t + 30 * DAY);
+    SSL_CTX *same = SSL_CTX_new(TLS_server_method());
+    assert_non_null(same);
+    assert_int_equal(SSL_CTX_use_certificate(same, leaf), 1);
+    assert_int_equal(SSL_CTX_add1_chain_cert(same, twin), 1);
+    struct seen one = {.n = 0};
+    int64_t ends = 0;
+    assert_int_equal(certexpiry_check_own(same, t + 31 * DAY, &ends, collect, &one), 0);
+    assert_int_equal(one.n, 1);
+    assert_string_equal(one.lines[0],
+                        "the certificate expired on 2026-12-30 12:00:00 UTC (1 day ago)");
+    SSL_CTX_free(same);
+    X509_free(twin);
     /* a context without a certificate (a client's with none): nothing to judge */
     SSL_CTX *bare = SSL_CTX_new(TLS_client_method());
     int64_t unused = 0;

@@ -359,6 +359,7 @@ static const struct {
     {"</caf\xc3\xa9.woff2>", true, "/caf\xc3\xa9.woff2"}, /* an IRI's UTF-8, as browsers take */
     {"</a%2>", false, NULL},                          /* '%' without two hex digits */
     {"</a%zz>", false, NULL},                         /* '%' without two hex digits */
+    {"</a%2g>", false, NULL},                         /* ... the second not hex */
     {"</a> x; rel=preload", false, NULL},             /* text between > and ; */
     {"</a>rel=preload", false, NULL},                 /* no ; before the parameter */
     {"</a>;", true, "/a"},                            /* an empty parameter (RFC 9110 5.6.6) */
@@ -502,6 +503,40 @@ static void test_hint_collect(void **state)
         }
         hint_cache_free(c);
     }
+    /* a link is taken with room for its separator: 17 bytes of link need 18 */
+    static const char link[] = "</a>; rel=preload";
+    struct h1_field f = {"Link", 4, link, sizeof(link) - 1, H1_F_LINK};
+    char buf[32];
+    assert_int_equal(hint_collect(&f, 1, buf, sizeof(link) - 1), 0);
+    assert_int_equal(hint_collect(&f, 1, buf, sizeof(link)), sizeof(link) - 1);
+}
+
+/* hint_filter's two bounds: links that fill out to its last byte all go, one byte less and the
+ * last is left out; a set holds HINT_SET_SLOTS / 2 links, and the one after is not hinted. */
+static void test_hint_filter_bounds(void **state)
+{
+    (void)state;
+    static const char two[] = "</a>, </b>"; /* "</a>, </b>" out: 10 bytes */
+    char out[16];
+    struct hint_set set = {0};
+    assert_int_equal(hint_filter(&set, two, strlen(two), out, 10), 10);
+    assert_memory_equal(out, "</a>, </b>", 10);
+    memset(&set, 0, sizeof(set));
+    assert_int_equal(hint_filter(&set, two, strlen(two), out, 9), 4);
+    assert_int_equal(set.n, 1); /* </b> not remembered: it may go with the next 103 */
+
+    enum { LINKS = HINT_SET_SLOTS / 2 + 1 };
+    static char many[LINKS * 9], big[LINKS * 9];
+    size_t len = 0;
+    for (int i = 0; i < LINKS; i++)
+        len += (size_t)snprintf(many + len, sizeof(many) - len, "%s</%d>", i ? ", " : "", i);
+    memset(&set, 0, sizeof(set));
+    size_t n = hint_filter(&set, many, len, big, sizeof(big));
+    assert_int_equal(set.n, HINT_SET_SLOTS / 2);
+    size_t hinted = 0;
+    for (size_t i = 0; i < n; i++)
+        hinted += big[i] == '<';
+    assert_int_equal(hinted, HINT_SET_SLOTS / 2);
 }
 
 int main(void)
@@ -518,6 +553,7 @@ int main(void)
         cmocka_unit_test(test_link_uri),
         cmocka_unit_test(test_link_is_hint),
         cmocka_unit_test(test_hint_collect),
+        cmocka_unit_test(test_hint_filter_bounds),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

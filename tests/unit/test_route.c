@@ -27,7 +27,8 @@ static const char route_ini[] = UP
     "[route exact_root]\nupstream = app\nhost = api.example.com\n"
     "[route wild_root]\nupstream = app\nhost = *.example.com\n"
     "[route org]\nupstream = app\nhost = WWW.Example.ORG.\nprefix = /www/\n"
-    "[route esc]\nupstream = app\nprefix = /e%73c//x/\n";
+    "[route esc]\nupstream = app\nprefix = /e%73c//x/\n"
+    "[route tilde]\nupstream = app\nprefix = /~user/\n";
 
 static const struct {
     const char *host; /* NULL: no Host */
@@ -41,6 +42,7 @@ static const struct {
     {"a.b.example.com", "/api/x", "wild_api"},        /* wildcard covers deeper names */
     {"example.com", "/api/x", "any_api"},             /* *.example.com is not example.com */
     {"xexample.com", "/api/x", "any_api"},            /* nor a name merely ending the same */
+    {".example.com", "/api/x", "any_api"},            /* nor the bare suffix: no label before it */
     {"unknown.test", "/api/x", "any_api"},            /* no host route: host-less */
     {"api.example.com", "/api/v1/x", "v1"},           /* longer prefix beats a better host */
     {"api.example.com", "/", "exact_root"},           /* exact host at "/" */
@@ -62,6 +64,7 @@ static const struct {
     {NULL, "/api//x", "any_api"},
     {NULL, "/%61pi/x", "any_api"},                    /* %61 is 'a', unreserved */
     {NULL, "/%41pi/x", "any_root"},                   /* %41 is 'A': paths are case-sensitive */
+    {NULL, "/%7Euser/x", "tilde"},                    /* %7E is '~', unreserved too */
     {NULL, "/api%2Fx", "any_api"},                    /* encoded slash */
     {NULL, "/api%5cx", "any_api"},                    /* backslash, encoded or not */
     {NULL, "/\\api\\x", "any_api"},
@@ -127,6 +130,34 @@ static void test_route_no_match(void **state)
     cfg_free(cfg);
 }
 
+/* "Longest" is the length a prefix reads as: "/%61pi/" reads as "/api/" (5), shorter than
+ * "/api/v" (6), which it outran by its 7 bytes; "/api//" reads as "/api/" too. */
+static void test_route_read_length(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(UP "[route escaped]\nupstream = app\nprefix = /%61pi/\n"
+                                    "[route slashes]\nupstream = app\nprefix = /api//\n"
+                                    "[route longer]\nupstream = app\nprefix = /api/v\n");
+    static const struct {
+        const char *path;
+        const char *route;
+    } rows[] = {
+        {"/api/v1", "longer"},
+        {"/api/x", "escaped"}, /* equal as read: the first in the file */
+        {"/%61pi/%76", "longer"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const struct route_conf *r = route_match(cfg, NULL, 0, rows[i].path, strlen(rows[i].path));
+        if (!r || strcmp(r->name, rows[i].route) != 0)
+            fail_msg("path '%s': %s, want %s", rows[i].path, r ? r->name : "(none)",
+                     rows[i].route);
+    }
+    assert_int_equal(route_prefix_read_len("/%61pi/"), 5);
+    assert_int_equal(route_prefix_read_len("/a%2Fb"), 4); /* an encoded slash is one */
+    assert_int_equal(route_prefix_read_len("/%2x"), 4);   /* a broken escape is itself */
+    cfg_free(cfg);
+}
+
 /* One upstream and no route: the implicit route takes every host and path. */
 static void test_implicit_route(void **state)
 {
@@ -188,6 +219,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_route),
         cmocka_unit_test(test_route_no_match),
+        cmocka_unit_test(test_route_read_length),
         cmocka_unit_test(test_implicit_route),
         cmocka_unit_test(test_plain_len),
     };

@@ -111,6 +111,9 @@ static void test_period_changes(void **state)
      * the fifth evicts the oldest */
     for (int i = 0; i < 3; i++)
         assert_int_equal(ticket_current(30000 + (uint64_t)i * 1000, P, &k[i]), 0);
+    /* the key before the current one, young for the longer period, still asks for a new ticket:
+     * only the current key's tickets are current */
+    assert_int_equal(ticket_find(k[1].name, 32500, 10000, &got), TICKET_RENEW);
     assert_int_equal(ticket_current(42000, 10000, &k[3]), 0);
     assert_int_equal(ticket_count(), 4);
     assert_int_equal(ticket_current(52000, 10000, &got), 0);
