@@ -9,15 +9,17 @@
 #include "portico/request.h"
 #include "portico/util.h"
 
-/* How well a route's host pattern matches a Host key: the higher the more specific. */
+/* How well a route's host pattern matches a Host key: the higher the more specific. A wildcard
+ * ranks by its suffix's length too, so that *.b.example.com takes a.b.example.com from
+ * *.example.com wherever each stands in the file, as nginx picks the longest wildcard. */
 enum host_rank {
     HOST_NO_MATCH,
-    HOST_ANY,      /* the route names no host */
-    HOST_WILDCARD, /* *.example.com */
-    HOST_EXACT,
+    HOST_ANY,             /* the route names no host */
+    HOST_WILDCARD,        /* *.example.com: + the length of ".example.com" */
+    HOST_EXACT = 2 + 256, /* above every wildcard (a host is at most 253 bytes) */
 };
 
-static enum host_rank host_rank(const char *pattern, const char *host, size_t hlen)
+static unsigned host_rank(const char *pattern, const char *host, size_t hlen)
 {
     if (!pattern)
         return HOST_ANY;
@@ -25,8 +27,9 @@ static enum host_rank host_rank(const char *pattern, const char *host, size_t hl
         return HOST_NO_MATCH;
     if (pattern[0] == '*') {
         size_t plen = strlen(pattern) - 1; /* ".example.com" */
-        return hlen > plen && memcmp(host + hlen - plen, pattern + 1, plen) == 0 ? HOST_WILDCARD
-                                                                                 : HOST_NO_MATCH;
+        return hlen > plen && memcmp(host + hlen - plen, pattern + 1, plen) == 0
+                   ? HOST_WILDCARD + (unsigned)plen
+                   : HOST_NO_MATCH;
     }
     return strlen(pattern) == hlen && memcmp(pattern, host, hlen) == 0 ? HOST_EXACT : HOST_NO_MATCH;
 }
@@ -139,14 +142,14 @@ const struct route_conf *route_match_plain(const struct config *cfg, const char 
     bool keyed = false; /* h is made for the first route that names a host: most name none */
     const struct route_conf *best = NULL;
     size_t best_len = 0;
-    enum host_rank best_rank = HOST_NO_MATCH;
+    unsigned best_rank = HOST_NO_MATCH;
     for (int i = 0; i < cfg->nroutes; i++) {
         const struct route_conf *r = &cfg->routes[i];
         if (r->host && !keyed) {
             hlen = host ? host_key(host, host_len, h, sizeof(h)) : 0;
             keyed = true;
         }
-        enum host_rank rank = host_rank(r->host, h, hlen);
+        unsigned rank = host_rank(r->host, h, hlen);
         if (rank == HOST_NO_MATCH)
             continue;
         /* Where both read as themselves, memcmp says it at once: every request is matched

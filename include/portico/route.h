@@ -35,8 +35,8 @@ bool route_prefix_holds(const char *path, size_t path_len, size_t plain, const c
 
 /*
  * The route for a request: longest matching prefix (route_prefix_matches, its length as it
- * reads: route_prefix_read_len) among routes whose
- * host matches (exact hosts before wildcards before host-less routes at equal prefix length).
+ * reads: route_prefix_read_len) among routes whose host matches (exact hosts before wildcards,
+ * the longer wildcard first, before host-less routes at equal prefix length).
  * host is the Host field value (port stripped by the function), may be NULL. Returns the route,
  * or NULL for no match.
  */

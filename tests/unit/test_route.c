@@ -23,6 +23,7 @@ static const char route_ini[] = UP
     "[route any_api]\nupstream = app\nprefix = /api/\n"
     "[route v1]\nupstream = app\nprefix = /api/v1/\n"
     "[route wild_api]\nupstream = app\nhost = *.example.com\nprefix = /api/\n"
+    "[route wild_b_api]\nupstream = app\nhost = *.b.example.com\nprefix = /api/\n"
     "[route exact_api]\nupstream = app\nhost = api.example.com\nprefix = /api/\n"
     "[route exact_root]\nupstream = app\nhost = api.example.com\n"
     "[route wild_root]\nupstream = app\nhost = *.example.com\n"
@@ -39,7 +40,9 @@ static const struct {
     {NULL, "/api/x", "any_api"},                      /* longest host-less prefix */
     {"api.example.com", "/api/x", "exact_api"},       /* exact > wildcard > any, equal prefix */
     {"other.example.com", "/api/x", "wild_api"},      /* wildcard > any at equal prefix */
-    {"a.b.example.com", "/api/x", "wild_api"},        /* wildcard covers deeper names */
+    {"a.c.example.com", "/api/x", "wild_api"},        /* wildcard covers deeper names */
+    {"a.b.example.com", "/api/x", "wild_b_api"},      /* the longer wildcard, though later */
+    {"b.example.com", "/api/x", "wild_api"},          /* *.b.example.com is not b.example.com */
     {"example.com", "/api/x", "any_api"},             /* *.example.com is not example.com */
     {"xexample.com", "/api/x", "any_api"},            /* nor a name merely ending the same */
     {".example.com", "/api/x", "any_api"},            /* nor the bare suffix: no label before it */
