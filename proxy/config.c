@@ -897,7 +897,9 @@ static void validate_routes(struct cfg_loader *ld)
             const struct route_conf *o = &cfg->routes[j];
             bool same_host = (!o->host && !r->host) || (o->host && r->host &&
                                                         strcmp(o->host, r->host) == 0);
-            if (same_host && strcmp(o->prefix, r->prefix) == 0)
+            /* the same as they read ("/%61pi/" is "/api/"): one would never be taken */
+            if (same_host && o->prefix_read_len == r->prefix_read_len &&
+                route_prefix_matches(o->prefix, o->prefix_len, r->prefix))
                 cfg_report(ld, r->line, "[route %s] has the same host and prefix as [route %s]",
                            r->name, o->name);
         }

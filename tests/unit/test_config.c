@@ -663,6 +663,10 @@ static const struct {
     {"two routes with the same host and prefix",
      UP "[route a]\nupstream = app\n[route b]\nupstream = app\nprefix = /\n",
      {"test.ini:5: [route b] has the same host and prefix as [route a]"}},
+    {"two routes whose prefixes read the same (an escape, a run of slashes)",
+     UP "[route a]\nupstream = app\nprefix = /api/\n[route b]\nupstream = app\n"
+        "prefix = /%61pi//\n",
+     {"test.ini:6: [route b] has the same host and prefix as [route a]"}},
     {"listen tls without tls_cert/tls_key: the line of the listen",
      "[proxy]\nworkers = 1\nlisten = 127.0.0.1:8443 tls\n" UP,
      {"test.ini:3: a 'listen ... tls' needs tls_cert and tls_key in [proxy]"}},
