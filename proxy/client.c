@@ -554,15 +554,17 @@ static void ds_head(void *ctx, const struct resp_head *head, struct body_sink *s
     *sink = (struct body_sink){.out = c->sock.out, .chunked = wire == H1_BODY_CHUNKED};
 }
 
-/* A half-closed client is no longer read (its FIN was): a reset since is seen only in the
- * socket's pending error, looked at as its answer is about to go. */
+/* A client not read, half-closed (its FIN was read) or not yet watched (watch_later): a reset
+ * since is seen only in the socket's pending error, looked at as its answer is about to go.
+ * Unasked, an unwatched client that reset before a quick answer was logged 200, its answer's
+ * bytes counted though its send failed (ECONNRESET), where a watched one is a 499. */
 static bool ds_gone(void *ctx, char *why, size_t size)
 {
     struct client *c = ctx;
     int err = 0;
     socklen_t len = sizeof(err);
-    if (!c->half_closed || getsockopt(c->sock.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 ||
-        err == 0)
+    if (!(c->half_closed || sock_watching_later(&c->sock)) ||
+        getsockopt(c->sock.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0)
         return false;
     snprintf(why, size, "%s", gone_reason(SOCK_ERROR));
     return true;

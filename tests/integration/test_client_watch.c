@@ -6,7 +6,8 @@
  * seen, its origin connection closed and the exchange logged 499, whether its request was read
  * at the accept (the hit) or the read there found nothing (the miss: then it is watched at
  * once); a second request pipelined behind the first, in the same read or later, is answered;
- * a POST whose body comes after the accept gets it through.
+ * a POST whose body comes after the accept gets it through; a client that reset before a quick
+ * answer is logged 499, as a watched one is.
  *
  * The hit is made certain by stopping Portico (SIGSTOP) while the client connects and sends:
  * the accept then finds the bytes. Whether Portico watches the client is read from /proc: the
@@ -284,6 +285,24 @@ static void test_abort_read_at_accept(void **state)
     stop();
 }
 
+/* The hit, and the client reset its connection behind its request (before the accept): the
+ * read at the accept takes the request (the reset is pending in the socket, unread), and the
+ * origin answers at once, most likely within the 5 ms the client is not watched. The reset is
+ * found as the answer is about to go (SO_ERROR): 499, nothing sent, as for a watched client,
+ * whose reset epoll reports first. Before, an answer within those 5 ms was logged 200 with its
+ * bytes counted, though its send failed (ECONNRESET). */
+static void test_reset_before_a_quick_answer(void **state)
+{
+    (void)state;
+    start();
+    struct raw_conn *c = sent_before_the_accept(GET("/second", "cw-rst"), false);
+    raw_abort(c); /* RST, Portico stopped: it finds it only by asking, or by writing */
+    assert_int_equal(harness_signal(fx.h, SIGCONT), 0);
+    double ms = logged("cw-rst", 499);
+    print_message("  logged after %.3f ms\n", ms);
+    stop();
+}
+
 /* The hit, and the client stays: Portico does not watch it while the origin holds the request
  * (when the test looks within those 5 ms: on a loaded host it may be too late to look), watches
  * it from 5 ms after the read, and sees it leave at once from then: 499, the origin connection
@@ -421,6 +440,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_abort_read_at_accept, teardown),
+        cmocka_unit_test_teardown(test_reset_before_a_quick_answer, teardown),
         cmocka_unit_test_teardown(test_watched_after_5_ms, teardown),
         cmocka_unit_test_teardown(test_abort_after_a_read_that_found_nothing, teardown),
         cmocka_unit_test_teardown(test_pipelined_in_the_first_read, teardown),
