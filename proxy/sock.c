@@ -747,11 +747,6 @@ void sock_watch_now(struct sock *s)
     update_rev(s);
 }
 
-bool sock_watching_later(const struct sock *s)
-{
-    return (s->flags & SF_WATCH_LATER) != 0;
-}
-
 void sock_read(struct sock *s, bool on)
 {
     if (s->state == SOCK_CLOSED)

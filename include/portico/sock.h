@@ -144,10 +144,6 @@ bool sock_watch_later(struct sock *s);
  * when none was held back. */
 void sock_watch_now(struct sock *s);
 
-/* Whether sock_watch_later's wait is on: the peer is not watched, so its end or reset is seen
- * only by asking (SO_ERROR) or by a write. */
-bool sock_watching_later(const struct sock *s);
-
 /* Turns reading on or off. While on, SOCK_READABLE arrives whenever bytes were read. Either
  * ends a wait of sock_watch_later: reading off then costs no epoll_ctl either. */
 void sock_read(struct sock *s, bool on);
