@@ -131,6 +131,8 @@ struct client {
                                           more is read; what was read is answered (answer, after
                                           a whole request) or only the answers made go (abort,
                                           finish_answers); then it closes */
+    bool watched_late;                 /* its exchange began unwatched (watch_later): a reset
+                                          may be unseen as the answer goes (ds_gone) */
     uint64_t reset_from_us;            /* CS_RESETTING: since when (client_send_timeout) */
     uint64_t discard_left;             /* request body bytes to drop before the next request */
     struct admin_stream *stream;       /* CS_STREAM: the rest of the admin page */
@@ -554,15 +556,19 @@ static void ds_head(void *ctx, const struct resp_head *head, struct body_sink *s
     *sink = (struct body_sink){.out = c->sock.out, .chunked = wire == H1_BODY_CHUNKED};
 }
 
-/* A half-closed client is no longer read (its FIN was): a reset since is seen only in the
- * socket's pending error, looked at as its answer is about to go. */
+/* A client not read, half-closed (its FIN was read) or not watched when its exchange began
+ * (watch_later): a reset since is seen only in the socket's pending error, looked at as its
+ * answer is about to go. Unasked, an unwatched client that reset before a quick answer was
+ * logged 200, its answer's bytes counted though its send failed (ECONNRESET), where a watched
+ * one is a 499. Asked after the 5 ms too: the reset reported by the dispatch that registers the
+ * client may come behind the origin's answer in the same batch. */
 static bool ds_gone(void *ctx, char *why, size_t size)
 {
     struct client *c = ctx;
     int err = 0;
     socklen_t len = sizeof(err);
-    if (!c->half_closed || getsockopt(c->sock.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 ||
-        err == 0)
+    if (!(c->half_closed || c->watched_late) ||
+        getsockopt(c->sock.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0)
         return false;
     snprintf(why, size, "%s", gone_reason(SOCK_ERROR));
     return true;
@@ -704,6 +710,7 @@ static void ds_done(void *ctx, enum exchange_end end)
 {
     struct client *c = ctx;
     c->ex = NULL;
+    c->watched_late = false;
     sock_splice_end(&c->sock); /* a request body cut short: read the connection again */
     sock_set_timeouts(&c->sock, 0, c->loop->cfg->client_send_timeout_ms);
     if (end == END_RESET) {
@@ -928,8 +935,10 @@ static void watch_later(struct client *c)
 {
     /* CS_EXCHANGE has no deadline of its own: the bound is it (state_expired) */
     if (evbuffer_get_length(c->sock.in) == 0 && exchange_request_whole(c->ex) &&
-        sock_watch_later(&c->sock))
+        sock_watch_later(&c->sock)) {
         sock_set_deadline(&c->sock, event_now_us() + WATCH_LATER_MS * 1000);
+        c->watched_late = true;
+    }
 }
 
 static void parse_head(struct client *c)

@@ -6,7 +6,9 @@
  * seen, its origin connection closed and the exchange logged 499, whether its request was read
  * at the accept (the hit) or the read there found nothing (the miss: then it is watched at
  * once); a second request pipelined behind the first, in the same read or later, is answered;
- * a POST whose body comes after the accept gets it through.
+ * a POST whose body comes after the accept gets it through; a keep-alive request after a quick
+ * answer is read and answered; a client that reset before a quick answer is logged 499, as a
+ * watched one is.
  *
  * The hit is made certain by stopping Portico (SIGSTOP) while the client connects and sends:
  * the accept then finds the bytes. Whether Portico watches the client is read from /proc: the
@@ -284,6 +286,24 @@ static void test_abort_read_at_accept(void **state)
     stop();
 }
 
+/* The hit, and the client reset its connection behind its request (before the accept): the
+ * read at the accept takes the request (the reset is pending in the socket, unread), and the
+ * origin answers at once, most likely within the 5 ms the client is not watched. The reset is
+ * found as the answer is about to go (SO_ERROR): 499, nothing sent, as for a watched client,
+ * whose reset epoll reports first. Before, an answer within those 5 ms was logged 200 with its
+ * bytes counted, though its send failed (ECONNRESET). */
+static void test_reset_before_a_quick_answer(void **state)
+{
+    (void)state;
+    start();
+    struct raw_conn *c = sent_before_the_accept(GET("/second", "cw-rst"), false);
+    raw_abort(c); /* RST, Portico stopped: it finds it only by asking, or by writing */
+    assert_int_equal(harness_signal(fx.h, SIGCONT), 0);
+    double ms = logged("cw-rst", 499);
+    print_message("  logged after %.3f ms\n", ms);
+    stop();
+}
+
 /* The hit, and the client stays: Portico does not watch it while the origin holds the request
  * (when the test looks within those 5 ms: on a loaded host it may be too late to look), watches
  * it from 5 ms after the read, and sees it leave at once from then: 499, the origin connection
@@ -386,6 +406,33 @@ static void test_pipelined_after_the_first_read(void **state)
     stop();
 }
 
+/* The hit, answered at once (within the 5 ms the client is not watched, unless the host is too
+ * loaded: then the timer watches it first, and the row cannot tell), then a second request on
+ * the same connection: the answer's end watches the client (ds_done), the next request is read
+ * and answered. Without it the client stayed out of epoll, idle, until keepalive_timeout. */
+static void test_keep_alive_after_a_quick_answer(void **state)
+{
+    (void)state;
+    start();
+    struct raw_conn *c = sent_before_the_accept(GET("/second", "cw-ka-1"), false);
+    assert_int_equal(harness_signal(fx.h, SIGCONT), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    double ms = logged("cw-ka-1", 200);
+    print_message("  first answered in %.3f ms%s\n", ms,
+                  ms < WATCH_LATER_MS ? "" : " (too slow: watched by the timer, cannot tell)");
+    assert_int_equal(raw_send_str(c, GET("/second", "cw-ka-2")), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "second\n");
+    raw_response_free(&r);
+    raw_close(c);
+    logged("cw-ka-2", 200);
+    stop();
+}
+
 /* A POST whose head is read at the accept and whose body comes after: the client is watched
  * at once (a body is owed), the body reaches the origin whole. */
 static void test_body_after_the_accept(void **state)
@@ -421,10 +468,12 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_abort_read_at_accept, teardown),
+        cmocka_unit_test_teardown(test_reset_before_a_quick_answer, teardown),
         cmocka_unit_test_teardown(test_watched_after_5_ms, teardown),
         cmocka_unit_test_teardown(test_abort_after_a_read_that_found_nothing, teardown),
         cmocka_unit_test_teardown(test_pipelined_in_the_first_read, teardown),
         cmocka_unit_test_teardown(test_pipelined_after_the_first_read, teardown),
+        cmocka_unit_test_teardown(test_keep_alive_after_a_quick_answer, teardown),
         cmocka_unit_test_teardown(test_body_after_the_accept, teardown),
     };
     tu_test_filter(); /* TEST_FILTER=test_watched_after_5_ms runs the matching tests only */
