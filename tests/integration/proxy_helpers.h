@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -388,11 +390,26 @@ PX_HELPER struct raw_conn *px_connect(struct harness *h)
     return px_connect_port(px_port(h));
 }
 
-/* Of Portico's side of c (IPv4): the bytes its TCP received from c, and in *queued those not
- * read yet. Asked of sock_diag for that one socket by its addresses and ports, which the kernel
- * looks up in its hash: a dump walks every socket of the host (~5 ms a read with 26,000 in
- * TIME_WAIT beside other tests). */
-PX_HELPER uint64_t px_peer_received(struct raw_conn *c, long *queued)
+/* SIGSTOP, returning once every thread of portico has stopped (waitid: no polling). 0, or -1
+ * when the signal or the wait failed or portico ended instead. */
+PX_HELPER int px_sigstop(struct harness *h)
+{
+    siginfo_t si;
+    if (harness_signal(h, SIGSTOP) != 0)
+        return -1;
+    memset(&si, 0, sizeof(si));
+    /* WNOWAIT: the harness still reaps the child itself; WEXITED: a crash ends the wait too */
+    if (waitid(P_PID, (id_t)harness_pid(h), &si, WSTOPPED | WEXITED | WNOWAIT) != 0)
+        return -1;
+    return si.si_code == CLD_STOPPED ? 0 : -1;
+}
+
+/* sock_diag's message on Portico's side of c (IPv4), with the extensions ext asks for (a mask
+ * of 1 << (INET_DIAG_x - 1)), in a static buffer: *h its header. Asked for that one socket by its
+ * addresses and ports, which the kernel looks up in its hash: a dump walks every socket of the
+ * host (~5 ms a read with 26,000 in TIME_WAIT beside other tests). */
+PX_HELPER struct inet_diag_msg *px_peer_diag(struct raw_conn *c, uint8_t ext,
+                                             struct nlmsghdr **hp)
 {
     struct sockaddr_in me, peer;
     socklen_t mlen = sizeof(me), plen = sizeof(peer);
@@ -400,7 +417,7 @@ PX_HELPER uint64_t px_peer_received(struct raw_conn *c, long *queued)
     assert_int_equal(getpeername(raw_fd(c), (struct sockaddr *)&peer, &plen), 0);
     int fd = px_diag_ask(
         (struct inet_diag_req_v2){
-            .idiag_ext = 1 << (INET_DIAG_INFO - 1),
+            .idiag_ext = ext,
             .id = {.idiag_sport = peer.sin_port, .idiag_dport = me.sin_port,
                    .idiag_src = {peer.sin_addr.s_addr}, .idiag_dst = {me.sin_addr.s_addr},
                    .idiag_cookie = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE}}},
@@ -410,7 +427,16 @@ PX_HELPER uint64_t px_peer_received(struct raw_conn *c, long *queued)
     close(fd);
     struct nlmsghdr *h = (struct nlmsghdr *)buf;
     assert_true(len > 0 && NLMSG_OK(h, (size_t)len) && h->nlmsg_type == SOCK_DIAG_BY_FAMILY);
-    struct inet_diag_msg *m = NLMSG_DATA(h);
+    *hp = h;
+    return NLMSG_DATA(h);
+}
+
+/* Of Portico's side of c (IPv4): the bytes its TCP received from c, and in *queued those not
+ * read yet. */
+PX_HELPER uint64_t px_peer_received(struct raw_conn *c, long *queued)
+{
+    struct nlmsghdr *h;
+    struct inet_diag_msg *m = px_peer_diag(c, 1 << (INET_DIAG_INFO - 1), &h);
     *queued = (long)m->idiag_rqueue;
     /* tcpi_bytes_received of the kernel's struct tcp_info (linux/tcp.h, which clashes with
      * glibc's netinet/tcp.h, whose copy stops before it): after 8 one-byte fields, 24 __u32

@@ -144,16 +144,6 @@ static int teardown(void **state)
 
 /* ---- Portico's side of a connection ---- */
 
-/* SIGSTOP, returning once every thread of portico has stopped (waitid: no polling). */
-static void stop_portico(struct harness *h)
-{
-    siginfo_t si;
-    assert_int_equal(harness_signal(h, SIGSTOP), 0);
-    memset(&si, 0, sizeof(si));
-    /* WNOWAIT: the harness still reaps the child itself; WEXITED: a crash ends the wait too */
-    assert_int_equal(waitid(P_PID, (id_t)harness_pid(h), &si, WSTOPPED | WEXITED | WNOWAIT), 0);
-    assert_int_equal(si.si_code, CLD_STOPPED);
-}
 
 /* Waits (bounded) until the client's bytes are acknowledged: in Portico's socket, whatever
  * Portico does (it may be stopped). */
@@ -169,22 +159,8 @@ static void wait_acked(struct raw_conn *c)
  * received and has not read, in *queued. */
 static unsigned long portico_side(struct raw_conn *c, long *queued)
 {
-    struct sockaddr_in me, peer;
-    socklen_t mlen = sizeof(me), plen = sizeof(peer);
-    assert_int_equal(getsockname(raw_fd(c), (struct sockaddr *)&me, &mlen), 0);
-    assert_int_equal(getpeername(raw_fd(c), (struct sockaddr *)&peer, &plen), 0);
-    int fd = px_diag_ask(
-        (struct inet_diag_req_v2){
-            .id = {.idiag_sport = peer.sin_port, .idiag_dport = me.sin_port,
-                   .idiag_src = {peer.sin_addr.s_addr}, .idiag_dst = {me.sin_addr.s_addr},
-                   .idiag_cookie = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE}}},
-        0);
-    static char buf[2048];
-    ssize_t len = recv(fd, buf, sizeof(buf), 0);
-    close(fd);
-    struct nlmsghdr *h = (struct nlmsghdr *)buf;
-    assert_true(len > 0 && NLMSG_OK(h, (size_t)len) && h->nlmsg_type == SOCK_DIAG_BY_FAMILY);
-    struct inet_diag_msg *m = NLMSG_DATA(h);
+    struct nlmsghdr *h;
+    struct inet_diag_msg *m = px_peer_diag(c, 0, &h);
     *queued = (long)m->idiag_rqueue;
     return m->idiag_inode;
 }
@@ -255,7 +231,7 @@ static double logged(const char *rid, int status)
 /* A client connected and its bytes sent while Portico is stopped: the accept finds them. */
 static struct raw_conn *sent_before_the_accept(const char *bytes, bool fin)
 {
-    stop_portico(fx.h);
+    assert_int_equal(px_sigstop(fx.h), 0);
     struct raw_conn *c = px_connect(fx.h);
     assert_int_equal(raw_send_str(c, bytes), 0);
     if (fin)

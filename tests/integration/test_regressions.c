@@ -83,19 +83,6 @@ static void assert_log(struct harness *h, const char *target, const char *want,
     free(line);
 }
 
-/* SIGSTOP, returning once every thread of portico has stopped (waitid: no polling). */
-static int stop_portico(struct harness *h)
-{
-    siginfo_t si;
-    if (harness_signal(h, SIGSTOP) != 0)
-        return -1;
-    memset(&si, 0, sizeof(si));
-    /* WNOWAIT: the harness still reaps the child itself; WEXITED: a crash ends the wait too */
-    if (waitid(P_PID, (id_t)harness_pid(h), &si, WSTOPPED | WEXITED | WNOWAIT) != 0)
-        return -1;
-    return si.si_code == CLD_STOPPED ? 0 : -1;
-}
-
 static void send_ok(struct raw_conn *c, const char *req)
 {
     assert_int_equal(raw_send_str(c, req), 0);
@@ -140,7 +127,7 @@ static int fill_freeze(int fd, void *arg)
     int big = 8 << 20;
     /* the whole response goes into the kernel at once, whatever Portico does */
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
-    f->stopped = stop_portico(f->h) == 0;
+    f->stopped = px_sigstop(f->h) == 0;
     return f->stopped ? 0 : -1;
 }
 
@@ -641,7 +628,7 @@ static void test_pooled_close_before_reuse(void **state)
     struct raw_response r;
     exchange_status(c, "GET /warm HTTP/1.1\r\nHost: t\r\n\r\n", 200);
 
-    assert_int_equal(stop_portico(h), 0);
+    assert_int_equal(px_sigstop(h), 0);
     send_ok(c, "POST /charge HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
     sem_post(&idle_close.cue);
     struct timespec until;
@@ -869,7 +856,7 @@ static void test_reload_burst(void **state)
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
     struct raw_conn *c[BURST];
 
-    assert_int_equal(stop_portico(h), 0);
+    assert_int_equal(px_sigstop(h), 0);
     for (int i = 0; i < BURST; i++) {
         c[i] = raw_connect(px_port(h), PX_IO_MS); /* the kernel completes it: Portico is stopped */
         if (c[i] == NULL) {

@@ -439,16 +439,6 @@ static bool wait_byte(int fd)
     return poll(&p, 1, IO_MS) == 1 && read(fd, &b, 1) == 1;
 }
 
-/* SIGSTOP, returning once every thread of portico has stopped (waitid: no polling). */
-static void stop_portico(struct harness *h)
-{
-    siginfo_t si;
-    assert_int_equal(harness_signal(h, SIGSTOP), 0);
-    memset(&si, 0, sizeof(si));
-    /* WNOWAIT: the harness still reaps the child itself; WEXITED: a crash ends the wait too */
-    assert_int_equal(waitid(P_PID, (id_t)harness_pid(h), &si, WSTOPPED | WEXITED | WNOWAIT), 0);
-    assert_int_equal(si.si_code, CLD_STOPPED);
-}
 
 /* A TLS origin answers with keep-alive framing and closes (close_notify, no FIN yet) at once:
  * one read takes both, the end being reported on the next turn, and the kernel has nothing
@@ -475,7 +465,7 @@ static void test_close_notify_with_keepalive_response(void **state)
     raw_response_free(&r);
     assert_int_equal(raw_send_str(a, "GET /a HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
     assert_true(wait_byte(o.has_request[0]));
-    stop_portico(h);
+    assert_int_equal(px_sigstop(h), 0);
     assert_int_equal(write(o.gate[1], "g", 1), 1);
     assert_true(wait_byte(o.sent[0])); /* the answer and close_notify are in Portico's socket */
     assert_int_equal(raw_send_str(b, "POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"),

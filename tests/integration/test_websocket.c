@@ -641,14 +641,6 @@ static void test_stalled_client_ends_tunnel(void **state)
 
 /* ---- a side's last bytes, then its reset ---- */
 
-/* SIGSTOP, returning once every thread of portico has stopped (waitid: no polling). */
-static void stop_portico(struct harness *h)
-{
-    assert_int_equal(harness_signal(h, SIGSTOP), 0);
-    siginfo_t si = {0}; /* WNOWAIT: the harness still reaps it; WEXITED: a crash ends it too */
-    assert_int_equal(waitid(P_PID, (id_t)harness_pid(h), &si, WSTOPPED | WEXITED | WNOWAIT), 0);
-    assert_int_equal(si.si_code, CLD_STOPPED);
-}
 
 /* One side says its last and resets (SO_LINGER 0: a server aborting, a client killed) while
  * the other side sends. Portico is stopped while both act, the sender first, so that it finds
@@ -669,7 +661,7 @@ static void test_last_bytes_before_reset(void **state)
         int cfd = raw_fd(c);
         int closer = last_bytes_rows[i].client_closes ? cfd : ofd;
         int other = closer == cfd ? ofd : cfd;
-        stop_portico(h);
+        assert_int_equal(px_sigstop(h), 0);
         assert_int_equal(write(other, "more", 4), 4); /* ready first in Portico's epoll */
         assert_int_equal(write(closer, "bye", 3), 3);
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
@@ -746,7 +738,7 @@ static void test_switch_then_reset(void **state)
                      0);
     int ofd = raw_origin_answer(lfd, 0, ""); /* reads the request head */
     assert_int_equal(fcntl(ofd, F_SETFL, fcntl(ofd, F_GETFL) & ~O_NONBLOCK), 0); /* whole */
-    stop_portico(h);
+    assert_int_equal(px_sigstop(h), 0);
     assert_int_equal(write(ofd, burst, sizeof(burst)), (ssize_t)sizeof(burst));
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     assert_int_equal(setsockopt(ofd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
@@ -791,7 +783,7 @@ static void test_stream_then_reset(void **state)
     struct raw_conn *c = open_tunnel(h, lfd, "/stream", &ofd);
     /* the way to the client fills: Portico holds output for it and stops reading the origin */
     size_t written = fill_until_stalled(ofd, 64u * 1024 * 1024);
-    stop_portico(h);
+    assert_int_equal(px_sigstop(h), 0);
     int cfd = raw_fd(c);
     assert_int_equal(write(cfd, "x", 1), 1);
     /* What reached Portico before the reset: at least what it acknowledged, at most what was
