@@ -127,6 +127,8 @@ $(BUILD)/%.o: %.c
 
 # test_sock makes evbuffer_new fail on demand to check who frees what.
 $(BUILD)/tests/unit/test_sock: LDFLAGS += -Wl,--wrap=evbuffer_new
+# and asks /proc which sockets epoll watches (testutil's tu_epoll_watches)
+$(BUILD)/tests/unit/test_sock: $(BUILD)/tests/support/testutil.o
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB_OBJS)
 	$(CC) $(LDFLAGS) $(NO_LTO) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)

@@ -165,37 +165,6 @@ static unsigned long portico_side(struct raw_conn *c, long *queued)
     return m->idiag_inode;
 }
 
-/* Whether any epoll descriptor of pid watches the socket of inode ino: its fdinfo lists each
- * target as "tfd: N events: E data: D pos:P ino:I sdev:S", I in hex. */
-static bool epoll_watches(pid_t pid, unsigned long ino)
-{
-    char path[64], needle[32];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    snprintf(needle, sizeof(needle), " ino:%lx ", ino);
-    DIR *d = opendir(path);
-    assert_non_null(d);
-    bool found = false;
-    for (struct dirent *e; !found && (e = readdir(d)) != NULL;) {
-        char fd_path[320], link[64];
-        snprintf(fd_path, sizeof(fd_path), "%s/%s", path, e->d_name);
-        ssize_t n = readlink(fd_path, link, sizeof(link) - 1);
-        if (n < 0)
-            continue;
-        link[n] = '\0';
-        if (strcmp(link, "anon_inode:[eventpoll]") != 0)
-            continue;
-        char info[320], line[256];
-        snprintf(info, sizeof(info), "/proc/%d/fdinfo/%s", (int)pid, e->d_name);
-        FILE *f = fopen(info, "r");
-        while (f && !found && fgets(line, sizeof(line), f))
-            found = strncmp(line, "tfd:", 4) == 0 && strstr(line, needle);
-        if (f)
-            fclose(f);
-    }
-    closedir(d);
-    return found;
-}
-
 /* Waits (bounded) until Portico watches (or, with want false, no longer watches) c; returns ms
  * after t0 it was first seen so. */
 static int64_t wait_watched(struct raw_conn *c, bool want, int64_t t0)
@@ -203,7 +172,7 @@ static int64_t wait_watched(struct raw_conn *c, bool want, int64_t t0)
     long queued;
     for (int64_t end = tu_now_ms() + IO_MS; tu_now_ms() < end;) {
         unsigned long ino = portico_side(c, &queued);
-        if (ino && epoll_watches(harness_pid(fx.h), ino) == want)
+        if (ino && tu_epoll_watches(harness_pid(fx.h), ino) == want)
             return tu_now_ms() - t0;
         sched_yield();
     }
@@ -296,7 +265,7 @@ static void test_watched_after_5_ms(void **state)
     for (int64_t end = t0 + IO_MS; (!ino || queued) && tu_now_ms() < end;)
         ino = portico_side(c, &queued); /* accepted, and the request read */
     assert_true(ino && !queued);
-    bool watched = epoll_watches(harness_pid(fx.h), ino);
+    bool watched = tu_epoll_watches(harness_pid(fx.h), ino);
     int64_t looked = tu_now_ms() - t0;
     if (looked < WATCH_LATER_MS - 1 && watched)
         fail_msg("the client read at the accept was watched %lld ms after it", (long long)looked);
@@ -324,7 +293,7 @@ static void test_abort_after_a_read_that_found_nothing(void **state)
     assert_int_equal(raw_send_str(c, GET("/held", "cw-miss")), 0);
     assert_int_equal(fake_origin_wait_requests(fx.o, 1, IO_MS), 0);
     long queued;
-    assert_true(epoll_watches(harness_pid(fx.h), portico_side(c, &queued))); /* throughout */
+    assert_true(tu_epoll_watches(harness_pid(fx.h), portico_side(c, &queued))); /* throughout */
     assert_int_equal(raw_shutdown_write(c), 0);
     assert_int_equal(wait_gone(1), 0);
     logged("cw-miss", 499);

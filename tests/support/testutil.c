@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -237,6 +238,39 @@ static bool has_ipv6_loopback(void)
         close(fd);
     }
     return bound;
+}
+
+bool tu_epoll_watches(pid_t pid, unsigned long ino)
+{
+    char dir[64], needle[32];
+    if (pid)
+        snprintf(dir, sizeof(dir), "/proc/%d", (int)pid);
+    else
+        snprintf(dir, sizeof(dir), "/proc/self");
+    snprintf(needle, sizeof(needle), " ino:%lx ", ino);
+    char path[400]; /* dir, "/fdinfo/" and a d_name of up to 255 */
+    snprintf(path, sizeof(path), "%s/fd", dir);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d)) != NULL;) {
+        char link[64], line[256];
+        snprintf(path, sizeof(path), "%s/fd/%s", dir, e->d_name);
+        ssize_t n = readlink(path, link, sizeof(link) - 1);
+        if (n < 0)
+            continue;
+        link[n] = '\0';
+        if (strcmp(link, "anon_inode:[eventpoll]") != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/fdinfo/%s", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        while (f && !found && fgets(line, sizeof(line), f))
+            found = strncmp(line, "tfd:", 4) == 0 && strstr(line, needle);
+        if (f)
+            fclose(f);
+    }
+    closedir(d);
+    return found;
 }
 
 bool tu_ipv6_loopback(void)

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Milliseconds on CLOCK_MONOTONIC; only differences mean anything. */
 int64_t tu_now_ms(void);
@@ -53,6 +54,10 @@ int tu_free_port(uint16_t *port);
 /* Whether this host has the IPv6 loopback: a TCP socket binds [::1]:0. Docker without --ipv6
  * turns IPv6 off (no ::1), and a kernel may have no IPv6 at all. Asked once, then cached. */
 bool tu_ipv6_loopback(void);
+
+/* Whether an epoll descriptor of process pid (0: this one) watches the file of inode ino: its
+ * fdinfo lists each target as "tfd: N events: E data: D pos:P ino:I sdev:S", I in hex. */
+bool tu_epoll_watches(pid_t pid, unsigned long ino);
 
 /* In a cmocka row that needs ::1: skips it, with a line saying why, on a host without
  * (tu_ipv6_loopback). First thing in the row, before it starts anything. */

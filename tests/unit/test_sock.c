@@ -19,7 +19,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -32,6 +31,8 @@
 
 #include "portico/sock.h"
 #include "portico/util.h"
+
+#include "../support/testutil.h"
 
 /* ---- evbuffer_new that fails on demand ---- */
 
@@ -449,35 +450,12 @@ static void test_requeue(void **state)
 
 /* ---- sock_watch_later: a read at accept that holds the registration back ---- */
 
-/* Whether an epoll descriptor of this process watches fd: its fdinfo lists each target as
- * "tfd: N events: E data: D pos:P ino:I sdev:S", I in hex. */
+/* Whether an epoll descriptor of this process watches fd. */
 static bool epoll_watches(int fd)
 {
     struct stat st;
     assert_int_equal(fstat(fd, &st), 0);
-    char needle[32];
-    snprintf(needle, sizeof(needle), " ino:%lx ", (unsigned long)st.st_ino);
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    bool found = false;
-    for (struct dirent *e; !found && (e = readdir(d)) != NULL;) {
-        char path[300], link[64], line[256];
-        snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
-        ssize_t n = readlink(path, link, sizeof(link) - 1);
-        if (n < 0)
-            continue;
-        link[n] = '\0';
-        if (strcmp(link, "anon_inode:[eventpoll]") != 0)
-            continue;
-        snprintf(path, sizeof(path), "/proc/self/fdinfo/%s", e->d_name);
-        FILE *f = fopen(path, "r");
-        while (f && !found && fgets(line, sizeof(line), f))
-            found = strncmp(line, "tfd:", 4) == 0 && strstr(line, needle);
-        if (f)
-            fclose(f);
-    }
-    closedir(d);
-    return found;
+    return tu_epoll_watches(0, (unsigned long)st.st_ino);
 }
 
 struct accepting {
