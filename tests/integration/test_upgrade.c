@@ -463,6 +463,25 @@ static int write_dropping_config(struct harness *h, uint16_t origin_port, const 
                                 extra, (unsigned)origin_port);
 }
 
+/* After an upgrade whose new file no longer listens on port (what: how the file lost it): the
+ * old process answered the request queued there (200), still drains (the held exchange), and
+ * closed the socket, so a new connection to port is refused. */
+static void old_answered_and_closed(struct harness *h, struct raw_conn *queued, uint16_t port,
+                                    const char *what)
+{
+    struct raw_response r;
+    assert_int_equal(raw_read_response(queued, &r, IO_MS), 0); /* the old process took it */
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(queued);
+    assert_true(harness_running(h)); /* draining: the exchange holds it */
+    struct raw_conn *refused = raw_connect(port, IO_MS);
+    if (refused) {
+        raw_close(refused);
+        fail_msg("a connection to the %s address was accepted into a queue nobody serves", what);
+    }
+}
+
 /* The new file drops a listen address and moves admin_listen: the old process takes what is
  * queued on the dropped sockets (a request waiting there while its worker held its listeners is
  * answered) and closes them at once, as a reload does, so a connection to a dropped address is
@@ -490,17 +509,7 @@ static void test_upgrade_dropped_address(void **state)
                                            "admin_listen = 127.0.0.1:{{port:admin2}}\n"),
                      0);
     long pid = upgrade(h);
-    struct raw_response r;
-    assert_int_equal(raw_read_response(queued, &r, IO_MS), 0); /* the old process took it */
-    assert_int_equal(r.status, 200);
-    raw_response_free(&r);
-    raw_close(queued);
-    assert_true(harness_running(h)); /* draining: the exchange holds it */
-    struct raw_conn *refused = raw_connect(gone, IO_MS);
-    if (refused) {
-        raw_close(refused);
-        fail_msg("a connection to the dropped address was accepted into a queue nobody serves");
-    }
+    old_answered_and_closed(h, queued, gone, "dropped");
     assert_null(raw_connect(admin, IO_MS)); /* the admin address moved */
     assert_true(get(harness_port(h, "admin2"), "/healthz") > 0);
     assert_int_equal(get(px_port(h), "/after"), 200); /* the kept one: the new process */
@@ -540,17 +549,7 @@ static void test_upgrade_takes_no_socket(void **state)
                                           (unsigned)fake_origin_port(o)),
                      0);
     long pid = upgrade(h);
-    struct raw_response r;
-    assert_int_equal(raw_read_response(queued, &r, IO_MS), 0); /* the old process took it */
-    assert_int_equal(r.status, 200);
-    raw_response_free(&r);
-    raw_close(queued);
-    assert_true(harness_running(h)); /* draining: the exchange holds it */
-    struct raw_conn *refused = raw_connect(old_port, IO_MS);
-    if (refused) {
-        raw_close(refused);
-        fail_msg("a connection to the moved address was accepted into a queue nobody serves");
-    }
+    old_answered_and_closed(h, queued, old_port, "moved");
     assert_int_equal(get(harness_port(h, "moved"), "/after"), 200);
 
     finish_slow(h, busy);
