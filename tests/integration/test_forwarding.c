@@ -1693,16 +1693,13 @@ static int portico_socket_of(pid_t pid, const struct sockaddr_in *peer)
     return portico_fd_where(pid, has_peer, &want);
 }
 
-/* Small responses leave at once: Portico's side of a client connection has TCP_NODELAY. It is
- * set once on the listener, which Linux hands on to every socket it accepts. */
-static void test_client_socket_nodelay(void **state)
+/* Socket option opt at level of Portico's end of a connection to port (one request answered on
+ * it), found with pidfd_getfd. */
+static int served_sockopt(struct harness *h, uint16_t port, const char *request, int level,
+                          int opt)
 {
-    (void)state;
-    struct fake_origin *o = fake_origin_start_kind(FO_OK);
-    assert_non_null(o);
-    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
-    struct raw_conn *c = px_connect(h);
-    assert_int_equal(raw_send_str(c, "GET /n HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    struct raw_conn *c = px_connect_port(port);
+    assert_int_equal(raw_send_str(c, request), 0);
     struct raw_response r;
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0); /* accepted and served */
     assert_int_equal(r.status, 200);
@@ -1713,12 +1710,25 @@ static void test_client_socket_nodelay(void **state)
     int fd = portico_socket_of(harness_pid(h), &me);
     if (fd < 0)
         fail_msg("Portico's end of the connection not found (pidfd_getfd: %s)", strerror(errno));
-    int nodelay = 0;
-    len = sizeof(nodelay);
-    assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len), 0);
-    assert_int_equal(nodelay, 1);
+    int value = 0;
+    len = sizeof(value);
+    assert_int_equal(getsockopt(fd, level, opt, &value, &len), 0);
     close(fd);
     raw_close(c);
+    return value;
+}
+
+/* Small responses leave at once: Portico's side of a client connection has TCP_NODELAY. It is
+ * set once on the listener, which Linux hands on to every socket it accepts. */
+static void test_client_socket_nodelay(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    assert_int_equal(served_sockopt(h, px_port(h), "GET /n HTTP/1.1\r\nHost: t\r\n\r\n",
+                                    IPPROTO_TCP, TCP_NODELAY),
+                     1);
     px_stop(h);
     fake_origin_stop(o);
 }
@@ -1735,28 +1745,6 @@ static bool listens_on(int fd, void *arg)
            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &llen) == 0 && listening;
 }
 
-/* SO_SNDBUF of Portico's end of a connection to port (one request answered on it). */
-static int served_sndbuf(struct harness *h, uint16_t port, const char *request)
-{
-    struct raw_conn *c = px_connect_port(port);
-    assert_int_equal(raw_send_str(c, request), 0);
-    struct raw_response r;
-    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-    assert_int_equal(r.status, 200);
-    raw_response_free(&r);
-    struct sockaddr_in me;
-    socklen_t len = sizeof(me);
-    assert_int_equal(getsockname(raw_fd(c), (struct sockaddr *)&me, &len), 0);
-    int fd = portico_socket_of(harness_pid(h), &me);
-    if (fd < 0)
-        fail_msg("Portico's end of the connection not found (pidfd_getfd: %s)", strerror(errno));
-    int sndbuf = 0;
-    len = sizeof(sndbuf);
-    assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len), 0);
-    close(fd);
-    raw_close(c);
-    return sndbuf;
-}
 
 /* TCP_DEFER_ACCEPT of Portico's socket listening on port. */
 static int listener_defer(struct harness *h, uint16_t port)
@@ -1785,11 +1773,12 @@ static void test_admin_listener_own_options(void **state)
                                         "admin_listen = 127.0.0.1:{{port:admin}}\n"
                                         "client_sndbuf = 4k\ndefer_accept = on\n");
     uint16_t admin = harness_port(h, "admin");
-    assert_int_equal(served_sndbuf(h, px_port(h), "GET /n HTTP/1.1\r\nHost: t\r\n\r\n"),
+    assert_int_equal(served_sockopt(h, px_port(h), "GET /n HTTP/1.1\r\nHost: t\r\n\r\n",
+                                    SOL_SOCKET, SO_SNDBUF),
                      2 * 4096);
     assert_true(listener_defer(h, px_port(h)) > 0);
     const char *healthz = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    assert_int_not_equal(served_sndbuf(h, admin, healthz), 2 * 4096);
+    assert_int_not_equal(served_sockopt(h, admin, healthz, SOL_SOCKET, SO_SNDBUF), 2 * 4096);
     assert_int_equal(listener_defer(h, admin), 0);
     px_stop(h);
     fake_origin_stop(o);
