@@ -7,25 +7,28 @@
  *
  * THE POOL AND STRAY BYTES. An origin that sends more than its framing says (a body after a
  * response to HEAD, bytes after a 204 or 304 or past Content-Length) often sends it a few
- * milliseconds after the response. Bytes that arrive while a connection is idle get it closed
- * (and counted); the danger is a connection taken again before they arrive: they would then be
- * read as the response to the next request, maybe another client's. So a released connection
- * first settles (settle_time, default 10 ms) before another client connection may take it, and
- * requests take the oldest settled connection. One exception costs nothing and keeps keep-alive
- * traffic on warm connections: the client connection that released it takes it back at once,
- * for a request that was not already waiting (pipelined) when the response ended, i.e. the
- * user's next request sent after reading the answer; bytes that come later still only reach
- * that same client. Not after a response with no body (HEAD, 204, 304: where a body wrongly
- * sent is the classic stray): the exchange releases those with no owner, and they settle for
- * everyone (a client that sends HEAD, then GET within 5 ms, read the stray bytes). A settling
- * connection is not one of the `keepalive` idle ones yet: the pool holds up to `keepalive`
- * settled connections plus those settling (at most SETTLING_MAX_FACTOR times keepalive), so that
+ * milliseconds after the response. Bytes that arrive while a connection is idle get it closed (and
+ * counted); the danger is a connection taken again before they arrive: they would then be read as
+ * the response to the next request, maybe another client's. So a released connection first settles
+ * (settle_time, default 10 ms) before another client connection may take it, and requests take the
+ * oldest settled connection. One exception costs nothing and keeps keep-alive traffic on warm
+ * connections: the client connection that released it takes it back at once, for a request that
+ * was not already waiting (pipelined) when the response ended, i.e. the user's next request sent
+ * after reading the answer; bytes that come later still only reach that same client. Not after a
+ * response with no body (HEAD, 204, 304: where a body wrongly sent is the classic stray): the
+ * exchange releases those with no owner, and they settle for everyone (a client that sends HEAD,
+ * then GET within 5 ms, read the stray bytes). A settling connection is not one of the `keepalive`
+ * idle ones yet: the pool holds up to `keepalive` settled connections plus those settling, so that
  * connection-per-request traffic finds settled connections instead of opening new ones; it costs
- * rate x settle_time more origin connections (120 at 12k req/s). The number settling goes up and
- * down with the rate from one moment to the next, so the settled ones beyond keepalive stay for
- * SURPLUS_HOLD_FACTOR settle_times before they go: closed the moment they settled, 19-22% of
- * connection-per-request requests at 16k req/s opened an origin connection (keepalive 64), 2-4%
- * with the hold. Settling and the surplus's end share one timer per connection.
+ * rate x settle_time more origin connections (120 at 12k req/s). At most SETTLING_MAX_FACTOR times
+ * keepalive settle: past that the oldest settles early, after that bound / rate, and is counted.
+ * Closing the newest instead opened an origin connection for 4.5-7.7% of connection-per-request
+ * requests at 24k req/s (keepalive 64); 68-76% with keepalive 8, at a third less rate. The number
+ * settling goes up and down with the rate from one moment to the next, so the settled ones beyond
+ * keepalive stay for SURPLUS_HOLD_FACTOR settle_times before they go: closed the moment they
+ * settled, 19-22% of connection-per-request requests at 16k req/s opened an origin connection
+ * (keepalive 64), 2-4% with the hold. Settling and the surplus's end share one timer per
+ * connection.
  */
 #include "upstream_int.h"
 
@@ -129,19 +132,24 @@ void upstream_pool_remove(struct upconn *c)
     }
 }
 
+/* The oldest settling connection c joins the idle ones. */
+static void join_idle(struct upstream_pool *pool, struct upconn *c)
+{
+    TAILQ_REMOVE(&pool->settling, c, link);
+    pool->nsettling--;
+    set_state(c, UC_IDLE);
+    TAILQ_INSERT_TAIL(&pool->idle, c, link);
+    pool->nidle++;
+}
+
 /* Connections released settle_time ago or more join the idle ones; beyond keepalive of those,
  * the oldest go once released SURPLUS_HOLD_FACTOR settle_times before that. */
 static void pool_settle(struct upstream_pool *pool, const struct upstream_conf *up, uint64_t now)
 {
     struct upconn *c;
     while ((c = TAILQ_FIRST(&pool->settling)) != NULL &&
-           c->released_us + up->settle_ms * 1000 <= now) {
-        TAILQ_REMOVE(&pool->settling, c, link);
-        pool->nsettling--;
-        set_state(c, UC_IDLE);
-        TAILQ_INSERT_TAIL(&pool->idle, c, link);
-        pool->nidle++;
-    }
+           c->released_us + up->settle_ms * 1000 <= now)
+        join_idle(pool, c);
     while (pool->nidle > up->keepalive && (c = TAILQ_FIRST(&pool->idle)) != NULL &&
            c->released_us + up->settle_ms * 1000 * (1 + SURPLUS_HOLD_FACTOR) <= now) {
         upstream_pool_remove(c);
@@ -280,9 +288,8 @@ void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us_)
      * the pool was last used are moved first: settling is seen lazily, and they are not
      * settling any more for the bound. */
     pool_settle(pool, up, now_us_);
-    if (up->keepalive == 0 || pool->nsettling >= up->keepalive * SETTLING_MAX_FACTOR ||
-        c->state != UC_ACTIVE || c->sock.state != SOCK_OPEN || sock_peer_closed(&c->sock) ||
-        c->loop->state != LOOP_RUNNING) {
+    if (up->keepalive == 0 || c->state != UC_ACTIVE || c->sock.state != SOCK_OPEN ||
+        sock_peer_closed(&c->sock) || c->loop->state != LOOP_RUNNING) {
         upconn_free(c);
         return;
     }
@@ -303,5 +310,11 @@ void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us_)
     set_state(c, UC_SETTLING);
     TAILQ_INSERT_TAIL(&pool->settling, c, link);
     pool->nsettling++;
+    /* Past the bound the oldest settles early, having settled bound / rate (see THE POOL AND
+     * STRAY BYTES): closing this one instead made origin connections to open. */
+    if (pool->nsettling > up->keepalive * SETTLING_MAX_FACTOR) {
+        join_idle(pool, TAILQ_FIRST(&pool->settling));
+        metrics_add(c->loop->metrics, M_UPSTREAM_SETTLED_EARLY, 1);
+    }
     pool_settle(pool, up, now_us_); /* settle_time 0: idle at once */
 }
