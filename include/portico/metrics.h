@@ -44,7 +44,8 @@ struct evbuffer;
     X(M_UPSTREAM_UNSOLICITED, "portico_upstream_unsolicited_total",                                \
       "Pooled origin connections closed because the origin sent bytes no request asked for")      \
     X(M_UPSTREAM_SETTLED_EARLY, "portico_upstream_settled_early_total",                            \
-      "Pooled origin connections that settled before settle_time: 4 x keepalive were settling")   \
+      "Pooled origin connections settled early (half of settle_time or more): 4 x keepalive "     \
+      "were settling")                                                                             \
     X(M_UPSTREAM_RETRIES, "portico_upstream_retries_total",                                        \
       "Requests resent on a fresh connection after a pooled one turned out closed")                \
     X(M_ABORTED_AFTER_HEAD, "portico_responses_aborted_total",                                     \
