@@ -44,8 +44,10 @@
 #define SURPLUS_HOLD_FACTOR 10
 /* Most chains of pooled connections by owner: a pool holds about keepalive x (1 +
  * SETTLING_MAX_FACTOR) connections, one chain each up to this. Right after a burst it may hold
- * more for SURPLUS_HOLD_FACTOR settle_times: SETTLING_MAX_FACTOR x keepalive may be pooled per
- * settle_time, so up to keepalive x (1 + SETTLING_MAX_FACTOR x (1 + SURPLUS_HOLD_FACTOR)). */
+ * more until (1 + SURPLUS_HOLD_FACTOR) settle_times after their release: SETTLING_MAX_FACTOR x
+ * keepalive may be pooled per half settle_time (each settles early after half of it), so up to
+ * keepalive x (1 + SETTLING_MAX_FACTOR x (1 + 2 x (1 + SURPLUS_HOLD_FACTOR))), 93 x keepalive:
+ * 300 clients at once on keepalive 1, settle_time 20ms, answered over 220 ms, pooled 64-75. */
 #define OWNER_CHAINS_MAX 4096
 
 int upstream_pools_init(struct loop *l)
