@@ -614,6 +614,26 @@ static void test_systemd_notify(void **state)
     assert_int_equal(harness_wait_log(h, "NOTIFY_SOCKET notify.sock: not a socket path", IO_MS), 0);
     assert_int_equal(get(harness_port(h, "listen"), "/"), 200);
     harness_free(h);
+
+    /* A socket path nobody listens on: the first message that cannot go is said, once; the
+     * reload's, which cannot go either, are not said again. */
+    snprintf(name, sizeof(name), "%s/notify-none-%d.sock",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+    unlink(name);
+    h = start_notifying(fake_origin_port(o), name, NULL);
+    assert_int_equal(harness_wait_log(h, "NOTIFY_SOCKET: cannot tell systemd \"READY=1\"", IO_MS),
+                     0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2,", IO_MS), 0);
+    assert_int_equal(get(harness_port(h, "listen"), "/"), 200);
+    assert_int_equal(harness_stop(h), 0);
+    char *err = harness_stderr(h);
+    int said = 0;
+    for (const char *p = err; (p = strstr(p, "NOTIFY_SOCKET: cannot tell systemd")); p++)
+        said++;
+    free(err);
+    assert_int_equal(said, 1);
+    harness_free(h);
     fake_origin_stop(o);
 }
 
