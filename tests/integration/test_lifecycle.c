@@ -303,6 +303,44 @@ static void test_graceful_stop(void **state)
     }
 }
 
+/* A client that connected while max_connections held the listener waits in the kernel's queue;
+ * a stop then takes it in with the listeners' close and answers it within shutdown_timeout,
+ * as a reload's new workers do: it is not reset with the socket. */
+static void test_stop_answers_queued_client(void **state)
+{
+    (void)state;
+    struct fake_origin *o = gated_origin();
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\nmax_connections = 1\n"
+                                          "shutdown_timeout = 10s\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          (unsigned)fake_origin_port(o)),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    struct raw_conn *busy = send_slow(h, o, 1); /* the one place: the listener is held */
+    struct raw_conn *queued = px_connect(h);    /* the kernel's queue takes it */
+    assert_int_equal(raw_send_str(queued, "GET /fast HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(harness_signal(h, SIGTERM), 0);
+    assert_int_equal(harness_wait_log(h, "listeners closed", IO_MS), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(queued, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    gate_open();
+    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
+    assert_int_equal(r.status, 201);
+    raw_response_free(&r);
+    assert_exits_0(h, IO_MS);
+    raw_close(queued);
+    raw_close(busy);
+    harness_free(h);
+    gated_origin_stop(o);
+}
+
 /* Ends a Portico a drain test signalled with sig: a stop exits 0 by itself, a reload's is
  * stopped. Frees h. */
 static void end_drained(struct harness *h, int sig)
@@ -2495,6 +2533,7 @@ int main(void)
     tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_graceful_stop),
+        cmocka_unit_test(test_stop_answers_queued_client),
         cmocka_unit_test(test_second_signal_stops_now),
         cmocka_unit_test(test_drain_answers_pipelined),
         cmocka_unit_test(test_drain_idle_close_on_response),
