@@ -1823,6 +1823,16 @@ static void test_descriptor_limit_raised(void **state)
     for (int i = 0; i < CLIENTS; i++)
         raw_close(held[i]);
     px_stop(h);
+
+    /* the soft limit the hard one already: nothing raised, nothing said (the line comes before
+     * the listeners' "listening on") */
+    struct rlimit full = {.rlim_cur = mine.rlim_max, .rlim_max = mine.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &full), 0);
+    h = px_start_origin(fake_origin_port(o), NULL);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &mine), 0);
+    assert_int_equal(harness_wait_log(h, "listening on", IO_MS), 0);
+    assert_false(harness_log_contains(h, "raised from"));
+    px_stop(h);
     fake_origin_stop(o);
 }
 
