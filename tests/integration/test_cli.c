@@ -299,6 +299,17 @@ static void test_version_and_help(void **state)
     assert_int_equal(harness_run(h, short_version, &res), 0);
     assert_true(strncmp(res.out, want, strlen(want)) == 0);
     tu_cmd_result_free(&res);
+    /* both asked: the first one is printed, once, whichever it is */
+    const char *const help_first[] = { "-h", "-v", NULL };
+    assert_int_equal(harness_run(h, help_first, &res), 0);
+    assert_int_equal(strncmp(res.out, "usage: portico", 14), 0);
+    assert_false(tu_contains(res.out, want));
+    tu_cmd_result_free(&res);
+    const char *const version_first[] = { "--version", "--help", NULL };
+    assert_int_equal(harness_run(h, version_first, &res), 0);
+    assert_int_equal(strncmp(res.out, want, strlen(want)), 0);
+    assert_false(tu_contains(res.out, "usage: portico"));
+    tu_cmd_result_free(&res);
 
     /* an unknown option: usage on stderr and a non-zero exit */
     const char *const bad[] = { "--frobnicate", NULL };

@@ -698,6 +698,7 @@ static struct harness *start_control(const char *faults, struct fake_origin *ori
     assert_int_equal(harness_write_config(h,
                                           "[proxy]\nlisten = [::1]:{{free_port:v6}}\n"
                                           "listen = 127.0.0.1:{{port:listen}}\nworkers = 1\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
                                           "access_log = {{dir}}/access.log\n"
                                           "access_log_format = text\n"
                                           "[upstream u]\norigin = 127.0.0.1:%u\n[faults]\n%s",
@@ -786,6 +787,17 @@ static void test_header_control(void **state)
     raw_response_free(&r);
     assert_int_equal(fake_origin_requests(o), before + 2);
     assert_not_forwarded(o);
+    /* counted under the header's own label, not the admin API's */
+    struct raw_conn *m = px_connect_port(harness_port(h, "admin"));
+    assert_int_equal(raw_send_str(m, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(m, &r, PX_IO_MS), 0);
+    assert_true(tu_contains(r.body, "portico_faults_injected_total{fault=\"header\","
+                                    "action=\"status\"} 1\n"));
+    assert_true(tu_contains(r.body, "portico_faults_injected_total{fault=\"header\","
+                                    "action=\"delay\"} 1\n"));
+    assert_false(tu_contains(r.body, "portico_faults_injected_total{fault=\"admin\""));
+    raw_response_free(&r);
+    raw_close(m);
     assert_int_equal(harness_stop(h), 0);
     char *line = px_log_line_for_id(h, rid);
     assert_true(tu_contains(line, " fault=header "));

@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "portico/fault_table.h"
+
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
 #include "../support/json.h"
@@ -469,6 +471,67 @@ static void test_reload_restores(void **state)
     fake_origin_stop(o);
 }
 
+/* `seed` makes the draws of a generation the same every time: the statuses of 24 requests to a
+ * rule of two weighted statuses, after a reload (the rules and their generator start again), are
+ * the ones before it. Without the seed each generation drew from one of its own. */
+static void test_seed_repeats(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start(o);
+    char seen[2][25];
+    for (int gen = 0; gen < 2; gen++) {
+        struct raw_response r;
+        if (gen) {
+            assert_int_equal(harness_signal(h, SIGHUP), 0);
+            assert_int_equal(harness_wait_log(h, "is live (generation 2,", PX_IO_MS), 0);
+        }
+        /* added, as the INI's would be: the admin API's rules go with a reload */
+        expect(post_form(h, "/faults", "name=coin&prefix=/coin&status=200:0.5,503:0.5", &r), 201,
+               &r);
+        raw_response_free(&r);
+        for (int i = 0; i < 24; i++) {
+            int status = proxied(h, "/coin");
+            assert_true(status == 200 || status == 503);
+            seen[gen][i] = status == 200 ? '2' : '5';
+        }
+        seen[gen][24] = '\0';
+        print_message("  generation %d: %s\n", gen + 1, seen[gen]);
+    }
+    assert_string_equal(seen[1], seen[0]);
+    assert_non_null(strchr(seen[0], '2'));
+    assert_non_null(strchr(seen[0], '5'));
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* The admin API adds at most FAULT_TABLE_ADDED rules a generation: the next is refused (507),
+ * and a reload makes room again. */
+static void test_table_full(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start(o);
+    struct raw_response r;
+    char form[96];
+    for (int i = 0; i < FAULT_TABLE_ADDED; i++) {
+        snprintf(form, sizeof(form), "name=r%d&prefix=/r%d&status=503", i, i);
+        expect(post_form(h, "/faults", form, &r), 201, &r);
+        raw_response_free(&r);
+    }
+    expect(post_form(h, "/faults", "name=over&prefix=/over&status=503", &r), 507, &r);
+    assert_true(tu_contains(r.body, "too many rules added since the last reload"));
+    raw_response_free(&r);
+    assert_int_equal(proxied(h, "/over"), 200);
+    assert_int_equal(proxied(h, "/r255"), 503);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2,", PX_IO_MS), 0);
+    expect(post_form(h, "/faults", "name=over&prefix=/over&status=503", &r), 201, &r);
+    raw_response_free(&r);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* A change whose request began before a reload and whose body came after it reaches the rules
  * the reload replaced: it got 201 or 200 and acted on no request (the rule added was in no
  * GET /faults). It is told to send it again (503), and that reaches the new rules. */
@@ -704,6 +767,8 @@ int main(void)
         cmocka_unit_test(test_add_and_delete),
         cmocka_unit_test(test_bodies),
         cmocka_unit_test(test_reload_restores),
+        cmocka_unit_test(test_seed_repeats),
+        cmocka_unit_test(test_table_full),
         cmocka_unit_test(test_reload_during_change),
         cmocka_unit_test(test_staging_example),
         cmocka_unit_test(test_staging_example_runs),

@@ -1126,6 +1126,24 @@ static void test_learned_hints(void **state)
     }
 }
 
+/* Without early_hints_learn a route sends no 103 of its own: the page's Link header seen once is
+ * not hinted on the next request for it. */
+static void test_hints_not_learned_unasked(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = page_with_links };
+
+    origin_up(&opts);
+    portico_up(fake_origin_port(fx.o), NULL, NULL, NULL);
+    for (int i = 0; i < 2; i++) {
+        struct raw_response r;
+        exchange("GET /p1 HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.ninterim, 0);
+        raw_response_free(&r);
+    }
+}
+
 /* ---- no link hinted twice ---- */
 
 struct dedup_row {
@@ -1499,6 +1517,7 @@ int main(void)
         cmocka_unit_test_teardown(test_configured_hints, teardown),
         cmocka_unit_test_teardown(test_configured_hints_before_connect, teardown),
         cmocka_unit_test_teardown(test_learned_hints, teardown),
+        cmocka_unit_test_teardown(test_hints_not_learned_unasked, teardown),
         cmocka_unit_test_teardown(test_no_duplicate_hints, teardown),
         cmocka_unit_test_teardown(test_no_duplicate_hints_past_memory, teardown),
         cmocka_unit_test_teardown(test_many_hints_relayed, teardown),

@@ -303,6 +303,44 @@ static void test_graceful_stop(void **state)
     }
 }
 
+/* A client that connected while max_connections held the listener waits in the kernel's queue;
+ * a stop then takes it in with the listeners' close and answers it within shutdown_timeout,
+ * as a reload's new workers do: it is not reset with the socket. */
+static void test_stop_answers_queued_client(void **state)
+{
+    (void)state;
+    struct fake_origin *o = gated_origin();
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\nmax_connections = 1\n"
+                                          "shutdown_timeout = 10s\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          (unsigned)fake_origin_port(o)),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    struct raw_conn *busy = send_slow(h, o, 1); /* the one place: the listener is held */
+    struct raw_conn *queued = px_connect(h);    /* the kernel's queue takes it */
+    assert_int_equal(raw_send_str(queued, "GET /fast HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(harness_signal(h, SIGTERM), 0);
+    assert_int_equal(harness_wait_log(h, "listeners closed", IO_MS), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(queued, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    gate_open();
+    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
+    assert_int_equal(r.status, 201);
+    raw_response_free(&r);
+    assert_exits_0(h, IO_MS);
+    raw_close(queued);
+    raw_close(busy);
+    harness_free(h);
+    gated_origin_stop(o);
+}
+
 /* Ends a Portico a drain test signalled with sig: a stop exits 0 by itself, a reload's is
  * stopped. Frees h. */
 static void end_drained(struct harness *h, int sig)
@@ -613,6 +651,26 @@ static void test_systemd_notify(void **state)
     h = start_notifying(fake_origin_port(o), "notify.sock", NULL);
     assert_int_equal(harness_wait_log(h, "NOTIFY_SOCKET notify.sock: not a socket path", IO_MS), 0);
     assert_int_equal(get(harness_port(h, "listen"), "/"), 200);
+    harness_free(h);
+
+    /* A socket path nobody listens on: the first message that cannot go is said, once; the
+     * reload's, which cannot go either, are not said again. */
+    snprintf(name, sizeof(name), "%s/notify-none-%d.sock",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+    unlink(name);
+    h = start_notifying(fake_origin_port(o), name, NULL);
+    assert_int_equal(harness_wait_log(h, "NOTIFY_SOCKET: cannot tell systemd \"READY=1\"", IO_MS),
+                     0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2,", IO_MS), 0);
+    assert_int_equal(get(harness_port(h, "listen"), "/"), 200);
+    assert_int_equal(harness_stop(h), 0);
+    char *err = harness_stderr(h);
+    int said = 0;
+    for (const char *p = err; (p = strstr(p, "NOTIFY_SOCKET: cannot tell systemd")); p++)
+        said++;
+    free(err);
+    assert_int_equal(said, 1);
     harness_free(h);
     fake_origin_stop(o);
 }
@@ -1765,6 +1823,16 @@ static void test_descriptor_limit_raised(void **state)
     for (int i = 0; i < CLIENTS; i++)
         raw_close(held[i]);
     px_stop(h);
+
+    /* the soft limit the hard one already: nothing raised, nothing said (the line comes before
+     * the listeners' "listening on") */
+    struct rlimit full = {.rlim_cur = mine.rlim_max, .rlim_max = mine.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &full), 0);
+    h = px_start_origin(fake_origin_port(o), NULL);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &mine), 0);
+    assert_int_equal(harness_wait_log(h, "listening on", IO_MS), 0);
+    assert_false(harness_log_contains(h, "raised from"));
+    px_stop(h);
     fake_origin_stop(o);
 }
 
@@ -2475,6 +2543,7 @@ int main(void)
     tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_graceful_stop),
+        cmocka_unit_test(test_stop_answers_queued_client),
         cmocka_unit_test(test_second_signal_stops_now),
         cmocka_unit_test(test_drain_answers_pipelined),
         cmocka_unit_test(test_drain_idle_close_on_response),

@@ -338,6 +338,43 @@ static void test_max_connections_admin_open(void **state)
     fake_origin_stop(o);
 }
 
+/* With several workers the admin listener is still one socket, in worker 0, and its bound is
+ * ADMIN_MAX in all: the next connection waits in the backlog until one closes. */
+static void test_admin_bound_with_workers(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                             "workers = 2\n"
+                                             "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                             "access_log = off\n[upstream u]\norigin = sim\n"),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    uint16_t admin = harness_port(h, "admin");
+    struct raw_conn *kept[ADMIN_MAX];
+    for (int i = 0; i < ADMIN_MAX; i++) {
+        kept[i] = raw_connect(admin, PX_IO_MS);
+        assert_non_null(kept[i]);
+        assert_int_equal(exchange_ok(kept[i], "/healthz"), 200);
+    }
+    struct raw_conn *next = raw_connect(admin, PX_IO_MS);
+    assert_non_null(next);
+    assert_int_equal(raw_send_str(next, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"), 0);
+    struct raw_response r;
+    assert_int_not_equal(raw_read_response(next, &r, ADMIN_HELD_MS), 0);
+    raw_response_free(&r);
+    raw_close(kept[0]);
+    assert_int_equal(raw_read_response(next, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    for (int i = 1; i < ADMIN_MAX; i++)
+        raw_close(kept[i]);
+    raw_close(next);
+    px_stop(h);
+}
+
 /* ---- a client behind on its reading when its answer ended ---- */
 
 #define BEHIND_STEP (128 * 1024) /* below the output limit (256 KiB): no size falls between */
@@ -1018,6 +1055,7 @@ int main(void)
         cmocka_unit_test(test_max_connections_h2c),
         cmocka_unit_test(test_max_connections_h2_idle),
         cmocka_unit_test(test_max_connections_admin_open),
+        cmocka_unit_test(test_admin_bound_with_workers),
         cmocka_unit_test(test_answer_end_not_cut_when_idle),
         cmocka_unit_test(test_keepalive_off),
         cmocka_unit_test(test_slowloris),

@@ -32,6 +32,7 @@
  * own timers (first_byte_timeout); test 1 re-checks a kernel counter that is 0 at once unless
  * the machine is badly overloaded.
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <poll.h>
 #include <netinet/in.h>
@@ -942,6 +943,20 @@ static int lowest_free_fd(pid_t pid)
     }
 }
 
+/* How many descriptors pid holds open. */
+static int open_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
 /* ---- 13: a trickled response head ---- */
 
 #define TRICKLE_FIELD (600 * 1024)
@@ -1100,6 +1115,13 @@ static void test_reload_out_of_descriptors(void **state)
     assert_int_equal(harness_wait_log(h, "still serving the previous one", PX_IO_MS), 0);
     assert_true(harness_log_contains(h, "free file descriptors, which the limit (ulimit -n)"));
     assert_true(harness_running(h));
+    /* 6 free: enough for a worker's epoll, pipe, resolver and listening sockets, not for its
+     * first clients: a worker is counted 12 and a socket per address, and the admin listener */
+    tight.rlim_cur = (rlim_t)open_fds(pid) + 6;
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &tight, NULL), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log_count(h, "still serving the previous one", 2, PX_IO_MS), 0);
+    assert_true(harness_log_contains(h, "1 worker needs about 14 free file descriptors"));
 
     assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
     assert_int_equal(harness_signal(h, SIGHUP), 0);

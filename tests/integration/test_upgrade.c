@@ -1164,6 +1164,8 @@ static void test_upgrade_tells_systemd(void **state)
     assert_int_equal(harness_wait_log(h, "upgrade: stopping: listeners closed", IO_MS), 0);
     assert_int_equal(pid, new_pid_logged(h)); /* said after MAINPID= */
     assert_exits_0(h, IO_MS);
+    /* the old one closed its notify socket with MAINPID=: its stop sent nothing more */
+    assert_false(harness_log_contains(h, "NOTIFY_SOCKET: cannot tell systemd"));
     /* from now on only the new process speaks: pings */
     for (int pings = 0; pings < 3;) {
         from = notify_next(fd, msg, sizeof(msg));

@@ -997,6 +997,74 @@ static void test_listen_limit(void **state)
     free(errors);
 }
 
+/* Keys at the edges of what they take: a row loads (want NULL) or is refused with a message
+ * holding want. */
+static void test_key_edges(void **state)
+{
+    /* 253 and 254 bytes: labels of 63 joined by dots, then 61 or 62 */
+    char l63[64];
+    memset(l63, 'a', 63);
+    l63[63] = '\0';
+    char sni253[300], sni254[300], text[4096];
+    snprintf(sni253, sizeof(sni253), "%s.%s.%s.%.61s", l63, l63, l63, l63);
+    snprintf(sni254, sizeof(sni254), "%s.%s.%s.%.62s", l63, l63, l63, l63);
+    assert_int_equal(strlen(sni253), 253);
+    assert_int_equal(strlen(sni254), 254);
+    struct {
+        char text[1024];
+        const char *want;
+    } rows[] = {
+        {"", NULL}, /* sni253, below */
+        {"", "sni: '"}, /* sni254: no longer a name OpenSSL sends */
+        {UP "[route r]\nupstream = app\nhost = _svc.example.com\n", NULL}, /* '_' in a host */
+        {UP "[route r]\nupstream = app\nhost = *.a_b.example.com\n", NULL},
+        {"[upstream u]\norigin = sim\nhealth_check = GET /h every 5s expect 5xx\n", NULL},
+        {"[upstream u]\norigin = sim\nhealth_check = GET /h every 5s expect 6xx\n",
+         "health_check: expect '6xx' is not a status"},
+        {"[proxy]\nadmin_token = abc-._~+/==\n" UP, NULL},
+        {"[proxy]\nadmin_token = ===\n" UP, "admin_token: expected a token"},
+        {"[proxy]\nadmin_token = =\n" UP, "admin_token: expected a token"},
+    };
+    (void)state;
+    snprintf(rows[0].text, sizeof(rows[0].text),
+             "[upstream u]\norigin = 127.0.0.1:443\ntls = on\nsni = %s\n", sni253);
+    snprintf(rows[1].text, sizeof(rows[1].text),
+             "[upstream u]\norigin = 127.0.0.1:443\ntls = on\nsni = %s\n", sni254);
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        int n;
+        char *errors;
+        struct config *cfg = load(rows[i].text, "/", &n, &errors);
+        if (rows[i].want ? cfg || !strstr(errors, rows[i].want) : !cfg || n != 0)
+            fail_msg("row %zu: %s (%d errors):\n%s--- config:\n%s", i,
+                     rows[i].want ? "not refused as wanted" : "refused", n, errors,
+                     rows[i].text);
+        cfg_free(cfg);
+        free(errors);
+    }
+    /* CFG_MAX_ORIGINS origins in an upstream, and not one more */
+    size_t len = 0;
+    for (int extra = 0; extra < 2; extra++) {
+        len = buf_appendf(text, sizeof(text), 0, "[upstream u]\n");
+        for (int i = 0; i < CFG_MAX_ORIGINS + extra; i++)
+            len = buf_appendf(text, sizeof(text), len, "origin = 127.0.0.1:%d\n", 9000 + i);
+        int n;
+        char *errors;
+        struct config *cfg = load(text, "/", &n, &errors);
+        if (!extra) {
+            assert_non_null(cfg);
+            assert_int_equal(cfg->upstreams[0].norigins, CFG_MAX_ORIGINS);
+        } else {
+            char want[128];
+            snprintf(want, sizeof(want), "test.ini:%d: origin: at most %d origins per upstream\n",
+                     CFG_MAX_ORIGINS + 2, CFG_MAX_ORIGINS);
+            assert_null(cfg);
+            assert_string_equal(errors, want);
+        }
+        cfg_free(cfg);
+        free(errors);
+    }
+}
+
 /* ---- limits (issue 13: values that overflowed passed `portico -t`) ---- */
 
 /* Every duration key, in a section of its own: text is before + "KEY = VALUE\n" + after. */
@@ -1373,6 +1441,7 @@ int main(void)
         cmocka_unit_test(test_every_error_reported),
         cmocka_unit_test(test_error_line_is_one_write),
         cmocka_unit_test(test_listen_limit),
+        cmocka_unit_test(test_key_edges),
         cmocka_unit_test(test_duration_limits),
         cmocka_unit_test(test_size_limits),
         cmocka_unit_test(test_long_lines),

@@ -517,6 +517,42 @@ static void test_error_cap(void **state)
     free(errors);
 }
 
+/* The cap ends the reading too, not only the messages: from a pipe whose writer stays open
+ * (`portico -t -c <(yes)`), the load answers after its 101st message and leaves the rest unread,
+ * instead of reading on to the pipe's deadline. */
+static void test_error_cap_stops_reading(void **state)
+{
+    (void)state;
+    char path[128];
+    dir_path(path, sizeof(path), "cap.fifo");
+    unlink(path);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    int fd = open(path, O_RDWR | O_NONBLOCK); /* the writer, which stays */
+    assert_true(fd >= 0);
+    static const char line[] = "not an ini line\n";
+    size_t wrote = 0;
+    for (int i = 0; i < 4000 && write(fd, line, sizeof(line) - 1) == sizeof(line) - 1; i++)
+        wrote += sizeof(line) - 1;
+    assert_true(wrote >= 101 * (sizeof(line) - 1) + 8192);
+    char *errors = NULL;
+    size_t elen = 0;
+    FILE *f = open_memstream(&errors, &elen);
+    assert_non_null(f);
+    int n;
+    assert_null(cfg_load_within(path, f, &n, 2000));
+    fclose(f);
+    assert_int_equal(n, 101);
+    assert_non_null(strstr(errors, ":101: more than 100 errors; the rest is not checked\n"));
+    free(errors);
+    size_t left = 0;
+    char buf[4096];
+    for (ssize_t r; (r = read(fd, buf, sizeof(buf))) > 0;)
+        left += (size_t)r;
+    assert_true(left >= wrote - 101 * (sizeof(line) - 1) - 8192); /* one buffer read ahead */
+    close(fd);
+    unlink(path);
+}
+
 /* A certificate that expires in 3 days is a warning, never an error: kept in cfg->warnings at
  * each key's line (not printed by a load that succeeds: the caller says them), and its notAfter
  * kept once for the metric although two keys name the file. A load that fails prints them after
@@ -582,6 +618,7 @@ int main(void)
         cmocka_unit_test(test_device_config),
         cmocka_unit_test(test_pipe_writer_stays),
         cmocka_unit_test(test_error_cap),
+        cmocka_unit_test(test_error_cap_stops_reading),
         cmocka_unit_test(test_certificate_warnings),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

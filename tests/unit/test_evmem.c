@@ -6,6 +6,7 @@
  * twice stops the process.
  */
 #include <fcntl.h>
+#include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -114,6 +115,32 @@ static void test_only_blocks_kept(void **state)
     evmem_free(NULL);
 }
 
+/* Only a request of a kept size takes a kept block, and only a block of a kept size is kept: a
+ * 100-byte allocation took a kept 32 KiB read block, and a freed 128 KiB chain was kept as a read
+ * block (EVMEM_KEEP of them, 1 MiB a thread, where 256 KiB was meant). */
+static void test_other_sizes_not_kept(void **state)
+{
+    (void)state;
+    evmem_flush();
+    evmem_free(malloc(EVMEM_BLOCK));
+    evmem_free(malloc(EVMEM_SMALL_BLOCK));
+    void *p = evmem_malloc(100);
+    assert_non_null(p);
+    assert_true(malloc_usable_size(p) < EVMEM_SMALL_BLOCK);
+    free(p);
+    evmem_flush();
+    static const size_t sizes[] = {4 * EVMEM_BLOCK, 2 * EVMEM_BLOCK, 4 * EVMEM_SMALL_BLOCK};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        evmem_free(malloc(sizes[i]));
+        size_t want = sizes[i] > EVMEM_BLOCK ? EVMEM_BLOCK : EVMEM_SMALL_BLOCK;
+        void *q = evmem_malloc(want);
+        assert_non_null(q);
+        assert_true(malloc_usable_size(q) < sizes[i]); /* a block of its own size */
+        free(q);
+        evmem_flush();
+    }
+}
+
 /* A closed connection's buffers serve the next one's, emptied (their bytes and chains gone) and
  * usable; no more than EVMEM_BUFFERS are kept, newest first. */
 static void test_buffers_kept(void **state)
@@ -124,9 +151,14 @@ static void test_buffers_kept(void **state)
     assert_non_null(b);
     reserve_read(b);
     assert_int_equal(evbuffer_add(b, "left unread", 11), 0);
+    size_t bsize = malloc_usable_size(b);
     evmem_buffer_free(b);
+    void *other = malloc(bsize); /* malloc alone would hand a freed buffer to this caller */
+    assert_non_null(other);
     struct evbuffer *again = evmem_buffer_new();
     assert_ptr_equal(again, b);
+    assert_ptr_not_equal(other, b);
+    free(other);
     assert_int_equal(evbuffer_get_length(again), 0);
     assert_int_equal(evbuffer_add(again, "next", 4), 0);
     char got[4];
@@ -293,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_read_chain_kept),
         cmocka_unit_test(test_small_chain_kept),
         cmocka_unit_test(test_only_blocks_kept),
+        cmocka_unit_test(test_other_sizes_not_kept),
         cmocka_unit_test(test_buffers_kept),
         cmocka_unit_test(test_buffer_read_chain_freed),
         cmocka_unit_test(test_closed_sock_buffers_hold_no_chain),

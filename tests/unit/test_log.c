@@ -199,6 +199,9 @@ static const struct {
     {S("\xef\xbf\xbf\xf4\x8f\xbf\xbf"), 100, "\"\xef\xbf\xbf\xf4\x8f\xbf\xbf\"",
      "U+FFFF and U+10FFFF are valid"},
     {S("\x80"), 100, "\"\\u0080\"", "a lone continuation byte"},
+    /* a sequence that the end of the field cuts: its bytes past the end are not read */
+    {"a\xc3\xa9", 2, 100, "\"a\\u00c3\"", "a 2-byte sequence cut by the end"},
+    {"\xe2\x82\xac", 2, 100, "\"\\u00e2\\u0082\"", "a 3-byte sequence cut by the end"},
     {S("\xc0\xaf"), 100, "\"\\u00c0\\u00af\"", "overlong '/' (C0 AF)"},
     {S("\xc1\xbf"), 100, "\"\\u00c1\\u00bf\"", "C1 is always overlong"},
     {S("\xe0\x80\xaf"), 100, "\"\\u00e0\\u0080\\u00af\"", "overlong 3-byte form"},

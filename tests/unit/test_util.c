@@ -558,6 +558,80 @@ static void test_zalloc(void **state)
     }
 }
 
+/* host_key: a Host as routes and admin_hosts read it: lowercase, without its port, and without
+ * every root dot ("Example.COM..:80" is example.com), the brackets of an IPv6 literal kept. */
+static void test_host_key(void **state)
+{
+    static const struct {
+        const char *host;
+        const char *want;
+    } rows[] = {
+        {"Example.COM", "example.com"},       /* lowercase */
+        {"example.com:8080", "example.com"},  /* the port goes */
+        {"example.com.", "example.com"},      /* the root dot goes */
+        {"example.com..:80", "example.com"},  /* every one of them, before the port too */
+        {"[::1]:80", "[::1]"},                /* brackets stay, the port goes */
+    };
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        char buf[64];
+        size_t n = host_key(rows[i].host, strlen(rows[i].host), buf, sizeof(buf));
+        assert_string_equal(buf, rows[i].want);
+        assert_int_equal(n, strlen(rows[i].want));
+    }
+    char small[4];
+    assert_int_equal(host_key("abcd", 4, small, sizeof(small)), 0); /* no room for its NUL */
+}
+
+/* name_valid: a section or fault rule name: letters, digits, '_', '-' and '.'. */
+static void test_name_valid(void **state)
+{
+    (void)state;
+    assert_true(name_valid("api"));
+    assert_true(name_valid("api.v1_b-2"));
+    assert_false(name_valid(""));
+    assert_false(name_valid("a b"));
+    assert_false(name_valid("a/b"));
+}
+
+/* name_without_root_dot: one final dot goes ("." stays); a name without room for its NUL in
+ * buf is refused, not cut or written past it. */
+static void test_name_without_root_dot(void **state)
+{
+    (void)state;
+    char buf[8];
+    memset(buf, 'x', sizeof(buf));
+    assert_string_equal(name_without_root_dot("a.test.", buf, sizeof(buf)), "a.test");
+    assert_string_equal(name_without_root_dot(".", buf, sizeof(buf)), ".");
+    assert_string_equal(name_without_root_dot("abcdefg", buf, sizeof(buf)), "abcdefg");
+    assert_null(name_without_root_dot("abcdefgh", buf, 8));  /* 8 bytes and a NUL: no room */
+    assert_null(name_without_root_dot("abcdefgh.", buf, 8)); /* a dot less, still no room */
+}
+
+/* utf8_seq_len: well-formed UTF-8 only (RFC 3629): no overlongs, no surrogates (U+D800-DFFF,
+ * ED A0-BF), nothing past U+10FFFF. */
+static void test_utf8_seq_len(void **state)
+{
+    static const struct {
+        const char *in;
+        size_t want;
+    } rows[] = {
+        {"\xc3\xa9", 2},         /* U+00E9 */
+        {"\xc1\xbf", 0},         /* overlong */
+        {"\xe0\x9f\xbf", 0},     /* overlong */
+        {"\xed\x9f\xbf", 3},     /* U+D7FF, the last before the surrogates */
+        {"\xed\xa0\x80", 0},     /* U+D800, a surrogate */
+        {"\xed\xbf\xbf", 0},     /* U+DFFF, a surrogate */
+        {"\xee\x80\x80", 3},     /* U+E000 */
+        {"\xf4\x8f\xbf\xbf", 4}, /* U+10FFFF */
+        {"\xf4\x90\x80\x80", 0}, /* past U+10FFFF */
+        {"\xe2\x82", 0},          /* cut short */
+    };
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++)
+        assert_int_equal(utf8_seq_len((const unsigned char *)rows[i].in), rows[i].want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -579,6 +653,10 @@ int main(void)
         cmocka_unit_test(test_str_copy),
         cmocka_unit_test(test_span_ieq),
         cmocka_unit_test(test_zalloc),
+        cmocka_unit_test(test_host_key),
+        cmocka_unit_test(test_name_valid),
+        cmocka_unit_test(test_name_without_root_dot),
+        cmocka_unit_test(test_utf8_seq_len),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
