@@ -37,13 +37,16 @@ void watchdog_init(void)
     /* another process's watchdog (a parent that exec'd us without unsetting it) is not ours */
     if (pid && *pid && (parse_uint(pid, 1, UINT32_MAX, &owner) != 0 || owner != (uint64_t)getpid()))
         return;
-    if (parse_uint(usec, 1, UINT64_MAX / 2, &value) != 0) {
+    /* 0 is WatchdogSec=0, off: systemd never exports it, and nothing would kill Portico */
+    if (parse_uint(usec, 0, UINT64_MAX / 2, &value) != 0) {
         log_warn("WATCHDOG_USEC %s: not a number of microseconds; systemd's watchdog is not told "
                  "and will kill Portico",
                  usec);
         return;
     }
     watchdog.interval_us = value;
+    if (!value)
+        return;
     watchdog.due_us = now_us(); /* the first ping goes with READY=1 */
 }
 

@@ -82,10 +82,48 @@ static void test_intervals(void **state)
     }
 }
 
+/* What watchdog_init says on stderr with WATCHDOG_USEC = usec, into out. */
+static void init_said(const char *usec, char *out, size_t size)
+{
+    setenv("WATCHDOG_USEC", usec, 1);
+    unsetenv("WATCHDOG_PID");
+    setenv("NOTIFY_SOCKET", "@wd", 1);
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fileno(tmp), STDERR_FILENO) >= 0);
+    watchdog_init();
+    fflush(stderr);
+    assert_true(dup2(saved, STDERR_FILENO) >= 0);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(out, 1, size - 1, tmp);
+    out[n] = '\0';
+    fclose(tmp);
+}
+
+/* WATCHDOG_USEC=0 is WatchdogSec=0, off: said nothing of. A value that is no number is warned of
+ * (systemd's watchdog is on and not told). The binary before warned of 0 that systemd "will
+ * kill Portico". */
+static void test_zero_is_off_quietly(void **state)
+{
+    (void)state;
+    char said[512];
+    init_said("0", said, sizeof(said));
+    assert_string_equal(said, "");
+    assert_int_equal(watchdog_beat_us(), 0);
+    init_said("4e5", said, sizeof(said));
+    assert_non_null(strstr(said, "WATCHDOG_USEC 4e5: not a number of microseconds"));
+    assert_int_equal(watchdog_beat_us(), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_intervals),
+        cmocka_unit_test(test_zero_is_off_quietly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
