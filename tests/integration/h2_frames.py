@@ -14,6 +14,8 @@ count, so it always ends.
   h2_frames.py PORT reset_before_data PATH  a GET with stream windows of 0, reset (CANCEL) once
                                      its head came, before any of its body could
   h2_frames.py PORT stall_body PATH  a POST that sends half its content-length, then nothing
+  h2_frames.py PORT window_back PATH  a POST that sends 1 KiB of its content-length: the
+                                     WINDOW_UPDATE its stream got back
   h2_frames.py PORT indexing PATH    two GETs: which response fields HPACK may not index
   h2_frames.py PORT concurrency PATH N  N+1 GETs at once, sent with the preface: the one past
                                      N must be refused
@@ -151,6 +153,7 @@ class Conn:
         self.settings_seen = False
         self.partial = None         # (flags, block) of a HEADERS awaiting its CONTINUATION
         self.peer_settings = {}     # Portico's SETTINGS, by identifier
+        self.window_updates = {}    # stream id -> the sum of its WINDOW_UPDATE increments
         self.paced = False          # DATA is acknowledged by the caller (owed), not at once
         self.owed = 0
         self.ping_acks = 0          # PING ACKs: Portico has read what came before the PING
@@ -230,6 +233,9 @@ class Conn:
             elif payload:  # keep the windows open
                 inc = struct.pack(">I", len(payload))
                 self.send(frame(WINDOW_UPDATE, 0, 0, inc) + frame(WINDOW_UPDATE, 0, sid, inc))
+        elif ftype == WINDOW_UPDATE and len(payload) == 4:
+            inc = struct.unpack(">I", payload)[0] & 0x7FFFFFFF
+            self.window_updates[sid] = self.window_updates.get(sid, 0) + inc
         elif ftype == RST_STREAM:
             self.seq(sid, "RST", 0)
             self.st(sid)["rst"] = struct.unpack(">I", payload)[0]
@@ -725,6 +731,18 @@ def stall_body(port, path):
     c.close()
 
 
+def window_back(port, path):
+    """A POST of 1 KiB of its content-length's 100,000, which the origin's socket takes: the
+    stream's WINDOW_UPDATE increments that came within IO_S, before the client used up its
+    window (none: 0)."""
+    c = Conn(port)
+    c.send(c.request(1, get(path, "POST") + [("content-length", "100000")], end_stream=False))
+    c.send(frame(DATA, 0, 1, b"x" * 1024))
+    c.pump(lambda: c.window_updates.get(1, 0) > 0, time.monotonic() + IO_S)
+    print("window_update=%d" % c.window_updates.get(1, 0))
+    c.close()
+
+
 def unfinished_head(port, path, how):
     c = Conn(port)
     c.send(frame(HEADERS, END_STREAM, 1, c.block(get(path))))  # no END_HEADERS
@@ -1181,6 +1199,8 @@ def main():
         reset_before_data(port, sys.argv[3])
     elif sys.argv[2] == "stall_body":
         stall_body(port, sys.argv[3])
+    elif sys.argv[2] == "window_back":
+        window_back(port, sys.argv[3])
     elif sys.argv[2] == "unfinished_head":
         unfinished_head(port, sys.argv[3], sys.argv[4])
     elif sys.argv[2] == "indexing":

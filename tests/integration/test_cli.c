@@ -580,6 +580,8 @@ static const struct codes_row codes_rows[] = {
     { "leading zero", { "099" }, 2, -1, 0, NULL, "\"099\" is neither a code" },
     { "class 0xx", { "0xx" }, 2, -1, 0, NULL, "\"0xx\" is neither a code" },
     { "half a class", { "4x" }, 2, -1, 0, NULL, "\"4x\" is neither a code" },
+    { "a class digit, then a code digit", { "5x1" }, 2, -1, 0, NULL,
+      "\"5x1\" is neither a code" },
     { "two selectors", { "4xx", "499" }, 2, -1, 0, NULL, "one code or class at a time" },
     { "unknown option", { "--frobnicate" }, 2, -1, 0, NULL, "unknown option" },
     { "json and bad usage", { "--json", "abc" }, 2, -1, 0, NULL, "neither a code" },

@@ -182,13 +182,16 @@ static void test_cancel_mid_tcp(void **state)
 }
 
 /* A health check of the name meets the same: its failure says the TCP answer was late (and the
- * lookup is cancelled with the check). */
+ * lookup is cancelled with the check). A check's timeout may be shorter than the nameserver
+ * takes: a request after it still asks over TCP, and waits its own dns_timeout for the answer,
+ * rather than being told the name was asked in vain. */
 static void test_health_check_over_tcp(void **state)
 {
     (void)state;
     struct fake_dns *d = dns_start(FAKE_DNS_TCP_SILENT, false);
-    struct harness *h = px_start(d, false, 1, 5000,
-                                 "health_check = GET /healthz every 1s expect 200 timeout 200ms\n",
+    struct harness *h = px_start(d, false, 1, 600,
+                                 "health_check = GET /healthz every 1s expect 200 timeout 200ms "
+                                 "fall 100\n",
                                  "");
     const char *why = "failed its health check (resolving many.portico.test exceeded 200 ms over "
                       "TCP (no answer from 127.0.0.1:";
@@ -196,6 +199,18 @@ static void test_health_check_over_tcp(void **state)
         char *err = harness_stderr(h);
         fail_msg("no \"%s\" in:\n%s", why, err ? err : "");
     }
+    struct raw_conn *c = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(raw_send_str(c, "GET /after HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    print_message("  after the check: %d %.*s\n", r.status, r.body ? (int)r.body_len : 0,
+                  r.body ? r.body : "");
+    assert_int_equal(r.status, 504);
+    assert_non_null(r.body);
+    assert_non_null(strstr(r.body, "exceeded 600 ms over TCP (no answer from 127.0.0.1:"));
+    raw_response_free(&r);
+    raw_close(c);
     assert_int_equal(harness_stop(h), 0);
     harness_free(h);
     fake_dns_stop(d);

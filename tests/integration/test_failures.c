@@ -930,6 +930,45 @@ static void test_dns_ipv6_only(void **state)
     close(ls);
 }
 
+static void get_expect(struct harness *h, const char *path, int status, const char *error,
+                       const char *detail);
+
+/* An IPv6-only name whose one address refuses: asked for A (AI_ADDRCONFIG on a host whose IPv6
+ * addresses are all loopback ones), then for every family, and the refusal stands: not asked a
+ * third time for the families it already answered (every_family). At most two rounds of A and
+ * AAAA also on a host with a global IPv6 address, which asks for both at first. */
+static void test_dns_ipv6_only_refused_asked_once_more(void **state)
+{
+    (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .aaaa = true, .no_a = true };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    /* bound, never listening: a connect there is refused */
+    int ls = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+    socklen_t alen = sizeof(a);
+    assert_true(ls >= 0);
+    assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(ls, (struct sockaddr *)&a, &alen), 0);
+    char resolver[64];
+    snprintf(resolver, sizeof(resolver), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
+    struct harness *h = px_start(resolver, "[upstream v6]\norigin = only-v6.test:%u\nretries = 0\n",
+                                 ntohs(a.sin6_port));
+    unsigned before = fake_dns_queries(d);
+    char detail[96];
+    snprintf(detail, sizeof(detail), "connect to [::1]:%u failed: Connection refused",
+             ntohs(a.sin6_port));
+    get_expect(h, "/v6", 502, "connect_refused", detail);
+    unsigned asked = fake_dns_queries(d) - before;
+    print_message("  %u queries\n", asked);
+    if (asked < 3 || asked > 4)
+        fail_msg("%u queries for one attempt, expected 3 (A, then A and AAAA) or 4", asked);
+    px_stop(h);
+    fake_dns_stop(d);
+    close(ls);
+}
+
 /* ---- a name with several addresses ---- */
 
 /* Two origins on one port P: one on 127.0.0.1:P (kind4), one on [::1]:P (kind6, IPV6_V6ONLY).
@@ -1482,6 +1521,30 @@ static void test_no_free_local_port_nor_udp_port(void **state)
     get_expect(h, "/v6/", 200, NULL, NULL); /* not marked down */
     px_stop(h);
     fake_origin_stop(o6);
+}
+
+/* A name whose only address is ::1, on a host without IPv6 (a namespace of its own): the connect
+ * fails at once, and that failure is the attempt's, said with its words, though the host had no
+ * use for the address (earlier_failure_stands needs an earlier address). */
+static void test_only_address_host_cannot_use(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_NETNS();
+    struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .aaaa = true, .no_a = true };
+    struct fake_dns *d = fake_dns_start(&dopts);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK); /* its port only: never reached */
+    assert_true(d && o);
+    char resolver[64];
+    snprintf(resolver, sizeof(resolver), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
+    struct harness *h = px_start(resolver, "[upstream v6]\norigin = only-v6.test:%u\nretries = 0\n",
+                                 fake_origin_port(o));
+    char detail[96];
+    snprintf(detail, sizeof(detail), "connect to [::1]:%u failed: Cannot assign requested address",
+             fake_origin_port(o));
+    get_expect(h, "/v6", 502, "connect_unreachable", detail);
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
 }
 
 /* `resolver = [::1]:P` where the host has no ::1 (IPv6 turned off, in a namespace of its own):
@@ -2209,14 +2272,17 @@ struct dns_words_row {
     bool no_a;              /* ANSWER: the name has no address (NODATA for A and AAAA) */
     const char *name;       /* the origin's name */
     const char *words;      /* in the detail, after "resolving NAME failed: " */
+    const char *desc;       /* the cause, in Server-Timing's desc of the dns entry */
 };
 
 static const struct dns_words_row dns_words_rows[] = {
-    {FAKE_DNS_NXDOMAIN, false, "words.portico.test", "failed: no such name (NXDOMAIN)"},
-    {FAKE_DNS_ANSWER, true, "words.portico.test", "failed: no address"},
-    {FAKE_DNS_SERVFAIL, false, "words.portico.test", "the resolver failed (SERVFAIL"},
+    {FAKE_DNS_NXDOMAIN, false, "words.portico.test", "failed: no such name (NXDOMAIN)",
+     "no such name"},
+    {FAKE_DNS_ANSWER, true, "words.portico.test", "failed: no address", "resolver failure"},
+    {FAKE_DNS_SERVFAIL, false, "words.portico.test", "the resolver failed (SERVFAIL",
+     "resolver failure"},
     /* a short name, which a search domain would have completed: why it was not */
-    {FAKE_DNS_NXDOMAIN, false, "words", "without resolv.conf's search domains"},
+    {FAKE_DNS_NXDOMAIN, false, "words", "without resolv.conf's search domains", "no such name"},
 };
 
 static void test_dns_failure_words(void **state)
@@ -2242,6 +2308,12 @@ static void test_dns_failure_words(void **state)
         snprintf(want, sizeof(want), "resolving %s failed: ", row->name);
         assert_non_null(strstr(detail, want));
         assert_non_null(strstr(detail, row->words));
+        const char *st = raw_header(&r, "Server-Timing");
+        snprintf(want, sizeof(want), "dns;dur=");
+        char desc[64];
+        snprintf(desc, sizeof(desc), ";desc=\"%s\"", row->desc);
+        if (!st || !strstr(st, want) || !strstr(st, desc))
+            fail_msg("Server-Timing: %s, expected the dns entry with %s", st ? st : "none", desc);
         raw_response_free(&r);
         raw_close(c);
         px_stop(h);
@@ -2271,6 +2343,7 @@ int main(void)
         cmocka_unit_test(test_proxy),
         cmocka_unit_test(test_after_head),
         cmocka_unit_test(test_dns_ipv6_only),
+        cmocka_unit_test(test_dns_ipv6_only_refused_asked_once_more),
         cmocka_unit_test(test_dns_every_address),
         cmocka_unit_test(test_dns_every_address_health_check),
         cmocka_unit_test(test_dns_every_address_down),
@@ -2280,6 +2353,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_free_local_port_nor_udp_port, netns_with_ipv6,
                                         netns_leave),
         cmocka_unit_test_setup_teardown(test_resolver_host_cannot_reach, netns_without_ipv6,
+                                        netns_leave),
+        cmocka_unit_test_setup_teardown(test_only_address_host_cannot_use, netns_without_ipv6,
                                         netns_leave),
         cmocka_unit_test_setup_teardown(test_resolver_on_ipv6_loopback, netns_with_ipv6,
                                         netns_leave),

@@ -2735,6 +2735,27 @@ static void test_hpack_never_indexed(void **state)
     fake_origin_stop(o);
 }
 
+/* An upload's window comes back half a share at a time, as nghttp2 would give it: once the
+ * origin's socket took the first 1 KiB, the stream's window (16 KiB at first) grows to its share
+ * (1 MiB for one stream), without the client having to use up its 16 KiB and wait a round trip
+ * for each window. */
+static void test_upload_window_given_back(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_ECHO);
+    assert_non_null(o);
+    struct harness *h = start_origin(fake_origin_port(o), "");
+    struct tu_cmd_result r = {0};
+    frames(h, "window_back", "/up", &r);
+    const char *p = strstr(r.out, "window_update=");
+    long inc = p ? strtol(p + strlen("window_update="), NULL, 10) : -1;
+    if (inc < 512 * 1024)
+        fail_msg("wanted the stream's window grown toward 1 MiB after 1 KiB: %s", r.out);
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* A request body that stops coming: 408 after client_body_timeout, as over HTTP/1.1, then the
  * stream is closed (the rest of the body is not wanted). */
 static void test_body_timeout(void **state)
@@ -2948,6 +2969,7 @@ int main(void)
         cmocka_unit_test(test_cancel_races_not_a_flood),
         cmocka_unit_test(test_reset_before_data_logged_as_sent),
         cmocka_unit_test(test_body_timeout),
+        cmocka_unit_test(test_upload_window_given_back),
         cmocka_unit_test(test_body_timeout_origin_held),
         cmocka_unit_test(test_hpack_never_indexed),
         cmocka_unit_test(test_drain_goaway),

@@ -1424,6 +1424,36 @@ static void test_address_in_use(void **state)
     fake_origin_stop(o);
 }
 
+/* Every address in use is told, not the first alone: one start names what to free. */
+static void test_every_address_in_use_told(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    uint16_t a = harness_port(h, "a"), b = harness_port(h, "b");
+    int fa = plain_listener(a, false), fb = plain_listener(b, false);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:%u\n"
+                                          "listen = 127.0.0.1:%u\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          (unsigned)a, (unsigned)b,
+                                          (unsigned)harness_port(h, "origin")),
+                     0);
+    const char *const args[] = {"-c", harness_config_path(h), NULL};
+    struct tu_cmd_result res;
+    assert_int_equal(harness_run(h, args, &res), 1);
+    char want_a[64], want_b[64];
+    snprintf(want_a, sizeof(want_a), "cannot listen on 127.0.0.1:%u", a);
+    snprintf(want_b, sizeof(want_b), "cannot listen on 127.0.0.1:%u", b);
+    if (!strstr(res.err, want_a) || !strstr(res.err, want_b))
+        fail_msg("message: %s", res.err);
+    tu_cmd_result_free(&res);
+    close(fa);
+    close(fb);
+    harness_free(h);
+}
+
 /* A reload that adds an address in use is refused like a start, and changes nothing. Why is
  * said on stderr and in the error log file, where a daemon's failed reload is looked for. */
 static void test_reload_address_in_use(void **state)
@@ -2556,6 +2586,7 @@ int main(void)
         cmocka_unit_test(test_signals_reopen_logs),
         cmocka_unit_test(test_signal_during_load),
         cmocka_unit_test(test_address_in_use),
+        cmocka_unit_test(test_every_address_in_use_told),
         cmocka_unit_test(test_reload_address_in_use),
         cmocka_unit_test(test_pid_file),
         cmocka_unit_test(test_pid_file_of_live_portico),

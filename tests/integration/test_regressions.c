@@ -1184,6 +1184,92 @@ static void test_local_failure_spares_origin(void **state)
     fake_origin_stop(o);
 }
 
+/* A name's first address out of descriptors ends the attempt there: its detail says how many of
+ * the name's addresses were tried, 1 of 2. The name (A 127.0.0.1, AAAA ::1) is known to have both
+ * families once ::1 answered the first request (127.0.0.1 refused, remembered as failed), so the
+ * second tries ::1 first, with no spare socket of that family to take. */
+static void test_local_failure_says_addresses_tried(void **state)
+{
+    (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_ANSWER, .aaaa = true};
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    /* [::1]:P listening, 127.0.0.1:P bound without listening: refused */
+    int ls = -1, v4 = -1;
+    uint16_t port = 0;
+    for (int i = 0; i < 20 && v4 < 0; i++) {
+        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+        socklen_t alen = sizeof(a6);
+        ls = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(ls >= 0);
+        assert_int_equal(bind(ls, (struct sockaddr *)&a6, sizeof(a6)), 0);
+        assert_int_equal(listen(ls, 8), 0);
+        assert_int_equal(getsockname(ls, (struct sockaddr *)&a6, &alen), 0);
+        port = ntohs(a6.sin6_port);
+        struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        v4 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(v4 >= 0);
+        if (bind(v4, (struct sockaddr *)&a4, sizeof(a4)) != 0) {
+            close(v4);
+            close(ls);
+            v4 = -1;
+        }
+    }
+    assert_true(v4 >= 0);
+    char resolver[64];
+    snprintf(resolver, sizeof(resolver), "resolver = 127.0.0.1:%u", fake_dns_port(d));
+    struct harness *h = px_start(resolver,
+                                 "[upstream u]\norigin = pair.test:%u\nkeepalive = 0\n"
+                                 "retries = 0\n",
+                                 port);
+    pid_t pid = harness_pid(h);
+    struct raw_conn *c = px_connect(h);
+    send_ok(c, "GET /first HTTP/1.1\r\nHost: t\r\n\r\n");
+    /* the origin's side on ::1, played here */
+    struct pollfd pf = {.fd = ls, .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, PX_IO_MS), 1);
+    int fd = accept(ls, NULL, NULL);
+    assert_true(fd >= 0);
+    char head[4096];
+    size_t got = 0;
+    while (got < sizeof(head) - 1 && !memmem(head, got, "\r\n\r\n", 4)) {
+        struct pollfd rf = {.fd = fd, .events = POLLIN};
+        assert_int_equal(poll(&rf, 1, PX_IO_MS), 1);
+        ssize_t n = read(fd, head + got, sizeof(head) - 1 - got);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n"
+                                 "\r\nv6\n";
+    assert_int_equal(write(fd, answer, sizeof(answer) - 1), (ssize_t)sizeof(answer) - 1);
+    close(fd);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    free(px_log_line(h, "target=\"/first\"")); /* logged once its origin connection closed */
+
+    struct rlimit old, tight;
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
+    tight = (struct rlimit){.rlim_cur = (rlim_t)lowest_free_fd(pid), .rlim_max = old.rlim_max};
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &tight, NULL), 0);
+    send_ok(c, "GET /short HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n\r\n");
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+    assert_int_equal(r.status, 500);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "internal_error");
+    if (!tu_contains(r.body, "socket: Too many open files; 1 of 2 addresses of pair.test tried"))
+        fail_msg("detail: %s", r.body);
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+    close(v4);
+    close(ls);
+    fake_dns_stop(d);
+}
+
 /* Holds pid to the descriptors it has open until its next health check fails to open a socket
  * (within 4 s), then gives them back. */
 static void starve_next_check(struct harness *h, pid_t pid)
@@ -1305,6 +1391,7 @@ int main(void)
         cmocka_unit_test(test_accept_out_of_descriptors),
         cmocka_unit_test(test_reload_out_of_descriptors),
         cmocka_unit_test(test_local_failure_spares_origin),
+        cmocka_unit_test(test_local_failure_says_addresses_tried),
         cmocka_unit_test(test_local_failure_spares_checked_origin),
         cmocka_unit_test(test_local_failure_counts_for_neither),
         cmocka_unit_test(test_trickled_response_head),

@@ -159,11 +159,52 @@ static void test_claims_and_releases(void **state)
     addr_locks_free(set);
 }
 
+/* A connection a previous process left on the address (accepted there, its listener closed)
+ * does not make the address busy: the probe binds with SO_REUSEADDR, as the workers do. */
+static void test_connection_left_not_busy(void **state)
+{
+    (void)state;
+    uint16_t port = free_port(), ports[] = {port, 0};
+    int lfd = sock_on(port, false, true, NULL);
+    int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(cfd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(cfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    int sfd = accept(lfd, NULL, NULL); /* bound to the port, as the listener was */
+    assert_true(sfd >= 0);
+    close(lfd);
+    struct addr_locks *set = addr_locks_new();
+    assert_non_null(set);
+    assert_int_equal(claim(set, ports, 0), 0);
+    addr_locks_free(set);
+    close(sfd);
+    close(cfd);
+}
+
+/* The locks handed to a binary upgrade: as many as held when max is exactly that, -1 below. */
+static void test_fds_bound(void **state)
+{
+    (void)state;
+    uint16_t ports[] = {free_port(), free_port(), 0};
+    struct addr_locks *set = addr_locks_new();
+    assert_non_null(set);
+    assert_int_equal(claim(set, ports, free_port()), 0);
+    int out[3] = {-1, -1, -1};
+    assert_int_equal(addr_locks_fds(set, out, 3), 3);
+    for (int i = 0; i < 3; i++)
+        assert_true(out[i] >= 0);
+    assert_int_equal(addr_locks_fds(set, out, 2), -1);
+    addr_locks_free(set);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_busy_address_refused),
         cmocka_unit_test(test_claims_and_releases),
+        cmocka_unit_test(test_connection_left_not_busy),
+        cmocka_unit_test(test_fds_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -91,6 +91,8 @@ static const struct row rows[] = {
      "TE other than trailers"},
     {"an uppercase name", {GET_ROOT, AUTH, {"X-Up", "1", 0}}, -1,
      "field name that is not a lowercase token"},
+    {"a name whose only capital is Z", {GET_ROOT, AUTH, {"x-z-Z", "1", 0}}, -1,
+     "field name that is not a lowercase token"},
     /* The look-up ignores case; HTTP/2 does not (RFC 9113 8.2.1): these are refused for their
      * case before anything looks at what they name. */
     {"Host in uppercase", {GET_ROOT, {"Host", "a.example", 0}}, -1,
@@ -111,6 +113,8 @@ static const struct row rows[] = {
     {"leading whitespace", {GET_ROOT, AUTH, {"x", " a", 0}}, -1,
      "whitespace at the start or end of a field value"},
     {"trailing tab", {GET_ROOT, AUTH, {"x", "a\t", 0}}, -1,
+     "whitespace at the start or end of a field value"},
+    {"trailing space", {GET_ROOT, AUTH, {"x", "a ", 0}}, -1,
      "whitespace at the start or end of a field value"},
     {"a pseudo-header field after a regular one",
      {{":method", "GET", 0}, {":scheme", "https", 0}, {"x", "1", 0}, {":path", "/", 0}}, -1,
@@ -152,6 +156,8 @@ static const struct row rows[] = {
      "CONNECT takes :authority and neither :scheme nor :path"},
     {"an empty :authority", {GET_ROOT, {":authority", "", 0}}, -1, "empty :authority"},
     {"userinfo in :authority", {GET_ROOT, {":authority", "u:p@a.example", 0}}, -1,
+     "userinfo in :authority"},
+    {"an '@' ending :authority", {GET_ROOT, {":authority", "a.example@", 0}}, -1,
      "userinfo in :authority"},
     {"Host naming another site than :authority", {GET_ROOT, AUTH, {"host", "evil.example", 0}},
      -1, "host differs from :authority"},
@@ -244,6 +250,25 @@ static void test_too_large(void **state)
     h2_request_free(&req); /* twice is fine */
 }
 
+/* The block is read to its end while what was decoded is at most H2_REQUEST_ABANDON_FACTOR
+ * times the limit: at exactly that it is still read, one byte past it abandoned. */
+static void test_abandon_boundary(void **state)
+{
+    (void)state;
+    struct h2_request req;
+    h2_request_init(&req, 1024);
+    char v[2048];
+    memset(v, 'v', sizeof(v));
+    /* 1024 decoded, 1028 to keep: past the limit, nothing more kept */
+    assert_int_equal(h2_request_field(&req, "x-big", 5, v, 1019), 0);
+    assert_true(req.too_large);
+    assert_int_equal(h2_request_field(&req, "x", 1, v, 2047), 0);             /* 3072 */
+    assert_int_equal(h2_request_field(&req, "x", 1, v, 1023), 0);             /* 4096 */
+    assert_int_equal(req.decoded, H2_REQUEST_ABANDON_FACTOR * 1024);
+    assert_int_equal(h2_request_field(&req, "x", 1, "", 0), 1);               /* 4097 */
+    h2_request_free(&req);
+}
+
 /* The limit is on what the head keeps: a head of exactly the limit is whole, one byte more 431. */
 static void test_limit_boundary(void **state)
 {
@@ -299,6 +324,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_too_large),
+        cmocka_unit_test(test_abandon_boundary),
         cmocka_unit_test(test_limit_boundary),
         cmocka_unit_test(test_messaging_error),
     };

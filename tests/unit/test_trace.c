@@ -84,6 +84,10 @@ static void test_parse(void **state)
     const char *v = "00-" TID "-" PID "-01garbage";
     assert_int_equal(trace_parse(v, TRACEPARENT_LEN, &tc), 0);
     assert_int_equal(trace_parse(v, TRACEPARENT_LEN - 1, &tc), -1);
+    /* a higher version too: its 54 first bytes are short, whatever follows them */
+    const char *future = "01-" TID "-" PID "-01";
+    assert_int_equal(trace_parse(future, TRACEPARENT_LEN, &tc), 0);
+    assert_int_equal(trace_parse(future, TRACEPARENT_LEN - 1, &tc), -1);
 }
 
 static bool lower_hex(const char *s, size_t n)
