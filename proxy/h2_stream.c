@@ -752,9 +752,9 @@ void h2_stream_malformed(struct h2_stream *s, const char *why)
 /* An abandoned head counts as this many resets: decoding an HPACK bomb's block (147 KB that
  * name a 4,000-byte field 147,000 times) costs milliseconds of CPU, hundreds of ordinary
  * requests' worth (~96 a second went through one worker, ~26 under ASan). Charged as one, 250
- * bombs took 2.6 s to end a connection, and on a slow host they came barely faster than the
- * reset bucket refills (20 a second): never. At 10, 20 bombs end it whatever the host's speed.
- * No real client sends a head 4 times max_header_size. */
+ * bombs once took 2.6 s to end a connection (32 since other charges were added), and on a slow
+ * host they come barely faster than the reset bucket refills (20 a second). At 10, 20 bombs end
+ * it whatever the host's speed. No real client sends a head 4 times max_header_size. */
 #define ABANDONED_HEAD_RESETS 10
 
 void h2_stream_abandon_head(struct h2_stream *s)
