@@ -405,6 +405,13 @@ static int profile_status(const struct probe_result *r, const struct config *cfg
                           pr == (int)cfg->profile ? cfg->error_overrides : NULL);
 }
 
+/* An answer Portico made itself with no failure behind it (a fault rule's status): a head went,
+ * none of it the origin's. A drop or reset sends no head: that is no answer. */
+static bool own_answer(const struct probe_ds *p)
+{
+    return p->got_head && p->res.failure == FAIL_NONE && !p->res.upstream_status;
+}
+
 static void print_text(const struct probe_opts *o, const struct route_conf *route,
                        const struct config *cfg, const struct probe_ds *p, enum probe_end end)
 {
@@ -449,6 +456,14 @@ static void print_text(const struct probe_opts *o, const struct route_conf *rout
         if (r->failure != FAIL_NONE)
             printf("  %-11s then %s in phase %s: %s\n", "", failure_name(r->failure),
                    phase_name(r->phase), r->detail);
+        return;
+    }
+    if (own_answer(p)) { /* it said "failed: no answer in phase done" for a 503 sent */
+        printf("  %-11s failed: Portico's own answer: %d %s, %llu body bytes (the origin was not "
+               "asked)\n", "outcome", r->status, status_phrase(r->status),
+               (unsigned long long)r->bytes_out);
+        if (r->detail[0])
+            printf("  %-11s %s\n", "detail", r->detail);
         return;
     }
     printf("  %-11s failed: %s in phase %s", "outcome",

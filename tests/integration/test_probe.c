@@ -393,6 +393,32 @@ static void test_fault_named(void **state)
     tu_cmd_result_free(&res);
 }
 
+/* A fault rule's status is Portico's own answer: the probe says so, with the status and body the
+ * client would get (it said "failed: no answer in phase done" for a 503 that went out); a drop
+ * sends nothing, and is no answer still. */
+static void test_fault_status(void **state)
+{
+    (void)state;
+    assert_int_equal(harness_write_config(w.h, "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                                "[route r]\nupstream = u\n"
+                                                "[fault busy]\nprefix = /busy\nstatus = 503\n"
+                                                "[fault gone]\nprefix = /gone\ndrop = on\n",
+                                          w.mb.port[MB_OK]), 0);
+    const char *busy[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/busy", NULL};
+    struct tu_cmd_result res = {0};
+    assert_int_equal(probe(busy, &res), 1);
+    if (!strstr(res.out, "  outcome     failed: Portico's own answer: 503 Service Unavailable, "
+                         "24 body bytes (the origin was not asked)\n") ||
+        !strstr(res.out, "  detail      fault busy answered 503\n") || strstr(res.out, "no answer"))
+        fail_msg("status rule: %s", res.out);
+    tu_cmd_result_free(&res);
+    const char *gone[] = {"probe", "-c", harness_config_path(w.h), "http://a.test/gone", NULL};
+    assert_int_equal(probe(gone, &res), 1);
+    if (!strstr(res.out, "  outcome     failed: no answer in phase done\n"))
+        fail_msg("drop rule: %s", res.out);
+    tu_cmd_result_free(&res);
+}
+
 struct usage_row {
     const char *why;
     const char *args[6];
@@ -553,6 +579,7 @@ int main(void)
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_after_head),
         cmocka_unit_test(test_fault_named),
+        cmocka_unit_test(test_fault_status),
         cmocka_unit_test(test_usage),
         cmocka_unit_test(test_interim_all),
     };
