@@ -340,6 +340,10 @@ static int set_methods(struct fault_rule *r, enum fault_key k, const char *v, ch
             return bad(why, size, k, "'%.*s' is not a method Portico knows (%s; case-sensitive)",
                        (int)(e - b), b, list);
         }
+        /* request.c refuses CONNECT before any rule is asked: such a rule would never match */
+        if (m == METHOD_CONNECT)
+            return bad(why, size, k, "CONNECT is answered 501 before any fault rule is asked: "
+                       "this rule would never match it");
         if (r->nmethods >= FAULT_MAX_LIST)
             return bad(why, size, k, "at most %d values", FAULT_MAX_LIST);
         r->methods[r->nmethods++] = m;

@@ -145,6 +145,8 @@ static const struct {
     {"method", "GET, POST", NULL},
     {"method", "GE T", "'GE T' is not a method Portico knows (GET, HEAD, POST, PUT, DELETE"},
     {"method", "PURGE", "'PURGE' is not a method Portico knows"}, /* rules take known methods */
+    /* answered 501 before any rule is asked (the binary before took it) */
+    {"method", "GET, CONNECT", "CONNECT is answered 501 before any fault rule is asked"},
     {"method", "post", "'post' is not a method"},     /* methods are case-sensitive */
     {"header", "X-Test-User=alice", NULL},
     {"header", "X-Test-User", NULL},                    /* present, any value */
