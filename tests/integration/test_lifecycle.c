@@ -571,18 +571,41 @@ static int notify_listen(const char *name)
     socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
                                  (name[0] == '@' ? 0 : 1));
     assert_int_equal(bind(fd, (struct sockaddr *)&a, alen), 0);
+    /* each message stamped as it is sent (notify_next_at) */
+    int on = 1;
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_TIMESTAMP, &on, sizeof(on)), 0);
     return fd;
 }
 
-/* The next message on fd, within IO_MS (a message never sent fails the test). */
-static void notify_next(int fd, char *msg, size_t size)
+/* The next message on fd, within IO_MS (a message never sent fails the test), and when it was
+ * sent in ms (the socket's stamp, wall clock): a spacing measured when the test gets to read
+ * would add its own lateness, which a loaded host makes tens of ms, to Portico's. */
+static void notify_next_at(int fd, char *msg, size_t size, int64_t *sent_ms)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     if (poll(&p, 1, IO_MS) != 1)
         fail_msg("no notification within %d ms", IO_MS);
-    ssize_t n = recv(fd, msg, size - 1, 0);
+    union {
+        char buf[CMSG_SPACE(sizeof(struct timeval))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec io = {.iov_base = msg, .iov_len = size - 1};
+    struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = ctl.buf,
+                       .msg_controllen = sizeof(ctl.buf)};
+    ssize_t n = recvmsg(fd, &m, 0);
     assert_true(n > 0);
     msg[n] = '\0';
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    assert_true(c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMP);
+    struct timeval tv;
+    memcpy(&tv, CMSG_DATA(c), sizeof(tv));
+    if (sent_ms)
+        *sent_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void notify_next(int fd, char *msg, size_t size)
+{
+    notify_next_at(fd, msg, size, NULL);
 }
 
 static void assert_notified(int fd, const char *const lines[], size_t nlines)
@@ -695,25 +718,25 @@ static void notify_next_other(int fd, char *msg, size_t size, int *pings)
     }
 }
 
-/* n WATCHDOG=1 in a row on fd, each within PING_MS of the one before (the first of the one
+/* n WATCHDOG=1 in a row on fd, each sent within PING_MS of the one before (the first of the one
  * before them); another message fails the test. */
 static void assert_pings(int fd, int n)
 {
     char msg[1024];
-    int64_t last = tu_now_ms();
+    int64_t last = 0;
     for (int i = 0; i < n; i++) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int64_t limit = i ? PING_MS : IO_MS; /* the first one: whatever came before it waited */
         if (poll(&p, 1, (int)limit) != 1)
             fail_msg("no WATCHDOG=1 within %lld ms (ping %d of %d)", (long long)limit, i + 1, n);
-        notify_next(fd, msg, sizeof(msg));
+        int64_t sent = 0;
+        notify_next_at(fd, msg, sizeof(msg), &sent);
         if (!tu_contains(msg, "WATCHDOG=1"))
             fail_msg("a notification other than WATCHDOG=1 (ping %d of %d):\n%s", i + 1, n, msg);
-        int64_t now = tu_now_ms();
-        if (i && now - last > PING_MS)
-            fail_msg("WATCHDOG=1 %lld ms after the one before (at most %d)",
-                     (long long)(now - last), PING_MS);
-        last = now;
+        if (i && sent - last > PING_MS)
+            fail_msg("WATCHDOG=1 sent %lld ms after the one before (at most %d)",
+                     (long long)(sent - last), PING_MS);
+        last = sent;
     }
 }
 
@@ -825,20 +848,66 @@ static pid_t thread_named(pid_t pid, const char *name)
     return tid;
 }
 
-/* Stops thread tid of pid by ptrace, that thread only: the process and its other threads go
- * on. opts are PTRACE_SEIZE's. False when no thread can be traced here (Yama, no
- * CAP_SYS_PTRACE, valgrind): the caller skips. */
-static bool stop_thread(pid_t pid, pid_t tid, long opts)
+/* Whether a system call number is an event loop's wait for events (epoll_wait and its kin). */
+static bool is_loop_wait(long nr)
 {
-    if (px_under_valgrind(pid) || ptrace(PTRACE_SEIZE, tid, NULL, (void *)opts) != 0) {
+    return nr == SYS_epoll_wait || nr == SYS_epoll_pwait
+#ifdef SYS_epoll_pwait2
+           || nr == SYS_epoll_pwait2
+#endif
+        ;
+}
+
+/* Whether thread tid of pid sleeps in its loop's wait for events (/proc's syscall: the call a
+ * blocked thread is in, "running" otherwise): its turn is over, it holds no lock. */
+static bool in_loop_wait(pid_t pid, pid_t tid)
+{
+    char path[320];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
+    char *text = tu_read_file(path, NULL);
+    char *end = NULL;
+    long nr = text ? strtol(text, &end, 10) : -1;
+    bool waiting = text && end != text && is_loop_wait(nr);
+    free(text);
+    return waiting;
+}
+
+/* Holds thread tid of pid by ptrace (that thread only: the process and its other threads go on)
+ * as it enters its loop's wait for events, where it holds no lock. Not where an interrupt finds
+ * it: on a loaded host a thread is often runnable mid-turn, and stopped there it may hold a lock
+ * its sibling then waits on (under ThreadSanitizer worker 0 stood with the held worker 1: a
+ * second stall the row did not make). So its wait first (/proc), then the interrupt, then system
+ * call stops up to the next entry to that wait, within IO_MS: a turn's work left (connections to
+ * close) takes a stop or more a piece, past any fixed count. Let go (PTRACE_DETACH), it finds in
+ * one turn whatever became ready and whatever timer came due meanwhile. False when no thread can
+ * be traced here (Yama, no CAP_SYS_PTRACE, valgrind): the caller skips. */
+static bool hold_thread(pid_t pid, pid_t tid)
+{
+    bool valgrind = px_under_valgrind(pid);
+    int64_t deadline = tu_now_ms() + IO_MS;
+    while (!valgrind && !in_loop_wait(pid, tid) && tu_now_ms() < deadline)
+        poll(NULL, 0, 1);
+    if (valgrind || ptrace(PTRACE_SEIZE, tid, NULL, (void *)(long)PTRACE_O_TRACESYSGOOD) != 0) {
         print_message("  cannot trace a thread here (Yama, no CAP_SYS_PTRACE, valgrind)\n");
         return false;
     }
     assert_int_equal(ptrace(PTRACE_INTERRUPT, tid, NULL, NULL), 0);
-    int st = 0;
+    int st = 0, stops = 0;
     assert_int_equal(waitpid(tid, &st, __WALL), tid);
     assert_true(WIFSTOPPED(st));
-    return true;
+    for (;;) {
+        if (tu_now_ms() > deadline)
+            fail_msg("thread %d did not enter its wait for events within %d ms (%d stops)",
+                     (int)tid, IO_MS, stops);
+        assert_int_equal(ptrace(PTRACE_SYSCALL, tid, NULL, NULL), 0);
+        assert_int_equal(waitpid(tid, &st, __WALL), tid);
+        assert_true(WIFSTOPPED(st));
+        stops++;
+        struct __ptrace_syscall_info info;
+        if (ptrace(PTRACE_GET_SYSCALL_INFO, tid, (void *)sizeof(info), &info) > 0 &&
+            info.op == PTRACE_SYSCALL_INFO_ENTRY && is_loop_wait((long)info.entry.nr))
+            return true;
+    }
 }
 
 /* The thread of pid named "worker N" (N = id); the test fails without one. */
@@ -852,11 +921,12 @@ static pid_t worker_thread(pid_t pid, int id)
     return tid;
 }
 
-/* A worker whose loop stands (its thread stopped by ptrace, that thread only: the process and
- * its other worker go on) stops the pings: an error line names it and how long its loop has
- * not turned, STATUS= says it, and no WATCHDOG=1 comes for longer than the interval, so systemd
- * would kill and restart Portico. Let go, it turns again: pings resume, a line says so, and
- * STATUS= is again what it was before the stall: here a refused reload's, not "serving". */
+/* A worker whose loop stands (its thread held by ptrace as it enters its wait for events, that
+ * thread only: the process and its other worker go on) stops the pings: an error line names it
+ * and how long its loop has not turned, STATUS= says it, and no WATCHDOG=1 comes for longer than
+ * the interval, so systemd would kill and restart Portico. Let go, it turns again: pings resume,
+ * a line says so, and STATUS= is again what it was before the stall: here a refused reload's,
+ * not "serving". */
 static void test_systemd_watchdog_stalled_worker(void **state)
 {
     (void)state;
@@ -876,7 +946,7 @@ static void test_systemd_watchdog_stalled_worker(void **state)
     notify_next_other(fd, msg, sizeof(msg), &pings);
     assert_true(tu_contains(msg, "READY=1\n") && tu_contains(msg, "refused"));
     pid_t wtid = worker_thread(harness_pid(h), 1);
-    if (!stop_thread(harness_pid(h), wtid, 0)) {
+    if (!hold_thread(harness_pid(h), wtid)) {
         harness_free(h);
         close(fd);
         fake_origin_stop(o);
@@ -962,31 +1032,6 @@ static bool pipe_unread(pid_t pid)
     return found;
 }
 
-/* Lets the traced thread tid (stopped, seized with PTRACE_O_TRACESYSGOOD) run on to its next wait
- * for events and stops it as it enters that call, before it looks at its descriptors: whatever
- * becomes ready and whatever timer comes due meanwhile is then found in one turn. 0, or -1 when it
- * did not get there. */
-static int hold_at_epoll_wait(pid_t tid)
-{
-    for (int i = 0; i < 64; i++) {
-        int st = 0;
-        if (ptrace(PTRACE_SYSCALL, tid, NULL, NULL) != 0 || waitpid(tid, &st, __WALL) != tid ||
-            !WIFSTOPPED(st))
-            return -1;
-        struct __ptrace_syscall_info info;
-        if (ptrace(PTRACE_GET_SYSCALL_INFO, tid, (void *)sizeof(info), &info) <= 0)
-            continue;
-        if (info.op == PTRACE_SYSCALL_INFO_ENTRY &&
-            (info.entry.nr == SYS_epoll_wait || info.entry.nr == SYS_epoll_pwait
-#ifdef SYS_epoll_pwait2
-             || info.entry.nr == SYS_epoll_pwait2
-#endif
-             ))
-            return 0;
-    }
-    return -1;
-}
-
 /* A reload's previous worker that ends while another of its group drains on no longer counts, even
  * when the turn that ended its loop had its beat due too: worker 1 is held where it would wait for
  * events past a beat (as a busy turn would), and its stop message comes meanwhile; it takes the
@@ -1022,14 +1067,13 @@ static void test_systemd_watchdog_worker_ends(void **state)
     assert_int_equal(fake_origin_wait_requests(o, requests + 1, IO_MS), 0);
     pid_t pid = harness_pid(h);
     pid_t draining = worker_thread(pid, 0), wtid = worker_thread(pid, 1); /* generation 1's */
-    if (!stop_thread(pid, wtid, PTRACE_O_TRACESYSGOOD)) {
+    if (!hold_thread(pid, wtid)) {
         raw_close(busy);
         harness_free(h);
         close(fd);
         gated_origin_stop(o);
         skip();
     }
-    assert_int_equal(hold_at_epoll_wait(wtid), 0);
     /* stood past a beat: its beat is due when it turns again */
     assert_int_equal(harness_wait_log(h, "watchdog: worker 1 (generation 1) has not turned its "
                                          "event loop for ", IO_MS), 0);
@@ -1044,13 +1088,22 @@ static void test_systemd_watchdog_worker_ends(void **state)
         notify_next_other(fd, msg, sizeof(msg), &pings);
     while (!tu_contains(msg, "READY=1\n"));
     assert_true(tu_contains(msg, "(generation 2)"));
+    /* Until worker 1 clears its stamp as its loop ends, the stamp is the one it stood with: a
+     * check before that (the reload that waited on it runs one at once) says its stall once more.
+     * The end is the line that it turns again; the next notification has the ping. */
+    assert_int_equal(harness_wait_log(h, "watchdog: worker 1 (generation 1) turns its event loop "
+                                         "again", IO_MS), 0);
+    for (notify_next(fd, msg, sizeof(msg)); !tu_contains(msg, "WATCHDOG=1");
+         notify_next(fd, msg, sizeof(msg)))
+        if (!tu_contains(msg, "STATUS=worker 1 (generation 1) has not turned"))
+            fail_msg("after the reload, neither a ping nor worker 1's stall:\n%s", msg);
     /* longer than a stamp may age, with worker 0 of generation 1 draining /slow */
     assert_pings(fd, 4);
     assert_false(harness_log_contains(h, "reload: the previous workers have finished"));
 
     /* That draining worker stands: a reload meanwhile says READY=1 and which generation serves,
      * and then the stall again (it said "serving" until the stall ended, with no ping) */
-    assert_true(stop_thread(pid, draining, 0));
+    assert_true(hold_thread(pid, draining));
     assert_int_equal(harness_wait_log(h, "watchdog: worker 0 (generation 1) has not turned its "
                                          "event loop for ", IO_MS), 0);
     notify_next_other(fd, msg, sizeof(msg), &pings);
