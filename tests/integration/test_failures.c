@@ -869,6 +869,18 @@ static void test_every_row_covered(void **state)
 
 /* ---- a name with IPv6 addresses only ---- */
 
+/* A TCP socket bound to a free port of ::1, its address in *a. */
+static int v6_loopback_bound(struct sockaddr_in6 *a)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    *a = (struct sockaddr_in6){ .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+    socklen_t alen = sizeof(*a);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)a, sizeof(*a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)a, &alen), 0);
+    return fd;
+}
+
 /* An origin name whose only address is ::1 (A: NOERROR without an answer). README: "the first
  * IPv4 one, else the first IPv6 one". The binary before the fix asked with AI_ADDRCONFIG,
  * which on a host whose IPv6 addresses are all loopback, link-local or unique local (fd00::/8:
@@ -881,13 +893,9 @@ static void test_dns_ipv6_only(void **state)
     struct fake_dns_opts dopts = { .mode = FAKE_DNS_ANSWER, .aaaa = true, .no_a = true };
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
-    int ls = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-    socklen_t alen = sizeof(a);
-    assert_true(ls >= 0);
-    assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
+    struct sockaddr_in6 a;
+    int ls = v6_loopback_bound(&a);
     assert_int_equal(listen(ls, 8), 0);
-    assert_int_equal(getsockname(ls, (struct sockaddr *)&a, &alen), 0);
     char resolver[64];
     snprintf(resolver, sizeof(resolver), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
     struct harness *h = px_start(resolver, "[upstream v6]\norigin = only-v6.test:%u\nretries = 0\n",
@@ -945,12 +953,8 @@ static void test_dns_ipv6_only_refused_asked_once_more(void **state)
     struct fake_dns *d = fake_dns_start(&dopts);
     assert_non_null(d);
     /* bound, never listening: a connect there is refused */
-    int ls = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-    socklen_t alen = sizeof(a);
-    assert_true(ls >= 0);
-    assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(ls, (struct sockaddr *)&a, &alen), 0);
+    struct sockaddr_in6 a;
+    int ls = v6_loopback_bound(&a);
     char resolver[64];
     snprintf(resolver, sizeof(resolver), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
     struct harness *h = px_start(resolver, "[upstream v6]\norigin = only-v6.test:%u\nretries = 0\n",
