@@ -943,6 +943,18 @@ static int lowest_free_fd(pid_t pid)
     }
 }
 
+/* Sets pid's descriptor limit room numbers past its lowest free one (0: every new descriptor
+ * fails); returns the limit it had, to be put back. */
+static struct rlimit fds_limit_at_lowest_free(pid_t pid, int room)
+{
+    struct rlimit old, tight;
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
+    tight = (struct rlimit){.rlim_cur = (rlim_t)(lowest_free_fd(pid) + room),
+                            .rlim_max = old.rlim_max};
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &tight, NULL), 0);
+    return old;
+}
+
 /* How many descriptors pid holds open. */
 static int open_fds(pid_t pid)
 {
@@ -1058,10 +1070,7 @@ static void test_accept_out_of_descriptors(void **state)
     raw_response_free(&r);
 
     /* no descriptor left for the next accept */
-    struct rlimit old, tight;
-    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
-    tight = (struct rlimit){.rlim_cur = (rlim_t)lowest_free_fd(pid), .rlim_max = old.rlim_max};
-    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &tight, NULL), 0);
+    struct rlimit old = fds_limit_at_lowest_free(pid, 0);
     struct raw_conn *queued = px_connect(h); /* completed by the kernel, never accepted */
     send_ok(queued, "GET /queued HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_int_equal(harness_wait_log(h, "accept: Too many open files", PX_IO_MS), 0);
@@ -1106,11 +1115,8 @@ static void test_reload_out_of_descriptors(void **state)
         px_stop(h);
         skip();
     }
-    struct rlimit old, tight;
-    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
     /* room to open the INI file, not for a worker's event_base */
-    tight = (struct rlimit){.rlim_cur = (rlim_t)lowest_free_fd(pid) + 2, .rlim_max = old.rlim_max};
-    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &tight, NULL), 0);
+    struct rlimit old = fds_limit_at_lowest_free(pid, 2), tight = old;
     assert_int_equal(harness_signal(h, SIGHUP), 0);
     assert_int_equal(harness_wait_log(h, "still serving the previous one", PX_IO_MS), 0);
     assert_true(harness_log_contains(h, "free file descriptors, which the limit (ulimit -n)"));
@@ -1159,10 +1165,7 @@ static void test_local_failure_spares_origin(void **state)
     raw_response_free(&r);
     free(px_log_line(h, "target=\"/warm\"")); /* logged once its origin connection closed */
 
-    struct rlimit old, tight;
-    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
-    tight = (struct rlimit){.rlim_cur = (rlim_t)lowest_free_fd(pid), .rlim_max = old.rlim_max};
-    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &tight, NULL), 0);
+    struct rlimit old = fds_limit_at_lowest_free(pid, 0);
     send_ok(c, "GET /short HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
     assert_int_equal(r.status, 500);
@@ -1251,10 +1254,7 @@ static void test_local_failure_says_addresses_tried(void **state)
     raw_response_free(&r);
     free(px_log_line(h, "target=\"/first\"")); /* logged once its origin connection closed */
 
-    struct rlimit old, tight;
-    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
-    tight = (struct rlimit){.rlim_cur = (rlim_t)lowest_free_fd(pid), .rlim_max = old.rlim_max};
-    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &tight, NULL), 0);
+    struct rlimit old = fds_limit_at_lowest_free(pid, 0);
     send_ok(c, "GET /short HTTP/1.1\r\nHost: t\r\nAccept: application/json\r\n\r\n");
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
     assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
@@ -1274,10 +1274,7 @@ static void test_local_failure_says_addresses_tried(void **state)
  * (within 4 s), then gives them back. */
 static void starve_next_check(struct harness *h, pid_t pid)
 {
-    struct rlimit old, tight;
-    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
-    tight = (struct rlimit){.rlim_cur = (rlim_t)lowest_free_fd(pid), .rlim_max = old.rlim_max};
-    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &tight, NULL), 0);
+    struct rlimit old = fds_limit_at_lowest_free(pid, 0);
     assert_int_equal(harness_wait_log(h, "(socket: Too many open files)", 4000), 0);
     assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
 }
