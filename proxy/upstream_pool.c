@@ -283,8 +283,10 @@ static bool settling_room(struct upconn *c, uint64_t now_us_)
     struct upconn *oldest = TAILQ_FIRST(&pool->settling);
     if (pool->nsettling < c->up->keepalive * SETTLING_MAX_FACTOR)
         return true;
-    if (oldest->released_us + c->up->settle_ms * 1000 / 2 > now_us_)
+    if (oldest->released_us + c->up->settle_ms * 1000 / 2 > now_us_) {
+        metrics_add(c->loop->metrics, M_UPSTREAM_SETTLING_FULL, 1);
         return false;
+    }
     join_idle(pool, oldest);
     metrics_add(c->loop->metrics, M_UPSTREAM_SETTLED_EARLY, 1);
     return true;

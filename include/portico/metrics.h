@@ -46,6 +46,9 @@ struct evbuffer;
     X(M_UPSTREAM_SETTLED_EARLY, "portico_upstream_settled_early_total",                            \
       "Pooled origin connections settled early (half of settle_time or more): 4 x keepalive "     \
       "were settling")                                                                             \
+    X(M_UPSTREAM_SETTLING_FULL, "portico_upstream_settling_full_closed_total",                     \
+      "Released origin connections closed: 4 x keepalive were settling, none for half of "         \
+      "settle_time")                                                                               \
     X(M_UPSTREAM_RETRIES, "portico_upstream_retries_total",                                        \
       "Requests resent on a fresh connection after a pooled one turned out closed")                \
     X(M_ABORTED_AFTER_HEAD, "portico_responses_aborted_total",                                     \

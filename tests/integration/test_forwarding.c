@@ -2939,6 +2939,7 @@ static void test_pool_settles_early_past_its_bound(void **state)
     if (opened != 7)
         fail_msg("%d origin connections for 10 clients; want 6 before the clock, 1 after", opened);
     assert_int_equal(metric(h, "portico_upstream_settled_early_total"), 4);
+    assert_int_equal(metric(h, "portico_upstream_settling_full_closed_total"), 2);
     assert_int_equal(metric(h, "portico_upstream_reused_total"), 3);
     px_stop(h);
     fake_origin_stop(t);
