@@ -1235,18 +1235,11 @@ static void test_local_failure_says_addresses_tried(void **state)
     assert_int_equal(poll(&pf, 1, PX_IO_MS), 1);
     int fd = accept(ls, NULL, NULL);
     assert_true(fd >= 0);
-    char head[4096];
-    size_t got = 0;
-    while (got < sizeof(head) - 1 && !memmem(head, got, "\r\n\r\n", 4)) {
-        struct pollfd rf = {.fd = fd, .events = POLLIN};
-        assert_int_equal(poll(&rf, 1, PX_IO_MS), 1);
-        ssize_t n = read(fd, head + got, sizeof(head) - 1 - got);
-        assert_true(n > 0);
-        got += (size_t)n;
-    }
-    static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n"
-                                 "\r\nv6\n";
-    assert_int_equal(write(fd, answer, sizeof(answer) - 1), (ssize_t)sizeof(answer) - 1);
+    assert_int_equal(tu_answer_head(fd,
+                                    "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+                                    "Connection: close\r\n\r\nv6\n",
+                                    PX_IO_MS),
+                     0);
     close(fd);
     struct raw_response r;
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);

@@ -240,6 +240,23 @@ static bool has_ipv6_loopback(void)
     return bound;
 }
 
+int tu_answer_head(int fd, const char *answer, int timeout_ms)
+{
+    int64_t deadline = tu_now_ms() + timeout_ms;
+    char head[4096];
+    size_t got = 0;
+    while (!memmem(head, got, "\r\n\r\n", 4)) {
+        if (got == sizeof(head) || tu_poll_until(fd, POLLIN, deadline, NULL) != 1)
+            return -1;
+        ssize_t n = read(fd, head + got, sizeof(head) - got);
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+    }
+    size_t len = strlen(answer);
+    return write(fd, answer, len) == (ssize_t)len ? 0 : -1;
+}
+
 bool tu_epoll_watches(pid_t pid, unsigned long ino)
 {
     char dir[64], needle[32];

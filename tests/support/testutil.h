@@ -55,6 +55,11 @@ int tu_free_port(uint16_t *port);
  * turns IPv6 off (no ::1), and a kernel may have no IPv6 at all. Asked once, then cached. */
 bool tu_ipv6_loopback(void);
 
+/* Plays an origin on fd, a connection accepted from Portico: reads a request head (up to 4 KiB)
+ * within timeout_ms, then writes answer whole. 0, or -1 when the head did not come or the write
+ * fell short. */
+int tu_answer_head(int fd, const char *answer, int timeout_ms);
+
 /* Whether an epoll descriptor of process pid (0: this one) watches the file of inode ino: its
  * fdinfo lists each target as "tfd: N events: E data: D pos:P ino:I sdev:S", I in hex. */
 bool tu_epoll_watches(pid_t pid, unsigned long ino);
