@@ -524,9 +524,12 @@ static void on_signal(struct process *p, int sig)
         reap_drains(p, false);
         settle_upgrade(p);
     } else if (sig == SIGUSR1) { /* logrotate's postrotate: the files were renamed */
-        if (log_reopen() != 0)
-            log_error("SIGUSR1: cannot reopen the logs: %s", strerror(errno));
-        else
+        struct log_reopen_failure failed[2];
+        int n = log_reopen(failed);
+        for (int i = 0; i < n; i++) /* which file, and where its lines go meanwhile */
+            log_error("SIGUSR1: cannot reopen %s %s: %s; still writing to the previous file",
+                      failed[i].log, failed[i].path, strerror(failed[i].err));
+        if (n == 0)
             log_info("SIGUSR1: logs reopened");
     } else if (p->state == RUN_SERVING) {
         if (sig == SIGUSR2) {
