@@ -2364,6 +2364,67 @@ static void test_user_switch(void **state)
     fake_origin_stop(o);
 }
 
+/* Files of root's the user cannot read: the start, as root, reads them; every reload, as the
+ * user, is refused. The start says so at once, as it does for the pid file's and the logs'
+ * directories, rather than the first reload after a deploy. The binary before said nothing and
+ * served until the first SIGHUP ("...: Permission denied", the reload refused). */
+static const struct {
+    const char *what;
+    const char *key;   /* an extra [proxy] line, "" for none */
+    const char *path;  /* made root's, mode 0600 (a directory 0700), in the temp dir */
+    const char *warns; /* in the error log at the start */
+} unreadable_rows[] = {
+    {"the configuration", "", NULL, "portico.ini: user nobody cannot read it (Permission denied)"},
+    {"error_page_dir", "error_page_dir = pages\n", "pages",
+     "/pages: user nobody cannot read it (Permission denied), so every reload"},
+};
+
+static void test_user_unreadable_files_warned(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("  not root: the switch needs a root start (CI runs as root)\n");
+        skip();
+    }
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    for (size_t i = 0; i < ARRAY_SIZE(unreadable_rows); i++) {
+        print_message("  %s\n", unreadable_rows[i].what);
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        assert_int_equal(chmod(harness_dir(h), 0755), 0);
+        char path[PATH_MAX];
+        if (unreadable_rows[i].path) {
+            snprintf(path, sizeof(path), "%s/%s", harness_dir(h), unreadable_rows[i].path);
+            assert_int_equal(mkdir(path, 0700), 0);
+        }
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                              "workers = 1\naccess_log = off\n%s"
+                                              "user = nobody\n"
+                                              "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                              unreadable_rows[i].key, fake_origin_port(o)),
+                         0);
+        assert_int_equal(chmod(harness_config_path(h), unreadable_rows[i].path ? 0644 : 0600),
+                         0);
+        assert_int_equal(harness_start(h), 0);
+        assert_int_equal(harness_wait_log(h, "running as user nobody", IO_MS), 0);
+        int warned = harness_wait_log(h, unreadable_rows[i].warns, IO_MS);
+        /* what the warning foretells */
+        assert_int_equal(harness_signal(h, SIGHUP), 0);
+        int refused = harness_wait_log(h, "still serving the previous configuration", IO_MS);
+        char *err = harness_stderr(h);
+        assert_int_equal(harness_stop(h), 0);
+        if (warned != 0)
+            fail_msg("no \"%s\" at the start:\n%s", unreadable_rows[i].warns, err);
+        if (refused != 0)
+            fail_msg("the reload was not refused:\n%s", err);
+        free(err);
+        harness_free(h);
+    }
+    fake_origin_stop(o);
+}
+
 /* The usual pid file outside systemd, in a directory of root's (/run/portico.pid): the start,
  * as root, writes it; a reload, run as the user, keeps it and writes nothing, and the next start
  * is root's again, so the reload takes the file. The binary before the fix checked the
@@ -2732,6 +2793,7 @@ int main(void)
         cmocka_unit_test(test_reload_error_stderr_full),
         cmocka_unit_test(test_check_lifecycle_keys),
         cmocka_unit_test(test_user_switch),
+        cmocka_unit_test(test_user_unreadable_files_warned),
         cmocka_unit_test(test_user_reload_root_pid_dir),
         cmocka_unit_test(test_make_install),
         cmocka_unit_test(test_systemd_unit),
