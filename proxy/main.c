@@ -906,7 +906,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind != argc) {
+    if (optind != argc) { /* `portico FILE`, -c forgotten, is the usual one: say which */
+        fprintf(stderr, "%s: unexpected argument '%s' (the configuration file goes after -c)\n",
+                argv[0], argv[optind]);
         usage(stderr);
         return 2;
     }
