@@ -137,7 +137,7 @@ struct access_record *log_record_copy(const struct access_record *r);
 /* Whether a log target names a file: anything but "stderr", "stdout" and "off". */
 bool log_target_is_file(const char *target);
 
-/* Opens the access log: a path (O_APPEND, created 0644), "stderr", "stdout" or "off". Called
+/* Opens the access log: a path (O_APPEND, created 0640), "stderr", "stdout" or "off". Called
  * again (reload) it switches every writer to the new target at once, between two writes. 0, or
  * -1 (errno) with the previous target kept; EINVAL when the path is the error log's file. */
 int log_open(const char *access_log);
