@@ -747,25 +747,20 @@ int log_switch(const char *access_log, const char *error_log, enum log_level lev
     return 0;
 }
 
-int log_reopen(void)
+int log_reopen(struct log_reopen_failure failed[2])
 {
-    int rc = 0, err = 0;
+    int n = 0;
     if (access_path) {
         int fd = open_target(access_path, false);
-        if (fd < 0 || install_access(fd) != 0) {
-            rc = -1;
-            err = errno;
-        }
+        if (fd < 0 || install_access(fd) != 0)
+            failed[n++] = (struct log_reopen_failure){"access_log", access_path, errno};
     }
     if (error_path) {
         int fd = open_target(error_path, false);
-        if (fd < 0 || install_rest(&error_fd, fd, &error_rest) != 0) {
-            rc = -1;
-            err = errno;
-        }
+        if (fd < 0 || install_rest(&error_fd, fd, &error_rest) != 0)
+            failed[n++] = (struct log_reopen_failure){"error_log", error_path, errno};
     }
-    errno = err;
-    return rc;
+    return n;
 }
 
 void log_close(void)

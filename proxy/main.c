@@ -524,9 +524,12 @@ static void on_signal(struct process *p, int sig)
         reap_drains(p, false);
         settle_upgrade(p);
     } else if (sig == SIGUSR1) { /* logrotate's postrotate: the files were renamed */
-        if (log_reopen() != 0)
-            log_error("SIGUSR1: cannot reopen the logs: %s", strerror(errno));
-        else
+        struct log_reopen_failure failed[2];
+        int n = log_reopen(failed);
+        for (int i = 0; i < n; i++) /* which file, and where its lines go meanwhile */
+            log_error("SIGUSR1: cannot reopen %s %s: %s; still writing to the previous file",
+                      failed[i].log, failed[i].path, strerror(failed[i].err));
+        if (n == 0)
             log_info("SIGUSR1: logs reopened");
     } else if (p->state == RUN_SERVING) {
         if (sig == SIGUSR2) {
@@ -573,6 +576,43 @@ static void warn_log_dir(const char *key, const char *target, const char *user)
              key, target, user, user);
 }
 
+/* A file the configuration names (or the configuration itself) that the user cannot read: the
+ * start read it as root, but every reload and binary upgrade reads it as the user and is refused
+ * ("Permission denied" at its line), a key of root's with mode 0600 the usual case. Said at the
+ * start, as the pid file's and the logs' directories are. Only a regular file or a directory. */
+static void warn_unreadable(const char *key, const char *path, const char *user)
+{
+    struct stat st;
+    if (!path || stat(path, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) ||
+        access(path, S_ISDIR(st.st_mode) ? R_OK | X_OK : R_OK) == 0)
+        return;
+    log_warn("%s %s: user %s cannot read it (%s), so every reload and binary upgrade will be "
+             "refused: let %s read it (its group, mode 0640)",
+             key, path, user, strerror(errno), user);
+}
+
+/* warn_unreadable for every file a reload reads again. */
+static void warn_unreadable_files(const struct config *cfg)
+{
+    warn_unreadable("configuration", cfg->path, cfg->user);
+    warn_unreadable("tls_cert", cfg->tls_cert, cfg->user);
+    warn_unreadable("tls_key", cfg->tls_key, cfg->user);
+    warn_unreadable("error_page_dir", cfg->error_page_dir, cfg->user);
+    for (int i = 0; i < cfg->nupstreams; i++) {
+        const struct upstream_conf *u = &cfg->upstreams[i];
+        const char *const files[][2] = {
+            {"ca_file", u->verify ? u->ca_file : NULL},
+            {"client_cert", u->client_cert},
+            {"client_key", u->client_key},
+        };
+        for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+            char key[CFG_NAME_MAX + 32];
+            snprintf(key, sizeof(key), "[upstream %s] %s", u->name, files[f][0]);
+            warn_unreadable(key, files[f][1], cfg->user);
+        }
+    }
+}
+
 /* Started as root with `user`: the sockets are bound and the files open, the workers not yet
  * running; switch now. 0, or -1 after a message. */
 static int drop_privileges(struct worker_group *group, const struct config *cfg)
@@ -605,6 +645,7 @@ static int drop_privileges(struct worker_group *group, const struct config *cfg)
                  cfg->pid_file, cfg->user, cfg->user);
     warn_log_dir("access_log", cfg->access_log, cfg->user);
     warn_log_dir("error_log", cfg->error_log, cfg->user);
+    warn_unreadable_files(cfg);
     return 0;
 }
 
@@ -865,7 +906,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind != argc) {
+    if (optind != argc) { /* `portico FILE`, -c forgotten, is the usual one: say which */
+        fprintf(stderr, "%s: unexpected argument '%s' (the configuration file goes after -c)\n",
+                argv[0], argv[optind]);
         usage(stderr);
         return 2;
     }

@@ -137,7 +137,7 @@ struct access_record *log_record_copy(const struct access_record *r);
 /* Whether a log target names a file: anything but "stderr", "stdout" and "off". */
 bool log_target_is_file(const char *target);
 
-/* Opens the access log: a path (O_APPEND, created 0644), "stderr", "stdout" or "off". Called
+/* Opens the access log: a path (O_APPEND, created 0640), "stderr", "stdout" or "off". Called
  * again (reload) it switches every writer to the new target at once, between two writes. 0, or
  * -1 (errno) with the previous target kept; EINVAL when the path is the error log's file. */
 int log_open(const char *access_log);
@@ -150,10 +150,20 @@ int log_open(const char *access_log);
 int log_switch(const char *access_log, const char *error_log, enum log_level level,
                const char **failed);
 
-/* SIGUSR1 (and reload): opens the access and error log paths again (after a rotation renamed
- * them) and switches the writers over; lines buffered or being written are not lost or split.
- * stderr/stdout targets are left alone. 0, or -1 (errno) with the failing log kept as it was. */
-int log_reopen(void);
+/* A log that log_reopen could not open again: "access_log" or "error_log", its path (valid
+ * until the next log_open, log_error_open, log_switch or log_close) and errno. */
+struct log_reopen_failure {
+    const char *log;
+    const char *path;
+    int err;
+};
+
+/* SIGUSR1: opens the access and error log paths again (after a rotation renamed them) and
+ * switches the writers over; lines buffered or being written are not lost or split.
+ * stderr/stdout targets are left alone. Returns how many of the two could not be reopened (0-2),
+ * each described in failed[] (so that the operator learns which file, where, and why): such a log
+ * keeps writing to its previous file, and the other one moves on all the same. */
+int log_reopen(struct log_reopen_failure failed[2]);
 
 /* Closes both logs (the error log falls back to stderr). At exit, after the workers stopped. */
 void log_close(void);

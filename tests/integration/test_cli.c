@@ -316,11 +316,16 @@ static void test_version_and_help(void **state)
     assert_int_equal(harness_run(h, bad, &res), 2);
     assert_true(tu_contains(res.err, "usage: portico"));
     tu_cmd_result_free(&res);
-    /* an operand after --version or --help is bad usage too (it said nothing and exited 0) */
-    const char *const extras[][3] = { { "--version", "extra", NULL }, { "--help", "extra", NULL } };
+    /* an operand after --version or --help is bad usage too (it said nothing and exited 0), and
+     * so is the configuration without -c (`portico portico.ini`): the line says which argument
+     * (the usage alone, before, left the operator to find it) */
+    const char *const extras[][3] = { { "--version", "extra", NULL }, { "--help", "extra", NULL },
+                                      { "-t", "extra", NULL } };
     for (size_t i = 0; i < ARRAY_SIZE(extras); i++) {
         assert_int_equal(harness_run(h, extras[i], &res), 2);
         assert_true(tu_contains(res.err, "usage: portico"));
+        assert_true(tu_contains(res.err, "unexpected argument 'extra' (the configuration file "
+                                         "goes after -c)"));
         assert_string_equal(res.out, "");
         tu_cmd_result_free(&res);
     }

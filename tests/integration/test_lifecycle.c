@@ -1693,6 +1693,84 @@ static void test_access_log_reader_stops(void **state)
     fake_origin_stop(o);
 }
 
+/* Waits (inotify on dir, bounded) until dir/name holds needle: a file outside the harness's own
+ * directory, which its waits do not watch. */
+static bool file_has(const char *dir, const char *name, const char *needle)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int in = inotify_init1(IN_CLOEXEC);
+    assert_true(in >= 0);
+    assert_true(inotify_add_watch(in, dir, IN_MODIFY | IN_CREATE) >= 0);
+    int64_t end = tu_now_ms() + IO_MS;
+    bool found = false;
+    for (;;) {
+        char *text = tu_read_file(path, NULL);
+        found = text && strstr(text, needle);
+        free(text);
+        if (found || tu_now_ms() >= end)
+            break;
+        struct pollfd pf = {.fd = in, .events = POLLIN};
+        char events[4096];
+        if (poll(&pf, 1, tu_ms_left(end)) == 1 && read(in, events, sizeof(events)) < 0)
+            break;
+    }
+    close(in);
+    return found;
+}
+
+/* The log directory gone (a lost mount, an rm -r) when logrotate's SIGUSR1 comes: the error line
+ * names each log that could not be reopened, its path and why, and says its lines go on into the
+ * previous file, which they do; once the directory is back, the next SIGUSR1 reopens both. The
+ * binary before said only "SIGUSR1: cannot reopen the logs: No such file or directory": not
+ * which log, not which file (the access log's or the error log's, or both), nor where the lines
+ * went. */
+static void test_sigusr1_log_dir_gone(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char logs[PATH_MAX], gone[PATH_MAX + 8];
+    snprintf(logs, sizeof(logs), "%s/logs", harness_dir(h));
+    snprintf(gone, sizeof(gone), "%s.gone", logs);
+    assert_int_equal(mkdir(logs, 0700), 0);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\naccess_log = {{dir}}/logs/access.log\n"
+                                          "access_log_format = text\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          fake_origin_port(o)),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    uint16_t port = harness_port(h, "listen");
+    assert_int_equal(get(port, "/before"), 200);
+    assert_int_equal(rename(logs, gone), 0);
+    assert_int_equal(harness_signal(h, SIGUSR1), 0);
+    char says[PATH_MAX + 128];
+    snprintf(says, sizeof(says),
+             "SIGUSR1: cannot reopen access_log %s/access.log: No such file or directory; "
+             "still writing to the previous file",
+             logs);
+    if (harness_wait_log(h, says, IO_MS) != 0) {
+        char *err = harness_stderr(h);
+        fail_msg("no \"%s\" in the error log:\n%s", says, err);
+    }
+    assert_int_equal(get(port, "/meanwhile"), 200);
+    /* the previous file, as the line says */
+    assert_true(file_has(gone, "access.log", "target=\"/meanwhile\""));
+
+    assert_int_equal(mkdir(logs, 0700), 0); /* back */
+    assert_int_equal(harness_signal(h, SIGUSR1), 0);
+    assert_int_equal(harness_wait_log(h, "SIGUSR1: logs reopened", IO_MS), 0);
+    assert_int_equal(get(port, "/after"), 200);
+    assert_true(file_has(logs, "access.log", "target=\"/after\""));
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* A FIFO access log whose reader has gone: logrotate's SIGUSR1 and a reload open it again,
  * which would wait for a reader that may never come. They keep the previous log instead, and
  * Portico stays in hand: the stop after them works. The binary before the fix hung in open(2)
@@ -1702,7 +1780,7 @@ static const struct {
     int sig;
     const char *says; /* in the error log once the signal was handled */
 } fifo_gone_rows[] = {
-    {SIGUSR1, "SIGUSR1: cannot reopen the logs"},
+    {SIGUSR1, "SIGUSR1: cannot reopen access_log "},
     {SIGHUP, "reload: access_log"},
 };
 
@@ -2286,6 +2364,67 @@ static void test_user_switch(void **state)
     fake_origin_stop(o);
 }
 
+/* Files of root's the user cannot read: the start, as root, reads them; every reload, as the
+ * user, is refused. The start says so at once, as it does for the pid file's and the logs'
+ * directories, rather than the first reload after a deploy. The binary before said nothing and
+ * served until the first SIGHUP ("...: Permission denied", the reload refused). */
+static const struct {
+    const char *what;
+    const char *key;   /* an extra [proxy] line, "" for none */
+    const char *path;  /* made root's, mode 0600 (a directory 0700), in the temp dir */
+    const char *warns; /* in the error log at the start */
+} unreadable_rows[] = {
+    {"the configuration", "", NULL, "portico.ini: user nobody cannot read it (Permission denied)"},
+    {"error_page_dir", "error_page_dir = pages\n", "pages",
+     "/pages: user nobody cannot read it (Permission denied), so every reload"},
+};
+
+static void test_user_unreadable_files_warned(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("  not root: the switch needs a root start (CI runs as root)\n");
+        skip();
+    }
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    for (size_t i = 0; i < ARRAY_SIZE(unreadable_rows); i++) {
+        print_message("  %s\n", unreadable_rows[i].what);
+        struct harness *h = harness_new();
+        assert_non_null(h);
+        assert_int_equal(chmod(harness_dir(h), 0755), 0);
+        char path[PATH_MAX];
+        if (unreadable_rows[i].path) {
+            snprintf(path, sizeof(path), "%s/%s", harness_dir(h), unreadable_rows[i].path);
+            assert_int_equal(mkdir(path, 0700), 0);
+        }
+        assert_int_equal(harness_write_config(h,
+                                              "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                              "workers = 1\naccess_log = off\n%s"
+                                              "user = nobody\n"
+                                              "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                              unreadable_rows[i].key, fake_origin_port(o)),
+                         0);
+        assert_int_equal(chmod(harness_config_path(h), unreadable_rows[i].path ? 0644 : 0600),
+                         0);
+        assert_int_equal(harness_start(h), 0);
+        assert_int_equal(harness_wait_log(h, "running as user nobody", IO_MS), 0);
+        int warned = harness_wait_log(h, unreadable_rows[i].warns, IO_MS);
+        /* what the warning foretells */
+        assert_int_equal(harness_signal(h, SIGHUP), 0);
+        int refused = harness_wait_log(h, "still serving the previous configuration", IO_MS);
+        char *err = harness_stderr(h);
+        assert_int_equal(harness_stop(h), 0);
+        if (warned != 0)
+            fail_msg("no \"%s\" at the start:\n%s", unreadable_rows[i].warns, err);
+        if (refused != 0)
+            fail_msg("the reload was not refused:\n%s", err);
+        free(err);
+        harness_free(h);
+    }
+    fake_origin_stop(o);
+}
+
 /* The usual pid file outside systemd, in a directory of root's (/run/portico.pid): the start,
  * as root, writes it; a reload, run as the user, keeps it and writes nothing, and the next start
  * is root's again, so the reload takes the file. The binary before the fix checked the
@@ -2648,11 +2787,13 @@ int main(void)
         cmocka_unit_test(test_pid_file_successor_while_draining),
         cmocka_unit_test(test_descriptor_limit_raised),
         cmocka_unit_test(test_access_log_reader_stops),
+        cmocka_unit_test(test_sigusr1_log_dir_gone),
         cmocka_unit_test(test_fifo_reader_gone),
         cmocka_unit_test(test_stop_while_fifo_log_waits),
         cmocka_unit_test(test_reload_error_stderr_full),
         cmocka_unit_test(test_check_lifecycle_keys),
         cmocka_unit_test(test_user_switch),
+        cmocka_unit_test(test_user_unreadable_files_warned),
         cmocka_unit_test(test_user_reload_root_pid_dir),
         cmocka_unit_test(test_make_install),
         cmocka_unit_test(test_systemd_unit),

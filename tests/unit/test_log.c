@@ -937,7 +937,8 @@ static void test_reopen_after_rename(void **state)
     log_buffer_flush(lb);
     append_id(lb, 1); /* buffered across the rotation */
     assert_int_equal(rename(path, rotated), 0);
-    assert_int_equal(log_reopen(), 0);
+    struct log_reopen_failure failed[2];
+    assert_int_equal(log_reopen(failed), 0);
     append_id(lb, 2);
     log_buffer_free(lb);
     size_t len;
@@ -969,6 +970,54 @@ static void test_reopen_after_rename(void **state)
     assert_int_equal(errno, ENOENT);
     assert_true(log_enabled());
     umask(mask);
+}
+
+/* The logs' directory gone (a lost mount, an rm -r): log_reopen names each log it could not
+ * open again, with its path and errno, and that log goes on into its previous file; once the
+ * directory is back, the next reopen moves both. */
+static void test_reopen_dir_gone(void **state)
+{
+    struct dir *d = *state;
+    char logs[128], gone[128], access[160], errors[160];
+    snprintf(logs, sizeof(logs), "%s", in_dir(d, "logs"));
+    snprintf(gone, sizeof(gone), "%s", in_dir(d, "logs.gone"));
+    snprintf(access, sizeof(access), "%s/access.log", logs);
+    snprintf(errors, sizeof(errors), "%s/error.log", logs);
+    assert_int_equal(mkdir(logs, 0700), 0);
+    assert_int_equal(log_open(access), 0);
+    assert_int_equal(log_error_open(errors, LOG_INFO), 0);
+    assert_int_equal(rename(logs, gone), 0);
+
+    struct log_reopen_failure failed[2];
+    assert_int_equal(log_reopen(failed), 2);
+    assert_string_equal(failed[0].log, "access_log");
+    assert_string_equal(failed[0].path, access);
+    assert_int_equal(failed[0].err, ENOENT);
+    assert_string_equal(failed[1].log, "error_log");
+    assert_string_equal(failed[1].path, errors);
+    assert_int_equal(failed[1].err, ENOENT);
+    struct log_buffer *lb = log_buffer_new(LOG_FORMAT_TEXT);
+    append_id(lb, 7);
+    log_buffer_free(lb);
+    log_info("still %s", "here");
+    char path[192];
+    snprintf(path, sizeof(path), "%s/access.log", gone);
+    char *text = slurp(path, NULL);
+    assert_non_null(strstr(text, " id=7 "));
+    free(text);
+    snprintf(path, sizeof(path), "%s/error.log", gone);
+    text = slurp(path, NULL);
+    assert_non_null(strstr(text, "still here"));
+    free(text);
+
+    assert_int_equal(mkdir(logs, 0700), 0); /* back: both move */
+    assert_int_equal(log_reopen(failed), 0);
+    lb = log_buffer_new(LOG_FORMAT_TEXT);
+    append_id(lb, 8);
+    log_buffer_free(lb);
+    text = slurp(access, NULL);
+    assert_non_null(strstr(text, " id=8 "));
+    free(text);
 }
 
 #define WRITERS 4
@@ -1020,7 +1069,8 @@ static void test_reopen_under_writers(void **state)
         char name[32];
         snprintf(name, sizeof(name), "busy.log.%d", rotations);
         assert_int_equal(rename(path, in_dir(d, name)), 0);
-        assert_int_equal(log_reopen(), 0);
+        struct log_reopen_failure failed[2];
+        assert_int_equal(log_reopen(failed), 0);
     }
     for (int i = 0; i < WRITERS; i++)
         pthread_join(w[i].thread, NULL);
@@ -1292,7 +1342,8 @@ static void test_error_log(void **state)
     /* debug shows everything; rotation reopens the error log too */
     assert_int_equal(log_error_open(errors, LOG_DEBUG), 0);
     assert_int_equal(rename(errors, in_dir(d, "error.log.1")), 0);
-    assert_int_equal(log_reopen(), 0);
+    struct log_reopen_failure failed[2];
+    assert_int_equal(log_reopen(failed), 0);
     log_debug("after %s", "rotation");
     text = slurp(errors, &len);
     assert_non_null(strstr(text, "[debug] after rotation\n"));
@@ -1450,6 +1501,7 @@ int main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test_setup_teardown(test_buffer, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_reopen_after_rename, dir_setup, dir_teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_dir_gone, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_reopen_under_writers, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_fifo_lines_whole, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_socket_lines_whole, dir_setup, dir_teardown),
