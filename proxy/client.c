@@ -132,7 +132,7 @@ struct client {
                                           a whole request) or only the answers made go (abort,
                                           finish_answers); then it closes */
     bool watched_late;                 /* its exchange began unwatched (watch_later): a reset
-                                          may be unseen as the answer goes (ds_gone) */
+                                          may be unseen as the answer goes (ds_sent_none) */
     uint64_t reset_from_us;            /* CS_RESETTING: since when (client_send_timeout) */
     uint64_t discard_left;             /* request body bytes to drop before the next request */
     struct admin_stream *stream;       /* CS_STREAM: the rest of the admin page */
@@ -556,19 +556,34 @@ static void ds_head(void *ctx, const struct resp_head *head, struct body_sink *s
     *sink = (struct body_sink){.out = c->sock.out, .chunked = wire == H1_BODY_CHUNKED};
 }
 
-/* A client not read, half-closed (its FIN was read) or not watched when its exchange began
- * (watch_later): a reset since is seen only in the socket's pending error, looked at as its
- * answer is about to go. Unasked, an unwatched client that reset before a quick answer was
- * logged 200, its answer's bytes counted though its send failed (ECONNRESET), where a watched
- * one is a 499. Asked after the 5 ms too: the reset reported by the dispatch that registers the
- * client may come behind the origin's answer in the same batch. */
+/* A client not read, half-closed (its FIN was read): a reset since is seen only in the
+ * socket's pending error, looked at as its answer is about to go. */
 static bool ds_gone(void *ctx, char *why, size_t size)
 {
     struct client *c = ctx;
     int err = 0;
     socklen_t len = sizeof(err);
-    if (!(c->half_closed || c->watched_late) ||
-        getsockopt(c->sock.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0)
+    if (!c->half_closed || getsockopt(c->sock.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 ||
+        err == 0)
+        return false;
+    snprintf(why, size, "%s", gone_reason(SOCK_ERROR));
+    return true;
+}
+
+/* A client not watched when its exchange began (watch_later) may have reset unseen: the
+ * answer's own send finds it (ECONNRESET), sent here, before the exchange is logged, rather
+ * than at the close. Unasked, such a client that reset before a quick answer was logged 200
+ * with its answer's bytes counted; a getsockopt(SO_ERROR) before the head found it too, at a
+ * system call per exchange. Asked after the 5 ms too: the reset reported by the dispatch that
+ * registers the client may come behind the origin's answer in the same batch. */
+static bool ds_sent_none(void *ctx, char *why, size_t size)
+{
+    struct client *c = ctx;
+    if (!c->watched_late)
+        return false;
+    if (c->ex) /* the exchange ends (a cancel comes with c->ex taken: nothing is sent then) */
+        sock_flush(&c->sock);
+    if (c->sock.state != SOCK_FAILED || sock_wrote(&c->sock))
         return false;
     snprintf(why, size, "%s", gone_reason(SOCK_ERROR));
     return true;
@@ -771,6 +786,7 @@ static const struct downstream_ops h1_ops = {
     .interim = ds_interim,
     .head = ds_head,
     .gone = ds_gone,
+    .sent_none = ds_sent_none,
     .body = ds_body,
     .pending = ds_pending,
     .body_splice = ds_body_splice,

@@ -276,6 +276,20 @@ bool ex_client_gone(struct exchange *ex)
     return true;
 }
 
+/* Whether the downstream says its client failed before any byte of the answer left
+ * (downstream_ops.sent_none): the answer then counts as never sent, 499. */
+static bool ex_sent_none(struct exchange *ex)
+{
+    char why[sizeof(ex->detail)];
+    if (!ex->ds.ops->sent_none || !ex->ds.ops->sent_none(ex->ds.ctx, why, sizeof(why)))
+        return false;
+    str_copy(ex->detail, sizeof(ex->detail), why);
+    ex->status = HTTP_CLIENT_CLOSED_REQUEST;
+    ex->resp_body.bytes = 0;
+    ex->error_body_bytes = 0;
+    return true;
+}
+
 /* ---- phases and their timers ---- */
 
 void ex_phase(struct exchange *ex, enum phase p)
@@ -806,6 +820,10 @@ void ex_settle(struct exchange *ex)
         ex->usock = NULL;
     }
     relay_drop(ex); /* before the log line: once it is written, the origin side is settled */
+    if (ex->outcome == OUTCOME_DONE && !to.conn && ex_sent_none(ex)) {
+        metrics_add(ex->loop->metrics, M_CLIENT_ABORTS, 1);
+        ex->outcome = OUTCOME_LEFT;
+    }
     log_exchange(ex, &to);
     static const enum exchange_end ends[] = {
         [OUTCOME_ABORTED] = END_ABORT, [OUTCOME_DROPPED] = END_DROP, [OUTCOME_RESET] = END_RESET,
@@ -1142,12 +1160,13 @@ void exchange_cancel(struct exchange *ex, enum http_status status, const char *w
     if (ex->outcome == OUTCOME_OPEN) {
         /* The client left before the response ended (nginx's 499), or its request broke its
          * own framing: nothing more is sent either way. */
+        bool unsent = ex->status && ex_sent_none(ex); /* a head was queued: did any go? */
         if (!ex->detail[0])
             snprintf(ex->detail, sizeof(ex->detail), "%s", why);
         if (!ex->status)
             ex->status = status;
         phase_close(&ex->pc, ex->now);
-        if (status == HTTP_CLIENT_CLOSED_REQUEST)
+        if (status == HTTP_CLIENT_CLOSED_REQUEST || unsent)
             metrics_add(ex->loop->metrics, M_CLIENT_ABORTS, 1);
         log_exchange(ex, &(struct tunnel_origin){.index = -1}); /* no tunnel */
     }

@@ -74,6 +74,7 @@ enum sock_flag {
     SF_FRESH = 1u << 15,          /* rev runs for SF_READ_NOW in sock_init's turn: no dispatch
                                      applied its registration yet (sock_may_watch_later) */
     SF_WATCH_LATER = 1u << 16,    /* rev held back until sock_watch_now (sock_watch_later) */
+    SF_WROTE = 1u << 17,          /* a byte the owner queued went to the socket (sock_wrote) */
 };
 
 static const char *const sock_event_names[] = {
@@ -370,6 +371,7 @@ static int pipe_out(struct sock *s)
         if (n > 0) {
             p->len -= (size_t)n;
             s->write_since = event_now_us();
+            s->flags |= SF_WROTE;
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -433,8 +435,10 @@ static int write_out(struct sock *s)
         rc = -1;
         break;
     }
-    if (progress)
+    if (progress) {
         s->write_since = event_now_us();
+        s->flags |= SF_WROTE;
+    }
     return rc;
 }
 
@@ -991,6 +995,11 @@ int64_t sock_bytes_acked(const struct sock *s)
         len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
         return -1;
     return (int64_t)ti.tcpi_bytes_acked;
+}
+
+bool sock_wrote(const struct sock *s)
+{
+    return s->flags & SF_WROTE;
 }
 
 bool sock_at_eof(const struct sock *s)

@@ -94,6 +94,12 @@ struct downstream_ops {
      * more, so a reset since is found only here (or when the answer is written): the exchange
      * then ends as exchange_cancel ends it, logged 499, and done() closes the connection. */
     bool (*gone)(void *ds, char *why, size_t size);
+    /* Optional (NULL: never): whether the client's connection failed before any byte of this
+     * answer left, asked as the exchange ends (what is queued is sent first, before the log
+     * line) or is cancelled with its head written: a reset that no event reported (an HTTP/1.1
+     * client not watched when its exchange began). Then, writing why (size bytes), the
+     * exchange is logged 499 with no bytes sent, as one found gone(), and done() closes. */
+    bool (*sent_none)(void *ds, char *why, size_t size);
     /* Body bytes were appended to the sink: send what can be sent now. */
     void (*body)(void *ds);
     /* Response bytes queued and not yet taken by the client (back-pressure). */

@@ -200,6 +200,10 @@ bool sock_input_arrived(const struct sock *s);
  * readable after the peer's reset. */
 int64_t sock_bytes_acked(const struct sock *s);
 
+/* Whether any byte the owner queued has gone to the socket (a TLS handshake's own do not
+ * count): with SOCK_FAILED, a failure before anything of the owner's was sent. */
+bool sock_wrote(const struct sock *s);
+
 /* Whether the peer's EOF was reported already. */
 bool sock_at_eof(const struct sock *s);
 

@@ -8,7 +8,7 @@
  * once); a second request pipelined behind the first, in the same read or later, is answered;
  * a POST whose body comes after the accept gets it through; a keep-alive request after a quick
  * answer is read and answered; a client that reset before a quick answer is logged 499, as a
- * watched one is.
+ * watched one is, and the origin connection that answered is kept.
  *
  * The hit is made certain by stopping Portico (SIGSTOP) while the client connects and sends:
  * the accept then finds the bytes. Whether Portico watches the client is read from /proc: the
@@ -106,15 +106,21 @@ static struct {
 
 /* Portico (one worker, keepalive = 0: a fresh origin connection per request, so the request
  * reaches the origin only after a loop turn) before the holding origin. */
-static void start(void)
+static void start_pooled(unsigned keepalive)
 {
     assert_int_equal(pipe(org.gate), 0);
     org.gone = 0;
     struct fake_origin_opts o = {.kind = FO_SCRIPT, .pick_script = pick};
     fx.o = fake_origin_start(&o);
     assert_non_null(fx.o);
-    fx.h = px_start("", "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = 0\n",
-                    fake_origin_port(fx.o));
+    /* settle_time = 0: a released origin connection serves the next client at once */
+    fx.h = px_start("", "[upstream u]\norigin = 127.0.0.1:%u\nkeepalive = %u\nsettle_time = 0\n",
+                    fake_origin_port(fx.o), keepalive);
+}
+
+static void start(void)
+{
+    start_pooled(0);
 }
 
 /* Each test ends so: Portico stops cleanly (under ASan or valgrind, no leak or bad access). */
@@ -234,9 +240,11 @@ static void test_abort_read_at_accept(void **state)
 /* The hit, and the client reset its connection behind its request (before the accept): the
  * read at the accept takes the request (the reset is pending in the socket, unread), and the
  * origin answers at once, most likely within the 5 ms the client is not watched. The reset is
- * found as the answer is about to go (SO_ERROR): 499, nothing sent, as for a watched client,
- * whose reset epoll reports first. Before, an answer within those 5 ms was logged 200 with its
- * bytes counted, though its send failed (ECONNRESET). */
+ * found by the answer's own send (ECONNRESET), before the line is logged: 499, nothing sent,
+ * as for a watched client, whose reset epoll reports first; the origin's answer came, and the
+ * line says so (upstream_status=200). Before, an answer within those 5 ms was logged 200 with
+ * its bytes counted; then a getsockopt(SO_ERROR) before the head found the reset, at a system
+ * call per such exchange, and the line had no upstream_status (the origin's head not taken). */
 static void test_reset_before_a_quick_answer(void **state)
 {
     (void)state;
@@ -246,6 +254,36 @@ static void test_reset_before_a_quick_answer(void **state)
     assert_int_equal(harness_signal(fx.h, SIGCONT), 0);
     double ms = logged("cw-rst", 499);
     print_message("  logged after %.3f ms\n", ms);
+    if (ms < WATCH_LATER_MS) { /* unwatched throughout: the send found the reset */
+        char *line = px_log_line_for_id(fx.h, "cw-rst");
+        if (!strstr(line, " upstream_status=200 ") || !strstr(line, " bytes_out=0 "))
+            fail_msg("a reset found by the answer's send: %s", line);
+        free(line);
+    }
+    stop();
+}
+
+/* The same reset, the origin's connection pooled: its answer came whole, so the connection
+ * serves the next client's request (one origin connection for both). Before, the reset found
+ * before the head (getsockopt) ended the exchange with the answer unread, and the connection
+ * was closed: a second one was opened. */
+static void test_reset_before_a_quick_answer_keeps_the_origin(void **state)
+{
+    (void)state;
+    start_pooled(4);
+    struct raw_conn *c = sent_before_the_accept(GET("/second", "cw-rst-pool"), false);
+    raw_abort(c);
+    assert_int_equal(harness_signal(fx.h, SIGCONT), 0);
+    double ms = logged("cw-rst-pool", 499);
+    struct raw_conn *next = px_connect(fx.h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(next, GET("/second", "cw-rst-next")), 0);
+    assert_int_equal(raw_read_response(next, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(next);
+    if (ms < WATCH_LATER_MS) /* else epoll saw the reset first: the exchange was cancelled */
+        assert_int_equal(fake_origin_connections(fx.o), 1);
     stop();
 }
 
@@ -414,6 +452,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_abort_read_at_accept, teardown),
         cmocka_unit_test_teardown(test_reset_before_a_quick_answer, teardown),
+        cmocka_unit_test_teardown(test_reset_before_a_quick_answer_keeps_the_origin, teardown),
         cmocka_unit_test_teardown(test_watched_after_5_ms, teardown),
         cmocka_unit_test_teardown(test_abort_after_a_read_that_found_nothing, teardown),
         cmocka_unit_test_teardown(test_pipelined_in_the_first_read, teardown),
