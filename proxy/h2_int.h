@@ -182,6 +182,11 @@ struct h2_conn {
     uint64_t head_since;               /* µs: a header block is unfinished; 0 if none */
     int32_t head_id;                   /* ... on this stream */
     struct bucket buckets[FLOOD_COUNT];
+    /* Where the client's bytes are in its frames (h2.c's feed): nghttp2 drops DATA on a closed
+     * stream before any callback of ours, so frame headers are looked at on the way in. */
+    size_t in_skip;                    /* bytes of the preface or a payload still to pass */
+    uint8_t in_hd[9];                  /* the frame header being read */
+    size_t in_hd_len;                  /* ... its bytes so far */
     const char *end_why;               /* set: the connection ends at the end of this callback */
 };
 

@@ -92,8 +92,8 @@ count, so it always ends.
                                      the fields of its trailing HEADERS
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
                                      padded_empty_data, closed_reset, closed_window_update,
-                                     closed_headers, closed_continuation (on a stream
-                                     answered and closed),
+                                     closed_headers, closed_continuation, closed_empty_data,
+                                     closed_short_data (on a stream answered and closed),
                                      refused, refused_continuation (streams past the limit,
                                      SETTINGS unacknowledged), malformed_continuation,
                                      continuation, stall_head, stall_window, settings_timeout,
@@ -627,6 +627,10 @@ def flood(port, kind):
                 batch.append(frame(RST_STREAM, 0, 1, struct.pack(">I", 8)))  # CANCEL
             elif kind == "closed_window_update":
                 batch.append(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 1)))
+            elif kind == "closed_empty_data":  # nghttp2 drops them before any callback
+                batch.append(frame(DATA, 0, 1, b""))
+            elif kind == "closed_short_data":  # 1 byte each: as cheap, and not empty
+                batch.append(frame(DATA, 0, 1, b"d"))
             elif kind == "closed_headers":  # trailers, as if they crossed our END_STREAM
                 batch.append(frame(HEADERS, END_HEADERS | END_STREAM, 1, c.block([("x-t", "1")])))
             elif kind == "closed_continuation":  # blocks of 7 frames (an HPACK bomb's shape)
