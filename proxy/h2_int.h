@@ -21,7 +21,7 @@ struct access_record;
 struct config;
 struct exchange;
 
-/* The kinds of abuse that end a connection, each with its counter. The first three are
+/* The kinds of abuse that end a connection, each with its counter. The first four are
  * Portico's token buckets (burst, then tokens per second); the others have no bucket (0, 0):
  * nghttp2's limits or a deadline find them. FLOOD_CLOSED is what rapid reset leaves out: resets
  * of streams already answered or closed (a browser's cancel that crossed the answer is one),
@@ -29,6 +29,7 @@ struct exchange;
 #define FLOOD_LIST(X)                                                                              \
     X(FLOOD_RESET, "rapid reset", M_H2_FLOOD_RESET, 200, 20)                                      \
     X(FLOOD_CONTROL, "control-frame flood", M_H2_FLOOD_CONTROL, 1000, 100)                        \
+    X(FLOOD_WINDOW, "WINDOW_UPDATE flood", M_H2_FLOOD_WINDOW, 1000, 100)                          \
     X(FLOOD_CLOSED, "closed-stream flood", M_H2_FLOOD_CLOSED, 1000, 100)                          \
     X(FLOOD_CONTINUATION, "CONTINUATION flood", M_H2_FLOOD_CONTINUATION, 0, 0)                    \
     X(FLOOD_ACKS, "acknowledgement flood", M_H2_FLOOD_ACKS, 0, 0)                                 \
