@@ -37,8 +37,9 @@
  * frames. Portico keeps its own token buckets per connection: resets (streams the client
  * reset while they were running, streams nghttp2 reset for a stream error the client provoked
  * or refused, and requests reset as malformed), control frames (SETTINGS, PING, PRIORITY, empty
- * DATA), and closed-stream frames (resets of streams answered or closed, WINDOW_UPDATE and
- * HEADERS on closed streams, HEADERS past our last GOAWAY). A header block nghttp2 ignores is
+ * DATA), WINDOW_UPDATE frames on open streams and the connection (each DATA we send refills
+ * it), and closed-stream frames (resets of streams answered or closed, WINDOW_UPDATE, short DATA
+ * and HEADERS on closed streams, HEADERS past our last GOAWAY). A header block nghttp2 ignores is
  * decoded all the same, its CONTINUATION frames unseen: charged for as many as it takes
  * (charge_continuations). nghttp2's reset limit is set above the sum of ours, a backstop. An
  * empty bucket ends the connection with GOAWAY ENHANCE_YOUR_CALM, counted by kind. A window kept
@@ -76,9 +77,23 @@ static void stream_stalled(struct h2_stream *s, bool shut, uint64_t now);
 /* CONTINUATION frames nghttp2 takes after a HEADERS (its clients send no more). */
 #define MAX_CONTINUATIONS 8
 
-/* Frames on its closed stream (FLOOD_CLOSED) each stream's end gives back: a reset and a
- * WINDOW_UPDATE that crossed it. */
-#define CLOSED_PER_STREAM 2
+/* Frames on its closed stream (FLOOD_CLOSED) each stream's end gives back: a reset, a
+ * WINDOW_UPDATE and the last DATA of a request body that crossed it. */
+#define CLOSED_PER_STREAM 3
+
+/* WINDOW_UPDATE frames (FLOOD_WINDOW) each DATA frame we send gives back: the stream's and the
+ * connection's of a client that acknowledges every frame, and one more per WINDOW_UPDATE_BYTES
+ * of its payload for one that acknowledges pieces of it (nghttp answers a 16 KiB frame under
+ * 16 KiB windows with three). A download pays for any pace of WINDOW_UPDATE its reader keeps. */
+#define WINDOW_UPDATES_PER_DATA 2
+#define WINDOW_UPDATE_BYTES 512
+
+/* A DATA frame on a closed stream with a payload shorter than this (padding included) is
+ * charged (FLOOD_CLOSED): nghttp2 drops it before any callback and gives its bytes back to the
+ * connection's window, so nothing else bounds them. Empty ones (9 bytes each) went uncharged:
+ * 44 million in 5 s took 2.3 s of the worker's CPU, no GOAWAY before keepalive_timeout. One
+ * larger costs about what an upload's DATA does, its bytes the client's as much as ours. */
+#define CLOSED_DATA_CHEAP 1024
 
 static const struct {
     const char *name;
@@ -296,6 +311,14 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
     return 0;
 }
 
+/* Whether a frame on stream id meets a stream nghttp2 has closed (no_closed_streams: it
+ * remembers none), and is ignored. */
+static bool stream_closed(nghttp2_session *session, int32_t id)
+{
+    return id > 0 && id <= nghttp2_session_get_last_proc_stream_id(session) &&
+           !nghttp2_session_find_stream(session, id);
+}
+
 /* A header block spans HEADERS and its CONTINUATION frames; nothing may come between them, so
  * any other frame beginning means the block is over. An unfinished one has a deadline. */
 static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user)
@@ -304,12 +327,10 @@ static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, 
     /* A frame on a stream nghttp2 has closed (no_closed_streams: it remembers none) is ignored
      * without a callback, and costs its parsing: a header block its HPACK decoding. One that
      * crossed our reset or END_STREAM is normal; a stream of them is a flood. (DATA on a closed
-     * stream is dropped before this callback, unseen.) So is a stream begun past our GOAWAY
-     * naming the last stream taken: while a stream was in flight, 1,010 HPACK bombs on new
-     * streams took 2.9 s of a draining worker's CPU in 4 s, uncharged. */
-    int32_t last = nghttp2_session_get_last_proc_stream_id(session);
-    bool closed = hd->stream_id > 0 && hd->stream_id <= last &&
-                  !nghttp2_session_find_stream(session, hd->stream_id);
+     * stream is dropped before this callback: feed looks at it.) So is a stream begun past our
+     * GOAWAY naming the last stream taken: while a stream was in flight, 1,010 HPACK bombs on
+     * new streams took 2.9 s of a draining worker's CPU in 4 s, uncharged. */
+    bool closed = stream_closed(session, hd->stream_id);
     bool past_goaway = h->drain == DRAIN_GOAWAY && hd->stream_id > h->goaway_id;
     if (hd->type == NGHTTP2_HEADERS && (closed || past_goaway))
         charge_ignored_block(h, FLOOD_CLOSED, hd->flags);
@@ -390,6 +411,10 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         }
         break;
     case NGHTTP2_WINDOW_UPDATE:
+        /* Each one costs us work as a PING does (30 million of 1 byte on an open stream or the
+         * connection took 2.2-2.8 s of the worker's CPU in 8 s, uncharged, no GOAWAY); each DATA
+         * we send gives back what a client's answers to it take (on_frame_send). */
+        h2_charge(h, FLOOD_WINDOW);
         if (s)
             h2_stream_check(s);
         break;
@@ -445,6 +470,10 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
                    (const char *)frame->goaway.opaque_data);
         h->end_why = "HTTP/2 protocol error";
     }
+    /* A DATA frame's reader answers it with WINDOW_UPDATEs: no flood, whatever its pace. */
+    if (frame->hd.type == NGHTTP2_DATA)
+        refill(h, FLOOD_WINDOW,
+               WINDOW_UPDATES_PER_DATA + (double)(frame->hd.length / WINDOW_UPDATE_BYTES));
     /* What went is what the access line says: the final head, then the end of the response,
      * when its line is written. */
     if (s && frame->hd.type == NGHTTP2_HEADERS && !status_is_interim(&frame->headers))
@@ -760,6 +789,53 @@ static void flush(struct h2_conn *h)
 
 /* ---- input ---- */
 
+/* Hands the client's bytes to nghttp2, having looked at each frame header on the way (h2_conn's
+ * in_*): a short DATA frame is held back until nghttp2 has read every frame before it, then
+ * charged if its stream is closed (CLOSED_DATA_CHEAP). nghttp2 takes all it is given (no
+ * callback of ours pauses it). Returns what it took, or its error (less than len only when the
+ * connection ends). */
+static ssize_t feed(struct h2_conn *h, const uint8_t *p, size_t len)
+{
+    size_t seen = 0, fed = 0; /* looked at; given to nghttp2 */
+    while (seen < len && !h->end_why) {
+        if (h->in_skip > 0) {
+            size_t k = MIN(h->in_skip, len - seen);
+            h->in_skip -= k;
+            seen += k;
+            continue;
+        }
+        size_t start = seen; /* where this piece of the header begins */
+        size_t k = MIN(sizeof(h->in_hd) - h->in_hd_len, len - seen);
+        memcpy(h->in_hd + h->in_hd_len, p + seen, k);
+        h->in_hd_len += k;
+        seen += k;
+        if (h->in_hd_len < sizeof(h->in_hd))
+            break;
+        const uint8_t *hd = h->in_hd;
+        h->in_hd_len = 0;
+        h->in_skip = (size_t)hd[0] << 16 | (size_t)hd[1] << 8 | hd[2];
+        if (hd[3] != NGHTTP2_DATA || h->in_skip >= CLOSED_DATA_CHEAP)
+            continue;
+        if (start > fed) { /* the frames before it first: the header's own bytes wait */
+            ssize_t n = nghttp2_session_mem_recv(h->session, p + fed, start - fed);
+            if (n < 0)
+                return n;
+            fed = start;
+        }
+        int32_t id = (int32_t)(((uint32_t)hd[5] << 24 | (uint32_t)hd[6] << 16 |
+                                (uint32_t)hd[7] << 8 | hd[8]) & 0x7fffffff);
+        if (!h->end_why && stream_closed(h->session, id))
+            h2_charge(h, FLOOD_CLOSED);
+    }
+    if (seen > fed && !h->end_why) {
+        ssize_t n = nghttp2_session_mem_recv(h->session, p + fed, seen - fed);
+        if (n < 0)
+            return n;
+        fed = seen;
+    }
+    return (ssize_t)fed;
+}
+
 static void conn_read(struct h2_conn *h)
 {
     struct evbuffer *in = h->sock->in;
@@ -768,7 +844,7 @@ static void conn_read(struct h2_conn *h)
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
-        ssize_t n = nghttp2_session_mem_recv(h->session, v.iov_base, v.iov_len);
+        ssize_t n = feed(h, v.iov_base, v.iov_len);
         if (n == NGHTTP2_ERR_FLOODED) {
             flood(h, FLOOD_ACKS);
         } else if (n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
@@ -992,6 +1068,7 @@ struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer
      * that took most of client_header_timeout, not a whole one more. */
     h->started = MIN(accepted_us, now);
     h->idle_since = now;
+    h->in_skip = NGHTTP2_CLIENT_MAGIC_LEN; /* the preface, then frames */
     for (int k = 0; k < FLOOD_COUNT; k++)
         h->buckets[k] = (struct bucket){flood_rows[k].burst, now};
     /* The budgets hold whatever number of streams the client may open (h2_int.h). */

@@ -21,7 +21,7 @@ struct access_record;
 struct config;
 struct exchange;
 
-/* The kinds of abuse that end a connection, each with its counter. The first three are
+/* The kinds of abuse that end a connection, each with its counter. The first four are
  * Portico's token buckets (burst, then tokens per second); the others have no bucket (0, 0):
  * nghttp2's limits or a deadline find them. FLOOD_CLOSED is what rapid reset leaves out: resets
  * of streams already answered or closed (a browser's cancel that crossed the answer is one),
@@ -29,6 +29,7 @@ struct exchange;
 #define FLOOD_LIST(X)                                                                              \
     X(FLOOD_RESET, "rapid reset", M_H2_FLOOD_RESET, 200, 20)                                      \
     X(FLOOD_CONTROL, "control-frame flood", M_H2_FLOOD_CONTROL, 1000, 100)                        \
+    X(FLOOD_WINDOW, "WINDOW_UPDATE flood", M_H2_FLOOD_WINDOW, 1000, 100)                          \
     X(FLOOD_CLOSED, "closed-stream flood", M_H2_FLOOD_CLOSED, 1000, 100)                          \
     X(FLOOD_CONTINUATION, "CONTINUATION flood", M_H2_FLOOD_CONTINUATION, 0, 0)                    \
     X(FLOOD_ACKS, "acknowledgement flood", M_H2_FLOOD_ACKS, 0, 0)                                 \
@@ -182,6 +183,11 @@ struct h2_conn {
     uint64_t head_since;               /* µs: a header block is unfinished; 0 if none */
     int32_t head_id;                   /* ... on this stream */
     struct bucket buckets[FLOOD_COUNT];
+    /* Where the client's bytes are in its frames (h2.c's feed): nghttp2 drops DATA on a closed
+     * stream before any callback of ours, so frame headers are looked at on the way in. */
+    size_t in_skip;                    /* bytes of the preface or a payload still to pass */
+    uint8_t in_hd[9];                  /* the frame header being read */
+    size_t in_hd_len;                  /* ... its bytes so far */
     const char *end_why;               /* set: the connection ends at the end of this callback */
 };
 

@@ -82,6 +82,8 @@ struct evbuffer;
       "HTTP/2 connections closed with GOAWAY for resetting too many streams (CVE-2023-44487)")    \
     X(M_H2_FLOOD_CONTROL, "portico_http2_flood_control_frames_total",                              \
       "HTTP/2 connections closed with GOAWAY for a SETTINGS, PING, PRIORITY or empty-frame flood") \
+    X(M_H2_FLOOD_WINDOW, "portico_http2_flood_window_updates_total",                               \
+      "HTTP/2 connections closed with GOAWAY for more WINDOW_UPDATE frames than their DATA needs") \
     X(M_H2_FLOOD_CLOSED, "portico_http2_flood_closed_streams_total",                               \
       "HTTP/2 connections closed with GOAWAY for resets of answered or closed streams, or "        \
       "frames on closed streams")                                                                  \

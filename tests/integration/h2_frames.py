@@ -90,10 +90,11 @@ count, so it always ends.
                                      SETTINGS_MAX_HEADER_LIST_SIZE is the group's MAX, if given,
                                      as for heads): the frames of each response in order, and
                                      the fields of its trailing HEADERS
-  h2_frames.py PORT flood KIND       rapid_reset, window_reset, ping, settings, priority, empty_data,
+  h2_frames.py PORT flood KIND       rapid_reset, window_reset, window_update (on an open stream),
+                                     conn_window_update, ping, settings, priority, empty_data,
                                      padded_empty_data, closed_reset, closed_window_update,
-                                     closed_headers, closed_continuation (on a stream
-                                     answered and closed),
+                                     closed_headers, closed_continuation, closed_empty_data,
+                                     closed_short_data (on a stream answered and closed),
                                      refused, refused_continuation (streams past the limit,
                                      SETTINGS unacknowledged), malformed_continuation,
                                      continuation, stall_head, stall_window, settings_timeout,
@@ -571,6 +572,8 @@ def flood(port, kind):
     # bucket (200, 20 a second) took up to 10.1 s to fill. A slower fill is no less a fill.
     deadline = start + (20 if kind == "hpack_bomb" else 10)
     done = lambda: c.goaway is not None
+    if kind in ("window_update", "conn_window_update"):  # a stream open, awaiting its origin
+        c.send(c.request(sid, get("/delay/5000")))
     if kind in ("empty_data", "padded_empty_data"):
         c.send(c.request(sid, get("/delay/5000", "POST"), end_stream=False))
     if kind in ("stall_head", "continuation"):
@@ -611,6 +614,10 @@ def flood(port, kind):
                 batch.append(c.request(sid, get("/delay/1000")))
                 batch.append(frame(WINDOW_UPDATE, 0, sid, struct.pack(">I", 0x7FFFFFFF)))
                 sid += 2
+            elif kind == "window_update":  # 1 byte each: 2^31 of them before an overflow
+                batch.append(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 1)))
+            elif kind == "conn_window_update":
+                batch.append(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1)))
             elif kind == "ping":
                 batch.append(frame(PING, 0, 0, struct.pack(">Q", sent)))
             elif kind == "settings":
@@ -627,6 +634,10 @@ def flood(port, kind):
                 batch.append(frame(RST_STREAM, 0, 1, struct.pack(">I", 8)))  # CANCEL
             elif kind == "closed_window_update":
                 batch.append(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 1)))
+            elif kind == "closed_empty_data":  # nghttp2 drops them before any callback
+                batch.append(frame(DATA, 0, 1, b""))
+            elif kind == "closed_short_data":  # 1 byte each: as cheap, and not empty
+                batch.append(frame(DATA, 0, 1, b"d"))
             elif kind == "closed_headers":  # trailers, as if they crossed our END_STREAM
                 batch.append(frame(HEADERS, END_HEADERS | END_STREAM, 1, c.block([("x-t", "1")])))
             elif kind == "closed_continuation":  # blocks of 7 frames (an HPACK bomb's shape)

@@ -2235,6 +2235,11 @@ static const struct flood_case flood_cases[] = {
     {"settings", "goaway=11 ", "portico_http2_flood_control_frames_total", false},
     {"priority", "goaway=11 ", "portico_http2_flood_control_frames_total", false},
     {"empty_data", "goaway=11 ", "portico_http2_flood_control_frames_total", false},
+    /* WINDOW_UPDATE of 1 byte on a stream awaiting its origin, or on the connection: no data
+     * waits, and 2^31 of them fit before an overflow; uncharged, 30 million took 2.2-2.8 s of
+     * the worker's CPU in 8 s, no GOAWAY */
+    {"window_update", "goaway=11 ", "portico_http2_flood_window_updates_total", false},
+    {"conn_window_update", "goaway=11 ", "portico_http2_flood_window_updates_total", false},
     /* the same with the PADDED flag: a frame of padding only carries no data either */
     {"padded_empty_data", "goaway=11 ", "portico_http2_flood_control_frames_total", false},
     /* resets, WINDOW_UPDATEs and trailers on a stream answered and closed: nghttp2 ignores
@@ -2243,6 +2248,11 @@ static const struct flood_case flood_cases[] = {
     {"closed_reset", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     {"closed_window_update", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     {"closed_headers", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
+    /* DATA on that stream: nghttp2 drops it before any callback and gives its bytes back to the
+     * connection's window; empty (or 1-byte) frames went uncharged: 44 million in 5 s took
+     * 2.3 s of the worker's CPU, no GOAWAY until keepalive_timeout (CVE-2019-9518's shape) */
+    {"closed_empty_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
+    {"closed_short_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     /* the same as header blocks of a HEADERS and 6 CONTINUATION frames: nghttp2 decodes an
      * ignored block whole, its CONTINUATION frames unseen (an HPACK bomb's 7 frames cost ~1.9 ms
      * of CPU): a HEADERS that a CONTINUATION follows is charged for 8 more, not once */
