@@ -4,11 +4,11 @@
 Runs the real binary (twice: `splice = on` and `off`) in front of its own raw-socket origin on
 loopback and drives random client connections through it: HTTP/1.1 plain or over TLS, HTTP/2
 (h2c or TLS, python3-h2), with random sizes (0, 1, around 16/32/64 KiB, 128 KiB, the splice
-pipe's 1 MiB, 2 MiB, 4 MiB + 1, random up to 8 MiB), framings (Content-Length, chunked with extensions and trailers,
-close-delimited, HEAD, 204, 304), uploads (Content-Length or chunked, sometimes with
-`Expect: 100-continue`), origin writes and client reads in random segments at random pace,
-keep-alive and pipelining, bytes past Content-Length. Every body is checked byte for byte
-(length and SHA-256) and for framing: responses at the client, requests at the origin.
+pipe's 1 MiB, 2 MiB, 4 MiB + 1, random up to 8 MiB), framings (Content-Length, chunked with
+extensions and trailers, close-delimited, HEAD, 204, 304), uploads (Content-Length or chunked,
+sometimes with `Expect: 100-continue`), origin writes and client reads in random segments at
+random pace, keep-alive and pipelining, bytes past Content-Length. Every body is checked byte
+for byte (length and SHA-256) and for framing: responses at the client, requests at the origin.
 
 Usage:
   /usr/bin/python3 scripts/bodyfuzz.py [--bin build/portico] [--seed S] [--cases N]
@@ -16,10 +16,11 @@ Usage:
         [--table] [-v]
 
 A failing case is printed with its seed and number; `--seed S --only K` runs it alone (with the
-same binaries and settings). `--tiny` writes and reads big bodies in 1-byte steps too (slow);
-`--table` prints the cases and bytes checked by kind. Loopback only, ports P..P+29 (default
-18400); every wait has a deadline, the run stops after N cases or SECONDS, whichever comes first.
-Exit 0: no defect. By hand, not part of `make test` (README, *Tests*).
+same binaries and settings). `--tiny` also writes and reads bodies of 64 KiB to 1 MiB in steps
+as small as 1 byte (slow); `--table` prints the cases and bytes checked by kind. Loopback only,
+ports P..P+29 (default 18400); every wait has a deadline, the run stops after N cases or
+SECONDS, whichever comes first. Exit 0: no defect. By hand, not part of `make test` (README,
+*Tests*).
 
 Not a defect: bytes past a Content-Length that come after the client's next request went out
 answer that request (README, *What a hostile origin cannot do*); the origin here sends them in
@@ -46,7 +47,7 @@ KIB = 1024
 MIB = 1024 * KIB
 CASE_DEADLINE = 60.0     # seconds one case (one client connection) may take
 IO_TIMEOUT = 20.0        # longest silence on any socket before the case fails
-TINY = False             # --tiny: tiny steps for big bodies too (slow)
+TINY = False             # --tiny: tiny steps for bodies up to 1 MiB too (slow)
 ORIGIN_IDLE = 300.0      # the origin keeps a connection (pooled by Portico) this long
 
 # Size classes: boundaries of the relay (16/32 KiB buffers, the 64 KiB splice threshold, the
@@ -86,10 +87,12 @@ def logsize(rng, lo, hi):
     return max(lo, min(hi, int(math.exp(rng.uniform(math.log(lo), math.log(hi + 1))))))
 
 
-def seg_size(rng, total, maxseg):
+def seg_size(rng, total, maxseg, tiny_max=1 * MIB):
     """A write or read size up to maxseg; at least up to 4 KiB for totals over 64 KiB, whose
-    bytes one at a time would take this Python minutes (tiny steps are tried on small ones)."""
-    return logsize(rng, 1, maxseg if TINY or total <= 64 * KIB else max(maxseg, 4 * KIB))
+    bytes one at a time would take this Python minutes (tiny steps are tried on small ones),
+    unless --tiny and total <= tiny_max."""
+    tiny = total <= 64 * KIB or (TINY and total <= tiny_max)
+    return logsize(rng, 1, maxseg if tiny else max(maxseg, 4 * KIB))
 
 
 def pick_size(rng):
@@ -686,7 +689,8 @@ def run_h2(case, port, stats):
                 win = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
                 if win <= 0:
                     break
-                n = min(win, seg_size(rng, len(st["body"]), case.send_max),
+                # (one h2 DATA frame a byte: ~30 s a MiB in python3-h2; 1-byte writes ~10 s)
+                n = min(win, seg_size(rng, len(st["body"]), case.send_max, 256 * KIB),
                         len(st["body"]) - st["off"])
                 conn.send_data(sid, st["body"][st["off"]:st["off"] + n])
                 st["off"] += n
