@@ -41,6 +41,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "portico/addrlock.h"
@@ -561,43 +562,71 @@ static void chown_log(const char *target, uid_t uid, gid_t gid)
         log_warn("cannot give %s to uid %u: %s", target, (unsigned)uid, strerror(errno));
 }
 
+/* Says one warning about what `user` may do: log_warn at the start, stderr under -t. */
+typedef void say_fn(const struct config *cfg, const char *text);
+
 /* A log file in a directory the user cannot add files to: once logrotate has renamed it,
- * SIGUSR1 and reloads cannot create the new one and go on writing to the renamed file. Said at
- * the start, as the pid file's directory is. A FIFO or device is opened, never created. */
-static void warn_log_dir(const char *key, const char *target, const char *user)
+ * SIGUSR1 and reloads cannot create the new one and go on writing to the renamed file. A FIFO
+ * or device is opened, never created. */
+static void warn_log_dir(const struct config *cfg, say_fn *say, const char *key, const char *target)
 {
     struct stat st;
     if (!log_target_is_file(target) || (stat(target, &st) == 0 && !S_ISREG(st.st_mode)) ||
         dir_takes_files(target))
         return;
-    log_warn("%s %s: user %s cannot create files in its directory, so once logrotate has renamed "
-             "it, SIGUSR1 and reloads go on writing to the renamed file: give the directory to %s "
-             "(such as /var/log/portico), or rotate with copytruncate",
-             key, target, user, user);
+    char text[PATH_MAX + 512];
+    snprintf(text, sizeof(text),
+             "%s %s: user %s cannot create files in its directory, so once logrotate has "
+             "renamed it, SIGUSR1 and reloads go on writing to the renamed file: give the "
+             "directory to %s (such as /var/log/portico), or rotate with copytruncate",
+             key, target, cfg->user, cfg->user);
+    say(cfg, text);
 }
 
 /* A file the configuration names (or the configuration itself) that the user cannot read: the
- * start read it as root, but every reload and binary upgrade reads it as the user and is refused
- * ("Permission denied" at its line), a key of root's with mode 0600 the usual case. Said at the
- * start, as the pid file's and the logs' directories are. Only a regular file or a directory. */
-static void warn_unreadable(const char *key, const char *path, const char *user)
+ * start reads it as root, but every reload and binary upgrade reads it as the user and is
+ * refused ("Permission denied" at its line), a key of root's with mode 0600 the usual case.
+ * Only a regular file or a directory. */
+static void warn_unreadable(const struct config *cfg, say_fn *say, const char *key,
+                            const char *path)
 {
     struct stat st;
     if (!path || stat(path, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) ||
         access(path, S_ISDIR(st.st_mode) ? R_OK | X_OK : R_OK) == 0)
         return;
-    log_warn("%s %s: user %s cannot read it (%s), so every reload and binary upgrade will be "
+    char text[PATH_MAX + 512];
+    snprintf(text, sizeof(text),
+             "%s %s: user %s cannot read it (%s), so every reload and binary upgrade will be "
              "refused: let %s read it (its group, mode 0640)",
-             key, path, user, strerror(errno), user);
+             key, path, cfg->user, strerror(errno), cfg->user);
+    say(cfg, text);
 }
 
-/* warn_unreadable for every file a reload reads again. */
-static void warn_unreadable_files(const struct config *cfg)
+/* What the process, switched to `user`, will not be able to do that a start as root did: remove
+ * the pid file at the stop, create the logs anew after a rotation, read again the files a reload
+ * reads. Asked as the user (the kernel decides, ACLs included): after the switch at the start,
+ * and by -t run as root, in a child that switches (so that `portico -t` in systemd's
+ * ExecReload, run as root, says what the reload run as the user will meet). */
+static void user_warnings(const struct config *cfg, say_fn *say)
 {
-    warn_unreadable("configuration", cfg->path, cfg->user);
-    warn_unreadable("tls_cert", cfg->tls_cert, cfg->user);
-    warn_unreadable("tls_key", cfg->tls_key, cfg->user);
-    warn_unreadable("error_page_dir", cfg->error_page_dir, cfg->user);
+    const char *user = cfg->user;
+    /* Said now, not only when the stop fails to remove it: a script (logrotate's postrotate, an
+     * init script) that signals the pid of a file left behind hits whatever process has it. */
+    if (cfg->pid_file && !pidfile_removable(cfg->pid_file)) {
+        char text[PATH_MAX + 512];
+        snprintf(text, sizeof(text),
+                 "pid_file %s: user %s cannot remove it from its directory, so it will stay "
+                 "after the stop, naming a gone process: put it in a directory of %s's (such as "
+                 "/run/portico, or systemd's RuntimeDirectory)",
+                 cfg->pid_file, user, user);
+        say(cfg, text);
+    }
+    warn_log_dir(cfg, say, "access_log", cfg->access_log);
+    warn_log_dir(cfg, say, "error_log", cfg->error_log);
+    warn_unreadable(cfg, say, "configuration", cfg->path);
+    warn_unreadable(cfg, say, "tls_cert", cfg->tls_cert);
+    warn_unreadable(cfg, say, "tls_key", cfg->tls_key);
+    warn_unreadable(cfg, say, "error_page_dir", cfg->error_page_dir);
     for (int i = 0; i < cfg->nupstreams; i++) {
         const struct upstream_conf *u = &cfg->upstreams[i];
         const char *const files[][2] = {
@@ -608,9 +637,51 @@ static void warn_unreadable_files(const struct config *cfg)
         for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
             char key[CFG_NAME_MAX + 32];
             snprintf(key, sizeof(key), "[upstream %s] %s", u->name, files[f][0]);
-            warn_unreadable(key, files[f][1], cfg->user);
+            warn_unreadable(cfg, say, key, files[f][1]);
         }
     }
+}
+
+static void say_log(const struct config *cfg, const char *text)
+{
+    (void)cfg;
+    log_warn("%s", text);
+}
+
+/* -t: as the configuration's other warnings, "FILE:0: warning: ..." (the whole file's line). */
+static void say_check(const struct config *cfg, const char *text)
+{
+    fprintf(stderr, "%s:0: warning: %s\n", cfg->path, text);
+}
+
+/* -t with `user`: user_warnings as that user. Run by it, here; run by root, in a child that
+ * switches (the check itself stays root's, as a start is); run by another user, nothing can be
+ * asked (a start would not switch either). */
+static void check_as_user(const struct config *cfg)
+{
+    if (!cfg->user)
+        return;
+    if (geteuid() == cfg->uid) {
+        user_warnings(cfg, say_check);
+        return;
+    }
+    if (geteuid() != 0)
+        return;
+    fflush(NULL); /* nothing buffered is written twice */
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (privileges_drop(cfg->user, cfg->uid, cfg->gid) == 0)
+            user_warnings(cfg, say_check);
+        fflush(stderr);
+        _exit(0);
+    }
+    if (pid < 0) {
+        fprintf(stderr, "%s:0: warning: user %s: cannot check its access to the files (fork: "
+                        "%s)\n", cfg->path, cfg->user, strerror(errno));
+        return;
+    }
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
 }
 
 /* Started as root with `user`: the sockets are bound and the files open, the workers not yet
@@ -636,16 +707,7 @@ static int drop_privileges(struct worker_group *group, const struct config *cfg)
         return -1;
     log_info("running as user %s (uid %u, gid %u)", cfg->user, (unsigned)cfg->uid,
              (unsigned)cfg->gid);
-    /* Said now, not only when the stop fails to remove it: a script (logrotate's postrotate, an
-     * init script) that signals the pid of a file left behind hits whatever process has it. */
-    if (cfg->pid_file && !pidfile_removable(cfg->pid_file))
-        log_warn("pid_file %s: user %s cannot remove it from its directory, so it will stay "
-                 "after the stop, naming a gone process: put it in a directory of %s's (such as "
-                 "/run/portico, or systemd's RuntimeDirectory)",
-                 cfg->pid_file, cfg->user, cfg->user);
-    warn_log_dir("access_log", cfg->access_log, cfg->user);
-    warn_log_dir("error_log", cfg->error_log, cfg->user);
-    warn_unreadable_files(cfg);
+    user_warnings(cfg, say_log);
     return 0;
 }
 
@@ -940,6 +1002,7 @@ int main(int argc, char **argv)
     }
     if (test_only) {
         cfg_print_warnings(cfg, stderr); /* they fail nothing: the exit stays 0 */
+        check_as_user(cfg);
         printf("portico: %s: configuration ok (%d upstream%s, %d route%s)\n", path,
                cfg->nupstreams, cfg->nupstreams == 1 ? "" : "s", cfg->nroutes,
                cfg->nroutes == 1 ? "" : "s");

@@ -2366,8 +2366,9 @@ static void test_user_switch(void **state)
 
 /* Files of root's the user cannot read: the start, as root, reads them; every reload, as the
  * user, is refused. The start says so at once, as it does for the pid file's and the logs'
- * directories, rather than the first reload after a deploy. The binary before said nothing and
- * served until the first SIGHUP ("...: Permission denied", the reload refused). */
+ * directories, rather than the first reload after a deploy, and so does `portico -t` run as root
+ * (asked as the user, in a child that switches). The binary before said nothing, -t included
+ * (exit 0), and served until the first SIGHUP ("...: Permission denied", the reload refused). */
 static const struct {
     const char *what;
     const char *key;   /* an extra [proxy] line, "" for none */
@@ -2407,6 +2408,13 @@ static void test_user_unreadable_files_warned(void **state)
                          0);
         assert_int_equal(chmod(harness_config_path(h), unreadable_rows[i].path ? 0644 : 0600),
                          0);
+        /* `portico -t` as root (systemd's ExecReload) says it too, asked as the user, exit 0 */
+        struct tu_cmd_result res;
+        assert_int_equal(harness_check_config(h, &res), 0);
+        if (!tu_contains(res.err, ":0: warning: ") ||
+            !tu_contains(res.err, unreadable_rows[i].warns))
+            fail_msg("portico -t does not say \"%s\":\n%s", unreadable_rows[i].warns, res.err);
+        tu_cmd_result_free(&res);
         assert_int_equal(harness_start(h), 0);
         assert_int_equal(harness_wait_log(h, "running as user nobody", IO_MS), 0);
         int warned = harness_wait_log(h, unreadable_rows[i].warns, IO_MS);
