@@ -2301,10 +2301,7 @@ static void assert_threads_run_as(pid_t pid, uid_t uid, gid_t gid)
 static void test_user_switch(void **state)
 {
     (void)state;
-    if (geteuid() != 0) {
-        print_message("  not root: the switch needs a root start (CI runs as root)\n");
-        skip();
-    }
+    TU_SKIP_UNLESS_ROOT();
     struct passwd *pw = getpwnam("nobody");
     assert_non_null(pw);
     uid_t uid = pw->pw_uid;
@@ -2383,10 +2380,7 @@ static const struct {
 static void test_user_unreadable_files_warned(void **state)
 {
     (void)state;
-    if (geteuid() != 0) {
-        print_message("  not root: the switch needs a root start (CI runs as root)\n");
-        skip();
-    }
+    TU_SKIP_UNLESS_ROOT();
     struct fake_origin *o = fake_origin_start_kind(FO_OK);
     assert_non_null(o);
     for (size_t i = 0; i < ARRAY_SIZE(unreadable_rows); i++) {
@@ -2441,10 +2435,7 @@ static void test_user_unreadable_files_warned(void **state)
 static void test_user_reload_root_pid_dir(void **state)
 {
     (void)state;
-    if (geteuid() != 0) {
-        print_message("  not root: the switch needs a root start (CI runs as root)\n");
-        skip();
-    }
+    TU_SKIP_UNLESS_ROOT();
     struct fake_origin *o = fake_origin_start_kind(FO_OK);
     assert_non_null(o);
     struct harness *h = harness_new();

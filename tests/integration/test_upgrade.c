@@ -994,10 +994,7 @@ static bool runs_as(long pid, uid_t uid)
 static void test_upgrade_after_dropping_privileges(void **state)
 {
     (void)state;
-    if (geteuid() != 0) {
-        print_message("  not root: the switch needs a root start\n");
-        skip();
-    }
+    TU_SKIP_UNLESS_ROOT();
     struct passwd *pw = getpwnam("nobody");
     assert_non_null(pw);
     struct fake_origin *o = origin_start();

@@ -74,6 +74,16 @@ bool tu_epoll_watches(pid_t pid, unsigned long ino);
         }                                                                                          \
     } while (0)
 
+/* In a cmocka row that switches users (`user = nobody`, which needs a root start): skips it,
+ * with a line saying why, when the tests do not run as root (CI does). First thing in the row. */
+#define TU_SKIP_UNLESS_ROOT()                                                                      \
+    do {                                                                                           \
+        if (geteuid() != 0) {                                                                      \
+            print_message("  not root: the switch needs a root start (CI runs as root)\n");        \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
 /* Moves the calling thread into a network namespace of its own, where what it starts from now on
  * (processes, threads, sockets) lives too: loopback up, with 127.0.0.1, and with ::1 unless ipv6
  * is false (IPv6 turned off there, as in Docker without --ipv6). Its sysctls are its own:
