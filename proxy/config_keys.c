@@ -997,17 +997,33 @@ static int set_token(struct cfg_loader *ld, const struct cfg_key *k, void *base,
     return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
 }
 
-static int set_cidrs(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
+/* A CIDR list into out[max], its count into *n. */
+static int set_cidr_list(struct cfg_loader *ld, const struct cfg_key *k, const char *value,
+                         struct fault_cidr *out, int max, int *n)
 {
-    struct faults_conf *f = base;
     char why[200];
-    int n = fault_cidr_list(value, f->header_clients, FAULT_MAX_LIST, why, sizeof(why));
-    if (n < 0) {
+    int got = fault_cidr_list(value, out, max, why, sizeof(why));
+    if (got < 0) {
         cfg_report(ld, ld->line, "%s: %s", k->name, why);
         return -1;
     }
-    f->nheader_clients = n;
+    *n = got;
     return 0;
+}
+
+static int set_header_clients(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                              const char *value)
+{
+    struct faults_conf *f = base;
+    return set_cidr_list(ld, k, value, f->header_clients, FAULT_MAX_LIST, &f->nheader_clients);
+}
+
+static int set_trusted_proxies(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                               const char *value)
+{
+    struct config *cfg = base;
+    return set_cidr_list(ld, k, value, cfg->trusted_proxies, CFG_MAX_TRUSTED_PROXIES,
+                         &cfg->ntrusted_proxies);
 }
 
 /* Every [fault NAME] key: fault.c parses it, so that the INI, the Portico-Fault header and the
@@ -1074,6 +1090,7 @@ static const struct cfg_key proxy_keys[] = {
      NULL, 0, false},
     KEY("proxy_status", set_bool, CFG(proxy_status)),
     KEY("splice", set_bool, CFG(splice)),
+    KEY("trusted_proxies", set_trusted_proxies, CFG(trusted_proxies)),
     KEY("error_page_dir", set_path, CFG(error_page_dir)),
     NAMED("access_log", set_log, CFG(access_log), access_log_names),
     NAMED("access_log_format", set_enum, CFG(access_log_format), log_format_names),
@@ -1139,7 +1156,7 @@ static const struct cfg_key route_keys[] = {
 /* [faults] and [fault NAME] (issue 8): the rule keys are fault.c's table, row for row. */
 static const struct cfg_key faults_keys[] = {
     KEY("header_control", set_bool, FLT(header_control)),
-    KEY("header_control_clients", set_cidrs, FLT(header_clients)),
+    KEY("header_control_clients", set_header_clients, FLT(header_clients)),
     NUMBER("seed", set_uint, FLT(seed), 0, UINT64_MAX),
     KEY("fault_header", set_bool, FLT(fault_header)),
 };

@@ -56,6 +56,12 @@ static bool underscore_twin(const struct h1_field *f)
     return id != H1_F_OTHER && (twin_fields & H1_FIELD_BIT(id));
 }
 
+/* X-Original-URL and X-Rewrite-URL (IIS's): a path other than the one Portico routed by. */
+static bool path_override(const struct h1_field *f)
+{
+    return h1_name_is(f, "x-original-url") || h1_name_is(f, "x-rewrite-url");
+}
+
 static bool named_by_connection(const struct h1_field *f, const struct h1_field *fields, size_t n)
 {
     for (int i = h1_find(fields, n, H1_F_CONNECTION, 0); i >= 0;
@@ -408,7 +414,7 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
 {
     struct conn_names conn;
     conn_names_init(&conn, req->fields, req->nfields);
-    bool has_xff = false;
+    bool has_xff = false, kept_proto = false, kept_host = false;
     enum tracestate_verdict ts = TS_UNJUDGED;
     struct head_buf b;
     hb_init(&b, out);
@@ -441,6 +447,13 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
             continue;
         case H1_F_X_FORWARDED_PROTO:
         case H1_F_X_FORWARDED_HOST:
+            /* ours below, but a trusted proxy's word on the scheme and host it was reached by */
+            if (!fwd->trusted_proxy || conn_names_has(&conn, f))
+                continue;
+            hb_field(&b, f);
+            kept_proto |= f->id == H1_F_X_FORWARDED_PROTO;
+            kept_host |= f->id == H1_F_X_FORWARDED_HOST;
+            continue;
         case H1_F_X_REQUEST_ID:
             continue; /* set by us below */
         case H1_F_FORWARDED:
@@ -450,8 +463,12 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
              * before or beside ours: Rack 3 takes Forwarded's proto= and host= over
              * X-Forwarded-Proto and -Host, Spring's ForwardedHeaderFilter its first element,
              * nginx's realip X-Real-IP; Rack's scheme X-Forwarded-Ssl before -Proto, Werkzeug's
-             * ProxyFix X-Forwarded-Port and -Prefix, Rails' RemoteIp Client-IP (README). */
-            continue;
+             * ProxyFix X-Forwarded-Port and -Prefix, Rails' RemoteIp Client-IP (README). A
+             * trusted proxy's goes on, but for the path overrides: no proxy writes them, so
+             * they are its client's, passed through (CVE-2018-14773). */
+            if (!fwd->trusted_proxy || path_override(f))
+                continue;
+            break;
         case H1_F_TRACEPARENT:
             if (fwd->traceparent)
                 continue;
@@ -497,11 +514,14 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
         HB_LIT(&b, ", ");
     }
     hb_str(&b, fwd->client_ip);
-    if (fwd->client_tls) /* literals: their lengths are known here */
-        HB_LIT(&b, "\r\nX-Forwarded-Proto: https\r\n");
-    else
-        HB_LIT(&b, "\r\nX-Forwarded-Proto: http\r\n");
-    if (fwd->client_host) {
+    HB_LIT(&b, "\r\n");
+    if (!kept_proto) {
+        if (fwd->client_tls) /* literals: their lengths are known here */
+            HB_LIT(&b, "X-Forwarded-Proto: https\r\n");
+        else
+            HB_LIT(&b, "X-Forwarded-Proto: http\r\n");
+    }
+    if (fwd->client_host && !kept_host) {
         HB_LIT(&b, "X-Forwarded-Host: ");
         hb_put(&b, fwd->client_host, fwd->client_host_len);
         HB_LIT(&b, "\r\n");

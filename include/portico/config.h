@@ -35,6 +35,7 @@
                                                * takes up to 1g) */
 #define CFG_MAX_DURATION_MS (UINT64_C(7) * 24 * 3600 * 1000) /* every duration: 7 days at most */
 #define CFG_MAX_FAULTS 256 /* [fault NAME] sections */
+#define CFG_MAX_TRUSTED_PROXIES 64 /* trusted_proxies blocks: Cloudflare publishes 22 */
 
 /* Name of a timer's config key ("connect_timeout"). */
 const char *timer_name(enum timer_kind t);
@@ -217,6 +218,9 @@ struct config {
     uint64_t tls_ticket_rotation_ms;       /* a new session ticket key this often (ticket.h) */
     bool proxy_status;                     /* Proxy-Status on proxied responses too */
     bool splice;                           /* large plain-TCP bodies go through splice(2) */
+    /* clients that are proxies: their forwarding fields go on as they came (headers.c) */
+    struct fault_cidr trusted_proxies[CFG_MAX_TRUSTED_PROXIES];
+    int ntrusted_proxies;
     char *error_page_dir;
     char *access_log;                      /* absolute path, "stderr", "stdout" or "off" */
     enum log_format access_log_format;     /* log.h */

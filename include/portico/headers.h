@@ -28,6 +28,8 @@ struct fwd_request {
     size_t target_len;
     const char *client_ip;       /* appended to X-Forwarded-For */
     bool client_tls;             /* X-Forwarded-Proto: https */
+    bool trusted_proxy;          /* the client is one of trusted_proxies: its X-Forwarded-Proto
+                                    and -Host, Forwarded, X-Real-IP and proxy claims go on */
     uint32_t max_forwards;       /* 0: Max-Forwards as received; N + 1: N sent once, after the
                                     client's fields, whose own are dropped (OPTIONS and TRACE:
                                     the client's less one, RFC 9110 7.6.2); in the padding

@@ -1109,6 +1109,37 @@ static void normalize_trace(char *head, const char *request)
     memcpy(v, "TRACE", 5);
 }
 
+/* Sends row's request on a new connection (from the address from, or 127.0.0.1 when NULL),
+ * expects a 200, and checks the head the origin received as its n-th request. */
+static void check_hop_row(struct harness *h, struct fake_origin *o, unsigned n, const char *from,
+                          const struct hop_row *row)
+{
+    print_message("%s\n", row->why);
+    struct raw_conn *c = from ? raw_connect_from(from, px_port(h), PX_IO_MS) : px_connect(h);
+    assert_non_null(c);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, row->request), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+
+    char want[2048], port[16];
+    snprintf(port, sizeof(port), "%u", fake_origin_port(o));
+    const char *mark = strstr(row->origin_head, "ORIGIN");
+    if (mark)
+        snprintf(want, sizeof(want), "%.*s%s%s", (int)(mark - row->origin_head),
+                 row->origin_head, port, mark + 6);
+    else
+        snprintf(want, sizeof(want), "%s", row->origin_head);
+    char *head = fake_origin_request_head(o, n);
+    assert_non_null(head);
+    normalize_trace(head, row->request);
+    if (strcmp(head, want) != 0)
+        fail_msg("%s: origin received\n%s\nwant\n%s", row->why, head, want);
+    free(head);
+}
+
 static void test_request_hop_by_hop(void **state)
 {
     (void)state;
@@ -1116,32 +1147,115 @@ static void test_request_hop_by_hop(void **state)
     assert_non_null(o);
     struct harness *h = px_start_origin(fake_origin_port(o), NULL);
 
-    for (size_t i = 0; i < ARRAY_SIZE(hop_rows); i++) {
-        const struct hop_row *row = &hop_rows[i];
-        print_message("%s\n", row->why);
-        struct raw_conn *c = px_connect(h);
-        struct raw_response r;
-        assert_int_equal(raw_send_str(c, row->request), 0);
-        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-        assert_int_equal(r.status, 200);
-        raw_response_free(&r);
-        raw_close(c);
+    for (size_t i = 0; i < ARRAY_SIZE(hop_rows); i++)
+        check_hop_row(h, o, (unsigned)i, NULL, &hop_rows[i]);
+    px_stop(h);
+    fake_origin_stop(o);
+}
 
-        char want[2048], port[16];
-        snprintf(port, sizeof(port), "%u", fake_origin_port(o));
-        const char *mark = strstr(row->origin_head, "ORIGIN");
-        if (mark)
-            snprintf(want, sizeof(want), "%.*s%s%s", (int)(mark - row->origin_head),
-                     row->origin_head, port, mark + 6);
-        else
-            snprintf(want, sizeof(want), "%s", row->origin_head);
-        char *head = fake_origin_request_head(o, (unsigned)i);
-        assert_non_null(head);
-        normalize_trace(head, row->request);
-        if (strcmp(head, want) != 0)
-            fail_msg("%s: origin received\n%s\nwant\n%s", row->why, head, want);
-        free(head);
-    }
+/* A load balancer in front, from 127.0.0.2, told Portico how its client came: what it said
+ * goes on. The same words from another client (127.0.0.1) go as they do for every client. */
+#define LB_REQUEST                                                                                 \
+    "GET /lb HTTP/1.1\r\n"                                                                         \
+    "Host: app.test\r\n"                                                                           \
+    "X-Forwarded-For: 127.9.9.9\r\n"                                                               \
+    "X-Forwarded-Proto: https\r\n"                                                                 \
+    "X-Forwarded-Host: www.example.test\r\n"                                                       \
+    "Forwarded: for=127.9.9.9;proto=https\r\n"                                                     \
+    "X-Real-IP: 127.9.9.9\r\n"                                                                     \
+    "CF-Connecting-IP: 127.9.9.9\r\n"                                                              \
+    "X-Forwarded-Port: 443\r\n"                                                                    \
+    "X-Original-URL: /admin\r\n"                                                                   \
+    "X_Forwarded_Proto: http\r\n"                                                                  \
+    "X-Request-Id: lb-1\r\n"                                                                       \
+    "\r\n"
+
+static const struct {
+    const char *from;
+    struct hop_row row;
+} trusted_rows[] = {
+    /* its scheme, host and claims go on where they were; Portico's X-Forwarded-For element is
+     * the balancer's address; the path overrides and '_' twins go whoever sent them */
+    { "127.0.0.2",
+      { "trusted proxy: its words go on", LB_REQUEST,
+        "GET /lb HTTP/1.1\r\n"
+        "Host: app.test\r\n"
+        "X-Forwarded-Proto: https\r\n"
+        "X-Forwarded-Host: www.example.test\r\n"
+        "Forwarded: for=127.9.9.9;proto=https\r\n"
+        "X-Real-IP: 127.9.9.9\r\n"
+        "CF-Connecting-IP: 127.9.9.9\r\n"
+        "X-Forwarded-Port: 443\r\n"
+        "X-Forwarded-For: 127.9.9.9, 127.0.0.2\r\n"
+        "X-Request-Id: lb-1\r\n"
+        "traceparent: TRACE\r\n"
+        "Via: 1.1 portico\r\n"
+        "\r\n" } },
+    { NULL,
+      { "any other client: its words go", LB_REQUEST,
+        "GET /lb HTTP/1.1\r\n"
+        "Host: app.test\r\n"
+        "X-Forwarded-For: 127.9.9.9, 127.0.0.1\r\n"
+        "X-Forwarded-Proto: http\r\n"
+        "X-Forwarded-Host: app.test\r\n"
+        "X-Request-Id: lb-1\r\n"
+        "traceparent: TRACE\r\n"
+        "Via: 1.1 portico\r\n"
+        "\r\n" } },
+    /* a trusted proxy that says nothing of the scheme and host, or names them in Connection
+     * (they were for it alone), gets Portico's */
+    { "127.0.0.3",
+      { "trusted proxy, silent: Portico's fields",
+        "GET /lb HTTP/1.1\r\nHost: app.test\r\nX-Request-Id: lb-2\r\n\r\n",
+        "GET /lb HTTP/1.1\r\n"
+        "Host: app.test\r\n"
+        "X-Forwarded-For: 127.0.0.3\r\n"
+        "X-Forwarded-Proto: http\r\n"
+        "X-Forwarded-Host: app.test\r\n"
+        "X-Request-Id: lb-2\r\n"
+        "traceparent: TRACE\r\n"
+        "Via: 1.1 portico\r\n"
+        "\r\n" } },
+    { "127.0.0.2",
+      { "trusted proxy, its fields named by Connection",
+        "GET /lb HTTP/1.1\r\nHost: app.test\r\nConnection: X-Forwarded-Proto\r\n"
+        "X-Forwarded-Proto: https\r\nX-Forwarded-Host: www.example.test\r\n"
+        "X-Request-Id: lb-3\r\n\r\n",
+        "GET /lb HTTP/1.1\r\n"
+        "Host: app.test\r\n"
+        "X-Forwarded-Host: www.example.test\r\n"
+        "X-Forwarded-For: 127.0.0.2\r\n"
+        "X-Forwarded-Proto: http\r\n"
+        "X-Request-Id: lb-3\r\n"
+        "traceparent: TRACE\r\n"
+        "Via: 1.1 portico\r\n"
+        "\r\n" } },
+    /* outside the list: 127.0.0.4 is a client like any other */
+    { "127.0.0.4",
+      { "an address beside the list: its words go",
+        "GET /lb HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-Proto: https\r\n"
+        "X-Real-IP: 127.9.9.9\r\nX-Request-Id: lb-4\r\n\r\n",
+        "GET /lb HTTP/1.1\r\n"
+        "Host: app.test\r\n"
+        "X-Forwarded-For: 127.0.0.4\r\n"
+        "X-Forwarded-Proto: http\r\n"
+        "X-Forwarded-Host: app.test\r\n"
+        "X-Request-Id: lb-4\r\n"
+        "traceparent: TRACE\r\n"
+        "Via: 1.1 portico\r\n"
+        "\r\n" } },
+};
+
+static void test_trusted_proxies(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h =
+        px_start_origin(fake_origin_port(o), "trusted_proxies = 127.0.0.2, 127.0.0.3/32\n");
+
+    for (size_t i = 0; i < ARRAY_SIZE(trusted_rows); i++)
+        check_hop_row(h, o, (unsigned)i, trusted_rows[i].from, &trusted_rows[i].row);
     px_stop(h);
     fake_origin_stop(o);
 }
@@ -3061,6 +3175,7 @@ int main(void)
         cmocka_unit_test(test_response_trailers_filtered),
         cmocka_unit_test(test_stale_pooled_connection),
         cmocka_unit_test(test_request_hop_by_hop),
+        cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_response_hop_by_hop),
         cmocka_unit_test(test_response_date_added),
         cmocka_unit_test(test_routing),

@@ -47,7 +47,9 @@ const char *raw_last_error(void)
 
 /* ---- connect ---- */
 
-static struct raw_conn *connect_addr(const struct sockaddr *sa, socklen_t salen, int timeout_ms)
+/* Connects to sa, from src when it is not NULL (of sa's family). */
+static struct raw_conn *connect_addr(const struct sockaddr *sa, socklen_t salen,
+                                     const struct sockaddr *src, int timeout_ms)
 {
     int64_t deadline = tu_now_ms() + timeout_ms;
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -56,6 +58,10 @@ static struct raw_conn *connect_addr(const struct sockaddr *sa, socklen_t salen,
     tu_ignore_sigpipe();
     last_error[0] = '\0';
     if (fd < 0) {
+        err = errno;
+        goto fail;
+    }
+    if (src != NULL && bind(fd, src, salen) < 0) {
         err = errno;
         goto fail;
     }
@@ -108,17 +114,33 @@ struct raw_conn *raw_connect_ip(const char *ip, uint16_t port, int timeout_ms)
         struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
 
         inet_pton(AF_INET, ip, &a.sin_addr);
-        return connect_addr((struct sockaddr *)&a, sizeof(a), timeout_ms);
+        return connect_addr((struct sockaddr *)&a, sizeof(a), NULL, timeout_ms);
     }
     if (strcmp(ip, "::1") == 0) {
         struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
 
         inet_pton(AF_INET6, ip, &a.sin6_addr);
-        return connect_addr((struct sockaddr *)&a, sizeof(a), timeout_ms);
+        return connect_addr((struct sockaddr *)&a, sizeof(a), NULL, timeout_ms);
     }
     snprintf(last_error, sizeof(last_error), "connect: %s is not a loopback address", ip);
     errno = EINVAL;
     return NULL;
+}
+
+struct raw_conn *raw_connect_from(const char *src, uint16_t port, int timeout_ms)
+{
+    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(port) };
+    struct sockaddr_in from = { .sin_family = AF_INET };
+
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    /* Loopback only, by rule: a source outside 127.0.0.0/8 is refused here. */
+    if (inet_pton(AF_INET, src, &from.sin_addr) != 1 ||
+        (ntohl(from.sin_addr.s_addr) >> 24) != 127) {
+        snprintf(last_error, sizeof(last_error), "connect: %s is not a loopback address", src);
+        errno = EINVAL;
+        return NULL;
+    }
+    return connect_addr((struct sockaddr *)&to, sizeof(to), (struct sockaddr *)&from, timeout_ms);
 }
 
 struct raw_conn *raw_connect(uint16_t port, int timeout_ms)

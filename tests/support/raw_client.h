@@ -35,6 +35,10 @@ struct raw_conn *raw_connect(uint16_t port, int timeout_ms);
 /* Same, to ip, which must be "127.0.0.1" or "::1" (anything else fails with EINVAL). */
 struct raw_conn *raw_connect_ip(const char *ip, uint16_t port, int timeout_ms);
 
+/* Connects to 127.0.0.1:port from the address src of 127.0.0.0/8 ("127.0.0.2": Linux's
+ * loopback answers the whole block), as a client of another address would. */
+struct raw_conn *raw_connect_from(const char *src, uint16_t port, int timeout_ms);
+
 /* Connects to 127.0.0.1:port and completes a TLS handshake within timeout_ms. NULL on failure
  * (errno EPROTO for a TLS failure, raw_last_error() has OpenSSL's reason). */
 struct raw_conn *raw_connect_tls(uint16_t port, const struct raw_tls_opts *tls, int timeout_ms);

@@ -880,6 +880,10 @@ static const struct {
      "[bo\x7fgus]\n" UP,
      {"test.ini:1: unknown section [bo\\x7fgus] (expected proxy, upstream NAME, route NAME, "
       "errors, faults, fault NAME)"}},
+    {"trusted_proxies takes CIDR blocks, not names",
+     "[proxy]\ntrusted_proxies = 10.0.0.0/8, lb.internal\n" UP,
+     {"test.ini:2: trusted_proxies: 'lb.internal' is not an address or CIDR block "
+      "(127.0.0.0/8, ::1)"}},
     {"a tab inside a value",
      "[proxy]\nlog_level = in\tfo\n" UP,
      {"test.ini:2: log_level: 'in\\x09fo' is not one of error, warn, info, debug"}},

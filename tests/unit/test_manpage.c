@@ -940,6 +940,8 @@ static const struct bound_row {
     {CFG_SEC_UPSTREAM, "origin", false, "[upstream a]\n", "", "127.0.0.1:#", 18000},
     {CFG_SEC_ROUTE, "early_hints", false, "[upstream a]\norigin = sim\n[route r]\nupstream = a\n",
      "", "</#.css>; rel=preload", 0},
+    {CFG_SEC_PROXY, "trusted_proxies", true, "[proxy]\n", "[upstream a]\norigin = sim\n",
+     "10.#.0.0/16", 0},
     {CFG_SEC_FAULTS, "header_control_clients", true, "[faults]\n", "[upstream a]\norigin = sim\n",
      "10.#.0.0/16", 0},
     {CFG_SEC_FAULT, "method", true, "[upstream a]\norigin = sim\n[fault f]\nstatus = 503\n", "",
