@@ -672,6 +672,7 @@ static void log_exchange(struct exchange *ex, struct tunnel_origin *to)
      * the record is counted, and formatting the client's address cost every request. */
     bool line = log_enabled() || ex->ds.ops->report;
     const struct h1_field *ua = line ? request_field(ex, H1_F_USER_AGENT) : NULL;
+    const struct h1_field *xff = line ? request_field(ex, H1_F_X_FORWARDED_FOR) : NULL;
     char client[PEER_ADDR_MAX];
     struct access_record r = {
         .time_ms = wall_ms(),
@@ -700,6 +701,8 @@ static void log_exchange(struct exchange *ex, struct tunnel_origin *to)
         .fault = fault_exec_name(ex),
         .user_agent = ua ? ua->value : NULL,
         .user_agent_len = ua ? ua->value_len : 0,
+        .forwarded_for = xff ? xff->value : NULL,
+        .forwarded_for_len = xff ? xff->value_len : 0,
         .timings = t,
         .limit_ms = ex->limit_ms,
         .detail = ex->detail[0] ? ex->detail : NULL,

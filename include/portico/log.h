@@ -96,6 +96,8 @@ struct access_record {
     const char *fault;                 /* injected fault rule, NULL when none */
     const char *user_agent;            /* span */
     size_t user_agent_len;
+    const char *forwarded_for;         /* span: the client's first X-Forwarded-For, as received */
+    size_t forwarded_for_len;
     struct timings timings;            /* phase durations; total is the whole exchange (a
                                           tunnel's included) */
     bool tunnel;                       /* the exchange switched protocols (101): the line is

@@ -199,7 +199,7 @@ static void check_shape(const struct tj *j)
     static const char *const strings[] = {"time", "request_id", "trace_id", "client", "method",
                                           "host", "path", "proto", "phase"};
     static const char *const maybe_strings[] = {"failure", "route", "upstream", "origin",
-                                                "fault", "user_agent", "detail"};
+                                                "fault", "user_agent", "forwarded_for", "detail"};
     for (size_t i = 0; i < ARRAY_SIZE(strings); i++)
         expect_type(j, strings[i], TJ_STRING, false);
     for (size_t i = 0; i < ARRAY_SIZE(maybe_strings); i++)

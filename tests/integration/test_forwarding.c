@@ -1256,6 +1256,14 @@ static void test_trusted_proxies(void **state)
 
     for (size_t i = 0; i < ARRAY_SIZE(trusted_rows); i++)
         check_hop_row(h, o, (unsigned)i, trusted_rows[i].from, &trusted_rows[i].row);
+    /* the access log says who the balancer said came, beside its own address */
+    char *line = px_log_line_for_id(h, "lb-1");
+    assert_non_null(strstr(line, " client=127.0.0.2:"));
+    assert_non_null(strstr(line, " forwarded_for=\"127.9.9.9\""));
+    free(line);
+    line = px_log_line_for_id(h, "lb-2");
+    assert_null(strstr(line, "forwarded_for="));
+    free(line);
     px_stop(h);
     fake_origin_stop(o);
 }

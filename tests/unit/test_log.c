@@ -438,6 +438,8 @@ static struct access_record success_record(void)
         .ninterim = 2,
         .user_agent = "curl/7.88.1",
         .user_agent_len = 11,
+        .forwarded_for = "127.9.9.9, \"x\"",
+        .forwarded_for_len = 14,
         .reused = true,
     };
     timings_set(&r.timings, TIMING_CONNECT, 120);
@@ -526,7 +528,8 @@ static void test_json_lines(void **state)
          "\"proto\":\"HTTP/1.1\",\"status\":200,\"upstream_status\":200,\"failure\":null,"
          "\"phase\":\"done\",\"route\":\"api\",\"upstream\":\"app\",\"origin\":\"127.0.0.1:3000\","
          "\"attempts\":1,\"bytes_in\":0,\"bytes_out\":1234,\"interim\":[103,100],\"fault\":null,"
-         "\"user_agent\":\"curl/7.88.1\",\"timing_ms\":{\"connect\":0.120,\"send\":0.008,"
+         "\"user_agent\":\"curl/7.88.1\",\"forwarded_for\":\"127.9.9.9, \\\"x\\\"\","
+         "\"timing_ms\":{\"connect\":0.120,\"send\":0.008,"
          "\"first_byte\":2.345,\"body\":0.010,\"total\":2.600},\"limit_ms\":null,"
          "\"detail\":null,\"aborted\":false,\"reused\":true,\"retried\":false}\n",
          "a success: every field, spans cut to their length, absent phases left out"},
@@ -537,6 +540,7 @@ static void test_json_lines(void **state)
          "\"failure\":\"first_byte_timeout\",\"phase\":\"first_byte\",\"route\":\"b\","
          "\"upstream\":\"silent\",\"origin\":\"127.0.0.1:18999\",\"attempts\":2,\"bytes_in\":5,"
          "\"bytes_out\":291,\"interim\":[],\"fault\":\"slow-checkout\",\"user_agent\":null,"
+         "\"forwarded_for\":null,"
          "\"timing_ms\":{\"dns\":0.001,\"first_byte\":400.512,\"total\":400.600},"
          "\"limit_ms\":400,\"detail\":\"no response from 127.0.0.1:18999 within 400 ms of the "
          "request\",\"aborted\":false,\"reused\":false,\"retried\":true}\n",
@@ -546,7 +550,8 @@ static void test_json_lines(void **state)
          "\"client\":null,\"method\":null,\"host\":null,\"path\":null,\"proto\":null,"
          "\"status\":null,\"upstream_status\":null,\"failure\":null,\"phase\":\"client_header\","
          "\"route\":null,\"upstream\":null,\"origin\":null,\"attempts\":0,\"bytes_in\":0,"
-         "\"bytes_out\":0,\"interim\":[],\"fault\":null,\"user_agent\":null,\"timing_ms\":{},"
+         "\"bytes_out\":0,\"interim\":[],\"fault\":null,\"user_agent\":null,"
+         "\"forwarded_for\":null,\"timing_ms\":{},"
          "\"limit_ms\":null,\"detail\":null,\"aborted\":false,\"reused\":false,"
          "\"retried\":false}\n",
          "nothing known: every key is still there, with null"},
@@ -556,7 +561,8 @@ static void test_json_lines(void **state)
          "\"proto\":\"HTTP/1.1\",\"status\":499,\"upstream_status\":null,\"failure\":null,"
          "\"phase\":\"first_byte\",\"route\":\"r\",\"upstream\":\"u\",\"origin\":\"127.0.0.1:1\","
          "\"attempts\":1,\"bytes_in\":0,\"bytes_out\":0,\"interim\":[],\"fault\":null,"
-         "\"user_agent\":null,\"timing_ms\":{},\"limit_ms\":null,\"detail\":null,"
+         "\"user_agent\":null,\"forwarded_for\":null,\"timing_ms\":{},\"limit_ms\":null,"
+         "\"detail\":null,"
          "\"aborted\":false,\"reused\":false,\"retried\":false}\n",
          "the client left: 499 and the phase it was in"},
     };
@@ -585,6 +591,7 @@ static void test_text_lines(void **state)
          " host=\"api.example.com\" proto=HTTP/1.1 status=200 upstream_status=200 bytes_out=1234"
          " bytes_in=0 dur_ms=2.600 route=api upstream=app origin=127.0.0.1:3000 reused=yes"
          " attempts=1 interim=103,100 user_agent=\"curl/7.88.1\""
+         " forwarded_for=\"127.9.9.9, \\\"x\\\"\""
          " timing=connect:0.120,send:0.008,first_byte:2.345,body:0.010\n",
          "a success: today's keys in today's order, the new ones beside them"},
         {1,
@@ -651,7 +658,8 @@ static void test_tunnel_lines(void **state)
     assert_true(json_object_ok(got, strlen(got) - 1));
     static const char json[] =
         "\"bytes_in\":123457,\"bytes_out\":1234567,\"interim\":[],\"fault\":null,"
-        "\"user_agent\":\"curl/7.88.1\",\"timing_ms\":{\"connect\":0.120,\"send\":0.008,"
+        "\"user_agent\":\"curl/7.88.1\",\"forwarded_for\":\"127.9.9.9, \\\"x\\\"\","
+        "\"timing_ms\":{\"connect\":0.120,\"send\":0.008,"
         "\"first_byte\":2.345,\"body\":0.010,\"tunnel\":61000.123,\"total\":61002.723},"
         "\"limit_ms\":null,\"detail\":\"tunnel: client closed\",";
     if (!strstr(got, json))
@@ -660,6 +668,7 @@ static void test_tunnel_lines(void **state)
     static const char text[] =
         " status=101 upstream_status=101 bytes_out=1234567 bytes_in=123457 dur_ms=61002.723 ";
     static const char text_end[] = " detail=\"tunnel: client closed\" user_agent=\"curl/7.88.1\""
+                                   " forwarded_for=\"127.9.9.9, \\\"x\\\"\""
                                    " timing=connect:0.120,send:0.008,first_byte:2.345,body:0.010,"
                                    "tunnel:61000.123\n";
     if (!strstr(got, text) || strcmp(got + strlen(got) - strlen(text_end), text_end) != 0)
@@ -679,10 +688,11 @@ static void test_record_copy(void **state)
 {
     (void)state;
     static uint16_t codes[] = {103, 100};
-    char *strs[9];
+    char *strs[10];
     const char *const texts[] = {"rid-1", "4bf92f3577b34da6a3ce929d0e0e4736", "127.0.0.1:1",
                                  "GET",   "h.example",                        "/p?q=1",
-                                 "api",   "app",                              "curl/8"};
+                                 "api",   "app",                              "curl/8",
+                                 "127.9.9.9"};
     for (size_t i = 0; i < ARRAY_LEN(strs); i++) {
         strs[i] = strdup(texts[i]);
         assert_non_null(strs[i]);
@@ -700,6 +710,8 @@ static void test_record_copy(void **state)
     r.upstream = strs[7];
     r.user_agent = strs[8];
     r.user_agent_len = strlen(strs[8]);
+    r.forwarded_for = strs[9];
+    r.forwarded_for_len = strlen(strs[9]);
     r.interim_codes = codes;
     r.fault = NULL; /* NULL stays NULL */
     r.detail = NULL;
@@ -750,6 +762,7 @@ static void test_hostile_record(void **state)
             .bytes_in = UINT64_MAX, .bytes_out = UINT64_MAX,
             .interim_codes = many, .ninterim = ARRAY_LEN(many),
             .fault = junk, .user_agent = junk, .user_agent_len = sizeof(junk) - 1,
+            .forwarded_for = junk, .forwarded_for_len = sizeof(junk) - 1,
             .limit_ms = UINT64_MAX, .detail = junk, .aborted = true, .reused = true,
             .retried = true, .tunnel = true, .tunnel_us = UINT64_MAX,
         };
@@ -763,7 +776,7 @@ static void test_hostile_record(void **state)
         n = log_format_access(&r, LOG_FORMAT_TEXT, line, sizeof(line));
         if (n < 2000 || n > LOG_LINE_MAX || memchr(line, '\n', n - 1) || memchr(line, '\r', n))
             fail_msg("pattern %d, %zu bytes: %.*s", pattern, n, (int)n, line);
-        assert_non_null(memmem(line, n, "user_agent=", 11)); /* a late field is there */
+        assert_non_null(memmem(line, n, "forwarded_for=", 14)); /* a late field is there */
         assert_int_equal(log_format_access(&r, LOG_FORMAT_JSON, line, LOG_LINE_MAX - 1), 0);
     }
 }
