@@ -1022,8 +1022,15 @@ static int set_trusted_proxies(struct cfg_loader *ld, const struct cfg_key *k, v
                                const char *value)
 {
     struct config *cfg = base;
-    return set_cidr_list(ld, k, value, cfg->trusted_proxies, CFG_MAX_TRUSTED_PROXIES,
-                         &cfg->ntrusted_proxies);
+    if (set_cidr_list(ld, k, value, cfg->trusted_proxies, CFG_MAX_TRUSTED_PROXIES,
+                      &cfg->ntrusted_proxies) != 0)
+        return -1;
+    /* 0.0.0.0/0 trusts every client with the scheme and client address origins act on */
+    for (int i = 0; i < cfg->ntrusted_proxies; i++)
+        if (cfg->trusted_proxies[i].bits == 0)
+            cfg_warn(ld, ld->line, "%s: a /0 block trusts every client: any of them can tell the "
+                     "origin it came over https, from any address", k->name);
+    return 0;
 }
 
 /* Every [fault NAME] key: fault.c parses it, so that the INI, the Portico-Fault header and the

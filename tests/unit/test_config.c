@@ -383,6 +383,27 @@ static void test_admin_hosts(void **state)
     }
 }
 
+/* trusted_proxies: none by default; the blocks as given; a /0 loads with a warning at its line */
+static void test_trusted_proxies(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(UP);
+    assert_int_equal(cfg->ntrusted_proxies, 0);
+    cfg_free(cfg);
+    cfg = load_ok("[proxy]\ntrusted_proxies = 10.0.0.0/8, 2001:db8::/32, 192.0.2.7\n" UP);
+    assert_int_equal(cfg->ntrusted_proxies, 3);
+    assert_int_equal(cfg->trusted_proxies[0].bits, 8);
+    assert_int_equal(cfg->trusted_proxies[2].bits, 32);
+    assert_int_equal(cfg->nwarnings, 0);
+    cfg_free(cfg);
+    cfg = load_ok("[proxy]\ntrusted_proxies = 10.0.0.0/8, ::/0\n" UP);
+    assert_int_equal(cfg->nwarnings, 1);
+    assert_string_equal(cfg->warnings[0],
+                        "test.ini:2: warning: trusted_proxies: a /0 block trusts every client: "
+                        "any of them can tell the origin it came over https, from any address");
+    cfg_free(cfg);
+}
+
 /* ---- listen and origin forms ---- */
 
 static const struct {
@@ -1439,6 +1460,7 @@ int main(void)
         cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_repeatable_keys),
         cmocka_unit_test(test_admin_hosts),
+        cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_listen_forms),
         cmocka_unit_test(test_origin_forms),
         cmocka_unit_test(test_errors),
