@@ -31,6 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MODE_TLS 0x02         /* request: the client came over TLS */
 #define MODE_KEEP_EXPECT 0x04 /* request: the route relays Expect */
 #define MODE_JOIN_TRACE 0x08  /* request: the client's trace is joined, its tracestate kept */
+#define MODE_TRUSTED 0x10     /* request: the client is one of trusted_proxies */
 #define MODE_HTTP10 0x02      /* response: the client speaks HTTP/1.0 */
 #define MODE_CLOSE 0x04       /* response: the client connection closes after it */
 #define MODE_METHOD_SHIFT 3   /* response: bits 3-4 pick the request method */
@@ -180,6 +181,12 @@ static void check_tracestate_cut(const struct h1_request *req, const struct h1_r
     CHECK(!ts_member(out->value, out->value_len, &opos, &o, &olen)); /* nothing of its own */
 }
 
+/* X-Original-URL, X-Rewrite-URL: never from anyone (README "What the origin receives"). */
+static bool path_override(const struct h1_field *f)
+{
+    return h1_name_is(f, "x-original-url") || h1_name_is(f, "x-rewrite-url");
+}
+
 /* The fields of in that go to the origin unchanged, as README "What the origin receives" says. */
 static bool kept(const struct h1_request *in, const struct h1_field *f, const struct fwd_request *fwd)
 {
@@ -187,6 +194,14 @@ static bool kept(const struct h1_request *in, const struct h1_field *f, const st
         return false;
     enum h1_field_id id = h1_field_id(f);
     switch (id) {
+    case H1_F_X_FORWARDED_PROTO: /* a trusted proxy's word on how its client came */
+    case H1_F_X_FORWARDED_HOST:
+    case H1_F_FORWARDED:
+    case H1_F_X_REAL_IP:
+    case H1_F_PROXY_CLAIM:
+        if (!fwd->trusted_proxy || path_override(f))
+            return false;
+        break;
     case H1_F_HOST:
         return fwd->host == NULL;
     case H1_F_UPGRADE:
@@ -234,6 +249,7 @@ static void fuzz_request(const char *in, size_t n, uint8_t mode)
         .target_len = t.path_len,
         .client_ip = "127.0.0.1",
         .client_tls = (mode & MODE_TLS) != 0,
+        .trusted_proxy = (mode & MODE_TRUSTED) != 0,
         .request_id = REQUEST_ID,
         .client_host = host,
         .client_host_len = host_len,
@@ -306,17 +322,30 @@ static void fuzz_request(const char *in, size_t n, uint8_t mode)
     CHECK(count(fw.fields, fw.nfields, H1_F_CONNECTION) == (fwd.upgrade ? 1 : 0));
     CHECK(count(fw.fields, fw.nfields, H1_F_HOST) == 1);
     CHECK(count(fw.fields, fw.nfields, H1_F_X_FORWARDED_FOR) == 1);
-    CHECK(count(fw.fields, fw.nfields, H1_F_X_FORWARDED_PROTO) == 1);
-    CHECK(count(fw.fields, fw.nfields, H1_F_X_FORWARDED_HOST) == (host ? 1 : 0));
+    /* Portico's scheme and host, or a trusted proxy's as it sent them */
+    size_t proto = 0, fwd_host = 0;
+    for (size_t i = 0; i < req.nfields; i++) {
+        enum h1_field_id id = h1_field_id(&req.fields[i]);
+        bool passes = kept(&req, &req.fields[i], &fwd);
+        proto += id == H1_F_X_FORWARDED_PROTO && passes;
+        fwd_host += id == H1_F_X_FORWARDED_HOST && passes;
+    }
+    CHECK(count(fw.fields, fw.nfields, H1_F_X_FORWARDED_PROTO) == (proto ? proto : 1));
+    CHECK(count(fw.fields, fw.nfields, H1_F_X_FORWARDED_HOST) ==
+          (fwd_host ? fwd_host : host ? 1 : 0));
     CHECK(count(fw.fields, fw.nfields, H1_F_X_REQUEST_ID) == 1);
     CHECK(count(fw.fields, fw.nfields, H1_F_TRACEPARENT) == 1);
     if (fwd.drop_tracestate)
         CHECK(count(fw.fields, fw.nfields, H1_F_TRACESTATE) == 0);
     else if (!tracestate_kept(&req))
         check_tracestate_cut(&req, &fw);
-    CHECK(count(fw.fields, fw.nfields, H1_F_PROXY_CLAIM) == 0);
-    CHECK(count(fw.fields, fw.nfields, H1_F_FORWARDED) == 0);
-    CHECK(count(fw.fields, fw.nfields, H1_F_X_REAL_IP) == 0);
+    if (!fwd.trusted_proxy) {
+        CHECK(count(fw.fields, fw.nfields, H1_F_PROXY_CLAIM) == 0);
+        CHECK(count(fw.fields, fw.nfields, H1_F_FORWARDED) == 0);
+        CHECK(count(fw.fields, fw.nfields, H1_F_X_REAL_IP) == 0);
+    }
+    for (size_t i = 0; i < fw.nfields; i++)
+        CHECK(!path_override(&fw.fields[i]));
     if (fwd.max_forwards) /* once, one hop less */
         CHECK(count(fw.fields, fw.nfields, H1_F_MAX_FORWARDS) == 1 &&
               request_max_forwards(&fw) == max_forwards - 1);

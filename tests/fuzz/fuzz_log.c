@@ -253,6 +253,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .ninterim = (unsigned)(mode & 8 ? 70 : mode & 3),
         .user_agent = part[3],
         .user_agent_len = plen[3],
+        .forwarded_for = (mode & 2) ? part[1] : NULL,
+        .forwarded_for_len = plen[1],
         .tunnel = mode & 16,
         .tunnel_us = UINT64_MAX,
         .limit_ms = (uint64_t)(mode & 32) * UINT64_C(1000000000000),
