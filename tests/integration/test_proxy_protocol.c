@@ -180,11 +180,12 @@ static const char *request(char *buf, size_t size, const char *rid)
 static void h1_exchange(uint16_t port, const struct good_row *r, const char *rid, bool tls)
 {
     int fd = tcp_connect(port);
-    send_header(fd, r);
     char req[256];
     request(req, sizeof(req), rid);
     SSL_CTX *ctx = NULL;
     SSL *ssl = NULL;
+    if (tls || r->bytewise)
+        send_header(fd, r);
     if (tls) {
         ctx = SSL_CTX_new(TLS_client_method());
         assert_non_null(ctx);
@@ -195,8 +196,6 @@ static void h1_exchange(uint16_t port, const struct good_row *r, const char *rid
             fail_msg("%s: TLS handshake after the header failed", r->why);
         assert_int_equal(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
     } else if (!r->bytewise) { /* the header and the request in one segment */
-        close(fd);
-        fd = tcp_connect(port);
         char both[512];
         memcpy(both, r->header, r->hlen);
         memcpy(both + r->hlen, req, strlen(req));
