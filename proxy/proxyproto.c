@@ -281,8 +281,9 @@ static void refuse(struct loop *l, int fd, const struct sockaddr *peer, enum pp_
 /* The header is in: the connection goes on as the header's source's. Its place among the
  * loop's connections passes to the client without a count in between (no drain ends, no
  * listener is held or released for it). */
-static void hand_over(struct loop *l, int fd, const struct sockaddr *peer, const struct pp_header *h,
-                      bool tls, enum client_kind kind, bool more, uint64_t accepted_us)
+static void hand_over(struct loop *l, int fd, const struct sockaddr *peer,
+                      const struct pp_header *h, bool tls, enum client_kind kind, bool more,
+                      uint64_t accepted_us)
 {
     const struct sockaddr *sa = h->has_source ? (const struct sockaddr *)&h->source : peer;
     metrics_conn_add(l->metrics, CONN_CLIENT, CONN_HANDSHAKE, -1);

@@ -57,13 +57,14 @@ struct good_row {
     const char *client;        /* the access log's client= (a prefix: the socket's port varies) */
 };
 
-#define GOOD(why, lis, lit, bytewise, xff, client) {why, lis, lit, sizeof(lit) - 1, bytewise, xff, client}
+#define GOOD(why, lis, lit, bytewise, xff, client)                                                 \
+    {why, lis, lit, sizeof(lit) - 1, bytewise, xff, client}
 
 static const char v1_tcp4[] = "PROXY TCP4 203.0.113.7 10.0.0.1 4242 80\r\n";
 static const char v1_tcp6[] = "PROXY TCP6 2001:db8::7 2001:db8::1 4243 443\r\n";
 #define V2_INET SIG "\x21\x11\x00\x0c" "\xc6\x33\x64\x09" "\x0a\x00\x00\x01" "\x13\x88" "\x00\x50"
 #define V2_INET6                                                                                   \
-    SIG "\x21\x21\x00\x2c" "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x09"                             \
+    SIG "\x21\x21\x00\x2c" "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x09"                            \
         "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01" "\x13\x89" "\x01\xbb" "\xea\x00\x05\x01vpce"
 #define V2_LOCAL SIG "\x20\x00\x00\x00"
 
@@ -171,8 +172,8 @@ static char *read_to_close(int fd, SSL *ssl, size_t *len)
 
 static const char *request(char *buf, size_t size, const char *rid)
 {
-    snprintf(buf, size, "GET /pp HTTP/1.1\r\nHost: x\r\nX-Request-Id: %s\r\nConnection: close\r\n\r\n",
-             rid);
+    snprintf(buf, size,
+             "GET /pp HTTP/1.1\r\nHost: x\r\nX-Request-Id: %s\r\nConnection: close\r\n\r\n", rid);
     return buf;
 }
 
@@ -561,6 +562,7 @@ static void test_reload_flips_the_flag(void **state)
 
 int main(void)
 {
+    tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sources),
         cmocka_unit_test(test_refused),

@@ -416,17 +416,20 @@ static const struct {
     bool proxy_protocol;
     bool h2c;
 } listen_rows[] = {
-    {"127.0.0.1:8080", AF_INET, 8080, false, "127.0.0.1:8080"},  /* IPv4 */
-    {"[::1]:8080", AF_INET6, 8080, false, "[::1]:8080"},          /* IPv6 in brackets */
-    {"0.0.0.0:80", AF_INET, 80, false, "0.0.0.0:80"},             /* any address */
-    {"[::]:443", AF_INET6, 443, false, "[::]:443"},               /* any IPv6 address */
-    {"127.0.0.1:8080   tls", AF_INET, 8080, true, "127.0.0.1:8080 tls"}, /* blanks before tls */
-    {"127.0.0.1:8080 proxy_protocol", AF_INET, 8080, false, "127.0.0.1:8080 proxy_protocol", true},
+    /* value, family, port, tls, text, proxy_protocol, h2c */
+    {"127.0.0.1:8080", AF_INET, 8080, false, "127.0.0.1:8080", false, false}, /* IPv4 */
+    {"[::1]:8080", AF_INET6, 8080, false, "[::1]:8080", false, false},     /* IPv6 in brackets */
+    {"0.0.0.0:80", AF_INET, 80, false, "0.0.0.0:80", false, false},        /* any address */
+    {"[::]:443", AF_INET6, 443, false, "[::]:443", false, false},          /* any IPv6 address */
+    {"127.0.0.1:8080   tls", AF_INET, 8080, true, "127.0.0.1:8080 tls", false,
+     false}, /* blanks before tls */
+    {"127.0.0.1:8080 proxy_protocol", AF_INET, 8080, false, "127.0.0.1:8080 proxy_protocol",
+     true, false},
     {"[::1]:8080\th2c  proxy_protocol", AF_INET6, 8080, false, "[::1]:8080 h2c proxy_protocol",
      true, true},
-    {"127.0.0.1:8080 proxy_protocol h2c", AF_INET, 8080, false, "127.0.0.1:8080 h2c proxy_protocol",
-     true, true},                                                 /* in either order */
-    {"127.0.0.1:8443 tls proxy_protocol", AF_INET, 8443, true, "", true},
+    {"127.0.0.1:8080 proxy_protocol h2c", AF_INET, 8080, false,
+     "127.0.0.1:8080 h2c proxy_protocol", true, true}, /* in either order */
+    {"127.0.0.1:8443 tls proxy_protocol", AF_INET, 8443, true, "", true, false},
 };
 
 static void test_listen_forms(void **state)
