@@ -4,7 +4,8 @@
  *
  * - The header's source is the client: the origin's X-Forwarded-For and the access log's client
  *   say it (IPv4 and IPv6 sources, v1 and v2; LOCAL and UNKNOWN keep the socket's address), with
- *   the header and the request in one write and byte by byte; curl's own --haproxy-protocol.
+ *   the header and the request in one write and byte by byte; curl's own --haproxy-protocol;
+ *   trusted_proxies tests it.
  * - Every kind of bad header (missing, malformed, oversized, truncated, late) closes the
  *   connection without a byte, counted in portico_proxy_protocol_errors_total{reason} and said
  *   in the error log; a connection closed before its first byte (a TCP health check) is not.
@@ -286,7 +287,7 @@ static void test_sources(void **state)
     (void)state;
     struct fake_origin *o = fake_origin_start_kind(FO_OK);
     assert_non_null(o);
-    struct harness *h = start(fake_origin_port(o), NULL);
+    struct harness *h = start(fake_origin_port(o), "trusted_proxies = 203.0.113.0/24\n");
     for (size_t i = 0; i < ARRAY_SIZE(good_rows); i++) {
         const struct good_row *r = &good_rows[i];
         char rid[32];
@@ -345,6 +346,34 @@ static void test_sources(void **state)
         assert_non_null(xff);
         assert_string_equal(xff, "127.0.0.1");
         free(xff);
+    }
+    /* trusted_proxies tests the header's source: its X-Forwarded-Proto goes on from
+     * 203.0.113.7, and is Portico's own from 198.51.100.9 */
+    static const struct {
+        const char *header, *proto;
+    } trust[] = {{"PROXY TCP4 203.0.113.7 10.0.0.1 4242 80\r\n", "https"},
+                 {"PROXY TCP4 198.51.100.9 10.0.0.1 5000 80\r\n", "http"}};
+    for (size_t i = 0; i < ARRAY_SIZE(trust); i++) {
+        unsigned before = fake_origin_requests(o);
+        struct raw_conn *tc = raw_connect(harness_port(h, "pp"), PX_IO_MS);
+        assert_non_null(tc);
+        char req[256];
+        snprintf(req, sizeof(req),
+                 "%sGET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\n\r\n",
+                 trust[i].header);
+        assert_int_equal(raw_send_str(tc, req), 0);
+        struct raw_response tr;
+        assert_int_equal(raw_read_response(tc, &tr, PX_IO_MS), 0);
+        assert_int_equal(tr.status, 200);
+        raw_response_free(&tr);
+        raw_close(tc);
+        assert_int_equal(fake_origin_wait_requests(o, before + 1, PX_IO_MS), 0);
+        char *proto = fake_origin_request_header(o, before, "X-Forwarded-Proto");
+        assert_non_null(proto);
+        if (strcmp(proto, trust[i].proto) != 0)
+            fail_msg("from %.40s: X-Forwarded-Proto %s, not %s", trust[i].header, proto,
+                     trust[i].proto);
+        free(proto);
     }
     /* a listener without the flag: as ever, and a PROXY header there is no request */
     struct raw_conn *c = raw_connect(harness_port(h, "plain"), PX_IO_MS);
