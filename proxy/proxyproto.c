@@ -265,6 +265,16 @@ static enum pp_step take_header(int fd, unsigned char *buf, size_t *have, struct
     return n > 0 ? PP_STEP_DONE : PP_STEP_WAIT;
 }
 
+/* A connection that ends before its header was in: closed, and out of the loop's count. It is
+ * counted among the connections accepted now (one that gets through is counted by client_new). */
+static void end_waiting(struct loop *l, int fd)
+{
+    close(fd);
+    metrics_add(l->metrics, M_CONNECTIONS, 1);
+    metrics_conn_add(l->metrics, CONN_CLIENT, CONN_HANDSHAKE, -1);
+    loop_conn_closed(l);
+}
+
 static void refuse(struct loop *l, int fd, const struct sockaddr *peer, enum pp_error err,
                    size_t have)
 {
@@ -275,7 +285,7 @@ static void refuse(struct loop *l, int fd, const struct sockaddr *peer, enum pp_
                "proxy_protocol)",
                ip_port_str(ip, port, addr, sizeof(addr)), pp_error_words(err), have,
                have == 1 ? "" : "s");
-    close(fd);
+    end_waiting(l, fd);
 }
 
 /* The header is in: the connection goes on as the header's source's. Its place among the
@@ -333,13 +343,10 @@ static void wait_cb(evutil_socket_t fd, short what, void *arg)
         hand_over(l, fd, (struct sockaddr *)&peer, &h, tls, kind, more, accepted_us);
         return;
     }
-    metrics_conn_add(l->metrics, CONN_CLIENT, CONN_HANDSHAKE, -1);
-    if (step == PP_STEP_SILENT) {
-        close(fd);
-    } else {
+    if (step == PP_STEP_SILENT)
+        end_waiting(l, fd);
+    else
         refuse(l, fd, (struct sockaddr *)&peer, err, have);
-    }
-    loop_conn_closed(l);
 }
 
 void proxyproto_accept(struct loop *l, int fd, const struct sockaddr *sa, bool tls,
@@ -347,9 +354,8 @@ void proxyproto_accept(struct loop *l, int fd, const struct sockaddr *sa, bool t
 {
     uint64_t accepted_us = event_now_us();
     /* Counted from the accept as any connection is: max_connections, a drain's wait. Shown as
-     * in its handshake until the header is in. */
+     * in its handshake until the header is in (portico_connections{state="handshake"}). */
     loop_conn_opened(l);
-    metrics_add(l->metrics, M_CONNECTIONS, 1);
     metrics_conn_add(l->metrics, CONN_CLIENT, CONN_HANDSHAKE, 1);
     unsigned char first[PP_HEADER_MAX];
     size_t have = 0;
@@ -376,12 +382,10 @@ void proxyproto_accept(struct loop *l, int fd, const struct sockaddr *sa, bool t
             return;
         wait_free(w);
     }
-    metrics_conn_add(l->metrics, CONN_CLIENT, CONN_HANDSHAKE, -1);
     if (step == PP_STEP_SILENT || step == PP_STEP_WAIT) /* WAIT: out of memory */
-        close(fd);
+        end_waiting(l, fd);
     else
         refuse(l, fd, sa, err, have);
-    loop_conn_closed(l);
 }
 
 void proxyproto_close_all(struct loop *l)
@@ -390,8 +394,6 @@ void proxyproto_close_all(struct loop *l)
     while ((w = TAILQ_FIRST(&l->proxy_waiting)) != NULL) {
         int fd = w->fd;
         wait_free(w);
-        close(fd);
-        metrics_conn_add(l->metrics, CONN_CLIENT, CONN_HANDSHAKE, -1);
-        loop_conn_closed(l);
+        end_waiting(l, fd);
     }
 }

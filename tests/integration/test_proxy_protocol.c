@@ -533,6 +533,10 @@ static void test_refused(void **state)
         if (pp_errors(h, reasons[k]) != want[k])
             fail_msg("%s: %g, not %g", reasons[k], pp_errors(h, reasons[k]), want[k]);
     assert_int_equal(fake_origin_requests(o), 1); /* nothing refused went on */
+    /* none is left waiting for its header, in the gauge or the count of connections */
+    assert_true(scrape_metric(harness_port(h, "admin"),
+                              "portico_connections{side=\"client\",state=\"handshake\"}",
+                              PX_IO_MS) == 0);
     /* the error log names the peer and the reason */
     assert_true(harness_log_contains(h, "[info] client 127.0.0.1:"));
     assert_true(harness_log_contains(h, "no PROXY header: the bytes begin something else"));
