@@ -161,10 +161,9 @@ static int get(uint16_t port, const char *path)
         return -1;
     char req[256];
     snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
-    struct raw_response r;
+    struct raw_response r = {0}; /* a failed read may hold parts of one too */
     int status = raw_send_str(c, req) == 0 && raw_read_response(c, &r, IO_MS) == 0 ? r.status : -1;
-    if (status > 0)
-        raw_response_free(&r);
+    raw_response_free(&r);
     raw_close(c);
     return status;
 }
