@@ -56,6 +56,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/proxyproto.h"
 #include "portico/recent.h"
 #include "portico/request.h"
 #include "portico/sock.h"
@@ -233,7 +234,10 @@ static void set_state(struct client *c, enum client_state s)
     int64_t ms = -1; /* none */
     uint64_t from = event_now_us();
     switch (s) {
-    case CS_HANDSHAKE:
+    case CS_HANDSHAKE: /* entered at the accept, or after a PROXY header: due from the accept */
+        ms = (int64_t)cfg->client_header_timeout_ms;
+        from = c->accepted_us;
+        break;
     case CS_HEAD:
         ms = (int64_t)cfg->client_header_timeout_ms;
         break;
@@ -348,6 +352,7 @@ void clients_drain(struct loop *l)
 
 void clients_close_all(struct loop *l)
 {
+    proxyproto_close_all(l); /* those still reading their PROXY header */
     struct client *c;
     unsigned tunnels = 0; /* cut: they have no exchange to log a 499 for */
     TAILQ_FOREACH(c, &l->clients, link)
@@ -1382,8 +1387,11 @@ static void make_room(struct loop *l)
     }
 }
 
-struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, bool tls,
-                          enum client_kind kind, bool deferred)
+/* client_new and client_new_at: inlined in each, so that an accept without a PROXY header runs
+ * the code it ran before there was one (no call more, the same register allocation). */
+static inline __attribute__((always_inline)) struct client *
+client_open(struct loop *l, int fd, const struct sockaddr *sa, bool tls, enum client_kind kind,
+            bool deferred, uint64_t accepted_us)
 {
     const struct config *cfg = l->cfg;
     struct client *c = zalloc(sizeof(*c));
@@ -1405,7 +1413,7 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     }
     c->loop = l;
     c->kind = kind;
-    c->accepted_us = event_now_us();
+    c->accepted_us = accepted_us;
     c->peer = (struct peer){.conn_id = ++l->next_conn, .ip = c->ip,
                             .port = peer_ip_str(sa, c->ip), .tls = tls};
     /* An h2c listener's client takes a place as an HTTP/1 one does: it makes room too (it took
@@ -1441,4 +1449,16 @@ struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, boo
     if (deferred || !tls)
         sock_read_now(&c->sock);
     return c;
+}
+
+struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, bool tls,
+                          enum client_kind kind, bool deferred)
+{
+    return client_open(l, fd, sa, tls, kind, deferred, event_now_us());
+}
+
+struct client *client_new_at(struct loop *l, int fd, const struct sockaddr *sa, bool tls,
+                             enum client_kind kind, bool deferred, uint64_t accepted_us)
+{
+    return client_open(l, fd, sa, tls, kind, deferred, accepted_us);
 }

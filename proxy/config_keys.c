@@ -589,7 +589,7 @@ static int set_listen(struct cfg_loader *ld, const struct cfg_key *k, void *base
     struct config *cfg = base;
     char addr[300], host[256];
     const char *why = NULL;
-    bool tls = false, h2c = false;
+    bool tls = false, h2c = false, proxy_protocol = false;
     (void)k;
     const char *sp = strpbrk(value, " \t");
     size_t alen = sp ? (size_t)(sp - value) : strlen(value);
@@ -599,15 +599,33 @@ static int set_listen(struct cfg_loader *ld, const struct cfg_key *k, void *base
     }
     memcpy(addr, value, alen);
     addr[alen] = '\0';
-    if (sp) {
-        while (*sp == ' ' || *sp == '\t')
-            sp++;
-        tls = strcmp(sp, "tls") == 0;
-        h2c = strcmp(sp, "h2c") == 0;
-        if (!tls && !h2c) {
-            cfg_report(ld, ld->line, "listen: unknown option '%s' (expected 'tls' or 'h2c')", sp);
+    /* Options after the address, each once: tls or h2c, and proxy_protocol. */
+    while (sp && *sp) {
+        sp += strspn(sp, " \t");
+        size_t n = strcspn(sp, " \t");
+        if (n == 0)
+            break;
+        bool *opt = n == 3 && strncmp(sp, "tls", 3) == 0   ? &tls
+                    : n == 3 && strncmp(sp, "h2c", 3) == 0 ? &h2c
+                    : n == 14 && strncmp(sp, "proxy_protocol", 14) == 0 ? &proxy_protocol
+                                                                        : NULL;
+        if (!opt) {
+            cfg_report(ld, ld->line,
+                       "listen: unknown option '%.*s' (expected 'tls', 'h2c' or 'proxy_protocol')",
+                       (int)MIN(n, 64), sp);
             return -1;
         }
+        if (*opt) {
+            cfg_report(ld, ld->line, "listen: option '%.*s' given twice", (int)n, sp);
+            return -1;
+        }
+        *opt = true;
+        if (tls && h2c) {
+            cfg_report(ld, ld->line, "listen: 'tls' and 'h2c' exclude each other (h2 over TLS is "
+                                     "offered by ALPN on a tls listener)");
+            return -1;
+        }
+        sp += n;
     }
     uint16_t port;
     if (split_host_port(addr, host, sizeof(host), &port, &why) != 0) {
@@ -633,11 +651,13 @@ static int set_listen(struct cfg_loader *ld, const struct cfg_key *k, void *base
     }
     l->tls = tls;
     l->h2c = h2c;
+    l->proxy_protocol = proxy_protocol;
     if (tls && !ld->tls_listen_line)
         ld->tls_listen_line = ld->line;
     if (h2c && !ld->h2c_listen_line)
         ld->h2c_listen_line = ld->line;
-    snprintf(l->text, sizeof(l->text), "%s%s", addr, tls ? " tls" : h2c ? " h2c" : "");
+    snprintf(l->text, sizeof(l->text), "%s%s%s", addr, tls ? " tls" : h2c ? " h2c" : "",
+             proxy_protocol ? " proxy_protocol" : "");
     cfg->nlisten++;
     return 0;
 }

@@ -17,6 +17,7 @@
 #include "portico/config.h"
 #include "portico/log.h"
 #include "portico/loop.h"
+#include "portico/proxyproto.h"
 #include "portico/sock.h"
 
 #define ACCEPT_PAUSE_MS 100
@@ -25,6 +26,8 @@ struct listener {
     struct loop *loop;                     /* borrowed */
     struct evconnlistener *lis;
     bool tls;
+    bool proxy_protocol;                   /* connections begin with a PROXY header
+                                              (proxyproto.h): read it before the client's */
     enum client_kind kind;
     int fd;
     struct sockaddr_storage addr;          /* what it is bound to: the next group looks here */
@@ -49,6 +52,10 @@ static void accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sock
     (void)el, (void)salen;
     struct listener *lis = arg;
     lis->accept_failing = false;
+    if (lis->proxy_protocol) {
+        proxyproto_accept(lis->loop, fd, sa, lis->tls, lis->kind);
+        return;
+    }
     /* set by the main thread when a reload's group takes the socket over, while we accept */
     client_new(lis->loop, fd, sa, lis->tls, lis->kind,
                atomic_load_explicit(&lis->deferred, memory_order_relaxed));
@@ -202,14 +209,15 @@ void listener_take_over(struct listener *lis)
  * turn late (changelist); on a dup already closed by then, the registration would outlive it.
  * handed: a socket an upgrade handed over (upgrade.h), ours from now on. */
 static struct listener *open_on(struct loop *l, struct listener *from, int handed, bool tls,
-                                enum client_kind kind, const struct sockaddr *sa,
-                                socklen_t salen, const char *text)
+                                bool proxy_protocol, enum client_kind kind,
+                                const struct sockaddr *sa, socklen_t salen, const char *text)
 {
     struct listener *lis = calloc(1, sizeof(*lis));
     if (!lis)
         return NULL;
     lis->loop = l;
     lis->tls = tls;
+    lis->proxy_protocol = proxy_protocol;
     lis->kind = kind;
     unsigned flags = LEV_OPT_CLOSE_ON_EXEC; /* listener_close closes what it owns */
     if (from) {
@@ -252,16 +260,17 @@ static struct listener *open_on(struct loop *l, struct listener *from, int hande
 }
 
 struct listener *listener_open(struct loop *l, struct listener *from, bool tls,
-                               enum client_kind kind, const struct sockaddr *sa, socklen_t salen,
-                               const char *text)
+                               bool proxy_protocol, enum client_kind kind,
+                               const struct sockaddr *sa, socklen_t salen, const char *text)
 {
-    return open_on(l, from, -1, tls, kind, sa, salen, text);
+    return open_on(l, from, -1, tls, proxy_protocol, kind, sa, salen, text);
 }
 
-struct listener *listener_adopt(struct loop *l, int fd, bool tls, enum client_kind kind,
-                                const struct sockaddr *sa, socklen_t salen, const char *text)
+struct listener *listener_adopt(struct loop *l, int fd, bool tls, bool proxy_protocol,
+                                enum client_kind kind, const struct sockaddr *sa,
+                                socklen_t salen, const char *text)
 {
-    struct listener *lis = open_on(l, NULL, fd, tls, kind, sa, salen, text);
+    struct listener *lis = open_on(l, NULL, fd, tls, proxy_protocol, kind, sa, salen, text);
     if (!lis)
         close(fd); /* ours either way */
     return lis;

@@ -9,6 +9,7 @@
  * keys summed, and printed family by family.
  */
 #include "portico/metrics.h"
+#include "portico/proxyproto.h"
 
 #include <event2/buffer.h>
 #include <pthread.h>
@@ -146,6 +147,7 @@ struct shard {
     _Atomic int64_t conns[CONN_SIDE_COUNT][CONN_STATE_COUNT];
     _Atomic uint64_t interim[NINTERIM][INTERIM_DIR_COUNT];
     _Atomic uint64_t tunnel_ends[TUNNEL_END_COUNT];
+    _Atomic uint64_t pp_errors[PP_ERROR_COUNT];
     _Atomic uint64_t dns_tcp[DNS_TCP_OUTCOME_COUNT];
 
     /* portico_requests_total */
@@ -265,6 +267,7 @@ struct totals {
     uint64_t counters[METRIC_COUNT];
     uint64_t interim[NINTERIM][INTERIM_DIR_COUNT];
     uint64_t tunnel_ends[TUNNEL_END_COUNT];
+    uint64_t pp_errors[PP_ERROR_COUNT];
     uint64_t dns_tcp[DNS_TCP_OUTCOME_COUNT];
     int64_t conns[CONN_SIDE_COUNT][CONN_STATE_COUNT];
     struct req_row *req;
@@ -364,6 +367,8 @@ static void totals_add_shard(struct totals *t, struct shard *s, bool live)
             t->interim[c][d] += get(&s->interim[c][d]);
     for (int e = 0; e < TUNNEL_END_COUNT; e++)
         t->tunnel_ends[e] += get(&s->tunnel_ends[e]);
+    for (int e = 0; e < PP_ERROR_COUNT; e++)
+        t->pp_errors[e] += get(&s->pp_errors[e]);
     for (int o = 0; o < DNS_TCP_OUTCOME_COUNT; o++)
         t->dns_tcp[o] += get(&s->dns_tcp[o]);
     if (live) {
@@ -631,6 +636,12 @@ void metrics_tunnel_end(struct metrics *m, enum tunnel_end end)
 {
     if ((unsigned)end < TUNNEL_END_COUNT)
         bump(&shard_of(m)->tunnel_ends[end], 1);
+}
+
+void metrics_proxy_protocol_error(struct metrics *m, int reason)
+{
+    if ((unsigned)reason < PP_ERROR_COUNT)
+        bump(&shard_of(m)->pp_errors[reason], 1);
 }
 
 void metrics_dns_tcp(struct metrics *m, enum dns_tcp_outcome outcome)
@@ -1165,6 +1176,12 @@ static bool stage_interim(struct metrics_cursor *c, struct render *out, size_t b
     for (int e = 0; e < TUNNEL_END_COUNT; e++)
         put(out, "portico_tunnels_closed_total{reason=\"%s\"} %llu\n", tunnel_end_labels[e],
             (unsigned long long)t->tunnel_ends[e]);
+    family(out, "portico_proxy_protocol_errors_total", "counter",
+           "Connections of proxy_protocol listeners closed unanswered for their PROXY header, by "
+           "why");
+    for (int e = 0; e < PP_ERROR_COUNT; e++)
+        put(out, "portico_proxy_protocol_errors_total{reason=\"%s\"} %llu\n", pp_error_label(e),
+            (unsigned long long)t->pp_errors[e]);
     family(out, "portico_dns_tcp_lookups_total", "counter",
            "Origin names asked over TCP after a UDP answer that may have been truncated, by how "
            "it ended");

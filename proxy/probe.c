@@ -598,6 +598,7 @@ static int loop_up(struct loop *l, struct generation *gen)
                        .id_salt = (uint32_t)wall_ms()};
     TAILQ_INIT(&l->clients);
     TAILQ_INIT(&l->idle);
+    TAILQ_INIT(&l->proxy_waiting);
     struct event_config *ec = event_config_new();
     if (!ec)
         return -1;

@@ -338,10 +338,12 @@ static int add_listener(struct worker *w, struct listener *lis)
     return 0;
 }
 
-static int listen_one(struct worker *w, struct listener *from, bool tls, enum client_kind kind,
-                      const struct sockaddr *sa, socklen_t salen, const char *text)
+static int listen_one(struct worker *w, struct listener *from, bool tls, bool proxy_protocol,
+                      enum client_kind kind, const struct sockaddr *sa, socklen_t salen,
+                      const char *text)
 {
-    struct listener *lis = listener_open(&w->loop, from, tls, kind, sa, salen, text);
+    struct listener *lis =
+        listener_open(&w->loop, from, tls, proxy_protocol, kind, sa, salen, text);
     if (!lis)
         return -1;
     if (add_listener(w, lis) != 0) {
@@ -354,8 +356,8 @@ static int listen_one(struct worker *w, struct listener *from, bool tls, enum cl
 /* Worker w's listeners for one address: the previous group's sockets it takes over, or a new
  * one when there are none for it. */
 static int listen_address(struct worker *w, const struct worker_group *prev, int targets,
-                          bool tls, enum client_kind kind, const struct sockaddr *sa,
-                          socklen_t salen, const char *text)
+                          bool tls, bool proxy_protocol, enum client_kind kind,
+                          const struct sockaddr *sa, socklen_t salen, const char *text)
 {
     struct listener *from[CFG_MAX_WORKERS]; /* a group never has more sockets per address */
     int n = inheritable(prev, w->loop.id, targets, sa, salen, from, CFG_MAX_WORKERS);
@@ -363,8 +365,8 @@ static int listen_address(struct worker *w, const struct worker_group *prev, int
         int handed[UPGRADE_MAX_FDS];
         int nh = upgrade_take_sockets(sa, salen, w->loop.id, targets, handed, UPGRADE_MAX_FDS);
         for (int i = 0; i < nh; i++) {
-            struct listener *lis = listener_adopt(&w->loop, handed[i], tls, kind, sa, salen,
-                                                  text);
+            struct listener *lis = listener_adopt(&w->loop, handed[i], tls, proxy_protocol, kind,
+                                                  sa, salen, text);
             if (!lis || add_listener(w, lis) != 0) {
                 if (lis)
                     listener_close(lis);
@@ -377,9 +379,9 @@ static int listen_address(struct worker *w, const struct worker_group *prev, int
             return 0;
     }
     if (n == 0)
-        return listen_one(w, NULL, tls, kind, sa, salen, text);
+        return listen_one(w, NULL, tls, proxy_protocol, kind, sa, salen, text);
     for (int i = 0; i < n; i++)
-        if (listen_one(w, from[i], tls, kind, sa, salen, text) != 0)
+        if (listen_one(w, from[i], tls, proxy_protocol, kind, sa, salen, text) != 0)
             return -1;
     return 0;
 }
@@ -401,6 +403,7 @@ static int worker_init(struct worker *w, struct worker_group *g, int id, struct 
     };
     TAILQ_INIT(&w->loop.clients);
     TAILQ_INIT(&w->loop.idle);
+    TAILQ_INIT(&w->loop.proxy_waiting);
     /* Each base is touched by its own thread only, so it needs no locks (they cost ~6% of CPU
      * under load); the stop request crosses threads through a pipe instead of event_active.
      * The epoll changelist folds the add/del churn into fewer syscalls; its event_del reaches
@@ -494,12 +497,13 @@ static int bind_all(const struct worker_group *prev, struct worker *w, const str
 {
     for (int l = 0; l < cfg->nlisten; l++) {
         const struct listen_conf *lc = &cfg->listens[l];
-        if (listen_address(w, prev, cfg->workers, lc->tls, lc->h2c ? CLIENT_H2C : CLIENT_PROXY,
+        if (listen_address(w, prev, cfg->workers, lc->tls, lc->proxy_protocol,
+                           lc->h2c ? CLIENT_H2C : CLIENT_PROXY,
                            (const struct sockaddr *)&lc->addr, lc->addrlen, lc->text) != 0)
             return -1;
     }
     if (cfg->admin_listen_text && w->loop.id == 0) /* one admin listener is plenty */
-        return listen_address(w, prev, 1, false, CLIENT_ADMIN,
+        return listen_address(w, prev, 1, false, false, CLIENT_ADMIN,
                               (const struct sockaddr *)&cfg->admin_addr, cfg->admin_addrlen,
                               cfg->admin_listen_text);
     return 0;

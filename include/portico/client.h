@@ -8,6 +8,7 @@
 #define PORTICO_CLIENT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct loop;
@@ -27,6 +28,12 @@ enum client_kind {
  * memory. */
 struct client *client_new(struct loop *l, int fd, const struct sockaddr *sa, bool tls,
                           enum client_kind kind, bool deferred);
+
+/* The same for a connection accepted at accepted_us (event_now_us) and read since by someone
+ * else (a PROXY header, proxyproto.h): its first head (or TLS handshake) is due
+ * client_header_timeout after then; sa is whom it is from. */
+struct client *client_new_at(struct loop *l, int fd, const struct sockaddr *sa, bool tls,
+                             enum client_kind kind, bool deferred, uint64_t accepted_us);
 
 /* The loop is draining: close its connections that are between requests now; the others
  * close after their current exchange. */

@@ -84,6 +84,8 @@ struct listen_conf {
     socklen_t addrlen;
     bool tls;                     /* `listen = ... tls`: terminate TLS here */
     bool h2c;                     /* `listen = ... h2c`: cleartext HTTP/2, prior knowledge */
+    bool proxy_protocol;          /* `listen = ... proxy_protocol`: every connection begins with
+                                     a PROXY header (v1 or v2) naming its client */
     char text[320];               /* as written, for logs */
 };
 

@@ -17,16 +17,18 @@ struct listener;
 
 /* Listens on sa for loop l: on from's socket when from is given (a reload takes it over), else
  * on a new SO_REUSEPORT socket, with l's client_sndbuf (proxy and h2c listeners). tls and kind
- * say what its connections are; text is the address as configured (borrowed from l's config,
+ * say what its connections are, proxy_protocol that each begins with a PROXY header (read
+ * before anything else: proxyproto.h); text is the address as configured (borrowed from l's config,
  * for messages). NULL after a message on stderr when it cannot listen. */
 struct listener *listener_open(struct loop *l, struct listener *from, bool tls,
-                               enum client_kind kind, const struct sockaddr *sa, socklen_t salen,
-                               const char *text);
+                               bool proxy_protocol, enum client_kind kind,
+                               const struct sockaddr *sa, socklen_t salen, const char *text);
 
 /* Listens on fd, a socket an upgrade handed over (upgrade.h) already listening on sa, its
  * queue included; the rest as listener_open. fd is the listener's (closed on failure too). */
-struct listener *listener_adopt(struct loop *l, int fd, bool tls, enum client_kind kind,
-                                const struct sockaddr *sa, socklen_t salen, const char *text);
+struct listener *listener_adopt(struct loop *l, int fd, bool tls, bool proxy_protocol,
+                                enum client_kind kind, const struct sockaddr *sa,
+                                socklen_t salen, const char *text);
 
 /* The listening socket (an upgrade hands it to the new process). */
 int listener_fd(const struct listener *lis);

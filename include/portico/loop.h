@@ -27,6 +27,8 @@ struct recent;
 struct client;
 
 TAILQ_HEAD(client_list, client);
+struct pp_wait;
+TAILQ_HEAD(pp_wait_list, pp_wait);
 
 /* Ended exchanges' allocations a loop keeps for the next ones: about as many as it has requests
  * in flight at once, so a burst over several connections reuses them too (exchange.c). */
@@ -65,6 +67,8 @@ struct loop {
     uint64_t next_conn;                /* client connection counter (peer conn_id) */
     struct client_list clients;        /* open client connections (client.c) */
     struct client_list idle;           /* those idle between requests, longest idle first */
+    struct pp_wait_list proxy_waiting; /* accepted, their PROXY header not all in yet
+                                          (proxyproto.c): counted in conns too */
     unsigned conns;                    /* how many */
     unsigned admin_conns;              /* of them, the admin listener's (max_connections) */
     void (*on_idle)(struct loop *l);   /* draining and the last connection closed */

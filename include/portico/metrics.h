@@ -281,6 +281,10 @@ void metrics_interim(struct metrics *m, int code, enum interim_direction dir);
 /* Counts one ended tunnel in portico_tunnels_closed_total{reason}. */
 void metrics_tunnel_end(struct metrics *m, enum tunnel_end end);
 
+/* Counts one connection of a proxy_protocol listener refused for its PROXY header in
+ * portico_proxy_protocol_errors_total{reason}: reason is an enum pp_error (proxyproto.h). */
+void metrics_proxy_protocol_error(struct metrics *m, int reason);
+
 /* Counts one lookup over TCP in portico_dns_tcp_lookups_total{result}. */
 void metrics_dns_tcp(struct metrics *m, enum dns_tcp_outcome outcome);
 

@@ -161,10 +161,9 @@ static int get(uint16_t port, const char *path)
         return -1;
     char req[256];
     snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
-    struct raw_response r;
+    struct raw_response r = {0}; /* a failed read may hold parts of one too */
     int status = raw_send_str(c, req) == 0 && raw_read_response(c, &r, IO_MS) == 0 ? r.status : -1;
-    if (status > 0)
-        raw_response_free(&r);
+    raw_response_free(&r);
     raw_close(c);
     return status;
 }
@@ -794,6 +793,34 @@ static void test_upgrade_keeps_defer_accept(void **state)
     origin_stop(o);
 }
 
+/* listen ... proxy_protocol survives the hand-over, per address: the new process reads a PROXY
+ * header on the handed socket that had the flag (and refuses a request without one), and none on
+ * the one without it. */
+static void test_upgrade_keeps_proxy_protocol(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_start();
+    struct harness *h =
+        start_with(fake_origin_port(o), NULL, "listen = 127.0.0.1:{{port:pp}} proxy_protocol");
+    long pid = upgrade(h);
+    assert_exits_0(h, IO_MS);
+    assert_int_equal(get(px_port(h), "/"), 200);
+    struct raw_conn *c = raw_connect(harness_port(h, "pp"), IO_MS);
+    assert_non_null(c);
+    assert_int_equal(raw_send_str(c, "PROXY TCP4 203.0.113.7 10.0.0.1 4242 80\r\n"
+                                     "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+                     0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(get(harness_port(h, "pp"), "/"), -1); /* no header: closed unanswered */
+    assert_int_equal(stop_new(pid), 0);
+    harness_free(h);
+    origin_stop(o);
+}
+
 /* A binary that holds an upgrade back: started from a copy of the real one in a directory of
  * its own, whose path then holds a script that waits on a FIFO (release_held) before it execs
  * the real binary. */
@@ -1201,6 +1228,7 @@ int main(void)
         cmocka_unit_test_teardown(test_upgrade_tells_systemd, teardown),
         cmocka_unit_test_teardown(test_upgrade_after_dropping_privileges, teardown),
         cmocka_unit_test_teardown(test_upgrade_keeps_defer_accept, teardown),
+        cmocka_unit_test_teardown(test_upgrade_keeps_proxy_protocol, teardown),
     };
     tu_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,6 +37,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->nlisten, 1);
     assert_string_equal(cfg->listens[0].text, "127.0.0.1:8080");
     assert_false(cfg->listens[0].tls);
+    assert_false(cfg->listens[0].proxy_protocol);
     assert_int_equal(cfg->listens[0].addr.ss_family, AF_INET);
     assert_int_equal(ntohs(((struct sockaddr_in *)&cfg->listens[0].addr)->sin_port), 8080);
     assert_int_equal(cfg->workers, cores > 0 ? MIN(cores, 64) : 1); /* number of cores */
@@ -412,12 +413,23 @@ static const struct {
     uint16_t port;
     bool tls;
     const char *text;
+    bool proxy_protocol;
+    bool h2c;
 } listen_rows[] = {
-    {"127.0.0.1:8080", AF_INET, 8080, false, "127.0.0.1:8080"},  /* IPv4 */
-    {"[::1]:8080", AF_INET6, 8080, false, "[::1]:8080"},          /* IPv6 in brackets */
-    {"0.0.0.0:80", AF_INET, 80, false, "0.0.0.0:80"},             /* any address */
-    {"[::]:443", AF_INET6, 443, false, "[::]:443"},               /* any IPv6 address */
-    {"127.0.0.1:8080   tls", AF_INET, 8080, true, "127.0.0.1:8080 tls"}, /* blanks before tls */
+    /* value, family, port, tls, text, proxy_protocol, h2c */
+    {"127.0.0.1:8080", AF_INET, 8080, false, "127.0.0.1:8080", false, false}, /* IPv4 */
+    {"[::1]:8080", AF_INET6, 8080, false, "[::1]:8080", false, false},     /* IPv6 in brackets */
+    {"0.0.0.0:80", AF_INET, 80, false, "0.0.0.0:80", false, false},        /* any address */
+    {"[::]:443", AF_INET6, 443, false, "[::]:443", false, false},          /* any IPv6 address */
+    {"127.0.0.1:8080   tls", AF_INET, 8080, true, "127.0.0.1:8080 tls", false,
+     false}, /* blanks before tls */
+    {"127.0.0.1:8080 proxy_protocol", AF_INET, 8080, false, "127.0.0.1:8080 proxy_protocol",
+     true, false},
+    {"[::1]:8080\th2c  proxy_protocol", AF_INET6, 8080, false, "[::1]:8080 h2c proxy_protocol",
+     true, true},
+    {"127.0.0.1:8080 proxy_protocol h2c", AF_INET, 8080, false,
+     "127.0.0.1:8080 h2c proxy_protocol", true, true}, /* in either order */
+    {"127.0.0.1:8443 tls proxy_protocol", AF_INET, 8443, true, "", true, false},
 };
 
 static void test_listen_forms(void **state)
@@ -450,6 +462,8 @@ static void test_listen_forms(void **state)
         assert_int_equal(l->addrlen, l->addr.ss_family == AF_INET ? sizeof(struct sockaddr_in)
                                                                   : sizeof(struct sockaddr_in6));
         assert_int_equal(l->tls, listen_rows[i].tls);
+        assert_int_equal(l->h2c, listen_rows[i].h2c);
+        assert_int_equal(l->proxy_protocol, listen_rows[i].proxy_protocol);
         assert_string_equal(l->text, listen_rows[i].text);
         cfg_free(cfg);
     }
@@ -705,7 +719,18 @@ static const struct {
      {"test.ini:2: listen: '127.0.0.1:0': port must be 1-65535"}},
     {"listen option other than tls",
      "[proxy]\nlisten = 127.0.0.1:8443 ssl\n" UP,
-     {"test.ini:2: listen: unknown option 'ssl' (expected 'tls' or 'h2c')"}},
+     {"test.ini:2: listen: unknown option 'ssl' (expected 'tls', 'h2c' or 'proxy_protocol')"}},
+    {"proxy_protocol misspelt, after a good option",
+     "[proxy]\nlisten = 127.0.0.1:8080 h2c proxy-protocol\n" UP,
+     {"test.ini:2: listen: unknown option 'proxy-protocol' (expected 'tls', 'h2c' or "
+      "'proxy_protocol')"}},
+    {"proxy_protocol twice",
+     "[proxy]\nlisten = 127.0.0.1:8080 proxy_protocol proxy_protocol\n" UP,
+     {"test.ini:2: listen: option 'proxy_protocol' given twice"}},
+    {"tls and h2c on one listener",
+     "[proxy]\nlisten = 127.0.0.1:8080 tls h2c\n" UP,
+     {"test.ini:2: listen: 'tls' and 'h2c' exclude each other (h2 over TLS is offered by ALPN "
+      "on a tls listener)"}},
     {"h2c listener with HTTP/2 off",
      "[proxy]\nlisten = 127.0.0.1:8080 h2c\nhttp2 = off\n" UP,
      {"test.ini:2: a 'listen ... h2c' needs http2 = on"}},
