@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "portico/metrics.h"
+#include "portico/proxyproto.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -730,7 +731,8 @@ static void test_empty(void **state)
     (void)state;
     char *text = render(NULL);
     assert_int_equal(validate(text), METRIC_COUNT + FAILURE_COUNT - 1 + 6 + 1 + 5 + 1 + 1 + 3 + 1 +
-                                         TUNNEL_END_COUNT + DNS_TCP_OUTCOME_COUNT);
+                                         TUNNEL_END_COUNT + PP_ERROR_COUNT +
+                                         DNS_TCP_OUTCOME_COUNT);
     assert_true(sample(text, "portico_tunnels_closed_total{reason=\"cut\"}") == 0);
     assert_true(strstr(text, "# TYPE portico_requests_total counter\n"));
     assert_true(strstr(text, "# TYPE portico_upstream_origin_up gauge\n"));
