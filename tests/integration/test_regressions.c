@@ -51,6 +51,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1358,6 +1359,99 @@ static void test_local_failure_counts_for_neither(void **state)
     fake_origin_stop(o);
 }
 
+/* ---- 14. an access log at the file size limit ---- */
+
+/* The size of the file name in h's directory. */
+static off_t dir_file_size(struct harness *h, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", harness_dir(h), name);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+/* Starts Portico, fills its access log with 20 lines, then lowers its file size limit (ulimit
+ * -f) to 100 bytes past the end of that log: the next line is cut there, those after it are
+ * dropped. The error log (stderr.log, a file the limit applies to as well) stays well below the
+ * limit. Returns the limit Portico had, for restore_fsize. */
+static struct rlimit fill_to_fsize(struct harness *h, struct fake_origin *o, struct raw_conn *c)
+{
+    (void)o;
+    char req[128];
+    for (int i = 0; i < 20; i++) {
+        snprintf(req, sizeof(req), "GET /pad-%d HTTP/1.1\r\nHost: t\r\n\r\n", i);
+        exchange_status(c, req, 200);
+    }
+    assert_int_equal(harness_wait_file(h, "access.log", "target=\"/pad-19\"", PX_IO_MS), 0);
+    off_t end = dir_file_size(h, "access.log");
+    assert_true(dir_file_size(h, "stderr.log") + 2000 < end);
+    struct rlimit old, tight;
+    pid_t pid = harness_pid(h);
+    assert_int_equal(prlimit(pid, RLIMIT_FSIZE, NULL, &old), 0);
+    tight = (struct rlimit){.rlim_cur = (rlim_t)end + 100, .rlim_max = old.rlim_max};
+    assert_int_equal(prlimit(pid, RLIMIT_FSIZE, &tight, NULL), 0);
+    for (int i = 0; i < 5; i++) {
+        snprintf(req, sizeof(req), "GET /over-%d HTTP/1.1\r\nHost: t\r\n\r\n", i);
+        exchange_status(c, req, 200);
+    }
+    /* written once the flush that met the limit has failed */
+    if (harness_wait_log(h, "access_log: a write failed (File too large)", PX_IO_MS) != 0) {
+        const struct harness_exit *e = harness_running(h) ? NULL : harness_exit_info(h);
+        fail_msg("no failed write said%s%s", e && e->signaled ? ": Portico died of " : "",
+                 e && e->signaled ? strsignal(e->signal) : "");
+    }
+    assert_int_equal(dir_file_size(h, "access.log"), (off_t)tight.rlim_cur);
+    return old;
+}
+
+/* Every line of h's access log is one whole line: one time at its start, one trace id. */
+static void assert_access_lines_whole(struct harness *h)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/access.log", harness_dir(h));
+    char *text = tu_read_file(path, NULL);
+    assert_non_null(text);
+    for (char *line = text, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        if (!nl)
+            fail_msg("the access log ends with a cut line: %s", line);
+        *nl = '\0';
+        const char *id = strstr(line, " trace_id=");
+        if (strncmp(line, "20", 2) != 0 || !id || strstr(id + 1, " trace_id="))
+            fail_msg("not one whole access-log line: %s", line);
+    }
+    free(text);
+}
+
+/* A log at the file size limit (ulimit -f, systemd's LimitFSIZE=) loses lines, counted, as on
+ * a full disk; Portico serves on and writes again once the limit is raised, the cut line's
+ * rest first. It ended with SIGXFSZ at its first write past the limit. */
+static void test_log_at_file_size_limit(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    struct rlimit old = fill_to_fsize(h, o, c);
+    assert_true(harness_running(h));
+    exchange_status(c, "GET /still HTTP/1.1\r\nHost: t\r\n\r\n", 200);
+
+    assert_int_equal(prlimit(harness_pid(h), RLIMIT_FSIZE, &old, NULL), 0);
+    exchange_status(c, "GET /back HTTP/1.1\r\nHost: t\r\n\r\n", 200);
+    assert_int_equal(harness_wait_file(h, "access.log", "target=\"/back\"", PX_IO_MS), 0);
+    /* /over-0 was cut and completed; /over-1 to 4 were dropped; /still with them, or after */
+    /* said just after the write that went through */
+    assert_int_equal(harness_wait_log(h, "access_log: written again (", PX_IO_MS), 0);
+    assert_true(harness_file_contains(h, "access.log", "target=\"/over-0\""));
+    assert_false(harness_file_contains(h, "access.log", "target=\"/over-4\""));
+    assert_access_lines_whole(h);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     memset(big_put, 'b', sizeof(big_put) - 1);
@@ -1385,6 +1479,7 @@ int main(void)
         cmocka_unit_test(test_local_failure_spares_checked_origin),
         cmocka_unit_test(test_local_failure_counts_for_neither),
         cmocka_unit_test(test_trickled_response_head),
+        cmocka_unit_test(test_log_at_file_size_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
