@@ -1452,6 +1452,34 @@ static void test_log_at_file_size_limit(void **state)
     fake_origin_stop(o);
 }
 
+/* A reload (or SIGUSR1) that opens the same access log again while a line cut at the limit
+ * waits for room: the rest of that line still goes first once there is room. The reopen used
+ * to forget it, and the next line was glued to the cut one (a line no parser reads). */
+static void test_log_cut_line_across_reload(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    struct rlimit old = fill_to_fsize(h, o, c);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2,", PX_IO_MS), 0);
+    assert_int_equal(harness_signal(h, SIGUSR1), 0);
+    assert_int_equal(harness_wait_log(h, "SIGUSR1: logs reopened", PX_IO_MS), 0);
+
+    assert_int_equal(prlimit(harness_pid(h), RLIMIT_FSIZE, &old, NULL), 0);
+    raw_close(c);
+    c = px_connect(h); /* the reload's workers */
+    exchange_status(c, "GET /after HTTP/1.1\r\nHost: t\r\n\r\n", 200);
+    assert_int_equal(harness_wait_file(h, "access.log", "target=\"/after\"", PX_IO_MS), 0);
+    assert_access_lines_whole(h);
+    assert_true(harness_file_contains(h, "access.log", "target=\"/over-0\""));
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     memset(big_put, 'b', sizeof(big_put) - 1);
@@ -1480,6 +1508,7 @@ int main(void)
         cmocka_unit_test(test_local_failure_counts_for_neither),
         cmocka_unit_test(test_trickled_response_head),
         cmocka_unit_test(test_log_at_file_size_limit),
+        cmocka_unit_test(test_log_cut_line_across_reload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
