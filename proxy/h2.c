@@ -117,6 +117,16 @@ static void conn_end(struct h2_conn *h, uint32_t code, const char *why)
     nghttp2_session_terminate_session(h->session, code);
 }
 
+void h2_out_of_memory(struct h2_conn *h)
+{
+    if (h->end_why)
+        return;
+    char addr[PEER_ADDR_MAX];
+    log_client("client %s: HTTP/2: out of memory: connection closed",
+               peer_addr(h->peer, addr, sizeof(addr)));
+    conn_end(h, NGHTTP2_INTERNAL_ERROR, "out of memory");
+}
+
 static void flood(struct h2_conn *h, enum flood kind)
 {
     if (h->end_why)
@@ -364,7 +374,10 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
     else
         h->conn_owed += len;
     /* Copy before nghttp2 moves on: data points into the input being parsed. */
-    evbuffer_add(s->req_in, data, len);
+    if (evbuffer_add(s->req_in, data, len) != 0) {
+        h2_out_of_memory(h); /* the body would reach the origin with a hole in it */
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
     s->req_counted += len;
     s->data_at = now_us();
     exchange_request_readable(s->ex);
@@ -523,8 +536,11 @@ static int send_data(nghttp2_session *session, nghttp2_frame *frame, const uint8
     (void)session, (void)frame;
     struct h2_conn *h = user;
     struct h2_stream *s = source->ptr;
-    evbuffer_add(h->sock->out, framehd, 9);
-    evbuffer_remove_buffer(s->body, h->sock->out, length);
+    if (evbuffer_add(h->sock->out, framehd, 9) != 0 ||
+        evbuffer_remove_buffer(s->body, h->sock->out, length) != (int)length) {
+        h2_out_of_memory(h); /* a frame cut short: nothing after it would parse */
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
     s->body_sent += length;
     /* The windows let bytes through: a window that the client keeps reopening is not kept shut,
      * even when every check after a flush finds it used up again (check_streams). This
@@ -768,9 +784,14 @@ static void flush(struct h2_conn *h)
             ssize_t n = 0;
             const uint8_t *data;
             while (sock_pending(h->sock) < OUT_HIGH &&
-                   (n = nghttp2_session_mem_send(h->session, &data)) > 0)
-                evbuffer_add(h->sock->out, data, (size_t)n);
-            if (n < 0) {
+                   (n = nghttp2_session_mem_send(h->session, &data)) > 0) {
+                /* frames nghttp2 counts as sent: the client would wait for them for ever */
+                if (evbuffer_add(h->sock->out, data, (size_t)n) != 0)
+                    h2_out_of_memory(h);
+            }
+            if (n == NGHTTP2_ERR_NOMEM || n == NGHTTP2_ERR_CALLBACK_FAILURE) {
+                h2_out_of_memory(h); /* nghttp2's own, or send_data's */
+            } else if (n < 0) {
                 char addr[PEER_ADDR_MAX];
                 log_error("client %s: HTTP/2: %s", peer_addr(h->peer, addr, sizeof(addr)),
                           nghttp2_strerror((int)n));
@@ -849,6 +870,8 @@ static void conn_read(struct h2_conn *h)
             flood(h, FLOOD_ACKS);
         } else if (n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
             flood(h, FLOOD_CONTINUATION);
+        } else if (n == NGHTTP2_ERR_NOMEM || n == NGHTTP2_ERR_CALLBACK_FAILURE) {
+            h2_out_of_memory(h); /* ours: a callback of ours said so first, or nghttp2's */
         } else if (n < 0) {
             metrics_add(h->loop->metrics, M_H2_PROTOCOL_ERRORS, 1);
             char addr[PEER_ADDR_MAX];

@@ -492,7 +492,10 @@ static void resume(struct h2_stream *s)
     if (!s->deferred)
         return;
     s->deferred = false;
-    nghttp2_session_resume_data(s->conn->session, s->id);
+    /* Without memory to queue it again, the stream would wait for ever: the origin is no longer
+     * read (its body is full) and the client has nothing to answer. */
+    if (nghttp2_session_resume_data(s->conn->session, s->id) == NGHTTP2_ERR_NOMEM)
+        h2_out_of_memory(s->conn);
 }
 
 static void ds_body(void *ctx)
