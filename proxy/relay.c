@@ -546,6 +546,10 @@ static void read_heads(struct exchange *ex)
             return;
         size_t n = MIN(len, (size_t)ex->cfg->max_header_size);
         const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+        if (!p && n) { /* a head in several chains, and no memory to make it one */
+            ex_fail(ex, PHASE_READ, CAUSE_LOCAL, 0, "out of memory");
+            return;
+        }
         /* A head trickling in is parsed again only once a line has ended, as client.c does:
          * parsing it whole on every read kept a core busy for a 900 KB head (max_header_size
          * = 1m) sent a little at a time. */

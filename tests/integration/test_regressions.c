@@ -1480,6 +1480,89 @@ static void test_log_cut_line_across_reload(void **state)
     fake_origin_stop(o);
 }
 
+/* ---- 15. a large request head without memory to make it one piece ---- */
+
+/* pid's VmData (its heap and private mappings, what RLIMIT_DATA bounds), in bytes. */
+static long vm_data_bytes(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    long kb = -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmData: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    assert_true(kb > 0);
+    return kb * 1024;
+}
+
+/* A 900 KB head (max_header_size = 1m) arrives in many buffer chains; parsing it takes one piece
+ * of memory that size. With RLIMIT_DATA 1 MB above what Portico holds, that piece cannot be had:
+ * the client gets 503 "out of memory" and Portico serves on. evbuffer_pullup's NULL was read as
+ * the head: SIGSEGV, the whole process gone for one client. */
+static void test_large_head_out_of_memory(void **state)
+{
+    (void)state;
+    if (SANITIZED) /* the sanitizers' allocator maps its own memory: the limit means nothing */
+        skip();
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), "max_header_size = 1m");
+    pid_t pid = harness_pid(h);
+    if (px_under_valgrind(pid)) {
+        px_stop(h);
+        fake_origin_stop(o);
+        skip();
+    }
+    enum { FIELDS = 90, VALUE = 10000 };
+    size_t cap = 64 + FIELDS * (VALUE + 16), len = 0;
+    char *head = malloc(cap);
+    assert_non_null(head);
+    len += (size_t)snprintf(head, cap, "GET /big HTTP/1.1\r\nHost: t\r\n");
+    for (int i = 0; i < FIELDS; i++) {
+        len += (size_t)snprintf(head + len, cap - len, "X-F%d: ", i);
+        memset(head + len, 'a', VALUE);
+        len += VALUE;
+        memcpy(head + len, "\r\n", 2);
+        len += 2;
+    }
+    memcpy(head + len, "\r\n", 2);
+    len += 2;
+
+    struct rlimit old, tight;
+    assert_int_equal(prlimit(pid, RLIMIT_DATA, NULL, &old), 0);
+    tight = (struct rlimit){.rlim_cur = (rlim_t)(vm_data_bytes(pid) + 1024 * 1024),
+                            .rlim_max = old.rlim_max};
+    assert_int_equal(prlimit(pid, RLIMIT_DATA, &tight, NULL), 0);
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send(c, head, len), 0);
+    struct raw_response r;
+    int rc = raw_read_response(c, &r, PX_IO_MS);
+    if (!harness_running(h)) {
+        const struct harness_exit *e = harness_exit_info(h);
+        fail_msg("Portico ended%s%s", e->signaled ? ": " : "",
+                 e->signaled ? strsignal(e->signal) : "");
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(r.status, 503);
+    raw_response_free(&r);
+    raw_close(c);
+    free(head);
+
+    assert_int_equal(prlimit(pid, RLIMIT_DATA, &old, NULL), 0);
+    c = px_connect(h);
+    exchange_status(c, "GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 200);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0); /* exit 0: no sanitizer report */
+    char *line = px_log_line(h, "status=503"); /* a head never parsed: no target */
+    assert_non_null(strstr(line, "detail=\"out of memory\""));
+    free(line);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     memset(big_put, 'b', sizeof(big_put) - 1);
@@ -1509,6 +1592,7 @@ int main(void)
         cmocka_unit_test(test_trickled_response_head),
         cmocka_unit_test(test_log_at_file_size_limit),
         cmocka_unit_test(test_log_cut_line_across_reload),
+        cmocka_unit_test(test_large_head_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
