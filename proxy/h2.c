@@ -127,6 +127,12 @@ void h2_out_of_memory(struct h2_conn *h)
     conn_end(h, NGHTTP2_INTERNAL_ERROR, "out of memory");
 }
 
+void h2_reset(struct h2_conn *h, int32_t id, uint32_t code)
+{
+    if (nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, id, code) == NGHTTP2_ERR_NOMEM)
+        h2_out_of_memory(h);
+}
+
 static void flood(struct h2_conn *h, enum flood kind)
 {
     if (h->end_why)
@@ -226,7 +232,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
                      size_t name_len, const uint8_t *value, size_t value_len, uint8_t flags,
                      void *user)
 {
-    (void)flags;
+    (void)flags, (void)session;
     struct h2_stream *s = stream_of(user, frame->hd.stream_id);
     if (!s)
         return 0;
@@ -242,7 +248,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         if (s->trailer_size <= s->conn->cfg->max_header_size)
             return 0;
         h2_stream_malformed_after_head(s, "trailer section larger than max_header_size");
-        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
+        h2_reset(s->conn, s->id, NGHTTP2_PROTOCOL_ERROR);
         return skip_block(s->conn, frame);
     }
     switch (h2_request_field(&s->req, (const char *)name, name_len, (const char *)value,
@@ -255,7 +261,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
          * while going on costs ~100 ms of CPU per block. Our reset goes first and says why
          * (nghttp2 queues no second one): the access line says the same. */
         h2_stream_abandon_head(s);
-        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_ENHANCE_YOUR_CALM);
+        h2_reset(s->conn, s->id, NGHTTP2_ENHANCE_YOUR_CALM);
         return skip_block(s->conn, frame);
     default:
         h2_stream_reset_malformed(s, s->req.error);
@@ -495,7 +501,7 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
         (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS)) {
         h2_stream_delivered(s);
         if (!s->req_eof)
-            nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
+            h2_reset(s->conn, s->id, NGHTTP2_NO_ERROR);
     }
     /* Our own PROTOCOL_ERROR resets name their reason first; nghttp2 resets a stream without
      * telling when its DATA breaks its content-length or its trailers are malformed (RFC 9113
