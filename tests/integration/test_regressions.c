@@ -1563,6 +1563,39 @@ static void test_large_head_out_of_memory(void **state)
     fake_origin_stop(o);
 }
 
+/* ---- 16. out of descriptors for the lookup over TCP ---- */
+
+/* A name whose UDP answer is SERVFAIL is asked again over TCP; with no descriptor for that
+ * socket, the detail says so ("over TCP: socket: Too many open files"). It said only what the
+ * UDP answer was: out of descriptors read as the nameserver's failure. */
+static void test_dns_tcp_out_of_descriptors(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_SERVFAIL};
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    char resolver[64];
+    snprintf(resolver, sizeof(resolver), "resolver = 127.0.0.1:%u", fake_dns_port(d));
+    struct harness *h = px_start(resolver, "[upstream u]\norigin = fail.test:80\n");
+    pid_t pid = harness_pid(h);
+    if (px_under_valgrind(pid)) { /* valgrind keeps descriptors of its own past the limit */
+        px_stop(h);
+        fake_dns_stop(d);
+        skip();
+    }
+    /* room for the client's connection, none for a socket more (the resolver's UDP socket is
+     * open from the start) */
+    struct rlimit old = fds_limit_at_lowest_free(pid, 1);
+    struct raw_conn *c = px_connect(h);
+    exchange_status(c, "GET /short HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 502);
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    assert_log(h, "/short", "over TCP: socket: Too many open files", NULL);
+    harness_free(h);
+    fake_dns_stop(d);
+}
+
 int main(void)
 {
     memset(big_put, 'b', sizeof(big_put) - 1);
@@ -1593,6 +1626,7 @@ int main(void)
         cmocka_unit_test(test_log_at_file_size_limit),
         cmocka_unit_test(test_log_cut_line_across_reload),
         cmocka_unit_test(test_large_head_out_of_memory),
+        cmocka_unit_test(test_dns_tcp_out_of_descriptors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
