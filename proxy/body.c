@@ -26,25 +26,43 @@ void body_init(struct body_relay *r, enum h1_framing in, uint64_t content_length
 
 #define SMALL_COPY 1024 /* bytes of body copied rather than moved as a chain */
 
-/* Moves n payload bytes, framed as one chunk when re-encoding. */
-static void move_data(struct body_relay *r, struct evbuffer *in, struct evbuffer *out, size_t n)
+/* An addition to out that failed (out of memory): what out holds is no longer whole framing
+ * (a chunk size without its data, data without its CRLF), so the body cannot go on: the one
+ * reading it would take the next bytes for something else. Returns -1. */
+static int out_of_memory(struct body_relay *r)
 {
-    if (r->out_chunked)
-        evbuffer_add_printf(out, "%zx\r\n", n);
+    r->error = "out of memory";
+    r->out_of_memory = true;
+    return -1;
+}
+
+/* Adds p[0..n) to out; -1 (out_of_memory) when it could not. */
+static int add(struct body_relay *r, struct evbuffer *out, const char *p, size_t n)
+{
+    return evbuffer_add(out, p, n) == 0 ? 0 : out_of_memory(r);
+}
+
+/* Moves n payload bytes, framed as one chunk when re-encoding; -1 out of memory. */
+static int move_data(struct body_relay *r, struct evbuffer *in, struct evbuffer *out, size_t n)
+{
+    if (r->out_chunked && evbuffer_add_printf(out, "%zx\r\n", n) < 0)
+        return out_of_memory(r);
     if (n <= SMALL_COPY) {
         /* Copied behind what out already holds (the response head, mostly): one span, so one
          * send() instead of a sendmsg() of two; moving the chain would save only this copy. */
         char small[SMALL_COPY];
         evbuffer_remove(in, small, n);
-        evbuffer_add(out, small, n);
-    } else {
-        evbuffer_remove_buffer(in, out, n);
+        if (add(r, out, small, n) != 0)
+            return -1;
+    } else if (evbuffer_remove_buffer(in, out, n) != (int)n) {
+        return out_of_memory(r);
     }
-    if (r->out_chunked)
-        evbuffer_add(out, "\r\n", 2);
+    if (r->out_chunked && add(r, out, "\r\n", 2) != 0)
+        return -1;
     r->bytes += n;
     if (r->quota != UINT64_MAX)
         r->quota -= n;
+    return 0;
 }
 
 static int move_chunked(struct body_relay *r, struct evbuffer *in, struct evbuffer *out,
@@ -58,7 +76,8 @@ static int move_chunked(struct body_relay *r, struct evbuffer *in, struct evbuff
             if (!r->quota)
                 return 0;
             size_t n = (size_t)MIN(MIN(r->chunked.data_left, (uint64_t)avail), r->quota);
-            move_data(r, in, out, n);
+            if (move_data(r, in, out, n) != 0)
+                return -1;
             chunked_data_taken(&r->chunked, n);
             continue;
         }
@@ -75,8 +94,8 @@ static int move_chunked(struct body_relay *r, struct evbuffer *in, struct evbuff
         case CHUNKED_TRAILER:
             /* Field by field: a trailer section is no way around the head's rules (trailers.h). */
             if (r->out_chunked) {
-                if (!r->trailers_started)
-                    evbuffer_add(out, "0\r\n", 3);
+                if (!r->trailers_started && add(r, out, "0\r\n", 3) != 0)
+                    return -1;
                 r->trailers_started = true;
                 trailer_filter_run(&r->trailers, v.iov_base, used, out);
             } else if (r->trailers_out) {
@@ -86,9 +105,9 @@ static int move_chunked(struct body_relay *r, struct evbuffer *in, struct evbuff
             break;
         case CHUNKED_DONE:
             evbuffer_drain(in, used);
-            if (r->out_chunked)
-                evbuffer_add(out, r->trailers_started ? "\r\n" : "0\r\n\r\n",
-                             r->trailers_started ? 2 : 5);
+            if (r->out_chunked && add(r, out, r->trailers_started ? "\r\n" : "0\r\n\r\n",
+                                      r->trailers_started ? 2 : 5) != 0)
+                return -1;
             r->done = true;
             break;
         case CHUNKED_ERROR:
@@ -112,12 +131,13 @@ int body_move(struct body_relay *r, struct evbuffer *in, struct evbuffer *out, s
         size_t room = evbuffer_get_length(out) <= out_limit ? SIZE_MAX : 0;
         size_t n = (size_t)MIN(MIN(MIN(r->left, (uint64_t)avail), (uint64_t)room), r->quota);
         if (n) {
-            move_data(r, in, out, n); /* framed as a chunk when out_chunked */
+            if (move_data(r, in, out, n) != 0) /* framed as a chunk when out_chunked */
+                return -1;
             r->left -= n;
         }
         r->done = r->left == 0;
         if (r->done && r->out_chunked)
-            evbuffer_add(out, "0\r\n\r\n", 5);
+            return add(r, out, "0\r\n\r\n", 5);
         return 0;
     }
     case H1_BODY_CHUNKED:
@@ -125,7 +145,7 @@ int body_move(struct body_relay *r, struct evbuffer *in, struct evbuffer *out, s
     case H1_BODY_CLOSE: {
         size_t avail = (size_t)MIN((uint64_t)evbuffer_get_length(in), r->quota);
         if (avail && evbuffer_get_length(out) <= out_limit)
-            move_data(r, in, out, avail);
+            return move_data(r, in, out, avail);
         return 0;
     }
     }
@@ -211,8 +231,8 @@ int body_eof(struct body_relay *r, struct evbuffer *out)
                                             : "connection closed before Content-Length bytes";
         return -1;
     }
-    if (r->out_chunked)
-        evbuffer_add(out, "0\r\n\r\n", 5);
+    if (r->out_chunked && add(r, out, "0\r\n\r\n", 5) != 0)
+        return -1;
     r->done = true;
     return 0;
 }

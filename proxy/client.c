@@ -984,6 +984,10 @@ static void parse_head(struct client *c)
     size_t max = (size_t)cfg->max_header_size;
     size_t n = MIN(len, max - c->head_skipped);
     const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    if (!p && n) { /* a head in several chains, and no memory to make it one: ours, not theirs */
+        refuse_head(c, HTTP_SERVICE_UNAVAILABLE, "out of memory", 0, false);
+        return;
+    }
     /* Empty lines before the request line are ignored (RFC 9112 2.2), but each ends a line: sent
      * one at a time, each had the whole head so far parsed again (900 KB of them, then one every
      * 0.1 ms, kept a worker busy: 2.5 s of CPU in 3 s, max_header_size = 1m). They go as they
@@ -1001,6 +1005,10 @@ static void parse_head(struct client *c)
         p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
         if (len == 0 && c->head_skipped < max)
             return;
+        if (!p && n) {
+            refuse_head(c, HTTP_SERVICE_UNAVAILABLE, "out of memory", 0, false);
+            return;
+        }
     }
     /* A head trickling in byte by byte must not cost a full parse per byte: nothing can change
      * until a line ends, or the limit is reached. */

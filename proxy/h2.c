@@ -117,6 +117,22 @@ static void conn_end(struct h2_conn *h, uint32_t code, const char *why)
     nghttp2_session_terminate_session(h->session, code);
 }
 
+void h2_out_of_memory(struct h2_conn *h)
+{
+    if (h->end_why)
+        return;
+    char addr[PEER_ADDR_MAX];
+    log_client("client %s: HTTP/2: out of memory: connection closed",
+               peer_addr(h->peer, addr, sizeof(addr)));
+    conn_end(h, NGHTTP2_INTERNAL_ERROR, "out of memory");
+}
+
+void h2_reset(struct h2_conn *h, int32_t id, uint32_t code)
+{
+    if (nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, id, code) == NGHTTP2_ERR_NOMEM)
+        h2_out_of_memory(h);
+}
+
 static void flood(struct h2_conn *h, enum flood kind)
 {
     if (h->end_why)
@@ -216,7 +232,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
                      size_t name_len, const uint8_t *value, size_t value_len, uint8_t flags,
                      void *user)
 {
-    (void)flags;
+    (void)flags, (void)session;
     struct h2_stream *s = stream_of(user, frame->hd.stream_id);
     if (!s)
         return 0;
@@ -232,7 +248,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         if (s->trailer_size <= s->conn->cfg->max_header_size)
             return 0;
         h2_stream_malformed_after_head(s, "trailer section larger than max_header_size");
-        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
+        h2_reset(s->conn, s->id, NGHTTP2_PROTOCOL_ERROR);
         return skip_block(s->conn, frame);
     }
     switch (h2_request_field(&s->req, (const char *)name, name_len, (const char *)value,
@@ -245,7 +261,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
          * while going on costs ~100 ms of CPU per block. Our reset goes first and says why
          * (nghttp2 queues no second one): the access line says the same. */
         h2_stream_abandon_head(s);
-        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_ENHANCE_YOUR_CALM);
+        h2_reset(s->conn, s->id, NGHTTP2_ENHANCE_YOUR_CALM);
         return skip_block(s->conn, frame);
     default:
         h2_stream_reset_malformed(s, s->req.error);
@@ -364,7 +380,10 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
     else
         h->conn_owed += len;
     /* Copy before nghttp2 moves on: data points into the input being parsed. */
-    evbuffer_add(s->req_in, data, len);
+    if (evbuffer_add(s->req_in, data, len) != 0) {
+        h2_out_of_memory(h); /* the body would reach the origin with a hole in it */
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
     s->req_counted += len;
     s->data_at = now_us();
     exchange_request_readable(s->ex);
@@ -482,7 +501,7 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
         (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS)) {
         h2_stream_delivered(s);
         if (!s->req_eof)
-            nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
+            h2_reset(s->conn, s->id, NGHTTP2_NO_ERROR);
     }
     /* Our own PROTOCOL_ERROR resets name their reason first; nghttp2 resets a stream without
      * telling when its DATA breaks its content-length or its trailers are malformed (RFC 9113
@@ -523,8 +542,11 @@ static int send_data(nghttp2_session *session, nghttp2_frame *frame, const uint8
     (void)session, (void)frame;
     struct h2_conn *h = user;
     struct h2_stream *s = source->ptr;
-    evbuffer_add(h->sock->out, framehd, 9);
-    evbuffer_remove_buffer(s->body, h->sock->out, length);
+    if (evbuffer_add(h->sock->out, framehd, 9) != 0 ||
+        evbuffer_remove_buffer(s->body, h->sock->out, length) != (int)length) {
+        h2_out_of_memory(h); /* a frame cut short: nothing after it would parse */
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
     s->body_sent += length;
     /* The windows let bytes through: a window that the client keeps reopening is not kept shut,
      * even when every check after a flush finds it used up again (check_streams). This
@@ -768,9 +790,14 @@ static void flush(struct h2_conn *h)
             ssize_t n = 0;
             const uint8_t *data;
             while (sock_pending(h->sock) < OUT_HIGH &&
-                   (n = nghttp2_session_mem_send(h->session, &data)) > 0)
-                evbuffer_add(h->sock->out, data, (size_t)n);
-            if (n < 0) {
+                   (n = nghttp2_session_mem_send(h->session, &data)) > 0) {
+                /* frames nghttp2 counts as sent: the client would wait for them for ever */
+                if (evbuffer_add(h->sock->out, data, (size_t)n) != 0)
+                    h2_out_of_memory(h);
+            }
+            if (n == NGHTTP2_ERR_NOMEM || n == NGHTTP2_ERR_CALLBACK_FAILURE) {
+                h2_out_of_memory(h); /* nghttp2's own, or send_data's */
+            } else if (n < 0) {
                 char addr[PEER_ADDR_MAX];
                 log_error("client %s: HTTP/2: %s", peer_addr(h->peer, addr, sizeof(addr)),
                           nghttp2_strerror((int)n));
@@ -849,6 +876,8 @@ static void conn_read(struct h2_conn *h)
             flood(h, FLOOD_ACKS);
         } else if (n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
             flood(h, FLOOD_CONTINUATION);
+        } else if (n == NGHTTP2_ERR_NOMEM || n == NGHTTP2_ERR_CALLBACK_FAILURE) {
+            h2_out_of_memory(h); /* ours: a callback of ours said so first, or nghttp2's */
         } else if (n < 0) {
             metrics_add(h->loop->metrics, M_H2_PROTOCOL_ERRORS, 1);
             char addr[PEER_ADDR_MAX];

@@ -287,6 +287,16 @@ void h2_stream_uncheck(struct h2_stream *s);
  * called us. */
 void h2_want_flush(struct h2_conn *h);
 
+/* Portico ran out of memory for h (a frame it could not buffer, a stream nghttp2 could not take
+ * up again): what went either way is no longer whole, so the connection ends, with GOAWAY
+ * INTERNAL_ERROR if that can still go, its streams logged with detail "out of memory".
+ * Portico's failure, not the client's: no protocol error is counted. */
+void h2_out_of_memory(struct h2_conn *h);
+
+/* RST_STREAM with code for stream id. Without memory to queue it the client would wait for the
+ * stream for ever (Portico has ended it): the connection ends instead (h2_out_of_memory). */
+void h2_reset(struct h2_conn *h, int32_t id, uint32_t code);
+
 /* Takes one token of kind; an empty bucket is a flood: GOAWAY, counted. */
 void h2_charge(struct h2_conn *h, enum flood kind);
 

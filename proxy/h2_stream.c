@@ -397,7 +397,7 @@ static void submit_head(struct h2_stream *s, const struct resp_head *head, bool 
         rc = nghttp2_submit_response(h->session, s->id, nv, n, body ? &prd : NULL);
     }
     if (rc != 0)
-        nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+        h2_reset(h, s->id, NGHTTP2_INTERNAL_ERROR);
     h2_want_flush(h);
 }
 
@@ -492,7 +492,10 @@ static void resume(struct h2_stream *s)
     if (!s->deferred)
         return;
     s->deferred = false;
-    nghttp2_session_resume_data(s->conn->session, s->id);
+    /* Without memory to queue it again, the stream would wait for ever: the origin is no longer
+     * read (its body is full) and the client has nothing to answer. */
+    if (nghttp2_session_resume_data(s->conn->session, s->id) == NGHTTP2_ERR_NOMEM)
+        h2_out_of_memory(s->conn);
 }
 
 static void ds_body(void *ctx)
@@ -553,7 +556,9 @@ void h2_stream_grant(struct h2_stream *s)
     int64_t want = floor + (int64_t)MIN(h2_stream_req_share(h) - h->req_floor, room);
     /* Half a share at a time, as nghttp2 would: not a WINDOW_UPDATE per DATA frame. */
     if (has <= want / 2) {
-        nghttp2_submit_window_update(h->session, NGHTTP2_FLAG_NONE, s->id, (int32_t)(want - has));
+        if (nghttp2_submit_window_update(h->session, NGHTTP2_FLAG_NONE, s->id,
+                                         (int32_t)(want - has)) == NGHTTP2_ERR_NOMEM)
+            h2_out_of_memory(h); /* the client's upload would wait for it for ever */
         has = want;
         h2_want_flush(h);
     }
@@ -629,7 +634,7 @@ static void ds_done(void *ctx, enum exchange_end end)
         /* A fault drops or resets the response: the client must see this stream fail, and
          * only this one (the connection carries other streams). */
         evbuffer_drain(s->body, SIZE_MAX);
-        nghttp2_submit_rst_stream(s->conn->session, NGHTTP2_FLAG_NONE, s->id,
+        h2_reset(s->conn, s->id,
                                   NGHTTP2_INTERNAL_ERROR);
     } else {
         /* A response cut short after its head (END_ABORT) still delivers the head and the
@@ -730,7 +735,7 @@ void h2_stream_unsent(struct h2_stream *s, int error, bool interim)
     if (interim)
         return;
     s->unsent = "response HEADERS not sent (nghttp2 refused the frame): stream reset";
-    nghttp2_submit_rst_stream(s->conn->session, NGHTTP2_FLAG_NONE, s->id,
+    h2_reset(s->conn, s->id,
                               NGHTTP2_INTERNAL_ERROR);
     h2_want_flush(s->conn);
 }
@@ -791,7 +796,7 @@ void h2_stream_reset_malformed(struct h2_stream *s, const char *why)
     if (s->malformed)
         return;
     h2_stream_malformed(s, why);
-    nghttp2_submit_rst_stream(s->conn->session, NGHTTP2_FLAG_NONE, s->id,
+    h2_reset(s->conn, s->id,
                               NGHTTP2_PROTOCOL_ERROR);
 }
 

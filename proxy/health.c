@@ -142,6 +142,10 @@ static void read_status(struct probe *p, struct sock *s)
         size_t len = evbuffer_get_length(s->in);
         size_t n = MIN(len, max);
         const char *head = (const char *)evbuffer_pullup(s->in, (ev_ssize_t)n);
+        if (!head && n) {
+            no_verdict(p, "out of memory"); /* ours: nothing of the origin */
+            return;
+        }
         struct h1_response resp;
         struct h1_error err;
         int rc = len ? h1_parse_response(head, n, max, &resp, &err) : -2;

@@ -629,13 +629,24 @@ static void rest_forget(struct line_rest *rest)
     rest->len = 0;
 }
 
+/* Whether fd is the file (or pipe, or socket) the descriptor in slot writes to. */
+static bool same_target(int fd, int slot_fd)
+{
+    struct stat a, b;
+    return slot_fd >= 0 && fstat(fd, &a) == 0 && fstat(slot_fd, &b) == 0 &&
+           a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 /* install() for a log that keeps the rest of a cut line, under rest_lock: no writer is between
- * a rest and its own lines when the file changes. */
+ * a rest and its own lines when the file changes. A reopen of the same file (a reload, SIGUSR1
+ * with nothing rotated) keeps the rest: the cut line is still at the file's end, and the next
+ * line would be glued to it. */
 static int install_rest(_Atomic int *slot, int fd, struct line_rest *rest)
 {
     pthread_mutex_lock(&rest_lock);
+    bool same = rest->len && same_target(fd, atomic_load(slot));
     int rc = install(slot, fd);
-    if (rc == 0)
+    if (rc == 0 && !same)
         rest_forget(rest);
     pthread_mutex_unlock(&rest_lock);
     return rc;

@@ -867,6 +867,10 @@ static int run(const char *path, struct config *cfg, const sigset_t *set)
     heap_tune();
     rlim_t raised_from = raise_descriptor_limit();
     signal(SIGPIPE, SIG_IGN);
+    /* A log that reaches the file size limit (ulimit -f, systemd's LimitFSIZE=): its write then
+     * fails with EFBIG, and the lines are dropped and counted as on a full disk, where the
+     * default action of SIGXFSZ ended the process at its first write past the limit. */
+    signal(SIGXFSZ, SIG_IGN);
 
     struct process p = {.path = path, .pid_claim = -1, .state = RUN_SERVING};
     bool upgraded = upgrade_inherited();

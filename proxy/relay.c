@@ -131,6 +131,19 @@ static void request_body_refused(struct exchange *ex, int status, const char *wh
     ex_refuse(ex, status, why, true);
 }
 
+/* body_move or body_eof refused the request body: the client's framing (400), or our memory
+ * for what goes to the origin (500 internal_error, never counted against the origin; the
+ * origin connection, its body cut, closes). */
+static void request_body_failed(struct exchange *ex)
+{
+    if (ex->req_body.out_of_memory) {
+        ex->req_state = REQ_DONE;
+        ex_fail(ex, PHASE_SEND, CAUSE_LOCAL, 0, "out of memory");
+    } else {
+        request_body_refused(ex, HTTP_BAD_REQUEST, ex->req_body.error);
+    }
+}
+
 /* Whether the rest of body may go socket to socket (`splice`): the downstream can splice
  * (can_splice: it has the op), the origin connection is plain, the body qualifies. */
 static bool splice_allowed(const struct exchange *ex, bool can_splice,
@@ -211,7 +224,7 @@ void relay_request_body(struct exchange *ex)
         }
         size_t before_in = evbuffer_get_length(in), before_out = evbuffer_get_length(out);
         if (body_move(&ex->req_body, in, out, RELAY_HIGH) != 0) {
-            request_body_refused(ex, HTTP_BAD_REQUEST, ex->req_body.error);
+            request_body_failed(ex);
             return;
         }
         if (ex->replay && ex->usock)
@@ -229,7 +242,7 @@ void relay_request_body(struct exchange *ex)
         /* The downstream's end of the body (HTTP/2 END_STREAM), once its input is all taken. */
         if (ex->req_eof && !ex->req_body.done && evbuffer_get_length(in) == 0 &&
             body_eof(&ex->req_body, out) != 0) {
-            request_body_refused(ex, HTTP_BAD_REQUEST, ex->req_body.error);
+            request_body_failed(ex);
             return;
         }
         if (ex->usock)
@@ -546,6 +559,10 @@ static void read_heads(struct exchange *ex)
             return;
         size_t n = MIN(len, (size_t)ex->cfg->max_header_size);
         const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+        if (!p && n) { /* a head in several chains, and no memory to make it one */
+            ex_fail(ex, PHASE_READ, CAUSE_LOCAL, 0, "out of memory");
+            return;
+        }
         /* A head trickling in is parsed again only once a line has ended, as client.c does:
          * parsing it whole on every read kept a core busy for a 900 KB head (max_header_size
          * = 1m) sent a little at a time. */
@@ -654,8 +671,11 @@ static void relay_body(struct exchange *ex)
         }
         size_t before_in = evbuffer_get_length(in), before_out = evbuffer_get_length(out);
         if (body_move(&ex->resp_body, in, out, RELAY_HIGH) != 0) {
-            ex_fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "invalid response body from %s: %s",
-                    upconn_addr(ex->uc), ex->resp_body.error);
+            if (ex->resp_body.out_of_memory)
+                ex_fail(ex, PHASE_READ, CAUSE_LOCAL, 0, "out of memory");
+            else
+                ex_fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "invalid response body from %s: %s",
+                        upconn_addr(ex->uc), ex->resp_body.error);
             return;
         }
         if (evbuffer_get_length(in) != before_in)
@@ -753,8 +773,11 @@ static void origin_eof(struct exchange *ex)
             ex_end(ex, OUTCOME_DONE);
             return;
         }
-        ex_fail(ex, PHASE_READ, CAUSE_EOF, 0, "%s closed the connection mid-body: %s", addr,
-                ex->resp_body.error);
+        if (ex->resp_body.out_of_memory)
+            ex_fail(ex, PHASE_READ, CAUSE_LOCAL, 0, "out of memory");
+        else
+            ex_fail(ex, PHASE_READ, CAUSE_EOF, 0, "%s closed the connection mid-body: %s", addr,
+                    ex->resp_body.error);
         return;
     }
     char why[160];

@@ -873,8 +873,9 @@ static void tcp_cb(void *arg, const struct dns_tcp_result *r)
 }
 
 /* Asks the name over TCP (ASKED OVER TCP); false: the UDP answer stands, reported by the caller
- * (no nameserver, too many lookups under way, out of memory). true also when the name was
- * asked in vain within down_time: its failure was reported, c may be gone. */
+ * (no nameserver, too many lookups under way). true also when the name was asked in vain
+ * within down_time, or could not be (no descriptor or memory for it): its failure was
+ * reported, with why, and c may be gone. */
 static bool ask_over_tcp(struct upconn *c, int udp_failure)
 {
     c->udp_failure = udp_failure;
@@ -891,6 +892,12 @@ static bool ask_over_tcp(struct upconn *c, int udp_failure)
     if (!c->dns_tcp) {
         metrics_dns_tcp(c->loop->metrics, DNS_TCP_SKIPPED);
         log_debug("resolving %s: not asked over TCP: %s", c->oc->host, why);
+        /* Our own shortage: the detail says it, or out of descriptors read as the nameserver's
+         * answer alone (SERVFAIL, truncated) */
+        if (strncmp(why, "socket: ", 8) == 0 || strcmp(why, "out of memory") == 0) {
+            udp_failure_stands(c, why);
+            return true;
+        }
     }
     return c->dns_tcp != NULL;
 }

@@ -30,6 +30,8 @@ struct body_relay {
                                     the owner sets it to cut a body short or pace it */
     bool done;                   /* the body is complete (never set for CLOSE until eof) */
     const char *error;           /* static reason after -1 */
+    bool out_of_memory;          /* the -1 was ours: no memory for what goes out (error says
+                                    so), not the sender's framing */
 };
 
 /* Prepares a relay for a body of `in` framing (content_length for LENGTH). max_trailers bounds

@@ -51,6 +51,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1358,6 +1359,243 @@ static void test_local_failure_counts_for_neither(void **state)
     fake_origin_stop(o);
 }
 
+/* ---- 14. an access log at the file size limit ---- */
+
+/* The size of the file name in h's directory. */
+static off_t dir_file_size(struct harness *h, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", harness_dir(h), name);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+/* Starts Portico, fills its access log with 20 lines, then lowers its file size limit (ulimit
+ * -f) to 100 bytes past the end of that log: the next line is cut there, those after it are
+ * dropped. The error log (stderr.log, a file the limit applies to as well) stays well below the
+ * limit. Returns the limit Portico had, for restore_fsize. */
+static struct rlimit fill_to_fsize(struct harness *h, struct fake_origin *o, struct raw_conn *c)
+{
+    (void)o;
+    char req[128];
+    for (int i = 0; i < 20; i++) {
+        snprintf(req, sizeof(req), "GET /pad-%d HTTP/1.1\r\nHost: t\r\n\r\n", i);
+        exchange_status(c, req, 200);
+    }
+    assert_int_equal(harness_wait_file(h, "access.log", "target=\"/pad-19\"", PX_IO_MS), 0);
+    off_t end = dir_file_size(h, "access.log");
+    assert_true(dir_file_size(h, "stderr.log") + 2000 < end);
+    struct rlimit old, tight;
+    pid_t pid = harness_pid(h);
+    assert_int_equal(prlimit(pid, RLIMIT_FSIZE, NULL, &old), 0);
+    tight = (struct rlimit){.rlim_cur = (rlim_t)end + 100, .rlim_max = old.rlim_max};
+    assert_int_equal(prlimit(pid, RLIMIT_FSIZE, &tight, NULL), 0);
+    for (int i = 0; i < 5; i++) {
+        snprintf(req, sizeof(req), "GET /over-%d HTTP/1.1\r\nHost: t\r\n\r\n", i);
+        exchange_status(c, req, 200);
+    }
+    /* written once the flush that met the limit has failed */
+    if (harness_wait_log(h, "access_log: a write failed (File too large)", PX_IO_MS) != 0) {
+        const struct harness_exit *e = harness_running(h) ? NULL : harness_exit_info(h);
+        fail_msg("no failed write said%s%s", e && e->signaled ? ": Portico died of " : "",
+                 e && e->signaled ? strsignal(e->signal) : "");
+    }
+    assert_int_equal(dir_file_size(h, "access.log"), (off_t)tight.rlim_cur);
+    return old;
+}
+
+/* Every line of h's access log is one whole line: one time at its start, one trace id. */
+static void assert_access_lines_whole(struct harness *h)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/access.log", harness_dir(h));
+    char *text = tu_read_file(path, NULL);
+    assert_non_null(text);
+    for (char *line = text, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        if (!nl)
+            fail_msg("the access log ends with a cut line: %s", line);
+        *nl = '\0';
+        const char *id = strstr(line, " trace_id=");
+        if (strncmp(line, "20", 2) != 0 || !id || strstr(id + 1, " trace_id="))
+            fail_msg("not one whole access-log line: %s", line);
+    }
+    free(text);
+}
+
+/* A log at the file size limit (ulimit -f, systemd's LimitFSIZE=) loses lines, counted, as on
+ * a full disk; Portico serves on and writes again once the limit is raised, the cut line's
+ * rest first. It ended with SIGXFSZ at its first write past the limit. */
+static void test_log_at_file_size_limit(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    struct rlimit old = fill_to_fsize(h, o, c);
+    assert_true(harness_running(h));
+    exchange_status(c, "GET /still HTTP/1.1\r\nHost: t\r\n\r\n", 200);
+
+    assert_int_equal(prlimit(harness_pid(h), RLIMIT_FSIZE, &old, NULL), 0);
+    exchange_status(c, "GET /back HTTP/1.1\r\nHost: t\r\n\r\n", 200);
+    assert_int_equal(harness_wait_file(h, "access.log", "target=\"/back\"", PX_IO_MS), 0);
+    /* /over-0 was cut and completed; /over-1 to 4 were dropped; /still with them, or after */
+    /* said just after the write that went through */
+    assert_int_equal(harness_wait_log(h, "access_log: written again (", PX_IO_MS), 0);
+    assert_true(harness_file_contains(h, "access.log", "target=\"/over-0\""));
+    assert_false(harness_file_contains(h, "access.log", "target=\"/over-4\""));
+    assert_access_lines_whole(h);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* A reload (or SIGUSR1) that opens the same access log again while a line cut at the limit
+ * waits for room: the rest of that line still goes first once there is room. The reopen used
+ * to forget it, and the next line was glued to the cut one (a line no parser reads). */
+static void test_log_cut_line_across_reload(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    struct rlimit old = fill_to_fsize(h, o, c);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2,", PX_IO_MS), 0);
+    assert_int_equal(harness_signal(h, SIGUSR1), 0);
+    assert_int_equal(harness_wait_log(h, "SIGUSR1: logs reopened", PX_IO_MS), 0);
+
+    assert_int_equal(prlimit(harness_pid(h), RLIMIT_FSIZE, &old, NULL), 0);
+    raw_close(c);
+    c = px_connect(h); /* the reload's workers */
+    exchange_status(c, "GET /after HTTP/1.1\r\nHost: t\r\n\r\n", 200);
+    assert_int_equal(harness_wait_file(h, "access.log", "target=\"/after\"", PX_IO_MS), 0);
+    assert_access_lines_whole(h);
+    assert_true(harness_file_contains(h, "access.log", "target=\"/over-0\""));
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* ---- 15. a large request head without memory to make it one piece ---- */
+
+/* pid's VmData (its heap and private mappings, what RLIMIT_DATA bounds), in bytes. */
+static long vm_data_bytes(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    long kb = -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmData: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    assert_true(kb > 0);
+    return kb * 1024;
+}
+
+/* A 900 KB head (max_header_size = 1m) arrives in many buffer chains; parsing it takes one piece
+ * of memory that size. With RLIMIT_DATA 1 MB above what Portico holds, that piece cannot be had:
+ * the client gets 503 "out of memory" and Portico serves on. evbuffer_pullup's NULL was read as
+ * the head: SIGSEGV, the whole process gone for one client. */
+static void test_large_head_out_of_memory(void **state)
+{
+    (void)state;
+    if (SANITIZED) /* the sanitizers' allocator maps its own memory: the limit means nothing */
+        skip();
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), "max_header_size = 1m");
+    pid_t pid = harness_pid(h);
+    if (px_under_valgrind(pid)) {
+        px_stop(h);
+        fake_origin_stop(o);
+        skip();
+    }
+    enum { FIELDS = 90, VALUE = 10000 };
+    size_t cap = 64 + FIELDS * (VALUE + 16), len = 0;
+    char *head = malloc(cap);
+    assert_non_null(head);
+    len += (size_t)snprintf(head, cap, "GET /big HTTP/1.1\r\nHost: t\r\n");
+    for (int i = 0; i < FIELDS; i++) {
+        len += (size_t)snprintf(head + len, cap - len, "X-F%d: ", i);
+        memset(head + len, 'a', VALUE);
+        len += VALUE;
+        memcpy(head + len, "\r\n", 2);
+        len += 2;
+    }
+    memcpy(head + len, "\r\n", 2);
+    len += 2;
+
+    struct rlimit old, tight;
+    assert_int_equal(prlimit(pid, RLIMIT_DATA, NULL, &old), 0);
+    tight = (struct rlimit){.rlim_cur = (rlim_t)(vm_data_bytes(pid) + 1024 * 1024),
+                            .rlim_max = old.rlim_max};
+    assert_int_equal(prlimit(pid, RLIMIT_DATA, &tight, NULL), 0);
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send(c, head, len), 0);
+    struct raw_response r;
+    int rc = raw_read_response(c, &r, PX_IO_MS);
+    if (!harness_running(h)) {
+        const struct harness_exit *e = harness_exit_info(h);
+        fail_msg("Portico ended%s%s", e->signaled ? ": " : "",
+                 e->signaled ? strsignal(e->signal) : "");
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(r.status, 503);
+    raw_response_free(&r);
+    raw_close(c);
+    free(head);
+
+    assert_int_equal(prlimit(pid, RLIMIT_DATA, &old, NULL), 0);
+    c = px_connect(h);
+    exchange_status(c, "GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 200);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0); /* exit 0: no sanitizer report */
+    char *line = px_log_line(h, "status=503"); /* a head never parsed: no target */
+    assert_non_null(strstr(line, "detail=\"out of memory\""));
+    free(line);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
+/* ---- 16. out of descriptors for the lookup over TCP ---- */
+
+/* A name whose UDP answer is SERVFAIL is asked again over TCP; with no descriptor for that
+ * socket, the detail says so ("over TCP: socket: Too many open files"). It said only what the
+ * UDP answer was: out of descriptors read as the nameserver's failure. */
+static void test_dns_tcp_out_of_descriptors(void **state)
+{
+    (void)state;
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_SERVFAIL};
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    char resolver[64];
+    snprintf(resolver, sizeof(resolver), "resolver = 127.0.0.1:%u", fake_dns_port(d));
+    struct harness *h = px_start(resolver, "[upstream u]\norigin = fail.test:80\n");
+    pid_t pid = harness_pid(h);
+    if (px_under_valgrind(pid)) { /* valgrind keeps descriptors of its own past the limit */
+        px_stop(h);
+        fake_dns_stop(d);
+        skip();
+    }
+    /* room for the client's connection, none for a socket more (the resolver's UDP socket is
+     * open from the start) */
+    struct rlimit old = fds_limit_at_lowest_free(pid, 1);
+    struct raw_conn *c = px_connect(h);
+    exchange_status(c, "GET /short HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 502);
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    assert_log(h, "/short", "over TCP: socket: Too many open files", NULL);
+    harness_free(h);
+    fake_dns_stop(d);
+}
+
 int main(void)
 {
     memset(big_put, 'b', sizeof(big_put) - 1);
@@ -1385,6 +1623,10 @@ int main(void)
         cmocka_unit_test(test_local_failure_spares_checked_origin),
         cmocka_unit_test(test_local_failure_counts_for_neither),
         cmocka_unit_test(test_trickled_response_head),
+        cmocka_unit_test(test_log_at_file_size_limit),
+        cmocka_unit_test(test_log_cut_line_across_reload),
+        cmocka_unit_test(test_large_head_out_of_memory),
+        cmocka_unit_test(test_dns_tcp_out_of_descriptors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #include <event2/buffer.h>
 
 #include "portico/body.h"
+#include "alloc_fail.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_TRAILERS 512
@@ -606,8 +607,61 @@ static void test_large_body(void **state)
     free(data);
 }
 
+/* Whichever allocation fails while a body is re-encoded as chunked, body_move either moves it
+ * whole, framing and all, or says it ran out of memory: never a chunk size without its data,
+ * nor data without its CRLF, which the origin would read as the start of something else (the
+ * additions went unchecked: "1f4\r\n" then no data, and 0 returned). out is filled first to
+ * every length around a chain's end, so that each addition in turn is the one that needs a
+ * new chain. */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {500, 3000}; /* copied; moved as chains */
+    static char data[3000], fill[1200];
+    memset(data, 'd', sizeof(data));
+    memset(fill, 'h', sizeof(fill));
+    unsigned failed = 0;
+    for (size_t i = 0; i < ARRAY_LEN(sizes); i++) {
+        for (size_t pre = 900; pre <= sizeof(fill); pre++) {
+            for (long k = 0; k < 4; k++) {
+                struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+                assert_non_null(in);
+                assert_non_null(out);
+                assert_int_equal(evbuffer_add(in, data, sizes[i]), 0);
+                assert_int_equal(evbuffer_add(out, fill, pre), 0);
+                struct body_relay r;
+                body_init(&r, H1_BODY_LENGTH, sizes[i], true, 0);
+                alloc_fail_at(k);
+                int rc = body_move(&r, in, out, SIZE_MAX);
+                alloc_fail_at(-1);
+                if (rc != 0) {
+                    assert_int_equal(rc, -1);
+                    assert_true(r.out_of_memory);
+                    assert_string_equal(r.error, "out of memory");
+                    failed++;
+                } else {
+                    char framing[16];
+                    int n = snprintf(framing, sizeof(framing), "%zx\r\n", sizes[i]);
+                    size_t want = pre + (size_t)n + sizes[i] + 2 + 5;
+                    assert_true(r.done);
+                    assert_int_equal(evbuffer_get_length(out), want);
+                    const char *p = (const char *)evbuffer_pullup(out, -1);
+                    assert_memory_equal(p + pre, framing, (size_t)n);
+                    assert_memory_equal(p + pre + n, data, sizes[i]);
+                    assert_memory_equal(p + pre + (size_t)n + sizes[i], "\r\n0\r\n\r\n", 7);
+                }
+                evbuffer_free(in);
+                evbuffer_free(out);
+            }
+        }
+    }
+    assert_true(failed > 0); /* some addition did need memory, and did not get it */
+}
+
 int main(void)
 {
+    alloc_fail_install(); /* before libevent allocates anything */
+    (void)alloc_fail_all;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_whole),
         cmocka_unit_test(test_byte_by_byte),
@@ -619,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_done_is_final),
         cmocka_unit_test(test_back_pressure),
         cmocka_unit_test(test_large_body),
+        cmocka_unit_test(test_out_of_memory),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
