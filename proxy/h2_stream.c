@@ -634,8 +634,7 @@ static void ds_done(void *ctx, enum exchange_end end)
         /* A fault drops or resets the response: the client must see this stream fail, and
          * only this one (the connection carries other streams). */
         evbuffer_drain(s->body, SIZE_MAX);
-        h2_reset(s->conn, s->id,
-                                  NGHTTP2_INTERNAL_ERROR);
+        h2_reset(s->conn, s->id, NGHTTP2_INTERNAL_ERROR);
     } else {
         /* A response cut short after its head (END_ABORT) still delivers the head and the
          * bytes that came, as over HTTP/1.1; a reset at once would overtake both in nghttp2's
@@ -735,8 +734,7 @@ void h2_stream_unsent(struct h2_stream *s, int error, bool interim)
     if (interim)
         return;
     s->unsent = "response HEADERS not sent (nghttp2 refused the frame): stream reset";
-    h2_reset(s->conn, s->id,
-                              NGHTTP2_INTERNAL_ERROR);
+    h2_reset(s->conn, s->id, NGHTTP2_INTERNAL_ERROR);
     h2_want_flush(s->conn);
 }
 
@@ -796,8 +794,7 @@ void h2_stream_reset_malformed(struct h2_stream *s, const char *why)
     if (s->malformed)
         return;
     h2_stream_malformed(s, why);
-    h2_reset(s->conn, s->id,
-                              NGHTTP2_PROTOCOL_ERROR);
+    h2_reset(s->conn, s->id, NGHTTP2_PROTOCOL_ERROR);
 }
 
 /* The request's header block is complete: translate, check, start its exchange. */

@@ -724,7 +724,7 @@ static void connect_next(struct upconn *c)
 
 static void dns_cb(int result, struct evutil_addrinfo *res, void *arg);
 static bool may_be_truncated(int result);
-static bool ask_over_tcp(struct upconn *c, int udp_failure);
+static void ask_over_tcp(struct upconn *c, int udp_failure);
 static void addrs_given(struct upconn *c, struct evutil_addrinfo *res,
                         const struct dns_tcp_result *r);
 
@@ -798,8 +798,10 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
     if (result != 0 || !res) {
         if (res)
             evutil_freeaddrinfo(res);
-        if (may_be_truncated(result) && ask_over_tcp(c, result))
+        if (may_be_truncated(result)) {
+            ask_over_tcp(c, result);
             return; /* asked, or the failure reported: c may be gone */
+        }
         enum cause cause = result == EVUTIL_EAI_NONAME ? CAUSE_NXDOMAIN
                            : result == EVUTIL_EAI_MEMORY ? CAUSE_LOCAL
                                                          : CAUSE_DNS_FAIL;
@@ -872,17 +874,17 @@ static void tcp_cb(void *arg, const struct dns_tcp_result *r)
     addrs_given(c, NULL, r);
 }
 
-/* Asks the name over TCP (ASKED OVER TCP); false: the UDP answer stands, reported by the caller
- * (no nameserver, too many lookups under way). true also when the name was asked in vain
- * within down_time, or could not be (no descriptor or memory for it): its failure was
- * reported, with why, and c may be gone. */
-static bool ask_over_tcp(struct upconn *c, int udp_failure)
+/* Asks the name over TCP (ASKED OVER TCP), or reports the UDP failure with why it was not
+ * (asked in vain within down_time, no nameserver, 16 lookups under way, no descriptor or memory
+ * for it: without that, out of descriptors read as the nameserver's answer alone). c may be
+ * gone after it. */
+static void ask_over_tcp(struct upconn *c, int udp_failure)
 {
     c->udp_failure = udp_failure;
     if (event_now_us() < c->loop->pools->pool[c->upstream].tcp_again_at[c->origin]) {
         metrics_dns_tcp(c->loop->metrics, DNS_TCP_SKIPPED);
         udp_failure_stands(c, "asked in vain within down_time, not again");
-        return true;
+        return;
     }
     char buf[256], why[100];
     const char *name = name_without_root_dot(c->oc->host, buf, sizeof(buf));
@@ -891,15 +893,8 @@ static bool ask_over_tcp(struct upconn *c, int udp_failure)
                                why, sizeof(why));
     if (!c->dns_tcp) {
         metrics_dns_tcp(c->loop->metrics, DNS_TCP_SKIPPED);
-        log_debug("resolving %s: not asked over TCP: %s", c->oc->host, why);
-        /* Our own shortage: the detail says it, or out of descriptors read as the nameserver's
-         * answer alone (SERVFAIL, truncated) */
-        if (strncmp(why, "socket: ", 8) == 0 || strcmp(why, "out of memory") == 0) {
-            udp_failure_stands(c, why);
-            return true;
-        }
+        udp_failure_stands(c, why);
     }
-    return c->dns_tcp != NULL;
 }
 
 /* The first answer's addresses (res from evdns, or r from TCP) start the walk. */
