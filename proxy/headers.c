@@ -198,6 +198,8 @@ static bool conn_names_has(const struct conn_names *c, const struct h1_field *f)
 struct head_buf {
     struct evbuffer *out;
     size_t len;
+    bool failed;                       /* an addition to out failed (out of memory): a block of
+                                          the head is missing */
     char buf[4096];
 };
 
@@ -206,12 +208,13 @@ static void hb_init(struct head_buf *b, struct evbuffer *out)
 {
     b->out = out;
     b->len = 0;
+    b->failed = false;
 }
 
 static void hb_flush(struct head_buf *b)
 {
-    if (b->len)
-        evbuffer_add(b->out, b->buf, b->len);
+    if (b->len && evbuffer_add(b->out, b->buf, b->len) != 0)
+        b->failed = true;
     b->len = 0;
 }
 
@@ -220,7 +223,8 @@ static void hb_put_flush(struct head_buf *b, const void *p, size_t n)
 {
     hb_flush(b);
     if (n > sizeof(b->buf)) {
-        evbuffer_add(b->out, p, n);
+        if (evbuffer_add(b->out, p, n) != 0)
+            b->failed = true;
         return;
     }
     memcpy(b->buf, p, n);
@@ -409,8 +413,8 @@ tracestate_judge(struct head_buf *b, const struct h1_request *req, size_t first,
     return TS_CUT;
 }
 
-void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
-                       const struct fwd_request *fwd)
+int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
+                      const struct fwd_request *fwd)
 {
     struct conn_names conn;
     conn_names_init(&conn, req->fields, req->nfields);
@@ -546,6 +550,7 @@ void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
     }
     HB_LIT(&b, "\r\n");
     hb_flush(&b);
+    return b.failed ? -1 : 0;
 }
 
 static const char *const proto_names[] = {

@@ -353,7 +353,12 @@ static void send_request(struct exchange *ex)
         fwd.host_len = strlen(fwd.host);
     }
     ex_phase(ex, PHASE_SEND);
-    hdr_write_request(ex->usock->out, &ex->req, &fwd);
+    if (hdr_write_request(ex->usock->out, &ex->req, &fwd) != 0) {
+        /* nothing of it may go: the connection closes with the failure, never pooled */
+        evbuffer_drain(ex->usock->out, SIZE_MAX);
+        ex_fail(ex, PHASE_SEND, CAUSE_LOCAL, 0, "out of memory");
+        return;
+    }
     /* Resent after a stale pooled connection: the body taken so far goes again first (the rest
      * follows from the client). Else (retry_sent, or no replay): an empty chunked body was
      * consumed from the client already, its last chunk went to the failed connection; it goes

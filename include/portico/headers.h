@@ -50,9 +50,11 @@ struct fwd_request {
     uint64_t content_length;
 };
 
-/* Appends the request head for the origin to out. */
-void hdr_write_request(struct evbuffer *out, const struct h1_request *req,
-                       const struct fwd_request *fwd);
+/* Appends the request head for the origin to out. -1 when an addition failed (out of memory):
+ * out then holds a head with a block missing (its Content-Length line, say), which must never
+ * reach the origin, which would read the body as the next request. */
+int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
+                      const struct fwd_request *fwd);
 
 /* The protocol a client speaks: responses and 1xx are adapted to it. */
 #define PROTO_LIST(X)                                                                              \

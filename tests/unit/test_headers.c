@@ -16,6 +16,7 @@
 #include <cmocka.h>
 #include <event2/buffer.h>
 
+#include "alloc_fail.h"
 #include "portico/headers.h"
 #include "portico/http1.h"
 
@@ -844,9 +845,58 @@ static void test_head_across_buffer(void **state)
     }
 }
 
+/* An addition that fails for memory anywhere in a head, short (one block) or long (several):
+ * the head is either written whole, as without the failure, or said to have failed, never
+ * passed off as whole with a block missing (its Content-Length line, say). */
+static void test_request_out_of_memory(void **state)
+{
+    (void)state;
+    static char big[9000]; /* over the 4 KiB block: the head goes out in pieces */
+    memset(big, 'v', sizeof(big) - 1);
+    char head[sizeof(big) + 200];
+    const char *values[] = {"short", big};
+    unsigned failed = 0;
+    for (size_t v = 0; v < ARRAY_LEN(values); v++) {
+        int n = snprintf(head, sizeof(head),
+                         "POST /x HTTP/1.1\r\nHost: h\r\nX-Big: %s\r\nContent-Length: 5\r\n\r\n",
+                         values[v]);
+        struct h1_limits lim = {8192, 65536};
+        struct h1_request req;
+        struct h1_error err;
+        assert_int_equal(h1_parse_request(head, (size_t)n, &lim, &req, &err), n);
+        struct fwd_request fwd = {BASE, .framing = H1_BODY_LENGTH, .content_length = 5};
+        struct evbuffer *ref = evbuffer_new();
+        assert_non_null(ref);
+        assert_int_equal(hdr_write_request(ref, &req, &fwd), 0);
+        char *want = take(ref);
+        evbuffer_free(ref);
+        for (long k = 0; k < 8; k++) {
+            struct evbuffer *b = evbuffer_new();
+            assert_non_null(b);
+            alloc_fail_at(k);
+            int rc = hdr_write_request(b, &req, &fwd);
+            alloc_fail_at(-1);
+            char *got = take(b);
+            if (rc != 0) {
+                assert_int_equal(rc, -1);
+                failed++;
+            } else {
+                assert_string_equal(got, want);
+            }
+            free(got);
+            evbuffer_free(b);
+        }
+        free(want);
+    }
+    assert_true(failed > 0);
+}
+
 int main(void)
 {
+    alloc_fail_install(); /* before libevent allocates anything */
+    (void)alloc_fail_all;
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request_out_of_memory),
         cmocka_unit_test(test_request),
         cmocka_unit_test(test_is_hop_by_hop),
         cmocka_unit_test(test_response),
