@@ -191,6 +191,8 @@ class Case:
             self.prefix = "/6" if v6 > 0.2 else "/bf"
         elif self.area in (1, 2, 4) and v6 < 0.15:
             self.host, self.prefix = "::1", rng.choice(["/6", "/bf"])
+        elif self.area in (1, 2) and v6 < 0.35:
+            self.prefix = "/t"      # a client that leaves, an origin that answers early, over TLS
         n = rng.randint(1, 4)
         allow_close = rng.random() < 0.5
         self.exchanges = [Exchange(rng, self.proto, i, i == n - 1, allow_close) for i in range(n)]
@@ -271,6 +273,7 @@ class Case:
         ex.early_frac = rng.random()   # share of the body sent before the answer is awaited
         ex.partial_frac = rng.random()  # partial_rst: share of the body the origin reads first
         ex.gateway = ex.origin_act != "early"
+        ex.expect = rng.random() < 0.3    # the answer (or 502) may come instead of the 100
         ex.resp = "cl"
         pre = self.plain_exchanges(rng, rng.randint(0, 1))
         post = self.plain_exchanges(rng, 1)
@@ -332,6 +335,9 @@ class Origin:
                 return
             with self.lock:
                 self.live += 1
+            # (no Nagle: an answer held behind an unacknowledged segment, a TLS session ticket,
+            # would be thrown away by the reset that follows it, never reaching Portico)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self.serve, args=(s, tls), daemon=True).start()
 
     def record(self, path, err):
@@ -1117,8 +1123,23 @@ def run_early_h1(case, port, stats):
         k = min(int(ex.early_frac * len(wire)), 64 * KIB) if ex.origin_act == "early" \
             else len(wire)
         sent_all = True
+        if ex.expect:
+            # the final answer may come instead of the 100: then no body byte goes before it,
+            # and all of it after it if the connection stays open (RFC 9110 10.1.1: the server
+            # that keeps it reads the body)
+            pace.send(s, head)
+            first = read_head_paced(s, buf, pace)
+            if first is None:
+                raise Defect(f"{ex.path}: connection closed before any answer to the head")
+            if parse_head(first)[0].split(" ")[1] == "100":
+                head = b""
+            else:
+                buf[:0] = first + b"\r\n\r\n"
+                head, k = b"", 0
+                stats.notes["h1 expect: final answer instead of 100"] += 1
         try:
-            pace.send(s, head + wire[:k])
+            if head or k:
+                pace.send(s, head + wire[:k])
         except OSError:
             sent_all = False
         n, closes = h1_read_response(s, buf, ex, pace)
@@ -1180,6 +1201,8 @@ class H2Client:
                 (":authority", "bodyfuzz.test")]
         if ex.req_framing == "cl":
             hdrs.append(("content-length", str(ex.req_size)))
+        if ex.expect and ex.origin_act:
+            hdrs.append(("expect", "100-continue"))
         self.conn.send_headers(sid, hdrs, end_stream=end)
         self.streams[sid] = dict(ex=ex, status=None, headers={}, data=bytearray(), ended=False,
                                  reset=None)
