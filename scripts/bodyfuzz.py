@@ -109,6 +109,10 @@ class Defect(Exception):
     pass
 
 
+class ClientNoise(Exception):
+    """What the fuzzer's own client did made the case end early: counted, not a defect."""
+
+
 # ----------------------------------------------------------------------------------------------
 # Case generation
 
@@ -1203,10 +1207,16 @@ class H2Client:
         self.pump(lambda: self.settled, "SETTINGS")
 
     settled = False
+    cheap = 0      # frames Portico charges when they meet a closed stream: RST_STREAM, DATA < 1 KiB
 
     def flush(self):
         out = self.conn.data_to_send()
         if out:
+            i = 24 if out.startswith(b"PRI * HTTP/2.0") else 0
+            while i + 9 <= len(out):
+                n = int.from_bytes(out[i:i + 3], "big")
+                self.cheap += out[i + 3] == 3 or (out[i + 3] == 0 and n < 1024)
+                i += 9 + n
             self.s.sendall(out)
 
     def open(self, ex, end):
@@ -1303,6 +1313,13 @@ class H2Client:
             self.settled = True
             return
         if isinstance(ev, E.ConnectionTerminated):
+            if ev.error_code == 11 and self.cheap > 1000:
+                # The closed-stream flood guard (1,000 such frames at once, proxy/h2.c): an
+                # upload in tiny DATA frames all in flight when its stream closed (an early
+                # answer, a 502), or python3-h2 answering each DATA of a stream it reset with
+                # another RST_STREAM (RFC 9113 5.1 says ignore them). Not a relay defect.
+                raise ClientNoise(f"GOAWAY ENHANCE_YOUR_CALM after {self.cheap} RST_STREAM "
+                                  f"and DATA frames under 1 KiB from this client")
             raise Defect(f"h2: GOAWAY {ev.error_code} {ev.additional_data!r}")
         st = self.streams.get(getattr(ev, "stream_id", None))
         if st is None:
@@ -1790,6 +1807,11 @@ def main():
                     run_h1(case, port, stats)
                 else:
                     run_h2(case, port, stats)
+            except ClientNoise as e:
+                stats.notes[f"{AREAS[case.area]} {case.proto}: ended by the client: "
+                            f"{str(e).split(' after ')[0]}"] += 1
+                if a.v:
+                    print(f"case {k}: client noise: {e}")
             except Defect as e:
                 err = str(e)
             except (OSError, ValueError, ssl.SSLError) as e:
