@@ -530,9 +530,15 @@ def smug(cid):
     return b"GET /SMUGGLED-%s HTTP/1.1\r\nHost: t\r\n\r\n" % cid.encode()
 
 
-def piped(cid):
-    """A request the client does send as one, pipelined after request 1."""
-    return b"GET /pipelined-%s HTTP/1.1\r\nHost: t\r\n\r\n" % cid.encode()
+def piped(cid, k=0, body=None, chunked=False):
+    """A request the client does send as one, pipelined after request 1 (the kth)."""
+    if body is None:
+        return b"GET /pipelined-%s/%d HTTP/1.1\r\nHost: t\r\n\r\n" % (cid.encode(), k)
+    if chunked:
+        return (b"POST /pipelined-%s/%d HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked"
+                b"\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (cid.encode(), k, len(body), body))
+    return (b"POST /pipelined-%s/%d HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
+            % (cid.encode(), k, len(body), body))
 
 
 def req(cid, head_lines, body=b"", method=b"POST", version=b"HTTP/1.1", eol=b"\r\n",
@@ -556,9 +562,9 @@ def cases():
     def add(name, build, note="", method="POST"):
         out.append((name, build, note, method))
 
-    def add_piped(name, build, method="GET"):
-        """Request 1 is followed by a real pipelined request (/pipelined-ID) in its write."""
-        out.append((name, build, "piped", method))
+    def add_piped(name, build, method="GET", n=1):
+        """Request 1 is followed by n real pipelined requests (/pipelined-ID/K) in its write."""
+        out.append((name, build, "piped:%d" % n, method))
 
     def cl_te(te_lines):
         def b(cid):
@@ -839,6 +845,20 @@ def cases():
     for nm in ("plain", "list_same", "spaces"):
         base = next(c for c in out if c[0] == "cl/" + nm)
         out.append(("dribble/cl/" + nm, base[1], "dribble", "POST"))
+    # many requests in one write, bodies of both framings; and bodies large enough for
+    # splice(2) (64 KiB and more), with the next request right behind them
+    def mixed(n, size):
+        def b(cid):
+            first = req(cid, [b"Host: t", b"Content-Length: %d" % size], b"a" * size)
+            return first + b"".join(piped(cid, k, b"b" * (size + k), chunked=k % 2 == 1)
+                                    if k % 3 else piped(cid, k) for k in range(n))
+        return b
+    add_piped("pipeline/mixed20", mixed(20, 10), method="POST", n=20)
+    add_piped("pipeline/big_cl", mixed(2, 200000), method="POST", n=2)
+    add_piped("pipeline/big_mixed", mixed(5, 100000), method="POST", n=5)
+    add("big/cl_smug_inside", lambda cid: req(cid, [b"Host: t", b"Content-Length: %d"
+                                                    % (150000 + len(smug(cid)))],
+                                              b"c" * 150000 + smug(cid)))
     add("ctl/name_hi8", lambda cid: req(cid, [b"Host: t", b"X-\xe9: b"], method=b"GET"),
         method="GET")
     return out
@@ -944,7 +964,7 @@ def run_case(chain, case, pipeline):
         LOG.case = (name, chain)
     r1 = build(cid)
     r2 = b"GET /second-%s HTTP/1.1\r\nHost: t\r\n\r\n" % cid.encode()
-    res = client_exchange(port, r1, r2, [method, "GET", "GET"], pipeline, case[2] == "dribble")
+    res = client_exchange(port, r1, r2, [method] + ["GET"] * 40, pipeline, case[2] == "dribble")
     v = client_exchange(port, b"GET /victim-%s HTTP/1.1\r\nHost: t\r\n\r\n" % cid.encode(),
                         b"", ["GET"], False)
     time.sleep(0.15)  # bytes still in flight on the links
@@ -954,11 +974,12 @@ def run_case(chain, case, pipeline):
         raw = {ln: LOG.raw.get(((name, chain), ln), b"").decode("latin-1")
                for ln in links + [ln + "<" for ln in links if ln.startswith("tap")]}
     rfc = rfc_targets(r1 + r2)
-    return (judge(name, chain, cid, hops, links, res, v, evs, case[2] == "piped", rfc, raw),
+    piped_n = int(case[2].split(":")[1]) if case[2].startswith("piped:") else 0
+    return (judge(name, chain, cid, hops, links, res, v, evs, piped_n, rfc, raw),
             res, v, evs, raw)
 
 
-def judge(name, chain, cid, hops, links, res, v, evs, piped_case, rfc, raw):
+def judge(name, chain, cid, hops, links, res, v, evs, piped_n, rfc, raw):
     flags, notes = [], []
     first, second = "/first-" + cid, "/second-" + cid
     if name.startswith("E/"):
@@ -1009,7 +1030,7 @@ def judge(name, chain, cid, hops, links, res, v, evs, piped_case, rfc, raw):
             outcome = "refused:%s:%d" % (hop, r0["status"])
         if r0["echo"].startswith("EVIL"):
             notes.append("answer 1 is the origin's stray response")
-    expect = [first, "/pipelined-" + cid, second] if piped_case else [first, second]
+    expect = [first] + ["/pipelined-%s/%d" % (cid, k) for k in range(piped_n)] + [second]
     if rfc_split:
         expect = [first, "/SMUGGLED-" + cid, second]
     for i, r in enumerate(resps):
