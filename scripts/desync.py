@@ -19,7 +19,9 @@ Chains (the client is this script, on raw sockets):
   B  client -> HAProxy -> tap -> Portico -> origin
   C  client -> Portico -> tap -> nginx -> origin
   D  client -> Portico -> tap -> HAProxy -> origin
-The response cases (E, hostile origin answers /e/NAME) run on P, A and B.
+The response cases (E, hostile origin answers /e/NAME) run on P, A and B, and on
+  N  client -> nginx -> origin      H  client -> HAProxy -> origin
+(the back proxies of C and D), which give nginx's and HAProxy's own verdicts on a response.
 
 Each case sends an ambiguous request 1 (a smuggled request, target /SMUGGLED-<case>, hides in
 its body where RFC 9112 frames it), then a benign GET /second-<case> on the same connection
@@ -68,6 +70,9 @@ CHAINS = {
     "B": (HAPROXY_FRONT, ["haproxy", "portico"], ["tap-B", "origin-B"]),
     "C": (PORTICO_PORT["C"], ["portico", "nginx"], ["tap-C", "origin-C"]),
     "D": (PORTICO_PORT["D"], ["portico", "haproxy"], ["tap-D", "origin-D"]),
+    # the back proxies of C and D straight to the hostile origin: their own response verdicts
+    "N": (NGINX_BACK, ["nginx"], ["origin-C"]),
+    "H": (HAPROXY_BACK, ["haproxy"], ["origin-D"]),
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -1025,6 +1030,8 @@ def judge(name, chain, cid, hops, links, res, v, evs, piped_n, rfc, raw):
         if r0["echo"] in (first, ) or r0["echo"].endswith(first) or \
                 (r0["echo"].startswith("/e/") or r0["echo"].startswith("EVIL")):
             outcome = "ok"
+        elif name.startswith("E/"):  # a proxy answered instead of the hostile origin
+            outcome = "proxy-answered:%d" % r0["status"]
         else:
             hop = next((hops[i] for i, ok in enumerate(reached) if not ok), "origin")
             outcome = "refused:%s:%d" % (hop, r0["status"])
@@ -1097,6 +1104,8 @@ def write_configs(d, chains):
     upstream = {"P": ORIGIN_PORT["P"], "A": ORIGIN_PORT["A"], "B": ORIGIN_PORT["B"],
                 "C": TAP["C"][0], "D": TAP["D"][0]}
     for c in chains:
+        if c not in PORTICO_PORT:
+            continue
         with open(os.path.join(d, "portico-%s.ini" % c), "w") as f:
             f.write("[proxy]\nlisten = %s:%d\nworkers = 1\naccess_log = %s/portico-%s.access\n"
                     "error_log = %s/portico-%s.error\nclient_header_timeout = 3s\n"
@@ -1169,7 +1178,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--portico", default="build/portico")
     ap.add_argument("--only", default="*", help="comma-separated globs of case names")
-    ap.add_argument("--chains", default="P,A,B,C,D")
+    ap.add_argument("--chains", default="P,A,B,C,D,N,H")
     ap.add_argument("--pipeline", action="store_true")
     ap.add_argument("--out", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "desync"))
     ap.add_argument("--list", action="store_true")
@@ -1182,27 +1191,35 @@ def main():
         print("\n".join(c[0] for c in corpus))
         return
     chains = a.chains.split(",")
+    if not set(chains) <= set(CHAINS):
+        sys.exit("--chains: from " + ",".join(CHAINS))
     d = os.path.abspath(a.out)
     os.makedirs(d, exist_ok=True)
     write_configs(d, chains)
     for c in chains:
+        if c in ("N", "H"):
+            continue
         Origin(c)
         if c in TAP:
             Tap(c)
+    for c, back in (("N", "C"), ("H", "D")):
+        if c in chains and back not in chains:
+            Origin(back)
     try:
-        for c in chains:
+        for c in [c for c in chains if c in PORTICO_PORT]:
             start([a.portico, "-c", "%s/portico-%s.ini" % (d, c)], "%s/portico-%s.out" % (d, c),
                   PORTICO_PORT[c])
-        if "A" in chains or "C" in chains:
+        if set(chains) & {"A", "C", "N"}:
             start(["/usr/sbin/nginx", "-c", d + "/nginx.conf", "-p", d], d + "/nginx.out",
                   NGINX_FRONT)
-        if "B" in chains or "D" in chains:
+        if set(chains) & {"B", "D", "H"}:
             start(["/usr/sbin/haproxy", "-db", "-f", d + "/haproxy.cfg"], d + "/haproxy.out",
                   HAPROXY_FRONT)
         results = []
         for case in corpus:
             for c in chains:
-                if case[0].startswith("E/") and c in ("C", "D"):
+                if case[0].startswith("E/") != (c in ("P", "A", "B", "N", "H")) or \
+                        (c in ("N", "H") and not case[0].startswith("E/")):
                     continue
                 j, res, v, evs, raw = run_case(c, case, a.pipeline)
                 results.append({"judge": j, "client": res, "victim": v["resps"],
@@ -1220,18 +1237,24 @@ def main():
 def verdicts(results):
     """Per case: what each proxy did with the client's own bytes (it was the first hop)."""
     first_hop = {"P": "portico", "A": "nginx", "B": "haproxy"}
+    e_hop = {"P": "portico", "N": "nginx", "H": "haproxy"}
     out = {}
     for r in results:
         j = r["judge"]
-        if j["chain"] not in first_hop:
+        hop = (e_hop if j["case"].startswith("E/") else first_hop).get(j["chain"])
+        if hop is None:
             continue
         o = j["outcome"]
-        v = o.split(":")[2] if o.startswith("refused:") and \
-            o.split(":")[1] == first_hop[j["chain"]] else \
-            ("timeout" if o.startswith("timeout") or o.startswith("closed-silent:" +
-                                                                   first_hop[j["chain"]])
-             else "fwd")
-        out.setdefault(j["case"], {})[first_hop[j["chain"]]] = v
+        if j["case"].startswith("E/"):  # what the client got of the hostile answer
+            v = o if not j["flags"] else o + "+" + ",".join(j["flags"])
+            v = "fwd" if v.startswith("ok") else v
+        elif o.startswith("refused:") and o.split(":")[1] == hop:
+            v = o.split(":")[2]
+        elif o.startswith("timeout") or o.startswith("closed-silent:" + hop):
+            v = "timeout"
+        else:
+            v = "fwd"
+        out.setdefault(j["case"], {})[hop] = v
     return out
 
 
