@@ -1218,8 +1218,7 @@ def main():
         results = []
         for case in corpus:
             for c in chains:
-                if case[0].startswith("E/") != (c in ("P", "A", "B", "N", "H")) or \
-                        (c in ("N", "H") and not case[0].startswith("E/")):
+                if c in (("C", "D") if case[0].startswith("E/") else ("N", "H")):
                     continue
                 j, res, v, evs, raw = run_case(c, case, a.pipeline)
                 results.append({"judge": j, "client": res, "victim": v["resps"],
