@@ -97,9 +97,11 @@ static int move_chunked(struct body_relay *r, struct evbuffer *in, struct evbuff
                 if (!r->trailers_started && add(r, out, "0\r\n", 3) != 0)
                     return -1;
                 r->trailers_started = true;
-                trailer_filter_run(&r->trailers, v.iov_base, used, out);
-            } else if (r->trailers_out) {
-                trailer_filter_run(&r->trailers, v.iov_base, used, r->trailers_out);
+                if (trailer_filter_run(&r->trailers, v.iov_base, used, out) != 0)
+                    return out_of_memory(r); /* a line cut in two: the section never ends */
+            } else if (r->trailers_out &&
+                       trailer_filter_run(&r->trailers, v.iov_base, used, r->trailers_out) != 0) {
+                return out_of_memory(r);
             }
             evbuffer_drain(in, used);
             break;

@@ -629,12 +629,14 @@ static void rest_forget(struct line_rest *rest)
     rest->len = 0;
 }
 
-/* Whether fd is the file (or pipe, or socket) the descriptor in slot writes to. */
+/* Whether fd is the file (or pipe, or socket) the descriptor in slot writes to, and a file
+ * still holds the cut line's start: one emptied since (`: > access.log`, copytruncate, to free
+ * a full disk) would begin with the rest of a line it no longer has. */
 static bool same_target(int fd, int slot_fd)
 {
     struct stat a, b;
     return slot_fd >= 0 && fstat(fd, &a) == 0 && fstat(slot_fd, &b) == 0 &&
-           a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+           a.st_dev == b.st_dev && a.st_ino == b.st_ino && (!S_ISREG(a.st_mode) || a.st_size > 0);
 }
 
 /* install() for a log that keeps the rest of a cut line, under rest_lock: no writer is between

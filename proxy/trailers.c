@@ -94,7 +94,7 @@ void trailer_filter_init(struct trailer_filter *t)
     t->state = TF_NAME;
 }
 
-void trailer_filter_run(struct trailer_filter *t, const char *p, size_t n, struct evbuffer *out)
+int trailer_filter_run(struct trailer_filter *t, const char *p, size_t n, struct evbuffer *out)
 {
     while (n > 0) {
         if (t->state == TF_NAME) {
@@ -106,21 +106,22 @@ void trailer_filter_run(struct trailer_filter *t, const char *p, size_t n, struc
             p += take;
             n -= take;
             if (!colon && t->held < TRAILER_NAME_HOLD)
-                return; /* the name goes on in the next run */
+                return 0; /* the name goes on in the next run */
             /* The whole name, or as much as it takes to judge it. */
             t->state = trailer_field_allowed(t->name, t->held) ? TF_PASS : TF_DROP;
-            if (t->state == TF_PASS)
-                evbuffer_add(out, t->name, t->held);
+            if (t->state == TF_PASS && evbuffer_add(out, t->name, t->held) != 0)
+                return -1;
             t->held = 0;
             continue;
         }
         const char *lf = memchr(p, '\n', n);
         size_t k = lf ? (size_t)(lf - p) + 1 : n;
-        if (t->state == TF_PASS)
-            evbuffer_add(out, p, k);
+        if (t->state == TF_PASS && evbuffer_add(out, p, k) != 0)
+            return -1;
         p += k;
         n -= k;
         if (lf)
             t->state = TF_NAME;
     }
+    return 0;
 }

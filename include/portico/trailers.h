@@ -32,8 +32,9 @@ void trailer_filter_init(struct trailer_filter *t);
 
 /* Appends to out the field lines of p[0..n) that may cross and drops the others. p must be
  * trailer bytes as chunked_parse returns them (CHUNKED_TRAILER: valid field lines, no final
- * CRLF); a run may begin or end anywhere in a line, the next run goes on from there. */
-void trailer_filter_run(struct trailer_filter *t, const char *p, size_t n, struct evbuffer *out);
+ * CRLF); a run may begin or end anywhere in a line, the next run goes on from there. -1 when an
+ * addition to out failed (out of memory): out then holds part of a line, the section is lost. */
+int trailer_filter_run(struct trailer_filter *t, const char *p, size_t n, struct evbuffer *out);
 
 /* Whether a trailer field named name[0..len) may be forwarded (case-insensitive). A name of
  * TRAILER_NAME_HOLD bytes or more may be given as its first TRAILER_NAME_HOLD. */

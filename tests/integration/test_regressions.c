@@ -1480,6 +1480,32 @@ static void test_log_cut_line_across_reload(void **state)
     fake_origin_stop(o);
 }
 
+/* The same file reopened after it was emptied (`: > access.log` or logrotate's copytruncate to
+ * free the full disk, then SIGUSR1): the cut line's start went with what was emptied, so its
+ * rest is no line; the log starts again with whole lines. The reopen of the same file kept the
+ * rest: the emptied log began with '...Z id=... trace_id=...' cut from its time. */
+static void test_log_cut_line_then_emptied(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+    struct raw_conn *c = px_connect(h);
+    struct rlimit old = fill_to_fsize(h, o, c);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/access.log", harness_dir(h));
+    assert_int_equal(truncate(path, 0), 0);
+    assert_int_equal(harness_signal(h, SIGUSR1), 0);
+    assert_int_equal(harness_wait_log(h, "SIGUSR1: logs reopened", PX_IO_MS), 0);
+    assert_int_equal(prlimit(harness_pid(h), RLIMIT_FSIZE, &old, NULL), 0);
+    exchange_status(c, "GET /after HTTP/1.1\r\nHost: t\r\n\r\n", 200);
+    assert_int_equal(harness_wait_file(h, "access.log", "target=\"/after\"", PX_IO_MS), 0);
+    assert_access_lines_whole(h);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- 15. a large request head without memory to make it one piece ---- */
 
 /* pid's VmData (its heap and private mappings, what RLIMIT_DATA bounds), in bytes. */
@@ -1625,6 +1651,7 @@ int main(void)
         cmocka_unit_test(test_trickled_response_head),
         cmocka_unit_test(test_log_at_file_size_limit),
         cmocka_unit_test(test_log_cut_line_across_reload),
+        cmocka_unit_test(test_log_cut_line_then_emptied),
         cmocka_unit_test(test_large_head_out_of_memory),
         cmocka_unit_test(test_dns_tcp_out_of_descriptors),
     };

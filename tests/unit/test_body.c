@@ -658,6 +658,58 @@ static void test_out_of_memory(void **state)
     assert_true(failed > 0); /* some addition did need memory, and did not get it */
 }
 
+/* The same for a trailer section re-encoded: a trailer line whose name went and whose value
+ * did not ("0\r\nX-Sum\r\n\r\n"), or whose CRLF did not (the next line glued to it), is not the
+ * trailer that came; body_move says out of memory, or moves the section whole. (The filter's
+ * additions went unchecked: a section with a hole in it, and 0 returned.) A data chunk of 40 to
+ * 80 bytes behind out's fill puts a chain's end in each trailer line in turn (the chunk size's
+ * printf makes room for 64 bytes first). */
+static void test_trailers_out_of_memory(void **state)
+{
+    (void)state;
+    static const char trailers[] = "0\r\nX-Sum: 12345\r\nX-Other: two\r\n\r\n";
+    static char fill[1100];
+    memset(fill, 'h', sizeof(fill));
+    unsigned failed = 0;
+    for (size_t d = 40; d <= 80; d++) {
+        char body[160], want[160];
+        char data[81];
+        memset(data, 'd', d);
+        int blen = snprintf(body, sizeof(body), "%zx\r\n%.*s\r\n%s", d, (int)d, data, trailers);
+        int wlen = snprintf(want, sizeof(want), "%zx\r\n%.*s\r\n%s", d, (int)d, data, trailers);
+        for (size_t pre = 900; pre <= sizeof(fill); pre++) {
+            for (long k = 0; k < 3; k++) {
+                struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+                assert_non_null(in);
+                assert_non_null(out);
+                assert_int_equal(evbuffer_add(in, body, (size_t)blen), 0);
+                assert_int_equal(evbuffer_add(out, fill, pre), 0);
+                struct body_relay r;
+                body_init(&r, H1_BODY_CHUNKED, 0, true, MAX_TRAILERS);
+                alloc_fail_at(k);
+                int rc = body_move(&r, in, out, SIZE_MAX);
+                alloc_fail_at(-1);
+                const char *p = (const char *)evbuffer_pullup(out, -1);
+                size_t len = evbuffer_get_length(out);
+                if (rc != 0) {
+                    assert_int_equal(rc, -1);
+                    if (!r.out_of_memory)
+                        fail_msg("data %zu, pre %zu, allocation %ld failed: -1, '%s'", d, pre, k,
+                                 r.error);
+                    failed++;
+                } else if (!r.done || len != pre + (size_t)wlen ||
+                           memcmp(p + pre, want, (size_t)wlen) != 0) {
+                    fail_msg("data %zu, pre %zu, allocation %ld failed: moved '%.*s' and said 0",
+                             d, pre, k, (int)(len - pre), p + pre);
+                }
+                evbuffer_free(in);
+                evbuffer_free(out);
+            }
+        }
+    }
+    assert_true(failed > 0);
+}
+
 int main(void)
 {
     alloc_fail_install(); /* before libevent allocates anything */
@@ -674,6 +726,7 @@ int main(void)
         cmocka_unit_test(test_back_pressure),
         cmocka_unit_test(test_large_body),
         cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_trailers_out_of_memory),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
