@@ -540,10 +540,25 @@ static const char *gone_reason(enum sock_event ev)
     }
 }
 
+/* A head that could not be written (out of memory): nothing of its response may reach the
+ * client, who would read the body as a head. The socket is shut both ways, so that every later
+ * write fails and the connection ends on its error path, with what out held unsent. */
+static void head_unwritable(struct client *c)
+{
+    char addr[PEER_ADDR_MAX];
+    log_client("client %s: out of memory for a response head: connection closed",
+               peer_addr(&c->peer, addr, sizeof(addr)));
+    c->close_after = true;
+    shutdown(c->sock.fd, SHUT_RDWR);
+}
+
 static void ds_interim(void *ctx, const struct resp_head *head)
 {
     struct client *c = ctx;
-    hdr_write_head(c->sock.out, head, H1_BODY_NONE, false, true);
+    if (hdr_write_head(c->sock.out, head, H1_BODY_NONE, false, true) != 0) {
+        head_unwritable(c);
+        return;
+    }
     sock_flush(&c->sock); /* a 1xx means something only when it arrives before the answer */
 }
 
@@ -557,7 +572,8 @@ static void ds_head(void *ctx, const struct resp_head *head, struct body_sink *s
     c->close_after = head->close || wire == H1_BODY_CLOSE || !keeps_alive(c) ||
                      (c->half_closed && evbuffer_get_length(c->sock.in) == 0); /* the last */
     c->close_delimited = wire == H1_BODY_CLOSE;
-    hdr_write_head(c->sock.out, head, wire, c->proto == PROTO_HTTP10, !c->close_after);
+    if (hdr_write_head(c->sock.out, head, wire, c->proto == PROTO_HTTP10, !c->close_after) != 0)
+        head_unwritable(c);
     *sink = (struct body_sink){.out = c->sock.out, .chunked = wire == H1_BODY_CHUNKED};
 }
 

@@ -1017,6 +1017,9 @@ long errpage_write(struct evbuffer *out, const struct errpage *e)
 {
     struct errpage_out o;
     errpage_prepare(e, &o);
-    hdr_write_head(out, &o.head, o.head.framing, e->http10, !e->close);
+    if (hdr_write_head(out, &o.head, o.head.framing, e->http10, !e->close) != 0) {
+        errpage_release(&o);
+        return -1; /* no body without its head */
+    }
     return errpage_body(&o, out);
 }

@@ -354,8 +354,7 @@ static void send_request(struct exchange *ex)
     }
     ex_phase(ex, PHASE_SEND);
     if (hdr_write_request(ex->usock->out, &ex->req, &fwd) != 0) {
-        /* nothing of it may go: the connection closes with the failure, never pooled */
-        evbuffer_drain(ex->usock->out, SIZE_MAX);
+        /* nothing of it went in: the connection closes with the failure, never pooled */
         ex_fail(ex, PHASE_SEND, CAUSE_LOCAL, 0, "out of memory");
         return;
     }

@@ -50,9 +50,9 @@ struct fwd_request {
     uint64_t content_length;
 };
 
-/* Appends the request head for the origin to out. -1 when an addition failed (out of memory):
- * out then holds a head with a block missing (its Content-Length line, say), which must never
- * reach the origin, which would read the body as the next request. */
+/* Appends the request head for the origin to out, all or nothing: -1 when there was no memory
+ * for it (nothing written; a head with a block missing, its Content-Length line say, would have
+ * the origin read the body as the next request). */
 int hdr_write_request(struct evbuffer *out, const struct h1_request *req,
                       const struct fwd_request *fwd);
 
@@ -124,9 +124,10 @@ size_t hdr_upgrade_fields(const struct h1_response *resp, struct h1_field *out, 
 /* Writes a response head for an HTTP/1.x client: status line (always HTTP/1.1), the fields, the
  * framing of the wire (LENGTH: Content-Length; CHUNKED: Transfer-Encoding: chunked; CLOSE and
  * NONE: neither), and Connection: close when !keep_alive, keep-alive spelled out for 1.0. An
- * interim head (1xx) gets the fields only. */
-void hdr_write_head(struct evbuffer *out, const struct resp_head *h, enum h1_framing wire,
-                    bool http10, bool keep_alive);
+ * interim head (1xx) gets the fields only. All or nothing: -1 when there was no memory for it
+ * (nothing written); then nothing of its response may follow on that connection. */
+int hdr_write_head(struct evbuffer *out, const struct resp_head *h, enum h1_framing wire,
+                   bool http10, bool keep_alive);
 
 /* True when the field must not be forwarded: a hop-by-hop field or one named by Connection. */
 bool hdr_is_hop_by_hop(const struct h1_field *f, const struct h1_field *fields, size_t n);

@@ -846,7 +846,7 @@ static void test_head_across_buffer(void **state)
 }
 
 /* An addition that fails for memory anywhere in a head, short (one block) or long (several):
- * the head is either written whole, as without the failure, or said to have failed, never
+ * the head is either written whole, as without the failure, or not at all and said so, never
  * passed off as whole with a block missing (its Content-Length line, say). */
 static void test_request_out_of_memory(void **state)
 {
@@ -879,6 +879,47 @@ static void test_request_out_of_memory(void **state)
             char *got = take(b);
             if (rc != 0) {
                 assert_int_equal(rc, -1);
+                assert_string_equal(got, "");
+                failed++;
+            } else {
+                assert_string_equal(got, want);
+            }
+            free(got);
+            evbuffer_free(b);
+        }
+        free(want);
+    }
+    assert_true(failed > 0);
+}
+
+/* The same for a response head to an HTTP/1.1 client, which is all or nothing: -1 with nothing
+ * written (the client would read the body as the rest of a head cut short), or whole. */
+static void test_response_out_of_memory(void **state)
+{
+    (void)state;
+    static char big[9000];
+    memset(big, 'v', sizeof(big) - 1);
+    struct h1_field fields[] = {{"X-Small", 7, "s", 1, H1_F_OTHER},
+                                {"X-Big", 5, big, sizeof(big) - 1, H1_F_OTHER}};
+    unsigned failed = 0;
+    for (size_t nf = 1; nf <= ARRAY_LEN(fields); nf++) {
+        struct resp_head head = {.status = 200, .fields = fields, .nfields = nf,
+                                 .content_length = 5};
+        struct evbuffer *ref = evbuffer_new();
+        assert_non_null(ref);
+        assert_int_equal(hdr_write_head(ref, &head, H1_BODY_LENGTH, false, true), 0);
+        char *want = take(ref);
+        evbuffer_free(ref);
+        for (long k = 0; k < 8; k++) {
+            struct evbuffer *b = evbuffer_new();
+            assert_non_null(b);
+            alloc_fail_at(k);
+            int rc = hdr_write_head(b, &head, H1_BODY_LENGTH, false, true);
+            alloc_fail_at(-1);
+            char *got = take(b);
+            if (rc != 0) {
+                assert_int_equal(rc, -1);
+                assert_string_equal(got, "");
                 failed++;
             } else {
                 assert_string_equal(got, want);
@@ -897,6 +938,7 @@ int main(void)
     (void)alloc_fail_all;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_out_of_memory),
+        cmocka_unit_test(test_response_out_of_memory),
         cmocka_unit_test(test_request),
         cmocka_unit_test(test_is_hop_by_hop),
         cmocka_unit_test(test_response),
