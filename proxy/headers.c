@@ -232,7 +232,8 @@ static void hb_add(struct head_buf *b, const void *p, size_t n)
 
 /* The rare case of hb_put: n does not fit in what is left of the buffer. Out of line: inlined,
  * it made every field's copy save registers (callgrind: +42 instructions a request). */
-__attribute__((noinline, cold)) static void hb_put_flush(struct head_buf *b, const void *p, size_t n)
+__attribute__((noinline, cold)) static void hb_put_flush(struct head_buf *b, const void *p,
+                                                         size_t n)
 {
     if (b->len)
         hb_add(b, b->buf, b->len);
