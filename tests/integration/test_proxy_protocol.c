@@ -61,30 +61,30 @@ struct good_row {
 #define GOOD(why, lis, lit, bytewise, xff, client)                                                 \
     {why, lis, lit, sizeof(lit) - 1, bytewise, xff, client}
 
-static const char v1_tcp4[] = "PROXY TCP4 203.0.113.7 10.0.0.1 4242 80\r\n";
-static const char v1_tcp6[] = "PROXY TCP6 2001:db8::7 2001:db8::1 4243 443\r\n";
-#define V2_INET SIG "\x21\x11\x00\x0c" "\xc6\x33\x64\x09" "\x0a\x00\x00\x01" "\x13\x88" "\x00\x50"
+static const char v1_tcp4[] = "PROXY TCP4 127.0.113.7 127.0.0.10 4242 80\r\n";
+static const char v1_tcp6[] = "PROXY TCP6 ::1 ::1 4243 443\r\n";
+#define V2_INET SIG "\x21\x11\x00\x0c" "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88" "\x00\x50"
 #define V2_INET6                                                                                   \
-    SIG "\x21\x21\x00\x2c" "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x09"                            \
-        "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01" "\x13\x89" "\x01\xbb" "\xea\x00\x05\x01vpce"
+    SIG "\x21\x21\x00\x2c" "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01"                                    \
+        "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01" "\x13\x89" "\x01\xbb" "\xea\x00\x05\x01vpce"
 #define V2_LOCAL SIG "\x20\x00\x00\x00"
 
 static const struct good_row good_rows[] = {
-    GOOD("plain v1 TCP4", L_PLAIN, v1_tcp4, false, "203.0.113.7", "203.0.113.7:4242"),
-    GOOD("plain v1 TCP6", L_PLAIN, v1_tcp6, false, "2001:db8::7", "[2001:db8::7]:4243"),
-    GOOD("plain v2 IPv4", L_PLAIN, V2_INET, false, "198.51.100.9", "198.51.100.9:5000"),
-    GOOD("plain v2 IPv6, a TLV", L_PLAIN, V2_INET6, false, "2001:db8::9", "[2001:db8::9]:5001"),
+    GOOD("plain v1 TCP4", L_PLAIN, v1_tcp4, false, "127.0.113.7", "127.0.113.7:4242"),
+    GOOD("plain v1 TCP6", L_PLAIN, v1_tcp6, false, "::1", "[::1]:4243"),
+    GOOD("plain v2 IPv4", L_PLAIN, V2_INET, false, "127.0.100.9", "127.0.100.9:5000"),
+    GOOD("plain v2 IPv6, a TLV", L_PLAIN, V2_INET6, false, "::1", "[::1]:5001"),
     GOOD("plain v2 LOCAL", L_PLAIN, V2_LOCAL, false, "127.0.0.1", "127.0.0.1:"),
     GOOD("plain v1 UNKNOWN", L_PLAIN, "PROXY UNKNOWN\r\n", false, "127.0.0.1", "127.0.0.1:"),
-    GOOD("plain v1 byte by byte", L_PLAIN, v1_tcp4, true, "203.0.113.7", "203.0.113.7:4242"),
-    GOOD("plain v2 byte by byte", L_PLAIN, V2_INET6, true, "2001:db8::9", "[2001:db8::9]:5001"),
-    GOOD("tls v1 TCP4", L_TLS, v1_tcp4, false, "203.0.113.7", "203.0.113.7:4242"),
-    GOOD("tls v2 IPv6", L_TLS, V2_INET6, false, "2001:db8::9", "[2001:db8::9]:5001"),
-    GOOD("tls v2 byte by byte", L_TLS, V2_INET, true, "198.51.100.9", "198.51.100.9:5000"),
+    GOOD("plain v1 byte by byte", L_PLAIN, v1_tcp4, true, "127.0.113.7", "127.0.113.7:4242"),
+    GOOD("plain v2 byte by byte", L_PLAIN, V2_INET6, true, "::1", "[::1]:5001"),
+    GOOD("tls v1 TCP4", L_TLS, v1_tcp4, false, "127.0.113.7", "127.0.113.7:4242"),
+    GOOD("tls v2 IPv6", L_TLS, V2_INET6, false, "::1", "[::1]:5001"),
+    GOOD("tls v2 byte by byte", L_TLS, V2_INET, true, "127.0.100.9", "127.0.100.9:5000"),
     GOOD("tls v2 LOCAL", L_TLS, V2_LOCAL, false, "127.0.0.1", "127.0.0.1:"),
-    GOOD("h2c v2 IPv4", L_H2C, V2_INET, false, "198.51.100.9", "198.51.100.9:5000"),
-    GOOD("h2c v1 TCP6", L_H2C, v1_tcp6, false, "2001:db8::7", "[2001:db8::7]:4243"),
-    GOOD("h2c v1 byte by byte", L_H2C, v1_tcp4, true, "203.0.113.7", "203.0.113.7:4242"),
+    GOOD("h2c v2 IPv4", L_H2C, V2_INET, false, "127.0.100.9", "127.0.100.9:5000"),
+    GOOD("h2c v1 TCP6", L_H2C, v1_tcp6, false, "::1", "[::1]:4243"),
+    GOOD("h2c v1 byte by byte", L_H2C, v1_tcp4, true, "127.0.113.7", "127.0.113.7:4242"),
 };
 
 static struct harness *start(uint16_t origin, const char *extra)
@@ -287,7 +287,7 @@ static void test_sources(void **state)
     (void)state;
     struct fake_origin *o = fake_origin_start_kind(FO_OK);
     assert_non_null(o);
-    struct harness *h = start(fake_origin_port(o), "trusted_proxies = 203.0.113.0/24\n");
+    struct harness *h = start(fake_origin_port(o), "trusted_proxies = 127.0.113.0/24\n");
     for (size_t i = 0; i < ARRAY_SIZE(good_rows); i++) {
         const struct good_row *r = &good_rows[i];
         char rid[32];
@@ -348,11 +348,11 @@ static void test_sources(void **state)
         free(xff);
     }
     /* trusted_proxies tests the header's source: its X-Forwarded-Proto goes on from
-     * 203.0.113.7, and is Portico's own from 198.51.100.9 */
+     * 127.0.113.7, and is Portico's own from 127.0.100.9 */
     static const struct {
         const char *header, *proto;
-    } trust[] = {{"PROXY TCP4 203.0.113.7 10.0.0.1 4242 80\r\n", "https"},
-                 {"PROXY TCP4 198.51.100.9 10.0.0.1 5000 80\r\n", "http"}};
+    } trust[] = {{"PROXY TCP4 127.0.113.7 127.0.0.10 4242 80\r\n", "https"},
+                 {"PROXY TCP4 127.0.100.9 127.0.0.10 5000 80\r\n", "http"}};
     for (size_t i = 0; i < ARRAY_SIZE(trust); i++) {
         unsigned before = fake_origin_requests(o);
         struct raw_conn *tc = raw_connect(harness_port(h, "pp"), PX_IO_MS);
@@ -387,7 +387,7 @@ static void test_sources(void **state)
     raw_close(c);
     c = raw_connect(harness_port(h, "plain"), PX_IO_MS);
     assert_non_null(c);
-    assert_int_equal(raw_send_str(c, "PROXY TCP4 203.0.113.7 10.0.0.1 4242 80\r\n"
+    assert_int_equal(raw_send_str(c, "PROXY TCP4 127.0.113.7 127.0.0.10 4242 80\r\n"
                                      "GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
                      0);
     raw_read_response(c, &resp, PX_IO_MS);
@@ -434,11 +434,11 @@ static const struct bad_row bad_rows[] = {
     BAD("a request without a header", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", false, "missing"),
     BAD("a TLS ClientHello without a header", "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
         false, "missing"),
-    BAD("v1 port out of range", "PROXY TCP4 1.2.3.4 5.6.7.8 65536 80\r\nGET / HTTP/1.1\r\n\r\n",
+    BAD("v1 port out of range", "PROXY TCP4 127.1.2.4 127.5.6.8 65536 80\r\nGET / HTTP/1.1\r\n\r\n",
         false, "malformed"),
-    BAD("v1 without CR", "PROXY TCP4 1.2.3.4 5.6.7.8 1 80\nGET / HTTP/1.1\r\n\r\n", false,
+    BAD("v1 without CR", "PROXY TCP4 127.1.2.4 127.5.6.8 1 80\nGET / HTTP/1.1\r\n\r\n", false,
         "malformed"),
-    BAD("v1 TCP6 with an IPv4 address", "PROXY TCP6 1.2.3.4 5.6.7.8 1 80\r\n", false,
+    BAD("v1 TCP6 with an IPv4 address", "PROXY TCP6 127.1.2.4 127.5.6.8 1 80\r\n", false,
         "malformed"),
     BAD("v2 version 1", SIG "\x11\x11\x00\x0c" "\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02",
         false, "malformed"),
@@ -502,7 +502,7 @@ static void test_refused(void **state)
     for (int k = 0; k < 3; k++) {
         late[k] = raw_connect(harness_port(h, lis_port[k]), PX_IO_MS);
         assert_non_null(late[k]);
-        assert_int_equal(raw_send_str(late[k], "PROXY TCP4 1.2.3.4 "), 0);
+        assert_int_equal(raw_send_str(late[k], "PROXY TCP4 127.1.2.4 "), 0);
     }
     late[3] = raw_connect(harness_port(h, "pp"), PX_IO_MS);
     assert_non_null(late[3]);
@@ -521,7 +521,7 @@ static void test_refused(void **state)
     raw_close(c);
     /* and the listener still serves (the close above was taken before this one) */
     c = raw_connect(harness_port(h, "pp"), PX_IO_MS);
-    assert_int_equal(raw_send_str(c, "PROXY TCP4 203.0.113.7 10.0.0.1 4242 80\r\n"
+    assert_int_equal(raw_send_str(c, "PROXY TCP4 127.0.113.7 127.0.0.10 4242 80\r\n"
                                      "GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
                      0);
     struct raw_response resp;
@@ -564,7 +564,7 @@ static void test_reload_flips_the_flag(void **state)
     assert_int_equal(harness_write_config(h, conf, " proxy_protocol", "", fake_origin_port(o)), 0);
     if (harness_start(h) != 0)
         fail_msg("portico did not start: %s", harness_error(h));
-    static const char with[] = "PROXY TCP4 203.0.113.7 10.0.0.1 4242 80\r\n"
+    static const char with[] = "PROXY TCP4 127.0.113.7 127.0.0.10 4242 80\r\n"
                                "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     static const char without[] = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     const char *a_sends[2] = {with, without}, *b_sends[2] = {without, with};

@@ -807,7 +807,7 @@ static void test_upgrade_keeps_proxy_protocol(void **state)
     assert_int_equal(get(px_port(h), "/"), 200);
     struct raw_conn *c = raw_connect(harness_port(h, "pp"), IO_MS);
     assert_non_null(c);
-    assert_int_equal(raw_send_str(c, "PROXY TCP4 203.0.113.7 10.0.0.1 4242 80\r\n"
+    assert_int_equal(raw_send_str(c, "PROXY TCP4 127.0.113.7 127.0.0.10 4242 80\r\n"
                                      "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
                      0);
     struct raw_response r;
