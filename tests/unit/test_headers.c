@@ -845,9 +845,60 @@ static void test_head_across_buffer(void **state)
     }
 }
 
-/* An addition that fails for memory anywhere in a head, short (one block) or long (several):
- * the head is either written whole, as without the failure, or not at all and said so, never
- * passed off as whole with a block missing (its Content-Length line, say). */
+/* A head writer under test: writes one head into out, 0 or -1. */
+typedef int (*head_writer)(struct evbuffer *out, const void *arg);
+
+/* Runs write with each of its first libevent allocations failing in turn: the head is either
+ * written whole, as without the failure, or not at all and said so (-1), never passed off as
+ * whole with a block missing (its Content-Length line, its status line). Returns how many
+ * runs failed. */
+static unsigned whole_or_nothing(head_writer write, const void *arg)
+{
+    struct evbuffer *ref = evbuffer_new();
+    assert_non_null(ref);
+    assert_int_equal(write(ref, arg), 0);
+    char *want = take(ref);
+    evbuffer_free(ref);
+    unsigned failed = 0;
+    for (long k = 0; k < 8; k++) {
+        struct evbuffer *b = evbuffer_new();
+        assert_non_null(b);
+        alloc_fail_at(k);
+        int rc = write(b, arg);
+        alloc_fail_at(-1);
+        char *got = take(b);
+        if (rc != 0) {
+            assert_int_equal(rc, -1);
+            assert_string_equal(got, "");
+            failed++;
+        } else {
+            assert_string_equal(got, want);
+        }
+        free(got);
+        evbuffer_free(b);
+    }
+    free(want);
+    return failed;
+}
+
+struct request_case {
+    struct h1_request req;
+    struct fwd_request fwd;
+};
+
+static int write_request(struct evbuffer *out, const void *arg)
+{
+    const struct request_case *rc = arg;
+    return hdr_write_request(out, &rc->req, &rc->fwd);
+}
+
+static int write_response(struct evbuffer *out, const void *arg)
+{
+    return hdr_write_head(out, arg, H1_BODY_LENGTH, false, true);
+}
+
+/* Out of memory anywhere in a request head for the origin, short (one block) or long
+ * (several): whole or nothing (the origin would read the body as the next request). */
 static void test_request_out_of_memory(void **state)
 {
     (void)state;
@@ -861,39 +912,16 @@ static void test_request_out_of_memory(void **state)
                          "POST /x HTTP/1.1\r\nHost: h\r\nX-Big: %s\r\nContent-Length: 5\r\n\r\n",
                          values[v]);
         struct h1_limits lim = {8192, 65536};
-        struct h1_request req;
         struct h1_error err;
-        assert_int_equal(h1_parse_request(head, (size_t)n, &lim, &req, &err), n);
-        struct fwd_request fwd = {BASE, .framing = H1_BODY_LENGTH, .content_length = 5};
-        struct evbuffer *ref = evbuffer_new();
-        assert_non_null(ref);
-        assert_int_equal(hdr_write_request(ref, &req, &fwd), 0);
-        char *want = take(ref);
-        evbuffer_free(ref);
-        for (long k = 0; k < 8; k++) {
-            struct evbuffer *b = evbuffer_new();
-            assert_non_null(b);
-            alloc_fail_at(k);
-            int rc = hdr_write_request(b, &req, &fwd);
-            alloc_fail_at(-1);
-            char *got = take(b);
-            if (rc != 0) {
-                assert_int_equal(rc, -1);
-                assert_string_equal(got, "");
-                failed++;
-            } else {
-                assert_string_equal(got, want);
-            }
-            free(got);
-            evbuffer_free(b);
-        }
-        free(want);
+        struct request_case rc = {.fwd = {BASE, .framing = H1_BODY_LENGTH, .content_length = 5}};
+        assert_int_equal(h1_parse_request(head, (size_t)n, &lim, &rc.req, &err), n);
+        failed += whole_or_nothing(write_request, &rc);
     }
     assert_true(failed > 0);
 }
 
-/* The same for a response head to an HTTP/1.1 client, which is all or nothing: -1 with nothing
- * written (the client would read the body as the rest of a head cut short), or whole. */
+/* The same for a response head to an HTTP/1.1 client (the client would read the body as the
+ * rest of a head cut short). */
 static void test_response_out_of_memory(void **state)
 {
     (void)state;
@@ -905,29 +933,7 @@ static void test_response_out_of_memory(void **state)
     for (size_t nf = 1; nf <= ARRAY_LEN(fields); nf++) {
         struct resp_head head = {.status = 200, .fields = fields, .nfields = nf,
                                  .content_length = 5};
-        struct evbuffer *ref = evbuffer_new();
-        assert_non_null(ref);
-        assert_int_equal(hdr_write_head(ref, &head, H1_BODY_LENGTH, false, true), 0);
-        char *want = take(ref);
-        evbuffer_free(ref);
-        for (long k = 0; k < 8; k++) {
-            struct evbuffer *b = evbuffer_new();
-            assert_non_null(b);
-            alloc_fail_at(k);
-            int rc = hdr_write_head(b, &head, H1_BODY_LENGTH, false, true);
-            alloc_fail_at(-1);
-            char *got = take(b);
-            if (rc != 0) {
-                assert_int_equal(rc, -1);
-                assert_string_equal(got, "");
-                failed++;
-            } else {
-                assert_string_equal(got, want);
-            }
-            free(got);
-            evbuffer_free(b);
-        }
-        free(want);
+        failed += whole_or_nothing(write_response, &head);
     }
     assert_true(failed > 0);
 }
