@@ -98,11 +98,10 @@ static bool v1_fields(const unsigned char *line, size_t len, struct pp_header *h
     if (strcmp(proto, "UNKNOWN") == 0)
         return true; /* whatever follows is ignored (the specification says so) */
     int family = strcmp(proto, "TCP4") == 0 ? AF_INET : strcmp(proto, "TCP6") == 0 ? AF_INET6 : 0;
-    if (!family || pos >= len)
-        return false;
-    if (!v1_field(line, len, &pos, src, sizeof(src)) || pos >= len ||
-        !v1_field(line, len, &pos, dst, sizeof(dst)) || pos >= len ||
-        !v1_field(line, len, &pos, sport, sizeof(sport)) || pos >= len ||
+    /* (a field past the end is empty: v1_field refuses it) */
+    if (!family || !v1_field(line, len, &pos, src, sizeof(src)) ||
+        !v1_field(line, len, &pos, dst, sizeof(dst)) ||
+        !v1_field(line, len, &pos, sport, sizeof(sport)) ||
         !v1_field(line, len, &pos, dport, sizeof(dport)) || pos != len || line[len - 1] == ' ')
         return false;
     unsigned char dst_bin[16];
