@@ -402,7 +402,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         if (s && s->state == ST_HEAD && !s->malformed &&
             frame->headers.cat == NGHTTP2_HCAT_REQUEST)
             h2_stream_start(s, end_stream);
-        else if (s && end_stream && s->state != ST_HEAD)
+        else if (s && end_stream && (s->state != ST_HEAD || s->start_at_eof))
             h2_stream_eof(s); /* trailers */
         break;
     case NGHTTP2_DATA:

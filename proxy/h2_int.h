@@ -89,6 +89,8 @@ struct h2_stream {
                                           req_counted plus the window the client still has, as
                                           of the last grant, beyond the floor (req_floor) */
     bool req_eof;                      /* END_STREAM received */
+    bool start_at_eof;                 /* content-length: 0 before END_STREAM: its exchange
+                                          starts at END_STREAM (h2_stream_start) */
     uint64_t body_timeout_us;          /* client_body_timeout while the exchange waits */
     uint64_t data_at;                  /* µs: the last DATA, the origin took all of req_in, or
                                           the wait began */

@@ -180,9 +180,11 @@ int h2_request_field(struct h2_request *r, const char *name, size_t name_len, co
         return keep_once(r, H2F_HOST_BIT, value, value_len);
     if (H1_FIELD_BIT(id) & connection_fields)
         return malformed(r, "connection-specific field");
-    if (id == H1_F_CONTENT_LENGTH) /* nghttp2 checks it against the DATA; kept to say why */
+    if (id == H1_F_CONTENT_LENGTH) { /* nghttp2 checks it against the DATA; kept to say why */
+        r->declares_length = true;
         for (size_t i = 0; i < value_len; i++)
             r->announces_body |= value[i] >= '1' && value[i] <= '9';
+    }
     if (id == H1_F_TE && !span_ieq(value, value_len, "trailers"))
         return malformed(r, "TE other than trailers");
     if (name_len == 6 && memcmp(name, "cookie", 6) == 0) { /* not a field id: compared here */

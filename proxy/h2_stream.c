@@ -827,6 +827,19 @@ void h2_stream_start(struct h2_stream *s, bool end_stream)
                n == -1 ? err.reason : "request head not complete");
         return;
     }
+    /* content-length: 0 on a HEADERS without END_STREAM: a DATA byte would make the request
+     * malformed (RFC 9113 8.1.1), and the origin would have had it whole. It goes once
+     * END_STREAM proved it so (nginx forwards nothing of such a stream either); until then
+     * client_body_timeout bounds the wait. */
+    if (!end_stream && s->req.declares_length && !s->req.announces_body) {
+        free(head);
+        s->start_at_eof = true;
+        s->data_at = now_us();
+        s->body_timeout_us = h->cfg->client_body_timeout_ms * 1000;
+        if (s->body_timeout_us)
+            arm_body_timer(s, s->data_at);
+        return;
+    }
     struct downstream ds = {.ops = &h2_ops, .ctx = s, .peer = h->peer, .proto = PROTO_HTTP2,
                             .body_until_eof = !end_stream, .resp_read_max = read_max(s)};
     s->ex = exchange_start(h->loop, &ds, head, len, &req, s->t0);
@@ -844,6 +857,11 @@ void h2_stream_eof(struct h2_stream *s)
 {
     s->req_eof = true;
     event_del(&s->body_timer);
+    if (s->start_at_eof) {
+        s->start_at_eof = false;
+        h2_stream_start(s, true);
+        return;
+    }
     if (s->ex) {
         h2_stream_grant(s); /* the window it had left is given up (done() released it all) */
         exchange_request_eof(s->ex);
@@ -856,6 +874,14 @@ static void body_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct h2_stream *s = arg;
     struct h2_conn *h = s->conn;
     uint64_t now = now_us();
+    if (s->start_at_eof) { /* END_STREAM never came after content-length: 0 */
+        s->start_at_eof = false;
+        h->depth++;
+        refuse(s, HTTP_REQUEST_TIMEOUT, "request body not complete within client_body_timeout");
+        h->depth--;
+        h2_settle(h);
+        return;
+    }
     if (!s->ex || s->req_eof)
         return;
     /* Bytes the origin has not taken yet hold the client back with our window, as an

@@ -4,7 +4,7 @@
 Usage (by hand, not part of `make test`; loopback only, ports 18100-18199):
 
     TMPDIR=/tmp/smuggle python3 scripts/desync.py [--portico build/portico]
-        [--only GLOB] [--chains P,A,B,C,D] [--pipeline] [--out DIR] [--list]
+        [--only GLOB] [--chains P,A,B,C,D,N,H,T,S] [--pipeline] [--out DIR] [--list]
 
 It starts, under $TMPDIR/desync (or --out), one worker each of:
   - five Portico instances (build/portico), nginx and HAProxy from /usr/sbin, with configs of
@@ -19,7 +19,11 @@ Chains (the client is this script, on raw sockets):
   B  client -> HAProxy -> tap -> Portico -> origin
   C  client -> Portico -> tap -> nginx -> origin
   D  client -> Portico -> tap -> HAProxy -> origin
-The response cases (E, hostile origin answers /e/NAME) run on P, A and B, and on
+and over TLS (not by default: --chains T,S; a certificate of its own made with openssl):
+  T  TLS client -> Portico (tls listener) -> TLS origin   (Portico's upstream TLS)
+  S  TLS client -> nginx (ssl) -> Portico (tls listener) -> origin
+     (the TLS link between nginx and Portico has no tap: only the origin records)
+The response cases (E, hostile origin answers /e/NAME) run on P, A, B, T and S, and on
   N  client -> nginx -> origin      H  client -> HAProxy -> origin
 (the back proxies of C and D), which give nginx's and HAProxy's own verdicts on a response.
 
@@ -51,15 +55,18 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
 
 HOST = "127.0.0.1"
-ORIGIN_PORT = {"P": 18101, "A": 18102, "B": 18103, "C": 18104, "D": 18105}
-PORTICO_PORT = {"P": 18110, "A": 18111, "B": 18112, "C": 18113, "D": 18114}
-NGINX_FRONT, NGINX_BACK = 18120, 18121
+ORIGIN_PORT = {"P": 18101, "A": 18102, "B": 18103, "C": 18104, "D": 18105, "T": 18106,
+               "S": 18107}
+PORTICO_PORT = {"P": 18110, "A": 18111, "B": 18112, "C": 18113, "D": 18114, "T": 18115,
+                "S": 18116}
+NGINX_FRONT, NGINX_BACK, NGINX_TLS = 18120, 18121, 18122
 HAPROXY_FRONT, HAPROXY_BACK = 18130, 18131
 TAP = {"A": (18141, PORTICO_PORT["A"]), "B": (18142, PORTICO_PORT["B"]),
        "C": (18143, NGINX_BACK), "D": (18144, HAPROXY_BACK)}
@@ -73,7 +80,11 @@ CHAINS = {
     # the back proxies of C and D straight to the hostile origin: their own response verdicts
     "N": (NGINX_BACK, ["nginx"], ["origin-C"]),
     "H": (HAPROXY_BACK, ["haproxy"], ["origin-D"]),
+    "T": (PORTICO_PORT["T"], ["portico"], ["origin-T"]),
+    "S": (NGINX_TLS, ["nginx", "portico"], ["origin-S"]),
 }
+TLS_PORTS = {PORTICO_PORT["T"], NGINX_TLS}  # the client speaks TLS to these
+TLS = {}  # "client": the client's SSLContext, "origin": origin T's (set up by main)
 
 # ---------------------------------------------------------------------------------------------
 # Strict reference parser (RFC 9112): where a message ends, or why it is not HTTP/1.1.
@@ -423,7 +434,17 @@ class Origin:
 
     def __init__(self, chain):
         self.link = "origin-" + chain
-        serve(ORIGIN_PORT[chain], self.handle)
+        serve(ORIGIN_PORT[chain], self.handle_tls if chain == "T" else self.handle)
+
+    def handle_tls(self, c):
+        try:
+            c.settimeout(5)
+            c = TLS["origin"].wrap_socket(c, server_side=True)
+            c.settimeout(None)
+        except OSError:
+            c.close()
+            return
+        self.handle(c)
 
     def handle(self, c):
         conn = LOG.conn_id()
@@ -915,6 +936,8 @@ def read_until(s, buf, methods, want, idle, limit):
 def client_exchange(port, r1, r2, methods, pipeline, dribble=False):
     s = socket.create_connection((HOST, port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if port in TLS_PORTS:
+        s = TLS["client"].wrap_socket(s, server_hostname="localhost")
     buf, closed, sent2 = b"", False, False
     try:
         if dribble:
@@ -1102,16 +1125,22 @@ def stop_all():
 
 def write_configs(d, chains):
     upstream = {"P": ORIGIN_PORT["P"], "A": ORIGIN_PORT["A"], "B": ORIGIN_PORT["B"],
-                "C": TAP["C"][0], "D": TAP["D"][0]}
+                "C": TAP["C"][0], "D": TAP["D"][0], "T": ORIGIN_PORT["T"],
+                "S": ORIGIN_PORT["S"]}
     for c in chains:
         if c not in PORTICO_PORT:
             continue
         with open(os.path.join(d, "portico-%s.ini" % c), "w") as f:
-            f.write("[proxy]\nlisten = %s:%d\nworkers = 1\naccess_log = %s/portico-%s.access\n"
+            tls = c in ("T", "S")
+            f.write("[proxy]\nlisten = %s:%d%s\nworkers = 1\naccess_log = %s/portico-%s.access\n"
                     "error_log = %s/portico-%s.error\nclient_header_timeout = 3s\n"
-                    "client_body_timeout = 3s\n\n[upstream o]\norigin = %s:%d\n"
-                    "first_byte_timeout = 3s\n" % (HOST, PORTICO_PORT[c], d, c, d, c,
-                                                   HOST, upstream[c]))
+                    "client_body_timeout = 3s\n%s\n[upstream o]\norigin = %s:%d\n"
+                    "first_byte_timeout = 3s\n%s"
+                    % (HOST, PORTICO_PORT[c], " tls" if tls else "", d, c, d, c,
+                       "tls_cert = %s/cert.pem\ntls_key = %s/key.pem\n" % (d, d) if tls else "",
+                       HOST, upstream[c],
+                       "tls = on\nca_file = %s/cert.pem\nsni = localhost\n" % d
+                       if c == "T" else ""))
             # /nr/... matches no route (404); /fault/... is answered 503 by a fault rule
             for i, prefix in enumerate(("/first-", "/second-", "/victim-", "/SMUGGLED-",
                                         "/pipelined-", "/e/", "/fault/", "/", "*")):
@@ -1142,9 +1171,18 @@ http {
     location / { proxy_pass http://origin; proxy_http_version 1.1;
                  proxy_set_header Connection ""; proxy_set_header Host $host; }
   }
+  upstream porticoS { server %(h)s:%(pS)d; keepalive 8; }
+  server {
+    listen %(h)s:%(nt)d ssl;
+    ssl_certificate %(d)s/cert.pem; ssl_certificate_key %(d)s/key.pem;
+    location / { proxy_pass https://porticoS; proxy_http_version 1.1;
+                 proxy_ssl_server_name on; proxy_ssl_name localhost;
+                 proxy_ssl_session_reuse on;
+                 proxy_set_header Connection ""; proxy_set_header Host $host; }
+  }
 }
 """ % {"d": d, "h": HOST, "tapA": TAP["A"][0], "oC": ORIGIN_PORT["C"], "nf": NGINX_FRONT,
-       "nb": NGINX_BACK})
+       "nb": NGINX_BACK, "pS": PORTICO_PORT["S"], "nt": NGINX_TLS})
     with open(os.path.join(d, "haproxy.cfg"), "w") as f:
         f.write("""global
   log stdout format raw local0
@@ -1195,6 +1233,17 @@ def main():
         sys.exit("--chains: from " + ",".join(CHAINS))
     d = os.path.abspath(a.out)
     os.makedirs(d, exist_ok=True)
+    if not os.path.exists(d + "/cert.pem"):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                        d + "/key.pem", "-out", d + "/cert.pem", "-days", "30", "-subj",
+                        "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                       check=True, capture_output=True)
+    TLS["client"] = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    TLS["client"].check_hostname = False
+    TLS["client"].verify_mode = ssl.CERT_NONE
+    TLS["client"].set_alpn_protocols(["http/1.1"])
+    TLS["origin"] = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    TLS["origin"].load_cert_chain(d + "/cert.pem", d + "/key.pem")
     write_configs(d, chains)
     for c in chains:
         if c in ("N", "H"):
@@ -1209,7 +1258,7 @@ def main():
         for c in [c for c in chains if c in PORTICO_PORT]:
             start([a.portico, "-c", "%s/portico-%s.ini" % (d, c)], "%s/portico-%s.out" % (d, c),
                   PORTICO_PORT[c])
-        if set(chains) & {"A", "C", "N"}:
+        if set(chains) & {"A", "C", "N", "S"}:
             start(["/usr/sbin/nginx", "-c", d + "/nginx.conf", "-p", d], d + "/nginx.out",
                   NGINX_FRONT)
         if set(chains) & {"B", "D", "H"}:

@@ -38,6 +38,7 @@ struct h2_request {
     bool regular_seen;          /* a regular field came: no pseudo-header field may follow */
     bool too_large;             /* the head outgrew limit: no more bytes are kept */
     bool announces_body;        /* a content-length other than 0 came */
+    bool declares_length;       /* a content-length came, 0 or not */
     size_t decoded;             /* bytes of every field decoded, kept or not */
     struct h2_span method;
     struct h2_span scheme;

@@ -7,6 +7,9 @@ finding for the C test to assert on. Loopback only; every wait has a deadline an
 count, so it always ends.
 
   h2_frames.py PORT malformed        each malformed request on its own stream, then a valid one
+  h2_frames.py PORT zero_length      POSTs with content-length: 0 on a HEADERS without END_STREAM:
+                                     then DATA (a smuggled request: malformed), an empty
+                                     END_STREAM, trailers, or nothing (the client_body_timeout)
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
   h2_frames.py PORT cancel_races N R  R rounds of N GETs answered (a WINDOW_UPDATE for
                                      each one's last DATA), then each reset (CANCEL), one a round
@@ -329,6 +332,25 @@ def malformed(port):
     c.send(c.request(sid, get("/status/200")))
     c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
     print("case=valid_after rst=%s status=%s goaway=%s" % (st["rst"], st["status"][-1:], c.goaway))
+    c.close()
+
+
+def zero_length(port):
+    """content-length: 0 on a HEADERS without END_STREAM, then what ends the stream."""
+    c = Conn(port)
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    # what follows each head, encoded after it (the HPACK encoder's table is in sending order)
+    cases = [("data", 1, lambda: frame(DATA, END_STREAM, 1, smuggled)),
+             ("empty_end", 3, lambda: frame(DATA, END_STREAM, 3)),
+             ("trailers", 5, lambda: frame(HEADERS, END_STREAM | END_HEADERS, 5,
+                                           c.block([("x-t", "1")]))),
+             ("nothing", 7, lambda: b"")]
+    for name, sid, rest in cases:
+        st = c.st(sid)
+        head = c.request(sid, get("/zero-" + name, "POST") + [("content-length", "0")], False)
+        c.send(head + rest())
+        c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
+        print("case=%s rst=%s status=%s" % (name, st["rst"], st["status"][-1:]))
     c.close()
 
 
@@ -1202,6 +1224,8 @@ def main():
     port = int(sys.argv[1])
     if sys.argv[2] == "malformed":
         malformed(port)
+    elif sys.argv[2] == "zero_length":
+        zero_length(port)
     elif sys.argv[2] == "cancel":
         cancel(port, sys.argv[3])
     elif sys.argv[2] == "cancel_races":

@@ -2170,6 +2170,35 @@ static void test_streams_one_per_callback(void **state)
     px_stop(h);
 }
 
+/* content-length: 0 on a HEADERS without END_STREAM: DATA after it makes the request malformed
+ * (RFC 9113 8.1.1), so it reaches the origin only once END_STREAM (an empty DATA, trailers)
+ * proved it whole, and a stream that never ends gets 408 after client_body_timeout. The old code
+ * sent the head (Content-Length: 0) at once: the origin had answered "POST /zero-data" before
+ * the DATA reset the stream (h2desync.py's cl/zero_with_data; nginx forwards nothing of it). */
+static void test_zero_length_waits_for_end_stream(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_ECHO);
+    struct harness *h = start_origin(fake_origin_port(o), "client_body_timeout = 300ms\n");
+    struct tu_cmd_result r = {0};
+    frames(h, "zero_length", NULL, &r);
+    const char *const want[] = {"case=data rst=1 ", "case=empty_end rst=None status=[200]",
+                                "case=trailers rst=None status=[200]",
+                                "case=nothing rst=None status=[408]"};
+    want_lines(&r, want, sizeof(want) / sizeof(want[0]));
+    tu_cmd_result_free(&r);
+    assert_int_equal(fake_origin_requests(o), 2);
+    for (unsigned i = 0; i < fake_origin_requests(o); i++) {
+        char *head = fake_origin_request_head(o, i);
+        if (tu_contains(head, "zero-data") || tu_contains(head, "zero-nothing") ||
+            !tu_contains(head, "Content-Length: 0\r\n"))
+            fail_msg("origin request %u: %s", i, head);
+        free(head);
+    }
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* Every malformed request is a stream error (PROTOCOL_ERROR) that reaches no origin, and the
  * connection keeps serving. */
 static void test_malformed_requests(void **state)
@@ -2963,6 +2992,7 @@ int main(void)
         cmocka_unit_test(test_cut_after_head_delivers_what_came),
         cmocka_unit_test(test_fault_drop_and_reset_end_the_stream),
         cmocka_unit_test(test_malformed_requests),
+        cmocka_unit_test(test_zero_length_waits_for_end_stream),
         cmocka_unit_test(test_floods),
         cmocka_unit_test(test_hpack_bombs_skipped),
         cmocka_unit_test(test_dropped_header_block_no_flood),
