@@ -34,6 +34,7 @@
 #include "portico/certexpiry.h"
 #include "portico/log.h"
 #include "portico/privileges.h"
+#include "portico/realip.h"
 #include "portico/route.h"
 #include "portico/status.h"
 #include "portico/ticket.h"
@@ -781,6 +782,11 @@ static void validate_proxy(struct cfg_loader *ld)
             ticket_use(cfg->server_ssl_ctx, cfg->tls_ticket_rotation_ms);
         }
     }
+    /* nginx's set_real_ip_from left empty silently changes nothing: an operator is told */
+    if (cfg->real_ip != REAL_IP_OFF && cfg->ntrusted_proxies == 0)
+        cfg_report(ld, cfg_key_line(lines, CFG_SEC_PROXY, "real_ip"),
+                   "real_ip: needs trusted_proxies, the proxies whose %s is taken (without "
+                   "them no client's is)", real_ip_name(cfg->real_ip));
     if (ld->h2c_listen_line && !cfg->http2)
         cfg_report(ld, ld->h2c_listen_line, "a 'listen ... h2c' needs http2 = on");
     if (cfg->error_page_dir)
