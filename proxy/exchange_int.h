@@ -110,8 +110,8 @@ struct exchange {
     unsigned retries;                  /* attempts moved to another origin (`retries`) */
     bool upgrade;                      /* the request offers an Upgrade the origin may take */
     bool real_ip;                      /* a trusted proxy named the client ([proxy] real_ip):
-                                          client_addr, not the peer, is the client */
-    struct fault_addr client_addr;     /* (in upgrade's padding) */
+                                          client_addr, not the peer, is the client (in
+                                          upgrade's padding) */
     enum req_state req_state;
     struct body_relay req_body;
     bool req_eof;                      /* the downstream said the request body ended */
@@ -173,6 +173,9 @@ struct exchange {
 
     struct ex_fault *fault;            /* owned: the fault rule acting on it (fault_exec.c) */
     size_t alloc_size;                 /* bytes of this allocation: the loop may keep it */
+    struct fault_addr client_addr;     /* set with real_ip, read only then: left out of the
+                                          zeroing at the start (exchange_start), which it
+                                          made 2 instructions a request dearer */
 
     /* Last: the allocation holds only the req.nfields fields the request has, then the head
      * bytes (exchange_start), so an exchange costs ~1.7 KiB instead of 5.7. Never copy req by

@@ -223,8 +223,12 @@ static void format_json(struct fmt_buf *b, const struct access_record *r)
     json_cstr(b, r->trace_id, CAP_TRACE);
     LIT(b, ",\"client\":");
     json_cstr(b, r->client, CAP_CLIENT);
-    LIT(b, ",\"peer\":"); /* every key in every line: null when the peer is the client */
-    json_cstr(b, r->peer, CAP_CLIENT);
+    if (r->peer) { /* every key in every line: null when the peer is the client */
+        LIT(b, ",\"peer\":");
+        json_cstr(b, r->peer, CAP_CLIENT);
+    } else {
+        LIT(b, ",\"peer\":null");
+    }
     LIT(b, ",\"method\":");
     json_span(b, r->method, r->method_len, CAP_METHOD);
     LIT(b, ",\"host\":");
