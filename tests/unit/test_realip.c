@@ -212,7 +212,7 @@ static void test_many_elements(void **state)
     }
     /* 64 fields of one element each: the same walk */
     static struct h1_field fields[64];
-    static char values[64][16];
+    static char values[64][24];
     for (int i = 0; i < 64; i++) {
         snprintf(values[i], sizeof(values[i]), "127.0.%d.%d", i == 10, i);
         fields[i] = (struct h1_field){.name = "X-Forwarded-For", .name_len = 15,
