@@ -1344,6 +1344,10 @@ static void test_real_ip(void **state)
     }
     assert_true(scrape_metric(harness_port(h, "admin"), "portico_real_ip_invalid_total",
                               PX_IO_MS) == 1);
+    /* and said once in the error log, naming the balancer */
+    assert_int_equal(harness_wait_log(h, "real_ip: the x-forwarded-for element naming the "
+                                         "client is not an address", PX_IO_MS), 0);
+    assert_true(harness_log_contains(h, "client 127.0.0.2:"));
     px_stop(h);
     fake_origin_stop(o);
 }
