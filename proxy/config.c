@@ -34,7 +34,6 @@
 #include "portico/certexpiry.h"
 #include "portico/log.h"
 #include "portico/privileges.h"
-#include "portico/realip.h"
 #include "portico/route.h"
 #include "portico/status.h"
 #include "portico/ticket.h"
@@ -62,6 +61,16 @@ static const struct {
 const char *timer_name(enum timer_kind t)
 {
     return (unsigned)t < TIMER_COUNT ? timer_rows[t].key : "unknown";
+}
+
+const char *real_ip_name(enum real_ip_field f)
+{
+    static const char *const names[] = {
+#define X(id, name) [id] = name,
+        REAL_IP_LIST(X)
+#undef X
+    };
+    return (unsigned)f < ARRAY_LEN(names) ? names[f] : "?";
 }
 
 /* ---- sections ---- */

@@ -10,17 +10,6 @@
 
 #include "portico/util.h"
 
-static const char *const real_ip_names[] = {
-#define X(id, name) [id] = name,
-    REAL_IP_LIST(X)
-#undef X
-};
-
-const char *real_ip_name(enum real_ip_field f)
-{
-    return (unsigned)f < ARRAY_LEN(real_ip_names) ? real_ip_names[f] : "?";
-}
-
 const char *realip_text(const struct fault_addr *addr, char *buf, size_t size)
 {
     if (!inet_ntop(addr->v6 ? AF_INET6 : AF_INET, addr->bytes, buf, (socklen_t)size))

@@ -82,6 +82,9 @@ enum error_detail { ERROR_DETAIL_LIST(CFG_ENUM_ID) };
 /* `real_ip` of [proxy]. */
 enum real_ip_field { REAL_IP_LIST(CFG_ENUM_ID) };
 
+/* The name real_ip is written with in the INI ("x-forwarded-for"); never NULL. */
+const char *real_ip_name(enum real_ip_field f);
+
 /* `client_half_close` of [proxy]. */
 enum half_close_mode { HALF_CLOSE_LIST(CFG_ENUM_ID) };
 

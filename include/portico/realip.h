@@ -15,9 +15,6 @@
 #include "portico/fault.h"
 #include "portico/http1.h"
 
-/* The name real_ip is written with in the INI ("x-forwarded-for"); never NULL. */
-const char *real_ip_name(enum real_ip_field f);
-
 /* addr as text ("127.0.0.1", "::1") into buf (INET6_ADDRSTRLEN bytes). Returns buf. */
 const char *realip_text(const struct fault_addr *addr, char *buf, size_t size);
 
