@@ -63,6 +63,16 @@ const char *timer_name(enum timer_kind t)
     return (unsigned)t < TIMER_COUNT ? timer_rows[t].key : "unknown";
 }
 
+const char *real_ip_name(enum real_ip_field f)
+{
+    static const char *const names[] = {
+#define X(id, name) [id] = name,
+        REAL_IP_LIST(X)
+#undef X
+    };
+    return (unsigned)f < ARRAY_LEN(names) ? names[f] : "?";
+}
+
 /* ---- sections ---- */
 
 static void upstream_defaults(struct upstream_conf *up)
@@ -781,6 +791,11 @@ static void validate_proxy(struct cfg_loader *ld)
             ticket_use(cfg->server_ssl_ctx, cfg->tls_ticket_rotation_ms);
         }
     }
+    /* nginx's set_real_ip_from left empty silently changes nothing: an operator is told */
+    if (cfg->real_ip != REAL_IP_OFF && cfg->ntrusted_proxies == 0)
+        cfg_report(ld, cfg_key_line(lines, CFG_SEC_PROXY, "real_ip"),
+                   "real_ip: needs trusted_proxies, the proxies whose %s is taken (without "
+                   "them no client's is)", real_ip_name(cfg->real_ip));
     if (ld->h2c_listen_line && !cfg->http2)
         cfg_report(ld, ld->h2c_listen_line, "a 'listen ... h2c' needs http2 = on");
     if (cfg->error_page_dir)

@@ -30,6 +30,7 @@ static const char *const log_level_names[] = {LOG_LEVEL_LIST(CFG_ENUM_NAME)};
 static const char *const error_detail_names[] = {ERROR_DETAIL_LIST(CFG_ENUM_NAME)};
 static const char *const half_close_names[] = {HALF_CLOSE_LIST(CFG_ENUM_NAME)};
 static const char *const balance_names[] = {BALANCE_LIST(CFG_ENUM_NAME)};
+static const char *const real_ip_names[] = {REAL_IP_LIST(CFG_ENUM_NAME)};
 #undef CFG_ENUM_NAME
 _Static_assert(sizeof(enum expect_mode) == sizeof(int) &&
                    sizeof(enum balance_policy) == sizeof(int) &&
@@ -37,7 +38,8 @@ _Static_assert(sizeof(enum expect_mode) == sizeof(int) &&
                    sizeof(enum log_format) == sizeof(int) &&
                    sizeof(enum log_level) == sizeof(int) &&
                    sizeof(enum error_detail) == sizeof(int) &&
-                   sizeof(enum half_close_mode) == sizeof(int),
+                   sizeof(enum half_close_mode) == sizeof(int) &&
+                   sizeof(enum real_ip_field) == sizeof(int),
                "set_enum stores an int");
 
 /* Log targets that are not file paths (error messages cannot be switched off). */
@@ -1118,6 +1120,7 @@ static const struct cfg_key proxy_keys[] = {
     KEY("proxy_status", set_bool, CFG(proxy_status)),
     KEY("splice", set_bool, CFG(splice)),
     KEY("trusted_proxies", set_trusted_proxies, CFG(trusted_proxies)),
+    NAMED("real_ip", set_enum, CFG(real_ip), real_ip_names),
     KEY("error_page_dir", set_path, CFG(error_page_dir)),
     NAMED("access_log", set_log, CFG(access_log), access_log_names),
     NAMED("access_log_format", set_enum, CFG(access_log_format), log_format_names),

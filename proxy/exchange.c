@@ -92,6 +92,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/realip.h"
 #include "portico/recent.h"
 #include "portico/request.h"
 #include "portico/route.h"
@@ -673,12 +674,15 @@ static void log_exchange(struct exchange *ex, struct tunnel_origin *to)
     bool line = log_enabled() || ex->ds.ops->report;
     const struct h1_field *ua = line ? request_field(ex, H1_F_USER_AGENT) : NULL;
     const struct h1_field *xff = line ? request_field(ex, H1_F_X_FORWARDED_FOR) : NULL;
-    char client[PEER_ADDR_MAX];
+    char client[PEER_ADDR_MAX], peer[PEER_ADDR_MAX];
     struct access_record r = {
         .time_ms = wall_ms(),
         .request_id = ex->request_id,
         .trace_id = ex->trace.trace_id,
-        .client = line ? peer_addr(ex->ds.peer, client, sizeof(client)) : NULL,
+        .client = !line       ? NULL
+                  : ex->real_ip ? realip_text(&ex->client_addr, client, sizeof(client))
+                                : peer_addr(ex->ds.peer, client, sizeof(client)),
+        .peer = line && ex->real_ip ? peer_addr(ex->ds.peer, peer, sizeof(peer)) : NULL,
         .method = ex->req.method,
         .method_len = ex->req.method_len,
         .host = ex->host,
@@ -870,6 +874,33 @@ static void make_request_id(struct exchange *ex)
     loop_request_id(ex->loop, ex->request_id, sizeof(ex->request_id));
 }
 
+/* [proxy] real_ip: the client a trusted peer names in the field, if it names one. Out of line:
+ * with real_ip off (the default) a request pays one compare for it. */
+__attribute__((noinline)) static void find_real_ip(struct exchange *ex)
+{
+    const struct config *cfg = ex->cfg;
+    struct fault_addr peer;
+    if (fault_addr_parse(ex->ds.peer->ip, &peer) != 0 ||
+        !fault_cidr_contains(cfg->trusted_proxies, cfg->ntrusted_proxies, &peer))
+        return; /* anyone else's word on its address is not taken */
+    switch (realip_find(ex->req.fields, ex->req.nfields, cfg->real_ip, cfg->trusted_proxies,
+                        cfg->ntrusted_proxies, &ex->client_addr)) {
+    case REALIP_FOUND:
+        ex->real_ip = true;
+        break;
+    case REALIP_INVALID: {
+        char addr[PEER_ADDR_MAX];
+        metrics_add(ex->loop->metrics, M_REAL_IP_INVALID, 1);
+        log_client("client %s: real_ip: the %s element naming the client is not an address: "
+                   "the peer is taken for the client", peer_addr(ex->ds.peer, addr, sizeof(addr)),
+                   real_ip_name(cfg->real_ip));
+        break;
+    }
+    case REALIP_NONE: /* the proxy's own request (a health check), or one it did not mark */
+        break;
+    }
+}
+
 struct exchange *exchange_start(struct loop *l, const struct downstream *ds, const char *head,
                                 size_t head_len, const struct h1_request *req,
                                 uint64_t received_us)
@@ -878,13 +909,14 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
                        sizeof(struct exchange), "req is the last member of struct exchange");
     /* One allocation: the exchange, the request's fields, then a copy of its head (made before
      * the owner's buffer is drained; the parsed spans are rebased onto the copy). Only the part
-     * before req is zeroed: the fields are copied over and the rest is the head. */
+     * before client_addr is zeroed: it is written before it is read, the fields are copied over
+     * and the rest is the head. */
     size_t fields_end = offsetof(struct exchange, req.fields) + req->nfields * sizeof(req->fields[0]);
     size_t alloc_size;
     struct exchange *ex = exchange_alloc(l, fields_end + head_len, &alloc_size);
     if (!ex)
         return NULL;
-    memset(ex, 0, offsetof(struct exchange, req));
+    memset(ex, 0, offsetof(struct exchange, client_addr));
     ex->alloc_size = alloc_size;
     ex->head = (char *)ex + fields_end;
     memcpy(ex->head, head, head_len);
@@ -904,6 +936,8 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
     ex->now = event_now_us();
     ex->origin = -1;
     ex->route_index = -1;
+    if (ex->cfg->real_ip != REAL_IP_OFF)
+        find_real_ip(ex);
     phase_enter(&ex->pc, PHASE_ROUTE, ex->now);
     deadline_init(&ex->phase_timer, l->clock, phase_timeout_cb, ex);
     deadline_init(&ex->total_timer, l->clock, total_timeout_cb, ex);

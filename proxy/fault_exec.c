@@ -213,7 +213,7 @@ static void from_rules(struct exchange *ex)
             continue;
         if (e->rule.nclients && !client_parsed) {
             client_parsed = true;
-            q.client = fault_addr_parse(ex->ds.peer->ip, &client) == 0 ? &client : NULL;
+            q.client = ex_client_addr(ex, &client) == 0 ? &client : NULL;
         }
         if (!fault_match(&e->rule, &q) ||
             !fault_decide(&e->rule, &e->state, now_ms_of(ex), fault_table_rng(t), &pick))
@@ -240,7 +240,7 @@ bool fault_exec_decide(struct exchange *ex)
     const struct h1_field *h = fc->header_control ? request_field(ex, H1_F_PORTICO_FAULT, &twice)
                                                   : NULL;
     struct fault_addr client;
-    if (h && fault_addr_parse(ex->ds.peer->ip, &client) == 0 &&
+    if (h && ex_client_addr(ex, &client) == 0 &&
         fault_cidr_contains(fc->header_clients, fc->nheader_clients, &client))
         return from_header(ex, h, twice);
     from_rules(ex);

@@ -97,9 +97,9 @@ int log_level_from_name(const char *name, enum log_level *out)
 /* Length caps of the variable fields, in output bytes. Their sum with the fixed keys and
  * numbers stays under LOG_LINE_MAX (test_log checks a record with every field too long). */
 enum {
-    CAP_ID = 128,
-    CAP_TRACE = 64,
-    CAP_CLIENT = 64,
+    CAP_ID = 64,                       /* ours are under 48 bytes, a client's at most 40 */
+    CAP_TRACE = 40,                    /* 32 hex digits */
+    CAP_CLIENT = 64,                   /* and peer: PEER_ADDR_MAX */
     CAP_METHOD = 32,
     CAP_HOST = 200,
     CAP_PATH = 1000,
@@ -223,6 +223,12 @@ static void format_json(struct fmt_buf *b, const struct access_record *r)
     json_cstr(b, r->trace_id, CAP_TRACE);
     LIT(b, ",\"client\":");
     json_cstr(b, r->client, CAP_CLIENT);
+    if (r->peer) { /* every key in every line: null when the peer is the client */
+        LIT(b, ",\"peer\":");
+        json_cstr(b, r->peer, CAP_CLIENT);
+    } else {
+        LIT(b, ",\"peer\":null");
+    }
     LIT(b, ",\"method\":");
     json_span(b, r->method, r->method_len, CAP_METHOD);
     LIT(b, ",\"host\":");
@@ -326,6 +332,10 @@ static void format_text(struct fmt_buf *b, const struct access_record *r)
     }
     LIT(b, " client=");
     text_raw(b, r->client, CAP_CLIENT);
+    if (r->peer) { /* only when real_ip named another client: most lines have none */
+        LIT(b, " peer=");
+        text_raw(b, r->peer, CAP_CLIENT);
+    }
     LIT(b, " method=");
     text_span(b, r->method, r->method_len, CAP_METHOD);
     LIT(b, " target=");
@@ -444,8 +454,9 @@ static const char *keep(char **at, const char *s, size_t n, bool cstr)
 struct access_record *log_record_copy(const struct access_record *r)
 {
     /* The strings Portico made (NUL-terminated), then the client's spans. */
-    const char *const *const strs[] = {&r->request_id, &r->trace_id, &r->client, &r->route,
-                                       &r->upstream, &r->origin, &r->fault, &r->detail};
+    const char *const *const strs[] = {&r->request_id, &r->trace_id, &r->client, &r->peer,
+                                       &r->route, &r->upstream, &r->origin, &r->fault,
+                                       &r->detail};
     size_t lens[ARRAY_LEN(strs)];
     size_t codes = r->ninterim * sizeof(*r->interim_codes);
     size_t size = sizeof(*r) + codes + r->method_len + r->host_len + r->target_len +
@@ -464,8 +475,8 @@ struct access_record *log_record_copy(const struct access_record *r)
         c->interim_codes = (const uint16_t *)(void *)at;
         at += codes;
     }
-    const char **const into[] = {&c->request_id, &c->trace_id, &c->client, &c->route,
-                                 &c->upstream, &c->origin, &c->fault, &c->detail};
+    const char **const into[] = {&c->request_id, &c->trace_id, &c->client, &c->peer,
+                                 &c->route, &c->upstream, &c->origin, &c->fault, &c->detail};
     for (size_t i = 0; i < ARRAY_LEN(strs); i++)
         *into[i] = keep(&at, *strs[i], lens[i], true);
     c->method = keep(&at, r->method, r->method_len, false);

@@ -56,6 +56,15 @@ const char *timer_name(enum timer_kind t);
     X(HALF_CLOSE_ABORT, "abort")   /* it left: the exchange ends, logged 499 (nginx) */            \
     X(HALF_CLOSE_ANSWER, "answer") /* it is done sending: answered, then closed (HAProxy) */
 
+/* `real_ip`: the request field in which a trusted proxy names the client (realip.h). */
+#define REAL_IP_LIST(X)                                                                            \
+    X(REAL_IP_OFF, "off")                           /* the peer is the client */                   \
+    X(REAL_IP_X_FORWARDED_FOR, "x-forwarded-for")   /* nginx, HAProxy, AWS ALB, GCP, most CDNs */  \
+    X(REAL_IP_FORWARDED, "forwarded")               /* RFC 7239's for= */                          \
+    X(REAL_IP_X_REAL_IP, "x-real-ip")               /* nginx's proxy_set_header habit */           \
+    X(REAL_IP_CF_CONNECTING_IP, "cf-connecting-ip") /* Cloudflare */                               \
+    X(REAL_IP_TRUE_CLIENT_IP, "true-client-ip")     /* Akamai, Cloudflare Enterprise */
+
 /* `balance`: how an upstream spreads requests over its origins (balance.h). */
 #define BALANCE_LIST(X)                                                                            \
     X(BALANCE_ROUND_ROBIN, "round_robin")  /* smooth weighted round robin */                       \
@@ -69,6 +78,12 @@ enum expect_mode { EXPECT_LIST(CFG_ENUM_ID) };
 
 /* `error_detail`: what error responses tell the client about the upstream side. */
 enum error_detail { ERROR_DETAIL_LIST(CFG_ENUM_ID) };
+
+/* `real_ip` of [proxy]. */
+enum real_ip_field { REAL_IP_LIST(CFG_ENUM_ID) };
+
+/* The name real_ip is written with in the INI ("x-forwarded-for"); never NULL. */
+const char *real_ip_name(enum real_ip_field f);
 
 /* `client_half_close` of [proxy]. */
 enum half_close_mode { HALF_CLOSE_LIST(CFG_ENUM_ID) };
@@ -223,6 +238,8 @@ struct config {
     /* clients that are proxies: their forwarding fields go on as they came (headers.c) */
     struct fault_cidr trusted_proxies[CFG_MAX_TRUSTED_PROXIES];
     int ntrusted_proxies;
+    enum real_ip_field real_ip;            /* where a trusted proxy's client is named: that
+                                              address is the request's client (realip.h) */
     char *error_page_dir;
     char *access_log;                      /* absolute path, "stderr", "stdout" or "off" */
     enum log_format access_log_format;     /* log.h */

@@ -71,7 +71,10 @@ struct access_record {
     uint64_t time_ms;                  /* wall clock (ms since the epoch); 0: now */
     const char *request_id;
     const char *trace_id;              /* 32 hex digits (trace.h) */
-    const char *client;                /* "127.0.0.1:50312" */
+    const char *client;                /* "127.0.0.1:50312"; the address alone when a trusted
+                                          proxy named it ([proxy] real_ip) */
+    const char *peer;                  /* then the connection's own "127.0.0.1:50312", else
+                                          NULL (the client is the peer) */
     const char *method;                /* span */
     size_t method_len;
     const char *host;                  /* span: Host or the absolute-form authority */

@@ -92,7 +92,10 @@ struct evbuffer;
     X(M_H2_FLOOD_ACKS, "portico_http2_flood_acks_total",                                           \
       "HTTP/2 connections closed for piling up SETTINGS/PING acknowledgements without reading")    \
     X(M_H2_STALLED, "portico_http2_stalled_windows_total",                                         \
-      "HTTP/2 connections closed with GOAWAY for keeping a flow-control window shut too long")
+      "HTTP/2 connections closed with GOAWAY for keeping a flow-control window shut too long")   \
+    X(M_REAL_IP_INVALID, "portico_real_ip_invalid_total",                                          \
+      "Requests from trusted proxies whose real_ip element naming the client was not an address "  \
+      "(the peer's kept)")
 
 enum metric_id {
 #define X(id, name, help) id,

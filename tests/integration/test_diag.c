@@ -199,7 +199,8 @@ static void check_shape(const struct tj *j)
     static const char *const strings[] = {"time", "request_id", "trace_id", "client", "method",
                                           "host", "path", "proto", "phase"};
     static const char *const maybe_strings[] = {"failure", "route", "upstream", "origin",
-                                                "fault", "user_agent", "forwarded_for", "detail"};
+                                                "fault", "user_agent", "forwarded_for", "detail",
+                                                "peer"};
     for (size_t i = 0; i < ARRAY_SIZE(strings); i++)
         expect_type(j, strings[i], TJ_STRING, false);
     for (size_t i = 0; i < ARRAY_SIZE(maybe_strings); i++)
@@ -217,6 +218,7 @@ static void check_shape(const struct tj *j)
     assert_true(t[4] == '-' && t[10] == 'T' && t[19] == '.' && t[23] == 'Z');
     assert_int_equal(strspn(tj_str(j, "trace_id"), "0123456789abcdef"), 32);
     assert_non_null(strstr(tj_str(j, "client"), "127.0.0.1:"));
+    assert_int_equal(tj_get(j, "peer")->type, TJ_NULL); /* no real_ip: the peer is the client */
     double total = -1, sum = 0;
     const struct tj *tm = tj_get(j, "timing_ms");
     for (size_t i = 0; i < tm->n; i++) {

@@ -35,6 +35,7 @@
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
 #include "../support/raw_client.h"
+#include "../support/scrape.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
 
@@ -1264,6 +1265,189 @@ static void test_trusted_proxies(void **state)
     line = px_log_line_for_id(h, "lb-2");
     assert_null(strstr(line, "forwarded_for="));
     free(line);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* ---- real_ip: the client a trusted proxy names ---- */
+
+/* 127.0.0.2 and 127.0.0.3 are balancers; 127.0.5.0/24 proxies before them (a CDN's). */
+#define REAL_IP_PROXY                                                                              \
+    "trusted_proxies = 127.0.0.2, 127.0.0.3/32, 127.0.5.0/24\nreal_ip = x-forwarded-for\n"      \
+    "admin_listen = 127.0.0.1:{{port:admin}}\n"
+
+static const struct real_ip_row {
+    const char *why;
+    const char *from;          /* the connection's source */
+    const char *fields;        /* the request's X-Forwarded-For lines */
+    const char *client;        /* the log's client=, a prefix ("127.0.0.2:" for the peer) */
+    bool peer;                 /* a peer= follows, the connection's address */
+    const char *xff;           /* what the origin gets: the chain, then the peer */
+} real_ip_rows[] = {
+    {"recursive: past the balancer's own hop and a trusted one, the right-most other",
+     "127.0.0.2", "X-Forwarded-For: 127.9.9.9, 127.0.5.7\r\n", "127.9.9.9 ", true,
+     "127.9.9.9, 127.0.5.7, 127.0.0.2"},
+    {"spoofed elements left of the client are never reached", "127.0.0.2",
+     "X-Forwarded-For: 127.6.6.6, 127.9.9.9\r\n", "127.9.9.9 ", true,
+     "127.6.6.6, 127.9.9.9, 127.0.0.2"},
+    {"all trusted: the left-most", "127.0.0.3", "X-Forwarded-For: 127.0.5.1, 127.0.5.2\r\n",
+     "127.0.5.1 ", true, "127.0.5.1, 127.0.5.2, 127.0.0.3"},
+    {"two fields in order, one list", "127.0.0.2",
+     "X-Forwarded-For: 127.9.9.8\r\nX-Forwarded-For: 127.9.9.9, 127.0.5.7\r\n", "127.9.9.9 ",
+     true, "127.9.9.8, 127.9.9.9, 127.0.5.7, 127.0.0.2"},
+    {"not an address where the client would be: the peer, counted", "127.0.0.2",
+     "X-Forwarded-For: 127.9.9.9, bogus, 127.0.5.7\r\n", "127.0.0.2:", false,
+     "127.9.9.9, bogus, 127.0.5.7, 127.0.0.2"},
+    {"a trusted proxy without the field: itself", "127.0.0.2", "", "127.0.0.2:", false,
+     "127.0.0.2"},
+    {"a client not trusted: its X-Forwarded-For is not its address", "127.0.0.4",
+     "X-Forwarded-For: 127.9.9.9\r\n", "127.0.0.4:", false, "127.9.9.9, 127.0.0.4"},
+};
+
+static void test_real_ip(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o), REAL_IP_PROXY);
+    for (size_t i = 0; i < ARRAY_SIZE(real_ip_rows); i++) {
+        const struct real_ip_row *row = &real_ip_rows[i];
+        print_message("%s\n", row->why);
+        struct raw_conn *c = raw_connect_from(row->from, px_port(h), PX_IO_MS);
+        assert_non_null(c);
+        char req[512];
+        snprintf(req, sizeof(req), "GET /r HTTP/1.1\r\nHost: app.test\r\n%s"
+                 "X-Request-Id: rip-%zu\r\n\r\n", row->fields, i);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        raw_response_free(&r);
+        raw_close(c);
+        /* X-Forwarded-For stays a chain of hops: Portico appends the address it was reached
+         * from, the balancer's, not the client it found (that is in the chain already) */
+        char *xff = fake_origin_request_header(o, (unsigned)i, "X-Forwarded-For");
+        if (!xff || strcmp(xff, row->xff) != 0)
+            fail_msg("%s: X-Forwarded-For '%s', not '%s'", row->why, xff ? xff : "(none)",
+                     row->xff);
+        free(xff);
+        char rid[32], want[64];
+        snprintf(rid, sizeof(rid), "rip-%zu", i);
+        char *line = px_log_line_for_id(h, rid);
+        snprintf(want, sizeof(want), " client=%s", row->client);
+        if (!strstr(line, want))
+            fail_msg("%s: no '%s' in %s", row->why, want, line);
+        snprintf(want, sizeof(want), " peer=%s:", row->from);
+        if (row->peer != (strstr(line, want) != NULL) || (!row->peer && strstr(line, " peer=")))
+            fail_msg("%s: peer %s in %s", row->why, row->peer ? "missing" : "unwanted", line);
+        free(line);
+    }
+    assert_true(scrape_metric(harness_port(h, "admin"), "portico_real_ip_invalid_total",
+                              PX_IO_MS) == 1);
+    /* and said once in the error log, naming the balancer */
+    assert_int_equal(harness_wait_log(h, "real_ip: the x-forwarded-for element naming the "
+                                         "client is not an address", PX_IO_MS), 0);
+    assert_true(harness_log_contains(h, "client 127.0.0.2:"));
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* Fault rules' client and header_control_clients test the client real_ip found, not the
+ * balancer: a rule for one client behind a CDN, a rehearsal from one office. */
+static void test_real_ip_faults(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start(REAL_IP_PROXY,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "[faults]\nheader_control = on\n"
+                                 "header_control_clients = 127.9.9.8\n"
+                                 "[fault one]\nclient = 127.9.9.9\nstatus = 503\n",
+                                 fake_origin_port(o));
+    static const struct {
+        const char *why;
+        const char *from;
+        const char *fields;
+        int status;
+    } rows[] = {
+        {"the rule's client, behind the balancer", "127.0.0.2",
+         "X-Forwarded-For: 127.9.9.9, 127.0.5.7\r\n", 503},
+        {"another client behind it", "127.0.0.2", "X-Forwarded-For: 127.9.9.7\r\n", 200},
+        {"the rule's address claimed by a client not trusted", "127.0.0.4",
+         "X-Forwarded-For: 127.9.9.9\r\n", 200},
+        {"the rule's address left of an element that is not one", "127.0.0.2",
+         "X-Forwarded-For: 127.9.9.9, _hidden\r\n", 200},
+        {"header control from its client behind the balancer", "127.0.0.2",
+         "X-Forwarded-For: 127.9.9.8\r\nPortico-Fault: status=429\r\n", 429},
+        {"header control from the balancer's other clients: ignored", "127.0.0.2",
+         "X-Forwarded-For: 127.9.9.7\r\nPortico-Fault: status=429\r\n", 200},
+        {"header control claimed by a client not trusted: ignored", "127.0.0.4",
+         "X-Forwarded-For: 127.9.9.8\r\nPortico-Fault: status=429\r\n", 200},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        print_message("%s\n", rows[i].why);
+        struct raw_conn *c = raw_connect_from(rows[i].from, px_port(h), PX_IO_MS);
+        assert_non_null(c);
+        char req[512];
+        snprintf(req, sizeof(req), "GET /f HTTP/1.1\r\nHost: app.test\r\n%s\r\n",
+                 rows[i].fields);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        if (r.status != rows[i].status)
+            fail_msg("%s: %d, not %d", rows[i].why, r.status, rows[i].status);
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* HTTP/2 streams are exchanges too: an h2c client through a trusted balancer's address. */
+static void test_real_ip_h2c(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = px_start(REAL_IP_PROXY "listen = 127.0.0.1:{{port:h2c}} h2c\n",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "[fault one]\nclient = 127.9.9.9\nprefix = /fault\n"
+                                 "status = 503\n",
+                                 fake_origin_port(o));
+    static const struct {
+        const char *from;
+        const char *path;
+        const char *rid;
+        const char *want;      /* "status client" */
+    } rows[] = {
+        {"127.0.0.2", "/h2", "h2-lb", "200 127.9.9.9 peer=127.0.0.2:"},
+        {"127.0.0.2", "/fault", "h2-fault", "503 127.9.9.9 peer=127.0.0.2:"},
+        {"127.0.0.4", "/fault", "h2-direct", "200 127.0.0.4:"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        char url[96], rid[64];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", harness_port(h, "h2c"), rows[i].path);
+        snprintf(rid, sizeof(rid), "X-Request-Id: %s", rows[i].rid);
+        const char *const argv[] = {"curl", "-sS", "--max-time", "10", "--http2-prior-knowledge",
+                                    "--interface", rows[i].from, "-o", "/dev/null", "-w",
+                                    "%{http_code} %{http_version}", "-H",
+                                    "X-Forwarded-For: 127.9.9.9, 127.0.5.7", "-H", rid, url,
+                                    NULL};
+        struct tu_cmd_result res = {0};
+        px_run_ok(argv, &res);
+        char want[32];
+        snprintf(want, sizeof(want), "%.3s 2", rows[i].want);
+        if (strcmp(res.out, want) != 0)
+            fail_msg("curl --interface %s %s: '%s', not '%s'", rows[i].from, url, res.out, want);
+        tu_cmd_result_free(&res);
+        char *line = px_log_line_for_id(h, rows[i].rid);
+        char client[64];
+        snprintf(client, sizeof(client), " client=%s", rows[i].want + 4);
+        if (!strstr(line, client) || !strstr(line, "proto=HTTP/2.0"))
+            fail_msg("no '%s' in %s", client, line);
+        free(line);
+    }
     px_stop(h);
     fake_origin_stop(o);
 }
@@ -3184,6 +3368,9 @@ int main(void)
         cmocka_unit_test(test_stale_pooled_connection),
         cmocka_unit_test(test_request_hop_by_hop),
         cmocka_unit_test(test_trusted_proxies),
+        cmocka_unit_test(test_real_ip),
+        cmocka_unit_test(test_real_ip_faults),
+        cmocka_unit_test(test_real_ip_h2c),
         cmocka_unit_test(test_response_hop_by_hop),
         cmocka_unit_test(test_response_date_added),
         cmocka_unit_test(test_routing),

@@ -593,11 +593,59 @@ static void test_reload_flips_the_flag(void **state)
     fake_origin_stop(o);
 }
 
+/* real_ip applies to the header's source: the balancer that source names is trusted, so its
+ * X-Forwarded-For names the client; from a source not trusted it names no one. */
+static void test_real_ip_after_header(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start(fake_origin_port(o), "trusted_proxies = 127.0.113.0/24\n"
+                                                   "real_ip = x-forwarded-for\n");
+    static const struct {
+        const char *header, *rid, *xff, *client;
+    } rows[] = {
+        {"PROXY TCP4 127.0.113.7 127.0.0.10 4242 80\r\n", "rp-trusted", "127.9.9.9, 127.0.113.7",
+         " client=127.9.9.9 peer=127.0.113.7:4242 "},
+        {"PROXY TCP4 127.0.100.9 127.0.0.10 5000 80\r\n", "rp-other", "127.9.9.9, 127.0.100.9",
+         " client=127.0.100.9:5000 "},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        unsigned before = fake_origin_requests(o);
+        struct raw_conn *c = raw_connect(harness_port(h, "pp"), PX_IO_MS);
+        assert_non_null(c);
+        char req[256];
+        snprintf(req, sizeof(req),
+                 "%sGET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 127.9.9.9\r\n"
+                 "X-Request-Id: %s\r\n\r\n", rows[i].header, rows[i].rid);
+        assert_int_equal(raw_send_str(c, req), 0);
+        struct raw_response r;
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, 200);
+        raw_response_free(&r);
+        raw_close(c);
+        assert_int_equal(fake_origin_wait_requests(o, before + 1, PX_IO_MS), 0);
+        char *xff = fake_origin_request_header(o, before, "X-Forwarded-For");
+        if (!xff || strcmp(xff, rows[i].xff) != 0)
+            fail_msg("%s: X-Forwarded-For '%s', not '%s'", rows[i].rid, xff ? xff : "(none)",
+                     rows[i].xff);
+        free(xff);
+        char *line = px_log_line_for_id(h, rows[i].rid);
+        if (!strstr(line, rows[i].client))
+            fail_msg("%s: no '%s' in %s", rows[i].rid, rows[i].client, line);
+        free(line);
+    }
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sources),
+        cmocka_unit_test(test_real_ip_after_header),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_reload_flips_the_flag),
     };

@@ -405,6 +405,37 @@ static void test_trusted_proxies(void **state)
     cfg_free(cfg);
 }
 
+/* real_ip: off by default; each field name; with trusted_proxies before it or after */
+static void test_real_ip(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(UP);
+    assert_int_equal(cfg->real_ip, REAL_IP_OFF);
+    cfg_free(cfg);
+    static const struct {
+        const char *name;
+        enum real_ip_field want;
+    } rows[] = {{"off", REAL_IP_OFF},
+                {"x-forwarded-for", REAL_IP_X_FORWARDED_FOR},
+                {"forwarded", REAL_IP_FORWARDED},
+                {"x-real-ip", REAL_IP_X_REAL_IP},
+                {"cf-connecting-ip", REAL_IP_CF_CONNECTING_IP},
+                {"true-client-ip", REAL_IP_TRUE_CLIENT_IP}};
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        char ini[256];
+        snprintf(ini, sizeof(ini), "[proxy]\nreal_ip = %s\ntrusted_proxies = 127.0.0.2\n" UP,
+                 rows[i].name);
+        cfg = load_ok(ini);
+        assert_int_equal(cfg->real_ip, rows[i].want);
+        assert_int_equal(cfg->nwarnings, 0);
+        cfg_free(cfg);
+    }
+    /* off needs no trusted_proxies */
+    cfg = load_ok("[proxy]\nreal_ip = off\n" UP);
+    assert_int_equal(cfg->real_ip, REAL_IP_OFF);
+    cfg_free(cfg);
+}
+
 /* ---- listen and origin forms ---- */
 
 static const struct {
@@ -930,6 +961,14 @@ static const struct {
      "[proxy]\ntrusted_proxies = 127.0.0.0/8, lb.internal\n" UP,
      {"test.ini:2: trusted_proxies: 'lb.internal' is not an address or CIDR block "
       "(127.0.0.0/8, ::1)"}},
+    {"real_ip without trusted_proxies would change nothing (nginx says nothing)",
+     "[proxy]\nreal_ip = x-forwarded-for\n" UP,
+     {"test.ini:2: real_ip: needs trusted_proxies, the proxies whose x-forwarded-for is taken "
+      "(without them no client's is)"}},
+    {"real_ip names a field Portico knows",
+     "[proxy]\ntrusted_proxies = 127.0.0.2\nreal_ip = x-client-ip\n" UP,
+     {"test.ini:3: real_ip: 'x-client-ip' is not one of off, x-forwarded-for, forwarded, "
+      "x-real-ip, cf-connecting-ip, true-client-ip"}},
     {"a tab inside a value",
      "[proxy]\nlog_level = in\tfo\n" UP,
      {"test.ini:2: log_level: 'in\\x09fo' is not one of error, warn, info, debug"}},
@@ -1486,6 +1525,7 @@ int main(void)
         cmocka_unit_test(test_repeatable_keys),
         cmocka_unit_test(test_admin_hosts),
         cmocka_unit_test(test_trusted_proxies),
+        cmocka_unit_test(test_real_ip),
         cmocka_unit_test(test_listen_forms),
         cmocka_unit_test(test_origin_forms),
         cmocka_unit_test(test_errors),

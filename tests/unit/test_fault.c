@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
 #include <cmocka.h>
 
 #include "portico/config.h"
@@ -439,6 +440,64 @@ static const struct {
     {"::/127", "::1", true},                      /* IPv6 masks */
     {"::/128", "::1", false},
 };
+
+/* fault_addr_parse reads IPv4 itself: whatever inet_pton(AF_INET) takes, it takes alike, and
+ * nothing else (tricky rows, then every string of up to 4 characters of "0129.:" and 20,000
+ * random ones of digits and dots). */
+static void check_like_inet_pton(const char *text)
+{
+    uint8_t want[16] = {0};
+    struct fault_addr a;
+    bool v4 = inet_pton(AF_INET, text, want) == 1;
+    bool v6 = !v4 && inet_pton(AF_INET6, text, want) == 1;
+    int rc = fault_addr_parse(text, &a);
+    if (rc != ((v4 || v6) ? 0 : -1))
+        fail_msg("'%s': %d, inet_pton says %s", text, rc, v4 ? "IPv4" : v6 ? "IPv6" : "no");
+    if (v4 && (a.v6 || memcmp(a.bytes, want, 4) != 0 || a.bytes[4] != 0))
+        fail_msg("'%s': not the bytes inet_pton reads", text);
+}
+
+static void test_addr_parse_like_inet_pton(void **state)
+{
+    (void)state;
+    static const char *const rows[] = {
+        "127.0.0.1", "0.0.0.0", "255.255.255.255", "256.0.0.1", "127.0.0.01", "127.00.0.1",
+        "127.0.0", "127.0.0.1.", ".127.0.0.1", "127..0.1", "127.0.0.1 ", " 127.0.0.1",
+        "1270.0.0.1", "127.0.0.1:80", "0x7f.0.0.1", "127.1", "", ".", "...", "1.2.3.4.5",
+        "127.0.0.255", "127.0.0.300", "999.0.0.1", "::1", "::ffff:127.0.0.1", "1::", "+1.2.3.4",
+        "1.2.3.-4", "127.0.0.1\n",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++)
+        check_like_inet_pton(rows[i]);
+    static const char alphabet[] = "0129.:";
+    char text[8];
+    for (unsigned n = 0; n <= 4; n++) {
+        unsigned total = 1;
+        for (unsigned k = 0; k < n; k++)
+            total *= 6;
+        for (unsigned v = 0; v < total; v++) {
+            unsigned x = v;
+            for (unsigned k = 0; k < n; k++, x /= 6)
+                text[k] = alphabet[x % 6];
+            text[n] = '\0';
+            check_like_inet_pton(text);
+        }
+    }
+    uint32_t seed = 12345;
+    for (int i = 0; i < 20000; i++) {
+        char buf[24];
+        unsigned len = 0;
+        seed = seed * 1103515245u + 12345u;
+        unsigned n = 7 + (seed >> 16) % 10;
+        for (unsigned k = 0; k < n; k++) {
+            seed = seed * 1103515245u + 12345u;
+            unsigned r = (seed >> 16) % 13;
+            buf[len++] = r < 10 ? (char)('0' + r) : '.';
+        }
+        buf[len] = '\0';
+        check_like_inet_pton(buf);
+    }
+}
 
 static void test_cidr(void **state)
 {
@@ -976,6 +1035,7 @@ int main(void)
         cmocka_unit_test(test_pairs),
         cmocka_unit_test(test_pair_refusals),
         cmocka_unit_test(test_cidr),
+        cmocka_unit_test(test_addr_parse_like_inet_pton),
         cmocka_unit_test(test_match),
         cmocka_unit_test(test_probability_seeded),
         cmocka_unit_test(test_counts_and_windows),

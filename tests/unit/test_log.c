@@ -456,7 +456,8 @@ static struct access_record failure_record(void)
     struct access_record r = {
         .time_ms = T0 + 1,
         .request_id = "r2",
-        .client = "[::1]:5000",
+        .client = "127.0.0.5", /* named by a trusted proxy (real_ip): its own address as peer */
+        .peer = "[::1]:5000",
         .method = "POST",
         .method_len = 4,
         .target = "/silent",
@@ -524,7 +525,8 @@ static void test_json_lines(void **state)
         {NULL,
          "{\"time\":\"2025-11-25T00:28:50.248Z\",\"request_id\":\"5bc4ab41000000002\","
          "\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"client\":\"127.0.0.1:42616\","
-         "\"method\":\"GET\",\"host\":\"api.example.com\",\"path\":\"/v1/items?q=\\\"x\\\"\","
+         "\"peer\":null,\"method\":\"GET\",\"host\":\"api.example.com\","
+         "\"path\":\"/v1/items?q=\\\"x\\\"\","
          "\"proto\":\"HTTP/1.1\",\"status\":200,\"upstream_status\":200,\"failure\":null,"
          "\"phase\":\"done\",\"route\":\"api\",\"upstream\":\"app\",\"origin\":\"127.0.0.1:3000\","
          "\"attempts\":1,\"bytes_in\":0,\"bytes_out\":1234,\"interim\":[103,100],\"fault\":null,"
@@ -535,7 +537,8 @@ static void test_json_lines(void **state)
          "a success: every field, spans cut to their length, absent phases left out"},
         {NULL,
          "{\"time\":\"2025-11-25T00:28:50.249Z\",\"request_id\":\"r2\",\"trace_id\":null,"
-         "\"client\":\"[::1]:5000\",\"method\":\"POST\",\"host\":null,\"path\":\"/silent\","
+         "\"client\":\"127.0.0.5\",\"peer\":\"[::1]:5000\",\"method\":\"POST\",\"host\":null,"
+         "\"path\":\"/silent\","
          "\"proto\":\"HTTP/1.0\",\"status\":524,\"upstream_status\":null,"
          "\"failure\":\"first_byte_timeout\",\"phase\":\"first_byte\",\"route\":\"b\","
          "\"upstream\":\"silent\",\"origin\":\"127.0.0.1:18999\",\"attempts\":2,\"bytes_in\":5,"
@@ -547,7 +550,8 @@ static void test_json_lines(void **state)
          "a failure: the origin never answered (null), a fault rule, the timer"},
         {&empty_record,
          "{\"time\":\"2025-11-25T00:28:50.248Z\",\"request_id\":null,\"trace_id\":null,"
-         "\"client\":null,\"method\":null,\"host\":null,\"path\":null,\"proto\":null,"
+         "\"client\":null,\"peer\":null,\"method\":null,\"host\":null,\"path\":null,"
+         "\"proto\":null,"
          "\"status\":null,\"upstream_status\":null,\"failure\":null,\"phase\":\"client_header\","
          "\"route\":null,\"upstream\":null,\"origin\":null,\"attempts\":0,\"bytes_in\":0,"
          "\"bytes_out\":0,\"interim\":[],\"fault\":null,\"user_agent\":null,"
@@ -557,7 +561,8 @@ static void test_json_lines(void **state)
          "nothing known: every key is still there, with null"},
         {&client_gone,
          "{\"time\":\"2025-11-25T00:28:50.248Z\",\"request_id\":\"r3\",\"trace_id\":null,"
-         "\"client\":\"127.0.0.1:1\",\"method\":\"GET\",\"host\":null,\"path\":\"/slow\","
+         "\"client\":\"127.0.0.1:1\",\"peer\":null,\"method\":\"GET\",\"host\":null,"
+         "\"path\":\"/slow\","
          "\"proto\":\"HTTP/1.1\",\"status\":499,\"upstream_status\":null,\"failure\":null,"
          "\"phase\":\"first_byte\",\"route\":\"r\",\"upstream\":\"u\",\"origin\":\"127.0.0.1:1\","
          "\"attempts\":1,\"bytes_in\":0,\"bytes_out\":0,\"interim\":[],\"fault\":null,"
@@ -595,7 +600,8 @@ static void test_text_lines(void **state)
          " timing=connect:0.120,send:0.008,first_byte:2.345,body:0.010\n",
          "a success: today's keys in today's order, the new ones beside them"},
         {1,
-         "2025-11-25T00:28:50.249Z id=r2 client=[::1]:5000 method=\"POST\" target=\"/silent\""
+         "2025-11-25T00:28:50.249Z id=r2 client=127.0.0.5 peer=[::1]:5000 method=\"POST\""
+         " target=\"/silent\""
          " proto=HTTP/1.0 status=524 bytes_out=291 bytes_in=5 dur_ms=400.600 route=b"
          " upstream=silent origin=127.0.0.1:18999 reused=no retried=yes attempts=2"
          " failure=first_byte_timeout phase=first_byte limit_ms=400 aborted=after_head"
@@ -688,11 +694,11 @@ static void test_record_copy(void **state)
 {
     (void)state;
     static uint16_t codes[] = {103, 100};
-    char *strs[10];
+    char *strs[11];
     const char *const texts[] = {"rid-1", "4bf92f3577b34da6a3ce929d0e0e4736", "127.0.0.1:1",
                                  "GET",   "h.example",                        "/p?q=1",
                                  "api",   "app",                              "curl/8",
-                                 "127.9.9.9"};
+                                 "127.9.9.9", "127.0.0.2:2"};
     for (size_t i = 0; i < ARRAY_LEN(strs); i++) {
         strs[i] = strdup(texts[i]);
         assert_non_null(strs[i]);
@@ -712,6 +718,7 @@ static void test_record_copy(void **state)
     r.user_agent_len = strlen(strs[8]);
     r.forwarded_for = strs[9];
     r.forwarded_for_len = strlen(strs[9]);
+    r.peer = strs[10];
     r.interim_codes = codes;
     r.fault = NULL; /* NULL stays NULL */
     r.detail = NULL;
@@ -752,7 +759,7 @@ static void test_hostile_record(void **state)
             junk[i] = pattern ? 'x' : "\"\\\n\r\x01\x7f\xff\xc3\xe2\x82 a"[i % 13];
         junk[sizeof(junk) - 1] = '\0';
         struct access_record r = {
-            .request_id = junk, .trace_id = junk, .client = junk,
+            .request_id = junk, .trace_id = junk, .client = junk, .peer = junk,
             .method = junk, .method_len = sizeof(junk) - 1,
             .host = junk, .host_len = sizeof(junk) - 1,
             .target = junk, .target_len = sizeof(junk) - 1,
@@ -777,6 +784,7 @@ static void test_hostile_record(void **state)
         if (n < 2000 || n > LOG_LINE_MAX || memchr(line, '\n', n - 1) || memchr(line, '\r', n))
             fail_msg("pattern %d, %zu bytes: %.*s", pattern, n, (int)n, line);
         assert_non_null(memmem(line, n, "forwarded_for=", 14)); /* a late field is there */
+        assert_non_null(memmem(line, n, " peer=", 6));
         assert_int_equal(log_format_access(&r, LOG_FORMAT_JSON, line, LOG_LINE_MAX - 1), 0);
     }
 }
