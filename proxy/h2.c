@@ -542,8 +542,12 @@ static int send_data(nghttp2_session *session, nghttp2_frame *frame, const uint8
     (void)session, (void)frame;
     struct h2_conn *h = user;
     struct h2_stream *s = source->ptr;
+    /* (libevent 2.1 ignores the failure of the copy it makes of a chain it moves in part:
+     * the growth of out says whether the bytes arrived, as in body.c) */
+    size_t had = evbuffer_get_length(h->sock->out);
     if (evbuffer_add(h->sock->out, framehd, 9) != 0 ||
-        evbuffer_remove_buffer(s->body, h->sock->out, length) != (int)length) {
+        evbuffer_remove_buffer(s->body, h->sock->out, length) != (int)length ||
+        evbuffer_get_length(h->sock->out) - had != 9 + length) {
         h2_out_of_memory(h); /* a frame cut short: nothing after it would parse */
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }

@@ -1231,6 +1231,21 @@ static const struct {
         "traceparent: TRACE\r\n"
         "Via: 1.1 portico\r\n"
         "\r\n" } },
+    /* trusted by the list's last block, a proxy that says only the scheme: its
+     * X-Forwarded-Proto goes on, and the host is Portico's */
+    { "127.0.0.3",
+      { "trusted proxy, its scheme alone",
+        "GET /lb HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-Proto: https\r\n"
+        "X-Request-Id: lb-5\r\n\r\n",
+        "GET /lb HTTP/1.1\r\n"
+        "Host: app.test\r\n"
+        "X-Forwarded-Proto: https\r\n"
+        "X-Forwarded-For: 127.0.0.3\r\n"
+        "X-Forwarded-Host: app.test\r\n"
+        "X-Request-Id: lb-5\r\n"
+        "traceparent: TRACE\r\n"
+        "Via: 1.1 portico\r\n"
+        "\r\n" } },
     /* outside the list: 127.0.0.4 is a client like any other */
     { "127.0.0.4",
       { "an address beside the list: its words go",

@@ -547,6 +547,104 @@ static void test_refused(void **state)
     fake_origin_stop(o);
 }
 
+static double handshaking(struct harness *h)
+{
+    return scrape_metric(harness_port(h, "admin"),
+                         "portico_connections{side=\"client\",state=\"handshake\"}", PX_IO_MS);
+}
+
+/* Waits (bounded) until the metric series holds want; returns what it holds then. */
+static double wait_metric(struct harness *h, const char *series, double want)
+{
+    double v = scrape_metric(harness_port(h, "admin"), series, PX_IO_MS);
+    for (int64_t end = tu_now_ms() + PX_IO_MS; v != want && tu_now_ms() < end; poll(NULL, 0, 5))
+        v = scrape_metric(harness_port(h, "admin"), series, PX_IO_MS);
+    return v;
+}
+
+/* A connection takes one of max_connections' places from its accept, its header's wait and
+ * its requests alike, and gives it back at its end: three served one after another under
+ * max_connections = 2 (a place kept at the hand-over held the listener from the third on).
+ * Each is counted once in portico_client_connections_total, those refused or closed before
+ * their header too. A stop that closes at once (shutdown_timeout = 0) closes one still
+ * waiting for its header, and exits 0. */
+static void test_places_and_counts(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start(fake_origin_port(o), "max_connections = 2\nshutdown_timeout = 0\n");
+    static const char total[] = "portico_client_connections_total";
+    double before = scrape_metric(harness_port(h, "admin"), total, PX_IO_MS);
+    for (int i = 0; i < 3; i++) {
+        struct raw_conn *c = raw_connect(harness_port(h, "pp"), PX_IO_MS);
+        assert_non_null(c);
+        assert_int_equal(raw_send_str(c, "PROXY TCP4 127.0.113.7 127.0.0.10 4242 80\r\n"
+                                         "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+                         0);
+        struct raw_response resp;
+        if (raw_read_response(c, &resp, PX_IO_MS) != 0)
+            fail_msg("connection %d of 3 under max_connections = 2: no response", i + 1);
+        assert_int_equal(resp.status, 200);
+        raw_response_free(&resp);
+        raw_close(c);
+    }
+    struct raw_conn *c = raw_connect(harness_port(h, "pp"), PX_IO_MS);
+    assert_non_null(c);
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    expect_closed_silently(c, "no header");
+    raw_close(c);
+    c = raw_connect(harness_port(h, "pp"), PX_IO_MS); /* closed before a byte */
+    assert_non_null(c);
+    raw_close(c);
+    double got = wait_metric(h, total, before + 5);
+    if (got != before + 5)
+        fail_msg("%s: %g more, not 5 (3 served, 1 refused, 1 closed)", total, got - before);
+
+    c = raw_connect(harness_port(h, "pp"), PX_IO_MS);
+    assert_non_null(c);
+    assert_int_equal(raw_send_str(c, "PROXY TCP4 127.1.2.4 "), 0);
+    double waiting = handshaking(h);
+    for (int64_t end = tu_now_ms() + PX_IO_MS; waiting != 1 && tu_now_ms() < end;
+         poll(NULL, 0, 5))
+        waiting = handshaking(h);
+    assert_true(waiting == 1);
+    assert_int_equal(harness_stop(h), 0);
+    expect_closed_silently(c, "stopped while its header came");
+    raw_close(c);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
+/* A balancer over IPv6 whose header is refused after a wait is named by its own address in
+ * the error log, as one refused at once is. */
+static void test_ipv6_balancer_named(void **state)
+{
+    (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h =
+        start(fake_origin_port(o), "listen = [::1]:{{free_port:pp6}} proxy_protocol\n");
+    struct raw_conn *c = raw_connect_ip("::1", harness_port(h, "pp6"), PX_IO_MS);
+    assert_non_null(c);
+    assert_int_equal(raw_send_str(c, "PROXY TCP4 127.1.2.4 "), 0);
+    double waiting = handshaking(h);
+    for (int64_t end = tu_now_ms() + PX_IO_MS; waiting != 1 && tu_now_ms() < end;
+         poll(NULL, 0, 5))
+        waiting = handshaking(h);
+    assert_true(waiting == 1); /* the first piece was taken: the connection waits */
+    assert_int_equal(raw_send_str(c, "127.5.6.8 1 2 3\r\n"), 0);
+    expect_closed_silently(c, "a field too many");
+    raw_close(c);
+    assert_int_equal(harness_stop(h), 0);
+    if (!harness_log_contains(h, "[info] client [::1]:"))
+        fail_msg("the refusal does not name [::1]");
+    assert_true(harness_log_contains(h, "malformed PROXY header"));
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* A reload that turns the flag off for an address (and on for another): new connections
  * follow the new configuration at once, on the same sockets. */
 static void test_reload_flips_the_flag(void **state)
@@ -648,6 +746,8 @@ int main(void)
         cmocka_unit_test(test_real_ip_after_header),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_reload_flips_the_flag),
+        cmocka_unit_test(test_places_and_counts),
+        cmocka_unit_test(test_ipv6_balancer_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -710,6 +710,107 @@ static void test_trailers_out_of_memory(void **state)
     assert_true(failed > 0);
 }
 
+/* Every other addition a body makes, each failed in turn with a chain's end anywhere before
+ * it (out's fill of 0 to 2,200 bytes): the end of a body ("0\r\n\r\n" after Content-Length or
+ * chunked framing, or at the close), a close-delimited body's chunk, a body moved as chains
+ * whose last one it shares with the next request (a copy), and a trailer section kept apart
+ * (HTTP/2's trailers_out). Whole, or -1 out of memory: never 0 with a part missing. A payload
+ * of 100 bytes: the chunk size's printf makes room for 64 bytes first, so that a chain's end
+ * falls after a shorter chunk's CRLF only when that room was all there was. */
+#define D10 "0123456789"
+#define D100 D10 D10 D10 D10 D10 D10 D10 D10 D10 D10
+static const struct {
+    const char *why;
+    enum h1_framing in;
+    uint64_t length;
+    const char *body;          /* NULL: BIG_BODY bytes of 'd', then NEXT */
+    bool out_chunked;
+    bool eof;                  /* then the connection's end (body_eof) */
+    const char *want;          /* out, after the fill (NULL: the big body re-chunked) */
+    const char *want_apart;    /* trailers_out (NULL: not set) */
+} oom_rows[] = {
+    {"Content-Length, re-chunked", H1_BODY_LENGTH, 100, D100, true, false,
+     "64\r\n" D100 "\r\n0\r\n\r\n", NULL},
+    {"chunked, re-chunked", H1_BODY_CHUNKED, 0, "64\r\n" D100 "\r\n0\r\n\r\n", true, false,
+     "64\r\n" D100 "\r\n0\r\n\r\n", NULL},
+    {"until the close, re-chunked", H1_BODY_CLOSE, 0, D100, true, true,
+     "64\r\n" D100 "\r\n0\r\n\r\n", NULL},
+    {"Content-Length moved, the next request behind it", H1_BODY_LENGTH, 3000, NULL, true, false,
+     NULL, NULL},
+    {"chunked, trailers apart", H1_BODY_CHUNKED, 0,
+     "64\r\n" D100 "\r\n0\r\nX-Sum: 12345\r\nX-Other: two\r\n\r\n", false, false, D100,
+     "X-Sum: 12345\r\nX-Other: two\r\n"},
+};
+
+#define BIG_BODY 3000
+#define NEXT "GET /next HTTP/1.1\r\nHost: t\r\n\r\n"
+
+static void test_every_addition_out_of_memory(void **state)
+{
+    (void)state;
+    static char big[BIG_BODY + sizeof(NEXT)], fill[2200], want_big[BIG_BODY + 16];
+    memset(big, 'd', BIG_BODY);
+    memcpy(big + BIG_BODY, NEXT, sizeof(NEXT));
+    memset(fill, 'h', sizeof(fill));
+    int n = snprintf(want_big, sizeof(want_big), "%x\r\n", BIG_BODY);
+    memset(want_big + n, 'd', BIG_BODY);
+    memcpy(want_big + n + BIG_BODY, "\r\n0\r\n\r\n", 7);
+    size_t want_big_len = (size_t)n + BIG_BODY + 7;
+    for (size_t i = 0; i < ARRAY_LEN(oom_rows); i++) {
+        const char *body = oom_rows[i].body ? oom_rows[i].body : big;
+        size_t blen = strlen(body);
+        const char *want = oom_rows[i].want ? oom_rows[i].want : want_big;
+        size_t wlen = oom_rows[i].want ? strlen(want) : want_big_len;
+        const char *apart = oom_rows[i].want_apart;
+        unsigned failed = 0;
+        for (size_t pre = 0; pre <= sizeof(fill); pre++) {
+            for (long k = 0; k < 4; k++) {
+                struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+                struct evbuffer *tr = apart ? evbuffer_new() : NULL;
+                assert_non_null(in);
+                assert_non_null(out);
+                assert_int_equal(evbuffer_add(in, body, blen), 0);
+                assert_int_equal(evbuffer_add(out, fill, pre), 0);
+                struct body_relay r;
+                body_init(&r, oom_rows[i].in, oom_rows[i].length, oom_rows[i].out_chunked,
+                          MAX_TRAILERS);
+                r.trailers_out = tr;
+                alloc_fail_at(k);
+                int rc = body_move(&r, in, out, SIZE_MAX);
+                if (rc == 0 && oom_rows[i].eof)
+                    rc = body_eof(&r, out);
+                alloc_fail_at(-1);
+                const char *p = (const char *)evbuffer_pullup(out, -1);
+                size_t len = evbuffer_get_length(out);
+                if (rc != 0) {
+                    assert_int_equal(rc, -1);
+                    if (!r.out_of_memory)
+                        fail_msg("%s, fill %zu, allocation %ld failed: -1, '%s'",
+                                 oom_rows[i].why, pre, k, r.error);
+                    failed++;
+                } else if (!r.done || len != pre + wlen || memcmp(p + pre, want, wlen) != 0) {
+                    fail_msg("%s, fill %zu, allocation %ld failed: moved %zu bytes of %zu and "
+                             "said 0", oom_rows[i].why, pre, k, len - pre, wlen);
+                } else if (apart && (evbuffer_get_length(tr) != strlen(apart) ||
+                                     memcmp(evbuffer_pullup(tr, -1), apart, strlen(apart)))) {
+                    fail_msg("%s, allocation %ld failed: trailers '%.*s' and said 0",
+                             oom_rows[i].why, k, (int)evbuffer_get_length(tr),
+                             (const char *)evbuffer_pullup(tr, -1));
+                } else if (!oom_rows[i].body && evbuffer_get_length(in) != sizeof(NEXT) - 1) {
+                    fail_msg("%s: %zu bytes left behind, not the next request's",
+                             oom_rows[i].why, evbuffer_get_length(in));
+                }
+                evbuffer_free(in);
+                evbuffer_free(out);
+                if (tr)
+                    evbuffer_free(tr);
+            }
+        }
+        if (failed == 0) /* some addition did need memory, and did not get it */
+            fail_msg("%s: no allocation failed", oom_rows[i].why);
+    }
+}
+
 int main(void)
 {
     alloc_fail_install(); /* before libevent allocates anything */
@@ -727,6 +828,7 @@ int main(void)
         cmocka_unit_test(test_large_body),
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_trailers_out_of_memory),
+        cmocka_unit_test(test_every_addition_out_of_memory),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -403,6 +403,35 @@ static void test_trusted_proxies(void **state)
                         "test.ini:2: warning: trusted_proxies: a /0 block trusts every client: "
                         "any of them can tell the origin it came over https, from any address");
     cfg_free(cfg);
+    /* the warning is for /0 alone: a /1 is half of all addresses, not every client */
+    cfg = load_ok("[proxy]\ntrusted_proxies = 127.0.0.0/1\n" UP);
+    assert_int_equal(cfg->trusted_proxies[0].bits, 1);
+    assert_int_equal(cfg->nwarnings, 0);
+    cfg_free(cfg);
+    /* CFG_MAX_TRUSTED_PROXIES blocks load, one more is refused at its line */
+    char text[2048];
+    for (int n = CFG_MAX_TRUSTED_PROXIES; n <= CFG_MAX_TRUSTED_PROXIES + 1; n++) {
+        size_t len = (size_t)snprintf(text, sizeof(text), "[proxy]\ntrusted_proxies = ");
+        for (int i = 1; i <= n; i++)
+            len += (size_t)snprintf(text + len, sizeof(text) - len, "%s127.0.0.%d",
+                                    i > 1 ? ", " : "", i);
+        snprintf(text + len, sizeof(text) - len, "\n%s", UP);
+        if (n == CFG_MAX_TRUSTED_PROXIES) {
+            cfg = load_ok(text);
+            assert_int_equal(cfg->ntrusted_proxies, n);
+            assert_int_equal(cfg->trusted_proxies[n - 1].net.bytes[3], n);
+            cfg_free(cfg);
+            continue;
+        }
+        int nerrors;
+        char *errors;
+        cfg = load(text, "/etc/portico", &nerrors, &errors);
+        assert_null(cfg);
+        const char *const want[MAX_ERR] = {"test.ini:2: trusted_proxies: at most 64 address "
+                                           "blocks"};
+        check_errors("65 trusted_proxies blocks", errors, nerrors, want);
+        free(errors);
+    }
 }
 
 /* real_ip: off by default; each field name; with trusted_proxies before it or after */

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 #include <event2/buffer.h>
 
+#include "alloc_fail.h"
 #include "portico/errpage.h"
 #include "portico/failure.h"
 
@@ -1156,9 +1157,54 @@ static void test_long_values(void **state)
     free(reason);
 }
 
+/* Out of memory: errpage_write says -1 with nothing in out, or the head whole and part of its
+ * body (the connection closes: a page cut short by its Content-Length), never a body without
+ * its head (the client would read the page as a head); each of the first six allocations
+ * failed in turn, for a page that fits its buffer and one streamed through it. */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    static char long_reason[9000];
+    memset(long_reason, 'x', sizeof(long_reason) - 1);
+    const char *reasons[] = {NULL, long_reason};
+    unsigned failed = 0;
+    for (size_t i = 0; i < ARRAY_LEN(reasons); i++) {
+        struct errpage e = connect_timeout(504, browser_accept);
+        if (reasons[i])
+            e.reason = reasons[i];
+        for (long k = 0; k < 6; k++) {
+            struct evbuffer *out = evbuffer_new();
+            assert_non_null(out);
+            alloc_fail_at(k);
+            long ret = errpage_write(out, &e);
+            alloc_fail_at(-1);
+            size_t len = evbuffer_get_length(out);
+            char *got = malloc(len + 1);
+            assert_non_null(got);
+            evbuffer_remove(out, got, len);
+            got[len] = '\0';
+            if (ret >= 0) {
+                char *end = strstr(got, "\r\n\r\n");
+                assert_non_null(end);
+                assert_int_equal(strlen(end + 4), (size_t)ret);
+            } else {
+                failed++;
+                if (len && (strncmp(got, "HTTP/1.1 504 ", 13) != 0 || !strstr(got, "\r\n\r\n")))
+                    fail_msg("page %zu, allocation %ld failed: -1 with '%.60s' in out", i, k, got);
+            }
+            free(got);
+            evbuffer_free(out);
+        }
+    }
+    assert_true(failed > 0);
+}
+
 int main(void)
 {
+    alloc_fail_install(); /* before libevent allocates anything */
+    (void)alloc_fail_all;
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_status_line),
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_content_length_and_head),

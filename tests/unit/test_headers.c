@@ -938,6 +938,57 @@ static void test_response_out_of_memory(void **state)
     assert_true(failed > 0);
 }
 
+/* A reason too long for the head's buffer is written in an evbuffer of its own. Out of memory
+ * there, the registry's reason stands in (the head is still whole); without memory for that
+ * either, nothing goes: never a head without its status line. One or two allocations failed
+ * in a row, from each of the first eight. */
+static void test_long_reason_out_of_memory(void **state)
+{
+    (void)state;
+    static char reason[5000];
+    memset(reason, 'r', sizeof(reason) - 1);
+    struct h1_field field = {"X-Small", 7, "s", 1, H1_F_OTHER};
+    struct resp_head head = {.status = 200, .reason = reason, .reason_len = sizeof(reason) - 1,
+                             .fields = &field, .nfields = 1, .content_length = 5};
+    struct resp_head plain = head;
+    plain.reason = NULL;
+    plain.reason_len = 0;
+    struct evbuffer *ref = evbuffer_new();
+    assert_non_null(ref);
+    assert_int_equal(write_response(ref, &head), 0);
+    char *want = take(ref);
+    assert_int_equal(write_response(ref, &plain), 0);
+    char *fallback = take(ref);
+    evbuffer_free(ref);
+    unsigned failed = 0, replaced = 0;
+    for (long k = 0; k < 8; k++) {
+        for (long span = 1; span <= 2; span++) {
+            struct evbuffer *b = evbuffer_new();
+            assert_non_null(b);
+            alloc_fail_at(k);
+            alloc_fail_last = k + span - 1;
+            int rc = write_response(b, &head);
+            alloc_fail_at(-1);
+            char *got = take(b);
+            if (rc != 0) {
+                assert_int_equal(rc, -1);
+                assert_string_equal(got, "");
+                failed++;
+            } else if (strcmp(got, fallback) == 0) {
+                replaced++;
+            } else if (strcmp(got, want) != 0) {
+                fail_msg("allocations %ld-%ld failed: 0 with '%.60s...'", k, k + span - 1, got);
+            }
+            free(got);
+            evbuffer_free(b);
+        }
+    }
+    assert_true(failed > 0);
+    assert_true(replaced > 0);
+    free(want);
+    free(fallback);
+}
+
 int main(void)
 {
     alloc_fail_install(); /* before libevent allocates anything */
@@ -945,6 +996,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_out_of_memory),
         cmocka_unit_test(test_response_out_of_memory),
+        cmocka_unit_test(test_long_reason_out_of_memory),
         cmocka_unit_test(test_request),
         cmocka_unit_test(test_is_hop_by_hop),
         cmocka_unit_test(test_response),

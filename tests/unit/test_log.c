@@ -789,6 +789,37 @@ static void test_hostile_record(void **state)
     }
 }
 
+/* forwarded_for is cut at 160 bytes in both formats (the record's room is counted on it), and
+ * an empty X-Forwarded-For is said as one: "" in JSON, forwarded_for="" in text (absent:
+ * null, and no key). */
+static void test_forwarded_for_bounds(void **state)
+{
+    (void)state;
+    char xff[201], want[200], line[LOG_LINE_MAX];
+    memset(xff, 'f', 200);
+    xff[200] = '\0';
+    struct access_record r = success_record();
+    r.forwarded_for = xff;
+    r.forwarded_for_len = 200;
+    size_t n = log_format_access(&r, LOG_FORMAT_JSON, line, sizeof(line));
+    line[n] = '\0';
+    snprintf(want, sizeof(want), "\"forwarded_for\":\"%.160s\",", xff);
+    if (!strstr(line, want))
+        fail_msg("JSON: no 160-byte forwarded_for in %s", line);
+    n = log_format_access(&r, LOG_FORMAT_TEXT, line, sizeof(line));
+    line[n] = '\0';
+    snprintf(want, sizeof(want), " forwarded_for=\"%.160s\" ", xff);
+    if (!strstr(line, want))
+        fail_msg("text: no 160-byte forwarded_for in %s", line);
+    r.forwarded_for_len = 0;
+    n = log_format_access(&r, LOG_FORMAT_JSON, line, sizeof(line));
+    line[n] = '\0';
+    assert_non_null(strstr(line, "\"forwarded_for\":\"\","));
+    n = log_format_access(&r, LOG_FORMAT_TEXT, line, sizeof(line));
+    line[n] = '\0';
+    assert_non_null(strstr(line, " forwarded_for=\"\" "));
+}
+
 /* ---- writing: buffers, reopen, error log ---- */
 
 struct dir {
@@ -1519,6 +1550,7 @@ int main(void)
         cmocka_unit_test(test_tunnel_lines),
         cmocka_unit_test(test_record_copy),
         cmocka_unit_test(test_hostile_record),
+        cmocka_unit_test(test_forwarded_for_bounds),
         cmocka_unit_test(test_names),
         cmocka_unit_test_setup_teardown(test_buffer, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_reopen_after_rename, dir_setup, dir_teardown),

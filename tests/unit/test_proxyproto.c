@@ -59,6 +59,10 @@ static const struct row rows[] = {
     ERR("a TLS ClientHello", "\x16\x03\x01\x02\x00\x01", PP_ERR_MISSING),
     ERR("v1 without its CR", "PROXY TCP4 127.1.2.4 127.5.6.8 1 2\n", PP_ERR_MALFORMED),
     ERR("v1 unknown protocol", "PROXY TCP5 127.1.2.4 127.5.6.8 1 2\r\n", PP_ERR_MALFORMED),
+    /* (IPv6 addresses: an unknown word is no TCP6 either) */
+    ERR("v1 unknown protocol, IPv6 addresses", "PROXY TCP5 ::1 ::1 1 2\r\n", PP_ERR_MALFORMED),
+    /* (the word fills its 8-byte buffer: ASan sees a NUL written past it) */
+    ERR("v1 a protocol word of 8 bytes", "PROXY UNKNOWNX\r\n", PP_ERR_MALFORMED),
     ERR("v1 UDP4", "PROXY UDP4 127.1.2.4 127.5.6.8 1 2\r\n", PP_ERR_MALFORMED),
     ERR("v1 IPv6 under TCP4", "PROXY TCP4 ::1 ::1 1 2\r\n", PP_ERR_MALFORMED),
     ERR("v1 IPv4 under TCP6", "PROXY TCP6 127.1.2.4 127.5.6.8 1 2\r\n", PP_ERR_MALFORMED),
@@ -97,6 +101,12 @@ static const struct row rows[] = {
         "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01" "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01"
         "\x13\x89" "\x01\xbb" "\xea\x00\x05\x01vpce",
         2, "::1 5001"),
+    /* (the destination another address than the source: ::ffff:127.0.0.2) */
+    HDR("v2 PROXY TCP over IPv6, source and destination apart",
+        V2("\x21", "\x21", "\x00", "\x24")
+        "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01" "\0\0\0\0\0\0\0\0\0\0\xff\xff\x7f\0\0\x02"
+        "\x13\x8a" "\x01\xbb",
+        2, "::1 5002"),
     HDR("v2 LOCAL (a health check) with an address block",
         V2("\x20", "\x11", "\x00", "\x0c") "\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02",
         2, NULL),
@@ -116,6 +126,9 @@ static const struct row rows[] = {
     ERR("v2 family 4", SIG "\x21\x41\x00\x0c", PP_ERR_MALFORMED),
     ERR("v2 transport 3", SIG "\x21\x13\x00\x0c", PP_ERR_MALFORMED),
     ERR("v2 IPv4 block too short", V2("\x21", "\x11", "\x00", "\x04") "\x01\x02\x03\x04",
+        PP_ERR_MALFORMED),
+    ERR("v2 IPv4 block one byte short",
+        V2("\x21", "\x11", "\x00", "\x0b") "\x7f\x00\x64\x09\x7f\x00\x00\x0a\x13\x88\x00",
         PP_ERR_MALFORMED),
     ERR("v2 IPv6 block too short",
         V2("\x21", "\x21", "\x00", "\x0c") "\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02",
@@ -239,6 +252,28 @@ static void test_bytes_after_the_header(void **state)
     }
 }
 
+/* A v2 header of PP_HEADER_MAX bytes exactly (its TLVs fill it) is whole; one more is not
+ * (the "longer than PP_HEADER_MAX" row). */
+static void test_v2_at_the_limit(void **state)
+{
+    (void)state;
+    static const unsigned char fixed[] = SIG "\x21\x11\x0f\xf0" /* 4080 bytes follow */
+        "\x7f\x00\x64\x09" "\x7f\x00\x00\x0a" "\x13\x88" "\x00\x50"
+        "\x04\x0f\xe1"; /* a NOOP TLV of 4065 bytes */
+    unsigned char *b = calloc(1, PP_HEADER_MAX);
+    assert_non_null(b);
+    memcpy(b, fixed, sizeof(fixed) - 1);
+    struct pp_header h;
+    enum pp_error err = PP_ERROR_COUNT;
+    int n = pp_parse(b, PP_HEADER_MAX, &h, &err);
+    if (n != PP_HEADER_MAX)
+        fail_msg("%d (%s), not %d", n, n < 0 ? pp_error_label(err) : "more", PP_HEADER_MAX);
+    const struct row r = {.source = "127.0.100.9 5000"};
+    check_source(&r, &h);
+    assert_int_equal(pp_parse(b, PP_HEADER_MAX - 1, &h, &err), 0);
+    free(b);
+}
+
 static void test_error_names(void **state)
 {
     (void)state;
@@ -255,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_prefixes_want_more),
         cmocka_unit_test(test_bytes_after_the_header),
+        cmocka_unit_test(test_v2_at_the_limit),
         cmocka_unit_test(test_error_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
