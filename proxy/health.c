@@ -253,9 +253,14 @@ static void on_ready(void *arg)
     sock_set_cb(s, probe_sock_cb, p);
     sock_set_read_limit(s, p->health->loop->cfg->max_header_size + 1);
     sock_read(s, true);
-    evbuffer_add_printf(s->out, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: portico-health-check\r\n"
-                                "Connection: close\r\n\r\n",
-                        hc->method, hc->path, host);
+    /* out of memory the request is not written (the addition goes whole or not at all): no
+     * answer would come, and the timeout would be counted against the origin */
+    if (evbuffer_add_printf(s->out, "%s %s HTTP/1.1\r\nHost: %s\r\n"
+                                    "User-Agent: portico-health-check\r\nConnection: close\r\n\r\n",
+                            hc->method, hc->path, host) < 0) {
+        no_verdict(p, "out of memory");
+        return;
+    }
     sock_flush(s); /* a failure comes back as SOCK_ERROR */
 }
 
