@@ -64,6 +64,7 @@
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
 #include "../support/raw_client.h"
+#include "../support/scrape.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
 
@@ -1105,6 +1106,38 @@ static void test_accept_out_of_descriptors(void **state)
     fake_origin_stop(o);
 }
 
+/* A failed accept is counted by errno class: out of descriptors (the limit set at the lowest
+ * free number), portico_accept_errors_total{reason="descriptors"} counts it; nothing said it
+ * but the error log's one line per run of failures. */
+static void test_accept_errors_counted(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h =
+        px_start_origin(fake_origin_port(o), "admin_listen = 127.0.0.1:{{port:admin}}\n");
+    pid_t pid = harness_pid(h);
+    struct rlimit old = fds_limit_at_lowest_free(pid, 0);
+    struct raw_conn *queued = px_connect(h); /* completed by the kernel, never accepted */
+    send_ok(queued, "GET /queued HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_int_equal(harness_wait_log(h, "accept: Too many open files", PX_IO_MS), 0);
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(queued, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(queued);
+    /* counted before the line waited for above was written */
+    double n = scrape_metric(harness_port(h, "admin"),
+                             "portico_accept_errors_total{reason=\"descriptors\"}", PX_IO_MS);
+    print_message("  accepts failed out of descriptors: %.0f\n", n);
+    assert_true(n >= 1);
+    assert_true(scrape_metric(harness_port(h, "admin"),
+                              "portico_accept_errors_total{reason=\"memory\"}", PX_IO_MS) == 0);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- 11. a reload out of descriptors ---- */
 
 static void test_reload_out_of_descriptors(void **state)
@@ -1779,6 +1812,7 @@ int main(void)
         cmocka_unit_test(test_reload_burst),
         cmocka_unit_test(test_tls_client_lingering_close),
         cmocka_unit_test(test_accept_out_of_descriptors),
+        cmocka_unit_test(test_accept_errors_counted),
         cmocka_unit_test(test_reload_out_of_descriptors),
         cmocka_unit_test(test_local_failure_spares_origin),
         cmocka_unit_test(test_local_failure_says_addresses_tried),

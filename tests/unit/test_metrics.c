@@ -5,6 +5,7 @@
  * families and call sites, scrapes while a worker writes, and a validator of the whole text
  * format (HELP/TYPE once per family, label syntax, cumulative buckets ending in +Inf = _count).
  */
+#include <errno.h>
 #include <event2/buffer.h>
 #include <math.h>
 #include <pthread.h>
@@ -725,6 +726,26 @@ static void test_dns_tcp_lookups(void **state)
     free(text);
 }
 
+/* Failed accepts by errno class, every reason listed: descriptors (EMFILE, ENFILE), memory
+ * (ENOBUFS, ENOMEM), anything else other. */
+static void test_accept_errors(void **state)
+{
+    (void)state;
+    struct metrics *a = metrics_shard_create(NULL);
+    assert_non_null(a);
+    static const int errs[] = {EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED, EPERM};
+    for (size_t i = 0; i < ARRAY_LEN(errs); i++)
+        metrics_accept_error(a, accept_error_of(errs[i]));
+    metrics_accept_error(a, ACCEPT_ERROR_COUNT); /* not a reason: ignored */
+    char *text = render(NULL);
+    validate(text);
+    assert_family(text, "portico_accept_errors_total",
+                  "portico_accept_errors_total{reason=\"descriptors\"} 2\n"
+                  "portico_accept_errors_total{reason=\"memory\"} 2\n"
+                  "portico_accept_errors_total{reason=\"other\"} 2\n");
+    free(text);
+}
+
 /* An empty process still renders a valid file with every family described. */
 static void test_empty(void **state)
 {
@@ -732,7 +753,7 @@ static void test_empty(void **state)
     char *text = render(NULL);
     assert_int_equal(validate(text), METRIC_COUNT + FAILURE_COUNT - 1 + 6 + 1 + 5 + 1 + 1 + 3 + 1 +
                                          TUNNEL_END_COUNT + PP_ERROR_COUNT +
-                                         DNS_TCP_OUTCOME_COUNT);
+                                         DNS_TCP_OUTCOME_COUNT + ACCEPT_ERROR_COUNT);
     assert_true(sample(text, "portico_tunnels_closed_total{reason=\"cut\"}") == 0);
     assert_true(strstr(text, "# TYPE portico_requests_total counter\n"));
     assert_true(strstr(text, "# TYPE portico_upstream_origin_up gauge\n"));
@@ -844,6 +865,7 @@ int main(void)
         cmocka_unit_test_teardown(test_escaping, teardown),
         cmocka_unit_test_teardown(test_older_families, teardown),
         cmocka_unit_test_teardown(test_dns_tcp_lookups, teardown),
+        cmocka_unit_test_teardown(test_accept_errors, teardown),
         cmocka_unit_test_teardown(test_empty, teardown),
         cmocka_unit_test(test_validator_refuses),
         cmocka_unit_test_teardown(test_scrape_while_writing, teardown),
