@@ -750,7 +750,8 @@ static struct metrics_cursor *metrics_scrape_of(const struct generation *gen)
     }
     for (int i = 0; i < cfg->ncerts; i++)
         certs[i] = (struct metrics_cert){cfg->certs[i].file, cfg->certs[i].not_after};
-    struct metrics_scrape s = {rows, k, log_dropped_lines(), certs, (size_t)cfg->ncerts};
+    struct metrics_scrape s = {rows, k, log_dropped_lines(), log_error_dropped_lines(), certs,
+                               (size_t)cfg->ncerts};
     struct metrics_cursor *c = metrics_cursor_new(&s); /* copies what it needs of rows */
     free(rows);
     free(certs);

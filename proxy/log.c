@@ -503,6 +503,7 @@ static char *access_path;              /* NULL for stderr/stdout/off; main threa
 static _Atomic int error_fd = -1;      /* -1: stderr itself */
 static _Atomic int error_level = LOG_INFO;
 static _Atomic bool error_stalled;
+static _Atomic uint64_t error_dropped; /* error-log lines lost to failed writes */
 static char *error_path;
 
 /* The end of a line that a short write left behind. A socket (MSG_DONTWAIT) or a full disk
@@ -631,12 +632,13 @@ static int install(_Atomic int *slot, int fd)
     return rc;
 }
 
-/* Forgets the rest of a cut line, whose start went to the file being left; the access log
- * counts its line as lost. The caller holds rest_lock. */
+/* Forgets the rest of a cut line, whose start went to the file being left; its line counts as
+ * lost. The caller holds rest_lock. */
 static void rest_forget(struct line_rest *rest)
 {
-    if (rest->len && rest == &access_rest)
-        atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
+    if (rest->len)
+        atomic_fetch_add_explicit(rest == &access_rest ? &dropped : &error_dropped, 1,
+                                  memory_order_relaxed);
     rest->len = 0;
 }
 
@@ -819,6 +821,11 @@ bool log_enabled(void)
 uint64_t log_dropped_lines(void)
 {
     return atomic_load_explicit(&dropped, memory_order_relaxed);
+}
+
+uint64_t log_error_dropped_lines(void)
+{
+    return atomic_load_explicit(&error_dropped, memory_order_relaxed);
 }
 
 static uint64_t count_lines(const char *p, size_t n)
@@ -1004,8 +1011,10 @@ static void vlog(enum log_level level, const char *fmt, va_list ap)
     size_t n = b.len + (k > 0 ? MIN((size_t)k, sizeof(line) - 2 - b.len) : 0);
     line[n++] = '\n';
     int fd = atomic_load_explicit(&error_fd, memory_order_relaxed);
-    (void)write_whole(fd >= 0 ? fd : STDERR_FILENO, &error_rest, line, n, SIZE_MAX,
-                      &error_stalled);
+    uint64_t lost = write_whole(fd >= 0 ? fd : STDERR_FILENO, &error_rest, line, n, SIZE_MAX,
+                                &error_stalled);
+    if (lost)
+        atomic_fetch_add_explicit(&error_dropped, lost, memory_order_relaxed);
     errno = saved;
 }
 

@@ -733,6 +733,7 @@ struct metrics_cursor {
     struct metrics_cert *certs;        /* owned copy of the scrape's certificate rows */
     size_t ncerts;
     uint64_t log_dropped_lines;
+    uint64_t error_log_dropped_lines;
     unsigned stage;                    /* the part of the page written next (stages[]) */
     size_t row;                        /* its next row */
 };
@@ -812,6 +813,7 @@ static int cursor_own(struct metrics_cursor *c, const struct metrics_scrape *sc)
     }
     c->ncerts = ncerts;
     c->log_dropped_lines = sc ? sc->log_dropped_lines : 0;
+    c->error_log_dropped_lines = sc ? sc->error_log_dropped_lines : 0;
     return 0;
 }
 
@@ -1251,6 +1253,8 @@ static bool stage_process(struct metrics_cursor *c, struct render *out, size_t b
     (void)budget;
     simple(out, "portico_access_log_dropped_lines_total", "counter",
            "Access-log lines lost because a write failed", c->log_dropped_lines);
+    simple(out, "portico_error_log_dropped_lines_total", "counter",
+           "Error-log lines lost because a write failed", c->error_log_dropped_lines);
     simple(out, "portico_config_generation", "gauge",
            "Configuration generation serving (1 at start, one more per successful reload)",
            atomic_load_explicit(&config_generation, memory_order_relaxed));

@@ -266,6 +266,7 @@ struct metrics_scrape {
     const struct metrics_origin *origins;      /* portico_upstream_origin_up */
     size_t norigins;
     uint64_t log_dropped_lines;                /* log_dropped_lines() */
+    uint64_t error_log_dropped_lines;          /* log_error_dropped_lines() */
     const struct metrics_cert *certs;          /* portico_tls_certificate_expiry_seconds */
     size_t ncerts;
 };

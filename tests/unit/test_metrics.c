@@ -464,7 +464,7 @@ static void test_exact_lines(void **state)
     /* one past 2038 and one before 1970: the value is a signed Unix time, never wrapped */
     struct metrics_cert certs[] = {{"/etc/portico/cert.pem", INT64_C(4102444800)},
                                    {"/etc/portico/client.pem", -86400}};
-    struct metrics_scrape sc = {origins, 2, 5, certs, 2};
+    struct metrics_scrape sc = {origins, 2, 5, 7, certs, 2};
     char *text = render(&sc);
     validate(text);
     assert_family(text, "portico_requests_total",
@@ -537,6 +537,8 @@ static void test_exact_lines(void **state)
     assert_family(text, "portico_upstream_connects_total", "portico_upstream_connects_total 2\n");
     assert_family(text, "portico_access_log_dropped_lines_total",
                   "portico_access_log_dropped_lines_total 5\n");
+    assert_family(text, "portico_error_log_dropped_lines_total",
+                  "portico_error_log_dropped_lines_total 7\n");
     /* today's interim families are sums of the new one */
     assert_family(text, "portico_interim_relayed_total", "portico_interim_relayed_total 2\n");
     assert_family(text, "portico_interim_dropped_total", "portico_interim_dropped_total 1\n");
@@ -651,7 +653,7 @@ static void test_escaping(void **state)
     metrics_fault(m, 0, FAULT_RESET);
     struct metrics_origin o = {"u\"1", "[::1]:80\n", true};
     struct metrics_cert cert = {"/etc/a\"b\\c\nd.pem", 1};
-    struct metrics_scrape sc = {&o, 1, 0, &cert, 1};
+    struct metrics_scrape sc = {&o, 1, 0, 0, &cert, 1};
     char *text = render(&sc);
     validate(text);
     assert_true(strstr(text, "{file=\"/etc/a\\\"b\\\\c\\nd.pem\"} 1\n"));
@@ -753,7 +755,7 @@ static void test_empty(void **state)
     char *text = render(NULL);
     assert_int_equal(validate(text), METRIC_COUNT + FAILURE_COUNT - 1 + 6 + 1 + 5 + 1 + 1 + 3 + 1 +
                                          TUNNEL_END_COUNT + PP_ERROR_COUNT +
-                                         DNS_TCP_OUTCOME_COUNT + ACCEPT_ERROR_COUNT);
+                                         DNS_TCP_OUTCOME_COUNT + ACCEPT_ERROR_COUNT + 1);
     assert_true(sample(text, "portico_tunnels_closed_total{reason=\"cut\"}") == 0);
     assert_true(strstr(text, "# TYPE portico_requests_total counter\n"));
     assert_true(strstr(text, "# TYPE portico_upstream_origin_up gauge\n"));
