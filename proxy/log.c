@@ -695,9 +695,29 @@ static int install_access(int fd)
     return rc;
 }
 
-/* Opens target for the log in slot; -1 with EINVAL when it is the file of the other log. */
-static int open_checked(const char *target, const char *other_path, int other_fd)
+/* A FIFO nobody has open for reading holds the start in open(2) until a reader comes, as nginx's
+ * start is held (refusing it would order the start after its log reader's, which a supervisor
+ * starting both at once cannot promise). The wait is said on stderr first, where the operator
+ * looks when a start goes no further; the error log may be that very FIFO. */
+static void say_when_no_reader(const char *what, const char *target)
 {
+    struct stat st;
+    if (!log_target_is_file(target) || stat(target, &st) != 0 || !S_ISFIFO(st.st_mode))
+        return;
+    int fd = open(target, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    else if (errno == ENXIO)
+        fprintf(stderr, "portico: %s %s is a FIFO nobody has open for reading: waiting for a "
+                        "reader to open it (SIGTERM ends the wait)\n", what, target);
+}
+
+/* Opens target for the log in slot (what: its key); -1 with EINVAL when it is the file of the
+ * other log. */
+static int open_checked(const char *what, const char *target, const char *other_path,
+                        int other_fd)
+{
+    say_when_no_reader(what, target);
     int fd = open_target(target, true);
     if (fd >= 0 && log_target_is_file(target) && other_path && same_file(fd, other_fd)) {
         close(fd);
@@ -714,7 +734,7 @@ int log_open(const char *access_log)
         set_path(&access_path, "off");
         return 0;
     }
-    int fd = open_checked(access_log, error_path, atomic_load(&error_fd));
+    int fd = open_checked("access_log", access_log, error_path, atomic_load(&error_fd));
     if (fd < 0 || install_access(fd) != 0)
         return -1;
     set_path(&access_path, access_log);
@@ -728,7 +748,7 @@ int log_error_open(const char *target, enum log_level level)
         errno = EINVAL;
         return -1;
     }
-    int fd = open_checked(target, access_path, atomic_load(&access_fd));
+    int fd = open_checked("error_log", target, access_path, atomic_load(&access_fd));
     if (fd < 0 || install_rest(&error_fd, fd, &error_rest) != 0)
         return -1;
     set_path(&error_path, target);
