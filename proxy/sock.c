@@ -140,7 +140,7 @@ static void watch_failed(struct sock *s, const char *what)
 {
     static __thread uint64_t said_us;
     static __thread unsigned unsaid;
-    s->err = errno ? errno : ENOMEM;
+    s->err = errno ? errno : ENOMEM; /* errno 0: libevent's allocation failed */
     uint64_t now = now_us();
     if (said_us && now - said_us < WATCH_FAILED_QUIET_US) {
         unsaid++;
@@ -162,6 +162,7 @@ static void update_rev(struct sock *s)
 {
     bool want = want_rev(s);
     if (want && !(s->flags & SF_REV_ADDED)) {
+        errno = 0; /* a failure of libevent's own allocations may leave it as it was */
         if (event_add(&s->rev, NULL) != 0) {
             watch_failed(s, "reading");
             return;
@@ -184,6 +185,7 @@ static void wev_add(struct sock *s)
         fail_later(s);
         return;
     }
+    errno = 0;
     if (event_add(s->wev, NULL) != 0) {
         watch_failed(s, "writing");
         return;
