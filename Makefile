@@ -126,7 +126,7 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # test_sock makes evbuffer_new fail on demand to check who frees what.
-$(BUILD)/tests/unit/test_sock: LDFLAGS += -Wl,--wrap=evbuffer_new
+$(BUILD)/tests/unit/test_sock: LDFLAGS += -Wl,--wrap=evbuffer_new,--wrap=event_add
 # and asks /proc which sockets epoll watches (testutil's tu_epoll_watches)
 $(BUILD)/tests/unit/test_sock: $(BUILD)/tests/support/testutil.o
 

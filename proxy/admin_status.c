@@ -11,6 +11,7 @@
 #include <event2/buffer.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,6 +38,27 @@ static const char *const class_names[RECENT_CLASSES] = {"1xx", "2xx", "3xx", "4x
 
 /* ---- JSON pieces ---- */
 
+/* An addition that failed (out of memory) since the writer of a whole piece (admin_metrics_json,
+ * one part of a page) began: its JSON would have a hole, so that writer fails whole instead.
+ * Kept aside rather than checked at each of the ~60 additions; per thread (admin and workers). */
+static __thread bool json_lost;
+
+static int jadd(struct evbuffer *out, const void *p, size_t n)
+{
+    int rc = evbuffer_add(out, p, n);
+    json_lost |= rc != 0;
+    return rc;
+}
+
+__attribute__((format(printf, 2, 3))) static void jprintf(struct evbuffer *out, const char *fmt,
+                                                          ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    json_lost |= evbuffer_add_vprintf(out, fmt, ap) < 0;
+    va_end(ap);
+}
+
 /* s[n] as a JSON string (cut at JSON_STR_MAX bytes). */
 static void jstr_n(struct evbuffer *out, const char *s, size_t n)
 {
@@ -44,14 +66,14 @@ static void jstr_n(struct evbuffer *out, const char *s, size_t n)
     struct fmt_buf b;
     fmt_init(&b, buf, sizeof(buf));
     fmt_json_str(&b, s, n, JSON_STR_MAX);
-    evbuffer_add(out, buf, b.len);
+    jadd(out, buf, b.len);
 }
 
 /* A NUL-terminated string as JSON, null for NULL (and for "" when empty_null). */
 static void jstr(struct evbuffer *out, const char *s, bool empty_null)
 {
     if (!s || (empty_null && !s[0]))
-        evbuffer_add(out, "null", 4);
+        jadd(out, "null", 4);
     else
         jstr_n(out, s, strlen(s));
 }
@@ -64,7 +86,7 @@ static void jtime(struct evbuffer *out, uint64_t wall)
     fmt_char(&b, '"');
     fmt_time(&b, wall);
     fmt_char(&b, '"');
-    evbuffer_add(out, buf, b.len);
+    jadd(out, buf, b.len);
 }
 
 static void jms(struct evbuffer *out, uint64_t us)
@@ -73,7 +95,7 @@ static void jms(struct evbuffer *out, uint64_t us)
     struct fmt_buf b;
     fmt_init(&b, buf, sizeof(buf));
     fmt_ms3(&b, us);
-    evbuffer_add(out, buf, b.len);
+    jadd(out, buf, b.len);
 }
 
 /* ---- the exposition as JSON ---- */
@@ -94,16 +116,16 @@ static const char *labels_json(struct evbuffer *out, const char *p, const char *
 {
     char value[JSON_STR_MAX];
     bool first = true;
-    evbuffer_add(out, "{", 1);
+    jadd(out, "{", 1);
     while (p < end && *p != '}') {
         const char *eq = memchr(p, '=', (size_t)(end - p));
         if (!eq || eq + 1 >= end || eq[1] != '"')
             return NULL;
         if (!first)
-            evbuffer_add(out, ",", 1);
+            jadd(out, ",", 1);
         first = false;
         jstr_n(out, p, (size_t)(eq - p));
-        evbuffer_add(out, ":", 1);
+        jadd(out, ":", 1);
         size_t n = 0;
         for (p = eq + 2; p < end && *p != '"'; p++) { /* the exposition's escapes undone */
             char c = *p;
@@ -122,7 +144,7 @@ static const char *labels_json(struct evbuffer *out, const char *p, const char *
     }
     if (p == end)
         return NULL;
-    evbuffer_add(out, "}", 1);
+    jadd(out, "}", 1);
     return p + 1;
 }
 
@@ -135,18 +157,18 @@ static bool sample_json(struct evbuffer *out, const char *p, const char *end, bo
     const char *v = memrchr(p, ' ', (size_t)(end - p));
     if (!v || v < name_end || !is_number(v + 1, (size_t)(end - v - 1)))
         return false;
-    evbuffer_add_printf(out, "%s{\"name\":", first ? "" : ",");
+    jprintf(out, "%s{\"name\":", first ? "" : ",");
     jstr_n(out, p, (size_t)(name_end - p));
-    evbuffer_add(out, ",\"labels\":", 10);
+    jadd(out, ",\"labels\":", 10);
     if (*name_end == '{') {
         if (!labels_json(out, name_end + 1, v))
-            evbuffer_add(out, "{}", 2); /* never from metrics_render; keeps the JSON whole */
+            jadd(out, "{}", 2); /* never from metrics_render; keeps the JSON whole */
     } else {
-        evbuffer_add(out, "{}", 2);
+        jadd(out, "{}", 2);
     }
-    evbuffer_add(out, ",\"value\":", 9);
-    evbuffer_add(out, v + 1, (size_t)(end - v - 1));
-    evbuffer_add(out, "}", 1);
+    jadd(out, ",\"value\":", 9);
+    jadd(out, v + 1, (size_t)(end - v - 1));
+    jadd(out, "}", 1);
     return true;
 }
 
@@ -162,7 +184,7 @@ static int metrics_json_start(struct metrics_json *j, struct evbuffer *out)
 {
     memset(j, 0, sizeof(*j));
     j->first_family = j->first_sample = true;
-    return evbuffer_add(out, "[", 1);
+    return jadd(out, "[", 1);
 }
 
 /* Converts the lines of text[len] (the last may lack its line feed). */
@@ -189,14 +211,14 @@ static void metrics_json_lines(struct metrics_json *j, struct evbuffer *out, con
             if (!sp)
                 goto next;
             if (j->open)
-                evbuffer_add(out, "]}", 2);
-            evbuffer_add_printf(out, "%s{\"name\":", j->first_family ? "" : ",");
+                jadd(out, "]}", 2);
+            jprintf(out, "%s{\"name\":", j->first_family ? "" : ",");
             jstr_n(out, name, (size_t)(sp - name));
-            evbuffer_add(out, ",\"type\":", 8);
+            jadd(out, ",\"type\":", 8);
             jstr_n(out, sp + 1, (size_t)(le - sp - 1));
-            evbuffer_add(out, ",\"help\":", 8);
+            jadd(out, ",\"help\":", 8);
             jstr_n(out, j->help, j->has_help ? j->help_len : 0);
-            evbuffer_add(out, ",\"samples\":[", 12);
+            jadd(out, ",\"samples\":[", 12);
             j->open = true;
             j->first_family = false;
             j->first_sample = true;
@@ -212,8 +234,8 @@ static void metrics_json_lines(struct metrics_json *j, struct evbuffer *out, con
 static int metrics_json_end(struct metrics_json *j, struct evbuffer *out)
 {
     if (j->open)
-        evbuffer_add(out, "]}", 2);
-    return evbuffer_add(out, "]", 1);
+        jadd(out, "]}", 2);
+    return jadd(out, "]", 1);
 }
 
 int admin_metrics_json(struct evbuffer *out, const char *text, size_t len)
@@ -221,11 +243,12 @@ int admin_metrics_json(struct evbuffer *out, const char *text, size_t len)
     struct metrics_json *j = malloc(sizeof(*j));
     if (!j)
         return -1;
+    json_lost = false;
     metrics_json_start(j, out);
     metrics_json_lines(j, out, text, len);
-    int rc = metrics_json_end(j, out);
+    metrics_json_end(j, out);
     free(j);
-    return rc;
+    return json_lost ? -1 : 0;
 }
 
 /* ---- / ---- */
@@ -591,63 +614,63 @@ static void page_policy_init(void)
 
 static void failure_json(struct evbuffer *out, const struct recent_failure *f, bool first)
 {
-    evbuffer_add_printf(out, "%s{\"time\":", first ? "" : ",");
+    jprintf(out, "%s{\"time\":", first ? "" : ",");
     jtime(out, f->time_ms);
-    evbuffer_add_printf(out, ",\"time_ms\":%llu,\"request_id\":", (unsigned long long)f->time_ms);
+    jprintf(out, ",\"time_ms\":%llu,\"request_id\":", (unsigned long long)f->time_ms);
     jstr(out, f->request_id, true);
     if (f->status)
-        evbuffer_add_printf(out, ",\"status\":%d", f->status);
+        jprintf(out, ",\"status\":%d", f->status);
     else
-        evbuffer_add_printf(out, ",\"status\":null");
-    evbuffer_add_printf(out, ",\"failure\":\"%s\",\"phase\":\"%s\",\"proxy_status\":\"%s\"",
+        jprintf(out, ",\"status\":null");
+    jprintf(out, ",\"failure\":\"%s\",\"phase\":\"%s\",\"proxy_status\":\"%s\"",
                         failure_name(f->failure), phase_name(f->phase),
                         failure_proxy_status(f->failure));
-    evbuffer_add(out, ",\"route\":", 9);
+    jadd(out, ",\"route\":", 9);
     jstr(out, f->route, true);
-    evbuffer_add(out, ",\"upstream\":", 12);
+    jadd(out, ",\"upstream\":", 12);
     jstr(out, f->upstream, true);
-    evbuffer_add(out, ",\"origin\":", 10);
+    jadd(out, ",\"origin\":", 10);
     jstr(out, f->origin, true);
     if (f->limit_ms)
-        evbuffer_add_printf(out, ",\"limit_ms\":%llu", (unsigned long long)f->limit_ms);
+        jprintf(out, ",\"limit_ms\":%llu", (unsigned long long)f->limit_ms);
     else
-        evbuffer_add_printf(out, ",\"limit_ms\":null");
-    evbuffer_add(out, ",\"total_ms\":", 12);
+        jprintf(out, ",\"limit_ms\":null");
+    jadd(out, ",\"total_ms\":", 12);
     jms(out, f->total_us);
-    evbuffer_add(out, ",\"detail\":", 10);
+    jadd(out, ",\"detail\":", 10);
     jstr(out, f->detail, true);
     /* a simulated failure says so here too, as in the access log: a drill is not an outage */
-    evbuffer_add(out, ",\"fault\":", 9);
+    jadd(out, ",\"fault\":", 9);
     jstr(out, f->fault, true);
-    evbuffer_add(out, "}", 1);
+    jadd(out, "}", 1);
 }
 
 static void minutes_json(struct evbuffer *out, const struct recent_view *v)
 {
-    evbuffer_add(out, ",\"minutes\":[", 12);
+    jadd(out, ",\"minutes\":[", 12);
     for (int i = 0; i < RECENT_MINUTES; i++) {
         const struct recent_minute *m = &v->minutes[i];
-        evbuffer_add_printf(out, "%s{\"start\":", i ? "," : "");
+        jprintf(out, "%s{\"start\":", i ? "," : "");
         jtime(out, m->minute * 60000);
-        evbuffer_add_printf(out, ",\"start_ms\":%llu,\"requests\":%llu,\"classes\":{",
+        jprintf(out, ",\"start_ms\":%llu,\"requests\":%llu,\"classes\":{",
                             (unsigned long long)(m->minute * 60000),
                             (unsigned long long)m->requests);
         for (int c = 0; c < RECENT_CLASSES; c++)
-            evbuffer_add_printf(out, "%s\"%s\":%llu", c ? "," : "", class_names[c],
+            jprintf(out, "%s\"%s\":%llu", c ? "," : "", class_names[c],
                                 (unsigned long long)m->classes[c]);
-        evbuffer_add(out, "},\"failures\":{", 14);
+        jadd(out, "},\"failures\":{", 14);
         bool first = true;
         for (int f = FAIL_NONE + 1; f < FAILURE_COUNT; f++) {
             if (!m->failures[f])
                 continue;
-            evbuffer_add_printf(out, "%s\"%s\":%llu", first ? "" : ",",
+            jprintf(out, "%s\"%s\":%llu", first ? "" : ",",
                                 failure_name((enum failure_type)f),
                                 (unsigned long long)m->failures[f]);
             first = false;
         }
-        evbuffer_add(out, "}}", 2);
+        jadd(out, "}}", 2);
     }
-    evbuffer_add(out, "]", 1);
+    jadd(out, "]", 1);
 }
 
 /* Upstream u of gen's configuration, with the origins' health now and its recent failures. */
@@ -655,16 +678,16 @@ static void upstream_json(struct evbuffer *out, const struct generation *gen,
                           const struct recent_view *v, int u)
 {
     const struct upstream_conf *up = &gen->cfg->upstreams[u];
-    evbuffer_add_printf(out, "%s{\"name\":", u ? "," : "");
+    jprintf(out, "%s{\"name\":", u ? "," : "");
     jstr(out, up->name, false);
-    evbuffer_add_printf(out, ",\"keepalive\":%llu,\"pool_idle\":%llu,\"origins\":[",
+    jprintf(out, ",\"keepalive\":%llu,\"pool_idle\":%llu,\"origins\":[",
                         (unsigned long long)up->keepalive, (unsigned long long)v->pool_idle[u]);
     for (int o = 0; o < up->norigins; o++) {
-        evbuffer_add_printf(out, "%s{\"origin\":", o ? "," : "");
+        jprintf(out, "%s{\"origin\":", o ? "," : "");
         jstr(out, up->origins[o].text, false);
         /* why an origin is out, and least_conn's figure: "up" alone told neither */
         const struct balancer *b = gen->balancers[u];
-        evbuffer_add_printf(out, ",\"up\":%s,\"passive\":\"%s\",\"check\":",
+        jprintf(out, ",\"up\":%s,\"passive\":\"%s\",\"check\":",
                             balancer_origin_down(b, o) ? "false" : "true",
                             origin_state_name(balancer_origin_state(b, o)));
         /* the checks in a row since the last change of result: a passing origin with
@@ -672,16 +695,16 @@ static void upstream_json(struct evbuffer *out, const struct generation *gen,
          * `rise` about to come back */
         int run = balancer_checks_in_row(b, o);
         if (up->health.interval_ms)
-            evbuffer_add_printf(out, "\"%s\",\"checks_passed_in_row\":%d,"
+            jprintf(out, "\"%s\",\"checks_passed_in_row\":%d,"
                                      "\"checks_failed_in_row\":%d",
                                 check_state_name(balancer_check_state(b, o)),
                                 run > 0 ? run : 0, run < 0 ? -run : 0);
         else
-            evbuffer_add_printf(out, "null,\"checks_passed_in_row\":null,"
+            jprintf(out, "null,\"checks_passed_in_row\":null,"
                                      "\"checks_failed_in_row\":null");
-        evbuffer_add_printf(out, ",\"in_flight\":%u}", balancer_in_flight(b, o));
+        jprintf(out, ",\"in_flight\":%u}", balancer_in_flight(b, o));
     }
-    evbuffer_add(out, "],\"recent_failures\":[", 21);
+    jadd(out, "],\"recent_failures\":[", 21);
     bool first = true;
     for (size_t i = 0; i < v->nfailures; i++) {
         if (strcmp(v->failures[i].upstream, up->name) != 0)
@@ -689,7 +712,7 @@ static void upstream_json(struct evbuffer *out, const struct generation *gen,
         failure_json(out, &v->failures[i], first);
         first = false;
     }
-    evbuffer_add(out, "]}", 2);
+    jadd(out, "]}", 2);
 }
 
 /* The scrape of gen: its origins' health now (one row per distinct origin of an upstream),
@@ -727,7 +750,8 @@ static struct metrics_cursor *metrics_scrape_of(const struct generation *gen)
     }
     for (int i = 0; i < cfg->ncerts; i++)
         certs[i] = (struct metrics_cert){cfg->certs[i].file, cfg->certs[i].not_after};
-    struct metrics_scrape s = {rows, k, log_dropped_lines(), certs, (size_t)cfg->ncerts};
+    struct metrics_scrape s = {rows, k, log_dropped_lines(), log_error_dropped_lines(), certs,
+                               (size_t)cfg->ncerts};
     struct metrics_cursor *c = metrics_cursor_new(&s); /* copies what it needs of rows */
     free(rows);
     free(certs);
@@ -811,10 +835,10 @@ static int page_part(struct admin_page *p, struct evbuffer *out, size_t budget)
     case PART_METRICS_TEXT:
         return metrics_cursor_next(p->metrics, out, budget);
     case PART_HEAD:
-        evbuffer_add_printf(out, "{\"version\":\"%s\",\"generation\":%u,\"time\":",
+        jprintf(out, "{\"version\":\"%s\",\"generation\":%u,\"time\":",
                             PORTICO_VERSION, p->gen->number);
         jtime(out, p->now_ms);
-        evbuffer_add_printf(out, ",\"now_ms\":%llu,\"profile\":\"%s\",\"metrics\":",
+        jprintf(out, ",\"now_ms\":%llu,\"profile\":\"%s\",\"metrics\":",
                             (unsigned long long)p->now_ms, profile_name(cfg->profile));
         return metrics_json_start(&p->json, out) == 0 ? 0 : -1;
     case PART_METRICS_JSON: {
@@ -830,7 +854,7 @@ static int page_part(struct admin_page *p, struct evbuffer *out, size_t budget)
             return 1;
         if (metrics_json_end(&p->json, out) != 0)
             return -1;
-        return evbuffer_add(out, ",\"upstreams\":[", 14) == 0 ? 0 : -1;
+        return jadd(out, ",\"upstreams\":[", 14) == 0 ? 0 : -1;
     }
     case PART_UPSTREAMS:
         while (p->upstream < cfg->nupstreams) {
@@ -838,13 +862,13 @@ static int page_part(struct admin_page *p, struct evbuffer *out, size_t budget)
             if (p->upstream < cfg->nupstreams && evbuffer_get_length(out) >= budget)
                 return 1;
         }
-        return evbuffer_add(out, "]", 1) == 0 ? 0 : -1;
+        return jadd(out, "]", 1) == 0 ? 0 : -1;
     case PART_TAIL:
         minutes_json(out, p->view);
-        evbuffer_add(out, ",\"recent_failures\":[", 20);
+        jadd(out, ",\"recent_failures\":[", 20);
         for (size_t i = 0; i < p->view->nfailures; i++)
             failure_json(out, &p->view->failures[i], i == 0);
-        return evbuffer_add(out, "]}\n", 3) == 0 ? 0 : -1;
+        return jadd(out, "]}\n", 3) == 0 ? 0 : -1;
     case PART_DONE:
         break;
     }
@@ -857,7 +881,10 @@ int admin_page_next(struct admin_page *p, struct evbuffer *out, size_t budget)
     /* out may hold more than this slice: the budget counts from here */
     size_t limit = budget > SIZE_MAX - start ? SIZE_MAX : start + budget;
     while (p->part != PART_DONE) {
+        json_lost = false;
         int rc = page_part(p, out, p->part == PART_UPSTREAMS ? limit : budget);
+        if (json_lost) /* a hole in the part: the page fails whole (the caller closes) */
+            return -1;
         if (rc != 0)
             return rc;
         p->part = p->part == PART_METRICS_TEXT ? PART_DONE : p->part + 1;

@@ -424,6 +424,18 @@ static const struct h1_field *request_field(const struct exchange *ex, enum h1_f
     return h >= 0 ? &ex->req.fields[h] : NULL;
 }
 
+/* The body of Portico's own answer could not be added (out of memory; each addition goes whole
+ * or not at all): its head went, saying a length that will never come, and a keep-alive client
+ * would read the next response as the rest. So it is cut as an origin's short body is: logged
+ * aborted, the connection closed (an HTTP/2 stream reset). */
+static void own_body_lost(struct exchange *ex)
+{
+    str_copy(ex->detail, sizeof(ex->detail), "out of memory for the body of Portico's answer");
+    metrics_add(ex->loop->metrics, M_ABORTED_AFTER_HEAD, 1);
+    ex->close_client = true;
+    ex_end(ex, OUTCOME_ABORTED);
+}
+
 /* Sends a response Portico composed through the downstream: head, then the whole body. */
 static void send_own(struct exchange *ex, struct errpage *e)
 {
@@ -441,6 +453,8 @@ static void send_own(struct exchange *ex, struct errpage *e)
         return;
     ex->ds.ops->head(ex->ds.ctx, &o.head, &ex->sink);
     long body = fault_exec_own_body(ex, &o, ex->sink.out);
+    if (body < 0)
+        own_body_lost(ex);
     ex->error_body_bytes = body > 0 ? (uint64_t)body : 0;
     ex->status = o.head.status; /* it goes out with done(), once it is counted and logged */
     ex->resp_state = RESP_DONE;
@@ -479,7 +493,8 @@ static void answer_final_recipient(struct exchange *ex)
     if (ex_client_gone(ex))
         return;
     ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
-    evbuffer_add(ex->sink.out, why_not, body);
+    if (evbuffer_add(ex->sink.out, why_not, body) != 0)
+        own_body_lost(ex);
     ex->error_body_bytes = body;
     ex->status = head.status;
     ex->resp_state = RESP_DONE;

@@ -21,6 +21,7 @@
 
 #include "portico/balance.h"
 #include "portico/config.h"
+#include "portico/failure.h"
 #include "portico/generation.h"
 #include "portico/http1.h"
 #include "portico/log.h"
@@ -73,10 +74,25 @@ static const struct health_check_conf *check_of(const struct probe *p)
     return &p->health->loop->cfg->upstreams[p->upstream].health;
 }
 
-static void arm(struct probe *p, uint64_t us)
+static const char *origin_text(const struct probe *p)
+{
+    return p->health->loop->cfg->upstreams[p->upstream].origins[p->origin].text;
+}
+
+/* Arms the probe's timer; false when libevent had no memory for it (its timer heap). */
+static bool arm(struct probe *p, uint64_t us)
 {
     struct timeval tv = tv_from_us(us);
-    evtimer_add(&p->timer, &tv);
+    return evtimer_add(&p->timer, &tv) == 0;
+}
+
+/* Arms the next check. Unarmed, the probe would never check again, the origin's state frozen
+ * without a word: said. */
+static void arm_next(struct probe *p, uint64_t us)
+{
+    if (!arm(p, us))
+        log_error("health check of %s: no timer for the next check (out of memory): no more "
+                  "checks of it until a reload", origin_text(p));
 }
 
 /* The end of a check: the connection closed, the next check armed one interval after this one
@@ -89,7 +105,7 @@ static void end_check(struct probe *p)
     p->state = PROBE_WAITING;
     event_del(&p->timer);
     uint64_t spent = now_us() - p->started_us, every = hc->interval_ms * 1000;
-    arm(p, spent < every ? every - spent : 0);
+    arm_next(p, spent < every ? every - spent : 0);
 }
 
 /* A check that showed the origin passing or failing: the balancer told, which decides with the
@@ -185,6 +201,9 @@ static void fail_connection(struct probe *p, struct sock *s)
     } else if (s->ssl_err) {
         ERR_error_string_n(s->ssl_err, why, sizeof(why));
         fail_check(p, "TLS error: %s", why);
+    } else if (s->err && cause_from_errno(s->err) == CAUSE_LOCAL) {
+        /* our shortage (out of memory to read or to watch the socket), not the origin's */
+        no_verdict(p, strerror(s->err));
     } else {
         fail_check(p, "%s", s->err ? strerror(s->err) : "connection error");
     }
@@ -253,9 +272,14 @@ static void on_ready(void *arg)
     sock_set_cb(s, probe_sock_cb, p);
     sock_set_read_limit(s, p->health->loop->cfg->max_header_size + 1);
     sock_read(s, true);
-    evbuffer_add_printf(s->out, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: portico-health-check\r\n"
-                                "Connection: close\r\n\r\n",
-                        hc->method, hc->path, host);
+    /* out of memory the request is not written (the addition goes whole or not at all): no
+     * answer would come, and the timeout would be counted against the origin */
+    if (evbuffer_add_printf(s->out, "%s %s HTTP/1.1\r\nHost: %s\r\n"
+                                    "User-Agent: portico-health-check\r\nConnection: close\r\n\r\n",
+                            hc->method, hc->path, host) < 0) {
+        no_verdict(p, "out of memory");
+        return;
+    }
     sock_flush(s); /* a failure comes back as SOCK_ERROR */
 }
 
@@ -287,7 +311,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
          * moves on (README: origin): an IPv4 address that never answers otherwise failed every
          * check of a name whose IPv6 one serves the requests, and marked the origin down. */
         if (p->phase == PHASE_CONNECT && upconn_connect_next(p->uc)) {
-            arm(p, hc->timeout_ms * 1000);
+            if (!arm(p, hc->timeout_ms * 1000))
+                no_verdict(p, "out of memory for its deadline");
             return;
         }
         char why[200];
@@ -324,7 +349,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     p->state = PROBE_CHECKING;
     p->interim = 0;
     p->phase = PHASE_CONNECT; /* until the start reports its first phase (dns for a name) */
-    arm(p, hc->timeout_ms * 1000);
+    if (!arm(p, hc->timeout_ms * 1000)) /* a check without its deadline could wait for ever */
+        no_verdict(p, "out of memory for its deadline");
 }
 
 int health_start(struct loop *l, struct health **out)
@@ -347,7 +373,7 @@ int health_start(struct loop *l, struct health **out)
             struct probe *p = &h->probes[h->n++];
             *p = (struct probe){.health = h, .upstream = u, .origin = o};
             evtimer_assign(&p->timer, l->base, timer_cb, p);
-            arm(p, 0);
+            arm_next(p, 0);
         }
     }
     *out = h;

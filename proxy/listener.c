@@ -17,6 +17,7 @@
 #include "portico/config.h"
 #include "portico/log.h"
 #include "portico/loop.h"
+#include "portico/metrics.h"
 #include "portico/proxyproto.h"
 #include "portico/sock.h"
 
@@ -77,6 +78,7 @@ static void accept_error_cb(struct evconnlistener *el, void *arg)
 {
     struct listener *lis = arg;
     int err = errno;
+    metrics_accept_error(lis->loop->metrics, accept_error_of(err));
     if (!lis->accept_failing)
         log_error("accept: %s; pausing accepts on this socket for %d ms at a time until it works",
                   strerror(err), ACCEPT_PAUSE_MS);

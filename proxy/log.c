@@ -503,6 +503,7 @@ static char *access_path;              /* NULL for stderr/stdout/off; main threa
 static _Atomic int error_fd = -1;      /* -1: stderr itself */
 static _Atomic int error_level = LOG_INFO;
 static _Atomic bool error_stalled;
+static _Atomic uint64_t error_dropped; /* error-log lines lost to failed writes */
 static char *error_path;
 
 /* The end of a line that a short write left behind. A socket (MSG_DONTWAIT) or a full disk
@@ -631,12 +632,13 @@ static int install(_Atomic int *slot, int fd)
     return rc;
 }
 
-/* Forgets the rest of a cut line, whose start went to the file being left; the access log
- * counts its line as lost. The caller holds rest_lock. */
+/* Forgets the rest of a cut line, whose start went to the file being left; its line counts as
+ * lost. The caller holds rest_lock. */
 static void rest_forget(struct line_rest *rest)
 {
-    if (rest->len && rest == &access_rest)
-        atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
+    if (rest->len)
+        atomic_fetch_add_explicit(rest == &access_rest ? &dropped : &error_dropped, 1,
+                                  memory_order_relaxed);
     rest->len = 0;
 }
 
@@ -693,9 +695,29 @@ static int install_access(int fd)
     return rc;
 }
 
-/* Opens target for the log in slot; -1 with EINVAL when it is the file of the other log. */
-static int open_checked(const char *target, const char *other_path, int other_fd)
+/* A FIFO nobody has open for reading holds the start in open(2) until a reader comes, as nginx's
+ * start is held (refusing it would order the start after its log reader's, which a supervisor
+ * starting both at once cannot promise). The wait is said on stderr first, where the operator
+ * looks when a start goes no further; the error log may be that very FIFO. */
+static void say_when_no_reader(const char *what, const char *target)
 {
+    struct stat st;
+    if (!log_target_is_file(target) || stat(target, &st) != 0 || !S_ISFIFO(st.st_mode))
+        return;
+    int fd = open(target, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    else if (errno == ENXIO)
+        fprintf(stderr, "portico: %s %s is a FIFO nobody has open for reading: waiting for a "
+                        "reader to open it (SIGTERM ends the wait)\n", what, target);
+}
+
+/* Opens target for the log in slot (what: its key); -1 with EINVAL when it is the file of the
+ * other log. */
+static int open_checked(const char *what, const char *target, const char *other_path,
+                        int other_fd)
+{
+    say_when_no_reader(what, target);
     int fd = open_target(target, true);
     if (fd >= 0 && log_target_is_file(target) && other_path && same_file(fd, other_fd)) {
         close(fd);
@@ -712,7 +734,7 @@ int log_open(const char *access_log)
         set_path(&access_path, "off");
         return 0;
     }
-    int fd = open_checked(access_log, error_path, atomic_load(&error_fd));
+    int fd = open_checked("access_log", access_log, error_path, atomic_load(&error_fd));
     if (fd < 0 || install_access(fd) != 0)
         return -1;
     set_path(&access_path, access_log);
@@ -726,7 +748,7 @@ int log_error_open(const char *target, enum log_level level)
         errno = EINVAL;
         return -1;
     }
-    int fd = open_checked(target, access_path, atomic_load(&access_fd));
+    int fd = open_checked("error_log", target, access_path, atomic_load(&access_fd));
     if (fd < 0 || install_rest(&error_fd, fd, &error_rest) != 0)
         return -1;
     set_path(&error_path, target);
@@ -819,6 +841,11 @@ bool log_enabled(void)
 uint64_t log_dropped_lines(void)
 {
     return atomic_load_explicit(&dropped, memory_order_relaxed);
+}
+
+uint64_t log_error_dropped_lines(void)
+{
+    return atomic_load_explicit(&error_dropped, memory_order_relaxed);
 }
 
 static uint64_t count_lines(const char *p, size_t n)
@@ -1004,8 +1031,10 @@ static void vlog(enum log_level level, const char *fmt, va_list ap)
     size_t n = b.len + (k > 0 ? MIN((size_t)k, sizeof(line) - 2 - b.len) : 0);
     line[n++] = '\n';
     int fd = atomic_load_explicit(&error_fd, memory_order_relaxed);
-    (void)write_whole(fd >= 0 ? fd : STDERR_FILENO, &error_rest, line, n, SIZE_MAX,
-                      &error_stalled);
+    uint64_t lost = write_whole(fd >= 0 ? fd : STDERR_FILENO, &error_rest, line, n, SIZE_MAX,
+                                &error_stalled);
+    if (lost)
+        atomic_fetch_add_explicit(&error_dropped, lost, memory_order_relaxed);
     errno = saved;
 }
 

@@ -11,6 +11,7 @@
 #include "portico/metrics.h"
 #include "portico/proxyproto.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -91,6 +92,12 @@ static const char *const dns_tcp_outcome_names[DNS_TCP_OUTCOME_COUNT] = {
 #undef X
 };
 
+static const char *const accept_error_names[ACCEPT_ERROR_COUNT] = {
+#define X(id, nm) [id] = nm,
+    ACCEPT_ERROR_LIST(X)
+#undef X
+};
+
 static const char *const tunnel_end_labels[TUNNEL_END_COUNT] = {
 #define X(id, label, words) [id] = label,
     TUNNEL_END_LIST(X)
@@ -149,6 +156,7 @@ struct shard {
     _Atomic uint64_t tunnel_ends[TUNNEL_END_COUNT];
     _Atomic uint64_t pp_errors[PP_ERROR_COUNT];
     _Atomic uint64_t dns_tcp[DNS_TCP_OUTCOME_COUNT];
+    _Atomic uint64_t accept_errors[ACCEPT_ERROR_COUNT];
 
     /* portico_requests_total */
     uint8_t pair_of[NCODES][FAILURE_COUNT]; /* writer only: slot + 1 of a pair, 0 none yet */
@@ -269,6 +277,7 @@ struct totals {
     uint64_t tunnel_ends[TUNNEL_END_COUNT];
     uint64_t pp_errors[PP_ERROR_COUNT];
     uint64_t dns_tcp[DNS_TCP_OUTCOME_COUNT];
+    uint64_t accept_errors[ACCEPT_ERROR_COUNT];
     int64_t conns[CONN_SIDE_COUNT][CONN_STATE_COUNT];
     struct req_row *req;
     size_t nreq, capreq;
@@ -371,6 +380,8 @@ static void totals_add_shard(struct totals *t, struct shard *s, bool live)
         t->pp_errors[e] += get(&s->pp_errors[e]);
     for (int o = 0; o < DNS_TCP_OUTCOME_COUNT; o++)
         t->dns_tcp[o] += get(&s->dns_tcp[o]);
+    for (int e = 0; e < ACCEPT_ERROR_COUNT; e++)
+        t->accept_errors[e] += get(&s->accept_errors[e]);
     if (live) {
         for (int side = 0; side < CONN_SIDE_COUNT; side++)
             for (int st = 0; st < CONN_STATE_COUNT; st++)
@@ -644,6 +655,26 @@ void metrics_proxy_protocol_error(struct metrics *m, int reason)
         bump(&shard_of(m)->pp_errors[reason], 1);
 }
 
+enum accept_error accept_error_of(int err)
+{
+    switch (err) {
+    case EMFILE:
+    case ENFILE:
+        return ACCEPT_ERR_DESCRIPTORS;
+    case ENOBUFS:
+    case ENOMEM:
+        return ACCEPT_ERR_MEMORY;
+    default:
+        return ACCEPT_ERR_OTHER;
+    }
+}
+
+void metrics_accept_error(struct metrics *m, enum accept_error reason)
+{
+    if ((unsigned)reason < ACCEPT_ERROR_COUNT)
+        bump(&shard_of(m)->accept_errors[reason], 1);
+}
+
 void metrics_dns_tcp(struct metrics *m, enum dns_tcp_outcome outcome)
 {
     if ((unsigned)outcome < DNS_TCP_OUTCOME_COUNT)
@@ -702,6 +733,7 @@ struct metrics_cursor {
     struct metrics_cert *certs;        /* owned copy of the scrape's certificate rows */
     size_t ncerts;
     uint64_t log_dropped_lines;
+    uint64_t error_log_dropped_lines;
     unsigned stage;                    /* the part of the page written next (stages[]) */
     size_t row;                        /* its next row */
 };
@@ -781,6 +813,7 @@ static int cursor_own(struct metrics_cursor *c, const struct metrics_scrape *sc)
     }
     c->ncerts = ncerts;
     c->log_dropped_lines = sc ? sc->log_dropped_lines : 0;
+    c->error_log_dropped_lines = sc ? sc->error_log_dropped_lines : 0;
     return 0;
 }
 
@@ -1182,6 +1215,12 @@ static bool stage_interim(struct metrics_cursor *c, struct render *out, size_t b
     for (int e = 0; e < PP_ERROR_COUNT; e++)
         put(out, "portico_proxy_protocol_errors_total{reason=\"%s\"} %llu\n", pp_error_label(e),
             (unsigned long long)t->pp_errors[e]);
+    family(out, "portico_accept_errors_total", "counter",
+           "Client connections a listener failed to accept, by errno class (the connection "
+           "stays queued, accepts pause 100 ms)");
+    for (int e = 0; e < ACCEPT_ERROR_COUNT; e++)
+        put(out, "portico_accept_errors_total{reason=\"%s\"} %llu\n", accept_error_names[e],
+            (unsigned long long)t->accept_errors[e]);
     family(out, "portico_dns_tcp_lookups_total", "counter",
            "Origin names asked over TCP after a UDP answer that may have been truncated, by how "
            "it ended");
@@ -1214,6 +1253,8 @@ static bool stage_process(struct metrics_cursor *c, struct render *out, size_t b
     (void)budget;
     simple(out, "portico_access_log_dropped_lines_total", "counter",
            "Access-log lines lost because a write failed", c->log_dropped_lines);
+    simple(out, "portico_error_log_dropped_lines_total", "counter",
+           "Error-log lines lost because a write failed", c->error_log_dropped_lines);
     simple(out, "portico_config_generation", "gauge",
            "Configuration generation serving (1 at start, one more per successful reload)",
            atomic_load_explicit(&config_generation, memory_order_relaxed));

@@ -367,7 +367,11 @@ static void send_request(struct exchange *ex)
         drop_replay(ex);
     } else if (ex->req_state == REQ_DONE && ex->req_body.done &&
                ex->info.framing == H1_BODY_CHUNKED) {
-        evbuffer_add(ex->usock->out, "0\r\n\r\n", 5);
+        if (evbuffer_add(ex->usock->out, "0\r\n\r\n", 5) != 0) {
+            /* the origin would wait for the body's end: the connection closes with the failure */
+            ex_fail(ex, PHASE_SEND, CAUSE_LOCAL, 0, "out of memory");
+            return;
+        }
     }
     upconn_mark_used(ex->uc);
     if (ex->req_state == REQ_GATED)

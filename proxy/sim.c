@@ -318,6 +318,14 @@ static int send_error(struct conn *c, int code, const char *reason)
 /* ---- the connection state machine. Steps return 0 when they made progress (run again), -2
  * when they wait for an event, -1 when the connection must be torn down (c->why says why). ---- */
 
+/* A chunk of the echo could not be framed (out of memory): -1 as for broken framing, the
+ * echo cut and the connection closed, never a chunk the client would misread. */
+static int out_of_memory(struct conn *c)
+{
+    c->why = "out of memory";
+    return -1;
+}
+
 /*
  * Reads one piece of request body: the data is dropped, or with copy set appended to the
  * output (re-chunked when the request was chunked). Returns 1 when the body is complete, 0 after
@@ -351,10 +359,12 @@ static int body_step(struct conn *c, bool copy)
         return -2;
     if (r->chunked.data_left > 0) {
         size_t n = avail < r->chunked.data_left ? avail : (size_t)r->chunked.data_left;
-        if (copy) {
-            evbuffer_add_printf(out, "%zx\r\n", n);
+        if (copy) { /* out of memory, a chunk without its size line or CRLF: cut and closed */
+            if (evbuffer_add_printf(out, "%zx\r\n", n) < 0)
+                return out_of_memory(c);
             evbuffer_remove_buffer(in, out, n);
-            evbuffer_add(out, "\r\n", 2);
+            if (evbuffer_add(out, "\r\n", 2) != 0)
+                return out_of_memory(c);
         } else {
             evbuffer_drain(in, n);
         }
@@ -575,8 +585,10 @@ static int step_head(struct conn *c)
         if (c->req.echo_chunked) {
             if (sim_put_head(c, HTTP_OK, "application/octet-stream", H1OUT_CHUNKED) < 0)
                 return -1;
-            if (!c->req.head)
-                evbuffer_add_printf(out, "%zx\r\n", head_len);
+            if (!c->req.head && evbuffer_add_printf(out, "%zx\r\n", head_len) < 0) {
+                c->why = "out of memory";
+                return -1;
+            }
         } else {
             if (sim_put_head(c, HTTP_OK, "application/octet-stream",
                              (int64_t)(head_len + c->req.body_left)) < 0)
@@ -586,8 +598,10 @@ static int step_head(struct conn *c)
             evbuffer_drain(in, head_len);
         } else {
             evbuffer_remove_buffer(in, out, head_len);
-            if (c->req.echo_chunked)
-                evbuffer_add(out, "\r\n", 2);
+            if (c->req.echo_chunked && evbuffer_add(out, "\r\n", 2) != 0) {
+                c->why = "out of memory";
+                return -1;
+            }
         }
         sim_set_state(c, CONN_ECHO);
         return 0;
@@ -674,8 +688,10 @@ static int step_echo(struct conn *c)
             sim_set_state(c, CONN_FLUSH);
             return 0;
         }
-        if (c->req.echo_chunked && !c->req.head)
-            evbuffer_add(out, "0\r\n\r\n", 5);
+        if (c->req.echo_chunked && !c->req.head && evbuffer_add(out, "0\r\n\r\n", 5) != 0) {
+            sim_set_state(c, CONN_FLUSH); /* no last chunk: the close says the echo is cut */
+            return 0;
+        }
         return sim_finish(c); /* clears the body's deadline */
     }
 }

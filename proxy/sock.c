@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "portico/evmem.h"
+#include "portico/log.h"
 #include "portico/tls.h"
 #include "portico/util.h"
 
@@ -127,12 +128,45 @@ static void arm_timer(struct sock *s, uint64_t now)
         deadline_set(&s->timer, deadline, now);
 }
 
+static void fail_later(struct sock *s);
+
+#define WATCH_FAILED_QUIET_US 1000000 /* one line a second per thread; the rest are counted */
+
+/* event_add failed: no memory for epoll's change list, or the kernel refused the registration
+ * (ENOMEM, ENOSPC past fs.epoll.max_user_watches). A socket not watched never wakes: its owner
+ * would wait for its deadline, forever without one. It fails instead (SOCK_ERROR from the loop,
+ * as for any failure: the owner closes), said in the error log. */
+static void watch_failed(struct sock *s, const char *what)
+{
+    static __thread uint64_t said_us;
+    static __thread unsigned unsaid;
+    s->err = errno ? errno : ENOMEM; /* errno 0: libevent's allocation failed */
+    uint64_t now = now_us();
+    if (said_us && now - said_us < WATCH_FAILED_QUIET_US) {
+        unsaid++;
+    } else {
+        if (unsaid)
+            log_warn("socket %d: cannot watch it for %s (%s): connection closed (and %u more "
+                     "since the last such line)", s->fd, what, strerror(s->err), unsaid);
+        else
+            log_warn("socket %d: cannot watch it for %s (%s): connection closed", s->fd, what,
+                     strerror(s->err));
+        said_us = now;
+        unsaid = 0;
+    }
+    fail_later(s);
+}
+
 /* Registers or withdraws rev to match what the sock wants. */
 static void update_rev(struct sock *s)
 {
     bool want = want_rev(s);
     if (want && !(s->flags & SF_REV_ADDED)) {
-        event_add(&s->rev, NULL);
+        errno = 0; /* a failure of libevent's own allocations may leave it as it was */
+        if (event_add(&s->rev, NULL) != 0) {
+            watch_failed(s, "reading");
+            return;
+        }
         s->flags |= SF_REV_ADDED;
         s->read_since = event_now_us();
         arm_timer(s, s->read_since);
@@ -141,8 +175,6 @@ static void update_rev(struct sock *s)
         s->flags &= ~SF_REV_ADDED;
     }
 }
-
-static void fail_later(struct sock *s);
 
 static void wev_add(struct sock *s)
 {
@@ -153,7 +185,11 @@ static void wev_add(struct sock *s)
         fail_later(s);
         return;
     }
-    event_add(s->wev, NULL);
+    errno = 0;
+    if (event_add(s->wev, NULL) != 0) {
+        watch_failed(s, "writing");
+        return;
+    }
     s->flags |= SF_WEV_ADDED;
     s->write_since = event_now_us();
     arm_timer(s, s->write_since);

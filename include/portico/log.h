@@ -179,6 +179,10 @@ bool log_enabled(void);
 /* Lines lost since start because a write failed (full disk, closed pipe). */
 uint64_t log_dropped_lines(void);
 
+/* The same for the error log: its own lines lost since start (a failed write cannot say so in
+ * the error log itself; the counter can). */
+uint64_t log_error_dropped_lines(void);
+
 /* A worker's access-log buffer: lines are formatted into it and written in batches, one
  * write(2) of whole lines per flush. One per worker thread, never shared. */
 struct log_buffer;

@@ -195,6 +195,20 @@ enum dns_tcp_outcome {
     DNS_TCP_OUTCOME_COUNT
 };
 
+/* Reasons of portico_accept_errors_total, by errno class: what an operator does differs
+ * (raise LimitNOFILE / fs.file-max, or look at memory), so they are told apart. */
+#define ACCEPT_ERROR_LIST(X)                                                                       \
+    X(ACCEPT_ERR_DESCRIPTORS, "descriptors") /* EMFILE, ENFILE */                                  \
+    X(ACCEPT_ERR_MEMORY, "memory")           /* ENOBUFS, ENOMEM */                                 \
+    X(ACCEPT_ERR_OTHER, "other")
+
+enum accept_error {
+#define X(id, name) id,
+    ACCEPT_ERROR_LIST(X)
+#undef X
+    ACCEPT_ERROR_COUNT
+};
+
 /* Results of portico_config_reloads_total. */
 #define RELOAD_RESULT_LIST(X)                                                                      \
     X(RELOAD_OK, "ok")              /* the new configuration serves */                             \
@@ -252,6 +266,7 @@ struct metrics_scrape {
     const struct metrics_origin *origins;      /* portico_upstream_origin_up */
     size_t norigins;
     uint64_t log_dropped_lines;                /* log_dropped_lines() */
+    uint64_t error_log_dropped_lines;          /* log_error_dropped_lines() */
     const struct metrics_cert *certs;          /* portico_tls_certificate_expiry_seconds */
     size_t ncerts;
 };
@@ -287,6 +302,12 @@ void metrics_tunnel_end(struct metrics *m, enum tunnel_end end);
 /* Counts one connection of a proxy_protocol listener refused for its PROXY header in
  * portico_proxy_protocol_errors_total{reason}: reason is an enum pp_error (proxyproto.h). */
 void metrics_proxy_protocol_error(struct metrics *m, int reason);
+
+/* The class of a failed accept's errno, a reason of portico_accept_errors_total. */
+enum accept_error accept_error_of(int err);
+
+/* Counts one failed accept in portico_accept_errors_total{reason}. */
+void metrics_accept_error(struct metrics *m, enum accept_error reason);
 
 /* Counts one lookup over TCP in portico_dns_tcp_lookups_total{result}. */
 void metrics_dns_tcp(struct metrics *m, enum dns_tcp_outcome outcome);

@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -1821,6 +1822,58 @@ static void test_fifo_reader_gone(void **state)
     fake_origin_stop(o);
 }
 
+/* A start whose access_log is a FIFO nobody reads says so on stderr before it waits: the
+ * reader (this thread) opens it only once the line is there, and the start then goes on. The
+ * old binary waited in open(2) without a word: the reader came after IO_MS, without the line. */
+struct fifo_reader {
+    struct harness *h;
+    char path[512];
+    int fd;
+    bool said;
+};
+
+static void *open_reader_when_said(void *arg)
+{
+    struct fifo_reader *r = arg;
+    r->said = harness_wait_log(r->h, "is a FIFO nobody has open for reading", IO_MS) == 0;
+    r->fd = open(r->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* the start goes on */
+    return NULL;
+}
+
+static void test_fifo_without_reader_said(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    struct fifo_reader r = {.h = h, .fd = -1};
+    snprintf(r.path, sizeof(r.path), "%s/access.fifo", harness_dir(h));
+    assert_int_equal(mkfifo(r.path, 0600), 0);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\naccess_log = {{dir}}/access.fifo\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          fake_origin_port(o)),
+                     0);
+    /* the reader may come only after IO_MS: the start waits longer */
+    harness_set_timeouts(h, 3 * IO_MS, HARNESS_STOP_TIMEOUT_MS);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, open_reader_when_said, &r), 0);
+    int started = harness_start(h);
+    pthread_join(t, NULL);
+    assert_int_equal(started, 0);
+    assert_true(r.fd >= 0);
+    if (!r.said)
+        fail_msg("the start waited for the FIFO's reader without a word on stderr");
+    assert_true(harness_log_contains(h, "/access.fifo is a FIFO nobody has open for reading"));
+    assert_int_equal(get(harness_port(h, "listen"), "/after"), 200);
+    assert_int_equal(harness_stop(h), 0);
+    close(r.fd);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* The system call the main thread of pid is in (its number), or -1. */
 static long main_thread_syscall(pid_t pid)
 {
@@ -2788,6 +2841,7 @@ int main(void)
         cmocka_unit_test(test_access_log_reader_stops),
         cmocka_unit_test(test_sigusr1_log_dir_gone),
         cmocka_unit_test(test_fifo_reader_gone),
+        cmocka_unit_test(test_fifo_without_reader_said),
         cmocka_unit_test(test_stop_while_fifo_log_waits),
         cmocka_unit_test(test_reload_error_stderr_full),
         cmocka_unit_test(test_check_lifecycle_keys),

@@ -64,6 +64,7 @@
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
 #include "../support/raw_client.h"
+#include "../support/scrape.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
 
@@ -1105,6 +1106,86 @@ static void test_accept_out_of_descriptors(void **state)
     fake_origin_stop(o);
 }
 
+static off_t dir_file_size(struct harness *h, const char *name);
+
+/* The value of series on h's admin listener once it is at least min (scraped until then,
+ * bounded); -1 when the series is absent, as before it existed. */
+static double metric_at_least(struct harness *h, const char *series, double min)
+{
+    double v = -1;
+    for (int64_t end = tu_now_ms() + PX_IO_MS; tu_now_ms() < end;) {
+        v = scrape_metric(harness_port(h, "admin"), series, PX_IO_MS);
+        if (v >= min || v < 0)
+            break;
+        poll(NULL, 0, 20); /* a scrape, not a wait for an event: the count comes when it comes */
+    }
+    return v;
+}
+
+/* Error-log lines a write could not take (the file size limit at the error log's end) are
+ * counted in portico_error_log_dropped_lines_total, as the access log's are: a reload of a
+ * file with errors writes its lines then counts the reload invalid, so that count is waited
+ * for. The old code lost them silently: the error log cannot say it lost its own lines. */
+static void test_error_log_lines_lost_counted(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h =
+        px_start_origin(fake_origin_port(o), "admin_listen = 127.0.0.1:{{port:admin}}\n");
+    pid_t pid = harness_pid(h);
+    assert_true(metric_at_least(h, "portico_config_generation", 1) == 1); /* admin is up */
+    struct rlimit old, tight;
+    assert_int_equal(prlimit(pid, RLIMIT_FSIZE, NULL, &old), 0);
+    tight = (struct rlimit){.rlim_cur = (rlim_t)dir_file_size(h, "stderr.log"),
+                            .rlim_max = old.rlim_max};
+    assert_int_equal(prlimit(pid, RLIMIT_FSIZE, &tight, NULL), 0);
+    assert_int_equal(harness_write_config(h, "[proxy]\nlisten = not-an-address\n"), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_true(metric_at_least(h, "portico_config_reloads_total{result=\"invalid\"}", 1) == 1);
+    assert_int_equal(prlimit(pid, RLIMIT_FSIZE, &old, NULL), 0);
+    double lost = scrape_metric(harness_port(h, "admin"), "portico_error_log_dropped_lines_total",
+                                PX_IO_MS);
+    print_message("  error-log lines lost at the file size limit: %.0f\n", lost);
+    assert_true(lost >= 2); /* "SIGHUP: reloading ...", "reload: ... still serving ..." */
+    assert_int_equal(dir_file_size(h, "stderr.log"), (off_t)tight.rlim_cur);
+    assert_true(harness_running(h));
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* A failed accept is counted by errno class: out of descriptors (the limit set at the lowest
+ * free number), portico_accept_errors_total{reason="descriptors"} counts it; nothing said it
+ * but the error log's one line per run of failures. */
+static void test_accept_errors_counted(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h =
+        px_start_origin(fake_origin_port(o), "admin_listen = 127.0.0.1:{{port:admin}}\n");
+    pid_t pid = harness_pid(h);
+    struct rlimit old = fds_limit_at_lowest_free(pid, 0);
+    struct raw_conn *queued = px_connect(h); /* completed by the kernel, never accepted */
+    send_ok(queued, "GET /queued HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_int_equal(harness_wait_log(h, "accept: Too many open files", PX_IO_MS), 0);
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(queued, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(queued);
+    /* counted before the line waited for above was written */
+    double n = scrape_metric(harness_port(h, "admin"),
+                             "portico_accept_errors_total{reason=\"descriptors\"}", PX_IO_MS);
+    print_message("  accepts failed out of descriptors: %.0f\n", n);
+    assert_true(n >= 1);
+    assert_true(scrape_metric(harness_port(h, "admin"),
+                              "portico_accept_errors_total{reason=\"memory\"}", PX_IO_MS) == 0);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- 11. a reload out of descriptors ---- */
 
 static void test_reload_out_of_descriptors(void **state)
@@ -1779,6 +1860,8 @@ int main(void)
         cmocka_unit_test(test_reload_burst),
         cmocka_unit_test(test_tls_client_lingering_close),
         cmocka_unit_test(test_accept_out_of_descriptors),
+        cmocka_unit_test(test_accept_errors_counted),
+        cmocka_unit_test(test_error_log_lines_lost_counted),
         cmocka_unit_test(test_reload_out_of_descriptors),
         cmocka_unit_test(test_local_failure_spares_origin),
         cmocka_unit_test(test_local_failure_says_addresses_tried),

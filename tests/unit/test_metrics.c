@@ -5,6 +5,7 @@
  * families and call sites, scrapes while a worker writes, and a validator of the whole text
  * format (HELP/TYPE once per family, label syntax, cumulative buckets ending in +Inf = _count).
  */
+#include <errno.h>
 #include <event2/buffer.h>
 #include <math.h>
 #include <pthread.h>
@@ -463,7 +464,7 @@ static void test_exact_lines(void **state)
     /* one past 2038 and one before 1970: the value is a signed Unix time, never wrapped */
     struct metrics_cert certs[] = {{"/etc/portico/cert.pem", INT64_C(4102444800)},
                                    {"/etc/portico/client.pem", -86400}};
-    struct metrics_scrape sc = {origins, 2, 5, certs, 2};
+    struct metrics_scrape sc = {origins, 2, 5, 7, certs, 2};
     char *text = render(&sc);
     validate(text);
     assert_family(text, "portico_requests_total",
@@ -536,6 +537,8 @@ static void test_exact_lines(void **state)
     assert_family(text, "portico_upstream_connects_total", "portico_upstream_connects_total 2\n");
     assert_family(text, "portico_access_log_dropped_lines_total",
                   "portico_access_log_dropped_lines_total 5\n");
+    assert_family(text, "portico_error_log_dropped_lines_total",
+                  "portico_error_log_dropped_lines_total 7\n");
     /* today's interim families are sums of the new one */
     assert_family(text, "portico_interim_relayed_total", "portico_interim_relayed_total 2\n");
     assert_family(text, "portico_interim_dropped_total", "portico_interim_dropped_total 1\n");
@@ -650,7 +653,7 @@ static void test_escaping(void **state)
     metrics_fault(m, 0, FAULT_RESET);
     struct metrics_origin o = {"u\"1", "[::1]:80\n", true};
     struct metrics_cert cert = {"/etc/a\"b\\c\nd.pem", 1};
-    struct metrics_scrape sc = {&o, 1, 0, &cert, 1};
+    struct metrics_scrape sc = {&o, 1, 0, 0, &cert, 1};
     char *text = render(&sc);
     validate(text);
     assert_true(strstr(text, "{file=\"/etc/a\\\"b\\\\c\\nd.pem\"} 1\n"));
@@ -725,6 +728,26 @@ static void test_dns_tcp_lookups(void **state)
     free(text);
 }
 
+/* Failed accepts by errno class, every reason listed: descriptors (EMFILE, ENFILE), memory
+ * (ENOBUFS, ENOMEM), anything else other. */
+static void test_accept_errors(void **state)
+{
+    (void)state;
+    struct metrics *a = metrics_shard_create(NULL);
+    assert_non_null(a);
+    static const int errs[] = {EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED, EPERM};
+    for (size_t i = 0; i < ARRAY_LEN(errs); i++)
+        metrics_accept_error(a, accept_error_of(errs[i]));
+    metrics_accept_error(a, ACCEPT_ERROR_COUNT); /* not a reason: ignored */
+    char *text = render(NULL);
+    validate(text);
+    assert_family(text, "portico_accept_errors_total",
+                  "portico_accept_errors_total{reason=\"descriptors\"} 2\n"
+                  "portico_accept_errors_total{reason=\"memory\"} 2\n"
+                  "portico_accept_errors_total{reason=\"other\"} 2\n");
+    free(text);
+}
+
 /* An empty process still renders a valid file with every family described. */
 static void test_empty(void **state)
 {
@@ -732,7 +755,7 @@ static void test_empty(void **state)
     char *text = render(NULL);
     assert_int_equal(validate(text), METRIC_COUNT + FAILURE_COUNT - 1 + 6 + 1 + 5 + 1 + 1 + 3 + 1 +
                                          TUNNEL_END_COUNT + PP_ERROR_COUNT +
-                                         DNS_TCP_OUTCOME_COUNT);
+                                         DNS_TCP_OUTCOME_COUNT + ACCEPT_ERROR_COUNT + 1);
     assert_true(sample(text, "portico_tunnels_closed_total{reason=\"cut\"}") == 0);
     assert_true(strstr(text, "# TYPE portico_requests_total counter\n"));
     assert_true(strstr(text, "# TYPE portico_upstream_origin_up gauge\n"));
@@ -844,6 +867,7 @@ int main(void)
         cmocka_unit_test_teardown(test_escaping, teardown),
         cmocka_unit_test_teardown(test_older_families, teardown),
         cmocka_unit_test_teardown(test_dns_tcp_lookups, teardown),
+        cmocka_unit_test_teardown(test_accept_errors, teardown),
         cmocka_unit_test_teardown(test_empty, teardown),
         cmocka_unit_test(test_validator_refuses),
         cmocka_unit_test_teardown(test_scrape_while_writing, teardown),

@@ -51,6 +51,24 @@ struct evbuffer *__wrap_evbuffer_new(void)
     return __real_evbuffer_new();
 }
 
+/* ---- event_add that fails on demand (the calls of Portico's objects, not libevent's own) ---- */
+
+static int fail_event_add_at = -1; /* the call that fails (0 = next), -1 never */
+
+int __real_event_add(struct event *ev, const struct timeval *tv);
+int __wrap_event_add(struct event *ev, const struct timeval *tv);
+int __wrap_event_add(struct event *ev, const struct timeval *tv)
+{
+    if (fail_event_add_at == 0) {
+        fail_event_add_at = -1;
+        errno = ENOMEM; /* what libevent's change list says when its realloc fails */
+        return -1;
+    }
+    if (fail_event_add_at > 0)
+        fail_event_add_at--;
+    return __real_event_add(ev, tv);
+}
+
 /* ---- a recorder for the events of one sock ---- */
 
 struct recorder {
@@ -257,6 +275,41 @@ static void test_write_waits_then_drains(void **state)
     assert_int_equal(sock_pending(&r.s), 0);
     close(fds[1]);
     teardown_recorder(&r);
+}
+
+/* A socket whose watch cannot be registered (event_add fails: out of memory, or past
+ * fs.epoll.max_user_watches) fails from the loop with SOCK_ERROR, so that its owner closes it:
+ * for reading at sock_init, for writing at a flush the socket does not take whole. The old
+ * sock ignored event_add's -1 and said it was watched: no event came, ever (no deadline set). */
+static void test_watch_that_fails(void **state)
+{
+    (void)state;
+    for (int side = 0; side < 2; side++) {
+        int fds[2];
+        pair(fds);
+        struct recorder r;
+        memset(&r, 0, sizeof(r));
+        r.base = event_base_new();
+        assert_non_null(r.base);
+        r.clock = deadline_clock_new(r.base);
+        assert_non_null(r.clock);
+        fail_event_add_at = side == 0 ? 0 : -1; /* sock_init's, for reading */
+        assert_int_equal(sock_init(&r.s, r.clock, fds[0], NULL, record, &r), 0);
+        if (side == 1) {
+            static char big[4 << 20];
+            evbuffer_add(r.s.out, big, sizeof(big));
+            fail_event_add_at = 0; /* the write watch's: a socketpair does not take 4 MiB */
+            sock_flush(&r.s);
+        }
+        fail_event_add_at = -1;
+        run_until(&r, SOCK_ERROR);
+        if (!saw(&r, SOCK_ERROR))
+            fail_msg("%s: no SOCK_ERROR when the watch could not be added",
+                     side == 0 ? "reading" : "writing");
+        assert_int_equal(r.s.err, ENOMEM);
+        close(fds[1]);
+        teardown_recorder(&r);
+    }
 }
 
 static int hoarded; /* events seen by the callback that consumes nothing */
@@ -950,6 +1003,7 @@ int main(void)
         cmocka_unit_test(test_end_behind_data),
         cmocka_unit_test(test_close_inside_callback),
         cmocka_unit_test(test_write_waits_then_drains),
+        cmocka_unit_test(test_watch_that_fails),
         cmocka_unit_test(test_read_limit),
         cmocka_unit_test(test_deadlines),
         cmocka_unit_test(test_deadlines_watch_their_side),
