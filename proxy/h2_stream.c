@@ -127,6 +127,8 @@ struct h2_stream *h2_stream_new(struct h2_conn *h, int32_t id)
     if (h->nstreams > h->shares_for)
         recut(h);
     metrics_add(h->loop->metrics, M_H2_STREAMS, 1);
+    if (++h->loop->h2_streams > h->loop->h2_streams_peak) /* the worker's trim (heap.h) */
+        h->loop->h2_streams_peak = h->loop->h2_streams;
     return s;
 }
 
@@ -204,6 +206,7 @@ void h2_stream_free(struct h2_stream *s, const char *why)
     h2_request_free(&s->req);
     TAILQ_REMOVE(&h->streams, s, link);
     h->nstreams--;
+    h->loop->h2_streams--;
     /* The shares stay as they were (smaller than they could be: the bound holds) until a third
      * of the streams they were cut for are gone: then every share grows. A paused exchange
      * waits for its own bytes to leave meanwhile, or for the pool (check_streams). */

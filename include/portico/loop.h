@@ -78,6 +78,8 @@ struct loop {
         size_t size;
     } spare_exchange[LOOP_SPARE_EXCHANGES];
     unsigned spare_exchanges;          /* how many are kept */
+    unsigned h2_streams;               /* HTTP/2 streams open on this loop (h2_stream.c) */
+    unsigned h2_streams_peak;          /* most at once since the worker last trimmed the heap */
 };
 
 /* Writes a new request id ("5f1c9a2e0100000000002a": salt, worker, a 48-bit counter) into buf

@@ -74,6 +74,8 @@ struct evbuffer;
       "Times a worker stopped accepting: it held max_connections client connections, none idle")   \
     X(M_H2_CONNECTIONS, "portico_http2_connections_total", "Client connections that spoke HTTP/2") \
     X(M_H2_STREAMS, "portico_http2_streams_total", "HTTP/2 request streams opened by clients")     \
+    X(M_HEAP_TRIMS, "portico_heap_trims_total",                                                    \
+      "Times a worker handed free heap back to the kernel after a burst of HTTP/2 streams")       \
     X(M_H2_MALFORMED, "portico_http2_malformed_requests_total",                                    \
       "HTTP/2 requests reset as malformed (PROTOCOL_ERROR)")                                       \
     X(M_H2_PROTOCOL_ERRORS, "portico_http2_protocol_errors_total",                                 \
