@@ -1605,6 +1605,53 @@ static long vm_data_bytes(pid_t pid)
     return kb * 1024;
 }
 
+/* Whether a row that limits Portico's memory can run: under the sanitizers (their allocator maps
+ * its own memory) or valgrind the limit means nothing. The harness is stopped when it cannot. */
+static bool memory_limit_works(struct harness *h, struct fake_origin *o)
+{
+    if (!px_under_valgrind(harness_pid(h)))
+        return true;
+    px_stop(h);
+    fake_origin_stop(o);
+    return false;
+}
+
+/* RLIMIT_DATA 1 MB above what pid holds now: a piece of 900 KB cannot be had. *old is the
+ * limit to put back. */
+static void limit_data(pid_t pid, struct rlimit *old)
+{
+    assert_int_equal(prlimit(pid, RLIMIT_DATA, NULL, old), 0);
+    struct rlimit tight = {.rlim_cur = (rlim_t)(vm_data_bytes(pid) + 1024 * 1024),
+                           .rlim_max = old->rlim_max};
+    assert_int_equal(prlimit(pid, RLIMIT_DATA, &tight, NULL), 0);
+}
+
+/* Fails the row, saying how, when Portico is gone. */
+static void assert_alive(struct harness *h)
+{
+    if (harness_running(h))
+        return;
+    const struct harness_exit *e = harness_exit_info(h);
+    fail_msg("Portico ended%s%s", e->signaled ? ": " : "", e->signaled ? strsignal(e->signal) : "");
+}
+
+/* 90 fields of 10,000 bytes after buf's first len bytes (cap in all), then "\r\n": ~900 KB of
+ * head in many buffer chains. The new length. */
+#define BIG_FIELDS 90
+#define BIG_VALUE 10000
+#define BIG_HEAD_MAX (64 + BIG_FIELDS * (BIG_VALUE + 16))
+static size_t add_big_fields(char *buf, size_t cap, size_t len)
+{
+    for (int i = 0; i < BIG_FIELDS; i++) {
+        len += (size_t)snprintf(buf + len, cap - len, "X-F%d: ", i);
+        memset(buf + len, 'a', BIG_VALUE);
+        len += BIG_VALUE;
+        memcpy(buf + len, "\r\n", 2);
+        len += 2;
+    }
+    return len;
+}
+
 /* A 900 KB head (max_header_size = 1m) arrives in many buffer chains; parsing it takes one piece
  * of memory that size. With RLIMIT_DATA 1 MB above what Portico holds, that piece cannot be had:
  * the client gets 503 "out of memory" and Portico serves on. evbuffer_pullup's NULL was read as
@@ -1612,46 +1659,28 @@ static long vm_data_bytes(pid_t pid)
 static void test_large_head_out_of_memory(void **state)
 {
     (void)state;
-    if (SANITIZED) /* the sanitizers' allocator maps its own memory: the limit means nothing */
+    if (SANITIZED)
         skip();
     struct fake_origin *o = fake_origin_start_kind(FO_OK);
     assert_non_null(o);
     struct harness *h = px_start_origin(fake_origin_port(o), "max_header_size = 1m");
-    pid_t pid = harness_pid(h);
-    if (px_under_valgrind(pid)) {
-        px_stop(h);
-        fake_origin_stop(o);
+    if (!memory_limit_works(h, o))
         skip();
-    }
-    enum { FIELDS = 90, VALUE = 10000 };
-    size_t cap = 64 + FIELDS * (VALUE + 16), len = 0;
-    char *head = malloc(cap);
+    char *head = malloc(BIG_HEAD_MAX);
     assert_non_null(head);
-    len += (size_t)snprintf(head, cap, "GET /big HTTP/1.1\r\nHost: t\r\n");
-    for (int i = 0; i < FIELDS; i++) {
-        len += (size_t)snprintf(head + len, cap - len, "X-F%d: ", i);
-        memset(head + len, 'a', VALUE);
-        len += VALUE;
-        memcpy(head + len, "\r\n", 2);
-        len += 2;
-    }
+    size_t len = (size_t)snprintf(head, BIG_HEAD_MAX, "GET /big HTTP/1.1\r\nHost: t\r\n");
+    len = add_big_fields(head, BIG_HEAD_MAX, len);
     memcpy(head + len, "\r\n", 2);
     len += 2;
 
-    struct rlimit old, tight;
-    assert_int_equal(prlimit(pid, RLIMIT_DATA, NULL, &old), 0);
-    tight = (struct rlimit){.rlim_cur = (rlim_t)(vm_data_bytes(pid) + 1024 * 1024),
-                            .rlim_max = old.rlim_max};
-    assert_int_equal(prlimit(pid, RLIMIT_DATA, &tight, NULL), 0);
+    pid_t pid = harness_pid(h);
+    struct rlimit old;
+    limit_data(pid, &old);
     struct raw_conn *c = px_connect(h);
     assert_int_equal(raw_send(c, head, len), 0);
     struct raw_response r;
     int rc = raw_read_response(c, &r, PX_IO_MS);
-    if (!harness_running(h)) {
-        const struct harness_exit *e = harness_exit_info(h);
-        fail_msg("Portico ended%s%s", e->signaled ? ": " : "",
-                 e->signaled ? strsignal(e->signal) : "");
-    }
+    assert_alive(h);
     assert_int_equal(rc, 0);
     assert_int_equal(r.status, 503);
     raw_response_free(&r);
@@ -1673,9 +1702,7 @@ static void test_large_head_out_of_memory(void **state)
 /* The same for an origin's response head of 900 KB: the request fails as Portico's own (not the
  * origin's), the worker serves on. evbuffer_pullup's NULL read as the head in read_heads would
  * end the process (a mutant without its check survived: no row sent a large response head). */
-#define BIG_FIELDS 90
-#define BIG_VALUE 10000
-static char big_response[64 + BIG_FIELDS * (BIG_VALUE + 16)];
+static char big_response[BIG_HEAD_MAX];
 static const struct fo_step big_head_steps[] = {FO_SEND(big_response), FO_END()};
 static const struct fo_step small_steps[] = {
     FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), FO_END()};
@@ -1689,47 +1716,31 @@ static const struct fo_step *pick_big_head(const struct fo_request_info *req, vo
 static void make_big_response(void)
 {
     size_t len = (size_t)snprintf(big_response, sizeof(big_response), "HTTP/1.1 200 OK\r\n");
-    for (int i = 0; i < BIG_FIELDS; i++) {
-        len += (size_t)snprintf(big_response + len, sizeof(big_response) - len, "X-F%d: ", i);
-        memset(big_response + len, 'a', BIG_VALUE);
-        len += BIG_VALUE;
-        memcpy(big_response + len, "\r\n", 2);
-        len += 2;
-    }
+    len = add_big_fields(big_response, sizeof(big_response), len);
     snprintf(big_response + len, sizeof(big_response) - len, "Content-Length: 2\r\n\r\nok");
 }
 
 static void test_large_response_head_out_of_memory(void **state)
 {
     (void)state;
-    if (SANITIZED) /* the sanitizers' allocator maps its own memory: the limit means nothing */
+    if (SANITIZED)
         skip();
     make_big_response();
     struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_big_head};
     struct fake_origin *o = fake_origin_start(&opts);
     assert_non_null(o);
     struct harness *h = px_start_origin(fake_origin_port(o), "max_header_size = 1m");
-    pid_t pid = harness_pid(h);
-    if (px_under_valgrind(pid)) {
-        px_stop(h);
-        fake_origin_stop(o);
+    if (!memory_limit_works(h, o))
         skip();
-    }
-    struct rlimit old, tight;
-    assert_int_equal(prlimit(pid, RLIMIT_DATA, NULL, &old), 0);
-    tight = (struct rlimit){.rlim_cur = (rlim_t)(vm_data_bytes(pid) + 1024 * 1024),
-                            .rlim_max = old.rlim_max};
-    assert_int_equal(prlimit(pid, RLIMIT_DATA, &tight, NULL), 0);
+    pid_t pid = harness_pid(h);
+    struct rlimit old;
+    limit_data(pid, &old);
     struct raw_conn *c = px_connect(h);
     assert_int_equal(raw_send_str(c, "GET /big HTTP/1.1\r\nHost: t\r\nX-Request-Id: big\r\n\r\n"),
                      0);
     struct raw_response r;
     int rc = raw_read_response(c, &r, PX_IO_MS);
-    if (!harness_running(h)) {
-        const struct harness_exit *e = harness_exit_info(h);
-        fail_msg("Portico ended%s%s", e->signaled ? ": " : "",
-                 e->signaled ? strsignal(e->signal) : "");
-    }
+    assert_alive(h);
     assert_int_equal(rc, 0);
     assert_true(r.status >= 500);
     raw_response_free(&r);
@@ -1776,27 +1787,17 @@ static void test_large_check_head_out_of_memory(void **state)
                                  "[upstream u]\norigin = 127.0.0.1:%u\n"
                                  "health_check = GET /healthz every 500ms expect 200\n",
                                  fake_origin_port(o));
-    pid_t pid = harness_pid(h);
-    if (px_under_valgrind(pid)) {
-        px_stop(h);
-        fake_origin_stop(o);
+    if (!memory_limit_works(h, o))
         skip();
-    }
     assert_int_equal(fake_origin_wait_requests(o, 1, PX_IO_MS), 0); /* a check with memory */
-    struct rlimit old, tight;
-    assert_int_equal(prlimit(pid, RLIMIT_DATA, NULL, &old), 0);
-    tight = (struct rlimit){.rlim_cur = (rlim_t)(vm_data_bytes(pid) + 1024 * 1024),
-                            .rlim_max = old.rlim_max};
-    assert_int_equal(prlimit(pid, RLIMIT_DATA, &tight, NULL), 0);
+    pid_t pid = harness_pid(h);
+    struct rlimit old;
+    limit_data(pid, &old);
     __atomic_store_n(&big_checks, 1, __ATOMIC_RELEASE);
     int rc = harness_wait_log(h, "not made (out of memory)", PX_IO_MS);
     __atomic_store_n(&big_checks, 0, __ATOMIC_RELEASE);
     assert_int_equal(prlimit(pid, RLIMIT_DATA, &old, NULL), 0);
-    if (!harness_running(h)) {
-        const struct harness_exit *e = harness_exit_info(h);
-        fail_msg("Portico ended%s%s", e->signaled ? ": " : "",
-                 e->signaled ? strsignal(e->signal) : "");
-    }
+    assert_alive(h);
     assert_int_equal(rc, 0);
     struct raw_conn *c = px_connect(h);
     exchange_status(c, "GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 200);
