@@ -495,6 +495,13 @@ static void test_methods(void **state)
     assert_string_equal(h1_method_name(METHOD_OTHER), "");
     assert_string_equal(h1_method_name(METHOD_COUNT), "");
     assert_int_equal(h1_method_of("", 0), METHOD_OTHER);
+    /* The packed compare: a NUL after a name is not the name (nor is an h2 :method "GET\0"),
+     * 8 and 9 bytes that begin with one are not it either. */
+    assert_int_equal(h1_method_of("GET\0", 4), METHOD_OTHER);
+    assert_int_equal(h1_method_of("OPTIONS\0", 8), METHOD_OTHER);
+    assert_int_equal(h1_method_of("OPTIONSX", 8), METHOD_OTHER);
+    assert_int_equal(h1_method_of("CONNECTED", 9), METHOD_OTHER);
+    assert_int_equal(h1_method_of("GETGETGET", 3), METHOD_GET);
 }
 
 /* Field-count limit, built rather than spelled out: one row per count. */
