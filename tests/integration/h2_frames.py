@@ -10,6 +10,10 @@ count, so it always ends.
   h2_frames.py PORT zero_length      POSTs with content-length: 0 on a HEADERS without END_STREAM:
                                      then DATA (a smuggled request: malformed), an empty
                                      END_STREAM, trailers, or nothing (the client_body_timeout)
+  h2_frames.py PORT hold DIR         POSTs (content-length: 10) whose DATA carries the 10 bytes
+                                     without END_STREAM, then a PING: once its ACK came, more DATA
+                                     (malformed; DIR/acked and DIR/go, FIFOs, let the C test look
+                                     at the origin first), an empty END_STREAM, trailers, nothing
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
   h2_frames.py PORT cancel_races N R  R rounds of N GETs answered (a WINDOW_UPDATE for
                                      each one's last DATA), then each reset (CANCEL), one a round
@@ -351,6 +355,39 @@ def zero_length(port):
         c.send(head + rest())
         c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
         print("case=%s rst=%s status=%s" % (name, st["rst"], st["status"][-1:]))
+    c.close()
+
+
+def hold(port, fifo_dir):
+    """DATA that completes its content-length before END_STREAM, then what ends the stream."""
+    # Opened first, never blocking: its poll waits for the C test's writer, not its absence.
+    go = os.open(os.path.join(fifo_dir, "go"), os.O_RDONLY | os.O_NONBLOCK)
+    c = Conn(port)
+    body = b"0123456789"
+    cases = [("more", 1, lambda: frame(DATA, END_STREAM, 1, b"x")),
+             ("empty_end", 3, lambda: frame(DATA, END_STREAM, 3)),
+             ("trailers", 5, lambda: frame(HEADERS, END_STREAM | END_HEADERS, 5,
+                                           c.block([("x-t", "1")]))),
+             ("nothing", 7, lambda: b"")]
+    for name, sid, rest in cases:
+        st = c.st(sid)
+        fields = get("/hold-" + name, "POST") + [("content-length", str(len(body)))]
+        acks = c.ping_acks
+        c.send(c.request(sid, fields, False) + frame(DATA, 0, sid, body) +
+               frame(PING, 0, 0, b"holdping"))
+        c.pump(lambda: c.ping_acks > acks, time.monotonic() + IO_S)
+        # (frames are handled in order: the DATA was, before the ACK went)
+        print("case=%s acked=%s early_status=%s" % (name, c.ping_acks > acks, st["status"]))
+        if name == "more":
+            with open(os.path.join(fifo_dir, "acked"), "w") as f:
+                f.write("acked\n")
+            ready, _, _ = select.select([go], [], [], IO_S)
+            print("go=%s" % bool(ready))
+        c.send(rest())
+        c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
+        print("case=%s rst=%s status=%s data=%d" % (name, st["rst"], st["status"][-1:],
+                                                    st["data"]))
+    os.close(go)
     c.close()
 
 
@@ -1226,6 +1263,8 @@ def main():
         malformed(port)
     elif sys.argv[2] == "zero_length":
         zero_length(port)
+    elif sys.argv[2] == "hold":
+        hold(port, sys.argv[3])
     elif sys.argv[2] == "cancel":
         cancel(port, sys.argv[3])
     elif sys.argv[2] == "cancel_races":
