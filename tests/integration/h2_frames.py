@@ -14,6 +14,8 @@ count, so it always ends.
                                      without END_STREAM, then a PING: once its ACK came, more DATA
                                      (malformed; DIR/acked and DIR/go, FIFOs, let the C test look
                                      at the origin first), an empty END_STREAM, trailers, nothing
+  h2_frames.py PORT hold_early       the same to an origin that answers before the body: its
+                                     answer ends without the client's END_STREAM
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
   h2_frames.py PORT cancel_races N R  R rounds of N GETs answered (a WINDOW_UPDATE for
                                      each one's last DATA), then each reset (CANCEL), one a round
@@ -388,6 +390,19 @@ def hold(port, fifo_dir):
         print("case=%s rst=%s status=%s data=%d" % (name, st["rst"], st["status"][-1:],
                                                     st["data"]))
     os.close(go)
+    c.close()
+
+
+def hold_early(port):
+    """DATA that completes its content-length before END_STREAM, to an origin that answers
+    before the body: the answer ends without the client's END_STREAM."""
+    c = Conn(port)
+    st = c.st(1)
+    fields = get("/hold-early", "POST") + [("content-length", "10")]
+    c.send(c.request(1, fields, False) + frame(DATA, 0, 1, b"0123456789"))
+    c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
+    print("case=early rst=%s status=%s end=%s" % (st["rst"], st["status"][-1:], st["end"]))
+    c.send(frame(DATA, END_STREAM, 1))
     c.close()
 
 
@@ -1265,6 +1280,8 @@ def main():
         zero_length(port)
     elif sys.argv[2] == "hold":
         hold(port, sys.argv[3])
+    elif sys.argv[2] == "hold_early":
+        hold_early(port)
     elif sys.argv[2] == "cancel":
         cancel(port, sys.argv[3])
     elif sys.argv[2] == "cancel_races":

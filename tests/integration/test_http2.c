@@ -2291,6 +2291,24 @@ static void test_whole_body_waits_for_end_stream(void **state)
     fake_origin_stop(o);
 }
 
+/* An origin that answers before the body is whole: its answer reaches the client whole, the
+ * body's last byte still held (it waits for the client's END_STREAM, which this one sends only
+ * after the answer), and the origin's connection is not used again. */
+static void test_whole_body_early_answer(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_OK, .respond_before_body = true};
+    struct fake_origin *o = fake_origin_start(&opts);
+    struct harness *h = start_origin(fake_origin_port(o), "client_body_timeout = 10s\n");
+    struct tu_cmd_result r = {0};
+    frames(h, "hold_early", NULL, &r);
+    const char *const want[] = {"case=early rst=None status=[200] end=True"};
+    want_lines(&r, want, sizeof(want) / sizeof(want[0]));
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* Every malformed request is a stream error (PROTOCOL_ERROR) that reaches no origin, and the
  * connection keeps serving. */
 static void test_malformed_requests(void **state)
@@ -3086,6 +3104,7 @@ int main(void)
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_zero_length_waits_for_end_stream),
         cmocka_unit_test(test_whole_body_waits_for_end_stream),
+        cmocka_unit_test(test_whole_body_early_answer),
         cmocka_unit_test(test_floods),
         cmocka_unit_test(test_hpack_bombs_skipped),
         cmocka_unit_test(test_dropped_header_block_no_flood),
