@@ -380,11 +380,12 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
         h->conn_owed += len;
     /* DATA that completes the content-length before END_STREAM: more DATA would make the
      * request malformed (RFC 9113 8.1.1), and the origin would have had it whole. Its last byte
-     * waits for END_STREAM (h2_stream_eof); nghttp2 passes no byte past the content-length. */
+     * waits for END_STREAM (h2_stream_eof); nghttp2 passes no byte past the content-length.
+     * The last DATA of most requests carries END_STREAM: then nothing is counted or held. */
     size_t hold = 0;
-    if (s->req_left != UINT64_MAX) {
+    if (!(flags & NGHTTP2_FLAG_END_STREAM) && s->req_left != UINT64_MAX) {
         s->req_left -= MIN(len, s->req_left);
-        hold = s->req_left == 0 && len && !(flags & NGHTTP2_FLAG_END_STREAM);
+        hold = s->req_left == 0 && len;
     }
     /* Copy before nghttp2 moves on: data points into the input being parsed. */
     if (evbuffer_add(s->req_in, data, len - hold) != 0) {
