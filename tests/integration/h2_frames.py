@@ -13,7 +13,8 @@ count, so it always ends.
   h2_frames.py PORT hold DIR         POSTs (content-length: 10) whose DATA carries the 10 bytes
                                      without END_STREAM, then a PING: once its ACK came, more DATA
                                      (malformed; DIR/acked and DIR/go, FIFOs, let the C test look
-                                     at the origin first), an empty END_STREAM, trailers, nothing
+                                     at the origin first), an empty END_STREAM, trailers, nothing;
+                                     then 50,000 bytes in many DATA within the windows given
   h2_frames.py PORT hold_early       the same to an origin that answers before the body: its
                                      answer ends without the client's END_STREAM
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
@@ -360,6 +361,9 @@ def zero_length(port):
     c.close()
 
 
+HOLD_BIG = 50000  # past the stream's first window (16 KiB): WINDOW_UPDATEs let the rest in
+
+
 def hold(port, fifo_dir):
     """DATA that completes its content-length before END_STREAM, then what ends the stream."""
     # Opened first, never blocking: its poll waits for the C test's writer, not its absence.
@@ -390,6 +394,32 @@ def hold(port, fifo_dir):
         print("case=%s rst=%s status=%s data=%d" % (name, st["rst"], st["status"][-1:],
                                                     st["data"]))
     os.close(go)
+    c.close()
+    # A body of many DATA frames, within the windows Portico gives (its own connection: what
+    # went on it is this stream's), then the PING, then an empty END_STREAM.
+    c = Conn(port)
+    st = c.st(1)
+    body = bytes(b"0123456789abcdef"[i % 16] for i in range(HOLD_BIG))
+    c.send(c.request(1, get("/hold-big", "POST") + [("content-length", str(HOLD_BIG))], False))
+    sent, deadline = 0, time.monotonic() + IO_S
+    while sent < HOLD_BIG and st["rst"] is None and time.monotonic() < deadline:
+        room = min(c.peer_settings.get(4, 65535) + c.window_updates.get(1, 0),
+                   65535 + c.window_updates.get(0, 0)) - sent
+        n = min(room, 16384, HOLD_BIG - sent)
+        if n > 0:
+            c.send(frame(DATA, 0, 1, body[sent:sent + n]))
+            sent += n
+        else:
+            updates = dict(c.window_updates)
+            c.pump(lambda: c.window_updates != updates or st["rst"] is not None, deadline)
+    acks = c.ping_acks
+    c.send(frame(PING, 0, 0, b"holdping"))
+    c.pump(lambda: c.ping_acks > acks, time.monotonic() + IO_S)
+    early = list(st["status"])
+    c.send(frame(DATA, END_STREAM, 1))
+    c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
+    print("case=big sent=%d early_status=%s rst=%s status=%s data=%d" % (
+        sent, early, st["rst"], st["status"][-1:], st["data"]))
     c.close()
 
 
