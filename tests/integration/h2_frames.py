@@ -15,6 +15,8 @@ count, so it always ends.
                                      (malformed; DIR/acked and DIR/go, FIFOs, let the C test look
                                      at the origin first), an empty END_STREAM, trailers, nothing;
                                      then 50,000 bytes in many DATA within the windows given
+  h2_frames.py PORT hold_expect      the same after expect: 100-continue and the origin's 100:
+                                     more DATA, or an empty END_STREAM
   h2_frames.py PORT hold_early       the same to an origin that answers before the body: its
                                      answer ends without the client's END_STREAM
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
@@ -420,6 +422,27 @@ def hold(port, fifo_dir):
     c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
     print("case=big sent=%d early_status=%s rst=%s status=%s data=%d" % (
         sent, early, st["rst"], st["status"][-1:], st["data"]))
+    c.close()
+
+
+def hold_expect(port):
+    """expect: 100-continue (relayed: the origin's 100 comes as a 1xx HEADERS), then DATA that
+    completes the content-length before END_STREAM: more DATA, or an empty END_STREAM."""
+    c = Conn(port)
+    for name, sid, rest in [("more", 1, b"x"), ("empty_end", 3, b"")]:
+        st = c.st(sid)
+        fields = get("/expect-" + name, "POST") + [("content-length", "10"),
+                                                   ("expect", "100-continue")]
+        c.send(c.request(sid, fields, False))
+        c.pump(lambda: st["status"] or st["rst"] is not None, time.monotonic() + IO_S)
+        interim = list(st["status"])
+        acks = c.ping_acks
+        c.send(frame(DATA, 0, sid, b"0123456789") + frame(PING, 0, 0, b"holdping"))
+        c.pump(lambda: c.ping_acks > acks, time.monotonic() + IO_S)
+        c.send(frame(DATA, END_STREAM, sid, rest))
+        c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
+        print("case=expect_%s interim=%s rst=%s status=%s data=%d" % (
+            name, interim, st["rst"], st["status"][-1:], st["data"]))
     c.close()
 
 
@@ -1310,6 +1333,8 @@ def main():
         zero_length(port)
     elif sys.argv[2] == "hold":
         hold(port, sys.argv[3])
+    elif sys.argv[2] == "hold_expect":
+        hold_expect(port)
     elif sys.argv[2] == "hold_early":
         hold_early(port)
     elif sys.argv[2] == "cancel":

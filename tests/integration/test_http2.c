@@ -2296,6 +2296,30 @@ static void test_whole_body_waits_for_end_stream(void **state)
     fake_origin_stop(o);
 }
 
+/* The hold after expect: 100-continue (expect = relay): the origin's 100 went as a 1xx
+ * HEADERS, then DATA completed the content-length before END_STREAM. More DATA resets the
+ * stream and the origin never has that request whole; an empty END_STREAM lets it go. */
+static void test_whole_body_after_continue(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_ECHO);
+    struct harness *h = start_origin(fake_origin_port(o), "client_body_timeout = 10s\n");
+    struct tu_cmd_result r = {0};
+    frames(h, "hold_expect", NULL, &r);
+    const char *const want[] = {"case=expect_more interim=[100] rst=1 ",
+                                "case=expect_empty_end interim=[100] rst=None status=[200] "
+                                "data=10"};
+    want_lines(&r, want, sizeof(want) / sizeof(want[0]));
+    tu_cmd_result_free(&r);
+    assert_int_equal(fake_origin_requests(o), 1);
+    char *head = fake_origin_request_head(o, 0);
+    if (!tu_contains(head, "/expect-empty_end") || !tu_contains(head, "100-continue"))
+        fail_msg("origin request: %s", head);
+    free(head);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* An origin that answers before the body is whole: its answer reaches the client whole, the
  * body's last byte still held (it waits for the client's END_STREAM, which this one sends only
  * after the answer), and the origin's connection is not used again. */
@@ -3110,6 +3134,7 @@ int main(void)
         cmocka_unit_test(test_zero_length_waits_for_end_stream),
         cmocka_unit_test(test_whole_body_waits_for_end_stream),
         cmocka_unit_test(test_whole_body_early_answer),
+        cmocka_unit_test(test_whole_body_after_continue),
         cmocka_unit_test(test_floods),
         cmocka_unit_test(test_hpack_bombs_skipped),
         cmocka_unit_test(test_dropped_header_block_no_flood),
