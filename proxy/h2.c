@@ -363,7 +363,6 @@ static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, 
 static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data,
                          size_t len, void *user)
 {
-    (void)flags;
     struct h2_conn *h = user;
     struct h2_stream *s = stream_of(h, id);
     if (!s || !s->ex) {
@@ -379,10 +378,23 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
         nghttp2_session_consume_connection(session, len);
     else
         h->conn_owed += len;
+    /* DATA that completes the content-length before END_STREAM: more DATA would make the
+     * request malformed (RFC 9113 8.1.1), and the origin would have had it whole. Its last byte
+     * waits for END_STREAM (h2_stream_eof); nghttp2 passes no byte past the content-length.
+     * The last DATA of most requests carries END_STREAM: then nothing is counted or held. */
+    size_t hold = 0;
+    if (!(flags & NGHTTP2_FLAG_END_STREAM) && s->req_left != UINT64_MAX) {
+        s->req_left -= MIN(len, s->req_left);
+        hold = s->req_left == 0 && len;
+    }
     /* Copy before nghttp2 moves on: data points into the input being parsed. */
-    if (evbuffer_add(s->req_in, data, len) != 0) {
+    if (evbuffer_add(s->req_in, data, len - hold) != 0) {
         h2_out_of_memory(h); /* the body would reach the origin with a hole in it */
         return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (hold) {
+        s->held = data[len - 1];
+        s->holding = true;
     }
     s->req_counted += len;
     s->data_at = now_us();

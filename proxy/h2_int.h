@@ -91,6 +91,11 @@ struct h2_stream {
     bool req_eof;                      /* END_STREAM received */
     bool start_at_eof;                 /* content-length: 0 before END_STREAM: its exchange
                                           starts at END_STREAM (h2_stream_start) */
+    uint64_t req_left;                 /* content-length bytes still to come; UINT64_MAX
+                                          without one */
+    bool holding;                      /* DATA completed the content-length before END_STREAM:
+                                          its last byte (held) waits for it (h2_stream_eof) */
+    uint8_t held;
     uint64_t body_timeout_us;          /* client_body_timeout while the exchange waits */
     uint64_t data_at;                  /* µs: the last DATA, the origin took all of req_in, or
                                           the wait began */

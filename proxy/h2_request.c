@@ -182,8 +182,13 @@ int h2_request_field(struct h2_request *r, const char *name, size_t name_len, co
         return malformed(r, "connection-specific field");
     if (id == H1_F_CONTENT_LENGTH) { /* nghttp2 checks it against the DATA; kept to say why */
         r->declares_length = true;
-        for (size_t i = 0; i < value_len; i++)
-            r->announces_body |= value[i] >= '1' && value[i] <= '9';
+        uint64_t n = 0; /* saturated at UINT64_MAX, which no valid one reaches */
+        for (size_t i = 0; i < value_len; i++) {
+            unsigned d = (unsigned)(unsigned char)value[i] - '0';
+            r->announces_body |= d - 1 < 9; /* 1 to 9 */
+            n = d <= 9 && n < (UINT64_MAX - 9) / 10 ? n * 10 + d : UINT64_MAX;
+        }
+        r->content_length = n;
     }
     if (id == H1_F_TE && !span_ieq(value, value_len, "trailers"))
         return malformed(r, "TE other than trailers");

@@ -574,7 +574,8 @@ void h2_stream_grant(struct h2_stream *s)
 static void ds_request_taken(void *ctx, size_t queued)
 {
     struct h2_stream *s = ctx;
-    size_t held = MIN(s->req_counted, evbuffer_get_length(s->req_in) + queued);
+    /* (a byte held for END_STREAM is not written yet: its window waits for it) */
+    size_t held = MIN(s->req_counted, evbuffer_get_length(s->req_in) + queued + s->holding);
     if (held == 0)
         s->data_at = now_us(); /* all written: the client's silence counts from here */
     if (held < s->req_counted) {
@@ -843,6 +844,7 @@ void h2_stream_start(struct h2_stream *s, bool end_stream)
             arm_body_timer(s, s->data_at);
         return;
     }
+    s->req_left = s->req.declares_length ? s->req.content_length : UINT64_MAX;
     struct downstream ds = {.ops = &h2_ops, .ctx = s, .peer = h->peer, .proto = PROTO_HTTP2,
                             .body_until_eof = !end_stream, .resp_read_max = read_max(s)};
     s->ex = exchange_start(h->loop, &ds, head, len, &req, s->t0);
@@ -864,6 +866,13 @@ void h2_stream_eof(struct h2_stream *s)
         s->start_at_eof = false;
         h2_stream_start(s, true);
         return;
+    }
+    if (s->holding) { /* the request is whole and well-formed: its last byte goes too */
+        s->holding = false;
+        if (s->ex && evbuffer_add(s->req_in, &s->held, 1) != 0) {
+            h2_out_of_memory(s->conn); /* the origin would wait for it for ever */
+            return;
+        }
     }
     if (s->ex) {
         h2_stream_grant(s); /* the window it had left is given up (done() released it all) */
@@ -890,7 +899,7 @@ static void body_timer_cb(evutil_socket_t fd, short what, void *arg)
     /* Bytes the origin has not taken yet hold the client back with our window, as an
      * HTTP/1.1 client's unread socket does: its silence is not its own (send_timeout is the
      * origin's limit). */
-    if (s->req_counted > 0)
+    if (s->req_counted > s->holding) /* (a byte held for END_STREAM is the client's wait) */
         s->data_at = now;
     if (now < s->data_at + s->body_timeout_us) {
         arm_body_timer(s, now); /* DATA came since: the deadline moved */

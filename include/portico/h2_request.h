@@ -39,6 +39,7 @@ struct h2_request {
     bool too_large;             /* the head outgrew limit: no more bytes are kept */
     bool announces_body;        /* a content-length other than 0 came */
     bool declares_length;       /* a content-length came, 0 or not */
+    uint64_t content_length;    /* its value (nghttp2 let only digits through), saturated */
     size_t decoded;             /* bytes of every field decoded, kept or not */
     struct h2_span method;
     struct h2_span scheme;

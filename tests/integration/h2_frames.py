@@ -10,6 +10,15 @@ count, so it always ends.
   h2_frames.py PORT zero_length      POSTs with content-length: 0 on a HEADERS without END_STREAM:
                                      then DATA (a smuggled request: malformed), an empty
                                      END_STREAM, trailers, or nothing (the client_body_timeout)
+  h2_frames.py PORT hold DIR         POSTs (content-length: 10) whose DATA carries the 10 bytes
+                                     without END_STREAM, then a PING: once its ACK came, more DATA
+                                     (malformed; DIR/acked and DIR/go, FIFOs, let the C test look
+                                     at the origin first), an empty END_STREAM, trailers, nothing;
+                                     then 50,000 bytes in many DATA within the windows given
+  h2_frames.py PORT hold_expect      the same after expect: 100-continue and the origin's 100:
+                                     more DATA, or an empty END_STREAM
+  h2_frames.py PORT hold_early       the same to an origin that answers before the body: its
+                                     answer ends without the client's END_STREAM
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
   h2_frames.py PORT cancel_races N R  R rounds of N GETs answered (a WINDOW_UPDATE for
                                      each one's last DATA), then each reset (CANCEL), one a round
@@ -351,6 +360,102 @@ def zero_length(port):
         c.send(head + rest())
         c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
         print("case=%s rst=%s status=%s" % (name, st["rst"], st["status"][-1:]))
+    c.close()
+
+
+HOLD_BIG = 50000  # past the stream's first window (16 KiB): WINDOW_UPDATEs let the rest in
+
+
+def hold(port, fifo_dir):
+    """DATA that completes its content-length before END_STREAM, then what ends the stream."""
+    # Opened first, never blocking: its poll waits for the C test's writer, not its absence.
+    go = os.open(os.path.join(fifo_dir, "go"), os.O_RDONLY | os.O_NONBLOCK)
+    c = Conn(port)
+    body = b"0123456789"
+    cases = [("more", 1, lambda: frame(DATA, END_STREAM, 1, b"x")),
+             ("empty_end", 3, lambda: frame(DATA, END_STREAM, 3)),
+             ("trailers", 5, lambda: frame(HEADERS, END_STREAM | END_HEADERS, 5,
+                                           c.block([("x-t", "1")]))),
+             ("nothing", 7, lambda: b"")]
+    for name, sid, rest in cases:
+        st = c.st(sid)
+        fields = get("/hold-" + name, "POST") + [("content-length", str(len(body)))]
+        acks = c.ping_acks
+        c.send(c.request(sid, fields, False) + frame(DATA, 0, sid, body) +
+               frame(PING, 0, 0, b"holdping"))
+        c.pump(lambda: c.ping_acks > acks, time.monotonic() + IO_S)
+        # (frames are handled in order: the DATA was, before the ACK went)
+        print("case=%s acked=%s early_status=%s" % (name, c.ping_acks > acks, st["status"]))
+        if name == "more":
+            with open(os.path.join(fifo_dir, "acked"), "w") as f:
+                f.write("acked\n")
+            ready, _, _ = select.select([go], [], [], IO_S)
+            print("go=%s" % bool(ready))
+        c.send(rest())
+        c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
+        print("case=%s rst=%s status=%s data=%d" % (name, st["rst"], st["status"][-1:],
+                                                    st["data"]))
+    os.close(go)
+    c.close()
+    # A body of many DATA frames, within the windows Portico gives (its own connection: what
+    # went on it is this stream's), then the PING, then an empty END_STREAM.
+    c = Conn(port)
+    st = c.st(1)
+    body = bytes(b"0123456789abcdef"[i % 16] for i in range(HOLD_BIG))
+    c.send(c.request(1, get("/hold-big", "POST") + [("content-length", str(HOLD_BIG))], False))
+    sent, deadline = 0, time.monotonic() + IO_S
+    while sent < HOLD_BIG and st["rst"] is None and time.monotonic() < deadline:
+        room = min(c.peer_settings.get(4, 65535) + c.window_updates.get(1, 0),
+                   65535 + c.window_updates.get(0, 0)) - sent
+        n = min(room, 16384, HOLD_BIG - sent)
+        if n > 0:
+            c.send(frame(DATA, 0, 1, body[sent:sent + n]))
+            sent += n
+        else:
+            updates = dict(c.window_updates)
+            c.pump(lambda: c.window_updates != updates or st["rst"] is not None, deadline)
+    acks = c.ping_acks
+    c.send(frame(PING, 0, 0, b"holdping"))
+    c.pump(lambda: c.ping_acks > acks, time.monotonic() + IO_S)
+    early = list(st["status"])
+    c.send(frame(DATA, END_STREAM, 1))
+    c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
+    print("case=big sent=%d early_status=%s rst=%s status=%s data=%d" % (
+        sent, early, st["rst"], st["status"][-1:], st["data"]))
+    c.close()
+
+
+def hold_expect(port):
+    """expect: 100-continue (relayed: the origin's 100 comes as a 1xx HEADERS), then DATA that
+    completes the content-length before END_STREAM: more DATA, or an empty END_STREAM."""
+    c = Conn(port)
+    for name, sid, rest in [("more", 1, b"x"), ("empty_end", 3, b"")]:
+        st = c.st(sid)
+        fields = get("/expect-" + name, "POST") + [("content-length", "10"),
+                                                   ("expect", "100-continue")]
+        c.send(c.request(sid, fields, False))
+        c.pump(lambda: st["status"] or st["rst"] is not None, time.monotonic() + IO_S)
+        interim = list(st["status"])
+        acks = c.ping_acks
+        c.send(frame(DATA, 0, sid, b"0123456789") + frame(PING, 0, 0, b"holdping"))
+        c.pump(lambda: c.ping_acks > acks, time.monotonic() + IO_S)
+        c.send(frame(DATA, END_STREAM, sid, rest))
+        c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
+        print("case=expect_%s interim=%s rst=%s status=%s data=%d" % (
+            name, interim, st["rst"], st["status"][-1:], st["data"]))
+    c.close()
+
+
+def hold_early(port):
+    """DATA that completes its content-length before END_STREAM, to an origin that answers
+    before the body: the answer ends without the client's END_STREAM."""
+    c = Conn(port)
+    st = c.st(1)
+    fields = get("/hold-early", "POST") + [("content-length", "10")]
+    c.send(c.request(1, fields, False) + frame(DATA, 0, 1, b"0123456789"))
+    c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
+    print("case=early rst=%s status=%s end=%s" % (st["rst"], st["status"][-1:], st["end"]))
+    c.send(frame(DATA, END_STREAM, 1))
     c.close()
 
 
@@ -1226,6 +1331,12 @@ def main():
         malformed(port)
     elif sys.argv[2] == "zero_length":
         zero_length(port)
+    elif sys.argv[2] == "hold":
+        hold(port, sys.argv[3])
+    elif sys.argv[2] == "hold_expect":
+        hold_expect(port)
+    elif sys.argv[2] == "hold_early":
+        hold_early(port)
     elif sys.argv[2] == "cancel":
         cancel(port, sys.argv[3])
     elif sys.argv[2] == "cancel_races":

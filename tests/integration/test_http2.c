@@ -9,6 +9,7 @@
  * second and when it exits, so waiting for a line while it runs costs up to a second.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -21,7 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -2257,6 +2260,142 @@ static void test_zero_length_waits_for_end_stream(void **state)
     fake_origin_stop(o);
 }
 
+/* h2_frames.py's hold mode, run beside the test (its FIFOs wait for the test's look). */
+struct hold_run {
+    const char *argv[6];
+    struct tu_cmd_result r;
+    int rc;
+};
+
+static void *hold_run_main(void *arg)
+{
+    struct hold_run *run = arg;
+    run->rc = tu_run_command(run->argv, 20000, &run->r);
+    return NULL;
+}
+
+static void count_head(void *arg)
+{
+    atomic_fetch_add((atomic_uint *)arg, 1);
+}
+
+/* DATA that completes the content-length before END_STREAM: more DATA would make the request
+ * malformed (RFC 9113 8.1.1), so the last byte waits for END_STREAM. Once the PING sent after
+ * the DATA is acknowledged (frames are handled in order), the origin has the head and no whole
+ * request; the extra DATA then resets the stream (PROTOCOL_ERROR) and the origin never gets the
+ * 10th byte; an empty END_STREAM or trailers let it go (200, the body whole); silence is a 408
+ * after client_body_timeout. The old code wrote all 10 bytes at once: the origin had answered
+ * "POST /hold-more" (h2desync.py's cl/more_multi_data). */
+static void test_whole_body_waits_for_end_stream(void **state)
+{
+    (void)state;
+    atomic_uint heads = 0;
+    struct fake_origin_opts opts = {.kind = FO_ECHO, .on_head = count_head, .on_head_arg = &heads};
+    struct fake_origin *o = fake_origin_start(&opts);
+    struct harness *h = start_origin(fake_origin_port(o), "client_body_timeout = 300ms\n");
+    char dir[256], acked[300], go[300], port[16];
+    assert_int_equal(tu_make_temp_dir("h2hold", dir, sizeof(dir)), 0);
+    snprintf(acked, sizeof(acked), "%s/acked", dir);
+    snprintf(go, sizeof(go), "%s/go", dir);
+    assert_int_equal(mkfifo(acked, 0600), 0);
+    assert_int_equal(mkfifo(go, 0600), 0);
+    int acked_fd = open(acked, O_RDONLY | O_NONBLOCK); /* before the script opens it to write */
+    assert_true(acked_fd >= 0);
+    struct hold_run run = {.argv = {PY, FRAMES, port_arg(h, port, sizeof(port)), "hold", dir}};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, hold_run_main, &run), 0);
+    /* The PING was acknowledged: the DATA went through Portico. Then the head reached the
+     * origin (its exchange began at HEADERS), and no whole request did. */
+    int64_t deadline = tu_now_ms() + 10000;
+    short ev = 0;
+    char line[16] = "";
+    while (tu_poll_until(acked_fd, POLLIN, deadline, &ev) > 0 && read(acked_fd, line, 15) <= 0)
+        ; /* (POLLHUP before the script wrote: never, it opens and writes at once) */
+    close(acked_fd);
+    bool got_ack = strncmp(line, "acked", 5) == 0;
+    while (got_ack && atomic_load(&heads) == 0 && tu_now_ms() < deadline)
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    unsigned heads_then = atomic_load(&heads), whole_then = fake_origin_requests(o);
+    int go_fd = open(go, O_WRONLY | O_NONBLOCK); /* the script opened it first */
+    if (go_fd >= 0) {
+        assert_int_equal(write(go_fd, "go\n", 3), 3);
+        close(go_fd);
+    }
+    pthread_join(t, NULL);
+    if (run.rc != 0)
+        fail_msg("h2_frames.py exited %d: %s", run.rc, run.r.err);
+    if (!got_ack || heads_then != 1 || whole_then != 0)
+        fail_msg("after the PING ACK: acked %d, heads %u, whole requests %u\n%s", got_ack,
+                 heads_then, whole_then, run.r.out);
+    const char *const want[] = {"go=True", "case=more rst=1 ",
+                                "case=empty_end rst=None status=[200] data=10",
+                                "case=trailers rst=None status=[200] data=10",
+                                "case=nothing rst=None status=[408]",
+                                "case=big sent=50000 early_status=[] rst=None status=[200] "
+                                "data=50000"};
+    want_lines(&run.r, want, sizeof(want) / sizeof(want[0]));
+    assert_int_equal(fake_origin_requests(o), 3);
+    static char big[50000]; /* what h2_frames.py sends as /hold-big's body */
+    for (size_t k = 0; k < sizeof(big); k++)
+        big[k] = "0123456789abcdef"[k % 16];
+    for (unsigned i = 0; i < fake_origin_requests(o); i++) {
+        char *head = fake_origin_request_head(o, i);
+        size_t len = 0, want_len = tu_contains(head, "hold-big") ? sizeof(big) : 10;
+        char *body = fake_origin_request_body(o, i, &len);
+        if (tu_contains(head, "hold-more") || tu_contains(head, "hold-nothing") ||
+            len != want_len || memcmp(body, big, len) != 0)
+            fail_msg("origin request %u: %s%.*s", i, head, len > 100 ? 100 : (int)len, body);
+        free(head);
+        free(body);
+    }
+    tu_cmd_result_free(&run.r);
+    tu_remove_tree(dir);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* The hold after expect: 100-continue (expect = relay): the origin's 100 went as a 1xx
+ * HEADERS, then DATA completed the content-length before END_STREAM. More DATA resets the
+ * stream and the origin never has that request whole; an empty END_STREAM lets it go. */
+static void test_whole_body_after_continue(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_ECHO);
+    struct harness *h = start_origin(fake_origin_port(o), "client_body_timeout = 10s\n");
+    struct tu_cmd_result r = {0};
+    frames(h, "hold_expect", NULL, &r);
+    const char *const want[] = {"case=expect_more interim=[100] rst=1 ",
+                                "case=expect_empty_end interim=[100] rst=None status=[200] "
+                                "data=10"};
+    want_lines(&r, want, sizeof(want) / sizeof(want[0]));
+    tu_cmd_result_free(&r);
+    assert_int_equal(fake_origin_requests(o), 1);
+    char *head = fake_origin_request_head(o, 0);
+    if (!tu_contains(head, "/expect-empty_end") || !tu_contains(head, "100-continue"))
+        fail_msg("origin request: %s", head);
+    free(head);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* An origin that answers before the body is whole: its answer reaches the client whole, the
+ * body's last byte still held (it waits for the client's END_STREAM, which this one sends only
+ * after the answer), and the origin's connection is not used again. */
+static void test_whole_body_early_answer(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_OK, .respond_before_body = true};
+    struct fake_origin *o = fake_origin_start(&opts);
+    struct harness *h = start_origin(fake_origin_port(o), "client_body_timeout = 10s\n");
+    struct tu_cmd_result r = {0};
+    frames(h, "hold_early", NULL, &r);
+    const char *const want[] = {"case=early rst=None status=[200] end=True"};
+    want_lines(&r, want, sizeof(want) / sizeof(want[0]));
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* Every malformed request is a stream error (PROTOCOL_ERROR) that reaches no origin, and the
  * connection keeps serving. */
 static void test_malformed_requests(void **state)
@@ -3052,6 +3191,9 @@ int main(void)
         cmocka_unit_test(test_fault_drop_and_reset_end_the_stream),
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_zero_length_waits_for_end_stream),
+        cmocka_unit_test(test_whole_body_waits_for_end_stream),
+        cmocka_unit_test(test_whole_body_early_answer),
+        cmocka_unit_test(test_whole_body_after_continue),
         cmocka_unit_test(test_floods),
         cmocka_unit_test(test_hpack_bombs_skipped),
         cmocka_unit_test(test_dropped_header_block_no_flood),

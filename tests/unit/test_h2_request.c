@@ -3,6 +3,7 @@
  * rule of RFC 9113 8.1-8.3, with the head it must build or why the request is malformed, and
  * every head built is then accepted by Portico's own HTTP/1.1 parser.
  */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -319,6 +320,36 @@ static void test_messaging_error(void **state)
     }
 }
 
+/* The content-length's value, which h2_stream holds the body's last byte by: as written, and
+ * saturated at UINT64_MAX past what any valid one is (nghttp2 refuses those, and non-digits). */
+static void test_content_length_value(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *length;
+        uint64_t value;
+        bool announces;
+    } lengths[] = {{"0", 0, false},
+                   {"007", 7, true},
+                   {"1024", 1024, true},
+                   {"9223372036854775807", 9223372036854775807u, true},
+                   {"18446744073709551615", UINT64_MAX, true},
+                   {"99999999999999999999999", UINT64_MAX, true},
+                   {"1x", UINT64_MAX, true}};
+    for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
+        struct h2_request req;
+        h2_request_init(&req, 16384);
+        assert_int_equal(h2_request_field(&req, "content-length", 14, lengths[i].length,
+                                          strlen(lengths[i].length)),
+                         0);
+        assert_true(req.declares_length);
+        if (req.content_length != lengths[i].value || req.announces_body != lengths[i].announces)
+            fail_msg("content-length: %s: %" PRIu64 " (announces %d)", lengths[i].length,
+                     req.content_length, req.announces_body);
+        h2_request_free(&req);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_abandon_boundary),
         cmocka_unit_test(test_limit_boundary),
         cmocka_unit_test(test_messaging_error),
+        cmocka_unit_test(test_content_length_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
