@@ -17,7 +17,8 @@
  * And the examples: every ```ini block of the README, the configuration in DEPLOYING.md's
  * ConfigMap, the man page's EXAMPLES (but for what the test's machine may lack: a log or pid
  * file directory, a system user) and every file of conf/ and conf/examples/ load without an
- * error.
+ * error. The README's Tests section names every fuzz target, every network-namespace row and
+ * the number of rows that need ::1.
  *
  * Paths are relative to the repository root, the directory the tests run from.
  */
@@ -1210,6 +1211,71 @@ static void test_examples_load(void **state)
     free(deploying);
 }
 
+/* How many times needle occurs in text. */
+static size_t occurrences(const char *text, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* The README's *Tests* section names what the suite holds: every libFuzzer target of tests/fuzz/,
+ * every row of test_failures that runs in a network namespace of its own, and the number of
+ * integration rows that skip without ::1. A target or a row added without a word fails here. */
+static void test_test_inventory_documented(void **state)
+{
+    (void)state;
+    char *readme = slurp(README), *failures = slurp("tests/integration/test_failures.c");
+    char *tests = span(readme, "## Tests", "## ");
+    problems = 0;
+    glob_t g;
+    assert_int_equal(glob("tests/fuzz/fuzz_*.c", 0, NULL, &g), 0);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        char name[128];
+        const char *base = strrchr(g.gl_pathv[i], '/') + 1;
+        snprintf(name, sizeof(name), "`%.*s`", (int)(strlen(base) - 2), base); /* less ".c" */
+        if (!strstr(tests, name))
+            problem("%s (Tests): the fuzz target %s is not named", README, name);
+    }
+    size_t targets = g.gl_pathc;
+    globfree(&g);
+    size_t netns_rows = 0;
+    const char *row = "cmocka_unit_test_setup_teardown(";
+    for (const char *p = strstr(failures, row); p; p = strstr(p + 1, row)) {
+        const char *b = p + strlen(row);
+        size_t n = strcspn(b, ",");
+        if (strncmp(b + n, ", netns_", strlen(", netns_")) != 0)
+            continue;
+        char name[128];
+        snprintf(name, sizeof(name), "`%.*s`", (int)n, b);
+        netns_rows++;
+        if (!strstr(tests, name))
+            problem("%s (Tests): the network-namespace row %s is not named", README, name);
+    }
+    size_t ipv6_rows = 0;
+    assert_int_equal(glob("tests/integration/test_*.c", 0, NULL, &g), 0);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        char *src = slurp(g.gl_pathv[i]);
+        ipv6_rows += occurrences(src, "    TU_SKIP_WITHOUT_IPV6_LOOPBACK();");
+        free(src);
+    }
+    globfree(&g);
+    char said[64];
+    snprintf(said, sizeof(said), "the %zu integration rows that need it skip", ipv6_rows);
+    if (!strstr(tests, said))
+        problem("%s (Tests): %zu rows skip without ::1; the text does not say \"%s\"", README,
+                ipv6_rows, said);
+    print_message("checked: %zu fuzz targets, %zu network-namespace rows, %zu rows that need ::1\n",
+                  targets, netns_rows, ipv6_rows);
+    assert_true(targets >= 12 && netns_rows >= 7 && ipv6_rows >= 10); /* December 2026 */
+    if (problems)
+        fail_msg("%zu parts of the test suite are not in README's Tests section", problems);
+    free(tests);
+    free(failures);
+    free(readme);
+}
+
 /* The checks themselves: a key missing from a section is seen, one present is not flagged. */
 static void test_checks_can_fail(void **state)
 {
@@ -1284,6 +1350,7 @@ int main(void)
         cmocka_unit_test(test_failure_statuses_documented),
         cmocka_unit_test(test_bounds_documented),
         cmocka_unit_test(test_examples_load),
+        cmocka_unit_test(test_test_inventory_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
