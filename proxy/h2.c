@@ -604,6 +604,10 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, 
         return 0;
     if (s->state == ST_HEAD && code == NGHTTP2_PROTOCOL_ERROR)
         h2_stream_malformed(s, "refused by the HTTP/2 framing layer");
+    /* A content-length: 0 stream waiting for its END_STREAM has no exchange to log it: a
+     * client that left it is logged 499, as one that left a running exchange is. */
+    if (s->start_at_eof)
+        h2_stream_head_unfinished(s, HTTP_CLIENT_CLOSED_REQUEST, close_reason(code));
     nghttp2_session_set_stream_user_data(session, id, NULL);
     h2_stream_free(s, s->malformed ? s->malformed : s->unsent ? s->unsent : close_reason(code));
     return 0;
