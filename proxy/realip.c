@@ -155,6 +155,30 @@ static bool field_named(const struct h1_field *f, enum real_ip_field field)
     return false;
 }
 
+/*
+ * The length of the list element at s: up to the first ',' outside a quoted-string. Only
+ * Forwarded has quoted-strings (quotes); X-Forwarded-For and the others are lists of bare
+ * addresses. A quote never closed quotes nothing: a proxy appends ", for=ADDR" (", ADDR") to
+ * the value its client sent in the same field, and h1_list_next's unclosed quote ran to the end
+ * of it, taking the proxy's element into the client's: `for=6.6.6.6;x="` named 6.6.6.6, and
+ * X-Forwarded-For `"` hid the client behind the peer (REALIP_INVALID).
+ */
+static size_t element_len(const char *s, size_t n, bool quotes)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ',')
+            return i;
+        if (!quotes || s[i] != '"')
+            continue;
+        size_t j = i + 1;
+        while (j < n && s[j] != '"')
+            j += s[j] == '\\' ? 2 : 1;
+        if (j < n) /* closed: the commas inside belong to the element */
+            i = j;
+    }
+    return n;
+}
+
 enum realip_result realip_find(const struct h1_field *fields, size_t nfields,
                                enum real_ip_field field, const struct fault_cidr *trusted,
                                int ntrusted, struct fault_addr *out)
@@ -167,9 +191,15 @@ enum realip_result realip_find(const struct h1_field *fields, size_t nfields,
     for (size_t i = 0; i < nfields; i++) {
         if (!field_named(&fields[i], field))
             continue;
-        size_t pos = 0, len;
-        const char *e;
-        while (h1_list_next(fields[i].value, fields[i].value_len, &pos, &e, &len)) {
+        const char *v = fields[i].value;
+        size_t n = fields[i].value_len;
+        for (size_t pos = 0; pos < n;) {
+            const char *e = v + pos;
+            size_t len = element_len(e, n - pos, field == REAL_IP_FORWARDED);
+            pos += len + 1;
+            trim(&e, &len);
+            if (len == 0) /* an empty element is none (RFC 9110 5.6.1) */
+                continue;
             struct fault_addr a;
             bool ok = realip_element(e, len, field == REAL_IP_FORWARDED, &a) == 0;
             if (!any && ok)

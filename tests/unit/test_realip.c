@@ -142,6 +142,17 @@ static const struct find_row find_rows[] = {
      {"Forwarded"},
      {"for=127.0.5.5;by=\"x,y\", for=\"[::1]:80\";proto=https, for=127.0.0.2"},
      REALIP_FOUND, "::1"},
+    /* A proxy appends its element to the value its client sent, in the same field: a quote the
+     * client never closed took it into the client's (h1_list_next's quoted-strings) */
+    {"X-Forwarded-For: a quote is no quoted-string", REAL_IP_X_FORWARDED_FOR,
+     {"X-Forwarded-For"}, {"127.0.9.9 \", 127.0.5.5"}, REALIP_FOUND, "127.0.5.5"},
+    {"Forwarded: an unclosed quote does not take the proxy's element", REAL_IP_FORWARDED,
+     {"Forwarded"}, {"for=127.0.9.9;x=\", for=127.0.5.5"}, REALIP_FOUND, "127.0.5.5"},
+    {"Forwarded: nor one in for=", REAL_IP_FORWARDED, {"Forwarded"},
+     {"for=\"127.0.9.9, for=127.0.5.5"}, REALIP_FOUND, "127.0.5.5"},
+    {"Forwarded: a closed one still holds commas, an escaped quote inside", REAL_IP_FORWARDED,
+     {"Forwarded"}, {"for=127.0.5.6;x=\"a\\\",b\", for=127.0.0.2"}, REALIP_FOUND,
+     "127.0.5.6"},
     {"Forwarded: an obfuscated hop keeps the peer", REAL_IP_FORWARDED, {"Forwarded"},
      {"for=127.0.5.5, for=_gw1, for=127.0.0.2"}, REALIP_INVALID, NULL},
     {"Forwarded: all trusted", REAL_IP_FORWARDED, {"forwarded", "forwarded"},
