@@ -1060,7 +1060,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         struct h2_stream *s;
         if (kind == FLOOD_CONTINUATION) /* the header block's deadline */
             TAILQ_FOREACH(s, &h->streams, link)
-                h2_stream_head_unfinished(s, HTTP_REQUEST_TIMEOUT, why);
+                if (!s->start_at_eof) /* a whole head, waiting for END_STREAM: h2_free's */
+                    h2_stream_head_unfinished(s, HTTP_REQUEST_TIMEOUT, why);
         if (kind != FLOOD_COUNT)
             flood(h, kind);
         else

@@ -887,8 +887,12 @@ def window_back(port, path):
 
 def unfinished_head(port, path, how):
     c = Conn(port)
-    c.send(frame(HEADERS, END_STREAM, 1, c.block(get(path))))  # no END_HEADERS
-    if how == "wait":
+    sid = 1
+    if how == "parked":  # first a whole head waiting for its END_STREAM (content-length: 0)
+        c.send(c.request(1, get(path + "-parked", "POST") + [("content-length", "0")], False))
+        sid = 3
+    c.send(frame(HEADERS, END_STREAM, sid, c.block(get(path))))  # no END_HEADERS
+    if how in ("wait", "parked"):
         c.pump(lambda: c.goaway is not None, time.monotonic() + IO_S)
     print("goaway=%s" % (c.goaway,))
     c.close()

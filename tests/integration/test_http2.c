@@ -2592,6 +2592,32 @@ static void test_unfinished_head_logged(void **state)
     harness_free(h);
 }
 
+/* A whole head waiting for its END_STREAM (content-length: 0) is not another stream's
+ * unfinished header block: when that one's client_header_timeout ends the connection, the
+ * waiting stream is logged as a running exchange is, 499 with the connection's end. The old code
+ * logged it 408 "header block not complete within client_header_timeout". */
+static void test_unfinished_head_spares_parked_stream(void **state)
+{
+    (void)state;
+    struct harness *h = start("client_header_timeout = 300ms\nclient_body_timeout = 60s",
+                              "[upstream u]\norigin = sim\n");
+    struct tu_cmd_result r = {0};
+    frames2(h, "unfinished_head", "/in-head", "parked", &r);
+    if (!tu_contains(r.out, ", 11)")) /* ENHANCE_YOUR_CALM */
+        fail_msg("no GOAWAY for the stalled block: %s", r.out);
+    tu_cmd_result_free(&r);
+    assert_int_equal(harness_stop(h), 0);
+    char *line = px_log_line(h, "\"path\":\"/in-head-parked\"");
+    if (!tu_contains(line, "\"status\":499,") || tu_contains(line, "header block"))
+        fail_msg("parked: %s", line);
+    free(line);
+    line = px_log_line(h, "\"path\":\"/in-head\"");
+    if (!tu_contains(line, "\"status\":408,"))
+        fail_msg("timed out: %s", line);
+    free(line);
+    harness_free(h);
+}
+
 /* One row of test_floods: h2_frames.py's flood of one kind, on a thread of its own for the rows
  * that wait out a timer (no assertion there: the test thread checks the result). */
 struct flood_run {
@@ -3213,6 +3239,7 @@ int main(void)
         cmocka_unit_test(test_hpack_bombs_skipped),
         cmocka_unit_test(test_dropped_header_block_no_flood),
         cmocka_unit_test(test_unfinished_head_logged),
+        cmocka_unit_test(test_unfinished_head_spares_parked_stream),
         cmocka_unit_test(test_connection_errors_counted),
         cmocka_unit_test(test_h2c_and_http2_off),
         cmocka_unit_test(test_announced_settings),
