@@ -150,6 +150,8 @@ static const struct find_row find_rows[] = {
      {"Forwarded"}, {"for=127.0.9.9;x=\", for=127.0.5.5"}, REALIP_FOUND, "127.0.5.5"},
     {"Forwarded: nor one in for=", REAL_IP_FORWARDED, {"Forwarded"},
      {"for=\"127.0.9.9, for=127.0.5.5"}, REALIP_FOUND, "127.0.5.5"},
+    {"Forwarded: an escaped quote after an unclosed one closes nothing", REAL_IP_FORWARDED,
+     {"Forwarded"}, {"for=127.0.9.9;x=\"\\\", for=127.0.5.5"}, REALIP_FOUND, "127.0.5.5"},
     {"Forwarded: a closed one still holds commas, an escaped quote inside", REAL_IP_FORWARDED,
      {"Forwarded"}, {"for=127.0.5.6;x=\"a\\\",b\", for=127.0.0.2"}, REALIP_FOUND,
      "127.0.5.6"},
