@@ -604,6 +604,10 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, 
         return 0;
     if (s->state == ST_HEAD && code == NGHTTP2_PROTOCOL_ERROR)
         h2_stream_malformed(s, "refused by the HTTP/2 framing layer");
+    /* A content-length: 0 stream waiting for its END_STREAM has no exchange to log it: a
+     * client that left it is logged 499, as one that left a running exchange is. */
+    if (s->start_at_eof)
+        h2_stream_head_unfinished(s, HTTP_CLIENT_CLOSED_REQUEST, close_reason(code));
     nghttp2_session_set_stream_user_data(session, id, NULL);
     h2_stream_free(s, s->malformed ? s->malformed : s->unsent ? s->unsent : close_reason(code));
     return 0;
@@ -1056,7 +1060,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         struct h2_stream *s;
         if (kind == FLOOD_CONTINUATION) /* the header block's deadline */
             TAILQ_FOREACH(s, &h->streams, link)
-                h2_stream_head_unfinished(s, HTTP_REQUEST_TIMEOUT, why);
+                if (!s->start_at_eof) /* a whole head, waiting for END_STREAM: h2_free's */
+                    h2_stream_head_unfinished(s, HTTP_REQUEST_TIMEOUT, why);
         if (kind != FLOOD_COUNT)
             flood(h, kind);
         else

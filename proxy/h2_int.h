@@ -350,7 +350,8 @@ void h2_stream_abandon_head(struct h2_stream *s);
 
 /* A stream found malformed once its exchange had begun (its DATA broke its content-length, its
  * trailers broke the rules or max_header_size): counted and charged like a malformed request;
- * the exchange is cancelled as 400 (why: static, the detail) when the stream closes. The stream
+ * the exchange is cancelled as 400 (why: static, the detail) when the stream closes, or, with
+ * none yet (a content-length: 0 stream waiting for END_STREAM), 400 is logged now. The stream
  * is reset by nghttp2, or by the caller. */
 void h2_stream_malformed_after_head(struct h2_stream *s, const char *why);
 

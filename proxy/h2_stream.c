@@ -779,6 +779,10 @@ void h2_stream_malformed_after_head(struct h2_stream *s, const char *why)
     struct h2_conn *h = s->conn;
     s->malformed = why;
     metrics_add(h->loop->metrics, M_H2_MALFORMED, 1);
+    /* A stream parked for its END_STREAM (start_at_eof) has no exchange to log it: the DATA
+     * its content-length: 0 forbade, or its trailers, leave a 400 line here. */
+    if (s->state == ST_HEAD)
+        log_refused(s, NULL, HTTP_BAD_REQUEST, why, 0, false);
     h2_charge(h, FLOOD_RESET);
 }
 

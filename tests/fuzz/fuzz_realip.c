@@ -34,6 +34,25 @@ static bool same_addr(const struct fault_addr *a, const struct fault_addr *b)
     return a->v6 == b->v6 && memcmp(a->bytes, b->bytes, sizeof(a->bytes)) == 0;
 }
 
+/* The reference's split of v: quoted[i] for each byte inside a quoted-string (Forwarded only)
+ * that is closed; a quote never closed quotes nothing. A comma elsewhere ends an element. */
+static void mark_quoted(const char *v, size_t n, bool forwarded, bool *quoted)
+{
+    memset(quoted, 0, n);
+    for (size_t i = 0; forwarded && i < n; i++) {
+        if (v[i] != '"')
+            continue;
+        size_t j = i + 1;
+        while (j < n && v[j] != '"')
+            j += v[j] == '\\' ? 2 : 1;
+        if (j >= n)
+            continue; /* never closed */
+        for (size_t k = i; k <= j; k++)
+            quoted[k] = true;
+        i = j;
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -78,9 +97,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < n; i++) {
         if (i % 3 == 2)
             continue;
-        size_t pos = 0, len;
-        const char *e;
-        while (h1_list_next(fields[i].value, fields[i].value_len, &pos, &e, &len)) {
+        const char *v = fields[i].value;
+        size_t n_v = fields[i].value_len;
+        bool *quoted = malloc(n_v + 1);
+        CHECK(quoted != NULL);
+        mark_quoted(v, n_v, forwarded, quoted);
+        for (size_t start = 0; start < n_v;) {
+            size_t end = start;
+            while (end < n_v && (v[end] != ',' || quoted[end]))
+                end++;
+            const char *e = v + start;
+            size_t len = end - start;
+            start = end + 1;
+            while (len > 0 && (*e == ' ' || *e == '\t'))
+                e++, len--;
+            while (len > 0 && (e[len - 1] == ' ' || e[len - 1] == '\t'))
+                len--;
+            if (len == 0)
+                continue;
             if (count == cap) {
                 cap *= 2;
                 all = realloc(all, cap * sizeof(*all));
@@ -94,6 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(ok == el->ok && (!ok || same_addr(&b, &el->a)));
             free(alone);
         }
+        free(quoted);
     }
     enum realip_result want = REALIP_NONE;
     struct fault_addr want_addr = {0};

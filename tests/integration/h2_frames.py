@@ -9,7 +9,8 @@ count, so it always ends.
   h2_frames.py PORT malformed        each malformed request on its own stream, then a valid one
   h2_frames.py PORT zero_length      POSTs with content-length: 0 on a HEADERS without END_STREAM:
                                      then DATA (a smuggled request: malformed), an empty
-                                     END_STREAM, trailers, or nothing (the client_body_timeout)
+                                     END_STREAM, trailers, a reset (CANCEL), or nothing (the
+                                     client_body_timeout)
   h2_frames.py PORT hold DIR         POSTs (content-length: 10) whose DATA carries the 10 bytes
                                      without END_STREAM, then a PING: once its ACK came, more DATA
                                      (malformed; DIR/acked and DIR/go, FIFOs, let the C test look
@@ -353,12 +354,15 @@ def zero_length(port):
              ("empty_end", 3, lambda: frame(DATA, END_STREAM, 3)),
              ("trailers", 5, lambda: frame(HEADERS, END_STREAM | END_HEADERS, 5,
                                            c.block([("x-t", "1")]))),
-             ("nothing", 7, lambda: b"")]
+             # the client leaves it: nothing comes back (the next case's answer follows it)
+             ("reset", 7, lambda: frame(RST_STREAM, 0, 7, struct.pack(">I", 8))),  # CANCEL
+             ("nothing", 9, lambda: b"")]
     for name, sid, rest in cases:
         st = c.st(sid)
         head = c.request(sid, get("/zero-" + name, "POST") + [("content-length", "0")], False)
         c.send(head + rest())
-        c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
+        if name != "reset":
+            c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
         print("case=%s rst=%s status=%s" % (name, st["rst"], st["status"][-1:]))
     c.close()
 
@@ -883,8 +887,12 @@ def window_back(port, path):
 
 def unfinished_head(port, path, how):
     c = Conn(port)
-    c.send(frame(HEADERS, END_STREAM, 1, c.block(get(path))))  # no END_HEADERS
-    if how == "wait":
+    sid = 1
+    if how == "parked":  # first a whole head waiting for its END_STREAM (content-length: 0)
+        c.send(c.request(1, get(path + "-parked", "POST") + [("content-length", "0")], False))
+        sid = 3
+    c.send(frame(HEADERS, END_STREAM, sid, c.block(get(path))))  # no END_HEADERS
+    if how in ("wait", "parked"):
         c.pump(lambda: c.goaway is not None, time.monotonic() + IO_S)
     print("goaway=%s" % (c.goaway,))
     c.close()

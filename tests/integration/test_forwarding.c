@@ -1313,6 +1313,10 @@ static const struct real_ip_row {
     {"not an address where the client would be: the peer, counted", "127.0.0.2",
      "X-Forwarded-For: 127.9.9.9, bogus, 127.0.5.7\r\n", "127.0.0.2:", false,
      "127.9.9.9, bogus, 127.0.5.7, 127.0.0.2"},
+    {"a client's quote does not take the balancer's element: no quoted-strings here (the old "
+     "code found the rest of the field one element, not an address: the peer)", "127.0.0.2",
+     "X-Forwarded-For: 127.6.6.6 \", 127.9.9.9\r\n", "127.9.9.9 ", true,
+     "127.6.6.6 \", 127.9.9.9, 127.0.0.2"},
     {"a trusted proxy without the field: itself", "127.0.0.2", "", "127.0.0.2:", false,
      "127.0.0.2"},
     {"a client not trusted: its X-Forwarded-For is not its address", "127.0.0.4",

@@ -2256,7 +2256,22 @@ static void test_zero_length_waits_for_end_stream(void **state)
             fail_msg("origin request %u: %s", i, head);
         free(head);
     }
-    px_stop(h);
+    /* Each has its access line. One waiting for END_STREAM has no exchange: the old code logged
+     * nothing of the one whose DATA broke its content-length: 0 (the smuggling attempt) nor of
+     * the one the client reset. */
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    const char *const lines[][2] = {
+        {"\"path\":\"/zero-data\"", "\"status\":400,"},
+        {"\"path\":\"/zero-reset\"", "\"status\":499,"},
+        {"\"path\":\"/zero-nothing\"", "\"status\":408,"},
+    };
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        char *line = px_log_line(h, lines[i][0]);
+        if (!tu_contains(line, lines[i][1]))
+            fail_msg("wanted %s: %s", lines[i][1], line);
+        free(line);
+    }
+    harness_free(h);
     fake_origin_stop(o);
 }
 
@@ -2572,6 +2587,32 @@ static void test_unfinished_head_logged(void **state)
     line = px_log_line(h, "\"path\":\"/timed-out-in-head\"");
     if (!tu_contains(line, "\"status\":408,") ||
         !tu_contains(line, "not complete within client_header_timeout"))
+        fail_msg("timed out: %s", line);
+    free(line);
+    harness_free(h);
+}
+
+/* A whole head waiting for its END_STREAM (content-length: 0) is not another stream's
+ * unfinished header block: when that one's client_header_timeout ends the connection, the
+ * waiting stream is logged as a running exchange is, 499 with the connection's end. The old code
+ * logged it 408 "header block not complete within client_header_timeout". */
+static void test_unfinished_head_spares_parked_stream(void **state)
+{
+    (void)state;
+    struct harness *h = start("client_header_timeout = 300ms\nclient_body_timeout = 60s",
+                              "[upstream u]\norigin = sim\n");
+    struct tu_cmd_result r = {0};
+    frames2(h, "unfinished_head", "/in-head", "parked", &r);
+    if (!tu_contains(r.out, ", 11)")) /* ENHANCE_YOUR_CALM */
+        fail_msg("no GOAWAY for the stalled block: %s", r.out);
+    tu_cmd_result_free(&r);
+    assert_int_equal(harness_stop(h), 0);
+    char *line = px_log_line(h, "\"path\":\"/in-head-parked\"");
+    if (!tu_contains(line, "\"status\":499,") || tu_contains(line, "header block"))
+        fail_msg("parked: %s", line);
+    free(line);
+    line = px_log_line(h, "\"path\":\"/in-head\"");
+    if (!tu_contains(line, "\"status\":408,"))
         fail_msg("timed out: %s", line);
     free(line);
     harness_free(h);
@@ -3198,6 +3239,7 @@ int main(void)
         cmocka_unit_test(test_hpack_bombs_skipped),
         cmocka_unit_test(test_dropped_header_block_no_flood),
         cmocka_unit_test(test_unfinished_head_logged),
+        cmocka_unit_test(test_unfinished_head_spares_parked_stream),
         cmocka_unit_test(test_connection_errors_counted),
         cmocka_unit_test(test_h2c_and_http2_off),
         cmocka_unit_test(test_announced_settings),
