@@ -1103,8 +1103,8 @@ static void test_tls_burst_memory_returned(void **state)
         poll(NULL, 0, 50); /* sampling a figure, bounded */
         after = px_proc_kb(pid, "VmRSS");
     }
-    print_message("  %s TLS connections of 256 KB: portico RSS %ld kB, peak %ld kB, then %ld kB%s\n",
-                  CONN_BURST, before, peak, after,
+    print_message("  %s TLS connections of 256 KB: portico RSS %ld kB, peak %ld kB, "
+                  "then %ld kB%s\n", CONN_BURST, before, peak, after,
                   own ? "" : " (not asserted under ASan or valgrind)");
     if (own && after - before > CONN_BURST_LEFT_KB)
         fail_msg("RSS stayed %ld kB above its start after the burst (at most %ld kB)",
