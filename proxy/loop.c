@@ -41,7 +41,8 @@ void loop_request_id(struct loop *l, char *buf, size_t size)
 
 void loop_conn_opened(struct loop *l)
 {
-    l->conns++;
+    if (++l->conns > l->conns_peak) /* the worker's trim after a burst (heap.h) */
+        l->conns_peak = l->conns;
     if (l->on_conns)
         l->on_conns(l);
 }

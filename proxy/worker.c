@@ -68,7 +68,8 @@ struct worker {
     struct event *beat_timer;              /* systemd's watchdog: stamps beat_us; NULL when off */
     _Atomic uint64_t beat_us;              /* when the loop last turned for it; 0: not watched */
     uint64_t stall_beat_us;                /* main thread: the stale stamp said; 0: no stall */
-    bool trim_tail;                        /* trimmed with streams open: again once none is */
+    bool trim_tail_streams;                /* trimmed with streams open: again once none is */
+    bool trim_tail_conns;                  /* likewise with client connections open */
 };
 
 struct worker_group {
@@ -233,21 +234,32 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     drain_until(w, drain_ms);
 }
 
-/* Once a burst of HTTP/2 streams is over (HEAP_TRIM_STREAMS or more open at once since the last
- * trim, an eighth of that or fewer now: long-lived streams, such as event streams, do not hold
- * it off), the free memory their buffers left in pieces goes back to the kernel (heap.h); what
- * the streams still open then free is handed back once none is open, if that comes. Checked
- * once a second, not as streams close: a client that opens its next ones at once would fault
- * the pages in again, and a trim of a heap that held 3,000 streams takes 4-25 ms. */
+/* Once a burst is over (HEAP_TRIM_STREAMS or more HTTP/2 streams, or HEAP_TRIM_CONNS or more
+ * client connections, open at once since the last trim, an eighth of that or fewer now: long-lived
+ * streams and connections, such as event streams and tunnels, do not hold it off), the free memory
+ * their buffers left in pieces goes back to the kernel (heap.h); what those still open then free is
+ * handed back once none is open, if that comes. Checked once a second, not as they close: a client
+ * that opens its next ones at once would fault the pages in again, and a trim of a heap that held
+ * 3,000 streams takes 4-25 ms. */
+static bool burst_over(unsigned open, unsigned *peak, unsigned at_least, bool *tail)
+{
+    bool over = *peak >= at_least && open <= *peak / 8;
+    if (!over && !(*tail && open == 0))
+        return false;
+    *tail = open != 0;
+    *peak = open;
+    return true;
+}
+
 static void trim_after_burst(struct worker *w)
 {
     struct loop *l = &w->loop;
-    bool burst_over = l->h2_streams_peak >= HEAP_TRIM_STREAMS &&
-                      l->h2_streams <= l->h2_streams_peak / 8;
-    if (!burst_over && !(w->trim_tail && l->h2_streams == 0))
+    /* both are looked at: each burst's peak starts over when either trims */
+    bool streams = burst_over(l->h2_streams, &l->h2_streams_peak, HEAP_TRIM_STREAMS,
+                              &w->trim_tail_streams);
+    bool conns = burst_over(l->conns, &l->conns_peak, HEAP_TRIM_CONNS, &w->trim_tail_conns);
+    if (!streams && !conns)
         return;
-    w->trim_tail = l->h2_streams != 0;
-    l->h2_streams_peak = l->h2_streams;
     heap_release_thread();
     metrics_add(l->metrics, M_HEAP_TRIMS, 1);
 }

@@ -71,6 +71,7 @@ struct loop {
                                           (proxyproto.c): counted in conns too */
     unsigned conns;                    /* how many */
     unsigned admin_conns;              /* of them, the admin listener's (max_connections) */
+    unsigned conns_peak;               /* most at once since the worker last trimmed the heap */
     void (*on_idle)(struct loop *l);   /* draining and the last connection closed */
     void (*on_conns)(struct loop *l);  /* conns changed (max_connections); NULL: no one asks */
     struct {                           /* owned: ended exchanges' allocations, kept for the */
