@@ -254,7 +254,7 @@ static bool burst_over(unsigned open, unsigned *peak, unsigned at_least, bool *t
 static void trim_after_burst(struct worker *w)
 {
     struct loop *l = &w->loop;
-    /* both are looked at: each burst's peak starts over when either trims */
+    /* both are looked at (no short-circuit): each whose burst is over starts its peak again */
     bool streams = burst_over(l->h2_streams, &l->h2_streams_peak, HEAP_TRIM_STREAMS,
                               &w->trim_tail_streams);
     bool conns = burst_over(l->conns, &l->conns_peak, HEAP_TRIM_CONNS, &w->trim_tail_conns);
