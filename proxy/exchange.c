@@ -493,8 +493,10 @@ static void answer_final_recipient(struct exchange *ex)
     if (ex_client_gone(ex))
         return;
     ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
-    if (evbuffer_add(ex->sink.out, why_not, body) != 0)
+    if (evbuffer_add(ex->sink.out, why_not, body) != 0) {
         own_body_lost(ex);
+        body = 0; /* none of it went: the access log says so (send_own's does too) */
+    }
     ex->error_body_bytes = body;
     ex->status = head.status;
     ex->resp_state = RESP_DONE;

@@ -698,18 +698,19 @@ static int install_access(int fd)
 /* A FIFO nobody has open for reading holds the start in open(2) until a reader comes, as nginx's
  * start is held (refusing it would order the start after its log reader's, which a supervisor
  * starting both at once cannot promise). The wait is said on stderr first, where the operator
- * looks when a start goes no further; the error log may be that very FIFO. */
-static void say_when_no_reader(const char *what, const char *target)
+ * looks when a start goes no further; the error log may be that very FIFO. The open that does
+ * not wait is the one kept: a probe opened and closed was the reader's only writer, its close
+ * an EOF (`cat` exited, and the start then waited for a reader for ever, without a word). */
+static int open_waiting(const char *what, const char *target)
 {
+    int fd = open_target(target, false);
     struct stat st;
-    if (!log_target_is_file(target) || stat(target, &st) != 0 || !S_ISFIFO(st.st_mode))
-        return;
-    int fd = open(target, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd >= 0)
-        close(fd);
-    else if (errno == ENXIO)
-        fprintf(stderr, "portico: %s %s is a FIFO nobody has open for reading: waiting for a "
-                        "reader to open it (SIGTERM ends the wait)\n", what, target);
+    if (fd >= 0 || errno != ENXIO || !log_target_is_file(target) || stat(target, &st) != 0 ||
+        !S_ISFIFO(st.st_mode))
+        return fd;
+    fprintf(stderr, "portico: %s %s is a FIFO nobody has open for reading: waiting for a "
+                    "reader to open it (SIGTERM ends the wait)\n", what, target);
+    return open_target(target, true);
 }
 
 /* Opens target for the log in slot (what: its key); -1 with EINVAL when it is the file of the
@@ -717,8 +718,7 @@ static void say_when_no_reader(const char *what, const char *target)
 static int open_checked(const char *what, const char *target, const char *other_path,
                         int other_fd)
 {
-    say_when_no_reader(what, target);
-    int fd = open_target(target, true);
+    int fd = open_waiting(what, target);
     if (fd >= 0 && log_target_is_file(target) && other_path && same_file(fd, other_fd)) {
         close(fd);
         errno = EINVAL;

@@ -1874,6 +1874,61 @@ static void test_fifo_without_reader_said(void **state)
     fake_origin_stop(o);
 }
 
+/* A start whose access_log is a FIFO with its reader already there never leaves that reader
+ * without a writer: a reader with no writer left reads EOF (`cat` exits), and the start's open
+ * then waits for a reader that will not come, without a word. Seen through inotify: every open
+ * of the FIFO during the start (Portico's, for writing: the reader opened before the watch)
+ * comes before the first close after writing (own_nonblocking's, of the description its
+ * /proc/self/fd copy replaced). Consecutive opens merge into one event, so the writers are not
+ * counted; an open after a close is the gap. The old binary opened the FIFO and closed it to
+ * see whether a reader was there, then opened it for real: with that close slowed down by
+ * strace, `cat` exited and the start waited in open(2) for ever. */
+static void test_fifo_reader_keeps_a_writer(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/access.fifo", harness_dir(h));
+    assert_int_equal(mkfifo(path, 0600), 0);
+    int rd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    assert_true(rd >= 0);
+    int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    assert_true(in >= 0);
+    assert_true(inotify_add_watch(in, path, IN_OPEN | IN_CLOSE_WRITE) >= 0);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\naccess_log = {{dir}}/access.fifo\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          fake_origin_port(o)),
+                     0);
+    assert_int_equal(harness_start(h), 0);
+    assert_int_equal(get(harness_port(h, "listen"), "/after"), 200);
+    int opens = 0, closes = 0, opens_after_close = 0;
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    ssize_t n;
+    while ((n = read(in, buf, sizeof(buf))) > 0) { /* all queued: the start is over */
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *e = (const struct inotify_event *)p;
+            opens += (e->mask & IN_OPEN) != 0;
+            opens_after_close += (e->mask & IN_OPEN) && closes;
+            closes += (e->mask & IN_CLOSE_WRITE) != 0;
+            p += sizeof(*e) + e->len;
+        }
+    }
+    close(in);
+    if (opens == 0 || opens_after_close != 0)
+        fail_msg("the FIFO was closed and opened again during the start (its reader left without "
+                 "a writer: EOF): %d opens, %d of them after one of %d closes", opens,
+                 opens_after_close, closes);
+    assert_int_equal(harness_stop(h), 0);
+    close(rd);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* The system call the main thread of pid is in (its number), or -1. */
 static long main_thread_syscall(pid_t pid)
 {
@@ -2842,6 +2897,7 @@ int main(void)
         cmocka_unit_test(test_sigusr1_log_dir_gone),
         cmocka_unit_test(test_fifo_reader_gone),
         cmocka_unit_test(test_fifo_without_reader_said),
+        cmocka_unit_test(test_fifo_reader_keeps_a_writer),
         cmocka_unit_test(test_stop_while_fifo_log_waits),
         cmocka_unit_test(test_reload_error_stderr_full),
         cmocka_unit_test(test_check_lifecycle_keys),

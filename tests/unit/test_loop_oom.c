@@ -4,7 +4,8 @@
  *  - the responses Portico writes itself, through an exchange whose downstream records what it
  *    is given: a response whose head said a length carries that many bytes or ends cut short
  *    (END_ABORT: the client's connection closes), never complete with fewer (a keep-alive
- *    client would read the next response as the rest of this one);
+ *    client would read the next response as the rest of this one), and its access record's
+ *    bytes are those that went;
  *  - an active health check against an origin that answers 200: it passes or gives no verdict
  *    (our own shortage), never fails, which would count toward marking the origin down.
  */
@@ -56,6 +57,8 @@ struct recorder {
     uint64_t length;                   /* the head's Content-Length, when sized */
     uint64_t body;                     /* body bytes given */
     enum exchange_end end;
+    bool reported;                     /* the access record came (report) */
+    uint64_t bytes_out;                /* the body bytes it says went */
 };
 
 static void ds_interim(void *arg, const struct resp_head *head)
@@ -112,7 +115,9 @@ static void ds_done(void *arg, enum exchange_end end)
 
 static void ds_report(void *arg, const struct access_record *rec)
 {
-    (void)arg, (void)rec;
+    struct recorder *r = arg;
+    r->reported = true;
+    r->bytes_out = rec->bytes_out;
 }
 
 static const struct downstream_ops recorder_ops = {
@@ -253,6 +258,10 @@ static void test_own_answer_whole_or_cut(void **state)
                 fail_msg("%s, allocation %ld failing: %llu body bytes of %llu, yet ended %d "
                          "(not cut short)", rows[i].why, n, (unsigned long long)r.body,
                          (unsigned long long)r.length, (int)r.end);
+            if (r.reported && r.bytes_out != r.body) /* the access log's bytes: what went */
+                fail_msg("%s, allocation %ld failing: %llu body bytes went, logged %llu",
+                         rows[i].why, n, (unsigned long long)r.body,
+                         (unsigned long long)r.bytes_out);
             cut++;
         }
         assert_false(reached); /* the sweep went past the last allocation */
