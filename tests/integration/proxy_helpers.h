@@ -218,6 +218,23 @@ PX_HELPER long px_proc_kb(pid_t pid, const char *field)
     return kb;
 }
 
+/* pid's RSS once it stops growing (no growth past 256 kB for a second, 20 s at most), in kB. */
+PX_HELPER long px_rss_settled(pid_t pid)
+{
+    int64_t deadline = tu_now_ms() + 20000, since = tu_now_ms();
+    long last = px_proc_kb(pid, "VmRSS");
+    while (tu_now_ms() < deadline && tu_now_ms() - since < 1000) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* sampling a figure, not synchronizing on it */
+        long now = px_proc_kb(pid, "VmRSS");
+        if (now > last + 256) {
+            last = now;
+            since = tu_now_ms();
+        }
+    }
+    return last;
+}
+
 /* Which figure (a queue, mostly) of which sockets px_queues reads. */
 enum px_queue {
     /* The send queues of the sockets whose local port is one of ports: Portico's side of its

@@ -1094,23 +1094,6 @@ static void test_streams_independent(void **state)
 #define SHUT_STREAMS_MAX 1000
 #define SHUT_GROWTH_KB (SHUT_CONNS * 8 * 1024)
 
-/* Portico's RSS once it stops growing (no growth past 256 kB for a second), in kB. */
-static long rss_settled(pid_t pid)
-{
-    int64_t deadline = tu_now_ms() + 20000, since = tu_now_ms();
-    long last = px_proc_kb(pid, "VmRSS");
-    while (tu_now_ms() < deadline && tu_now_ms() - since < 1000) {
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL); /* sampling a figure, not synchronizing on it */
-        long now = px_proc_kb(pid, "VmRSS");
-        if (now > last + 256) {
-            last = now;
-            since = tu_now_ms();
-        }
-    }
-    return last;
-}
-
 /* An HTTP/2 frame header: 24-bit length, type, flags, stream id. */
 static size_t frame_head(uint8_t *p, size_t len, uint8_t type, uint8_t flags, uint32_t id)
 {
@@ -1224,7 +1207,7 @@ static void shut_windows(const char *proxy_extra, int conns, int streams, long g
     pid_t pid = harness_pid(h);
     bool own = px_rss_is_portico(pid);
     /* RSS that is not Portico's own is shown, not awaited (under ASan it never settles) */
-    long before = own ? rss_settled(pid) : px_proc_kb(pid, "VmRSS");
+    long before = own ? px_rss_settled(pid) : px_proc_kb(pid, "VmRSS");
     static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     struct raw_conn *c[SHUT_CONNS];
     assert_true(conns <= SHUT_CONNS && streams <= SHUT_STREAMS_MAX);
@@ -1246,7 +1229,7 @@ static void shut_windows(const char *proxy_extra, int conns, int streams, long g
     /* every stream taken (awaited where the RSS is not), then exactly that many */
     assert_int_equal(metric_reached(h, "portico_http2_streams_total", conns * streams),
                      conns * streams);
-    long after = own ? rss_settled(pid) : px_proc_kb(pid, "VmRSS");
+    long after = own ? px_rss_settled(pid) : px_proc_kb(pid, "VmRSS");
     print_message("%d connections x %d shut streams: portico RSS %ld kB -> %ld kB%s\n", conns,
                   streams, before, after, own ? "" : " (not asserted under ASan or valgrind)");
     assert_int_equal(metric(h, "portico_http2_streams_total"), conns * streams);
@@ -1320,7 +1303,7 @@ static void test_burst_memory_returned(void **state)
         start("listen = 127.0.0.1:{{port:h2c}} h2c", "[upstream u]\norigin = sim\n");
     pid_t pid = harness_pid(h);
     bool own = px_rss_is_portico(pid);
-    long before = own ? rss_settled(pid) : px_proc_kb(pid, "VmRSS");
+    long before = own ? px_rss_settled(pid) : px_proc_kb(pid, "VmRSS");
     char u[128];
     snprintf(u, sizeof(u), "http://127.0.0.1:%u/bytes/200000", harness_port(h, "h2c"));
     const char *const load[] = {"h2load", "-n", BURST_GETS, "-c", BURST_CONNS, "-m",

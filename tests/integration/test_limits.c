@@ -1048,23 +1048,6 @@ static void test_defer_accept_silent_memory(void **state)
 
 /* ---- the heap after a burst of connections ---- */
 
-/* Portico's RSS once it stops growing (no growth past 256 kB for a second), in kB. */
-static long rss_settled(pid_t pid)
-{
-    int64_t deadline = tu_now_ms() + 20000, since = tu_now_ms();
-    long last = px_proc_kb(pid, "VmRSS");
-    while (tu_now_ms() < deadline && tu_now_ms() - since < 1000) {
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        nanosleep(&ts, NULL); /* sampling a figure, not synchronizing on it */
-        long now = px_proc_kb(pid, "VmRSS");
-        if (now > last + 256) {
-            last = now;
-            since = tu_now_ms();
-        }
-    }
-    return last;
-}
-
 /* A burst of client connections leaves their buffers (OpenSSL's, libevent's, the exchanges')
  * freed in pieces between allocations that stay, such as the origin connections pooled after
  * it, and glibc gives back no free chunk below one in use: 2,000 HTTP/1.1 connections over TLS
@@ -1083,7 +1066,7 @@ static void test_tls_burst_memory_returned(void **state)
     pid_t pid = harness_pid(h);
     uint16_t admin = harness_port(h, "admin");
     bool own = px_rss_is_portico(pid);
-    long before = own ? rss_settled(pid) : px_proc_kb(pid, "VmRSS");
+    long before = own ? px_rss_settled(pid) : px_proc_kb(pid, "VmRSS");
     char u[128];
     snprintf(u, sizeof(u), "https://127.0.0.1:%u/bytes/262144", harness_port(h, "tls"));
     const char *const load[] = {"h2load", "--h1", "-n", CONN_BURST, "-c", CONN_BURST, "-t", "1",
