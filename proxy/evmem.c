@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -71,14 +73,65 @@ static void setup(void)
     }
 }
 
+/* The cells of libevent's smallest allocations (evmem.h). Reserved once, touched as cells are
+ * first used; a freed cell goes on a free list for the next. Off under ASan, which then checks
+ * these allocations as any other. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CELLS_ON false
+#else
+#define CELLS_ON true
+#endif
+static pthread_mutex_t cells_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *cells, *cells_next; /* the zone, and its first cell never used */
+static void *cells_free;         /* freed cells, each holding the next's address */
+
+static bool in_cells(const void *p)
+{
+    return cells && (const char *)p >= cells && (const char *)p < cells + EVMEM_CELLS_BYTES;
+}
+
+/* A cell, or NULL when the zone is full or could not be reserved (malloc then). */
+static void *cell_take(void)
+{
+    void *p = NULL;
+    pthread_mutex_lock(&cells_lock);
+    if (cells_free) {
+        p = cells_free;
+        cells_free = *(void **)p;
+    } else if (cells && cells_next < cells + EVMEM_CELLS_BYTES) {
+        p = cells_next;
+        cells_next += EVMEM_CELL;
+    }
+    pthread_mutex_unlock(&cells_lock);
+    return p;
+}
+
+static void cell_give(void *p)
+{
+    pthread_mutex_lock(&cells_lock);
+    *(void **)p = cells_free;
+    cells_free = p;
+    pthread_mutex_unlock(&cells_lock);
+}
+
 void evmem_init(void)
 {
     pthread_once(&once, setup);
-    event_set_mem_functions(evmem_malloc, realloc, evmem_free);
+    if (CELLS_ON && !cells) {
+        void *z = mmap(NULL, EVMEM_CELLS_BYTES, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        cells_next = cells = z == MAP_FAILED ? NULL : z;
+    }
+    event_set_mem_functions(evmem_malloc, evmem_realloc, evmem_free);
 }
 
 void *evmem_malloc(size_t size)
 {
+    if (size && size <= EVMEM_CELL && cells) {
+        void *p = cell_take();
+        if (p)
+            return p;
+    }
     for (int k = 0; k < BLOCK_SIZES; k++) {
         if (size == block_bytes[k] && kept.size[k].n > 0) {
             void *p = kept.size[k].block[--kept.size[k].n];
@@ -118,8 +171,27 @@ static int size_of(void *p)
     return BLOCK_SIZES;
 }
 
+void *evmem_realloc(void *p, size_t size)
+{
+    if (!in_cells(p))
+        return realloc(p, size);
+    if (size && size <= EVMEM_CELL)
+        return p;
+    void *moved = size ? malloc(size) : NULL;
+    if (size && !moved)
+        return NULL; /* p stays, as realloc's */
+    if (moved)
+        memcpy(moved, p, EVMEM_CELL);
+    cell_give(p);
+    return moved;
+}
+
 void evmem_free(void *p)
 {
+    if (in_cells(p)) {
+        cell_give(p);
+        return;
+    }
     int k = p ? size_of(p) : BLOCK_SIZES;
     if (k == BLOCK_SIZES) {
         free(p);

@@ -15,6 +15,14 @@
  * Each thread also keeps up to EVMEM_BUFFERS emptied evbuffers (the input and output of a
  * closed connection, sock.c) for the next connection's: evbuffer_new and evbuffer_free cost
  * ~700 instructions per connection, a twentieth of a connection that carries one request.
+ *
+ * libevent's allocations of EVMEM_CELL bytes or fewer come from a zone of their own: chiefly its
+ * map entry for each descriptor number a loop has watched (16-20 bytes, evmap_io), allocated on
+ * the number's first use and freed only with the loop. Taken from malloc during a burst, each
+ * stayed among the burst's freed connections and kept its page resident: after 2,000 TLS
+ * connections, ~5,600 of them (the worker's and the sim origin's) held 9-13 MB that malloc_trim
+ * could not hand back. Packed in the zone, they take 32 bytes each, and a number used again
+ * takes its entry again (no new one).
  */
 #ifndef PORTICO_EVMEM_H
 #define PORTICO_EVMEM_H
@@ -26,6 +34,8 @@
 #define EVMEM_SMALL_BLOCK 1024  /* libevent's smallest chain (MIN_BUFFER_SIZE, buffer.c) */
 #define EVMEM_SMALL_KEEP 16     /* small blocks kept per thread (16 KiB at most) */
 #define EVMEM_BUFFERS 32        /* emptied evbuffers kept per thread (136 bytes each) */
+#define EVMEM_CELL 32           /* libevent allocations this small come from the zone */
+#define EVMEM_CELLS_BYTES ((size_t)64 << 20) /* the zone reserved (2 Mi cells; malloc after) */
 
 struct evbuffer;
 
@@ -33,13 +43,19 @@ struct evbuffer;
  * any other libevent function (main). */
 void evmem_init(void);
 
-/* malloc(size), or for EVMEM_BLOCK or EVMEM_SMALL_BLOCK bytes a block this thread kept. */
+/* A cell of the zone for EVMEM_CELL bytes or fewer (malloc's when the zone is full or off),
+ * malloc(size) otherwise, or for EVMEM_BLOCK or EVMEM_SMALL_BLOCK bytes a block this thread
+ * kept. */
 void *evmem_malloc(size_t size);
 
-/* free(p), or, when p is a block of EVMEM_BLOCK's size and this thread keeps fewer than
- * EVMEM_KEEP of them (of EVMEM_SMALL_BLOCK's, EVMEM_SMALL_KEEP), keeps it. Blocks from
- * evmem_init's caller on are recognised. A block freed again while kept (this thread's; under
- * ASan any thread's) aborts, as malloc's double free check. */
+/* realloc(p, size), for a cell of the zone too (moved out of it when size is larger). */
+void *evmem_realloc(void *p, size_t size);
+
+/* free(p) (a cell of the zone goes back to it), or, when p is a block of EVMEM_BLOCK's size
+ * and this thread keeps fewer than EVMEM_KEEP of them (of EVMEM_SMALL_BLOCK's,
+ * EVMEM_SMALL_KEEP), keeps it. Blocks from evmem_init's caller on are recognised. A block freed
+ * again while kept (this thread's; under ASan any thread's) aborts, as malloc's double free
+ * check. */
 void evmem_free(void *p);
 
 /* An empty evbuffer: one this thread kept (evmem_buffer_free), else evbuffer_new's. NULL when

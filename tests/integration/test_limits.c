@@ -1054,7 +1054,7 @@ static void test_defer_accept_silent_memory(void **state)
  * fetching 256 KB each left the worker's RSS 77 MB above its start for as long as it ran. Once
  * the burst is over the worker hands its free heap back within a second (trim_after_burst). */
 #define CONN_BURST "600"
-#define CONN_BURST_LEFT_KB (14 * 1024) /* new code: +6.5-7.4 MB; old: +23.7-24 MB */
+#define CONN_BURST_LEFT_KB (5632) /* evmem cells: +3.5-4.4 MB; before: +6.5-7.5 MB */
 
 static void test_tls_burst_memory_returned(void **state)
 {

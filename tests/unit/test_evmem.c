@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -305,6 +306,41 @@ static void test_double_free_stops(void **state)
     }
 }
 
+/* libevent's smallest allocations (a descriptor's map entry, 16-20 bytes) come from the zone, not
+ * from malloc's chunks among everything else (where each kept a page of a burst resident), and a
+ * freed one is taken again; one grown past EVMEM_CELL moves out with its bytes. */
+static void test_small_allocations_packed(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__)
+    skip(); /* no zone under ASan: these are malloc's, checked as any other */
+#endif
+    char *cell = evmem_malloc(20);
+    char *chunk = malloc(20); /* malloc's, beside it */
+    assert_non_null(cell);
+    assert_non_null(chunk);
+    assert_int_equal((uintptr_t)cell % 16, 0);
+    evmem_free(cell);
+    free(chunk);
+    /* malloc would hand back its last freed chunk of that size first */
+    char *again = evmem_malloc(16);
+    assert_ptr_equal(again, cell);
+    assert_ptr_not_equal(again, chunk);
+    assert_ptr_equal(evmem_realloc(again, 8), again);
+    memcpy(again, "entry 7", 8);
+    char *grown = evmem_realloc(again, 4 * EVMEM_CELL);
+    assert_non_null(grown);
+    assert_ptr_not_equal(grown, again);
+    assert_string_equal(grown, "entry 7");
+    free(grown);
+    assert_ptr_equal(evmem_malloc(EVMEM_CELL), cell); /* the cell it left, free again */
+    evmem_free(cell);
+    assert_null(evmem_realloc(evmem_malloc(16), 0));
+    void *big = evmem_malloc(EVMEM_CELL + 1); /* past the cell size: malloc's */
+    assert_true(malloc_usable_size(big) > EVMEM_CELL);
+    evmem_free(big);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -331,6 +367,7 @@ int main(void)
         cmocka_unit_test(test_closed_sock_buffers_hold_no_chain),
         cmocka_unit_test(test_thread_end_frees),
         cmocka_unit_test(test_double_free_stops),
+        cmocka_unit_test(test_small_allocations_packed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
