@@ -1054,7 +1054,9 @@ static void test_defer_accept_silent_memory(void **state)
  * fetching 256 KB each left the worker's RSS 77 MB above its start for as long as it ran. Once
  * the burst is over the worker hands its free heap back within a second (trim_after_burst). */
 #define CONN_BURST "600"
-#define CONN_BURST_LEFT_KB (5632) /* evmem cells: +3.5-4.4 MB; before: +6.5-7.5 MB */
+/* Measured: +3.5-4.6 MB; +6.3-7.5 before libevent's cells (evmem.h: test_evmem pins them);
+ * +23.7-24 before the trim. The bound fails the last with room for another machine's pages. */
+#define CONN_BURST_LEFT_KB (10 * 1024)
 
 static void test_tls_burst_memory_returned(void **state)
 {
