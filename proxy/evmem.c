@@ -6,6 +6,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,15 +84,18 @@ static void setup(void)
 #endif
 static pthread_mutex_t cells_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *cells, *cells_next; /* the zone, and its first cell never used */
+static size_t cells_bytes;       /* EVMEM_CELLS_BYTES once reserved; 0: no pointer is a cell */
 static void *cells_free;         /* freed cells, each holding the next's address */
 
+/* One subtraction and one compare: every libevent free asks it (NULL is no cell either). */
 static bool in_cells(const void *p)
 {
-    return cells && (const char *)p >= cells && (const char *)p < cells + EVMEM_CELLS_BYTES;
+    return (uintptr_t)p - (uintptr_t)cells < cells_bytes;
 }
 
-/* A cell, or NULL when the zone is full or could not be reserved (malloc then). */
-static void *cell_take(void)
+/* A cell, or NULL when the zone is full or could not be reserved (malloc then). Out of line:
+ * inlined, its lock made every evmem_malloc save registers (+12 instructions a call). */
+__attribute__((noinline)) static void *cell_take(void)
 {
     void *p = NULL;
     pthread_mutex_lock(&cells_lock);
@@ -106,7 +110,7 @@ static void *cell_take(void)
     return p;
 }
 
-static void cell_give(void *p)
+__attribute__((noinline)) static void cell_give(void *p)
 {
     pthread_mutex_lock(&cells_lock);
     *(void **)p = cells_free;
@@ -121,13 +125,14 @@ void evmem_init(void)
         void *z = mmap(NULL, EVMEM_CELLS_BYTES, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         cells_next = cells = z == MAP_FAILED ? NULL : z;
+        cells_bytes = cells ? EVMEM_CELLS_BYTES : 0;
     }
     event_set_mem_functions(evmem_malloc, evmem_realloc, evmem_free);
 }
 
 void *evmem_malloc(size_t size)
 {
-    if (size && size <= EVMEM_CELL && cells) {
+    if (size - 1 < EVMEM_CELL) { /* 1 to EVMEM_CELL bytes */
         void *p = cell_take();
         if (p)
             return p;
@@ -175,7 +180,7 @@ void *evmem_realloc(void *p, size_t size)
 {
     if (!in_cells(p))
         return realloc(p, size);
-    if (size && size <= EVMEM_CELL)
+    if (size - 1 < EVMEM_CELL)
         return p;
     void *moved = size ? malloc(size) : NULL;
     if (size && !moved)
