@@ -893,7 +893,9 @@ static void body_timer_cb(evutil_socket_t fd, short what, void *arg)
     if (s->start_at_eof) { /* END_STREAM never came after content-length: 0 */
         s->start_at_eof = false;
         h->depth++;
-        refuse(s, HTTP_REQUEST_TIMEOUT, "request body not complete within client_body_timeout");
+        /* its head said no body (content-length: 0): what did not come is the stream's end */
+        refuse(s, HTTP_REQUEST_TIMEOUT,
+               "request not ended (END_STREAM) within client_body_timeout");
         h->depth--;
         h2_settle(h);
         return;

@@ -2247,6 +2247,7 @@ static void test_zero_length_waits_for_end_stream(void **state)
         {"\"path\":\"/zero-data\"", "\"status\":400,"},
         {"\"path\":\"/zero-reset\"", "\"status\":499,"},
         {"\"path\":\"/zero-nothing\"", "\"status\":408,"},
+        {"\"path\":\"/zero-nothing\"", "not ended (END_STREAM) within client_body_timeout"},
     };
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
         char *line = px_log_line(h, lines[i][0]);
