@@ -1747,14 +1747,21 @@ static void test_many_routes_cost(void **state)
     struct raw_conn *c = px_connect(h);
     cpu_of_requests(h, c, "/x", ROUTE_COST_BLOCK); /* warm: the origin connection, the heap */
     long near = 0, far = 0;
-    for (int i = 0; i < ROUTE_COST_ROUNDS; i++) {
-        far += cpu_of_requests(h, c, "/x", ROUTE_COST_BLOCK);
-        near += cpu_of_requests(h, c, "/api/v1/service-1022/x", ROUTE_COST_BLOCK);
-    }
     int n = ROUTE_COST_ROUNDS * ROUTE_COST_BLOCK;
-    print_message("  %d requests each, %d routes: CPU %ld ms for /x, %ld ms for "
-                  "/api/v1/service-1022/x\n", n, MANY_ROUTES, far, near);
-    /* the clock counts in ticks of 10 ms: the slack covers a few of them */
+    /* the clock counts in ticks of 10 ms: the slack covers a few of them. A measure that a
+     * neighbour's load spoilt (once in make test, ASan beside the plain suite) is taken again,
+     * at most three times: a linear match stays over the bound every time. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        near = far = 0;
+        for (int i = 0; i < ROUTE_COST_ROUNDS; i++) {
+            far += cpu_of_requests(h, c, "/x", ROUTE_COST_BLOCK);
+            near += cpu_of_requests(h, c, "/api/v1/service-1022/x", ROUTE_COST_BLOCK);
+        }
+        print_message("  %d requests each, %d routes: CPU %ld ms for /x, %ld ms for "
+                      "/api/v1/service-1022/x\n", n, MANY_ROUTES, far, near);
+        if (near <= far * 2 + 40)
+            break;
+    }
     if (!px_under_valgrind(harness_pid(h)) && near > far * 2 + 40)
         fail_msg("%d requests to /api/v1/service-1022/x took %ld ms of CPU, %d to /x %ld ms",
                  n, near, n, far);
