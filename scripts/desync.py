@@ -1123,6 +1123,43 @@ def stop_all():
             p.kill()
 
 
+# The parts of the peers' and Portico's configurations every chain shares (h2desync.py too).
+NGINX_HEAD = """worker_processes 1;
+daemon off;
+pid %(d)s/nginx.pid;
+error_log %(d)s/nginx.error info;
+events { worker_connections 256; }
+http {
+  access_log %(d)s/nginx.access;
+  client_body_temp_path %(d)s/ngx_body; proxy_temp_path %(d)s/ngx_proxy;
+  fastcgi_temp_path %(d)s/ngx_fcgi; uwsgi_temp_path %(d)s/ngx_uwsgi;
+  scgi_temp_path %(d)s/ngx_scgi;
+"""
+
+HAPROXY_HEAD = """global
+  log stdout format raw local0
+  maxconn 256
+  nbthread 1
+defaults
+  mode http
+  log global
+  option httplog
+  option http-keep-alive
+  http-reuse always
+  timeout connect 2s
+  timeout client 5s
+  timeout server 5s
+  timeout http-request 3s
+"""
+
+
+def portico_proxy(d, c, port, listen_flags=""):
+    """Portico's [proxy] section for chain c: one worker, its logs in d, 3 s client timeouts."""
+    return ("[proxy]\nlisten = %s:%d%s\nworkers = 1\naccess_log = %s/portico-%s.access\n"
+            "error_log = %s/portico-%s.error\nclient_header_timeout = 3s\n"
+            "client_body_timeout = 3s\n" % (HOST, port, listen_flags, d, c, d, c))
+
+
 def write_configs(d, chains):
     upstream = {"P": ORIGIN_PORT["P"], "A": ORIGIN_PORT["A"], "B": ORIGIN_PORT["B"],
                 "C": TAP["C"][0], "D": TAP["D"][0], "T": ORIGIN_PORT["T"],
@@ -1132,12 +1169,9 @@ def write_configs(d, chains):
             continue
         with open(os.path.join(d, "portico-%s.ini" % c), "w") as f:
             tls = c in ("T", "S")
-            f.write("[proxy]\nlisten = %s:%d%s\nworkers = 1\naccess_log = %s/portico-%s.access\n"
-                    "error_log = %s/portico-%s.error\nclient_header_timeout = 3s\n"
-                    "client_body_timeout = 3s\n%s\n[upstream o]\norigin = %s:%d\n"
-                    "first_byte_timeout = 3s\n%s"
-                    % (HOST, PORTICO_PORT[c], " tls" if tls else "", d, c, d, c,
-                       "tls_cert = %s/cert.pem\ntls_key = %s/key.pem\n" % (d, d) if tls else "",
+            f.write(portico_proxy(d, c, PORTICO_PORT[c], " tls" if tls else ""))
+            f.write("%s\n[upstream o]\norigin = %s:%d\nfirst_byte_timeout = 3s\n%s"
+                    % ("tls_cert = %s/cert.pem\ntls_key = %s/key.pem\n" % (d, d) if tls else "",
                        HOST, upstream[c],
                        "tls = on\nca_file = %s/cert.pem\nsni = localhost\n" % d
                        if c == "T" else ""))
@@ -1149,17 +1183,8 @@ def write_configs(d, chains):
                 f.write("\n[route r%d]\nprefix = %s\nupstream = o\n" % (i, prefix))
             f.write("\n[faults]\n\n[fault f]\nprefix = /fault/\nstatus = 503\n")
     with open(os.path.join(d, "nginx.conf"), "w") as f:
-        f.write("""worker_processes 1;
-daemon off;
-pid %(d)s/nginx.pid;
-error_log %(d)s/nginx.error info;
-events { worker_connections 256; }
-http {
-  access_log %(d)s/nginx.access;
-  client_body_temp_path %(d)s/ngx_body; proxy_temp_path %(d)s/ngx_proxy;
-  fastcgi_temp_path %(d)s/ngx_fcgi; uwsgi_temp_path %(d)s/ngx_uwsgi;
-  scgi_temp_path %(d)s/ngx_scgi;
-  upstream portico { server %(h)s:%(tapA)d; keepalive 8; }
+        f.write(NGINX_HEAD % {"d": d})
+        f.write("""  upstream portico { server %(h)s:%(tapA)d; keepalive 8; }
   upstream origin { server %(h)s:%(oC)d; keepalive 8; }
   server {
     listen %(h)s:%(nf)d;
@@ -1184,21 +1209,8 @@ http {
 """ % {"d": d, "h": HOST, "tapA": TAP["A"][0], "oC": ORIGIN_PORT["C"], "nf": NGINX_FRONT,
        "nb": NGINX_BACK, "pS": PORTICO_PORT["S"], "nt": NGINX_TLS})
     with open(os.path.join(d, "haproxy.cfg"), "w") as f:
-        f.write("""global
-  log stdout format raw local0
-  maxconn 256
-  nbthread 1
-defaults
-  mode http
-  log global
-  option httplog
-  option http-keep-alive
-  http-reuse always
-  timeout connect 2s
-  timeout client 5s
-  timeout server 5s
-  timeout http-request 3s
-frontend fB
+        f.write(HAPROXY_HEAD)
+        f.write("""frontend fB
   bind %(h)s:%(hf)d
   default_backend bB
 backend bB

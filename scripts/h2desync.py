@@ -755,9 +755,7 @@ def write_configs(d, crt, key, pem):
     for c, port in PORTICO.items():
         mode = {"P2": " h2c", "PT": " tls", "CN": " h2c", "CH": " h2c"}.get(c, "")
         with open(os.path.join(d, "portico-%s.ini" % c), "w") as f:
-            f.write("[proxy]\nlisten = %s:%d%s\nworkers = 1\naccess_log = %s/portico-%s.access\n"
-                    "error_log = %s/portico-%s.error\nclient_header_timeout = 3s\n"
-                    "client_body_timeout = 3s\n" % (HOST, port, mode, d, c, d, c))
+            f.write(D.portico_proxy(d, c, port, mode))
             if c == "PT":
                 f.write("tls_cert = %s\ntls_key = %s\n" % (crt, key))
             f.write("\n[upstream o]\norigin = %s:%d\nfirst_byte_timeout = 3s\n"
@@ -766,17 +764,8 @@ def write_configs(d, crt, key, pem):
                 f.write("tls = on\nca_file = %s\nsni = localhost\n" % crt)
             f.write("\n[route r]\nprefix = /\nupstream = o\n")
     with open(os.path.join(d, "nginx.conf"), "w") as f:
-        f.write("""worker_processes 1;
-daemon off;
-pid %(d)s/nginx.pid;
-error_log %(d)s/nginx.error info;
-events { worker_connections 256; }
-http {
-  access_log %(d)s/nginx.access;
-  client_body_temp_path %(d)s/ngx_body; proxy_temp_path %(d)s/ngx_proxy;
-  fastcgi_temp_path %(d)s/ngx_fcgi; uwsgi_temp_path %(d)s/ngx_uwsgi;
-  scgi_temp_path %(d)s/ngx_scgi;
-  upstream oCN { server %(h)s:%(oCN)d; keepalive 8; }
+        f.write(D.NGINX_HEAD % {"d": d})
+        f.write("""  upstream oCN { server %(h)s:%(oCN)d; keepalive 8; }
   upstream oN2 { server %(h)s:%(oN2)d; keepalive 8; }
   server {
     listen %(h)s:%(nb)d;
@@ -792,21 +781,8 @@ http {
 """ % {"d": d, "h": HOST, "oCN": ORIGIN["CN"], "oN2": ORIGIN["N2"], "nb": NGINX_BACK,
        "n2": NGINX_H2})
     with open(os.path.join(d, "haproxy.cfg"), "w") as f:
-        f.write("""global
-  log stdout format raw local0
-  maxconn 256
-  nbthread 1
-defaults
-  mode http
-  log global
-  option httplog
-  option http-keep-alive
-  http-reuse always
-  timeout connect 2s
-  timeout client 5s
-  timeout server 5s
-  timeout http-request 3s
-frontend fH2
+        f.write(D.HAPROXY_HEAD)
+        f.write("""frontend fH2
   bind %(h)s:%(h2c)d proto h2
   default_backend bH2
 backend bH2
