@@ -8,6 +8,7 @@
 
 #include <event2/buffer.h>
 
+#include "portico/evmem.h"
 #include "portico/util.h"
 
 void body_init(struct body_relay *r, enum h1_framing in, uint64_t content_length,
@@ -54,13 +55,8 @@ static int move_data(struct body_relay *r, struct evbuffer *in, struct evbuffer 
         evbuffer_remove(in, small, n);
         if (add(r, out, small, n) != 0)
             return -1;
-    } else {
-        /* libevent 2.1 copies a last chain shared with later bytes with an evbuffer_add whose
-         * failure it ignores: the bytes are drained and n returned all the same. out's growth
-         * says whether they arrived. */
-        size_t had = evbuffer_get_length(out);
-        if (evbuffer_remove_buffer(in, out, n) != (int)n || evbuffer_get_length(out) - had != n)
-            return out_of_memory(r);
+    } else if (evmem_move(in, out, n) != 0) {
+        return out_of_memory(r);
     }
     if (r->out_chunked && add(r, out, "\r\n", 2) != 0)
         return -1;

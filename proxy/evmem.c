@@ -268,3 +268,11 @@ void evmem_flush(void)
         }
     }
 }
+
+int evmem_move(struct evbuffer *in, struct evbuffer *out, size_t n)
+{
+    size_t had = evbuffer_get_length(out);
+    return evbuffer_remove_buffer(in, out, n) == (int)n && evbuffer_get_length(out) - had == n
+               ? 0
+               : -1;
+}

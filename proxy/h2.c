@@ -55,6 +55,7 @@
 
 #include "portico/config.h"
 #include "portico/downstream.h"
+#include "portico/evmem.h"
 #include "portico/exchange.h"
 #include "portico/log.h"
 #include "portico/loop.h"
@@ -554,12 +555,8 @@ static int send_data(nghttp2_session *session, nghttp2_frame *frame, const uint8
     (void)session, (void)frame;
     struct h2_conn *h = user;
     struct h2_stream *s = source->ptr;
-    /* (libevent 2.1 ignores the failure of the copy it makes of a chain it moves in part:
-     * the growth of out says whether the bytes arrived, as in body.c) */
-    size_t had = evbuffer_get_length(h->sock->out);
     if (evbuffer_add(h->sock->out, framehd, 9) != 0 ||
-        evbuffer_remove_buffer(s->body, h->sock->out, length) != (int)length ||
-        evbuffer_get_length(h->sock->out) - had != 9 + length) {
+        evmem_move(s->body, h->sock->out, length) != 0) {
         h2_out_of_memory(h); /* a frame cut short: nothing after it would parse */
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }

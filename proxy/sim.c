@@ -10,6 +10,7 @@
 
 #include "portico/config.h"
 #include "portico/evbase.h"
+#include "portico/evmem.h"
 #include "portico/h1out.h"
 #include "portico/http1.h"
 #include "portico/sim_conn.h"
@@ -346,10 +347,10 @@ static int body_step(struct conn *c, bool copy)
         if (avail == 0)
             return -2;
         size_t n = avail < r->body_left ? avail : (size_t)r->body_left;
-        if (copy)
-            evbuffer_remove_buffer(in, out, n);
-        else
+        if (!copy)
             evbuffer_drain(in, n);
+        else if (evmem_move(in, out, n) != 0)
+            return out_of_memory(c); /* a body short of its Content-Length: cut and closed */
         r->body_left -= n;
         return 0;
     }
@@ -360,9 +361,8 @@ static int body_step(struct conn *c, bool copy)
     if (r->chunked.data_left > 0) {
         size_t n = avail < r->chunked.data_left ? avail : (size_t)r->chunked.data_left;
         if (copy) { /* out of memory, a chunk without its size line or CRLF: cut and closed */
-            if (evbuffer_add_printf(out, "%zx\r\n", n) < 0)
+            if (evbuffer_add_printf(out, "%zx\r\n", n) < 0 || evmem_move(in, out, n) != 0)
                 return out_of_memory(c);
-            evbuffer_remove_buffer(in, out, n);
             if (evbuffer_add(out, "\r\n", 2) != 0)
                 return out_of_memory(c);
         } else {
@@ -597,8 +597,8 @@ static int step_head(struct conn *c)
         if (c->req.head) {
             evbuffer_drain(in, head_len);
         } else {
-            evbuffer_remove_buffer(in, out, head_len);
-            if (c->req.echo_chunked && evbuffer_add(out, "\r\n", 2) != 0) {
+            if (evmem_move(in, out, head_len) != 0 ||
+                (c->req.echo_chunked && evbuffer_add(out, "\r\n", 2) != 0)) {
                 c->why = "out of memory";
                 return -1;
             }

@@ -71,6 +71,13 @@ size_t evmem_drop_empty(struct evbuffer *b);
  * EVMEM_BUFFERS are kept already. */
 void evmem_buffer_free(struct evbuffer *b);
 
+/* Moves n bytes of in (which holds at least n) to the end of out without copying them where it
+ * can: evbuffer_remove_buffer, whose failure libevent 2.1 hides (the last chain, shared with
+ * later bytes, is copied with an evbuffer_add whose failure it ignores: the bytes are drained
+ * and n returned all the same), so out's growth is what says they arrived. 0, or -1 out of
+ * memory (the bytes then lost: the caller ends what they belonged to). */
+int evmem_move(struct evbuffer *in, struct evbuffer *out, size_t n);
+
 /* Frees the blocks and buffers the calling thread keeps. A thread's end does it by itself; the
  * main thread calls it before it exits. */
 void evmem_flush(void);
