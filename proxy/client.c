@@ -56,7 +56,6 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
-#include "portico/proxyproto.h"
 #include "portico/recent.h"
 #include "portico/request.h"
 #include "portico/sock.h"
@@ -352,7 +351,6 @@ void clients_drain(struct loop *l)
 
 void clients_close_all(struct loop *l)
 {
-    proxyproto_close_all(l); /* those still reading their PROXY header */
     struct client *c;
     unsigned tunnels = 0; /* cut: they have no exchange to log a 499 for */
     TAILQ_FOREACH(c, &l->clients, link)

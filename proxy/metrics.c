@@ -9,7 +9,6 @@
  * keys summed, and printed family by family.
  */
 #include "portico/metrics.h"
-#include "portico/proxyproto.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -110,6 +109,18 @@ static const char *const tunnel_end_texts[TUNNEL_END_COUNT] = {
 #undef X
 };
 
+static const char *const pp_error_labels[PP_ERROR_COUNT] = {
+#define X(id, label, words) [id] = label,
+    PP_ERROR_LIST(X)
+#undef X
+};
+
+static const char *const pp_error_texts[PP_ERROR_COUNT] = {
+#define X(id, label, words) [id] = words,
+    PP_ERROR_LIST(X)
+#undef X
+};
+
 #define NAME_OF(table, count, v) ((unsigned)(v) < (count) ? (table)[v] : "?")
 
 const char *interim_direction_name(enum interim_direction d)
@@ -140,6 +151,16 @@ const char *reload_result_name(enum reload_result r)
 const char *tunnel_end_words(enum tunnel_end e)
 {
     return NAME_OF(tunnel_end_texts, TUNNEL_END_COUNT, e);
+}
+
+const char *pp_error_label(enum pp_error e)
+{
+    return NAME_OF(pp_error_labels, PP_ERROR_COUNT, e);
+}
+
+const char *pp_error_words(enum pp_error e)
+{
+    return NAME_OF(pp_error_texts, PP_ERROR_COUNT, e);
 }
 
 /* ---- shards ---- */

@@ -35,28 +35,6 @@ static const char v1_sig[] = "PROXY "; /* then TCP4, TCP6 or UNKNOWN */
 static const unsigned char v2_sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                          0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
 
-static const char *const pp_error_labels[PP_ERROR_COUNT] = {
-#define X(id, label, words) [id] = label,
-    PP_ERROR_LIST(X)
-#undef X
-};
-
-static const char *const pp_error_texts[PP_ERROR_COUNT] = {
-#define X(id, label, words) [id] = words,
-    PP_ERROR_LIST(X)
-#undef X
-};
-
-const char *pp_error_label(enum pp_error e)
-{
-    return (unsigned)e < PP_ERROR_COUNT ? pp_error_labels[e] : "?";
-}
-
-const char *pp_error_words(enum pp_error e)
-{
-    return (unsigned)e < PP_ERROR_COUNT ? pp_error_texts[e] : "?";
-}
-
 /* ---- the parser ---- */
 
 /* The next space-separated field of a v1 line from *pos (exactly one space between fields,

@@ -42,6 +42,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/proxyproto.h"
 #include "portico/recent.h"
 #include "portico/upgrade.h"
 #include "portico/upstream.h"
@@ -133,13 +134,20 @@ static void leave_running(struct worker *w, enum loop_state next)
     w->loop.state = next;
 }
 
+/* Closes every client connection: those still reading their PROXY header, then the others. */
+static void close_connections(struct loop *l)
+{
+    proxyproto_close_all(l);
+    clients_close_all(l);
+}
+
 /* Closes every connection and ends the loop. */
 static void stop_now(struct worker *w)
 {
     if (w->loop.state == LOOP_STOPPING)
         return;
     leave_running(w, LOOP_STOPPING);
-    clients_close_all(&w->loop);
+    close_connections(&w->loop);
     upstream_pools_free(&w->loop);
     event_base_loopbreak(w->loop.base);
 }
@@ -486,7 +494,7 @@ static void worker_free(struct worker *w)
 {
     health_stop(w->health);
     close_listeners(w);
-    clients_close_all(&w->loop);
+    close_connections(&w->loop);
     if (w->loop.pools)
         upstream_pools_free(&w->loop);
     if (w->loop.dns)

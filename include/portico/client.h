@@ -39,7 +39,8 @@ struct client *client_new_at(struct loop *l, int fd, const struct sockaddr *sa, 
  * close after their current exchange. */
 void clients_drain(struct loop *l);
 
-/* Closes every connection of the loop at once (exchanges included, logged as 499). */
+/* Closes every client connection of the loop at once (exchanges included, logged as 499);
+ * those still reading a PROXY header are proxyproto_close_all's. */
 void clients_close_all(struct loop *l);
 
 #endif

@@ -181,6 +181,22 @@ enum tunnel_end {
     TUNNEL_END_COUNT
 };
 
+/* Why a header was refused: the label of portico_proxy_protocol_errors_total{reason}, and the
+ * words of the log line. */
+#define PP_ERROR_LIST(X)                                                                           \
+    X(PP_ERR_MISSING, "missing", "no PROXY header: the bytes begin something else")              \
+    X(PP_ERR_MALFORMED, "malformed", "malformed PROXY header")                                    \
+    X(PP_ERR_OVERSIZED, "oversized", "PROXY header too long")                                     \
+    X(PP_ERR_TRUNCATED, "truncated", "connection closed within the PROXY header")                 \
+    X(PP_ERR_TIMEOUT, "timeout", "PROXY header not complete within client_header_timeout")
+
+enum pp_error {
+#define X(id, label, words) id,
+    PP_ERROR_LIST(X)
+#undef X
+    PP_ERROR_COUNT
+};
+
 /* How a lookup over TCP of an origin name ended, for portico_dns_tcp_lookups_total{result}
  * (upstream.c: ASKED OVER TCP). */
 #define DNS_TCP_OUTCOME_LIST(X)                                                                    \
@@ -368,6 +384,10 @@ const char *fault_action_name(enum fault_action a);
 const char *reload_result_name(enum reload_result r);
 /* What a tunnel's end is called in the log ("client closed", "idle for tunnel_timeout"). */
 const char *tunnel_end_words(enum tunnel_end e);
+
+/* The metric label and the log words of a refused PROXY header (proxyproto.c). */
+const char *pp_error_label(enum pp_error e);
+const char *pp_error_words(enum pp_error e);
 
 /* Upper bounds of the portico_phase_duration_seconds buckets in µs (+Inf not included), and
  * their number. */

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "portico/client.h"
+#include "portico/metrics.h" /* enum pp_error */
 
 struct loop;
 
@@ -25,22 +26,6 @@ struct loop;
  * link id, an ALPN or an authority, fit many times over). */
 #define PP_V2_FIXED 16
 #define PP_HEADER_MAX 4096
-
-/* Why a header was refused: the label of portico_proxy_protocol_errors_total{reason}, and the
- * words of the log line. */
-#define PP_ERROR_LIST(X)                                                                           \
-    X(PP_ERR_MISSING, "missing", "no PROXY header: the bytes begin something else")              \
-    X(PP_ERR_MALFORMED, "malformed", "malformed PROXY header")                                    \
-    X(PP_ERR_OVERSIZED, "oversized", "PROXY header too long")                                     \
-    X(PP_ERR_TRUNCATED, "truncated", "connection closed within the PROXY header")                 \
-    X(PP_ERR_TIMEOUT, "timeout", "PROXY header not complete within client_header_timeout")
-
-enum pp_error {
-#define X(id, label, words) id,
-    PP_ERROR_LIST(X)
-#undef X
-    PP_ERROR_COUNT
-};
 
 /* What a header says. */
 struct pp_header {
@@ -56,10 +41,6 @@ struct pp_header {
  * they hold a whole header, filling *h (the bytes after it are not the header's); 0 when they
  * are a beginning of one and more must come; -1 when they cannot begin one, setting *err. */
 int pp_parse(const unsigned char *p, size_t len, struct pp_header *h, enum pp_error *err);
-
-/* The metric label and the log words of an error. */
-const char *pp_error_label(enum pp_error e);
-const char *pp_error_words(enum pp_error e);
 
 /* A connection accepted on a proxy_protocol listener: its header is read (at once when it is
  * there, else as it comes, within client_header_timeout from now), taken from the socket exactly,
