@@ -891,14 +891,16 @@ static void make_request_id(struct exchange *ex)
     loop_request_id(ex->loop, ex->request_id, sizeof(ex->request_id));
 }
 
-/* [proxy] real_ip: the client a trusted peer names in the field, if it names one. Out of line:
- * with real_ip off (the default) a request pays one compare for it. */
-__attribute__((noinline)) static void find_real_ip(struct exchange *ex)
+/* Whether the peer is one of trusted_proxies, and then (real_ip) the client it names in the
+ * field, if it names one. Out of line: without trusted_proxies (the default) a request pays one
+ * compare for it, and with them the peer's address is parsed once, not again per attempt. */
+__attribute__((noinline)) static void judge_peer(struct exchange *ex)
 {
     const struct config *cfg = ex->cfg;
     struct fault_addr peer;
-    if (fault_addr_parse(ex->ds.peer->ip, &peer) != 0 ||
-        !fault_cidr_contains(cfg->trusted_proxies, cfg->ntrusted_proxies, &peer))
+    ex->from_trusted = fault_addr_parse(ex->ds.peer->ip, &peer) == 0 &&
+                       fault_cidr_contains(cfg->trusted_proxies, cfg->ntrusted_proxies, &peer);
+    if (!ex->from_trusted || cfg->real_ip == REAL_IP_OFF)
         return; /* anyone else's word on its address is not taken */
     switch (realip_find(ex->req.fields, ex->req.nfields, cfg->real_ip, cfg->trusted_proxies,
                         cfg->ntrusted_proxies, &ex->client_addr)) {
@@ -953,8 +955,8 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
     ex->now = event_now_us();
     ex->origin = -1;
     ex->route_index = -1;
-    if (ex->cfg->real_ip != REAL_IP_OFF)
-        find_real_ip(ex);
+    if (ex->cfg->ntrusted_proxies > 0) /* real_ip needs them (config.c) */
+        judge_peer(ex);
     phase_enter(&ex->pc, PHASE_ROUTE, ex->now);
     deadline_init(&ex->phase_timer, l->clock, phase_timeout_cb, ex);
     deadline_init(&ex->total_timer, l->clock, total_timeout_cb, ex);

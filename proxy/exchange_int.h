@@ -112,6 +112,8 @@ struct exchange {
     bool real_ip;                      /* a trusted proxy named the client ([proxy] real_ip):
                                           client_addr, not the peer, is the client (in
                                           upgrade's padding) */
+    bool from_trusted;                 /* the peer is one of trusted_proxies: its fields on
+                                          how its client came go on, real_ip reads them */
     enum req_state req_state;
     struct body_relay req_body;
     bool req_eof;                      /* the downstream said the request body ended */

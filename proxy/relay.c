@@ -310,14 +310,6 @@ bool relay_discard_body(struct exchange *ex)
 
 /* ---- sending the request ---- */
 
-/* Whether the client is one of trusted_proxies: asked per request, only when there are some. */
-static bool peer_trusted(const struct exchange *ex)
-{
-    struct fault_addr client;
-    return fault_addr_parse(ex->ds.peer->ip, &client) == 0 &&
-           fault_cidr_contains(ex->cfg->trusted_proxies, ex->cfg->ntrusted_proxies, &client);
-}
-
 static void send_request(struct exchange *ex)
 {
     const struct h1_info *info = &ex->info;
@@ -328,7 +320,7 @@ static void send_request(struct exchange *ex)
         .target_len = ex->target_len,
         .client_ip = ex->ds.peer->ip,
         .client_tls = ex->ds.peer->tls,
-        .trusted_proxy = ex->cfg->ntrusted_proxies > 0 && peer_trusted(ex),
+        .trusted_proxy = ex->from_trusted,
         .request_id = ex->request_id,
         .client_host = ex->host,
         .client_host_len = ex->host_len,
