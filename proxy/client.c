@@ -374,11 +374,14 @@ static void linger(struct client *c)
         return;
     }
     /* A client that asked to close, whose request was read to its end and who sent nothing
-     * more, gets a plain close() (FIN): no reset can come of unread bytes, and the shutdown,
-     * the read of its FIN and a failed epoll_ctl are 3 system calls of 11.5 per
-     * connection-per-request. */
+     * more, is not waited for: no reset can come of unread bytes, and reading its FIN and a
+     * failed epoll_ctl were 2 system calls of ~10 per connection-per-request. Our FIN leaves
+     * now, behind the answer, as HAProxy's does: the close() comes from the loop, after the
+     * turn's other events (~0.8 ms under load), and a client that closed first in the meantime
+     * holds the TIME_WAIT: at ~28,000 connections a second its ports then run out. */
     if (c->closes_quietly && evbuffer_get_length(c->sock.in) == 0) {
-        sock_read(&c->sock, false); /* its FIN need not be read: close() follows at once */
+        sock_shutdown_cut(&c->sock);
+        sock_read(&c->sock, false); /* its FIN need not be read: close() follows */
         set_state(c, CS_QUIET_CLOSE);
         return;
     }
