@@ -3,6 +3,8 @@
 #   make run        install missing Debian packages, build, run on conf/portico.ini
 #   make test       install missing packages, build, unit + integration tests, then the same
 #                   tests again under ASan+UBSan, then every fuzz target for a few seconds
+#   make check-layers  fail on an include cycle between modules (scripts/include-cycles.py);
+#                   make test and make check run it too
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 60) each
 #   make valgrind   one integration test (VALGRIND_TEST) with Portico under valgrind memcheck
 #   make tsan       the ThreadSanitizer build (SAN=thread, build/tsan), then the tests that run
@@ -85,8 +87,8 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 SYSCONFDIR  ?= /etc
 INSTALL     ?= install
 
-.PHONY: all run test check check-unit check-integration deps fuzz fuzz-build fuzz-bins fuzz-smoke \
-        valgrind tsan bench soak clean tests install uninstall
+.PHONY: all run test check check-layers check-unit check-integration deps fuzz fuzz-build \
+        fuzz-bins fuzz-smoke valgrind tsan bench soak clean tests install uninstall
 all: $(BUILD)/portico
 
 deps:
@@ -103,7 +105,7 @@ run: deps
 # variables: a line that says $(MAKE) itself runs under make -n.)
 ASAN_BUILD := $(MAKE) --no-print-directory -j$(JOBS) tests BUILD=build/asan SAN=1
 FUZZ_BUILD := $(MAKE) --no-print-directory -j$(JOBS) fuzz-bins
-test: deps
+test: deps check-layers
 	@$(MAKE) --no-print-directory -j$(JOBS) tests
 	@./scripts/run-tests.sh --only unit --beside '$(ASAN_BUILD)' build
 	@./scripts/run-tests.sh --only unit --beside '$(FUZZ_BUILD)' build/asan
@@ -113,8 +115,13 @@ test: deps
 
 tests: $(BUILD)/portico $(UNIT_BINS) $(INTEG_BINS)
 
-check: tests
+check: tests check-layers
 	@./scripts/run-tests.sh $(BUILD)
+
+# A module (proxy/X.c with include/portico/X.h) includes only headers of its own layer or below,
+# so the modules' include graph has no cycle: any cycle fails here, none is allowed.
+check-layers:
+	@python3 scripts/include-cycles.py
 
 $(BUILD)/proxy/main.o: VERSION
 

@@ -34,7 +34,7 @@
 #include "portico/certexpiry.h"
 #include "portico/log.h"
 #include "portico/privileges.h"
-#include "portico/route.h"
+#include "portico/route_prefix.h"
 #include "portico/status.h"
 #include "portico/ticket.h"
 #include "portico/tls.h"

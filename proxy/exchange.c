@@ -96,6 +96,7 @@
 #include "portico/recent.h"
 #include "portico/request.h"
 #include "portico/route.h"
+#include "portico/route_prefix.h"
 #include "portico/sock.h"
 #include "portico/upstream.h"
 #include "portico/status.h"

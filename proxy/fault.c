@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "portico/route.h"
+#include "portico/route_prefix.h"
 #include "portico/util.h"
 
 #define FAULT_MAX_TRUNCATE (UINT64_C(1) << 40)  /* sizes: at most 1t, like max_body_size */

@@ -13,7 +13,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "portico/route.h"
+#include "portico/route_prefix.h"
 #include "portico/util.h"
 
 #define Z_99 2.3263478740408408 /* the standard normal's 99th percentile */

@@ -27,7 +27,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "portico/config.h"
+#include "portico/config_limits.h"
+#include "portico/fault.h"
 #include "portico/fmt.h"
 #include "portico/util.h"
 

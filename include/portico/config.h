@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "portico/config_limits.h"
 #include "portico/failure.h"
 #include "portico/fault.h"
 #include "portico/log.h"
@@ -28,9 +29,6 @@
 #define CFG_MAX_HINTS 16
 #define CFG_MAX_LINE 8192 /* bytes of one INI line, newline excluded */
 #define CFG_MAX_HEADER_SIZE (UINT64_C(1) << 20) /* max_header_size and max_request_line: 1m */
-#define CFG_NAME_MAX 256  /* bytes of a section header's text, so of an [upstream]/[route] name,
-                           * NUL included */
-#define CFG_ORIGIN_TEXT_MAX 300 /* bytes of an origin's "host:port", NUL included */
 #define CFG_MAX_SOCKBUF (UINT64_C(64) << 20) /* client_sndbuf, origin_rcvbuf: 64m (the kernel
                                                * takes up to 1g) */
 #define CFG_MAX_DURATION_MS (UINT64_C(7) * 24 * 3600 * 1000) /* every duration: 7 days at most */

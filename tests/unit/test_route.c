@@ -15,6 +15,7 @@
 
 #include "portico/config.h"
 #include "portico/route.h"
+#include "portico/route_prefix.h"
 
 #include "config_helpers.h"
 
