@@ -105,7 +105,8 @@ run: deps
 # variables: a line that says $(MAKE) itself runs under make -n.)
 ASAN_BUILD := $(MAKE) --no-print-directory -j$(JOBS) tests BUILD=build/asan SAN=1
 FUZZ_BUILD := $(MAKE) --no-print-directory -j$(JOBS) fuzz-bins
-test: deps check-layers
+test: deps
+	@$(MAKE) --no-print-directory check-layers
 	@$(MAKE) --no-print-directory -j$(JOBS) tests
 	@./scripts/run-tests.sh --only unit --beside '$(ASAN_BUILD)' build
 	@./scripts/run-tests.sh --only unit --beside '$(FUZZ_BUILD)' build/asan
