@@ -54,7 +54,6 @@
 #include "portico/loop.h"
 #include "portico/metrics.h"
 #include "portico/request.h"
-#include "portico/route.h"
 #include "portico/sock.h"
 #include "portico/status.h"
 #include "portico/upstream.h"

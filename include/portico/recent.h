@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "portico/config.h"
+#include "portico/config_limits.h"
 #include "portico/failure.h"
 #include "portico/fault.h"
 
