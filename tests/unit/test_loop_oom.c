@@ -47,6 +47,7 @@
 #include "portico/trace.h"
 #include "portico/upstream.h"
 #include "portico/util.h"
+#include "portico/worker.h"
 
 #define MAX_ALLOCS 400 /* an answer of Portico's own makes fewer allocations than this */
 
@@ -441,9 +442,10 @@ int __wrap_event_add(struct event *ev, const struct timeval *tv);
 
 static bool health_timer_record;       /* the next timer added is the health check's */
 static event_callback_fn health_timer_cb;
-static long health_timer_adds;         /* adds of it since health_start */
-static long health_timer_fail_from = -1;
-static long health_timer_refused;      /* adds of it that failed */
+/* atomic: a worker's thread adds the timer while the test's reads them */
+static _Atomic long health_timer_adds;         /* adds of it since health_start */
+static _Atomic long health_timer_fail_from = -1;
+static _Atomic long health_timer_refused;      /* adds of it that failed */
 
 int __wrap_event_add(struct event *ev, const struct timeval *tv)
 {
@@ -541,12 +543,101 @@ static void test_health_check_unarmed_checks_again(void **state)
     origin_stop(&o);
 }
 
+/* The same through a running worker: its own 1-second tick (log_flush_cb) arms the check
+ * again, nobody calling health_tick for it. */
+static void test_health_check_unarmed_worker_tick(void **state)
+{
+    (void)state;
+    /* the health timer's callback, learnt from a check started on a scratch loop */
+    struct loop scratch;
+    loop_up(&scratch, gen);
+    struct generation *sg = NULL;
+    {
+        struct config *cfg = cfg_load_string("[proxy]\naccess_log = off\n[upstream u]\n"
+                                             "origin = 127.0.0.1:9\n"
+                                             "health_check = GET / every 1h expect 200\n",
+                                             "scratch.ini", NULL, stderr, NULL);
+        assert_non_null(cfg);
+        sg = generation_new(cfg, 1);
+        assert_non_null(sg);
+        scratch.cfg = sg->cfg;
+        scratch.gen = sg;
+    }
+    health_timer_record = true;
+    health_timer_cb = NULL;
+    struct health *sh = NULL;
+    assert_int_equal(health_start(&scratch, &sh), 0);
+    assert_non_null(health_timer_cb);
+    health_stop(sh);
+    scratch.cfg = gen->cfg;
+    scratch.gen = gen;
+    loop_down(&scratch);
+    generation_free(sg);
+
+    struct origin o;
+    origin_start(&o);
+    o.failing = true;
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sin);
+    assert_int_equal(bind(s, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&sin, &len), 0);
+    close(s); /* a port the kernel just gave out, for the worker's listener */
+    char text[512];
+    snprintf(text, sizeof(text),
+             "[proxy]\nlisten = 127.0.0.1:%u\nworkers = 1\naccess_log = off\n"
+             "[upstream u]\norigin = 127.0.0.1:%u\n"
+             "health_check = GET /healthz every 100ms expect 200\n",
+             (unsigned)ntohs(sin.sin_port), o.port);
+    struct config *cfg = cfg_load_string(text, "worker.ini", NULL, stderr, NULL);
+    assert_non_null(cfg);
+    struct generation *g = generation_new(cfg, 2);
+    assert_non_null(g);
+    const struct balancer *b = g->balancers[0];
+    (void)log_says("\n"); /* what came before */
+    health_timer_adds = health_timer_refused = 0;
+    health_timer_fail_from = 2; /* the next check's, after the first check and its deadline */
+    struct worker_group *wg = workers_start(g, NULL);
+    assert_non_null(wg);
+
+    /* down by its first check, whose next one could not be armed; then a tick tries in vain */
+    uint64_t until = now_us() + 3000000;
+    while ((balancer_checks_in_row(b, 0) >= 0 || health_timer_refused < 2) && now_us() < until)
+        poll(NULL, 0, 1);
+    if (balancer_checks_in_row(b, 0) >= 0 || health_timer_refused < 2)
+        fail_msg("in 3 s: %d checks in a row, %ld adds of the check's timer refused; want the "
+                 "origin down and a tick's retry refused", balancer_checks_in_row(b, 0),
+                 (long)health_timer_refused);
+    assert_true(balancer_origin_down(b, 0));
+    assert_true(balancer_checks_are_stopped(b, 0));
+    assert_int_equal(o.accepted, 1);
+    assert_true(log_says("checks of it stopped")); /* written before the verdict was given */
+
+    /* the origin and memory back: the worker's next tick resumes the checks, the origin up */
+    o.failing = false;
+    health_timer_fail_from = -1;
+    until = now_us() + 3000000;
+    while (balancer_checks_in_row(b, 0) <= 0 && now_us() < until)
+        poll(NULL, 0, 1);
+    if (balancer_checks_in_row(b, 0) <= 0)
+        fail_msg("the origin answers 200 and its timer can be armed, yet it is still down 3 s "
+                 "later: the worker's tick did not resume its checks");
+    assert_false(balancer_origin_down(b, 0));
+    assert_false(balancer_checks_are_stopped(b, 0));
+    workers_stop(wg, 0);
+    assert_true(log_says("checks of it resumed"));
+    health_timer_cb = NULL;
+    generation_free(g);
+    origin_stop(&o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_own_answer_whole_or_cut),
         cmocka_unit_test(test_health_check_request_whole_or_no_verdict),
         cmocka_unit_test(test_health_check_unarmed_checks_again),
+        cmocka_unit_test(test_health_check_unarmed_worker_tick),
     };
 
     (void)alloc_fail_all;
