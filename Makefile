@@ -145,6 +145,9 @@ $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB_OBJS)
 $(BUILD)/tests/unit/test_config_alloc: LDFLAGS += \
 	-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=free
 
+# makes the health check's timer fail to arm (event_add, as libevent out of memory)
+$(BUILD)/tests/unit/test_loop_oom: LDFLAGS += -Wl,--wrap=event_add
+
 # Makes the copy of a metrics row's name fail (a retired shard out of memory).
 $(BUILD)/tests/unit/test_metrics_alloc: LDFLAGS += -Wl,--wrap=strdup
 

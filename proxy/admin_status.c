@@ -485,8 +485,9 @@ static const char admin_status_page[] =
     "'down' ? ' (passive)' : '';\n"
     "      var going = failed ? ' (' + failed + ' failed check' + (failed > 1 ? 's' : '') + "
     "' in a row)' : '';\n"
-    "      var h = el('td', (o.up ? 'up' + going : 'down' + why) + ', ' + o.in_flight + "
-    "' in flight', o.up ? 'up' : 'down');\n"
+    "      var stopped = o.checks_stopped ? ' (checks stopped: out of memory)' : '';\n"
+    "      var h = el('td', (o.up ? 'up' + going : 'down' + why) + stopped + ', ' + o.in_flight "
+    "+ ' in flight', o.up ? 'up' : 'down');\n"
     "      h.id = 'health-' + u.name + '-' + o.origin;\n"
     "      rows.push(row([el('td', i ? '' : u.name), el('td', o.origin, 'mono'), h,\n"
     "                     el('td', i ? '' : u.pool_idle + ' (keepalive ' + u.keepalive + ' "
@@ -696,12 +697,13 @@ static void upstream_json(struct evbuffer *out, const struct generation *gen,
         int run = balancer_checks_in_row(b, o);
         if (up->health.interval_ms)
             jprintf(out, "\"%s\",\"checks_passed_in_row\":%d,"
-                                     "\"checks_failed_in_row\":%d",
+                                     "\"checks_failed_in_row\":%d,\"checks_stopped\":%s",
                                 check_state_name(balancer_check_state(b, o)),
-                                run > 0 ? run : 0, run < 0 ? -run : 0);
+                                run > 0 ? run : 0, run < 0 ? -run : 0,
+                                balancer_checks_are_stopped(b, o) ? "true" : "false");
         else
             jprintf(out, "null,\"checks_passed_in_row\":null,"
-                                     "\"checks_failed_in_row\":null");
+                                     "\"checks_failed_in_row\":null,\"checks_stopped\":null");
         jprintf(out, ",\"in_flight\":%u}", balancer_in_flight(b, o));
     }
     jadd(out, "],\"recent_failures\":[", 21);

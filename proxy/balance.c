@@ -38,6 +38,7 @@ struct origin_slot {
     _Atomic uint64_t window_start_ms;  /* the first of them */
     _Atomic uint64_t down_until_ms;    /* DOWN: when the probe may go */
     _Atomic unsigned in_flight;        /* attempts picked and not done */
+    _Atomic bool checks_stopped;       /* its health check's next check could not be armed */
     uint32_t same;                     /* the origins listed with its host:port, itself included */
 };
 
@@ -568,6 +569,18 @@ int balancer_checks_in_row(const struct balancer *b, int origin)
     return origin >= 0 && origin < b->up->norigins
                ? atomic_load_explicit(&b->origins[origin].checks_in_row, memory_order_relaxed)
                : 0;
+}
+
+void balancer_checks_stopped(struct balancer *b, int origin, bool stopped)
+{
+    if (origin >= 0 && origin < b->up->norigins)
+        atomic_store_explicit(&b->origins[origin].checks_stopped, stopped, memory_order_relaxed);
+}
+
+bool balancer_checks_are_stopped(const struct balancer *b, int origin)
+{
+    return origin >= 0 && origin < b->up->norigins &&
+           atomic_load_explicit(&b->origins[origin].checks_stopped, memory_order_relaxed);
 }
 
 unsigned balancer_in_flight(const struct balancer *b, int origin)

@@ -5,7 +5,9 @@
  * origin connection and the same timer as the check's deadline. Every outcome goes through
  * end_check(), which closes the connection and arms the next check one interval after this one
  * started; verdict() then gives the check's result to the balancer, which counts it toward
- * rise or fall, unless our own shortage ended it (no_verdict: counted toward neither).
+ * rise or fall, unless our own shortage ended it (no_verdict: counted toward neither). A next
+ * check libevent had no memory to arm leaves the probe unarmed: the worker's 1-second tick
+ * (health_tick) arms it again, so the checker recovers by itself once memory is back.
  */
 #include "portico/health.h"
 
@@ -56,6 +58,12 @@ struct probe {
     bool shortage_said;                /* a check our shortage ended was logged: once until one
                                           ends with a verdict */
     unsigned interim;                  /* 1xx heads the running check read */
+    bool unarmed;                      /* WAITING with no timer: its next check could not be
+                                          armed; health_tick tries again */
+    uint64_t due_us;                   /* while unarmed: when that check was due */
+    bool stop_said;                    /* its checks' stop was logged: once until a check ends
+                                          with a verdict, as shortage_said */
+    bool resume_due;                   /* ... and their resumption will be, once */
 };
 
 /* 1xx heads a check reads before it fails: as many as an exchange relays. Parsing a stream of
@@ -65,6 +73,7 @@ struct probe {
 
 struct health {
     struct loop *loop;                 /* borrowed */
+    int unarmed;                       /* probes unarmed: health_tick's work, 0 almost always */
     int n;
     struct probe probes[];
 };
@@ -86,13 +95,29 @@ static bool arm(struct probe *p, uint64_t us)
     return evtimer_add(&p->timer, &tv) == 0;
 }
 
+/* Says, on the balancer /status reads, whether the probe's checks are stopped. */
+static void set_unarmed(struct probe *p, bool unarmed)
+{
+    struct health *h = p->health;
+    h->unarmed += unarmed ? 1 : -1;
+    p->unarmed = unarmed;
+    balancer_checks_stopped(h->loop->gen->balancers[p->upstream], p->origin, unarmed);
+}
+
 /* Arms the next check. Unarmed, the probe would never check again, the origin's state frozen
- * without a word: said. */
+ * until a reload (one marked down stayed down whatever it did): health_tick tries again every
+ * second, and the log says once that the checks stopped, once that they resumed. */
 static void arm_next(struct probe *p, uint64_t us)
 {
-    if (!arm(p, us))
-        log_error("health check of %s: no timer for the next check (out of memory): no more "
-                  "checks of it until a reload", origin_text(p));
+    if (arm(p, us))
+        return;
+    p->due_us = now_us() + us;
+    set_unarmed(p, true); /* a probe is armed when this is called */
+    if (p->stop_said)
+        return;
+    log_error("health check of %s: no timer for the next check (out of memory): checks of it "
+              "stopped, its last verdict stands; tried again every second", origin_text(p));
+    p->stop_said = p->resume_due = true;
 }
 
 /* The end of a check: the connection closed, the next check armed one interval after this one
@@ -113,6 +138,8 @@ static void end_check(struct probe *p)
 static void verdict(struct probe *p, enum check_state s, const char *why)
 {
     struct loop *l = p->health->loop;
+    p->stop_said = false; /* before end_check: a stop it meets is said, then not again until
+                             the next verdict */
     end_check(p);
     p->shortage_said = false;
     if (s == CHECK_FAILING)
@@ -378,6 +405,23 @@ int health_start(struct loop *l, struct health **out)
     }
     *out = h;
     return 0;
+}
+
+void health_tick(struct health *h)
+{
+    if (!h || !h->unarmed)
+        return;
+    uint64_t now = now_us();
+    for (int i = 0; i < h->n; i++) {
+        struct probe *p = &h->probes[i];
+        if (!p->unarmed || !arm(p, p->due_us > now ? p->due_us - now : 0))
+            continue;
+        set_unarmed(p, false);
+        if (p->resume_due)
+            log_warn("health check of %s: its timer armed again: checks of it resumed",
+                     origin_text(p));
+        p->resume_due = false;
+    }
 }
 
 void health_stop(struct health *h)

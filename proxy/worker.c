@@ -59,8 +59,9 @@ struct worker {
     struct worker_group *group;            /* told when our listeners are closed */
     struct event *drain_timer;             /* drain deadline: then everything is closed */
     uint64_t drain_deadline_us;            /* when it fires (now_us clock) */
-    struct event *log_timer;               /* every second: the access-log buffer out, and
-                                              the heap trimmed after a burst (trim_after_burst) */
+    struct event *log_timer;               /* every second: the access-log buffer out, the
+                                              heap trimmed after a burst (trim_after_burst),
+                                              unarmed health checks armed (health_tick) */
     struct health *health;                 /* worker 0: the generation's active health checks */
     bool accept_held;                      /* max_connections reached: listeners held */
     bool admin_held;                       /* ADMIN_CONNS_MAX reached: admin listener held */
@@ -278,6 +279,7 @@ static void log_flush_cb(evutil_socket_t fd, short what, void *arg)
     struct worker *w = arg;
     trim_after_burst(w);
     log_buffer_flush(w->loop.log);
+    health_tick(w->health); /* a check whose timer could not be armed: again (health.h) */
     /* the status page's pool sizes: only this thread may look at its pools */
     for (int u = 0; u < w->loop.cfg->nupstreams; u++)
         recent_set_pool(w->loop.recent, u, upstream_pool_idle(&w->loop, u));

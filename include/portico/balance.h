@@ -110,6 +110,12 @@ void balancer_release(struct balancer *b, int origin);
  * balancer (the worker that runs its generation's checks). */
 void balancer_check(struct balancer *b, int origin, enum check_state s, const char *why);
 
+/* Whether the health check of origin is stopped: its next check could not be armed (out of
+ * memory) and the worker's tick tries again (health.h). Written by the thread running the
+ * checks, read by /status. */
+void balancer_checks_stopped(struct balancer *b, int origin, bool stopped);
+bool balancer_checks_are_stopped(const struct balancer *b, int origin);
+
 /* A reload: b, of the new generation's upstream, takes over the verdicts of from, the same
  * upstream of the running one, for each origin listed in both (the same host:port): the checks'
  * verdict and their run toward rise or fall when both ask the same check (method, path,

@@ -22,6 +22,11 @@ struct health;
  * upstream has a health_check. 0, or -1 when out of memory. */
 int health_start(struct loop *l, struct health **out);
 
+/* The worker's 1-second tick: the probes whose next check could not be armed (libevent out of
+ * memory) are armed again, each for when its check was due (at once when that has passed).
+ * Nothing to do, and nothing done, when every probe is armed (NULL is fine). */
+void health_tick(struct health *h);
+
 /* Stops every check (connections in progress are closed) and frees h (NULL is fine). */
 void health_stop(struct health *h);
 

@@ -377,6 +377,7 @@ static void test_status_in_flight(void **state)
     assert_non_null(tj_str(o, "passive"));
     assert_string_equal(tj_str(o, "passive"), "up");
     assert_true(tj_is_null(o, "check"));
+    assert_true(tj_is_null(o, "checks_stopped")); /* no check to stop */
     tj_free(doc);
     for (int k = 0; k < 4; k++)
         raw_close(c[k]);
@@ -1233,6 +1234,8 @@ static void gated_status(struct gated *g, const char *check, int passed, int fai
     double p = -1, f = -1;
     assert_int_equal(tj_num(o, "checks_passed_in_row", &p), 0);
     assert_int_equal(tj_num(o, "checks_failed_in_row", &f), 0);
+    const struct tj *stopped = tj_get(o, "checks_stopped"); /* armed: its checks run */
+    assert_true(stopped && stopped->type == TJ_BOOL && !stopped->boolean);
     if (strcmp(tj_str(o, "check"), check) != 0 || (int)p != passed || (int)f != failed)
         fail_msg("after check %u: check %s, %d passed and %d failed in a row; want %s, %d, %d",
                  g->checks, tj_str(o, "check"), (int)p, (int)f, check, passed, failed);

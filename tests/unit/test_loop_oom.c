@@ -7,7 +7,10 @@
  *    client would read the next response as the rest of this one), and its access record's
  *    bytes are those that went;
  *  - an active health check against an origin that answers 200: it passes or gives no verdict
- *    (our own shortage), never fails, which would count toward marking the origin down.
+ *    (our own shortage), never fails, which would count toward marking the origin down;
+ *  - a health check whose next check's timer could not be armed (event_add failing, through
+ *    --wrap=event_add): its checks stop, and resume from the worker's tick once the timer can
+ *    be armed again, the origin's state following the origin (down, then up).
  */
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -24,6 +27,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 
@@ -43,6 +47,7 @@
 #include "portico/trace.h"
 #include "portico/upstream.h"
 #include "portico/util.h"
+#include "portico/worker.h"
 
 #define MAX_ALLOCS 400 /* an answer of Portico's own makes fewer allocations than this */
 
@@ -274,19 +279,24 @@ static void test_own_answer_whole_or_cut(void **state)
 /* ---- an active health check ---- */
 
 /* The origin: a thread with blocking sockets (no libevent: every allocation the sweep counts
- * is the worker loop's), answering each connection's request 200 and closing. */
+ * is the worker loop's), answering each connection's request 200 (or 500 while failing) and
+ * closing. */
 struct origin {
     int lfd;
     uint16_t port;
     volatile bool stop;
+    _Atomic bool failing;              /* answers 500 */
+    _Atomic unsigned accepted;         /* connections accepted: the checks made */
     pthread_t thread;
 };
 
 static void *origin_main(void *arg)
 {
     struct origin *o = arg;
-    static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
-                                 "Connection: close\r\n\r\n";
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
+                             "Connection: close\r\n\r\n";
+    static const char failing[] = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
+                                  "Connection: close\r\n\r\n";
     while (!o->stop) {
         struct pollfd pfd = {.fd = o->lfd, .events = POLLIN};
         if (poll(&pfd, 1, 50) <= 0)
@@ -294,6 +304,8 @@ static void *origin_main(void *arg)
         int fd = accept(o->lfd, NULL, NULL);
         if (fd < 0)
             continue;
+        o->accepted++;
+        const char *answer = o->failing ? failing : ok;
         struct timeval tv = {1, 0};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         char req[2048];
@@ -306,7 +318,7 @@ static void *origin_main(void *arg)
                 break;
         }
         if (got && strstr(req, "\r\n\r\n"))
-            (void)!write(fd, answer, sizeof(answer) - 1);
+            (void)!write(fd, answer, strlen(answer));
         close(fd);
     }
     return NULL;
@@ -317,6 +329,8 @@ static void origin_start(struct origin *o)
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(sa);
     o->stop = false;
+    o->failing = false;
+    o->accepted = 0;
     o->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(o->lfd >= 0);
     assert_int_equal(bind(o->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
@@ -417,11 +431,213 @@ static void test_health_check_request_whole_or_no_verdict(void **state)
     origin_stop(&o);
 }
 
+/* ---- a health check whose timer could not be armed ---- */
+
+/* event_add, wrapped (the Makefile's --wrap=event_add): the health check's timer is told apart
+ * by its callback, the one of the first timer health_start arms. From its add number
+ * health_timer_fail_from (counted from health_start's, 0) on, its adds fail as libevent's do
+ * out of memory; -1: none fails. */
+int __real_event_add(struct event *ev, const struct timeval *tv);
+int __wrap_event_add(struct event *ev, const struct timeval *tv);
+
+static bool health_timer_record;       /* the next timer added is the health check's */
+static event_callback_fn health_timer_cb;
+/* atomic: a worker's thread adds the timer while the test's reads them */
+static _Atomic long health_timer_adds;         /* adds of it since health_start */
+static _Atomic long health_timer_fail_from = -1;
+static _Atomic long health_timer_refused;      /* adds of it that failed */
+
+int __wrap_event_add(struct event *ev, const struct timeval *tv)
+{
+    if (health_timer_record && tv && event_get_fd(ev) == -1) {
+        health_timer_cb = event_get_callback(ev);
+        health_timer_record = false;
+    }
+    if (health_timer_cb && event_get_callback(ev) == health_timer_cb) {
+        if (health_timer_fail_from >= 0 && health_timer_adds++ >= health_timer_fail_from) {
+            health_timer_refused++;
+            errno = ENOMEM; /* a timer heap that could not grow */
+            return -1;
+        }
+    }
+    return __real_event_add(ev, tv);
+}
+
+/* Turns the loop until the origin's check state is want (checks_in_row's sign: > 0 passing,
+ * < 0 failing) or 3 s have passed; whether it got there. */
+static bool turn_until_in_row(struct loop *l, int want)
+{
+    const struct balancer *b = l->gen->balancers[0];
+    uint64_t until = now_us() + 3000000;
+    while (now_us() < until) {
+        int run = balancer_checks_in_row(b, 0);
+        if ((want > 0 && run > 0) || (want < 0 && run < 0))
+            return true;
+        turn(l->base);
+    }
+    return false;
+}
+
+static void test_health_check_unarmed_checks_again(void **state)
+{
+    (void)state;
+    struct origin o;
+    origin_start(&o);
+    o.failing = true;
+    char text[512];
+    snprintf(text, sizeof(text),
+             "[proxy]\naccess_log = off\n[upstream u]\norigin = 127.0.0.1:%u\n"
+             "health_check = GET /healthz every 100ms expect 200\n", o.port);
+    struct config *cfg = cfg_load_string(text, "health.ini", NULL, stderr, NULL);
+    assert_non_null(cfg);
+    struct generation *g = generation_new(cfg, 1);
+    assert_non_null(g);
+    const struct balancer *b = g->balancers[0];
+    struct loop l;
+    loop_up(&l, g);
+    (void)log_says("\n"); /* what came before */
+    /* the adds: the first check's (health_start), its deadline, then the next check's: it fails */
+    health_timer_record = true;
+    health_timer_cb = NULL;
+    health_timer_adds = health_timer_refused = 0;
+    health_timer_fail_from = 2;
+    struct health *h = NULL;
+    assert_int_equal(health_start(&l, &h), 0);
+    assert_non_null(health_timer_cb);
+
+    /* the first check fails (500): down, and its next check could not be armed */
+    if (!turn_until_in_row(&l, -1))
+        fail_msg("the first check of an origin answering 500 never failed");
+    assert_true(balancer_origin_down(b, 0));
+    assert_int_equal(health_timer_refused, 1);
+    assert_true(log_says("checks of it stopped"));
+    assert_true(balancer_checks_are_stopped(b, 0));
+
+    /* the origin recovers; memory does not yet: the ticks try in vain, said no more */
+    o.failing = false;
+    for (int i = 0; i < 3; i++) {
+        health_tick(h);
+        turn(l.base);
+    }
+    assert_int_equal(health_timer_refused, 4);
+    assert_int_equal(o.accepted, 1); /* no check without its timer */
+    assert_true(balancer_origin_down(b, 0));
+    assert_false(log_says("health check of "));
+
+    /* memory back: the next tick arms the check, which finds the origin up */
+    health_timer_fail_from = -1;
+    health_tick(h);
+    if (!turn_until_in_row(&l, 1))
+        fail_msg("the origin answers 200 again and its checks can be armed, yet it is still "
+                 "down 3 s later: its checks never resumed");
+    assert_false(balancer_origin_down(b, 0));
+    assert_false(balancer_checks_are_stopped(b, 0));
+    assert_true(o.accepted >= 2);
+    assert_true(log_says("checks of it resumed"));
+    assert_int_equal(health_timer_refused, 4);
+
+    health_stop(h);
+    health_timer_cb = NULL;
+    loop_down(&l);
+    generation_free(g);
+    origin_stop(&o);
+}
+
+/* The same through a running worker: its own 1-second tick (log_flush_cb) arms the check
+ * again, nobody calling health_tick for it. */
+static void test_health_check_unarmed_worker_tick(void **state)
+{
+    (void)state;
+    /* the health timer's callback, learnt from a check started on a scratch loop */
+    struct loop scratch;
+    loop_up(&scratch, gen);
+    struct generation *sg = NULL;
+    {
+        struct config *cfg = cfg_load_string("[proxy]\naccess_log = off\n[upstream u]\n"
+                                             "origin = 127.0.0.1:9\n"
+                                             "health_check = GET / every 1h expect 200\n",
+                                             "scratch.ini", NULL, stderr, NULL);
+        assert_non_null(cfg);
+        sg = generation_new(cfg, 1);
+        assert_non_null(sg);
+        scratch.cfg = sg->cfg;
+        scratch.gen = sg;
+    }
+    health_timer_record = true;
+    health_timer_cb = NULL;
+    struct health *sh = NULL;
+    assert_int_equal(health_start(&scratch, &sh), 0);
+    assert_non_null(health_timer_cb);
+    health_stop(sh);
+    scratch.cfg = gen->cfg;
+    scratch.gen = gen;
+    loop_down(&scratch);
+    generation_free(sg);
+
+    struct origin o;
+    origin_start(&o);
+    o.failing = true;
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sin);
+    assert_int_equal(bind(s, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&sin, &len), 0);
+    close(s); /* a port the kernel just gave out, for the worker's listener */
+    char text[512];
+    snprintf(text, sizeof(text),
+             "[proxy]\nlisten = 127.0.0.1:%u\nworkers = 1\naccess_log = off\n"
+             "[upstream u]\norigin = 127.0.0.1:%u\n"
+             "health_check = GET /healthz every 100ms expect 200\n",
+             (unsigned)ntohs(sin.sin_port), o.port);
+    struct config *cfg = cfg_load_string(text, "worker.ini", NULL, stderr, NULL);
+    assert_non_null(cfg);
+    struct generation *g = generation_new(cfg, 2);
+    assert_non_null(g);
+    const struct balancer *b = g->balancers[0];
+    (void)log_says("\n"); /* what came before */
+    health_timer_adds = health_timer_refused = 0;
+    health_timer_fail_from = 2; /* the next check's, after the first check and its deadline */
+    struct worker_group *wg = workers_start(g, NULL);
+    assert_non_null(wg);
+
+    /* down by its first check, whose next one could not be armed; then a tick tries in vain */
+    uint64_t until = now_us() + 3000000;
+    while ((balancer_checks_in_row(b, 0) >= 0 || health_timer_refused < 2) && now_us() < until)
+        poll(NULL, 0, 1);
+    if (balancer_checks_in_row(b, 0) >= 0 || health_timer_refused < 2)
+        fail_msg("in 3 s: %d checks in a row, %ld adds of the check's timer refused; want the "
+                 "origin down and a tick's retry refused", balancer_checks_in_row(b, 0),
+                 (long)health_timer_refused);
+    assert_true(balancer_origin_down(b, 0));
+    assert_true(balancer_checks_are_stopped(b, 0));
+    assert_int_equal(o.accepted, 1);
+    assert_true(log_says("checks of it stopped")); /* written before the verdict was given */
+
+    /* the origin and memory back: the worker's next tick resumes the checks, the origin up */
+    o.failing = false;
+    health_timer_fail_from = -1;
+    until = now_us() + 3000000;
+    while (balancer_checks_in_row(b, 0) <= 0 && now_us() < until)
+        poll(NULL, 0, 1);
+    if (balancer_checks_in_row(b, 0) <= 0)
+        fail_msg("the origin answers 200 and its timer can be armed, yet it is still down 3 s "
+                 "later: the worker's tick did not resume its checks");
+    assert_false(balancer_origin_down(b, 0));
+    assert_false(balancer_checks_are_stopped(b, 0));
+    workers_stop(wg, 0);
+    assert_true(log_says("checks of it resumed"));
+    health_timer_cb = NULL;
+    generation_free(g);
+    origin_stop(&o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_own_answer_whole_or_cut),
         cmocka_unit_test(test_health_check_request_whole_or_no_verdict),
+        cmocka_unit_test(test_health_check_unarmed_checks_again),
+        cmocka_unit_test(test_health_check_unarmed_worker_tick),
     };
 
     (void)alloc_fail_all;
