@@ -138,6 +138,16 @@ enum drain_step {
     DRAIN_GOAWAY,                      /* the GOAWAY with the last stream id went */
 };
 
+/* A stream Portico reset while its client could still send (no END_STREAM from it yet): the
+ * DATA it sent before it read the reset lands on a closed stream, and is its due (RFC 9113 5.1)
+ * within the window the stream had left then (h2.c: late_keep). The last LATE_KEPT are kept. */
+struct h2_late {
+    int32_t id;                        /* 0: a free slot */
+    uint32_t window;                   /* what its client may still send on it */
+};
+
+#define LATE_KEPT 32
+
 struct h2_conn {
     struct loop *loop;                 /* borrowed */
     const struct config *cfg;          /* borrowed: the loop's */
@@ -195,6 +205,8 @@ struct h2_conn {
     size_t in_skip;                    /* bytes of the preface or a payload still to pass */
     uint8_t in_hd[9];                  /* the frame header being read */
     size_t in_hd_len;                  /* ... its bytes so far */
+    struct h2_late *late;              /* LATE_KEPT, made at the first such reset; NULL */
+    size_t late_next;                  /* ... the slot the next one takes (the oldest) */
     const char *end_why;               /* set: the connection ends at the end of this callback */
 };
 

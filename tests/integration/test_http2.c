@@ -2770,6 +2770,42 @@ static void test_dropped_header_block_no_flood(void **state)
     harness_free(h);
 }
 
+/* An origin that answers an upload before its body (401, 413 ...): Portico's END_STREAM, then
+ * RST_STREAM NO_ERROR (RFC 9113 8.1), cross the DATA the client had in flight, which lands on a
+ * closed stream. A client of small frames (100 bytes) sending what each stream's window let go,
+ * on 12 such uploads (~2,000 frames), had each charged to the closed-stream bucket (1,000): the
+ * connection was ended (GOAWAY ENHANCE_YOUR_CALM) and a GET in flight beside them lost. DATA
+ * within the window a stream Portico reset had left is no flood (RFC 9113 5.1: frames on a
+ * stream it reset are to be taken for a while); past it, frames are charged as on any closed
+ * stream, and a stream of them still gets GOAWAY. */
+#define LATE_UPLOADS "12"
+#define LATE_FRAME "100"
+
+static void test_late_data_no_flood(void **state)
+{
+    (void)state;
+    struct fake_origin *early =
+        fake_origin_start(&(struct fake_origin_opts){.kind = FO_OK, .respond_before_body = true});
+    assert_non_null(early);
+    struct harness *h = start(NULL,
+                              "[upstream sim]\norigin = sim\n"
+                              "[upstream early]\norigin = 127.0.0.1:%u\n"
+                              "[route early]\nprefix = /early/\nupstream = early\n"
+                              "[route sim]\nprefix = /\nupstream = sim\n",
+                              fake_origin_port(early));
+    long long before = metric(h, "portico_http2_flood_closed_streams_total");
+    struct tu_cmd_result r = {0};
+    frames2(h, "late_data", LATE_UPLOADS, LATE_FRAME, &r);
+    print_message("%s", r.out);
+    static const char *const want[] = {"late answered=12 ", "poll=[200] end=True goaway=None",
+                                       "beyond goaway=11 "};
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, "portico_http2_flood_closed_streams_total"), before + 1);
+    px_stop(h);
+    fake_origin_stop(early);
+}
+
 /* HPACK bombs that the 431 abandon (test_floods' hpack_bomb) did not see, each 10 blocks of ~147,000
  * references to a 4,000-byte field: a head found malformed at its first field, a head of invalid
  * fields, and trailers. nghttp2 checks every field it decodes until a callback fails or the
@@ -3222,6 +3258,7 @@ int main(void)
         cmocka_unit_test(test_floods),
         cmocka_unit_test(test_hpack_bombs_skipped),
         cmocka_unit_test(test_dropped_header_block_no_flood),
+        cmocka_unit_test(test_late_data_no_flood),
         cmocka_unit_test(test_unfinished_head_logged),
         cmocka_unit_test(test_unfinished_head_spares_parked_stream),
         cmocka_unit_test(test_connection_errors_counted),
