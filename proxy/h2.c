@@ -39,7 +39,8 @@
  * or refused, and requests reset as malformed), control frames (SETTINGS, PING, PRIORITY, empty
  * DATA), WINDOW_UPDATE frames on open streams and the connection (each DATA we send refills
  * it), and closed-stream frames (resets of streams answered or closed, WINDOW_UPDATE, short DATA
- * and HEADERS on closed streams, HEADERS past our last GOAWAY). A header block nghttp2 ignores is
+ * and HEADERS on closed streams, HEADERS past our last GOAWAY; not the DATA in flight when we
+ * reset a stream, within the window it had left: late_keep). A header block nghttp2 ignores is
  * decoded all the same, its CONTINUATION frames unseen: charged for as many as it takes
  * (charge_continuations). nghttp2's reset limit is set above the sum of ours, a backstop. An
  * empty bucket ends the connection with GOAWAY ENHANCE_YOUR_CALM, counted by kind. A window kept
@@ -90,10 +91,11 @@ static void stream_stalled(struct h2_stream *s, bool shut, uint64_t now);
 #define WINDOW_UPDATE_BYTES 512
 
 /* A DATA frame on a closed stream with a payload shorter than this (padding included) is
- * charged (FLOOD_CLOSED): nghttp2 drops it before any callback and gives its bytes back to the
- * connection's window, so nothing else bounds them. Empty ones (9 bytes each) went uncharged:
- * 44 million in 5 s took 2.3 s of the worker's CPU, no GOAWAY before keepalive_timeout. One
- * larger costs about what an upload's DATA does, its bytes the client's as much as ours. */
+ * charged (FLOOD_CLOSED), unless it was in flight as we reset the stream (late_data): nghttp2
+ * drops it before any callback and gives its bytes back to the connection's window, so nothing
+ * else bounds them. Empty ones (9 bytes each) went uncharged: 44 million in 5 s took 2.3 s of
+ * the worker's CPU, no GOAWAY before keepalive_timeout. One larger costs about what an upload's
+ * DATA does, its bytes the client's as much as ours. */
 #define CLOSED_DATA_CHEAP 1024
 
 static const struct {
@@ -337,9 +339,10 @@ static bool stream_closed(nghttp2_session *session, int32_t id)
 }
 
 /* Keeps what the client may still send on stream id as our RST_STREAM goes, while it may send
- * (no END_STREAM from it yet): an upload answered early (401, 413 ...) keeps sending until it
- * reads the reset, and a client of small frames sent ~2,000 in flight on 12 uploads, each
- * charged as a flood (FLOOD_CLOSED: GOAWAY, its other streams lost). */
+ * (no END_STREAM from it yet): an upload answered early (401, 413 ...) sends until it reads the
+ * reset, and 6,520 frames of 100 bytes in flight on 40 uploads were each charged as a flood
+ * (FLOOD_CLOSED: GOAWAY, a GET beside them lost). The window bounds them as it bounds DATA on an
+ * open stream, which is never charged. */
 static void late_keep(struct h2_conn *h, int32_t id)
 {
     if (nghttp2_session_get_stream_remote_close(h->session, id) != 0)
@@ -349,10 +352,14 @@ static void late_keep(struct h2_conn *h, int32_t id)
         nghttp2_session_get_stream_effective_recv_data_length(h->session, id);
     if (window <= 0)
         return;
-    if (!h->late && !(h->late = calloc(LATE_KEPT, sizeof(*h->late))))
-        return; /* its late DATA is charged, as on any closed stream */
-    h->late[h->late_next] = (struct h2_late){id, (uint32_t)MIN(window, INT32_MAX)};
-    h->late_next = (h->late_next + 1) % LATE_KEPT;
+    if (!h->late) {
+        size_t slots = MIN((size_t)MAX(h->cfg->http2_max_concurrent_streams, 1), LATE_SLOTS_MAX);
+        if (!(h->late = calloc(slots, sizeof(*h->late))))
+            return; /* its late DATA is charged, as on any closed stream */
+        h->late_slots = slots;
+    }
+    h->late[(size_t)(id >> 1) % h->late_slots] =
+        (struct h2_late){id, (uint32_t)MIN(window, INT32_MAX)};
 }
 
 /* Whether a DATA frame of len bytes (padding included) on closed stream id fits in what the
@@ -360,16 +367,11 @@ static void late_keep(struct h2_conn *h, int32_t id)
  * one END_STREAM is paid for by the stream's end (CLOSED_PER_STREAM). */
 static bool late_data(struct h2_conn *h, int32_t id, size_t len)
 {
-    for (size_t i = 0; i < LATE_KEPT; i++) {
-        struct h2_late *l = &h->late[i];
-        if (l->id != id)
-            continue;
-        if (len == 0 || len > l->window)
-            return false;
-        l->window -= (uint32_t)len;
-        return true;
-    }
-    return false;
+    struct h2_late *l = &h->late[(size_t)(id >> 1) % h->late_slots];
+    if (l->id != id || len == 0 || len > l->window)
+        return false;
+    l->window -= (uint32_t)len;
+    return true;
 }
 
 /* A header block spans HEADERS and its CONTINUATION frames; nothing may come between them, so
