@@ -114,6 +114,9 @@ count, so it always ends.
                                      padded_empty_data, closed_reset, closed_window_update,
                                      closed_headers, closed_continuation, closed_empty_data,
                                      closed_short_data (on a stream answered and closed),
+                                     reset_short_data (on a stream answered early and
+                                     reset: past the window it had left), reset_evicted_data
+                                     (the same once 100 more were, the last in its slot),
                                      refused, refused_continuation (streams past the limit,
                                      SETTINGS unacknowledged), malformed_continuation,
                                      continuation, stall_head, stall_window, settings_timeout,
@@ -757,6 +760,14 @@ def flood(port, kind):
     if kind.startswith("closed_"):  # frames on a stream answered and closed
         c.send(c.request(sid, get("/status/200")))
         c.pump(lambda: c.st(1)["end"], time.monotonic() + IO_S)
+    if kind.startswith("reset_"):  # on a stream answered early (413 at once), then reset
+        # reset_evicted: 100 more (http2_max_concurrent_streams), the last in stream 1's slot
+        last = 201 if kind == "reset_evicted_data" else 1
+        for s_id in range(1, last + 1, 2):
+            c.send(c.request(s_id, get("/status/200", "POST") +
+                             [("content-length", "100000000000")], False))
+        c.pump(lambda: all(c.st(s_id)["rst"] is not None for s_id in range(1, last + 1, 2)),
+               time.monotonic() + IO_S)
     while kind not in ("stall_head", "stall_window", "settings_timeout", "idle") and sent < limit and \
             not done() and not c.closed and not c.unwritable and time.monotonic() < deadline:
         batch, first = [], sid
@@ -812,6 +823,8 @@ def flood(port, kind):
                 batch.append(frame(DATA, 0, 1, b""))
             elif kind == "closed_short_data":  # 1 byte each: as cheap, and not empty
                 batch.append(frame(DATA, 0, 1, b"d"))
+            elif kind in ("reset_short_data", "reset_evicted_data"):  # 4 bytes each
+                batch.append(frame(DATA, 0, 1, b"d" * 4))
             elif kind == "closed_headers":  # trailers, as if they crossed our END_STREAM
                 batch.append(frame(HEADERS, END_HEADERS | END_STREAM, 1, c.block([("x-t", "1")])))
             elif kind == "closed_continuation":  # blocks of 7 frames (an HPACK bomb's shape)
@@ -831,7 +844,7 @@ def flood(port, kind):
             # http2_max_concurrent_streams). MadeYouReset stays within the limit the same way.
             c.pump(lambda: done() or all(c.st(s)["rst"] is not None for s in range(first, sid, 2)),
                    deadline)
-        elif kind.endswith("_continuation"):
+        elif kind.endswith("_continuation") or kind.startswith("reset_"):
             # Blocks counted up to the GOAWAY are blocks Portico read: a PING after each batch,
             # its ACK awaited (on a loaded host the old count was of what the socket took
             # before the GOAWAY was read: 140 of a bound of 120 once, 8 runs at once).

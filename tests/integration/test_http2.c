@@ -2478,6 +2478,12 @@ static const struct flood_case flood_cases[] = {
      * 2.3 s of the worker's CPU, no GOAWAY until keepalive_timeout (CVE-2019-9518's shape) */
     {"closed_empty_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     {"closed_short_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
+    /* the same on a stream answered early (413) and reset while its client could still send:
+     * what its window had left (16 KiB, 4,096 frames of 4 bytes) is the client's due, what
+     * comes past it is charged; and once 100 streams more were so reset, the last in its slot
+     * (8 bytes each, http2_max_concurrent_streams of them), all of it */
+    {"reset_short_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
+    {"reset_evicted_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     /* the same as header blocks of a HEADERS and 6 CONTINUATION frames: nghttp2 decodes an
      * ignored block whole, its CONTINUATION frames unseen (an HPACK bomb's 7 frames cost ~1.9 ms
      * of CPU): a HEADERS that a CONTINUATION follows is charged for 8 more, not once */
@@ -2661,6 +2667,15 @@ static void flood_check(struct flood_run *f)
     if (strcmp(c->kind, "refused_continuation") == 0 && (blocks < 0 || blocks - 14 > 170))
         fail_msg("%s: %ld header blocks refused before the GOAWAY: %s", c->kind, blocks - 14,
                  r->out);
+    /* Frames read before the GOAWAY (a PING after each batch of 100, its ACK awaited): the
+     * window kept for a stream reset early (16 KiB: 4,096 frames of 4 bytes), then the bucket
+     * (1,000, and 100 a second): 5,100 at least. Charged from the first, as before, ~1,100 went;
+     * so they do on a stream whose slot was taken (30 s of refills would not reach 4,000). */
+    long frames = sent ? strtol(sent + 6, NULL, 10) : -1;
+    if (strcmp(c->kind, "reset_short_data") == 0 && frames < 5000)
+        fail_msg("%s: %ld frames before the GOAWAY: %s", c->kind, frames, r->out);
+    if (strcmp(c->kind, "reset_evicted_data") == 0 && (frames < 0 || frames > 4000))
+        fail_msg("%s: %ld frames before the GOAWAY: %s", c->kind, frames, r->out);
     /* 9 tokens a block: ~22 (the reset bucket's 200); charged once, ~200 went */
     if (strcmp(c->kind, "malformed_continuation") == 0 && (blocks < 0 || blocks > 120))
         fail_msg("%s: %ld malformed blocks before the GOAWAY: %s", c->kind, blocks, r->out);
