@@ -39,7 +39,8 @@
  * or refused, and requests reset as malformed), control frames (SETTINGS, PING, PRIORITY, empty
  * DATA), WINDOW_UPDATE frames on open streams and the connection (each DATA we send refills
  * it), and closed-stream frames (resets of streams answered or closed, WINDOW_UPDATE, short DATA
- * and HEADERS on closed streams, HEADERS past our last GOAWAY). A header block nghttp2 ignores is
+ * and HEADERS on closed streams, HEADERS past our last GOAWAY; not the DATA in flight when we
+ * reset a stream, within the window it had left: late_keep). A header block nghttp2 ignores is
  * decoded all the same, its CONTINUATION frames unseen: charged for as many as it takes
  * (charge_continuations). nghttp2's reset limit is set above the sum of ours, a backstop. An
  * empty bucket ends the connection with GOAWAY ENHANCE_YOUR_CALM, counted by kind. A window kept
@@ -90,10 +91,11 @@ static void stream_stalled(struct h2_stream *s, bool shut, uint64_t now);
 #define WINDOW_UPDATE_BYTES 512
 
 /* A DATA frame on a closed stream with a payload shorter than this (padding included) is
- * charged (FLOOD_CLOSED): nghttp2 drops it before any callback and gives its bytes back to the
- * connection's window, so nothing else bounds them. Empty ones (9 bytes each) went uncharged:
- * 44 million in 5 s took 2.3 s of the worker's CPU, no GOAWAY before keepalive_timeout. One
- * larger costs about what an upload's DATA does, its bytes the client's as much as ours. */
+ * charged (FLOOD_CLOSED), unless it was in flight as we reset the stream (late_data): nghttp2
+ * drops it before any callback and gives its bytes back to the connection's window, so nothing
+ * else bounds them. Empty ones (9 bytes each) went uncharged: 44 million in 5 s took 2.3 s of
+ * the worker's CPU, no GOAWAY before keepalive_timeout. One larger costs about what an upload's
+ * DATA does, its bytes the client's as much as ours. */
 #define CLOSED_DATA_CHEAP 1024
 
 static const struct {
@@ -336,6 +338,42 @@ static bool stream_closed(nghttp2_session *session, int32_t id)
            !nghttp2_session_find_stream(session, id);
 }
 
+/* Keeps what the client may still send on stream id as our RST_STREAM goes, while it may send
+ * (no END_STREAM from it yet): an upload answered early (401, 413 ...) sends until it reads the
+ * reset, and 6,520 frames of 100 bytes in flight on 40 uploads were each charged as a flood
+ * (FLOOD_CLOSED: GOAWAY, a GET beside them lost). The window bounds them as it bounds DATA on an
+ * open stream, which is never charged. */
+static void late_keep(struct h2_conn *h, int32_t id)
+{
+    if (nghttp2_session_get_stream_remote_close(h->session, id) != 0)
+        return; /* its END_STREAM came (1), or nghttp2 has no such stream (-1) */
+    int64_t window =
+        (int64_t)nghttp2_session_get_stream_effective_local_window_size(h->session, id) -
+        nghttp2_session_get_stream_effective_recv_data_length(h->session, id);
+    if (window <= 0)
+        return;
+    if (!h->late) {
+        size_t slots = MIN((size_t)MAX(h->cfg->http2_max_concurrent_streams, 1), LATE_SLOTS_MAX);
+        if (!(h->late = calloc(slots, sizeof(*h->late))))
+            return; /* its late DATA is charged, as on any closed stream */
+        h->late_slots = slots;
+    }
+    h->late[(size_t)(id >> 1) % h->late_slots] =
+        (struct h2_late){id, (uint32_t)MIN(window, INT32_MAX)};
+}
+
+/* Whether a DATA frame of len bytes (padding included) on closed stream id fits in what the
+ * window late_keep kept for it had left: the client's due, spent by it. Empty ones never are:
+ * one END_STREAM is paid for by the stream's end (CLOSED_PER_STREAM). */
+static bool late_data(struct h2_conn *h, int32_t id, size_t len)
+{
+    struct h2_late *l = &h->late[(size_t)(id >> 1) % h->late_slots];
+    if (l->id != id || len == 0 || len > l->window)
+        return false;
+    l->window -= (uint32_t)len;
+    return true;
+}
+
 /* A header block spans HEADERS and its CONTINUATION frames; nothing may come between them, so
  * any other frame beginning means the block is over. An unfinished one has a deadline. */
 static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user)
@@ -516,6 +554,9 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
         if (!s->req_eof)
             h2_reset(s->conn, s->id, NGHTTP2_NO_ERROR);
     }
+    /* Before nghttp2 closes the stream (after this callback): what may still come on it. */
+    if (frame->hd.type == NGHTTP2_RST_STREAM)
+        late_keep(h, frame->hd.stream_id);
     /* Our own PROTOCOL_ERROR resets name their reason first; nghttp2 resets a stream without
      * telling when its DATA breaks its content-length or its trailers are malformed (RFC 9113
      * 8.1.1). Each is a started request thrown away: charged like a reset. */
@@ -858,7 +899,9 @@ static ssize_t feed(struct h2_conn *h, const uint8_t *p, size_t len)
         const uint8_t *hd = h->in_hd;
         h->in_hd_len = 0;
         h->in_skip = (size_t)hd[0] << 16 | (size_t)hd[1] << 8 | hd[2];
-        if (hd[3] != NGHTTP2_DATA || h->in_skip >= CLOSED_DATA_CHEAP)
+        /* A larger one spends what a stream reset late had left (late_data): looked at only
+         * where one was kept. */
+        if (hd[3] != NGHTTP2_DATA || (h->in_skip >= CLOSED_DATA_CHEAP && !h->late))
             continue;
         if (start > fed) { /* the frames before it first: the header's own bytes wait */
             ssize_t n = nghttp2_session_mem_recv(h->session, p + fed, start - fed);
@@ -868,7 +911,8 @@ static ssize_t feed(struct h2_conn *h, const uint8_t *p, size_t len)
         }
         int32_t id = (int32_t)(((uint32_t)hd[5] << 24 | (uint32_t)hd[6] << 16 |
                                 (uint32_t)hd[7] << 8 | hd[8]) & 0x7fffffff);
-        if (!h->end_why && stream_closed(h->session, id))
+        if (!h->end_why && stream_closed(h->session, id) &&
+            !(h->late && late_data(h, id, h->in_skip)) && h->in_skip < CLOSED_DATA_CHEAP)
             h2_charge(h, FLOOD_CLOSED);
     }
     if (seen > fed && !h->end_why) {
@@ -1153,6 +1197,7 @@ void h2_free(struct h2_conn *h, const char *why)
     event_del(&h->later);
     event_del(&h->timer);
     nghttp2_session_del(h->session);
+    free(h->late);
     free(h);
 }
 

@@ -138,6 +138,20 @@ enum drain_step {
     DRAIN_GOAWAY,                      /* the GOAWAY with the last stream id went */
 };
 
+/* A stream Portico reset while its client could still send (no END_STREAM from it yet): the
+ * DATA it sent before it read the reset lands on a closed stream, and is its due (RFC 9113 5.1)
+ * within the window the stream had left then (h2.c: late_keep). Kept in a slot of its own among
+ * late_slots, by its id: client streams' ids are the odd numbers in order, so the last
+ * late_slots streams never share one (a later stream takes an older one's slot). */
+struct h2_late {
+    int32_t id;                        /* 0: a free slot */
+    uint32_t window;                   /* what its client may still send on it */
+};
+
+/* late_slots: http2_max_concurrent_streams (every stream open at once answered early), at
+ * most this many (8 bytes each, made at a connection's first such reset). */
+#define LATE_SLOTS_MAX 1024
+
 struct h2_conn {
     struct loop *loop;                 /* borrowed */
     const struct config *cfg;          /* borrowed: the loop's */
@@ -195,6 +209,8 @@ struct h2_conn {
     size_t in_skip;                    /* bytes of the preface or a payload still to pass */
     uint8_t in_hd[9];                  /* the frame header being read */
     size_t in_hd_len;                  /* ... its bytes so far */
+    struct h2_late *late;              /* late_slots of them, made at the first; NULL */
+    size_t late_slots;
     const char *end_why;               /* set: the connection ends at the end of this callback */
 };
 

@@ -82,6 +82,12 @@ count, so it always ends.
                                      if given: heads past it are still read): each response's
                                      statuses (1xx included), its frames in order, and its
                                      Portico-Error and Proxy-Status details, if any
+  h2_frames.py PORT late_data N SIZE  a GET of /delay/1500, then N POSTs to /early/ (an origin
+                                     that answers before the body) whose answers and resets come
+                                     first; then the DATA in flight (SIZE bytes a frame, each
+                                     stream's window) crosses them: the GET must be answered, no
+                                     GOAWAY; then 1-byte DATA past the window on one of them: a
+                                     flood (GOAWAY)
   h2_frames.py PORT crossing_trailers  a GET of /delay/1500, then a POST answered 413 at once
                                      whose trailers come after its stream closed (nghttp2 drops
                                      the block): the GET must be answered, no GOAWAY
@@ -108,6 +114,9 @@ count, so it always ends.
                                      padded_empty_data, closed_reset, closed_window_update,
                                      closed_headers, closed_continuation, closed_empty_data,
                                      closed_short_data (on a stream answered and closed),
+                                     reset_short_data (on a stream answered early and
+                                     reset: past the window it had left), reset_evicted_data
+                                     (the same once 100 more were, the last in its slot),
                                      refused, refused_continuation (streams past the limit,
                                      SETTINGS unacknowledged), malformed_continuation,
                                      continuation, stall_head, stall_window, settings_timeout,
@@ -588,6 +597,43 @@ def crossing_trailers(port):
     c.close()
 
 
+def late_data(port, n, size):
+    c = Conn(port)
+    poll = c.st(1)
+    c.send(c.request(1, get("/delay/1500")))
+    uploads = range(3, 3 + 2 * n, 2)
+    for sid in uploads:
+        c.send(c.request(sid, get("/early/%d" % sid, "POST") + [("content-length", "1000000")],
+                         False))
+    # each answered (END_STREAM), then reset NO_ERROR: the client had not read them yet
+    c.pump(lambda: all(c.st(sid)["rst"] is not None for sid in uploads) or c.goaway is not None,
+           time.monotonic() + IO_S)
+    answered = sum(1 for sid in uploads if c.st(sid)["end"] and c.st(sid)["rst"] == 0)
+    frames = 0
+    for sid in uploads:  # what each stream's window let go before the answer was read
+        window = c.peer_settings.get(4, 65535) + c.window_updates.get(sid, 0)
+        batch = [frame(DATA, 0, sid, b"u" * size) for _ in range(window // size)]
+        frames += len(batch)
+        c.send(b"".join(batch))
+    acks = c.ping_acks
+    c.send(frame(PING, 0, 0, struct.pack(">Q", 1)))
+    c.pump(lambda: c.ping_acks > acks or c.goaway is not None, time.monotonic() + IO_S)
+    c.pump(lambda: poll["end"] or poll["rst"] is not None or c.goaway is not None or c.closed,
+           time.monotonic() + IO_S)
+    print("late answered=%d frames=%d poll=%s end=%s goaway=%s" % (
+        answered, frames, poll["status"], poll["end"], c.goaway))
+    # past the window: no DATA of a well-behaved client, charged as on any closed stream
+    sent, deadline = 0, time.monotonic() + 10
+    while sent < 20000 and c.goaway is None and not c.closed and not c.unwritable and \
+            time.monotonic() < deadline:
+        c.send(b"".join(frame(DATA, 0, uploads[0], b"d") for _ in range(100)))
+        sent += 100
+        c.pump(lambda: c.goaway is not None, time.monotonic() + 0.001)
+    c.pump(lambda: c.goaway is not None, deadline)
+    print("beyond goaway=%s sent=%d" % (c.goaway[1] if c.goaway else None, sent))
+    c.close()
+
+
 def drain_dropped(port, pid):
     c = Conn(port)
     poll = c.st(1)
@@ -714,6 +760,14 @@ def flood(port, kind):
     if kind.startswith("closed_"):  # frames on a stream answered and closed
         c.send(c.request(sid, get("/status/200")))
         c.pump(lambda: c.st(1)["end"], time.monotonic() + IO_S)
+    if kind.startswith("reset_"):  # on a stream answered early (413 at once), then reset
+        # reset_evicted: 100 more (http2_max_concurrent_streams), the last in stream 1's slot
+        last = 201 if kind == "reset_evicted_data" else 1
+        for s_id in range(1, last + 1, 2):
+            c.send(c.request(s_id, get("/status/200", "POST") +
+                             [("content-length", "100000000000")], False))
+        c.pump(lambda: all(c.st(s_id)["rst"] is not None for s_id in range(1, last + 1, 2)),
+               time.monotonic() + IO_S)
     while kind not in ("stall_head", "stall_window", "settings_timeout", "idle") and sent < limit and \
             not done() and not c.closed and not c.unwritable and time.monotonic() < deadline:
         batch, first = [], sid
@@ -769,6 +823,8 @@ def flood(port, kind):
                 batch.append(frame(DATA, 0, 1, b""))
             elif kind == "closed_short_data":  # 1 byte each: as cheap, and not empty
                 batch.append(frame(DATA, 0, 1, b"d"))
+            elif kind in ("reset_short_data", "reset_evicted_data"):  # 4 bytes each
+                batch.append(frame(DATA, 0, 1, b"d" * 4))
             elif kind == "closed_headers":  # trailers, as if they crossed our END_STREAM
                 batch.append(frame(HEADERS, END_HEADERS | END_STREAM, 1, c.block([("x-t", "1")])))
             elif kind == "closed_continuation":  # blocks of 7 frames (an HPACK bomb's shape)
@@ -788,7 +844,7 @@ def flood(port, kind):
             # http2_max_concurrent_streams). MadeYouReset stays within the limit the same way.
             c.pump(lambda: done() or all(c.st(s)["rst"] is not None for s in range(first, sid, 2)),
                    deadline)
-        elif kind.endswith("_continuation"):
+        elif kind.endswith("_continuation") or kind.startswith("reset_"):
             # Blocks counted up to the GOAWAY are blocks Portico read: a PING after each batch,
             # its ACK awaited (on a loaded host the old count was of what the socket took
             # before the GOAWAY was read: 140 of a bound of 120 once, 8 runs at once).
@@ -1391,6 +1447,8 @@ def main():
         heads(port, sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else None)
     elif sys.argv[2] == "crossing_trailers":
         crossing_trailers(port)
+    elif sys.argv[2] == "late_data":
+        late_data(port, int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[2] == "drain_dropped":
         drain_dropped(port, int(sys.argv[3]))
     elif sys.argv[2] == "drain_raced":

@@ -2478,6 +2478,12 @@ static const struct flood_case flood_cases[] = {
      * 2.3 s of the worker's CPU, no GOAWAY until keepalive_timeout (CVE-2019-9518's shape) */
     {"closed_empty_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     {"closed_short_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
+    /* the same on a stream answered early (413) and reset while its client could still send:
+     * what its window had left (16 KiB, 4,096 frames of 4 bytes) is the client's due, what
+     * comes past it is charged; and once 100 streams more were so reset, the last in its slot
+     * (8 bytes each, http2_max_concurrent_streams of them), all of it */
+    {"reset_short_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
+    {"reset_evicted_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     /* the same as header blocks of a HEADERS and 6 CONTINUATION frames: nghttp2 decodes an
      * ignored block whole, its CONTINUATION frames unseen (an HPACK bomb's 7 frames cost ~1.9 ms
      * of CPU): a HEADERS that a CONTINUATION follows is charged for 8 more, not once */
@@ -2661,6 +2667,15 @@ static void flood_check(struct flood_run *f)
     if (strcmp(c->kind, "refused_continuation") == 0 && (blocks < 0 || blocks - 14 > 170))
         fail_msg("%s: %ld header blocks refused before the GOAWAY: %s", c->kind, blocks - 14,
                  r->out);
+    /* Frames read before the GOAWAY (a PING after each batch of 100, its ACK awaited): the
+     * window kept for a stream reset early (16 KiB: 4,096 frames of 4 bytes), then the bucket
+     * (1,000, and 100 a second): 5,100 at least. Charged from the first, as before, ~1,100 went;
+     * so they do on a stream whose slot was taken (30 s of refills would not reach 4,000). */
+    long frames = sent ? strtol(sent + 6, NULL, 10) : -1;
+    if (strcmp(c->kind, "reset_short_data") == 0 && frames < 5000)
+        fail_msg("%s: %ld frames before the GOAWAY: %s", c->kind, frames, r->out);
+    if (strcmp(c->kind, "reset_evicted_data") == 0 && (frames < 0 || frames > 4000))
+        fail_msg("%s: %ld frames before the GOAWAY: %s", c->kind, frames, r->out);
     /* 9 tokens a block: ~22 (the reset bucket's 200); charged once, ~200 went */
     if (strcmp(c->kind, "malformed_continuation") == 0 && (blocks < 0 || blocks > 120))
         fail_msg("%s: %ld malformed blocks before the GOAWAY: %s", c->kind, blocks, r->out);
@@ -2768,6 +2783,43 @@ static void test_dropped_header_block_no_flood(void **state)
         fail_msg("a stream past the GOAWAY was logged:\n%s", strstr(log, "raced"));
     free(log);
     harness_free(h);
+}
+
+/* An origin that answers an upload before its body (401, 413 ...): Portico's END_STREAM, then
+ * RST_STREAM NO_ERROR (RFC 9113 8.1), cross the DATA the client had in flight, which lands on a
+ * closed stream. A client of small frames (100 bytes) sending what each stream's window let go,
+ * on 40 such uploads (6,520 frames; 12 uploads, 1,956 frames, did as much), had each charged to
+ * the closed-stream bucket (1,000): the connection was ended (GOAWAY ENHANCE_YOUR_CALM) and a
+ * GET in flight beside them lost. nginx 1.22 and HAProxy 2.6 served it whole. DATA within the
+ * window a stream Portico reset had left is no flood (RFC 9113 5.1: frames on a stream it reset
+ * are to be taken for a while); past it, frames are charged as on any closed stream, and a
+ * stream of them still gets GOAWAY (~1,100 frames of 1 byte). */
+#define LATE_UPLOADS "40"
+#define LATE_FRAME "100"
+
+static void test_late_data_no_flood(void **state)
+{
+    (void)state;
+    struct fake_origin *early =
+        fake_origin_start(&(struct fake_origin_opts){.kind = FO_OK, .respond_before_body = true});
+    assert_non_null(early);
+    struct harness *h = start(NULL,
+                              "[upstream sim]\norigin = sim\n"
+                              "[upstream early]\norigin = 127.0.0.1:%u\n"
+                              "[route early]\nprefix = /early/\nupstream = early\n"
+                              "[route sim]\nprefix = /\nupstream = sim\n",
+                              fake_origin_port(early));
+    long long before = metric(h, "portico_http2_flood_closed_streams_total");
+    struct tu_cmd_result r = {0};
+    frames2(h, "late_data", LATE_UPLOADS, LATE_FRAME, &r);
+    print_message("%s", r.out);
+    static const char *const want[] = {"late answered=40 ", "poll=[200] end=True goaway=None",
+                                       "beyond goaway=11 "};
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, "portico_http2_flood_closed_streams_total"), before + 1);
+    px_stop(h);
+    fake_origin_stop(early);
 }
 
 /* HPACK bombs that the 431 abandon (test_floods' hpack_bomb) did not see, each 10 blocks of ~147,000
@@ -3222,6 +3274,7 @@ int main(void)
         cmocka_unit_test(test_floods),
         cmocka_unit_test(test_hpack_bombs_skipped),
         cmocka_unit_test(test_dropped_header_block_no_flood),
+        cmocka_unit_test(test_late_data_no_flood),
         cmocka_unit_test(test_unfinished_head_logged),
         cmocka_unit_test(test_unfinished_head_spares_parked_stream),
         cmocka_unit_test(test_connection_errors_counted),
