@@ -678,7 +678,7 @@ __attribute__((noinline)) static const char *refused_client(struct h2_stream *s,
                                                             size_t size)
 {
     struct h2_conn *h = s->conn;
-    if (!s->head_whole || s->req.too_large || h->cfg->real_ip == REAL_IP_OFF)
+    if (!s->head_whole || s->req.too_large || h->loop->cfg->real_ip == REAL_IP_OFF)
         return NULL;
     struct h1_field fields[H1_MAX_FIELDS];
     size_t n = h2_request_fields(&s->req, fields, H1_MAX_FIELDS);
