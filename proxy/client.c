@@ -56,6 +56,7 @@
 #include "portico/log.h"
 #include "portico/loop.h"
 #include "portico/metrics.h"
+#include "portico/realip.h"
 #include "portico/recent.h"
 #include "portico/request.h"
 #include "portico/sock.h"
@@ -407,8 +408,13 @@ static void start_closing(struct client *c)
 }
 
 /* The metrics, the last minutes (the status page's requests by class) and the access-log line
- * of a refused head e (body: the bytes of its answer). */
-static void count_refusal(struct client *c, const struct errpage *e, long body)
+ * of a refused head e (body: the bytes of its answer). req: the head, when it was read whole
+ * (its client is the one real_ip finds in it, as its exchange's would have been); NULL when it
+ * was not (a parse that failed, a timer, a client gone): the fields read before the fault are
+ * a prefix, which could name a client without the trusted proxy's own element, so the peer is
+ * the client, as for HTTP/2's streams refused before their header block ended. */
+static void count_refusal(struct client *c, const struct errpage *e, long body,
+                          const struct h1_request *req)
 {
     int status = e->status;
     uint64_t limit_ms = e->limit_ms;
@@ -425,12 +431,18 @@ static void count_refusal(struct client *c, const struct errpage *e, long body)
                                           .total_us = t.us[TIMING_TOTAL], .limit_ms = limit_ms});
     if (log_enabled()) {
         struct trace_context trace;
-        char addr[PEER_ADDR_MAX];
+        char addr[PEER_ADDR_MAX], named[PEER_ADDR_MAX];
         trace_start(&c->loop->rng, 0, &trace);
+        struct fault_addr client;
+        bool real = req && c->loop->cfg->ntrusted_proxies > 0 &&
+                    exchange_real_client(c->loop, &c->peer, req->fields, req->nfields, NULL,
+                                         &client);
         struct access_record r = {
             .request_id = e->request_id,
             .trace_id = trace.trace_id,
-            .client = peer_addr(&c->peer, addr, sizeof(addr)),
+            .client = real ? realip_text(&client, named, sizeof(named))
+                           : peer_addr(&c->peer, addr, sizeof(addr)),
+            .peer = real ? peer_addr(&c->peer, addr, sizeof(addr)) : NULL,
             .proto = LOG_PROTO_NONE,
             .status = status,
             .phase = PHASE_CLIENT_HEADER,
@@ -467,7 +479,7 @@ static void count_left_in_head(struct client *c, const char *why)
         .request_id = id,
     };
     metrics_add(c->loop->metrics, M_CLIENT_ABORTS, 1);
-    count_refusal(c, &e, 0);
+    count_refusal(c, &e, 0, NULL);
 }
 
 /* A request to the admin listener refused before it is answered: one line (none for a HEAD),
@@ -491,9 +503,9 @@ static void admin_refuse(struct client *c, int status, const char *why, bool hea
 
 /* A request refused before its exchange (bad head, timer): the error page (no body for a HEAD),
  * counted, logged, and the connection closed; limit_ms names the client timer that expired, 0
- * for none. */
-static void refuse_head(struct client *c, int status, const char *reason, uint64_t limit_ms,
-                        bool head_method)
+ * for none; req: the head if it was read whole (count_refusal), else NULL. */
+static void refuse_request(struct client *c, int status, const char *reason, uint64_t limit_ms,
+                           bool head_method, const struct h1_request *req)
 {
     /* The admin listener's requests are not client traffic (issue 9): a refused one moves no
      * counter and writes no access-log line, and it is answered as that listener answers,
@@ -514,8 +526,15 @@ static void refuse_head(struct client *c, int status, const char *reason, uint64
         .head_only = head_method,
     };
     long body = errpage_write(c->sock.out, &e);
-    count_refusal(c, &e, body);
+    count_refusal(c, &e, body, req);
     start_closing(c);
+}
+
+/* ... a head not read whole. */
+static void refuse_head(struct client *c, int status, const char *reason, uint64_t limit_ms,
+                        bool head_method)
+{
+    refuse_request(c, status, reason, limit_ms, head_method, NULL);
 }
 
 /* Whether a next request may follow this answer: not while draining, and not when
@@ -1061,7 +1080,8 @@ static void parse_head(struct client *c)
     c->pipelined = false;
     struct exchange *ex = exchange_start(c->loop, &ds, p, (size_t)rc, &req, c->head_start_us);
     if (!ex) {
-        refuse_head(c, HTTP_SERVICE_UNAVAILABLE, "out of memory", 0, req.method_id == METHOD_HEAD);
+        refuse_request(c, HTTP_SERVICE_UNAVAILABLE, "out of memory", 0,
+                       req.method_id == METHOD_HEAD, &req);
         return;
     }
     c->ex = ex;
@@ -1202,7 +1222,7 @@ static void refuse_plain_http(struct client *c)
     }
     if (page)
         evbuffer_free(page);
-    count_refusal(c, &e, body);
+    count_refusal(c, &e, body, NULL);
     client_close(c, "plain HTTP on a TLS listener");
 }
 

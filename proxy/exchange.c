@@ -892,33 +892,42 @@ static void make_request_id(struct exchange *ex)
     loop_request_id(ex->loop, ex->request_id, sizeof(ex->request_id));
 }
 
-/* Whether the peer is one of trusted_proxies, and then (real_ip) the client it names in the
- * field, if it names one. Out of line: without trusted_proxies (the default) a request pays one
- * compare for it, and with them the peer's address is parsed once, not again per attempt. */
-__attribute__((noinline)) static void judge_peer(struct exchange *ex)
+bool exchange_real_client(struct loop *l, const struct peer *peer, const struct h1_field *fields,
+                          size_t nfields, bool *from_trusted, struct fault_addr *client)
 {
-    const struct config *cfg = ex->cfg;
-    struct fault_addr peer;
-    ex->from_trusted = fault_addr_parse(ex->ds.peer->ip, &peer) == 0 &&
-                       fault_cidr_contains(cfg->trusted_proxies, cfg->ntrusted_proxies, &peer);
-    if (!ex->from_trusted || cfg->real_ip == REAL_IP_OFF)
-        return; /* anyone else's word on its address is not taken */
-    switch (realip_find(ex->req.fields, ex->req.nfields, cfg->real_ip, cfg->trusted_proxies,
-                        cfg->ntrusted_proxies, &ex->client_addr)) {
+    const struct config *cfg = l->cfg;
+    struct fault_addr addr;
+    bool trusted = fault_addr_parse(peer->ip, &addr) == 0 &&
+                   fault_cidr_contains(cfg->trusted_proxies, cfg->ntrusted_proxies, &addr);
+    if (from_trusted)
+        *from_trusted = trusted;
+    if (!trusted || cfg->real_ip == REAL_IP_OFF)
+        return false; /* anyone else's word on its address is not taken */
+    switch (realip_find(fields, nfields, cfg->real_ip, cfg->trusted_proxies,
+                        cfg->ntrusted_proxies, client)) {
     case REALIP_FOUND:
-        ex->real_ip = true;
-        break;
+        return true;
     case REALIP_INVALID: {
-        char addr[PEER_ADDR_MAX];
-        metrics_add(ex->loop->metrics, M_REAL_IP_INVALID, 1);
+        char text[PEER_ADDR_MAX];
+        metrics_add(l->metrics, M_REAL_IP_INVALID, 1);
         log_client("client %s: real_ip: the %s element naming the client is not an address: "
-                   "the peer is taken for the client", peer_addr(ex->ds.peer, addr, sizeof(addr)),
+                   "the peer is taken for the client", peer_addr(peer, text, sizeof(text)),
                    real_ip_name(cfg->real_ip));
         break;
     }
     case REALIP_NONE: /* the proxy's own request (a health check), or one it did not mark */
         break;
     }
+    return false;
+}
+
+/* Whether the peer is one of trusted_proxies, and then (real_ip) the client it names in the
+ * field, if it names one. Out of line: without trusted_proxies (the default) a request pays one
+ * compare for it, and with them the peer's address is parsed once, not again per attempt. */
+__attribute__((noinline)) static void judge_peer(struct exchange *ex)
+{
+    ex->real_ip = exchange_real_client(ex->loop, ex->ds.peer, ex->req.fields, ex->req.nfields,
+                                       &ex->from_trusted, &ex->client_addr);
 }
 
 struct exchange *exchange_start(struct loop *l, const struct downstream *ds, const char *head,

@@ -321,6 +321,9 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
     /* A bad field: nghttp2 ignores the rest of the block, and decodes it. */
     if (frame->hd.type == NGHTTP2_HEADERS)
         charge_continuations(h, FLOOD_RESET, frame->hd.flags);
+    /* NGHTTP2_ERR_HTTP_MESSAGING comes once the block ended, every field handed to us */
+    if (error == NGHTTP2_ERR_HTTP_MESSAGING)
+        s->head_whole = true;
     if (s->state == ST_HEAD)
         h2_stream_malformed(s, error == NGHTTP2_ERR_HTTP_HEADER
                               ? "invalid field or pseudo-header field (RFC 9113 8.2, 8.3)"

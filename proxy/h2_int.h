@@ -91,6 +91,8 @@ struct h2_stream {
     bool req_eof;                      /* END_STREAM received */
     bool start_at_eof;                 /* content-length: 0 before END_STREAM: its exchange
                                           starts at END_STREAM (h2_stream_start) */
+    bool head_whole;                   /* refused or parked with its header block decoded to
+                                          its end, every field kept: real_ip may read them */
     uint64_t req_left;                 /* content-length bytes still to come; UINT64_MAX
                                           without one */
     bool holding;                      /* DATA completed the content-length before END_STREAM:

@@ -221,6 +221,26 @@ void h2_request_line(const struct h2_request *r, const char **method, size_t *me
     *path_len = p ? r->path.len : 0;
 }
 
+size_t h2_request_fields(const struct h2_request *r, struct h1_field *out, size_t max)
+{
+    /* lines holds "name: value\r\n" as h2_request_field wrote them: no CR or LF in a value */
+    size_t count = 0;
+    for (size_t at = 0; at < r->lines.len; count++) {
+        const char *line = r->lines.p + at;
+        const char *end = memchr(line, '\r', r->lines.len - at);
+        const char *colon = memchr(line, ':', r->lines.len - at);
+        if (count < max) {
+            size_t name_len = (size_t)(colon - line);
+            out[count] = (struct h1_field){.name = line, .name_len = name_len,
+                                           .value = colon + 2,
+                                           .value_len = (size_t)(end - (colon + 2)),
+                                           .id = h1_field_id_of(line, name_len)};
+        }
+        at = (size_t)(end + 2 - r->lines.p);
+    }
+    return count;
+}
+
 /* The pseudo-header fields a request must, and must not, have (RFC 9113 8.3.1, 8.5). */
 static int check_pseudo(struct h2_request *r)
 {

@@ -23,6 +23,7 @@
 #include "portico/headers.h"
 #include "portico/log.h"
 #include "portico/loop.h"
+#include "portico/realip.h"
 #include "portico/recent.h"
 #include "portico/sock.h"
 #include "portico/status.h"
@@ -666,6 +667,27 @@ static const struct downstream_ops h2_ops = {
 
 /* ---- requests ---- */
 
+/* The client a trusted proxy named in the stream's fields ([proxy] real_ip), as its exchange
+ * would have found it, into buf; NULL when the peer is the client. Only a header block decoded
+ * to its end with every field kept is read: of one cut short (a field refused, the limit
+ * passed, the client gone) the fields kept are a prefix, which could name the client without
+ * the proxy's own element after it. More fields than an HTTP/1.1 head may have (431 there) are
+ * not read either. Out of line: its fields' array stays off the frames of the callers every
+ * stream goes through (h2_stream_start). */
+__attribute__((noinline)) static const char *refused_client(struct h2_stream *s, char *buf,
+                                                            size_t size)
+{
+    struct h2_conn *h = s->conn;
+    if (!s->head_whole || s->req.too_large || h->loop->cfg->real_ip == REAL_IP_OFF)
+        return NULL;
+    struct h1_field fields[H1_MAX_FIELDS];
+    size_t n = h2_request_fields(&s->req, fields, H1_MAX_FIELDS);
+    struct fault_addr client;
+    if (n > H1_MAX_FIELDS || !exchange_real_client(h->loop, h->peer, fields, n, NULL, &client))
+        return NULL;
+    return realip_text(&client, buf, size);
+}
+
 /* The access line, count and last minutes (the status page's requests by class) of a request
  * answered or reset before any exchange existed, as client.c's count_refusal for HTTP/1.1. id:
  * the one its answer carried, NULL for a new one (no answer went); answered: an answer was
@@ -680,13 +702,15 @@ static void log_refused(struct h2_stream *s, const char *id, int status, const c
         id = own_id;
     }
     struct trace_context trace;
-    char addr[PEER_ADDR_MAX];
+    char addr[PEER_ADDR_MAX], named[PEER_ADDR_MAX];
     trace_start(&h->loop->rng, 0, &trace);
+    const char *client = refused_client(s, named, sizeof(named));
     struct access_record r = {
         .time_ms = wall_ms(),
         .request_id = id,
         .trace_id = trace.trace_id,
-        .client = peer_addr(h->peer, addr, sizeof(addr)),
+        .client = client ? client : peer_addr(h->peer, addr, sizeof(addr)),
+        .peer = client ? peer_addr(h->peer, addr, sizeof(addr)) : NULL,
         .proto = LOG_PROTO_HTTP20,
         .status = status,
         .phase = PHASE_CLIENT_HEADER,
@@ -814,6 +838,7 @@ void h2_stream_start(struct h2_stream *s, bool end_stream)
     size_t len = 0;
     int rc = h2_request_finish(&s->req, &head, &len);
     if (rc == -1) {
+        s->head_whole = true; /* the block ended: every field is in (431 keeps a prefix) */
         h2_stream_reset_malformed(s, s->req.error);
         return;
     }
@@ -830,6 +855,7 @@ void h2_stream_start(struct h2_stream *s, bool end_stream)
     int n = h1_parse_request(head, len, &lim, &req, &err);
     if (n != (int)len) {
         free(head);
+        s->head_whole = true;
         h2_charge(h, FLOOD_RESET);
         refuse(s, n == -1 ? err.status : HTTP_BAD_REQUEST,
                n == -1 ? err.reason : "request head not complete");
@@ -842,6 +868,7 @@ void h2_stream_start(struct h2_stream *s, bool end_stream)
     if (!end_stream && s->req.declares_length && !s->req.announces_body) {
         free(head);
         s->start_at_eof = true;
+        s->head_whole = true; /* whatever ends its wait logs it: 400, 408, 499 */
         s->data_at = now_us();
         s->body_timeout_us = h->cfg->client_body_timeout_ms * 1000;
         if (s->body_timeout_us)
@@ -854,6 +881,7 @@ void h2_stream_start(struct h2_stream *s, bool end_stream)
     s->ex = exchange_start(h->loop, &ds, head, len, &req, s->t0);
     free(head);
     if (!s->ex) {
+        s->head_whole = true;
         refuse(s, HTTP_SERVICE_UNAVAILABLE, "out of memory");
         return;
     }

@@ -33,14 +33,19 @@ static void trim(const char **s, size_t *n)
         (*n)--;
 }
 
-static bool all_digits(const char *s, size_t n)
+/* A port: 1 to 5 digits, at most 65535. An element naming port 99999 is no address the client
+ * could have been at: not an address (REALIP_INVALID), as garbage is. */
+static bool port_number(const char *s, size_t n)
 {
     if (n == 0 || n > 5)
         return false;
-    for (size_t i = 0; i < n; i++)
+    unsigned v = 0;
+    for (size_t i = 0; i < n; i++) {
         if (s[i] < '0' || s[i] > '9')
             return false;
-    return true;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    return v <= 65535;
 }
 
 /* An address with an optional port: "[v6]", "[v6]:port", "v4", "v4:port", and (bare_v6) "v6"
@@ -55,7 +60,7 @@ static int node_addr(const char *s, size_t n, bool bare_v6, struct fault_addr *o
         if (!close)
             return -1;
         size_t rest = n - (size_t)(close + 1 - s);
-        if (rest > 0 && (close[1] != ':' || !all_digits(close + 2, rest - 1)))
+        if (rest > 0 && (close[1] != ':' || !port_number(close + 2, rest - 1)))
             return -1;
         a = s + 1;
         len = (size_t)(close - a);
@@ -64,7 +69,7 @@ static int node_addr(const char *s, size_t n, bool bare_v6, struct fault_addr *o
     } else {
         const char *colon = memchr(s, ':', n);
         if (colon && !memchr(colon + 1, ':', n - (size_t)(colon + 1 - s))) { /* v4:port */
-            if (!all_digits(colon + 1, n - (size_t)(colon + 1 - s)))
+            if (!port_number(colon + 1, n - (size_t)(colon + 1 - s)))
                 return -1;
             len = (size_t)(colon - s);
         } else if (colon && !bare_v6) {

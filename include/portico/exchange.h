@@ -69,6 +69,19 @@ void exchange_request_timeout(struct exchange *ex);
  * its DATA); its origin connection is closed, and it is freed. done() is not called. */
 void exchange_cancel(struct exchange *ex, enum http_status status, const char *why);
 
+struct fault_addr;
+
+/*
+ * The client a trusted proxy names ([proxy] real_ip, realip.h) in the fields of a request from
+ * peer, all of them (a prefix could lack the proxy's own element): true with *client when peer
+ * is one of trusted_proxies and names one, else false (the peer is the client). from_trusted
+ * (may be NULL): whether peer is one of them. An element naming the client that is not an
+ * address is counted (portico_real_ip_invalid_total) and said in the error log. An exchange's
+ * client, and that of a request refused before one existed (HTTP/2's refused streams).
+ */
+bool exchange_real_client(struct loop *l, const struct peer *peer, const struct h1_field *fields,
+                          size_t nfields, bool *from_trusted, struct fault_addr *client);
+
 /* Counts and writes one ended exchange: portico_requests_total and the phase histograms (route,
  * upstream: configuration indexes, -1 for none), the status page's last minutes, the access
  * line. For the record an exchange handed to its downstream's keep_log (downstream.h). */

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "portico/http1.h"
+
 /* A growable byte buffer of the builder. */
 struct h2_bytes {
     char *p;                    /* owned */
@@ -70,6 +72,12 @@ int h2_request_field(struct h2_request *r, const char *name, size_t name_len, co
 /* The :method and :path seen so far (for the log of a refused request); NULL spans when absent. */
 void h2_request_line(const struct h2_request *r, const char **method, size_t *method_len,
                      const char **path, size_t *path_len);
+
+/* The regular fields kept so far (neither pseudo-header fields, Host nor Cookie), in order, as
+ * HTTP/1.1 fields (ids set, spans into r): the first max of them into out. Returns how many
+ * there are, which may be more than max. Whether they are all of the block's is the caller's
+ * to know (none is kept past the limit). */
+size_t h2_request_fields(const struct h2_request *r, struct h1_field *out, size_t max);
 
 /* Why nghttp2 found a complete header block malformed (NGHTTP2_ERR_HTTP_MESSAGING, which it
  * gives both for missing pseudo-header fields and for a content-length that END_STREAM on the

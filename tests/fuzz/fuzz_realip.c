@@ -6,8 +6,8 @@
  * The first input byte picks the field real_ip names; the rest is field values split on 0xFF,
  * every third one under another name (never read). Properties checked: realip_find answers as
  * the reference does (none, the address, or not an address), over exact-size heap copies of the
- * values; each element parses alike in place and alone; an address found reads back the same
- * from its text (realip_text, fault_addr_parse).
+ * values; each element parses alike in place and alone; none with a port above 65535 is an
+ * address; an address found reads back the same from its text (realip_text, fault_addr_parse).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -51,6 +51,31 @@ static void mark_quoted(const char *v, size_t n, bool forwarded, bool *quoted)
             quoted[k] = true;
         i = j;
     }
+}
+
+/* Whether a bare element (not Forwarded's, OWS trimmed) names a port above 65535: the digits
+ * after "]:", or after the only colon of an IPv4 form. Such an element is no address. */
+static bool port_above_max(const char *e, size_t len)
+{
+    const char *digits = NULL;
+    const char *close = memchr(e, ']', len);
+    if (len > 0 && e[0] == '[') {
+        if (close && (size_t)(close - e) + 1 < len && close[1] == ':')
+            digits = close + 2;
+    } else {
+        const char *colon = memchr(e, ':', len);
+        if (colon && !memchr(colon + 1, ':', len - (size_t)(colon + 1 - e)))
+            digits = colon + 1;
+    }
+    if (!digits || digits == e + len)
+        return false;
+    unsigned long v = 0;
+    for (const char *p = digits; p < e + len; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        v = v > 65535 ? v : v * 10 + (unsigned long)(*p - '0');
+    }
+    return v > 65535;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -126,6 +151,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             struct fault_addr b;
             bool ok = realip_element(alone, len, forwarded, &b) == 0;
             CHECK(ok == el->ok && (!ok || same_addr(&b, &el->a)));
+            CHECK(!(ok && !forwarded && port_above_max(e, len)));
             free(alone);
         }
         free(quoted);

@@ -56,6 +56,10 @@ count, so it always ends.
   h2_frames.py PORT drain_crossing PATH PID  a GET answered, then a reload (SIGHUP to PID); a
                                      second GET sent once the drain's first frame has arrived,
                                      before it is read (it crosses the GOAWAY): it must be answered
+  h2_frames.py PORT real_ip FROM    from FROM, requests refused before an exchange existed
+                                     (malformed, 414, 431, parked for END_STREAM and then broken
+                                     off, timed out, reset or left, a block never ended), each
+                                     naming its client in x-forwarded-for: what each got
   h2_frames.py PORT unfinished_head PATH leave|wait  a header block without its end: the
                                      client leaves at once, or waits for Portico's GOAWAY
   h2_frames.py PORT uploads PID [norss|rss] [N [SIZE]]  N (99) POSTs of 8 MB to /stall/ (an
@@ -154,8 +158,9 @@ def settings(pairs=()):
 class Conn:
     """One TLS connection (ALPN h2) speaking raw frames."""
 
-    def __init__(self, port, pairs=(), ack_settings=True, early=None):
-        raw = socket.create_connection(("127.0.0.1", port), timeout=IO_S)
+    def __init__(self, port, pairs=(), ack_settings=True, early=None, source=None):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=IO_S,
+                                       source_address=(source, 0) if source else None)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
@@ -941,6 +946,57 @@ def window_back(port, path):
     c.close()
 
 
+def real_ip(port, source):
+    """Streams refused or reset before an exchange existed, from SOURCE (a trusted balancer's
+    address), each naming its client in x-forwarded-for (127.9.9.N): what each got. Then a
+    stream parked for its END_STREAM and a header block never ended, left by the client."""
+    c = Conn(port, source=source)
+
+    def xff(n):
+        return [("x-forwarded-for", "127.9.9.%d, 127.0.0.2" % n)]
+
+    def post0(path, n):  # content-length: 0 on a HEADERS without END_STREAM: parked
+        return c.request(sid, get(path, "POST") + xff(n) + [("content-length", "0")], False)
+
+    # (name, the frames sent once sid is known, whether an answer or a reset is awaited)
+    cases = [
+        ("host_differs", lambda: c.request(sid, get("/rip-host") + xff(1) +
+                                           [("host", "evil.example")])),
+        ("messaging", lambda: c.request(sid, get("/rip-messaging", "POST") + xff(2) +
+                                        [("content-length", "10")])),
+        ("line_too_long", lambda: c.request(sid, get("/rip-414" + "a" * 2000) + xff(3))),
+        ("zero_data", lambda: post0("/rip-zero-data", 4) + frame(DATA, END_STREAM, sid, b"x")),
+        ("zero_nothing", lambda: post0("/rip-zero-nothing", 5)),
+        ("zero_reset", lambda: post0("/rip-zero-reset", 6) +
+         frame(RST_STREAM, 0, sid, struct.pack(">I", 8))),  # CANCEL: nothing comes back
+        ("field_refused", lambda: c.request(sid, get("/rip-refused") + xff(7) +
+                                            [("connection", "close")])),
+        ("too_large", lambda: c.request(sid, get("/rip-431") + xff(8) +
+                                        [("x-big", "b" * 5000)])),
+        ("port_too_big", lambda: c.request(sid, get("/rip-port") +
+                                           [("x-forwarded-for", "127.9.9.9:70000")] +
+                                           [("host", "evil.example")])),
+        ("valid", lambda: c.request(sid, get("/rip-ok") + xff(10))),
+    ]
+    sid = 1
+    for name, frames in cases:
+        st = c.st(sid)
+        c.send(frames())
+        if name != "zero_reset":
+            c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
+        print("case=%s rst=%s status=%s" % (name, st["rst"], st["status"][-1:]))
+        sid += 2
+    # a PING's ACK: Portico has read the parked head (it answers frames in order), and what it
+    # sent is read, so that the close below is a FIN, not a reset
+    c.send(post0("/rip-parked", 11) + frame(PING, 0, 0, b"rip-ping"))
+    c.pump(lambda: c.ping_acks > 0, time.monotonic() + IO_S)
+    c.send(frame(HEADERS, END_STREAM, sid + 2, c.block(get("/rip-unfinished") + xff(12))))
+    c.s.shutdown(socket.SHUT_WR)  # the client leaves mid-block: Portico ends the connection
+    c.pump(lambda: False, time.monotonic() + IO_S)
+    print("case=left ping_acks=%d closed=%s" % (c.ping_acks, c.closed))
+    c.close()
+
+
 def unfinished_head(port, path, how):
     c = Conn(port)
     sid = 1
@@ -1411,6 +1467,8 @@ def main():
         stall_body(port, sys.argv[3])
     elif sys.argv[2] == "window_back":
         window_back(port, sys.argv[3])
+    elif sys.argv[2] == "real_ip":
+        real_ip(port, sys.argv[3])
     elif sys.argv[2] == "unfinished_head":
         unfinished_head(port, sys.argv[3], sys.argv[4])
     elif sys.argv[2] == "indexing":

@@ -1313,6 +1313,13 @@ static const struct real_ip_row {
     {"not an address where the client would be: the peer, counted", "127.0.0.2",
      "X-Forwarded-For: 127.9.9.9, bogus, 127.0.5.7\r\n", "127.0.0.2:", false,
      "127.9.9.9, bogus, 127.0.5.7, 127.0.0.2"},
+    {"a port above 65535 is no address the client was at: the peer, counted (the old code "
+     "took 127.9.9.9)", "127.0.0.2", "X-Forwarded-For: 127.9.9.9:70000, 127.0.5.7\r\n",
+     "127.0.0.2:", false, "127.9.9.9:70000, 127.0.5.7, 127.0.0.2"},
+    {"nor [::1]:99999", "127.0.0.2", "X-Forwarded-For: [::1]:99999\r\n", "127.0.0.2:", false,
+     "[::1]:99999, 127.0.0.2"},
+    {"a port of 65535 is one", "127.0.0.2", "X-Forwarded-For: 127.9.9.9:65535\r\n",
+     "127.9.9.9 ", true, "127.9.9.9:65535, 127.0.0.2"},
     {"a client's quote does not take the balancer's element: no quoted-strings here (the old "
      "code found the rest of the field one element, not an address: the peer)", "127.0.0.2",
      "X-Forwarded-For: 127.6.6.6 \", 127.9.9.9\r\n", "127.9.9.9 ", true,
@@ -1362,7 +1369,7 @@ static void test_real_ip(void **state)
         free(line);
     }
     assert_true(scrape_metric(harness_port(h, "admin"), "portico_real_ip_invalid_total",
-                              PX_IO_MS) == 1);
+                              PX_IO_MS) == 3);
     /* and said once in the error log, naming the balancer */
     assert_int_equal(harness_wait_log(h, "real_ip: the x-forwarded-for element naming the "
                                          "client is not an address", PX_IO_MS), 0);

@@ -2395,6 +2395,71 @@ static void test_whole_body_early_answer(void **state)
     fake_origin_stop(o);
 }
 
+/* [proxy] real_ip names the client on the lines of streams refused or reset before an exchange
+ * existed, as an exchange would have: from a trusted balancer (127.0.0.2), a stream whose header
+ * block was decoded to its end is logged with the client of its x-forwarded-for and the balancer
+ * as peer; one whose block was cut short (a field refused, past max_header_size, the client gone
+ * mid-block) keeps the balancer as client: what was kept is a prefix, which could name a client
+ * without the balancer's own element. The old code logged the balancer on every one of them. */
+static void test_real_ip_refused_streams(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start_origin(fake_origin_port(o),
+                                     "trusted_proxies = 127.0.0.2\nreal_ip = x-forwarded-for\n"
+                                     "client_body_timeout = 300ms\nmax_header_size = 4k\n"
+                                     "max_request_line = 1k\n");
+    struct tu_cmd_result r = {0};
+    frames2(h, "real_ip", "127.0.0.2", NULL, &r);
+    const char *const want[] = {
+        "case=host_differs rst=1 ", "case=messaging rst=1 ", "case=line_too_long rst=None "
+        "status=[414]", "case=zero_data rst=1 ", "case=zero_nothing rst=None status=[408]",
+        "case=field_refused rst=1 ", "case=too_large rst=None status=[431]",
+        "case=port_too_big rst=1 ", "case=valid rst=None status=[200]",
+        "case=left ping_acks=1 closed=True"};
+    want_lines(&r, want, sizeof(want) / sizeof(want[0]));
+    tu_cmd_result_free(&r);
+    long long invalid = metric(h, "portico_real_ip_invalid_total");
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    static const struct {
+        const char *path;      /* the start of the line's "path" */
+        const char *status;
+        const char *client;    /* NULL: the balancer, with no peer */
+    } lines[] = {
+        {"/rip-host\"", "400", "127.9.9.1"},       /* host differs: at the block's end */
+        {"/rip-messaging\"", "400", "127.9.9.2"},  /* nghttp2's, at the block's end */
+        {"/rip-414a", "414", "127.9.9.3"},         /* the HTTP/1.1 parse of the whole head */
+        {"/rip-zero-data\"", "400", "127.9.9.4"},  /* parked for END_STREAM: DATA came */
+        {"/rip-zero-nothing\"", "408", "127.9.9.5"}, /* ... nothing came */
+        {"/rip-zero-reset\"", "499", "127.9.9.6"}, /* ... the client reset it */
+        {"/rip-parked\"", "499", "127.9.9.11"},    /* ... the client left */
+        {"/rip-ok\"", "200", "127.9.9.10"},        /* its exchange's, as before */
+        {"/rip-refused\"", "400", NULL},            /* a field refused mid-block */
+        {"/rip-431\"", "431", NULL},                /* past max_header_size: a prefix kept */
+        {"/rip-port\"", "400", NULL},               /* whole, but no address in it */
+        {"/rip-unfinished\"", "499", NULL},         /* the block never ended */
+    };
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        char key[64], status[32], client[64];
+        snprintf(key, sizeof(key), "\"path\":\"%s", lines[i].path);
+        snprintf(status, sizeof(status), "\"status\":%s,", lines[i].status);
+        if (lines[i].client)
+            snprintf(client, sizeof(client), "\"client\":\"%s\",\"peer\":\"127.0.0.2:",
+                     lines[i].client);
+        else
+            snprintf(client, sizeof(client), "\"client\":\"127.0.0.2:");
+        char *line = px_log_line(h, key);
+        if (!tu_contains(line, status) || !tu_contains(line, client) ||
+            (!lines[i].client && !tu_contains(line, "\"peer\":null")))
+            fail_msg("%s: wanted %s and %s in %s", lines[i].path, status, client, line);
+        free(line);
+    }
+    /* the element 127.9.9.9:70000 is no address: counted, the balancer the client */
+    assert_int_equal(invalid, 1);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* Every malformed request is a stream error (PROTOCOL_ERROR) that reaches no origin, and the
  * connection keeps serving. */
 static void test_malformed_requests(void **state)
@@ -3267,6 +3332,7 @@ int main(void)
         cmocka_unit_test(test_cut_after_head_delivers_what_came),
         cmocka_unit_test(test_fault_drop_and_reset_end_the_stream),
         cmocka_unit_test(test_malformed_requests),
+        cmocka_unit_test(test_real_ip_refused_streams),
         cmocka_unit_test(test_zero_length_waits_for_end_stream),
         cmocka_unit_test(test_whole_body_waits_for_end_stream),
         cmocka_unit_test(test_whole_body_early_answer),

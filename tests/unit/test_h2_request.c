@@ -350,6 +350,65 @@ static void test_content_length_value(void **state)
     }
 }
 
+static bool span_eq_lit(const char *s, size_t n, const char *lit)
+{
+    return n == strlen(lit) && memcmp(s, lit, n) == 0;
+}
+
+/* The regular fields, for real_ip's reading of a refused stream: in order, ids set, the same
+ * spans the HTTP/1.1 parse of the head built gives; pseudo-header fields, host and cookie are
+ * not among them; with less room, the count is still all of them. */
+static void test_fields(void **state)
+{
+    (void)state;
+    static const char *const in[][2] = {
+        {":method", "GET"}, {":scheme", "https"}, {":path", "/"}, {":authority", "a.test"},
+        {"x-forwarded-for", "127.9.9.9, 127.0.0.2"}, {"cookie", "a=1"}, {"host", "a.test"},
+        {"x-empty", ""}, {"cf-connecting-ip", "::1"}, {"x-forwarded-for", "127.0.0.3"}};
+    struct h2_request req;
+    h2_request_init(&req, 16384);
+    for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++)
+        assert_int_equal(h2_request_field(&req, in[i][0], strlen(in[i][0]), in[i][1],
+                                          strlen(in[i][1])), 0);
+    struct h1_field got[8];
+    assert_int_equal(h2_request_fields(&req, got, 8), 4);
+    static const struct {
+        const char *name, *value;
+        enum h1_field_id id;
+    } want[] = {{"x-forwarded-for", "127.9.9.9, 127.0.0.2", H1_F_X_FORWARDED_FOR},
+                {"x-empty", "", H1_F_OTHER},
+                {"cf-connecting-ip", "::1", H1_F_PROXY_CLAIM},
+                {"x-forwarded-for", "127.0.0.3", H1_F_X_FORWARDED_FOR}};
+    char *head;
+    size_t len;
+    assert_int_equal(h2_request_finish(&req, &head, &len), 0);
+    struct h1_limits lim = {.max_request_line = 8192, .max_head = 16384};
+    static struct h1_request parsed;
+    struct h1_error err;
+    assert_int_equal(h1_parse_request(head, len, &lim, &parsed, &err), (int)len);
+    size_t k = 0;
+    for (size_t i = 0; i < parsed.nfields; i++) {
+        const struct h1_field *f = &parsed.fields[i];
+        if (f->id == H1_F_HOST || span_eq_lit(f->name, f->name_len, "cookie"))
+            continue;
+        assert_true(k < 4);
+        assert_int_equal(got[k].id, f->id);
+        assert_int_equal(got[k].id, want[k].id);
+        assert_true(got[k].name_len == strlen(want[k].name) &&
+                    memcmp(got[k].name, want[k].name, got[k].name_len) == 0);
+        assert_true(got[k].value_len == f->value_len &&
+                    memcmp(got[k].value, f->value, f->value_len) == 0);
+        assert_true(got[k].value_len == strlen(want[k].value) &&
+                    memcmp(got[k].value, want[k].value, got[k].value_len) == 0);
+        k++;
+    }
+    assert_int_equal(k, 4);
+    free(head);
+    assert_int_equal(h2_request_fields(&req, got, 1), 4);
+    assert_true(got[0].value_len == strlen(want[0].value));
+    h2_request_free(&req);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +418,7 @@ int main(void)
         cmocka_unit_test(test_limit_boundary),
         cmocka_unit_test(test_messaging_error),
         cmocka_unit_test(test_content_length_value),
+        cmocka_unit_test(test_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

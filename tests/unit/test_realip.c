@@ -42,6 +42,15 @@ static void test_element(void **state)
         {"_hidden", false, NULL},
         {"127.0.0.1:", false, NULL},
         {"127.0.0.1:123456", false, NULL},
+        /* a port above 65535 is no address the client was at: not an address, as garbage */
+        {"127.0.0.1:65535", false, "127.0.0.1"},
+        {"127.0.0.1:00080", false, "127.0.0.1"},
+        {"127.0.0.1:65536", false, NULL},
+        {"127.0.0.1:70000", false, NULL},
+        {"127.0.0.1:99999", false, NULL},
+        {"[::1]:65535", false, "::1"},
+        {"[::1]:65536", false, NULL},
+        {"[::1]:99999", false, NULL},
         {"127.0.0.1:80x", false, NULL},
         {"127.0.0.1 127.0.0.2", false, NULL},
         {"[127.0.0.1]", false, NULL},
@@ -78,6 +87,10 @@ static void test_element(void **state)
         {"for=127.0.0.1;for=127.0.0.2", true, NULL}, /* twice */
         {"127.0.0.1", true, NULL},
         {"for=\"[::1]:4711:1\"", true, NULL},
+        {"for=\"[::1]:65535\"", true, "::1"},
+        {"for=\"[::1]:99999\"", true, NULL},
+        {"for=\"127.0.0.1:70000\"", true, NULL},
+        {"for=127.0.0.1:65536", true, NULL},
     };
     for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
         size_t n = strlen(rows[i].text);
@@ -129,6 +142,13 @@ static const struct find_row find_rows[] = {
     {"not an address left of the client: never looked at", REAL_IP_X_FORWARDED_FOR,
      {"X-Forwarded-For"}, {"garbage, unknown, 127.0.5.5, 127.0.0.7"}, REALIP_FOUND,
      "127.0.5.5"},
+    {"a port above 65535 where the client would be: not an address, the peer",
+     REAL_IP_X_FORWARDED_FOR, {"X-Forwarded-For"}, {"127.0.5.5, 127.0.9.9:70000, 127.0.0.7"},
+     REALIP_INVALID, NULL},
+    {"Forwarded: [::1]:99999 is no address either", REAL_IP_FORWARDED, {"Forwarded"},
+     {"for=127.0.5.5, for=\"[::1]:99999\""}, REALIP_INVALID, NULL},
+    {"a port of 65535 is one", REAL_IP_X_FORWARDED_FOR, {"X-Forwarded-For"},
+     {"127.0.9.9:65535, 127.0.0.7:1"}, REALIP_FOUND, "127.0.9.9"},
     {"unknown from a trusted hop", REAL_IP_X_FORWARDED_FOR, {"X-Forwarded-For"},
      {"unknown"}, REALIP_INVALID, NULL},
     {"fields in order, read as one list", REAL_IP_X_FORWARDED_FOR,
