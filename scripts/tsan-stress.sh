@@ -92,11 +92,14 @@ cleanup() {
 }
 trap cleanup EXIT
 for _ in $(seq 100); do # up to 10 s: TSan's start is slow
+    kill -0 "$PID" 2>/dev/null || break
     curl -s -o /dev/null -m 1 "$AURL/healthz" && break
     sleep 0.1
 done
-curl -sf -o /dev/null -m 2 "$AURL/healthz" || { echo "tsan-stress: Portico did not start" >&2;
-                                                cat "$DIR/stderr.log" >&2; exit 2; }
+# Ours, not another process on a busy port (STRESS_PORT): then ours has exited.
+kill -0 "$PID" 2>/dev/null && curl -sf -o /dev/null -m 2 "$AURL/healthz" ||
+    { echo "tsan-stress: Portico did not start (ports $PORT-$TLS: STRESS_PORT moves them)" >&2;
+      tail -n 5 "$DIR/error.log" "$DIR/stderr.log" >&2; exit 2; }
 END=$(($(date +%s) + SECS))
 alive() { [ "$(date +%s)" -lt "$END" ]; }
 
