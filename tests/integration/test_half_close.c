@@ -12,6 +12,9 @@
  * half-close: the FIN is then certainly read while the exchange waits for the origin, the case
  * that was a 499 (a gate, opened by the test; with `abort` the test opens it once the client
  * saw its connection end).
+ *
+ * Beside them, the close a client asked for (Connection: close) with bytes of the client's after
+ * it: the answer still goes out whole.
  */
 #include <errno.h>
 #include <pthread.h>
