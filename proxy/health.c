@@ -61,9 +61,6 @@ struct probe {
     bool unarmed;                      /* WAITING with no timer: its next check could not be
                                           armed; health_tick tries again */
     uint64_t due_us;                   /* while unarmed: when that check was due */
-    bool stop_said;                    /* its checks' stop was logged: once until a check ends
-                                          with a verdict, as shortage_said */
-    bool resume_due;                   /* ... and their resumption will be, once */
 };
 
 /* 1xx heads a check reads before it fails: as many as an exchange relays. Parsing a stream of
@@ -106,18 +103,17 @@ static void set_unarmed(struct probe *p, bool unarmed)
 
 /* Arms the next check. Unarmed, the probe would never check again, the origin's state frozen
  * until a reload (one marked down stayed down whatever it did): health_tick tries again every
- * second, and the log says once that the checks stopped, once that they resumed. */
+ * second, and the log says when the checks stop and when they resume. */
 static void arm_next(struct probe *p, uint64_t us)
 {
     if (arm(p, us))
         return;
     p->due_us = now_us() + us;
     set_unarmed(p, true); /* a probe is armed when this is called */
-    if (p->stop_said)
-        return;
+    /* Said at each stop and resumption: a stop comes only here, once per check, so at most
+     * two lines per check interval, and the log's last word is always the probe's state. */
     log_error("health check of %s: no timer for the next check (out of memory): checks of it "
               "stopped, its last verdict stands; tried again every second", origin_text(p));
-    p->stop_said = p->resume_due = true;
 }
 
 /* The end of a check: the connection closed, the next check armed one interval after this one
@@ -138,8 +134,6 @@ static void end_check(struct probe *p)
 static void verdict(struct probe *p, enum check_state s, const char *why)
 {
     struct loop *l = p->health->loop;
-    p->stop_said = false; /* before end_check: a stop it meets is said, then not again until
-                             the next verdict */
     end_check(p);
     p->shortage_said = false;
     if (s == CHECK_FAILING)
@@ -417,10 +411,8 @@ void health_tick(struct health *h)
         if (!p->unarmed || !arm(p, p->due_us > now ? p->due_us - now : 0))
             continue;
         set_unarmed(p, false);
-        if (p->resume_due)
-            log_warn("health check of %s: its timer armed again: checks of it resumed",
-                     origin_text(p));
-        p->resume_due = false;
+        log_warn("health check of %s: its timer armed again: checks of it resumed",
+                 origin_text(p));
     }
 }
 
