@@ -4,10 +4,11 @@
 # Quick when all are present: it asks dpkg first and calls apt-get only for what is missing.
 set -eu
 
-# systemd (systemd-analyze) and man-db (man, for the unit's Documentation=) verify the unit.
+# systemd (systemd-analyze) and man-db (man, for the unit's Documentation=) verify the unit;
+# python3 runs make check-layers and the tests' scripts (python3-h2 would bring it anyway).
 PACKAGES="build-essential pkg-config libevent-dev libssl-dev libinih-dev libcmocka-dev \
 libnghttp2-dev curl openssl clang libclang-rt-14-dev valgrind systemd man-db chromium \
-nghttp2-client python3-h2"
+nghttp2-client python3 python3-h2"
 # make bench (scripts/bench.sh): the peers and the origin (nginx, haproxy), the load generators
 # (wrk; h2load is in nghttp2-client), system call counting (linux-perf, strace as the fallback),
 # CPU pinning (taskset, in util-linux).
