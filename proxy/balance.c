@@ -35,10 +35,11 @@ struct origin_slot {
     _Atomic int checks_in_row;         /* the checks in a row that ended as the last one did:
                                           > 0 passed, < 0 failed, 0 before the first */
     _Atomic unsigned fails;            /* network failures in a row within the window */
-    _Atomic uint64_t window_start_ms;  /* the first of them */
+    _Atomic bool checks_stopped;       /* its health check's next check could not be armed
+                                          (in fails' padding: the slot stays 48 bytes) */
+    _Atomic uint64_t window_start_ms;  /* the first of those failures */
     _Atomic uint64_t down_until_ms;    /* DOWN: when the probe may go */
     _Atomic unsigned in_flight;        /* attempts picked and not done */
-    _Atomic bool checks_stopped;       /* its health check's next check could not be armed */
     uint32_t same;                     /* the origins listed with its host:port, itself included */
 };
 
