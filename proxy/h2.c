@@ -216,8 +216,15 @@ static int skip_block(struct h2_conn *h, const nghttp2_frame *frame)
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
     struct h2_conn *h = user;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
+    bool ends = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) { /* trailers */
+        struct h2_stream *t = stream_of(h, frame->hd.stream_id);
+        if (t && ends)
+            t->ends_in_block = true;
+        return 0;
+    }
     /* A stream past the GOAWAY we made but have not sent yet (made on the PING ACK read just
      * before, in the same input): nghttp2 takes it, and closes it REFUSED_STREAM once the GOAWAY
      * goes. The client is told it was not processed, and may retry it: no exchange, no log
@@ -227,6 +234,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     struct h2_stream *s = h2_stream_new(h, frame->hd.stream_id);
     if (!s)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
+    s->ends_in_block = ends;
     nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, s);
     return 0;
 }
@@ -350,6 +358,11 @@ static void late_keep(struct h2_conn *h, int32_t id)
 {
     if (nghttp2_session_get_stream_remote_close(h->session, id) != 0)
         return; /* its END_STREAM came (1), or nghttp2 has no such stream (-1) */
+    /* ... or came on a block reset unread (malformed, too large): 16,384 DATA frames of 1 byte
+     * went free after each such head, none of them the client's due */
+    struct h2_stream *s = stream_of(h, id);
+    if (s && s->ends_in_block)
+        return;
     int64_t window =
         (int64_t)nghttp2_session_get_stream_effective_local_window_size(h->session, id) -
         nghttp2_session_get_stream_effective_recv_data_length(h->session, id);
@@ -367,13 +380,16 @@ static void late_keep(struct h2_conn *h, int32_t id)
 
 /* Whether a DATA frame of len bytes (padding included) on closed stream id fits in what the
  * window late_keep kept for it had left: the client's due, spent by it. Empty ones never are:
- * one END_STREAM is paid for by the stream's end (CLOSED_PER_STREAM). */
-static bool late_data(struct h2_conn *h, int32_t id, size_t len)
+ * one END_STREAM is paid for by the stream's end (CLOSED_PER_STREAM). One with END_STREAM
+ * (end) is its last: what comes after is charged (the window it had left went free before). */
+static bool late_data(struct h2_conn *h, int32_t id, size_t len, bool end)
 {
     struct h2_late *l = &h->late[(size_t)(id >> 1) % h->late_slots];
     if (l->id != id || len == 0 || len > l->window)
         return false;
     l->window -= (uint32_t)len;
+    if (end)
+        *l = (struct h2_late){0, 0};
     return true;
 }
 
@@ -915,7 +931,8 @@ static ssize_t feed(struct h2_conn *h, const uint8_t *p, size_t len)
         int32_t id = (int32_t)(((uint32_t)hd[5] << 24 | (uint32_t)hd[6] << 16 |
                                 (uint32_t)hd[7] << 8 | hd[8]) & 0x7fffffff);
         if (!h->end_why && stream_closed(h->session, id) &&
-            !(h->late && late_data(h, id, h->in_skip)) && h->in_skip < CLOSED_DATA_CHEAP)
+            !(h->late && late_data(h, id, h->in_skip, hd[4] & NGHTTP2_FLAG_END_STREAM)) &&
+            h->in_skip < CLOSED_DATA_CHEAP)
             h2_charge(h, FLOOD_CLOSED);
     }
     if (seen > fed && !h->end_why) {

@@ -89,6 +89,9 @@ struct h2_stream {
                                           req_counted plus the window the client still has, as
                                           of the last grant, beyond the floor (req_floor) */
     bool req_eof;                      /* END_STREAM received */
+    bool ends_in_block;                /* a HEADERS of its client had END_STREAM, read or not:
+                                          a block refused (malformed, too large) leaves it
+                                          unread, the stream open to nghttp2 (h2.c: late_keep) */
     bool start_at_eof;                 /* content-length: 0 before END_STREAM: its exchange
                                           starts at END_STREAM (h2_stream_start) */
     bool head_whole;                   /* refused or parked with its header block decoded to

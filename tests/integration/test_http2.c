@@ -2549,6 +2549,11 @@ static const struct flood_case flood_cases[] = {
      * (8 bytes each, http2_max_concurrent_streams of them), all of it */
     {"reset_short_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     {"reset_evicted_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
+    /* ... nor once its client ended it (DATA with END_STREAM), or when it had ended it with its
+     * HEADERS, a head malformed and reset before nghttp2 read that END_STREAM: no DATA is its
+     * due any more (each such head had 16,384 frames of 1 byte free, the cost of one reset) */
+    {"reset_ended_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
+    {"reset_malformed_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     /* the same as header blocks of a HEADERS and 6 CONTINUATION frames: nghttp2 decodes an
      * ignored block whole, its CONTINUATION frames unseen (an HPACK bomb's 7 frames cost ~1.9 ms
      * of CPU): a HEADERS that a CONTINUATION follows is charged for 8 more, not once */
@@ -2739,7 +2744,9 @@ static void flood_check(struct flood_run *f)
     long frames = sent ? strtol(sent + 6, NULL, 10) : -1;
     if (strcmp(c->kind, "reset_short_data") == 0 && frames < 5000)
         fail_msg("%s: %ld frames before the GOAWAY: %s", c->kind, frames, r->out);
-    if (strcmp(c->kind, "reset_evicted_data") == 0 && (frames < 0 || frames > 4000))
+    if ((strcmp(c->kind, "reset_evicted_data") == 0 || strcmp(c->kind, "reset_ended_data") == 0 ||
+         strcmp(c->kind, "reset_malformed_data") == 0) &&
+        (frames < 0 || frames > 4000))
         fail_msg("%s: %ld frames before the GOAWAY: %s", c->kind, frames, r->out);
     /* 9 tokens a block: ~22 (the reset bucket's 200); charged once, ~200 went */
     if (strcmp(c->kind, "malformed_continuation") == 0 && (blocks < 0 || blocks > 120))
