@@ -342,11 +342,15 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
 }
 
 /* Whether a frame on stream id meets a stream nghttp2 has closed (no_closed_streams: it
- * remembers none), and is ignored. */
-static bool stream_closed(nghttp2_session *session, int32_t id)
+ * remembers none) or never opened (refused past http2_max_concurrent_streams, or ignored after
+ * our GOAWAY: their ids are past the last one nghttp2 processed), and is ignored. Counted only
+ * to the last processed, DATA on the newest refused stream went free: over a million frames of
+ * 1 byte, as much as the connection's window let through. */
+static bool stream_closed(struct h2_conn *h, int32_t id)
 {
-    return id > 0 && id <= nghttp2_session_get_last_proc_stream_id(session) &&
-           !nghttp2_session_find_stream(session, id);
+    return id > 0 &&
+           id <= MAX(nghttp2_session_get_last_proc_stream_id(h->session), h->last_begun) &&
+           !nghttp2_session_find_stream(h->session, id);
 }
 
 /* Keeps what the client may still send on stream id as our RST_STREAM goes, while it may send
@@ -404,7 +408,8 @@ static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, 
      * stream is dropped before this callback: feed looks at it.) So is a stream begun past our
      * GOAWAY naming the last stream taken: while a stream was in flight, 1,010 HPACK bombs on
      * new streams took 2.9 s of a draining worker's CPU in 4 s, uncharged. */
-    bool closed = stream_closed(session, hd->stream_id);
+    (void)session;
+    bool closed = stream_closed(h, hd->stream_id);
     bool past_goaway = h->drain == DRAIN_GOAWAY && hd->stream_id > h->goaway_id;
     if (hd->type == NGHTTP2_HEADERS && (closed || past_goaway))
         charge_ignored_block(h, FLOOD_CLOSED, hd->flags);
@@ -413,6 +418,7 @@ static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, 
     if (hd->type == NGHTTP2_HEADERS) {
         h->head_since = now_us();
         h->head_id = hd->stream_id;
+        h->last_begun = MAX(h->last_begun, hd->stream_id);
     } else if (hd->type != NGHTTP2_CONTINUATION)
         h->head_since = 0;
     return 0;
@@ -930,7 +936,7 @@ static ssize_t feed(struct h2_conn *h, const uint8_t *p, size_t len)
         }
         int32_t id = (int32_t)(((uint32_t)hd[5] << 24 | (uint32_t)hd[6] << 16 |
                                 (uint32_t)hd[7] << 8 | hd[8]) & 0x7fffffff);
-        if (!h->end_why && stream_closed(h->session, id) &&
+        if (!h->end_why && stream_closed(h, id) &&
             !(h->late && late_data(h, id, h->in_skip, hd[4] & NGHTTP2_FLAG_END_STREAM)) &&
             h->in_skip < CLOSED_DATA_CHEAP)
             h2_charge(h, FLOOD_CLOSED);

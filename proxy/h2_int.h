@@ -208,6 +208,9 @@ struct h2_conn {
     uint64_t idle_since;               /* µs: the last stream closed (or the start) */
     uint64_t head_since;               /* µs: a header block is unfinished; 0 if none */
     int32_t head_id;                   /* ... on this stream */
+    int32_t last_begun;                /* the highest stream a HEADERS of the client began:
+                                          nghttp2's last processed one leaves out those it
+                                          refused or ignored after it (h2.c: stream_closed) */
     struct bucket buckets[FLOOD_COUNT];
     /* Where the client's bytes are in its frames (h2.c's feed): nghttp2 drops DATA on a closed
      * stream before any callback of ours, so frame headers are looked at on the way in. */
