@@ -362,8 +362,8 @@ static void late_keep(struct h2_conn *h, int32_t id)
 {
     if (nghttp2_session_get_stream_remote_close(h->session, id) != 0)
         return; /* its END_STREAM came (1), or nghttp2 has no such stream (-1) */
-    /* ... or came on a block reset unread (malformed, too large): 16,384 DATA frames of 1 byte
-     * went free after each such head, none of them the client's due */
+    /* ... or came on a block reset unread (malformed, too large): the window went free after
+     * each such head (16,384 frames of 1 byte), none of it the client's due */
     struct h2_stream *s = stream_of(h, id);
     if (s && s->ends_in_block)
         return;
@@ -391,9 +391,9 @@ static void late_keep(struct h2_conn *h, int32_t id)
 
 /* Whether a DATA frame of len bytes (padding included) on closed stream id fits in what the
  * window late_keep kept for it had left (LATE_FRAME_MIN a frame at least): the client's due,
- * spent by it. Empty ones never are:
- * one END_STREAM is paid for by the stream's end (CLOSED_PER_STREAM). One with END_STREAM
- * (end) is its last: what comes after is charged (the window it had left went free before). */
+ * spent by it. Empty ones never are: one END_STREAM is paid for by the stream's end
+ * (CLOSED_PER_STREAM). One with END_STREAM (end) is its last: what comes after is charged
+ * (the window it had left went free before). */
 static bool late_data(struct h2_conn *h, int32_t id, size_t len, bool end)
 {
     struct h2_late *l = &h->late[(size_t)(id >> 1) % h->late_slots];

@@ -2545,8 +2545,9 @@ static const struct flood_case flood_cases[] = {
     {"closed_short_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     /* the same on a stream answered early (413) and reset while its client could still send:
      * what its window had left (16 KiB, 64 bytes a frame at least: 256 frames of 4 bytes) is
-     * the client's due, what comes past it is charged; and once 100 streams more were so reset, the last in its slot
-     * (8 bytes each, http2_max_concurrent_streams of them), all of it */
+     * the client's due, what comes past it is charged; and once 100 streams more were so
+     * reset, the last in its slot (8 bytes each, http2_max_concurrent_streams of them), all of
+     * it */
     {"reset_short_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     {"reset_evicted_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     /* ... nor once its client ended it (DATA with END_STREAM), or when it had ended it with its
