@@ -216,8 +216,15 @@ static int skip_block(struct h2_conn *h, const nghttp2_frame *frame)
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
     struct h2_conn *h = user;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
+    bool ends = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) { /* trailers */
+        struct h2_stream *t = stream_of(h, frame->hd.stream_id);
+        if (t && ends)
+            t->ends_in_block = true;
+        return 0;
+    }
     /* A stream past the GOAWAY we made but have not sent yet (made on the PING ACK read just
      * before, in the same input): nghttp2 takes it, and closes it REFUSED_STREAM once the GOAWAY
      * goes. The client is told it was not processed, and may retry it: no exchange, no log
@@ -227,6 +234,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     struct h2_stream *s = h2_stream_new(h, frame->hd.stream_id);
     if (!s)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
+    s->ends_in_block = ends;
     nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, s);
     return 0;
 }
@@ -334,11 +342,15 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
 }
 
 /* Whether a frame on stream id meets a stream nghttp2 has closed (no_closed_streams: it
- * remembers none), and is ignored. */
-static bool stream_closed(nghttp2_session *session, int32_t id)
+ * remembers none) or never opened (refused past http2_max_concurrent_streams, or ignored after
+ * our GOAWAY: their ids are past the last one nghttp2 processed), and is ignored. Counted only
+ * to the last processed, DATA on the newest refused stream went free: over a million frames of
+ * 1 byte, as much as the connection's window let through. */
+static bool stream_closed(struct h2_conn *h, int32_t id)
 {
-    return id > 0 && id <= nghttp2_session_get_last_proc_stream_id(session) &&
-           !nghttp2_session_find_stream(session, id);
+    return id > 0 &&
+           id <= MAX(nghttp2_session_get_last_proc_stream_id(h->session), h->last_begun) &&
+           !nghttp2_session_find_stream(h->session, id);
 }
 
 /* Keeps what the client may still send on stream id as our RST_STREAM goes, while it may send
@@ -350,6 +362,11 @@ static void late_keep(struct h2_conn *h, int32_t id)
 {
     if (nghttp2_session_get_stream_remote_close(h->session, id) != 0)
         return; /* its END_STREAM came (1), or nghttp2 has no such stream (-1) */
+    /* ... or came on a block reset unread (malformed, too large): the window went free after
+     * each such head (16,384 frames of 1 byte), none of it the client's due */
+    struct h2_stream *s = stream_of(h, id);
+    if (s && s->ends_in_block)
+        return;
     int64_t window =
         (int64_t)nghttp2_session_get_stream_effective_local_window_size(h->session, id) -
         nghttp2_session_get_stream_effective_recv_data_length(h->session, id);
@@ -365,15 +382,27 @@ static void late_keep(struct h2_conn *h, int32_t id)
         (struct h2_late){id, (uint32_t)MIN(window, INT32_MAX)};
 }
 
+/* Each DATA frame on a stream reset late spends this much of its window at least: a 16 KiB
+ * window let 16,384 frames of 1 byte go free after each upload answered early (a 413 costs no
+ * origin), and one connection so took 48-55 million of them in 5 s, ~4 s of CPU, no GOAWAY
+ * (before any window was kept: GOAWAY after ~1,100). 256 frames cost about what the request
+ * did; an upload in flight sends far larger ones. */
+#define LATE_FRAME_MIN 64
+
 /* Whether a DATA frame of len bytes (padding included) on closed stream id fits in what the
- * window late_keep kept for it had left: the client's due, spent by it. Empty ones never are:
- * one END_STREAM is paid for by the stream's end (CLOSED_PER_STREAM). */
-static bool late_data(struct h2_conn *h, int32_t id, size_t len)
+ * window late_keep kept for it had left (LATE_FRAME_MIN a frame at least): the client's due,
+ * spent by it. Empty ones never are: one END_STREAM is paid for by the stream's end
+ * (CLOSED_PER_STREAM). One with END_STREAM (end) is its last: what comes after is charged
+ * (the window it had left went free before). */
+static bool late_data(struct h2_conn *h, int32_t id, size_t len, bool end)
 {
     struct h2_late *l = &h->late[(size_t)(id >> 1) % h->late_slots];
-    if (l->id != id || len == 0 || len > l->window)
+    size_t spent = MAX(len, LATE_FRAME_MIN);
+    if (l->id != id || len == 0 || spent > l->window)
         return false;
-    l->window -= (uint32_t)len;
+    l->window -= (uint32_t)spent;
+    if (end)
+        *l = (struct h2_late){0, 0};
     return true;
 }
 
@@ -388,7 +417,8 @@ static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, 
      * stream is dropped before this callback: feed looks at it.) So is a stream begun past our
      * GOAWAY naming the last stream taken: while a stream was in flight, 1,010 HPACK bombs on
      * new streams took 2.9 s of a draining worker's CPU in 4 s, uncharged. */
-    bool closed = stream_closed(session, hd->stream_id);
+    (void)session;
+    bool closed = stream_closed(h, hd->stream_id);
     bool past_goaway = h->drain == DRAIN_GOAWAY && hd->stream_id > h->goaway_id;
     if (hd->type == NGHTTP2_HEADERS && (closed || past_goaway))
         charge_ignored_block(h, FLOOD_CLOSED, hd->flags);
@@ -397,6 +427,7 @@ static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, 
     if (hd->type == NGHTTP2_HEADERS) {
         h->head_since = now_us();
         h->head_id = hd->stream_id;
+        h->last_begun = MAX(h->last_begun, hd->stream_id);
     } else if (hd->type != NGHTTP2_CONTINUATION)
         h->head_since = 0;
     return 0;
@@ -914,8 +945,9 @@ static ssize_t feed(struct h2_conn *h, const uint8_t *p, size_t len)
         }
         int32_t id = (int32_t)(((uint32_t)hd[5] << 24 | (uint32_t)hd[6] << 16 |
                                 (uint32_t)hd[7] << 8 | hd[8]) & 0x7fffffff);
-        if (!h->end_why && stream_closed(h->session, id) &&
-            !(h->late && late_data(h, id, h->in_skip)) && h->in_skip < CLOSED_DATA_CHEAP)
+        if (!h->end_why && stream_closed(h, id) &&
+            !(h->late && late_data(h, id, h->in_skip, hd[4] & NGHTTP2_FLAG_END_STREAM)) &&
+            h->in_skip < CLOSED_DATA_CHEAP)
             h2_charge(h, FLOOD_CLOSED);
     }
     if (seen > fed && !h->end_why) {

@@ -89,6 +89,9 @@ struct h2_stream {
                                           req_counted plus the window the client still has, as
                                           of the last grant, beyond the floor (req_floor) */
     bool req_eof;                      /* END_STREAM received */
+    bool ends_in_block;                /* a HEADERS of its client had END_STREAM, read or not:
+                                          a block refused (malformed, too large) leaves it
+                                          unread, the stream open to nghttp2 (h2.c: late_keep) */
     bool start_at_eof;                 /* content-length: 0 before END_STREAM: its exchange
                                           starts at END_STREAM (h2_stream_start) */
     bool head_whole;                   /* refused or parked with its header block decoded to
@@ -205,6 +208,9 @@ struct h2_conn {
     uint64_t idle_since;               /* µs: the last stream closed (or the start) */
     uint64_t head_since;               /* µs: a header block is unfinished; 0 if none */
     int32_t head_id;                   /* ... on this stream */
+    int32_t last_begun;                /* the highest stream a HEADERS of the client began:
+                                          nghttp2's last processed one leaves out those it
+                                          refused or ignored after it (h2.c: stream_closed) */
     struct bucket buckets[FLOOD_COUNT];
     /* Where the client's bytes are in its frames (h2.c's feed): nghttp2 drops DATA on a closed
      * stream before any callback of ours, so frame headers are looked at on the way in. */

@@ -121,6 +121,11 @@ count, so it always ends.
                                      reset_short_data (on a stream answered early and
                                      reset: past the window it had left), reset_evicted_data
                                      (the same once 100 more were, the last in its slot),
+                                     reset_ended_data (the same after a DATA with
+                                     END_STREAM), reset_malformed_data (on a head malformed
+                                     whose HEADERS had END_STREAM), refused_data (on
+                                     a stream refused past the limit, SETTINGS
+                                     unacknowledged),
                                      refused, refused_continuation (streams past the limit,
                                      SETTINGS unacknowledged), malformed_continuation,
                                      continuation, stall_head, stall_window, settings_timeout,
@@ -747,7 +752,7 @@ def flood(port, kind):
     pairs = [(4, 0)] if kind == "stall_window" else ()  # SETTINGS_INITIAL_WINDOW_SIZE = 0
     # refused: our SETTINGS never acknowledged, streams past the 100 allowed are refused
     c = Conn(port, pairs, ack_settings=kind not in ("settings_timeout", "refused",
-                                                    "refused_continuation"))
+                                                    "refused_continuation", "refused_data"))
     start = time.monotonic()
     sent, limit, sid = 0, 20000, 1
     # A bomb costs the worker ~30 times a frame's CPU: under ASan on a loaded machine the reset
@@ -765,7 +770,8 @@ def flood(port, kind):
     if kind.startswith("closed_"):  # frames on a stream answered and closed
         c.send(c.request(sid, get("/status/200")))
         c.pump(lambda: c.st(1)["end"], time.monotonic() + IO_S)
-    if kind.startswith("reset_"):  # on a stream answered early (413 at once), then reset
+    if kind.startswith("reset_") and kind != "reset_malformed_data":
+        # on a stream answered early (413 at once), then reset
         # reset_evicted: 100 more (http2_max_concurrent_streams), the last in stream 1's slot
         last = 201 if kind == "reset_evicted_data" else 1
         for s_id in range(1, last + 1, 2):
@@ -773,6 +779,17 @@ def flood(port, kind):
                              [("content-length", "100000000000")], False))
         c.pump(lambda: all(c.st(s_id)["rst"] is not None for s_id in range(1, last + 1, 2)),
                time.monotonic() + IO_S)
+        if kind == "reset_ended_data":  # its client ends it late: nothing more is its due
+            c.send(frame(DATA, END_STREAM, 1, b"d" * 4))
+    if kind == "refused_data":  # the 100 allowed open, then an upload refused past them
+        c.send(b"".join(c.request(s_id, get("/delay/5000")) for s_id in range(1, 201, 2)))
+        sid = 201
+        c.send(c.request(sid, get("/status/200", "POST"), False))
+        c.pump(lambda: c.st(sid)["rst"] is not None, time.monotonic() + IO_S)
+    if kind == "reset_malformed_data":  # a head malformed (reset) whose HEADERS ended it
+        c.send(frame(HEADERS, END_HEADERS | END_STREAM, sid,
+                     c.block(get("/status/200", "POST") + [("X-Upper", "1")])))
+        c.pump(lambda: c.st(1)["rst"] is not None, time.monotonic() + IO_S)
     while kind not in ("stall_head", "stall_window", "settings_timeout", "idle") and sent < limit and \
             not done() and not c.closed and not c.unwritable and time.monotonic() < deadline:
         batch, first = [], sid
@@ -828,8 +845,11 @@ def flood(port, kind):
                 batch.append(frame(DATA, 0, 1, b""))
             elif kind == "closed_short_data":  # 1 byte each: as cheap, and not empty
                 batch.append(frame(DATA, 0, 1, b"d"))
-            elif kind in ("reset_short_data", "reset_evicted_data"):  # 4 bytes each
+            elif kind in ("reset_short_data", "reset_evicted_data", "reset_ended_data",
+                          "reset_malformed_data"):  # 4 bytes each
                 batch.append(frame(DATA, 0, 1, b"d" * 4))
+            elif kind == "refused_data":
+                batch.append(frame(DATA, 0, 201, b"d" * 4))
             elif kind == "closed_headers":  # trailers, as if they crossed our END_STREAM
                 batch.append(frame(HEADERS, END_HEADERS | END_STREAM, 1, c.block([("x-t", "1")])))
             elif kind == "closed_continuation":  # blocks of 7 frames (an HPACK bomb's shape)
@@ -849,7 +869,7 @@ def flood(port, kind):
             # http2_max_concurrent_streams). MadeYouReset stays within the limit the same way.
             c.pump(lambda: done() or all(c.st(s)["rst"] is not None for s in range(first, sid, 2)),
                    deadline)
-        elif kind.endswith("_continuation") or kind.startswith("reset_"):
+        elif kind.endswith("_continuation") or kind.startswith("reset_") or kind == "refused_data":
             # Blocks counted up to the GOAWAY are blocks Portico read: a PING after each batch,
             # its ACK awaited (on a loaded host the old count was of what the socket took
             # before the GOAWAY was read: 140 of a bound of 120 once, 8 runs at once).
