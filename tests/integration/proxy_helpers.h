@@ -255,16 +255,17 @@ enum px_queue {
  * sock_diag over netlink, which picks the established sockets itself: /proc/net/tcp lists the
  * TIME_WAIT ones too, 50,000 on a host after the churn tests, 55 ms per read. Returns how many
  * (at most max). */
-/* A netlink socket that has asked sock_diag about established TCP/IPv4 sockets: req (its
- * family, protocol and states are filled in here), with flags (NLM_F_DUMP for every socket). The
- * caller reads the answer and closes it. */
+/* A netlink socket that has asked sock_diag about TCP/IPv4 sockets: req (its family and
+ * protocol are filled in here; its states, when none is set, the established ones), with flags
+ * (NLM_F_DUMP for every socket). The caller reads the answer and closes it. */
 PX_HELPER int px_diag_ask(struct inet_diag_req_v2 req, uint16_t flags)
 {
     int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     assert_true(fd >= 0);
     req.sdiag_family = AF_INET;
     req.sdiag_protocol = IPPROTO_TCP;
-    req.idiag_states = 1 << 1; /* TCP_ESTABLISHED */
+    if (!req.idiag_states)
+        req.idiag_states = 1 << 1; /* TCP_ESTABLISHED */
     struct {
         struct nlmsghdr nlh;
         struct inet_diag_req_v2 req;

@@ -540,19 +540,11 @@ static void test_fin_while_answer_goes_out(void **state)
  * client, sent or not. false while it has not (or is gone). */
 static bool portico_fin_sent(uint16_t pport, uint16_t cport, long *sendq)
 {
-    int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-    assert_true(fd >= 0);
-    struct {
-        struct nlmsghdr nlh;
-        struct inet_diag_req_v2 req;
-    } ask = {
-        .nlh = {.nlmsg_len = sizeof(ask), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-                .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
-        .req = {.sdiag_family = AF_INET, .sdiag_protocol = IPPROTO_TCP,
-                .idiag_states = 1 << 4 | 1 << 5, /* TCP_FIN_WAIT1, TCP_FIN_WAIT2 */
-                .id = {.idiag_sport = htons(pport), .idiag_dport = htons(cport)}},
-    };
-    assert_true(send(fd, &ask, sizeof(ask), 0) == (ssize_t)sizeof(ask));
+    int fd = px_diag_ask(
+        (struct inet_diag_req_v2){
+            .idiag_states = 1 << 4 | 1 << 5, /* TCP_FIN_WAIT1, TCP_FIN_WAIT2 */
+            .id = {.idiag_sport = htons(pport), .idiag_dport = htons(cport)}},
+        NLM_F_DUMP);
     bool found = false;
     for (bool done = false; !done;) {
         static char buf[32768];
