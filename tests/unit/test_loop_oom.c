@@ -446,6 +446,7 @@ static event_callback_fn health_timer_cb;
 static _Atomic long health_timer_adds;         /* adds of it since health_start */
 static _Atomic long health_timer_fail_from = -1;
 static _Atomic long health_timer_refused;      /* adds of it that failed */
+static _Atomic long health_timer_last_ms = -1; /* the delay the last add of it asked for */
 
 int __wrap_event_add(struct event *ev, const struct timeval *tv)
 {
@@ -454,6 +455,7 @@ int __wrap_event_add(struct event *ev, const struct timeval *tv)
         health_timer_record = false;
     }
     if (health_timer_cb && event_get_callback(ev) == health_timer_cb) {
+        health_timer_last_ms = tv ? (long)(tv->tv_sec * 1000 + tv->tv_usec / 1000) : -1;
         if (health_timer_fail_from >= 0 && health_timer_adds++ >= health_timer_fail_from) {
             health_timer_refused++;
             errno = ENOMEM; /* a timer heap that could not grow */
@@ -535,6 +537,58 @@ static void test_health_check_unarmed_checks_again(void **state)
     assert_true(o.accepted >= 2);
     assert_true(log_says("checks of it resumed"));
     assert_int_equal(health_timer_refused, 4);
+
+    health_stop(h);
+    health_timer_cb = NULL;
+    loop_down(&l);
+    generation_free(g);
+    origin_stop(&o);
+}
+
+/* A check whose timer is armed again is armed for when it was due, not at once: of checks
+ * every hour, stopped after the first, the one the tick arms waits out the rest of that hour
+ * (a check at each resumption would be a check whenever memory came back, its interval
+ * unheeded; a delay computed backwards would wrap to ~49 days). */
+static void test_health_check_unarmed_resumes_when_due(void **state)
+{
+    (void)state;
+    struct origin o;
+    origin_start(&o);
+    char text[512];
+    snprintf(text, sizeof(text),
+             "[proxy]\naccess_log = off\n[upstream u]\norigin = 127.0.0.1:%u\n"
+             "health_check = GET /healthz every 1h expect 200\n", o.port);
+    struct config *cfg = cfg_load_string(text, "due.ini", NULL, stderr, NULL);
+    assert_non_null(cfg);
+    struct generation *g = generation_new(cfg, 1);
+    assert_non_null(g);
+    const struct balancer *b = g->balancers[0];
+    struct loop l;
+    loop_up(&l, g);
+    (void)log_says("\n"); /* what came before */
+    health_timer_record = true;
+    health_timer_cb = NULL;
+    health_timer_adds = health_timer_refused = 0;
+    health_timer_fail_from = 2; /* the next check's, after the first check and its deadline */
+    struct health *h = NULL;
+    assert_int_equal(health_start(&l, &h), 0);
+    if (!turn_until_in_row(&l, 1))
+        fail_msg("the first check of an origin answering 200 never passed");
+    assert_int_equal(health_timer_refused, 1);
+    assert_true(balancer_checks_are_stopped(b, 0));
+    assert_true(log_says("checks of it stopped"));
+
+    health_timer_fail_from = -1;
+    health_tick(h);
+    assert_false(balancer_checks_are_stopped(b, 0));
+    assert_true(log_says("checks of it resumed"));
+    long ms = health_timer_last_ms;
+    print_message("  the resumed check armed for %ld ms\n", ms);
+    if (ms < 3500000 || ms > 3600000)
+        fail_msg("the resumed check was armed for %ld ms, not the rest of its hour", ms);
+    for (int i = 0; i < 20; i++)
+        turn(l.base);
+    assert_int_equal(o.accepted, 1); /* no second check at the resumption */
 
     health_stop(h);
     health_timer_cb = NULL;
@@ -637,6 +691,7 @@ int main(void)
         cmocka_unit_test(test_own_answer_whole_or_cut),
         cmocka_unit_test(test_health_check_request_whole_or_no_verdict),
         cmocka_unit_test(test_health_check_unarmed_checks_again),
+        cmocka_unit_test(test_health_check_unarmed_resumes_when_due),
         cmocka_unit_test(test_health_check_unarmed_worker_tick),
     };
 
