@@ -126,6 +126,8 @@ count, so it always ends.
                                      whose HEADERS had END_STREAM), refused_data (on
                                      a stream refused past the limit, SETTINGS
                                      unacknowledged),
+                                     reset_empty_data (empty frames there: charged),
+                                     reset_large_data (16 of 1 KiB spend the window first),
                                      refused, refused_continuation (streams past the limit,
                                      SETTINGS unacknowledged), malformed_continuation,
                                      continuation, stall_head, stall_window, settings_timeout,
@@ -781,6 +783,8 @@ def flood(port, kind):
                time.monotonic() + IO_S)
         if kind == "reset_ended_data":  # its client ends it late: nothing more is its due
             c.send(frame(DATA, END_STREAM, 1, b"d" * 4))
+        if kind == "reset_large_data":  # the window the stream had left (16 KiB) spent first
+            c.send(b"".join(frame(DATA, 0, 1, b"d" * 1024) for _ in range(16)))
     if kind == "refused_data":  # the 100 allowed open, then an upload refused past them
         c.send(b"".join(c.request(s_id, get("/delay/5000")) for s_id in range(1, 201, 2)))
         sid = 201
@@ -850,6 +854,10 @@ def flood(port, kind):
                 batch.append(frame(DATA, 0, 1, b"d" * 4))
             elif kind == "refused_data":
                 batch.append(frame(DATA, 0, 201, b"d" * 4))
+            elif kind == "reset_large_data":  # 4 bytes each
+                batch.append(frame(DATA, 0, 1, b"d" * 4))
+            elif kind == "reset_empty_data":
+                batch.append(frame(DATA, 0, 1, b""))
             elif kind == "closed_headers":  # trailers, as if they crossed our END_STREAM
                 batch.append(frame(HEADERS, END_HEADERS | END_STREAM, 1, c.block([("x-t", "1")])))
             elif kind == "closed_continuation":  # blocks of 7 frames (an HPACK bomb's shape)
