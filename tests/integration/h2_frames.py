@@ -128,6 +128,8 @@ count, so it always ends.
                                      unacknowledged),
                                      reset_empty_data (empty frames there: charged),
                                      reset_large_data (16 of 1 KiB spend the window first),
+                                     ended_reset_data (on a GET Portico reset mid-answer:
+                                     /bytes/20000, which the test's fault cuts short),
                                      refused, refused_continuation (streams past the limit,
                                      SETTINGS unacknowledged), malformed_continuation,
                                      continuation, stall_head, stall_window, settings_timeout,
@@ -785,6 +787,9 @@ def flood(port, kind):
             c.send(frame(DATA, END_STREAM, 1, b"d" * 4))
         if kind == "reset_large_data":  # the window the stream had left (16 KiB) spent first
             c.send(b"".join(frame(DATA, 0, 1, b"d" * 1024) for _ in range(16)))
+    if kind == "ended_reset_data":  # a request ended, its answer cut short: Portico resets
+        c.send(c.request(sid, get("/bytes/20000")))
+        c.pump(lambda: c.st(1)["rst"] is not None, time.monotonic() + IO_S)
     if kind == "refused_data":  # the 100 allowed open, then an upload refused past them
         c.send(b"".join(c.request(s_id, get("/delay/5000")) for s_id in range(1, 201, 2)))
         sid = 201
@@ -856,6 +861,8 @@ def flood(port, kind):
                 batch.append(frame(DATA, 0, 201, b"d" * 4))
             elif kind == "reset_large_data":  # 4 bytes each
                 batch.append(frame(DATA, 0, 1, b"d" * 4))
+            elif kind == "ended_reset_data":  # 4 bytes each
+                batch.append(frame(DATA, 0, 1, b"d" * 4))
             elif kind == "reset_empty_data":
                 batch.append(frame(DATA, 0, 1, b""))
             elif kind == "closed_headers":  # trailers, as if they crossed our END_STREAM
@@ -877,7 +884,8 @@ def flood(port, kind):
             # http2_max_concurrent_streams). MadeYouReset stays within the limit the same way.
             c.pump(lambda: done() or all(c.st(s)["rst"] is not None for s in range(first, sid, 2)),
                    deadline)
-        elif kind.endswith("_continuation") or kind.startswith("reset_") or kind == "refused_data":
+        elif kind.endswith("_continuation") or kind.startswith("reset_") or \
+                kind in ("refused_data", "ended_reset_data"):
             # Blocks counted up to the GOAWAY are blocks Portico read: a PING after each batch,
             # its ACK awaited (on a loaded host the old count was of what the socket took
             # before the GOAWAY was read: 140 of a bound of 120 once, 8 runs at once).
