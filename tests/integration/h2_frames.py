@@ -128,6 +128,7 @@ count, so it always ends.
                                      unacknowledged),
                                      reset_empty_data (empty frames there: charged),
                                      reset_large_data (16 of 1 KiB spend the window first),
+                                     reset_big_data (frames of 1 KiB there: no flood),
                                      ended_reset_data (on a GET Portico reset mid-answer:
                                      /bytes/20000, which the test's fault cuts short),
                                      refused, refused_continuation (streams past the limit,
@@ -865,6 +866,8 @@ def flood(port, kind):
                 batch.append(frame(DATA, 0, 1, b"d" * 4))
             elif kind == "reset_empty_data":
                 batch.append(frame(DATA, 0, 1, b""))
+            elif kind == "reset_big_data":  # what an upload's DATA costs: never charged
+                batch.append(frame(DATA, 0, 1, b"d" * 1024))
             elif kind == "closed_headers":  # trailers, as if they crossed our END_STREAM
                 batch.append(frame(HEADERS, END_HEADERS | END_STREAM, 1, c.block([("x-t", "1")])))
             elif kind == "closed_continuation":  # blocks of 7 frames (an HPACK bomb's shape)

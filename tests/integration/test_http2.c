@@ -2565,6 +2565,9 @@ static const struct flood_case flood_cases[] = {
      * ~1,000 frames, not the 1,300 of reset_short_data */
     {"reset_empty_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     {"reset_large_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
+    /* ... frames of 1 KiB there past the window are no flood, as on any closed stream:
+     * 20,000 go (20 MiB), then keepalive_timeout's GOAWAY (NO_ERROR) */
+    {"reset_big_data", "goaway=0 sent=20000 ", NULL, false},
     /* ... but not on a stream whose client had ended it, which Portico reset (its answer cut
      * short): it may send nothing more, none of it is its due */
     {"ended_reset_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
