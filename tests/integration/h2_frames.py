@@ -1015,6 +1015,8 @@ def real_ip(port, source):
         ("port_too_big", lambda: c.request(sid, get("/rip-port") +
                                            [("x-forwarded-for", "127.9.9.9:70000")] +
                                            [("host", "evil.example")])),
+        # more fields than an HTTP/1.1 head may have (431): its client named first, not read
+        ("many_fields", lambda: c.request(sid, get("/rip-many") + xff(13) + [("x", "1")] * 100)),
         ("valid", lambda: c.request(sid, get("/rip-ok") + xff(10))),
     ]
     sid = 1

@@ -2415,7 +2415,8 @@ static void test_real_ip_refused_streams(void **state)
         "case=host_differs rst=1 ", "case=messaging rst=1 ", "case=line_too_long rst=None "
         "status=[414]", "case=zero_data rst=1 ", "case=zero_nothing rst=None status=[408]",
         "case=field_refused rst=1 ", "case=too_large rst=None status=[431]",
-        "case=port_too_big rst=1 ", "case=valid rst=None status=[200]",
+        "case=port_too_big rst=1 ", "case=many_fields rst=None status=[431]",
+        "case=valid rst=None status=[200]",
         "case=left ping_acks=1 closed=True"};
     want_lines(&r, want, sizeof(want) / sizeof(want[0]));
     tu_cmd_result_free(&r);
@@ -2437,6 +2438,7 @@ static void test_real_ip_refused_streams(void **state)
         {"/rip-refused\"", "400", NULL},            /* a field refused mid-block */
         {"/rip-431\"", "431", NULL},                /* past max_header_size: a prefix kept */
         {"/rip-port\"", "400", NULL},               /* whole, but no address in it */
+        {"/rip-many\"", "431", NULL},               /* more fields than HTTP/1.1 takes */
         {"/rip-unfinished\"", "499", NULL},         /* the block never ended */
     };
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
