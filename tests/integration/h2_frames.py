@@ -129,8 +129,9 @@ count, so it always ends.
                                      reset_empty_data (empty frames there: charged),
                                      reset_large_data (16 of 1 KiB spend the window first),
                                      reset_big_data (frames of 1 KiB there: no flood),
-                                     ended_reset_data (on a GET Portico reset mid-answer:
-                                     /bytes/20000, which the test's fault cuts short),
+                                     ended_reset_data (on a POST ended by its DATA, which
+                                     Portico reset mid-answer: /bytes/20000, which the
+                                     test's fault cuts short),
                                      refused, refused_continuation (streams past the limit,
                                      SETTINGS unacknowledged), malformed_continuation,
                                      continuation, stall_head, stall_window, settings_timeout,
@@ -789,7 +790,10 @@ def flood(port, kind):
         if kind == "reset_large_data":  # the window the stream had left (16 KiB) spent first
             c.send(b"".join(frame(DATA, 0, 1, b"d" * 1024) for _ in range(16)))
     if kind == "ended_reset_data":  # a request ended, its answer cut short: Portico resets
-        c.send(c.request(sid, get("/bytes/20000")))
+        # its END_STREAM on a DATA frame, not on its HEADERS (a block's END_STREAM keeps no
+        # window already: ends_in_block)
+        c.send(c.request(sid, get("/bytes/20000", "POST") + [("content-length", "4")], False) +
+               frame(DATA, END_STREAM, sid, b"d" * 4))
         c.pump(lambda: c.st(1)["rst"] is not None, time.monotonic() + IO_S)
     if kind == "refused_data":  # the 100 allowed open, then an upload refused past them
         c.send(b"".join(c.request(s_id, get("/delay/5000")) for s_id in range(1, 201, 2)))

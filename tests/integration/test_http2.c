@@ -2570,8 +2570,8 @@ static const struct flood_case flood_cases[] = {
     /* ... frames of 1 KiB there past the window are no flood, as on any closed stream:
      * 20,000 go (20 MiB), then keepalive_timeout's GOAWAY (NO_ERROR) */
     {"reset_big_data", "goaway=0 sent=20000 ", NULL, false},
-    /* ... but not on a stream whose client had ended it, which Portico reset (its answer cut
-     * short): it may send nothing more, none of it is its due */
+    /* ... but not on a stream whose client had ended it (END_STREAM on its DATA), which
+     * Portico reset (its answer cut short): it may send nothing more, none of it is its due */
     {"ended_reset_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     /* the same as header blocks of a HEADERS and 6 CONTINUATION frames: nghttp2 decodes an
      * ignored block whole, its CONTINUATION frames unseen (an HPACK bomb's 7 frames cost ~1.9 ms
