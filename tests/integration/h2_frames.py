@@ -126,6 +126,12 @@ count, so it always ends.
                                      whose HEADERS had END_STREAM), refused_data (on
                                      a stream refused past the limit, SETTINGS
                                      unacknowledged),
+                                     reset_empty_data (empty frames there: charged),
+                                     reset_large_data (16 of 1 KiB spend the window first),
+                                     reset_big_data (frames of 1 KiB there: no flood),
+                                     ended_reset_data (on a POST ended by its DATA, which
+                                     Portico reset mid-answer: /bytes/20000, which the
+                                     test's fault cuts short),
                                      refused, refused_continuation (streams past the limit,
                                      SETTINGS unacknowledged), malformed_continuation,
                                      continuation, stall_head, stall_window, settings_timeout,
@@ -781,6 +787,14 @@ def flood(port, kind):
                time.monotonic() + IO_S)
         if kind == "reset_ended_data":  # its client ends it late: nothing more is its due
             c.send(frame(DATA, END_STREAM, 1, b"d" * 4))
+        if kind == "reset_large_data":  # the window the stream had left (16 KiB) spent first
+            c.send(b"".join(frame(DATA, 0, 1, b"d" * 1024) for _ in range(16)))
+    if kind == "ended_reset_data":  # a request ended, its answer cut short: Portico resets
+        # its END_STREAM on a DATA frame, not on its HEADERS (a block's END_STREAM keeps no
+        # window already: ends_in_block)
+        c.send(c.request(sid, get("/bytes/20000", "POST") + [("content-length", "4")], False) +
+               frame(DATA, END_STREAM, sid, b"d" * 4))
+        c.pump(lambda: c.st(1)["rst"] is not None, time.monotonic() + IO_S)
     if kind == "refused_data":  # the 100 allowed open, then an upload refused past them
         c.send(b"".join(c.request(s_id, get("/delay/5000")) for s_id in range(1, 201, 2)))
         sid = 201
@@ -850,6 +864,14 @@ def flood(port, kind):
                 batch.append(frame(DATA, 0, 1, b"d" * 4))
             elif kind == "refused_data":
                 batch.append(frame(DATA, 0, 201, b"d" * 4))
+            elif kind == "reset_large_data":  # 4 bytes each
+                batch.append(frame(DATA, 0, 1, b"d" * 4))
+            elif kind == "ended_reset_data":  # 4 bytes each
+                batch.append(frame(DATA, 0, 1, b"d" * 4))
+            elif kind == "reset_empty_data":
+                batch.append(frame(DATA, 0, 1, b""))
+            elif kind == "reset_big_data":  # what an upload's DATA costs: never charged
+                batch.append(frame(DATA, 0, 1, b"d" * 1024))
             elif kind == "closed_headers":  # trailers, as if they crossed our END_STREAM
                 batch.append(frame(HEADERS, END_HEADERS | END_STREAM, 1, c.block([("x-t", "1")])))
             elif kind == "closed_continuation":  # blocks of 7 frames (an HPACK bomb's shape)
@@ -869,7 +891,8 @@ def flood(port, kind):
             # http2_max_concurrent_streams). MadeYouReset stays within the limit the same way.
             c.pump(lambda: done() or all(c.st(s)["rst"] is not None for s in range(first, sid, 2)),
                    deadline)
-        elif kind.endswith("_continuation") or kind.startswith("reset_") or kind == "refused_data":
+        elif kind.endswith("_continuation") or kind.startswith("reset_") or \
+                kind in ("refused_data", "ended_reset_data"):
             # Blocks counted up to the GOAWAY are blocks Portico read: a PING after each batch,
             # its ACK awaited (on a loaded host the old count was of what the socket took
             # before the GOAWAY was read: 140 of a bound of 120 once, 8 runs at once).
@@ -996,6 +1019,8 @@ def real_ip(port, source):
         ("port_too_big", lambda: c.request(sid, get("/rip-port") +
                                            [("x-forwarded-for", "127.9.9.9:70000")] +
                                            [("host", "evil.example")])),
+        # more fields than an HTTP/1.1 head may have (431): its client named first, not read
+        ("many_fields", lambda: c.request(sid, get("/rip-many") + xff(13) + [("x", "1")] * 100)),
         ("valid", lambda: c.request(sid, get("/rip-ok") + xff(10))),
     ]
     sid = 1

@@ -17,6 +17,7 @@
  * it: the answer still goes out whole.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -537,8 +538,9 @@ static void test_fin_while_answer_goes_out(void **state)
 
 /* Portico's side of the connection from the client's local port cport has sent its FIN
  * (FIN_WAIT1 or FIN_WAIT2, through sock_diag): *sendq gets what its kernel still holds for the
- * client, sent or not. false while it has not (or is gone). */
-static bool portico_fin_sent(uint16_t pport, uint16_t cport, long *sendq)
+ * client, sent or not, *inode its socket's inode (0: closed by Portico, the kernel's alone).
+ * false while it has not (or is gone). */
+static bool portico_fin_sent(uint16_t pport, uint16_t cport, long *sendq, unsigned *inode)
 {
     int fd = px_diag_ask(
         (struct inet_diag_req_v2){
@@ -559,6 +561,7 @@ static bool portico_fin_sent(uint16_t pport, uint16_t cport, long *sendq)
             if (ntohs(m->id.idiag_sport) == pport && ntohs(m->id.idiag_dport) == cport) {
                 found = true;
                 *sendq = (long)m->idiag_wqueue;
+                *inode = m->idiag_inode;
             }
         }
     }
@@ -595,7 +598,8 @@ static void test_stray_bytes_after_close_asked(void **state)
     static char got[MID_LEN + 4096];
     size_t n = 0;
     long sendq = 0;
-    while (!portico_fin_sent(px_port(fx.h), ntohs(me.sin_port), &sendq)) {
+    unsigned inode = 0;
+    while (!portico_fin_sent(px_port(fx.h), ntohs(me.sin_port), &sendq, &inode)) {
         ssize_t r = recv(fd, got + n, 1024, 0);
         assert_true(r > 0); /* the FIN is behind the answer: it cannot come first */
         n += (size_t)r;
@@ -619,6 +623,58 @@ static void test_stray_bytes_after_close_asked(void **state)
     fx.h = NULL;
 }
 
+/* A client that asked to close and read its whole answer, who keeps its socket open, is not
+ * waited for: its answer left Portico's kernel, nothing of its is unread, so Portico sends its
+ * FIN and closes (the quiet close), its socket the kernel's alone (no inode) at once. Lingered
+ * for (as a client whose answer's tail is still in Portico's kernel is), the socket would stay
+ * Portico's until the client's FIN or LINGER_MS (2 s): a read of its FIN and an epoll_ctl more
+ * per connection. */
+static void test_close_asked_not_lingered(void **state)
+{
+    (void)state;
+    start_origin();
+    fx.h = start("", false);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct timeval tv = {.tv_sec = IO_MS / 1000, .tv_usec = (IO_MS % 1000) * 1000};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(px_port(fx.h)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    struct sockaddr_in me;
+    socklen_t melen = sizeof(me);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &melen), 0);
+    const char *req = "GET /second HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+                      "X-Request-Id: hc-quiet\r\n\r\n";
+    assert_true(send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req));
+    char got[4096];
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof(got) && (r = recv(fd, got + n, sizeof(got) - n, 0)) > 0)
+        n += (size_t)r;
+    assert_true(n > 0 && n < sizeof(got));
+    assert_non_null(memmem(got, n, "\r\n\r\nsecond\n", 11)); /* whole, then our EOF */
+    /* the client's socket stays open: Portico's is closed within 1 s, half LINGER_MS */
+    long sendq = 0;
+    unsigned inode = 1;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long ms = 0;
+    while ((!portico_fin_sent(px_port(fx.h), ntohs(me.sin_port), &sendq, &inode) || inode) &&
+           ms < 1000) {
+        poll(NULL, 0, 1);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        ms = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+    }
+    print_message("  Portico's socket: inode %u after %ld ms\n", inode, ms);
+    if (inode)
+        fail_msg("Portico still holds the socket of a client that asked to close and read its "
+                 "whole answer %ld ms later: lingered for, not closed", ms);
+    close(fd);
+    px_stop(fx.h);
+    fx.h = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -631,6 +687,7 @@ int main(void)
         cmocka_unit_test_teardown(test_send_timeout, teardown),
         cmocka_unit_test_teardown(test_fin_while_answer_goes_out, teardown),
         cmocka_unit_test_teardown(test_stray_bytes_after_close_asked, teardown),
+        cmocka_unit_test_teardown(test_close_asked_not_lingered, teardown),
     };
     /* TEST_FILTER=test_answer_tls runs the matching tests only */
     tu_test_filter();

@@ -2415,7 +2415,8 @@ static void test_real_ip_refused_streams(void **state)
         "case=host_differs rst=1 ", "case=messaging rst=1 ", "case=line_too_long rst=None "
         "status=[414]", "case=zero_data rst=1 ", "case=zero_nothing rst=None status=[408]",
         "case=field_refused rst=1 ", "case=too_large rst=None status=[431]",
-        "case=port_too_big rst=1 ", "case=valid rst=None status=[200]",
+        "case=port_too_big rst=1 ", "case=many_fields rst=None status=[431]",
+        "case=valid rst=None status=[200]",
         "case=left ping_acks=1 closed=True"};
     want_lines(&r, want, sizeof(want) / sizeof(want[0]));
     tu_cmd_result_free(&r);
@@ -2437,6 +2438,7 @@ static void test_real_ip_refused_streams(void **state)
         {"/rip-refused\"", "400", NULL},            /* a field refused mid-block */
         {"/rip-431\"", "431", NULL},                /* past max_header_size: a prefix kept */
         {"/rip-port\"", "400", NULL},               /* whole, but no address in it */
+        {"/rip-many\"", "431", NULL},               /* more fields than HTTP/1.1 takes */
         {"/rip-unfinished\"", "499", NULL},         /* the block never ended */
     };
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
@@ -2560,6 +2562,17 @@ static const struct flood_case flood_cases[] = {
      * stream at all (20,000 read, then the client's FLOW_CONTROL_ERROR: the connection's
      * window is all that bounded them) */
     {"refused_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
+    /* ... and on such a stream, empty frames (no due of the client's: charged from the first),
+     * and short ones once 16 frames of 1 KiB spent the window (large ones spend it too):
+     * ~1,000 frames, not the 1,300 of reset_short_data */
+    {"reset_empty_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
+    {"reset_large_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
+    /* ... frames of 1 KiB there past the window are no flood, as on any closed stream:
+     * 20,000 go (20 MiB), then keepalive_timeout's GOAWAY (NO_ERROR) */
+    {"reset_big_data", "goaway=0 sent=20000 ", NULL, false},
+    /* ... but not on a stream whose client had ended it (END_STREAM on its DATA), which
+     * Portico reset (its answer cut short): it may send nothing more, none of it is its due */
+    {"ended_reset_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     /* the same as header blocks of a HEADERS and 6 CONTINUATION frames: nghttp2 decodes an
      * ignored block whole, its CONTINUATION frames unseen (an HPACK bomb's 7 frames cost ~1.9 ms
      * of CPU): a HEADERS that a CONTINUATION follows is charged for 8 more, not once */
@@ -2755,6 +2768,9 @@ static void flood_check(struct flood_run *f)
          strcmp(c->kind, "reset_malformed_data") == 0 || strcmp(c->kind, "refused_data") == 0) &&
         (frames < 0 || frames > 4000))
         fail_msg("%s: %ld frames before the GOAWAY: %s", c->kind, frames, r->out);
+    if ((strcmp(c->kind, "reset_empty_data") == 0 || strcmp(c->kind, "reset_large_data") == 0 ||
+         strcmp(c->kind, "ended_reset_data") == 0) && (frames < 0 || frames > 1200))
+        fail_msg("%s: %ld frames before the GOAWAY: %s", c->kind, frames, r->out);
     /* 9 tokens a block: ~22 (the reset bucket's 200); charged once, ~200 went */
     if (strcmp(c->kind, "malformed_continuation") == 0 && (blocks < 0 || blocks > 120))
         fail_msg("%s: %ld malformed blocks before the GOAWAY: %s", c->kind, blocks, r->out);
@@ -2770,7 +2786,8 @@ static void test_floods(void **state)
     (void)state;
     struct harness *h = start("client_header_timeout = 1s\nclient_send_timeout = 1s\n"
                               "keepalive_timeout = 1s",
-                              "[upstream u]\norigin = sim\n");
+                              "[upstream u]\norigin = sim\n"
+                              "[fault cut]\nprefix = /bytes/20000\ntruncate = 10\n");
     struct flood_run waiting[ARRAY_SIZE(flood_cases)];
     pthread_t threads[ARRAY_SIZE(flood_cases)];
     size_t nwaiting = 0;

@@ -445,7 +445,9 @@ static event_callback_fn health_timer_cb;
 /* atomic: a worker's thread adds the timer while the test's reads them */
 static _Atomic long health_timer_adds;         /* adds of it since health_start */
 static _Atomic long health_timer_fail_from = -1;
+static _Atomic long health_timer_fail_to = LONG_MAX; /* the last add that fails */
 static _Atomic long health_timer_refused;      /* adds of it that failed */
+static _Atomic long health_timer_last_ms = -1; /* the delay the last add of it asked for */
 
 int __wrap_event_add(struct event *ev, const struct timeval *tv)
 {
@@ -454,7 +456,9 @@ int __wrap_event_add(struct event *ev, const struct timeval *tv)
         health_timer_record = false;
     }
     if (health_timer_cb && event_get_callback(ev) == health_timer_cb) {
-        if (health_timer_fail_from >= 0 && health_timer_adds++ >= health_timer_fail_from) {
+        health_timer_last_ms = tv ? (long)(tv->tv_sec * 1000 + tv->tv_usec / 1000) : -1;
+        long add = health_timer_fail_from >= 0 ? health_timer_adds++ : -1;
+        if (add >= 0 && add >= health_timer_fail_from && add <= health_timer_fail_to) {
             health_timer_refused++;
             errno = ENOMEM; /* a timer heap that could not grow */
             return -1;
@@ -541,6 +545,118 @@ static void test_health_check_unarmed_checks_again(void **state)
     loop_down(&l);
     generation_free(g);
     origin_stop(&o);
+}
+
+/* A check whose timer is armed again is armed for when it was due, not at once: of checks
+ * every hour, stopped after the first, the one the tick arms waits out the rest of that hour
+ * (a check at each resumption would be a check whenever memory came back, its interval
+ * unheeded; a delay computed backwards would wrap to ~49 days). */
+static void test_health_check_unarmed_resumes_when_due(void **state)
+{
+    (void)state;
+    struct origin o;
+    origin_start(&o);
+    char text[512];
+    snprintf(text, sizeof(text),
+             "[proxy]\naccess_log = off\n[upstream u]\norigin = 127.0.0.1:%u\n"
+             "health_check = GET /healthz every 1h expect 200\n", o.port);
+    struct config *cfg = cfg_load_string(text, "due.ini", NULL, stderr, NULL);
+    assert_non_null(cfg);
+    struct generation *g = generation_new(cfg, 1);
+    assert_non_null(g);
+    const struct balancer *b = g->balancers[0];
+    struct loop l;
+    loop_up(&l, g);
+    (void)log_says("\n"); /* what came before */
+    health_timer_record = true;
+    health_timer_cb = NULL;
+    health_timer_adds = health_timer_refused = 0;
+    health_timer_fail_from = 2; /* the next check's, after the first check and its deadline */
+    struct health *h = NULL;
+    assert_int_equal(health_start(&l, &h), 0);
+    if (!turn_until_in_row(&l, 1))
+        fail_msg("the first check of an origin answering 200 never passed");
+    assert_int_equal(health_timer_refused, 1);
+    assert_true(balancer_checks_are_stopped(b, 0));
+    assert_true(log_says("checks of it stopped"));
+
+    health_timer_fail_from = -1;
+    health_tick(h);
+    assert_false(balancer_checks_are_stopped(b, 0));
+    assert_true(log_says("checks of it resumed"));
+    long ms = health_timer_last_ms;
+    print_message("  the resumed check armed for %ld ms\n", ms);
+    if (ms < 3500000 || ms > 3600000)
+        fail_msg("the resumed check was armed for %ld ms, not the rest of its hour", ms);
+    for (int i = 0; i < 20; i++)
+        turn(l.base);
+    assert_int_equal(o.accepted, 1); /* no second check at the resumption */
+
+    health_stop(h);
+    health_timer_cb = NULL;
+    loop_down(&l);
+    generation_free(g);
+    origin_stop(&o);
+}
+
+/* The tick arms the checks that are stopped, and only those: of two origins checked every
+ * hour, whose first checks passed, the one whose next timer was refused is armed again, the
+ * other (armed for its hour) left alone. Armed again too, it would be checked at once (no due
+ * time of its kept), and a running check's deadline (the same timer) would be cut short. */
+static void test_health_check_unarmed_tick_spares_armed(void **state)
+{
+    (void)state;
+    struct origin o[2];
+    origin_start(&o[0]);
+    origin_start(&o[1]);
+    char text[512];
+    snprintf(text, sizeof(text),
+             "[proxy]\naccess_log = off\n[upstream u]\norigin = 127.0.0.1:%u\n"
+             "origin = 127.0.0.1:%u\nhealth_check = GET /healthz every 1h expect 200\n",
+             o[0].port, o[1].port);
+    struct config *cfg = cfg_load_string(text, "two.ini", NULL, stderr, NULL);
+    assert_non_null(cfg);
+    struct generation *g = generation_new(cfg, 1);
+    assert_non_null(g);
+    const struct balancer *b = g->balancers[0];
+    struct loop l;
+    loop_up(&l, g);
+    (void)log_says("\n"); /* what came before */
+    /* the adds: the first checks' (0, 1), their deadlines (2, 3), the next checks' (4, 5): the
+     * first of those fails, and only it */
+    health_timer_record = true;
+    health_timer_cb = NULL;
+    health_timer_adds = health_timer_refused = 0;
+    health_timer_fail_from = 4;
+    health_timer_fail_to = 4;
+    struct health *h = NULL;
+    assert_int_equal(health_start(&l, &h), 0);
+    uint64_t until = now_us() + 3000000;
+    while ((balancer_checks_in_row(b, 0) <= 0 || balancer_checks_in_row(b, 1) <= 0 ||
+            health_timer_adds < 6) && now_us() < until)
+        turn(l.base);
+    if (balancer_checks_in_row(b, 0) <= 0 || balancer_checks_in_row(b, 1) <= 0)
+        fail_msg("the first checks of two origins answering 200 did not both pass in 3 s");
+    assert_int_equal(health_timer_adds, 6);
+    assert_int_equal(health_timer_refused, 1);
+    assert_true(balancer_checks_are_stopped(b, 0) != balancer_checks_are_stopped(b, 1));
+
+    health_tick(h);
+    print_message("  adds of the checks' timer after the tick: %ld\n", (long)health_timer_adds);
+    if (health_timer_adds != 7)
+        fail_msg("the tick made %ld adds of the checks' timer: want 1, the stopped check's",
+                 (long)health_timer_adds - 6);
+    assert_false(balancer_checks_are_stopped(b, 0));
+    assert_false(balancer_checks_are_stopped(b, 1));
+
+    health_stop(h);
+    health_timer_cb = NULL;
+    health_timer_fail_from = -1;
+    health_timer_fail_to = LONG_MAX;
+    loop_down(&l);
+    generation_free(g);
+    origin_stop(&o[0]);
+    origin_stop(&o[1]);
 }
 
 /* The same through a running worker: its own 1-second tick (log_flush_cb) arms the check
@@ -637,6 +753,8 @@ int main(void)
         cmocka_unit_test(test_own_answer_whole_or_cut),
         cmocka_unit_test(test_health_check_request_whole_or_no_verdict),
         cmocka_unit_test(test_health_check_unarmed_checks_again),
+        cmocka_unit_test(test_health_check_unarmed_resumes_when_due),
+        cmocka_unit_test(test_health_check_unarmed_tick_spares_armed),
         cmocka_unit_test(test_health_check_unarmed_worker_tick),
     };
 

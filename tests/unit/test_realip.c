@@ -45,6 +45,8 @@ static void test_element(void **state)
         /* a port above 65535 is no address the client was at: not an address, as garbage */
         {"127.0.0.1:65535", false, "127.0.0.1"},
         {"127.0.0.1:00080", false, "127.0.0.1"},
+        {"127.0.0.1:000080", false, NULL}, /* RFC 7239's port is 1*5DIGIT: 6 are not one */
+        {"[::1]:000080", false, NULL},
         {"127.0.0.1:65536", false, NULL},
         {"127.0.0.1:70000", false, NULL},
         {"127.0.0.1:99999", false, NULL},
