@@ -569,6 +569,26 @@ static bool portico_fin_sent(uint16_t pport, uint16_t cport, long *sendq, unsign
     return found;
 }
 
+/* A client connected to Portico (rcvbuf: its SO_RCVBUF, 0 for the default), its reads bounded
+ * by IO_MS; *cport: its local port. */
+static int connect_client(int rcvbuf, uint16_t *cport)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    if (rcvbuf)
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
+    struct timeval tv = {.tv_sec = IO_MS / 1000, .tv_usec = (IO_MS % 1000) * 1000};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(px_port(fx.h)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    struct sockaddr_in me;
+    socklen_t melen = sizeof(me);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &melen), 0);
+    *cport = ntohs(me.sin_port);
+    return fd;
+}
+
 /* A client that asked to close and reads slowly, then sends a byte more (its next request,
  * which it ought not to) once Portico sent its FIN, the answer's tail still in Portico's
  * kernel: the answer arrives whole, then EOF. Portico closed at once (the quiet close, which
@@ -579,18 +599,9 @@ static void test_stray_bytes_after_close_asked(void **state)
     (void)state;
     start_origin();
     fx.h = start("splice = off\n", false);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    int small = 4096; /* a slow reader: the answer waits in Portico's kernel, not in its */
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
-    struct timeval tv = {.tv_sec = IO_MS / 1000, .tv_usec = (IO_MS % 1000) * 1000};
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(px_port(fx.h)),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    struct sockaddr_in me;
-    socklen_t melen = sizeof(me);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &melen), 0);
+    uint16_t cport;
+    /* a slow reader: the answer waits in Portico's kernel, not in its */
+    int fd = connect_client(4096, &cport);
     const char *req = "GET /mid HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
                       "X-Request-Id: hc-stray\r\n\r\n";
     assert_true(send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req));
@@ -599,7 +610,7 @@ static void test_stray_bytes_after_close_asked(void **state)
     size_t n = 0;
     long sendq = 0;
     unsigned inode = 0;
-    while (!portico_fin_sent(px_port(fx.h), ntohs(me.sin_port), &sendq, &inode)) {
+    while (!portico_fin_sent(px_port(fx.h), cport, &sendq, &inode)) {
         ssize_t r = recv(fd, got + n, 1024, 0);
         assert_true(r > 0); /* the FIN is behind the answer: it cannot come first */
         n += (size_t)r;
@@ -634,16 +645,8 @@ static void test_close_asked_not_lingered(void **state)
     (void)state;
     start_origin();
     fx.h = start("", false);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct timeval tv = {.tv_sec = IO_MS / 1000, .tv_usec = (IO_MS % 1000) * 1000};
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(px_port(fx.h)),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    struct sockaddr_in me;
-    socklen_t melen = sizeof(me);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &melen), 0);
+    uint16_t cport;
+    int fd = connect_client(0, &cport);
     const char *req = "GET /second HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
                       "X-Request-Id: hc-quiet\r\n\r\n";
     assert_true(send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req));
@@ -660,7 +663,7 @@ static void test_close_asked_not_lingered(void **state)
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     long ms = 0;
-    while ((!portico_fin_sent(px_port(fx.h), ntohs(me.sin_port), &sendq, &inode) || inode) &&
+    while ((!portico_fin_sent(px_port(fx.h), cport, &sendq, &inode) || inode) &&
            ms < 1000) {
         poll(NULL, 0, 1);
         clock_gettime(CLOCK_MONOTONIC, &t);

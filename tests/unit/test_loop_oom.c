@@ -482,6 +482,40 @@ static bool turn_until_in_row(struct loop *l, int want)
     return false;
 }
 
+/* A generation of config text (name: the file it is said to come from), its checks started on
+ * l with the check timer's adds fail_from to fail_to refused (counted from 0), the log read up
+ * to now. */
+static struct generation *health_up(const char *text, const char *name, struct loop *l,
+                                    long fail_from, long fail_to, struct health **h)
+{
+    struct config *cfg = cfg_load_string(text, name, NULL, stderr, NULL);
+    assert_non_null(cfg);
+    struct generation *g = generation_new(cfg, 1);
+    assert_non_null(g);
+    loop_up(l, g);
+    (void)log_says("\n"); /* what came before */
+    health_timer_record = true;
+    health_timer_cb = NULL;
+    health_timer_adds = health_timer_refused = 0;
+    health_timer_fail_from = fail_from;
+    health_timer_fail_to = fail_to;
+    *h = NULL;
+    assert_int_equal(health_start(l, h), 0);
+    assert_non_null(health_timer_cb);
+    return g;
+}
+
+/* health_up's undone, no add refused any more. */
+static void health_down(struct generation *g, struct loop *l, struct health *h)
+{
+    health_stop(h);
+    health_timer_cb = NULL;
+    health_timer_fail_from = -1;
+    health_timer_fail_to = LONG_MAX;
+    loop_down(l);
+    generation_free(g);
+}
+
 static void test_health_check_unarmed_checks_again(void **state)
 {
     (void)state;
@@ -492,22 +526,11 @@ static void test_health_check_unarmed_checks_again(void **state)
     snprintf(text, sizeof(text),
              "[proxy]\naccess_log = off\n[upstream u]\norigin = 127.0.0.1:%u\n"
              "health_check = GET /healthz every 100ms expect 200\n", o.port);
-    struct config *cfg = cfg_load_string(text, "health.ini", NULL, stderr, NULL);
-    assert_non_null(cfg);
-    struct generation *g = generation_new(cfg, 1);
-    assert_non_null(g);
-    const struct balancer *b = g->balancers[0];
-    struct loop l;
-    loop_up(&l, g);
-    (void)log_says("\n"); /* what came before */
     /* the adds: the first check's (health_start), its deadline, then the next check's: it fails */
-    health_timer_record = true;
-    health_timer_cb = NULL;
-    health_timer_adds = health_timer_refused = 0;
-    health_timer_fail_from = 2;
-    struct health *h = NULL;
-    assert_int_equal(health_start(&l, &h), 0);
-    assert_non_null(health_timer_cb);
+    struct loop l;
+    struct health *h;
+    struct generation *g = health_up(text, "health.ini", &l, 2, LONG_MAX, &h);
+    const struct balancer *b = g->balancers[0];
 
     /* the first check fails (500): down, and its next check could not be armed */
     if (!turn_until_in_row(&l, -1))
@@ -540,10 +563,7 @@ static void test_health_check_unarmed_checks_again(void **state)
     assert_true(log_says("checks of it resumed"));
     assert_int_equal(health_timer_refused, 4);
 
-    health_stop(h);
-    health_timer_cb = NULL;
-    loop_down(&l);
-    generation_free(g);
+    health_down(g, &l, h);
     origin_stop(&o);
 }
 
@@ -560,20 +580,11 @@ static void test_health_check_unarmed_resumes_when_due(void **state)
     snprintf(text, sizeof(text),
              "[proxy]\naccess_log = off\n[upstream u]\norigin = 127.0.0.1:%u\n"
              "health_check = GET /healthz every 1h expect 200\n", o.port);
-    struct config *cfg = cfg_load_string(text, "due.ini", NULL, stderr, NULL);
-    assert_non_null(cfg);
-    struct generation *g = generation_new(cfg, 1);
-    assert_non_null(g);
-    const struct balancer *b = g->balancers[0];
+    /* the next check's add fails, after the first check's and its deadline's */
     struct loop l;
-    loop_up(&l, g);
-    (void)log_says("\n"); /* what came before */
-    health_timer_record = true;
-    health_timer_cb = NULL;
-    health_timer_adds = health_timer_refused = 0;
-    health_timer_fail_from = 2; /* the next check's, after the first check and its deadline */
-    struct health *h = NULL;
-    assert_int_equal(health_start(&l, &h), 0);
+    struct health *h;
+    struct generation *g = health_up(text, "due.ini", &l, 2, LONG_MAX, &h);
+    const struct balancer *b = g->balancers[0];
     if (!turn_until_in_row(&l, 1))
         fail_msg("the first check of an origin answering 200 never passed");
     assert_int_equal(health_timer_refused, 1);
@@ -592,10 +603,7 @@ static void test_health_check_unarmed_resumes_when_due(void **state)
         turn(l.base);
     assert_int_equal(o.accepted, 1); /* no second check at the resumption */
 
-    health_stop(h);
-    health_timer_cb = NULL;
-    loop_down(&l);
-    generation_free(g);
+    health_down(g, &l, h);
     origin_stop(&o);
 }
 
@@ -614,23 +622,12 @@ static void test_health_check_unarmed_tick_spares_armed(void **state)
              "[proxy]\naccess_log = off\n[upstream u]\norigin = 127.0.0.1:%u\n"
              "origin = 127.0.0.1:%u\nhealth_check = GET /healthz every 1h expect 200\n",
              o[0].port, o[1].port);
-    struct config *cfg = cfg_load_string(text, "two.ini", NULL, stderr, NULL);
-    assert_non_null(cfg);
-    struct generation *g = generation_new(cfg, 1);
-    assert_non_null(g);
-    const struct balancer *b = g->balancers[0];
-    struct loop l;
-    loop_up(&l, g);
-    (void)log_says("\n"); /* what came before */
     /* the adds: the first checks' (0, 1), their deadlines (2, 3), the next checks' (4, 5): the
      * first of those fails, and only it */
-    health_timer_record = true;
-    health_timer_cb = NULL;
-    health_timer_adds = health_timer_refused = 0;
-    health_timer_fail_from = 4;
-    health_timer_fail_to = 4;
-    struct health *h = NULL;
-    assert_int_equal(health_start(&l, &h), 0);
+    struct loop l;
+    struct health *h;
+    struct generation *g = health_up(text, "two.ini", &l, 4, 4, &h);
+    const struct balancer *b = g->balancers[0];
     uint64_t until = now_us() + 3000000;
     while ((balancer_checks_in_row(b, 0) <= 0 || balancer_checks_in_row(b, 1) <= 0 ||
             health_timer_adds < 6) && now_us() < until)
@@ -649,12 +646,7 @@ static void test_health_check_unarmed_tick_spares_armed(void **state)
     assert_false(balancer_checks_are_stopped(b, 0));
     assert_false(balancer_checks_are_stopped(b, 1));
 
-    health_stop(h);
-    health_timer_cb = NULL;
-    health_timer_fail_from = -1;
-    health_timer_fail_to = LONG_MAX;
-    loop_down(&l);
-    generation_free(g);
+    health_down(g, &l, h);
     origin_stop(&o[0]);
     origin_stop(&o[1]);
 }
