@@ -518,6 +518,18 @@ PX_HELPER void px_run_ok(const char *const argv[], struct tu_cmd_result *res)
         fail_msg("%s exited %d: %s", argv[0], rc, res->err);
 }
 
+/* Runs h2load (argv) and fails unless all of its requests (the -n given, as text) succeeded. */
+PX_HELPER void px_h2load_ok(const char *const argv[], const char *requests)
+{
+    struct tu_cmd_result r = {0};
+    px_run_ok(argv, &r);
+    char want[64];
+    snprintf(want, sizeof(want), "%s succeeded, 0 failed, 0 errored", requests);
+    if (!tu_contains(r.out, want))
+        fail_msg("h2load:\n%s", r.out);
+    tu_cmd_result_free(&r);
+}
+
 /* True when s starts with prefix (s may be NULL). */
 PX_HELPER bool px_starts(const char *s, const char *prefix)
 {

@@ -1777,6 +1777,20 @@ static void test_sigusr1_log_dir_gone(void **state)
  * Portico stays in hand: the stop after them works. The binary before the fix hung in open(2)
  * on its main thread, where signals are taken: SIGTERM and SIGINT did nothing (killed by the
  * harness after 5 s, exit 137), while the workers kept serving. */
+/* h's config: one worker, its access_log a FIFO made here (its path into path), to origin o. */
+static void access_log_fifo(struct harness *h, const struct fake_origin *o, char *path,
+                            size_t size)
+{
+    snprintf(path, size, "%s/access.fifo", harness_dir(h));
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 1\naccess_log = {{dir}}/access.fifo\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          fake_origin_port(o)),
+                     0);
+}
+
 static const struct {
     int sig;
     const char *says; /* in the error log once the signal was handled */
@@ -1794,16 +1808,9 @@ static void test_fifo_reader_gone(void **state)
         struct harness *h = harness_new();
         assert_non_null(h);
         char fifo[512];
-        snprintf(fifo, sizeof(fifo), "%s/access.fifo", harness_dir(h));
-        assert_int_equal(mkfifo(fifo, 0600), 0);
+        access_log_fifo(h, o, fifo, sizeof(fifo));
         int rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
         assert_true(rd >= 0);
-        assert_int_equal(harness_write_config(h,
-                                              "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
-                                              "workers = 1\naccess_log = {{dir}}/access.fifo\n"
-                                              "[upstream u]\norigin = 127.0.0.1:%u\n",
-                                              fake_origin_port(o)),
-                         0);
         assert_int_equal(harness_start(h), 0);
         assert_int_equal(get(harness_port(h, "listen"), "/before"), 200);
         close(rd); /* the reader goes */
@@ -1848,14 +1855,7 @@ static void test_fifo_without_reader_said(void **state)
     struct harness *h = harness_new();
     assert_non_null(h);
     struct fifo_reader r = {.h = h, .fd = -1};
-    snprintf(r.path, sizeof(r.path), "%s/access.fifo", harness_dir(h));
-    assert_int_equal(mkfifo(r.path, 0600), 0);
-    assert_int_equal(harness_write_config(h,
-                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
-                                          "workers = 1\naccess_log = {{dir}}/access.fifo\n"
-                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
-                                          fake_origin_port(o)),
-                     0);
+    access_log_fifo(h, o, r.path, sizeof(r.path));
     /* the reader may come only after IO_MS: the start waits longer */
     harness_set_timeouts(h, 3 * IO_MS, HARNESS_STOP_TIMEOUT_MS);
     pthread_t t;
@@ -1891,19 +1891,12 @@ static void test_fifo_reader_keeps_a_writer(void **state)
     struct harness *h = harness_new();
     assert_non_null(h);
     char path[512];
-    snprintf(path, sizeof(path), "%s/access.fifo", harness_dir(h));
-    assert_int_equal(mkfifo(path, 0600), 0);
+    access_log_fifo(h, o, path, sizeof(path));
     int rd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     assert_true(rd >= 0);
     int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     assert_true(in >= 0);
     assert_true(inotify_add_watch(in, path, IN_OPEN | IN_CLOSE_WRITE) >= 0);
-    assert_int_equal(harness_write_config(h,
-                                          "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\n"
-                                          "workers = 1\naccess_log = {{dir}}/access.fifo\n"
-                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
-                                          fake_origin_port(o)),
-                     0);
     assert_int_equal(harness_start(h), 0);
     assert_int_equal(get(harness_port(h, "listen"), "/after"), 200);
     int opens = 0, closes = 0, opens_after_close = 0;
