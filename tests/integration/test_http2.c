@@ -2408,6 +2408,7 @@ static void test_real_ip_refused_streams(void **state)
         "case=host_differs rst=1 ", "case=messaging rst=1 ", "case=line_too_long rst=None "
         "status=[414]", "case=zero_data rst=1 ", "case=zero_nothing rst=None status=[408]",
         "case=field_refused rst=1 ", "case=too_large rst=None status=[431]",
+        "case=too_large_messaging rst=1 ",
         "case=port_too_big rst=1 ", "case=many_fields rst=None status=[431]",
         "case=valid rst=None status=[200]",
         "case=left ping_acks=1 closed=True"};
@@ -2430,6 +2431,7 @@ static void test_real_ip_refused_streams(void **state)
         {"/rip-ok\"", "200", "127.9.9.10"},        /* its exchange's, as before */
         {"/rip-refused\"", "400", NULL},            /* a field refused mid-block */
         {"/rip-431\"", "431", NULL},                /* past max_header_size: a prefix kept */
+        {"/rip-431-messaging\"", "400", NULL},     /* ... and nghttp2's at the block's end */
         {"/rip-port\"", "400", NULL},               /* whole, but no address in it */
         {"/rip-many\"", "431", NULL},               /* more fields than HTTP/1.1 takes */
         {"/rip-unfinished\"", "499", NULL},         /* the block never ended */
