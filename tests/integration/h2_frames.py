@@ -92,6 +92,13 @@ count, so it always ends.
                                      stream's window) crosses them: the GET must be answered, no
                                      GOAWAY; then 1-byte DATA past the window on one of them: a
                                      flood (GOAWAY)
+  h2_frames.py PORT late_window KIND  uploads answered 413 at once and reset, then DATA on them
+                                     within what each window had left: spent (8,000 bytes came
+                                     with each head; one frame takes the rest exactly, then 128
+                                     of 64 bytes each: past it, charged: GOAWAY), slots (8
+                                     uploads, then 8 more whose ids fall in other slots of the
+                                     100, each first one's window in frames of 64 bytes: no
+                                     GOAWAY)
   h2_frames.py PORT crossing_trailers  a GET of /delay/1500, then a POST answered 413 at once
                                      whose trailers come after its stream closed (nghttp2 drops
                                      the block): the GET must be answered, no GOAWAY
@@ -650,6 +657,52 @@ def late_data(port, n, size):
     c.close()
 
 
+LATE_SENT = 8000  # late_window spent: DATA sent with each head, under half its window
+LATE_SMALL = 64  # LATE_FRAME_MIN: what a small frame spends of a late window
+
+
+def late_window(port, kind):
+    """Uploads answered 413 at once (content-length past the limit) and reset NO_ERROR while
+    their client could still send; then DATA within what each stream's window had left. spent:
+    each head came with LATE_SENT bytes, which the window Portico keeps is less by; one frame
+    takes the rest exactly, then 128 small frames past it on each of 12 are charged (GOAWAY).
+    slots: 8 uploads (ids 1-15), then 8 whose ids fall in other slots of the 100 (9901-9915);
+    each of the first 8 then sends its window in small frames, none charged (no GOAWAY)."""
+    c = Conn(port)
+
+    def upload(sid, data):
+        c.send(c.request(sid, get("/status/200", "POST") + [("content-length", "100000000000")],
+                         False) + (frame(DATA, 0, sid, data) if data else b""))
+        c.pump(lambda: c.st(sid)["rst"] is not None or c.goaway is not None,
+               time.monotonic() + IO_S)
+
+    def window(sid, sent):  # what the stream's window has left, as the client sees it
+        return c.peer_settings.get(4, 65535) + c.window_updates.get(sid, 0) - sent
+
+    if kind == "spent":
+        sids = list(range(1, 25, 2))
+        for sid in sids:
+            upload(sid, b"u" * LATE_SENT)
+        for sid in sids:
+            rest = window(sid, LATE_SENT)
+            c.send(frame(DATA, 0, sid, b"r" * rest) +
+                   b"".join(frame(DATA, 0, sid, b"d" * LATE_SMALL) for _ in range(128)))
+    else:
+        sids = list(range(1, 17, 2))
+        for sid in sids + [9900 + sid for sid in sids]:
+            upload(sid, b"")
+        for sid in sids:
+            c.send(b"".join(frame(DATA, 0, sid, b"d" * LATE_SMALL)
+                            for _ in range(window(sid, 0) // LATE_SMALL)))
+    acks = c.ping_acks
+    c.send(frame(PING, 0, 0, struct.pack(">Q", 7)))
+    c.pump(lambda: c.ping_acks > acks or c.goaway is not None, time.monotonic() + IO_S)
+    resets = sorted(set(c.st(sid)["rst"] for sid in sids))
+    print("late_window kind=%s window=%d resets=%s goaway=%s" % (
+        kind, c.peer_settings.get(4, 65535), resets, c.goaway[1] if c.goaway else None))
+    c.close()
+
+
 def drain_dropped(port, pid):
     c = Conn(port)
     poll = c.st(1)
@@ -1016,6 +1069,11 @@ def real_ip(port, source):
                                             [("connection", "close")])),
         ("too_large", lambda: c.request(sid, get("/rip-431") + xff(8) +
                                         [("x-big", "b" * 5000)])),
+        # past max_header_size and refused by nghttp2 at the block's end (content-length
+        # with END_STREAM): read whole, but what was kept is a prefix
+        ("too_large_messaging", lambda: c.request(sid, get("/rip-431-messaging", "POST") +
+                                                  xff(14) + [("x-big", "b" * 5000),
+                                                             ("content-length", "10")])),
         ("port_too_big", lambda: c.request(sid, get("/rip-port") +
                                            [("x-forwarded-for", "127.9.9.9:70000")] +
                                            [("host", "evil.example")])),
@@ -1552,6 +1610,8 @@ def main():
         crossing_trailers(port)
     elif sys.argv[2] == "late_data":
         late_data(port, int(sys.argv[3]), int(sys.argv[4]))
+    elif sys.argv[2] == "late_window":
+        late_window(port, sys.argv[3])
     elif sys.argv[2] == "drain_dropped":
         drain_dropped(port, int(sys.argv[3]))
     elif sys.argv[2] == "drain_raced":

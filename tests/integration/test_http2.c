@@ -2408,6 +2408,7 @@ static void test_real_ip_refused_streams(void **state)
         "case=host_differs rst=1 ", "case=messaging rst=1 ", "case=line_too_long rst=None "
         "status=[414]", "case=zero_data rst=1 ", "case=zero_nothing rst=None status=[408]",
         "case=field_refused rst=1 ", "case=too_large rst=None status=[431]",
+        "case=too_large_messaging rst=1 ",
         "case=port_too_big rst=1 ", "case=many_fields rst=None status=[431]",
         "case=valid rst=None status=[200]",
         "case=left ping_acks=1 closed=True"};
@@ -2430,6 +2431,7 @@ static void test_real_ip_refused_streams(void **state)
         {"/rip-ok\"", "200", "127.9.9.10"},        /* its exchange's, as before */
         {"/rip-refused\"", "400", NULL},            /* a field refused mid-block */
         {"/rip-431\"", "431", NULL},                /* past max_header_size: a prefix kept */
+        {"/rip-431-messaging\"", "400", NULL},     /* ... and nghttp2's at the block's end */
         {"/rip-port\"", "400", NULL},               /* whole, but no address in it */
         {"/rip-many\"", "431", NULL},               /* more fields than HTTP/1.1 takes */
         {"/rip-unfinished\"", "499", NULL},         /* the block never ended */
@@ -2911,6 +2913,36 @@ static void test_late_data_no_flood(void **state)
     fake_origin_stop(early);
 }
 
+/* The window late_keep keeps for a stream it reset is what the client may still send: the
+ * stream's window less what had come (late_data then spends it, 64 bytes a frame at least), in
+ * the stream's own slot of the table (one per stream allowed, http2_max_concurrent_streams).
+ * spent: each upload's head came with 8,000 bytes; a frame that takes the rest exactly is the
+ * client's due, and 128 small ones after it on each of 12 (1,536) are charged as on any closed
+ * stream: GOAWAY. Kept as the window plus what had come, or a frame exactly filling it taken
+ * for one past it (and the window left whole), they went free. slots: 8 uploads reset, then 8
+ * whose ids fall in other slots of the 100 (9901-9915), and the first 8 send their windows in
+ * 2,048 small frames: none is charged. With a slot fewer, each of the later 8 took a first
+ * one's slot, and its frames were charged (GOAWAY). */
+static void test_late_window_kept(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, "[upstream u]\norigin = sim\n");
+    static const struct {
+        const char *kind, *want;
+    } rows[] = {
+        {"spent", "late_window kind=spent window=16384 resets=[0] goaway=11"},
+        {"slots", "late_window kind=slots window=16384 resets=[0] goaway=None"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct tu_cmd_result r = {0};
+        frames(h, "late_window", rows[i].kind, &r);
+        print_message("%s", r.out);
+        want_lines(&r, &rows[i].want, 1);
+        tu_cmd_result_free(&r);
+    }
+    px_stop(h);
+}
+
 /* HPACK bombs that the 431 abandon (test_floods' hpack_bomb) did not see, each 10 blocks of ~147,000
  * references to a 4,000-byte field: a head found malformed at its first field, a head of invalid
  * fields, and trailers. nghttp2 checks every field it decodes until a callback fails or the
@@ -3365,6 +3397,7 @@ int main(void)
         cmocka_unit_test(test_hpack_bombs_skipped),
         cmocka_unit_test(test_dropped_header_block_no_flood),
         cmocka_unit_test(test_late_data_no_flood),
+        cmocka_unit_test(test_late_window_kept),
         cmocka_unit_test(test_unfinished_head_logged),
         cmocka_unit_test(test_unfinished_head_spares_parked_stream),
         cmocka_unit_test(test_connection_errors_counted),

@@ -199,11 +199,104 @@ static void test_page_in_chromium(void **state)
     fake_origin_stop(refused);
 }
 
+/* The page and a /status, served by a fake origin to the browser (test_page_stopped_checks). */
+static struct fo_step page_steps[2], status_steps[2];
+static const struct fo_step missing_steps[] = {FO_RESPOND(404, NULL, "none\n", FO_LENGTH),
+                                               FO_END()};
+
+static const struct fo_step *pick_page(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    if (strncmp(req->head, "GET / ", 6) == 0)
+        return page_steps;
+    if (strncmp(req->head, "GET /status ", 12) == 0)
+        return status_steps;
+    return missing_steps;
+}
+
+/* The body of the admin listener's answer to GET path (200). */
+static char *admin_body(struct harness *h, const char *path)
+{
+    char req[256];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+             path);
+    struct raw_conn *c = raw_connect(harness_port(h, "admin"), 5000);
+    assert_non_null(c);
+    assert_int_equal(raw_send_str(c, req), 0);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, 5000), 0);
+    assert_int_equal(r.status, 200);
+    char *body = strdup(r.body);
+    raw_response_free(&r);
+    raw_close(c);
+    return body;
+}
+
+/* An origin whose health checks stopped (no timer for the next one, out of memory: /status's
+ * checks_stopped) is said so on the page: "(checks stopped: out of memory)" beside its state.
+ * Such a stop cannot be made in a running Portico (test_loop_oom makes it in the loop): the
+ * browser gets this Portico's own page and its own /status with that one value true, from an
+ * origin of the test's (the page fetches /status from where it came). */
+static void test_page_stopped_checks(void **state)
+{
+    (void)state;
+    struct fake_origin *ok = fake_origin_start_kind(FO_OK);
+    assert_non_null(ok);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+        "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\nadmin_listen = 127.0.0.1:{{port:admin}}\n"
+        "access_log = off\n"
+        "[upstream app]\norigin = 127.0.0.1:%u\nhealth_check = GET /h every 1h expect 200\n",
+        fake_origin_port(ok)), 0);
+    assert_int_equal(harness_start(h), 0);
+    char *page = admin_body(h, "/");
+    char *status = admin_body(h, "/status");
+    static const char armed[] = "\"checks_stopped\":false";
+    char *at = strstr(status, armed);
+    if (!at || strstr(at + 1, armed))
+        fail_msg("not one origin with checks_stopped false in /status: %.2000s", status);
+    char *stopped = malloc(strlen(status) + 2);
+    assert_non_null(stopped);
+    snprintf(stopped, strlen(status) + 2, "%.*s\"checks_stopped\":true%s", (int)(at - status),
+             status, at + strlen(armed));
+    page_steps[0] = (struct fo_step)FO_RESPOND(200, "Content-Type: text/html; charset=utf-8\r\n",
+                                               page, FO_LENGTH);
+    status_steps[0] = (struct fo_step)FO_RESPOND(200, "Content-Type: application/json\r\n",
+                                                 stopped, FO_LENGTH);
+    struct fake_origin *site =
+        fake_origin_start(&(struct fake_origin_opts){.kind = FO_SCRIPT, .pick_script = pick_page});
+    assert_non_null(site);
+    char url[128], *dom = NULL, *log = NULL;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/", fake_origin_port(site));
+    browse(h, url, &dom, &log);
+    if (!strstr(dom, "<body data-state=\"ok\">"))
+        fail_msg("the page did not render from /status: %.3000s", dom);
+    if (strstr(log, "Uncaught"))
+        fail_msg("script error in the browser's log: %.2000s", log);
+    char id[64];
+    snprintf(id, sizeof(id), "health-app-127.0.0.1:%u", fake_origin_port(ok));
+    char *got = element_text(dom, id);
+    print_message("  #%s: %s\n", id, got ? got : "(absent)");
+    if (!got || !strstr(got, " (checks stopped: out of memory), 0 in flight"))
+        fail_msg("#%s shows \"%s\", not that its checks stopped", id, got ? got : "(absent)");
+    free(got);
+    free(dom);
+    free(log);
+    fake_origin_stop(site);
+    free(stopped);
+    free(status);
+    free(page);
+    px_stop(h);
+    fake_origin_stop(ok);
+}
+
 int main(void)
 {
     tu_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_page_in_chromium),
+        cmocka_unit_test(test_page_stopped_checks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
