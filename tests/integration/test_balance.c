@@ -9,7 +9,8 @@
  * goes to the next origin for any method and the log shows both attempts; after the request
  * was sent only with retry_sent and only for idempotent requests; once a body byte went, only
  * with the body still whole in Portico's copy (up to 64 KiB: a PUT of 2 KiB, Content-Length
- * or chunked, goes again byte for byte; one of 200 KiB does not, and its 502 says why), also
+ * or chunked, goes again byte for byte; one of 200 KiB, or one still arriving, does not, and
+ * its 502 says why), also
  * on a TLS refusal after the send), and every origin down: 503
  * no_healthy_origin at once.
  */
@@ -1881,6 +1882,100 @@ static void test_retry_sent_body_not_kept(void **state)
     }
 }
 
+/* An origin that takes one connection and resets it once the request head and a byte of its
+ * body came, before the rest: nothing is answered. */
+struct reset_early {
+    int fd;
+    uint16_t port;
+    pthread_t thread;
+};
+
+static void *reset_early_main(void *arg)
+{
+    struct reset_early *o = arg;
+    int c = accept(o->fd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    char buf[8192];
+    size_t have = 0;
+    struct pollfd p = {.fd = c, .events = POLLIN};
+    while (have < sizeof(buf) - 1 && poll(&p, 1, PX_IO_MS) == 1) {
+        ssize_t n = read(c, buf + have, sizeof(buf) - 1 - have);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        buf[have] = '\0';
+        const char *end = strstr(buf, "\r\n\r\n");
+        if (end && have > (size_t)(end + 4 - buf))
+            break; /* the head and a body byte */
+    }
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    close(c);
+    return NULL;
+}
+
+static void reset_early_start(struct reset_early *o)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    o->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(o->fd >= 0);
+    assert_int_equal(bind(o->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(o->fd, 4), 0);
+    assert_int_equal(getsockname(o->fd, (struct sockaddr *)&a, &len), 0);
+    o->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&o->thread, NULL, reset_early_main, o), 0);
+}
+
+static void reset_early_stop(struct reset_early *o)
+{
+    shutdown(o->fd, SHUT_RDWR); /* wakes an accept still waiting */
+    pthread_join(o->thread, NULL);
+    close(o->fd);
+}
+
+/* A body still arriving when the origin failed is not whole in Portico's copy: with retry_sent
+ * = on, a PUT whose origin reset the connection after the first of its 2,048 body bytes, 1,000
+ * of them not sent yet by the client, is not retried, and its 502's detail says why. The old
+ * binary said nothing of the body. */
+static void test_retry_sent_body_still_arriving(void **state)
+{
+    (void)state;
+    struct reset_early early;
+    reset_early_start(&early);
+    struct fake_origin *ok = fake_origin_start_kind(FO_OK);
+    assert_non_null(ok);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u\nretry_sent = on\n",
+                                 early.port, fake_origin_port(ok));
+    char *body = json_body(2048);
+    size_t n;
+    char *req = body_request("PUT", "/half", body, 2048, false, &n);
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send(c, req, n - 1000), 0);
+    struct raw_response r;
+    if (raw_read_response(c, &r, PX_IO_MS) != 0)
+        fail_msg("no response: %s", r.error);
+    const char *err = raw_header(&r, "Portico-Error");
+    print_message("  PUT, half its body: %d %s\n", r.status, err ? err : "-");
+    assert_int_equal(r.status, 502);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(fake_origin_requests(ok), 0);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    char *line = px_log_line(h, "target=\"/half\"");
+    if (!strstr(line, "; not retried: its body was still arriving"))
+        fail_msg("no reason in %s", line);
+    free(line);
+    harness_free(h);
+    free(req);
+    free(body);
+    reset_early_stop(&early);
+    fake_origin_stop(ok);
+}
+
 /* An origin that asks for a client certificate refuses it with a TLS 1.3 alert that comes after
  * the request (head and body) went out: the failure is the TLS phase's, but the body was taken
  * from the client and went to the refusing connection. A POST was once retried on the next
@@ -2044,6 +2139,7 @@ int main(void)
         cmocka_unit_test(test_retry_rules),
         cmocka_unit_test(test_retry_sent_whole_body),
         cmocka_unit_test(test_retry_sent_body_not_kept),
+        cmocka_unit_test(test_retry_sent_body_still_arriving),
         cmocka_unit_test(test_retry_tls_refused_body),
         cmocka_unit_test(test_retry_tls_record_error),
         cmocka_unit_test(test_all_down),
