@@ -1827,6 +1827,54 @@ static void test_retry_sent_whole_body(void **state)
     free(body);
 }
 
+/* With retries = 2 the kept body goes again twice: a PUT of 2 KiB (chunked) meets two origins
+ * that read it and reset, then a third that answers; each gets the same bytes. The copy stays
+ * while a later retry may want it (relay.c's resend_replay): moved to the second origin, none
+ * was left for the third, and the second reset was the answer (502, as the old binary's first). */
+static void test_retry_sent_body_twice(void **state)
+{
+    (void)state;
+    struct fake_origin *reset1 = fake_origin_start_kind(FO_RESET);
+    struct fake_origin *reset2 = fake_origin_start_kind(FO_RESET);
+    struct fake_origin *echo = fake_origin_start_kind(FO_ECHO);
+    assert_non_null(reset1);
+    assert_non_null(reset2);
+    assert_non_null(echo);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u\nretry_sent = on\nretries = 2\n",
+                                 fake_origin_port(reset1), fake_origin_port(reset2),
+                                 fake_origin_port(echo));
+    char *body = json_body(2048);
+    size_t n;
+    char *req = body_request("PUT", "/twice", body, 2048, true, &n);
+    struct raw_response r;
+    int status = send_request(h, req, n, &r);
+    const char *err = raw_header(&r, "Portico-Error");
+    print_message("  PUT, two resets: %d %s\n", status, err ? err : "-");
+    assert_int_equal(status, 200);
+    assert_int_equal(r.body_len, 2048);
+    assert_memory_equal(r.body, body, 2048);
+    raw_response_free(&r);
+    size_t len[3];
+    char *got[3] = {fake_origin_request(reset1, 0, &len[0]),
+                    fake_origin_request(reset2, 0, &len[1]), fake_origin_request(echo, 0, &len[2])};
+    for (int i = 0; i < 3; i++)
+        assert_non_null(got[i]);
+    for (int i = 1; i < 3; i++) {
+        assert_int_equal(len[i], len[0]);
+        assert_memory_equal(got[i], got[0], len[0]);
+    }
+    for (int i = 0; i < 3; i++)
+        free(got[i]);
+    free(req);
+    free(body);
+    px_stop(h);
+    fake_origin_stop(reset1);
+    fake_origin_stop(reset2);
+    fake_origin_stop(echo);
+}
+
 /* What is not sent again after the request went, retry_sent = on: a POST (not idempotent),
  * whatever Portico holds of its body; a PUT of 200 KiB, with a Content-Length or chunked,
  * streamed to the origin past the 64 KiB Portico keeps: its 502 says why it was not retried.
@@ -2138,6 +2186,7 @@ int main(void)
         cmocka_unit_test(test_total_timeout_marks_down),
         cmocka_unit_test(test_retry_rules),
         cmocka_unit_test(test_retry_sent_whole_body),
+        cmocka_unit_test(test_retry_sent_body_twice),
         cmocka_unit_test(test_retry_sent_body_not_kept),
         cmocka_unit_test(test_retry_sent_body_still_arriving),
         cmocka_unit_test(test_retry_tls_refused_body),
