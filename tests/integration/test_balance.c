@@ -1875,6 +1875,69 @@ static void test_retry_sent_body_twice(void **state)
     fake_origin_stop(echo);
 }
 
+static const struct fo_step answer_steps[] = {FO_RESPOND_OK(), FO_END()};
+static const struct fo_step reset_steps[] = {FO_RST(), FO_END()};
+
+/* GET /warm is answered (its connection kept), anything else read whole and reset. */
+static const struct fo_step *warm_then_reset(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return strncmp(req->head, "GET /warm", 9) == 0 ? answer_steps : reset_steps;
+}
+
+/* The resend of a stale pooled connection and a retry on another origin, one after the other:
+ * a PUT of 2 KiB meets a pooled connection its origin resets (taken for stale: sent again on a
+ * fresh connection to it), that one reset too (retry_sent: the next origin). The kept body
+ * goes with each: the three requests are the same bytes, and the client gets the echo. The old
+ * binary answered 502 connection_reset. */
+static void test_retry_after_stale_resend(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = warm_then_reset};
+    struct fake_origin *flaky = fake_origin_start(&opts);
+    struct fake_origin *echo = fake_origin_start_kind(FO_ECHO);
+    assert_non_null(flaky);
+    assert_non_null(echo);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "retry_sent = on\nsettle_time = 0\n",
+                                 fake_origin_port(flaky), fake_origin_port(echo));
+    assert_int_equal(status_of(h, "/warm/1"), 200); /* round robin: flaky, its connection kept */
+    assert_int_equal(status_of(h, "/warm/2"), 200); /* echo */
+    char *body = json_body(2048);
+    size_t n;
+    char *req = body_request("PUT", "/doc", body, 2048, false, &n);
+    struct raw_response r;
+    int status = send_request(h, req, n, &r); /* flaky, on its pooled connection */
+    const char *err = raw_header(&r, "Portico-Error");
+    print_message("  PUT after a stale resend: %d %s\n", status, err ? err : "-");
+    assert_int_equal(status, 200);
+    assert_int_equal(r.body_len, 2048);
+    assert_memory_equal(r.body, body, 2048);
+    raw_response_free(&r);
+    assert_int_equal(fake_origin_connections(flaky), 2);
+    size_t len[3];
+    char *got[3] = {fake_origin_request(flaky, 1, &len[0]),
+                    fake_origin_request(flaky, 2, &len[1]), fake_origin_request(echo, 1, &len[2])};
+    for (int i = 0; i < 3; i++)
+        assert_non_null(got[i]);
+    for (int i = 1; i < 3; i++) {
+        assert_int_equal(len[i], len[0]);
+        assert_memory_equal(got[i], got[0], len[0]);
+    }
+    for (int i = 0; i < 3; i++)
+        free(got[i]);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    char *line = px_log_line(h, "target=\"/doc\"");
+    assert_non_null(strstr(line, " attempts=3"));
+    free(line);
+    harness_free(h);
+    free(req);
+    free(body);
+    fake_origin_stop(flaky);
+    fake_origin_stop(echo);
+}
+
 /* What is not sent again after the request went, retry_sent = on: a POST (not idempotent),
  * whatever Portico holds of its body; a PUT of 200 KiB, with a Content-Length or chunked,
  * streamed to the origin past the 64 KiB Portico keeps: its 502 says why it was not retried.
@@ -2187,6 +2250,7 @@ int main(void)
         cmocka_unit_test(test_retry_rules),
         cmocka_unit_test(test_retry_sent_whole_body),
         cmocka_unit_test(test_retry_sent_body_twice),
+        cmocka_unit_test(test_retry_after_stale_resend),
         cmocka_unit_test(test_retry_sent_body_not_kept),
         cmocka_unit_test(test_retry_sent_body_still_arriving),
         cmocka_unit_test(test_retry_tls_refused_body),
