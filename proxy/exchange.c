@@ -205,19 +205,18 @@ static bool pick_origin(struct exchange *ex)
     return true;
 }
 
-/* Whether a failed attempt may go to another origin (`retries`): nothing of the request reached
- * this one (dns, connect, tls: any method), or, with retry_sent, the request was sent but is
- * idempotent, and no answer had begun. Either way no body byte may have been taken from the
- * client: it went to the failed connection and cannot be sent again. That also holds in the TLS
- * phase, which an origin refusing a TLS 1.3 client certificate ends after the request went out.
- * Our own shortages and total_timeout are not the origin's: no other origin would do better,
- * but for no free local port, which is per destination address and port: another origin has
- * ports of its own (its attempt counts no verdict against the first, attempt_result). */
+/* Whether a failed attempt may go to another origin (`retries`), its body aside
+ * (body_unsendable): nothing of the request reached this one (dns, connect, tls: any method),
+ * or, with retry_sent, the request was sent but is idempotent, and no answer had begun. A TLS
+ * failure may come after the request went out: an origin refusing a TLS 1.3 client certificate
+ * says so only then. Our own shortages and total_timeout are not the origin's: no other origin
+ * would do better, but for no free local port, which is per destination address and port:
+ * another origin has ports of its own (its attempt counts no verdict against the first,
+ * attempt_result). */
 static bool may_retry(const struct exchange *ex, enum phase phase, enum cause cause)
 {
     if (ex->retries >= ex->up->retries || ex->response_byte || ex->resp_state != RESP_HEAD ||
-        cause == CAUSE_LOCAL || cause == CAUSE_TOTAL_TIMEOUT ||
-        ex->req_body.bytes != 0 || ex->req_body.trailers_started)
+        cause == CAUSE_LOCAL || cause == CAUSE_TOTAL_TIMEOUT)
         return false;
     switch (phase) {
     case PHASE_DNS:
@@ -231,6 +230,43 @@ static bool may_retry(const struct exchange *ex, enum phase phase, enum cause ca
     default:
         return false;
     }
+}
+
+/* Why the request body keeps a failed attempt from another origin, or NULL when it does not:
+ * none of it was taken from the client yet (it waits there for the next origin), or all of it
+ * was and the replay holds it whole (relay.c keeps one while a retry may want it), as HAProxy's
+ * l7-retries and nginx's buffered bodies go again. Any other body went to the failed connection,
+ * at least in part, and cannot be sent again whole. */
+static const char *body_unsendable(const struct exchange *ex)
+{
+    if (ex->req_body.bytes == 0 && !ex->req_body.trailers_started)
+        return NULL; /* (an empty chunked body's last chunk goes again: send_request) */
+    if (!ex->replay)
+        return ex->replay_over || (ex->info.framing == H1_BODY_LENGTH &&
+                                   ex->info.content_length > REPLAY_MAX)
+                   ? "its body was streamed (over 64 KiB)"
+                   : "its body went out without a copy kept";
+    if (ex->req_state != REQ_DONE || !ex->req_body.done)
+        return "its body was still arriving";
+    return NULL;
+}
+_Static_assert(REPLAY_MAX == 64 * 1024, "body_unsendable names REPLAY_MAX");
+
+/* Whether an origin of the upstream was not tried yet (marked down or not). */
+static bool origin_untried(const struct exchange *ex)
+{
+    uint32_t all = ex->up->norigins >= 32 ? UINT32_MAX : (1u << ex->up->norigins) - 1;
+    return (all & ~ex->tried) != 0;
+}
+
+/* A failure that another origin would have been tried for but for its body: the detail (the
+ * access log's, the error page's) says so, e.g. "...; not retried: its body was streamed (over
+ * 64 KiB)". */
+static void note_not_retried(struct exchange *ex, const char *why)
+{
+    size_t len = strlen(ex->detail);
+    if (origin_untried(ex))
+        snprintf(ex->detail + len, sizeof(ex->detail) - len, "; not retried: %s", why);
 }
 
 /* Moves the exchange to an origin it has not tried after a failed attempt: the failure counts
@@ -558,9 +594,13 @@ static void fail_detailed(struct exchange *ex, enum phase phase, enum cause caus
         return;
     }
     /* a simulated failure is the exchange's: another origin would only meet it again */
-    if (!fault_exec_simulating(ex) && may_retry(ex, phase, cause) &&
-        retry_elsewhere(ex, phase, cause))
-        return;
+    if (!fault_exec_simulating(ex) && may_retry(ex, phase, cause)) {
+        const char *why = body_unsendable(ex);
+        if (!why && retry_elsewhere(ex, phase, cause))
+            return;
+        if (why)
+            note_not_retried(ex, why);
+    }
 
     ex->failure = failure_classify(phase, cause);
     ex->fail_phase = phase;

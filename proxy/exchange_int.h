@@ -26,8 +26,9 @@
 #define MAX_INTERIM 32          /* 1xx relayed per exchange; more are dropped and counted */
 #define DISCARD_MAX (1024 * 1024) /* request body bytes still to come that the client connection
                                      reads and drops after an error answer, rather than close */
-#define REPLAY_MAX (64 * 1024)  /* request body bytes kept to send again after a stale pooled
-                                   connection; a larger body is not resent */
+#define REPLAY_MAX (64 * 1024)  /* request body bytes kept to send again (a stale pooled
+                                   connection, a retry on another origin); a larger body is not
+                                   resent */
 
 struct loop;
 struct config;
@@ -125,9 +126,11 @@ struct exchange {
     struct phase_clock pc;
     uint64_t first_byte_deadline;      /* µs: interim responses may not restart it */
     bool retried;                      /* already resent once after a stale pooled connection */
-    struct evbuffer *replay;           /* owned: the request body as sent (framed) on a pooled
-                                          connection, all of it so far, for a resend; NULL when
-                                          none is kept (fresh connection, over REPLAY_MAX) */
+    bool replay_over;                  /* the replay was let go past REPLAY_MAX (in retried's
+                                          padding) */
+    struct evbuffer *replay;           /* owned: the request body as sent (framed), all of it so
+                                          far, for a resend (replay_wanted, relay.c); NULL when
+                                          none is kept (no resend possible, over REPLAY_MAX) */
     unsigned attempts;                 /* origin connections tried: pooled or new, each retry */
     bool reused;                       /* the (last) connection came from the pool */
     bool response_byte;                /* any response byte seen from the origin */

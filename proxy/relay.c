@@ -174,7 +174,8 @@ static void drop_replay(struct exchange *ex)
 }
 
 /* Body bytes (framed) were appended to out from offset `from`: the replay keeps a copy while it
- * may still be sent again whole (stale_pooled), and lets go past REPLAY_MAX. */
+ * may still be sent again whole (stale_pooled, a retry on another origin), and lets go past
+ * REPLAY_MAX. */
 static void keep_replay(struct exchange *ex, struct evbuffer *out, size_t from)
 {
     size_t n = evbuffer_get_length(out) - from, have = evbuffer_get_length(ex->replay);
@@ -182,7 +183,12 @@ static void keep_replay(struct exchange *ex, struct evbuffer *out, size_t from)
     struct evbuffer_ptr at;
     if (n == 0)
         return;
-    if (have + n > REPLAY_MAX || evbuffer_reserve_space(ex->replay, (ev_ssize_t)n, &v, 1) != 1 ||
+    if (have + n > REPLAY_MAX) {
+        ex->replay_over = true; /* the reason a retry is refused (exchange.c) */
+        drop_replay(ex);
+        return;
+    }
+    if (evbuffer_reserve_space(ex->replay, (ev_ssize_t)n, &v, 1) != 1 ||
         evbuffer_ptr_set(out, &at, from, EVBUFFER_PTR_SET) != 0 ||
         evbuffer_copyout_from(out, &at, v.iov_base, n) != (ev_ssize_t)n) {
         drop_replay(ex);
@@ -227,8 +233,6 @@ void relay_request_body(struct exchange *ex)
             request_body_failed(ex);
             return;
         }
-        if (ex->replay && ex->usock)
-            keep_replay(ex, out, before_out);
         /* body_size counts announced chunk sizes: the chunk that takes the body over the limit
          * is refused before any of it reaches the origin (the head too, when that is the first
          * one); earlier chunks went on, and the origin, closed on, never sees a last chunk */
@@ -245,6 +249,10 @@ void relay_request_body(struct exchange *ex)
             request_body_failed(ex);
             return;
         }
+        /* (after body_eof: the last chunk it wrote goes again too; before, a resend of a body
+         * without a length from an HTTP/2 client lacked it, and the origin waited for it) */
+        if (ex->replay && ex->usock)
+            keep_replay(ex, out, before_out);
         if (ex->usock)
             flush_origin(ex);
         else
@@ -310,6 +318,41 @@ bool relay_discard_body(struct exchange *ex)
 
 /* ---- sending the request ---- */
 
+/* Whether a retry on another origin may still want the request body sent again (may_retry in
+ * exchange.c): a turn of `retries` left, and another origin, for a request that retry_sent
+ * retries after it went out (an idempotent one), or to a TLS upstream, whose refusal of a TLS 1.3
+ * client certificate comes after the request went. */
+static bool replay_wanted_elsewhere(const struct exchange *ex)
+{
+    return ex->retries < ex->up->retries && ex->up->norigins > 1 &&
+           ((ex->up->retry_sent && request_idempotent(ex->req.method_id)) || ex->up->tls);
+}
+
+/* Whether the connection just taken keeps a copy of the request body (replay): a pooled one,
+ * should the origin turn out to have closed it before the request arrived (stale_pooled), and
+ * any while a retry on another origin may want it. */
+static bool replay_wanted(const struct exchange *ex)
+{
+    return ex->reused || replay_wanted_elsewhere(ex);
+}
+
+/* The replay goes out again ahead of the rest of the body; it stays, copied, for a later resend
+ * that may want it, or else goes itself. 0, or -1 when out of memory. */
+static int resend_replay(struct exchange *ex)
+{
+    struct evbuffer *out = ex->usock->out;
+    if (!replay_wanted(ex)) {
+        int rc = evbuffer_add_buffer(out, ex->replay);
+        drop_replay(ex);
+        return rc;
+    }
+    size_t n = evbuffer_get_length(ex->replay);
+    if (n == 0)
+        return 0;
+    const unsigned char *p = evbuffer_pullup(ex->replay, -1); /* at most REPLAY_MAX */
+    return p && evbuffer_add(out, p, n) == 0 ? 0 : -1;
+}
+
 static void send_request(struct exchange *ex)
 {
     const struct h1_info *info = &ex->info;
@@ -350,13 +393,15 @@ static void send_request(struct exchange *ex)
         ex_fail(ex, PHASE_SEND, CAUSE_LOCAL, 0, "out of memory");
         return;
     }
-    /* Resent after a stale pooled connection: the body taken so far goes again first (the rest
-     * follows from the client). Else (retry_sent, or no replay): an empty chunked body was
+    /* Resent (a stale pooled connection, another origin): the body taken so far goes again
+     * first (the rest follows from the client). Else (no replay): an empty chunked body was
      * consumed from the client already, its last chunk went to the failed connection; it goes
      * again. */
-    if (ex->retried && ex->replay) {
-        evbuffer_add_buffer(ex->usock->out, ex->replay);
-        drop_replay(ex);
+    if (ex->replay && ex->attempts > 1) {
+        if (resend_replay(ex) != 0) {
+            ex_fail(ex, PHASE_SEND, CAUSE_LOCAL, 0, "out of memory");
+            return;
+        }
     } else if (ex->req_state == REQ_DONE && ex->req_body.done &&
                ex->info.framing == H1_BODY_CHUNKED) {
         if (evbuffer_add(ex->usock->out, "0\r\n\r\n", 5) != 0) {
@@ -873,11 +918,11 @@ static void take_connection(struct exchange *ex)
 {
     struct sock *s = upconn_sock(ex->uc);
     ex->usock = s;
-    /* A body sent on a pooled connection is kept while small: should the origin turn out to have
-     * closed it before the request arrived, the request goes again (stale_pooled). One announced
-     * longer is not copied at all (its first REPLAY_MAX bytes would only be dropped). */
-    bool too_long = ex->info.framing == H1_BODY_LENGTH && ex->info.content_length > REPLAY_MAX;
-    if (ex->reused && !ex->replay && h1_info_has_body(&ex->info) && !too_long)
+    /* A body is kept while small where it may go again (replay_wanted). One announced longer is
+     * not copied at all (its first REPLAY_MAX bytes would only be dropped). */
+    if (h1_info_has_body(&ex->info) && !ex->replay &&
+        !(ex->info.framing == H1_BODY_LENGTH && ex->info.content_length > REPLAY_MAX) &&
+        replay_wanted(ex))
         ex->replay = evbuffer_new(); /* NULL when out of memory: then no resend */
     ex->head_scanned = 0; /* a resend's head is another */
     ex->head_grown = false;

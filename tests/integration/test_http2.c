@@ -423,6 +423,85 @@ static void test_uploads(void **state)
     fake_origin_stop(o);
 }
 
+/* Over HTTP/2 as over HTTP/1.1 (test_balance.c's test_retry_sent_whole_body): with retry_sent
+ * = on, a PUT whose 2 KiB body Portico holds whole goes to the next origin after the first read
+ * it and reset the connection, with a content-length and without one (curl -T - from a pipe:
+ * sent to the origins chunked, its last chunk written at the stream's end). The next origin gets
+ * the bytes the first one did, and curl its answer. The old binary answered 502 to both; before
+ * the last chunk was kept, a resend of the second lacked it and the origin waited for it. */
+static void test_retry_sent_whole_body(void **state)
+{
+    (void)state;
+    struct fake_origin *reset = fake_origin_start_kind(FO_RESET);
+    struct fake_origin *echo = fake_origin_start_kind(FO_ECHO);
+    assert_non_null(reset);
+    assert_non_null(echo);
+    /* round robin: each request meets the resetting origin first */
+    struct harness *h = start(NULL,
+                              "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                              "retry_sent = on\nretries = 1\nkeepalive = 0\n",
+                              fake_origin_port(reset), fake_origin_port(echo));
+    char file[512], at[600], got[600], u[256], cmd[1500];
+    const size_t n = 2048;
+    write_upload(h, file, sizeof(file), n);
+    size_t len;
+    char *want = tu_read_file(file, &len);
+    assert_non_null(want);
+    snprintf(at, sizeof(at), "@%s", file);
+    snprintf(got, sizeof(got), "%s/got.bin", harness_dir(h));
+    const char *const with_length[] = {"-X", "PUT", "--data-binary", at, "-o", got, NULL};
+    struct tu_cmd_result r = {0};
+    assert_int_equal(curl(h, "--http2", "/put1", with_length, &r), 0);
+    assert_true(tu_contains(r.err, "< HTTP/2 200"));
+    tu_cmd_result_free(&r);
+    size_t echoed_len;
+    char *echoed = tu_read_file(got, &echoed_len);
+    assert_non_null(echoed);
+    assert_int_equal(echoed_len, n);
+    assert_memory_equal(echoed, want, n);
+    free(echoed);
+    /* a retry takes no turn of round robin: this one goes to the echo, the next to the reset */
+    assert_int_equal(curl(h, "--http2", "/turn", NULL, &r), 0);
+    tu_cmd_result_free(&r);
+
+    snprintf(cmd, sizeof(cmd),
+             "cat %s | curl -sS --http2 --max-time 20 --cacert %s -T - -o %s -w '%%{http_code}' %s",
+             file, certs_get()->ca_cert, got, url(h, "/put2", u, sizeof(u)));
+    const char *const sh[] = {"sh", "-c", cmd, NULL};
+    px_run_ok(sh, &r);
+    assert_string_equal(r.out, "200");
+    tu_cmd_result_free(&r);
+    echoed = tu_read_file(got, &echoed_len);
+    assert_non_null(echoed);
+    assert_int_equal(echoed_len, n);
+    assert_memory_equal(echoed, want, n);
+    free(echoed);
+
+    for (unsigned i = 0; i < 2; i++) {
+        size_t first_len, second_len;
+        char *first = fake_origin_request(reset, i, &first_len);
+        char *second = fake_origin_request(echo, 2 * i, &second_len); /* (1 is /turn) */
+        assert_non_null(first);
+        assert_non_null(second);
+        assert_int_equal(second_len, first_len);
+        assert_memory_equal(second, first, first_len);
+        free(first);
+        free(second);
+    }
+    char *te = fake_origin_request_header(echo, 2, "transfer-encoding");
+    assert_non_null(te);
+    assert_string_equal(te, "chunked");
+    free(te);
+    free(want);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    char *line = px_log_line(h, "\"path\":\"/put2\"");
+    assert_true(tu_contains(line, "\"attempts\":2"));
+    free(line);
+    harness_free(h);
+    fake_origin_stop(reset);
+    fake_origin_stop(echo);
+}
+
 /* Expect: 100-continue over HTTP/2: the origin's 100 reaches curl as a 100 HEADERS, then the
  * body goes. */
 static void test_expect_continue(void **state)
@@ -3381,6 +3460,7 @@ int main(void)
         cmocka_unit_test(test_interim_headers_in_order),
         cmocka_unit_test(test_many_streams_and_h2load),
         cmocka_unit_test(test_uploads),
+        cmocka_unit_test(test_retry_sent_whole_body),
         cmocka_unit_test(test_expect_continue),
         cmocka_unit_test(test_big_download),
         cmocka_unit_test(test_failures_same_over_both),
