@@ -31,6 +31,7 @@
 #include "../support/certs.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
+#include "../support/oom.h"
 #include "../support/raw_client.h"
 #include "../support/stream_origin.h"
 #include "../support/testutil.h"
@@ -2536,6 +2537,43 @@ static void test_real_ip_refused_streams(void **state)
     fake_origin_stop(o);
 }
 
+/* A stream whose exchange gets no memory (exchange_start's allocation made to fail:
+ * tests/support/oom.h) is refused 503 "out of memory" and logged as its exchange would have
+ * been: its block was read whole, so behind the trusted balancer the client its
+ * x-forwarded-for names, the balancer as peer. The connection's next stream is served. No row reached this refusal before: a mutant that did
+ * not mark the block whole there (the balancer logged as client) survived. */
+static void test_real_ip_out_of_memory(void **state)
+{
+    (void)state;
+    if (!oom_possible())
+        skip(); /* PORTICO_BIN is valgrind's wrapper (scripts/valgrind.sh) */
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    char err[256];
+    if (oom_arm("exchange_start", 0, 1, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    struct harness *h = start_origin(fake_origin_port(o),
+                                     "trusted_proxies = 127.0.0.2\nreal_ip = x-forwarded-for\n");
+    oom_disarm();
+    struct tu_cmd_result r = {0};
+    frames2(h, "out_of_memory", "127.0.0.2", NULL, &r);
+    const char *const want[] = {"case=oom-refused rst=None status=[503] data=",
+                                "case=oom-served rst=None status=[200]"};
+    want_lines(&r, want, sizeof(want) / sizeof(want[0]));
+    tu_cmd_result_free(&r);
+    assert_int_equal(fake_origin_requests(o), 1);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    char *line = px_log_line(h, "\"path\":\"/oom-refused\"");
+    static const char *const fields[] = {
+        "\"client\":\"127.9.9.9\",\"peer\":\"127.0.0.2:", "\"status\":503,",
+        "\"detail\":\"out of memory\""};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        if (!tu_contains(line, fields[i]))
+            fail_msg("wanted %s in %s", fields[i], line);
+    free(line);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* Every malformed request is a stream error (PROTOCOL_ERROR) that reaches no origin, and the
  * connection keeps serving. */
 static void test_malformed_requests(void **state)
@@ -3469,6 +3507,7 @@ int main(void)
         cmocka_unit_test(test_fault_drop_and_reset_end_the_stream),
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_real_ip_refused_streams),
+        cmocka_unit_test_teardown(test_real_ip_out_of_memory, oom_teardown),
         cmocka_unit_test(test_zero_length_waits_for_end_stream),
         cmocka_unit_test(test_whole_body_waits_for_end_stream),
         cmocka_unit_test(test_whole_body_early_answer),
