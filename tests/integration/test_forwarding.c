@@ -1382,9 +1382,10 @@ static void test_real_ip(void **state)
 /* A request whose exchange gets no memory (exchange_start's allocation made to fail:
  * tests/support/oom.h) is refused 503 "out of memory", the connection closed, and its line is
  * the one its exchange would have written: its head was read whole, so behind a trusted
- * balancer the client its X-Forwarded-For names, the balancer as peer. The next request is
- * served. No row reached this refusal before: mutants that logged the balancer as client (the
- * head not passed, or the peer's address taken), or no peer, survived. */
+ * balancer the client its X-Forwarded-For names, the balancer as peer, and that X-Forwarded-For
+ * as forwarded_for. The next request is served. No row reached this refusal before: mutants
+ * that logged the balancer as client (the head not passed, or the peer's address taken), or no
+ * peer, survived; the old code logged forwarded_for null. */
 static void test_real_ip_out_of_memory(void **state)
 {
     (void)state;
@@ -1420,8 +1421,10 @@ static void test_real_ip_out_of_memory(void **state)
     assert_int_equal(fake_origin_requests(o), 1);
     char *line = px_log_line(h, " status=503 ");
     if (!strstr(line, " client=127.9.9.9 ") || !strstr(line, " peer=127.0.0.2:") ||
-        !strstr(line, " detail=\"out of memory\""))
-        fail_msg("wanted client=127.9.9.9, peer=127.0.0.2: and the detail in %s", line);
+        !strstr(line, " detail=\"out of memory\"") ||
+        !strstr(line, " forwarded_for=\"127.9.9.9, 127.0.5.7\""))
+        fail_msg("wanted client=127.9.9.9, peer=127.0.0.2:, the detail and forwarded_for in %s",
+                 line);
     free(line);
     px_stop(h);
     fake_origin_stop(o);

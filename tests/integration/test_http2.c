@@ -2496,28 +2496,31 @@ static void test_real_ip_refused_streams(void **state)
     tu_cmd_result_free(&r);
     long long invalid = metric(h, "portico_real_ip_invalid_total");
     assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    /* forwarded_for: the first x-forwarded-for of a block read whole, as an exchange's line
+     * has it (the old code logged null on every refused stream's line) */
     static const struct {
         const char *path;      /* the start of the line's "path" */
         const char *status;
         const char *client;    /* NULL: the balancer, with no peer */
+        const char *xff;       /* forwarded_for; NULL: null */
     } lines[] = {
-        {"/rip-host\"", "400", "127.9.9.1"},       /* host differs: at the block's end */
-        {"/rip-messaging\"", "400", "127.9.9.2"},  /* nghttp2's, at the block's end */
-        {"/rip-414a", "414", "127.9.9.3"},         /* the HTTP/1.1 parse of the whole head */
-        {"/rip-zero-data\"", "400", "127.9.9.4"},  /* parked for END_STREAM: DATA came */
-        {"/rip-zero-nothing\"", "408", "127.9.9.5"}, /* ... nothing came */
-        {"/rip-zero-reset\"", "499", "127.9.9.6"}, /* ... the client reset it */
-        {"/rip-parked\"", "499", "127.9.9.11"},    /* ... the client left */
-        {"/rip-ok\"", "200", "127.9.9.10"},        /* its exchange's, as before */
-        {"/rip-refused\"", "400", NULL},            /* a field refused mid-block */
-        {"/rip-431\"", "431", NULL},                /* past max_header_size: a prefix kept */
-        {"/rip-431-messaging\"", "400", NULL},     /* ... and nghttp2's at the block's end */
-        {"/rip-port\"", "400", NULL},               /* whole, but no address in it */
-        {"/rip-many\"", "431", NULL},               /* more fields than HTTP/1.1 takes */
-        {"/rip-unfinished\"", "499", NULL},         /* the block never ended */
+        {"/rip-host\"", "400", "127.9.9.1", "127.9.9.1, 127.0.0.2"}, /* at the block's end */
+        {"/rip-messaging\"", "400", "127.9.9.2", "127.9.9.2, 127.0.0.2"}, /* nghttp2's, ditto */
+        {"/rip-414a", "414", "127.9.9.3", "127.9.9.3, 127.0.0.2"}, /* HTTP/1.1's parse of it */
+        {"/rip-zero-data\"", "400", "127.9.9.4", "127.9.9.4, 127.0.0.2"}, /* parked, DATA came */
+        {"/rip-zero-nothing\"", "408", "127.9.9.5", "127.9.9.5, 127.0.0.2"}, /* nothing came */
+        {"/rip-zero-reset\"", "499", "127.9.9.6", "127.9.9.6, 127.0.0.2"}, /* client reset it */
+        {"/rip-parked\"", "499", "127.9.9.11", "127.9.9.11, 127.0.0.2"}, /* the client left */
+        {"/rip-ok\"", "200", "127.9.9.10", "127.9.9.10, 127.0.0.2"}, /* its exchange's */
+        {"/rip-refused\"", "400", NULL, NULL},     /* a field refused mid-block */
+        {"/rip-431\"", "431", NULL, NULL},         /* past max_header_size: a prefix kept */
+        {"/rip-431-messaging\"", "400", NULL, NULL}, /* ... and nghttp2's at the block's end */
+        {"/rip-port\"", "400", NULL, "127.9.9.9:70000"}, /* whole, but no address in it */
+        {"/rip-many\"", "431", NULL, NULL},        /* more fields than HTTP/1.1 takes */
+        {"/rip-unfinished\"", "499", NULL, NULL},  /* the block never ended */
     };
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-        char key[64], status[32], client[64];
+        char key[64], status[32], client[64], xff[64];
         snprintf(key, sizeof(key), "\"path\":\"%s", lines[i].path);
         snprintf(status, sizeof(status), "\"status\":%s,", lines[i].status);
         if (lines[i].client)
@@ -2525,10 +2528,16 @@ static void test_real_ip_refused_streams(void **state)
                      lines[i].client);
         else
             snprintf(client, sizeof(client), "\"client\":\"127.0.0.2:");
+        if (lines[i].xff)
+            snprintf(xff, sizeof(xff), "\"forwarded_for\":\"%s\",", lines[i].xff);
+        else
+            snprintf(xff, sizeof(xff), "\"forwarded_for\":null,");
         char *line = px_log_line(h, key);
         if (!tu_contains(line, status) || !tu_contains(line, client) ||
+            !tu_contains(line, xff) ||
             (!lines[i].client && !tu_contains(line, "\"peer\":null")))
-            fail_msg("%s: wanted %s and %s in %s", lines[i].path, status, client, line);
+            fail_msg("%s: wanted %s, %s and %s in %s", lines[i].path, status, client, xff,
+                     line);
         free(line);
     }
     /* the element 127.9.9.9:70000 is no address: counted, the balancer the client */
@@ -2540,7 +2549,8 @@ static void test_real_ip_refused_streams(void **state)
 /* A stream whose exchange gets no memory (exchange_start's allocation made to fail:
  * tests/support/oom.h) is refused 503 "out of memory" and logged as its exchange would have
  * been: its block was read whole, so behind the trusted balancer the client its
- * x-forwarded-for names, the balancer as peer. The connection's next stream is served. No row reached this refusal before: a mutant that did
+ * x-forwarded-for names, the balancer as peer, that x-forwarded-for as forwarded_for. The
+ * connection's next stream is served. No row reached this refusal before: a mutant that did
  * not mark the block whole there (the balancer logged as client) survived. */
 static void test_real_ip_out_of_memory(void **state)
 {
@@ -2565,7 +2575,7 @@ static void test_real_ip_out_of_memory(void **state)
     char *line = px_log_line(h, "\"path\":\"/oom-refused\"");
     static const char *const fields[] = {
         "\"client\":\"127.9.9.9\",\"peer\":\"127.0.0.2:", "\"status\":503,",
-        "\"detail\":\"out of memory\""};
+        "\"forwarded_for\":\"127.9.9.9, 127.0.0.2\",", "\"detail\":\"out of memory\""};
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
         if (!tu_contains(line, fields[i]))
             fail_msg("wanted %s in %s", fields[i], line);
