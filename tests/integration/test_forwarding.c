@@ -1394,7 +1394,7 @@ static void test_real_ip_out_of_memory(void **state)
     struct fake_origin *o = fake_origin_start_kind(FO_OK);
     assert_non_null(o);
     char err[256];
-    if (oom_arm("exchange_start", 0, 1, err, sizeof(err)) != 0)
+    if (oom_arm("exchange_start", 0, 0, 1, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     struct harness *h = px_start_origin(fake_origin_port(o), REAL_IP_PROXY);
     oom_disarm();

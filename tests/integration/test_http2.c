@@ -2559,7 +2559,7 @@ static void test_real_ip_out_of_memory(void **state)
         skip(); /* PORTICO_BIN is valgrind's wrapper (scripts/valgrind.sh) */
     struct fake_origin *o = fake_origin_start_kind(FO_OK);
     char err[256];
-    if (oom_arm("exchange_start", 0, 1, err, sizeof(err)) != 0)
+    if (oom_arm("exchange_start", 0, 0, 1, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     struct harness *h = start_origin(fake_origin_port(o),
                                      "trusted_proxies = 127.0.0.2\nreal_ip = x-forwarded-for\n");

@@ -6,12 +6,16 @@
  *
  * An allocation is chosen by its call site: malloc, calloc or realloc called directly from the
  * code of one of the functions PORTICO_OOM_SITES names, as "START+LEN" pairs in hex (offsets in
- * the executable, as nm -S prints them; separated by commas). Of the calls from those sites,
- * the first PORTICO_OOM_SKIP (default 0) go through, the next PORTICO_OOM_FAIL (default 1)
- * fail (NULL, ENOMEM), the rest go through. Without PORTICO_OOM_SITES it changes nothing.
+ * the executable, as nm -S prints them; separated by commas). With PORTICO_OOM_DEPTH = N, also
+ * one made below them: one of the N innermost frames of its stack (backtrace(3)) in their code
+ * (an evbuffer's chain, allocated in libevent for a function of Portico's). Of the calls from
+ * those sites, the first PORTICO_OOM_SKIP (default 0) go through, the next PORTICO_OOM_FAIL
+ * (default 1) fail (NULL, ENOMEM), the rest go through. Without PORTICO_OOM_SITES it changes
+ * nothing.
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <execinfo.h>
 #include <link.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,6 +26,7 @@
 #include <unistd.h>
 
 #define MAX_SITES 8
+#define MAX_DEPTH 32
 
 static struct {
     uintptr_t lo, hi; /* absolute addresses: [lo, hi) */
@@ -29,6 +34,9 @@ static struct {
 static unsigned nsites;
 static long skip_first;
 static long fail_count = 1;
+static int depth; /* frames looked at: 0, the caller only */
+/* backtrace allocates (its unwinder's first load): those calls are not looked at */
+static __thread bool in_trace __attribute__((tls_model("initial-exec")));
 static long seen; /* calls from the sites so far (atomic) */
 
 static void *(*real_malloc)(size_t);
@@ -99,25 +107,52 @@ __attribute__((constructor)) static void arm(void)
     s = getenv("PORTICO_OOM_FAIL");
     if (s)
         fail_count = strtol(s, NULL, 10);
+    s = getenv("PORTICO_OOM_DEPTH");
+    if (s && atoi(s) > 0) {
+        void *frames[1];
+        in_trace = true;
+        backtrace(frames, 1); /* loads the unwinder now, not inside a later allocation */
+        in_trace = false;
+        depth = atoi(s) < MAX_DEPTH ? atoi(s) : MAX_DEPTH;
+    }
+}
+
+static bool in_sites(uintptr_t a)
+{
+    for (unsigned i = 0; i < nsites; i++)
+        if (a >= sites[i].lo && a < sites[i].hi)
+            return true;
+    return false;
+}
+
+/* Whether one of the innermost depth frames is in a site's code. */
+static bool below_site(void)
+{
+    if (in_trace)
+        return false;
+    in_trace = true;
+    void *frames[MAX_DEPTH];
+    int n = backtrace(frames, depth);
+    in_trace = false;
+    for (int i = 0; i < n; i++)
+        if (in_sites((uintptr_t)frames[i]))
+            return true;
+    return false;
 }
 
 /* Whether the call returning to ra is to fail. */
 static bool fails(void *ra)
 {
-    uintptr_t a = (uintptr_t)ra;
-    for (unsigned i = 0; i < nsites; i++) {
-        if (a >= sites[i].lo && a < sites[i].hi) {
-            long n = __atomic_fetch_add(&seen, 1, __ATOMIC_RELAXED);
-            if (n < skip_first || n >= skip_first + fail_count)
-                return false;
-            static const char note[] = "oom_preload: an allocation made to fail\n";
-            ssize_t w = write(2, note, sizeof(note) - 1);
-            (void)w;
-            errno = ENOMEM;
-            return true;
-        }
-    }
-    return false;
+    if (!nsites || !(in_sites((uintptr_t)ra) || (depth && below_site())))
+        return false;
+    long n = __atomic_fetch_add(&seen, 1, __ATOMIC_RELAXED);
+    if (n < skip_first || n >= skip_first + fail_count)
+        return false;
+    static const char note[] = "oom_preload: an allocation made to fail\n";
+    ssize_t w = write(2, note, sizeof(note) - 1);
+    (void)w;
+    errno = ENOMEM;
+    return true;
 }
 
 void *malloc(size_t n)

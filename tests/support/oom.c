@@ -75,7 +75,7 @@ static int preload_path(char *out, size_t size)
     return w > 0 && (size_t)w < size && access(out, R_OK) == 0 ? 0 : -1;
 }
 
-int oom_arm(const char *func, long skip, long fail, char *err, size_t err_size)
+int oom_arm(const char *func, int depth, long skip, long fail, char *err, size_t err_size)
 {
     char sites[SITES_MAX * 48], lib[PATH_MAX];
     if (preload_path(lib, sizeof(lib)) != 0) {
@@ -95,6 +95,8 @@ int oom_arm(const char *func, long skip, long fail, char *err, size_t err_size)
     setenv("PORTICO_OOM_SKIP", n, 1);
     snprintf(n, sizeof(n), "%ld", fail);
     setenv("PORTICO_OOM_FAIL", n, 1);
+    snprintf(n, sizeof(n), "%d", depth);
+    setenv("PORTICO_OOM_DEPTH", n, 1);
     /* an ASan Portico: its runtime is not the first library then, which it takes as an error */
     const char *asan = getenv("ASAN_OPTIONS");
     had_asan = asan != NULL;
@@ -117,6 +119,7 @@ void oom_disarm(void)
     unsetenv("PORTICO_OOM_SITES");
     unsetenv("PORTICO_OOM_SKIP");
     unsetenv("PORTICO_OOM_FAIL");
+    unsetenv("PORTICO_OOM_DEPTH");
     if (had_asan)
         setenv("ASAN_OPTIONS", saved_asan, 1);
     else

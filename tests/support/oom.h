@@ -11,10 +11,13 @@
 
 /* Until oom_disarm: every Portico started gets the library, and of the calls to malloc, calloc
  * or realloc made by the code of func (its LTO clones func.* too; found with nm -S in
- * $PORTICO_BIN, build/portico by default), the first `skip` go through, the next `fail` fail,
- * the rest go through again. Each Portico counts its own calls. 0, or -1 (why in err) when
- * there is no such function of its own (inlined) or no library. */
-int oom_arm(const char *func, long skip, long fail, char *err, size_t err_size);
+ * $PORTICO_BIN, build/portico by default) the first `skip` go through, the next `fail` fail,
+ * the rest go through again. depth 0: the calls func makes itself; N: also those with func in
+ * the N innermost frames of their stack (an evbuffer's chain, allocated by libevent for it).
+ * Each Portico counts its own calls; each it made fail adds a line "oom_preload: an allocation
+ * made to fail" to its stderr. 0, or -1 (why in err) when there is no such function of its
+ * own (inlined) or no library. */
+int oom_arm(const char *func, int depth, long skip, long fail, char *err, size_t err_size);
 
 /* Whether $PORTICO_BIN is an executable whose functions nm can find (not a script, such as
  * scripts/valgrind.sh's wrapper, whose valgrind would not take another allocator anyway). */
