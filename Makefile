@@ -114,7 +114,14 @@ test: deps
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@echo "make test: all tests passed (plain, ASan+UBSan, fuzz smoke)"
 
-tests: $(BUILD)/portico $(UNIT_BINS) $(INTEG_BINS)
+tests: $(BUILD)/portico $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/tests/oom_preload.so
+
+# An LD_PRELOAD library the integration tests start Portico with to make chosen allocations fail
+# (tests/support/oom.h). Built apart and without sanitizers: it forwards to whichever allocator
+# the Portico it is loaded into has (ASan's in build/asan).
+$(BUILD)/tests/oom_preload.so: tests/preload/oom_preload.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 -g -fPIC -shared $(WARN) -D_GNU_SOURCE -o $@ $< -ldl
 
 check: tests check-layers
 	@./scripts/run-tests.sh $(BUILD)

@@ -420,10 +420,11 @@ static void start_closing(struct client *c)
 
 /* The metrics, the last minutes (the status page's requests by class) and the access-log line
  * of a refused head e (body: the bytes of its answer). req: the head, when it was read whole
- * (its client is the one real_ip finds in it, as its exchange's would have been); NULL when it
- * was not (a parse that failed, a timer, a client gone): the fields read before the fault are
- * a prefix, which could name a client without the trusted proxy's own element, so the peer is
- * the client, as for HTTP/2's streams refused before their header block ended. */
+ * (its client is the one real_ip finds in it, its forwarded_for its first X-Forwarded-For, as
+ * its exchange's would have been); NULL when it was not (a parse that failed, a timer, a
+ * client gone): the fields read before the fault are a prefix, which could name a client
+ * without the trusted proxy's own element, so the peer is the client, as for HTTP/2's streams
+ * refused before their header block ended. */
 static void count_refusal(struct client *c, const struct errpage *e, long body,
                           const struct h1_request *req)
 {
@@ -448,6 +449,8 @@ static void count_refusal(struct client *c, const struct errpage *e, long body,
         bool real = req && c->loop->cfg->ntrusted_proxies > 0 &&
                     exchange_real_client(c->loop, &c->peer, req->fields, req->nfields, NULL,
                                          &client);
+        /* a whole head's first X-Forwarded-For, as its exchange's line has it */
+        int xff = req ? h1_find(req->fields, req->nfields, H1_F_X_FORWARDED_FOR, 0) : -1;
         struct access_record r = {
             .request_id = e->request_id,
             .trace_id = trace.trace_id,
@@ -461,6 +464,8 @@ static void count_refusal(struct client *c, const struct errpage *e, long body,
             .bytes_out = body > 0 ? (uint64_t)body : 0,
             .timings = t,
             .detail = e->reason,
+            .forwarded_for = xff >= 0 ? req->fields[xff].value : NULL,
+            .forwarded_for_len = xff >= 0 ? req->fields[xff].value_len : 0,
         };
         log_buffer_append(c->loop->log, &r);
     }

@@ -668,22 +668,32 @@ static const struct downstream_ops h2_ops = {
 /* ---- requests ---- */
 
 /* The client a trusted proxy named in the stream's fields ([proxy] real_ip), as its exchange
- * would have found it, into buf; NULL when the peer is the client. Only a header block decoded
+ * would have found it, into buf; NULL when the peer is the client. And in r, the first
+ * x-forwarded-for (forwarded_for), as an exchange's line has it. Only a header block decoded
  * to its end with every field kept is read: of one cut short (a field refused, the limit
  * passed, the client gone) the fields kept are a prefix, which could name the client without
  * the proxy's own element after it. More fields than an HTTP/1.1 head may have (431 there) are
  * not read either. Out of line: its fields' array stays off the frames of the callers every
  * stream goes through (h2_stream_start). */
-__attribute__((noinline)) static const char *refused_client(struct h2_stream *s, char *buf,
+__attribute__((noinline)) static const char *refused_client(struct h2_stream *s,
+                                                            struct access_record *r, char *buf,
                                                             size_t size)
 {
     struct h2_conn *h = s->conn;
-    if (!s->head_whole || s->req.too_large || h->loop->cfg->real_ip == REAL_IP_OFF)
+    if (!s->head_whole || s->req.too_large)
         return NULL;
     struct h1_field fields[H1_MAX_FIELDS];
     size_t n = h2_request_fields(&s->req, fields, H1_MAX_FIELDS);
+    if (n > H1_MAX_FIELDS)
+        return NULL;
+    int xff = h1_find(fields, n, H1_F_X_FORWARDED_FOR, 0);
+    if (xff >= 0) { /* a span of s->req's lines: kept with the record (keep) */
+        r->forwarded_for = fields[xff].value;
+        r->forwarded_for_len = fields[xff].value_len;
+    }
     struct fault_addr client;
-    if (n > H1_MAX_FIELDS || !exchange_real_client(h->loop, h->peer, fields, n, NULL, &client))
+    if (h->loop->cfg->real_ip == REAL_IP_OFF ||
+        !exchange_real_client(h->loop, h->peer, fields, n, NULL, &client))
         return NULL;
     return realip_text(&client, buf, size);
 }
@@ -704,19 +714,19 @@ static void log_refused(struct h2_stream *s, const char *id, int status, const c
     struct trace_context trace;
     char addr[PEER_ADDR_MAX], named[PEER_ADDR_MAX];
     trace_start(&h->loop->rng, 0, &trace);
-    const char *client = refused_client(s, named, sizeof(named));
     struct access_record r = {
         .time_ms = wall_ms(),
         .request_id = id,
         .trace_id = trace.trace_id,
-        .client = client ? client : peer_addr(h->peer, addr, sizeof(addr)),
-        .peer = client ? peer_addr(h->peer, addr, sizeof(addr)) : NULL,
         .proto = LOG_PROTO_HTTP20,
         .status = status,
         .phase = PHASE_CLIENT_HEADER,
         .bytes_out = body_bytes,
         .detail = why,
     };
+    const char *client = refused_client(s, &r, named, sizeof(named));
+    r.client = client ? client : peer_addr(h->peer, addr, sizeof(addr));
+    r.peer = client ? peer_addr(h->peer, addr, sizeof(addr)) : NULL;
     timings_set(&r.timings, TIMING_TOTAL, now_us() - s->t0);
     h2_request_line(&s->req, &r.method, &r.method_len, &r.target, &r.target_len);
     metrics_add(h->loop->metrics, M_REQUESTS, 1); /* started, as client.c's count_refusal */

@@ -60,6 +60,9 @@ count, so it always ends.
                                      (malformed, 414, 431, parked for END_STREAM and then broken
                                      off, timed out, reset or left, a block never ended), each
                                      naming its client in x-forwarded-for: what each got
+  h2_frames.py PORT out_of_memory FROM  from FROM, two GETs naming their client in
+                                     x-forwarded-for (the test makes the first one's exchange find
+                                     no memory): what each got
   h2_frames.py PORT unfinished_head PATH leave|wait  a header block without its end: the
                                      client leaves at once, or waits for Portico's GOAWAY
   h2_frames.py PORT uploads PID [norss|rss] [N [SIZE]]  N (99) POSTs of 8 MB to /stall/ (an
@@ -1100,6 +1103,19 @@ def real_ip(port, source):
     c.close()
 
 
+def out_of_memory(port, source):
+    """From SOURCE (a trusted balancer), two requests naming their client in x-forwarded-for:
+    the test made the first one's exchange find no memory; the second is served."""
+    c = Conn(port, source=source)
+    for sid, path in ((1, "/oom-refused"), (3, "/oom-served")):
+        st = c.st(sid)
+        c.send(c.request(sid, get(path) + [("x-forwarded-for", "127.9.9.9, 127.0.0.2")]))
+        c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
+        print("case=%s rst=%s status=%s data=%d" % (path[1:], st["rst"], st["status"][-1:],
+                                                    st["data"]))
+    c.close()
+
+
 def unfinished_head(port, path, how):
     c = Conn(port)
     sid = 1
@@ -1572,6 +1588,8 @@ def main():
         window_back(port, sys.argv[3])
     elif sys.argv[2] == "real_ip":
         real_ip(port, sys.argv[3])
+    elif sys.argv[2] == "out_of_memory":
+        out_of_memory(port, sys.argv[3])
     elif sys.argv[2] == "unfinished_head":
         unfinished_head(port, sys.argv[3], sys.argv[4])
     elif sys.argv[2] == "indexing":

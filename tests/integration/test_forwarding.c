@@ -34,6 +34,7 @@
 
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
+#include "../support/oom.h"
 #include "../support/raw_client.h"
 #include "../support/scrape.h"
 #include "../support/testutil.h"
@@ -1374,6 +1375,57 @@ static void test_real_ip(void **state)
     assert_int_equal(harness_wait_log(h, "real_ip: the x-forwarded-for element naming the "
                                          "client is not an address", PX_IO_MS), 0);
     assert_true(harness_log_contains(h, "client 127.0.0.2:"));
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* A request whose exchange gets no memory (exchange_start's allocation made to fail:
+ * tests/support/oom.h) is refused 503 "out of memory", the connection closed, and its line is
+ * the one its exchange would have written: its head was read whole, so behind a trusted
+ * balancer the client its X-Forwarded-For names, the balancer as peer, and that X-Forwarded-For
+ * as forwarded_for. The next request is served. No row reached this refusal before: mutants
+ * that logged the balancer as client (the head not passed, or the peer's address taken), or no
+ * peer, survived; the old code logged forwarded_for null. */
+static void test_real_ip_out_of_memory(void **state)
+{
+    (void)state;
+    if (!oom_possible())
+        skip(); /* PORTICO_BIN is valgrind's wrapper (scripts/valgrind.sh) */
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    char err[256];
+    if (oom_arm("exchange_start", 0, 0, 1, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    struct harness *h = px_start_origin(fake_origin_port(o), REAL_IP_PROXY);
+    oom_disarm();
+    static const char xff[] = "127.9.9.9, 127.0.5.7";
+    for (int i = 0; i < 2; i++) { /* the first fails, the second is served */
+        struct raw_conn *c = raw_connect_from("127.0.0.2", px_port(h), PX_IO_MS);
+        assert_non_null(c);
+        char req[256];
+        snprintf(req, sizeof(req), "GET /oom HTTP/1.1\r\nHost: app.test\r\n"
+                 "X-Forwarded-For: %s\r\nX-Request-Id: oom-%d\r\n\r\n", xff, i);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, req), 0);
+        assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+        if (i == 0) {
+            if (r.status != 503 || !strstr(r.body, "out of memory"))
+                fail_msg("status %d, body %s", r.status, r.body);
+            assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+        } else {
+            assert_int_equal(r.status, 200);
+        }
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    assert_int_equal(fake_origin_requests(o), 1);
+    char *line = px_log_line(h, " status=503 ");
+    if (!strstr(line, " client=127.9.9.9 ") || !strstr(line, " peer=127.0.0.2:") ||
+        !strstr(line, " detail=\"out of memory\"") ||
+        !strstr(line, " forwarded_for=\"127.9.9.9, 127.0.5.7\""))
+        fail_msg("wanted client=127.9.9.9, peer=127.0.0.2:, the detail and forwarded_for in %s",
+                 line);
+    free(line);
     px_stop(h);
     fake_origin_stop(o);
 }
@@ -3402,6 +3454,7 @@ int main(void)
         cmocka_unit_test(test_request_hop_by_hop),
         cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_real_ip),
+        cmocka_unit_test_teardown(test_real_ip_out_of_memory, oom_teardown),
         cmocka_unit_test(test_real_ip_faults),
         cmocka_unit_test(test_real_ip_h2c),
         cmocka_unit_test(test_response_hop_by_hop),

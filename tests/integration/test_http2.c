@@ -31,6 +31,7 @@
 #include "../support/certs.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
+#include "../support/oom.h"
 #include "../support/raw_client.h"
 #include "../support/stream_origin.h"
 #include "../support/testutil.h"
@@ -2495,28 +2496,31 @@ static void test_real_ip_refused_streams(void **state)
     tu_cmd_result_free(&r);
     long long invalid = metric(h, "portico_real_ip_invalid_total");
     assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    /* forwarded_for: the first x-forwarded-for of a block read whole, as an exchange's line
+     * has it (the old code logged null on every refused stream's line) */
     static const struct {
         const char *path;      /* the start of the line's "path" */
         const char *status;
         const char *client;    /* NULL: the balancer, with no peer */
+        const char *xff;       /* forwarded_for; NULL: null */
     } lines[] = {
-        {"/rip-host\"", "400", "127.9.9.1"},       /* host differs: at the block's end */
-        {"/rip-messaging\"", "400", "127.9.9.2"},  /* nghttp2's, at the block's end */
-        {"/rip-414a", "414", "127.9.9.3"},         /* the HTTP/1.1 parse of the whole head */
-        {"/rip-zero-data\"", "400", "127.9.9.4"},  /* parked for END_STREAM: DATA came */
-        {"/rip-zero-nothing\"", "408", "127.9.9.5"}, /* ... nothing came */
-        {"/rip-zero-reset\"", "499", "127.9.9.6"}, /* ... the client reset it */
-        {"/rip-parked\"", "499", "127.9.9.11"},    /* ... the client left */
-        {"/rip-ok\"", "200", "127.9.9.10"},        /* its exchange's, as before */
-        {"/rip-refused\"", "400", NULL},            /* a field refused mid-block */
-        {"/rip-431\"", "431", NULL},                /* past max_header_size: a prefix kept */
-        {"/rip-431-messaging\"", "400", NULL},     /* ... and nghttp2's at the block's end */
-        {"/rip-port\"", "400", NULL},               /* whole, but no address in it */
-        {"/rip-many\"", "431", NULL},               /* more fields than HTTP/1.1 takes */
-        {"/rip-unfinished\"", "499", NULL},         /* the block never ended */
+        {"/rip-host\"", "400", "127.9.9.1", "127.9.9.1, 127.0.0.2"}, /* at the block's end */
+        {"/rip-messaging\"", "400", "127.9.9.2", "127.9.9.2, 127.0.0.2"}, /* nghttp2's, ditto */
+        {"/rip-414a", "414", "127.9.9.3", "127.9.9.3, 127.0.0.2"}, /* HTTP/1.1's parse of it */
+        {"/rip-zero-data\"", "400", "127.9.9.4", "127.9.9.4, 127.0.0.2"}, /* parked, DATA came */
+        {"/rip-zero-nothing\"", "408", "127.9.9.5", "127.9.9.5, 127.0.0.2"}, /* nothing came */
+        {"/rip-zero-reset\"", "499", "127.9.9.6", "127.9.9.6, 127.0.0.2"}, /* client reset it */
+        {"/rip-parked\"", "499", "127.9.9.11", "127.9.9.11, 127.0.0.2"}, /* the client left */
+        {"/rip-ok\"", "200", "127.9.9.10", "127.9.9.10, 127.0.0.2"}, /* its exchange's */
+        {"/rip-refused\"", "400", NULL, NULL},     /* a field refused mid-block */
+        {"/rip-431\"", "431", NULL, NULL},         /* past max_header_size: a prefix kept */
+        {"/rip-431-messaging\"", "400", NULL, NULL}, /* ... and nghttp2's at the block's end */
+        {"/rip-port\"", "400", NULL, "127.9.9.9:70000"}, /* whole, but no address in it */
+        {"/rip-many\"", "431", NULL, NULL},        /* more fields than HTTP/1.1 takes */
+        {"/rip-unfinished\"", "499", NULL, NULL},  /* the block never ended */
     };
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-        char key[64], status[32], client[64];
+        char key[64], status[32], client[64], xff[64];
         snprintf(key, sizeof(key), "\"path\":\"%s", lines[i].path);
         snprintf(status, sizeof(status), "\"status\":%s,", lines[i].status);
         if (lines[i].client)
@@ -2524,14 +2528,58 @@ static void test_real_ip_refused_streams(void **state)
                      lines[i].client);
         else
             snprintf(client, sizeof(client), "\"client\":\"127.0.0.2:");
+        if (lines[i].xff)
+            snprintf(xff, sizeof(xff), "\"forwarded_for\":\"%s\",", lines[i].xff);
+        else
+            snprintf(xff, sizeof(xff), "\"forwarded_for\":null,");
         char *line = px_log_line(h, key);
         if (!tu_contains(line, status) || !tu_contains(line, client) ||
+            !tu_contains(line, xff) ||
             (!lines[i].client && !tu_contains(line, "\"peer\":null")))
-            fail_msg("%s: wanted %s and %s in %s", lines[i].path, status, client, line);
+            fail_msg("%s: wanted %s, %s and %s in %s", lines[i].path, status, client, xff,
+                     line);
         free(line);
     }
     /* the element 127.9.9.9:70000 is no address: counted, the balancer the client */
     assert_int_equal(invalid, 1);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
+/* A stream whose exchange gets no memory (exchange_start's allocation made to fail:
+ * tests/support/oom.h) is refused 503 "out of memory" and logged as its exchange would have
+ * been: its block was read whole, so behind the trusted balancer the client its
+ * x-forwarded-for names, the balancer as peer, that x-forwarded-for as forwarded_for. The
+ * connection's next stream is served. No row reached this refusal before: a mutant that did
+ * not mark the block whole there (the balancer logged as client) survived. */
+static void test_real_ip_out_of_memory(void **state)
+{
+    (void)state;
+    if (!oom_possible())
+        skip(); /* PORTICO_BIN is valgrind's wrapper (scripts/valgrind.sh) */
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    char err[256];
+    if (oom_arm("exchange_start", 0, 0, 1, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    struct harness *h = start_origin(fake_origin_port(o),
+                                     "trusted_proxies = 127.0.0.2\nreal_ip = x-forwarded-for\n");
+    oom_disarm();
+    struct tu_cmd_result r = {0};
+    frames2(h, "out_of_memory", "127.0.0.2", NULL, &r);
+    const char *const want[] = {"case=oom-refused rst=None status=[503] data=",
+                                "case=oom-served rst=None status=[200]"};
+    want_lines(&r, want, sizeof(want) / sizeof(want[0]));
+    tu_cmd_result_free(&r);
+    assert_int_equal(fake_origin_requests(o), 1);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    char *line = px_log_line(h, "\"path\":\"/oom-refused\"");
+    static const char *const fields[] = {
+        "\"client\":\"127.9.9.9\",\"peer\":\"127.0.0.2:", "\"status\":503,",
+        "\"forwarded_for\":\"127.9.9.9, 127.0.0.2\",", "\"detail\":\"out of memory\""};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        if (!tu_contains(line, fields[i]))
+            fail_msg("wanted %s in %s", fields[i], line);
+    free(line);
     harness_free(h);
     fake_origin_stop(o);
 }
@@ -3469,6 +3517,7 @@ int main(void)
         cmocka_unit_test(test_fault_drop_and_reset_end_the_stream),
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_real_ip_refused_streams),
+        cmocka_unit_test_teardown(test_real_ip_out_of_memory, oom_teardown),
         cmocka_unit_test(test_zero_length_waits_for_end_stream),
         cmocka_unit_test(test_whole_body_waits_for_end_stream),
         cmocka_unit_test(test_whole_body_early_answer),

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 
 #include "../support/harness.h"
+#include "../support/oom.h"
 #include "../support/raw_client.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
@@ -481,6 +482,60 @@ static void test_sim_unread_downloads(void **state)
                  UNREAD_CONNS, (long long)worst, FRESH_FIRST_BYTE_MS);
 }
 
+#define OOM_CHUNKS 16
+#define OOM_CHUNK 4096
+
+/* The echo of a chunked body that finds no memory to frame a chunk (an allocation libevent
+ * makes for body_step made to fail: tests/support/oom.h) is cut where it stands and its
+ * connection closed: the client has a 200 whose chunked body never ends, then the close, never
+ * a chunk it would misread, nor a wait. The simulator serves the next connection. */
+static void test_sim_echo_out_of_memory(void **state)
+{
+    (void)state;
+    if (!oom_possible())
+        skip(); /* PORTICO_BIN is valgrind's wrapper (scripts/valgrind.sh) */
+    char err[256];
+    /* body_step -> evbuffer_add_printf / evbuffer_remove_buffer -> ... -> evmem -> malloc */
+    if (oom_arm("body_step", 12, 0, 1, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = sim\n");
+    oom_disarm();
+    uint16_t port = sim_port_of(h);
+    static const char head[] = "POST /echo HTTP/1.1\r\nHost: sim\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n";
+    size_t cap = sizeof(head) + OOM_CHUNKS * (OOM_CHUNK + 16) + 8, len = 0;
+    char *req = malloc(cap);
+    assert_non_null(req);
+    len += (size_t)snprintf(req, cap, "%s", head);
+    for (int i = 0; i < OOM_CHUNKS; i++) {
+        len += (size_t)snprintf(req + len, cap - len, "%x\r\n", OOM_CHUNK);
+        memset(req + len, 'a' + i, OOM_CHUNK);
+        len += OOM_CHUNK;
+        len += (size_t)snprintf(req + len, cap - len, "\r\n");
+    }
+    len += (size_t)snprintf(req + len, cap - len, "0\r\n\r\n");
+    struct raw_conn *c = px_connect_port(port);
+    assert_int_equal(raw_send(c, req, len), 0);
+    free(req);
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), -1);
+    if (r.status != 200 || !r.truncated || !r.peer_closed || r.timed_out ||
+        r.body_len >= len)
+        fail_msg("status %d, truncated %d, closed %d, timed out %d, %zu bytes of body",
+                 r.status, r.truncated, r.peer_closed, r.timed_out, r.body_len);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(harness_wait_log(h, "oom_preload: an allocation made to fail", PX_IO_MS),
+                     0);
+    c = px_connect_port(port);
+    assert_int_equal(raw_send_str(c, "GET /status/200 HTTP/1.1\r\nHost: sim\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    px_stop(h);
+}
+
 /* Last: stops Portico (the group teardown only frees it) and reads every case's line. */
 static void test_access_log_lines(void **state)
 {
@@ -498,7 +553,7 @@ int main(void)
 {
     tu_test_filter();
     /* one test per endpoint, named by its path */
-    struct CMUnitTest tests[ARRAY_SIZE(cases) + 8];
+    struct CMUnitTest tests[ARRAY_SIZE(cases) + 9];
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         tests[i] = (struct CMUnitTest)cmocka_unit_test_prestate(run_case, &cases[i]);
         tests[i].name = cases[i].path;
@@ -510,6 +565,8 @@ int main(void)
     tests[ARRAY_SIZE(cases) + 4] = (struct CMUnitTest)cmocka_unit_test(test_sim_no_keepalive);
     tests[ARRAY_SIZE(cases) + 5] = (struct CMUnitTest)cmocka_unit_test(test_sim_unread_downloads);
     tests[ARRAY_SIZE(cases) + 6] = (struct CMUnitTest)cmocka_unit_test(test_sim_head_bound);
-    tests[ARRAY_SIZE(cases) + 7] = (struct CMUnitTest)cmocka_unit_test(test_access_log_lines);
+    tests[ARRAY_SIZE(cases) + 7] =
+        (struct CMUnitTest)cmocka_unit_test_teardown(test_sim_echo_out_of_memory, oom_teardown);
+    tests[ARRAY_SIZE(cases) + 8] = (struct CMUnitTest)cmocka_unit_test(test_access_log_lines);
     return cmocka_run_group_tests(tests, start_portico, stop_portico);
 }
