@@ -420,11 +420,36 @@ static void start_closing(struct client *c)
 
 /* The metrics, the last minutes (the status page's requests by class) and the access-log line
  * of a refused head e (body: the bytes of its answer). req: the head, when it was read whole
- * (its client is the one real_ip finds in it, its forwarded_for its first X-Forwarded-For, as
+ * (its client is the one real_ip finds in it, its request line and fields describe_head's, as
  * its exchange's would have been); NULL when it was not (a parse that failed, a timer, a
  * client gone): the fields read before the fault are a prefix, which could name a client
  * without the trusted proxy's own element, so the peer is the client, as for HTTP/2's streams
  * refused before their header block ended. */
+/* The first field id of req into *value / *len, left NULL / 0 when it has none. */
+static void field_span(const struct h1_request *req, enum h1_field_id id, const char **value,
+                       size_t *len)
+{
+    int i = h1_find(req->fields, req->nfields, id, 0);
+    if (i >= 0) {
+        *value = req->fields[i].value;
+        *len = req->fields[i].value_len;
+    }
+}
+
+/* What a whole head refused gives its line, as its exchange's line would have had it: method,
+ * target, version, Host, User-Agent, the first X-Forwarded-For. */
+static void describe_head(struct access_record *r, const struct h1_request *req)
+{
+    r->method = req->method;
+    r->method_len = req->method_len;
+    r->target = req->target;
+    r->target_len = req->target_len;
+    r->proto = req->minor ? LOG_PROTO_HTTP11 : LOG_PROTO_HTTP10;
+    field_span(req, H1_F_HOST, &r->host, &r->host_len);
+    field_span(req, H1_F_USER_AGENT, &r->user_agent, &r->user_agent_len);
+    field_span(req, H1_F_X_FORWARDED_FOR, &r->forwarded_for, &r->forwarded_for_len);
+}
+
 static void count_refusal(struct client *c, const struct errpage *e, long body,
                           const struct h1_request *req)
 {
@@ -449,8 +474,6 @@ static void count_refusal(struct client *c, const struct errpage *e, long body,
         bool real = req && c->loop->cfg->ntrusted_proxies > 0 &&
                     exchange_real_client(c->loop, &c->peer, req->fields, req->nfields, NULL,
                                          &client);
-        /* a whole head's first X-Forwarded-For, as its exchange's line has it */
-        int xff = req ? h1_find(req->fields, req->nfields, H1_F_X_FORWARDED_FOR, 0) : -1;
         struct access_record r = {
             .request_id = e->request_id,
             .trace_id = trace.trace_id,
@@ -464,9 +487,9 @@ static void count_refusal(struct client *c, const struct errpage *e, long body,
             .bytes_out = body > 0 ? (uint64_t)body : 0,
             .timings = t,
             .detail = e->reason,
-            .forwarded_for = xff >= 0 ? req->fields[xff].value : NULL,
-            .forwarded_for_len = xff >= 0 ? req->fields[xff].value_len : 0,
         };
+        if (req)
+            describe_head(&r, req);
         log_buffer_append(c->loop->log, &r);
     }
 }

@@ -1382,8 +1382,8 @@ static void test_real_ip(void **state)
 /* A request whose exchange gets no memory (exchange_start's allocation made to fail:
  * tests/support/oom.h) is refused 503 "out of memory", the connection closed, and its line is
  * the one its exchange would have written: its head was read whole, so behind a trusted
- * balancer the client its X-Forwarded-For names, the balancer as peer, and that X-Forwarded-For
- * as forwarded_for. The next request is served. No row reached this refusal before: mutants
+ * balancer the client its X-Forwarded-For names, the balancer as peer, that X-Forwarded-For
+ * as forwarded_for, and its request line, host and user_agent. The next request is served. No row reached this refusal before: mutants
  * that logged the balancer as client (the head not passed, or the peer's address taken), or no
  * peer, survived; the old code logged forwarded_for null. */
 static void test_real_ip_out_of_memory(void **state)
@@ -1404,7 +1404,8 @@ static void test_real_ip_out_of_memory(void **state)
         assert_non_null(c);
         char req[256];
         snprintf(req, sizeof(req), "GET /oom HTTP/1.1\r\nHost: app.test\r\n"
-                 "X-Forwarded-For: %s\r\nX-Request-Id: oom-%d\r\n\r\n", xff, i);
+                 "User-Agent: oom-agent\r\nX-Forwarded-For: %s\r\n"
+                 "X-Request-Id: oom-%d\r\n\r\n", xff, i);
         struct raw_response r;
         assert_int_equal(raw_send_str(c, req), 0);
         assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
@@ -1422,9 +1423,11 @@ static void test_real_ip_out_of_memory(void **state)
     char *line = px_log_line(h, " status=503 ");
     if (!strstr(line, " client=127.9.9.9 ") || !strstr(line, " peer=127.0.0.2:") ||
         !strstr(line, " detail=\"out of memory\"") ||
-        !strstr(line, " forwarded_for=\"127.9.9.9, 127.0.5.7\""))
-        fail_msg("wanted client=127.9.9.9, peer=127.0.0.2:, the detail and forwarded_for in %s",
-                 line);
+        !strstr(line, " forwarded_for=\"127.9.9.9, 127.0.5.7\"") ||
+        !strstr(line, " method=\"GET\" target=\"/oom\" host=\"app.test\" proto=HTTP/1.1 ") ||
+        !strstr(line, " user_agent=\"oom-agent\""))
+        fail_msg("wanted client=127.9.9.9, peer=127.0.0.2:, the request line, host, the detail, "
+                 "user_agent and forwarded_for in %s", line);
     free(line);
     px_stop(h);
     fake_origin_stop(o);
