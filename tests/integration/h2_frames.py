@@ -27,6 +27,8 @@ count, so it always ends.
   h2_frames.py PORT reset_before_data PATH  a GET with stream windows of 0, reset (CANCEL) once
                                      its head came, before any of its body could
   h2_frames.py PORT stall_body PATH  a POST that sends half its content-length, then nothing
+  h2_frames.py PORT tiny_uploads PATH N  two POSTs of N DATA frames of 1 byte each, one
+                                     without content-length, one with it, all in one write
   h2_frames.py PORT window_back PATH  a POST that sends 1 KiB of its content-length: the
                                      WINDOW_UPDATE its stream got back
   h2_frames.py PORT indexing PATH    two GETs: which response fields HPACK may not index
@@ -989,6 +991,23 @@ def window_back(port, path):
     c.close()
 
 
+def tiny_uploads(port, path, n):
+    """Two POSTs of N bytes, each sent as N DATA frames of 1 byte in one write (within the
+    windows): stream 1 without content-length (chunked to the origin), stream 3 with it. What
+    each got."""
+    c = Conn(port)
+    out = b""
+    for sid, fields in ((1, []), (3, [("content-length", str(n))])):
+        out += c.request(sid, get(path, "POST") + fields, end_stream=False)
+        out += b"".join(frame(DATA, END_STREAM if i == n - 1 else 0, sid, b"x")
+                        for i in range(n))
+    c.send(out)
+    c.pump(lambda: c.st(1)["end"] and c.st(3)["end"] or c.goaway is not None,
+           time.monotonic() + IO_S)
+    print("chunked=%s length=%s goaway=%s" % (c.st(1)["status"], c.st(3)["status"], c.goaway))
+    c.close()
+
+
 def real_ip(port, source):
     """Streams refused or reset before an exchange existed, from SOURCE (a trusted balancer's
     address), each naming its client in x-forwarded-for (127.9.9.N): what each got. Then a
@@ -1512,6 +1531,8 @@ def main():
         stall_body(port, sys.argv[3])
     elif sys.argv[2] == "window_back":
         window_back(port, sys.argv[3])
+    elif sys.argv[2] == "tiny_uploads":
+        tiny_uploads(port, sys.argv[3], int(sys.argv[4]))
     elif sys.argv[2] == "real_ip":
         real_ip(port, sys.argv[3])
     elif sys.argv[2] == "unfinished_head":

@@ -3159,6 +3159,59 @@ static void test_upload_window_given_back(void **state)
     fake_origin_stop(o);
 }
 
+/* A body sent as DATA frames of 1 byte reaches the origin as the reads brought it: one chunk per
+ * read when it goes chunked (no content-length), not one per frame. The old code wrote each
+ * frame on its own once the origin's connection was up: 7,642 bytes on the wire for 4,000 (the
+ * 3,274 that came before it in one chunk, then 726 chunks of "1\r\nx\r\n"), and a sendto
+ * each, chunked or not. Both bodies arrive whole. */
+static void test_tiny_data_frames_coalesced(void **state)
+{
+    (void)state;
+    enum { N = 4000 };
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start_origin(fake_origin_port(o), "");
+    char n[16];
+    snprintf(n, sizeof(n), "%d", N);
+    struct tu_cmd_result r = {0};
+    frames2(h, "tiny_uploads", "/tiny", n, &r);
+    if (!tu_contains(r.out, "chunked=[200] length=[200] goaway=None"))
+        fail_msg("both answered: %s", r.out);
+    tu_cmd_result_free(&r);
+    assert_int_equal(fake_origin_wait_requests(o, 2, PX_IO_MS), 0);
+    int chunked_seen = 0;
+    for (unsigned i = 0; i < 2; i++) {
+        size_t wire = 0, body = 0;
+        char *all = fake_origin_request(o, i, &wire);
+        char *head = fake_origin_request_head(o, i);
+        char *data = fake_origin_request_body(o, i, &body);
+        char *te = fake_origin_request_header(o, i, "transfer-encoding");
+        assert_non_null(all);
+        assert_non_null(head);
+        assert_non_null(data);
+        assert_int_equal(body, N);
+        for (size_t k = 0; k < body; k++)
+            assert_int_equal(data[k], 'x');
+        size_t framed = wire - strlen(head);
+        if (te) {
+            chunked_seen++;
+            /* a chunk per read: a few of them, each 5-9 bytes of framing; per frame: 6 N */
+            if (framed > N + N / 10)
+                fail_msg("%zu bytes of chunked body on the wire for %d: %s", framed, N,
+                         all + strlen(head));
+        } else {
+            assert_int_equal(framed, N);
+        }
+        free(all);
+        free(head);
+        free(data);
+        free(te);
+    }
+    assert_int_equal(chunked_seen, 1);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* A request body that stops coming: 408 after client_body_timeout, as over HTTP/1.1, then the
  * stream is closed (the rest of the body is not wanted). */
 static void test_body_timeout(void **state)
@@ -3380,6 +3433,7 @@ int main(void)
         cmocka_unit_test(test_reset_before_data_logged_as_sent),
         cmocka_unit_test(test_body_timeout),
         cmocka_unit_test(test_upload_window_given_back),
+        cmocka_unit_test(test_tiny_data_frames_coalesced),
         cmocka_unit_test(test_body_timeout_origin_held),
         cmocka_unit_test(test_hpack_never_indexed),
         cmocka_unit_test(test_drain_goaway),
