@@ -31,6 +31,7 @@ struct exchange;
     X(FLOOD_CONTROL, "control-frame flood", M_H2_FLOOD_CONTROL, 1000, 100)                        \
     X(FLOOD_WINDOW, "WINDOW_UPDATE flood", M_H2_FLOOD_WINDOW, 1000, 100)                          \
     X(FLOOD_CLOSED, "closed-stream flood", M_H2_FLOOD_CLOSED, 1000, 100)                          \
+    X(FLOOD_SMALL_DATA, "small DATA flood", M_H2_FLOOD_SMALL_DATA, 10000, 1000)                   \
     X(FLOOD_CONTINUATION, "CONTINUATION flood", M_H2_FLOOD_CONTINUATION, 0, 0)                    \
     X(FLOOD_ACKS, "acknowledgement flood", M_H2_FLOOD_ACKS, 0, 0)                                 \
     X(FLOOD_STALLED, "flow-control window kept shut", M_H2_STALLED, 0, 0)
@@ -122,6 +123,8 @@ struct h2_stream {
     TAILQ_ENTRY(h2_stream) hold_link;
     bool checking;                     /* in the connection's `checks` */
     TAILQ_ENTRY(h2_stream) check_link;
+    bool fed;                          /* in the connection's `fed`: DATA came this read */
+    TAILQ_ENTRY(h2_stream) fed_link;
     bool head_sent;                    /* the final HEADERS was written to the connection */
     const char *unsent;                /* static: a HEADERS of ours that nghttp2 would not
                                           send (the stream reset), NULL if none */
@@ -187,6 +190,8 @@ struct h2_conn {
     size_t nchecks;                    /* in `checks` */
     bool check_all;                    /* ... and every stream: every share grew (streams
                                           closed) or SETTINGS changed every window */
+    struct h2_stream_list fed;         /* streams that took DATA in the read being handled:
+                                          their exchanges are told once it is all parsed */
     struct h2_stream_list stalled;     /* streams whose stalled_since is set, earliest first */
     struct h2_stream_list holding;     /* streams that hold bytes, by moved_at, earliest
                                           first */
@@ -311,7 +316,8 @@ void h2_stream_check(struct h2_stream *s);
  * begins to hold bytes, and leaves it when it holds none. */
 void h2_stream_holds(struct h2_stream *s);
 
-/* Takes a stream that is being freed out of the connection's lists of checks. */
+/* Takes a stream that is being freed out of the connection's lists (checks, fed, stalled,
+ * holding). */
 void h2_stream_uncheck(struct h2_stream *s);
 
 /* Asks for a flush: at the end of our callback, or from the loop when an exchange's own event

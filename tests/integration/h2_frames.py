@@ -27,6 +27,10 @@ count, so it always ends.
   h2_frames.py PORT reset_before_data PATH  a GET with stream windows of 0, reset (CANCEL) once
                                      its head came, before any of its body could
   h2_frames.py PORT stall_body PATH  a POST that sends half its content-length, then nothing
+  h2_frames.py PORT tiny_uploads PATH N  two POSTs of N DATA frames of 1 byte each, one
+                                     without content-length, one with it, all in one write
+  h2_frames.py PORT small_writes PATH N SIZE  a POST of N DATA frames of SIZE bytes, 100 at
+                                     a time as the windows allow: its status, any GOAWAY
   h2_frames.py PORT window_back PATH  a POST that sends 1 KiB of its content-length: the
                                      WINDOW_UPDATE its stream got back
   h2_frames.py PORT indexing PATH    two GETs: which response fields HPACK may not index
@@ -125,7 +129,8 @@ count, so it always ends.
                                      the fields of its trailing HEADERS
   h2_frames.py PORT flood KIND       rapid_reset, window_reset, window_update (on an open stream),
                                      conn_window_update, ping, settings, priority, empty_data,
-                                     padded_empty_data, closed_reset, closed_window_update,
+                                     padded_empty_data, small_data (1 byte each on an
+                                     open upload), closed_reset, closed_window_update,
                                      closed_headers, closed_continuation, closed_empty_data,
                                      closed_short_data (on a stream answered and closed),
                                      reset_short_data (on a stream answered early and
@@ -823,7 +828,7 @@ def flood(port, kind):
     done = lambda: c.goaway is not None
     if kind in ("window_update", "conn_window_update"):  # a stream open, awaiting its origin
         c.send(c.request(sid, get("/delay/5000")))
-    if kind in ("empty_data", "padded_empty_data"):
+    if kind in ("empty_data", "padded_empty_data", "small_data"):
         c.send(c.request(sid, get("/delay/5000", "POST"), end_stream=False))
     if kind in ("stall_head", "continuation"):
         c.send(frame(HEADERS, 0, sid, c.block(get("/"))))
@@ -905,6 +910,8 @@ def flood(port, kind):
                 batch.append(frame(DATA, 0, 1, b""))
             elif kind == "padded_empty_data":  # PADDED, pad length 0: no data, length 1
                 batch.append(frame(DATA, 0x8, 1, b"\0"))
+            elif kind == "small_data":  # 1 byte each, on the open upload
+                batch.append(frame(DATA, 0, 1, b"d"))
             elif kind == "continuation":
                 batch.append(frame(CONTINUATION, 0, 1, b""))
             elif kind == "closed_reset":
@@ -1042,6 +1049,45 @@ def window_back(port, path):
     c.send(frame(DATA, 0, 1, b"x" * 1024))
     c.pump(lambda: c.window_updates.get(1, 0) > 0, time.monotonic() + IO_S)
     print("window_update=%d" % c.window_updates.get(1, 0))
+    c.close()
+
+
+def tiny_uploads(port, path, n):
+    """Two POSTs of N bytes, each sent as N DATA frames of 1 byte in one write (within the
+    windows): stream 1 without content-length (chunked to the origin), stream 3 with it. What
+    each got."""
+    c = Conn(port)
+    out = b""
+    for sid, fields in ((1, []), (3, [("content-length", str(n))])):
+        out += c.request(sid, get(path, "POST") + fields, end_stream=False)
+        out += b"".join(frame(DATA, END_STREAM if i == n - 1 else 0, sid, b"x")
+                        for i in range(n))
+    c.send(out)
+    c.pump(lambda: c.st(1)["end"] and c.st(3)["end"] or c.goaway is not None,
+           time.monotonic() + IO_S)
+    print("chunked=%s length=%s goaway=%s" % (c.st(1)["status"], c.st(3)["status"], c.goaway))
+    c.close()
+
+
+def small_writes(port, path, n, size):
+    """A POST of N DATA frames of SIZE bytes (content-length N * SIZE), sent 100 at a time as
+    the windows allow, the way a client writing a body in small pieces sends it: its status,
+    any GOAWAY, the frames sent."""
+    c = Conn(port)
+    c.send(c.request(1, get(path, "POST") + [("content-length", str(n * size))], False))
+    sent, deadline = 0, time.monotonic() + 60
+    while sent < n and c.goaway is None and not c.closed and time.monotonic() < deadline:
+        stream = c.peer_settings.get(4, 65535) + c.window_updates.get(1, 0) - sent * size
+        conn = 65535 + c.window_updates.get(0, 0) - sent * size
+        k = min(100, n - sent, min(stream, conn) // size)
+        if k <= 0:
+            c.pump(lambda: False, time.monotonic() + 0.01)  # a WINDOW_UPDATE awaited
+            continue
+        c.send(b"".join(frame(DATA, END_STREAM if sent + i == n - 1 else 0, 1, b"s" * size)
+                        for i in range(k)))
+        sent += k
+    c.pump(lambda: c.st(1)["end"] or c.goaway is not None, time.monotonic() + IO_S)
+    print("status=%s goaway=%s sent=%d" % (c.st(1)["status"], c.goaway, sent))
     c.close()
 
 
@@ -1586,6 +1632,10 @@ def main():
         stall_body(port, sys.argv[3])
     elif sys.argv[2] == "window_back":
         window_back(port, sys.argv[3])
+    elif sys.argv[2] == "tiny_uploads":
+        tiny_uploads(port, sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[2] == "small_writes":
+        small_writes(port, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     elif sys.argv[2] == "real_ip":
         real_ip(port, sys.argv[3])
     elif sys.argv[2] == "out_of_memory":
