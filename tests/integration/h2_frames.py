@@ -29,8 +29,9 @@ count, so it always ends.
   h2_frames.py PORT stall_body PATH  a POST that sends half its content-length, then nothing
   h2_frames.py PORT tiny_uploads PATH N  two POSTs of N DATA frames of 1 byte each, one
                                      without content-length, one with it, all in one write
-  h2_frames.py PORT small_writes PATH N SIZE  a POST of N DATA frames of SIZE bytes, 100 at
-                                     a time as the windows allow: its status, any GOAWAY
+  h2_frames.py PORT small_writes PATH N SIZE [RATE]  a POST of N DATA frames of SIZE bytes,
+                                     100 at a time as the windows allow (and at most RATE a
+                                     second): its status, any GOAWAY
   h2_frames.py PORT window_back PATH  a POST that sends 1 KiB of its content-length: the
                                      WINDOW_UPDATE its stream got back
   h2_frames.py PORT indexing PATH    two GETs: which response fields HPACK may not index
@@ -822,6 +823,10 @@ def flood(port, kind):
                                                     "refused_continuation", "refused_data"))
     start = time.monotonic()
     sent, limit, sid = 0, 20000, 1
+    # small_data's bucket refills 10,000 a second: frames by the thousand, as fast as it reads
+    per_batch = 1000 if kind == "small_data" else 100
+    if kind == "small_data":
+        limit = 60000
     # A bomb costs the worker ~30 times a frame's CPU: under ASan on a loaded machine the reset
     # bucket (200, 20 a second) took up to 10.1 s to fill. A slower fill is no less a fill.
     deadline = start + (20 if kind == "hpack_bomb" else 10)
@@ -868,7 +873,7 @@ def flood(port, kind):
     while kind not in ("stall_head", "stall_window", "settings_timeout", "idle") and sent < limit and \
             not done() and not c.closed and not c.unwritable and time.monotonic() < deadline:
         batch, first = [], sid
-        for _ in range(100):
+        for _ in range(per_batch):
             if kind == "rapid_reset":
                 batch.append(c.request(sid, get("/delay/1000")))
                 batch.append(frame(RST_STREAM, 0, sid, struct.pack(">I", 8)))  # CANCEL
@@ -1069,19 +1074,22 @@ def tiny_uploads(port, path, n):
     c.close()
 
 
-def small_writes(port, path, n, size):
+def small_writes(port, path, n, size, rate=0):
     """A POST of N DATA frames of SIZE bytes (content-length N * SIZE), sent 100 at a time as
-    the windows allow, the way a client writing a body in small pieces sends it: its status,
-    any GOAWAY, the frames sent."""
+    the windows allow, and with RATE no faster than RATE a second (never catching up in a
+    burst), the way a client writing a body in small pieces sends it: its status, any GOAWAY,
+    the frames sent."""
     c = Conn(port)
     c.send(c.request(1, get(path, "POST") + [("content-length", str(n * size))], False))
-    sent, deadline = 0, time.monotonic() + 60
+    sent, start = 0, time.monotonic()
+    deadline = start + 60
     while sent < n and c.goaway is None and not c.closed and time.monotonic() < deadline:
         stream = c.peer_settings.get(4, 65535) + c.window_updates.get(1, 0) - sent * size
         conn = 65535 + c.window_updates.get(0, 0) - sent * size
-        k = min(100, n - sent, min(stream, conn) // size)
+        due = int((time.monotonic() - start) * rate) - sent if rate else n
+        k = min(100, n - sent, min(stream, conn) // size, due)
         if k <= 0:
-            c.pump(lambda: False, time.monotonic() + 0.01)  # a WINDOW_UPDATE awaited
+            c.pump(lambda: False, time.monotonic() + 0.01)  # a WINDOW_UPDATE, or the pace
             continue
         c.send(b"".join(frame(DATA, END_STREAM if sent + i == n - 1 else 0, 1, b"s" * size)
                         for i in range(k)))
@@ -1635,7 +1643,8 @@ def main():
     elif sys.argv[2] == "tiny_uploads":
         tiny_uploads(port, sys.argv[3], int(sys.argv[4]))
     elif sys.argv[2] == "small_writes":
-        small_writes(port, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        small_writes(port, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]),
+                     int(sys.argv[6]) if len(sys.argv) > 6 else 0)
     elif sys.argv[2] == "real_ip":
         real_ip(port, sys.argv[3])
     elif sys.argv[2] == "out_of_memory":

@@ -2896,8 +2896,9 @@ static void flood_check(struct flood_run *f)
     if ((strcmp(c->kind, "reset_empty_data") == 0 || strcmp(c->kind, "reset_large_data") == 0 ||
          strcmp(c->kind, "ended_reset_data") == 0) && (frames < 0 || frames > 1200))
         fail_msg("%s: %ld frames before the GOAWAY: %s", c->kind, frames, r->out);
-    /* the allowance (10,000, and 1,000 a second) is all spent before the GOAWAY */
-    if (strcmp(c->kind, "small_data") == 0 && (frames < 10000 || frames > 19000))
+    /* the allowance (10,000, and 10,000 a second; batches of 1,000 sent as fast as read) is
+     * all spent before the GOAWAY */
+    if (strcmp(c->kind, "small_data") == 0 && (frames < 10000 || frames > 50000))
         fail_msg("%s: %ld frames before the GOAWAY: %s", c->kind, frames, r->out);
     /* 9 tokens a block: ~22 (the reset bucket's 200); charged once, ~200 went */
     if (strcmp(c->kind, "malformed_continuation") == 0 && (blocks < 0 || blocks > 120))
@@ -3378,8 +3379,9 @@ static void test_tiny_data_frames_coalesced(void **state)
 }
 
 /* Bodies written in small pieces are no flood: 1 MiB in DATA frames of 100 bytes, 20,000 frames
- * of 16 bytes (the smallest never charged), and 9,000 of 1 byte (within the allowance) are all
- * answered, no GOAWAY, nothing counted. */
+ * of 16 bytes (the smallest never charged), 9,000 of 1 byte (within the allowance), and 15,000
+ * of 8 bytes at 5,000 a second (past the allowance, within the rate) are all answered, no
+ * GOAWAY, nothing counted. */
 static void test_small_writes_not_a_flood(void **state)
 {
     (void)state;
@@ -3387,16 +3389,26 @@ static void test_small_writes_not_a_flood(void **state)
     assert_non_null(o);
     struct harness *h = start_origin(fake_origin_port(o), "");
     static const struct {
-        const char *frames, *size, *want;
+        const char *frames, *size, *rate, *want;
     } rows[] = {
-        {"10486", "100", "status=[200] goaway=None sent=10486"},
-        {"20000", "16", "status=[200] goaway=None sent=20000"},
-        {"9000", "1", "status=[200] goaway=None sent=9000"},
+        {"10486", "100", "0", "status=[200] goaway=None sent=10486"},
+        {"20000", "16", "0", "status=[200] goaway=None sent=20000"},
+        {"9000", "1", "0", "status=[200] goaway=None sent=9000"},
+        /* tiny messages at 5,000 a second for 3 s: past the allowance, within the rate (as a
+         * gRPC connection of 100 streams each sending 50 a second) */
+        {"15000", "8", "5000", "status=[200] goaway=None sent=15000"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
         char port[16];
-        const char *const argv[] = {PY, FRAMES, port_arg(h, port, sizeof(port)),
-                                    "small_writes", "/small", rows[i].frames, rows[i].size, NULL};
+        const char *const argv[] = {PY,
+                                    FRAMES,
+                                    port_arg(h, port, sizeof(port)),
+                                    "small_writes",
+                                    "/small",
+                                    rows[i].frames,
+                                    rows[i].size,
+                                    rows[i].rate,
+                                    NULL};
         struct tu_cmd_result r = {0};
         px_run_ok(argv, &r);
         if (!tu_contains(r.out, rows[i].want))
