@@ -684,7 +684,10 @@ static int step_echo(struct conn *c)
             return 0;
         }
         if (rc == -1) {
-            /* the 200 is already out: closing is the only way left to say "broken" */
+            /* the 200 is already out: closing is the only way left to say "broken"; the
+             * teardown says why (out_of_memory's reason, else the framing's) */
+            if (!c->why)
+                c->why = "echo cut: invalid chunked framing";
             sim_set_state(c, CONN_FLUSH);
             return 0;
         }
@@ -784,7 +787,7 @@ static int step_flush(struct conn *c)
      * which can destroy the response before the client reads it */
     shutdown(bufferevent_getfd(c->bev), SHUT_WR);
     if (c->peer_eof) {
-        c->why = "done";
+        c->why = c->why ? c->why : "done"; /* an echo cut keeps its reason */
         return -1;
     }
     sim_set_state(c, CONN_LINGER);
@@ -798,7 +801,7 @@ static int step_linger(struct conn *c)
     evbuffer_drain(in, evbuffer_get_length(in));
     if (!c->peer_eof)
         return -2;
-    c->why = "done";
+    c->why = c->why ? c->why : "done";
     return -1;
 }
 
