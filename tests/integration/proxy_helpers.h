@@ -278,13 +278,13 @@ PX_HELPER int px_diag_ask(struct inet_diag_req_v2 req, uint16_t flags)
     return fd;
 }
 
-PX_HELPER int px_queues(enum px_queue which, const uint16_t *ports, int nports, long *q, int max)
+/* Reads the answer to px_diag_ask on fd to its end, visit called for each socket in it (h its
+ * message, for attributes after m), then closes fd. */
+PX_HELPER void px_diag_read(int fd,
+                            void (*visit)(const struct nlmsghdr *h,
+                                          const struct inet_diag_msg *m, void *ctx),
+                            void *ctx)
 {
-    int fd = px_diag_ask(
-        (struct inet_diag_req_v2){
-            .idiag_ext = which == PX_RCV_WSCALE ? 1 << (INET_DIAG_INFO - 1) : 0},
-        NLM_F_DUMP);
-    int n = 0;
     for (bool done = false; !done;) {
         static char buf[32768];
         ssize_t len = recv(fd, buf, sizeof(buf), 0);
@@ -294,21 +294,74 @@ PX_HELPER int px_queues(enum px_queue which, const uint16_t *ports, int nports, 
             assert_true(h->nlmsg_type != NLMSG_ERROR);
             if ((done = h->nlmsg_type == NLMSG_DONE))
                 break;
-            struct inet_diag_msg *m = NLMSG_DATA(h);
-            uint16_t port = ntohs(which == PX_SEND_Q ? m->id.idiag_sport : m->id.idiag_dport);
-            long v = which == PX_SEND_Q ? (long)m->idiag_wqueue : (long)m->idiag_rqueue;
-            int alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
-            for (struct rtattr *a = (struct rtattr *)(m + 1);
-                 which == PX_RCV_WSCALE && RTA_OK(a, alen); a = RTA_NEXT(a, alen))
-                if (a->rta_type == INET_DIAG_INFO && RTA_PAYLOAD(a) >= 8)
-                    v = ((const struct tcp_info *)RTA_DATA(a))->tcpi_rcv_wscale;
-            for (int i = 0; i < nports; i++)
-                if (port == ports[i] && n < max)
-                    q[n++] = v;
+            visit(h, NLMSG_DATA(h), ctx);
         }
     }
     close(fd);
-    return n;
+}
+
+struct px_queues_ctx {
+    enum px_queue which;
+    const uint16_t *ports;
+    int nports, n, max;
+    long *q;
+};
+
+static void px_queues_visit(const struct nlmsghdr *h, const struct inet_diag_msg *m, void *ctx)
+{
+    struct px_queues_ctx *c = ctx;
+    uint16_t port = ntohs(c->which == PX_SEND_Q ? m->id.idiag_sport : m->id.idiag_dport);
+    long v = c->which == PX_SEND_Q ? (long)m->idiag_wqueue : (long)m->idiag_rqueue;
+    int alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+    for (const struct rtattr *a = (const struct rtattr *)(m + 1);
+         c->which == PX_RCV_WSCALE && RTA_OK(a, alen); a = RTA_NEXT(a, alen))
+        if (a->rta_type == INET_DIAG_INFO && RTA_PAYLOAD(a) >= 8)
+            v = ((const struct tcp_info *)RTA_DATA(a))->tcpi_rcv_wscale;
+    for (int i = 0; i < c->nports; i++)
+        if (port == c->ports[i] && c->n < c->max)
+            c->q[c->n++] = v;
+}
+
+PX_HELPER int px_queues(enum px_queue which, const uint16_t *ports, int nports, long *q, int max)
+{
+    int fd = px_diag_ask(
+        (struct inet_diag_req_v2){
+            .idiag_ext = which == PX_RCV_WSCALE ? 1 << (INET_DIAG_INFO - 1) : 0},
+        NLM_F_DUMP);
+    struct px_queues_ctx c = {which, ports, nports, 0, max, q};
+    px_diag_read(fd, px_queues_visit, &c);
+    return c.n;
+}
+
+struct px_diag_conn_ctx {
+    uint16_t pport, cport;
+    bool found;
+    struct inet_diag_msg *out;
+};
+
+static void px_diag_conn_visit(const struct nlmsghdr *h, const struct inet_diag_msg *m, void *ctx)
+{
+    (void)h;
+    struct px_diag_conn_ctx *c = ctx;
+    if (ntohs(m->id.idiag_sport) == c->pport && ntohs(m->id.idiag_dport) == c->cport) {
+        c->found = true;
+        *c->out = *m;
+    }
+}
+
+/* The socket of Portico's port pport connected to the client's port cport, in one of states (a
+ * mask of TCP states, 0 for established), into *out; false when there is none. */
+PX_HELPER bool px_diag_conn(uint32_t states, uint16_t pport, uint16_t cport,
+                            struct inet_diag_msg *out)
+{
+    int fd = px_diag_ask(
+        (struct inet_diag_req_v2){
+            .idiag_states = states,
+            .id = {.idiag_sport = htons(pport), .idiag_dport = htons(cport)}},
+        NLM_F_DUMP);
+    struct px_diag_conn_ctx c = {pport, cport, false, out};
+    px_diag_read(fd, px_diag_conn_visit, &c);
+    return c.found;
 }
 
 #define PX_MAX_QUEUES 64

@@ -546,31 +546,12 @@ static void test_fin_while_answer_goes_out(void **state)
  * false while it has not (or is gone). */
 static bool portico_fin_sent(uint16_t pport, uint16_t cport, long *sendq, unsigned *inode)
 {
-    int fd = px_diag_ask(
-        (struct inet_diag_req_v2){
-            .idiag_states = 1 << 4 | 1 << 5, /* TCP_FIN_WAIT1, TCP_FIN_WAIT2 */
-            .id = {.idiag_sport = htons(pport), .idiag_dport = htons(cport)}},
-        NLM_F_DUMP);
-    bool found = false;
-    for (bool done = false; !done;) {
-        static char buf[32768];
-        ssize_t len = recv(fd, buf, sizeof(buf), 0);
-        assert_true(len > 0);
-        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)len);
-             h = NLMSG_NEXT(h, len)) {
-            assert_true(h->nlmsg_type != NLMSG_ERROR);
-            if ((done = h->nlmsg_type == NLMSG_DONE))
-                break;
-            const struct inet_diag_msg *m = NLMSG_DATA(h);
-            if (ntohs(m->id.idiag_sport) == pport && ntohs(m->id.idiag_dport) == cport) {
-                found = true;
-                *sendq = (long)m->idiag_wqueue;
-                *inode = m->idiag_inode;
-            }
-        }
-    }
-    close(fd);
-    return found;
+    struct inet_diag_msg m;
+    if (!px_diag_conn(1 << 4 | 1 << 5 /* TCP_FIN_WAIT1, TCP_FIN_WAIT2 */, pport, cport, &m))
+        return false;
+    *sendq = (long)m.idiag_wqueue;
+    *inode = m.idiag_inode;
+    return true;
 }
 
 /* A client connected to Portico (rcvbuf: its SO_RCVBUF, 0 for the default), its reads bounded
@@ -720,27 +701,8 @@ static void own_exchange(int fd, const char *req, bool to_eof)
  * receive queue, through sock_diag): the bytes Portico is yet to read. */
 static long portico_unread(uint16_t pport, uint16_t cport)
 {
-    int fd = px_diag_ask(
-        (struct inet_diag_req_v2){
-            .id = {.idiag_sport = htons(pport), .idiag_dport = htons(cport)}},
-        NLM_F_DUMP);
-    long q = -1;
-    for (bool done = false; !done;) {
-        static char buf[32768];
-        ssize_t len = recv(fd, buf, sizeof(buf), 0);
-        assert_true(len > 0);
-        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)len);
-             h = NLMSG_NEXT(h, len)) {
-            assert_true(h->nlmsg_type != NLMSG_ERROR);
-            if ((done = h->nlmsg_type == NLMSG_DONE))
-                break;
-            const struct inet_diag_msg *m = NLMSG_DATA(h);
-            if (ntohs(m->id.idiag_sport) == pport && ntohs(m->id.idiag_dport) == cport)
-                q = (long)m->idiag_rqueue;
-        }
-    }
-    close(fd);
-    return q;
+    struct inet_diag_msg m;
+    return px_diag_conn(0, pport, cport, &m) ? (long)m.idiag_rqueue : -1;
 }
 
 /* A client that asked to close gets Portico's FIN with its answer, in the event that wrote it,
