@@ -252,11 +252,12 @@ static const char *body_unsendable(const struct exchange *ex)
 }
 _Static_assert(REPLAY_MAX == 64 * 1024, "body_unsendable names REPLAY_MAX");
 
-/* Whether an origin of the upstream was not tried yet (marked down or not). */
+/* Whether an origin of the upstream was not tried yet (marked down or not); one listed again
+ * with a tried one's host:port is tried (balancer_pick skips it). */
 static bool origin_untried(const struct exchange *ex)
 {
     uint32_t all = ex->up->norigins >= 32 ? UINT32_MAX : (1u << ex->up->norigins) - 1;
-    return (all & ~ex->tried) != 0;
+    return (all & ~balancer_listings(balancer_of(ex), ex->tried)) != 0;
 }
 
 /* A failure that another origin would have been tried for but for its body: the detail (the

@@ -1993,6 +1993,40 @@ static void test_retry_sent_body_not_kept(void **state)
     }
 }
 
+/* A failure that no other origin could take is not blamed on the body: the one origin listed
+ * twice (a retry never tries its other listing), retry_sent = on, a PUT of 200 KiB it resets
+ * gets 502 with the plain detail. The old binary said "; not retried: its body was streamed
+ * (over 64 KiB)": it took the other listing for an origin not tried. */
+static void test_retry_sent_body_one_origin_twice(void **state)
+{
+    (void)state;
+    struct fake_origin *reset = fake_origin_start_kind(FO_RESET);
+    assert_non_null(reset);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u\nretry_sent = on\n",
+                                 fake_origin_port(reset), fake_origin_port(reset));
+    char *body = json_body(200 * 1024);
+    size_t n;
+    char *req = body_request("PUT", "/twice", body, 200 * 1024, false, &n);
+    struct raw_response r;
+    int status = send_request(h, req, n, &r);
+    const char *ps = raw_header(&r, "Proxy-Status");
+    print_message("  PUT of 200 KiB, one origin listed twice: %d %s\n", status, ps ? ps : "-");
+    assert_int_equal(status, 502);
+    assert_null(strstr(ps ? ps : "", "not retried"));
+    raw_response_free(&r);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    char *line = px_log_line(h, "target=\"/twice\"");
+    if (strstr(line, "not retried"))
+        fail_msg("a retry blamed on the body in %s", line);
+    free(line);
+    harness_free(h);
+    free(req);
+    free(body);
+    fake_origin_stop(reset);
+}
+
 /* An origin that takes one connection and resets it once the request head and a byte of its
  * body came, before the rest: nothing is answered. */
 struct reset_early {
@@ -2377,6 +2411,7 @@ int main(void)
         cmocka_unit_test(test_retry_sent_body_twice),
         cmocka_unit_test(test_retry_after_stale_resend),
         cmocka_unit_test(test_retry_sent_body_not_kept),
+        cmocka_unit_test(test_retry_sent_body_one_origin_twice),
         cmocka_unit_test(test_retry_sent_body_still_arriving),
         cmocka_unit_test(test_retry_sent_body_exactly_kept),
         cmocka_unit_test(test_retry_tls_refused_body),
