@@ -283,9 +283,7 @@ int balancer_pick(struct balancer *b, uint64_t now_ms, uint64_t rnd, uint32_t ex
     int (*turn)(struct balancer *, uint64_t, uint32_t) = exclude ? turn_at : next_turn;
     /* An origin tried is tried at every listing of its address: a retry on the second listing
      * of a refusing origin (a weight by repetition) failed again while another answered. */
-    for (int o = 0; o < b->up->norigins; o++)
-        if (exclude & (1u << o))
-            exclude |= b->origins[o].same;
+    exclude = balancer_listings(b, exclude);
     /* A candidate another thread takes first (the probe of a DOWN origin) is left out and the
      * choice made again: at most once per origin. */
     for (int tries = 0; tries < b->up->norigins; tries++) {
@@ -541,6 +539,15 @@ void balancer_inherit(struct balancer *b, const struct balancer *from, uint64_t 
                               memory_order_relaxed);
         atomic_store_explicit(&s->state, state_word(ORIGIN_DOWN, 0), memory_order_release);
     }
+}
+
+uint32_t balancer_listings(const struct balancer *b, uint32_t origins)
+{
+    uint32_t all = origins;
+    for (int o = 0; o < b->up->norigins; o++)
+        if (origins & (1u << o))
+            all |= b->origins[o].same;
+    return all;
 }
 
 bool balancer_origin_down(const struct balancer *b, int origin)

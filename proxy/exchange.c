@@ -241,6 +241,9 @@ static const char *body_unsendable(const struct exchange *ex)
 {
     if (ex->req_body.bytes == 0 && !ex->req_body.trailers_started)
         return NULL; /* (an empty chunked body's last chunk goes again: send_request) */
+    /* (a chunked body's copy counts its framing: 12 KB in 1-byte chunks is 72 KB of them) */
+    if (!ex->replay && ex->replay_over && ex->info.framing == H1_BODY_CHUNKED)
+        return "its body was streamed (over 64 KiB with its chunk framing)";
     if (!ex->replay)
         return ex->replay_over || (ex->info.framing == H1_BODY_LENGTH &&
                                    ex->info.content_length > REPLAY_MAX)
@@ -252,11 +255,12 @@ static const char *body_unsendable(const struct exchange *ex)
 }
 _Static_assert(REPLAY_MAX == 64 * 1024, "body_unsendable names REPLAY_MAX");
 
-/* Whether an origin of the upstream was not tried yet (marked down or not). */
+/* Whether an origin of the upstream was not tried yet (marked down or not); one listed again
+ * with a tried one's host:port is tried (balancer_pick skips it). */
 static bool origin_untried(const struct exchange *ex)
 {
     uint32_t all = ex->up->norigins >= 32 ? UINT32_MAX : (1u << ex->up->norigins) - 1;
-    return (all & ~ex->tried) != 0;
+    return (all & ~balancer_listings(balancer_of(ex), ex->tried)) != 0;
 }
 
 /* A failure that another origin would have been tried for but for its body: the detail (the

@@ -344,12 +344,12 @@ static void fail_in_phase(struct exchange *ex, enum failure_type type);
 /* Whether a real exchange would resend the request after this failure on a pooled connection
  * (stale_pooled in exchange.c): a close or reset before any answer, after the origin took the
  * request (a simulated origin saw it: its method decides), of a request that may go twice and
- * took no body, or one its replay keeps (a Content-Length body under REPLAY_MAX; a chunked one
+ * took no body, or one its replay keeps (a Content-Length body up to REPLAY_MAX; a chunked one
  * of that size would be resent too, which this does not know beforehand). */
 static bool stale_retry(const struct exchange *ex, const struct sim_row *row)
 {
     bool replayed = request_idempotent(ex->req.method_id) &&
-                    ex->info.framing == H1_BODY_LENGTH && ex->info.content_length < REPLAY_MAX;
+                    ex->info.framing == H1_BODY_LENGTH && ex->info.content_length <= REPLAY_MAX;
     return (row->cause == CAUSE_EOF || row->cause == CAUSE_RESET) &&
            (row->phase == PHASE_SEND || row->phase == PHASE_FIRST_BYTE) &&
            (relay_resendable(ex) || replayed);

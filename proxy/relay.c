@@ -413,7 +413,9 @@ static void send_request(struct exchange *ex)
     upconn_mark_used(ex->uc);
     if (ex->req_state == REQ_GATED)
         ex_arm(&ex->continue_timer, ex->route->continue_timeout_ms);
-    ex->req_splice = (ex->req_state == REQ_BODY || ex->req_state == REQ_GATED) &&
+    /* (not while a copy is kept: spliced bytes pass it by, and a body of exactly REPLAY_MAX,
+     * its head read alone, lost its copy and its retry) */
+    ex->req_splice = (ex->req_state == REQ_BODY || ex->req_state == REQ_GATED) && !ex->replay &&
                      splice_allowed(ex, ex->ds.ops->request_splice != NULL, &ex->req_body);
     if (ex->req_state == REQ_BODY) {
         /* client_body_timeout runs from here: while we were connecting the client owed us

@@ -125,6 +125,10 @@ bool balancer_checks_are_stopped(const struct balancer *b, int origin);
  * down until the new checks ended. Call before b's workers start. */
 void balancer_inherit(struct balancer *b, const struct balancer *from, uint64_t now_ms);
 
+/* The origins listed with the host:port of any in `origins` (bit i: origin i), those included:
+ * a retry tries none of them again (balancer_pick). */
+uint32_t balancer_listings(const struct balancer *b, uint32_t origins);
+
 /* Whether origin takes no attempts now: passively down or probing, or failing its check
  * (portico_upstream_origin_up is its negation). */
 bool balancer_origin_down(const struct balancer *b, int origin);

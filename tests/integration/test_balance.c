@@ -1953,7 +1953,8 @@ static void test_retry_sent_body_not_kept(void **state)
     } rows[] = {
         {"POST", 2048, false, NULL},
         {"PUT", 200 * 1024, false, "; not retried: its body was streamed (over 64 KiB)"},
-        {"PUT", 200 * 1024, true, "; not retried: its body was streamed (over 64 KiB)"},
+        {"PUT", 200 * 1024, true,
+         "; not retried: its body was streamed (over 64 KiB with its chunk framing)"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
         struct fake_origin *reset = fake_origin_start_kind(FO_RESET);
@@ -1991,6 +1992,86 @@ static void test_retry_sent_body_not_kept(void **state)
         fake_origin_stop(reset);
         fake_origin_stop(ok);
     }
+}
+
+/* A chunked body's copy counts the chunk lines it goes on with, one per chunk: 12,000 bytes sent
+ * in 1-byte chunks are 72,005 bytes of them, past the 64 KiB kept. Not retried, its 502 says so
+ * as it is: "(over 64 KiB with its chunk framing)". The old binary said "(over 64 KiB)" of a
+ * body of 12 KB. */
+static void test_retry_sent_body_tiny_chunks(void **state)
+{
+    (void)state;
+    enum { CHUNKS = 12000 };
+    struct fake_origin *reset = fake_origin_start_kind(FO_RESET);
+    struct fake_origin *ok = fake_origin_start_kind(FO_OK);
+    assert_non_null(reset);
+    assert_non_null(ok);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u\nretry_sent = on\n",
+                                 fake_origin_port(reset), fake_origin_port(ok));
+    static const char head[] =
+        "PUT /tiny HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    size_t n = sizeof(head) - 1;
+    char *req = malloc(n + CHUNKS * 6 + 5);
+    assert_non_null(req);
+    memcpy(req, head, n);
+    for (int i = 0; i < CHUNKS; i++) {
+        memcpy(req + n, "1\r\nx\r\n", 6);
+        n += 6;
+    }
+    memcpy(req + n, "0\r\n\r\n", 5);
+    n += 5;
+    struct raw_response r;
+    int status = send_request(h, req, n, &r);
+    const char *ps = raw_header(&r, "Proxy-Status");
+    print_message("  PUT of 12,000 1-byte chunks: %d %s\n", status, ps ? ps : "-");
+    assert_int_equal(status, 502);
+    raw_response_free(&r);
+    assert_int_equal(fake_origin_requests(ok), 0);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    char *line = px_log_line(h, "target=\"/tiny\"");
+    if (!strstr(line, "; not retried: its body was streamed (over 64 KiB with its chunk framing)"))
+        fail_msg("no reason as it is in %s", line);
+    free(line);
+    harness_free(h);
+    free(req);
+    fake_origin_stop(reset);
+    fake_origin_stop(ok);
+}
+
+/* A failure that no other origin could take is not blamed on the body: the one origin listed
+ * twice (a retry never tries its other listing), retry_sent = on, a PUT of 200 KiB it resets
+ * gets 502 with the plain detail. The old binary said "; not retried: its body was streamed
+ * (over 64 KiB)": it took the other listing for an origin not tried. */
+static void test_retry_sent_body_one_origin_twice(void **state)
+{
+    (void)state;
+    struct fake_origin *reset = fake_origin_start_kind(FO_RESET);
+    assert_non_null(reset);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u\nretry_sent = on\n",
+                                 fake_origin_port(reset), fake_origin_port(reset));
+    char *body = json_body(200 * 1024);
+    size_t n;
+    char *req = body_request("PUT", "/twice", body, 200 * 1024, false, &n);
+    struct raw_response r;
+    int status = send_request(h, req, n, &r);
+    const char *ps = raw_header(&r, "Proxy-Status");
+    print_message("  PUT of 200 KiB, one origin listed twice: %d %s\n", status, ps ? ps : "-");
+    assert_int_equal(status, 502);
+    assert_null(strstr(ps ? ps : "", "not retried"));
+    raw_response_free(&r);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    char *line = px_log_line(h, "target=\"/twice\"");
+    if (strstr(line, "not retried"))
+        fail_msg("a retry blamed on the body in %s", line);
+    free(line);
+    harness_free(h);
+    free(req);
+    free(body);
+    fake_origin_stop(reset);
 }
 
 /* An origin that takes one connection and resets it once the request head and a byte of its
@@ -2085,6 +2166,131 @@ static void test_retry_sent_body_still_arriving(void **state)
     free(body);
     reset_early_stop(&early);
     fake_origin_stop(ok);
+}
+
+/* An origin that takes one connection, says when the request head came alone (no body byte
+ * with it), reads the body's `len` bytes, and resets: nothing is answered. */
+struct head_alone {
+    int fd;
+    uint16_t port;
+    size_t len;
+    bool alone;      /* the head's read had no body byte with it */
+    sem_t head_came; /* posted once the head was read */
+    pthread_t thread;
+};
+
+static void *head_alone_main(void *arg)
+{
+    struct head_alone *o = arg;
+    int c = accept(o->fd, NULL, NULL);
+    if (c < 0) {
+        sem_post(&o->head_came);
+        return NULL;
+    }
+    char buf[4096];
+    size_t have = 0, body = 0;
+    const char *end = NULL;
+    struct pollfd p = {.fd = c, .events = POLLIN};
+    while (!end && have < sizeof(buf) - 1 && poll(&p, 1, PX_IO_MS) == 1) {
+        ssize_t n = read(c, buf + have, sizeof(buf) - 1 - have);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        buf[have] = '\0';
+        end = strstr(buf, "\r\n\r\n");
+    }
+    if (end) {
+        body = have - (size_t)(end + 4 - buf);
+        o->alone = body == 0;
+    }
+    sem_post(&o->head_came);
+    while (end && body < o->len && poll(&p, 1, PX_IO_MS) == 1) {
+        ssize_t n = read(c, buf, sizeof(buf));
+        if (n <= 0)
+            break;
+        body += (size_t)n;
+    }
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    close(c);
+    return NULL;
+}
+
+static void head_alone_start(struct head_alone *o, size_t len)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    o->len = len;
+    o->alone = false;
+    assert_int_equal(sem_init(&o->head_came, 0, 0), 0);
+    o->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(o->fd >= 0);
+    assert_int_equal(bind(o->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(o->fd, 4), 0);
+    assert_int_equal(getsockname(o->fd, (struct sockaddr *)&a, &alen), 0);
+    o->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&o->thread, NULL, head_alone_main, o), 0);
+}
+
+static void head_alone_stop(struct head_alone *o)
+{
+    shutdown(o->fd, SHUT_RDWR); /* wakes an accept still waiting */
+    pthread_join(o->thread, NULL);
+    close(o->fd);
+    sem_destroy(&o->head_came);
+}
+
+/* A body of exactly 64 KiB (Content-Length) is one Portico holds whole, however it arrives: with
+ * retry_sent = on, a PUT whose head went to the origin alone, its 65,536 body bytes after, goes
+ * to the next origin when the first read it all and reset. The old binary spliced such a body
+ * (`splice`, on by default, moves a rest of 64 KiB or more), which let its copy go: 502
+ * connection_reset, "not retried: its body went out without a copy kept". */
+static void test_retry_sent_body_exactly_kept(void **state)
+{
+    (void)state;
+    enum { LEN = 64 * 1024 };
+    struct head_alone first;
+    head_alone_start(&first, LEN);
+    struct fake_origin *echo = fake_origin_start_kind(FO_ECHO);
+    assert_non_null(echo);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u\nretry_sent = on\n",
+                                 first.port, fake_origin_port(echo));
+    char *body = json_body(LEN);
+    size_t n;
+    char *req = body_request("PUT", "/exact", body, LEN, false, &n);
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send(c, req, n - LEN), 0); /* the head alone */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += PX_IO_MS / 1000 + 1;
+    assert_int_equal(sem_timedwait(&first.head_came, &until), 0);
+    assert_true(first.alone); /* Portico sent the head before any body byte was in */
+    assert_int_equal(raw_send(c, req + n - LEN, LEN), 0);
+    struct raw_response r;
+    if (raw_read_response(c, &r, PX_IO_MS) != 0)
+        fail_msg("no response: %s", r.error);
+    const char *err = raw_header(&r, "Portico-Error");
+    const char *ps = raw_header(&r, "Proxy-Status");
+    print_message("  PUT of 64 KiB, its head alone: %d %s %s\n", r.status, err ? err : "-",
+                  ps ? ps : "");
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, LEN);
+    assert_memory_equal(r.body, body, LEN);
+    raw_response_free(&r);
+    raw_close(c);
+    size_t got_len;
+    char *got = fake_origin_request_body(echo, 0, &got_len);
+    assert_non_null(got);
+    assert_int_equal(got_len, LEN);
+    assert_memory_equal(got, body, LEN);
+    free(got);
+    free(req);
+    free(body);
+    px_stop(h);
+    head_alone_stop(&first);
+    fake_origin_stop(echo);
 }
 
 /* An origin that asks for a client certificate refuses it with a TLS 1.3 alert that comes after
@@ -2252,7 +2458,10 @@ int main(void)
         cmocka_unit_test(test_retry_sent_body_twice),
         cmocka_unit_test(test_retry_after_stale_resend),
         cmocka_unit_test(test_retry_sent_body_not_kept),
+        cmocka_unit_test(test_retry_sent_body_one_origin_twice),
+        cmocka_unit_test(test_retry_sent_body_tiny_chunks),
         cmocka_unit_test(test_retry_sent_body_still_arriving),
+        cmocka_unit_test(test_retry_sent_body_exactly_kept),
         cmocka_unit_test(test_retry_tls_refused_body),
         cmocka_unit_test(test_retry_tls_record_error),
         cmocka_unit_test(test_all_down),

@@ -792,6 +792,79 @@ static void test_pooled_connection(void **state)
     fake_origin_stop(o);
 }
 
+/* A PUT whose body Portico keeps whole (REPLAY_MAX, 64 KiB, included) goes again after its
+ * pooled connection reset (stale_pooled), real and simulated alike; one byte more is not kept.
+ * The simulation took 64 KiB for too long (`< REPLAY_MAX`): real "retried=yes attempts=2",
+ * simulated "retried=no attempts=1". Each: GET /ok, then the PUT on the same client connection. */
+static void pool_put(struct harness *h, const char *prefix, size_t len, struct pool_reply *out)
+{
+    struct raw_conn *c = px_connect_port(harness_port(h, "listen"));
+    struct raw_response r;
+    char head[256];
+    snprintf(head, sizeof(head), "GET %s/ok HTTP/1.1\r\nHost: t\r\n\r\n", prefix);
+    assert_int_equal(raw_send_str(c, head), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    double retries = pool_counter(h, "portico_upstream_retries_total");
+    int n = snprintf(head, sizeof(head),
+                     "PUT %s/rst HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", prefix, len);
+    char *req = malloc((size_t)n + len);
+    assert_non_null(req);
+    memcpy(req, head, (size_t)n);
+    memset(req + n, 'b', len);
+    assert_int_equal(raw_send(c, req, (size_t)n + len), 0);
+    free(req);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    snprintf(out->id, sizeof(out->id), "%s", raw_header(&r, "X-Request-Id"));
+    raw_response_free(&r);
+    raw_close(c);
+    out->retries = pool_counter(h, "portico_upstream_retries_total") - retries;
+}
+
+static void test_pooled_body_at_replay_max(void **state)
+{
+    (void)state;
+    struct fake_origin_opts oo = {.kind = FO_SCRIPT, .pick_script = pool_pick};
+    struct fake_origin *o = fake_origin_start(&oo);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+        "[proxy]\nlisten = 127.0.0.1:{{port:listen}}\nadmin_listen = 127.0.0.1:{{port:admin}}\n"
+        "workers = 1\naccess_log = {{dir}}/access.log\naccess_log_format = text\n"
+        "[upstream p]\norigin = 127.0.0.1:%u\n"
+        "[route p]\nprefix = /p/\nupstream = p\n"
+        "[route sim-p]\nprefix = /sim-p/\nupstream = p\n"
+        "[fault sim-rst]\nprefix = /sim-p/rst\nfailure = connection_reset\n",
+        fake_origin_port(o)), 0);
+    assert_int_equal(harness_start(h), 0);
+    static const size_t lens[] = {64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1};
+    struct pool_reply real[ARRAY_SIZE(lens)], sim[ARRAY_SIZE(lens)];
+    for (size_t i = 0; i < ARRAY_SIZE(lens); i++) {
+        pool_put(h, "/p", lens[i], &real[i]);
+        pool_put(h, "/sim-p", lens[i], &sim[i]);
+        print_message("  PUT of %zu on a pooled connection that resets: retries real +%.0f, "
+                      "simulated +%.0f\n", lens[i], real[i].retries, sim[i].retries);
+        assert_true(real[i].retries == (lens[i] <= 64 * 1024 ? 1 : 0));
+        assert_true(sim[i].retries == real[i].retries);
+    }
+    assert_int_equal(harness_stop(h), 0);
+    static const char *const same[] = {"status", "failure", "reused", "retried", "attempts"};
+    for (size_t i = 0; i < ARRAY_SIZE(lens); i++) {
+        char *a = px_log_line_for_id(h, real[i].id), *b = px_log_line_for_id(h, sim[i].id);
+        char x[256], y[256];
+        for (size_t k = 0; k < ARRAY_SIZE(same); k++)
+            if (strcmp(log_field(a, same[k], x, sizeof(x)), log_field(b, same[k], y, sizeof(y))))
+                fail_msg("PUT of %zu: log %s=%s (real) vs %s (simulated)\n%s\n%s", lens[i],
+                         same[k], x, y, a, b);
+        free(a);
+        free(b);
+    }
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* ---- a throttle as slow as a stalling origin ---- */
 
 /* An origin whose body comes a byte every 200 ms is cut by a read_timeout of 150 ms: a failure
@@ -890,6 +963,7 @@ int main(void)
         cmocka_unit_test(test_request_body_kept_alive),
         cmocka_unit_test(test_http2_elapsed),
         cmocka_unit_test(test_pooled_connection),
+        cmocka_unit_test(test_pooled_body_at_replay_max),
         cmocka_unit_test(test_throttle_read_timeout),
     };
     tu_ignore_sigpipe();
