@@ -957,6 +957,58 @@ static void test_health_check_tls_host(void **state)
     fake_origin_stop(wrong);
 }
 
+/* The namespace test_health_check_tls_host_443 entered (its setup), left by its teardown even
+ * when the row failed; -1: none, the row skips. */
+static int netns_old = -1;
+static const char *netns_why;
+
+static int netns_enter(void **state)
+{
+    (void)state;
+    netns_old = tu_netns_enter(false, &netns_why);
+    return 0;
+}
+
+static int netns_leave(void **state)
+{
+    (void)state;
+    int rc = netns_old >= 0 ? tu_netns_leave(netns_old) : 0;
+    netns_old = -1;
+    return rc;
+}
+
+/* A check of a TLS origin on port 443 says Host: localhost, the `sni` alone, as a browser
+ * writes a URL's default port (RFC 9110 7.2: "localhost:443" is another spelling a strict
+ * virtual host may not take). Port 443 needs root to bind: the row runs in a network namespace
+ * of its own (tu_netns_enter, root), whose 127.0.0.1:443 no other test or program holds. */
+static void test_health_check_tls_host_443(void **state)
+{
+    (void)state;
+    if (netns_old < 0) {
+        print_message("  skipped: %s\n", netns_why);
+        skip();
+    }
+    const struct test_certs *certs = certs_get();
+    assert_non_null(certs);
+    struct fake_origin_opts opts = {.kind = FO_OK, .tls_cert = certs->server_cert,
+                                    .tls_key = certs->server_key, .port = 443};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:443\n"
+                                 "tls = on\nca_file = {{certs}}/ca.pem\nsni = localhost\n"
+                                 "health_check = GET /healthz every 1m expect 200\n");
+    assert_int_equal(fake_origin_wait_requests(o, 1, PX_IO_MS), 0);
+    char *host = fake_origin_request_header(o, 0, "Host");
+    print_message("  the check's Host: %s\n", host ? host : "(none)");
+    bool bare = host && strcmp(host, "localhost") == 0;
+    free(host);
+    px_stop(h);
+    fake_origin_stop(o);
+    if (!bare)
+        fail_msg("the check of 127.0.0.1:443 did not say Host: localhost");
+}
+
 /* An origin that requires a client certificate and gets none fails its check for that reason,
  * as a request to it does (502 tls_handshake_failed, "certificate required"). Over TLS 1.3 the
  * refusal is an alert after our Finished, which the check's request has followed: the old binary
@@ -2440,6 +2492,7 @@ int main(void)
         cmocka_unit_test(test_reload_keeps_verdicts),
         cmocka_unit_test(test_reload_keeps_check_run),
         cmocka_unit_test(test_health_check_tls_host),
+        cmocka_unit_test_setup_teardown(test_health_check_tls_host_443, netns_enter, netns_leave),
         cmocka_unit_test(test_health_check_tls_refused),
         cmocka_unit_test(test_check_keeps_passive_verdict),
         cmocka_unit_test(test_health_check_1xx_flood),
