@@ -957,6 +957,48 @@ static void test_health_check_tls_host(void **state)
     fake_origin_stop(wrong);
 }
 
+/* When the checks of test_health_check_every_start reached the origin (tu_now_ms). */
+static _Atomic int64_t slow_check_at[3];
+static atomic_uint slow_checks;
+
+static void slow_check_came(void *arg)
+{
+    (void)arg;
+    unsigned i = atomic_fetch_add(&slow_checks, 1);
+    if (i < 3)
+        atomic_store(&slow_check_at[i], tu_now_ms());
+}
+
+static const struct fo_step slow_answer[] = {FO_WAIT(400), FO_RESPOND_OK(), FO_END()};
+
+/* Checks start an interval apart, however long each took (README: health_check, `every`): an
+ * origin answering its checks in 400 ms of a 500 ms interval is checked every 500 ms, not every
+ * 900. The gap measured is between the second and third checks, both after a slow one. */
+static void test_health_check_every_start(void **state)
+{
+    (void)state;
+    atomic_store(&slow_checks, 0);
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = slow_answer,
+                                    .on_head = slow_check_came};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "health_check = GET /healthz every 500ms expect 200\n",
+                                 fake_origin_port(o));
+    int64_t end = tu_now_ms() + PX_IO_MS;
+    while (atomic_load(&slow_checks) < 3 && tu_now_ms() < end)
+        fake_origin_wait_requests(o, fake_origin_requests(o) + 1, PX_IO_MS);
+    px_stop(h);
+    fake_origin_stop(o);
+    assert_true(atomic_load(&slow_checks) >= 3);
+    int64_t gap = atomic_load(&slow_check_at[2]) - atomic_load(&slow_check_at[1]);
+    print_message("  checks answered in 400 ms, every 500 ms: %lld ms apart\n", (long long)gap);
+    if (gap >= 700)
+        fail_msg("the third check came %lld ms after the second one started: an interval "
+                 "after it ended", (long long)gap);
+}
+
 /* The namespace test_health_check_tls_host_443 entered (its setup), left by its teardown even
  * when the row failed; -1: none, the row skips. */
 static int netns_old = -1;
@@ -2492,6 +2534,7 @@ int main(void)
         cmocka_unit_test(test_reload_keeps_verdicts),
         cmocka_unit_test(test_reload_keeps_check_run),
         cmocka_unit_test(test_health_check_tls_host),
+        cmocka_unit_test(test_health_check_every_start),
         cmocka_unit_test_setup_teardown(test_health_check_tls_host_443, netns_enter, netns_leave),
         cmocka_unit_test(test_health_check_tls_refused),
         cmocka_unit_test(test_check_keeps_passive_verdict),
