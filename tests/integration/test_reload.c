@@ -729,6 +729,99 @@ static void test_reload_old_worker_leaves_queue(void **state)
         fail_msg("the queued client was served by the old worker, from the old origin");
 }
 
+#define RESIZE_WORKERS 4
+#define RESIZE_CLIENTS 16 /* new clients after the reload */
+
+/* The threads of pid named "worker N" into tids (at most max); how many. */
+static int workers_of(pid_t pid, pid_t *tids, int max)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && n < max && (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300]; /* d_name is up to 255 bytes */
+        snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+        char *comm = tu_read_file(path, NULL);
+        if (comm && strncmp(comm, "worker ", 7) == 0)
+            tids[n++] = (pid_t)atoi(e->d_name);
+        free(comm);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* A reload from 4 workers to 1: the one new worker takes over all 4 of the address's sockets,
+ * so a client the kernel puts in any of their queues is its to answer, whatever the old workers
+ * do (inheritable: none is closed with clients in its queue; closing the extras lost some). The
+ * old workers are stopped (ptrace) from before the reload until the new clients were answered:
+ * one left with a socket of its own would leave the clients in that queue unanswered. The kernel
+ * spreads the 16 new clients over the 4 queues. */
+static void test_reload_fewer_workers_take_every_socket(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    static const char conf[] = "[proxy]\n"
+                               "listen = 127.0.0.1:{{port:listen}}\n"
+                               "workers = %d\n"
+                               "access_log = off\n"
+                               "[upstream u]\n"
+                               "origin = 127.0.0.1:%u\n";
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, conf, RESIZE_WORKERS, fake_origin_port(o)), 0);
+    assert_int_equal(harness_start(h), 0);
+    pid_t pid = harness_pid(h);
+    uint16_t port = harness_port(h, "listen");
+    pid_t old[RESIZE_WORKERS];
+    assert_int_equal(workers_of(pid, old, RESIZE_WORKERS), RESIZE_WORKERS);
+    /* Not allowed to trace here (Yama, no CAP_SYS_PTRACE); or under valgrind, whose threads
+     * take turns on one lock: a stopped one would hold every other. */
+    if (px_under_valgrind(pid) || !stop_thread(old[0]))
+        skip();
+    for (int i = 1; i < RESIZE_WORKERS; i++)
+        assert_true(stop_thread(old[i]));
+    assert_int_equal(harness_write_config(h, conf, 1, fake_origin_port(o)), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    /* the new workers started; the main thread waits for the old ones to stop listening */
+    char main_tid[24];
+    snprintf(main_tid, sizeof(main_tid), "%d", (int)pid);
+    assert_true(wait_until(NULL, pid, main_tid, SYS_futex));
+
+    struct raw_conn *c[RESIZE_CLIENTS];
+    for (int i = 0; i < RESIZE_CLIENTS; i++) {
+        c[i] = raw_connect(port, IO_MS);
+        assert_non_null(c[i]);
+        assert_int_equal(raw_send_str(c[i], "GET /new HTTP/1.1\r\nHost: t\r\n"
+                                            "Connection: close\r\n\r\n"),
+                         0);
+    }
+    int answered = 0;
+    int64_t end = tu_now_ms() + IO_MS;
+    for (int i = 0; i < RESIZE_CLIENTS; i++) {
+        struct raw_response r;
+        int64_t left = end - tu_now_ms(); /* one window for all: those answered are read */
+        if (raw_read_response(c[i], &r, left > 50 ? (int)left : 50) == 0) {
+            answered += r.status == 200;
+            raw_response_free(&r);
+        }
+    }
+    for (int i = 0; i < RESIZE_WORKERS; i++)
+        assert_int_equal(ptrace(PTRACE_DETACH, old[i], NULL, NULL), 0); /* the old ones go */
+    for (int i = 0; i < RESIZE_CLIENTS; i++)
+        raw_close(c[i]);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o);
+    print_message("  %d of %d new clients answered while the old workers stood still\n",
+                  answered, RESIZE_CLIENTS);
+    assert_int_equal(answered, RESIZE_CLIENTS);
+}
+
 #define RELOAD_SNDBUF_CLIENTS 6
 #define RELOAD_SNDBUF_BOUND (2 * 64 * 1024 + 128 * 1024) /* 64k doubled, two segments' slack */
 
@@ -925,6 +1018,7 @@ int main(void)
         cmocka_unit_test(test_reload_old_worker_leaves_queue),
         cmocka_unit_test(test_reload_loses_no_connection),
         cmocka_unit_test(test_reload_resized_loses_no_connection),
+        cmocka_unit_test(test_reload_fewer_workers_take_every_socket),
         cmocka_unit_test(test_reload_changes_listeners),
     };
     /* TEST_FILTER=test_reload_resized* runs the matching tests only */
