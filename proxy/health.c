@@ -150,11 +150,13 @@ static void verdict(struct probe *p, enum check_state s, const char *why)
 static void no_verdict(struct probe *p, const char *why)
 {
     struct loop *l = p->health->loop;
-    end_check(p);
+    /* Said before the check ends: why may be the connection's own words (an upstream detail),
+     * freed with it by end_check. */
     if (!p->shortage_said)
         log_warn("health check of %s not made (%s); its last verdict stands",
                  l->cfg->upstreams[p->upstream].origins[p->origin].text, why);
     p->shortage_said = true;
+    end_check(p);
 }
 
 static void fail_check(struct probe *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -957,6 +957,100 @@ static void test_health_check_tls_host(void **state)
     fake_origin_stop(wrong);
 }
 
+/* When the checks of test_health_check_every_start reached the origin (tu_now_ms). */
+static _Atomic int64_t slow_check_at[3];
+static atomic_uint slow_checks;
+
+static void slow_check_came(void *arg)
+{
+    (void)arg;
+    unsigned i = atomic_fetch_add(&slow_checks, 1);
+    if (i < 3)
+        atomic_store(&slow_check_at[i], tu_now_ms());
+}
+
+static const struct fo_step slow_answer[] = {FO_WAIT(400), FO_RESPOND_OK(), FO_END()};
+
+/* Checks start an interval apart, however long each took (README: health_check, `every`): an
+ * origin answering its checks in 400 ms of a 500 ms interval is checked every 500 ms, not every
+ * 900. The gap measured is between the second and third checks, both after a slow one. */
+static void test_health_check_every_start(void **state)
+{
+    (void)state;
+    atomic_store(&slow_checks, 0);
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = slow_answer,
+                                    .on_head = slow_check_came};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "health_check = GET /healthz every 500ms expect 200\n",
+                                 fake_origin_port(o));
+    int64_t end = tu_now_ms() + PX_IO_MS;
+    while (atomic_load(&slow_checks) < 3 && tu_now_ms() < end)
+        fake_origin_wait_requests(o, fake_origin_requests(o) + 1, PX_IO_MS);
+    px_stop(h);
+    fake_origin_stop(o);
+    assert_true(atomic_load(&slow_checks) >= 3);
+    int64_t gap = atomic_load(&slow_check_at[2]) - atomic_load(&slow_check_at[1]);
+    print_message("  checks answered in 400 ms, every 500 ms: %lld ms apart\n", (long long)gap);
+    if (gap >= 700)
+        fail_msg("the third check came %lld ms after the second one started: an interval "
+                 "after it ended", (long long)gap);
+}
+
+/* The namespace test_health_check_tls_host_443 entered (its setup), left by its teardown even
+ * when the row failed; -1: none, the row skips. */
+static int netns_old = -1;
+static const char *netns_why;
+
+static int netns_enter(void **state)
+{
+    (void)state;
+    netns_old = tu_netns_enter(false, &netns_why);
+    return 0;
+}
+
+static int netns_leave(void **state)
+{
+    (void)state;
+    int rc = netns_old >= 0 ? tu_netns_leave(netns_old) : 0;
+    netns_old = -1;
+    return rc;
+}
+
+/* A check of a TLS origin on port 443 says Host: localhost, the `sni` alone, as a browser
+ * writes a URL's default port (RFC 9110 7.2: "localhost:443" is another spelling a strict
+ * virtual host may not take). Port 443 needs root to bind: the row runs in a network namespace
+ * of its own (tu_netns_enter, root), whose 127.0.0.1:443 no other test or program holds. */
+static void test_health_check_tls_host_443(void **state)
+{
+    (void)state;
+    if (netns_old < 0) {
+        print_message("  skipped: %s\n", netns_why);
+        skip();
+    }
+    const struct test_certs *certs = certs_get();
+    assert_non_null(certs);
+    struct fake_origin_opts opts = {.kind = FO_OK, .tls_cert = certs->server_cert,
+                                    .tls_key = certs->server_key, .port = 443};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:443\n"
+                                 "tls = on\nca_file = {{certs}}/ca.pem\nsni = localhost\n"
+                                 "health_check = GET /healthz every 1m expect 200\n");
+    assert_int_equal(fake_origin_wait_requests(o, 1, PX_IO_MS), 0);
+    char *host = fake_origin_request_header(o, 0, "Host");
+    print_message("  the check's Host: %s\n", host ? host : "(none)");
+    bool bare = host && strcmp(host, "localhost") == 0;
+    free(host);
+    px_stop(h);
+    fake_origin_stop(o);
+    if (!bare)
+        fail_msg("the check of 127.0.0.1:443 did not say Host: localhost");
+}
+
 /* An origin that requires a client certificate and gets none fails its check for that reason,
  * as a request to it does (502 tls_handshake_failed, "certificate required"). Over TLS 1.3 the
  * refusal is an alert after our Finished, which the check's request has followed: the old binary
@@ -2440,6 +2534,8 @@ int main(void)
         cmocka_unit_test(test_reload_keeps_verdicts),
         cmocka_unit_test(test_reload_keeps_check_run),
         cmocka_unit_test(test_health_check_tls_host),
+        cmocka_unit_test(test_health_check_every_start),
+        cmocka_unit_test_setup_teardown(test_health_check_tls_host_443, netns_enter, netns_leave),
         cmocka_unit_test(test_health_check_tls_refused),
         cmocka_unit_test(test_check_keeps_passive_verdict),
         cmocka_unit_test(test_health_check_1xx_flood),

@@ -1478,6 +1478,49 @@ static void test_no_free_local_port_elsewhere(void **state)
     fake_dns_stop(d);
 }
 
+/* A check our shortage ended is said once until a check ends with a verdict, then once again:
+ * the log's last word on the checker is its state (README: health_check). In a namespace of its
+ * own, net.ipv4.ip_local_port_range is one port, held by the test toward the origin's address
+ * throughout: each check that resolves finds no local port ("not made"); a lookup the fake DNS
+ * answers NXDOMAIN meanwhile is a verdict (failed), which needs no port. The line of the second
+ * shortage is the one a mutant without the reset never wrote. */
+static void test_check_shortage_said_after_verdict(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_NETNS();
+    struct fake_dns_opts dopts = {.mode = FAKE_DNS_ANSWER};
+    struct fake_dns *d = fake_dns_start(&dopts);
+    assert_non_null(d);
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    uint16_t port = fake_origin_port(o);
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "resolver = 127.0.0.1:%u\n", fake_dns_port(d));
+    struct harness *h = px_start(proxy,
+                                 "[upstream u]\norigin = checked.test:%u\n"
+                                 "health_check = GET / every 100ms expect 200\n",
+                                 port);
+    /* the resolver's UDP socket took its port of the usual range with the first check */
+    assert_int_equal(fake_origin_wait_requests(o, 1, IO_MS), 0);
+    one_local_port();
+    int held = hold_connection("127.0.0.1", port);
+    static const char not_made[] = "health check of checked.test";
+    char line[160];
+    snprintf(line, sizeof(line), "%s:%u not made (", not_made, port);
+    assert_int_equal(harness_wait_log_count(h, line, 1, IO_MS), 0);
+    fake_dns_set_mode(d, FAKE_DNS_NXDOMAIN);
+    assert_int_equal(harness_wait_log(h, "failed its health check (resolving checked.test", IO_MS),
+                     0);
+    fake_dns_set_mode(d, FAKE_DNS_ANSWER);
+    int rc = harness_wait_log_count(h, line, 2, IO_MS);
+    let_go(held);
+    px_stop(h);
+    fake_origin_stop(o);
+    fake_dns_stop(d);
+    if (rc != 0)
+        fail_msg("the shortage after the verdict was not said again (\"%s\" once)", line);
+}
+
 /* No free local port toward [::1]:P while the UDP socket that tells it from IPv6 turned off
  * (sock_route_error) cannot have a port either: net.ipv4.ip_local_port_range is one port, held
  * by a TCP connection to [::1]:P and by a UDP socket bound to it. README (Failures): only the UDP
@@ -2344,6 +2387,8 @@ int main(void)
         cmocka_unit_test(test_dns_every_address_down),
         cmocka_unit_test_setup_teardown(test_no_free_local_port, netns_with_ipv6, netns_leave),
         cmocka_unit_test_setup_teardown(test_no_free_local_port_elsewhere, netns_with_ipv6,
+                                        netns_leave),
+        cmocka_unit_test_setup_teardown(test_check_shortage_said_after_verdict, netns_with_ipv6,
                                         netns_leave),
         cmocka_unit_test_setup_teardown(test_no_free_local_port_nor_udp_port, netns_with_ipv6,
                                         netns_leave),

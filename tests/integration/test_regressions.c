@@ -33,6 +33,7 @@
  * the machine is badly overloaded.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <poll.h>
 #include <netinet/in.h>
@@ -1106,6 +1107,82 @@ static void test_accept_out_of_descriptors(void **state)
     fake_origin_stop(o);
 }
 
+/* The origin of test_accept_pause_keeps_hold: /hold is answered once the test writes a byte to
+ * hold_gate (bounded by PX_IO_MS), everything else at once. */
+static int hold_gate[2] = {-1, -1};
+
+static int wait_hold_gate(int fd, void *arg)
+{
+    (void)fd, (void)arg;
+    struct pollfd pf = {.fd = hold_gate[0], .events = POLLIN};
+    poll(&pf, 1, PX_IO_MS);
+    return 0;
+}
+
+static const struct fo_step gated_answer[] = {FO_CALL(wait_hold_gate, NULL), FO_RESPOND_OK(),
+                                              FO_END()};
+static const struct fo_step answer_now[] = {FO_RESPOND_OK(), FO_END()};
+
+static const struct fo_step *pick_hold(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return strncmp(req->head, "GET /hold ", 10) == 0 ? gated_answer : answer_now;
+}
+
+/* An accept pause (out of descriptors) that ends while max_connections holds the listener
+ * leaves it held: the client in the kernel's queue waits for a place, as it would have without
+ * the pause. max_connections = 1: the one client goes idle (it may give way, so the listener
+ * accepts), the next accept fails (no descriptor: paused 100 ms at a time), then the client's
+ * request on the pooled origin connection takes the place and holds the listener; descriptors
+ * come back. The queued client must get nothing within 10 pauses (a measurement window: on
+ * this host a pause's end that enabled the listener answered it in about 100 ms), and is
+ * answered once the place is free. */
+static void test_accept_pause_keeps_hold(void **state)
+{
+    (void)state;
+    assert_int_equal(pipe2(hold_gate, O_CLOEXEC), 0);
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_hold};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start("max_connections = 1\nkeepalive_timeout = 30s",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n", fake_origin_port(o));
+    pid_t pid = harness_pid(h);
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    send_ok(c, "GET /warm HTTP/1.1\r\nHost: t\r\n\r\n"); /* pooled origin connection */
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    raw_response_free(&r);
+
+    struct rlimit old = fds_limit_at_lowest_free(pid, 0);
+    struct raw_conn *queued = px_connect(h); /* completed by the kernel, never accepted */
+    send_ok(queued, "GET /queued HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_int_equal(harness_wait_log(h, "accept: Too many open files", PX_IO_MS), 0);
+    send_ok(c, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n"); /* takes the place */
+    assert_int_equal(fake_origin_wait_requests(o, 2, PX_IO_MS), 0);
+    assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+
+    int early = raw_read_response(queued, &r, 10 * 100);
+    if (early == 0)
+        raw_response_free(&r);
+    assert_int_equal(write(hold_gate[1], "x", 1), 1);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(c);
+    int late = early == 0 ? 0 : raw_read_response(queued, &r, PX_IO_MS);
+    int status = early == 0 || late != 0 ? 0 : r.status;
+    if (early != 0 && late == 0)
+        raw_response_free(&r);
+    raw_close(queued);
+    px_stop(h);
+    fake_origin_stop(o);
+    close(hold_gate[0]);
+    close(hold_gate[1]);
+    if (early == 0)
+        fail_msg("the queued client was answered while max_connections held the listener");
+    assert_int_equal(status, 200);
+}
+
 static off_t dir_file_size(struct harness *h, const char *name);
 
 /* The value of series on h's admin listener once it is at least min (scraped until then,
@@ -1861,6 +1938,7 @@ int main(void)
         cmocka_unit_test(test_reload_burst),
         cmocka_unit_test(test_tls_client_lingering_close),
         cmocka_unit_test(test_accept_out_of_descriptors),
+        cmocka_unit_test(test_accept_pause_keeps_hold),
         cmocka_unit_test(test_accept_errors_counted),
         cmocka_unit_test(test_error_log_lines_lost_counted),
         cmocka_unit_test(test_reload_out_of_descriptors),

@@ -592,6 +592,236 @@ static void test_reload_answers_h2_stream_in_kernel(void **state)
     fake_origin_stop(o);
 }
 
+/* A thread of pid named "worker 0" other than not (a reload's new worker beside the old one);
+ * 0 when there is none. */
+static pid_t another_worker(pid_t pid, pid_t not)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    pid_t tid = 0;
+    for (struct dirent *e; d && tid == 0 && (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.' || atoi(e->d_name) == not)
+            continue;
+        char path[300]; /* d_name is up to 255 bytes */
+        snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+        char *comm = tu_read_file(path, NULL);
+        if (comm && strcmp(comm, "worker 0\n") == 0)
+            tid = (pid_t)atoi(e->d_name);
+        free(comm);
+    }
+    if (d)
+        closedir(d);
+    return tid;
+}
+
+/* Stops thread tid (PTRACE_SEIZE, INTERRUPT); false when this host does not let us trace. */
+static bool stop_thread(pid_t tid)
+{
+    if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) != 0)
+        return false;
+    assert_int_equal(ptrace(PTRACE_INTERRUPT, tid, NULL, NULL), 0);
+    int st = 0;
+    assert_int_equal(waitpid(tid, &st, __WALL), tid);
+    assert_true(WIFSTOPPED(st));
+    return true;
+}
+
+/* The old origin of test_reload_old_worker_leaves_queue: /hold is answered once the test writes
+ * a byte to old_gate (bounded by IO_MS), everything else at once with "old". */
+static int old_gate[2] = {-1, -1};
+
+static int wait_old_gate(int fd, void *arg)
+{
+    (void)fd, (void)arg;
+    struct pollfd pf = {.fd = old_gate[0], .events = POLLIN};
+    poll(&pf, 1, IO_MS);
+    return 0;
+}
+
+static const struct fo_step old_held[] = {FO_CALL(wait_old_gate, NULL), FO_RESPOND_OK(),
+                                          FO_END()};
+static const struct fo_step old_answer[] = {FO_RESPOND(200, NULL, "old\n", FO_LENGTH), FO_END()};
+
+static const struct fo_step *pick_old(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return strncmp(req->head, "GET /hold ", 10) == 0 ? old_held : old_answer;
+}
+
+/* A client in the kernel's queue of a socket the reload's new worker took over is the new
+ * worker's: the old one, stopping, leaves that queue alone (it takes in its queue only when no
+ * group follows, test_lifecycle's test_stop_answers_queued_client). Both workers are stopped
+ * (ptrace) while the client connects, the old one let go first: by "is live" it has stopped
+ * listening, and then the new one is let go. The old one, held by max_connections = 1 (a request
+ * in flight), accepts only through that stop. The client's request must reach the new
+ * configuration's origin, not the old one's (which an old worker serves it from, Connection:
+ * close, and drains with it). */
+static void test_reload_old_worker_leaves_queue(void **state)
+{
+    (void)state;
+    assert_int_equal(pipe2(old_gate, O_CLOEXEC), 0);
+    struct fake_origin_opts old_opts = {.kind = FO_SCRIPT, .pick_script = pick_old};
+    struct fake_origin_opts new_opts = {.kind = FO_OK, .body = "new\n"};
+    struct fake_origin *o_old = fake_origin_start(&old_opts), *o_new = fake_origin_start(&new_opts);
+    assert_true(o_old && o_new);
+    static const char conf[] = "[proxy]\n"
+                               "listen = 127.0.0.1:{{port:listen}}\n"
+                               "workers = 1\nmax_connections = 1\nshutdown_timeout = 10s\n"
+                               "access_log = off\n"
+                               "[upstream u]\n"
+                               "origin = 127.0.0.1:%u\n";
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, conf, fake_origin_port(o_old)), 0);
+    assert_int_equal(harness_start(h), 0);
+    pid_t pid = harness_pid(h);
+    struct raw_conn *busy = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(busy);
+    assert_int_equal(raw_send_str(busy, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(fake_origin_wait_requests(o_old, 1, IO_MS), 0); /* the listener is held */
+
+    pid_t old_tid = the_worker(pid);
+    assert_true(old_tid > 0);
+    /* Not allowed to trace here (Yama, no CAP_SYS_PTRACE); or under valgrind, whose threads
+     * take turns on one lock: the stopped one would hold every other. */
+    if (px_under_valgrind(pid) || !stop_thread(old_tid)) {
+        assert_int_equal(write(old_gate[1], "x", 1), 1);
+        skip();
+    }
+    assert_int_equal(harness_write_config(h, conf, fake_origin_port(o_new)), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    char main_tid[24];
+    snprintf(main_tid, sizeof(main_tid), "%d", (int)pid);
+    /* the new group serves (the old worker is held) and took the socket over; the main thread
+     * waits for the old one */
+    assert_int_equal(get_status(h, "/new"), 200);
+    assert_true(wait_until(NULL, pid, main_tid, SYS_futex));
+    pid_t new_tid = another_worker(pid, old_tid);
+    assert_true(new_tid > 0);
+    assert_true(stop_thread(new_tid));
+
+    struct raw_conn *queued = raw_connect(harness_port(h, "listen"), IO_MS);
+    assert_non_null(queued); /* completed by the kernel: no worker runs */
+    assert_int_equal(raw_send_str(queued, "GET /queued HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(ptrace(PTRACE_DETACH, old_tid, NULL, NULL), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2,", IO_MS), 0);
+    assert_int_equal(ptrace(PTRACE_DETACH, new_tid, NULL, NULL), 0);
+
+    struct raw_response r;
+    assert_int_equal(raw_read_response(queued, &r, IO_MS), 0);
+    print_message("  the queued client: %d %s", r.status, r.body ? r.body : "");
+    bool served_new = r.status == 200 && r.body && strcmp(r.body, "new\n") == 0;
+    raw_response_free(&r);
+    assert_int_equal(write(old_gate[1], "x", 1), 1);
+    assert_int_equal(raw_read_response(busy, &r, IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    raw_close(queued);
+    raw_close(busy);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o_old);
+    fake_origin_stop(o_new);
+    close(old_gate[0]);
+    close(old_gate[1]);
+    if (!served_new)
+        fail_msg("the queued client was served by the old worker, from the old origin");
+}
+
+#define RESIZE_WORKERS 4
+#define RESIZE_CLIENTS 16 /* new clients after the reload */
+
+/* The threads of pid named "worker N" into tids (at most max); how many. */
+static int workers_of(pid_t pid, pid_t *tids, int max)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && n < max && (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300]; /* d_name is up to 255 bytes */
+        snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+        char *comm = tu_read_file(path, NULL);
+        if (comm && strncmp(comm, "worker ", 7) == 0)
+            tids[n++] = (pid_t)atoi(e->d_name);
+        free(comm);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* A reload from 4 workers to 1: the one new worker takes over all 4 of the address's sockets,
+ * so a client the kernel puts in any of their queues is its to answer, whatever the old workers
+ * do (inheritable: none is closed with clients in its queue; closing the extras lost some). The
+ * old workers are stopped (ptrace) from before the reload until the new clients were answered:
+ * one left with a socket of its own would leave the clients in that queue unanswered. The kernel
+ * spreads the 16 new clients over the 4 queues. */
+static void test_reload_fewer_workers_take_every_socket(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    static const char conf[] = "[proxy]\n"
+                               "listen = 127.0.0.1:{{port:listen}}\n"
+                               "workers = %d\n"
+                               "access_log = off\n"
+                               "[upstream u]\n"
+                               "origin = 127.0.0.1:%u\n";
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h, conf, RESIZE_WORKERS, fake_origin_port(o)), 0);
+    assert_int_equal(harness_start(h), 0);
+    pid_t pid = harness_pid(h);
+    uint16_t port = harness_port(h, "listen");
+    pid_t old[RESIZE_WORKERS];
+    assert_int_equal(workers_of(pid, old, RESIZE_WORKERS), RESIZE_WORKERS);
+    /* Not allowed to trace here (Yama, no CAP_SYS_PTRACE); or under valgrind, whose threads
+     * take turns on one lock: a stopped one would hold every other. */
+    if (px_under_valgrind(pid) || !stop_thread(old[0]))
+        skip();
+    for (int i = 1; i < RESIZE_WORKERS; i++)
+        assert_true(stop_thread(old[i]));
+    assert_int_equal(harness_write_config(h, conf, 1, fake_origin_port(o)), 0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    /* the new workers started; the main thread waits for the old ones to stop listening */
+    char main_tid[24];
+    snprintf(main_tid, sizeof(main_tid), "%d", (int)pid);
+    assert_true(wait_until(NULL, pid, main_tid, SYS_futex));
+
+    struct raw_conn *c[RESIZE_CLIENTS];
+    for (int i = 0; i < RESIZE_CLIENTS; i++) {
+        c[i] = raw_connect(port, IO_MS);
+        assert_non_null(c[i]);
+        assert_int_equal(raw_send_str(c[i], "GET /new HTTP/1.1\r\nHost: t\r\n"
+                                            "Connection: close\r\n\r\n"),
+                         0);
+    }
+    int answered = 0;
+    int64_t end = tu_now_ms() + IO_MS;
+    for (int i = 0; i < RESIZE_CLIENTS; i++) {
+        struct raw_response r;
+        int64_t left = end - tu_now_ms(); /* one window for all: those answered are read */
+        if (raw_read_response(c[i], &r, left > 50 ? (int)left : 50) == 0) {
+            answered += r.status == 200;
+            raw_response_free(&r);
+        }
+    }
+    for (int i = 0; i < RESIZE_WORKERS; i++)
+        assert_int_equal(ptrace(PTRACE_DETACH, old[i], NULL, NULL), 0); /* the old ones go */
+    for (int i = 0; i < RESIZE_CLIENTS; i++)
+        raw_close(c[i]);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o);
+    print_message("  %d of %d new clients answered while the old workers stood still\n",
+                  answered, RESIZE_CLIENTS);
+    assert_int_equal(answered, RESIZE_CLIENTS);
+}
+
 #define RELOAD_SNDBUF_CLIENTS 6
 #define RELOAD_SNDBUF_BOUND (2 * 64 * 1024 + 128 * 1024) /* 64k doubled, two segments' slack */
 
@@ -785,8 +1015,10 @@ int main(void)
         cmocka_unit_test(test_reload_drains_in_flight),
         cmocka_unit_test(test_reload_answers_request_in_kernel),
         cmocka_unit_test(test_reload_answers_h2_stream_in_kernel),
+        cmocka_unit_test(test_reload_old_worker_leaves_queue),
         cmocka_unit_test(test_reload_loses_no_connection),
         cmocka_unit_test(test_reload_resized_loses_no_connection),
+        cmocka_unit_test(test_reload_fewer_workers_take_every_socket),
         cmocka_unit_test(test_reload_changes_listeners),
     };
     /* TEST_FILTER=test_reload_resized* runs the matching tests only */

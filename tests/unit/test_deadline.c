@@ -250,6 +250,39 @@ static void test_due_again_waits_a_turn(void **state)
     deadline_stop(&a.d);
 }
 
+struct exact {
+    struct deadline d;
+    int runs;
+};
+
+static void exact_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct exact *e = arg;
+    if (deadline_due(&e->d, event_now_us()))
+        e->runs++;
+}
+
+/* A deadline due at exactly the pass's clock runs in that pass. The test holds the event clock
+ * (event_begin: the pass reads the same microsecond), which a deadline set for "now" meets
+ * whenever the loop comes back within that microsecond: one waiting for a later pass costs a
+ * loop turn with every such deadline, and a clock that does not move never runs it. */
+static void test_due_exactly_now(void **state)
+{
+    struct fixture *fx = *state;
+    struct exact e = {0};
+
+    event_begin();
+    uint64_t now = event_now_us();
+    deadline_init(&e.d, fx->clock, exact_cb, &e);
+    deadline_set(&e.d, now, now);
+    event_base_loop(fx->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    int runs = e.runs;
+    event_end();
+    deadline_stop(&e.d);
+    assert_int_equal(runs, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -258,6 +291,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_real_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heap_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_due_again_waits_a_turn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_due_exactly_now, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

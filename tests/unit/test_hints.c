@@ -5,6 +5,8 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -453,6 +455,37 @@ static void test_link_is_hint(void **state)
     assert_false(link_is_hint("</a>; rel=preload", 14));
 }
 
+/* A link-value copied to the end of a readable page whose next page is not mapped: parsing it
+ * reads nothing past its length (a byte past it, in a header block, is the next field's or the
+ * line's CR LF: a read there parses what is not the value, and at a buffer's end it faults). An
+ * unterminated quoted-string once stepped one past the end and read on from there. */
+static void test_link_reads_within_value(void **state)
+{
+    (void)state;
+    long page = sysconf(_SC_PAGESIZE);
+    char *map = mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0);
+    assert_true(map != MAP_FAILED);
+    assert_int_equal(mprotect(map + page, (size_t)page, PROT_NONE), 0);
+    char *end = map + page; /* the first byte that faults */
+    for (size_t i = 0; i < ARRAY_LEN(uri_rows); i++) {
+        size_t len = strlen(uri_rows[i].elem);
+        char *v = memcpy(end - len, uri_rows[i].elem, len);
+        const char *uri;
+        size_t ulen;
+        if (link_uri(v, len, &uri, &ulen) != uri_rows[i].ok)
+            fail_msg("'%s' at a page's end: %d", uri_rows[i].elem, !uri_rows[i].ok);
+    }
+    for (size_t i = 0; i < ARRAY_LEN(hint_rows); i++) {
+        size_t len = strlen(hint_rows[i].value);
+        char *v = memcpy(end - len, hint_rows[i].value, len);
+        if (link_is_hint(v, len) != hint_rows[i].hint)
+            fail_msg("%s: '%s' at a page's end gives %d", hint_rows[i].why, hint_rows[i].value,
+                     !hint_rows[i].hint);
+    }
+    munmap(map, (size_t)page * 2);
+}
+
 /* What a route learns of a response's Link fields: the hint link-values, malformed ones skipped
  * and the good ones beside them in the same field still taken. */
 static const struct {
@@ -552,6 +585,7 @@ int main(void)
         cmocka_unit_test(test_link_next),
         cmocka_unit_test(test_link_uri),
         cmocka_unit_test(test_link_is_hint),
+        cmocka_unit_test(test_link_reads_within_value),
         cmocka_unit_test(test_hint_collect),
         cmocka_unit_test(test_hint_filter_bounds),
     };
