@@ -994,7 +994,7 @@ static void test_health_check_every_start(void **state)
     assert_true(atomic_load(&slow_checks) >= 3);
     int64_t gap = atomic_load(&slow_check_at[2]) - atomic_load(&slow_check_at[1]);
     print_message("  checks answered in 400 ms, every 500 ms: %lld ms apart\n", (long long)gap);
-    if (gap >= 700)
+    if (gap >= 850) /* the mutant's at least 900: 400 + 500; 350 ms of room for a loaded host */
         fail_msg("the third check came %lld ms after the second one started: an interval "
                  "after it ended", (long long)gap);
 }
