@@ -1162,8 +1162,7 @@ static void test_accept_pause_keeps_hold(void **state)
     assert_int_equal(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
 
     int early = raw_read_response(queued, &r, 10 * 100);
-    if (early == 0)
-        raw_response_free(&r);
+    raw_response_free(&r); /* filled as far as it got either way */
     assert_int_equal(write(hold_gate[1], "x", 1), 1);
     assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
     assert_int_equal(r.status, 200);
@@ -1171,7 +1170,7 @@ static void test_accept_pause_keeps_hold(void **state)
     raw_close(c);
     int late = early == 0 ? 0 : raw_read_response(queued, &r, PX_IO_MS);
     int status = early == 0 || late != 0 ? 0 : r.status;
-    if (early != 0 && late == 0)
+    if (early != 0)
         raw_response_free(&r);
     raw_close(queued);
     px_stop(h);
