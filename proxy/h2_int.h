@@ -125,6 +125,8 @@ struct h2_stream {
     TAILQ_ENTRY(h2_stream) check_link;
     bool fed;                          /* in the connection's `fed`: DATA came this read */
     TAILQ_ENTRY(h2_stream) fed_link;
+    bool small_last;                   /* its last DATA was charged as small (FLOOD_SMALL_DATA):
+                                          given back if END_STREAM comes next, without data */
     bool head_sent;                    /* the final HEADERS was written to the connection */
     const char *unsent;                /* static: a HEADERS of ours that nghttp2 would not
                                           send (the stream reset), NULL if none */
