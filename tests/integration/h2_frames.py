@@ -1106,8 +1106,9 @@ def small_writes(port, path, n, size, rate=0):
 def small_bodies(port, path, m):
     """Three uploads spend most of the small-DATA allowance (9,897 of 10,000 frames), then M
     POSTs of 10 bytes end their bodies with END_STREAM apart from their data (in an empty DATA
-    frame, as Go's transport ends a body of unknown length, or in trailers): all in one write, so that no time passes for
-    the bucket to refill. Each POST's small DATA is the last of its body: none is charged."""
+    frame, as Go's transport ends a body of unknown length, or in trailers): all in one write,
+    so that no time passes for the bucket to refill. Each POST's small DATA is the last of its
+    body: none is charged."""
     c = Conn(port)
     out, sids = b"", []
     for sid in (1, 3, 5):
