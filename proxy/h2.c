@@ -100,14 +100,14 @@ static void stream_stalled(struct h2_stream *s, bool shut, uint64_t now);
 #define CLOSED_DATA_CHEAP 1024
 
 /* A DATA frame on an open stream with a payload shorter than this (padding included), but
- * for the last of a body, is charged (FLOOD_SMALL_DATA): each costs nghttp2's parsing and our
- * callbacks whatever it carries, ~1,200 instructions (callgrind; nginx 1.22 ~360, HAProxy 2.6
- * ~510). So a frame of 1 byte costs ~120 a byte the client sends (nginx 36, HAProxy 51), one
- * of 16 bytes ~49, as theirs of 1 byte. Uncharged, one upload of 3 million took 1.2 s and
- * 560-580 ms of the worker's CPU. Bodies of curl, nghttp and browsers come in frames of 16 KiB,
- * gRPC's messages carry 5 bytes of framing before their own. Its rate, 10,000 a second, lets a
- * gRPC connection of 100 streams each sending 60 tiny messages a second (6,000 a second) run,
- * and bounds a flood to ~4 ms of a worker's CPU a second per connection. */
+ * for the last of a body (body_ended), is charged (FLOOD_SMALL_DATA): each costs nghttp2's
+ * parsing and our callbacks whatever it carries, ~1,200 instructions (callgrind; nginx 1.22
+ * ~360, HAProxy 2.6 ~510). So a frame of 1 byte costs ~120 a byte the client sends (nginx 36,
+ * HAProxy 51), one of 16 bytes ~49, as theirs of 1 byte. Uncharged, one upload of 3 million
+ * took 1.2 s and 560-580 ms of the worker's CPU. Bodies of curl, nghttp and browsers come in
+ * frames of 16 KiB, gRPC's messages carry 5 bytes of framing before their own. Its rate, 10,000
+ * a second, lets a gRPC connection of 100 streams each sending 60 tiny messages a second (6,000
+ * a second) run, and bounds a flood to ~4 ms of a worker's CPU a second per connection. */
 #define SMALL_DATA 16
 
 static const struct {
@@ -500,6 +500,20 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
     return 0;
 }
 
+/* END_STREAM without data (an empty DATA frame, or trailers): the small DATA before it, if
+ * charged, was the last of the body after all, and is given back. Go's transport ends a body of
+ * unknown length with an empty DATA frame, and gRPC's client streams do: 13,000 POSTs of 10
+ * bytes a second on one connection got GOAWAY after 3 s, sent with END_STREAM on their data
+ * none did. */
+static void body_ended(struct h2_conn *h, struct h2_stream *s)
+{
+    if (s->small_last) {
+        s->small_last = false;
+        refill_at(h, FLOOD_SMALL_DATA, 1, event_now_us());
+    }
+    h2_stream_eof(s);
+}
+
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
     (void)session;
@@ -513,7 +527,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             frame->headers.cat == NGHTTP2_HCAT_REQUEST)
             h2_stream_start(s, end_stream);
         else if (s && end_stream && (s->state != ST_HEAD || s->start_at_eof))
-            h2_stream_eof(s); /* trailers */
+            body_ended(h, s); /* trailers */
         break;
     case NGHTTP2_DATA:
         /* No data: padding only is as empty (20,000 such frames went uncharged). */
@@ -521,8 +535,10 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             h2_charge(h, FLOOD_CONTROL);
         else if (frame->hd.length < SMALL_DATA && !end_stream) /* by the thousand a read: */
             charge_at(h, FLOOD_SMALL_DATA, event_now_us());     /* the read's clock */
+        if (s && frame->hd.length > frame->data.padlen) /* it carried data */
+            s->small_last = frame->hd.length < SMALL_DATA && !end_stream;
         if (s && end_stream)
-            h2_stream_eof(s);
+            body_ended(h, s);
         break;
     case NGHTTP2_SETTINGS:
         if (frame->hd.flags & NGHTTP2_FLAG_ACK) {

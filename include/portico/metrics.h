@@ -90,8 +90,8 @@ struct evbuffer;
       "HTTP/2 connections closed with GOAWAY for resets of answered or closed streams, or "        \
       "frames on closed streams")                                                                  \
     X(M_H2_FLOOD_SMALL_DATA, "portico_http2_flood_small_data_total",                               \
-      "HTTP/2 connections closed with GOAWAY for a flood of DATA frames of under 16 bytes on "    \
-      "open streams")                                                                             \
+      "HTTP/2 connections closed with GOAWAY for a flood of DATA frames of under 16 bytes on "     \
+      "open streams")                                                                              \
     X(M_H2_FLOOD_CONTINUATION, "portico_http2_flood_continuation_total",                           \
       "HTTP/2 connections closed with GOAWAY for a CONTINUATION flood or a stalled header block")  \
     X(M_H2_FLOOD_ACKS, "portico_http2_flood_acks_total",                                           \

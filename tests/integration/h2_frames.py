@@ -32,6 +32,10 @@ count, so it always ends.
   h2_frames.py PORT small_writes PATH N SIZE [RATE]  a POST of N DATA frames of SIZE bytes,
                                      100 at a time as the windows allow (and at most RATE a
                                      second): its status, any GOAWAY
+  h2_frames.py PORT small_bodies PATH M  in one write: three uploads of 3,300 DATA frames of 1
+                                     byte (most of the small-DATA allowance), then M POSTs of 10
+                                     bytes each, their END_STREAM after the data: in an empty
+                                     DATA frame, or in trailers. What was answered, any GOAWAY
   h2_frames.py PORT window_back PATH  a POST that sends 1 KiB of its content-length: the
                                      WINDOW_UPDATE its stream got back
   h2_frames.py PORT indexing PATH    two GETs: which response fields HPACK may not index
@@ -1099,6 +1103,35 @@ def small_writes(port, path, n, size, rate=0):
     c.close()
 
 
+def small_bodies(port, path, m):
+    """Three uploads spend most of the small-DATA allowance (9,897 of 10,000 frames), then M
+    POSTs of 10 bytes end their bodies with END_STREAM apart from their data (in an empty DATA
+    frame, as Go's transport ends a body of unknown length, or in trailers): all in one write,
+    so that no time passes for the bucket to refill. Each POST's small DATA is the last of its
+    body: none is charged."""
+    c = Conn(port)
+    out, sids = b"", []
+    for sid in (1, 3, 5):
+        out += c.request(sid, get(path, "POST") + [("content-length", "3300")], end_stream=False)
+        out += b"".join(frame(DATA, END_STREAM if i == 3299 else 0, sid, b"u")
+                        for i in range(3300))
+        sids.append(sid)
+    for k in range(m):
+        sid = 7 + 2 * k
+        out += c.request(sid, get(path, "POST"), end_stream=False) + frame(DATA, 0, sid, b"b" * 10)
+        if k % 2:
+            out += c.request(sid, [("x-trailer", "t")], end_stream=True)
+        else:
+            out += frame(DATA, END_STREAM, sid, b"")
+        sids.append(sid)
+    c.send(out)
+    c.pump(lambda: all(c.st(s)["end"] for s in sids) or c.goaway is not None,
+           time.monotonic() + 4 * IO_S)
+    print("answered=%d of %d goaway=%s" % (sum(1 for s in sids if c.st(s)["status"] == [200]),
+                                          len(sids), c.goaway))
+    c.close()
+
+
 def real_ip(port, source):
     """Streams refused or reset before an exchange existed, from SOURCE (a trusted balancer's
     address), each naming its client in x-forwarded-for (127.9.9.N): what each got. Then a
@@ -1645,6 +1678,8 @@ def main():
     elif sys.argv[2] == "small_writes":
         small_writes(port, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]),
                      int(sys.argv[6]) if len(sys.argv) > 6 else 0)
+    elif sys.argv[2] == "small_bodies":
+        small_bodies(port, sys.argv[3], int(sys.argv[4]))
     elif sys.argv[2] == "real_ip":
         real_ip(port, sys.argv[3])
     elif sys.argv[2] == "out_of_memory":
