@@ -31,7 +31,7 @@ struct exchange;
     X(FLOOD_CONTROL, "control-frame flood", M_H2_FLOOD_CONTROL, 1000, 100)                        \
     X(FLOOD_WINDOW, "WINDOW_UPDATE flood", M_H2_FLOOD_WINDOW, 1000, 100)                          \
     X(FLOOD_CLOSED, "closed-stream flood", M_H2_FLOOD_CLOSED, 1000, 100)                          \
-    X(FLOOD_SMALL_DATA, "small DATA flood", M_H2_FLOOD_SMALL_DATA, 10000, 10000)                  \
+    X(FLOOD_SMALL_DATA, "small DATA flood", M_H2_FLOOD_SMALL_DATA, 10000, 50000)                  \
     X(FLOOD_CONTINUATION, "CONTINUATION flood", M_H2_FLOOD_CONTINUATION, 0, 0)                    \
     X(FLOOD_ACKS, "acknowledgement flood", M_H2_FLOOD_ACKS, 0, 0)                                 \
     X(FLOOD_STALLED, "flow-control window kept shut", M_H2_STALLED, 0, 0)

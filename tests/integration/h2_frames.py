@@ -827,10 +827,10 @@ def flood(port, kind):
                                                     "refused_continuation", "refused_data"))
     start = time.monotonic()
     sent, limit, sid = 0, 20000, 1
-    # small_data's bucket refills 10,000 a second: frames by the thousand, as fast as it reads
-    per_batch = 1000 if kind == "small_data" else 100
+    # small_data's bucket refills 50,000 a second: frames by the 5,000, as fast as it reads
+    per_batch = 5000 if kind == "small_data" else 100
     if kind == "small_data":
-        limit = 60000
+        limit, small_batch = 60000, frame(DATA, 0, 1, b"d") * per_batch
     # A bomb costs the worker ~30 times a frame's CPU: under ASan on a loaded machine the reset
     # bucket (200, 20 a second) took up to 10.1 s to fill. A slower fill is no less a fill.
     deadline = start + (20 if kind == "hpack_bomb" else 10)
@@ -877,7 +877,9 @@ def flood(port, kind):
     while kind not in ("stall_head", "stall_window", "settings_timeout", "idle") and sent < limit and \
             not done() and not c.closed and not c.unwritable and time.monotonic() < deadline:
         batch, first = [], sid
-        for _ in range(per_batch):
+        # small_data: the batch made once; faster than the bucket refills on any host (built
+        # frame by frame, a loaded host's Python sent ~60,000 a second, near its refill)
+        for _ in range(0 if kind == "small_data" else per_batch):
             if kind == "rapid_reset":
                 batch.append(c.request(sid, get("/delay/1000")))
                 batch.append(frame(RST_STREAM, 0, sid, struct.pack(">I", 8)))  # CANCEL
@@ -919,8 +921,6 @@ def flood(port, kind):
                 batch.append(frame(DATA, 0, 1, b""))
             elif kind == "padded_empty_data":  # PADDED, pad length 0: no data, length 1
                 batch.append(frame(DATA, 0x8, 1, b"\0"))
-            elif kind == "small_data":  # 1 byte each, on the open upload
-                batch.append(frame(DATA, 0, 1, b"d"))
             elif kind == "continuation":
                 batch.append(frame(CONTINUATION, 0, 1, b""))
             elif kind == "closed_reset":
@@ -955,6 +955,8 @@ def flood(port, kind):
                     batch.append(hpack_bomb(sid))
                     sid += 2
             sent += 1
+        if kind == "small_data":  # 1 byte each, on the open upload
+            batch, sent = [small_batch], sent + per_batch
         c.send(b"".join(batch))
         if kind == "window_reset":
             # Streams Portico resets stay open until their RST_STREAM is written: a batch sent

@@ -2896,7 +2896,7 @@ static void flood_check(struct flood_run *f)
     if ((strcmp(c->kind, "reset_empty_data") == 0 || strcmp(c->kind, "reset_large_data") == 0 ||
          strcmp(c->kind, "ended_reset_data") == 0) && (frames < 0 || frames > 1200))
         fail_msg("%s: %ld frames before the GOAWAY: %s", c->kind, frames, r->out);
-    /* the allowance (10,000, and 10,000 a second; batches of 1,000 sent as fast as read) is
+    /* the allowance (10,000, and 50,000 a second; batches of 5,000 sent as fast as read) is
      * all spent before the GOAWAY */
     if (strcmp(c->kind, "small_data") == 0 && (frames < 10000 || frames > 50000))
         fail_msg("%s: %ld frames before the GOAWAY: %s", c->kind, frames, r->out);
