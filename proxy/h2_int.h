@@ -120,9 +120,10 @@ struct h2_stream {
     uint64_t discarded;                /* ... bytes of it dropped since (DISCARD_MAX) */
     bool body_timed_out;               /* its exchange was told of client_body_timeout: no
                                           discard after its 408 */
-    uint64_t body_timeout_us;          /* client_body_timeout while the exchange waits */
-    uint64_t data_at;                  /* µs: the last DATA, the origin took all of req_in, or
-                                          the wait began */
+    uint64_t body_timeout_us;          /* client_body_timeout while the exchange waits, or
+                                          while the rest of the body is discarded */
+    uint64_t data_at;                  /* µs: the last DATA, the origin took all of req_in, the
+                                          wait began, or the answer went (discard) */
     struct event body_timer;
     struct evbuffer *body;             /* response body for DATA frames */
     struct evbuffer *trailers;         /* the response's trailer fields that may cross, as
