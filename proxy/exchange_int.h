@@ -24,8 +24,6 @@
 
 #define RELAY_HIGH (256 * 1024) /* stop moving bytes while their destination holds more */
 #define MAX_INTERIM 32          /* 1xx relayed per exchange; more are dropped and counted */
-#define DISCARD_MAX (1024 * 1024) /* request body bytes still to come that the client connection
-                                     reads and drops after an error answer, rather than close */
 #define REPLAY_MAX (64 * 1024)  /* request body bytes kept to send again (a stale pooled
                                    connection, a retry on another origin); a larger body is not
                                    resent */

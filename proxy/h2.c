@@ -30,7 +30,8 @@
  * the stream's share of CONN_REQ_HELD_MAX (h2_stream_grant: our own WINDOW_UPDATEs, nghttp2's
  * automatic ones are off). So a connection holds a bounded amount of request bodies whatever
  * its number of streams, and a slow origin stalls its stream, never the others: each may
- * always hold its floor (h2_int.h).
+ * always hold its floor (h2_int.h). A body whose exchange answered before its end is read and
+ * dropped to its END_STREAM, within DISCARD_MAX, then reset (h2_int.h: enum discard).
  *
  * FLOODS. Debian 12's libnghttp2 (1.52 with backports) limits CONTINUATION frames, pending
  * acknowledgements and RST_STREAM rates (its own bucket, every RST_STREAM: 1000, then 33/s, and
@@ -378,9 +379,10 @@ static bool stream_closed(struct h2_conn *h, int32_t id)
 }
 
 /* Keeps what the client may still send on stream id as our RST_STREAM goes, while it may send
- * (no END_STREAM from it yet): an upload answered early (401, 413 ...) sends until it reads the
- * reset, and 6,520 frames of 100 bytes in flight on 40 uploads were each charged as a flood
- * (FLOOD_CLOSED: GOAWAY, a GET beside them lost). The window bounds them as it bounds DATA on an
+ * (no END_STREAM from it yet): an upload answered early (401, 413 ...) whose rest is not read
+ * (past DISCARD_MAX: h2_int.h's enum discard) sends until it reads the reset, and 6,520 frames
+ * of 100 bytes in flight on 40 uploads were each charged as a flood (FLOOD_CLOSED: GOAWAY, a
+ * GET beside them lost). The window bounds them as it bounds DATA on an
  * open stream, which is never charged. */
 static void late_keep(struct h2_conn *h, int32_t id)
 {
@@ -463,9 +465,13 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
     struct h2_conn *h = user;
     struct h2_stream *s = stream_of(h, id);
     if (!s || !s->ex) {
-        /* Nobody reads it any more (answered, or refused): let it through the windows. */
+        /* Nobody reads it any more (answered, or refused): let it through the windows; a
+         * discarded body's stream window is h2_stream_discard's. */
         nghttp2_session_consume_connection(session, len);
-        nghttp2_session_consume_stream(session, id, len);
+        if (!s || !s->discard)
+            nghttp2_session_consume_stream(session, id, len);
+        else if (s->req_left != UINT64_MAX) /* what discard_window may still let come */
+            s->req_left -= MIN(len, s->req_left);
         return 0;
     }
     /* Until our SETTINGS are acknowledged, a stream's window is the default 65,535, not our
@@ -540,6 +546,8 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             s->small_last = frame->hd.length < SMALL_DATA && !end_stream;
         if (s && end_stream)
             body_ended(h, s);
+        else if (s && s->discard) /* its padding too: what the window let through */
+            h2_stream_discard(s, frame->hd.length);
         break;
     case NGHTTP2_SETTINGS:
         if (frame->hd.flags & NGHTTP2_FLAG_ACK) {
@@ -553,6 +561,8 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             TAILQ_FOREACH(t, &h->streams, link)
                 if (t->ex && !t->req_eof)
                     h2_stream_grant(t);
+                else if (t->discard && !t->req_eof)
+                    h2_stream_discard(t, 0); /* its window, looked at again */
         } else {
             h2_charge(h, FLOOD_CONTROL);
             h->check_all = true; /* SETTINGS_INITIAL_WINDOW_SIZE moves every window */
@@ -594,7 +604,8 @@ static bool status_is_interim(const nghttp2_headers *hd)
     return hd->nvlen > 0 && hd->nva[0].valuelen > 0 && hd->nva[0].value[0] == '1';
 }
 
-/* After our END_STREAM: a request body still coming is not wanted (RFC 9113 8.1). */
+/* After our END_STREAM: a request body still coming is read to its end and dropped, or reset
+ * as not wanted (RFC 9113 8.1): h2_stream_answered_early. */
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
     struct h2_conn *h = user;
@@ -630,7 +641,7 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
         (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS)) {
         h2_stream_delivered(s);
         if (!s->req_eof)
-            h2_reset(s->conn, s->id, NGHTTP2_NO_ERROR);
+            h2_stream_answered_early(s);
     }
     /* Before nghttp2 closes the stream (after this callback): what may still come on it. */
     if (frame->hd.type == NGHTTP2_RST_STREAM)

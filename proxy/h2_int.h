@@ -73,6 +73,20 @@ enum kept_log {
                                           counted it): 499 unless the head went */
 };
 
+/* What becomes of a request body still coming once its exchange is over with a whole answer
+ * (done()), as HTTP/1.1's request_discard: a rest of up to DISCARD_MAX, or of unknown length,
+ * is read and dropped to the client's END_STREAM, the stream open meanwhile (RFC 9113 8.1 lets a
+ * server reset it at its answer's END_STREAM instead, and nginx and HAProxy do: curl 7.88 then
+ * fails the request, its answer unseen). A larger rest, more than DISCARD_MAX, or
+ * client_body_timeout without DATA, resets it (NO_ERROR) as before, once the answer went. */
+enum discard {
+    DISCARD_NONE,                      /* nothing dropped: its exchange reads the body, or the
+                                          stream is reset at the answer's END_STREAM */
+    DISCARD_READING,                   /* dropped as it comes, its window given back */
+    DISCARD_SHUT,                      /* past DISCARD_MAX or client_body_timeout: no window
+                                          given back; reset once the answer went */
+};
+
 struct h2_stream {
     TAILQ_ENTRY(h2_stream) link;
     struct h2_conn *conn;              /* borrowed */
@@ -102,9 +116,14 @@ struct h2_stream {
     bool holding;                      /* DATA completed the content-length before END_STREAM:
                                           its last byte (held) waits for it (h2_stream_eof) */
     uint8_t held;
-    uint64_t body_timeout_us;          /* client_body_timeout while the exchange waits */
-    uint64_t data_at;                  /* µs: the last DATA, the origin took all of req_in, or
-                                          the wait began */
+    enum discard discard;              /* the rest of the body, once the exchange is over */
+    uint64_t discarded;                /* ... bytes of it dropped since (DISCARD_MAX) */
+    bool body_timed_out;               /* its exchange was told of client_body_timeout: no
+                                          discard after its 408 */
+    uint64_t body_timeout_us;          /* client_body_timeout while the exchange waits, or
+                                          while the rest of the body is discarded */
+    uint64_t data_at;                  /* µs: the last DATA, the origin took all of req_in, the
+                                          wait began, or the answer went (discard) */
     struct event body_timer;
     struct evbuffer *body;             /* response body for DATA frames */
     struct evbuffer *trailers;         /* the response's trailer fields that may cross, as
@@ -366,6 +385,14 @@ void h2_stream_rooms(struct h2_conn *h);
  * holds went down enough to be worth a WINDOW_UPDATE, and counts its grant; once its body is
  * whole (END_STREAM) the grant is what it still holds, and no window opens. */
 void h2_stream_grant(struct h2_stream *s);
+
+/* A DATA payload of len bytes (padding included) on a stream whose body is being discarded
+ * (discard != DISCARD_NONE): dropped, its window given back up to DISCARD_MAX. */
+void h2_stream_discard(struct h2_stream *s, size_t len);
+
+/* The stream's answer went whole (its END_STREAM) before the client's END_STREAM: the stream is
+ * reset (NO_ERROR), or stays open while the rest of its body is discarded. */
+void h2_stream_answered_early(struct h2_stream *s);
 
 /* END_STREAM from the client: the request body is complete. */
 void h2_stream_eof(struct h2_stream *s);

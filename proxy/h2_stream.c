@@ -623,17 +623,84 @@ static void ds_keep_log(void *ctx, const struct access_record *r, int route, int
     keep(ctx, r, route, upstream, KEPT_ENDED); /* done() or h2_stream_free says more */
 }
 
+/* Whether the stream's answer went whole (its END_STREAM was written). */
+static bool answered(const struct h2_stream *s)
+{
+    return nghttp2_session_get_stream_local_close(s->conn->session, s->id) == 1;
+}
+
+/* Opens the window of a stream whose body is dropped as far as an upload's share, once half of
+ * it was spent (as h2_stream_grant does, nothing of it held), unless it holds what its
+ * content-length has still to come: the client goes on to its END_STREAM at an upload's pace. */
+static void discard_window(struct h2_stream *s)
+{
+    struct h2_conn *h = s->conn;
+    int64_t window = (int64_t)nghttp2_session_get_stream_effective_local_window_size(h->session,
+                                                                                     s->id) -
+                     nghttp2_session_get_stream_effective_recv_data_length(h->session, s->id);
+    int64_t want = (int64_t)h2_stream_req_share(h);
+    if (window > want / 2 || (window >= 0 && (uint64_t)window >= s->req_left))
+        return;
+    if (nghttp2_submit_window_update(h->session, NGHTTP2_FLAG_NONE, s->id,
+                                     (int32_t)(want - window)) == NGHTTP2_ERR_NOMEM)
+        h2_out_of_memory(h); /* the client would wait for it until client_body_timeout */
+    h2_want_flush(h);
+}
+
+/* The exchange is over with a whole answer while the client may still send its body: a rest
+ * of up to DISCARD_MAX (its content-length), or of unknown length, is dropped as it comes
+ * (h2_stream_discard). What came was dropped with req_in, never given back to the window: it is
+ * opened again at once (an origin that took none of it had kept it shut, and the client would
+ * wait for client_body_timeout). */
+static void discard_begin(struct h2_stream *s)
+{
+    /* (otherwise reset at the answer's END_STREAM: a 408's client sent nothing for long) */
+    if (s->req_eof || s->body_timed_out || (s->req_left != UINT64_MAX && s->req_left > DISCARD_MAX))
+        return;
+    s->discard = DISCARD_READING;
+    discard_window(s);
+}
+
+void h2_stream_discard(struct h2_stream *s, size_t len)
+{
+    if (len)
+        s->data_at = event_now_us(); /* the read's clock: client_body_timeout's */
+    s->discarded += len;
+    if (s->discard == DISCARD_READING && s->discarded > DISCARD_MAX) {
+        s->discard = DISCARD_SHUT; /* its window stays as it is: what it let go is dropped */
+        if (answered(s))
+            h2_reset(s->conn, s->id, NGHTTP2_NO_ERROR);
+        return;
+    }
+    if (s->discard == DISCARD_READING)
+        discard_window(s);
+}
+
+void h2_stream_answered_early(struct h2_stream *s)
+{
+    if (s->discard != DISCARD_READING) { /* RFC 9113 8.1: the rest is not wanted */
+        h2_reset(s->conn, s->id, NGHTTP2_NO_ERROR);
+        return;
+    }
+    s->data_at = now_us(); /* its silence counts from its answer, or from its last DATA */
+    s->body_timeout_us = s->conn->cfg->client_body_timeout_ms * 1000;
+    arm_body_timer(s, s->data_at);
+}
+
 static void ds_done(void *ctx, enum exchange_end end)
 {
     struct h2_stream *s = ctx;
     s->ex = NULL;
-    if (end == END_KEEP || end == END_CLOSE || end == END_CLOSE_ASKED)
+    bool whole = end == END_KEEP || end == END_CLOSE || end == END_CLOSE_ASKED;
+    if (whole)
         s->kept = KEPT_ANSWER;
     s->state = ST_ANSWERED;
     event_del(&s->body_timer);
     /* Nobody takes the rest of the body: it is not held any more (on_data_chunk lets what
-     * still comes through the window). */
+     * still comes through the connection's window, and the stream's, or discards it). */
     evbuffer_drain(s->req_in, SIZE_MAX);
+    if (whole)
+        discard_begin(s);
     release_grant(s);
     if (end == END_DROP || end == END_RESET) {
         /* A fault drops or resets the response: the client must see this stream fail, and
@@ -938,6 +1005,16 @@ static void body_timer_cb(evutil_socket_t fd, short what, void *arg)
         h2_settle(h);
         return;
     }
+    if (s->discard == DISCARD_READING) { /* answered: armed by h2_stream_answered_early */
+        if (now < s->data_at + s->body_timeout_us) {
+            arm_body_timer(s, now); /* DATA came since: the deadline moved */
+            return;
+        }
+        s->discard = DISCARD_SHUT;
+        h2_reset(h, s->id, NGHTTP2_NO_ERROR); /* the window it had left is kept (late_keep) */
+        h2_settle(h);
+        return;
+    }
     if (!s->ex || s->req_eof)
         return;
     /* Bytes the origin has not taken yet hold the client back with our window, as an
@@ -950,6 +1027,7 @@ static void body_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     h->depth++;
+    s->body_timed_out = true; /* its 408 discards nothing */
     exchange_request_timeout(s->ex); /* 408, or a reset when the response started */
     h->depth--;
     h2_settle(h);

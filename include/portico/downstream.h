@@ -56,6 +56,11 @@ struct body_sink {
                                           invalid, as one over max_header_size does */
 };
 
+/* Request body bytes still to come after an answer that came before the body's end (an error,
+ * an origin's early answer) that Portico reads and drops, rather than close the connection
+ * (HTTP/1.1: request_discard) or reset the stream (HTTP/2: h2_stream.c's discard_begin). */
+#define DISCARD_MAX (1024 * 1024)
+
 /* How an exchange ended, for done(). */
 #define EXCHANGE_END_LIST(X)                                                                       \
     X(END_KEEP, "keep")       /* response complete: the connection may serve the next request */ \

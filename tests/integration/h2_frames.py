@@ -98,12 +98,18 @@ count, so it always ends.
                                      if given: heads past it are still read): each response's
                                      statuses (1xx included), its frames in order, and its
                                      Portico-Error and Proxy-Status details, if any
-  h2_frames.py PORT late_data N SIZE  a GET of /delay/1500, then N POSTs to /early/ (an origin
-                                     that answers before the body) whose answers and resets come
-                                     first; then the DATA in flight (SIZE bytes a frame, each
-                                     stream's window) crosses them: the GET must be answered, no
+  h2_frames.py PORT late_data N SIZE  a GET of /delay/1500, then N POSTs of 100 MB to /early/
+                                     (an origin that answers before the body: past DISCARD_MAX,
+                                     the stream is reset) whose answers and resets come first;
+                                     then the DATA in flight (SIZE bytes a frame, each stream's
+                                     window) crosses them: the GET must be answered, no
                                      GOAWAY; then 1-byte DATA past the window on one of them: a
                                      flood (GOAWAY)
+  h2_frames.py PORT discard KIND    a POST answered before its body's end (502 or 413), then
+                                     the rest: small, small_cl (read and dropped: no
+                                     RST_STREAM), big (RST_STREAM past 1 MiB), big_cl (a
+                                     content-length of 2 MB: RST_STREAM at once), silent
+                                     (RST_STREAM at client_body_timeout); then a GET
   h2_frames.py PORT late_window KIND  uploads answered 413 at once and reset, then DATA on them
                                      within what each window had left: spent (8,000 bytes came
                                      with each head; one frame takes the rest exactly, then 128
@@ -633,14 +639,73 @@ def crossing_trailers(port):
     c.close()
 
 
+DISCARD_MAX = 1024 * 1024  # the rest of a body answered early that Portico reads and drops
+DISCARD_BODY = {"small": None, "small_cl": "3000", "big": None, "big_cl": "2000000",
+                "silent": None}
+
+
+def discard(port, kind):
+    """A POST answered before its body's end (/down/: an origin refused, 502; small_cl: a
+    content-length past max_body_size 1k, 413), 100 bytes of it sent with its head; once the
+    answer is whole, the rest: small, small_cl (3,000 bytes in all: read and dropped, no
+    RST_STREAM), big (frames of 16 KiB as the windows let them go: RST_STREAM after DISCARD_MAX),
+    big_cl (a content-length of 2 MB: RST_STREAM at once), silent (nothing: RST_STREAM after
+    client_body_timeout, 1 s); then a GET on the same connection."""
+    c = Conn(port)
+    st, length = c.st(1), DISCARD_BODY[kind]
+    fields = get("/status/200" if kind == "small_cl" else "/down/x", "POST")
+    c.send(c.request(1, fields + ([("content-length", length)] if length else []), False) +
+           frame(DATA, 0, 1, b"h" * 100))
+    c.pump(lambda: st["end"] or st["rst"] is not None or c.goaway is not None,
+           time.monotonic() + IO_S)
+    answered, sent, start = st["end"] and st["rst"] is None, 100, time.monotonic()
+    if kind in ("small", "small_cl"):
+        c.send(frame(DATA, 0, 1, b"r" * 1000) + frame(DATA, 0, 1, b"r" * 1000) +
+               frame(DATA, END_STREAM, 1, b"r" * 900))
+        sent = 3000
+    elif kind == "big":  # what the windows let go, until the reset
+        window = lambda sid, used: c.peer_settings.get(4, 65535) * (sid != 0) + \
+            65535 * (sid == 0) + c.window_updates.get(sid, 0) - used
+        deadline = time.monotonic() + 2 * IO_S
+        while st["rst"] is None and sent < 4 * DISCARD_MAX and time.monotonic() < deadline \
+                and c.goaway is None and not c.closed:
+            n = min(16384, window(1, sent), window(0, sent))
+            if n > 0:
+                c.send(frame(DATA, 0, 1, b"b" * n))
+                sent += n
+                c.pump(lambda: st["rst"] is not None, time.monotonic() + 0.001)
+            else:  # its WINDOW_UPDATE, or the reset
+                c.pump(lambda: st["rst"] is not None or min(window(1, sent), window(0, sent)) > 0,
+                       deadline)
+    acks = c.ping_acks  # Portico read all of it
+    c.send(frame(PING, 0, 0, struct.pack(">Q", 3)))
+    c.pump(lambda: c.ping_acks > acks or c.goaway is not None, time.monotonic() + IO_S)
+    if kind == "silent":
+        c.pump(lambda: st["rst"] is not None, time.monotonic() + IO_S)
+    waited = time.monotonic() - start
+    c.send(c.request(3, get("/status/200")))
+    c.pump(lambda: c.st(3)["end"] or c.st(3)["rst"] is not None or c.goaway is not None,
+           time.monotonic() + IO_S)
+    out = "discard kind=%s answered=%s status=%s rst=%s" % (kind, answered, st["status"],
+                                                            st["rst"])
+    if kind == "big":  # past DISCARD_MAX, within what the windows had let go then (1 MiB)
+        out += " sent_past_max=%s" % (DISCARD_MAX < sent - 100 <= 2 * DISCARD_MAX + 16384)
+    if kind == "silent":
+        out += " after_timeout=%s" % (0.8 <= waited < IO_S)
+    print("%s next=%s next_end=%s goaway=%s sent=%d" % (out, c.st(3)["status"], c.st(3)["end"],
+                                                       c.goaway, sent))
+    c.close()
+
+
 def late_data(port, n, size):
     c = Conn(port)
     poll = c.st(1)
     c.send(c.request(1, get("/delay/1500")))
     uploads = range(3, 3 + 2 * n, 2)
     for sid in uploads:
-        c.send(c.request(sid, get("/early/%d" % sid, "POST") + [("content-length", "1000000")],
-                         False))
+        # a rest past DISCARD_MAX (1 MiB): reset at the answer, not read to its end
+        c.send(c.request(sid, get("/early/%d" % sid, "POST") +
+                         [("content-length", "100000000")], False))
     # each answered (END_STREAM), then reset NO_ERROR: the client had not read them yet
     c.pump(lambda: all(c.st(sid)["rst"] is not None for sid in uploads) or c.goaway is not None,
            time.monotonic() + IO_S)
@@ -1665,6 +1730,8 @@ def main():
         hold_expect(port)
     elif sys.argv[2] == "hold_early":
         hold_early(port)
+    elif sys.argv[2] == "discard":
+        discard(port, sys.argv[3])
     elif sys.argv[2] == "cancel":
         cancel(port, sys.argv[3])
     elif sys.argv[2] == "cancel_races":

@@ -2468,6 +2468,71 @@ static void test_whole_body_early_answer(void **state)
     fake_origin_stop(o);
 }
 
+/* An upload answered before its body's end (an origin refused: 502; a content-length past
+ * max_body_size: 413) is read to its end, as over HTTP/1.1: a rest of up to DISCARD_MAX
+ * (1 MiB), or of unknown length, is dropped as it comes, its window given back, and the stream
+ * ends at the client's END_STREAM; the answer whole, no RST_STREAM, and the connection serves
+ * the next request. The old code reset each at its answer's END_STREAM (RST_STREAM NO_ERROR,
+ * RFC 9113 8.1 allows it; nginx and HAProxy 2.6 do the same): small and small_cl got rst=0, and
+ * curl 7.88 (below) printed 000, "(92) Stream error in the HTTP/2 framing layer", its 502
+ * unseen. Past DISCARD_MAX, or client_body_timeout without DATA (the old code: rst=0 at once,
+ * before any of it), the stream is reset NO_ERROR as before; at once for a content-length that
+ * says more is to come (unchanged). Never a flood. */
+static void test_early_answer_discards(void **state)
+{
+    (void)state;
+    struct harness *h = start("max_body_size = 1k\nclient_body_timeout = 1s\n"
+                              "listen = 127.0.0.1:{{port:h2c}} h2c",
+                              "[upstream sim]\norigin = sim\n"
+                              "[upstream down]\norigin = 127.0.0.1:{{free_port:down}}\n"
+                              "[route down]\nprefix = /down/\nupstream = down\n"
+                              "[route sim]\nprefix = /\nupstream = sim\n");
+    static const char *const floods[] = {"portico_http2_flood_closed_streams_total",
+                                         "portico_http2_flood_small_data_total",
+                                         "portico_http2_flood_control_frames_total",
+                                         "portico_http2_protocol_errors_total"};
+    long long before[ARRAY_SIZE(floods)];
+    for (size_t i = 0; i < ARRAY_SIZE(floods); i++)
+        before[i] = metric(h, floods[i]);
+    static const struct {
+        const char *kind, *want;
+    } rows[] = {
+        {"small", "kind=small answered=True status=[502] rst=None next=[200] next_end=True "
+                  "goaway=None"},
+        {"small_cl", "kind=small_cl answered=True status=[413] rst=None next=[200] "
+                     "next_end=True goaway=None"},
+        {"big", "kind=big answered=True status=[502] rst=0 sent_past_max=True next=[200] "
+                "next_end=True goaway=None"},
+        {"big_cl", "kind=big_cl answered=True status=[413] rst=0 next=[200] next_end=True "
+                   "goaway=None sent=100"},
+        {"silent", "kind=silent answered=True status=[502] rst=0 after_timeout=True next=[200] "
+                   "next_end=True goaway=None"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct tu_cmd_result r = {0};
+        frames(h, "discard", rows[i].kind, &r);
+        print_message("%s", r.out);
+        want_lines(&r, &rows[i].want, 1);
+        tu_cmd_result_free(&r);
+    }
+    /* Debian 12's curl, its body coming a line at a time: the 502, whole, and exit 0 */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "(for i in 1 2 3; do echo line$i; sleep 0.3; done) | curl -sS --max-time 10 "
+             "--http2-prior-knowledge -T - http://127.0.0.1:%u/down/up -o /dev/null "
+             "-w '%%{http_code}\\n'",
+             harness_port(h, "h2c"));
+    const char *const argv[] = {"sh", "-c", cmd, NULL};
+    struct tu_cmd_result r = {0};
+    int rc = tu_run_command(argv, 20000, &r);
+    if (rc != 0 || strcmp(r.out, "502\n") != 0)
+        fail_msg("curl exited %d: %s%s", rc, r.out, r.err);
+    tu_cmd_result_free(&r);
+    for (size_t i = 0; i < ARRAY_SIZE(floods); i++)
+        assert_int_equal(metric(h, floods[i]), before[i]);
+    px_stop(h);
+}
+
 /* [proxy] real_ip names the client on the lines of streams refused or reset before an exchange
  * existed, as an exchange would have: from a trusted balancer (127.0.0.2), a stream whose header
  * block was decoded to its end is logged with the client of its x-forwarded-for and the balancer
@@ -3010,15 +3075,16 @@ static void test_dropped_header_block_no_flood(void **state)
     harness_free(h);
 }
 
-/* An origin that answers an upload before its body (401, 413 ...): Portico's END_STREAM, then
- * RST_STREAM NO_ERROR (RFC 9113 8.1), cross the DATA the client had in flight, which lands on a
- * closed stream. A client of small frames (100 bytes) sending what each stream's window let go,
- * on 40 such uploads (6,520 frames; 12 uploads, 1,956 frames, did as much), had each charged to
- * the closed-stream bucket (1,000): the connection was ended (GOAWAY ENHANCE_YOUR_CALM) and a
- * GET in flight beside them lost. nginx 1.22 and HAProxy 2.6 served it whole. DATA within the
- * window a stream Portico reset had left is no flood (RFC 9113 5.1: frames on a stream it reset
- * are to be taken for a while); past it, frames are charged as on any closed stream, and a
- * stream of them still gets GOAWAY (~1,100 frames of 1 byte). */
+/* An origin that answers an upload before its body (401, 413 ...), whose rest is past
+ * DISCARD_MAX (100 MB: a smaller rest is read to its end, test_early_answer_discards):
+ * Portico's END_STREAM, then RST_STREAM NO_ERROR (RFC 9113 8.1), cross the DATA the client had
+ * in flight, which lands on a closed stream. A client of small frames (100 bytes) sending what
+ * each stream's window let go, on 40 such uploads (6,520 frames; 12 uploads, 1,956 frames, did
+ * as much), had each charged to the closed-stream bucket (1,000): the connection was ended
+ * (GOAWAY ENHANCE_YOUR_CALM) and a GET in flight beside them lost. nginx 1.22 and HAProxy 2.6
+ * served it whole. DATA within the window a stream Portico reset had left is no flood (RFC 9113
+ * 5.1: frames on a stream it reset are to be taken for a while); past it, frames are charged as
+ * on any closed stream, and a stream of them still gets GOAWAY (~1,100 frames of 1 byte). */
 #define LATE_UPLOADS "40"
 #define LATE_FRAME "100"
 
@@ -3647,6 +3713,7 @@ int main(void)
         cmocka_unit_test(test_zero_length_waits_for_end_stream),
         cmocka_unit_test(test_whole_body_waits_for_end_stream),
         cmocka_unit_test(test_whole_body_early_answer),
+        cmocka_unit_test(test_early_answer_discards),
         cmocka_unit_test(test_whole_body_after_continue),
         cmocka_unit_test(test_floods),
         cmocka_unit_test(test_hpack_bombs_skipped),
