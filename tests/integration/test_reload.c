@@ -754,6 +754,14 @@ static int workers_of(pid_t pid, pid_t *tids, int max)
     return n;
 }
 
+/* Whether all RESIZE_WORKERS workers of pid have named themselves (worker_main does so as it
+ * starts: harness_start returns once one accepts). */
+static bool all_workers_named(pid_t pid)
+{
+    pid_t tids[RESIZE_WORKERS];
+    return workers_of(pid, tids, RESIZE_WORKERS) == RESIZE_WORKERS;
+}
+
 /* A reload from 4 workers to 1: the one new worker takes over all 4 of the address's sockets,
  * so a client the kernel puts in any of their queues is its to answer, whatever the old workers
  * do (inheritable: none is closed with clients in its queue; closing the extras lost some). The
@@ -778,6 +786,7 @@ static void test_reload_fewer_workers_take_every_socket(void **state)
     pid_t pid = harness_pid(h);
     uint16_t port = harness_port(h, "listen");
     pid_t old[RESIZE_WORKERS];
+    assert_true(wait_until(all_workers_named, pid, NULL, 0)); /* under ASan: 1 of 4 at first */
     assert_int_equal(workers_of(pid, old, RESIZE_WORKERS), RESIZE_WORKERS);
     /* Not allowed to trace here (Yama, no CAP_SYS_PTRACE); or under valgrind, whose threads
      * take turns on one lock: a stopped one would hold every other. */
