@@ -636,8 +636,14 @@ static void check_metrics(struct harness *h, const unsigned *counts)
 
         snprintf(want, sizeof(want), "portico_upstream_failures_total{failure=\"%s\"} %u\n",
                  expects[i].failure, counts[i]);
-        if (!tu_contains(r.body, want))
-            fail_msg("/metrics lacks \"%s\"", want);
+        if (!tu_contains(r.body, want)) {
+            /* the line it has instead, to tell a count off by one from one never made */
+            snprintf(want, sizeof(want), "portico_upstream_failures_total{failure=\"%s\"}",
+                     expects[i].failure);
+            const char *got = strstr(r.body, want);
+            fail_msg("/metrics: %s counted %u times here, /metrics says %.*s", expects[i].failure,
+                     counts[i], got ? (int)strcspn(got, "\n") : 4, got ? got : "none");
+        }
     }
     raw_response_free(&r);
     raw_close(conn);
