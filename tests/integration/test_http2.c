@@ -2477,7 +2477,10 @@ static void test_whole_body_early_answer(void **state)
  * curl 7.88 (below) printed 000, "(92) Stream error in the HTTP/2 framing layer", its 502
  * unseen. Past DISCARD_MAX, or client_body_timeout without DATA (the old code: rst=0 at once,
  * before any of it), the stream is reset NO_ERROR as before; at once for a content-length that
- * says more is to come (unchanged). Never a flood. */
+ * says more is to come (unchanged). client_body_timeout is the whole rest's, from the answer, as
+ * HTTP/1.1's CS_DISCARD: a byte every 0.3 s (trickle) kept the stream, its slot of
+ * http2_max_concurrent_streams and a graceful stop's wait, for as long as it went on (main:
+ * rst=None after 4 s, reset_in_time=False). Never a flood. */
 static void test_early_answer_discards(void **state)
 {
     (void)state;
@@ -2507,6 +2510,8 @@ static void test_early_answer_discards(void **state)
                    "goaway=None sent=100"},
         {"silent", "kind=silent answered=True status=[502] rst=0 after_timeout=True next=[200] "
                    "next_end=True goaway=None"},
+        {"trickle", "kind=trickle answered=True status=[502] rst=0 reset_in_time=True "
+                    "next=[200] next_end=True goaway=None"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
         struct tu_cmd_result r = {0};
