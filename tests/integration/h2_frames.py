@@ -112,6 +112,9 @@ count, so it always ends.
                                      (RST_STREAM at client_body_timeout), trickle (1 byte every
                                      0.3 s: RST_STREAM client_body_timeout after the answer);
                                      then a GET
+  h2_frames.py PORT discard_short N  N POSTs answered 502 before their body's end, one after
+                                     the other on one connection, each body then ended short
+                                     (END_STREAM before its content-length); then a GET
   h2_frames.py PORT late_window KIND  uploads answered 413 at once and reset, then DATA on them
                                      within what each window had left: spent (8,000 bytes came
                                      with each head; one frame takes the rest exactly, then 128
@@ -708,6 +711,32 @@ def discard(port, kind):
         out += " reset_in_time=%s" % (st["rst"] is not None and 0.8 <= waited < 3.0)
     print("%s next=%s next_end=%s goaway=%s sent=%d" % (out, c.st(3)["status"], c.st(3)["end"],
                                                        c.goaway, sent))
+    c.close()
+
+
+def discard_short(port, n):
+    """n POSTs one after the other on one connection, each to /down/ (an origin refused: 502)
+    with a content-length of 3,000, 100 bytes of it sent with its head; once its answer is whole,
+    its body ended short (10 bytes with END_STREAM), as nghttp and curl 7.88 end an upload
+    answered early: nghttp2 resets each (PROTOCOL_ERROR, RFC 9113 8.1.1); then a GET."""
+    c = Conn(port)
+    sid, answered = 1, 0
+    for _ in range(n):
+        c.send(c.request(sid, get("/down/x", "POST") + [("content-length", "3000")], False) +
+               frame(DATA, 0, sid, b"h" * 100))
+        c.pump(lambda: c.st(sid)["end"] or c.st(sid)["rst"] is not None or c.goaway is not None,
+               time.monotonic() + IO_S)
+        if c.goaway is not None or not c.st(sid)["end"]:
+            break
+        answered += 1
+        c.send(frame(DATA, END_STREAM, sid, b"s" * 10))
+        sid += 2
+    c.send(c.request(sid, get("/status/200")))
+    c.pump(lambda: c.st(sid)["end"] or c.st(sid)["rst"] is not None or c.goaway is not None,
+           time.monotonic() + IO_S)
+    rsts = sorted(set(str(c.st(s)["rst"]) for s in range(1, sid, 2)))
+    print("discard_short n=%d answered=%d rst=%s next=%s goaway=%s" % (
+        n, answered, ",".join(rsts), c.st(sid)["status"], c.goaway))
     c.close()
 
 
@@ -1746,6 +1775,8 @@ def main():
         hold_early(port)
     elif sys.argv[2] == "discard":
         discard(port, sys.argv[3])
+    elif sys.argv[2] == "discard_short":
+        discard_short(port, int(sys.argv[3]))
     elif sys.argv[2] == "cancel":
         cancel(port, sys.argv[3])
     elif sys.argv[2] == "cancel_races":
