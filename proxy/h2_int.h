@@ -77,14 +77,15 @@ enum kept_log {
  * (done()), as HTTP/1.1's request_discard: a rest of up to DISCARD_MAX, or of unknown length,
  * is read and dropped to the client's END_STREAM, the stream open meanwhile (RFC 9113 8.1 lets a
  * server reset it at its answer's END_STREAM instead, and nginx and HAProxy do: curl 7.88 then
- * fails the request, its answer unseen). A larger rest, more than DISCARD_MAX, or
- * client_body_timeout without DATA, resets it (NO_ERROR) as before, once the answer went. */
+ * fails the request, its answer unseen). A larger rest, more than DISCARD_MAX, or the rest not
+ * all come within client_body_timeout of the answer, resets it (NO_ERROR) as before, once the
+ * answer went. */
 enum discard {
     DISCARD_NONE,                      /* nothing dropped: its exchange reads the body, or the
                                           stream is reset at the answer's END_STREAM */
     DISCARD_READING,                   /* dropped as it comes, its window given back */
-    DISCARD_SHUT,                      /* past DISCARD_MAX or client_body_timeout: no window
-                                          given back; reset once the answer went */
+    DISCARD_SHUT,                      /* past DISCARD_MAX or its deadline: no window given
+                                          back; reset once the answer went */
 };
 
 struct h2_stream {

@@ -663,8 +663,6 @@ static void discard_begin(struct h2_stream *s)
 
 void h2_stream_discard(struct h2_stream *s, size_t len)
 {
-    if (len)
-        s->data_at = event_now_us(); /* the read's clock: client_body_timeout's */
     s->discarded += len;
     if (s->discard == DISCARD_READING && s->discarded > DISCARD_MAX) {
         s->discard = DISCARD_SHUT; /* its window stays as it is: what it let go is dropped */
@@ -682,7 +680,11 @@ void h2_stream_answered_early(struct h2_stream *s)
         h2_reset(s->conn, s->id, NGHTTP2_NO_ERROR);
         return;
     }
-    s->data_at = now_us(); /* its silence counts from its answer, or from its last DATA */
+    /* The whole rest is due within client_body_timeout of the answer, as over HTTP/1.1
+     * (client.c's CS_DISCARD), not each DATA: a byte every 2.5 s (the timeout 3 s) kept such a
+     * stream, its slot of http2_max_concurrent_streams and a graceful stop's wait (the whole
+     * shutdown_timeout), for as long as it went on. */
+    s->data_at = now_us();
     s->body_timeout_us = s->conn->cfg->client_body_timeout_ms * 1000;
     arm_body_timer(s, s->data_at);
 }
@@ -1007,7 +1009,7 @@ static void body_timer_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (s->discard == DISCARD_READING) { /* answered: armed by h2_stream_answered_early */
         if (now < s->data_at + s->body_timeout_us) {
-            arm_body_timer(s, now); /* DATA came since: the deadline moved */
+            arm_body_timer(s, now); /* early by the loop's cached clock */
             return;
         }
         s->discard = DISCARD_SHUT;

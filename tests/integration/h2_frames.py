@@ -109,7 +109,12 @@ count, so it always ends.
                                      the rest: small, small_cl (read and dropped: no
                                      RST_STREAM), big (RST_STREAM past 1 MiB), big_cl (a
                                      content-length of 2 MB: RST_STREAM at once), silent
-                                     (RST_STREAM at client_body_timeout); then a GET
+                                     (RST_STREAM at client_body_timeout), trickle (1 byte every
+                                     0.3 s: RST_STREAM client_body_timeout after the answer);
+                                     then a GET
+  h2_frames.py PORT discard_short N  N POSTs answered 502 before their body's end, one after
+                                     the other on one connection, each body then ended short
+                                     (END_STREAM before its content-length); then a GET
   h2_frames.py PORT late_window KIND  uploads answered 413 at once and reset, then DATA on them
                                      within what each window had left: spent (8,000 bytes came
                                      with each head; one frame takes the rest exactly, then 128
@@ -641,7 +646,8 @@ def crossing_trailers(port):
 
 DISCARD_MAX = 1024 * 1024  # the rest of a body answered early that Portico reads and drops
 DISCARD_BODY = {"small": None, "small_cl": "3000", "big": None, "big_cl": "2000000",
-                "silent": None}
+                "silent": None, "trickle": None}
+TRICKLE_S = 0.3  # between the 1-byte DATA of kind trickle: well within client_body_timeout
 
 
 def discard(port, kind):
@@ -650,7 +656,9 @@ def discard(port, kind):
     answer is whole, the rest: small, small_cl (3,000 bytes in all: read and dropped, no
     RST_STREAM), big (frames of 16 KiB as the windows let them go: RST_STREAM after DISCARD_MAX),
     big_cl (a content-length of 2 MB: RST_STREAM at once), silent (nothing: RST_STREAM after
-    client_body_timeout, 1 s); then a GET on the same connection."""
+    client_body_timeout, 1 s), trickle (1 byte every TRICKLE_S for 4 s at most: RST_STREAM
+    client_body_timeout after the answer, the whole rest's deadline, as over HTTP/1.1); then a
+    GET on the same connection."""
     c = Conn(port)
     st, length = c.st(1), DISCARD_BODY[kind]
     fields = get("/status/200" if kind == "small_cl" else "/down/x", "POST")
@@ -677,6 +685,13 @@ def discard(port, kind):
             else:  # its WINDOW_UPDATE, or the reset
                 c.pump(lambda: st["rst"] is not None or min(window(1, sent), window(0, sent)) > 0,
                        deadline)
+    elif kind == "trickle":  # each byte well within the timeout: only a whole deadline ends it
+        deadline = start + 4.0
+        while st["rst"] is None and time.monotonic() < deadline and c.goaway is None \
+                and not c.closed:
+            c.send(frame(DATA, 0, 1, b"t"))
+            sent += 1
+            c.pump(lambda: st["rst"] is not None, min(deadline, time.monotonic() + TRICKLE_S))
     acks = c.ping_acks  # Portico read all of it
     c.send(frame(PING, 0, 0, struct.pack(">Q", 3)))
     c.pump(lambda: c.ping_acks > acks or c.goaway is not None, time.monotonic() + IO_S)
@@ -692,8 +707,36 @@ def discard(port, kind):
         out += " sent_past_max=%s" % (DISCARD_MAX < sent - 100 <= 2 * DISCARD_MAX + 16384)
     if kind == "silent":
         out += " after_timeout=%s" % (0.8 <= waited < IO_S)
+    if kind == "trickle":  # client_body_timeout (1 s) after the answer, not at the trickle's end
+        out += " reset_in_time=%s" % (st["rst"] is not None and 0.8 <= waited < 3.0)
     print("%s next=%s next_end=%s goaway=%s sent=%d" % (out, c.st(3)["status"], c.st(3)["end"],
                                                        c.goaway, sent))
+    c.close()
+
+
+def discard_short(port, n):
+    """n POSTs one after the other on one connection, each to /down/ (an origin refused: 502)
+    with a content-length of 3,000, 100 bytes of it sent with its head; once its answer is whole,
+    its body ended short (10 bytes with END_STREAM), as nghttp and curl 7.88 end an upload
+    answered early: nghttp2 resets each (PROTOCOL_ERROR, RFC 9113 8.1.1); then a GET."""
+    c = Conn(port)
+    sid, answered = 1, 0
+    for _ in range(n):
+        c.send(c.request(sid, get("/down/x", "POST") + [("content-length", "3000")], False) +
+               frame(DATA, 0, sid, b"h" * 100))
+        c.pump(lambda: c.st(sid)["end"] or c.st(sid)["rst"] is not None or c.goaway is not None,
+               time.monotonic() + IO_S)
+        if c.goaway is not None or not c.st(sid)["end"]:
+            break
+        answered += 1
+        c.send(frame(DATA, END_STREAM, sid, b"s" * 10))
+        sid += 2
+    c.send(c.request(sid, get("/status/200")))
+    c.pump(lambda: c.st(sid)["end"] or c.st(sid)["rst"] is not None or c.goaway is not None,
+           time.monotonic() + IO_S)
+    rsts = sorted(set(str(c.st(s)["rst"]) for s in range(1, sid, 2)))
+    print("discard_short n=%d answered=%d rst=%s next=%s goaway=%s" % (
+        n, answered, ",".join(rsts), c.st(sid)["status"], c.goaway))
     c.close()
 
 
@@ -1732,6 +1775,8 @@ def main():
         hold_early(port)
     elif sys.argv[2] == "discard":
         discard(port, sys.argv[3])
+    elif sys.argv[2] == "discard_short":
+        discard_short(port, int(sys.argv[3]))
     elif sys.argv[2] == "cancel":
         cancel(port, sys.argv[3])
     elif sys.argv[2] == "cancel_races":

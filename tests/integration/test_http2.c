@@ -2477,7 +2477,10 @@ static void test_whole_body_early_answer(void **state)
  * curl 7.88 (below) printed 000, "(92) Stream error in the HTTP/2 framing layer", its 502
  * unseen. Past DISCARD_MAX, or client_body_timeout without DATA (the old code: rst=0 at once,
  * before any of it), the stream is reset NO_ERROR as before; at once for a content-length that
- * says more is to come (unchanged). Never a flood. */
+ * says more is to come (unchanged). client_body_timeout is the whole rest's, from the answer, as
+ * HTTP/1.1's CS_DISCARD: a byte every 0.3 s (trickle) kept the stream, its slot of
+ * http2_max_concurrent_streams and a graceful stop's wait, for as long as it went on (main:
+ * rst=None after 4 s, reset_in_time=False). Never a flood. */
 static void test_early_answer_discards(void **state)
 {
     (void)state;
@@ -2490,7 +2493,9 @@ static void test_early_answer_discards(void **state)
     static const char *const floods[] = {"portico_http2_flood_closed_streams_total",
                                          "portico_http2_flood_small_data_total",
                                          "portico_http2_flood_control_frames_total",
-                                         "portico_http2_protocol_errors_total"};
+                                         "portico_http2_protocol_errors_total",
+                                         "portico_http2_flood_rapid_reset_total",
+                                         "portico_http2_malformed_requests_total"};
     long long before[ARRAY_SIZE(floods)];
     for (size_t i = 0; i < ARRAY_SIZE(floods); i++)
         before[i] = metric(h, floods[i]);
@@ -2507,6 +2512,8 @@ static void test_early_answer_discards(void **state)
                    "goaway=None sent=100"},
         {"silent", "kind=silent answered=True status=[502] rst=0 after_timeout=True next=[200] "
                    "next_end=True goaway=None"},
+        {"trickle", "kind=trickle answered=True status=[502] rst=0 reset_in_time=True "
+                    "next=[200] next_end=True goaway=None"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
         struct tu_cmd_result r = {0};
@@ -2515,6 +2522,16 @@ static void test_early_answer_discards(void **state)
         want_lines(&r, &rows[i].want, 1);
         tu_cmd_result_free(&r);
     }
+    /* 400 bodies ended short once their answers came (END_STREAM before the content-length, as
+     * nghttp and curl 7.88 do): nghttp2 resets each (PROTOCOL_ERROR), neither counted malformed
+     * nor charged as a reset (main: GOAWAY ENHANCE_YOUR_CALM after ~200, answered=201). */
+    static const char *const short_want = "discard_short n=400 answered=400 rst=1 next=[200] "
+                                          "goaway=None";
+    struct tu_cmd_result sr = {0};
+    frames(h, "discard_short", "400", &sr);
+    print_message("%s", sr.out);
+    want_lines(&sr, &short_want, 1);
+    tu_cmd_result_free(&sr);
     /* Debian 12's curl, its body coming a line at a time: the 502, whole, and exit 0 */
     char cmd[512];
     snprintf(cmd, sizeof(cmd),
