@@ -241,14 +241,16 @@ static const char *body_unsendable(const struct exchange *ex)
 {
     if (ex->req_body.bytes == 0 && !ex->req_body.trailers_started)
         return NULL; /* (an empty chunked body's last chunk goes again: send_request) */
-    /* (a chunked body's copy counts its framing: 12 KB in 1-byte chunks is 72 KB of them) */
-    if (!ex->replay && ex->replay_over && ex->info.framing == H1_BODY_CHUNKED)
-        return "its body was streamed (over 64 KiB with its chunk framing)";
-    if (!ex->replay)
-        return ex->replay_over || (ex->info.framing == H1_BODY_LENGTH &&
-                                   ex->info.content_length > REPLAY_MAX)
-                   ? "its body was streamed (over 64 KiB)"
-                   : "its body went out without a copy kept";
+    if (!ex->replay) {
+        bool over = ex->replay_over || (ex->info.framing == H1_BODY_LENGTH &&
+                                        ex->info.content_length > REPLAY_MAX);
+        if (!over)
+            return "its body went out without a copy kept";
+        /* a chunked body's copy counts its framing: 12 KB in 1-byte chunks is 72 KB of it */
+        return ex->info.framing == H1_BODY_CHUNKED
+                   ? "its body was streamed (over 64 KiB with its chunk framing)"
+                   : "its body was streamed (over 64 KiB)";
+    }
     if (ex->req_state != REQ_DONE || !ex->req_body.done)
         return "its body was still arriving";
     return NULL;
