@@ -380,10 +380,10 @@ static bool stream_closed(struct h2_conn *h, int32_t id)
 
 /* Keeps what the client may still send on stream id as our RST_STREAM goes, while it may send
  * (no END_STREAM from it yet): an upload answered early (401, 413 ...) whose rest is not read
- * (past DISCARD_MAX: h2_int.h's enum discard) sends until it reads the reset, and 6,520 frames
- * of 100 bytes in flight on 40 uploads were each charged as a flood (FLOOD_CLOSED: GOAWAY, a
- * GET beside them lost). The window bounds them as it bounds DATA on an
- * open stream, which is never charged. */
+ * (past DISCARD_MAX or client_body_timeout: h2_int.h's enum discard) sends until it reads the
+ * reset, and 6,520 frames of 100 bytes in flight on 40 uploads were each charged as a flood
+ * (FLOOD_CLOSED: GOAWAY, a GET beside them lost). The window bounds them as it bounds DATA on
+ * an open stream, which is never charged. */
 static void late_keep(struct h2_conn *h, int32_t id)
 {
     if (nghttp2_session_get_stream_remote_close(h->session, id) != 0)

@@ -74,15 +74,15 @@ enum kept_log {
 };
 
 /* What becomes of a request body still coming once its exchange is over with a whole answer
- * (done()), as HTTP/1.1's request_discard: a rest of up to DISCARD_MAX, or of unknown length,
- * is read and dropped to the client's END_STREAM, the stream open meanwhile (RFC 9113 8.1 lets a
- * server reset it at its answer's END_STREAM instead, and nginx and HAProxy do: curl 7.88 then
- * fails the request, its answer unseen). A larger rest, more than DISCARD_MAX, or the rest not
- * all come within client_body_timeout of the answer, resets it (NO_ERROR) as before, once the
- * answer went. */
+ * (done()), as HTTP/1.1's request_discard: the rest, whatever its content-length, is read and
+ * dropped to the client's END_STREAM, the stream open meanwhile (RFC 9113 8.1 lets a server
+ * reset it at its answer's END_STREAM instead, and nginx and HAProxy do: curl 7.88 then fails
+ * the request, its answer unseen; it ends a longer upload itself once it has the answer). More
+ * than DISCARD_MAX dropped, or the rest not all come within client_body_timeout of the answer,
+ * resets it (NO_ERROR), once the answer went. */
 enum discard {
     DISCARD_NONE,                      /* nothing dropped: its exchange reads the body, or the
-                                          stream is reset at the answer's END_STREAM */
+                                          stream is reset at the answer's END_STREAM (408) */
     DISCARD_READING,                   /* dropped as it comes, its window given back */
     DISCARD_SHUT,                      /* past DISCARD_MAX or its deadline: no window given
                                           back; reset once the answer went */

@@ -647,15 +647,18 @@ static void discard_window(struct h2_stream *s)
     h2_want_flush(h);
 }
 
-/* The exchange is over with a whole answer while the client may still send its body: a rest
- * of up to DISCARD_MAX (its content-length), or of unknown length, is dropped as it comes
- * (h2_stream_discard). What came was dropped with req_in, never given back to the window: it is
- * opened again at once (an origin that took none of it had kept it shut, and the client would
- * wait for client_body_timeout). */
+/* The exchange is over with a whole answer while the client may still send its body: the rest,
+ * whatever its content-length, is dropped as it comes, up to DISCARD_MAX (h2_stream_discard).
+ * What came was dropped with req_in, never given back to the window: it is opened again at once
+ * (an origin that took none of it had kept it shut, and the client would wait for
+ * client_body_timeout). */
 static void discard_begin(struct h2_stream *s)
 {
-    /* (otherwise reset at the answer's END_STREAM: a 408's client sent nothing for long) */
-    if (s->req_eof || s->body_timed_out || (s->req_left != UINT64_MAX && s->req_left > DISCARD_MAX))
+    /* (otherwise reset at the answer's END_STREAM: a 408's client sent nothing for long).
+     * A content-length past DISCARD_MAX is read too, up to it: curl 7.88 ends such an upload
+     * itself once it has the answer (after 512 KiB at most), and a reset at the answer made it
+     * print 000 and exit 92, its 401 or 413 unseen. */
+    if (s->req_eof || s->body_timed_out)
         return;
     s->discard = DISCARD_READING;
     discard_window(s);

@@ -58,7 +58,8 @@ struct body_sink {
 
 /* Request body bytes still to come after an answer that came before the body's end (an error,
  * an origin's early answer) that Portico reads and drops, rather than close the connection
- * (HTTP/1.1: request_discard) or reset the stream (HTTP/2: h2_stream.c's discard_begin). */
+ * (HTTP/1.1: request_discard, a larger Content-Length rest closing it) or reset the stream
+ * (HTTP/2: h2_stream.c's discard_begin, any rest read up to this, then reset). */
 #define DISCARD_MAX (1024 * 1024)
 
 /* How an exchange ended, for done(). */

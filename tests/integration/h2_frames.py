@@ -98,31 +98,32 @@ count, so it always ends.
                                      if given: heads past it are still read): each response's
                                      statuses (1xx included), its frames in order, and its
                                      Portico-Error and Proxy-Status details, if any
-  h2_frames.py PORT late_data N SIZE  a GET of /delay/1500, then N POSTs of 100 MB to /early/
-                                     (an origin that answers before the body: past DISCARD_MAX,
-                                     the stream is reset) whose answers and resets come first;
+  h2_frames.py PORT late_data N SIZE  a GET of /delay/3000, then N POSTs of 100 MB to /early/
+                                     (an origin that answers before the body: the rest is
+                                     dropped, the stream reset at client_body_timeout, 1 s,
+                                     none of it sent) whose answers and resets come first;
                                      then the DATA in flight (SIZE bytes a frame, each stream's
                                      window) crosses them: the GET must be answered, no
                                      GOAWAY; then 1-byte DATA past the window on one of them: a
                                      flood (GOAWAY)
   h2_frames.py PORT discard KIND    a POST answered before its body's end (502 or 413), then
                                      the rest: small, small_cl (read and dropped: no
-                                     RST_STREAM), big (RST_STREAM past 1 MiB), big_cl (a
-                                     content-length of 2 MB: RST_STREAM at once), silent
+                                     RST_STREAM), big, big_cl (the same with a content-length
+                                     of 2 MB: RST_STREAM past 1 MiB), silent, silent_cl
                                      (RST_STREAM at client_body_timeout), trickle (1 byte every
                                      0.3 s: RST_STREAM client_body_timeout after the answer);
                                      then a GET
   h2_frames.py PORT discard_short N  N POSTs answered 502 before their body's end, one after
                                      the other on one connection, each body then ended short
                                      (END_STREAM before its content-length); then a GET
-  h2_frames.py PORT late_window KIND  uploads answered 413 at once and reset, then DATA on them
+  h2_frames.py PORT late_window KIND  uploads refused 431 at once and reset, then DATA on them
                                      within what each window had left: spent (8,000 bytes came
                                      with each head; one frame takes the rest exactly, then 128
                                      of 64 bytes each: past it, charged: GOAWAY), slots (8
                                      uploads, then 8 more whose ids fall in other slots of the
                                      100, each first one's window in frames of 64 bytes: no
                                      GOAWAY)
-  h2_frames.py PORT crossing_trailers  a GET of /delay/1500, then a POST answered 413 at once
+  h2_frames.py PORT crossing_trailers  a GET of /delay/1500, then a POST refused 431 at once
                                      whose trailers come after its stream closed (nghttp2 drops
                                      the block): the GET must be answered, no GOAWAY
   h2_frames.py PORT drain_dropped PID  a GET of /delay/1500, then a reload (SIGHUP to PID); a
@@ -149,7 +150,7 @@ count, so it always ends.
                                      open upload), closed_reset, closed_window_update,
                                      closed_headers, closed_continuation, closed_empty_data,
                                      closed_short_data (on a stream answered and closed),
-                                     reset_short_data (on a stream answered early and
+                                     reset_short_data (on an upload refused 431 and
                                      reset: past the window it had left), reset_evicted_data
                                      (the same once 100 more were, the last in its slot),
                                      reset_ended_data (the same after a DATA with
@@ -352,6 +353,14 @@ class Conn:
 def get(path, method="GET"):
     return [(":method", method), (":scheme", "https"), (":path", path),
             (":authority", "localhost")]
+
+
+def refused_upload(path):
+    """A POST whose body may still come, its head refused at once (431: more fields than an
+    HTTP/1.1 head may have): answered, then reset (RST_STREAM NO_ERROR) at the answer's
+    END_STREAM, its window left to the client. An upload answered early by an exchange (401,
+    413, 502) is read and dropped instead, up to DISCARD_MAX or client_body_timeout."""
+    return get(path, "POST") + [("content-length", "100000000000")] + [("x", "1")] * 100
 
 
 # Each case: the fields of the request, and the DATA it sends (None: END_STREAM on HEADERS).
@@ -634,8 +643,8 @@ def crossing_trailers(port):
     c = Conn(port)
     poll, upload = c.st(1), c.st(3)
     c.send(c.request(1, get("/delay/1500")))
-    c.send(c.request(3, get("/status/200", "POST") + [("content-length", "100000000000")], False))
-    c.pump(lambda: upload["rst"] is not None, time.monotonic() + IO_S)  # 413, then NO_ERROR
+    c.send(c.request(3, refused_upload("/status/200"), False))
+    c.pump(lambda: upload["rst"] is not None, time.monotonic() + IO_S)  # 431, then NO_ERROR
     c.send(frame(HEADERS, END_HEADERS | END_STREAM, 3, c.block([("x-checksum", "abc")])))
     c.pump(lambda: poll["end"] or poll["rst"] is not None or c.goaway is not None,
            time.monotonic() + IO_S)
@@ -646,7 +655,7 @@ def crossing_trailers(port):
 
 DISCARD_MAX = 1024 * 1024  # the rest of a body answered early that Portico reads and drops
 DISCARD_BODY = {"small": None, "small_cl": "3000", "big": None, "big_cl": "2000000",
-                "silent": None, "trickle": None}
+                "silent": None, "silent_cl": "2000000", "trickle": None}
 TRICKLE_S = 0.3  # between the 1-byte DATA of kind trickle: well within client_body_timeout
 
 
@@ -655,8 +664,9 @@ def discard(port, kind):
     content-length past max_body_size 1k, 413), 100 bytes of it sent with its head; once the
     answer is whole, the rest: small, small_cl (3,000 bytes in all: read and dropped, no
     RST_STREAM), big (frames of 16 KiB as the windows let them go: RST_STREAM after DISCARD_MAX),
-    big_cl (a content-length of 2 MB: RST_STREAM at once), silent (nothing: RST_STREAM after
-    client_body_timeout, 1 s), trickle (1 byte every TRICKLE_S for 4 s at most: RST_STREAM
+    big_cl (the same with a content-length of 2 MB, once reset at the answer), silent (nothing:
+    RST_STREAM after client_body_timeout, 1 s), silent_cl (the same with a content-length of 2 MB,
+    once reset at the answer), trickle (1 byte every TRICKLE_S for 4 s at most: RST_STREAM
     client_body_timeout after the answer, the whole rest's deadline, as over HTTP/1.1); then a
     GET on the same connection."""
     c = Conn(port)
@@ -671,13 +681,14 @@ def discard(port, kind):
         c.send(frame(DATA, 0, 1, b"r" * 1000) + frame(DATA, 0, 1, b"r" * 1000) +
                frame(DATA, END_STREAM, 1, b"r" * 900))
         sent = 3000
-    elif kind == "big":  # what the windows let go, until the reset
+    elif kind in ("big", "big_cl"):  # what the windows let go, until the reset
         window = lambda sid, used: c.peer_settings.get(4, 65535) * (sid != 0) + \
             65535 * (sid == 0) + c.window_updates.get(sid, 0) - used
         deadline = time.monotonic() + 2 * IO_S
-        while st["rst"] is None and sent < 4 * DISCARD_MAX and time.monotonic() < deadline \
+        most = int(length) if length else 4 * DISCARD_MAX  # never past its content-length
+        while st["rst"] is None and sent < most and time.monotonic() < deadline \
                 and c.goaway is None and not c.closed:
-            n = min(16384, window(1, sent), window(0, sent))
+            n = min(16384, window(1, sent), window(0, sent), most - sent)
             if n > 0:
                 c.send(frame(DATA, 0, 1, b"b" * n))
                 sent += n
@@ -695,7 +706,7 @@ def discard(port, kind):
     acks = c.ping_acks  # Portico read all of it
     c.send(frame(PING, 0, 0, struct.pack(">Q", 3)))
     c.pump(lambda: c.ping_acks > acks or c.goaway is not None, time.monotonic() + IO_S)
-    if kind == "silent":
+    if kind in ("silent", "silent_cl"):
         c.pump(lambda: st["rst"] is not None, time.monotonic() + IO_S)
     waited = time.monotonic() - start
     c.send(c.request(3, get("/status/200")))
@@ -703,9 +714,11 @@ def discard(port, kind):
            time.monotonic() + IO_S)
     out = "discard kind=%s answered=%s status=%s rst=%s" % (kind, answered, st["status"],
                                                             st["rst"])
-    if kind == "big":  # past DISCARD_MAX, within what the windows had let go then (1 MiB)
-        out += " sent_past_max=%s" % (DISCARD_MAX < sent - 100 <= 2 * DISCARD_MAX + 16384)
-    if kind == "silent":
+    # past DISCARD_MAX, within what the windows had let go then; the first 100 bytes counted
+    # when the answer came before them (a 413 at the head), not when they came before it
+    if kind in ("big", "big_cl"):
+        out += " sent_past_max=%s" % (DISCARD_MAX < sent <= 2 * DISCARD_MAX + 16384 + 100)
+    if kind in ("silent", "silent_cl"):
         out += " after_timeout=%s" % (0.8 <= waited < IO_S)
     if kind == "trickle":  # client_body_timeout (1 s) after the answer, not at the trickle's end
         out += " reset_in_time=%s" % (st["rst"] is not None and 0.8 <= waited < 3.0)
@@ -743,13 +756,13 @@ def discard_short(port, n):
 def late_data(port, n, size):
     c = Conn(port)
     poll = c.st(1)
-    c.send(c.request(1, get("/delay/1500")))
+    c.send(c.request(1, get("/delay/3000")))  # in flight past the resets (1 s)
     uploads = range(3, 3 + 2 * n, 2)
     for sid in uploads:
-        # a rest past DISCARD_MAX (1 MiB): reset at the answer, not read to its end
         c.send(c.request(sid, get("/early/%d" % sid, "POST") +
                          [("content-length", "100000000")], False))
-    # each answered (END_STREAM), then reset NO_ERROR: the client had not read them yet
+    # each answered (END_STREAM), its rest dropped as it comes (none came), then reset NO_ERROR
+    # at client_body_timeout (the test's 1 s): the client had not read them yet
     c.pump(lambda: all(c.st(sid)["rst"] is not None for sid in uploads) or c.goaway is not None,
            time.monotonic() + IO_S)
     answered = sum(1 for sid in uploads if c.st(sid)["end"] and c.st(sid)["rst"] == 0)
@@ -783,7 +796,7 @@ LATE_SMALL = 64  # LATE_FRAME_MIN: what a small frame spends of a late window
 
 
 def late_window(port, kind):
-    """Uploads answered 413 at once (content-length past the limit) and reset NO_ERROR while
+    """Uploads answered 431 at once (refused_upload) and reset NO_ERROR while
     their client could still send; then DATA within what each stream's window had left. spent:
     each head came with LATE_SENT bytes, which the window Portico keeps is less by; one frame
     takes the rest exactly, then 128 small frames past it on each of 12 are charged (GOAWAY).
@@ -792,8 +805,8 @@ def late_window(port, kind):
     c = Conn(port)
 
     def upload(sid, data):
-        c.send(c.request(sid, get("/status/200", "POST") + [("content-length", "100000000000")],
-                         False) + (frame(DATA, 0, sid, data) if data else b""))
+        c.send(c.request(sid, refused_upload("/status/200"), False) +
+               (frame(DATA, 0, sid, data) if data else b""))
         c.pump(lambda: c.st(sid)["rst"] is not None or c.goaway is not None,
                time.monotonic() + IO_S)
 
@@ -955,12 +968,11 @@ def flood(port, kind):
         c.send(c.request(sid, get("/status/200")))
         c.pump(lambda: c.st(1)["end"], time.monotonic() + IO_S)
     if kind.startswith("reset_") and kind != "reset_malformed_data":
-        # on a stream answered early (413 at once), then reset
+        # on a stream answered early (431 at once: refused_upload), then reset
         # reset_evicted: 100 more (http2_max_concurrent_streams), the last in stream 1's slot
         last = 201 if kind == "reset_evicted_data" else 1
         for s_id in range(1, last + 1, 2):
-            c.send(c.request(s_id, get("/status/200", "POST") +
-                             [("content-length", "100000000000")], False))
+            c.send(c.request(s_id, refused_upload("/status/200"), False))
         c.pump(lambda: all(c.st(s_id)["rst"] is not None for s_id in range(1, last + 1, 2)),
                time.monotonic() + IO_S)
         if kind == "reset_ended_data":  # its client ends it late: nothing more is its due

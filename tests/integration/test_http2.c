@@ -2476,11 +2476,13 @@ static void test_whole_body_early_answer(void **state)
  * RFC 9113 8.1 allows it; nginx and HAProxy 2.6 do the same): small and small_cl got rst=0, and
  * curl 7.88 (below) printed 000, "(92) Stream error in the HTTP/2 framing layer", its 502
  * unseen. Past DISCARD_MAX, or client_body_timeout without DATA (the old code: rst=0 at once,
- * before any of it), the stream is reset NO_ERROR as before; at once for a content-length that
- * says more is to come (unchanged). client_body_timeout is the whole rest's, from the answer, as
- * HTTP/1.1's CS_DISCARD: a byte every 0.3 s (trickle) kept the stream, its slot of
- * http2_max_concurrent_streams and a graceful stop's wait, for as long as it went on (main:
- * rst=None after 4 s, reset_in_time=False). Never a flood. */
+ * before any of it), the stream is reset NO_ERROR as before, a content-length that says more is
+ * to come too (big_cl, silent_cl: 2 MB; main reset them at the answer, sent=100 and
+ * after_timeout=False, and curl 7.88 uploading 2 MB, below, printed 000 and exited 92, its 413
+ * unseen; it ends such an upload itself after 512 KiB at most). client_body_timeout is the whole
+ * rest's, from the answer, as HTTP/1.1's CS_DISCARD: a byte every 0.3 s (trickle) kept the
+ * stream, its slot of http2_max_concurrent_streams and a graceful stop's wait, for as long as it
+ * went on (main: rst=None after 4 s, reset_in_time=False). Never a flood. */
 static void test_early_answer_discards(void **state)
 {
     (void)state;
@@ -2508,10 +2510,12 @@ static void test_early_answer_discards(void **state)
                      "next_end=True goaway=None"},
         {"big", "kind=big answered=True status=[502] rst=0 sent_past_max=True next=[200] "
                 "next_end=True goaway=None"},
-        {"big_cl", "kind=big_cl answered=True status=[413] rst=0 next=[200] next_end=True "
-                   "goaway=None sent=100"},
+        {"big_cl", "kind=big_cl answered=True status=[413] rst=0 sent_past_max=True next=[200] "
+                   "next_end=True goaway=None"},
         {"silent", "kind=silent answered=True status=[502] rst=0 after_timeout=True next=[200] "
                    "next_end=True goaway=None"},
+        {"silent_cl", "kind=silent_cl answered=True status=[413] rst=0 after_timeout=True "
+                      "next=[200] next_end=True goaway=None"},
         {"trickle", "kind=trickle answered=True status=[502] rst=0 reset_in_time=True "
                     "next=[200] next_end=True goaway=None"},
     };
@@ -2544,6 +2548,17 @@ static void test_early_answer_discards(void **state)
     int rc = tu_run_command(argv, 20000, &r);
     if (rc != 0 || strcmp(r.out, "502\n") != 0)
         fail_msg("curl exited %d: %s%s", rc, r.out, r.err);
+    tu_cmd_result_free(&r);
+    /* ... and a file of 2 MB (its content-length past max_body_size and DISCARD_MAX): the 413,
+     * and exit 0 (main: 000, exit 92, "Stream error in the HTTP/2 framing layer") */
+    snprintf(cmd, sizeof(cmd),
+             "f=$(mktemp) && head -c 2000000 /dev/zero > \"$f\" && curl -sS --max-time 10 "
+             "--http2-prior-knowledge -T \"$f\" http://127.0.0.1:%u/down/up -o /dev/null "
+             "-w '%%{http_code}\\n'; rc=$?; rm -f \"$f\"; exit $rc",
+             harness_port(h, "h2c"));
+    rc = tu_run_command(argv, 20000, &r);
+    if (rc != 0 || strcmp(r.out, "413\n") != 0)
+        fail_msg("curl -T of 2 MB exited %d: %s%s", rc, r.out, r.err);
     tu_cmd_result_free(&r);
     for (size_t i = 0; i < ARRAY_SIZE(floods); i++)
         assert_int_equal(metric(h, floods[i]), before[i]);
@@ -2752,7 +2767,8 @@ static const struct flood_case flood_cases[] = {
      * 2.3 s of the worker's CPU, no GOAWAY until keepalive_timeout (CVE-2019-9518's shape) */
     {"closed_empty_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
     {"closed_short_data", "goaway=11 ", "portico_http2_flood_closed_streams_total", false},
-    /* the same on a stream answered early (413) and reset while its client could still send:
+    /* the same on an upload answered at once and reset while its client could still send (its
+     * head refused, 431: one its exchange answers, 413, is read up to 1 MiB first):
      * what its window had left (16 KiB, 64 bytes a frame at least: 256 frames of 4 bytes) is
      * the client's due, what comes past it is charged; and once 100 streams more were so
      * reset, the last in its slot (8 bytes each, http2_max_concurrent_streams of them), all of
@@ -3035,7 +3051,7 @@ static void test_floods(void **state)
 }
 
 
-/* Trailers that cross Portico's answer (a POST refused 413 at once: END_STREAM, then RST_STREAM
+/* Trailers that cross Portico's answer (a POST refused 431 at once: END_STREAM, then RST_STREAM
  * NO_ERROR) reach a closed stream, and nghttp2 drops their block without a callback; so does a
  * request that crosses a draining worker's last GOAWAY. The unfinished-header-block deadline was
  * never cleared: client_header_timeout (500 ms) later the connection got GOAWAY
@@ -3049,7 +3065,7 @@ static void test_dropped_header_block_no_flood(void **state)
     struct tu_cmd_result r = {0};
     frames(h, "crossing_trailers", NULL, &r);
     print_message("%s", r.out);
-    static const char *const want[] = {"upload=[413] rst=0 poll=[200] end=True goaway=None"};
+    static const char *const want[] = {"upload=[431] rst=0 poll=[200] end=True goaway=None"};
     want_lines(&r, want, ARRAY_SIZE(want));
     tu_cmd_result_free(&r);
     assert_int_equal(metric(h, "portico_http2_flood_continuation_total"), before);
@@ -3092,16 +3108,17 @@ static void test_dropped_header_block_no_flood(void **state)
     harness_free(h);
 }
 
-/* An origin that answers an upload before its body (401, 413 ...), whose rest is past
- * DISCARD_MAX (100 MB: a smaller rest is read to its end, test_early_answer_discards):
- * Portico's END_STREAM, then RST_STREAM NO_ERROR (RFC 9113 8.1), cross the DATA the client had
- * in flight, which lands on a closed stream. A client of small frames (100 bytes) sending what
- * each stream's window let go, on 40 such uploads (6,520 frames; 12 uploads, 1,956 frames, did
- * as much), had each charged to the closed-stream bucket (1,000): the connection was ended
- * (GOAWAY ENHANCE_YOUR_CALM) and a GET in flight beside them lost. nginx 1.22 and HAProxy 2.6
- * served it whole. DATA within the window a stream Portico reset had left is no flood (RFC 9113
- * 5.1: frames on a stream it reset are to be taken for a while); past it, frames are charged as
- * on any closed stream, and a stream of them still gets GOAWAY (~1,100 frames of 1 byte). */
+/* An origin that answers an upload before its body (401, 413 ...), whose rest does not come
+ * within client_body_timeout (1 s; or past DISCARD_MAX: test_early_answer_discards): Portico's
+ * END_STREAM, then RST_STREAM NO_ERROR (RFC 9113 8.1), cross the DATA the client had in flight
+ * (each stream's window, as discard_window opened it), which lands on a closed stream. A client
+ * of small frames (100 bytes) sending what each stream's window let go, on 40 such uploads
+ * (6,520 frames; 12 uploads, 1,956 frames, did as much), had each charged to the closed-stream
+ * bucket (1,000): the connection was ended (GOAWAY ENHANCE_YOUR_CALM) and a GET in flight beside
+ * them lost. nginx 1.22 and HAProxy 2.6 served it whole. DATA within the window a stream Portico
+ * reset had left is no flood (RFC 9113 5.1: frames on a stream it reset are to be taken for a
+ * while); past it, frames are charged as on any closed stream, and a stream of them still gets
+ * GOAWAY (~1,100 frames of 1 byte). */
 #define LATE_UPLOADS "40"
 #define LATE_FRAME "100"
 
@@ -3111,7 +3128,7 @@ static void test_late_data_no_flood(void **state)
     struct fake_origin *early =
         fake_origin_start(&(struct fake_origin_opts){.kind = FO_OK, .respond_before_body = true});
     assert_non_null(early);
-    struct harness *h = start(NULL,
+    struct harness *h = start("client_body_timeout = 1s",
                               "[upstream sim]\norigin = sim\n"
                               "[upstream early]\norigin = 127.0.0.1:%u\n"
                               "[route early]\nprefix = /early/\nupstream = early\n"
@@ -3133,13 +3150,14 @@ static void test_late_data_no_flood(void **state)
 /* The window late_keep keeps for a stream it reset is what the client may still send: the
  * stream's window less what had come (late_data then spends it, 64 bytes a frame at least), in
  * the stream's own slot of the table (one per stream allowed, http2_max_concurrent_streams).
- * spent: each upload's head came with 8,000 bytes; a frame that takes the rest exactly is the
- * client's due, and 128 small ones after it on each of 12 (1,536) are charged as on any closed
- * stream: GOAWAY. Kept as the window plus what had come, or a frame exactly filling it taken
- * for one past it (and the window left whole), they went free. slots: 8 uploads reset, then 8
- * whose ids fall in other slots of the 100 (9901-9915), and the first 8 send their windows in
- * 2,048 small frames: none is charged. With a slot fewer, each of the later 8 took a first
- * one's slot, and its frames were charged (GOAWAY). */
+ * Each upload is refused at its head (431), reset at the answer (one its exchange answers early
+ * is read up to 1 MiB first). spent: each upload's head came with 8,000 bytes; a frame that
+ * takes the rest exactly is the client's due, and 128 small ones after it on each of 12 (1,536)
+ * are charged as on any closed stream: GOAWAY. Kept as the window plus what had come, or a frame
+ * exactly filling it taken for one past it (and the window left whole), they went free. slots: 8
+ * uploads reset, then 8 whose ids fall in other slots of the 100 (9901-9915), and the first 8
+ * send their windows in 2,048 small frames: none is charged. With a slot fewer, each of the
+ * later 8 took a first one's slot, and its frames were charged (GOAWAY). */
 static void test_late_window_kept(void **state)
 {
     (void)state;
