@@ -41,7 +41,9 @@ the same write as the response's end, so they are always seen first. Nor is a GO
 ENHANCE_YOUR_CALM to a client that sent more than 1,000 frames Portico's closed-stream guard
 charges (counted apart, see H2Client.event), nor one to a client that sent more than 10,000
 DATA frames of under 16 bytes faster than Portico's small-DATA bucket refills (50,000 a second,
-proxy/h2.c: SMALL_DATA): `send_max` 1 writes a body of up to 64 KiB a byte a frame, all at once.
+proxy/h2.c: SMALL_DATA; counted apart too). `send_max` 1 writes a body of up to 64 KiB a byte a
+frame, all at once: an HTTP/2 connection's frames past its first 9,000 small ones carry 16 bytes
+at least (h2_segment), so that the bucket lets the case run.
 """
 
 import argparse
@@ -130,6 +132,16 @@ def small_data_frames(out):
 
 
 SMALL_DATA_BURST = 10000   # proxy/h2_int.h: FLOOD_SMALL_DATA's burst
+SMALL_DATA_KEPT = 9000     # small DATA frames an HTTP/2 connection of ours sends, at most
+
+
+def h2_segment(n, left, small):
+    """A DATA payload of n bytes (seg_size's, within the window), of a body with `left` bytes
+    still to send, on a connection that sent `small` small DATA frames: 16 bytes at least once
+    they are SMALL_DATA_KEPT, as many bytes as the body has left if fewer, so that a body sent
+    a byte a frame, all at once, stays within the bucket's burst. seg_size is drawn all the same:
+    the case's later draws do not move."""
+    return min(max(n, 16), left) if small >= SMALL_DATA_KEPT else n
 
 
 def small_data_noise(error_code, small):
@@ -962,7 +974,7 @@ def run_h2(case, port, stats):
                       for ev in conn.receive_data(d))
     s.sendall(conn.data_to_send())
     streams = {}         # stream id -> dict
-    small = 0            # DATA frames Portico charges as small (small_data_frames)
+    small = [0]          # DATA frames Portico charges as small (h2_segment)
     waiting = list(case.exchanges)
     deadline = time.monotonic() + CASE_DEADLINE
     rng = random.Random(f"{case.seed}:{case.k}:h2")
@@ -992,6 +1004,8 @@ def run_h2(case, port, stats):
                 # (one h2 DATA frame a byte: ~30 s a MiB in python3-h2; 1-byte writes ~10 s)
                 n = min(win, seg_size(rng, len(st["body"]), case.send_max, 256 * KIB),
                         len(st["body"]) - st["off"])
+                n = min(win, h2_segment(n, len(st["body"]) - st["off"], small[0]))
+                small[0] += n < 16
                 conn.send_data(sid, st["body"][st["off"]:st["off"] + n])
                 st["off"] += n
             if st["off"] == len(st["body"]):
@@ -1017,7 +1031,6 @@ def run_h2(case, port, stats):
             pump_sends()
             out = conn.data_to_send()
             if out:
-                small += small_data_frames(out)
                 pace.send(s, out)
             if isinstance(s, ssl.SSLSocket) and s.pending():
                 pass
@@ -1053,7 +1066,7 @@ def run_h2(case, port, stats):
                 elif isinstance(ev, h2.events.StreamReset):
                     raise Defect(f"{st['ex'].path}: stream reset, code {ev.error_code}")
                 elif isinstance(ev, h2.events.ConnectionTerminated):
-                    small_data_noise(ev.error_code, small)
+                    small_data_noise(ev.error_code, small[0])
                     raise Defect(f"h2: GOAWAY {ev.error_code} {ev.additional_data!r}")
     finally:
         s.close()
@@ -1300,6 +1313,7 @@ class H2Client:
                           or st["ended"], "window")
                 continue
             n = min(win, seg_size(rng, len(data), self.case.send_max, 256 * KIB), len(data) - off)
+            n = min(win, h2_segment(n, len(data) - off, self.small))
             self.poll()       # as a client does: a reset or an answer stops the body
             if st["reset"] is not None or st["ended"]:
                 return False
