@@ -39,7 +39,11 @@ Not a defect: bytes past a Content-Length that come after the client's next requ
 answer that request (README, *What a hostile origin cannot do*); the origin here sends them in
 the same write as the response's end, so they are always seen first. Nor is a GOAWAY
 ENHANCE_YOUR_CALM to a client that sent more than 1,000 frames Portico's closed-stream guard
-charges (counted apart, see H2Client.event).
+charges (counted apart, see H2Client.event), nor one to a client that sent more than 10,000
+DATA frames of under 16 bytes faster than Portico's small-DATA bucket refills (50,000 a second,
+proxy/h2.c: SMALL_DATA; counted apart too). `send_max` 1 writes a body of up to 64 KiB a byte a
+frame, all at once: an HTTP/2 connection's frames past its first 9,000 small ones carry 16 bytes
+at least (h2_segment), so that the bucket lets the case run.
 """
 
 import argparse
@@ -114,6 +118,38 @@ def seg_size(rng, total, maxseg, tiny_max=1 * MIB):
 def pick_size(rng):
     name, f, _ = pick(rng, SIZE_CLASSES)
     return name, f(rng)
+
+
+def small_data_frames(out):
+    """DATA frames in out (whole frames written by python3-h2, the preface aside) that Portico
+    charges to its small-DATA bucket (proxy/h2.c: under 16 bytes, not ending the stream)."""
+    n, i = 0, 24 if out.startswith(b"PRI * HTTP/2.0") else 0
+    while i + 9 <= len(out):
+        size = int.from_bytes(out[i:i + 3], "big")
+        n += out[i + 3] == 0 and size < 16 and not out[i + 4] & 1
+        i += 9 + size
+    return n
+
+
+SMALL_DATA_BURST = 10000   # proxy/h2_int.h: FLOOD_SMALL_DATA's burst
+SMALL_DATA_KEPT = 9000     # small DATA frames an HTTP/2 connection of ours sends, at most
+
+
+def h2_segment(n, left, small):
+    """A DATA payload of n bytes (seg_size's, within the window), of a body with `left` bytes
+    still to send, on a connection that sent `small` small DATA frames: 16 bytes at least once
+    they are SMALL_DATA_KEPT, as many bytes as the body has left if fewer, so that a body sent
+    a byte a frame, all at once, stays within the bucket's burst. seg_size is drawn all the same:
+    the case's later draws do not move."""
+    return min(max(n, 16), left) if small >= SMALL_DATA_KEPT else n
+
+
+def small_data_noise(error_code, small):
+    """A GOAWAY ENHANCE_YOUR_CALM after more small DATA frames than the bucket's burst: the
+    bucket's verdict on this fuzzer's own client (a flood by design), not a relay defect."""
+    if error_code == 11 and small > SMALL_DATA_BURST:
+        raise ClientNoise(f"GOAWAY ENHANCE_YOUR_CALM after {small} DATA frames under 16 bytes "
+                          f"from this client")
 
 
 def body_bytes(seed, n):
@@ -938,6 +974,7 @@ def run_h2(case, port, stats):
                       for ev in conn.receive_data(d))
     s.sendall(conn.data_to_send())
     streams = {}         # stream id -> dict
+    small = [0]          # DATA frames Portico charges as small (h2_segment)
     waiting = list(case.exchanges)
     deadline = time.monotonic() + CASE_DEADLINE
     rng = random.Random(f"{case.seed}:{case.k}:h2")
@@ -967,6 +1004,8 @@ def run_h2(case, port, stats):
                 # (one h2 DATA frame a byte: ~30 s a MiB in python3-h2; 1-byte writes ~10 s)
                 n = min(win, seg_size(rng, len(st["body"]), case.send_max, 256 * KIB),
                         len(st["body"]) - st["off"])
+                n = min(win, h2_segment(n, len(st["body"]) - st["off"], small[0]))
+                small[0] += n < 16
                 conn.send_data(sid, st["body"][st["off"]:st["off"] + n])
                 st["off"] += n
             if st["off"] == len(st["body"]):
@@ -1027,6 +1066,7 @@ def run_h2(case, port, stats):
                 elif isinstance(ev, h2.events.StreamReset):
                     raise Defect(f"{st['ex'].path}: stream reset, code {ev.error_code}")
                 elif isinstance(ev, h2.events.ConnectionTerminated):
+                    small_data_noise(ev.error_code, small[0])
                     raise Defect(f"h2: GOAWAY {ev.error_code} {ev.additional_data!r}")
     finally:
         s.close()
@@ -1223,6 +1263,7 @@ class H2Client:
 
     settled = False
     cheap = 0      # frames Portico charges when they meet a closed stream: RST_STREAM, DATA < 1 KiB
+    small = 0      # DATA frames it charges as small on open streams (small_data_frames)
 
     def flush(self):
         out = self.conn.data_to_send()
@@ -1232,6 +1273,7 @@ class H2Client:
                 n = int.from_bytes(out[i:i + 3], "big")
                 self.cheap += out[i + 3] == 3 or (out[i + 3] == 0 and n < 1024)
                 i += 9 + n
+            self.small += small_data_frames(out)
             self.s.sendall(out)
 
     def open(self, ex, end):
@@ -1271,6 +1313,7 @@ class H2Client:
                           or st["ended"], "window")
                 continue
             n = min(win, seg_size(rng, len(data), self.case.send_max, 256 * KIB), len(data) - off)
+            n = min(win, h2_segment(n, len(data) - off, self.small))
             self.poll()       # as a client does: a reset or an answer stops the body
             if st["reset"] is not None or st["ended"]:
                 return False
@@ -1335,6 +1378,7 @@ class H2Client:
                 # another RST_STREAM (RFC 9113 5.1 says ignore them). Not a relay defect.
                 raise ClientNoise(f"GOAWAY ENHANCE_YOUR_CALM after {self.cheap} RST_STREAM "
                                   f"and DATA frames under 1 KiB from this client")
+            small_data_noise(ev.error_code, self.small)
             raise Defect(f"h2: GOAWAY {ev.error_code} {ev.additional_data!r}")
         st = self.streams.get(getattr(ev, "stream_id", None))
         if st is None:
