@@ -499,7 +499,9 @@ static void send_own(struct exchange *ex, struct errpage *e)
     if (body < 0)
         own_body_lost(ex);
     ex->error_body_bytes = body > 0 ? (uint64_t)body : 0;
-    ex->status = o.head.status; /* it goes out with done(), once it is counted and logged */
+    /* it goes out with done(), once it is counted and logged; to a client not watched
+     * (watch_later), just before: sent_none sends it to find a reset */
+    ex->status = o.head.status;
     ex->resp_state = RESP_DONE;
 }
 

@@ -734,7 +734,9 @@ static void relay_body(struct exchange *ex)
                     upconn_addr(ex->uc), why);
             return;
         }
-        if (ex->resp_body.done) { /* the last bytes go with done(), once it is counted */
+        /* the last bytes go with done(), once it is counted (to a client not watched, just
+         * before: sent_none) */
+        if (ex->resp_body.done) {
             ex->resp_state = RESP_DONE;
             ex_end(ex, OUTCOME_DONE);
             return;
