@@ -656,8 +656,7 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
     if (!s || frame->hd.type != NGHTTP2_RST_STREAM || s->malformed)
         return 0;
     uint32_t code = frame->rst_stream.error_code;
-    bool answered = s->discard != DISCARD_NONE &&
-                    nghttp2_session_get_stream_local_close(session, s->id) == 1;
+    bool answered = s->discard != DISCARD_NONE && h2_stream_answer_sent(s);
     if (code == NGHTTP2_PROTOCOL_ERROR && !answered) {
         h2_stream_malformed_after_head(s, MALFORMED_AFTER_HEAD);
     } else if (code != NGHTTP2_NO_ERROR && s->state != ST_ANSWERED) {

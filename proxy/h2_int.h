@@ -387,6 +387,9 @@ void h2_stream_rooms(struct h2_conn *h);
  * whole (END_STREAM) the grant is what it still holds, and no window opens. */
 void h2_stream_grant(struct h2_stream *s);
 
+/* Whether the stream's answer went whole (its END_STREAM was written). */
+bool h2_stream_answer_sent(const struct h2_stream *s);
+
 /* A DATA payload of len bytes (padding included) on a stream whose body is being discarded
  * (discard != DISCARD_NONE): dropped, its window given back up to DISCARD_MAX. */
 void h2_stream_discard(struct h2_stream *s, size_t len);

@@ -623,8 +623,7 @@ static void ds_keep_log(void *ctx, const struct access_record *r, int route, int
     keep(ctx, r, route, upstream, KEPT_ENDED); /* done() or h2_stream_free says more */
 }
 
-/* Whether the stream's answer went whole (its END_STREAM was written). */
-static bool answered(const struct h2_stream *s)
+bool h2_stream_answer_sent(const struct h2_stream *s)
 {
     return nghttp2_session_get_stream_local_close(s->conn->session, s->id) == 1;
 }
@@ -667,14 +666,15 @@ static void discard_begin(struct h2_stream *s)
 void h2_stream_discard(struct h2_stream *s, size_t len)
 {
     s->discarded += len;
-    if (s->discard == DISCARD_READING && s->discarded > DISCARD_MAX) {
-        s->discard = DISCARD_SHUT; /* its window stays as it is: what it let go is dropped */
-        if (answered(s))
-            h2_reset(s->conn, s->id, NGHTTP2_NO_ERROR);
+    if (s->discard != DISCARD_READING)
+        return;
+    if (s->discarded <= DISCARD_MAX) {
+        discard_window(s);
         return;
     }
-    if (s->discard == DISCARD_READING)
-        discard_window(s);
+    s->discard = DISCARD_SHUT; /* its window stays as it is: what it let go is dropped */
+    if (h2_stream_answer_sent(s))
+        h2_reset(s->conn, s->id, NGHTTP2_NO_ERROR);
 }
 
 void h2_stream_answered_early(struct h2_stream *s)
