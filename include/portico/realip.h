@@ -22,8 +22,8 @@ const char *realip_text(const struct fault_addr *addr, char *buf, size_t size);
  * One list element of a real_ip field as an address: an IPv4 or IPv6 literal, with an optional
  * port of 0 to 65535 ("127.0.0.1:80", "[::1]:80", "[::1]"), OWS around it ignored. forwarded:
  * the element is a Forwarded one (RFC 7239), whose for= parameter (a token or quoted-string) is
- * the address, IPv6 only in brackets. 0 with *out, or -1: not an address ("unknown", an obfuscated "_x"
- * identifier, no for=, two for=, a port above 65535, garbage).
+ * the address, IPv6 only in brackets. 0 with *out, or -1: not an address ("unknown", an
+ * obfuscated "_x" identifier, no for=, two for=, a port above 65535, garbage).
  */
 int realip_element(const char *s, size_t n, bool forwarded, struct fault_addr *out);
 

@@ -1969,14 +1969,13 @@ static void test_retry_sent_body_twice(void **state)
     fake_origin_stop(echo);
 }
 
-static const struct fo_step answer_steps[] = {FO_RESPOND_OK(), FO_END()};
 static const struct fo_step reset_steps[] = {FO_RST(), FO_END()};
 
 /* GET /warm is answered (its connection kept), anything else read whole and reset. */
 static const struct fo_step *warm_then_reset(const struct fo_request_info *req, void *arg)
 {
     (void)arg;
-    return strncmp(req->head, "GET /warm", 9) == 0 ? answer_steps : reset_steps;
+    return strncmp(req->head, "GET /warm", 9) == 0 ? respond_ok : reset_steps;
 }
 
 /* The resend of a stale pooled connection and a retry on another origin, one after the other:

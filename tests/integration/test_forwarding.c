@@ -1380,12 +1380,12 @@ static void test_real_ip(void **state)
 }
 
 /* A request whose exchange gets no memory (exchange_start's allocation made to fail:
- * tests/support/oom.h) is refused 503 "out of memory", the connection closed, and its line is
- * the one its exchange would have written: its head was read whole, so behind a trusted
- * balancer the client its X-Forwarded-For names, the balancer as peer, that X-Forwarded-For
- * as forwarded_for, and its request line, host and user_agent. The next request is served. No row reached this refusal before: mutants
- * that logged the balancer as client (the head not passed, or the peer's address taken), or no
- * peer, survived; the old code logged forwarded_for null. */
+ * tests/support/oom.h) is refused 503 "out of memory", the connection closed, and its line is the
+ * one its exchange would have written: its head was read whole, so behind a trusted balancer the
+ * client its X-Forwarded-For names, the balancer as peer, that X-Forwarded-For as forwarded_for,
+ * and its request line, host and user_agent. The next request is served. No row reached this
+ * refusal before: mutants that logged the balancer as client (the head not passed, or the peer's
+ * address taken), or no peer, survived; the old code logged forwarded_for null. */
 static void test_real_ip_out_of_memory(void **state)
 {
     (void)state;
