@@ -832,6 +832,10 @@ static const struct {
     {"origin port out of range",
      "[upstream a]\norigin = sim\norigin = 127.0.0.9:65536\n",
      {"test.ini:3: origin: '127.0.0.9:65536': port must be 1-65535"}},
+    {"origin written as a URL",
+     "[upstream a]\norigin = sim\norigin = http://127.0.0.9:80\n",
+     {"test.ini:3: origin: 'http://127.0.0.9:80': expected host:port, not a URL (no scheme:// "
+      "and no /path)"}},
     {"[errors] with an unknown failure type",
      "[errors]\nconnect_timeot = 599\n" UP,
      {"test.ini:2: [errors]: unknown failure type 'connect_timeot'"}},
