@@ -584,6 +584,10 @@ static const struct {
     {"unknown key in [proxy]",
      "[proxy]\nworkerz = 2\n" UP,
      {"test.ini:2: unknown key 'workerz' in [proxy]"}},
+    {"nginx's 'listen ADDR:PORT', read up to its ':' as the key",
+     "[proxy]\nlisten 127.0.0.1:8080\n" UP,
+     {"test.ini:2: unknown key 'listen 127.0.0.1' in [proxy]: a key has no blank; write "
+      "'key = value' (a ':' ends the key as '=' does)"}},
     {"the same listen address twice, whatever the options",
      "[proxy]\nlisten = 127.0.0.1:8080\nlisten = [::1]:8080\nlisten = 127.0.0.1:8080 tls\n"
      "tls_cert = /c\ntls_key = /k\n" UP,
