@@ -371,7 +371,13 @@ static int handler(void *user, const char *section, const char *name, const char
     }
     const struct cfg_key *k = cfg_key_find(ld->sec, name);
     if (!k) {
-        cfg_report(ld, ld->line, "unknown key '%s' in [%s]", name, cfg_section_name(ld->sec));
+        /* nginx's "listen 127.0.0.1:8080" reads as key "listen 127.0.0.1": inih ends a key at
+         * ':' too. No key has a blank, so one that does says how the line should look. */
+        static const char hint[] = ": a key has no blank; write 'key = value' (a ':' ends the key "
+                                   "as '=' does)";
+        bool blank = strpbrk(name, " \t") != NULL;
+        cfg_report(ld, ld->line, "unknown key '%s' in [%s]%s", name, cfg_section_name(ld->sec),
+                   blank ? hint : "");
         return 1;
     }
     int *at = cfg_key_slot(lines, ld->sec, k);

@@ -215,6 +215,11 @@ int split_host_port(const char *s, char *host, size_t hostsz, uint16_t *port, co
     const char *colon;
     const char *h = s;
     size_t hlen;
+    /* A URL (an nginx proxy_pass habit) would otherwise read as a bad port or a bare IPv6. */
+    if (strchr(s, '/')) {
+        *why = "expected host:port, not a URL (no scheme:// and no /path)";
+        return -1;
+    }
     if (*s == '[') {
         const char *end = strchr(s, ']');
         if (!end || end[1] != ':') {

@@ -584,6 +584,10 @@ static const struct {
     {"unknown key in [proxy]",
      "[proxy]\nworkerz = 2\n" UP,
      {"test.ini:2: unknown key 'workerz' in [proxy]"}},
+    {"nginx's 'listen ADDR:PORT', read up to its ':' as the key",
+     "[proxy]\nlisten 127.0.0.1:8080\n" UP,
+     {"test.ini:2: unknown key 'listen 127.0.0.1' in [proxy]: a key has no blank; write "
+      "'key = value' (a ':' ends the key as '=' does)"}},
     {"the same listen address twice, whatever the options",
      "[proxy]\nlisten = 127.0.0.1:8080\nlisten = [::1]:8080\nlisten = 127.0.0.1:8080 tls\n"
      "tls_cert = /c\ntls_key = /k\n" UP,
@@ -832,6 +836,10 @@ static const struct {
     {"origin port out of range",
      "[upstream a]\norigin = sim\norigin = 127.0.0.9:65536\n",
      {"test.ini:3: origin: '127.0.0.9:65536': port must be 1-65535"}},
+    {"origin written as a URL",
+     "[upstream a]\norigin = sim\norigin = http://127.0.0.9:80\n",
+     {"test.ini:3: origin: 'http://127.0.0.9:80': expected host:port, not a URL (no scheme:// "
+      "and no /path)"}},
     {"[errors] with an unknown failure type",
      "[errors]\nconnect_timeot = 599\n" UP,
      {"test.ini:2: [errors]: unknown failure type 'connect_timeot'"}},

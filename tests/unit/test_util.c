@@ -204,6 +204,9 @@ static void test_parse_uint(void **state)
     }
 }
 
+/* What an nginx user's habit gets: proxy_pass takes a URL, Portico a host:port. */
+#define URL_WHY "expected host:port, not a URL (no scheme:// and no /path)"
+
 /* host NULL: error expected, why is the exact reason. */
 static const struct {
     const char *in;
@@ -233,7 +236,10 @@ static const struct {
     {"[example.com]:80", NULL, 0, "expected [ipv6]:port"}, /* brackets hold IPv6 only */
     {"[127.1.2.3]:80", NULL, 0, "expected [ipv6]:port"},     /* IPv4 goes without brackets */
     {"a b:80", NULL, 0, "invalid character in host"}, /* space in host */
-    {"a/b:80", NULL, 0, "invalid character in host"}, /* slash in host */
+    {"a/b:80", NULL, 0, URL_WHY},                     /* slash in host */
+    {"http://127.0.0.1:80", NULL, 0, URL_WHY},        /* a URL (nginx's proxy_pass) */
+    {"https://app.internal", NULL, 0, URL_WHY},       /* a URL without a port */
+    {"127.0.0.1:8080/api/", NULL, 0, URL_WHY},        /* a path after the port */
     {"[::1%eth0]:80", NULL, 0, "expected [ipv6]:port"}, /* zone ids are not supported */
 };
 
