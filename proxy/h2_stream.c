@@ -770,9 +770,22 @@ __attribute__((noinline)) static const char *refused_client(struct h2_stream *s,
     return realip_text(&client, buf, size);
 }
 
+/* The id of a stream refused or reset before an exchange existed: the client's x-request-id when
+ * it is well-formed and among the fields kept (exchange_request_id), as its exchange would have
+ * taken it. A block cut short (a field refused, past max_header_size, the client gone) keeps a
+ * prefix of whole fields: one there is the client's all the same. Else a new one. Out of line,
+ * as refused_client. */
+__attribute__((noinline)) static void refused_id(const struct h2_stream *s, char *id,
+                                                 size_t size)
+{
+    struct h1_field fields[H1_MAX_FIELDS];
+    size_t n = h2_request_fields(&s->req, fields, H1_MAX_FIELDS);
+    exchange_request_id(s->conn->loop, fields, MIN(n, (size_t)H1_MAX_FIELDS), id, size);
+}
+
 /* The access line, count and last minutes (the status page's requests by class) of a request
  * answered or reset before any exchange existed, as client.c's count_refusal for HTTP/1.1. id:
- * the one its answer carried, NULL for a new one (no answer went); answered: an answer was
+ * the one its answer carried, NULL when no answer went (refused_id); answered: an answer was
  * submitted, and its line waits for what of it went. */
 static void log_refused(struct h2_stream *s, const char *id, int status, const char *why,
                         uint64_t body_bytes, bool answered)
@@ -780,7 +793,7 @@ static void log_refused(struct h2_stream *s, const char *id, int status, const c
     struct h2_conn *h = s->conn;
     char own_id[48];
     if (!id) {
-        loop_request_id(h->loop, own_id, sizeof(own_id));
+        refused_id(s, own_id, sizeof(own_id));
         id = own_id;
     }
     struct trace_context trace;
@@ -813,7 +826,7 @@ static void log_refused(struct h2_stream *s, const char *id, int status, const c
 static void refuse(struct h2_stream *s, int status, const char *why)
 {
     char id[48];
-    loop_request_id(s->conn->loop, id, sizeof(id));
+    refused_id(s, id, sizeof(id));
     const char *method, *path;
     size_t method_len, path_len;
     h2_request_line(&s->req, &method, &method_len, &path, &path_len);

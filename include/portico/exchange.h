@@ -82,6 +82,13 @@ struct fault_addr;
 bool exchange_real_client(struct loop *l, const struct peer *peer, const struct h1_field *fields,
                           size_t nfields, bool *from_trusted, struct fault_addr *client);
 
+/* A request's id into buf (>= 48 bytes): the client's first X-Request-Id when it is well-formed
+ * (request_id_valid), so that traces join up, else a new one (loop_request_id). An exchange's,
+ * and that of a request refused before one existed whose fields were read (client.c,
+ * h2_stream.c). */
+void exchange_request_id(struct loop *l, const struct h1_field *fields, size_t nfields,
+                         char *buf, size_t size);
+
 /* Counts and writes one ended exchange: portico_requests_total and the phase histograms (route,
  * upstream: configuration indexes, -1 for none), the status page's last minutes, the access
  * line. For the record an exchange handed to its downstream's keep_log (downstream.h). */

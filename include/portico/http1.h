@@ -170,6 +170,8 @@ struct h1_limits {
  * control characters (other than HTAB) or NUL in values, more than H1_MAX_FIELDS fields (431),
  * request line over lim->max_request_line (414), head over lim->max_head (431), an HTTP version
  * other than HTTP/1.0 or HTTP/1.1 that is syntactically valid (505), anything else (400).
+ * On -2 and -1, req->fields[0..req->nfields) are the field lines read whole before the one that
+ * stopped it (none when the request line did).
  */
 int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
                      struct h1_request *req, struct h1_error *err);

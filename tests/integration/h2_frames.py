@@ -71,7 +71,10 @@ count, so it always ends.
                                      naming its client in x-forwarded-for: what each got
   h2_frames.py PORT out_of_memory FROM  from FROM, two GETs naming their client in
                                      x-forwarded-for (the test makes the first one's exchange find
-                                     no memory): what each got
+                                     no memory): what each got, its x-request-id too
+  h2_frames.py PORT request_ids      requests refused before an exchange existed (431, 414,
+                                     malformed, timed out, a block never ended), each with an
+                                     x-request-id, valid or not: the id each answer carried
   h2_frames.py PORT unfinished_head PATH leave|wait  a header block without its end: the
                                      client leaves at once, or waits for Portico's GOAWAY
   h2_frames.py PORT uploads PID [norss|rss] [N [SIZE]]  N (99) POSTs of 8 MB to /stall/ (an
@@ -1318,10 +1321,48 @@ def out_of_memory(port, source):
     c = Conn(port, source=source)
     for sid, path in ((1, "/oom-refused"), (3, "/oom-served")):
         st = c.st(sid)
-        c.send(c.request(sid, get(path) + [("x-forwarded-for", "127.9.9.9, 127.0.0.2")]))
+        c.send(c.request(sid, get(path) + [("x-forwarded-for", "127.9.9.9, 127.0.0.2"),
+                                           ("x-request-id", path[1:])]))
         c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
-        print("case=%s rst=%s status=%s data=%d" % (path[1:], st["rst"], st["status"][-1:],
-                                                    st["data"]))
+        ids = [v for b in st["blocks"] for k, v in b if k == "x-request-id"]
+        print("case=%s rst=%s status=%s data=%d id=%s" % (path[1:], st["rst"], st["status"][-1:],
+                                                          st["data"], ids[-1] if ids else None))
+    c.close()
+
+
+def request_ids(port):
+    """Streams refused or reset before an exchange existed, each with an x-request-id: the
+    answer's x-request-id ("None" without an answer). Then a header block never ended."""
+    c = Conn(port)
+
+    def rid(v):
+        return [("x-request-id", v)]
+
+    # (name, the fields of the request, its END_STREAM)
+    cases = [
+        ("too_large", get("/rid-431") + rid("h2-431") + [("x-big", "b" * 5000)], True),
+        ("too_large_invalid", get("/rid-431-invalid") + rid("h2/bad") + [("x-big", "b" * 5000)],
+         True),
+        ("line_too_long", get("/rid-414" + "a" * 2000) + rid("h2-414"), True),
+        ("many_fields", get("/rid-many") + rid("h2-431-many") + [("x", "1")] * 100, True),
+        ("host_differs", get("/rid-host") + rid("h2-400") + [("host", "evil.example")], True),
+        ("zero_nothing", get("/rid-408", "POST") + rid("h2-408") + [("content-length", "0")],
+         False),  # parked for its END_STREAM, which never comes: client_body_timeout
+        ("valid", get("/rid-ok") + rid("h2-ok"), True),
+    ]
+    sid = 1
+    for name, fields, end_stream in cases:
+        st = c.st(sid)
+        c.send(c.request(sid, fields, end_stream))
+        c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
+        ids = [v for b in st["blocks"] for k, v in b if k == "x-request-id"]
+        print("case=%s rst=%s status=%s id=%s" % (name, st["rst"], st["status"][-1:],
+                                                  ids[-1] if ids else None))
+        sid += 2
+    c.send(frame(HEADERS, END_STREAM, sid, c.block(get("/rid-unfinished") + rid("h2-499"))))
+    c.s.shutdown(socket.SHUT_WR)  # the client leaves mid-block: Portico ends the connection
+    c.pump(lambda: False, time.monotonic() + IO_S)
+    print("case=left closed=%s" % c.closed)
     c.close()
 
 
@@ -1810,6 +1851,8 @@ def main():
         real_ip(port, sys.argv[3])
     elif sys.argv[2] == "out_of_memory":
         out_of_memory(port, sys.argv[3])
+    elif sys.argv[2] == "request_ids":
+        request_ids(port)
     elif sys.argv[2] == "unfinished_head":
         unfinished_head(port, sys.argv[3], sys.argv[4])
     elif sys.argv[2] == "indexing":

@@ -1383,9 +1383,10 @@ static void test_real_ip(void **state)
  * tests/support/oom.h) is refused 503 "out of memory", the connection closed, and its line is the
  * one its exchange would have written: its head was read whole, so behind a trusted balancer the
  * client its X-Forwarded-For names, the balancer as peer, that X-Forwarded-For as forwarded_for,
- * and its request line, host and user_agent. The next request is served. No row reached this
- * refusal before: mutants that logged the balancer as client (the head not passed, or the peer's
- * address taken), or no peer, survived; the old code logged forwarded_for null. */
+ * its request line, host and user_agent, and its X-Request-Id (on the answer too). The next
+ * request is served. No row reached this refusal before: mutants that logged the balancer as
+ * client (the head not passed, or the peer's address taken), or no peer, survived; the old code
+ * logged forwarded_for null, and gave the refusal a new id. */
 static void test_real_ip_out_of_memory(void **state)
 {
     (void)state;
@@ -1412,6 +1413,7 @@ static void test_real_ip_out_of_memory(void **state)
         if (i == 0) {
             if (r.status != 503 || !strstr(r.body, "out of memory"))
                 fail_msg("status %d, body %s", r.status, r.body);
+            assert_string_equal(raw_header(&r, "X-Request-Id"), "oom-0"); /* the client's */
             assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
         } else {
             assert_int_equal(r.status, 200);
@@ -1421,13 +1423,13 @@ static void test_real_ip_out_of_memory(void **state)
     }
     assert_int_equal(fake_origin_requests(o), 1);
     char *line = px_log_line(h, " status=503 ");
-    if (!strstr(line, " client=127.9.9.9 ") || !strstr(line, " peer=127.0.0.2:") ||
-        !strstr(line, " detail=\"out of memory\"") ||
+    if (!strstr(line, " id=oom-0 ") || !strstr(line, " client=127.9.9.9 ") ||
+        !strstr(line, " peer=127.0.0.2:") || !strstr(line, " detail=\"out of memory\"") ||
         !strstr(line, " forwarded_for=\"127.9.9.9, 127.0.5.7\"") ||
         !strstr(line, " method=\"GET\" target=\"/oom\" host=\"app.test\" proto=HTTP/1.1 ") ||
         !strstr(line, " user_agent=\"oom-agent\""))
-        fail_msg("wanted client=127.9.9.9, peer=127.0.0.2:, the request line, host, the detail, "
-                 "user_agent and forwarded_for in %s", line);
+        fail_msg("wanted id=oom-0, client=127.9.9.9, peer=127.0.0.2:, the request line, host, "
+                 "the detail, user_agent and forwarded_for in %s", line);
     free(line);
     px_stop(h);
     fake_origin_stop(o);

@@ -2643,12 +2643,79 @@ static void test_real_ip_refused_streams(void **state)
     fake_origin_stop(o);
 }
 
+/* A stream refused or reset before an exchange existed gets the client's x-request-id back, on
+ * its answer and its access-log line, when it is well-formed and among the fields kept (as its
+ * exchange would have taken it): past max_header_size (431: the prefix kept), a request line too
+ * long (414) or more fields than HTTP/1.1 takes (431) in HTTP/1.1's parse of it, malformed
+ * (400, reset: logged only), parked for an END_STREAM that never came (408), a block never
+ * ended (499). An invalid one (a '/') gets a new id, and is nowhere. The old code gave every
+ * refused stream a new id. */
+static void test_refused_request_ids(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start_origin(fake_origin_port(o),
+                                     "client_body_timeout = 300ms\nmax_header_size = 4k\n"
+                                     "max_request_line = 1k\n");
+    struct tu_cmd_result r = {0};
+    frames(h, "request_ids", NULL, &r);
+    print_message("%s", r.out);
+    const char *const want[] = {
+        "case=too_large rst=None status=[431] id=h2-431\n",
+        "case=too_large_invalid rst=None status=[431] id=",
+        "case=line_too_long rst=None status=[414] id=h2-414\n",
+        "case=many_fields rst=None status=[431] id=h2-431-many\n",
+        "case=host_differs rst=1 status=[] id=None\n",
+        "case=zero_nothing rst=None status=[408] id=h2-408\n",
+        "case=valid rst=None status=[200] id=h2-ok\n",
+        "case=left closed=True"};
+    want_lines(&r, want, sizeof(want) / sizeof(want[0]));
+    /* the invalid one's: a new id (22 hex digits) */
+    const char *fresh = strstr(r.out, "case=too_large_invalid ");
+    fresh = strstr(fresh, " id=") + 4;
+    char new_id[48];
+    size_t len = strspn(fresh, "0123456789abcdef");
+    if (len != 22 || fresh[len] != '\n')
+        fail_msg("the invalid x-request-id's answer carried %.40s", fresh);
+    snprintf(new_id, sizeof(new_id), "%.22s", fresh);
+    tu_cmd_result_free(&r);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    static const struct {
+        const char *path;   /* the start of the line's "path" */
+        const char *status;
+        const char *id;     /* NULL: the new one its answer carried */
+    } lines[] = {
+        {"/rid-431\"", "431", "h2-431"},
+        {"/rid-431-invalid\"", "431", NULL},
+        {"/rid-414a", "414", "h2-414"},
+        {"/rid-many\"", "431", "h2-431-many"},
+        {"/rid-host\"", "400", "h2-400"},
+        {"/rid-408\"", "408", "h2-408"},
+        {"/rid-ok\"", "200", "h2-ok"},
+        {"/rid-unfinished\"", "499", "h2-499"},
+    };
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        char key[64], status[32], id[80];
+        snprintf(key, sizeof(key), "\"path\":\"%s", lines[i].path);
+        snprintf(status, sizeof(status), "\"status\":%s,", lines[i].status);
+        snprintf(id, sizeof(id), "\"request_id\":\"%s\",", lines[i].id ? lines[i].id : new_id);
+        char *line = px_log_line(h, key);
+        if (!tu_contains(line, status) || !tu_contains(line, id))
+            fail_msg("%s: wanted %s and %s in %s", lines[i].path, status, id, line);
+        free(line);
+    }
+    assert_false(harness_file_contains(h, "access.log", "h2/bad"));
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* A stream whose exchange gets no memory (exchange_start's allocation made to fail:
  * tests/support/oom.h) is refused 503 "out of memory" and logged as its exchange would have
  * been: its block was read whole, so behind the trusted balancer the client its
- * x-forwarded-for names, the balancer as peer, that x-forwarded-for as forwarded_for. The
- * connection's next stream is served. No row reached this refusal before: a mutant that did
- * not mark the block whole there (the balancer logged as client) survived. */
+ * x-forwarded-for names, the balancer as peer, that x-forwarded-for as forwarded_for, and its
+ * x-request-id, on the answer too. The connection's next stream is served. No row reached this
+ * refusal before: a mutant that did not mark the block whole there (the balancer logged as
+ * client) survived; the old code gave the refusal a new id. */
 static void test_real_ip_out_of_memory(void **state)
 {
     (void)state;
@@ -2664,6 +2731,7 @@ static void test_real_ip_out_of_memory(void **state)
     struct tu_cmd_result r = {0};
     frames2(h, "out_of_memory", "127.0.0.2", NULL, &r);
     const char *const want[] = {"case=oom-refused rst=None status=[503] data=",
+                                " id=oom-refused\n", /* the client's, on the answer */
                                 "case=oom-served rst=None status=[200]"};
     want_lines(&r, want, sizeof(want) / sizeof(want[0]));
     tu_cmd_result_free(&r);
@@ -2671,7 +2739,8 @@ static void test_real_ip_out_of_memory(void **state)
     assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
     char *line = px_log_line(h, "\"path\":\"/oom-refused\"");
     static const char *const fields[] = {
-        "\"client\":\"127.9.9.9\",\"peer\":\"127.0.0.2:", "\"status\":503,",
+        "\"request_id\":\"oom-refused\",", "\"client\":\"127.9.9.9\",\"peer\":\"127.0.0.2:",
+        "\"status\":503,",
         "\"forwarded_for\":\"127.9.9.9, 127.0.0.2\",", "\"detail\":\"out of memory\""};
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
         if (!tu_contains(line, fields[i]))
@@ -3744,6 +3813,7 @@ int main(void)
         cmocka_unit_test(test_fault_drop_and_reset_end_the_stream),
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_real_ip_refused_streams),
+        cmocka_unit_test(test_refused_request_ids),
         cmocka_unit_test_teardown(test_real_ip_out_of_memory, oom_teardown),
         cmocka_unit_test(test_zero_length_waits_for_end_stream),
         cmocka_unit_test(test_whole_body_waits_for_end_stream),

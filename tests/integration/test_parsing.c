@@ -428,6 +428,93 @@ static void test_header_timeout(void **state)
     bench_stop(&b);
 }
 
+/* A request refused before its exchange gets the client's X-Request-Id back, on its answer and
+ * its access-log line, when that field line was read whole and the id is well-formed (as an
+ * exchange takes it): a client's trace then finds Portico's refusal. A head refused for a later
+ * line (400), for its size (431: too many fields, too large), not complete within
+ * client_header_timeout (408), cut short by the client's leaving (499, logged only). An invalid
+ * id (a '/', 41 characters), or one behind a refused request line, gets a new one, and is
+ * nowhere. The old code gave every refusal a new id. */
+static void test_refused_request_ids(void **state)
+{
+    (void)state;
+    enum fill { NONE, MANY_FIELDS, BIG_FIELD };
+    static const struct {
+        const char *start; /* the head, up to what fill adds */
+        enum fill fill;
+        int status;
+        const char *id;    /* the answer's X-Request-Id; NULL: a new one */
+    } rows[] = {
+        {"GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: h1-400\r\nX y\r\n\r\n", NONE, 400,
+         "h1-400"},
+        {"GET / HTTP/1.1\r\nX-Request-Id: h1-431-many\r\n", MANY_FIELDS, 431, "h1-431-many"},
+        {"GET / HTTP/1.1\r\nX-Request-Id: h1-431-big\r\n", BIG_FIELD, 431, "h1-431-big"},
+        {"GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: h1-408\r\nAccept: */*\r\n", NONE, 408,
+         "h1-408"}, /* then nothing: client_header_timeout */
+        {"GET / HTTP/1.1\r\nX-Request-Id: h1/bad\r\n", BIG_FIELD, 431, NULL},
+        {"GET / HTTP/1.1\r\nX-Request-Id: h1-12345678901234567890123456789012345678\r\n"
+         "X y\r\n\r\n", NONE, 400, NULL},
+        {"GET /a b HTTP/1.1\r\nX-Request-Id: h1-line\r\n\r\n", NONE, 400, NULL},
+    };
+    struct bench b;
+    bench_start(&b, "client_header_timeout = 300ms\n");
+    size_t cap = 32 * 1024;
+    char *req = malloc(cap);
+    assert_non_null(req);
+    char ids[ARRAY_SIZE(rows)][48];
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        int n = snprintf(req, cap, "%s", rows[i].start);
+        if (rows[i].fill == MANY_FIELDS) {
+            for (int k = 0; k < 100; k++) /* 101 in all: one past the limit */
+                n += snprintf(req + n, cap - (size_t)n, "X-%d: v\r\n", k);
+            n += snprintf(req + n, cap - (size_t)n, "\r\n");
+        } else if (rows[i].fill == BIG_FIELD) {
+            n += snprintf(req + n, cap - (size_t)n, "X-Big: %020000d\r\n\r\n", 0);
+        }
+        struct raw_conn *c = px_connect(b.h);
+        struct raw_response r;
+        assert_int_equal(raw_send(c, req, (size_t)n), 0);
+        if (raw_read_response(c, &r, PX_IO_MS) != 0)
+            fail_msg("row %zu: no response: %s", i, r.error);
+        const char *id = raw_header(&r, "X-Request-Id");
+        print_message("%d X-Request-Id: %s\n", r.status, id ? id : "(none)");
+        assert_int_equal(r.status, rows[i].status);
+        assert_non_null(id);
+        if (rows[i].id ? strcmp(id, rows[i].id) != 0 : strlen(id) != 22 || strspn(id,
+                "0123456789abcdef") != 22)
+            fail_msg("row %zu: X-Request-Id %s, want %s", i, id,
+                     rows[i].id ? rows[i].id : "a new one");
+        snprintf(ids[i], sizeof(ids[i]), "%s", id);
+        raw_response_free(&r);
+        raw_close(c);
+    }
+    free(req);
+    /* a client that leaves mid-head: no answer, its 499 line has its id */
+    struct raw_conn *c = px_connect(b.h);
+    assert_int_equal(raw_send_str(c, "GET / HTTP/1.1\r\nX-Request-Id: h1-499\r\nHo"), 0);
+    assert_int_equal(raw_shutdown_write(c), 0);
+    assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
+    raw_close(c);
+    char *left = px_log_line_for_id(b.h, "h1-499");
+    if (!strstr(left, " status=499 "))
+        fail_msg("wanted status=499 in %s", left);
+    free(left);
+    assert_int_equal(harness_stop(b.h), 0); /* then the access log is complete */
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        char *line = px_log_line_for_id(b.h, ids[i]);
+        char status[32];
+        snprintf(status, sizeof(status), " status=%d ", rows[i].status);
+        if (!strstr(line, status))
+            fail_msg("row %zu: wanted%sin %s", i, status, line);
+        free(line);
+    }
+    assert_false(harness_file_contains(b.h, "access.log", "h1/bad"));
+    assert_false(harness_file_contains(b.h, "access.log", "h1-line"));
+    assert_false(harness_file_contains(b.h, "access.log", "h1-123456789"));
+    harness_free(b.h);
+    fake_origin_stop(b.o);
+}
+
 /* A chunked body beyond max_body_size is refused with 413 as soon as it gets there. */
 static void test_chunked_body_too_large(void **state)
 {
@@ -775,6 +862,7 @@ int main(void)
         cmocka_unit_test(test_size_limits),
         cmocka_unit_test(test_head_refusals),
         cmocka_unit_test(test_header_timeout),
+        cmocka_unit_test(test_refused_request_ids),
         cmocka_unit_test(test_chunked_body_too_large),
         cmocka_unit_test(test_smuggling),
         cmocka_unit_test(test_absolute_form),

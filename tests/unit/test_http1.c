@@ -1205,6 +1205,56 @@ static void test_error_names_head(void **state)
     }
 }
 
+/* A head refused or not yet complete keeps the field lines read whole before the one that
+ * stopped it (a refused request's X-Request-Id, client.c): none when the request line did. */
+static void test_fields_before_stop(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *head;
+        int rc;
+        size_t nfields;     /* the lines read whole */
+        const char *last;   /* the last one's value, if any */
+    } rows[] = {
+        {"GET / HTTP/1.1\r\nA: 1\r\nX-Request-Id: r-1\r\nB c\r\n\r\n", -1, 2, "r-1"},
+        {"GET / HTTP/1.1\r\nX-Request-Id: r-2\r\nB: \x01\r\n\r\n", -1, 1, "r-2"},
+        {"GET / HTTP/1.1\r\nX-Request-Id: r-3\r\nB: b\n\r\n", -1, 1, "r-3"}, /* bare LF */
+        {"GET / HTTP/1.1\r\nX-Request-Id: r-4\r\nB: b", -2, 1, "r-4"},    /* more to come */
+        {"GET / HTTP/1.1\r\nX-Request-Id: r-5\r\nB: b\r", -2, 1, "r-5"},  /* its CR, no LF */
+        {"GET / HTTP/1.1\r\nX-Request-Id: r-6", -2, 0, NULL},        /* the line not ended */
+        {"GET / HTTP/1.1\r\nX-Request-Id: r-7\r\n: b\r\n\r\n", -1, 1, "r-7"},
+        {"GET /a b HTTP/1.1\r\nX-Request-Id: r-8\r\n\r\n", -1, 0, NULL}, /* request line */
+        {"GET / HTTP/2.0\r\nX-Request-Id: r-9\r\n\r\n", -1, 0, NULL},    /* 505 */
+        {"GET / HTT", -2, 0, NULL},
+    };
+    struct h1_limits lim = {DEF_LINE, DEF_HEAD};
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct h1_request req;
+        struct h1_error err;
+        req.nfields = 99; /* not what the parser leaves */
+        int rc = h1_parse_request(rows[i].head, strlen(rows[i].head), &lim, &req, &err);
+        if (rc != rows[i].rc || req.nfields != rows[i].nfields)
+            fail_msg("row %zu: rc %d, %zu fields", i, rc, req.nfields);
+        const struct h1_field *last = rows[i].last ? &req.fields[req.nfields - 1] : NULL;
+        if (last && (last->value_len != strlen(rows[i].last) ||
+                     memcmp(last->value, rows[i].last, last->value_len) != 0))
+            fail_msg("row %zu: last field %.*s", i, (int)last->value_len, last->value);
+    }
+    /* past H1_MAX_FIELDS (431), and past max_head (431): the lines before it */
+    size_t n;
+    char *s = build_head("GET / HTTP/1.1\r\n", H1_MAX_FIELDS + 5, &n);
+    struct h1_request req;
+    struct h1_error err;
+    assert_int_equal(h1_parse_request(s, n, &lim, &req, &err), -1);
+    assert_int_equal(err.status, 431);
+    assert_int_equal(req.nfields, H1_MAX_FIELDS);
+    struct h1_limits small = {DEF_LINE, 60};
+    assert_int_equal(h1_parse_request(s, n, &small, &req, &err), -1);
+    assert_int_equal(err.status, 431);
+    assert_int_equal(req.nfields, 5); /* 16 + 5 * 8 = 56 bytes of 60; the sixth passes it */
+    free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1213,6 +1263,7 @@ int main(void)
         cmocka_unit_test(test_methods),
         cmocka_unit_test(test_error_names_head),
         cmocka_unit_test(test_field_count),
+        cmocka_unit_test(test_fields_before_stop),
         cmocka_unit_test(test_response_table),
         cmocka_unit_test(test_response_limits),
         cmocka_unit_test(test_list_next),
