@@ -88,8 +88,8 @@ void errpage_release(struct errpage_out *o);
 long errpage_write(struct evbuffer *out, const struct errpage *e);
 
 /* Reads the pages of dir (error_page_dir) as a response would, and tells warn of each page with
- * a {{name}} that is no placeholder, sent to clients as it is ("DIR/502.html: {{request-id}} is
- * no placeholder ..."): once per page, its first such name. For the configuration's load. */
+ * a {{name}} that is no placeholder, sent to clients as written ("DIR/502.html: {{request-id}}
+ * is not a placeholder ..."): once per page, naming the first. For the configuration's load. */
 void errpage_check_pages(const char *dir, void (*warn)(void *arg, const char *text), void *arg);
 
 /* Which body format Accept asks for: "application/json", "text/html" or "text/plain" (the
