@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "portico/certexpiry.h"
+#include "portico/errpage.h"
 #include "portico/log.h"
 #include "portico/privileges.h"
 #include "portico/route_prefix.h"
@@ -670,8 +671,8 @@ static void report_tls_error(struct cfg_loader *ld, const struct tls_error *e,
 
 /* ---- certificate dates ---- */
 
-/* Where a certificate's warnings go: the key's line, the key and the file. */
-struct cert_origin {
+/* Where a file's warnings go: the key's line, the key and the file (NULL: the warning names it). */
+struct key_origin {
     struct cfg_loader *ld;
     int line;
     const char *key;
@@ -680,8 +681,15 @@ struct cert_origin {
 
 static void warn_cert(void *arg, const char *text)
 {
-    const struct cert_origin *o = arg;
+    const struct key_origin *o = arg;
     cfg_warn(o->ld, o->line, "%s: %s: %s", o->key, o->path, text);
+}
+
+/* The same for warnings that name their file themselves (error_page_dir's pages). */
+static void warn_key(void *arg, const char *text)
+{
+    const struct key_origin *o = arg;
+    cfg_warn(o->ld, o->line, "%s: %s", o->key, text);
 }
 
 /* A served or presented certificate (tls_cert, client_cert) of a context just built: its dates
@@ -689,7 +697,7 @@ static void warn_cert(void *arg, const char *text)
 static void check_own_cert(struct cfg_loader *ld, void *ctx, const struct named_file *f)
 {
     struct config *cfg = ld->cfg;
-    struct cert_origin o = {ld, f->line, f->key, f->path};
+    struct key_origin o = {ld, f->line, f->key, f->path};
     int64_t not_after;
     if (certexpiry_check_own(ctx, (int64_t)time(NULL), &not_after, warn_cert, &o) != 0)
         return;
@@ -796,6 +804,17 @@ static void validate_proxy(struct cfg_loader *ld)
             tls_server_http2(cfg->server_ssl_ctx, cfg->http2);
             ticket_use(cfg->server_ssl_ctx, cfg->tls_ticket_rotation_ms);
         }
+    } else if (ld->nerrors == 0) {
+        /* without a tls listen the files are neither read nor checked: a config meant for
+         * HTTPS that serves plain HTTP only would pass -t without a word (after an error, the
+         * tls listen may be the line refused) */
+        const char *const tls_keys[] = {"tls_cert", "tls_key"};
+        for (size_t i = 0; i < ARRAY_LEN(tls_keys); i++) {
+            int line = cfg_key_line(lines, CFG_SEC_PROXY, tls_keys[i]);
+            if (line)
+                cfg_warn(ld, line, "%s: not used, no listen line has tls (listen = ADDR:PORT tls "
+                                   "serves HTTPS with tls_cert and tls_key)", tls_keys[i]);
+        }
     }
     /* nginx's set_real_ip_from left empty silently changes nothing: an operator is told */
     if (cfg->real_ip != REAL_IP_OFF && cfg->ntrusted_proxies == 0)
@@ -804,9 +823,14 @@ static void validate_proxy(struct cfg_loader *ld)
                    "them no client's is)", real_ip_name(cfg->real_ip));
     if (ld->h2c_listen_line && !cfg->http2)
         cfg_report(ld, ld->h2c_listen_line, "a 'listen ... h2c' needs http2 = on");
-    if (cfg->error_page_dir)
-        check_file(ld, cfg_key_line(lines, CFG_SEC_PROXY, "error_page_dir"), "error_page_dir",
-                   cfg->error_page_dir, FILE_DIR);
+    int page_dir = cfg_key_line(lines, CFG_SEC_PROXY, "error_page_dir");
+    if (cfg->error_page_dir &&
+        check_file(ld, page_dir, "error_page_dir", cfg->error_page_dir, FILE_DIR) == 0) {
+        /* the pages are read at each response, and a placeholder they do not know is sent as
+         * it is: said now, at the key's line, of the pages there now */
+        struct key_origin o = {ld, page_dir, "error_page_dir", NULL};
+        errpage_check_pages(cfg->error_page_dir, warn_key, &o);
+    }
     check_log(ld, "access_log", cfg->access_log);
     check_log(ld, "error_log", cfg->error_log);
     /* log_error_open refuses it too: messages never go into a file access log */
@@ -848,6 +872,18 @@ static void validate_upstream(struct cfg_loader *ld, int i)
                          cfg_key_line(lines, CFG_SEC_UPSTREAM, "down_time")))
         cfg_report(ld, fail_timeout, "fail_timeout: it sets both fail_window and down_time; "
                                      "use either it or them");
+    /* nginx ignores max_fails for a lone server; here the lone origin is marked down as any, and
+     * nothing is left to send its requests to */
+    int max_fails = cfg_key_line(lines, CFG_SEC_UPSTREAM, "max_fails");
+    if (max_fails && up->max_fails > 0 && up->norigins == 1) {
+        char down[32];
+        cfg_warn(ld, max_fails, "max_fails = %llu with one origin: after %llu failures it is marked "
+                                "down and every request gets 503 no_healthy_origin for down_time "
+                                "(%s), even once it is back; leave max_fails out, or list more "
+                                "origins", (unsigned long long)up->max_fails,
+                 (unsigned long long)up->max_fails,
+                 cfg_duration_text(up->down_time_ms, down, sizeof(down)));
+    }
     bool has_sim = false;
     for (int o = 0; o < up->norigins; o++)
         has_sim |= up->origins[o].is_sim;
@@ -877,7 +913,7 @@ static void validate_upstream(struct cfg_loader *ld, int i)
         if (up->ssl_ctx && up->client_cert)
             check_own_cert(ld, up->ssl_ctx, &files[1]);
         if (up->ssl_ctx && files[0].path) {
-            struct cert_origin o = {ld, files[0].line, files[0].key, files[0].path};
+            struct key_origin o = {ld, files[0].line, files[0].key, files[0].path};
             certexpiry_check_trusted(up->ssl_ctx, (int64_t)time(NULL), MAX_CA_WARNINGS, warn_cert,
                                      &o);
         }

@@ -112,6 +112,9 @@ void cfg_report(struct cfg_loader *ld, int line, const char *fmt, ...)
 void cfg_warn(struct cfg_loader *ld, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A duration as the largest unit that writes it whole ("168h", "1500ms"), into buf. */
+const char *cfg_duration_text(uint64_t ms, char *buf, size_t size);
+
 /* Reports an allocation failure (once) and stops the load. Returns -1. */
 int cfg_out_of_memory(struct cfg_loader *ld);
 

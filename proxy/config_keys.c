@@ -223,8 +223,7 @@ bool cfg_same_sockaddr(const struct sockaddr_storage *a, socklen_t alen,
     return ualen == ublen && memcmp(&ua, &ub, ualen) == 0;
 }
 
-/* A duration as the largest unit that writes it whole ("168h", "1500ms"). */
-static const char *duration_text(uint64_t ms, char *buf, size_t size)
+const char *cfg_duration_text(uint64_t ms, char *buf, size_t size)
 {
     static const struct {
         const char *unit;
@@ -235,6 +234,35 @@ static const char *duration_text(uint64_t ms, char *buf, size_t size)
         i++;
     snprintf(buf, size, "%llu%s", (unsigned long long)(ms / units[i].ms), units[i].unit);
     return buf;
+}
+
+/* A duration as hours, minutes and seconds ("1h23m20s", "16m40s", "24h"); ms is whole seconds. */
+static const char *duration_hms(uint64_t ms, char *buf, size_t size)
+{
+    uint64_t s = ms / 1000, h = s / 3600, m = s / 60 % 60;
+    size_t n = 0;
+    buf[0] = '\0';
+    if (h)
+        n += (size_t)snprintf(buf + n, size - n, "%lluh", (unsigned long long)h);
+    if (m && n < size)
+        n += (size_t)snprintf(buf + n, size - n, "%llum", (unsigned long long)m);
+    if ((s % 60 || n == 0) && n < size)
+        snprintf(buf + n, size - n, "%llus", (unsigned long long)(s % 60));
+    return buf;
+}
+
+/* A bare number is seconds, as in nginx; HAProxy reads milliseconds, so `connect_timeout = 5000`
+ * meant as 5 s loads as 83 minutes without a word. From 1000 on (16m40s), where a number meant
+ * as milliseconds is likely, a warning says what it is, named as written: "KEY = VALUE", or
+ * "health_check: every VALUE" (name, sep, value). */
+static void warn_bare_seconds(struct cfg_loader *ld, const char *name, const char *sep,
+                              const char *value, uint64_t ms)
+{
+    char hms[32];
+    if (ms >= 1000 * 1000 && strspn(value, "0123456789") == strlen(value))
+        cfg_warn(ld, ld->line, "%s%s%s is %llu s (%s); for milliseconds write %sms", name, sep,
+                 value, (unsigned long long)(ms / 1000), duration_hms(ms, hms, sizeof(hms)),
+                 value);
 }
 
 /* ---- the key table: each row names its setter and what the setter needs ---- */
@@ -252,9 +280,10 @@ static int duration_value(struct cfg_loader *ld, const struct cfg_key *k, const 
     }
     if (*ms > k->max) {
         cfg_report(ld, ld->line, "%s: must be at most %s", k->name,
-                   duration_text(k->max, max, sizeof(max)));
+                   cfg_duration_text(k->max, max, sizeof(max)));
         return -1;
     }
+    warn_bare_seconds(ld, k->name, " = ", value, *ms);
     return 0;
 }
 
@@ -811,9 +840,12 @@ static int health_duration(struct cfg_loader *ld, const char *what, const char *
     }
     if (*ms > CFG_MAX_DURATION_MS) {
         cfg_report(ld, ld->line, "health_check: %s must be at most %s", what,
-                   duration_text(CFG_MAX_DURATION_MS, max, sizeof(max)));
+                   cfg_duration_text(CFG_MAX_DURATION_MS, max, sizeof(max)));
         return -1;
     }
+    char name[32];
+    snprintf(name, sizeof(name), "health_check: %s", what); /* "every" or "timeout" */
+    warn_bare_seconds(ld, name, " ", s, *ms);
     return 0;
 }
 

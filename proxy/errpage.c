@@ -10,6 +10,8 @@
  */
 #include "portico/errpage.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <event2/buffer.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -586,6 +588,47 @@ fail:
     return NULL;
 }
 
+/* The {{name}} placeholders of an operator's page (README: error_page_dir), matched without
+ * regard to case. */
+#define PLACEHOLDER_LIST(X)                                                                        \
+    X(PH_REQUEST_ID, "request_id")                                                                 \
+    X(PH_ERROR, "error")                                                                           \
+    X(PH_ORIGIN, "origin")                                                                         \
+    X(PH_STATUS, "status")                                                                         \
+    X(PH_PHASE, "phase")                                                                           \
+    X(PH_DETAIL, "detail")
+
+enum placeholder {
+#define X(id, name) id,
+    PLACEHOLDER_LIST(X)
+#undef X
+    PH_COUNT /* not a placeholder */
+};
+
+static const char *const placeholder_names[] = {
+#define X(id, name) [id] = name,
+    PLACEHOLDER_LIST(X)
+#undef X
+};
+
+static enum placeholder placeholder_find(const char *name, size_t len)
+{
+    for (int i = 0; i < PH_COUNT; i++)
+        if (span_ieq(name, len, placeholder_names[i]))
+            return (enum placeholder)i;
+    return PH_COUNT;
+}
+
+/* The next "{{name}}" of [p, end) as render_page_file reads it: *open at its "{{", *close at its
+ * "}}"; false when there is none. */
+static bool next_placeholder(const char *p, const char *end, const char **open,
+                             const char **close)
+{
+    *open = memmem(p, (size_t)(end - p), "{{", 2);
+    *close = *open ? memmem(*open + 2, (size_t)(end - *open - 2), "}}", 2) : NULL;
+    return *close != NULL;
+}
+
 /* Operator page with {{name}} placeholders replaced by HTML-escaped values; unknown
  * placeholders are left as they are. */
 static void render_page_file(struct sink *s, const struct errpage_view *v)
@@ -593,45 +636,100 @@ static void render_page_file(struct sink *s, const struct errpage_view *v)
     const struct errpage *e = v->e;
     const char *p = v->page;
     const char *end = v->page + v->page_len;
+    const char *open, *close;
 
-    for (;;) {
-        const char *open = memmem(p, (size_t)(end - p), "{{", 2);
-        if (open == NULL)
-            break;
+    while (next_placeholder(p, end, &open, &close)) {
         const char *name = open + 2;
-        const char *close = memmem(name, (size_t)(end - name), "}}", 2);
-        size_t name_len = close != NULL ? (size_t)(close - name) : 0;
         const char *val = NULL;
-        bool is_status = false;
 
-        if (close == NULL) {
-            break;
-        } else if (span_ieq(name, name_len, "request_id")) {
-            val = or_empty(e->request_id);
-        } else if (span_ieq(name, name_len, "error")) {
-            val = failure_name(e->failure);
-        } else if (span_ieq(name, name_len, "origin")) {
-            val = or_empty(v->origin);
-        } else if (span_ieq(name, name_len, "phase")) {
-            val = phase_name(e->phase);
-        } else if (span_ieq(name, name_len, "detail")) {
-            val = or_empty(v->reason);
-        } else if (span_ieq(name, name_len, "status")) {
-            is_status = true;
-        }
-        if (val == NULL && !is_status) { /* not ours: keep "{{" and look further */
+        switch (placeholder_find(name, (size_t)(close - name))) {
+        case PH_REQUEST_ID: val = or_empty(e->request_id); break;
+        case PH_ERROR: val = failure_name(e->failure); break;
+        case PH_ORIGIN: val = or_empty(v->origin); break;
+        case PH_PHASE: val = phase_name(e->phase); break;
+        case PH_DETAIL: val = or_empty(v->reason); break;
+        case PH_STATUS:
+            sink_put(s, p, (size_t)(open - p));
+            sink_u64(s, (uint64_t)v->status);
+            p = close + 2;
+            continue;
+        case PH_COUNT: /* not ours: keep "{{" and look further */
             sink_put(s, p, (size_t)(name - p));
             p = name;
             continue;
         }
         sink_put(s, p, (size_t)(open - p));
-        if (is_status)
-            sink_u64(s, (uint64_t)v->status);
-        else
-            put_escaped(s, val, ESC_HTML);
+        put_escaped(s, val, ESC_HTML);
         p = close + 2;
     }
     sink_put(s, p, (size_t)(end - p));
+}
+
+/* A page's name as page_load reads it: three digits, the first not 0, then ".html". */
+static int is_page_name(const struct dirent *d)
+{
+    const char *n = d->d_name;
+    return n[0] >= '1' && n[0] <= '9' && isdigit((unsigned char)n[1]) &&
+           isdigit((unsigned char)n[2]) && strcmp(n + 3, ".html") == 0;
+}
+
+/* What reads as one mistyped placeholder ("{{request-id}}", "{{ status }}"): short, on one
+ * line, without a "{{" of its own (whose inner placeholder is read next). */
+#define PLACEHOLDER_TYPO_MAX 64
+
+/* How many {{name}} of the page render_page_file leaves as they are (and reads as one mistyped
+ * placeholder); the first in *first, *first_len. */
+static size_t page_unknowns(const char *page, size_t len, const char **first, size_t *first_len)
+{
+    const char *p = page, *end = page + len, *open, *close;
+    size_t unknown = 0;
+    while (next_placeholder(p, end, &open, &close)) {
+        const char *name = open + 2;
+        size_t name_len = (size_t)(close - name);
+        if (placeholder_find(name, name_len) != PH_COUNT) {
+            p = close + 2;
+            continue;
+        }
+        if (name_len <= PLACEHOLDER_TYPO_MAX && !memchr(name, '\n', name_len) &&
+            !memmem(name, name_len, "{{", 2) && unknown++ == 0) {
+            *first = name;
+            *first_len = name_len;
+        }
+        p = name; /* as render_page_file goes on */
+    }
+    return unknown;
+}
+
+void errpage_check_pages(const char *dir, void (*warn)(void *arg, const char *text), void *arg)
+{
+    struct dirent **names = NULL;
+    int n = scandir(dir, &names, is_page_name, alphasort); /* in order: the same warnings */
+    char known[128];
+    size_t klen = 0;
+    for (int i = 0; i < PH_COUNT; i++)
+        klen += (size_t)snprintf(known + klen, sizeof(known) - klen, "%s{{%s}}", i ? ", " : "",
+                                 placeholder_names[i]);
+    for (int i = 0; i < n; i++) {
+        size_t len = 0, first_len = 0, unknown = 0;
+        const char *first = NULL;
+        char text[PATH_MAX + 512];
+        char *page = page_load(dir, atoi(names[i]->d_name), &len);
+        if (page) /* else a response does not read it either: the built-in page goes */
+            unknown = page_unknowns(page, len, &first, &first_len);
+        if (unknown == 1)
+            snprintf(text, sizeof(text), "%s/%s: {{%.*s}} is not a placeholder, so clients get it "
+                     "as written (the placeholders: %s)", dir, names[i]->d_name, (int)first_len,
+                     first, known);
+        else if (unknown > 1)
+            snprintf(text, sizeof(text), "%s/%s: {{%.*s}} and %zu more are not placeholders, so "
+                     "clients get them as written (the placeholders: %s)", dir, names[i]->d_name,
+                     (int)first_len, first, unknown - 1, known);
+        if (unknown)
+            warn(arg, text);
+        free(page);
+        free(names[i]);
+    }
+    free(names);
 }
 
 static const char html_css[] =

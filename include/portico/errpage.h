@@ -87,6 +87,11 @@ void errpage_release(struct errpage_out *o);
  * (for the access log), or -1 when out of memory. */
 long errpage_write(struct evbuffer *out, const struct errpage *e);
 
+/* Reads the pages of dir (error_page_dir) as a response would, and tells warn of each page with
+ * a {{name}} that is no placeholder, sent to clients as written ("DIR/502.html: {{request-id}}
+ * is not a placeholder ..."): once per page, naming the first. For the configuration's load. */
+void errpage_check_pages(const char *dir, void (*warn)(void *arg, const char *text), void *arg);
+
 /* Which body format Accept asks for: "application/json", "text/html" or "text/plain" (the
  * highest q-value among those three; text/plain when nothing matches). */
 const char *errpage_negotiate(const char *accept, size_t len);

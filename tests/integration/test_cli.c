@@ -107,6 +107,50 @@ static void test_check_bad_config(void **state)
     harness_free(h);
 }
 
+/* Configs that load but surprise an nginx or HAProxy user: -t passes (exit 0) and says each
+ * on stderr as FILE:LINE: warning: at the offending key's line. */
+static const char surprising_config[] =
+    "[proxy]\n"                                   /* 1 */
+    "connect_timeout = 5000\n"                    /* 2: HAProxy's ms, 83 minutes here */
+    "tls_cert = cert.pem\n"                       /* 3: no tls listen uses it */
+    "error_page_dir = pages\n"                    /* 4: 502.html has {{request-id}} */
+    "[upstream app]\n"                            /* 5 */
+    "origin = 127.0.0.1:9\n"                      /* 6 */
+    "max_fails = 3\n";                            /* 7: the lone origin marked down */
+
+static void test_check_surprising_config(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char pages[600], page[700];
+    snprintf(pages, sizeof(pages), "%s/pages", harness_dir(h));
+    snprintf(page, sizeof(page), "%s/502.html", pages);
+    assert_int_equal(mkdir(pages, 0755), 0);
+    static const char html[] = "<p>request {{request-id}}</p>"; /* not expanded by the harness */
+    assert_int_equal(tu_write_file(page, html, sizeof(html) - 1), 0);
+    assert_int_equal(harness_write_file(h, "portico.ini", surprising_config), 0);
+    struct tu_cmd_result res;
+    assert_int_equal(harness_check_config(h, &res), 0);
+    const char *path = harness_config_path(h);
+    char want[4][1200];
+    snprintf(want[0], sizeof(want[0]), "%s:2: warning: connect_timeout = 5000 is 5000 s "
+             "(1h23m20s); for milliseconds write 5000ms\n", path);
+    snprintf(want[1], sizeof(want[1]), "%s:3: warning: tls_cert: not used, no listen line has "
+             "tls", path);
+    snprintf(want[2], sizeof(want[2]), "%s:4: warning: error_page_dir: %s: {{request-id}} is not "
+             "a placeholder, so clients get it as written", path, page);
+    snprintf(want[3], sizeof(want[3]), "%s:7: warning: max_fails = 3 with one origin: after 3 "
+             "failures it is marked down", path);
+    for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+        if (!tu_contains(res.err, want[i]))
+            fail_msg("no \"%s\" in:\n%s", want[i], res.err);
+    assert_int_equal(px_count(res.err, ": warning: "), ARRAY_SIZE(want));
+    assert_true(tu_contains(res.out, "configuration ok"));
+    tu_cmd_result_free(&res);
+    harness_free(h);
+}
+
 /* A config that does not exist, and an empty one, are errors too. */
 static void test_check_missing_and_empty(void **state)
 {
@@ -926,6 +970,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_default_config),
         cmocka_unit_test(test_check_bad_config),
+        cmocka_unit_test(test_check_surprising_config),
         cmocka_unit_test(test_check_missing_and_empty),
         cmocka_unit_test(test_check_hostile_bytes),
         cmocka_unit_test(test_check_fifo),

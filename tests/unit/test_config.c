@@ -1269,6 +1269,70 @@ static void test_duration_limits(void **state)
     }
 }
 
+/* Configs that load but do not do what an nginx or HAProxy user means: each loads with the
+ * warnings at the offending key's line, in order; the rows without one load silently. */
+static const struct {
+    const char *why;
+    const char *text;
+    const char *warnings[MAX_ERR];
+} surprise_rows[] = {
+    /* HAProxy's milliseconds: 83 minutes here, as in nginx */
+    {"a bare 5000 on a timer", "[proxy]\nconnect_timeout = 5000\n" UP,
+     {"test.ini:2: warning: connect_timeout = 5000 is 5000 s (1h23m20s); for milliseconds "
+      "write 5000ms"}},
+    {"a bare 1000 on an upstream's timer", UP "read_timeout = 1000\n",
+     {"test.ini:3: warning: read_timeout = 1000 is 1000 s (16m40s); for milliseconds write "
+      "1000ms"}},
+    /* every duration key goes through the one parser: fail_timeout's own setter too */
+    {"a bare number on fail_timeout", UP "fail_timeout = 3600\n",
+     {"test.ini:3: warning: fail_timeout = 3600 is 3600 s (1h); for milliseconds write 3600ms"}},
+    {"health_check's durations", UP "health_check = GET / every 2000 expect 200 timeout 1000\n",
+     {"test.ini:3: warning: health_check: every 2000 is 2000 s (33m20s); for milliseconds write "
+      "2000ms",
+      "test.ini:3: warning: health_check: timeout 1000 is 1000 s (16m40s); for milliseconds "
+      "write 1000ms"}},
+    /* below 1000 a bare number is likely meant as seconds; with a unit it says what it is */
+    {"a bare 999", "[proxy]\nconnect_timeout = 999\n" UP, {NULL}},
+    {"5000ms", "[proxy]\nconnect_timeout = 5000ms\n" UP, {NULL}},
+    {"5000s", "[proxy]\nconnect_timeout = 5000s\n" UP, {NULL}},
+    {"2h", "[proxy]\nkeepalive_timeout = 2h\n" UP, {NULL}},
+    /* nginx ignores max_fails for a lone server: here it is marked down, nothing is left */
+    {"max_fails on a lone origin", UP "max_fails = 3\ndown_time = 30s\n",
+     {"test.ini:3: warning: max_fails = 3 with one origin: after 3 failures it is marked down "
+      "and every request gets 503 no_healthy_origin for down_time (30s), even once it is back; "
+      "leave max_fails out, or list more origins"}},
+    {"max_fails on two origins", UP "origin = 127.0.0.1:3000\nmax_fails = 3\n", {NULL}},
+    {"max_fails = 0 (off) on a lone origin", UP "max_fails = 0\n", {NULL}},
+    /* a lone origin with a health check is out while its check fails, back when it passes */
+    {"health_check on a lone origin", UP "health_check = GET / every 5s expect 200\n", {NULL}},
+    /* the files are not even read without a tls listen */
+    {"tls_cert and tls_key without a tls listen",
+     "[proxy]\nlisten = 127.0.0.1:8080\ntls_cert = /c.pem\n\ntls_key = /k.pem\n" UP,
+     {"test.ini:3: warning: tls_cert: not used, no listen line has tls (listen = ADDR:PORT tls "
+      "serves HTTPS with tls_cert and tls_key)",
+      "test.ini:5: warning: tls_key: not used, no listen line has tls (listen = ADDR:PORT tls "
+      "serves HTTPS with tls_cert and tls_key)"}},
+};
+
+static void test_surprise_warnings(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(surprise_rows); i++) {
+        struct config *cfg = load_ok(surprise_rows[i].text);
+        int n = 0;
+        while (n < MAX_ERR && surprise_rows[i].warnings[n])
+            n++;
+        bool same = cfg->nwarnings == n;
+        for (int w = 0; same && w < n; w++)
+            same = strcmp(cfg->warnings[w], surprise_rows[i].warnings[w]) == 0;
+        for (int w = 0; !same && w < cfg->nwarnings; w++)
+            print_message("%s\n", cfg->warnings[w]);
+        if (!same)
+            fail_msg("%s: %d warnings (above), want %d", surprise_rows[i].why, cfg->nwarnings, n);
+        cfg_free(cfg);
+    }
+}
+
 /* Sizes: the largest value of each key loads, one byte more is refused naming the bounds. The
  * first line of `lines` is the one tested, at line 2. */
 static const struct {
@@ -1571,6 +1635,7 @@ int main(void)
         cmocka_unit_test(test_listen_limit),
         cmocka_unit_test(test_key_edges),
         cmocka_unit_test(test_duration_limits),
+        cmocka_unit_test(test_surprise_warnings),
         cmocka_unit_test(test_size_limits),
         cmocka_unit_test(test_long_lines),
         cmocka_unit_test(test_timer_inheritance),

@@ -30,8 +30,27 @@ static char dir[64];
 
 static const char *const fixture_files[] = {"cert.pem", "key.pem", "key2.pem", "file",
                                             "cut.pem", "log.txt", "unreadable", "portico.ini",
-                                            "soon.pem", "soon.key"};
-static const char *const fixture_dirs[] = {"sub", "ro"};
+                                            "soon.pem", "soon.key", "pages/404.html",
+                                            "pages/500.html", "pages/502.html", "pages/503.html",
+                                            "pages/50.html"};
+static const char *const fixture_dirs[] = {"sub", "ro", "pages"};
+
+/* The pages of pages/ (error_page_dir) and what each tests. */
+static const struct {
+    const char *name;
+    const char *text;
+} fixture_pages[] = {
+    /* known, whatever the case; "{{{{detail}}" is "{{" then a placeholder */
+    {"pages/404.html", "<p>{{Status}} {{{{detail}} {{request_id}}</p>"},
+    /* not a mistyped placeholder: "{{" and "}}" lines apart (a script's) are no warning */
+    {"pages/500.html", "<script>a = {{\n}}</script> {{error}}"},
+    /* nginx's $request_id as a guess: sent as it is */
+    {"pages/502.html", "<p>{{request-id}} {{status}}</p>"},
+    /* two: the first is named, the others counted */
+    {"pages/503.html", "<p>{{ phase }} {{host}} {{uri}}</p>"},
+    /* no page: a response for status 50 never reads it */
+    {"pages/50.html", "{{nothing}}"},
+};
 
 static void dir_path(char *buf, size_t size, const char *name)
 {
@@ -73,6 +92,9 @@ static int group_setup(void **state)
         if (mkdir(path, 0755) != 0)
             return -1;
     }
+    for (size_t i = 0; i < ARRAY_LEN(fixture_pages); i++)
+        write_file(fixture_pages[i].name, fixture_pages[i].text, strlen(fixture_pages[i].text),
+                   0644);
     dir_path(path, sizeof(path), "ro");
     return chmod(path, 0555);
 }
@@ -606,6 +628,46 @@ static void test_certificate_warnings(void **state)
     free(errors);
 }
 
+/* Loads text, relative paths under the temp directory; it must load without an error. */
+static struct config *load_ok_in(const char *text)
+{
+    int n;
+    char *errors;
+    struct config *cfg = load(text, dir, &n, &errors);
+    if (!cfg || n != 0)
+        fail_msg("refused (%d errors):\n%s", n, errors);
+    free(errors);
+    return cfg;
+}
+
+/* error_page_dir's pages are read at each response, and a {{name}} that is no placeholder goes
+ * to clients as it is: the load warns of each page holding one, at the key's line, in order of
+ * the pages' names. */
+static void test_page_placeholder_warnings(void **state)
+{
+    (void)state;
+    char want[2][512];
+    const char *placeholders = "(the placeholders: {{request_id}}, {{error}}, {{origin}}, "
+                               "{{status}}, {{phase}}, {{detail}})";
+    struct config *cfg = load_ok_in("[proxy]\nerror_page_dir = pages\n" UP);
+    snprintf(want[0], sizeof(want[0]), "test.ini:2: warning: error_page_dir: %s/pages/502.html: "
+             "{{request-id}} is not a placeholder, so clients get it as written %s", dir,
+             placeholders);
+    snprintf(want[1], sizeof(want[1]), "test.ini:2: warning: error_page_dir: %s/pages/503.html: "
+             "{{ phase }} and 2 more are not placeholders, so clients get them as written %s", dir,
+             placeholders);
+    for (int i = 0; cfg->nwarnings != 2 && i < cfg->nwarnings; i++)
+        print_message("%s\n", cfg->warnings[i]);
+    assert_int_equal(cfg->nwarnings, 2);
+    assert_string_equal(cfg->warnings[0], want[0]);
+    assert_string_equal(cfg->warnings[1], want[1]);
+    cfg_free(cfg);
+    /* a directory without pages: nothing to say */
+    cfg = load_ok_in("[proxy]\nerror_page_dir = sub\n" UP);
+    assert_int_equal(cfg->nwarnings, 0);
+    cfg_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -620,6 +682,7 @@ int main(void)
         cmocka_unit_test(test_error_cap),
         cmocka_unit_test(test_error_cap_stops_reading),
         cmocka_unit_test(test_certificate_warnings),
+        cmocka_unit_test(test_page_placeholder_warnings),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
