@@ -727,6 +727,14 @@ void exchange_log_record(struct loop *l, const struct access_record *r, int rout
         log_buffer_append(l->log, r);
 }
 
+/* Whether the exchange ended with a whole answer before its request body all came (an error
+ * answer, an origin's early one): its downstream reads and drops the rest, or closes or resets
+ * on it (portico_request_body_discards_total), after the access line said so (body_unread). */
+static bool body_unread(const struct exchange *ex)
+{
+    return ex->outcome == OUTCOME_DONE && (ex->req_state != REQ_DONE || ex->discard_left);
+}
+
 /* Counts and logs the exchange. A switched one's access line is kept in to->record for its
  * tunnel, which writes it when it ends (nginx writes a WebSocket's line when it closes), with
  * the bytes that crossed it and its life; its counts and its place in /status are the 101's.
@@ -779,6 +787,7 @@ static void log_exchange(struct exchange *ex, struct tunnel_origin *to)
         .aborted = ex->outcome == OUTCOME_ABORTED,
         .reused = ex->reused,
         .retried = ex->retried,
+        .body_unread = body_unread(ex),
     };
     if (ex->ds.ops->report)
         ex->ds.ops->report(ex->ds.ctx, &r);
@@ -912,7 +921,7 @@ void ex_settle(struct exchange *ex)
                             : ex->close_client                ? END_CLOSE
                                                               : END_KEEP;
     struct downstream ds = ex->ds;
-    uint64_t discard = end == END_KEEP ? ex->discard_left : 0;
+    uint64_t discard = !body_unread(ex) ? 0 : ex->discard_left ? ex->discard_left : DISCARD_UNREAD;
     char request_id[sizeof(ex->request_id)];
     memcpy(request_id, ex->request_id, sizeof(request_id));
     exchange_free(ex);
@@ -921,7 +930,7 @@ void ex_settle(struct exchange *ex)
         ds.ops->upgraded(ds.ctx, &to);
         return;
     }
-    if (discard)
+    if (discard && ds.ops->request_discard)
         ds.ops->request_discard(ds.ctx, discard);
     ds.ops->done(ds.ctx, end);
 }

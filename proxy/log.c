@@ -295,6 +295,8 @@ static void format_json(struct fmt_buf *b, const struct access_record *r)
     json_bool(b, r->reused);
     LIT(b, ",\"retried\":");
     json_bool(b, r->retried);
+    LIT(b, ",\"body_unread\":");
+    json_bool(b, r->body_unread);
     fmt_char(b, '}');
 }
 
@@ -396,6 +398,8 @@ static void format_text(struct fmt_buf *b, const struct access_record *r)
     }
     if (r->aborted) /* an origin's failure, or a refusal of the client's body (its detail says) */
         LIT(b, " aborted=after_head");
+    if (r->body_unread)
+        LIT(b, " body_unread=yes");
     if (r->fault) {
         LIT(b, " fault=");
         text_raw(b, r->fault, CAP_FAULT);
