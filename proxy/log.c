@@ -295,9 +295,11 @@ static void format_json(struct fmt_buf *b, const struct access_record *r)
     json_bool(b, r->reused);
     LIT(b, ",\"retried\":");
     json_bool(b, r->retried);
-    LIT(b, ",\"body_unread\":");
-    json_bool(b, r->body_unread);
-    fmt_char(b, '}');
+    /* the last key and the end, one copy: most lines have it false */
+    if (r->body_unread)
+        LIT(b, ",\"body_unread\":true}");
+    else
+        LIT(b, ",\"body_unread\":false}");
 }
 
 /* Values from Portico or its configuration, unquoted in a text line ("-" for none). Control
