@@ -2496,8 +2496,8 @@ static const char *h2_discards(const char *result, char *buf, size_t size)
  * stream, its slot of http2_max_concurrent_streams and a graceful stop's wait, for as long as it
  * went on (main: rst=None after 4 s, reset_in_time=False). Never a flood. Each rest is counted
  * once by how it ended (portico_request_body_discards_total{protocol="http2"}: read, reset,
- * timeout; a body ended short, client_closed), with the bytes of it dropped after the answer
- * (main had neither). */
+ * timeout; a body ended short, client_closed), with the bytes of it dropped after the answer,
+ * and its access line says body_unread (main had none of it). */
 static void test_early_answer_discards(void **state)
 {
     (void)state;
@@ -2592,7 +2592,20 @@ static void test_early_answer_discards(void **state)
     tu_cmd_result_free(&r);
     for (size_t i = 0; i < ARRAY_SIZE(floods); i++)
         assert_int_equal(metric(h, floods[i]), before[i]);
-    px_stop(h);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    /* the lines were written at the answers, the rests still coming: small_cl's 413 says so,
+     * the GET after it, read whole, does not */
+    static const struct {
+        const char *needle, *want;
+    } lines[] = {{"\"status\":413,", "\"body_unread\":true}"},
+                 {"\"method\":\"GET\"", "\"body_unread\":false}"}};
+    for (size_t i = 0; i < ARRAY_SIZE(lines); i++) {
+        char *line = px_log_line(h, lines[i].needle);
+        if (!tu_contains(line, lines[i].want))
+            fail_msg("wanted %s in: %s", lines[i].want, line);
+        free(line);
+    }
+    harness_free(h);
 }
 
 /* [proxy] real_ip names the client on the lines of streams refused or reset before an exchange
