@@ -145,7 +145,7 @@ static double discards(const char *result, double want)
     return v;
 }
 
-/* Every HTTP/1.1 result counted so far, in DISCARD_END_LIST's order, then the bytes. */
+/* Every HTTP/1.1 result counted so far (reset is HTTP/2's only), then the bytes. */
 static void expect_discards(double read, double closed, double timeout, double client_closed,
                             double bytes)
 {
