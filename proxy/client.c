@@ -136,6 +136,7 @@ struct client {
                                           may be unseen as the answer goes (ds_sent_none) */
     uint64_t reset_from_us;            /* CS_RESETTING: since when (client_send_timeout) */
     uint64_t discard_left;             /* request body bytes to drop before the next request */
+    uint64_t discard_owed;             /* ... as many as there were at the answer (CS_DISCARD) */
     struct admin_stream *stream;       /* CS_STREAM: the rest of the admin page */
     struct event *stream_next;         /* CS_STREAM: the next slice, on the loop's next turn */
     bool stream_close;                 /* CS_STREAM: the connection closes after the page */
@@ -290,10 +291,21 @@ static void stream_end(struct client *c)
     c->stream_next = NULL;
 }
 
+/* The rest of an answered request's body being dropped (CS_DISCARD) ended: counted once, with
+ * what of it was read and dropped. */
+static void discard_ended(struct client *c, enum discard_end end)
+{
+    metrics_discard_end(c->loop->metrics, false, end, c->discard_owed - c->discard_left);
+    c->discard_left = 0;
+}
+
 /* The one teardown: the exchange (if any) is cancelled and logged, everything freed. */
 static void client_close(struct client *c, const char *why)
 {
     count_left_in_head(c, why);
+    if (c->state == CS_DISCARD && c->discard_left) /* cut: the client went, or Portico stops */
+        discard_ended(c, c->loop->state == LOOP_RUNNING ? DISCARD_END_CLIENT_CLOSED
+                                                        : DISCARD_END_CLOSED);
     struct loop *l = c->loop;
     if (idle_listed(c)) /* asked before h2_free */
         TAILQ_REMOVE(&l->idle, c, idle_link);
@@ -764,7 +776,8 @@ static bool may_parse(const struct client *c)
     return sock_pending(&c->sock) <= OUTPUT_HIGH;
 }
 
-/* The answered request's body has `left` bytes still to come: done() drops them first. */
+/* The answered request's body has `left` bytes still to come (DISCARD_UNREAD: a rest not to be
+ * read): done() drops them first, or closes on them. */
 static void ds_request_discard(void *ctx, uint64_t left)
 {
     struct client *c = ctx;
@@ -782,6 +795,7 @@ static void discard_input(struct client *c)
         sock_consumed(&c->sock);
     if (c->discard_left)
         return;
+    discard_ended(c, DISCARD_END_READ);
     c->pipelined = evbuffer_get_length(c->sock.in) > 0;
     if (drain_closes_idle(c->loop) && !c->pipelined) { /* a stop began meanwhile */
         start_closing(c);
@@ -854,6 +868,8 @@ static void ds_done(void *ctx, enum exchange_end end)
     c->closes_quietly = end == END_CLOSE_ASKED && !c->sock.ssl;
     if (end != END_KEEP || c->close_after ||
         ((drain_closes_idle(c->loop) || c->half_closed) && !next_buffered)) {
+        if (discard) /* the rest is not read: it goes with the connection (lingering) */
+            metrics_discard_end(c->loop->metrics, false, DISCARD_END_CLOSED, 0);
         start_closing(c);
         return;
     }
@@ -861,7 +877,7 @@ static void ds_done(void *ctx, enum exchange_end end)
     sock_watch_now(&c->sock); /* the next request is awaited (watch_later) */
     c->head_start_us = 0;
     if (discard) { /* the rest of the answered request's body comes first */
-        c->discard_left = discard;
+        c->discard_left = c->discard_owed = discard;
         set_state(c, CS_DISCARD);
         discard_input(c);
         return;
@@ -1469,6 +1485,7 @@ static void state_expired(struct client *c)
         client_close(c, "closed");
         break;
     case CS_DISCARD: /* the body it owed did not all come: its rest cannot be told apart */
+        discard_ended(c, DISCARD_END_TIMEOUT);
         client_close(c, "request body to drop not complete within client_body_timeout");
         break;
     case CS_RESETTING:

@@ -727,11 +727,20 @@ void exchange_log_record(struct loop *l, const struct access_record *r, int rout
         log_buffer_append(l->log, r);
 }
 
+/* Whether the exchange ended with a whole answer before its request body all came (an error
+ * answer, an origin's early one): its downstream reads and drops the rest, or closes or resets
+ * on it (portico_request_body_discards_total), after the access line said so (body_unread). */
+static bool body_unread(const struct exchange *ex)
+{
+    return (ex->req_state != REQ_DONE || ex->discard_left) && ex->outcome == OUTCOME_DONE;
+}
+
 /* Counts and logs the exchange. A switched one's access line is kept in to->record for its
  * tunnel, which writes it when it ends (nginx writes a WebSocket's line when it closes), with
  * the bytes that crossed it and its life; its counts and its place in /status are the 101's.
- * A downstream with keep_log (an HTTP/2 stream) has the record instead, counts included. */
-static void log_exchange(struct exchange *ex, struct tunnel_origin *to)
+ * A downstream with keep_log (an HTTP/2 stream) has the record instead, counts included.
+ * `unread`: body_unread(ex), asked once by ex_settle. */
+static void log_exchange(struct exchange *ex, struct tunnel_origin *to, bool unread)
 {
     struct timings t;
     exchange_timings(ex, &t);
@@ -779,6 +788,7 @@ static void log_exchange(struct exchange *ex, struct tunnel_origin *to)
         .aborted = ex->outcome == OUTCOME_ABORTED,
         .reused = ex->reused,
         .retried = ex->retried,
+        .body_unread = unread,
     };
     if (ex->ds.ops->report)
         ex->ds.ops->report(ex->ds.ctx, &r);
@@ -897,7 +907,8 @@ void ex_settle(struct exchange *ex)
         metrics_add(ex->loop->metrics, M_CLIENT_ABORTS, 1);
         ex->outcome = OUTCOME_LEFT;
     }
-    log_exchange(ex, &to);
+    bool unread = body_unread(ex);
+    log_exchange(ex, &to, unread);
     static const enum exchange_end ends[] = {
         [OUTCOME_ABORTED] = END_ABORT, [OUTCOME_DROPPED] = END_DROP, [OUTCOME_RESET] = END_RESET,
         [OUTCOME_LEFT] = END_DROP, /* nothing went: the connection just closes */
@@ -912,7 +923,7 @@ void ex_settle(struct exchange *ex)
                             : ex->close_client                ? END_CLOSE
                                                               : END_KEEP;
     struct downstream ds = ex->ds;
-    uint64_t discard = end == END_KEEP ? ex->discard_left : 0;
+    uint64_t discard = !unread ? 0 : ex->discard_left ? ex->discard_left : DISCARD_UNREAD;
     char request_id[sizeof(ex->request_id)];
     memcpy(request_id, ex->request_id, sizeof(request_id));
     exchange_free(ex);
@@ -921,7 +932,7 @@ void ex_settle(struct exchange *ex)
         ds.ops->upgraded(ds.ctx, &to);
         return;
     }
-    if (discard)
+    if (discard && ds.ops->request_discard)
         ds.ops->request_discard(ds.ctx, discard);
     ds.ops->done(ds.ctx, end);
 }
@@ -1291,7 +1302,7 @@ void exchange_cancel(struct exchange *ex, enum http_status status, const char *w
         phase_close(&ex->pc, ex->now);
         if (status == HTTP_CLIENT_CLOSED_REQUEST || unsent)
             metrics_add(ex->loop->metrics, M_CLIENT_ABORTS, 1);
-        log_exchange(ex, &(struct tunnel_origin){.index = -1}); /* no tunnel */
+        log_exchange(ex, &(struct tunnel_origin){.index = -1}, false); /* no tunnel, no rest */
     }
     exchange_free(ex);
 }

@@ -544,10 +544,13 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             charge_at(h, FLOOD_SMALL_DATA, event_now_us());     /* the read's clock */
         if (s && frame->hd.length > frame->data.padlen) /* it carried data */
             s->small_last = frame->hd.length < SMALL_DATA && !end_stream;
-        if (s && end_stream)
+        if (s && end_stream) {
+            if (s->discard) /* the rest's last frame: counted, nothing more to let through */
+                s->discarded += frame->hd.length;
             body_ended(h, s);
-        else if (s && s->discard) /* its padding too: what the window let through */
+        } else if (s && s->discard) { /* its padding too: what the window let through */
             h2_stream_discard(s, frame->hd.length);
+        }
         break;
     case NGHTTP2_SETTINGS:
         if (frame->hd.flags & NGHTTP2_FLAG_ACK) {

@@ -84,8 +84,9 @@ enum discard {
     DISCARD_NONE,                      /* nothing dropped: its exchange reads the body, or the
                                           stream is reset at the answer's END_STREAM (408) */
     DISCARD_READING,                   /* dropped as it comes, its window given back */
-    DISCARD_SHUT,                      /* past DISCARD_MAX or its deadline: no window given
-                                          back; reset once the answer went */
+    DISCARD_PAST_MAX,                  /* more than DISCARD_MAX came: no window given back;
+                                          reset once the answer went */
+    DISCARD_LATE,                      /* not all within client_body_timeout: the same */
 };
 
 struct h2_stream {

@@ -23,6 +23,7 @@
 #include "portico/headers.h"
 #include "portico/log.h"
 #include "portico/loop.h"
+#include "portico/metrics.h"
 #include "portico/realip.h"
 #include "portico/recent.h"
 #include "portico/sock.h"
@@ -182,9 +183,26 @@ void h2_stream_delivered(struct h2_stream *s)
     write_kept(s, NULL);
 }
 
+/* How a stream's discarded rest ended, as it closes: its END_STREAM came, it was reset by
+ * Portico, or it was cut (by the client, or by a stop). Counted once per stream. */
+static void discard_ended(const struct h2_stream *s)
+{
+    static const enum discard_end shut[] = {
+        [DISCARD_PAST_MAX] = DISCARD_END_RESET,
+        [DISCARD_LATE] = DISCARD_END_TIMEOUT,
+    };
+    enum discard_end end = s->discard != DISCARD_READING           ? shut[s->discard]
+                           : s->req_eof                            ? DISCARD_END_READ
+                           : s->conn->loop->state == LOOP_RUNNING ? DISCARD_END_CLIENT_CLOSED
+                                                                   : DISCARD_END_CLOSED;
+    metrics_discard_end(s->conn->loop->metrics, true, end, s->discarded);
+}
+
 void h2_stream_free(struct h2_stream *s, const char *why)
 {
     struct h2_conn *h = s->conn;
+    if (s->discard != DISCARD_NONE)
+        discard_ended(s);
     if (s->ex) {
         struct exchange *ex = s->ex;
         s->ex = NULL;
@@ -672,7 +690,7 @@ void h2_stream_discard(struct h2_stream *s, size_t len)
         discard_window(s);
         return;
     }
-    s->discard = DISCARD_SHUT; /* its window stays as it is: what it let go is dropped */
+    s->discard = DISCARD_PAST_MAX; /* its window stays as it is: what it let go is dropped */
     if (h2_stream_answer_sent(s))
         h2_reset(s->conn, s->id, NGHTTP2_NO_ERROR);
 }
@@ -989,6 +1007,10 @@ void h2_stream_eof(struct h2_stream *s)
 {
     s->req_eof = true;
     event_del(&s->body_timer);
+    /* Past DISCARD_MAX before its answer went, then its end: the answer's END_STREAM resets
+     * only a body still coming (h2.c: on_frame_send), so none follows: it was read to its end. */
+    if (s->discard == DISCARD_PAST_MAX && !h2_stream_answer_sent(s))
+        s->discard = DISCARD_READING;
     if (s->start_at_eof) {
         s->start_at_eof = false;
         h2_stream_start(s, true);
@@ -1028,7 +1050,7 @@ static void body_timer_cb(evutil_socket_t fd, short what, void *arg)
             arm_body_timer(s, now); /* early by the loop's cached clock */
             return;
         }
-        s->discard = DISCARD_SHUT;
+        s->discard = DISCARD_LATE;
         h2_reset(h, s->id, NGHTTP2_NO_ERROR); /* the window it had left is kept (late_keep) */
         h2_settle(h);
         return;

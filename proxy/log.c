@@ -295,7 +295,11 @@ static void format_json(struct fmt_buf *b, const struct access_record *r)
     json_bool(b, r->reused);
     LIT(b, ",\"retried\":");
     json_bool(b, r->retried);
-    fmt_char(b, '}');
+    /* the last key and the end, one copy: most lines have it false */
+    if (r->body_unread)
+        LIT(b, ",\"body_unread\":true}");
+    else
+        LIT(b, ",\"body_unread\":false}");
 }
 
 /* Values from Portico or its configuration, unquoted in a text line ("-" for none). Control
@@ -396,6 +400,8 @@ static void format_text(struct fmt_buf *b, const struct access_record *r)
     }
     if (r->aborted) /* an origin's failure, or a refusal of the client's body (its detail says) */
         LIT(b, " aborted=after_head");
+    if (r->body_unread)
+        LIT(b, " body_unread=yes");
     if (r->fault) {
         LIT(b, " fault=");
         text_raw(b, r->fault, CAP_FAULT);

@@ -91,6 +91,15 @@ static const char *const dns_tcp_outcome_names[DNS_TCP_OUTCOME_COUNT] = {
 #undef X
 };
 
+static const char *const discard_end_names[DISCARD_END_COUNT] = {
+#define X(id, nm) [id] = nm,
+    DISCARD_END_LIST(X)
+#undef X
+};
+
+/* portico_request_body_discards_total's protocol label: [http2]. */
+static const char *const discard_protocols[2] = {"http1", "http2"};
+
 static const char *const accept_error_names[ACCEPT_ERROR_COUNT] = {
 #define X(id, nm) [id] = nm,
     ACCEPT_ERROR_LIST(X)
@@ -178,6 +187,8 @@ struct shard {
     _Atomic uint64_t pp_errors[PP_ERROR_COUNT];
     _Atomic uint64_t dns_tcp[DNS_TCP_OUTCOME_COUNT];
     _Atomic uint64_t accept_errors[ACCEPT_ERROR_COUNT];
+    _Atomic uint64_t discards[2][DISCARD_END_COUNT]; /* [http2][end] */
+    _Atomic uint64_t discarded_bytes[2];
 
     /* portico_requests_total */
     uint8_t pair_of[NCODES][FAILURE_COUNT]; /* writer only: slot + 1 of a pair, 0 none yet */
@@ -299,6 +310,8 @@ struct totals {
     uint64_t pp_errors[PP_ERROR_COUNT];
     uint64_t dns_tcp[DNS_TCP_OUTCOME_COUNT];
     uint64_t accept_errors[ACCEPT_ERROR_COUNT];
+    uint64_t discards[2][DISCARD_END_COUNT];
+    uint64_t discarded_bytes[2];
     int64_t conns[CONN_SIDE_COUNT][CONN_STATE_COUNT];
     struct req_row *req;
     size_t nreq, capreq;
@@ -403,6 +416,11 @@ static void totals_add_shard(struct totals *t, struct shard *s, bool live)
         t->dns_tcp[o] += get(&s->dns_tcp[o]);
     for (int e = 0; e < ACCEPT_ERROR_COUNT; e++)
         t->accept_errors[e] += get(&s->accept_errors[e]);
+    for (int p = 0; p < 2; p++) {
+        for (int e = 0; e < DISCARD_END_COUNT; e++)
+            t->discards[p][e] += get(&s->discards[p][e]);
+        t->discarded_bytes[p] += get(&s->discarded_bytes[p]);
+    }
     if (live) {
         for (int side = 0; side < CONN_SIDE_COUNT; side++)
             for (int st = 0; st < CONN_STATE_COUNT; st++)
@@ -700,6 +718,15 @@ void metrics_dns_tcp(struct metrics *m, enum dns_tcp_outcome outcome)
 {
     if ((unsigned)outcome < DNS_TCP_OUTCOME_COUNT)
         bump(&shard_of(m)->dns_tcp[outcome], 1);
+}
+
+void metrics_discard_end(struct metrics *m, bool http2, enum discard_end end, uint64_t bytes)
+{
+    struct shard *s = shard_of(m);
+    if ((unsigned)end >= DISCARD_END_COUNT)
+        return;
+    bump(&s->discards[http2][end], 1);
+    bump(&s->discarded_bytes[http2], bytes);
 }
 
 void metrics_interim(struct metrics *m, int code, enum interim_direction dir)
@@ -1248,6 +1275,19 @@ static bool stage_interim(struct metrics_cursor *c, struct render *out, size_t b
     for (int o = 0; o < DNS_TCP_OUTCOME_COUNT; o++)
         put(out, "portico_dns_tcp_lookups_total{result=\"%s\"} %llu\n",
             dns_tcp_outcome_names[o], (unsigned long long)t->dns_tcp[o]);
+    family(out, "portico_request_body_discards_total", "counter",
+           "Request bodies answered before they all came whose rest Portico read and dropped, "
+           "by protocol and how the rest ended");
+    for (int p = 0; p < 2; p++)
+        for (int e = 0; e < DISCARD_END_COUNT; e++)
+            put(out, "portico_request_body_discards_total{protocol=\"%s\",result=\"%s\"} %llu\n",
+                discard_protocols[p], discard_end_names[e],
+                (unsigned long long)t->discards[p][e]);
+    family(out, "portico_request_body_discarded_bytes_total", "counter",
+           "Bytes of those rests read and dropped after the answer, by protocol");
+    for (int p = 0; p < 2; p++)
+        put(out, "portico_request_body_discarded_bytes_total{protocol=\"%s\"} %llu\n",
+            discard_protocols[p], (unsigned long long)t->discarded_bytes[p]);
     return true;
 }
 

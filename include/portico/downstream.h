@@ -61,6 +61,9 @@ struct body_sink {
  * (HTTP/1.1: request_discard, a larger Content-Length rest closing it) or reset the stream
  * (HTTP/2: h2_stream.c's discard_begin, any rest read up to this, then reset). */
 #define DISCARD_MAX (1024 * 1024)
+/* request_discard's `left` for a rest the connection closes on unread: past DISCARD_MAX, of
+ * unknown length, or one a client waiting for 100 Continue may never send. */
+#define DISCARD_UNREAD UINT64_MAX
 
 /* How an exchange ended, for done(). */
 #define EXCHANGE_END_LIST(X)                                                                       \
@@ -131,9 +134,11 @@ struct downstream_ops {
      * body written apart from the head): the downstream acknowledges it at once, not after the
      * kernel's delayed-ACK timer (40 ms). */
     void (*request_owed)(void *ds);
-    /* Optional (NULL: the connection closes instead): the exchange answered before `left` more
-     * bytes of the request body came; they are read and dropped before the next request is
-     * read (closing if they do not come within client_body_timeout). Called before done(). */
+    /* Optional (NULL: the connection closes instead): the exchange answered whole before `left`
+     * more bytes of the request body came; they are read and dropped before the next request
+     * is read (closing if they do not come within client_body_timeout), unless done()'s end
+     * closes the connection; DISCARD_UNREAD: a rest it closes on unread (done() closes). Called
+     * before done(), once; the downstream counts how the rest ended (metrics_discard_end). */
     void (*request_discard)(void *ds, uint64_t left);
     /* The exchange is over, counted, logged (or its record handed to keep_log) and freed; the
      * downstream sends what is still queued (the last bytes of a response wait for this, so

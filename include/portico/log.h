@@ -111,6 +111,9 @@ struct access_record {
     bool aborted;                      /* failure after the response head was forwarded */
     bool reused;                       /* sent on a pooled connection */
     bool retried;                      /* resent on a fresh connection after a stale pooled one */
+    bool body_unread;                  /* answered before the request body all came: its rest is
+                                          read and dropped, or cut, after the line (metrics.h:
+                                          enum discard_end) */
 };
 
 /* ---- names ---- */

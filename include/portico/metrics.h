@@ -216,6 +216,25 @@ enum dns_tcp_outcome {
     DNS_TCP_OUTCOME_COUNT
 };
 
+/* How the rest of a request body ended that Portico answered before it all came (an error
+ * answer, an origin that answered early): its label of
+ * portico_request_body_discards_total{protocol,result}. Portico reads and drops such a rest, up
+ * to DISCARD_MAX, so that the client sees the answer (client.c's CS_DISCARD, h2_int.h's enum
+ * discard). */
+#define DISCARD_END_LIST(X)                                                                        \
+    X(DISCARD_END_READ, "read")          /* came to its end, dropped */                            \
+    X(DISCARD_END_RESET, "reset")        /* HTTP/2: past DISCARD_MAX, RST_STREAM NO_ERROR */       \
+    X(DISCARD_END_CLOSED, "closed")      /* HTTP/1.1: the connection closed unread, or a stop */   \
+    X(DISCARD_END_TIMEOUT, "timeout")    /* not all within client_body_timeout of the answer */   \
+    X(DISCARD_END_CLIENT_CLOSED, "client_closed") /* the client closed or reset first */
+
+enum discard_end {
+#define X(id, name) id,
+    DISCARD_END_LIST(X)
+#undef X
+    DISCARD_END_COUNT
+};
+
 /* Reasons of portico_accept_errors_total, by errno class: what an operator does differs
  * (raise LimitNOFILE / fs.file-max, or look at memory), so they are told apart. */
 #define ACCEPT_ERROR_LIST(X)                                                                       \
@@ -332,6 +351,12 @@ void metrics_accept_error(struct metrics *m, enum accept_error reason);
 
 /* Counts one lookup over TCP in portico_dns_tcp_lookups_total{result}. */
 void metrics_dns_tcp(struct metrics *m, enum dns_tcp_outcome outcome);
+
+/* Counts one request body rest that ended (enum discard_end), once, where it ended, in
+ * portico_request_body_discards_total{protocol,result}, and the bytes of it read and dropped
+ * after the answer in portico_request_body_discarded_bytes_total{protocol}. http2: an HTTP/2
+ * stream's, else an HTTP/1.x connection's. */
+void metrics_discard_end(struct metrics *m, bool http2, enum discard_end end, uint64_t bytes);
 
 /* Counts one injected fault of rule `fault` (index in labels->faults). */
 void metrics_fault(struct metrics *m, int fault, enum fault_action action);

@@ -2468,6 +2468,18 @@ static void test_whole_body_early_answer(void **state)
     fake_origin_stop(o);
 }
 
+/* A series of the HTTP/2 discard metrics, into buf: portico_request_body_discards_total{protocol=
+ * "http2",result=`result`}, or with result NULL the bytes dropped. */
+static const char *h2_discards(const char *result, char *buf, size_t size)
+{
+    if (result)
+        snprintf(buf, size,
+                 "portico_request_body_discards_total{protocol=\"http2\",result=\"%s\"}", result);
+    else
+        snprintf(buf, size, "portico_request_body_discarded_bytes_total{protocol=\"http2\"}");
+    return buf;
+}
+
 /* An upload answered before its body's end (an origin refused: 502; a content-length past
  * max_body_size: 413) is read to its end, as over HTTP/1.1: a rest of up to DISCARD_MAX
  * (1 MiB), or of unknown length, is dropped as it comes, its window given back, and the stream
@@ -2482,7 +2494,10 @@ static void test_whole_body_early_answer(void **state)
  * unseen; it ends such an upload itself after 512 KiB at most). client_body_timeout is the whole
  * rest's, from the answer, as HTTP/1.1's CS_DISCARD: a byte every 0.3 s (trickle) kept the
  * stream, its slot of http2_max_concurrent_streams and a graceful stop's wait, for as long as it
- * went on (main: rst=None after 4 s, reset_in_time=False). Never a flood. */
+ * went on (main: rst=None after 4 s, reset_in_time=False). Never a flood. Each rest is counted
+ * once by how it ended (portico_request_body_discards_total{protocol="http2"}: read, reset,
+ * timeout; a body ended short, client_closed), with the bytes of it dropped after the answer,
+ * and its access line says body_unread (main had none of it). */
 static void test_early_answer_discards(void **state)
 {
     (void)state;
@@ -2501,41 +2516,56 @@ static void test_early_answer_discards(void **state)
     long long before[ARRAY_SIZE(floods)];
     for (size_t i = 0; i < ARRAY_SIZE(floods); i++)
         before[i] = metric(h, floods[i]);
+    /* result: how the rest ended; bytes dropped after the answer: the 100 sent with the head
+     * came before a 502 (a refused connect takes a turn of the loop), after a 413 (at the head);
+     * past DISCARD_MAX, what the windows had let go by the reset */
     static const struct {
-        const char *kind, *want;
+        const char *kind, *want, *result;
+        long long bytes_min, bytes_max;
     } rows[] = {
         {"small", "kind=small answered=True status=[502] rst=None next=[200] next_end=True "
-                  "goaway=None"},
+                  "goaway=None", "read", 2900, 2900},
         {"small_cl", "kind=small_cl answered=True status=[413] rst=None next=[200] "
-                     "next_end=True goaway=None"},
+                     "next_end=True goaway=None", "read", 3000, 3000},
         {"big", "kind=big answered=True status=[502] rst=0 sent_past_max=True next=[200] "
-                "next_end=True goaway=None"},
+                "next_end=True goaway=None", "reset", MiB + 1, 2 * MiB + 16384},
         {"big_cl", "kind=big_cl answered=True status=[413] rst=0 sent_past_max=True next=[200] "
-                   "next_end=True goaway=None"},
+                   "next_end=True goaway=None", "reset", MiB + 1, 2 * MiB + 16384},
         {"silent", "kind=silent answered=True status=[502] rst=0 after_timeout=True next=[200] "
-                   "next_end=True goaway=None"},
+                   "next_end=True goaway=None", "timeout", 0, 0},
         {"silent_cl", "kind=silent_cl answered=True status=[413] rst=0 after_timeout=True "
-                      "next=[200] next_end=True goaway=None"},
+                      "next=[200] next_end=True goaway=None", "timeout", 100, 100},
         {"trickle", "kind=trickle answered=True status=[502] rst=0 reset_in_time=True "
-                    "next=[200] next_end=True goaway=None"},
+                    "next=[200] next_end=True goaway=None", "timeout", 1, 14},
     };
+    char ended_s[128], bytes_s[128];
+    h2_discards(NULL, bytes_s, sizeof(bytes_s));
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        h2_discards(rows[i].result, ended_s, sizeof(ended_s));
+        long long ended = metric(h, ended_s), bytes = metric(h, bytes_s);
         struct tu_cmd_result r = {0};
         frames(h, "discard", rows[i].kind, &r);
         print_message("%s", r.out);
         want_lines(&r, &rows[i].want, 1);
         tu_cmd_result_free(&r);
+        assert_int_equal(metric_reached(h, ended_s, ended + 1), ended + 1);
+        long long dropped = metric(h, bytes_s) - bytes;
+        if (dropped < rows[i].bytes_min || dropped > rows[i].bytes_max)
+            fail_msg("%s: %lld bytes dropped after the answer", rows[i].kind, dropped);
     }
     /* 400 bodies ended short once their answers came (END_STREAM before the content-length, as
      * nghttp and curl 7.88 do): nghttp2 resets each (PROTOCOL_ERROR), neither counted malformed
      * nor charged as a reset (main: GOAWAY ENHANCE_YOUR_CALM after ~200, answered=201). */
     static const char *const short_want = "discard_short n=400 answered=400 rst=1 next=[200] "
                                           "goaway=None";
+    h2_discards("client_closed", ended_s, sizeof(ended_s));
+    long long cut = metric(h, ended_s);
     struct tu_cmd_result sr = {0};
     frames(h, "discard_short", "400", &sr);
     print_message("%s", sr.out);
     want_lines(&sr, &short_want, 1);
     tu_cmd_result_free(&sr);
+    assert_int_equal(metric_reached(h, ended_s, cut + 400), cut + 400);
     /* Debian 12's curl, its body coming a line at a time: the 502, whole, and exit 0 */
     char cmd[512];
     snprintf(cmd, sizeof(cmd),
@@ -2562,7 +2592,20 @@ static void test_early_answer_discards(void **state)
     tu_cmd_result_free(&r);
     for (size_t i = 0; i < ARRAY_SIZE(floods); i++)
         assert_int_equal(metric(h, floods[i]), before[i]);
-    px_stop(h);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    /* the lines were written at the answers, the rests still coming: small_cl's 413 says so,
+     * the GET after it, read whole, does not */
+    static const struct {
+        const char *needle, *want;
+    } lines[] = {{"\"status\":413,", "\"body_unread\":true}"},
+                 {"\"method\":\"GET\"", "\"body_unread\":false}"}};
+    for (size_t i = 0; i < ARRAY_SIZE(lines); i++) {
+        char *line = px_log_line(h, lines[i].needle);
+        if (!tu_contains(line, lines[i].want))
+            fail_msg("wanted %s in: %s", lines[i].want, line);
+        free(line);
+    }
+    harness_free(h);
 }
 
 /* [proxy] real_ip names the client on the lines of streams refused or reset before an exchange

@@ -10,6 +10,9 @@
  *      would be read as the next request
  *   2. the same for the answers Portico makes itself to such a request: 404 (no route), a fault
  *      rule's status answer (a request it refuses as bad, 417 or 508, still closes: test_parsing)
+ *   (1 and 2 counted by how the rest ended in portico_request_body_discards_total, the bytes
+ *   dropped after the answer in portico_request_body_discarded_bytes_total, and the answer's
+ *   access line says body_unread=yes)
  *   3. a client that sends its body slowly does not make total_timeout blame the origin: the
  *      timer does not expire while the exchange waits on the client's body, and runs anew once
  *      the body is in (an origin silent after it still gets its 504); nor does send_timeout,
@@ -30,12 +33,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
 #include "../support/raw_client.h"
+#include "../support/scrape.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
 
@@ -61,15 +66,18 @@ static int teardown(void **state)
     return stopped == 0 ? 0 : -1;
 }
 
-/* Portico with /dead/ to fx.dead (no retries: one failure is the answer) and / to fx.ok;
- * upstream_extra goes to the dead upstream's section. */
+/* Portico with /dead/ to fx.dead (no retries: one failure is the answer) and / to fx.ok, and an
+ * admin port; upstream_extra goes to the dead upstream's section. */
 static void start_with(const char *proxy_extra, enum fo_kind dead, const char *upstream_extra)
 {
+    char extra[256];
+    snprintf(extra, sizeof(extra), "admin_listen = 127.0.0.1:{{port:admin}}\n%s",
+             proxy_extra ? proxy_extra : "");
     fx.ok = fake_origin_start_kind(FO_OK);
     fx.dead = fake_origin_start_kind(dead);
     assert_non_null(fx.ok);
     assert_non_null(fx.dead);
-    fx.h = px_start(proxy_extra,
+    fx.h = px_start(extra,
                     "[upstream dead]\norigin = 127.0.0.1:%u\nretries = 0\n%s"
                     "[upstream ok]\norigin = 127.0.0.1:%u\n"
                     "[route dead]\nprefix = /dead/\nupstream = dead\n"
@@ -113,6 +121,49 @@ static void expect_next_served(void)
     assert_non_null(head);
     assert_true(strncmp(head, "GET /ok/next HTTP/1.1\r\n", 23) == 0);
     free(head);
+}
+
+/* An HTTP/1.1 series of the discard metrics: portico_request_body_discards_total{...,result=
+ * `result`}, or with result NULL the bytes, once it reached want (a rest the client cut is
+ * counted once Portico read its close), else as it is after IO_MS. */
+static double discards(const char *result, double want)
+{
+    char series[128];
+    if (result)
+        snprintf(series, sizeof(series),
+                 "portico_request_body_discards_total{protocol=\"http1\",result=\"%s\"}", result);
+    else
+        snprintf(series, sizeof(series),
+                 "portico_request_body_discarded_bytes_total{protocol=\"http1\"}");
+    int64_t deadline = tu_now_ms() + IO_MS;
+    double v = scrape_metric(harness_port(fx.h, "admin"), series, IO_MS);
+    while (v < want && tu_now_ms() < deadline) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* polling a counter the admin endpoint serves */
+        v = scrape_metric(harness_port(fx.h, "admin"), series, IO_MS);
+    }
+    return v;
+}
+
+/* Every HTTP/1.1 result counted so far (reset is HTTP/2's only), then the bytes. */
+static void expect_discards(double read, double closed, double timeout, double client_closed,
+                            double bytes)
+{
+    assert_true(discards("read", read) == read);
+    assert_true(discards("closed", closed) == closed);
+    assert_true(discards("timeout", timeout) == timeout);
+    assert_true(discards("client_closed", client_closed) == client_closed);
+    assert_true(discards("reset", 0) == 0); /* HTTP/2's only */
+    assert_true(discards(NULL, bytes) == bytes);
+}
+
+/* Fails unless the access line with needle says body_unread=yes, or says nothing of it. */
+static void expect_line_unread(const char *needle, bool unread)
+{
+    char *line = px_log_line(fx.h, needle);
+    if ((strstr(line, " body_unread=yes") != NULL) != unread)
+        fail_msg("body_unread%s wanted in: %s", unread ? "=yes" : " absent", line);
+    free(line);
 }
 
 static const char post_length[] = "POST /dead/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n"
@@ -162,6 +213,26 @@ static void test_partial_body_discarded(void **state)
                   false);
     assert_int_equal(raw_send_str(fx.c, "9"), 0); /* the last byte of the body, after the answer */
     expect_next_served();
+    /* read, its 1 byte: the line had its 9 (bytes_in), written before the rest came */
+    expect_discards(1, 0, 0, 0, 1);
+    expect_line_unread("bytes_in=9 ", true);
+    expect_line_unread("target=\"/ok/next\"", false);
+}
+
+/* ... a client that closes instead of sending the rest: client_closed. */
+static void test_partial_body_client_closes(void **state)
+{
+    (void)state;
+    start(FO_REFUSE, NULL);
+    expect_answer("POST /dead/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n012345678", 502,
+                  false);
+    assert_int_equal(raw_send_str(fx.c, "9"), 0); /* the last byte of the body, after the answer */
+    expect_answer("POST /dead/x HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n01234", 502,
+                  false);
+    assert_int_equal(raw_send_str(fx.c, "56789"), 0);
+    raw_close(fx.c);
+    fx.c = NULL;
+    expect_discards(1, 0, 0, 1, 1 + 5);
 }
 
 /* ... a rest that never comes: closed after client_body_timeout. A chunked rest cannot be
@@ -175,6 +246,7 @@ static void test_partial_body_closes(void **state)
     int64_t t0 = tu_now_ms();
     assert_int_equal(raw_wait_closed(fx.c, IO_MS), 1);
     assert_true(tu_now_ms() - t0 >= 250); /* client_body_timeout, not at once */
+    expect_discards(0, 0, 1, 0, 0);
     raw_close(fx.c);
     fx.c = raw_connect(harness_port(fx.h, "listen"), IO_MS);
     assert_non_null(fx.c);
@@ -189,6 +261,29 @@ static void test_partial_body_closes(void **state)
     expect_answer("POST /dead-ignore/x HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
                   "Content-Length: 10\r\n\r\n", 502, true);
     assert_int_equal(raw_wait_closed(fx.c, IO_MS), 1);
+    expect_discards(0, 2, 1, 0, 0); /* both closed on their rest, unread */
+}
+
+/* A rest past DISCARD_MAX (1 MiB), and a body past max_body_size (413), are not read: the
+ * connection closes on them (lingering, so that the client reads its answer), counted closed. */
+static void test_partial_body_past_max_closes(void **state)
+{
+    (void)state;
+    start_with("max_body_size = 4m", FO_REFUSE, NULL);
+    expect_answer("POST /dead/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234", 502,
+                  false);
+    assert_int_equal(raw_send_str(fx.c, "56789"), 0); /* read: 5 bytes */
+    expect_answer("POST /ok/up HTTP/1.1\r\nHost: t\r\nContent-Length: 5000000\r\n\r\n01234", 413,
+                  true);
+    assert_int_equal(raw_wait_closed(fx.c, IO_MS), 1);
+    raw_close(fx.c);
+    fx.c = raw_connect(harness_port(fx.h, "listen"), IO_MS);
+    assert_non_null(fx.c);
+    expect_answer("POST /dead/x HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n01234",
+                  502, true);
+    assert_int_equal(raw_wait_closed(fx.c, IO_MS), 1);
+    expect_discards(1, 2, 0, 0, 5);
+    expect_line_unread("status=413", true);
 }
 
 /* 2. Portico's own answers: no route, a fault's status. */
@@ -201,6 +296,8 @@ static void test_own_answers_keep_connection(void **state)
     expect_answer("POST /fault/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                   "a\r\n0123456789\r\n0\r\n\r\n", 503, false);
     expect_next_served();
+    expect_discards(0, 0, 0, 0, 0); /* each body was all in: read with its answer, no rest */
+    expect_line_unread("status=404", false);
 }
 
 /* 3. total_timeout = 300ms; the body takes ~600 ms to come (the client's own pauses). */
@@ -264,7 +361,9 @@ int main(void)
         cmocka_unit_test_teardown(test_tls_failure_keeps_connection, teardown),
         cmocka_unit_test_teardown(test_closed_keeps_connection, teardown),
         cmocka_unit_test_teardown(test_partial_body_discarded, teardown),
+        cmocka_unit_test_teardown(test_partial_body_client_closes, teardown),
         cmocka_unit_test_teardown(test_partial_body_closes, teardown),
+        cmocka_unit_test_teardown(test_partial_body_past_max_closes, teardown),
         cmocka_unit_test_teardown(test_own_answers_keep_connection, teardown),
         cmocka_unit_test_teardown(test_slow_upload_not_total_timeout, teardown),
         cmocka_unit_test_teardown(test_slow_upload_not_send_timeout, teardown),

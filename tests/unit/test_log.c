@@ -441,6 +441,7 @@ static struct access_record success_record(void)
         .forwarded_for = "127.9.9.9, \"x\"",
         .forwarded_for_len = 14,
         .reused = true,
+        .body_unread = true, /* the origin answered before the request's body all came */
     };
     timings_set(&r.timings, TIMING_CONNECT, 120);
     timings_set(&r.timings, TIMING_SEND, 8);
@@ -533,7 +534,8 @@ static void test_json_lines(void **state)
          "\"user_agent\":\"curl/7.88.1\",\"forwarded_for\":\"127.9.9.9, \\\"x\\\"\","
          "\"timing_ms\":{\"connect\":0.120,\"send\":0.008,"
          "\"first_byte\":2.345,\"body\":0.010,\"total\":2.600},\"limit_ms\":null,"
-         "\"detail\":null,\"aborted\":false,\"reused\":true,\"retried\":false}\n",
+         "\"detail\":null,\"aborted\":false,\"reused\":true,\"retried\":false,"
+         "\"body_unread\":true}\n",
          "a success: every field, spans cut to their length, absent phases left out"},
         {NULL,
          "{\"time\":\"2025-11-25T00:28:50.249Z\",\"request_id\":\"r2\",\"trace_id\":null,"
@@ -546,7 +548,8 @@ static void test_json_lines(void **state)
          "\"forwarded_for\":null,"
          "\"timing_ms\":{\"dns\":0.001,\"first_byte\":400.512,\"total\":400.600},"
          "\"limit_ms\":400,\"detail\":\"no response from 127.0.0.1:18999 within 400 ms of the "
-         "request\",\"aborted\":false,\"reused\":false,\"retried\":true}\n",
+         "request\",\"aborted\":false,\"reused\":false,\"retried\":true,"
+         "\"body_unread\":false}\n",
          "a failure: the origin never answered (null), a fault rule, the timer"},
         {&empty_record,
          "{\"time\":\"2025-11-25T00:28:50.248Z\",\"request_id\":null,\"trace_id\":null,"
@@ -557,7 +560,7 @@ static void test_json_lines(void **state)
          "\"bytes_out\":0,\"interim\":[],\"fault\":null,\"user_agent\":null,"
          "\"forwarded_for\":null,\"timing_ms\":{},"
          "\"limit_ms\":null,\"detail\":null,\"aborted\":false,\"reused\":false,"
-         "\"retried\":false}\n",
+         "\"retried\":false,\"body_unread\":false}\n",
          "nothing known: every key is still there, with null"},
         {&client_gone,
          "{\"time\":\"2025-11-25T00:28:50.248Z\",\"request_id\":\"r3\",\"trace_id\":null,"
@@ -568,7 +571,7 @@ static void test_json_lines(void **state)
          "\"attempts\":1,\"bytes_in\":0,\"bytes_out\":0,\"interim\":[],\"fault\":null,"
          "\"user_agent\":null,\"forwarded_for\":null,\"timing_ms\":{},\"limit_ms\":null,"
          "\"detail\":null,"
-         "\"aborted\":false,\"reused\":false,\"retried\":false}\n",
+         "\"aborted\":false,\"reused\":false,\"retried\":false,\"body_unread\":false}\n",
          "the client left: 499 and the phase it was in"},
     };
     for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
@@ -595,7 +598,7 @@ static void test_text_lines(void **state)
          " client=127.0.0.1:42616 method=\"GET\" target=\"/v1/items?q=\\\"x\\\"\""
          " host=\"api.example.com\" proto=HTTP/1.1 status=200 upstream_status=200 bytes_out=1234"
          " bytes_in=0 dur_ms=2.600 route=api upstream=app origin=127.0.0.1:3000 reused=yes"
-         " attempts=1 interim=103,100 user_agent=\"curl/7.88.1\""
+         " attempts=1 body_unread=yes interim=103,100 user_agent=\"curl/7.88.1\""
          " forwarded_for=\"127.9.9.9, \\\"x\\\"\""
          " timing=connect:0.120,send:0.008,first_byte:2.345,body:0.010\n",
          "a success: today's keys in today's order, the new ones beside them"},
@@ -771,7 +774,7 @@ static void test_hostile_record(void **state)
             .fault = junk, .user_agent = junk, .user_agent_len = sizeof(junk) - 1,
             .forwarded_for = junk, .forwarded_for_len = sizeof(junk) - 1,
             .limit_ms = UINT64_MAX, .detail = junk, .aborted = true, .reused = true,
-            .retried = true, .tunnel = true, .tunnel_us = UINT64_MAX,
+            .retried = true, .body_unread = true, .tunnel = true, .tunnel_us = UINT64_MAX,
         };
         for (int p = 0; p < TIMING_COUNT; p++)
             timings_set(&r.timings, (enum timing_phase)p, UINT64_MAX);
@@ -779,7 +782,7 @@ static void test_hostile_record(void **state)
         size_t n = log_format_access(&r, LOG_FORMAT_JSON, line, sizeof(line));
         if (n < 3000 || n > LOG_LINE_MAX || line[n - 1] != '\n' || !json_object_ok(line, n - 1))
             fail_msg("pattern %d, %zu bytes: %.*s", pattern, n, (int)n, line);
-        assert_non_null(memmem(line, n, "\"retried\":true}", 15)); /* the last field is there */
+        assert_non_null(memmem(line, n, "\"body_unread\":true}", 19)); /* the last field is there */
         n = log_format_access(&r, LOG_FORMAT_TEXT, line, sizeof(line));
         if (n < 2000 || n > LOG_LINE_MAX || memchr(line, '\n', n - 1) || memchr(line, '\r', n))
             fail_msg("pattern %d, %zu bytes: %.*s", pattern, n, (int)n, line);

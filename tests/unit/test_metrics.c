@@ -748,6 +748,41 @@ static void test_accept_errors(void **state)
     free(text);
 }
 
+/* Request body rests, counted once each by protocol and how they ended, every series listed;
+ * their bytes summed by protocol, across shards. */
+static void test_discards(void **state)
+{
+    (void)state;
+    struct metrics *a = metrics_shard_create(NULL), *b = metrics_shard_create(NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    metrics_discard_end(a, false, DISCARD_END_READ, 10);
+    metrics_discard_end(b, false, DISCARD_END_READ, 5);
+    metrics_discard_end(a, false, DISCARD_END_CLOSED, 0);
+    metrics_discard_end(a, true, DISCARD_END_RESET, 1048577);
+    metrics_discard_end(b, true, DISCARD_END_CLIENT_CLOSED, 3);
+    metrics_discard_end(a, true, DISCARD_END_COUNT, 7); /* not an end: ignored, its bytes too */
+    char *text = render(NULL);
+    validate(text);
+    assert_family(text, "portico_request_body_discards_total",
+                  "portico_request_body_discards_total{protocol=\"http1\",result=\"read\"} 2\n"
+                  "portico_request_body_discards_total{protocol=\"http1\",result=\"reset\"} 0\n"
+                  "portico_request_body_discards_total{protocol=\"http1\",result=\"closed\"} 1\n"
+                  "portico_request_body_discards_total{protocol=\"http1\",result=\"timeout\"} 0\n"
+                  "portico_request_body_discards_total{protocol=\"http1\","
+                  "result=\"client_closed\"} 0\n"
+                  "portico_request_body_discards_total{protocol=\"http2\",result=\"read\"} 0\n"
+                  "portico_request_body_discards_total{protocol=\"http2\",result=\"reset\"} 1\n"
+                  "portico_request_body_discards_total{protocol=\"http2\",result=\"closed\"} 0\n"
+                  "portico_request_body_discards_total{protocol=\"http2\",result=\"timeout\"} 0\n"
+                  "portico_request_body_discards_total{protocol=\"http2\","
+                  "result=\"client_closed\"} 1\n");
+    assert_family(text, "portico_request_body_discarded_bytes_total",
+                  "portico_request_body_discarded_bytes_total{protocol=\"http1\"} 15\n"
+                  "portico_request_body_discarded_bytes_total{protocol=\"http2\"} 1048580\n");
+    free(text);
+}
+
 /* An empty process still renders a valid file with every family described. */
 static void test_empty(void **state)
 {
@@ -755,7 +790,8 @@ static void test_empty(void **state)
     char *text = render(NULL);
     assert_int_equal(validate(text), METRIC_COUNT + FAILURE_COUNT - 1 + 6 + 1 + 5 + 1 + 1 + 3 + 1 +
                                          TUNNEL_END_COUNT + PP_ERROR_COUNT +
-                                         DNS_TCP_OUTCOME_COUNT + ACCEPT_ERROR_COUNT + 1);
+                                         DNS_TCP_OUTCOME_COUNT + ACCEPT_ERROR_COUNT +
+                                         2 * DISCARD_END_COUNT + 2 + 1);
     assert_true(sample(text, "portico_tunnels_closed_total{reason=\"cut\"}") == 0);
     assert_true(strstr(text, "# TYPE portico_requests_total counter\n"));
     assert_true(strstr(text, "# TYPE portico_upstream_origin_up gauge\n"));
@@ -868,6 +904,7 @@ int main(void)
         cmocka_unit_test_teardown(test_older_families, teardown),
         cmocka_unit_test_teardown(test_dns_tcp_lookups, teardown),
         cmocka_unit_test_teardown(test_accept_errors, teardown),
+        cmocka_unit_test_teardown(test_discards, teardown),
         cmocka_unit_test_teardown(test_empty, teardown),
         cmocka_unit_test(test_validator_refuses),
         cmocka_unit_test_teardown(test_scrape_while_writing, teardown),
