@@ -269,9 +269,10 @@ static void warn_bare_seconds(struct cfg_loader *ld, const char *name, const cha
 
 #define FIELD(k, base, type) ((type *)(void *)((char *)(base) + (k)->offset))
 
-/* Parses a duration no longer than the key's maximum. */
+/* Parses a duration no longer than the key's maximum; hours_usual: its usual values are an
+ * hour or more (tunnel_timeout), so that a bare 3600 is meant as seconds (no warning). */
 static int duration_value(struct cfg_loader *ld, const struct cfg_key *k, const char *value,
-                          uint64_t *ms)
+                          bool hours_usual, uint64_t *ms)
 {
     char max[32];
     if (parse_duration_ms(value, ms) != 0) {
@@ -283,15 +284,16 @@ static int duration_value(struct cfg_loader *ld, const struct cfg_key *k, const 
                    cfg_duration_text(k->max, max, sizeof(max)));
         return -1;
     }
-    warn_bare_seconds(ld, k->name, " = ", value, *ms);
+    if (!hours_usual)
+        warn_bare_seconds(ld, k->name, " = ", value, *ms);
     return 0;
 }
 
-static int set_duration(struct cfg_loader *ld, const struct cfg_key *k, void *base,
-                        const char *value)
+static int duration_at_least(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                             const char *value, bool hours_usual)
 {
     uint64_t v;
-    if (duration_value(ld, k, value, &v) != 0)
+    if (duration_value(ld, k, value, hours_usual, &v) != 0)
         return -1;
     if (v < k->min) {
         cfg_report(ld, ld->line, "%s: must be at least %llums", k->name,
@@ -302,11 +304,23 @@ static int set_duration(struct cfg_loader *ld, const struct cfg_key *k, void *ba
     return 0;
 }
 
+static int set_duration(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                        const char *value)
+{
+    return duration_at_least(ld, k, base, value, false);
+}
+
+static int set_long_duration(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                             const char *value)
+{
+    return duration_at_least(ld, k, base, value, true);
+}
+
 /* A timer below its minimum is 0, which only total_timeout takes (as "off"). */
 static int set_timer(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
 {
     uint64_t v;
-    if (duration_value(ld, k, value, &v) != 0)
+    if (duration_value(ld, k, value, false, &v) != 0)
         return -1;
     if (v < k->min) {
         cfg_report(ld, ld->line, "%s: must be greater than 0 (only total_timeout can be 0 = off)",
@@ -1112,6 +1126,9 @@ static int set_fault(struct cfg_loader *ld, const struct cfg_key *k, void *base,
 #define NUMBER(name, set, field, min, max) {name, set, field, min, max, NULL, 0, false}
 #define DURATION(name, field, min)                                                                 \
     {name, set_duration, field, min, CFG_MAX_DURATION_MS, NULL, 0, false}
+/* A duration whose usual values are an hour or more: a bare 3600 is meant as seconds. */
+#define LONG_DURATION(name, field, min)                                                            \
+    {name, set_long_duration, field, min, CFG_MAX_DURATION_MS, NULL, 0, false}
 #define NAMED(name, set, field, names) {name, set, field, 0, 0, names, ARRAY_LEN(names), false}
 /* Timers are above 0, but total_timeout, for which 0 is off. */
 #define TIMER_MIN(id) ((id) == TIMER_TOTAL ? 0 : 1)
@@ -1147,7 +1164,7 @@ static const struct cfg_key proxy_keys[] = {
     KEY("tls_cert", set_path, CFG(tls_cert)),
     KEY("tls_key", set_path, CFG(tls_key)),
     /* below 100ms no ticket outlives a page load; above a day a stolen key reads days of them */
-    {"tls_ticket_rotation", set_duration, CFG(tls_ticket_rotation_ms), 100, 24 * 3600 * 1000,
+    {"tls_ticket_rotation", set_long_duration, CFG(tls_ticket_rotation_ms), 100, 24 * 3600 * 1000,
      NULL, 0, false},
     KEY("proxy_status", set_bool, CFG(proxy_status)),
     KEY("splice", set_bool, CFG(splice)),
@@ -1165,7 +1182,7 @@ static const struct cfg_key proxy_keys[] = {
     /* DNS rebinding: without admin_token, IP addresses, localhost and these names only */
     KEY("admin_hosts", set_admin_hosts, CFG(admin_hosts)),
     /* lifecycle: graceful stop, pid file, privileges */
-    DURATION("shutdown_timeout", CFG(shutdown_timeout_ms), 0),
+    LONG_DURATION("shutdown_timeout", CFG(shutdown_timeout_ms), 0),
     KEY("pid_file", set_path, CFG(pid_file)),
     KEY("user", set_string, CFG(user)),
     KEY("group", set_string, CFG(group)),
@@ -1193,7 +1210,7 @@ static const struct cfg_key upstream_keys[] = {
     NUMBER("retries", set_uint, UPS(retries), 0, CFG_MAX_ORIGINS - 1),
     KEY("retry_sent", set_bool, UPS(retry_sent)),
     KEY("health_check", set_health_check, UPS(health)),
-    DURATION("tunnel_timeout", UPS(tunnel_timeout_ms), 1),
+    LONG_DURATION("tunnel_timeout", UPS(tunnel_timeout_ms), 1),
     KEY("tls", set_bool, UPS(tls)),
     KEY("verify", set_bool, UPS(verify)),
     KEY("ca_file", set_path, UPS(ca_file)),

@@ -1296,6 +1296,10 @@ static const struct {
     {"5000ms", "[proxy]\nconnect_timeout = 5000ms\n" UP, {NULL}},
     {"5000s", "[proxy]\nconnect_timeout = 5000s\n" UP, {NULL}},
     {"2h", "[proxy]\nkeepalive_timeout = 2h\n" UP, {NULL}},
+    /* keys whose usual values are hours: a bare 3600 is meant as seconds there */
+    {"a bare 3600 on tunnel_timeout", UP "tunnel_timeout = 3600\n", {NULL}},
+    {"a bare 7200 on tls_ticket_rotation", "[proxy]\ntls_ticket_rotation = 7200\n" UP, {NULL}},
+    {"a bare 1800 on shutdown_timeout", "[proxy]\nshutdown_timeout = 1800\n" UP, {NULL}},
     /* nginx ignores max_fails for a lone server: here it is marked down, nothing is left */
     {"max_fails on a lone origin", UP "max_fails = 3\ndown_time = 30s\n",
      {"test.ini:3: warning: max_fails = 3 with one origin: after 3 failures it is marked down "
