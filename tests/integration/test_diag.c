@@ -146,6 +146,9 @@ static void request(struct harness *h, const struct dcase *c, struct raw_respons
     if (mb_provoke(conn, &mr, &rep) != 0)
         fail_msg("%s: no response: %s", c->name, rep.r.error);
     *r = rep.r;
+    /* Its close comes after it is counted, its answer may not (ds_sent_none): /metrics or
+     * /status, served by worker 0, could otherwise miss the count of another worker. */
+    assert_int_equal(raw_wait_closed(conn, PX_IO_MS), 1);
     raw_close(conn);
 }
 
