@@ -114,7 +114,8 @@ test: deps
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@echo "make test: all tests passed (plain, ASan+UBSan, fuzz smoke)"
 
-tests: $(BUILD)/portico $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/tests/oom_preload.so
+tests: $(BUILD)/portico $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/tests/oom_preload.so \
+       $(BUILD)/tests/pause_preload.so
 
 # An LD_PRELOAD library the integration tests start Portico with to make chosen allocations fail
 # (tests/support/oom.h). Built apart and without sanitizers: it forwards to whichever allocator
@@ -122,6 +123,12 @@ tests: $(BUILD)/portico $(UNIT_BINS) $(INTEG_BINS) $(BUILD)/tests/oom_preload.so
 $(BUILD)/tests/oom_preload.so: tests/preload/oom_preload.c
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -O2 -g -fPIC -shared $(WARN) -D_GNU_SOURCE -o $@ $< -ldl
+
+# An LD_PRELOAD library that pauses a worker right after it sends an answer head, for finding
+# tests that read a count before Portico has made it (run by hand: tests/preload/pause_preload.c).
+$(BUILD)/tests/pause_preload.so: tests/preload/pause_preload.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 -g -fPIC -shared $(WARN) -D_GNU_SOURCE -o $@ $< -ldl -lpthread
 
 check: tests check-layers
 	@./scripts/run-tests.sh $(BUILD)

@@ -139,6 +139,9 @@ static void request(struct harness *h, const char *method, const char *path, con
         assert_int_equal(raw_read_head_response(c, r, IO_MS), 0);
     else
         assert_int_equal(raw_read_response(c, r, IO_MS), 0);
+    /* Its close comes after it is counted, its answer may not (ds_sent_none): /metrics,
+     * served by worker 0, could otherwise miss the count of another worker. */
+    assert_int_equal(raw_wait_closed(c, IO_MS), 1);
     raw_close(c);
 }
 

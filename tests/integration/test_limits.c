@@ -54,19 +54,6 @@ static int exchange_ok(struct raw_conn *c, const char *path)
 
 /* ---- max_connections ---- */
 
-/* The value of a metric once it is want (a counter reaching it, a gauge coming down to it),
- * polled (bounded): the metric says when Portico has seen what the test did. */
-static double metric_reaches(uint16_t admin, const char *series, double want)
-{
-    double v = -1;
-    for (int64_t end = tu_now_ms() + PX_IO_MS; tu_now_ms() < end;) {
-        if ((v = scrape_metric(admin, series, PX_IO_MS)) == want)
-            break;
-        poll(NULL, 0, 5);
-    }
-    return v;
-}
-
 /* At the limit an idle keep-alive connection gives way to a new client (the longest idle
  * first); with none idle, new clients wait in the backlog until a connection closes or goes
  * idle. */
@@ -85,7 +72,7 @@ static void test_max_connections(void **state)
     struct raw_conn *c = px_connect(h);
     assert_int_equal(exchange_ok(c, "/c"), 200);
     assert_int_equal(raw_wait_closed(a, PX_IO_MS), 1);
-    assert_true(metric_reaches(admin, "portico_client_idle_reclaimed_total", 1) == 1);
+    assert_true(scrape_wait(admin, "portico_client_idle_reclaimed_total", 1, PX_IO_MS) == 1);
     raw_close(a);
 
     /* b and c busy (heads begun): none can give way, the listener is held (the scrapes' admin
@@ -93,11 +80,9 @@ static void test_max_connections(void **state)
     double base = scrape_metric(admin, "portico_accept_pauses_total", PX_IO_MS);
     assert_int_equal(raw_send_str(b, "GET /b2 HTTP/1.1\r\n"), 0);
     assert_int_equal(raw_send_str(c, "GET /c2 HTTP/1.1\r\n"), 0);
-    double idle = -1; /* Portico has read both: neither is idle any more */
-    for (int64_t end = tu_now_ms() + PX_IO_MS; idle != 0 && tu_now_ms() < end; poll(NULL, 0, 5))
-        idle = scrape_metric(admin, "portico_connections{side=\"client\",state=\"idle\"}",
-                             PX_IO_MS);
-    assert_true(idle == 0);
+    /* Portico has read both: neither is idle any more */
+    static const char idle[] = "portico_connections{side=\"client\",state=\"idle\"}";
+    assert_true(scrape_wait(admin, idle, 0, PX_IO_MS) == 0);
     assert_true(scrape_metric(admin, "portico_accept_pauses_total", PX_IO_MS) >= base + 1);
     struct raw_conn *d = px_connect(h); /* in the kernel's backlog, not accepted: no answer */
     assert_int_equal(raw_send_str(d, "GET /d HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
@@ -117,7 +102,7 @@ static void test_max_connections(void **state)
     print_message("  the held client was served %lld ms after a connection went idle\n",
                   (long long)(tu_now_ms() - t0));
     assert_int_equal(raw_wait_closed(b, PX_IO_MS), 1);
-    assert_true(metric_reaches(admin, "portico_client_idle_reclaimed_total", 2) == 2);
+    assert_true(scrape_wait(admin, "portico_client_idle_reclaimed_total", 2, PX_IO_MS) == 2);
 
     /* c, busy all along, is not touched */
     assert_int_equal(raw_send_str(c, "Host: t\r\n\r\n"), 0);
@@ -156,8 +141,8 @@ static void test_max_connections_h2c(void **state)
                                   "\x00\x00\x00\x04\x00\x00\x00\x00\x00"; /* empty SETTINGS */
     assert_int_equal(raw_send(h2, preface, sizeof(preface) - 1), 0);
     assert_int_equal(raw_wait_closed(a, PX_IO_MS), 1);
-    assert_true(metric_reaches(harness_port(h, "admin"), "portico_client_idle_reclaimed_total",
-                               1) == 1);
+    assert_true(scrape_wait(harness_port(h, "admin"), "portico_client_idle_reclaimed_total", 1,
+                            PX_IO_MS) == 1);
     raw_close(a);
     raw_close(h2);
     px_stop(h);
@@ -231,7 +216,7 @@ static void test_max_connections_h2_idle(void **state)
     uint16_t admin = harness_port(h, "admin");
     static const char idle[] = "portico_connections{side=\"client\",state=\"idle\"}";
     static const char active[] = "portico_connections{side=\"client\",state=\"active\"}";
-    assert_true(metric_reaches(admin, idle, 1) == 1);
+    assert_true(scrape_wait(admin, idle, 1, PX_IO_MS) == 1);
     assert_true(scrape_metric(admin, active, PX_IO_MS) == 0);
 
     struct raw_conn *c = px_connect(h);
@@ -246,7 +231,7 @@ static void test_max_connections_h2_idle(void **state)
                      1);
     assert_int_equal((uint32_t)g[4] << 24 | (uint32_t)g[5] << 16 | g[6] << 8 | g[7], 0);
     assert_int_equal(raw_wait_closed(h2, PX_IO_MS), 1);
-    assert_true(metric_reaches(admin, "portico_client_idle_reclaimed_total", 1) == 1);
+    assert_true(scrape_wait(admin, "portico_client_idle_reclaimed_total", 1, PX_IO_MS) == 1);
     raw_close(h2);
     raw_close(c);
     px_stop(h);
@@ -298,7 +283,7 @@ static void test_max_connections_admin_open(void **state)
     uint16_t admin = harness_port(h, "admin");
     struct raw_conn *quiet = raw_connect(admin, PX_IO_MS);
     assert_non_null(quiet);
-    assert_true(metric_reaches(admin, "portico_client_connections_active", 0) == 0);
+    assert_true(scrape_wait(admin, "portico_client_connections_active", 0, PX_IO_MS) == 0);
     struct raw_conn *f = px_connect(h);
     t0 = tu_now_ms();
     status = exchange_ok(f, "/f");
@@ -1000,14 +985,14 @@ static long silent_connection_kb(struct harness *h, const char *port, const char
 {
     enum { N = 200 };
     uint16_t admin = harness_port(h, "admin");
-    assert_true(metric_reaches(admin, "portico_client_connections_active", 0) == 0);
+    assert_true(scrape_wait(admin, "portico_client_connections_active", 0, PX_IO_MS) == 0);
     long before = px_proc_kb(harness_pid(h), "VmRSS");
     struct raw_conn *c[N];
     for (int i = 0; i < N; i++)
         assert_non_null(c[i] = raw_connect(harness_port(h, port), PX_IO_MS));
     char metric[96];
     snprintf(metric, sizeof(metric), "portico_connections{side=\"client\",state=\"%s\"}", state);
-    assert_true(metric_reaches(admin, metric, N) == N);
+    assert_true(scrape_wait(admin, metric, N, PX_IO_MS) == N);
     long per = (px_proc_kb(harness_pid(h), "VmRSS") - before) / N;
     for (int i = 0; i < N; i++)
         raw_close(c[i]);
@@ -1076,7 +1061,7 @@ static void test_tls_burst_memory_returned(void **state)
     px_h2load_ok(load, CONN_BURST);
     long peak = px_proc_kb(pid, "VmHWM");
     /* h2load has closed its connections: once Portico has too, the burst is over */
-    assert_true(metric_reaches(admin, "portico_client_connections_active", 0) == 0);
+    assert_true(scrape_wait(admin, "portico_client_connections_active", 0, PX_IO_MS) == 0);
     /* the trim comes within a second (the worker's tick): RSS polled for at most three */
     long after = px_proc_kb(pid, "VmRSS");
     for (int64_t end = tu_now_ms() + 3000;

@@ -13,7 +13,6 @@
  * - A reload that only turns the flag off for an address takes effect for new connections.
  */
 #include <errno.h>
-#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -547,19 +546,12 @@ static void test_refused(void **state)
     fake_origin_stop(o);
 }
 
-static double handshaking(struct harness *h)
+/* Whether one client connection waits in its handshake (its PROXY header), polled (bounded). */
+static bool one_handshaking(struct harness *h)
 {
-    return scrape_metric(harness_port(h, "admin"),
-                         "portico_connections{side=\"client\",state=\"handshake\"}", PX_IO_MS);
-}
-
-/* Waits (bounded) until the metric series holds want; returns what it holds then. */
-static double wait_metric(struct harness *h, const char *series, double want)
-{
-    double v = scrape_metric(harness_port(h, "admin"), series, PX_IO_MS);
-    for (int64_t end = tu_now_ms() + PX_IO_MS; v != want && tu_now_ms() < end; poll(NULL, 0, 5))
-        v = scrape_metric(harness_port(h, "admin"), series, PX_IO_MS);
-    return v;
+    return scrape_wait(harness_port(h, "admin"),
+                       "portico_connections{side=\"client\",state=\"handshake\"}", 1,
+                       PX_IO_MS) == 1;
 }
 
 /* A connection takes one of max_connections' places from its accept, its header's wait and
@@ -597,18 +589,14 @@ static void test_places_and_counts(void **state)
     c = raw_connect(harness_port(h, "pp"), PX_IO_MS); /* closed before a byte */
     assert_non_null(c);
     raw_close(c);
-    double got = wait_metric(h, total, before + 5);
+    double got = scrape_wait(harness_port(h, "admin"), total, before + 5, PX_IO_MS);
     if (got != before + 5)
         fail_msg("%s: %g more, not 5 (3 served, 1 refused, 1 closed)", total, got - before);
 
     c = raw_connect(harness_port(h, "pp"), PX_IO_MS);
     assert_non_null(c);
     assert_int_equal(raw_send_str(c, "PROXY TCP4 127.1.2.4 "), 0);
-    double waiting = handshaking(h);
-    for (int64_t end = tu_now_ms() + PX_IO_MS; waiting != 1 && tu_now_ms() < end;
-         poll(NULL, 0, 5))
-        waiting = handshaking(h);
-    assert_true(waiting == 1);
+    assert_true(one_handshaking(h));
     assert_int_equal(harness_stop(h), 0);
     expect_closed_silently(c, "stopped while its header came");
     raw_close(c);
@@ -629,11 +617,7 @@ static void test_ipv6_balancer_named(void **state)
     struct raw_conn *c = raw_connect_ip("::1", harness_port(h, "pp6"), PX_IO_MS);
     assert_non_null(c);
     assert_int_equal(raw_send_str(c, "PROXY TCP4 127.1.2.4 "), 0);
-    double waiting = handshaking(h);
-    for (int64_t end = tu_now_ms() + PX_IO_MS; waiting != 1 && tu_now_ms() < end;
-         poll(NULL, 0, 5))
-        waiting = handshaking(h);
-    assert_true(waiting == 1); /* the first piece was taken: the connection waits */
+    assert_true(one_handshaking(h)); /* the first piece was taken: the connection waits */
     assert_int_equal(raw_send_str(c, "127.5.6.8 1 2 3\r\n"), 0);
     expect_closed_silently(c, "a field too many");
     raw_close(c);

@@ -1184,20 +1184,6 @@ static void test_accept_pause_keeps_hold(void **state)
 
 static off_t dir_file_size(struct harness *h, const char *name);
 
-/* The value of series on h's admin listener once it is at least min (scraped until then,
- * bounded); -1 when the series is absent, as before it existed. */
-static double metric_at_least(struct harness *h, const char *series, double min)
-{
-    double v = -1;
-    for (int64_t end = tu_now_ms() + PX_IO_MS; tu_now_ms() < end;) {
-        v = scrape_metric(harness_port(h, "admin"), series, PX_IO_MS);
-        if (v >= min || v < 0)
-            break;
-        poll(NULL, 0, 20); /* a scrape, not a wait for an event: the count comes when it comes */
-    }
-    return v;
-}
-
 /* Error-log lines a write could not take (the file size limit at the error log's end) are
  * counted in portico_error_log_dropped_lines_total, as the access log's are: a reload of a
  * file with errors writes its lines then counts the reload invalid, so that count is waited
@@ -1210,7 +1196,8 @@ static void test_error_log_lines_lost_counted(void **state)
     struct harness *h =
         px_start_origin(fake_origin_port(o), "admin_listen = 127.0.0.1:{{port:admin}}\n");
     pid_t pid = harness_pid(h);
-    assert_true(metric_at_least(h, "portico_config_generation", 1) == 1); /* admin is up */
+    uint16_t admin = harness_port(h, "admin");
+    assert_true(scrape_wait(admin, "portico_config_generation", 1, PX_IO_MS) == 1); /* it is up */
     struct rlimit old, tight;
     assert_int_equal(prlimit(pid, RLIMIT_FSIZE, NULL, &old), 0);
     tight = (struct rlimit){.rlim_cur = (rlim_t)dir_file_size(h, "stderr.log"),
@@ -1218,10 +1205,10 @@ static void test_error_log_lines_lost_counted(void **state)
     assert_int_equal(prlimit(pid, RLIMIT_FSIZE, &tight, NULL), 0);
     assert_int_equal(harness_write_config(h, "[proxy]\nlisten = not-an-address\n"), 0);
     assert_int_equal(harness_signal(h, SIGHUP), 0);
-    assert_true(metric_at_least(h, "portico_config_reloads_total{result=\"invalid\"}", 1) == 1);
+    static const char invalid[] = "portico_config_reloads_total{result=\"invalid\"}";
+    assert_true(scrape_wait(admin, invalid, 1, PX_IO_MS) == 1);
     assert_int_equal(prlimit(pid, RLIMIT_FSIZE, &old, NULL), 0);
-    double lost = scrape_metric(harness_port(h, "admin"), "portico_error_log_dropped_lines_total",
-                                PX_IO_MS);
+    double lost = scrape_metric(admin, "portico_error_log_dropped_lines_total", PX_IO_MS);
     print_message("  error-log lines lost at the file size limit: %.0f\n", lost);
     assert_true(lost >= 2); /* "SIGHUP: reloading ...", "reload: ... still serving ..." */
     assert_int_equal(dir_file_size(h, "stderr.log"), (off_t)tight.rlim_cur);

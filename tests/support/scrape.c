@@ -4,7 +4,9 @@
 #include "scrape.h"
 
 #include "raw_client.h"
+#include "testutil.h"
 
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,5 +42,16 @@ double scrape_metric(uint16_t admin_port, const char *series, int timeout_ms)
     char *text = scrape_metrics(admin_port, timeout_ms);
     double v = text ? scrape_value(text, series) : -1;
     free(text);
+    return v;
+}
+
+double scrape_wait(uint16_t admin_port, const char *series, double want, int timeout_ms)
+{
+    int64_t deadline = tu_now_ms() + timeout_ms;
+    double v = scrape_metric(admin_port, series, timeout_ms);
+    while (v != want && tu_ms_left(deadline) > 0) {
+        poll(NULL, 0, 5);
+        v = scrape_metric(admin_port, series, timeout_ms);
+    }
     return v;
 }

@@ -17,4 +17,9 @@ double scrape_value(const char *text, const char *series);
 /* Both at once: -1 when the scrape failed or the series is absent. */
 double scrape_metric(uint16_t admin_port, const char *series, int timeout_ms);
 
+/* The series once it reads want, scraped every 5 ms for at most timeout_ms; else its value at
+ * the deadline (the caller asserts it equals want). For a count made after an event the test
+ * saw: an answer goes out before its exchange is counted (README.md, Counts after an answer). */
+double scrape_wait(uint16_t admin_port, const char *series, double want, int timeout_ms);
+
 #endif
