@@ -135,14 +135,7 @@ static double discards(const char *result, double want)
     else
         snprintf(series, sizeof(series),
                  "portico_request_body_discarded_bytes_total{protocol=\"http1\"}");
-    int64_t deadline = tu_now_ms() + IO_MS;
-    double v = scrape_metric(harness_port(fx.h, "admin"), series, IO_MS);
-    while (v < want && tu_now_ms() < deadline) {
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL); /* polling a counter the admin endpoint serves */
-        v = scrape_metric(harness_port(fx.h, "admin"), series, IO_MS);
-    }
-    return v;
+    return scrape_wait(harness_port(fx.h, "admin"), series, want, IO_MS);
 }
 
 /* Every HTTP/1.1 result counted so far (reset is HTTP/2's only), then the bytes. */
