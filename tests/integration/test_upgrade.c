@@ -261,9 +261,10 @@ static void finish_slow(struct harness *h, struct raw_conn *busy)
 /* ---- (1) clients making new connections see none refused or reset ---- */
 
 /* New connections, one GET each, answered by the origin through Portico: until told to stop,
- * at most CHURN_MAX each. Posts `reached` once `at` are answered. */
+ * at most CHURN_MAX each. Client 0 posts `reached` once `at` of its own are answered. */
 #define CHURN_MAX 20000
 #define CHURN_CLIENTS 2
+#define CHURN_WAIT_S (SANITIZED ? 60 : 20)
 
 struct churn {
     uint16_t port;
@@ -273,6 +274,15 @@ struct churn {
     sem_t *reached;
     pthread_t thread;
 };
+
+/* The clients of the test running, static and stopped by teardown too: a failed check leaves
+ * the test (longjmp) with them running, and on its stack the next test's frames took their
+ * place (a client's count went into a pointer there: a SIGSEGV in that test). */
+static struct {
+    struct churn client[CHURN_CLIENTS];
+    sem_t reached;
+    int running; /* clients started */
+} churn;
 
 static void *churn_main(void *arg)
 {
@@ -291,17 +301,58 @@ static void *churn_main(void *arg)
     return NULL;
 }
 
-/* Waits (bounded) until client 0 has answered `more` connections past now. */
-static void churn_wait(struct churn *c, sem_t *reached, int more)
+/* Starts the CHURN_CLIENTS clients on port. */
+static void churn_start(uint16_t port)
 {
-    atomic_store(&c->at, atomic_load(&c->answered) + more);
+    assert_int_equal(sem_init(&churn.reached, 0, 0), 0);
+    for (; churn.running < CHURN_CLIENTS; churn.running++) {
+        struct churn *c = &churn.client[churn.running];
+        *c = (struct churn){.port = port, .reached = &churn.reached};
+        assert_int_equal(pthread_create(&c->thread, NULL, churn_main, c), 0);
+    }
+}
+
+/* Connections answered so far, all clients (the last ones' once stopped). */
+static int churn_answered(void)
+{
+    int answered = 0;
+    for (int i = 0; i < CHURN_CLIENTS; i++)
+        answered += atomic_load(&churn.client[i].answered);
+    return answered;
+}
+
+/* Waits (bounded) until client 0 has answered `more` connections past now. */
+static void churn_wait(int more)
+{
+    struct churn *c = &churn.client[0];
+    int from = atomic_load(&c->answered);
+    atomic_store(&c->at, from + more);
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += SANITIZED ? 60 : 20;
+    until.tv_sec += CHURN_WAIT_S;
     int rc;
-    while ((rc = sem_timedwait(reached, &until)) != 0 && errno == EINTR)
+    while ((rc = sem_timedwait(&churn.reached, &until)) != 0 && errno == EINTR)
         ;
-    assert_int_equal(rc, 0);
+    if (rc != 0)
+        fail_msg("client 0 answered %d of %d connections in %d s (%d refused, reset or "
+                 "unanswered)",
+                 atomic_load(&c->answered) - from, more, CHURN_WAIT_S, atomic_load(&c->lost));
+}
+
+/* Stops and joins the clients started (none: nothing to do); their lost connections. */
+static int churn_stop(void)
+{
+    int lost = 0;
+    for (int i = 0; i < churn.running; i++)
+        atomic_store(&churn.client[i].stop, true);
+    for (int i = 0; i < churn.running; i++) {
+        pthread_join(churn.client[i].thread, NULL);
+        lost += atomic_load(&churn.client[i].lost);
+    }
+    if (churn.running > 0)
+        sem_destroy(&churn.reached);
+    churn.running = 0;
+    return lost;
 }
 
 /* The upgrade in the middle of CHURN_CLIENTS clients making new connections: every one made
@@ -315,27 +366,14 @@ static void test_upgrade_refuses_nothing(void **state)
     long old = harness_pid(h);
     assert_int_equal(pid_file(h), old);
 
-    sem_t reached;
-    assert_int_equal(sem_init(&reached, 0, 0), 0);
-    struct churn churn[CHURN_CLIENTS];
-    for (int i = 0; i < CHURN_CLIENTS; i++) {
-        churn[i] = (struct churn){.port = harness_port(h, "listen"), .reached = &reached};
-        assert_int_equal(pthread_create(&churn[i].thread, NULL, churn_main, &churn[i]), 0);
-    }
-    churn_wait(&churn[0], &reached, 600); /* traffic before */
-    int before = atomic_load(&churn[0].answered) + atomic_load(&churn[1].answered);
+    churn_start(harness_port(h, "listen"));
+    churn_wait(600); /* traffic before */
+    int before = churn_answered();
     long pid = upgrade(h);
     assert_exits_0(h, UPGRADE_MS);
-    int during = atomic_load(&churn[0].answered) + atomic_load(&churn[1].answered) - before;
-    churn_wait(&churn[0], &reached, 600); /* and after the old process is gone */
-    int answered = 0, lost = 0;
-    for (int i = 0; i < CHURN_CLIENTS; i++) {
-        atomic_store(&churn[i].stop, true);
-        pthread_join(churn[i].thread, NULL);
-        answered += atomic_load(&churn[i].answered);
-        lost += atomic_load(&churn[i].lost);
-    }
-    sem_destroy(&reached);
+    int during = churn_answered() - before;
+    churn_wait(600); /* and after the old process is gone */
+    int lost = churn_stop(), answered = churn_answered();
     print_message("upgrade: %d connections answered (%d between SIGUSR2 and the old process's "
                   "exit), %d refused, reset or unanswered\n",
                   answered, during, lost);
@@ -886,11 +924,13 @@ static void test_upgrade_one_at_a_time(void **state)
     origin_stop(o);
 }
 
-/* A test that failed before stopping its new process: SIGKILL, so that none outlives the run
- * (the harness's PR_SET_PDEATHSIG covers only the process it started). */
+/* A test that failed before stopping its clients or its new process: the clients stop (none
+ * runs on into the next test), the new process is killed (SIGKILL), so that none outlives the
+ * run (the harness's PR_SET_PDEATHSIG covers only the process it started). */
 static int teardown(void **state)
 {
     (void)state;
+    churn_stop();
     if (new_pid_live > 0 && kill((pid_t)new_pid_live, SIGKILL) == 0)
         waitpid((pid_t)new_pid_live, NULL, 0);
     new_pid_live = 0;

@@ -10,6 +10,9 @@
  * Only threads named "worker N" pause (Portico's; the test's own origins send heads too), and
  * not worker 0, which serves the admin listener: its answers were counted before a scrape it
  * serves could begin, and pausing it would only slow every scrape. Built apart, no sanitizers.
+ * Each answer of a paused worker costs PORTICO_PAUSE_MS, so a row that needs many in a bounded
+ * time times out with it (test_upgrade_refuses_nothing: 1200 connections a wait, half on worker
+ * 1, 20 s; it passes at PORTICO_PAUSE_MS=30): that is the pause, not a count read too early.
  */
 #include <dlfcn.h>
 #include <pthread.h>
