@@ -303,9 +303,10 @@ static void discard_ended(struct client *c, enum discard_end end)
 static void client_close(struct client *c, const char *why)
 {
     count_left_in_head(c, why);
-    if (c->state == CS_DISCARD && c->discard_left) /* cut: the client went, or Portico stops */
-        discard_ended(c, c->loop->state == LOOP_RUNNING ? DISCARD_END_CLIENT_CLOSED
-                                                        : DISCARD_END_CLOSED);
+    /* cut: the client went (a reload's drain waits for it too), or Portico stops (stop_now) */
+    if (c->state == CS_DISCARD && c->discard_left)
+        discard_ended(c, c->loop->state == LOOP_STOPPING ? DISCARD_END_CLOSED
+                                                         : DISCARD_END_CLIENT_CLOSED);
     struct loop *l = c->loop;
     if (idle_listed(c)) /* asked before h2_free */
         TAILQ_REMOVE(&l->idle, c, idle_link);
