@@ -303,9 +303,10 @@ static void discard_ended(struct client *c, enum discard_end end)
 static void client_close(struct client *c, const char *why)
 {
     count_left_in_head(c, why);
-    if (c->state == CS_DISCARD && c->discard_left) /* cut: the client went, or Portico stops */
-        discard_ended(c, c->loop->state == LOOP_RUNNING ? DISCARD_END_CLIENT_CLOSED
-                                                        : DISCARD_END_CLOSED);
+    /* cut: the client went (a reload's drain waits for it too), or Portico stops (stop_now) */
+    if (c->state == CS_DISCARD && c->discard_left)
+        discard_ended(c, c->loop->state == LOOP_STOPPING ? DISCARD_END_CLOSED
+                                                         : DISCARD_END_CLIENT_CLOSED);
     struct loop *l = c->loop;
     if (idle_listed(c)) /* asked before h2_free */
         TAILQ_REMOVE(&l->idle, c, idle_link);
@@ -521,13 +522,14 @@ __attribute__((noinline)) static void refused_id(struct client *c, const struct 
     }
     const struct config *cfg = c->loop->cfg;
     struct evbuffer *in = c->sock.in;
-    size_t n = MIN(evbuffer_get_length(in), (size_t)cfg->max_header_size);
+    /* as parse_head parsed it: the empty lines it dropped count against max_header_size */
+    size_t max = (size_t)cfg->max_header_size - c->head_skipped;
+    size_t n = MIN(evbuffer_get_length(in), max);
     const char *p = n ? (const char *)evbuffer_pullup(in, (ev_ssize_t)n) : NULL;
     struct h1_request head;
     head.nfields = 0;
     if (p) { /* whatever it returns, head's fields are the lines read whole (http1.h) */
-        struct h1_limits lim = {.max_request_line = cfg->max_request_line,
-                                .max_head = cfg->max_header_size};
+        struct h1_limits lim = {.max_request_line = cfg->max_request_line, .max_head = max};
         struct h1_error err;
         (void)h1_parse_request(p, n, &lim, &head, &err);
     }
@@ -1146,11 +1148,11 @@ static void parse_head(struct client *c)
         return;
     }
     c->head_scanned = 0;
-    c->head_skipped = 0;
-    if (rc < 0) {
+    if (rc < 0) { /* head_skipped kept: refused_id parses the head again as this did */
         refuse_head(c, err.status, err.reason, 0, err.head_method);
         return;
     }
+    c->head_skipped = 0;
     if (c->kind == CLIENT_ADMIN) {
         admin_request(c, &req, (size_t)rc);
         return;

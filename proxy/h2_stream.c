@@ -184,7 +184,8 @@ void h2_stream_delivered(struct h2_stream *s)
 }
 
 /* How a stream's discarded rest ended, as it closes: its END_STREAM came, it was reset by
- * Portico, or it was cut (by the client, or by a stop). Counted once per stream. */
+ * Portico, or it was cut (by the client, also while a reload's drain waits, or by stop_now's
+ * close). Counted once per stream. */
 static void discard_ended(const struct h2_stream *s)
 {
     static const enum discard_end shut[] = {
@@ -193,8 +194,8 @@ static void discard_ended(const struct h2_stream *s)
     };
     enum discard_end end = s->discard != DISCARD_READING           ? shut[s->discard]
                            : s->req_eof                            ? DISCARD_END_READ
-                           : s->conn->loop->state == LOOP_RUNNING ? DISCARD_END_CLIENT_CLOSED
-                                                                   : DISCARD_END_CLOSED;
+                           : s->conn->loop->state == LOOP_STOPPING ? DISCARD_END_CLOSED
+                                                                    : DISCARD_END_CLIENT_CLOSED;
     metrics_discard_end(s->conn->loop->metrics, true, end, s->discarded);
 }
 

@@ -270,6 +270,7 @@ static int parse_fields(const struct head *h, size_t i, struct h1_field *fields,
         if (b[i] != ':') {
             if (i == name && is_ows(b[i])) {
                 rc = fail(h->err, h->bad, "obsolete line folding", i);
+                n -= n > 0; /* the line before goes on here (RFC 9112 5.2): it was not whole */
                 goto stop;
             }
             if (i > name && is_ows(b[i])) {

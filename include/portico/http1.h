@@ -171,7 +171,7 @@ struct h1_limits {
  * request line over lim->max_request_line (414), head over lim->max_head (431), an HTTP version
  * other than HTTP/1.0 or HTTP/1.1 that is syntactically valid (505), anything else (400).
  * On -2 and -1, req->fields[0..req->nfields) are the field lines read whole before the one that
- * stopped it (none when the request line did).
+ * stopped it (none when the request line did; not the one an obs-fold refused goes on with).
  */
 int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
                      struct h1_request *req, struct h1_error *err);

@@ -59,6 +59,8 @@ count, so it always ends.
   h2_frames.py PORT reload_first PATH PID LOG  a connection (handshake, SETTINGS both ways) made
                                      before a reload (SIGHUP to PID, "is live" awaited in LOG),
                                      its first GET sent after it: it must be answered
+  h2_frames.py PORT discard_reload PID LOG  a POST answered 502 before its body's end, then a
+                                     reload (as reload_first), then the client resets it (CANCEL)
   h2_frames.py PORT reload_next PATH DIR  a GET answered, then DIR/h2_ready; once DIR/h2_go
                                      exists, a second GET on the same connection, then DIR/h2_sent
                                      (test_reload.c holds the worker meanwhile)
@@ -1518,8 +1520,8 @@ def trickle(port, path, n):
     c.close()
 
 
-def reload_first(port, path, pid, log):
-    c = Conn(port)
+def reload(c, pid, log):
+    """SIGHUP to PID; whether its "is live" came in LOG within IO_S, c's frames read meanwhile."""
     with open(log, "rb") as f:
         before = f.read().count(b"is live")
     os.kill(pid, signal.SIGHUP)
@@ -1530,11 +1532,36 @@ def reload_first(port, path, pid, log):
             live = f.read().count(b"is live") > before
         if not live:  # the reload takes a few ms: a bounded wait for its line
             c.pump(lambda: False, time.monotonic() + 0.01)
+    return live
+
+
+def reload_first(port, path, pid, log):
+    c = Conn(port)
+    live = reload(c, pid, log)
     st = c.st(1)
     c.send(c.request(1, get(path)))
     c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
     print("live=%s status=%s end=%s rst=%s goaway=%s" % (live, st["status"][-1:], st["end"],
                                                          st["rst"], c.goaway))
+    c.close()
+
+
+def discard_reload(port, pid, log):
+    """A POST to /down/ (502) with a content-length of 3,000, 100 bytes of it with its head; once
+    its answer is whole (its rest being dropped), a reload, then the client resets the stream
+    (CANCEL) and waits for the ACK of a PING, or the close that ends the drain once the stream
+    is gone: Portico read the reset."""
+    c = Conn(port)
+    st = c.st(1)
+    c.send(c.request(1, get("/down/x", "POST") + [("content-length", "3000")], False) +
+           frame(DATA, 0, 1, b"h" * 100))
+    c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
+    live = reload(c, pid, log)
+    acks = c.ping_acks
+    c.send(frame(RST_STREAM, 0, 1, struct.pack(">I", 8)) + frame(PING, 0, 0, b"\0" * 8))
+    c.pump(lambda: c.ping_acks > acks or c.closed, time.monotonic() + IO_S)
+    print("discard_reload status=%s end=%s rst=%s live=%s read=%s" % (
+        st["status"], st["end"], st["rst"], live, c.ping_acks > acks or c.closed))
     c.close()
 
 
@@ -1910,6 +1937,8 @@ def main():
         uploads(port, int(sys.argv[3]), sys.argv[4:5] != ["norss"],
                 int(sys.argv[5]) if len(sys.argv) > 5 else UPLOAD_STALLED,
                 int(sys.argv[6]) if len(sys.argv) > 6 else UPLOAD_READ)
+    elif sys.argv[2] == "discard_reload":
+        discard_reload(port, int(sys.argv[3]), sys.argv[4])
     elif sys.argv[2] == "reload_first":
         reload_first(port, sys.argv[3], int(sys.argv[4]), sys.argv[5])
     else:

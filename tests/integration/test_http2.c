@@ -2686,6 +2686,35 @@ static void test_real_ip_refused_streams(void **state)
     fake_origin_stop(o);
 }
 
+/* A stream whose rest is being dropped (test_early_answer_discards), reset by its client while
+ * a reload's drain waits for it (the old worker's connection), was cut by the client:
+ * client_closed, not closed (a stop's; main counted it closed). */
+static void test_discard_client_reset_draining(void **state)
+{
+    (void)state;
+    struct harness *h = start("client_body_timeout = 10s",
+                              "[upstream down]\norigin = 127.0.0.1:{{free_port:down}}\n"
+                              "[route down]\nprefix = /down/\nupstream = down\n");
+    char cut_s[128], closed_s[128], port[16], pid[16], log[512];
+    h2_discards("client_closed", cut_s, sizeof(cut_s));
+    h2_discards("closed", closed_s, sizeof(closed_s));
+    long long cut = metric(h, cut_s), closed = metric(h, closed_s);
+    snprintf(pid, sizeof(pid), "%d", (int)harness_pid(h));
+    snprintf(log, sizeof(log), "%s/stderr.log", harness_dir(h));
+    const char *const argv[] = {PY,  FRAMES, port_arg(h, port, sizeof(port)), "discard_reload",
+                                pid, log, NULL};
+    struct tu_cmd_result r = {0};
+    px_run_ok(argv, &r);
+    print_message("%s", r.out);
+    static const char *const want[] = {
+        "discard_reload status=[502] end=True rst=None live=True read=True"};
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric_reached(h, cut_s, cut + 1), cut + 1);
+    assert_int_equal(metric(h, closed_s), closed);
+    px_stop(h);
+}
+
 /* A stream refused or reset before an exchange existed gets the client's x-request-id back, on
  * its answer and its access-log line, when it is well-formed and among the fields kept (as its
  * exchange would have taken it): past max_header_size (431: the prefix kept), a request line too
@@ -3856,6 +3885,7 @@ int main(void)
         cmocka_unit_test(test_fault_drop_and_reset_end_the_stream),
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_real_ip_refused_streams),
+        cmocka_unit_test(test_discard_client_reset_draining),
         cmocka_unit_test(test_refused_request_ids),
         cmocka_unit_test_teardown(test_real_ip_out_of_memory, oom_teardown),
         cmocka_unit_test(test_zero_length_waits_for_end_stream),

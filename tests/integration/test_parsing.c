@@ -433,12 +433,13 @@ static void test_header_timeout(void **state)
  * exchange takes it): a client's trace then finds Portico's refusal. A head refused for a later
  * line (400), for its size (431: too many fields, too large), not complete within
  * client_header_timeout (408), cut short by the client's leaving (499, logged only). An invalid
- * id (a '/', 41 characters), or one behind a refused request line, gets a new one, and is
- * nowhere. The old code gave every refusal a new id. */
+ * id (a '/', 41 characters), one behind a refused request line, one an obs-fold continues, or
+ * one past the limit the head was refused at (the empty lines before it count), gets a new one,
+ * and is nowhere. The old code gave every refusal a new id. */
 static void test_refused_request_ids(void **state)
 {
     (void)state;
-    enum fill { NONE, MANY_FIELDS, BIG_FIELD };
+    enum fill { NONE, MANY_FIELDS, BIG_FIELD, AFTER_EMPTY_LINES };
     static const struct {
         const char *start; /* the head, up to what fill adds */
         enum fill fill;
@@ -455,6 +456,11 @@ static void test_refused_request_ids(void **state)
         {"GET / HTTP/1.1\r\nX-Request-Id: h1-12345678901234567890123456789012345678\r\n"
          "X y\r\n\r\n", NONE, 400, NULL},
         {"GET /a b HTTP/1.1\r\nX-Request-Id: h1-line\r\n\r\n", NONE, 400, NULL},
+        /* obs-fold: the id's value goes on to the next line ("h1-fold more", not an id) */
+        {"GET / HTTP/1.1\r\nX-Request-Id: h1-fold\r\n more\r\n\r\n", NONE, 400, NULL},
+        /* 100 bytes of empty lines before it count against max_header_size (16k): the head is
+         * refused 100 bytes short of it, before the id's line ends, 60 bytes short */
+        {"X-Request-Id: h1-skipped\r\n", AFTER_EMPTY_LINES, 431, NULL},
     };
     struct bench b;
     bench_start(&b, "client_header_timeout = 300ms\n");
@@ -464,6 +470,13 @@ static void test_refused_request_ids(void **state)
     char ids[ARRAY_SIZE(rows)][48];
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
         int n = snprintf(req, cap, "%s", rows[i].start);
+        if (rows[i].fill == AFTER_EMPTY_LINES) { /* then 16 + 7 + 16273 + 2 + 26 = 16384 - 60 */
+            n = 0;
+            for (int k = 0; k < 50; k++)
+                n += snprintf(req + n, cap - (size_t)n, "\r\n");
+            n += snprintf(req + n, cap - (size_t)n, "GET / HTTP/1.1\r\nX-Pad: %016273d\r\n%s", 0,
+                          rows[i].start);
+        }
         if (rows[i].fill == MANY_FIELDS) {
             for (int k = 0; k < 100; k++) /* 101 in all: one past the limit */
                 n += snprintf(req + n, cap - (size_t)n, "X-%d: v\r\n", k);
@@ -511,6 +524,8 @@ static void test_refused_request_ids(void **state)
     assert_false(harness_file_contains(b.h, "access.log", "h1/bad"));
     assert_false(harness_file_contains(b.h, "access.log", "h1-line"));
     assert_false(harness_file_contains(b.h, "access.log", "h1-123456789"));
+    assert_false(harness_file_contains(b.h, "access.log", "h1-fold"));
+    assert_false(harness_file_contains(b.h, "access.log", "h1-skipped"));
     harness_free(b.h);
     fake_origin_stop(b.o);
 }

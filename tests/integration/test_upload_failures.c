@@ -26,6 +26,7 @@
  */
 #include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -228,6 +229,21 @@ static void test_partial_body_client_closes(void **state)
     expect_discards(1, 0, 0, 1, 1 + 5);
 }
 
+/* ... the same while a reload's drain waits for it (the old worker's connection): the client
+ * closed it, not the stop (main: closed, as at stop_now's close). */
+static void test_partial_body_client_closes_draining(void **state)
+{
+    (void)state;
+    start_with("client_body_timeout = 10s", FO_REFUSE, NULL);
+    expect_answer("POST /dead/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n012345678", 502,
+                  false);
+    assert_int_equal(harness_signal(fx.h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(fx.h, "is live (generation 2", IO_MS), 0);
+    raw_close(fx.c);
+    fx.c = NULL;
+    expect_discards(0, 0, 0, 1, 0);
+}
+
 /* ... a rest that never comes: closed after client_body_timeout. A chunked rest cannot be
  * dropped without reading it as a body: closed at once. */
 static void test_partial_body_closes(void **state)
@@ -355,6 +371,7 @@ int main(void)
         cmocka_unit_test_teardown(test_closed_keeps_connection, teardown),
         cmocka_unit_test_teardown(test_partial_body_discarded, teardown),
         cmocka_unit_test_teardown(test_partial_body_client_closes, teardown),
+        cmocka_unit_test_teardown(test_partial_body_client_closes_draining, teardown),
         cmocka_unit_test_teardown(test_partial_body_closes, teardown),
         cmocka_unit_test_teardown(test_partial_body_past_max_closes, teardown),
         cmocka_unit_test_teardown(test_own_answers_keep_connection, teardown),

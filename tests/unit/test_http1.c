@@ -1226,6 +1226,9 @@ static void test_fields_before_stop(void **state)
         {"GET /a b HTTP/1.1\r\nX-Request-Id: r-8\r\n\r\n", -1, 0, NULL}, /* request line */
         {"GET / HTTP/2.0\r\nX-Request-Id: r-9\r\n\r\n", -1, 0, NULL},    /* 505 */
         {"GET / HTT", -2, 0, NULL},
+        /* obs-fold: the line before it goes on, its value is not read whole */
+        {"GET / HTTP/1.1\r\nA: 1\r\nX-Request-Id: r-10\r\n more\r\n\r\n", -1, 1, "1"},
+        {"GET / HTTP/1.1\r\n more\r\n\r\n", -1, 0, NULL},
     };
     struct h1_limits lim = {DEF_LINE, DEF_HEAD};
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
