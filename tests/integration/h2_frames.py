@@ -756,6 +756,36 @@ def discard_short(port, n):
     c.close()
 
 
+def fed_gone(port, kind):
+    """A stream that took DATA whose exchange is gone before the read is parsed to its end, each
+    in one write with a GET on a new stream after it: reset, the client cancels it (HEADERS,
+    DATA, RST_STREAM CANCEL); refused, a body of unknown length past max_body_size ends in the
+    DATA frame that took it there (END_STREAM), so that its exchange, on an origin connection
+    kept from a GET before (taken at its HEADERS), ends (413) at that END_STREAM. Each DATA had
+    put its stream on the read's list of streams to tell (tell_fed)."""
+    c = Conn(port)
+    sid = 1
+    if kind == "refused":  # an origin connection for the pool
+        c.send(c.request(1, get("/fed-first")))
+        c.pump(lambda: c.st(1)["end"] or c.st(1)["rst"] is not None or c.closed,
+               time.monotonic() + IO_S)
+        sid = 3
+    out = c.request(sid, get("/fed-" + kind, "POST"), False)
+    if kind == "reset":
+        out += frame(DATA, 0, sid, b"d" * 100) + frame(RST_STREAM, 0, sid, struct.pack(">I", 8))
+    else:
+        out += frame(DATA, END_STREAM, sid, b"d" * 2000)
+    c.send(out + c.request(sid + 2, get("/fed-next")))
+    c.pump(lambda: c.st(sid + 2)["end"] or c.st(sid + 2)["rst"] is not None or c.closed,
+           time.monotonic() + IO_S)
+    c.pump(lambda: c.st(sid)["end"] or c.st(sid)["rst"] is not None or c.closed,
+           time.monotonic() + IO_S)
+    print("fed_gone kind=%s first=%s next=%s next_end=%s goaway=%s closed=%s" % (
+        kind, c.st(sid)["status"], c.st(sid + 2)["status"], c.st(sid + 2)["end"], c.goaway,
+        c.closed))
+    c.close()
+
+
 def late_data(port, n, size):
     c = Conn(port)
     poll = c.st(1)
@@ -1828,6 +1858,8 @@ def main():
         hold_early(port)
     elif sys.argv[2] == "discard":
         discard(port, sys.argv[3])
+    elif sys.argv[2] == "fed_gone":
+        fed_gone(port, sys.argv[3])
     elif sys.argv[2] == "discard_short":
         discard_short(port, int(sys.argv[3]))
     elif sys.argv[2] == "cancel":

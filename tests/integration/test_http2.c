@@ -3614,6 +3614,38 @@ static void test_small_bodies_ended_apart(void **state)
     fake_origin_stop(o);
 }
 
+/* A stream that took DATA in a read and whose exchange is gone before the read is parsed to its
+ * end is told nothing at the read's end (tell_fed): one the client reset in that read was freed
+ * and is off the read's list, one whose body ended past max_body_size in that read (413 at its
+ * END_STREAM, on an origin connection from the pool) has no exchange. The GET after each, in the
+ * same write, is served on the same connection, and Portico lives on. No row reached either:
+ * mutants that told a stream's exchange without looking for one (a NULL exchange) or left a freed
+ * stream on the list (mutants8's F5, F7) passed every row. */
+static void test_fed_stream_gone(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start_origin(fake_origin_port(o), "max_body_size = 1k");
+    static const struct {
+        const char *kind, *want;
+    } rows[] = {
+        {"reset", "fed_gone kind=reset first=[] next=[200] next_end=True goaway=None "
+                  "closed=False"},
+        {"refused", "fed_gone kind=refused first=[413] next=[200] next_end=True goaway=None "
+                    "closed=False"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct tu_cmd_result r = {0};
+        frames(h, "fed_gone", rows[i].kind, &r);
+        want_lines(&r, &rows[i].want, 1);
+        tu_cmd_result_free(&r);
+    }
+    assert_int_equal(harness_stop(h), 0); /* exited 0: it never crashed */
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* A request body that stops coming: 408 after client_body_timeout, as over HTTP/1.1, then the
  * stream is closed (the rest of the body is not wanted). */
 static void test_body_timeout(void **state)
@@ -3843,6 +3875,7 @@ int main(void)
         cmocka_unit_test(test_tiny_data_frames_coalesced),
         cmocka_unit_test(test_small_writes_not_a_flood),
         cmocka_unit_test(test_small_bodies_ended_apart),
+        cmocka_unit_test(test_fed_stream_gone),
         cmocka_unit_test(test_body_timeout_origin_held),
         cmocka_unit_test(test_hpack_never_indexed),
         cmocka_unit_test(test_drain_goaway),
