@@ -658,7 +658,7 @@ def crossing_trailers(port):
 
 DISCARD_MAX = 1024 * 1024  # the rest of a body answered early that Portico reads and drops
 DISCARD_BODY = {"small": None, "small_cl": "3000", "big": None, "big_cl": "2000000",
-                "silent": None, "silent_cl": "2000000", "trickle": None}
+                "silent": None, "silent_cl": "2000000", "trickle": None, "past_limit": None}
 TRICKLE_S = 0.3  # between the 1-byte DATA of kind trickle: well within client_body_timeout
 
 
@@ -670,11 +670,12 @@ def discard(port, kind):
     big_cl (the same with a content-length of 2 MB, once reset at the answer), silent (nothing:
     RST_STREAM after client_body_timeout, 1 s), silent_cl (the same with a content-length of 2 MB,
     once reset at the answer), trickle (1 byte every TRICKLE_S for 4 s at most: RST_STREAM
-    client_body_timeout after the answer, the whole rest's deadline, as over HTTP/1.1); then a
-    GET on the same connection."""
+    client_body_timeout after the answer, the whole rest's deadline, as over HTTP/1.1),
+    past_limit (as big, to /status/200 whose max_body_size, 512k, answers 413 once the body went
+    past it: DISCARD_MAX dropped after that); then a GET on the same connection."""
     c = Conn(port)
     st, length = c.st(1), DISCARD_BODY[kind]
-    fields = get("/status/200" if kind == "small_cl" else "/down/x", "POST")
+    fields = get("/status/200" if kind in ("small_cl", "past_limit") else "/down/x", "POST")
     c.send(c.request(1, fields + ([("content-length", length)] if length else []), False) +
            frame(DATA, 0, 1, b"h" * 100))
     c.pump(lambda: st["end"] or st["rst"] is not None or c.goaway is not None,
@@ -684,7 +685,7 @@ def discard(port, kind):
         c.send(frame(DATA, 0, 1, b"r" * 1000) + frame(DATA, 0, 1, b"r" * 1000) +
                frame(DATA, END_STREAM, 1, b"r" * 900))
         sent = 3000
-    elif kind in ("big", "big_cl"):  # what the windows let go, until the reset
+    elif kind in ("big", "big_cl", "past_limit"):  # what the windows let go, until the reset
         window = lambda sid, used: c.peer_settings.get(4, 65535) * (sid != 0) + \
             65535 * (sid == 0) + c.window_updates.get(sid, 0) - used
         deadline = time.monotonic() + 2 * IO_S
@@ -721,6 +722,8 @@ def discard(port, kind):
     # when the answer came before them (a 413 at the head), not when they came before it
     if kind in ("big", "big_cl"):
         out += " sent_past_max=%s" % (DISCARD_MAX < sent <= 2 * DISCARD_MAX + 16384 + 100)
+    if kind == "past_limit":  # the 413 at 512 KiB, then DISCARD_MAX dropped
+        out += " past_limit_and_max=%s" % (512 * 1024 + DISCARD_MAX < sent)
     if kind in ("silent", "silent_cl"):
         out += " after_timeout=%s" % (0.8 <= waited < IO_S)
     if kind == "trickle":  # client_body_timeout (1 s) after the answer, not at the trickle's end

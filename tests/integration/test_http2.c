@@ -2565,6 +2565,26 @@ static void test_early_answer_discards(void **state)
     px_stop(h);
 }
 
+/* DISCARD_MAX counts what is dropped once the answer went, not what the exchange took before
+ * it: a body of unknown length answered 413 past max_body_size (512k) is read 1 MiB further
+ * before its reset (NO_ERROR), more than 1.5 MiB in all. No row told the two apart: each early
+ * answer came after 100 bytes at most, and a mutant that counted every DATA of the stream toward
+ * DISCARD_MAX (mutants8's D3: reset after 1 MiB in all) passed them. */
+static void test_discard_counts_from_answer(void **state)
+{
+    (void)state;
+    struct harness *h = start("max_body_size = 512k", "[upstream sim]\norigin = sim\n");
+    struct tu_cmd_result r = {0};
+    frames(h, "discard", "past_limit", &r);
+    /* (answered after its first 100 bytes: no, after 512k) */
+    static const char *const want = "kind=past_limit answered=False status=[413] rst=0 "
+                                    "past_limit_and_max=True next=[200] next_end=True "
+                                    "goaway=None";
+    want_lines(&r, &want, 1);
+    tu_cmd_result_free(&r);
+    px_stop(h);
+}
+
 /* [proxy] real_ip names the client on the lines of streams refused or reset before an exchange
  * existed, as an exchange would have: from a trusted balancer (127.0.0.2), a stream whose header
  * block was decoded to its end is logged with the client of its x-forwarded-for and the balancer
@@ -3851,6 +3871,7 @@ int main(void)
         cmocka_unit_test(test_whole_body_waits_for_end_stream),
         cmocka_unit_test(test_whole_body_early_answer),
         cmocka_unit_test(test_early_answer_discards),
+        cmocka_unit_test(test_discard_counts_from_answer),
         cmocka_unit_test(test_whole_body_after_continue),
         cmocka_unit_test(test_floods),
         cmocka_unit_test(test_hpack_bombs_skipped),
