@@ -789,6 +789,23 @@ def fed_gone(port, kind):
     c.close()
 
 
+def short_unsent(port):
+    """A POST with a content-length of 3,000 answered 413 at its head (max_body_size 1k) whose
+    answer cannot end: the client's SETTINGS give streams a window of 0, so the 413's DATA and its
+    END_STREAM wait. The body then ends short (10 bytes with END_STREAM): nghttp2 resets the
+    stream (PROTOCOL_ERROR) while its answer was still going."""
+    c = Conn(port, pairs=((4, 0),))
+    st = c.st(1)
+    c.send(c.request(1, get("/status/200", "POST") + [("content-length", "3000")], False) +
+           frame(DATA, 0, 1, b"h" * 100))
+    c.pump(lambda: st["status"] or st["rst"] is not None or c.goaway is not None,
+           time.monotonic() + IO_S)
+    c.send(frame(DATA, END_STREAM, 1, b"s" * 10))
+    c.pump(lambda: st["rst"] is not None or c.goaway is not None, time.monotonic() + IO_S)
+    print("short_unsent status=%s end=%s rst=%s goaway=%s" % (st["status"], st["end"], st["rst"],
+                                                             c.goaway))
+    c.close()
+
 def late_data(port, n, size):
     c = Conn(port)
     poll = c.st(1)
@@ -1863,6 +1880,8 @@ def main():
         discard(port, sys.argv[3])
     elif sys.argv[2] == "fed_gone":
         fed_gone(port, sys.argv[3])
+    elif sys.argv[2] == "short_unsent":
+        short_unsent(port)
     elif sys.argv[2] == "discard_short":
         discard_short(port, int(sys.argv[3]))
     elif sys.argv[2] == "cancel":

@@ -2585,6 +2585,26 @@ static void test_discard_counts_from_answer(void **state)
     px_stop(h);
 }
 
+/* A body ended short (END_STREAM before its content-length) is malformed unless its answer went
+ * whole first (h2.c's on_frame_send): a POST answered 413 at its head, whose answer cannot end
+ * (the client's streams have a window of 0), then ends its body short: reset PROTOCOL_ERROR and
+ * counted in portico_http2_malformed_requests_total. test_early_answer_discards' discard_short
+ * has the answers go whole first (not counted); a mutant that let any discarded stream go
+ * uncounted (mutants8's D6) passed every row. */
+static void test_short_body_answer_unsent(void **state)
+{
+    (void)state;
+    struct harness *h = start("max_body_size = 1k", "[upstream sim]\norigin = sim\n");
+    long long before = metric(h, "portico_http2_malformed_requests_total");
+    struct tu_cmd_result r = {0};
+    frames(h, "short_unsent", NULL, &r);
+    static const char *const want = "short_unsent status=[413] end=False rst=1 goaway=None";
+    want_lines(&r, &want, 1);
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, "portico_http2_malformed_requests_total"), before + 1);
+    px_stop(h);
+}
+
 /* [proxy] real_ip names the client on the lines of streams refused or reset before an exchange
  * existed, as an exchange would have: from a trusted balancer (127.0.0.2), a stream whose header
  * block was decoded to its end is logged with the client of its x-forwarded-for and the balancer
@@ -3872,6 +3892,7 @@ int main(void)
         cmocka_unit_test(test_whole_body_early_answer),
         cmocka_unit_test(test_early_answer_discards),
         cmocka_unit_test(test_discard_counts_from_answer),
+        cmocka_unit_test(test_short_body_answer_unsent),
         cmocka_unit_test(test_whole_body_after_continue),
         cmocka_unit_test(test_floods),
         cmocka_unit_test(test_hpack_bombs_skipped),
