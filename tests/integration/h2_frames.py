@@ -658,7 +658,8 @@ def crossing_trailers(port):
 
 DISCARD_MAX = 1024 * 1024  # the rest of a body answered early that Portico reads and drops
 DISCARD_BODY = {"small": None, "small_cl": "3000", "big": None, "big_cl": "2000000",
-                "silent": None, "silent_cl": "2000000", "trickle": None, "past_limit": None}
+                "silent": None, "silent_cl": "2000000", "trickle": None, "past_limit": None,
+                "exact_cl": str(1024 * 1024)}
 TRICKLE_S = 0.3  # between the 1-byte DATA of kind trickle: well within client_body_timeout
 
 
@@ -672,10 +673,13 @@ def discard(port, kind):
     once reset at the answer), trickle (1 byte every TRICKLE_S for 4 s at most: RST_STREAM
     client_body_timeout after the answer, the whole rest's deadline, as over HTTP/1.1),
     past_limit (as big, to /status/200 whose max_body_size, 512k, answers 413 once the body went
-    past it: DISCARD_MAX dropped after that); then a GET on the same connection."""
+    past it: DISCARD_MAX dropped after that), exact_cl (a content-length of DISCARD_MAX answered
+    413 at its head, all of it sent without END_STREAM, then an empty END_STREAM: read whole, no
+    RST_STREAM); then a GET on the same connection."""
     c = Conn(port)
     st, length = c.st(1), DISCARD_BODY[kind]
-    fields = get("/status/200" if kind in ("small_cl", "past_limit") else "/down/x", "POST")
+    fields = get("/status/200" if kind in ("small_cl", "past_limit", "exact_cl") else "/down/x",
+                 "POST")
     c.send(c.request(1, fields + ([("content-length", length)] if length else []), False) +
            frame(DATA, 0, 1, b"h" * 100))
     c.pump(lambda: st["end"] or st["rst"] is not None or c.goaway is not None,
@@ -685,7 +689,7 @@ def discard(port, kind):
         c.send(frame(DATA, 0, 1, b"r" * 1000) + frame(DATA, 0, 1, b"r" * 1000) +
                frame(DATA, END_STREAM, 1, b"r" * 900))
         sent = 3000
-    elif kind in ("big", "big_cl", "past_limit"):  # what the windows let go, until the reset
+    elif kind in ("big", "big_cl", "past_limit", "exact_cl"):  # as the windows let go
         window = lambda sid, used: c.peer_settings.get(4, 65535) * (sid != 0) + \
             65535 * (sid == 0) + c.window_updates.get(sid, 0) - used
         deadline = time.monotonic() + 2 * IO_S
@@ -700,6 +704,8 @@ def discard(port, kind):
             else:  # its WINDOW_UPDATE, or the reset
                 c.pump(lambda: st["rst"] is not None or min(window(1, sent), window(0, sent)) > 0,
                        deadline)
+        if kind == "exact_cl" and sent == most:
+            c.send(frame(DATA, END_STREAM, 1))
     elif kind == "trickle":  # each byte well within the timeout: only a whole deadline ends it
         deadline = start + 4.0
         while st["rst"] is None and time.monotonic() < deadline and c.goaway is None \

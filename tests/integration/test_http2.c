@@ -2569,7 +2569,10 @@ static void test_early_answer_discards(void **state)
  * it: a body of unknown length answered 413 past max_body_size (512k) is read 1 MiB further
  * before its reset (NO_ERROR), more than 1.5 MiB in all. No row told the two apart: each early
  * answer came after 100 bytes at most, and a mutant that counted every DATA of the stream toward
- * DISCARD_MAX (mutants8's D3: reset after 1 MiB in all) passed them. */
+ * DISCARD_MAX (mutants8's D3: reset after 1 MiB in all) passed them. A rest of exactly
+ * DISCARD_MAX is read whole: a content-length of 1 MiB answered 413 at its head, all of it sent,
+ * then an empty END_STREAM, ends with no reset (mutants8's S1, reset once DISCARD_MAX was
+ * reached rather than passed, survived every row). */
 static void test_discard_counts_from_answer(void **state)
 {
     (void)state;
@@ -2581,6 +2584,11 @@ static void test_discard_counts_from_answer(void **state)
                                     "past_limit_and_max=True next=[200] next_end=True "
                                     "goaway=None";
     want_lines(&r, &want, 1);
+    tu_cmd_result_free(&r);
+    frames(h, "discard", "exact_cl", &r);
+    static const char *const exact = "kind=exact_cl answered=True status=[413] rst=None "
+                                     "next=[200] next_end=True goaway=None sent=1048576";
+    want_lines(&r, &exact, 1);
     tu_cmd_result_free(&r);
     px_stop(h);
 }
