@@ -812,6 +812,38 @@ def short_unsent(port):
                                                              c.goaway))
     c.close()
 
+def shut_unsent(port):
+    """A POST with a content-length of 2 MB answered 413 at its head (max_body_size 512k) whose
+    answer cannot end (the client's SETTINGS give streams a window of 0): past DISCARD_MAX of its
+    body, as the windows let it go, nothing more is read; the client then opens the stream's
+    window, and the 413 goes whole, then RST_STREAM NO_ERROR."""
+    c = Conn(port, pairs=((4, 0),))
+    st, sent = c.st(1), 0
+    c.send(c.request(1, get("/status/200", "POST") + [("content-length", "2000000")], False))
+    c.pump(lambda: st["status"] or st["rst"] is not None or c.goaway is not None,
+           time.monotonic() + IO_S)
+    window = lambda sid, used: c.peer_settings.get(4, 65535) * (sid != 0) + \
+        65535 * (sid == 0) + c.window_updates.get(sid, 0) - used
+    deadline = time.monotonic() + 2 * IO_S
+    while st["rst"] is None and sent <= DISCARD_MAX and time.monotonic() < deadline \
+            and c.goaway is None and not c.closed:
+        n = min(16384, window(1, sent), window(0, sent))
+        if n > 0:
+            c.send(frame(DATA, 0, 1, b"b" * n))
+            sent += n
+        else:
+            c.pump(lambda: st["rst"] is not None or min(window(1, sent), window(0, sent)) > 0,
+                   deadline)
+    acks = c.ping_acks  # Portico read all of it
+    c.send(frame(PING, 0, 0, struct.pack(">Q", 6)))
+    c.pump(lambda: c.ping_acks > acks or c.goaway is not None, time.monotonic() + IO_S)
+    rst_then = st["rst"]
+    c.send(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 65535)))
+    c.pump(lambda: st["rst"] is not None or c.goaway is not None, time.monotonic() + IO_S)
+    print("shut_unsent status=%s past_max=%s rst_before_window=%s end=%s rst=%s goaway=%s" % (
+        st["status"], sent > DISCARD_MAX, rst_then, st["end"], st["rst"], c.goaway))
+    c.close()
+
 def late_data(port, n, size):
     c = Conn(port)
     poll = c.st(1)
@@ -1886,6 +1918,8 @@ def main():
         discard(port, sys.argv[3])
     elif sys.argv[2] == "fed_gone":
         fed_gone(port, sys.argv[3])
+    elif sys.argv[2] == "shut_unsent":
+        shut_unsent(port)
     elif sys.argv[2] == "short_unsent":
         short_unsent(port)
     elif sys.argv[2] == "discard_short":

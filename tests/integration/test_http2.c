@@ -2590,6 +2590,13 @@ static void test_discard_counts_from_answer(void **state)
                                      "next=[200] next_end=True goaway=None sent=1048576";
     want_lines(&r, &exact, 1);
     tu_cmd_result_free(&r);
+    /* past DISCARD_MAX while its answer waits on the client's window: reset once the answer
+     * went whole, not before (mutants8's S4, reset at once: the 413's end never went) */
+    frames(h, "shut_unsent", NULL, &r);
+    static const char *const shut = "shut_unsent status=[413] past_max=True "
+                                    "rst_before_window=None end=True rst=0 goaway=None";
+    want_lines(&r, &shut, 1);
+    tu_cmd_result_free(&r);
     px_stop(h);
 }
 
