@@ -228,6 +228,7 @@ class Conn:
         self.partial = None         # (flags, block) of a HEADERS awaiting its CONTINUATION
         self.peer_settings = {}     # Portico's SETTINGS, by identifier
         self.window_updates = {}    # stream id -> the sum of its WINDOW_UPDATE increments
+        self.window_update_frames = {}  # stream id -> how many WINDOW_UPDATEs
         self.paced = False          # DATA is acknowledged by the caller (owed), not at once
         self.owed = 0
         self.ping_acks = 0          # PING ACKs: Portico has read what came before the PING
@@ -310,6 +311,7 @@ class Conn:
         elif ftype == WINDOW_UPDATE and len(payload) == 4:
             inc = struct.unpack(">I", payload)[0] & 0x7FFFFFFF
             self.window_updates[sid] = self.window_updates.get(sid, 0) + inc
+            self.window_update_frames[sid] = self.window_update_frames.get(sid, 0) + 1
         elif ftype == RST_STREAM:
             self.seq(sid, "RST", 0)
             self.st(sid)["rst"] = struct.unpack(">I", payload)[0]
@@ -659,7 +661,7 @@ def crossing_trailers(port):
 DISCARD_MAX = 1024 * 1024  # the rest of a body answered early that Portico reads and drops
 DISCARD_BODY = {"small": None, "small_cl": "3000", "big": None, "big_cl": "2000000",
                 "silent": None, "silent_cl": "2000000", "trickle": None, "past_limit": None,
-                "exact_cl": str(1024 * 1024)}
+                "exact_cl": str(1024 * 1024), "window_cl": "600000"}
 TRICKLE_S = 0.3  # between the 1-byte DATA of kind trickle: well within client_body_timeout
 
 
@@ -675,11 +677,12 @@ def discard(port, kind):
     past_limit (as big, to /status/200 whose max_body_size, 512k, answers 413 once the body went
     past it: DISCARD_MAX dropped after that), exact_cl (a content-length of DISCARD_MAX answered
     413 at its head, all of it sent without END_STREAM, then an empty END_STREAM: read whole, no
-    RST_STREAM); then a GET on the same connection."""
+    RST_STREAM), window_cl (the same with a content-length of 600,000: the stream's
+    WINDOW_UPDATEs counted); then a GET on the same connection."""
     c = Conn(port)
     st, length = c.st(1), DISCARD_BODY[kind]
-    fields = get("/status/200" if kind in ("small_cl", "past_limit", "exact_cl") else "/down/x",
-                 "POST")
+    fields = get("/status/200" if kind in ("small_cl", "past_limit", "exact_cl", "window_cl")
+                 else "/down/x", "POST")
     c.send(c.request(1, fields + ([("content-length", length)] if length else []), False) +
            frame(DATA, 0, 1, b"h" * 100))
     c.pump(lambda: st["end"] or st["rst"] is not None or c.goaway is not None,
@@ -689,7 +692,7 @@ def discard(port, kind):
         c.send(frame(DATA, 0, 1, b"r" * 1000) + frame(DATA, 0, 1, b"r" * 1000) +
                frame(DATA, END_STREAM, 1, b"r" * 900))
         sent = 3000
-    elif kind in ("big", "big_cl", "past_limit", "exact_cl"):  # as the windows let go
+    elif kind in ("big", "big_cl", "past_limit", "exact_cl", "window_cl"):  # as windows let go
         window = lambda sid, used: c.peer_settings.get(4, 65535) * (sid != 0) + \
             65535 * (sid == 0) + c.window_updates.get(sid, 0) - used
         deadline = time.monotonic() + 2 * IO_S
@@ -704,7 +707,7 @@ def discard(port, kind):
             else:  # its WINDOW_UPDATE, or the reset
                 c.pump(lambda: st["rst"] is not None or min(window(1, sent), window(0, sent)) > 0,
                        deadline)
-        if kind == "exact_cl" and sent == most:
+        if kind in ("exact_cl", "window_cl") and sent == most:
             c.send(frame(DATA, END_STREAM, 1))
     elif kind == "trickle":  # each byte well within the timeout: only a whole deadline ends it
         deadline = start + 4.0
@@ -728,6 +731,8 @@ def discard(port, kind):
     # when the answer came before them (a 413 at the head), not when they came before it
     if kind in ("big", "big_cl"):
         out += " sent_past_max=%s" % (DISCARD_MAX < sent <= 2 * DISCARD_MAX + 16384 + 100)
+    if kind == "window_cl":  # its stream's WINDOW_UPDATEs
+        out += " updates=%d" % c.window_update_frames.get(1, 0)
     if kind == "past_limit":  # the 413 at 512 KiB, then DISCARD_MAX dropped
         out += " past_limit_and_max=%s" % (512 * 1024 + DISCARD_MAX < sent)
     if kind in ("silent", "silent_cl"):

@@ -2572,8 +2572,10 @@ static void test_early_answer_discards(void **state)
  * DISCARD_MAX (mutants8's D3: reset after 1 MiB in all) passed them. A rest of exactly
  * DISCARD_MAX is read whole: a content-length of 1 MiB answered 413 at its head, all of it sent,
  * then an empty END_STREAM, ends with no reset (mutants8's S1, reset once DISCARD_MAX was
- * reached rather than passed, survived every row). */
-static void test_discard_counts_from_answer(void **state)
+ * reached rather than passed, survived every row). Past DISCARD_MAX while its answer waits on
+ * the client's window, an upload is reset once the answer went; and a discarded rest's window
+ * is opened no further than its content-length needs. */
+static void test_discard_bounds(void **state)
 {
     (void)state;
     struct harness *h = start("max_body_size = 512k", "[upstream sim]\norigin = sim\n");
@@ -2596,6 +2598,15 @@ static void test_discard_counts_from_answer(void **state)
     static const char *const shut = "shut_unsent status=[413] past_max=True "
                                     "rst_before_window=None end=True rst=0 goaway=None";
     want_lines(&r, &shut, 1);
+    tu_cmd_result_free(&r);
+    /* a content-length of 600,000 answered 413 at its head: one WINDOW_UPDATE opens the stream
+     * to an upload's share, which holds the rest; none after (mutants8's D2, the rest not
+     * counted down as it came: a second) */
+    frames(h, "discard", "window_cl", &r);
+    static const char *const window = "kind=window_cl answered=True status=[413] rst=None "
+                                      "updates=1 next=[200] next_end=True goaway=None "
+                                      "sent=600000";
+    want_lines(&r, &window, 1);
     tu_cmd_result_free(&r);
     px_stop(h);
 }
@@ -3908,7 +3919,7 @@ int main(void)
         cmocka_unit_test(test_whole_body_waits_for_end_stream),
         cmocka_unit_test(test_whole_body_early_answer),
         cmocka_unit_test(test_early_answer_discards),
-        cmocka_unit_test(test_discard_counts_from_answer),
+        cmocka_unit_test(test_discard_bounds),
         cmocka_unit_test(test_short_body_answer_unsent),
         cmocka_unit_test(test_whole_body_after_continue),
         cmocka_unit_test(test_floods),
