@@ -849,6 +849,41 @@ def shut_unsent(port):
         st["status"], sent > DISCARD_MAX, rst_then, st["end"], st["rst"], c.goaway))
     c.close()
 
+def discard_unacked(port):
+    """A POST with a content-length of 60,000 answered 413 at its head (max_body_size 1k), 40,000
+    bytes of it sent before our SETTINGS are acknowledged (the default window, 65,535, then, not
+    our 16 KiB; it holds the rest, so no WINDOW_UPDATE comes): once they are, its window is below
+    0, and is opened again at once. The rest then, as the windows let it go, and an empty
+    END_STREAM."""
+    c = Conn(port, ack_settings=False)
+    st, sent, length = c.st(1), 40000, 60000
+    c.pump(lambda: c.settings_seen, time.monotonic() + IO_S)
+    c.send(c.request(1, get("/status/200", "POST") + [("content-length", str(length))], False) +
+           b"".join(frame(DATA, 0, 1, b"u" * n) for n in (16000, 16000, 8000)))
+    c.pump(lambda: st["end"] or st["rst"] is not None or c.goaway is not None,
+           time.monotonic() + IO_S)
+    c.send(frame(SETTINGS, ACK, 0))
+    window = lambda sid, used: c.peer_settings.get(4, 65535) * (sid != 0) + \
+        65535 * (sid == 0) + c.window_updates.get(sid, 0) - used
+    deadline = time.monotonic() + 2 * IO_S
+    while st["rst"] is None and sent < length and time.monotonic() < deadline \
+            and c.goaway is None and not c.closed:
+        n = min(16384, window(1, sent), window(0, sent), length - sent)
+        if n > 0:
+            c.send(frame(DATA, 0, 1, b"u" * n))
+            sent += n
+        else:
+            c.pump(lambda: st["rst"] is not None or min(window(1, sent), window(0, sent)) > 0,
+                   deadline)
+    if sent == length:
+        c.send(frame(DATA, END_STREAM, 1))
+    acks = c.ping_acks  # Portico read all of it
+    c.send(frame(PING, 0, 0, struct.pack(">Q", 7)))
+    c.pump(lambda: c.ping_acks > acks or c.goaway is not None, time.monotonic() + IO_S)
+    print("discard_unacked status=%s end=%s rst=%s sent=%d goaway=%s" % (
+        st["status"], st["end"], st["rst"], sent, c.goaway))
+    c.close()
+
 def late_data(port, n, size):
     c = Conn(port)
     poll = c.st(1)
@@ -1926,6 +1961,8 @@ def main():
         discard(port, sys.argv[3])
     elif sys.argv[2] == "fed_gone":
         fed_gone(port, sys.argv[3])
+    elif sys.argv[2] == "discard_unacked":
+        discard_unacked(port)
     elif sys.argv[2] == "shut_unsent":
         shut_unsent(port)
     elif sys.argv[2] == "short_unsent":
