@@ -731,8 +731,9 @@ def discard(port, kind):
     # when the answer came before them (a 413 at the head), not when they came before it
     if kind in ("big", "big_cl"):
         out += " sent_past_max=%s" % (DISCARD_MAX < sent <= 2 * DISCARD_MAX + 16384 + 100)
-    if kind == "window_cl":  # its stream's WINDOW_UPDATEs
-        out += " updates=%d" % c.window_update_frames.get(1, 0)
+    if kind == "window_cl":  # its stream's WINDOW_UPDATEs; its windows' sum, the first included
+        granted = c.peer_settings.get(4, 65535) + c.window_updates.get(1, 0)
+        out += " updates=%d granted=%d" % (c.window_update_frames.get(1, 0), granted)
     if kind == "past_limit":  # the 413 at 512 KiB, then DISCARD_MAX dropped
         out += " past_limit_and_max=%s" % (512 * 1024 + DISCARD_MAX < sent)
     if kind in ("silent", "silent_cl"):

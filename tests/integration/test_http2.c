@@ -2610,12 +2610,13 @@ static void test_discard_bounds(void **state)
     want_lines(&r, &shut, 1);
     tu_cmd_result_free(&r);
     /* a content-length of 600,000 answered 413 at its head: one WINDOW_UPDATE opens the stream
-     * to an upload's share, which holds the rest; none after (mutants8's D2, the rest not
-     * counted down as it came: a second) */
+     * to an upload's share (a lone stream's: STREAM_REQ_MAX, 1 MiB), which holds the rest; none
+     * after (mutants8's D2, the rest not counted down as it came: a second), and no more than
+     * the share (S13, the share added to what the window had: 1,064,960) */
     frames(h, "discard", "window_cl", &r);
     static const char *const window = "kind=window_cl answered=True status=[413] rst=None "
-                                      "updates=1 next=[200] next_end=True goaway=None "
-                                      "sent=600000";
+                                      "updates=1 granted=1048576 next=[200] next_end=True "
+                                      "goaway=None sent=600000";
     want_lines(&r, &window, 1);
     tu_cmd_result_free(&r);
     px_stop(h);
