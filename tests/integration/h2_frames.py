@@ -114,11 +114,24 @@ count, so it always ends.
                                      RST_STREAM), big, big_cl (the same with a content-length
                                      of 2 MB: RST_STREAM past 1 MiB), silent, silent_cl
                                      (RST_STREAM at client_body_timeout), trickle (1 byte every
-                                     0.3 s: RST_STREAM client_body_timeout after the answer);
-                                     then a GET
+                                     0.3 s: RST_STREAM client_body_timeout after the answer),
+                                     past_limit (413 past max_body_size 512k, then DISCARD_MAX),
+                                     exact_cl (a rest of exactly DISCARD_MAX: no RST_STREAM),
+                                     window_cl (its stream's WINDOW_UPDATEs); then a GET
   h2_frames.py PORT discard_short N  N POSTs answered 502 before their body's end, one after
                                      the other on one connection, each body then ended short
                                      (END_STREAM before its content-length); then a GET
+  h2_frames.py PORT discard_unacked  a POST answered 413 at its head, 40,000 of its 60,000
+                                     bytes sent before our SETTINGS are acknowledged: the rest
+                                     once its window, below 0 then, is opened again
+  h2_frames.py PORT short_unsent     a POST answered 413 at its head whose answer waits on the
+                                     client's window (0), its body then ended short
+  h2_frames.py PORT shut_unsent      a POST answered 413 at its head whose answer waits on the
+                                     client's window (0), past DISCARD_MAX of its body; then the
+                                     window opened
+  h2_frames.py PORT fed_gone KIND    a stream that took DATA losing its exchange in that read:
+                                     reset (the client's RST_STREAM), refused (413 at its
+                                     END_STREAM); a GET after it in the same write
   h2_frames.py PORT late_window KIND  uploads refused 431 at once and reset, then DATA on them
                                      within what each window had left: spent (8,000 bytes came
                                      with each head; one frame takes the rest exactly, then 128

@@ -2591,7 +2591,7 @@ static void test_discard_bounds(void **state)
     struct harness *h = start("max_body_size = 512k", "[upstream sim]\norigin = sim\n");
     struct tu_cmd_result r = {0};
     frames(h, "discard", "past_limit", &r);
-    /* (answered after its first 100 bytes: no, after 512k) */
+    /* (answered=False: the 413 came after 512k, not after its first 100 bytes) */
     static const char *const want = "kind=past_limit answered=False status=[413] rst=0 "
                                     "past_limit_and_max=True next=[200] next_end=True "
                                     "goaway=None";
