@@ -116,11 +116,24 @@ count, so it always ends.
                                      RST_STREAM), big, big_cl (the same with a content-length
                                      of 2 MB: RST_STREAM past 1 MiB), silent, silent_cl
                                      (RST_STREAM at client_body_timeout), trickle (1 byte every
-                                     0.3 s: RST_STREAM client_body_timeout after the answer);
-                                     then a GET
+                                     0.3 s: RST_STREAM client_body_timeout after the answer),
+                                     past_limit (413 past max_body_size 512k, then DISCARD_MAX),
+                                     exact_cl (a rest of exactly DISCARD_MAX: no RST_STREAM),
+                                     window_cl (its stream's WINDOW_UPDATEs); then a GET
   h2_frames.py PORT discard_short N  N POSTs answered 502 before their body's end, one after
                                      the other on one connection, each body then ended short
                                      (END_STREAM before its content-length); then a GET
+  h2_frames.py PORT discard_unacked  a POST answered 413 at its head, 40,000 of its 60,000
+                                     bytes sent before our SETTINGS are acknowledged: the rest
+                                     once its window, below 0 then, is opened again
+  h2_frames.py PORT short_unsent     a POST answered 413 at its head whose answer waits on the
+                                     client's window (0), its body then ended short
+  h2_frames.py PORT shut_unsent      a POST answered 413 at its head whose answer waits on the
+                                     client's window (0), past DISCARD_MAX of its body; then the
+                                     window opened
+  h2_frames.py PORT fed_gone KIND    a stream that took DATA losing its exchange in that read:
+                                     reset (the client's RST_STREAM), refused (413 at its
+                                     END_STREAM); a GET after it in the same write
   h2_frames.py PORT late_window KIND  uploads refused 431 at once and reset, then DATA on them
                                      within what each window had left: spent (8,000 bytes came
                                      with each head; one frame takes the rest exactly, then 128
@@ -230,6 +243,7 @@ class Conn:
         self.partial = None         # (flags, block) of a HEADERS awaiting its CONTINUATION
         self.peer_settings = {}     # Portico's SETTINGS, by identifier
         self.window_updates = {}    # stream id -> the sum of its WINDOW_UPDATE increments
+        self.window_update_frames = {}  # stream id -> how many WINDOW_UPDATEs
         self.paced = False          # DATA is acknowledged by the caller (owed), not at once
         self.owed = 0
         self.ping_acks = 0          # PING ACKs: Portico has read what came before the PING
@@ -312,6 +326,7 @@ class Conn:
         elif ftype == WINDOW_UPDATE and len(payload) == 4:
             inc = struct.unpack(">I", payload)[0] & 0x7FFFFFFF
             self.window_updates[sid] = self.window_updates.get(sid, 0) + inc
+            self.window_update_frames[sid] = self.window_update_frames.get(sid, 0) + 1
         elif ftype == RST_STREAM:
             self.seq(sid, "RST", 0)
             self.st(sid)["rst"] = struct.unpack(">I", payload)[0]
@@ -660,7 +675,8 @@ def crossing_trailers(port):
 
 DISCARD_MAX = 1024 * 1024  # the rest of a body answered early that Portico reads and drops
 DISCARD_BODY = {"small": None, "small_cl": "3000", "big": None, "big_cl": "2000000",
-                "silent": None, "silent_cl": "2000000", "trickle": None}
+                "silent": None, "silent_cl": "2000000", "trickle": None, "past_limit": None,
+                "exact_cl": str(1024 * 1024), "window_cl": "600000"}
 TRICKLE_S = 0.3  # between the 1-byte DATA of kind trickle: well within client_body_timeout
 
 
@@ -672,11 +688,16 @@ def discard(port, kind):
     big_cl (the same with a content-length of 2 MB, once reset at the answer), silent (nothing:
     RST_STREAM after client_body_timeout, 1 s), silent_cl (the same with a content-length of 2 MB,
     once reset at the answer), trickle (1 byte every TRICKLE_S for 4 s at most: RST_STREAM
-    client_body_timeout after the answer, the whole rest's deadline, as over HTTP/1.1); then a
-    GET on the same connection."""
+    client_body_timeout after the answer, the whole rest's deadline, as over HTTP/1.1),
+    past_limit (as big, to /status/200 whose max_body_size, 512k, answers 413 once the body went
+    past it: DISCARD_MAX dropped after that), exact_cl (a content-length of DISCARD_MAX answered
+    413 at its head, all of it sent without END_STREAM, then an empty END_STREAM: read whole, no
+    RST_STREAM), window_cl (the same with a content-length of 600,000: the stream's
+    WINDOW_UPDATEs counted); then a GET on the same connection."""
     c = Conn(port)
     st, length = c.st(1), DISCARD_BODY[kind]
-    fields = get("/status/200" if kind == "small_cl" else "/down/x", "POST")
+    fields = get("/status/200" if kind in ("small_cl", "past_limit", "exact_cl", "window_cl")
+                 else "/down/x", "POST")
     c.send(c.request(1, fields + ([("content-length", length)] if length else []), False) +
            frame(DATA, 0, 1, b"h" * 100))
     c.pump(lambda: st["end"] or st["rst"] is not None or c.goaway is not None,
@@ -686,7 +707,7 @@ def discard(port, kind):
         c.send(frame(DATA, 0, 1, b"r" * 1000) + frame(DATA, 0, 1, b"r" * 1000) +
                frame(DATA, END_STREAM, 1, b"r" * 900))
         sent = 3000
-    elif kind in ("big", "big_cl"):  # what the windows let go, until the reset
+    elif kind in ("big", "big_cl", "past_limit", "exact_cl", "window_cl"):  # as windows let go
         window = lambda sid, used: c.peer_settings.get(4, 65535) * (sid != 0) + \
             65535 * (sid == 0) + c.window_updates.get(sid, 0) - used
         deadline = time.monotonic() + 2 * IO_S
@@ -701,6 +722,8 @@ def discard(port, kind):
             else:  # its WINDOW_UPDATE, or the reset
                 c.pump(lambda: st["rst"] is not None or min(window(1, sent), window(0, sent)) > 0,
                        deadline)
+        if kind in ("exact_cl", "window_cl") and sent == most:
+            c.send(frame(DATA, END_STREAM, 1))
     elif kind == "trickle":  # each byte well within the timeout: only a whole deadline ends it
         deadline = start + 4.0
         while st["rst"] is None and time.monotonic() < deadline and c.goaway is None \
@@ -723,6 +746,11 @@ def discard(port, kind):
     # when the answer came before them (a 413 at the head), not when they came before it
     if kind in ("big", "big_cl"):
         out += " sent_past_max=%s" % (DISCARD_MAX < sent <= 2 * DISCARD_MAX + 16384 + 100)
+    if kind == "window_cl":  # its stream's WINDOW_UPDATEs; its windows' sum, the first included
+        granted = c.peer_settings.get(4, 65535) + c.window_updates.get(1, 0)
+        out += " updates=%d granted=%d" % (c.window_update_frames.get(1, 0), granted)
+    if kind == "past_limit":  # the 413 at 512 KiB, then DISCARD_MAX dropped
+        out += " past_limit_and_max=%s" % (512 * 1024 + DISCARD_MAX < sent)
     if kind in ("silent", "silent_cl"):
         out += " after_timeout=%s" % (0.8 <= waited < IO_S)
     if kind == "trickle":  # client_body_timeout (1 s) after the answer, not at the trickle's end
@@ -757,6 +785,120 @@ def discard_short(port, n):
         n, answered, ",".join(rsts), c.st(sid)["status"], c.goaway))
     c.close()
 
+
+def fed_gone(port, kind):
+    """A stream that took DATA whose exchange is gone before the read is parsed to its end, each
+    in one write with a GET on a new stream after it: reset, the client cancels it (HEADERS,
+    DATA, RST_STREAM CANCEL); refused, a body of unknown length past max_body_size ends in the
+    DATA frame that took it there (END_STREAM), so that its exchange, on an origin connection
+    kept from a GET before (taken at its HEADERS), ends (413) at that END_STREAM. Each DATA had
+    put its stream on the read's list of streams to tell (tell_fed)."""
+    c = Conn(port)
+    sid = 1
+    if kind == "refused":  # an origin connection for the pool
+        c.send(c.request(1, get("/fed-first")))
+        c.pump(lambda: c.st(1)["end"] or c.st(1)["rst"] is not None or c.closed,
+               time.monotonic() + IO_S)
+        sid = 3
+    out = c.request(sid, get("/fed-" + kind, "POST"), False)
+    if kind == "reset":
+        out += frame(DATA, 0, sid, b"d" * 100) + frame(RST_STREAM, 0, sid, struct.pack(">I", 8))
+    else:
+        out += frame(DATA, END_STREAM, sid, b"d" * 2000)
+    c.send(out + c.request(sid + 2, get("/fed-next")))
+    c.pump(lambda: c.st(sid + 2)["end"] or c.st(sid + 2)["rst"] is not None or c.closed,
+           time.monotonic() + IO_S)
+    c.pump(lambda: c.st(sid)["end"] or c.st(sid)["rst"] is not None or c.closed,
+           time.monotonic() + IO_S)
+    print("fed_gone kind=%s first=%s next=%s next_end=%s goaway=%s closed=%s" % (
+        kind, c.st(sid)["status"], c.st(sid + 2)["status"], c.st(sid + 2)["end"], c.goaway,
+        c.closed))
+    c.close()
+
+
+def short_unsent(port):
+    """A POST with a content-length of 3,000 answered 413 at its head (max_body_size 1k) whose
+    answer cannot end: the client's SETTINGS give streams a window of 0, so the 413's DATA and its
+    END_STREAM wait. The body then ends short (10 bytes with END_STREAM): nghttp2 resets the
+    stream (PROTOCOL_ERROR) while its answer was still going."""
+    c = Conn(port, pairs=((4, 0),))
+    st = c.st(1)
+    c.send(c.request(1, get("/status/200", "POST") + [("content-length", "3000")], False) +
+           frame(DATA, 0, 1, b"h" * 100))
+    c.pump(lambda: st["status"] or st["rst"] is not None or c.goaway is not None,
+           time.monotonic() + IO_S)
+    c.send(frame(DATA, END_STREAM, 1, b"s" * 10))
+    c.pump(lambda: st["rst"] is not None or c.goaway is not None, time.monotonic() + IO_S)
+    print("short_unsent status=%s end=%s rst=%s goaway=%s" % (st["status"], st["end"], st["rst"],
+                                                             c.goaway))
+    c.close()
+
+def shut_unsent(port):
+    """A POST with a content-length of 2 MB answered 413 at its head (max_body_size 512k) whose
+    answer cannot end (the client's SETTINGS give streams a window of 0): past DISCARD_MAX of its
+    body, as the windows let it go, nothing more is read; the client then opens the stream's
+    window, and the 413 goes whole, then RST_STREAM NO_ERROR."""
+    c = Conn(port, pairs=((4, 0),))
+    st, sent = c.st(1), 0
+    c.send(c.request(1, get("/status/200", "POST") + [("content-length", "2000000")], False))
+    c.pump(lambda: st["status"] or st["rst"] is not None or c.goaway is not None,
+           time.monotonic() + IO_S)
+    window = lambda sid, used: c.peer_settings.get(4, 65535) * (sid != 0) + \
+        65535 * (sid == 0) + c.window_updates.get(sid, 0) - used
+    deadline = time.monotonic() + 2 * IO_S
+    while st["rst"] is None and sent <= DISCARD_MAX and time.monotonic() < deadline \
+            and c.goaway is None and not c.closed:
+        n = min(16384, window(1, sent), window(0, sent))
+        if n > 0:
+            c.send(frame(DATA, 0, 1, b"b" * n))
+            sent += n
+        else:
+            c.pump(lambda: st["rst"] is not None or min(window(1, sent), window(0, sent)) > 0,
+                   deadline)
+    acks = c.ping_acks  # Portico read all of it
+    c.send(frame(PING, 0, 0, struct.pack(">Q", 6)))
+    c.pump(lambda: c.ping_acks > acks or c.goaway is not None, time.monotonic() + IO_S)
+    rst_then = st["rst"]
+    c.send(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 65535)))
+    c.pump(lambda: st["rst"] is not None or c.goaway is not None, time.monotonic() + IO_S)
+    print("shut_unsent status=%s past_max=%s rst_before_window=%s end=%s rst=%s goaway=%s" % (
+        st["status"], sent > DISCARD_MAX, rst_then, st["end"], st["rst"], c.goaway))
+    c.close()
+
+def discard_unacked(port):
+    """A POST with a content-length of 60,000 answered 413 at its head (max_body_size 1k), 40,000
+    bytes of it sent before our SETTINGS are acknowledged (the default window, 65,535, then, not
+    our 16 KiB; it holds the rest, so no WINDOW_UPDATE comes): once they are, its window is below
+    0, and is opened again at once. The rest then, as the windows let it go, and an empty
+    END_STREAM."""
+    c = Conn(port, ack_settings=False)
+    st, sent, length = c.st(1), 40000, 60000
+    c.pump(lambda: c.settings_seen, time.monotonic() + IO_S)
+    c.send(c.request(1, get("/status/200", "POST") + [("content-length", str(length))], False) +
+           b"".join(frame(DATA, 0, 1, b"u" * n) for n in (16000, 16000, 8000)))
+    c.pump(lambda: st["end"] or st["rst"] is not None or c.goaway is not None,
+           time.monotonic() + IO_S)
+    c.send(frame(SETTINGS, ACK, 0))
+    window = lambda sid, used: c.peer_settings.get(4, 65535) * (sid != 0) + \
+        65535 * (sid == 0) + c.window_updates.get(sid, 0) - used
+    deadline = time.monotonic() + 2 * IO_S
+    while st["rst"] is None and sent < length and time.monotonic() < deadline \
+            and c.goaway is None and not c.closed:
+        n = min(16384, window(1, sent), window(0, sent), length - sent)
+        if n > 0:
+            c.send(frame(DATA, 0, 1, b"u" * n))
+            sent += n
+        else:
+            c.pump(lambda: st["rst"] is not None or min(window(1, sent), window(0, sent)) > 0,
+                   deadline)
+    if sent == length:
+        c.send(frame(DATA, END_STREAM, 1))
+    acks = c.ping_acks  # Portico read all of it
+    c.send(frame(PING, 0, 0, struct.pack(">Q", 7)))
+    c.pump(lambda: c.ping_acks > acks or c.goaway is not None, time.monotonic() + IO_S)
+    print("discard_unacked status=%s end=%s rst=%s sent=%d goaway=%s" % (
+        st["status"], st["end"], st["rst"], sent, c.goaway))
+    c.close()
 
 def late_data(port, n, size):
     c = Conn(port)
@@ -1171,8 +1313,11 @@ def stall_body(port, path):
     c.send(c.request(1, get(path, "POST") + [("content-length", "10")], end_stream=False))
     c.send(frame(DATA, 0, 1, b"12345"))
     c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
-    c.pump(lambda: st["rst"] is not None, time.monotonic() + 1)  # the rest is not wanted
-    print("status=%s rst=%s" % (st["status"][-1:], st["rst"]))
+    answered = time.monotonic()
+    c.pump(lambda: st["rst"] is not None, answered + 1)  # the rest is not wanted
+    # the reset follows the answer at once (client_body_timeout is 500 ms)
+    at_answer = st["rst"] is not None and time.monotonic() - answered < 0.25
+    print("status=%s rst=%s reset_at_answer=%s" % (st["status"][-1:], st["rst"], at_answer))
     c.close()
 
 
@@ -1855,6 +2000,14 @@ def main():
         hold_early(port)
     elif sys.argv[2] == "discard":
         discard(port, sys.argv[3])
+    elif sys.argv[2] == "fed_gone":
+        fed_gone(port, sys.argv[3])
+    elif sys.argv[2] == "discard_unacked":
+        discard_unacked(port)
+    elif sys.argv[2] == "shut_unsent":
+        shut_unsent(port)
+    elif sys.argv[2] == "short_unsent":
+        short_unsent(port)
     elif sys.argv[2] == "discard_short":
         discard_short(port, int(sys.argv[3]))
     elif sys.argv[2] == "cancel":

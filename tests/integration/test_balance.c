@@ -2386,6 +2386,55 @@ static void test_retry_sent_body_exactly_kept(void **state)
     fake_origin_stop(echo);
 }
 
+/* A retry whose first attempt failed before any body byte went (its head alone) has an empty
+ * copy to send again: the body follows from the client on the next origin. With retries = 2 and
+ * retry_sent = on, a PUT whose head alone reached an origin that reset, its 100 body bytes sent
+ * once that failure was logged, is answered by the next origin with them. No row sent a retry
+ * an empty copy while a later one might still want it: a mutant that pulled up the empty copy
+ * anyway (mutants8's R10, NULL from evbuffer_pullup) failed it "out of memory": 500. */
+static void test_retry_sent_head_alone(void **state)
+{
+    (void)state;
+    struct head_alone first;
+    head_alone_start(&first, 0);
+    struct fake_origin *echo = fake_origin_start_kind(FO_ECHO);
+    struct fake_origin *spare = fake_origin_start_kind(FO_ECHO);
+    assert_non_null(echo);
+    assert_non_null(spare);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                 "origin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "retries = 2\nretry_sent = on\n",
+                                 first.port, fake_origin_port(echo), fake_origin_port(spare));
+    char *body = json_body(100);
+    size_t n;
+    char *req = body_request("PUT", "/alone", body, 100, false, &n);
+    struct raw_conn *c = px_connect(h);
+    assert_int_equal(raw_send(c, req, n - 100), 0); /* the head alone */
+    char want[80];
+    snprintf(want, sizeof(want), "attempt 1 on 127.0.0.1:%u failed", first.port);
+    assert_int_equal(harness_wait_log(h, want, PX_IO_MS), 0);
+    assert_true(first.alone);
+    assert_int_equal(raw_send(c, req + n - 100, 100), 0);
+    struct raw_response r;
+    if (raw_read_response(c, &r, PX_IO_MS) != 0)
+        fail_msg("no response: %s", r.error);
+    const char *err = raw_header(&r, "Portico-Error");
+    print_message("  PUT, its head alone to a resetting origin: %d %s\n", r.status,
+                  err ? err : "-");
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 100);
+    assert_memory_equal(r.body, body, 100);
+    raw_response_free(&r);
+    raw_close(c);
+    free(req);
+    free(body);
+    px_stop(h);
+    head_alone_stop(&first);
+    fake_origin_stop(echo);
+    fake_origin_stop(spare);
+}
+
 /* An origin that asks for a client certificate refuses it with a TLS 1.3 alert that comes after
  * the request (head and body) went out: the failure is the TLS phase's, but the body was taken
  * from the client and went to the refusing connection. A POST was once retried on the next
@@ -2557,6 +2606,7 @@ int main(void)
         cmocka_unit_test(test_retry_sent_body_tiny_chunks),
         cmocka_unit_test(test_retry_sent_body_still_arriving),
         cmocka_unit_test(test_retry_sent_body_exactly_kept),
+        cmocka_unit_test(test_retry_sent_head_alone),
         cmocka_unit_test(test_retry_tls_refused_body),
         cmocka_unit_test(test_retry_tls_record_error),
         cmocka_unit_test(test_all_down),

@@ -1383,10 +1383,11 @@ static void test_real_ip(void **state)
  * tests/support/oom.h) is refused 503 "out of memory", the connection closed, and its line is the
  * one its exchange would have written: its head was read whole, so behind a trusted balancer the
  * client its X-Forwarded-For names, the balancer as peer, that X-Forwarded-For as forwarded_for,
- * its request line, host and user_agent, and its X-Request-Id (on the answer too). The next
- * request is served. No row reached this refusal before: mutants that logged the balancer as
- * client (the head not passed, or the peer's address taken), or no peer, survived; the old code
- * logged forwarded_for null, and gave the refusal a new id. */
+ * its request line, host and user_agent, and its X-Request-Id (on the answer too); an HTTP/1.0
+ * one's line says proto=HTTP/1.0. The next request is served. No row reached this refusal
+ * before: mutants that logged the balancer as client (the head not passed, or the peer's address
+ * taken), or no peer, survived; the old code logged forwarded_for null, and gave the refusal a
+ * new id; a mutant that logged every such head HTTP/1.1 (mutants8's C1) passed. */
 static void test_real_ip_out_of_memory(void **state)
 {
     (void)state;
@@ -1395,25 +1396,27 @@ static void test_real_ip_out_of_memory(void **state)
     struct fake_origin *o = fake_origin_start_kind(FO_OK);
     assert_non_null(o);
     char err[256];
-    if (oom_arm("exchange_start", 0, 0, 1, err, sizeof(err)) != 0)
+    if (oom_arm("exchange_start", 0, 0, 2, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     struct harness *h = px_start_origin(fake_origin_port(o), REAL_IP_PROXY);
     oom_disarm();
     static const char xff[] = "127.9.9.9, 127.0.5.7";
-    for (int i = 0; i < 2; i++) { /* the first fails, the second is served */
+    for (int i = 0; i < 3; i++) { /* the first two fail (HTTP/1.1, 1.0), the third is served */
         struct raw_conn *c = raw_connect_from("127.0.0.2", px_port(h), PX_IO_MS);
         assert_non_null(c);
         char req[256];
-        snprintf(req, sizeof(req), "GET /oom HTTP/1.1\r\nHost: app.test\r\n"
+        snprintf(req, sizeof(req), "GET /oom HTTP/1.%d\r\nHost: app.test\r\n"
                  "User-Agent: oom-agent\r\nX-Forwarded-For: %s\r\n"
-                 "X-Request-Id: oom-%d\r\n\r\n", xff, i);
+                 "X-Request-Id: oom-%d\r\n\r\n", i != 1, xff, i);
         struct raw_response r;
         assert_int_equal(raw_send_str(c, req), 0);
         assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
-        if (i == 0) {
+        if (i < 2) {
             if (r.status != 503 || !strstr(r.body, "out of memory"))
                 fail_msg("status %d, body %s", r.status, r.body);
-            assert_string_equal(raw_header(&r, "X-Request-Id"), "oom-0"); /* the client's */
+            char id[8];
+            snprintf(id, sizeof(id), "oom-%d", i);
+            assert_string_equal(raw_header(&r, "X-Request-Id"), id); /* the client's */
             assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
         } else {
             assert_int_equal(r.status, 200);
@@ -1430,6 +1433,10 @@ static void test_real_ip_out_of_memory(void **state)
         !strstr(line, " user_agent=\"oom-agent\""))
         fail_msg("wanted id=oom-0, client=127.9.9.9, peer=127.0.0.2:, the request line, host, "
                  "the detail, user_agent and forwarded_for in %s", line);
+    free(line);
+    line = px_log_line(h, " id=oom-1 ");
+    if (!strstr(line, " status=503 ") || !strstr(line, " proto=HTTP/1.0 "))
+        fail_msg("wanted status=503 and proto=HTTP/1.0 in %s", line);
     free(line);
     px_stop(h);
     fake_origin_stop(o);

@@ -2553,6 +2553,16 @@ static void test_early_answer_discards(void **state)
         if (dropped < rows[i].bytes_min || dropped > rows[i].bytes_max)
             fail_msg("%s: %lld bytes dropped after the answer", rows[i].kind, dropped);
     }
+    /* sent past our stream window before our SETTINGS were acknowledged: its window, below 0
+     * then, opened again at the acknowledgement (mutants8's D8, not looked at then, and S12, a
+     * window below 0 taken for one that holds the rest: the upload stuck, reset at
+     * client_body_timeout) */
+    struct tu_cmd_result ur = {0};
+    frames(h, "discard_unacked", NULL, &ur);
+    static const char *const unacked = "discard_unacked status=[413] end=True rst=None "
+                                       "sent=60000 goaway=None";
+    want_lines(&ur, &unacked, 1);
+    tu_cmd_result_free(&ur);
     /* 400 bodies ended short once their answers came (END_STREAM before the content-length, as
      * nghttp and curl 7.88 do): nghttp2 resets each (PROTOCOL_ERROR), neither counted malformed
      * nor charged as a reset (main: GOAWAY ENHANCE_YOUR_CALM after ~200, answered=201). */
@@ -2606,6 +2616,73 @@ static void test_early_answer_discards(void **state)
         free(line);
     }
     harness_free(h);
+}
+
+/* DISCARD_MAX counts what is dropped once the answer went, not what the exchange took before
+ * it: a body of unknown length answered 413 past max_body_size (512k) is read 1 MiB further
+ * before its reset (NO_ERROR), more than 1.5 MiB in all. No row told the two apart: each early
+ * answer came after 100 bytes at most, and a mutant that counted every DATA of the stream toward
+ * DISCARD_MAX (mutants8's D3: reset after 1 MiB in all) passed them. A rest of exactly
+ * DISCARD_MAX is read whole: a content-length of 1 MiB answered 413 at its head, all of it sent,
+ * then an empty END_STREAM, ends with no reset (mutants8's S1, reset once DISCARD_MAX was
+ * reached rather than passed, survived every row). Past DISCARD_MAX while its answer waits on
+ * the client's window, an upload is reset once the answer went; and a discarded rest's window
+ * is opened no further than its content-length needs. */
+static void test_discard_bounds(void **state)
+{
+    (void)state;
+    struct harness *h = start("max_body_size = 512k", "[upstream sim]\norigin = sim\n");
+    struct tu_cmd_result r = {0};
+    frames(h, "discard", "past_limit", &r);
+    /* (answered=False: the 413 came after 512k, not after its first 100 bytes) */
+    static const char *const want = "kind=past_limit answered=False status=[413] rst=0 "
+                                    "past_limit_and_max=True next=[200] next_end=True "
+                                    "goaway=None";
+    want_lines(&r, &want, 1);
+    tu_cmd_result_free(&r);
+    frames(h, "discard", "exact_cl", &r);
+    static const char *const exact = "kind=exact_cl answered=True status=[413] rst=None "
+                                     "next=[200] next_end=True goaway=None sent=1048576";
+    want_lines(&r, &exact, 1);
+    tu_cmd_result_free(&r);
+    /* past DISCARD_MAX while its answer waits on the client's window: reset once the answer
+     * went whole, not before (mutants8's S4, reset at once: the 413's end never went) */
+    frames(h, "shut_unsent", NULL, &r);
+    static const char *const shut = "shut_unsent status=[413] past_max=True "
+                                    "rst_before_window=None end=True rst=0 goaway=None";
+    want_lines(&r, &shut, 1);
+    tu_cmd_result_free(&r);
+    /* a content-length of 600,000 answered 413 at its head: one WINDOW_UPDATE opens the stream
+     * to an upload's share (a lone stream's: STREAM_REQ_MAX, 1 MiB), which holds the rest; none
+     * after (mutants8's D2, the rest not counted down as it came: a second), and no more than
+     * the share (S13, the share added to what the window had: 1,064,960) */
+    frames(h, "discard", "window_cl", &r);
+    static const char *const window = "kind=window_cl answered=True status=[413] rst=None "
+                                      "updates=1 granted=1048576 next=[200] next_end=True "
+                                      "goaway=None sent=600000";
+    want_lines(&r, &window, 1);
+    tu_cmd_result_free(&r);
+    px_stop(h);
+}
+
+/* A body ended short (END_STREAM before its content-length) is malformed unless its answer went
+ * whole first (h2.c's on_frame_send): a POST answered 413 at its head, whose answer cannot end
+ * (the client's streams have a window of 0), then ends its body short: reset PROTOCOL_ERROR and
+ * counted in portico_http2_malformed_requests_total. test_early_answer_discards' discard_short
+ * has the answers go whole first (not counted); a mutant that let any discarded stream go
+ * uncounted (mutants8's D6) passed every row. */
+static void test_short_body_answer_unsent(void **state)
+{
+    (void)state;
+    struct harness *h = start("max_body_size = 1k", "[upstream sim]\norigin = sim\n");
+    long long before = metric(h, "portico_http2_malformed_requests_total");
+    struct tu_cmd_result r = {0};
+    frames(h, "short_unsent", NULL, &r);
+    static const char *const want = "short_unsent status=[413] end=False rst=1 goaway=None";
+    want_lines(&r, &want, 1);
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, "portico_http2_malformed_requests_total"), before + 1);
+    px_stop(h);
 }
 
 /* [proxy] real_ip names the client on the lines of streams refused or reset before an exchange
@@ -3686,8 +3763,42 @@ static void test_small_bodies_ended_apart(void **state)
     fake_origin_stop(o);
 }
 
+/* A stream that took DATA in a read and whose exchange is gone before the read is parsed to its
+ * end is told nothing at the read's end (tell_fed): one the client reset in that read was freed
+ * and is off the read's list, one whose body ended past max_body_size in that read (413 at its
+ * END_STREAM, on an origin connection from the pool) has no exchange. The GET after each, in the
+ * same write, is served on the same connection, and Portico lives on. No row reached either:
+ * mutants that told a stream's exchange without looking for one (a NULL exchange) or left a freed
+ * stream on the list (mutants8's F5, F7) passed every row. */
+static void test_fed_stream_gone(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start_origin(fake_origin_port(o), "max_body_size = 1k");
+    static const struct {
+        const char *kind, *want;
+    } rows[] = {
+        {"reset", "fed_gone kind=reset first=[] next=[200] next_end=True goaway=None "
+                  "closed=False"},
+        {"refused", "fed_gone kind=refused first=[413] next=[200] next_end=True goaway=None "
+                    "closed=False"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct tu_cmd_result r = {0};
+        frames(h, "fed_gone", rows[i].kind, &r);
+        want_lines(&r, &rows[i].want, 1);
+        tu_cmd_result_free(&r);
+    }
+    assert_int_equal(harness_stop(h), 0); /* exited 0: it never crashed */
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 /* A request body that stops coming: 408 after client_body_timeout, as over HTTP/1.1, then the
- * stream is closed (the rest of the body is not wanted). */
+ * stream is closed at once (the rest of the body is not wanted: a mutant that read it on, as
+ * after any other early answer, and reset it a client_body_timeout later, mutants8's S6, passed
+ * before the reset's time was checked). */
 static void test_body_timeout(void **state)
 {
     (void)state;
@@ -3697,8 +3808,8 @@ static void test_body_timeout(void **state)
     int64_t t0 = tu_now_ms();
     frames(h, "stall_body", "/upload", &r);
     int64_t took = tu_now_ms() - t0;
-    if (!tu_contains(r.out, "status=[408] rst=0"))
-        fail_msg("expected a 408 then RST_STREAM NO_ERROR: %s", r.out);
+    if (!tu_contains(r.out, "status=[408] rst=0 reset_at_answer=True"))
+        fail_msg("expected a 408 then RST_STREAM NO_ERROR at once: %s", r.out);
     assert_true(took >= 450);
     tu_cmd_result_free(&r);
     assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
@@ -3892,6 +4003,8 @@ int main(void)
         cmocka_unit_test(test_whole_body_waits_for_end_stream),
         cmocka_unit_test(test_whole_body_early_answer),
         cmocka_unit_test(test_early_answer_discards),
+        cmocka_unit_test(test_discard_bounds),
+        cmocka_unit_test(test_short_body_answer_unsent),
         cmocka_unit_test(test_whole_body_after_continue),
         cmocka_unit_test(test_floods),
         cmocka_unit_test(test_hpack_bombs_skipped),
@@ -3916,6 +4029,7 @@ int main(void)
         cmocka_unit_test(test_tiny_data_frames_coalesced),
         cmocka_unit_test(test_small_writes_not_a_flood),
         cmocka_unit_test(test_small_bodies_ended_apart),
+        cmocka_unit_test(test_fed_stream_gone),
         cmocka_unit_test(test_body_timeout_origin_held),
         cmocka_unit_test(test_hpack_never_indexed),
         cmocka_unit_test(test_drain_goaway),
