@@ -1414,7 +1414,7 @@ static void test_real_ip_out_of_memory(void **state)
         if (i < 2) {
             if (r.status != 503 || !strstr(r.body, "out of memory"))
                 fail_msg("status %d, body %s", r.status, r.body);
-            char id[8];
+            char id[24];
             snprintf(id, sizeof(id), "oom-%d", i);
             assert_string_equal(raw_header(&r, "X-Request-Id"), id); /* the client's */
             assert_int_equal(raw_wait_closed(c, PX_IO_MS), 1);
