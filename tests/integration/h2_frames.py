@@ -20,6 +20,10 @@ count, so it always ends.
                                      more DATA, or an empty END_STREAM
   h2_frames.py PORT hold_early       the same to an origin that answers before the body: its
                                      answer ends without the client's END_STREAM
+  h2_frames.py PORT unread           two POSTs (content-length: 10): one whose body came whole
+                                     with its head (expect: 100-continue, to /early/: an origin
+                                     that answers at once, the body still held at the gate), one
+                                     that sends 5 bytes, then nothing (client_body_timeout: 408)
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
   h2_frames.py PORT cancel_races N R  R rounds of N GETs answered (a WINDOW_UPDATE for
                                      each one's last DATA), then each reset (CANCEL), one a round
@@ -530,6 +534,25 @@ def hold_early(port):
     c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
     print("case=early rst=%s status=%s end=%s" % (st["rst"], st["status"][-1:], st["end"]))
     c.send(frame(DATA, END_STREAM, 1))
+    c.close()
+
+
+def unread(port):
+    """Answers before the body was taken: the body all came (END_STREAM with the head), or not
+    (408: the rest never came). Each stream's status, its reset, its end."""
+    c = Conn(port)
+    cases = [("gated", 1, "/early/x", [("expect", "100-continue")],
+              frame(DATA, END_STREAM, 1, b"0123456789")),
+             ("stall", 3, "/stall", [], frame(DATA, 0, 3, b"01234"))]
+    for name, sid, path, extra, data in cases:
+        st = c.st(sid)
+        fields = get(path, "POST") + [("content-length", "10")] + extra
+        c.send(c.request(sid, fields, False) + data)
+        c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
+        if name == "stall":  # the 408's END_STREAM, then the reset of the rest
+            c.pump(lambda: st["rst"] is not None, time.monotonic() + IO_S)
+        print("case=%s status=%s end=%s rst=%s" % (name, st["status"][-1:], st["end"],
+                                                   st["rst"]))
     c.close()
 
 
@@ -1853,6 +1876,8 @@ def main():
         hold_expect(port)
     elif sys.argv[2] == "hold_early":
         hold_early(port)
+    elif sys.argv[2] == "unread":
+        unread(port)
     elif sys.argv[2] == "discard":
         discard(port, sys.argv[3])
     elif sys.argv[2] == "discard_short":
