@@ -735,8 +735,10 @@ void exchange_log_record(struct loop *l, const struct access_record *r, int rout
  * had all come, however much of it the exchange had taken. */
 static bool body_unread(const struct exchange *ex)
 {
-    return ex->outcome == OUTCOME_DONE && !ex->req_eof &&
-           (ex->discard_left || (ex->req_body.in != H1_BODY_NONE && !ex->req_body.done));
+    /* (a rest to drop, discard_left, is of a Content-Length body: none without one; the
+     * bodiless, most requests, asked first) */
+    return ex->req_body.in != H1_BODY_NONE && (ex->discard_left || !ex->req_body.done) &&
+           !ex->req_eof && ex->outcome == OUTCOME_DONE;
 }
 
 /* Counts and logs the exchange. A switched one's access line is kept in to->record for its
