@@ -137,6 +137,8 @@ struct client {
     uint64_t reset_from_us;            /* CS_RESETTING: since when (client_send_timeout) */
     uint64_t discard_left;             /* request body bytes to drop before the next request */
     uint64_t discard_owed;             /* ... as many as there were at the answer (CS_DISCARD) */
+    bool body_timed_out;               /* its exchange was told of client_body_timeout: the rest
+                                          its 408 closes on is counted timeout, not closed */
     struct admin_stream *stream;       /* CS_STREAM: the rest of the admin page */
     struct event *stream_next;         /* CS_STREAM: the next slice, on the loop's next turn */
     bool stream_close;                 /* CS_STREAM: the connection closes after the page */
@@ -871,7 +873,8 @@ static void ds_done(void *ctx, enum exchange_end end)
     if (end != END_KEEP || c->close_after ||
         ((drain_closes_idle(c->loop) || c->half_closed) && !next_buffered)) {
         if (discard) /* the rest is not read: it goes with the connection (lingering) */
-            metrics_discard_end(c->loop->metrics, false, DISCARD_END_CLOSED, 0);
+            metrics_discard_end(c->loop->metrics, false,
+                                c->body_timed_out ? DISCARD_END_TIMEOUT : DISCARD_END_CLOSED, 0);
         start_closing(c);
         return;
     }
@@ -1432,6 +1435,7 @@ static void client_cb(void *arg, enum sock_event ev)
         return;
     case SOCK_READ_TIMEOUT:
         if (c->state == CS_EXCHANGE) {
+            c->body_timed_out = true;
             exchange_request_timeout(c->ex); /* answers 408 (or aborts) and calls done() */
             return;
         }

@@ -728,11 +728,17 @@ void exchange_log_record(struct loop *l, const struct access_record *r, int rout
 }
 
 /* Whether the exchange ended with a whole answer before its request body all came (an error
- * answer, an origin's early one): its downstream reads and drops the rest, or closes or resets
- * on it (portico_request_body_discards_total), after the access line said so (body_unread). */
+ * answer, an origin's early one, a 408, a 413 mid-body): its downstream reads and drops the
+ * rest, or closes or resets on it (portico_request_body_discards_total), after the access line
+ * said so (body_unread). Not req_state: a 408 or a refused body set REQ_DONE ("nothing more
+ * will be read") with a rest still coming, and an HTTP/2 body whose END_STREAM came (req_eof)
+ * had all come, however much of it the exchange had taken. */
 static bool body_unread(const struct exchange *ex)
 {
-    return (ex->req_state != REQ_DONE || ex->discard_left) && ex->outcome == OUTCOME_DONE;
+    /* (a rest to drop, discard_left, is of a Content-Length body: none without one; the
+     * bodiless, most requests, asked first) */
+    return ex->req_body.in != H1_BODY_NONE && (ex->discard_left || !ex->req_body.done) &&
+           !ex->req_eof && ex->outcome == OUTCOME_DONE;
 }
 
 /* Counts and logs the exchange. A switched one's access line is kept in to->record for its
@@ -913,11 +919,12 @@ void ex_settle(struct exchange *ex)
         [OUTCOME_ABORTED] = END_ABORT, [OUTCOME_DROPPED] = END_DROP, [OUTCOME_RESET] = END_RESET,
         [OUTCOME_LEFT] = END_DROP, /* nothing went: the connection just closes */
     };
-    /* A body whose rest the downstream was to drop (discard_left) was not read to its end
-     * either, should the connection close: no quiet close, which unread bytes turn into a reset. */
+    /* A rest of the body not to be read closes the connection, whatever else was said (a 408,
+     * a refused body: REQ_DONE); one the downstream was to drop (discard_left) was not read to
+     * its end either, should it close: no quiet close, which unread bytes turn into a reset. */
     enum exchange_end end = ex->outcome != OUTCOME_DONE       ? ends[ex->outcome]
                             : ex->req_state != REQ_DONE ||
-                                      (ex->discard_left && ex->client_closes)
+                                      (unread && (!ex->discard_left || ex->client_closes))
                                                               ? END_CLOSE
                             : ex->client_closes               ? END_CLOSE_ASKED
                             : ex->close_client                ? END_CLOSE

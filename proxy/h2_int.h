@@ -78,15 +78,16 @@ enum kept_log {
  * dropped to the client's END_STREAM, the stream open meanwhile (RFC 9113 8.1 lets a server
  * reset it at its answer's END_STREAM instead, and nginx and HAProxy do: curl 7.88 then fails
  * the request, its answer unseen; it ends a longer upload itself once it has the answer). More
- * than DISCARD_MAX dropped, or the rest not all come within client_body_timeout of the answer,
- * resets it (NO_ERROR), once the answer went. */
+ * than DISCARD_MAX dropped, or the rest not all come within client_body_timeout of the answer
+ * (or before it: a 408), resets it (NO_ERROR), once the answer went. */
 enum discard {
-    DISCARD_NONE,                      /* nothing dropped: its exchange reads the body, or the
-                                          stream is reset at the answer's END_STREAM (408) */
+    DISCARD_NONE,                      /* nothing dropped: its exchange reads the body, or it
+                                          had all come (END_STREAM) */
     DISCARD_READING,                   /* dropped as it comes, its window given back */
     DISCARD_PAST_MAX,                  /* more than DISCARD_MAX came: no window given back;
                                           reset once the answer went */
-    DISCARD_LATE,                      /* not all within client_body_timeout: the same */
+    DISCARD_LATE,                      /* not all within client_body_timeout (of the answer, or
+                                          the 408's: none read): the same */
 };
 
 struct h2_stream {
@@ -120,8 +121,8 @@ struct h2_stream {
     uint8_t held;
     enum discard discard;              /* the rest of the body, once the exchange is over */
     uint64_t discarded;                /* ... bytes of it dropped since (DISCARD_MAX) */
-    bool body_timed_out;               /* its exchange was told of client_body_timeout: no
-                                          discard after its 408 */
+    bool body_timed_out;               /* its exchange was told of client_body_timeout: the
+                                          rest after its 408 is not read (DISCARD_LATE) */
     uint64_t body_timeout_us;          /* client_body_timeout while the exchange waits, or
                                           while the rest of the body is discarded */
     uint64_t data_at;                  /* µs: the last DATA, the origin took all of req_in, the

@@ -672,12 +672,15 @@ static void discard_window(struct h2_stream *s)
  * client_body_timeout). */
 static void discard_begin(struct h2_stream *s)
 {
-    /* (otherwise reset at the answer's END_STREAM: a 408's client sent nothing for long).
-     * A content-length past DISCARD_MAX is read too, up to it: curl 7.88 ends such an upload
+    /* A content-length past DISCARD_MAX is read too, up to it: curl 7.88 ends such an upload
      * itself once it has the answer (after 512 KiB at most), and a reset at the answer made it
      * print 000 and exit 92, its 401 or 413 unseen. */
-    if (s->req_eof || s->body_timed_out)
+    if (s->req_eof)
         return;
+    if (s->body_timed_out) { /* a 408's client sent nothing for long: reset at its END_STREAM */
+        s->discard = DISCARD_LATE;
+        return;
+    }
     s->discard = DISCARD_READING;
     discard_window(s);
 }
@@ -1068,7 +1071,7 @@ static void body_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     h->depth++;
-    s->body_timed_out = true; /* its 408 discards nothing */
+    s->body_timed_out = true; /* its 408's rest is not read: discard_begin */
     exchange_request_timeout(s->ex); /* 408, or a reset when the response started */
     h->depth--;
     h2_settle(h);

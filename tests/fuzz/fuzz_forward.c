@@ -237,8 +237,11 @@ static void fuzz_request(const char *in, size_t n, uint8_t mode)
     struct req_target t;
     const char *why = NULL;
 
-    if (h1_parse_request(in, n, &lim, &req, &err) <= 0 ||
-        h1_request_info(&req, &info, &err) != 0 || request_target(&req, &t, &why) != 0)
+    int parsed = h1_parse_request(in, n, &lim, &req, &err);
+    if (parsed <= 0) /* its fields are the lines read whole, which a refusal reads (http1.h) */
+        check_fields(in, (int)n, req.fields, req.nfields);
+    if (parsed <= 0 || h1_request_info(&req, &info, &err) != 0 ||
+        request_target(&req, &t, &why) != 0)
         return;
 
     /* As relay.c send_request sets it up. */

@@ -20,6 +20,13 @@ count, so it always ends.
                                      more DATA, or an empty END_STREAM
   h2_frames.py PORT hold_early       the same to an origin that answers before the body: its
                                      answer ends without the client's END_STREAM
+  h2_frames.py PORT unread           POSTs answered before their bodies were taken: one whose
+                                     body (content-length: 10) came whole with its head (expect:
+                                     100-continue, to /early/: an origin that answers at once,
+                                     the body still held at the gate), one that sends 5 of its 10
+                                     bytes, then nothing (client_body_timeout: 408), one without
+                                     content-length past max_body_size (1k: 413 mid-body), its
+                                     END_STREAM sent after the answer
   h2_frames.py PORT cancel PATH      a request reset (CANCEL) after 200 ms, before its answer
   h2_frames.py PORT cancel_races N R  R rounds of N GETs answered (a WINDOW_UPDATE for
                                      each one's last DATA), then each reset (CANCEL), one a round
@@ -545,6 +552,31 @@ def hold_early(port):
     c.pump(lambda: st["rst"] is not None or st["end"], time.monotonic() + IO_S)
     print("case=early rst=%s status=%s end=%s" % (st["rst"], st["status"][-1:], st["end"]))
     c.send(frame(DATA, END_STREAM, 1))
+    c.close()
+
+
+def unread(port):
+    """Answers before the body was taken: the body all came (END_STREAM with the head), or not
+    (408: the rest never came; 413: its END_STREAM after the answer). Each stream's status, its
+    reset, its end."""
+    c = Conn(port)
+    length = [("content-length", "10")]
+    cases = [("gated", 1, "/early/x", length + [("expect", "100-continue")],
+              frame(DATA, END_STREAM, 1, b"0123456789")),
+             ("stall", 3, "/stall", length, frame(DATA, 0, 3, b"01234")),
+             ("past", 5, "/past", [], frame(DATA, 0, 5, b"p" * 2000))]
+    for name, sid, path, extra, data in cases:
+        st = c.st(sid)
+        c.send(c.request(sid, get(path, "POST") + extra, False) + data)
+        c.pump(lambda: st["end"] or st["rst"] is not None, time.monotonic() + IO_S)
+        if name == "stall":  # the 408's END_STREAM, then the reset of the rest
+            c.pump(lambda: st["rst"] is not None, time.monotonic() + IO_S)
+        if name == "past":  # the rest, read and dropped; then Portico read all of it
+            acks = c.ping_acks
+            c.send(frame(DATA, END_STREAM, sid, b"r" * 10) + frame(PING, 0, 0, b"pastping"))
+            c.pump(lambda: c.ping_acks > acks, time.monotonic() + IO_S)
+        print("case=%s status=%s end=%s rst=%s" % (name, st["status"][-1:], st["end"],
+                                                   st["rst"]))
     c.close()
 
 
@@ -1998,6 +2030,8 @@ def main():
         hold_expect(port)
     elif sys.argv[2] == "hold_early":
         hold_early(port)
+    elif sys.argv[2] == "unread":
+        unread(port)
     elif sys.argv[2] == "discard":
         discard(port, sys.argv[3])
     elif sys.argv[2] == "fed_gone":

@@ -2685,6 +2685,64 @@ static void test_short_body_answer_unsent(void **state)
     px_stop(h);
 }
 
+/* The access line's body_unread and the discard counts tell one story: a line says body_unread
+ * exactly when a rest of the body is counted by how it ended. A body that came whole with its
+ * head (END_STREAM), still held at the gate of expect: 100-continue when the origin answered at
+ * once, had all come: no body_unread, nothing counted (main: body_unread, nothing counted). The
+ * 408 of a body that stopped coming (client_body_timeout) leaves its rest unread, the stream
+ * reset at the 408's END_STREAM: body_unread, counted timeout, as over HTTP/1.1 (main: neither).
+ * A body past max_body_size (413 mid-body), its END_STREAM after the answer: body_unread, counted
+ * read (main: counted, its line without body_unread). */
+static void test_unread_lines_match_counts(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_OK, .respond_before_body = true};
+    struct fake_origin *o = fake_origin_start(&opts);
+    struct fake_origin *silent = fake_origin_start_kind(FO_SILENT); /* no answer of its own */
+    assert_non_null(o);
+    assert_non_null(silent);
+    struct harness *h = start("client_body_timeout = 300ms\nmax_body_size = 1k",
+                              "[upstream early]\norigin = 127.0.0.1:%u\n"
+                              "[upstream silent]\norigin = 127.0.0.1:%u\n"
+                              "[route early]\nprefix = /early/\nupstream = early\n"
+                              "[route silent]\nprefix = /\nupstream = silent\n",
+                              fake_origin_port(o), fake_origin_port(silent));
+    static const char *const results[] = {"read", "reset", "closed", "timeout", "client_closed"};
+    char series[ARRAY_SIZE(results)][128];
+    long long before[ARRAY_SIZE(results)];
+    for (size_t i = 0; i < ARRAY_SIZE(results); i++)
+        before[i] = metric(h, h2_discards(results[i], series[i], sizeof(series[i])));
+    struct tu_cmd_result r = {0};
+    frames(h, "unread", NULL, &r);
+    print_message("%s", r.out);
+    static const char *const want[] = {"case=gated status=[200] end=True rst=None",
+                                       "case=stall status=[408] end=True rst=0",
+                                       "case=past status=[413] end=True rst=None"};
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    static const long long added[ARRAY_SIZE(results)] = {1, 0, 0, 1, 0}; /* past; stall */
+    for (size_t i = 0; i < ARRAY_SIZE(results); i++) {
+        long long v = metric_reached(h, series[i], before[i] + added[i]);
+        if (v != before[i] + added[i])
+            fail_msg("%s: %lld, was %lld", series[i], v, before[i]);
+    }
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    static const struct {
+        const char *needle, *want;
+    } lines[] = {{"\"path\":\"/early/x\"", "\"body_unread\":false}"},
+                 {"\"status\":408,", "\"body_unread\":true}"},
+                 {"\"status\":413,", "\"body_unread\":true}"}};
+    for (size_t i = 0; i < ARRAY_SIZE(lines); i++) {
+        char *line = px_log_line(h, lines[i].needle);
+        if (!tu_contains(line, lines[i].want))
+            fail_msg("wanted %s in: %s", lines[i].want, line);
+        free(line);
+    }
+    harness_free(h);
+    fake_origin_stop(silent);
+    fake_origin_stop(o);
+}
+
 /* [proxy] real_ip names the client on the lines of streams refused or reset before an exchange
  * existed, as an exchange would have: from a trusted balancer (127.0.0.2), a stream whose header
  * block was decoded to its end is logged with the client of its x-forwarded-for and the balancer
@@ -4005,6 +4063,7 @@ int main(void)
         cmocka_unit_test(test_early_answer_discards),
         cmocka_unit_test(test_discard_bounds),
         cmocka_unit_test(test_short_body_answer_unsent),
+        cmocka_unit_test(test_unread_lines_match_counts),
         cmocka_unit_test(test_whole_body_after_continue),
         cmocka_unit_test(test_floods),
         cmocka_unit_test(test_hpack_bombs_skipped),

@@ -295,6 +295,34 @@ static void test_partial_body_past_max_closes(void **state)
     expect_line_unread("status=413", true);
 }
 
+/* Answers that end the exchange with its body half read say so on their line and count how its
+ * rest ended, as any answer before the body's end does: the 408 of a body that stopped coming
+ * (client_body_timeout: timeout, as HTTP/2's), a chunked body past max_body_size (413 mid-body:
+ * closed). Main had neither: each set the body read ("nothing more will be read") first. */
+static void test_cut_body_answers_counted(void **state)
+{
+    (void)state;
+    start_with("client_body_timeout = 300ms\nmax_body_size = 1k", FO_SILENT, NULL);
+    expect_answer("POST /dead/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234", 408,
+                  true);
+    assert_int_equal(raw_wait_closed(fx.c, IO_MS), 1);
+    expect_discards(0, 0, 1, 0, 0);
+    expect_line_unread("status=408", true);
+    raw_close(fx.c);
+    fx.c = raw_connect(harness_port(fx.h, "listen"), IO_MS);
+    assert_non_null(fx.c);
+    char chunk[1100];
+    memset(chunk, 'c', sizeof(chunk));
+    char request[1300];
+    snprintf(request, sizeof(request),
+             "POST /dead/y HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n%.*s",
+             (int)sizeof(chunk), chunk);
+    expect_answer(request, 413, true);
+    assert_int_equal(raw_wait_closed(fx.c, IO_MS), 1);
+    expect_discards(0, 1, 1, 0, 0);
+    expect_line_unread("status=413", true);
+}
+
 /* 2. Portico's own answers: no route, a fault's status. */
 static void test_own_answers_keep_connection(void **state)
 {
@@ -374,6 +402,7 @@ int main(void)
         cmocka_unit_test_teardown(test_partial_body_client_closes_draining, teardown),
         cmocka_unit_test_teardown(test_partial_body_closes, teardown),
         cmocka_unit_test_teardown(test_partial_body_past_max_closes, teardown),
+        cmocka_unit_test_teardown(test_cut_body_answers_counted, teardown),
         cmocka_unit_test_teardown(test_own_answers_keep_connection, teardown),
         cmocka_unit_test_teardown(test_slow_upload_not_total_timeout, teardown),
         cmocka_unit_test_teardown(test_slow_upload_not_send_timeout, teardown),
