@@ -73,6 +73,8 @@ EXPECTED_ERRORS = [
                             r"after \d+ failures within \d+ ms"),
     ("probe failed", "warn", r"upstream refused: origin 127\.0\.0\.1:\d+ failed its probe after "
                              r"down_time; down for another \d+ ms"),
+    # ... which the load (start, each reload) warns of: max_fails on a lone origin, on purpose here
+    ("lone origin", "warn", r"\S+portico\.ini:\d+: warning: max_fails = 3 with one origin: .*"),
     # tunnel.py's quiet clients (tunnel_timeout) and h2roles.py's shut windows; lines about one
     # client are rate-limited (the next one says how many were left out)
     ("tunnel idle", "info", r"request soak-\d+: tunnel to 127\.0\.0\.1:\d+ ended after [\d.]+ s: "
