@@ -817,59 +817,143 @@ static void json_keys(const char *s, char *keys, size_t cap)
     }
 }
 
+/* A record with every field set, so that a text line has every optional key too. */
+static void full_record(struct access_record *rec)
+{
+    static const uint16_t interim[] = {103};
+    *rec = (struct access_record){
+        .request_id = "id", .trace_id = "t", .client = "127.0.0.1", .peer = "10.0.0.1:1",
+        .method = "GET", .method_len = 3, .host = "h", .host_len = 1, .target = "/",
+        .target_len = 1, .proto = LOG_PROTO_HTTP11, .status = 504, .upstream_status = 200,
+        .failure = FAIL_READ_TIMEOUT, .phase = PHASE_READ, .route = "r", .upstream = "u",
+        .origin = "o", .attempts = 1, .interim_codes = interim, .ninterim = 1, .fault = "f",
+        .user_agent = "ua", .user_agent_len = 2, .forwarded_for = "1.2.3.4",
+        .forwarded_for_len = 7, .tunnel = true, .tunnel_us = 1000, .limit_ms = 1,
+        .detail = "d", .aborted = true, .reused = true, .retried = true, .body_unread = true,
+    };
+    timings_set(&rec->timings, TIMING_CONNECT, 100);
+    timings_set(&rec->timings, TIMING_TOTAL, 1000);
+}
+
+/* The keys of a text line (the time comes first, without one), as json_keys writes them. */
+static void text_keys(const char *line, char *keys, size_t cap)
+{
+    size_t len = 0;
+    keys[0] = '\0';
+    for (const char *p = strchr(line, ' '); p && p[1] && p[1] != '\n';) {
+        const char *b = p + 1, *eq = b + strcspn(b, "= \n");
+        assert_true(*eq == '=');
+        len += (size_t)snprintf(keys + len, cap - len, "`%.*s` ", (int)(eq - b), b);
+        assert_true(len < cap);
+        const char *v = eq + 1;
+        if (*v == '"') /* a quoted value: up to its unescaped closing quote */
+            for (v++; *v && *v != '"'; v += *v == '\\' ? 2 : 1)
+                ;
+        p = strchr(v, ' ');
+    }
+}
+
+/* The keys of a full record's line in format, each as "`key` " in order, into keys. */
+static void line_keys(enum log_format format, char *keys, size_t cap)
+{
+    struct access_record rec;
+    char line[LOG_LINE_MAX + 1];
+    full_record(&rec);
+    size_t n = log_format_access(&rec, format, line, LOG_LINE_MAX);
+    assert_true(n > 0);
+    line[n] = '\0';
+    if (format == LOG_FORMAT_JSON) {
+        json_keys(line, keys, cap);
+        return;
+    }
+    text_keys(line, keys, cap);
+}
+
+/* The first-column names of the table under `head` (a "| ... |" header line) of the access-log
+ * section, in order, as json_keys writes them; column `col` instead of the first. */
+static void table_names(const char *section, const char *head, int col, char *names, size_t cap)
+{
+    char *table = span(section, head, "\n");
+    size_t len = 0;
+    names[0] = '\0';
+    for (const char *l = next_line(next_line(table)); *l; l = next_line(l)) {
+        char *c = cell(l, col);
+        for (const char *q = strchr(c, '`'); q; q = strchr(q + 1, '`')) {
+            size_t n = strcspn(q + 1, "`");
+            len += (size_t)snprintf(names + len, cap - len, "`%.*s` ", (int)n, q + 1);
+            assert_true(len < cap);
+            q += n + 1;
+        }
+        free(c);
+    }
+    free(table);
+}
+
+/* Each "`name` " of want is in got; says what lacks which. */
+static void want_all(const char *want, const char *got, const char *fmt)
+{
+    for (const char *p = strchr(want, '`'); p; p = strchr(p + 1, '`')) {
+        size_t n = strcspn(p + 1, "`");
+        char needle[72];
+        snprintf(needle, sizeof(needle), "`%.*s` ", (int)n, p + 1);
+        if (!strstr(got, needle))
+            problem(fmt, README, (int)n, p + 1);
+        p += n + 1;
+    }
+}
+
 /* The README's access-log table lists exactly the fields of a JSON line, every one present (a
- * field is written as null, never left out). */
+ * field is written as null, never left out), and its example line has them all, in order. */
 static void test_access_log_fields_documented(void **state)
 {
     (void)state;
-    static const uint16_t interim[] = {103};
-    struct access_record rec = {
-        .request_id = "id", .trace_id = "t", .client = "127.0.0.1:1", .method = "GET",
-        .method_len = 3, .host = "h", .host_len = 1, .target = "/", .target_len = 1,
-        .proto = LOG_PROTO_HTTP11, .status = 504, .upstream_status = 0,
-        .failure = FAIL_FIRST_BYTE_TIMEOUT, .phase = PHASE_FIRST_BYTE, .route = "r",
-        .upstream = "u", .origin = "o", .attempts = 1, .interim_codes = interim, .ninterim = 1,
-        .fault = "f", .user_agent = "ua", .user_agent_len = 2, .limit_ms = 1, .detail = "d",
-    };
-    timings_set(&rec.timings, TIMING_TOTAL, 1000);
-    char line[LOG_LINE_MAX + 1], keys[2048];
-    size_t n = log_format_access(&rec, LOG_FORMAT_JSON, line, LOG_LINE_MAX);
-    assert_true(n > 0);
-    line[n] = '\0';
-    json_keys(line, keys, sizeof(keys));
+    char keys[2048], rows[2048], example[2048];
+    line_keys(LOG_FORMAT_JSON, keys, sizeof(keys));
     char *readme = slurp(README);
     char *r = span(readme, "## Access log", "## ");
     problems = 0;
-    size_t fields = 0;
-    for (const char *p = keys; (p = strchr(p, '`')); p = strchr(p + 1, '`') + 1) {
-        char key[64];
-        snprintf(key, sizeof(key), "%.*s", (int)strcspn(p + 1, "`"), p + 1);
-        fields++;
-        if (!has_row(r, key))
-            problem("%s: the access-log field '%s' has no row in the table", README, key);
-    }
-    for (const char *l = r; *l; l = next_line(l)) {
-        if (strncmp(l, "| `", 3) != 0)
-            continue;
-        char *first = cell(l, 0);
-        for (const char *q = strchr(first, '`'); q; q = strchr(q + 1, '`')) {
-            char needle[72];
-            size_t len = strcspn(q + 1, "`");
-            snprintf(needle, sizeof(needle), "`%.*s` ", (int)len, q + 1);
-            if (!strstr(keys, needle))
-                problem("%s: the access-log table lists '%.*s', which a JSON line lacks", README,
-                        (int)len, q + 1);
-            q += len + 1;
-        }
-        free(first);
-    }
+    table_names(r, "| field | meaning |", 0, rows, sizeof(rows));
+    want_all(keys, rows, "%s: the access-log field '%.*s' has no row in the table");
+    want_all(rows, keys, "%s: the access-log table lists '%.*s', which a JSON line lacks");
+    char *json = span(r, "```json", "```");
+    json_keys(strchr(json, '{'), example, sizeof(example));
+    if (strcmp(example, keys) != 0)
+        problem("%s: the example JSON line has the keys\n  %s\na line has\n  %s", README, example,
+                keys);
+    free(json);
     if (problems)
         fail_msg("%zu access-log fields disagree with the README's table", problems);
-    assert_true(fields >= 20);
+    assert_true(strlen(keys) > 20 * 4);
     free(r);
     free(readme);
 }
 
+/* The README's table of the text format has a row for each key of a text line, in the line's
+ * order, and names in its second column every field of a JSON line (but the time, which starts
+ * the line without a key): a field added to one format without the other, or without a row,
+ * fails here. */
+static void test_access_log_text_documented(void **state)
+{
+    (void)state;
+    char keys[2048], json[2048], rows[2048], fields[2048];
+    line_keys(LOG_FORMAT_TEXT, keys, sizeof(keys));
+    line_keys(LOG_FORMAT_JSON, json, sizeof(json));
+    char *readme = slurp(README);
+    char *r = span(readme, "## Access log", "## ");
+    problems = 0;
+    table_names(r, "| key | JSON field | written |", 0, rows, sizeof(rows));
+    table_names(r, "| key | JSON field | written |", 1, fields, sizeof(fields));
+    if (strcmp(rows, keys) != 0)
+        problem("%s: the text format's table has the keys\n  %s\na text line has\n  %s", README,
+                rows, keys);
+    want_all(json + strlen("`time` "), fields,
+             "%s: the JSON field '%.*s' is in no row of the text format's table");
+    if (problems)
+        fail_msg("%zu access-log keys disagree with the README's text-format table", problems);
+    assert_true(strlen(keys) > 25 * 4);
+    free(r);
+    free(readme);
+}
 
 /* The statuses the README's failure table and the man page's [errors] entries give each failure
  * type, per profile, are failure.c's (and the README's Proxy-Status error its own). */
@@ -1309,6 +1393,8 @@ static void test_checks_can_fail(void **state)
     assert_false(sample_of("portico_xy", 10, "portico_x", "counter"));
     json_keys("{\"a\":1,\"b\":{\"c\":\"\\\"\"},\"d\":[\"e\"]}", keys, sizeof(keys));
     assert_string_equal(keys, "`a` `b` `d` ");
+    text_keys("T a=1 b=\"x y=\\\" z\" c=- d=\"\"\n", keys, sizeof(keys));
+    assert_string_equal(keys, "`a` `b` `c` `d` ");
     /* an example with a mistake is counted, a fragment gets the upstream and route it names */
     assert_int_equal(example_errors("[upstream a]\norigin = sim\nbogus = 1\n", "bad", NULL), 1);
     assert_int_equal(example_errors("[fault f]\nroute = shop\nstatus = 503\n", "frag", NULL), 0);
@@ -1347,6 +1433,7 @@ int main(void)
         cmocka_unit_test(test_ranges_and_defaults_documented),
         cmocka_unit_test(test_metric_types_and_labels),
         cmocka_unit_test(test_access_log_fields_documented),
+        cmocka_unit_test(test_access_log_text_documented),
         cmocka_unit_test(test_failure_statuses_documented),
         cmocka_unit_test(test_bounds_documented),
         cmocka_unit_test(test_examples_load),
