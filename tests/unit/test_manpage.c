@@ -690,10 +690,24 @@ static bool sample_of(const char *sample, size_t len, const char *family, const 
     return false;
 }
 
-/* Checks one family against the README's cells: type, and labels both ways (le aside). Returns
- * how many sample lines it has. */
+/* Labels whose values are names of the configuration (route, upstream, origin, file, fault),
+ * numbers (code, class, le), the failure types (the failure table documents them) or the
+ * version: any other label's values are a closed set, each named in its row. */
+static const char *const open_labels[] = {"route", "upstream", "origin", "file", "fault",
+                                          "code",  "class",    "le",     "failure", "version"};
+
+static bool closed_label(const char *label, size_t n)
+{
+    for (size_t i = 0; i < sizeof(open_labels) / sizeof(open_labels[0]); i++)
+        if (strlen(open_labels[i]) == n && strncmp(open_labels[i], label, n) == 0)
+            return false;
+    return true;
+}
+
+/* Checks one family against the README's cells: type, labels both ways (le aside), and each
+ * value of a closed label named in the row ("`value`"). Returns how many sample lines it has. */
 static size_t check_family(const char *text, const char *family, const char *type,
-                           const char *labels_cell)
+                           const char *labels_cell, const char *meaning_cell)
 {
     size_t samples = 0;
     for (const char *line = text; *line; line = next_line(line)) {
@@ -710,9 +724,16 @@ static size_t check_family(const char *text, const char *family, const char *typ
                 if (strcmp(label, "`le`") != 0 && !strstr(labels_cell, label))
                     problem("%s: metric '%s' has the label %s, which its row does not list",
                             README, family, label);
+                bool closed = closed_label(p, n);
                 p += n + 2; /* ="value" */
+                const char *value = p;
                 while (p < end && *p != '"')
                     p += *p == '\\' ? 2 : 1;
+                char needle[72];
+                snprintf(needle, sizeof(needle), "`%.*s`", (int)(p - value), value);
+                if (closed && !strstr(meaning_cell, needle))
+                    problem("%s: metric '%s' has %s=%s, a value its row does not name", README,
+                            family, label, needle);
                 p += p < end && p[1] == ',' ? 2 : 1;
             }
         }
@@ -729,9 +750,10 @@ static size_t check_family(const char *text, const char *family, const char *typ
     return samples;
 }
 
-/* Each row of the README's metrics table names families the exposition has, with their type and
- * labels. The shard below gives every labelled family a sample: a routed request with timings,
- * a relayed 103, an injected fault, an origin's health. */
+/* Each row of the README's metrics table names families the exposition has, with their type,
+ * labels and label values. The shard below gives every labelled family a sample, and every
+ * value of a closed label its series: a routed request with every phase timed, a 103 each way,
+ * every action of a fault rule, an origin's health. */
 static void test_metric_types_and_labels(void **state)
 {
     (void)state;
@@ -741,11 +763,14 @@ static void test_metric_types_and_labels(void **state)
     assert_non_null(m);
     struct timings t;
     memset(&t, 0, sizeof(t));
-    timings_set(&t, TIMING_TOTAL, 1000);
+    for (int p = 0; p < TIMING_COUNT; p++)
+        timings_set(&t, (enum timing_phase)p, 1000);
     const struct metrics_sample done = {0, 0, 200, FAIL_NONE, &t};
     metrics_request_done(m, &done);
-    metrics_interim(m, 103, INTERIM_RELAYED);
-    metrics_fault(m, 0, FAULT_STATUS);
+    for (int d = 0; d < INTERIM_DIR_COUNT; d++)
+        metrics_interim(m, 103, (enum interim_direction)d);
+    for (int a = 0; a < FAULT_ACTION_COUNT; a++)
+        metrics_fault(m, 0, (enum fault_action)a);
     const struct metrics_origin origin = {"u", "127.0.0.1:1", true};
     const struct metrics_cert cert = {"/etc/portico/cert.pem", 1796952803};
     const struct metrics_scrape scrape = {&origin, 1, 0, 0, &cert, 1};
@@ -762,6 +787,7 @@ static void test_metric_types_and_labels(void **state)
         if (strncmp(line, "| `portico_", 11) != 0)
             continue;
         char *row = cell(line, 0), *type = cell(line, 1), *lab = cell(line, 2);
+        char *meaning = cell(line, 3);
         char want[32];
         value_at(type, VALUE_STOPS, want, sizeof(want));
         for (const char *q = strstr(row, "`portico_"); q; q = strstr(q + 1, "`portico_")) {
@@ -779,12 +805,13 @@ static void test_metric_types_and_labels(void **state)
             value_at(decl + strlen(needle), VALUE_STOPS, got, sizeof(got));
             if (strcmp(got, want) != 0)
                 problem("%s: metric '%s' is a %s, its row says %s", README, name, got, want);
-            if (check_family(text, name, got, lab) == 0)
+            if (check_family(text, name, got, lab, meaning) == 0)
                 problem("metric '%s' has no sample to check its labels against", name);
         }
         free(row);
         free(type);
         free(lab);
+        free(meaning);
     }
     if (problems)
         fail_msg("%zu metrics disagree with the README's table", problems);
