@@ -68,6 +68,10 @@ static char *slurp(const char *path)
     return buf;
 }
 
+/* Every disagreement is printed before the test fails, so that one run lists them all. */
+static size_t problems;
+#define problem(...) (print_error(__VA_ARGS__), print_error("\n"), problems++)
+
 /* The text from the line that starts with `start` up to the next line that starts with `next`
  * (or the end), malloc'd; fails when `start` is absent. */
 static char *span(const char *text, const char *start, const char *next)
@@ -326,6 +330,97 @@ static void test_every_subcommand_documented(void **state)
     free(man);
 }
 
+/* The long options a source takes, read from it: each `{"NAME", no_argument` or
+ * `{"NAME", required_argument` of an option table, each `strcmp(argv[i], "--NAME")`. Fills names
+ * as "--NAME" (NUL-separated in buf) from *n on, and returns the new count. */
+static size_t long_options(const char *src, const char *names[], size_t n, size_t max, char *buf,
+                           size_t *used, size_t cap)
+{
+    static const char *const forms[] = {"{\"", "strcmp(argv[i], \"--"};
+    for (size_t f = 0; f < sizeof(forms) / sizeof(forms[0]); f++)
+        for (const char *p = strstr(src, forms[f]); p && n < max; p = strstr(p + 1, forms[f])) {
+            const char *b = p + strlen(forms[f]);
+            size_t len = strcspn(b, "\"");
+            if (f == 0 && strncmp(b + len, "\", no_argument", 14) != 0 &&
+                strncmp(b + len, "\", required_argument", 20) != 0)
+                continue;
+            assert_true(*used + len + 3 <= cap);
+            snprintf(buf + *used, cap - *used, "--%.*s", (int)len, b);
+            names[n++] = buf + *used;
+            *used += len + 3;
+        }
+    return n;
+}
+
+/* s as the man page writes it: each '-' as "\-". */
+static void man_dashes(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; *s && n + 3 < cap; s++) {
+        if (*s == '-')
+            out[n++] = '\\';
+        out[n++] = *s;
+    }
+    out[n] = '\0';
+}
+
+/* Each long option of portico (main.c), portico codes (codes.c) and portico probe (probe.c, its
+ * timers' included) is in the README's section of that command and in the man page's OPTIONS
+ * (portico's) or COMMANDS (the subcommands'). */
+static void test_every_option_documented(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *src, *readme_from, *readme_to, *man_from;
+    } commands[] = {
+        {MAIN_C, "## Command line", "### ", ".SH OPTIONS"},
+        {"proxy/codes.c", "### `portico codes`", "### ", ".SH COMMANDS"},
+        {"proxy/probe.c", "### `portico probe`", "## ", ".SH COMMANDS"},
+    };
+    char *man = slurp(MANPAGE), *readme = slurp(README);
+    size_t total = 0;
+    problems = 0;
+    for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
+        const char *names[32];
+        char buf[1024];
+        size_t used = 0, n = 0;
+        char *src = slurp(commands[c].src);
+        n = long_options(src, names, n, 32, buf, &used, sizeof(buf));
+        if (strcmp(commands[c].src, "proxy/probe.c") == 0) /* --connect-timeout ... */
+            for (int t = 0; t < TIMER_COUNT; t++) {
+                char *name = buf + used;
+                used += (size_t)snprintf(name, sizeof(buf) - used, "--%s",
+                                         timer_name((enum timer_kind)t)) + 1;
+                assert_true(used <= sizeof(buf));
+                for (char *u = name; *u; u++)
+                    *u = *u == '_' ? '-' : *u;
+                names[n++] = name;
+            }
+        char *r = span(readme, commands[c].readme_from, commands[c].readme_to);
+        char *m = span(man, commands[c].man_from, ".SH");
+        for (size_t i = 0; i < n; i++) {
+            char escaped[96];
+            man_dashes(names[i], escaped, sizeof(escaped));
+            if (!strstr(r, names[i]))
+                problem("%s: %s does not name %s (%s)", README, commands[c].readme_from,
+                        names[i], commands[c].src);
+            if (!strstr(m, escaped))
+                problem("%s: %s does not name %s (%s)", MANPAGE, commands[c].man_from, names[i],
+                        commands[c].src);
+        }
+        total += n;
+        free(r);
+        free(m);
+        free(src);
+    }
+    print_message("checked: %zu long options\n", total);
+    assert_true(total >= 4 + 2 + 4 + TIMER_COUNT); /* the parse still finds them */
+    if (problems)
+        fail_msg("%zu options are not documented", problems);
+    free(man);
+    free(readme);
+}
+
 /* Each family the exposition has (its "# TYPE name" line, rendered with no traffic: every
  * family is there even when empty) has a row in the README's metrics table. */
 static void test_every_metric_documented(void **state)
@@ -579,10 +674,6 @@ static bool bounded(const struct cfg_key *k)
 struct value_counts {
     size_t ranges, defaults;
 };
-
-/* Every disagreement is printed before the test fails, so that one run lists them all. */
-static size_t problems;
-#define problem(...) (print_error(__VA_ARGS__), print_error("\n"), problems++)
 
 /* The man page entry of k: its range (a bounded key must state one) and its default. */
 static void check_man_values(enum cfg_section sec, const struct cfg_key *k, const char *entry,
@@ -1450,6 +1541,13 @@ static void test_checks_can_fail(void **state)
                                      "sigaddset(set, SIGHUP);\n", sigs, 4, buf, sizeof(buf)), 2);
     assert_string_equal(sigs[0], "SIGHUP");
     assert_string_equal(sigs[1], "SIGPIPE");
+    const char *opts[4];
+    size_t used = 0;
+    assert_int_equal(long_options("{\"help\", no_argument, NULL, 'h'},\n{\"x\", 1},\n"
+                                  "if (strcmp(argv[i], \"--json\") == 0)\n", opts, 0, 4, buf,
+                                  &used, sizeof(buf)), 2);
+    assert_string_equal(opts[0], "--help");
+    assert_string_equal(opts[1], "--json");
     char v[32], keys[64];
     value_at("`10s` (x)", VALUE_STOPS, v, sizeof(v));
     assert_string_equal(v, "10s");
@@ -1459,6 +1557,8 @@ static void test_checks_can_fail(void **state)
     assert_string_equal(v, "0.5");
     value_at("on.", VALUE_STOPS, v, sizeof(v));
     assert_string_equal(v, "on");
+    man_dashes("--a-b", v, sizeof(v));
+    assert_string_equal(v, "\\-\\-a\\-b");
     assert_true(sample_of("portico_x_bucket", 16, "portico_x", "histogram"));
     assert_false(sample_of("portico_x_bucket", 16, "portico_x", "counter"));
     assert_false(sample_of("portico_xy", 10, "portico_x", "counter"));
@@ -1500,6 +1600,7 @@ int main(void)
         cmocka_unit_test(test_every_failure_type_documented),
         cmocka_unit_test(test_every_signal_documented),
         cmocka_unit_test(test_every_subcommand_documented),
+        cmocka_unit_test(test_every_option_documented),
         cmocka_unit_test(test_every_metric_documented),
         cmocka_unit_test(test_ranges_and_defaults_documented),
         cmocka_unit_test(test_metric_types_and_labels),
