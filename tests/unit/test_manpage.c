@@ -719,8 +719,8 @@ static void check_man_values(enum cfg_section sec, const struct cfg_key *k, cons
     c->defaults++;
 }
 
-/* The README row of k: its range when it states one ("(MIN-MAX)", or "at most MAX" for a
- * number) and its default (the second column). */
+/* The README row of k: its range ("(MIN-MAX)", or "at most MAX" for a number), which a bounded
+ * key's row must state unless it defers to another row, and its default (the second column). */
 static void check_readme_values(enum cfg_section sec, const struct cfg_key *k, enum doc_kind kind,
                                 const char *row, struct value_counts *c)
 {
@@ -740,6 +740,12 @@ static void check_readme_values(enum cfg_section sec, const struct cfg_key *k, e
             problem("%s: [%s] %s: at most %s, the parser takes up to %llu", README,
                      cfg_section_name(sec), k->name, n, (unsigned long long)k->max);
         c->ranges++;
+    } else if (bounded(k) && !strstr(def, "`[proxy]`") && strncmp(meaning, " 〃", 4) != 0) {
+        /* a row that takes its value from [proxy]'s, or says what the row above says, points
+         * at the range it shares */
+        problem("%s: [%s] %s: the row states no range (\"(MIN-MAX)\"); the parser takes "
+                "%llu-%llu", README, cfg_section_name(sec), k->name,
+                (unsigned long long)k->min, (unsigned long long)k->max);
     }
     char value[64];
     value_at(def, VALUE_STOPS, value, sizeof(value));
