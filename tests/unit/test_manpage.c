@@ -1299,8 +1299,9 @@ static void test_bounds_documented(void **state)
  * loaded after: the upstream and route the fragments name. Its line numbers move by 4. */
 #define FRAGMENT_HEAD "[upstream shop]\norigin = sim\n[route shop]\nupstream = shop\n"
 
-/* Loads one example as `name`; prints its errors (FILE:LINE: message) to `errors` (NULL: none)
- * and returns how many. */
+/* Loads one example as `name`; prints its errors and warnings (FILE:LINE: message) to `errors`
+ * (NULL: none) and returns how many: an example loads as shown, without a warning (none of the
+ * documents says one of its examples warns). */
 static int example_errors(const char *text, const char *name, FILE *errors)
 {
     size_t size = strlen(FRAGMENT_HEAD) + strlen(text) + 1;
@@ -1309,6 +1310,9 @@ static int example_errors(const char *text, const char *name, FILE *errors)
     snprintf(full, size, "%s%s", strstr(text, "[upstream ") ? "" : FRAGMENT_HEAD, text);
     int n = -1;
     struct config *cfg = cfg_load_string(full, name, "/tmp", errors, &n);
+    if (cfg && errors)
+        cfg_print_warnings(cfg, errors);
+    n += cfg ? cfg->nwarnings : 0;
     cfg_free(cfg);
     free(full);
     return cfg ? n : (n > 0 ? n : 1);
@@ -1444,7 +1448,9 @@ static void test_examples_load(void **state)
     for (size_t i = 0; i < g.gl_pathc; i++) {
         int errors = -1;
         struct config *cfg = cfg_load(g.gl_pathv[i], stderr, &errors);
-        failed += !cfg || errors != 0;
+        failed += !cfg || errors != 0 || cfg->nwarnings != 0;
+        if (cfg)
+            cfg_print_warnings(cfg, stderr);
         cfg_free(cfg);
     }
     print_message("checked: %d README blocks, the DEPLOYING ConfigMap, the man page's EXAMPLES, "
@@ -1576,6 +1582,8 @@ static void test_checks_can_fail(void **state)
     assert_int_equal(example_errors("[upstream a]\norigin = sim\nbogus = 1\n", "bad", NULL), 1);
     assert_int_equal(example_errors("[fault f]\nroute = shop\nstatus = 503\n", "frag", NULL), 0);
     assert_int_equal(example_errors("[fault f]\nroute = nope\nstatus = 503\n", "frag", NULL), 1);
+    assert_int_equal(example_errors("[upstream a]\norigin = sim\nconnect_timeout = 5000\n", "warns",
+                                    NULL), 1);
     int blocks = 0;
     assert_int_equal(readme_examples("x\n```ini\n[upstream a]\nbogus = 1\n```\n", &blocks, NULL),
                      1);
