@@ -37,6 +37,7 @@
 
 #include "../../proxy/config_int.h"
 #include "portico/failure.h"
+#include "portico/fault.h"
 #include "portico/log.h"
 #include "portico/metrics.h"
 #include "portico/timing.h"
@@ -800,6 +801,82 @@ static void test_ranges_and_defaults_documented(void **state)
     free(readme);
 }
 
+
+/* A value of kind for v: durations in ms, sizes and numbers as they are. */
+static void kind_value(enum doc_kind kind, uint64_t v, char *out, size_t cap)
+{
+    snprintf(out, cap, kind == KIND_DURATION ? "%llums" : "%llu", (unsigned long long)v);
+}
+
+/* Whether fault.c takes value for key k of a rule. */
+static bool fault_takes(enum fault_key k, const char *value)
+{
+    static struct fault_rule rule; /* 4 KiB of text: not on the stack */
+    char why[300];
+    fault_rule_init(&rule, "doc");
+    return fault_rule_set(&rule, k, value, why, sizeof(why)) == 0;
+}
+
+/* [fault NAME]: fault.c parses its keys itself (no bounds in the key table), so the range each
+ * duration, size or number entry of the man page must state ("duration, MIN\(enMAX") is probed:
+ * MIN and MAX are taken, the values just outside refused. */
+static void test_fault_ranges_documented(void **state)
+{
+    (void)state;
+    char *man = slurp(MANPAGE);
+    char *m = span(man, ".SS \"[fault NAME]\"", ".S");
+    size_t n, checked = 0;
+    const struct cfg_key *keys = cfg_keys(CFG_SEC_FAULT, &n);
+    problems = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct cfg_key *k = &keys[i];
+        char *entry = entry_of(m, k->name);
+        assert_non_null(entry); /* test_every_key_documented says which */
+        enum doc_kind kind = kind_of(entry, k);
+        const char *comma = strchr(entry, ','), *en = strstr(entry, "\\(en");
+        const char *eol = entry + strcspn(entry, "\n"); /* the last entry has no '\n' */
+        char lo[32], hi[32];
+        uint64_t min, max;
+        if (kind != KIND_DURATION && kind != KIND_SIZE && kind != KIND_NUMBER) {
+            free(entry);
+            continue;
+        }
+        if (!comma || !en || comma > eol || en > eol) {
+            problem("%s: [fault] %s states no range (\"%s, MIN\\(enMAX\")", MANPAGE, k->name,
+                    kind_words[kind - 1].word);
+            free(entry);
+            continue;
+        }
+        value_at(comma + 1, "\\" VALUE_STOPS, lo, sizeof(lo));
+        value_at(en + 4, VALUE_STOPS ":", hi, sizeof(hi));
+        if (!parse_kind(kind, k, lo, &min) || !parse_kind(kind, k, hi, &max)) {
+            problem("%s: [fault] %s: range '%s-%s' does not parse", MANPAGE, k->name, lo, hi);
+            free(entry);
+            continue;
+        }
+        enum fault_key fk = (enum fault_key)fault_key_find(k->name);
+        char v[32];
+        kind_value(kind, min, v, sizeof(v));
+        bool ok = fault_takes(fk, v);
+        kind_value(kind, max, v, sizeof(v));
+        ok = ok && fault_takes(fk, v);
+        kind_value(kind, max + 1, v, sizeof(v));
+        ok = ok && !fault_takes(fk, v);
+        kind_value(kind, min - 1, v, sizeof(v));
+        ok = ok && (min == 0 || !fault_takes(fk, v));
+        if (!ok)
+            problem("%s: [fault] %s: range %s-%s is not what fault.c takes", MANPAGE, k->name, lo,
+                    hi);
+        checked++;
+        free(entry);
+    }
+    print_message("checked: %zu [fault] ranges\n", checked);
+    if (problems)
+        fail_msg("%zu [fault] ranges disagree with fault.c", problems);
+    assert_true(checked >= 9); /* first, every, after, for, max_active, jitter, truncate ... */
+    free(m);
+    free(man);
+}
 
 /* ---- metrics: types and labels; access log: fields ---- */
 
@@ -1617,6 +1694,7 @@ int main(void)
         cmocka_unit_test(test_every_option_documented),
         cmocka_unit_test(test_every_metric_documented),
         cmocka_unit_test(test_ranges_and_defaults_documented),
+        cmocka_unit_test(test_fault_ranges_documented),
         cmocka_unit_test(test_metric_types_and_labels),
         cmocka_unit_test(test_access_log_fields_documented),
         cmocka_unit_test(test_access_log_text_documented),
