@@ -3,22 +3,28 @@
  * tables (proxy/config_keys.c) and every failure type of [errors] has its entry in its section
  * of docs/portico.8 (a ".TP" whose tag line is ".B key") and a row in its section of README.md,
  * every entry of the man page is a key that exists, and both documents name every signal
- * Portico handles. The man page has every subcommand proxy/main.c dispatches, and the README's
- * metrics table every family proxy/metrics.c renders. A helper who adds a key, a command or a
+ * main.c takes or ignores (read from its sigaddset and signal calls). The man page has every
+ * subcommand proxy/main.c dispatches, both documents every long option of portico, portico codes
+ * and portico probe (read from main.c, codes.c, probe.c), and the README's metrics table every
+ * family proxy/metrics.c renders. A helper who adds a key, a command, an option, a signal or a
  * metric without documenting it fails here.
  *
  * Beyond names, the values: every range and default the man page states, and those of the
- * README's key tables, are what the parser takes and what a file without the key gets; each
- * metric of the README's table has the type and labels the exposition gives it, and names a
- * family that exists; the access-log table lists exactly the fields of a JSON line; the
- * statuses of each failure type per profile, in both documents, are failure.c's; and the
- * "at most N" of every key that takes several values is the number of values the parser takes.
+ * README's key tables, are what the parser takes and what a file without the key gets (a
+ * bounded key states its range in both, the README's rows that defer to another aside); each
+ * [fault NAME] range of the man page is what fault.c takes, probed at its bounds; each metric
+ * of the README's table has the type, labels and closed label values the exposition gives it,
+ * and names a family that exists; the access-log table lists exactly the fields of a JSON line,
+ * the example line has them in order, and the text format's table the keys of a text line in
+ * order; the statuses of each failure type per profile, in both documents, are failure.c's; and
+ * the "at most N" of every key that takes several values is the number of values the parser
+ * takes.
  *
  * And the examples: every ```ini block of the README, the configuration in DEPLOYING.md's
  * ConfigMap, the man page's EXAMPLES (but for what the test's machine may lack: a log or pid
  * file directory, a system user) and every file of conf/ and conf/examples/ load without an
- * error. The README's Tests section names every fuzz target, every network-namespace row and
- * the number of rows that need ::1.
+ * error or a warning. The README's Tests section names every fuzz target, every
+ * network-namespace row and the number of rows that need ::1.
  *
  * Paths are relative to the repository root, the directory the tests run from.
  */
