@@ -3,22 +3,28 @@
  * tables (proxy/config_keys.c) and every failure type of [errors] has its entry in its section
  * of docs/portico.8 (a ".TP" whose tag line is ".B key") and a row in its section of README.md,
  * every entry of the man page is a key that exists, and both documents name every signal
- * Portico handles. The man page has every subcommand proxy/main.c dispatches, and the README's
- * metrics table every family proxy/metrics.c renders. A helper who adds a key, a command or a
+ * main.c takes or ignores (read from its sigaddset and signal calls). The man page has every
+ * subcommand proxy/main.c dispatches, both documents every long option of portico, portico codes
+ * and portico probe (read from main.c, codes.c, probe.c), and the README's metrics table every
+ * family proxy/metrics.c renders. A helper who adds a key, a command, an option, a signal or a
  * metric without documenting it fails here.
  *
  * Beyond names, the values: every range and default the man page states, and those of the
- * README's key tables, are what the parser takes and what a file without the key gets; each
- * metric of the README's table has the type and labels the exposition gives it, and names a
- * family that exists; the access-log table lists exactly the fields of a JSON line; the
- * statuses of each failure type per profile, in both documents, are failure.c's; and the
- * "at most N" of every key that takes several values is the number of values the parser takes.
+ * README's key tables, are what the parser takes and what a file without the key gets (a
+ * bounded key states its range in both, the README's rows that defer to another aside); each
+ * [fault NAME] range of the man page is what fault.c takes, probed at its bounds; each metric
+ * of the README's table has the type, labels and closed label values the exposition gives it,
+ * and names a family that exists; the access-log table lists exactly the fields of a JSON line,
+ * the example line has them in order, and the text format's table the keys of a text line in
+ * order; the statuses of each failure type per profile, in both documents, are failure.c's; and
+ * the "at most N" of every key that takes several values is the number of values the parser
+ * takes.
  *
  * And the examples: every ```ini block of the README, the configuration in DEPLOYING.md's
  * ConfigMap, the man page's EXAMPLES (but for what the test's machine may lack: a log or pid
  * file directory, a system user) and every file of conf/ and conf/examples/ load without an
- * error. The README's Tests section names every fuzz target, every network-namespace row and
- * the number of rows that need ::1.
+ * error or a warning. The README's Tests section names every fuzz target, every
+ * network-namespace row and the number of rows that need ::1.
  *
  * Paths are relative to the repository root, the directory the tests run from.
  */
@@ -37,6 +43,7 @@
 
 #include "../../proxy/config_int.h"
 #include "portico/failure.h"
+#include "portico/fault.h"
 #include "portico/log.h"
 #include "portico/metrics.h"
 #include "portico/timing.h"
@@ -67,6 +74,10 @@ static char *slurp(const char *path)
     buf[len] = '\0';
     return buf;
 }
+
+/* Every disagreement is printed before the test fails, so that one run lists them all. */
+static size_t problems;
+#define problem(...) (print_error(__VA_ARGS__), print_error("\n"), problems++)
 
 /* The text from the line that starts with `start` up to the next line that starts with `next`
  * (or the end), malloc'd; fails when `start` is absent. */
@@ -224,16 +235,53 @@ static void test_every_failure_type_documented(void **state)
     free(readme);
 }
 
-/* Each signal Portico takes (main.c) is in the man page's SIGNALS and in the README. */
+/* The signals main.c takes or sets a disposition for, read from its source: each
+ * `sigaddset(SET, SIGNAME)` and `signal(SIGNAME, ...)`. Fills names (NUL-separated in buf,
+ * each once) and returns how many. */
+static size_t handled_signals(const char *src, const char *names[], size_t max, char *buf,
+                              size_t cap)
+{
+    static const char *const calls[] = {"sigaddset(", "signal("};
+    size_t n = 0, used = 0;
+    for (size_t c = 0; c < sizeof(calls) / sizeof(calls[0]); c++)
+        for (const char *p = strstr(src, calls[c]); p; p = strstr(p + 1, calls[c])) {
+            if (p > src && (p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z')))
+                continue; /* pthread_sigmask(, sigaddset's own name in "sigaddset(" ... */
+            const char *arg = p + strlen(calls[c]);
+            if (c == 0)
+                arg = strchr(arg, ',') ? strchr(arg, ',') + 1 : arg;
+            arg += strspn(arg, " ");
+            size_t len = strspn(arg, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
+            if (len < 4 || strncmp(arg, "SIG", 3) != 0)
+                continue; /* WAKE_SIGNAL: a real-time signal of Portico's own threads */
+            bool seen = false;
+            for (size_t i = 0; i < n; i++)
+                seen |= strlen(names[i]) == len && strncmp(names[i], arg, len) == 0;
+            if (seen || n == max)
+                continue;
+            assert_true(used + len + 1 <= cap);
+            memcpy(buf + used, arg, len);
+            buf[used + len] = '\0';
+            names[n++] = buf + used;
+            used += len + 1;
+        }
+    return n;
+}
+
+/* Each signal Portico takes or ignores (main.c) is in the man page's SIGNALS and the README's
+ * Signals. */
 static void test_every_signal_documented(void **state)
 {
     (void)state;
-    static const char *const signals[] = {"SIGHUP",  "SIGUSR1", "SIGUSR2",
-                                          "SIGTERM", "SIGINT",  "SIGQUIT"};
-    char *man = slurp(MANPAGE), *readme = slurp(README);
+    char *src = slurp(MAIN_C), *man = slurp(MANPAGE), *readme = slurp(README);
     char *m = span(man, ".SH SIGNALS", ".SH");
     char *r = span(readme, "## Signals", "## ");
-    for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
+    const char *signals[16];
+    char buf[256];
+    size_t n = handled_signals(src, signals, sizeof(signals) / sizeof(signals[0]), buf,
+                               sizeof(buf));
+    assert_true(n >= 8); /* HUP, USR1, USR2, QUIT, INT, TERM, PIPE, XFSZ: the parse still works */
+    for (size_t i = 0; i < n; i++) {
         if (!strstr(m, signals[i]))
             fail_msg("%s: SIGNALS does not mention %s", MANPAGE, signals[i]);
         if (!strstr(r, signals[i]))
@@ -241,6 +289,7 @@ static void test_every_signal_documented(void **state)
     }
     free(m);
     free(r);
+    free(src);
     free(man);
     free(readme);
 }
@@ -286,6 +335,97 @@ static void test_every_subcommand_documented(void **state)
     free(cmds);
     free(src);
     free(man);
+}
+
+/* The long options a source takes, read from it: each `{"NAME", no_argument` or
+ * `{"NAME", required_argument` of an option table, each `strcmp(argv[i], "--NAME")`. Fills names
+ * as "--NAME" (NUL-separated in buf) from *n on, and returns the new count. */
+static size_t long_options(const char *src, const char *names[], size_t n, size_t max, char *buf,
+                           size_t *used, size_t cap)
+{
+    static const char *const forms[] = {"{\"", "strcmp(argv[i], \"--"};
+    for (size_t f = 0; f < sizeof(forms) / sizeof(forms[0]); f++)
+        for (const char *p = strstr(src, forms[f]); p && n < max; p = strstr(p + 1, forms[f])) {
+            const char *b = p + strlen(forms[f]);
+            size_t len = strcspn(b, "\"");
+            if (f == 0 && strncmp(b + len, "\", no_argument", 14) != 0 &&
+                strncmp(b + len, "\", required_argument", 20) != 0)
+                continue;
+            assert_true(*used + len + 3 <= cap);
+            snprintf(buf + *used, cap - *used, "--%.*s", (int)len, b);
+            names[n++] = buf + *used;
+            *used += len + 3;
+        }
+    return n;
+}
+
+/* s as the man page writes it: each '-' as "\-". */
+static void man_dashes(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; *s && n + 3 < cap; s++) {
+        if (*s == '-')
+            out[n++] = '\\';
+        out[n++] = *s;
+    }
+    out[n] = '\0';
+}
+
+/* Each long option of portico (main.c), portico codes (codes.c) and portico probe (probe.c, its
+ * timers' included) is in the README's section of that command and in the man page's OPTIONS
+ * (portico's) or COMMANDS (the subcommands'). */
+static void test_every_option_documented(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *src, *readme_from, *readme_to, *man_from;
+    } commands[] = {
+        {MAIN_C, "## Command line", "### ", ".SH OPTIONS"},
+        {"proxy/codes.c", "### `portico codes`", "### ", ".SH COMMANDS"},
+        {"proxy/probe.c", "### `portico probe`", "## ", ".SH COMMANDS"},
+    };
+    char *man = slurp(MANPAGE), *readme = slurp(README);
+    size_t total = 0;
+    problems = 0;
+    for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
+        const char *names[32];
+        char buf[1024];
+        size_t used = 0, n = 0;
+        char *src = slurp(commands[c].src);
+        n = long_options(src, names, n, 32, buf, &used, sizeof(buf));
+        if (strcmp(commands[c].src, "proxy/probe.c") == 0) /* --connect-timeout ... */
+            for (int t = 0; t < TIMER_COUNT; t++) {
+                char *name = buf + used;
+                used += (size_t)snprintf(name, sizeof(buf) - used, "--%s",
+                                         timer_name((enum timer_kind)t)) + 1;
+                assert_true(used <= sizeof(buf));
+                for (char *u = name; *u; u++)
+                    *u = *u == '_' ? '-' : *u;
+                names[n++] = name;
+            }
+        char *r = span(readme, commands[c].readme_from, commands[c].readme_to);
+        char *m = span(man, commands[c].man_from, ".SH");
+        for (size_t i = 0; i < n; i++) {
+            char escaped[96];
+            man_dashes(names[i], escaped, sizeof(escaped));
+            if (!strstr(r, names[i]))
+                problem("%s: %s does not name %s (%s)", README, commands[c].readme_from,
+                        names[i], commands[c].src);
+            if (!strstr(m, escaped))
+                problem("%s: %s does not name %s (%s)", MANPAGE, commands[c].man_from, names[i],
+                        commands[c].src);
+        }
+        total += n;
+        free(r);
+        free(m);
+        free(src);
+    }
+    print_message("checked: %zu long options\n", total);
+    assert_true(total >= 4 + 2 + 4 + TIMER_COUNT); /* the parse still finds them */
+    if (problems)
+        fail_msg("%zu options are not documented", problems);
+    free(man);
+    free(readme);
 }
 
 /* Each family the exposition has (its "# TYPE name" line, rendered with no traffic: every
@@ -542,10 +682,6 @@ struct value_counts {
     size_t ranges, defaults;
 };
 
-/* Every disagreement is printed before the test fails, so that one run lists them all. */
-static size_t problems;
-#define problem(...) (print_error(__VA_ARGS__), print_error("\n"), problems++)
-
 /* The man page entry of k: its range (a bounded key must state one) and its default. */
 static void check_man_values(enum cfg_section sec, const struct cfg_key *k, const char *entry,
                              struct value_counts *c)
@@ -590,8 +726,8 @@ static void check_man_values(enum cfg_section sec, const struct cfg_key *k, cons
     c->defaults++;
 }
 
-/* The README row of k: its range when it states one ("(MIN-MAX)", or "at most MAX" for a
- * number) and its default (the second column). */
+/* The README row of k: its range ("(MIN-MAX)", or "at most MAX" for a number), which a bounded
+ * key's row must state unless it defers to another row, and its default (the second column). */
 static void check_readme_values(enum cfg_section sec, const struct cfg_key *k, enum doc_kind kind,
                                 const char *row, struct value_counts *c)
 {
@@ -611,6 +747,12 @@ static void check_readme_values(enum cfg_section sec, const struct cfg_key *k, e
             problem("%s: [%s] %s: at most %s, the parser takes up to %llu", README,
                      cfg_section_name(sec), k->name, n, (unsigned long long)k->max);
         c->ranges++;
+    } else if (bounded(k) && !strstr(def, "`[proxy]`") && strncmp(meaning, " 〃", 4) != 0) {
+        /* a row that takes its value from [proxy]'s, or says what the row above says, points
+         * at the range it shares */
+        problem("%s: [%s] %s: the row states no range (\"(MIN-MAX)\"); the parser takes "
+                "%llu-%llu", README, cfg_section_name(sec), k->name,
+                (unsigned long long)k->min, (unsigned long long)k->max);
     }
     char value[64];
     value_at(def, VALUE_STOPS, value, sizeof(value));
@@ -666,6 +808,82 @@ static void test_ranges_and_defaults_documented(void **state)
 }
 
 
+/* A value of kind for v: durations in ms, sizes and numbers as they are. */
+static void kind_value(enum doc_kind kind, uint64_t v, char *out, size_t cap)
+{
+    snprintf(out, cap, kind == KIND_DURATION ? "%llums" : "%llu", (unsigned long long)v);
+}
+
+/* Whether fault.c takes value for key k of a rule. */
+static bool fault_takes(enum fault_key k, const char *value)
+{
+    static struct fault_rule rule; /* 4 KiB of text: not on the stack */
+    char why[300];
+    fault_rule_init(&rule, "doc");
+    return fault_rule_set(&rule, k, value, why, sizeof(why)) == 0;
+}
+
+/* [fault NAME]: fault.c parses its keys itself (no bounds in the key table), so the range each
+ * duration, size or number entry of the man page must state ("duration, MIN\(enMAX") is probed:
+ * MIN and MAX are taken, the values just outside refused. */
+static void test_fault_ranges_documented(void **state)
+{
+    (void)state;
+    char *man = slurp(MANPAGE);
+    char *m = span(man, ".SS \"[fault NAME]\"", ".S");
+    size_t n, checked = 0;
+    const struct cfg_key *keys = cfg_keys(CFG_SEC_FAULT, &n);
+    problems = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct cfg_key *k = &keys[i];
+        char *entry = entry_of(m, k->name);
+        assert_non_null(entry); /* test_every_key_documented says which */
+        enum doc_kind kind = kind_of(entry, k);
+        const char *comma = strchr(entry, ','), *en = strstr(entry, "\\(en");
+        const char *eol = entry + strcspn(entry, "\n"); /* the last entry has no '\n' */
+        char lo[32], hi[32];
+        uint64_t min, max;
+        if (kind != KIND_DURATION && kind != KIND_SIZE && kind != KIND_NUMBER) {
+            free(entry);
+            continue;
+        }
+        if (!comma || !en || comma > eol || en > eol) {
+            problem("%s: [fault] %s states no range (\"%s, MIN\\(enMAX\")", MANPAGE, k->name,
+                    kind_words[kind - 1].word);
+            free(entry);
+            continue;
+        }
+        value_at(comma + 1, "\\" VALUE_STOPS, lo, sizeof(lo));
+        value_at(en + 4, VALUE_STOPS ":", hi, sizeof(hi));
+        if (!parse_kind(kind, k, lo, &min) || !parse_kind(kind, k, hi, &max)) {
+            problem("%s: [fault] %s: range '%s-%s' does not parse", MANPAGE, k->name, lo, hi);
+            free(entry);
+            continue;
+        }
+        enum fault_key fk = (enum fault_key)fault_key_find(k->name);
+        char v[32];
+        kind_value(kind, min, v, sizeof(v));
+        bool ok = fault_takes(fk, v);
+        kind_value(kind, max, v, sizeof(v));
+        ok = ok && fault_takes(fk, v);
+        kind_value(kind, max + 1, v, sizeof(v));
+        ok = ok && !fault_takes(fk, v);
+        kind_value(kind, min - 1, v, sizeof(v));
+        ok = ok && (min == 0 || !fault_takes(fk, v));
+        if (!ok)
+            problem("%s: [fault] %s: range %s-%s is not what fault.c takes", MANPAGE, k->name, lo,
+                    hi);
+        checked++;
+        free(entry);
+    }
+    print_message("checked: %zu [fault] ranges\n", checked);
+    if (problems)
+        fail_msg("%zu [fault] ranges disagree with fault.c", problems);
+    assert_true(checked >= 9); /* first, every, after, for, max_active, jitter, truncate ... */
+    free(m);
+    free(man);
+}
+
 /* ---- metrics: types and labels; access log: fields ---- */
 
 /* The start of the line after line (its NUL when line is the last). */
@@ -690,10 +908,24 @@ static bool sample_of(const char *sample, size_t len, const char *family, const 
     return false;
 }
 
-/* Checks one family against the README's cells: type, and labels both ways (le aside). Returns
- * how many sample lines it has. */
+/* Labels whose values are names of the configuration (route, upstream, origin, file, fault),
+ * numbers (code, class, le), the failure types (the failure table documents them) or the
+ * version: any other label's values are a closed set, each named in its row. */
+static const char *const open_labels[] = {"route", "upstream", "origin", "file", "fault",
+                                          "code",  "class",    "le",     "failure", "version"};
+
+static bool closed_label(const char *label, size_t n)
+{
+    for (size_t i = 0; i < sizeof(open_labels) / sizeof(open_labels[0]); i++)
+        if (strlen(open_labels[i]) == n && strncmp(open_labels[i], label, n) == 0)
+            return false;
+    return true;
+}
+
+/* Checks one family against the README's cells: type, labels both ways (le aside), and each
+ * value of a closed label named in the row ("`value`"). Returns how many sample lines it has. */
 static size_t check_family(const char *text, const char *family, const char *type,
-                           const char *labels_cell)
+                           const char *labels_cell, const char *meaning_cell)
 {
     size_t samples = 0;
     for (const char *line = text; *line; line = next_line(line)) {
@@ -710,9 +942,16 @@ static size_t check_family(const char *text, const char *family, const char *typ
                 if (strcmp(label, "`le`") != 0 && !strstr(labels_cell, label))
                     problem("%s: metric '%s' has the label %s, which its row does not list",
                             README, family, label);
+                bool closed = closed_label(p, n);
                 p += n + 2; /* ="value" */
+                const char *value = p;
                 while (p < end && *p != '"')
                     p += *p == '\\' ? 2 : 1;
+                char needle[72];
+                snprintf(needle, sizeof(needle), "`%.*s`", (int)(p - value), value);
+                if (closed && !strstr(meaning_cell, needle))
+                    problem("%s: metric '%s' has %s=%s, a value its row does not name", README,
+                            family, label, needle);
                 p += p < end && p[1] == ',' ? 2 : 1;
             }
         }
@@ -729,9 +968,10 @@ static size_t check_family(const char *text, const char *family, const char *typ
     return samples;
 }
 
-/* Each row of the README's metrics table names families the exposition has, with their type and
- * labels. The shard below gives every labelled family a sample: a routed request with timings,
- * a relayed 103, an injected fault, an origin's health. */
+/* Each row of the README's metrics table names families the exposition has, with their type,
+ * labels and label values. The shard below gives every labelled family a sample, and every
+ * value of a closed label its series: a routed request with every phase timed, a 103 each way,
+ * every action of a fault rule, an origin's health. */
 static void test_metric_types_and_labels(void **state)
 {
     (void)state;
@@ -741,11 +981,14 @@ static void test_metric_types_and_labels(void **state)
     assert_non_null(m);
     struct timings t;
     memset(&t, 0, sizeof(t));
-    timings_set(&t, TIMING_TOTAL, 1000);
+    for (int p = 0; p < TIMING_COUNT; p++)
+        timings_set(&t, (enum timing_phase)p, 1000);
     const struct metrics_sample done = {0, 0, 200, FAIL_NONE, &t};
     metrics_request_done(m, &done);
-    metrics_interim(m, 103, INTERIM_RELAYED);
-    metrics_fault(m, 0, FAULT_STATUS);
+    for (int d = 0; d < INTERIM_DIR_COUNT; d++)
+        metrics_interim(m, 103, (enum interim_direction)d);
+    for (int a = 0; a < FAULT_ACTION_COUNT; a++)
+        metrics_fault(m, 0, (enum fault_action)a);
     const struct metrics_origin origin = {"u", "127.0.0.1:1", true};
     const struct metrics_cert cert = {"/etc/portico/cert.pem", 1796952803};
     const struct metrics_scrape scrape = {&origin, 1, 0, 0, &cert, 1};
@@ -762,6 +1005,7 @@ static void test_metric_types_and_labels(void **state)
         if (strncmp(line, "| `portico_", 11) != 0)
             continue;
         char *row = cell(line, 0), *type = cell(line, 1), *lab = cell(line, 2);
+        char *meaning = cell(line, 3);
         char want[32];
         value_at(type, VALUE_STOPS, want, sizeof(want));
         for (const char *q = strstr(row, "`portico_"); q; q = strstr(q + 1, "`portico_")) {
@@ -779,12 +1023,13 @@ static void test_metric_types_and_labels(void **state)
             value_at(decl + strlen(needle), VALUE_STOPS, got, sizeof(got));
             if (strcmp(got, want) != 0)
                 problem("%s: metric '%s' is a %s, its row says %s", README, name, got, want);
-            if (check_family(text, name, got, lab) == 0)
+            if (check_family(text, name, got, lab, meaning) == 0)
                 problem("metric '%s' has no sample to check its labels against", name);
         }
         free(row);
         free(type);
         free(lab);
+        free(meaning);
     }
     if (problems)
         fail_msg("%zu metrics disagree with the README's table", problems);
@@ -817,59 +1062,143 @@ static void json_keys(const char *s, char *keys, size_t cap)
     }
 }
 
+/* A record with every field set, so that a text line has every optional key too. */
+static void full_record(struct access_record *rec)
+{
+    static const uint16_t interim[] = {103};
+    *rec = (struct access_record){
+        .request_id = "id", .trace_id = "t", .client = "127.0.0.1", .peer = "10.0.0.1:1",
+        .method = "GET", .method_len = 3, .host = "h", .host_len = 1, .target = "/",
+        .target_len = 1, .proto = LOG_PROTO_HTTP11, .status = 504, .upstream_status = 200,
+        .failure = FAIL_READ_TIMEOUT, .phase = PHASE_READ, .route = "r", .upstream = "u",
+        .origin = "o", .attempts = 1, .interim_codes = interim, .ninterim = 1, .fault = "f",
+        .user_agent = "ua", .user_agent_len = 2, .forwarded_for = "1.2.3.4",
+        .forwarded_for_len = 7, .tunnel = true, .tunnel_us = 1000, .limit_ms = 1,
+        .detail = "d", .aborted = true, .reused = true, .retried = true, .body_unread = true,
+    };
+    timings_set(&rec->timings, TIMING_CONNECT, 100);
+    timings_set(&rec->timings, TIMING_TOTAL, 1000);
+}
+
+/* The keys of a text line (the time comes first, without one), as json_keys writes them. */
+static void text_keys(const char *line, char *keys, size_t cap)
+{
+    size_t len = 0;
+    keys[0] = '\0';
+    for (const char *p = strchr(line, ' '); p && p[1] && p[1] != '\n';) {
+        const char *b = p + 1, *eq = b + strcspn(b, "= \n");
+        assert_true(*eq == '=');
+        len += (size_t)snprintf(keys + len, cap - len, "`%.*s` ", (int)(eq - b), b);
+        assert_true(len < cap);
+        const char *v = eq + 1;
+        if (*v == '"') /* a quoted value: up to its unescaped closing quote */
+            for (v++; *v && *v != '"'; v += *v == '\\' ? 2 : 1)
+                ;
+        p = strchr(v, ' ');
+    }
+}
+
+/* The keys of a full record's line in format, each as "`key` " in order, into keys. */
+static void line_keys(enum log_format format, char *keys, size_t cap)
+{
+    struct access_record rec;
+    char line[LOG_LINE_MAX + 1];
+    full_record(&rec);
+    size_t n = log_format_access(&rec, format, line, LOG_LINE_MAX);
+    assert_true(n > 0);
+    line[n] = '\0';
+    if (format == LOG_FORMAT_JSON) {
+        json_keys(line, keys, cap);
+        return;
+    }
+    text_keys(line, keys, cap);
+}
+
+/* The first-column names of the table under `head` (a "| ... |" header line) of the access-log
+ * section, in order, as json_keys writes them; column `col` instead of the first. */
+static void table_names(const char *section, const char *head, int col, char *names, size_t cap)
+{
+    char *table = span(section, head, "\n");
+    size_t len = 0;
+    names[0] = '\0';
+    for (const char *l = next_line(next_line(table)); *l; l = next_line(l)) {
+        char *c = cell(l, col);
+        for (const char *q = strchr(c, '`'); q; q = strchr(q + 1, '`')) {
+            size_t n = strcspn(q + 1, "`");
+            len += (size_t)snprintf(names + len, cap - len, "`%.*s` ", (int)n, q + 1);
+            assert_true(len < cap);
+            q += n + 1;
+        }
+        free(c);
+    }
+    free(table);
+}
+
+/* Each "`name` " of want is in got; says what lacks which. */
+static void want_all(const char *want, const char *got, const char *fmt)
+{
+    for (const char *p = strchr(want, '`'); p; p = strchr(p + 1, '`')) {
+        size_t n = strcspn(p + 1, "`");
+        char needle[72];
+        snprintf(needle, sizeof(needle), "`%.*s` ", (int)n, p + 1);
+        if (!strstr(got, needle))
+            problem(fmt, README, (int)n, p + 1);
+        p += n + 1;
+    }
+}
+
 /* The README's access-log table lists exactly the fields of a JSON line, every one present (a
- * field is written as null, never left out). */
+ * field is written as null, never left out), and its example line has them all, in order. */
 static void test_access_log_fields_documented(void **state)
 {
     (void)state;
-    static const uint16_t interim[] = {103};
-    struct access_record rec = {
-        .request_id = "id", .trace_id = "t", .client = "127.0.0.1:1", .method = "GET",
-        .method_len = 3, .host = "h", .host_len = 1, .target = "/", .target_len = 1,
-        .proto = LOG_PROTO_HTTP11, .status = 504, .upstream_status = 0,
-        .failure = FAIL_FIRST_BYTE_TIMEOUT, .phase = PHASE_FIRST_BYTE, .route = "r",
-        .upstream = "u", .origin = "o", .attempts = 1, .interim_codes = interim, .ninterim = 1,
-        .fault = "f", .user_agent = "ua", .user_agent_len = 2, .limit_ms = 1, .detail = "d",
-    };
-    timings_set(&rec.timings, TIMING_TOTAL, 1000);
-    char line[LOG_LINE_MAX + 1], keys[2048];
-    size_t n = log_format_access(&rec, LOG_FORMAT_JSON, line, LOG_LINE_MAX);
-    assert_true(n > 0);
-    line[n] = '\0';
-    json_keys(line, keys, sizeof(keys));
+    char keys[2048], rows[2048], example[2048];
+    line_keys(LOG_FORMAT_JSON, keys, sizeof(keys));
     char *readme = slurp(README);
     char *r = span(readme, "## Access log", "## ");
     problems = 0;
-    size_t fields = 0;
-    for (const char *p = keys; (p = strchr(p, '`')); p = strchr(p + 1, '`') + 1) {
-        char key[64];
-        snprintf(key, sizeof(key), "%.*s", (int)strcspn(p + 1, "`"), p + 1);
-        fields++;
-        if (!has_row(r, key))
-            problem("%s: the access-log field '%s' has no row in the table", README, key);
-    }
-    for (const char *l = r; *l; l = next_line(l)) {
-        if (strncmp(l, "| `", 3) != 0)
-            continue;
-        char *first = cell(l, 0);
-        for (const char *q = strchr(first, '`'); q; q = strchr(q + 1, '`')) {
-            char needle[72];
-            size_t len = strcspn(q + 1, "`");
-            snprintf(needle, sizeof(needle), "`%.*s` ", (int)len, q + 1);
-            if (!strstr(keys, needle))
-                problem("%s: the access-log table lists '%.*s', which a JSON line lacks", README,
-                        (int)len, q + 1);
-            q += len + 1;
-        }
-        free(first);
-    }
+    table_names(r, "| field | meaning |", 0, rows, sizeof(rows));
+    want_all(keys, rows, "%s: the access-log field '%.*s' has no row in the table");
+    want_all(rows, keys, "%s: the access-log table lists '%.*s', which a JSON line lacks");
+    char *json = span(r, "```json", "```");
+    json_keys(strchr(json, '{'), example, sizeof(example));
+    if (strcmp(example, keys) != 0)
+        problem("%s: the example JSON line has the keys\n  %s\na line has\n  %s", README, example,
+                keys);
+    free(json);
     if (problems)
         fail_msg("%zu access-log fields disagree with the README's table", problems);
-    assert_true(fields >= 20);
+    assert_true(strlen(keys) > 20 * 4);
     free(r);
     free(readme);
 }
 
+/* The README's table of the text format has a row for each key of a text line, in the line's
+ * order, and names in its second column every field of a JSON line (but the time, which starts
+ * the line without a key): a field added to one format without the other, or without a row,
+ * fails here. */
+static void test_access_log_text_documented(void **state)
+{
+    (void)state;
+    char keys[2048], json[2048], rows[2048], fields[2048];
+    line_keys(LOG_FORMAT_TEXT, keys, sizeof(keys));
+    line_keys(LOG_FORMAT_JSON, json, sizeof(json));
+    char *readme = slurp(README);
+    char *r = span(readme, "## Access log", "## ");
+    problems = 0;
+    table_names(r, "| key | JSON field | written |", 0, rows, sizeof(rows));
+    table_names(r, "| key | JSON field | written |", 1, fields, sizeof(fields));
+    if (strcmp(rows, keys) != 0)
+        problem("%s: the text format's table has the keys\n  %s\na text line has\n  %s", README,
+                rows, keys);
+    want_all(json + strlen("`time` "), fields,
+             "%s: the JSON field '%.*s' is in no row of the text format's table");
+    if (problems)
+        fail_msg("%zu access-log keys disagree with the README's text-format table", problems);
+    assert_true(strlen(keys) > 25 * 4);
+    free(r);
+    free(readme);
+}
 
 /* The statuses the README's failure table and the man page's [errors] entries give each failure
  * type, per profile, are failure.c's (and the README's Proxy-Status error its own). */
@@ -1053,8 +1382,9 @@ static void test_bounds_documented(void **state)
  * loaded after: the upstream and route the fragments name. Its line numbers move by 4. */
 #define FRAGMENT_HEAD "[upstream shop]\norigin = sim\n[route shop]\nupstream = shop\n"
 
-/* Loads one example as `name`; prints its errors (FILE:LINE: message) to `errors` (NULL: none)
- * and returns how many. */
+/* Loads one example as `name`; prints its errors and warnings (FILE:LINE: message) to `errors`
+ * (NULL: none) and returns how many: an example loads as shown, without a warning (none of the
+ * documents says one of its examples warns). */
 static int example_errors(const char *text, const char *name, FILE *errors)
 {
     size_t size = strlen(FRAGMENT_HEAD) + strlen(text) + 1;
@@ -1063,6 +1393,9 @@ static int example_errors(const char *text, const char *name, FILE *errors)
     snprintf(full, size, "%s%s", strstr(text, "[upstream ") ? "" : FRAGMENT_HEAD, text);
     int n = -1;
     struct config *cfg = cfg_load_string(full, name, "/tmp", errors, &n);
+    if (cfg && errors)
+        cfg_print_warnings(cfg, errors);
+    n += cfg ? cfg->nwarnings : 0;
     cfg_free(cfg);
     free(full);
     return cfg ? n : (n > 0 ? n : 1);
@@ -1198,7 +1531,9 @@ static void test_examples_load(void **state)
     for (size_t i = 0; i < g.gl_pathc; i++) {
         int errors = -1;
         struct config *cfg = cfg_load(g.gl_pathv[i], stderr, &errors);
-        failed += !cfg || errors != 0;
+        failed += !cfg || errors != 0 || cfg->nwarnings != 0;
+        if (cfg)
+            cfg_print_warnings(cfg, stderr);
         cfg_free(cfg);
     }
     print_message("checked: %d README blocks, the DEPLOYING ConfigMap, the man page's EXAMPLES, "
@@ -1295,6 +1630,19 @@ static void test_checks_can_fail(void **state)
     assert_int_equal(subcommands(src, names, 4, buf, sizeof(buf)), 2);
     assert_string_equal(names[0], "codes");
     assert_string_equal(names[1], "probe");
+    const char *sigs[4];
+    assert_int_equal(handled_signals("sigaddset(&s, SIGHUP);\nsigaddset(set, WAKE_SIGNAL);\n"
+                                     "signal(SIGPIPE, SIG_IGN);\npthread_sigmask(SIG_BLOCK, s);\n"
+                                     "sigaddset(set, SIGHUP);\n", sigs, 4, buf, sizeof(buf)), 2);
+    assert_string_equal(sigs[0], "SIGHUP");
+    assert_string_equal(sigs[1], "SIGPIPE");
+    const char *opts[4];
+    size_t used = 0;
+    assert_int_equal(long_options("{\"help\", no_argument, NULL, 'h'},\n{\"x\", 1},\n"
+                                  "if (strcmp(argv[i], \"--json\") == 0)\n", opts, 0, 4, buf,
+                                  &used, sizeof(buf)), 2);
+    assert_string_equal(opts[0], "--help");
+    assert_string_equal(opts[1], "--json");
     char v[32], keys[64];
     value_at("`10s` (x)", VALUE_STOPS, v, sizeof(v));
     assert_string_equal(v, "10s");
@@ -1304,15 +1652,21 @@ static void test_checks_can_fail(void **state)
     assert_string_equal(v, "0.5");
     value_at("on.", VALUE_STOPS, v, sizeof(v));
     assert_string_equal(v, "on");
+    man_dashes("--a-b", v, sizeof(v));
+    assert_string_equal(v, "\\-\\-a\\-b");
     assert_true(sample_of("portico_x_bucket", 16, "portico_x", "histogram"));
     assert_false(sample_of("portico_x_bucket", 16, "portico_x", "counter"));
     assert_false(sample_of("portico_xy", 10, "portico_x", "counter"));
     json_keys("{\"a\":1,\"b\":{\"c\":\"\\\"\"},\"d\":[\"e\"]}", keys, sizeof(keys));
     assert_string_equal(keys, "`a` `b` `d` ");
+    text_keys("T a=1 b=\"x y=\\\" z\" c=- d=\"\"\n", keys, sizeof(keys));
+    assert_string_equal(keys, "`a` `b` `c` `d` ");
     /* an example with a mistake is counted, a fragment gets the upstream and route it names */
     assert_int_equal(example_errors("[upstream a]\norigin = sim\nbogus = 1\n", "bad", NULL), 1);
     assert_int_equal(example_errors("[fault f]\nroute = shop\nstatus = 503\n", "frag", NULL), 0);
     assert_int_equal(example_errors("[fault f]\nroute = nope\nstatus = 503\n", "frag", NULL), 1);
+    assert_int_equal(example_errors("[upstream a]\norigin = sim\nconnect_timeout = 5000\n", "warns",
+                                    NULL), 1);
     int blocks = 0;
     assert_int_equal(readme_examples("x\n```ini\n[upstream a]\nbogus = 1\n```\n", &blocks, NULL),
                      1);
@@ -1343,10 +1697,13 @@ int main(void)
         cmocka_unit_test(test_every_failure_type_documented),
         cmocka_unit_test(test_every_signal_documented),
         cmocka_unit_test(test_every_subcommand_documented),
+        cmocka_unit_test(test_every_option_documented),
         cmocka_unit_test(test_every_metric_documented),
         cmocka_unit_test(test_ranges_and_defaults_documented),
+        cmocka_unit_test(test_fault_ranges_documented),
         cmocka_unit_test(test_metric_types_and_labels),
         cmocka_unit_test(test_access_log_fields_documented),
+        cmocka_unit_test(test_access_log_text_documented),
         cmocka_unit_test(test_failure_statuses_documented),
         cmocka_unit_test(test_bounds_documented),
         cmocka_unit_test(test_examples_load),
