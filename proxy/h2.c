@@ -48,6 +48,11 @@
  * reset limit is set above the sum of ours, a backstop. An empty bucket ends the connection
  * with GOAWAY ENHANCE_YOUR_CALM, counted by kind. A window kept shut while data waits, or a
  * header block left unfinished, for as long as the client timeouts allow, ends it the same way.
+ *
+ * STREAMS NOT PROCESSED. A stream nghttp2 refuses past http2_max_concurrent_streams (before the
+ * client acknowledged it), or one opened past a drain's GOAWAY, reaches no exchange and no access
+ * line: each is counted where nghttp2 tells us of it (on_invalid_frame, on_begin_frame), and the
+ * connection says how many once, at its end (refused_said). Nothing is added for a stream taken.
  */
 #include "h2_int.h"
 
