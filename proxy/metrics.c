@@ -1308,7 +1308,7 @@ static bool stage_interim(struct metrics_cursor *c, struct render *out, size_t b
         put(out, "portico_dns_tcp_lookups_total{result=\"%s\"} %llu\n",
             dns_tcp_outcome_names[o], (unsigned long long)t->dns_tcp[o]);
     family(out, "portico_http2_refused_streams_total", "counter",
-           "HTTP/2 streams not processed, the client told it may retry them, by why: past "
+           "HTTP/2 streams not processed (the client may retry them), by why: past "
            "http2_max_concurrent_streams (REFUSED_STREAM), or past a drain's GOAWAY");
     for (int r = 0; r < H2_REFUSED_COUNT; r++)
         put(out, "portico_http2_refused_streams_total{reason=\"%s\"} %llu\n",
