@@ -48,6 +48,11 @@
  * reset limit is set above the sum of ours, a backstop. An empty bucket ends the connection
  * with GOAWAY ENHANCE_YOUR_CALM, counted by kind. A window kept shut while data waits, or a
  * header block left unfinished, for as long as the client timeouts allow, ends it the same way.
+ *
+ * STREAMS NOT PROCESSED. A stream nghttp2 refuses past http2_max_concurrent_streams (before the
+ * client acknowledged it), or one opened past a drain's GOAWAY, reaches no exchange and no access
+ * line: each is counted where nghttp2 tells us of it (on_invalid_frame, on_begin_frame), and the
+ * connection says how many once, at its end (refused_said). Nothing is added for a stream taken.
  */
 #include "h2_int.h"
 
@@ -193,6 +198,45 @@ void h2_charge(struct h2_conn *h, enum flood kind)
     charge_at(h, kind, now_us());
 }
 
+/* Whether stream id is past the GOAWAY of a drain (made, sent or not): never processed. */
+static bool past_goaway(const struct h2_conn *h, int32_t id)
+{
+    return h->drain == DRAIN_GOAWAY && id > h->goaway_id;
+}
+
+/* A stream of the client's that Portico did not process (RST_STREAM REFUSED_STREAM, or past a
+ * drain's GOAWAY): the client may retry it, nothing else shows it (no exchange, no access
+ * line). Counted, and said once for the connection (refused_said). Never on a stream taken. */
+static void refused(struct h2_conn *h, enum h2_refused why)
+{
+    metrics_h2_refused(h->loop->metrics, why);
+    h->refused[why]++;
+}
+
+/* Says, once as the connection ends, how many of its streams were not processed and why (as
+ * nginx's "concurrent streams exceeded" does for each, at info): a line for each would let a
+ * client flood the log with them, and log_client bounds the lines of all connections. */
+static void refused_said(const struct h2_conn *h)
+{
+    char what[256];
+    size_t n = 0;
+    for (int r = 0; r < H2_REFUSED_COUNT; r++) {
+        if (!h->refused[r] || n >= sizeof(what))
+            continue;
+        n += (size_t)snprintf(what + n, sizeof(what) - n, "%s%u%s %s", n ? ", " : "",
+                              h->refused[r], n ? "" : h->refused[r] > 1 ? " streams" : " stream",
+                              h2_refused_words((enum h2_refused)r));
+        if (r == H2_REFUSED_CONCURRENCY && n < sizeof(what)) /* the limit they met */
+            n += (size_t)snprintf(what + n, sizeof(what) - n, " = %llu",
+                                  (unsigned long long)h->cfg->http2_max_concurrent_streams);
+    }
+    if (n == 0)
+        return;
+    char addr[PEER_ADDR_MAX];
+    log_client("client %s: HTTP/2: %s (not processed: the client may retry them)",
+               peer_addr(h->peer, addr, sizeof(addr)), what);
+}
+
 static struct h2_stream *stream_of(struct h2_conn *h, int32_t id)
 {
     return id > 0 ? nghttp2_session_get_stream_user_data(h->session, id) : NULL;
@@ -254,7 +298,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
      * before, in the same input): nghttp2 takes it, and closes it REFUSED_STREAM once the GOAWAY
      * goes. The client is told it was not processed, and may retry it: no exchange, no log
      * line (one was begun, and logged 499, for the soak's raced requests). */
-    if (h->drain == DRAIN_GOAWAY && frame->hd.stream_id > h->goaway_id)
+    if (past_goaway(h, frame->hd.stream_id))
         return 0;
     struct h2_stream *s = h2_stream_new(h, frame->hd.stream_id);
     if (!s)
@@ -346,6 +390,8 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
      * over a frame (large cookies): 22 of them emptied the reset bucket (GOAWAY
      * ENHANCE_YOUR_CALM, 31-56 streams lost), now ~125 HPACK bombs do, as on closed streams. */
     if (!s && error == NGHTTP2_ERR_REFUSED_STREAM) {
+        if (!past_goaway(h, frame->hd.stream_id)) /* else on_begin_frame counted it */
+            refused(h, H2_REFUSED_CONCURRENCY);
         h2_charge(h, FLOOD_RESET);
         charge_continuations(h, FLOOD_CLOSED, frame->hd.flags);
     }
@@ -445,10 +491,14 @@ static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, 
      * new streams took 2.9 s of a draining worker's CPU in 4 s, uncharged. */
     (void)session;
     bool closed = stream_closed(h, hd->stream_id);
-    bool past_goaway = h->drain == DRAIN_GOAWAY && hd->stream_id > h->goaway_id;
-    if (hd->type == NGHTTP2_HEADERS && (closed || past_goaway))
+    bool after = past_goaway(h, hd->stream_id);
+    if (hd->type == NGHTTP2_HEADERS && (closed || after)) {
         charge_ignored_block(h, FLOOD_CLOSED, hd->flags);
-    else if (hd->type == NGHTTP2_WINDOW_UPDATE && closed)
+        /* A new stream (not trailers of one nghttp2 took before our GOAWAY went: on_begin_headers),
+         * each counted here whether nghttp2 ignores it or refuses it as the GOAWAY goes. */
+        if (after && hd->stream_id > h->last_begun && (hd->stream_id & 1))
+            refused(h, H2_REFUSED_GOAWAY);
+    } else if (hd->type == NGHTTP2_WINDOW_UPDATE && closed)
         h2_charge(h, FLOOD_CLOSED);
     if (hd->type == NGHTTP2_HEADERS) {
         h->head_since = now_us();
@@ -1312,6 +1362,7 @@ struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer
 
 void h2_free(struct h2_conn *h, const char *why)
 {
+    refused_said(h);
     struct h2_stream *s;
     while ((s = TAILQ_FIRST(&h->streams)) != NULL) {
         nghttp2_session_set_stream_user_data(h->session, s->id, NULL);

@@ -248,6 +248,8 @@ struct h2_conn {
     size_t in_hd_len;                  /* ... its bytes so far */
     struct h2_late *late;              /* late_slots of them, made at the first; NULL */
     size_t late_slots;
+    uint32_t refused[H2_REFUSED_COUNT]; /* streams not processed, by why: said once, at the
+                                          connection's end (h2.c: refused_said) */
     const char *end_why;               /* set: the connection ends at the end of this callback */
 };
 

@@ -130,6 +130,18 @@ static const char *const pp_error_texts[PP_ERROR_COUNT] = {
 #undef X
 };
 
+static const char *const h2_refused_labels[H2_REFUSED_COUNT] = {
+#define X(id, label, words) [id] = label,
+    H2_REFUSED_LIST(X)
+#undef X
+};
+
+static const char *const h2_refused_texts[H2_REFUSED_COUNT] = {
+#define X(id, label, words) [id] = words,
+    H2_REFUSED_LIST(X)
+#undef X
+};
+
 #define NAME_OF(table, count, v) ((unsigned)(v) < (count) ? (table)[v] : "?")
 
 const char *interim_direction_name(enum interim_direction d)
@@ -172,6 +184,16 @@ const char *pp_error_words(enum pp_error e)
     return NAME_OF(pp_error_texts, PP_ERROR_COUNT, e);
 }
 
+const char *h2_refused_label(enum h2_refused r)
+{
+    return NAME_OF(h2_refused_labels, H2_REFUSED_COUNT, r);
+}
+
+const char *h2_refused_words(enum h2_refused r)
+{
+    return NAME_OF(h2_refused_texts, H2_REFUSED_COUNT, r);
+}
+
 /* ---- shards ---- */
 
 struct hist {
@@ -186,6 +208,7 @@ struct shard {
     _Atomic uint64_t tunnel_ends[TUNNEL_END_COUNT];
     _Atomic uint64_t pp_errors[PP_ERROR_COUNT];
     _Atomic uint64_t dns_tcp[DNS_TCP_OUTCOME_COUNT];
+    _Atomic uint64_t h2_refused[H2_REFUSED_COUNT];
     _Atomic uint64_t accept_errors[ACCEPT_ERROR_COUNT];
     _Atomic uint64_t discards[2][DISCARD_END_COUNT]; /* [http2][end] */
     _Atomic uint64_t discarded_bytes[2];
@@ -309,6 +332,7 @@ struct totals {
     uint64_t tunnel_ends[TUNNEL_END_COUNT];
     uint64_t pp_errors[PP_ERROR_COUNT];
     uint64_t dns_tcp[DNS_TCP_OUTCOME_COUNT];
+    uint64_t h2_refused[H2_REFUSED_COUNT];
     uint64_t accept_errors[ACCEPT_ERROR_COUNT];
     uint64_t discards[2][DISCARD_END_COUNT];
     uint64_t discarded_bytes[2];
@@ -414,6 +438,8 @@ static void totals_add_shard(struct totals *t, struct shard *s, bool live)
         t->pp_errors[e] += get(&s->pp_errors[e]);
     for (int o = 0; o < DNS_TCP_OUTCOME_COUNT; o++)
         t->dns_tcp[o] += get(&s->dns_tcp[o]);
+    for (int r = 0; r < H2_REFUSED_COUNT; r++)
+        t->h2_refused[r] += get(&s->h2_refused[r]);
     for (int e = 0; e < ACCEPT_ERROR_COUNT; e++)
         t->accept_errors[e] += get(&s->accept_errors[e]);
     for (int p = 0; p < 2; p++) {
@@ -718,6 +744,12 @@ void metrics_dns_tcp(struct metrics *m, enum dns_tcp_outcome outcome)
 {
     if ((unsigned)outcome < DNS_TCP_OUTCOME_COUNT)
         bump(&shard_of(m)->dns_tcp[outcome], 1);
+}
+
+void metrics_h2_refused(struct metrics *m, enum h2_refused reason)
+{
+    if ((unsigned)reason < H2_REFUSED_COUNT)
+        bump(&shard_of(m)->h2_refused[reason], 1);
 }
 
 void metrics_discard_end(struct metrics *m, bool http2, enum discard_end end, uint64_t bytes)
@@ -1275,6 +1307,12 @@ static bool stage_interim(struct metrics_cursor *c, struct render *out, size_t b
     for (int o = 0; o < DNS_TCP_OUTCOME_COUNT; o++)
         put(out, "portico_dns_tcp_lookups_total{result=\"%s\"} %llu\n",
             dns_tcp_outcome_names[o], (unsigned long long)t->dns_tcp[o]);
+    family(out, "portico_http2_refused_streams_total", "counter",
+           "HTTP/2 streams not processed (the client may retry them), by why: past "
+           "http2_max_concurrent_streams (REFUSED_STREAM), or past a drain's GOAWAY");
+    for (int r = 0; r < H2_REFUSED_COUNT; r++)
+        put(out, "portico_http2_refused_streams_total{reason=\"%s\"} %llu\n",
+            h2_refused_labels[r], (unsigned long long)t->h2_refused[r]);
     family(out, "portico_request_body_discards_total", "counter",
            "Request bodies answered before they all came whose rest Portico read and dropped, "
            "by protocol and how the rest ended");

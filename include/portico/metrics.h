@@ -235,6 +235,20 @@ enum discard_end {
     DISCARD_END_COUNT
 };
 
+/* Why an HTTP/2 stream was not processed, for portico_http2_refused_streams_total{reason}: the
+ * label, and the words of the connection's error-log line (h2.c: refused_said). */
+#define H2_REFUSED_LIST(X)                                                                         \
+    X(H2_REFUSED_CONCURRENCY, "max_concurrent_streams",                                            \
+      "refused past http2_max_concurrent_streams") /* RST_STREAM REFUSED_STREAM */                 \
+    X(H2_REFUSED_GOAWAY, "goaway", "past a drain's GOAWAY") /* ignored, or REFUSED_STREAM */
+
+enum h2_refused {
+#define X(id, label, words) id,
+    H2_REFUSED_LIST(X)
+#undef X
+    H2_REFUSED_COUNT
+};
+
 /* Reasons of portico_accept_errors_total, by errno class: what an operator does differs
  * (raise LimitNOFILE / fs.file-max, or look at memory), so they are told apart. */
 #define ACCEPT_ERROR_LIST(X)                                                                       \
@@ -349,6 +363,9 @@ enum accept_error accept_error_of(int err);
 /* Counts one failed accept in portico_accept_errors_total{reason}. */
 void metrics_accept_error(struct metrics *m, enum accept_error reason);
 
+/* Counts one HTTP/2 stream not processed in portico_http2_refused_streams_total{reason}. */
+void metrics_h2_refused(struct metrics *m, enum h2_refused reason);
+
 /* Counts one lookup over TCP in portico_dns_tcp_lookups_total{result}. */
 void metrics_dns_tcp(struct metrics *m, enum dns_tcp_outcome outcome);
 
@@ -416,6 +433,10 @@ const char *tunnel_end_words(enum tunnel_end e);
 /* The metric label and the log words of a refused PROXY header (proxyproto.c). */
 const char *pp_error_label(enum pp_error e);
 const char *pp_error_words(enum pp_error e);
+
+/* The metric label and the log words of an HTTP/2 stream not processed (h2.c). */
+const char *h2_refused_label(enum h2_refused r);
+const char *h2_refused_words(enum h2_refused r);
 
 /* Upper bounds of the portico_phase_duration_seconds buckets in µs (+Inf not included), and
  * their number. */

@@ -46,8 +46,8 @@ count, so it always ends.
   h2_frames.py PORT window_back PATH  a POST that sends 1 KiB of its content-length: the
                                      WINDOW_UPDATE its stream got back
   h2_frames.py PORT indexing PATH    two GETs: which response fields HPACK may not index
-  h2_frames.py PORT concurrency PATH N  N+1 GETs at once, sent with the preface: the one past
-                                     N must be refused
+  h2_frames.py PORT concurrency PATH N [M]  N+1 GETs (or M) at once, sent with the preface (a
+                                     browser's first flight): those past N must be refused
   h2_frames.py PORT concurrency_acked PATH N  the same after our SETTINGS ACK
   h2_frames.py PORT refused_big_heads PATH N SIZE LIMIT  N GETs with the preface, each with a
                                      cookie of SIZE bytes (HEADERS + CONTINUATION): how many
@@ -1569,10 +1569,11 @@ def indexing(port, path):
     c.close()
 
 
-def concurrency(port, path, n, acked):
+def concurrency(port, path, n, acked, total=None):
     """acked: the requests follow our SETTINGS ACK; otherwise they go with the preface, while
-    Portico's limit is still unacknowledged (as browsers send their first requests)."""
-    sids = list(range(1, 2 * (n + 1), 2))
+    Portico's limit is still unacknowledged (as browsers send their first requests). total:
+    how many GETs (n + 1 if None)."""
+    sids = list(range(1, 2 * (total or n + 1), 2))
     requests = lambda conn: b"".join(conn.request(sid, get(path)) for sid in sids)
     c = Conn(port, early=None if acked else requests)
     if acked:
@@ -2072,7 +2073,8 @@ def main():
     elif sys.argv[2] == "indexing":
         indexing(port, sys.argv[3])
     elif sys.argv[2] == "concurrency":
-        concurrency(port, sys.argv[3], int(sys.argv[4]), False)
+        concurrency(port, sys.argv[3], int(sys.argv[4]), False,
+                    int(sys.argv[5]) if len(sys.argv) > 5 else None)
     elif sys.argv[2] == "concurrency_acked":
         concurrency(port, sys.argv[3], int(sys.argv[4]), True)
     elif sys.argv[2] == "refused_big_heads":

@@ -1152,6 +1152,105 @@ static void test_max_concurrent_streams(void **state)
     fake_origin_stop(o);
 }
 
+#define REFUSED_LIMIT "portico_http2_refused_streams_total{reason=\"max_concurrent_streams\"}"
+#define REFUSED_GOAWAY "portico_http2_refused_streams_total{reason=\"goaway\"}"
+#define REFUSED_LINE " (not processed: the client may retry them)"
+#define LIMIT_LINE(n)                                                                              \
+    ": HTTP/2: " n " streams refused past http2_max_concurrent_streams = 2" REFUSED_LINE
+
+/* The file `name` of h's directory (after harness_stop: complete), malloc'd. */
+static char *dir_file(struct harness *h, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", harness_dir(h), name);
+    char *text = tu_read_file(path, NULL);
+    assert_non_null(text);
+    return text;
+}
+
+/* A browser's first flight past a lowered limit (http2_max_concurrent_streams = 2, 6 GETs sent
+ * with the preface, before our SETTINGS are acknowledged): the 4 refused (RST_STREAM
+ * REFUSED_STREAM) are counted once each, and said in one error-log line as the connection ends;
+ * the 2 taken are answered and logged as usual. Then 40 heads over a frame (20 KB cookies) on
+ * one connection: 38 refused, one line more, not 38. Before, none of it showed anywhere (no
+ * counter, no line, no access line): an operator who lowered the limit and saw browsers retry
+ * could not tell why. */
+static void test_refused_streams_counted(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SLOW_FIRST_BYTE, .delay_ms = 300};
+    struct fake_origin *o = fake_origin_start(&opts);
+    struct harness *h = start_origin(fake_origin_port(o),
+                                     "http2_max_concurrent_streams = 2\nmax_header_size = 64k");
+    char port[16];
+    const char *const flight[] = {PY,  FRAMES, port_arg(h, port, sizeof(port)), "concurrency",
+                                  "/first", "2", "6", NULL};
+    struct tu_cmd_result r = {0};
+    px_run_ok(flight, &r);
+    static const char *const want[] = {
+        "stream=1 status=[200] rst=None", "stream=3 status=[200] rst=None",
+        "stream=5 status=[] rst=7",       "stream=7 status=[] rst=7",
+        "stream=9 status=[] rst=7",       "stream=11 status=[] rst=7",
+        "goaway=None",
+    };
+    want_lines(&r, want, ARRAY_SIZE(want));
+    tu_cmd_result_free(&r);
+    assert_int_equal(fake_origin_requests(o), 2);
+    assert_int_equal(metric(h, REFUSED_LIMIT), 4);
+    assert_int_equal(metric(h, REFUSED_GOAWAY), 0);
+    const char *const big[] = {PY, FRAMES, port_arg(h, port, sizeof(port)), "refused_big_heads",
+                               "/big", "40", "20000", "2", NULL};
+    px_run_ok(big, &r);
+    static const char *const refused[] = {"refused=38 goaway=None"};
+    want_lines(&r, refused, ARRAY_SIZE(refused));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, REFUSED_LIMIT), 4 + 38);
+    assert_int_equal(harness_stop(h), 0); /* then both connections ended, the logs complete */
+    char *err = dir_file(h, "stderr.log");
+    if (px_count(err, REFUSED_LINE) != 2 ||
+        !tu_contains(err, LIMIT_LINE("4")) || !tu_contains(err, LIMIT_LINE("38")))
+        fail_msg("error log:\n%s", err);
+    free(err);
+    char *access = dir_file(h, "access.log");
+    if (px_count(access, "\"path\":\"/first\"") != 2 ||
+        px_count(access, "\"/first\",\"proto\":\"HTTP/2.0\",\"status\":200,") != 2)
+        fail_msg("access log:\n%s", access);
+    free(access);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
+/* Streams past a drain's GOAWAY are not processed either: one sent after the GOAWAY naming the
+ * last stream (nghttp2 ignores its block), one in the same write as the acknowledgement of the
+ * drain's PING (taken by nghttp2, then closed REFUSED_STREAM as the GOAWAY goes). Each counted
+ * once, reason goaway, and said in its connection's line. Before, neither showed anywhere. */
+static void test_refused_after_goaway_counted(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, "[upstream u]\norigin = sim\n");
+    char spid[16];
+    snprintf(spid, sizeof(spid), "%d", (int)harness_pid(h));
+    struct tu_cmd_result r = {0};
+    frames(h, "drain_dropped", spid, &r);
+    static const char *const dropped[] = {"poll=[200] end=True goaways=[(2147483647, 0), (1, 0)]"};
+    want_lines(&r, dropped, ARRAY_SIZE(dropped));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric_reached(h, REFUSED_GOAWAY, 1), 1);
+    frames(h, "drain_raced", spid, &r);
+    static const char *const raced[] = {
+        "raced_status=[] raced_rst=None goaways=[(2147483647, 0), (1, 0)]"};
+    want_lines(&r, raced, ARRAY_SIZE(raced));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric_reached(h, REFUSED_GOAWAY, 2), 2);
+    assert_int_equal(metric(h, REFUSED_LIMIT), 0);
+    assert_int_equal(harness_stop(h), 0);
+    char *err = dir_file(h, "stderr.log");
+    if (px_count(err, ": HTTP/2: 1 stream past a drain's GOAWAY" REFUSED_LINE) != 2)
+        fail_msg("error log:\n%s", err);
+    free(err);
+    harness_free(h);
+}
+
 /* Flow control is per stream: stream 1's window is never opened (SETTINGS_INITIAL_WINDOW_SIZE
  * 0, no WINDOW_UPDATE for it), and stream 3 on the same connection still gets its whole body. */
 static void test_streams_independent(void **state)
@@ -4094,6 +4193,8 @@ int main(void)
         cmocka_unit_test(test_head_far_too_large_reset_as_logged),
         cmocka_unit_test(test_no_keepalive_serves_first_request),
         cmocka_unit_test(test_max_concurrent_streams),
+        cmocka_unit_test(test_refused_streams_counted),
+        cmocka_unit_test(test_refused_after_goaway_counted),
         cmocka_unit_test(test_streams_independent),
         cmocka_unit_test(test_shut_windows_bounded_memory),
         cmocka_unit_test(test_shut_windows_many_streams),

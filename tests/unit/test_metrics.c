@@ -728,6 +728,28 @@ static void test_dns_tcp_lookups(void **state)
     free(text);
 }
 
+/* HTTP/2 streams not processed by why, both reasons listed (0 included), a retired worker's
+ * counts folded in; the log's words for each. */
+static void test_h2_refused(void **state)
+{
+    (void)state;
+    struct metrics *a = metrics_shard_create(NULL), *b = metrics_shard_create(NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    metrics_h2_refused(a, H2_REFUSED_CONCURRENCY);
+    metrics_h2_refused(b, H2_REFUSED_CONCURRENCY);
+    metrics_h2_refused(b, H2_REFUSED_COUNT); /* not a reason: ignored */
+    metrics_shard_retire(b);
+    char *text = render(NULL);
+    validate(text);
+    assert_family(text, "portico_http2_refused_streams_total",
+                  "portico_http2_refused_streams_total{reason=\"max_concurrent_streams\"} 2\n"
+                  "portico_http2_refused_streams_total{reason=\"goaway\"} 0\n");
+    free(text);
+    assert_string_equal(h2_refused_words(H2_REFUSED_GOAWAY), "past a drain's GOAWAY");
+    assert_string_equal(h2_refused_label((enum h2_refused)42), "?");
+}
+
 /* Failed accepts by errno class, every reason listed: descriptors (EMFILE, ENFILE), memory
  * (ENOBUFS, ENOMEM), anything else other. */
 static void test_accept_errors(void **state)
@@ -791,7 +813,7 @@ static void test_empty(void **state)
     assert_int_equal(validate(text), METRIC_COUNT + FAILURE_COUNT - 1 + 6 + 1 + 5 + 1 + 1 + 3 + 1 +
                                          TUNNEL_END_COUNT + PP_ERROR_COUNT +
                                          DNS_TCP_OUTCOME_COUNT + ACCEPT_ERROR_COUNT +
-                                         2 * DISCARD_END_COUNT + 2 + 1);
+                                         2 * DISCARD_END_COUNT + 2 + H2_REFUSED_COUNT + 1);
     assert_true(sample(text, "portico_tunnels_closed_total{reason=\"cut\"}") == 0);
     assert_true(strstr(text, "# TYPE portico_requests_total counter\n"));
     assert_true(strstr(text, "# TYPE portico_upstream_origin_up gauge\n"));
@@ -903,6 +925,7 @@ int main(void)
         cmocka_unit_test_teardown(test_escaping, teardown),
         cmocka_unit_test_teardown(test_older_families, teardown),
         cmocka_unit_test_teardown(test_dns_tcp_lookups, teardown),
+        cmocka_unit_test_teardown(test_h2_refused, teardown),
         cmocka_unit_test_teardown(test_accept_errors, teardown),
         cmocka_unit_test_teardown(test_discards, teardown),
         cmocka_unit_test_teardown(test_empty, teardown),
