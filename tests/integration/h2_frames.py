@@ -13,6 +13,7 @@ docstring says what the client does and why, its first line in the usage that a 
 known mode, or with arguments it cannot take, prints on stderr (exit status 2). For
 test_http2.c and test_reload.c (the reload_next mode).
 """
+import collections
 import inspect
 import os
 import select
@@ -970,156 +971,208 @@ def bombs(port, pid):
 CLOSED_BLOCKS_PER_BATCH = 14
 
 
-def flood(port, kind):
-    """A flood of KIND beside a client timing its requests: GOAWAY, it not slowed."""
-    stop, good = threading.Event(), {}
-    helper = threading.Thread(target=good_client, args=(port, stop, good))
-    helper.start()
-    pairs = [(4, 0)] if kind == "stall_window" else ()  # SETTINGS_INITIAL_WINDOW_SIZE = 0
-    # refused: our SETTINGS never acknowledged, streams past the 100 allowed are refused
-    c = Conn(port, pairs, ack_settings=kind not in ("settings_timeout", "refused",
-                                                    "refused_continuation", "refused_data"))
-    start = time.monotonic()
-    sent, limit, sid = 0, 20000, 1
-    # small_data's bucket refills 50,000 a second: frames by the 5,000, as fast as it reads
-    per_batch = 5000 if kind == "small_data" else 100
-    if kind == "small_data":
-        limit, small_batch = 60000, frame(DATA, 0, 1, b"d") * per_batch
-    # A bomb costs the worker ~30 times a frame's CPU: under ASan on a loaded machine the reset
-    # bucket (200, 20 a second) took up to 10.1 s to fill. A slower fill is no less a fill.
-    deadline = start + (20 if kind == "hpack_bomb" else 10)
-    done = lambda: c.goaway is not None
-    if kind in ("window_update", "conn_window_update"):  # a stream open, awaiting its origin
-        c.send(c.request(sid, get("/delay/5000")))
-    if kind in ("empty_data", "padded_empty_data", "small_data"):
-        c.send(c.request(sid, get("/delay/5000", "POST"), end_stream=False))
-    if kind in ("stall_head", "continuation"):
-        c.send(frame(HEADERS, 0, sid, c.block(get("/"))))
-    if kind == "stall_window":
-        c.send(c.request(sid, get("/bytes/1000000")))
-    if kind.startswith("closed_"):  # frames on a stream answered and closed
-        c.send(c.request(sid, get("/status/200")))
-        c.pump(lambda: c.st(1)["end"], time.monotonic() + IO_S)
-    if kind.startswith("reset_") and kind != "reset_malformed_data":
-        # on a stream answered early (431 at once: refused_upload), then reset
-        # reset_evicted: 100 more (http2_max_concurrent_streams), the last in stream 1's slot
-        last = 201 if kind == "reset_evicted_data" else 1
+def block_of_7(sid, first=b""):
+    """A header block of 7 frames (an HPACK bomb's shape), first the HEADERS's fragment."""
+    return frame(HEADERS, END_STREAM, sid, first) + b"".join(
+        frame(CONTINUATION, END_HEADERS if i == 5 else 0, sid) for i in range(6))
+
+
+# A flood's unit: (c, sid, sent, batch) -> (its frames, the next stream id), sid the next
+# stream's, sent the units so far, batch this batch's units (b"": none this time).
+def const(data):
+    """A unit of the same frames every time, on streams already there."""
+    return lambda c, sid, sent, batch: (data, sid)
+
+
+def capped(most, make):
+    """A unit of make(c, sid) on a new stream, most of them a batch."""
+    return lambda c, sid, sent, batch: (make(c, sid), sid + 2) if batch < most else (b"", sid)
+
+
+def refused_continuation_unit(c, sid, sent, batch):
+    """The 100 streams allowed (the first batch), then blocks of 7 frames refused past them."""
+    if sid <= 199:
+        return c.request(sid, get("/delay/5000")), sid + 2
+    if batch < CLOSED_BLOCKS_PER_BATCH:
+        return block_of_7(sid), sid + 2
+    return b"", sid
+
+
+# A flood's opener, before its batches (c) -> the first stream id of its units (None: 1).
+def open_get(path):
+    """A GET of path on stream 1, awaiting its answer while the flood goes."""
+    def opener(c):
+        c.send(c.request(1, get(path)))
+    return opener
+
+
+def open_upload(c):
+    """An upload on stream 1 whose origin answers late (its DATA flooded)."""
+    c.send(c.request(1, get("/delay/5000", "POST"), end_stream=False))
+
+
+def open_head(c):
+    """A header block on stream 1 never ended (no END_HEADERS)."""
+    c.send(frame(HEADERS, 0, 1, c.block(get("/"))))
+
+
+def open_closed(c):
+    """Stream 1 answered and closed: frames on a closed stream."""
+    c.send(c.request(1, get("/status/200")))
+    c.pump(lambda: c.st(1)["end"], time.monotonic() + IO_S)
+
+
+def open_reset(last=1, then=lambda c: None):
+    """Uploads on streams 1 to last answered early (431 at once: refused_upload), then reset;
+    then(c) after. reset_evicted: 100 more (http2_max_concurrent_streams), the last in stream
+    1's slot."""
+    def opener(c):
         for s_id in range(1, last + 1, 2):
             c.send(c.request(s_id, refused_upload("/status/200"), False))
         c.pump(lambda: all(c.st(s_id)["rst"] is not None for s_id in range(1, last + 1, 2)),
                time.monotonic() + IO_S)
-        if kind == "reset_ended_data":  # its client ends it late: nothing more is its due
-            c.send(frame(DATA, END_STREAM, 1, b"d" * 4))
-        if kind == "reset_large_data":  # the window the stream had left (16 KiB) spent first
-            c.send(b"".join(frame(DATA, 0, 1, b"d" * 1024) for _ in range(16)))
-    if kind == "ended_reset_data":  # a request ended, its answer cut short: Portico resets
-        # its END_STREAM on a DATA frame, not on its HEADERS (a block's END_STREAM keeps no
-        # window already: ends_in_block)
-        c.send(c.request(sid, get("/bytes/20000", "POST") + [("content-length", "4")], False) +
-               frame(DATA, END_STREAM, sid, b"d" * 4))
-        c.pump(lambda: c.st(1)["rst"] is not None, time.monotonic() + IO_S)
-    if kind == "refused_data":  # the 100 allowed open, then an upload refused past them
-        c.send(b"".join(c.request(s_id, get("/delay/5000")) for s_id in range(1, 201, 2)))
-        sid = 201
-        c.send(c.request(sid, get("/status/200", "POST"), False))
-        c.pump(lambda: c.st(sid)["rst"] is not None, time.monotonic() + IO_S)
-    if kind == "reset_malformed_data":  # a head malformed (reset) whose HEADERS ended it
-        c.send(frame(HEADERS, END_HEADERS | END_STREAM, sid,
-                     c.block(get("/status/200", "POST") + [("X-Upper", "1")])))
-        c.pump(lambda: c.st(1)["rst"] is not None, time.monotonic() + IO_S)
-    while kind not in ("stall_head", "stall_window", "settings_timeout", "idle") and sent < limit and \
-            not done() and not c.closed and not c.unwritable and time.monotonic() < deadline:
+        then(c)
+    return opener
+
+
+def open_ended_reset(c):
+    """A request ended, its answer cut short (the test's fault on /bytes/20000): Portico resets
+    it, its END_STREAM on a DATA frame, not on its HEADERS (a block's END_STREAM keeps no window
+    already: ends_in_block)."""
+    c.send(c.request(1, get("/bytes/20000", "POST") + [("content-length", "4")], False) +
+           frame(DATA, END_STREAM, 1, b"d" * 4))
+    c.pump(lambda: c.st(1)["rst"] is not None, time.monotonic() + IO_S)
+
+
+def open_refused_upload(c):
+    """The 100 allowed open, then an upload (stream 201) refused past them."""
+    c.send(b"".join(c.request(s_id, get("/delay/5000")) for s_id in range(1, 201, 2)))
+    c.send(c.request(201, get("/status/200", "POST"), False))
+    c.pump(lambda: c.st(201)["rst"] is not None, time.monotonic() + IO_S)
+    return 201
+
+
+def open_malformed(c):
+    """A head malformed (reset) whose HEADERS ended its stream."""
+    c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1,
+                 c.block(get("/status/200", "POST") + [("X-Upper", "1")])))
+    c.pump(lambda: c.st(1)["rst"] is not None, time.monotonic() + IO_S)
+
+
+# Each flood kind: its unit (None: no frames, a timer's flood), its opener, what the client
+# awaits after each batch (ping: the ACK of a PING behind it; resets: its streams' resets;
+# None: 1 ms of reading), and whether it acknowledges Portico's SETTINGS.
+Flood = collections.namedtuple("Flood", "unit open sync acked", defaults=(None, None, True))
+DATA_4 = frame(DATA, 0, 1, b"d" * 4)  # 4 bytes each
+FLOODS = {
+    "rapid_reset": Flood(lambda c, sid, sent, batch: (
+        c.request(sid, get("/delay/1000")) + cancel_frame(sid), sid + 2)),
+    # no RST_STREAM of ours: a WINDOW_UPDATE that overflows the stream's window makes
+    # Portico's nghttp2 reset it (FLOW_CONTROL_ERROR, CVE-2025-8671)
+    "window_reset": Flood(lambda c, sid, sent, batch: (
+        c.request(sid, get("/delay/1000")) +
+        frame(WINDOW_UPDATE, 0, sid, struct.pack(">I", 0x7FFFFFFF)), sid + 2), sync="resets"),
+    # 1 byte each: 2^31 of them before an overflow, on an open stream awaiting its origin
+    "window_update": Flood(const(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 1))),
+                           open_get("/delay/5000")),
+    "conn_window_update": Flood(const(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1))),
+                                open_get("/delay/5000")),
+    "ping": Flood(lambda c, sid, sent, batch: (frame(PING, 0, 0, struct.pack(">Q", sent)), sid)),
+    "settings": Flood(const(settings([(3, 100)]))),
+    "priority": Flood(const(frame(PRIORITY, 0, 1001, struct.pack(">IB", 0, 15)))),
+    "empty_data": Flood(const(frame(DATA, 0, 1, b"")), open_upload),
+    # PADDED, pad length 0: no data, length 1
+    "padded_empty_data": Flood(const(frame(DATA, 0x8, 1, b"\0")), open_upload),
+    # 1 byte each on the open upload; its batches made once (flood(): small_data)
+    "small_data": Flood(const(frame(DATA, 0, 1, b"d")), open_upload),
+    "closed_reset": Flood(const(cancel_frame(1)), open_closed),
+    "closed_window_update": Flood(const(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 1))),
+                                  open_closed),
+    # nghttp2 drops them before any callback
+    "closed_empty_data": Flood(const(frame(DATA, 0, 1, b"")), open_closed),
+    # 1 byte each: as cheap, and not empty
+    "closed_short_data": Flood(const(frame(DATA, 0, 1, b"d")), open_closed),
+    # trailers, as if they crossed our END_STREAM
+    "closed_headers": Flood(lambda c, sid, sent, batch: (
+        frame(HEADERS, END_HEADERS | END_STREAM, 1, c.block([("x-t", "1")])), sid), open_closed),
+    # blocks of 7 frames (an HPACK bomb's shape)
+    "closed_continuation": Flood(lambda c, sid, sent, batch: (
+        block_of_7(1) if batch < CLOSED_BLOCKS_PER_BATCH else b"", sid), open_closed, "ping"),
+    "reset_short_data": Flood(const(DATA_4), open_reset(), "ping"),
+    "reset_evicted_data": Flood(const(DATA_4), open_reset(201), "ping"),
+    # its client ends it late: nothing more is its due
+    "reset_ended_data": Flood(const(DATA_4), open_reset(then=lambda c: c.send(
+        frame(DATA, END_STREAM, 1, b"d" * 4))), "ping"),
+    "reset_malformed_data": Flood(const(DATA_4), open_malformed, "ping"),
+    # refused past the limit, SETTINGS unacknowledged
+    "refused_data": Flood(const(frame(DATA, 0, 201, b"d" * 4)), open_refused_upload, "ping",
+                          False),
+    "reset_empty_data": Flood(const(frame(DATA, 0, 1, b"")), open_reset(), "ping"),  # charged
+    # the window the stream had left (16 KiB) spent first
+    "reset_large_data": Flood(const(DATA_4), open_reset(then=lambda c: c.send(
+        b"".join(frame(DATA, 0, 1, b"d" * 1024) for _ in range(16)))), "ping"),
+    # what an upload's DATA costs: never charged
+    "reset_big_data": Flood(const(frame(DATA, 0, 1, b"d" * 1024)), open_reset(), "ping"),
+    "ended_reset_data": Flood(const(DATA_4), open_ended_reset, "ping"),
+    # our SETTINGS never acknowledged: the first 100 open, the others are refused
+    "refused": Flood(lambda c, sid, sent, batch: (c.request(sid, get("/delay/5000")), sid + 2),
+                     acked=False),
+    "refused_continuation": Flood(refused_continuation_unit, sync="ping", acked=False),
+    # a head malformed at its first field, in a block of 7 frames
+    "malformed_continuation": Flood(capped(CLOSED_BLOCKS_PER_BATCH, lambda c, sid: block_of_7(
+        sid, c.block(get("/") + [("X-Upper", "1")]))), sync="ping"),
+    "continuation": Flood(const(frame(CONTINUATION, 0, 1, b"")), open_head),
+    "stall_head": Flood(None, open_head),
+    "stall_window": Flood(None, open_get("/bytes/1000000")),  # its window 0: flood()
+    "settings_timeout": Flood(None, acked=False),
+    "hpack_bomb": Flood(capped(4, lambda c, sid: hpack_bomb(sid))),  # ~600 KB per batch
+    "idle": Flood(None),  # no flood: keepalive_timeout
+}
+
+
+def flood(port, kind):
+    """A flood of KIND (FLOODS) beside a client timing its requests: GOAWAY, it not slowed.
+
+    A flood of one KIND (FLOODS) on one connection, a second one measuring its own requests
+    meanwhile: Portico must end the flood with GOAWAY, the other client not slowed."""
+    stop, good = threading.Event(), {}
+    helper = threading.Thread(target=good_client, args=(port, stop, good))
+    helper.start()
+    f = FLOODS[kind]
+    pairs = [(4, 0)] if kind == "stall_window" else ()  # SETTINGS_INITIAL_WINDOW_SIZE = 0
+    c = Conn(port, pairs, ack_settings=f.acked)
+    start = time.monotonic()
+    sent, limit = 0, 20000
+    # small_data's bucket refills 50,000 a second: frames by the 5,000, as fast as it reads
+    per_batch = 5000 if kind == "small_data" else 100
+    if kind == "small_data":
+        limit, small_batch = 60000, f.unit(c, 1, 0, 0)[0] * per_batch
+    # A bomb costs the worker ~30 times a frame's CPU: under ASan on a loaded machine the reset
+    # bucket (200, 20 a second) took up to 10.1 s to fill. A slower fill is no less a fill.
+    deadline = start + (20 if kind == "hpack_bomb" else 10)
+    done = lambda: c.goaway is not None
+    sid = (f.open(c) if f.open else None) or 1
+    while f.unit and sent < limit and not done() and not c.closed and not c.unwritable and \
+            time.monotonic() < deadline:
         batch, first = [], sid
         # small_data: the batch made once; faster than the bucket refills on any host (built
         # frame by frame, a loaded host's Python sent ~60,000 a second, near its refill)
         for _ in range(0 if kind == "small_data" else per_batch):
-            if kind == "rapid_reset":
-                batch.append(c.request(sid, get("/delay/1000")))
-                batch.append(cancel_frame(sid))
-                sid += 2
-            elif kind == "refused":  # the first 100 open, the others are refused
-                batch.append(c.request(sid, get("/delay/5000")))
-                sid += 2
-            elif kind == "refused_continuation":  # the same, refused blocks of 7 frames
-                if sid <= 199:  # the 100 allowed, opened in the first batch
-                    batch.append(c.request(sid, get("/delay/5000")))
-                    sid += 2
-                elif len(batch) < CLOSED_BLOCKS_PER_BATCH:
-                    batch.append(frame(HEADERS, END_STREAM, sid) + b"".join(
-                        frame(CONTINUATION, END_HEADERS if i == 5 else 0, sid) for i in range(6)))
-                    sid += 2
-            elif kind == "malformed_continuation":  # a head malformed at its first field,
-                if len(batch) < CLOSED_BLOCKS_PER_BATCH:  # in a block of 7 frames
-                    batch.append(frame(HEADERS, END_STREAM, sid,
-                                       c.block(get("/") + [("X-Upper", "1")])) + b"".join(
-                        frame(CONTINUATION, END_HEADERS if i == 5 else 0, sid) for i in range(6)))
-                    sid += 2
-            elif kind == "window_reset":
-                # no RST_STREAM of ours: a WINDOW_UPDATE that overflows the stream's window
-                # makes Portico's nghttp2 reset it (FLOW_CONTROL_ERROR, CVE-2025-8671)
-                batch.append(c.request(sid, get("/delay/1000")))
-                batch.append(frame(WINDOW_UPDATE, 0, sid, struct.pack(">I", 0x7FFFFFFF)))
-                sid += 2
-            elif kind == "window_update":  # 1 byte each: 2^31 of them before an overflow
-                batch.append(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 1)))
-            elif kind == "conn_window_update":
-                batch.append(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1)))
-            elif kind == "ping":
-                batch.append(frame(PING, 0, 0, struct.pack(">Q", sent)))
-            elif kind == "settings":
-                batch.append(settings([(3, 100)]))
-            elif kind == "priority":
-                batch.append(frame(PRIORITY, 0, 1001, struct.pack(">IB", 0, 15)))
-            elif kind == "empty_data":
-                batch.append(frame(DATA, 0, 1, b""))
-            elif kind == "padded_empty_data":  # PADDED, pad length 0: no data, length 1
-                batch.append(frame(DATA, 0x8, 1, b"\0"))
-            elif kind == "continuation":
-                batch.append(frame(CONTINUATION, 0, 1, b""))
-            elif kind == "closed_reset":
-                batch.append(cancel_frame(1))
-            elif kind == "closed_window_update":
-                batch.append(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 1)))
-            elif kind == "closed_empty_data":  # nghttp2 drops them before any callback
-                batch.append(frame(DATA, 0, 1, b""))
-            elif kind == "closed_short_data":  # 1 byte each: as cheap, and not empty
-                batch.append(frame(DATA, 0, 1, b"d"))
-            elif kind in ("reset_short_data", "reset_evicted_data", "reset_ended_data",
-                          "reset_malformed_data"):  # 4 bytes each
-                batch.append(frame(DATA, 0, 1, b"d" * 4))
-            elif kind == "refused_data":
-                batch.append(frame(DATA, 0, 201, b"d" * 4))
-            elif kind == "reset_large_data":  # 4 bytes each
-                batch.append(frame(DATA, 0, 1, b"d" * 4))
-            elif kind == "ended_reset_data":  # 4 bytes each
-                batch.append(frame(DATA, 0, 1, b"d" * 4))
-            elif kind == "reset_empty_data":
-                batch.append(frame(DATA, 0, 1, b""))
-            elif kind == "reset_big_data":  # what an upload's DATA costs: never charged
-                batch.append(frame(DATA, 0, 1, b"d" * 1024))
-            elif kind == "closed_headers":  # trailers, as if they crossed our END_STREAM
-                batch.append(frame(HEADERS, END_HEADERS | END_STREAM, 1, c.block([("x-t", "1")])))
-            elif kind == "closed_continuation":  # blocks of 7 frames (an HPACK bomb's shape)
-                if len(batch) < CLOSED_BLOCKS_PER_BATCH:
-                    batch.append(frame(HEADERS, END_STREAM, 1) + b"".join(
-                        frame(CONTINUATION, END_HEADERS if i == 5 else 0, 1) for i in range(6)))
-            elif kind == "hpack_bomb":
-                if len(batch) < 4:  # ~600 KB per batch
-                    batch.append(hpack_bomb(sid))
-                    sid += 2
+            data, sid = f.unit(c, sid, sent, len(batch))
+            if data:
+                batch.append(data)
             sent += 1
-        if kind == "small_data":  # 1 byte each, on the open upload
+        if kind == "small_data":
             batch, sent = [small_batch], sent + per_batch
         c.send(b"".join(batch))
-        if kind == "window_reset":
+        if f.sync == "resets":
             # Streams Portico resets stay open until their RST_STREAM is written: a batch sent
             # before those of the last one arrived may open more than the 100 streams allowed,
             # which ends the connection with PROTOCOL_ERROR instead (README,
             # http2_max_concurrent_streams). MadeYouReset stays within the limit the same way.
             c.pump(lambda: done() or all(c.st(s)["rst"] is not None for s in range(first, sid, 2)),
                    deadline)
-        elif kind.endswith("_continuation") or kind.startswith("reset_") or \
-                kind in ("refused_data", "ended_reset_data"):
+        elif f.sync == "ping":
             # Blocks counted up to the GOAWAY are blocks Portico read: a PING after each batch,
             # its ACK awaited (on a loaded host the old count was of what the socket took
             # before the GOAWAY was read: 140 of a bound of 120 once, 8 runs at once).
@@ -1955,7 +2008,7 @@ MODES = {
     "drain_raced": (drain_raced, int),
     "drain_flood": (drain_flood, int),
     "bombs": (bombs, int),
-    "flood": (flood, str),
+    "flood": (flood, choice(*FLOODS)),
 }
 
 
