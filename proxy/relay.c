@@ -599,7 +599,6 @@ static void read_heads(struct exchange *ex)
             return; /* a fault's response_delay: the response comes in when it is over */
         if (ex->pc.current != PHASE_READ) {
             ex->response_byte = true;
-            drop_replay(ex); /* an answer began: the request will not go again */
             ex_phase(ex, PHASE_READ);
         }
         if (client_full(ex))
@@ -635,6 +634,10 @@ static void read_heads(struct exchange *ex)
             return;
         }
         int code = resp.status;
+        /* The origin's idle timeout met the request on a pooled connection (ex_resend_408). */
+        if (code == HTTP_REQUEST_TIMEOUT && ex_resend_408(ex))
+            return;
+        drop_replay(ex); /* an answer began: the request will not go again */
         if (code >= HTTP_OK) {
             forward_head(ex, &resp, (size_t)rc);
             return;
@@ -761,8 +764,11 @@ void relay_resume(struct exchange *ex)
         return;
     ex->upstream_paused = false;
     sock_read(ex->usock, true);
+    unsigned attempt = ex->attempts;
     if (ex->resp_state == RESP_HEAD)
         read_heads(ex);
+    if (ex->attempts != attempt)
+        return; /* a 408 sent the request again (ex_resend_408): this connection is gone */
     if (ex->resp_state == RESP_BODY && ex->outcome == OUTCOME_OPEN)
         relay_body(ex);
     if (ex->outcome == OUTCOME_OPEN && !ex->upstream_paused && sock_at_eof(ex->usock))
@@ -799,9 +805,12 @@ static bool handshake_refused(struct exchange *ex, char *why, size_t size)
  * each time the input went, as the tunnel's pump_remains does. */
 static void origin_eof(struct exchange *ex)
 {
+    unsigned attempt = ex->attempts;
     do {
         if (ex->resp_state == RESP_HEAD)
             read_heads(ex); /* a complete head may have come with the EOF */
+        if (ex->attempts != attempt)
+            return; /* a 408 sent the request again (ex_resend_408): this connection is gone */
         if (ex->resp_state == RESP_BODY && ex->outcome == OUTCOME_OPEN)
             relay_body(ex);
         if (ex->outcome != OUTCOME_OPEN || ex->upstream_paused)
