@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "portico/config.h"
 #include "portico/headers.h"
@@ -446,6 +447,29 @@ static bool has_other_coding(const struct h1_response *resp)
 }
 
 /* The final response head: forward it and commit the status. */
+/* Whether resp challenges with a scheme that authenticates the connection rather than each
+ * request (NTLM, Negotiate: RFC 4559), in a 401's WWW-Authenticate or a 407's
+ * Proxy-Authenticate. Such a connection is the client's alone: pooled for anyone, the next
+ * client would be served as the one who authenticated it (HAProxy makes it private, Squid pins
+ * it). Only those two statuses are looked at: no cost on any other response. */
+static bool connection_auth(const struct h1_response *resp)
+{
+    static const char www[] = "www-authenticate", proxy[] = "proxy-authenticate";
+    const char *name = resp->status == HTTP_UNAUTHORIZED ? www
+                       : resp->status == HTTP_PROXY_AUTHENTICATION_REQUIRED ? proxy
+                                                                            : NULL;
+    if (!name)
+        return false;
+    size_t len = strlen(name);
+    for (size_t i = 0; i < resp->nfields; i++) {
+        const struct h1_field *f = &resp->fields[i];
+        if (f->name_len == len && strncasecmp(f->name, name, len) == 0 && f->value_len >= 4 &&
+            (strncasecmp(f->value, "NTLM", 4) == 0 || strncasecmp(f->value, "Nego", 4) == 0))
+            return true;
+    }
+    return false;
+}
+
 static void forward_head(struct exchange *ex, const struct h1_response *resp, size_t head_len)
 {
     struct h1_error err;
@@ -513,6 +537,8 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
         return;
     ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
     ex->status = ex->upstream_status = resp->status;
+    if (ex->uc && connection_auth(resp))
+        upconn_make_private(ex->uc, ex->ds.peer->conn_id);
     if (resp->status == HTTP_OK)
         interim_learn(ex, resp);
     size_t max_trailers = (size_t)ex->cfg->max_header_size;

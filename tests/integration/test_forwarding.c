@@ -3253,6 +3253,83 @@ static void test_pooled_connection_back_to_its_owner(void **state)
     fake_origin_stop(o);
 }
 
+/* ---- connection-based authentication: NTLM, Negotiate ---- */
+
+static const struct fo_step ntlm_challenge[] = {
+    FO_RESPOND(401, "WWW-Authenticate: NTLM TlRMTVNTUAACAAAADAAMADAAAAA=\r\n", "no\n", FO_LENGTH),
+    FO_END(),
+};
+static const struct fo_step negotiate_challenge[] = {
+    FO_RESPOND(401, "WWW-Authenticate: Basic realm=\"x\"\r\nWWW-Authenticate: Negotiate\r\n",
+               "no\n", FO_LENGTH),
+    FO_END(),
+};
+static const struct fo_step proxy_ntlm_challenge[] = {
+    FO_RESPOND(407, "Proxy-Authenticate: NTLM\r\n", "no\n", FO_LENGTH), FO_END(),
+};
+static const struct fo_step basic_challenge[] = {
+    FO_RESPOND(401, "WWW-Authenticate: Basic realm=\"x\"\r\n", "no\n", FO_LENGTH), FO_END(),
+};
+
+/* "/challenge" gets the row's challenge (pick_arg); anything else the default answer, which
+ * names its origin connection (X-Origin-Conn). */
+static const struct fo_step *pick_challenge(const struct fo_request_info *req, void *arg)
+{
+    return strstr(req->head, "/challenge") ? (const struct fo_step *)arg : stale_ok;
+}
+
+/* An origin that challenges with NTLM or Negotiate authenticates the connection, not the
+ * request: once the client answers the challenge on it, whatever comes on that connection is
+ * that user's. Pooled for anyone, it served the next client as the user who authenticated it
+ * (HAProxy makes such a connection private to its client, Squid pins it). settle_time = 0: any
+ * request may take a released connection at once. Client A is challenged on origin connection 0;
+ * client B must not get it (a new one, 1), and A gets it back. A Basic challenge authenticates
+ * requests only: B takes connection 0. The binary before gave B connection 0 in every row. */
+static void test_connection_auth_private(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *why;
+        const struct fo_step *challenge;
+        int status;
+        const char *b_conn; /* the origin connection client B gets */
+    } rows[] = {
+        {"401 NTLM", ntlm_challenge, 401, "1"},
+        {"401 Negotiate, after Basic", negotiate_challenge, 401, "1"},
+        {"407 NTLM", proxy_ntlm_challenge, 407, "1"},
+        {"401 Basic: shared", basic_challenge, 401, "0"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        print_message("  %s\n", rows[i].why);
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_challenge,
+                                         .pick_arg = (void *)(uintptr_t)rows[i].challenge };
+        struct fake_origin *o = fake_origin_start(&opts);
+        assert_non_null(o);
+        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                           "settle_time = 0\n", fake_origin_port(o));
+        struct raw_conn *a = px_connect(h), *b = px_connect(h);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(a, "GET /challenge HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(a, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, rows[i].status);
+        raw_response_free(&r);
+        assert_int_equal(raw_send_str(b, "GET /b HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(b, &r, PX_IO_MS), 0);
+        if (strcmp(raw_header(&r, "X-Origin-Conn"), rows[i].b_conn) != 0)
+            fail_msg("%s: client B got origin connection %s, want %s", rows[i].why,
+                     raw_header(&r, "X-Origin-Conn"), rows[i].b_conn);
+        raw_response_free(&r);
+        assert_int_equal(raw_send_str(a, "GET /a HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(a, &r, PX_IO_MS), 0);
+        assert_string_equal(raw_header(&r, "X-Origin-Conn"), "0");
+        raw_response_free(&r);
+        raw_close(a);
+        raw_close(b);
+        px_stop(h);
+        fake_origin_stop(o);
+    }
+}
+
 /* The origin closes its keep-alive connection after 20 ms of idle. Seen by Portico while the
  * connection sits in the pool, it is dropped there: the next request opens a fresh one, no
  * retry needed. (The client's own keep-alive timeout, 300 ms, is the clock: once Portico has
@@ -3519,6 +3596,7 @@ int main(void)
         cmocka_unit_test(test_early_answer_then_reset),
         cmocka_unit_test(test_big_early_answer_then_reset),
         cmocka_unit_test(test_byte_by_byte),
+        cmocka_unit_test(test_connection_auth_private),
         cmocka_unit_test(test_pooled_closed_while_idle),
         cmocka_unit_test(test_pool_settles_without_traffic),
         cmocka_unit_test(test_pool_settles_early_past_its_bound),
