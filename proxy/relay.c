@@ -446,7 +446,6 @@ static bool has_other_coding(const struct h1_response *resp)
     return false;
 }
 
-/* The final response head: forward it and commit the status. */
 /* Whether resp challenges with a scheme that authenticates the connection rather than each
  * request (NTLM, Negotiate: RFC 4559), in a 401's WWW-Authenticate or a 407's
  * Proxy-Authenticate. Such a connection is the client's alone: pooled for anyone, the next
@@ -470,6 +469,7 @@ static bool connection_auth(const struct h1_response *resp)
     return false;
 }
 
+/* The final response head: forward it and commit the status. */
 static void forward_head(struct exchange *ex, const struct h1_response *resp, size_t head_len)
 {
     struct h1_error err;
