@@ -32,6 +32,7 @@
 
 #include <cmocka.h>
 
+#include "../support/certs.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
 #include "../support/oom.h"
@@ -690,17 +691,25 @@ static const struct stale_row stale_rows[] = {
       "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 408, NULL, 2 },
 };
 
-static void test_stale_pooled_connection(void **state)
+/* The rows, on plain TCP or over TLS (whose close is a close_notify, then the FIN). */
+static void run_stale_rows(bool tls)
 {
-    (void)state;
     for (size_t i = 0; i < ARRAY_SIZE(stale_rows); i++) {
         const struct stale_row *row = &stale_rows[i];
-        print_message("%s\n", row->why);
+        print_message("%s%s\n", row->why, tls ? ", TLS" : "");
         struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = row->pick,
                                          .pick_arg = (void *)(uintptr_t)row->later };
+        if (tls) {
+            const struct test_certs *certs = certs_get();
+            assert_non_null(certs);
+            opts.tls_cert = certs->server_cert;
+            opts.tls_key = certs->server_key;
+        }
         struct fake_origin *o = fake_origin_start(&opts);
         assert_non_null(o);
-        struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n%s",
+                                     fake_origin_port(o),
+                                     tls ? "tls = on\nca_file = {{certs}}/ca.pem\n" : "");
         struct raw_conn *c = px_connect(h);
         struct raw_response r;
 
@@ -729,6 +738,18 @@ static void test_stale_pooled_connection(void **state)
         px_stop(h);
         fake_origin_stop(o);
     }
+}
+
+static void test_stale_pooled_connection(void **state)
+{
+    (void)state;
+    run_stale_rows(false);
+}
+
+static void test_stale_pooled_connection_tls(void **state)
+{
+    (void)state;
+    run_stale_rows(true);
 }
 
 /* ---- hop-by-hop fields, Via, X-Forwarded-*, Host: exact bytes ---- */
@@ -3568,6 +3589,7 @@ int main(void)
         cmocka_unit_test(test_request_trailers_filtered),
         cmocka_unit_test(test_response_trailers_filtered),
         cmocka_unit_test(test_stale_pooled_connection),
+        cmocka_unit_test(test_stale_pooled_connection_tls),
         cmocka_unit_test(test_request_hop_by_hop),
         cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_real_ip),
