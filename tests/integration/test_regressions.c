@@ -13,7 +13,8 @@
  *      not end a close-delimited body: that is cut, RFC 9112 9.8)
  *   6. verify = off: a failed handshake is never a certificate failure
  *   7. access log: reused=yes on a pooled connection that failed, retried=yes; the resend's
- *      timings are its own (first_byte used to start with the dead attempt's wait)
+ *      timings are its own (first_byte used to start with the dead attempt's wait); a 408 that a
+ *      pooled connection answers first (the origin's idle timeout) is resent and logged so
  *   8. reload: connections queued or just accepted by the old worker are served (the binary
  *      before the fix reset some in most plain runs, seldom under ASan: a race it cannot force)
  *   9. TLS client: lingering close with close_notify, the early 413 is not destroyed by a reset
