@@ -571,21 +571,48 @@ void ex_refuse(struct exchange *ex, int status, const char *reason, bool close)
     ex_end(ex, OUTCOME_DONE);
 }
 
-/* Whether a failure may be retried on a fresh connection: a pooled connection the origin closed
- * while idle, with no answer to this request, and
+/* Whether the request may go again on a fresh connection after its pooled one turned out to be
+ * stale (stale_pooled, ex_resend_408): once, before any answer was forwarded, and
  *   - the request may go twice: its method is idempotent, or the origin closed before any byte
  *     of it arrived (upconn_request_unseen: an idle timeout that met the request; RFC 9110
  *     9.2.2 lets a request known never to have been applied go again, as HTTP/2's
  *     REFUSED_STREAM does), and
  *   - we can send it again: no body byte was taken from the client yet, or all that was taken
  *     is kept (replay, up to REPLAY_MAX). */
-static bool stale_pooled(const struct exchange *ex, enum phase phase, enum cause cause)
+static bool stale_resendable(const struct exchange *ex)
 {
     bool body_again = (ex->req_body.bytes == 0 && !ex->req_body.trailers_started) || ex->replay;
-    return ex->uc && upconn_requests(ex->uc) > 1 && !ex->retried && !ex->response_byte &&
-           ex->resp_state == RESP_HEAD && (phase == PHASE_SEND || phase == PHASE_FIRST_BYTE) &&
-           (cause == CAUSE_EOF || cause == CAUSE_RESET || cause == CAUSE_IO) && body_again &&
-           (request_idempotent(ex->req.method_id) || upconn_request_unseen(ex->uc));
+    return ex->uc && upconn_requests(ex->uc) > 1 && !ex->retried && ex->resp_state == RESP_HEAD &&
+           body_again && (request_idempotent(ex->req.method_id) || upconn_request_unseen(ex->uc));
+}
+
+/* Whether a failure may be retried on a fresh connection: a pooled connection the origin closed
+ * while idle, with no answer to this request (stale_resendable says when). */
+static bool stale_pooled(const struct exchange *ex, enum phase phase, enum cause cause)
+{
+    return !ex->response_byte && (phase == PHASE_SEND || phase == PHASE_FIRST_BYTE) &&
+           (cause == CAUSE_EOF || cause == CAUSE_RESET || cause == CAUSE_IO) &&
+           stale_resendable(ex);
+}
+
+/* The request goes again, once, on a fresh connection to the same origin, outside `retries`. */
+static void resend_fresh(struct exchange *ex)
+{
+    ex->retried = true;
+    metrics_add(ex->loop->metrics, M_UPSTREAM_RETRIES, 1);
+    phase_next_attempt(&ex->pc, ex->now);
+    relay_drop(ex);
+    ex->detail[0] = '\0';
+    relay_connect(ex);
+}
+
+bool ex_resend_408(struct exchange *ex)
+{
+    if (ex->interim_seen || !stale_resendable(ex))
+        return false;
+    ex->response_byte = false; /* the 408 was no answer to this request */
+    resend_fresh(ex);
+    return true;
 }
 
 /* ex_fail once ex->detail is written. */
@@ -593,12 +620,7 @@ static void fail_detailed(struct exchange *ex, enum phase phase, enum cause caus
                           uint64_t limit_ms)
 {
     if (stale_pooled(ex, phase, cause)) {
-        ex->retried = true;
-        metrics_add(ex->loop->metrics, M_UPSTREAM_RETRIES, 1);
-        phase_next_attempt(&ex->pc, ex->now);
-        relay_drop(ex);
-        ex->detail[0] = '\0';
-        relay_connect(ex);
+        resend_fresh(ex);
         return;
     }
     /* a simulated failure is the exchange's: another origin would only meet it again */

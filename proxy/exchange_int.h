@@ -202,6 +202,12 @@ static inline int ex_client_addr(const struct exchange *ex, struct fault_addr *o
 /* Ends the exchange with outcome o (the one setter); the entry point's settle() finishes it. */
 void ex_end(struct exchange *ex, enum outcome o);
 
+/* A 408 was the first thing a pooled connection answered: the origin's idle timeout that met
+ * the request (RFC 9110 15.5.9: it "MAY" go again on a new connection), not its answer. Resends
+ * it once on a fresh connection as after a stale pooled connection's close, and true; false
+ * when it may not go again (then the 408 is the answer). */
+bool ex_resend_408(struct exchange *ex);
+
 /* An upstream failure in phase with cause: a retry on a fresh connection, an error response, or
  * an abort when the head already went. */
 void ex_fail(struct exchange *ex, enum phase phase, enum cause cause, uint64_t limit_ms,

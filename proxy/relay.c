@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "portico/config.h"
 #include "portico/headers.h"
@@ -445,6 +446,29 @@ static bool has_other_coding(const struct h1_response *resp)
     return false;
 }
 
+/* Whether resp challenges with a scheme that authenticates the connection rather than each
+ * request (NTLM, Negotiate: RFC 4559), in a 401's WWW-Authenticate or a 407's
+ * Proxy-Authenticate. Such a connection is the client's alone: pooled for anyone, the next
+ * client would be served as the one who authenticated it (HAProxy makes it private, Squid pins
+ * it). Only those two statuses are looked at: no cost on any other response. */
+static bool connection_auth(const struct h1_response *resp)
+{
+    static const char www[] = "www-authenticate", proxy[] = "proxy-authenticate";
+    const char *name = resp->status == HTTP_UNAUTHORIZED ? www
+                       : resp->status == HTTP_PROXY_AUTHENTICATION_REQUIRED ? proxy
+                                                                            : NULL;
+    if (!name)
+        return false;
+    size_t len = strlen(name);
+    for (size_t i = 0; i < resp->nfields; i++) {
+        const struct h1_field *f = &resp->fields[i];
+        if (f->name_len == len && strncasecmp(f->name, name, len) == 0 && f->value_len >= 4 &&
+            (strncasecmp(f->value, "NTLM", 4) == 0 || strncasecmp(f->value, "Nego", 4) == 0))
+            return true;
+    }
+    return false;
+}
+
 /* The final response head: forward it and commit the status. */
 static void forward_head(struct exchange *ex, const struct h1_response *resp, size_t head_len)
 {
@@ -513,6 +537,8 @@ static void forward_head(struct exchange *ex, const struct h1_response *resp, si
         return;
     ex->ds.ops->head(ex->ds.ctx, &head, &ex->sink);
     ex->status = ex->upstream_status = resp->status;
+    if (ex->uc && connection_auth(resp))
+        upconn_make_private(ex->uc, ex->ds.peer->conn_id);
     if (resp->status == HTTP_OK)
         interim_learn(ex, resp);
     size_t max_trailers = (size_t)ex->cfg->max_header_size;
@@ -599,7 +625,6 @@ static void read_heads(struct exchange *ex)
             return; /* a fault's response_delay: the response comes in when it is over */
         if (ex->pc.current != PHASE_READ) {
             ex->response_byte = true;
-            drop_replay(ex); /* an answer began: the request will not go again */
             ex_phase(ex, PHASE_READ);
         }
         if (client_full(ex))
@@ -635,6 +660,10 @@ static void read_heads(struct exchange *ex)
             return;
         }
         int code = resp.status;
+        /* The origin's idle timeout met the request on a pooled connection (ex_resend_408). */
+        if (code == HTTP_REQUEST_TIMEOUT && ex_resend_408(ex))
+            return;
+        drop_replay(ex); /* an answer began: the request will not go again */
         if (code >= HTTP_OK) {
             forward_head(ex, &resp, (size_t)rc);
             return;
@@ -761,8 +790,11 @@ void relay_resume(struct exchange *ex)
         return;
     ex->upstream_paused = false;
     sock_read(ex->usock, true);
+    unsigned attempt = ex->attempts;
     if (ex->resp_state == RESP_HEAD)
         read_heads(ex);
+    if (ex->attempts != attempt)
+        return; /* a 408 sent the request again (ex_resend_408): this connection is gone */
     if (ex->resp_state == RESP_BODY && ex->outcome == OUTCOME_OPEN)
         relay_body(ex);
     if (ex->outcome == OUTCOME_OPEN && !ex->upstream_paused && sock_at_eof(ex->usock))
@@ -799,9 +831,12 @@ static bool handshake_refused(struct exchange *ex, char *why, size_t size)
  * each time the input went, as the tunnel's pump_remains does. */
 static void origin_eof(struct exchange *ex)
 {
+    unsigned attempt = ex->attempts;
     do {
         if (ex->resp_state == RESP_HEAD)
             read_heads(ex); /* a complete head may have come with the EOF */
+        if (ex->attempts != attempt)
+            return; /* a 408 sent the request again (ex_resend_408): this connection is gone */
         if (ex->resp_state == RESP_BODY && ex->outcome == OUTCOME_OPEN)
             relay_body(ex);
         if (ex->outcome != OUTCOME_OPEN || ex->upstream_paused)

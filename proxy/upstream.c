@@ -1032,3 +1032,8 @@ void upconn_mark_used(struct upconn *c)
 {
     c->requests++;
 }
+
+void upconn_make_private(struct upconn *c, uint64_t owner)
+{
+    c->private_owner = owner;
+}

@@ -78,6 +78,8 @@ struct upconn {
     unsigned requests;
     uint64_t released_us;                  /* when it last entered the pool */
     uint64_t owner;                        /* client connection that released it */
+    uint64_t private_owner;                /* the one client connection that may take it
+                                              (upconn_make_private); 0: any */
     int64_t acked_at_take;                 /* sock_bytes_acked when taken from the pool for a
                                               request that cannot be resent by its method; -1:
                                               not asked (upconn_request_unseen) */

@@ -238,13 +238,14 @@ static struct upconn *find_owned(struct upstream_pool *pool, int origin, uint64_
     return NULL;
 }
 
-/* The oldest settled connection to origin, still usable, or NULL. */
+/* The oldest settled connection to origin, still usable, or NULL; never one private to a
+ * client connection (upconn_make_private), which only its owner takes (find_owned). */
 static struct upconn *find_settled(struct upstream_pool *pool, int origin, bool ask_kernel)
 {
     struct upconn *c = TAILQ_FIRST(&pool->idle), *next;
     for (; c; c = next) {
         next = TAILQ_NEXT(c, link);
-        if (c->origin == origin && !spoiled(c, ask_kernel))
+        if (c->origin == origin && !c->private_owner && !spoiled(c, ask_kernel))
             return c;
     }
     return NULL;
@@ -307,7 +308,10 @@ void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us_)
      * the pool was last used are moved first: settling is seen lazily, and they are not
      * settling any more for the bound. */
     pool_settle(pool, up, now_us_);
+    /* A private connection released to no owner or another (after a response with no body)
+     * would wait for no one: it goes. */
     if (up->keepalive == 0 || c->state != UC_ACTIVE || c->sock.state != SOCK_OPEN ||
+        (c->private_owner && owner != c->private_owner) ||
         sock_peer_closed(&c->sock) || c->loop->state != LOOP_RUNNING ||
         !settling_room(c, now_us_)) {
         upconn_free(c);

@@ -120,6 +120,10 @@ unsigned upconn_requests(const struct upconn *c);
 bool upconn_request_unseen(const struct upconn *c);
 void upconn_mark_used(struct upconn *c);
 
+/* Binds c to one client connection (owner, its conn_id) for good: the origin authenticates the
+ * connection itself (NTLM, Negotiate), so no other client may take it from the pool. */
+void upconn_make_private(struct upconn *c, uint64_t owner);
+
 /* Idle pooled connections of a loop, for metrics. */
 size_t upstream_pools_idle(const struct loop *l);
 

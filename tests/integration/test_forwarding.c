@@ -32,6 +32,7 @@
 
 #include <cmocka.h>
 
+#include "../support/certs.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
 #include "../support/oom.h"
@@ -611,6 +612,11 @@ static const struct fo_step stale_ok[] = { FO_RESPOND_OK(), FO_END() };
 static const struct fo_step stale_ok_then_close[] = { FO_RESPOND_OK(), FO_CLOSE(), FO_END() };
 static const struct fo_step stale_close[] = { FO_CLOSE(), FO_END() };
 static const struct fo_step stale_rst[] = { FO_RST(), FO_END() };
+/* The origin's idle timeout fired as the request crossed it: its 408 (RFC 9110 15.5.9: "the
+ * client MAY repeat that request on a new connection"), then its close. */
+#define STALE_408                                                                                  \
+    "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+static const struct fo_step stale_408[] = { FO_SEND(STALE_408), FO_CLOSE(), FO_END() };
 
 /* First request of each connection answered; a later one on the same connection meets what
  * the row's arg says: a close or a reset with nothing sent (the origin had "timed out" the
@@ -618,6 +624,14 @@ static const struct fo_step stale_rst[] = { FO_RST(), FO_END() };
 static const struct fo_step *pick_stale(const struct fo_request_info *req, void *arg)
 {
     return req->index_in_conn == 0 ? stale_ok : (const struct fo_step *)arg;
+}
+
+/* Every connection's first request is answered 408, but the first connection's first: a 408
+ * that a fresh connection gives is the origin's answer, which goes to the client. */
+static const struct fo_step *pick_408_everywhere(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return req->conn == 0 && req->index_in_conn == 0 ? stale_ok : stale_408;
 }
 
 static const struct fo_step *pick_close_after_one(const struct fo_request_info *req, void *arg)
@@ -662,19 +676,40 @@ static const struct stale_row stale_rows[] = {
     /* a body was sent: kept likewise, and resent */
     { "FIN on reuse after a body", pick_stale, stale_close,
       "PUT /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc", 200, "1", 2 },
+    /* a 408 as the reused connection got the request: the origin's idle timeout, not an answer
+     * to it; resent on a fresh connection as its close would be (the client got the 408) */
+    { "408 on reuse", pick_stale, stale_408, "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, "1",
+      2 },
+    /* its body was kept, and goes again */
+    { "408 on reuse after a body", pick_stale, stale_408,
+      "PUT /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc", 200, "1", 2 },
+    /* a POST the origin read (acknowledged) is not sent twice: its 408 is the answer */
+    { "408 on reuse, POST", pick_stale, stale_408,
+      "POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc", 408, NULL, 1 },
+    /* once only: the fresh connection's 408 is the origin's answer */
+    { "408 on reuse and on the fresh connection", pick_408_everywhere, NULL,
+      "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 408, NULL, 2 },
 };
 
-static void test_stale_pooled_connection(void **state)
+/* The rows, on plain TCP or over TLS (whose close is a close_notify, then the FIN). */
+static void run_stale_rows(bool tls)
 {
-    (void)state;
     for (size_t i = 0; i < ARRAY_SIZE(stale_rows); i++) {
         const struct stale_row *row = &stale_rows[i];
-        print_message("%s\n", row->why);
+        print_message("%s%s\n", row->why, tls ? ", TLS" : "");
         struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = row->pick,
                                          .pick_arg = (void *)(uintptr_t)row->later };
+        if (tls) {
+            const struct test_certs *certs = certs_get();
+            assert_non_null(certs);
+            opts.tls_cert = certs->server_cert;
+            opts.tls_key = certs->server_key;
+        }
         struct fake_origin *o = fake_origin_start(&opts);
         assert_non_null(o);
-        struct harness *h = px_start_origin(fake_origin_port(o), NULL);
+        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n%s",
+                                     fake_origin_port(o),
+                                     tls ? "tls = on\nca_file = {{certs}}/ca.pem\n" : "");
         struct raw_conn *c = px_connect(h);
         struct raw_response r;
 
@@ -692,8 +727,10 @@ static void test_stale_pooled_connection(void **state)
         if (row->origin_conn) {
             assert_string_equal(raw_header(&r, "X-Origin-Conn"), row->origin_conn);
             assert_string_equal(r.body, "ok\n");
-        } else {
+        } else if (r.status >= 500) {
             assert_non_null(raw_header(&r, "Portico-Error"));
+        } else { /* the origin's own answer, relayed */
+            assert_null(raw_header(&r, "Portico-Error"));
         }
         raw_response_free(&r);
         assert_int_equal(fake_origin_connections(o), row->connections);
@@ -701,6 +738,18 @@ static void test_stale_pooled_connection(void **state)
         px_stop(h);
         fake_origin_stop(o);
     }
+}
+
+static void test_stale_pooled_connection(void **state)
+{
+    (void)state;
+    run_stale_rows(false);
+}
+
+static void test_stale_pooled_connection_tls(void **state)
+{
+    (void)state;
+    run_stale_rows(true);
 }
 
 /* ---- hop-by-hop fields, Via, X-Forwarded-*, Host: exact bytes ---- */
@@ -3225,6 +3274,83 @@ static void test_pooled_connection_back_to_its_owner(void **state)
     fake_origin_stop(o);
 }
 
+/* ---- connection-based authentication: NTLM, Negotiate ---- */
+
+static const struct fo_step ntlm_challenge[] = {
+    FO_RESPOND(401, "WWW-Authenticate: NTLM TlRMTVNTUAACAAAADAAMADAAAAA=\r\n", "no\n", FO_LENGTH),
+    FO_END(),
+};
+static const struct fo_step negotiate_challenge[] = {
+    FO_RESPOND(401, "WWW-Authenticate: Basic realm=\"x\"\r\nWWW-Authenticate: Negotiate\r\n",
+               "no\n", FO_LENGTH),
+    FO_END(),
+};
+static const struct fo_step proxy_ntlm_challenge[] = {
+    FO_RESPOND(407, "Proxy-Authenticate: NTLM\r\n", "no\n", FO_LENGTH), FO_END(),
+};
+static const struct fo_step basic_challenge[] = {
+    FO_RESPOND(401, "WWW-Authenticate: Basic realm=\"x\"\r\n", "no\n", FO_LENGTH), FO_END(),
+};
+
+/* "/challenge" gets the row's challenge (pick_arg); anything else the default answer, which
+ * names its origin connection (X-Origin-Conn). */
+static const struct fo_step *pick_challenge(const struct fo_request_info *req, void *arg)
+{
+    return strstr(req->head, "/challenge") ? (const struct fo_step *)arg : stale_ok;
+}
+
+/* An origin that challenges with NTLM or Negotiate authenticates the connection, not the
+ * request: once the client answers the challenge on it, whatever comes on that connection is
+ * that user's. Pooled for anyone, it served the next client as the user who authenticated it
+ * (HAProxy makes such a connection private to its client, Squid pins it). settle_time = 0: any
+ * request may take a released connection at once. Client A is challenged on origin connection 0;
+ * client B must not get it (a new one, 1), and A gets it back. A Basic challenge authenticates
+ * requests only: B takes connection 0. The binary before gave B connection 0 in every row. */
+static void test_connection_auth_private(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *why;
+        const struct fo_step *challenge;
+        int status;
+        const char *b_conn; /* the origin connection client B gets */
+    } rows[] = {
+        {"401 NTLM", ntlm_challenge, 401, "1"},
+        {"401 Negotiate, after Basic", negotiate_challenge, 401, "1"},
+        {"407 NTLM", proxy_ntlm_challenge, 407, "1"},
+        {"401 Basic: shared", basic_challenge, 401, "0"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        print_message("  %s\n", rows[i].why);
+        struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_challenge,
+                                         .pick_arg = (void *)(uintptr_t)rows[i].challenge };
+        struct fake_origin *o = fake_origin_start(&opts);
+        assert_non_null(o);
+        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                           "settle_time = 0\n", fake_origin_port(o));
+        struct raw_conn *a = px_connect(h), *b = px_connect(h);
+        struct raw_response r;
+        assert_int_equal(raw_send_str(a, "GET /challenge HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(a, &r, PX_IO_MS), 0);
+        assert_int_equal(r.status, rows[i].status);
+        raw_response_free(&r);
+        assert_int_equal(raw_send_str(b, "GET /b HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(b, &r, PX_IO_MS), 0);
+        if (strcmp(raw_header(&r, "X-Origin-Conn"), rows[i].b_conn) != 0)
+            fail_msg("%s: client B got origin connection %s, want %s", rows[i].why,
+                     raw_header(&r, "X-Origin-Conn"), rows[i].b_conn);
+        raw_response_free(&r);
+        assert_int_equal(raw_send_str(a, "GET /a HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(raw_read_response(a, &r, PX_IO_MS), 0);
+        assert_string_equal(raw_header(&r, "X-Origin-Conn"), "0");
+        raw_response_free(&r);
+        raw_close(a);
+        raw_close(b);
+        px_stop(h);
+        fake_origin_stop(o);
+    }
+}
+
 /* The origin closes its keep-alive connection after 20 ms of idle. Seen by Portico while the
  * connection sits in the pool, it is dropped there: the next request opens a fresh one, no
  * retry needed. (The client's own keep-alive timeout, 300 ms, is the clock: once Portico has
@@ -3463,6 +3589,7 @@ int main(void)
         cmocka_unit_test(test_request_trailers_filtered),
         cmocka_unit_test(test_response_trailers_filtered),
         cmocka_unit_test(test_stale_pooled_connection),
+        cmocka_unit_test(test_stale_pooled_connection_tls),
         cmocka_unit_test(test_request_hop_by_hop),
         cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_real_ip),
@@ -3491,6 +3618,7 @@ int main(void)
         cmocka_unit_test(test_early_answer_then_reset),
         cmocka_unit_test(test_big_early_answer_then_reset),
         cmocka_unit_test(test_byte_by_byte),
+        cmocka_unit_test(test_connection_auth_private),
         cmocka_unit_test(test_pooled_closed_while_idle),
         cmocka_unit_test(test_pool_settles_without_traffic),
         cmocka_unit_test(test_pool_settles_early_past_its_bound),

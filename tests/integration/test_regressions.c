@@ -13,7 +13,8 @@
  *      not end a close-delimited body: that is cut, RFC 9112 9.8)
  *   6. verify = off: a failed handshake is never a certificate failure
  *   7. access log: reused=yes on a pooled connection that failed, retried=yes; the resend's
- *      timings are its own (first_byte used to start with the dead attempt's wait)
+ *      timings are its own (first_byte used to start with the dead attempt's wait); a 408 that a
+ *      pooled connection answers first (the origin's idle timeout) is resent and logged so
  *   8. reload: connections queued or just accepted by the old worker are served (the binary
  *      before the fix reset some in most plain runs, seldom under ASan: a race it cannot force)
  *   9. TLS client: lingering close with close_notify, the early 413 is not destroyed by a reset
@@ -526,6 +527,44 @@ static void test_access_log_reuse(void **state)
     assert_log(h, "/d", " reused=no", "retried=");
     /* the resend went on a fresh connection */
     assert_log(h, "/stale/e", " reused=no retried=yes", NULL);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
+/* The origin's idle timeout meets "/408" on a connection it already answered on: its 408, then
+ * its close. */
+static const struct fo_step idle_408_step[] = {
+    FO_SEND("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"),
+    FO_CLOSE(), FO_END(),
+};
+
+static const struct fo_step *pick_idle_408(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return req->index_in_conn > 0 && strstr(req->head, "/408") ? idle_408_step : ok_step;
+}
+
+/* A 408 that a pooled connection answers first is the origin's idle timeout, not an answer: the
+ * request went again on a fresh connection, and its access line and the metric say so, as after
+ * a pooled connection's close. The binary before relayed the 408 to the client. */
+static void test_idle_408_resent(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_idle_408 };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n", fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    exchange_status(c, "GET /warm HTTP/1.1\r\nHost: t\r\n\r\n", 200);
+    exchange_status(c, "GET /408 HTTP/1.1\r\nHost: t\r\n\r\n", 200);
+    raw_close(c);
+    assert_true(scrape_metric(harness_port(h, "admin"), "portico_upstream_retries_total",
+                              PX_IO_MS) == 1);
+    assert_int_equal(fake_origin_connections(o), 2);
+    assert_int_equal(harness_stop(h), 0);
+    assert_log(h, "/408", " status=200 ", NULL);
+    assert_log(h, "/408", " reused=no retried=yes attempts=2", NULL);
     harness_free(h);
     fake_origin_stop(o);
 }
@@ -1920,6 +1959,7 @@ int main(void)
         cmocka_unit_test(test_tls_origin_no_close_notify),
         cmocka_unit_test(test_verify_off_handshake_failure),
         cmocka_unit_test(test_access_log_reuse),
+        cmocka_unit_test(test_idle_408_resent),
         cmocka_unit_test(test_resend_timings),
         cmocka_unit_test(test_pooled_close_before_reuse),
         cmocka_unit_test(test_reload_burst),
