@@ -1,6 +1,7 @@
 /*
  * codes.c — `portico codes`: prints the status-code registry (status.h), every meaning of every
- * code, one class, or one code, as an aligned table or as one JSON array. See codes.h.
+ * code, one class, or one code (with the failure types each error profile answers with it), as
+ * an aligned table or as one JSON array. See codes.h.
  *
  * A selector is exactly three characters: a code "100"-"999" or a class "1xx"-"9xx". Anything
  * else is bad usage (exit 2); a well-formed code or class the registry lacks is reported on
@@ -129,13 +130,13 @@ static void put_block(const struct status_info *m)
  * would have an SRE look for a read, where the proxy profile's 598 is a send_timeout too. */
 static void put_failures(int code)
 {
-    int profiles = 0;
+    int shown = 0; /* failure types listed so far: the first one brings the heading */
     for (int p = 0; p < PROFILE_COUNT; p++) {
         int n = 0;
         for (int t = FAIL_NONE + 1; t < FAILURE_COUNT; t++) {
             if (failure_status((enum failure_type)t, (enum error_profile)p, NULL) != code)
                 continue;
-            if (profiles++ == 0)
+            if (shown++ == 0)
                 printf("Portico sends %d for, by error_profile (before any [errors] override):\n",
                        code);
             if (n++ == 0)
