@@ -1,6 +1,7 @@
 /*
  * codes.c — `portico codes`: prints the status-code registry (status.h), every meaning of every
- * code, one class, or one code, as an aligned table or as one JSON array. See codes.h.
+ * code, one class, or one code (with the failure types each error profile answers with it), as
+ * an aligned table or as one JSON array. See codes.h.
  *
  * A selector is exactly three characters: a code "100"-"999" or a class "1xx"-"9xx". Anything
  * else is bad usage (exit 2); a well-formed code or class the registry lacks is reported on
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "portico/failure.h"
 #include "portico/status.h"
 
 #define USAGE "usage: portico codes [--json] [CODE | CLASS]"
@@ -123,6 +125,31 @@ static void put_block(const struct status_info *m)
            status_source_name(m->source), m->note);
 }
 
+/* What Portico itself answers with this code: the failure types each error profile gives it
+ * (failure.h's table, before any [errors] override). "598 Network Read Timeout Error" alone
+ * would have an SRE look for a read, where the proxy profile's 598 is a send_timeout too. */
+static void put_failures(int code)
+{
+    int shown = 0; /* failure types listed so far: the first one brings the heading */
+    for (int p = 0; p < PROFILE_COUNT; p++) {
+        int n = 0;
+        for (int t = FAIL_NONE + 1; t < FAILURE_COUNT; t++) {
+            if (failure_status((enum failure_type)t, (enum error_profile)p, NULL) != code)
+                continue;
+            if (shown++ == 0)
+                printf("Portico sends %d for, by error_profile (before any [errors] override):\n",
+                       code);
+            if (n++ == 0)
+                printf("  %-11s %s", profile_name((enum error_profile)p),
+                       failure_name((enum failure_type)t));
+            else
+                printf(", %s", failure_name((enum failure_type)t));
+        }
+        if (n > 0)
+            putchar('\n');
+    }
+}
+
 /* Prints what q selects. */
 static void list(const struct codes_query *q)
 {
@@ -148,6 +175,8 @@ static void list(const struct codes_query *q)
         printf("%s]\n", n > 0 ? "\n" : "");
     else if (q->scope != SCOPE_CODE)
         printf("\n* marks the phrase Portico sends; `portico codes CODE` explains a code.\n");
+    else
+        put_failures(q->value);
 }
 
 int codes_main(int argc, char **argv)

@@ -3,7 +3,8 @@
  *
  *   portico codes [--json]            every meaning of every code
  *   portico codes [--json] 5xx        one class (1xx-9xx)
- *   portico codes [--json] 499        every meaning of one code, the wire one marked
+ *   portico codes [--json] 499        every meaning of one code, the wire one marked; in text,
+ *                                     the failure types each error profile answers with it
  */
 #ifndef PORTICO_CODES_H
 #define PORTICO_CODES_H

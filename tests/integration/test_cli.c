@@ -619,6 +619,13 @@ static const struct codes_row codes_rows[] = {
     { "former names of 413", { "413" }, 0, 0, 413, "Payload Too Large", NULL },
     { "a code with one meaning", { "200" }, 0, 0, 200, "200 OK  (the phrase Portico sends)",
       NULL },
+    /* what Portico itself answers with a code, by profile: the proxy profile's 598 is a
+     * send_timeout too, not only the read its phrase names */
+    { "598 names Portico's failures", { "598" }, 0, 0, 598,
+      "\n  proxy       send_timeout, first_byte_timeout, read_timeout, total_timeout\n", NULL },
+    { "503 in every profile", { "503" }, 0, 0, 503,
+      "\n  standard    no_healthy_origin\n  cloudflare  no_healthy_origin\n"
+      "  proxy       no_healthy_origin\n", NULL },
     { "json, whole registry", { "--json" }, 0, 0, 0, NULL, NULL },
     { "json, a class", { "--json", "1xx" }, 0, 1, 0, NULL, NULL },
     { "json after the selector", { "499", "--json" }, 0, 0, 499, NULL, NULL },

@@ -21,6 +21,7 @@
 #include "portico/admin.h"
 #include "portico/admin_status.h"
 #include "portico/config.h"
+#include "portico/failure.h"
 #include "portico/generation.h"
 #include "portico/http1.h"
 
@@ -373,6 +374,42 @@ static void test_status_minutes_no_zeros(void **state)
     evbuffer_free(out);
 }
 
+/* The status page says what each failure type it lists means: every type of FAILURE_LIST has its
+ * line in the page's MEANING table (internal_error had none: a 500 for no free local port showed
+ * with an empty explanation), and no_healthy_origin names both kinds of health that mark an
+ * origin down, as README's Failures says (it said passive health only). */
+static void test_status_page_explains_every_failure(void **state)
+{
+    (void)state;
+    struct evbuffer *body = evbuffer_new();
+    assert_non_null(body);
+    const char *type = NULL, *fields = NULL;
+    assert_int_equal(admin_status_render("/", 1, body, &type, &fields), 1);
+    evbuffer_add(body, "", 1);
+    const char *page = (const char *)evbuffer_pullup(body, -1);
+    const char *table = strstr(page, "var MEANING = {");
+    assert_non_null(table);
+    const char *end = strstr(table, "};");
+    assert_non_null(end);
+    for (int t = FAIL_NONE + 1; t < FAILURE_COUNT; t++) {
+        char key[64];
+        snprintf(key, sizeof(key), "\n  %s: '", failure_name((enum failure_type)t));
+        const char *at = strstr(table, key);
+        if (at == NULL || at > end)
+            fail_msg("the status page does not explain %s", failure_name((enum failure_type)t));
+    }
+    const char *noh = strstr(table, "no_healthy_origin: '");
+    assert_non_null(noh);
+    const char *line_end = strstr(noh, "',");
+    if (line_end == NULL || line_end > end)
+        line_end = end;
+    const char *check = strstr(noh, "health_check");
+    if (check == NULL || check > line_end)
+        fail_msg("no_healthy_origin's meaning leaves out the active check: %.*s",
+                 (int)(line_end - noh), noh);
+    evbuffer_free(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -384,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_host_allowed),
         cmocka_unit_test(test_metrics_json),
         cmocka_unit_test(test_status_minutes_no_zeros),
+        cmocka_unit_test(test_status_page_explains_every_failure),
     };
 
     alloc_fail_install(); /* before libevent allocates anything */
