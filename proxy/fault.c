@@ -694,16 +694,55 @@ int fault_rule_check(const struct fault_rule *r, char *why, size_t size)
 
 /* ---- the Portico-Fault header and key=value lists ---- */
 
+/* The keys whose values are request timers, tens of milliseconds to seconds: a bare 5000 there
+ * is milliseconds meant (after and for, windows of minutes to hours, take 3600 as an hour). */
+static const bool ms_usual[FK_COUNT] = {
+    [FK_DELAY] = true,
+    [FK_JITTER] = true,
+    [FK_RESPONSE_DELAY] = true,
+    [FK_INTERIM_INTERVAL] = true,
+};
+
+bool fault_bare_seconds(enum fault_key k, const char *value, char *note, size_t size,
+                        const char **num, size_t *num_len)
+{
+    if ((unsigned)k >= FK_COUNT || !ms_usual[k])
+        return false;
+    /* a run of digits that no letter touches: "5000" in "uniform(100ms, 5000)", not "p99" */
+    for (const char *p = value; *p;) {
+        const char *q = p;
+        while (*q >= '0' && *q <= '9')
+            q++;
+        bool bare = q > p && (p == value || !isalnum((unsigned char)p[-1])) &&
+                    !isalpha((unsigned char)*q);
+        if (bare && duration_bare_note(p, (size_t)(q - p), note, size)) {
+            *num = p;
+            *num_len = (size_t)(q - p);
+            return true;
+        }
+        p = q > p ? q : p + 1;
+    }
+    return false;
+}
+
 int fault_rule_set_key(struct fault_rule *r, const char *key, const char *value, char *why,
                        size_t size)
 {
     int k = fault_key_find(key);
+    char note[64];
+    const char *num;
+    size_t len;
     if (k < 0)
         snprintf(why, size, "unknown key '%s'", key);
     else if (has(r, (enum fault_key)k) && !fault_key_repeatable((enum fault_key)k))
         snprintf(why, size, "'%s' given twice", key);
+    else if (fault_rule_set(r, (enum fault_key)k, value, why, size) != 0)
+        return -1;
+    else if (fault_bare_seconds((enum fault_key)k, value, note, sizeof(note), &num, &len))
+        snprintf(why, size, "%s: %s; write %.*sms for milliseconds, %.*ss for seconds", key, note,
+                 (int)len, num, (int)len, num);
     else
-        return fault_rule_set(r, (enum fault_key)k, value, why, size);
+        return 0;
     return one_line(why, size);
 }
 

@@ -837,6 +837,37 @@ static const struct fo_step exact_length[] = {
     FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabcde"), FO_END(),
 };
 
+/* A bare number of 1000 or more in the header's delays is seconds, where an HAProxy user means
+ * milliseconds: with no channel for a warning, the request gets 400 naming both spellings, and
+ * the origin is not asked. On main: delay=5000 held the request 83 minutes (until the client
+ * left), uniform(10ms,2000) up to 33 minutes. */
+static void test_header_bare_seconds(void **state)
+{
+    (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start_control("header_control = on\n", o);
+    struct raw_response r;
+    ask_with_header(h, "127.0.0.1", "delay=5000; status=503", &r);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(r.body, "400 Bad Request: Portico-Fault: delay: 5000 is 5000 s (1h23m20s); "
+                                "write 5000ms for milliseconds, 5000s for seconds\n");
+    raw_response_free(&r);
+    ask_with_header(h, "127.0.0.1", "response_delay=uniform(10ms,2000)", &r);
+    assert_int_equal(r.status, 400);
+    assert_true(tu_contains(r.body, "response_delay: 2000 is 2000 s (33m20s); write 2000ms"));
+    raw_response_free(&r);
+    assert_int_equal(fake_origin_requests(o), 0);
+    /* below 1000 a bare number is seconds as meant (delay=1 waits 1 s): taken */
+    ask_with_header(h, "127.0.0.1", "delay=0; status=503", &r);
+    assert_int_equal(r.status, 503);
+    raw_response_free(&r);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 static void test_truncate_whole_body(void **state)
 {
     (void)state;
@@ -1039,6 +1070,7 @@ int main(void)
     };
     const struct CMUnitTest control[] = {
         cmocka_unit_test(test_header_control),
+        cmocka_unit_test(test_header_bare_seconds),
         cmocka_unit_test(test_held_head_spares_origin),
         cmocka_unit_test(test_failure_with_origins_down_is_real),
         cmocka_unit_test(test_reset_after_pipelined_answer),

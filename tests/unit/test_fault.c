@@ -282,6 +282,18 @@ static const struct {
     /* control bytes quoted from the input are shown as \xNN: the reason stays one line (found
      * by fuzz_fault) */
     {"de\nlay=2s", "unknown key 'de\\x0alay'"},
+    /* a bare 1000 or more in a delay is seconds where an HAProxy user means milliseconds: with
+     * no channel for a warning, refused naming both spellings; a unit, or below 1000, is taken */
+    {"delay=5000; status=503", "delay: 5000 is 5000 s (1h23m20s); write 5000ms for milliseconds, "
+                               "5000s for seconds"},
+    {"delay=5000s; status=503", NULL},
+    {"delay=5000ms; status=503", NULL},
+    {"delay=999; status=503", NULL},
+    {"delay=2s; jitter=1000; status=503", "jitter: 1000 is 1000 s (16m40s)"},
+    {"response_delay=uniform(100ms, 3600)", "response_delay: 3600 is 3600 s (1h)"},
+    {"delay=lognormal(median=200ms,p99=3000)", "delay: 3000 is 3000 s (50m)"},
+    {"delay=lognormal(p99=3s,median=200ms)", NULL},           /* p99's digits are no number */
+    {"interim=103; interim_interval=1000", "interim_interval: 1000 is 1000 s (16m40s)"},
     {"x\x01y", "'x\\x01y': expected key=value"},
 };
 
