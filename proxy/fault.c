@@ -802,8 +802,8 @@ static int hex_value(char c)
 }
 
 /* One side of a key=value pair, [b, e), into buf: as it is, or with %XX and '+' decoded when
- * url. 0; -1 when a '%' is not followed by two hex digits or decodes to NUL; -2 when it does not
- * fit in buf. */
+ * url. 0; -1 when a '%' is not followed by two hex digits, -3 when it decodes to NUL; -2 when it
+ * does not fit in buf. */
 static int pair_part(const char *b, const char *e, bool url, char *buf, size_t size)
 {
     if (!url)
@@ -822,7 +822,7 @@ static int pair_part(const char *b, const char *e, bool url, char *buf, size_t s
             p += 2;
         }
         if (c == '\0')
-            return -1;
+            return -3;
         if (n + 1 >= size)
             return -2;
         buf[n++] = c;
@@ -861,8 +861,14 @@ int fault_pairs(const char *text, size_t len, bool url_encoded,
                      krc ? "key" : "value", (krc ? sizeof(key) : sizeof(val)) - 1);
             return one_line(why, size);
         }
+        /* said as such: "body=100% down" from curl -d is key=value, its '%' the fault */
         if (krc || vrc) {
-            snprintf(why, size, "'%.*s': expected key=value", (int)MIN(e - b, 80), b);
+            int rc = krc ? krc : vrc;
+            snprintf(why, size, "'%.*s': %s", (int)MIN(e - b, 80), b,
+                     !eq        ? "expected key=value"
+                     : rc == -3 ? "%00 decodes to a NUL byte"
+                                : "a '%' not followed by two hex digits (write %25 for '%', or "
+                                  "send it with curl --data-urlencode)");
             return one_line(why, size);
         }
         int rc = pair(arg, key, val, why, size);

@@ -370,15 +370,20 @@ static const struct {
     {"x=1\n\0", 5},
 };
 
-/* Refusals that name their cause: a key or value too long was "expected key=value", which it
- * is. */
+/* Refusals that name their cause: a key or value too long, or a bad %XX, was "expected
+ * key=value", which it is. */
 static const struct {
     const char *text;
     bool url;
     const char *why;
 } pair_refusals[] = {
     {"novalue", false, "'novalue': expected key=value"},
-    {"body=%zz", true, "'body=%zz': expected key=value"},
+    /* a '%' that is no %XX was "expected key=value" too, puzzling after curl -d 'body=100% down' */
+    {"body=%zz", true, "'body=%zz': a '%' not followed by two hex digits (write %25 for '%', or "
+                       "send it with curl --data-urlencode)"},
+    {"body=100% down", true, "'body=100% down': a '%' not followed by two hex digits"},
+    {"x=%00", true, "'x=%00': %00 decodes to a NUL byte"},
+    {"x%00=1", true, "'x%00=1': %00 decodes to a NUL byte"},
     {"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk=1", false,
      "the key is longer than 63 bytes"},
     {"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk=1", true,
