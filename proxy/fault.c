@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "portico/route_prefix.h"
+#include "portico/status.h"
 #include "portico/util.h"
 
 #define FAULT_MAX_TRUNCATE (UINT64_C(1) << 40)  /* sizes: at most 1t, like max_body_size */
@@ -645,6 +646,18 @@ static bool answers_status(const struct fault_rule *r)
     return false;
 }
 
+/* A status that answers with content: not only 204, 205 and 304, which carry none. */
+static bool answers_content(const struct fault_rule *r)
+{
+    for (int i = 0; i < r->nstatuses; i++) {
+        int c = r->statuses[i].code;
+        if (!r->statuses[i].pass && c != HTTP_NO_CONTENT && c != HTTP_RESET_CONTENT &&
+            c != HTTP_NOT_MODIFIED)
+            return true;
+    }
+    return false;
+}
+
 /* Some requests reach the origin: no status, or a weighted list with room for it. */
 static bool reaches_origin(const struct fault_rule *r)
 {
@@ -674,6 +687,8 @@ int fault_rule_check(const struct fault_rule *r, char *why, size_t size)
     const char *fail = NULL;
     if ((r->reason || r->body || r->nheaders) && !answers_status(r))
         fail = "reason, body and headers go with a status that answers";
+    else if (r->body && !answers_content(r)) /* it was dropped without a word */
+        fail = "body: 204, 205 and 304 answers carry no content";
     else if (has(r, FK_JITTER) && r->delay.kind != FAULT_DELAY_FIXED)
         fail = "jitter goes with a fixed delay (delay = 2s)";
     else if (has(r, FK_INTERIM_INTERVAL) && !r->ninterim)

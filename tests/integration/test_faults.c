@@ -62,6 +62,7 @@ static const char rules[] =
     "body = down for maintenance\nheaders = Retry-After: 120\nheaders = X-Rehearsal: yes\n"
     "[fault nocontent]\nprefix = /nocontent\nstatus = 204\n"
     "[fault notmodified]\nprefix = /notmodified\nstatus = 304\n"
+    "[fault resetcontent]\nprefix = /resetcontent\nstatus = 205\n"
     "[fault typed304]\nprefix = /typed304\nstatus = 304\nheaders = Content-Type: text/css\n"
     "[fault told304]\nprefix = /told304\nstatus = 304\nreason = Unchanged\n"
     "[fault cookies]\nprefix = /cookies\nstatus = 503\nheaders = Set-Cookie: a=1\n"
@@ -229,6 +230,32 @@ static void test_status_answer(void **state)
     raw_response_free(&r);
     raw_close(c);
     assert_int_equal(fake_origin_requests(g.ok), before); /* never contacted */
+}
+
+/* 205 Reset Content "MUST NOT generate content" (RFC 9110 15.3.6): Content-Length: 0, as the
+ * simulator's /status/205 and a real origin send it, and the connection goes on. On main the
+ * rule's 205 carried "205 Reset Content\n" (18 bytes), which a real one never does. */
+static void test_status_answer_205(void **state)
+{
+    (void)state;
+    struct raw_response r;
+    struct raw_conn *c;
+    get("/resetcontent", NULL, &r, &c);
+    assert_int_equal(r.status, 205);
+    assert_string_equal(raw_header(&r, "Content-Length"), "0");
+    assert_int_equal(r.body_len, 0);
+    assert_string_equal(raw_header(&r, "Portico-Fault"), "resetcontent");
+    raw_response_free(&r);
+    assert_int_equal(raw_send_str(c, "HEAD /resetcontent HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_head_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 205);
+    assert_string_equal(raw_header(&r, "Content-Length"), "0");
+    raw_response_free(&r);
+    assert_int_equal(raw_send_str(c, "GET /nocontent HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 204);
+    raw_response_free(&r);
+    raw_close(c);
 }
 
 /* headers is repeatable: a name given twice (Set-Cookie, Link) is sent twice, and replaces
@@ -1056,6 +1083,7 @@ int main(void)
         cmocka_unit_test(test_status_answer),
         cmocka_unit_test(test_status_answer_closing_client),
         cmocka_unit_test(test_status_answer_repeated_header),
+        cmocka_unit_test(test_status_answer_205),
         cmocka_unit_test(test_weighted_and_first),
         cmocka_unit_test(test_delays),
         cmocka_unit_test(test_upgrade_named),

@@ -232,6 +232,12 @@ static const struct {
     {"reason = Down\n", "go with a status that answers"},
     {"body = x\ndelay = 1s\n", "go with a status that answers"},
     {"status = 200:1\nbody = x\n", "go with a status that answers"}, /* it always passes */
+    /* a body these carry not was dropped without a word; their reason is the status line's */
+    {"status = 204\nbody = x\n", "204, 205 and 304 answers carry no content"},
+    {"status = 205\nbody = x\n", "204, 205 and 304 answers carry no content"},
+    {"status = 304:0.5, 204:0.5\nbody = x\n", "204, 205 and 304 answers carry no content"},
+    {"status = 204:0.5, 503:0.5\nbody = x\n", NULL},      /* the 503 carries it */
+    {"status = 304\nreason = Unchanged\n", NULL},
     {"jitter = 1s\ndelay = uniform(1s,2s)\n", "jitter goes with a fixed delay"},
     {"interim_interval = 1s\nstatus = 503\n", "interim_interval goes with interim"},
     {"truncate = 10\nstatus = 503\n", "need the origin's response"},
