@@ -63,6 +63,7 @@ static const char rules[] =
     "[fault nocontent]\nprefix = /nocontent\nstatus = 204\n"
     "[fault notmodified]\nprefix = /notmodified\nstatus = 304\n"
     "[fault resetcontent]\nprefix = /resetcontent\nstatus = 205\n"
+    "[fault tlsfail]\nprefix = /tlsfail\nfailure = tls_handshake_failed\n"
     "[fault typed304]\nprefix = /typed304\nstatus = 304\nheaders = Content-Type: text/css\n"
     "[fault told304]\nprefix = /told304\nstatus = 304\nreason = Unchanged\n"
     "[fault cookies]\nprefix = /cookies\nstatus = 503\nheaders = Set-Cookie: a=1\n"
@@ -256,6 +257,21 @@ static void test_status_answer_205(void **state)
     assert_int_equal(r.status, 204);
     raw_response_free(&r);
     raw_close(c);
+}
+
+/* A simulated tls_handshake_failed words its detail as a real one, with OpenSSL's reason
+ * ("wrong version number"), also where nothing speaks TLS (no SSL_CTX had loaded the strings:
+ * on main it said "error:0A00010B:SSL routines::reason(267)"). */
+static void test_failure_tls_words(void **state)
+{
+    (void)state;
+    struct raw_response r;
+    get("/tlsfail", NULL, &r, NULL);
+    assert_int_equal(r.status, 502);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "tls_handshake_failed");
+    if (!tu_contains(r.body, "wrong version number\n") || tu_contains(r.body, "reason("))
+        fail_msg("detail: %s", r.body);
+    raw_response_free(&r);
 }
 
 /* headers is repeatable: a name given twice (Set-Cookie, Link) is sent twice, and replaces
@@ -1084,6 +1100,7 @@ int main(void)
         cmocka_unit_test(test_status_answer_closing_client),
         cmocka_unit_test(test_status_answer_repeated_header),
         cmocka_unit_test(test_status_answer_205),
+        cmocka_unit_test(test_failure_tls_words),
         cmocka_unit_test(test_weighted_and_first),
         cmocka_unit_test(test_delays),
         cmocka_unit_test(test_upgrade_named),
