@@ -1007,6 +1007,13 @@ static void validate_faults(struct cfg_loader *ld)
 {
     struct config *cfg = ld->cfg;
     cfg->faults.seeded = cfg_key_line(&ld->faults_lines, CFG_SEC_FAULTS, "seed") != 0;
+    /* the list alone honours nothing (header_control is off by default, and only a reload turns
+     * it on): a set-up meant to take the header from CI would ignore it without a word (after an
+     * error, header_control may be the line refused) */
+    int clients = cfg_key_line(&ld->faults_lines, CFG_SEC_FAULTS, "header_control_clients");
+    if (clients && !cfg->faults.header_control && ld->nerrors == 0)
+        cfg_warn(ld, clients, "header_control_clients: not used, header_control is off "
+                              "(header_control = on honours the Portico-Fault header from them)");
     /* the admin API changes what clients get: off loopback, only with the token */
     if (cfg->admin_listen_text && !cfg->admin_token && !is_loopback(&cfg->admin_addr))
         cfg_report(ld, cfg_key_line(&ld->proxy_lines, CFG_SEC_PROXY, "admin_listen"),

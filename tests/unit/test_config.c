@@ -1317,6 +1317,17 @@ static const struct {
      {NULL}},
     {"a fault's delay below 1000, or with a unit", UP "[fault f]\ndelay = 999\n[fault g]\n"
      "delay = lognormal(median=200ms, p99=3000s)\n", {NULL}},
+    /* the header's clients without the header: it is off by default, and stays ignored */
+    {"header_control_clients without header_control",
+     UP "[faults]\nheader_control_clients = 10.0.0.0/8\n",
+     {"test.ini:4: warning: header_control_clients: not used, header_control is off "
+      "(header_control = on honours the Portico-Fault header from them)"}},
+    {"header_control_clients = off said as such",
+     UP "[faults]\nheader_control = off\nheader_control_clients = 10.0.0.0/8\n",
+     {"test.ini:5: warning: header_control_clients: not used, header_control is off "
+      "(header_control = on honours the Portico-Fault header from them)"}},
+    {"header_control_clients with header_control",
+     UP "[faults]\nheader_control_clients = 10.0.0.0/8\nheader_control = on\n", {NULL}},
     /* nginx ignores max_fails for a lone server: here it is marked down, nothing is left */
     {"max_fails on a lone origin", UP "max_fails = 3\ndown_time = 30s\n",
      {"test.ini:3: warning: max_fails = 3 with one origin: after 3 failures it is marked down "
