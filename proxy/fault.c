@@ -421,7 +421,8 @@ static int set_statuses(struct fault_rule *r, enum fault_key k, const char *v, c
         if (c < 200)
             return bad(why, size, k, "%llu is an interim status: use interim = %llu",
                        (unsigned long long)c, (unsigned long long)c);
-        if (weighted != (colon != NULL))
+        /* "503, 500" has no weights: not read as 1 each ("the weights add up to 2") */
+        if (weighted != (colon != NULL) || (!weighted && n > 0))
             return bad(why, size, k, "'%s': give every status a weight (503:0.2, 200:0.8) or "
                                      "one status alone", v);
         double w = 1;
@@ -787,9 +788,12 @@ static int header_parse(const char *value, size_t len, const char *name, struct 
             continue;
         const char *eq = memchr(b, '=', (size_t)(e - b));
         char key[32], val[FAULT_TEXT_MAX];
-        if (!eq || !span_copy(b, trim_end(b, eq), key, sizeof(key)) ||
-            !span_copy(skip_blanks(eq + 1, e), e, val, sizeof(val))) {
+        if (!eq || !span_copy(b, trim_end(b, eq), key, sizeof(key))) {
             snprintf(why, size, "'%.*s': expected key=value", (int)MIN(e - b, 80), b);
+            return -1;
+        }
+        if (!span_copy(skip_blanks(eq + 1, e), e, val, sizeof(val))) { /* it is key=value */
+            snprintf(why, size, "%s: value longer than %d bytes", key, FAULT_TEXT_MAX - 1);
             return -1;
         }
         if (header_pair(r, key, val, why, size) != 0)

@@ -911,6 +911,41 @@ static void test_header_bare_seconds(void **state)
     fake_origin_stop(o);
 }
 
+/* Refusals of the header that name their cause: two statuses without weights were "the weights
+ * add up to 2, more than 1", and a body too long for a rule "expected key=value", which it is. */
+static void test_header_refusals_named(void **state)
+{
+    (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start_control("header_control = on\n", o);
+    struct raw_response r;
+    ask_with_header(h, "127.0.0.1", "status=503, 500", &r);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(r.body, "400 Bad Request: Portico-Fault: status: '503, 500': give every "
+                                "status a weight (503:0.2, 200:0.8) or one status alone\n");
+    raw_response_free(&r);
+    char value[17 + 4096 + 1] = "status=503; body=";
+    memset(value + 17, 'x', 4096);
+    value[sizeof(value) - 1] = '\0';
+    struct raw_conn *c = raw_connect_ip("127.0.0.1", harness_port(h, "listen"), PX_IO_MS);
+    assert_non_null(c);
+    char req[sizeof(value) + 128];
+    snprintf(req, sizeof(req), "GET /x HTTP/1.1\r\nHost: t\r\nPortico-Fault: %s\r\n\r\n", value);
+    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(r.body, "400 Bad Request: Portico-Fault: body: value longer than 4095 "
+                                "bytes\n");
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(fake_origin_requests(o), 0);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 static void test_truncate_whole_body(void **state)
 {
     (void)state;
@@ -1116,6 +1151,7 @@ int main(void)
     const struct CMUnitTest control[] = {
         cmocka_unit_test(test_header_control),
         cmocka_unit_test(test_header_bare_seconds),
+        cmocka_unit_test(test_header_refusals_named),
         cmocka_unit_test(test_held_head_spares_origin),
         cmocka_unit_test(test_failure_with_origins_down_is_real),
         cmocka_unit_test(test_reset_after_pipelined_answer),

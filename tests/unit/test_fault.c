@@ -279,6 +279,13 @@ static const struct {
     {"status", "'status': expected key=value"},
     {"stauts=503", "unknown key 'stauts'"},                 /* a typo is named */
     {"status=5o3", "status: '5o3' is not a status code"},
+    /* two statuses without weights were "the weights add up to 2, more than 1" */
+    {"status=503, 500", "status: '503, 500': give every status a weight (503:0.2, 200:0.8) or "
+                        "one status alone"},
+    {"status=503:0.5, 500", "give every status a weight"},
+    {"status=503, 500:0.5", "give every status a weight"},
+    /* a value too long was "expected key=value", which it is */
+    {"status=503; body=<4096 bytes>", "body: value longer than 4095 bytes"},
     {"prefix=/x; status=503", "'prefix' belongs in a [fault] rule"},
     {"first=1; status=503", "'first' belongs in a [fault] rule"},
     {"status=503; status=500", "'status' given twice"},
@@ -309,7 +316,10 @@ static void test_header(void **state)
     for (size_t i = 0; i < ARRAY_LEN(header_rows); i++) {
         struct fault_rule r;
         char why[256] = "";
-        const char *v = header_rows[i].value;
+        static char long_body[17 + 4096 + 1] = "status=503; body=";
+        memset(long_body + 17, 'x', 4096);
+        const char *v = strstr(header_rows[i].value, "<4096 bytes>") ? long_body
+                                                                     : header_rows[i].value;
         int rc = fault_header_parse(v, strlen(v), "header", &r, why, sizeof(why));
         if (header_rows[i].error == NULL && rc != 0)
             fail_msg("\"%s\" refused: %s", v, why);
