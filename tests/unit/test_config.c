@@ -1326,6 +1326,9 @@ static const struct {
      UP "[faults]\nheader_control = off\nheader_control_clients = 10.0.0.0/8\n",
      {"test.ini:5: warning: header_control_clients: not used, header_control is off "
       "(header_control = on honours the Portico-Fault header from them)"}},
+    /* the default written out, as in README's template of every key: nothing to say */
+    {"the default header_control_clients written out",
+     UP "[faults]\nheader_control = off\nheader_control_clients = 127.0.0.0/8, ::1\n", {NULL}},
     {"header_control_clients with header_control",
      UP "[faults]\nheader_control_clients = 10.0.0.0/8\nheader_control = on\n", {NULL}},
     /* nginx ignores max_fails for a lone server: here it is marked down, nothing is left */
