@@ -534,8 +534,9 @@ static int set_defaults(struct cfg_loader *ld)
     cfg->client_half_close = HALF_CLOSE_ABORT;
     cfg->faults.fault_header = true;
     char why[64];
-    cfg->faults.nheader_clients = fault_cidr_list(HEADER_CLIENTS_DEFAULT, cfg->faults.header_clients,
-                                                  FAULT_MAX_LIST, why, sizeof(why));
+    cfg->faults.nheader_clients = fault_cidr_list(HEADER_CLIENTS_DEFAULT,
+                                                  cfg->faults.header_clients, FAULT_MAX_LIST, why,
+                                                  sizeof(why));
     cfg->shutdown_timeout_ms = 30000;
     cfg->tls_ticket_rotation_ms = TICKET_DEFAULT_ROTATION_MS;
     cfg->http2 = true;

@@ -38,7 +38,7 @@ uint64_t wall_ms(void);
 int parse_duration_ms(const char *s, uint64_t *out_ms);
 
 /* A bare number of seconds of 1000 or more ("5000": HAProxy's milliseconds, 83 minutes here) in
- * [s, s + len): "5000 is 5000 s (1h23m20s)" into buf, or NULL when s has a unit or is below 1000. */
+ * [s, s + len): "5000 is 5000 s (1h23m20s)" into buf; NULL when s has a unit or is below 1000. */
 const char *duration_bare_note(const char *s, size_t len, char *buf, size_t size);
 
 /* Parses a size: "512", "16k", "8m", "1g", "1t" (powers of 1024, case-insensitive). 0 or -1;
