@@ -41,6 +41,9 @@
 #include "portico/tls.h"
 #include "portico/util.h"
 
+/* The clients header_control_clients names by default: this host. */
+#define HEADER_CLIENTS_DEFAULT "127.0.0.0/8, ::1"
+
 #define MAX_UPSTREAMS 256
 #define MAX_HEADER (CFG_NAME_MAX - 1) /* bytes between a section header's brackets */
 #define MAX_ROUTES 1024
@@ -531,8 +534,9 @@ static int set_defaults(struct cfg_loader *ld)
     cfg->client_half_close = HALF_CLOSE_ABORT;
     cfg->faults.fault_header = true;
     char why[64];
-    cfg->faults.nheader_clients = fault_cidr_list("127.0.0.0/8, ::1", cfg->faults.header_clients,
-                                                  FAULT_MAX_LIST, why, sizeof(why));
+    cfg->faults.nheader_clients = fault_cidr_list(HEADER_CLIENTS_DEFAULT,
+                                                  cfg->faults.header_clients, FAULT_MAX_LIST, why,
+                                                  sizeof(why));
     cfg->shutdown_timeout_ms = 30000;
     cfg->tls_ticket_rotation_ms = TICKET_DEFAULT_ROTATION_MS;
     cfg->http2 = true;
@@ -1007,6 +1011,19 @@ static void validate_faults(struct cfg_loader *ld)
 {
     struct config *cfg = ld->cfg;
     cfg->faults.seeded = cfg_key_line(&ld->faults_lines, CFG_SEC_FAULTS, "seed") != 0;
+    /* a list of its own alone honours nothing (header_control is off by default, and only a
+     * reload turns it on): a set-up meant to take the header from CI would ignore it without a
+     * word. The default written out, as in a template of every key, is not news (after an error,
+     * header_control may be the line refused). */
+    int clients = cfg_key_line(&ld->faults_lines, CFG_SEC_FAULTS, "header_control_clients");
+    struct fault_cidr def[FAULT_MAX_LIST];
+    char bad[64];
+    int ndef = fault_cidr_list(HEADER_CLIENTS_DEFAULT, def, FAULT_MAX_LIST, bad, sizeof(bad));
+    bool own = cfg->faults.nheader_clients != ndef ||
+               memcmp(def, cfg->faults.header_clients, (size_t)ndef * sizeof(def[0])) != 0;
+    if (clients && own && !cfg->faults.header_control && ld->nerrors == 0)
+        cfg_warn(ld, clients, "header_control_clients: not used, header_control is off "
+                              "(header_control = on honours the Portico-Fault header from them)");
     /* the admin API changes what clients get: off loopback, only with the token */
     if (cfg->admin_listen_text && !cfg->admin_token && !is_loopback(&cfg->admin_addr))
         cfg_report(ld, cfg_key_line(&ld->proxy_lines, CFG_SEC_PROXY, "admin_listen"),

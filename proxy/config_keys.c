@@ -236,33 +236,16 @@ const char *cfg_duration_text(uint64_t ms, char *buf, size_t size)
     return buf;
 }
 
-/* A duration as hours, minutes and seconds ("1h23m20s", "16m40s", "24h"); ms is whole seconds. */
-static const char *duration_hms(uint64_t ms, char *buf, size_t size)
-{
-    uint64_t s = ms / 1000, h = s / 3600, m = s / 60 % 60;
-    size_t n = 0;
-    buf[0] = '\0';
-    if (h)
-        n += (size_t)snprintf(buf + n, size - n, "%lluh", (unsigned long long)h);
-    if (m && n < size)
-        n += (size_t)snprintf(buf + n, size - n, "%llum", (unsigned long long)m);
-    if ((s % 60 || n == 0) && n < size)
-        snprintf(buf + n, size - n, "%llus", (unsigned long long)(s % 60));
-    return buf;
-}
-
 /* A bare number is seconds, as in nginx; HAProxy reads milliseconds, so `connect_timeout = 5000`
  * meant as 5 s loads as 83 minutes without a word. From 1000 on (16m40s), where a number meant
  * as milliseconds is likely, a warning says what it is, named as written: "KEY = VALUE", or
  * "health_check: every VALUE" (name, sep, value). */
 static void warn_bare_seconds(struct cfg_loader *ld, const char *name, const char *sep,
-                              const char *value, uint64_t ms)
+                              const char *value)
 {
-    char hms[32];
-    if (ms >= 1000 * 1000 && strspn(value, "0123456789") == strlen(value))
-        cfg_warn(ld, ld->line, "%s%s%s is %llu s (%s); for milliseconds write %sms", name, sep,
-                 value, (unsigned long long)(ms / 1000), duration_hms(ms, hms, sizeof(hms)),
-                 value);
+    char note[64];
+    if (duration_bare_note(value, strlen(value), note, sizeof(note)))
+        cfg_warn(ld, ld->line, "%s%s%s; for milliseconds write %sms", name, sep, note, value);
 }
 
 /* ---- the key table: each row names its setter and what the setter needs ---- */
@@ -285,7 +268,7 @@ static int duration_value(struct cfg_loader *ld, const struct cfg_key *k, const 
         return -1;
     }
     if (!hours_usual)
-        warn_bare_seconds(ld, k->name, " = ", value, *ms);
+        warn_bare_seconds(ld, k->name, " = ", value);
     return 0;
 }
 
@@ -859,7 +842,7 @@ static int health_duration(struct cfg_loader *ld, const char *what, const char *
     }
     char name[32];
     snprintf(name, sizeof(name), "health_check: %s", what); /* "every" or "timeout" */
-    warn_bare_seconds(ld, name, " ", s, *ms);
+    warn_bare_seconds(ld, name, " ", s);
     return 0;
 }
 
@@ -1113,6 +1096,14 @@ static int set_fault(struct cfg_loader *ld, const struct cfg_key *k, void *base,
         f->broken = true;
         return -1;
     }
+    /* as on the [proxy] and [upstream] timers: "delay = 5000" meant as 5 s waits 83 minutes */
+    const char *num;
+    size_t len;
+    if (fault_bare_seconds((enum fault_key)fault_key_find(k->name), value, why, sizeof(why), &num,
+                           &len))
+        cfg_warn(ld, ld->line, "%s = %s%s%s; for milliseconds write %.*sms", k->name,
+                 len == strlen(value) ? "" : value, len == strlen(value) ? "" : ": ", why,
+                 (int)len, num);
     return 0;
 }
 

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "portico/route_prefix.h"
+#include "portico/status.h"
 #include "portico/util.h"
 
 #define FAULT_MAX_TRUNCATE (UINT64_C(1) << 40)  /* sizes: at most 1t, like max_body_size */
@@ -420,7 +421,8 @@ static int set_statuses(struct fault_rule *r, enum fault_key k, const char *v, c
         if (c < 200)
             return bad(why, size, k, "%llu is an interim status: use interim = %llu",
                        (unsigned long long)c, (unsigned long long)c);
-        if (weighted != (colon != NULL))
+        /* "503, 500" has no weights: not read as 1 each ("the weights add up to 2") */
+        if (weighted != (colon != NULL) || (!weighted && n > 0))
             return bad(why, size, k, "'%s': give every status a weight (503:0.2, 200:0.8) or "
                                      "one status alone", v);
         double w = 1;
@@ -645,6 +647,18 @@ static bool answers_status(const struct fault_rule *r)
     return false;
 }
 
+/* A status that answers with content: not only 204, 205 and 304, which carry none. */
+static bool answers_content(const struct fault_rule *r)
+{
+    for (int i = 0; i < r->nstatuses; i++) {
+        int c = r->statuses[i].code;
+        if (!r->statuses[i].pass && c != HTTP_NO_CONTENT && c != HTTP_RESET_CONTENT &&
+            c != HTTP_NOT_MODIFIED)
+            return true;
+    }
+    return false;
+}
+
 /* Some requests reach the origin: no status, or a weighted list with room for it. */
 static bool reaches_origin(const struct fault_rule *r)
 {
@@ -674,6 +688,8 @@ int fault_rule_check(const struct fault_rule *r, char *why, size_t size)
     const char *fail = NULL;
     if ((r->reason || r->body || r->nheaders) && !answers_status(r))
         fail = "reason, body and headers go with a status that answers";
+    else if (r->body && !answers_content(r)) /* it was dropped without a word */
+        fail = "body: 204, 205 and 304 answers carry no content";
     else if (has(r, FK_JITTER) && r->delay.kind != FAULT_DELAY_FIXED)
         fail = "jitter goes with a fixed delay (delay = 2s)";
     else if (has(r, FK_INTERIM_INTERVAL) && !r->ninterim)
@@ -694,16 +710,55 @@ int fault_rule_check(const struct fault_rule *r, char *why, size_t size)
 
 /* ---- the Portico-Fault header and key=value lists ---- */
 
+/* The keys whose values are request timers, tens of milliseconds to seconds: a bare 5000 there
+ * is milliseconds meant (after and for, windows of minutes to hours, take 3600 as an hour). */
+static const bool ms_usual[FK_COUNT] = {
+    [FK_DELAY] = true,
+    [FK_JITTER] = true,
+    [FK_RESPONSE_DELAY] = true,
+    [FK_INTERIM_INTERVAL] = true,
+};
+
+bool fault_bare_seconds(enum fault_key k, const char *value, char *note, size_t size,
+                        const char **num, size_t *num_len)
+{
+    if ((unsigned)k >= FK_COUNT || !ms_usual[k])
+        return false;
+    /* a run of digits that no letter touches: "5000" in "uniform(100ms, 5000)", not "p99" */
+    for (const char *p = value; *p;) {
+        const char *q = p;
+        while (*q >= '0' && *q <= '9')
+            q++;
+        bool bare = q > p && (p == value || !isalnum((unsigned char)p[-1])) &&
+                    !isalpha((unsigned char)*q);
+        if (bare && duration_bare_note(p, (size_t)(q - p), note, size)) {
+            *num = p;
+            *num_len = (size_t)(q - p);
+            return true;
+        }
+        p = q > p ? q : p + 1;
+    }
+    return false;
+}
+
 int fault_rule_set_key(struct fault_rule *r, const char *key, const char *value, char *why,
                        size_t size)
 {
     int k = fault_key_find(key);
+    char note[64];
+    const char *num;
+    size_t len;
     if (k < 0)
         snprintf(why, size, "unknown key '%s'", key);
     else if (has(r, (enum fault_key)k) && !fault_key_repeatable((enum fault_key)k))
         snprintf(why, size, "'%s' given twice", key);
+    else if (fault_rule_set(r, (enum fault_key)k, value, why, size) != 0)
+        return -1;
+    else if (fault_bare_seconds((enum fault_key)k, value, note, sizeof(note), &num, &len))
+        snprintf(why, size, "%s: %s; write %.*sms for milliseconds, %.*ss for seconds", key, note,
+                 (int)len, num, (int)len, num);
     else
-        return fault_rule_set(r, (enum fault_key)k, value, why, size);
+        return 0;
     return one_line(why, size);
 }
 
@@ -733,9 +788,12 @@ static int header_parse(const char *value, size_t len, const char *name, struct 
             continue;
         const char *eq = memchr(b, '=', (size_t)(e - b));
         char key[32], val[FAULT_TEXT_MAX];
-        if (!eq || !span_copy(b, trim_end(b, eq), key, sizeof(key)) ||
-            !span_copy(skip_blanks(eq + 1, e), e, val, sizeof(val))) {
+        if (!eq || !span_copy(b, trim_end(b, eq), key, sizeof(key))) {
             snprintf(why, size, "'%.*s': expected key=value", (int)MIN(e - b, 80), b);
+            return -1;
+        }
+        if (!span_copy(skip_blanks(eq + 1, e), e, val, sizeof(val))) { /* it is key=value */
+            snprintf(why, size, "%s: value longer than %d bytes", key, FAULT_TEXT_MAX - 1);
             return -1;
         }
         if (header_pair(r, key, val, why, size) != 0)
@@ -763,8 +821,8 @@ static int hex_value(char c)
 }
 
 /* One side of a key=value pair, [b, e), into buf: as it is, or with %XX and '+' decoded when
- * url. 0; -1 when a '%' is not followed by two hex digits or decodes to NUL; -2 when it does not
- * fit in buf. */
+ * url. 0; -1 when a '%' is not followed by two hex digits, -3 when it decodes to NUL; -2 when it
+ * does not fit in buf. */
 static int pair_part(const char *b, const char *e, bool url, char *buf, size_t size)
 {
     if (!url)
@@ -783,7 +841,7 @@ static int pair_part(const char *b, const char *e, bool url, char *buf, size_t s
             p += 2;
         }
         if (c == '\0')
-            return -1;
+            return -3;
         if (n + 1 >= size)
             return -2;
         buf[n++] = c;
@@ -822,8 +880,14 @@ int fault_pairs(const char *text, size_t len, bool url_encoded,
                      krc ? "key" : "value", (krc ? sizeof(key) : sizeof(val)) - 1);
             return one_line(why, size);
         }
+        /* said as such: "body=100% down" from curl -d is key=value, its '%' the fault */
         if (krc || vrc) {
-            snprintf(why, size, "'%.*s': expected key=value", (int)MIN(e - b, 80), b);
+            int rc = krc ? krc : vrc;
+            snprintf(why, size, "'%.*s': %s", (int)MIN(e - b, 80), b,
+                     !eq        ? "expected key=value"
+                     : rc == -3 ? "%00 decodes to a NUL byte"
+                                : "a '%' not followed by two hex digits (write %25 for '%', or "
+                                  "send it with curl --data-urlencode)");
             return one_line(why, size);
         }
         int rc = pair(arg, key, val, why, size);

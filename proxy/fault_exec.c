@@ -776,6 +776,13 @@ static bool bodiless(int status)
     return status == HTTP_NO_CONTENT || status == HTTP_NOT_MODIFIED;
 }
 
+/* Those, and 205, whose body is framed but empty ("MUST NOT generate content", RFC 9110 15.3.6:
+ * Content-Length: 0, as the simulator's /status/205 and a real origin send it). */
+static bool no_content(int status)
+{
+    return bodiless(status) || status == HTTP_RESET_CONTENT;
+}
+
 /* Room for the line below: a status, a reason phrase (128 bytes at most, fault.c), a newline. */
 #define ANSWER_LINE_MAX 256
 
@@ -825,6 +832,8 @@ void fault_exec_own_head(struct exchange *ex, struct errpage_out *o, struct h1_f
         size_t len;
         if (answer_body(f, buf, &len))
             o->head.content_length = len;
+        if (no_content(f->pick.status))
+            o->head.content_length = 0;
         if (bodiless(f->pick.status)) {
             o->head.framing = H1_BODY_NONE;
             o->head.content_length = 0;
@@ -842,11 +851,11 @@ long fault_exec_own_body(struct exchange *ex, struct errpage_out *o, struct evbu
     char buf[ANSWER_LINE_MAX];
     size_t len;
     const char *body = answer_body(f, buf, &len);
-    if (!body && !bodiless(f->pick.status))
+    if (!body && !no_content(f->pick.status))
         return errpage_body(o, out);
     bool head_only = o->e->head_only;
     errpage_release(o);
-    if (head_only || bodiless(f->pick.status))
+    if (head_only || no_content(f->pick.status))
         return 0;
     return evbuffer_add(out, body, len) == 0 ? (long)len : -1;
 }

@@ -32,6 +32,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <openssl/opensslv.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -993,6 +994,10 @@ int main(int argc, char **argv)
         return 1;
     }
     event_set_log_callback(libevent_log);
+    /* OpenSSL's error strings, which the first SSL_CTX would load: a simulated
+     * tls_handshake_failed words its detail as a real one ("wrong version number"), also where no
+     * listener or upstream speaks TLS (it said "reason(267)") */
+    OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS, NULL);
     sigset_t set;
     if (!test_only)
         block_signals(&set);

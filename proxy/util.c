@@ -155,6 +155,32 @@ int parse_duration_ms(const char *s, uint64_t *out_ms)
     return -1;
 }
 
+/* A duration as hours, minutes and seconds ("1h23m20s", "16m40s", "24h"); ms is whole seconds. */
+static const char *duration_hms(uint64_t ms, char *buf, size_t size)
+{
+    uint64_t s = ms / 1000, h = s / 3600, m = s / 60 % 60;
+    size_t n = 0;
+    buf[0] = '\0';
+    if (h)
+        n += (size_t)snprintf(buf + n, size - n, "%lluh", (unsigned long long)h);
+    if (m && n < size)
+        n += (size_t)snprintf(buf + n, size - n, "%llum", (unsigned long long)m);
+    if ((s % 60 || n == 0) && n < size)
+        snprintf(buf + n, size - n, "%llus", (unsigned long long)(s % 60));
+    return buf;
+}
+
+const char *duration_bare_note(const char *s, size_t len, char *buf, size_t size)
+{
+    uint64_t v;
+    char hms[32];
+    if (len == 0 || len > 20 || parse_uint_span(s, len, 1000, UINT64_MAX, &v) != 0)
+        return NULL;
+    snprintf(buf, size, "%.*s is %llu s (%s)", (int)len, s, (unsigned long long)v,
+             duration_hms(mul_sat(v, 1000), hms, sizeof(hms)));
+    return buf;
+}
+
 int parse_size(const char *s, uint64_t *out)
 {
     uint64_t v, mult = 1;

@@ -185,9 +185,17 @@ int fault_rule_set(struct fault_rule *r, enum fault_key k, const char *value, ch
                    size_t size);
 
 /* The same for a key given by name (the header, the admin API): an unknown key, or one that is
- * not repeatable given twice, is refused. */
+ * not repeatable given twice, is refused, and so is what fault_bare_seconds finds (neither has a
+ * channel for a warning, and a request would wait an hour where 5 s was meant). */
 int fault_rule_set_key(struct fault_rule *r, const char *key, const char *value, char *why,
                        size_t size);
+
+/* The first bare number of 1000 or more in a value of delay, response_delay, jitter or
+ * interim_interval (seconds, where an HAProxy user means milliseconds): "5000 is 5000 s
+ * (1h23m20s)" into note, and the number as *num, *num_len. False when there is none, and for
+ * after and for, whose usual values are minutes to hours. */
+bool fault_bare_seconds(enum fault_key k, const char *value, char *note, size_t size,
+                        const char **num, size_t *num_len);
 
 /* Checks a complete rule: at least one action, actions that go together, values that need
  * others (jitter a fixed delay, reason a status ...). 0, or -1 with a one-line reason. */

@@ -37,6 +37,10 @@ uint64_t wall_ms(void);
  * long for 64 bits is UINT64_MAX, never a wrapped value: callers check it against their maximum. */
 int parse_duration_ms(const char *s, uint64_t *out_ms);
 
+/* A bare number of seconds of 1000 or more ("5000": HAProxy's milliseconds, 83 minutes here) in
+ * [s, s + len): "5000 is 5000 s (1h23m20s)" into buf; NULL when s has a unit or is below 1000. */
+const char *duration_bare_note(const char *s, size_t len, char *buf, size_t size);
+
 /* Parses a size: "512", "16k", "8m", "1g", "1t" (powers of 1024, case-insensitive). 0 or -1;
  * saturates at UINT64_MAX like parse_duration_ms. */
 int parse_size(const char *s, uint64_t *out);

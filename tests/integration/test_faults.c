@@ -62,6 +62,8 @@ static const char rules[] =
     "body = down for maintenance\nheaders = Retry-After: 120\nheaders = X-Rehearsal: yes\n"
     "[fault nocontent]\nprefix = /nocontent\nstatus = 204\n"
     "[fault notmodified]\nprefix = /notmodified\nstatus = 304\n"
+    "[fault resetcontent]\nprefix = /resetcontent\nstatus = 205\n"
+    "[fault tlsfail]\nprefix = /tlsfail\nfailure = tls_handshake_failed\n"
     "[fault typed304]\nprefix = /typed304\nstatus = 304\nheaders = Content-Type: text/css\n"
     "[fault told304]\nprefix = /told304\nstatus = 304\nreason = Unchanged\n"
     "[fault cookies]\nprefix = /cookies\nstatus = 503\nheaders = Set-Cookie: a=1\n"
@@ -229,6 +231,47 @@ static void test_status_answer(void **state)
     raw_response_free(&r);
     raw_close(c);
     assert_int_equal(fake_origin_requests(g.ok), before); /* never contacted */
+}
+
+/* 205 Reset Content "MUST NOT generate content" (RFC 9110 15.3.6): Content-Length: 0, as the
+ * simulator's /status/205 and a real origin send it, and the connection goes on. On main the
+ * rule's 205 carried "205 Reset Content\n" (18 bytes), which a real one never does. */
+static void test_status_answer_205(void **state)
+{
+    (void)state;
+    struct raw_response r;
+    struct raw_conn *c;
+    get("/resetcontent", NULL, &r, &c);
+    assert_int_equal(r.status, 205);
+    assert_string_equal(raw_header(&r, "Content-Length"), "0");
+    assert_int_equal(r.body_len, 0);
+    assert_string_equal(raw_header(&r, "Portico-Fault"), "resetcontent");
+    raw_response_free(&r);
+    assert_int_equal(raw_send_str(c, "HEAD /resetcontent HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_head_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 205);
+    assert_string_equal(raw_header(&r, "Content-Length"), "0");
+    raw_response_free(&r);
+    assert_int_equal(raw_send_str(c, "GET /nocontent HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 204);
+    raw_response_free(&r);
+    raw_close(c);
+}
+
+/* A simulated tls_handshake_failed words its detail as a real one, with OpenSSL's reason
+ * ("wrong version number"), also where nothing speaks TLS (no SSL_CTX had loaded the strings:
+ * on main it said "error:0A00010B:SSL routines::reason(267)"). */
+static void test_failure_tls_words(void **state)
+{
+    (void)state;
+    struct raw_response r;
+    get("/tlsfail", NULL, &r, NULL);
+    assert_int_equal(r.status, 502);
+    assert_string_equal(raw_header(&r, "Portico-Error"), "tls_handshake_failed");
+    if (!tu_contains(r.body, "wrong version number\n") || tu_contains(r.body, "reason("))
+        fail_msg("detail: %s", r.body);
+    raw_response_free(&r);
 }
 
 /* headers is repeatable: a name given twice (Set-Cookie, Link) is sent twice, and replaces
@@ -837,6 +880,72 @@ static const struct fo_step exact_length[] = {
     FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabcde"), FO_END(),
 };
 
+/* A bare number of 1000 or more in the header's delays is seconds, where an HAProxy user means
+ * milliseconds: with no channel for a warning, the request gets 400 naming both spellings, and
+ * the origin is not asked. On main: delay=5000 held the request 83 minutes (until the client
+ * left), uniform(10ms,2000) up to 33 minutes. */
+static void test_header_bare_seconds(void **state)
+{
+    (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start_control("header_control = on\n", o);
+    struct raw_response r;
+    ask_with_header(h, "127.0.0.1", "delay=5000; status=503", &r);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(r.body, "400 Bad Request: Portico-Fault: delay: 5000 is 5000 s (1h23m20s); "
+                                "write 5000ms for milliseconds, 5000s for seconds\n");
+    raw_response_free(&r);
+    ask_with_header(h, "127.0.0.1", "response_delay=uniform(10ms,2000)", &r);
+    assert_int_equal(r.status, 400);
+    assert_true(tu_contains(r.body, "response_delay: 2000 is 2000 s (33m20s); write 2000ms"));
+    raw_response_free(&r);
+    assert_int_equal(fake_origin_requests(o), 0);
+    /* below 1000 a bare number is seconds as meant (delay=1 waits 1 s): taken */
+    ask_with_header(h, "127.0.0.1", "delay=0; status=503", &r);
+    assert_int_equal(r.status, 503);
+    raw_response_free(&r);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
+/* Refusals of the header that name their cause: two statuses without weights were "the weights
+ * add up to 2, more than 1", and a body too long for a rule "expected key=value", which it is. */
+static void test_header_refusals_named(void **state)
+{
+    (void)state;
+    TU_SKIP_WITHOUT_IPV6_LOOPBACK();
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start_control("header_control = on\n", o);
+    struct raw_response r;
+    ask_with_header(h, "127.0.0.1", "status=503, 500", &r);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(r.body, "400 Bad Request: Portico-Fault: status: '503, 500': give every "
+                                "status a weight (503:0.2, 200:0.8) or one status alone\n");
+    raw_response_free(&r);
+    char value[17 + 4096 + 1] = "status=503; body=";
+    memset(value + 17, 'x', 4096);
+    value[sizeof(value) - 1] = '\0';
+    struct raw_conn *c = raw_connect_ip("127.0.0.1", harness_port(h, "listen"), PX_IO_MS);
+    assert_non_null(c);
+    char req[sizeof(value) + 128];
+    snprintf(req, sizeof(req), "GET /x HTTP/1.1\r\nHost: t\r\nPortico-Fault: %s\r\n\r\n", value);
+    assert_int_equal(raw_send_str(c, req), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(r.body, "400 Bad Request: Portico-Fault: body: value longer than 4095 "
+                                "bytes\n");
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(fake_origin_requests(o), 0);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 static void test_truncate_whole_body(void **state)
 {
     (void)state;
@@ -1025,6 +1134,8 @@ int main(void)
         cmocka_unit_test(test_status_answer),
         cmocka_unit_test(test_status_answer_closing_client),
         cmocka_unit_test(test_status_answer_repeated_header),
+        cmocka_unit_test(test_status_answer_205),
+        cmocka_unit_test(test_failure_tls_words),
         cmocka_unit_test(test_weighted_and_first),
         cmocka_unit_test(test_delays),
         cmocka_unit_test(test_upgrade_named),
@@ -1039,6 +1150,8 @@ int main(void)
     };
     const struct CMUnitTest control[] = {
         cmocka_unit_test(test_header_control),
+        cmocka_unit_test(test_header_bare_seconds),
+        cmocka_unit_test(test_header_refusals_named),
         cmocka_unit_test(test_held_head_spares_origin),
         cmocka_unit_test(test_failure_with_origins_down_is_real),
         cmocka_unit_test(test_reset_after_pipelined_answer),

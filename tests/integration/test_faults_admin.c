@@ -443,6 +443,76 @@ static void test_bodies(void **state)
     fake_origin_stop(o);
 }
 
+/* A bare number of 1000 or more in a rule's delay is seconds ("delay = 5000": 83 minutes, where
+ * an HAProxy user means 5 s). The INI loads it with cfgwarn's warning at its line, as on the
+ * [proxy] timers, at the start and at each reload; the API, with no warning channel, refuses it
+ * with the spellings that say which is meant; after and for, windows of minutes to hours, take
+ * 3600 as an hour. On main: no warning, the rule added (201). */
+static void test_bare_seconds(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    char ini[sizeof(config) + 64];
+    snprintf(ini, sizeof(ini), "%s[fault slow]\nprefix = /slow\ndelay = 5000\n", config);
+    assert_int_equal(harness_write_config(h, ini, fake_origin_port(o)), 0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    const char *warning = "warning: delay = 5000 is 5000 s (1h23m20s); for milliseconds write "
+                          "5000ms";
+    assert_int_equal(harness_wait_log(h, warning, PX_IO_MS), 0);
+    struct raw_response r;
+    expect(post_form(h, "/faults", "name=late&prefix=/late&delay=5000", &r), 400, &r);
+    assert_string_equal(r.body, "400 Bad Request: delay: 5000 is 5000 s (1h23m20s); write 5000ms "
+                                "for milliseconds, 5000s for seconds\n");
+    raw_response_free(&r);
+    expect(post_form(h, "/faults", "name=late&prefix=/late&status=503&delay=uniform(1ms%2C+1000)",
+                     &r), 400, &r);
+    assert_true(tu_contains(r.body, "delay: 1000 is 1000 s (16m40s); write 1000ms"));
+    raw_response_free(&r);
+    expect(post_form(h, "/faults", "name=late&prefix=/late&status=503&interim=103&"
+                     "interim_interval=2000", &r), 400, &r);
+    assert_true(tu_contains(r.body, "interim_interval: 2000 is 2000 s (33m20s)"));
+    raw_response_free(&r);
+    /* nothing was added by the refusals; with a unit, or a window, it is taken */
+    assert_int_equal(proxied(h, "/late"), 200);
+    expect(post_form(h, "/faults", "name=late&prefix=/late&status=503&for=3600&after=0&"
+                     "delay=5000ms", &r), 201, &r);
+    raw_response_free(&r);
+    /* the reload warns again, at the new generation's load */
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2,", PX_IO_MS), 0);
+    assert_int_equal(harness_wait_log_count(h, warning, 2, PX_IO_MS), 0);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* curl -d 'body=100% down' sends the '%' as it is, which the form's decoding refuses: the 400
+ * says so, and how to send it. On main it said "expected key=value", which the pair is. */
+static void test_body_percent(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start(o);
+    struct raw_response r;
+    expect(post_form(h, "/faults", "name=pct&prefix=/pct&status=503&body=100% down", &r), 400, &r);
+    assert_string_equal(r.body, "400 Bad Request: 'body=100% down': a '%' not followed by two hex "
+                                "digits (write %25 for '%', or send it with curl "
+                                "--data-urlencode)\n");
+    raw_response_free(&r);
+    expect(post_form(h, "/faults", "name=pct&prefix=/pct&status=503&body=a%00b", &r), 400, &r);
+    assert_string_equal(r.body, "400 Bad Request: 'body=a%00b': %00 decodes to a NUL byte\n");
+    raw_response_free(&r);
+    /* encoded, it is the body */
+    expect(post_form(h, "/faults", "name=pct&prefix=/pct&status=503&body=100%25+down", &r), 201,
+           &r);
+    raw_response_free(&r);
+    assert_int_equal(proxied(h, "/pct"), 503);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- reload ---- */
 
 static void test_reload_restores(void **state)
@@ -766,6 +836,8 @@ int main(void)
         cmocka_unit_test(test_list_and_change),
         cmocka_unit_test(test_add_and_delete),
         cmocka_unit_test(test_bodies),
+        cmocka_unit_test(test_bare_seconds),
+        cmocka_unit_test(test_body_percent),
         cmocka_unit_test(test_reload_restores),
         cmocka_unit_test(test_seed_repeats),
         cmocka_unit_test(test_table_full),

@@ -1300,6 +1300,37 @@ static const struct {
     {"a bare 3600 on tunnel_timeout", UP "tunnel_timeout = 3600\n", {NULL}},
     {"a bare 7200 on tls_ticket_rotation", "[proxy]\ntls_ticket_rotation = 7200\n" UP, {NULL}},
     {"a bare 1800 on shutdown_timeout", "[proxy]\nshutdown_timeout = 1800\n" UP, {NULL}},
+    /* a fault rule's timers too: "delay = 5000" meant as 5 s holds each request 83 minutes */
+    {"a bare 5000 on a fault's delay", UP "[fault f]\ndelay = 5000\n",
+     {"test.ini:4: warning: delay = 5000 is 5000 s (1h23m20s); for milliseconds write 5000ms"}},
+    {"a bare number inside a fault's delay shape",
+     UP "[fault f]\nresponse_delay = uniform(100ms, 2000)\n",
+     {"test.ini:4: warning: response_delay = uniform(100ms, 2000): 2000 is 2000 s (33m20s); for "
+      "milliseconds write 2000ms"}},
+    {"a fault's jitter and interim_interval",
+     UP "[fault f]\ndelay = 2s\njitter = 1000\ninterim = 103\ninterim_interval = 1500\n",
+     {"test.ini:5: warning: jitter = 1000 is 1000 s (16m40s); for milliseconds write 1000ms",
+      "test.ini:7: warning: interim_interval = 1500 is 1500 s (25m); for milliseconds write "
+      "1500ms"}},
+    /* a rule's window is minutes to hours: a bare 3600 is meant as an hour */
+    {"a fault's after and for", UP "[fault f]\nafter = 3600\nfor = 7200\nstatus = 503\n",
+     {NULL}},
+    {"a fault's delay below 1000, or with a unit", UP "[fault f]\ndelay = 999\n[fault g]\n"
+     "delay = lognormal(median=200ms, p99=3000s)\n", {NULL}},
+    /* the header's clients without the header: it is off by default, and stays ignored */
+    {"header_control_clients without header_control",
+     UP "[faults]\nheader_control_clients = 10.0.0.0/8\n",
+     {"test.ini:4: warning: header_control_clients: not used, header_control is off "
+      "(header_control = on honours the Portico-Fault header from them)"}},
+    {"header_control_clients = off said as such",
+     UP "[faults]\nheader_control = off\nheader_control_clients = 10.0.0.0/8\n",
+     {"test.ini:5: warning: header_control_clients: not used, header_control is off "
+      "(header_control = on honours the Portico-Fault header from them)"}},
+    /* the default written out, as in README's template of every key: nothing to say */
+    {"the default header_control_clients written out",
+     UP "[faults]\nheader_control = off\nheader_control_clients = 127.0.0.0/8, ::1\n", {NULL}},
+    {"header_control_clients with header_control",
+     UP "[faults]\nheader_control_clients = 10.0.0.0/8\nheader_control = on\n", {NULL}},
     /* nginx ignores max_fails for a lone server: here it is marked down, nothing is left */
     {"max_fails on a lone origin", UP "max_fails = 3\ndown_time = 30s\n",
      {"test.ini:3: warning: max_fails = 3 with one origin: after 3 failures it is marked down "

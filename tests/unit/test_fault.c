@@ -232,6 +232,12 @@ static const struct {
     {"reason = Down\n", "go with a status that answers"},
     {"body = x\ndelay = 1s\n", "go with a status that answers"},
     {"status = 200:1\nbody = x\n", "go with a status that answers"}, /* it always passes */
+    /* a body these carry not was dropped without a word; their reason is the status line's */
+    {"status = 204\nbody = x\n", "204, 205 and 304 answers carry no content"},
+    {"status = 205\nbody = x\n", "204, 205 and 304 answers carry no content"},
+    {"status = 304:0.5, 204:0.5\nbody = x\n", "204, 205 and 304 answers carry no content"},
+    {"status = 204:0.5, 503:0.5\nbody = x\n", NULL},      /* the 503 carries it */
+    {"status = 304\nreason = Unchanged\n", NULL},
     {"jitter = 1s\ndelay = uniform(1s,2s)\n", "jitter goes with a fixed delay"},
     {"interim_interval = 1s\nstatus = 503\n", "interim_interval goes with interim"},
     {"truncate = 10\nstatus = 503\n", "need the origin's response"},
@@ -273,6 +279,13 @@ static const struct {
     {"status", "'status': expected key=value"},
     {"stauts=503", "unknown key 'stauts'"},                 /* a typo is named */
     {"status=5o3", "status: '5o3' is not a status code"},
+    /* two statuses without weights were "the weights add up to 2, more than 1" */
+    {"status=503, 500", "status: '503, 500': give every status a weight (503:0.2, 200:0.8) or "
+                        "one status alone"},
+    {"status=503:0.5, 500", "give every status a weight"},
+    {"status=503, 500:0.5", "give every status a weight"},
+    /* a value too long was "expected key=value", which it is */
+    {"status=503; body=<4096 bytes>", "body: value longer than 4095 bytes"},
     {"prefix=/x; status=503", "'prefix' belongs in a [fault] rule"},
     {"first=1; status=503", "'first' belongs in a [fault] rule"},
     {"status=503; status=500", "'status' given twice"},
@@ -282,6 +295,18 @@ static const struct {
     /* control bytes quoted from the input are shown as \xNN: the reason stays one line (found
      * by fuzz_fault) */
     {"de\nlay=2s", "unknown key 'de\\x0alay'"},
+    /* a bare 1000 or more in a delay is seconds where an HAProxy user means milliseconds: with
+     * no channel for a warning, refused naming both spellings; a unit, or below 1000, is taken */
+    {"delay=5000; status=503", "delay: 5000 is 5000 s (1h23m20s); write 5000ms for milliseconds, "
+                               "5000s for seconds"},
+    {"delay=5000s; status=503", NULL},
+    {"delay=5000ms; status=503", NULL},
+    {"delay=999; status=503", NULL},
+    {"delay=2s; jitter=1000; status=503", "jitter: 1000 is 1000 s (16m40s)"},
+    {"response_delay=uniform(100ms, 3600)", "response_delay: 3600 is 3600 s (1h)"},
+    {"delay=lognormal(median=200ms,p99=3000)", "delay: 3000 is 3000 s (50m)"},
+    {"delay=lognormal(p99=3s,median=200ms)", NULL},           /* p99's digits are no number */
+    {"interim=103; interim_interval=1000", "interim_interval: 1000 is 1000 s (16m40s)"},
     {"x\x01y", "'x\\x01y': expected key=value"},
 };
 
@@ -291,7 +316,10 @@ static void test_header(void **state)
     for (size_t i = 0; i < ARRAY_LEN(header_rows); i++) {
         struct fault_rule r;
         char why[256] = "";
-        const char *v = header_rows[i].value;
+        static char long_body[17 + 4096 + 1] = "status=503; body=";
+        memset(long_body + 17, 'x', 4096);
+        const char *v = strstr(header_rows[i].value, "<4096 bytes>") ? long_body
+                                                                     : header_rows[i].value;
         int rc = fault_header_parse(v, strlen(v), "header", &r, why, sizeof(why));
         if (header_rows[i].error == NULL && rc != 0)
             fail_msg("\"%s\" refused: %s", v, why);
@@ -358,15 +386,20 @@ static const struct {
     {"x=1\n\0", 5},
 };
 
-/* Refusals that name their cause: a key or value too long was "expected key=value", which it
- * is. */
+/* Refusals that name their cause: a key or value too long, or a bad %XX, was "expected
+ * key=value", which it is. */
 static const struct {
     const char *text;
     bool url;
     const char *why;
 } pair_refusals[] = {
     {"novalue", false, "'novalue': expected key=value"},
-    {"body=%zz", true, "'body=%zz': expected key=value"},
+    /* a '%' that is no %XX was "expected key=value" too, puzzling after curl -d 'body=100% down' */
+    {"body=%zz", true, "'body=%zz': a '%' not followed by two hex digits (write %25 for '%', or "
+                       "send it with curl --data-urlencode)"},
+    {"body=100% down", true, "'body=100% down': a '%' not followed by two hex digits"},
+    {"x=%00", true, "'x=%00': %00 decodes to a NUL byte"},
+    {"x%00=1", true, "'x%00=1': %00 decodes to a NUL byte"},
     {"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk=1", false,
      "the key is longer than 63 bytes"},
     {"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk=1", true,
