@@ -39,6 +39,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -63,6 +64,7 @@ enum origin_id {
     O_SELF,     /* self-signed */
     O_MTLS,     /* valid, and requires a client certificate signed by the test CA */
     O_MTLS_OTHER, /* requires a client certificate signed by another CA (the self-signed one) */
+    O_NOT_YET,  /* CA-signed, valid from tomorrow */
     O_COUNT
 };
 
@@ -70,6 +72,7 @@ static struct {
     struct fake_origin *o[O_COUNT];
     struct harness *h;
     const struct test_certs *certs;
+    const struct test_dated_certs *dated;
 } t;
 
 /* Routes: name, origin, [upstream] lines. */
@@ -100,6 +103,7 @@ static const struct {
     /* the origin wants a client certificate and gets none */
     {"mtls_missing", O_MTLS, "tls = on\nca_file = {{certs}}/ca.pem\n"},
     /* ... or one it does not trust */
+    {"not_yet_valid", O_NOT_YET, "tls = on\nca_file = {{certs}}/ca.pem\n"},
     {"mtls_untrusted", O_MTLS_OTHER,
      "tls = on\nca_file = {{certs}}/ca.pem\n"
      "client_cert = {{certs}}/client.pem\nclient_key = {{certs}}/client.key\n"},
@@ -109,7 +113,8 @@ static int setup(void **state)
 {
     (void)state;
     t.certs = certs_get();
-    if (t.certs == NULL)
+    t.dated = certs_get_dated();
+    if (t.certs == NULL || t.dated == NULL)
         return -1;
     const struct fake_origin_opts opts[O_COUNT] = {
         [O_PLAIN] = {.kind = FO_OK},
@@ -123,6 +128,8 @@ static int setup(void **state)
                     .tls_key = t.certs->self_signed_key},
         [O_MTLS] = {.kind = FO_OK, .tls_cert = t.certs->server_cert,
                     .tls_key = t.certs->server_key, .tls_client_ca = t.certs->ca_cert},
+        [O_NOT_YET] = {.kind = FO_OK, .tls_cert = t.dated->valid_tomorrow.cert,
+                       .tls_key = t.dated->valid_tomorrow.key},
         [O_MTLS_OTHER] = {.kind = FO_OK, .tls_cert = t.certs->server_cert,
                           .tls_key = t.certs->server_key,
                           .tls_client_ca = t.certs->self_signed_cert},
@@ -226,6 +233,10 @@ static const struct up_row up_rows[] = {
     {"partial_wildcard", 502, "tls_certificate_invalid", "hostname mismatch", NULL, NULL},
     {"verify_off", 200, NULL, NULL, NULL, NULL},
     {"verify_on", 502, "tls_certificate_invalid", "self-signed", NULL, NULL},
+    /* which certificate, and from when it is valid ("valid from %s", checked below): OpenSSL's
+     * verify error alone says neither */
+    {"not_yet_valid", 502, "tls_certificate_invalid",
+     "certificate is not yet valid (certificate 1 of the chain, valid from ", NULL, NULL},
     /* the client certificate reaches the origin */
     {"mtls", 200, NULL, NULL, NULL, "portico-test-client"},
 };
@@ -251,6 +262,15 @@ static void test_upstream_tls(void **state)
 
             assert_non_null(d);
             assert_true(tu_contains(d, row->detail));
+            if (strcmp(row->route, "not_yet_valid") == 0) {
+                char want[128], date[32];
+                time_t from = (time_t)t.dated->valid_tomorrow.not_before;
+                struct tm tm;
+                strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&from, &tm));
+                snprintf(want, sizeof(want), "valid from %s: /CN=localhost, issued by "
+                                             "/CN=Portico Test CA)", date);
+                assert_true(tu_contains(d, want));
+            }
             free(d);
         }
         enum origin_id o = O_COUNT;
