@@ -319,7 +319,8 @@ void tls_ctx_free(void *ctx)
 static void format_asn1_time(const ASN1_TIME *t, char *buf, size_t size)
 {
     struct tm tm;
-    if (!t || ASN1_TIME_to_tm(t, &tm) != 1 || strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1 ||
+        strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
         snprintf(buf, size, "?");
 }
 
@@ -346,8 +347,10 @@ bool tls_verify_failed(SSL *ssl, char *buf, size_t bufsz)
         snprintf(when, sizeof(when), ", valid from %s", date);
     }
     /* An issuer not found: a chain sent without its intermediate, or a CA not in ca_file. */
-    if (v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
-        v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT || v == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE)
+    bool no_issuer = v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+                     v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+                     v == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE;
+    if (no_issuer)
         snprintf(sent, sizeof(sent), "; the origin sent %d", f->sent);
     snprintf(buf + n, bufsz - (size_t)n, " (certificate %d of the chain%s: %s, issued by %s%s)",
              f->depth + 1, when, subject, issuer, sent);
