@@ -4,13 +4,16 @@
 #include "portico/tls.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "portico/util.h"
 
@@ -182,9 +185,62 @@ void tls_server_http2(void *ctx, bool on)
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, on ? (void *)(uintptr_t)alpn_h2_http11 : NULL);
 }
 
+/* The certificate an origin's chain failed verification at, kept (ex_data of its SSL) for the
+ * detail of the failure: the verify result alone ("unable to get local issuer certificate")
+ * does not say which certificate, nor tell a chain sent without its intermediate from a CA
+ * missing in ca_file, nor whether the leaf or a CA certificate expired. */
+struct verify_failure {
+    X509 *cert;                   /* the certificate at the failing depth (a reference) */
+    int depth;                    /* 0: the origin's own certificate */
+    int sent;                     /* how many certificates the origin sent */
+};
+
+static int verify_failure_index = -1;
+static pthread_once_t verify_failure_once = PTHREAD_ONCE_INIT;
+
+static void verify_failure_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                                void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    struct verify_failure *f = ptr;
+    if (f) {
+        X509_free(f->cert);
+        free(f);
+    }
+}
+
+static void verify_failure_init(void)
+{
+    verify_failure_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, verify_failure_free);
+}
+
+/* Verification callback of origin contexts: keeps the first failure (OpenSSL stops there), and
+ * changes no verdict. It runs per certificate of a new origin connection's handshake, not per
+ * request; a failing handshake pays one allocation. */
+static int note_verify_failure(int ok, X509_STORE_CTX *store)
+{
+    if (ok || verify_failure_index < 0)
+        return ok;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+    X509 *cert = X509_STORE_CTX_get_current_cert(store);
+    if (!ssl || !cert || SSL_get_ex_data(ssl, verify_failure_index))
+        return ok;
+    struct verify_failure *f = malloc(sizeof(*f));
+    if (!f)
+        return ok;
+    STACK_OF(X509) *sent = X509_STORE_CTX_get0_untrusted(store);
+    *f = (struct verify_failure){.cert = cert, .depth = X509_STORE_CTX_get_error_depth(store),
+                                 .sent = sent ? sk_X509_num(sent) : 0};
+    X509_up_ref(cert);
+    if (SSL_set_ex_data(ssl, verify_failure_index, f) != 1)
+        verify_failure_free(NULL, f, NULL, 0, 0, NULL);
+    return ok;
+}
+
 void *tls_client_ctx(bool verify, const char *ca_file, const char *cert_file, const char *key_file,
                      struct tls_error *err)
 {
+    pthread_once(&verify_failure_once, verify_failure_init);
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) {
         ssl_failed(err, NULL, NULL);
@@ -200,7 +256,7 @@ void *tls_client_ctx(bool verify, const char *ca_file, const char *cert_file, co
         goto fail;
     }
     if (verify) {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, note_verify_failure);
         int ok = ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
                          : SSL_CTX_set_default_verify_paths(ctx);
         if (ok != 1) {
@@ -259,12 +315,45 @@ void tls_ctx_free(void *ctx)
     SSL_CTX_free(ctx);
 }
 
+/* An ASN1 time as certexpiry says dates: "2026-12-05 06:07:00 UTC". */
+static void format_asn1_time(const ASN1_TIME *t, char *buf, size_t size)
+{
+    struct tm tm;
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1 ||
+        strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        snprintf(buf, size, "?");
+}
+
 bool tls_verify_failed(SSL *ssl, char *buf, size_t bufsz)
 {
     long v = SSL_get_verify_result(ssl);
     if (v == X509_V_OK)
         return false;
-    snprintf(buf, bufsz, "%s", X509_verify_cert_error_string(v));
+    int n = snprintf(buf, bufsz, "%s", X509_verify_cert_error_string(v));
+    const struct verify_failure *f =
+        verify_failure_index < 0 ? NULL : SSL_get_ex_data(ssl, verify_failure_index);
+    if (!f || n < 0 || (size_t)n >= bufsz)
+        return true;
+    /* The detail holds 200 bytes: what tells most goes first (the date, then the names). */
+    char subject[64], issuer[64], when[48] = "", sent[32] = "";
+    X509_NAME_oneline(X509_get_subject_name(f->cert), subject, sizeof(subject));
+    X509_NAME_oneline(X509_get_issuer_name(f->cert), issuer, sizeof(issuer));
+    char date[32];
+    if (v == X509_V_ERR_CERT_HAS_EXPIRED) {
+        format_asn1_time(X509_get0_notAfter(f->cert), date, sizeof(date));
+        snprintf(when, sizeof(when), ", expired %s", date);
+    } else if (v == X509_V_ERR_CERT_NOT_YET_VALID) {
+        format_asn1_time(X509_get0_notBefore(f->cert), date, sizeof(date));
+        snprintf(when, sizeof(when), ", valid from %s", date);
+    }
+    /* An issuer not found: a chain sent without its intermediate, or a CA not in ca_file. */
+    bool no_issuer = v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+                     v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+                     v == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE;
+    if (no_issuer)
+        snprintf(sent, sizeof(sent), "; the origin sent %d", f->sent);
+    snprintf(buf + n, bufsz - (size_t)n, " (certificate %d of the chain%s: %s, issued by %s%s)",
+             f->depth + 1, when, subject, issuer, sent);
     return true;
 }
 

@@ -5,7 +5,10 @@
  * origins with test-CA certificates: a valid certificate works (checked against the IP literal or
  * the SNI name), SNI is sent and checked, verify = off accepts a self-signed certificate, a client
  * certificate is presented to an origin that requires one, and keep-alive pooling works for TLS
- * origins (several requests, one TCP connection and one handshake at the origin).
+ * origins (several requests, one TCP connection and one handshake at the origin). A refused
+ * certificate's detail names it (not yet valid: from when; a chain sent without its
+ * intermediate: the issuer missing and the one certificate sent); with the intermediate sent,
+ * the chain verifies against a ca_file holding the root only.
  *
  * Termination: `listen = ... tls` with tls_cert/tls_key. curl with --cacert gets through, ALPN
  * is http/1.1 (even when h2 is offered; nothing when only h2 is), TLS 1.1 and lower are refused
@@ -39,6 +42,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -63,6 +67,9 @@ enum origin_id {
     O_SELF,     /* self-signed */
     O_MTLS,     /* valid, and requires a client certificate signed by the test CA */
     O_MTLS_OTHER, /* requires a client certificate signed by another CA (the self-signed one) */
+    O_NOT_YET,  /* CA-signed, valid from tomorrow */
+    O_NO_INTER, /* signed by an intermediate it does not send */
+    O_INTER,    /* the same, sending the intermediate */
     O_COUNT
 };
 
@@ -70,6 +77,8 @@ static struct {
     struct fake_origin *o[O_COUNT];
     struct harness *h;
     const struct test_certs *certs;
+    const struct test_dated_certs *dated;
+    const struct test_chained_certs *chained;
 } t;
 
 /* Routes: name, origin, [upstream] lines. */
@@ -100,6 +109,10 @@ static const struct {
     /* the origin wants a client certificate and gets none */
     {"mtls_missing", O_MTLS, "tls = on\nca_file = {{certs}}/ca.pem\n"},
     /* ... or one it does not trust */
+    {"not_yet_valid", O_NOT_YET, "tls = on\nca_file = {{certs}}/ca.pem\n"},
+    /* ca_file holds the root only: the intermediate must come from the origin */
+    {"no_intermediate", O_NO_INTER, "tls = on\nca_file = {{certs}}/ca.pem\n"},
+    {"intermediate", O_INTER, "tls = on\nca_file = {{certs}}/ca.pem\n"},
     {"mtls_untrusted", O_MTLS_OTHER,
      "tls = on\nca_file = {{certs}}/ca.pem\n"
      "client_cert = {{certs}}/client.pem\nclient_key = {{certs}}/client.key\n"},
@@ -109,7 +122,9 @@ static int setup(void **state)
 {
     (void)state;
     t.certs = certs_get();
-    if (t.certs == NULL)
+    t.dated = certs_get_dated();
+    t.chained = certs_get_chained();
+    if (t.certs == NULL || t.dated == NULL || t.chained == NULL)
         return -1;
     const struct fake_origin_opts opts[O_COUNT] = {
         [O_PLAIN] = {.kind = FO_OK},
@@ -123,6 +138,11 @@ static int setup(void **state)
                     .tls_key = t.certs->self_signed_key},
         [O_MTLS] = {.kind = FO_OK, .tls_cert = t.certs->server_cert,
                     .tls_key = t.certs->server_key, .tls_client_ca = t.certs->ca_cert},
+        [O_NOT_YET] = {.kind = FO_OK, .tls_cert = t.dated->valid_tomorrow.cert,
+                       .tls_key = t.dated->valid_tomorrow.key},
+        [O_NO_INTER] = {.kind = FO_OK, .tls_cert = t.chained->leaf_cert,
+                        .tls_key = t.chained->key},
+        [O_INTER] = {.kind = FO_OK, .tls_cert = t.chained->full_chain, .tls_key = t.chained->key},
         [O_MTLS_OTHER] = {.kind = FO_OK, .tls_cert = t.certs->server_cert,
                           .tls_key = t.certs->server_key,
                           .tls_client_ca = t.certs->self_signed_cert},
@@ -226,6 +246,16 @@ static const struct up_row up_rows[] = {
     {"partial_wildcard", 502, "tls_certificate_invalid", "hostname mismatch", NULL, NULL},
     {"verify_off", 200, NULL, NULL, NULL, NULL},
     {"verify_on", 502, "tls_certificate_invalid", "self-signed", NULL, NULL},
+    /* which certificate, and from when it is valid ("valid from %s", checked below): OpenSSL's
+     * verify error alone says neither */
+    {"not_yet_valid", 502, "tls_certificate_invalid",
+     "certificate is not yet valid (certificate 1 of the chain, valid from ", NULL, NULL},
+    /* a chain sent without its intermediate says so: the issuer, and the one certificate sent
+     * (the verify error alone reads as a CA missing from ca_file); with it, it verifies */
+    {"no_intermediate", 502, "tls_certificate_invalid",
+     "unable to get local issuer certificate (certificate 1 of the chain: /CN=localhost, issued "
+     "by /CN=Portico Test Intermediate; the origin sent 1)", NULL, NULL},
+    {"intermediate", 200, NULL, NULL, NULL, NULL},
     /* the client certificate reaches the origin */
     {"mtls", 200, NULL, NULL, NULL, "portico-test-client"},
 };
@@ -251,6 +281,15 @@ static void test_upstream_tls(void **state)
 
             assert_non_null(d);
             assert_true(tu_contains(d, row->detail));
+            if (strcmp(row->route, "not_yet_valid") == 0) {
+                char want[128], date[32];
+                time_t from = (time_t)t.dated->valid_tomorrow.not_before;
+                struct tm tm;
+                strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&from, &tm));
+                snprintf(want, sizeof(want), "valid from %s: /CN=localhost, issued by "
+                                             "/CN=Portico Test CA)", date);
+                assert_true(tu_contains(d, want));
+            }
             free(d);
         }
         enum origin_id o = O_COUNT;

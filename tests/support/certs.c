@@ -272,3 +272,68 @@ const struct test_dated_certs *certs_get_dated(void)
     pthread_once(&dated_once, dated_generate);
     return dated_result;
 }
+
+/* ---- a chain with an intermediate CA ---- */
+
+static struct {
+    char paths[5][CERT_PATH_MAX];
+} chained_store;
+static struct test_chained_certs chained;
+static const struct test_chained_certs *chained_result;
+static pthread_once_t chained_once = PTHREAD_ONCE_INIT;
+
+/* The leaf and the intermediate, in that order, into chain (a server's full chain file). */
+static int write_chain(const char *leaf, const char *inter, const char *chain)
+{
+    size_t leaf_len = 0, inter_len = 0;
+    char *a = tu_read_file(leaf, &leaf_len), *b = tu_read_file(inter, &inter_len);
+    int rc = -1;
+
+    if (a != NULL && b != NULL) {
+        char *both = malloc(leaf_len + inter_len);
+
+        if (both != NULL) {
+            memcpy(both, a, leaf_len);
+            memcpy(both + leaf_len, b, inter_len);
+            rc = tu_write_file(chain, both, leaf_len + inter_len);
+            free(both);
+        }
+    }
+    free(a);
+    free(b);
+    return rc < 0 ? -1 : 0;
+}
+
+static void chained_generate(void)
+{
+    const struct test_certs *c = certs_get();
+    char conf[CERT_PATH_MAX];
+    const struct cert_row inter = { "intermediate", "/CN=Portico Test Intermediate", "ca_ext", 0,
+                                    NULL, NULL };
+    const struct cert_row leaf = { "chained", "/CN=localhost", "server_ext", 0, NULL, NULL };
+    char *inter_pem = chained_store.paths[0], *inter_key = chained_store.paths[1];
+    char *leaf_pem = chained_store.paths[2], *chain = chained_store.paths[3];
+
+    if (c == NULL || store_path(conf, sizeof(conf), "ca", ".cnf") < 0
+        || store_path(inter_pem, CERT_PATH_MAX, inter.stem, ".pem") < 0
+        || store_path(inter_key, CERT_PATH_MAX, inter.stem, ".key") < 0
+        || store_path(leaf_pem, CERT_PATH_MAX, leaf.stem, ".pem") < 0
+        || store_path(chain, CERT_PATH_MAX, "chained-full", ".pem") < 0
+        || make_row(&inter, conf, c->ca_cert, c->ca_key) < 0
+        || make_row(&leaf, conf, inter_pem, inter_key) < 0
+        || write_chain(leaf_pem, inter_pem, chain) < 0
+        || store_path(chained_store.paths[4], CERT_PATH_MAX, leaf.stem, ".key") < 0) {
+        return;
+    }
+    chained.intermediate_cert = inter_pem;
+    chained.leaf_cert = leaf_pem;
+    chained.full_chain = chain;
+    chained.key = chained_store.paths[4];
+    chained_result = &chained;
+}
+
+const struct test_chained_certs *certs_get_chained(void)
+{
+    pthread_once(&chained_once, chained_generate);
+    return chained_result;
+}

@@ -50,4 +50,18 @@ struct test_dated_certs {
  * generated on first call (thread-safe; four more `openssl` pairs, ~80 ms). NULL if it failed. */
 const struct test_dated_certs *certs_get_dated(void);
 
+/* A leaf (CN/SAN localhost, 127.0.0.1, ::1) signed by an intermediate CA ("Portico Test
+ * Intermediate") that certs_get's CA signed: a server presenting leaf_cert alone sends its chain
+ * without the intermediate, one presenting full_chain sends both. */
+struct test_chained_certs {
+    const char *intermediate_cert;
+    const char *leaf_cert;        /* the leaf alone */
+    const char *full_chain;       /* the leaf, then the intermediate */
+    const char *key;              /* the leaf's key */
+};
+
+/* The chained certificates of this process (in certs_get's directory), generated on first call
+ * (thread-safe; two more `openssl` pairs). NULL if it failed. */
+const struct test_chained_certs *certs_get_chained(void);
+
 #endif
