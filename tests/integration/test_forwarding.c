@@ -3288,6 +3288,16 @@ static const struct fo_step negotiate_challenge[] = {
 static const struct fo_step proxy_ntlm_challenge[] = {
     FO_RESPOND(407, "Proxy-Authenticate: NTLM\r\n", "no\n", FO_LENGTH), FO_END(),
 };
+/* Both challenges in one field (RFC 9110 11.6.1 allows the list): a Kerberos client answers
+ * Negotiate at once, and its 200 on that connection has no 401 left to be seen. */
+static const struct fo_step basic_negotiate_one_field[] = {
+    FO_RESPOND(401, "WWW-Authenticate: Basic realm=\"x, y\", Negotiate\r\n", "no\n", FO_LENGTH),
+    FO_END(),
+};
+static const struct fo_step basic_ntlm_one_field[] = {
+    FO_RESPOND(401, "WWW-Authenticate: basic realm=\"x\",ntlm\r\n", "no\n", FO_LENGTH),
+    FO_END(),
+};
 static const struct fo_step basic_challenge[] = {
     FO_RESPOND(401, "WWW-Authenticate: Basic realm=\"x\"\r\n", "no\n", FO_LENGTH), FO_END(),
 };
@@ -3305,7 +3315,8 @@ static const struct fo_step *pick_challenge(const struct fo_request_info *req, v
  * (HAProxy makes such a connection private to its client, Squid pins it). settle_time = 0: any
  * request may take a released connection at once. Client A is challenged on origin connection 0;
  * client B must not get it (a new one, 1), and A gets it back. A Basic challenge authenticates
- * requests only: B takes connection 0. The binary before gave B connection 0 in every row. */
+ * requests only: B takes connection 0. The binary before gave B connection 0 in every row; the
+ * one before the challenge list was read whole, in the two "in one field" rows. */
 static void test_connection_auth_private(void **state)
 {
     (void)state;
@@ -3318,6 +3329,8 @@ static void test_connection_auth_private(void **state)
         {"401 NTLM", ntlm_challenge, 401, "1"},
         {"401 Negotiate, after Basic", negotiate_challenge, 401, "1"},
         {"407 NTLM", proxy_ntlm_challenge, 407, "1"},
+        {"401 Basic, Negotiate in one field", basic_negotiate_one_field, 401, "1"},
+        {"401 basic,ntlm in one field, lower case", basic_ntlm_one_field, 401, "1"},
         {"401 Basic: shared", basic_challenge, 401, "0"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
