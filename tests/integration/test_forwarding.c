@@ -618,6 +618,32 @@ static const struct fo_step stale_rst[] = { FO_RST(), FO_END() };
     "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 static const struct fo_step stale_408[] = { FO_SEND(STALE_408), FO_CLOSE(), FO_END() };
 
+/* The origin's 408 in the other shapes it comes in: a body by length with bytes behind it on
+ * a connection it keeps open (a response no request asked for must not be read as the
+ * answer), a chunked body, a body up to its close, a head in pieces, and after a 100 (an
+ * answer to this request began: the 408 is the answer). */
+static const struct fo_step stale_408_length[] = {
+    FO_SEND("HTTP/1.1 408 Request Timeout\r\nContent-Length: 5\r\n\r\nslow!"
+            "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbad\n"),
+    FO_HOLD(), FO_END(),
+};
+static const struct fo_step stale_408_chunked[] = {
+    FO_SEND("HTTP/1.1 408 Request Timeout\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "5\r\nslow!\r\n0\r\n\r\n"),
+    FO_CLOSE(), FO_END(),
+};
+static const struct fo_step stale_408_to_close[] = {
+    FO_SEND("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\ntimed out"), FO_CLOSE(),
+    FO_END(),
+};
+static const struct fo_step stale_408_pieces[] = {
+    FO_SEND("HTTP/1.1 408 Req"), FO_WAIT(20), FO_SEND("uest Timeout\r\nConnection: close\r\n"),
+    FO_WAIT(20), FO_SEND("Content-Length: 0\r\n\r\n"), FO_CLOSE(), FO_END(),
+};
+static const struct fo_step stale_408_after_100[] = {
+    FO_SEND("HTTP/1.1 100 Continue\r\n\r\n" STALE_408), FO_CLOSE(), FO_END(),
+};
+
 /* First request of each connection answered; a later one on the same connection meets what
  * the row's arg says: a close or a reset with nothing sent (the origin had "timed out" the
  * idle connection just as Portico reused it). */
@@ -686,6 +712,16 @@ static const struct stale_row stale_rows[] = {
     /* a POST the origin read (acknowledged) is not sent twice: its 408 is the answer */
     { "408 on reuse, POST", pick_stale, stale_408,
       "POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc", 408, NULL, 1 },
+    { "408 with a body and bytes after it, kept open", pick_stale, stale_408_length,
+      "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, "1", 2 },
+    { "408 with a chunked body", pick_stale, stale_408_chunked,
+      "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, "1", 2 },
+    { "408 with a body to the close", pick_stale, stale_408_to_close,
+      "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, "1", 2 },
+    { "408 head in pieces", pick_stale, stale_408_pieces,
+      "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, "1", 2 },
+    { "408 after a 100", pick_stale, stale_408_after_100, "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n",
+      408, NULL, 1 },
     /* once only: the fresh connection's 408 is the origin's answer */
     { "408 on reuse and on the fresh connection", pick_408_everywhere, NULL,
       "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 408, NULL, 2 },
