@@ -788,6 +788,51 @@ static void test_stale_pooled_connection_tls(void **state)
     run_stale_rows(true);
 }
 
+/* Conn 0's second request (a PUT whose body is still coming) meets the origin's idle-timeout
+ * 408 as soon as its head arrives; any other answers at once. */
+static const struct fo_step *pick_408_mid_body(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    return req->conn == 0 && req->index_in_conn == 1 ? stale_408 : stale_ok;
+}
+
+/* A 408 while the request body still streams from the client: what was taken is kept (replay),
+ * goes again on the fresh connection, and the rest follows it there. The fresh connection's
+ * origin gets the whole body, once: "abcdef", not "def" nor "abcabcdef". */
+static void test_408_mid_body_resent(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_408_mid_body,
+                                     .respond_before_body = true };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /1 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    assert_int_equal(raw_send_str(c, "PUT /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nabc"),
+                     0);
+    assert_int_equal(fake_origin_wait_connections(o, 2, PX_IO_MS), 0); /* the resend's */
+    assert_int_equal(raw_send_str(c, "def"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(raw_header(&r, "X-Origin-Conn"), "1");
+    raw_response_free(&r);
+    /* GET /1, the 408's PUT (cut), the resent PUT */
+    assert_int_equal(fake_origin_wait_requests(o, 3, PX_IO_MS), 0);
+    size_t len = 0;
+    char *body = fake_origin_request_body(o, 2, &len);
+    assert_non_null(body);
+    assert_string_equal(body, "abcdef");
+    free(body);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* ---- hop-by-hop fields, Via, X-Forwarded-*, Host: exact bytes ---- */
 
 struct hop_row {
@@ -3668,6 +3713,7 @@ int main(void)
         cmocka_unit_test(test_big_early_answer_then_reset),
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_connection_auth_private),
+        cmocka_unit_test(test_408_mid_body_resent),
         cmocka_unit_test(test_pooled_closed_while_idle),
         cmocka_unit_test(test_pool_settles_without_traffic),
         cmocka_unit_test(test_pool_settles_early_past_its_bound),
