@@ -722,6 +722,9 @@ static const struct stale_row stale_rows[] = {
       "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, "1", 2 },
     { "408 after a 100", pick_stale, stale_408_after_100, "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n",
       408, NULL, 1 },
+    /* held by a fault's response_delay, the 408 is read when the delay is over: resent then */
+    { "408 behind a response_delay", pick_stale, stale_408,
+      "GET /late/2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, "1", 2 },
     /* once only: the fresh connection's 408 is the origin's answer */
     { "408 on reuse and on the fresh connection", pick_408_everywhere, NULL,
       "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 408, NULL, 2 },
@@ -743,7 +746,8 @@ static void run_stale_rows(bool tls)
         }
         struct fake_origin *o = fake_origin_start(&opts);
         assert_non_null(o);
-        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n%s",
+        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n%s"
+                                     "[fault late]\nprefix = /late\nresponse_delay = 50ms\n",
                                      fake_origin_port(o),
                                      tls ? "tls = on\nca_file = {{certs}}/ca.pem\n" : "");
         struct raw_conn *c = px_connect(h);
@@ -760,6 +764,8 @@ static void run_stale_rows(bool tls)
         if (r.status != row->status)
             fail_msg("%s: status %d, want %d\n%s%s", row->why, r.status, row->status,
                      r.head.text, r.body);
+        if (strstr(row->second, " /late/")) /* the rule did apply */
+            assert_non_null(raw_header(&r, "Portico-Fault"));
         if (row->origin_conn) {
             assert_string_equal(raw_header(&r, "X-Origin-Conn"), row->origin_conn);
             assert_string_equal(r.body, "ok\n");
