@@ -3488,6 +3488,54 @@ static void test_connection_auth_private(void **state)
     }
 }
 
+/* The origin's side of a challenged connection: NTLM's challenge, then it says when Portico
+ * closed the connection (within PX_IO_MS) instead of reading a next request. */
+static int tell_closed(int fd, void *arg)
+{
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    char buf[512];
+    short rev;
+    while (tu_poll_until(fd, POLLIN, deadline, &rev) > 0)
+        if (read(fd, buf, sizeof(buf)) <= 0) {
+            __atomic_store_n((int *)arg, 1, __ATOMIC_SEQ_CST);
+            break;
+        }
+    return 1;
+}
+static int private_closed; /* tell_closed's flag */
+static const struct fo_step ntlm_then_tell[] = {
+    FO_RESPOND(401, "WWW-Authenticate: NTLM TlRMTVNTUAACAAAADAAMADAAAAA=\r\n", "no\n", FO_LENGTH),
+    FO_CALL(tell_closed, &private_closed), FO_END(),
+};
+
+/* A client connection that ends takes its private origin connection with it: nobody else may
+ * take it, and kept it held an authenticated connection to the origin open until
+ * keepalive_timeout (HAProxy kills a session's private connections with it). The binary before
+ * kept it: the origin saw no close within PX_IO_MS (keepalive_timeout here 60 s). */
+static void test_connection_auth_private_owner_gone(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = ntlm_then_tell };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\nsettle_time = 0\n"
+                                       "keepalive_timeout = 60s\n", fake_origin_port(o));
+    __atomic_store_n(&private_closed, 0, __ATOMIC_SEQ_CST);
+    struct raw_conn *a = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(a, "GET /challenge HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(a, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 401);
+    raw_response_free(&r);
+    raw_close(a);
+    int64_t until = tu_now_ms() + PX_IO_MS + 500;
+    while (!__atomic_load_n(&private_closed, __ATOMIC_SEQ_CST) && tu_now_ms() < until)
+        poll(NULL, 0, 5);
+    assert_int_equal(__atomic_load_n(&private_closed, __ATOMIC_SEQ_CST), 1);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* The origin closes its keep-alive connection after 20 ms of idle. Seen by Portico while the
  * connection sits in the pool, it is dropped there: the next request opens a fresh one, no
  * retry needed. (The client's own keep-alive timeout, 300 ms, is the clock: once Portico has
@@ -3756,6 +3804,7 @@ int main(void)
         cmocka_unit_test(test_big_early_answer_then_reset),
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_connection_auth_private),
+        cmocka_unit_test(test_connection_auth_private_owner_gone),
         cmocka_unit_test(test_408_mid_body_resent),
         cmocka_unit_test(test_pooled_closed_while_idle),
         cmocka_unit_test(test_pool_settles_without_traffic),
