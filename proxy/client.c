@@ -64,6 +64,7 @@
 #include "portico/tls.h"
 #include "portico/trace.h"
 #include "portico/tunnel.h"
+#include "portico/upstream.h"
 #include "portico/util.h"
 
 #define LINGER_MS 2000
@@ -320,6 +321,7 @@ static void client_close(struct client *c, const char *why)
     }
     if (c->h2)
         h2_free(c->h2, why);
+    upstream_pool_owner_gone(l, c->peer.conn_id); /* its private origin connections */
     tunnel_free(c->tunnel); /* closes the origin side */
     c->tunnel = NULL;
     stream_end(c);

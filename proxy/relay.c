@@ -446,11 +446,35 @@ static bool has_other_coding(const struct h1_response *resp)
     return false;
 }
 
-/* Whether resp challenges with a scheme that authenticates the connection rather than each
- * request (NTLM, Negotiate: RFC 4559), in a 401's WWW-Authenticate or a 407's
- * Proxy-Authenticate. Such a connection is the client's alone: pooled for anyone, the next
- * client would be served as the one who authenticated it (HAProxy makes it private, Squid pins
- * it). Only those two statuses are looked at: no cost on any other response. */
+/* Schemes that authenticate the connection rather than each request (RFC 4559, NTLM). */
+static const char *const connection_schemes[] = {"NTLM", "Negotiate"};
+
+/* Whether the challenge list v (one field's value) offers a connection_schemes one: each
+ * challenge's scheme is checked, not only the first's, since a field may carry several
+ * ("Basic realm=\"x\", Negotiate"). A comma inside a quoted auth-param may be taken for a
+ * challenge's start: that can only make a connection private for nothing, as HAProxy's does. */
+static bool offers_connection_scheme(const char *v, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (i > 0 && v[i - 1] != ',')
+            continue;
+        while (i < len && (v[i] == ' ' || v[i] == '\t'))
+            i++;
+        for (size_t s = 0; s < ARRAY_LEN(connection_schemes); s++) {
+            size_t n = strlen(connection_schemes[s]);
+            if (len - i >= n && strncasecmp(v + i, connection_schemes[s], n) == 0 &&
+                (len - i == n || v[i + n] == ' ' || v[i + n] == ',' || v[i + n] == '\t'))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Whether resp challenges with a scheme that authenticates the connection (NTLM, Negotiate),
+ * in a 401's WWW-Authenticate or a 407's Proxy-Authenticate. Such a connection is the
+ * client's alone: pooled for anyone, the next client would be served as the one who
+ * authenticated it (HAProxy makes it private, Squid pins it). Only those two statuses are
+ * looked at: no cost on any other response. */
 static bool connection_auth(const struct h1_response *resp)
 {
     static const char www[] = "www-authenticate", proxy[] = "proxy-authenticate";
@@ -462,8 +486,8 @@ static bool connection_auth(const struct h1_response *resp)
     size_t len = strlen(name);
     for (size_t i = 0; i < resp->nfields; i++) {
         const struct h1_field *f = &resp->fields[i];
-        if (f->name_len == len && strncasecmp(f->name, name, len) == 0 && f->value_len >= 4 &&
-            (strncasecmp(f->value, "NTLM", 4) == 0 || strncasecmp(f->value, "Nego", 4) == 0))
+        if (f->name_len == len && strncasecmp(f->name, name, len) == 0 &&
+            offers_connection_scheme(f->value, f->value_len))
             return true;
     }
     return false;

@@ -132,6 +132,8 @@ struct upstream_pool {
 struct upstream_pools {
     evutil_socket_t spare[2];              /* kept from failed connects: IPv4, IPv6; -1: none */
     int spare_rcvbuf[2];                   /* the origin_rcvbuf each was set with */
+    unsigned nprivate;                     /* pooled connections private to a client
+                                              (upstream_pool_owner_gone) */
     int n;
     struct upstream_pool pool[];
 };

@@ -125,6 +125,8 @@ void upstream_pool_remove(struct upconn *c)
     struct upstream_pool *pool = &c->loop->pools->pool[c->upstream];
     if (c->owner)
         LIST_REMOVE(c, owner_link);
+    if (c->private_owner)
+        c->loop->pools->nprivate--;
     if (c->state == UC_SETTLING) {
         TAILQ_REMOVE(&pool->settling, c, link);
         pool->nsettling--;
@@ -321,6 +323,8 @@ void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us_)
     c->owner = owner;
     if (owner)
         LIST_INSERT_HEAD(&pool->by_owner[owner & pool->owner_mask], c, owner_link);
+    if (c->private_owner) /* its owner, as checked above */
+        c->loop->pools->nprivate++;
     sock_set_cb(&c->sock, idle_cb, c);
     sock_set_read_limit(&c->sock, 0);
     sock_read(&c->sock, true);
@@ -335,4 +339,19 @@ void upconn_release(struct upconn *c, uint64_t owner, uint64_t now_us_)
     TAILQ_INSERT_TAIL(&pool->settling, c, link);
     pool->nsettling++;
     pool_settle(pool, up, now_us_); /* settle_time 0: idle at once */
+}
+
+void upstream_pool_owner_gone(struct loop *l, uint64_t owner)
+{
+    struct upstream_pools *p = l->pools;
+    for (int i = 0; p && p->nprivate && owner && i < p->n; i++) {
+        struct upconn *c = LIST_FIRST(&p->pool[i].by_owner[owner & p->pool[i].owner_mask]), *next;
+        for (; c; c = next) {
+            next = LIST_NEXT(c, owner_link);
+            if (c->owner == owner && c->private_owner == owner) {
+                upstream_pool_remove(c);
+                upconn_free(c);
+            }
+        }
+    }
 }

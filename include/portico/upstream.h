@@ -124,6 +124,12 @@ void upconn_mark_used(struct upconn *c);
  * connection itself (NTLM, Negotiate), so no other client may take it from the pool. */
 void upconn_make_private(struct upconn *c, uint64_t owner);
 
+/* The client connection owner (its conn_id) ended: the pooled connections private to it
+ * (upconn_make_private) are closed, as HAProxy kills a session's private connections with it.
+ * Nobody else could take them; kept, they held an authenticated origin connection open until
+ * keepalive_timeout. Nothing to do, and no walk, while the loop pools none. */
+void upstream_pool_owner_gone(struct loop *l, uint64_t owner);
+
 /* Idle pooled connections of a loop, for metrics. */
 size_t upstream_pools_idle(const struct loop *l);
 

@@ -618,6 +618,32 @@ static const struct fo_step stale_rst[] = { FO_RST(), FO_END() };
     "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 static const struct fo_step stale_408[] = { FO_SEND(STALE_408), FO_CLOSE(), FO_END() };
 
+/* The origin's 408 in the other shapes it comes in: a body by length with bytes behind it on
+ * a connection it keeps open (a response no request asked for must not be read as the
+ * answer), a chunked body, a body up to its close, a head in pieces, and after a 100 (an
+ * answer to this request began: the 408 is the answer). */
+static const struct fo_step stale_408_length[] = {
+    FO_SEND("HTTP/1.1 408 Request Timeout\r\nContent-Length: 5\r\n\r\nslow!"
+            "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbad\n"),
+    FO_HOLD(), FO_END(),
+};
+static const struct fo_step stale_408_chunked[] = {
+    FO_SEND("HTTP/1.1 408 Request Timeout\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "5\r\nslow!\r\n0\r\n\r\n"),
+    FO_CLOSE(), FO_END(),
+};
+static const struct fo_step stale_408_to_close[] = {
+    FO_SEND("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\ntimed out"), FO_CLOSE(),
+    FO_END(),
+};
+static const struct fo_step stale_408_pieces[] = {
+    FO_SEND("HTTP/1.1 408 Req"), FO_WAIT(20), FO_SEND("uest Timeout\r\nConnection: close\r\n"),
+    FO_WAIT(20), FO_SEND("Content-Length: 0\r\n\r\n"), FO_CLOSE(), FO_END(),
+};
+static const struct fo_step stale_408_after_100[] = {
+    FO_SEND("HTTP/1.1 100 Continue\r\n\r\n" STALE_408), FO_CLOSE(), FO_END(),
+};
+
 /* First request of each connection answered; a later one on the same connection meets what
  * the row's arg says: a close or a reset with nothing sent (the origin had "timed out" the
  * idle connection just as Portico reused it). */
@@ -686,6 +712,19 @@ static const struct stale_row stale_rows[] = {
     /* a POST the origin read (acknowledged) is not sent twice: its 408 is the answer */
     { "408 on reuse, POST", pick_stale, stale_408,
       "POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc", 408, NULL, 1 },
+    { "408 with a body and bytes after it, kept open", pick_stale, stale_408_length,
+      "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, "1", 2 },
+    { "408 with a chunked body", pick_stale, stale_408_chunked,
+      "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, "1", 2 },
+    { "408 with a body to the close", pick_stale, stale_408_to_close,
+      "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, "1", 2 },
+    { "408 head in pieces", pick_stale, stale_408_pieces,
+      "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, "1", 2 },
+    { "408 after a 100", pick_stale, stale_408_after_100, "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n",
+      408, NULL, 1 },
+    /* held by a fault's response_delay, the 408 is read when the delay is over: resent then */
+    { "408 behind a response_delay", pick_stale, stale_408,
+      "GET /late/2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, "1", 2 },
     /* once only: the fresh connection's 408 is the origin's answer */
     { "408 on reuse and on the fresh connection", pick_408_everywhere, NULL,
       "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n", 408, NULL, 2 },
@@ -707,7 +746,8 @@ static void run_stale_rows(bool tls)
         }
         struct fake_origin *o = fake_origin_start(&opts);
         assert_non_null(o);
-        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n%s",
+        struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n%s"
+                                     "[fault late]\nprefix = /late\nresponse_delay = 50ms\n",
                                      fake_origin_port(o),
                                      tls ? "tls = on\nca_file = {{certs}}/ca.pem\n" : "");
         struct raw_conn *c = px_connect(h);
@@ -724,6 +764,8 @@ static void run_stale_rows(bool tls)
         if (r.status != row->status)
             fail_msg("%s: status %d, want %d\n%s%s", row->why, r.status, row->status,
                      r.head.text, r.body);
+        if (strstr(row->second, " /late/")) /* the rule did apply */
+            assert_non_null(raw_header(&r, "Portico-Fault"));
         if (row->origin_conn) {
             assert_string_equal(raw_header(&r, "X-Origin-Conn"), row->origin_conn);
             assert_string_equal(r.body, "ok\n");
@@ -750,6 +792,88 @@ static void test_stale_pooled_connection_tls(void **state)
 {
     (void)state;
     run_stale_rows(true);
+}
+
+/* The fresh connection's origin answers once the body's last bytes ("def") are in its socket
+ * (peeked, so that the origin reads them as the body): an answer before them would end the
+ * exchange with the body's rest dropped, which is not what the row looks at. 2 s at most. */
+static int until_def(int fd, void *arg)
+{
+    (void)arg;
+    char buf[64];
+    for (int i = 0; i < 200; i++) {
+        ssize_t n = recv(fd, buf, sizeof(buf) - 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN))
+            return -1;
+        buf[n > 0 ? n : 0] = '\0';
+        if (strstr(buf, "def"))
+            return 0;
+        poll(NULL, 0, 10); /* what is there stays readable (peeked): poll(fd) would not wait */
+    }
+    return -1;
+}
+static const struct fo_step ok_after_def[] = { FO_CALL(until_def, NULL), FO_RESPOND_OK(),
+                                               FO_END() };
+
+/* Conn 0's second request (a PUT whose body is still coming) meets the origin's idle-timeout
+ * 408 as soon as its head arrives; the first answers at once, the resend once its body came. */
+static const struct fo_step *pick_408_mid_body(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    if (req->conn == 0)
+        return req->index_in_conn == 1 ? stale_408 : stale_ok;
+    return ok_after_def;
+}
+
+static unsigned mid_body_heads; /* request heads the row's origin has read (on_head) */
+
+static void count_head(void *arg)
+{
+    (void)arg;
+    __atomic_add_fetch(&mid_body_heads, 1, __ATOMIC_SEQ_CST);
+}
+
+/* A 408 while the request body still streams from the client: what was taken is kept (replay),
+ * goes again on the fresh connection, and the rest follows it there. The fresh connection's
+ * origin gets the whole body, once: "abcdef", not "def" nor "abcabcdef". */
+static void test_408_mid_body_resent(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_408_mid_body,
+                                     .respond_before_body = true, .on_head = count_head };
+    mid_body_heads = 0;
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\n", fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(c, "GET /1 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 200);
+    raw_response_free(&r);
+    assert_int_equal(raw_send_str(c, "PUT /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nabc"),
+                     0);
+    /* the resend's head read by the fresh connection's origin: "def" comes behind it there */
+    int64_t until = tu_now_ms() + PX_IO_MS;
+    while (__atomic_load_n(&mid_body_heads, __ATOMIC_SEQ_CST) < 3 && tu_now_ms() < until)
+        poll(NULL, 0, 5);
+    assert_int_equal(fake_origin_connections(o), 2);
+    assert_int_equal(raw_send_str(c, "def"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    if (r.status != 200)
+        fail_msg("status %d\n%s%s", r.status, r.head.text, r.body);
+    assert_string_equal(raw_header(&r, "X-Origin-Conn"), "1");
+    raw_response_free(&r);
+    /* GET /1, the 408's PUT (cut), the resent PUT */
+    assert_int_equal(fake_origin_wait_requests(o, 3, PX_IO_MS), 0);
+    size_t len = 0;
+    char *body = fake_origin_request_body(o, 2, &len);
+    assert_non_null(body);
+    assert_string_equal(body, "abcdef");
+    free(body);
+    raw_close(c);
+    px_stop(h);
+    fake_origin_stop(o);
 }
 
 /* ---- hop-by-hop fields, Via, X-Forwarded-*, Host: exact bytes ---- */
@@ -3288,6 +3412,16 @@ static const struct fo_step negotiate_challenge[] = {
 static const struct fo_step proxy_ntlm_challenge[] = {
     FO_RESPOND(407, "Proxy-Authenticate: NTLM\r\n", "no\n", FO_LENGTH), FO_END(),
 };
+/* Both challenges in one field (RFC 9110 11.6.1 allows the list): a Kerberos client answers
+ * Negotiate at once, and its 200 on that connection has no 401 left to be seen. */
+static const struct fo_step basic_negotiate_one_field[] = {
+    FO_RESPOND(401, "WWW-Authenticate: Basic realm=\"x, y\", Negotiate\r\n", "no\n", FO_LENGTH),
+    FO_END(),
+};
+static const struct fo_step basic_ntlm_one_field[] = {
+    FO_RESPOND(401, "WWW-Authenticate: basic realm=\"x\",ntlm\r\n", "no\n", FO_LENGTH),
+    FO_END(),
+};
 static const struct fo_step basic_challenge[] = {
     FO_RESPOND(401, "WWW-Authenticate: Basic realm=\"x\"\r\n", "no\n", FO_LENGTH), FO_END(),
 };
@@ -3305,7 +3439,8 @@ static const struct fo_step *pick_challenge(const struct fo_request_info *req, v
  * (HAProxy makes such a connection private to its client, Squid pins it). settle_time = 0: any
  * request may take a released connection at once. Client A is challenged on origin connection 0;
  * client B must not get it (a new one, 1), and A gets it back. A Basic challenge authenticates
- * requests only: B takes connection 0. The binary before gave B connection 0 in every row. */
+ * requests only: B takes connection 0. The binary before gave B connection 0 in every row; the
+ * one before the challenge list was read whole, in the two "in one field" rows. */
 static void test_connection_auth_private(void **state)
 {
     (void)state;
@@ -3318,6 +3453,8 @@ static void test_connection_auth_private(void **state)
         {"401 NTLM", ntlm_challenge, 401, "1"},
         {"401 Negotiate, after Basic", negotiate_challenge, 401, "1"},
         {"407 NTLM", proxy_ntlm_challenge, 407, "1"},
+        {"401 Basic, Negotiate in one field", basic_negotiate_one_field, 401, "1"},
+        {"401 basic,ntlm in one field, lower case", basic_ntlm_one_field, 401, "1"},
         {"401 Basic: shared", basic_challenge, 401, "0"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
@@ -3349,6 +3486,54 @@ static void test_connection_auth_private(void **state)
         px_stop(h);
         fake_origin_stop(o);
     }
+}
+
+/* The origin's side of a challenged connection: NTLM's challenge, then it says when Portico
+ * closed the connection (within PX_IO_MS) instead of reading a next request. */
+static int tell_closed(int fd, void *arg)
+{
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    char buf[512];
+    short rev;
+    while (tu_poll_until(fd, POLLIN, deadline, &rev) > 0)
+        if (read(fd, buf, sizeof(buf)) <= 0) {
+            __atomic_store_n((int *)arg, 1, __ATOMIC_SEQ_CST);
+            break;
+        }
+    return 1;
+}
+static int private_closed; /* tell_closed's flag */
+static const struct fo_step ntlm_then_tell[] = {
+    FO_RESPOND(401, "WWW-Authenticate: NTLM TlRMTVNTUAACAAAADAAMADAAAAA=\r\n", "no\n", FO_LENGTH),
+    FO_CALL(tell_closed, &private_closed), FO_END(),
+};
+
+/* A client connection that ends takes its private origin connection with it: nobody else may
+ * take it, and kept it held an authenticated connection to the origin open until
+ * keepalive_timeout (HAProxy kills a session's private connections with it). The binary before
+ * kept it: the origin saw no close within PX_IO_MS (keepalive_timeout here 60 s). */
+static void test_connection_auth_private_owner_gone(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .script = ntlm_then_tell };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\nsettle_time = 0\n"
+                                       "keepalive_timeout = 60s\n", fake_origin_port(o));
+    __atomic_store_n(&private_closed, 0, __ATOMIC_SEQ_CST);
+    struct raw_conn *a = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(a, "GET /challenge HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(a, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 401);
+    raw_response_free(&r);
+    raw_close(a);
+    int64_t until = tu_now_ms() + PX_IO_MS + 500;
+    while (!__atomic_load_n(&private_closed, __ATOMIC_SEQ_CST) && tu_now_ms() < until)
+        poll(NULL, 0, 5);
+    assert_int_equal(__atomic_load_n(&private_closed, __ATOMIC_SEQ_CST), 1);
+    px_stop(h);
+    fake_origin_stop(o);
 }
 
 /* The origin closes its keep-alive connection after 20 ms of idle. Seen by Portico while the
@@ -3619,6 +3804,8 @@ int main(void)
         cmocka_unit_test(test_big_early_answer_then_reset),
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_connection_auth_private),
+        cmocka_unit_test(test_connection_auth_private_owner_gone),
+        cmocka_unit_test(test_408_mid_body_resent),
         cmocka_unit_test(test_pooled_closed_while_idle),
         cmocka_unit_test(test_pool_settles_without_traffic),
         cmocka_unit_test(test_pool_settles_early_past_its_bound),
