@@ -1221,7 +1221,7 @@ static void test_failure_statuses_documented(void **state)
                     (int)strcspn(entry, ":\n"), entry, want);
         free(entry);
         char *row = row_of(r, failure_name(type));
-        if (!row) /* internal_error is Portico's own, not an upstream failure: no row */
+        if (!row) /* internal_error is Portico's own, no upstream failure: a row optional */
             continue;
         char got[64] = "", *cells[4];
         for (int c = 0; c < 4; c++)
