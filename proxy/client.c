@@ -1004,8 +1004,8 @@ static void admin_request(struct client *c, struct h1_request *req, size_t head_
     size_t host_len = target.host ? target.host_len : info.host ? info.host->value_len : 0;
     if (!admin_host_allowed(c->loop->cfg, host, host_len)) {
         admin_refuse(c, HTTP_FORBIDDEN,
-                     "the Host is not an IP address, localhost or a name of admin_hosts (DNS "
-                     "rebinding); list it in admin_hosts, or set admin_token",
+                     "the Host is not an IP address, localhost, *.localhost or a name of "
+                     "admin_hosts (DNS rebinding); list it in admin_hosts, or set admin_token",
                      req->method_id == METHOD_HEAD);
         return;
     }
