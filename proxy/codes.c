@@ -130,20 +130,24 @@ static void put_block(const struct status_info *m)
  * would have an SRE look for a read, where the proxy profile's 598 is a send_timeout too. */
 static void put_failures(int code)
 {
+    enum { INDENT = 14, WIDTH = 100 }; /* "  standard    " names..., lines of 100 columns */
     int shown = 0; /* failure types listed so far: the first one brings the heading */
     for (int p = 0; p < PROFILE_COUNT; p++) {
-        int n = 0;
+        int n = 0, col = 0;
         for (int t = FAIL_NONE + 1; t < FAILURE_COUNT; t++) {
             if (failure_status((enum failure_type)t, (enum error_profile)p, NULL) != code)
                 continue;
             if (shown++ == 0)
                 printf("Portico sends %d for, by error_profile (before any [errors] override):\n",
                        code);
+            const char *name = failure_name((enum failure_type)t);
+            int len = (int)strlen(name);
             if (n++ == 0)
-                printf("  %-11s %s", profile_name((enum error_profile)p),
-                       failure_name((enum failure_type)t));
+                col = printf("  %-11s %s", profile_name((enum error_profile)p), name);
+            else if (col + 2 + len + 1 > WIDTH) /* and the comma that may follow */
+                col = printf(",\n%*s%s", INDENT, "", name) - 2;
             else
-                printf(", %s", failure_name((enum failure_type)t));
+                col += printf(", %s", name);
         }
         if (n > 0)
             putchar('\n');
