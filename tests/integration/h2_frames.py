@@ -865,6 +865,21 @@ def short_unsent(port):
                                                              c.goaway))
     c.close()
 
+def closing_unsent(port):
+    """A POST with a content-length of 3,000 answered 413 at its head (max_body_size 1k) and, in
+    the same write, a WINDOW_UPDATE of 0 on the connection (a connection error, RFC 9113 6.9):
+    the 413's HEADERS are still queued when nghttp2's GOAWAY PROTOCOL_ERROR goes, and never go
+    (h2fuzz.py's finding, where an origin's head came meanwhile)."""
+    c = Conn(port)
+    st = c.st(1)
+    c.send(c.request(1, get("/status/200", "POST") + [("content-length", "3000")], False) +
+           frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 0)))
+    c.pump(lambda: False, time.monotonic() + IO_S)
+    print("closing_unsent status=%s rst=%s goaway=%s closed=%s" % (st["status"], st["rst"],
+                                                                  c.goaway, c.closed))
+    c.close()
+
+
 def shut_unsent(port):
     """A POST with a content-length of 2 MB answered 413 at its head (max_body_size 512k) whose
     answer cannot end (the client's SETTINGS give streams a window of 0): past DISCARD_MAX of its
@@ -2039,6 +2054,8 @@ def main():
         fed_gone(port, sys.argv[3])
     elif sys.argv[2] == "discard_unacked":
         discard_unacked(port)
+    elif sys.argv[2] == "closing_unsent":
+        closing_unsent(port)
     elif sys.argv[2] == "shut_unsent":
         shut_unsent(port)
     elif sys.argv[2] == "short_unsent":
