@@ -20,12 +20,15 @@ must be answered 200, its body whole, within --canary-bound; Portico must still 
 log hold no sanitizer report (AddressSanitizer, LeakSanitizer, UBSan's runtime error), and its
 RSS stay under --rss-max MiB. At the end Portico is stopped (SIGTERM) and must exit 0 with no
 leak report. Any failure writes the case (seed, number, every write and pause as sent) to
-WORKDIR/fail-SEED-K.json, which `--replay FILE` sends again to a new Portico.
+WORKDIR/fail-SEED-K.json, which `--replay FILE` sends again to a new Portico. Portico's [warn]
+and [error] lines are listed at the end by kind, with a case that made each (what a client does
+wrong is an info line; `--strict-log` fails the case that makes a kind first).
 
 Usage:
   /usr/bin/python3 scripts/h2fuzz.py [--bin build/asan/portico] [--seed S] [--cases N]
         [--time SECONDS] [--only K | --first K] [--port-base P] [--workdir DIR]
-        [--replay FILE] [--keep-going] [-v]
+        [--replay FILE] [--keep-going] [--strict-log] [--conn-bound S] [--canary-bound S]
+        [--rss-max MIB] [-v]
 
 Loopback only, ports P..P+4 (default 18100); every wait has a deadline, the run stops after N
 cases or SECONDS, whichever comes first. Exit 0: no defect. By hand, not part of `make test`
@@ -37,6 +40,7 @@ import collections
 import json
 import os
 import random
+import re
 import select
 import signal
 import socket
@@ -334,7 +338,7 @@ def op_headers_bad(g):
     elif how == "bad-pad":
         blk = g.block(f)
         g.w(frame(HEADERS, END_HEADERS | END_STREAM | PADDED, g.sid(),
-                  bytes([len(blk) + rng.randint(1, 200)]) + blk), "hdr-bad-pad")
+                  bytes([min(255, len(blk) + rng.randint(1, 200))]) + blk), "hdr-bad-pad")
     elif how == "huge-block":
         big = [("x-big-%d" % i, "v" * rng.choice([100, 4000, 8000])) for i in range(40)]
         g.headers(g.sid(), g.block(f + big), True, "hdr-huge", split=True)
@@ -543,6 +547,7 @@ class Case:
         self.seed, self.k = seed, k
         rng = random.Random(f"h2fuzz:{seed}:{k}")
         self.tls = rng.random() < 0.35
+        self.table, self.max_frame = 4096, 16384
         self.area = pick(rng, [("clean", 2), ("hostile", 6), ("mutant", 2)])[0]
         g = Gen(rng, self.area == "clean")
         g.w(PREFACE, "preface", 0)
@@ -552,6 +557,11 @@ class Case:
                 s = struct.pack(">HI", 4, MAX_WIN)    # open our window: answers flow whole
             if not g.clean and rng.random() < 0.3:
                 s += settings_payload(rng)
+            if g.clean and rng.random() < 0.5:
+                # limits of ours Portico's answers must keep: its HPACK table, its frame size
+                self.table = rng.choice([0, 64, 4096, 65536])
+                self.max_frame = rng.choice([16384, 16385, 65536, (1 << 24) - 1])
+                s += struct.pack(">HIHI", 1, self.table, 5, self.max_frame)
             g.w(frame(SETTINGS, 0, 0, s), "settings")
             if g.clean or rng.random() < 0.6:
                 g.w(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", MAX_WIN - 65535)), "wu-open")
@@ -646,6 +656,7 @@ def case_from_file(path):
     c.expect = {int(s): (st, bytes.fromhex(b) if b is not None else None)
                 for s, (st, b) in d.get("expect", {}).items()}
     c.frames = d.get("frames", 0)
+    c.table, c.max_frame = d.get("table", 4096), d.get("max_frame", 16384)
     c.kinds = collections.Counter()
     return c
 
@@ -654,6 +665,7 @@ def save_case(case, path, why):
     with open(path, "w") as f:
         json.dump({"seed": case.seed, "k": case.k, "tls": case.tls, "area": case.area,
                    "end": case.end, "mutation": case.mutation, "frames": case.frames,
+                   "table": case.table, "max_frame": case.max_frame,
                    "why": why, "actions": case.actions,
                    "expect": {s: (st, b.hex() if b is not None else None)
                               for s, (st, b) in case.expect.items()}}, f, indent=0)
@@ -699,16 +711,19 @@ class Reader(threading.Thread):
     """Reads the connection to its end, parsing frames: answers per stream (status, body),
     resets, GOAWAY; HPACK errors stop the decoding (a hostile case may break the table)."""
 
-    def __init__(self, s):
+    def __init__(self, s, max_frame=16384, table=4096):
         super().__init__(daemon=True)
         self.s = s
+        self.max_frame = max_frame
+        self.violations = []       # frames of Portico's past our SETTINGS_MAX_FRAME_SIZE
         # One OpenSSL connection must not be read and written by two threads at once: both
         # sides take this lock and never block under it (the socket is non-blocking).
         self.lock = threading.Lock()
         s.settimeout(0)
         self.buf = b""
         self.dec = hpack.Decoder()
-        self.dec.max_allowed_table_size = 1 << 16
+        # (before Portico acknowledged our SETTINGS its encoder may use the default 4,096)
+        self.dec.max_allowed_table_size = max(4096, table)
         self.decoding = True
         self.block = None          # (sid, bytes) of a header block waiting for CONTINUATION
         self.status = {}
@@ -741,6 +756,8 @@ class Reader(threading.Thread):
             self.eof = f"tls: {e.reason}"
         except OSError as e:
             self.eof = type(e).__name__
+        except ValueError:         # the case closed the socket (select on descriptor -1)
+            self.eof = "closed"
         self.eof_at = time.monotonic()
 
     def parse(self):
@@ -752,6 +769,9 @@ class Reader(threading.Thread):
                 & 0x7FFFFFFF
             p = self.buf[9:9 + n]
             self.buf = self.buf[9 + n:]
+            if n > self.max_frame:
+                self.violations.append(f"a frame of type {t} and {n} bytes, past our "
+                                       f"SETTINGS_MAX_FRAME_SIZE {self.max_frame}")
             self.frames[FNAMES[t] if t < 10 else "type%d" % t] += 1
             if t == DATA:
                 if fl & PADDED and p:
@@ -802,7 +822,7 @@ def run_case(case, port, tls_port, stats, conn_bound):
         s = connect(tls_port if case.tls else port, case.tls)
     except (OSError, ssl.SSLError) as e:
         return f"connect: {type(e).__name__}: {e}"
-    r = Reader(s)
+    r = Reader(s, case.max_frame, case.table)
     r.start()
     broke = None
     sent = collections.Counter()    # DATA payload sent by stream (0: the connection)
@@ -845,8 +865,10 @@ def run_case(case, port, tls_port, stats, conn_bound):
     r.join(conn_bound)
     err = None
     if end not in ("close", "reset") and r.is_alive():
-        err = (f"connection still open {conn_bound:.0f} s after the case's last write "
+        err = (f"connection still open {conn_bound:g} s after the case's last write "
                f"(frames in: {dict(r.frames)})")
+    if r.eof_at and end not in ("close", "reset"):
+        stats.linger_max = max(stats.linger_max, r.eof_at - t0)
     try:
         s.close()
     except OSError:
@@ -854,6 +876,8 @@ def run_case(case, port, tls_port, stats, conn_bound):
     r.join(2)
     stats.frames_in.update(r.frames)
     stats.ends[(r.goaway[1] if r.goaway else None, r.eof if not err else "open")] += 1
+    if err is None and r.violations and case.area == "clean":
+        err = "; ".join(r.violations[:3])
     if err is None and case.expect:
         for sid, (st, body) in sorted(case.expect.items()):
             if st is None:
@@ -994,7 +1018,7 @@ class Origin:
                         for i in range(0, len(b), step):
                             c.sendall(b"%x\r\n%s\r\n" % (len(b[i:i + step]), b[i:i + step]))
                             time.sleep(0.05)
-                    c.sendall(b"0\r\nx-slow: done\r\n\r\n")
+                        c.sendall(b"0\r\nx-slow: done\r\n\r\n")
                 elif parts[1] == "status":
                     code = int(parts[2])
                     c.sendall(b"HTTP/1.1 %d X\r\n%s\r\n" % (
@@ -1117,6 +1141,10 @@ class Stats:
         self.frames_in = collections.Counter()
         self.ends = collections.Counter()
         self.rss_max = 0
+        self.linger_max = 0.0      # the longest a case's connection stayed after its last write
+        self.harness = 0           # cases this script itself failed to run (a traceback)
+        self.warns = collections.Counter()    # [warn] and [error] lines, by kind
+        self.warn_case = {}                   # kind -> (seed, k) of its first case
 
 
 def check_after(case, p, a, stats, err):
@@ -1130,6 +1158,16 @@ def check_after(case, p, a, stats, err):
     bad = [ln for ln in log.splitlines() if any(m in ln for m in SANITIZER)]
     if bad:
         errs.append("sanitizer: " + " | ".join(bad[:3]))
+    # warnings and errors are Portico's word that something not the client's went wrong: each
+    # kind is listed at the end with a case that made it (what a client does wrong is info)
+    for ln in log.splitlines():
+        if "[warn]" in ln or "[error]" in ln:
+            kind = re.sub(r"[0-9]+", "N", ln.split("] ", 1)[-1])[:160]
+            if kind not in stats.warns:
+                stats.warn_case[kind] = (case.seed, case.k)
+                if a.strict_log:
+                    errs.append("error log: " + ln)
+            stats.warns[kind] += 1
     if p.proc.poll() is not None:
         errs.append(f"portico exited {p.proc.returncode}")
     rss = p.rss()
@@ -1154,6 +1192,8 @@ def main():
     ap.add_argument("--canary-bound", type=float, default=CANARY_BOUND)
     ap.add_argument("--rss-max", type=int, default=RSS_MAX_MIB)
     ap.add_argument("--keep-going", action="store_true", help="go on after a failing case")
+    ap.add_argument("--strict-log", action="store_true",
+                    help="a [warn] or [error] line of a kind not seen before fails its case")
     ap.add_argument("-v", action="store_true")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
@@ -1170,6 +1210,7 @@ def main():
     t0 = time.monotonic()
     if a.replay:
         ks = [case_from_file(a.replay)]
+        seed = ks[0].seed
     elif a.only is not None:
         ks = [a.only]
     else:
@@ -1180,7 +1221,13 @@ def main():
                 break
             case = k if isinstance(k, Case) else Case(seed, k)
             ct = time.monotonic()
-            err = run_case(case, p.h2c, p.tls, stats, a.conn_bound)
+            try:
+                err = run_case(case, p.h2c, p.tls, stats, a.conn_bound)
+            except Exception:      # this script's own fault: said, counted, not Portico's
+                import traceback
+                traceback.print_exc()
+                stats.harness += 1
+                err = None
             err = check_after(case, p, a, stats, err)
             stats.cases += 1
             stats.frames += case.frames
@@ -1207,8 +1254,10 @@ def main():
         failures.append((-1, f"portico exited {rc} after SIGTERM (see {p.log})", p.log))
     print(f"h2fuzz: seed {seed}: {stats.cases} cases, {stats.frames} frames and {stats.bytes} "
           f"bytes sent, {stats.answered} streams answered, {stats.checked} answers of clean "
-          f"cases checked byte for byte, peak RSS {stats.rss_max} MiB (start {p.rss0}), "
-          f"{len(failures)} failure(s), {time.monotonic() - t0:.0f} s; exit {rc}")
+          f"cases checked byte for byte, connections ended at most {stats.linger_max:.1f} s after "
+          f"their last write, peak RSS {stats.rss_max} MiB (start {p.rss0}), "
+          f"{len(failures)} failure(s), {stats.harness} harness error(s), "
+          f"{time.monotonic() - t0:.0f} s; exit {rc}")
     print("  cases by area: " + ", ".join(f"{k[0]}/{k[1]} {v}"
                                            for k, v in sorted(stats.areas.items())))
     print("  connection ends (GOAWAY code, how): " + ", ".join(
@@ -1216,6 +1265,9 @@ def main():
     print("  frames received: " + ", ".join(f"{k} {v}" for k, v in
                                            sorted(stats.frames_in.items())))
     print("  writes by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.kinds.items())))
+    for kind, n in sorted(stats.warns.items(), key=lambda x: -x[1]):
+        print(f"  error log: {n} x {kind} (first: --seed {stats.warn_case[kind][0]} "
+              f"--only {stats.warn_case[kind][1]})")
     for k, e, path in failures:
         print(f"FAILED case {k}: {e}\n  replay: --replay {path}")
     return 1 if failures else 0
