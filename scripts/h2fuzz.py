@@ -30,7 +30,7 @@ Usage:
         [--replay FILE] [--keep-going] [--strict-log] [--conn-bound S] [--canary-bound S]
         [--rss-max MIB] [-v]
 
-Loopback only, ports P..P+4 (default 18100); every wait has a deadline, the run stops after N
+Loopback only, ports P..P+3 (default 18100); every wait has a deadline, the run stops after N
 cases or SECONDS, whichever comes first. Exit 0: no defect. By hand, not part of `make test`
 (README, *Tests*).
 """
