@@ -726,13 +726,16 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
  * heads are checked before they go: head_fits, H2_TRAILERS_MAX), or a HEADERS on a stream that
  * can take none any more. nghttp2 drops it and goes on: the stream would wait for ever for its
  * head or its END_STREAM, so it is reset; a 1xx lost so is only said (the final head follows).
- * Not for a stream nghttp2 closed already. */
+ * Not for a stream nghttp2 closed already, nor for a HEADERS still queued when the GOAWAY of a
+ * connection error went (SESSION_CLOSING: the client's bad frame read with the request answered
+ * at once, or an origin's head that came meanwhile): the connection ends, and the stream with
+ * it as the others in flight (499), not as a head of ours refused (a warning, a 502). */
 static int on_frame_not_send(nghttp2_session *session, const nghttp2_frame *frame, int error,
                              void *user)
 {
     (void)session;
     struct h2_stream *s = stream_of(user, frame->hd.stream_id);
-    if (s && frame->hd.type == NGHTTP2_HEADERS)
+    if (s && frame->hd.type == NGHTTP2_HEADERS && error != NGHTTP2_ERR_SESSION_CLOSING)
         h2_stream_unsent(s, error, status_is_interim(&frame->headers));
     return 0;
 }

@@ -736,6 +736,21 @@ def short_unsent(port):
                                                              c.goaway))
     c.close()
 
+def closing_unsent(port):
+    """A POST with a content-length of 3,000 answered 413 at its head (max_body_size 1k) and, in
+    the same write, a WINDOW_UPDATE of 0 on the connection (a connection error, RFC 9113 6.9):
+    the 413's HEADERS are still queued when nghttp2's GOAWAY PROTOCOL_ERROR goes, and never go
+    (h2fuzz.py's finding, where an origin's head came meanwhile)."""
+    c = Conn(port)
+    st = c.st(1)
+    c.send(c.request(1, get("/status/200", "POST") + [("content-length", "3000")], False) +
+           frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 0)))
+    c.pump(lambda: False, time.monotonic() + IO_S)
+    print("closing_unsent status=%s rst=%s goaway=%s closed=%s" % (st["status"], st["rst"],
+                                                                  c.goaway, c.closed))
+    c.close()
+
+
 def shut_unsent(port):
     """A POST answered 413 that waits on a window of 0, past DISCARD_MAX of its body: reset.
 
@@ -2000,6 +2015,7 @@ MODES = {
     "discard_short": (discard_short, int),
     "discard_unacked": (discard_unacked,),
     "short_unsent": (short_unsent,),
+    "closing_unsent": (closing_unsent,),
     "shut_unsent": (shut_unsent,),
     "fed_gone": (fed_gone, choice("reset", "refused")),
     "late_window": (late_window, choice("spent", "slots")),

@@ -2787,6 +2787,35 @@ static void test_short_body_answer_unsent(void **state)
     px_stop(h);
 }
 
+/* A HEADERS of ours still queued when the GOAWAY of a client's connection error goes is never
+ * sent (nghttp2: SESSION_CLOSING): the stream ends with the connection as the others in flight
+ * do, logged 499 and counted as a client that left. Here a 413 answered at the head, with a
+ * WINDOW_UPDATE of 0 in the same write; h2fuzz.py met it with an origin's head that came
+ * meanwhile. The old code took it for a head of ours refused: a warning per connection (not a
+ * client's rate-limited line), and a 502 in the access line and the metrics, a gateway error
+ * that no origin had a part in. */
+static void test_head_unsent_at_connection_error(void **state)
+{
+    (void)state;
+    struct harness *h = start("max_body_size = 1k", "[upstream sim]\norigin = sim\n");
+    long long aborts = metric(h, "portico_client_aborts_total");
+    struct tu_cmd_result r = {0};
+    frames(h, "closing_unsent", NULL, &r);
+    static const char *const want = "closing_unsent status=[] rst=None goaway=(1, 1) "
+                                    "closed=True";
+    want_lines(&r, &want, 1);
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric_reached(h, "portico_client_aborts_total", aborts + 1), aborts + 1);
+    char *line = px_log_line(h, "\"path\":\"/status/200\"");
+    if (!tu_contains(line, "\"status\":499"))
+        fail_msg("wanted status 499 in: %s", line);
+    free(line);
+    assert_int_equal(harness_wait_log(h, "window_size_increment == 0", PX_IO_MS), 0);
+    if (harness_log_contains(h, "HEADERS not sent"))
+        fail_msg("a client's connection error said as a head of ours refused");
+    px_stop(h);
+}
+
 /* The access line's body_unread and the discard counts tell one story: a line says body_unread
  * exactly when a rest of the body is counted by how it ended. A body that came whole with its
  * head (END_STREAM), still held at the gate of expect: 100-continue when the origin answered at
@@ -4157,6 +4186,7 @@ int main(void)
         cmocka_unit_test(test_early_answer_discards),
         cmocka_unit_test(test_discard_bounds),
         cmocka_unit_test(test_short_body_answer_unsent),
+        cmocka_unit_test(test_head_unsent_at_connection_error),
         cmocka_unit_test(test_unread_lines_match_counts),
         cmocka_unit_test(test_whole_body_after_continue),
         cmocka_unit_test(test_floods),
