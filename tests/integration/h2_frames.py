@@ -737,7 +737,8 @@ def short_unsent(port):
     c.close()
 
 def closing_unsent(port):
-    """A POST with a content-length of 3,000 answered 413 at its head (max_body_size 1k) and, in
+    """A 413 still queued when the client's connection error ends the session: never sent.
+    A POST with a content-length of 3,000 answered 413 at its head (max_body_size 1k) and, in
     the same write, a WINDOW_UPDATE of 0 on the connection (a connection error, RFC 9113 6.9):
     the 413's HEADERS are still queued when nghttp2's GOAWAY PROTOCOL_ERROR goes, and never go
     (h2fuzz.py's finding, where an origin's head came meanwhile)."""
