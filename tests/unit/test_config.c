@@ -588,6 +588,10 @@ static const struct {
      "[proxy]\nlisten 127.0.0.1:8080\n" UP,
      {"test.ini:2: unknown key 'listen 127.0.0.1' in [proxy]: a key has no blank; write "
       "'key = value' (a ':' ends the key as '=' does)"}},
+    /* a tab is a blank too */
+    {"'listen<TAB>ADDR:PORT'", "[proxy]\nlisten\t127.0.0.1:8080\n" UP,
+     {"test.ini:2: unknown key 'listen\\x09127.0.0.1' in [proxy]: a key has no blank; write "
+      "'key = value' (a ':' ends the key as '=' does)"}},
     {"the same listen address twice, whatever the options",
      "[proxy]\nlisten = 127.0.0.1:8080\nlisten = [::1]:8080\nlisten = 127.0.0.1:8080 tls\n"
      "tls_cert = /c\ntls_key = /k\n" UP,
