@@ -757,6 +757,10 @@ static const struct {
     {"upstream without origin: the line of its header",
      "[proxy]\n[upstream empty]\nkeepalive = 1\n",
      {"test.ini:2: [upstream empty] has no origin"}},
+    /* none is not one: no warning of max_fails on a lone origin beside the error */
+    {"upstream without origin, max_fails set",
+     "[proxy]\n[upstream empty]\nmax_fails = 3\n",
+     {"test.ini:2: [upstream empty] has no origin"}},
     {"no upstream at all: a whole-file problem, line 0",
      "[proxy]\nworkers = 1\n",
      {"test.ini:0: no [upstream] section: Portico needs at least one origin to forward to"}},
