@@ -775,6 +775,32 @@ def shut_unsent(port):
         st["status"], sent > DISCARD_MAX, rst_then, st["end"], st["rst"], c.goaway))
     c.close()
 
+def shut_ended(port):
+    """A POST answered 413 that waits on a window of 0, its body past DISCARD_MAX, then ended.
+
+    As shut_unsent, with a content-length a frame past DISCARD_MAX: all of it goes, then an
+    empty END_STREAM, before the client opens the stream's window. The body came to its end: the
+    413 goes whole, and no RST_STREAM follows it."""
+    length = DISCARD_MAX + 16384
+    c = Conn(port, pairs=((4, 0),))
+    st = c.st(1)
+    c.send(c.request(1, get("/status/200", "POST") + [("content-length", str(length))], False))
+    c.pump(lambda: st["status"] or st["rst"] is not None or c.goaway is not None,
+           time.monotonic() + IO_S)
+    sent = c.send_windowed(1, b"e" * length, 0, length, time.monotonic() + 2 * IO_S)
+    if sent == length:
+        c.send(frame(DATA, END_STREAM, 1))
+    # Portico read all of it, its END_STREAM too
+    c.sync(payload=struct.pack(">Q", 8), also=lambda: c.goaway is not None)
+    c.send(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 65535)))
+    c.pump(lambda: st["end"] or st["rst"] is not None or c.goaway is not None,
+           time.monotonic() + IO_S)
+    # a reset would have come behind the 413's end
+    c.sync(payload=struct.pack(">Q", 9), also=lambda: c.goaway is not None)
+    print("shut_ended status=%s sent=%d end=%s rst=%s goaway=%s" % (
+        st["status"], sent, st["end"], st["rst"], c.goaway))
+    c.close()
+
 def discard_unacked(port):
     """A POST answered 413, sent before our SETTINGS were acknowledged: its window below 0.
 
@@ -2018,6 +2044,7 @@ MODES = {
     "short_unsent": (short_unsent,),
     "closing_unsent": (closing_unsent,),
     "shut_unsent": (shut_unsent,),
+    "shut_ended": (shut_ended,),
     "fed_gone": (fed_gone, choice("reset", "refused")),
     "late_window": (late_window, choice("spent", "slots")),
     "crossing_trailers": (crossing_trailers,),

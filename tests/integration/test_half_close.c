@@ -762,9 +762,10 @@ static void test_close_asked_fin_at_once(void **state)
  * FIN, Portico's socket open meanwhile. The quiet close is for a client that asked to close and
  * sent nothing more: one whose request came with more bytes behind it (their reset-making kin
  * may follow), or one that did not ask (keepalive_timeout = 0: Portico closes, and the client
- * may have sent its next request already) is lingered for. The client reads the answer and
- * Portico's EOF, then a second client's answer shows that Portico's loop has moved past that
- * turn: Portico must still hold its side (an inode), where a quiet close had closed it. */
+ * may have sent its next request already), or one answered before its body all came, is
+ * lingered for. The client reads the answer and Portico's EOF, then a second client's answer
+ * shows that Portico's loop has moved past that turn: Portico must still hold its side (an
+ * inode), where a quiet close had closed it. */
 static void test_lingered_unless_asked_and_read(void **state)
 {
     (void)state;
@@ -775,6 +776,10 @@ static void test_lingered_unless_asked_and_read(void **state)
          "GET /own/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /own/y HTTP/1.1\r\n"},
         {"not asked (keepalive_timeout = 0)", "keepalive_timeout = 0\n",
          "GET /own/x HTTP/1.1\r\nHost: a\r\n\r\n"},
+        /* answered before its body all came: the rest, on its way, would make the reset */
+        {"asked to close, its body's rest to come", "",
+         "POST /own/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 10\r\n\r\n"
+         "01234"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
         fx.h = start_own(rows[i].proxy_extra);

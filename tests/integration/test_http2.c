@@ -33,6 +33,7 @@
 #include "../support/harness.h"
 #include "../support/oom.h"
 #include "../support/raw_client.h"
+#include "../support/scrape.h"
 #include "../support/stream_origin.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
@@ -2728,8 +2729,9 @@ static void test_early_answer_discards(void **state)
  * DISCARD_MAX is read whole: a content-length of 1 MiB answered 413 at its head, all of it sent,
  * then an empty END_STREAM, ends with no reset (mutants8's S1, reset once DISCARD_MAX was
  * reached rather than passed, survived every row). Past DISCARD_MAX while its answer waits on
- * the client's window, an upload is reset once the answer went; and a discarded rest's window
- * is opened no further than its content-length needs. */
+ * the client's window, an upload is reset once the answer went, unless its END_STREAM came
+ * first (read to its end, counted read); and a discarded rest's window is opened no further
+ * than its content-length needs. */
 static void test_discard_bounds(void **state)
 {
     (void)state;
@@ -2754,6 +2756,21 @@ static void test_discard_bounds(void **state)
                                     "rst_before_window=None end=True rst=0 goaway=None";
     want_lines(&r, &shut, 1);
     tu_cmd_result_free(&r);
+    /* the same, then its END_STREAM before the answer went: read to its end, the 413 goes whole
+     * and no reset follows it, counted read (mutants9's M62, kept past DISCARD_MAX at its end:
+     * counted reset, survived every row) */
+    char read_s[128], reset_s[128];
+    h2_discards("read", read_s, sizeof(read_s));
+    h2_discards("reset", reset_s, sizeof(reset_s));
+    long long read0 = metric(h, read_s), reset0 = metric(h, reset_s);
+    frames(h, "shut_ended", NULL, &r);
+    static const char *const ended = "shut_ended status=[413] sent=1064960 end=True rst=None "
+                                     "goaway=None";
+    want_lines(&r, &ended, 1);
+    tu_cmd_result_free(&r);
+    assert_true(scrape_wait(harness_port(h, "admin"), read_s, (double)(read0 + 1), PX_IO_MS) ==
+                (double)(read0 + 1));
+    assert_int_equal(metric(h, reset_s), reset0);
     /* a content-length of 600,000 answered 413 at its head: one WINDOW_UPDATE opens the stream
      * to an upload's share (a lone stream's: STREAM_REQ_MAX, 1 MiB), which holds the rest; none
      * after (mutants8's D2, the rest not counted down as it came: a second), and no more than

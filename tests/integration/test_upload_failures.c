@@ -337,6 +337,46 @@ static void test_own_answers_keep_connection(void **state)
     expect_line_unread("status=404", false);
 }
 
+/* 1 and 2 have a rest only for an answer that went whole: a head refused for its framing (400,
+ * its body of no known length), a request a fault rule drops (444, nothing sent), a client that
+ * leaves before the answer (499) end with the connection, their lines without body_unread and
+ * nothing counted (the lines of unanswered requests said body_unread, and a 400 or 444 counted a
+ * rest closed, when body_unread left out the bodiless check or the outcome check). */
+static void test_unanswered_no_rest(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *request;
+        int status;       /* the answer's, 0: none (the connection closes) */
+        bool client_goes; /* the client closes after its request (499) */
+        const char *line; /* its access line's */
+    } rows[] = {
+        {"POST /ok/x HTTP/1.1\r\nHost: t\r\nContent-Length: 1x\r\n\r\n01234", 400, false,
+         "status=400"},
+        {"POST /ok/drop HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234", 0, false,
+         "status=444"},
+        {"POST /dead/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234", 0, true,
+         "status=499"},
+    };
+    start(FO_SILENT, "[fault drop]\nprefix = /ok/drop\ndrop = on\n");
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        if (rows[i].status) {
+            expect_answer(rows[i].request, rows[i].status, true);
+        } else {
+            assert_int_equal(raw_send_str(fx.c, rows[i].request), 0);
+        }
+        if (!rows[i].client_goes)
+            assert_int_equal(raw_wait_closed(fx.c, IO_MS), 1);
+        raw_close(fx.c);
+        fx.c = NULL; /* (teardown closes fx.c) */
+        expect_line_unread(rows[i].line, false);
+        fx.c = raw_connect(harness_port(fx.h, "listen"), IO_MS);
+        assert_non_null(fx.c);
+    }
+    expect_next_served();
+    expect_discards(0, 0, 0, 0, 0);
+}
+
 /* 3. total_timeout = 300ms; the body takes ~600 ms to come (the client's own pauses). */
 #define TOTAL_MS 300
 
@@ -404,6 +444,7 @@ int main(void)
         cmocka_unit_test_teardown(test_partial_body_past_max_closes, teardown),
         cmocka_unit_test_teardown(test_cut_body_answers_counted, teardown),
         cmocka_unit_test_teardown(test_own_answers_keep_connection, teardown),
+        cmocka_unit_test_teardown(test_unanswered_no_rest, teardown),
         cmocka_unit_test_teardown(test_slow_upload_not_total_timeout, teardown),
         cmocka_unit_test_teardown(test_slow_upload_not_send_timeout, teardown),
     };

@@ -588,6 +588,10 @@ static const struct {
      "[proxy]\nlisten 127.0.0.1:8080\n" UP,
      {"test.ini:2: unknown key 'listen 127.0.0.1' in [proxy]: a key has no blank; write "
       "'key = value' (a ':' ends the key as '=' does)"}},
+    /* a tab is a blank too */
+    {"'listen<TAB>ADDR:PORT'", "[proxy]\nlisten\t127.0.0.1:8080\n" UP,
+     {"test.ini:2: unknown key 'listen\\x09127.0.0.1' in [proxy]: a key has no blank; write "
+      "'key = value' (a ':' ends the key as '=' does)"}},
     {"the same listen address twice, whatever the options",
      "[proxy]\nlisten = 127.0.0.1:8080\nlisten = [::1]:8080\nlisten = 127.0.0.1:8080 tls\n"
      "tls_cert = /c\ntls_key = /k\n" UP,
@@ -752,6 +756,10 @@ static const struct {
      {"test.ini:3: [route r] has no upstream"}},
     {"upstream without origin: the line of its header",
      "[proxy]\n[upstream empty]\nkeepalive = 1\n",
+     {"test.ini:2: [upstream empty] has no origin"}},
+    /* none is not one: no warning of max_fails on a lone origin beside the error */
+    {"upstream without origin, max_fails set",
+     "[proxy]\n[upstream empty]\nmax_fails = 3\n",
      {"test.ini:2: [upstream empty] has no origin"}},
     {"no upstream at all: a whole-file problem, line 0",
      "[proxy]\nworkers = 1\n",
@@ -1335,6 +1343,11 @@ static const struct {
     {"max_fails on a lone origin", UP "max_fails = 3\ndown_time = 30s\n",
      {"test.ini:3: warning: max_fails = 3 with one origin: after 3 failures it is marked down "
       "and every request gets 503 no_healthy_origin for down_time (30s), even once it is back; "
+      "leave max_fails out, or list more origins"}},
+    /* the least that marks it down: one failure */
+    {"max_fails = 1 on a lone origin", UP "max_fails = 1\ndown_time = 10s\n",
+     {"test.ini:3: warning: max_fails = 1 with one origin: after 1 failures it is marked down "
+      "and every request gets 503 no_healthy_origin for down_time (10s), even once it is back; "
       "leave max_fails out, or list more origins"}},
     {"max_fails on two origins", UP "origin = 127.0.0.1:3000\nmax_fails = 3\n", {NULL}},
     {"max_fails = 0 (off) on a lone origin", UP "max_fails = 0\n", {NULL}},

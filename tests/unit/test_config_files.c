@@ -32,8 +32,13 @@ static const char *const fixture_files[] = {"cert.pem", "key.pem", "key2.pem", "
                                             "cut.pem", "log.txt", "unreadable", "portico.ini",
                                             "soon.pem", "soon.key", "pages/404.html",
                                             "pages/500.html", "pages/502.html", "pages/503.html",
-                                            "pages/50.html"};
+                                            "pages/50.html", "pages/050.html",
+                                            "pages/502.html~", "pages/504.html",
+                                            "pages/505.html"};
 static const char *const fixture_dirs[] = {"sub", "ro", "pages"};
+
+/* The longest name read as a mistyped placeholder (PLACEHOLDER_TYPO_MAX, 64 bytes). */
+#define TYPO_LONGEST "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 
 /* The pages of pages/ (error_page_dir) and what each tests. */
 static const struct {
@@ -50,6 +55,14 @@ static const struct {
     {"pages/503.html", "<p>{{ phase }} {{host}} {{uri}}</p>"},
     /* no page: a response for status 50 never reads it */
     {"pages/50.html", "{{nothing}}"},
+    /* no pages either: a leading 0 (read as 50, it would name 50.html's), an editor's copy */
+    {"pages/050.html", "{{zero}}"},
+    {"pages/502.html~", "{{backup}}"},
+    /* a mistyped placeholder is 64 bytes at most: the second, 65, is no typo */
+    {"pages/504.html", "{{" TYPO_LONGEST "}} "
+                       "{{yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy}}"},
+    /* "{{a {{b}}": "a {{b" is no typo, then {{b}} is read, as a response reads it */
+    {"pages/505.html", "{{a {{b}}"},
 };
 
 static void dir_path(char *buf, size_t size, const char *name)
@@ -642,11 +655,11 @@ static struct config *load_ok_in(const char *text)
 
 /* error_page_dir's pages are read at each response, and a {{name}} that is no placeholder goes
  * to clients as it is: the load warns of each page holding one, at the key's line, in order of
- * the pages' names. */
+ * the pages' names; of files no response reads (050.html, 502.html~), nothing. */
 static void test_page_placeholder_warnings(void **state)
 {
     (void)state;
-    char want[2][512];
+    char want[4][512];
     const char *placeholders = "(the placeholders: {{request_id}}, {{error}}, {{origin}}, "
                                "{{status}}, {{phase}}, {{detail}})";
     struct config *cfg = load_ok_in("[proxy]\nerror_page_dir = pages\n" UP);
@@ -656,11 +669,16 @@ static void test_page_placeholder_warnings(void **state)
     snprintf(want[1], sizeof(want[1]), "test.ini:2: warning: error_page_dir: %s/pages/503.html: "
              "{{ phase }} and 2 more are not placeholders, so clients get them as written %s", dir,
              placeholders);
-    for (int i = 0; cfg->nwarnings != 2 && i < cfg->nwarnings; i++)
+    snprintf(want[2], sizeof(want[2]), "test.ini:2: warning: error_page_dir: %s/pages/504.html: "
+             "{{" TYPO_LONGEST "}} is not a placeholder, so clients get it as written %s", dir,
+             placeholders);
+    snprintf(want[3], sizeof(want[3]), "test.ini:2: warning: error_page_dir: %s/pages/505.html: "
+             "{{b}} is not a placeholder, so clients get it as written %s", dir, placeholders);
+    for (int i = 0; cfg->nwarnings != 4 && i < cfg->nwarnings; i++)
         print_message("%s\n", cfg->warnings[i]);
-    assert_int_equal(cfg->nwarnings, 2);
-    assert_string_equal(cfg->warnings[0], want[0]);
-    assert_string_equal(cfg->warnings[1], want[1]);
+    assert_int_equal(cfg->nwarnings, 4);
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(cfg->warnings[i], want[i]);
     cfg_free(cfg);
     /* a directory without pages: nothing to say */
     cfg = load_ok_in("[proxy]\nerror_page_dir = sub\n" UP);

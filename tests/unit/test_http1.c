@@ -1229,6 +1229,14 @@ static void test_fields_before_stop(void **state)
         /* obs-fold: the line before it goes on, its value is not read whole */
         {"GET / HTTP/1.1\r\nA: 1\r\nX-Request-Id: r-10\r\n more\r\n\r\n", -1, 1, "1"},
         {"GET / HTTP/1.1\r\n more\r\n\r\n", -1, 0, NULL},
+        /* stopped at the empty line's CR, at a name without its colon or with a byte no name
+         * has, at a name not ended yet, at a line not begun: the lines before it are whole */
+        {"GET / HTTP/1.1\r\nX-Request-Id: r-11\r\n\r", -2, 1, "r-11"},
+        {"GET / HTTP/1.1\r\nX-Request-Id: r-12\r\n\rx", -1, 1, "r-12"},
+        {"GET / HTTP/1.1\r\nX-Request-Id: r-13\r\nB\r\n\r\n", -1, 1, "r-13"},
+        {"GET / HTTP/1.1\r\nX-Request-Id: r-14\r\nB(: b\r\n\r\n", -1, 1, "r-14"},
+        {"GET / HTTP/1.1\r\nX-Request-Id: r-15\r\nB", -2, 1, "r-15"},
+        {"GET / HTTP/1.1\r\nX-Request-Id: r-16\r\n", -2, 1, "r-16"},
     };
     struct h1_limits lim = {DEF_LINE, DEF_HEAD};
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
