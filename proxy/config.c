@@ -881,11 +881,11 @@ static void validate_upstream(struct cfg_loader *ld, int i)
     int max_fails = cfg_key_line(lines, CFG_SEC_UPSTREAM, "max_fails");
     if (max_fails && up->max_fails > 0 && up->norigins == 1) {
         char down[32];
-        cfg_warn(ld, max_fails, "max_fails = %llu with one origin: after %llu failures it is marked "
-                                "down and every request gets 503 no_healthy_origin for down_time "
-                                "(%s), even once it is back; leave max_fails out, or list more "
-                                "origins", (unsigned long long)up->max_fails,
-                 (unsigned long long)up->max_fails,
+        cfg_warn(ld, max_fails, "max_fails = %llu with one origin: after %llu failure%s it is "
+                                "marked down and every request gets 503 no_healthy_origin for "
+                                "down_time (%s), even once it is back; leave max_fails out, or "
+                                "list more origins", (unsigned long long)up->max_fails,
+                 (unsigned long long)up->max_fails, up->max_fails == 1 ? "" : "s",
                  cfg_duration_text(up->down_time_ms, down, sizeof(down)));
     }
     bool has_sim = false;

@@ -1346,7 +1346,7 @@ static const struct {
       "leave max_fails out, or list more origins"}},
     /* the least that marks it down: one failure */
     {"max_fails = 1 on a lone origin", UP "max_fails = 1\ndown_time = 10s\n",
-     {"test.ini:3: warning: max_fails = 1 with one origin: after 1 failures it is marked down "
+     {"test.ini:3: warning: max_fails = 1 with one origin: after 1 failure it is marked down "
       "and every request gets 503 no_healthy_origin for down_time (10s), even once it is back; "
       "leave max_fails out, or list more origins"}},
     {"max_fails on two origins", UP "origin = 127.0.0.1:3000\nmax_fails = 3\n", {NULL}},
