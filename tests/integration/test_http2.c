@@ -1206,10 +1206,18 @@ static void test_refused_streams_counted(void **state)
     want_lines(&r, refused, ARRAY_SIZE(refused));
     tu_cmd_result_free(&r);
     assert_int_equal(metric(h, REFUSED_LIMIT), 4 + 38);
-    assert_int_equal(harness_stop(h), 0); /* then both connections ended, the logs complete */
+    /* two refused: "2 streams", plural from 2 on */
+    const char *const pair[] = {PY,  FRAMES, port_arg(h, port, sizeof(port)), "concurrency",
+                                "/third", "2", "4", NULL};
+    px_run_ok(pair, &r);
+    static const char *const two[] = {"stream=5 status=[] rst=7", "stream=7 status=[] rst=7"};
+    want_lines(&r, two, ARRAY_SIZE(two));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, REFUSED_LIMIT), 4 + 38 + 2);
+    assert_int_equal(harness_stop(h), 0); /* then the connections ended, the logs complete */
     char *err = dir_file(h, "stderr.log");
-    if (px_count(err, REFUSED_LINE) != 2 ||
-        !tu_contains(err, LIMIT_LINE("4")) || !tu_contains(err, LIMIT_LINE("38")))
+    if (px_count(err, REFUSED_LINE) != 3 || !tu_contains(err, LIMIT_LINE("4")) ||
+        !tu_contains(err, LIMIT_LINE("38")) || !tu_contains(err, LIMIT_LINE("2")))
         fail_msg("error log:\n%s", err);
     free(err);
     char *access = dir_file(h, "access.log");
