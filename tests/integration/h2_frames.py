@@ -932,6 +932,24 @@ def drain_dropped(port, pid):
     c.close()
 
 
+def drain_dropped_trailed(port, pid):
+    """Blocks after a reload's GOAWAY named the last stream: a new stream's head, its trailers,
+    and a head on an even stream (none of the client's): one stream not processed.
+
+    A GET of /delay/1500, then a reload (SIGHUP to PID); then empty header blocks (nghttp2
+    ignores them past its GOAWAY; no HPACK state is changed), the even stream's last."""
+    c = Conn(port)
+    poll = c.st(1)
+    c.send(c.request(1, get("/delay/1500")))
+    c.pump(lambda: False, time.monotonic() + 0.2)
+    drain(c, pid)
+    c.send(frame(HEADERS, END_HEADERS, 3) + frame(HEADERS, END_HEADERS | END_STREAM, 3) +
+           frame(HEADERS, END_HEADERS | END_STREAM, 4))
+    c.pump(lambda: c.closed, time.monotonic() + IO_S)
+    print("closed=%s" % c.closed)
+    c.close()
+
+
 def drain_raced(port, pid):
     """A drain's PING acknowledged in one write with a new GET: what the GET got.
 
@@ -2049,6 +2067,7 @@ MODES = {
     "late_window": (late_window, choice("spent", "slots")),
     "crossing_trailers": (crossing_trailers,),
     "drain_dropped": (drain_dropped, int),
+    "drain_dropped_trailed": (drain_dropped_trailed, int),
     "drain_raced": (drain_raced, int),
     "drain_flood": (drain_flood, int),
     "bombs": (bombs, int),

@@ -1260,6 +1260,24 @@ static void test_refused_after_goaway_counted(void **state)
     harness_free(h);
 }
 
+/* A stream past a drain's GOAWAY is counted once: not again for its trailers (a second block
+ * on it), and a block on an even stream (none a client may open) is no stream of its. */
+static void test_refused_after_goaway_once(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, "[upstream u]\norigin = sim\n");
+    char spid[16];
+    snprintf(spid, sizeof(spid), "%d", (int)harness_pid(h));
+    struct tu_cmd_result r = {0};
+    frames(h, "drain_dropped_trailed", spid, &r);
+    static const char *const closed[] = {"closed=True"};
+    want_lines(&r, closed, ARRAY_SIZE(closed));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, REFUSED_GOAWAY), 1);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+}
+
 /* Flow control is per stream: stream 1's window is never opened (SETTINGS_INITIAL_WINDOW_SIZE
  * 0, no WINDOW_UPDATE for it), and stream 3 on the same connection still gets its whole body. */
 static void test_streams_independent(void **state)
@@ -4250,6 +4268,7 @@ int main(void)
         cmocka_unit_test(test_max_concurrent_streams),
         cmocka_unit_test(test_refused_streams_counted),
         cmocka_unit_test(test_refused_after_goaway_counted),
+        cmocka_unit_test(test_refused_after_goaway_once),
         cmocka_unit_test(test_streams_independent),
         cmocka_unit_test(test_shut_windows_bounded_memory),
         cmocka_unit_test(test_shut_windows_many_streams),
