@@ -1261,20 +1261,33 @@ static void test_refused_after_goaway_counted(void **state)
 }
 
 /* A stream past a drain's GOAWAY is counted once: not again for its trailers (a second block
- * on it), and a block on an even stream (none a client may open) is no stream of its. */
+ * on it), and a block on an even stream (none a client may open) is no stream of its. A
+ * connection before it, with nothing refused, says nothing. */
 static void test_refused_after_goaway_once(void **state)
 {
     (void)state;
     struct harness *h = start(NULL, "[upstream u]\norigin = sim\n");
-    char spid[16];
+    char spid[16], port[16];
     snprintf(spid, sizeof(spid), "%d", (int)harness_pid(h));
     struct tu_cmd_result r = {0};
+    const char *const taken[] = {PY,  FRAMES, port_arg(h, port, sizeof(port)), "concurrency",
+                                 "/status/200", "2", "2", NULL};
+    px_run_ok(taken, &r);
+    static const char *const both[] = {"stream=1 status=[200] rst=None",
+                                       "stream=3 status=[200] rst=None"};
+    want_lines(&r, both, ARRAY_SIZE(both));
+    tu_cmd_result_free(&r);
     frames(h, "drain_dropped_trailed", spid, &r);
     static const char *const closed[] = {"closed=True"};
     want_lines(&r, closed, ARRAY_SIZE(closed));
     tu_cmd_result_free(&r);
     assert_int_equal(metric(h, REFUSED_GOAWAY), 1);
     assert_int_equal(harness_stop(h), 0);
+    char *err = dir_file(h, "stderr.log");
+    if (px_count(err, REFUSED_LINE) != 1 ||
+        !tu_contains(err, ": HTTP/2: 1 stream past a drain's GOAWAY" REFUSED_LINE))
+        fail_msg("error log:\n%s", err);
+    free(err);
     harness_free(h);
 }
 
