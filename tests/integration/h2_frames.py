@@ -950,6 +950,23 @@ def drain_dropped_trailed(port, pid):
     c.close()
 
 
+def refused_then_drained(port, pid):
+    """Both kinds of stream not processed on one connection: past the limit, then past a drain.
+
+    Three GETs of /delay/1000 with the preface (Portico's limit of 2 still unacknowledged: the
+    third refused), then a reload (SIGHUP to PID), and once the GOAWAY named the last stream an
+    empty header block on a new stream (7)."""
+    sids = (1, 3, 5)
+    c = Conn(port, early=lambda conn: b"".join(conn.request(sid, get("/delay/1000"))
+                                               for sid in sids))
+    c.pump(lambda: c.st(5)["rst"] is not None, time.monotonic() + IO_S)
+    drain(c, pid)
+    c.send(frame(HEADERS, END_HEADERS | END_STREAM, 7))
+    c.pump(lambda: c.closed, time.monotonic() + IO_S)
+    print("refused=%s closed=%s" % (c.st(5)["rst"], c.closed))
+    c.close()
+
+
 def drain_raced(port, pid):
     """A drain's PING acknowledged in one write with a new GET: what the GET got.
 
@@ -2068,6 +2085,7 @@ MODES = {
     "crossing_trailers": (crossing_trailers,),
     "drain_dropped": (drain_dropped, int),
     "drain_dropped_trailed": (drain_dropped_trailed, int),
+    "refused_then_drained": (refused_then_drained, int),
     "drain_raced": (drain_raced, int),
     "drain_flood": (drain_flood, int),
     "bombs": (bombs, int),

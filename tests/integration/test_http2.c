@@ -1291,6 +1291,28 @@ static void test_refused_after_goaway_once(void **state)
     harness_free(h);
 }
 
+/* Both kinds on one connection are said in its one line, the count's noun once, at the first. */
+static void test_refused_both_said(void **state)
+{
+    (void)state;
+    struct harness *h = start("http2_max_concurrent_streams = 2\n",
+                              "[upstream u]\norigin = sim\n");
+    char spid[16];
+    snprintf(spid, sizeof(spid), "%d", (int)harness_pid(h));
+    struct tu_cmd_result r = {0};
+    frames(h, "refused_then_drained", spid, &r);
+    static const char *const closed[] = {"refused=7 closed=True"};
+    want_lines(&r, closed, ARRAY_SIZE(closed));
+    tu_cmd_result_free(&r);
+    assert_int_equal(harness_stop(h), 0);
+    char *err = dir_file(h, "stderr.log");
+    if (!tu_contains(err, ": HTTP/2: 1 stream refused past http2_max_concurrent_streams = 2, "
+                          "1 past a drain's GOAWAY" REFUSED_LINE))
+        fail_msg("error log:\n%s", err);
+    free(err);
+    harness_free(h);
+}
+
 /* Flow control is per stream: stream 1's window is never opened (SETTINGS_INITIAL_WINDOW_SIZE
  * 0, no WINDOW_UPDATE for it), and stream 3 on the same connection still gets its whole body. */
 static void test_streams_independent(void **state)
@@ -4282,6 +4304,7 @@ int main(void)
         cmocka_unit_test(test_refused_streams_counted),
         cmocka_unit_test(test_refused_after_goaway_counted),
         cmocka_unit_test(test_refused_after_goaway_once),
+        cmocka_unit_test(test_refused_both_said),
         cmocka_unit_test(test_streams_independent),
         cmocka_unit_test(test_shut_windows_bounded_memory),
         cmocka_unit_test(test_shut_windows_many_streams),
