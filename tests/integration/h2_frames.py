@@ -932,6 +932,41 @@ def drain_dropped(port, pid):
     c.close()
 
 
+def drain_dropped_trailed(port, pid):
+    """Blocks after a reload's GOAWAY named the last stream: a new stream's head, its trailers,
+    and a head on an even stream (none of the client's): one stream not processed.
+
+    A GET of /delay/1500, then a reload (SIGHUP to PID); then empty header blocks (nghttp2
+    ignores them past its GOAWAY; no HPACK state is changed), the even stream's last."""
+    c = Conn(port)
+    poll = c.st(1)
+    c.send(c.request(1, get("/delay/1500")))
+    c.pump(lambda: False, time.monotonic() + 0.2)
+    drain(c, pid)
+    c.send(frame(HEADERS, END_HEADERS, 3) + frame(HEADERS, END_HEADERS | END_STREAM, 3) +
+           frame(HEADERS, END_HEADERS | END_STREAM, 4))
+    c.pump(lambda: c.closed, time.monotonic() + IO_S)
+    print("closed=%s" % c.closed)
+    c.close()
+
+
+def refused_then_drained(port, pid):
+    """Both kinds of stream not processed on one connection: past the limit, then past a drain.
+
+    Three GETs of /delay/1000 with the preface (Portico's limit of 2 still unacknowledged: the
+    third refused), then a reload (SIGHUP to PID), and once the GOAWAY named the last stream an
+    empty header block on a new stream (7)."""
+    sids = (1, 3, 5)
+    c = Conn(port, early=lambda conn: b"".join(conn.request(sid, get("/delay/1000"))
+                                               for sid in sids))
+    c.pump(lambda: c.st(5)["rst"] is not None, time.monotonic() + IO_S)
+    drain(c, pid)
+    c.send(frame(HEADERS, END_HEADERS | END_STREAM, 7))
+    c.pump(lambda: c.closed, time.monotonic() + IO_S)
+    print("refused=%s closed=%s" % (c.st(5)["rst"], c.closed))
+    c.close()
+
+
 def drain_raced(port, pid):
     """A drain's PING acknowledged in one write with a new GET: what the GET got.
 
@@ -2049,6 +2084,8 @@ MODES = {
     "late_window": (late_window, choice("spent", "slots")),
     "crossing_trailers": (crossing_trailers,),
     "drain_dropped": (drain_dropped, int),
+    "drain_dropped_trailed": (drain_dropped_trailed, int),
+    "refused_then_drained": (refused_then_drained, int),
     "drain_raced": (drain_raced, int),
     "drain_flood": (drain_flood, int),
     "bombs": (bombs, int),

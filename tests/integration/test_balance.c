@@ -1978,6 +1978,49 @@ static const struct fo_step *warm_then_reset(const struct fo_request_info *req, 
     return strncmp(req->head, "GET /warm", 9) == 0 ? respond_ok : reset_steps;
 }
 
+static const struct fo_step idle_408_close[] = {
+    FO_SEND("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"),
+    FO_CLOSE(), FO_END(),
+};
+
+/* GET /warm is answered; anything else gets a 408 on a reused connection, a reset on a new one. */
+static const struct fo_step *warm_then_408(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    if (strncmp(req->head, "GET /warm", 9) == 0)
+        return respond_ok;
+    return req->index_in_conn > 0 ? idle_408_close : reset_steps;
+}
+
+/* The 408 resend and a retry on another origin, one after the other: the 408 a pooled connection
+ * answers is no answer to the request (ex_resend_408), so when the fresh connection is reset the
+ * request may still go to the next origin, and the client gets its 200. */
+static void test_retry_after_408_resend(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = warm_then_408};
+    struct fake_origin *flaky = fake_origin_start(&opts);
+    struct fake_origin *echo = fake_origin_start_kind(FO_ECHO);
+    assert_non_null(flaky);
+    assert_non_null(echo);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "retry_sent = on\nsettle_time = 0\n",
+                                 fake_origin_port(flaky), fake_origin_port(echo));
+    assert_int_equal(status_of(h, "/warm/1"), 200); /* round robin: flaky, its connection kept */
+    assert_int_equal(status_of(h, "/warm/2"), 200); /* echo */
+    int status = status_of(h, "/doc");              /* flaky: 408, resent, reset; then echo */
+    assert_int_equal(status, 200);
+    assert_int_equal(fake_origin_connections(flaky), 2);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    char *line = px_log_line(h, "target=\"/doc\"");
+    assert_non_null(strstr(line, " attempts=3"));
+    free(line);
+    harness_free(h);
+    fake_origin_stop(flaky);
+    fake_origin_stop(echo);
+}
+
 /* The resend of a stale pooled connection and a retry on another origin, one after the other:
  * a PUT of 2 KiB meets a pooled connection its origin resets (taken for stale: sent again on a
  * fresh connection to it), that one reset too (retry_sent: the next origin). The kept body
@@ -2608,6 +2651,7 @@ int main(void)
         cmocka_unit_test(test_retry_sent_whole_body),
         cmocka_unit_test(test_retry_sent_body_twice),
         cmocka_unit_test(test_retry_after_stale_resend),
+        cmocka_unit_test(test_retry_after_408_resend),
         cmocka_unit_test(test_retry_sent_body_not_kept),
         cmocka_unit_test(test_retry_sent_body_one_origin_twice),
         cmocka_unit_test(test_retry_sent_body_tiny_chunks),

@@ -628,6 +628,12 @@ static const struct codes_row codes_rows[] = {
     { "503 in every profile", { "503" }, 0, 0, 503,
       "\n  standard    no_healthy_origin\n  cloudflare  no_healthy_origin\n"
       "  proxy       no_healthy_origin\n", NULL },
+    /* the list follows the block at once, no blank line for a profile without the code; the
+     * failure types in failure.h's order, its first (dns_error) too */
+    { "598's failures after its block", { "598" }, 0, 0, 598,
+      "network behind it\nPortico sends 598 for, by error_profile", NULL },
+    { "502 from dns_error on", { "502" }, 0, 0, 502,
+      "\n  standard    dns_error, connect_refused, ", NULL },
     { "json, whole registry", { "--json" }, 0, 0, 0, NULL, NULL },
     { "json, a class", { "--json", "1xx" }, 0, 1, 0, NULL, NULL },
     { "json after the selector", { "499", "--json" }, 0, 0, 499, NULL, NULL },

@@ -63,6 +63,7 @@ static const char rules[] =
     "[fault nocontent]\nprefix = /nocontent\nstatus = 204\n"
     "[fault notmodified]\nprefix = /notmodified\nstatus = 304\n"
     "[fault resetcontent]\nprefix = /resetcontent\nstatus = 205\n"
+    "[fault resetreason]\nprefix = /resetreason\nstatus = 205\nreason = Done\n"
     "[fault tlsfail]\nprefix = /tlsfail\nfailure = tls_handshake_failed\n"
     "[fault typed304]\nprefix = /typed304\nstatus = 304\nheaders = Content-Type: text/css\n"
     "[fault told304]\nprefix = /told304\nstatus = 304\nreason = Unchanged\n"
@@ -249,6 +250,17 @@ static void test_status_answer_205(void **state)
     raw_response_free(&r);
     assert_int_equal(raw_send_str(c, "HEAD /resetcontent HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
     assert_int_equal(raw_read_head_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 205);
+    assert_string_equal(raw_header(&r, "Content-Length"), "0");
+    raw_response_free(&r);
+    assert_int_equal(raw_send_str(c, "GET /nocontent HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 204);
+    raw_response_free(&r);
+    /* with a reason too: the reason is the status line's, no body line follows the empty one
+     * (the next answer on the connection parses) */
+    assert_int_equal(raw_send_str(c, "GET /resetreason HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
     assert_int_equal(r.status, 205);
     assert_string_equal(raw_header(&r, "Content-Length"), "0");
     raw_response_free(&r);

@@ -3425,6 +3425,16 @@ static const struct fo_step basic_ntlm_one_field[] = {
 static const struct fo_step basic_challenge[] = {
     FO_RESPOND(401, "WWW-Authenticate: Basic realm=\"x\"\r\n", "no\n", FO_LENGTH), FO_END(),
 };
+/* an auth-scheme is case-insensitive (RFC 9110 11.1) */
+static const struct fo_step lower_negotiate_challenge[] = {
+    FO_RESPOND(401, "WWW-Authenticate: negotiate\r\n", "no\n", FO_LENGTH), FO_END(),
+};
+/* a field whose name only begins as WWW-Authenticate's is not a challenge */
+static const struct fo_step lookalike_challenge[] = {
+    FO_RESPOND(401, "WWW-Authenticate: Basic realm=\"x\"\r\nWWW-Authenticate-Hint: NTLM\r\n",
+               "no\n", FO_LENGTH),
+    FO_END(),
+};
 
 /* "/challenge" gets the row's challenge (pick_arg); anything else the default answer, which
  * names its origin connection (X-Origin-Conn). */
@@ -3456,6 +3466,8 @@ static void test_connection_auth_private(void **state)
         {"401 Basic, Negotiate in one field", basic_negotiate_one_field, 401, "1"},
         {"401 basic,ntlm in one field, lower case", basic_ntlm_one_field, 401, "1"},
         {"401 Basic: shared", basic_challenge, 401, "0"},
+        {"401 negotiate, lower-case", lower_negotiate_challenge, 401, "1"},
+        {"401 Basic beside a look-alike field: shared", lookalike_challenge, 401, "0"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
         print_message("  %s\n", rows[i].why);
@@ -3532,6 +3544,45 @@ static void test_connection_auth_private_owner_gone(void **state)
     while (!__atomic_load_n(&private_closed, __ATOMIC_SEQ_CST) && tu_now_ms() < until)
         poll(NULL, 0, 5);
     assert_int_equal(__atomic_load_n(&private_closed, __ATOMIC_SEQ_CST), 1);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* Open origin connections, whatever their state. */
+static long upstream_open(struct harness *h)
+{
+    return metric(h, "portico_connections{side=\"upstream\",state=\"handshake\"}") +
+           metric(h, "portico_connections{side=\"upstream\",state=\"active\"}") +
+           metric(h, "portico_connections{side=\"upstream\",state=\"idle\"}");
+}
+
+/* A connection made private by a challenge answered with no body (HEAD) is released to no
+ * owner: no client could take it from the pool, so it is closed, not kept open at the origin
+ * until keepalive_timeout. Client A's next request opens connection 1; connection 0 is gone. */
+static void test_connection_auth_bodiless_closed(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_challenge,
+                                     .pick_arg = (void *)(uintptr_t)ntlm_challenge };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\nsettle_time = 0\n",
+                                 fake_origin_port(o));
+    struct raw_conn *a = px_connect(h);
+    struct raw_response r;
+    assert_int_equal(raw_send_str(a, "HEAD /challenge HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_head_response(a, &r, PX_IO_MS), 0);
+    assert_int_equal(r.status, 401);
+    raw_response_free(&r);
+    assert_int_equal(raw_send_str(a, "GET /a HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(a, &r, PX_IO_MS), 0);
+    assert_string_equal(raw_header(&r, "X-Origin-Conn"), "1");
+    raw_response_free(&r);
+    long open = upstream_open(h);
+    if (open != 1)
+        fail_msg("%ld origin connections open, want 1 (the private one closed)", open);
+    raw_close(a);
     px_stop(h);
     fake_origin_stop(o);
 }
@@ -3806,6 +3857,7 @@ int main(void)
         cmocka_unit_test(test_connection_auth_private),
         cmocka_unit_test(test_connection_auth_private_owner_gone),
         cmocka_unit_test(test_408_mid_body_resent),
+        cmocka_unit_test(test_connection_auth_bodiless_closed),
         cmocka_unit_test(test_pooled_closed_while_idle),
         cmocka_unit_test(test_pool_settles_without_traffic),
         cmocka_unit_test(test_pool_settles_early_past_its_bound),

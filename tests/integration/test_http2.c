@@ -1206,10 +1206,18 @@ static void test_refused_streams_counted(void **state)
     want_lines(&r, refused, ARRAY_SIZE(refused));
     tu_cmd_result_free(&r);
     assert_int_equal(metric(h, REFUSED_LIMIT), 4 + 38);
-    assert_int_equal(harness_stop(h), 0); /* then both connections ended, the logs complete */
+    /* two refused: "2 streams", plural from 2 on */
+    const char *const pair[] = {PY,  FRAMES, port_arg(h, port, sizeof(port)), "concurrency",
+                                "/third", "2", "4", NULL};
+    px_run_ok(pair, &r);
+    static const char *const two[] = {"stream=5 status=[] rst=7", "stream=7 status=[] rst=7"};
+    want_lines(&r, two, ARRAY_SIZE(two));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, REFUSED_LIMIT), 4 + 38 + 2);
+    assert_int_equal(harness_stop(h), 0); /* then the connections ended, the logs complete */
     char *err = dir_file(h, "stderr.log");
-    if (px_count(err, REFUSED_LINE) != 2 ||
-        !tu_contains(err, LIMIT_LINE("4")) || !tu_contains(err, LIMIT_LINE("38")))
+    if (px_count(err, REFUSED_LINE) != 3 || !tu_contains(err, LIMIT_LINE("4")) ||
+        !tu_contains(err, LIMIT_LINE("38")) || !tu_contains(err, LIMIT_LINE("2")))
         fail_msg("error log:\n%s", err);
     free(err);
     char *access = dir_file(h, "access.log");
@@ -1247,6 +1255,59 @@ static void test_refused_after_goaway_counted(void **state)
     assert_int_equal(harness_stop(h), 0);
     char *err = dir_file(h, "stderr.log");
     if (px_count(err, ": HTTP/2: 1 stream past a drain's GOAWAY" REFUSED_LINE) != 2)
+        fail_msg("error log:\n%s", err);
+    free(err);
+    harness_free(h);
+}
+
+/* A stream past a drain's GOAWAY is counted once: not again for its trailers (a second block
+ * on it), and a block on an even stream (none a client may open) is no stream of its. A
+ * connection before it, with nothing refused, says nothing. */
+static void test_refused_after_goaway_once(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, "[upstream u]\norigin = sim\n");
+    char spid[16], port[16];
+    snprintf(spid, sizeof(spid), "%d", (int)harness_pid(h));
+    struct tu_cmd_result r = {0};
+    const char *const taken[] = {PY,  FRAMES, port_arg(h, port, sizeof(port)), "concurrency",
+                                 "/status/200", "2", "2", NULL};
+    px_run_ok(taken, &r);
+    static const char *const both[] = {"stream=1 status=[200] rst=None",
+                                       "stream=3 status=[200] rst=None"};
+    want_lines(&r, both, ARRAY_SIZE(both));
+    tu_cmd_result_free(&r);
+    frames(h, "drain_dropped_trailed", spid, &r);
+    static const char *const closed[] = {"closed=True"};
+    want_lines(&r, closed, ARRAY_SIZE(closed));
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric(h, REFUSED_GOAWAY), 1);
+    assert_int_equal(harness_stop(h), 0);
+    char *err = dir_file(h, "stderr.log");
+    if (px_count(err, REFUSED_LINE) != 1 ||
+        !tu_contains(err, ": HTTP/2: 1 stream past a drain's GOAWAY" REFUSED_LINE))
+        fail_msg("error log:\n%s", err);
+    free(err);
+    harness_free(h);
+}
+
+/* Both kinds on one connection are said in its one line, the count's noun once, at the first. */
+static void test_refused_both_said(void **state)
+{
+    (void)state;
+    struct harness *h = start("http2_max_concurrent_streams = 2\n",
+                              "[upstream u]\norigin = sim\n");
+    char spid[16];
+    snprintf(spid, sizeof(spid), "%d", (int)harness_pid(h));
+    struct tu_cmd_result r = {0};
+    frames(h, "refused_then_drained", spid, &r);
+    static const char *const closed[] = {"refused=7 closed=True"};
+    want_lines(&r, closed, ARRAY_SIZE(closed));
+    tu_cmd_result_free(&r);
+    assert_int_equal(harness_stop(h), 0);
+    char *err = dir_file(h, "stderr.log");
+    if (!tu_contains(err, ": HTTP/2: 1 stream refused past http2_max_concurrent_streams = 2, "
+                          "1 past a drain's GOAWAY" REFUSED_LINE))
         fail_msg("error log:\n%s", err);
     free(err);
     harness_free(h);
@@ -4242,6 +4303,8 @@ int main(void)
         cmocka_unit_test(test_max_concurrent_streams),
         cmocka_unit_test(test_refused_streams_counted),
         cmocka_unit_test(test_refused_after_goaway_counted),
+        cmocka_unit_test(test_refused_after_goaway_once),
+        cmocka_unit_test(test_refused_both_said),
         cmocka_unit_test(test_streams_independent),
         cmocka_unit_test(test_shut_windows_bounded_memory),
         cmocka_unit_test(test_shut_windows_many_streams),

@@ -525,8 +525,9 @@ static void test_access_log_reuse(void **state)
     assert_log(h, "/b", " reused=yes", "retried=");
     assert_log(h, "/stale/c", " reused=yes", "retried=");
     assert_log(h, "/d", " reused=no", "retried=");
-    /* the resend went on a fresh connection */
-    assert_log(h, "/stale/e", " reused=no retried=yes", NULL);
+    /* the resend went on a fresh connection; its answer's line has no detail of the dead
+     * attempt (the error log has that) */
+    assert_log(h, "/stale/e", " reused=no retried=yes", " detail=");
     harness_free(h);
     fake_origin_stop(o);
 }
@@ -566,6 +567,52 @@ static void test_idle_408_resent(void **state)
     assert_log(h, "/408", " status=200 ", NULL);
     assert_log(h, "/408", " reused=no retried=yes attempts=2", NULL);
     harness_free(h);
+    fake_origin_stop(o);
+}
+
+/* "/408-hinted" on a reused connection: an Early Hints, then the 408 and the close; "/408-first"
+ * answered 408 on every connection's first request. */
+static const struct fo_step hinted_408_step[] = {
+    FO_SEND("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+            "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"),
+    FO_CLOSE(), FO_END(),
+};
+
+static const struct fo_step *pick_408_not_idle(const struct fo_request_info *req, void *arg)
+{
+    (void)arg;
+    if (strstr(req->head, "/408-first") && req->index_in_conn == 0)
+        return idle_408_step;
+    return req->index_in_conn > 0 && strstr(req->head, "/408-hinted") ? hinted_408_step : ok_step;
+}
+
+/* The 408 is the answer where it cannot be an idle timeout met: on a fresh connection's first
+ * request, or after an interim response the client already got (the request was read). Neither
+ * goes again: the client gets the 408, and the origin one connection for it. */
+static void test_408_not_idle_relayed(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = { .kind = FO_SCRIPT, .pick_script = pick_408_not_idle };
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = px_start("admin_listen = 127.0.0.1:{{port:admin}}\n",
+                                 "[upstream u]\norigin = 127.0.0.1:%u\n", fake_origin_port(o));
+    struct raw_conn *c = px_connect(h);
+    exchange_status(c, "GET /408-first HTTP/1.1\r\nHost: t\r\n\r\n", 408);
+    raw_close(c);
+    assert_int_equal(fake_origin_connections(o), 1);
+    c = px_connect(h);
+    exchange_status(c, "GET /warm HTTP/1.1\r\nHost: t\r\n\r\n", 200);
+    struct raw_response r;
+    exchange(c, "GET /408-hinted HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_int_equal(r.ninterim, 1);
+    assert_int_equal(r.status, 408);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_int_equal(fake_origin_connections(o), 2);
+    assert_true(scrape_metric(harness_port(h, "admin"), "portico_upstream_retries_total",
+                              PX_IO_MS) == 0);
+    px_stop(h);
     fake_origin_stop(o);
 }
 
@@ -1960,6 +2007,7 @@ int main(void)
         cmocka_unit_test(test_verify_off_handshake_failure),
         cmocka_unit_test(test_access_log_reuse),
         cmocka_unit_test(test_idle_408_resent),
+        cmocka_unit_test(test_408_not_idle_relayed),
         cmocka_unit_test(test_resend_timings),
         cmocka_unit_test(test_pooled_close_before_reuse),
         cmocka_unit_test(test_reload_burst),

@@ -1020,6 +1020,10 @@ static const struct {
     {"a bare CR inside a value",
      "[proxy]\nlog_level = in\rfo\n" UP,
      {"test.ini:2: log_level: 'in\\x0dfo' is not one of error, warn, info, debug"}},
+    /* after an error header_control may be the line refused: its clients are not said unused */
+    {"header_control refused beside its clients",
+     "[faults]\nheader_control = maybe\nheader_control_clients = 10.0.0.0/8\n" UP,
+     {"test.ini:2: header_control: 'maybe' is not on/off"}},
 };
 
 static void test_errors(void **state)
@@ -1339,6 +1343,16 @@ static const struct {
      UP "[faults]\nheader_control = off\nheader_control_clients = 127.0.0.0/8, ::1\n", {NULL}},
     {"header_control_clients with header_control",
      UP "[faults]\nheader_control_clients = 10.0.0.0/8\nheader_control = on\n", {NULL}},
+    /* a list of its own is one that differs from the default at all: by its length alone, or
+     * by an entry past the first */
+    {"a part of the default header_control_clients",
+     UP "[faults]\nheader_control_clients = 127.0.0.0/8\n",
+     {"test.ini:4: warning: header_control_clients: not used, header_control is off "
+      "(header_control = on honours the Portico-Fault header from them)"}},
+    {"the default header_control_clients with its second entry changed",
+     UP "[faults]\nheader_control_clients = 127.0.0.0/8, 10.0.0.0/8\n",
+     {"test.ini:4: warning: header_control_clients: not used, header_control is off "
+      "(header_control = on honours the Portico-Fault header from them)"}},
     /* nginx ignores max_fails for a lone server: here it is marked down, nothing is left */
     {"max_fails on a lone origin", UP "max_fails = 3\ndown_time = 30s\n",
      {"test.ini:3: warning: max_fails = 3 with one origin: after 3 failures it is marked down "

@@ -237,6 +237,8 @@ static const struct {
     {"status = 205\nbody = x\n", "204, 205 and 304 answers carry no content"},
     {"status = 304:0.5, 204:0.5\nbody = x\n", "204, 205 and 304 answers carry no content"},
     {"status = 204:0.5, 503:0.5\nbody = x\n", NULL},      /* the 503 carries it */
+    /* the passing 200 is the origin's answer, not the rule's: the body would go with no 204 */
+    {"status = 204:0.5, 200:0.5\nbody = x\n", "204, 205 and 304 answers carry no content"},
     {"status = 304\nreason = Unchanged\n", NULL},
     {"jitter = 1s\ndelay = uniform(1s,2s)\n", "jitter goes with a fixed delay"},
     {"interim_interval = 1s\nstatus = 503\n", "interim_interval goes with interim"},
@@ -302,6 +304,7 @@ static const struct {
     {"delay=5000s; status=503", NULL},
     {"delay=5000ms; status=503", NULL},
     {"delay=999; status=503", NULL},
+    {"delay=10000; status=503", "delay: 10000 is 10000 s (2h46m40s)"}, /* 5 digits too */
     {"delay=2s; jitter=1000; status=503", "jitter: 1000 is 1000 s (16m40s)"},
     {"response_delay=uniform(100ms, 3600)", "response_delay: 3600 is 3600 s (1h)"},
     {"delay=lognormal(median=200ms,p99=3000)", "delay: 3000 is 3000 s (50m)"},
@@ -341,6 +344,15 @@ static void test_header(void **state)
     /* only len bytes are read: a value need not be NUL-terminated */
     assert_int_equal(fault_header_parse("status=503XXX", 10, "header", &h, why, sizeof(why)), 0);
     assert_int_equal(h.statuses[0].code, 503);
+    /* a number at the start of the value is bare whatever lies before the value: nothing before
+     * it is read (the header's value is a copy, with no byte of its own before it) */
+    static const char text[] = "x5000";
+    char note[64];
+    const char *num;
+    size_t len;
+    assert_true(fault_bare_seconds(FK_DELAY, text + 1, note, sizeof(note), &num, &len));
+    assert_ptr_equal(num, text + 1);
+    assert_int_equal(len, 4);
 }
 
 /* ---- key=value lists (the admin API's bodies) ---- */
