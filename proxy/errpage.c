@@ -1031,7 +1031,8 @@ static void build_fields(const struct errpage_view *v, struct errpage_out *o)
             put_header_value(s, v->reason, true);
             sink_lit(s, "\"");
         }
-        if (e->tls_alert_name != NULL) {
+        /* the alert is the origin's word on our certificate: as private as the details */
+        if (e->tls_alert_name != NULL && e->detail == ERRPAGE_DETAIL_FULL) {
             char id[8];
             snprintf(id, sizeof(id), "%u", (unsigned)e->tls_alert);
             sink_lit(s, "; alert-id=");
