@@ -622,6 +622,61 @@ static void test_upstream_alert_after_tls12_handshake(void **state)
     raw_response_free(&r);
 }
 
+/* The same alert after part of a body: the origin sends a head and 3 of 100 bytes, then asks
+ * for the renegotiation Portico refuses, and ends with a fatal alert. The client's response is
+ * cut (a read-phase failure); the failure's logged detail says it was the origin's TLS alert,
+ * by name, mid-body (the binary before: "TLS error with ADDR: ... sslv3 alert handshake
+ * failure"). */
+static void *reneg_mid_body_run(void *arg)
+{
+    struct reneg_origin *o = arg;
+    struct tls_peer p;
+    char req[4096];
+    size_t got;
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc";
+    if (tls_peer_accept(&p, o->lfd, TLS1_2_VERSION) && tls_peer_read_head(&p, req, sizeof(req)) &&
+        SSL_write_ex(p.ssl, head, sizeof(head) - 1, &got)) {
+        o->got_request = true;
+        if (SSL_renegotiate(p.ssl) == 1 && SSL_do_handshake(p.ssl) == 1)
+            SSL_read_ex(p.ssl, req, 1, &got);
+    }
+    tls_peer_close(&p);
+    return NULL;
+}
+
+static void test_upstream_alert_mid_body(void **state)
+{
+    (void)state;
+    struct reneg_origin o = {0};
+
+    o.lfd = px_listen(&o.port);
+    assert_int_equal(pthread_create(&o.thread, NULL, reneg_mid_body_run, &o), 0);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\ntls = on\n"
+                                 "ca_file = {{certs}}/ca.pem\n", o.port);
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r = {0};
+    char want[128];
+
+    assert_int_equal(raw_send_str(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    int rc = raw_read_response(c, &r, IO_MS);
+    raw_close(c);
+    pthread_join(o.thread, NULL);
+    close(o.lfd);
+    snprintf(want, sizeof(want),
+             "127.0.0.1:%u sent a TLS alert mid-body: handshake_failure (40)", o.port);
+    char *line = harness_file_line(h, "access.log", "GET", IO_MS);
+    print_message("  read %d, status %d; %s\n", rc, r.status, line ?: "(no access-log line)");
+    assert_true(o.got_request);
+    assert_int_equal(r.status, 200); /* the head went out; the body is cut */
+    assert_non_null(line);
+    assert_true(tu_contains(line, " failure=invalid_response phase=read aborted=after_head "));
+    assert_true(tu_contains(line, want));
+    free(line);
+    raw_response_free(&r); /* a cut read keeps its head and body too */
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+}
+
 /* ---- an early answer, then a reset ---- */
 
 /* An origin over TLS that answers before the request body is in (413 to a large upload) and
@@ -2004,6 +2059,7 @@ int main(void)
         cmocka_unit_test(test_upstream_client_cert_refused),
         cmocka_unit_test(test_upstream_tls_pooling),
         cmocka_unit_test(test_upstream_alert_after_tls12_handshake),
+        cmocka_unit_test(test_upstream_alert_mid_body),
         cmocka_unit_test(test_upstream_early_answer_then_reset),
         cmocka_unit_test(test_tunnel_tls_ends),
         cmocka_unit_test(test_termination_curl),
