@@ -548,6 +548,13 @@ static const char *or_empty(const char *s)
     return s != NULL ? s : "";
 }
 
+/* The RFC 9209 error type: the failure type's, or tls_alert_received when the origin refused the
+ * handshake with an alert (the failure type stays tls_handshake_failed, whose code it is). */
+static const char *proxy_status_error(const struct errpage *e)
+{
+    return e->tls_alert_name != NULL ? "tls_alert_received" : failure_proxy_status(e->failure);
+}
+
 /* Reads <dir>/<status>.html, at most PAGE_MAX bytes. NULL when missing, unreadable, not a regular
  * file, empty or too large: the built-in page is used then, silently. */
 static char *page_load(const char *dir, int status, size_t *len)
@@ -855,7 +862,7 @@ static void render_html(struct sink *s, const struct errpage_view *v)
     sink_lit(s, "</table>\n<footer>portico &#183; ");
     sink_str(s, v->date);
     sink_lit(s, " &#183; Proxy-Status error=");
-    put_escaped(s, failure_proxy_status(e->failure), ESC_HTML);
+    put_escaped(s, proxy_status_error(e), ESC_HTML);
     sink_lit(s, "</footer>\n</main></body></html>\n");
 }
 
@@ -885,7 +892,7 @@ static void render_json(struct sink *s, const struct errpage_view *v)
     sink_lit(s, ",\"detail\":");
     put_json_str(s, or_empty(v->reason));
     sink_lit(s, ",\"proxy_status\":");
-    put_json_str(s, failure_proxy_status(e->failure));
+    put_json_str(s, proxy_status_error(e));
     sink_lit(s, "}\n");
 }
 
@@ -922,7 +929,7 @@ static void render_plain(struct sink *s, const struct errpage_view *v)
     sink_lit(s, " ms\n");
     text_line(s, "request_id", present(e->request_id));
     text_line(s, "detail", v->reason);
-    text_line(s, "proxy_status", failure_proxy_status(e->failure));
+    text_line(s, "proxy_status", proxy_status_error(e));
 }
 
 /* Client-side errors: one line whatever Accept says; nobody debugs a 400 from a browser page. */
@@ -1012,7 +1019,7 @@ static void build_fields(const struct errpage_view *v, struct errpage_out *o)
         FIELD_END(&w, "X-Request-Id");
     }
     if (e->failure != FAIL_NONE) {
-        const char *ps = failure_proxy_status(e->failure);
+        const char *ps = proxy_status_error(e);
         const char *name = failure_name(e->failure);
         FIELD_CONST(o, "Portico-Error", name, strlen(name));
         s = value_begin(&w);
@@ -1022,6 +1029,16 @@ static void build_fields(const struct errpage_view *v, struct errpage_out *o)
         if (v->reason != NULL) {
             sink_lit(s, "; details=\"");
             put_header_value(s, v->reason, true);
+            sink_lit(s, "\"");
+        }
+        /* the alert is the origin's word on our certificate: as private as the details */
+        if (e->tls_alert_name != NULL && e->detail == ERRPAGE_DETAIL_FULL) {
+            char id[8];
+            snprintf(id, sizeof(id), "%u", (unsigned)e->tls_alert);
+            sink_lit(s, "; alert-id=");
+            sink_str(s, id);
+            sink_lit(s, "; alert-message=\"");
+            put_header_value(s, e->tls_alert_name, true);
             sink_lit(s, "\"");
         }
         /* next-hop only once an origin was chosen: route failures have none. */

@@ -100,6 +100,7 @@
 #include "portico/sock.h"
 #include "portico/upstream.h"
 #include "portico/status.h"
+#include "portico/tls.h"
 #include "portico/tunnel.h"
 #include "portico/util.h"
 
@@ -298,6 +299,7 @@ static bool retry_elsewhere(struct exchange *ex, enum phase phase, enum cause ca
     relay_drop(ex);
     deadline_clear(&ex->phase_timer); /* the next connection's phases arm it again */
     ex->detail[0] = '\0';
+    ex->tls_alert = 0;
     relay_connect(ex);
     return true;
 }
@@ -603,6 +605,7 @@ static void resend_fresh(struct exchange *ex)
     phase_next_attempt(&ex->pc, ex->now);
     relay_drop(ex);
     ex->detail[0] = '\0';
+    ex->tls_alert = 0;
     relay_connect(ex);
 }
 
@@ -666,6 +669,8 @@ static void fail_detailed(struct exchange *ex, enum phase phase, enum cause caus
         .elapsed_ms = (double)(ex->now - ex->t0) / 1000.0,
         .server_timing = timing,
         .page_dir = ex->cfg->error_page_dir,
+        .tls_alert_name = ex->tls_alert > 0 ? tls_alert_name(ex->tls_alert - 1) : NULL,
+        .tls_alert = (uint8_t)(ex->tls_alert - 1),
         .detail = ex->cfg->error_detail == ERROR_DETAIL_MINIMAL ? ERRPAGE_DETAIL_MINIMAL
                                                                 : ERRPAGE_DETAIL_FULL,
     };

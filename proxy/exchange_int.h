@@ -171,6 +171,8 @@ struct exchange {
     enum failure_type failure;
     enum phase fail_phase;
     enum cause cause;
+    int tls_alert;                     /* the TLS alert the origin refused the handshake with,
+                                          + 1 (0: none, as zeroed): for Proxy-Status */
     uint64_t limit_ms;
     char detail[200];
 

@@ -217,12 +217,13 @@ static void read_status(struct probe *p, struct sock *s)
 static void fail_connection(struct probe *p, struct sock *s)
 {
     char why[160];
+    const char *cert = p->health->loop->cfg->upstreams[p->upstream].client_cert;
     unsigned long e = s->ssl_err ? s->ssl_err : sock_tls_alert(s);
     if (tls_alert_refuses_handshake(e)) {
-        ERR_error_string_n(e, why, sizeof(why));
+        tls_error_text(e, cert, why, sizeof(why));
         fail_check(p, "refused the TLS handshake: %s", why);
     } else if (s->ssl_err) {
-        ERR_error_string_n(s->ssl_err, why, sizeof(why));
+        tls_error_text(s->ssl_err, cert, why, sizeof(why));
         fail_check(p, "TLS error: %s", why);
     } else if (s->err && cause_from_errno(s->err) == CAUSE_LOCAL) {
         /* our shortage (out of memory to read or to watch the socket), not the origin's */

@@ -845,7 +845,8 @@ static bool handshake_refused(struct exchange *ex, char *why, size_t size)
         e = sock_tls_alert(ex->usock);
     if (!tls_alert_refuses_handshake(e))
         return false; /* internal_error and the like may come after the origin took it */
-    ERR_error_string_n(e, why, size);
+    tls_error_text(e, ex->up->client_cert, why, size);
+    ex->tls_alert = tls_alert_received(e) + 1;
     return true;
 }
 
@@ -924,11 +925,20 @@ static void origin_error(struct exchange *ex)
     if (handshake_refused(ex, why, sizeof(why))) {
         ex_fail(ex, PHASE_TLS, CAUSE_TLS, 0, "%s refused the TLS handshake: %s", addr, why);
     } else if (ex->usock->ssl_err) {
-        ERR_error_string_n(ex->usock->ssl_err, why, sizeof(why));
+        tls_error_text(ex->usock->ssl_err, ex->up->client_cert, why, sizeof(why));
         /* A broken TLS record while the request goes out is the send failing; while the
-         * response comes in it is the response that is invalid. */
-        ex_fail(ex, p, p == PHASE_SEND ? CAUSE_IO : CAUSE_PROTOCOL, 0, "TLS error with %s: %s",
-                addr, why);
+         * response comes in it is the response that is invalid. An alert the origin sent
+         * says so by name: it is the origin's TLS refusing, not its HTTP that broke. */
+        const char *where = p == PHASE_SEND         ? "while the request was being sent"
+                            : p == PHASE_FIRST_BYTE ? "before any response byte"
+                            : ex->resp_state == RESP_HEAD ? "before the response head was complete"
+                                                          : "mid-body";
+        enum cause cause = p == PHASE_SEND ? CAUSE_IO : CAUSE_PROTOCOL;
+        if (tls_alert_received(ex->usock->ssl_err) >= 0) /* why: "alert <name> (<n>)..." */
+            ex_fail(ex, p, cause, 0, "%s sent a TLS alert %s: %s", addr, where,
+                    why + strlen("alert "));
+        else
+            ex_fail(ex, p, cause, 0, "TLS error with %s %s: %s", addr, where, why);
     } else {
         int err = ex->usock->err;
         ex_fail(ex, p, cause_from_errno(err), 0, "%s: %s", addr,
@@ -1023,6 +1033,9 @@ static void on_upconn_error(void *arg, enum cause cause, const char *detail)
     uint64_t limit = cause == CAUSE_TIMEOUT && p == PHASE_CONNECT
                          ? phase_limit_ms(ex->up->timers_ms, PHASE_CONNECT)
                          : 0;
+    /* A TLS 1.2 origin refuses our certificate inside the handshake: its alert, as after one */
+    if (cause == CAUSE_TLS && ex->uc && p == PHASE_TLS)
+        ex->tls_alert = tls_alert_received(upconn_sock(ex->uc)->ssl_err) + 1;
     ex_fail_text(ex, p, cause, limit, detail);
     ex_settle(ex);
 }

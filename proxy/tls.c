@@ -403,6 +403,68 @@ bool tls_alert_refuses_handshake(unsigned long err)
     }
 }
 
+/* TLS alert names as RFC 8446 6 and the IANA registry spell them (OpenSSL's text says
+ * "tlsv13 alert certificate required", which no origin's log or document uses). */
+static const char *const alert_names[256] = {
+    [0] = "close_notify", [10] = "unexpected_message", [20] = "bad_record_mac",
+    [21] = "decryption_failed", [22] = "record_overflow", [40] = "handshake_failure",
+    [42] = "bad_certificate", [43] = "unsupported_certificate", [44] = "certificate_revoked",
+    [45] = "certificate_expired", [46] = "certificate_unknown", [47] = "illegal_parameter",
+    [48] = "unknown_ca", [49] = "access_denied", [50] = "decode_error", [51] = "decrypt_error",
+    [70] = "protocol_version", [71] = "insufficient_security", [80] = "internal_error",
+    [86] = "inappropriate_fallback", [90] = "user_canceled", [100] = "no_renegotiation",
+    [109] = "missing_extension", [110] = "unsupported_extension", [112] = "unrecognized_name",
+    [113] = "bad_certificate_status_response", [115] = "unknown_psk_identity",
+    [116] = "certificate_required", [120] = "no_application_protocol",
+};
+
+int tls_alert_received(unsigned long err)
+{
+    if (ERR_GET_LIB(err) != ERR_LIB_SSL || ERR_GET_REASON(err) < SSL_AD_REASON_OFFSET ||
+        ERR_GET_REASON(err) - SSL_AD_REASON_OFFSET > 255)
+        return -1;
+    return ERR_GET_REASON(err) - SSL_AD_REASON_OFFSET;
+}
+
+const char *tls_alert_name(int alert)
+{
+    const char *name = alert >= 0 && alert < 256 ? alert_names[alert] : NULL;
+    return name ? name : "unknown";
+}
+
+/* What each refusal alert asks of the client certificate, for whoever reads the detail. */
+static const char *const refusal_hints[256] = {
+    [SSL_AD_CERTIFICATE_REQUIRED] = "it requires a client certificate",
+    [SSL_AD_BAD_CERTIFICATE] = "it rejects the client certificate",
+    [SSL_AD_UNSUPPORTED_CERTIFICATE] = "it rejects the client certificate's type",
+    [SSL_AD_CERTIFICATE_REVOKED] = "it holds the client certificate revoked",
+    [SSL_AD_CERTIFICATE_EXPIRED] = "it holds the client certificate expired",
+    [SSL_AD_CERTIFICATE_UNKNOWN] = "it rejects the client certificate",
+    [SSL_AD_UNKNOWN_CA] = "it does not trust the client certificate's issuer",
+    [SSL_AD_ACCESS_DENIED] = "it denies the client certificate access",
+};
+
+void tls_error_text(unsigned long err, const char *client_cert, char *buf, size_t size)
+{
+    int alert = tls_alert_received(err);
+    if (alert < 0) {
+        ERR_error_string_n(err, buf, size);
+        return;
+    }
+    int n = snprintf(buf, size, "alert %s (%d)", tls_alert_name(alert), alert);
+    const char *hint = refusal_hints[alert];
+    /* A TLS 1.2 server wanting a certificate it did not get says handshake_failure, which a
+     * cipher or group mismatch says too: a hint only when none was sent. */
+    if (alert == SSL_AD_HANDSHAKE_FAILURE && !client_cert)
+        hint = "it may require a client certificate";
+    if (!hint || n < 0 || (size_t)n >= size)
+        return;
+    if (!client_cert)
+        snprintf(buf + n, size - (size_t)n, ": %s: none is set (client_cert, client_key)", hint);
+    else
+        snprintf(buf + n, size - (size_t)n, ": %s (client_cert %s)", hint, client_cert);
+}
+
 bool tls_plain_http(const unsigned char *head)
 {
     /* OpenSSL itself names only GET, POST, HEAD and PUT (SSL_R_HTTP_REQUEST): DELETE, OPTIONS,

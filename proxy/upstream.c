@@ -171,7 +171,7 @@ static void handshake_cb(void *arg, enum sock_event ev)
         return;
     }
     if (c->sock.ssl_err) {
-        ERR_error_string_n(c->sock.ssl_err, why, sizeof(why));
+        tls_error_text(c->sock.ssl_err, c->up->client_cert, why, sizeof(why));
         report_error(c, CAUSE_TLS, "TLS handshake with %s failed: %s", c->addr_text, why);
     } else if (ev == SOCK_EOF) {
         report_error(c, CAUSE_TLS, "%s closed the connection during the TLS handshake",

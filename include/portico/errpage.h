@@ -40,6 +40,10 @@ struct errpage {
     bool close;                 /* add Connection: close */
     bool http10;                /* client speaks HTTP/1.0: status line says HTTP/1.1 anyway,
                                    but keep-alive must be explicit */
+    const char *tls_alert_name; /* the origin refused the handshake with this TLS alert
+                                   ("certificate_required"), or NULL: Proxy-Status then says
+                                   tls_alert_received, with its number and name (RFC 9209) */
+    uint8_t tls_alert;          /* that alert's number (116) */
     const char *page_dir;       /* error_page_dir: NNN.html overrides the built-in HTML, or NULL */
     enum errpage_detail detail; /* MINIMAL: origin, upstream and reason are left out (upstream
                                    failures; a client error's reason is the client's own) */

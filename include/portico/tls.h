@@ -49,6 +49,18 @@ bool tls_peer_silent(struct ssl_st *ssl);
  * request already sent, and then it still means the request never reached the application. */
 bool tls_alert_refuses_handshake(unsigned long err);
 
+/* The alert an OpenSSL error says the peer sent (0-255: 116 is certificate_required), or -1
+ * when the error is not a received alert (a broken record, our own check failing). */
+int tls_alert_received(unsigned long err);
+
+/* An alert's name as RFC 8446 spells it ("certificate_required"); "unknown" for others. */
+const char *tls_alert_name(int alert);
+
+/* An origin connection's TLS error as a detail says it: a received alert by its name and number
+ * ("alert certificate_required (116)"), with what it says of client_cert (the configured file,
+ * NULL: none) when it is about the client certificate; any other error as OpenSSL says it. */
+void tls_error_text(unsigned long err, const char *client_cert, char *buf, size_t size);
+
 /* Whether the end SSL_read reported as a close_notify (SSL_ERROR_ZERO_RETURN) was a FIN alone:
  * on a client's connection (tls_server_ctx, which takes a bare FIN for an end) when no
  * close_notify was read; false on an origin's, where OpenSSL reports a cut otherwise. */

@@ -1061,8 +1061,8 @@ static const struct {
     int version;
     const char *why;     /* in the check's line */
 } tls_refused_rows[] = {
-    {TLS1_3_VERSION, "alert certificate required"},
-    {TLS1_2_VERSION, "alert handshake failure"},
+    {TLS1_3_VERSION, "alert certificate_required (116): it requires a client certificate"},
+    {TLS1_2_VERSION, "alert handshake_failure (40): it may require a client certificate"},
 };
 
 static void test_health_check_tls_refused(void **state)

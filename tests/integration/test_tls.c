@@ -67,6 +67,7 @@ enum origin_id {
     O_SELF,     /* self-signed */
     O_MTLS,     /* valid, and requires a client certificate signed by the test CA */
     O_MTLS_OTHER, /* requires a client certificate signed by another CA (the self-signed one) */
+    O_MTLS12,   /* as O_MTLS, speaking TLS 1.2 at most: it refuses inside the handshake */
     O_NOT_YET,  /* CA-signed, valid from tomorrow */
     O_NO_INTER, /* signed by an intermediate it does not send */
     O_INTER,    /* the same, sending the intermediate */
@@ -116,6 +117,13 @@ static const struct {
     {"mtls_untrusted", O_MTLS_OTHER,
      "tls = on\nca_file = {{certs}}/ca.pem\n"
      "client_cert = {{certs}}/client.pem\nclient_key = {{certs}}/client.key\n"},
+    {"mtls12", O_MTLS12, "tls = on\nca_file = {{certs}}/ca.pem\n"
+                         "client_cert = {{certs}}/client.pem\nclient_key = {{certs}}/client.key\n"},
+    {"mtls12_missing", O_MTLS12, "tls = on\nca_file = {{certs}}/ca.pem\n"},
+    /* a certificate of no CA the origin trusts (the self-signed server's) */
+    {"mtls12_untrusted", O_MTLS12,
+     "tls = on\nca_file = {{certs}}/ca.pem\n"
+     "client_cert = {{certs}}/self-signed.pem\nclient_key = {{certs}}/self-signed.key\n"},
 };
 
 static int setup(void **state)
@@ -146,6 +154,9 @@ static int setup(void **state)
         [O_MTLS_OTHER] = {.kind = FO_OK, .tls_cert = t.certs->server_cert,
                           .tls_key = t.certs->server_key,
                           .tls_client_ca = t.certs->self_signed_cert},
+        [O_MTLS12] = {.kind = FO_OK, .tls_cert = t.certs->server_cert,
+                      .tls_key = t.certs->server_key, .tls_client_ca = t.certs->ca_cert,
+                      .tls_max_version = TLS1_2_VERSION},
     };
     for (int i = 0; i < O_COUNT; i++) {
         t.o[i] = fake_origin_start(&opts[i]);
@@ -258,6 +269,7 @@ static const struct up_row up_rows[] = {
     {"intermediate", 200, NULL, NULL, NULL, NULL},
     /* the client certificate reaches the origin */
     {"mtls", 200, NULL, NULL, NULL, "portico-test-client"},
+    {"mtls12", 200, NULL, NULL, NULL, "portico-test-client"},
 };
 
 static void test_upstream_tls(void **state)
@@ -373,33 +385,56 @@ static void test_upstream_absolute_name(void **state)
 /* An origin that requires a client certificate and gets none, or one it does not trust, refuses
  * the handshake. With TLS 1.3 the client finishes its side first and learns of the refusal (an
  * alert) only after the request was written; it is still tls_handshake_failed, not a failure of
- * the request (send_error / invalid_response). */
+ * the request (send_error / invalid_response). With TLS 1.2 the handshake itself fails. Either
+ * way the detail names the alert as RFC 8446 does, with its number, and what it says of
+ * client_cert, and Proxy-Status says tls_alert_received with alert-id and alert-message (RFC
+ * 9209 2.3.14): the binary before said OpenSSL's "tlsv13 alert certificate required" and
+ * tls_protocol_error, which an SRE reads as a TLS version or cipher problem. */
 static void test_upstream_client_cert_refused(void **state)
 {
     (void)state;
     static const struct {
         const char *route;
-        const char *alert;
+        const char *detail;  /* in the detail */
+        int alert;           /* alert-id */
+        const char *name;    /* alert-message */
     } rows[] = {
-        {"mtls_missing", "alert certificate required"},
-        {"mtls_untrusted", "alert unknown ca"},
+        {"mtls_missing", "alert certificate_required (116): it requires a client certificate: "
+                         "none is set (client_cert, client_key)", 116, "certificate_required"},
+        {"mtls_untrusted", "alert unknown_ca (48): it does not trust the client certificate's "
+                           "issuer (client_cert ", 48, "unknown_ca"},
+        /* TLS 1.2 says handshake_failure for a certificate it wanted, as for a cipher it lacks */
+        {"mtls12_missing", "alert handshake_failure (40): it may require a client certificate: "
+                           "none is set (client_cert, client_key)", 40, "handshake_failure"},
+        {"mtls12_untrusted", "alert unknown_ca (48): it does not trust the client certificate's "
+                             "issuer (client_cert ", 48, "unknown_ca"},
     };
 
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         struct raw_response r;
+        char want[128];
 
         get(rows[i].route, &r);
-        print_message("  %d %s", r.status, r.body);
+        print_message("  %d %s  %s\n", r.status, r.body, raw_header(&r, "Proxy-Status") ?: "");
         assert_int_equal(r.status, 502);
         assert_string_equal(raw_header(&r, "Portico-Error"), "tls_handshake_failed");
         char *phase = tu_json_get_string(r.body, "phase");
         char *detail = tu_json_get_string(r.body, "detail");
+        char *ps = tu_json_get_string(r.body, "proxy_status");
 
         assert_string_equal(phase, "tls");
         assert_non_null(detail);
-        assert_true(tu_contains(detail, rows[i].alert));
+        assert_true(tu_contains(detail, rows[i].detail));
+        assert_string_equal(ps, "tls_alert_received");
+        const char *field = raw_header(&r, "Proxy-Status");
+        assert_non_null(field);
+        assert_true(tu_contains(field, "portico; error=tls_alert_received; details=\""));
+        snprintf(want, sizeof(want), "; alert-id=%d; alert-message=\"%s\"; next-hop=\"",
+                 rows[i].alert, rows[i].name);
+        assert_true(tu_contains(field, want));
         free(phase);
         free(detail);
+        free(ps);
         raw_response_free(&r);
     }
 }
@@ -571,7 +606,75 @@ static void test_upstream_alert_after_tls12_handshake(void **state)
     assert_true(o.got_request);
     assert_int_equal(second, 0);
     assert_int_equal(r.status, 502);
+    /* It stays a failure of the response, whose detail says it was the origin's TLS alert, by
+     * name, where it came (the binary before said "TLS error with ...: sslv3 alert handshake
+     * failure"); Proxy-Status names no alert, which RFC 9209 keeps for a handshake's. */
+    char *detail = tu_json_get_string(r.body, "detail");
+    char want[96];
+
+    print_message("  %s\n", detail ?: "");
+    assert_string_equal(raw_header(&r, "Portico-Error"), "invalid_response");
+    snprintf(want, sizeof(want),
+             "127.0.0.1:%u sent a TLS alert before any response byte: handshake_failure (40)",
+             o.port);
+    assert_true(tu_contains(detail, want));
+    free(detail);
     raw_response_free(&r);
+}
+
+/* The same alert after part of a body: the origin sends a head and 3 of 100 bytes, then asks
+ * for the renegotiation Portico refuses, and ends with a fatal alert. The client's response is
+ * cut (a read-phase failure); the failure's logged detail says it was the origin's TLS alert,
+ * by name, mid-body (the binary before: "TLS error with ADDR: ... sslv3 alert handshake
+ * failure"). */
+static void *reneg_mid_body_run(void *arg)
+{
+    struct reneg_origin *o = arg;
+    struct tls_peer p;
+    char req[4096];
+    size_t got;
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc";
+    if (tls_peer_accept(&p, o->lfd, TLS1_2_VERSION) && tls_peer_read_head(&p, req, sizeof(req)) &&
+        SSL_write_ex(p.ssl, head, sizeof(head) - 1, &got)) {
+        o->got_request = true;
+        if (SSL_renegotiate(p.ssl) == 1 && SSL_do_handshake(p.ssl) == 1)
+            SSL_read_ex(p.ssl, req, 1, &got);
+    }
+    tls_peer_close(&p);
+    return NULL;
+}
+
+static void test_upstream_alert_mid_body(void **state)
+{
+    (void)state;
+    struct reneg_origin o = {0};
+
+    o.lfd = px_listen(&o.port);
+    assert_int_equal(pthread_create(&o.thread, NULL, reneg_mid_body_run, &o), 0);
+    struct harness *h = px_start(NULL, "[upstream u]\norigin = 127.0.0.1:%u\ntls = on\n"
+                                 "ca_file = {{certs}}/ca.pem\n", o.port);
+    struct raw_conn *c = px_connect(h);
+    struct raw_response r = {0};
+    char want[128];
+
+    assert_int_equal(raw_send_str(c, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    int rc = raw_read_response(c, &r, IO_MS);
+    raw_close(c);
+    pthread_join(o.thread, NULL);
+    close(o.lfd);
+    snprintf(want, sizeof(want),
+             "127.0.0.1:%u sent a TLS alert mid-body: handshake_failure (40)", o.port);
+    char *line = harness_file_line(h, "access.log", "GET", IO_MS);
+    print_message("  read %d, status %d; %s\n", rc, r.status, line ?: "(no access-log line)");
+    assert_true(o.got_request);
+    assert_int_equal(r.status, 200); /* the head went out; the body is cut */
+    assert_non_null(line);
+    assert_true(tu_contains(line, " failure=invalid_response phase=read aborted=after_head "));
+    assert_true(tu_contains(line, want));
+    free(line);
+    raw_response_free(&r); /* a cut read keeps its head and body too */
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
 }
 
 /* ---- an early answer, then a reset ---- */
@@ -1956,6 +2059,7 @@ int main(void)
         cmocka_unit_test(test_upstream_client_cert_refused),
         cmocka_unit_test(test_upstream_tls_pooling),
         cmocka_unit_test(test_upstream_alert_after_tls12_handshake),
+        cmocka_unit_test(test_upstream_alert_mid_body),
         cmocka_unit_test(test_upstream_early_answer_then_reset),
         cmocka_unit_test(test_tunnel_tls_ends),
         cmocka_unit_test(test_termination_curl),

@@ -1199,6 +1199,35 @@ static void test_out_of_memory(void **state)
     assert_true(failed > 0);
 }
 
+/* An origin that refused the handshake with an alert: Proxy-Status says RFC 9209's
+ * tls_alert_received, with alert-id and alert-message (the body's proxy_status too), while the
+ * failure type and its code stay tls_handshake_failed; error_detail = minimal keeps the alert's
+ * parameters out, as it keeps the details. */
+static void test_tls_alert_received(void **state)
+{
+    (void)state;
+    struct errpage e = connect_timeout(502, "application/json");
+    e.failure = FAIL_TLS_HANDSHAKE_FAILED;
+    e.phase = PHASE_TLS;
+    e.limit_ms = 0;
+    e.reason = "127.0.0.1:3000 refused the TLS handshake: alert certificate_required (116)";
+    e.tls_alert_name = "certificate_required";
+    e.tls_alert = 116;
+    struct resp r;
+    run(&e, &r);
+    assert_string_equal(hdr(&r, "Portico-Error"), "tls_handshake_failed");
+    assert_string_equal(hdr(&r, "Proxy-Status"),
+                        "portico; error=tls_alert_received; details=\"127.0.0.1:3000 refused the "
+                        "TLS handshake: alert certificate_required (116)\"; alert-id=116; "
+                        "alert-message=\"certificate_required\"; next-hop=\"127.0.0.1:3000\"");
+    assert_non_null(strstr(r.body, "\"proxy_status\":\"tls_alert_received\""));
+    resp_free(&r);
+    e.detail = ERRPAGE_DETAIL_MINIMAL;
+    run(&e, &r);
+    assert_string_equal(hdr(&r, "Proxy-Status"), "portico; error=tls_alert_received");
+    resp_free(&r);
+}
+
 int main(void)
 {
     alloc_fail_install(); /* before libevent allocates anything */
@@ -1210,6 +1239,7 @@ int main(void)
         cmocka_unit_test(test_content_length_and_head),
         cmocka_unit_test(test_json_connect_timeout),
         cmocka_unit_test(test_minimal_detail),
+        cmocka_unit_test(test_tls_alert_received),
         cmocka_unit_test(test_negotiate),
         cmocka_unit_test(test_body_follows_accept),
         cmocka_unit_test(test_negotiate_lines),
