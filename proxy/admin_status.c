@@ -24,6 +24,7 @@
 #include "portico/log.h"
 #include "portico/metrics.h"
 #include "portico/recent.h"
+#include "portico/tls.h"
 #include "portico/util.h"
 
 #ifndef PORTICO_VERSION
@@ -625,9 +626,16 @@ static void failure_json(struct evbuffer *out, const struct recent_failure *f, b
         jprintf(out, ",\"status\":%d", f->status);
     else
         jprintf(out, ",\"status\":null");
+    /* the response's Proxy-Status said so (errpage.c): a handshake an alert refused is
+     * tls_alert_received, with the alert; the admin listener shows it whatever error_detail */
     jprintf(out, ",\"failure\":\"%s\",\"phase\":\"%s\",\"proxy_status\":\"%s\"",
                         failure_name(f->failure), phase_name(f->phase),
-                        failure_proxy_status(f->failure));
+                        f->tls_alert ? "tls_alert_received" : failure_proxy_status(f->failure));
+    if (f->tls_alert)
+        jprintf(out, ",\"alert_id\":%d,\"alert_message\":\"%s\"", f->tls_alert - 1,
+                tls_alert_name(f->tls_alert - 1));
+    else
+        jprintf(out, ",\"alert_id\":null,\"alert_message\":null");
     jadd(out, ",\"route\":", 9);
     jstr(out, f->route, true);
     jadd(out, ",\"upstream\":", 12);

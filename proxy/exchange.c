@@ -744,7 +744,7 @@ static void count_record(struct loop *l, const struct access_record *r, int rout
                   &(struct recent_sample){r->time_ms, r->status, r->failure, r->phase,
                                           r->timings.us[TIMING_TOTAL], r->limit_ms, r->request_id,
                                           r->route, r->upstream, r->origin, r->detail, r->fault,
-                                          r->aborted});
+                                          r->aborted, r->tls_alert});
 }
 
 void exchange_log_record(struct loop *l, const struct access_record *r, int route, int upstream)
@@ -802,6 +802,7 @@ static void log_exchange(struct exchange *ex, struct tunnel_origin *to, bool unr
         .upstream_status = ex->upstream_status,
         .failure = ex->failure,
         .phase = ended_in(ex),
+        .tls_alert = ex->tls_alert,
         .route = ex->route ? ex->route->name : NULL,
         .upstream = ex->up ? ex->up->name : NULL,
         .origin = ex->origin >= 0 && ex->up ? ex->up->origins[ex->origin].text : NULL,

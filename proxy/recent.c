@@ -164,6 +164,7 @@ static void keep_failure(struct recent *r, const struct recent_sample *s)
                .status = s->after_head ? 0 : s->status, /* the client got the origin's, then a cut */
                .failure = s->failure,
                .phase = s->phase,
+               .tls_alert = s->tls_alert,
            }};
     struct recent_failure *f = &u.f;
     size_t ends[] = {

@@ -86,6 +86,9 @@ struct access_record {
     int upstream_status;               /* final status from the origin, 0: it never answered */
     enum failure_type failure;
     enum phase phase;                  /* where the exchange ended (PHASE_DONE on success) */
+    int tls_alert;                     /* the TLS alert the origin refused the handshake with,
+                                          + 1 (0: none): /status says tls_alert_received, as
+                                          the response's Proxy-Status did */
     const char *route;
     const char *upstream;
     const char *origin;                /* the address used last */

@@ -39,6 +39,7 @@ struct recent_failure {
     int status;                        /* sent to the client (0: none, the head had gone) */
     enum failure_type failure;
     enum phase phase;                  /* where it failed */
+    int tls_alert;                     /* the TLS alert that refused the handshake, + 1 (0: none) */
     char request_id[48];
     char route[CFG_NAME_MAX];
     char upstream[CFG_NAME_MAX];
@@ -83,6 +84,8 @@ struct recent_sample {
                                           log's fault), NULL when none */
     bool after_head;                   /* failed once the head had gone: the minute counts
                                           status, the failure keeps none (0) */
+    int tls_alert;                     /* the access record's: the alert + 1 that refused the
+                                          handshake, 0 when none */
 };
 
 struct recent;

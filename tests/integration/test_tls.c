@@ -53,6 +53,7 @@
 #include "../support/fake_dns.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
+#include "../support/json.h"
 #include "../support/raw_client.h"
 #include "../support/testutil.h"
 #include "proxy_helpers.h"
@@ -234,6 +235,33 @@ static uint64_t metric(const char *name)
     raw_response_free(&r);
     raw_close(c);
     return v;
+}
+
+/* /status's recent failure of request id, NULL when it is not (yet) there: the document is
+ * *doc's (the caller frees it), a new one read from the admin port. */
+static const struct tj *status_failure(struct tj **doc, const char *id)
+{
+    struct raw_conn *c = px_connect_port(harness_port(t.h, "admin"));
+    struct raw_response r;
+    char err[128];
+
+    assert_int_equal(raw_send_str(c, "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                     "Accept: application/json\r\n\r\n"), 0);
+    assert_int_equal(raw_read_response(c, &r, IO_MS), 0);
+    raw_close(c);
+    assert_int_equal(r.status, 200);
+    *doc = tj_parse(r.body, err, sizeof(err));
+    raw_response_free(&r);
+    if (*doc == NULL)
+        fail_msg("/status is not JSON: %s", err);
+    const struct tj *fails = tj_get(*doc, "recent_failures");
+    assert_non_null(fails);
+    for (size_t i = 0; i < fails->n; i++) {
+        const char *rid = tj_str(fails->items[i], "request_id");
+        if (rid && strcmp(rid, id) == 0)
+            return fails->items[i];
+    }
+    return NULL;
 }
 
 /* ---- upstream TLS ---- */
@@ -435,6 +463,29 @@ static void test_upstream_client_cert_refused(void **state)
         free(phase);
         free(detail);
         free(ps);
+
+        /* /status's recent failure says the same of it (the binary before: tls_protocol_error,
+         * no alert), its alert in full: the admin listener is no client */
+        const char *id = raw_header(&r, "X-Request-Id");
+        assert_non_null(id);
+        struct tj *doc = NULL;
+        const struct tj *f = NULL;
+        int64_t deadline = tu_now_ms() + PX_IO_MS; /* recorded as its exchange ends */
+        while ((f = status_failure(&doc, id)) == NULL && tu_now_ms() < deadline) {
+            tj_free(doc);
+            poll(NULL, 0, 5);
+        }
+        if (f == NULL)
+            fail_msg("request %s is not among /status's recent failures", id);
+        print_message("  /status: %s %s %s\n", tj_str(f, "failure") ?: "",
+                      tj_str(f, "proxy_status") ?: "", tj_str(f, "alert_message") ?: "");
+        double alert = -1;
+        assert_string_equal(tj_str(f, "failure"), "tls_handshake_failed");
+        assert_string_equal(tj_str(f, "proxy_status"), "tls_alert_received");
+        assert_int_equal(tj_num(f, "alert_id", &alert), 0);
+        assert_int_equal((int)alert, rows[i].alert);
+        assert_string_equal(tj_str(f, "alert_message"), rows[i].name);
+        tj_free(doc);
         raw_response_free(&r);
     }
 }

@@ -142,19 +142,23 @@ static void test_shorter_over_longer(void **state)
                                              .failure = FAIL_EMPTY_RESPONSE,
                                              .request_id = longest, .route = longest,
                                              .upstream = longest, .origin = longest,
-                                             .detail = longest, .fault = longest});
+                                             .detail = longest, .fault = longest,
+                                             .tls_alert = 116 + 1});
     for (int i = 1; i <= RECENT_FAILURES; i++) /* the last one takes the long one's slot */
         recent_record(r, &(struct recent_sample){.time_ms = T0 + (uint64_t)i, .status = 504,
                                                  .failure = FAIL_TOTAL_TIMEOUT,
                                                  .request_id = "r1", .route = "ab",
                                                  .upstream = "up", .origin = "o:1",
-                                                 .detail = i % 2 ? "d" : NULL});
+                                                 .detail = i % 2 ? "d" : NULL,
+                                                 .tls_alert = i == 1 ? 48 + 1 : 0});
     struct recent_view v = {0};
     recent_snapshot(&v, T0 + 100, 1);
     assert_int_equal(v.nfailures, RECENT_FAILURES);
     for (size_t i = 0; i < v.nfailures; i++) {
         const struct recent_failure *f = &v.failures[i];
         assert_int_equal(f->status, 504);
+        /* the alert is kept (a number: stored whole, the older one's 116 gone) */
+        assert_int_equal(f->tls_alert, f->time_ms == T0 + 1 ? 48 + 1 : 0);
         assert_string_equal(f->request_id, "r1");
         assert_string_equal(f->route, "ab");
         assert_string_equal(f->upstream, "up");
