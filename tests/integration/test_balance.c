@@ -1983,6 +1983,27 @@ static const struct fo_step idle_408_close[] = {
     FO_CLOSE(), FO_END(),
 };
 
+/* Portico over two origins, flaky (its answers chosen by pick) then echo, with retry_sent on and
+ * no settling, after one request to each (round robin): flaky's connection is pooled, so the next
+ * request meets it reused. */
+static struct harness *start_warmed_pair(
+    const struct fo_step *(*pick)(const struct fo_request_info *req, void *arg),
+    struct fake_origin **flaky, struct fake_origin **echo)
+{
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick};
+    *flaky = fake_origin_start(&opts);
+    *echo = fake_origin_start_kind(FO_ECHO);
+    assert_non_null(*flaky);
+    assert_non_null(*echo);
+    struct harness *h = px_start(NULL,
+                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
+                                 "retry_sent = on\nsettle_time = 0\n",
+                                 fake_origin_port(*flaky), fake_origin_port(*echo));
+    assert_int_equal(status_of(h, "/warm/1"), 200); /* flaky, its connection kept */
+    assert_int_equal(status_of(h, "/warm/2"), 200); /* echo */
+    return h;
+}
+
 /* GET /warm is answered; anything else gets a 408 on a reused connection, a reset on a new one. */
 static const struct fo_step *warm_then_408(const struct fo_request_info *req, void *arg)
 {
@@ -1998,17 +2019,8 @@ static const struct fo_step *warm_then_408(const struct fo_request_info *req, vo
 static void test_retry_after_408_resend(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = warm_then_408};
-    struct fake_origin *flaky = fake_origin_start(&opts);
-    struct fake_origin *echo = fake_origin_start_kind(FO_ECHO);
-    assert_non_null(flaky);
-    assert_non_null(echo);
-    struct harness *h = px_start(NULL,
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "retry_sent = on\nsettle_time = 0\n",
-                                 fake_origin_port(flaky), fake_origin_port(echo));
-    assert_int_equal(status_of(h, "/warm/1"), 200); /* round robin: flaky, its connection kept */
-    assert_int_equal(status_of(h, "/warm/2"), 200); /* echo */
+    struct fake_origin *flaky, *echo;
+    struct harness *h = start_warmed_pair(warm_then_408, &flaky, &echo);
     int status = status_of(h, "/doc");              /* flaky: 408, resent, reset; then echo */
     assert_int_equal(status, 200);
     assert_int_equal(fake_origin_connections(flaky), 2);
@@ -2029,17 +2041,8 @@ static void test_retry_after_408_resend(void **state)
 static void test_retry_after_stale_resend(void **state)
 {
     (void)state;
-    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = warm_then_reset};
-    struct fake_origin *flaky = fake_origin_start(&opts);
-    struct fake_origin *echo = fake_origin_start_kind(FO_ECHO);
-    assert_non_null(flaky);
-    assert_non_null(echo);
-    struct harness *h = px_start(NULL,
-                                 "[upstream u]\norigin = 127.0.0.1:%u\norigin = 127.0.0.1:%u\n"
-                                 "retry_sent = on\nsettle_time = 0\n",
-                                 fake_origin_port(flaky), fake_origin_port(echo));
-    assert_int_equal(status_of(h, "/warm/1"), 200); /* round robin: flaky, its connection kept */
-    assert_int_equal(status_of(h, "/warm/2"), 200); /* echo */
+    struct fake_origin *flaky, *echo;
+    struct harness *h = start_warmed_pair(warm_then_reset, &flaky, &echo);
     char *body = json_body(2048);
     size_t n;
     char *req = body_request("PUT", "/doc", body, 2048, false, &n);
