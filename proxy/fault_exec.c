@@ -304,10 +304,16 @@ static void fail_now(struct exchange *ex, const struct sim_row *row, enum failur
         ERR_error_string_n(ERR_PACK(ERR_LIB_SSL, 0, SSL_R_WRONG_VERSION_NUMBER), why, sizeof(why));
         ex_fail(ex, row->phase, row->cause, 0, "TLS handshake with %s failed: %s", addr, why);
         break;
-    case FAIL_TLS_CERTIFICATE_INVALID:
-        ex_fail(ex, row->phase, row->cause, 0, "certificate of %s rejected: %s", addr,
-                X509_verify_cert_error_string(X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT));
+    case FAIL_TLS_CERTIFICATE_INVALID: {
+        /* as tls_verify_failed names the certificate: a self-signed one for the name checked */
+        const char *name = ex->up->sni ? ex->up->sni : o->host;
+        ex_fail(ex, row->phase, row->cause, 0,
+                "certificate of %s rejected: %s (certificate 1 of the chain: /CN=%s, issued by "
+                "/CN=%s)",
+                addr, X509_verify_cert_error_string(X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT), name,
+                name);
         break;
+    }
     case FAIL_SEND_ERROR:
     case FAIL_CONNECTION_RESET:
         ex_fail(ex, row->phase, row->cause, 0, "%s: %s", addr, strerror(ECONNRESET));
