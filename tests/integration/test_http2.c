@@ -3422,11 +3422,20 @@ static void flood_check(struct flood_run *f)
 {
     const struct flood_case *c = f->c;
     struct tu_cmd_result *r = &f->r;
+    bool valgrind = px_under_valgrind(harness_pid(f->h));
     print_message("%s", r->out);
     if (f->rc != 0)
         fail_msg("%s: h2_frames.py exited %d: %s", c->kind, f->rc, r->err);
-    if (!tu_contains(r->out, c->goaway))
-        fail_msg("%s: expected %s: %s", c->kind, c->goaway, r->out);
+    /* A Portico under valgrind reads too slowly for all of a flood that is none to go before
+     * keepalive_timeout (reset_big_data: 6,300 of 20,000 in 1 s): its GOAWAY's code is checked. */
+    const char *goaway = c->goaway, *count = strstr(goaway, " sent=");
+    char code[32];
+    if (valgrind && count) {
+        snprintf(code, sizeof(code), "%.*s", (int)(count - goaway) + 1, goaway);
+        goaway = code;
+    }
+    if (!tu_contains(r->out, goaway))
+        fail_msg("%s: expected %s: %s", c->kind, goaway, r->out);
     double worst = -1;
     const char *w = strstr(r->out, "good_worst_ms=");
     if (w)
@@ -3472,8 +3481,9 @@ static void flood_check(struct flood_run *f)
          strcmp(c->kind, "ended_reset_data") == 0) && (frames < 0 || frames > 1200))
         fail_msg("%s: %ld frames before the GOAWAY: %s", c->kind, frames, r->out);
     /* the allowance (10,000, and 50,000 a second; batches of 5,000 sent as fast as read) is
-     * all spent before the GOAWAY */
-    if (strcmp(c->kind, "small_data") == 0 && (frames < 10000 || frames > 50000))
+     * all spent before the GOAWAY. A Portico under valgrind reads slower than the client
+     * writes: the script's cap of 60,000 went (in 474 ms) before its GOAWAY was read. */
+    if (strcmp(c->kind, "small_data") == 0 && (frames < 10000 || (frames > 50000 && !valgrind)))
         fail_msg("%s: %ld frames before the GOAWAY: %s", c->kind, frames, r->out);
     /* 9 tokens a block: ~22 (the reset bucket's 200); charged once, ~200 went */
     if (strcmp(c->kind, "malformed_continuation") == 0 && (blocks < 0 || blocks > 120))
