@@ -1022,7 +1022,7 @@ static const struct {
      {"test.ini:2: log_level: 'in\\x0dfo' is not one of error, warn, info, debug"}},
     /* after an error header_control may be the line refused: its clients are not said unused */
     {"header_control refused beside its clients",
-     "[faults]\nheader_control = maybe\nheader_control_clients = 10.0.0.0/8\n" UP,
+     "[faults]\nheader_control = maybe\nheader_control_clients = 127.0.0.2/32\n" UP,
      {"test.ini:2: header_control: 'maybe' is not on/off"}},
 };
 
@@ -1331,18 +1331,18 @@ static const struct {
      "delay = lognormal(median=200ms, p99=3000s)\n", {NULL}},
     /* the header's clients without the header: it is off by default, and stays ignored */
     {"header_control_clients without header_control",
-     UP "[faults]\nheader_control_clients = 10.0.0.0/8\n",
+     UP "[faults]\nheader_control_clients = 127.0.0.2/32\n",
      {"test.ini:4: warning: header_control_clients: not used, header_control is off "
       "(header_control = on honours the Portico-Fault header from them)"}},
     {"header_control_clients = off said as such",
-     UP "[faults]\nheader_control = off\nheader_control_clients = 10.0.0.0/8\n",
+     UP "[faults]\nheader_control = off\nheader_control_clients = 127.0.0.2/32\n",
      {"test.ini:5: warning: header_control_clients: not used, header_control is off "
       "(header_control = on honours the Portico-Fault header from them)"}},
     /* the default written out, as in README's template of every key: nothing to say */
     {"the default header_control_clients written out",
      UP "[faults]\nheader_control = off\nheader_control_clients = 127.0.0.0/8, ::1\n", {NULL}},
     {"header_control_clients with header_control",
-     UP "[faults]\nheader_control_clients = 10.0.0.0/8\nheader_control = on\n", {NULL}},
+     UP "[faults]\nheader_control_clients = 127.0.0.2/32\nheader_control = on\n", {NULL}},
     /* a list of its own is one that differs from the default at all: by its length alone, or
      * by an entry past the first */
     {"a part of the default header_control_clients",
@@ -1350,7 +1350,7 @@ static const struct {
      {"test.ini:4: warning: header_control_clients: not used, header_control is off "
       "(header_control = on honours the Portico-Fault header from them)"}},
     {"the default header_control_clients with its second entry changed",
-     UP "[faults]\nheader_control_clients = 127.0.0.0/8, 10.0.0.0/8\n",
+     UP "[faults]\nheader_control_clients = 127.0.0.0/8, 127.0.0.2/32\n",
      {"test.ini:4: warning: header_control_clients: not used, header_control is off "
       "(header_control = on honours the Portico-Fault header from them)"}},
     /* nginx ignores max_fails for a lone server: here it is marked down, nothing is left */

@@ -1067,13 +1067,13 @@ static void full_record(struct access_record *rec)
 {
     static const uint16_t interim[] = {103};
     *rec = (struct access_record){
-        .request_id = "id", .trace_id = "t", .client = "127.0.0.1", .peer = "10.0.0.1:1",
+        .request_id = "id", .trace_id = "t", .client = "127.0.0.1", .peer = "127.0.0.2:1",
         .method = "GET", .method_len = 3, .host = "h", .host_len = 1, .target = "/",
         .target_len = 1, .proto = LOG_PROTO_HTTP11, .status = 504, .upstream_status = 200,
         .failure = FAIL_READ_TIMEOUT, .phase = PHASE_READ, .route = "r", .upstream = "u",
         .origin = "o", .attempts = 1, .interim_codes = interim, .ninterim = 1, .fault = "f",
-        .user_agent = "ua", .user_agent_len = 2, .forwarded_for = "1.2.3.4",
-        .forwarded_for_len = 7, .tunnel = true, .tunnel_us = 1000, .limit_ms = 1,
+        .user_agent = "ua", .user_agent_len = 2, .forwarded_for = "127.0.0.9",
+        .forwarded_for_len = 9, .tunnel = true, .tunnel_us = 1000, .limit_ms = 1,
         .detail = "d", .aborted = true, .reused = true, .retried = true, .body_unread = true,
     };
     timings_set(&rec->timings, TIMING_CONNECT, 100);
