@@ -150,6 +150,10 @@ struct exchange {
     struct deadline total_timer;
     struct deadline continue_timer;    /* Expect relay: send our own 100 after continue_timeout */
     struct deadline processing_timer;  /* synthesized 102 heartbeats */
+    struct deadline rate_timer;        /* client_body_min_rate: when the body's bytes so far
+                                          are due; moved only when it comes up (ex_body_owed) */
+    uint64_t rate_from;                /* µs: the body's pace is measured from here */
+    uint64_t rate_base;                /* body bytes already in at rate_from */
 
     /* response */
     enum resp_state resp_state;
@@ -238,6 +242,11 @@ void ex_phase_timeout(struct exchange *ex);
 /* All of the request body is in: a total_timeout held back while the client was sending it
  * starts again, whole. */
 void ex_request_body_done(struct exchange *ex);
+
+/* The client owes the request body from now (connected, or the gate opened): its silence is
+ * bounded by client_body_timeout, its pace by client_body_min_rate, measured from the first
+ * call (a resend on a new connection does not start it again). */
+void ex_body_owed(struct exchange *ex);
 
 /* Sets a deadline ms from now (later ones cost no timer operation: deadline.h). */
 void ex_arm(struct deadline *d, uint64_t ms);
