@@ -296,6 +296,36 @@ static void test_fast_upload_not_cut(void **state)
     }
 }
 
+/* A body the origin does not take (FO_NO_READ: Portico's output to it stays full, and the
+ * client's socket with it) is held back by the origin, not by its client: no 408 at the grace,
+ * the measure starts again; the origin's send_timeout ends it (504), as without the rate. */
+static void test_origin_held_not_cut(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_NO_READ);
+    assert_non_null(o);
+    struct harness *h = px_start_origin(fake_origin_port(o),
+                                        RATE_CONF("100m", "200ms") "send_timeout = 1500ms\n");
+    struct raw_conn *c = px_connect(h);
+    static char body[8 << 20];
+    memset(body, 'n', sizeof(body));
+    char head[128];
+    snprintf(head, sizeof(head), "POST /held HTTP/1.1\r\nHost: a\r\nContent-Length: %zu\r\n\r\n",
+             sizeof(body));
+    assert_int_equal(raw_send_str(c, head), 0);
+    raw_set_send_timeout(c, 300); /* the rest stays unsent: the kernel's buffers are full */
+    (void)raw_send(c, body, sizeof(body));
+    struct raw_response r;
+    assert_int_equal(raw_read_response(c, &r, PX_IO_MS), 0);
+    if (r.status != 504 || !strstr(r.body, "send_timeout"))
+        fail_msg("wanted the origin's send_timeout: %d %s", r.status, r.body);
+    raw_response_free(&r);
+    raw_close(c);
+    assert_true(admin_metric(h, "portico_request_bodies_too_slow_total") == 0);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* The origin's head and 3 of its 10 body bytes, sent before it reads the request body. */
 static const struct fo_step head_then_wait[] = {
     FO_SEND("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
@@ -383,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_spliced_counted),
         cmocka_unit_test(test_above_rate_not_cut),
         cmocka_unit_test(test_fast_upload_not_cut),
+        cmocka_unit_test(test_origin_held_not_cut),
         cmocka_unit_test(test_response_started_cut),
         cmocka_unit_test(test_h2_stream_cut_sibling_completes),
     };
