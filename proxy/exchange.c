@@ -109,7 +109,8 @@
 
 void ex_request_body_done(struct exchange *ex)
 {
-    deadline_clear(&ex->rate_timer); /* its pace is no longer the client's to keep */
+    if (ex->rate_from) /* its pace is no longer the client's to keep */
+        deadline_clear(&ex->rate_timer);
     if (ex->total_after_body) {
         ex->total_after_body = false;
         ex_arm(&ex->total_timer, ex->up->timers_ms[TIMER_TOTAL]);
@@ -465,18 +466,6 @@ static uint64_t rate_due(const struct exchange *ex)
            got * 1000000 / ex->cfg->client_body_min_rate;
 }
 
-void ex_body_owed(struct exchange *ex)
-{
-    ex->ds.ops->request_wait(ex->ds.ctx, ex->cfg->client_body_timeout_ms);
-    if (!ex->cfg->client_body_min_rate)
-        return;
-    if (!ex->rate_from) {
-        ex->rate_from = ex->now;
-        ex->rate_base = ex->req_body.bytes;
-    }
-    deadline_set(&ex->rate_timer, rate_due(ex), ex->now);
-}
-
 /* Whether the origin side holds body bytes it has not taken (its socket's output, a splice
  * pipe), or there is no origin to take them now (a new connection being opened): then the
  * client is held back by us, as total_timeout's waiting_on_client says the other way. */
@@ -534,9 +523,23 @@ static void rate_timeout_cb(evutil_socket_t fd, short what, void *arg)
     ex_settle(ex);
 }
 
+void ex_body_owed(struct exchange *ex)
+{
+    ex->ds.ops->request_wait(ex->ds.ctx, ex->cfg->client_body_timeout_ms);
+    if (!ex->cfg->client_body_min_rate)
+        return;
+    if (!ex->rate_from) {
+        deadline_init(&ex->rate_timer, ex->loop->clock, rate_timeout_cb, ex);
+        ex->rate_from = ex->now;
+        ex->rate_base = ex->req_body.bytes;
+    }
+    deadline_set(&ex->rate_timer, rate_due(ex), ex->now);
+}
+
 static void stop_timers(struct exchange *ex)
 {
-    deadline_stop(&ex->rate_timer);
+    if (ex->rate_from) /* else never set up (ex_body_owed) */
+        deadline_stop(&ex->rate_timer);
     deadline_stop(&ex->phase_timer);
     deadline_stop(&ex->total_timer);
     deadline_stop(&ex->continue_timer);
@@ -1157,7 +1160,6 @@ struct exchange *exchange_start(struct loop *l, const struct downstream *ds, con
     deadline_init(&ex->total_timer, l->clock, total_timeout_cb, ex);
     deadline_init(&ex->continue_timer, l->clock, interim_continue_cb, ex);
     deadline_init(&ex->processing_timer, l->clock, interim_processing_cb, ex);
-    deadline_init(&ex->rate_timer, l->clock, rate_timeout_cb, ex);
     pick_request_id(l, ex->req.fields, ex->req.nfields, ex->request_id, sizeof(ex->request_id));
     /* One traceparent is a trace to join; none, or several, start a new one. */
     int tp = h1_find(ex->req.fields, ex->req.nfields, H1_F_TRACEPARENT, 0);

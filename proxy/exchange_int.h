@@ -150,10 +150,9 @@ struct exchange {
     struct deadline total_timer;
     struct deadline continue_timer;    /* Expect relay: send our own 100 after continue_timeout */
     struct deadline processing_timer;  /* synthesized 102 heartbeats */
-    struct deadline rate_timer;        /* client_body_min_rate: when the body's bytes so far
-                                          are due; moved only when it comes up (ex_body_owed) */
-    uint64_t rate_from;                /* µs: the body's pace is measured from here */
-    uint64_t rate_base;                /* body bytes already in at rate_from */
+    uint64_t rate_from;                /* µs: the body's pace is measured from here
+                                          (client_body_min_rate); 0: not measured, rate_timer
+                                          and rate_base unset */
 
     /* response */
     enum resp_state resp_state;
@@ -185,6 +184,11 @@ struct exchange {
     struct fault_addr client_addr;     /* set with real_ip, read only then: left out of the
                                           zeroing at the start (exchange_start), which it
                                           made 2 instructions a request dearer */
+    /* Set once rate_from is (ex_body_owed), also left out of the zeroing: most requests have no
+     * body to time. */
+    struct deadline rate_timer;        /* client_body_min_rate: when the body's bytes so far
+                                          are due; moved only when it comes up */
+    uint64_t rate_base;                /* body bytes already in at rate_from */
 
     /* Last: the allocation holds only the req.nfields fields the request has, then the head
      * bytes (exchange_start), so an exchange costs ~1.7 KiB instead of 5.7. Never copy req by
