@@ -38,7 +38,7 @@
 
 /* The [proxy] lines of these tests: the rate and its grace, an admin port, the error log. */
 #define RATE_CONF(rate, grace)                                                                     \
-    "client_body_min_rate = " rate "\nclient_body_rate_grace = " grace "\n"                         \
+    "client_body_min_rate = " rate "\nclient_body_rate_grace = " grace "\n"                       \
     "admin_listen = 127.0.0.1:{{port:admin}}\nerror_log = {{dir}}/error.log\n"
 
 /* When a body trickling `per_tick` bytes every TICK_MS (the first piece with the head) is
