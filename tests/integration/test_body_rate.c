@@ -240,7 +240,7 @@ static void test_spliced_counted(void **state)
     fake_origin_stop(o);
 }
 
-/* A body just above the rate (12 B/s... 120 B/s against 100, to a schedule) is never cut: the
+/* A body just above the rate (120 B/s against 100, sent to a schedule) is never cut: the
  * deadline, 1 s + 1.2 s per second, stays ahead of it; it goes whole and gets its 200. */
 static void test_above_rate_not_cut(void **state)
 {
