@@ -758,6 +758,13 @@ static void ds_request_wait(void *ctx, uint64_t body_timeout_ms)
     sock_set_timeouts(&c->sock, body_timeout_ms, c->loop->cfg->client_send_timeout_ms);
 }
 
+/* client_body_min_rate ended the body: its rest, which the 408 closes on, is counted timeout. */
+static void ds_request_stalled(void *ctx)
+{
+    struct client *c = ctx;
+    c->body_timed_out = true;
+}
+
 /* TCP_QUICKACK 1 sends the ACK the kernel holds now, and ACKs at once for a while (HAProxy does
  * the same): the listener starts every connection with delayed ACKs, and a keep-alive
  * connection is back to them after each answer. */
@@ -925,6 +932,7 @@ static const struct downstream_ops h1_ops = {
     .request_input = ds_request_input,
     .request_taken = ds_request_taken,
     .request_wait = ds_request_wait,
+    .request_stalled = ds_request_stalled,
     .request_owed = ds_request_owed,
     .request_discard = ds_request_discard,
     .done = ds_done,

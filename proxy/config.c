@@ -518,6 +518,8 @@ static int set_defaults(struct cfg_loader *ld)
     struct config *cfg = ld->cfg;
     cfg->client_header_timeout_ms = 10000;
     cfg->client_body_timeout_ms = 60000;
+    cfg->client_body_min_rate = 500;       /* Apache's mod_reqtimeout: body=20,MinRate=500 */
+    cfg->client_body_rate_grace_ms = 20000;
     cfg->client_send_timeout_ms = 60000;
     cfg->keepalive_timeout_ms = 75000;
     cfg->max_header_size = 16 * 1024;

@@ -1133,6 +1133,9 @@ static const struct cfg_key proxy_keys[] = {
     NUMBER("workers", set_int, CFG(workers), 1, CFG_MAX_WORKERS),
     DURATION("client_header_timeout", CFG(client_header_timeout_ms), 1),
     DURATION("client_body_timeout", CFG(client_body_timeout_ms), 1),
+    /* a body's whole pace, not a silence (exchange.c's rate_timer): 0 is off */
+    NUMBER("client_body_min_rate", set_size, CFG(client_body_min_rate), 0, UINT64_C(1) << 30),
+    DURATION("client_body_rate_grace", CFG(client_body_rate_grace_ms), 1),
     DURATION("client_send_timeout", CFG(client_send_timeout_ms), 1),
     DURATION("keepalive_timeout", CFG(keepalive_timeout_ms), 0),
     KEY("idle_close_on_response", set_bool, CFG(idle_close_on_response)),

@@ -109,6 +109,8 @@
 
 void ex_request_body_done(struct exchange *ex)
 {
+    if (ex->rate_from) /* its pace is no longer the client's to keep */
+        deadline_clear(&ex->rate_timer);
     if (ex->total_after_body) {
         ex->total_after_body = false;
         ex_arm(&ex->total_timer, ex->up->timers_ms[TIMER_TOTAL]);
@@ -453,8 +455,91 @@ static void total_timeout_cb(evutil_socket_t fd, short what, void *arg)
     ex_settle(ex);
 }
 
+/* ---- client_body_min_rate ---- */
+
+/* When the body bytes in since rate_from are due: the grace, then a second per
+ * client_body_min_rate bytes (Apache's mod_reqtimeout model). µs. */
+static uint64_t rate_due(const struct exchange *ex)
+{
+    uint64_t got = ex->req_body.bytes - ex->rate_base;
+    return ex->rate_from + ex->cfg->client_body_rate_grace_ms * 1000 +
+           got * 1000000 / ex->cfg->client_body_min_rate;
+}
+
+/* Whether the origin side holds body bytes it has not taken (its socket's output, a splice
+ * pipe), or there is no origin to take them now (a new connection being opened): then the
+ * client is held back by us, as total_timeout's waiting_on_client says the other way. */
+static bool body_held_by_origin(const struct exchange *ex)
+{
+    return ex->usock ? sock_pending(ex->usock) > 0 : !fault_exec_request_sink(ex);
+}
+
+/* The body came slower than client_body_min_rate: 408, or a response already started is cut
+ * short, as at client_body_timeout; the origin connection, holding half a request, is closed. */
+static void body_too_slow(struct exchange *ex)
+{
+    uint64_t span = ex->now - ex->rate_from, got = ex->req_body.bytes - ex->rate_base;
+    char reason[sizeof(ex->detail)];
+    snprintf(reason, sizeof(reason),
+             "request body arrived at %llu B/s (%llu bytes in %llu.%llu s), below "
+             "client_body_min_rate = %llu B/s",
+             (unsigned long long)(span ? got * 1000000 / span : got), (unsigned long long)got,
+             (unsigned long long)(span / 1000000), (unsigned long long)(span / 100000 % 10),
+             (unsigned long long)ex->cfg->client_body_min_rate);
+    char addr[PEER_ADDR_MAX];
+    log_client("client %s: request %s: %s", peer_addr(ex->ds.peer, addr, sizeof(addr)),
+               ex->request_id, reason);
+    metrics_add(ex->loop->metrics, M_BODY_TOO_SLOW, 1);
+    if (ex->ds.ops->request_stalled) /* its rest is not read, as after client_body_timeout */
+        ex->ds.ops->request_stalled(ex->ds.ctx);
+    ex->req_state = REQ_DONE; /* nothing more will be read */
+    ex->client_stalled = true;
+    ex->limit_ms = span / 1000; /* the time its bytes had: the deadline that came */
+    ex_refuse(ex, HTTP_REQUEST_TIMEOUT, reason, true);
+}
+
+/* The body's deadline came up: moved to where its bytes so far put it, if later (the one
+ * timer operation per deadline that came, none per byte); else the client is too slow, unless
+ * the origin is what held it back, which starts the measure again from now. */
+static void rate_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct exchange *ex = arg;
+    ex->now = event_now_us();
+    if (!deadline_due(&ex->rate_timer, ex->now))
+        return; /* early, or cleared: nothing happened */
+    if (ex->req_state == REQ_BODY && ex->outcome == OUTCOME_OPEN) {
+        uint64_t due = rate_due(ex);
+        if (due > ex->now) {
+            deadline_set(&ex->rate_timer, due, ex->now);
+        } else if (body_held_by_origin(ex)) {
+            ex->rate_from = ex->now;
+            ex->rate_base = ex->req_body.bytes;
+            deadline_set(&ex->rate_timer, rate_due(ex), ex->now);
+        } else {
+            body_too_slow(ex);
+        }
+    }
+    ex_settle(ex);
+}
+
+void ex_body_owed(struct exchange *ex)
+{
+    ex->ds.ops->request_wait(ex->ds.ctx, ex->cfg->client_body_timeout_ms);
+    if (!ex->cfg->client_body_min_rate)
+        return;
+    if (!ex->rate_from) {
+        deadline_init(&ex->rate_timer, ex->loop->clock, rate_timeout_cb, ex);
+        ex->rate_from = ex->now;
+        ex->rate_base = ex->req_body.bytes;
+    }
+    deadline_set(&ex->rate_timer, rate_due(ex), ex->now);
+}
+
 static void stop_timers(struct exchange *ex)
 {
+    if (ex->rate_from) /* else never set up (ex_body_owed) */
+        deadline_stop(&ex->rate_timer);
     deadline_stop(&ex->phase_timer);
     deadline_stop(&ex->total_timer);
     deadline_stop(&ex->continue_timer);

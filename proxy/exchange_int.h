@@ -150,6 +150,9 @@ struct exchange {
     struct deadline total_timer;
     struct deadline continue_timer;    /* Expect relay: send our own 100 after continue_timeout */
     struct deadline processing_timer;  /* synthesized 102 heartbeats */
+    uint64_t rate_from;                /* µs: the body's pace is measured from here
+                                          (client_body_min_rate); 0: not measured, rate_timer
+                                          and rate_base unset */
 
     /* response */
     enum resp_state resp_state;
@@ -181,6 +184,11 @@ struct exchange {
     struct fault_addr client_addr;     /* set with real_ip, read only then: left out of the
                                           zeroing at the start (exchange_start), which it
                                           made 2 instructions a request dearer */
+    /* Set once rate_from is (ex_body_owed), also left out of the zeroing: most requests have no
+     * body to time. */
+    struct deadline rate_timer;        /* client_body_min_rate: when the body's bytes so far
+                                          are due; moved only when it comes up */
+    uint64_t rate_base;                /* body bytes already in at rate_from */
 
     /* Last: the allocation holds only the req.nfields fields the request has, then the head
      * bytes (exchange_start), so an exchange costs ~1.7 KiB instead of 5.7. Never copy req by
@@ -238,6 +246,11 @@ void ex_phase_timeout(struct exchange *ex);
 /* All of the request body is in: a total_timeout held back while the client was sending it
  * starts again, whole. */
 void ex_request_body_done(struct exchange *ex);
+
+/* The client owes the request body from now (connected, or the gate opened): its silence is
+ * bounded by client_body_timeout, its pace by client_body_min_rate, measured from the first
+ * call (a resend on a new connection does not start it again). */
+void ex_body_owed(struct exchange *ex);
 
 /* Sets a deadline ms from now (later ones cost no timer operation: deadline.h). */
 void ex_arm(struct deadline *d, uint64_t ms);

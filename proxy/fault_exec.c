@@ -419,7 +419,7 @@ static void simulate(struct exchange *ex, enum failure_type type)
             ex_arm(&ex->continue_timer, ex->route->continue_timeout_ms);
             return;
         }
-        ex->ds.ops->request_wait(ex->ds.ctx, ex->cfg->client_body_timeout_ms);
+        ex_body_owed(ex);
         relay_request_body(ex); /* what came with the head; fault_exec_request_read when whole */
         return;
     }

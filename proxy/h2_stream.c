@@ -621,6 +621,14 @@ static void ds_request_wait(void *ctx, uint64_t body_timeout_ms)
         arm_body_timer(s, s->data_at);
 }
 
+/* client_body_min_rate ended the body: its 408's rest is not read (discard_begin), the stream
+ * is reset after the answer. */
+static void ds_request_stalled(void *ctx)
+{
+    struct h2_stream *s = ctx;
+    s->body_timed_out = true;
+}
+
 /* Keeps a record until the response's END_STREAM is written or the stream closes: bytes
  * handed to nghttp2 are not bytes sent, and a whole response still in `body` may never go. */
 static void keep(struct h2_stream *s, const struct access_record *r, int route, int upstream,
@@ -755,6 +763,7 @@ static const struct downstream_ops h2_ops = {
     .request_input = ds_request_input,
     .request_taken = ds_request_taken,
     .request_wait = ds_request_wait,
+    .request_stalled = ds_request_stalled,
     .done = ds_done,
     .keep_log = ds_keep_log,
 };

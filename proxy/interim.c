@@ -186,7 +186,7 @@ void interim_open_gate(struct exchange *ex)
         return;
     deadline_clear(&ex->continue_timer);
     ex->req_state = REQ_BODY;
-    ex->ds.ops->request_wait(ex->ds.ctx, ex->cfg->client_body_timeout_ms);
+    ex_body_owed(ex);
     relay_request_body(ex);
 }
 

@@ -421,7 +421,7 @@ static void send_request(struct exchange *ex)
     if (ex->req_state == REQ_BODY) {
         /* client_body_timeout runs from here: while we were connecting the client owed us
          * nothing */
-        ex->ds.ops->request_wait(ex->ds.ctx, ex->cfg->client_body_timeout_ms);
+        ex_body_owed(ex);
         relay_request_body(ex); /* flushes head and body, unless the body is refused */
         return;
     }

@@ -210,6 +210,9 @@ struct config {
     int workers;
     uint64_t client_header_timeout_ms;
     uint64_t client_body_timeout_ms;
+    uint64_t client_body_min_rate;         /* B/s a request body must average, after its grace
+                                              (client_body_rate_grace); 0: off */
+    uint64_t client_body_rate_grace_ms;    /* the body's first deadline, before any byte counts */
     uint64_t client_send_timeout_ms;       /* client not reading our response */
     uint64_t keepalive_timeout_ms;         /* idle client connection */
     bool idle_close_on_response;           /* a drain answers an idle one's next request */

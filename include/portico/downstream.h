@@ -129,6 +129,10 @@ struct downstream_ops {
     /* The client may send its request body now (after 100 Continue, or once connected); read
      * deadline: body_timeout_ms without a byte (0: none). */
     void (*request_wait)(void *ds, uint64_t body_timeout_ms);
+    /* Optional (NULL: nothing to do): the exchange ends the request body as too slow
+     * (client_body_min_rate), about to answer 408 or cut its response: its rest is not read, as
+     * after the downstream's own client_body_timeout (exchange_request_timeout). */
+    void (*request_stalled)(void *ds);
     /* Optional (NULL: nothing to do): the request announced a body that is not all in yet. A
      * client may hold the rest until what it sent is acknowledged (Nagle's algorithm, with the
      * body written apart from the head): the downstream acknowledges it at once, not after the

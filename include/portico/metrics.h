@@ -98,6 +98,8 @@ struct evbuffer;
       "HTTP/2 connections closed for piling up SETTINGS/PING acknowledgements without reading")    \
     X(M_H2_STALLED, "portico_http2_stalled_windows_total",                                         \
       "HTTP/2 connections closed with GOAWAY for keeping a flow-control window shut too long")   \
+    X(M_BODY_TOO_SLOW, "portico_request_bodies_too_slow_total",                                   \
+      "Request bodies ended for coming slower than client_body_min_rate (408, or cut short)")     \
     X(M_REAL_IP_INVALID, "portico_real_ip_invalid_total",                                          \
       "Requests from trusted proxies whose real_ip element naming the client was not an address "  \
       "(the peer's kept)")

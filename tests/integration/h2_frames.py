@@ -664,6 +664,52 @@ def discard(port, kind):
     c.close()
 
 
+def slow_body(port, grace_ms, rate):
+    """Two uploads on one connection to /delay/0: stream 1 trickles, stream 3 keeps twice RATE.
+
+    Two POSTs to /delay/0 (which reads the whole body) on one connection, under
+    client_body_min_rate = RATE and client_body_rate_grace = GRACE_MS: stream 1 (content-length
+    1000) sends a byte every 100 ms (10 B/s, below RATE): 408 and RST_STREAM once its deadline
+    came, GRACE_MS plus a second per RATE bytes (cut_in_time: within 1 s of that, never before
+    it); stream 3 (content-length 4 x RATE) sends to a schedule of 2 x RATE bytes a second, so
+    that it is above the rate whatever the pauses of this process, and ends after stream 1 was
+    cut: 200, its END_STREAM, no GOAWAY."""
+    c = Conn(port)
+    s1, s3 = c.st(1), c.st(3)
+    len1, len3 = 1000, 4 * rate
+    c.send(c.request(1, get("/delay/0", "POST") + [("content-length", str(len1))], False) +
+           c.request(3, get("/delay/0", "POST") + [("content-length", str(len3))], False))
+    start = time.monotonic()
+    sent1 = sent3 = 0
+    cut_at = None
+    while time.monotonic() < start + 4 * IO_S and not (s3["end"] or s3["rst"] is not None) \
+            and c.goaway is None and not c.closed:
+        now = time.monotonic() - start
+        if s1["rst"] is None and not s1["status"] and sent1 < len1:
+            due = min(len1 - 1, int(now / 0.1) + 1) - sent1  # never all: it ends by the cut
+            if due > 0:
+                c.send(frame(DATA, 0, 1, b"t" * due))
+                sent1 += due
+        due = min(len3, int(2 * rate * now) + 1) - sent3
+        if due > 0:
+            c.send(frame(DATA, END_STREAM if sent3 + due == len3 else 0, 3, b"f" * due))
+            sent3 += due
+        c.pump(lambda: cut_at is None and bool(s1["status"]), time.monotonic() + 0.02)
+        if cut_at is None and s1["status"]:
+            cut_at = time.monotonic() - start
+    c.pump(lambda: s1["rst"] is not None, time.monotonic() + IO_S)
+    # its deadline: the grace, then a second per RATE bytes of the 10 a second it sent
+    due_s = grace_ms / 1000.0
+    due_s = due_s + (due_s * 10) / (rate - 10)
+    in_time = cut_at is not None and due_s - 0.05 <= cut_at <= due_s + 1.0
+    print("slow_body s1=%s s1_end=%s s1_rst=%s cut_in_time=%s s3=%s s3_end=%s s3_rst=%s "
+          "s3_sent=%d goaway=%s" % (s1["status"], s1["end"], s1["rst"], in_time, s3["status"],
+                                    s3["end"], s3["rst"], sent3, c.goaway))
+    if not in_time:
+        print("cut_at=%s due=%.3f" % (cut_at, due_s))
+    c.close()
+
+
 def discard_short(port, n):
     """N POSTs answered 502 before their bodies' end, each ended short: then a GET answered.
 
@@ -2075,6 +2121,7 @@ MODES = {
     "late_data": (late_data, int, int),
     "discard": (discard, choice(*DISCARD_BODY)),
     "discard_short": (discard_short, int),
+    "slow_body": (slow_body, int, int),
     "discard_unacked": (discard_unacked,),
     "short_unsent": (short_unsent,),
     "closing_unsent": (closing_unsent,),

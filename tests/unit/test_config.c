@@ -43,6 +43,8 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->workers, cores > 0 ? MIN(cores, 64) : 1); /* number of cores */
     assert_int_equal(cfg->client_header_timeout_ms, 10000);
     assert_int_equal(cfg->client_body_timeout_ms, 60000);
+    assert_int_equal(cfg->client_body_min_rate, 500); /* Apache's body=20,MinRate=500 */
+    assert_int_equal(cfg->client_body_rate_grace_ms, 20000);
     assert_int_equal(cfg->client_send_timeout_ms, 60000);
     assert_int_equal(cfg->keepalive_timeout_ms, 75000);
     assert_int_equal(cfg->max_header_size, 16 * 1024);
@@ -164,6 +166,10 @@ static const struct {
     {"client_header_timeout = 250ms", CFGF(client_header_timeout_ms), V_U64, 250, NULL}, /* ms */
     {"client_body_timeout = 2s", CFGF(client_body_timeout_ms), V_U64, 2000, NULL},   /* s */
     {"client_send_timeout = 1m", CFGF(client_send_timeout_ms), V_U64, 60000, NULL},  /* m */
+    {"client_body_min_rate = 1k", CFGF(client_body_min_rate), V_U64, 1024, NULL},   /* a size */
+    {"client_body_min_rate = 0", CFGF(client_body_min_rate), V_U64, 0, NULL},          /* off */
+    {"client_body_min_rate = 1g", CFGF(client_body_min_rate), V_U64, 1 << 30, NULL}, /* max */
+    {"client_body_rate_grace = 30s", CFGF(client_body_rate_grace_ms), V_U64, 30000, NULL},
     {"keepalive_timeout = 30", CFGF(keepalive_timeout_ms), V_U64, 30000, NULL}, /* bare: s */
     {"keepalive_timeout = 1h", CFGF(keepalive_timeout_ms), V_U64, 3600000, NULL}, /* h */
     {"keepalive_timeout = 0", CFGF(keepalive_timeout_ms), V_U64, 0, NULL},     /* allowed */
@@ -629,6 +635,12 @@ static const struct {
     {"duration below its minimum",
      "[proxy]\nclient_body_timeout = 0\n" UP,
      {"test.ini:2: client_body_timeout: must be at least 1ms"}},
+    {"client_body_min_rate above its maximum",
+     "[proxy]\nclient_body_min_rate = 2g\n" UP,
+     {"test.ini:2: client_body_min_rate: must be between 0 and 1073741824 bytes"}},
+    {"client_body_rate_grace below its minimum",
+     "[proxy]\nclient_body_rate_grace = 0\n" UP,
+     {"test.ini:2: client_body_rate_grace: must be at least 1ms"}},
     {"tls_ticket_rotation below its minimum",
      "[proxy]\ntls_ticket_rotation = 50ms\n" UP,
      {"test.ini:2: tls_ticket_rotation: must be at least 100ms"}},
