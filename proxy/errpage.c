@@ -959,6 +959,26 @@ static void render_body(struct sink *s, const struct errpage_view *v)
         render_plain(s, v);
 }
 
+/* The Sec-Fetch-Dest values under which a browser blocks a response that says nosniff unless its
+ * type is a script's or a stylesheet's (Fetch, "should response to request be blocked due to
+ * nosniff?": the script-like destinations and style). */
+static const char *const nosniff_blocking_dests[] = {
+    "script", "style", "worker", "sharedworker", "serviceworker", "audioworklet", "paintworklet",
+    "xslt",
+};
+
+/* Whether the request is a browser's fetch of a script or a stylesheet (its Sec-Fetch-Dest). */
+static bool fetches_script_or_style(const struct errpage *e)
+{
+    int i = e->fields != NULL ? h1_find_field(e->fields, e->nfields, "sec-fetch-dest", 0) : -1;
+    if (i < 0)
+        return false;
+    for (size_t d = 0; d < ARRAY_LEN(nosniff_blocking_dests); d++)
+        if (span_ieq(e->fields[i].value, e->fields[i].value_len, nosniff_blocking_dests[d]))
+            return true;
+    return false;
+}
+
 /* Header values are rendered into o->store, one after the other; each field points at its own. */
 struct field_writer {
     struct errpage_out *o;
@@ -1010,8 +1030,12 @@ static void build_fields(const struct errpage_view *v, struct errpage_out *o)
                            : v->mime == mime_html ? type_html
                                                   : type_plain;
         FIELD_CONST(o, "Content-Type", type, strlen(type));
-        /* A text body quotes details as they are (names, a fault's reason): never read as HTML */
-        FIELD_CONST(o, "X-Content-Type-Options", "nosniff", 7);
+        /* A text body quotes details as they are (names, a fault's reason): never read as HTML.
+         * But a script or stylesheet fetch of an error: nosniff would have the browser block it
+         * as the wrong type, blaming the type in its console and hiding the status from DevTools
+         * and Resource Timing, where the error status alone keeps the body from being used. */
+        if (v->status < HTTP_BAD_REQUEST || !fetches_script_or_style(v->e))
+            FIELD_CONST(o, "X-Content-Type-Options", "nosniff", 7);
     }
     FIELD_CONST(o, "Cache-Control", "no-store", 8);
     if (present(e->request_id) != NULL) {

@@ -12,6 +12,13 @@
  * can arrive before Chromium waits for the response head and is dropped, so a small relay in
  * this file adds DELAY_MS to every chunk between browser and proxy. The browser stays on
  * loopback: every name but localhost resolves to nothing, background networking is off.
+ *
+ * The second row is a web developer's look at a failed subresource: a page whose stylesheet and
+ * script come from an origin that refuses, through Portico. Chromium must see the 502 of each
+ * (Resource Timing's responseStatus, what DevTools shows): an error answer that said nosniff was
+ * blocked as the wrong type, its status lost (0) and the console blaming the MIME type.
+ *
+ * Each row is skipped, saying so, where `chromium` is not installed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -69,11 +76,31 @@ static const struct fo_step none_script[] = {
     FO_END(),
 };
 
+/* A page whose stylesheet and script are under /gone/, a route to an origin that refuses: it
+ * reports each resource's responseStatus, the status Chromium saw (0: none). */
+static const char gone_page[] =
+    "<!doctype html><html><head><title>gone</title>"
+    "<link rel=\"stylesheet\" href=\"/gone/app.css\"><script src=\"/gone/app.js\"></script>"
+    "</head><body><p>hello</p><script>"
+    "window.addEventListener('load', () => {"
+    "  const r = performance.getEntriesByType('resource')"
+    "    .map(e => e.name + '|' + e.initiatorType + '|' + e.responseStatus);"
+    "  document.body.setAttribute('data-report', r.join(' '));"
+    "});</script></body></html>";
+
+static const struct fo_step gone_page_script[] = {
+    FO_RESPOND(200, "Content-Type: text/html\r\nCache-Control: no-store\r\n", gone_page,
+               FO_LENGTH),
+    FO_END(),
+};
+
 static const struct fo_step *pick(const struct fo_request_info *req, void *arg)
 {
     (void)arg;
     if (strncmp(req->head, "GET /page ", 10) == 0)
         return page_script;
+    if (strncmp(req->head, "GET /gonepage ", 14) == 0)
+        return gone_page_script;
     if (strncmp(req->head, "GET /app.css ", 13) == 0)
         return css_script;
     return none_script;
@@ -229,20 +256,40 @@ static void spki_pin(char *out, size_t size)
     assert_int_equal(strlen(out), 44);
 }
 
-/* Loads /page through the relay; returns the page's data-report (malloc'd). */
-static char *browse(struct harness *h, struct relay *r, const char *profile, bool http2)
+/* Whether `chromium` is on PATH: without it the rows are skipped, not failed. */
+static bool have_chromium(void)
+{
+    const char *const argv[] = {"sh", "-c", "command -v chromium", NULL};
+    struct tu_cmd_result r = {0};
+    int rc = tu_run_command(argv, 5000, &r);
+    tu_cmd_result_free(&r);
+    return rc == 0;
+}
+
+#define SKIP_WITHOUT_CHROMIUM()                                                                    \
+    do {                                                                                           \
+        if (!have_chromium()) {                                                                    \
+            print_message("  skipped: chromium is not installed (scripts/deps.sh installs it)\n"); \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* Loads path from localhost:port; returns the page's data-report (malloc'd). console, when not
+ * NULL, gets Chromium's log (malloc'd), where the page's console messages are ("CONSOLE"). */
+static char *browse(struct harness *h, uint16_t port, const char *path, const char *profile,
+                    bool http2, char **console)
 {
     char pin[64], pin_flag[128], dir_flag[600], u[128];
     spki_pin(pin, sizeof(pin));
     snprintf(pin_flag, sizeof(pin_flag), "--ignore-certificate-errors-spki-list=%s", pin);
     snprintf(dir_flag, sizeof(dir_flag), "--user-data-dir=%s/%s", harness_dir(h), profile);
-    snprintf(u, sizeof(u), "https://localhost:%u/page", r->port);
+    snprintf(u, sizeof(u), "https://localhost:%u%s", port, path);
     const char *const argv[] = {
         "chromium", "--headless", "--no-sandbox", "--disable-gpu", dir_flag, pin_flag,
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
         "--disable-background-networking", "--no-first-run", "--disable-component-update",
         "--disable-sync", "--disable-extensions", "--disable-default-apps",
-        "--no-default-browser-check", "--disable-breakpad",
+        "--no-default-browser-check", "--disable-breakpad", "--enable-logging=stderr", "--v=0",
         http2 ? "--disable-quic" : "--disable-http2", "--dump-dom", u, NULL};
     struct tu_cmd_result res = {0};
     int rc = tu_run_command(argv, BROWSER_MS, &res);
@@ -253,6 +300,8 @@ static char *browse(struct harness *h, struct relay *r, const char *profile, boo
         fail_msg("no report in the page:\n%s\n%s", res.out, res.err);
     p += 13;
     char *report = strndup(p, strcspn(p, "\""));
+    if (console != NULL)
+        *console = strdup(res.err);
     tu_cmd_result_free(&res);
     return report;
 }
@@ -270,6 +319,7 @@ static void expect_css(const char *report, uint16_t port, const char *initiator,
 static void test_browser_uses_early_hints_over_h2_only(void **state)
 {
     (void)state;
+    SKIP_WITHOUT_CHROMIUM();
     const struct test_certs *certs = certs_get();
     assert_non_null(certs);
     struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick};
@@ -293,12 +343,12 @@ static void test_browser_uses_early_hints_over_h2_only(void **state)
         fail_msg("portico did not start: %s", harness_error(h));
     struct relay *r = relay_start(harness_port(h, "tls"));
 
-    char *report = browse(h, r, "profile-h2", true);
+    char *report = browse(h, r->port, "/page", "profile-h2", true, NULL);
     print_message("HTTP/2: %s\n", report);
     expect_css(report, r->port, "early-hints", "h2");
     free(report);
 
-    report = browse(h, r, "profile-h1", false);
+    report = browse(h, r->port, "/page", "profile-h1", false, NULL);
     print_message("HTTP/1.1: %s\n", report);
     expect_css(report, r->port, "link", "http/1.1");
     free(report);
@@ -316,12 +366,77 @@ static void test_browser_uses_early_hints_over_h2_only(void **state)
     fake_origin_stop(o);
 }
 
+/* The status of a subresource's entry in the report: "https://...:PORT/gone/NAME|<init>|<N>". */
+static void expect_status(const char *report, uint16_t port, const char *name,
+                          const char *initiator, int status)
+{
+    char want[200];
+    snprintf(want, sizeof(want), "https://localhost:%u/gone/%s|%s|%d", port, name, initiator,
+             status);
+    if (!tu_contains(report, want))
+        fail_msg("expected %s in the resource entries: %s", want, report);
+}
+
+static void test_browser_sees_the_status_of_a_failed_stylesheet(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_CHROMIUM();
+    const struct test_certs *certs = certs_get();
+    assert_non_null(certs);
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct fake_origin_opts refuse_opts = {.kind = FO_REFUSE};
+    struct fake_origin *gone = fake_origin_start(&refuse_opts);
+    assert_non_null(gone);
+    struct harness *h = harness_new();
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:tls}} tls\n"
+                                          "workers = 1\n"
+                                          "tls_cert = %s\ntls_key = %s\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                          "[upstream gone]\norigin = 127.0.0.1:%u\n"
+                                          "[route gone]\nprefix = /gone/\nupstream = gone\n"
+                                          "[route rest]\nprefix = /\nupstream = u\n",
+                                          certs->server_cert, certs->server_key,
+                                          fake_origin_port(o), fake_origin_port(gone)),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    uint16_t port = harness_port(h, "tls");
+
+    /* Both protocols: the answer is the same error page whichever carries it. */
+    static const struct {
+        const char *profile;
+        bool http2;
+    } runs[] = {{"profile-gone-h2", true}, {"profile-gone-h1", false}};
+    for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+        char *console = NULL;
+        char *report = browse(h, port, "/gonepage", runs[i].profile, runs[i].http2, &console);
+        print_message("%s: %s\n", runs[i].http2 ? "HTTP/2" : "HTTP/1.1", report);
+        expect_status(report, port, "app.css", "link", 502);
+        expect_status(report, port, "app.js", "script", 502);
+        /* "Refused to apply style ... because its MIME type ('text/plain') ...": not the fault */
+        if (console == NULL || tu_contains(console, "MIME type"))
+            fail_msg("the console blames the MIME type:\n%s", console ? console : "(no log)");
+        free(console);
+        free(report);
+    }
+
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(gone);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     tu_test_filter();
     tu_ignore_sigpipe();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_browser_uses_early_hints_over_h2_only),
+        cmocka_unit_test(test_browser_sees_the_status_of_a_failed_stylesheet),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

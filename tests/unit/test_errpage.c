@@ -727,6 +727,54 @@ static void test_negotiate_lines(void **state)
     assert_string_equal(errpage_negotiate_fields(NULL, 0), "text/plain");
 }
 
+/* nosniff goes on every text answer but an error to a browser's script or stylesheet fetch
+ * (Sec-Fetch-Dest): under nosniff Chromium blocks such an answer as the wrong type, says in its
+ * console that the MIME type ('text/plain') was refused, and reports no status to DevTools and
+ * Resource Timing (responseStatus 0 for a stylesheet), where the error status alone keeps a
+ * browser from running or applying the body (HTML: not an ok status). */
+static void test_nosniff_by_destination(void **state)
+{
+    static const struct {
+        int status;
+        const char *dest; /* Sec-Fetch-Dest, or NULL: none */
+        bool nosniff;
+        const char *why;
+    } rows[] = {
+        {502, NULL, true, "no Sec-Fetch-Dest: curl, a script"},
+        {502, "document", true, "a navigation: the page itself"},
+        {502, "empty", true, "fetch() and XMLHttpRequest"},
+        {502, "image", true, "an image"},
+        {502, "style", false, "a stylesheet: blocked as not text/css under nosniff"},
+        {502, "script", false, "a script: blocked as not JavaScript under nosniff"},
+        {504, "Script", false, "the value is compared without case"},
+        {502, "worker", false, "a worker's script"},
+        {502, "serviceworker", false, "a service worker's script"},
+        {502, "scripts", true, "a longer word is not script"},
+        {200, "script", true, "a fault's 200 would be run as a script: nosniff stops it"},
+        {302, "style", true, "nor is a 3xx an error"},
+    };
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        struct h1_field f[3];
+        size_t n = 0;
+        f[n++] = (struct h1_field){"Host", 4, "t", 1, H1_F_HOST};
+        f[n++] = (struct h1_field){"Accept", 6, "*/*", 3, H1_F_ACCEPT};
+        if (rows[i].dest != NULL)
+            f[n++] = (struct h1_field){"Sec-Fetch-Dest", 14, rows[i].dest, strlen(rows[i].dest),
+                                       H1_F_OTHER};
+        struct errpage e = connect_timeout(rows[i].status, NULL);
+        struct resp r;
+        e.fields = f;
+        e.nfields = n;
+        run(&e, &r);
+        const char *got = hdr(&r, "X-Content-Type-Options");
+        if (rows[i].nosniff ? got == NULL || strcmp(got, "nosniff") != 0 : got != NULL)
+            fail_msg("row %zu (%s): X-Content-Type-Options %s", i, rows[i].why,
+                     got ? got : "(none)");
+        resp_free(&r);
+    }
+}
+
 /* 204 and 304 (a fault's answer) have no content: no body, no Content-Length and no
  * Content-Type, whatever Accept asks for; a cache would copy a 304's Content-Type onto the
  * response it stored (RFC 9111 4.3.4). */
@@ -1243,6 +1291,7 @@ int main(void)
         cmocka_unit_test(test_negotiate),
         cmocka_unit_test(test_body_follows_accept),
         cmocka_unit_test(test_negotiate_lines),
+        cmocka_unit_test(test_nosniff_by_destination),
         cmocka_unit_test(test_no_content_statuses),
         cmocka_unit_test(test_html_page),
         cmocka_unit_test(test_plain_page),
