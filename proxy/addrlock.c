@@ -50,11 +50,14 @@ struct addr_locks {
     int n;
 };
 
-/* One address of a configuration, with the key that names it (for messages). */
+/* One address of a configuration, with the key that names it and where (for messages: an
+ * address in use is a problem of the file, said as FILE:LINE like its other problems). */
 struct wanted {
     const struct sockaddr_storage *addr;
     socklen_t addrlen;
     const char *key;
+    const char *file;
+    int line;
 };
 
 struct addr_locks *addr_locks_new(void)
@@ -78,11 +81,14 @@ static bool holds(const struct addr_locks *set, const struct wanted *w)
 /* The configuration's addresses into out (at most CFG_MAX_LISTEN + 1); their count. */
 static int wanted_of(const struct config *cfg, struct wanted *out)
 {
+    const char *file = cfg->path ? cfg->path : "(configuration)";
     int n = 0;
     for (int i = 0; i < cfg->nlisten; i++)
-        out[n++] = (struct wanted){&cfg->listens[i].addr, cfg->listens[i].addrlen, "listen"};
+        out[n++] = (struct wanted){&cfg->listens[i].addr, cfg->listens[i].addrlen, "listen", file,
+                                   cfg->listens[i].line};
     if (cfg->admin_listen_text)
-        out[n++] = (struct wanted){&cfg->admin_addr, cfg->admin_addrlen, "admin_listen"};
+        out[n++] = (struct wanted){&cfg->admin_addr, cfg->admin_addrlen, "admin_listen",
+                                   file, cfg->admin_listen_line};
     return n;
 }
 
@@ -124,20 +130,21 @@ static int claim_one(struct addr_locks *set, const struct wanted *w)
     fd = take_lock(w->addr);
     if (fd < 0) {
         if (errno == EADDRINUSE)
-            log_problem("cannot listen on %s (%s): address already in use by another "
-                        "Portico", text, w->key);
+            log_problem("%s:%d: cannot listen on %s (%s): address already in use by another "
+                        "Portico", w->file, w->line, text, w->key);
         else
-            log_problem("cannot lock %s (%s): %s", text, w->key, strerror(errno));
+            log_problem("%s:%d: cannot lock %s (%s): %s", w->file, w->line, text, w->key,
+                        strerror(errno));
         return -1;
     }
     if (probe(w->addr, w->addrlen) != 0) {
         int err = errno;
         close(fd);
         if (err == EADDRINUSE)
-            log_problem("cannot listen on %s (%s): address already in use by another "
-                        "process", text, w->key);
+            log_problem("%s:%d: cannot listen on %s (%s): address already in use by another "
+                        "process", w->file, w->line, text, w->key);
         else
-            log_problem("cannot listen on %s (%s): %s", text, w->key,
+            log_problem("%s:%d: cannot listen on %s (%s): %s", w->file, w->line, text, w->key,
                         strerror(err));
         return -1;
     }

@@ -535,6 +535,7 @@ static int set_admin_listen(struct cfg_loader *ld, const struct cfg_key *k, void
     struct config *cfg = base;
     if (numeric_host_port(ld, k, value, &cfg->admin_addr, &cfg->admin_addrlen) != 0)
         return -1;
+    cfg->admin_listen_line = ld->line;
     return store_string(FIELD(k, base, char *), cfg_copy(ld, value));
 }
 
@@ -680,6 +681,7 @@ static int set_listen(struct cfg_loader *ld, const struct cfg_key *k, void *base
     l->tls = tls;
     l->h2c = h2c;
     l->proxy_protocol = proxy_protocol;
+    l->line = ld->line;
     if (tls && !ld->tls_listen_line)
         ld->tls_listen_line = ld->line;
     if (h2c && !ld->h2c_listen_line)

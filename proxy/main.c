@@ -448,8 +448,12 @@ static void begin_upgrade(struct process *p)
         p->nhanded = p->nhanded_sockets = 0;
         return;
     }
-    set_status(p, "upgrading: new process pid %ld is starting; serving meanwhile",
-               (long)upgrade_child());
+    /* A binary that cannot run may have failed the upgrade already (its thread let go of the
+     * child): then the status settle_upgrade writes is the next one, not "pid 0 is starting". */
+    pid_t child = upgrade_child();
+    if (child <= 0)
+        return;
+    set_status(p, "upgrading: new process pid %ld is starting; serving meanwhile", (long)child);
     notify_send("STATUS=%s", p->status);
 }
 

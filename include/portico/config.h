@@ -100,6 +100,7 @@ struct listen_conf {
     bool proxy_protocol;          /* `listen = ... proxy_protocol`: every connection begins with
                                      a PROXY header (v1 or v2) naming its client */
     char text[320];               /* as written, for logs */
+    int line;                     /* of its listen key, for messages; 0: the default address */
 };
 
 struct origin_conf {
@@ -248,6 +249,7 @@ struct config {
     enum log_level log_level;              /* least severe message error_log keeps (log.h) */
     enum error_detail error_detail;        /* minimal: no origin, upstream or detail to clients */
     char *admin_listen_text;               /* "127.0.0.1:9901" or NULL */
+    int admin_listen_line;                 /* of the admin_listen key, for messages */
     struct sockaddr_storage admin_addr;
     /* HTTP/2 (issue 11) */
     bool http2;                            /* ALPN offers h2 on TLS listeners; h2c allowed */

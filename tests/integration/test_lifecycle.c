@@ -1532,7 +1532,7 @@ static void test_reload_address_in_use(void **state)
     assert_int_equal(harness_wait_file(h, "error.log", "a new listen address cannot be taken", IO_MS),
                      0);
     assert_true(harness_file_contains(h, "error.log", "address already in use by another process"));
-    assert_true(harness_log_contains(h, "portico: cannot listen on 127.0.0.1:"));
+    assert_true(harness_log_contains(h, ": cannot listen on 127.0.0.1:"));
     for (int i = 0; i < 8; i++) /* every connection still reaches the plain socket */
         assert_true(lands_on(plain, taken));
     assert_int_equal(get(harness_port(h, "listen"), "/x"), 200);
@@ -1541,6 +1541,59 @@ static void test_reload_address_in_use(void **state)
     assert_int_equal(harness_signal(h, SIGHUP), 0);
     assert_int_equal(harness_wait_file(h, "error.log", "is live (generation 2", IO_MS), 0);
     assert_int_equal(get(taken, "/x"), 200);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* An address in use is a problem of the file like any other: its message names the line of the
+ * key that asks for it (FILE:LINE), at a start (stderr) and at a reload (the error log), where
+ * an operator with several listen lines looks for which one to change. */
+static void test_address_in_use_says_its_line(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    uint16_t taken = harness_port(h, "taken");
+    int plain = plain_listener(taken, false);
+    const char *cfg_text = "[proxy]\n"
+                           "listen = 127.0.0.1:{{port:listen}}\n"
+                           "listen = 127.0.0.1:%u\n"
+                           "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                           "error_log = {{dir}}/error.log\n"
+                           "[upstream u]\norigin = 127.0.0.1:%u\n";
+    assert_int_equal(harness_write_config(h, cfg_text, (unsigned)taken, fake_origin_port(o)), 0);
+    const char *const args[] = {"-c", harness_config_path(h), NULL};
+    struct tu_cmd_result res;
+    assert_int_equal(harness_run(h, args, &res), 1);
+    char want[PATH_MAX + 96];
+    snprintf(want, sizeof(want), "%s:3: cannot listen on 127.0.0.1:%u (listen)",
+             harness_config_path(h), (unsigned)taken);
+    if (!strstr(res.err, want))
+        fail_msg("start: want \"%s\" in: %s", want, res.err);
+    tu_cmd_result_free(&res);
+    harness_free(h);
+
+    /* A reload that moves admin_listen onto it: line 4 of the new file. */
+    h = start(fake_origin_port(o), "error_log = {{dir}}/error.log");
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:listen}}\n"
+                                          "workers = 2\n"
+                                          "admin_listen = 127.0.0.1:%u\n"
+                                          "error_log = {{dir}}/error.log\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n",
+                                          (unsigned)taken, fake_origin_port(o)),
+                     0);
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_file(h, "error.log", "still serving the previous", IO_MS), 0);
+    snprintf(want, sizeof(want), "%s:4: cannot listen on 127.0.0.1:%u (admin_listen)",
+             harness_config_path(h), (unsigned)taken);
+    if (!harness_file_contains(h, "error.log", want))
+        fail_msg("reload: want \"%s\" in error.log", want);
+    assert_int_equal(get(harness_port(h, "listen"), "/x"), 200);
+    close(plain);
     px_stop(h);
     fake_origin_stop(o);
 }
@@ -2880,6 +2933,7 @@ int main(void)
         cmocka_unit_test(test_address_in_use),
         cmocka_unit_test(test_every_address_in_use_told),
         cmocka_unit_test(test_reload_address_in_use),
+        cmocka_unit_test(test_address_in_use_says_its_line),
         cmocka_unit_test(test_pid_file),
         cmocka_unit_test(test_pid_file_of_live_portico),
         cmocka_unit_test(test_pid_file_not_a_pid),

@@ -1244,6 +1244,48 @@ static void test_upgrade_tells_systemd(void **state)
     origin_stop(o);
 }
 
+/* An upgrade whose binary cannot run fails within the fork: systemd's status never names a
+ * "new process pid 0" in between (the failure came before the status was written, which read
+ * the child's pid once the upgrade had already let go of it: one try in ten to fifty did).
+ * 100 tries, each a SIGUSR2 to a binary of mode 0644: each says "upgrade failed" and no status
+ * names pid 0. */
+static void test_upgrade_failed_exec_status(void **state)
+{
+    (void)state;
+    struct fake_origin *o = origin_start();
+    char sock[PATH_MAX];
+    snprintf(sock, sizeof(sock), "%s/notify-exec-%d.sock",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+    int fd = notify_listen(sock);
+    char dir[PATH_MAX], bin[PATH_MAX + 16];
+    assert_int_equal(tu_make_temp_dir("portico-upgrade-bin", dir, sizeof(dir)), 0);
+    snprintf(bin, sizeof(bin), "%s/portico", dir);
+    install(portico_bin(), bin);
+    assert_int_equal(setenv("NOTIFY_SOCKET", sock, 1), 0);
+    struct harness *h = start(fake_origin_port(o), bin);
+    unsetenv("NOTIFY_SOCKET");
+    char msg[1024];
+    do
+        notify_next(fd, msg, sizeof(msg));
+    while (!tu_contains(msg, "READY=1"));
+    assert_int_equal(chmod(bin, 0644), 0);
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(harness_signal(h, SIGUSR2), 0);
+        do {
+            notify_next(fd, msg, sizeof(msg));
+            if (tu_contains(msg, "pid 0 "))
+                fail_msg("try %d: %s", i, msg);
+        } while (!tu_contains(msg, "upgrade failed"));
+    }
+    assert_int_equal(get(px_port(h), "/"), 200);
+    assert_true(harness_running(h));
+    close(fd);
+    unlink(sock);
+    harness_free(h);
+    tu_remove_tree(dir);
+    origin_stop(o);
+}
+
 int main(void)
 {
     /* the new process outlives its parent, the harness's child: it becomes ours to reap */
@@ -1262,6 +1304,7 @@ int main(void)
         cmocka_unit_test_teardown(test_upgrade_many_sockets, teardown),
         cmocka_unit_test_teardown(test_upgrade_bad_config, teardown),
         cmocka_unit_test_teardown(test_upgrade_runs_the_path, teardown),
+        cmocka_unit_test_teardown(test_upgrade_failed_exec_status, teardown),
         cmocka_unit_test_teardown(test_upgrade_one_at_a_time, teardown),
         cmocka_unit_test_teardown(test_upgrade_cancelled_by_stop, teardown),
         cmocka_unit_test_teardown(test_upgrade_refused_as_pid_1, teardown),
