@@ -625,8 +625,10 @@ static void user_warnings(const struct config *cfg, say_fn *say)
     warn_log_dir(cfg, say, "access_log", cfg->access_log);
     warn_log_dir(cfg, say, "error_log", cfg->error_log);
     warn_unreadable(cfg, say, "configuration", cfg->path);
-    warn_unreadable(cfg, say, "tls_cert", cfg->tls_cert);
-    warn_unreadable(cfg, say, "tls_key", cfg->tls_key);
+    for (int i = 0; i < cfg->ntls_pairs; i++) {
+        warn_unreadable(cfg, say, "tls_cert", cfg->tls_pairs[i].cert);
+        warn_unreadable(cfg, say, "tls_key", cfg->tls_pairs[i].key);
+    }
     warn_unreadable(cfg, say, "error_page_dir", cfg->error_page_dir);
     for (int i = 0; i < cfg->nupstreams; i++) {
         const struct upstream_conf *u = &cfg->upstreams[i];
