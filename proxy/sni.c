@@ -308,7 +308,8 @@ static bool settle(struct sni_name *v, size_t *n, const char *prefix, sni_confli
         if (first->cert != v[i].cert) {
             char name[SNI_NAME_MAX + 3];
             snprintf(name, sizeof(name), "%s%s", prefix, v[i].name);
-            conflict(arg, name, first->cert, v[i].cert);
+            if (conflict)
+                conflict(arg, name, first->cert, v[i].cert);
             ok = false;
         }
         free(v[i].name);

@@ -33,7 +33,8 @@ typedef void sni_conflict_fn(void *arg, const char *name, int first, int second)
 /* Makes ctxs[0] (a server context) choose among ctxs[0..n) by SNI; with strict, a ClientHello
  * without a name of theirs is refused (alert unrecognized_name). ctxs[0] then owns the others
  * (it frees them when it is freed); on failure nothing is taken and the caller frees them all.
- * Each name two certificates claim (exact or wildcard) is told to conflict and fails the call.
+ * Each name two certificates claim (exact or wildcard) is told to conflict (when not NULL) and
+ * fails the call.
  * 0, or -1 (a conflict, or out of memory). */
 int sni_attach(void **ctxs, int n, bool strict, sni_conflict_fn *conflict, void *arg);
 
