@@ -752,7 +752,7 @@ static void count_name(void *arg, const char *name)
 }
 
 /* With several certificates the names decide: one chosen by its CN only, or by no name at all,
- * is said (browsers have not read the CN since 2017: Chrome 58, Firefox 48). */
+ * is said (browsers take no certificate by its CN: Chrome since version 58, in 2017). */
 static void check_cert_names(struct cfg_loader *ld, void *ctx, int i)
 {
     const struct tls_pair_conf *p = &ld->cfg->tls_pairs[i];

@@ -448,6 +448,39 @@ static void test_load_errors(void **state)
     }
 }
 
+/* Among several certificates, one chosen by its CN alone loads with a warning (browsers take
+ * no certificate by its CN) at its line, and `portico -t` still passes. */
+static void test_cn_only_warns(void **state)
+{
+    (void)state;
+    struct harness *h = harness_new();
+    struct tu_cmd_result res;
+    char want[1024];
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{free_port:l}} tls\n"
+                                          "tls_cert = {{certs}}/sni-a.pem\n"
+                                          "tls_key = {{certs}}/sni-a.key\n"
+                                          "tls_cert = {{certs}}/sni-cn.pem\n"
+                                          "tls_key = {{certs}}/sni-cn.key\n"
+                                          "[upstream app]\n"
+                                          "origin = sim\n"),
+                     0);
+    int rc = harness_check_config(h, &res);
+    snprintf(want, sizeof(want),
+             "portico.ini:5: warning: tls_cert: %s: the certificate has no subjectAltName DNS "
+             "name: it is chosen for its CN cn.sni.test, which browsers do not accept as its name",
+             t.sni->cn_cert);
+    print_message("  rc %d\n%s", rc, res.err);
+    bool said = tu_contains(res.err, want);
+    tu_cmd_result_free(&res);
+    harness_free(h);
+    assert_int_equal(rc, 0);
+    if (!said)
+        fail_msg("no \"%s\"", want);
+}
+
 /* ---- reloads ---- */
 
 /* A reload that names a new certificate for a.sni.test serves it from then on; one whose new
@@ -542,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_http2_on_second_certificate),
         cmocka_unit_test(test_resumption_per_name),
         cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_cn_only_warns),
         cmocka_unit_test(test_reload_swaps_and_bad_keeps_old),
         cmocka_unit_test(test_expiry_metric_per_certificate),
     };
