@@ -298,6 +298,8 @@ static bool settle(struct sni_name *v, size_t *n, const char *prefix, sni_confli
 {
     bool ok = true;
     size_t kept = 0;
+    if (*n == 0) /* v is NULL then, which qsort may not be given */
+        return true;
     qsort(v, *n, sizeof(*v), by_name);
     for (size_t i = 0; i < *n; i++) {
         const struct sni_name *first = kept ? &v[kept - 1] : NULL;

@@ -89,11 +89,13 @@ static int setup(void **state)
     return 0;
 }
 
+/* A stop, not a kill: its exit says whether it ended clean (under ASan, without a leak). */
 static int teardown(void **state)
 {
     (void)state;
+    int rc = harness_stop(t.h);
     harness_free(t.h);
-    return 0;
+    return rc == 0 ? 0 : -1;
 }
 
 /* ---- the client ---- */
