@@ -1014,9 +1014,14 @@ int main(int argc, char **argv)
     if (test_only) {
         cfg_print_warnings(cfg, stderr); /* they fail nothing: the exit stays 0 */
         check_as_user(cfg);
-        printf("portico: %s: configuration ok (%d upstream%s, %d route%s)\n", path,
+        /* several certificates served: how many, which says the pairs were all taken */
+        int certs = cfg->server_ssl_ctx ? cfg->ntls_pairs : 0;
+        char served[48] = "";
+        if (certs > 1)
+            snprintf(served, sizeof(served), ", %d certificates chosen by SNI", certs);
+        printf("portico: %s: configuration ok (%d upstream%s, %d route%s%s)\n", path,
                cfg->nupstreams, cfg->nupstreams == 1 ? "" : "s", cfg->nroutes,
-               cfg->nroutes == 1 ? "" : "s");
+               cfg->nroutes == 1 ? "" : "s", served);
         cfg_free(cfg);
         return 0;
     }

@@ -451,7 +451,8 @@ static void test_load_errors(void **state)
 }
 
 /* Among several certificates, one chosen by its CN alone loads with a warning (browsers take
- * no certificate by its CN) at its line, and `portico -t` still passes. */
+ * no certificate by its CN) at its line, and `portico -t` still passes, saying how many
+ * certificates it took. */
 static void test_cn_only_warns(void **state)
 {
     (void)state;
@@ -476,11 +477,14 @@ static void test_cn_only_warns(void **state)
              t.sni->cn_cert);
     print_message("  rc %d\n%s", rc, res.err);
     bool said = tu_contains(res.err, want);
+    bool counted = tu_contains(res.out, "configuration ok (1 upstream, 1 route, 2 certificates "
+                                        "chosen by SNI)\n");
     tu_cmd_result_free(&res);
     harness_free(h);
     assert_int_equal(rc, 0);
     if (!said)
         fail_msg("no \"%s\"", want);
+    assert_true(counted); /* -t says how many certificates it took */
 }
 
 /* ---- reloads ---- */
