@@ -19,6 +19,7 @@
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,7 @@ struct sni_table {
 _Static_assert(SHA256_DIGEST_LENGTH <= SSL_MAX_SID_CTX_LENGTH, "a digest is a session ID context");
 
 static int table_index = -1;
+static int refusal_index = -1;            /* of an SSL: the name strict SNI refused (owned) */
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
 static void table_free(struct sni_table *t)
@@ -78,9 +80,17 @@ static void table_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, 
     table_free(ptr);
 }
 
+static void refusal_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                            void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    free(ptr);
+}
+
 static void table_index_init(void)
 {
     table_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, table_ex_free);
+    refusal_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, refusal_ex_free);
 }
 
 /* ---- names ---- */
@@ -243,8 +253,13 @@ static int choose_cert(SSL *ssl, int *alert, void *arg)
 {
     const struct sni_table *t = arg;
     char key[SNI_NAME_MAX + 1];
-    int cert = hello_name(ssl, key) ? choose(t, key) : t->strict ? -1 : 0;
+    bool named = hello_name(ssl, key);
+    int cert = named ? choose(t, key) : t->strict ? -1 : 0;
     if (cert < 0) {
+        /* kept for the log line (sni_refused): OpenSSL's own error says "callback failed" */
+        char *name = strdup(named ? key : "");
+        if (name && SSL_set_ex_data(ssl, refusal_index, name) != 1)
+            free(name);
         *alert = SSL_AD_UNRECOGNIZED_NAME;
         return SSL_CLIENT_HELLO_ERROR;
     }
@@ -353,4 +368,18 @@ int sni_attach(void **ctxs, int n, bool strict, sni_conflict_fn *conflict, void 
 fail:
     table_free(t); /* ncerts is 0: no context freed */
     return -1;
+}
+
+bool sni_refused(SSL *ssl, char *buf, size_t size)
+{
+    const char *name = refusal_index < 0 ? NULL : SSL_get_ex_data(ssl, refusal_index);
+    if (!name)
+        return false;
+    if (*name)
+        snprintf(buf, size, "tls_strict_sni: no certificate serves %s (alert unrecognized_name "
+                            "sent)", name);
+    else
+        snprintf(buf, size, "tls_strict_sni: the ClientHello names no host (alert "
+                            "unrecognized_name sent)");
+    return true;
 }

@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct ssl_st;
+
 #define SNI_NAME_MAX 253 /* bytes of a DNS name, without a final dot */
 
 /* Called with each name a certificate serves, lowercase ("*.example.test" for a wildcard). */
@@ -43,5 +45,9 @@ int sni_attach(void **ctxs, int n, bool strict, sni_conflict_fn *conflict, void 
  * -1 when strict refuses it. A context without sni_attach: 0. Compared without case and
  * without one final dot. */
 int sni_choose(void *ctx, const char *name);
+
+/* After a failed handshake: true when strict SNI refused it, with why into buf ("tls_strict_sni:
+ * no certificate serves NAME ..."), for the log line OpenSSL's "callback failed" would be. */
+bool sni_refused(struct ssl_st *ssl, char *buf, size_t size);
 
 #endif

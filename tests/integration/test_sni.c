@@ -308,6 +308,12 @@ static void test_unknown_name(void **state)
                      rc == 0 ? got.cn : got.why);
         }
     }
+    /* the log says which name was refused, where OpenSSL says "callback failed" */
+    assert_int_equal(harness_wait_log(strict, "TLS handshake failed: tls_strict_sni: no "
+                                              "certificate serves unknown.example (alert "
+                                              "unrecognized_name sent)", PX_IO_MS), 0);
+    assert_int_equal(harness_wait_log(strict, "TLS handshake failed: tls_strict_sni: the "
+                                              "ClientHello names no host", PX_IO_MS), 0);
     px_stop(strict);
 }
 
