@@ -925,6 +925,9 @@ static void validate_proxy(struct cfg_loader *ld)
                              "%s: not used, no listen line has tls (listen = ADDR:PORT tls "
                              "serves HTTPS with tls_cert and tls_key)", halves[h].key);
         }
+        int strict = cfg_key_line(lines, CFG_SEC_PROXY, "tls_strict_sni");
+        if (strict)
+            cfg_warn(ld, strict, "tls_strict_sni: not used, no listen line has tls");
     }
     /* nginx's set_real_ip_from left empty silently changes nothing: an operator is told */
     if (cfg->real_ip != REAL_IP_OFF && cfg->ntrusted_proxies == 0)

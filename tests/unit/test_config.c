@@ -1424,6 +1424,16 @@ static const struct {
       "serves HTTPS with tls_cert and tls_key)",
       "test.ini:5: warning: tls_key: not used, no listen line has tls (listen = ADDR:PORT tls "
       "serves HTTPS with tls_cert and tls_key)"}},
+    {"a second pair and tls_strict_sni without a tls listen: each line",
+     "[proxy]\ntls_strict_sni = on\ntls_key = /a.key\ntls_cert = /a.pem\ntls_cert = /b.pem\n"
+     UP,
+     {"test.ini:4: warning: tls_cert: not used, no listen line has tls (listen = ADDR:PORT tls "
+      "serves HTTPS with tls_cert and tls_key)",
+      "test.ini:3: warning: tls_key: not used, no listen line has tls (listen = ADDR:PORT tls "
+      "serves HTTPS with tls_cert and tls_key)",
+      "test.ini:5: warning: tls_cert: not used, no listen line has tls (listen = ADDR:PORT tls "
+      "serves HTTPS with tls_cert and tls_key)",
+      "test.ini:2: warning: tls_strict_sni: not used, no listen line has tls"}},
 };
 
 static void test_surprise_warnings(void **state)
