@@ -59,6 +59,7 @@
 #include "portico/realip.h"
 #include "portico/recent.h"
 #include "portico/request.h"
+#include "portico/sni.h"
 #include "portico/sock.h"
 #include "portico/status.h"
 #include "portico/tls.h"
@@ -1405,10 +1406,12 @@ static void client_cb(void *arg, enum sock_event ev)
             refuse_plain_http(c);
             return;
         }
-        char buf[160] = "connection closed";
-        if (c->sock.ssl_err)
+        char buf[SNI_NAME_MAX + 96] = "connection closed";
+        /* strict SNI says the name it refused, where OpenSSL's error is "callback failed" */
+        bool refused = sni_refused(c->sock.ssl, buf, sizeof(buf));
+        if (!refused && c->sock.ssl_err)
             ERR_error_string_n(c->sock.ssl_err, buf, sizeof(buf));
-        else if (c->sock.err)
+        else if (!refused && c->sock.err)
             snprintf(buf, sizeof(buf), "%s", strerror(c->sock.err));
         handshake_failed(c, buf);
         return;

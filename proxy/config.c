@@ -36,6 +36,7 @@
 #include "portico/log.h"
 #include "portico/privileges.h"
 #include "portico/route_prefix.h"
+#include "portico/sni.h"
 #include "portico/status.h"
 #include "portico/ticket.h"
 #include "portico/tls.h"
@@ -719,6 +720,118 @@ static void check_own_cert(struct cfg_loader *ld, void *ctx, const struct named_
     cfg->certs[cfg->ncerts++] = (struct cfg_cert){f->path, not_after};
 }
 
+/* ---- the certificates of `listen ... tls` ---- */
+
+/* Where sni_attach's conflicts are told: the loader, and how many were. */
+struct cert_conflicts {
+    struct cfg_loader *ld;
+    int count;
+};
+
+/* Two certificates claim one name: said at the line of the second, naming the first's. */
+static void report_conflict(void *arg, const char *name, int first, int second)
+{
+    struct cert_conflicts *cc = arg;
+    const struct tls_pair_conf *a = &cc->ld->cfg->tls_pairs[first];
+    const struct tls_pair_conf *b = &cc->ld->cfg->tls_pairs[second];
+    cfg_report(cc->ld, b->cert_line,
+               "tls_cert: %s: claims %s, which the tls_cert of line %d (%s) claims too: a name "
+               "is served by one certificate", b->cert, name, a->cert_line, a->cert);
+    cc->count++;
+}
+
+/* The names a context's certificate serves, counted; the first kept for a warning. */
+struct name_count {
+    int count;
+    char first[SNI_NAME_MAX + 1];
+};
+
+static void count_name(void *arg, const char *name)
+{
+    struct name_count *nc = arg;
+    if (nc->count++ == 0)
+        snprintf(nc->first, sizeof(nc->first), "%s", name);
+}
+
+/* With several certificates the names decide: one chosen by its CN only, or by no name at all,
+ * is said (browsers take no certificate by its CN: Chrome since version 58, in 2017). */
+static void check_cert_names(struct cfg_loader *ld, void *ctx, int i)
+{
+    const struct tls_pair_conf *p = &ld->cfg->tls_pairs[i];
+    struct name_count nc = {0};
+    bool from_cn = false;
+    sni_cert_names(ctx, count_name, &nc, &from_cn);
+    if (nc.count == 0 && i > 0)
+        cfg_warn(ld, p->cert_line, "tls_cert: %s: the certificate names no host a client can "
+                                   "ask for (subjectAltName DNS, or CN): it is never chosen",
+                 p->cert);
+    else if (from_cn)
+        cfg_warn(ld, p->cert_line, "tls_cert: %s: the certificate has no subjectAltName DNS "
+                                   "name: it is chosen for its CN %s, which browsers do not "
+                                   "accept as its name", p->cert, nc.first);
+}
+
+/* Each pair whole, readable and matching, loaded into a context of its own (every check a
+ * single pair had); the first becomes the context connections are made from, choosing among
+ * all by SNI (sni.h) when there are several or tls_strict_sni is on. Each problem at the line
+ * of the file at fault; after any, no context is kept. */
+static void load_server_certs(struct cfg_loader *ld)
+{
+    struct config *cfg = ld->cfg;
+    int n = cfg->ntls_pairs;
+    void **ctxs = calloc((size_t)n, sizeof(*ctxs));
+    bool all = true;
+    if (!ctxs) {
+        cfg_out_of_memory(ld);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        const struct tls_pair_conf *p = &cfg->tls_pairs[i];
+        if (!p->cert || !p->key) {
+            bool cert = p->cert != NULL;
+            cfg_report(ld, cert ? p->cert_line : p->key_line,
+                       "%s: %s: has no %s (the Nth tls_cert goes with the Nth tls_key)",
+                       cert ? "tls_cert" : "tls_key", cert ? p->cert : p->key,
+                       cert ? "tls_key" : "tls_cert");
+            all = false;
+            continue;
+        }
+        const struct named_file files[] = {
+            {"tls_cert", p->cert, p->cert_line},
+            {"tls_key", p->key, p->key_line},
+        };
+        struct tls_error e = {0};
+        if (!files_readable(ld, files, ARRAY_LEN(files))) {
+            all = false;
+            continue;
+        }
+        if (!(ctxs[i] = tls_server_ctx(p->cert, p->key, &e))) {
+            report_tls_error(ld, &e, files, ARRAY_LEN(files), p->cert_line, "tls_cert/tls_key");
+            all = false;
+            continue;
+        }
+        check_own_cert(ld, ctxs[i], &files[0]);
+        if (n > 1)
+            check_cert_names(ld, ctxs[i], i);
+    }
+    struct cert_conflicts cc = {ld, 0};
+    if (all && (n > 1 || cfg->tls_strict_sni) &&
+        sni_attach(ctxs, n, cfg->tls_strict_sni, report_conflict, &cc) != 0) {
+        if (cc.count == 0)
+            cfg_out_of_memory(ld);
+        all = false;
+    }
+    if (all) {
+        cfg->server_ssl_ctx = ctxs[0]; /* which owns the others now */
+        tls_server_http2(cfg->server_ssl_ctx, cfg->http2);
+        ticket_use(cfg->server_ssl_ctx, cfg->tls_ticket_rotation_ms);
+    } else {
+        for (int i = 0; i < n; i++)
+            tls_ctx_free(ctxs[i]);
+    }
+    free(ctxs);
+}
+
 /* pid_file is written as a new file renamed over the old one: its directory must take files.
  * Once the start has switched to `user`, a reload writes no pid file and the next start is root's
  * again: a directory the user may not write to (/run) is fine then, or no reload could pass. */
@@ -793,34 +906,30 @@ static void validate_proxy(struct cfg_loader *ld)
     bool any_tls_listen = false;
     for (int i = 0; i < cfg->nlisten; i++)
         any_tls_listen |= cfg->listens[i].tls;
-    if (any_tls_listen && (!cfg->tls_cert || !cfg->tls_key)) {
+    if (any_tls_listen && cfg->ntls_pairs == 0) {
         cfg_report(ld, ld->tls_listen_line,
                    "a 'listen ... tls' needs tls_cert and tls_key in [proxy]");
     } else if (any_tls_listen) {
-        const struct named_file files[] = {
-            {"tls_cert", cfg->tls_cert, cfg_key_line(lines, CFG_SEC_PROXY, "tls_cert")},
-            {"tls_key", cfg->tls_key, cfg_key_line(lines, CFG_SEC_PROXY, "tls_key")},
-        };
-        struct tls_error e = {0};
-        if (files_readable(ld, files, ARRAY_LEN(files)) &&
-            !(cfg->server_ssl_ctx = tls_server_ctx(cfg->tls_cert, cfg->tls_key, &e)))
-            report_tls_error(ld, &e, files, ARRAY_LEN(files), files[0].line, "tls_cert/tls_key");
-        if (cfg->server_ssl_ctx) {
-            check_own_cert(ld, cfg->server_ssl_ctx, &files[0]);
-            tls_server_http2(cfg->server_ssl_ctx, cfg->http2);
-            ticket_use(cfg->server_ssl_ctx, cfg->tls_ticket_rotation_ms);
-        }
+        load_server_certs(ld);
     } else if (ld->nerrors == 0) {
         /* without a tls listen the files are neither read nor checked: a config meant for
          * HTTPS that serves plain HTTP only would pass -t without a word (after an error, the
          * tls listen may be the line refused) */
-        const char *const tls_keys[] = {"tls_cert", "tls_key"};
-        for (size_t i = 0; i < ARRAY_LEN(tls_keys); i++) {
-            int line = cfg_key_line(lines, CFG_SEC_PROXY, tls_keys[i]);
-            if (line)
-                cfg_warn(ld, line, "%s: not used, no listen line has tls (listen = ADDR:PORT tls "
-                                   "serves HTTPS with tls_cert and tls_key)", tls_keys[i]);
+        for (int i = 0; i < cfg->ntls_pairs; i++) {
+            const struct tls_pair_conf *p = &cfg->tls_pairs[i];
+            const struct {
+                const char *key;
+                int line;
+            } halves[] = {{"tls_cert", p->cert_line}, {"tls_key", p->key_line}};
+            for (size_t h = 0; h < ARRAY_LEN(halves); h++)
+                if (halves[h].line)
+                    cfg_warn(ld, halves[h].line,
+                             "%s: not used, no listen line has tls (listen = ADDR:PORT tls "
+                             "serves HTTPS with tls_cert and tls_key)", halves[h].key);
         }
+        int strict = cfg_key_line(lines, CFG_SEC_PROXY, "tls_strict_sni");
+        if (strict)
+            cfg_warn(ld, strict, "tls_strict_sni: not used, no listen line has tls");
     }
     /* nginx's set_real_ip_from left empty silently changes nothing: an operator is told */
     if (cfg->real_ip != REAL_IP_OFF && cfg->ntrusted_proxies == 0)
@@ -1185,8 +1294,11 @@ void cfg_free(struct config *cfg)
     free(cfg->path);
     free(cfg->dir);
     free(cfg->resolver);
-    free(cfg->tls_cert);
-    free(cfg->tls_key);
+    for (int i = 0; i < cfg->ntls_pairs; i++) {
+        free(cfg->tls_pairs[i].cert);
+        free(cfg->tls_pairs[i].key);
+    }
+    free(cfg->tls_pairs);
     tls_ctx_free(cfg->server_ssl_ctx);
     free(cfg->error_page_dir);
     free(cfg->access_log);

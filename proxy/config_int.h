@@ -67,6 +67,9 @@ struct cfg_loader {
     int errors_line;
     int faults_line;
     int tls_listen_line;                   /* first `listen ... tls`: where no tls_cert is told */
+    int tls_certs_seen;                    /* tls_cert and tls_key lines so far: the Nth of each
+                                              make pair N (set_tls_half) */
+    int tls_keys_seen;
     int h2c_listen_line;                   /* first `listen ... h2c`: where http2 = off is told */
 };
 

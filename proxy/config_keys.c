@@ -470,6 +470,39 @@ static int set_path(struct cfg_loader *ld, const struct cfg_key *k, void *base, 
     return store_string(FIELD(k, base, char *), resolve_path(ld, value));
 }
 
+/* tls_cert or tls_key (k says which): the path goes into the pair of its rank among the lines
+ * of its key, so that the Nth of each make a pair, in whichever order the two were written. */
+static int set_tls_half(struct cfg_loader *ld, const struct cfg_key *k, void *base,
+                        const char *value)
+{
+    struct config *cfg = base;
+    bool is_key = strcmp(k->name, "tls_key") == 0;
+    int *seen = is_key ? &ld->tls_keys_seen : &ld->tls_certs_seen;
+    if (!*value) {
+        cfg_report(ld, ld->line, "%s: empty path", k->name);
+        return -1;
+    }
+    if (*seen >= CFG_MAX_TLS_CERTS) {
+        cfg_report(ld, ld->line, "%s: at most %d certificates", k->name, CFG_MAX_TLS_CERTS);
+        return -1;
+    }
+    if (*seen == cfg->ntls_pairs) {
+        struct tls_pair_conf *p =
+            realloc(cfg->tls_pairs, (size_t)(cfg->ntls_pairs + 1) * sizeof(*p));
+        if (!p)
+            return cfg_out_of_memory(ld);
+        cfg->tls_pairs = p;
+        p[cfg->ntls_pairs++] = (struct tls_pair_conf){0};
+    }
+    struct tls_pair_conf *pair = &cfg->tls_pairs[(*seen)++];
+    char *path = resolve_path(ld, value);
+    if (!path)
+        return -1;
+    *(is_key ? &pair->key : &pair->cert) = path;
+    *(is_key ? &pair->key_line : &pair->cert_line) = ld->line;
+    return 0;
+}
+
 /* A log target: one of the key's names as written, or a file path. */
 static int set_log(struct cfg_loader *ld, const struct cfg_key *k, void *base, const char *value)
 {
@@ -1157,8 +1190,10 @@ static const struct cfg_key proxy_keys[] = {
     KEY("interim_resets_timer", set_bool, CFG(interim_resets_timer)),
     NAMED("error_profile", set_enum, CFG(profile), profile_names),
     KEY("resolver", set_resolver, CFG(resolver)),
-    KEY("tls_cert", set_path, CFG(tls_cert)),
-    KEY("tls_key", set_path, CFG(tls_key)),
+    /* repeatable: the Nth tls_cert goes with the Nth tls_key, one pair per certificate */
+    LIST("tls_cert", set_tls_half),
+    LIST("tls_key", set_tls_half),
+    KEY("tls_strict_sni", set_bool, CFG(tls_strict_sni)),
     /* below 100ms no ticket outlives a page load; above a day a stolen key reads days of them */
     {"tls_ticket_rotation", set_long_duration, CFG(tls_ticket_rotation_ms), 100, 24 * 3600 * 1000,
      NULL, 0, false},

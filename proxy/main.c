@@ -629,8 +629,10 @@ static void user_warnings(const struct config *cfg, say_fn *say)
     warn_log_dir(cfg, say, "access_log", cfg->access_log);
     warn_log_dir(cfg, say, "error_log", cfg->error_log);
     warn_unreadable(cfg, say, "configuration", cfg->path);
-    warn_unreadable(cfg, say, "tls_cert", cfg->tls_cert);
-    warn_unreadable(cfg, say, "tls_key", cfg->tls_key);
+    for (int i = 0; i < cfg->ntls_pairs; i++) {
+        warn_unreadable(cfg, say, "tls_cert", cfg->tls_pairs[i].cert);
+        warn_unreadable(cfg, say, "tls_key", cfg->tls_pairs[i].key);
+    }
     warn_unreadable(cfg, say, "error_page_dir", cfg->error_page_dir);
     for (int i = 0; i < cfg->nupstreams; i++) {
         const struct upstream_conf *u = &cfg->upstreams[i];
@@ -1016,9 +1018,14 @@ int main(int argc, char **argv)
     if (test_only) {
         cfg_print_warnings(cfg, stderr); /* they fail nothing: the exit stays 0 */
         check_as_user(cfg);
-        printf("portico: %s: configuration ok (%d upstream%s, %d route%s)\n", path,
+        /* several certificates served: how many, which says the pairs were all taken */
+        int certs = cfg->server_ssl_ctx ? cfg->ntls_pairs : 0;
+        char served[48] = "";
+        if (certs > 1)
+            snprintf(served, sizeof(served), ", %d certificates chosen by SNI", certs);
+        printf("portico: %s: configuration ok (%d upstream%s, %d route%s%s)\n", path,
                cfg->nupstreams, cfg->nupstreams == 1 ? "" : "s", cfg->nroutes,
-               cfg->nroutes == 1 ? "" : "s");
+               cfg->nroutes == 1 ? "" : "s", served);
         cfg_free(cfg);
         return 0;
     }

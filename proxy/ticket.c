@@ -162,8 +162,9 @@ static uint64_t ring_now_ms(void)
  * 2 (an older key: OpenSSL sends a new ticket), 0 (unknown: full handshake), -1 error. The
  * rotation period is the context's (its generation's configuration). OpenSSL calls the callback
  * of the context the SSL was made from (client.c: its generation's server_ssl_ctx), and
- * SSL_get_SSL_CTX is that one while nothing switches it: a context chosen by SNI
- * (SSL_set_SSL_CTX, which Portico does not do) would need ticket_use too, or its period is 0. */
+ * SSL_get_SSL_CTX is that one while nothing switches it: a certificate chosen by SNI is put on
+ * the connection (sni.c), never by SSL_set_SSL_CTX, after which the period read here would be
+ * the other context's (0 without ticket_use). */
 static int ticket_cb(SSL *ssl, unsigned char name[TICKET_NAME_LEN],
                      unsigned char iv[EVP_MAX_IV_LENGTH], EVP_CIPHER_CTX *cctx,
                      EVP_MAC_CTX *hctx, int enc)

@@ -34,6 +34,7 @@
 #define CFG_MAX_DURATION_MS (UINT64_C(7) * 24 * 3600 * 1000) /* every duration: 7 days at most */
 #define CFG_MAX_FAULTS 256 /* [fault NAME] sections */
 #define CFG_MAX_TRUSTED_PROXIES 64 /* trusted_proxies blocks: Cloudflare publishes 22 */
+#define CFG_MAX_TLS_CERTS 256 /* tls_cert/tls_key pairs of [proxy] */
 
 /* Name of a timer's config key ("connect_timeout"). */
 const char *timer_name(enum timer_kind t);
@@ -196,6 +197,15 @@ struct fault_conf {
     struct fault_rule rule;
 };
 
+/* One certificate `listen ... tls` serves and its key: the Nth tls_cert of [proxy] with its Nth
+ * tls_key (as nginx pairs ssl_certificate with ssl_certificate_key). The first is the default. */
+struct tls_pair_conf {
+    char *cert;                            /* NULL: a tls_key without its tls_cert (refused) */
+    char *key;                             /* NULL: a tls_cert without its tls_key (refused) */
+    int cert_line;                         /* where each was set, for messages */
+    int key_line;
+};
+
 /* A certificate Portico serves (tls_cert) or presents to origins (client_cert), for
  * portico_tls_certificate_expiry_seconds: each file once. */
 struct cfg_cert {
@@ -231,9 +241,12 @@ struct config {
     enum error_profile profile;
     int error_overrides[FAILURE_COUNT];    /* [errors]: 0 = profile default */
     char *resolver;                        /* "host:port" of the nameserver, NULL: resolv.conf */
-    char *tls_cert;
-    char *tls_key;
-    void *server_ssl_ctx;                  /* SSL_CTX * for `listen ... tls` */
+    struct tls_pair_conf *tls_pairs;       /* owned: tls_cert/tls_key, in file order */
+    int ntls_pairs;
+    bool tls_strict_sni;                   /* a ClientHello naming no certificate's name (or
+                                              none) is refused, not given the first (sni.h) */
+    void *server_ssl_ctx;                  /* SSL_CTX * for `listen ... tls`: the first pair's,
+                                              choosing the others by SNI (sni.h) */
     uint64_t tls_ticket_rotation_ms;       /* a new session ticket key this often (ticket.h) */
     bool proxy_status;                     /* Proxy-Status on proxied responses too */
     bool splice;                           /* large plain-TCP bodies go through splice(2) */

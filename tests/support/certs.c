@@ -59,6 +59,25 @@ static const char ca_conf_fmt[] =
     "keyUsage = critical,digitalSignature\n"
     "extendedKeyUsage = serverAuth\n"
     "subjectAltName = DNS:wrong.example,DNS:ap*.partial.test\n"
+    "[sni_a_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
+    "keyUsage = critical,digitalSignature\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectAltName = DNS:a.sni.test,DNS:WWW.A.sni.test\n"
+    "[sni_wild_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
+    "keyUsage = critical,digitalSignature\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectAltName = DNS:*.sni.test\n"
+    "[sni_b_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
+    "keyUsage = critical,digitalSignature\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectAltName = DNS:b.sni.test\n"
+    "[sni_cn_ext]\n"
+    "basicConstraints = critical,CA:FALSE\n"
+    "keyUsage = critical,digitalSignature\n"
+    "extendedKeyUsage = serverAuth\n"
     "[client_ext]\n"
     "basicConstraints = critical,CA:FALSE\n"
     "keyUsage = critical,digitalSignature\n"
@@ -336,4 +355,51 @@ const struct test_chained_certs *certs_get_chained(void)
 {
     pthread_once(&chained_once, chained_generate);
     return chained_result;
+}
+
+/* ---- several names on one listener (SNI) ---- */
+
+static const struct cert_row sni_rows[] = {
+    { "sni-a", "/CN=sni-a", "sni_a_ext", 0, NULL, NULL },
+    { "sni-wild", "/CN=sni-wild", "sni_wild_ext", 0, NULL, NULL },
+    { "sni-b", "/CN=sni-b", "sni_b_ext", 0, NULL, NULL },
+    { "sni-cn", "/CN=cn.sni.test", "sni_cn_ext", 0, NULL, NULL },
+    { "sni-a2", "/CN=sni-a2", "sni_a_ext", 0, NULL, NULL },
+};
+
+static struct {
+    char paths[10][CERT_PATH_MAX];
+} sni_store;
+static struct test_sni_certs sni;
+static const struct test_sni_certs *sni_result;
+static pthread_once_t sni_once = PTHREAD_ONCE_INIT;
+
+static void sni_generate(void)
+{
+    const struct test_certs *c = certs_get();
+    char conf[CERT_PATH_MAX];
+    const char **out[] = { &sni.a_cert, &sni.a_key, &sni.wild_cert, &sni.wild_key, &sni.b_cert,
+                           &sni.b_key, &sni.cn_cert, &sni.cn_key, &sni.a2_cert, &sni.a2_key };
+
+    if (c == NULL || store_path(conf, sizeof(conf), "ca", ".cnf") < 0) {
+        return;
+    }
+    for (size_t i = 0; i < sizeof(sni_rows) / sizeof(sni_rows[0]); i++) {
+        char *pem = sni_store.paths[2 * i], *key = sni_store.paths[2 * i + 1];
+
+        if (store_path(pem, CERT_PATH_MAX, sni_rows[i].stem, ".pem") < 0
+            || store_path(key, CERT_PATH_MAX, sni_rows[i].stem, ".key") < 0
+            || make_row(&sni_rows[i], conf, c->ca_cert, c->ca_key) < 0) {
+            return;
+        }
+        *out[2 * i] = pem;
+        *out[2 * i + 1] = key;
+    }
+    sni_result = &sni;
+}
+
+const struct test_sni_certs *certs_get_sni(void)
+{
+    pthread_once(&sni_once, sni_generate);
+    return sni_result;
 }

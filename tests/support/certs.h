@@ -64,4 +64,24 @@ struct test_chained_certs {
  * (thread-safe; two more `openssl` pairs). NULL if it failed. */
 const struct test_chained_certs *certs_get_chained(void);
 
+/* Certificates for several names on one TLS listener (SNI), signed by certs_get's CA, each with
+ * a CN of its own that tells which one a client got. */
+struct test_sni_certs {
+    const char *a_cert;           /* CN sni-a; SAN a.sni.test, WWW.A.sni.test (upper case) */
+    const char *a_key;
+    const char *wild_cert;        /* CN sni-wild; SAN *.sni.test */
+    const char *wild_key;
+    const char *b_cert;           /* CN sni-b; SAN b.sni.test, which *.sni.test covers too */
+    const char *b_key;
+    const char *cn_cert;          /* CN cn.sni.test and no subjectAltName */
+    const char *cn_key;
+    const char *a2_cert;          /* CN sni-a2; the same names as a_cert, another key */
+    const char *a2_key;
+};
+
+/* The SNI certificates of this process (in certs_get's directory: sni-a.pem, sni-wild.pem,
+ * sni-b.pem, sni-cn.pem, sni-a2.pem and their .key), generated on first call (thread-safe; five
+ * more `openssl` pairs). NULL if it failed. */
+const struct test_sni_certs *certs_get_sni(void);
+
 #endif

@@ -65,8 +65,8 @@ static void test_defaults(void **state)
     for (int t = 0; t < FAILURE_COUNT; t++)
         assert_int_equal(cfg->error_overrides[t], 0);
     assert_null(cfg->resolver); /* /etc/resolv.conf */
-    assert_null(cfg->tls_cert);
-    assert_null(cfg->tls_key);
+    assert_int_equal(cfg->ntls_pairs, 0);
+    assert_false(cfg->tls_strict_sni);
     assert_null(cfg->server_ssl_ctx);
     assert_int_equal(cfg->tls_ticket_rotation_ms, 3600000); /* 1h: tickets valid 2h */
     assert_false(cfg->proxy_status);
@@ -207,9 +207,7 @@ static const struct {
     /* the default, explicitly */
     {"error_profile = standard", CFGF(profile), V_ENUM, PROFILE_STANDARD, NULL},
     {"resolver = 127.0.0.1:5353", CFGF(resolver), V_STR, 0, "127.0.0.1:5353"}, /* IPv4 nameserver */
-    {"tls_cert = /abs/cert.pem", CFGF(tls_cert), V_STR, 0, "/abs/cert.pem"},   /* absolute */
-    {"tls_cert = certs/c.pem", CFGF(tls_cert), V_STR, 0, "/etc/portico/certs/c.pem"}, /* rel */
-    {"tls_key = k.pem", CFGF(tls_key), V_STR, 0, "/etc/portico/k.pem"},        /* relative */
+    {"tls_strict_sni = on", CFGF(tls_strict_sni), V_BOOL, 1, NULL},            /* default off */
     {"proxy_status = on", CFGF(proxy_status), V_BOOL, 1, NULL}, /* default off */
     /* session ticket keys (default 1h): a day at most, 100ms at least */
     {"tls_ticket_rotation = 15m", CFGF(tls_ticket_rotation_ms), V_U64, 900000, NULL},
@@ -355,6 +353,58 @@ static void test_repeatable_keys(void **state)
     assert_string_equal(cfg->routes[0].early_hints[0], "</a.css>; rel=preload; as=style");
     assert_string_equal(cfg->routes[0].early_hints[1], "</b.js>; rel=preload; as=script");
     cfg_free(cfg);
+}
+
+/* tls_cert and tls_key repeat: the Nth of each make pair N, whichever comes first, each path
+ * resolved against the INI's directory and its line kept (the messages name it). */
+static const struct {
+    const char *why;
+    const char *lines;
+    int npairs;
+    const char *cert[3], *key[3];
+    int cert_line[3], key_line[3];
+} tls_pair_rows[] = {
+    {"one pair, absolute and relative", "tls_cert = /abs/cert.pem\ntls_key = k.pem\n", 1,
+     {"/abs/cert.pem"}, {"/etc/portico/k.pem"}, {2}, {3}},
+    {"one pair, key first (a config of one pair loads as before)",
+     "tls_key = certs/k.pem\ntls_cert = certs/c.pem\n", 1, {"/etc/portico/certs/c.pem"},
+     {"/etc/portico/certs/k.pem"}, {3}, {2}},
+    {"two pairs, interleaved",
+     "tls_cert = /a.pem\ntls_key = /a.key\ntls_cert = /b.pem\ntls_key = /b.key\n", 2,
+     {"/a.pem", "/b.pem"}, {"/a.key", "/b.key"}, {2, 4}, {3, 5}},
+    {"three pairs, certificates then keys",
+     "tls_cert = /a.pem\ntls_cert = /b.pem\ntls_cert = /c.pem\n"
+     "tls_key = /a.key\ntls_key = /b.key\ntls_key = /c.key\n",
+     3, {"/a.pem", "/b.pem", "/c.pem"}, {"/a.key", "/b.key", "/c.key"}, {2, 3, 4}, {5, 6, 7}},
+    {"a certificate without its key is kept for the check to refuse",
+     "tls_cert = /a.pem\ntls_key = /a.key\ntls_cert = /b.pem\n", 2, {"/a.pem", "/b.pem"},
+     {"/a.key", NULL}, {2, 4}, {3, 0}},
+};
+
+static void test_tls_pairs(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(tls_pair_rows) / sizeof(tls_pair_rows[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text), "[proxy]\n%s" UP, tls_pair_rows[i].lines);
+        struct config *cfg = cfg_load_string(text, "test.ini", "/etc/portico", NULL, NULL);
+        assert_non_null(cfg);
+        if (cfg->ntls_pairs != tls_pair_rows[i].npairs)
+            fail_msg("%s: %d pairs, want %d", tls_pair_rows[i].why, cfg->ntls_pairs,
+                     tls_pair_rows[i].npairs);
+        for (int p = 0; p < cfg->ntls_pairs; p++) {
+            const struct tls_pair_conf *got = &cfg->tls_pairs[p];
+            const char *cert = tls_pair_rows[i].cert[p], *key = tls_pair_rows[i].key[p];
+            if ((cert ? !got->cert || strcmp(got->cert, cert) : got->cert != NULL) ||
+                (key ? !got->key || strcmp(got->key, key) : got->key != NULL) ||
+                got->cert_line != tls_pair_rows[i].cert_line[p] ||
+                got->key_line != tls_pair_rows[i].key_line[p])
+                fail_msg("%s: pair %d is %s:%d %s:%d", tls_pair_rows[i].why, p,
+                         got->cert ? got->cert : "(null)", got->cert_line,
+                         got->key ? got->key : "(null)", got->key_line);
+        }
+        cfg_free(cfg);
+    }
 }
 
 /* admin_hosts: names split on commas and blanks, stored as a Host key reads (lowercase, no
@@ -1386,6 +1436,16 @@ static const struct {
       "serves HTTPS with tls_cert and tls_key)",
       "test.ini:5: warning: tls_key: not used, no listen line has tls (listen = ADDR:PORT tls "
       "serves HTTPS with tls_cert and tls_key)"}},
+    {"a second pair and tls_strict_sni without a tls listen: each line",
+     "[proxy]\ntls_strict_sni = on\ntls_key = /a.key\ntls_cert = /a.pem\ntls_cert = /b.pem\n"
+     UP,
+     {"test.ini:4: warning: tls_cert: not used, no listen line has tls (listen = ADDR:PORT tls "
+      "serves HTTPS with tls_cert and tls_key)",
+      "test.ini:3: warning: tls_key: not used, no listen line has tls (listen = ADDR:PORT tls "
+      "serves HTTPS with tls_cert and tls_key)",
+      "test.ini:5: warning: tls_cert: not used, no listen line has tls (listen = ADDR:PORT tls "
+      "serves HTTPS with tls_cert and tls_key)",
+      "test.ini:2: warning: tls_strict_sni: not used, no listen line has tls"}},
 };
 
 static void test_surprise_warnings(void **state)
@@ -1698,6 +1758,7 @@ int main(void)
         cmocka_unit_test(test_route_defaults),
         cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_repeatable_keys),
+        cmocka_unit_test(test_tls_pairs),
         cmocka_unit_test(test_admin_hosts),
         cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_real_ip),

@@ -173,11 +173,11 @@ static void test_relative_paths_and_tls(void **state)
         fail_msg("refused: %s", errors);
     free(errors);
     dir_path(want, sizeof(want), "cert.pem");
-    assert_string_equal(cfg->tls_cert, want);
+    assert_string_equal(cfg->tls_pairs[0].cert, want);
     assert_string_equal(cfg->upstreams[0].ca_file, want);
     assert_string_equal(cfg->upstreams[0].client_cert, want);
     dir_path(want, sizeof(want), "key.pem");
-    assert_string_equal(cfg->tls_key, want);
+    assert_string_equal(cfg->tls_pairs[0].key, want);
     assert_string_equal(cfg->upstreams[0].client_key, want);
     dir_path(want, sizeof(want), ".");
     assert_string_equal(cfg->error_page_dir, want);
@@ -200,7 +200,7 @@ static void test_relative_paths_and_tls(void **state)
     assert_non_null(cfg);
     assert_int_equal(n, 0);
     dir_path(want, sizeof(want), "cert.pem");
-    assert_string_equal(cfg->tls_cert, want);
+    assert_string_equal(cfg->tls_pairs[0].cert, want);
     assert_string_equal(cfg->path, path);
     assert_string_equal(cfg->dir, dir);
     cfg_free(cfg);

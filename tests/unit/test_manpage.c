@@ -1267,6 +1267,8 @@ static const struct bound_row {
 } bound_rows[] = {
     {CFG_SEC_PROXY, "listen", false, "[proxy]\n", "[upstream a]\norigin = sim\n", "127.0.0.1:#",
      18000},
+    {CFG_SEC_PROXY, "tls_cert", false, "[proxy]\n", "[upstream a]\norigin = sim\n", "/c#.pem", 0},
+    {CFG_SEC_PROXY, "tls_key", false, "[proxy]\n", "[upstream a]\norigin = sim\n", "/k#.pem", 0},
     {CFG_SEC_UPSTREAM, "origin", false, "[upstream a]\n", "", "127.0.0.1:#", 18000},
     {CFG_SEC_ROUTE, "early_hints", false, "[upstream a]\norigin = sim\n[route r]\nupstream = a\n",
      "", "</#.css>; rel=preload", 0},

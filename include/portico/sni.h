@@ -1,0 +1,53 @@
+/*
+ * sni.h — several certificates on one TLS listener, chosen by the name a ClientHello asks for
+ * (server_name, RFC 6066 3). The names each certificate serves are read from the certificate:
+ * its subjectAltName DNS names, or its subject CN when it has no DNS name at all. A wildcard
+ * (`*.example.test`) stands for exactly one label; an exact name wins over a wildcard; the first
+ * certificate is the default, for a client that names none or a name no certificate serves
+ * (or, with strict SNI, such a handshake is refused with the unrecognized_name alert).
+ *
+ * The choice is made in OpenSSL's ClientHello callback, on the one server context of the
+ * configuration: only the certificate, its key and chain, and the session ID context change
+ * per connection, so ALPN, the ticket keys and every option stay that context's.
+ */
+#ifndef PORTICO_SNI_H
+#define PORTICO_SNI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct ssl_st;
+
+#define SNI_NAME_MAX 253 /* bytes of a DNS name, without a final dot */
+
+/* Called with each name a certificate serves, lowercase ("*.example.test" for a wildcard). */
+typedef void sni_name_fn(void *arg, const char *name);
+
+/* The names the certificate of a server context serves (see above); names that no ClientHello
+ * can match (a partial wildcard "ap*.example.test", an IP address, a name with a blank or a
+ * byte outside letters, digits, '-', '_' and '.') are left out. Returns how many were given to
+ * fn, and in *from_cn whether they came from the CN (the certificate has no DNS name). */
+int sni_cert_names(void *ctx, sni_name_fn *fn, void *arg, bool *from_cn);
+
+/* Told of a name two certificates claim (indexes into the contexts of sni_attach). */
+typedef void sni_conflict_fn(void *arg, const char *name, int first, int second);
+
+/* Makes ctxs[0] (a server context) choose among ctxs[0..n) by SNI; with strict, a ClientHello
+ * without a name of theirs is refused (alert unrecognized_name). ctxs[0] then owns the others
+ * (it frees them when it is freed); on failure nothing is taken and the caller frees them all.
+ * Each name two certificates claim (exact or wildcard) is told to conflict (when not NULL) and
+ * fails the call.
+ * 0, or -1 (a conflict, or out of memory). */
+int sni_attach(void **ctxs, int n, bool strict, sni_conflict_fn *conflict, void *arg);
+
+/* The certificate (index into ctxs of sni_attach) a ClientHello naming `name` gets from a
+ * context sni_attach made: an exact name, else a wildcard of its parent, else 0 (the default);
+ * -1 when strict refuses it. A context without sni_attach: 0. Compared without case and
+ * without one final dot. */
+int sni_choose(void *ctx, const char *name);
+
+/* After a failed handshake: true when strict SNI refused it, with why into buf ("tls_strict_sni:
+ * no certificate serves NAME ..."), for the log line OpenSSL's "callback failed" would be. */
+bool sni_refused(struct ssl_st *ssl, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,385 @@
+/*
+ * sni.c — the certificate a ClientHello gets, by the name it asks for. See sni.h.
+ *
+ * Each certificate/key pair is loaded into a server context of its own (tls_server_ctx, with
+ * every check of a single pair), and the first one, the default, is the context connections
+ * are made from. Its ClientHello callback (which OpenSSL runs before it looks at a session to
+ * resume or at ALPN) puts the chosen pair's certificate, chain and key on the connection and
+ * sets the connection's session ID context to that certificate's digest: a session is resumed
+ * only under the certificate it was made with (another name's ticket gets a full handshake, as
+ * RFC 8446 4.6.1 asks of a client that the server cannot count on). The connection never
+ * changes context (no SSL_set_SSL_CTX): ALPN, the ticket callback, the options and the info
+ * callback stay the default context's, so no setting can be forgotten on the others.
+ */
+#include "portico/sni.h"
+
+#include <ctype.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One name and the certificate that serves it. */
+struct sni_name {
+    char *name;                           /* owned, lowercase; a wildcard's without its "*." */
+    int cert;                             /* index into certs */
+};
+
+/* One certificate as a connection takes it. */
+struct sni_cert {
+    SSL_CTX *ctx;                         /* owned, but certs[0]'s: the table's owner */
+    X509 *leaf;                           /* borrowed from ctx */
+    EVP_PKEY *key;                        /* borrowed from ctx */
+    STACK_OF(X509) *chain;                /* borrowed from ctx; NULL: none */
+    unsigned char sid[SHA256_DIGEST_LENGTH]; /* session ID context: the leaf's digest */
+};
+
+struct sni_table {
+    bool strict;                          /* a name of no certificate is refused */
+    int ncerts;
+    struct sni_cert *certs;
+    struct sni_name *exact;               /* sorted by name */
+    size_t nexact;
+    struct sni_name *wild;                /* sorted by name, the part after "*." */
+    size_t nwild;
+    size_t cap_exact, cap_wild;
+    bool oom;                             /* a name could not be kept */
+};
+
+_Static_assert(SHA256_DIGEST_LENGTH <= SSL_MAX_SID_CTX_LENGTH, "a digest is a session ID context");
+
+static int table_index = -1;
+static int refusal_index = -1;            /* of an SSL: the name strict SNI refused (owned) */
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+static void table_free(struct sni_table *t)
+{
+    if (!t)
+        return;
+    for (int i = 1; t->certs && i < t->ncerts; i++)
+        SSL_CTX_free(t->certs[i].ctx);
+    for (size_t i = 0; i < t->nexact; i++)
+        free(t->exact[i].name);
+    for (size_t i = 0; i < t->nwild; i++)
+        free(t->wild[i].name);
+    free(t->exact);
+    free(t->wild);
+    free(t->certs);
+    free(t);
+}
+
+/* The table goes with the default context, which connections still in a handshake hold. */
+static void table_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                          void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    table_free(ptr);
+}
+
+static void refusal_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                            void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    free(ptr);
+}
+
+static void table_index_init(void)
+{
+    table_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, table_ex_free);
+    refusal_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, refusal_ex_free);
+}
+
+/* ---- names ---- */
+
+/* A DNS name a ClientHello can carry: letters, digits, '-' and '_' in non-empty labels. */
+static bool plain_name(const char *s, size_t len)
+{
+    if (len == 0 || len > SNI_NAME_MAX || s[0] == '.' || s[len - 1] == '.')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '.' ? s[i + 1] == '.' : !(isalnum(ch) || ch == '-' || ch == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* s[0..len) as a name a certificate serves, lowercase into out[SNI_NAME_MAX + 1]: a plain name,
+ * or "*." and a plain name of two labels at least (no wildcard for a whole top-level domain). */
+static bool served_name(const char *s, size_t len, char *out)
+{
+    bool wild = len > 2 && s[0] == '*' && s[1] == '.';
+    const char *rest = wild ? s + 2 : s;
+    size_t rest_len = wild ? len - 2 : len;
+    if (len > SNI_NAME_MAX || !plain_name(rest, rest_len) ||
+        (wild && !memchr(rest, '.', rest_len)))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        out[i] = (char)tolower((unsigned char)s[i]);
+    out[len] = '\0';
+    return true;
+}
+
+int sni_cert_names(void *ctx, sni_name_fn *fn, void *arg, bool *from_cn)
+{
+    X509 *x = SSL_CTX_get0_certificate(ctx);
+    char name[SNI_NAME_MAX + 1];
+    int given = 0, dns = 0;
+    *from_cn = false;
+    if (!x)
+        return 0;
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        if (g->type != GEN_DNS)
+            continue;
+        dns++;
+        const char *s = (const char *)ASN1_STRING_get0_data(g->d.dNSName);
+        int len = ASN1_STRING_length(g->d.dNSName);
+        if (len > 0 && !memchr(s, '\0', (size_t)len) && served_name(s, (size_t)len, name)) {
+            fn(arg, name);
+            given++;
+        }
+    }
+    GENERAL_NAMES_free(gens);
+    if (dns > 0)
+        return given;
+    /* No DNS name: the CN, as OpenSSL's own X509_check_host reads it (its last one). Browsers
+     * accept the certificate for no name then, but a ClientHello naming it still gets it. */
+    X509_NAME *subject = X509_get_subject_name(x);
+    int last = -1;
+    for (int i = -1; (i = X509_NAME_get_index_by_NID(subject, NID_commonName, i)) >= 0;)
+        last = i;
+    unsigned char *cn = NULL;
+    int len = last < 0 ? -1
+                       : ASN1_STRING_to_UTF8(&cn, X509_NAME_ENTRY_get_data(
+                                                      X509_NAME_get_entry(subject, last)));
+    if (len > 0 && !memchr(cn, '\0', (size_t)len) && served_name((char *)cn, (size_t)len, name)) {
+        fn(arg, name);
+        given++;
+        *from_cn = true;
+    }
+    OPENSSL_free(cn);
+    return given;
+}
+
+/* The name a ClientHello asks for (lowercase, without one final dot) into key; false for none
+ * or one too long to be any certificate's. */
+static bool name_key(const char *name, size_t len, char *key)
+{
+    if (len > 0 && name[len - 1] == '.')
+        len--;
+    if (len == 0 || len > SNI_NAME_MAX || memchr(name, '\0', len))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        key[i] = (char)tolower((unsigned char)name[i]);
+    key[len] = '\0';
+    return true;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    const struct sni_name *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->cert > y->cert) - (x->cert < y->cert);
+}
+
+static int find(const struct sni_name *v, size_t n, const char *key)
+{
+    struct sni_name probe = {(char *)(uintptr_t)key, -1};
+    size_t lo = 0, hi = n;
+    while (lo < hi) { /* the first entry not below probe: the lowest cert of the name */
+        size_t mid = lo + (hi - lo) / 2;
+        if (by_name(&v[mid], &probe) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && strcmp(v[lo].name, key) == 0 ? v[lo].cert : -1;
+}
+
+/* The certificate for key (name_key's), or 0 (the default), or -1 refused (strict). */
+static int choose(const struct sni_table *t, const char *key)
+{
+    int cert = find(t->exact, t->nexact, key);
+    const char *parent = strchr(key, '.');
+    if (cert < 0 && parent && parent[1])
+        cert = find(t->wild, t->nwild, parent + 1);
+    if (cert < 0)
+        cert = t->strict ? -1 : 0;
+    return cert;
+}
+
+int sni_choose(void *ctx, const char *name)
+{
+    const struct sni_table *t = table_index < 0 ? NULL : SSL_CTX_get_ex_data(ctx, table_index);
+    char key[SNI_NAME_MAX + 1];
+    if (!t)
+        return 0;
+    if (!name || !name_key(name, strlen(name), key))
+        return t->strict ? -1 : 0;
+    return choose(t, key);
+}
+
+/* ---- the ClientHello ---- */
+
+/* The first host_name of a server_name extension (RFC 6066 3) into key; false for none. */
+static bool hello_name(SSL *ssl, char *key)
+{
+    const unsigned char *p;
+    size_t len;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) != 1 || len < 2 ||
+        (size_t)(p[0] << 8 | p[1]) != len - 2)
+        return false;
+    for (size_t at = 2; at + 3 <= len;) {
+        size_t n = (size_t)(p[at + 1] << 8 | p[at + 2]);
+        if (at + 3 + n > len)
+            return false;
+        if (p[at] == TLSEXT_NAMETYPE_host_name)
+            return name_key((const char *)p + at + 3, n, key);
+        at += 3 + n;
+    }
+    return false;
+}
+
+/* OpenSSL's ClientHello callback of the default context: the chosen certificate goes on the
+ * connection, in place of the default one (cleared first: a default of another key type would
+ * stay beside it, and OpenSSL could send either). */
+static int choose_cert(SSL *ssl, int *alert, void *arg)
+{
+    const struct sni_table *t = arg;
+    char key[SNI_NAME_MAX + 1];
+    bool named = hello_name(ssl, key);
+    int cert = named ? choose(t, key) : t->strict ? -1 : 0;
+    if (cert < 0) {
+        /* kept for the log line (sni_refused): OpenSSL's own error says "callback failed" */
+        char *name = strdup(named ? key : "");
+        if (name && SSL_set_ex_data(ssl, refusal_index, name) != 1)
+            free(name);
+        *alert = SSL_AD_UNRECOGNIZED_NAME;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    if (cert == 0) /* the context's own, set at SSL_new */
+        return SSL_CLIENT_HELLO_SUCCESS;
+    const struct sni_cert *c = &t->certs[cert];
+    SSL_certs_clear(ssl);
+    if (SSL_use_cert_and_key(ssl, c->leaf, c->key, c->chain, 1) != 1 ||
+        SSL_set_session_id_context(ssl, c->sid, sizeof(c->sid)) != 1) {
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* ---- building the table ---- */
+
+struct collect {
+    struct sni_table *t;
+    int cert;
+};
+
+static void keep_name(void *arg, const char *name)
+{
+    struct collect *c = arg;
+    struct sni_table *t = c->t;
+    bool wild = name[0] == '*';
+    struct sni_name **v = wild ? &t->wild : &t->exact;
+    size_t *n = wild ? &t->nwild : &t->nexact, *cap = wild ? &t->cap_wild : &t->cap_exact;
+    if (*n == *cap) {
+        size_t want = *cap ? 2 * *cap : 16;
+        struct sni_name *grown = realloc(*v, want * sizeof(**v));
+        if (!grown) {
+            t->oom = true;
+            return;
+        }
+        *v = grown, *cap = want;
+    }
+    char *copy = strdup(wild ? name + 2 : name);
+    if (!copy) {
+        t->oom = true;
+        return;
+    }
+    (*v)[(*n)++] = (struct sni_name){copy, c->cert};
+}
+
+/* Sorts v and drops a certificate's repeats of a name; a name of two certificates is told to
+ * conflict (prefix "*." for wildcards). false when there was one. */
+static bool settle(struct sni_name *v, size_t *n, const char *prefix, sni_conflict_fn *conflict,
+                   void *arg)
+{
+    bool ok = true;
+    size_t kept = 0;
+    if (*n == 0) /* v is NULL then, which qsort may not be given */
+        return true;
+    qsort(v, *n, sizeof(*v), by_name);
+    for (size_t i = 0; i < *n; i++) {
+        const struct sni_name *first = kept ? &v[kept - 1] : NULL;
+        if (!first || strcmp(first->name, v[i].name) != 0) {
+            v[kept++] = v[i];
+            continue;
+        }
+        if (first->cert != v[i].cert) {
+            char name[SNI_NAME_MAX + 3];
+            snprintf(name, sizeof(name), "%s%s", prefix, v[i].name);
+            if (conflict)
+                conflict(arg, name, first->cert, v[i].cert);
+            ok = false;
+        }
+        free(v[i].name);
+    }
+    *n = kept;
+    return ok;
+}
+
+int sni_attach(void **ctxs, int n, bool strict, sni_conflict_fn *conflict, void *arg)
+{
+    pthread_once(&table_once, table_index_init);
+    struct sni_table *t = calloc(1, sizeof(*t));
+    if (!t || table_index < 0 || !(t->certs = calloc((size_t)n, sizeof(*t->certs))))
+        goto fail;
+    t->strict = strict;
+    for (int i = 0; i < n; i++) {
+        struct sni_cert *c = &t->certs[i];
+        c->leaf = SSL_CTX_get0_certificate(ctxs[i]);
+        c->key = SSL_CTX_get0_privatekey(ctxs[i]);
+        unsigned len = 0;
+        if (!c->leaf || !c->key || SSL_CTX_get0_chain_certs(ctxs[i], &c->chain) != 1 ||
+            X509_digest(c->leaf, EVP_sha256(), c->sid, &len) != 1 || len != sizeof(c->sid))
+            goto fail;
+        struct collect col = {t, i};
+        bool from_cn;
+        sni_cert_names(ctxs[i], keep_name, &col, &from_cn);
+    }
+    bool unique = settle(t->exact, &t->nexact, "", conflict, arg);
+    unique &= settle(t->wild, &t->nwild, "*.", conflict, arg);
+    if (!unique || t->oom || SSL_CTX_set_ex_data(ctxs[0], table_index, t) != 1)
+        goto fail;
+    /* from here the default context owns the table, and the table the other contexts */
+    t->ncerts = n;
+    for (int i = 1; i < n; i++)
+        t->certs[i].ctx = ctxs[i];
+    SSL_CTX_set_client_hello_cb(ctxs[0], choose_cert, t);
+    SSL_CTX_set_session_id_context(ctxs[0], t->certs[0].sid, sizeof(t->certs[0].sid));
+    return 0;
+fail:
+    table_free(t); /* ncerts is 0: no context freed */
+    return -1;
+}
+
+bool sni_refused(SSL *ssl, char *buf, size_t size)
+{
+    const char *name = refusal_index < 0 ? NULL : SSL_get_ex_data(ssl, refusal_index);
+    if (!name)
+        return false;
+    if (*name)
+        snprintf(buf, size, "tls_strict_sni: no certificate serves %s (alert unrecognized_name "
+                            "sent)", name);
+    else
+        snprintf(buf, size, "tls_strict_sni: the ClientHello names no host (alert "
+                            "unrecognized_name sent)");
+    return true;
+}
