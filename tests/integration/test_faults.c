@@ -273,6 +273,43 @@ static void test_status_answer_205(void **state)
     raw_close(c);
 }
 
+/* An answer without content carries no field that describes content (RFC 9110 15.3.6 for 205;
+ * nginx sends its 204 and 304 so): no Content-Type, no X-Content-Type-Options, to GET and HEAD
+ * alike. On main a rule's 205 carried "Content-Type: text/plain; charset=utf-8" and "nosniff",
+ * where its 204 and 304 carried neither. */
+static void test_bodiless_answers_untyped(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *request;
+        bool head;
+        int status;
+    } rows[] = {
+        {"GET /resetcontent HTTP/1.1\r\nHost: t\r\n\r\n", false, 205},
+        {"HEAD /resetcontent HTTP/1.1\r\nHost: t\r\n\r\n", true, 205},
+        {"GET /resetreason HTTP/1.1\r\nHost: t\r\n\r\n", false, 205}, /* with a reason */
+        {"GET /nocontent HTTP/1.1\r\nHost: t\r\n\r\n", false, 204},
+        {"HEAD /nocontent HTTP/1.1\r\nHost: t\r\n\r\n", true, 204},
+        {"GET /notmodified HTTP/1.1\r\nHost: t\r\n\r\n", false, 304},
+        {"HEAD /notmodified HTTP/1.1\r\nHost: t\r\n\r\n", true, 304},
+    };
+    struct raw_conn *c = px_connect_port(harness_port(g.h, "listen"));
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, rows[i].request), 0);
+        assert_int_equal(rows[i].head ? raw_read_head_response(c, &r, PX_IO_MS)
+                                      : raw_read_response(c, &r, PX_IO_MS),
+                         0);
+        assert_int_equal(r.status, rows[i].status);
+        if (raw_header(&r, "Content-Type") || raw_header(&r, "X-Content-Type-Options"))
+            fail_msg("%s: Content-Type '%s', X-Content-Type-Options '%s'", rows[i].request,
+                     raw_header(&r, "Content-Type"), raw_header(&r, "X-Content-Type-Options"));
+        assert_int_equal(r.body_len, 0);
+        raw_response_free(&r);
+    }
+    raw_close(c);
+}
+
 /* A simulated tls_handshake_failed words its detail as a real one, with OpenSSL's reason
  * ("wrong version number"), also where nothing speaks TLS (no SSL_CTX had loaded the strings:
  * on main it said "error:0A00010B:SSL routines::reason(267)"). */
@@ -1137,6 +1174,7 @@ int main(void)
         cmocka_unit_test(test_status_answer_closing_client),
         cmocka_unit_test(test_status_answer_repeated_header),
         cmocka_unit_test(test_status_answer_205),
+        cmocka_unit_test(test_bodiless_answers_untyped),
         cmocka_unit_test(test_failure_tls_words),
         cmocka_unit_test(test_weighted_and_first),
         cmocka_unit_test(test_delays),
