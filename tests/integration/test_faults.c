@@ -985,6 +985,50 @@ static void test_header_refusals(void **state)
     fake_origin_stop(o);
 }
 
+/* A rule's headers may not set the fields Portico writes itself: Portico-Fault, which tells
+ * the client a rule fired (main sent the header's value in its place: "Portico-Fault: other"),
+ * nor a framing or connection field, which would make the answer lie about its framing: 400,
+ * one line naming the field, the origin never asked. */
+static void test_header_reserved_fields(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        const char *body;
+    } rows[] = {
+        {"status=503; headers=Portico-Fault: other",
+         "400 Bad Request: Portico-Fault: headers: 'Portico-Fault' is set by Portico (it names "
+         "the rule that fired)\n"},
+        {"status=503; headers=portico-fault: other",
+         "400 Bad Request: Portico-Fault: headers: 'portico-fault' is set by Portico (it names "
+         "the rule that fired)\n"},
+        {"status=503; headers=Content-Length: 5",
+         "400 Bad Request: Portico-Fault: headers: 'Content-Length' is set by Portico (framing "
+         "and connection fields)\n"},
+        {"status=204; headers=Transfer-Encoding: chunked",
+         "400 Bad Request: Portico-Fault: headers: 'Transfer-Encoding' is set by Portico "
+         "(framing and connection fields)\n"},
+        {"status=503; headers=Connection: close",
+         "400 Bad Request: Portico-Fault: headers: 'Connection' is set by Portico (framing and "
+         "connection fields)\n"},
+    };
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start_control("header_control = on\n", o);
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct raw_response r;
+        ask_with_header(h, "127.0.0.1", rows[i].value, &r);
+        if (r.status != 400 || strcmp(r.body, rows[i].body) != 0)
+            fail_msg("%s: %d, Portico-Fault '%s', body '%s'", rows[i].value, r.status,
+                     raw_header(&r, "Portico-Fault"), r.body);
+        raw_response_free(&r);
+    }
+    assert_int_equal(fake_origin_requests(o), 0);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 static void test_truncate_whole_body(void **state)
 {
     (void)state;
@@ -1191,6 +1235,7 @@ int main(void)
     const struct CMUnitTest control[] = {
         cmocka_unit_test(test_header_control),
         cmocka_unit_test(test_header_refusals),
+        cmocka_unit_test(test_header_reserved_fields),
         cmocka_unit_test(test_held_head_spares_origin),
         cmocka_unit_test(test_failure_with_origins_down_is_real),
         cmocka_unit_test(test_reset_after_pipelined_answer),
