@@ -167,25 +167,29 @@ static uint32_t answer_next(uint32_t n)
 static void answer_ping_send(struct h2_conn *h)
 {
     uint8_t opaque[8];
-    uint32_t n = h->answer_pings = answer_next(h->answer_pings);
+    uint32_t n = answer_next(h->answer_pings);
     memcpy(opaque, answer_prefix, sizeof(answer_prefix));
     for (int i = 0; i < 4; i++)
         opaque[4 + i] = (uint8_t)(n >> (24 - 8 * i));
     h->answer_ping_due = false;
-    /* Unsent for want of memory: the streams that wait for it end at client_body_timeout */
-    if (nghttp2_submit_ping(h->session, NGHTTP2_FLAG_NONE, opaque) == 0)
-        h2_want_flush(h);
+    /* Not sent (out of memory): its streams wait for the next one, sent when another stream is
+     * answered early, or end at client_body_timeout. */
+    if (nghttp2_submit_ping(h->session, NGHTTP2_FLAG_NONE, opaque) != 0)
+        return;
+    h->answer_pings = n;
+    h2_want_flush(h);
 }
 
 uint32_t h2_answer_ping(struct h2_conn *h)
 {
-    /* Submitted after the answer's END_STREAM went (on_frame_send), it follows it on the wire */
-    if (h->answer_acked == h->answer_pings) {
+    uint32_t n = answer_next(h->answer_pings);
+    /* Submitted after the answer's END_STREAM went (on_frame_send), it follows it on the wire;
+     * the one in flight may have left before this END_STREAM: the next, at its ACK. */
+    if (h->answer_acked == h->answer_pings)
         answer_ping_send(h);
-        return h->answer_pings;
-    }
-    h->answer_ping_due = true; /* the one in flight may have left before this END_STREAM */
-    return answer_next(h->answer_pings);
+    else
+        h->answer_ping_due = true;
+    return n;
 }
 
 /* A PING's acknowledgement: an answer PING's tells that every answer whose END_STREAM went
