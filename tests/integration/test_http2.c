@@ -2669,7 +2669,9 @@ static const char *h2_discards(const char *result, char *buf, size_t size)
  * went on (main: rst=None after 4 s, reset_in_time=False). Never a flood. Each rest is counted
  * once by how it ended (portico_request_body_discards_total{protocol="http2"}: read, reset,
  * timeout; a body ended short, client_closed), with the bytes of it dropped after the answer,
- * and its access line says body_unread (main had none of it). */
+ * and its access line says body_unread (main had none of it). Its client acknowledges none of
+ * Portico's PINGs after the answers, which would reset each stream a round trip after its
+ * answer: test_answered_stream_frees_slot has one that does. */
 static void test_early_answer_discards(void **state)
 {
     (void)state;
