@@ -1024,8 +1024,9 @@ static void build_fields(const struct errpage_view *v, struct errpage_out *o)
     FIELD_END(&w, "Date");
     FIELD_CONST(o, "Server", "portico", 7);
     /* No content, no type: a cache copies a 304's fields onto the response it stored (RFC 9111
-     * 4.3.4), and text/plain would replace that response's own type. */
-    if (h1out_status_has_content(v->status)) {
+     * 4.3.4), and text/plain would replace that response's own type; a 205 has none either, as
+     * nginx sends its 204 and 304. */
+    if (h1out_status_takes_content(v->status)) {
         const char *type = v->mime == mime_json   ? mime_json
                            : v->mime == mime_html ? type_html
                                                   : type_plain;
@@ -1110,10 +1111,10 @@ int errpage_prepare(const struct errpage *e, struct errpage_out *o)
         v->page = page_load(e->page_dir, v->status, &v->page_len);
 
     /* The one rendering (also for HEAD: its Content-Length is the body's). A status without
-     * content (1xx, 204, 304: a fault's answer) has no body at all. */
+     * content (1xx, 204, 304: a fault's answer) has no body at all; a 205's is framed, empty. */
     bool content = h1out_status_has_content(v->status);
     struct sink body = {.buf = o->body, .cap = sizeof(o->body), .full = SINK_COUNT};
-    if (content)
+    if (h1out_status_takes_content(v->status))
         render_body(&body, v);
     build_fields(v, o);
     o->head = (struct resp_head){

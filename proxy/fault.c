@@ -374,10 +374,21 @@ static int set_match_header(struct fault_rule *r, enum fault_key k, const char *
     return add_to_list(r, k, r->match_headers, &r->nmatch_headers, buf, (size_t)n, why, size);
 }
 
-/* Fields an answer may not set: its framing and the connection's are Portico's to write. */
-static const char *const reserved_fields[] = {
-    "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
-    "te",             "trailer",           "proxy-connection",
+/* Fields an answer may not set, each with why: its framing and the connection's are Portico's
+ * to write, and Portico-Fault tells the client which rule fired (fault_header). */
+static const struct {
+    const char *name;
+    const char *why;
+} reserved_fields[] = {
+    {"content-length", "framing and connection fields"},
+    {"transfer-encoding", "framing and connection fields"},
+    {"connection", "framing and connection fields"},
+    {"keep-alive", "framing and connection fields"},
+    {"upgrade", "framing and connection fields"},
+    {"te", "framing and connection fields"},
+    {"trailer", "framing and connection fields"},
+    {"proxy-connection", "framing and connection fields"},
+    {"portico-fault", "it names the rule that fired"},
 };
 
 static int set_answer_header(struct fault_rule *r, enum fault_key k, const char *v, char *why,
@@ -391,9 +402,9 @@ static int set_answer_header(struct fault_rule *r, enum fault_key k, const char 
     if (!is_field_text(vb, end))
         return bad(why, size, k, "'%s': control character in the value", v);
     for (size_t i = 0; i < ARRAY_LEN(reserved_fields); i++)
-        if (span_ieq(v, (size_t)(colon - v), reserved_fields[i]))
-            return bad(why, size, k, "'%.*s' is set by Portico (framing and connection fields)",
-                       (int)(colon - v), v);
+        if (span_ieq(v, (size_t)(colon - v), reserved_fields[i].name))
+            return bad(why, size, k, "'%.*s' is set by Portico (%s)", (int)(colon - v), v,
+                       reserved_fields[i].why);
     char buf[1024];
     int n = snprintf(buf, sizeof(buf), "%.*s: %.*s", (int)(colon - v), v, (int)(end - vb), vb);
     if (n < 0 || (size_t)n >= sizeof(buf))

@@ -75,6 +75,11 @@ bool h1out_status_has_content(int status)
     return status >= 200 && status != 204 && status != 304;
 }
 
+bool h1out_status_takes_content(int status)
+{
+    return h1out_status_has_content(status) && status != 205;
+}
+
 /* The status line's pieces: prefix "HTTP/1.1 NNN " into pre, the phrase resolved. */
 static int status_parts(int status, const char **phrase, size_t *len, char pre[STATUS_PREFIX_LEN])
 {

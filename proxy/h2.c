@@ -155,6 +155,63 @@ void h2_reset(struct h2_conn *h, int32_t id, uint32_t code)
         h2_out_of_memory(h);
 }
 
+/* An answer PING's payload: this prefix, then its number (big-endian). */
+static const uint8_t answer_prefix[4] = "ans";
+
+/* The number after n: never 0, which is a stream's "none" (they wrap after 2^32 PINGs). */
+static uint32_t answer_next(uint32_t n)
+{
+    return n + 1 != 0 ? n + 1 : 1;
+}
+
+static void answer_ping_send(struct h2_conn *h)
+{
+    uint8_t opaque[8];
+    uint32_t n = answer_next(h->answer_pings);
+    memcpy(opaque, answer_prefix, sizeof(answer_prefix));
+    for (int i = 0; i < 4; i++)
+        opaque[4 + i] = (uint8_t)(n >> (24 - 8 * i));
+    h->answer_ping_due = false;
+    /* Not sent (out of memory): its streams wait for the next one, sent when another stream is
+     * answered early, or end at client_body_timeout. */
+    if (nghttp2_submit_ping(h->session, NGHTTP2_FLAG_NONE, opaque) != 0)
+        return;
+    h->answer_pings = n;
+    h2_want_flush(h);
+}
+
+uint32_t h2_answer_ping(struct h2_conn *h)
+{
+    uint32_t n = answer_next(h->answer_pings);
+    /* Submitted after the answer's END_STREAM went (on_frame_send), it follows it on the wire;
+     * the one in flight may have left before this END_STREAM: the next, at its ACK. */
+    if (h->answer_acked == h->answer_pings)
+        answer_ping_send(h);
+    else
+        h->answer_ping_due = true;
+    return n;
+}
+
+/* A PING's acknowledgement: an answer PING's tells that every answer whose END_STREAM went
+ * before it was read; their streams' rests are not wanted. */
+static void answer_acked(struct h2_conn *h, const uint8_t *opaque)
+{
+    if (memcmp(opaque, answer_prefix, sizeof(answer_prefix)) != 0)
+        return;
+    uint32_t n = 0;
+    for (int i = 0; i < 4; i++)
+        n = n << 8 | opaque[4 + i];
+    if (n != h->answer_pings || h->answer_acked == n)
+        return; /* not the one in flight (a client's echo of its own making) */
+    h->answer_acked = n;
+    struct h2_stream *s;
+    /* in the order of their PINGs (numbers wrap after 2^32: compared by their distance) */
+    while ((s = TAILQ_FIRST(&h->answering)) && (int32_t)(n - s->answer_ping) >= 0)
+        h2_stream_answer_read(s);
+    if (h->answer_ping_due)
+        answer_ping_send(h);
+}
+
 static void flood(struct h2_conn *h, enum flood kind)
 {
     if (h->end_why)
@@ -635,6 +692,8 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         else if (h->drain == DRAIN_NOTICE &&
                  memcmp(frame->ping.opaque_data, notice_ping, sizeof(notice_ping)) == 0)
             goaway_last(h); /* every request sent before the notice came is in */
+        else
+            answer_acked(h, frame->ping.opaque_data);
         break;
     case NGHTTP2_PRIORITY:
         h2_charge(h, FLOOD_CONTROL);
@@ -1326,6 +1385,7 @@ struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer
     TAILQ_INIT(&h->fed);
     TAILQ_INIT(&h->stalled);
     TAILQ_INIT(&h->holding);
+    TAILQ_INIT(&h->answering);
     h->session = session_new(h);
     if (!h->session) {
         free(h);

@@ -74,12 +74,14 @@ enum kept_log {
 };
 
 /* What becomes of a request body still coming once its exchange is over with a whole answer
- * (done()), as HTTP/1.1's request_discard: the rest, whatever its content-length, is read and
- * dropped to the client's END_STREAM, the stream open meanwhile (RFC 9113 8.1 lets a server
- * reset it at its answer's END_STREAM instead, and nginx and HAProxy do: curl 7.88 then fails
- * the request, its answer unseen; it ends a longer upload itself once it has the answer). More
- * than DISCARD_MAX dropped, or the rest not all come within client_body_timeout of the answer
- * (or before it: a 408), resets it (NO_ERROR), once the answer went. */
+ * (done()): the rest, whatever its content-length, is read and dropped until the client has
+ * read the answer, then the stream is reset (NO_ERROR, RFC 9113 8.1) and its slot of
+ * http2_max_concurrent_streams is free. The client has read it when a PING sent after the
+ * answer's END_STREAM is acknowledged (h2_answer_ping): a reset in the same read as the answer
+ * made curl 7.88 fail the request, its answer unseen (nginx and HAProxy reset at the answer);
+ * one after it, curl takes as the end of its upload. Meanwhile, more than DISCARD_MAX dropped,
+ * or the rest not all come within client_body_timeout of the answer (or before it: a 408),
+ * resets it (NO_ERROR) too, once the answer went. */
 enum discard {
     DISCARD_NONE,                      /* nothing dropped: its exchange reads the body, or it
                                           had all come (END_STREAM) */
@@ -88,6 +90,7 @@ enum discard {
                                           reset once the answer went */
     DISCARD_LATE,                      /* not all within client_body_timeout (of the answer, or
                                           the 408's: none read): the same */
+    DISCARD_ANSWERED,                  /* the client read the answer: reset */
 };
 
 struct h2_stream {
@@ -127,6 +130,10 @@ struct h2_stream {
                                           while the rest of the body is discarded */
     uint64_t data_at;                  /* µs: the last DATA, the origin took all of req_in, the
                                           wait began, or the answer went (discard) */
+    uint32_t answer_ping;              /* the answer PING whose acknowledgement resets it
+                                          (h2_answer_ping); 0: none (then it is not in the
+                                          connection's `answering`) */
+    TAILQ_ENTRY(h2_stream) answer_link;
     struct event body_timer;
     struct evbuffer *body;             /* response body for DATA frames */
     struct evbuffer *trailers;         /* the response's trailer fields that may cross, as
@@ -246,6 +253,10 @@ struct h2_conn {
     size_t in_skip;                    /* bytes of the preface or a payload still to pass */
     uint8_t in_hd[9];                  /* the frame header being read */
     size_t in_hd_len;                  /* ... its bytes so far */
+    struct h2_stream_list answering;   /* streams whose answer_ping is set, in its order */
+    uint32_t answer_pings;             /* answer PINGs sent (h2_answer_ping) */
+    uint32_t answer_acked;             /* ... the last acknowledged: one in flight at most */
+    bool answer_ping_due;              /* a stream waits for the next one, sent at the ACK */
     struct h2_late *late;              /* late_slots of them, made at the first; NULL */
     size_t late_slots;
     uint32_t refused[H2_REFUSED_COUNT]; /* streams not processed, by why: said once, at the
@@ -360,6 +371,11 @@ void h2_out_of_memory(struct h2_conn *h);
  * stream for ever (Portico has ended it): the connection ends instead (h2_out_of_memory). */
 void h2_reset(struct h2_conn *h, int32_t id, uint32_t code);
 
+/* The PING whose acknowledgement tells that the client has read every answer whose END_STREAM
+ * went before it (frames are read in order): its number, for a stream answered early to wait
+ * for. Sent at once, or, while one is in flight, at its acknowledgement. */
+uint32_t h2_answer_ping(struct h2_conn *h);
+
 /* Takes one token of kind; an empty bucket is a flood: GOAWAY, counted. */
 void h2_charge(struct h2_conn *h, enum flood kind);
 
@@ -399,8 +415,13 @@ bool h2_stream_answer_sent(const struct h2_stream *s);
 void h2_stream_discard(struct h2_stream *s, size_t len);
 
 /* The stream's answer went whole (its END_STREAM) before the client's END_STREAM: the stream is
- * reset (NO_ERROR), or stays open while the rest of its body is discarded. */
+ * reset (NO_ERROR), or stays open while the rest of its body is discarded until the client
+ * has read the answer (h2_stream_answer_read). */
 void h2_stream_answered_early(struct h2_stream *s);
+
+/* The stream's answer PING was acknowledged: the client has read its answer, and the rest of
+ * its body, still coming, is not wanted: reset (NO_ERROR), its slot free. */
+void h2_stream_answer_read(struct h2_stream *s);
 
 /* END_STREAM from the client: the request body is complete. */
 void h2_stream_eof(struct h2_stream *s);

@@ -191,6 +191,7 @@ static void discard_ended(const struct h2_stream *s)
     static const enum discard_end shut[] = {
         [DISCARD_PAST_MAX] = DISCARD_END_RESET,
         [DISCARD_LATE] = DISCARD_END_TIMEOUT,
+        [DISCARD_ANSWERED] = DISCARD_END_ANSWERED,
     };
     enum discard_end end = s->discard != DISCARD_READING           ? shut[s->discard]
                            : s->req_eof                            ? DISCARD_END_READ
@@ -214,6 +215,8 @@ void h2_stream_free(struct h2_stream *s, const char *why)
     }
     write_kept(s, why);
     event_del(&s->body_timer);
+    if (s->answer_ping)
+        TAILQ_REMOVE(&h->answering, s, answer_link);
     release_grant(s);
     evbuffer_free(s->req_in);
     h->held -= evbuffer_get_length(s->body);
@@ -713,13 +716,28 @@ void h2_stream_answered_early(struct h2_stream *s)
         h2_reset(s->conn, s->id, NGHTTP2_NO_ERROR);
         return;
     }
-    /* The whole rest is due within client_body_timeout of the answer, as over HTTP/1.1
-     * (client.c's CS_DISCARD), not each DATA: a byte every 2.5 s (the timeout 3 s) kept such a
-     * stream, its slot of http2_max_concurrent_streams and a graceful stop's wait (the whole
-     * shutdown_timeout), for as long as it went on. */
+    /* Reset once the client has read the answer: a round trip (enum discard). Until then, or
+     * for a client that does not acknowledge the PING, the whole rest is due within
+     * client_body_timeout of the answer, as over HTTP/1.1 (client.c's CS_DISCARD), not each
+     * DATA: a byte every 2.5 s (the timeout 3 s) kept such a stream, its slot of
+     * http2_max_concurrent_streams and a graceful stop's wait (the whole shutdown_timeout), for
+     * as long as it went on. */
+    s->answer_ping = h2_answer_ping(s->conn);
+    TAILQ_INSERT_TAIL(&s->conn->answering, s, answer_link);
     s->data_at = now_us();
     s->body_timeout_us = s->conn->cfg->client_body_timeout_ms * 1000;
     arm_body_timer(s, s->data_at);
+}
+
+void h2_stream_answer_read(struct h2_stream *s)
+{
+    TAILQ_REMOVE(&s->conn->answering, s, answer_link);
+    s->answer_ping = 0;
+    if (s->discard != DISCARD_READING || s->req_eof)
+        return; /* reset already (past DISCARD_MAX), or read to its end */
+    s->discard = DISCARD_ANSWERED;
+    event_del(&s->body_timer);
+    h2_reset(s->conn, s->id, NGHTTP2_NO_ERROR); /* what it has in flight is its due (late_keep) */
 }
 
 static void ds_done(void *ctx, enum exchange_end end)

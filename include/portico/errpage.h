@@ -67,7 +67,8 @@ struct errpage_view {
  * rendered. Meant for the stack: errpage_prepare fills it without zeroing it first. */
 struct errpage_out {
     struct resp_head head;      /* status, fields, LENGTH framing with the body's length (NONE,
-                                   and no body nor Content-Type, for 1xx, 204 and 304) */
+                                   and no body nor Content-Type, for 1xx, 204 and 304; for 205,
+                                   LENGTH 0 and no Content-Type) */
     struct h1_field fields[10]; /* Date, Server, Content-Type, Cache-Control, X-Request-Id ... */
     char store[2048];           /* the field values that need a copy, escaped */
     size_t nfields;

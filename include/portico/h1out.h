@@ -71,6 +71,11 @@ int h1out_simple_buf(struct evbuffer *out, const struct h1out_head *h, struct ev
 /* True when a response with this status carries content: not 1xx, 204 or 304 (RFC 9110 6.4.1). */
 bool h1out_status_has_content(int status);
 
+/* True when a response with this status may have content, and so fields that describe it
+ * (Content-Type, X-Content-Type-Options): h1out_status_has_content's statuses but 205, whose
+ * body is framed and empty (RFC 9110 15.3.6). */
+bool h1out_status_takes_content(int status);
+
 /* The last-resort response, for when building the real one failed: 503, no content,
  * Connection: close (the caller must close after it). h1out_fallback_reserve makes room for it
  * in out beforehand, so that h1out_fallback then appends it without allocating; both 0 or -1. */

@@ -226,6 +226,7 @@ enum dns_tcp_outcome {
 #define DISCARD_END_LIST(X)                                                                        \
     X(DISCARD_END_READ, "read")          /* came to its end, dropped */                            \
     X(DISCARD_END_RESET, "reset")        /* HTTP/2: past DISCARD_MAX, RST_STREAM NO_ERROR */       \
+    X(DISCARD_END_ANSWERED, "answered")  /* HTTP/2: RST_STREAM NO_ERROR, its answer read */        \
     X(DISCARD_END_CLOSED, "closed")      /* HTTP/1.1: closed on it unread; or a stop's cut */      \
     X(DISCARD_END_TIMEOUT, "timeout")    /* not all within client_body_timeout of the answer */   \
     X(DISCARD_END_CLIENT_CLOSED, "client_closed") /* the client closed or reset first, drains too */

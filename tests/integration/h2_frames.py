@@ -75,6 +75,10 @@ class Conn:
         self.owed = 0
         self.ping_acks = 0          # PING ACKs: Portico has read what came before the PING
         self.after_ack = b""        # frames sent with the next PING ACK, in the same write
+        # False: Portico's answer PINGs (after an answer whose body is still owed, payload
+        # "ans...") go unacknowledged, as from a slow client: the rest is read until DISCARD_MAX,
+        # its end or client_body_timeout, where an acknowledgement resets the stream at once
+        self.ack_answers = True
         # early(self): frames sent with the preface, before Portico's SETTINGS are acknowledged
         self.send(PREFACE + settings(pairs) + (early(self) if early else b""))
         if ack_settings:  # acknowledged before anything else: never inside a header block
@@ -163,8 +167,9 @@ class Conn:
         elif ftype == PING and flags & ACK:
             self.ping_acks += 1
         elif ftype == PING and not flags & ACK:  # as every client does
-            self.send(frame(PING, ACK, 0, payload) + self.after_ack)
-            self.after_ack = b""
+            if self.ack_answers or not payload.startswith(b"ans"):
+                self.send(frame(PING, ACK, 0, payload) + self.after_ack)
+                self.after_ack = b""
 
     def pump(self, until, deadline):
         """Reads frames until until() holds, the connection closes, or the deadline passes."""
@@ -615,6 +620,7 @@ def discard(port, kind):
     RST_STREAM), window_cl (the same with a content-length of 600,000: the stream's
     WINDOW_UPDATEs counted); then a GET on the same connection."""
     c = Conn(port)
+    c.ack_answers = False  # what a client that reads the answer late gets
     st, length = c.st(1), DISCARD_BODY[kind]
     fields = get("/status/200" if kind in ("small_cl", "past_limit", "exact_cl", "window_cl")
                  else "/down/x", "POST")
@@ -710,14 +716,38 @@ def slow_body(port, grace_ms, rate):
     c.close()
 
 
+def answered_slot(port):
+    """A POST answered at its head, its body unsent: reset once the client read the answer.
+
+    Under http2_max_concurrent_streams = 1, a POST of /early/ (a fault rule answers 200 at
+    its head) with a content-length of 3,000, 100 bytes sent with its head, the rest never: its
+    200 goes whole, and Portico's PING after it is acknowledged (as every client does); Portico
+    then resets the stream (RST_STREAM NO_ERROR, RFC 9113 8.1), its slot free, and a GET on
+    stream 3 is served. Prints what the POST got and the GET's answer."""
+    c = Conn(port)
+    st = c.st(1)
+    c.send(c.request(1, get("/early/x", "POST") + [("content-length", "3000")], False) +
+           frame(DATA, 0, 1, b"h" * 100))
+    c.wait(st, lambda: c.goaway is not None)
+    answered = st["end"] and st["rst"] is None
+    c.pump(lambda: st["rst"] is not None or c.goaway is not None, time.monotonic() + IO_S)
+    nxt = c.ask(3, get("/status/200"), lambda: c.goaway is not None)
+    print("answered_slot status=%s answered=%s rst=%s next=%s next_end=%s next_rst=%s "
+          "goaway=%s" % (st["status"], answered, st["rst"], nxt["status"], nxt["end"],
+                         nxt["rst"], c.goaway))
+    c.close()
+
+
 def discard_short(port, n):
     """N POSTs answered 502 before their bodies' end, each ended short: then a GET answered.
 
     n POSTs one after the other on one connection, each to /down/ (an origin refused: 502)
     with a content-length of 3,000, 100 bytes of it sent with its head; once its answer is whole,
     its body ended short (10 bytes with END_STREAM), as nghttp and curl 7.88 end an upload
-    answered early: nghttp2 resets each (PROTOCOL_ERROR, RFC 9113 8.1.1); then a GET."""
+    answered early: nghttp2 resets each (PROTOCOL_ERROR, RFC 9113 8.1.1); then a GET. Portico's
+    PINGs after the answers are not acknowledged: each body ends short before any reset."""
     c = Conn(port)
+    c.ack_answers = False
     sid, answered = 1, 0
     for _ in range(n):
         c.send(c.request(sid, get("/down/x", "POST") + [("content-length", "3000")], False) +
@@ -854,8 +884,9 @@ def discard_unacked(port):
     bytes of it sent before our SETTINGS are acknowledged (the default window, 65,535, then, not
     our 16 KiB; it holds the rest, so no WINDOW_UPDATE comes): once they are, its window is below
     0, and is opened again at once. The rest then, as the windows let it go, and an empty
-    END_STREAM."""
+    END_STREAM. Portico's PING after the 413 is not acknowledged: the rest is read."""
     c = Conn(port, ack_settings=False)
+    c.ack_answers = False
     st, sent, length = c.st(1), 40000, 60000
     c.pump(lambda: c.settings_seen, time.monotonic() + IO_S)
     c.send(c.request(1, get("/status/200", "POST") + [("content-length", str(length))], False) +
@@ -875,7 +906,8 @@ def late_data(port, n, size):
     """DATA crossing the answers and resets of N uploads: no flood; past their windows: a flood.
 
     A GET of /delay/3000, then N POSTs of 100 MB to /early/ (an origin that answers before the
-    body: the rest is dropped, the stream reset at client_body_timeout, 1 s, none of it sent)
+    body: the rest is dropped, the stream reset once Portico's PING after the answer is
+    acknowledged, or at client_body_timeout, 1 s, none of it sent)
     whose answers and resets come first; then the DATA in flight (SIZE bytes a frame, each
     stream's window) crosses them: the GET must be answered, no GOAWAY; then 1-byte DATA past
     the window on one of them: a flood (GOAWAY)."""
@@ -1796,8 +1828,10 @@ def discard_reload(port, pid, log):
     A POST to /down/ (502) with a content-length of 3,000, 100 bytes of it with its head; once
     its answer is whole (its rest being dropped), a reload, then the client resets the stream
     (CANCEL) and waits for the ACK of a PING, or the close that ends the drain once the stream
-    is gone: Portico read the reset."""
+    is gone: Portico read the reset. Portico's PING after the 502 is not acknowledged: the rest
+    is still being read at the reset."""
     c = Conn(port)
+    c.ack_answers = False
     st = c.st(1)
     c.send(c.request(1, get("/down/x", "POST") + [("content-length", "3000")], False) +
            frame(DATA, 0, 1, b"h" * 100))
@@ -2120,6 +2154,7 @@ MODES = {
     "resp_trailers": (resp_trailers, str, str),
     "late_data": (late_data, int, int),
     "discard": (discard, choice(*DISCARD_BODY)),
+    "answered_slot": (answered_slot,),
     "discard_short": (discard_short, int),
     "slow_body": (slow_body, int, int),
     "discard_unacked": (discard_unacked,),

@@ -273,6 +273,43 @@ static void test_status_answer_205(void **state)
     raw_close(c);
 }
 
+/* An answer without content carries no field that describes content (RFC 9110 15.3.6 for 205;
+ * nginx sends its 204 and 304 so): no Content-Type, no X-Content-Type-Options, to GET and HEAD
+ * alike. On main a rule's 205 carried "Content-Type: text/plain; charset=utf-8" and "nosniff",
+ * where its 204 and 304 carried neither. */
+static void test_bodiless_answers_untyped(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *request;
+        bool head;
+        int status;
+    } rows[] = {
+        {"GET /resetcontent HTTP/1.1\r\nHost: t\r\n\r\n", false, 205},
+        {"HEAD /resetcontent HTTP/1.1\r\nHost: t\r\n\r\n", true, 205},
+        {"GET /resetreason HTTP/1.1\r\nHost: t\r\n\r\n", false, 205}, /* with a reason */
+        {"GET /nocontent HTTP/1.1\r\nHost: t\r\n\r\n", false, 204},
+        {"HEAD /nocontent HTTP/1.1\r\nHost: t\r\n\r\n", true, 204},
+        {"GET /notmodified HTTP/1.1\r\nHost: t\r\n\r\n", false, 304},
+        {"HEAD /notmodified HTTP/1.1\r\nHost: t\r\n\r\n", true, 304},
+    };
+    struct raw_conn *c = px_connect_port(harness_port(g.h, "listen"));
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct raw_response r;
+        assert_int_equal(raw_send_str(c, rows[i].request), 0);
+        assert_int_equal(rows[i].head ? raw_read_head_response(c, &r, PX_IO_MS)
+                                      : raw_read_response(c, &r, PX_IO_MS),
+                         0);
+        assert_int_equal(r.status, rows[i].status);
+        if (raw_header(&r, "Content-Type") || raw_header(&r, "X-Content-Type-Options"))
+            fail_msg("%s: Content-Type '%s', X-Content-Type-Options '%s'", rows[i].request,
+                     raw_header(&r, "Content-Type"), raw_header(&r, "X-Content-Type-Options"));
+        assert_int_equal(r.body_len, 0);
+        raw_response_free(&r);
+    }
+    raw_close(c);
+}
+
 /* A simulated tls_handshake_failed words its detail as a real one, with OpenSSL's reason
  * ("wrong version number"), also where nothing speaks TLS (no SSL_CTX had loaded the strings:
  * on main it said "error:0A00010B:SSL routines::reason(267)"). */
@@ -948,6 +985,50 @@ static void test_header_refusals(void **state)
     fake_origin_stop(o);
 }
 
+/* A rule's headers may not set the fields Portico writes itself: Portico-Fault, which tells
+ * the client a rule fired (main sent the header's value in its place: "Portico-Fault: other"),
+ * nor a framing or connection field, which would make the answer lie about its framing: 400,
+ * one line naming the field, the origin never asked. */
+static void test_header_reserved_fields(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        const char *body;
+    } rows[] = {
+        {"status=503; headers=Portico-Fault: other",
+         "400 Bad Request: Portico-Fault: headers: 'Portico-Fault' is set by Portico (it names "
+         "the rule that fired)\n"},
+        {"status=503; headers=portico-fault: other",
+         "400 Bad Request: Portico-Fault: headers: 'portico-fault' is set by Portico (it names "
+         "the rule that fired)\n"},
+        {"status=503; headers=Content-Length: 5",
+         "400 Bad Request: Portico-Fault: headers: 'Content-Length' is set by Portico (framing "
+         "and connection fields)\n"},
+        {"status=204; headers=Transfer-Encoding: chunked",
+         "400 Bad Request: Portico-Fault: headers: 'Transfer-Encoding' is set by Portico "
+         "(framing and connection fields)\n"},
+        {"status=503; headers=Connection: close",
+         "400 Bad Request: Portico-Fault: headers: 'Connection' is set by Portico (framing and "
+         "connection fields)\n"},
+    };
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    assert_non_null(o);
+    struct harness *h = start_control("header_control = on\n", o);
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        struct raw_response r;
+        ask_with_header(h, "127.0.0.1", rows[i].value, &r);
+        if (r.status != 400 || strcmp(r.body, rows[i].body) != 0)
+            fail_msg("%s: %d, Portico-Fault '%s', body '%s'", rows[i].value, r.status,
+                     raw_header(&r, "Portico-Fault"), r.body);
+        raw_response_free(&r);
+    }
+    assert_int_equal(fake_origin_requests(o), 0);
+    assert_int_equal(harness_stop(h), 0);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
 static void test_truncate_whole_body(void **state)
 {
     (void)state;
@@ -1137,6 +1218,7 @@ int main(void)
         cmocka_unit_test(test_status_answer_closing_client),
         cmocka_unit_test(test_status_answer_repeated_header),
         cmocka_unit_test(test_status_answer_205),
+        cmocka_unit_test(test_bodiless_answers_untyped),
         cmocka_unit_test(test_failure_tls_words),
         cmocka_unit_test(test_weighted_and_first),
         cmocka_unit_test(test_delays),
@@ -1153,6 +1235,7 @@ int main(void)
     const struct CMUnitTest control[] = {
         cmocka_unit_test(test_header_control),
         cmocka_unit_test(test_header_refusals),
+        cmocka_unit_test(test_header_reserved_fields),
         cmocka_unit_test(test_held_head_spares_origin),
         cmocka_unit_test(test_failure_with_origins_down_is_real),
         cmocka_unit_test(test_reset_after_pipelined_answer),

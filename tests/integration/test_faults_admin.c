@@ -265,6 +265,45 @@ static void test_list_and_change(void **state)
 
 /* ---- add, delete ---- */
 
+/* A rule added may not set the fields Portico writes itself: Portico-Fault (which names the
+ * rule that fired; main took it, and the answer carried "Portico-Fault: other"), nor a framing
+ * or connection field, which would make the answer lie about its framing. 400, one line, as
+ * the INI's words; nothing added. */
+static void test_add_reserved_fields(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *form;
+        const char *body;
+    } rows[] = {
+        {"name=own&prefix=/own&status=503&headers=Portico-Fault%3A+other",
+         "400 Bad Request: headers: 'Portico-Fault' is set by Portico (it names the rule that "
+         "fired)\n"},
+        {"name=own&prefix=/own&status=503&headers=Content-Length%3A+5",
+         "400 Bad Request: headers: 'Content-Length' is set by Portico (framing and connection "
+         "fields)\n"},
+        {"name=own&prefix=/own&status=503&headers=Transfer-Encoding%3A+chunked",
+         "400 Bad Request: headers: 'Transfer-Encoding' is set by Portico (framing and "
+         "connection fields)\n"},
+        {"name=own&prefix=/own&status=503&headers=Connection%3A+close",
+         "400 Bad Request: headers: 'Connection' is set by Portico (framing and connection "
+         "fields)\n"},
+    };
+    struct fake_origin *o = fake_origin_start_kind(FO_OK);
+    struct harness *h = start(o);
+    struct raw_response r;
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        expect(post_form(h, "/faults", rows[i].form, &r), 400, &r);
+        assert_string_equal(r.body, rows[i].body);
+        raw_response_free(&r);
+    }
+    expect(admin(h, "GET", "/faults/own", AUTH, NULL, &r), 404, &r); /* nothing was added */
+    raw_response_free(&r);
+    assert_int_equal(proxied(h, "/own"), 200);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 static void test_add_and_delete(void **state)
 {
     (void)state;
@@ -835,6 +874,7 @@ int main(void)
         cmocka_unit_test(test_token_before_body),
         cmocka_unit_test(test_list_and_change),
         cmocka_unit_test(test_add_and_delete),
+        cmocka_unit_test(test_add_reserved_fields),
         cmocka_unit_test(test_bodies),
         cmocka_unit_test(test_bare_seconds),
         cmocka_unit_test(test_body_percent),

@@ -2669,7 +2669,9 @@ static const char *h2_discards(const char *result, char *buf, size_t size)
  * went on (main: rst=None after 4 s, reset_in_time=False). Never a flood. Each rest is counted
  * once by how it ended (portico_request_body_discards_total{protocol="http2"}: read, reset,
  * timeout; a body ended short, client_closed), with the bytes of it dropped after the answer,
- * and its access line says body_unread (main had none of it). */
+ * and its access line says body_unread (main had none of it). Its client acknowledges none of
+ * Portico's PINGs after the answers, which would reset each stream a round trip after its
+ * answer: test_answered_stream_frees_slot has one that does. */
 static void test_early_answer_discards(void **state)
 {
     (void)state;
@@ -2780,6 +2782,48 @@ static void test_early_answer_discards(void **state)
     want_body_unread(h, "\"status\":413,", true);
     want_body_unread(h, "\"method\":\"GET\"", false);
     harness_free(h);
+}
+
+/* A stream answered while its client still owes the body keeps its slot of
+ * http2_max_concurrent_streams only until the client has read the answer: a PING sent after the
+ * answer's END_STREAM is acknowledged, then the stream is reset (RST_STREAM NO_ERROR, RFC 9113
+ * 8.1) and the next request is served, a round trip after the answer. On main it kept the slot
+ * until the rest came or client_body_timeout (here 30 s): rst=None, and the GET beside it, past
+ * the limit, ended the connection (GOAWAY PROTOCOL_ERROR from libnghttp2). A client that does send its whole body sees no error: Debian 12's
+ * curl 7.88 uploading 200 kB answered 200 by a fault rule at its head (it goes on sending after
+ * a 2xx) exits 0 with its 200, where a reset in the same read as the answer (nginx 1.22's) made
+ * it exit 92; counted in portico_request_body_discards_total{result="answered"}. */
+static void test_answered_stream_frees_slot(void **state)
+{
+    (void)state;
+    struct harness *h = start("client_body_timeout = 30s\nhttp2_max_concurrent_streams = 1\n"
+                              "listen = 127.0.0.1:{{port:h2c}} h2c",
+                              "[upstream sim]\norigin = sim\n"
+                              "[fault early]\nprefix = /early\nstatus = 200\n");
+    char answered_s[128];
+    h2_discards("answered", answered_s, sizeof(answered_s));
+    long long answered = metric(h, answered_s);
+    struct tu_cmd_result r = {0};
+    frames(h, "answered_slot", NULL, &r);
+    print_message("%s", r.out);
+    static const char *const want = "answered_slot status=[200] answered=True rst=0 next=[200] "
+                                    "next_end=True next_rst=None goaway=None";
+    want_lines(&r, &want, 1);
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric_reached(h, answered_s, answered + 1), answered + 1);
+    /* curl 7.88, its whole body sent after the answer: the 200, exit 0 */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "f=$(mktemp) && head -c 200000 /dev/zero > \"$f\" && curl -sS --max-time 10 "
+             "--http2-prior-knowledge -T \"$f\" http://127.0.0.1:%u/early/up -o /dev/null "
+             "-w '%%{http_code}\\n'; rc=$?; rm -f \"$f\"; exit $rc",
+             harness_port(h, "h2c"));
+    const char *const argv[] = {"sh", "-c", cmd, NULL};
+    int rc = tu_run_command(argv, 20000, &r);
+    if (rc != 0 || strcmp(r.out, "200\n") != 0)
+        fail_msg("curl -T of 200 kB exited %d: %s%s", rc, r.out, r.err);
+    tu_cmd_result_free(&r);
+    px_stop(h);
 }
 
 /* DISCARD_MAX counts what is dropped once the answer went, not what the exchange took before
@@ -4273,6 +4317,7 @@ int main(void)
         cmocka_unit_test(test_whole_body_early_answer),
         cmocka_unit_test(test_early_answer_discards),
         cmocka_unit_test(test_discard_bounds),
+        cmocka_unit_test(test_answered_stream_frees_slot),
         cmocka_unit_test(test_short_body_answer_unsent),
         cmocka_unit_test(test_head_unsent_at_connection_error),
         cmocka_unit_test(test_unread_lines_match_counts),

@@ -490,6 +490,91 @@ static void test_upstream_client_cert_refused(void **state)
     }
 }
 
+/* The value of header `name` (lowercase, as HTTP/2 sends it) in curl's dumped head, malloc'd,
+ * or NULL. */
+static char *dumped_header(const char *head, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = head; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (strncmp(p, name, n) == 0 && p[n] == ':') {
+            const char *v = p + n + 1 + strspn(p + n + 1, " ");
+            return strndup(v, strcspn(v, "\r\n"));
+        }
+    }
+    return NULL;
+}
+
+/* The same refusal for a request over HTTP/2 (curl, ALPN h2): its Proxy-Status carries the
+ * alert, and /status's recent failure says the same (failure, proxy_status, alert_id,
+ * alert_message): the record is written by the HTTP/2 stream's own path, not HTTP/1.1's. */
+static void test_upstream_client_cert_refused_h2(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *route;
+        int alert;        /* alert-id */
+        const char *name; /* alert-message */
+    } rows[] = {
+        {"mtls_missing", 116, "certificate_required"},
+        {"mtls12_missing", 40, "handshake_failure"}, /* TLS 1.2's word for a certificate wanted */
+    };
+    uint16_t port = harness_port(t.h, "tls");
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char url[128], resolve[128], want[160];
+        snprintf(url, sizeof(url), "https://localhost:%u/%s/x", port, rows[i].route);
+        snprintf(resolve, sizeof(resolve), "localhost:%u:127.0.0.1", port);
+        const char *const argv[] = {"curl", "-sS", "--http2", "--max-time", "5", "--cacert",
+                                    t.certs->ca_cert, "--resolve", resolve, "-D", "-", "-o",
+                                    "/dev/null", url, NULL};
+        struct tu_cmd_result res;
+        assert_int_equal(tu_run_command(argv, 10000, &res), 0);
+        if (!tu_contains(res.out, "HTTP/2 502"))
+            fail_msg("%s: not an HTTP/2 502:\n%s%s", rows[i].route, res.out, res.err);
+        char *ps = dumped_header(res.out, "proxy-status");
+        char *id = dumped_header(res.out, "x-request-id");
+        assert_non_null(ps);
+        assert_non_null(id);
+        print_message("  HTTP/2 %s: %s\n", rows[i].route, ps);
+        snprintf(want, sizeof(want), "portico; error=tls_alert_received; details=\"");
+        assert_true(tu_contains(ps, want));
+        snprintf(want, sizeof(want), "; alert-id=%d; alert-message=\"%s\"; next-hop=\"",
+                 rows[i].alert, rows[i].name);
+        assert_true(tu_contains(ps, want));
+
+        struct tj *doc = NULL;
+        const struct tj *f = NULL;
+        int64_t deadline = tu_now_ms() + PX_IO_MS; /* recorded as its stream ends */
+        while ((f = status_failure(&doc, id)) == NULL && tu_now_ms() < deadline) {
+            tj_free(doc);
+            poll(NULL, 0, 5);
+        }
+        if (f == NULL)
+            fail_msg("request %s is not among /status's recent failures", id);
+        print_message("  /status: %s %s %s\n", tj_str(f, "failure") ?: "",
+                      tj_str(f, "proxy_status") ?: "", tj_str(f, "alert_message") ?: "");
+        double alert = -1;
+        assert_string_equal(tj_str(f, "failure"), "tls_handshake_failed");
+        assert_string_equal(tj_str(f, "proxy_status"), "tls_alert_received");
+        if (tj_num(f, "alert_id", &alert) != 0 || (int)alert != rows[i].alert ||
+            !tj_str(f, "alert_message") || strcmp(tj_str(f, "alert_message"), rows[i].name) != 0)
+            fail_msg("%s: /status has alert_id %g, alert_message %s; Proxy-Status: %s",
+                     rows[i].route, alert, tj_str(f, "alert_message") ?: "(none)", ps);
+        /* its details and next-hop are /status's detail and origin */
+        snprintf(want, sizeof(want), "; next-hop=\"%s\"", tj_str(f, "origin") ?: "(none)");
+        assert_true(tu_contains(ps, want));
+        char *details = tu_contains(ps, "details=\"") ? strstr(ps, "details=\"") + 9 : NULL;
+        assert_non_null(details);
+        if (strncmp(details, tj_str(f, "detail") ?: "", strcspn(details, "\"")) != 0 ||
+            strlen(tj_str(f, "detail") ?: "") != strcspn(details, "\""))
+            fail_msg("%s: /status's detail '%s', Proxy-Status: %s", rows[i].route,
+                     tj_str(f, "detail") ?: "(none)", ps);
+        tj_free(doc);
+        free(ps);
+        free(id);
+        tu_cmd_result_free(&res);
+    }
+}
+
 /* Keep-alive pooling for a TLS origin: three requests, two of them on one client connection and
  * one on another, ride one TCP connection and one handshake at the origin. */
 static void test_upstream_tls_pooling(void **state)
@@ -2114,6 +2199,7 @@ int main(void)
         cmocka_unit_test(test_upstream_tls),
         cmocka_unit_test(test_upstream_absolute_name),
         cmocka_unit_test(test_upstream_client_cert_refused),
+        cmocka_unit_test(test_upstream_client_cert_refused_h2),
         cmocka_unit_test(test_upstream_tls_pooling),
         cmocka_unit_test(test_upstream_alert_after_tls12_handshake),
         cmocka_unit_test(test_upstream_alert_mid_body),

@@ -1082,6 +1082,17 @@ static const struct {
     {"a bare CR inside a value",
      "[proxy]\nlog_level = in\rfo\n" UP,
      {"test.ini:2: log_level: 'in\\x0dfo' is not one of error, warn, info, debug"}},
+    /* a rule's headers: not Portico-Fault, which names the rule that fired (main sent the
+     * rule's in its place), nor a framing or connection field, which would make the answer
+     * lie about its framing */
+    {"a fault rule's headers setting Portico's own fields",
+     UP "[fault f]\nstatus = 503\nheaders = Portico-Fault: other\nheaders = Content-Length: 5\n"
+     "headers = Transfer-Encoding: chunked\nheaders = Connection: close\n",
+     {"test.ini:5: headers: 'Portico-Fault' is set by Portico (it names the rule that fired)",
+      "test.ini:6: headers: 'Content-Length' is set by Portico (framing and connection fields)",
+      "test.ini:7: headers: 'Transfer-Encoding' is set by Portico (framing and connection "
+      "fields)",
+      "test.ini:8: headers: 'Connection' is set by Portico (framing and connection fields)"}},
     /* after an error header_control may be the line refused: its clients are not said unused */
     {"header_control refused beside its clients",
      "[faults]\nheader_control = maybe\nheader_control_clients = 127.0.0.2/32\n" UP,

@@ -161,6 +161,10 @@ static const struct {
     {"headers", "Connection: close", "set by Portico"},
     {"headers", "Trailer: X-Checksum", "set by Portico"}, /* a trailer section is framing */
     {"headers", "TE: trailers", "set by Portico"},
+    {"headers", "Transfer-Encoding: chunked", "set by Portico (framing and connection fields)"},
+    /* it says which rule fired (README: Seeing what fired): a rule's own was sent in its place */
+    {"headers", "Portico-Fault: none", "'Portico-Fault' is set by Portico (it names the rule"},
+    {"headers", "portico-fault: none", "set by Portico (it names the rule that fired)"},
     {"reason", "Down for maintenance", NULL},
     {"body", "down for maintenance", NULL},
     {"enabled", "off", NULL},

@@ -783,25 +783,28 @@ static void test_discards(void **state)
     metrics_discard_end(a, false, DISCARD_END_CLOSED, 0);
     metrics_discard_end(a, true, DISCARD_END_RESET, 1048577);
     metrics_discard_end(b, true, DISCARD_END_CLIENT_CLOSED, 3);
+    metrics_discard_end(b, true, DISCARD_END_ANSWERED, 2);
     metrics_discard_end(a, true, DISCARD_END_COUNT, 7); /* not an end: ignored, its bytes too */
     char *text = render(NULL);
     validate(text);
     assert_family(text, "portico_request_body_discards_total",
                   "portico_request_body_discards_total{protocol=\"http1\",result=\"read\"} 2\n"
                   "portico_request_body_discards_total{protocol=\"http1\",result=\"reset\"} 0\n"
+                  "portico_request_body_discards_total{protocol=\"http1\",result=\"answered\"} 0\n"
                   "portico_request_body_discards_total{protocol=\"http1\",result=\"closed\"} 1\n"
                   "portico_request_body_discards_total{protocol=\"http1\",result=\"timeout\"} 0\n"
                   "portico_request_body_discards_total{protocol=\"http1\","
                   "result=\"client_closed\"} 0\n"
                   "portico_request_body_discards_total{protocol=\"http2\",result=\"read\"} 0\n"
                   "portico_request_body_discards_total{protocol=\"http2\",result=\"reset\"} 1\n"
+                  "portico_request_body_discards_total{protocol=\"http2\",result=\"answered\"} 1\n"
                   "portico_request_body_discards_total{protocol=\"http2\",result=\"closed\"} 0\n"
                   "portico_request_body_discards_total{protocol=\"http2\",result=\"timeout\"} 0\n"
                   "portico_request_body_discards_total{protocol=\"http2\","
                   "result=\"client_closed\"} 1\n");
     assert_family(text, "portico_request_body_discarded_bytes_total",
                   "portico_request_body_discarded_bytes_total{protocol=\"http1\"} 15\n"
-                  "portico_request_body_discarded_bytes_total{protocol=\"http2\"} 1048580\n");
+                  "portico_request_body_discarded_bytes_total{protocol=\"http2\"} 1048582\n");
     free(text);
 }
 
