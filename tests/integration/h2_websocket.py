@@ -20,7 +20,7 @@ MODES:
   origin_close PATH     reads until the stream ends (the origin closed)
   idle PATH             waits, sending nothing, until the stream is reset
   halfclose PATH        END_STREAM first, then what the origin still sends
-  noread PATH MB        sends MB MiB of messages and reads nothing
+  noread PATH MB DIR    sends MB MiB of messages, gives back no window, waits on DIR/go
 """
 import os
 import socket
@@ -338,26 +338,46 @@ def mode_halfclose(c, path):
     say(stream_ended=c.wait(lambda: sid in c.ended), reset=c.reset.get(sid, "none"))
 
 
-def mode_noread(c, path, mb):
+def mode_noread(c, path, mb, fifo_dir):
+    """Sends up to mb MiB of 256 KiB messages and gives back no window for the echoes: once
+    the stream's window stayed shut for 2 s, says so in fifo_dir/stalled and waits for a line
+    in fifo_dir/go (the test measures meanwhile)."""
     c.auto_ack = False
     sid = c.open_ws(path)
     head_line(c, sid)
     chunk = ws_frame(0x2, b"x" * (256 * 1024))
-    sent = 0
-    deadline = time.monotonic() + 3
-    # the windows close as the origin's echo backs up: sent stays far short of mb
+    sent, at = 0, 0
+    shut_since = None
+    deadline = time.monotonic() + 30
     while sent < int(mb) * 1024 * 1024 and time.monotonic() < deadline:
-        n = min(len(chunk), c.conn.local_flow_control_window(sid),
+        n = min(len(chunk) - at, c.conn.local_flow_control_window(sid),
                 c.conn.max_outbound_frame_size)
         if n <= 0:
-            c.pump(0.05)
+            shut_since = shut_since or time.monotonic()
+            if time.monotonic() - shut_since >= 2:
+                break
+            c.pump(0.1)
             continue
-        c.conn.send_data(sid, chunk[:n])
+        shut_since = None
+        c.conn.send_data(sid, chunk[at:at + n])
         c.flush()
         sent += n
-    say(sent_kib=sent // 1024)
-    print("holding", flush=True)
-    sys.stdin.readline()  # the test measures, then lets us go
+        at = (at + n) % len(chunk)
+    received = len(c.data.get(sid, b""))
+    say(sent_kib=sent // 1024, received_kib=received // 1024)
+    go = os.open(os.path.join(fifo_dir, "go"), os.O_RDONLY | os.O_NONBLOCK)
+    with open(os.path.join(fifo_dir, "stalled"), "w") as f:
+        f.write("stalled %d\n" % sent)
+    deadline = time.monotonic() + 20
+    line = b""
+    while b"\n" not in line and time.monotonic() < deadline:
+        c.pump(0.1)  # frames keep being read (a PING is answered), no window given back
+        try:
+            line += os.read(go, 16)
+        except BlockingIOError:
+            pass
+    os.close(go)
+    say(go=b"\n" in line)
 
 
 MODES = {

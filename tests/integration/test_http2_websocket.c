@@ -7,6 +7,8 @@
  * Access-log lines are read once Portico has stopped (a worker writes its lines once a second
  * while it runs).
  */
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -447,6 +450,84 @@ static void test_tunnel_timeout(void **state)
     ws_origin_stop(o);
 }
 
+/* ---- flow control ---- */
+
+/* h2_websocket.py's noread mode, run beside the test (its FIFOs wait for the test's look). */
+struct noread_run {
+    const char *argv[8];
+    struct tu_cmd_result r;
+    int rc;
+};
+
+static void *noread_main(void *arg)
+{
+    struct noread_run *run = arg;
+    run->rc = tu_run_command(run->argv, RUN_MS, &run->r);
+    return NULL;
+}
+
+/* What Portico may grow by while a client that reads no echo has a WebSocket send it 64 MiB:
+ * the stream's share of its connection's response budget (4 MiB), what the origin's socket
+ * read ahead, and the request window's worth (1 MiB at most) on its way to the origin. */
+#define NOREAD_GROWTH_KB (12 * 1024)
+
+/* A client that gives back no window for what it is sent: the origin's echoes stop in
+ * Portico at the stream's share, the origin is no longer read, its own writes back up, it
+ * reads no more of the client's messages, and the client's window stays shut: the client sent
+ * a few MiB of its 64, and Portico's memory stayed bounded. */
+static void test_client_not_reading_bounded(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start(NULL, ws_origin_port(o), NULL);
+    pid_t pid = harness_pid(h);
+    bool own = px_rss_is_portico(pid);
+    long before = own ? px_rss_settled(pid) : px_proc_kb(pid, "VmRSS");
+    char dir[256], stalled[300], go[300], port[16];
+    assert_int_equal(tu_make_temp_dir("h2ws", dir, sizeof(dir)), 0);
+    snprintf(stalled, sizeof(stalled), "%s/stalled", dir);
+    snprintf(go, sizeof(go), "%s/go", dir);
+    assert_int_equal(mkfifo(stalled, 0600), 0);
+    assert_int_equal(mkfifo(go, 0600), 0);
+    int stalled_fd = open(stalled, O_RDONLY | O_NONBLOCK); /* before the script opens it */
+    assert_true(stalled_fd >= 0);
+    snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
+    struct noread_run run = {.argv = {PY, CLIENT, port, "noread", "/n", "64", dir, NULL}};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, noread_main, &run), 0);
+    int64_t deadline = tu_now_ms() + 20000;
+    short ev = 0;
+    char line[32] = "";
+    while (tu_poll_until(stalled_fd, POLLIN, deadline, &ev) > 0 &&
+           read(stalled_fd, line, sizeof(line) - 1) <= 0)
+        ;
+    close(stalled_fd);
+    long after = own ? px_rss_settled(pid) : px_proc_kb(pid, "VmRSS");
+    int go_fd = open(go, O_WRONLY | O_NONBLOCK); /* the script opened it first */
+    if (go_fd >= 0) {
+        assert_int_equal(write(go_fd, "go\n", 3), 3);
+        close(go_fd);
+    }
+    pthread_join(t, NULL);
+    if (run.rc != 0 || strncmp(line, "stalled ", 8) != 0)
+        fail_msg("h2_websocket.py noread: rc %d, '%s'\n%s%s", run.rc, line, run.r.out,
+                 run.r.err);
+    long sent = strtol(line + 8, NULL, 10);
+    print_message("  a client reading no echo: sent %ld KiB of 64 MiB; portico RSS %ld kB -> "
+                  "%ld kB%s\n",
+                  sent / 1024, before, after, own ? "" : " (not asserted under ASan)");
+    want(&run.r, "status=200");
+    want(&run.r, "go=True");
+    assert_true(sent < 32 * 1024 * 1024); /* the rest: the kernels' buffers on the way */
+    if (own && after - before > NOREAD_GROWTH_KB)
+        fail_msg("RSS grew by %ld kB (at most %d kB)", after - before, NOREAD_GROWTH_KB);
+    tu_cmd_result_free(&run.r);
+    tu_remove_tree(dir);
+    px_stop(h);
+    ws_origin_stop(o);
+}
+
 int main(void)
 {
     tu_ignore_sigpipe();
@@ -463,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_origin_close_ends_stream),
         cmocka_unit_test(test_client_half_close),
         cmocka_unit_test(test_tunnel_timeout),
+        cmocka_unit_test(test_client_not_reading_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
