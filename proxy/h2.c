@@ -1456,6 +1456,15 @@ void h2_drain(struct h2_conn *h)
     notice_shutdown(h);
 }
 
+size_t h2_tunnels(const struct h2_conn *h)
+{
+    size_t n = 0;
+    const struct h2_stream *s;
+    TAILQ_FOREACH(s, &h->streams, link)
+        n += s->tunnel != NULL;
+    return n;
+}
+
 bool h2_idle(const struct h2_conn *h)
 {
     return h->idle;

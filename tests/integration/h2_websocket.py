@@ -37,6 +37,16 @@ import h2.settings
 IO_S = 10.0
 
 
+class KeepOpen(h2.connection.H2ConnectionStateMachine):
+    """python-h2 closes its side at any GOAWAY, where RFC 9113 6.8 lets the streams it names
+    go on (browsers do): a GOAWAY leaves the connection open here, for the streams in flight."""
+
+    def process_input(self, input_):
+        if input_ == h2.connection.ConnectionInputs.RECV_GOAWAY:
+            return []
+        return super().process_input(input_)
+
+
 class Client:
     def __init__(self, port):
         raw = socket.create_connection(("127.0.0.1", port), timeout=IO_S)
@@ -49,12 +59,14 @@ class Client:
         self.alpn = self.s.selected_alpn_protocol()
         self.conn = h2.connection.H2Connection(
             config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        self.conn.state_machine = KeepOpen()
         self.events = []
         self.data = {}          # stream id -> bytes received, not yet taken
         self.ended = set()      # streams whose END_STREAM came
         self.reset = {}         # stream id -> error code of its RST_STREAM
         self.heads = {}         # stream id -> response headers (dict)
         self.settings = None
+        self.goaway = False     # a GOAWAY came
         self.auto_ack = True    # give back the windows as DATA comes
         if self.alpn != "h2":
             return
@@ -90,6 +102,8 @@ class Client:
                     self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
             elif isinstance(ev, h2.events.StreamEnded):
                 self.ended.add(ev.stream_id)
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                self.goaway = True
             elif isinstance(ev, h2.events.StreamReset):
                 self.reset[ev.stream_id] = int(ev.error_code)
         self.flush()
@@ -380,7 +394,34 @@ def mode_noread(c, path, mb, fifo_dir):
     say(go=b"\n" in line)
 
 
+def mode_drain(c, path, fifo_dir):
+    """Opens a WebSocket, says so in fifo_dir/open, waits for a line in fifo_dir/go (the test
+    reloads meanwhile), echoes once more, then waits for the connection's end."""
+    sid = c.open_ws(path)
+    head_line(c, sid)
+    say(echoed_before=echo_some(c, sid, 1))
+    go = os.open(os.path.join(fifo_dir, "go"), os.O_RDONLY | os.O_NONBLOCK)
+    with open(os.path.join(fifo_dir, "open"), "w") as f:
+        f.write("open\n")
+    deadline = time.monotonic() + 20
+    line = b""
+    while b"\n" not in line and time.monotonic() < deadline:
+        c.pump(0.05)
+        try:
+            line += os.read(go, 16)
+        except BlockingIOError:
+            pass
+    os.close(go)
+    say(echoed_draining=echo_some(c, sid, 1, tag=1))
+    deadline = time.monotonic() + 15
+    closed = False
+    while not closed and time.monotonic() < deadline:
+        closed = not c.pump(deadline - time.monotonic())
+    say(closed=closed, goaway=c.goaway)
+
+
 MODES = {
+    "drain": mode_drain,
     "settings": mode_settings, "echo": mode_echo, "multi": mode_multi, "status": mode_status,
     "plain_connect": mode_plain_connect, "protocol": mode_protocol, "reset": mode_reset,
     "origin_close": mode_origin_close, "idle": mode_idle, "halfclose": mode_halfclose,

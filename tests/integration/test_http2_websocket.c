@@ -450,6 +450,92 @@ static void test_tunnel_timeout(void **state)
     ws_origin_stop(o);
 }
 
+/* ---- a stop ---- */
+
+/* h2_websocket.py beside the test, its FIFOs waiting for the test's look. */
+struct side_run {
+    const char *argv[8];
+    struct tu_cmd_result r;
+    int rc;
+};
+
+static void *side_main(void *arg)
+{
+    struct side_run *run = arg;
+    run->rc = tu_run_command(run->argv, RUN_MS, &run->r);
+    return NULL;
+}
+
+/* Waits for the script's line in the FIFO at path (opened before the script did); "" if none
+ * came within 20 s. */
+static void fifo_line(int fd, char *line, size_t size)
+{
+    int64_t deadline = tu_now_ms() + 20000;
+    short ev = 0;
+    line[0] = '\0';
+    while (tu_poll_until(fd, POLLIN, deadline, &ev) > 0 && read(fd, line, size - 1) <= 0)
+        ;
+    close(fd);
+}
+
+static void fifo_go(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_NONBLOCK); /* the script opened it first */
+    if (fd >= 0) {
+        assert_int_equal(write(fd, "go\n", 3), 3);
+        close(fd);
+    }
+}
+
+/* A reload's old worker lets a WebSocket stream live for shutdown_timeout, as an HTTP/1.1
+ * tunnel, then cuts it: the client has the GOAWAY, then the close; the cut is logged and
+ * counted. */
+static void test_cut_by_drain_deadline(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start("shutdown_timeout = 1s", ws_origin_port(o), NULL);
+    char dir[256], opened[300], go[300], port[16];
+    assert_int_equal(tu_make_temp_dir("h2ws", dir, sizeof(dir)), 0);
+    snprintf(opened, sizeof(opened), "%s/open", dir);
+    snprintf(go, sizeof(go), "%s/go", dir);
+    assert_int_equal(mkfifo(opened, 0600), 0);
+    assert_int_equal(mkfifo(go, 0600), 0);
+    int opened_fd = open(opened, O_RDONLY | O_NONBLOCK);
+    assert_true(opened_fd >= 0);
+    snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
+    struct side_run run = {.argv = {PY, CLIENT, port, "drain", "/long", dir, NULL}};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, side_main, &run), 0);
+    char line[32];
+    fifo_line(opened_fd, line, sizeof(line));
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2,", PX_IO_MS), 0);
+    fifo_go(go);
+    pthread_join(t, NULL);
+    if (run.rc != 0 || strncmp(line, "open", 4) != 0)
+        fail_msg("h2_websocket.py drain: rc %d '%s'\n%s%s", run.rc, line, run.r.out, run.r.err);
+    want(&run.r, "status=200");
+    want(&run.r, "echoed_before=1");
+    want(&run.r, "echoed_draining=1"); /* the old worker still relays */
+    want(&run.r, "closed=True");
+    want(&run.r, "goaway=True");
+    tu_cmd_result_free(&run.r);
+    assert_int_equal(harness_wait_log(h, "previous workers have finished", PX_IO_MS), 0);
+    assert_true(harness_log_contains(h, "[warn] stopping: cut 1 tunnel still open"));
+    assert_true(harness_log_contains(h, ": cut: Portico stopped"));
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"cut\"}", 1) == 1);
+    assert_int_equal(harness_stop(h), 0);
+    char *l = px_log_line(h, "\"path\":\"/long\"");
+    if (!tu_contains(l, "tunnel: cut: Portico stopped") || !tu_contains(l, "\"status\":200"))
+        fail_msg("the cut stream's line: %s", l);
+    free(l);
+    harness_free(h);
+    tu_remove_tree(dir);
+    ws_origin_stop(o);
+}
+
 /* ---- flow control ---- */
 
 /* h2_websocket.py's noread mode, run beside the test (its FIFOs wait for the test's look). */
@@ -544,6 +630,7 @@ int main(void)
         cmocka_unit_test(test_origin_close_ends_stream),
         cmocka_unit_test(test_client_half_close),
         cmocka_unit_test(test_tunnel_timeout),
+        cmocka_unit_test(test_cut_by_drain_deadline),
         cmocka_unit_test(test_client_not_reading_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
