@@ -7,6 +7,7 @@
  * Access-log lines are read once Portico has stopped (a worker writes its lines once a second
  * while it runs).
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -312,25 +313,33 @@ static int wait_eof(int fd, void *arg)
 {
     struct switcher *sw = arg;
     char buf[4096];
-    for (int i = 0; i < 1000; i++) { /* bounded: 1000 reads of what comes, then EOF */
-        struct timeval tv = {10, 0};
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    int64_t deadline = tu_now_ms() + 20000;
+    for (int i = 0; i < 10000; i++) { /* bounded: what comes is read, then the end */
+        short ev = 0;
+        if (tu_poll_until(fd, POLLIN, deadline, &ev) <= 0)
+            break;
         ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
         if (n <= 0) {
-            atomic_store(&sw->eof, n == 0 ? 1 : 2);
+            atomic_store(&sw->eof, n == 0 ? 1 : 100 + errno); /* 1: a FIN */
             return 1;
         }
     }
+    atomic_store(&sw->eof, 2); /* nothing within 20 s */
     return 1;
 }
+
+static const struct fo_step plain_ok[] = {FO_RESPOND_OK(), FO_END()};
 
 static const struct fo_step *pick_switch(const struct fo_request_info *req, void *arg)
 {
     struct switcher *sw = arg;
     const char *k = strcasestr(req->head, "\r\nSec-WebSocket-Key: ");
     char key[32] = "", accept[29] = "";
-    if (k)
-        sscanf(k + 21, "%24s", key);
+    if (!k)
+        return plain_ok; /* a request that offered no upgrade (the client's next GET) */
+    sscanf(k + 21, "%24s", key);
     ws_accept_value(key, accept);
     snprintf(sw->script_head, sizeof(sw->script_head),
              "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -351,6 +360,7 @@ static void test_client_reset_closes_origin(void **state)
     run_client(h, &r, "reset", "/r", NULL);
     want(&r, "status=200");
     want(&r, "echoed=1");
+    want(&r, "after_status=400"); /* the echo origin refuses a GET without upgrade */
     tu_cmd_result_free(&r);
     assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"client_error\"}", 1) ==
                 1);
@@ -370,6 +380,7 @@ static void test_client_reset_closes_origin(void **state)
     h = start(NULL, fake_origin_port(f), NULL);
     run_client(h, &r, "reset", "/r", NULL);
     want(&r, "status=200");
+    want(&r, "after_status=200");
     tu_cmd_result_free(&r);
     int64_t deadline = tu_now_ms() + PX_IO_MS;
     while (atomic_load(&sw.eof) == 0 && tu_now_ms() < deadline) {
