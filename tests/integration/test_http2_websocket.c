@@ -252,6 +252,23 @@ static void test_refused_origin(void **state)
     fake_origin_stop(o);
 }
 
+/* An origin that takes the upgrade request and never answers: 504 at first_byte_timeout, as
+ * any request's. */
+static void test_silent_origin(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_SILENT);
+    assert_non_null(o);
+    struct harness *h = start(NULL, fake_origin_port(o), "first_byte_timeout = 300ms");
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "status", "/chat", NULL);
+    want(&r, "status=504");
+    want(&r, "ended=True");
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
 /* A 101 whose Sec-WebSocket-Accept is not for the key Portico sent: 502 invalid_response. */
 static const struct fo_step wrong_accept[] = {
     FO_SEND("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -635,6 +652,7 @@ int main(void)
         cmocka_unit_test(test_two_websockets_and_a_get),
         cmocka_unit_test(test_origin_refuses),
         cmocka_unit_test(test_refused_origin),
+        cmocka_unit_test(test_silent_origin),
         cmocka_unit_test(test_wrong_accept),
         cmocka_unit_test(test_other_connects_501),
         cmocka_unit_test(test_client_reset_closes_origin),
