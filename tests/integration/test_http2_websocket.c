@@ -269,6 +269,28 @@ static void test_silent_origin(void **state)
     fake_origin_stop(o);
 }
 
+/* A fault rule answers a WebSocket's stream as it answers any request: its 503 is the answer,
+ * and no origin is asked. */
+static void test_fault_rule_answers(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start(NULL, ws_origin_port(o),
+                              "[fault outage]\nprefix = /faulty\nstatus = 503\n");
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "status", "/faulty/chat", NULL);
+    want(&r, "status=503");
+    want(&r, "ended=True");
+    tu_cmd_result_free(&r);
+    run_client(h, &r, "echo", "/chat", "1", NULL); /* another path goes through */
+    want(&r, "echoed=1");
+    tu_cmd_result_free(&r);
+    assert_int_equal(ws_origin_handshakes(o), 1);
+    px_stop(h);
+    ws_origin_stop(o);
+}
+
 /* A 101 whose Sec-WebSocket-Accept is not for the key Portico sent: 502 invalid_response. */
 static const struct fo_step wrong_accept[] = {
     FO_SEND("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -653,6 +675,7 @@ int main(void)
         cmocka_unit_test(test_origin_refuses),
         cmocka_unit_test(test_refused_origin),
         cmocka_unit_test(test_silent_origin),
+        cmocka_unit_test(test_fault_rule_answers),
         cmocka_unit_test(test_wrong_accept),
         cmocka_unit_test(test_other_connects_501),
         cmocka_unit_test(test_client_reset_closes_origin),
