@@ -328,8 +328,9 @@ def mode_origin_close(c, path):
     f = c.take_frame(sid, 0.1)
     say(frame=f[1].decode("latin-1") if f else "none", ended=sid in c.ended,
         reset=c.reset.get(sid, "none"))
-    c.conn.end_stream(sid)
-    c.flush()
+    if sid not in c.reset:
+        c.conn.end_stream(sid)
+        c.flush()
 
 
 def mode_idle(c, path):

@@ -457,6 +457,31 @@ static void test_origin_close_ends_stream(void **state)
     fake_origin_stop(f);
 }
 
+/* An origin's reset resets the stream (CONNECT_ERROR, RFC 9113 8.5), counted origin_error. */
+static void test_origin_reset_resets_stream(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    sw.steps[1] = (struct fo_step)FO_WAIT(100);
+    sw.steps[2] = (struct fo_step)FO_RST();
+    sw.steps[3] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "origin_close", "/rst", NULL);
+    want(&r, "status=200");
+    want(&r, "ended=False");
+    want(&r, "reset=10");
+    tu_cmd_result_free(&r);
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"origin_error\"}", 1) ==
+                1);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
 /* The client's END_STREAM is a FIN to the origin behind its bytes; what the origin still sends
  * goes on to the client, then its close ends the stream. */
 static void test_client_half_close(void **state)
@@ -680,6 +705,7 @@ int main(void)
         cmocka_unit_test(test_other_connects_501),
         cmocka_unit_test(test_client_reset_closes_origin),
         cmocka_unit_test(test_origin_close_ends_stream),
+        cmocka_unit_test(test_origin_reset_resets_stream),
         cmocka_unit_test(test_client_half_close),
         cmocka_unit_test(test_tunnel_timeout),
         cmocka_unit_test(test_cut_by_drain_deadline),
