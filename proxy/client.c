@@ -373,7 +373,9 @@ void clients_close_all(struct loop *l)
     struct client *c;
     unsigned tunnels = 0; /* cut: they have no exchange to log a 499 for */
     TAILQ_FOREACH(c, &l->clients, link)
-        tunnels += c->state == CS_TUNNEL;
+        tunnels += c->state == CS_TUNNEL           ? 1
+                   : c->state == CS_H2 && c->h2 ? (unsigned)h2_tunnels(c->h2) /* WebSockets */
+                                                : 0;
     if (tunnels)
         log_warn("stopping: cut %u tunnel%s still open", tunnels, tunnels == 1 ? "" : "s");
     while ((c = TAILQ_FIRST(&l->clients)) != NULL)

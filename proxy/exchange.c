@@ -1247,10 +1247,11 @@ static bool admissible(struct exchange *ex)
         return false;
     }
     /* An upgrade the origin may take (101, WebSocket): HTTP/1.1 without a body (Content-Length: 0
-     * is none), from a downstream that can hand its connection over (an HTTP/2 stream cannot),
-     * not to HTTP/2. The Upgrade field is looked for by its id first: most requests have none,
-     * and then no Connection list is walked by name ("Connection: close" cost ~270). */
-    ex->upgrade = ex->ds.proto == PROTO_HTTP11 && ex->ds.ops->upgraded &&
+     * is none), from a downstream that can hand its connection over (an HTTP/2 stream only its
+     * WebSocket, RFC 8441, whose Upgrade is Portico's), not to HTTP/2. The Upgrade field is
+     * looked for by its id first: most requests have none, and then no Connection list is
+     * walked by name ("Connection: close" cost ~270). */
+    ex->upgrade = (ex->ds.proto == PROTO_HTTP11 || ex->ds.websocket) && ex->ds.ops->upgraded &&
                   !h1_info_has_body(&ex->info) &&
                   h1_find(ex->req.fields, ex->req.nfields, H1_F_UPGRADE, 0) >= 0 &&
                   h1_connection_has(ex->req.fields, ex->req.nfields, "upgrade") &&

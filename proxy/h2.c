@@ -571,7 +571,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
 {
     struct h2_conn *h = user;
     struct h2_stream *s = stream_of(h, id);
-    if (!s || !s->ex) {
+    if (!s || (!s->ex && !s->tunnel)) {
         /* Nobody reads it any more (answered, or refused): let it through the windows; a
          * discarded body's stream window is h2_stream_discard's. */
         nghttp2_session_consume_connection(session, len);
@@ -669,7 +669,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
              * bring us back. Their grants are made again. */
             struct h2_stream *t;
             TAILQ_FOREACH(t, &h->streams, link)
-                if (t->ex && !t->req_eof)
+                if ((t->ex || t->tunnel) && !t->req_eof)
                     h2_stream_grant(t);
                 else if (t->discard && !t->req_eof)
                     h2_stream_discard(t, 0); /* its window, looked at again */
@@ -752,7 +752,7 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
     if (s && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
         (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS)) {
         h2_stream_delivered(s);
-        if (!s->req_eof)
+        if (!s->req_eof && !s->tunnel) /* a tunnel's is a half-close: the client goes on */
             h2_stream_answered_early(s);
     }
     /* Before nghttp2 closes the stream (after this callback): what may still come on it. */
@@ -1032,11 +1032,14 @@ static void check_streams(struct h2_conn *h, uint64_t now)
         stream_stalled(s, held && nghttp2_session_get_stream_remote_window_size(h->session,
                                                                                 s->id) <= 0,
                        now);
-        if (!s->ex || !s->watched)
+        if ((!s->ex && !s->tunnel) || !s->watched)
             continue;
         if (held + sock_pending(h->sock) < resume_below && h2_stream_room(s) > 0) {
             s->watched = false;
-            exchange_drained(s->ex); /* may end it: done() only submits */
+            if (s->tunnel)
+                h2_tunnel_drained(s->tunnel);
+            else
+                exchange_drained(s->ex); /* may end it: done() only submits */
         } else if (held < resume_below) {
             h2_stream_check(s);
         }
@@ -1153,7 +1156,9 @@ static void tell_fed(struct h2_conn *h)
         TAILQ_REMOVE(&h->fed, s, fed_link);
         s->fed = false;
         s->data_at = now;
-        if (s->ex)
+        if (s->tunnel)
+            h2_tunnel_readable(s->tunnel);
+        else if (s->ex && !s->websocket) /* a WebSocket's DATA waits for its tunnel */
             exchange_request_readable(s->ex);
     }
 }
@@ -1412,6 +1417,8 @@ struct h2_conn *h2_start(struct loop *l, struct sock *s, const struct peer *peer
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)h->req_floor},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)MIN(h->cfg->max_header_size, UINT32_MAX)},
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        /* RFC 8441: WebSockets as streams (extended CONNECT), to HTTP/1.1 origins */
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
     };
     nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, iv, ARRAY_LEN(iv));
     nghttp2_session_set_local_window_size(h->session, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
@@ -1447,6 +1454,15 @@ void h2_drain(struct h2_conn *h)
     if (!took_stream(h))
         return; /* its deadline stays: client_header_timeout from its start */
     notice_shutdown(h);
+}
+
+size_t h2_tunnels(const struct h2_conn *h)
+{
+    size_t n = 0;
+    const struct h2_stream *s;
+    TAILQ_FOREACH(s, &h->streams, link)
+        n += s->tunnel != NULL;
+    return n;
 }
 
 bool h2_idle(const struct h2_conn *h)

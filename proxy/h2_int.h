@@ -20,6 +20,8 @@
 struct access_record;
 struct config;
 struct exchange;
+struct h2_tunnel;
+struct tunnel_origin;
 
 /* The kinds of abuse that end a connection, each with its counter. The first four are
  * Portico's token buckets (burst, then tokens per second); the others have no bucket (0, 0):
@@ -102,6 +104,10 @@ struct h2_stream {
     const char *malformed;             /* static: why the request was reset, NULL if not */
     size_t trailer_size;               /* bytes of trailer fields decoded so far */
     struct exchange *ex;               /* while ST_EXCHANGE: ends itself, calls done() */
+    bool websocket;                    /* an extended CONNECT (RFC 8441) for a WebSocket: its
+                                          exchange is an HTTP/1.1 upgrade, its DATA the
+                                          tunnel's, not a request body */
+    struct h2_tunnel *tunnel;          /* after its origin's 101: owned (h2_tunnel.c) */
     uint64_t t0;                       /* µs: the HEADERS frame began */
     struct evbuffer *req_in;           /* request body from DATA, for the exchange */
     size_t req_counted;                /* request bytes not yet given back to the window: in
@@ -425,6 +431,33 @@ void h2_stream_answer_read(struct h2_stream *s);
 
 /* END_STREAM from the client: the request body is complete. */
 void h2_stream_eof(struct h2_stream *s);
+
+/* The data provider of a stream that waits for bytes goes on (its body has some, or ended). */
+void h2_stream_resume(struct h2_stream *s);
+
+/* queued bytes of the stream's request (or tunnel) DATA wait in the origin's output; the rest
+ * left req_in and went: given back to the stream's window, within its share. */
+void h2_stream_request_taken(struct h2_stream *s, size_t queued);
+
+/* ---- a WebSocket's stream after its 101 (h2_tunnel.c) ---- */
+
+/* Opens the tunnel between stream s (its DATA both ways) and origin (owned from now on: on
+ * failure, out of memory, the origin is closed and its line written, and NULL returned); sets
+ * s->tunnel and moves what either side sent before. */
+struct h2_tunnel *h2_tunnel_open(struct h2_stream *s, const struct tunnel_origin *origin);
+
+/* DATA came into the stream's req_in. */
+void h2_tunnel_readable(struct h2_tunnel *t);
+
+/* The client's END_STREAM: a FIN to the origin once all it sent went. */
+void h2_tunnel_client_eof(struct h2_tunnel *t);
+
+/* The stream may take the origin's bytes again (check_streams). */
+void h2_tunnel_drained(struct h2_tunnel *t);
+
+/* The stream closed (or its connection): the end counted and logged if it was not, the origin
+ * closed, the tunnel freed, s->tunnel cleared (NULL is fine). */
+void h2_tunnel_free(struct h2_tunnel *t);
 
 /* A malformed request (RFC 9113 8.1.1): logged as 400 and counted; reset_malformed also resets
  * the stream (PROTOCOL_ERROR), where nghttp2 has not done it already. */

@@ -14,12 +14,14 @@
 #include "portico/http1.h"
 #include "portico/util.h"
 
-/* The fields that may occur once: the four pseudo-header fields, and Host. */
+/* The fields that may occur once: the five pseudo-header fields (:protocol is RFC 8441's),
+ * and Host. */
 #define PSEUDO_LIST(X)                                                                             \
     X(H2F_METHOD, ":method", method)                                                               \
     X(H2F_SCHEME, ":scheme", scheme)                                                               \
     X(H2F_PATH, ":path", path)                                                                     \
-    X(H2F_AUTHORITY, ":authority", authority)
+    X(H2F_AUTHORITY, ":authority", authority)                                                     \
+    X(H2F_PROTOCOL, ":protocol", protocol)
 #define ONCE_LIST(X)                                                                               \
     PSEUDO_LIST(X)                                                                                 \
     X(H2F_HOST, "host", host)
@@ -174,6 +176,11 @@ int h2_request_field(struct h2_request *r, const char *name, size_t name_len, co
     r->regular_seen = true;
     if (!is_token(name, name_len, true))
         return malformed(r, "field name that is not a lowercase token");
+    /* An extended CONNECT's WebSocket handshake fields are Portico's to make (RFC 8441 5: the
+     * HTTP/2 side has no key; its version is the one the key is for). */
+    if ((r->seen & BIT(H2F_PROTOCOL)) && (span_ieq(name, name_len, "sec-websocket-key") ||
+                                          span_ieq(name, name_len, "sec-websocket-version")))
+        return 0;
     /* The name is lowercase: the HTTP/1.1 parser's look-up gives its id in one table read. */
     enum h1_field_id id = h1_field_id_of(name, name_len);
     if (id == H1_F_HOST)
@@ -247,7 +254,12 @@ static int check_pseudo(struct h2_request *r)
     if (!(r->seen & BIT(H2F_METHOD)) || !is_token(at(r, r->method), r->method.len, false))
         return malformed(r, "no :method, or one that is not a token");
     bool connect = r->method.len == 7 && memcmp(at(r, r->method), "CONNECT", 7) == 0;
-    if (connect) {
+    bool extended = r->seen & BIT(H2F_PROTOCOL);
+    if (extended && !connect)
+        return malformed(r, ":protocol on a method other than CONNECT");
+    if (extended && (r->protocol.len == 0 || !(r->seen & BIT(H2F_AUTHORITY))))
+        return malformed(r, "extended CONNECT without :protocol or :authority");
+    if (connect && !extended) {
         if ((r->seen & (BIT(H2F_SCHEME) | BIT(H2F_PATH))) || !(r->seen & BIT(H2F_AUTHORITY)))
             return malformed(r, "CONNECT takes :authority and neither :scheme nor :path");
     } else {
@@ -289,7 +301,20 @@ const char *h2_request_messaging_error(struct h2_request *r, bool end_stream)
     return "missing or invalid pseudo-header fields (RFC 9113 8.3.1)";
 }
 
-int h2_request_finish(struct h2_request *r, char **head, size_t *head_len)
+enum h2_protocol h2_request_protocol(const struct h2_request *r)
+{
+    if (!(r->seen & BIT(H2F_PROTOCOL)))
+        return H2_PROTOCOL_NONE;
+    return span_ieq(at(r, r->protocol), r->protocol.len, "websocket") ? H2_PROTOCOL_WEBSOCKET
+                                                                      : H2_PROTOCOL_OTHER;
+}
+
+/* The fields an extended CONNECT's WebSocket gains as an HTTP/1.1 upgrade (RFC 6455 4.1), the
+ * key last, then its CRLF. */
+static const char ws_fields[] = "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ";
+
+int h2_request_finish(struct h2_request *r, const char *ws_key, char **head, size_t *head_len)
 {
     if (r->error)
         return -1;
@@ -297,18 +322,21 @@ int h2_request_finish(struct h2_request *r, char **head, size_t *head_len)
         return 431;
     if (check_pseudo(r) != 0)
         return -1;
+    bool ws = ws_key && h2_request_protocol(r) == H2_PROTOCOL_WEBSOCKET;
     bool connect = !(r->seen & BIT(H2F_PATH));
     struct h2_span target = connect ? r->authority : r->path;
     bool has_host = r->seen & (BIT(H2F_AUTHORITY) | BIT(H2F_HOST));
     struct h2_span host = (r->seen & BIT(H2F_AUTHORITY)) ? r->authority : r->host;
-    size_t n = r->method.len + 1 + target.len + 11 + (has_host ? 6 + host.len + 2 : 0) +
-               r->lines.len + (r->cookie.len ? 8 + r->cookie.len + 2 : 0) + 2;
+    size_t method_len = ws ? 3 : r->method.len;
+    size_t n = method_len + 1 + target.len + 11 + (has_host ? 6 + host.len + 2 : 0) +
+               r->lines.len + (r->cookie.len ? 8 + r->cookie.len + 2 : 0) +
+               (ws ? sizeof(ws_fields) - 1 + WS_KEY_LEN + 2 : 0) + 2;
     char *out = malloc(n);
     if (!out)
         return malformed(r, "out of memory");
     size_t k = 0;
 #define PUT(p, len) (memcpy(out + k, (p), (len)), k += (len))
-    PUT(at(r, r->method), r->method.len);
+    PUT(ws ? "GET" : at(r, r->method), method_len);
     PUT(" ", 1);
     PUT(at(r, target), target.len);
     PUT(" HTTP/1.1\r\n", 11);
@@ -322,6 +350,11 @@ int h2_request_finish(struct h2_request *r, char **head, size_t *head_len)
     if (r->cookie.len) {
         PUT("cookie: ", 8);
         PUT(r->cookie.p, r->cookie.len);
+        PUT("\r\n", 2);
+    }
+    if (ws) {
+        PUT(ws_fields, sizeof(ws_fields) - 1);
+        PUT(ws_key, WS_KEY_LEN);
         PUT("\r\n", 2);
     }
     PUT("\r\n", 2);

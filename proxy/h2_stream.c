@@ -30,6 +30,7 @@
 #include "portico/status.h"
 #include "portico/timing.h"
 #include "portico/trace.h"
+#include "portico/tunnel.h"
 #include "portico/util.h"
 
 static void body_timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -205,6 +206,7 @@ void h2_stream_free(struct h2_stream *s, const char *why)
     struct h2_conn *h = s->conn;
     if (s->discard != DISCARD_NONE)
         discard_ended(s);
+    h2_tunnel_free(s->tunnel);
     if (s->ex) {
         struct exchange *ex = s->ex;
         s->ex = NULL;
@@ -496,9 +498,32 @@ static bool ds_trailers_fit(void *ctx, char *why, size_t size)
     return fits;
 }
 
+/* A WebSocket's 101 is answered as RFC 8441 5 says: 200, with the origin's fields but its
+ * Sec-WebSocket-Accept (the key was Portico's; Upgrade and Connection never cross), and a body
+ * that is the tunnel's, its end the origin's (h2_tunnel.c). */
+static void submit_switched(struct h2_stream *s, const struct resp_head *head)
+{
+    struct h1_field fields[HDR_MAX_FIELDS];
+    struct resp_head ok = *head;
+    ok.status = HTTP_OK;
+    ok.reason = NULL;
+    ok.reason_len = 0;
+    ok.framing = H1_BODY_CLOSE;
+    ok.fields = fields;
+    ok.nfields = 0;
+    for (size_t i = 0; i < head->nfields && ok.nfields < ARRAY_LEN(fields); i++)
+        if (!span_ieq(head->fields[i].name, head->fields[i].name_len, "sec-websocket-accept"))
+            fields[ok.nfields++] = head->fields[i];
+    submit_head(s, &ok, true);
+}
+
 static void ds_interim(void *ctx, const struct resp_head *head)
 {
-    submit_head(ctx, head, false);
+    struct h2_stream *s = ctx;
+    if (s->websocket && head->status == HTTP_SWITCHING_PROTOCOLS)
+        submit_switched(s, head);
+    else
+        submit_head(s, head, false);
 }
 
 static void ds_head(void *ctx, const struct resp_head *head, struct body_sink *sink)
@@ -513,7 +538,7 @@ static void ds_head(void *ctx, const struct resp_head *head, struct body_sink *s
     submit_head(s, head, true);
 }
 
-static void resume(struct h2_stream *s)
+void h2_stream_resume(struct h2_stream *s)
 {
     if (!s->deferred)
         return;
@@ -528,7 +553,7 @@ static void ds_body(void *ctx)
 {
     struct h2_stream *s = ctx;
     if (evbuffer_get_length(s->body))
-        resume(s);
+        h2_stream_resume(s);
     h2_want_flush(s->conn);
 }
 
@@ -594,9 +619,8 @@ void h2_stream_grant(struct h2_stream *s)
 
 /* The bytes that left req_in and then the origin's output (written to its socket) go back to
  * the stream's window, within its share. */
-static void ds_request_taken(void *ctx, size_t queued)
+void h2_stream_request_taken(struct h2_stream *s, size_t queued)
 {
-    struct h2_stream *s = ctx;
     /* (a byte held for END_STREAM is not written yet: its window waits for it) */
     size_t held = MIN(s->req_counted, evbuffer_get_length(s->req_in) + queued + s->holding);
     if (held == 0)
@@ -605,6 +629,11 @@ static void ds_request_taken(void *ctx, size_t queued)
         s->req_counted = held;
         h2_stream_grant(s);
     }
+}
+
+static void ds_request_taken(void *ctx, size_t queued)
+{
+    h2_stream_request_taken(ctx, queued);
 }
 
 static void arm_body_timer(struct h2_stream *s, uint64_t now)
@@ -766,7 +795,21 @@ static void ds_done(void *ctx, enum exchange_end end)
          * queue. data_read resets the stream (INTERNAL_ERROR) once they went. */
         s->resp_cut = end == END_ABORT;
         s->resp_done = true;
-        resume(s); /* a provider waiting for bytes now has its EOF, or its reset */
+        h2_stream_resume(s); /* a provider waiting for bytes now has its EOF, or its reset */
+    }
+    h2_want_flush(s->conn);
+}
+
+/* The origin switched: the stream is the tunnel's from now on (h2_tunnel.c). */
+static void ds_upgraded(void *ctx, const struct tunnel_origin *origin)
+{
+    struct h2_stream *s = ctx;
+    s->ex = NULL;
+    s->state = ST_ANSWERED;
+    event_del(&s->body_timer);
+    if (!h2_tunnel_open(s, origin)) { /* out of memory: the 200 went, nothing more can */
+        evbuffer_drain(s->body, SIZE_MAX);
+        h2_reset(s->conn, s->id, NGHTTP2_INTERNAL_ERROR);
     }
     h2_want_flush(s->conn);
 }
@@ -784,6 +827,7 @@ static const struct downstream_ops h2_ops = {
     .request_stalled = ds_request_stalled,
     .done = ds_done,
     .keep_log = ds_keep_log,
+    .upgraded = ds_upgraded,
 };
 
 /* ---- requests ---- */
@@ -890,7 +934,7 @@ static void refuse(struct h2_stream *s, int status, const char *why)
     submit_head(s, &o.head, true);
     long body = errpage_body(&o, s->body);
     s->resp_done = true;
-    resume(s);
+    h2_stream_resume(s);
     log_refused(s, id, status, why, body > 0 ? (uint64_t)body : 0, true);
 }
 
@@ -980,7 +1024,16 @@ void h2_stream_start(struct h2_stream *s, bool end_stream)
     s->req_eof = end_stream;
     char *head = NULL;
     size_t len = 0;
-    int rc = h2_request_finish(&s->req, &head, &len);
+    /* RFC 8441: a WebSocket goes to the origin as an HTTP/1.1 upgrade with a key of ours */
+    enum h2_protocol proto = h2_request_protocol(&s->req);
+    char ws_key[WS_KEY_LEN + 1];
+    if (proto == H2_PROTOCOL_WEBSOCKET && !ws_key_new(ws_key)) {
+        s->head_whole = true;
+        refuse(s, HTTP_SERVICE_UNAVAILABLE, "no random bytes for a Sec-WebSocket-Key");
+        return;
+    }
+    int rc = h2_request_finish(&s->req, proto == H2_PROTOCOL_WEBSOCKET ? ws_key : NULL, &head,
+                               &len);
     if (rc == -1) {
         s->head_whole = true; /* the block ended: every field is in (431 keeps a prefix) */
         h2_stream_reset_malformed(s, s->req.error);
@@ -992,6 +1045,16 @@ void h2_stream_start(struct h2_stream *s, bool end_stream)
                "request head larger than max_header_size");
         return;
     }
+    if (rc == 0 && proto == H2_PROTOCOL_OTHER) {
+        /* Well-formed (nghttp2 checked it against our SETTINGS_ENABLE_CONNECT_PROTOCOL), but
+         * a tunnel Portico does not make: as a plain CONNECT, 501. */
+        free(head);
+        s->head_whole = true;
+        refuse(s, HTTP_NOT_IMPLEMENTED,
+               "extended CONNECT (RFC 8441) for a protocol other than websocket");
+        return;
+    }
+    s->websocket = proto == H2_PROTOCOL_WEBSOCKET;
     struct h1_limits lim = {.max_request_line = h->cfg->max_request_line,
                             .max_head = h->cfg->max_header_size};
     struct h1_request req;
@@ -1021,7 +1084,8 @@ void h2_stream_start(struct h2_stream *s, bool end_stream)
     }
     s->req_left = s->req.declares_length ? s->req.content_length : UINT64_MAX;
     struct downstream ds = {.ops = &h2_ops, .ctx = s, .peer = h->peer, .proto = PROTO_HTTP2,
-                            .body_until_eof = !end_stream, .resp_read_max = read_max(s)};
+                            .body_until_eof = !end_stream && !s->websocket,
+                            .websocket = s->websocket, .resp_read_max = read_max(s)};
     s->ex = exchange_start(h->loop, &ds, head, len, &req, s->t0);
     free(head);
     if (!s->ex) {
@@ -1054,7 +1118,10 @@ void h2_stream_eof(struct h2_stream *s)
             return;
         }
     }
-    if (s->ex) {
+    if (s->tunnel) {
+        h2_stream_grant(s);
+        h2_tunnel_client_eof(s->tunnel);
+    } else if (s->ex && !s->websocket) { /* a WebSocket's END_STREAM waits for its tunnel */
         h2_stream_grant(s); /* the window it had left is given up (done() released it all) */
         exchange_request_eof(s->ex);
     }

@@ -28,6 +28,7 @@
 #include "portico/status.h"
 #include "portico/tls.h"
 #include "portico/util.h"
+#include "portico/wskey.h"
 
 /* The origin's input holds at most this much: a whole response head, or RELAY_HIGH of body.
  * A downstream that asks for less (resp_read_max: each read can land in its buffer past its
@@ -599,6 +600,8 @@ static void switch_protocols(struct exchange *ex, const struct h1_response *resp
     ex->ds.ops->interim(ex->ds.ctx, &head);
     evbuffer_drain(ex->usock->in, head_len);
     ex->status = ex->upstream_status = resp->status;
+    if (ex->ds.websocket) /* RFC 8441 5: the client's answer is a 200 */
+        ex->status = HTTP_OK;
     ex->resp_state = RESP_SWITCHED;
     ex_end(ex, OUTCOME_DONE);
 }
@@ -622,6 +625,21 @@ static bool switch_offered(const struct exchange *ex, const struct h1_response *
     }
     proto[n] = '\0';
     return n > 0 && h1_list_has(ex->req.fields, ex->req.nfields, "upgrade", proto);
+}
+
+/* Whether a WebSocket's 101 proves the key Portico sent for an HTTP/2 stream (RFC 6455 4.2.2:
+ * its Sec-WebSocket-Accept): the client, which sent no key, cannot check it itself. A request
+ * from an HTTP/1.1 client has its own key, and the client checks. */
+static bool key_proven(const struct exchange *ex, const struct h1_response *resp)
+{
+    if (!ex->ds.websocket)
+        return true;
+    int k = h1_find_field(ex->req.fields, ex->req.nfields, "sec-websocket-key", 0);
+    int a = h1_find_field(resp->fields, resp->nfields, "sec-websocket-accept", 0);
+    return k >= 0 && a >= 0 && h1_find_field(resp->fields, resp->nfields, "sec-websocket-accept",
+                                             a + 1) < 0 &&
+           ws_accept_matches(ex->req.fields[k].value, ex->req.fields[k].value_len,
+                             resp->fields[a].value, resp->fields[a].value_len);
 }
 
 /* Stops reading the origin while the client's output is full: 1xx and body bytes alike wait
@@ -695,7 +713,10 @@ static void read_heads(struct exchange *ex)
         if (code == HTTP_SWITCHING_PROTOCOLS) {
             const char *refused = !ex->upgrade               ? "although no upgrade was offered"
                                   : !switch_offered(ex, &resp) ? "to a protocol not offered"
-                                                               : NULL;
+                                  : !key_proven(ex, &resp)
+                                      ? "with a Sec-WebSocket-Accept that does not match the "
+                                        "Sec-WebSocket-Key Portico sent"
+                                      : NULL;
             if (refused)
                 ex_fail(ex, PHASE_READ, CAUSE_PROTOCOL, 0, "%s switched protocols (101) %s",
                         upconn_addr(ex->uc), refused);

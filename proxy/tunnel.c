@@ -111,18 +111,15 @@ static void write_record(struct access_record *r, uint64_t lived_us, const uint6
     log_buffer_append(lb, r);
 }
 
-/* Counts and logs how a tunnel ended: the access line, and in the error log a close by either
- * side is the normal end (debug); the others (timeouts, errors, a cut) are what an operator
- * looks for, rate-limited as client lines are: a stop may cut thousands at once. */
-static void report_end(struct tunnel *t, enum tunnel_end why)
+void tunnel_report_end(struct loop *l, struct access_record **record, const char *request_id,
+                       const char *origin, uint64_t lived_us, const uint64_t bytes[2],
+                       enum tunnel_end why)
 {
-    metrics_tunnel_end(t->metrics, why);
-    uint64_t lived_us = now_us() - t->start_us;
-    if (t->record) {
-        write_record(t->record, lived_us, (uint64_t[2]){t->side[0].bytes, t->side[1].bytes}, why,
-                     t->loop->log);
-        free(t->record);
-        t->record = NULL;
+    metrics_tunnel_end(l->metrics, why);
+    if (*record) {
+        write_record(*record, lived_us, bytes, why, l->log);
+        free(*record);
+        *record = NULL;
     }
     bool closed = why == TUNNEL_END_CLIENT_CLOSED || why == TUNNEL_END_ORIGIN_CLOSED;
     if (closed && !log_level_enabled(LOG_DEBUG))
@@ -130,8 +127,15 @@ static void report_end(struct tunnel *t, enum tunnel_end why)
     void (*line)(const char *, ...) = closed ? log_debug : log_client;
     line("request %s: tunnel to %s ended after %.3f s: %s (%llu bytes from the client, %llu "
          "from the origin)",
-         t->request_id, upconn_addr(t->origin), (double)lived_us / 1e6, tunnel_end_words(why),
-         (unsigned long long)t->side[0].bytes, (unsigned long long)t->side[1].bytes);
+         request_id, origin, (double)lived_us / 1e6, tunnel_end_words(why),
+         (unsigned long long)bytes[0], (unsigned long long)bytes[1]);
+}
+
+static void report_end(struct tunnel *t, enum tunnel_end why)
+{
+    tunnel_report_end(t->loop, &t->record, t->request_id, upconn_addr(t->origin),
+                      now_us() - t->start_us,
+                      (uint64_t[2]){t->side[0].bytes, t->side[1].bytes}, why);
 }
 
 /* The one end: timers off, the owner told last. */

@@ -164,8 +164,8 @@ struct downstream_ops {
      * over and freed, and the downstream relays bytes both ways between its client and the
      * origin (tunnel.h: the connection and its in-flight place are the downstream's from now
      * on, both ended by tunnel_open or tunnel_free) until either side closes or neither sends
-     * for origin->idle_ms. NULL for a downstream that cannot hand its connection over (an
-     * HTTP/2 stream): its requests offer no upgrade to the origin. */
+     * for origin->idle_ms. An HTTP/2 stream hands over only its WebSocket (RFC 8441,
+     * `websocket` below): its other requests carry no Upgrade. */
     void (*upgraded)(void *ds, const struct tunnel_origin *origin);
 };
 
@@ -182,6 +182,10 @@ struct downstream {
     bool body_until_eof;               /* a head without Content-Length still has a body, which
                                           ends with exchange_request_eof() (an HTTP/2 stream
                                           without END_STREAM on its HEADERS) */
+    bool websocket;                    /* an HTTP/2 extended CONNECT (RFC 8441) made an HTTP/1.1
+                                          WebSocket upgrade: its 101 must prove the key sent
+                                          (Sec-WebSocket-Accept) and counts as the 200 the
+                                          client gets */
     size_t resp_read_max;              /* response body bytes read from the origin at once, if
                                           fewer than the exchange's own (0: no wish). An HTTP/2
                                           stream asks for less: its connection's budget is

@@ -51,6 +51,10 @@ void h2_free(struct h2_conn *h, const char *why);
  * (within client_header_timeout), and frames that have arrived are taken first. */
 void h2_drain(struct h2_conn *h);
 
+/* How many of its streams are WebSocket tunnels (RFC 8441), for the worker's line when a stop
+ * cuts them. */
+size_t h2_tunnels(const struct h2_conn *h);
+
 /* Idle between requests: a stream was taken, none is open and the connection is not ending. Such
  * a connection may give way to a new client at max_connections (h2_reclaim). */
 bool h2_idle(const struct h2_conn *h);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "portico/http1.h"
+#include "portico/wskey.h"
 
 /* A growable byte buffer of the builder. */
 struct h2_bytes {
@@ -48,6 +49,7 @@ struct h2_request {
     struct h2_span path;
     struct h2_span authority;
     struct h2_span host;
+    struct h2_span protocol;    /* :protocol (RFC 8441 extended CONNECT) */
     const char *error;          /* static: why the request is malformed (after -1) */
 };
 
@@ -84,9 +86,21 @@ size_t h2_request_fields(const struct h2_request *r, struct h1_field *out, size_
  * HEADERS frame contradicts); end_stream: that frame had END_STREAM. */
 const char *h2_request_messaging_error(struct h2_request *r, bool end_stream);
 
+/* What an extended CONNECT (RFC 8441) asks to speak, after the last field: H2_PROTOCOL_NONE
+ * for a request without :protocol. */
+enum h2_protocol {
+    H2_PROTOCOL_NONE,
+    H2_PROTOCOL_WEBSOCKET,      /* :protocol websocket: an HTTP/1.1 WebSocket upgrade */
+    H2_PROTOCOL_OTHER,          /* any other: not implemented (501) */
+};
+enum h2_protocol h2_request_protocol(const struct h2_request *r);
+
 /* Completes the head after the last field. Returns 0 with *head (malloc'd, the caller frees it)
  * and *head_len set to an HTTP/1.1 request head ending in CRLF CRLF; 431 when it is larger than
- * the limit (nothing allocated); -1 when malformed (r->error). */
-int h2_request_finish(struct h2_request *r, char **head, size_t *head_len);
+ * the limit (nothing allocated); -1 when malformed (r->error). An extended CONNECT for a
+ * WebSocket becomes the HTTP/1.1 upgrade RFC 8441 5 describes: GET :path with Upgrade:
+ * websocket, Connection: Upgrade, Sec-WebSocket-Version: 13 and ws_key (WS_KEY_LEN bytes;
+ * NULL for other requests) as its Sec-WebSocket-Key. */
+int h2_request_finish(struct h2_request *r, const char *ws_key, char **head, size_t *head_len);
 
 #endif

@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 
+#include "portico/metrics.h"
+
 struct access_record;
 struct balancer;
 struct loop;
@@ -54,5 +56,15 @@ struct tunnel *tunnel_open(struct loop *l, struct sock *client, const struct tun
  * fine). The client sock is left to its owner, without the tunnel's callback. A tunnel freed
  * before it ended was cut by its owner (Portico stopping) and is counted and logged as such. */
 void tunnel_free(struct tunnel *t);
+
+/* Counts and logs how a tunnel ended (portico_tunnels_closed_total{reason}), for tunnel.c and
+ * HTTP/2 WebSocket streams (h2_tunnel.c) alike: *record, the switched exchange's access line,
+ * is written with bytes[0] from the client and bytes[1] from the origin, the tunnel's life
+ * (lived_us) and how it ended, then freed (NULL: none); a close by either side is a debug line
+ * of the error log, any other end (a timeout, an error, a cut) a rate-limited one naming the
+ * request id and the origin. */
+void tunnel_report_end(struct loop *l, struct access_record **record, const char *request_id,
+                       const char *origin, uint64_t lived_us, const uint64_t bytes[2],
+                       enum tunnel_end why);
 
 #endif

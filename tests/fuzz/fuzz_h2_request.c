@@ -177,7 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         total += f[i].name_len + f[i].value_len + 4;
     char *head = NULL;
     size_t head_len = 0;
-    int fin = h2_request_finish(&r, &head, &head_len);
+    int fin = h2_request_finish(&r, NULL, &head, &head_len);
     CHECK(fin == 0 || fin == -1 || fin == 431);
     CHECK(fin != 431 || total > limit);  /* nothing small is ever called too large */
     CHECK(fin != -1 || r.error != NULL);

@@ -3783,7 +3783,8 @@ static void test_h2c_and_http2_off(void **state)
 }
 
 /* The SETTINGS Portico announces: the configured stream limit and max_header_size as the header
- * list limit (the head built for HTTP/1.1 must fit it), push off. */
+ * list limit (the head built for HTTP/1.1 must fit it), push off, extended CONNECT on (RFC 8441:
+ * WebSockets as streams, test_http2_websocket.c). */
 static void test_announced_settings(void **state)
 {
     (void)state;
@@ -3799,6 +3800,7 @@ static void test_announced_settings(void **state)
         "[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7]",
         "[SETTINGS_MAX_HEADER_LIST_SIZE(0x06):2048]",
         "[SETTINGS_ENABLE_PUSH(0x02):0]",
+        "[SETTINGS_ENABLE_CONNECT_PROTOCOL(0x08):1]",
         ":status: 200",
     };
     want_lines(&r, want, ARRAY_SIZE(want));

@@ -18,6 +18,9 @@
  * (Resource Timing's responseStatus, what DevTools shows): an error answer that said nosniff was
  * blocked as the wrong type, its status lost (0) and the console blaming the MIME type.
  *
+ * The third is a page over HTTP/2 that opens a WebSocket: it must run on a stream of the page's
+ * connection (RFC 8441), one TLS connection in all.
+ *
  * Each row is skipped, saying so, where `chromium` is not installed.
  */
 #include <arpa/inet.h>
@@ -43,7 +46,9 @@
 #include "../support/certs.h"
 #include "../support/fake_origin.h"
 #include "../support/harness.h"
+#include "../support/scrape.h"
 #include "../support/testutil.h"
+#include "../support/websocket.h"
 #include "proxy_helpers.h"
 
 #define DELAY_MS 30       /* latency the relay adds to every chunk, each way */
@@ -94,9 +99,58 @@ static const struct fo_step gone_page_script[] = {
     FO_END(),
 };
 
+/* A page that opens a WebSocket to /ws/echo, sends a message and reports the echo. Its load
+ * event waits for /hold, which the origin answers once /done came: /done is asked for when the
+ * echo (or an error) came, so the report is in the page when Chromium dumps it. */
+static const char ws_page[] =
+    "<!doctype html><html><head><title>ws</title></head><body><p>hello</p>"
+    "<img src=\"/hold\"><script>"
+    "function done(what) {"
+    "  document.body.setAttribute('data-report', what);"
+    "  const i = document.createElement('img'); i.src = '/done'; document.body.appendChild(i);"
+    "}"
+    "const ws = new WebSocket('wss://' + location.host + '/ws/echo');"
+    "ws.onopen = () => ws.send('hello over one connection');"
+    "ws.onmessage = (e) => { done('echo:' + e.data); ws.close(); };"
+    "ws.onerror = () => done('error');"
+    "</script></body></html>";
+
+static atomic_bool ws_done; /* the origin saw GET /done */
+
+static int wait_done(int fd, void *arg)
+{
+    (void)fd, (void)arg;
+    for (int i = 0; i < 2000 && !atomic_load(&ws_done); i++) /* 20 s at most */
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+    return 0;
+}
+
+static const struct fo_step ws_page_script[] = {
+    FO_RESPOND(200, "Content-Type: text/html\r\nCache-Control: no-store\r\n", ws_page,
+               FO_LENGTH),
+    FO_END(),
+};
+static const struct fo_step hold_script[] = {
+    FO_CALL(wait_done, NULL),
+    FO_RESPOND(204, "Cache-Control: no-store\r\n", NULL, FO_NO_FRAMING),
+    FO_END(),
+};
+static const struct fo_step done_script[] = {
+    FO_RESPOND(204, "Cache-Control: no-store\r\n", NULL, FO_NO_FRAMING),
+    FO_END(),
+};
+
 static const struct fo_step *pick(const struct fo_request_info *req, void *arg)
 {
     (void)arg;
+    if (strncmp(req->head, "GET /wspage ", 12) == 0)
+        return ws_page_script;
+    if (strncmp(req->head, "GET /hold ", 10) == 0)
+        return hold_script;
+    if (strncmp(req->head, "GET /done ", 10) == 0) {
+        atomic_store(&ws_done, true);
+        return done_script;
+    }
     if (strncmp(req->head, "GET /page ", 10) == 0)
         return page_script;
     if (strncmp(req->head, "GET /gonepage ", 14) == 0)
@@ -430,6 +484,72 @@ static void test_browser_sees_the_status_of_a_failed_stylesheet(void **state)
     fake_origin_stop(o);
 }
 
+/* A page over HTTP/2 opens a WebSocket: Chromium carries it on a stream of the page's own
+ * connection (RFC 8441: SETTINGS_ENABLE_CONNECT_PROTOCOL), one TLS connection in all. Without
+ * the setting, Chromium opened a second connection, HTTP/1.1, for the WebSocket. */
+static void test_browser_websocket_on_the_page_connection(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_CHROMIUM();
+    const struct test_certs *certs = certs_get();
+    assert_non_null(certs);
+    atomic_store(&ws_done, false);
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct ws_origin *ws = ws_origin_start();
+    assert_non_null(ws);
+    struct harness *h = harness_new();
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:tls}} tls\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "workers = 1\n"
+                                          "tls_cert = %s\ntls_key = %s\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n"
+                                          "[upstream ws]\norigin = 127.0.0.1:%u\n"
+                                          "[route ws]\nprefix = /ws/\nupstream = ws\n"
+                                          "[route rest]\nprefix = /\nupstream = u\n",
+                                          certs->server_cert, certs->server_key,
+                                          fake_origin_port(o), ws_origin_port(ws)),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    uint16_t port = harness_port(h, "tls"), admin = harness_port(h, "admin");
+    char *report = browse(h, port, "/wspage", "profile-ws", true, NULL);
+    double conns = scrape_metric(admin, "portico_client_connections_total", 5000);
+    double h2conns = scrape_metric(admin, "portico_http2_connections_total", 5000);
+    double tunnels = scrape_metric(admin, "portico_tunnels_total", 5000);
+    print_message("HTTP/2 page and WebSocket: %s; %.0f connection(s), %.0f HTTP/2, %.0f "
+                  "tunnel(s)\n",
+                  report, conns, h2conns, tunnels);
+    if (strcmp(report, "echo:hello over one connection") != 0)
+        fail_msg("the page's WebSocket: %s", report);
+    free(report);
+    assert_true(tunnels == 1);
+    assert_int_equal(ws_origin_handshakes(ws), 1);
+    assert_int_equal(harness_stop(h), 0);
+    /* the page's line and the WebSocket's name the same client address and port: one
+     * connection (the counts above may include a connection Chromium opened ahead and left
+     * unused, and the admin endpoint's) */
+    char *page_line = harness_file_line(h, "access.log", "\"path\":\"/wspage\"", 5000);
+    char *line = harness_file_line(h, "access.log", "\"path\":\"/ws/echo\"", 5000);
+    assert_non_null(page_line);
+    assert_non_null(line);
+    const char *pc = strstr(page_line, "\"client\":\""), *wc = strstr(line, "\"client\":\"");
+    assert_true(pc && wc);
+    size_t pn = strcspn(pc + 10, "\""), wn = strcspn(wc + 10, "\"");
+    if (!tu_contains(line, "\"proto\":\"HTTP/2.0\"") || !tu_contains(line, "\"status\":200") ||
+        pn != wn || memcmp(pc + 10, wc + 10, pn) != 0)
+        fail_msg("the WebSocket's line:\n%s\nthe page's:\n%s", line, page_line);
+    free(page_line);
+    free(line);
+    harness_free(h);
+    ws_origin_stop(ws);
+    fake_origin_stop(o);
+}
+
 int main(void)
 {
     tu_test_filter();
@@ -437,6 +557,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_browser_uses_early_hints_over_h2_only),
         cmocka_unit_test(test_browser_sees_the_status_of_a_failed_stylesheet),
+        cmocka_unit_test(test_browser_websocket_on_the_page_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

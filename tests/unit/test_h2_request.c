@@ -122,8 +122,21 @@ static const struct row rows[] = {
      "pseudo-header field after a regular field"},
     {"a repeated pseudo-header field", {GET_ROOT, {":path", "/b", 0}}, -1, "repeated :path"},
     {"a repeated host", {GET_ROOT, {"host", "a", 0}, {"host", "a", 0}}, -1, "repeated host"},
-    {"an unknown pseudo-header field", {GET_ROOT, {":protocol", "websocket", 0}}, -1,
+    {"an unknown pseudo-header field", {GET_ROOT, {":proto", "websocket", 0}}, -1,
      "unknown pseudo-header field"},
+    {":protocol on a GET (RFC 8441 4: CONNECT only)",
+     {GET_ROOT, AUTH, {":protocol", "websocket", 0}}, -1,
+     ":protocol on a method other than CONNECT"},
+    {"an extended CONNECT needs :scheme and :path",
+     {{":method", "CONNECT", 0}, {":protocol", "websocket", 0}, AUTH}, -1, "no :scheme or :path"},
+    {"an extended CONNECT needs :authority",
+     {{":method", "CONNECT", 0}, {":protocol", "websocket", 0}, {":scheme", "https", 0},
+      {":path", "/chat", 0}},
+     -1, "extended CONNECT without :protocol or :authority"},
+    {"an extended CONNECT of another protocol is left as it is (501 is the caller's)",
+     {{":method", "CONNECT", 0}, {":protocol", "bytestream", 0}, {":scheme", "https", 0},
+      {":path", "/x", 0}, AUTH},
+     0, "CONNECT /x HTTP/1.1\r\nHost: a.example\r\n\r\n"},
     {"a pseudo-header field name with more after it", {GET_ROOT, {":paths", "/", 0}}, -1,
      "unknown pseudo-header field"},
     {"a lone colon", {GET_ROOT, {":", "x", 0}}, -1, "unknown pseudo-header field"},
@@ -197,7 +210,7 @@ static void test_rows(void **state)
         build(r, &req, 16384, &field_rc);
         char *head = NULL;
         size_t len = 0;
-        int rc = h2_request_finish(&req, &head, &len);
+        int rc = h2_request_finish(&req, NULL, &head, &len);
         if (rc != r->rc)
             fail_msg("%s: finish %d, want %d (%s)", r->why, rc, r->rc,
                      req.error ? req.error : "");
@@ -217,6 +230,46 @@ static void test_rows(void **state)
         free(head);
         h2_request_free(&req);
     }
+}
+
+/* An extended CONNECT for a WebSocket (RFC 8441 5) becomes the HTTP/1.1 upgrade with the key
+ * given; the client's own key and version fields are dropped (the key is Portico's), its
+ * subprotocols and extensions pass. */
+static void test_extended_connect(void **state)
+{
+    (void)state;
+    static const struct row r = {
+        "websocket",
+        {{":method", "CONNECT", 0}, {":protocol", "websocket", 0}, {":scheme", "https", 0},
+         {":path", "/chat?room=1", 0}, AUTH, {"sec-websocket-version", "13", 0},
+         {"sec-websocket-key", "AAAAAAAAAAAAAAAAAAAAAA==", 0},
+         {"sec-websocket-protocol", "chat, superchat", 0}},
+        0, NULL};
+    struct h2_request req;
+    int field_rc;
+    build(&r, &req, 16384, &field_rc);
+    assert_int_equal(h2_request_protocol(&req), H2_PROTOCOL_WEBSOCKET);
+    char *head = NULL;
+    size_t len = 0;
+    assert_int_equal(h2_request_finish(&req, "dGhlIHNhbXBsZSBub25jZQ==", &head, &len), 0);
+    const char *want = "GET /chat?room=1 HTTP/1.1\r\nHost: a.example\r\n"
+                       "sec-websocket-protocol: chat, superchat\r\n"
+                       "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                       "Sec-WebSocket-Version: 13\r\n"
+                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    if (len != strlen(want) || memcmp(head, want, len) != 0)
+        fail_msg("head\n%.*s\nwant\n%s", (int)len, head, want);
+    free(head);
+    h2_request_free(&req);
+    /* RFC 6455 1.3's example, and what is not it */
+    const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
+    assert_true(ws_accept_matches(key, 24, " s3pPLMBiTxaQ9kYGzzhZRbK+xOo= ", 30));
+    assert_false(ws_accept_matches(key, 24, "s3pPLMBiTxaQ9kYGzzhZRbK+xOp=", 28));
+    assert_false(ws_accept_matches(key, 24, "", 0));
+    char fresh[WS_KEY_LEN + 1], other[WS_KEY_LEN + 1];
+    assert_true(ws_key_new(fresh) && ws_key_new(other));
+    assert_int_equal(strlen(fresh), WS_KEY_LEN);
+    assert_string_not_equal(fresh, other);
 }
 
 /* Past the limit nothing more is kept (an HPACK bomb cannot grow it) and finish says 431; past
@@ -240,7 +293,7 @@ static void test_too_large(void **state)
     assert_true(req.lines.cap <= 2048);
     char *head = NULL;
     size_t len = 0;
-    assert_int_equal(h2_request_finish(&req, &head, &len), 431);
+    assert_int_equal(h2_request_finish(&req, NULL, &head, &len), 431);
     assert_null(head);
     const char *m, *p;
     size_t ml, pl;
@@ -288,7 +341,7 @@ static void test_limit_boundary(void **state)
         assert_int_equal(h2_request_field(&req, "x-big", 5, big, vlen), 0);
         char *head = NULL;
         size_t len = 0;
-        assert_int_equal(h2_request_finish(&req, &head, &len), extra ? 431 : 0);
+        assert_int_equal(h2_request_finish(&req, NULL, &head, &len), extra ? 431 : 0);
         free(head);
         h2_request_free(&req);
     }
@@ -381,7 +434,7 @@ static void test_fields(void **state)
                 {"x-forwarded-for", "127.0.0.3", H1_F_X_FORWARDED_FOR}};
     char *head;
     size_t len;
-    assert_int_equal(h2_request_finish(&req, &head, &len), 0);
+    assert_int_equal(h2_request_finish(&req, NULL, &head, &len), 0);
     struct h1_limits lim = {.max_request_line = 8192, .max_head = 16384};
     static struct h1_request parsed;
     struct h1_error err;
@@ -416,6 +469,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_extended_connect),
         cmocka_unit_test(test_too_large),
         cmocka_unit_test(test_abandon_boundary),
         cmocka_unit_test(test_limit_boundary),

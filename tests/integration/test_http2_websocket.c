@@ -1,0 +1,715 @@
+/*
+ * test_http2_websocket.c — WebSockets over HTTP/2 (RFC 8441 extended CONNECT) to HTTP/1.1
+ * origins, end to end: tests/integration/h2_websocket.py (python3-h2) opens the streams and
+ * speaks RFC 6455 on them, the echo origin of tests/support/websocket.c (or a scripted
+ * fake_origin) answers the HTTP/1.1 upgrade Portico makes of each.
+ *
+ * Access-log lines are read once Portico has stopped (a worker writes its lines once a second
+ * while it runs).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../support/certs.h"
+#include "../support/fake_origin.h"
+#include "../support/harness.h"
+#include "../support/scrape.h"
+#include "../support/testutil.h"
+#include "../support/websocket.h"
+#include "proxy_helpers.h"
+
+#define PY "/usr/bin/python3" /* Debian's, where python3-h2 is installed */
+#define CLIENT "tests/integration/h2_websocket.py"
+#define RUN_MS 30000
+
+/* Portico with one TLS listener (ALPN h2 and http/1.1), an admin port and an access log, its
+ * routes to origin port; `proxy_extra` goes into [proxy], `upstream_extra` into [upstream u]. */
+static struct harness *start(const char *proxy_extra, uint16_t port, const char *upstream_extra)
+{
+    const struct test_certs *certs = certs_get();
+    assert_non_null(certs);
+    struct harness *h = harness_new();
+    assert_non_null(h);
+    assert_int_equal(harness_write_config(h,
+                                          "[proxy]\n"
+                                          "listen = 127.0.0.1:{{port:tls}} tls\n"
+                                          "admin_listen = 127.0.0.1:{{port:admin}}\n"
+                                          "workers = 1\n"
+                                          "tls_cert = %s\n"
+                                          "tls_key = %s\n"
+                                          "access_log = {{dir}}/access.log\n"
+                                          "%s\n"
+                                          "[upstream u]\norigin = 127.0.0.1:%u\n%s\n",
+                                          certs->server_cert, certs->server_key,
+                                          proxy_extra ? proxy_extra : "", port,
+                                          upstream_extra ? upstream_extra : ""),
+                     0);
+    if (harness_start(h) != 0)
+        fail_msg("portico did not start: %s", harness_error(h));
+    return h;
+}
+
+/* h2_websocket.py MODE ARGS... against h's listener; its key=value lines in r->out. */
+static void run_client(struct harness *h, struct tu_cmd_result *r, const char *mode, ...)
+{
+    char port[16];
+    snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
+    const char *argv[12] = {PY, CLIENT, port, mode};
+    size_t n = 4;
+    va_list ap;
+    va_start(ap, mode);
+    for (const char *a; n < 11 && (a = va_arg(ap, const char *)) != NULL;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    int rc = tu_run_command(argv, RUN_MS, r);
+    if (rc != 0 || r->exit_code != 0)
+        fail_msg("h2_websocket.py %s exited %d:\n%s%s", mode, r->exit_code, r->out, r->err);
+}
+
+/* Whether the client printed the line key=value. */
+static bool said(const struct tu_cmd_result *r, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = r->out; (p = strstr(p, line)) != NULL; p += n)
+        if ((p == r->out || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+static void want(const struct tu_cmd_result *r, const char *line)
+{
+    if (!said(r, line))
+        fail_msg("h2_websocket.py did not say '%s':\n%s%s", line, r->out, r->err);
+}
+
+static double metric(struct harness *h, const char *series)
+{
+    return scrape_metric(harness_port(h, "admin"), series, PX_IO_MS);
+}
+
+/* The series once it reached value (polled, at most PX_IO_MS), or its value then. */
+static double metric_reached(struct harness *h, const char *series, double value)
+{
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    double v = metric(h, series);
+    while (v < value && tu_now_ms() < deadline) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* polling a counter the admin endpoint serves */
+        v = metric(h, series);
+    }
+    return v;
+}
+
+/* ---- the setting ---- */
+
+/* SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 goes with HTTP/2 (RFC 8441 3); with http2 = off there is
+ * no HTTP/2 to carry it (ALPN http/1.1). */
+static void test_settings_advertised(void **state)
+{
+    (void)state;
+    struct tu_cmd_result r = {0};
+    struct harness *h = start(NULL, 9, NULL);
+    run_client(h, &r, "settings", NULL);
+    want(&r, "alpn=h2");
+    want(&r, "enable_connect_protocol=1");
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    h = start("http2 = off", 9, NULL);
+    run_client(h, &r, "settings", NULL);
+    want(&r, "alpn=http/1.1");
+    tu_cmd_result_free(&r);
+    px_stop(h);
+}
+
+/* ---- the echo ---- */
+
+/* Messages of 5 B to 70 KB both ways, masked as the client sent them (the echo origin refuses
+ * unmasked frames) and unmasked back, a ping, the close handshake; the origin's close ends the
+ * stream, then the client's. The origin was offered an HTTP/1.1 upgrade with Portico's key;
+ * the client got 200 with the origin's subprotocol and no accept. */
+static void test_echo(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start(NULL, ws_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "echo", "/chat?room=1", "8", NULL);
+    want(&r, "status=200");
+    want(&r, "accept_header=False");
+    want(&r, "upgrade_header=False");
+    want(&r, "echoed=8");
+    want(&r, "pong=True");
+    want(&r, "close_echoed=True");
+    want(&r, "stream_ended=True");
+    want(&r, "reset=none");
+    tu_cmd_result_free(&r);
+    char *req = ws_origin_request_head(o);
+    assert_non_null(req);
+    assert_true(strncmp(req, "GET /chat?room=1 HTTP/1.1\r\n", 27) == 0);
+    assert_non_null(strcasestr(req, "\r\nUpgrade: websocket\r\n"));
+    assert_non_null(strcasestr(req, "\r\nConnection: upgrade\r\n"));
+    assert_non_null(strcasestr(req, "\r\nSec-WebSocket-Version: 13\r\n"));
+    assert_non_null(strcasestr(req, "\r\nSec-WebSocket-Key: "));
+    assert_non_null(strcasestr(req, "\r\nsec-websocket-protocol: chat, superchat\r\n"));
+    assert_non_null(strcasestr(req, "\r\nX-Forwarded-For: 127.0.0.1"));
+    assert_non_null(strcasestr(req, "\r\nVia: 2 portico"));
+    free(req);
+    assert_int_equal(ws_origin_closes(o), 1);
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"origin_closed\"}", 1) ==
+                1);
+    assert_true(metric(h, "portico_tunnels_total") == 1);
+    assert_true(metric(h, "portico_tunnel_client_bytes_total") > 8 * 1024);
+    assert_int_equal(harness_stop(h), 0); /* then the access log is complete */
+    char *line = px_log_line(h, "/chat?room=1");
+    if (!tu_contains(line, "\"status\":200") || !tu_contains(line, "\"upstream_status\":101") ||
+        !tu_contains(line, "tunnel: origin closed") || !tu_contains(line, "HTTP/2.0"))
+        fail_msg("access line: %s", line);
+    free(line);
+    harness_free(h);
+    ws_origin_stop(o);
+}
+
+/* Two WebSockets and a GET on one connection: each its own stream, interleaved. */
+static void test_two_websockets_and_a_get(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start(NULL, ws_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "multi", "/m", NULL);
+    want(&r, "status_a=200");
+    want(&r, "status_b=200");
+    want(&r, "echoed=6");
+    want(&r, "get_ended=True");
+    want(&r, "both_ended=True");
+    tu_cmd_result_free(&r);
+    assert_int_equal(ws_origin_handshakes(o), 2);
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"client_closed\"}", 2) ==
+                2);
+    px_stop(h);
+    ws_origin_stop(o);
+}
+
+/* ---- answers other than 101 ---- */
+
+/* The origin's refusal is the answer: a 403 with its body, the stream ended. */
+static void test_origin_refuses(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_OK, .status = 403, .body = "not you\n"};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = start(NULL, fake_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "status", "/chat", NULL);
+    want(&r, "status=403");
+    want(&r, "ended=True");
+    want(&r, "body=not you ");
+    tu_cmd_result_free(&r);
+    char *up = fake_origin_request_header(o, 0, "upgrade");
+    assert_non_null(up);
+    assert_string_equal(up, "websocket");
+    free(up);
+    assert_true(metric(h, "portico_tunnels_total") == 0);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* An origin that refuses the connection: 502 with the usual explanation. */
+static void test_refused_origin(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_REFUSE);
+    assert_non_null(o);
+    struct harness *h = start(NULL, fake_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "status", "/chat", NULL);
+    want(&r, "status=502");
+    want(&r, "ended=True");
+    if (!tu_contains(r.out, "refused"))
+        fail_msg("no explanation: %s", r.out);
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* An origin that takes the upgrade request and never answers: 504 at first_byte_timeout, as
+ * any request's. */
+static void test_silent_origin(void **state)
+{
+    (void)state;
+    struct fake_origin *o = fake_origin_start_kind(FO_SILENT);
+    assert_non_null(o);
+    struct harness *h = start(NULL, fake_origin_port(o), "first_byte_timeout = 300ms");
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "status", "/chat", NULL);
+    want(&r, "status=504");
+    want(&r, "ended=True");
+    tu_cmd_result_free(&r);
+    px_stop(h);
+    fake_origin_stop(o);
+}
+
+/* A fault rule answers a WebSocket's stream as it answers any request: its 503 is the answer,
+ * and no origin is asked. */
+static void test_fault_rule_answers(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start(NULL, ws_origin_port(o),
+                              "[fault outage]\nprefix = /faulty\nstatus = 503\n");
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "status", "/faulty/chat", NULL);
+    want(&r, "status=503");
+    want(&r, "ended=True");
+    tu_cmd_result_free(&r);
+    run_client(h, &r, "echo", "/chat", "1", NULL); /* another path goes through */
+    want(&r, "echoed=1");
+    tu_cmd_result_free(&r);
+    assert_int_equal(ws_origin_handshakes(o), 1);
+    px_stop(h);
+    ws_origin_stop(o);
+}
+
+/* A 101 whose Sec-WebSocket-Accept is not for the key Portico sent: 502 invalid_response. */
+static const struct fo_step wrong_accept[] = {
+    FO_SEND("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"),
+    FO_HOLD(),
+    FO_END(),
+};
+
+static void test_wrong_accept(void **state)
+{
+    (void)state;
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .script = wrong_accept};
+    struct fake_origin *o = fake_origin_start(&opts);
+    assert_non_null(o);
+    struct harness *h = start(NULL, fake_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "status", "/chat", NULL);
+    want(&r, "status=502");
+    want(&r, "ended=True");
+    tu_cmd_result_free(&r);
+    assert_true(metric(h, "portico_tunnels_total") == 0);
+    assert_int_equal(harness_stop(h), 0);
+    char *line = px_log_line(h, "\"path\":\"/chat\"");
+    if (!tu_contains(line, "invalid_response") ||
+        !tu_contains(line, "Sec-WebSocket-Accept that does not match"))
+        fail_msg("access line: %s", line);
+    free(line);
+    harness_free(h);
+    fake_origin_stop(o);
+}
+
+/* A plain CONNECT stays 501; so does an extended CONNECT for a protocol Portico does not
+ * carry. */
+static void test_other_connects_501(void **state)
+{
+    (void)state;
+    struct harness *h = start(NULL, 9, NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "plain_connect", NULL);
+    want(&r, "status=501");
+    tu_cmd_result_free(&r);
+    run_client(h, &r, "protocol", "bytestream", NULL);
+    want(&r, "status=501");
+    tu_cmd_result_free(&r);
+    px_stop(h);
+}
+
+/* ---- the tunnel's ends ---- */
+
+/* An origin that answers the upgrade with the right accept (computed from the head it read),
+ * then runs `after`. */
+struct switcher {
+    char script_head[512];
+    struct fo_step steps[4];
+    atomic_int eof;                    /* the origin read Portico's close */
+};
+
+static int wait_eof(int fd, void *arg)
+{
+    struct switcher *sw = arg;
+    char buf[4096];
+    int64_t deadline = tu_now_ms() + 20000;
+    for (int i = 0; i < 10000; i++) { /* bounded: what comes is read, then the end */
+        short ev = 0;
+        if (tu_poll_until(fd, POLLIN, deadline, &ev) <= 0)
+            break;
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (n <= 0) {
+            atomic_store(&sw->eof, n == 0 ? 1 : 100 + errno); /* 1: a FIN */
+            return 1;
+        }
+    }
+    atomic_store(&sw->eof, 2); /* nothing within 20 s */
+    return 1;
+}
+
+static const struct fo_step plain_ok[] = {FO_RESPOND_OK(), FO_END()};
+
+static const struct fo_step *pick_switch(const struct fo_request_info *req, void *arg)
+{
+    struct switcher *sw = arg;
+    const char *k = strcasestr(req->head, "\r\nSec-WebSocket-Key: ");
+    char key[32] = "", accept[29] = "";
+    if (!k)
+        return plain_ok; /* a request that offered no upgrade (the client's next GET) */
+    sscanf(k + 21, "%24s", key);
+    ws_accept_value(key, accept);
+    snprintf(sw->script_head, sizeof(sw->script_head),
+             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Accept: %s\r\n\r\n",
+             accept);
+    sw->steps[0] = (struct fo_step)FO_SEND(sw->script_head);
+    return sw->steps;
+}
+
+/* The client's RST_STREAM closes the origin's connection; the connection goes on. */
+static void test_client_reset_closes_origin(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start(NULL, ws_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "reset", "/r", NULL);
+    want(&r, "status=200");
+    want(&r, "echoed=1");
+    want(&r, "after_status=400"); /* the echo origin refuses a GET without upgrade */
+    tu_cmd_result_free(&r);
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"client_error\"}", 1) ==
+                1);
+    px_stop(h);
+    ws_origin_stop(o);
+
+    /* the origin reads the close */
+    static struct switcher sw;
+    atomic_store(&sw.eof, 0);
+    sw.steps[1] = (struct fo_step)FO_SEND("\x81\x02hi"); /* a text frame, as the echo's */
+    sw.steps[2] = (struct fo_step)FO_CALL(wait_eof, &sw);
+    sw.steps[3] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    h = start(NULL, fake_origin_port(f), NULL);
+    run_client(h, &r, "reset", "/r", NULL);
+    want(&r, "status=200");
+    want(&r, "after_status=200");
+    tu_cmd_result_free(&r);
+    int64_t deadline = tu_now_ms() + PX_IO_MS;
+    while (atomic_load(&sw.eof) == 0 && tu_now_ms() < deadline) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* the origin's thread says when it read the end */
+    }
+    assert_int_equal(atomic_load(&sw.eof), 1);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
+/* The origin's close ends the stream (END_STREAM) behind what it sent. */
+static void test_origin_close_ends_stream(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    sw.steps[1] = (struct fo_step)FO_SEND("\x81\x05" "adieu");
+    sw.steps[2] = (struct fo_step)FO_CLOSE();
+    sw.steps[3] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "origin_close", "/bye", NULL);
+    want(&r, "status=200");
+    want(&r, "frame=adieu");
+    want(&r, "ended=True");
+    want(&r, "reset=none");
+    tu_cmd_result_free(&r);
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"origin_closed\"}", 1) ==
+                1);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
+/* An origin's reset resets the stream (CONNECT_ERROR, RFC 9113 8.5), counted origin_error. */
+static void test_origin_reset_resets_stream(void **state)
+{
+    (void)state;
+    static struct switcher sw;
+    sw.steps[1] = (struct fo_step)FO_WAIT(100);
+    sw.steps[2] = (struct fo_step)FO_RST();
+    sw.steps[3] = (struct fo_step)FO_END();
+    struct fake_origin_opts opts = {.kind = FO_SCRIPT, .pick_script = pick_switch,
+                                    .pick_arg = &sw};
+    struct fake_origin *f = fake_origin_start(&opts);
+    assert_non_null(f);
+    struct harness *h = start(NULL, fake_origin_port(f), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "origin_close", "/rst", NULL);
+    want(&r, "status=200");
+    want(&r, "ended=False");
+    want(&r, "reset=10");
+    tu_cmd_result_free(&r);
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"origin_error\"}", 1) ==
+                1);
+    px_stop(h);
+    fake_origin_stop(f);
+}
+
+/* The client's END_STREAM is a FIN to the origin behind its bytes; what the origin still sends
+ * goes on to the client, then its close ends the stream. */
+static void test_client_half_close(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start(NULL, ws_origin_port(o), NULL);
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "halfclose", "/h", NULL);
+    want(&r, "status=200");
+    want(&r, "after_end=last words,8");
+    want(&r, "stream_ended=True");
+    want(&r, "reset=none");
+    tu_cmd_result_free(&r);
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"client_closed\"}", 1) ==
+                1);
+    px_stop(h);
+    ws_origin_stop(o);
+}
+
+/* tunnel_timeout: a WebSocket with no byte either way is reset (CANCEL) and counted idle. */
+static void test_tunnel_timeout(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start(NULL, ws_origin_port(o), "tunnel_timeout = 400ms");
+    struct tu_cmd_result r = {0};
+    run_client(h, &r, "idle", "/i", NULL);
+    want(&r, "status=200");
+    want(&r, "reset=8");
+    tu_cmd_result_free(&r);
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"idle\"}", 1) == 1);
+    assert_int_equal(harness_stop(h), 0);
+    char *line = px_log_line(h, "\"path\":\"/i\"");
+    if (!tu_contains(line, "idle for tunnel_timeout"))
+        fail_msg("access line: %s", line);
+    free(line);
+    harness_free(h);
+    ws_origin_stop(o);
+}
+
+/* ---- a stop ---- */
+
+/* h2_websocket.py beside the test, its FIFOs waiting for the test's look. */
+struct side_run {
+    const char *argv[8];
+    struct tu_cmd_result r;
+    int rc;
+};
+
+static void *side_main(void *arg)
+{
+    struct side_run *run = arg;
+    run->rc = tu_run_command(run->argv, RUN_MS, &run->r);
+    return NULL;
+}
+
+/* Waits for the script's line in the FIFO at path (opened before the script did); "" if none
+ * came within 20 s. */
+static void fifo_line(int fd, char *line, size_t size)
+{
+    int64_t deadline = tu_now_ms() + 20000;
+    short ev = 0;
+    line[0] = '\0';
+    while (tu_poll_until(fd, POLLIN, deadline, &ev) > 0 && read(fd, line, size - 1) <= 0)
+        ;
+    close(fd);
+}
+
+static void fifo_go(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_NONBLOCK); /* the script opened it first */
+    if (fd >= 0) {
+        assert_int_equal(write(fd, "go\n", 3), 3);
+        close(fd);
+    }
+}
+
+/* A reload's old worker lets a WebSocket stream live for shutdown_timeout, as an HTTP/1.1
+ * tunnel, then cuts it: the client has the GOAWAY, then the close; the cut is logged and
+ * counted. */
+static void test_cut_by_drain_deadline(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start("shutdown_timeout = 1s", ws_origin_port(o), NULL);
+    char dir[256], opened[300], go[300], port[16];
+    assert_int_equal(tu_make_temp_dir("h2ws", dir, sizeof(dir)), 0);
+    snprintf(opened, sizeof(opened), "%s/open", dir);
+    snprintf(go, sizeof(go), "%s/go", dir);
+    assert_int_equal(mkfifo(opened, 0600), 0);
+    assert_int_equal(mkfifo(go, 0600), 0);
+    int opened_fd = open(opened, O_RDONLY | O_NONBLOCK);
+    assert_true(opened_fd >= 0);
+    snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
+    struct side_run run = {.argv = {PY, CLIENT, port, "drain", "/long", dir, NULL}};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, side_main, &run), 0);
+    char line[32];
+    fifo_line(opened_fd, line, sizeof(line));
+    assert_int_equal(harness_signal(h, SIGHUP), 0);
+    assert_int_equal(harness_wait_log(h, "is live (generation 2,", PX_IO_MS), 0);
+    fifo_go(go);
+    pthread_join(t, NULL);
+    if (run.rc != 0 || strncmp(line, "open", 4) != 0)
+        fail_msg("h2_websocket.py drain: rc %d '%s'\n%s%s", run.rc, line, run.r.out, run.r.err);
+    want(&run.r, "status=200");
+    want(&run.r, "echoed_before=1");
+    want(&run.r, "echoed_draining=1"); /* the old worker still relays */
+    want(&run.r, "closed=True");
+    want(&run.r, "goaway=True");
+    tu_cmd_result_free(&run.r);
+    assert_int_equal(harness_wait_log(h, "previous workers have finished", PX_IO_MS), 0);
+    assert_true(harness_log_contains(h, "[warn] stopping: cut 1 tunnel still open"));
+    assert_true(harness_log_contains(h, ": cut: Portico stopped"));
+    assert_true(metric_reached(h, "portico_tunnels_closed_total{reason=\"cut\"}", 1) == 1);
+    assert_int_equal(harness_stop(h), 0);
+    char *l = px_log_line(h, "\"path\":\"/long\"");
+    if (!tu_contains(l, "tunnel: cut: Portico stopped") || !tu_contains(l, "\"status\":200"))
+        fail_msg("the cut stream's line: %s", l);
+    free(l);
+    harness_free(h);
+    tu_remove_tree(dir);
+    ws_origin_stop(o);
+}
+
+/* ---- flow control ---- */
+
+/* h2_websocket.py's noread mode, run beside the test (its FIFOs wait for the test's look). */
+struct noread_run {
+    const char *argv[8];
+    struct tu_cmd_result r;
+    int rc;
+};
+
+static void *noread_main(void *arg)
+{
+    struct noread_run *run = arg;
+    run->rc = tu_run_command(run->argv, RUN_MS, &run->r);
+    return NULL;
+}
+
+/* What Portico may grow by while a client that reads no echo has a WebSocket send it 64 MiB:
+ * the stream's share of its connection's response budget (4 MiB), what the origin's socket
+ * read ahead, and the request window's worth (1 MiB at most) on its way to the origin. */
+#define NOREAD_GROWTH_KB (12 * 1024)
+
+/* A client that gives back no window for what it is sent: the origin's echoes stop in
+ * Portico at the stream's share, the origin is no longer read, its own writes back up, it
+ * reads no more of the client's messages, and the client's window stays shut: the client sent
+ * a few MiB of its 64, and Portico's memory stayed bounded. */
+static void test_client_not_reading_bounded(void **state)
+{
+    (void)state;
+    struct ws_origin *o = ws_origin_start();
+    assert_non_null(o);
+    struct harness *h = start(NULL, ws_origin_port(o), NULL);
+    pid_t pid = harness_pid(h);
+    bool own = px_rss_is_portico(pid);
+    long before = own ? px_rss_settled(pid) : px_proc_kb(pid, "VmRSS");
+    char dir[256], stalled[300], go[300], port[16];
+    assert_int_equal(tu_make_temp_dir("h2ws", dir, sizeof(dir)), 0);
+    snprintf(stalled, sizeof(stalled), "%s/stalled", dir);
+    snprintf(go, sizeof(go), "%s/go", dir);
+    assert_int_equal(mkfifo(stalled, 0600), 0);
+    assert_int_equal(mkfifo(go, 0600), 0);
+    int stalled_fd = open(stalled, O_RDONLY | O_NONBLOCK); /* before the script opens it */
+    assert_true(stalled_fd >= 0);
+    snprintf(port, sizeof(port), "%u", harness_port(h, "tls"));
+    struct noread_run run = {.argv = {PY, CLIENT, port, "noread", "/n", "64", dir, NULL}};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, noread_main, &run), 0);
+    int64_t deadline = tu_now_ms() + 20000;
+    short ev = 0;
+    char line[32] = "";
+    while (tu_poll_until(stalled_fd, POLLIN, deadline, &ev) > 0 &&
+           read(stalled_fd, line, sizeof(line) - 1) <= 0)
+        ;
+    close(stalled_fd);
+    long after = own ? px_rss_settled(pid) : px_proc_kb(pid, "VmRSS");
+    int go_fd = open(go, O_WRONLY | O_NONBLOCK); /* the script opened it first */
+    if (go_fd >= 0) {
+        assert_int_equal(write(go_fd, "go\n", 3), 3);
+        close(go_fd);
+    }
+    pthread_join(t, NULL);
+    if (run.rc != 0 || strncmp(line, "stalled ", 8) != 0)
+        fail_msg("h2_websocket.py noread: rc %d, '%s'\n%s%s", run.rc, line, run.r.out,
+                 run.r.err);
+    long sent = strtol(line + 8, NULL, 10);
+    print_message("  a client reading no echo: sent %ld KiB of 64 MiB; portico RSS %ld kB -> "
+                  "%ld kB%s\n",
+                  sent / 1024, before, after, own ? "" : " (not asserted under ASan)");
+    want(&run.r, "status=200");
+    want(&run.r, "go=True");
+    assert_true(sent < 32 * 1024 * 1024); /* the rest: the kernels' buffers on the way */
+    if (own && after - before > NOREAD_GROWTH_KB)
+        fail_msg("RSS grew by %ld kB (at most %d kB)", after - before, NOREAD_GROWTH_KB);
+    tu_cmd_result_free(&run.r);
+    tu_remove_tree(dir);
+    px_stop(h);
+    ws_origin_stop(o);
+}
+
+int main(void)
+{
+    tu_ignore_sigpipe();
+    tu_test_filter();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_settings_advertised),
+        cmocka_unit_test(test_echo),
+        cmocka_unit_test(test_two_websockets_and_a_get),
+        cmocka_unit_test(test_origin_refuses),
+        cmocka_unit_test(test_refused_origin),
+        cmocka_unit_test(test_silent_origin),
+        cmocka_unit_test(test_fault_rule_answers),
+        cmocka_unit_test(test_wrong_accept),
+        cmocka_unit_test(test_other_connects_501),
+        cmocka_unit_test(test_client_reset_closes_origin),
+        cmocka_unit_test(test_origin_close_ends_stream),
+        cmocka_unit_test(test_origin_reset_resets_stream),
+        cmocka_unit_test(test_client_half_close),
+        cmocka_unit_test(test_tunnel_timeout),
+        cmocka_unit_test(test_cut_by_drain_deadline),
+        cmocka_unit_test(test_client_not_reading_bounded),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
