@@ -202,12 +202,14 @@ static int find(const struct sni_name *v, size_t n, const char *key)
     return lo < n && strcmp(v[lo].name, key) == 0 ? v[lo].cert : -1;
 }
 
-/* The certificate for key (name_key's), or 0 (the default), or -1 refused (strict). */
+/* The certificate for key (name_key's), or 0 (the default), or -1 refused (strict). A wildcard
+ * stands for one whole label (RFC 6125 6.4.3): not an empty one (".a.test"), nor a '*' or a
+ * blank a ClientHello may carry, which strict SNI would otherwise take for a name served. */
 static int choose(const struct sni_table *t, const char *key)
 {
     int cert = find(t->exact, t->nexact, key);
     const char *parent = strchr(key, '.');
-    if (cert < 0 && parent && parent[1])
+    if (cert < 0 && parent && plain_name(key, (size_t)(parent - key)) && parent[1])
         cert = find(t->wild, t->nwild, parent + 1);
     if (cert < 0)
         cert = t->strict ? -1 : 0;
