@@ -248,6 +248,26 @@ static bool hello_name(SSL *ssl, char *key)
     return false;
 }
 
+/* The refused name key as the log line says it (malloc'd; NULL out of memory): a ClientHello's
+ * bytes, unchecked by OpenSSL but for NUL, each outside visible ASCII and the backslash written
+ * \xNN, so that no name can begin a forged line of the log or drive a terminal. */
+static char *refusal_text(const char *key)
+{
+    size_t len = strlen(key);
+    char *text = malloc(4 * len + 1), *at = text;
+    if (!text)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)key[i];
+        if (ch > ' ' && ch < 0x7f && ch != '\\')
+            *at++ = (char)ch;
+        else
+            at += snprintf(at, 5, "\\x%02x", ch);
+    }
+    *at = '\0';
+    return text;
+}
+
 /* OpenSSL's ClientHello callback of the default context: the chosen certificate goes on the
  * connection, in place of the default one (cleared first: a default of another key type would
  * stay beside it, and OpenSSL could send either). */
@@ -259,7 +279,7 @@ static int choose_cert(SSL *ssl, int *alert, void *arg)
     int cert = named ? choose(t, key) : t->strict ? -1 : 0;
     if (cert < 0) {
         /* kept for the log line (sni_refused): OpenSSL's own error says "callback failed" */
-        char *name = strdup(named ? key : "");
+        char *name = refusal_text(named ? key : "");
         if (name && SSL_set_ex_data(ssl, refusal_index, name) != 1)
             free(name);
         *alert = SSL_AD_UNRECOGNIZED_NAME;

@@ -293,6 +293,9 @@ static void test_unknown_name(void **state)
         {"x.y.sni.test", NULL},
         {"a.sni.test", "sni-a"},
         {"localhost", "localhost"},
+        /* a name is the client's bytes: its line says them escaped (main wrote them raw, the
+         * newline beginning a forged line of the log, the escape driving a terminal) */
+        {"evil\nforged [error]\x1b[31m", NULL},
     };
     for (size_t i = 0; i < sizeof(strict_rows) / sizeof(strict_rows[0]); i++) {
         struct hello got;
@@ -314,6 +317,9 @@ static void test_unknown_name(void **state)
                                               "unrecognized_name sent)", PX_IO_MS), 0);
     assert_int_equal(harness_wait_log(strict, "TLS handshake failed: tls_strict_sni: the "
                                               "ClientHello names no host", PX_IO_MS), 0);
+    assert_int_equal(harness_wait_log(strict, "no certificate serves "
+                                              "evil\\x0aforged\\x20[error]\\x1b[31m (alert",
+                                      PX_IO_MS), 0);
     px_stop(strict);
 }
 
