@@ -1408,7 +1408,7 @@ static void client_cb(void *arg, enum sock_event ev)
             refuse_plain_http(c);
             return;
         }
-        char buf[SNI_NAME_MAX + 96] = "connection closed";
+        char buf[SNI_REFUSAL_MAX] = "connection closed";
         /* strict SNI says the name it refused, where OpenSSL's error is "callback failed" */
         bool refused = sni_refused(c->sock.ssl, buf, sizeof(buf));
         if (!refused && c->sock.ssl_err)

@@ -53,7 +53,7 @@ struct sni_table {
 _Static_assert(SHA256_DIGEST_LENGTH <= SSL_MAX_SID_CTX_LENGTH, "a digest is a session ID context");
 
 static int table_index = -1;
-static int refusal_index = -1;            /* of an SSL: the name strict SNI refused (owned) */
+static int refusal_index = -1;            /* of an SSL: why strict SNI refused it (owned) */
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
 static void table_free(struct sni_table *t)
@@ -202,12 +202,14 @@ static int find(const struct sni_name *v, size_t n, const char *key)
     return lo < n && strcmp(v[lo].name, key) == 0 ? v[lo].cert : -1;
 }
 
-/* The certificate for key (name_key's), or 0 (the default), or -1 refused (strict). */
+/* The certificate for key (name_key's), or 0 (the default), or -1 refused (strict). A wildcard
+ * stands for one whole label (RFC 6125 6.4.3): not an empty one (".a.test"), nor a '*' or a
+ * blank a ClientHello may carry, which strict SNI would otherwise take for a name served. */
 static int choose(const struct sni_table *t, const char *key)
 {
     int cert = find(t->exact, t->nexact, key);
     const char *parent = strchr(key, '.');
-    if (cert < 0 && parent && parent[1])
+    if (cert < 0 && parent && plain_name(key, (size_t)(parent - key)) && parent[1])
         cert = find(t->wild, t->nwild, parent + 1);
     if (cert < 0)
         cert = t->strict ? -1 : 0;
@@ -227,23 +229,71 @@ int sni_choose(void *ctx, const char *name)
 
 /* ---- the ClientHello ---- */
 
-/* The first host_name of a server_name extension (RFC 6066 3) into key; false for none. */
-static bool hello_name(SSL *ssl, char *key)
+/* What a ClientHello's server_name extension (RFC 6066 3) gave. */
+enum hello_sni {
+    HELLO_NAMED,                          /* one host_name: into key */
+    HELLO_UNNAMED,                        /* none, or a name no certificate can have (empty, a
+                                             NUL, too long) */
+    HELLO_MALFORMED,                      /* lengths that do not add up, another type, or more
+                                             than one name: OpenSSL's own parse, after this
+                                             callback, ends the handshake with decode_error */
+};
+
+static enum hello_sni hello_name(SSL *ssl, char *key)
 {
     const unsigned char *p;
     size_t len;
-    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) != 1 || len < 2 ||
-        (size_t)(p[0] << 8 | p[1]) != len - 2)
-        return false;
-    for (size_t at = 2; at + 3 <= len;) {
-        size_t n = (size_t)(p[at + 1] << 8 | p[at + 2]);
-        if (at + 3 + n > len)
-            return false;
-        if (p[at] == TLSEXT_NAMETYPE_host_name)
-            return name_key((const char *)p + at + 3, n, key);
-        at += 3 + n;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) != 1)
+        return HELLO_UNNAMED;
+    /* OpenSSL's reading: a list of exactly one host_name */
+    if (len < 5 || (size_t)(p[0] << 8 | p[1]) != len - 2 || p[2] != TLSEXT_NAMETYPE_host_name ||
+        (size_t)(p[3] << 8 | p[4]) != len - 5)
+        return HELLO_MALFORMED;
+    return name_key((const char *)p + 5, len - 5, key) ? HELLO_NAMED : HELLO_UNNAMED;
+}
+
+/* The name key as a log line says it, into out[4 * SNI_NAME_MAX + 1]: a ClientHello's bytes,
+ * unchecked by OpenSSL but for NUL, each outside visible ASCII and the backslash written \xNN,
+ * so that no name can begin a forged line of the log or drive a terminal. */
+static void name_text(const char *key, char *out)
+{
+    for (; *key; key++) {
+        unsigned char ch = (unsigned char)*key;
+        if (ch > ' ' && ch < 0x7f && ch != '\\')
+            *out++ = (char)ch;
+        else
+            out += snprintf(out, 5, "\\x%02x", ch);
     }
-    return false;
+    *out = '\0';
+}
+
+/* Strict SNI's refusal of each hello_sni: the alert, and the log line's words (sni_refused). */
+static const struct {
+    int alert;
+    const char *why;                      /* a format of the name's text (empty but named) */
+} refusals[] = {
+    [HELLO_NAMED] = {SSL_AD_UNRECOGNIZED_NAME, "tls_strict_sni: no certificate serves %s (alert "
+                                               "unrecognized_name sent)"},
+    [HELLO_UNNAMED] = {SSL_AD_UNRECOGNIZED_NAME, "tls_strict_sni: the ClientHello names no host%s "
+                                                 "(alert unrecognized_name sent)"},
+    [HELLO_MALFORMED] = {SSL_AD_DECODE_ERROR, "tls_strict_sni: the ClientHello's server_name is "
+                                              "malformed%s (alert decode_error sent)"},
+};
+
+/* Refuses the handshake (strict SNI): the alert of what the ClientHello gave, and the line
+ * kept for the log (OpenSSL's own error says "callback failed"). */
+static int refuse(SSL *ssl, enum hello_sni got, const char *key, int *alert)
+{
+    char name[4 * SNI_NAME_MAX + 1] = "";
+    if (got == HELLO_NAMED)
+        name_text(key, name);
+    char why[SNI_REFUSAL_MAX];
+    snprintf(why, sizeof(why), refusals[got].why, name);
+    char *kept = strdup(why);
+    if (kept && SSL_set_ex_data(ssl, refusal_index, kept) != 1)
+        free(kept);
+    *alert = refusals[got].alert;
+    return SSL_CLIENT_HELLO_ERROR;
 }
 
 /* OpenSSL's ClientHello callback of the default context: the chosen certificate goes on the
@@ -253,16 +303,10 @@ static int choose_cert(SSL *ssl, int *alert, void *arg)
 {
     const struct sni_table *t = arg;
     char key[SNI_NAME_MAX + 1];
-    bool named = hello_name(ssl, key);
-    int cert = named ? choose(t, key) : t->strict ? -1 : 0;
-    if (cert < 0) {
-        /* kept for the log line (sni_refused): OpenSSL's own error says "callback failed" */
-        char *name = strdup(named ? key : "");
-        if (name && SSL_set_ex_data(ssl, refusal_index, name) != 1)
-            free(name);
-        *alert = SSL_AD_UNRECOGNIZED_NAME;
-        return SSL_CLIENT_HELLO_ERROR;
-    }
+    enum hello_sni got = hello_name(ssl, key);
+    int cert = got == HELLO_NAMED ? choose(t, key) : t->strict ? -1 : 0;
+    if (cert < 0)
+        return refuse(ssl, got, key, alert);
     if (cert == 0) /* the context's own, set at SSL_new */
         return SSL_CLIENT_HELLO_SUCCESS;
     const struct sni_cert *c = &t->certs[cert];
@@ -372,14 +416,9 @@ fail:
 
 bool sni_refused(SSL *ssl, char *buf, size_t size)
 {
-    const char *name = refusal_index < 0 ? NULL : SSL_get_ex_data(ssl, refusal_index);
-    if (!name)
+    const char *why = refusal_index < 0 ? NULL : SSL_get_ex_data(ssl, refusal_index);
+    if (!why)
         return false;
-    if (*name)
-        snprintf(buf, size, "tls_strict_sni: no certificate serves %s (alert unrecognized_name "
-                            "sent)", name);
-    else
-        snprintf(buf, size, "tls_strict_sni: the ClientHello names no host (alert "
-                            "unrecognized_name sent)");
+    snprintf(buf, size, "%s", why);
     return true;
 }

@@ -46,8 +46,12 @@ int sni_attach(void **ctxs, int n, bool strict, sni_conflict_fn *conflict, void 
  * without one final dot. */
 int sni_choose(void *ctx, const char *name);
 
+/* Room for sni_refused's text: the name (each byte of it as \xNN at worst) and the words. */
+#define SNI_REFUSAL_MAX (4 * SNI_NAME_MAX + 96)
+
 /* After a failed handshake: true when strict SNI refused it, with why into buf ("tls_strict_sni:
- * no certificate serves NAME ..."), for the log line OpenSSL's "callback failed" would be. */
+ * no certificate serves NAME ..."), for the log line OpenSSL's "callback failed" would be. NAME
+ * is the client's bytes with each one outside visible ASCII, and the backslash, as \xNN. */
 bool sni_refused(struct ssl_st *ssl, char *buf, size_t size);
 
 #endif

@@ -738,6 +738,62 @@ def answered_slot(port):
     c.close()
 
 
+def answered_many(port, n):
+    """N POSTs answered at their heads at once, their bodies unsent: each reset once the client
+    read its answer, by Portico's PINGs that none but the in-flight one opens.
+
+    Under http2_max_concurrent_streams = N, N POSTs of /early/ (a fault rule answers 200 at
+    its head), each with a content-length of 3,000 and 100 bytes sent with its head, in one
+    write. The first answer's PING is in flight while the others go: theirs is due, sent at its
+    acknowledgement. Held unacknowledged meanwhile; what reads like ours but is not resets
+    nothing: our own PING with Portico's prefix, and an ACK of the number after the one in
+    flight (sync reads them in). Then the PINGs are acknowledged as they come; every stream must
+    be reset (NO_ERROR), and N GETs served in the slots. Prints what was seen."""
+    c = Conn(port)
+    c.ack_answers = False
+    answer_pings = []
+    handle = c.handle
+
+    acks = []
+
+    def note(ftype, flags, sid, payload):
+        if ftype == PING and not flags & ACK and payload.startswith(b"ans"):
+            answer_pings.append(payload)
+        if ftype == PING and flags & ACK:
+            acks.append(payload)
+        handle(ftype, flags, sid, payload)
+    c.handle = note
+    ids = list(range(1, 2 * n, 2))
+    sts = [c.st(sid) for sid in ids]
+    c.send(b"".join(c.request(sid, get("/early/x", "POST") + [("content-length", "3000")],
+                              False) + frame(DATA, 0, sid, b"h" * 100) for sid in ids))
+    c.pump(lambda: all(st["end"] for st in sts) and answer_pings or c.goaway is not None,
+           time.monotonic() + IO_S)
+    held = list(answer_pings)
+    following = struct.pack(">I", struct.unpack(">I", held[0][4:])[0] + 1 if held else 1)
+    # Our PING's ACK went ahead of any reset they made (nghttp2 sends PINGs first): the ACK of
+    # a PING sent after it tells they were all read and answered.
+    for payload, before in ((b"sync-one", frame(PING, 0, 0, b"ans\0" + following) +
+                             frame(PING, ACK, 0, b"ans\0" + following)), (b"sync-two", b"")):
+        c.send(before + frame(PING, 0, 0, payload))
+        c.pump(lambda: payload in acks, time.monotonic() + IO_S)
+    early_rst = [st["rst"] for st in sts]
+    c.ack_answers = True
+    for payload in held:
+        c.send(frame(PING, ACK, 0, payload))
+    c.pump(lambda: all(st["rst"] is not None for st in sts) or c.goaway is not None,
+           time.monotonic() + IO_S)
+    nxt = [c.ask(sid, get("/status/200"), lambda: c.goaway is not None)
+           for sid in range(2 * n + 1, 4 * n, 2)]
+    print("answered_many n=%d status=%s held=%d early_rst=%s answer_pings=%d rst=%s next=%s "
+          "goaway=%s" % (n, sorted(set(st["status"][0] if st["status"] else None for st in sts)),
+                         len(held), sorted(set(early_rst), key=str), len(answer_pings),
+                         sorted(set(st["rst"] for st in sts), key=str),
+                         sorted(set(x["status"][0] if x["status"] and x["end"] else None
+                                    for x in nxt), key=str), c.goaway))
+    c.close()
+
+
 def discard_short(port, n):
     """N POSTs answered 502 before their bodies' end, each ended short: then a GET answered.
 
@@ -2155,6 +2211,7 @@ MODES = {
     "late_data": (late_data, int, int),
     "discard": (discard, choice(*DISCARD_BODY)),
     "answered_slot": (answered_slot,),
+    "answered_many": (answered_many, int),
     "discard_short": (discard_short, int),
     "slow_body": (slow_body, int, int),
     "discard_unacked": (discard_unacked,),

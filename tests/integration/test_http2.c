@@ -2826,6 +2826,36 @@ static void test_answered_stream_frees_slot(void **state)
     px_stop(h);
 }
 
+/* Several streams answered early at once: one answer PING in flight at a time, so the first
+ * answer's goes alone and the others' is due, sent at its acknowledgement; each stream is reset
+ * (NO_ERROR) once the PING after its answer is acknowledged, and every slot of
+ * http2_max_concurrent_streams is free again. Before those, a PING of the client's own with
+ * Portico's prefix and an ACK of the number after the one in flight reset nothing. Before
+ * smallfix none was reset (rst=[None]) and a GET, past the limit, ended the connection (GOAWAY
+ * PROTOCOL_ERROR from libnghttp2); a mutant that
+ * never sends the due PING resets the first stream only (rst=[0, None]), and one that takes any
+ * number's ACK resets them all at the forged one (early_rst=[0]). */
+static void test_answered_streams_share_pings(void **state)
+{
+    (void)state;
+    struct harness *h = start("client_body_timeout = 30s\nhttp2_max_concurrent_streams = 4\n"
+                              "listen = 127.0.0.1:{{port:h2c}} h2c",
+                              "[upstream sim]\norigin = sim\n"
+                              "[fault early]\nprefix = /early\nstatus = 200\n");
+    char answered_s[128];
+    h2_discards("answered", answered_s, sizeof(answered_s));
+    long long answered = metric(h, answered_s);
+    struct tu_cmd_result r = {0};
+    frames(h, "answered_many", "4", &r);
+    print_message("%s", r.out);
+    static const char *const want = "answered_many n=4 status=[200] held=1 early_rst=[None] "
+                                    "answer_pings=2 rst=[0] next=[200] goaway=None";
+    want_lines(&r, &want, 1);
+    tu_cmd_result_free(&r);
+    assert_int_equal(metric_reached(h, answered_s, answered + 4), answered + 4);
+    px_stop(h);
+}
+
 /* DISCARD_MAX counts what is dropped once the answer went, not what the exchange took before
  * it: a body of unknown length answered 413 past max_body_size (512k) is read 1 MiB further
  * before its reset (NO_ERROR), more than 1.5 MiB in all. No row told the two apart: each early
@@ -4320,6 +4350,7 @@ int main(void)
         cmocka_unit_test(test_early_answer_discards),
         cmocka_unit_test(test_discard_bounds),
         cmocka_unit_test(test_answered_stream_frees_slot),
+        cmocka_unit_test(test_answered_streams_share_pings),
         cmocka_unit_test(test_short_body_answer_unsent),
         cmocka_unit_test(test_head_unsent_at_connection_error),
         cmocka_unit_test(test_unread_lines_match_counts),

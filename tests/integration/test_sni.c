@@ -192,6 +192,39 @@ done:
     return rc;
 }
 
+/* A ClientHello whose server_name list says it holds 3 bytes where it holds 9 (one host_name,
+ * "b.test"): no OpenSSL client sends one. */
+static const unsigned char malformed_sni_hello[] = {
+    0x16, 0x03, 0x01, 0x00, 0x3e,                         /* record: handshake, 62 bytes */
+    0x01, 0x00, 0x00, 0x3a,                               /* ClientHello, 58 bytes */
+    0x03, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0,                                     /* TLS 1.2, random */
+    0x00, 0x00, 0x02, 0xc0, 0x2f, 0x01, 0x00,             /* no session ID, a suite, null */
+    0x00, 0x0f, 0x00, 0x00, 0x00, 0x0b,                   /* extensions: server_name, 11 */
+    0x00, 0x03, 0x00, 0x00, 0x06, 'b', '.', 't', 'e', 's', 't', /* a list of "3" */
+};
+
+/* The alert a raw ClientHello gets from port: its description, or -1 for none. */
+static int raw_hello_alert(uint16_t port, const unsigned char *hello_bytes, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
+    struct timeval bound = {.tv_sec = PX_IO_MS / 1000};
+    unsigned char got[7];
+    size_t have = 0;
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound)) == 0 &&
+        connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0 &&
+        send(fd, hello_bytes, len, 0) == (ssize_t)len) {
+        ssize_t n;
+        while (have < sizeof(got) && (n = recv(fd, got + have, sizeof(got) - have, 0)) > 0)
+            have += (size_t)n;
+    }
+    if (fd >= 0)
+        close(fd);
+    return have == sizeof(got) && got[0] == 0x15 ? got[6] : -1; /* alert, level, description */
+}
+
 /* A row: the name a client asks for, and the CN of the certificate it must get. */
 struct want_cert {
     const char *sni;              /* NULL: no server_name */
@@ -293,6 +326,9 @@ static void test_unknown_name(void **state)
         {"x.y.sni.test", NULL},
         {"a.sni.test", "sni-a"},
         {"localhost", "localhost"},
+        /* a name is the client's bytes: its line says them escaped (main wrote them raw, the
+         * newline beginning a forged line of the log, the escape driving a terminal) */
+        {"evil\nforged [error]\x1b[31m", NULL},
     };
     for (size_t i = 0; i < sizeof(strict_rows) / sizeof(strict_rows[0]); i++) {
         struct hello got;
@@ -314,6 +350,17 @@ static void test_unknown_name(void **state)
                                               "unrecognized_name sent)", PX_IO_MS), 0);
     assert_int_equal(harness_wait_log(strict, "TLS handshake failed: tls_strict_sni: the "
                                               "ClientHello names no host", PX_IO_MS), 0);
+    /* a server_name OpenSSL would not read: its decode_error, said so (main: unrecognized_name,
+     * logged as a ClientHello that names no host) */
+    assert_int_equal(raw_hello_alert(harness_port(strict, "tls"), malformed_sni_hello,
+                                     sizeof(malformed_sni_hello)),
+                     SSL_AD_DECODE_ERROR);
+    assert_int_equal(harness_wait_log(strict, "TLS handshake failed: tls_strict_sni: the "
+                                              "ClientHello's server_name is malformed (alert "
+                                              "decode_error sent)", PX_IO_MS), 0);
+    assert_int_equal(harness_wait_log(strict, "no certificate serves "
+                                              "evil\\x0aforged\\x20[error]\\x1b[31m (alert",
+                                      PX_IO_MS), 0);
     px_stop(strict);
 }
 

@@ -132,6 +132,10 @@ static const struct {
     {NULL, 0, -1, "no name: the default, or refused"},
     {"", 0, -1, "an empty name"},
     {".", 0, -1, "a dot alone"},
+    /* the wildcard's label is a whole one: main gave these the wildcard, also when strict */
+    {".example.test", 0, -1, "an empty first label: no wildcard's"},
+    {"*.example.test", 0, -1, "a '*' asked for: no wildcard's"},
+    {"a b.example.test", 0, -1, "a blank in the first label: no wildcard's"},
 };
 
 static void attach_rows(bool strict)
