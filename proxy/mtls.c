@@ -128,7 +128,13 @@ static int client_verify(int ok, X509_STORE_CTX *store)
     SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
     const struct mtls_settings *s = ssl ? settings_of(ssl) : NULL;
     X509 *cert = X509_STORE_CTX_get_current_cert(store);
-    if (!ok && ssl && cert && !SSL_get_ex_data(ssl, failure_index)) {
+    const struct mtls_failure *first = ssl ? SSL_get_ex_data(ssl, failure_index) : NULL;
+    if (!ok && first) {
+        /* optional goes on past a failure, to others that follow from it ("unable to verify
+         * the first certificate" after "unable to get local issuer certificate"): the result
+         * kept is the first, which says what was wrong */
+        X509_STORE_CTX_set_error(store, first->error);
+    } else if (!ok && ssl && cert) {
         struct mtls_failure *f = malloc(sizeof(*f));
         if (f) {
             *f = (struct mtls_failure){.cert = cert, .error = X509_STORE_CTX_get_error(store),
@@ -188,6 +194,16 @@ int mtls_apply(void *ctx, enum mtls_mode mode, const char *ca_file, int depth,
     return 0;
 }
 
+/* A name as RFC 2253 writes it ("CN=client,O=Example"), UTF-8 left as it is, into buf. */
+static void name_text(const X509_NAME *name, char *buf, size_t size)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    int n = bio ? X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) : -1;
+    int got = n >= 0 ? BIO_read(bio, buf, (int)size - 1) : -1;
+    BIO_free(bio);
+    buf[got > 0 ? got : 0] = '\0';
+}
+
 /* ---- refusals ---- */
 
 /* An ASN1 time as certexpiry says dates: "2026-12-05 06:07:00 UTC". */
@@ -239,8 +255,8 @@ bool mtls_refused(SSL *ssl, unsigned long ssl_err, enum cert_refusal *reason, ch
         return false;
     *reason = refusal_of(f->error);
     char subject[160], issuer[160], date[32], what[96];
-    X509_NAME_oneline(X509_get_subject_name(f->cert), subject, sizeof(subject));
-    X509_NAME_oneline(X509_get_issuer_name(f->cert), issuer, sizeof(issuer));
+    name_text(X509_get_subject_name(f->cert), subject, sizeof(subject));
+    name_text(X509_get_issuer_name(f->cert), issuer, sizeof(issuer));
     if (*reason == CERT_REFUSED_EXPIRED) {
         format_time(X509_get0_notAfter(f->cert), date, sizeof(date));
         snprintf(what, sizeof(what), "expired on %s", date);
@@ -333,13 +349,7 @@ struct mtls_peer *mtls_peer_new(SSL *ssl)
     } else {
         snprintf(verify, sizeof(verify), "SUCCESS");
         char subject[512];
-        BIO *bio = BIO_new(BIO_s_mem());
-        int n = bio ? X509_NAME_print_ex(bio, X509_get_subject_name(leaf), 0,
-                                         XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB)
-                    : -1;
-        int got = n >= 0 ? BIO_read(bio, subject, sizeof(subject) - 1) : -1;
-        BIO_free(bio);
-        subject[got > 0 ? got : 0] = '\0';
+        name_text(X509_get_subject_name(leaf), subject, sizeof(subject));
         p->subject = strdup(subject);
         p->cert = cert_field(leaf);
         p->chain = chain_field(SSL_get0_verified_chain(ssl));
