@@ -109,9 +109,9 @@ enum {
     CAP_ORIGIN = CFG_ORIGIN_TEXT_MAX,  /* an origin as written, whole */
     CAP_AGENT = 300,                   /* 400 before forwarded_for: real ones are under 250 */
     CAP_FORWARDED = 160,               /* ten IPv4 hops, four IPv6 ones */
-    CAP_SUBJECT = 200,                 /* a client certificate's subject: CN, O, OU ... */
+    CAP_SUBJECT = 96,                  /* a client certificate's subject: CN, O, OU ... */
     CAP_DETAIL = 256,
-    MAX_INTERIM = 64,                  /* codes listed (4 bytes each) */
+    MAX_INTERIM = 32,                  /* codes listed (4 bytes each): a response has 2 or 3 */
 };
 
 #define LIT(b, s) fmt_put((b), (s), sizeof(s) - 1)
