@@ -543,8 +543,7 @@ static int set_defaults(struct cfg_loader *ld)
                                                   sizeof(why));
     cfg->shutdown_timeout_ms = 30000;
     cfg->tls_ticket_rotation_ms = TICKET_DEFAULT_ROTATION_MS;
-    cfg->tls_verify_depth = 4;             /* a CA, two intermediates and room; nginx's 1 refuses
-                                              any chain with an intermediate */
+    cfg->tls_verify_depth = 4;             /* intermediates: a company's PKI has one or two */
     cfg->http2 = true;
     cfg->http2_max_concurrent_streams = 100;
     if (!(cfg->access_log = cfg_copy(ld, "stderr")) || !(cfg->error_log = cfg_copy(ld, "stderr")))

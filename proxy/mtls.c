@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <pthread.h>
@@ -174,11 +175,15 @@ int mtls_apply(void *ctx, enum mtls_mode mode, const char *ca_file, int depth,
     if (!names || SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
         sk_X509_NAME_pop_free(names, X509_NAME_free);
         err->file = ca_file;
-        if (ERR_peek_error())
-            tls_last_error(err->text, sizeof(err->text));
-        else
+        /* a key, an empty file or a DER one: OpenSSL says "no start line", which says nothing */
+        unsigned long e = ERR_peek_error();
+        bool none = !e || (ERR_GET_LIB(e) == ERR_LIB_PEM &&
+                           ERR_GET_REASON(e) == PEM_R_NO_START_LINE);
+        if (none)
             snprintf(err->text, sizeof(err->text),
-                     "holds no CA certificate (-----BEGIN CERTIFICATE-----)");
+                     "holds no CA certificate in PEM form (-----BEGIN CERTIFICATE-----)");
+        else
+            tls_last_error(err->text, sizeof(err->text));
         ERR_clear_error();
         return -1;
     }

@@ -52,7 +52,7 @@ int mtls_session_context(struct x509_st *leaf, const unsigned char *bind,
                          unsigned char sid[MTLS_SID_LEN]);
 
 /* Makes a server context (tls_server_ctx's, the default of sni.h) ask for client certificates
- * chaining to ca_file, at most depth CA certificates above the leaf, refusing the handshake
+ * chaining to ca_file through at most depth intermediate CAs, refusing the handshake
  * without a good one when mode is MTLS_ON; sets its session ID context (bind: mtls_bind's).
  * MTLS_OFF changes nothing. 0, or -1 with err filled (the CA file unreadable, holding no
  * certificate). */

@@ -591,7 +591,7 @@ static void test_load_errors(void **state)
         {"tls_verify_client = on\ntls_client_ca = {{dir}}/missing.pem\n", true, 1,
          "portico.ini:9: tls_client_ca: "},
         {"tls_verify_client = on\ntls_client_ca = {{certs}}/ca.key\n", true, 1,
-         "portico.ini:9: tls_client_ca: "},
+         "/ca.key: holds no CA certificate in PEM form (-----BEGIN CERTIFICATE-----)"},
         {"tls_verify_client = maybe\n", true, 1,
          "portico.ini:8: tls_verify_client: 'maybe' is not one of off, optional, on"},
         {"tls_verify_depth = 0\n", true, 1, "portico.ini:8: tls_verify_depth"},
