@@ -116,6 +116,10 @@ static void visit_free(struct visit *v)
     memset(v, 0, sizeof(*v));
 }
 
+/* The name the next visits ask for in their ClientHello (NULL: none), for the row of several
+ * certificates. */
+static const char *visit_sni;
+
 /* One connection to port presenting cert/key (NULL: none), TLS `version` only (0: any),
  * offering *sess (NULL or pointing to NULL: none) and keeping the new one there, sending GET /
  * with the `extra` header lines; the origin's fields are read when it answered. 0, or -1 (the
@@ -149,6 +153,8 @@ static int visit(uint16_t port, const char *cert, const char *key, int version,
     }
     ssl = SSL_new(ctx);
     SSL_set_fd(ssl, fd);
+    if (visit_sni)
+        SSL_set_tlsext_host_name(ssl, (char *)(uintptr_t)visit_sni);
     if (sess && *sess)
         SSL_set_session(ssl, *sess);
     char req[1024], buf[4096];
@@ -532,6 +538,41 @@ static void test_resumption(void **state)
     px_stop(h);
 }
 
+/* With several certificates (SNI), each asks the same: a client naming the second one's host
+ * is refused without a certificate and served with one, over TLS 1.2 and 1.3, and its session
+ * resumes under that certificate with its identity. */
+static void test_several_certificates(void **state)
+{
+    (void)state;
+    assert_non_null(certs_get_sni());
+    struct harness *h = start("tls_cert = {{certs}}/sni-b.pem\ntls_key = {{certs}}/sni-b.key\n"
+                              "tls_verify_client = on\ntls_client_ca = {{certs}}/ca.pem\n");
+    uint16_t port = harness_port(h, "tls");
+    static const int versions[] = {TLS1_2_VERSION, TLS1_3_VERSION};
+    visit_sni = "b.sni.test";
+    for (size_t i = 0; i < ARRAY_SIZE(versions); i++) {
+        struct visit v;
+        SSL_SESSION *sess = NULL;
+        int rc = visit(port, NULL, NULL, versions[i], NULL, NULL, &v);
+        print_message("  TLS 1.%zu b.sni.test without a certificate: %s\n", i + 2,
+                      rc == 0 ? "served" : v.why);
+        assert_int_equal(rc, -1);
+        visit_free(&v);
+        assert_int_equal(visit(port, t.certs->client_cert, t.certs->client_key, versions[i], &sess,
+                               NULL, &v), 0);
+        assert_string_equal(v.verify, "SUCCESS");
+        visit_free(&v);
+        assert_int_equal(visit(port, NULL, NULL, versions[i], &sess, NULL, &v), 0);
+        print_message("  TLS 1.%zu resumed %d: %s\n", i + 2, v.reused, v.verify);
+        assert_int_equal(v.reused, 1);
+        assert_string_equal(v.verify, "SUCCESS");
+        visit_free(&v);
+        SSL_SESSION_free(sess);
+    }
+    visit_sni = NULL;
+    px_stop(h);
+}
+
 /* ---- reloads and load errors ---- */
 
 /* A reload naming another CA takes its clients and refuses the old CA's; a reload whose CA file
@@ -641,6 +682,7 @@ int main(void)
         cmocka_unit_test(test_spoofed_fields_removed),
         cmocka_unit_test(test_http2),
         cmocka_unit_test(test_resumption),
+        cmocka_unit_test(test_several_certificates),
         cmocka_unit_test(test_reload_changes_ca),
         cmocka_unit_test(test_load_errors),
     };
