@@ -464,7 +464,9 @@ static void test_http2(void **state)
     char *leaf = byte_sequence(t.certs->client_cert);
     assert_non_null(cert);
     assert_string_equal(cert, leaf);
+    assert_non_null(verify);
     assert_string_equal(verify, "SUCCESS");
+    assert_non_null(head);
     assert_null(strstr(head, "Zm9yZ2Vk"));
     assert_null(strstr(head, "FORGED"));
     free(cert), free(verify), free(head), free(leaf);
